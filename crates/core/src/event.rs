@@ -1,0 +1,485 @@
+//! Gameplay events: the wire format clients send, its validation, and the envelope carried on the bus.
+//!
+//! Validation happens once, at the gateway; everything downstream works on the typed [`Event`].
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Bounds applied to every event field (ARCHITECTURE §4 defaults).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest `progression.deltaXp`.
+    pub max_delta_xp: u64,
+    /// Largest `boss_kill.points`.
+    pub max_points: u64,
+    /// Largest `boss_kill.tier`.
+    pub max_tier: u64,
+    /// How far in the past `ts` may be, in seconds.
+    pub max_age_s: i64,
+    /// How far in the future `ts` may be, in seconds.
+    pub max_skew_s: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_delta_xp: 100_000,
+            max_points: 1_000_000,
+            max_tier: 10,
+            max_age_s: 24 * 3600,
+            max_skew_s: 300,
+        }
+    }
+}
+
+/// The kinds of gameplay event the product understands.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    /// XP earned from an activity.
+    Progression,
+    /// A boss defeated, worth points.
+    BossKill,
+    /// A loot drop the player claimed.
+    DropClaimed,
+}
+
+impl EventType {
+    /// Every event type, for metrics and per-type state.
+    pub const ALL: [EventType; 3] = [Self::Progression, Self::BossKill, Self::DropClaimed];
+
+    /// The wire name (`"boss_kill"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Progression => "progression",
+            Self::BossKill => "boss_kill",
+            Self::DropClaimed => "drop_claimed",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// A player id: `^[A-Za-z0-9_]{3,50}$`, checked on construction.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(try_from = "String", into = "String")]
+pub struct PlayerId(String);
+
+impl PlayerId {
+    /// Validates a player id.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let ok_len = (3..=50).contains(&s.len());
+        let ok_chars = s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if ok_len && ok_chars {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err("must match ^[A-Za-z0-9_]{3,50}$".into())
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for PlayerId {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
+impl From<PlayerId> for String {
+    fn from(p: PlayerId) -> String {
+        p.0
+    }
+}
+
+impl std::fmt::Display for PlayerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Is `s` a valid id or label (`bossId`, `dropId`, `source`, `activity`): 1..=64 of `[A-Za-z0-9_.:-]`.
+pub fn is_label(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+}
+
+/// XP earned from an activity.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProgressionPayload {
+    /// XP gained, 1..=100 000.
+    pub delta_xp: u32,
+    /// What earned it (`quest_completion`).
+    pub activity: String,
+}
+
+/// A boss kill.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BossKillPayload {
+    /// Which boss.
+    pub boss_id: String,
+    /// Difficulty tier, 1..=10.
+    pub tier: u8,
+    /// Points awarded, 0..=1 000 000.
+    pub points: u32,
+}
+
+/// A loot drop the player claimed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DropClaimedPayload {
+    /// The item dropped.
+    pub drop_id: String,
+    /// Drop weight (rarity), 0.0..=1.0.
+    pub weight: f64,
+    /// Where it dropped from (`raid_chest`).
+    pub source: String,
+}
+
+/// The payload of an event, tagged by its type.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", content = "payload", rename_all = "snake_case")]
+pub enum Payload {
+    /// `type: progression`.
+    Progression(ProgressionPayload),
+    /// `type: boss_kill`.
+    BossKill(BossKillPayload),
+    /// `type: drop_claimed`.
+    DropClaimed(DropClaimedPayload),
+}
+
+/// A validated gameplay event as the client sent it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// Who played.
+    pub player_id: PlayerId,
+    /// Client time, unix seconds (informational; windows use server time).
+    pub ts: i64,
+    /// What happened.
+    #[serde(flatten)]
+    pub payload: Payload,
+}
+
+impl Event {
+    /// The event's type.
+    pub fn kind(&self) -> EventType {
+        match self.payload {
+            Payload::Progression(_) => EventType::Progression,
+            Payload::BossKill(_) => EventType::BossKill,
+            Payload::DropClaimed(_) => EventType::DropClaimed,
+        }
+    }
+
+    /// Leaderboard score this event adds: `boss_kill.points + progression.deltaXp`.
+    pub fn score(&self) -> i64 {
+        match &self.payload {
+            Payload::Progression(p) => i64::from(p.delta_xp),
+            Payload::BossKill(b) => i64::from(b.points),
+            Payload::DropClaimed(_) => 0,
+        }
+    }
+
+    /// The number fairness watches for anomalies (the points an event carries), if any.
+    pub fn anomaly_value(&self) -> Option<f64> {
+        match &self.payload {
+            Payload::Progression(p) => Some(f64::from(p.delta_xp)),
+            Payload::BossKill(b) => Some(f64::from(b.points)),
+            Payload::DropClaimed(_) => None,
+        }
+    }
+}
+
+/// Why an event was rejected: the JSON path of the offending field and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct InvalidEvent {
+    /// JSON path of the field (`payload.deltaXp`), or `body` for the document itself.
+    pub field: String,
+    /// What is wrong, for a human.
+    pub reason: String,
+}
+
+fn invalid(field: &str, reason: impl Into<String>) -> InvalidEvent {
+    InvalidEvent {
+        field: field.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Parses and validates one event from raw JSON bytes.
+pub fn parse_event(body: &[u8], limits: &Limits, now_s: i64) -> Result<Event, InvalidEvent> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| invalid("body", format!("not valid JSON: {e}")))?;
+    validate_event(&value, "", limits, now_s)
+}
+
+/// Validates one event already parsed as JSON; `prefix` is prepended to field paths (`events[3].`).
+pub fn validate_event(
+    value: &Value,
+    prefix: &str,
+    limits: &Limits,
+    now_s: i64,
+) -> Result<Event, InvalidEvent> {
+    let path = |f: &str| format!("{prefix}{f}");
+    let obj = value
+        .as_object()
+        .ok_or_else(|| invalid(&path("body"), "must be a JSON object"))?;
+    check_keys(obj, &["type", "playerId", "ts", "payload"], &path(""))?;
+
+    let kind_s = obj
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid(&path("type"), "required string"))?;
+    let kind = EventType::parse(kind_s).ok_or_else(|| {
+        invalid(
+            &path("type"),
+            format!(
+                "unknown event type {kind_s:?}: expected progression, boss_kill or drop_claimed"
+            ),
+        )
+    })?;
+    let player = obj
+        .get("playerId")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid(&path("playerId"), "required string"))?;
+    let player_id = PlayerId::parse(player).map_err(|r| invalid(&path("playerId"), r))?;
+    let ts = int_in(obj, "ts", i64::MIN as i128, i64::MAX as i128, &path("ts"))? as i64;
+    if ts < now_s - limits.max_age_s {
+        return Err(invalid(
+            &path("ts"),
+            format!("more than {} s in the past", limits.max_age_s),
+        ));
+    }
+    if ts > now_s + limits.max_skew_s {
+        return Err(invalid(
+            &path("ts"),
+            format!("more than {} s in the future", limits.max_skew_s),
+        ));
+    }
+    let pay = obj
+        .get("payload")
+        .and_then(Value::as_object)
+        .ok_or_else(|| invalid(&path("payload"), "required object"))?;
+    let pp = |f: &str| path(&format!("payload.{f}"));
+    let payload = match kind {
+        EventType::Progression => {
+            check_keys(pay, &["deltaXp", "activity"], &path("payload."))?;
+            Payload::Progression(ProgressionPayload {
+                delta_xp: int_in(
+                    pay,
+                    "deltaXp",
+                    1,
+                    limits.max_delta_xp.into(),
+                    &pp("deltaXp"),
+                )? as u32,
+                activity: label(pay, "activity", &pp("activity"))?,
+            })
+        }
+        EventType::BossKill => {
+            check_keys(pay, &["bossId", "tier", "points"], &path("payload."))?;
+            Payload::BossKill(BossKillPayload {
+                boss_id: label(pay, "bossId", &pp("bossId"))?,
+                tier: int_in(pay, "tier", 1, limits.max_tier.into(), &pp("tier"))? as u8,
+                points: int_in(pay, "points", 0, limits.max_points.into(), &pp("points"))? as u32,
+            })
+        }
+        EventType::DropClaimed => {
+            check_keys(pay, &["dropId", "weight", "source"], &path("payload."))?;
+            let weight = pay
+                .get("weight")
+                .and_then(Value::as_f64)
+                .ok_or_else(|| invalid(&pp("weight"), "required number"))?;
+            if !(0.0..=1.0).contains(&weight) {
+                return Err(invalid(&pp("weight"), "must be between 0.0 and 1.0"));
+            }
+            Payload::DropClaimed(DropClaimedPayload {
+                drop_id: label(pay, "dropId", &pp("dropId"))?,
+                weight,
+                source: label(pay, "source", &pp("source"))?,
+            })
+        }
+    };
+    Ok(Event {
+        player_id,
+        ts,
+        payload,
+    })
+}
+
+fn check_keys(
+    obj: &Map<String, Value>,
+    allowed: &[&str],
+    prefix: &str,
+) -> Result<(), InvalidEvent> {
+    match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(invalid(&format!("{prefix}{k}"), "unknown field")),
+        None => Ok(()),
+    }
+}
+
+fn int_in(
+    obj: &Map<String, Value>,
+    key: &str,
+    min: i128,
+    max: i128,
+    path: &str,
+) -> Result<i128, InvalidEvent> {
+    let v = obj
+        .get(key)
+        .ok_or_else(|| invalid(path, "required integer"))?;
+    let n = v
+        .as_i64()
+        .map(i128::from)
+        .or_else(|| v.as_u64().map(i128::from))
+        .ok_or_else(|| invalid(path, "must be an integer"))?;
+    if n < min || n > max {
+        return Err(invalid(path, format!("must be between {min} and {max}")));
+    }
+    Ok(n)
+}
+
+fn label(obj: &Map<String, Value>, key: &str, path: &str) -> Result<String, InvalidEvent> {
+    let s = obj
+        .get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid(path, "required string"))?;
+    if !is_label(s) {
+        return Err(invalid(
+            path,
+            "must be 1..=64 characters of [A-Za-z0-9_.:-]",
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// An accepted event as carried on the bus: the event plus what the gateway assigned.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Envelope {
+    /// UUIDv7 assigned by the gateway; every consumer dedupes on it.
+    pub event_id: Uuid,
+    /// Server receive time, unix milliseconds; windows and seasons are computed from it.
+    pub received_at: i64,
+    /// The validated event.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+impl Envelope {
+    /// Encodes for the bus.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing plain structs to a Vec cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decodes from the bus.
+    pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_638_360_000;
+
+    fn parse(s: &str) -> Result<Event, InvalidEvent> {
+        parse_event(s.as_bytes(), &Limits::default(), NOW)
+    }
+
+    #[test]
+    fn accepts_every_sample_shape() {
+        let e = parse(r#"{"type":"boss_kill","playerId":"player_67890","ts":1638360000,"payload":{"bossId":"dragon_lord","tier":5,"points":2500}}"#).unwrap();
+        assert_eq!(e.score(), 2500);
+        let e = parse(r#"{"type":"drop_claimed","playerId":"player_abcde","ts":1638360000,"payload":{"dropId":"epic_sword_001","weight":0.05,"source":"raid_chest"}}"#).unwrap();
+        assert_eq!(e.kind(), EventType::DropClaimed);
+        let e = parse(r#"{"type":"progression","playerId":"player_12345","ts":1638360000,"payload":{"deltaXp":150,"activity":"quest_completion"}}"#).unwrap();
+        assert_eq!(e.score(), 150);
+    }
+
+    #[test]
+    fn names_the_offending_field() {
+        let cases = [
+            (
+                r#"{"type":"progression","playerId":"p1","ts":1638360000,"payload":{"deltaXp":1,"activity":"a"}}"#,
+                "playerId",
+            ),
+            (
+                r#"{"type":"progression","playerId":"player_1","ts":1638360000,"payload":{"deltaXp":0,"activity":"a"}}"#,
+                "payload.deltaXp",
+            ),
+            (
+                r#"{"type":"progression","playerId":"player_1","ts":1638360000,"payload":{"deltaXp":100001,"activity":"a"}}"#,
+                "payload.deltaXp",
+            ),
+            (
+                r#"{"type":"progression","playerId":"player_1","ts":1638360000,"payload":{"deltaXp":1.5,"activity":"a"}}"#,
+                "payload.deltaXp",
+            ),
+            (
+                r#"{"type":"boss_kill","playerId":"player_1","ts":1638360000,"payload":{"bossId":"b","tier":11,"points":1}}"#,
+                "payload.tier",
+            ),
+            (
+                r#"{"type":"boss_kill","playerId":"player_1","ts":1638360000,"payload":{"bossId":"b","tier":1,"points":-1}}"#,
+                "payload.points",
+            ),
+            (
+                r#"{"type":"boss_kill","playerId":"player_1","ts":1638360000,"payload":{"bossId":"b c","tier":1,"points":1}}"#,
+                "payload.bossId",
+            ),
+            (
+                r#"{"type":"drop_claimed","playerId":"player_1","ts":1638360000,"payload":{"dropId":"d","weight":1.5,"source":"s"}}"#,
+                "payload.weight",
+            ),
+            (
+                r#"{"type":"teleport","playerId":"player_1","ts":1638360000,"payload":{}}"#,
+                "type",
+            ),
+            (
+                r#"{"type":"progression","playerId":"player_1","ts":1638000000,"payload":{"deltaXp":1,"activity":"a"}}"#,
+                "ts",
+            ),
+            (
+                r#"{"type":"progression","playerId":"player_1","ts":1638370000,"payload":{"deltaXp":1,"activity":"a"}}"#,
+                "ts",
+            ),
+            (
+                r#"{"type":"progression","playerId":"player_1","ts":1638360000,"payload":{"deltaXp":1,"activity":"a","x":1}}"#,
+                "payload.x",
+            ),
+            (r#"[1,2]"#, "body"),
+            (r#"{"type":"#, "body"),
+        ];
+        for (body, field) in cases {
+            assert_eq!(parse(body).unwrap_err().field, field, "{body}");
+        }
+    }
+
+    #[test]
+    fn envelope_round_trips() {
+        let e = parse(r#"{"type":"boss_kill","playerId":"player_67890","ts":1638360000,"payload":{"bossId":"dragon_lord","tier":5,"points":2500}}"#).unwrap();
+        let env = Envelope {
+            event_id: Uuid::now_v7(),
+            received_at: 1,
+            event: e,
+        };
+        assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
+    }
+}

@@ -1,0 +1,337 @@
+//! Request signatures (HMAC-SHA256 over `"<X-Timestamp>.<raw body>"`) and signed reward receipts.
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The shortest secret accepted outside dev mode, in bytes.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// One or more HMAC keys by id; the first is primary (signs receipts), all verify (rotation).
+#[derive(Clone)]
+pub struct Keyring {
+    keys: Vec<(String, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets never reach logs.
+        let ids: Vec<&str> = self.keys.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("Keyring").field("key_ids", &ids).finish()
+    }
+}
+
+/// Why a signed request was refused (every variant answers 401).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `X-Signature` header.
+    #[error("missing X-Signature header")]
+    MissingSignature,
+    /// No `X-Timestamp` header.
+    #[error("missing X-Timestamp header")]
+    MissingTimestamp,
+    /// `X-Timestamp` is not unix seconds.
+    #[error("X-Timestamp must be unix seconds")]
+    BadTimestamp,
+    /// `X-Timestamp` is outside the tolerance.
+    #[error("X-Timestamp is outside the allowed window of {0} s")]
+    StaleTimestamp(i64),
+    /// `X-Key-Id` names no configured key.
+    #[error("unknown X-Key-Id")]
+    UnknownKey,
+    /// `X-Signature` is not `sha256=<hex>`.
+    #[error("X-Signature must be sha256=<hex>")]
+    MalformedSignature,
+    /// The signature does not match.
+    #[error("signature does not match")]
+    BadSignature,
+}
+
+/// Why a keyring could not be built from configuration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// A secret is shorter than [`MIN_SECRET_LEN`].
+    #[error("secret for key {0:?} is shorter than 32 bytes")]
+    TooShort(String),
+    /// A `kid=secret` entry is malformed.
+    #[error("entry {0:?} is not kid=secret")]
+    Malformed(String),
+    /// No key at all.
+    #[error("no key configured")]
+    Empty,
+}
+
+impl Keyring {
+    /// A keyring with one key, id `default`.
+    pub fn single(secret: impl Into<Vec<u8>>) -> Result<Self, KeyError> {
+        Self::new(vec![("default".to_owned(), secret.into())])
+    }
+
+    /// A keyring from `(kid, secret)` pairs; the first is primary.
+    pub fn new(keys: Vec<(String, Vec<u8>)>) -> Result<Self, KeyError> {
+        if keys.is_empty() {
+            return Err(KeyError::Empty);
+        }
+        if let Some((kid, _)) = keys.iter().find(|(_, s)| s.len() < MIN_SECRET_LEN) {
+            return Err(KeyError::TooShort(kid.clone()));
+        }
+        Ok(Self { keys })
+    }
+
+    /// Parses `HMAC_KEYS` (`kid=secret,kid2=secret2`).
+    pub fn parse_list(list: &str) -> Result<Vec<(String, Vec<u8>)>, KeyError> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|entry| match entry.split_once('=') {
+                Some((k, s)) if !k.trim().is_empty() && !s.is_empty() => {
+                    Ok((k.trim().to_owned(), s.as_bytes().to_vec()))
+                }
+                _ => Err(KeyError::Malformed(entry.chars().take(8).collect())),
+            })
+            .collect()
+    }
+
+    /// The id of the primary key.
+    pub fn primary_id(&self) -> &str {
+        &self.keys[0].0
+    }
+
+    fn key(&self, kid: Option<&str>) -> Option<&[u8]> {
+        match kid {
+            None => Some(&self.keys[0].1),
+            Some(kid) => self
+                .keys
+                .iter()
+                .find(|(k, _)| k == kid)
+                .map(|(_, s)| s.as_slice()),
+        }
+    }
+
+    fn mac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+        // HMAC accepts keys of any length, so this cannot fail.
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+        for p in parts {
+            mac.update(p);
+        }
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The `X-Signature` value for a request body sent at `ts`, with key `kid` (primary if `None`).
+    pub fn sign_request(&self, kid: Option<&str>, ts: i64, body: &[u8]) -> Option<String> {
+        let key = self.key(kid)?;
+        let mac = Self::mac(key, &[ts.to_string().as_bytes(), b".", body]);
+        Some(format!("sha256={}", hex::encode(mac)))
+    }
+
+    /// Checks a request's signature headers against its raw body at server time `now_s`.
+    pub fn verify_request(
+        &self,
+        kid: Option<&str>,
+        ts_header: Option<&str>,
+        sig_header: Option<&str>,
+        body: &[u8],
+        now_s: i64,
+        tolerance_s: i64,
+    ) -> Result<(), AuthError> {
+        let sig = sig_header.ok_or(AuthError::MissingSignature)?;
+        let ts_raw = ts_header.ok_or(AuthError::MissingTimestamp)?.trim();
+        let ts: i64 = ts_raw.parse().map_err(|_| AuthError::BadTimestamp)?;
+        if (now_s - ts).abs() > tolerance_s {
+            return Err(AuthError::StaleTimestamp(tolerance_s));
+        }
+        let key = self.key(kid).ok_or(AuthError::UnknownKey)?;
+        let hex_sig = sig
+            .trim()
+            .strip_prefix("sha256=")
+            .ok_or(AuthError::MalformedSignature)?;
+        let given = hex::decode(hex_sig).map_err(|_| AuthError::MalformedSignature)?;
+        let expected = Self::mac(key, &[ts_raw.as_bytes(), b".", body]);
+        if given.len() == expected.len() && bool::from(given.ct_eq(&expected)) {
+            Ok(())
+        } else {
+            Err(AuthError::BadSignature)
+        }
+    }
+
+    /// Signs a receipt with the primary key.
+    pub fn sign_receipt(
+        &self,
+        receipt_id: &str,
+        player_id: &str,
+        item: &str,
+        timestamp: i64,
+    ) -> String {
+        let msg = receipt_message(receipt_id, player_id, item, timestamp);
+        hex::encode(Self::mac(&self.keys[0].1, &[msg.as_bytes()]))
+    }
+
+    /// Checks a receipt against every key (receipts stay valid across a key rotation).
+    pub fn verify_receipt(&self, r: &Receipt) -> Verification {
+        let Ok(given) = hex::decode(&r.sig) else {
+            return Verification::invalid("sig is not hex");
+        };
+        let msg = receipt_message(&r.receipt_id, &r.player_id, &r.item, r.timestamp);
+        let ok = self.keys.iter().any(|(_, key)| {
+            let expected = Self::mac(key, &[msg.as_bytes()]);
+            given.len() == expected.len() && bool::from(given.ct_eq(&expected))
+        });
+        if ok {
+            Verification {
+                valid: true,
+                reason: "signature matches".into(),
+            }
+        } else {
+            Verification::invalid("signature does not match the receipt's fields")
+        }
+    }
+}
+
+fn receipt_message(receipt_id: &str, player_id: &str, item: &str, timestamp: i64) -> String {
+    format!("{receipt_id}:{player_id}:{item}:{timestamp}")
+}
+
+/// A signed proof that a player was granted an item.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Receipt {
+    /// Unique id of the receipt.
+    pub receipt_id: String,
+    /// Who received the item.
+    pub player_id: String,
+    /// The item granted.
+    pub item: String,
+    /// When it was issued, unix seconds.
+    pub timestamp: i64,
+    /// `hex(HMAC-SHA256(key, "receiptId:playerId:item:timestamp"))`.
+    pub sig: String,
+}
+
+/// The answer of a receipt check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Verification {
+    /// Whether the receipt is authentic and untampered.
+    pub valid: bool,
+    /// Why, for a human.
+    pub reason: String,
+}
+
+impl Verification {
+    fn invalid(reason: &str) -> Self {
+        Self {
+            valid: false,
+            reason: reason.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const K1: &str = "0123456789abcdef0123456789abcdef";
+    const K2: &str = "fedcba9876543210fedcba9876543210";
+
+    fn ring() -> Keyring {
+        Keyring::new(vec![("k1".into(), K1.into()), ("k2".into(), K2.into())]).unwrap()
+    }
+
+    #[test]
+    fn request_signature_round_trips_and_rejects_tampering() {
+        let ring = ring();
+        let body = br#"{"a":1}"#;
+        let sig = ring.sign_request(None, 100, body).unwrap();
+        assert_eq!(
+            ring.verify_request(None, Some("100"), Some(&sig), body, 100, 300),
+            Ok(())
+        );
+        assert_eq!(
+            ring.verify_request(None, Some("100"), Some(&sig), br#"{"a":2}"#, 100, 300),
+            Err(AuthError::BadSignature)
+        );
+        assert_eq!(
+            ring.verify_request(None, Some("100"), Some(&sig), body, 401, 300),
+            Err(AuthError::StaleTimestamp(300))
+        );
+        assert_eq!(
+            ring.verify_request(Some("k2"), Some("100"), Some(&sig), body, 100, 300),
+            Err(AuthError::BadSignature)
+        );
+        let sig2 = ring.sign_request(Some("k2"), 100, body).unwrap();
+        assert_eq!(
+            ring.verify_request(Some("k2"), Some("100"), Some(&sig2), body, 100, 300),
+            Ok(())
+        );
+        assert_eq!(
+            ring.verify_request(Some("nope"), Some("100"), Some(&sig2), body, 100, 300),
+            Err(AuthError::UnknownKey)
+        );
+        assert_eq!(
+            ring.verify_request(None, Some("x"), Some(&sig), body, 100, 300),
+            Err(AuthError::BadTimestamp)
+        );
+        assert_eq!(
+            ring.verify_request(None, Some("100"), Some("md5=00"), body, 100, 300),
+            Err(AuthError::MalformedSignature)
+        );
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        assert_eq!(
+            Keyring::single("short").unwrap_err(),
+            KeyError::TooShort("default".into())
+        );
+        assert!(Keyring::parse_list("a=b,broken").is_err());
+    }
+
+    #[test]
+    fn receipts_detect_any_tampered_field() {
+        let ring = ring();
+        let sig = ring.sign_receipt("r1", "player_1", "sword", 42);
+        let r = Receipt {
+            receipt_id: "r1".into(),
+            player_id: "player_1".into(),
+            item: "sword".into(),
+            timestamp: 42,
+            sig,
+        };
+        assert!(ring.verify_receipt(&r).valid);
+        let tampered = [
+            Receipt {
+                receipt_id: "r2".into(),
+                ..r.clone()
+            },
+            Receipt {
+                player_id: "player_2".into(),
+                ..r.clone()
+            },
+            Receipt {
+                item: "axe".into(),
+                ..r.clone()
+            },
+            Receipt {
+                timestamp: 43,
+                ..r.clone()
+            },
+            Receipt {
+                sig: "00".into(),
+                ..r.clone()
+            },
+        ];
+        for t in tampered {
+            assert!(!ring.verify_receipt(&t).valid, "{t:?}");
+        }
+        // Still valid after rotation puts a new primary first.
+        let rotated = Keyring::new(vec![
+            ("k3".into(), [7u8; 32].to_vec()),
+            ("k1".into(), K1.into()),
+        ])
+        .unwrap();
+        assert!(rotated.verify_receipt(&r).valid);
+    }
+}

@@ -1,0 +1,218 @@
+//! Leaderboard windows and their periods, on server time in UTC.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc, Weekday};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A ranking window: each has consecutive periods.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Window {
+    /// A UTC day; period id `2026-11-21`.
+    Daily,
+    /// An ISO week; period id `2026-W47`.
+    Weekly,
+    /// A season of `SEASON_DAYS` from `SEASON_START`; period id `season-3`.
+    Seasonal,
+}
+
+impl Window {
+    /// Every window.
+    pub const ALL: [Window; 3] = [Self::Daily, Self::Weekly, Self::Seasonal];
+
+    /// The name used in URLs and configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Daily => "daily",
+            Self::Weekly => "weekly",
+            Self::Seasonal => "seasonal",
+        }
+    }
+
+    /// Parses a window name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|w| w.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One period of a window: `[from, to)`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Period {
+    /// The window it belongs to.
+    pub window: Window,
+    /// Its id (`2026-W47`).
+    pub id: String,
+    /// Start, inclusive.
+    pub from: DateTime<Utc>,
+    /// End, exclusive.
+    pub to: DateTime<Utc>,
+}
+
+/// Why a period id could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("period {0:?} is not valid for this window")]
+pub struct BadPeriod(pub String);
+
+/// The calendar that maps server time to periods; seasons start at `start` and last `days`.
+#[derive(Clone, Debug)]
+pub struct Calendar {
+    /// First day of season 1, UTC midnight.
+    pub season_start: DateTime<Utc>,
+    /// Length of a season in days (≥ 1).
+    pub season_days: u32,
+}
+
+impl Default for Calendar {
+    fn default() -> Self {
+        Self {
+            season_start: Utc
+                .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+                .single()
+                .unwrap_or_default(),
+            season_days: 90,
+        }
+    }
+}
+
+fn midnight(d: NaiveDate) -> DateTime<Utc> {
+    Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default())
+}
+
+impl Calendar {
+    /// The season number at `at` (1 for the first season; ≤ 0 before `season_start`).
+    pub fn season_at(&self, at: DateTime<Utc>) -> i64 {
+        let len = i64::from(self.season_days.max(1)) * 86_400;
+        (at - self.season_start).num_seconds().div_euclid(len) + 1
+    }
+
+    fn season_period(&self, n: i64) -> Period {
+        let len = Duration::days(i64::from(self.season_days.max(1)));
+        let from = self.season_start + len * (n - 1) as i32;
+        Period {
+            window: Window::Seasonal,
+            id: format!("season-{n}"),
+            from,
+            to: from + len,
+        }
+    }
+
+    /// The period of `window` that contains `at`.
+    pub fn period_at(&self, window: Window, at: DateTime<Utc>) -> Period {
+        match window {
+            Window::Daily => {
+                let d = at.date_naive();
+                Period {
+                    window,
+                    id: d.format("%Y-%m-%d").to_string(),
+                    from: midnight(d),
+                    to: midnight(d) + Duration::days(1),
+                }
+            }
+            Window::Weekly => {
+                let iso = at.iso_week();
+                let monday = NaiveDate::from_isoywd_opt(iso.year(), iso.week(), Weekday::Mon)
+                    .unwrap_or_else(|| at.date_naive());
+                Period {
+                    window,
+                    id: format!("{}-W{:02}", iso.year(), iso.week()),
+                    from: midnight(monday),
+                    to: midnight(monday) + Duration::days(7),
+                }
+            }
+            Window::Seasonal => self.season_period(self.season_at(at)),
+        }
+    }
+
+    /// The period of `window` at unix milliseconds `at_ms`.
+    pub fn period_at_ms(&self, window: Window, at_ms: i64) -> Period {
+        self.period_at(
+            window,
+            Utc.timestamp_millis_opt(at_ms).single().unwrap_or_default(),
+        )
+    }
+
+    /// The period just before `p`.
+    pub fn previous(&self, p: &Period) -> Period {
+        self.period_at(p.window, p.from - Duration::seconds(1))
+    }
+
+    /// Reads a period id of `window`.
+    pub fn parse_period(&self, window: Window, id: &str) -> Result<Period, BadPeriod> {
+        let bad = || BadPeriod(id.to_owned());
+        let at = match window {
+            Window::Daily => {
+                midnight(NaiveDate::parse_from_str(id, "%Y-%m-%d").map_err(|_| bad())?)
+            }
+            Window::Weekly => {
+                let (y, w) = id.split_once("-W").ok_or_else(bad)?;
+                let y: i32 = y.parse().map_err(|_| bad())?;
+                let w: u32 = w.parse().map_err(|_| bad())?;
+                midnight(NaiveDate::from_isoywd_opt(y, w, Weekday::Mon).ok_or_else(bad)?)
+            }
+            Window::Seasonal => {
+                let n: i64 = id
+                    .strip_prefix("season-")
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(bad)?;
+                if !(-100_000..=100_000).contains(&n) {
+                    return Err(bad());
+                }
+                return Ok(self.season_period(n));
+            }
+        };
+        let p = self.period_at(window, at);
+        if p.id == id {
+            Ok(p)
+        } else {
+            Err(bad())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn periods_follow_utc_day_iso_week_and_season() {
+        let cal = Calendar::default();
+        let t = at("2026-11-21T23:59:59Z");
+        assert_eq!(cal.period_at(Window::Daily, t).id, "2026-11-21");
+        assert_eq!(cal.period_at(Window::Weekly, t).id, "2026-W47");
+        // 2026-01-01 + 4*90 days = 2026-12-27, so Nov 21 is in season 4.
+        assert_eq!(cal.period_at(Window::Seasonal, t).id, "season-4");
+        // ISO week year differs from calendar year at the edges.
+        assert_eq!(
+            cal.period_at(Window::Weekly, at("2027-01-01T00:00:00Z")).id,
+            "2026-W53"
+        );
+        let w = cal.period_at(Window::Weekly, t);
+        assert_eq!(w.from, at("2026-11-16T00:00:00Z"));
+        assert_eq!(w.to, at("2026-11-23T00:00:00Z"));
+        assert_eq!(cal.previous(&w).id, "2026-W46");
+    }
+
+    #[test]
+    fn period_ids_parse_back() {
+        let cal = Calendar::default();
+        for w in Window::ALL {
+            let p = cal.period_at(w, at("2026-03-05T10:00:00Z"));
+            assert_eq!(cal.parse_period(w, &p.id).unwrap(), p);
+        }
+        assert!(cal.parse_period(Window::Daily, "2026-13-01").is_err());
+        assert!(cal.parse_period(Window::Weekly, "2026-W60").is_err());
+        assert!(cal.parse_period(Window::Seasonal, "s3").is_err());
+    }
+}

@@ -1,0 +1,2 @@
+//! Conformance suites: one per port, run unchanged against every adapter of that port. An adapter
+//! is done when it passes its suite. Each suite panics (like a test assertion) on a violation.

@@ -1,0 +1,1 @@
+//! SQL adapters (sqlx): the `Repository` and the durable local bus on SQLite.
