@@ -1,0 +1,377 @@
+//! The `RankStore` contract, as a suite any adapter can run: `run_all(&store).await`.
+//!
+//! Every check works on boards of its own, named with a random suffix, so runs can share a real
+//! server (Redis, Redis Cluster) and leave nothing that collides with the next run. Scores stay
+//! well inside ±2^53 so backends that keep scores as doubles (Redis) are exact.
+
+use std::collections::HashMap;
+
+use liveops_core::ports::{Board, PortResult, RankEntry, RankStore, ScoreDelta};
+use liveops_core::Window;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Runs every check of the suite.
+pub async fn run_all(store: &dyn RankStore) {
+    healthcheck(store).await;
+    orders_by_score_then_id_descending(store).await;
+    ranks_follow_increments(store).await;
+    negative_deltas_move_players_down(store).await;
+    one_batch_spans_boards(store).await;
+    top_honours_offset_and_limit(store).await;
+    around_stops_at_the_edges(store).await;
+    size_and_boards(store).await;
+    load_replaces_a_board(store).await;
+    drop_board_forgets_it(store).await;
+    unknown_boards_and_players(store).await;
+    random_changes_match_a_model(store).await;
+}
+
+fn ok<T>(result: PortResult<T>, what: &str) -> T {
+    match result {
+        Ok(value) => value,
+        Err(err) => panic!("{what} failed: {err}"),
+    }
+}
+
+/// A board no other run uses.
+pub fn fresh_board(tag: &str) -> Board {
+    Board {
+        window: Window::Weekly,
+        period: format!("conformance-{tag}-{:016x}", rand::random::<u64>()),
+    }
+}
+
+fn delta(board: &Board, player: &str, delta: i64) -> ScoreDelta {
+    ScoreDelta {
+        board: board.clone(),
+        player_id: player.to_owned(),
+        delta,
+    }
+}
+
+fn entry(rank: u64, player: &str, score: i64) -> RankEntry {
+    RankEntry {
+        rank,
+        player_id: player.to_owned(),
+        score,
+    }
+}
+
+async fn add(store: &dyn RankStore, board: &Board, changes: &[(&str, i64)]) {
+    let deltas: Vec<ScoreDelta> = changes.iter().map(|(p, d)| delta(board, p, *d)).collect();
+    ok(store.incr(&deltas).await, "incr");
+}
+
+async fn top(store: &dyn RankStore, board: &Board, offset: u64, limit: u64) -> Vec<RankEntry> {
+    ok(store.top(board, offset, limit).await, "top")
+}
+
+/// The adapter reports itself healthy.
+pub async fn healthcheck(store: &dyn RankStore) {
+    ok(store.healthcheck().await, "healthcheck");
+}
+
+/// Higher scores first; equal scores by player id descending, in byte order (as Redis
+/// `ZREVRANGE`).
+pub async fn orders_by_score_then_id_descending(store: &dyn RankStore) {
+    let b = fresh_board("order");
+    add(
+        store,
+        &b,
+        &[
+            ("alice", 10),
+            ("bob", 20),
+            ("carol", 10),
+            ("dave", 20),
+            ("erin", 15),
+            ("p10", 5),
+            ("p9", 5),
+            ("Zed", 1),
+            ("zed", 1),
+        ],
+    )
+    .await;
+    assert_eq!(
+        top(store, &b, 0, 20).await,
+        vec![
+            entry(1, "dave", 20),
+            entry(2, "bob", 20),
+            entry(3, "erin", 15),
+            entry(4, "carol", 10),
+            entry(5, "alice", 10),
+            entry(6, "p9", 5),
+            entry(7, "p10", 5),
+            entry(8, "zed", 1),
+            entry(9, "Zed", 1),
+        ],
+        "order: score desc, then id desc"
+    );
+    assert_eq!(
+        ok(store.rank(&b, "p10").await, "rank"),
+        Some(entry(7, "p10", 5))
+    );
+}
+
+/// Ranks and scores follow increments, including several for one player in one batch.
+pub async fn ranks_follow_increments(store: &dyn RankStore) {
+    let b = fresh_board("incr");
+    add(store, &b, &[("a", 5), ("b", 3)]).await;
+    assert_eq!(
+        ok(store.rank(&b, "a").await, "rank"),
+        Some(entry(1, "a", 5))
+    );
+    assert_eq!(
+        ok(store.rank(&b, "b").await, "rank"),
+        Some(entry(2, "b", 3))
+    );
+    add(store, &b, &[("b", 4)]).await;
+    assert_eq!(
+        ok(store.rank(&b, "b").await, "rank"),
+        Some(entry(1, "b", 7))
+    );
+    assert_eq!(
+        ok(store.rank(&b, "a").await, "rank"),
+        Some(entry(2, "a", 5))
+    );
+    add(store, &b, &[("a", 1), ("a", 1), ("a", 1)]).await;
+    assert_eq!(
+        ok(store.rank(&b, "a").await, "rank"),
+        Some(entry(1, "a", 8))
+    );
+    // A zero delta ranks a new player with 0 points.
+    add(store, &b, &[("c", 0)]).await;
+    assert_eq!(
+        ok(store.rank(&b, "c").await, "rank"),
+        Some(entry(3, "c", 0))
+    );
+    assert_eq!(
+        top(store, &b, 0, 10).await,
+        vec![entry(1, "a", 8), entry(2, "b", 7), entry(3, "c", 0)]
+    );
+}
+
+/// Negative deltas lower scores, below zero too.
+pub async fn negative_deltas_move_players_down(store: &dyn RankStore) {
+    let b = fresh_board("negative");
+    add(store, &b, &[("a", 10), ("b", 0), ("c", -5)]).await;
+    assert_eq!(
+        top(store, &b, 0, 10).await,
+        vec![entry(1, "a", 10), entry(2, "b", 0), entry(3, "c", -5)]
+    );
+    add(store, &b, &[("a", -20)]).await;
+    assert_eq!(
+        top(store, &b, 0, 10).await,
+        vec![entry(1, "b", 0), entry(2, "c", -5), entry(3, "a", -10)]
+    );
+    assert_eq!(
+        ok(store.rank(&b, "a").await, "rank"),
+        Some(entry(3, "a", -10))
+    );
+}
+
+/// One `incr` call can touch several boards; each board only sees its own deltas.
+pub async fn one_batch_spans_boards(store: &dyn RankStore) {
+    let b1 = fresh_board("batch1");
+    let b2 = Board {
+        window: Window::Daily,
+        period: b1.period.clone(),
+    };
+    let deltas = vec![
+        delta(&b1, "a", 1),
+        delta(&b2, "a", 10),
+        delta(&b1, "b", 2),
+        delta(&b2, "a", 10),
+    ];
+    ok(store.incr(&deltas).await, "incr");
+    assert_eq!(
+        top(store, &b1, 0, 10).await,
+        vec![entry(1, "b", 2), entry(2, "a", 1)]
+    );
+    assert_eq!(top(store, &b2, 0, 10).await, vec![entry(1, "a", 20)]);
+    ok(store.incr(&[]).await, "empty incr");
+}
+
+/// `top(offset, limit)` returns positions `offset+1 ..= offset+limit`, cut at the end.
+pub async fn top_honours_offset_and_limit(store: &dyn RankStore) {
+    let b = fresh_board("top");
+    let players: Vec<(String, i64)> = (0..25).map(|i| (format!("p{i:02}"), i * 10)).collect();
+    let changes: Vec<(&str, i64)> = players.iter().map(|(p, s)| (p.as_str(), *s)).collect();
+    add(store, &b, &changes).await;
+    let expect = |rank: u64| {
+        let i = 25 - rank as i64;
+        entry(rank, &format!("p{i:02}"), i * 10)
+    };
+    assert_eq!(
+        top(store, &b, 0, 5).await,
+        (1..=5).map(expect).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        top(store, &b, 5, 10).await,
+        (6..=15).map(expect).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        top(store, &b, 20, 10).await,
+        (21..=25).map(expect).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        top(store, &b, 0, 1000).await,
+        (1..=25).map(expect).collect::<Vec<_>>()
+    );
+    assert!(top(store, &b, 25, 5).await.is_empty());
+    assert!(top(store, &b, 100, 5).await.is_empty());
+    assert!(top(store, &b, 3, 0).await.is_empty());
+    assert_eq!(top(store, &b, 24, 1).await, vec![expect(25)]);
+}
+
+/// `around` gives up to `n` neighbours each side, fewer at the top and bottom.
+pub async fn around_stops_at_the_edges(store: &dyn RankStore) {
+    let b = fresh_board("around");
+    let players: Vec<(String, i64)> = (0..10).map(|i| (format!("s{i}"), i)).collect();
+    let changes: Vec<(&str, i64)> = players.iter().map(|(p, s)| (p.as_str(), *s)).collect();
+    add(store, &b, &changes).await;
+    // Rank r holds s(10 - r).
+    let span = |from: u64, to: u64| -> Vec<RankEntry> {
+        (from..=to)
+            .map(|r| entry(r, &format!("s{}", 10 - r), 10 - r as i64))
+            .collect()
+    };
+    let around = |player: &'static str, n: u64| store.around(&b, player, n);
+    assert_eq!(ok(around("s9", 2).await, "around top"), Some(span(1, 3)));
+    assert_eq!(ok(around("s8", 2).await, "around 2nd"), Some(span(1, 4)));
+    assert_eq!(
+        ok(around("s0", 2).await, "around bottom"),
+        Some(span(8, 10))
+    );
+    assert_eq!(ok(around("s5", 2).await, "around middle"), Some(span(3, 7)));
+    assert_eq!(ok(around("s5", 0).await, "around n=0"), Some(span(5, 5)));
+    assert_eq!(
+        ok(around("s5", 100).await, "around wide"),
+        Some(span(1, 10))
+    );
+    assert_eq!(ok(around("nobody", 2).await, "around unknown"), None);
+}
+
+/// `size` counts players once; `boards` lists boards with players.
+pub async fn size_and_boards(store: &dyn RankStore) {
+    let b = fresh_board("size");
+    assert_eq!(ok(store.size(&b).await, "size"), 0);
+    add(store, &b, &[("a", 1), ("b", 2), ("c", 3)]).await;
+    assert_eq!(ok(store.size(&b).await, "size"), 3);
+    add(store, &b, &[("a", 5), ("b", -2)]).await;
+    assert_eq!(ok(store.size(&b).await, "size"), 3);
+    let boards = ok(store.boards().await, "boards");
+    assert!(boards.contains(&b), "boards() misses {b:?}");
+}
+
+/// `load` replaces a board's players and scores wholesale, and creates a missing board.
+pub async fn load_replaces_a_board(store: &dyn RankStore) {
+    let b = fresh_board("load");
+    add(store, &b, &[("x", 100), ("y", 50)]).await;
+    let scores = vec![
+        ("a".to_owned(), 5),
+        ("b".to_owned(), 7),
+        ("c".to_owned(), 5),
+    ];
+    ok(store.load(&b, scores).await, "load");
+    assert_eq!(ok(store.size(&b).await, "size"), 3);
+    assert_eq!(ok(store.rank(&b, "x").await, "rank"), None);
+    assert_eq!(
+        top(store, &b, 0, 10).await,
+        vec![entry(1, "b", 7), entry(2, "c", 5), entry(3, "a", 5)]
+    );
+    // Increments apply on top of loaded scores.
+    add(store, &b, &[("a", 3)]).await;
+    assert_eq!(
+        ok(store.rank(&b, "a").await, "rank"),
+        Some(entry(1, "a", 8))
+    );
+
+    let fresh = fresh_board("load-new");
+    ok(
+        store.load(&fresh, vec![("solo".to_owned(), 42)]).await,
+        "load",
+    );
+    assert_eq!(top(store, &fresh, 0, 10).await, vec![entry(1, "solo", 42)]);
+    assert!(ok(store.boards().await, "boards").contains(&fresh));
+
+    ok(store.load(&b, Vec::new()).await, "load empty");
+    assert_eq!(ok(store.size(&b).await, "size"), 0);
+    assert!(top(store, &b, 0, 10).await.is_empty());
+}
+
+/// `drop_board` forgets every player; the board can be used again afterwards.
+pub async fn drop_board_forgets_it(store: &dyn RankStore) {
+    let b = fresh_board("drop");
+    add(store, &b, &[("a", 1), ("b", 2)]).await;
+    ok(store.drop_board(&b).await, "drop_board");
+    assert_eq!(ok(store.size(&b).await, "size"), 0);
+    assert!(top(store, &b, 0, 10).await.is_empty());
+    assert_eq!(ok(store.rank(&b, "a").await, "rank"), None);
+    assert!(!ok(store.boards().await, "boards").contains(&b));
+    ok(store.drop_board(&b).await, "drop_board again");
+    add(store, &b, &[("a", 1)]).await;
+    assert_eq!(top(store, &b, 0, 10).await, vec![entry(1, "a", 1)]);
+}
+
+/// Unknown boards are empty; unknown players have no rank.
+pub async fn unknown_boards_and_players(store: &dyn RankStore) {
+    let b = fresh_board("unknown");
+    assert!(top(store, &b, 0, 10).await.is_empty());
+    assert_eq!(ok(store.rank(&b, "a").await, "rank"), None);
+    assert_eq!(ok(store.around(&b, "a", 3).await, "around"), None);
+    assert_eq!(ok(store.size(&b).await, "size"), 0);
+    add(store, &b, &[("a", 1)]).await;
+    assert_eq!(ok(store.rank(&b, "b").await, "rank"), None);
+    assert_eq!(ok(store.around(&b, "b", 3).await, "around"), None);
+}
+
+/// Random batches of increments agree with a simple model at every step checked.
+pub async fn random_changes_match_a_model(store: &dyn RankStore) {
+    let seed = rand::random::<u64>();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let b = fresh_board("model");
+    let mut model: HashMap<String, i64> = HashMap::new();
+    for round in 0..60 {
+        let batch: Vec<ScoreDelta> = (0..rng.gen_range(1..=8))
+            .map(|_| {
+                let player = format!("m{}", rng.gen_range(0..30));
+                delta(&b, &player, rng.gen_range(-50..=50))
+            })
+            .collect();
+        for d in &batch {
+            *model.entry(d.player_id.clone()).or_default() += d.delta;
+        }
+        ok(store.incr(&batch).await, "incr");
+        if round % 6 != 5 {
+            continue;
+        }
+        let mut expect: Vec<(String, i64)> = model.iter().map(|(p, s)| (p.clone(), *s)).collect();
+        expect.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+        let expect: Vec<RankEntry> = expect
+            .iter()
+            .zip(1..)
+            .map(|((p, s), r)| entry(r, p, *s))
+            .collect();
+        assert_eq!(
+            top(store, &b, 0, 100).await,
+            expect,
+            "seed {seed}, round {round}"
+        );
+        assert_eq!(ok(store.size(&b).await, "size"), expect.len() as u64);
+        let probe = &expect[rng.gen_range(0..expect.len())];
+        assert_eq!(
+            ok(store.rank(&b, &probe.player_id).await, "rank"),
+            Some(probe.clone()),
+            "seed {seed}"
+        );
+        let i = probe.rank as usize - 1;
+        let near = expect[i.saturating_sub(2)..(i + 3).min(expect.len())].to_vec();
+        assert_eq!(
+            ok(store.around(&b, &probe.player_id, 2).await, "around"),
+            Some(near),
+            "seed {seed}"
+        );
+    }
+    ok(store.drop_board(&b).await, "drop_board");
+}

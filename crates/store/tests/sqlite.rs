@@ -1,0 +1,325 @@
+//! The SQLite adapters pass their ports' conformance suites, and what they acknowledge survives
+//! closing the file and `kill -9` of the process.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use liveops_core::ports::{Bus, Delivery, Message, ProgressCommit, Repository, XpGain};
+use liveops_store::conformance;
+use liveops_store::sql::bus::{BusOptions, SqliteBus};
+use liveops_store::sql::repository::SqlRepository;
+
+fn quick() -> BusOptions {
+    BusOptions {
+        visibility_timeout: Duration::from_secs(1),
+        max_deliveries: 3,
+    }
+}
+
+fn msg(key: &str, body: String) -> Message {
+    Message {
+        key: key.to_owned(),
+        payload: body.into_bytes().into(),
+    }
+}
+
+fn bodies(ds: &[Delivery]) -> Vec<String> {
+    ds.iter()
+        .map(|d| String::from_utf8_lossy(&d.payload).into_owned())
+        .collect()
+}
+
+fn ids(ds: &[Delivery]) -> Vec<String> {
+    ds.iter().map(|d| d.id.clone()).collect()
+}
+
+async fn repo_at(path: &Path) -> SqlRepository {
+    let repo = SqlRepository::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+        .await
+        .unwrap();
+    repo.migrate().await.unwrap();
+    repo
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_repository_passes_the_repository_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo_at(&dir.path().join("liveops.db")).await;
+    conformance::repository::run_all(&repo).await;
+    // Twice on one database: the suite shares a database between runs.
+    conformance::repository::run_all(&repo).await;
+}
+
+#[tokio::test]
+async fn repository_state_survives_reopening_and_migrations_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/state.db");
+    let event = uuid::Uuid::now_v7();
+    {
+        // A plain path works too, parent directories included.
+        let repo = SqlRepository::connect(path.to_str().unwrap())
+            .await
+            .unwrap();
+        repo.migrate().await.unwrap();
+        let commit = ProgressCommit {
+            event_ids: vec![event],
+            xp: vec![XpGain {
+                player_id: "player_1".into(),
+                season: 1,
+                xp: 42,
+                at_ms: 7,
+            }],
+            ..Default::default()
+        };
+        repo.commit_progress("progression", &commit).await.unwrap();
+    }
+    let repo = repo_at(&path).await;
+    assert_eq!(repo.progress("player_1", 1).await.unwrap().xp, 42);
+    assert!(repo
+        .processed("progression", &[event])
+        .await
+        .unwrap()
+        .contains(&event));
+    repo.healthcheck().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_bus_passes_the_bus_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = SqliteBus::open(dir.path().join("bus.db"), quick())
+        .await
+        .unwrap();
+    conformance::bus::run_all(Arc::new(bus), quick()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_messages_survive_reopening_and_reclaim_redelivers_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.db");
+    let path = path.to_str().unwrap();
+    let long = BusOptions {
+        visibility_timeout: Duration::from_secs(300),
+        max_deliveries: 10,
+    };
+    let in_flight = {
+        let bus = SqliteBus::open(path, long.clone()).await.unwrap();
+        bus.ensure_group("t", "g").await.unwrap();
+        for batch in 0..5 {
+            let msgs = (0..10)
+                .map(|i| msg("p", format!("m{:02}", batch * 10 + i)))
+                .collect();
+            bus.publish("t", msgs).await.unwrap();
+        }
+        let taken = bus
+            .poll("t", "g", "c1", 10, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(taken.len(), 10);
+        taken
+    };
+
+    let bus = SqliteBus::open(path, long).await.unwrap();
+    assert_eq!(bus.lag("t", "g").await.unwrap(), 50);
+    // The 10 in flight are hidden for 300 s...
+    let fresh = bus.poll("t", "g", "c1", 100, Duration::ZERO).await.unwrap();
+    let want: Vec<String> = (10..50).map(|i| format!("m{i:02}")).collect();
+    assert_eq!(bodies(&fresh), want);
+    assert!(fresh.iter().all(|d| d.deliveries == 1));
+    bus.ack("t", "g", &ids(&fresh)).await.unwrap();
+    assert_eq!(bus.lag("t", "g").await.unwrap(), 10);
+    // ...until the restarted consumer reclaims them.
+    assert_eq!(bus.reclaim("t", "g").await.unwrap(), 10);
+    let back = bus.poll("t", "g", "c1", 100, Duration::ZERO).await.unwrap();
+    assert_eq!(ids(&back), ids(&in_flight));
+    assert_eq!(bodies(&back), bodies(&in_flight));
+    assert!(back.iter().all(|d| d.deliveries == 2));
+    bus.ack("t", "g", &ids(&back)).await.unwrap();
+    assert_eq!(bus.lag("t", "g").await.unwrap(), 0);
+    assert_eq!(bus.compact().await.unwrap(), 50);
+    bus.healthcheck().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_keeps_what_any_group_still_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = SqliteBus::open(dir.path().join("bus.db"), quick())
+        .await
+        .unwrap();
+    bus.ensure_group("t", "fast").await.unwrap();
+    bus.ensure_group("t", "slow").await.unwrap();
+    let msgs = (0..6).map(|i| msg("p", format!("m{i}"))).collect();
+    bus.publish("t", msgs).await.unwrap();
+    // Messages of a topic without groups are kept for the group that will come.
+    bus.publish("orphan", vec![msg("p", "o".into())])
+        .await
+        .unwrap();
+
+    let fast = bus
+        .poll("t", "fast", "c", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    bus.ack("t", "fast", &ids(&fast)).await.unwrap();
+    assert_eq!(
+        bus.compact().await.unwrap(),
+        0,
+        "slow has not read anything"
+    );
+
+    let slow = bus.poll("t", "slow", "c", 4, Duration::ZERO).await.unwrap();
+    // slow acks m1..m3 but m0 stays in flight: only m0 and what slow has not read stay.
+    bus.ack("t", "slow", &ids(&slow[1..])).await.unwrap();
+    assert_eq!(bus.compact().await.unwrap(), 3);
+    assert_eq!(bus.lag("t", "slow").await.unwrap(), 3);
+    bus.ack("t", "slow", &ids(&slow[..1])).await.unwrap();
+    assert_eq!(bus.compact().await.unwrap(), 1);
+    assert_eq!(bus.compact().await.unwrap(), 0);
+    let rest = bus
+        .poll("t", "slow", "c", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(bodies(&rest), ["m4", "m5"]);
+
+    bus.ensure_group("orphan", "late").await.unwrap();
+    let o = bus
+        .poll("orphan", "late", "c", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(bodies(&o), ["o"]);
+}
+
+/// Set in the child process of the `kill -9` test: the bus file to publish to.
+const CHILD_ENV: &str = "LIVEOPS_KILL9_BUS";
+
+/// The child publishes from 4 tasks until killed (30 s at most), printing each acknowledged message; the parent
+/// kills it with SIGKILL mid-stream, reopens the file, and finds every acknowledged message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_publishes_survive_kill_9() {
+    if let Ok(path) = std::env::var(CHILD_ENV) {
+        let bus = Arc::new(SqliteBus::open(&path, quick()).await.unwrap());
+        let mut tasks = Vec::new();
+        for task in 0..4 {
+            let bus = bus.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0.. {
+                    let body = format!("{task}:{i}");
+                    bus.publish("t", vec![msg("p", body.clone())])
+                        .await
+                        .unwrap();
+                    println!("ACKED {body}");
+                }
+            }));
+        }
+        // Should the parent die before killing it, stop on our own.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        for t in tasks {
+            t.abort();
+        }
+        return;
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.db");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "acknowledged_publishes_survive_kill_9",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut acked = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(body) = line.strip_prefix("ACKED ") {
+                acked.push(body.to_owned());
+            }
+        }
+        acked
+    });
+    let start = Instant::now();
+    // Let it publish for a while, then kill it mid-flight.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let acked = reader.join().unwrap();
+    assert!(
+        acked.len() >= 100,
+        "child acknowledged only {} publishes in {:?}",
+        acked.len(),
+        start.elapsed()
+    );
+
+    let bus = SqliteBus::open(&path, quick()).await.unwrap();
+    bus.ensure_group("t", "g").await.unwrap();
+    let mut stored = HashSet::new();
+    loop {
+        let got = bus.poll("t", "g", "c", 1000, Duration::ZERO).await.unwrap();
+        if got.is_empty() {
+            break;
+        }
+        stored.extend(bodies(&got));
+    }
+    println!(
+        "kill -9: {} publishes acknowledged, {} messages found after restart",
+        acked.len(),
+        stored.len()
+    );
+    let lost: Vec<&String> = acked.iter().filter(|b| !stored.contains(*b)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged publishes lost: {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(5)]
+    );
+}
+
+/// Group commit at work: many concurrent single-message publishers. Prints the rate; the
+/// assertion is that nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publish_throughput() {
+    for (publishers, each) in [(16, 1000), (256, 100)] {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = Arc::new(
+            SqliteBus::open(dir.path().join("bus.db"), quick())
+                .await
+                .unwrap(),
+        );
+        bus.ensure_group("t", "g").await.unwrap();
+        let payload = "x".repeat(200);
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for p in 0..publishers {
+            let (bus, payload) = (bus.clone(), payload.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..each {
+                    bus.publish("t", vec![msg(&format!("player_{p}"), payload.clone())])
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let took = start.elapsed();
+        let n = publishers * each;
+        println!(
+            "sqlite bus: {n} single-message publishes from {publishers} tasks in {took:?}: {:.0} messages/s",
+            n as f64 / took.as_secs_f64()
+        );
+        assert_eq!(bus.lag("t", "g").await.unwrap(), n as u64);
+    }
+}
