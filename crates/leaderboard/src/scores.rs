@@ -1,0 +1,186 @@
+//! Pure leaderboard arithmetic: which boards an event scores on, and ranking a board's scores.
+
+use std::collections::BTreeMap;
+
+use liveops_core::ports::{Board, RankEntry, ScoreDelta};
+use liveops_core::{Calendar, Envelope, Period, Window};
+
+/// The score changes of a batch, one per (board, player), plus how many events scored per window.
+pub(crate) fn deltas(
+    events: &[Envelope],
+    windows: &[Window],
+    calendar: &Calendar,
+) -> (Vec<ScoreDelta>, BTreeMap<Window, u64>) {
+    let mut sums: BTreeMap<(Board, String), i64> = BTreeMap::new();
+    let mut updates: BTreeMap<Window, u64> = BTreeMap::new();
+    for env in events {
+        let score = env.event.score();
+        if score == 0 {
+            continue;
+        }
+        for &window in windows {
+            let board = Board {
+                window,
+                period: calendar.period_at_ms(window, env.received_at).id,
+            };
+            let sum = sums
+                .entry((board, env.event.player_id.as_str().to_owned()))
+                .or_default();
+            *sum = sum.saturating_add(score);
+            *updates.entry(window).or_default() += 1;
+        }
+    }
+    let deltas = sums
+        .into_iter()
+        .map(|((board, player_id), delta)| ScoreDelta {
+            board,
+            player_id,
+            delta,
+        })
+        .collect();
+    (deltas, updates)
+}
+
+/// The periods of `window` the rank store holds at `now_ms`: the current one and the one before.
+pub(crate) fn live_periods(calendar: &Calendar, window: Window, now_ms: i64) -> (Period, Period) {
+    let current = calendar.period_at_ms(window, now_ms);
+    let previous = calendar.previous(&current);
+    (current, previous)
+}
+
+/// Whether the rank store holds `board` at `now_ms`.
+pub(crate) fn is_live(calendar: &Calendar, board: &Board, now_ms: i64) -> bool {
+    let (current, previous) = live_periods(calendar, board.window, now_ms);
+    board.period == current.id || board.period == previous.id
+}
+
+/// The first `limit` entries of a board's scores, in the rank store's order: score descending,
+/// then player id descending.
+pub(crate) fn rank_entries(mut scores: Vec<(String, i64)>, limit: u64) -> Vec<RankEntry> {
+    scores.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+    scores
+        .into_iter()
+        .zip(1u64..)
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .map(|((player_id, score), rank)| RankEntry {
+            rank,
+            player_id,
+            score,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use liveops_core::event::{BossKillPayload, DropClaimedPayload, ProgressionPayload};
+    use liveops_core::{Event, Payload, PlayerId};
+    use uuid::Uuid;
+
+    use super::*;
+
+    // 2026-11-21T12:00:00Z (a Saturday, ISO week 47, season 4).
+    const T: i64 = 1_795_262_400_000;
+
+    fn env(player: &str, payload: Payload, at: i64) -> Envelope {
+        Envelope {
+            event_id: Uuid::now_v7(),
+            received_at: at,
+            event: Event {
+                player_id: PlayerId::parse(player).unwrap(),
+                ts: at / 1000,
+                payload,
+            },
+        }
+    }
+
+    fn kill(points: u32) -> Payload {
+        Payload::BossKill(BossKillPayload {
+            boss_id: "dragon".into(),
+            tier: 1,
+            points,
+        })
+    }
+
+    #[test]
+    fn scores_in_every_window_and_sums_per_player() {
+        let cal = Calendar::default();
+        let events = vec![
+            env("player_1", kill(100), T),
+            env(
+                "player_1",
+                Payload::Progression(ProgressionPayload {
+                    delta_xp: 50,
+                    activity: "quest".into(),
+                }),
+                T + 1,
+            ),
+            env("player_2", kill(0), T),
+            env(
+                "player_2",
+                Payload::DropClaimed(DropClaimedPayload {
+                    drop_id: "sword".into(),
+                    weight: 0.5,
+                    source: "chest".into(),
+                }),
+                T,
+            ),
+            // Next day: a different daily board, the same week.
+            env("player_1", kill(7), T + 86_400_000),
+        ];
+        let (deltas, updates) = deltas(&events, &Window::ALL, &cal);
+        let find = |w: Window, p: &str| {
+            deltas
+                .iter()
+                .find(|d| d.board.window == w && d.board.period == p)
+                .map(|d| (d.player_id.as_str(), d.delta))
+        };
+        assert_eq!(find(Window::Daily, "2026-11-21"), Some(("player_1", 150)));
+        assert_eq!(find(Window::Daily, "2026-11-22"), Some(("player_1", 7)));
+        assert_eq!(find(Window::Weekly, "2026-W47"), Some(("player_1", 157)));
+        assert_eq!(find(Window::Seasonal, "season-4"), Some(("player_1", 157)));
+        assert_eq!(deltas.len(), 4);
+        assert!(deltas.iter().all(|d| d.player_id == "player_1"));
+        assert_eq!(updates[&Window::Daily], 3);
+        assert_eq!(updates[&Window::Weekly], 3);
+
+        let (only_daily, _) = deltas_for(&events, &[Window::Daily]);
+        assert!(only_daily.iter().all(|d| d.board.window == Window::Daily));
+    }
+
+    fn deltas_for(
+        events: &[Envelope],
+        windows: &[Window],
+    ) -> (Vec<ScoreDelta>, BTreeMap<Window, u64>) {
+        deltas(events, windows, &Calendar::default())
+    }
+
+    #[test]
+    fn ranks_like_the_rank_store() {
+        let scores = vec![
+            ("alice".to_owned(), 10),
+            ("bob".to_owned(), 30),
+            ("carol".to_owned(), 10),
+            ("dave".to_owned(), 5),
+        ];
+        let top = rank_entries(scores, 3);
+        let order: Vec<_> = top
+            .iter()
+            .map(|e| (e.rank, e.player_id.as_str(), e.score))
+            .collect();
+        assert_eq!(order, [(1, "bob", 30), (2, "carol", 10), (3, "alice", 10)]);
+    }
+
+    #[test]
+    fn live_boards_are_the_current_and_previous_period() {
+        let cal = Calendar::default();
+        let board = |p: &str| Board {
+            window: Window::Daily,
+            period: p.into(),
+        };
+        assert!(is_live(&cal, &board("2026-11-21"), T));
+        assert!(is_live(&cal, &board("2026-11-20"), T));
+        assert!(!is_live(&cal, &board("2026-11-19"), T));
+        assert!(!is_live(&cal, &board("2026-11-22"), T));
+    }
+}
