@@ -1,0 +1,143 @@
+//! `liveops send` and `liveops verify-receipt`: the client side of the HTTP contract, so the
+//! README demo works by copy-paste.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+use liveops_core::Receipt;
+use serde_json::Value;
+
+use crate::config::Settings;
+
+/// Options of `liveops send`.
+#[derive(Args, Clone, Debug)]
+pub struct SendOpts {
+    /// Gateway base URL (default `http://127.0.0.1:PORT`).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Keep each event's `ts` as written (by default it is set to now, so old samples are accepted).
+    #[arg(long)]
+    pub keep_ts: bool,
+    /// Sign with this key id (sent as `X-Key-Id`).
+    #[arg(long)]
+    pub key_id: Option<String>,
+    /// Send an `Idempotency-Key` header (the file name is appended for several files).
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+}
+
+fn refresh_ts(event: &mut Value, now: i64) {
+    if let Some(obj) = event.as_object_mut() {
+        if obj.contains_key("ts") {
+            obj.insert("ts".into(), Value::from(now));
+        }
+    }
+}
+
+/// Builds the request path and body for one file.
+fn prepare(raw: &str, keep_ts: bool, now: i64) -> anyhow::Result<(&'static str, Vec<u8>)> {
+    let mut doc: Value = serde_json::from_str(raw).context("not valid JSON")?;
+    let batch = doc.is_array() || doc.get("events").is_some_and(Value::is_array);
+    if !keep_ts {
+        match &mut doc {
+            Value::Array(items) => items.iter_mut().for_each(|e| refresh_ts(e, now)),
+            Value::Object(o) if batch => {
+                if let Some(Value::Array(items)) = o.get_mut("events") {
+                    items.iter_mut().for_each(|e| refresh_ts(e, now));
+                }
+            }
+            other => refresh_ts(other, now),
+        }
+    }
+    let path = if batch { "/events/batch" } else { "/events" };
+    Ok((path, serde_json::to_vec(&doc)?))
+}
+
+/// Signs and posts each file; exits non-zero if any answer is not a success.
+pub async fn run(s: &Settings, opts: &SendOpts, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let base = opts
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("http://127.0.0.1:{}", s.port));
+    let client = reqwest::Client::new();
+    let mut all_ok = true;
+    for file in files {
+        let raw = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let now = chrono::Utc::now().timestamp();
+        let (path, body) =
+            prepare(&raw, opts.keep_ts, now).with_context(|| file.display().to_string())?;
+        let sig = s
+            .keyring
+            .sign_request(opts.key_id.as_deref(), now, &body)
+            .with_context(|| format!("no key with id {:?}", opts.key_id))?;
+        let mut req = client
+            .post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .header("x-timestamp", now.to_string())
+            .header("x-signature", sig);
+        if let Some(kid) = &opts.key_id {
+            req = req.header("x-key-id", kid);
+        }
+        if let Some(key) = &opts.idempotency_key {
+            let key = if files.len() > 1 {
+                format!(
+                    "{key}-{}",
+                    file.file_name().unwrap_or_default().to_string_lossy()
+                )
+            } else {
+                key.clone()
+            };
+            req = req.header("idempotency-key", key);
+        }
+        let res = req
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {base}"))?;
+        let status = res.status();
+        let text = res.text().await.unwrap_or_default();
+        println!("{} {} {}", file.display(), status.as_u16(), text);
+        all_ok &= status.is_success();
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Verifies a receipt file offline with the configured keys; prints `{valid, reason}`.
+pub fn verify_receipt_file(s: &Settings, file: &Path) -> anyhow::Result<ExitCode> {
+    let raw =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let receipt: Receipt = serde_json::from_str(&raw)
+        .with_context(|| format!("{} is not a receipt", file.display()))?;
+    let v = s.keyring.verify_receipt(&receipt);
+    println!("{}", serde_json::to_string(&v)?);
+    Ok(if v.valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_events_get_a_fresh_ts_and_batches_go_to_the_batch_route() {
+        let (path, body) = prepare(r#"{"type":"x","ts":1}"#, false, 99).unwrap();
+        assert_eq!(path, "/events");
+        assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["ts"], 99);
+        let (path, body) = prepare(r#"{"events":[{"ts":1},{"ts":2}]}"#, false, 7).unwrap();
+        assert_eq!(path, "/events/batch");
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["events"][1]["ts"], 7);
+        let (_, body) = prepare(r#"{"ts":1}"#, true, 99).unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["ts"], 1);
+    }
+}

@@ -1,0 +1,649 @@
+//! End-to-end: the real application on a random port, every route, every bad-input class.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+#[tokio::test]
+async fn sample_events_flow_to_progression_and_leaderboards() {
+    let app = spawn_app(&[]).await;
+    for name in ["progression", "boss_kill", "drop_claimed"] {
+        let a = app.send_event(&sample(name)).await;
+        assert_eq!(a.status, 202, "{name}: {}", a.body);
+        let id = a.body["eventId"].as_str().expect("eventId");
+        assert_eq!(
+            uuid::Uuid::parse_str(id).expect("uuid").get_version_num(),
+            7
+        );
+    }
+    let p = eventually(WAIT, "xp of player_12345", || async {
+        let p = app.progress("player_12345").await;
+        (p["xp"] == 150).then_some(p)
+    })
+    .await;
+    assert_eq!(p["level"], 1);
+    assert_eq!(p["playerId"], "player_12345");
+    assert!(p["season"].is_number(), "{p}");
+    assert!(p["updatedAt"].is_string(), "{p}");
+
+    let drop = eventually(WAIT, "drop in inventory", || async {
+        let p = app.progress("player_abcde").await;
+        (!p["inventory"].as_array()?.is_empty()).then_some(p)
+    })
+    .await;
+    assert_eq!(drop["inventory"][0]["item"], "epic_sword_001");
+    let pending = drop["pendingRewards"].as_array().expect("pending");
+    assert!(
+        pending
+            .iter()
+            .any(|r| r["item"] == "epic_sword_001" && r["source"] == "raid_chest"),
+        "{drop}"
+    );
+
+    for window in ["daily", "weekly", "seasonal"] {
+        let score = eventually(WAIT, "boss kill on the board", || {
+            app.score(window, "player_67890")
+        })
+        .await;
+        assert_eq!(score, 2500, "{window}");
+        assert_eq!(
+            app.score(window, "player_12345").await,
+            Some(150),
+            "{window}"
+        );
+        let board = app.leaderboard(window).await;
+        assert_eq!(board["window"], window);
+        assert!(
+            board["period"].is_string() && board["from"].is_string() && board["to"].is_string(),
+            "{board}"
+        );
+        assert_eq!(board["entries"][0]["rank"], 1);
+        assert_eq!(board["entries"][0]["playerId"], "player_67890");
+    }
+    let me = app
+        .get("/leaderboard/players/player_12345?window=weekly&around=1")
+        .await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.body["rank"], 2);
+    assert_eq!(me.body["score"], 150);
+    let neighbours = me.body["neighbours"].as_array().expect("neighbours");
+    assert!(
+        neighbours.iter().any(|n| n["playerId"] == "player_67890"),
+        "{}",
+        me.body
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn batch_gives_a_result_per_item() {
+    let app = spawn_app(&[]).await;
+    let mut bad = xp("player_batch_2", 1);
+    bad["payload"]["deltaXp"] = json!(0);
+    let a = app
+        .send_batch(&[
+            xp("player_batch_1", 10),
+            bad,
+            kill("player_batch_1", 5),
+            json!({"type": "nope"}),
+        ])
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["accepted"], 2, "{}", a.body);
+    assert_eq!(a.body["rejected"], 2, "{}", a.body);
+    let results = a.body["results"].as_array().expect("results");
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0]["status"], 202);
+    assert!(results[0]["eventId"].is_string());
+    assert_eq!(results[1]["status"], 400);
+    assert!(
+        results[1]["error"]["field"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("deltaXp"),
+        "{}",
+        a.body
+    );
+    assert_eq!(results[3]["status"], 400);
+    let score = eventually(WAIT, "batch scores", || async {
+        app.score("daily", "player_batch_1")
+            .await
+            .filter(|s| *s == 15)
+    })
+    .await;
+    assert_eq!(score, 15);
+
+    // Too many events, and too large a body.
+    let many: Vec<Value> = (0..501)
+        .map(|i| xp(&format!("player_many_{i}"), 1))
+        .collect();
+    app.send_batch(&many).await.assert_problem(413);
+    let huge = vec![b' '; 1024 * 1024 + 10];
+    app.post_signed("/events/batch", &huge, now(), &[])
+        .await
+        .assert_problem(413);
+    app.send_batch(&[]).await.assert_problem(400);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_bad_input_class_is_a_problem_never_a_500() {
+    let app = spawn_app(&[]).await;
+    let good = serde_json::to_vec(&sample("progression")).expect("json");
+
+    // Malformed JSON, wrong types, out of range, unknown type, bad player id: 400 naming the field.
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({"type": "progression", "playerId": "player_1", "ts": now(), "payload": {"deltaXp": "150", "activity": "a"}}),
+            "payload.deltaXp",
+        ),
+        (
+            json!({"type": "progression", "playerId": "player_1", "ts": now(), "payload": {"deltaXp": 100_001, "activity": "a"}}),
+            "payload.deltaXp",
+        ),
+        (
+            json!({"type": "boss_kill", "playerId": "player_1", "ts": now(), "payload": {"bossId": "b", "tier": 0, "points": 1}}),
+            "payload.tier",
+        ),
+        (
+            json!({"type": "boss_kill", "playerId": "player_1", "ts": now(), "payload": {"bossId": "b", "tier": 1, "points": 1_000_001}}),
+            "payload.points",
+        ),
+        (
+            json!({"type": "drop_claimed", "playerId": "player_1", "ts": now(), "payload": {"dropId": "d", "weight": -0.1, "source": "s"}}),
+            "payload.weight",
+        ),
+        (
+            json!({"type": "drop_claimed", "playerId": "player_1", "ts": now(), "payload": {"dropId": "", "weight": 0.1, "source": "s"}}),
+            "payload.dropId",
+        ),
+        (
+            json!({"type": "cheat", "playerId": "player_1", "ts": now(), "payload": {}}),
+            "type",
+        ),
+        (
+            json!({"type": "progression", "playerId": "no", "ts": now(), "payload": {"deltaXp": 1, "activity": "a"}}),
+            "playerId",
+        ),
+        (
+            json!({"type": "progression", "playerId": "bad id!", "ts": now(), "payload": {"deltaXp": 1, "activity": "a"}}),
+            "playerId",
+        ),
+        (
+            json!({"type": "progression", "playerId": "player_1", "ts": now() - 90_000, "payload": {"deltaXp": 1, "activity": "a"}}),
+            "ts",
+        ),
+        (
+            json!({"type": "progression", "playerId": "player_1", "ts": now() + 600, "payload": {"deltaXp": 1, "activity": "a"}}),
+            "ts",
+        ),
+        (
+            json!({"type": "progression", "playerId": "player_1", "ts": now()}),
+            "payload",
+        ),
+    ];
+    for (body, field) in cases {
+        let a = app.send_event(&body).await;
+        a.assert_problem(400);
+        assert_eq!(a.body["field"], field, "{body} -> {}", a.body);
+    }
+    app.post_signed("/events", b"{not json", now(), &[])
+        .await
+        .assert_problem(400);
+    app.post_signed("/events", b"", now(), &[])
+        .await
+        .assert_problem(400);
+
+    // Oversized single event.
+    let mut big = sample("progression");
+    big["payload"]["activity"] = json!("a".repeat(70 * 1024));
+    app.post_signed(
+        "/events",
+        &serde_json::to_vec(&big).expect("json"),
+        now(),
+        &[],
+    )
+    .await
+    .assert_problem(413);
+
+    // Unsigned, badly signed, stale, future, unknown key: 401.
+    app.post_raw("/events", good.clone(), &[])
+        .await
+        .assert_problem(401);
+    let ts = now().to_string();
+    app.post_raw(
+        "/events",
+        good.clone(),
+        &[("x-timestamp", &ts), ("x-signature", "sha256=00")],
+    )
+    .await
+    .assert_problem(401);
+    app.post_raw(
+        "/events",
+        good.clone(),
+        &[("x-timestamp", &ts), ("x-signature", "garbage")],
+    )
+    .await
+    .assert_problem(401);
+    app.post_signed("/events", &good, now() - 301, &[])
+        .await
+        .assert_problem(401);
+    app.post_signed("/events", &good, now() + 301, &[])
+        .await
+        .assert_problem(401);
+    app.post_signed("/events", &good, now(), &[("x-key-id", "nope")])
+        .await
+        .assert_problem(401);
+    // Signed with the rotated-in second key and named by X-Key-Id: accepted.
+    let ts = now();
+    let sig = app.keyring.sign_request(Some("k2"), ts, &good).expect("k2");
+    let a = app
+        .post_raw(
+            "/events",
+            good.clone(),
+            &[
+                ("x-timestamp", &ts.to_string()),
+                ("x-signature", &sig),
+                ("x-key-id", "k2"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    // The exact same signed request again without an Idempotency-Key is a replay.
+    app.post_raw(
+        "/events",
+        good.clone(),
+        &[
+            ("x-timestamp", &ts.to_string()),
+            ("x-signature", &sig),
+            ("x-key-id", "k2"),
+        ],
+    )
+    .await
+    .assert_problem(401);
+
+    // Reads: bad ids and out-of-range parameters are 400; unknown routes 404; wrong method 405.
+    for path in [
+        "/leaderboard?window=hourly",
+        "/leaderboard?window=weekly&limit=0",
+        "/leaderboard?window=weekly&limit=1001",
+        "/leaderboard?window=weekly&limit=abc",
+        "/leaderboard?window=weekly&period=2026-W99",
+        "/leaderboard/players/player_1?window=weekly&around=-1",
+        "/leaderboard/players/bad!id?window=weekly",
+        "/leaderboard/history?window=yearly",
+        "/players/x/progress",
+        "/fairness/players/bad!id",
+        "/fairness/flags?limit=0",
+        "/fairness/flags?limit=many",
+    ] {
+        app.get(path).await.assert_problem(400);
+    }
+    app.get("/leaderboard/players/player_unranked?window=weekly")
+        .await
+        .assert_problem(404);
+    app.get("/no/such/route").await.assert_problem(404);
+    app.post_raw("/healthz", vec![], &[])
+        .await
+        .assert_problem(405);
+
+    // Claims: unsigned 401, malformed 400, unearned 409; verify: malformed 400.
+    app.post_raw(
+        "/rewards/claim",
+        br#"{"playerId":"player_1","rewardId":"r"}"#.to_vec(),
+        &[],
+    )
+    .await
+    .assert_problem(401);
+    app.post_signed("/rewards/claim", b"{", now(), &[])
+        .await
+        .assert_problem(400);
+    app.post_signed(
+        "/rewards/claim",
+        br#"{"playerId":"x","rewardId":"r"}"#,
+        now(),
+        &[],
+    )
+    .await
+    .assert_problem(400);
+    app.claim("player_nobody", "level:1:2")
+        .await
+        .assert_problem(409);
+    app.post_raw("/receipts/verify", b"[]".to_vec(), &[])
+        .await
+        .assert_problem(400);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_repeats_give_exactly_one_202() {
+    let app = std::sync::Arc::new(spawn_app(&[]).await);
+    let ev = xp("player_idem", 77);
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let app = app.clone();
+        let ev = ev.clone();
+        tasks.push(tokio::spawn(async move {
+            app.send_event_with_key(&ev, "idem-key-1").await
+        }));
+    }
+    let mut created = 0;
+    let mut repeats = 0;
+    let mut ids = std::collections::HashSet::new();
+    for t in tasks {
+        let a = t.await.expect("join");
+        match a.status.as_u16() {
+            202 => created += 1,
+            208 => repeats += 1,
+            other => panic!("unexpected {other}: {}", a.body),
+        }
+        ids.insert(a.body["eventId"].as_str().expect("eventId").to_owned());
+    }
+    assert_eq!(created, 1);
+    assert_eq!(repeats, 99);
+    assert_eq!(ids.len(), 1, "every answer carries the first eventId");
+    // The same key with another body is refused.
+    app.send_event_with_key(&xp("player_idem", 78), "idem-key-1")
+        .await
+        .assert_problem(422);
+    let xp_now = eventually(WAIT, "idempotent xp", || async {
+        let p = app.progress("player_idem").await;
+        (p["xp"] == 77).then_some(p["xp"].clone())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        app.progress("player_idem").await["xp"],
+        xp_now,
+        "counted once"
+    );
+}
+
+#[tokio::test]
+async fn rate_limit_answers_429_with_retry_after() {
+    let app = spawn_app(&["--rate-limit-max", "5"]).await;
+    let mut limited = None;
+    for i in 0..20 {
+        let a = app.send_event(&xp("player_rate", 1 + i)).await;
+        if a.status == 429 {
+            limited = Some(a);
+            break;
+        }
+        assert_eq!(a.status, 202, "{}", a.body);
+    }
+    let a = limited.expect("a 429 within 20 fast events");
+    a.assert_problem(429);
+    let retry: u64 = a
+        .retry_after
+        .as_deref()
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry));
+    assert!(app
+        .get("/metrics")
+        .await
+        .body
+        .as_str()
+        .unwrap_or_default()
+        .contains("reason=\"rate\""));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn anomalies_are_quarantined_and_repeat_offenders_blocked() {
+    let app = spawn_app(&["--anomaly-warmup", "20", "--block-sec", "60"]).await;
+    // Warm-up: ordinary kills from many players.
+    let normal: Vec<Value> = (0..40)
+        .map(|i| kill(&format!("player_norm_{i}"), 900 + (i % 7) * 40))
+        .collect();
+    assert_eq!(app.send_batch(&normal).await.body["accepted"], 40);
+    eventually(WAIT, "warm-up applied", || async {
+        app.score("weekly", "player_norm_39").await
+    })
+    .await;
+
+    // A cheater: three absurd kills.
+    for i in 0..3 {
+        let a = app.send_event(&kill("player_cheat", 1_000_000 - i)).await;
+        assert_eq!(a.status, 202, "{}", a.body);
+    }
+    let f = eventually(WAIT, "cheater blocked", || async {
+        let f = app.get("/fairness/players/player_cheat").await.body;
+        (f["blocked"] == true).then_some(f)
+    })
+    .await;
+    assert_eq!(f["strikes"], 3, "{f}");
+    assert!(f["blockedUntil"].is_string(), "{f}");
+    assert_eq!(f["flags"].as_array().map(Vec::len), Some(3), "{f}");
+    assert!(
+        f["flags"][0]["zScore"].as_f64().unwrap_or_default() > 3.5,
+        "{f}"
+    );
+
+    // The gateway now refuses the player.
+    app.send_event(&kill("player_cheat", 10))
+        .await
+        .assert_problem(403);
+    // Quarantined events never reach the leaderboard or progression.
+    assert_eq!(app.score("weekly", "player_cheat").await, None);
+    let flags = app.get("/fairness/flags?limit=10").await;
+    assert_eq!(flags.status, 200);
+    assert!(flags.body["flags"]
+        .as_array()
+        .expect("flags")
+        .iter()
+        .any(|f| f["playerId"] == "player_cheat"));
+    let metrics = app
+        .get("/metrics")
+        .await
+        .body
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        metrics.contains("anomaly_flags_total{type=\"boss_kill\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("dropped_events_total"), "{metrics}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn rewards_are_claimed_once_with_a_verifiable_receipt() {
+    let app = spawn_app(&[]).await;
+    assert_eq!(app.send_event(&xp("player_lvl", 600)).await.status, 202);
+    assert_eq!(app.send_event(&xp("player_lvl", 650)).await.status, 202);
+    let p = eventually(WAIT, "level up", || async {
+        let p = app.progress("player_lvl").await;
+        (p["level"] == 2).then_some(p)
+    })
+    .await;
+    assert_eq!(p["xp"], 1250);
+    let reward = p["pendingRewards"][0].clone();
+    let reward_id = reward["rewardId"].as_str().expect("rewardId").to_owned();
+    assert_eq!(reward["source"], "level_up");
+
+    let first = app.claim("player_lvl", &reward_id).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let receipt = first.body.clone();
+    assert_eq!(receipt["playerId"], "player_lvl");
+    assert_eq!(receipt["item"], reward["item"]);
+    let again = app.claim("player_lvl", &reward_id).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(
+        again.body, receipt,
+        "claiming twice returns the same receipt"
+    );
+    // Claimed rewards leave the pending list and land in the inventory.
+    let p = app.progress("player_lvl").await;
+    assert!(p["pendingRewards"]
+        .as_array()
+        .expect("pending")
+        .iter()
+        .all(|r| r["rewardId"] != reward_id.as_str()));
+    assert!(p["inventory"]
+        .as_array()
+        .expect("inventory")
+        .iter()
+        .any(|i| i["item"] == reward["item"]));
+    // Someone else cannot claim it.
+    app.claim("player_other", &reward_id)
+        .await
+        .assert_problem(409);
+
+    let ok = app
+        .post_raw(
+            "/receipts/verify",
+            serde_json::to_vec(&receipt).expect("json"),
+            &[],
+        )
+        .await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.body["valid"], true, "{}", ok.body);
+    for (field, value) in [
+        ("receiptId", json!("forged")),
+        ("playerId", json!("player_thief")),
+        ("item", json!("legendary_crown")),
+        (
+            "timestamp",
+            json!(receipt["timestamp"].as_i64().unwrap_or_default() + 1),
+        ),
+        ("sig", json!("00".repeat(32))),
+    ] {
+        let mut t = receipt.clone();
+        t[field] = value;
+        let a = app
+            .post_raw(
+                "/receipts/verify",
+                serde_json::to_vec(&t).expect("json"),
+                &[],
+            )
+            .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert_eq!(a.body["valid"], false, "tampered {field}");
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn operations_routes_answer() {
+    let app = spawn_app(&[]).await;
+    let h = app.get("/healthz").await;
+    assert_eq!(h.status, 200);
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["checks"]["repository"], "ok");
+    assert_eq!(app.send_event(&sample("boss_kill")).await.status, 202);
+    eventually(WAIT, "bus lag gauge", || async {
+        let m = app
+            .get("/metrics")
+            .await
+            .body
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        m.contains("bus_lag{").then_some(())
+    })
+    .await;
+    let m = app.get("/metrics").await;
+    let text = m.body.as_str().expect("text");
+    for needle in [
+        "http_requests_total{",
+        "http_request_duration_seconds_bucket{",
+        "service=\"gateway\"",
+        "route=\"/events\"",
+        "status=\"202\"",
+        "events_ingested_total{type=\"boss_kill\"}",
+        "bus_lag{",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in metrics");
+    }
+    let spec = app.get("/openapi.json").await;
+    assert_eq!(spec.status, 200);
+    let paths = spec.body["paths"].as_object().expect("paths");
+    for p in [
+        "/events",
+        "/events/batch",
+        "/leaderboard",
+        "/leaderboard/players/{id}",
+        "/leaderboard/history",
+        "/players/{id}/progress",
+        "/rewards/claim",
+        "/receipts/verify",
+        "/fairness/players/{id}",
+        "/fairness/flags",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(paths.contains_key(p), "openapi lacks {p}");
+    }
+    let took = app.shutdown().await;
+    assert!(
+        took < Duration::from_secs(10),
+        "graceful shutdown took {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn leaderboard_history_holds_snapshots() {
+    // A snapshot every second makes the current period appear in the history quickly.
+    let app = spawn_app(&["--snapshot-cron", "* * * * * *"]).await;
+    assert_eq!(app.send_event(&kill("player_hist", 4242)).await.status, 202);
+    let board = app.leaderboard("daily").await;
+    let period = board["period"].as_str().expect("period").to_owned();
+    let snap = eventually(WAIT, "snapshot", || async {
+        let a = app
+            .get(&format!(
+                "/leaderboard/history?window=daily&period={period}"
+            ))
+            .await;
+        (a.status == 200 && a.body["entries"].as_array().is_some_and(|e| !e.is_empty()))
+            .then_some(a.body)
+    })
+    .await;
+    assert_eq!(snap["entries"][0]["playerId"], "player_hist");
+    assert_eq!(snap["entries"][0]["score"], 4242);
+    app.get("/leaderboard/history?window=daily&period=2020-01-01")
+        .await
+        .assert_problem(404);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn state_survives_a_graceful_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = spawn_app_in(dir.path().to_path_buf(), &[]).await;
+    assert_eq!(
+        app.send_event(&kill("player_restart", 321)).await.status,
+        202
+    );
+    assert_eq!(
+        app.send_event(&xp("player_restart", 1500)).await.status,
+        202
+    );
+    eventually(WAIT, "applied", || async {
+        app.score("weekly", "player_restart")
+            .await
+            .filter(|s| *s == 1821)
+    })
+    .await;
+    app.shutdown().await;
+
+    let app = spawn_app_in(dir.path().to_path_buf(), &[]).await;
+    assert_eq!(
+        app.score("weekly", "player_restart").await,
+        Some(1821),
+        "ranks rebuilt from the repository"
+    );
+    let p = app.progress("player_restart").await;
+    assert_eq!(p["xp"], 1500);
+    assert_eq!(p["level"], 2);
+    app.shutdown().await;
+}

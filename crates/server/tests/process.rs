@@ -1,0 +1,420 @@
+//! The real `liveops` binary as a process: crash safety (`kill -9`), SIGTERM, start-up errors, CLI.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{kill, now, xp, SECRET};
+use liveops_core::Keyring;
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+const BIN: &str = env!("CARGO_BIN_EXE_liveops");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "could not signal liveops");
+}
+
+fn start(data_dir: &Path, port: u16, extra: &[&str]) -> Child {
+    Command::new(BIN)
+        .arg("serve")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .args(["--hmac-secret", SECRET, "--log-level", "warn"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn liveops")
+}
+
+async fn wait_ready(base: &str) {
+    let client = reqwest::Client::new();
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "liveops did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn post(
+    client: &reqwest::Client,
+    ring: &Keyring,
+    base: &str,
+    ev: &Value,
+    key: &str,
+) -> Result<reqwest::StatusCode, reqwest::Error> {
+    let body = serde_json::to_vec(ev).expect("json");
+    let ts = now();
+    let sig = ring.sign_request(None, ts, &body).expect("sign");
+    client
+        .post(format!("{base}/events"))
+        .header("x-timestamp", ts.to_string())
+        .header("x-signature", sig)
+        .header("content-type", "application/json")
+        .header("idempotency-key", key)
+        .body(body)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .map(|r| r.status())
+}
+
+/// What the clients know per player: XP of events that got 202, and of at most one event whose
+/// answer was lost in the crash (it may or may not have been accepted).
+#[derive(Default, Clone, Copy, Debug)]
+struct Ledger {
+    acked_xp: u64,
+    acked_points: u64,
+    unknown_xp: u64,
+    unknown_points: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_loses_nothing_that_got_202_and_counts_nothing_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = start(dir.path(), port, &["--rate-limit-max", "100000"]);
+    wait_ready(&base).await;
+
+    let ring = Keyring::single(SECRET).expect("key");
+    let ledger: Arc<Mutex<HashMap<String, Ledger>>> = Arc::default();
+    let players = 16;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for p in 0..players {
+        let (ring, base, ledger, stop) = (ring.clone(), base.clone(), ledger.clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let player = format!("player_crash_{p}");
+            // One event at a time per player, so at most one answer per player is lost in the crash.
+            for i in 0..10_000u64 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let (ev, x, pts) = if i % 3 == 0 {
+                    let pts = 100 + (i % 5) * 10;
+                    (kill(&player, pts), 0, pts)
+                } else {
+                    let x = 10 + i % 7;
+                    (xp(&player, x), x, 0)
+                };
+                let outcome = post(&client, &ring, &base, &ev, &format!("{player}-{i}")).await;
+                let mut l = ledger.lock().await;
+                let e = l.entry(player.clone()).or_default();
+                match outcome {
+                    Ok(s) if s == 202 => {
+                        e.acked_xp += x;
+                        e.acked_points += pts;
+                    }
+                    Ok(s) => panic!("unexpected status {s}"),
+                    Err(_) => {
+                        e.unknown_xp = x;
+                        e.unknown_points = pts;
+                        break;
+                    }
+                }
+            }
+        }));
+    }
+    // Let the stream run, then crash the process mid-stream.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.kill().expect("kill -9"); // SIGKILL
+    let _ = child.wait();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for c in clients {
+        c.await.expect("client");
+    }
+    let ledger = ledger.lock().await.clone();
+    let total: u64 = ledger.values().map(|l| l.acked_xp + l.acked_points).sum();
+    assert!(total > 0, "some events were accepted before the crash");
+
+    // Restart on the same data directory; every 202'd event must show exactly once.
+    let mut child = start(dir.path(), port, &[]);
+    wait_ready(&base).await;
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (player, l) in &ledger {
+        loop {
+            let p: Value = client
+                .get(format!("{base}/players/{player}/progress"))
+                .send()
+                .await
+                .expect("get")
+                .json()
+                .await
+                .expect("json");
+            let got_xp = p["xp"].as_u64().unwrap_or_default();
+            let board: Value = client
+                .get(format!(
+                    "{base}/leaderboard/players/{player}?window=seasonal&around=0"
+                ))
+                .send()
+                .await
+                .expect("get")
+                .json()
+                .await
+                .expect("json");
+            let got_score = board["score"].as_u64().unwrap_or_default();
+            let xp_ok = got_xp == l.acked_xp || got_xp == l.acked_xp + l.unknown_xp;
+            let expected_score = l.acked_xp + l.acked_points;
+            let score_ok = got_score == expected_score
+                || got_score == expected_score + l.unknown_xp + l.unknown_points;
+            if xp_ok && score_ok {
+                // The lost answer, if accepted, must be counted in both or neither.
+                let xp_extra = got_xp - l.acked_xp;
+                let score_extra = got_score - expected_score;
+                assert!(xp_extra <= l.unknown_xp && score_extra <= l.unknown_xp + l.unknown_points);
+                break;
+            }
+            assert!(
+                got_xp <= l.acked_xp + l.unknown_xp,
+                "{player}: xp {got_xp} counts events twice ({l:?})"
+            );
+            assert!(
+                got_score <= expected_score + l.unknown_xp + l.unknown_points,
+                "{player}: score {got_score} counts events twice ({l:?})"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "{player}: xp {got_xp} score {got_score} never reached {l:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // Stable: nothing is applied a second time after catching up.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (player, l) in &ledger {
+        let p: Value = client
+            .get(format!("{base}/players/{player}/progress"))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        assert!(
+            p["xp"].as_u64().unwrap_or_default() <= l.acked_xp + l.unknown_xp,
+            "{player} recounted"
+        );
+    }
+    sigterm(&child);
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_within_ten_seconds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = start(dir.path(), port, &[]);
+    wait_ready(&base).await;
+    let ring = Keyring::single(SECRET).expect("key");
+    let client = reqwest::Client::new();
+    assert_eq!(
+        post(&client, &ring, &base, &kill("player_term", 5), "term-1")
+            .await
+            .expect("post"),
+        202
+    );
+    let start = Instant::now();
+    sigterm(&child);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "did not exit within 10 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn a_bad_secret_stops_start_up_with_one_line_naming_the_variable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(BIN)
+        .args(["serve", "--env", "prod", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("HMAC_SECRET")
+        .env_remove("HMAC_SECRET_FILE")
+        .env_remove("HMAC_KEYS")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("HMAC_SECRET"), "{err}");
+
+    let out = Command::new(BIN)
+        .args(["serve", "--env", "prod", "--data-dir"])
+        .arg(dir.path())
+        .env("HMAC_SECRET", "too-short")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("HMAC_SECRET") && err.contains("32 bytes"),
+        "{err}"
+    );
+    assert!(!err.contains("too-short"), "secrets are never printed");
+}
+
+#[tokio::test]
+async fn cli_sends_sample_events_with_the_dev_secret_and_verifies_receipts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    // Dev mode, no secret: serve generates one in DATA_DIR and `send` finds it there.
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env_remove("HMAC_SECRET")
+        .env_remove("HMAC_SECRET_FILE")
+        .env_remove("HMAC_KEYS")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_ready(&base).await;
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/sample_events");
+    let out = Command::new(BIN)
+        .args(["send", "--port", &port.to_string(), "--data-dir"])
+        .arg(dir.path())
+        .arg(samples.join("boss_kill.json"))
+        .arg(samples.join("progression.json"))
+        .arg(samples.join("drop_claimed.json"))
+        .env_remove("HMAC_SECRET")
+        .output()
+        .expect("send");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.matches(" 202 ").count(), 3, "{text}");
+
+    // Claim the drop reward and check its receipt with the CLI.
+    let client = reqwest::Client::new();
+    let secret = std::fs::read_to_string(dir.path().join("dev-hmac-secret")).expect("dev secret");
+    let ring = Keyring::single(secret.trim()).expect("ring");
+    let reward = common::eventually(Duration::from_secs(15), "drop reward", || async {
+        let p: Value = client
+            .get(format!("{base}/players/player_abcde/progress"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        p["pendingRewards"][0]["rewardId"]
+            .as_str()
+            .map(str::to_owned)
+    })
+    .await;
+    let body =
+        serde_json::to_vec(&serde_json::json!({"playerId": "player_abcde", "rewardId": reward}))
+            .expect("json");
+    let ts = now();
+    let receipt: Value = client
+        .post(format!("{base}/rewards/claim"))
+        .header("x-timestamp", ts.to_string())
+        .header(
+            "x-signature",
+            ring.sign_request(None, ts, &body).expect("sign"),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("claim")
+        .json()
+        .await
+        .expect("json");
+    let file = dir.path().join("receipt.json");
+    std::fs::write(&file, serde_json::to_vec(&receipt).expect("json")).expect("write");
+    let out = Command::new(BIN)
+        .args(["verify-receipt", "--data-dir"])
+        .arg(dir.path())
+        .arg(&file)
+        .env_remove("HMAC_SECRET")
+        .output()
+        .expect("verify");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"valid\":true"));
+    let mut forged = receipt.clone();
+    forged["item"] = Value::from("crown");
+    std::fs::write(&file, serde_json::to_vec(&forged).expect("json")).expect("write");
+    let out = Command::new(BIN)
+        .args(["verify-receipt", "--data-dir"])
+        .arg(dir.path())
+        .arg(&file)
+        .env_remove("HMAC_SECRET")
+        .output()
+        .expect("verify");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"valid\":false"));
+
+    let out = Command::new(BIN)
+        .args(["migrate", "--data-dir"])
+        .arg(dir.path())
+        .arg("--log-level")
+        .arg("error")
+        .env_remove("HMAC_SECRET")
+        .output()
+        .expect("migrate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sigterm(&child);
+    let _ = child.wait();
+}
