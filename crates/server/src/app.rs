@@ -289,7 +289,7 @@ impl Application {
         );
 
         tracing::info!(
-            target = target.as_str(),
+            liveops_target = target.as_str(),
             port = listener.local_addr().map(|a| a.port()).unwrap_or_default(),
             env = ?settings.raw.env,
             bus = ?settings.raw.bus_kind,
