@@ -3,4 +3,6 @@
 
 pub mod conformance;
 pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod sql;

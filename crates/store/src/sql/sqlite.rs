@@ -1,13 +1,21 @@
 //! The SQLite specifics shared by the repository and the local bus: how a location becomes
-//! connection options (WAL, synchronous, busy timeout), and how sqlx errors become [`PortError`].
-//! PostgreSQL and MySQL adapters get their own module like this one; the SQL elsewhere stays put.
+//! connection options (WAL, synchronous, busy timeout), how sqlx errors become [`PortError`], and
+//! SQLite's [`Dialect`] for the shared repository code.
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use liveops_core::PortError;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::decode::Decode;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous, SqliteTypeInfo, SqliteValueRef,
+};
+use sqlx::{Sqlite, Type};
+
+use super::dialect::{db_error_of, Dialect, MigrationLock, Text, Upserts, ON_CONFLICT};
+pub(crate) use super::dialect::{to_i64, to_u64};
 
 /// How long a statement waits for another writer's lock before giving up with "busy".
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,38 +57,43 @@ pub(crate) fn options(location: &Path) -> Result<SqliteConnectOptions, PortError
 /// caller answers 503 or leaves the message for redelivery); rows that cannot be read back are
 /// `Corrupt`.
 pub(crate) fn db_error(e: sqlx::Error) -> PortError {
-    use sqlx::Error as E;
-    match e {
-        E::ColumnDecode { .. }
-        | E::Decode(_)
-        | E::ColumnNotFound(_)
-        | E::ColumnIndexOutOfBounds { .. }
-        | E::TypeNotFound { .. }
-        | E::RowNotFound => PortError::Corrupt(e.to_string()),
-        E::Database(ref d) if d.is_unique_violation() => {
-            PortError::Unavailable(format!("conflicting write, retry: {d}"))
-        }
-        other => PortError::Unavailable(format!("sqlite: {other}")),
+    db_error_of(<Sqlite as sqlx::Database>::NAME, e)
+}
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+impl Dialect for Sqlite {
+    const MAX_BIND: usize = MAX_BIND;
+    const BEGIN_WRITE: Option<&'static str> = Some(BEGIN_WRITE);
+    // A deferred transaction reads one snapshot of the WAL from its first read on.
+    const BEGIN_READ: Option<&'static str> = None;
+    // The write transaction already holds the database's write lock.
+    const LOCK_ROWS: &'static str = "";
+    const UPSERTS: &'static Upserts = &ON_CONFLICT;
+    const CALL_TIMEOUT: Option<Duration> = None;
+
+    const MIGRATION_SESSION: Option<&'static str> = None;
+    const MIGRATION_LOCK: Option<&'static MigrationLock> = None;
+
+    fn migrator() -> &'static Migrator {
+        &MIGRATOR
     }
 }
 
-/// Maps a migration error: a failing statement is like any other database error; a migration
-/// history that does not match the code is corruption.
-pub(crate) fn migrate_error(e: sqlx::migrate::MigrateError) -> PortError {
-    match e {
-        sqlx::migrate::MigrateError::Execute(e) => db_error(e),
-        other => PortError::Corrupt(format!("migrations: {other}")),
+impl Type<Sqlite> for Text {
+    fn type_info() -> SqliteTypeInfo {
+        <String as Type<Sqlite>>::type_info()
+    }
+
+    fn compatible(ty: &SqliteTypeInfo) -> bool {
+        <String as Type<Sqlite>>::compatible(ty)
     }
 }
 
-/// A count read from SQL (never negative in our tables) as `u64`.
-pub(crate) fn to_u64(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
-}
-
-/// A `u64` stored in a signed BIGINT column, saturating.
-pub(crate) fn to_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
+impl<'r> Decode<'r, Sqlite> for Text {
+    fn decode(value: SqliteValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        <String as Decode<'r, Sqlite>>::decode(value).map(Text)
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,548 @@
+//! One cloneable connection to Redis, a single node or a Redis Cluster, with every call bounded
+//! in time and failures mapped to [`PortError`].
+//!
+//! The connection is opened lazily: [`RedisConn::connect`] only rejects a malformed URL, so a
+//! service starts while Redis is down and answers 503 until it comes back. Once open, a single
+//! node sits behind redis-rs' `ConnectionManager` and a cluster behind its `ClusterConnection`;
+//! both reconnect by themselves after a server restart (the next calls fail fast, then succeed).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use liveops_core::ports::{PortError, PortResult};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::io::tcp::{socket2::TcpKeepalive, TcpSettings};
+use redis::{
+    Client, Cmd, ConnectionInfo, ErrorKind, FromRedisValue, IntoConnectionInfo, Pipeline,
+    RedisError, RedisFuture, RedisResult, ScriptInvocation, Value,
+};
+use tokio::sync::OnceCell;
+
+/// How long one call (a command, a pipeline or a script) may take, connecting included.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// After this long without an acknowledgement from the peer, the kernel drops a connection, so a
+/// vanished server is noticed (and reconnected to) even when no RST ever arrives.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle time before TCP keep-alive probes start.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// A cloneable handle to Redis (single node or cluster); clones share the connection.
+#[derive(Clone)]
+pub struct RedisConn {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    target: Target,
+    backend: OnceCell<Backend>,
+    timeout: Duration,
+    round_trips: Arc<AtomicU64>,
+    /// Where it points, without credentials, for logs and errors.
+    name: String,
+}
+
+enum Target {
+    Single(Client),
+    Cluster(ClusterClient),
+}
+
+#[derive(Clone)]
+enum Backend {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for RedisConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConn")
+            .field("target", &self.inner.name)
+            .field("cluster", &self.is_cluster())
+            .field("connected", &self.inner.backend.initialized())
+            .finish()
+    }
+}
+
+/// A connection as parsed from a URL, before any I/O.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ParsedUrl {
+    /// One node.
+    Single(String),
+    /// Seed nodes of a cluster.
+    Cluster(Vec<String>),
+}
+
+fn invalid(url_hint: &str, why: impl std::fmt::Display) -> PortError {
+    PortError::Unavailable(format!("invalid Redis URL ({url_hint}): {why}"))
+}
+
+/// Drops `cluster=...` from a URL's query; returns the URL and whether it asked for a cluster.
+fn take_cluster_flag(url: &str) -> (String, bool) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), false);
+    };
+    let mut cluster = false;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, "true"));
+            if name.eq_ignore_ascii_case("cluster") {
+                cluster |= matches!(value.to_ascii_lowercase().as_str(), "true" | "1" | "yes");
+                false
+            } else {
+                !pair.is_empty()
+            }
+        })
+        .collect();
+    if kept.is_empty() {
+        (base.to_owned(), cluster)
+    } else {
+        (format!("{base}?{}", kept.join("&")), cluster)
+    }
+}
+
+/// Reads `REDIS_URL`-style strings: `redis://host:port/db` is one node; several comma-separated
+/// URLs, `redis+cluster://host:port[,host:port...]` or `?cluster=true` mean a cluster. Hosts
+/// after the first may omit the scheme and credentials, which they then share with the first.
+pub(crate) fn parse_url(url: &str) -> PortResult<ParsedUrl> {
+    let parts: Vec<&str> = url
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    let Some(first) = parts.first() else {
+        return Err(invalid("empty", "no host given"));
+    };
+    let Some((scheme, rest)) = first.split_once("://") else {
+        return Err(invalid(first, "expected redis://host:port"));
+    };
+    let (scheme, mut cluster) = match scheme.to_ascii_lowercase().as_str() {
+        "redis" => ("redis", false),
+        "rediss" => ("rediss", false),
+        "redis+cluster" => ("redis", true),
+        "rediss+cluster" => ("rediss", true),
+        other => return Err(invalid(other, "unknown scheme")),
+    };
+    // Credentials of the first URL, for the hosts written without them.
+    let userinfo = rest
+        .split(['/', '?'])
+        .next()
+        .and_then(|authority| authority.rsplit_once('@'))
+        .map(|(user, _)| format!("{user}@"))
+        .unwrap_or_default();
+    let mut nodes = Vec::with_capacity(parts.len());
+    for (i, part) in parts.iter().enumerate() {
+        let full = if i == 0 {
+            format!("{scheme}://{rest}")
+        } else if let Some((s, r)) = part.split_once("://") {
+            let s = s.to_ascii_lowercase();
+            let s = s.strip_suffix("+cluster").unwrap_or(&s).to_owned();
+            format!("{s}://{r}")
+        } else {
+            format!("{scheme}://{userinfo}{part}")
+        };
+        let (full, flag) = take_cluster_flag(&full);
+        cluster |= flag;
+        nodes.push(full);
+    }
+    if nodes.len() > 1 || cluster {
+        Ok(ParsedUrl::Cluster(nodes))
+    } else {
+        Ok(ParsedUrl::Single(nodes.swap_remove(0)))
+    }
+}
+
+fn connection_info(url: &str) -> PortResult<ConnectionInfo> {
+    url.into_connection_info()
+        .map_err(|e| invalid("check the host, port and database", e))
+}
+
+fn tcp_settings() -> TcpSettings {
+    let settings = TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(TcpKeepalive::new().with_time(TCP_KEEPALIVE));
+    #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+    let settings = settings.set_user_timeout(TCP_USER_TIMEOUT);
+    #[cfg(not(any(target_os = "android", target_os = "fuchsia", target_os = "linux")))]
+    let _ = TCP_USER_TIMEOUT;
+    settings
+}
+
+/// Maps a Redis error: unreadable data is `Corrupt`, everything else `Unavailable`.
+pub(crate) fn port_error(op: &str, err: &RedisError) -> PortError {
+    let corrupt = err.kind() == ErrorKind::TypeError
+        || matches!(err.code(), Some("WRONGTYPE") | Some("CORRUPT"));
+    if corrupt {
+        PortError::Corrupt(format!("redis {op}: {err}"))
+    } else {
+        PortError::Unavailable(format!("redis {op}: {err}"))
+    }
+}
+
+impl RedisConn {
+    /// Prepares a connection to `url` with calls bounded by [`DEFAULT_TIMEOUT`]. A single
+    /// `redis://host:port/db` is one node; several comma-separated URLs,
+    /// `redis+cluster://host:port,...` or `?cluster=true` are a cluster.
+    ///
+    /// Only a malformed URL is an error: an unreachable server is retried by every call (each
+    /// failing with `Unavailable` meanwhile), so start-up does not depend on Redis being up.
+    pub async fn connect(url: &str) -> Result<RedisConn, PortError> {
+        Self::connect_with_timeout(url, DEFAULT_TIMEOUT).await
+    }
+
+    /// Like [`Self::connect`], with calls bounded by `timeout`.
+    pub async fn connect_with_timeout(
+        url: &str,
+        timeout: Duration,
+    ) -> Result<RedisConn, PortError> {
+        let timeout = timeout.max(Duration::from_millis(1));
+        let (target, name) = match parse_url(url)? {
+            ParsedUrl::Single(url) => {
+                let info = connection_info(&url)?;
+                let name = format!("{}/{}", info.addr, info.redis.db);
+                let client = Client::open(info).map_err(|e| invalid(&name, e))?;
+                (Target::Single(client), name)
+            }
+            ParsedUrl::Cluster(urls) => {
+                let infos = urls
+                    .iter()
+                    .map(|u| connection_info(u))
+                    .collect::<PortResult<Vec<_>>>()?;
+                let name = infos
+                    .iter()
+                    .map(|i| i.addr.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let client = ClusterClientBuilder::new(infos)
+                    .connection_timeout(timeout)
+                    .retries(2)
+                    .min_retry_wait(50)
+                    .max_retry_wait(500)
+                    .tcp_settings(tcp_settings())
+                    .build()
+                    .map_err(|e| invalid(&name, e))?;
+                (Target::Cluster(client), name)
+            }
+        };
+        let conn = RedisConn {
+            inner: Arc::new(Inner {
+                target,
+                backend: OnceCell::new(),
+                timeout,
+                round_trips: Arc::new(AtomicU64::new(0)),
+                name,
+            }),
+        };
+        match tokio::time::timeout(timeout, conn.backend()).await {
+            Ok(Ok(_)) => {
+                tracing::info!(target = %conn.inner.name, cluster = conn.is_cluster(), "redis connected");
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(target = %conn.inner.name, error = %err, "redis not reachable yet; will retry on use");
+            }
+            Err(_) => {
+                tracing::warn!(target = %conn.inner.name, "redis connect timed out; will retry on use");
+            }
+        }
+        Ok(conn)
+    }
+
+    /// Whether this is a Redis Cluster connection.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner.target, Target::Cluster(_))
+    }
+
+    /// The bound on each call.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// Requests sent to the server so far by this connection and its clones (a pipeline counts
+    /// once): lets callers and tests see how many round trips an operation takes.
+    pub fn round_trips(&self) -> u64 {
+        self.inner.round_trips.load(Ordering::Relaxed)
+    }
+
+    /// The open backend, opening it first if needed (not bounded in time by itself).
+    async fn backend(&self) -> RedisResult<Backend> {
+        self.inner
+            .backend
+            .get_or_try_init(|| async {
+                match &self.inner.target {
+                    Target::Single(client) => {
+                        let config = ConnectionManagerConfig::new()
+                            .set_connection_timeout(self.inner.timeout)
+                            // Fail fast while the server is down: every later call starts a new
+                            // attempt, so the manager recovers as soon as the server is back.
+                            .set_number_of_retries(0)
+                            .set_tcp_settings(tcp_settings());
+                        ConnectionManager::new_with_config(client.clone(), config)
+                            .await
+                            .map(Backend::Single)
+                    }
+                    Target::Cluster(client) => {
+                        client.get_async_connection().await.map(Backend::Cluster)
+                    }
+                }
+            })
+            .await
+            .cloned()
+    }
+
+    /// Runs `f` on a handle to the server, bounded by `timeout` (opening the connection
+    /// included); a timeout or a Redis error becomes a [`PortError`] naming `op`. Use this for
+    /// calls that need a different bound than [`Self::timeout`] (blocking reads).
+    pub async fn run_within<T, F, Fut>(
+        &self,
+        op: &'static str,
+        timeout: Duration,
+        f: F,
+    ) -> PortResult<T>
+    where
+        F: FnOnce(RedisHandle) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let work = async {
+            let backend = self.backend().await?;
+            f(RedisHandle {
+                backend,
+                round_trips: self.inner.round_trips.clone(),
+            })
+            .await
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => {
+                metrics::counter!("redis_errors_total", "op" => op, "kind" => "error").increment(1);
+                tracing::warn!(op, target = %self.inner.name, error = %err, "redis call failed");
+                Err(port_error(op, &err))
+            }
+            Err(_) => {
+                metrics::counter!("redis_errors_total", "op" => op, "kind" => "timeout")
+                    .increment(1);
+                tracing::warn!(op, target = %self.inner.name, timeout_ms = timeout.as_millis() as u64, "redis call timed out");
+                Err(PortError::Unavailable(format!(
+                    "redis {op}: no answer from {} within {timeout:?}",
+                    self.inner.name
+                )))
+            }
+        }
+    }
+
+    /// Like [`Self::run_within`], bounded by [`Self::timeout`].
+    pub async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> PortResult<T>
+    where
+        F: FnOnce(RedisHandle) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        self.run_within(op, self.inner.timeout, f).await
+    }
+
+    /// Sends one command.
+    pub async fn query<T: FromRedisValue>(&self, op: &'static str, cmd: &Cmd) -> PortResult<T> {
+        self.run(op, |mut h| async move { cmd.query_async(&mut h).await })
+            .await
+    }
+
+    /// Sends a pipeline in one round trip. In a cluster, every key in it must be in one slot.
+    pub async fn query_pipeline<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        pipe: &Pipeline,
+    ) -> PortResult<T> {
+        self.run(op, |mut h| async move { pipe.query_async(&mut h).await })
+            .await
+    }
+
+    /// Sends several pipelines side by side (one per cluster slot, say), each bounded by
+    /// [`Self::timeout`]; results in the order given. Fails if any fails.
+    pub async fn query_pipelines<T>(
+        &self,
+        op: &'static str,
+        pipes: Vec<Pipeline>,
+    ) -> PortResult<Vec<T>>
+    where
+        T: FromRedisValue + Send + 'static,
+    {
+        if pipes.len() <= 1 {
+            let mut out = Vec::with_capacity(pipes.len());
+            for pipe in &pipes {
+                out.push(self.query_pipeline(op, pipe).await?);
+            }
+            return Ok(out);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        let count = pipes.len();
+        for (i, pipe) in pipes.into_iter().enumerate() {
+            let conn = self.clone();
+            tasks.spawn(async move { (i, conn.query_pipeline::<T>(op, &pipe).await) });
+        }
+        let mut slots: Vec<Option<T>> = (0..count).map(|_| None).collect();
+        while let Some(joined) = tasks.join_next().await {
+            let (i, result) = joined.map_err(|e| {
+                PortError::Unavailable(format!("redis {op}: pipeline task failed: {e}"))
+            })?;
+            slots[i] = Some(result?);
+        }
+        slots
+            .into_iter()
+            .map(|v| v.ok_or_else(|| PortError::Unavailable(format!("redis {op}: pipeline lost"))))
+            .collect()
+    }
+
+    /// Runs a Lua script (EVALSHA, loading it on first use). In a cluster, its keys must share
+    /// one slot.
+    pub async fn invoke<T: FromRedisValue>(
+        &self,
+        op: &'static str,
+        script: &ScriptInvocation<'_>,
+    ) -> PortResult<T> {
+        self.run(op, |mut h| async move { script.invoke_async(&mut h).await })
+            .await
+    }
+
+    /// Pings the server (every master of a cluster answers through its own slots in time).
+    pub async fn ping(&self) -> PortResult<()> {
+        let pong: String = self.query("ping", &redis::cmd("PING")).await?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(PortError::Unavailable(format!(
+                "redis ping: unexpected answer {pong:?}"
+            )))
+        }
+    }
+}
+
+/// A connection handle for one call, as given to [`RedisConn::run`]; usable with any redis-rs
+/// async API (`Cmd::query_async`, `AsyncCommands`, scripts). Counts the requests it sends.
+#[derive(Clone)]
+pub struct RedisHandle {
+    backend: Backend,
+    round_trips: Arc<AtomicU64>,
+}
+
+impl ConnectionLike for RedisHandle {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        match &mut self.backend {
+            Backend::Single(c) => c.req_packed_command(cmd),
+            Backend::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        match &mut self.backend {
+            Backend::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Backend::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match &self.backend {
+            Backend::Single(c) => c.get_db(),
+            Backend::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Milliseconds for a TTL: at least 1 (Redis refuses 0) and at most about a century (so the
+/// expiry time cannot overflow on the server).
+pub(crate) fn ttl_ms(ttl: Duration) -> u64 {
+    const MAX_TTL_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
+    u64::try_from(ttl.as_millis())
+        .unwrap_or(MAX_TTL_MS)
+        .clamp(1, MAX_TTL_MS)
+}
+
+/// Replaces `{` and `}` so a key prefix never becomes a cluster hash tag.
+pub(crate) fn clean_prefix(prefix: &str) -> String {
+    prefix.replace(['{', '}'], "_")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_url_is_a_single_node() {
+        assert_eq!(
+            parse_url("redis://127.0.0.1:6379/2").unwrap(),
+            ParsedUrl::Single("redis://127.0.0.1:6379/2".into())
+        );
+        assert_eq!(
+            parse_url(" redis://h:1/?protocol=resp2 ").unwrap(),
+            ParsedUrl::Single("redis://h:1/?protocol=resp2".into())
+        );
+    }
+
+    #[test]
+    fn lists_and_cluster_schemes_are_clusters() {
+        let three = ParsedUrl::Cluster(vec![
+            "redis://a:1".into(),
+            "redis://b:2".into(),
+            "redis://c:3".into(),
+        ]);
+        assert_eq!(
+            parse_url("redis://a:1,redis://b:2, redis://c:3").unwrap(),
+            three
+        );
+        assert_eq!(parse_url("redis+cluster://a:1,b:2,c:3").unwrap(), three);
+        assert_eq!(
+            parse_url("redis://a:1?cluster=true").unwrap(),
+            ParsedUrl::Cluster(vec!["redis://a:1".into()])
+        );
+        assert_eq!(
+            parse_url("redis://a:1/?protocol=resp2&cluster=true").unwrap(),
+            ParsedUrl::Cluster(vec!["redis://a:1/?protocol=resp2".into()])
+        );
+        assert_eq!(
+            parse_url("redis://a:1?cluster=false").unwrap(),
+            ParsedUrl::Single("redis://a:1".into())
+        );
+    }
+
+    #[test]
+    fn hosts_without_scheme_share_the_first_ones_credentials() {
+        assert_eq!(
+            parse_url("rediss+cluster://u:secret@a:1,b:2").unwrap(),
+            ParsedUrl::Cluster(vec![
+                "rediss://u:secret@a:1".into(),
+                "rediss://u:secret@b:2".into()
+            ])
+        );
+    }
+
+    #[test]
+    fn bad_urls_are_refused() {
+        for url in ["", " , ", "127.0.0.1:6379", "http://a:1"] {
+            assert!(
+                matches!(parse_url(url), Err(PortError::Unavailable(_))),
+                "{url:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ttls_are_clamped() {
+        assert_eq!(ttl_ms(Duration::ZERO), 1);
+        assert_eq!(ttl_ms(Duration::from_micros(10)), 1);
+        assert_eq!(ttl_ms(Duration::from_secs(2)), 2000);
+        assert_eq!(ttl_ms(Duration::MAX), 100 * 365 * 24 * 3600 * 1000);
+    }
+
+    #[test]
+    fn prefixes_never_carry_hash_tags() {
+        assert_eq!(clean_prefix("run-{1}:"), "run-_1_:");
+    }
+}
