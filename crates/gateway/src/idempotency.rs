@@ -76,9 +76,12 @@ pub(crate) async fn admit(
     let key = format!("gateway:{scope}:{key}");
     let print = fingerprint(body);
     let ttl = state.config.idempotency_ttl;
+    // The in-flight claim lives briefly: if the request dies with its backend (and cannot release
+    // the key), a retry may go through once the claim lapses instead of being refused for a day.
+    let claim_ttl = ttl.min(IN_FLIGHT_TTL);
     let deadline = tokio::time::Instant::now() + WAIT_AT_MOST;
     loop {
-        match state.hot.idem_begin(&key, &print, ttl).await? {
+        match state.hot.idem_begin(&key, &print, claim_ttl).await? {
             IdemState::Fresh => {
                 return Ok(Admission::Proceed(Some(Claim {
                     hot: Arc::clone(&state.hot),
@@ -160,6 +163,9 @@ pub(crate) fn replay(answer: StoredAnswer) -> Response {
     );
     res
 }
+
+/// How long an unanswered claim on an idempotency key holds it.
+const IN_FLIGHT_TTL: Duration = Duration::from_secs(30);
 
 /// Ownership of a fresh idempotency key: settle it with [`Claim::complete`] or
 /// [`Claim::release`]. A claim dropped unsettled (the client went away mid-request) is released
