@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: formatting, lints, then every test (unit, adapter
-# conformance, end-to-end against the real binary). Installs what it needs and starts nothing by hand.
+# conformance against real Redis / Redis Cluster / PostgreSQL / MariaDB, end-to-end against the
+# real binary, split deployment, outages, crash). Installs and starts what it needs on loopback
+# (scripts/services.sh) and stops it at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,11 +22,18 @@ fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== tests"
-cargo nextest run --workspace --locked --no-fail-fast "$@"
+echo "== cargo clippy (all features)"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+echo "== the default (embedded) build compiles on its own"
+cargo check -p liveops --locked
+
+echo "== servers: Redis, Redis Cluster, PostgreSQL, MariaDB on loopback"
+scripts/services.sh start
+trap 'scripts/services.sh stop' EXIT
+# shellcheck disable=SC1091
+source "${LIVEOPS_SERVICES_DIR:-/tmp/liveops-services}/env"
+
+echo "== tests (all features, real servers)"
+cargo nextest run --workspace --all-features --locked --no-fail-fast "$@"
 echo "== doc tests"
-cargo test --workspace --locked --doc
-echo "== benches compile"
-cargo bench --workspace --locked --no-run
+cargo test --workspace --all-features --locked --doc

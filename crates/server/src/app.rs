@@ -18,7 +18,6 @@ use liveops_store::memory::bus::MemoryBus;
 use liveops_store::memory::hot::MemoryHotState;
 use liveops_store::memory::rank::MemoryRankStore;
 use liveops_store::sql::bus::{BusOptions, SqliteBus};
-use liveops_store::sql::repository::SqlRepository;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -56,15 +55,12 @@ impl Ports {
                 settings.raw.data_dir.display()
             )
         })?;
-        let needs_repo = target != Target::Gateway;
-        let repo: Option<Arc<dyn Repository>> = if needs_repo {
-            let repo = SqlRepository::connect(&settings.db_url)
-                .await
-                .map_err(|e| anyhow::anyhow!("DB_URL: {e}"))?;
+        let repo = if target != Target::Gateway {
+            let repo = open_repository(&settings.db_url).await?;
             repo.migrate()
                 .await
                 .map_err(|e| anyhow::anyhow!("DB_URL: migration failed: {e}"))?;
-            Some(Arc::new(repo))
+            Some(repo)
         } else {
             None
         };
@@ -82,15 +78,26 @@ impl Ports {
                 (bus.clone(), Some(bus))
             }
             BusKind::Inmem => (Arc::new(MemoryBus::new(opts)), None),
+            BusKind::Redis => (open_redis_bus(settings, opts).await?, None),
         };
-        let memory_hot = Arc::new(MemoryHotState::new());
+        let (hot, ranks, memory_hot): (Arc<dyn HotState>, Arc<dyn RankStore>, _) =
+            match &settings.raw.redis_url {
+                Some(url) => {
+                    let (hot, ranks) = open_redis_state(url).await?;
+                    (hot, ranks, None)
+                }
+                None => {
+                    let hot = Arc::new(MemoryHotState::new());
+                    (hot.clone(), Arc::new(MemoryRankStore::new()), Some(hot))
+                }
+            };
         Ok(Self {
             repo,
             bus,
-            hot: memory_hot.clone(),
-            ranks: Arc::new(MemoryRankStore::new()),
+            hot,
+            ranks,
             sqlite_bus,
-            memory_hot: Some(memory_hot),
+            memory_hot,
         })
     }
 
@@ -110,6 +117,47 @@ impl Ports {
         }
         out
     }
+}
+
+/// Opens the repository `DB_URL` names (the scheme picks the backend).
+async fn open_repository(url: &str) -> anyhow::Result<Arc<dyn Repository>> {
+    liveops_store::sql::connect_repository(url)
+        .await
+        .map_err(|e| anyhow::anyhow!("DB_URL: {e}"))
+}
+
+#[cfg(feature = "redis")]
+async fn open_redis_state(url: &str) -> anyhow::Result<(Arc<dyn HotState>, Arc<dyn RankStore>)> {
+    use liveops_store::redis::{conn::RedisConn, hot::RedisHotState, rank::RedisRankStore};
+    let conn = RedisConn::connect(url)
+        .await
+        .map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?;
+    Ok((
+        Arc::new(RedisHotState::new(conn.clone())),
+        Arc::new(RedisRankStore::new(conn)),
+    ))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn open_redis_state(_url: &str) -> anyhow::Result<(Arc<dyn HotState>, Arc<dyn RankStore>)> {
+    anyhow::bail!("REDIS_URL: this build has no Redis adapters")
+}
+
+#[cfg(feature = "redis")]
+async fn open_redis_bus(settings: &Settings, opts: BusOptions) -> anyhow::Result<Arc<dyn Bus>> {
+    let url = settings
+        .bus_url
+        .as_deref()
+        .context("BUS_CONN: BUS_KIND=redis needs a URL")?;
+    let bus = liveops_store::redis::bus::RedisBus::connect(url, opts, settings.raw.bus_partitions)
+        .await
+        .map_err(|e| anyhow::anyhow!("BUS_CONN: {e}"))?;
+    Ok(Arc::new(bus))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn open_redis_bus(_settings: &Settings, _opts: BusOptions) -> anyhow::Result<Arc<dyn Bus>> {
+    anyhow::bail!("BUS_KIND: this build has no Redis bus")
 }
 
 /// Every (topic, consumer group) pair of the product; all are created at start so no event

@@ -83,6 +83,8 @@ pub enum BusKind {
     Sqlite,
     /// In memory; tests only: unconsumed events are lost on a crash.
     Inmem,
+    /// Redis Streams (`BUS_CONN`, default `REDIS_URL`), partitioned by player.
+    Redis,
 }
 
 /// Raw settings as given by environment and flags.
@@ -120,18 +122,22 @@ pub struct RawConfig {
     /// Extra keys for rotation: `kid=secret,kid2=secret2` (picked by `X-Key-Id`).
     #[arg(long, env = "HMAC_KEYS", hide_env_values = true)]
     pub hmac_keys: Option<String>,
-    /// Repository URL (`sqlite://...`; default `sqlite://DATA_DIR/liveops.db`).
+    /// Repository URL: `sqlite://`, `postgres://` or `mysql://` (default `sqlite://DATA_DIR/liveops.db`).
     #[arg(long, env = "DB_URL", hide_env_values = true)]
     pub db_url: Option<String>,
-    /// Redis URL (production hot state and ranks; not built into this version).
+    /// Redis for hot state and ranks: `redis://host:port/db`, or several comma-separated node URLs
+    /// (or `redis+cluster://`) for a Redis Cluster. Unset: in-process state.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
-    /// Bus backend: sqlite (durable local log) | inmem (tests only).
+    /// Bus backend: sqlite (durable local log) | redis (Redis Streams) | inmem (tests only).
     #[arg(long, env = "BUS_KIND", value_enum, default_value = "sqlite")]
     pub bus_kind: BusKind,
-    /// Bus connection (for sqlite: the file; default `DATA_DIR/bus.db`).
-    #[arg(long, env = "BUS_CONN")]
+    /// Bus connection (sqlite: the file, default `DATA_DIR/bus.db`; redis: the URL, default `REDIS_URL`).
+    #[arg(long, env = "BUS_CONN", hide_env_values = true)]
     pub bus_conn: Option<String>,
+    /// Streams per topic on the Redis bus; a player's events always go to the same one.
+    #[arg(long, env = "BUS_PARTITIONS", default_value_t = 8)]
+    pub bus_partitions: u32,
     /// Leaderboard windows, comma separated.
     #[arg(long, env = "LB_WINDOWS", default_value = "daily,weekly,seasonal")]
     pub lb_windows: String,
@@ -238,6 +244,8 @@ pub struct Settings {
     pub db_url: String,
     /// Bus file for the sqlite bus.
     pub bus_path: PathBuf,
+    /// Bus URL for the redis bus.
+    pub bus_url: Option<String>,
     /// Leaderboard windows.
     pub windows: Vec<Window>,
     /// Season calendar.
@@ -254,26 +262,61 @@ impl Settings {
         let port = raw.port.unwrap_or_else(|| raw.target.default_port());
         let (keyring, dev_secret_path) = keyring(&raw)?;
         let db_url = match &raw.db_url {
-            Some(u) if u.starts_with("sqlite:") => u.clone(),
             Some(u) => {
-                let scheme = u.split(':').next().unwrap_or_default();
-                return Err(bad(
-                    "DB_URL",
-                    format!("scheme {scheme:?} is not supported by this build (use sqlite://)"),
-                ));
+                let scheme = u.split("://").next().unwrap_or_default();
+                let built =
+                    match scheme {
+                        "sqlite" => true,
+                        "postgres" | "postgresql" => cfg!(feature = "postgres"),
+                        "mysql" | "mariadb" => cfg!(feature = "mysql"),
+                        _ => return Err(bad(
+                            "DB_URL",
+                            format!(
+                                "unknown scheme {scheme:?}: use sqlite://, postgres:// or mysql://"
+                            ),
+                        )),
+                    };
+                if !built {
+                    return Err(bad(
+                        "DB_URL",
+                        format!("{scheme}:// needs a build with the `{scheme}` feature (cargo build --features full)"),
+                    ));
+                }
+                u.clone()
             }
             None => format!("sqlite://{}", raw.data_dir.join("liveops.db").display()),
         };
-        if raw.redis_url.is_some() {
+        if raw.redis_url.is_some() && !cfg!(feature = "redis") {
             return Err(bad(
                 "REDIS_URL",
-                "the Redis adapters are not part of this build; unset it to use the embedded default",
+                "this build has no Redis adapters (cargo build --features full); unset it for the embedded default",
             ));
         }
         let bus_path = match &raw.bus_conn {
-            Some(c) => PathBuf::from(c.strip_prefix("sqlite://").unwrap_or(c)),
-            None => raw.data_dir.join("bus.db"),
+            Some(c) if raw.bus_kind == BusKind::Sqlite => {
+                PathBuf::from(c.strip_prefix("sqlite://").unwrap_or(c))
+            }
+            _ => raw.data_dir.join("bus.db"),
         };
+        let bus_url = match raw.bus_kind {
+            BusKind::Redis => {
+                if !cfg!(feature = "redis") {
+                    return Err(bad("BUS_KIND", "redis needs a build with the `redis` feature (cargo build --features full)"));
+                }
+                let url = raw.bus_conn.clone().or_else(|| raw.redis_url.clone());
+                if url.is_none() {
+                    return Err(bad(
+                        "BUS_CONN",
+                        "BUS_KIND=redis needs BUS_CONN or REDIS_URL",
+                    ));
+                }
+                url
+            }
+            _ => None,
+        };
+        if !(1..=1024).contains(&raw.bus_partitions) {
+            return Err(bad("BUS_PARTITIONS", "must be between 1 and 1024"));
+        }
         let windows = raw
             .lb_windows
             .split(',')
@@ -338,6 +381,7 @@ impl Settings {
             dev_secret_path,
             db_url,
             bus_path,
+            bus_url,
             windows,
             calendar,
             curve,
@@ -506,6 +550,7 @@ mod tests {
             (vec![s, "--anomaly-z=-1"], "ANOMALY_Z"),
             (vec![s, "--level-curve", "0"], "LEVEL_CURVE"),
             (vec![s, "--db-url", "oracle://x"], "DB_URL"),
+            (vec![s, "--bus-partitions", "0"], "BUS_PARTITIONS"),
             (vec![s, "--lb-topn", "0"], "LB_TOPN"),
         ] {
             assert_eq!(

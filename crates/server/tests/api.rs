@@ -647,3 +647,10 @@ async fn state_survives_a_graceful_restart() {
     assert_eq!(p["level"], 2);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_shared_scenario_passes_on_the_embedded_default() {
+    let app = spawn_app(&["--anomaly-warmup", "50"]).await;
+    play_scenario(&Urls::all(&app.base), &app.keyring, "embedded").await;
+    app.shutdown().await;
+}

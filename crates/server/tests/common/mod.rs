@@ -281,3 +281,223 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// Where each service answers: the same base for the all-in-one process, four for a split deployment.
+#[derive(Clone, Debug)]
+pub struct Urls {
+    pub gateway: String,
+    pub fairness: String,
+    pub progression: String,
+    pub leaderboard: String,
+}
+
+impl Urls {
+    pub fn all(base: &str) -> Self {
+        Self {
+            gateway: base.to_owned(),
+            fairness: base.to_owned(),
+            progression: base.to_owned(),
+            leaderboard: base.to_owned(),
+        }
+    }
+}
+
+async fn get_json(client: &reqwest::Client, url: &str) -> Option<(u16, Value)> {
+    let r = client.get(url).send().await.ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.json().await.ok()?))
+}
+
+async fn post_signed_to(
+    client: &reqwest::Client,
+    ring: &Keyring,
+    url: &str,
+    body: &Value,
+) -> (u16, Value) {
+    let body = serde_json::to_vec(body).expect("json");
+    let ts = now();
+    let r = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-timestamp", ts.to_string())
+        .header(
+            "x-signature",
+            ring.sign_request(None, ts, &body).expect("sign"),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("post");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The product's story, told through its HTTP contract, whatever the deployment shape: events
+/// flow to progression and every leaderboard window, a reward is claimed once with a valid receipt,
+/// a cheater is quarantined and then blocked at the gateway. `tag` keeps players unique per run.
+pub async fn play_scenario(urls: &Urls, ring: &Keyring, tag: &str) {
+    let client = reqwest::Client::new();
+    let wait = Duration::from_secs(30);
+    let p = |name: &str| format!("{name}_{tag}");
+    // Events, single and batched.
+    let (s, b) = post_signed_to(
+        &client,
+        ring,
+        &format!("{}/events", urls.gateway),
+        &kill(&p("hero"), 2500),
+    )
+    .await;
+    assert_eq!(s, 202, "{b}");
+    let (s, b) = post_signed_to(
+        &client,
+        ring,
+        &format!("{}/events", urls.gateway),
+        &xp(&p("hero"), 1200),
+    )
+    .await;
+    assert_eq!(s, 202, "{b}");
+    let drop = json!({"type": "drop_claimed", "playerId": p("looter"), "ts": now(), "payload": {"dropId": "epic_sword_001", "weight": 0.05, "source": "raid_chest"}});
+    let (s, b) = post_signed_to(
+        &client,
+        ring,
+        &format!("{}/events/batch", urls.gateway),
+        &json!({"events": [drop, xp(&p("sidekick"), 300)]}),
+    )
+    .await;
+    assert_eq!((s, b["accepted"].clone()), (200, json!(2)), "{b}");
+
+    // Progression and leaderboards catch up.
+    let hero = eventually(wait, "hero progress", || async {
+        let (_, v) = get_json(
+            &client,
+            &format!("{}/players/{}/progress", urls.progression, p("hero")),
+        )
+        .await?;
+        (v["xp"] == 1200).then_some(v)
+    })
+    .await;
+    assert_eq!(hero["level"], 2);
+    for window in ["daily", "weekly", "seasonal"] {
+        let me = eventually(wait, "hero ranked", || async {
+            let (s, v) = get_json(
+                &client,
+                &format!(
+                    "{}/leaderboard/players/{}?window={window}&around=1",
+                    urls.leaderboard,
+                    p("hero")
+                ),
+            )
+            .await?;
+            (s == 200 && v["score"] == 3700).then_some(v)
+        })
+        .await;
+        assert!(me["rank"].as_u64().is_some_and(|r| r >= 1), "{me}");
+    }
+
+    // A reward claimed once, with a receipt that verifies and resists tampering.
+    let reward = hero["pendingRewards"][0]["rewardId"]
+        .as_str()
+        .expect("level-up reward")
+        .to_owned();
+    let claim = json!({"playerId": p("hero"), "rewardId": reward});
+    let (s, receipt) = post_signed_to(
+        &client,
+        ring,
+        &format!("{}/rewards/claim", urls.progression),
+        &claim,
+    )
+    .await;
+    assert_eq!(s, 200, "{receipt}");
+    let (s, again) = post_signed_to(
+        &client,
+        ring,
+        &format!("{}/rewards/claim", urls.progression),
+        &claim,
+    )
+    .await;
+    assert_eq!((s, &again), (200, &receipt));
+    let verify = |r: Value| {
+        let client = client.clone();
+        let url = format!("{}/receipts/verify", urls.progression);
+        async move {
+            client
+                .post(url)
+                .json(&r)
+                .send()
+                .await
+                .expect("verify")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
+    };
+    assert_eq!(verify(receipt.clone()).await["valid"], true);
+    let mut forged = receipt.clone();
+    forged["item"] = json!("crown");
+    assert_eq!(verify(forged).await["valid"], false);
+
+    // Fairness: after a warm-up, absurd scores are quarantined and the cheater is blocked.
+    let warm: Vec<Value> = (0..60)
+        .map(|i| kill(&p(&format!("n{i}")), 900 + (i % 7) * 40))
+        .collect();
+    let (s, b) = post_signed_to(
+        &client,
+        ring,
+        &format!("{}/events/batch", urls.gateway),
+        &json!({ "events": warm }),
+    )
+    .await;
+    assert_eq!((s, b["accepted"].clone()), (200, json!(60)), "{b}");
+    eventually(wait, "warm-up applied", || async {
+        let (s, _) = get_json(
+            &client,
+            &format!(
+                "{}/leaderboard/players/{}?window=daily",
+                urls.leaderboard,
+                p("n59")
+            ),
+        )
+        .await?;
+        (s == 200).then_some(())
+    })
+    .await;
+    for i in 0..3 {
+        let (s, b) = post_signed_to(
+            &client,
+            ring,
+            &format!("{}/events", urls.gateway),
+            &kill(&p("cheat"), 1_000_000 - i),
+        )
+        .await;
+        assert_eq!(s, 202, "{b}");
+    }
+    let f = eventually(wait, "cheater blocked", || async {
+        let (_, v) = get_json(
+            &client,
+            &format!("{}/fairness/players/{}", urls.fairness, p("cheat")),
+        )
+        .await?;
+        (v["blocked"] == true).then_some(v)
+    })
+    .await;
+    assert_eq!(f["flags"].as_array().map(Vec::len), Some(3), "{f}");
+    let (s, b) = post_signed_to(
+        &client,
+        ring,
+        &format!("{}/events", urls.gateway),
+        &kill(&p("cheat"), 10),
+    )
+    .await;
+    assert_eq!(s, 403, "the gateway sees the block: {b}");
+    let (s, _) = get_json(
+        &client,
+        &format!(
+            "{}/leaderboard/players/{}?window=daily",
+            urls.leaderboard,
+            p("cheat")
+        ),
+    )
+    .await
+    .expect("get");
+    assert_eq!(s, 404, "quarantined events never reach the leaderboard");
+}

@@ -1,0 +1,452 @@
+//! Outages: Redis, then (separately) the database, stop for a few seconds under a bounded stream of
+//! events. While down, writes answer 503 (never 500, never hang); after, everything recovers on its
+//! own and every event that got 202 counts exactly once. Each test runs its own server instance so
+//! stopping it disturbs no other test.
+#![cfg(all(feature = "redis", feature = "postgres"))]
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{kill, now, xp, SECRET};
+use liveops_core::Keyring;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_liveops");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+struct Guard(Vec<Child>, Vec<Box<dyn FnMut()>>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for f in &mut self.1 {
+            f();
+        }
+    }
+}
+
+/// A Redis of our own that persists every write (AOF, fsync always), so a crash loses nothing acked.
+fn start_redis(dir: &Path, port: u16) -> Child {
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+        ])
+        .args(["--appendfsync", "always", "--dir"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server (scripts/services.sh installs it)");
+    let start = Instant::now();
+    while Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "ping"])
+        .output()
+        .map(|o| !o.stdout.starts_with(b"PONG"))
+        .unwrap_or(true)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "redis did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+fn pg_bin() -> String {
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1",
+        ])
+        .output()
+        .expect("ls");
+    let bin = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        !bin.is_empty(),
+        "PostgreSQL is not installed: run scripts/services.sh start"
+    );
+    bin
+}
+
+fn pg_ctl(dir: &Path, port: u16, action: &str) {
+    let mut cmd = Command::new("runuser");
+    cmd.args(["-u", "postgres", "--"])
+        .arg(format!("{}/pg_ctl", pg_bin()))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .arg("-w");
+    if action == "start" {
+        cmd.arg("-l").arg(dir.join("log")).arg("-o").arg(format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            dir.display()
+        ));
+    } else {
+        cmd.args(["-m", "immediate"]);
+    }
+    let out = cmd.arg(action).output().expect("pg_ctl");
+    assert!(
+        out.status.success(),
+        "pg_ctl {action}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A PostgreSQL of our own, so stopping it disturbs no other test. Returns its URL.
+fn start_postgres(dir: &Path, port: u16) -> String {
+    std::fs::create_dir_all(dir).expect("dir");
+    assert!(Command::new("chown")
+        .args(["-R", "postgres:postgres"])
+        .arg(dir)
+        .status()
+        .expect("chown")
+        .success());
+    let out = Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(format!("{}/initdb", pg_bin()))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args(["-A", "trust", "-U", "postgres"])
+        .output()
+        .expect("initdb");
+    assert!(
+        out.status.success(),
+        "initdb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pg_ctl(dir, port, "start");
+    format!("postgres://postgres@127.0.0.1:{port}/postgres")
+}
+
+fn shared_pg_database(name: &str) -> String {
+    let admin = std::env::var("LIVEOPS_TEST_PG_URL")
+        .expect("LIVEOPS_TEST_PG_URL is not set: start the servers with scripts/services.sh start");
+    let out = Command::new("psql")
+        .arg(&admin)
+        .args([
+            "-qc",
+            &format!("DROP DATABASE IF EXISTS {name}"),
+            "-c",
+            &format!("CREATE DATABASE {name}"),
+        ])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!("{}/{name}", admin.rsplit_once('/').expect("db").0)
+}
+
+fn start_liveops(data: &Path, port: u16, db_url: &str, redis_url: &str) -> Child {
+    Command::new(BIN)
+        .arg("serve")
+        .env("PORT", port.to_string())
+        .env("BIND", "127.0.0.1")
+        .env("DATA_DIR", data)
+        .env("HMAC_SECRET", SECRET)
+        .env("DB_URL", db_url)
+        .env("REDIS_URL", redis_url)
+        .env("BUS_KIND", "redis")
+        .env("BUS_PARTITIONS", "4")
+        .env("BUS_VISIBILITY_SEC", "5")
+        .env("RATE_LIMIT_MAX", "100000")
+        .env("LOG_LEVEL", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn liveops")
+}
+
+async fn wait_ready(base: &str) {
+    let client = reqwest::Client::new();
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{base} did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[derive(Default)]
+struct Counts {
+    unavailable: AtomicU64,
+    other: AtomicU64,
+    slowest_ms: AtomicU64,
+}
+
+/// Each player sends `per_player` events one after another, each with its own Idempotency-Key,
+/// retrying the same request until it gets 202 or 208 (as a real client should). Returns the XP
+/// and leaderboard score each player must end with.
+async fn stream(
+    base: String,
+    players: usize,
+    per_player: u64,
+    counts: Arc<Counts>,
+) -> HashMap<String, (u64, u64)> {
+    let ring = Keyring::single(SECRET).expect("key");
+    let mut tasks = Vec::new();
+    for p in 0..players {
+        let (ring, base, counts) = (ring.clone(), base.clone(), counts.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client");
+            let player = format!("player_outage_{p}");
+            let (mut want_xp, mut want_score) = (0, 0);
+            for i in 0..per_player {
+                let (ev, x, pts) = if i % 4 == 0 {
+                    (kill(&player, 100 + i), 0, 100 + i)
+                } else {
+                    (xp(&player, 5 + i), 5 + i, 0)
+                };
+                let key = format!("{player}-{i}");
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    let mut ev = ev.clone();
+                    ev["ts"] = Value::from(now());
+                    let body = serde_json::to_vec(&ev).expect("json");
+                    let ts = now();
+                    let sent = Instant::now();
+                    let res = client
+                        .post(format!("{base}/events"))
+                        .header("x-timestamp", ts.to_string())
+                        .header(
+                            "x-signature",
+                            ring.sign_request(None, ts, &body).expect("sign"),
+                        )
+                        .header("idempotency-key", &key)
+                        .body(body)
+                        .send()
+                        .await;
+                    counts
+                        .slowest_ms
+                        .fetch_max(sent.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    match res.map(|r| r.status().as_u16()) {
+                        Ok(202 | 208) => break,
+                        Ok(503) => {
+                            counts.unavailable.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(409 | 422) | Err(_) => {
+                            counts.other.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(s) => panic!("{player}: unexpected status {s}"),
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "{player}: event {i} never accepted"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                want_xp += x;
+                want_score += x + pts;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (player, (want_xp, want_score))
+        }));
+    }
+    let mut out = HashMap::new();
+    for t in tasks {
+        let (player, want) = t.await.expect("client task");
+        out.insert(player, want);
+    }
+    out
+}
+
+async fn assert_exactly_once(base: &str, want: &HashMap<String, (u64, u64)>) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (player, (want_xp, want_score)) in want {
+        loop {
+            let p: Value = client
+                .get(format!("{base}/players/{player}/progress"))
+                .send()
+                .await
+                .expect("get")
+                .json()
+                .await
+                .unwrap_or_default();
+            let b: Value = client
+                .get(format!(
+                    "{base}/leaderboard/players/{player}?window=seasonal&around=0"
+                ))
+                .send()
+                .await
+                .expect("get")
+                .json()
+                .await
+                .unwrap_or_default();
+            let (xp, score) = (
+                p["xp"].as_u64().unwrap_or_default(),
+                b["score"].as_u64().unwrap_or_default(),
+            );
+            assert!(
+                xp <= *want_xp && score <= *want_score,
+                "{player}: counted twice: xp {xp}/{want_xp} score {score}/{want_score}"
+            );
+            if xp == *want_xp && score == *want_score {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{player}: xp {xp}/{want_xp} score {score}/{want_score} never caught up"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    // Stays exact: nothing is applied again later.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (player, (want_xp, _)) in want {
+        let p: Value = client
+            .get(format!("{base}/players/{player}/progress"))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .unwrap_or_default();
+        assert_eq!(p["xp"].as_u64(), Some(*want_xp), "{player}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_outage_answers_503_then_recovers_with_exactly_once_effect() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis_port = free_port();
+    let mut guard = Guard(vec![start_redis(dir.path(), redis_port)], Vec::new());
+    let redis_url = format!("redis://127.0.0.1:{redis_port}/");
+    let db = shared_pg_database("liveops_outage_redis");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    guard.0.push(start_liveops(
+        &dir.path().join("data"),
+        port,
+        &db,
+        &redis_url,
+    ));
+    wait_ready(&base).await;
+
+    let counts = Arc::new(Counts::default());
+    let load = tokio::spawn(stream(base.clone(), 6, 80, counts.clone()));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Crash Redis, keep it down for three seconds, bring it back from its append-only file.
+    guard.0[0].kill().expect("kill redis");
+    let _ = guard.0[0].wait();
+    let down = Instant::now();
+    let client = reqwest::Client::new();
+    let ready = client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 503, "not ready while Redis is down");
+    tokio::time::sleep(Duration::from_secs(3).saturating_sub(down.elapsed())).await;
+    guard.0[0] = start_redis(dir.path(), redis_port);
+
+    let want = load.await.expect("load");
+    let unavailable = counts.unavailable.load(Ordering::Relaxed);
+    assert!(unavailable > 0, "writes answered 503 while Redis was down");
+    let slowest = counts.slowest_ms.load(Ordering::Relaxed);
+    assert!(slowest < 8_000, "a request hung for {slowest} ms");
+    eprintln!("redis outage: {unavailable} answers were 503, {} other retries, slowest answer {slowest} ms", counts.other.load(Ordering::Relaxed));
+    assert_exactly_once(&base, &want).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_outage_answers_503_then_recovers_with_exactly_once_effect() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis_port = free_port();
+    let pg_port = free_port();
+    let pg_dir = dir.path().join("pg");
+    let db = start_postgres(&pg_dir, pg_port);
+    let stop_dir = pg_dir.clone();
+    let mut guard = Guard(
+        vec![start_redis(dir.path(), redis_port)],
+        vec![Box::new(move || {
+            let _ = Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(format!("{}/pg_ctl", pg_bin()))
+                .arg("-D")
+                .arg(stop_dir.join("data"))
+                .args(["-m", "immediate", "stop"])
+                .output();
+        })],
+    );
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    guard.0.push(start_liveops(
+        &dir.path().join("data"),
+        port,
+        &db,
+        &format!("redis://127.0.0.1:{redis_port}/"),
+    ));
+    wait_ready(&base).await;
+
+    let counts = Arc::new(Counts::default());
+    let load = tokio::spawn(stream(base.clone(), 6, 80, counts.clone()));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    pg_ctl(&pg_dir, pg_port, "stop");
+    let client = reqwest::Client::new();
+    // Reads that need the database (a player not in the cache) answer 503 promptly; ingest keeps
+    // going on the bus.
+    let started = Instant::now();
+    let r = client
+        .get(format!("{base}/players/player_never_seen/progress"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 503, "progress needs the database");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the 503 took {:?}",
+        started.elapsed()
+    );
+    let r = client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(r.status(), 503, "not ready while the database is down");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    pg_ctl(&pg_dir, pg_port, "start");
+
+    let want = load.await.expect("load");
+    eprintln!(
+        "database outage: {} answers were 503, slowest answer {} ms",
+        counts.unavailable.load(Ordering::Relaxed),
+        counts.slowest_ms.load(Ordering::Relaxed)
+    );
+    assert_exactly_once(&base, &want).await;
+    drop(guard);
+}
