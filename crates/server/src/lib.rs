@@ -2,6 +2,7 @@
 //! a library so end-to-end tests can start the real application in-process.
 
 pub mod app;
+pub mod bench;
 pub mod config;
 pub mod send;
 pub mod telemetry;

@@ -37,6 +37,13 @@ enum Command {
         #[command(flatten)]
         config: RawConfig,
     },
+    /// Measures the running system (or an in-process one with `--spawn`) under load.
+    Bench {
+        #[command(flatten)]
+        config: RawConfig,
+        #[command(flatten)]
+        opts: liveops::bench::BenchOpts,
+    },
     /// Checks a receipt file's signature with the configured keys.
     VerifyReceipt {
         #[command(flatten)]
@@ -98,6 +105,7 @@ fn main() -> ExitCode {
                 println!("migrations applied; bus ready at {}", s.bus_path.display());
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Bench { config, opts } => liveops::bench::run(config, &opts).await,
             Command::VerifyReceipt { config, file } => {
                 let s = match settings(config) {
                     Ok(s) => s,

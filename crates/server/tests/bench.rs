@@ -1,0 +1,186 @@
+//! The bench tools run and report (CI runs this; the numbers live in `docs/BENCHMARKS.md`).
+//! Tiny sizes, a second or two per phase: these check that every mode works end to end and that
+//! the JSON report says what happened, not how fast it was.
+
+mod common;
+
+use std::process::Command;
+
+use common::{spawn_app, SECRET};
+use liveops::bench::{measure, BenchOpts, Mode, Phase, Report};
+use liveops::RawConfig;
+
+fn config() -> RawConfig {
+    RawConfig::from_args(["--hmac-secret", SECRET, "--log-level", "warn"]).expect("args")
+}
+
+fn tiny() -> BenchOpts {
+    BenchOpts {
+        players: 300,
+        connections: 4,
+        duration: 1.5,
+        warmup: 0.3,
+        probes: 2,
+        probe_every_ms: 20,
+        drain_timeout: 30.0,
+        ..BenchOpts::default()
+    }
+}
+
+/// The report survives a JSON round trip (what `--json` prints is what the docs are built from).
+fn round_trip(report: &Report) -> Report {
+    let json = serde_json::to_string(report).expect("json");
+    serde_json::from_str(&json).expect("the report parses back")
+}
+
+fn assert_accepting(p: &Phase, ok_status: &str) {
+    assert!(p.requests > 0, "{p:?}");
+    assert!(p.accepted > 0, "{p:?}");
+    assert!(p.status.get(ok_status).copied().unwrap_or(0) > 0, "{p:?}");
+    assert_eq!(p.transport_errors, 0, "{p:?}");
+    assert!(p.accepted_per_s > 0.0, "{p:?}");
+    assert!(
+        p.latency_ms.p50 > 0.0 && p.latency_ms.p99 >= p.latency_ms.p50,
+        "{p:?}"
+    );
+    assert!(p.latency_ms.max >= p.latency_ms.p99, "{p:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_events_against_the_ceiling_and_the_spawned_product() {
+    let opts = BenchOpts {
+        spawn: true,
+        ceiling: true,
+        ..tiny()
+    };
+    let report = round_trip(&measure(&config(), &opts).await.expect("bench runs"));
+    assert_eq!(report.mode, "ingest");
+    assert_eq!(report.target, "spawn");
+    assert_eq!(report.ceiling.len(), 1);
+    assert_accepting(&report.ceiling[0], "202");
+    assert_eq!(report.system.len(), 1);
+    let system = &report.system[0];
+    assert_accepting(system, "202");
+    // Every event the generator sent was valid and unique: nothing refused.
+    assert_eq!(system.rejected, 0, "{system:?}");
+    let ratio = system
+        .ratio_to_ceiling
+        .as_ref()
+        .expect("ratio to the ceiling");
+    assert!(ratio.throughput > 0.0, "{ratio:?}");
+    let pipeline = report.pipeline.as_ref().expect("pipeline figures");
+    assert!(pipeline.visibility.samples > 0, "{pipeline:?}");
+    assert_eq!(pipeline.visibility.timeouts, 0, "{pipeline:?}");
+    assert!(pipeline.visibility.both_ms.p50 > 0.0, "{pipeline:?}");
+    assert!(
+        pipeline.drain_s.is_some(),
+        "the backlog drained: {pipeline:?}"
+    );
+    assert!(
+        pipeline.sustained_events_per_s.unwrap_or(0.0) > 0.0,
+        "{pipeline:?}"
+    );
+    assert!(
+        report.machine.rss_mib.unwrap_or(0.0) > 0.0,
+        "{:?}",
+        report.machine
+    );
+    assert!(report.table().contains("ceiling"), "{}", report.table());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_sends_batches_at_a_fixed_rate_and_prints_json() {
+    let out = Command::new(env!("CARGO_BIN_EXE_liveops"))
+        .args([
+            "bench",
+            "--spawn",
+            "--ceiling",
+            "--json",
+            "--batch",
+            "50",
+            "--rate",
+            "2000",
+            "--players",
+            "300",
+            "--connections",
+            "4",
+            "--duration",
+            "1.5",
+            "--warmup",
+            "0.3",
+            "--probes",
+            "1",
+            "--hmac-secret",
+            SECRET,
+        ])
+        .output()
+        .expect("run liveops bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    for p in report.ceiling.iter().chain(&report.system) {
+        assert_accepting(p, "200");
+        assert_eq!(p.events_sent, p.requests * 50, "{p:?}");
+        assert_eq!(p.target_rate, Some(2000.0), "{p:?}");
+        // A fixed rate, not flat out: about 2000 events/s (40 requests/s) over 1.5 s.
+        assert!(p.requests <= 80, "{p:?}");
+    }
+    assert_eq!(report.system[0].rejected, 0, "{:?}", report.system[0]);
+    assert!(report.pipeline.expect("pipeline").visibility.samples > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_on_a_preloaded_board_of_the_spawned_product() {
+    let opts = BenchOpts {
+        mode: Mode::Read,
+        spawn: true,
+        ceiling: true,
+        players: 5_000,
+        ..tiny()
+    };
+    let report = round_trip(&measure(&config(), &opts).await.expect("bench runs"));
+    assert_eq!(report.mode, "read");
+    let names: Vec<&str> = report.system.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["top100", "rank"]);
+    assert_eq!(report.ceiling.len(), 2);
+    for p in report.ceiling.iter().chain(&report.system) {
+        assert_accepting(p, "200");
+        assert_eq!(p.rejected, 0, "{p:?}");
+    }
+    assert!(report.system.iter().all(|p| p.ratio_to_ceiling.is_some()));
+    let startup = report.startup.expect("startup figures");
+    assert_eq!(startup.seed, "repository");
+    assert_eq!(startup.seeded_players, 5_000);
+    assert!(startup.ready_s.is_some_and(|r| r > 0.0), "{startup:?}");
+    assert!(report.pipeline.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_against_a_url_seed_the_board_over_http() {
+    let app = spawn_app(&[]).await;
+    let opts = BenchOpts {
+        mode: Mode::Read,
+        url: Some(app.base.clone()),
+        players: 1_200,
+        ..tiny()
+    };
+    let report = round_trip(&measure(&config(), &opts).await.expect("bench runs"));
+    assert_eq!(report.target, app.base);
+    let startup = report.startup.clone().expect("seeding figures");
+    assert_eq!(startup.seed, "http");
+    assert_eq!(startup.seeded_players, 1_200);
+    for p in &report.system {
+        assert_accepting(p, "200");
+    }
+    // The seeded players really are on the board.
+    let top = app.leaderboard("daily").await;
+    assert!(
+        top["entries"].as_array().is_some_and(|e| e.len() >= 1000),
+        "{top}"
+    );
+    app.shutdown().await;
+}
