@@ -264,18 +264,19 @@ impl Settings {
         let db_url = match &raw.db_url {
             Some(u) => {
                 let scheme = u.split("://").next().unwrap_or_default();
-                let built =
-                    match scheme {
-                        "sqlite" => true,
-                        "postgres" | "postgresql" => cfg!(feature = "postgres"),
-                        "mysql" | "mariadb" => cfg!(feature = "mysql"),
-                        _ => return Err(bad(
+                let built = match scheme {
+                    "sqlite" => true,
+                    "postgres" | "postgresql" => cfg!(feature = "postgres"),
+                    "mysql" | "mariadb" => cfg!(feature = "mysql"),
+                    _ => {
+                        return Err(bad(
                             "DB_URL",
                             format!(
                                 "unknown scheme {scheme:?}: use sqlite://, postgres:// or mysql://"
                             ),
-                        )),
-                    };
+                        ))
+                    }
+                };
                 if !built {
                     return Err(bad(
                         "DB_URL",
