@@ -7,39 +7,15 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{kill, now, xp, SECRET};
+use common::{free_port, kill, now, wait_ready, xp, Fleet, BIN, SECRET};
 use liveops_core::Keyring;
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_liveops");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-struct Guard(Vec<Child>, Vec<Box<dyn FnMut()>>);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for f in &mut self.1 {
-            f();
-        }
-    }
-}
 
 /// A Redis of our own that persists every write (AOF, fsync always), so a crash loses nothing acked.
 fn start_redis(dir: &Path, port: u16) -> Child {
@@ -179,23 +155,6 @@ fn start_liveops(data: &Path, port: u16, db_url: &str, redis_url: &str) -> Child
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn liveops")
-}
-
-async fn wait_ready(base: &str) {
-    let client = reqwest::Client::new();
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{base} did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[derive(Default)]
@@ -344,7 +303,7 @@ async fn assert_exactly_once(base: &str, want: &HashMap<String, (u64, u64)>) {
 async fn a_redis_outage_answers_503_then_recovers_with_exactly_once_effect() {
     let dir = tempfile::tempdir().expect("tempdir");
     let redis_port = free_port();
-    let mut guard = Guard(vec![start_redis(dir.path(), redis_port)], Vec::new());
+    let mut guard = Fleet(vec![start_redis(dir.path(), redis_port)], Vec::new());
     let redis_url = format!("redis://127.0.0.1:{redis_port}/");
     let db = shared_pg_database("liveops_outage_redis");
     let port = free_port();
@@ -391,7 +350,7 @@ async fn a_database_outage_answers_503_then_recovers_with_exactly_once_effect() 
     let pg_dir = dir.path().join("pg");
     let db = start_postgres(&pg_dir, pg_port);
     let stop_dir = pg_dir.clone();
-    let mut guard = Guard(
+    let mut guard = Fleet(
         vec![start_redis(dir.path(), redis_port)],
         vec![Box::new(move || {
             let _ = Command::new("runuser")

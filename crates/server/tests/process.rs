@@ -3,25 +3,15 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{kill, now, xp, SECRET};
+use common::{free_port, kill, now, wait_ready, xp, BIN, SECRET};
 use liveops_core::Keyring;
 use serde_json::Value;
 use tokio::sync::Mutex;
-
-const BIN: &str = env!("CARGO_BIN_EXE_liveops");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 fn sigterm(child: &Child) {
     let ok = Command::new("kill")
@@ -49,23 +39,6 @@ fn start(data_dir: &Path, port: u16, extra: &[&str]) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn liveops")
-}
-
-async fn wait_ready(base: &str) {
-    let client = reqwest::Client::new();
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "liveops did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn post(

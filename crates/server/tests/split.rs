@@ -5,55 +5,15 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use common::{play_scenario, Urls, SECRET};
+use common::{free_port, play_scenario, wait_ready, Fleet, Urls, BIN, SECRET};
 use liveops_core::Keyring;
-
-const BIN: &str = env!("CARGO_BIN_EXE_liveops");
 
 fn env_var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: start the servers with scripts/services.sh start")
     })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// Kills the processes when the test ends, however it ends.
-struct Fleet(Vec<Child>);
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-async fn wait_ready(base: &str) {
-    let client = reqwest::Client::new();
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{base} did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A database of its own on the shared server, so fairness statistics start fresh.
@@ -133,7 +93,7 @@ fn redis_db(db: u32) -> String {
 
 async fn split_deployment(db_url: String, redis_url: String, tag: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut fleet = Fleet(Vec::new());
+    let mut fleet = Fleet::default();
     let mut bases = Vec::new();
     for target in ["gateway", "fairness", "progression", "leaderboard"] {
         let port = free_port();

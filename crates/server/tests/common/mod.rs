@@ -501,3 +501,44 @@ pub async fn play_scenario(urls: &Urls, ring: &Keyring, tag: &str) {
     .expect("get");
     assert_eq!(s, 404, "quarantined events never reach the leaderboard");
 }
+
+/// The `liveops` binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_liveops");
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Waits until `base/readyz` answers 200.
+pub async fn wait_ready(base: &str) {
+    let client = reqwest::Client::new();
+    eventually(
+        Duration::from_secs(60),
+        &format!("{base}/readyz"),
+        || async {
+            let r = client.get(format!("{base}/readyz")).send().await.ok()?;
+            (r.status() == 200).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Child processes killed when the test ends, however it ends, plus clean-up steps.
+#[derive(Default)]
+pub struct Fleet(pub Vec<std::process::Child>, pub Vec<Box<dyn FnMut()>>);
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for f in &mut self.1 {
+            f();
+        }
+    }
+}
