@@ -119,6 +119,34 @@ impl Ports {
     }
 }
 
+/// `liveops dead-letters`: prints a group's dead letters as JSON lines, or replays them.
+pub async fn dead_letters(
+    settings: &Settings,
+    topic: &str,
+    group: &str,
+    replay: bool,
+    limit: usize,
+) -> anyhow::Result<std::process::ExitCode> {
+    if !GROUPS.iter().any(|(t, g, _)| *t == topic && *g == group) {
+        anyhow::bail!("no consumer group {group:?} on topic {topic:?}");
+    }
+    let ports = Ports::open(settings).await?;
+    if replay {
+        let n = ports.bus.replay_dead_letters(topic, group).await?;
+        println!("{}", json!({"topic": topic, "group": group, "replayed": n}));
+    } else {
+        for d in ports.bus.dead_letters(topic, group, limit).await? {
+            let payload: serde_json::Value = serde_json::from_slice(&d.payload)
+                .unwrap_or_else(|_| json!(String::from_utf8_lossy(&d.payload)));
+            println!(
+                "{}",
+                json!({"id": d.id, "key": d.key, "deliveries": d.deliveries, "payload": payload})
+            );
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 /// Opens the repository `DB_URL` names (the scheme picks the backend).
 async fn open_repository(url: &str) -> anyhow::Result<Arc<dyn Repository>> {
     liveops_store::sql::connect_repository(url)

@@ -45,6 +45,23 @@ enum Command {
         opts: liveops::bench::BenchOpts,
     },
     /// Checks a receipt file's signature with the configured keys.
+    /// Lists a consumer group's dead letters, or puts them back for delivery with `--replay`.
+    DeadLetters {
+        #[command(flatten)]
+        config: RawConfig,
+        /// The topic (`events.ingested`, `events.accepted`).
+        #[arg(long, default_value = "events.accepted")]
+        topic: String,
+        /// The consumer group (`fairness`, `progression`, `leaderboard`).
+        #[arg(long)]
+        group: String,
+        /// Put every dead letter of the group back for delivery.
+        #[arg(long)]
+        replay: bool,
+        /// How many to list.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
     VerifyReceipt {
         #[command(flatten)]
         config: RawConfig,
@@ -106,6 +123,13 @@ fn main() -> ExitCode {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Bench { config, opts } => liveops::bench::run(config, &opts).await,
+            Command::DeadLetters { config, topic, group, replay, limit } => {
+                let s = match settings(config) {
+                    Ok(s) => s,
+                    Err(code) => return Ok(code),
+                };
+                liveops::app::dead_letters(&s, &topic, &group, replay, limit).await
+            }
             Command::VerifyReceipt { config, file } => {
                 let s = match settings(config) {
                     Ok(s) => s,

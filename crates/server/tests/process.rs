@@ -391,3 +391,90 @@ async fn cli_sends_sample_events_with_the_dev_secret_and_verifies_receipts() {
     sigterm(&child);
     let _ = child.wait();
 }
+
+#[tokio::test]
+async fn dead_letters_can_be_listed_and_replayed_from_the_cli() {
+    use liveops_core::ports::{topics, Message};
+    use liveops_core::Bus;
+    use liveops_store::memory::bus::BusOptions;
+    use liveops_store::sql::bus::SqliteBus;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = BusOptions {
+        visibility_timeout: Duration::from_millis(200),
+        max_deliveries: 1,
+    };
+    let bus = SqliteBus::open(dir.path().join("bus.db"), opts)
+        .await
+        .expect("bus");
+    bus.ensure_group(topics::ACCEPTED, "progression")
+        .await
+        .expect("group");
+    let poison = Message {
+        key: "player_poison".into(),
+        payload: bytes::Bytes::from_static(br#"{"poison":true}"#),
+    };
+    bus.publish(topics::ACCEPTED, vec![poison])
+        .await
+        .expect("publish");
+    // Delivered once and never acked: with max_deliveries 1 it is dead-lettered on the next poll.
+    assert_eq!(
+        bus.poll(
+            topics::ACCEPTED,
+            "progression",
+            "t",
+            10,
+            Duration::from_millis(100)
+        )
+        .await
+        .expect("poll")
+        .len(),
+        1
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(bus
+        .poll(
+            topics::ACCEPTED,
+            "progression",
+            "t",
+            10,
+            Duration::from_millis(100)
+        )
+        .await
+        .expect("poll")
+        .is_empty());
+    drop(bus);
+
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("dead-letters")
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--hmac-secret", SECRET, "--log-level", "error"])
+            .output()
+            .expect("run")
+    };
+    let out = run(&["--group", "progression"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(
+        listed.contains("player_poison") && listed.contains("\"poison\":true"),
+        "{listed}"
+    );
+    let out = run(&["--group", "progression", "--replay"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"replayed\":1"));
+    assert!(
+        run(&["--group", "progression"]).stdout.is_empty(),
+        "nothing left after the replay"
+    );
+    assert!(
+        !run(&["--group", "nobody"]).status.success(),
+        "unknown groups are refused"
+    );
+}
