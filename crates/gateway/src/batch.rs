@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::guard::{blocked, dropped, ingested, rate_limited, read_body, verify_signature};
-use crate::idempotency::{admit, replay, settle_detached, Admission};
+use crate::idempotency::{admit, event_id, replay, settle_detached, Admission};
 use crate::ingest::envelope;
 use crate::GatewayState;
 
@@ -130,16 +130,19 @@ async fn ingest_batch(
         dropped("invalid", 1);
     })?;
     tracing::Span::current().record("events", items.len());
+    let ids: Vec<Uuid> = (0..items.len())
+        .map(|i| event_id(headers, "events.batch", &body, i))
+        .collect();
     let claim = match admit(state, "events.batch", headers, &body, &signature).await? {
         Admission::Replay(answer) => return Ok(replay(answer)),
         Admission::Proceed(claim) => claim,
     };
     let body = match claim {
-        None => answer(accept_batch(state, &items, now).await?).0,
+        None => answer(accept_batch(state, &items, &ids, now).await?).0,
         Some(claim) => {
             let state = state.clone();
             // A batch that changed nothing is not stored: a retry may as well be judged afresh.
-            let work = async move { accept_batch(&state, &items, now).await.map(answer) };
+            let work = async move { accept_batch(&state, &items, &ids, now).await.map(answer) };
             settle_detached(claim, StatusCode::OK, work).await?
         }
     };
@@ -204,6 +207,7 @@ fn parse_batch(body: &[u8], max: usize) -> Result<Vec<Value>, Problem> {
 async fn accept_batch(
     state: &GatewayState,
     items: &[Value],
+    ids: &[Uuid],
     now: i64,
 ) -> Result<BatchAnswer, Problem> {
     let cfg = &state.config;
@@ -287,7 +291,7 @@ async fn accept_batch(
             continue;
         };
         kinds.push(event.kind().as_str());
-        let (event_id, message) = envelope(event, now);
+        let (event_id, message) = envelope(event, ids[i], now);
         messages.push(message);
         results[i] = Some(ItemResult::Accepted(ItemAccepted {
             index: i,

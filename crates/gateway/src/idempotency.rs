@@ -50,6 +50,33 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Problem> {
     }
 }
 
+/// The id of item `index` of a request to `scope`: a fresh UUIDv7 without an `Idempotency-Key`.
+/// With one, a UUIDv8 derived from the key and the body, so a retry that publishes again after an
+/// unclear outcome (the bus took the event but the answer was lost in an outage) carries the same
+/// id, and every consumer, which dedupes by event id, applies it once.
+pub(crate) fn event_id(headers: &HeaderMap, scope: &str, body: &[u8], index: usize) -> uuid::Uuid {
+    match headers.get("idempotency-key") {
+        None => uuid::Uuid::now_v7(),
+        Some(key) => {
+            let mut h = Sha256::new();
+            for part in [
+                scope.as_bytes(),
+                b"\0",
+                key.as_bytes(),
+                b"\0",
+                &Sha256::digest(body)[..],
+            ] {
+                h.update(part);
+            }
+            h.update(index.to_be_bytes());
+            let digest = h.finalize();
+            let mut bytes = [0u8; 16];
+            bytes.copy_from_slice(&digest[..16]);
+            uuid::Uuid::new_v8(bytes)
+        }
+    }
+}
+
 /// Hex SHA-256 of the raw body: a key reused with a different body is refused.
 fn fingerprint(body: &[u8]) -> String {
     hex::encode(Sha256::digest(body))
@@ -241,6 +268,22 @@ mod tests {
             assert_eq!(p.status, 400);
             assert_eq!(p.field.as_deref(), Some("Idempotency-Key"));
         }
+    }
+
+    #[test]
+    fn keyed_requests_get_a_stable_event_id_per_key_body_and_item() {
+        let mut keyed = HeaderMap::new();
+        keyed.insert("idempotency-key", HeaderValue::from_static("k1"));
+        let a = event_id(&keyed, "events", b"{}", 0);
+        assert_eq!(a, event_id(&keyed, "events", b"{}", 0));
+        assert_eq!(a.get_version_num(), 8);
+        assert_ne!(a, event_id(&keyed, "events", b"{ }", 0));
+        assert_ne!(a, event_id(&keyed, "events", b"{}", 1));
+        assert_ne!(a, event_id(&keyed, "events.batch", b"{}", 0));
+        let plain = HeaderMap::new();
+        let b = event_id(&plain, "events", b"{}", 0);
+        assert_eq!(b.get_version_num(), 7);
+        assert_ne!(b, event_id(&plain, "events", b"{}", 0));
     }
 
     #[test]

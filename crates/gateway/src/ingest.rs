@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::guard::{dropped, ingested, read_body, screen, verify_signature};
-use crate::idempotency::{admit, replay, settle_detached, Admission};
+use crate::idempotency::{admit, event_id, replay, settle_detached, Admission};
 use crate::GatewayState;
 
 /// The answer to an accepted event.
@@ -24,9 +24,8 @@ pub(crate) struct EventAccepted {
     pub(crate) event_id: Uuid,
 }
 
-/// Wraps a validated event for the bus, stamping its id and receive time.
-pub(crate) fn envelope(event: Event, received_at: i64) -> (Uuid, Message) {
-    let event_id = Uuid::now_v7();
+/// Wraps a validated event for the bus with its id and receive time.
+pub(crate) fn envelope(event: Event, event_id: Uuid, received_at: i64) -> (Uuid, Message) {
     let key = event.player_id.as_str().to_owned();
     let env = Envelope {
         event_id,
@@ -91,15 +90,20 @@ async fn ingest(
         Problem::from(e)
     })?;
     tracing::Span::current().record("player", event.player_id.as_str());
+    let event_id = event_id(headers, "events", &body, 0);
     let claim = match admit(state, "events", headers, &body, &signature).await? {
         Admission::Replay(answer) => return Ok(replay(answer)),
         Admission::Proceed(claim) => claim,
     };
     let body = match claim {
-        None => answer(accept(state, event, now).await?),
+        None => answer(accept(state, event, event_id, now).await?),
         Some(claim) => {
             let state = state.clone();
-            let work = async move { accept(&state, event, now).await.map(|a| (answer(a), true)) };
+            let work = async move {
+                accept(&state, event, event_id, now)
+                    .await
+                    .map(|a| (answer(a), true))
+            };
             settle_detached(claim, StatusCode::ACCEPTED, work).await?
         }
     };
@@ -117,10 +121,15 @@ fn answer(accepted: EventAccepted) -> String {
 }
 
 /// Block check, rate check, publish.
-async fn accept(state: &GatewayState, event: Event, now: i64) -> Result<EventAccepted, Problem> {
+async fn accept(
+    state: &GatewayState,
+    event: Event,
+    event_id: Uuid,
+    now: i64,
+) -> Result<EventAccepted, Problem> {
     screen(state, event.player_id.as_str(), now).await?;
     let kind = event.kind().as_str();
-    let (event_id, message) = envelope(event, now);
+    let (event_id, message) = envelope(event, event_id, now);
     if let Err(error) = state.bus.publish(topics::INGESTED, vec![message]).await {
         tracing::warn!(%error, "event could not be published");
         dropped("unavailable", 1);
