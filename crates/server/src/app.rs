@@ -27,6 +27,10 @@ use utoipa::OpenApi;
 
 use crate::config::{BusKind, Settings, Target};
 
+/// Most events a consumer takes per poll: under a backlog, bigger batches share one transaction
+/// and one round of lookups; when keeping up, polls return what is there at once.
+const CONSUMER_BATCH: usize = 2048;
+
 /// How long shutdown may take before the process gives up waiting (SIGTERM grace is 10 s).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(9);
 
@@ -321,17 +325,6 @@ impl Application {
         let mut tasks: JoinSet<(&'static str, Result<(), PortError>)> = JoinSet::new();
         let workers = shutdown.child_token();
 
-        for (topic, group, service) in GROUPS {
-            if target.runs(service) {
-                if let Some(bus) = &ports.sqlite_bus {
-                    // Only this process consumes this group from the local file: whatever was
-                    // in flight when it last stopped is ours to redeliver now.
-                    bus.reclaim(topic, group)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("bus: {e}"))?;
-                }
-            }
-        }
         if let Some(state) = services.fairness {
             spawn(
                 &mut tasks,
@@ -385,6 +378,7 @@ impl Application {
             _ = shutdown.cancelled() => {}
             Some(ended) = tasks.join_next() => {
                 match ended {
+                    Ok((name, Ok(()))) if shutdown.is_cancelled() => tracing::info!(task = name, "stopped"),
                     Ok((name, Ok(()))) => tracing::warn!(task = name, "background task ended early; shutting down"),
                     Ok((name, Err(e))) => tracing::error!(task = name, error = %e, "background task failed; shutting down"),
                     Err(e) => tracing::error!(error = %e, "background task panicked; shutting down"),
@@ -411,6 +405,12 @@ impl Application {
             }
         })
         .await;
+        if let Some(bus) = &ports.sqlite_bus {
+            // The consumers stopped: write their groups' positions so a restart resumes there.
+            if let Err(error) = bus.flush().await {
+                tracing::warn!(%error, "writing the bus positions failed");
+            }
+        }
         if drained.is_err() {
             tracing::warn!(
                 grace_s = SHUTDOWN_GRACE.as_secs(),
@@ -447,7 +447,7 @@ fn fairness_state(
             strikes_to_block: s.raw.strikes_to_block,
             strike_window: Duration::from_secs(s.raw.strike_window_sec),
             block: Duration::from_secs(s.raw.block_sec),
-            batch_size: 512,
+            batch_size: CONSUMER_BATCH,
             consumer_name: consumer.to_owned(),
         }),
         bus: p.bus.clone(),
@@ -467,7 +467,7 @@ fn progression_state(
             signature_tolerance_s: s.raw.sig_tolerance_sec,
             curve: s.curve.clone(),
             calendar: s.calendar.clone(),
-            batch_size: 512,
+            batch_size: CONSUMER_BATCH,
             consumer_name: consumer.to_owned(),
         }),
         bus: p.bus.clone(),
@@ -487,7 +487,7 @@ fn leaderboard_state(
             top_n: s.raw.lb_topn,
             calendar: s.calendar.clone(),
             snapshot_cron: s.raw.snapshot_cron.clone(),
-            batch_size: 512,
+            batch_size: CONSUMER_BATCH,
             consumer_name: consumer.to_owned(),
         }),
         bus: p.bus.clone(),

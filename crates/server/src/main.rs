@@ -7,6 +7,11 @@ use clap::{Parser, Subcommand};
 use liveops::config::{RawConfig, Settings};
 use liveops::telemetry;
 
+/// mimalloc instead of the system allocator: the event path allocates many small short-lived
+/// values, and glibc's malloc spent a fifth of the CPU on them under load (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// LiveOps: ingest gameplay events, keep play fair, track progression, rank players, pay rewards.
 #[derive(Parser)]
 #[command(name = "liveops", version, about)]

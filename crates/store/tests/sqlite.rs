@@ -99,7 +99,7 @@ async fn sqlite_bus_passes_the_bus_suite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn published_messages_survive_reopening_and_reclaim_redelivers_in_flight() {
+async fn published_messages_survive_reopening_and_in_flight_ones_come_back_first() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bus.db");
     let path = path.to_str().unwrap();
@@ -116,29 +116,43 @@ async fn published_messages_survive_reopening_and_reclaim_redelivers_in_flight()
                 .collect();
             bus.publish("t", msgs).await.unwrap();
         }
+        let first = bus
+            .poll("t", "g", "c1", 10, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 10);
+        bus.ack("t", "g", &ids(&first)).await.unwrap();
+        // The group's position is written at close (and every PERSIST_EVERY).
         let taken = bus
             .poll("t", "g", "c1", 10, Duration::from_secs(1))
             .await
             .unwrap();
-        assert_eq!(taken.len(), 10);
+        assert_eq!(bodies(&taken)[0], "m10");
+        // In this process the 10 in flight stay hidden for 300 s...
+        assert_eq!(bus.lag("t", "g").await.unwrap(), 40);
+        let fresh = bus.poll("t", "g", "c1", 5, Duration::ZERO).await.unwrap();
+        assert_eq!(bodies(&fresh)[0], "m20");
+        bus.ack("t", "g", &ids(&fresh)).await.unwrap();
+        // ...unless reclaimed.
+        assert_eq!(bus.reclaim("t", "g").await.unwrap(), 10);
+        let back = bus.poll("t", "g", "c1", 100, Duration::ZERO).await.unwrap();
+        assert_eq!(ids(&back)[..10], ids(&taken)[..]);
+        assert!(back[..10].iter().all(|d| d.deliveries == 2));
+        assert_eq!(bodies(&back[10..])[0], "m25");
+        bus.flush().await.unwrap();
         taken
     };
 
+    // After a restart the group resumes at its oldest unacked message: what was in flight
+    // comes back first, delivered anew, followed by everything after it.
     let bus = SqliteBus::open(path, long).await.unwrap();
-    assert_eq!(bus.lag("t", "g").await.unwrap(), 50);
-    // The 10 in flight are hidden for 300 s...
-    let fresh = bus.poll("t", "g", "c1", 100, Duration::ZERO).await.unwrap();
-    let want: Vec<String> = (10..50).map(|i| format!("m{i:02}")).collect();
-    assert_eq!(bodies(&fresh), want);
-    assert!(fresh.iter().all(|d| d.deliveries == 1));
-    bus.ack("t", "g", &ids(&fresh)).await.unwrap();
-    assert_eq!(bus.lag("t", "g").await.unwrap(), 10);
-    // ...until the restarted consumer reclaims them.
-    assert_eq!(bus.reclaim("t", "g").await.unwrap(), 10);
+    assert_eq!(bus.lag("t", "g").await.unwrap(), 40);
     let back = bus.poll("t", "g", "c1", 100, Duration::ZERO).await.unwrap();
-    assert_eq!(ids(&back), ids(&in_flight));
-    assert_eq!(bodies(&back), bodies(&in_flight));
-    assert!(back.iter().all(|d| d.deliveries == 2));
+    assert_eq!(ids(&back[..10]), ids(&in_flight));
+    assert_eq!(bodies(&back[..10]), bodies(&in_flight));
+    let want: Vec<String> = (10..50).map(|i| format!("m{i:02}")).collect();
+    assert_eq!(bodies(&back), want);
+    assert!(back.iter().all(|d| d.deliveries == 1));
     bus.ack("t", "g", &ids(&back)).await.unwrap();
     assert_eq!(bus.lag("t", "g").await.unwrap(), 0);
     assert_eq!(bus.compact().await.unwrap(), 50);
@@ -172,12 +186,12 @@ async fn compaction_keeps_what_any_group_still_needs() {
     );
 
     let slow = bus.poll("t", "slow", "c", 4, Duration::ZERO).await.unwrap();
-    // slow acks m1..m3 but m0 stays in flight: only m0 and what slow has not read stay.
+    // slow acks m1..m3 but m0 stays in flight: its position stays at m0, so all is kept.
     bus.ack("t", "slow", &ids(&slow[1..])).await.unwrap();
-    assert_eq!(bus.compact().await.unwrap(), 3);
+    assert_eq!(bus.compact().await.unwrap(), 0);
     assert_eq!(bus.lag("t", "slow").await.unwrap(), 3);
     bus.ack("t", "slow", &ids(&slow[..1])).await.unwrap();
-    assert_eq!(bus.compact().await.unwrap(), 1);
+    assert_eq!(bus.compact().await.unwrap(), 4);
     assert_eq!(bus.compact().await.unwrap(), 0);
     let rest = bus
         .poll("t", "slow", "c", 10, Duration::ZERO)
@@ -322,4 +336,42 @@ async fn concurrent_publish_throughput() {
         );
         assert_eq!(bus.lag("t", "g").await.unwrap(), n as u64);
     }
+}
+
+/// A bus file written by schema 1 (which stored each in-flight delivery) opens under schema 2:
+/// the group resumes at its oldest in-flight message and keeps its dead letters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_1_bus_file_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE bus_messages (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, \
+               msg_key TEXT NOT NULL, payload BLOB NOT NULL);
+             CREATE INDEX bus_messages_topic ON bus_messages (topic, seq);
+             CREATE TABLE bus_groups (topic TEXT NOT NULL, grp TEXT NOT NULL, next_seq INTEGER NOT NULL,
+               PRIMARY KEY (topic, grp)) WITHOUT ROWID;
+             CREATE TABLE bus_pending (topic TEXT NOT NULL, grp TEXT NOT NULL, seq INTEGER NOT NULL,
+               consumer TEXT NOT NULL, deliveries INTEGER NOT NULL, deadline_ms INTEGER NOT NULL,
+               PRIMARY KEY (topic, grp, seq)) WITHOUT ROWID;
+             CREATE TABLE bus_dead (topic TEXT NOT NULL, grp TEXT NOT NULL, seq INTEGER NOT NULL,
+               deliveries INTEGER NOT NULL, dead_at_ms INTEGER NOT NULL,
+               PRIMARY KEY (topic, grp, seq)) WITHOUT ROWID;
+             INSERT INTO bus_messages (topic, msg_key, payload) VALUES
+               ('t', 'p', x'6d31'), ('t', 'p', x'6d32'), ('t', 'p', x'6d33'), ('t', 'p', x'6d34');
+             INSERT INTO bus_groups VALUES ('t', 'g', 4);
+             INSERT INTO bus_pending VALUES ('t', 'g', 2, 'c', 1, 0);
+             INSERT INTO bus_dead VALUES ('t', 'g', 1, 3, 0);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let bus = SqliteBus::open(&path, quick()).await.unwrap();
+    let got = bus.poll("t", "g", "c", 10, Duration::ZERO).await.unwrap();
+    assert_eq!(bodies(&got), ["m2", "m3", "m4"]);
+    let dead = bus.dead_letters("t", "g", 10).await.unwrap();
+    assert_eq!(bodies(&dead), ["m1"]);
+    bus.ack("t", "g", &ids(&got)).await.unwrap();
+    assert_eq!(bus.lag("t", "g").await.unwrap(), 0);
 }

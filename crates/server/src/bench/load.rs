@@ -229,6 +229,8 @@ struct Tally {
     accepted_all: u64,
     errors: u64,
     throttled: u64,
+    missed: u64,
+    last_done: Option<Instant>,
     first_error: Option<String>,
 }
 
@@ -245,6 +247,8 @@ impl Tally {
             accepted_all: 0,
             errors: 0,
             throttled: 0,
+            missed: 0,
+            last_done: None,
             first_error: None,
         })
     }
@@ -263,6 +267,8 @@ impl Tally {
         self.accepted_all += o.accepted_all;
         self.errors += o.errors;
         self.throttled += o.throttled;
+        self.missed += o.missed;
+        self.last_done = self.last_done.max(o.last_done);
         if self.first_error.is_none() {
             self.first_error.clone_from(&o.first_error);
         }
@@ -361,6 +367,14 @@ async fn connection(ctx: Arc<Ctx>, k: usize) -> Result<Tally, BenchError> {
                 if t >= ctx.end {
                     break;
                 }
+                let now = Instant::now();
+                if now >= ctx.end {
+                    // The server fell behind the schedule: the slots left are not sent (they
+                    // would stretch the phase and its throughput past its duration).
+                    let left = ctx.end.saturating_duration_since(t).as_secs_f64();
+                    tally.missed += (left / iv.as_secs_f64()).ceil() as u64;
+                    break;
+                }
                 next += iv;
                 tokio::time::sleep_until(t).await;
                 t
@@ -415,6 +429,7 @@ async fn connection(ctx: Arc<Ctx>, k: usize) -> Result<Tally, BenchError> {
         if intended < ctx.measure_from {
             continue;
         }
+        tally.last_done = Some(done);
         tally.requests += 1;
         tally.events_sent += events;
         tally.accepted += accepted;
@@ -446,6 +461,7 @@ async fn connection(ctx: Arc<Ctx>, k: usize) -> Result<Tally, BenchError> {
 pub(crate) struct Driven {
     pub(crate) phase: Phase,
     pub(crate) accepted_all: u64,
+    pub(crate) started: Instant,
     pub(crate) ended: Instant,
 }
 
@@ -477,7 +493,14 @@ pub(crate) async fn drive(
         total.merge(&tally)?;
     }
     let ended = Instant::now();
-    let secs = ctx.drive.duration.as_secs_f64().max(1e-9);
+    // Over the measured window, or until the last answer if that came later.
+    let secs = total
+        .last_done
+        .map_or(0.0, |t| {
+            t.saturating_duration_since(ctx.measure_from).as_secs_f64()
+        })
+        .max(ctx.drive.duration.as_secs_f64())
+        .max(1e-9);
     let status = total
         .status
         .iter()
@@ -502,6 +525,7 @@ pub(crate) async fn drive(
         rejected: total.rejected,
         transport_errors: total.errors,
         throttled: total.throttled,
+        missed: total.missed,
         requests_per_s: total.requests as f64 / secs,
         accepted_per_s: total.accepted as f64 / secs,
         latency_ms: percentiles(&total.latency),
@@ -513,6 +537,7 @@ pub(crate) async fn drive(
     Ok(Driven {
         phase,
         accepted_all: total.accepted_all,
+        started: start,
         ended,
     })
 }

@@ -372,7 +372,6 @@ async fn ingest_with_probes(
     let start = Instant::now();
     let measure_from = start + drive.warmup;
     let end = measure_from + drive.duration;
-    let load_secs = (drive.warmup + drive.duration).as_secs_f64();
     let tag = format!("{:08x}", rand::random::<u32>());
     let base = system.endpoint.base.clone();
     let lag = tokio::spawn(probe::sample_lag(base.clone(), end));
@@ -397,7 +396,8 @@ async fn ingest_with_probes(
         probe::Seen::After(..) => Some(driven.ended.elapsed().as_secs_f64()),
         _ => None,
     };
-    let sustained = drain_s.map(|d| driven.accepted_all as f64 / (load_secs + d).max(1e-9));
+    let sustained = drain_s
+        .map(|_| driven.accepted_all as f64 / driven.started.elapsed().as_secs_f64().max(1e-9));
     let pipeline = Pipeline {
         visibility: tracker.visibility(),
         bus_lag_max: lag_samples.iter().copied().max().unwrap_or(0),

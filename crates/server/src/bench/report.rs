@@ -42,7 +42,7 @@ pub struct Phase {
     pub connections: usize,
     /// Fixed rate asked for, events (or reads) per second; `None` when flat out.
     pub target_rate: Option<f64>,
-    /// Measured seconds (warm-up excluded).
+    /// Measured seconds (warm-up excluded): the phase's duration, or until its last answer.
     pub duration_s: f64,
     /// Requests completed in the measured window.
     pub requests: u64,
@@ -56,6 +56,9 @@ pub struct Phase {
     pub transport_errors: u64,
     /// Times the generator waited because every picked player had used its per-second budget.
     pub throttled: u64,
+    /// Requests of a fixed rate never sent because the server was still behind the schedule
+    /// when the phase ended (it could not sustain the rate).
+    pub missed: u64,
     /// Requests per second.
     pub requests_per_s: f64,
     /// Accepted events (or successful reads) per second.
@@ -105,8 +108,8 @@ pub struct Pipeline {
     /// Seconds after the load stopped until a probe event sent then was visible everywhere
     /// (the backlog drained); `None` if it did not drain within the timeout.
     pub drain_s: Option<f64>,
-    /// Events accepted over the whole run (warm-up included) divided by load time plus drain
-    /// time: the rate the whole pipeline sustained.
+    /// Events accepted over the whole load (warm-up included) divided by the time from its start
+    /// until the backlog drained: the rate the whole pipeline sustained.
     pub sustained_events_per_s: Option<f64>,
 }
 
@@ -261,7 +264,7 @@ impl Report {
             let statuses: Vec<String> = p.status.iter().map(|(k, v)| format!("{k}:{v}")).collect();
             let _ = writeln!(
                 out,
-                "{:<9} {:<7} {:>5} {:>9} {:>12.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8}  {:<20} {}{}{}",
+                "{:<9} {:<7} {:>5} {:>9} {:>12.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8}  {:<20} {}{}{}{}",
                 server,
                 p.name,
                 p.connections,
@@ -281,6 +284,11 @@ impl Report {
                 },
                 if p.throttled > 0 {
                     format!(" throttled:{}", p.throttled)
+                } else {
+                    String::new()
+                },
+                if p.missed > 0 {
+                    format!(" missed:{}", p.missed)
                 } else {
                     String::new()
                 },

@@ -1,34 +1,40 @@
 //! [`SqliteBus`]: the durable local event log, the embedded default [`Bus`].
 //!
 //! One SQLite file (its own, beside the repository's) holds the messages of every topic under one
-//! sequence, a cursor per consumer group, the group's in-flight (delivered, unacked) messages with
-//! their visibility deadline, and its dead letters.
+//! sequence, each consumer group's committed position, and the groups' dead letters.
 //!
-//! Every change goes through one writer task that owns the only writing connection. It takes a
-//! command, drains whatever else is queued (up to [`MAX_BATCH`] messages), applies it all in ONE
-//! transaction, commits once (one fsync) and only then answers every caller: this is the group
-//! commit that lets many concurrent publishers share a disk flush. Polls and acks ride in the same
-//! batches. Reads that change nothing (`lag`, `dead_letters`) use a small pool of readers.
+//! One thread owns the file's connection. It takes a command, drains whatever else is queued (up
+//! to [`MAX_BATCH`] messages), applies it all in ONE transaction, commits once (one fsync) and only
+//! then answers every caller: this is the group commit that lets many concurrent publishers share
+//! a disk flush. Statements are prepared once and reused.
 //!
-//! The bus schema is created here rather than by the repository migrations: the file is the bus's
-//! own, and only SQLite ever backs this adapter (production buses are Redis Streams and friends).
+//! Delivery state is kept the way Kafka keeps it. What a group has in flight (delivered, not
+//! acked, with its visibility deadline and delivery count) lives in the owning process's memory;
+//! the file keeps only the group's *position*: every message below it is acked or dead. The
+//! position is written at most every [`PERSIST_EVERY`] (and at close), so polls and acks cost no
+//! disk write. After a crash or restart the group resumes at its stored position: messages that
+//! were in flight, and a few acked just before, are delivered again, which consumers already
+//! absorb (they commit processed event ids with their effects). Delivery counts restart at 1
+//! after a restart. Dead letters, and dead letters put back by a replay, are rows in the file.
+//!
+//! One process consumes a given group from a file (any number of consumers inside it); other
+//! processes may publish to the same file and read lag and dead letters.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use liveops_core::ports::{Delivery, Message};
 use liveops_core::{Bus, PortError, PortResult};
-use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
-use sqlx::{ConnectOptions, Connection, QueryBuilder, Sqlite, SqliteConnection};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, Notify};
-use tokio::time::Instant;
 
 pub use crate::memory::bus::BusOptions;
 use crate::memory::bus::RECHECK;
 
-use super::sqlite::{db_error, options, to_i64, BEGIN_WRITE, MAX_BIND};
+use super::sqlite::{options, to_i64, to_u64, BUSY_TIMEOUT, CACHE_SIZE, MMAP_SIZE};
 
 /// Most messages written by one group commit.
 pub const MAX_BATCH: usize = 4096;
@@ -39,8 +45,14 @@ const QUEUE: usize = 4096;
 /// Most messages one compaction step deletes per topic (bounds the time the write lock is held).
 const COMPACT_STEP: i64 = 10_000;
 
+/// Longest time a group's moved position stays unwritten (what a crash may redeliver).
+pub const PERSIST_EVERY: Duration = Duration::from_millis(200);
+
+/// How often a consuming group looks for dead letters another process put back.
+const REPLAY_CHECK: Duration = Duration::from_secs(1);
+
 /// Schema version this code writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS bus_messages (
@@ -56,33 +68,44 @@ CREATE TABLE IF NOT EXISTS bus_groups (
     next_seq INTEGER NOT NULL,
     PRIMARY KEY (topic, grp)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS bus_pending (
-    topic       TEXT    NOT NULL,
-    grp         TEXT    NOT NULL,
-    seq         INTEGER NOT NULL,
-    consumer    TEXT    NOT NULL,
-    deliveries  INTEGER NOT NULL,
-    deadline_ms INTEGER NOT NULL,
-    PRIMARY KEY (topic, grp, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS bus_pending_deadline ON bus_pending (topic, grp, deadline_ms);
-CREATE INDEX IF NOT EXISTS bus_pending_seq ON bus_pending (topic, seq);
 CREATE TABLE IF NOT EXISTS bus_dead (
     topic      TEXT    NOT NULL,
     grp        TEXT    NOT NULL,
     seq        INTEGER NOT NULL,
     deliveries INTEGER NOT NULL,
     dead_at_ms INTEGER NOT NULL,
+    replayed   INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (topic, grp, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS bus_dead_seq ON bus_dead (topic, seq);
+";
+
+/// From schema 1, which stored every in-flight delivery: a group's position becomes its oldest
+/// in-flight message, so those are delivered again.
+const UPGRADE_FROM_1: &str = "
+ALTER TABLE bus_dead ADD COLUMN replayed INTEGER NOT NULL DEFAULT 0;
+UPDATE bus_groups SET next_seq = MIN(next_seq, COALESCE(
+    (SELECT MIN(p.seq) FROM bus_pending p WHERE p.topic = bus_groups.topic AND p.grp = bus_groups.grp),
+    next_seq));
+DROP TABLE bus_pending;
 ";
 
 fn stopped() -> PortError {
     PortError::Unavailable("the bus writer has stopped".into())
 }
 
-/// A change for the writer.
+/// Maps a SQLite error: a damaged file is `Corrupt`, anything else (busy, I/O, full disk)
+/// `Unavailable`, which callers retry.
+fn db_error(e: rusqlite::Error) -> PortError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+            PortError::Corrupt(format!("bus file: {e}"))
+        }
+        _ => PortError::Unavailable(format!("bus file: {e}")),
+    }
+}
+
+/// A request for the writer thread.
 #[derive(Debug)]
 enum Op {
     Publish {
@@ -96,7 +119,6 @@ enum Op {
     Poll {
         topic: String,
         group: String,
-        consumer: String,
         max: usize,
     },
     Ack {
@@ -112,7 +134,18 @@ enum Op {
         topic: String,
         group: String,
     },
+    Lag {
+        topic: String,
+        group: String,
+    },
+    DeadLetters {
+        topic: String,
+        group: String,
+        limit: usize,
+    },
     Compact,
+    Flush,
+    Health,
 }
 
 impl Op {
@@ -120,6 +153,7 @@ impl Op {
     fn weight(&self) -> usize {
         match self {
             Op::Publish { messages, .. } => messages.len().max(1),
+            Op::Poll { max, .. } => *max / 4 + 1,
             _ => 1,
         }
     }
@@ -153,51 +187,33 @@ struct Effects {
 #[derive(Debug)]
 pub struct SqliteBus {
     commands: mpsc::Sender<Command>,
-    readers: SqlitePool,
     published: Arc<Notify>,
 }
 
 impl SqliteBus {
     /// Opens (creating if missing, parent directories included) the bus file at `location` (a
-    /// path, or a `sqlite:` URL) and starts its writer task. Must be called inside a Tokio runtime.
+    /// path, or a `sqlite:` URL) and starts its writer thread.
     pub async fn open(location: impl AsRef<Path>, opts: BusOptions) -> Result<Self, PortError> {
-        let connect = options(location.as_ref())?;
-        let mut conn = connect.connect().await.map_err(db_error)?;
-        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
-            .fetch_one(&mut conn)
-            .await
-            .map_err(db_error)?;
-        if version > SCHEMA_VERSION {
-            return Err(PortError::Corrupt(format!(
-                "bus file has schema version {version}; this build knows up to {SCHEMA_VERSION}"
-            )));
-        }
-        sqlx::raw_sql(SCHEMA)
-            .execute(&mut conn)
-            .await
-            .map_err(db_error)?;
-        sqlx::raw_sql(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
-            .execute(&mut conn)
-            .await
-            .map_err(db_error)?;
-        let readers = SqlitePoolOptions::new()
-            .max_connections(2)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(connect)
-            .await
-            .map_err(db_error)?;
+        let path = options(location.as_ref())?.get_filename().to_path_buf();
         let (commands, queue) = mpsc::channel(QUEUE);
         let published = Arc::new(Notify::new());
-        let writer = Writer {
-            conn,
-            queue,
-            opts,
-            published: published.clone(),
-        };
-        tokio::spawn(writer.run());
+        let (ready, opened) = oneshot::channel();
+        let wake = published.clone();
+        std::thread::Builder::new()
+            .name("liveops-bus".into())
+            .spawn(move || match Writer::open(&path, opts, wake) {
+                Ok(writer) => {
+                    let _ = ready.send(Ok(()));
+                    writer.run(queue);
+                }
+                Err(error) => {
+                    let _ = ready.send(Err(error));
+                }
+            })
+            .map_err(|e| PortError::Unavailable(format!("cannot start the bus writer: {e}")))?;
+        opened.await.map_err(|_| stopped())??;
         Ok(Self {
             commands,
-            readers,
             published,
         })
     }
@@ -218,9 +234,8 @@ impl SqliteBus {
         }
     }
 
-    /// Makes every in-flight message of `group` deliverable now, instead of after its visibility
-    /// timeout. Call it when the group's only consumer (re)starts: whatever was in flight was
-    /// handed to a process that is gone. Returns how many messages.
+    /// Makes every message `group` has in flight in this process deliverable now, instead of
+    /// after its visibility timeout. Returns how many messages.
     pub async fn reclaim(&self, topic: &str, group: &str) -> PortResult<u64> {
         self.count(Op::Reclaim {
             topic: topic.to_owned(),
@@ -229,8 +244,14 @@ impl SqliteBus {
         .await
     }
 
-    /// Deletes messages every group of their topic has moved past and acked (dead letters are
-    /// kept). Call it periodically. Returns how many were deleted.
+    /// Writes every group's position now (it is also written every [`PERSIST_EVERY`] and when
+    /// the last handle goes): call it at shutdown, after the consumers stopped.
+    pub async fn flush(&self) -> PortResult<()> {
+        self.call(Op::Flush).await.map(|_| ())
+    }
+
+    /// Deletes messages below every group's position on their topic (dead letters are kept).
+    /// Call it periodically. Returns how many were deleted.
     pub async fn compact(&self) -> PortResult<u64> {
         let mut total = 0;
         loop {
@@ -270,14 +291,14 @@ impl Bus for SqliteBus {
         &self,
         topic: &str,
         group: &str,
-        consumer: &str,
+        _consumer: &str,
         max: usize,
         wait: Duration,
     ) -> PortResult<Vec<Delivery>> {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let until = Instant::now() + wait;
+        let until = tokio::time::Instant::now() + wait;
         loop {
             // Register for the wake-up before looking, so a publish in between is not missed.
             let published = self.published.notified();
@@ -287,7 +308,6 @@ impl Bus for SqliteBus {
                 .call(Op::Poll {
                     topic: topic.to_owned(),
                     group: group.to_owned(),
-                    consumer: consumer.to_owned(),
                     max,
                 })
                 .await?
@@ -295,7 +315,7 @@ impl Bus for SqliteBus {
                 Answer::Deliveries(d) => d,
                 other => return Err(PortError::Corrupt(format!("bus writer answered {other:?}"))),
             };
-            let now = Instant::now();
+            let now = tokio::time::Instant::now();
             if !got.is_empty() || now >= until {
                 return Ok(got);
             }
@@ -324,20 +344,11 @@ impl Bus for SqliteBus {
     }
 
     async fn lag(&self, topic: &str, group: &str) -> PortResult<u64> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT (SELECT COUNT(*) FROM bus_messages WHERE topic = ? AND seq >= \
-               COALESCE((SELECT next_seq FROM bus_groups WHERE topic = ? AND grp = ?), 0)) \
-             + (SELECT COUNT(*) FROM bus_pending WHERE topic = ? AND grp = ?)",
-        )
-        .bind(topic)
-        .bind(topic)
-        .bind(group)
-        .bind(topic)
-        .bind(group)
-        .fetch_one(&self.readers)
+        self.count(Op::Lag {
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+        })
         .await
-        .map_err(db_error)?;
-        Ok(super::sqlite::to_u64(n))
     }
 
     async fn dead_letters(
@@ -346,21 +357,17 @@ impl Bus for SqliteBus {
         group: &str,
         limit: usize,
     ) -> PortResult<Vec<Delivery>> {
-        let rows: Vec<(i64, String, Vec<u8>, i64)> = sqlx::query_as(
-            "SELECT d.seq, m.msg_key, m.payload, d.deliveries FROM bus_dead d \
-             JOIN bus_messages m ON m.seq = d.seq \
-             WHERE d.topic = ? AND d.grp = ? ORDER BY d.seq LIMIT ?",
-        )
-        .bind(topic)
-        .bind(group)
-        .bind(to_i64(limit as u64))
-        .fetch_all(&self.readers)
-        .await
-        .map_err(db_error)?;
-        Ok(rows
-            .into_iter()
-            .map(|(seq, key, payload, n)| delivery(seq, key, payload, n))
-            .collect())
+        match self
+            .call(Op::DeadLetters {
+                topic: topic.to_owned(),
+                group: group.to_owned(),
+                limit,
+            })
+            .await?
+        {
+            Answer::Deliveries(d) => Ok(d),
+            other => Err(PortError::Corrupt(format!("bus writer answered {other:?}"))),
+        }
     }
 
     async fn replay_dead_letters(&self, topic: &str, group: &str) -> PortResult<u64> {
@@ -372,41 +379,110 @@ impl Bus for SqliteBus {
     }
 
     async fn healthcheck(&self) -> PortResult<()> {
-        if self.commands.is_closed() {
-            return Err(stopped());
-        }
-        sqlx::query("SELECT 1")
-            .execute(&self.readers)
-            .await
-            .map(|_| ())
-            .map_err(db_error)
+        self.call(Op::Health).await.map(|_| ())
     }
 }
 
-fn delivery(seq: i64, key: String, payload: Vec<u8>, deliveries: i64) -> Delivery {
+fn delivery(seq: i64, key: String, payload: Vec<u8>, deliveries: u32) -> Delivery {
     Delivery {
         id: seq.to_string(),
         key,
         payload: payload.into(),
-        deliveries: u32::try_from(deliveries).unwrap_or(u32::MAX),
+        deliveries,
     }
 }
 
-/// Owns the writing connection; applies queued commands in batches, one commit each.
+/// A delivered, unacked message.
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    deliveries: u32,
+    deadline_ms: i64,
+}
+
+/// A group this process consumes.
+#[derive(Debug)]
+struct GroupState {
+    /// Next sequence number to hand out for the first time.
+    next: i64,
+    /// Delivered and not acked.
+    pending: BTreeMap<i64, InFlight>,
+    /// Dead letters put back: their rows stay (marked) until acked, so a crash keeps them.
+    replayed: HashSet<i64>,
+    /// The position last written to the file.
+    stored: i64,
+    /// When the position was last written.
+    stored_at: Instant,
+    /// When the file was last checked for dead letters put back by another process.
+    replay_checked: Instant,
+}
+
+impl GroupState {
+    /// Every message below this is acked or dead (put-back dead letters are kept by their rows).
+    fn position(&self) -> i64 {
+        self.pending
+            .keys()
+            .find(|s| !self.replayed.contains(s))
+            .map_or(self.next, |&s| s.min(self.next))
+    }
+}
+
+type GroupKey = (String, String);
+
+/// Owns the connection and the groups' delivery state; applies queued commands in batches.
 struct Writer {
-    conn: SqliteConnection,
-    queue: mpsc::Receiver<Command>,
+    conn: Connection,
     opts: BusOptions,
     published: Arc<Notify>,
+    groups: HashMap<GroupKey, GroupState>,
 }
 
 impl Writer {
-    async fn run(mut self) {
-        while let Some(first) = self.queue.recv().await {
+    fn open(path: &Path, opts: BusOptions, published: Arc<Notify>) -> Result<Self, PortError> {
+        let conn = Connection::open(path).map_err(db_error)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db_error)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(db_error)?;
+        if !mode.eq_ignore_ascii_case("wal") && path != Path::new(":memory:") {
+            return Err(PortError::Unavailable(format!(
+                "bus file {} cannot use WAL (journal mode {mode})",
+                path.display()
+            )));
+        }
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = FULL; PRAGMA cache_size = {CACHE_SIZE}; PRAGMA mmap_size = {MMAP_SIZE};"
+        ))
+        .map_err(db_error)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(db_error)?;
+        if version > SCHEMA_VERSION {
+            return Err(PortError::Corrupt(format!(
+                "bus file has schema version {version}; this build knows up to {SCHEMA_VERSION}"
+            )));
+        }
+        if version < SCHEMA_VERSION {
+            let upgrade = if version == 1 { UPGRADE_FROM_1 } else { "" };
+            conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE; {upgrade} {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))
+            .map_err(db_error)?;
+        }
+        Ok(Self {
+            conn,
+            opts,
+            published,
+            groups: HashMap::new(),
+        })
+    }
+
+    fn run(mut self, mut queue: mpsc::Receiver<Command>) {
+        while let Some(first) = queue.blocking_recv() {
             let mut budget = first.op.weight();
             let mut batch = vec![first];
             while budget < MAX_BATCH {
-                match self.queue.try_recv() {
+                match queue.try_recv() {
                     Ok(cmd) => {
                         budget += cmd.op.weight();
                         batch.push(cmd);
@@ -414,17 +490,28 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.apply(batch).await;
+            self.apply(batch);
         }
-        // Every handle is gone: close the file cleanly (checkpoints the WAL).
-        if let Err(error) = self.conn.close().await {
+        // Every handle is gone: write the groups' positions, then close (checkpoints the WAL).
+        if let Err(error) = self.transaction(|w, _| w.store_positions(true)) {
+            tracing::warn!(%error, "writing the bus groups' positions at close failed");
+        }
+        if let Err((_, error)) = self.conn.close() {
             tracing::warn!(%error, "closing the bus file failed");
         }
     }
 
-    async fn apply(&mut self, batch: Vec<Command>) {
+    fn apply(&mut self, batch: Vec<Command>) {
         let (ops, replies): (Vec<Op>, Vec<_>) = batch.into_iter().map(|c| (c.op, c.reply)).unzip();
-        match self.execute(&ops).await {
+        let result = self.transaction(|w, fx| {
+            let mut answers = Vec::with_capacity(ops.len());
+            for op in &ops {
+                answers.push(w.execute(op, fx)?);
+            }
+            w.store_positions(false)?;
+            Ok(answers)
+        });
+        match result {
             Ok((answers, fx)) => {
                 if fx.published > 0 {
                     metrics::counter!("bus_published_total").increment(fx.published);
@@ -452,298 +539,455 @@ impl Writer {
         }
     }
 
-    async fn execute(&mut self, ops: &[Op]) -> PortResult<(Vec<Answer>, Effects)> {
+    /// Runs `body` in one write transaction. On failure the groups' delivery state is dropped
+    /// and reloaded from the file on next use, so memory never runs ahead of what was committed
+    /// (in-flight messages are delivered again).
+    fn transaction<T>(
+        &mut self,
+        body: impl FnOnce(&mut Self, &mut Effects) -> PortResult<T>,
+    ) -> PortResult<(T, Effects)> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(db_error)?;
         let mut fx = Effects::default();
-        let mut answers = Vec::with_capacity(ops.len());
-        let mut tx = self.conn.begin_with(BEGIN_WRITE).await.map_err(db_error)?;
+        let result = body(self, &mut fx).and_then(|v| {
+            self.conn.execute_batch("COMMIT").map_err(db_error)?;
+            Ok(v)
+        });
+        match result {
+            Ok(v) => Ok((v, fx)),
+            Err(error) => {
+                if !self.conn.is_autocommit() {
+                    if let Err(e) = self.conn.execute_batch("ROLLBACK") {
+                        tracing::warn!(error = %e, "bus rollback failed");
+                    }
+                }
+                self.groups.clear();
+                Err(error)
+            }
+        }
+    }
+
+    fn execute(&mut self, op: &Op, fx: &mut Effects) -> PortResult<Answer> {
+        Ok(match op {
+            Op::Publish { topic, messages } => {
+                let mut insert = self
+                    .conn
+                    .prepare_cached(
+                        "INSERT INTO bus_messages (topic, msg_key, payload) VALUES (?1, ?2, ?3)",
+                    )
+                    .map_err(db_error)?;
+                for m in messages {
+                    insert
+                        .execute(params![topic, m.key, m.payload.as_ref()])
+                        .map_err(db_error)?;
+                }
+                fx.published += messages.len() as u64;
+                fx.wake = true;
+                Answer::Done
+            }
+            Op::EnsureGroup { topic, group } => {
+                self.ensure_group(topic, group)?;
+                Answer::Done
+            }
+            Op::Poll { topic, group, max } => {
+                Answer::Deliveries(self.take(topic, group, *max, fx)?)
+            }
+            Op::Ack { topic, group, seqs } => {
+                self.ack(topic, group, seqs)?;
+                Answer::Done
+            }
+            Op::Reclaim { topic, group } => {
+                let key = (topic.clone(), group.clone());
+                let n = self.groups.get_mut(&key).map_or(0, |g| {
+                    g.pending.values_mut().for_each(|f| f.deadline_ms = 0);
+                    g.pending.len() as u64
+                });
+                fx.wake |= n > 0;
+                Answer::Count(n)
+            }
+            Op::Replay { topic, group } => {
+                let n = self.replay(topic, group)?;
+                fx.wake |= n > 0;
+                Answer::Count(n)
+            }
+            Op::Lag { topic, group } => Answer::Count(self.lag(topic, group)?),
+            Op::DeadLetters {
+                topic,
+                group,
+                limit,
+            } => Answer::Deliveries(self.dead_letters(topic, group, *limit)?),
+            Op::Flush => {
+                self.store_positions(true)?;
+                Answer::Done
+            }
+            Op::Compact => {
+                self.store_positions(true)?;
+                Answer::Count(self.compact()?)
+            }
+            Op::Health => {
+                self.conn
+                    .query_row("SELECT 1", [], |_| Ok(()))
+                    .map_err(db_error)?;
+                Answer::Done
+            }
+        })
+    }
+
+    /// A new group starts at sequence 0, that is at the oldest retained message.
+    fn ensure_group(&self, topic: &str, group: &str) -> PortResult<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO bus_groups (topic, grp, next_seq) VALUES (?1, ?2, 0) \
+                 ON CONFLICT (topic, grp) DO NOTHING",
+            )
+            .and_then(|mut s| s.execute(params![topic, group]))
+            .map(|_| ())
+            .map_err(db_error)
+    }
+
+    /// The stored position of a group, creating the group if missing.
+    fn stored_position(&self, topic: &str, group: &str) -> PortResult<i64> {
+        self.ensure_group(topic, group)?;
+        self.conn
+            .prepare_cached("SELECT next_seq FROM bus_groups WHERE topic = ?1 AND grp = ?2")
+            .and_then(|mut s| s.query_row(params![topic, group], |r| r.get(0)))
+            .map_err(db_error)
+    }
+
+    /// Sequence numbers of the group's put-back dead letters.
+    fn replayed_rows(&self, topic: &str, group: &str) -> PortResult<Vec<i64>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq FROM bus_dead WHERE topic = ?1 AND grp = ?2 AND replayed = 1",
+            )
+            .map_err(db_error)?;
+        let rows = stmt
+            .query_map(params![topic, group], |r| r.get(0))
+            .map_err(db_error)?;
+        rows.collect::<Result<Vec<i64>, _>>().map_err(db_error)
+    }
+
+    /// The delivery state of a group this process consumes, loaded from the file on first use.
+    fn group(&mut self, topic: &str, group: &str) -> PortResult<&mut GroupState> {
+        let key = (topic.to_owned(), group.to_owned());
+        if !self.groups.contains_key(&key) {
+            let stored = self.stored_position(topic, group)?;
+            let now = Instant::now();
+            let mut state = GroupState {
+                next: stored,
+                pending: BTreeMap::new(),
+                replayed: HashSet::new(),
+                stored,
+                stored_at: now,
+                replay_checked: now,
+            };
+            put_back(&mut state, self.replayed_rows(topic, group)?);
+            self.groups.insert(key.clone(), state);
+        }
+        self.groups
+            .get_mut(&key)
+            .ok_or_else(|| PortError::Corrupt("bus group state vanished".into()))
+    }
+
+    /// One poll: timed-out messages first (or to the dead letters after their last delivery),
+    /// then new ones from the group's cursor, in sequence order.
+    fn take(
+        &mut self,
+        topic: &str,
+        group: &str,
+        max: usize,
+        fx: &mut Effects,
+    ) -> PortResult<Vec<Delivery>> {
         let now = liveops_core::now_ms();
         let deadline = now.saturating_add(
             i64::try_from(self.opts.visibility_timeout.as_millis()).unwrap_or(i64::MAX),
         );
-        for op in ops {
-            let answer = match op {
-                Op::Publish { topic, messages } => {
-                    append(&mut tx, topic, messages).await?;
-                    fx.published += messages.len() as u64;
-                    fx.wake = true;
-                    Answer::Done
-                }
-                Op::EnsureGroup { topic, group } => {
-                    ensure_group(&mut tx, topic, group).await?;
-                    Answer::Done
-                }
-                Op::Poll {
-                    topic,
-                    group,
-                    consumer,
-                    max,
-                } => {
-                    let take = Take {
-                        topic,
-                        group,
-                        consumer,
-                        max: *max,
-                        now,
-                        deadline,
-                        max_deliveries: self.opts.max_deliveries,
-                    };
-                    Answer::Deliveries(take.run(&mut tx, &mut fx).await?)
-                }
-                Op::Ack { topic, group, seqs } => {
-                    for chunk in seqs.chunks(MAX_BIND - 2) {
-                        let mut qb =
-                            QueryBuilder::<Sqlite>::new("DELETE FROM bus_pending WHERE topic = ");
-                        qb.push_bind(topic.as_str())
-                            .push(" AND grp = ")
-                            .push_bind(group.as_str())
-                            .push(" AND seq");
-                        push_in(&mut qb, chunk);
-                        qb.build().execute(&mut *tx).await.map_err(db_error)?;
-                    }
-                    Answer::Done
-                }
-                Op::Reclaim { topic, group } => {
-                    let n = sqlx::query(
-                        "UPDATE bus_pending SET deadline_ms = 0 WHERE topic = ? AND grp = ?",
-                    )
-                    .bind(topic.as_str())
-                    .bind(group.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?
-                    .rows_affected();
-                    fx.wake |= n > 0;
-                    Answer::Count(n)
-                }
-                Op::Replay { topic, group } => {
-                    let n = sqlx::query(
-                        "INSERT INTO bus_pending (topic, grp, seq, consumer, deliveries, deadline_ms) \
-                         SELECT topic, grp, seq, '', 0, 0 FROM bus_dead WHERE topic = ? AND grp = ?",
-                    )
-                    .bind(topic.as_str())
-                    .bind(group.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?
-                    .rows_affected();
-                    sqlx::query("DELETE FROM bus_dead WHERE topic = ? AND grp = ?")
-                        .bind(topic.as_str())
-                        .bind(group.as_str())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db_error)?;
-                    fx.wake |= n > 0;
-                    Answer::Count(n)
-                }
-                Op::Compact => Answer::Count(compact(&mut tx).await?),
-            };
-            answers.push(answer);
-        }
-        tx.commit().await.map_err(db_error)?;
-        Ok((answers, fx))
-    }
-}
+        let max_deliveries = self.opts.max_deliveries;
 
-/// Appends ` IN (?, ?, ..)` binding every sequence number.
-fn push_in(qb: &mut QueryBuilder<'_, Sqlite>, seqs: &[i64]) {
-    qb.push(" IN (");
-    let mut sep = qb.separated(", ");
-    for seq in seqs {
-        sep.push_bind(*seq);
-    }
-    sep.push_unseparated(")");
-}
-
-async fn append(conn: &mut SqliteConnection, topic: &str, messages: &[Message]) -> PortResult<()> {
-    for chunk in messages.chunks(MAX_BIND / 3) {
-        let mut qb =
-            QueryBuilder::<Sqlite>::new("INSERT INTO bus_messages (topic, msg_key, payload) ");
-        qb.push_values(chunk, |mut row, m| {
-            row.push_bind(topic)
-                .push_bind(m.key.as_str())
-                .push_bind(m.payload.as_ref());
-        });
-        qb.build().execute(&mut *conn).await.map_err(db_error)?;
-    }
-    Ok(())
-}
-
-/// A new group starts at sequence 0, that is at the oldest retained message.
-async fn ensure_group(conn: &mut SqliteConnection, topic: &str, group: &str) -> PortResult<()> {
-    sqlx::query(
-        "INSERT INTO bus_groups (topic, grp, next_seq) VALUES (?, ?, 0) \
-         ON CONFLICT (topic, grp) DO NOTHING",
-    )
-    .bind(topic)
-    .bind(group)
-    .execute(conn)
-    .await
-    .map(|_| ())
-    .map_err(db_error)
-}
-
-/// One step of retention: per topic, deletes up to [`COMPACT_STEP`] messages below every group's
-/// cursor that no group still has in flight or dead.
-async fn compact(conn: &mut SqliteConnection) -> PortResult<u64> {
-    let topics: Vec<String> = sqlx::query_scalar("SELECT DISTINCT topic FROM bus_groups")
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db_error)?;
-    let mut deleted = 0;
-    for topic in topics {
-        deleted += sqlx::query(
-            "DELETE FROM bus_messages WHERE seq IN ( \
-               SELECT m.seq FROM bus_messages m WHERE m.topic = ? \
-               AND m.seq < (SELECT MIN(next_seq) FROM bus_groups WHERE topic = ?) \
-               AND NOT EXISTS (SELECT 1 FROM bus_pending p WHERE p.topic = m.topic AND p.seq = m.seq) \
-               AND NOT EXISTS (SELECT 1 FROM bus_dead d WHERE d.topic = m.topic AND d.seq = m.seq) \
-               ORDER BY m.seq LIMIT ?)",
-        )
-        .bind(topic.as_str())
-        .bind(topic.as_str())
-        .bind(COMPACT_STEP)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_error)?
-        .rows_affected();
-    }
-    Ok(deleted)
-}
-
-/// One poll inside the writer's transaction.
-struct Take<'a> {
-    topic: &'a str,
-    group: &'a str,
-    consumer: &'a str,
-    max: usize,
-    now: i64,
-    deadline: i64,
-    max_deliveries: u32,
-}
-
-impl Take<'_> {
-    async fn run(
-        &self,
-        conn: &mut SqliteConnection,
-        fx: &mut Effects,
-    ) -> PortResult<Vec<Delivery>> {
-        let (topic, group) = (self.topic, self.group);
-        let limit = to_i64(self.max as u64);
-        ensure_group(conn, topic, group).await?;
-
-        // Timed-out messages that had their last delivery go to the dead letters.
-        let dead = sqlx::query(
-            "INSERT INTO bus_dead (topic, grp, seq, deliveries, dead_at_ms) \
-             SELECT topic, grp, seq, deliveries, ? FROM bus_pending \
-             WHERE topic = ? AND grp = ? AND deadline_ms <= ? AND deliveries >= ?",
-        )
-        .bind(self.now)
-        .bind(topic)
-        .bind(group)
-        .bind(self.now)
-        .bind(i64::from(self.max_deliveries))
-        .execute(&mut *conn)
-        .await
-        .map_err(db_error)?
-        .rows_affected();
-        if dead > 0 {
-            sqlx::query(
-                "DELETE FROM bus_pending \
-                 WHERE topic = ? AND grp = ? AND deadline_ms <= ? AND deliveries >= ?",
-            )
-            .bind(topic)
-            .bind(group)
-            .bind(self.now)
-            .bind(i64::from(self.max_deliveries))
-            .execute(&mut *conn)
-            .await
-            .map_err(db_error)?;
-            fx.dead.push((topic.to_owned(), group.to_owned(), dead));
+        let check = self
+            .group(topic, group)?
+            .replay_checked
+            .elapsed()
+            .ge(&REPLAY_CHECK);
+        if check {
+            let rows = self.replayed_rows(topic, group)?;
+            let g = self.group(topic, group)?;
+            g.replay_checked = Instant::now();
+            put_back(g, rows);
         }
 
-        // The other timed-out ones are delivered again.
-        let expired: Vec<(i64, String, Vec<u8>, i64)> = sqlx::query_as(
-            "SELECT p.seq, m.msg_key, m.payload, p.deliveries + 1 FROM bus_pending p \
-             JOIN bus_messages m ON m.seq = p.seq \
-             WHERE p.topic = ? AND p.grp = ? AND p.deadline_ms <= ? ORDER BY p.seq LIMIT ?",
-        )
-        .bind(topic)
-        .bind(group)
-        .bind(self.now)
-        .bind(limit)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db_error)?;
-        let seqs: Vec<i64> = expired.iter().map(|r| r.0).collect();
-        for chunk in seqs.chunks(MAX_BIND - 4) {
-            let mut qb = QueryBuilder::<Sqlite>::new(
-                "UPDATE bus_pending SET deliveries = deliveries + 1, consumer = ",
-            );
-            qb.push_bind(self.consumer)
-                .push(", deadline_ms = ")
-                .push_bind(self.deadline)
-                .push(" WHERE topic = ")
-                .push_bind(topic)
-                .push(" AND grp = ")
-                .push_bind(group)
-                .push(" AND seq");
-            push_in(&mut qb, chunk);
-            qb.build().execute(&mut *conn).await.map_err(db_error)?;
-        }
-        let mut out: Vec<Delivery> = expired
-            .into_iter()
-            .map(|(seq, key, payload, n)| delivery(seq, key, payload, n))
+        let g = self.group(topic, group)?;
+        let expired: Vec<(i64, InFlight)> = g
+            .pending
+            .iter()
+            .filter(|(_, f)| f.deadline_ms <= now)
+            .map(|(&s, &f)| (s, f))
             .collect();
-
-        // Then new messages from the group's cursor, in sequence order.
-        let room = self.max.saturating_sub(out.len());
-        if room > 0 {
-            let cursor: i64 =
-                sqlx::query_scalar("SELECT next_seq FROM bus_groups WHERE topic = ? AND grp = ?")
-                    .bind(topic)
-                    .bind(group)
-                    .fetch_one(&mut *conn)
-                    .await
-                    .map_err(db_error)?;
-            let fresh: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
-                "SELECT seq, msg_key, payload FROM bus_messages \
-                 WHERE topic = ? AND seq >= ? ORDER BY seq LIMIT ?",
-            )
-            .bind(topic)
-            .bind(cursor)
-            .bind(to_i64(room as u64))
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db_error)?;
-            if let Some(last) = fresh.last().map(|r| r.0) {
-                for chunk in fresh.chunks(MAX_BIND / 6) {
-                    let mut qb = QueryBuilder::<Sqlite>::new(
-                        "INSERT INTO bus_pending (topic, grp, seq, consumer, deliveries, deadline_ms) ",
-                    );
-                    qb.push_values(chunk, |mut row, (seq, ..)| {
-                        row.push_bind(topic)
-                            .push_bind(group)
-                            .push_bind(*seq)
-                            .push_bind(self.consumer)
-                            .push_bind(1_i64)
-                            .push_bind(self.deadline);
-                    });
-                    qb.build().execute(&mut *conn).await.map_err(db_error)?;
-                }
-                sqlx::query("UPDATE bus_groups SET next_seq = ? WHERE topic = ? AND grp = ?")
-                    .bind(last + 1)
-                    .bind(topic)
-                    .bind(group)
-                    .execute(&mut *conn)
-                    .await
+        let (dead, again): (Vec<_>, Vec<_>) = expired
+            .into_iter()
+            .partition(|(_, f)| f.deliveries >= max_deliveries);
+        for (seq, _) in &dead {
+            g.pending.remove(seq);
+            g.replayed.remove(seq);
+        }
+        if !dead.is_empty() {
+            let mut insert = self
+                .conn
+                .prepare_cached(
+                    "INSERT INTO bus_dead (topic, grp, seq, deliveries, dead_at_ms, replayed) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 0) \
+                     ON CONFLICT (topic, grp, seq) DO UPDATE SET \
+                     deliveries = excluded.deliveries, dead_at_ms = excluded.dead_at_ms, replayed = 0",
+                )
+                .map_err(db_error)?;
+            for (seq, f) in &dead {
+                insert
+                    .execute(params![topic, group, seq, f.deliveries, now])
                     .map_err(db_error)?;
             }
-            out.extend(
-                fresh
-                    .into_iter()
-                    .map(|(seq, key, payload)| delivery(seq, key, payload, 1)),
-            );
+            fx.dead
+                .push((topic.to_owned(), group.to_owned(), dead.len() as u64));
+        }
+
+        let mut out = Vec::new();
+        let mut gone = Vec::new();
+        {
+            let mut fetch = self
+                .conn
+                .prepare_cached("SELECT msg_key, payload FROM bus_messages WHERE seq = ?1")
+                .map_err(db_error)?;
+            for (seq, f) in again.into_iter().take(max) {
+                let row: Option<(String, Vec<u8>)> = fetch
+                    .query_row(params![seq], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+                    .map_err(db_error)?;
+                match row {
+                    Some((key, payload)) => {
+                        out.push(delivery(seq, key, payload, f.deliveries + 1));
+                    }
+                    None => gone.push(seq),
+                }
+            }
+        }
+        let g = self.group(topic, group)?;
+        for seq in gone {
+            tracing::error!(seq, %topic, %group, "an in-flight message vanished from the bus file");
+            g.pending.remove(&seq);
+            g.replayed.remove(&seq);
+        }
+        for d in &out {
+            if let Some(f) = d.id.parse().ok().and_then(|s: i64| g.pending.get_mut(&s)) {
+                f.deliveries = d.deliveries;
+                f.deadline_ms = deadline;
+            }
+        }
+
+        let room = max.saturating_sub(out.len());
+        if room > 0 {
+            let cursor = g.next;
+            let fresh: Vec<(i64, String, Vec<u8>)> = {
+                let mut select = self
+                    .conn
+                    .prepare_cached(
+                        "SELECT seq, msg_key, payload FROM bus_messages \
+                         WHERE topic = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
+                    )
+                    .map_err(db_error)?;
+                let rows = select
+                    .query_map(params![topic, cursor, to_i64(room as u64)], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .map_err(db_error)?;
+                rows.collect::<Result<_, _>>().map_err(db_error)?
+            };
+            let g = self.group(topic, group)?;
+            if let Some(last) = fresh.last().map(|r| r.0) {
+                g.next = last + 1;
+            }
+            for (seq, key, payload) in fresh {
+                g.pending.insert(
+                    seq,
+                    InFlight {
+                        deliveries: 1,
+                        deadline_ms: deadline,
+                    },
+                );
+                out.push(delivery(seq, key, payload, 1));
+            }
         }
         Ok(out)
+    }
+
+    fn ack(&mut self, topic: &str, group: &str, seqs: &[i64]) -> PortResult<()> {
+        let g = self.group(topic, group)?;
+        let mut settled = Vec::new();
+        for seq in seqs {
+            if g.pending.remove(seq).is_some() && g.replayed.remove(seq) {
+                settled.push(*seq);
+            }
+        }
+        if !settled.is_empty() {
+            let mut delete = self
+                .conn
+                .prepare_cached("DELETE FROM bus_dead WHERE topic = ?1 AND grp = ?2 AND seq = ?3")
+                .map_err(db_error)?;
+            for seq in settled {
+                delete
+                    .execute(params![topic, group, seq])
+                    .map_err(db_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts the group's dead letters back for delivery (in this process if it consumes the
+    /// group, else in the one that does, within [`REPLAY_CHECK`]).
+    fn replay(&mut self, topic: &str, group: &str) -> PortResult<u64> {
+        let seqs: Vec<i64> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT seq FROM bus_dead WHERE topic = ?1 AND grp = ?2 AND replayed = 0",
+                )
+                .map_err(db_error)?;
+            let rows = stmt
+                .query_map(params![topic, group], |r| r.get(0))
+                .map_err(db_error)?;
+            rows.collect::<Result<_, _>>().map_err(db_error)?
+        };
+        self.conn
+            .prepare_cached("UPDATE bus_dead SET replayed = 1 WHERE topic = ?1 AND grp = ?2")
+            .and_then(|mut s| s.execute(params![topic, group]))
+            .map_err(db_error)?;
+        let n = seqs.len() as u64;
+        if let Some(g) = self.groups.get_mut(&(topic.to_owned(), group.to_owned())) {
+            put_back(g, seqs);
+        }
+        Ok(n)
+    }
+
+    /// Messages the group has not acked yet (new plus in flight).
+    fn lag(&self, topic: &str, group: &str) -> PortResult<u64> {
+        let (from, in_flight) = match self.groups.get(&(topic.to_owned(), group.to_owned())) {
+            Some(g) => (g.next, g.pending.len() as u64),
+            None => {
+                let stored: Option<i64> = self
+                    .conn
+                    .prepare_cached("SELECT next_seq FROM bus_groups WHERE topic = ?1 AND grp = ?2")
+                    .and_then(|mut s| s.query_row(params![topic, group], |r| r.get(0)).optional())
+                    .map_err(db_error)?;
+                (stored.unwrap_or(0), 0)
+            }
+        };
+        let fresh: i64 = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM bus_messages WHERE topic = ?1 AND seq >= ?2")
+            .and_then(|mut s| s.query_row(params![topic, from], |r| r.get(0)))
+            .map_err(db_error)?;
+        Ok(to_u64(fresh) + in_flight)
+    }
+
+    fn dead_letters(&self, topic: &str, group: &str, limit: usize) -> PortResult<Vec<Delivery>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT d.seq, m.msg_key, m.payload, d.deliveries FROM bus_dead d \
+                 JOIN bus_messages m ON m.seq = d.seq \
+                 WHERE d.topic = ?1 AND d.grp = ?2 AND d.replayed = 0 ORDER BY d.seq LIMIT ?3",
+            )
+            .map_err(db_error)?;
+        let rows = stmt
+            .query_map(params![topic, group, to_i64(limit as u64)], |r| {
+                Ok(delivery(
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    u32::try_from(r.get::<_, i64>(3)?).unwrap_or(u32::MAX),
+                ))
+            })
+            .map_err(db_error)?;
+        rows.collect::<Result<_, _>>().map_err(db_error)
+    }
+
+    /// Writes the positions that moved, if [`PERSIST_EVERY`] passed since their last write (or
+    /// at once when `all`).
+    fn store_positions(&mut self, all: bool) -> PortResult<()> {
+        let mut moved: Vec<(&GroupKey, &mut GroupState, i64)> = self
+            .groups
+            .iter_mut()
+            .filter_map(|(k, g)| {
+                let at = g.position();
+                (at > g.stored && (all || g.stored_at.elapsed() >= PERSIST_EVERY))
+                    .then_some((k, g, at))
+            })
+            .collect();
+        if moved.is_empty() {
+            return Ok(());
+        }
+        let mut upsert = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO bus_groups (topic, grp, next_seq) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (topic, grp) DO UPDATE SET next_seq = MAX(next_seq, excluded.next_seq)",
+            )
+            .map_err(db_error)?;
+        let now = Instant::now();
+        for (key, g, at) in &mut moved {
+            upsert
+                .execute(params![key.0, key.1, *at])
+                .map_err(db_error)?;
+            // Were the commit to fail, every group is reloaded from the file anyway.
+            g.stored = *at;
+            g.stored_at = now;
+        }
+        Ok(())
+    }
+
+    /// One step of retention: per topic, deletes up to [`COMPACT_STEP`] messages below every
+    /// group's stored position that are not dead letters.
+    fn compact(&self) -> PortResult<u64> {
+        let floors: Vec<(String, i64)> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT topic, MIN(next_seq) FROM bus_groups GROUP BY topic")
+                .map_err(db_error)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db_error)?;
+            rows.collect::<Result<_, _>>().map_err(db_error)?
+        };
+        let mut delete = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM bus_messages WHERE seq IN ( \
+                   SELECT m.seq FROM bus_messages m WHERE m.topic = ?1 AND m.seq < ?2 \
+                   AND NOT EXISTS (SELECT 1 FROM bus_dead d WHERE d.topic = m.topic AND d.seq = m.seq) \
+                   ORDER BY m.seq LIMIT ?3)",
+            )
+            .map_err(db_error)?;
+        let mut deleted = 0;
+        for (topic, floor) in floors {
+            deleted += delete
+                .execute(params![topic, floor, COMPACT_STEP])
+                .map_err(db_error)? as u64;
+        }
+        Ok(deleted)
+    }
+}
+
+/// Adds put-back dead letters to a group's in-flight set, deliverable now, delivery count reset.
+fn put_back(g: &mut GroupState, seqs: Vec<i64>) {
+    for seq in seqs {
+        if g.replayed.insert(seq) {
+            g.pending.insert(
+                seq,
+                InFlight {
+                    deliveries: 0,
+                    deadline_ms: 0,
+                },
+            );
+        }
     }
 }

@@ -14,11 +14,19 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, Type};
 
-use super::dialect::{db_error_of, Dialect, MigrationLock, Text, Upserts, ON_CONFLICT};
 pub(crate) use super::dialect::{to_i64, to_u64};
+use super::dialect::{Dialect, MigrationLock, Text, Upserts, ON_CONFLICT};
 
 /// How long a statement waits for another writer's lock before giving up with "busy".
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Page cache per connection (`PRAGMA cache_size`; negative is KiB): 16 MiB keeps the indexes
+/// of the hot tables in memory instead of re-reading pages for every lookup.
+pub(crate) const CACHE_SIZE: &str = "-16384";
+
+/// Bytes of the file read through a memory map (`PRAGMA mmap_size`), which spares a copy per
+/// page read; the pages are the OS's page cache, shared by every connection.
+pub(crate) const MMAP_SIZE: &str = "268435456";
 
 /// Opens a write transaction that takes the write lock at once (SQLite's `BEGIN IMMEDIATE`), so
 /// a read followed by a write in it never fails on a stale snapshot; concurrent writers queue on
@@ -50,14 +58,9 @@ pub(crate) fn options(location: &Path) -> Result<SqliteConnectOptions, PortError
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(BUSY_TIMEOUT)
+        .pragma("cache_size", CACHE_SIZE)
+        .pragma("mmap_size", MMAP_SIZE)
         .foreign_keys(false))
-}
-
-/// Maps a sqlx error: anything about reaching or locking the database is `Unavailable` (the
-/// caller answers 503 or leaves the message for redelivery); rows that cannot be read back are
-/// `Corrupt`.
-pub(crate) fn db_error(e: sqlx::Error) -> PortError {
-    db_error_of(<Sqlite as sqlx::Database>::NAME, e)
 }
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -100,6 +103,7 @@ impl<'r> Decode<'r, Sqlite> for Text {
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
+    use crate::sql::dialect::db_error_of;
 
     #[test]
     fn plain_paths_and_urls_are_both_accepted_and_their_directories_made() {
@@ -114,6 +118,11 @@ mod tests {
         assert!(dir.join("other").is_dir());
         assert!(options(Path::new("sqlite::memory:")).is_ok());
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Maps a sqlx error as the repository does.
+    fn db_error(e: sqlx::Error) -> PortError {
+        db_error_of(<Sqlite as sqlx::Database>::NAME, e)
     }
 
     #[test]
