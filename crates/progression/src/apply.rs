@@ -38,16 +38,6 @@ pub(crate) fn item_of_level_reward(reward_id: &str) -> Option<String> {
     (level_reward_id(season.parse().ok()?, level) == reward_id).then(|| level_reward_item(level))
 }
 
-/// The season a reward id belongs to, for level rewards.
-pub(crate) fn season_of_reward(reward_id: &str) -> Option<i64> {
-    reward_id
-        .strip_prefix("level:")?
-        .split_once(':')?
-        .0
-        .parse()
-        .ok()
-}
-
 /// The `(player, season)` pairs whose XP a batch changes, in first-seen order, without repeats.
 pub(crate) fn xp_keys(events: &[Envelope], calendar: &Calendar) -> Vec<(String, i64)> {
     let mut seen = BTreeSet::new();
@@ -301,7 +291,5 @@ mod tests {
         assert_eq!(item_of_level_reward("level:4:07"), None);
         assert_eq!(item_of_level_reward("level:x:7"), None);
         assert_eq!(item_of_level_reward("drop:abc"), None);
-        assert_eq!(season_of_reward("level:-2:3"), Some(-2));
-        assert_eq!(season_of_reward("drop:abc"), None);
     }
 }

@@ -4,11 +4,11 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use liveops_core::ports::{topics, Delivery};
-use liveops_core::{now_ms, Envelope, PortError};
+use liveops_core::{Envelope, PortError};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::apply::{plan, season_of, xp_keys};
+use crate::apply::{plan, xp_keys};
 use crate::{ProgressionState, CONSUMER_ID, GROUP};
 
 /// How long one poll waits for a message.
@@ -210,18 +210,10 @@ pub(crate) async fn apply_batch(
     if plan.level_ups > 0 {
         metrics::counter!("level_ups_total").increment(plan.level_ups);
     }
-    // Inventory and rewards are shown in every season's view: drop the event's season and the
-    // current one; other seasons' views expire with the cache's short TTL.
-    let current = season_of(&cfg.calendar, now_ms());
-    let mut keys = HashSet::new();
-    for (player, season) in &plan.touched {
-        keys.insert(crate::routes::cache_key(player, *season));
-        keys.insert(crate::routes::cache_key(player, current));
-    }
-    for key in keys {
-        if let Err(error) = state.hot.cache_del(&key).await {
-            tracing::warn!(%error, %key, "cannot drop cached progress");
-        }
+    // Inventory and rewards are shown in every season's view: every view of a touched player.
+    let players: HashSet<&str> = plan.touched.iter().map(|(p, _)| p.as_str()).collect();
+    for player in players {
+        crate::cache::invalidate(state.hot.as_ref(), player).await;
     }
     tracing::debug!(
         applied = fresh.len(),

@@ -13,6 +13,7 @@ use liveops_core::{Bus, Calendar, HotState, Keyring, LevelCurve, Repository};
 use utoipa::OpenApi;
 
 mod apply;
+mod cache;
 mod consumer;
 mod routes;
 

@@ -1,7 +1,6 @@
 //! HTTP routes: `/players/{id}/progress`, `/rewards/claim`, `/receipts/verify`.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
@@ -18,20 +17,14 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::apply::{item_of_level_reward, season_of, season_of_reward};
+use crate::apply::{item_of_level_reward, season_of};
+use crate::cache::{self, CACHE_TTL};
 use crate::ProgressionState;
 
 /// Largest accepted body on `POST /rewards/claim` and `POST /receipts/verify`.
 pub(crate) const BODY_LIMIT: usize = 16 * 1024;
-/// How long a progress view stays cached.
-const CACHE_TTL: Duration = Duration::from_secs(30);
 /// Seasons a query may name.
 const SEASON_RANGE: std::ops::RangeInclusive<i64> = -100_000..=100_000;
-
-/// The cache key of a player's progress view in a season.
-pub(crate) fn cache_key(player: &str, season: i64) -> String {
-    format!("progress:{player}:{season}")
-}
 
 /// A player's progression in one season, plus the inventory and rewards of every season.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -134,12 +127,20 @@ pub(crate) async fn get_progress(
             })?,
     };
 
-    let key = cache_key(player.as_str(), season);
-    match state.hot.cache_get(&key).await {
-        Ok(Some(cached)) => return Ok(json_bytes(cached)),
-        Ok(None) => {}
-        Err(error) => tracing::warn!(%error, "progress cache unavailable"),
-    }
+    let key = match cache::view_key(state.hot.as_ref(), player.as_str(), season).await {
+        Ok(key) => match state.hot.cache_get(&key).await {
+            Ok(Some(cached)) => return Ok(json_bytes(cached)),
+            Ok(None) => Some(key),
+            Err(error) => {
+                tracing::warn!(%error, "progress cache unavailable");
+                None
+            }
+        },
+        Err(error) => {
+            tracing::warn!(%error, "progress cache unavailable");
+            None
+        }
+    };
 
     let progress = state.repo.progress(player.as_str(), season).await?;
     let view = ProgressView {
@@ -155,8 +156,10 @@ pub(crate) async fn get_progress(
         tracing::error!(%error, "cannot encode progress");
         Problem::internal()
     })?);
-    if let Err(error) = state.hot.cache_put(&key, body.clone(), CACHE_TTL).await {
-        tracing::warn!(%error, "cannot cache progress");
+    if let Some(key) = key {
+        if let Err(error) = state.hot.cache_put(&key, body.clone(), CACHE_TTL).await {
+            tracing::warn!(%error, "cannot cache progress");
+        }
     }
     Ok(json_bytes(body))
 }
@@ -266,14 +269,7 @@ pub(crate) async fn claim_reward(
     {
         Claim::Issued(r) => {
             metrics::counter!("rewards_claimed_total").increment(1);
-            let mut seasons = vec![current];
-            seasons.extend(season_of_reward(&reward_id).filter(|s| *s != current));
-            for season in seasons {
-                let key = cache_key(player.as_str(), season);
-                if let Err(error) = state.hot.cache_del(&key).await {
-                    tracing::warn!(%error, %key, "cannot drop cached progress");
-                }
-            }
+            cache::invalidate(state.hot.as_ref(), player.as_str()).await;
             tracing::info!(receipt = %r.receipt_id, item = %r.item, "reward claimed");
             Ok(Json(r))
         }
