@@ -69,8 +69,11 @@ fn dedupe(events: Vec<Envelope>) -> Vec<Envelope> {
         .collect()
 }
 
-/// Loads the live boards (current and previous period of each window) from the repository.
+/// Loads the live boards (current and previous period of each window) from the repository, all
+/// at once: each board's read and build run side by side on the repository's connections.
 pub(crate) async fn rebuild(state: &LeaderboardState, now_ms: i64) -> Result<(), PortError> {
+    let started = std::time::Instant::now();
+    let mut loads = tokio::task::JoinSet::new();
     for &window in &state.config.windows {
         let (current, previous) = live_periods(&state.config.calendar, window, now_ms);
         for period in [previous, current] {
@@ -78,12 +81,23 @@ pub(crate) async fn rebuild(state: &LeaderboardState, now_ms: i64) -> Result<(),
                 window,
                 period: period.id,
             };
-            let scores = state.repo.board_scores(&board).await?;
-            let players = scores.len();
-            state.ranks.load(&board, scores).await?;
-            tracing::info!(%window, period = %board.period, players, "board rebuilt");
+            let state = state.clone();
+            loads.spawn(async move {
+                let scores = state.repo.board_scores(&board).await?;
+                let players = scores.len();
+                state.ranks.load(&board, scores).await?;
+                state.top_cache.invalidate();
+                tracing::info!(window = %board.window, period = %board.period, players, "board rebuilt");
+                Ok::<_, PortError>(())
+            });
         }
     }
+    while let Some(done) = loads.join_next().await {
+        done.map_err(|e| PortError::Unavailable(format!("rebuilding a board failed: {e}")))??;
+    }
+    let took = started.elapsed();
+    metrics::gauge!("leaderboard_rebuild_seconds").set(took.as_secs_f64());
+    tracing::info!(seconds = took.as_secs_f64(), "live boards rebuilt");
     state
         .loaded
         .store(true, std::sync::atomic::Ordering::Release);
@@ -242,7 +256,9 @@ pub(crate) async fn update_ranks(
     if live.is_empty() {
         return true;
     }
-    let Err(error) = state.ranks.incr(&live).await else {
+    let result = state.ranks.incr(&live).await;
+    state.top_cache.invalidate();
+    let Err(error) = result else {
         return true;
     };
     tracing::warn!(%error, "rank store update failed; reloading the boards");
@@ -262,6 +278,7 @@ async fn reload(state: &LeaderboardState, boards: &BTreeSet<Board>) -> Result<()
     for board in boards {
         let scores = state.repo.board_scores(board).await?;
         state.ranks.load(board, scores).await?;
+        state.top_cache.invalidate();
     }
     Ok(())
 }

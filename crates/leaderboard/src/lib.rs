@@ -17,10 +17,12 @@ mod consumer;
 mod routes;
 mod scores;
 mod snapshots;
+mod top_cache;
 
 pub use consumer::run_consumer;
 pub use routes::{HistoryView, LeaderboardView, PeriodsView, PlayerRankView};
 pub use snapshots::{parse_cron, run_snapshots};
+pub use top_cache::TopCache;
 
 /// The consumer group the leaderboard reads `events.accepted` with.
 pub const GROUP: &str = "leaderboard";
@@ -58,6 +60,8 @@ pub struct LeaderboardState {
     /// Set once the live boards are rebuilt from the repository; until then reads answer 503
     /// and the process is not ready, so nobody is shown an empty board after a restart.
     pub loaded: Arc<std::sync::atomic::AtomicBool>,
+    /// Serialized top-N answers of live boards, dropped whenever this process changes one.
+    pub top_cache: Arc<TopCache>,
 }
 
 /// The leaderboard routes, ready to be merged or served.

@@ -5,7 +5,10 @@ use std::collections::HashMap;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+use bytes::Bytes;
 use chrono::{SecondsFormat, TimeZone, Utc};
 use liveops_core::ports::{Board, RankEntry, Snapshot};
 use liveops_core::{now_ms, Period, PlayerId, PortError, Problem, Window};
@@ -197,7 +200,7 @@ fn not_found_board(board: &Board) -> Problem {
 pub(crate) async fn get_leaderboard(
     State(state): State<LeaderboardState>,
     query: Result<Query<Params>, QueryRejection>,
-) -> Result<Json<LeaderboardView>, Problem> {
+) -> Result<Response, Problem> {
     let Query(q) = query.map_err(query_problem)?;
     let now = now_ms();
     let window = window(&state, &q)?;
@@ -208,8 +211,15 @@ pub(crate) async fn get_leaderboard(
         window,
         period: period.id.clone(),
     };
-    let entries = if is_live(&state.config.calendar, &board, now) {
+    let live = is_live(&state.config.calendar, &board, now);
+    let generation = state.top_cache.generation();
+    if live {
         ensure_loaded(&state)?;
+        if let Some(body) = state.top_cache.get(window, &board.period, limit) {
+            return Ok(json_body(body));
+        }
+    }
+    let entries = if live {
         state.ranks.top(&board, 0, limit).await?
     } else {
         let snapshot = state
@@ -220,13 +230,29 @@ pub(crate) async fn get_leaderboard(
         let take = usize::try_from(limit).unwrap_or(usize::MAX);
         snapshot.entries.into_iter().take(take).collect()
     };
-    Ok(Json(LeaderboardView {
+    let view = LeaderboardView {
         window,
         period: period.id,
         from: rfc3339(period.from),
         to: rfc3339(period.to),
         entries,
-    }))
+    };
+    let body = Bytes::from(serde_json::to_vec(&view).map_err(|e| {
+        Problem::from(PortError::Corrupt(format!(
+            "cannot encode the leaderboard: {e}"
+        )))
+    })?);
+    if live {
+        state
+            .top_cache
+            .put(window, board.period, limit, generation, body.clone());
+    }
+    Ok(json_body(body))
+}
+
+/// A `200` with a JSON body already encoded.
+fn json_body(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// Live boards are rebuilt from the repository at start; until then they would look empty.

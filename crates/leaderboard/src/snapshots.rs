@@ -353,6 +353,7 @@ mod tests {
         repo.migrate().await.unwrap();
         LeaderboardState {
             loaded: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            top_cache: Arc::default(),
             config: Arc::new(LeaderboardConfig {
                 windows: vec![Window::Daily, Window::Weekly],
                 top_n: 3,

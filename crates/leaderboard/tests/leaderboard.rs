@@ -55,6 +55,7 @@ async fn spawn_app_with(windows: Vec<Window>) -> TestApp {
     bus.ensure_group(topics::ACCEPTED, GROUP).await.unwrap();
     let state = LeaderboardState {
         loaded: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        top_cache: Arc::default(),
         config: config(windows),
         bus: bus.clone(),
         ranks: Arc::new(MemoryRankStore::new()),
@@ -340,6 +341,7 @@ async fn a_restart_rebuilds_the_same_ranks_from_the_repository() {
     // A fresh process: same repository and bus, an empty rank store.
     let restarted = LeaderboardState {
         ranks: Arc::new(MemoryRankStore::new()),
+        top_cache: Arc::default(),
         ..app.state.clone()
     };
     let again = TestApp {

@@ -494,6 +494,7 @@ fn leaderboard_state(
         ranks: p.ranks.clone(),
         repo: p.repo()?,
         loaded: Arc::default(),
+        top_cache: Arc::default(),
     })
 }
 

@@ -540,8 +540,9 @@ where
     async fn board_scores(&self, board: &Board) -> PortResult<Vec<(String, i64)>> {
         within::<DB, _>(async {
             let sql = DB::placeholders(
-                "SELECT player_id, score FROM scores WHERE board_window = ? AND period = ? \
-                 ORDER BY score DESC, player_id DESC",
+                // Unordered: every caller ranks the scores itself, and sorting a million rows
+                // in the database would double a restart's rebuild time.
+                "SELECT player_id, score FROM scores WHERE board_window = ? AND period = ?",
             );
             let rows: Vec<(Text, i64)> = sqlx::query_as(&sql)
                 .bind(board.window.as_str())
