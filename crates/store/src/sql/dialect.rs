@@ -40,6 +40,12 @@ pub trait Dialect: Database + HasStatementCache + Sized {
     /// The schema migrations of this backend (`migrations/<backend>`).
     fn migrator() -> &'static Migrator;
 
+    /// A file the repository's bulk reads can open directly instead of decoding row by row
+    /// through the pool (SQLite's file); `None` where there is none.
+    fn direct_read_path(_pool: &sqlx::Pool<Self>) -> Option<std::path::PathBuf> {
+        None
+    }
+
     /// Rewrites the `?` placeholders of shared SQL into this backend's form.
     fn placeholders(sql: &'static str) -> Cow<'static, str> {
         Cow::Borrowed(sql)

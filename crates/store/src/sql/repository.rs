@@ -538,6 +538,14 @@ where
     }
 
     async fn board_scores(&self, board: &Board) -> PortResult<Vec<(String, i64)>> {
+        if let Some(file) = DB::direct_read_path(&self.pool) {
+            let (window, period) = (board.window.as_str(), board.period.clone());
+            return tokio::task::spawn_blocking(move || {
+                super::sqlite::read_board_scores(&file, window, &period)
+            })
+            .await
+            .map_err(|e| PortError::Unavailable(format!("reading scores failed: {e}")))?;
+        }
         within::<DB, _>(async {
             let sql = DB::placeholders(
                 // Unordered: every caller ranks the scores itself, and sorting a million rows

@@ -81,6 +81,11 @@ impl Dialect for Sqlite {
     fn migrator() -> &'static Migrator {
         &MIGRATOR
     }
+
+    fn direct_read_path(pool: &sqlx::Pool<Self>) -> Option<std::path::PathBuf> {
+        let file = pool.connect_options().get_filename().to_path_buf();
+        (file != Path::new(":memory:")).then_some(file)
+    }
 }
 
 impl Type<Sqlite> for Text {
@@ -97,6 +102,33 @@ impl<'r> Decode<'r, Sqlite> for Text {
     fn decode(value: SqliteValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
         <String as Decode<'r, Sqlite>>::decode(value).map(Text)
     }
+}
+
+/// Every score on a board, read on a connection of its own with no per-row round trip: what a
+/// restart's rebuild of a million-player board waits for. Blocking; run it off the async threads.
+pub(crate) fn read_board_scores(
+    file: &Path,
+    window: &str,
+    period: &str,
+) -> Result<Vec<(String, i64)>, PortError> {
+    let fail = |e: rusqlite::Error| PortError::Unavailable(format!("reading scores: {e}"));
+    let conn =
+        rusqlite::Connection::open_with_flags(file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(fail)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
+    conn.execute_batch(&format!(
+        "PRAGMA mmap_size = {MMAP_SIZE}; PRAGMA cache_size = {CACHE_SIZE};"
+    ))
+    .map_err(fail)?;
+    let mut stmt = conn
+        .prepare("SELECT player_id, score FROM scores WHERE board_window = ?1 AND period = ?2")
+        .map_err(fail)?;
+    let rows = stmt
+        .query_map(rusqlite::params![window, period], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map_err(fail)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(fail)
 }
 
 #[cfg(test)]
