@@ -9,7 +9,9 @@ pub mod signing;
 pub mod window;
 
 pub use event::{Envelope, Event, EventType, InvalidEvent, Limits, Payload, PlayerId};
-pub use ports::{Board, Bus, HotState, PortError, PortResult, RankEntry, RankStore, Repository};
+pub use ports::{
+    record_batch, Board, Bus, HotState, PortError, PortResult, RankEntry, RankStore, Repository,
+};
 pub use problem::Problem;
 pub use scoring::{LevelCurve, Welford};
 pub use signing::{AuthError, Keyring, Receipt, Verification};

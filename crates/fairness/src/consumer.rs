@@ -98,6 +98,7 @@ pub async fn run_consumer(
         match polled {
             Ok(batch) if batch.is_empty() => {}
             Ok(batch) => {
+                let (started, taken) = (std::time::Instant::now(), batch.len());
                 if handle_batch(&state, &mut judge, batch, &shutdown, &mut backoff)
                     .await
                     .is_err()
@@ -105,6 +106,7 @@ pub async fn run_consumer(
                     break;
                 }
                 backoff.reset();
+                liveops_core::record_batch(GROUP, taken, started.elapsed());
             }
             Err(error) => {
                 tracing::warn!(%error, "polling events.ingested failed; retrying");

@@ -152,6 +152,8 @@ pub async fn run_consumer(
         if deliveries.is_empty() {
             continue;
         }
+        let started = std::time::Instant::now();
+        let taken = deliveries.len();
         let events = dedupe(decode(&deliveries));
 
         let mut attempts = 0;
@@ -194,6 +196,7 @@ pub async fn run_consumer(
             }
         }
         backoff.reset();
+        liveops_core::record_batch(GROUP, taken, started.elapsed());
     }
     tracing::info!("leaderboard consumer stopped");
     Ok(())

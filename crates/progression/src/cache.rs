@@ -43,6 +43,20 @@ pub(crate) async fn invalidate(hot: &dyn HotState, player: &str) {
     }
 }
 
+/// Most invalidations in flight at once (each is a round trip on a remote hot state).
+const CONCURRENT: usize = 64;
+
+/// [`invalidate`] for many players, side by side rather than one round trip after another.
+pub(crate) async fn invalidate_all<'a>(
+    hot: &dyn HotState,
+    players: impl IntoIterator<Item = &'a str>,
+) {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(players)
+        .for_each_concurrent(CONCURRENT, |player| invalidate(hot, player))
+        .await;
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -113,6 +113,8 @@ pub async fn run_consumer(
         if deliveries.is_empty() {
             continue;
         }
+        let started = std::time::Instant::now();
+        let taken = deliveries.len();
         let events = dedupe(decode(&deliveries));
 
         let mut attempts = 0;
@@ -152,6 +154,7 @@ pub async fn run_consumer(
             }
         }
         backoff.reset();
+        liveops_core::record_batch(GROUP, taken, started.elapsed());
     }
     tracing::info!("progression consumer stopped");
     Ok(())
@@ -212,9 +215,7 @@ pub(crate) async fn apply_batch(
     }
     // Inventory and rewards are shown in every season's view: every view of a touched player.
     let players: HashSet<&str> = plan.touched.iter().map(|(p, _)| p.as_str()).collect();
-    for player in players {
-        crate::cache::invalidate(state.hot.as_ref(), player).await;
-    }
+    crate::cache::invalidate_all(state.hot.as_ref(), players).await;
     tracing::debug!(
         applied = fresh.len(),
         level_ups = plan.level_ups,

@@ -581,7 +581,9 @@ async fn readyz(State(ready): State<Readiness>) -> Response {
         .iter()
         .filter_map(|(name, r)| r.as_ref().err().map(|e| format!("{name}: {e}")))
         .collect();
-    failing.extend(ready.services.loading().into_iter().map(str::to_owned));
+    let loading = ready.services.loading();
+    let only_loading = failing.is_empty();
+    failing.extend(loading.into_iter().map(str::to_owned));
     if failing.is_empty() {
         let map: serde_json::Map<String, serde_json::Value> = checks
             .iter()
@@ -589,7 +591,12 @@ async fn readyz(State(ready): State<Readiness>) -> Response {
             .collect();
         Json(json!({"status": "ready", "checks": map})).into_response()
     } else {
-        tracing::warn!(failing = ?failing, "not ready");
+        if only_loading {
+            // Expected for a few seconds after every start: not worth a warning per probe.
+            tracing::info!(failing = ?failing, "not ready yet");
+        } else {
+            tracing::warn!(failing = ?failing, "not ready");
+        }
         Problem::unavailable(format!("not ready: {}", failing.join("; "))).into_response()
     }
 }

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Redis mode against Redis itself, in one run (docs/BENCHMARKS.md, "Redis mode"):
+#  1. redis-benchmark: ZINCRBY on a board, and ZREVRANGE 0 99 WITHSCORES on a 1M-member board,
+#     the operations the leaderboard issues;
+#  2. liveops bench --spawn with hot state and ranks on that Redis (bus: the local SQLite file),
+#     then with the Redis Streams bus as well: single-event ingest and top-100 / rank reads;
+#  3. the embedded default, same load, for the ratio.
+# Needs the loopback servers of scripts/services.sh (started here if not running).
+# Usage: scripts/bench-redis.sh [duration-seconds]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION="${1:-8}"
+ENV_FILE=/tmp/liveops-services/env
+if ! { [ -f "$ENV_FILE" ] && redis-cli -p 16379 ping >/dev/null 2>&1; }; then
+    bash scripts/services.sh start >/dev/null
+fi
+# shellcheck disable=SC1090
+source "$ENV_FILE"
+cargo build --release -q -p liveops --features redis
+BIN="${CARGO_TARGET_DIR:-target}/release/liveops"
+export LOG_LEVEL=warn RATE_LIMIT_MAX=100000
+R=(redis-cli -u "$LIVEOPS_TEST_REDIS_URL")
+# redis-benchmark rewrites a progress line with carriage returns; keep its final line only.
+rb() { redis-benchmark -u "$LIVEOPS_TEST_REDIS_URL" -c 32 -q "$@" | tr '\r' '\n' | grep -v 'rps=' | grep -v '^ *$'; }
+
+echo "== redis-benchmark ($(redis-server --version | awk '{print $3}')), 32 connections"
+"${R[@]}" del bench:lb:small bench:lb:big >/dev/null
+rb -n 400000 -r 100000 ZINCRBY bench:lb:small 1 player___rand_int__
+"${R[@]}" eval "for i = 1, 1000000 do redis.call('ZADD', KEYS[1], (i * 7919) % 1000003, 'player_' .. i) end return redis.call('ZCARD', KEYS[1])" 1 bench:lb:big >/dev/null
+echo "members: $("${R[@]}" zcard bench:lb:big); bytes used: $("${R[@]}" memory usage bench:lb:big)"
+rb -n 200000 ZREVRANGE bench:lb:big 0 99 WITHSCORES
+rb -n 400000 -r 1000000 ZREVRANK bench:lb:big player___rand_int__
+"${R[@]}" del bench:lb:small bench:lb:big >/dev/null
+
+echo "== liveops, hot state and ranks on Redis, bus on the local file"
+"${R[@]}" flushdb >/dev/null
+REDIS_URL="$LIVEOPS_TEST_REDIS_URL" "$BIN" bench --spawn --players 10000 --connections 32 --duration "$DURATION"
+"${R[@]}" flushdb >/dev/null
+REDIS_URL="$LIVEOPS_TEST_REDIS_URL" "$BIN" bench --spawn --mode read --players 1000000 --connections 32 --duration "$DURATION"
+
+echo "== liveops, everything on Redis (Streams bus)"
+"${R[@]}" flushdb >/dev/null
+REDIS_URL="$LIVEOPS_TEST_REDIS_URL" BUS_KIND=redis "$BIN" bench --spawn --players 10000 --connections 32 --duration "$DURATION"
+"${R[@]}" flushdb >/dev/null
+
+echo "== liveops, embedded default"
+"$BIN" bench --spawn --players 10000 --connections 32 --duration "$DURATION"
