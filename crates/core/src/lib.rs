@@ -1,6 +1,8 @@
 //! LiveOps core: domain types, validation, signing, receipts, windows, scoring and the port
 //! traits. No I/O: everything here is pure and testable without servers.
 
+#[cfg(feature = "consumer")]
+pub mod consume;
 pub mod event;
 pub mod ports;
 pub mod problem;
@@ -9,9 +11,7 @@ pub mod signing;
 pub mod window;
 
 pub use event::{Envelope, Event, EventType, InvalidEvent, Limits, Payload, PlayerId};
-pub use ports::{
-    record_batch, Board, Bus, HotState, PortError, PortResult, RankEntry, RankStore, Repository,
-};
+pub use ports::{Board, Bus, HotState, PortError, PortResult, RankEntry, RankStore, Repository};
 pub use problem::Problem;
 pub use scoring::{LevelCurve, Welford};
 pub use signing::{AuthError, Keyring, Receipt, Verification};

@@ -97,14 +97,6 @@ pub trait Bus: Send + Sync {
     async fn healthcheck(&self) -> PortResult<()>;
 }
 
-/// Records one consumer batch, from its poll to its ack: how many messages
-/// (`consumer_batch_events`) and how long (`consumer_batch_seconds`), per group. A consumer
-/// falling behind shows here whether its batches grow or each one got slower.
-pub fn record_batch(group: &'static str, messages: usize, took: Duration) {
-    metrics::histogram!("consumer_batch_events", "group" => group).record(messages as f64);
-    metrics::histogram!("consumer_batch_seconds", "group" => group).record(took.as_secs_f64());
-}
-
 /// One leaderboard: a window and one of its periods.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Board {
@@ -400,7 +392,8 @@ pub trait Repository: Send + Sync {
         event_ids: &[Uuid],
         deltas: &[ScoreDelta],
     ) -> PortResult<()>;
-    /// Every score on a board.
+    /// Every score on a board, in no particular order (callers rank them; sorting a million rows
+    /// in the database would double a restart's rebuild).
     async fn board_scores(&self, board: &Board) -> PortResult<Vec<(String, i64)>>;
     /// Boards that have scores, for rebuilding.
     async fn boards(&self) -> PortResult<Vec<Board>>;

@@ -7,8 +7,8 @@
 //! is done, so a crash means redelivery, and redelivered events reuse their stored verdicts.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
+use liveops_core::consume::{record_batch, Backoff, POLL_WAIT};
 use liveops_core::ports::{topics, Delivery, FairnessCommit, Message};
 use liveops_core::{now_ms, Envelope, PortError};
 use tokio_util::sync::CancellationToken;
@@ -16,37 +16,6 @@ use uuid::Uuid;
 
 use crate::judge::{Judge, Ruling};
 use crate::{FairnessState, GROUP};
-
-/// How long to wait for messages in one poll.
-const POLL_WAIT: Duration = Duration::from_millis(200);
-
-/// Exponential back-off between retries of a failed port call.
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(200);
-    const MAX: Duration = Duration::from_secs(5);
-
-    fn new() -> Self {
-        Self { next: Self::FIRST }
-    }
-
-    fn reset(&mut self) {
-        self.next = Self::FIRST;
-    }
-
-    /// Sleeps for the current delay and doubles it; `false` if shutdown came first.
-    async fn wait(&mut self, shutdown: &CancellationToken) -> bool {
-        let delay = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
-        tokio::select! {
-            _ = shutdown.cancelled() => false,
-            _ = tokio::time::sleep(delay) => true,
-        }
-    }
-}
 
 /// Marker: shutdown was requested while a batch was in progress (it stays un-acked).
 struct Stopped;
@@ -106,7 +75,7 @@ pub async fn run_consumer(
                     break;
                 }
                 backoff.reset();
-                liveops_core::record_batch(GROUP, taken, started.elapsed());
+                record_batch(GROUP, taken, started.elapsed());
             }
             Err(error) => {
                 tracing::warn!(%error, "polling events.ingested failed; retrying");

@@ -1,73 +1,15 @@
 //! The `events.accepted` consumer: adds each event's score to every window exactly once.
 
-use std::collections::{BTreeSet, HashSet};
-use std::time::Duration;
+use std::collections::BTreeSet;
 
-use liveops_core::ports::{topics, Board, Delivery, ScoreDelta};
+use liveops_core::consume::{run_batches, Apply, Backoff, Subscription};
+use liveops_core::ports::{topics, Board, ScoreDelta};
 use liveops_core::{now_ms, Envelope, PortError};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::scores::{deltas, is_live, live_periods};
 use crate::{LeaderboardState, CONSUMER_ID, GROUP};
-
-/// How long one poll waits for a message.
-const POLL_WAIT: Duration = Duration::from_millis(200);
-/// First pause after a failure; doubles up to [`BACKOFF_MAX`].
-const BACKOFF_MIN: Duration = Duration::from_millis(200);
-/// Longest pause after a failure.
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// Attempts at one batch before leaving it to the bus's redelivery (and dead letters).
-const MAX_ATTEMPTS: u32 = 8;
-
-/// Exponential pause between retries, cut short by shutdown.
-pub(crate) struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    pub(crate) fn new() -> Self {
-        Self { next: BACKOFF_MIN }
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.next = BACKOFF_MIN;
-    }
-
-    /// Sleeps; returns `false` if shutdown came first.
-    pub(crate) async fn wait(&mut self, shutdown: &CancellationToken) -> bool {
-        let pause = self.next;
-        self.next = (self.next * 2).min(BACKOFF_MAX);
-        tokio::select! {
-            _ = shutdown.cancelled() => false,
-            _ = tokio::time::sleep(pause) => true,
-        }
-    }
-}
-
-/// Decodes deliveries; undecodable ones are counted, logged and left to be acked.
-fn decode(deliveries: &[Delivery]) -> Vec<Envelope> {
-    deliveries
-        .iter()
-        .filter_map(|d| match Envelope::decode(&d.payload) {
-            Ok(env) => Some(env),
-            Err(error) => {
-                metrics::counter!("dropped_events_total", "reason" => "corrupt").increment(1);
-                tracing::error!(delivery = %d.id, %error, "undecodable event dropped");
-                None
-            }
-        })
-        .collect()
-}
-
-/// Keeps the first occurrence of each event id.
-fn dedupe(events: Vec<Envelope>) -> Vec<Envelope> {
-    let mut seen = HashSet::new();
-    events
-        .into_iter()
-        .filter(|e| seen.insert(e.event_id))
-        .collect()
-}
 
 /// Loads the live boards (current and previous period of each window) from the repository, all
 /// at once: each board's read and build run side by side on the repository's connections.
@@ -104,6 +46,27 @@ pub(crate) async fn rebuild(state: &LeaderboardState, now_ms: i64) -> Result<(),
     Ok(())
 }
 
+/// The leaderboard's part of each batch: durable scores first, then the rank store.
+struct Leaderboard<'a> {
+    state: &'a LeaderboardState,
+    /// The score changes of the batch just committed, for the rank store.
+    deltas: Vec<ScoreDelta>,
+}
+
+#[async_trait::async_trait]
+impl Apply for Leaderboard<'_> {
+    async fn apply(&mut self, events: &[Envelope]) -> Result<(), PortError> {
+        self.deltas = commit_batch(self.state, events).await?;
+        Ok(())
+    }
+
+    /// The scores are durable now; the rank store must follow even if it is down for a while.
+    async fn settle(&mut self, backoff: &mut Backoff, shutdown: &CancellationToken) -> bool {
+        let deltas = std::mem::take(&mut self.deltas);
+        update_ranks(self.state, &deltas, backoff, shutdown).await
+    }
+}
+
 /// Rebuilds the rank store from the repository, then consumes `events.accepted` until `shutdown`.
 #[tracing::instrument(skip_all, fields(group = GROUP, consumer = %state.config.consumer_name))]
 pub async fn run_consumer(
@@ -128,76 +91,18 @@ pub async fn run_consumer(
     }
     backoff.reset();
     tracing::info!("leaderboard consumer started");
-
-    while !shutdown.is_cancelled() {
-        let deliveries = match state
-            .bus
-            .poll(
-                topics::ACCEPTED,
-                GROUP,
-                &state.config.consumer_name,
-                state.config.batch_size.max(1),
-                POLL_WAIT,
-            )
-            .await
-        {
-            Ok(d) => d,
-            Err(error) => {
-                tracing::warn!(%error, "poll failed; backing off");
-                backoff.wait(&shutdown).await;
-                continue;
-            }
-        };
-        backoff.reset();
-        if deliveries.is_empty() {
-            continue;
-        }
-        let started = std::time::Instant::now();
-        let taken = deliveries.len();
-        let events = dedupe(decode(&deliveries));
-
-        let mut attempts = 0;
-        let committed = loop {
-            attempts += 1;
-            match commit_batch(&state, &events).await {
-                Ok(deltas) => break Some(deltas),
-                Err(error) if attempts < MAX_ATTEMPTS => {
-                    tracing::warn!(%error, attempts, "batch failed; retrying");
-                    if !backoff.wait(&shutdown).await {
-                        break None;
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(%error, attempts, events = events.len(),
-                        "batch keeps failing; leaving it to redelivery");
-                    break None;
-                }
-            }
-        };
-        backoff.reset();
-        let Some(deltas) = committed else { continue };
-        // The scores are durable now; the rank store must follow even if it is down for a while.
-        if !update_ranks(&state, &deltas, &mut backoff, &shutdown).await {
-            break;
-        }
-        backoff.reset();
-
-        let ids: Vec<String> = deliveries.into_iter().map(|d| d.id).collect();
-        loop {
-            match state.bus.ack(topics::ACCEPTED, GROUP, &ids).await {
-                Ok(()) => break,
-                Err(error) => {
-                    // Unacked events come back and are skipped as already processed.
-                    tracing::warn!(%error, "ack failed; retrying");
-                    if !backoff.wait(&shutdown).await {
-                        break;
-                    }
-                }
-            }
-        }
-        backoff.reset();
-        liveops_core::record_batch(GROUP, taken, started.elapsed());
-    }
+    let sub = Subscription {
+        bus: state.bus.as_ref(),
+        topic: topics::ACCEPTED,
+        group: GROUP,
+        consumer: &state.config.consumer_name,
+        batch: state.config.batch_size,
+    };
+    let mut handler = Leaderboard {
+        state: &state,
+        deltas: Vec::new(),
+    };
+    run_batches(sub, &mut handler, &shutdown).await;
     tracing::info!("leaderboard consumer stopped");
     Ok(())
 }

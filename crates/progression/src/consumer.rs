@@ -1,9 +1,9 @@
 //! The `events.accepted` consumer: applies each event to progression exactly once.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
-use liveops_core::ports::{topics, Delivery};
+use liveops_core::consume::{run_batches, Apply, Backoff, Subscription};
+use liveops_core::ports::topics;
 use liveops_core::{Envelope, PortError};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -11,62 +11,14 @@ use uuid::Uuid;
 use crate::apply::{plan, xp_keys};
 use crate::{ProgressionState, CONSUMER_ID, GROUP};
 
-/// How long one poll waits for a message.
-const POLL_WAIT: Duration = Duration::from_millis(200);
-/// First pause after a failure; doubles up to [`BACKOFF_MAX`].
-const BACKOFF_MIN: Duration = Duration::from_millis(200);
-/// Longest pause after a failure.
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// Attempts at one batch before leaving it to the bus's redelivery (and dead letters).
-const MAX_ATTEMPTS: u32 = 8;
+/// The progression's part of each batch.
+struct Progression<'a>(&'a ProgressionState);
 
-/// Exponential pause between retries, cut short by shutdown.
-pub(crate) struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    pub(crate) fn new() -> Self {
-        Self { next: BACKOFF_MIN }
+#[async_trait::async_trait]
+impl Apply for Progression<'_> {
+    async fn apply(&mut self, events: &[Envelope]) -> Result<(), PortError> {
+        apply_batch(self.0, events).await
     }
-
-    pub(crate) fn reset(&mut self) {
-        self.next = BACKOFF_MIN;
-    }
-
-    /// Sleeps; returns `false` if shutdown came first.
-    pub(crate) async fn wait(&mut self, shutdown: &CancellationToken) -> bool {
-        let pause = self.next;
-        self.next = (self.next * 2).min(BACKOFF_MAX);
-        tokio::select! {
-            _ = shutdown.cancelled() => false,
-            _ = tokio::time::sleep(pause) => true,
-        }
-    }
-}
-
-/// Decodes deliveries; undecodable ones are counted, logged and left to be acked.
-pub(crate) fn decode(deliveries: &[Delivery]) -> Vec<Envelope> {
-    deliveries
-        .iter()
-        .filter_map(|d| match Envelope::decode(&d.payload) {
-            Ok(env) => Some(env),
-            Err(error) => {
-                metrics::counter!("dropped_events_total", "reason" => "corrupt").increment(1);
-                tracing::error!(delivery = %d.id, %error, "undecodable event dropped");
-                None
-            }
-        })
-        .collect()
-}
-
-/// Keeps the first occurrence of each event id.
-pub(crate) fn dedupe(events: Vec<Envelope>) -> Vec<Envelope> {
-    let mut seen = HashSet::new();
-    events
-        .into_iter()
-        .filter(|e| seen.insert(e.event_id))
-        .collect()
 }
 
 /// Consumes `events.accepted` until `shutdown`.
@@ -87,75 +39,15 @@ pub async fn run_consumer(
             }
         }
     }
-    backoff.reset();
     tracing::info!("progression consumer started");
-
-    while !shutdown.is_cancelled() {
-        let deliveries = match state
-            .bus
-            .poll(
-                topics::ACCEPTED,
-                GROUP,
-                &state.config.consumer_name,
-                state.config.batch_size.max(1),
-                POLL_WAIT,
-            )
-            .await
-        {
-            Ok(d) => d,
-            Err(error) => {
-                tracing::warn!(%error, "poll failed; backing off");
-                backoff.wait(&shutdown).await;
-                continue;
-            }
-        };
-        backoff.reset();
-        if deliveries.is_empty() {
-            continue;
-        }
-        let started = std::time::Instant::now();
-        let taken = deliveries.len();
-        let events = dedupe(decode(&deliveries));
-
-        let mut attempts = 0;
-        let applied = loop {
-            attempts += 1;
-            match apply_batch(&state, &events).await {
-                Ok(()) => break true,
-                Err(error) if attempts < MAX_ATTEMPTS => {
-                    tracing::warn!(%error, attempts, "batch failed; retrying");
-                    if !backoff.wait(&shutdown).await {
-                        break false;
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(%error, attempts, events = events.len(),
-                        "batch keeps failing; leaving it to redelivery");
-                    break false;
-                }
-            }
-        };
-        backoff.reset();
-        if !applied {
-            continue;
-        }
-
-        let ids: Vec<String> = deliveries.into_iter().map(|d| d.id).collect();
-        loop {
-            match state.bus.ack(topics::ACCEPTED, GROUP, &ids).await {
-                Ok(()) => break,
-                Err(error) => {
-                    // Unacked events come back and are skipped as already processed.
-                    tracing::warn!(%error, "ack failed; retrying");
-                    if !backoff.wait(&shutdown).await {
-                        break;
-                    }
-                }
-            }
-        }
-        backoff.reset();
-        liveops_core::record_batch(GROUP, taken, started.elapsed());
-    }
+    let sub = Subscription {
+        bus: state.bus.as_ref(),
+        topic: topics::ACCEPTED,
+        group: GROUP,
+        consumer: &state.config.consumer_name,
+        batch: state.config.batch_size,
+    };
+    run_batches(sub, &mut Progression(&state), &shutdown).await;
     tracing::info!("progression consumer stopped");
     Ok(())
 }
