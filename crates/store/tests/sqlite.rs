@@ -375,3 +375,65 @@ async fn a_schema_1_bus_file_is_upgraded_in_place() {
     bus.ack("t", "g", &ids(&got)).await.unwrap();
     assert_eq!(bus.lag("t", "g").await.unwrap(), 0);
 }
+
+/// A replay made by another process (`liveops dead-letters --replay` beside a running server)
+/// reaches the process that consumes the group, and survives its restart until acked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_from_another_process_reaches_the_consuming_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.db");
+    let opts = BusOptions {
+        visibility_timeout: Duration::from_millis(100),
+        max_deliveries: 1,
+    };
+    let server = SqliteBus::open(&path, opts.clone()).await.unwrap();
+    server.ensure_group("t", "g").await.unwrap();
+    server
+        .publish("t", vec![msg("p", "poison".into())])
+        .await
+        .unwrap();
+    let first = server
+        .poll("t", "g", "c", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(bodies(&first), ["poison"]);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(server
+        .poll("t", "g", "c", 10, Duration::ZERO)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let cli = SqliteBus::open(&path, opts.clone()).await.unwrap();
+    assert_eq!(
+        bodies(&cli.dead_letters("t", "g", 10).await.unwrap()),
+        ["poison"]
+    );
+    assert_eq!(cli.replay_dead_letters("t", "g").await.unwrap(), 1);
+    assert!(cli.dead_letters("t", "g", 10).await.unwrap().is_empty());
+    drop(cli);
+
+    // The consuming process looks for put-back letters every second.
+    let back = server
+        .poll("t", "g", "c", 10, Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert_eq!(bodies(&back), ["poison"]);
+    assert_eq!(back[0].deliveries, 1);
+    // Not acked before a restart: it is delivered again after it.
+    server.flush().await.unwrap();
+    drop(server);
+    let restarted = SqliteBus::open(&path, opts).await.unwrap();
+    let again = restarted
+        .poll("t", "g", "c", 10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(bodies(&again), ["poison"]);
+    restarted.ack("t", "g", &ids(&again)).await.unwrap();
+    assert_eq!(restarted.lag("t", "g").await.unwrap(), 0);
+    assert!(restarted
+        .poll("t", "g", "c", 10, Duration::from_millis(200))
+        .await
+        .unwrap()
+        .is_empty());
+}
