@@ -26,6 +26,9 @@ pub trait Dialect: Database + HasStatementCache + Sized {
     const LOCK_ROWS: &'static str;
     /// The upserts, in this backend's spelling.
     const UPSERTS: &'static Upserts;
+    /// The database has one writer at a time (SQLite): this process's write transactions take
+    /// turns on an async lock rather than meeting in the driver's sleeping busy handler.
+    const SERIALIZE_WRITES: bool = false;
     /// Upper bound on one repository call (pool wait, lock waits and statements included);
     /// `None` where the driver bounds everything itself (SQLite's busy timeout).
     const CALL_TIMEOUT: Option<Duration>;

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,6 +22,7 @@ use liveops_core::{EventType, PortError, PortResult, Receipt, Repository, Welfor
 use sqlx::migrate::Migrate;
 use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Sqlite, Transaction, Type};
+use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
 use super::dialect::{db_error, migrate_error_of, to_i64, to_u64, Dialect, Text};
@@ -33,12 +35,17 @@ use super::statement::Statement;
 /// `MySqlRepository::open` (feature `mysql`), or [`super::connect_repository`] by URL scheme.
 pub struct SqlRepository<DB: Dialect = Sqlite> {
     pool: Pool<DB>,
+    /// Write transactions of this process take turns here where the database has one writer
+    /// at a time ([`Dialect::SERIALIZE_WRITES`]): queued in order instead of sleeping in the
+    /// driver's busy handler, which slept up to 100 ms at a time under load.
+    writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl<DB: Dialect> Clone for SqlRepository<DB> {
     fn clone(&self) -> Self {
         Self {
             pool: self.pool.clone(),
+            writes: self.writes.clone(),
         }
     }
 }
@@ -56,7 +63,10 @@ impl<DB: Dialect> SqlRepository<DB> {
     /// Wraps a pool the caller set up. Its acquire timeout bounds how long a call waits for a
     /// connection when the database is down. Call [`Repository::migrate`] next.
     pub fn from_pool(pool: Pool<DB>) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            writes: Arc::default(),
+        }
     }
 
     /// The connection pool.
@@ -78,7 +88,7 @@ impl SqlRepository<Sqlite> {
             .connect_with(options(Path::new(url))?)
             .await
             .map_err(db_error::<Sqlite>)?;
-        Ok(Self { pool })
+        Ok(Self::from_pool(pool))
     }
 }
 
@@ -124,6 +134,18 @@ where
     for<'q> Text: Decode<'q, DB> + Type<DB>,
     DB::Connection: Migrate,
 {
+    /// A write transaction, after this process's turn to write where writes take turns.
+    async fn begin_write(
+        &self,
+    ) -> PortResult<(Transaction<'static, DB>, Option<OwnedMutexGuard<()>>)> {
+        let turn = if DB::SERIALIZE_WRITES {
+            Some(self.writes.clone().lock_owned().await)
+        } else {
+            None
+        };
+        Ok((self.begin(DB::BEGIN_WRITE).await?, turn))
+    }
+
     async fn begin(&self, statement: Option<&'static str>) -> PortResult<Transaction<'static, DB>> {
         match statement {
             Some(s) => self.pool.begin_with(s).await,
@@ -379,7 +401,7 @@ where
         let now = liveops_core::now_ms();
 
         within::<DB, _>(async {
-            let mut tx = self.begin(DB::BEGIN_WRITE).await?;
+            let (mut tx, _turn) = self.begin_write().await?;
             Self::insert_processed(&mut tx, consumer, &commit.event_ids).await?;
             for chunk in xp.chunks(DB::MAX_BIND / 4) {
                 let mut qb = Statement::<DB>::new(
@@ -433,7 +455,7 @@ where
         receipt: Receipt,
     ) -> PortResult<Claim> {
         within::<DB, _>(async {
-            let mut tx = self.begin(DB::BEGIN_WRITE).await?;
+            let (mut tx, _turn) = self.begin_write().await?;
             // Lock the reward: a concurrent claim of it waits here, then sees this one's receipt.
             let sql = format!(
                 "{}{}",
@@ -512,7 +534,7 @@ where
         }
         let sums: Vec<_> = sums.into_iter().collect();
         within::<DB, _>(async {
-            let mut tx = self.begin(DB::BEGIN_WRITE).await?;
+            let (mut tx, _turn) = self.begin_write().await?;
             Self::insert_processed(&mut tx, consumer, event_ids).await?;
             for chunk in sums.chunks(DB::MAX_BIND / 4) {
                 let mut qb = Statement::<DB>::new(
@@ -711,7 +733,7 @@ where
             .into_iter()
             .collect();
         within::<DB, _>(async {
-            let mut tx = self.begin(DB::BEGIN_WRITE).await?;
+            let (mut tx, _turn) = self.begin_write().await?;
             for chunk in commit.verdicts.chunks(DB::MAX_BIND / 2) {
                 let mut qb =
                     Statement::<DB>::new("INSERT INTO fairness_verdicts (event_id, flagged) ");

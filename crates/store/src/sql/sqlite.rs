@@ -74,6 +74,7 @@ impl Dialect for Sqlite {
     const LOCK_ROWS: &'static str = "";
     const UPSERTS: &'static Upserts = &ON_CONFLICT;
     const CALL_TIMEOUT: Option<Duration> = None;
+    const SERIALIZE_WRITES: bool = true;
 
     const MIGRATION_SESSION: Option<&'static str> = None;
     const MIGRATION_LOCK: Option<&'static MigrationLock> = None;
