@@ -655,22 +655,9 @@ impl Writer {
             .map_err(db_error)
     }
 
-    /// Sequence numbers of the group's put-back dead letters.
-    fn replayed_rows(&self, topic: &str, group: &str) -> PortResult<Vec<i64>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT seq FROM bus_dead WHERE topic = ?1 AND grp = ?2 AND replayed = 1",
-            )
-            .map_err(db_error)?;
-        let rows = stmt
-            .query_map(params![topic, group], |r| r.get(0))
-            .map_err(db_error)?;
-        rows.collect::<Result<Vec<i64>, _>>().map_err(db_error)
-    }
-
-    /// The delivery state of a group this process consumes, loaded from the file on first use.
-    fn group(&mut self, topic: &str, group: &str) -> PortResult<&mut GroupState> {
+    /// The delivery state of a group this process consumes, loaded from the file on first use,
+    /// beside the connection.
+    fn group(&mut self, topic: &str, group: &str) -> PortResult<(&Connection, &mut GroupState)> {
         let key = (topic.to_owned(), group.to_owned());
         if !self.groups.contains_key(&key) {
             let stored = self.stored_position(topic, group)?;
@@ -683,12 +670,14 @@ impl Writer {
                 stored_at: now,
                 replay_checked: now,
             };
-            put_back(&mut state, self.replayed_rows(topic, group)?);
+            put_back(&mut state, replayed_rows(&self.conn, topic, group)?);
             self.groups.insert(key.clone(), state);
         }
-        self.groups
+        let state = self
+            .groups
             .get_mut(&key)
-            .ok_or_else(|| PortError::Corrupt("bus group state vanished".into()))
+            .ok_or_else(|| PortError::Corrupt("bus group state vanished".into()))?;
+        Ok((&self.conn, state))
     }
 
     /// One poll: timed-out messages first (or to the dead letters after their last delivery),
@@ -705,20 +694,13 @@ impl Writer {
             i64::try_from(self.opts.visibility_timeout.as_millis()).unwrap_or(i64::MAX),
         );
         let max_deliveries = self.opts.max_deliveries;
+        let (conn, g) = self.group(topic, group)?;
 
-        let check = self
-            .group(topic, group)?
-            .replay_checked
-            .elapsed()
-            .ge(&REPLAY_CHECK);
-        if check {
-            let rows = self.replayed_rows(topic, group)?;
-            let g = self.group(topic, group)?;
+        if g.replay_checked.elapsed() >= REPLAY_CHECK {
+            put_back(g, replayed_rows(conn, topic, group)?);
             g.replay_checked = Instant::now();
-            put_back(g, rows);
         }
 
-        let g = self.group(topic, group)?;
         let expired: Vec<(i64, InFlight)> = g
             .pending
             .iter()
@@ -728,13 +710,8 @@ impl Writer {
         let (dead, again): (Vec<_>, Vec<_>) = expired
             .into_iter()
             .partition(|(_, f)| f.deliveries >= max_deliveries);
-        for (seq, _) in &dead {
-            g.pending.remove(seq);
-            g.replayed.remove(seq);
-        }
         if !dead.is_empty() {
-            let mut insert = self
-                .conn
+            let mut insert = conn
                 .prepare_cached(
                     "INSERT INTO bus_dead (topic, grp, seq, deliveries, dead_at_ms, replayed) \
                      VALUES (?1, ?2, ?3, ?4, ?5, 0) \
@@ -746,67 +723,52 @@ impl Writer {
                 insert
                     .execute(params![topic, group, seq, f.deliveries, now])
                     .map_err(db_error)?;
+                g.pending.remove(seq);
+                g.replayed.remove(seq);
             }
             fx.dead
                 .push((topic.to_owned(), group.to_owned(), dead.len() as u64));
         }
 
         let mut out = Vec::new();
-        let mut gone = Vec::new();
-        {
-            let mut fetch = self
-                .conn
-                .prepare_cached("SELECT msg_key, payload FROM bus_messages WHERE seq = ?1")
+        let mut fetch = conn
+            .prepare_cached("SELECT msg_key, payload FROM bus_messages WHERE seq = ?1")
+            .map_err(db_error)?;
+        for (seq, f) in again.into_iter().take(max) {
+            let row: Option<(String, Vec<u8>)> = fetch
+                .query_row(params![seq], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
                 .map_err(db_error)?;
-            for (seq, f) in again.into_iter().take(max) {
-                let row: Option<(String, Vec<u8>)> = fetch
-                    .query_row(params![seq], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-                    .map_err(db_error)?;
-                match row {
-                    Some((key, payload)) => {
-                        out.push(delivery(seq, key, payload, f.deliveries + 1));
-                    }
-                    None => gone.push(seq),
-                }
-            }
-        }
-        let g = self.group(topic, group)?;
-        for seq in gone {
-            tracing::error!(seq, %topic, %group, "an in-flight message vanished from the bus file");
-            g.pending.remove(&seq);
-            g.replayed.remove(&seq);
-        }
-        for d in &out {
-            if let Some(f) = d.id.parse().ok().and_then(|s: i64| g.pending.get_mut(&s)) {
-                f.deliveries = d.deliveries;
-                f.deadline_ms = deadline;
-            }
+            let Some((key, payload)) = row else {
+                tracing::error!(seq, %topic, %group, "an in-flight message vanished from the bus file");
+                g.pending.remove(&seq);
+                g.replayed.remove(&seq);
+                continue;
+            };
+            let again = InFlight {
+                deliveries: f.deliveries + 1,
+                deadline_ms: deadline,
+            };
+            g.pending.insert(seq, again);
+            out.push(delivery(seq, key, payload, again.deliveries));
         }
 
         let room = max.saturating_sub(out.len());
         if room > 0 {
-            let cursor = g.next;
-            let fresh: Vec<(i64, String, Vec<u8>)> = {
-                let mut select = self
-                    .conn
-                    .prepare_cached(
-                        "SELECT seq, msg_key, payload FROM bus_messages \
-                         WHERE topic = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
-                    )
-                    .map_err(db_error)?;
-                let rows = select
-                    .query_map(params![topic, cursor, to_i64(room as u64)], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    })
-                    .map_err(db_error)?;
-                rows.collect::<Result<_, _>>().map_err(db_error)?
-            };
-            let g = self.group(topic, group)?;
-            if let Some(last) = fresh.last().map(|r| r.0) {
-                g.next = last + 1;
-            }
-            for (seq, key, payload) in fresh {
+            let mut select = conn
+                .prepare_cached(
+                    "SELECT seq, msg_key, payload FROM bus_messages \
+                     WHERE topic = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
+                )
+                .map_err(db_error)?;
+            let rows = select
+                .query_map(params![topic, g.next, to_i64(room as u64)], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(db_error)?;
+            for row in rows {
+                let (seq, key, payload): (i64, String, Vec<u8>) = row.map_err(db_error)?;
+                g.next = seq + 1;
                 g.pending.insert(
                     seq,
                     InFlight {
@@ -821,22 +783,15 @@ impl Writer {
     }
 
     fn ack(&mut self, topic: &str, group: &str, seqs: &[i64]) -> PortResult<()> {
-        let g = self.group(topic, group)?;
-        let mut settled = Vec::new();
+        let (conn, g) = self.group(topic, group)?;
         for seq in seqs {
+            // A put-back dead letter's row goes once it is acked.
             if g.pending.remove(seq).is_some() && g.replayed.remove(seq) {
-                settled.push(*seq);
-            }
-        }
-        if !settled.is_empty() {
-            let mut delete = self
-                .conn
-                .prepare_cached("DELETE FROM bus_dead WHERE topic = ?1 AND grp = ?2 AND seq = ?3")
+                conn.prepare_cached(
+                    "DELETE FROM bus_dead WHERE topic = ?1 AND grp = ?2 AND seq = ?3",
+                )
+                .and_then(|mut s| s.execute(params![topic, group, seq]))
                 .map_err(db_error)?;
-            for seq in settled {
-                delete
-                    .execute(params![topic, group, seq])
-                    .map_err(db_error)?;
             }
         }
         Ok(())
@@ -975,6 +930,17 @@ impl Writer {
         }
         Ok(deleted)
     }
+}
+
+/// Sequence numbers of the group's put-back dead letters.
+fn replayed_rows(conn: &Connection, topic: &str, group: &str) -> PortResult<Vec<i64>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT seq FROM bus_dead WHERE topic = ?1 AND grp = ?2 AND replayed = 1")
+        .map_err(db_error)?;
+    let rows = stmt
+        .query_map(params![topic, group], |r| r.get(0))
+        .map_err(db_error)?;
+    rows.collect::<Result<Vec<i64>, _>>().map_err(db_error)
 }
 
 /// Adds put-back dead letters to a group's in-flight set, deliverable now, delivery count reset.
