@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use liveops_core::ports::{Bus, Delivery, Message, PortError};
+use liveops_core::ports::{Bus, Message, PortError};
 use liveops_store::conformance;
+use liveops_store::conformance::bus::{body, ids, msg, unique};
 use liveops_store::redis::bus::{partition_of, BusOptions, RedisBus};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -25,25 +26,6 @@ fn redis_url() -> String {
     std::env::var("LIVEOPS_TEST_REDIS_URL").unwrap_or_else(|_| {
         panic!("LIVEOPS_TEST_REDIS_URL is not set: source /tmp/liveops-services/env (scripts/services.sh start)")
     })
-}
-
-fn unique(what: &str) -> String {
-    format!("test.{what}.{:016x}", rand::random::<u64>())
-}
-
-fn msg(key: &str, body: &str) -> Message {
-    Message {
-        key: key.to_owned(),
-        payload: body.as_bytes().to_vec().into(),
-    }
-}
-
-fn body(d: &Delivery) -> String {
-    String::from_utf8_lossy(&d.payload).into_owned()
-}
-
-fn ids(ds: &[Delivery]) -> Vec<String> {
-    ds.iter().map(|d| d.id.clone()).collect()
 }
 
 async fn bus(opts: BusOptions, partitions: u32) -> RedisBus {

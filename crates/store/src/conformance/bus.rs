@@ -46,22 +46,25 @@ fn ok<T>(result: PortResult<T>, what: &str) -> T {
 }
 
 /// A topic or group name unique to this run.
-fn unique(what: &str) -> String {
+pub fn unique(what: &str) -> String {
     format!("conformance.{what}.{:016x}", rand::random::<u64>())
 }
 
-fn msg(key: &str, body: &str) -> Message {
+/// A message with a text body.
+pub fn msg(key: &str, body: &str) -> Message {
     Message {
         key: key.to_owned(),
         payload: body.as_bytes().to_vec().into(),
     }
 }
 
-fn body(d: &Delivery) -> String {
+/// A delivery's body as text.
+pub fn body(d: &Delivery) -> String {
     String::from_utf8_lossy(&d.payload).into_owned()
 }
 
-fn ids(ds: &[Delivery]) -> Vec<String> {
+/// The ids to ack deliveries with.
+pub fn ids(ds: &[Delivery]) -> Vec<String> {
     ds.iter().map(|d| d.id.clone()).collect()
 }
 
