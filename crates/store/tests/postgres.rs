@@ -8,13 +8,11 @@ mod sql_support;
 
 use std::time::{Duration, Instant};
 
-use liveops_core::ports::{Board, PortError, Repository, ScoreDelta};
-use liveops_core::Window;
+use liveops_core::ports::{PortError, Repository};
 use liveops_store::conformance;
-use liveops_store::sql::{connect_repository, PgRepository};
-use sql_support::{address, server_url, suffix, with_address, with_database, with_scheme, Proxy};
+use liveops_store::sql::PgRepository;
+use sql_support::{address, server_url, suffix, with_address, with_database, Proxy};
 use sqlx::postgres::PgPool;
-use uuid::Uuid;
 
 const VAR: &str = "LIVEOPS_TEST_PG_URL";
 
@@ -114,40 +112,16 @@ async fn migrations_of_a_fresh_database_apply_once_and_wait_for_each_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_repository_picks_postgres_by_scheme() {
     let url = server_url(VAR);
-    let direct = PgPool::connect(&url).await.unwrap();
-    for scheme in ["postgres", "postgresql", "PostgreSQL"] {
-        let repo = connect_repository(&with_scheme(&url, scheme))
-            .await
-            .unwrap();
-        repo.migrate().await.unwrap();
-        repo.healthcheck().await.unwrap();
-        let period = format!("scheme-{}", suffix());
-        let board = Board {
-            window: Window::Daily,
-            period: period.clone(),
-        };
-        let delta = ScoreDelta {
-            board,
-            player_id: "scheme_player".into(),
-            delta: 7,
-        };
-        repo.commit_scores("scheme_test", &[Uuid::now_v7()], &[delta])
-            .await
-            .unwrap();
-        // The score is in this PostgreSQL database.
-        let (score,): (i64,) = sqlx::query_as("SELECT score FROM scores WHERE period = $1")
-            .bind(&period)
-            .fetch_one(&direct)
-            .await
-            .unwrap();
-        assert_eq!(score, 7, "{scheme}");
-    }
-    // The MySQL protocol does not speak to a PostgreSQL server.
-    if cfg!(feature = "mysql") {
-        assert!(connect_repository(&with_scheme(&url, "mysql"))
-            .await
-            .is_err());
-    }
+    let direct = migrated(&url).await;
+    // The other protocol does not speak to this server.
+    let foreign = cfg!(feature = "mysql").then_some("mysql");
+    sql_support::picks_backend_by_scheme(
+        &url,
+        &["postgres", "postgresql", "PostgreSQL"],
+        &direct,
+        foreign,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,21 +133,10 @@ async fn ids_are_case_sensitive_and_large_snapshots_fit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opening_a_server_that_is_not_there_fails_fast() {
-    let url = server_url(VAR);
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = free.local_addr().unwrap().port();
-    drop(free);
-    let started = Instant::now();
-    let err = PgRepository::open(&with_address(&url, &format!("127.0.0.1:{port}")))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, PortError::Unavailable(_)), "{err}");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
-    assert!(!err.to_string().contains("liveops:liveops"), "{err}");
+    sql_support::opening_a_missing_server_fails_fast(&server_url(VAR), |url| async move {
+        PgRepository::open(&url).await
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

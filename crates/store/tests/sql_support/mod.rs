@@ -338,3 +338,68 @@ fn urls_are_rewritten_part_by_part() {
     );
     assert_eq!(with_database("mysql://h:3306", "d"), "mysql://h:3306/d");
 }
+
+/// Every spelling in `schemes` of the server at `url` opens a repository on that server (what it
+/// writes, `direct` reads), and `foreign`, another backend's scheme, is refused.
+pub async fn picks_backend_by_scheme(
+    url: &str,
+    schemes: &[&str],
+    direct: &dyn Repository,
+    foreign: Option<&str>,
+) {
+    for scheme in schemes {
+        let repo = liveops_store::sql::connect_repository(&with_scheme(url, scheme))
+            .await
+            .unwrap();
+        repo.migrate().await.unwrap();
+        repo.healthcheck().await.unwrap();
+        let board = Board {
+            window: Window::Daily,
+            period: format!("scheme-{}", suffix()),
+        };
+        let delta = ScoreDelta {
+            board: board.clone(),
+            player_id: "scheme_player".into(),
+            delta: 7,
+        };
+        repo.commit_scores("scheme_test", &[Uuid::now_v7()], &[delta])
+            .await
+            .unwrap();
+        assert_eq!(
+            direct.board_scores(&board).await.unwrap(),
+            [("scheme_player".to_owned(), 7)],
+            "{scheme}"
+        );
+    }
+    if let Some(foreign) = foreign {
+        assert!(
+            liveops_store::sql::connect_repository(&with_scheme(url, foreign))
+                .await
+                .is_err(),
+            "{foreign} spoke to this server"
+        );
+    }
+}
+
+/// Opening (`open`) a port nobody listens on fails as unavailable within 5 s, without the
+/// credentials in the message.
+pub async fn opening_a_missing_server_fails_fast<R, F, Fut>(url: &str, open: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<R, PortError>>,
+{
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let started = Instant::now();
+    let Err(err) = open(with_address(url, &format!("127.0.0.1:{port}"))).await else {
+        panic!("opened a server that is not there");
+    };
+    assert!(matches!(err, PortError::Unavailable(_)), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!err.to_string().contains("liveops:liveops"), "{err}");
+}
