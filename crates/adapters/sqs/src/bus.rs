@@ -1,0 +1,1453 @@
+//! [`SqsBus`]: the [`Bus`] on SQS FIFO queues. The layout and the costs are in the crate docs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::config::retry::RetryConfig;
+use aws_sdk_sqs::config::timeout::TimeoutConfig;
+use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region, StalledStreamProtectionConfig};
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
+};
+use aws_sdk_sqs::Client;
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::stream::{self, StreamExt};
+use liveops_core::ports::{Delivery, Message};
+use liveops_core::{Bus, PortError, PortResult};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config::{BusError, SqsConfig};
+use crate::names::{self, Names};
+
+/// Most entries of one `SendMessageBatch`, `DeleteMessageBatch` or
+/// `ChangeMessageVisibilityBatch`, and most messages of one `ReceiveMessage` (SQS limits).
+pub const BATCH: usize = 10;
+
+/// Most SQS calls of one publish, ack or poll under way at once.
+pub const CONCURRENCY: usize = 8;
+
+/// Longest long poll SQS allows.
+const MAX_WAIT: Duration = Duration::from_secs(20);
+
+/// Nap between short polls when less than a second of the wait is left.
+const NAP: Duration = Duration::from_millis(100);
+
+/// Longest a received message waits in the bus for a poll before it is left to SQS again.
+const BUFFER_TTL_MAX: Duration = Duration::from_secs(5);
+
+/// Retention of the group, holding and dead-letter queues: SQS's maximum, 14 days.
+const RETENTION_SECS: &str = "1209600";
+
+/// Message attributes the bus sets: the key, the message id, and the publisher's order stamp.
+const ATTR_KEY: &str = "k";
+const ATTR_ID: &str = "i";
+const ATTR_ORDER: &str = "s";
+
+/// SQS error codes the bus reacts to.
+const NO_QUEUE: [&str; 2] = ["QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"];
+const QUEUE_EXISTS: [&str; 2] = ["QueueNameExists", "QueueAlreadyExists"];
+
+/// One SQS call kind, for [`SqsBus::round_trips`] and `bus_round_trips_total{bus="sqs",op}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Op {
+    /// `SendMessageBatch`.
+    Send,
+    /// `ReceiveMessage`.
+    Receive,
+    /// `DeleteMessageBatch`.
+    Delete,
+    /// `ChangeMessageVisibilityBatch`.
+    Visibility,
+    /// `GetQueueAttributes`.
+    Attributes,
+    /// `ListQueues`.
+    List,
+    /// `CreateQueue`, `GetQueueUrl`, `SetQueueAttributes`.
+    Admin,
+}
+
+impl Op {
+    const ALL: [Op; 7] = [
+        Op::Send,
+        Op::Receive,
+        Op::Delete,
+        Op::Visibility,
+        Op::Attributes,
+        Op::List,
+        Op::Admin,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Op::Send => "send",
+            Op::Receive => "receive",
+            Op::Delete => "delete",
+            Op::Visibility => "visibility",
+            Op::Attributes => "attributes",
+            Op::List => "list",
+            Op::Admin => "admin",
+        }
+    }
+}
+
+/// A topic's group queues as last listed.
+#[derive(Debug)]
+struct TopicGroups {
+    urls: BTreeSet<String>,
+    listed_at: Instant,
+}
+
+/// A group's queue and its dead-letter queue.
+#[derive(Clone, Debug)]
+struct GroupQueues {
+    url: String,
+    dlq: String,
+}
+
+/// A message as received from SQS.
+#[derive(Clone, Debug)]
+struct Received {
+    message_id: String,
+    receipt: String,
+    key: String,
+    id: String,
+    payload: Bytes,
+    deliveries: u32,
+    order: String,
+    received_at: Instant,
+}
+
+/// A delivery handed to a consumer and not acked yet.
+#[derive(Clone, Debug)]
+struct Out {
+    url: String,
+    receipt: String,
+    key: String,
+    consumer: String,
+    handed_at: Instant,
+    visible_until: Instant,
+}
+
+/// What this process holds of one group.
+#[derive(Debug, Default)]
+struct Held {
+    /// Received, not handed out yet, in order.
+    buffer: VecDeque<Received>,
+    /// Handed out, not acked: SQS message id → delivery.
+    out: HashMap<String, Out>,
+}
+
+/// Why one SQS call failed.
+#[derive(Debug)]
+enum CallError {
+    /// The queue does not exist (deleted, or the emulator restarted).
+    NoQueue(String),
+    /// The queue exists with other attributes.
+    Exists(String),
+    /// Anything else: unreachable, timed out, throttled, refused.
+    Other(String),
+}
+
+impl CallError {
+    fn port(self) -> PortError {
+        match self {
+            CallError::NoQueue(m) | CallError::Exists(m) | CallError::Other(m) => {
+                PortError::Unavailable(m)
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // No code path panics while holding these locks; recover the data if one ever did.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn secs(d: Duration) -> i32 {
+    i32::try_from(d.as_secs().max(1)).unwrap_or(i32::MAX)
+}
+
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+fn string_attr(value: &str) -> PortResult<MessageAttributeValue> {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .map_err(|e| PortError::Unavailable(format!("sqs message attribute: {e}")))
+}
+
+/// The SQS bus. See the crate docs for the layout, the guarantees and the costs.
+pub struct SqsBus {
+    inner: Arc<Inner>,
+    extender: Option<JoinHandle<()>>,
+}
+
+struct Inner {
+    client: Client,
+    config: SqsConfig,
+    names: Names,
+    /// Topic → its group queues.
+    topics: Mutex<HashMap<String, TopicGroups>>,
+    /// (topic, group) → its queues.
+    groups: Mutex<HashMap<(String, String), GroupQueues>>,
+    /// Topic → its holding queue.
+    holding: Mutex<HashMap<String, String>>,
+    /// (topic, group) → what this process received and handed out.
+    held: Mutex<HashMap<(String, String), Held>>,
+    /// The publisher's order stamp counter.
+    seq: AtomicU64,
+    trips: [AtomicU64; 7],
+}
+
+impl fmt::Debug for SqsBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqsBus")
+            .field("region", &self.inner.config.region)
+            .field("endpoint", &self.inner.config.endpoint)
+            .field("queue_prefix", &self.inner.config.queue_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for SqsBus {
+    fn drop(&mut self) {
+        if let Some(task) = self.extender.take() {
+            task.abort();
+        }
+    }
+}
+
+impl SqsBus {
+    /// Builds the client (static credentials when given, else the standard chain; the explicit
+    /// endpoint when given) and checks that SQS answers (`ListQueues`) within the call timeout.
+    pub async fn connect(config: SqsConfig) -> Result<Self, BusError> {
+        config.validate()?;
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(config.call_timeout)
+            .build();
+        let retry = RetryConfig::standard()
+            .with_max_attempts(3)
+            .with_initial_backoff(Duration::from_millis(50))
+            .with_max_backoff(Duration::from_millis(500));
+        let mut builder = match &config.credentials {
+            Some(c) => {
+                // Static credentials: no provider chain, so no instance-metadata lookups.
+                let region = config.region.clone().ok_or_else(|| {
+                    BusError::Config("AWS_REGION is required with static credentials".into())
+                })?;
+                aws_sdk_sqs::Config::builder()
+                    .behavior_version(BehaviorVersion::latest())
+                    .region(Region::new(region))
+                    .credentials_provider(Credentials::new(
+                        c.access_key_id.clone(),
+                        c.secret_access_key.clone(),
+                        c.session_token.clone(),
+                        None,
+                        "liveops-static",
+                    ))
+            }
+            None => {
+                let mut loader = aws_config::defaults(BehaviorVersion::latest())
+                    .http_client(http.clone())
+                    .timeout_config(timeouts.clone());
+                if let Some(region) = &config.region {
+                    loader = loader.region(Region::new(region.clone()));
+                }
+                let shared = loader.load().await;
+                if shared.region().is_none() {
+                    return Err(BusError::Config(
+                        "no AWS region: set AWS_REGION".to_owned(),
+                    ));
+                }
+                aws_sdk_sqs::config::Builder::from(&shared)
+            }
+        };
+        builder = builder
+            .http_client(http)
+            .timeout_config(timeouts)
+            .retry_config(retry)
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder.endpoint_url(endpoint.clone());
+        }
+        let client = Client::from_conf(builder.build());
+        let inner = Arc::new(Inner {
+            client,
+            names: Names::new(&config.queue_prefix),
+            config,
+            topics: Mutex::new(HashMap::new()),
+            groups: Mutex::new(HashMap::new()),
+            holding: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
+            seq: AtomicU64::new(0),
+            trips: Default::default(),
+        });
+        inner.healthcheck().await?;
+        let extender = (!inner.config.max_hold.is_zero()).then(|| {
+            let weak = Arc::downgrade(&inner);
+            let tick = (inner.config.visibility_timeout / 3).max(Duration::from_millis(200));
+            tokio::spawn(extend_forever(weak, tick))
+        });
+        Ok(Self { inner, extender })
+    }
+
+    /// SQS calls made so far, per kind (the same counts as `bus_round_trips_total`).
+    pub fn round_trips(&self) -> BTreeMap<Op, u64> {
+        Op::ALL
+            .iter()
+            .zip(&self.inner.trips)
+            .map(|(op, n)| (*op, n.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// The queue names this bus uses.
+    pub fn names(&self) -> &Names {
+        &self.inner.names
+    }
+
+    /// Deletes the group's queue and dead-letter queue (for tests and decommissioning).
+    pub async fn delete_group(&self, topic: &str, group: &str) -> PortResult<()> {
+        let inner = &self.inner;
+        for name in [
+            inner.names.group_queue(topic, group),
+            inner.names.dead_letter_queue(topic, group),
+        ] {
+            let Some(url) = inner.queue_url(&name).await? else {
+                continue;
+            };
+            inner
+                .call(Op::Admin, "delete queue", inner.client.delete_queue().queue_url(&url).send())
+                .await
+                .map_err(CallError::port)?;
+        }
+        inner.forget_topic(topic);
+        lock(&inner.groups).remove(&(topic.to_owned(), group.to_owned()));
+        Ok(())
+    }
+}
+
+async fn extend_forever(inner: Weak<Inner>, tick: Duration) {
+    loop {
+        tokio::time::sleep(tick).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if let Err(error) = inner.extend().await {
+            tracing::warn!(%error, "sqs visibility extension failed; retrying");
+        }
+    }
+}
+
+impl Inner {
+    fn count(&self, op: Op) {
+        let i = Op::ALL.iter().position(|o| *o == op).unwrap_or(0);
+        self.trips[i].fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("bus_round_trips_total", "bus" => "sqs", "op" => op.label()).increment(1);
+    }
+
+    /// Runs one SQS call, bounded by the call timeout plus `extra` (a long poll's wait).
+    async fn call_for<T, E, R>(
+        &self,
+        op: Op,
+        what: &str,
+        extra: Duration,
+        call: impl Future<Output = Result<T, SdkError<E, R>>>,
+    ) -> Result<T, CallError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: fmt::Debug,
+    {
+        self.count(op);
+        let limit = self.config.call_timeout + extra;
+        match tokio::time::timeout(limit, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                let message = format!(
+                    "sqs {what}: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(&e)
+                );
+                Err(match e.code() {
+                    Some(code) if NO_QUEUE.contains(&code) => CallError::NoQueue(message),
+                    Some(code) if QUEUE_EXISTS.contains(&code) => CallError::Exists(message),
+                    _ => CallError::Other(message),
+                })
+            }
+            Err(_) => Err(CallError::Other(format!(
+                "sqs {what}: no answer within {limit:?}"
+            ))),
+        }
+    }
+
+    async fn call<T, E, R>(
+        &self,
+        op: Op,
+        what: &str,
+        call: impl Future<Output = Result<T, SdkError<E, R>>>,
+    ) -> Result<T, CallError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: fmt::Debug,
+    {
+        self.call_for(op, what, Duration::ZERO, call).await
+    }
+
+    async fn healthcheck(&self) -> PortResult<()> {
+        self.call(
+            Op::List,
+            "list queues",
+            self.client
+                .list_queues()
+                .queue_name_prefix(&self.config.queue_prefix)
+                .max_results(1)
+                .send(),
+        )
+        .await
+        .map(|_| ())
+        .map_err(CallError::port)
+    }
+
+    /// The URL of a queue by name, `None` if it does not exist.
+    async fn queue_url(&self, name: &str) -> PortResult<Option<String>> {
+        match self
+            .call(
+                Op::Admin,
+                "get queue url",
+                self.client.get_queue_url().queue_name(name).send(),
+            )
+            .await
+        {
+            Ok(out) => Ok(out.queue_url().map(str::to_owned)),
+            Err(CallError::NoQueue(_)) => Ok(None),
+            Err(e) => Err(e.port()),
+        }
+    }
+
+    /// Creates a FIFO queue with `attributes` (or, if it exists with others, updates them).
+    async fn create_queue(
+        &self,
+        name: &str,
+        attributes: &[(QueueAttributeName, String)],
+    ) -> PortResult<String> {
+        let mut create = self
+            .client
+            .create_queue()
+            .queue_name(name)
+            .attributes(QueueAttributeName::FifoQueue, "true")
+            .attributes(QueueAttributeName::MessageRetentionPeriod, RETENTION_SECS);
+        for (k, v) in attributes {
+            create = create.attributes(k.clone(), v.clone());
+        }
+        match self.call(Op::Admin, "create queue", create.send()).await {
+            Ok(out) => out
+                .queue_url()
+                .map(str::to_owned)
+                .ok_or_else(|| PortError::Unavailable(format!("sqs created {name} without url"))),
+            Err(CallError::Exists(_)) => {
+                let url = self.queue_url(name).await?.ok_or_else(|| {
+                    PortError::Unavailable(format!("sqs queue {name} exists and does not"))
+                })?;
+                if !attributes.is_empty() {
+                    let mut set = self.client.set_queue_attributes().queue_url(&url);
+                    for (k, v) in attributes {
+                        set = set.attributes(k.clone(), v.clone());
+                    }
+                    self.call(Op::Admin, "set queue attributes", set.send())
+                        .await
+                        .map_err(CallError::port)?;
+                }
+                Ok(url)
+            }
+            Err(e) => Err(e.port()),
+        }
+    }
+
+    async fn queue_arn(&self, url: &str) -> PortResult<String> {
+        let out = self
+            .call(
+                Op::Attributes,
+                "get queue arn",
+                self.client
+                    .get_queue_attributes()
+                    .queue_url(url)
+                    .attribute_names(QueueAttributeName::QueueArn)
+                    .send(),
+            )
+            .await
+            .map_err(CallError::port)?;
+        out.attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+            .cloned()
+            .ok_or_else(|| PortError::Unavailable(format!("sqs queue {url} has no arn")))
+    }
+
+    /// Creates the group's dead-letter queue and queue (redrive after `max_deliveries`).
+    async fn create_group(&self, topic: &str, group: &str) -> PortResult<GroupQueues> {
+        let dlq = self
+            .create_queue(&self.names.dead_letter_queue(topic, group), &[])
+            .await?;
+        let arn = self.queue_arn(&dlq).await?;
+        let redrive = format!(
+            r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"{}"}}"#,
+            self.config.max_deliveries
+        );
+        let url = self
+            .create_queue(
+                &self.names.group_queue(topic, group),
+                &[
+                    (
+                        QueueAttributeName::VisibilityTimeout,
+                        secs(self.config.visibility_timeout).to_string(),
+                    ),
+                    (QueueAttributeName::RedrivePolicy, redrive),
+                ],
+            )
+            .await?;
+        let queues = GroupQueues { url, dlq };
+        lock(&self.groups).insert((topic.to_owned(), group.to_owned()), queues.clone());
+        if let Some(t) = lock(&self.topics).get_mut(topic) {
+            t.urls.insert(queues.url.clone());
+        }
+        Ok(queues)
+    }
+
+    /// The group's queues: cached, looked up, or (when `create`) created.
+    async fn group(&self, topic: &str, group: &str, create: bool) -> PortResult<Option<GroupQueues>> {
+        let key = (topic.to_owned(), group.to_owned());
+        if let Some(q) = lock(&self.groups).get(&key) {
+            return Ok(Some(q.clone()));
+        }
+        let url = self.queue_url(&self.names.group_queue(topic, group)).await?;
+        let dlq = self
+            .queue_url(&self.names.dead_letter_queue(topic, group))
+            .await?;
+        match (url, dlq) {
+            (Some(url), Some(dlq)) => {
+                let q = GroupQueues { url, dlq };
+                lock(&self.groups).insert(key, q.clone());
+                Ok(Some(q))
+            }
+            _ if create => self.create_group(topic, group).await.map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    fn forget_group(&self, topic: &str, group: &str) {
+        lock(&self.groups).remove(&(topic.to_owned(), group.to_owned()));
+    }
+
+    fn forget_topic(&self, topic: &str) {
+        lock(&self.topics).remove(topic);
+        lock(&self.holding).remove(topic);
+    }
+
+    /// The topic's group queues: cached for `group_refresh`, listed again when empty.
+    async fn targets(&self, topic: &str) -> PortResult<BTreeSet<String>> {
+        if let Some(t) = lock(&self.topics).get(topic) {
+            if !t.urls.is_empty() && t.listed_at.elapsed() < self.config.group_refresh {
+                return Ok(t.urls.clone());
+            }
+        }
+        let prefix = self.names.topic_prefix(topic);
+        let mut urls = BTreeSet::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .call(
+                    Op::List,
+                    "list queues",
+                    self.client
+                        .list_queues()
+                        .queue_name_prefix(&prefix)
+                        .max_results(1000)
+                        .set_next_token(token.clone())
+                        .send(),
+                )
+                .await
+                .map_err(CallError::port)?;
+            urls.extend(
+                out.queue_urls()
+                    .iter()
+                    .filter(|u| self.names.is_group_queue(topic, u))
+                    .cloned(),
+            );
+            token = out.next_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+        // Groups this process created may not be listed yet (AWS lists new queues late).
+        for ((t, _), q) in lock(&self.groups).iter() {
+            if t == topic {
+                urls.insert(q.url.clone());
+            }
+        }
+        lock(&self.topics).insert(
+            topic.to_owned(),
+            TopicGroups {
+                urls: urls.clone(),
+                listed_at: Instant::now(),
+            },
+        );
+        Ok(urls)
+    }
+
+    async fn holding_queue(&self, topic: &str, create: bool) -> PortResult<Option<String>> {
+        if let Some(url) = lock(&self.holding).get(topic) {
+            return Ok(Some(url.clone()));
+        }
+        let name = self.names.holding_queue(topic);
+        let url = if create {
+            Some(self.create_queue(&name, &[]).await?)
+        } else {
+            self.queue_url(&name).await?
+        };
+        if let Some(url) = &url {
+            lock(&self.holding).insert(topic.to_owned(), url.clone());
+        }
+        Ok(url)
+    }
+
+    /// Builds the batch entry of `m` at index `i`.
+    fn entry(
+        &self,
+        i: usize,
+        m: &Message,
+        dedup: String,
+        order: &str,
+    ) -> PortResult<SendMessageBatchRequestEntry> {
+        SendMessageBatchRequestEntry::builder()
+            .id(i.to_string())
+            .message_body(base64::engine::general_purpose::STANDARD.encode(&m.payload))
+            .message_group_id(names::group_id(&m.key))
+            .message_deduplication_id(dedup)
+            .message_attributes(ATTR_KEY, string_attr(&m.key)?)
+            .message_attributes(ATTR_ID, string_attr(&m.id)?)
+            .message_attributes(ATTR_ORDER, string_attr(order)?)
+            .build()
+            .map_err(|e| PortError::Unavailable(format!("sqs batch entry: {e}")))
+    }
+
+    fn order_stamp(&self) -> String {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        format!("{:013}.{n:012}", unix_ms())
+    }
+
+    /// Sends one chunk (≤ 10 entries) to `url`, retrying failed entries until `deadline`.
+    /// `Ok(false)` when the queue no longer exists.
+    async fn send_chunk(
+        &self,
+        url: &str,
+        mut entries: Vec<SendMessageBatchRequestEntry>,
+        deadline: Instant,
+    ) -> PortResult<bool> {
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let result = self
+                .call(
+                    Op::Send,
+                    "send message batch",
+                    self.client
+                        .send_message_batch()
+                        .queue_url(url)
+                        .set_entries(Some(entries.clone()))
+                        .send(),
+                )
+                .await;
+            let error = match result {
+                Ok(out) => {
+                    if out.failed().is_empty() {
+                        return Ok(true);
+                    }
+                    let failed: BTreeSet<&str> = out.failed().iter().map(|f| f.id()).collect();
+                    let error = out
+                        .failed()
+                        .iter()
+                        .map(|f| format!("{}: {}", f.code(), f.message().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    entries.retain(|e| failed.contains(e.id()));
+                    format!("sqs send message batch: {} entries failed: {error}", failed.len())
+                }
+                Err(CallError::NoQueue(_)) => return Ok(false),
+                Err(e) => e.port().to_string(),
+            };
+            if left <= pause {
+                return Err(PortError::Unavailable(error));
+            }
+            tracing::debug!(%error, "sqs send failed; retrying");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// Sends `messages` to every queue in `urls` (one lane of chunks at a time per key run).
+    /// Returns the queues that turned out not to exist.
+    async fn send_all(
+        &self,
+        urls: &BTreeSet<String>,
+        messages: &[Message],
+        dedup: impl Fn(&Message) -> String,
+    ) -> PortResult<Vec<String>> {
+        let deadline = Instant::now() + self.config.publish_deadline;
+        let lanes = plan(messages);
+        let mut jobs = Vec::new();
+        for url in urls {
+            for lane in &lanes {
+                let mut chunks = Vec::new();
+                for chunk in lane {
+                    let entries = chunk
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &m)| {
+                            let m = &messages[m];
+                            self.entry(i, m, dedup(m), &self.order_stamp())
+                        })
+                        .collect::<PortResult<Vec<_>>>()?;
+                    chunks.push(entries);
+                }
+                jobs.push((url.clone(), chunks));
+            }
+        }
+        let results: Vec<PortResult<Option<String>>> = stream::iter(jobs)
+            .map(|(url, chunks)| async move {
+                for entries in chunks {
+                    if !self.send_chunk(&url, entries, deadline).await? {
+                        return Ok(Some(url));
+                    }
+                }
+                Ok(None)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        let mut gone = Vec::new();
+        for r in results {
+            if let Some(url) = r? {
+                gone.push(url);
+            }
+        }
+        gone.sort();
+        gone.dedup();
+        Ok(gone)
+    }
+
+    /// One round of up to `calls` concurrent `ReceiveMessage` calls of 10 on `url`, merged
+    /// into one list that keeps each key's order (see [`merge`]).
+    async fn receive(
+        &self,
+        url: &str,
+        calls: usize,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Vec<Received>, CallError> {
+        let wait_secs = i32::try_from(wait.min(MAX_WAIT).as_secs()).unwrap_or(20);
+        let rounds: Vec<Result<Vec<Received>, CallError>> = stream::iter(0..calls.max(1))
+            .map(|_| async move {
+                let out = self
+                    .call_for(
+                        Op::Receive,
+                        "receive message",
+                        Duration::from_secs(u64::try_from(wait_secs).unwrap_or(20)),
+                        self.client
+                            .receive_message()
+                            .queue_url(url)
+                            .max_number_of_messages(BATCH as i32)
+                            .wait_time_seconds(wait_secs)
+                            .visibility_timeout(secs(visibility))
+                            .message_system_attribute_names(
+                                MessageSystemAttributeName::ApproximateReceiveCount,
+                            )
+                            .message_system_attribute_names(
+                                MessageSystemAttributeName::MessageGroupId,
+                            )
+                            .message_attribute_names("All")
+                            .send(),
+                    )
+                    .await?;
+                let now = Instant::now();
+                out.messages()
+                    .iter()
+                    .map(|m| received(m, now))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        let mut lists = Vec::new();
+        let mut error = None;
+        for r in rounds {
+            match r {
+                Ok(list) => lists.push(list),
+                Err(e) => error = Some(e),
+            }
+        }
+        match error {
+            Some(e) if lists.iter().all(Vec::is_empty) => Err(e),
+            _ => Ok(merge(lists)),
+        }
+    }
+
+    /// Deletes receipts from `url` in batches of 10; receipts SQS no longer knows are fine.
+    async fn delete(&self, url: &str, receipts: &[String]) -> PortResult<()> {
+        let results: Vec<PortResult<()>> = stream::iter(receipts.chunks(BATCH))
+            .map(|chunk| async move {
+                let entries = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        DeleteMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .receipt_handle(r)
+                            .build()
+                            .map_err(|e| PortError::Unavailable(format!("sqs delete entry: {e}")))
+                    })
+                    .collect::<PortResult<Vec<_>>>()?;
+                match self
+                    .call(
+                        Op::Delete,
+                        "delete message batch",
+                        self.client
+                            .delete_message_batch()
+                            .queue_url(url)
+                            .set_entries(Some(entries))
+                            .send(),
+                    )
+                    .await
+                {
+                    Ok(out) => {
+                        for f in out.failed() {
+                            if f.code() != "ReceiptHandleIsInvalid" {
+                                return Err(PortError::Unavailable(format!(
+                                    "sqs delete: {}: {}",
+                                    f.code(),
+                                    f.message().unwrap_or("")
+                                )));
+                            }
+                        }
+                        Ok(())
+                    }
+                    Err(CallError::NoQueue(_)) => Ok(()),
+                    Err(e) => Err(e.port()),
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    /// Sets the visibility of receipts on `url`; returns the receipts SQS accepted.
+    async fn set_visibility(
+        &self,
+        url: &str,
+        receipts: &[String],
+        timeout: i32,
+    ) -> PortResult<BTreeSet<String>> {
+        let mut done = BTreeSet::new();
+        for chunk in receipts.chunks(BATCH) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(r)
+                        .visibility_timeout(timeout)
+                        .build()
+                        .map_err(|e| PortError::Unavailable(format!("sqs visibility entry: {e}")))
+                })
+                .collect::<PortResult<Vec<_>>>()?;
+            let out = self
+                .call(
+                    Op::Visibility,
+                    "change message visibility batch",
+                    self.client
+                        .change_message_visibility_batch()
+                        .queue_url(url)
+                        .set_entries(Some(entries))
+                        .send(),
+                )
+                .await
+                .map_err(CallError::port)?;
+            for ok in out.successful() {
+                if let Some(r) = ok.id().parse::<usize>().ok().and_then(|i| chunk.get(i)) {
+                    done.insert(r.clone());
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Keeps handed-out deliveries invisible while their consumer holds them, up to `max_hold`.
+    async fn extend(&self) -> PortResult<()> {
+        let vis = self.config.visibility_timeout;
+        let now = Instant::now();
+        let mut due: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        {
+            let mut held = lock(&self.held);
+            for h in held.values_mut() {
+                // Forget deliveries whose time ran out: SQS hands them out again.
+                h.out.retain(|_, o| o.visible_until > now);
+                for o in h.out.values() {
+                    let holding = o.handed_at + self.config.max_hold > now;
+                    if holding && o.visible_until < now + vis * 2 / 3 {
+                        due.entry(o.url.clone()).or_default().push(o.receipt.clone());
+                    }
+                }
+            }
+        }
+        for (url, receipts) in due {
+            let done = self.set_visibility(&url, &receipts, secs(vis)).await?;
+            let until = Instant::now() + vis;
+            let mut held = lock(&self.held);
+            for h in held.values_mut() {
+                for o in h.out.values_mut() {
+                    if o.url == url && done.contains(&o.receipt) {
+                        o.visible_until = until;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands out buffered messages to `consumer`, in order, up to `max`: skips keys another
+    /// consumer of this process holds, drops messages about to become visible again in SQS.
+    fn take(&self, topic: &str, group: &str, url: &str, consumer: &str, max: usize, out: &mut Vec<Delivery>) {
+        let now = Instant::now();
+        let vis = self.config.visibility_timeout;
+        let ttl = (vis / 3).min(BUFFER_TTL_MAX);
+        let mut held = lock(&self.held);
+        let h = held.entry((topic.to_owned(), group.to_owned())).or_default();
+        h.buffer.retain(|r| r.received_at + ttl > now);
+        // Deliveries whose time ran out long ago: SQS has handed them out again.
+        h.out.retain(|_, o| o.visible_until + vis > now);
+        let busy: BTreeSet<String> = h
+            .out
+            .values()
+            .filter(|o| o.consumer != consumer && o.visible_until > now)
+            .map(|o| o.key.clone())
+            .collect();
+        let mut keep = VecDeque::new();
+        while let Some(r) = h.buffer.pop_front() {
+            if out.len() >= max || busy.contains(&r.key) {
+                keep.push_back(r);
+                continue;
+            }
+            out.push(Delivery {
+                id: r.message_id.clone(),
+                key: r.key.clone(),
+                payload: r.payload.clone(),
+                deliveries: r.deliveries,
+            });
+            h.out.insert(
+                r.message_id,
+                Out {
+                    url: url.to_owned(),
+                    receipt: r.receipt,
+                    key: r.key,
+                    consumer: consumer.to_owned(),
+                    handed_at: now,
+                    visible_until: r.received_at + vis,
+                },
+            );
+        }
+        h.buffer = keep;
+    }
+
+    async fn poll_once(
+        &self,
+        topic: &str,
+        group: &str,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, CallError> {
+        let q = self
+            .group(topic, group, true)
+            .await
+            .map_err(|e| CallError::Other(e.to_string()))?
+            .ok_or_else(|| CallError::Other("sqs group queue missing".into()))?;
+        let until = Instant::now() + wait;
+        let mut out = Vec::new();
+        let mut tried = false;
+        let mut last_empty = false;
+        loop {
+            self.take(topic, group, &q.url, consumer, max, &mut out);
+            let now = Instant::now();
+            if out.len() >= max || (!out.is_empty() && last_empty) {
+                break;
+            }
+            if out.is_empty() && tried && now >= until {
+                break;
+            }
+            let left = until.saturating_duration_since(now);
+            let long = out.is_empty() && left >= Duration::from_secs(1);
+            let calls = (max - out.len()).div_ceil(BATCH).clamp(1, CONCURRENCY);
+            let got = self
+                .receive(
+                    &q.url,
+                    calls,
+                    if long { left } else { Duration::ZERO },
+                    self.config.visibility_timeout,
+                )
+                .await?;
+            tried = true;
+            last_empty = got.is_empty();
+            lock(&self.held)
+                .entry((topic.to_owned(), group.to_owned()))
+                .or_default()
+                .buffer
+                .extend(got);
+            if last_empty && out.is_empty() && !long {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                tokio::time::sleep(left.min(NAP)).await;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Moves everything in `from` to the queues `to` (keeping each message's deduplication id
+    /// unless `fresh`), deleting it from `from` once every target has it. Returns how many.
+    async fn move_all(&self, from: &str, to: &BTreeSet<String>, fresh: bool) -> PortResult<u64> {
+        let mut moved = 0_u64;
+        loop {
+            let got = self
+                .receive(from, 1, Duration::ZERO, self.config.call_timeout * 4)
+                .await
+                .map_err(CallError::port)?;
+            if got.is_empty() {
+                return Ok(moved);
+            }
+            let messages: Vec<Message> = got
+                .iter()
+                .map(|r| Message {
+                    id: r.id.clone(),
+                    key: r.key.clone(),
+                    payload: r.payload.clone(),
+                })
+                .collect();
+            let gone = self
+                .send_all(to, &messages, |m| {
+                    if fresh {
+                        names::replay_dedup_id()
+                    } else {
+                        names::dedup_id(&m.id)
+                    }
+                })
+                .await?;
+            if !gone.is_empty() {
+                tracing::warn!(?gone, "sqs queues disappeared while moving messages");
+            }
+            let receipts: Vec<String> = got.iter().map(|r| r.receipt.clone()).collect();
+            self.delete(from, &receipts).await?;
+            moved += got.len() as u64;
+        }
+    }
+}
+
+/// A received SQS message, or why it cannot be one of ours.
+fn received(m: &aws_sdk_sqs::types::Message, now: Instant) -> Result<Received, CallError> {
+    let bad = |what: &str| CallError::Other(format!("sqs message without {what}"));
+    let attr = |name: &str| {
+        m.message_attributes()
+            .and_then(|a| a.get(name))
+            .and_then(|v| v.string_value())
+            .map(str::to_owned)
+    };
+    let system = |name: MessageSystemAttributeName| {
+        m.attributes().and_then(|a| a.get(&name)).cloned()
+    };
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(m.body().unwrap_or_default())
+        .map_err(|_| bad("a base64 body"))?;
+    let key = attr(ATTR_KEY)
+        .or_else(|| system(MessageSystemAttributeName::MessageGroupId))
+        .ok_or_else(|| bad("a key"))?;
+    Ok(Received {
+        message_id: m.message_id().ok_or_else(|| bad("an id"))?.to_owned(),
+        receipt: m.receipt_handle().ok_or_else(|| bad("a receipt"))?.to_owned(),
+        key,
+        id: attr(ATTR_ID).unwrap_or_default(),
+        payload: payload.into(),
+        deliveries: system(MessageSystemAttributeName::ApproximateReceiveCount)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1),
+        order: attr(ATTR_ORDER).unwrap_or_default(),
+        received_at: now,
+    })
+}
+
+/// Merges received lists into one: each key's messages stay in the order SQS gave them (one
+/// group's order), keys are interleaved by the publisher's order stamp.
+fn merge(lists: Vec<Vec<Received>>) -> Vec<Received> {
+    let mut runs: Vec<VecDeque<Received>> = Vec::new();
+    let mut by_key: HashMap<String, usize> = HashMap::new();
+    for r in lists.into_iter().flatten() {
+        match by_key.get(&r.key) {
+            Some(&i) => runs[i].push_back(r),
+            None => {
+                by_key.insert(r.key.clone(), runs.len());
+                runs.push(VecDeque::from([r]));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    loop {
+        let best = runs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, run)| run.front().map(|r| (i, r.order.as_str())))
+            .min_by(|a, b| a.1.cmp(b.1))
+            .map(|(i, _)| i);
+        let Some(i) = best else {
+            return out;
+        };
+        if let Some(r) = runs[i].pop_front() {
+            out.push(r);
+        }
+    }
+}
+
+/// Splits a publish into lanes of chunks of at most 10 message indexes. A publish of up to 10
+/// is one chunk in publish order. A bigger one is ordered by key (each key keeping its order),
+/// cut into chunks of 10, and chunks that share a key are chained in one lane, to be sent one
+/// after the other; lanes go out side by side. There are always `ceil(n / 10)` chunks.
+pub(crate) fn plan(messages: &[Message]) -> Vec<Vec<Vec<usize>>> {
+    if messages.is_empty() {
+        return Vec::new();
+    }
+    if messages.len() <= BATCH {
+        return vec![vec![(0..messages.len()).collect()]];
+    }
+    let mut order: Vec<usize> = (0..messages.len()).collect();
+    order.sort_by(|&a, &b| messages[a].key.cmp(&messages[b].key));
+    let mut lanes: Vec<Vec<Vec<usize>>> = Vec::new();
+    for chunk in order.chunks(BATCH) {
+        let first = &messages[chunk[0]].key;
+        let joins = lanes
+            .last()
+            .and_then(|lane| lane.last())
+            .and_then(|prev| prev.last())
+            .is_some_and(|&last| &messages[last].key == first);
+        match lanes.last_mut() {
+            Some(lane) if joins => lane.push(chunk.to_vec()),
+            _ => lanes.push(vec![chunk.to_vec()]),
+        }
+    }
+    lanes
+}
+
+#[async_trait]
+impl Bus for SqsBus {
+    async fn ensure_group(&self, topic: &str, group: &str) -> PortResult<()> {
+        let inner = &self.inner;
+        inner.create_group(topic, group).await?;
+        // Messages published before the topic had any group wait in its holding queue.
+        if let Some(holding) = inner.holding_queue(topic, false).await? {
+            lock(&inner.topics).remove(topic);
+            let targets = inner.targets(topic).await?;
+            let moved = inner.move_all(&holding, &targets, false).await?;
+            if moved > 0 {
+                tracing::info!(topic, group, messages = moved, "moved held messages to the groups");
+            }
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, topic: &str, messages: Vec<Message>) -> PortResult<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let inner = &self.inner;
+        let mut targets = inner.targets(topic).await?;
+        if targets.is_empty() {
+            let holding = inner
+                .holding_queue(topic, true)
+                .await?
+                .ok_or_else(|| PortError::Unavailable("sqs holding queue missing".into()))?;
+            targets.insert(holding);
+        }
+        let gone = inner
+            .send_all(&targets, &messages, |m| names::dedup_id(&m.id))
+            .await?;
+        if !gone.is_empty() {
+            // A group queue was deleted (its group is gone) or SQS lost it: list again; a lost
+            // holding queue is created again.
+            tracing::warn!(topic, ?gone, "sqs queues disappeared; listing the topic again");
+            inner.forget_topic(topic);
+            let mut retry: BTreeSet<String> = inner.targets(topic).await?;
+            retry.retain(|u| gone.contains(u));
+            if retry.is_empty() && inner.targets(topic).await?.is_empty() {
+                if let Some(h) = inner.holding_queue(topic, true).await? {
+                    retry.insert(h);
+                }
+            }
+            if !retry.is_empty() {
+                let still = inner
+                    .send_all(&retry, &messages, |m| names::dedup_id(&m.id))
+                    .await?;
+                if !still.is_empty() {
+                    return Err(PortError::Unavailable(format!(
+                        "sqs queues {still:?} vanished during publish"
+                    )));
+                }
+            }
+        }
+        metrics::counter!("bus_published_total").increment(messages.len() as u64);
+        Ok(())
+    }
+
+    async fn poll(
+        &self,
+        topic: &str,
+        group: &str,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> PortResult<Vec<Delivery>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let inner = &self.inner;
+        match inner.poll_once(topic, group, consumer, max, wait).await {
+            Ok(got) => Ok(got),
+            Err(CallError::NoQueue(_)) => {
+                // SQS lost the queue (deleted, emulator restarted): create it again, once.
+                inner.forget_group(topic, group);
+                inner.forget_topic(topic);
+                inner
+                    .poll_once(topic, group, consumer, max, wait)
+                    .await
+                    .map_err(CallError::port)
+            }
+            Err(e) => Err(e.port()),
+        }
+    }
+
+    async fn ack(&self, topic: &str, group: &str, ids: &[String]) -> PortResult<()> {
+        let inner = &self.inner;
+        let key = (topic.to_owned(), group.to_owned());
+        let mut by_url: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        {
+            let held = lock(&inner.held);
+            let Some(h) = held.get(&key) else {
+                return Ok(());
+            };
+            for id in ids {
+                if let Some(o) = h.out.get(id) {
+                    by_url
+                        .entry(o.url.clone())
+                        .or_default()
+                        .push((id.clone(), o.receipt.clone()));
+                }
+            }
+        }
+        for (url, entries) in by_url {
+            let receipts: Vec<String> = entries.iter().map(|(_, r)| r.clone()).collect();
+            inner.delete(&url, &receipts).await?;
+            let mut held = lock(&inner.held);
+            if let Some(h) = held.get_mut(&key) {
+                for (id, receipt) in &entries {
+                    if h.out.get(id).is_some_and(|o| &o.receipt == receipt) {
+                        h.out.remove(id);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn lag(&self, topic: &str, group: &str) -> PortResult<u64> {
+        let inner = &self.inner;
+        let Some(q) = inner.group(topic, group, false).await? else {
+            return Ok(0);
+        };
+        let out = inner
+            .call(
+                Op::Attributes,
+                "get queue attributes",
+                inner
+                    .client
+                    .get_queue_attributes()
+                    .queue_url(&q.url)
+                    .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+                    .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+                    .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+                    .send(),
+            )
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(CallError::NoQueue(_)) => {
+                inner.forget_group(topic, group);
+                return Ok(0);
+            }
+            Err(e) => return Err(e.port()),
+        };
+        let attrs = out.attributes();
+        Ok([
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+        ]
+        .iter()
+        .filter_map(|a| attrs.and_then(|m| m.get(a)))
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum())
+    }
+
+    async fn dead_letters(
+        &self,
+        topic: &str,
+        group: &str,
+        limit: usize,
+    ) -> PortResult<Vec<Delivery>> {
+        let inner = &self.inner;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let Some(q) = inner.group(topic, group, false).await? else {
+            return Ok(Vec::new());
+        };
+        // Peek: receive (hiding them for a moment), then make them visible again.
+        let mut lists = Vec::new();
+        let mut total = 0;
+        while total < limit {
+            let got = inner
+                .receive(&q.dlq, 1, Duration::ZERO, inner.config.call_timeout * 4)
+                .await
+                .map_err(CallError::port)?;
+            if got.is_empty() {
+                break;
+            }
+            total += got.len();
+            lists.push(got);
+        }
+        let all = merge(lists);
+        let receipts: Vec<String> = all.iter().map(|r| r.receipt.clone()).collect();
+        inner.set_visibility(&q.dlq, &receipts, 0).await?;
+        Ok(all
+            .into_iter()
+            .take(limit)
+            .map(|r| Delivery {
+                id: r.message_id,
+                key: r.key,
+                payload: r.payload,
+                deliveries: inner.config.max_deliveries,
+            })
+            .collect())
+    }
+
+    async fn replay_dead_letters(&self, topic: &str, group: &str) -> PortResult<u64> {
+        let inner = &self.inner;
+        let Some(q) = inner.group(topic, group, false).await? else {
+            return Ok(0);
+        };
+        let n = inner
+            .move_all(&q.dlq, &BTreeSet::from([q.url.clone()]), true)
+            .await?;
+        if n > 0 {
+            tracing::info!(topic, group, messages = n, "replayed dead letters");
+        }
+        Ok(n)
+    }
+
+    async fn healthcheck(&self) -> PortResult<()> {
+        self.inner.healthcheck().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(key: &str) -> Message {
+        Message {
+            id: String::new(),
+            key: key.to_owned(),
+            payload: Bytes::new(),
+        }
+    }
+
+    fn rec(key: &str, order: &str) -> Received {
+        Received {
+            message_id: format!("{key}{order}"),
+            receipt: String::new(),
+            key: key.to_owned(),
+            id: String::new(),
+            payload: Bytes::new(),
+            deliveries: 1,
+            order: order.to_owned(),
+            received_at: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn a_small_publish_is_one_chunk_in_publish_order() {
+        let msgs: Vec<Message> = ["b", "a", "b"].iter().map(|k| m(k)).collect();
+        assert_eq!(plan(&msgs), vec![vec![vec![0, 1, 2]]]);
+        assert!(plan(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_big_publish_takes_ceil_n_over_10_chunks_and_chains_split_keys() {
+        // 25 messages: key "a" × 12 (split over two chunks), then 13 single keys.
+        let mut msgs: Vec<Message> = (0..12).map(|_| m("a")).collect();
+        msgs.extend((0..13).map(|i| m(&format!("k{i:02}"))));
+        let lanes = plan(&msgs);
+        let chunks: usize = lanes.iter().map(Vec::len).sum();
+        assert_eq!(chunks, 3);
+        assert_eq!(lanes[0].len(), 2, "the two chunks holding key a are one lane");
+        assert_eq!(lanes[0][0], (0..10).collect::<Vec<_>>(), "a keeps its order");
+        assert_eq!(&lanes[0][1][..2], &[10, 11]);
+        assert!(lanes.iter().flatten().all(|c| c.len() <= BATCH));
+        let mut all: Vec<usize> = lanes.into_iter().flatten().flatten().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..25).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn merging_keeps_each_keys_order_and_interleaves_by_stamp() {
+        // SQS (one call) clusters a group: p1's three first, then p2 and p3.
+        let one = vec![rec("p1", "1"), rec("p1", "3"), rec("p1", "5"), rec("p2", "2"), rec("p3", "4")];
+        let merged: Vec<String> = merge(vec![one]).into_iter().map(|r| r.order).collect();
+        assert_eq!(merged, ["1", "2", "3", "4", "5"]);
+        // A stamp out of order within one key (clock skew between publishers) never reorders it.
+        let skew = vec![rec("p1", "9"), rec("p1", "2"), rec("p2", "5")];
+        let keys: Vec<(String, String)> = merge(vec![skew])
+            .into_iter()
+            .map(|r| (r.key, r.order))
+            .collect();
+        assert_eq!(
+            keys,
+            [("p2".into(), "5".into()), ("p1".into(), "9".into()), ("p1".into(), "2".into())]
+        );
+    }
+}

@@ -1,0 +1,87 @@
+//! The LiveOps [`Bus`](liveops_core::Bus) on AWS SQS FIFO queues (`BUS_KIND=sqs`).
+//!
+//! # Layout
+//!
+//! A topic fans out to one FIFO queue per consumer group, each with its own FIFO dead-letter
+//! queue (names from [`names::Names`]; dots and dashes in topics and groups become `_`, long
+//! parts are shortened with a hash, so a name stays within SQS's 80 characters):
+//!
+//! | queue | what |
+//! |---|---|
+//! | `<prefix>-<topic>-<group>.fifo` | the group's messages; redrive policy `maxReceiveCount` = `max_deliveries` |
+//! | `<prefix>-<topic>-<group>-dlq.fifo` | the group's dead letters |
+//! | `<prefix>-<topic>.fifo` | messages published while the topic had no group yet |
+//!
+//! `ensure_group` creates the group's two queues (on AWS, Terraform may create them first; then
+//! it only finds them) and moves whatever waits in the topic's holding queue to every group
+//! queue of the topic. A group queue is `MessageGroupId` = the player key, so SQS hands one
+//! player's messages out in order and never hands a later one out while an earlier one is in
+//! flight. `MessageDeduplicationId` = `Message.id`: SQS drops a re-published message with the
+//! same id within its 5-minute deduplication window.
+//!
+//! # Publish
+//!
+//! A publisher finds a topic's groups with `ListQueues` on the topic's prefix, cached for
+//! `group_refresh` (and listed again whenever the cache is empty), plus the groups it created
+//! itself, so a gateway finds groups that consumers in other processes created. It sends every
+//! message to every group queue with `SendMessageBatch`, 10 entries a call, calls to different
+//! queues side by side ([`CONCURRENCY`] at once). Chunks that share a key go one after the
+//! other, so a key's order survives; entries SQS refused are sent again (same deduplication id)
+//! until `publish_deadline`, then the publish answers `Unavailable`. `Ok` means every entry of
+//! every batch of every group queue was stored by SQS.
+//!
+//! **Round trips:** a publish of `N` messages to a topic with `G` groups makes exactly
+//! `ceil(N / 10) · G` `SendMessageBatch` calls when nothing is retried, plus one `ListQueues`
+//! per `group_refresh` per topic. A poll that fills `max` makes `ceil(max / 10)` `ReceiveMessage`
+//! calls per round (at most [`CONCURRENCY`] at once) and one more round to find the queue
+//! empty; an ack of `n` deliveries makes `ceil(n / 10)` `DeleteMessageBatch` calls. Every call
+//! counts in `bus_round_trips_total{bus="sqs",op}` and [`SqsBus::round_trips`].
+//!
+//! # Poll, ack, redelivery
+//!
+//! A poll long-polls (`WaitTimeSeconds` from its wait, at most 20 s; waits under a second are
+//! short polls 100 ms apart) with several `ReceiveMessage` calls of 10 at once to fill `max`.
+//! Delivery ids are SQS message ids, stable across redeliveries; the bus keeps each one's
+//! latest receipt handle for the ack (`DeleteMessageBatch`). `deliveries` is
+//! `ApproximateReceiveCount`. What one receive returned beyond `max` waits in the bus for the
+//! next poll of the group (at most a third of the visibility timeout, at most 5 s; after that
+//! it is left to SQS, which hands it out again, counting one more delivery); a buffered
+//! message whose key another consumer of this process holds waits too, so one player's
+//! messages are never in flight to two consumers at once.
+//!
+//! While a consumer holds a delivery (not acked), a background task extends its visibility
+//! (`ChangeMessageVisibilityBatch`, every third of the visibility timeout) for up to `max_hold`
+//! from when it was handed out, so a slow batch is not handed to another consumer meanwhile.
+//! When the process dies the extension stops and SQS hands the messages out again after the
+//! visibility timeout. A consumer that gives up on a batch without acking gets it back after
+//! `max_hold` (set `max_hold` to zero for plain visibility-timeout semantics).
+//!
+//! After `max_deliveries` receives SQS moves a message to the group's dead-letter queue (the
+//! redrive policy). `dead_letters` peeks at it (receive, then visibility 0 again; the
+//! `deliveries` reported is `max_deliveries`, which is how many a dead letter had);
+//! `replay_dead_letters` sends each one back to the group queue with a fresh deduplication id
+//! (so its delivery count starts again at 1) and then deletes it from the dead-letter queue.
+//! `lag` is `ApproximateNumberOfMessages` + `…NotVisible` + `…Delayed` of the group queue.
+//!
+//! # Failures
+//!
+//! Every SQS call is bounded by `call_timeout` (a long poll by its wait plus that) and fails
+//! with `PortError::Unavailable`; the SDK retries a call at most twice, 50–500 ms apart. A queue
+//! SQS no longer has (deleted, or an emulator restarted) is created again by the next poll or
+//! publish.
+//!
+//! # Known limits
+//!
+//! * Messages published to a topic with no group yet wait in its holding queue until an
+//!   `ensure_group` moves them; a publish racing with that move may overtake them for the same
+//!   player. Create the group queues before the gateways start (Terraform, or start the
+//!   consumers first) and the holding queue is never used.
+//! * AWS lists a new queue in `ListQueues` up to a minute late and its approximate counts
+//!   (`lag`) trail by up to a minute; the emulator used in the tests (moto) does neither.
+
+mod bus;
+mod config;
+pub mod names;
+
+pub use bus::{Op, SqsBus, BATCH, CONCURRENCY};
+pub use config::{BusError, SqsConfig, StaticCredentials, MAX_PREFIX};

@@ -1,0 +1,459 @@
+//! The SQS bus against a real SQS API (moto's server, `LIVEOPS_TEST_SQS_ENDPOINT`): the bus
+//! conformance suite, plus fan-out to groups other processes created, deduplication, order with
+//! two consumers, visibility extension, the dead-letter queue layout, round trips per publish,
+//! and outages.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use liveops_core::ports::{Bus, Message, PortError};
+use liveops_sqs::{Op, SqsBus, SqsConfig, StaticCredentials};
+use liveops_store::conformance;
+use liveops_store::conformance::bus::{body, ids, msg, unique};
+use liveops_store::memory::bus::BusOptions;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+fn endpoint() -> String {
+    std::env::var("LIVEOPS_TEST_SQS_ENDPOINT").unwrap_or_else(|_| {
+        panic!(
+            "LIVEOPS_TEST_SQS_ENDPOINT is not set: run scripts/services-cloud.sh start, then \
+             source /tmp/liveops-cloud/env"
+        )
+    })
+}
+
+/// Static test credentials against the loopback emulator; never the instance-metadata service.
+fn config_at(endpoint: &str) -> SqsConfig {
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    SqsConfig {
+        region: Some("us-east-1".into()),
+        endpoint: Some(endpoint.to_owned()),
+        credentials: Some(StaticCredentials {
+            access_key_id: "test".into(),
+            secret_access_key: "test".into(),
+            session_token: None,
+        }),
+        queue_prefix: format!("t{:06x}", rand::random::<u32>() & 0xff_ffff),
+        visibility_timeout: Duration::from_secs(1),
+        max_deliveries: 3,
+        max_hold: Duration::ZERO,
+        call_timeout: Duration::from_secs(2),
+        publish_deadline: Duration::from_secs(5),
+        group_refresh: Duration::from_secs(30),
+    }
+}
+
+fn config() -> SqsConfig {
+    config_at(&endpoint())
+}
+
+fn message(id: &str, key: &str, body: &str) -> Message {
+    Message {
+        id: id.to_owned(),
+        key: key.to_owned(),
+        payload: body.as_bytes().to_vec().into(),
+    }
+}
+
+/// A raw SDK client on the emulator, to look at what the bus built.
+fn raw_client() -> aws_sdk_sqs::Client {
+    let conf = aws_sdk_sqs::Config::builder()
+        .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+        .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .endpoint_url(endpoint())
+        .build();
+    aws_sdk_sqs::Client::from_conf(conf)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_bus_passes_the_bus_suite() {
+    let config = config();
+    let opts = BusOptions {
+        visibility_timeout: config.visibility_timeout,
+        max_deliveries: config.max_deliveries,
+    };
+    let bus = SqsBus::connect(config).await.unwrap();
+    conformance::bus::run_all(Arc::new(bus), opts).await;
+}
+
+/// A gateway process publishes to groups that consumer processes created: it lists the topic's
+/// group queues, and finds a group created later once its cache is older than `group_refresh`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishers_find_groups_other_processes_created() {
+    let mut c = config();
+    c.group_refresh = Duration::from_secs(1);
+    let gateway = SqsBus::connect(c.clone()).await.unwrap();
+    let fairness = SqsBus::connect(c.clone()).await.unwrap();
+    let audit = SqsBus::connect(c).await.unwrap();
+    let t = unique("fan");
+    fairness.ensure_group(&t, "fairness").await.unwrap();
+    gateway.publish(&t, vec![msg("p", "one")]).await.unwrap();
+    let got = fairness
+        .poll(&t, "fairness", "c", 10, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["one"]);
+    fairness.ack(&t, "fairness", &ids(&got)).await.unwrap();
+
+    audit.ensure_group(&t, "audit").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    gateway.publish(&t, vec![msg("p", "two")]).await.unwrap();
+    for (bus, g) in [(&fairness, "fairness"), (&audit, "audit")] {
+        let got = bus.poll(&t, g, "c", 10, Duration::from_secs(2)).await.unwrap();
+        assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["two"], "{g}");
+        bus.ack(&t, g, &ids(&got)).await.unwrap();
+    }
+}
+
+/// Re-publishing a message with the same id (a gateway retry) stores it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_republished_id_is_stored_once() {
+    let bus = SqsBus::connect(config()).await.unwrap();
+    let (t, g) = (unique("dedup"), unique("g"));
+    bus.ensure_group(&t, &g).await.unwrap();
+    let id = uuid::Uuid::now_v7().to_string();
+    bus.publish(&t, vec![message(&id, "p", "first")]).await.unwrap();
+    bus.publish(&t, vec![message(&id, "p", "retry"), message("other", "p", "next")])
+        .await
+        .unwrap();
+    assert_eq!(bus.lag(&t, &g).await.unwrap(), 2);
+    let got = bus.poll(&t, &g, "c", 10, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["first", "next"]);
+    bus.ack(&t, &g, &ids(&got)).await.unwrap();
+}
+
+/// Publishing N messages to a topic with G groups takes ceil(N / 10) · G SendMessageBatch calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_takes_ceil_n_over_10_batches_per_group() {
+    let bus = SqsBus::connect(config()).await.unwrap();
+    let t = unique("trips");
+    for g in ["a", "b", "c"] {
+        bus.ensure_group(&t, g).await.unwrap();
+    }
+    bus.publish(&t, vec![msg("warm", "up")]).await.unwrap();
+    let before = bus.round_trips();
+    let batch: Vec<Message> = (0..25)
+        .map(|i| msg(&format!("player_{}", i % 7), &format!("m{i}")))
+        .collect();
+    bus.publish(&t, batch).await.unwrap();
+    let after = bus.round_trips();
+    let sends = after[&Op::Send] - before[&Op::Send];
+    assert_eq!(sends, 9, "25 messages × 3 groups = 3 batches × 3 groups");
+    assert_eq!(after[&Op::List], before[&Op::List], "the group list is cached");
+    for g in ["a", "b", "c"] {
+        assert_eq!(bus.lag(&t, g).await.unwrap(), 26, "{g}");
+    }
+    eprintln!("sqs publish of 25 messages to 3 groups: {sends} SendMessageBatch calls");
+}
+
+/// Two consumer processes share a group: every player's messages arrive in order, exactly once,
+/// and never are one player's messages in flight to both at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_player_stays_in_order_with_two_consumers() {
+    const KEYS: usize = 12;
+    const EACH: usize = 20;
+    let mut c = config();
+    c.visibility_timeout = Duration::from_secs(10);
+    let a = Arc::new(SqsBus::connect(c.clone()).await.unwrap());
+    let b = Arc::new(SqsBus::connect(c).await.unwrap());
+    let (t, g) = (unique("order"), unique("g"));
+    a.ensure_group(&t, &g).await.unwrap();
+    for i in 0..EACH {
+        let batch = (0..KEYS)
+            .map(|k| msg(&format!("player_{k}"), &format!("player_{k}:{i}")))
+            .collect();
+        a.publish(&t, batch).await.unwrap();
+    }
+    let next: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let busy: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for (name, bus) in [("c1", a.clone()), ("c2", b.clone())] {
+        let (t, g, next, busy) = (t.clone(), g.clone(), next.clone(), busy.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut handled = 0;
+            let until = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < until
+                && next.lock().unwrap().values().sum::<usize>() < KEYS * EACH
+            {
+                let got = bus
+                    .poll(&t, &g, name, 15, Duration::from_millis(300))
+                    .await
+                    .unwrap();
+                let keys: BTreeSet<String> = got.iter().map(|d| d.key.clone()).collect();
+                for k in &keys {
+                    if let Some(other) = busy.lock().unwrap().insert(k.clone(), name.into()) {
+                        panic!("{k}: {name} got messages while {other} holds some");
+                    }
+                }
+                for d in &got {
+                    let (key, i) = body(d).split_once(':').map(|(k, i)| (k.to_owned(), i.parse::<usize>().unwrap())).unwrap();
+                    let mut next = next.lock().unwrap();
+                    let want = next.entry(key.clone()).or_insert(0);
+                    assert_eq!(i, *want, "{key}: got #{i}, expected #{want} ({name})");
+                    *want += 1;
+                }
+                handled += got.len();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                for k in &keys {
+                    busy.lock().unwrap().remove(k);
+                }
+                bus.ack(&t, &g, &ids(&got)).await.unwrap();
+            }
+            handled
+        }));
+    }
+    let mut counts = Vec::new();
+    for task in tasks {
+        counts.push(task.await.unwrap());
+    }
+    assert_eq!(counts.iter().sum::<usize>(), KEYS * EACH, "{counts:?}");
+    assert!(counts.iter().all(|n| *n > 0), "both consumers got work: {counts:?}");
+    assert_eq!(a.lag(&t, &g).await.unwrap(), 0);
+}
+
+/// A batch held longer than the visibility timeout is not handed to anyone else while its
+/// consumer holds it (up to `max_hold`), and comes back once the holder is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn visibility_extension_keeps_a_slow_batch_from_redelivery() {
+    let mut c = config();
+    c.visibility_timeout = Duration::from_secs(2);
+    c.max_hold = Duration::from_secs(30);
+    let slow = SqsBus::connect(c.clone()).await.unwrap();
+    let mut plain = c.clone();
+    plain.max_hold = Duration::ZERO;
+    let other = SqsBus::connect(plain).await.unwrap();
+    let (t, g) = (unique("hold"), unique("g"));
+    slow.ensure_group(&t, &g).await.unwrap();
+    slow.publish(&t, vec![msg("p", "slow"), msg("q", "held too")]).await.unwrap();
+    let got = slow.poll(&t, &g, "c1", 10, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(got.len(), 2);
+    // Three visibility timeouts go by; the other consumer sees nothing meanwhile.
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        let stolen = other.poll(&t, &g, "c2", 10, Duration::from_millis(500)).await.unwrap();
+        assert!(stolen.is_empty(), "redelivered while held: {stolen:?}");
+    }
+    assert!(slow.round_trips()[&Op::Visibility] >= 2, "extended");
+    slow.ack(&t, &g, &[got[0].id.clone()]).await.unwrap();
+    // The holder goes away without acking the other one: it comes back after the timeout.
+    drop(slow);
+    let back = other.poll(&t, &g, "c2", 10, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(back.iter().map(body).collect::<Vec<_>>(), ["held too"]);
+    assert_eq!(back[0].deliveries, 2);
+    other.ack(&t, &g, &ids(&back)).await.unwrap();
+    assert_eq!(other.lag(&t, &g).await.unwrap(), 0);
+}
+
+/// The group queue is FIFO with a redrive policy to its own FIFO dead-letter queue, after
+/// `max_deliveries` receives; dead letters are the group's own and replay goes to it alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_sit_in_the_groups_own_fifo_queue() {
+    let c = config();
+    let bus = SqsBus::connect(c.clone()).await.unwrap();
+    let t = unique("dlq");
+    bus.ensure_group(&t, "a").await.unwrap();
+    bus.ensure_group(&t, "b").await.unwrap();
+    let raw = raw_client();
+    let url = raw
+        .get_queue_url()
+        .queue_name(bus.names().group_queue(&t, "a"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let attrs = raw
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let attrs = attrs.attributes().unwrap();
+    assert_eq!(attrs[&QueueAttributeName::FifoQueue], "true");
+    let redrive = &attrs[&QueueAttributeName::RedrivePolicy];
+    assert!(redrive.contains(&bus.names().dead_letter_queue(&t, "a")), "{redrive}");
+    assert!(redrive.contains("\"maxReceiveCount\":\"3\"") || redrive.contains("\"maxReceiveCount\":3"), "{redrive}");
+
+    bus.publish(&t, vec![msg("alice", "poison")]).await.unwrap();
+    let b = bus.poll(&t, "b", "cb", 10, Duration::from_secs(2)).await.unwrap();
+    bus.ack(&t, "b", &ids(&b)).await.unwrap();
+    for n in 1..=3 {
+        let got = bus.poll(&t, "a", "ca", 10, Duration::from_secs(3)).await.unwrap();
+        assert_eq!(got.len(), 1, "delivery {n}");
+        assert_eq!(got[0].deliveries, n);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let none = bus.poll(&t, "a", "ca", 10, Duration::from_millis(500)).await.unwrap();
+    assert!(none.is_empty(), "{none:?}");
+    let dead = bus.dead_letters(&t, "a", 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!((body(&dead[0]).as_str(), dead[0].key.as_str()), ("poison", "alice"));
+    assert!(bus.dead_letters(&t, "b", 10).await.unwrap().is_empty());
+    // Peeking twice leaves them there.
+    assert_eq!(bus.dead_letters(&t, "a", 10).await.unwrap().len(), 1);
+    assert_eq!(bus.replay_dead_letters(&t, "a").await.unwrap(), 1);
+    let none = bus.poll(&t, "b", "cb", 10, Duration::from_millis(500)).await.unwrap();
+    assert!(none.is_empty(), "replay leaked into group b: {none:?}");
+    let again = bus.poll(&t, "a", "ca", 10, Duration::from_secs(2)).await.unwrap();
+    assert_eq!((body(&again[0]).as_str(), again[0].deliveries), ("poison", 1));
+    bus.ack(&t, "a", &ids(&again)).await.unwrap();
+}
+
+/// SQS lost the group's queues (deleted, or the emulator restarted): the next poll and publish
+/// create them again, with no restart of the bus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovers_when_sqs_lost_the_queues() {
+    let bus = SqsBus::connect(config()).await.unwrap();
+    let (t, g) = (unique("lost"), unique("g"));
+    bus.ensure_group(&t, &g).await.unwrap();
+    bus.publish(&t, vec![msg("p", "old")]).await.unwrap();
+    bus.delete_group(&t, &g).await.unwrap();
+    let none = bus.poll(&t, &g, "c", 10, Duration::from_millis(300)).await.unwrap();
+    assert!(none.is_empty(), "a new queue is empty: {none:?}");
+    bus.publish(&t, vec![msg("p", "new")]).await.unwrap();
+    let got = bus.poll(&t, &g, "c", 10, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["new"]);
+    bus.ack(&t, &g, &ids(&got)).await.unwrap();
+}
+
+/// A TCP relay to the emulator that can stall (hold every byte) or die, to play an outage.
+struct Relay {
+    addr: SocketAddr,
+    stalled: Arc<AtomicBool>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Relay {
+    async fn start(addr: SocketAddr, upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stalled = Arc::new(AtomicBool::new(false));
+        let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let accept = {
+            let (stalled, tasks) = (stalled.clone(), tasks.clone());
+            tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let Ok(server) = TcpStream::connect(upstream).await else {
+                        continue;
+                    };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    let mut tasks = tasks.lock().unwrap();
+                    tasks.push(tokio::spawn(pump(cr, sw, stalled.clone())));
+                    tasks.push(tokio::spawn(pump(sr, cw, stalled.clone())));
+                }
+            })
+        };
+        tasks.lock().unwrap().push(accept);
+        Self { addr, stalled, tasks }
+    }
+
+    fn kill(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    stalled: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0_u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while stalled.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn upstream() -> SocketAddr {
+    let e = endpoint();
+    let host = e.trim_start_matches("http://").trim_end_matches('/');
+    std::net::ToSocketAddrs::to_socket_addrs(host).unwrap().next().unwrap()
+}
+
+async fn assert_unavailable<T: std::fmt::Debug>(
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, PortError>>,
+) {
+    let start = Instant::now();
+    let result = call.await;
+    let took = start.elapsed();
+    assert!(matches!(result, Err(PortError::Unavailable(_))), "{what}: {result:?}");
+    assert!(took <= Duration::from_secs(4), "{what} took {took:?}");
+}
+
+/// SQS unreachable, hung or gone: every call answers `Unavailable` within 4 s (call timeout
+/// 1 s, publish deadline 1 s); when SQS is back the same bus works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_within_bounds_then_recovers() {
+    let mut nowhere = config_at("http://127.0.0.1:1");
+    nowhere.call_timeout = Duration::from_secs(1);
+    assert_unavailable("connect", async {
+        SqsBus::connect(nowhere).await.map_err(PortError::from)
+    })
+    .await;
+
+    let relay = Relay::start("127.0.0.1:0".parse().unwrap(), upstream()).await;
+    let mut c = config_at(&format!("http://{}", relay.addr));
+    c.call_timeout = Duration::from_secs(1);
+    c.publish_deadline = Duration::from_secs(1);
+    let bus = SqsBus::connect(c).await.unwrap();
+    let (t, g) = (unique("outage"), unique("g"));
+    bus.ensure_group(&t, &g).await.unwrap();
+    bus.publish(&t, vec![msg("p", "before")]).await.unwrap();
+    let got = bus.poll(&t, &g, "c", 10, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["before"]);
+    bus.ack(&t, &g, &ids(&got)).await.unwrap();
+
+    relay.stalled.store(true, Ordering::SeqCst);
+    assert_unavailable("healthcheck (hung)", bus.healthcheck()).await;
+    assert_unavailable("publish (hung)", bus.publish(&t, vec![msg("p", "lost")])).await;
+    assert_unavailable("poll (hung)", bus.poll(&t, &g, "c", 10, Duration::ZERO)).await;
+    assert_unavailable("lag (hung)", bus.lag(&t, &g)).await;
+
+    relay.kill();
+    assert_unavailable("healthcheck (down)", bus.healthcheck()).await;
+    assert_unavailable("publish (down)", bus.publish(&t, vec![msg("p", "lost")])).await;
+    assert_unavailable("poll (down)", bus.poll(&t, &g, "c", 10, Duration::from_millis(500))).await;
+
+    let _relay = Relay::start(relay.addr, upstream()).await;
+    let until = Instant::now() + Duration::from_secs(15);
+    while bus.healthcheck().await.is_err() {
+        assert!(Instant::now() < until, "no recovery after SQS came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bus.publish(&t, vec![msg("p", "after")]).await.unwrap();
+    let mut bodies = Vec::new();
+    let until = Instant::now() + Duration::from_secs(10);
+    while !bodies.contains(&"after".to_owned()) && Instant::now() < until {
+        let got = bus.poll(&t, &g, "c", 10, Duration::from_secs(1)).await.unwrap();
+        bus.ack(&t, &g, &ids(&got)).await.unwrap();
+        bodies.extend(got.iter().map(body));
+    }
+    assert!(bodies.contains(&"after".to_owned()), "{bodies:?}");
+    assert!(bodies.iter().all(|b| b == "after" || b == "lost"), "{bodies:?}");
+}

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Starts (or stops) the throw-away cloud-bus servers of the liveops-sqs and liveops-servicebus
+# tests on loopback ports: moto's SQS emulator and the AMQP 1.0 test broker
+# (scripts/amqp-broker.py, on Debian's python3-qpid-proton). Installs them with scripts/tools.sh
+# (scripts/tools/requirements-cloudbus.txt, scripts/tools/apt-cloudbus.txt) if they are missing.
+#
+#   scripts/services-cloud.sh start   # installs if needed, starts, writes $LIVEOPS_CLOUD_DIR/env
+#   scripts/services-cloud.sh stop    # stops them and deletes their data
+#   scripts/services-cloud.sh env     # prints the env file (source it to run tests by hand)
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+
+DIR="${LIVEOPS_CLOUD_DIR:-/tmp/liveops-cloud}"
+SQS_PORT="${LIVEOPS_SQS_PORT:-15000}"
+AMQP_PORT="${LIVEOPS_AMQP_PORT:-15672}"
+TOOLS="${LIVEOPS_TOOLS:-/var/tmp/liveops-tools}"
+
+log() { echo "services-cloud: $*" >&2; }
+
+wait_for() { # description, command...
+  local what=$1; shift
+  for _ in $(seq 1 150); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.2
+  done
+  log "timed out waiting for $what"
+  return 1
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+start_moto() {
+  mkdir -p "$DIR/moto"
+  # Static test credentials, no instance metadata: nothing here may reach outside loopback.
+  AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true \
+    nohup "$TOOLS/venv/bin/moto_server" -H 127.0.0.1 -p "$SQS_PORT" > "$DIR/moto/log" 2>&1 &
+  echo $! > "$DIR/moto/pid"
+  wait_for "moto on $SQS_PORT" port_open "$SQS_PORT"
+}
+
+start_broker() {
+  mkdir -p "$DIR/amqp"
+  # Debian's interpreter: python3-qpid-proton installs for it, not for other pythons on PATH.
+  nohup /usr/bin/python3 "$ROOT/scripts/amqp-broker.py" --host 127.0.0.1 --port "$AMQP_PORT" > "$DIR/amqp/log" 2>&1 &
+  echo $! > "$DIR/amqp/pid"
+  wait_for "AMQP broker on $AMQP_PORT" port_open "$AMQP_PORT"
+}
+
+write_env() {
+  cat > "$DIR/env" <<ENV
+export LIVEOPS_TEST_SQS_ENDPOINT=http://127.0.0.1:$SQS_PORT
+export LIVEOPS_TEST_AMQP_URL=amqp://127.0.0.1:$AMQP_PORT
+export LIVEOPS_CLOUD_DIR=$DIR
+ENV
+}
+
+stop() {
+  for pidfile in "$DIR"/moto/pid "$DIR"/amqp/pid; do
+    [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+  done
+  sleep 0.3
+  rm -rf "$DIR"
+}
+
+case "${1:-}" in
+  start)
+    "$ROOT/scripts/tools.sh" install
+    stop
+    mkdir -p "$DIR"
+    start_moto
+    start_broker
+    write_env
+    log "ready: $(tr '\n' ' ' < "$DIR/env")"
+    ;;
+  stop) stop ;;
+  env) cat "$DIR/env" ;;
+  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+esac
