@@ -42,6 +42,8 @@ pub mod topics {
 /// One message to publish: `key` (the player id) keeps a player's events in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
+    /// Stable id (the event id), so buses with duplicate detection drop a re-published copy.
+    pub id: String,
     /// Partition key.
     pub key: String,
     /// Encoded body (an [`crate::event::Envelope`]).

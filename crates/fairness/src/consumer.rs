@@ -148,8 +148,9 @@ async fn handle_batch(
     }
 
     let (mut accepted, mut flagged) = (Vec::new(), Vec::new());
-    for ((d, _), &is_flagged) in items.iter().zip(&ruling.flagged) {
+    for ((d, env), &is_flagged) in items.iter().zip(&ruling.flagged) {
         let message = Message {
+            id: env.event_id.to_string(),
             key: d.key.clone(),
             payload: d.payload.clone(),
         };

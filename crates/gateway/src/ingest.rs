@@ -33,6 +33,7 @@ pub(crate) fn envelope(event: Event, event_id: Uuid, received_at: i64) -> (Uuid,
         event,
     };
     let message = Message {
+        id: event_id.to_string(),
         key,
         payload: Bytes::from(env.encode()),
     };

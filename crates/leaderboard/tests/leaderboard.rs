@@ -109,6 +109,7 @@ impl TestApp {
         let messages = events
             .iter()
             .map(|e| Message {
+                id: e.event_id.to_string(),
                 key: e.event.player_id.to_string(),
                 payload: e.encode().into(),
             })

@@ -108,6 +108,7 @@ impl TestApp {
         let messages = payloads
             .into_iter()
             .map(|p| Message {
+                id: uuid::Uuid::now_v7().to_string(),
                 key: "k".into(),
                 payload: p.into(),
             })

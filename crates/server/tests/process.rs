@@ -411,6 +411,7 @@ async fn dead_letters_can_be_listed_and_replayed_from_the_cli() {
         .await
         .expect("group");
     let poison = Message {
+        id: "poison".into(),
         key: "player_poison".into(),
         payload: bytes::Bytes::from_static(br#"{"poison":true}"#),
     };

@@ -24,6 +24,7 @@ fn quick() -> BusOptions {
 
 fn msg(key: &str, body: String) -> Message {
     Message {
+        id: format!("{:016x}", rand::random::<u64>()),
         key: key.to_owned(),
         payload: body.into_bytes().into(),
     }

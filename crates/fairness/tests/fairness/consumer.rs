@@ -235,6 +235,7 @@ async fn undecodable_messages_are_acked_and_dropped() {
         .publish(
             topics::INGESTED,
             vec![Message {
+                id: "garbage".into(),
                 key: "player_1".into(),
                 payload: Bytes::from_static(b"\x00not an envelope"),
             }],

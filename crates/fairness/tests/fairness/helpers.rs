@@ -192,6 +192,7 @@ impl TestApp {
         let messages = events
             .iter()
             .map(|e| Message {
+                id: e.event_id.to_string(),
                 key: e.event.player_id.as_str().to_owned(),
                 payload: Bytes::from(e.encode()),
             })

@@ -53,6 +53,7 @@ pub fn unique(what: &str) -> String {
 /// A message with a text body.
 pub fn msg(key: &str, body: &str) -> Message {
     Message {
+        id: format!("{:016x}", rand::random::<u64>()),
         key: key.to_owned(),
         payload: body.as_bytes().to_vec().into(),
     }

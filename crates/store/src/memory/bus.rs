@@ -324,6 +324,7 @@ mod tests {
 
     fn msg(i: u32) -> Message {
         Message {
+            id: i.to_string(),
             key: format!("k{i}"),
             payload: i.to_string().into_bytes().into(),
         }
