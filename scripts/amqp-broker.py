@@ -250,6 +250,11 @@ class Broker(MessagingHandler):
         for address in touched:
             self.dispatch(self.queues[address])
 
+    def on_link_remote_close(self, event):
+        # The client detached: put back what it had not settled, and detach our end too.
+        self.drop_link(event.link)
+        event.link.close()
+
     def on_link_closing(self, event):
         self.drop_link(event.link)
 

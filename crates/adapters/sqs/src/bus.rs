@@ -812,7 +812,8 @@ impl Inner {
 
     /// Deletes receipts from `url` in batches of 10; receipts SQS no longer knows are fine.
     async fn delete(&self, url: &str, receipts: &[String]) -> PortResult<()> {
-        let results: Vec<PortResult<()>> = stream::iter(receipts.chunks(BATCH))
+        let chunks: Vec<Vec<String>> = receipts.chunks(BATCH).map(<[String]>::to_vec).collect();
+        let results: Vec<PortResult<()>> = stream::iter(chunks)
             .map(|chunk| async move {
                 let entries = chunk
                     .iter()

@@ -46,8 +46,9 @@ fn config_at(endpoint: &str) -> SqsConfig {
         visibility_timeout: Duration::from_secs(1),
         max_deliveries: 3,
         max_hold: Duration::ZERO,
-        call_timeout: Duration::from_secs(2),
-        publish_deadline: Duration::from_secs(5),
+        // moto is one Python process serving every test at once on a busy machine.
+        call_timeout: Duration::from_secs(5),
+        publish_deadline: Duration::from_secs(10),
         group_refresh: Duration::from_secs(30),
     }
 }

@@ -1,0 +1,1097 @@
+//! [`ServiceBusBus`]: the [`Bus`] over AMQP 1.0. The design is in the crate docs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use fe2o3_amqp::connection::ConnectionHandle;
+use fe2o3_amqp::link::delivery::DeliveryInfo;
+use fe2o3_amqp::link::receiver::{CreditMode, ReceiverDisposer};
+use fe2o3_amqp::sasl_profile::SaslProfile;
+use fe2o3_amqp::session::SessionHandle;
+use fe2o3_amqp::types::messaging::{Body, Message, MessageId, Modified, Outcome, Target};
+use fe2o3_amqp::types::primitives::{SimpleValue, Value};
+use fe2o3_amqp::{Connection, Delivery as AmqpDelivery, Receiver, Sender, Session};
+use liveops_core::ports::{Delivery, Message as BusMessage};
+use liveops_core::{Bus, PortError, PortResult};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config::{BusError, Mode, ServiceBusConfig};
+use crate::frames;
+use crate::sas;
+
+/// How long a poll lingers for more messages once it has some.
+const LINGER: Duration = Duration::from_millis(20);
+
+/// How long `dead_letters` and replay wait for the dead-letter queue to hand out more.
+const DLQ_WAIT: Duration = Duration::from_millis(300);
+
+/// Most dead letters one replay step moves.
+const REPLAY_CHUNK: u32 = 100;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // No code path panics while holding these locks; recover the data if one ever did.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn unavailable(what: &str, e: impl fmt::Display) -> PortError {
+    PortError::Unavailable(format!("amqp {what}: {e}"))
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Runs one broker round trip, bounded by `limit`.
+async fn bounded<T, E: fmt::Display>(
+    what: &str,
+    limit: Duration,
+    call: impl Future<Output = Result<T, E>>,
+) -> PortResult<T> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(unavailable(what, e)),
+        Err(_) => Err(PortError::Unavailable(format!(
+            "amqp {what}: no answer within {limit:?}"
+        ))),
+    }
+}
+
+/// A request/response pair of links to a node (`$cbs`, `<entity>/$management`).
+struct Requester {
+    sender: Sender,
+    receiver: Receiver,
+    reply_to: String,
+}
+
+/// The connection, its session, and the links made on it.
+struct Live {
+    generation: u64,
+    connection: ConnectionHandle<()>,
+    session: SessionHandle<()>,
+    senders: HashMap<String, Arc<tokio::sync::Mutex<Sender>>>,
+    requesters: HashMap<String, Arc<tokio::sync::Mutex<Requester>>>,
+    /// Audience → when its token expires (unix ms).
+    tokens: HashMap<String, i64>,
+}
+
+/// A message received and not handed out yet.
+struct Got {
+    info: DeliveryInfo,
+    id: String,
+    key: String,
+    payload: Bytes,
+    deliveries: u32,
+    lock_token: Option<[u8; 16]>,
+}
+
+/// A delivery handed to a consumer and not settled yet.
+struct Out {
+    generation: u64,
+    info: DeliveryInfo,
+    key: String,
+    consumer: String,
+    handed_at: Instant,
+    deadline: Instant,
+    lock_token: Option<[u8; 16]>,
+}
+
+/// One consumer group's receiver in this process.
+#[derive(Default)]
+struct GroupState {
+    /// The link's generation and its disposer.
+    disposer: Option<(u64, ReceiverDisposer)>,
+    /// The session the link holds (Azure sessions).
+    session_id: Option<String>,
+    buffer: VecDeque<Got>,
+    out: HashMap<String, Out>,
+}
+
+struct Group {
+    topic: String,
+    group: String,
+    receiver: tokio::sync::Mutex<Option<(u64, Receiver)>>,
+    state: Mutex<GroupState>,
+}
+
+/// The AMQP bus. See the crate docs.
+pub struct ServiceBusBus {
+    inner: Arc<Inner>,
+    background: Option<JoinHandle<()>>,
+}
+
+struct Inner {
+    config: ServiceBusConfig,
+    live: tokio::sync::Mutex<Option<Live>>,
+    generation: AtomicU64,
+    groups: Mutex<HashMap<(String, String), Arc<Group>>>,
+    names: AtomicU64,
+}
+
+impl fmt::Debug for ServiceBusBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceBusBus")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ServiceBusBus {
+    fn drop(&mut self) {
+        if let Some(task) = self.background.take() {
+            task.abort();
+        }
+    }
+}
+
+impl ServiceBusBus {
+    /// Connects (TLS and a SAS token on `$cbs` on Azure) and checks the broker answers within
+    /// the call timeout.
+    pub async fn connect(config: ServiceBusConfig) -> Result<Self, BusError> {
+        if config.max_deliveries == 0 {
+            return Err(BusError::Config("max_deliveries must be at least 1".into()));
+        }
+        let inner = Arc::new(Inner {
+            config,
+            live: tokio::sync::Mutex::new(None),
+            generation: AtomicU64::new(0),
+            groups: Mutex::new(HashMap::new()),
+            names: AtomicU64::new(0),
+        });
+        inner.healthcheck().await?;
+        let tick = (inner.config.visibility_timeout / 3).max(Duration::from_millis(200));
+        let background = Some(tokio::spawn(renew_forever(Arc::downgrade(&inner), tick)));
+        Ok(Self { inner, background })
+    }
+}
+
+async fn renew_forever(inner: Weak<Inner>, tick: Duration) {
+    loop {
+        tokio::time::sleep(tick).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if let Err(error) = inner.renew().await {
+            tracing::warn!(%error, "amqp lock or token renewal failed; retrying");
+        }
+    }
+}
+
+fn sasl(config: &ServiceBusConfig) -> SaslProfile {
+    // Azure takes ANONYMOUS and then a token on $cbs; a plain broker takes ANONYMOUS.
+    let _ = config;
+    SaslProfile::Anonymous
+}
+
+impl Inner {
+    fn name(&self, what: &str) -> String {
+        format!(
+            "liveops-{what}-{}-{}",
+            std::process::id(),
+            self.names.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Opens the connection and its session.
+    async fn open(&self) -> PortResult<Live> {
+        let c = &self.config;
+        let limit = c.call_timeout;
+        let tcp = bounded("connect", limit, TcpStream::connect((c.host.as_str(), c.port))).await?;
+        let _ = tcp.set_nodelay(true);
+        let builder = Connection::builder()
+            .container_id(self.name("conn"))
+            .hostname(c.host.as_str())
+            .sasl_profile(sasl(c))
+            .idle_time_out(120_000_u32);
+        let mut connection = if c.tls {
+            let tls = bounded("tls", limit, tls_connect(&c.host, tcp)).await?;
+            bounded("open", limit, builder.open_with_stream(tls)).await?
+        } else {
+            bounded("open", limit, builder.open_with_stream(tcp)).await?
+        };
+        let session = bounded("begin", limit, Session::begin(&mut connection)).await?;
+        Ok(Live {
+            generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
+            connection,
+            session,
+            senders: HashMap::new(),
+            requesters: HashMap::new(),
+            tokens: HashMap::new(),
+        })
+    }
+
+    /// The live connection, opened if there is none; runs `f` on it.
+    async fn with_live<T>(
+        &self,
+        f: impl for<'a> FnOnce(&'a mut Live, &'a Self) -> std::pin::Pin<Box<dyn Future<Output = PortResult<T>> + Send + 'a>>,
+    ) -> PortResult<T> {
+        let mut guard = self.live.lock().await;
+        if guard.is_none() {
+            *guard = Some(self.open().await?);
+        }
+        let Some(live) = guard.as_mut() else {
+            return Err(PortError::Unavailable("amqp: no connection".into()));
+        };
+        let result = f(live, self).await;
+        if result.is_err() {
+            // Start over with a new connection next time; links of this one are gone.
+            if let Some(mut old) = guard.take() {
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), old.connection.close()).await;
+                });
+            }
+        }
+        result
+    }
+
+    /// Puts a SAS token for `entity` on `$cbs` unless a fresh one is there (Azure only).
+    async fn authorize(&self, live: &mut Live, entity: &str) -> PortResult<()> {
+        let Mode::Azure { key_name, key, .. } = &self.config.mode else {
+            return Ok(());
+        };
+        let audience = frames::audience(&self.config.host, entity);
+        let ttl_ms = i64::try_from(self.config.token_ttl.as_millis()).unwrap_or(i64::MAX);
+        let now = unix_ms();
+        if live.tokens.get(&audience).is_some_and(|exp| exp - now > ttl_ms / 5) {
+            return Ok(());
+        }
+        let expiry_ms = now + ttl_ms;
+        let token = sas::token(&audience, key_name, key, u64::try_from(expiry_ms / 1000).unwrap_or(0));
+        let id = self.name("cbs");
+        let req = self.requester(live, frames::CBS).await?;
+        let mut req = req.lock().await;
+        let reply_to = req.reply_to.clone();
+        let answer = request(&mut req, frames::put_token(&id, &reply_to, &audience, &token, expiry_ms), &id, self.config.call_timeout).await?;
+        let status = status_code(&answer, "status-code");
+        if status != Some(200) && status != Some(202) {
+            return Err(PortError::Unavailable(format!(
+                "service bus refused the token for {audience}: status {status:?}"
+            )));
+        }
+        live.tokens.insert(audience, expiry_ms);
+        Ok(())
+    }
+
+    /// The request/response links to `node`, attached on first use.
+    async fn requester(&self, live: &mut Live, node: &str) -> PortResult<Arc<tokio::sync::Mutex<Requester>>> {
+        if let Some(r) = live.requesters.get(node) {
+            return Ok(r.clone());
+        }
+        let limit = self.config.call_timeout;
+        let reply_to = self.name("reply");
+        let sender = bounded(
+            "attach request link",
+            limit,
+            Sender::attach(&mut live.session, self.name("req"), node.to_owned()),
+        )
+        .await?;
+        let receiver = bounded(
+            "attach response link",
+            limit,
+            Receiver::builder()
+                .name(self.name("resp"))
+                .source(node.to_owned())
+                .target(Target::builder().address(reply_to.clone()).build())
+                .credit_mode(CreditMode::Auto(10))
+                .auto_accept(true)
+                .attach(&mut live.session),
+        )
+        .await?;
+        let r = Arc::new(tokio::sync::Mutex::new(Requester {
+            sender,
+            receiver,
+            reply_to,
+        }));
+        live.requesters.insert(node.to_owned(), r.clone());
+        Ok(r)
+    }
+
+    /// The sender to a topic, attached (and authorized) on first use.
+    async fn sender(&self, live: &mut Live, topic: &str) -> PortResult<Arc<tokio::sync::Mutex<Sender>>> {
+        if let Some(s) = live.senders.get(topic) {
+            return Ok(s.clone());
+        }
+        self.authorize(live, topic).await?;
+        let sender = bounded(
+            "attach sender",
+            self.config.call_timeout,
+            Sender::attach(&mut live.session, self.name("send"), topic.to_owned()),
+        )
+        .await?;
+        let s = Arc::new(tokio::sync::Mutex::new(sender));
+        live.senders.insert(topic.to_owned(), s.clone());
+        Ok(s)
+    }
+
+    /// Attaches a receiver on `address` (with the session filter when `session` is set).
+    async fn attach_receiver(
+        &self,
+        live: &mut Live,
+        address: &str,
+        session: Option<Option<&str>>,
+    ) -> PortResult<Receiver> {
+        self.authorize(live, address).await?;
+        bounded(
+            "attach receiver",
+            self.config.call_timeout,
+            Receiver::builder()
+                .name(self.name("recv"))
+                .source(frames::source(address, session))
+                .credit_mode(CreditMode::Manual)
+                .auto_accept(false)
+                .attach(&mut live.session),
+        )
+        .await
+    }
+
+    async fn healthcheck(&self) -> PortResult<()> {
+        let azure = self.config.is_azure();
+        self.with_live(|live, me| {
+            Box::pin(async move {
+                if azure {
+                    // A token put to $cbs is a round trip Service Bus must answer.
+                    live.tokens.clear();
+                    me.authorize(live, "").await
+                } else {
+                    let node = frames::management("$health");
+                    let req = me.requester(live, &node).await?;
+                    let mut req = req.lock().await;
+                    let id = me.name("health");
+                    let reply_to = req.reply_to.clone();
+                    request(&mut req, frames::message_count(&id, &reply_to), &id, me.config.call_timeout)
+                        .await
+                        .map(|_| ())
+                }
+            })
+        })
+        .await
+    }
+
+    fn group(&self, topic: &str, group: &str) -> Arc<Group> {
+        lock(&self.groups)
+            .entry((topic.to_owned(), group.to_owned()))
+            .or_insert_with(|| {
+                Arc::new(Group {
+                    topic: topic.to_owned(),
+                    group: group.to_owned(),
+                    receiver: tokio::sync::Mutex::new(None),
+                    state: Mutex::new(GroupState::default()),
+                })
+            })
+            .clone()
+    }
+
+    /// Makes sure `g` has a receiver on the current connection; returns its generation.
+    async fn ensure_receiver(&self, g: &Group, slot: &mut Option<(u64, Receiver)>) -> PortResult<u64> {
+        let current = self.generation.load(Ordering::Relaxed);
+        if let Some((generation, _)) = slot {
+            if *generation == current && self.live.lock().await.is_some() {
+                return Ok(*generation);
+            }
+        }
+        let address = frames::subscription(&g.topic, &g.group);
+        let session = self.config.sessions().then_some(None);
+        let (generation, receiver) = self
+            .with_live(|live, me| {
+                let address = address.clone();
+                Box::pin(async move {
+                    let r = me.attach_receiver(live, &address, session).await?;
+                    Ok((live.generation, r))
+                })
+            })
+            .await?;
+        let session_id = receiver
+            .source()
+            .as_ref()
+            .and_then(|s| s.filter.as_ref())
+            .and_then(|f| f.get(&fe2o3_amqp::types::primitives::Symbol::from(frames::SESSION_FILTER)))
+            .and_then(|v| match v {
+                Value::Described(d) => match &d.value {
+                    Value::String(s) => Some(s.clone()),
+                    _ => None,
+                },
+                _ => None,
+            });
+        {
+            let mut state = lock(&g.state);
+            state.disposer = Some((generation, receiver.disposer()));
+            state.session_id = session_id;
+            // Deliveries of an older link are gone: the broker hands them out again.
+            state.buffer.clear();
+            state.out.retain(|_, o| o.generation == generation);
+        }
+        *slot = Some((generation, receiver));
+        Ok(generation)
+    }
+
+    /// Abandons deliveries whose time ran out (modified, delivery-failed) and gives back
+    /// buffered messages of the same keys (released) so the broker hands them out in order.
+    async fn expire(&self, g: &Group, receiver: &Receiver) -> PortResult<()> {
+        let now = Instant::now();
+        let (abandon, release) = {
+            let mut state = lock(&g.state);
+            let Some((generation, _)) = state.disposer.clone() else {
+                return Ok(());
+            };
+            let due: Vec<String> = state
+                .out
+                .iter()
+                .filter(|(_, o)| o.deadline <= now)
+                .map(|(id, _)| id.clone())
+                .collect();
+            if due.is_empty() {
+                return Ok(());
+            }
+            let mut keys = BTreeSet::new();
+            let mut abandon = Vec::new();
+            for id in due {
+                if let Some(o) = state.out.remove(&id) {
+                    keys.insert(o.key.clone());
+                    if o.generation == generation {
+                        abandon.push(o.info);
+                    }
+                }
+            }
+            let (release, keep): (Vec<Got>, Vec<Got>) =
+                state.buffer.drain(..).partition(|m| keys.contains(&m.key));
+            state.buffer = keep.into();
+            (abandon, release.into_iter().map(|m| m.info).collect::<Vec<_>>())
+        };
+        let limit = self.config.call_timeout;
+        if !abandon.is_empty() {
+            let modified = Modified {
+                delivery_failed: Some(true),
+                undeliverable_here: None,
+                message_annotations: None,
+            };
+            bounded("abandon", limit, receiver.modify_all(abandon, modified)).await?;
+        }
+        if !release.is_empty() {
+            bounded("release", limit, receiver.release_all(release)).await?;
+        }
+        Ok(())
+    }
+
+    /// Hands out buffered messages to `consumer`, skipping keys another consumer holds.
+    fn take(&self, g: &Group, consumer: &str, max: usize, out: &mut Vec<Delivery>) {
+        let now = Instant::now();
+        let mut state = lock(&g.state);
+        let Some((generation, _)) = state.disposer.clone() else {
+            return;
+        };
+        let busy: BTreeSet<String> = state
+            .out
+            .values()
+            .filter(|o| o.consumer != consumer)
+            .map(|o| o.key.clone())
+            .collect();
+        let mut keep = VecDeque::new();
+        while let Some(m) = state.buffer.pop_front() {
+            if out.len() >= max || busy.contains(&m.key) {
+                keep.push_back(m);
+                continue;
+            }
+            let mut id = m.id.clone();
+            let mut n = 1;
+            while state.out.contains_key(&id) {
+                n += 1;
+                id = format!("{}#{n}", m.id);
+            }
+            out.push(Delivery {
+                id: id.clone(),
+                key: m.key.clone(),
+                payload: m.payload.clone(),
+                deliveries: m.deliveries,
+            });
+            state.out.insert(
+                id,
+                Out {
+                    generation,
+                    info: m.info,
+                    key: m.key,
+                    consumer: consumer.to_owned(),
+                    handed_at: now,
+                    deadline: now + self.config.visibility_timeout,
+                    lock_token: m.lock_token,
+                },
+            );
+        }
+        state.buffer = keep;
+    }
+
+    async fn poll_group(
+        &self,
+        g: &Group,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> PortResult<Vec<Delivery>> {
+        let until = Instant::now() + wait;
+        let mut slot = g.receiver.lock().await;
+        self.ensure_receiver(g, &mut slot).await?;
+        let Some((_, receiver)) = slot.as_mut() else {
+            return Err(PortError::Unavailable("amqp: no receiver".into()));
+        };
+        if let Err(e) = self.expire(g, receiver).await {
+            *slot = None;
+            return Err(e);
+        }
+        let mut out = Vec::new();
+        self.take(g, consumer, max, &mut out);
+        if out.len() >= max {
+            return Ok(out);
+        }
+        let limit = self.config.call_timeout;
+        let want = u32::try_from(max - out.len()).unwrap_or(u32::MAX);
+        if let Err(e) = bounded("flow", limit, receiver.set_credit(want)).await {
+            *slot = None;
+            return Err(e);
+        }
+        let mut got_any = !out.is_empty();
+        // While waiting, look at the clock now and then: a delivery whose time ran out is
+        // abandoned, and the broker hands it out again on this very link.
+        let check = (self.config.visibility_timeout / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let slice = if got_any { LINGER } else { left.min(check) };
+            if slice.is_zero() && got_any {
+                break;
+            }
+            match tokio::time::timeout(slice, receiver.recv::<Body<Value>>()).await {
+                Err(_) if got_any || Instant::now() >= until => break,
+                Err(_) => {
+                    if let Err(e) = self.expire(g, receiver).await {
+                        *slot = None;
+                        return Err(e);
+                    }
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    *slot = None;
+                    return Err(unavailable("receive", e));
+                }
+                Ok(Ok(d)) => {
+                    if let Some(m) = self.admit(g, receiver, d).await? {
+                        lock(&g.state).buffer.push_back(m);
+                        got_any = true;
+                    }
+                    self.take(g, consumer, max, &mut out);
+                    if out.len() >= max {
+                        break;
+                    }
+                    if Instant::now() >= until && !out.is_empty() {
+                        break;
+                    }
+                }
+            }
+            if Instant::now() >= until && !got_any {
+                break;
+            }
+        }
+        // Take back unused credit so nothing is pushed to this process between polls.
+        if let Err(e) = bounded("flow", limit, receiver.set_credit(0)).await {
+            *slot = None;
+            return Err(e);
+        }
+        Ok(out)
+    }
+
+    /// Turns a transfer into a buffered message, or dead-letters it after `max_deliveries`.
+    async fn admit(
+        &self,
+        g: &Group,
+        receiver: &Receiver,
+        d: AmqpDelivery<Body<Value>>,
+    ) -> PortResult<Option<Got>> {
+        let failed = d
+            .message()
+            .header
+            .as_ref()
+            .map_or(0, |h| h.delivery_count);
+        let tag: Option<[u8; 16]> = d.delivery_tag().as_ref().try_into().ok();
+        let message = d.message();
+        let key = app_string(message, frames::KEY_PROPERTY)
+            .or_else(|| message.properties.as_ref().and_then(|p| p.group_id.clone()))
+            .unwrap_or_default();
+        let id = message
+            .properties
+            .as_ref()
+            .and_then(|p| p.message_id.as_ref())
+            .map(message_id_text)
+            .unwrap_or_else(|| format!("d{}", d.delivery_id()));
+        let payload = frames::data_body(&message.body).unwrap_or_default();
+        if failed >= self.config.max_deliveries {
+            let reason = format!("delivered {failed} times");
+            bounded(
+                "dead-letter",
+                self.config.call_timeout,
+                receiver.reject(&d, frames::dead_letter_error("MaxDeliveryCountExceeded", &reason)),
+            )
+            .await?;
+            tracing::warn!(topic = %g.topic, group = %g.group, id, "moved to dead letters");
+            metrics::counter!("bus_dead_letters_total", "topic" => g.topic.clone(), "group" => g.group.clone())
+                .increment(1);
+            return Ok(None);
+        }
+        Ok(Some(Got {
+            info: DeliveryInfo::from(&d),
+            id,
+            key,
+            payload: payload.into(),
+            deliveries: failed + 1,
+            lock_token: tag,
+        }))
+    }
+
+    /// Renews what consumers still hold (up to `max_hold`) and tokens near expiry.
+    async fn renew(&self) -> PortResult<()> {
+        let vis = self.config.visibility_timeout;
+        let now = Instant::now();
+        let groups: Vec<Arc<Group>> = lock(&self.groups).values().cloned().collect();
+        for g in groups {
+            let (tokens, session, ids) = {
+                let state = lock(&g.state);
+                let mut tokens = Vec::new();
+                let mut ids = Vec::new();
+                for (id, o) in &state.out {
+                    let holding = o.handed_at + self.config.max_hold > now;
+                    if holding && o.deadline < now + vis * 2 / 3 {
+                        ids.push(id.clone());
+                        if let Some(t) = o.lock_token {
+                            tokens.push(t);
+                        }
+                    }
+                }
+                (tokens, state.session_id.clone(), ids)
+            };
+            if ids.is_empty() {
+                continue;
+            }
+            if self.config.is_azure() {
+                let entity = frames::subscription(&g.topic, &g.group);
+                self.with_live(|live, me| {
+                    let entity = entity.clone();
+                    let tokens = tokens.clone();
+                    let session = session.clone();
+                    Box::pin(async move {
+                        let node = frames::management(&entity);
+                        me.authorize(live, &node).await?;
+                        let req = me.requester(live, &node).await?;
+                        let mut req = req.lock().await;
+                        let id = me.name("renew");
+                        let reply_to = req.reply_to.clone();
+                        let msg = match &session {
+                            Some(s) => frames::renew_session_lock(&id, &reply_to, s),
+                            None => frames::renew_lock(&id, &reply_to, &tokens),
+                        };
+                        let answer = request(&mut req, msg, &id, me.config.call_timeout).await?;
+                        match status_code(&answer, "statusCode") {
+                            Some(200) => Ok(()),
+                            other => Err(PortError::Unavailable(format!("renew lock: status {other:?}"))),
+                        }
+                    })
+                })
+                .await?;
+            }
+            let until = Instant::now() + vis;
+            let mut state = lock(&g.state);
+            for id in ids {
+                if let Some(o) = state.out.get_mut(&id) {
+                    o.deadline = until;
+                }
+            }
+        }
+        if self.config.is_azure() {
+            let stale: Vec<String> = {
+                let live = self.live.lock().await;
+                let ttl_ms = i64::try_from(self.config.token_ttl.as_millis()).unwrap_or(i64::MAX);
+                let now = unix_ms();
+                live.as_ref()
+                    .map(|l| {
+                        l.tokens
+                            .iter()
+                            .filter(|(_, exp)| **exp - now <= ttl_ms / 5)
+                            .map(|(a, _)| a.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            for audience in stale {
+                let prefix = format!("amqp://{}/", self.config.host);
+                let entity = audience.strip_prefix(&prefix).unwrap_or("").to_owned();
+                self.with_live(|live, me| Box::pin(async move { me.authorize(live, &entity).await }))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `messages` to `topic`, pipelined on one link, and waits for every outcome.
+    async fn send(&self, topic: &str, messages: Vec<Message<Body<Value>>>) -> PortResult<()> {
+        let limit = self.config.call_timeout;
+        let sender = self
+            .with_live(|live, me| {
+                let topic = topic.to_owned();
+                Box::pin(async move { me.sender(live, &topic).await })
+            })
+            .await?;
+        let mut sender = sender.lock().await;
+        let result: PortResult<()> = async {
+            let mut pending = Vec::with_capacity(messages.len());
+            for m in messages {
+                pending.push(bounded("send", limit, sender.send_batchable(m)).await?);
+            }
+            for fut in pending {
+                match bounded("send outcome", limit, fut).await? {
+                    Outcome::Accepted(_) => {}
+                    other => {
+                        return Err(PortError::Unavailable(format!(
+                            "amqp send: the broker answered {other:?}"
+                        )))
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            // The link may be broken: drop it (and the connection) so the next call starts over.
+            drop(sender);
+            let mut live = self.live.lock().await;
+            if let Some(mut old) = live.take() {
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), old.connection.close()).await;
+                });
+            }
+        }
+        result
+    }
+
+    /// Receives up to `n` messages of a dead-letter queue on a short-lived link, runs `f` on
+    /// them, then closes the link (which gives back whatever `f` did not settle).
+    async fn with_dead_letters<T>(
+        &self,
+        topic: &str,
+        group: &str,
+        n: u32,
+        f: impl for<'a> FnOnce(&'a Receiver, Vec<AmqpDelivery<Body<Value>>>) -> std::pin::Pin<Box<dyn Future<Output = PortResult<T>> + Send + 'a>>,
+    ) -> PortResult<T> {
+        let address = frames::dead_letter_queue(topic, group);
+        let mut receiver = self
+            .with_live(|live, me| {
+                let address = address.clone();
+                Box::pin(async move { me.attach_receiver(live, &address, None).await })
+            })
+            .await?;
+        let limit = self.config.call_timeout;
+        bounded("flow", limit, receiver.set_credit(n)).await?;
+        let mut got = Vec::new();
+        while got.len() < n as usize {
+            match tokio::time::timeout(DLQ_WAIT, receiver.recv::<Body<Value>>()).await {
+                Err(_) => break,
+                Ok(Err(e)) => return Err(unavailable("receive dead letters", e)),
+                Ok(Ok(d)) => got.push(d),
+            }
+        }
+        // No more transfers on this link: what `f` gives back must not come straight back here.
+        bounded("flow", limit, receiver.set_credit(0)).await?;
+        let result = f(&receiver, got).await;
+        let _ = tokio::time::timeout(limit, receiver.close()).await;
+        result
+    }
+}
+
+async fn tls_connect(
+    host: &str,
+    tcp: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Sends a request on a request/response pair and waits for the answer with its id.
+async fn request(
+    req: &mut Requester,
+    message: Message<Body<Value>>,
+    id: &str,
+    limit: Duration,
+) -> PortResult<Message<Body<Value>>> {
+    bounded("request", limit, req.sender.send(message)).await?;
+    let until = Instant::now() + limit;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        let d: AmqpDelivery<Body<Value>> = bounded("response", left, req.receiver.recv()).await?;
+        let answer = d.into_message();
+        let matches = answer
+            .properties
+            .as_ref()
+            .and_then(|p| p.correlation_id.as_ref())
+            .is_some_and(|c| message_id_text(c) == id);
+        if matches {
+            return Ok(answer);
+        }
+    }
+}
+
+fn status_code(m: &Message<Body<Value>>, name: &str) -> Option<i64> {
+    let props = m.application_properties.as_ref()?;
+    match props.0.get(name)? {
+        SimpleValue::Int(n) => Some(i64::from(*n)),
+        SimpleValue::Long(n) => Some(*n),
+        SimpleValue::Uint(n) => Some(i64::from(*n)),
+        SimpleValue::Short(n) => Some(i64::from(*n)),
+        SimpleValue::Ushort(n) => Some(i64::from(*n)),
+        SimpleValue::Ubyte(n) => Some(i64::from(*n)),
+        SimpleValue::Byte(n) => Some(i64::from(*n)),
+        SimpleValue::Ulong(n) => i64::try_from(*n).ok(),
+        _ => None,
+    }
+}
+
+fn app_string<B>(m: &Message<B>, name: &str) -> Option<String> {
+    match m.application_properties.as_ref()?.0.get(name)? {
+        SimpleValue::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn message_id_text(id: &MessageId) -> String {
+    match id {
+        MessageId::String(s) => s.clone(),
+        MessageId::Ulong(n) => n.to_string(),
+        MessageId::Uuid(u) => format!("{u:?}"),
+        MessageId::Binary(b) => format!("{b:?}"),
+    }
+}
+
+fn delivery_of(d: &AmqpDelivery<Body<Value>>) -> Delivery {
+    let m = d.message();
+    Delivery {
+        id: m
+            .properties
+            .as_ref()
+            .and_then(|p| p.message_id.as_ref())
+            .map(message_id_text)
+            .unwrap_or_default(),
+        key: app_string(m, frames::KEY_PROPERTY)
+            .or_else(|| m.properties.as_ref().and_then(|p| p.group_id.clone()))
+            .unwrap_or_default(),
+        payload: frames::data_body(&m.body).unwrap_or_default().into(),
+        deliveries: m.header.as_ref().map_or(0, |h| h.delivery_count),
+    }
+}
+
+#[async_trait]
+impl Bus for ServiceBusBus {
+    async fn ensure_group(&self, topic: &str, group: &str) -> PortResult<()> {
+        // On a plain broker attaching creates the subscription queue; on Azure the subscription
+        // must exist (Terraform creates it) or the attach fails.
+        let inner = &self.inner;
+        let g = inner.group(topic, group);
+        let mut slot = g.receiver.lock().await;
+        inner.ensure_receiver(&g, &mut slot).await.map(|_| ())
+    }
+
+    async fn publish(&self, topic: &str, messages: Vec<BusMessage>) -> PortResult<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let sessions = self.inner.config.sessions();
+        let n = messages.len() as u64;
+        let wire = messages
+            .iter()
+            .map(|m| frames::outgoing(&m.id, &m.key, &m.payload, sessions, None))
+            .collect();
+        self.inner.send(topic, wire).await?;
+        metrics::counter!("bus_published_total").increment(n);
+        Ok(())
+    }
+
+    async fn poll(
+        &self,
+        topic: &str,
+        group: &str,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> PortResult<Vec<Delivery>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let g = self.inner.group(topic, group);
+        self.inner.poll_group(&g, consumer, max, wait).await
+    }
+
+    async fn ack(&self, topic: &str, group: &str, ids: &[String]) -> PortResult<()> {
+        let g = self.inner.group(topic, group);
+        let (disposer, infos) = {
+            let mut state = lock(&g.state);
+            let Some((generation, disposer)) = state.disposer.clone() else {
+                return Ok(());
+            };
+            let mut infos = Vec::new();
+            for id in ids {
+                if let Some(o) = state.out.remove(id) {
+                    if o.generation == generation {
+                        infos.push(o.info);
+                    }
+                }
+            }
+            (disposer, infos)
+        };
+        if infos.is_empty() {
+            return Ok(());
+        }
+        let limit = self.inner.config.call_timeout;
+        for info in infos {
+            bounded("accept", limit, disposer.accept(info)).await?;
+        }
+        Ok(())
+    }
+
+    async fn lag(&self, topic: &str, group: &str) -> PortResult<u64> {
+        if self.inner.config.is_azure() {
+            return Err(PortError::Unavailable(
+                "service bus reports message counts over its HTTPS management API and Azure \
+                 Monitor (ActiveMessages), not over AMQP"
+                    .into(),
+            ));
+        }
+        let entity = frames::subscription(topic, group);
+        let answer = self
+            .inner
+            .with_live(|live, me| {
+                Box::pin(async move {
+                    let node = frames::management(&entity);
+                    let req = me.requester(live, &node).await?;
+                    let mut req = req.lock().await;
+                    let id = me.name("count");
+                    let reply_to = req.reply_to.clone();
+                    request(&mut req, frames::message_count(&id, &reply_to), &id, me.config.call_timeout).await
+                })
+            })
+            .await?;
+        if status_code(&answer, "statusCode") != Some(200) {
+            return Err(PortError::Unavailable(format!(
+                "amqp message count: status {:?}",
+                status_code(&answer, "statusCode")
+            )));
+        }
+        let Some(Value::Map(counts)) = frames::value_body(&answer.body) else {
+            return Err(PortError::Corrupt("amqp message count: no map".into()));
+        };
+        match counts.get(&Value::String("active".into())) {
+            Some(Value::Long(n)) => Ok(u64::try_from(*n).unwrap_or(0)),
+            Some(Value::Int(n)) => Ok(u64::try_from(*n).unwrap_or(0)),
+            Some(Value::Ulong(n)) => Ok(*n),
+            Some(Value::Uint(n)) => Ok(u64::from(*n)),
+            other => Err(PortError::Corrupt(format!("amqp message count: {other:?}"))),
+        }
+    }
+
+    async fn dead_letters(
+        &self,
+        topic: &str,
+        group: &str,
+        limit: usize,
+    ) -> PortResult<Vec<Delivery>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let n = u32::try_from(limit).unwrap_or(u32::MAX);
+        let call = self.inner.config.call_timeout;
+        self.inner
+            .with_dead_letters(topic, group, n, |receiver, got| {
+                Box::pin(async move {
+                    let out: Vec<Delivery> = got.iter().map(delivery_of).collect();
+                    // Peek: give them all back.
+                    let infos: Vec<DeliveryInfo> = got.iter().map(DeliveryInfo::from).collect();
+                    if !infos.is_empty() {
+                        bounded("release", call, receiver.release_all(infos)).await?;
+                    }
+                    Ok(out)
+                })
+            })
+            .await
+    }
+
+    async fn replay_dead_letters(&self, topic: &str, group: &str) -> PortResult<u64> {
+        let mut total = 0_u64;
+        let sessions = self.inner.config.sessions();
+        let call = self.inner.config.call_timeout;
+        loop {
+            let inner = self.inner.clone();
+            let (topic_s, group_s) = (topic.to_owned(), group.to_owned());
+            let moved = self
+                .inner
+                .with_dead_letters(topic, group, REPLAY_CHUNK, move |receiver, got| {
+                    Box::pin(async move {
+                        if got.is_empty() {
+                            return Ok(0);
+                        }
+                        // A fresh message id: duplicate detection would drop the old one.
+                        let wire = got
+                            .iter()
+                            .map(|d| {
+                                let m = delivery_of(d);
+                                let id = format!("{}.replay.{}", m.id, uuid::Uuid::new_v4().simple());
+                                frames::outgoing(&id, &m.key, &m.payload, sessions, Some(&group_s))
+                            })
+                            .collect();
+                        inner.send(&topic_s, wire).await?;
+                        let infos: Vec<DeliveryInfo> = got.iter().map(DeliveryInfo::from).collect();
+                        let n = infos.len() as u64;
+                        bounded("accept", call, receiver.accept_all(infos)).await?;
+                        Ok(n)
+                    })
+                })
+                .await?;
+            total += moved;
+            if moved < u64::from(REPLAY_CHUNK) {
+                if total > 0 {
+                    tracing::info!(topic, group, messages = total, "replayed dead letters");
+                }
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn healthcheck(&self) -> PortResult<()> {
+        self.inner.healthcheck().await
+    }
+}
+
+/// Keys of the groups this bus reads, for tests.
+impl ServiceBusBus {
+    /// The (topic, group) pairs this bus has receivers for.
+    pub fn groups(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (t, g) in lock(&self.inner.groups).keys() {
+            out.entry(t.clone()).or_default().push(g.clone());
+        }
+        out
+    }
+}

@@ -1,0 +1,74 @@
+//! The LiveOps [`Bus`](liveops_core::Bus) over AMQP 1.0: Azure Service Bus
+//! (`BUS_KIND=servicebus`), or a plain AMQP 1.0 broker for tests and local runs.
+//!
+//! # Entities
+//!
+//! A LiveOps topic is a Service Bus topic (entity path = the topic name); a consumer group is a
+//! subscription, `<topic>/Subscriptions/<group>`; its dead letters are its
+//! `<topic>/Subscriptions/<group>/$deadletterqueue`. On Azure, Terraform owns these entities
+//! (topics with duplicate detection; subscriptions with `RequiresSession`, `MaxDeliveryCount` ≥
+//! `max_deliveries`, a lock duration ≥ the visibility timeout, and the SQL filter
+//! `NOT EXISTS([liveops-replay-group]) OR [liveops-replay-group] = '<group>'`, so that a replayed
+//! dead letter reaches its own group only); `ensure_group` attaches to the subscription and fails
+//! when it is missing. On a plain broker the addresses are created on first use.
+//!
+//! # Connection
+//!
+//! [`ServiceBusConfig::parse`] reads the connection string (`BUS_CONN`). With a
+//! `SharedAccessKey` it is Azure: TLS (rustls, Mozilla's roots), SASL ANONYMOUS, then for every
+//! entity a SAS token ([`sas::token`]) put to `$cbs` ([`frames::put_token`]) before its links
+//! attach, renewed when a fifth of its lifetime is left. Without a key it is a plain broker:
+//! no `$cbs`, no sessions, no duplicate detection.
+//!
+//! # Publish
+//!
+//! One sender link per topic; a publish sends every message on it without waiting
+//! (pipelined) and then waits for every outcome: `Ok` once the broker accepted each one
+//! (one round trip per publish, whatever its size). `message-id` = `Message.id` (Service Bus
+//! drops a duplicate within the topic's duplicate-detection window); on Azure `session-id`
+//! (AMQP `group-id`) and the `x-opt-partition-key` annotation are the player key
+//! ([`frames::outgoing`]).
+//!
+//! # Poll, ack, redelivery, dead letters
+//!
+//! One receiver link per group and process (peek-lock: unsettled deliveries, manual credit);
+//! on Azure it carries the session filter ([`frames::source`]) and so holds one player's
+//! session at a time, which keeps a player's messages with one consumer, in order. A poll
+//! grants credit for `max`, waits up to `wait` for the first message and a moment for more,
+//! then takes the credit back. `deliveries` is the header's `delivery-count` + 1; a message
+//! whose count reached `max_deliveries` is rejected with `com.microsoft:dead-letter`
+//! ([`frames::dead_letter_error`]) instead of being handed out, which moves it to the
+//! dead-letter queue (Service Bus does the same by itself at `MaxDeliveryCount`). Delivery ids
+//! are message ids, stable across redeliveries. `ack` settles `accepted` (complete). A delivery
+//! not acked within the visibility timeout is abandoned (`modified`, `delivery-failed`) and
+//! comes back with its count raised; buffered messages of the same player are `released` with
+//! it, so the broker hands them out again in order. While a consumer holds a delivery the bus
+//! renews its lock (`com.microsoft:renew-lock`, or `com.microsoft:renew-session-lock` with
+//! sessions, on the subscription's `$management` node) for up to `max_hold`.
+//!
+//! `dead_letters` receives from the dead-letter queue and releases what it got (a peek);
+//! `replay_dead_letters` sends each dead letter back to the topic with a fresh message id and
+//! the `liveops-replay-group` property (so only its group gets it), then completes it in the
+//! dead-letter queue. `lag` asks the broker's `$management` node for the subscription's count
+//! on the plain test broker (`liveops:message-count`, an extension of that broker); on Azure
+//! it answers `Unavailable`: Service Bus reports counts over HTTPS and Azure Monitor only.
+//!
+//! # Failures
+//!
+//! Every broker round trip is bounded by `call_timeout` and fails with
+//! `PortError::Unavailable`; the failed connection is dropped and the next call opens a new
+//! one (what was in flight on it is handed out again by the broker).
+//!
+//! # Known limits
+//!
+//! * A plain broker hands a group's messages to every receiver round robin: per-player order
+//!   holds with one consumer process per group there (within a process the bus keeps it).
+//! * With sessions, one link holds one player's session at a time (see the issue note).
+
+mod bus;
+mod config;
+pub mod frames;
+pub mod sas;
+
+pub use bus::ServiceBusBus;
+pub use config::{BusError, Mode, ServiceBusConfig};

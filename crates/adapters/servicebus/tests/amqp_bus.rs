@@ -1,0 +1,322 @@
+//! The AMQP bus in plain-broker mode against a real AMQP 1.0 broker (`LIVEOPS_TEST_AMQP_URL`,
+//! scripts/amqp-broker.py on Qpid Proton): the bus conformance suite, plus fan-out, order with two
+//! consumers, holding a slow batch, broker-side dead-lettering and per-group replay, and outages.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use liveops_core::ports::{Bus, PortError};
+use liveops_servicebus::{ServiceBusBus, ServiceBusConfig};
+use liveops_store::conformance;
+use liveops_store::conformance::bus::{body, ids, msg, unique};
+use liveops_store::memory::bus::BusOptions;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+fn url() -> String {
+    std::env::var("LIVEOPS_TEST_AMQP_URL").unwrap_or_else(|_| {
+        panic!(
+            "LIVEOPS_TEST_AMQP_URL is not set: run scripts/services-cloud.sh start, then \
+             source /tmp/liveops-cloud/env"
+        )
+    })
+}
+
+fn config_at(url: &str) -> ServiceBusConfig {
+    let mut c = ServiceBusConfig::parse(url).unwrap();
+    c.visibility_timeout = Duration::from_secs(1);
+    c.max_deliveries = 3;
+    c.max_hold = Duration::ZERO;
+    c.call_timeout = Duration::from_secs(2);
+    c
+}
+
+fn config() -> ServiceBusConfig {
+    config_at(&url())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_bus_passes_the_bus_suite() {
+    let c = config();
+    let opts = BusOptions {
+        visibility_timeout: c.visibility_timeout,
+        max_deliveries: c.max_deliveries,
+    };
+    let bus = ServiceBusBus::connect(c).await.unwrap();
+    conformance::bus::run_all(Arc::new(bus), opts).await;
+}
+
+/// A publisher in one process reaches subscriptions consumers created in others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_subscription_gets_what_another_process_published() {
+    let gateway = ServiceBusBus::connect(config()).await.unwrap();
+    let fairness = ServiceBusBus::connect(config()).await.unwrap();
+    let audit = ServiceBusBus::connect(config()).await.unwrap();
+    let t = unique("fan");
+    fairness.ensure_group(&t, "fairness").await.unwrap();
+    audit.ensure_group(&t, "audit").await.unwrap();
+    gateway
+        .publish(&t, vec![msg("p", "one"), msg("q", "two")])
+        .await
+        .unwrap();
+    for (bus, g) in [(&fairness, "fairness"), (&audit, "audit")] {
+        let got = bus.poll(&t, g, "c", 10, Duration::from_secs(2)).await.unwrap();
+        assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["one", "two"], "{g}");
+        bus.ack(&t, g, &ids(&got)).await.unwrap();
+        assert_eq!(bus.lag(&t, g).await.unwrap(), 0);
+    }
+}
+
+/// Two consumers of one group in one process: each player's messages in order, once, and never
+/// in flight to both at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_player_stays_in_order_with_two_consumers() {
+    const KEYS: usize = 12;
+    const EACH: usize = 20;
+    let mut c = config();
+    c.visibility_timeout = Duration::from_secs(10);
+    let bus = Arc::new(ServiceBusBus::connect(c).await.unwrap());
+    let (t, g) = (unique("order"), unique("g"));
+    bus.ensure_group(&t, &g).await.unwrap();
+    for i in 0..EACH {
+        let batch = (0..KEYS)
+            .map(|k| msg(&format!("player_{k}"), &format!("player_{k}:{i}")))
+            .collect();
+        bus.publish(&t, batch).await.unwrap();
+    }
+    let next: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let busy: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for name in ["c1", "c2"] {
+        let (bus, t, g, next, busy) = (bus.clone(), t.clone(), g.clone(), next.clone(), busy.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut handled = 0;
+            let until = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < until
+                && next.lock().unwrap().values().sum::<usize>() < KEYS * EACH
+            {
+                let got = bus.poll(&t, &g, name, 15, Duration::from_millis(300)).await.unwrap();
+                let keys: BTreeSet<String> = got.iter().map(|d| d.key.clone()).collect();
+                for k in &keys {
+                    if let Some(other) = busy.lock().unwrap().insert(k.clone(), name.into()) {
+                        panic!("{k}: {name} got messages while {other} holds some");
+                    }
+                }
+                for d in &got {
+                    let (key, i) = body(d)
+                        .split_once(':')
+                        .map(|(k, i)| (k.to_owned(), i.parse::<usize>().unwrap()))
+                        .unwrap();
+                    let mut next = next.lock().unwrap();
+                    let want = next.entry(key.clone()).or_insert(0);
+                    assert_eq!(i, *want, "{key}: got #{i}, expected #{want} ({name})");
+                    *want += 1;
+                }
+                handled += got.len();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                for k in &keys {
+                    busy.lock().unwrap().remove(k);
+                }
+                bus.ack(&t, &g, &ids(&got)).await.unwrap();
+            }
+            handled
+        }));
+    }
+    let mut counts = Vec::new();
+    for task in tasks {
+        counts.push(task.await.unwrap());
+    }
+    assert_eq!(counts.iter().sum::<usize>(), KEYS * EACH, "{counts:?}");
+    assert!(counts.iter().all(|n| *n > 0), "both consumers got work: {counts:?}");
+    assert_eq!(bus.lag(&t, &g).await.unwrap(), 0);
+}
+
+/// A consumer that holds a batch past the visibility timeout keeps it (up to `max_hold`); once
+/// it lets go the batch is abandoned and comes back counting one more delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_batch_is_not_abandoned_until_max_hold() {
+    let mut c = config();
+    c.visibility_timeout = Duration::from_secs(1);
+    c.max_hold = Duration::from_secs(4);
+    let bus = ServiceBusBus::connect(c).await.unwrap();
+    let (t, g) = (unique("hold"), unique("g"));
+    bus.ensure_group(&t, &g).await.unwrap();
+    bus.publish(&t, vec![msg("p", "slow")]).await.unwrap();
+    let got = bus.poll(&t, &g, "c1", 10, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let again = bus.poll(&t, &g, "c2", 10, Duration::from_millis(300)).await.unwrap();
+        assert!(again.is_empty(), "redelivered while held: {again:?}");
+    }
+    let back = bus.poll(&t, &g, "c2", 10, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(back.iter().map(body).collect::<Vec<_>>(), ["slow"]);
+    assert_eq!((back[0].id.as_str(), back[0].deliveries), (got[0].id.as_str(), 2));
+    bus.ack(&t, &g, &ids(&back)).await.unwrap();
+}
+
+/// The broker dead-letters a rejected message into the subscription's own `$deadletterqueue`;
+/// replaying it reaches that group only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_per_subscription_and_replay_reaches_one_group() {
+    let bus = ServiceBusBus::connect(config()).await.unwrap();
+    let t = unique("dlq");
+    bus.ensure_group(&t, "a").await.unwrap();
+    bus.ensure_group(&t, "b").await.unwrap();
+    bus.publish(&t, vec![msg("alice", "poison")]).await.unwrap();
+    let b = bus.poll(&t, "b", "cb", 10, Duration::from_secs(2)).await.unwrap();
+    bus.ack(&t, "b", &ids(&b)).await.unwrap();
+    for n in 1..=3 {
+        let got = bus.poll(&t, "a", "ca", 10, Duration::from_secs(4)).await.unwrap();
+        assert_eq!(got.len(), 1, "delivery {n}");
+        assert_eq!(got[0].deliveries, n);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let none = bus.poll(&t, "a", "ca", 10, Duration::from_millis(500)).await.unwrap();
+    assert!(none.is_empty(), "{none:?}");
+    let dead = bus.dead_letters(&t, "a", 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!((body(&dead[0]).as_str(), dead[0].key.as_str(), dead[0].deliveries), ("poison", "alice", 3));
+    assert_eq!(bus.dead_letters(&t, "a", 10).await.unwrap().len(), 1, "a peek leaves it");
+    assert!(bus.dead_letters(&t, "b", 10).await.unwrap().is_empty());
+    assert_eq!(bus.replay_dead_letters(&t, "a").await.unwrap(), 1);
+    let none = bus.poll(&t, "b", "cb", 10, Duration::from_millis(500)).await.unwrap();
+    assert!(none.is_empty(), "replay leaked into group b: {none:?}");
+    let again = bus.poll(&t, "a", "ca", 10, Duration::from_secs(2)).await.unwrap();
+    assert_eq!((body(&again[0]).as_str(), again[0].deliveries), ("poison", 1));
+    bus.ack(&t, "a", &ids(&again)).await.unwrap();
+    assert_eq!(bus.lag(&t, "a").await.unwrap(), 0);
+}
+
+/// A TCP relay to the broker that can stall (hold every byte) or die, to play an outage.
+struct Relay {
+    addr: SocketAddr,
+    stalled: Arc<AtomicBool>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Relay {
+    async fn start(addr: SocketAddr, upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stalled = Arc::new(AtomicBool::new(false));
+        let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let accept = {
+            let (stalled, tasks) = (stalled.clone(), tasks.clone());
+            tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let Ok(server) = TcpStream::connect(upstream).await else {
+                        continue;
+                    };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    let mut tasks = tasks.lock().unwrap();
+                    tasks.push(tokio::spawn(pump(cr, sw, stalled.clone())));
+                    tasks.push(tokio::spawn(pump(sr, cw, stalled.clone())));
+                }
+            })
+        };
+        tasks.lock().unwrap().push(accept);
+        Self { addr, stalled, tasks }
+    }
+
+    fn kill(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    stalled: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0_u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while stalled.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn upstream() -> SocketAddr {
+    let u = url();
+    let host = u.trim_start_matches("amqp://").trim_end_matches('/');
+    std::net::ToSocketAddrs::to_socket_addrs(host).unwrap().next().unwrap()
+}
+
+async fn assert_unavailable<T: std::fmt::Debug>(
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, PortError>>,
+) {
+    let start = Instant::now();
+    let result = call.await;
+    let took = start.elapsed();
+    assert!(matches!(result, Err(PortError::Unavailable(_))), "{what}: {result:?}");
+    assert!(took <= Duration::from_secs(5), "{what} took {took:?}");
+}
+
+/// Broker unreachable, hung or gone: every call answers `Unavailable` within 5 s (call timeout
+/// 1 s); when the broker is back the same bus works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_within_bounds_then_recovers() {
+    let mut nowhere = config_at("amqp://127.0.0.1:1");
+    nowhere.call_timeout = Duration::from_secs(1);
+    assert_unavailable("connect", async {
+        ServiceBusBus::connect(nowhere).await.map_err(PortError::from)
+    })
+    .await;
+
+    let relay = Relay::start("127.0.0.1:0".parse().unwrap(), upstream()).await;
+    let mut c = config_at(&format!("amqp://{}", relay.addr));
+    c.call_timeout = Duration::from_secs(1);
+    let bus = ServiceBusBus::connect(c).await.unwrap();
+    let (t, g) = (unique("outage"), unique("g"));
+    bus.ensure_group(&t, &g).await.unwrap();
+    bus.publish(&t, vec![msg("p", "before")]).await.unwrap();
+    let got = bus.poll(&t, &g, "c", 10, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["before"]);
+    bus.ack(&t, &g, &ids(&got)).await.unwrap();
+
+    relay.stalled.store(true, Ordering::SeqCst);
+    assert_unavailable("healthcheck (hung)", bus.healthcheck()).await;
+    assert_unavailable("publish (hung)", bus.publish(&t, vec![msg("p", "lost")])).await;
+    assert_unavailable("lag (hung)", bus.lag(&t, &g)).await;
+
+    relay.kill();
+    assert_unavailable("healthcheck (down)", bus.healthcheck()).await;
+    assert_unavailable("publish (down)", bus.publish(&t, vec![msg("p", "lost")])).await;
+    assert_unavailable("poll (down)", bus.poll(&t, &g, "c", 10, Duration::from_millis(500))).await;
+
+    let _relay = Relay::start(relay.addr, upstream()).await;
+    let until = Instant::now() + Duration::from_secs(15);
+    while bus.healthcheck().await.is_err() {
+        assert!(Instant::now() < until, "no recovery after the broker came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bus.publish(&t, vec![msg("p", "after")]).await.unwrap();
+    let mut bodies = Vec::new();
+    let until = Instant::now() + Duration::from_secs(10);
+    while !bodies.contains(&"after".to_owned()) && Instant::now() < until {
+        let got = bus.poll(&t, &g, "c", 10, Duration::from_secs(1)).await.unwrap();
+        bus.ack(&t, &g, &ids(&got)).await.unwrap();
+        bodies.extend(got.iter().map(body));
+    }
+    assert!(bodies.contains(&"after".to_owned()), "{bodies:?}");
+    assert!(bodies.iter().all(|b| b == "after" || b == "lost"), "{bodies:?}");
+}
