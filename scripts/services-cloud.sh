@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts (or stops) the throw-away cloud-bus servers of the liveops-sqs and liveops-servicebus
-# tests on loopback ports: moto's SQS emulator and the AMQP 1.0 test broker
+# tests on loopback ports: moto's SQS emulator (scripts/moto-sqs.py) and the AMQP 1.0 test broker
 # (scripts/amqp-broker.py, on Debian's python3-qpid-proton). Installs them with scripts/tools.sh
 # (scripts/tools/requirements-cloudbus.txt, scripts/tools/apt-cloudbus.txt) if they are missing.
 #
@@ -33,7 +33,7 @@ start_moto() {
   mkdir -p "$DIR/moto"
   # Static test credentials, no instance metadata: nothing here may reach outside loopback.
   AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true \
-    nohup "$TOOLS/venv/bin/moto_server" -H 127.0.0.1 -p "$SQS_PORT" > "$DIR/moto/log" 2>&1 &
+    nohup "$TOOLS/venv/bin/python" "$ROOT/scripts/moto-sqs.py" -H 127.0.0.1 -p "$SQS_PORT" > "$DIR/moto/log" 2>&1 &
   echo $! > "$DIR/moto/pid"
   wait_for "moto on $SQS_PORT" port_open "$SQS_PORT"
 }

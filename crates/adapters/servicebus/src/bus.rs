@@ -206,7 +206,12 @@ impl Inner {
     async fn open(&self) -> PortResult<Live> {
         let c = &self.config;
         let limit = c.call_timeout;
-        let tcp = bounded("connect", limit, TcpStream::connect((c.host.as_str(), c.port))).await?;
+        let tcp = bounded(
+            "connect",
+            limit,
+            TcpStream::connect((c.host.as_str(), c.port)),
+        )
+        .await?;
         let _ = tcp.set_nodelay(true);
         let builder = Connection::builder()
             .container_id(self.name("conn"))
@@ -233,7 +238,11 @@ impl Inner {
     /// The live connection, opened if there is none; runs `f` on it.
     async fn with_live<T>(
         &self,
-        f: impl for<'a> FnOnce(&'a mut Live, &'a Self) -> std::pin::Pin<Box<dyn Future<Output = PortResult<T>> + Send + 'a>>,
+        f: impl for<'a> FnOnce(
+            &'a mut Live,
+            &'a Self,
+        )
+            -> std::pin::Pin<Box<dyn Future<Output = PortResult<T>> + Send + 'a>>,
     ) -> PortResult<T> {
         let mut guard = self.live.lock().await;
         if guard.is_none() {
@@ -247,7 +256,8 @@ impl Inner {
             // Start over with a new connection next time; links of this one are gone.
             if let Some(mut old) = guard.take() {
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), old.connection.close()).await;
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(1), old.connection.close()).await;
                 });
             }
         }
@@ -262,16 +272,31 @@ impl Inner {
         let audience = frames::audience(&self.config.host, entity);
         let ttl_ms = i64::try_from(self.config.token_ttl.as_millis()).unwrap_or(i64::MAX);
         let now = unix_ms();
-        if live.tokens.get(&audience).is_some_and(|exp| exp - now > ttl_ms / 5) {
+        if live
+            .tokens
+            .get(&audience)
+            .is_some_and(|exp| exp - now > ttl_ms / 5)
+        {
             return Ok(());
         }
         let expiry_ms = now + ttl_ms;
-        let token = sas::token(&audience, key_name, key, u64::try_from(expiry_ms / 1000).unwrap_or(0));
+        let token = sas::token(
+            &audience,
+            key_name,
+            key,
+            u64::try_from(expiry_ms / 1000).unwrap_or(0),
+        );
         let id = self.name("cbs");
         let req = self.requester(live, frames::CBS).await?;
         let mut req = req.lock().await;
         let reply_to = req.reply_to.clone();
-        let answer = request(&mut req, frames::put_token(&id, &reply_to, &audience, &token, expiry_ms), &id, self.config.call_timeout).await?;
+        let answer = request(
+            &mut req,
+            frames::put_token(&id, &reply_to, &audience, &token, expiry_ms),
+            &id,
+            self.config.call_timeout,
+        )
+        .await?;
         let status = status_code(&answer, "status-code");
         if status != Some(200) && status != Some(202) {
             return Err(PortError::Unavailable(format!(
@@ -283,7 +308,11 @@ impl Inner {
     }
 
     /// The request/response links to `node`, attached on first use.
-    async fn requester(&self, live: &mut Live, node: &str) -> PortResult<Arc<tokio::sync::Mutex<Requester>>> {
+    async fn requester(
+        &self,
+        live: &mut Live,
+        node: &str,
+    ) -> PortResult<Arc<tokio::sync::Mutex<Requester>>> {
         if let Some(r) = live.requesters.get(node) {
             return Ok(r.clone());
         }
@@ -317,7 +346,11 @@ impl Inner {
     }
 
     /// The sender to a topic, attached (and authorized) on first use.
-    async fn sender(&self, live: &mut Live, topic: &str) -> PortResult<Arc<tokio::sync::Mutex<Sender>>> {
+    async fn sender(
+        &self,
+        live: &mut Live,
+        topic: &str,
+    ) -> PortResult<Arc<tokio::sync::Mutex<Sender>>> {
         if let Some(s) = live.senders.get(topic) {
             return Ok(s.clone());
         }
@@ -368,9 +401,14 @@ impl Inner {
                     let mut req = req.lock().await;
                     let id = me.name("health");
                     let reply_to = req.reply_to.clone();
-                    request(&mut req, frames::message_count(&id, &reply_to), &id, me.config.call_timeout)
-                        .await
-                        .map(|_| ())
+                    request(
+                        &mut req,
+                        frames::message_count(&id, &reply_to),
+                        &id,
+                        me.config.call_timeout,
+                    )
+                    .await
+                    .map(|_| ())
                 }
             })
         })
@@ -392,7 +430,11 @@ impl Inner {
     }
 
     /// Makes sure `g` has a receiver on the current connection; returns its generation.
-    async fn ensure_receiver(&self, g: &Group, slot: &mut Option<(u64, Receiver)>) -> PortResult<u64> {
+    async fn ensure_receiver(
+        &self,
+        g: &Group,
+        slot: &mut Option<(u64, Receiver)>,
+    ) -> PortResult<u64> {
         let current = self.generation.load(Ordering::Relaxed);
         if let Some((generation, _)) = slot {
             if *generation == current && self.live.lock().await.is_some() {
@@ -414,7 +456,11 @@ impl Inner {
             .source()
             .as_ref()
             .and_then(|s| s.filter.as_ref())
-            .and_then(|f| f.get(&fe2o3_amqp::types::primitives::Symbol::from(frames::SESSION_FILTER)))
+            .and_then(|f| {
+                f.get(&fe2o3_amqp::types::primitives::Symbol::from(
+                    frames::SESSION_FILTER,
+                ))
+            })
             .and_then(|v| match v {
                 Value::Described(d) => match &d.value {
                     Value::String(s) => Some(s.clone()),
@@ -465,7 +511,10 @@ impl Inner {
             let (release, keep): (Vec<Got>, Vec<Got>) =
                 state.buffer.drain(..).partition(|m| keys.contains(&m.key));
             state.buffer = keep.into();
-            (abandon, release.into_iter().map(|m| m.info).collect::<Vec<_>>())
+            (
+                abandon,
+                release.into_iter().map(|m| m.info).collect::<Vec<_>>(),
+            )
         };
         let limit = self.config.call_timeout;
         if !abandon.is_empty() {
@@ -560,7 +609,8 @@ impl Inner {
         let mut got_any = !out.is_empty();
         // While waiting, look at the clock now and then: a delivery whose time ran out is
         // abandoned, and the broker hands it out again on this very link.
-        let check = (self.config.visibility_timeout / 4).clamp(Duration::from_millis(50), Duration::from_millis(500));
+        let check = (self.config.visibility_timeout / 4)
+            .clamp(Duration::from_millis(50), Duration::from_millis(500));
         loop {
             let left = until.saturating_duration_since(Instant::now());
             let slice = if got_any { LINGER } else { left.min(check) };
@@ -613,11 +663,7 @@ impl Inner {
         receiver: &Receiver,
         d: AmqpDelivery<Body<Value>>,
     ) -> PortResult<Option<Got>> {
-        let failed = d
-            .message()
-            .header
-            .as_ref()
-            .map_or(0, |h| h.delivery_count);
+        let failed = d.message().header.as_ref().map_or(0, |h| h.delivery_count);
         let tag: Option<[u8; 16]> = d.delivery_tag().as_ref().try_into().ok();
         let message = d.message();
         let key = app_string(message, frames::KEY_PROPERTY)
@@ -635,7 +681,10 @@ impl Inner {
             bounded(
                 "dead-letter",
                 self.config.call_timeout,
-                receiver.reject(&d, frames::dead_letter_error("MaxDeliveryCountExceeded", &reason)),
+                receiver.reject(
+                    &d,
+                    frames::dead_letter_error("MaxDeliveryCountExceeded", &reason),
+                ),
             )
             .await?;
             tracing::warn!(topic = %g.topic, group = %g.group, id, "moved to dead letters");
@@ -697,7 +746,9 @@ impl Inner {
                         let answer = request(&mut req, msg, &id, me.config.call_timeout).await?;
                         match status_code(&answer, "statusCode") {
                             Some(200) => Ok(()),
-                            other => Err(PortError::Unavailable(format!("renew lock: status {other:?}"))),
+                            other => Err(PortError::Unavailable(format!(
+                                "renew lock: status {other:?}"
+                            ))),
                         }
                     })
                 })
@@ -729,8 +780,10 @@ impl Inner {
             for audience in stale {
                 let prefix = format!("amqp://{}/", self.config.host);
                 let entity = audience.strip_prefix(&prefix).unwrap_or("").to_owned();
-                self.with_live(|live, me| Box::pin(async move { me.authorize(live, &entity).await }))
-                    .await?;
+                self.with_live(|live, me| {
+                    Box::pin(async move { me.authorize(live, &entity).await })
+                })
+                .await?;
             }
         }
         Ok(())
@@ -770,7 +823,8 @@ impl Inner {
             let mut live = self.live.lock().await;
             if let Some(mut old) = live.take() {
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), old.connection.close()).await;
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(1), old.connection.close()).await;
                 });
             }
         }
@@ -784,7 +838,11 @@ impl Inner {
         topic: &str,
         group: &str,
         n: u32,
-        f: impl for<'a> FnOnce(&'a Receiver, Vec<AmqpDelivery<Body<Value>>>) -> std::pin::Pin<Box<dyn Future<Output = PortResult<T>> + Send + 'a>>,
+        f: impl for<'a> FnOnce(
+            &'a Receiver,
+            Vec<AmqpDelivery<Body<Value>>>,
+        )
+            -> std::pin::Pin<Box<dyn Future<Output = PortResult<T>> + Send + 'a>>,
     ) -> PortResult<T> {
         let address = frames::dead_letter_queue(topic, group);
         let mut receiver = self
@@ -825,7 +883,8 @@ async fn tls_connect(
     .map_err(|e| e.to_string())?
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+    let name =
+        rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
     tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await
@@ -990,7 +1049,13 @@ impl Bus for ServiceBusBus {
                     let mut req = req.lock().await;
                     let id = me.name("count");
                     let reply_to = req.reply_to.clone();
-                    request(&mut req, frames::message_count(&id, &reply_to), &id, me.config.call_timeout).await
+                    request(
+                        &mut req,
+                        frames::message_count(&id, &reply_to),
+                        &id,
+                        me.config.call_timeout,
+                    )
+                    .await
                 })
             })
             .await?;
@@ -1057,7 +1122,8 @@ impl Bus for ServiceBusBus {
                             .iter()
                             .map(|d| {
                                 let m = delivery_of(d);
-                                let id = format!("{}.replay.{}", m.id, uuid::Uuid::new_v4().simple());
+                                let id =
+                                    format!("{}.replay.{}", m.id, uuid::Uuid::new_v4().simple());
                                 frames::outgoing(&id, &m.key, &m.payload, sessions, Some(&group_s))
                             })
                             .collect();

@@ -70,7 +70,9 @@ pub struct ServiceBusConfig {
 impl std::fmt::Debug for ServiceBusConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mode = match &self.mode {
-            Mode::Azure { key_name, sessions, .. } => {
+            Mode::Azure {
+                key_name, sessions, ..
+            } => {
                 format!("Azure {{ key_name: {key_name:?}, sessions: {sessions} }}")
             }
             Mode::Plain => "Plain".to_owned(),
@@ -142,7 +144,9 @@ impl ServiceBusConfig {
             None => (authority.to_owned(), None),
         };
         if host.is_empty() {
-            return Err(BusError::Config(format!("endpoint {endpoint:?} has no host")));
+            return Err(BusError::Config(format!(
+                "endpoint {endpoint:?} has no host"
+            )));
         }
         let tls = match scheme {
             "sb" | "amqps" => !emulator,
@@ -202,7 +206,10 @@ mod tests {
             "Endpoint=sb://liveops-prod.servicebus.windows.net/;SharedAccessKeyName=liveops;SharedAccessKey=c2VjcmV0",
         )
         .unwrap();
-        assert_eq!((c.host.as_str(), c.port, c.tls), ("liveops-prod.servicebus.windows.net", 5671, true));
+        assert_eq!(
+            (c.host.as_str(), c.port, c.tls),
+            ("liveops-prod.servicebus.windows.net", 5671, true)
+        );
         assert_eq!(
             c.mode,
             Mode::Azure {
@@ -211,8 +218,14 @@ mod tests {
                 sessions: true
             }
         );
-        assert_eq!(c.namespace_uri(), "sb://liveops-prod.servicebus.windows.net/");
-        assert!(!format!("{c:?}").contains("c2VjcmV0"), "the key is not logged");
+        assert_eq!(
+            c.namespace_uri(),
+            "sb://liveops-prod.servicebus.windows.net/"
+        );
+        assert!(
+            !format!("{c:?}").contains("c2VjcmV0"),
+            "the key is not logged"
+        );
     }
 
     #[test]
@@ -221,10 +234,16 @@ mod tests {
             "Endpoint=sb://localhost;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true;Sessions=false",
         )
         .unwrap();
-        assert_eq!((e.port, e.tls, e.sessions(), e.is_azure()), (5672, false, false, true));
+        assert_eq!(
+            (e.port, e.tls, e.sessions(), e.is_azure()),
+            (5672, false, false, true)
+        );
         for plain in ["amqp://127.0.0.1:15672", "Endpoint=amqp://127.0.0.1:15672/"] {
             let p = ServiceBusConfig::parse(plain).unwrap();
-            assert_eq!((p.host.as_str(), p.port, p.tls), ("127.0.0.1", 15672, false));
+            assert_eq!(
+                (p.host.as_str(), p.port, p.tls),
+                ("127.0.0.1", 15672, false)
+            );
             assert_eq!(p.mode, Mode::Plain);
         }
     }

@@ -7,7 +7,9 @@ use fe2o3_amqp::types::messaging::{
     AmqpValue, ApplicationProperties, Body, Data, Message, MessageAnnotations, MessageId,
     Properties, Source,
 };
-use fe2o3_amqp::types::primitives::{Array, Binary, OrderedMap, SimpleValue, Symbol, Timestamp, Value};
+use fe2o3_amqp::types::primitives::{
+    Array, Binary, OrderedMap, SimpleValue, Symbol, Timestamp, Value,
+};
 use serde_amqp::described::Described;
 use serde_amqp::descriptor::Descriptor;
 
@@ -92,7 +94,13 @@ fn request(
 
 /// The CBS `put-token` request: `operation`, `type`, `name` (the audience) and `expiration`
 /// (unix ms, a timestamp) as application properties, the token as an amqp-value string body.
-pub fn put_token(id: &str, reply_to: &str, audience: &str, token: &str, expiry_ms: i64) -> Message<Body<Value>> {
+pub fn put_token(
+    id: &str,
+    reply_to: &str,
+    audience: &str,
+    token: &str,
+    expiry_ms: i64,
+) -> Message<Body<Value>> {
     request(
         id,
         reply_to,
@@ -100,7 +108,10 @@ pub fn put_token(id: &str, reply_to: &str, audience: &str, token: &str, expiry_m
             ("operation", SimpleValue::String("put-token".into())),
             ("type", SimpleValue::String(SAS_TOKEN_TYPE.into())),
             ("name", SimpleValue::String(audience.into())),
-            ("expiration", SimpleValue::Timestamp(Timestamp::from_milliseconds(expiry_ms))),
+            (
+                "expiration",
+                SimpleValue::Timestamp(Timestamp::from_milliseconds(expiry_ms)),
+            ),
         ],
         Value::String(token.to_owned()),
     )
@@ -254,18 +265,44 @@ mod tests {
     use super::*;
 
     fn prop<'a>(m: &'a Message<Body<Value>>, name: &str) -> &'a SimpleValue {
-        m.application_properties.as_ref().unwrap().0.get(&name.to_owned()).unwrap()
+        m.application_properties
+            .as_ref()
+            .unwrap()
+            .0
+            .get(&name.to_owned())
+            .unwrap()
     }
 
     #[test]
     fn put_token_carries_operation_type_name_and_expiration() {
-        let m = put_token("req-1", "cbs-reply", "amqp://ns.servicebus.windows.net/events.ingested", "SharedAccessSignature sr=x", 1_767_225_600_000);
-        assert_eq!(prop(&m, "operation"), &SimpleValue::String("put-token".into()));
-        assert_eq!(prop(&m, "type"), &SimpleValue::String("servicebus.windows.net:sastoken".into()));
-        assert_eq!(prop(&m, "name"), &SimpleValue::String("amqp://ns.servicebus.windows.net/events.ingested".into()));
-        assert_eq!(prop(&m, "expiration"), &SimpleValue::Timestamp(Timestamp::from_milliseconds(1_767_225_600_000)));
+        let m = put_token(
+            "req-1",
+            "cbs-reply",
+            "amqp://ns.servicebus.windows.net/events.ingested",
+            "SharedAccessSignature sr=x",
+            1_767_225_600_000,
+        );
+        assert_eq!(
+            prop(&m, "operation"),
+            &SimpleValue::String("put-token".into())
+        );
+        assert_eq!(
+            prop(&m, "type"),
+            &SimpleValue::String("servicebus.windows.net:sastoken".into())
+        );
+        assert_eq!(
+            prop(&m, "name"),
+            &SimpleValue::String("amqp://ns.servicebus.windows.net/events.ingested".into())
+        );
+        assert_eq!(
+            prop(&m, "expiration"),
+            &SimpleValue::Timestamp(Timestamp::from_milliseconds(1_767_225_600_000))
+        );
         assert_eq!(m.application_properties.as_ref().unwrap().0.len(), 4);
-        assert_eq!(value_body(&m.body), Some(&Value::String("SharedAccessSignature sr=x".into())));
+        assert_eq!(
+            value_body(&m.body),
+            Some(&Value::String("SharedAccessSignature sr=x".into()))
+        );
         let p = m.properties.as_ref().unwrap();
         assert_eq!(p.message_id, Some(MessageId::String("req-1".into())));
         assert_eq!(p.reply_to.as_deref(), Some("cbs-reply"));
@@ -273,11 +310,20 @@ mod tests {
 
     #[test]
     fn the_session_filter_is_described_by_its_code_and_holds_the_id_or_null() {
-        let s = source("events.accepted/Subscriptions/progression", Some(Some("player_7")));
-        assert_eq!(s.address.as_deref(), Some("events.accepted/Subscriptions/progression"));
+        let s = source(
+            "events.accepted/Subscriptions/progression",
+            Some(Some("player_7")),
+        );
+        assert_eq!(
+            s.address.as_deref(),
+            Some("events.accepted/Subscriptions/progression")
+        );
         let filter = s.filter.unwrap();
         assert_eq!(filter.len(), 1);
-        let Value::Described(d) = filter.get(&Symbol::from("com.microsoft:session-filter")).unwrap() else {
+        let Value::Described(d) = filter
+            .get(&Symbol::from("com.microsoft:session-filter"))
+            .unwrap()
+        else {
             panic!("not described");
         };
         assert_eq!(d.descriptor, Descriptor::Code(0x0000_0013_7000_000C));
@@ -286,8 +332,15 @@ mod tests {
         let Value::Described(d) = next.get(&Symbol::from(SESSION_FILTER)).unwrap() else {
             panic!("not described");
         };
-        assert_eq!(d.value, Value::Null, "null asks for the next available session");
-        assert!(source("t/Subscriptions/g", None).filter.is_none(), "no filter without sessions");
+        assert_eq!(
+            d.value,
+            Value::Null,
+            "null asks for the next available session"
+        );
+        assert!(
+            source("t/Subscriptions/g", None).filter.is_none(),
+            "no filter without sessions"
+        );
         // The encoded filter starts with the described-type constructor 0x00 and the ulong code.
         let bytes = serde_amqp::to_vec(&Value::Described(Box::new(Described {
             descriptor: Descriptor::Code(SESSION_FILTER_CODE),
@@ -299,38 +352,69 @@ mod tests {
 
     #[test]
     fn entity_paths_follow_service_bus_addressing() {
-        assert_eq!(subscription("events.ingested", "fairness"), "events.ingested/Subscriptions/fairness");
+        assert_eq!(
+            subscription("events.ingested", "fairness"),
+            "events.ingested/Subscriptions/fairness"
+        );
         assert_eq!(
             dead_letter_queue("events.ingested", "fairness"),
             "events.ingested/Subscriptions/fairness/$deadletterqueue"
         );
-        assert_eq!(management("events.ingested/Subscriptions/fairness"), "events.ingested/Subscriptions/fairness/$management");
-        assert_eq!(audience("ns.servicebus.windows.net", "events.flagged"), "amqp://ns.servicebus.windows.net/events.flagged");
+        assert_eq!(
+            management("events.ingested/Subscriptions/fairness"),
+            "events.ingested/Subscriptions/fairness/$management"
+        );
+        assert_eq!(
+            audience("ns.servicebus.windows.net", "events.flagged"),
+            "amqp://ns.servicebus.windows.net/events.flagged"
+        );
     }
 
     #[test]
     fn renew_lock_sends_the_lock_tokens_as_a_uuid_array() {
         let t = [7_u8; 16];
         let m = renew_lock("r1", "mgmt-reply", &[t]);
-        assert_eq!(prop(&m, "operation"), &SimpleValue::String("com.microsoft:renew-lock".into()));
-        let Some(Value::Map(body)) = value_body(&m.body) else { panic!("not a map") };
+        assert_eq!(
+            prop(&m, "operation"),
+            &SimpleValue::String("com.microsoft:renew-lock".into())
+        );
+        let Some(Value::Map(body)) = value_body(&m.body) else {
+            panic!("not a map")
+        };
         let Value::Array(tokens) = body.get(&Value::String("lock-tokens".into())).unwrap() else {
             panic!("not an array");
         };
         assert_eq!(tokens.0, vec![Value::Uuid(t.into())]);
         let s = renew_session_lock("r2", "mgmt-reply", "player_7");
-        assert_eq!(prop(&s, "operation"), &SimpleValue::String("com.microsoft:renew-session-lock".into()));
-        let Some(Value::Map(body)) = value_body(&s.body) else { panic!("not a map") };
-        assert_eq!(body.get(&Value::String("session-id".into())), Some(&Value::String("player_7".into())));
+        assert_eq!(
+            prop(&s, "operation"),
+            &SimpleValue::String("com.microsoft:renew-session-lock".into())
+        );
+        let Some(Value::Map(body)) = value_body(&s.body) else {
+            panic!("not a map")
+        };
+        assert_eq!(
+            body.get(&Value::String("session-id".into())),
+            Some(&Value::String("player_7".into()))
+        );
     }
 
     #[test]
     fn a_dead_letter_rejection_names_its_reason() {
         let e = dead_letter_error("MaxDeliveryCountExceeded", "delivered 10 times");
-        assert_eq!(e.condition, ErrorCondition::Custom(Symbol::from("com.microsoft:dead-letter")));
+        assert_eq!(
+            e.condition,
+            ErrorCondition::Custom(Symbol::from("com.microsoft:dead-letter"))
+        );
         let info = e.info.unwrap();
-        assert_eq!(info.get(&Symbol::from("DeadLetterReason")), Some(&Value::String("MaxDeliveryCountExceeded".into())));
-        assert_eq!(info.get(&Symbol::from("DeadLetterErrorDescription")), Some(&Value::String("delivered 10 times".into())));
+        assert_eq!(
+            info.get(&Symbol::from("DeadLetterReason")),
+            Some(&Value::String("MaxDeliveryCountExceeded".into()))
+        );
+        assert_eq!(
+            info.get(&Symbol::from("DeadLetterErrorDescription")),
+            Some(&Value::String("delivered 10 times".into()))
+        );
     }
 
     #[test]
@@ -340,13 +424,22 @@ mod tests {
         assert_eq!(p.message_id, Some(MessageId::String("evt-1".into())));
         assert_eq!(p.group_id.as_deref(), Some("player_7"), "session-id = key");
         let a = &m.message_annotations.as_ref().unwrap().0;
-        assert_eq!(a.get(&OwnedKey::from(Symbol::from(PARTITION_KEY))), Some(&Value::String("player_7".into())));
+        assert_eq!(
+            a.get(&OwnedKey::from(Symbol::from(PARTITION_KEY))),
+            Some(&Value::String("player_7".into()))
+        );
         assert_eq!(data_body(&m.body).unwrap(), b"payload");
         let plain = outgoing("evt-1", "player_7", b"payload", false, Some("fairness"));
         assert!(plain.message_annotations.is_none());
         assert_eq!(plain.properties.as_ref().unwrap().group_id, None);
         let props = &plain.application_properties.as_ref().unwrap().0;
-        assert_eq!(props.get(&KEY_PROPERTY.to_owned()), Some(&SimpleValue::String("player_7".into())));
-        assert_eq!(props.get(&REPLAY_PROPERTY.to_owned()), Some(&SimpleValue::String("fairness".into())));
+        assert_eq!(
+            props.get(&KEY_PROPERTY.to_owned()),
+            Some(&SimpleValue::String("player_7".into()))
+        );
+        assert_eq!(
+            props.get(&REPLAY_PROPERTY.to_owned()),
+            Some(&SimpleValue::String("fairness".into()))
+        );
     }
 }

@@ -61,7 +61,12 @@ mod tests {
 
     #[test]
     fn uris_are_lowercased_and_component_encoded() {
-        let t = token("sb://NS.servicebus.windows.net/Events.Ingested", "k n", "key", 1);
+        let t = token(
+            "sb://NS.servicebus.windows.net/Events.Ingested",
+            "k n",
+            "key",
+            1,
+        );
         assert!(
             t.starts_with("SharedAccessSignature sr=sb%3A%2F%2Fns.servicebus.windows.net%2Fevents.ingested&sig="),
             "{t}"

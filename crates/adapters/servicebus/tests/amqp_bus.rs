@@ -67,8 +67,15 @@ async fn every_subscription_gets_what_another_process_published() {
         .await
         .unwrap();
     for (bus, g) in [(&fairness, "fairness"), (&audit, "audit")] {
-        let got = bus.poll(&t, g, "c", 10, Duration::from_secs(2)).await.unwrap();
-        assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["one", "two"], "{g}");
+        let got = bus
+            .poll(&t, g, "c", 10, Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert_eq!(
+            got.iter().map(body).collect::<Vec<_>>(),
+            ["one", "two"],
+            "{g}"
+        );
         bus.ack(&t, g, &ids(&got)).await.unwrap();
         assert_eq!(bus.lag(&t, g).await.unwrap(), 0);
     }
@@ -95,14 +102,23 @@ async fn each_player_stays_in_order_with_two_consumers() {
     let busy: Arc<Mutex<HashMap<String, String>>> = Arc::default();
     let mut tasks = Vec::new();
     for name in ["c1", "c2"] {
-        let (bus, t, g, next, busy) = (bus.clone(), t.clone(), g.clone(), next.clone(), busy.clone());
+        let (bus, t, g, next, busy) = (
+            bus.clone(),
+            t.clone(),
+            g.clone(),
+            next.clone(),
+            busy.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut handled = 0;
             let until = Instant::now() + Duration::from_secs(60);
             while Instant::now() < until
                 && next.lock().unwrap().values().sum::<usize>() < KEYS * EACH
             {
-                let got = bus.poll(&t, &g, name, 15, Duration::from_millis(300)).await.unwrap();
+                let got = bus
+                    .poll(&t, &g, name, 15, Duration::from_millis(300))
+                    .await
+                    .unwrap();
                 let keys: BTreeSet<String> = got.iter().map(|d| d.key.clone()).collect();
                 for k in &keys {
                     if let Some(other) = busy.lock().unwrap().insert(k.clone(), name.into()) {
@@ -134,7 +150,10 @@ async fn each_player_stays_in_order_with_two_consumers() {
         counts.push(task.await.unwrap());
     }
     assert_eq!(counts.iter().sum::<usize>(), KEYS * EACH, "{counts:?}");
-    assert!(counts.iter().all(|n| *n > 0), "both consumers got work: {counts:?}");
+    assert!(
+        counts.iter().all(|n| *n > 0),
+        "both consumers got work: {counts:?}"
+    );
     assert_eq!(bus.lag(&t, &g).await.unwrap(), 0);
 }
 
@@ -149,16 +168,28 @@ async fn a_held_batch_is_not_abandoned_until_max_hold() {
     let (t, g) = (unique("hold"), unique("g"));
     bus.ensure_group(&t, &g).await.unwrap();
     bus.publish(&t, vec![msg("p", "slow")]).await.unwrap();
-    let got = bus.poll(&t, &g, "c1", 10, Duration::from_secs(2)).await.unwrap();
+    let got = bus
+        .poll(&t, &g, "c1", 10, Duration::from_secs(2))
+        .await
+        .unwrap();
     assert_eq!(got.len(), 1);
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
-        let again = bus.poll(&t, &g, "c2", 10, Duration::from_millis(300)).await.unwrap();
+        let again = bus
+            .poll(&t, &g, "c2", 10, Duration::from_millis(300))
+            .await
+            .unwrap();
         assert!(again.is_empty(), "redelivered while held: {again:?}");
     }
-    let back = bus.poll(&t, &g, "c2", 10, Duration::from_secs(5)).await.unwrap();
+    let back = bus
+        .poll(&t, &g, "c2", 10, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(back.iter().map(body).collect::<Vec<_>>(), ["slow"]);
-    assert_eq!((back[0].id.as_str(), back[0].deliveries), (got[0].id.as_str(), 2));
+    assert_eq!(
+        (back[0].id.as_str(), back[0].deliveries),
+        (got[0].id.as_str(), 2)
+    );
     bus.ack(&t, &g, &ids(&back)).await.unwrap();
 }
 
@@ -171,26 +202,55 @@ async fn dead_letters_are_per_subscription_and_replay_reaches_one_group() {
     bus.ensure_group(&t, "a").await.unwrap();
     bus.ensure_group(&t, "b").await.unwrap();
     bus.publish(&t, vec![msg("alice", "poison")]).await.unwrap();
-    let b = bus.poll(&t, "b", "cb", 10, Duration::from_secs(2)).await.unwrap();
+    let b = bus
+        .poll(&t, "b", "cb", 10, Duration::from_secs(2))
+        .await
+        .unwrap();
     bus.ack(&t, "b", &ids(&b)).await.unwrap();
     for n in 1..=3 {
-        let got = bus.poll(&t, "a", "ca", 10, Duration::from_secs(4)).await.unwrap();
+        let got = bus
+            .poll(&t, "a", "ca", 10, Duration::from_secs(4))
+            .await
+            .unwrap();
         assert_eq!(got.len(), 1, "delivery {n}");
         assert_eq!(got[0].deliveries, n);
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
-    let none = bus.poll(&t, "a", "ca", 10, Duration::from_millis(500)).await.unwrap();
+    let none = bus
+        .poll(&t, "a", "ca", 10, Duration::from_millis(500))
+        .await
+        .unwrap();
     assert!(none.is_empty(), "{none:?}");
     let dead = bus.dead_letters(&t, "a", 10).await.unwrap();
     assert_eq!(dead.len(), 1);
-    assert_eq!((body(&dead[0]).as_str(), dead[0].key.as_str(), dead[0].deliveries), ("poison", "alice", 3));
-    assert_eq!(bus.dead_letters(&t, "a", 10).await.unwrap().len(), 1, "a peek leaves it");
+    assert_eq!(
+        (
+            body(&dead[0]).as_str(),
+            dead[0].key.as_str(),
+            dead[0].deliveries
+        ),
+        ("poison", "alice", 3)
+    );
+    assert_eq!(
+        bus.dead_letters(&t, "a", 10).await.unwrap().len(),
+        1,
+        "a peek leaves it"
+    );
     assert!(bus.dead_letters(&t, "b", 10).await.unwrap().is_empty());
     assert_eq!(bus.replay_dead_letters(&t, "a").await.unwrap(), 1);
-    let none = bus.poll(&t, "b", "cb", 10, Duration::from_millis(500)).await.unwrap();
+    let none = bus
+        .poll(&t, "b", "cb", 10, Duration::from_millis(500))
+        .await
+        .unwrap();
     assert!(none.is_empty(), "replay leaked into group b: {none:?}");
-    let again = bus.poll(&t, "a", "ca", 10, Duration::from_secs(2)).await.unwrap();
-    assert_eq!((body(&again[0]).as_str(), again[0].deliveries), ("poison", 1));
+    let again = bus
+        .poll(&t, "a", "ca", 10, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        (body(&again[0]).as_str(), again[0].deliveries),
+        ("poison", 1)
+    );
     bus.ack(&t, "a", &ids(&again)).await.unwrap();
     assert_eq!(bus.lag(&t, "a").await.unwrap(), 0);
 }
@@ -224,7 +284,11 @@ impl Relay {
             })
         };
         tasks.lock().unwrap().push(accept);
-        Self { addr, stalled, tasks }
+        Self {
+            addr,
+            stalled,
+            tasks,
+        }
     }
 
     fn kill(&self) {
@@ -257,7 +321,10 @@ async fn pump(
 fn upstream() -> SocketAddr {
     let u = url();
     let host = u.trim_start_matches("amqp://").trim_end_matches('/');
-    std::net::ToSocketAddrs::to_socket_addrs(host).unwrap().next().unwrap()
+    std::net::ToSocketAddrs::to_socket_addrs(host)
+        .unwrap()
+        .next()
+        .unwrap()
 }
 
 async fn assert_unavailable<T: std::fmt::Debug>(
@@ -267,7 +334,10 @@ async fn assert_unavailable<T: std::fmt::Debug>(
     let start = Instant::now();
     let result = call.await;
     let took = start.elapsed();
-    assert!(matches!(result, Err(PortError::Unavailable(_))), "{what}: {result:?}");
+    assert!(
+        matches!(result, Err(PortError::Unavailable(_))),
+        "{what}: {result:?}"
+    );
     assert!(took <= Duration::from_secs(5), "{what} took {took:?}");
 }
 
@@ -278,7 +348,9 @@ async fn unavailable_within_bounds_then_recovers() {
     let mut nowhere = config_at("amqp://127.0.0.1:1");
     nowhere.call_timeout = Duration::from_secs(1);
     assert_unavailable("connect", async {
-        ServiceBusBus::connect(nowhere).await.map_err(PortError::from)
+        ServiceBusBus::connect(nowhere)
+            .await
+            .map_err(PortError::from)
     })
     .await;
 
@@ -289,7 +361,10 @@ async fn unavailable_within_bounds_then_recovers() {
     let (t, g) = (unique("outage"), unique("g"));
     bus.ensure_group(&t, &g).await.unwrap();
     bus.publish(&t, vec![msg("p", "before")]).await.unwrap();
-    let got = bus.poll(&t, &g, "c", 10, Duration::from_secs(2)).await.unwrap();
+    let got = bus
+        .poll(&t, &g, "c", 10, Duration::from_secs(2))
+        .await
+        .unwrap();
     assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["before"]);
     bus.ack(&t, &g, &ids(&got)).await.unwrap();
 
@@ -301,22 +376,35 @@ async fn unavailable_within_bounds_then_recovers() {
     relay.kill();
     assert_unavailable("healthcheck (down)", bus.healthcheck()).await;
     assert_unavailable("publish (down)", bus.publish(&t, vec![msg("p", "lost")])).await;
-    assert_unavailable("poll (down)", bus.poll(&t, &g, "c", 10, Duration::from_millis(500))).await;
+    assert_unavailable(
+        "poll (down)",
+        bus.poll(&t, &g, "c", 10, Duration::from_millis(500)),
+    )
+    .await;
 
     let _relay = Relay::start(relay.addr, upstream()).await;
     let until = Instant::now() + Duration::from_secs(15);
     while bus.healthcheck().await.is_err() {
-        assert!(Instant::now() < until, "no recovery after the broker came back");
+        assert!(
+            Instant::now() < until,
+            "no recovery after the broker came back"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     bus.publish(&t, vec![msg("p", "after")]).await.unwrap();
     let mut bodies = Vec::new();
     let until = Instant::now() + Duration::from_secs(10);
     while !bodies.contains(&"after".to_owned()) && Instant::now() < until {
-        let got = bus.poll(&t, &g, "c", 10, Duration::from_secs(1)).await.unwrap();
+        let got = bus
+            .poll(&t, &g, "c", 10, Duration::from_secs(1))
+            .await
+            .unwrap();
         bus.ack(&t, &g, &ids(&got)).await.unwrap();
         bodies.extend(got.iter().map(body));
     }
     assert!(bodies.contains(&"after".to_owned()), "{bodies:?}");
-    assert!(bodies.iter().all(|b| b == "after" || b == "lost"), "{bodies:?}");
+    assert!(
+        bodies.iter().all(|b| b == "after" || b == "lost"),
+        "{bodies:?}"
+    );
 }

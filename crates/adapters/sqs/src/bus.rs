@@ -54,7 +54,10 @@ const ATTR_ID: &str = "i";
 const ATTR_ORDER: &str = "s";
 
 /// SQS error codes the bus reacts to.
-const NO_QUEUE: [&str; 2] = ["QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"];
+const NO_QUEUE: [&str; 2] = [
+    "QueueDoesNotExist",
+    "AWS.SimpleQueueService.NonExistentQueue",
+];
 const QUEUE_EXISTS: [&str; 2] = ["QueueNameExists", "QueueAlreadyExists"];
 
 /// One SQS call kind, for [`SqsBus::round_trips`] and `bus_round_trips_total{bus="sqs",op}`.
@@ -148,6 +151,42 @@ struct Held {
     out: HashMap<String, Out>,
 }
 
+/// Taken by the poll that is receiving a group's messages.
+type Turn = Arc<tokio::sync::Mutex<()>>;
+
+/// Where a queued publish learns how it went.
+type Reply = tokio::sync::oneshot::Sender<PortResult<()>>;
+
+/// Publishes of one topic waiting for the one being sent.
+#[derive(Debug, Default)]
+struct Outbox {
+    queued: Vec<(Vec<Message>, Reply)>,
+    sending: bool,
+}
+
+/// Sends what is queued for `topic`, batch after batch, until nothing is left: publishes that
+/// arrive while one is under way go out together in the next one (fewer, fuller batches).
+async fn send_queued(inner: Arc<Inner>, topic: String) {
+    loop {
+        let batch = {
+            let mut boxes = lock(&inner.outboxes);
+            let Some(b) = boxes.get_mut(&topic) else {
+                return;
+            };
+            if b.queued.is_empty() {
+                b.sending = false;
+                return;
+            }
+            std::mem::take(&mut b.queued)
+        };
+        let all: Vec<Message> = batch.iter().flat_map(|(m, _)| m.iter().cloned()).collect();
+        let result = inner.publish_now(&topic, all).await;
+        for (_, tx) in batch {
+            let _ = tx.send(result.clone());
+        }
+    }
+}
+
 /// Why one SQS call failed.
 #[derive(Debug)]
 enum CallError {
@@ -211,6 +250,11 @@ struct Inner {
     holding: Mutex<HashMap<String, String>>,
     /// (topic, group) → what this process received and handed out.
     held: Mutex<HashMap<(String, String), Held>>,
+    /// (topic, group) → taken while a poll receives, so two polls of this process never
+    /// interleave their receives of one group.
+    receiving: Mutex<HashMap<(String, String), Turn>>,
+    /// Topic → publishes waiting while one is being sent (they go out together next).
+    outboxes: Mutex<HashMap<String, Outbox>>,
     /// The publisher's order stamp counter.
     seq: AtomicU64,
     trips: [AtomicU64; 7],
@@ -277,9 +321,7 @@ impl SqsBus {
                 }
                 let shared = loader.load().await;
                 if shared.region().is_none() {
-                    return Err(BusError::Config(
-                        "no AWS region: set AWS_REGION".to_owned(),
-                    ));
+                    return Err(BusError::Config("no AWS region: set AWS_REGION".to_owned()));
                 }
                 aws_sdk_sqs::config::Builder::from(&shared)
             }
@@ -301,6 +343,8 @@ impl SqsBus {
             groups: Mutex::new(HashMap::new()),
             holding: Mutex::new(HashMap::new()),
             held: Mutex::new(HashMap::new()),
+            receiving: Mutex::new(HashMap::new()),
+            outboxes: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
             trips: Default::default(),
         });
@@ -338,7 +382,11 @@ impl SqsBus {
                 continue;
             };
             inner
-                .call(Op::Admin, "delete queue", inner.client.delete_queue().queue_url(&url).send())
+                .call(
+                    Op::Admin,
+                    "delete queue",
+                    inner.client.delete_queue().queue_url(&url).send(),
+                )
                 .await
                 .map_err(CallError::port)?;
         }
@@ -533,12 +581,19 @@ impl Inner {
     }
 
     /// The group's queues: cached, looked up, or (when `create`) created.
-    async fn group(&self, topic: &str, group: &str, create: bool) -> PortResult<Option<GroupQueues>> {
+    async fn group(
+        &self,
+        topic: &str,
+        group: &str,
+        create: bool,
+    ) -> PortResult<Option<GroupQueues>> {
         let key = (topic.to_owned(), group.to_owned());
         if let Some(q) = lock(&self.groups).get(&key) {
             return Ok(Some(q.clone()));
         }
-        let url = self.queue_url(&self.names.group_queue(topic, group)).await?;
+        let url = self
+            .queue_url(&self.names.group_queue(topic, group))
+            .await?;
         let dlq = self
             .queue_url(&self.names.dead_letter_queue(topic, group))
             .await?;
@@ -689,7 +744,10 @@ impl Inner {
                         .collect::<Vec<_>>()
                         .join("; ");
                     entries.retain(|e| failed.contains(e.id()));
-                    format!("sqs send message batch: {} entries failed: {error}", failed.len())
+                    format!(
+                        "sqs send message batch: {} entries failed: {error}",
+                        failed.len()
+                    )
                 }
                 Err(CallError::NoQueue(_)) => return Ok(false),
                 Err(e) => e.port().to_string(),
@@ -915,7 +973,9 @@ impl Inner {
                 for o in h.out.values() {
                     let holding = o.handed_at + self.config.max_hold > now;
                     if holding && o.visible_until < now + vis * 2 / 3 {
-                        due.entry(o.url.clone()).or_default().push(o.receipt.clone());
+                        due.entry(o.url.clone())
+                            .or_default()
+                            .push(o.receipt.clone());
                     }
                 }
             }
@@ -937,12 +997,22 @@ impl Inner {
 
     /// Hands out buffered messages to `consumer`, in order, up to `max`: skips keys another
     /// consumer of this process holds, drops messages about to become visible again in SQS.
-    fn take(&self, topic: &str, group: &str, url: &str, consumer: &str, max: usize, out: &mut Vec<Delivery>) {
+    fn take(
+        &self,
+        topic: &str,
+        group: &str,
+        url: &str,
+        consumer: &str,
+        max: usize,
+        out: &mut Vec<Delivery>,
+    ) {
         let now = Instant::now();
         let vis = self.config.visibility_timeout;
         let ttl = (vis / 3).min(BUFFER_TTL_MAX);
         let mut held = lock(&self.held);
-        let h = held.entry((topic.to_owned(), group.to_owned())).or_default();
+        let h = held
+            .entry((topic.to_owned(), group.to_owned()))
+            .or_default();
         h.buffer.retain(|r| r.received_at + ttl > now);
         // Deliveries whose time ran out long ago: SQS has handed them out again.
         h.out.retain(|_, o| o.visible_until + vis > now);
@@ -1006,8 +1076,20 @@ impl Inner {
                 break;
             }
             let left = until.saturating_duration_since(now);
+            // With nothing in hand: one call, a long poll when a second or more is left. With
+            // some: short polls side by side to fill `max`. (One long poll at a time also spares
+            // moto, whose long poll spins while a group's next message is locked.)
             let long = out.is_empty() && left >= Duration::from_secs(1);
-            let calls = (max - out.len()).div_ceil(BATCH).clamp(1, CONCURRENCY);
+            let calls = if out.is_empty() {
+                1
+            } else {
+                (max - out.len()).div_ceil(BATCH).clamp(1, CONCURRENCY)
+            };
+            let turn = lock(&self.receiving)
+                .entry((topic.to_owned(), group.to_owned()))
+                .or_default()
+                .clone();
+            let _turn = turn.lock().await;
             let got = self
                 .receive(
                     &q.url,
@@ -1071,6 +1153,49 @@ impl Inner {
             moved += got.len() as u64;
         }
     }
+    /// Sends one publish (or several queued ones together) to the topic's group queues.
+    async fn publish_now(&self, topic: &str, messages: Vec<Message>) -> PortResult<()> {
+        let inner = self;
+        let mut targets = inner.targets(topic).await?;
+        if targets.is_empty() {
+            let holding = inner
+                .holding_queue(topic, true)
+                .await?
+                .ok_or_else(|| PortError::Unavailable("sqs holding queue missing".into()))?;
+            targets.insert(holding);
+        }
+        let gone = inner
+            .send_all(&targets, &messages, |m| names::dedup_id(&m.id))
+            .await?;
+        if !gone.is_empty() {
+            // A group queue was deleted (its group is gone) or SQS lost it: list again; a lost
+            // holding queue is created again.
+            tracing::warn!(
+                topic,
+                ?gone,
+                "sqs queues disappeared; listing the topic again"
+            );
+            inner.forget_topic(topic);
+            let mut retry: BTreeSet<String> = inner.targets(topic).await?;
+            retry.retain(|u| gone.contains(u));
+            if retry.is_empty() && inner.targets(topic).await?.is_empty() {
+                if let Some(h) = inner.holding_queue(topic, true).await? {
+                    retry.insert(h);
+                }
+            }
+            if !retry.is_empty() {
+                let still = inner
+                    .send_all(&retry, &messages, |m| names::dedup_id(&m.id))
+                    .await?;
+                if !still.is_empty() {
+                    return Err(PortError::Unavailable(format!(
+                        "sqs queues {still:?} vanished during publish"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A received SQS message, or why it cannot be one of ours.
@@ -1082,9 +1207,8 @@ fn received(m: &aws_sdk_sqs::types::Message, now: Instant) -> Result<Received, C
             .and_then(|v| v.string_value())
             .map(str::to_owned)
     };
-    let system = |name: MessageSystemAttributeName| {
-        m.attributes().and_then(|a| a.get(&name)).cloned()
-    };
+    let system =
+        |name: MessageSystemAttributeName| m.attributes().and_then(|a| a.get(&name)).cloned();
     let payload = base64::engine::general_purpose::STANDARD
         .decode(m.body().unwrap_or_default())
         .map_err(|_| bad("a base64 body"))?;
@@ -1093,7 +1217,10 @@ fn received(m: &aws_sdk_sqs::types::Message, now: Instant) -> Result<Received, C
         .ok_or_else(|| bad("a key"))?;
     Ok(Received {
         message_id: m.message_id().ok_or_else(|| bad("an id"))?.to_owned(),
-        receipt: m.receipt_handle().ok_or_else(|| bad("a receipt"))?.to_owned(),
+        receipt: m
+            .receipt_handle()
+            .ok_or_else(|| bad("a receipt"))?
+            .to_owned(),
         key,
         id: attr(ATTR_ID).unwrap_or_default(),
         payload: payload.into(),
@@ -1107,16 +1234,37 @@ fn received(m: &aws_sdk_sqs::types::Message, now: Instant) -> Result<Received, C
 
 /// Merges received lists into one: each key's messages stay in the order SQS gave them (one
 /// group's order), keys are interleaved by the publisher's order stamp.
+///
+/// SQS never hands one group's messages to two calls at once; an emulator whose receives are
+/// not atomic (moto) may, and may even hand one message to both. Then the copy is dropped and
+/// the key's messages, gathered from several calls, are put in stamp order.
 fn merge(lists: Vec<Vec<Received>>) -> Vec<Received> {
     let mut runs: Vec<VecDeque<Received>> = Vec::new();
-    let mut by_key: HashMap<String, usize> = HashMap::new();
-    for r in lists.into_iter().flatten() {
-        match by_key.get(&r.key) {
-            Some(&i) => runs[i].push_back(r),
-            None => {
-                by_key.insert(r.key.clone(), runs.len());
-                runs.push(VecDeque::from([r]));
+    // Key → (its run, the call it came from, whether several calls returned it).
+    let mut by_key: HashMap<String, (usize, usize, bool)> = HashMap::new();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    for (call, list) in lists.into_iter().enumerate() {
+        for r in list {
+            if !seen.insert(r.message_id.clone()) {
+                continue;
             }
+            match by_key.get_mut(&r.key) {
+                Some((i, from, mixed)) => {
+                    *mixed |= *from != call;
+                    runs[*i].push_back(r);
+                }
+                None => {
+                    by_key.insert(r.key.clone(), (runs.len(), call, false));
+                    runs.push(VecDeque::from([r]));
+                }
+            }
+        }
+    }
+    for (i, _, mixed) in by_key.values() {
+        if *mixed {
+            runs[*i]
+                .make_contiguous()
+                .sort_by(|a, b| a.order.cmp(&b.order));
         }
     }
     let mut out = Vec::new();
@@ -1176,7 +1324,12 @@ impl Bus for SqsBus {
             let targets = inner.targets(topic).await?;
             let moved = inner.move_all(&holding, &targets, false).await?;
             if moved > 0 {
-                tracing::info!(topic, group, messages = moved, "moved held messages to the groups");
+                tracing::info!(
+                    topic,
+                    group,
+                    messages = moved,
+                    "moved held messages to the groups"
+                );
             }
         }
         Ok(())
@@ -1186,43 +1339,27 @@ impl Bus for SqsBus {
         if messages.is_empty() {
             return Ok(());
         }
-        let inner = &self.inner;
-        let mut targets = inner.targets(topic).await?;
-        if targets.is_empty() {
-            let holding = inner
-                .holding_queue(topic, true)
-                .await?
-                .ok_or_else(|| PortError::Unavailable("sqs holding queue missing".into()))?;
-            targets.insert(holding);
+        let n = messages.len() as u64;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let lead = {
+            let mut boxes = lock(&self.inner.outboxes);
+            let b = boxes.entry(topic.to_owned()).or_default();
+            b.queued.push((messages, tx));
+            !std::mem::replace(&mut b.sending, true)
+        };
+        if lead {
+            // A task of its own, so that a cancelled caller never strands the others.
+            tokio::spawn(send_queued(self.inner.clone(), topic.to_owned()));
         }
-        let gone = inner
-            .send_all(&targets, &messages, |m| names::dedup_id(&m.id))
-            .await?;
-        if !gone.is_empty() {
-            // A group queue was deleted (its group is gone) or SQS lost it: list again; a lost
-            // holding queue is created again.
-            tracing::warn!(topic, ?gone, "sqs queues disappeared; listing the topic again");
-            inner.forget_topic(topic);
-            let mut retry: BTreeSet<String> = inner.targets(topic).await?;
-            retry.retain(|u| gone.contains(u));
-            if retry.is_empty() && inner.targets(topic).await?.is_empty() {
-                if let Some(h) = inner.holding_queue(topic, true).await? {
-                    retry.insert(h);
-                }
-            }
-            if !retry.is_empty() {
-                let still = inner
-                    .send_all(&retry, &messages, |m| names::dedup_id(&m.id))
-                    .await?;
-                if !still.is_empty() {
-                    return Err(PortError::Unavailable(format!(
-                        "sqs queues {still:?} vanished during publish"
-                    )));
-                }
-            }
+        let result = rx.await.unwrap_or_else(|_| {
+            Err(PortError::Unavailable(
+                "sqs publish: the sending task stopped".into(),
+            ))
+        });
+        if result.is_ok() {
+            metrics::counter!("bus_published_total").increment(n);
         }
-        metrics::counter!("bus_published_total").increment(messages.len() as u64);
-        Ok(())
+        result
     }
 
     async fn poll(
@@ -1425,8 +1562,16 @@ mod tests {
         let lanes = plan(&msgs);
         let chunks: usize = lanes.iter().map(Vec::len).sum();
         assert_eq!(chunks, 3);
-        assert_eq!(lanes[0].len(), 2, "the two chunks holding key a are one lane");
-        assert_eq!(lanes[0][0], (0..10).collect::<Vec<_>>(), "a keeps its order");
+        assert_eq!(
+            lanes[0].len(),
+            2,
+            "the two chunks holding key a are one lane"
+        );
+        assert_eq!(
+            lanes[0][0],
+            (0..10).collect::<Vec<_>>(),
+            "a keeps its order"
+        );
         assert_eq!(&lanes[0][1][..2], &[10, 11]);
         assert!(lanes.iter().flatten().all(|c| c.len() <= BATCH));
         let mut all: Vec<usize> = lanes.into_iter().flatten().flatten().collect();
@@ -1437,7 +1582,13 @@ mod tests {
     #[test]
     fn merging_keeps_each_keys_order_and_interleaves_by_stamp() {
         // SQS (one call) clusters a group: p1's three first, then p2 and p3.
-        let one = vec![rec("p1", "1"), rec("p1", "3"), rec("p1", "5"), rec("p2", "2"), rec("p3", "4")];
+        let one = vec![
+            rec("p1", "1"),
+            rec("p1", "3"),
+            rec("p1", "5"),
+            rec("p2", "2"),
+            rec("p3", "4"),
+        ];
         let merged: Vec<String> = merge(vec![one]).into_iter().map(|r| r.order).collect();
         assert_eq!(merged, ["1", "2", "3", "4", "5"]);
         // A stamp out of order within one key (clock skew between publishers) never reorders it.
@@ -1448,7 +1599,11 @@ mod tests {
             .collect();
         assert_eq!(
             keys,
-            [("p2".into(), "5".into()), ("p1".into(), "9".into()), ("p1".into(), "2".into())]
+            [
+                ("p2".into(), "5".into()),
+                ("p1".into(), "9".into()),
+                ("p1".into(), "2".into())
+            ]
         );
     }
 }

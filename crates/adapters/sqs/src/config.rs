@@ -188,7 +188,10 @@ mod tests {
     #[test]
     fn the_sqs_specific_endpoint_wins_and_no_keys_means_the_standard_chain() {
         let c = SqsConfig::from_vars(vars(&[
-            ("AWS_ENDPOINT_URL_SQS", "https://sqs.eu-west-1.amazonaws.com"),
+            (
+                "AWS_ENDPOINT_URL_SQS",
+                "https://sqs.eu-west-1.amazonaws.com",
+            ),
             ("SQS_ENDPOINT", "http://ignored"),
             ("AWS_REGION", "eu-west-1"),
             ("AWS_ACCESS_KEY_ID", "only-half"),

