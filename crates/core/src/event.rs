@@ -67,9 +67,16 @@ impl EventType {
     }
 }
 
+/// What a player id looks like, as a regular expression (also the OpenAPI pattern).
+pub const PLAYER_ID_PATTERN: &str = "^[A-Za-z0-9_]{3,50}$";
+
+/// What an id or label (`bossId`, `dropId`, `source`, `activity`, `rewardId`) looks like.
+pub const LABEL_PATTERN: &str = "^[A-Za-z0-9_.:-]{1,64}$";
+
 /// A player id: `^[A-Za-z0-9_]{3,50}$`, checked on construction.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, pattern = "^[A-Za-z0-9_]{3,50}$")]
 pub struct PlayerId(String);
 
 impl PlayerId {

@@ -13,7 +13,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use liveops_core::{now_ms, Keyring, Problem};
+use liveops_core::{now_ms, Keyring};
+use liveops_http::Problem;
 use serde_json::{json, Value};
 use uuid::Uuid;
 

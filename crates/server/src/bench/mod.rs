@@ -15,7 +15,7 @@ use clap::{Args, ValueEnum};
 use liveops_core::Keyring;
 use tokio::time::Instant;
 
-use crate::config::{BusKind, RawConfig, Settings};
+use crate::config::{BusKind, Given, RawConfig, Settings};
 
 pub mod ceiling;
 pub mod client;
@@ -160,8 +160,8 @@ fn rss_mib() -> (Option<f64>, Option<f64>) {
 
 /// The settings of an in-process product: the given configuration, on a free local port, with
 /// its files in `dir`.
-fn spawn_settings(config: &RawConfig, dir: &std::path::Path) -> Result<Settings, BenchError> {
-    let mut raw = config.clone();
+fn spawn_settings(config: &Given, dir: &std::path::Path) -> Result<Settings, BenchError> {
+    let mut raw = config.raw.clone();
     raw.port = Some(0);
     raw.bind = "127.0.0.1".into();
     raw.data_dir = dir.to_path_buf();
@@ -175,7 +175,12 @@ fn spawn_settings(config: &RawConfig, dir: &std::path::Path) -> Result<Settings,
     if raw.bus_kind == BusKind::Sqlite {
         raw.bus_conn = None;
     }
-    Settings::resolve(raw).map_err(|e| BenchError::Config(e.to_string()))
+    Given {
+        raw,
+        args: config.args.clone(),
+    }
+    .resolve()
+    .map_err(|e| BenchError::Config(e.to_string()))
 }
 
 /// The product under test.
@@ -189,7 +194,7 @@ struct System {
 }
 
 async fn open_system(
-    config: &RawConfig,
+    config: &Given,
     opts: &BenchOpts,
     preload: usize,
 ) -> Result<System, BenchError> {
@@ -209,8 +214,10 @@ async fn open_system(
             _dir: Some(dir),
         })
     } else {
-        let settings =
-            Settings::resolve(config.clone()).map_err(|e| BenchError::Config(e.to_string()))?;
+        let settings = config
+            .clone()
+            .resolve()
+            .map_err(|e| BenchError::Config(e.to_string()))?;
         let url = opts
             .url
             .clone()
@@ -231,7 +238,7 @@ fn secs(s: f64) -> Duration {
 }
 
 /// Runs the bench and returns its report.
-pub async fn measure(config: &RawConfig, opts: &BenchOpts) -> Result<Report, BenchError> {
+pub async fn measure(config: &Given, opts: &BenchOpts) -> Result<Report, BenchError> {
     if opts.players == 0 {
         return Err(BenchError::Config("--players must be at least 1".into()));
     }
@@ -507,7 +514,12 @@ async fn seed_over_http(system: &System, opts: &BenchOpts) -> Result<Startup, Be
 
 /// `liveops bench`: runs the bench and prints the table (or JSON with `--json`). Fails if no
 /// request at all was answered.
-pub async fn run(config: RawConfig, opts: &BenchOpts) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    config: RawConfig,
+    args: clap::ArgMatches,
+    opts: &BenchOpts,
+) -> anyhow::Result<ExitCode> {
+    let config = Given { raw: config, args };
     if opts.spawn {
         // The in-process product logs warnings and errors only (JSON on stderr).
         crate::telemetry::init_logs("warn");

@@ -6,8 +6,8 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use liveops_core::ports::{Board, ScoreDelta};
-use liveops_core::{now_ms, Keyring, Repository};
-use liveops_store::sql::repository::SqlRepository;
+use liveops_core::{now_ms, Keyring};
+use liveops_leaderboard::LeaderboardArgs;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::oneshot;
@@ -102,13 +102,16 @@ pub(crate) async fn spawn_ceiling(
 /// board, as if they had been played: what a restart then rebuilds the boards from.
 async fn preload(settings: &Settings, players: usize) -> Result<(), String> {
     std::fs::create_dir_all(&settings.raw.data_dir).map_err(|e| e.to_string())?;
-    let repo = SqlRepository::connect(&settings.db_url)
+    let repo = liveops_sql::connect_repository(&settings.db_url)
         .await
         .map_err(|e| e.to_string())?;
     repo.migrate().await.map_err(|e| e.to_string())?;
+    let windows = liveops_module::settings::<LeaderboardArgs>(&settings.args)
+        .and_then(|a| a.config(settings.calendar.clone(), "bench", 1))
+        .map_err(|e| e.to_string())?
+        .windows;
     let now = now_ms();
-    let boards: Vec<Board> = settings
-        .windows
+    let boards: Vec<Board> = windows
         .iter()
         .map(|&window| Board {
             window,

@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use liveops::{Application, RawConfig, Settings};
+use liveops::config::Given;
+use liveops::Application;
 use liveops_core::Keyring;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -56,8 +57,10 @@ pub async fn spawn_app_in(data_dir: PathBuf, extra: &[&str]) -> TestApp {
         "warn",
     ];
     args.extend_from_slice(extra);
-    let raw = RawConfig::from_args(args).expect("args");
-    let settings = Settings::resolve(raw).expect("settings");
+    let settings = Given::from_args(args)
+        .expect("args")
+        .resolve()
+        .expect("settings");
     let keyring = settings.keyring.clone();
     let app = Application::build(settings).await.expect("build");
     let port = app.port();
