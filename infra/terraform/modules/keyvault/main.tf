@@ -88,7 +88,7 @@ locals {
 }
 
 resource "azurerm_key_vault_secret" "liveops" {
-  for_each = nonsensitive(toset(keys(local.secrets)))
+  for_each = toset(["hmac-keys", "db-url", "redis-url", "bus-conn"])
 
   name            = each.key
   value           = local.secrets[each.key].value

@@ -72,9 +72,9 @@ resource "azurerm_redis_cache" "this" {
     maxmemory_policy                        = "volatile-lru"
     authentication_enabled                  = true
     data_persistence_authentication_method  = local.persist ? "ManagedIdentity" : null
-    aof_backup_enabled                      = local.persist && var.persistence == "aof"
+    aof_backup_enabled                      = local.premium ? local.persist && var.persistence == "aof" : null
     aof_storage_connection_string_0         = local.persist && var.persistence == "aof" ? local.storage_url : null
-    rdb_backup_enabled                      = local.persist && var.persistence == "rdb"
+    rdb_backup_enabled                      = local.premium ? local.persist && var.persistence == "rdb" : null
     rdb_backup_frequency                    = local.persist && var.persistence == "rdb" ? var.rdb_backup_frequency : null
     rdb_backup_max_snapshot_count           = local.persist && var.persistence == "rdb" ? 1 : null
     rdb_storage_connection_string           = local.persist && var.persistence == "rdb" ? local.storage_url : null

@@ -236,7 +236,8 @@ resource "azurerm_managed_disk" "backup" {
   tags                          = var.tags
 }
 
-# LUN 0: MySQL data (/srv/mysql); LUN 1: dumps (/srv/mysql-backups). cloud-init waits for both.
+# LUN 0: MySQL data (/srv/mysql); LUN 1: dumps (/srv/mysql-backups). The set-up script waits
+# for both, formats them on first boot and mounts them.
 resource "azurerm_virtual_machine_data_disk_attachment" "data" {
   managed_disk_id    = azurerm_managed_disk.data.id
   virtual_machine_id = azurerm_linux_virtual_machine.mysql.id
