@@ -114,6 +114,22 @@ module "aks" {
   tags                          = local.tags
 }
 
+# AGIC reads the resource group and, because the gateway has a user-assigned identity, must be
+# allowed to assign that identity whenever it rewrites the gateway.
+resource "azurerm_role_assignment" "agic_reader" {
+  scope                = azurerm_resource_group.this.id
+  role_definition_name = "Reader"
+  principal_id         = module.aks.agic_identity_object_id
+  principal_type       = "ServicePrincipal"
+}
+
+resource "azurerm_role_assignment" "agic_identity_operator" {
+  scope                = azurerm_user_assigned_identity.appgw.id
+  role_definition_name = "Managed Identity Operator"
+  principal_id         = module.aks.agic_identity_object_id
+  principal_type       = "ServicePrincipal"
+}
+
 module "redis" {
   source = "../../modules/redis"
 

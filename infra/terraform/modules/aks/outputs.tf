@@ -28,6 +28,11 @@ output "workload_identity_principal_id" {
   value       = azurerm_user_assigned_identity.workload.principal_id
 }
 
+output "agic_identity_object_id" {
+  description = "Object ID of the AGIC add-on's identity (it also needs Reader on the resource group and Managed Identity Operator on the gateway's identity)."
+  value       = azurerm_kubernetes_cluster.this.ingress_application_gateway[0].ingress_application_gateway_identity[0].object_id
+}
+
 output "key_vault_secrets_provider_client_id" {
   description = "Client ID of the Secrets Store CSI driver add-on identity (not used by LiveOps, which mounts with workload identity)."
   value       = azurerm_kubernetes_cluster.this.key_vault_secrets_provider[0].secret_identity[0].client_id
