@@ -1,0 +1,122 @@
+# The outputs below feed the Kustomize overlay through
+# infra/terraform/scripts/outputs-to-kustomize.sh prod (see infra/terraform/README.md).
+
+output "acr_login_server" {
+  description = "Registry login server (image prefix)."
+  value       = module.acr.login_server
+}
+
+output "workload_identity_client_id" {
+  description = "Client ID of the LiveOps workload identity (ServiceAccount annotation, SecretProviderClass clientID)."
+  value       = module.aks.workload_identity_client_id
+}
+
+output "tenant_id" {
+  description = "Entra ID tenant of the Key Vault (SecretProviderClass tenantId)."
+  value       = module.keyvault.tenant_id
+}
+
+output "key_vault_name" {
+  description = "Key Vault name (SecretProviderClass keyvaultName)."
+  value       = module.keyvault.name
+}
+
+output "key_vault_secret_names" {
+  description = "Secrets LiveOps reads from the vault."
+  value       = module.keyvault.secret_names
+}
+
+output "redis_host" {
+  description = "Redis host name (TLS port 6380)."
+  value       = module.redis.hostname
+}
+
+output "redis_ssl_port" {
+  description = "Redis TLS port."
+  value       = module.redis.ssl_port
+}
+
+output "postgres_fqdn" {
+  description = "PostgreSQL primary FQDN."
+  value       = module.postgres.fqdn
+}
+
+output "postgres_replica_fqdn" {
+  description = "PostgreSQL read replica FQDN."
+  value       = module.postgres.replica_fqdn
+}
+
+output "servicebus_namespace" {
+  description = "Service Bus namespace name."
+  value       = module.servicebus.namespace
+}
+
+output "servicebus_endpoint" {
+  description = "Service Bus namespace host."
+  value       = module.servicebus.endpoint
+}
+
+output "servicebus_topics" {
+  description = "Service Bus topics."
+  value       = module.servicebus.topics
+}
+
+output "servicebus_subscriptions" {
+  description = "Service Bus subscription (consumer group) per topic."
+  value       = module.servicebus.subscriptions
+}
+
+output "mysql_private_ip" {
+  description = "Private address of the MySQL VM."
+  value       = module.mysql.private_ip
+}
+
+output "mysql_backup_container_url" {
+  description = "Blob container with the MySQL dumps."
+  value       = module.mysql.backup_container_url
+}
+
+output "app_gateway_id" {
+  description = "Application Gateway managed by AGIC."
+  value       = module.appgw.id
+}
+
+output "app_gateway_public_ip" {
+  description = "Public address of the game API."
+  value       = module.appgw.public_ip
+}
+
+output "waf_policy_id" {
+  description = "WAF policy of the gateway."
+  value       = module.appgw.waf_policy_id
+}
+
+output "aks_cluster_name" {
+  description = "AKS cluster name (az aks get-credentials)."
+  value       = module.aks.name
+}
+
+output "aks_oidc_issuer_url" {
+  description = "OIDC issuer of the cluster."
+  value       = module.aks.oidc_issuer_url
+}
+
+output "resource_group_name" {
+  description = "Resource group of the environment."
+  value       = azurerm_resource_group.this.name
+}
+
+output "log_analytics_workspace_id" {
+  description = "Log Analytics workspace."
+  value       = module.monitoring.log_analytics_workspace_id
+}
+
+output "prometheus_query_endpoint" {
+  description = "Managed Prometheus query endpoint."
+  value       = module.monitoring.prometheus_query_endpoint
+}
+
+output "grafana_endpoint" {
+  description = "Managed Grafana URL."
+  value       = module.monitoring.grafana_endpoint
+}

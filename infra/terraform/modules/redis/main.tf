@@ -1,0 +1,120 @@
+# Azure Cache for Redis: hot state (idempotency, rate windows, blocks) and the leaderboards'
+# sorted sets. TLS 1.2 only on 6380, non-TLS port off, public access off (private endpoint),
+# Premium with replicas across zones and persistence to a storage account it writes with its
+# managed identity. Azure accepts AOF or RDB persistence, not both at once: var.persistence picks.
+
+locals {
+  premium     = var.sku_name == "Premium"
+  persist     = local.premium && var.persistence != "none"
+  family      = local.premium ? "P" : "C"
+  storage_url = local.persist ? "BlobEndpoint=${azurerm_storage_account.persistence[0].primary_blob_endpoint}" : null
+}
+
+resource "azurerm_storage_account" "persistence" {
+  count = local.persist ? 1 : 0
+
+  #checkov:skip=CKV_AZURE_33:Queue service logging: the account holds only Redis persistence blobs, no queues.
+  #checkov:skip=CKV2_AZURE_1:Customer-managed keys are not required by the design; blobs are encrypted with platform keys (and infrastructure encryption).
+  #checkov:skip=CKV2_AZURE_38:Soft delete is left off on purpose: Azure warns that soft delete with Redis persistence causes very high storage costs (every AOF rewrite is kept).
+  #checkov:skip=CKV_AZURE_59:Only Redis writes here, as a trusted Azure service with its managed identity through the firewall bypass; the firewall denies everything else and shared keys are off.
+  #checkov:skip=CKV2_AZURE_33:Nothing in the virtual network reads the persistence files; Redis reaches the account over Azure's backbone as a trusted service, so a private endpoint would serve no client.
+  #checkov:skip=CKV_AZURE_206:Redis persistence files are rebuilt continuously; zone-redundant storage (ZRS) is enough, geo replication would only add cost.
+  name                       = substr(replace("${var.name_prefix}redis", "-", ""), 0, 24)
+  location                   = var.location
+  resource_group_name        = var.resource_group_name
+  account_tier               = "Standard"
+  account_replication_type   = "ZRS"
+  account_kind               = "StorageV2"
+  min_tls_version            = "TLS1_2"
+  https_traffic_only_enabled = true
+  shared_access_key_enabled  = false
+  # Redis is a trusted Azure service that reaches the account through the firewall's AzureServices
+  # bypass with its managed identity; nothing else gets in (default deny, no shared keys).
+  public_network_access_enabled     = true
+  allow_nested_items_to_be_public   = false
+  infrastructure_encryption_enabled = true
+  default_to_oauth_authentication   = true
+  local_user_enabled                = false
+  tags                              = var.tags
+
+  network_rules {
+    default_action = "Deny"
+    bypass         = ["AzureServices"]
+  }
+
+  sas_policy {
+    expiration_period = "0.01:00:00"
+  }
+}
+
+resource "azurerm_redis_cache" "this" {
+  name                          = "${var.name_prefix}-redis"
+  location                      = var.location
+  resource_group_name           = var.resource_group_name
+  sku_name                      = var.sku_name
+  family                        = local.family
+  capacity                      = var.capacity
+  redis_version                 = "6"
+  minimum_tls_version           = "1.2"
+  non_ssl_port_enabled          = false
+  public_network_access_enabled = false
+  zones                         = local.premium ? var.zones : null
+  replicas_per_primary          = local.premium ? var.replicas_per_primary : null
+  tags                          = var.tags
+
+  identity {
+    type = "SystemAssigned"
+  }
+
+  redis_configuration {
+    # LiveOps keys expire on their own (idempotency, windows, blocks); ranks have no TTL, so
+    # eviction must never pick them: evict only keys that carry a TTL.
+    maxmemory_policy                        = "volatile-lru"
+    authentication_enabled                  = true
+    data_persistence_authentication_method  = local.persist ? "ManagedIdentity" : null
+    aof_backup_enabled                      = local.premium ? local.persist && var.persistence == "aof" : null
+    aof_storage_connection_string_0         = local.persist && var.persistence == "aof" ? local.storage_url : null
+    rdb_backup_enabled                      = local.premium ? local.persist && var.persistence == "rdb" : null
+    rdb_backup_frequency                    = local.persist && var.persistence == "rdb" ? var.rdb_backup_frequency : null
+    rdb_backup_max_snapshot_count           = local.persist && var.persistence == "rdb" ? 1 : null
+    rdb_storage_connection_string           = local.persist && var.persistence == "rdb" ? local.storage_url : null
+    active_directory_authentication_enabled = false
+  }
+
+  lifecycle {
+    precondition {
+      condition     = local.premium || var.persistence == "none"
+      error_message = "Persistence needs the Premium SKU; set persistence = \"none\" for Basic or Standard."
+    }
+  }
+}
+
+# The cache writes its persistence files with its system-assigned identity.
+resource "azurerm_role_assignment" "persistence" {
+  count = local.persist ? 1 : 0
+
+  scope                = azurerm_storage_account.persistence[0].id
+  role_definition_name = "Storage Blob Data Contributor"
+  principal_id         = azurerm_redis_cache.this.identity[0].principal_id
+  principal_type       = "ServicePrincipal"
+}
+
+resource "azurerm_private_endpoint" "this" {
+  name                = "${var.name_prefix}-redis-pe"
+  location            = var.location
+  resource_group_name = var.resource_group_name
+  subnet_id           = var.private_endpoint_subnet_id
+  tags                = var.tags
+
+  private_service_connection {
+    name                           = "${var.name_prefix}-redis-psc"
+    private_connection_resource_id = azurerm_redis_cache.this.id
+    subresource_names              = ["redisCache"]
+    is_manual_connection           = false
+  }
+
+  private_dns_zone_group {
+    name                 = "redis"
+    private_dns_zone_ids = [var.private_dns_zone_id]
+  }
+}
