@@ -584,6 +584,8 @@ async fn readyz(State(ready): State<Readiness>) -> Response {
     let loading = ready.services.loading();
     let only_loading = failing.is_empty();
     failing.extend(loading.into_iter().map(str::to_owned));
+    // The last answer, so alerts can see readiness flapping between scrapes of probes.
+    metrics::gauge!("liveops_ready").set(if failing.is_empty() { 1.0 } else { 0.0 });
     if failing.is_empty() {
         let map: serde_json::Map<String, serde_json::Value> = checks
             .iter()
