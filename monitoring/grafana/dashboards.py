@@ -173,7 +173,9 @@ def dashboard(uid, title, description, variables, layout, tags):
             "datasource": DS,
             "enable": True,
             "iconColor": "red",
-            "expr": f'ALERTS{{alertstate="firing", {NS}}}',
+            "expr": (f'ALERTS{{alertstate="firing", {NS}}}'
+                     if any(v["name"] == "namespace" for v in variables)
+                     else 'ALERTS{alertstate="firing"}'),
             "titleFormat": "{{alertname}}",
             "textFormat": "{{severity}}",
             "step": "60s",
