@@ -36,6 +36,7 @@ from pathlib import Path
 import yaml
 
 SEVERITIES = {"critical", "warning", "info"}
+ROOT = Path(".")
 RUNBOOK = re.compile(r"^docs/OPERATIONS\.md#([a-z0-9][a-z0-9-]*)$")
 
 
@@ -338,9 +339,11 @@ def exercise(liveops, base, data_dir, env, work, secret):
     """Traffic that makes the binary register its metrics: the sample events through
     `liveops send`, a warm-up and three absurd kills (flags, strikes, a block), a level-up
     and a reward claim, leaderboard reads (top-N cache miss then hit)."""
-    samples = sorted(Path(os.environ.get("LIVEOPS_SAMPLES", "/work/shared/sample_events")).glob("*.json"))
+    # The reference events live beside the repository (../shared/sample_events), as for the tests.
+    sample_dir = Path(os.environ.get("LIVEOPS_SAMPLES", ROOT.parent / "shared" / "sample_events"))
+    samples = sorted(sample_dir.glob("*.json"))
     if not samples:
-        samples = sorted((Path(__file__).resolve().parents[2] / "sample_events").glob("*.json"))
+        raise CheckFailed(f"no sample events in {sample_dir} (set LIVEOPS_SAMPLES)")
     now = int(time.time())
     warm = [{"type": "boss_kill", "playerId": f"player_warm_{i}", "ts": now,
              "payload": {"bossId": "dragon_lord", "tier": 3, "points": 900 + (i % 7) * 40}}
@@ -699,7 +702,9 @@ def main():
     if len(sys.argv) != 4:
         print(__doc__, file=sys.stderr)
         return 2
+    global ROOT
     cmd, root, work = sys.argv[1], Path(sys.argv[2]).resolve(), Path(sys.argv[3])
+    ROOT = root
     work.mkdir(parents=True, exist_ok=True)
     try:
         {"static": static, "live": live, "names": names, "alertmanager": alertmanager}[cmd](root, work)
