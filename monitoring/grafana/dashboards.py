@@ -255,8 +255,6 @@ def services():
     L.add(timeseries("Messages waiting on the bus",
                      [(f"max by (topic, group) (bus_lag{{{NS}}})", "{{group}} on {{topic}}")],
                      "short"), w=8)
-    L.add(timeseries("In-process hot state entries",
-                     [(f"sum by (pod) (hot_state_entries{{{NS}}})", "{{pod}}")], "short"), w=8)
     L.add(timeseries("Pod restarts (15 m)",
                      [(f"sum by (pod) (increase(kube_pod_container_status_restarts_total{{{POD}}}[15m]))",
                        "{{pod}}")], "short"), w=8)
