@@ -244,6 +244,22 @@ def static(root, work):
     print(f"  ok   {len(p['dashboards'])} dashboards: datasource variable, no fixed data source "
           f"uid or instance; {len(exprs)} PromQL queries extracted")
 
+    # Provisioning: a file provider for the dashboards, a Prometheus data source.
+    prov = root / "monitoring" / "grafana" / "provisioning"
+    dash_prov = yaml.safe_load((prov / "dashboards" / "liveops.yaml").read_text())
+    ds_prov = yaml.safe_load((prov / "datasources" / "liveops.yaml").read_text())
+    if dash_prov.get("apiVersion") != 1 or not all(
+            p_.get("type") == "file" and p_.get("options", {}).get("path")
+            for p_ in dash_prov.get("providers", [])) or not dash_prov.get("providers"):
+        errors.append("provisioning/dashboards: needs apiVersion 1 and file providers with a path")
+    ds = ds_prov.get("datasources", [])
+    ds_uids = [d.get("uid") for d in ds]
+    if len(set(ds_uids)) != len(ds_uids) or not any(d.get("type") == "prometheus" for d in ds):
+        errors.append("provisioning/datasources: uids must be unique and one must be Prometheus")
+    fail_if(errors, "Grafana provisioning")
+    print(f"  ok   provisioning: {len(dash_prov['providers'])} dashboard provider(s), "
+          f"{len(ds)} data sources ({', '.join(d['type'] for d in ds)})")
+
     rules_doc = {"groups": [{"name": "dashboard-queries", "rules": [
         {"record": f"dashboard:query_{i}", "expr": e,
          "labels": {"dashboard": name, "where": where[:60]}}
