@@ -57,6 +57,8 @@ async fn readyz(State(checks): State<Checks>) -> Response {
         .collect();
     let only_warming = failing.is_empty();
     failing.extend(checks.modules.iter().filter_map(|ready| ready()));
+    // The last answer, so alerts can see readiness flapping between scrapes of probes.
+    metrics::gauge!("liveops_ready").set(if failing.is_empty() { 1.0 } else { 0.0 });
     if failing.is_empty() {
         let map: serde_json::Map<String, serde_json::Value> = results
             .iter()
