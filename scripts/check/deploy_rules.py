@@ -653,7 +653,7 @@ MUTATIONS = [
     ("target", "wrong PORT", lambda d: _container(d, "liveops-leaderboard")["env"][0].update(value="8080")),
     ("shutdown", "grace period shorter than the drain", lambda d: _find(d, "Deployment", "liveops-gateway")["spec"]["template"]["spec"].update(terminationGracePeriodSeconds=10)),
     ("spread", "zone spread selecting another target", lambda d: _find(d, "Deployment", "liveops-gateway")["spec"]["template"]["spec"]["topologySpreadConstraints"][0]["labelSelector"]["matchLabels"].update({"app.kubernetes.io/component": "fairness"})),
-    ("image", "image tag left to the base", lambda d: _container(d, "liveops-gateway").update(image="liveops:set-by-overlay")),
+    ("image", "image tag left to the base", lambda d: _container(d, "liveops-gateway").update(image="liveopsacr.azurecr.io/liveops:set-by-overlay")),
     ("budgets", "a PodDisruptionBudget removed", lambda d: _drop(d, "PodDisruptionBudget", "liveops-fairness")),
     ("autoscaling", "an HPA removed", lambda d: _drop(d, "HorizontalPodAutoscaler", "liveops-leaderboard")),
     ("autoscaling", "gateway HPA without the request-rate metric", lambda d: _find(d, "HorizontalPodAutoscaler", "liveops-gateway")["spec"].update(metrics=_find(d, "HorizontalPodAutoscaler", "liveops-gateway")["spec"]["metrics"][:2])),
