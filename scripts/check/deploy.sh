@@ -69,7 +69,7 @@ kubectl kustomize deploy/argocd/apps > "$R/argocd/apps.yaml"
 cp deploy/argocd/root.yaml "$R/argocd/root.yaml"
 echo "deploy/argocd -> $(cat "$R"/argocd/*.yaml | grep -c '^kind:') resources"
 
-# -- the checks (each writes $OUT/logs/<name>.log and .rc) ----------------------------------------
+# -- the checks (each writes $OUT/logs/<name>.log and .rc; some take one argument) ---------------
 check_kubernetes_validate() {
   local out rc=0
   out=$(kubernetes-validate --strict --quiet -k "$K8S_VERSION" "$R"/k8s/*.yaml "$R"/argocd/*.yaml) || rc=$?
@@ -102,7 +102,11 @@ checkov_run() {
   return $rc
 }
 check_checkov_rendered() { checkov_run --framework kubernetes -d "$R"; }
-check_checkov_kustomize() { checkov_run --framework kustomize -d deploy/k8s; }
+# One kustomize directory per run, and sequential inside checkov: its kustomize runner writes the
+# renderings of every overlay whose base it cannot name into one scratch directory, by index and
+# then by kind-namespace-name, so overlays scanned together overwrite each other's files (and, in
+# parallel, half-written ones: a flaky "expected a single document" crash).
+check_checkov_kustomize() { CHECKOV_PARALLELIZATION_TYPE=none checkov_run --framework kustomize -d "$1"; }
 check_checkov_dockerfile() { checkov_run --framework dockerfile -f deploy/docker/Dockerfile; }
 check_trivy() {
   local dir
@@ -131,25 +135,34 @@ check_hadolint() {
 }
 check_image() { python scripts/check/deploy_image.py "$ROOT"; }
 
-CHECKS=(kubernetes_validate crd_schemas rules checkov_rendered checkov_kustomize checkov_dockerfile trivy hadolint image)
+# name[:argument]
+CHECKS=(kubernetes_validate crd_schemas rules checkov_rendered checkov_dockerfile trivy hadolint image
+        checkov_kustomize:deploy/k8s/base)
+for r in "${RENDERINGS[@]}"; do
+  IFS=: read -r _ dir _ <<<"$r"
+  CHECKS+=("checkov_kustomize:$dir")
+done
 echo "== ${#CHECKS[@]} checks, $JOBS at a time"
 running=0
 for c in "${CHECKS[@]}"; do
   if [ "$running" -ge "$JOBS" ]; then wait -n || true; running=$((running - 1)); fi
-  ( s=$(date +%s); rc=0; "check_$c" > "$OUT/logs/$c.log" 2>&1 || rc=$?; echo "$rc $(( $(date +%s) - s ))" > "$OUT/logs/$c.rc" ) &
+  log="$OUT/logs/${c//[:\/]/_}"
+  ( s=$(date +%s); rc=0; IFS=: read -r fn arg <<<"$c"
+    "check_$fn" ${arg:+"$arg"} > "$log.log" 2>&1 || rc=$?; echo "$rc $(( $(date +%s) - s ))" > "$log.rc" ) &
   running=$((running + 1))
 done
 wait
 
 failed=0
 for c in "${CHECKS[@]}"; do
-  read -r rc secs < "$OUT/logs/$c.rc"
+  log="$OUT/logs/${c//[:\/]/_}"
+  read -r rc secs < "$log.rc"
   if [ "$rc" = 0 ]; then
     echo "-- PASS $c (${secs}s)"
-    sed 's/^/   /' "$OUT/logs/$c.log"
+    sed 's/^/   /' "$log.log"
   else
     echo "-- FAIL $c (${secs}s, exit $rc)"
-    sed 's/^/   /' "$OUT/logs/$c.log"
+    sed 's/^/   /' "$log.log"
     failed=$((failed + 1))
   fi
 done
