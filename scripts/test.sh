@@ -38,6 +38,7 @@ run_bg() { # name, command...
   background+=("$name")
 }
 run_bg infra scripts/check/infra.sh
+run_bg deploy scripts/check/deploy.sh
 
 echo "== cargo clippy (all features)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
