@@ -12,7 +12,7 @@ pub mod window;
 pub use event::{Envelope, Event, EventType, InvalidEvent, Limits, Payload, PlayerId};
 pub use ports::{Board, Bus, Health, PortError, PortResult, RankEntry, RankStore};
 pub use scoring::{LevelCurve, Welford};
-pub use signing::{AuthError, Keyring, Receipt, Verification};
+pub use signing::{AuthError, KeyStore, Keyring, Receipt, Verification};
 pub use window::{Calendar, Period, Window};
 
 /// Current server time in unix milliseconds.

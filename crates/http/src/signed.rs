@@ -5,7 +5,9 @@
 use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequest, Request};
 use axum::http::HeaderMap;
-use liveops_core::{now_ms, Keyring};
+use std::sync::Arc;
+
+use liveops_core::{now_ms, KeyStore};
 use utoipa::IntoParams;
 
 use crate::body::{read_body, BodyLimit};
@@ -17,8 +19,8 @@ const DEFAULT_LIMIT: usize = 64 * 1024;
 /// What a signature is checked against: the keys and the allowed clock difference.
 #[derive(Clone, Debug)]
 pub struct SignatureCheck {
-    /// Keys that may sign (`X-Key-Id` picks one; the first is the default).
-    pub keyring: Keyring,
+    /// Keys that may sign (`X-Key-Id` picks one; the primary is the default), as they are now.
+    pub keys: Arc<KeyStore>,
     /// How far `X-Timestamp` may be from server time, in seconds.
     pub tolerance_s: i64,
 }
@@ -43,7 +45,8 @@ impl SignatureCheck {
         now_s: i64,
     ) -> Result<Signature, Problem> {
         let sig = header(headers, "x-signature");
-        self.keyring
+        self.keys
+            .current()
             .verify_request(
                 header(headers, "x-key-id"),
                 header(headers, "x-timestamp"),
@@ -123,15 +126,20 @@ mod tests {
     use super::*;
 
     fn check() -> SignatureCheck {
+        let ring = liveops_core::Keyring::single(b"0123456789abcdef0123456789abcdef".to_vec());
         SignatureCheck {
-            keyring: Keyring::single(b"0123456789abcdef0123456789abcdef".to_vec()).expect("key"),
+            keys: Arc::new(KeyStore::new(ring.expect("key"))),
             tolerance_s: 300,
         }
     }
 
     fn signed(ts: i64, body: &[u8]) -> HeaderMap {
         let mut h = HeaderMap::new();
-        let sig = check().keyring.sign_request(None, ts, body).expect("sign");
+        let sig = check()
+            .keys
+            .current()
+            .sign_request(None, ts, body)
+            .expect("sign");
         h.insert("x-timestamp", HeaderValue::from(ts));
         h.insert("x-signature", HeaderValue::from_str(&sig).expect("ascii"));
         h

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::Router;
 use futures_util::future::BoxFuture;
-use liveops_core::{Calendar, Keyring, PortError};
+use liveops_core::{Calendar, KeyStore, PortError};
 use tokio_util::sync::CancellationToken;
 
 pub use ports::{Adapter, Ports};
@@ -130,8 +130,8 @@ impl Service {
 /// Settings every module may use, resolved once by the binary.
 #[derive(Clone, Debug)]
 pub struct Shared {
-    /// Keys that sign requests and receipts.
-    pub keyring: Keyring,
+    /// Keys that sign requests and receipts, as they are now (layers change at run time).
+    pub keys: Arc<KeyStore>,
     /// How far `X-Timestamp` may be from server time, in seconds.
     pub signature_tolerance_s: i64,
     /// Seasons and periods.

@@ -147,7 +147,7 @@ impl Application {
 /// The settings every module shares.
 fn shared(s: &Settings) -> Shared {
     Shared {
-        keyring: s.keyring.clone(),
+        keys: Arc::new(liveops_core::KeyStore::new(s.keyring.clone())),
         signature_tolerance_s: s.raw.sig_tolerance_sec,
         calendar: s.calendar.clone(),
         consumer_name: consumer_name(),

@@ -573,9 +573,7 @@ async fn unavailable_within_3s_then_recovers() {
     .await;
 
     let relay = Relay::start("127.0.0.1:0".parse().unwrap(), redis_addr()).await;
-    let bus = RedisBus::connect(&relay.url(), opts, 4)
-        .await
-        .unwrap();
+    let bus = RedisBus::connect(&relay.url(), opts, 4).await.unwrap();
     let (t, g) = (unique("outage"), unique("g"));
     bus.ensure_group(&t, &g).await.unwrap();
     bus.publish(&t, vec![msg("p", "before")]).await.unwrap();

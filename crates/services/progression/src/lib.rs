@@ -155,7 +155,7 @@ impl Module for Progression {
                 consumer_name: shared.consumer_name.clone(),
             }),
             signatures: SignatureCheck {
-                keyring: shared.keyring.clone(),
+                keys: shared.keys.clone(),
                 tolerance_s: shared.signature_tolerance_s,
             },
             bus: ctx.ports.get::<dyn Bus>().await?,

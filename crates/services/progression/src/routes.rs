@@ -199,10 +199,12 @@ pub(crate) async fn claim_reward(
     };
     let receipt_id = Uuid::now_v7().to_string();
     let timestamp = now.div_euclid(1000);
-    let sig = state
-        .signatures
-        .keyring
-        .sign_receipt(&receipt_id, player.as_str(), &item, timestamp);
+    let sig = state.signatures.keys.current().sign_receipt(
+        &receipt_id,
+        player.as_str(),
+        &item,
+        timestamp,
+    );
     let receipt = Receipt {
         receipt_id,
         player_id: player.as_str().to_owned(),
@@ -250,5 +252,7 @@ pub(crate) async fn verify_receipt(
     State(state): State<ProgressionState>,
     Json(receipt): Json<Receipt>,
 ) -> Result<Json<Verification>, Problem> {
-    Ok(Json(state.signatures.keyring.verify_receipt(&receipt)))
+    Ok(Json(
+        state.signatures.keys.current().verify_receipt(&receipt),
+    ))
 }

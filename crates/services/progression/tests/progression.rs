@@ -54,7 +54,7 @@ async fn spawn_app() -> TestApp {
             consumer_name: "test-1".into(),
         }),
         signatures: SignatureCheck {
-            keyring: keyring.clone(),
+            keys: Arc::new(liveops_core::KeyStore::new(keyring.clone())),
             tolerance_s: 300,
         },
         bus: bus.clone(),

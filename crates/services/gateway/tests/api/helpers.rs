@@ -76,7 +76,7 @@ pub fn spawn_with(tune: impl FnOnce(&mut GatewayConfig)) -> TestApp {
     let bus = Arc::new(FlakyBus::new(MemoryBus::default()));
     let hot = Arc::new(MemoryHotState::new());
     let signatures = SignatureCheck {
-        keyring: ring.clone(),
+        keys: Arc::new(liveops_core::KeyStore::new(ring.clone())),
         tolerance_s: 300,
     };
     let state = GatewayState::new(config, signatures, bus.clone(), hot.clone());
