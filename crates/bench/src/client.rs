@@ -12,7 +12,7 @@ use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::BenchError;
+use crate::BenchError;
 
 /// Where the bench sends its requests: a resolved socket address plus the `Host` header.
 #[derive(Clone, Debug)]

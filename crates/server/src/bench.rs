@@ -1,100 +1,119 @@
-//! Servers the bench starts in-process: the ceiling, and the product itself (`--spawn`). Each
-//! runs on its own Tokio runtime in its own thread, like a separate process would, so the
-//! generator's tasks and the server's never share a scheduler queue.
+//! `liveops bench`: the load generator and report live in `liveops-bench`; this is the binary's
+//! side: the settings of a product started in-process (`--spawn`), preloading its boards for the
+//! read benchmark, and the command that prints the report.
 
-use std::future::Future;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
+use liveops_bench::{own_runtime, BenchError, Product, Served, Signer, Spawn, Startup};
+use liveops_core::now_ms;
 use liveops_core::ports::{Board, ScoreDelta};
-use liveops_core::{now_ms, Keyring};
 use liveops_leaderboard::LeaderboardArgs;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::client::Endpoint;
-use super::report::Startup;
-use super::BenchError;
+pub use liveops_bench::{BenchOpts, Mode, Phase, Report};
+
+use crate::config::{BusKind, Given, RawConfig};
 use crate::{Application, Settings};
 
-/// Worker threads of a server runtime: what `liveops serve` gets on this kind of machine.
-fn server_threads() -> usize {
-    std::thread::available_parallelism().map_or(2, usize::from)
+/// The settings of an in-process product: the given configuration, on a free local port, with
+/// its files in `dir`.
+fn spawn_settings(config: &Given, dir: &std::path::Path) -> Result<Settings, BenchError> {
+    let mut raw = config.raw.clone();
+    raw.port = Some(0);
+    raw.bind = "127.0.0.1".into();
+    raw.data_dir = dir.to_path_buf();
+    if raw
+        .db_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("sqlite"))
+    {
+        raw.db_url = None;
+    }
+    if raw.bus_kind == BusKind::Sqlite {
+        raw.bus_conn = None;
+    }
+    Given {
+        raw,
+        args: config.args.clone(),
+    }
+    .resolve()
+    .map_err(|e| BenchError::Config(e.to_string()))
 }
 
-/// A server running on its own runtime thread.
-pub(crate) struct Served {
-    pub(crate) endpoint: Endpoint,
-    stop: CancellationToken,
-    thread: Option<std::thread::JoinHandle<()>>,
+/// The product started in-process, its files in a temporary directory.
+struct InProcess {
+    settings: Settings,
+    _dir: tempfile::TempDir,
 }
 
-impl Served {
-    /// Stops the server and waits for its thread.
-    pub(crate) async fn stop(mut self) {
-        self.stop.cancel();
-        if let Some(t) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || t.join()).await;
-        }
+#[async_trait]
+impl Spawn for InProcess {
+    async fn spawn(&self, preload: usize) -> Result<(Served, Startup), BenchError> {
+        spawn_product(self.settings.clone(), preload).await
     }
 }
 
-impl Drop for Served {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-/// Runs `make()` to completion on a fresh multi-thread runtime in a new thread.
-fn own_runtime<F, Fut>(name: &str, make: F) -> Result<std::thread::JoinHandle<()>, BenchError>
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future<Output = ()>,
-{
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(server_threads())
-        .thread_name(name)
-        .enable_all()
-        .build()
-        .map_err(|e| BenchError::Server(format!("cannot start a runtime: {e}")))?;
-    std::thread::Builder::new()
-        .name(name.to_owned())
-        .spawn(move || rt.block_on(make()))
-        .map_err(|e| BenchError::Server(format!("cannot start a thread: {e}")))
-}
-
-/// Starts the ceiling on `127.0.0.1` at a free port.
-pub(crate) async fn spawn_ceiling(
-    keyring: Keyring,
-    tolerance_s: i64,
-) -> Result<Served, BenchError> {
-    let stop = CancellationToken::new();
-    let (tx, rx) = oneshot::channel::<Result<u16, String>>();
-    let token = stop.clone();
-    let thread = own_runtime("bench-ceiling", move || async move {
-        let listener = match tokio::net::TcpListener::bind(("127.0.0.1", 0)).await {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = tx.send(Err(e.to_string()));
-                return;
-            }
+/// Runs the bench as `config` and `opts` say and returns its report.
+pub async fn measure(config: &Given, opts: &BenchOpts) -> Result<Report, BenchError> {
+    let (product, signer) = if opts.spawn {
+        let dir = tempfile::tempdir()
+            .map_err(|e| BenchError::Server(format!("cannot create a temp dir: {e}")))?;
+        let settings = spawn_settings(config, dir.path())?;
+        let signer = Signer {
+            keyring: settings.keyring.clone(),
+            tolerance_s: settings.raw.sig_tolerance_sec,
         };
-        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
-        let _ = tx.send(Ok(port));
-        let app = super::ceiling::router(keyring, tolerance_s);
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(token.cancelled_owned())
-            .await;
-    })?;
-    let port = rx
-        .await
-        .map_err(|_| BenchError::Server("the ceiling did not start".into()))?
-        .map_err(|e| BenchError::Server(format!("ceiling: {e}")))?;
-    Ok(Served {
-        endpoint: Endpoint::local(port),
-        stop,
-        thread: Some(thread),
+        let spawned = InProcess {
+            settings,
+            _dir: dir,
+        };
+        (Product::Spawned(Box::new(spawned)), signer)
+    } else {
+        let settings = config
+            .clone()
+            .resolve()
+            .map_err(|e| BenchError::Config(e.to_string()))?;
+        let url = opts
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}", settings.port));
+        let signer = Signer {
+            keyring: settings.keyring.clone(),
+            tolerance_s: settings.raw.sig_tolerance_sec,
+        };
+        (Product::Url(url), signer)
+    };
+    liveops_bench::measure(product, signer, opts).await
+}
+
+/// `liveops bench`: runs the bench and prints the table (or JSON with `--json`). Fails if no
+/// request at all was answered.
+pub async fn run(
+    config: RawConfig,
+    args: clap::ArgMatches,
+    opts: &BenchOpts,
+) -> anyhow::Result<ExitCode> {
+    let config = Given { raw: config, args };
+    if opts.spawn {
+        // The in-process product logs warnings and errors only (JSON on stderr).
+        crate::telemetry::init_logs("warn");
+    }
+    let report = measure(&config, opts).await?;
+    if opts.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    let answered = report.system.iter().all(|p| p.requests > 0);
+    Ok(if answered {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }
 
@@ -142,7 +161,7 @@ async fn preload(settings: &Settings, players: usize) -> Result<(), String> {
 
 /// Starts the product in-process (after preloading `preload_players` ranked players, if any)
 /// and waits until it is ready; returns it with its start-up timings.
-pub(crate) async fn spawn_product(
+async fn spawn_product(
     settings: Settings,
     preload_players: usize,
 ) -> Result<(Served, Startup), BenchError> {
@@ -180,11 +199,7 @@ pub(crate) async fn spawn_product(
         .await
         .map_err(|_| BenchError::Server("the product did not start".into()))?
         .map_err(BenchError::Server)?;
-    let served = Served {
-        endpoint: Endpoint::local(port),
-        stop,
-        thread: Some(thread),
-    };
+    let served = Served::new(port, stop, thread);
     let client = reqwest::Client::new();
     let url = format!("{}/readyz", served.endpoint.base);
     let deadline = Instant::now() + Duration::from_secs(600);

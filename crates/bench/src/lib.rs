@@ -7,26 +7,25 @@
 //! percentiles (HDR histograms), answers per status, and end-to-end visibility: how long after
 //! its `202` a probe event shows in progression and on the leaderboard.
 
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use clap::{Args, ValueEnum};
 use liveops_core::Keyring;
 use tokio::time::Instant;
-
-use crate::config::{BusKind, Given, RawConfig, Settings};
 
 pub mod ceiling;
 pub mod client;
 mod load;
 mod probe;
 pub mod report;
-mod target;
+pub mod serve;
 
 use client::{Connection, Endpoint, Outgoing};
 use load::{Drive, Players, Work};
 pub use report::{Machine, Percentiles, Phase, Pipeline, Ratio, Report, Startup, Visibility};
+pub use serve::{own_runtime, Served};
 
 /// Why a bench run could not be carried out.
 #[derive(Debug, thiserror::Error)]
@@ -158,29 +157,28 @@ fn rss_mib() -> (Option<f64>, Option<f64>) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// The settings of an in-process product: the given configuration, on a free local port, with
-/// its files in `dir`.
-fn spawn_settings(config: &Given, dir: &std::path::Path) -> Result<Settings, BenchError> {
-    let mut raw = config.raw.clone();
-    raw.port = Some(0);
-    raw.bind = "127.0.0.1".into();
-    raw.data_dir = dir.to_path_buf();
-    if raw
-        .db_url
-        .as_deref()
-        .is_some_and(|u| u.starts_with("sqlite"))
-    {
-        raw.db_url = None;
-    }
-    if raw.bus_kind == BusKind::Sqlite {
-        raw.bus_conn = None;
-    }
-    Given {
-        raw,
-        args: config.args.clone(),
-    }
-    .resolve()
-    .map_err(|e| BenchError::Config(e.to_string()))
+/// Starts the product under test in-process: what `--spawn` runs (the binary provides it).
+#[async_trait]
+pub trait Spawn: Send + Sync {
+    /// Starts the product with `preload` players already ranked and waits until it is ready.
+    async fn spawn(&self, preload: usize) -> Result<(Served, Startup), BenchError>;
+}
+
+/// What the bench measures: a running product, or one it starts itself.
+pub enum Product {
+    /// A running product at this base URL.
+    Url(String),
+    /// A product started in-process.
+    Spawned(Box<dyn Spawn>),
+}
+
+/// How the bench signs requests: the product's keys and clock tolerance.
+#[derive(Clone, Debug)]
+pub struct Signer {
+    /// The keys (the primary signs).
+    pub keyring: Keyring,
+    /// The product's allowed clock difference, seconds.
+    pub tolerance_s: i64,
 }
 
 /// The product under test.
@@ -188,57 +186,41 @@ struct System {
     endpoint: Endpoint,
     keyring: Keyring,
     tolerance_s: i64,
-    served: Option<target::Served>,
+    served: Option<Served>,
     startup: Option<Startup>,
-    _dir: Option<tempfile::TempDir>,
 }
 
 async fn open_system(
-    config: &Given,
-    opts: &BenchOpts,
+    product: Product,
+    signer: Signer,
     preload: usize,
 ) -> Result<System, BenchError> {
-    if opts.spawn {
-        let dir = tempfile::tempdir()
-            .map_err(|e| BenchError::Server(format!("cannot create a temp dir: {e}")))?;
-        let settings = spawn_settings(config, dir.path())?;
-        let keyring = settings.keyring.clone();
-        let tolerance_s = settings.raw.sig_tolerance_sec;
-        let (served, startup) = target::spawn_product(settings, preload).await?;
-        Ok(System {
-            endpoint: served.endpoint.clone(),
-            keyring,
-            tolerance_s,
-            served: Some(served),
-            startup: Some(startup),
-            _dir: Some(dir),
-        })
-    } else {
-        let settings = config
-            .clone()
-            .resolve()
-            .map_err(|e| BenchError::Config(e.to_string()))?;
-        let url = opts
-            .url
-            .clone()
-            .unwrap_or_else(|| format!("http://127.0.0.1:{}", settings.port));
-        Ok(System {
-            endpoint: Endpoint::parse(&url).await?,
-            keyring: settings.keyring.clone(),
-            tolerance_s: settings.raw.sig_tolerance_sec,
-            served: None,
-            startup: None,
-            _dir: None,
-        })
-    }
+    let (endpoint, served, startup) = match product {
+        Product::Spawned(spawner) => {
+            let (served, startup) = spawner.spawn(preload).await?;
+            (served.endpoint.clone(), Some(served), Some(startup))
+        }
+        Product::Url(url) => (Endpoint::parse(&url).await?, None, None),
+    };
+    Ok(System {
+        endpoint,
+        keyring: signer.keyring,
+        tolerance_s: signer.tolerance_s,
+        served,
+        startup,
+    })
 }
 
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(if s.is_finite() { s.max(0.0) } else { 0.0 })
 }
 
-/// Runs the bench and returns its report.
-pub async fn measure(config: &Given, opts: &BenchOpts) -> Result<Report, BenchError> {
+/// Runs the bench against `product` and returns its report.
+pub async fn measure(
+    product: Product,
+    signer: Signer,
+    opts: &BenchOpts,
+) -> Result<Report, BenchError> {
     if opts.players == 0 {
         return Err(BenchError::Config("--players must be at least 1".into()));
     }
@@ -264,7 +246,7 @@ pub async fn measure(config: &Given, opts: &BenchOpts) -> Result<Report, BenchEr
     } else {
         0
     };
-    let mut system = open_system(config, opts, preload).await?;
+    let mut system = open_system(product, signer, preload).await?;
     let result = run_phases(&mut system, opts).await;
     let (rss, peak) = if opts.spawn { rss_mib() } else { (None, None) };
     if let Some(served) = system.served.take() {
@@ -328,7 +310,7 @@ async fn run_phases(system: &mut System, opts: &BenchOpts) -> Result<Phases, Ben
 
     let mut ceiling = Vec::new();
     if opts.ceiling {
-        let served = target::spawn_ceiling(system.keyring.clone(), system.tolerance_s).await?;
+        let served = serve::spawn_ceiling(system.keyring.clone(), system.tolerance_s).await?;
         for (name, work) in &works {
             let driven = load::drive(
                 &served.endpoint,
@@ -509,31 +491,5 @@ async fn seed_over_http(system: &System, opts: &BenchOpts) -> Result<Startup, Be
         seeded_players: n as u64,
         seed_s: t0.elapsed().as_secs_f64(),
         ready_s: None,
-    })
-}
-
-/// `liveops bench`: runs the bench and prints the table (or JSON with `--json`). Fails if no
-/// request at all was answered.
-pub async fn run(
-    config: RawConfig,
-    args: clap::ArgMatches,
-    opts: &BenchOpts,
-) -> anyhow::Result<ExitCode> {
-    let config = Given { raw: config, args };
-    if opts.spawn {
-        // The in-process product logs warnings and errors only (JSON on stderr).
-        crate::telemetry::init_logs("warn");
-    }
-    let report = measure(&config, opts).await?;
-    if opts.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.table());
-    }
-    let answered = report.system.iter().all(|p| p.requests > 0);
-    Ok(if answered {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
     })
 }

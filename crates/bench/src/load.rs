@@ -16,9 +16,9 @@ use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::client::{Connection, Endpoint, Outgoing};
-use super::report::{Percentiles, Phase};
-use super::BenchError;
+use crate::client::{Connection, Endpoint, Outgoing};
+use crate::report::{Percentiles, Phase};
+use crate::BenchError;
 
 /// Highest latency recorded, in microseconds (an hour).
 const MAX_MICROS: u64 = 3_600_000_000;

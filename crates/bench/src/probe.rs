@@ -12,9 +12,9 @@ use rand::Rng;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::load::{delta_xp, histogram, micros, percentiles, unix_s, write_event};
-use super::report::Visibility;
-use super::BenchError;
+use crate::load::{delta_xp, histogram, micros, percentiles, unix_s, write_event};
+use crate::report::Visibility;
+use crate::BenchError;
 
 /// Pause between two polls of a probe.
 const POLL_EVERY: Duration = Duration::from_millis(2);
