@@ -176,3 +176,62 @@ pub trait Module: Send + Sync {
     /// Builds its routes, tasks and readiness over the ports it needs.
     async fn build(&self, ctx: &Context) -> Result<Service, BuildError>;
 }
+
+/// Builds a module's service from the context and its parsed settings.
+pub type BuildFn<A> =
+    for<'a> fn(&'a Context, A) -> futures_util::future::BoxFuture<'a, Result<Service, BuildError>>;
+
+/// A [`Module`] described by values: what most services are. `A` is the module's settings (a
+/// clap `Args`); `check` validates them at start, `build` makes the service.
+pub struct Definition<A> {
+    /// The module's name (`--target` value, `service` metric label).
+    pub name: &'static str,
+    /// Its default port.
+    pub port: u16,
+    /// Its consumer groups.
+    pub groups: &'static [Group],
+    /// Its OpenAPI document.
+    pub openapi: fn() -> utoipa::openapi::OpenApi,
+    /// Checks its settings.
+    pub check: fn(&A) -> Result<(), ConfigError>,
+    /// Builds it.
+    pub build: BuildFn<A>,
+}
+
+#[async_trait]
+impl<A> Module for Definition<A>
+where
+    A: clap::Args + clap::FromArgMatches + Send + Sync + 'static,
+{
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn args(&self, cmd: clap::Command) -> clap::Command {
+        A::augment_args(cmd)
+    }
+
+    fn check(&self, args: &clap::ArgMatches) -> Result<(), ConfigError> {
+        (self.check)(&settings::<A>(args)?)
+    }
+
+    fn groups(&self) -> &'static [Group] {
+        self.groups
+    }
+
+    fn openapi(&self) -> utoipa::openapi::OpenApi {
+        (self.openapi)()
+    }
+
+    async fn build(&self, ctx: &Context) -> Result<Service, BuildError> {
+        (self.build)(ctx, settings::<A>(&ctx.args)?).await
+    }
+}
+
+/// The settings of a module that has none.
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct NoSettings;

@@ -9,13 +9,12 @@ mod common;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::routing::get;
 use axum::Router;
 use liveops::Table;
 use liveops_core::ports::Message;
 use liveops_core::Bus;
-use liveops_module::{BuildError, Context, Group, Module, Service, Task};
+use liveops_module::{BuildError, Context, Definition, Group, NoSettings, Service, Task};
 use liveops_sqlite_bus::SqliteBus;
 
 use common::*;
@@ -25,59 +24,53 @@ static RECEIVED: AtomicU64 = AtomicU64::new(0);
 /// Whether the probe says it is ready.
 static READY: AtomicBool = AtomicBool::new(false);
 
-struct Probe;
-static PROBE: Probe = Probe;
+/// The throw-away module: one route, one consumer group, a say in readiness.
+static PROBE: Definition<NoSettings> = Definition {
+    name: "probe",
+    port: 8099,
+    groups: &[Group {
+        topic: "probe.events",
+        group: "probe",
+    }],
+    openapi: probe_openapi,
+    check: |_| Ok(()),
+    build: |ctx, _| Box::pin(build_probe(ctx)),
+};
 
-const GROUPS: &[Group] = &[Group {
-    topic: "probe.events",
-    group: "probe",
-}];
+fn probe_openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
+    use utoipa::openapi::{OpenApiBuilder, PathsBuilder, ResponseBuilder};
+    let op = OperationBuilder::new()
+        .response("200", ResponseBuilder::new().description("received so far"))
+        .build();
+    OpenApiBuilder::new()
+        .paths(PathsBuilder::new().path("/probe", PathItem::new(HttpMethod::Get, op)))
+        .build()
+}
 
-#[async_trait]
-impl Module for Probe {
-    fn name(&self) -> &'static str {
-        "probe"
-    }
-    fn port(&self) -> u16 {
-        8099
-    }
-    fn groups(&self) -> &'static [Group] {
-        GROUPS
-    }
-    fn openapi(&self) -> utoipa::openapi::OpenApi {
-        use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
-        use utoipa::openapi::{OpenApiBuilder, PathsBuilder, ResponseBuilder};
-        let op = OperationBuilder::new()
-            .response("200", ResponseBuilder::new().description("received so far"))
-            .build();
-        OpenApiBuilder::new()
-            .paths(PathsBuilder::new().path("/probe", PathItem::new(HttpMethod::Get, op)))
-            .build()
-    }
-    async fn build(&self, ctx: &Context) -> Result<Service, BuildError> {
-        let bus = ctx.ports.get::<dyn Bus>().await?;
-        let consumer = Task::new("probe consumer", move |stop| async move {
-            while !stop.is_cancelled() {
-                let got = bus
-                    .poll("probe.events", "probe", "p", 16, Duration::from_millis(50))
-                    .await?;
-                let ids: Vec<String> = got.iter().map(|d| d.id.clone()).collect();
-                RECEIVED.fetch_add(got.len() as u64, Ordering::SeqCst);
-                bus.ack("probe.events", "probe", &ids).await?;
-            }
-            Ok(())
-        });
-        Ok(Service {
-            router: Router::new().route(
-                "/probe",
-                get(|| async { RECEIVED.load(Ordering::SeqCst).to_string() }),
-            ),
-            tasks: vec![consumer],
-            readiness: Some(std::sync::Arc::new(|| {
-                (!READY.load(Ordering::SeqCst)).then(|| "probe: warming up".to_owned())
-            })),
-        })
-    }
+async fn build_probe(ctx: &Context) -> Result<Service, BuildError> {
+    let bus = ctx.ports.get::<dyn Bus>().await?;
+    let consumer = Task::new("probe consumer", move |stop| async move {
+        while !stop.is_cancelled() {
+            let got = bus
+                .poll("probe.events", "probe", "p", 16, Duration::from_millis(50))
+                .await?;
+            let ids: Vec<String> = got.iter().map(|d| d.id.clone()).collect();
+            RECEIVED.fetch_add(got.len() as u64, Ordering::SeqCst);
+            bus.ack("probe.events", "probe", &ids).await?;
+        }
+        Ok(())
+    });
+    Ok(Service {
+        router: Router::new().route(
+            "/probe",
+            get(|| async { RECEIVED.load(Ordering::SeqCst).to_string() }),
+        ),
+        tasks: vec![consumer],
+        readiness: Some(std::sync::Arc::new(|| {
+            (!READY.load(Ordering::SeqCst)).then(|| "probe: warming up".to_owned())
+        })),
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
