@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::scores::is_live;
 use crate::LeaderboardState;
+use liveops_http::responses::{BadRequest, NotFound, Unavailable};
 
 /// Largest `limit` on `/leaderboard`.
 const MAX_LIMIT: u64 = 1000;
@@ -202,9 +203,9 @@ fn not_found_board(board: &Board) -> Problem {
     params(TopQuery),
     responses(
         (status = 200, description = "Ranked players", body = LeaderboardView),
-        (status = 400, description = "Bad window, limit or period", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such board (not live, never archived)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        NotFound,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -286,9 +287,9 @@ fn ensure_loaded(state: &LeaderboardState) -> Result<(), Problem> {
     params(PlayerPath, RankQuery),
     responses(
         (status = 200, description = "The player's standing", body = PlayerRankView),
-        (status = 400, description = "Bad player id, window, around or period", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The player is not ranked on this board", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        NotFound,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all, fields(player))]
@@ -387,9 +388,9 @@ fn history_view(state: &LeaderboardState, s: Snapshot) -> Result<HistoryView, Pr
     params(HistoryQuery),
     responses(
         (status = 200, description = "The archived snapshot", body = HistoryView),
-        (status = 400, description = "Bad window or period", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No snapshot", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        NotFound,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -434,8 +435,8 @@ pub(crate) async fn get_history(
     params(PeriodsQuery),
     responses(
         (status = 200, description = "Archived periods", body = PeriodsView),
-        (status = 400, description = "Bad window or limit", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::apply::{item_of_level_reward, season_of};
 use crate::cache::{self, CACHE_TTL};
 use crate::ProgressionState;
+use liveops_http::responses::{BadRequest, Conflict, TooLarge, Unauthorized, Unavailable};
 
 /// Largest accepted body on `POST /rewards/claim` and `POST /receipts/verify`.
 pub(crate) const BODY_LIMIT: usize = 16 * 1024;
@@ -77,8 +78,8 @@ fn json_bytes(body: Bytes) -> Response {
     params(PlayerPath, ProgressQuery),
     responses(
         (status = 200, description = "The player's progress (zeros for an unknown player)", body = ProgressView),
-        (status = 400, description = "Bad player id or season", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all, fields(player))]
@@ -169,11 +170,11 @@ fn parse_claim(body: &[u8]) -> Result<(PlayerId, String), Problem> {
     params(SignatureHeaders),
     responses(
         (status = 200, description = "The receipt (the first one, if claimed before)", body = Receipt),
-        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, bad or stale signature", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The player has not earned this reward", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthorized,
+        Conflict,
+        TooLarge,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all, fields(player, reward))]
@@ -243,8 +244,8 @@ pub(crate) async fn claim_reward(
     request_body = Receipt,
     responses(
         (status = 200, description = "Whether the receipt is authentic", body = Verification),
-        (status = 400, description = "Not a receipt", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        TooLarge,
     )
 )]
 #[tracing::instrument(skip_all)]
