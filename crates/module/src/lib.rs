@@ -171,8 +171,9 @@ pub trait Module: Send + Sync {
     fn groups(&self) -> &'static [Group] {
         &[]
     }
-    /// The OpenAPI description of its routes.
-    fn openapi(&self) -> utoipa::openapi::OpenApi;
+    /// The OpenAPI description of its routes, for the settings in `args` (bounds and choices
+    /// may depend on them).
+    fn openapi(&self, args: &clap::ArgMatches) -> utoipa::openapi::OpenApi;
     /// Builds its routes, tasks and readiness over the ports it needs.
     async fn build(&self, ctx: &Context) -> Result<Service, BuildError>;
 }
@@ -190,12 +191,26 @@ pub struct Definition<A> {
     pub port: u16,
     /// Its consumer groups.
     pub groups: &'static [Group],
-    /// Its OpenAPI document.
-    pub openapi: fn() -> utoipa::openapi::OpenApi,
+    /// Its OpenAPI document, for its settings.
+    pub openapi: fn(&A) -> utoipa::openapi::OpenApi,
     /// Checks its settings.
     pub check: fn(&A) -> Result<(), ConfigError>,
     /// Builds it.
     pub build: BuildFn<A>,
+}
+
+impl<A> Definition<A>
+where
+    A: clap::Args + clap::FromArgMatches,
+{
+    /// Its OpenAPI document with every setting at its default (and the environment's).
+    pub fn default_openapi(&self) -> Result<utoipa::openapi::OpenApi, ConfigError> {
+        let cmd = A::augment_args(clap::Command::new(self.name));
+        let matches = cmd
+            .try_get_matches_from([self.name])
+            .map_err(|e| ConfigError::new("arguments", e.to_string()))?;
+        Ok((self.openapi)(&settings::<A>(&matches)?))
+    }
 }
 
 #[async_trait]
@@ -223,8 +238,12 @@ where
         self.groups
     }
 
-    fn openapi(&self) -> utoipa::openapi::OpenApi {
-        (self.openapi)()
+    fn openapi(&self, args: &clap::ArgMatches) -> utoipa::openapi::OpenApi {
+        match settings::<A>(args) {
+            Ok(a) => (self.openapi)(&a),
+            // Settings are checked at start; a process never gets here with bad ones.
+            Err(_) => utoipa::openapi::OpenApi::default(),
+        }
     }
 
     async fn build(&self, ctx: &Context) -> Result<Service, BuildError> {

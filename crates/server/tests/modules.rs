@@ -37,7 +37,7 @@ static PROBE: Definition<NoSettings> = Definition {
     build: |ctx, _| Box::pin(build_probe(ctx)),
 };
 
-fn probe_openapi() -> utoipa::openapi::OpenApi {
+fn probe_openapi(_: &NoSettings) -> utoipa::openapi::OpenApi {
     use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
     use utoipa::openapi::{OpenApiBuilder, PathsBuilder, ResponseBuilder};
     let op = OperationBuilder::new()

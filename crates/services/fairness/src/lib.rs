@@ -154,7 +154,7 @@ pub static MODULE: Definition<FairnessArgs> = Definition {
         topic: topics::INGESTED,
         group: GROUP,
     }],
-    openapi: ApiDoc::openapi,
+    openapi: |_| ApiDoc::openapi(),
     check: |args| args.config("check", 1).map(drop),
     build: |ctx, args| Box::pin(build(ctx, args)),
 };

@@ -18,6 +18,7 @@ const DEFAULT_LIMIT: i64 = 100;
 
 /// The query of `/fairness/flags`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct FlagsQuery {
     /// How many flags, newest first (default 100).

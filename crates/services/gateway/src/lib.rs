@@ -161,7 +161,7 @@ pub static MODULE: Definition<GatewayArgs> = Definition {
     name: "gateway",
     port: 8080,
     groups: &[],
-    openapi: ApiDoc::openapi,
+    openapi: |_| ApiDoc::openapi(),
     check: |args| args.config().map(drop),
     build: |ctx, args| Box::pin(build(ctx, args)),
 };

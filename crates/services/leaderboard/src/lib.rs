@@ -19,6 +19,7 @@ use liveops_module::{BuildError, ConfigError, Context, Definition, Group, Servic
 use utoipa::OpenApi;
 
 mod consumer;
+mod openapi;
 mod routes;
 mod scores;
 mod snapshots;
@@ -193,7 +194,13 @@ pub static MODULE: Definition<LeaderboardArgs> = Definition {
         topic: topics::ACCEPTED,
         group: GROUP,
     }],
-    openapi: ApiDoc::openapi,
+    openapi: |args| {
+        let windows = args
+            .config(Calendar::default(), "openapi", 1)
+            .map(|c| c.windows)
+            .unwrap_or_default();
+        openapi::for_windows(ApiDoc::openapi(), &windows)
+    },
     check: |args| args.config(Calendar::default(), "check", 1).map(drop),
     build: |ctx, args| Box::pin(build(ctx, args)),
 };

@@ -28,6 +28,7 @@ type Limit = Bounded<1, 1000>;
 
 /// The query of `GET /leaderboard`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct TopQuery {
     /// A configured window; default the first configured.
@@ -37,12 +38,12 @@ pub(crate) struct TopQuery {
     #[param(inline)]
     limit: Option<Limit>,
     /// Period id (`2026-11-21`, `2026-W47`, `season-4`); default the current one.
-    #[param(pattern = r"^(\d{4}-\d{2}-\d{2}|\d{4}-W\d{2}|season-\d{1,6})$")]
     period: Option<String>,
 }
 
 /// The query of `GET /leaderboard/players/{id}`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct RankQuery {
     /// A configured window; default the first configured.
@@ -52,24 +53,24 @@ pub(crate) struct RankQuery {
     #[param(inline)]
     around: Option<Bounded<0, 50>>,
     /// Period id; default the current one.
-    #[param(pattern = r"^(\d{4}-\d{2}-\d{2}|\d{4}-W\d{2}|season-\d{1,6})$")]
     period: Option<String>,
 }
 
 /// The query of `GET /leaderboard/history`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct HistoryQuery {
     /// A configured window; default the first configured.
     #[param(value_type = Option<Window>, inline)]
     window: Option<String>,
     /// Period id; default the latest with a final snapshot.
-    #[param(pattern = r"^(\d{4}-\d{2}-\d{2}|\d{4}-W\d{2}|season-\d{1,6})$")]
     period: Option<String>,
 }
 
 /// The query of `GET /leaderboard/history/periods`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct PeriodsQuery {
     /// A configured window; default the first configured.
@@ -162,7 +163,7 @@ fn window(state: &LeaderboardState, q: Option<&str>) -> Result<Window, Problem> 
             .first()
             .copied()
             .ok_or_else(|| Problem::invalid("window", "no window is configured")),
-        Some(s) => Window::parse(s.trim())
+        Some(s) => Window::parse(s)
             .filter(|w| configured.contains(w))
             .ok_or_else(|| Problem::invalid("window", format!("must be one of: {}", names()))),
     }
@@ -178,7 +179,10 @@ fn period(
     let calendar = &state.config.calendar;
     match q {
         None => Ok(calendar.period_at_ms(window, now)),
-        Some(s) => calendar.parse_period(window, s.trim()).map_err(|_| {
+        Some(s) => calendar.parse_period(window, s).map_err(|e| {
+            if e.well_formed {
+                return Problem::not_found(format!("there is no {window} period {s}"));
+            }
             let example = calendar.period_at_ms(window, now).id;
             Problem::invalid(
                 "period",

@@ -115,7 +115,7 @@ pub static MODULE: Definition<ProgressionArgs> = Definition {
         topic: topics::ACCEPTED,
         group: GROUP,
     }],
-    openapi: ApiDoc::openapi,
+    openapi: |_| ApiDoc::openapi(),
     check: |args| args.curve().map(drop),
     build: |ctx, args| Box::pin(build(ctx, args)),
 };

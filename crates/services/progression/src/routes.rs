@@ -24,6 +24,7 @@ use liveops_http::responses::{BadRequest, Conflict, TooLarge, Unauthorized, Unav
 pub(crate) const BODY_LIMIT: usize = 16 * 1024;
 /// The query of `/players/{id}/progress`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ProgressQuery {
     /// Season number; default the current season.
@@ -53,11 +54,13 @@ pub struct ProgressView {
 
 /// The body of `POST /rewards/claim`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClaimRequest {
-    /// Who claims.
+    /// The player claiming.
+    #[schema(pattern = "^[A-Za-z0-9_]{3,50}$")]
     pub player_id: String,
     /// A pending reward id (`level:4:7`, `drop:<eventId>`).
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     pub reward_id: String,
 }
 
