@@ -1,17 +1,18 @@
 # Azure Cache for Redis: hot state (idempotency, rate windows, blocks) and the leaderboards'
 # sorted sets. TLS 1.2 only on 6380, non-TLS port off, public access off (private endpoint),
 # Premium with replicas across zones and persistence to a storage account it writes with its
-# managed identity. Azure accepts AOF or RDB persistence, not both at once: var.persistence picks.
+# managed identity. Azure accepts AOF or RDB persistence, not both at once: var.redis.persistence
+# picks (RDB: an hourly snapshot).
 
 locals {
-  premium     = var.sku_name == "Premium"
-  persist     = local.premium && var.persistence != "none"
-  family      = local.premium ? "P" : "C"
-  storage_url = local.persist ? "BlobEndpoint=${azurerm_storage_account.persistence[0].primary_blob_endpoint}" : null
+  redis_premium     = var.redis.sku_name == "Premium"
+  redis_storage_url = var.redis.persistence != "none" ? "BlobEndpoint=${azurerm_storage_account.redis_persistence[0].primary_blob_endpoint}" : null
+  # REDIS_URL of LiveOps (secret redis-url): rediss:// (TLS) with the primary access key.
+  redis_url = "rediss://:${urlencode(azurerm_redis_cache.this.primary_access_key)}@${azurerm_redis_cache.this.hostname}:${azurerm_redis_cache.this.ssl_port}/0"
 }
 
-resource "azurerm_storage_account" "persistence" {
-  count = local.persist ? 1 : 0
+resource "azurerm_storage_account" "redis_persistence" {
+  count = var.redis.persistence != "none" ? 1 : 0
 
   #checkov:skip=CKV_AZURE_33:Queue service logging: the account holds only Redis persistence blobs, no queues.
   #checkov:skip=CKV2_AZURE_1:Customer-managed keys are not required by the design; blobs are encrypted with platform keys (and infrastructure encryption).
@@ -21,7 +22,7 @@ resource "azurerm_storage_account" "persistence" {
   #checkov:skip=CKV_AZURE_206:Redis persistence files are rebuilt continuously; zone-redundant storage (ZRS) is enough, geo replication would only add cost.
   name                       = substr(replace("${var.name_prefix}redis", "-", ""), 0, 24)
   location                   = var.location
-  resource_group_name        = var.resource_group_name
+  resource_group_name        = azurerm_resource_group.this.name
   account_tier               = "Standard"
   account_replication_type   = "ZRS"
   account_kind               = "StorageV2"
@@ -35,7 +36,7 @@ resource "azurerm_storage_account" "persistence" {
   infrastructure_encryption_enabled = true
   default_to_oauth_authentication   = true
   local_user_enabled                = false
-  tags                              = var.tags
+  tags                              = local.tags
 
   network_rules {
     default_action = "Deny"
@@ -50,17 +51,17 @@ resource "azurerm_storage_account" "persistence" {
 resource "azurerm_redis_cache" "this" {
   name                          = "${var.name_prefix}-redis"
   location                      = var.location
-  resource_group_name           = var.resource_group_name
-  sku_name                      = var.sku_name
-  family                        = local.family
-  capacity                      = var.capacity
+  resource_group_name           = azurerm_resource_group.this.name
+  sku_name                      = var.redis.sku_name
+  family                        = local.redis_premium ? "P" : "C"
+  capacity                      = var.redis.capacity
   redis_version                 = "6"
   minimum_tls_version           = "1.2"
   non_ssl_port_enabled          = false
   public_network_access_enabled = false
-  zones                         = local.premium ? var.zones : null
-  replicas_per_primary          = local.premium ? var.replicas_per_primary : null
-  tags                          = var.tags
+  zones                         = local.redis_premium ? ["1", "2", "3"] : null
+  replicas_per_primary          = local.redis_premium ? var.redis.replicas_per_primary : null
+  tags                          = local.tags
 
   identity {
     type = "SystemAssigned"
@@ -71,50 +72,23 @@ resource "azurerm_redis_cache" "this" {
     # eviction must never pick them: evict only keys that carry a TTL.
     maxmemory_policy                        = "volatile-lru"
     authentication_enabled                  = true
-    data_persistence_authentication_method  = local.persist ? "ManagedIdentity" : null
-    aof_backup_enabled                      = local.premium ? local.persist && var.persistence == "aof" : null
-    aof_storage_connection_string_0         = local.persist && var.persistence == "aof" ? local.storage_url : null
-    rdb_backup_enabled                      = local.premium ? local.persist && var.persistence == "rdb" : null
-    rdb_backup_frequency                    = local.persist && var.persistence == "rdb" ? var.rdb_backup_frequency : null
-    rdb_backup_max_snapshot_count           = local.persist && var.persistence == "rdb" ? 1 : null
-    rdb_storage_connection_string           = local.persist && var.persistence == "rdb" ? local.storage_url : null
+    data_persistence_authentication_method  = var.redis.persistence != "none" ? "ManagedIdentity" : null
+    aof_backup_enabled                      = local.redis_premium ? var.redis.persistence == "aof" : null
+    aof_storage_connection_string_0         = var.redis.persistence == "aof" ? local.redis_storage_url : null
+    rdb_backup_enabled                      = local.redis_premium ? var.redis.persistence == "rdb" : null
+    rdb_backup_frequency                    = var.redis.persistence == "rdb" ? 60 : null
+    rdb_backup_max_snapshot_count           = var.redis.persistence == "rdb" ? 1 : null
+    rdb_storage_connection_string           = var.redis.persistence == "rdb" ? local.redis_storage_url : null
     active_directory_authentication_enabled = false
-  }
-
-  lifecycle {
-    precondition {
-      condition     = local.premium || var.persistence == "none"
-      error_message = "Persistence needs the Premium SKU; set persistence = \"none\" for Basic or Standard."
-    }
   }
 }
 
 # The cache writes its persistence files with its system-assigned identity.
-resource "azurerm_role_assignment" "persistence" {
-  count = local.persist ? 1 : 0
+resource "azurerm_role_assignment" "redis_persistence" {
+  count = var.redis.persistence != "none" ? 1 : 0
 
-  scope                = azurerm_storage_account.persistence[0].id
+  scope                = azurerm_storage_account.redis_persistence[0].id
   role_definition_name = "Storage Blob Data Contributor"
   principal_id         = azurerm_redis_cache.this.identity[0].principal_id
   principal_type       = "ServicePrincipal"
-}
-
-resource "azurerm_private_endpoint" "this" {
-  name                = "${var.name_prefix}-redis-pe"
-  location            = var.location
-  resource_group_name = var.resource_group_name
-  subnet_id           = var.private_endpoint_subnet_id
-  tags                = var.tags
-
-  private_service_connection {
-    name                           = "${var.name_prefix}-redis-psc"
-    private_connection_resource_id = azurerm_redis_cache.this.id
-    subresource_names              = ["redisCache"]
-    is_manual_connection           = false
-  }
-
-  private_dns_zone_group {
-    name                 = "redis"
-    private_dns_zone_ids = [var.private_dns_zone_id]
-  }
 }

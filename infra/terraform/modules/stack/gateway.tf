@@ -1,32 +1,14 @@
 # Application Gateway WAF_v2 in front of the gateway service. The Application Gateway Ingress
 # Controller (AKS add-on) owns listeners, pools, settings and rules after creation; Terraform
 # creates the gateway with one HTTPS listener placeholder, the TLS policy, the certificate from
-# Key Vault and the WAF policy: OWASP 3.2 in Prevention mode and a per-client-address rate limit.
-
-locals {
-  frontend_ip  = "public"
-  https_port   = "https"
-  backend_pool = "bootstrap"
-  http_setting = "bootstrap"
-  listener     = "https"
-  certificate  = "gateway-tls"
-}
-
-resource "azurerm_public_ip" "this" {
-  name                = "${var.name_prefix}-appgw-pip"
-  location            = var.location
-  resource_group_name = var.resource_group_name
-  allocation_method   = "Static"
-  sku                 = "Standard"
-  zones               = var.zones
-  tags                = var.tags
-}
+# Key Vault (read with the gateway's own identity) and the WAF policy: OWASP 3.2 in Prevention
+# mode and a per-client-address rate limit.
 
 resource "azurerm_web_application_firewall_policy" "this" {
   name                = "${var.name_prefix}-waf"
   location            = var.location
-  resource_group_name = var.resource_group_name
-  tags                = var.tags
+  resource_group_name = azurerm_resource_group.this.name
+  tags                = local.tags
 
   policy_settings {
     enabled                     = true
@@ -36,7 +18,7 @@ resource "azurerm_web_application_firewall_policy" "this" {
     file_upload_limit_in_mb     = 1
   }
 
-  # Each client address: at most rate_limit_per_minute requests a minute, then 403 until the
+  # Each client address: at most 100 requests a minute, then 403 until the
   # next minute. The condition matches every address (not in 255.255.255.255/32).
   custom_rules {
     name                 = "RateLimitPerClientAddr"
@@ -44,7 +26,7 @@ resource "azurerm_web_application_firewall_policy" "this" {
     rule_type            = "RateLimitRule"
     action               = "Block"
     rate_limit_duration  = "OneMin"
-    rate_limit_threshold = var.rate_limit_per_minute
+    rate_limit_threshold = 100
     group_rate_limit_by  = "ClientAddr"
 
     match_conditions {
@@ -65,14 +47,26 @@ resource "azurerm_web_application_firewall_policy" "this" {
   }
 }
 
+locals {
+  # Names of the parts Terraform creates the gateway with (AGIC adds and replaces its own).
+  gateway_parts = {
+    frontend_ip  = "public"
+    https_port   = "https"
+    backend_pool = "bootstrap"
+    http_setting = "bootstrap"
+    listener     = "https"
+    certificate  = "gateway-tls"
+  }
+}
+
 resource "azurerm_application_gateway" "this" {
   name                              = "${var.name_prefix}-appgw"
   location                          = var.location
-  resource_group_name               = var.resource_group_name
-  zones                             = var.zones
+  resource_group_name               = azurerm_resource_group.this.name
+  zones                             = ["1", "2", "3"]
   firewall_policy_id                = azurerm_web_application_firewall_policy.this.id
   force_firewall_policy_association = true
-  tags                              = var.tags
+  tags                              = local.tags
 
   sku {
     name = "WAF_v2"
@@ -80,13 +74,13 @@ resource "azurerm_application_gateway" "this" {
   }
 
   autoscale_configuration {
-    min_capacity = var.min_capacity
-    max_capacity = var.max_capacity
+    min_capacity = var.gateway.min_capacity
+    max_capacity = var.gateway.max_capacity
   }
 
   identity {
     type         = "UserAssigned"
-    identity_ids = [var.identity_id]
+    identity_ids = [azurerm_user_assigned_identity.this["appgw"].id]
   }
 
   # TLS 1.2 and 1.3 only, forward-secret AEAD ciphers only (TLS 1.3 suites are implied).
@@ -103,30 +97,30 @@ resource "azurerm_application_gateway" "this" {
 
   gateway_ip_configuration {
     name      = "gateway"
-    subnet_id = var.subnet_id
+    subnet_id = azurerm_subnet.this["appgw"].id
   }
 
   frontend_ip_configuration {
-    name                 = local.frontend_ip
-    public_ip_address_id = azurerm_public_ip.this.id
+    name                 = local.gateway_parts.frontend_ip
+    public_ip_address_id = azurerm_public_ip.this["appgw"].id
   }
 
   frontend_port {
-    name = local.https_port
+    name = local.gateway_parts.https_port
     port = 443
   }
 
   ssl_certificate {
-    name                = local.certificate
-    key_vault_secret_id = var.certificate_secret_id
+    name                = local.gateway_parts.certificate
+    key_vault_secret_id = azurerm_key_vault_certificate.gateway.versionless_secret_id
   }
 
   backend_address_pool {
-    name = local.backend_pool
+    name = local.gateway_parts.backend_pool
   }
 
   backend_http_settings {
-    name                  = local.http_setting
+    name                  = local.gateway_parts.http_setting
     cookie_based_affinity = "Disabled"
     port                  = 8080
     protocol              = "Http"
@@ -134,21 +128,24 @@ resource "azurerm_application_gateway" "this" {
   }
 
   http_listener {
-    name                           = local.listener
-    frontend_ip_configuration_name = local.frontend_ip
-    frontend_port_name             = local.https_port
+    name                           = local.gateway_parts.listener
+    frontend_ip_configuration_name = local.gateway_parts.frontend_ip
+    frontend_port_name             = local.gateway_parts.https_port
     protocol                       = "Https"
-    ssl_certificate_name           = local.certificate
+    ssl_certificate_name           = local.gateway_parts.certificate
   }
 
   request_routing_rule {
     name                       = "bootstrap"
     rule_type                  = "Basic"
     priority                   = 20000
-    http_listener_name         = local.listener
-    backend_address_pool_name  = local.backend_pool
-    backend_http_settings_name = local.http_setting
+    http_listener_name         = local.gateway_parts.listener
+    backend_address_pool_name  = local.gateway_parts.backend_pool
+    backend_http_settings_name = local.gateway_parts.http_setting
   }
+
+  # The gateway reads its certificate with its identity as it is created.
+  depends_on = [azurerm_role_assignment.secret_readers]
 
   lifecycle {
     # AGIC rewrites these from the Ingress resources; Terraform must not fight it.
@@ -168,20 +165,19 @@ resource "azurerm_application_gateway" "this" {
   }
 }
 
-resource "azurerm_monitor_diagnostic_setting" "this" {
-  name                       = "appgw"
-  target_resource_id         = azurerm_application_gateway.this.id
-  log_analytics_workspace_id = var.log_analytics_workspace_id
-
-  enabled_log {
-    category = "ApplicationGatewayAccessLog"
+# What the Application Gateway Ingress Controller (AKS add-on) needs: to rewrite the gateway, to
+# join its subnet, to read the resource group and, because the gateway has a user-assigned
+# identity, to assign that identity whenever it rewrites the gateway.
+resource "azurerm_role_assignment" "agic" {
+  for_each = {
+    gateway          = { scope = azurerm_application_gateway.this.id, role = "Contributor" }
+    gateway-subnet   = { scope = azurerm_subnet.this["appgw"].id, role = "Network Contributor" }
+    resource-group   = { scope = azurerm_resource_group.this.id, role = "Reader" }
+    gateway-identity = { scope = azurerm_user_assigned_identity.this["appgw"].id, role = "Managed Identity Operator" }
   }
 
-  enabled_log {
-    category = "ApplicationGatewayFirewallLog"
-  }
-
-  enabled_metric {
-    category = "AllMetrics"
-  }
+  scope                = each.value.scope
+  role_definition_name = each.value.role
+  principal_id         = azurerm_kubernetes_cluster.this.ingress_application_gateway[0].ingress_application_gateway_identity[0].object_id
+  principal_type       = "ServicePrincipal"
 }

@@ -4,7 +4,7 @@
 # the same eventId is dropped), sessions keyed by player so each player's events arrive in order,
 # 10 deliveries before a message is dead-lettered.
 #
-# Authentication, decided: SAS stays on (local_auth_enabled = true by default) because LiveOps
+# Authentication, decided: SAS stays on (local_auth_enabled = true) because LiveOps
 # reads one AMQP connection string from BUS_CONN, like every other backend URL, and the Rust
 # AMQP client authenticates with SAS. The rule has Send and Listen only (no Manage), its
 # connection string lives only in Key Vault (bus-conn), and in prod the namespace is reachable
@@ -13,65 +13,67 @@
 # BUS_CONN in the application, with no other infrastructure change.
 
 locals {
-  premium          = var.sku == "Premium"
-  private_endpoint = local.premium && var.private_endpoint_subnet_id != ""
-  # Partitioning: Standard topics can be partitioned; Premium ones only in a partitioned namespace.
-  partitioned = local.premium ? var.premium_messaging_partitions > 1 : true
-
-  topics = ["events.ingested", "events.accepted", "events.flagged"]
+  servicebus_topics = ["events.ingested", "events.accepted", "events.flagged"]
 
   # One subscription per consumer group.
-  subscriptions = {
+  servicebus_subscriptions = {
     fairness    = "events.ingested"
     progression = "events.accepted"
     leaderboard = "events.accepted"
   }
+
+  # Time-to-live of a message on the topics; expired messages go to the dead-letter queue.
+  servicebus_message_ttl = "P7D"
+  servicebus_premium     = var.servicebus.sku == "Premium"
+  # Partitioning: Standard topics can be partitioned; Premium ones only in a partitioned namespace.
+  servicebus_partitioned = local.servicebus_premium ? var.servicebus.premium_messaging_partitions > 1 : true
 }
 
 resource "azurerm_servicebus_namespace" "this" {
   #checkov:skip=CKV_AZURE_201:Customer-managed keys are not required by the design; messages are encrypted at rest with platform keys.
   #checkov:skip=CKV_AZURE_199:Double (infrastructure) encryption needs customer-managed keys, which the design does not require; messages are encrypted at rest with platform keys.
-  #checkov:skip=CKV_AZURE_204:Public access is off whenever a private endpoint is configured (prod, Premium); dev's Standard namespace cannot have private endpoints.
+  #checkov:skip=CKV_AZURE_203:SAS authentication stays on by decision (the note above, README "Service Bus authentication"): LiveOps reads one AMQP connection string; the rule only sends and listens and lives only in Key Vault.
+  #checkov:skip=CKV_AZURE_204:Public access is off for Premium (prod), reached through its private endpoint; dev's Standard namespace cannot have private endpoints.
   name                          = "${var.name_prefix}-sb"
   location                      = var.location
-  resource_group_name           = var.resource_group_name
-  sku                           = var.sku
-  capacity                      = local.premium ? var.capacity : 0
-  premium_messaging_partitions  = local.premium ? var.premium_messaging_partitions : 0
-  local_auth_enabled            = var.local_auth_enabled
-  public_network_access_enabled = !local.private_endpoint
+  resource_group_name           = azurerm_resource_group.this.name
+  sku                           = var.servicebus.sku
+  capacity                      = local.servicebus_premium ? var.servicebus.capacity : 0
+  premium_messaging_partitions  = local.servicebus_premium ? var.servicebus.premium_messaging_partitions : 0
+  local_auth_enabled            = true
+  public_network_access_enabled = !local.servicebus_premium
   minimum_tls_version           = "1.2"
-  tags                          = var.tags
+  tags                          = local.tags
 
   identity {
     type = "SystemAssigned"
   }
 
   dynamic "network_rule_set" {
-    for_each = local.premium ? [1] : []
+    for_each = local.servicebus_premium ? [1] : []
     content {
       default_action                = "Deny"
-      public_network_access_enabled = !local.private_endpoint
+      public_network_access_enabled = !local.servicebus_premium
       trusted_services_allowed      = true
     }
   }
 }
 
 resource "azurerm_servicebus_topic" "this" {
-  for_each = toset(local.topics)
+  for_each = toset(local.servicebus_topics)
 
   name                                    = each.value
   namespace_id                            = azurerm_servicebus_namespace.this.id
   requires_duplicate_detection            = true
   duplicate_detection_history_time_window = "PT10M"
-  partitioning_enabled                    = local.partitioned
-  default_message_ttl                     = var.message_ttl
-  max_size_in_megabytes                   = local.premium ? 81920 : 5120
+  partitioning_enabled                    = local.servicebus_partitioned
+  default_message_ttl                     = local.servicebus_message_ttl
+  max_size_in_megabytes                   = local.servicebus_premium ? 81920 : 5120
   batched_operations_enabled              = true
 }
 
 resource "azurerm_servicebus_subscription" "this" {
-  for_each = local.subscriptions
+  for_each = local.servicebus_subscriptions
 
   name                                 = each.key
   topic_id                             = azurerm_servicebus_topic.this[each.value].id
@@ -79,7 +81,7 @@ resource "azurerm_servicebus_subscription" "this" {
   dead_lettering_on_message_expiration = true
   requires_session                     = true
   lock_duration                        = "PT30S"
-  default_message_ttl                  = var.message_ttl
+  default_message_ttl                  = local.servicebus_message_ttl
   batched_operations_enabled           = true
 }
 
@@ -92,38 +94,12 @@ resource "azurerm_servicebus_namespace_authorization_rule" "liveops" {
   manage       = false
 }
 
-resource "azurerm_role_assignment" "workload_sender" {
+# The workload identity may also send and receive with Entra ID (see the note at the top).
+resource "azurerm_role_assignment" "servicebus_workload" {
+  for_each = toset(["Azure Service Bus Data Sender", "Azure Service Bus Data Receiver"])
+
   scope                = azurerm_servicebus_namespace.this.id
-  role_definition_name = "Azure Service Bus Data Sender"
-  principal_id         = var.workload_principal_id
+  role_definition_name = each.value
+  principal_id         = azurerm_user_assigned_identity.this["liveops-workload"].principal_id
   principal_type       = "ServicePrincipal"
-}
-
-resource "azurerm_role_assignment" "workload_receiver" {
-  scope                = azurerm_servicebus_namespace.this.id
-  role_definition_name = "Azure Service Bus Data Receiver"
-  principal_id         = var.workload_principal_id
-  principal_type       = "ServicePrincipal"
-}
-
-resource "azurerm_private_endpoint" "this" {
-  count = local.private_endpoint ? 1 : 0
-
-  name                = "${var.name_prefix}-sb-pe"
-  location            = var.location
-  resource_group_name = var.resource_group_name
-  subnet_id           = var.private_endpoint_subnet_id
-  tags                = var.tags
-
-  private_service_connection {
-    name                           = "${var.name_prefix}-sb-psc"
-    private_connection_resource_id = azurerm_servicebus_namespace.this.id
-    subresource_names              = ["namespace"]
-    is_manual_connection           = false
-  }
-
-  private_dns_zone_group {
-    name                 = "servicebus"
-    private_dns_zone_ids = [var.private_dns_zone_id]
-  }
 }
