@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh machine: formatting, lints, then every test (unit, adapter
+# The whole test suite, from a fresh machine: formatting, lints, every test (unit, adapter
 # conformance against real Redis / Redis Cluster / PostgreSQL / MariaDB, end-to-end against the
-# real binary, split deployment, outages, crash). Installs and starts what it needs on loopback
-# (scripts/services.sh) and stops it at the end.
+# real binary, split deployment, outages, crash), and the checks of every deployment asset
+# (Terraform, Jenkinsfile, monitoring rules and dashboards against a live Prometheus).
+# Installs and starts what it needs on loopback (scripts/tools.sh, scripts/services.sh) and stops
+# it at the end. Independent validators run in the background while the Rust suite runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,9 +21,25 @@ if [ ! -d ../shared/sample_events ]; then
   echo "../shared/sample_events is missing: the tests use the reference events" >&2
   exit 1
 fi
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+LOGS="$(mktemp -d /tmp/liveops-checks.XXXXXX)"
+
+echo "== tools: validators and servers (Debian, PyPI, npm; cached in ${LIVEOPS_TOOLS:-/var/tmp/liveops-tools})"
+scripts/tools.sh install
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+
+# Deployment-asset checks need no build: run them beside the Rust suite.
+background=()
+run_bg() { # name, command...
+  local name=$1; shift
+  ( "$@" > "$LOGS/$name.log" 2>&1; echo $? > "$LOGS/$name.rc" ) &
+  background+=("$name")
+}
+run_bg infra scripts/check/infra.sh
+run_bg deploy scripts/check/deploy.sh
+
 echo "== cargo clippy (all features)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 echo "== the default (embedded) build compiles on its own"
@@ -37,3 +55,26 @@ echo "== tests (all features, real servers)"
 cargo nextest run --workspace --all-features --locked --no-fail-fast "$@"
 echo "== doc tests"
 cargo test --workspace --all-features --locked --doc
+
+cargo build -p liveops --all-features --locked
+export LIVEOPS_BIN="$TARGET_DIR/debug/liveops"
+# The contract fuzzer runs against its own server while the monitoring checks run against theirs.
+run_bg contract scripts/check/contract.sh
+echo "== monitoring: rules, tests, dashboards, Alertmanager, Alloy; a live Prometheus on the binary"
+scripts/check/monitoring.sh
+
+failed=0
+for name in "${background[@]}"; do
+  wait_for=0
+  while [ ! -f "$LOGS/$name.rc" ]; do
+    sleep 2; wait_for=$((wait_for + 2))
+    if [ "$wait_for" -gt 1800 ]; then echo "== $name: still running after 30 min" >&2; break; fi
+  done
+  echo "== $name (ran in the background)"
+  cat "$LOGS/$name.log"
+  if [ "$(cat "$LOGS/$name.rc" 2>/dev/null || echo 1)" != 0 ]; then
+    echo "== $name FAILED" >&2
+    failed=1
+  fi
+done
+exit "$failed"

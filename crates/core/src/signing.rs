@@ -1,5 +1,7 @@
 //! Request signatures (HMAC-SHA256 over `"<X-Timestamp>.<raw body>"`) and signed reward receipts.
 
+use std::sync::{Arc, RwLock};
+
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -22,6 +24,84 @@ impl std::fmt::Debug for Keyring {
         // Secrets never reach logs.
         let ids: Vec<&str> = self.keys.iter().map(|(k, _)| k.as_str()).collect();
         f.debug_struct("Keyring").field("key_ids", &ids).finish()
+    }
+}
+
+/// The keys a process checks signatures with now, kept in named layers that are replaced as
+/// their source changes (the keys from configuration, keys re-read from a mounted file, API keys
+/// from the repository). [`KeyStore::current`] is their union; the first layer's first key is
+/// primary and signs receipts. A key id given by an earlier layer wins over a later one.
+pub struct KeyStore {
+    inner: RwLock<Layers>,
+}
+
+/// Keys by id, in order: `(kid, secret)`.
+pub type KeyList = Vec<(String, Vec<u8>)>;
+
+struct Layers {
+    layers: Vec<(&'static str, KeyList)>,
+    merged: Arc<Keyring>,
+}
+
+impl std::fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyStore")
+            .field("current", &self.current())
+            .finish()
+    }
+}
+
+impl KeyStore {
+    /// A store whose first layer, `config`, is `bootstrap`.
+    pub fn new(bootstrap: Keyring) -> Self {
+        Self {
+            inner: RwLock::new(Layers {
+                layers: vec![("config", bootstrap.keys.clone())],
+                merged: Arc::new(bootstrap),
+            }),
+        }
+    }
+
+    /// The keys in force now.
+    pub fn current(&self) -> Arc<Keyring> {
+        match self.inner.read() {
+            Ok(l) => l.merged.clone(),
+            Err(poisoned) => poisoned.into_inner().merged.clone(),
+        }
+    }
+
+    /// Replaces (or adds, after the others) the layer `name`. Keys shorter than
+    /// [`MIN_SECRET_LEN`] are refused; an empty layer is allowed (every key of it revoked), as
+    /// long as some layer still has a key.
+    pub fn set_layer(
+        &self,
+        name: &'static str,
+        keys: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), KeyError> {
+        if let Some((kid, _)) = keys.iter().find(|(_, s)| s.len() < MIN_SECRET_LEN) {
+            return Err(KeyError::TooShort(kid.clone()));
+        }
+        let mut guard = match self.inner.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut layers = guard.layers.clone();
+        match layers.iter_mut().find(|(n, _)| *n == name) {
+            Some(layer) => layer.1 = keys,
+            None => layers.push((name, keys)),
+        }
+        let mut merged: KeyList = Vec::new();
+        for (_, keys) in &layers {
+            for (kid, secret) in keys {
+                if !merged.iter().any(|(k, _)| k == kid) {
+                    merged.push((kid.clone(), secret.clone()));
+                }
+            }
+        }
+        let keyring = Keyring::new(merged)?;
+        guard.layers = layers;
+        guard.merged = Arc::new(keyring);
+        Ok(())
     }
 }
 
@@ -141,7 +221,7 @@ impl Keyring {
         let sig = sig_header.ok_or(AuthError::MissingSignature)?;
         let ts_raw = ts_header.ok_or(AuthError::MissingTimestamp)?.trim();
         let ts: i64 = ts_raw.parse().map_err(|_| AuthError::BadTimestamp)?;
-        if (now_s - ts).abs() > tolerance_s {
+        if now_s.abs_diff(ts) > tolerance_s.unsigned_abs() {
             return Err(AuthError::StaleTimestamp(tolerance_s));
         }
         let key = self.key(kid).ok_or(AuthError::UnknownKey)?;
@@ -206,6 +286,7 @@ pub struct Receipt {
     /// The item granted.
     pub item: String,
     /// When it was issued, unix seconds.
+    #[serde(deserialize_with = "crate::event::whole_number")]
     pub timestamp: i64,
     /// `hex(HMAC-SHA256(key, "receiptId:playerId:item:timestamp"))`.
     pub sig: String,
@@ -235,6 +316,47 @@ mod tests {
 
     const K1: &str = "0123456789abcdef0123456789abcdef";
     const K2: &str = "fedcba9876543210fedcba9876543210";
+
+    #[test]
+    fn key_store_layers_add_replace_and_revoke_keys() {
+        let store = KeyStore::new(Keyring::single(K1).unwrap());
+        let body = b"{}";
+        let sig = |kid: Option<&str>, secret: &str| {
+            Keyring::single(secret)
+                .unwrap()
+                .sign_request(None, 100, body)
+                .map(|s| (kid.map(str::to_owned), s))
+                .unwrap()
+        };
+        let ok = |(kid, s): (Option<String>, String)| {
+            store
+                .current()
+                .verify_request(kid.as_deref(), Some("100"), Some(&s), body, 100, 300)
+                .is_ok()
+        };
+        assert!(ok(sig(None, K1)));
+        assert!(!ok(sig(Some("api_1"), K2)));
+        store
+            .set_layer("api", vec![("api_1".into(), K2.into())])
+            .unwrap();
+        assert!(ok(sig(Some("api_1"), K2)), "a new key works");
+        assert_eq!(
+            store.current().primary_id(),
+            "default",
+            "the config layer stays primary"
+        );
+        store.set_layer("api", vec![]).unwrap();
+        assert!(!ok(sig(Some("api_1"), K2)), "a revoked key stops working");
+        assert!(ok(sig(None, K1)));
+        assert!(store
+            .set_layer("api", vec![("x".into(), b"short".to_vec())])
+            .is_err());
+        // An earlier layer's id wins.
+        store
+            .set_layer("api", vec![("default".into(), K2.into())])
+            .unwrap();
+        assert!(ok(sig(None, K1)));
+    }
 
     fn ring() -> Keyring {
         Keyring::new(vec![("k1".into(), K1.into()), ("k2".into(), K2.into())]).unwrap()

@@ -1,10 +1,10 @@
 //! `liveops`: one binary, many targets (ARCHITECTURE §2).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use liveops::cli::{self, Command};
 use liveops::config::{RawConfig, Settings};
+use liveops::modules::Table;
 use liveops::telemetry;
 
 /// mimalloc instead of the system allocator: the event path allocates many small short-lived
@@ -12,78 +12,16 @@ use liveops::telemetry;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// LiveOps: ingest gameplay events, keep play fair, track progression, rank players, pay rewards.
-#[derive(Parser)]
-#[command(name = "liveops", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Runs the services of `--target` (default: all of them in one process).
-    Serve {
-        #[command(flatten)]
-        config: RawConfig,
-    },
-    /// Signs and posts event files to a running gateway.
-    Send {
-        #[command(flatten)]
-        config: RawConfig,
-        #[command(flatten)]
-        opts: liveops::send::SendOpts,
-        /// Event files (one JSON event each, or `{"events":[...]}` / a JSON array for a batch).
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
-    /// Applies database migrations and creates the bus, then exits.
-    Migrate {
-        #[command(flatten)]
-        config: RawConfig,
-    },
-    /// Measures the running system (or an in-process one with `--spawn`) under load.
-    Bench {
-        #[command(flatten)]
-        config: RawConfig,
-        #[command(flatten)]
-        opts: liveops::bench::BenchOpts,
-    },
-    /// Checks a receipt file's signature with the configured keys.
-    /// Lists a consumer group's dead letters, or puts them back for delivery with `--replay`.
-    DeadLetters {
-        #[command(flatten)]
-        config: RawConfig,
-        /// The topic (`events.ingested`, `events.accepted`).
-        #[arg(long, default_value = "events.accepted")]
-        topic: String,
-        /// The consumer group (`fairness`, `progression`, `leaderboard`).
-        #[arg(long)]
-        group: String,
-        /// Put every dead letter of the group back for delivery.
-        #[arg(long)]
-        replay: bool,
-        /// How many to list.
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-    },
-    VerifyReceipt {
-        #[command(flatten)]
-        config: RawConfig,
-        /// A receipt as issued by `POST /rewards/claim`.
-        file: PathBuf,
-    },
-}
-
-fn settings(raw: RawConfig) -> Result<Settings, ExitCode> {
-    Settings::resolve(raw).map_err(|e| {
+fn settings(table: &Table, raw: RawConfig, args: clap::ArgMatches) -> Result<Settings, ExitCode> {
+    Settings::resolve(table, raw, args).map_err(|e| {
         eprintln!("liveops: configuration error: {e}");
         ExitCode::from(2)
     })
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let table = Table::standard();
+    let (cli, args) = cli::parse(&table);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -97,7 +35,7 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Serve { config } => {
-                let s = match settings(config) {
+                let s = match settings(&table, config, args) {
                     Ok(s) => s,
                     Err(code) => return Ok(code),
                 };
@@ -110,38 +48,39 @@ fn main() -> ExitCode {
                 }
                 serve(s).await.map(|()| ExitCode::SUCCESS)
             }
-            Command::Send { config, opts, files } => {
-                let s = match settings(config) {
-                    Ok(s) => s,
-                    Err(code) => return Ok(code),
-                };
-                liveops::send::run(&s, &opts, &files).await
-            }
+            Command::Send {
+                config,
+                opts,
+                files,
+            } => match settings(&table, config, args) {
+                Ok(s) => liveops::send::run(&s, &opts, &files).await,
+                Err(code) => Ok(code),
+            },
             Command::Migrate { config } => {
-                let s = match settings(config) {
+                let s = match settings(&table, config, args) {
                     Ok(s) => s,
                     Err(code) => return Ok(code),
                 };
                 telemetry::init_logs(&s.raw.log_level);
-                liveops::app::Ports::open(&s).await?;
-                println!("migrations applied; bus ready at {}", s.bus_path.display());
+                liveops::wiring::migrate(&s).await?;
+                println!("migrations applied; bus ready");
                 Ok(ExitCode::SUCCESS)
             }
-            Command::Bench { config, opts } => liveops::bench::run(config, &opts).await,
-            Command::DeadLetters { config, topic, group, replay, limit } => {
-                let s = match settings(config) {
-                    Ok(s) => s,
-                    Err(code) => return Ok(code),
-                };
-                liveops::app::dead_letters(&s, &topic, &group, replay, limit).await
-            }
-            Command::VerifyReceipt { config, file } => {
-                let s = match settings(config) {
-                    Ok(s) => s,
-                    Err(code) => return Ok(code),
-                };
-                liveops::send::verify_receipt_file(&s, &file)
-            }
+            Command::Bench { config, opts } => liveops::bench::run(config, args, &opts).await,
+            Command::DeadLetters {
+                config,
+                topic,
+                group,
+                replay,
+                limit,
+            } => match settings(&table, config, args) {
+                Ok(s) => liveops::dead_letters::run(&s, &topic, &group, replay, limit).await,
+                Err(code) => Ok(code),
+            },
+            Command::VerifyReceipt { config, file } => match settings(&table, config, args) {
+                Ok(s) => liveops::send::verify_receipt_file(&s, &file),
+                Err(code) => Ok(code),
+            },
         }
     });
     match result {

@@ -8,10 +8,10 @@ use std::process::Command;
 
 use common::{spawn_app, SECRET};
 use liveops::bench::{measure, BenchOpts, Mode, Phase, Report};
-use liveops::RawConfig;
+use liveops::config::Given;
 
-fn config() -> RawConfig {
-    RawConfig::from_args(["--hmac-secret", SECRET, "--log-level", "warn"]).expect("args")
+fn config() -> Given {
+    Given::from_args(["--hmac-secret", SECRET, "--log-level", "warn"]).expect("args")
 }
 
 fn tiny() -> BenchOpts {

@@ -18,7 +18,7 @@ use fe2o3_amqp::types::messaging::{Body, Message, MessageId, Modified, Outcome, 
 use fe2o3_amqp::types::primitives::{SimpleValue, Value};
 use fe2o3_amqp::{Connection, Delivery as AmqpDelivery, Receiver, Sender, Session};
 use liveops_core::ports::{Delivery, Message as BusMessage};
-use liveops_core::{Bus, PortError, PortResult};
+use liveops_core::{Bus, Health, PortError, PortResult};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -1144,7 +1144,10 @@ impl Bus for ServiceBusBus {
             }
         }
     }
+}
 
+#[async_trait]
+impl Health for ServiceBusBus {
     async fn healthcheck(&self) -> PortResult<()> {
         self.inner.healthcheck().await
     }

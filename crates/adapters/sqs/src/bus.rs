@@ -22,7 +22,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
 use liveops_core::ports::{Delivery, Message};
-use liveops_core::{Bus, PortError, PortResult};
+use liveops_core::{Bus, Health, PortError, PortResult};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -1516,7 +1516,10 @@ impl Bus for SqsBus {
         }
         Ok(n)
     }
+}
 
+#[async_trait]
+impl Health for SqsBus {
     async fn healthcheck(&self) -> PortResult<()> {
         self.inner.healthcheck().await
     }

@@ -1,0 +1,509 @@
+//! `HotState` in process: 64 shards of plain maps, each behind its own mutex, with TTLs that
+//! expire lazily on access and in bulk through [`MemoryHotState::purge_expired`].
+
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use liveops_core::now_ms;
+use liveops_core::ports::{
+    Blocklist, Health, IdemState, Idempotency, PortResult, RateDecision, RateLimiter, ReplayGuard,
+    StoredAnswer, ViewCache,
+};
+
+/// Number of shards (a power of two).
+const SHARDS: usize = 64;
+use liveops_core::ports::hot::MAX_STRIKES;
+
+/// The in-process `HotState`: the embedded default.
+///
+/// Every key lives in one of 64 shards chosen by a keyed hash, each a `Mutex` over small maps,
+/// so there is no global lock and an operation on one key is atomic. Entries with a TTL expire
+/// lazily (an expired entry reads as absent) and are freed by [`Self::purge_expired`], which
+/// [`Self::spawn_purger`] runs periodically.
+pub struct MemoryHotState {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+}
+
+impl std::fmt::Debug for MemoryHotState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryHotState")
+            .field("shards", &self.shards.len())
+            .finish()
+    }
+}
+
+/// When an entry stops being valid; `None` for a TTL too long to represent (never).
+type Deadline = Option<Instant>;
+
+fn deadline(now: Instant, ttl: Duration) -> Deadline {
+    now.checked_add(ttl)
+}
+
+fn alive(until: Deadline, now: Instant) -> bool {
+    until.is_none_or(|t| t > now)
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[derive(Debug)]
+struct Expiring<T> {
+    value: T,
+    until: Deadline,
+}
+
+#[derive(Debug)]
+enum Idem {
+    InFlight {
+        fingerprint: Box<str>,
+    },
+    Done {
+        fingerprint: Box<str>,
+        answer: StoredAnswer,
+    },
+}
+
+#[derive(Debug)]
+struct RateWindow {
+    /// Unix second the count belongs to.
+    second: i64,
+    count: u32,
+}
+
+#[derive(Debug, Default)]
+struct Strikes {
+    /// Strike times (unix ms), ascending.
+    at: VecDeque<i64>,
+    /// After this (unix ms) no strike is inside any window it was recorded with.
+    keep_until: i64,
+}
+
+impl Strikes {
+    fn count_after(&self, after: i64) -> u32 {
+        let older = self.at.partition_point(|&t| t <= after);
+        (self.at.len() - older) as u32
+    }
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    idem: HashMap<Box<str>, Expiring<Idem>>,
+    seen: HashMap<Box<str>, Deadline>,
+    rate: HashMap<Box<str>, RateWindow>,
+    blocks: HashMap<Box<str>, i64>,
+    strikes: HashMap<Box<str>, Strikes>,
+    cache: HashMap<Box<str>, Expiring<Bytes>>,
+}
+
+impl Shard {
+    fn len(&self) -> usize {
+        self.idem.len()
+            + self.seen.len()
+            + self.rate.len()
+            + self.blocks.len()
+            + self.strikes.len()
+            + self.cache.len()
+    }
+
+    /// Drops every expired entry; returns how many.
+    fn purge(&mut self, now: Instant, now_ms: i64) -> usize {
+        let before = self.len();
+        self.idem.retain(|_, e| alive(e.until, now));
+        self.seen.retain(|_, until| alive(*until, now));
+        let second = now_ms.div_euclid(1000);
+        self.rate.retain(|_, w| w.second >= second);
+        self.blocks.retain(|_, until| *until > now_ms);
+        self.strikes.retain(|_, s| s.keep_until > now_ms);
+        self.cache.retain(|_, e| alive(e.until, now));
+        before - self.len()
+    }
+}
+
+impl Default for MemoryHotState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryHotState {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
+        let i = self.hasher.hash_one(key) as usize & (SHARDS - 1);
+        // Every operation leaves a shard consistent, so a poisoned lock is still usable.
+        self.shards[i]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Frees every expired entry, one shard at a time; returns how many were freed.
+    pub fn purge_expired(&self) -> usize {
+        let (now, wall) = (Instant::now(), now_ms());
+        self.shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .purge(now, wall)
+            })
+            .sum()
+    }
+
+    /// Entries held, expired ones not yet purged included.
+    pub fn entries(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
+    }
+
+    /// Runs [`Self::purge_expired`] every `every` on the current Tokio runtime; the task ends
+    /// once the store is dropped.
+    pub fn spawn_purger(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every.max(Duration::from_millis(1)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(state) = weak.upgrade() else { break };
+                let freed = state.purge_expired();
+                metrics::counter!("hot_state_purged_total").increment(freed as u64);
+                metrics::gauge!("hot_state_entries").set(state.entries() as f64);
+            }
+        })
+    }
+}
+
+#[async_trait]
+impl Idempotency for MemoryHotState {
+    async fn idem_begin(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        ttl: Duration,
+    ) -> PortResult<IdemState> {
+        let now = Instant::now();
+        let mut shard = self.shard(key);
+        if let Some(entry) = shard.idem.get(key).filter(|e| alive(e.until, now)) {
+            return Ok(match &entry.value {
+                Idem::InFlight { fingerprint: fp } if **fp == *fingerprint => IdemState::InFlight,
+                Idem::Done {
+                    fingerprint: fp,
+                    answer,
+                } if **fp == *fingerprint => IdemState::Done(answer.clone()),
+                _ => IdemState::Mismatch,
+            });
+        }
+        shard.idem.insert(
+            key.into(),
+            Expiring {
+                value: Idem::InFlight {
+                    fingerprint: fingerprint.into(),
+                },
+                until: deadline(now, ttl),
+            },
+        );
+        Ok(IdemState::Fresh)
+    }
+
+    /// Only a live claim is completed: a key whose claim lapsed (or was released) stays free.
+    async fn idem_complete(
+        &self,
+        key: &str,
+        answer: StoredAnswer,
+        ttl: Duration,
+    ) -> PortResult<()> {
+        let now = Instant::now();
+        let mut shard = self.shard(key);
+        if let Some(entry) = shard.idem.get_mut(key).filter(|e| alive(e.until, now)) {
+            let fingerprint = match &mut entry.value {
+                Idem::InFlight { fingerprint } | Idem::Done { fingerprint, .. } => {
+                    std::mem::take(fingerprint)
+                }
+            };
+            entry.value = Idem::Done {
+                fingerprint,
+                answer,
+            };
+            entry.until = deadline(now, ttl);
+        }
+        Ok(())
+    }
+
+    async fn idem_release(&self, key: &str) -> PortResult<()> {
+        self.shard(key).idem.remove(key);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ReplayGuard for MemoryHotState {
+    async fn first_use(&self, signature: &str, ttl: Duration) -> PortResult<bool> {
+        let now = Instant::now();
+        let mut shard = self.shard(signature);
+        if let Some(until) = shard.seen.get(signature) {
+            if alive(*until, now) {
+                return Ok(false);
+            }
+        }
+        shard.seen.insert(signature.into(), deadline(now, ttl));
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl RateLimiter for MemoryHotState {
+    async fn rate_hit(&self, player: &str, n: u32, max: u32) -> PortResult<RateDecision> {
+        let second = now_ms().div_euclid(1000);
+        let mut shard = self.shard(player);
+        let count = match shard.rate.get(player) {
+            Some(w) if w.second == second => w.count,
+            _ => 0,
+        };
+        let total = u64::from(count) + u64::from(n);
+        if total > u64::from(max) {
+            return Ok(RateDecision::Limited { retry_after_s: 1 });
+        }
+        // total <= max, so it fits in a u32.
+        let count = total as u32;
+        match shard.rate.get_mut(player) {
+            Some(w) => *w = RateWindow { second, count },
+            None => {
+                shard
+                    .rate
+                    .insert(player.into(), RateWindow { second, count });
+            }
+        }
+        Ok(RateDecision::Allowed)
+    }
+}
+
+#[async_trait]
+impl Blocklist for MemoryHotState {
+    async fn block(&self, player: &str, until_ms: i64) -> PortResult<()> {
+        let mut shard = self.shard(player);
+        if until_ms > now_ms() {
+            shard.blocks.insert(player.into(), until_ms);
+        } else {
+            shard.blocks.remove(player);
+        }
+        Ok(())
+    }
+
+    async fn blocked_until(&self, player: &str) -> PortResult<Option<i64>> {
+        let now = now_ms();
+        let mut shard = self.shard(player);
+        match shard.blocks.get(player) {
+            Some(&until) if until > now => Ok(Some(until)),
+            Some(_) => {
+                shard.blocks.remove(player);
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn add_strike(&self, player: &str, at_ms: i64, window: Duration) -> PortResult<u32> {
+        let window = millis(window);
+        let after = at_ms.saturating_sub(window);
+        let mut shard = self.shard(player);
+        let strikes = match shard.strikes.get_mut(player) {
+            Some(s) => s,
+            None => shard.strikes.entry(player.into()).or_default(),
+        };
+        let pos = strikes.at.partition_point(|&t| t <= at_ms);
+        strikes.at.insert(pos, at_ms);
+        while strikes.at.front().is_some_and(|&t| t <= after) || strikes.at.len() > MAX_STRIKES {
+            strikes.at.pop_front();
+        }
+        strikes.keep_until = strikes.keep_until.max(at_ms.saturating_add(window));
+        Ok(strikes.count_after(after))
+    }
+
+    async fn strikes(&self, player: &str, now_ms: i64, window: Duration) -> PortResult<u32> {
+        let after = now_ms.saturating_sub(millis(window));
+        let shard = self.shard(player);
+        Ok(shard
+            .strikes
+            .get(player)
+            .map_or(0, |s| s.count_after(after)))
+    }
+}
+
+#[async_trait]
+impl ViewCache for MemoryHotState {
+    async fn cache_get(&self, key: &str) -> PortResult<Option<Bytes>> {
+        let now = Instant::now();
+        let mut shard = self.shard(key);
+        match shard.cache.get(key) {
+            Some(e) if alive(e.until, now) => Ok(Some(e.value.clone())),
+            Some(_) => {
+                shard.cache.remove(key);
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn cache_put(&self, key: &str, value: Bytes, ttl: Duration) -> PortResult<()> {
+        let until = deadline(Instant::now(), ttl);
+        self.shard(key)
+            .cache
+            .insert(key.into(), Expiring { value, until });
+        Ok(())
+    }
+
+    async fn cache_del(&self, key: &str) -> PortResult<()> {
+        self.shard(key).cache.remove(key);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Health for MemoryHotState {
+    async fn healthcheck(&self) -> PortResult<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+
+    const SHORT: Duration = Duration::from_millis(50);
+
+    #[tokio::test]
+    async fn purge_frees_expired_entries_only() {
+        let hot = MemoryHotState::new();
+        let now = now_ms();
+        for i in 0..100 {
+            let k = format!("k{i}");
+            hot.idem_begin(&k, "fp", SHORT).await.unwrap();
+            hot.first_use(&k, SHORT).await.unwrap();
+            hot.cache_put(&k, Bytes::from_static(b"v"), SHORT)
+                .await
+                .unwrap();
+            hot.block(&k, now + 100).await.unwrap();
+            hot.add_strike(&k, now - 1000, Duration::from_millis(1100))
+                .await
+                .unwrap();
+        }
+        hot.idem_begin("keep", "fp", Duration::from_secs(60))
+            .await
+            .unwrap();
+        hot.cache_put("keep", Bytes::new(), Duration::MAX)
+            .await
+            .unwrap();
+        assert_eq!(hot.purge_expired(), 0);
+        assert_eq!(hot.entries(), 502);
+        hot.rate_hit("gone", 1, 10).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(hot.purge_expired(), 501);
+        // The long-lived entries stay; the rate window of a past second goes.
+        assert_eq!(hot.entries(), 2);
+        assert_eq!(
+            hot.idem_begin("keep", "fp", SHORT).await.unwrap(),
+            IdemState::InFlight
+        );
+        assert_eq!(hot.cache_get("keep").await.unwrap(), Some(Bytes::new()));
+    }
+
+    #[tokio::test]
+    async fn expired_entries_read_as_absent_before_any_purge() {
+        let hot = MemoryHotState::new();
+        hot.cache_put("c", Bytes::from_static(b"x"), SHORT)
+            .await
+            .unwrap();
+        assert!(hot.first_use("s", SHORT).await.unwrap());
+        assert!(!hot.first_use("s", SHORT).await.unwrap());
+        tokio::time::sleep(SHORT * 2).await;
+        assert_eq!(hot.cache_get("c").await.unwrap(), None);
+        assert!(hot.first_use("s", SHORT).await.unwrap());
+        assert_eq!(
+            hot.idem_begin("i", "a", SHORT).await.unwrap(),
+            IdemState::Fresh
+        );
+        tokio::time::sleep(SHORT * 2).await;
+        assert_eq!(
+            hot.idem_begin("i", "b", SHORT).await.unwrap(),
+            IdemState::Fresh
+        );
+    }
+
+    #[tokio::test]
+    async fn completing_a_lapsed_claim_does_nothing() {
+        let hot = MemoryHotState::new();
+        let answer = StoredAnswer {
+            status: 202,
+            body: "{}".into(),
+        };
+        hot.idem_complete("never", answer.clone(), SHORT)
+            .await
+            .unwrap();
+        assert_eq!(
+            hot.idem_begin("never", "fp", SHORT).await.unwrap(),
+            IdemState::Fresh
+        );
+    }
+
+    #[tokio::test]
+    async fn strikes_are_capped_and_kept_in_order() {
+        let hot = MemoryHotState::new();
+        let w = Duration::from_secs(3600);
+        for i in 0..(MAX_STRIKES as i64 + 50) {
+            hot.add_strike("p", 1_000_000 + i, w).await.unwrap();
+        }
+        assert_eq!(
+            hot.strikes("p", 1_000_000 + 1000, w).await.unwrap(),
+            MAX_STRIKES as u32
+        );
+        // A late strike lands in order and counts.
+        let hot2 = MemoryHotState::new();
+        assert_eq!(hot2.add_strike("q", 5_000, w).await.unwrap(), 1);
+        assert_eq!(hot2.add_strike("q", 3_000, w).await.unwrap(), 2);
+        assert_eq!(
+            hot2.strikes("q", 4_000, Duration::from_millis(1500))
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            hot2.strikes("q", 6_000, Duration::from_millis(1500))
+                .await
+                .unwrap(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn purger_task_runs_and_stops_with_the_store() {
+        let hot = Arc::new(MemoryHotState::new());
+        hot.cache_put("c", Bytes::new(), Duration::from_millis(1))
+            .await
+            .unwrap();
+        let task = hot.spawn_purger(Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(hot.entries(), 0);
+        drop(hot);
+        tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}

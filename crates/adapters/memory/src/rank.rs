@@ -1,0 +1,383 @@
+//! `RankStore` in process: one [`RankTree`] per board, each behind its own lock, with the top of
+//! each board cached as a shared slice.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use async_trait::async_trait;
+use liveops_core::ports::{Board, Health, PortError, PortResult, RankEntry, RankStore, ScoreDelta};
+
+use super::ranktree::{ranks_before, RankTree, RankTreeError};
+
+/// How many entries of each board's top are cached.
+pub const TOP_CACHE_LEN: usize = 1000;
+/// Loads bigger than this are built on the blocking pool, off the async workers.
+const BLOCKING_LOAD: usize = 20_000;
+
+/// The in-process `RankStore`: the embedded default.
+///
+/// Locking: the map of boards is locked only to find or add a board; each board has its own
+/// `RwLock`, so writes to one board never wait for another and reads of a board run together.
+/// `top` within the first [`TOP_CACHE_LEN`] positions is served from a cached slice, dropped
+/// only by changes that can move it (a change wholly below the cached top leaves it valid).
+#[derive(Debug, Default)]
+pub struct MemoryRankStore {
+    boards: RwLock<HashMap<Board, Arc<BoardState>>>,
+}
+
+#[derive(Debug, Default)]
+struct BoardState {
+    tree: RwLock<RankTree>,
+    /// The first `TOP_CACHE_LEN` entries (all of them if the board is smaller), or nothing.
+    top: RwLock<Option<Arc<Vec<RankEntry>>>>,
+}
+
+fn corrupt(board: &Board) -> PortError {
+    PortError::Corrupt(format!(
+        "board {}/{} was left inconsistent by a panic; load it again",
+        board.window, board.period
+    ))
+}
+
+fn full(err: RankTreeError) -> PortError {
+    PortError::Unavailable(err.to_string())
+}
+
+fn entries(first_rank: u64, items: Vec<(&str, i64)>) -> Vec<RankEntry> {
+    items
+        .into_iter()
+        .zip(first_rank..)
+        .map(|((player, score), rank)| RankEntry {
+            rank,
+            player_id: player.to_owned(),
+            score,
+        })
+        .collect()
+}
+
+impl BoardState {
+    fn read(&self, board: &Board) -> PortResult<RwLockReadGuard<'_, RankTree>> {
+        self.tree.read().map_err(|_| corrupt(board))
+    }
+
+    fn write(&self, board: &Board) -> PortResult<RwLockWriteGuard<'_, RankTree>> {
+        self.tree.write().map_err(|_| corrupt(board))
+    }
+
+    fn cached_top(&self) -> Option<Arc<Vec<RankEntry>>> {
+        self.top
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_top(&self, top: Option<Arc<Vec<RankEntry>>>) {
+        *self.top.write().unwrap_or_else(PoisonError::into_inner) = top;
+    }
+
+    /// The cached top, built under the tree's read lock if missing (so no writer can slip in
+    /// between building and caching it: writers drop the cache under the write lock).
+    fn top(&self, board: &Board) -> PortResult<Arc<Vec<RankEntry>>> {
+        if let Some(top) = self.cached_top() {
+            return Ok(top);
+        }
+        let tree = self.read(board)?;
+        let top = Arc::new(entries(1, tree.range(0, TOP_CACHE_LEN as u64)));
+        self.set_top(Some(top.clone()));
+        drop(tree);
+        Ok(top)
+    }
+
+    /// Applies deltas for this board under one write lock.
+    fn apply(&self, board: &Board, deltas: &[&ScoreDelta]) -> PortResult<()> {
+        let mut tree = self.write(board)?;
+        let mut cache = self.cached_top();
+        let mut dropped = false;
+        let mut result = Ok(());
+        for d in deltas {
+            let old = tree.score(&d.player_id);
+            let new = match tree.incr(&d.player_id, d.delta) {
+                Ok(new) => new,
+                Err(err) => {
+                    result = Err(full(err));
+                    break;
+                }
+            };
+            if let Some(top) = &cache {
+                if Some(new) != old && moves_top(top, &d.player_id, old, new) {
+                    cache = None;
+                    dropped = true;
+                }
+            }
+        }
+        if dropped {
+            self.set_top(None);
+        }
+        drop(tree);
+        result
+    }
+}
+
+/// Can a player's change from `old` (absent if new) to `new` change the cached top?
+fn moves_top(top: &[RankEntry], player: &str, old: Option<i64>, new: i64) -> bool {
+    // A board smaller than the cache is cached whole: every change shows.
+    let Some(last) = top.get(TOP_CACHE_LEN - 1) else {
+        return true;
+    };
+    let within = |score: i64| !ranks_before(last.score, &last.player_id, score, player);
+    within(new) || old.is_some_and(within)
+}
+
+impl MemoryRankStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn board(&self, board: &Board) -> Option<Arc<BoardState>> {
+        self.boards
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(board)
+            .cloned()
+    }
+
+    fn board_or_new(&self, board: &Board) -> Arc<BoardState> {
+        if let Some(state) = self.board(board) {
+            return state;
+        }
+        self.boards
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(board.clone())
+            .or_default()
+            .clone()
+    }
+}
+
+#[async_trait]
+impl RankStore for MemoryRankStore {
+    async fn incr(&self, deltas: &[ScoreDelta]) -> PortResult<()> {
+        // Group by board, keeping each board's deltas in order.
+        let mut by_board: Vec<(&Board, Vec<&ScoreDelta>)> = Vec::new();
+        for d in deltas {
+            match by_board.iter_mut().find(|(b, _)| **b == d.board) {
+                Some((_, ds)) => ds.push(d),
+                None => by_board.push((&d.board, vec![d])),
+            }
+        }
+        for (board, ds) in by_board {
+            self.board_or_new(board).apply(board, &ds)?;
+        }
+        Ok(())
+    }
+
+    async fn load(&self, board: &Board, scores: Vec<(String, i64)>) -> PortResult<()> {
+        let tree = if scores.len() > BLOCKING_LOAD {
+            tokio::task::spawn_blocking(move || RankTree::from_scores(scores))
+                .await
+                .map_err(|e| PortError::Unavailable(format!("building the board failed: {e}")))?
+        } else {
+            RankTree::from_scores(scores)
+        }
+        .map_err(full)?;
+        let state = self.board_or_new(board);
+        // Replacing the whole tree also heals a board poisoned by a panic.
+        let mut guard = state.tree.write().unwrap_or_else(PoisonError::into_inner);
+        *guard = tree;
+        state.set_top(None);
+        state.tree.clear_poison();
+        drop(guard);
+        Ok(())
+    }
+
+    async fn top(&self, board: &Board, offset: u64, limit: u64) -> PortResult<Vec<RankEntry>> {
+        let Some(state) = self.board(board) else {
+            return Ok(Vec::new());
+        };
+        if offset.saturating_add(limit) <= TOP_CACHE_LEN as u64 {
+            let top = state.top(board)?;
+            let start = (offset as usize).min(top.len());
+            let end = (offset.saturating_add(limit) as usize).min(top.len());
+            return Ok(top[start..end].to_vec());
+        }
+        let tree = state.read(board)?;
+        let items = tree.range(offset, limit);
+        Ok(entries(offset.saturating_add(1), items))
+    }
+
+    async fn rank(&self, board: &Board, player_id: &str) -> PortResult<Option<RankEntry>> {
+        let Some(state) = self.board(board) else {
+            return Ok(None);
+        };
+        let tree = state.read(board)?;
+        Ok(tree.entry(player_id).map(|(rank, score)| RankEntry {
+            rank,
+            player_id: player_id.to_owned(),
+            score,
+        }))
+    }
+
+    async fn around(
+        &self,
+        board: &Board,
+        player_id: &str,
+        n: u64,
+    ) -> PortResult<Option<Vec<RankEntry>>> {
+        let Some(state) = self.board(board) else {
+            return Ok(None);
+        };
+        let tree = state.read(board)?;
+        Ok(tree
+            .around(player_id, n)
+            .map(|(first, items)| entries(first, items)))
+    }
+
+    async fn size(&self, board: &Board) -> PortResult<u64> {
+        let Some(state) = self.board(board) else {
+            return Ok(0);
+        };
+        let tree = state.read(board)?;
+        Ok(tree.len() as u64)
+    }
+
+    async fn drop_board(&self, board: &Board) -> PortResult<()> {
+        let removed = self
+            .boards
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(board);
+        // Free a big tree outside the map lock.
+        drop(removed);
+        Ok(())
+    }
+
+    async fn boards(&self) -> PortResult<Vec<Board>> {
+        let mut boards: Vec<Board> = self
+            .boards
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        boards.sort();
+        Ok(boards)
+    }
+}
+
+#[async_trait]
+impl Health for MemoryRankStore {
+    async fn healthcheck(&self) -> PortResult<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+    use liveops_core::Window;
+
+    fn board(period: &str) -> Board {
+        Board {
+            window: Window::Daily,
+            period: period.to_owned(),
+        }
+    }
+
+    fn delta(b: &Board, p: &str, d: i64) -> ScoreDelta {
+        ScoreDelta {
+            board: b.clone(),
+            player_id: p.to_owned(),
+            delta: d,
+        }
+    }
+
+    fn cached(store: &MemoryRankStore, b: &Board) -> bool {
+        store.board(b).unwrap().cached_top().is_some()
+    }
+
+    #[tokio::test]
+    async fn top_cache_survives_changes_below_it_only() {
+        let store = MemoryRankStore::new();
+        let b = board("cache");
+        let scores = (0..2000).map(|i| (format!("p{i:04}"), i)).collect();
+        store.load(&b, scores).await.unwrap();
+        let top = store.top(&b, 0, 10).await.unwrap();
+        assert_eq!(top[0].player_id, "p1999");
+        assert!(cached(&store, &b));
+
+        // Rank 1000 holds p1000 (score 1000). A change wholly below it keeps the cache.
+        store.incr(&[delta(&b, "p0005", 10)]).await.unwrap();
+        store.incr(&[delta(&b, "new", 3)]).await.unwrap();
+        assert!(cached(&store, &b));
+        // A player entering the top drops it, and the next read sees the change.
+        store.incr(&[delta(&b, "p0001", 5000)]).await.unwrap();
+        assert!(!cached(&store, &b));
+        let top = store.top(&b, 0, 1).await.unwrap();
+        assert_eq!(top[0].player_id, "p0001");
+        // So does a player leaving it, including the last cached one.
+        store.incr(&[delta(&b, "p1001", -2000)]).await.unwrap();
+        assert!(!cached(&store, &b));
+        store.top(&b, 0, 1).await.unwrap();
+        let last = store.top(&b, 999, 1).await.unwrap();
+        store
+            .incr(&[delta(&b, &last[0].player_id, -1)])
+            .await
+            .unwrap();
+        assert!(!cached(&store, &b));
+        // A zero delta for a known player changes nothing.
+        store.top(&b, 0, 1).await.unwrap();
+        store.incr(&[delta(&b, "p1999", 0)]).await.unwrap();
+        assert!(cached(&store, &b));
+        // Whatever happened, cached and uncached reads agree.
+        let via_cache = store.top(&b, 0, 1000).await.unwrap();
+        let direct = store.top(&b, 0, 1001).await.unwrap();
+        assert_eq!(&direct[..1000], &via_cache[..]);
+        assert_eq!(direct[1000].rank, 1001);
+    }
+
+    #[tokio::test]
+    async fn small_board_cache_is_dropped_by_any_change() {
+        let store = MemoryRankStore::new();
+        let b = board("small");
+        store.incr(&[delta(&b, "a", 1)]).await.unwrap();
+        assert_eq!(store.top(&b, 0, 5).await.unwrap().len(), 1);
+        store.incr(&[delta(&b, "b", -100)]).await.unwrap();
+        assert_eq!(store.top(&b, 0, 5).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn big_load_goes_through_the_blocking_pool() {
+        let store = MemoryRankStore::new();
+        let b = board("big");
+        let n = BLOCKING_LOAD as i64 + 10;
+        store
+            .load(&b, (0..n).map(|i| (format!("p{i}"), i)).collect())
+            .await
+            .unwrap();
+        assert_eq!(store.size(&b).await.unwrap(), n as u64);
+        let e = store.rank(&b, "p0").await.unwrap().unwrap();
+        assert_eq!(e.rank, n as u64);
+    }
+
+    #[tokio::test]
+    async fn a_poisoned_board_reports_corrupt_until_loaded() {
+        let store = Arc::new(MemoryRankStore::new());
+        let b = board("poison");
+        store.incr(&[delta(&b, "a", 1)]).await.unwrap();
+        let state = store.board(&b).unwrap();
+        let poisoner = state.clone();
+        let _ = std::thread::spawn(move || {
+            let _guard = poisoner.tree.write().unwrap();
+            panic!("poison the board");
+        })
+        .join();
+        assert!(matches!(
+            store.rank(&b, "a").await,
+            Err(PortError::Corrupt(_))
+        ));
+        store.load(&b, vec![("a".into(), 2)]).await.unwrap();
+        assert_eq!(store.rank(&b, "a").await.unwrap().unwrap().score, 2);
+    }
+}

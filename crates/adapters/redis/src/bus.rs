@@ -1,0 +1,1001 @@
+//! [`RedisBus`]: the [`Bus`] on Redis Streams (`BUS_KIND=redis`): a topic is `BUS_PARTITIONS`
+//! streams by player hash, consumers of a group share them through leases so each player's events
+//! stay in order, dead letters and replays per group. The design, the key layout and the failure
+//! handling: `docs/adr/0010-redis-streams-bus.md`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::future::Future;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use liveops_core::ports::{BusOptions, Delivery, Health, Message};
+use liveops_core::{Bus, PortError, PortResult};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, Script, Value};
+use tokio::time::Instant;
+
+/// Default `MAXLEN ~` of each stream (per partition, retry and dead-letter stream).
+pub const DEFAULT_MAX_LEN: u64 = 1_000_000;
+
+/// Longest any single Redis call may take before the bus answers `Unavailable`.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Most messages one publish script appends; bigger publishes take several round trips.
+pub const PUBLISH_CHUNK: usize = 1000;
+
+/// Most messages one poll hands out, whatever `max` asks.
+pub const MAX_POLL: usize = 1000;
+
+/// Most dead letters one replay step moves.
+const REPLAY_CHUNK: usize = 1000;
+
+/// Most partitions per topic.
+const MAX_PARTITIONS: u32 = 1024;
+
+/// Idle blocking connections kept for later waits.
+const IDLE_BLOCKERS: usize = 8;
+
+/// Shortest and longest lease on a slot.
+const LEASE_MIN: Duration = Duration::from_secs(1);
+const LEASE_MAX: Duration = Duration::from_secs(30);
+
+/// Longest single blocking wait, and the nap of a consumer with nothing it may read.
+const SLICE_MAX: Duration = Duration::from_secs(1);
+const IDLE_NAP: Duration = Duration::from_millis(200);
+
+/// The partition (of `partitions`) a message with this key goes to: FNV-1a 64 of the key's bytes,
+/// modulo the partition count (at least 1). Stable across processes, builds and platforms.
+pub fn partition_of(key: &str, partitions: u32) -> u32 {
+    let h = fnv1a(key.as_bytes());
+    u32::try_from(h % u64::from(partitions.max(1))).unwrap_or(0)
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Names of a topic's keys.
+struct Keys {
+    tag: String,
+    partitions: u32,
+}
+
+impl Keys {
+    fn new(topic: &str, partitions: u32) -> Self {
+        Self {
+            tag: format!("bus:{{{topic}}}"),
+            partitions,
+        }
+    }
+
+    fn seq(&self) -> String {
+        format!("{}:seq", self.tag)
+    }
+
+    fn pin(&self) -> String {
+        pin_key(&self.tag)
+    }
+
+    fn partition(&self, i: u32) -> String {
+        format!("{}:p:{i}", self.tag)
+    }
+
+    fn retry(&self, group: &str) -> String {
+        format!("{}:retry:{group}", self.tag)
+    }
+
+    fn dead(&self, group: &str) -> String {
+        format!("{}:dlq:{group}", self.tag)
+    }
+
+    fn members(&self, group: &str) -> String {
+        format!("{}:members:{group}", self.tag)
+    }
+
+    /// Number of slots a group reads: the partitions and its retry stream.
+    fn slots(&self) -> u32 {
+        self.partitions + 1
+    }
+
+    /// The stream of a slot.
+    fn slot_stream(&self, group: &str, slot: u32) -> String {
+        if slot < self.partitions {
+            self.partition(slot)
+        } else {
+            self.retry(group)
+        }
+    }
+
+    fn lease(&self, group: &str, slot: u32) -> String {
+        format!("{}:lease:{group}:{}", self.tag, self.slot_name(slot))
+    }
+
+    fn slot_name(&self, slot: u32) -> String {
+        if slot < self.partitions {
+            slot.to_string()
+        } else {
+            "r".to_owned()
+        }
+    }
+
+    /// The slot a delivery id names, and its stream id.
+    fn parse_id<'a>(&self, id: &'a str) -> Option<(u32, &'a str)> {
+        let (slot, stream_id) = id.split_once(':')?;
+        let slot = if slot == "r" {
+            self.partitions
+        } else {
+            slot.parse().ok().filter(|s| *s < self.partitions)?
+        };
+        Some((slot, stream_id))
+    }
+}
+
+fn pin_key(tag: &str) -> String {
+    format!("{tag}:partitions")
+}
+
+/// Appends the topic sequence and one entry per message.
+/// KEYS: sequence, partition pin, then the partition streams used.
+/// ARGV: max_len, partitions, n, then n × (index of the stream in KEYS, key, payload).
+const PUBLISH: &str = r"
+redis.call('SET', KEYS[2], ARGV[2], 'NX')
+local n = tonumber(ARGV[3])
+local s = redis.call('INCRBY', KEYS[1], n) - n
+local a = 4
+for _ = 1, n do
+  s = s + 1
+  redis.call('XADD', KEYS[tonumber(ARGV[a])], 'MAXLEN', '~', ARGV[1], '*',
+    's', string.format('%d', s), 'k', ARGV[a + 1], 'p', ARGV[a + 2])
+  a = a + 3
+end
+return n
+";
+
+/// Creates the group at `0` on every stream given (creating the streams), ignoring BUSYGROUP.
+/// KEYS: the streams. ARGV: group.
+const ENSURE: &str = r"
+for i = 1, #KEYS do
+  local ok, err = pcall(redis.call, 'XGROUP', 'CREATE', KEYS[i], ARGV[1], '0', 'MKSTREAM')
+  if not ok then
+    local msg = type(err) == 'table' and err.err or tostring(err)
+    if not string.find(msg, 'BUSYGROUP', 1, true) then
+      return redis.error_reply(msg)
+    end
+  end
+end
+return #KEYS
+";
+
+/// One poll step for one consumer: membership, leases, reclaim / dead-letter, read new entries.
+/// KEYS: members, dead letters, then per slot i (0-based): stream, lease.
+/// ARGV: consumer, group, lease_ms, visibility_ms, max, max_deliveries, max_len, first slot to try.
+/// Returns {dead letters made, {stream, id to wait after, ...}, {slot, id, deliveries, s, k, p, ...}}.
+const STEP: &str = r"
+local me, grp = ARGV[1], ARGV[2]
+local lease_ms, vis = tonumber(ARGV[3]), tonumber(ARGV[4])
+local room, maxd, maxlen = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+local start = tonumber(ARGV[8])
+local slots = (#KEYS - 2) / 2
+local function int(x) return string.format('%d', x) end
+local function stream(i) return KEYS[3 + 2 * i] end
+local function lease(i) return KEYS[4 + 2 * i] end
+local function fields(flat)
+  local f = {}
+  for j = 1, #flat, 2 do f[flat[j]] = flat[j + 1] end
+  return f
+end
+local out = {}
+local function push(i, id, n, f)
+  out[#out + 1] = i
+  out[#out + 1] = id
+  out[#out + 1] = n
+  out[#out + 1] = tonumber(f['s']) or 0
+  out[#out + 1] = f['k'] or ''
+  out[#out + 1] = f['p'] or ''
+end
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+-- Members: forget those not seen for a lease period (and their consumer entries, when empty).
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. int(now - lease_ms))
+for _, c in ipairs(gone) do
+  redis.call('ZREM', KEYS[1], c)
+  for i = 0, slots - 1 do
+    local ok, p = pcall(redis.call, 'XPENDING', stream(i), grp, '-', '+', 1, c)
+    if ok and #p == 0 then pcall(redis.call, 'XGROUP', 'DELCONSUMER', stream(i), grp, c) end
+  end
+end
+redis.call('ZADD', KEYS[1], int(now), me)
+redis.call('PEXPIRE', KEYS[1], int(lease_ms * 2))
+local share = math.ceil(slots / redis.call('ZCARD', KEYS[1]))
+
+-- Leases: keep up to the share, give back the rest, take free ones.
+local held = {}
+for i = 0, slots - 1 do
+  if redis.call('GET', lease(i)) == me then held[#held + 1] = i end
+end
+while #held > share do
+  redis.call('DEL', lease(table.remove(held)))
+end
+for _, i in ipairs(held) do redis.call('PEXPIRE', lease(i), int(lease_ms)) end
+if #held < share then
+  for j = 0, slots - 1 do
+    if #held >= share then break end
+    local i = (start + j) % slots
+    if redis.call('SET', lease(i), me, 'NX', 'PX', int(lease_ms)) then held[#held + 1] = i end
+  end
+  table.sort(held)
+end
+
+-- The group on each held slot (re-created if Redis lost it) and its last delivered id.
+local last = {}
+for _, i in ipairs(held) do
+  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', stream(i))
+  local found = nil
+  if ok then
+    for _, g in ipairs(groups) do
+      local f = fields(g)
+      if f['name'] == grp then found = f['last-delivered-id'] end
+    end
+  end
+  if not found then
+    redis.call('XGROUP', 'CREATE', stream(i), grp, '0', 'MKSTREAM')
+    found = '0-0'
+  end
+  last[i] = found
+end
+
+-- Timed-out entries: claimed again, or dead letters after max deliveries.
+local dead = 0
+for _, i in ipairs(held) do
+  if room <= 0 then break end
+  local pend = redis.call('XPENDING', stream(i), grp, 'IDLE', int(vis), '-', '+', int(room))
+  local claim, counts = {}, {}
+  for _, e in ipairs(pend) do
+    local id, n = e[1], e[4]
+    if n >= maxd then
+      local m = redis.call('XRANGE', stream(i), id, id)
+      if #m > 0 then
+        local f = fields(m[1][2])
+        local name = (i == slots - 1) and 'r' or int(i)
+        redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*', 'slot', name,
+          'id', name .. ':' .. id, 'n', int(n), 's', f['s'] or '0', 'k', f['k'] or '',
+          'p', f['p'] or '')
+        dead = dead + 1
+      end
+      redis.call('XACK', stream(i), grp, id)
+    else
+      claim[#claim + 1] = id
+      counts[id] = n
+    end
+  end
+  if #claim > 0 then
+    local got = redis.call('XCLAIM', stream(i), grp, me, int(vis), unpack(claim))
+    for _, e in ipairs(got) do
+      if e and e[1] and counts[e[1]] then
+        push(i, e[1], counts[e[1]] + 1, fields(e[2]))
+        room = room - 1
+      end
+    end
+  end
+end
+
+-- Readable slots: held, and no other consumer has entries in hand there.
+local heads = {}
+for _, i in ipairs(held) do
+  local sum = redis.call('XPENDING', stream(i), grp)
+  local clear = true
+  if type(sum[4]) == 'table' then
+    for _, c in ipairs(sum[4]) do
+      if c[1] ~= me then clear = false end
+    end
+  end
+  if clear then
+    heads[#heads + 1] = {slot = i, key = stream(i), last = last[i], buf = {}, pos = 1,
+      done = false, take = 0}
+  end
+end
+
+-- New entries, merged across slots by topic sequence.
+local chunk = math.max(16, math.ceil(room / math.max(#heads, 1)))
+local function head_seq(h)
+  if h.pos > #h.buf and not h.done then
+    h.buf = redis.call('XRANGE', h.key, '(' .. h.last, '+', 'COUNT', int(chunk))
+    h.pos = 1
+    if #h.buf < chunk then h.done = true end
+    if #h.buf > 0 then h.last = h.buf[#h.buf][1] end
+  end
+  if h.pos > #h.buf then return nil end
+  return tonumber(fields(h.buf[h.pos][2])['s']) or 0
+end
+while room > 0 do
+  local best, best_s = nil, nil
+  for _, h in ipairs(heads) do
+    local s = head_seq(h)
+    if s and (best == nil or s < best_s) then best, best_s = h, s end
+  end
+  if best == nil then break end
+  best.take = best.take + 1
+  best.pos = best.pos + 1
+  room = room - 1
+end
+local wake = {}
+for _, h in ipairs(heads) do
+  if h.take > 0 then
+    local r = redis.call('XREADGROUP', 'GROUP', grp, me, 'COUNT', int(h.take), 'STREAMS', h.key, '>')
+    if r then
+      for _, e in ipairs(r[1][2]) do push(h.slot, e[1], 1, fields(e[2])) end
+    end
+  end
+  wake[#wake + 1] = h.key
+  wake[#wake + 1] = h.last
+end
+return {dead, wake, out}
+";
+
+/// Entries not yet delivered plus pending, over the given streams.
+/// KEYS: the group's streams. ARGV: group.
+const LAG: &str = r"
+local total = 0
+for i = 1, #KEYS do
+  local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[i])
+  if ok then
+    local found = false
+    for _, g in ipairs(groups) do
+      local f = {}
+      for j = 1, #g, 2 do f[g[j]] = g[j + 1] end
+      if f['name'] == ARGV[1] then
+        found = true
+        local lag = f['lag']
+        if not lag then lag = redis.call('XLEN', KEYS[i]) end
+        total = total + lag + f['pending']
+      end
+    end
+    if not found then total = total + redis.call('XLEN', KEYS[i]) end
+  end
+end
+return total
+";
+
+/// Moves up to `chunk` dead letters to the group's retry stream.
+/// KEYS: dead letters, retry stream. ARGV: group, max_len, chunk.
+const REPLAY: &str = r"
+pcall(redis.call, 'XGROUP', 'CREATE', KEYS[2], ARGV[1], '0', 'MKSTREAM')
+local es = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', ARGV[3])
+for _, e in ipairs(es) do
+  local f = {}
+  for j = 1, #e[2], 2 do f[e[2][j]] = e[2][j + 1] end
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
+    's', f['s'] or '0', 'k', f['k'] or '', 'p', f['p'] or '')
+  redis.call('XDEL', KEYS[1], e[1])
+end
+return #es
+";
+
+/// Gives back a consumer's leases and membership.
+/// KEYS: members, then every lease. ARGV: consumer.
+const LEAVE: &str = r"
+redis.call('ZREM', KEYS[1], ARGV[1])
+local n = 0
+for i = 2, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then
+    redis.call('DEL', KEYS[i])
+    n = n + 1
+  end
+end
+return n
+";
+
+struct Scripts {
+    publish: Script,
+    ensure: Script,
+    step: Script,
+    lag: Script,
+    replay: Script,
+    leave: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            publish: Script::new(PUBLISH),
+            ensure: Script::new(ENSURE),
+            step: Script::new(STEP),
+            lag: Script::new(LAG),
+            replay: Script::new(REPLAY),
+            leave: Script::new(LEAVE),
+        }
+    }
+}
+
+/// What one poll step found.
+struct Step {
+    /// (stream, id): wake when an entry after `id` is appended.
+    wake: Vec<(String, String)>,
+    deliveries: Vec<(u64, Delivery)>,
+}
+
+fn redis_error(what: &str, e: &RedisError) -> PortError {
+    match e.kind() {
+        redis::ErrorKind::TypeError => PortError::Corrupt(format!("redis {what}: {e}")),
+        _ => PortError::Unavailable(format!("redis {what}: {e}")),
+    }
+}
+
+fn timed_out(what: &str, after: Duration) -> PortError {
+    PortError::Unavailable(format!("redis {what}: no answer within {after:?}"))
+}
+
+/// Runs one Redis call bounded by `limit`.
+async fn bounded<T>(
+    what: &str,
+    limit: Duration,
+    call: impl Future<Output = RedisResult<T>>,
+) -> PortResult<T> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(redis_error(what, &e)),
+        Err(_) => Err(timed_out(what, limit)),
+    }
+}
+
+fn corrupt(what: &str) -> PortError {
+    PortError::Corrupt(format!("redis bus: unexpected reply to {what}"))
+}
+
+fn int(v: &Value, what: &str) -> PortResult<i64> {
+    match v {
+        Value::Int(n) => Ok(*n),
+        Value::BulkString(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| corrupt(what)),
+        _ => Err(corrupt(what)),
+    }
+}
+
+fn text(v: Value, what: &str) -> PortResult<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b).map_err(|_| corrupt(what)),
+        Value::SimpleString(s) => Ok(s),
+        Value::Int(n) => Ok(n.to_string()),
+        _ => Err(corrupt(what)),
+    }
+}
+
+fn bytes(v: Value, what: &str) -> PortResult<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Ok(b),
+        Value::SimpleString(s) => Ok(s.into_bytes()),
+        _ => Err(corrupt(what)),
+    }
+}
+
+fn array(v: Value, what: &str) -> PortResult<Vec<Value>> {
+    match v {
+        Value::Array(items) => Ok(items),
+        Value::Nil => Ok(Vec::new()),
+        _ => Err(corrupt(what)),
+    }
+}
+
+/// The Streams bus. See the module docs for the design.
+pub struct RedisBus {
+    client: Client,
+    conn: ConnectionManager,
+    /// Idle connections for blocking waits (a wait occupies its connection).
+    blockers: Mutex<Vec<MultiplexedConnection>>,
+    opts: BusOptions,
+    partitions: u32,
+    max_len: u64,
+    lease: Duration,
+    /// Partition count per topic as pinned in Redis.
+    pinned: Mutex<HashMap<String, u32>>,
+    scripts: Scripts,
+}
+
+impl fmt::Debug for RedisBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBus")
+            .field("opts", &self.opts)
+            .field("partitions", &self.partitions)
+            .field("max_len", &self.max_len)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // No code path panics while holding these locks; recover the data if one ever did.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl RedisBus {
+    /// Connects to the Redis at `url` (`redis://[:password@]host:port[/db]`). `partitions` streams
+    /// per topic (`BUS_PARTITIONS`, clamped to 1..=1024), chosen by [`partition_of`] the message
+    /// key; a topic already used with another count keeps the count it was created with.
+    /// Fails with `Unavailable` if Redis does not answer within [`CALL_TIMEOUT`].
+    pub async fn connect(url: &str, opts: BusOptions, partitions: u32) -> Result<Self, PortError> {
+        let client =
+            Client::open(url).map_err(|e| PortError::Unavailable(format!("redis bus url: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(CALL_TIMEOUT)
+            .set_response_timeout(CALL_TIMEOUT)
+            .set_number_of_retries(3)
+            .set_max_delay(1000);
+        let conn = bounded(
+            "connect",
+            CALL_TIMEOUT,
+            ConnectionManager::new_with_config(client.clone(), config),
+        )
+        .await?;
+        let lease = opts.visibility_timeout.clamp(LEASE_MIN, LEASE_MAX);
+        let bus = Self {
+            client,
+            conn,
+            blockers: Mutex::new(Vec::new()),
+            opts,
+            partitions: partitions.clamp(1, MAX_PARTITIONS),
+            max_len: DEFAULT_MAX_LEN,
+            lease,
+            pinned: Mutex::new(HashMap::new()),
+            scripts: Scripts::new(),
+        };
+        bus.healthcheck().await?;
+        Ok(bus)
+    }
+
+    /// Sets the `MAXLEN ~` of every stream this bus appends to (at least 1).
+    pub fn with_max_len(mut self, max_len: u64) -> Self {
+        self.max_len = max_len.max(1);
+        self
+    }
+
+    /// Entries currently retained in the topic's partition streams.
+    pub async fn stream_len(&self, topic: &str) -> PortResult<u64> {
+        let keys = Keys::new(topic, self.topic_partitions(topic).await?);
+        let mut pipe = redis::pipe();
+        for i in 0..keys.partitions {
+            pipe.cmd("XLEN").arg(keys.partition(i));
+        }
+        let lens: Vec<u64> = bounded(
+            "XLEN",
+            CALL_TIMEOUT,
+            pipe.query_async(&mut self.conn.clone()),
+        )
+        .await?;
+        Ok(lens.iter().sum())
+    }
+
+    /// Gives back `consumer`'s partitions of `group` and leaves its member list, so the other
+    /// consumers take them over at their next poll instead of after a lease period. Call it when
+    /// a consumer stops; what it has not acked still comes back after the visibility timeout.
+    pub async fn leave(&self, topic: &str, group: &str, consumer: &str) -> PortResult<()> {
+        let keys = Keys::new(topic, self.topic_partitions(topic).await?);
+        let mut inv = self.scripts.leave.prepare_invoke();
+        inv.key(keys.members(group));
+        for slot in 0..keys.slots() {
+            inv.key(keys.lease(group, slot));
+        }
+        inv.arg(consumer);
+        let mut conn = self.conn.clone();
+        let _: i64 = bounded("leave", CALL_TIMEOUT, inv.invoke_async(&mut conn)).await?;
+        Ok(())
+    }
+
+    /// The partition count of `topic`: pinned in Redis by its first user, cached here.
+    async fn topic_partitions(&self, topic: &str) -> PortResult<u32> {
+        if let Some(p) = lock(&self.pinned).get(topic) {
+            return Ok(*p);
+        }
+        let key = pin_key(&Keys::new(topic, self.partitions).tag);
+        let (stored,): (Option<String>,) = bounded(
+            "pin partitions",
+            CALL_TIMEOUT,
+            redis::pipe()
+                .cmd("SET")
+                .arg(&key)
+                .arg(self.partitions)
+                .arg("NX")
+                .ignore()
+                .cmd("GET")
+                .arg(&key)
+                .query_async(&mut self.conn.clone()),
+        )
+        .await?;
+        let pinned = match stored.as_deref().map(str::parse::<u32>) {
+            Some(Ok(p)) if (1..=MAX_PARTITIONS).contains(&p) => p,
+            _ => {
+                return Err(PortError::Corrupt(format!(
+                    "{key} holds {stored:?}, not a partition count"
+                )))
+            }
+        };
+        if pinned != self.partitions {
+            tracing::warn!(
+                topic,
+                configured = self.partitions,
+                pinned,
+                "topic was created with another partition count; using it"
+            );
+        }
+        lock(&self.pinned).insert(topic.to_owned(), pinned);
+        Ok(pinned)
+    }
+
+    /// Slot to start taking free leases from, different per consumer.
+    fn start_slot(consumer: &str, slots: u32) -> u32 {
+        u32::try_from(fnv1a(consumer.as_bytes()) % u64::from(slots.max(1))).unwrap_or(0)
+    }
+
+    async fn step(
+        &self,
+        topic: &str,
+        keys: &Keys,
+        group: &str,
+        consumer: &str,
+        max: usize,
+    ) -> PortResult<Step> {
+        let mut inv = self.scripts.step.prepare_invoke();
+        inv.key(keys.members(group)).key(keys.dead(group));
+        for slot in 0..keys.slots() {
+            inv.key(keys.slot_stream(group, slot))
+                .key(keys.lease(group, slot));
+        }
+        inv.arg(consumer)
+            .arg(group)
+            .arg(millis(self.lease))
+            .arg(millis(self.opts.visibility_timeout))
+            .arg(max)
+            .arg(self.opts.max_deliveries.max(1))
+            .arg(self.max_len)
+            .arg(Self::start_slot(consumer, keys.slots()));
+        let mut conn = self.conn.clone();
+        let reply: Value = bounded("poll", CALL_TIMEOUT, inv.invoke_async(&mut conn)).await?;
+        let mut parts = array(reply, "poll")?.into_iter();
+        let (Some(dead), Some(wake), Some(out)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(corrupt("poll"));
+        };
+        let dead = u64::try_from(int(&dead, "poll")?).unwrap_or(0);
+        let mut wake_items = array(wake, "poll")?.into_iter();
+        let mut wake = Vec::new();
+        while let (Some(stream), Some(id)) = (wake_items.next(), wake_items.next()) {
+            wake.push((text(stream, "poll")?, text(id, "poll")?));
+        }
+        let mut out = array(out, "poll")?.into_iter();
+        let mut deliveries = Vec::new();
+        while let Some(slot) = out.next() {
+            let (Some(id), Some(n), Some(seq), Some(key), Some(payload)) =
+                (out.next(), out.next(), out.next(), out.next(), out.next())
+            else {
+                return Err(corrupt("poll"));
+            };
+            let slot = u32::try_from(int(&slot, "poll")?).map_err(|_| corrupt("poll"))?;
+            let seq = u64::try_from(int(&seq, "poll")?).unwrap_or(0);
+            deliveries.push((
+                seq,
+                Delivery {
+                    id: format!("{}:{}", keys.slot_name(slot), text(id, "poll")?),
+                    key: text(key, "poll")?,
+                    payload: bytes(payload, "poll")?.into(),
+                    deliveries: u32::try_from(int(&n, "poll")?).unwrap_or(u32::MAX),
+                },
+            ));
+        }
+        if dead > 0 {
+            tracing::warn!(topic, group, messages = dead, "moved to dead letters");
+            metrics::counter!(
+                "bus_dead_letters_total",
+                "topic" => topic.to_owned(),
+                "group" => group.to_owned()
+            )
+            .increment(dead);
+        }
+        Ok(Step { wake, deliveries })
+    }
+
+    /// A connection for a blocking wait: an idle one, or a new one.
+    async fn blocker(&self) -> PortResult<(MultiplexedConnection, bool)> {
+        if let Some(conn) = lock(&self.blockers).pop() {
+            return Ok((conn, true));
+        }
+        let config = AsyncConnectionConfig::new().set_connection_timeout(CALL_TIMEOUT);
+        let conn = bounded(
+            "connect",
+            CALL_TIMEOUT,
+            self.client
+                .get_multiplexed_async_connection_with_config(&config),
+        )
+        .await?;
+        Ok((conn, false))
+    }
+
+    /// Waits up to `slice` for an entry after the given ids in the given streams.
+    async fn wait_for_new(&self, wake: &[(String, String)], slice: Duration) -> PortResult<()> {
+        let block_ms = millis(slice).max(1);
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(1)
+            .arg("BLOCK")
+            .arg(block_ms)
+            .arg("STREAMS");
+        for (stream, _) in wake {
+            cmd.arg(stream);
+        }
+        for (_, id) in wake {
+            cmd.arg(id);
+        }
+        let limit = slice + CALL_TIMEOUT;
+        // A pooled connection may have died with a Redis restart: then try once with a new one.
+        for _ in 0..2 {
+            let (mut conn, reused) = self.blocker().await?;
+            match bounded("wait", limit, cmd.query_async::<Value>(&mut conn)).await {
+                Ok(_) => {
+                    let mut idle = lock(&self.blockers);
+                    if idle.len() < IDLE_BLOCKERS {
+                        idle.push(conn);
+                    }
+                    return Ok(());
+                }
+                Err(e) if !reused => return Err(e),
+                Err(e) => tracing::debug!(error = %e, "idle redis connection failed; reconnecting"),
+            }
+        }
+        Err(PortError::Unavailable("redis wait: no connection".into()))
+    }
+}
+
+#[async_trait]
+impl Bus for RedisBus {
+    async fn ensure_group(&self, topic: &str, group: &str) -> PortResult<()> {
+        let keys = Keys::new(topic, self.topic_partitions(topic).await?);
+        let mut inv = self.scripts.ensure.prepare_invoke();
+        for slot in 0..keys.slots() {
+            inv.key(keys.slot_stream(group, slot));
+        }
+        inv.arg(group);
+        let mut conn = self.conn.clone();
+        let _: i64 = bounded("ensure_group", CALL_TIMEOUT, inv.invoke_async(&mut conn)).await?;
+        Ok(())
+    }
+
+    async fn publish(&self, topic: &str, messages: Vec<Message>) -> PortResult<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let keys = Keys::new(topic, self.topic_partitions(topic).await?);
+        let mut conn = self.conn.clone();
+        for chunk in messages.chunks(PUBLISH_CHUNK) {
+            let mut inv = self.scripts.publish.prepare_invoke();
+            inv.key(keys.seq()).key(keys.pin());
+            // Each partition stream used by this chunk once, in KEYS from index 3 (1-based).
+            let mut index: HashMap<u32, usize> = HashMap::new();
+            let mut slots = Vec::with_capacity(chunk.len());
+            for m in chunk {
+                let p = partition_of(&m.key, keys.partitions);
+                let at = match index.get(&p) {
+                    Some(at) => *at,
+                    None => {
+                        let at = index.len() + 3;
+                        index.insert(p, at);
+                        inv.key(keys.partition(p));
+                        at
+                    }
+                };
+                slots.push(at);
+            }
+            inv.arg(self.max_len).arg(keys.partitions).arg(chunk.len());
+            for (m, at) in chunk.iter().zip(slots) {
+                inv.arg(at).arg(m.key.as_str()).arg(m.payload.as_ref());
+            }
+            let _: i64 = bounded("publish", CALL_TIMEOUT, inv.invoke_async(&mut conn)).await?;
+            metrics::counter!("bus_published_total").increment(chunk.len() as u64);
+        }
+        Ok(())
+    }
+
+    async fn poll(
+        &self,
+        topic: &str,
+        group: &str,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> PortResult<Vec<Delivery>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let max = max.min(MAX_POLL);
+        let keys = Keys::new(topic, self.topic_partitions(topic).await?);
+        let until = Instant::now() + wait;
+        let slice_max = (self.lease / 3).min(SLICE_MAX);
+        loop {
+            let step = self.step(topic, &keys, group, consumer, max).await?;
+            if !step.deliveries.is_empty() {
+                let mut got = step.deliveries;
+                // Stable: entries of one slot keep their stream order.
+                got.sort_by_key(|(seq, _)| *seq);
+                return Ok(got.into_iter().map(|(_, d)| d).collect());
+            }
+            let now = Instant::now();
+            if now >= until {
+                return Ok(Vec::new());
+            }
+            let slice = (until - now).min(slice_max);
+            if step.wake.is_empty() {
+                // Nothing this consumer may read right now: look again soon.
+                tokio::time::sleep(slice.min(IDLE_NAP)).await;
+            } else {
+                self.wait_for_new(&step.wake, slice).await?;
+            }
+        }
+    }
+
+    async fn ack(&self, topic: &str, group: &str, ids: &[String]) -> PortResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let keys = Keys::new(topic, self.topic_partitions(topic).await?);
+        let mut by_slot: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
+        for id in ids {
+            if let Some((slot, stream_id)) = keys.parse_id(id) {
+                by_slot.entry(slot).or_default().push(stream_id);
+            }
+        }
+        if by_slot.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (slot, stream_ids) in &by_slot {
+            pipe.cmd("XACK")
+                .arg(keys.slot_stream(group, *slot))
+                .arg(group)
+                .arg(stream_ids)
+                .ignore();
+        }
+        bounded(
+            "ack",
+            CALL_TIMEOUT,
+            pipe.query_async::<()>(&mut self.conn.clone()),
+        )
+        .await
+    }
+
+    async fn lag(&self, topic: &str, group: &str) -> PortResult<u64> {
+        let keys = Keys::new(topic, self.topic_partitions(topic).await?);
+        let mut inv = self.scripts.lag.prepare_invoke();
+        for slot in 0..keys.slots() {
+            inv.key(keys.slot_stream(group, slot));
+        }
+        inv.arg(group);
+        let mut conn = self.conn.clone();
+        let n: i64 = bounded("lag", CALL_TIMEOUT, inv.invoke_async(&mut conn)).await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn dead_letters(
+        &self,
+        topic: &str,
+        group: &str,
+        limit: usize,
+    ) -> PortResult<Vec<Delivery>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let keys = Keys::new(topic, self.topic_partitions(topic).await?);
+        let reply: redis::streams::StreamRangeReply = bounded(
+            "dead_letters",
+            CALL_TIMEOUT,
+            redis::cmd("XRANGE")
+                .arg(keys.dead(group))
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(limit)
+                .query_async(&mut self.conn.clone()),
+        )
+        .await?;
+        reply
+            .ids
+            .into_iter()
+            .map(|mut entry| {
+                let mut field = |name: &str| entry.map.remove(name).unwrap_or(Value::Nil);
+                let id = text(field("id"), "dead_letters")?;
+                let key = text(field("k"), "dead_letters")?;
+                let payload = bytes(field("p"), "dead_letters")?;
+                let n = int(&field("n"), "dead_letters")?;
+                Ok(Delivery {
+                    id,
+                    key,
+                    payload: payload.into(),
+                    deliveries: u32::try_from(n).unwrap_or(u32::MAX),
+                })
+            })
+            .collect()
+    }
+
+    async fn replay_dead_letters(&self, topic: &str, group: &str) -> PortResult<u64> {
+        let keys = Keys::new(topic, self.topic_partitions(topic).await?);
+        let mut total = 0_u64;
+        loop {
+            let mut inv = self.scripts.replay.prepare_invoke();
+            inv.key(keys.dead(group))
+                .key(keys.retry(group))
+                .arg(group)
+                .arg(self.max_len)
+                .arg(REPLAY_CHUNK);
+            let mut conn = self.conn.clone();
+            let n: i64 = bounded("replay", CALL_TIMEOUT, inv.invoke_async(&mut conn)).await?;
+            let n = u64::try_from(n).unwrap_or(0);
+            total += n;
+            if n < REPLAY_CHUNK as u64 {
+                if total > 0 {
+                    tracing::info!(topic, group, messages = total, "replayed dead letters");
+                }
+                return Ok(total);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Health for RedisBus {
+    async fn healthcheck(&self) -> PortResult<()> {
+        let pong: String = bounded(
+            "ping",
+            CALL_TIMEOUT,
+            redis::cmd("PING").query_async(&mut self.conn.clone()),
+        )
+        .await?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(PortError::Unavailable(format!(
+                "redis ping answered {pong}"
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_of_is_stable_and_in_range() {
+        // FNV-1a 64 reference values: changing them would move players between partitions.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        for p in [1, 4, 8, 1024] {
+            for key in ["alice", "bob", "player_42", ""] {
+                assert!(partition_of(key, p) < p);
+                assert_eq!(partition_of(key, p), partition_of(key, p));
+            }
+        }
+        assert_eq!(partition_of("anything", 0), 0, "zero partitions means one");
+    }
+
+    #[test]
+    fn delivery_ids_name_their_slot() {
+        let keys = Keys::new("t", 4);
+        assert_eq!(keys.parse_id("3:1-0"), Some((3, "1-0")));
+        assert_eq!(keys.parse_id("r:5-1"), Some((4, "5-1")));
+        assert_eq!(keys.parse_id("4:1-0"), None, "no partition 4 of 4");
+        assert_eq!(keys.parse_id("garbage"), None);
+        assert_eq!(keys.slot_stream("g", 4), "bus:{t}:retry:g");
+        assert_eq!(keys.lease("g", 4), "bus:{t}:lease:g:r");
+        assert_eq!(keys.partition(2), "bus:{t}:p:2");
+    }
+}

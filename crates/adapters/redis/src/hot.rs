@@ -1,0 +1,387 @@
+//! Hot state on Redis (idempotency, replay guard, rate windows, blocks, view cache), single node
+//! or Redis Cluster.
+//!
+//! Every operation touches one key, so it is atomic and cluster-safe without hash tags. Keys
+//! (after an optional prefix):
+//! - `hot:idem:<key>` — JSON `{"fp": <fingerprint>, "answer": {status, body}?}` with a TTL;
+//! - `hot:seen:<signature>` — the replay guard (`SET NX PX`);
+//! - `hot:rate:<player>:<unix second>` — the count of one one-second window, gone 2 s later;
+//! - `hot:block:<player>` — the block's end (unix ms), expiring with it;
+//! - `hot:strikes:<player>` — a ZSET of strike times, trimmed to the window and capped;
+//! - `hot:cache:<key>` — cached bytes with a TTL.
+//!
+//! Scripts that read then write (idempotency, rate windows, strikes) run as Lua, so concurrent
+//! callers on any number of replicas see one order.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use liveops_core::now_ms;
+use liveops_core::ports::hot::MAX_STRIKES;
+use liveops_core::ports::{
+    Blocklist, Health, IdemState, Idempotency, PortError, PortResult, RateDecision, RateLimiter,
+    ReplayGuard, StoredAnswer, ViewCache,
+};
+use redis::Script;
+use serde::{Deserialize, Serialize};
+
+use super::conn::{clean_prefix, ttl_ms, RedisConn};
+
+/// How long a rate window's counter outlives the start of its second.
+const RATE_KEY_TTL_MS: u64 = 2000;
+
+/// Returns the record under KEYS[1], or claims the key with ARGV[1] for ARGV[2] ms and
+/// returns nil.
+const IDEM_BEGIN_LUA: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+";
+
+/// Stores the answer ARGV[1] (JSON) for ARGV[2] ms next to the claim's fingerprint, only if the
+/// claim is still there; returns 1 if stored.
+const IDEM_COMPLETE_LUA: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local ok, rec = pcall(cjson.decode, v)
+if not ok or type(rec) ~= 'table' or type(rec['fp']) ~= 'string' then
+  return redis.error_reply('CORRUPT unreadable idempotency record')
+end
+local out = '{"fp":' .. cjson.encode(rec['fp']) .. ',"answer":' .. ARGV[1] .. '}'
+redis.call('SET', KEYS[1], out, 'PX', ARGV[2])
+return 1
+"#;
+
+/// Adds ARGV[1] hits to the window KEYS[1] unless that passes the limit ARGV[2]; the window
+/// lives ARGV[3] ms. Returns 1 if counted, 0 if refused (and not counted).
+const RATE_LUA: &str = r"
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+local n = tonumber(ARGV[1])
+if count + n > tonumber(ARGV[2]) then return 0 end
+redis.call('INCRBY', KEYS[1], n)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+";
+
+/// Records a strike at ARGV[1] (member ARGV[2]), forgets strikes at or before ARGV[3] and all
+/// but the newest ARGV[4], keeps the set at least ARGV[5] ms, and returns the strikes after
+/// ARGV[3].
+const STRIKE_LUA: &str = r"
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+local n = redis.call('ZCARD', KEYS[1])
+local max = tonumber(ARGV[4])
+if n > max then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - max - 1) end
+local keep = tonumber(ARGV[5])
+if keep < 1 then keep = 1 end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 or keep > ttl then redis.call('PEXPIRE', KEYS[1], keep) end
+return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[3], '+inf')
+";
+
+/// The stored state of an idempotency key.
+#[derive(Debug, Serialize, Deserialize)]
+struct IdemRecord {
+    fp: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    answer: Option<StoredAnswer>,
+}
+
+struct Scripts {
+    idem_begin: Script,
+    idem_complete: Script,
+    rate: Script,
+    strike: Script,
+}
+
+/// Hot state on Redis: shared by every replica of every service.
+pub struct RedisHotState {
+    conn: RedisConn,
+    prefix: String,
+    scripts: Scripts,
+}
+
+impl std::fmt::Debug for RedisHotState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisHotState")
+            .field("conn", &self.conn)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn corrupt(what: &str, err: impl std::fmt::Display) -> PortError {
+    PortError::Corrupt(format!("{what}: {err}"))
+}
+
+impl RedisHotState {
+    /// A store over `conn`, with keys under `hot:`.
+    pub fn new(conn: RedisConn) -> Self {
+        Self {
+            conn,
+            prefix: String::new(),
+            scripts: Scripts {
+                idem_begin: Script::new(IDEM_BEGIN_LUA),
+                idem_complete: Script::new(IDEM_COMPLETE_LUA),
+                rate: Script::new(RATE_LUA),
+                strike: Script::new(STRIKE_LUA),
+            },
+        }
+    }
+
+    /// Puts `prefix` in front of every key (to share a server; tests use one per run).
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = clean_prefix(prefix);
+        self
+    }
+
+    fn key(&self, kind: &str, id: &str) -> String {
+        format!("{}hot:{kind}:{id}", self.prefix)
+    }
+}
+
+#[async_trait]
+impl Idempotency for RedisHotState {
+    async fn idem_begin(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        ttl: Duration,
+    ) -> PortResult<IdemState> {
+        let claim = serde_json::to_string(&IdemRecord {
+            fp: fingerprint.to_owned(),
+            answer: None,
+        })
+        .map_err(|e| corrupt("encoding an idempotency claim", e))?;
+        let mut call = self.scripts.idem_begin.prepare_invoke();
+        call.key(self.key("idem", key)).arg(claim).arg(ttl_ms(ttl));
+        let existing: Option<String> = self.conn.invoke("hot.idem_begin", &call).await?;
+        let Some(existing) = existing else {
+            return Ok(IdemState::Fresh);
+        };
+        let record: IdemRecord = serde_json::from_str(&existing)
+            .map_err(|e| corrupt("reading an idempotency record", e))?;
+        Ok(match record {
+            IdemRecord { fp, .. } if fp != fingerprint => IdemState::Mismatch,
+            IdemRecord {
+                answer: Some(answer),
+                ..
+            } => IdemState::Done(answer),
+            IdemRecord { answer: None, .. } => IdemState::InFlight,
+        })
+    }
+
+    /// Only a live claim is completed: a key whose claim lapsed (or was released) stays free.
+    async fn idem_complete(
+        &self,
+        key: &str,
+        answer: StoredAnswer,
+        ttl: Duration,
+    ) -> PortResult<()> {
+        let answer =
+            serde_json::to_string(&answer).map_err(|e| corrupt("encoding an answer", e))?;
+        let mut call = self.scripts.idem_complete.prepare_invoke();
+        call.key(self.key("idem", key)).arg(answer).arg(ttl_ms(ttl));
+        let _stored: i64 = self.conn.invoke("hot.idem_complete", &call).await?;
+        Ok(())
+    }
+
+    async fn idem_release(&self, key: &str) -> PortResult<()> {
+        let _: i64 = self
+            .conn
+            .query(
+                "hot.idem_release",
+                redis::cmd("DEL").arg(self.key("idem", key)),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ReplayGuard for RedisHotState {
+    async fn first_use(&self, signature: &str, ttl: Duration) -> PortResult<bool> {
+        let set: Option<String> = self
+            .conn
+            .query(
+                "hot.first_use",
+                redis::cmd("SET")
+                    .arg(self.key("seen", signature))
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl_ms(ttl)),
+            )
+            .await?;
+        Ok(set.is_some())
+    }
+}
+
+#[async_trait]
+impl RateLimiter for RedisHotState {
+    async fn rate_hit(&self, player: &str, n: u32, max: u32) -> PortResult<RateDecision> {
+        let second = now_ms().div_euclid(1000);
+        let mut call = self.scripts.rate.prepare_invoke();
+        call.key(self.key("rate", &format!("{player}:{second}")))
+            .arg(n)
+            .arg(max)
+            .arg(RATE_KEY_TTL_MS);
+        let counted: i64 = self.conn.invoke("hot.rate_hit", &call).await?;
+        Ok(if counted == 1 {
+            RateDecision::Allowed
+        } else {
+            RateDecision::Limited { retry_after_s: 1 }
+        })
+    }
+}
+
+#[async_trait]
+impl Blocklist for RedisHotState {
+    async fn block(&self, player: &str, until_ms: i64) -> PortResult<()> {
+        let key = self.key("block", player);
+        let left = until_ms.saturating_sub(now_ms());
+        if left > 0 {
+            let ttl = ttl_ms(Duration::from_millis(left.unsigned_abs()));
+            let () = self
+                .conn
+                .query(
+                    "hot.block",
+                    redis::cmd("SET").arg(key).arg(until_ms).arg("PX").arg(ttl),
+                )
+                .await?;
+        } else {
+            let _: i64 = self
+                .conn
+                .query("hot.block", redis::cmd("DEL").arg(key))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn blocked_until(&self, player: &str) -> PortResult<Option<i64>> {
+        let until: Option<String> = self
+            .conn
+            .query(
+                "hot.blocked_until",
+                redis::cmd("GET").arg(self.key("block", player)),
+            )
+            .await?;
+        let Some(until) = until else {
+            return Ok(None);
+        };
+        let until: i64 = until
+            .parse()
+            .map_err(|e| corrupt("reading a block's end", e))?;
+        Ok((until > now_ms()).then_some(until))
+    }
+
+    async fn add_strike(&self, player: &str, at_ms: i64, window: Duration) -> PortResult<u32> {
+        let window = millis(window);
+        let after = at_ms.saturating_sub(window);
+        // Keep the set while this strike can still fall inside a window it was counted with.
+        let keep = at_ms.saturating_add(window).saturating_sub(now_ms());
+        let keep = ttl_ms(Duration::from_millis(keep.max(0).unsigned_abs()));
+        let member = format!("{at_ms}:{:016x}", rand::random::<u64>());
+        let mut call = self.scripts.strike.prepare_invoke();
+        call.key(self.key("strikes", player))
+            .arg(at_ms)
+            .arg(member)
+            .arg(after)
+            .arg(MAX_STRIKES)
+            .arg(keep);
+        self.conn.invoke("hot.add_strike", &call).await
+    }
+
+    async fn strikes(&self, player: &str, now_ms: i64, window: Duration) -> PortResult<u32> {
+        let after = now_ms.saturating_sub(millis(window));
+        self.conn
+            .query(
+                "hot.strikes",
+                redis::cmd("ZCOUNT")
+                    .arg(self.key("strikes", player))
+                    .arg(format!("({after}"))
+                    .arg("+inf"),
+            )
+            .await
+    }
+}
+
+#[async_trait]
+impl ViewCache for RedisHotState {
+    async fn cache_get(&self, key: &str) -> PortResult<Option<Bytes>> {
+        let value: Option<Vec<u8>> = self
+            .conn
+            .query(
+                "hot.cache_get",
+                redis::cmd("GET").arg(self.key("cache", key)),
+            )
+            .await?;
+        Ok(value.map(Bytes::from))
+    }
+
+    async fn cache_put(&self, key: &str, value: Bytes, ttl: Duration) -> PortResult<()> {
+        self.conn
+            .query(
+                "hot.cache_put",
+                redis::cmd("SET")
+                    .arg(self.key("cache", key))
+                    .arg(value.as_ref())
+                    .arg("PX")
+                    .arg(ttl_ms(ttl)),
+            )
+            .await
+    }
+
+    async fn cache_del(&self, key: &str) -> PortResult<()> {
+        let _: i64 = self
+            .conn
+            .query(
+                "hot.cache_del",
+                redis::cmd("DEL").arg(self.key("cache", key)),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Health for RedisHotState {
+    async fn healthcheck(&self) -> PortResult<()> {
+        self.conn.ping().await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_read_back() {
+        let claim = serde_json::to_string(&IdemRecord {
+            fp: "abc".into(),
+            answer: None,
+        })
+        .unwrap();
+        assert_eq!(claim, r#"{"fp":"abc"}"#);
+        // What the completion script writes, escapes as Lua's cjson makes them.
+        let done: IdemRecord = serde_json::from_str(
+            r#"{"fp":"a\/b","answer":{"status":202,"body":"{\"eventId\":\"x\"}"}}"#,
+        )
+        .unwrap();
+        assert_eq!(done.fp, "a/b");
+        assert_eq!(
+            done.answer,
+            Some(StoredAnswer {
+                status: 202,
+                body: r#"{"eventId":"x"}"#.into()
+            })
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! The Redis adapter: hot state, the rank store (single node or Redis Cluster) and the Streams
+//! bus.
+
+pub mod bus;
+pub mod conn;
+pub mod hot;
+pub mod rank;
+
+pub use conn::{RedisConn, RedisHandle};
+pub use hot::RedisHotState;
+pub use rank::RedisRankStore;

@@ -1,0 +1,548 @@
+//! `RankStore` on Redis sorted sets, single node or Redis Cluster.
+//!
+//! Keys (after an optional prefix):
+//! - `lb:{<window>:<period>}` — one ZSET per board (score = points, member = player id). The hash
+//!   tag keeps a board, and the temporary key a `load` builds, in one cluster slot.
+//! - `lb:boards` — a SET of `<window>:<period>` names, so `boards()` needs no cluster-wide SCAN.
+//!
+//! Ordering comes from Redis itself: `ZREVRANGE` gives score descending, then member descending
+//! in byte order — the order the port promises. Scores are doubles on the server, exact for the
+//! integers the game produces (|score| < 2^53).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use liveops_core::ports::{Board, Health, PortError, PortResult, RankEntry, RankStore, ScoreDelta};
+use liveops_core::Window;
+use redis::{Pipeline, Script};
+
+use super::conn::{clean_prefix, ttl_ms, RedisConn};
+
+/// Players per `ZADD` when loading a board.
+const LOAD_CHUNK: usize = 1000;
+/// `ZADD`s per round trip when loading a board.
+const LOAD_CHUNKS_PER_TRIP: usize = 10;
+/// A half-built board left by a crashed `load` disappears after this long.
+const LOAD_TEMP_TTL_MS: u64 = 600_000;
+/// `around` neighbours are capped so the window bounds stay exact integers inside Lua.
+const MAX_AROUND: u64 = u32::MAX as u64;
+
+/// Rank, then the window `[rank - n, rank + n]` of a player, atomically. Returns nil for an
+/// unranked player, else `{first position (0-based), {member, score, ...}}`.
+const AROUND_LUA: &str = r"
+local r = redis.call('ZREVRANK', KEYS[1], ARGV[1])
+if not r then return false end
+local n = tonumber(ARGV[2])
+local from = r - n
+if from < 0 then from = 0 end
+return {from, redis.call('ZREVRANGE', KEYS[1], from, r + n, 'WITHSCORES')}
+";
+
+/// The Redis `RankStore`: one sorted set per board.
+pub struct RedisRankStore {
+    conn: RedisConn,
+    prefix: String,
+    around: Script,
+}
+
+impl std::fmt::Debug for RedisRankStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisRankStore")
+            .field("conn", &self.conn)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+/// The registry member naming a board: `weekly:2026-W47`.
+fn board_name(board: &Board) -> String {
+    format!("{}:{}", board.window, board.period)
+}
+
+fn parse_board_name(name: &str) -> Option<Board> {
+    let (window, period) = name.split_once(':')?;
+    Some(Board {
+        window: Window::parse(window)?,
+        period: period.to_owned(),
+    })
+}
+
+/// A server score as points; anything but an integral, in-range number is corrupt data.
+fn points(board_key: &str, score: f64) -> PortResult<i64> {
+    // 2^63 as a double; every integral double strictly below it (and ≥ -2^63) fits an i64.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    if score.is_finite() && score.fract() == 0.0 && (-LIMIT..LIMIT).contains(&score) {
+        Ok(score as i64)
+    } else {
+        Err(PortError::Corrupt(format!(
+            "{board_key} holds score {score}, not a whole number of points"
+        )))
+    }
+}
+
+fn entries(key: &str, first_rank: u64, items: Vec<(String, f64)>) -> PortResult<Vec<RankEntry>> {
+    items
+        .into_iter()
+        .zip(first_rank..)
+        .map(|((player_id, score), rank)| {
+            Ok(RankEntry {
+                rank,
+                player_id,
+                score: points(key, score)?,
+            })
+        })
+        .collect()
+}
+
+impl RedisRankStore {
+    /// A store over `conn`, with keys `lb:{window:period}` and `lb:boards`.
+    pub fn new(conn: RedisConn) -> Self {
+        Self {
+            conn,
+            prefix: String::new(),
+            around: Script::new(AROUND_LUA),
+        }
+    }
+
+    /// Puts `prefix` in front of every key (to share a server; tests use one per run).
+    /// Braces in it are replaced, so it never becomes a cluster hash tag.
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = clean_prefix(prefix);
+        self
+    }
+
+    /// The ZSET of a board.
+    fn key(&self, board: &Board) -> String {
+        format!("{}lb:{{{}}}", self.prefix, board_name(board))
+    }
+
+    /// The SET of board names.
+    fn registry(&self) -> String {
+        format!("{}lb:boards", self.prefix)
+    }
+
+    /// Lets a board's scores expire after `ttl` (for a period whose final snapshot is taken).
+    /// Until then it reads and counts as usual (late increments keep the expiry); once gone,
+    /// `boards()` no longer lists it.
+    pub async fn expire_board(&self, board: &Board, ttl: Duration) -> PortResult<()> {
+        let _: i64 = self
+            .conn
+            .query(
+                "rank.expire_board",
+                redis::cmd("PEXPIRE").arg(self.key(board)).arg(ttl_ms(ttl)),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The pipelines applying `deltas`: on a single node one MULTI/EXEC pipeline for the whole
+    /// batch (one round trip); on a cluster one per board (each board is one slot) plus one for
+    /// the registry, sent side by side. Deltas for the same player and board are summed first.
+    pub(crate) fn incr_plan(&self, deltas: &[ScoreDelta], cluster: bool) -> Vec<Pipeline> {
+        if deltas.is_empty() {
+            return Vec::new();
+        }
+        // Per board, per player, in order of first appearance.
+        let mut boards: Vec<(&Board, Vec<(&str, i64)>)> = Vec::new();
+        let mut board_index: HashMap<&Board, usize> = HashMap::new();
+        let mut player_index: HashMap<(usize, &str), usize> = HashMap::new();
+        for d in deltas {
+            let b = *board_index.entry(&d.board).or_insert_with(|| {
+                boards.push((&d.board, Vec::new()));
+                boards.len() - 1
+            });
+            let players = &mut boards[b].1;
+            match player_index.get(&(b, d.player_id.as_str())) {
+                Some(&i) => players[i].1 = players[i].1.saturating_add(d.delta),
+                None => {
+                    player_index.insert((b, d.player_id.as_str()), players.len());
+                    players.push((d.player_id.as_str(), d.delta));
+                }
+            }
+        }
+        let zincr = |pipe: &mut Pipeline, key: &str, players: &[(&str, i64)]| {
+            for (player, delta) in players {
+                pipe.cmd("ZINCRBY")
+                    .arg(key)
+                    .arg(*delta)
+                    .arg(*player)
+                    .ignore();
+            }
+        };
+        let mut register = redis::pipe();
+        register
+            .cmd("SADD")
+            .arg(self.registry())
+            .arg(
+                boards
+                    .iter()
+                    .map(|(b, _)| board_name(b))
+                    .collect::<Vec<_>>(),
+            )
+            .ignore();
+        if cluster {
+            let mut pipes: Vec<Pipeline> = boards
+                .iter()
+                .map(|(board, players)| {
+                    let mut pipe = redis::pipe();
+                    pipe.atomic();
+                    zincr(&mut pipe, &self.key(board), players);
+                    pipe
+                })
+                .collect();
+            pipes.push(register);
+            pipes
+        } else {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for (board, players) in &boards {
+                zincr(&mut pipe, &self.key(board), players);
+            }
+            for cmd in register.cmd_iter() {
+                pipe.add_command(cmd.clone()).ignore();
+            }
+            vec![pipe]
+        }
+    }
+
+    /// Sends pipelines of commands returning nothing of interest.
+    async fn send(&self, op: &'static str, pipes: Vec<Pipeline>) -> PortResult<()> {
+        let _: Vec<()> = self.conn.query_pipelines(op, pipes).await?;
+        Ok(())
+    }
+
+    /// Fills `tmp` with `scores`, in round trips of up to `LOAD_CHUNKS_PER_TRIP` ZADDs.
+    async fn fill(&self, tmp: &str, scores: &[(String, i64)]) -> PortResult<()> {
+        for (trip, batch) in scores.chunks(LOAD_CHUNK * LOAD_CHUNKS_PER_TRIP).enumerate() {
+            let mut pipe = redis::pipe();
+            for chunk in batch.chunks(LOAD_CHUNK) {
+                let cmd = pipe.cmd("ZADD").arg(tmp);
+                for (player, score) in chunk {
+                    cmd.arg(*score).arg(player);
+                }
+                cmd.ignore();
+            }
+            if trip == 0 {
+                pipe.cmd("PEXPIRE").arg(tmp).arg(LOAD_TEMP_TTL_MS).ignore();
+            }
+            let () = self.conn.query_pipeline("rank.load", &pipe).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RankStore for RedisRankStore {
+    async fn incr(&self, deltas: &[ScoreDelta]) -> PortResult<()> {
+        let plan = self.incr_plan(deltas, self.conn.is_cluster());
+        self.send("rank.incr", plan).await
+    }
+
+    /// Builds the new board under a temporary key in the board's slot, then swaps it in with
+    /// `RENAME` (readers see the old board or the new one, never a mix).
+    async fn load(&self, board: &Board, scores: Vec<(String, i64)>) -> PortResult<()> {
+        let key = self.key(board);
+        let mut register = redis::pipe();
+        register
+            .cmd("SADD")
+            .arg(self.registry())
+            .arg(board_name(board))
+            .ignore();
+        if scores.is_empty() {
+            let mut pipe = redis::pipe();
+            pipe.cmd("DEL").arg(&key).ignore();
+            return self.send("rank.load", vec![pipe]).await;
+        }
+        let tmp = format!("{key}:load:{:016x}", rand::random::<u64>());
+        if let Err(err) = self.fill(&tmp, &scores).await {
+            // Best effort: the temporary key expires by itself anyway.
+            let _: PortResult<i64> = self
+                .conn
+                .query("rank.load.cleanup", redis::cmd("DEL").arg(&tmp))
+                .await;
+            return Err(err);
+        }
+        let mut swap = redis::pipe();
+        swap.atomic()
+            .cmd("RENAME")
+            .arg(&tmp)
+            .arg(&key)
+            .ignore()
+            .cmd("PERSIST")
+            .arg(&key)
+            .ignore();
+        if self.conn.is_cluster() {
+            self.send("rank.load", vec![swap, register]).await
+        } else {
+            for cmd in register.cmd_iter() {
+                swap.add_command(cmd.clone()).ignore();
+            }
+            self.send("rank.load", vec![swap]).await
+        }
+    }
+
+    async fn top(&self, board: &Board, offset: u64, limit: u64) -> PortResult<Vec<RankEntry>> {
+        let last = i64::MAX as u64;
+        if limit == 0 || offset > last {
+            return Ok(Vec::new());
+        }
+        let stop = offset.saturating_add(limit - 1).min(last);
+        let key = self.key(board);
+        let items: Vec<(String, f64)> = self
+            .conn
+            .query(
+                "rank.top",
+                redis::cmd("ZREVRANGE")
+                    .arg(&key)
+                    .arg(offset)
+                    .arg(stop)
+                    .arg("WITHSCORES"),
+            )
+            .await?;
+        entries(&key, offset + 1, items)
+    }
+
+    async fn rank(&self, board: &Board, player_id: &str) -> PortResult<Option<RankEntry>> {
+        let key = self.key(board);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("ZREVRANK")
+            .arg(&key)
+            .arg(player_id)
+            .cmd("ZSCORE")
+            .arg(&key)
+            .arg(player_id);
+        let (rank, score): (Option<u64>, Option<f64>) =
+            self.conn.query_pipeline("rank.rank", &pipe).await?;
+        match (rank, score) {
+            (Some(rank), Some(score)) => Ok(Some(RankEntry {
+                rank: rank + 1,
+                player_id: player_id.to_owned(),
+                score: points(&key, score)?,
+            })),
+            _ => Ok(None),
+        }
+    }
+
+    async fn around(
+        &self,
+        board: &Board,
+        player_id: &str,
+        n: u64,
+    ) -> PortResult<Option<Vec<RankEntry>>> {
+        let key = self.key(board);
+        let mut call = self.around.prepare_invoke();
+        call.key(&key).arg(player_id).arg(n.min(MAX_AROUND));
+        let found: Option<(u64, Vec<(String, f64)>)> =
+            self.conn.invoke("rank.around", &call).await?;
+        found
+            .map(|(first, items)| entries(&key, first + 1, items))
+            .transpose()
+    }
+
+    async fn size(&self, board: &Board) -> PortResult<u64> {
+        self.conn
+            .query("rank.size", redis::cmd("ZCARD").arg(self.key(board)))
+            .await
+    }
+
+    async fn drop_board(&self, board: &Board) -> PortResult<()> {
+        let mut del = redis::pipe();
+        del.cmd("DEL").arg(self.key(board)).ignore();
+        let mut unregister = redis::pipe();
+        unregister
+            .cmd("SREM")
+            .arg(self.registry())
+            .arg(board_name(board))
+            .ignore();
+        if self.conn.is_cluster() {
+            self.send("rank.drop_board", vec![del, unregister]).await
+        } else {
+            del.atomic();
+            for cmd in unregister.cmd_iter() {
+                del.add_command(cmd.clone()).ignore();
+            }
+            self.send("rank.drop_board", vec![del]).await
+        }
+    }
+
+    /// Boards in the registry whose sorted set exists (a board that expired or was loaded
+    /// empty holds no players, so it is not listed).
+    async fn boards(&self) -> PortResult<Vec<Board>> {
+        let names: Vec<String> = self
+            .conn
+            .query("rank.boards", redis::cmd("SMEMBERS").arg(self.registry()))
+            .await?;
+        let mut boards: Vec<Board> = names
+            .iter()
+            .filter_map(|name| {
+                let board = parse_board_name(name);
+                if board.is_none() {
+                    tracing::warn!(name = %name, registry = %self.registry(), "ignoring an unreadable board name");
+                }
+                board
+            })
+            .collect();
+        boards.sort();
+        if boards.is_empty() {
+            return Ok(boards);
+        }
+        let exists: Vec<bool> = if self.conn.is_cluster() {
+            let pipes = boards
+                .iter()
+                .map(|b| {
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("EXISTS").arg(self.key(b));
+                    pipe
+                })
+                .collect();
+            let found: Vec<(bool,)> = self.conn.query_pipelines("rank.boards", pipes).await?;
+            found.into_iter().map(|(e,)| e).collect()
+        } else {
+            let mut pipe = redis::pipe();
+            for b in &boards {
+                pipe.cmd("EXISTS").arg(self.key(b));
+            }
+            self.conn.query_pipeline("rank.boards", &pipe).await?
+        };
+        Ok(boards
+            .into_iter()
+            .zip(exists)
+            .filter_map(|(b, e)| e.then_some(b))
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Health for RedisRankStore {
+    async fn healthcheck(&self) -> PortResult<()> {
+        self.conn.ping().await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+
+    fn board(window: Window, period: &str) -> Board {
+        Board {
+            window,
+            period: period.to_owned(),
+        }
+    }
+
+    fn delta(b: &Board, p: &str, d: i64) -> ScoreDelta {
+        ScoreDelta {
+            board: b.clone(),
+            player_id: p.to_owned(),
+            delta: d,
+        }
+    }
+
+    async fn store() -> RedisRankStore {
+        // Nothing listens on port 1; `connect` only parses, and the plan needs no server.
+        let conn =
+            RedisConn::connect_with_timeout("redis://127.0.0.1:1/", Duration::from_millis(50))
+                .await
+                .unwrap();
+        RedisRankStore::new(conn).with_prefix("t:")
+    }
+
+    /// (command name, first key) of every command, MULTI/EXEC left out.
+    fn commands(pipe: &Pipeline) -> Vec<(String, String)> {
+        pipe.cmd_iter()
+            .map(|c| {
+                let mut args = c.args_iter().map(|a| match a {
+                    redis::Arg::Simple(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                    redis::Arg::Cursor => String::new(),
+                });
+                (args.next().unwrap(), args.next().unwrap_or_default())
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_500_on_one_node_is_one_pipeline() {
+        let store = store().await;
+        let b = board(Window::Weekly, "2026-W47");
+        let deltas: Vec<_> = (0..500).map(|i| delta(&b, &format!("p{i}"), i)).collect();
+        let plan = store.incr_plan(&deltas, false);
+        assert_eq!(plan.len(), 1, "one round trip");
+        assert!(plan[0].is_transaction());
+        let cmds = commands(&plan[0]);
+        assert_eq!(cmds.len(), 501);
+        assert!(cmds[..500]
+            .iter()
+            .all(|(c, k)| c == "ZINCRBY" && k == "t:lb:{weekly:2026-W47}"));
+        assert_eq!(cmds[500], ("SADD".into(), "t:lb:boards".into()));
+    }
+
+    #[tokio::test]
+    async fn repeated_players_are_summed_in_order() {
+        let store = store().await;
+        let b = board(Window::Daily, "2026-11-21");
+        let plan = store.incr_plan(
+            &[delta(&b, "a", 1), delta(&b, "b", 2), delta(&b, "a", -1)],
+            false,
+        );
+        let args: Vec<Vec<String>> = plan[0]
+            .cmd_iter()
+            .map(|c| {
+                c.args_iter()
+                    .map(|a| match a {
+                        redis::Arg::Simple(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                        redis::Arg::Cursor => String::new(),
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(args[0], ["ZINCRBY", "t:lb:{daily:2026-11-21}", "0", "a"]);
+        assert_eq!(args[1], ["ZINCRBY", "t:lb:{daily:2026-11-21}", "2", "b"]);
+        assert_eq!(args[2], ["SADD", "t:lb:boards", "daily:2026-11-21"]);
+    }
+
+    #[tokio::test]
+    async fn on_a_cluster_each_pipeline_stays_in_one_slot() {
+        let store = store().await;
+        let (w, d) = (
+            board(Window::Weekly, "2026-W47"),
+            board(Window::Daily, "2026-11-21"),
+        );
+        let deltas = vec![delta(&w, "a", 1), delta(&d, "a", 2), delta(&w, "b", 3)];
+        let plan = store.incr_plan(&deltas, true);
+        assert_eq!(plan.len(), 3);
+        for pipe in &plan {
+            let keys: Vec<String> = commands(pipe).into_iter().map(|(_, k)| k).collect();
+            assert!(keys.windows(2).all(|k| k[0] == k[1]), "{keys:?}");
+        }
+        assert_eq!(commands(&plan[0]).len(), 2);
+        assert_eq!(commands(&plan[1]).len(), 1);
+        assert_eq!(
+            commands(&plan[2]),
+            vec![("SADD".to_owned(), "t:lb:boards".to_owned())]
+        );
+        assert!(store.incr_plan(&[], true).is_empty());
+    }
+
+    #[test]
+    fn board_names_round_trip() {
+        let b = board(Window::Seasonal, "season-3");
+        assert_eq!(parse_board_name(&board_name(&b)), Some(b));
+        assert_eq!(parse_board_name("yearly:2026"), None);
+        assert_eq!(parse_board_name("nocolon"), None);
+    }
+
+    #[test]
+    fn scores_must_be_whole_points() {
+        assert_eq!(points("k", 42.0).unwrap(), 42);
+        assert_eq!(points("k", -7.0).unwrap(), -7);
+        for bad in [0.5, f64::INFINITY, f64::NAN, 1e19] {
+            assert!(
+                matches!(points("k", bad), Err(PortError::Corrupt(_))),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! The Redis adapters against real servers: both conformance suites on a single node
+//! (`LIVEOPS_TEST_REDIS_URL`) and on a Redis Cluster (`LIVEOPS_TEST_REDIS_CLUSTER`), plus round
+//! trips, unreachable servers and a server restart.
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use liveops_core::ports::{
+    Board, Health, Idempotency, PortError, RankStore, RateLimiter, ReplayGuard, ScoreDelta,
+    ViewCache,
+};
+use liveops_core::Window;
+use liveops_redis::{RedisConn, RedisHotState, RedisRankStore};
+use liveops_testkit::conformance;
+
+fn env(var: &str) -> String {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => v,
+        _ => panic!(
+            "{var} is not set: start the test servers (scripts/services.sh start) and \
+             `source /tmp/liveops-services/env` before running the Redis tests"
+        ),
+    }
+}
+
+fn single_url() -> String {
+    env("LIVEOPS_TEST_REDIS_URL")
+}
+
+fn cluster_urls() -> String {
+    env("LIVEOPS_TEST_REDIS_CLUSTER")
+}
+
+/// A key prefix no other run uses.
+fn prefix(tag: &str) -> String {
+    format!("test-{tag}-{:016x}:", rand::random::<u64>())
+}
+
+async fn connect(url: &str) -> RedisConn {
+    let conn = RedisConn::connect(url).await.unwrap();
+    // `connect` is lazy about reachability; make sure this one is really up.
+    conn.ping()
+        .await
+        .unwrap_or_else(|e| panic!("redis at {url} is not answering: {e}"));
+    conn
+}
+
+fn board(window: Window, tag: &str) -> Board {
+    Board {
+        window,
+        period: format!("{tag}-{:016x}", rand::random::<u64>()),
+    }
+}
+
+fn delta(board: &Board, player: &str, delta: i64) -> ScoreDelta {
+    ScoreDelta {
+        board: board.clone(),
+        player_id: player.to_owned(),
+        delta,
+    }
+}
+
+// ---- conformance ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_node_hot_state_conforms() {
+    let conn = connect(&single_url()).await;
+    assert!(!conn.is_cluster());
+    let hot = RedisHotState::new(conn).with_prefix(&prefix("hot"));
+    conformance::hot::run_all(Arc::new(hot)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_node_rank_store_conforms() {
+    let conn = connect(&single_url()).await;
+    let store = RedisRankStore::new(conn).with_prefix(&prefix("rank"));
+    conformance::rank::run_all(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_hot_state_conforms() {
+    let conn = connect(&cluster_urls()).await;
+    assert!(conn.is_cluster());
+    let hot = RedisHotState::new(conn).with_prefix(&prefix("hot"));
+    conformance::hot::run_all(Arc::new(hot)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_rank_store_conforms() {
+    let conn = connect(&cluster_urls()).await;
+    let store = RedisRankStore::new(conn).with_prefix(&prefix("rank"));
+    conformance::rank::run_all(&store).await;
+}
+
+#[tokio::test]
+async fn the_cluster_is_reached_through_any_url_form() {
+    let urls = cluster_urls();
+    let first = urls.split(',').next().unwrap().trim().to_owned();
+    let host = first.trim_start_matches("redis://").trim_end_matches('/');
+    for url in [
+        format!("redis+cluster://{host}"),
+        format!("{first}?cluster=true"),
+    ] {
+        let conn = connect(&url).await;
+        assert!(conn.is_cluster(), "{url}");
+        // Boards land on different masters: the cluster routes each to its slot.
+        let store = RedisRankStore::new(conn).with_prefix(&prefix("forms"));
+        let boards: Vec<Board> = (0..8).map(|_| board(Window::Daily, "forms")).collect();
+        let deltas: Vec<ScoreDelta> = boards.iter().map(|b| delta(b, "a", 5)).collect();
+        store.incr(&deltas).await.unwrap();
+        for b in &boards {
+            assert_eq!(store.rank(b, "a").await.unwrap().unwrap().score, 5);
+            store.drop_board(b).await.unwrap();
+        }
+    }
+}
+
+// ---- round trips ----
+
+#[tokio::test]
+async fn a_batch_of_500_deltas_on_one_board_is_one_round_trip() {
+    let conn = connect(&single_url()).await;
+    let store = RedisRankStore::new(conn.clone()).with_prefix(&prefix("trips"));
+    let b = board(Window::Weekly, "trips");
+    let deltas: Vec<ScoreDelta> = (0..500)
+        .map(|i| delta(&b, &format!("p{:03}", i % 250), i))
+        .collect();
+    let before = conn.round_trips();
+    store.incr(&deltas).await.unwrap();
+    assert_eq!(
+        conn.round_trips() - before,
+        1,
+        "one incr batch, one round trip"
+    );
+    // And every delta landed: p000 got 0 + 250, p249 got 249 + 499.
+    assert_eq!(store.size(&b).await.unwrap(), 250);
+    let top = store.top(&b, 0, 1).await.unwrap();
+    assert_eq!((top[0].player_id.as_str(), top[0].score), ("p249", 748));
+    assert_eq!(store.rank(&b, "p000").await.unwrap().unwrap().score, 250);
+    store.drop_board(&b).await.unwrap();
+}
+
+#[tokio::test]
+async fn on_the_cluster_a_batch_is_one_pipeline_per_board_plus_the_registry() {
+    let conn = connect(&cluster_urls()).await;
+    let store = RedisRankStore::new(conn.clone()).with_prefix(&prefix("trips"));
+    let boards = [
+        board(Window::Daily, "trips"),
+        board(Window::Weekly, "trips"),
+        board(Window::Seasonal, "trips"),
+    ];
+    let deltas: Vec<ScoreDelta> = (0..500)
+        .map(|i| delta(&boards[i % 3], &format!("p{i}"), 1))
+        .collect();
+    let before = conn.round_trips();
+    store.incr(&deltas).await.unwrap();
+    assert_eq!(conn.round_trips() - before, 4);
+    let sizes = [167, 167, 166];
+    for (b, size) in boards.iter().zip(sizes) {
+        assert_eq!(store.size(b).await.unwrap(), size);
+        store.drop_board(b).await.unwrap();
+    }
+}
+
+// ---- expiry of old boards ----
+
+#[tokio::test]
+async fn an_expired_board_disappears_from_boards() {
+    for url in [single_url(), cluster_urls()] {
+        let conn = connect(&url).await;
+        let store = RedisRankStore::new(conn).with_prefix(&prefix("expire"));
+        let (old, live) = (board(Window::Daily, "old"), board(Window::Daily, "live"));
+        store
+            .incr(&[delta(&old, "a", 1), delta(&live, "a", 2)])
+            .await
+            .unwrap();
+        store
+            .expire_board(&old, Duration::from_millis(300))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.size(&old).await.unwrap(),
+            1,
+            "readable until it expires"
+        );
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(store.size(&old).await.unwrap(), 0);
+        assert_eq!(store.boards().await.unwrap(), vec![live.clone()]);
+        store.drop_board(&live).await.unwrap();
+        assert!(store.boards().await.unwrap().is_empty());
+    }
+}
+
+// ---- unreachable and restarted servers ----
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    port
+}
+
+fn unavailable<T: std::fmt::Debug>(result: Result<T, PortError>, what: &str) {
+    assert!(
+        matches!(result, Err(PortError::Unavailable(_))),
+        "{what} gave {result:?}, expected Unavailable"
+    );
+}
+
+async fn every_call_is_unavailable_promptly(url: &str) {
+    let started = Instant::now();
+    let conn = RedisConn::connect(url).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3), "connect hung");
+    let hot = RedisHotState::new(conn.clone());
+    let rank = RedisRankStore::new(conn);
+    let b = board(Window::Daily, "down");
+    let calls: Vec<(&str, Duration)> = vec![
+        ("healthcheck", {
+            let t = Instant::now();
+            unavailable(hot.healthcheck().await, "healthcheck");
+            t.elapsed()
+        }),
+        ("idem_begin", {
+            let t = Instant::now();
+            unavailable(
+                hot.idem_begin("k", "fp", Duration::from_secs(5)).await,
+                "idem_begin",
+            );
+            t.elapsed()
+        }),
+        ("rate_hit", {
+            let t = Instant::now();
+            unavailable(hot.rate_hit("p", 1, 5).await, "rate_hit");
+            t.elapsed()
+        }),
+        ("incr", {
+            let t = Instant::now();
+            unavailable(rank.incr(&[delta(&b, "a", 1)]).await, "incr");
+            t.elapsed()
+        }),
+        ("top", {
+            let t = Instant::now();
+            unavailable(rank.top(&b, 0, 10).await, "top");
+            t.elapsed()
+        }),
+    ];
+    for (what, took) in calls {
+        assert!(took < Duration::from_secs(3), "{what} took {took:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_closed_port_gives_unavailable_within_three_seconds() {
+    every_call_is_unavailable_promptly(&format!("redis://127.0.0.1:{}/", closed_port())).await;
+}
+
+#[tokio::test]
+async fn a_closed_cluster_gives_unavailable_within_three_seconds() {
+    let (a, b) = (closed_port(), closed_port());
+    every_call_is_unavailable_promptly(&format!("redis://127.0.0.1:{a},redis://127.0.0.1:{b}"))
+        .await;
+}
+
+#[tokio::test]
+async fn a_silent_server_gives_unavailable_within_three_seconds() {
+    // Accepts connections and never answers: only the call timeout can end the wait.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let keep = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    every_call_is_unavailable_promptly(&format!("redis://127.0.0.1:{port}/")).await;
+    keep.abort();
+}
+
+/// A throw-away `redis-server` of this test's own, on `port`.
+struct OwnServer(Child);
+
+impl OwnServer {
+    fn start(port: u16) -> Self {
+        let bin =
+            std::env::var("LIVEOPS_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let child = Command::new(&bin)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {bin:?} ({e}): the restart test needs a redis-server binary \
+                     (on PATH, or set LIVEOPS_TEST_REDIS_SERVER)"
+                )
+            });
+        Self(child)
+    }
+
+    fn stop(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_until_healthy(hot: &RedisHotState, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        if hot.healthcheck().await.is_ok() {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < within, "no recovery within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn connections_recover_after_a_server_restart() {
+    let port = closed_port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    // Created while the server is still down: the first calls fail, later ones connect.
+    let conn = RedisConn::connect(&url).await.unwrap();
+    let hot = RedisHotState::new(conn.clone());
+    let rank = RedisRankStore::new(conn);
+    unavailable(hot.healthcheck().await, "healthcheck before start");
+
+    let server = OwnServer::start(port);
+    wait_until_healthy(&hot, Duration::from_secs(10)).await;
+    let b = board(Window::Daily, "restart");
+    rank.incr(&[delta(&b, "a", 1)]).await.unwrap();
+
+    server.stop();
+    let t = Instant::now();
+    unavailable(hot.cache_get("x").await, "cache_get while down");
+    unavailable(rank.size(&b).await, "size while down");
+    assert!(t.elapsed() < Duration::from_secs(5));
+
+    let _server = OwnServer::start(port);
+    wait_until_healthy(&hot, Duration::from_secs(10)).await;
+    // The new server is empty; the same handles work again without being rebuilt.
+    assert_eq!(rank.size(&b).await.unwrap(), 0);
+    rank.incr(&[delta(&b, "a", 2)]).await.unwrap();
+    assert_eq!(rank.rank(&b, "a").await.unwrap().unwrap().score, 2);
+    assert!(hot.first_use("sig", Duration::from_secs(5)).await.unwrap());
+}

@@ -1,0 +1,631 @@
+//! The Redis Streams bus against a real Redis (`LIVEOPS_TEST_REDIS_URL`): the bus conformance
+//! suite, plus partitioning, dead letters per group, trimming, throughput and outages.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use liveops_core::ports::{Bus, BusOptions, Health, Message, PortError};
+use liveops_redis::bus::{partition_of, RedisBus};
+use liveops_testkit::conformance;
+use liveops_testkit::conformance::bus::{body, ids, msg, unique};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// The tests share one Redis and a 2-core machine; timing-sensitive checks run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn redis_url() -> String {
+    std::env::var("LIVEOPS_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!("LIVEOPS_TEST_REDIS_URL is not set: source /tmp/liveops-services/env (scripts/services.sh start)")
+    })
+}
+
+async fn bus(opts: BusOptions, partitions: u32) -> RedisBus {
+    RedisBus::connect(&redis_url(), opts, partitions)
+        .await
+        .unwrap()
+}
+
+/// Deletes every key of `topic` (they carry the topic as hash tag).
+async fn drop_topic(topic: &str) {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("bus:{{{topic}}}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: i64 = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_bus_passes_the_bus_suite() {
+    let _serial = SERIAL.lock().await;
+    let opts = BusOptions {
+        visibility_timeout: Duration::from_secs(1),
+        max_deliveries: 3,
+    };
+    let bus = bus(opts, 4).await;
+    conformance::bus::run_all(Arc::new(bus), opts).await;
+}
+
+/// Which consumer is handling which partition right now.
+type Busy = Arc<Mutex<HashMap<String, String>>>;
+
+/// Two consumers of one group over 4 partitions: each key's messages are handled in order and
+/// exactly once, both consumers get work, and never do both handle one partition at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_key_stays_in_order_with_two_consumers_of_one_group() {
+    const KEYS: usize = 16;
+    const EACH: usize = 60;
+    let _serial = SERIAL.lock().await;
+    let opts = BusOptions {
+        visibility_timeout: Duration::from_secs(5),
+        max_deliveries: 5,
+    };
+    let bus = Arc::new(bus(opts, 4).await);
+    let (t, g) = (unique("order"), unique("g"));
+    let keys: Vec<String> = (0..KEYS).map(|k| format!("player_{k}")).collect();
+    let used: HashSet<u32> = keys.iter().map(|k| partition_of(k, 4)).collect();
+    assert!(used.len() >= 3, "keys should spread over the partitions");
+
+    bus.ensure_group(&t, &g).await.unwrap();
+    for i in 0..EACH {
+        // Each batch lists the keys in another order.
+        let batch = (0..KEYS)
+            .map(|j| &keys[(j * 5 + i) % KEYS])
+            .map(|k| msg(k, &format!("{k}:{i}")))
+            .collect();
+        bus.publish(&t, batch).await.unwrap();
+    }
+    assert_eq!(bus.lag(&t, &g).await.unwrap(), (KEYS * EACH) as u64);
+
+    let next: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let busy: Busy = Arc::default();
+    let mut consumers = Vec::new();
+    for name in ["c1", "c2"] {
+        let (bus, t, g) = (bus.clone(), t.clone(), g.clone());
+        let (next, busy) = (next.clone(), busy.clone());
+        consumers.push(tokio::spawn(async move {
+            let mut handled = 0;
+            let until = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < until {
+                if next.lock().unwrap().values().sum::<usize>() == KEYS * EACH {
+                    break;
+                }
+                let got = bus
+                    .poll(&t, &g, name, 25, Duration::from_millis(300))
+                    .await
+                    .unwrap();
+                let parts: HashSet<String> = got
+                    .iter()
+                    .map(|d| d.id.split(':').next().unwrap().to_owned())
+                    .collect();
+                for p in &parts {
+                    let mut busy = busy.lock().unwrap();
+                    if let Some(other) = busy.insert(p.clone(), name.to_owned()) {
+                        panic!("partition {p}: {name} got messages while {other} handles it");
+                    }
+                }
+                for d in &got {
+                    let (key, i) = body(d)
+                        .split_once(':')
+                        .map(|(k, i)| (k.to_owned(), i.parse::<usize>().unwrap()))
+                        .unwrap();
+                    assert_eq!(key, d.key);
+                    let mut next = next.lock().unwrap();
+                    let want = next.entry(key.clone()).or_insert(0);
+                    assert_eq!(i, *want, "{key}: got #{i}, expected #{want} ({name})");
+                    *want += 1;
+                }
+                // Some work, then done with these partitions, then ack.
+                tokio::time::sleep(Duration::from_millis(3)).await;
+                for p in &parts {
+                    busy.lock().unwrap().remove(p);
+                }
+                bus.ack(&t, &g, &ids(&got)).await.unwrap();
+                handled += got.len();
+            }
+            handled
+        }));
+    }
+    let mut handled = Vec::new();
+    for c in consumers {
+        handled.push(c.await.unwrap());
+    }
+    let next = next.lock().unwrap().clone();
+    assert_eq!(next.len(), KEYS);
+    assert!(next.values().all(|n| *n == EACH), "{next:?}");
+    assert_eq!(handled.iter().sum::<usize>(), KEYS * EACH, "{handled:?}");
+    assert!(
+        handled.iter().all(|n| *n > 0),
+        "both consumers should get a share: {handled:?}"
+    );
+    assert_eq!(bus.lag(&t, &g).await.unwrap(), 0);
+    bus.leave(&t, &g, "c1").await.unwrap();
+    bus.leave(&t, &g, "c2").await.unwrap();
+    drop_topic(&t).await;
+}
+
+/// A poison message is dead-lettered in the group that failed it only; replaying it hands it
+/// to that group again (from its retry stream), never to the other group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_replayed_to_their_group_only() {
+    let _serial = SERIAL.lock().await;
+    let opts = BusOptions {
+        visibility_timeout: Duration::from_secs(1),
+        max_deliveries: 2,
+    };
+    let bus = bus(opts, 4).await;
+    let (t, a, b) = (unique("dlq"), unique("a"), unique("b"));
+    bus.ensure_group(&t, &a).await.unwrap();
+    bus.ensure_group(&t, &b).await.unwrap();
+    let sent = vec![
+        msg("alice", "poison"),
+        msg("bob", "fine1"),
+        msg("carol", "fine2"),
+    ];
+    bus.publish(&t, sent).await.unwrap();
+
+    // Group b handles everything.
+    let got_b = bus
+        .poll(&t, &b, "cb", 10, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        got_b.iter().map(body).collect::<Vec<_>>(),
+        ["poison", "fine1", "fine2"]
+    );
+    bus.ack(&t, &b, &ids(&got_b)).await.unwrap();
+
+    // Group a never acks the poison.
+    let mut deliveries = Vec::new();
+    let until = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < until && bus.dead_letters(&t, &a, 10).await.unwrap().is_empty() {
+        let got = bus
+            .poll(&t, &a, "ca", 10, Duration::from_millis(500))
+            .await
+            .unwrap();
+        let fine: Vec<String> = got
+            .iter()
+            .filter(|d| body(d) != "poison")
+            .map(|d| d.id.clone())
+            .collect();
+        bus.ack(&t, &a, &fine).await.unwrap();
+        deliveries.extend(
+            got.iter()
+                .filter(|d| body(d) == "poison")
+                .map(|d| d.deliveries),
+        );
+    }
+    assert_eq!(deliveries, [1, 2]);
+    let dead = bus.dead_letters(&t, &a, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (
+            body(&dead[0]).as_str(),
+            dead[0].key.as_str(),
+            dead[0].deliveries
+        ),
+        ("poison", "alice", 2)
+    );
+    assert_eq!(
+        dead[0].id.split(':').next().unwrap(),
+        partition_of("alice", 4).to_string()
+    );
+    assert!(bus.dead_letters(&t, &b, 10).await.unwrap().is_empty());
+    assert_eq!(bus.lag(&t, &a).await.unwrap(), 0);
+
+    assert_eq!(bus.replay_dead_letters(&t, &a).await.unwrap(), 1);
+    assert!(bus.dead_letters(&t, &a, 10).await.unwrap().is_empty());
+    assert_eq!(
+        bus.lag(&t, &a).await.unwrap(),
+        1,
+        "the replayed message is lag again"
+    );
+    assert_eq!(bus.lag(&t, &b).await.unwrap(), 0, "b is not concerned");
+    let none = bus
+        .poll(&t, &b, "cb", 10, Duration::from_millis(800))
+        .await
+        .unwrap();
+    assert!(
+        none.is_empty(),
+        "replay leaked into another group: {none:?}"
+    );
+
+    let again = bus
+        .poll(&t, &a, "ca", 10, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(
+        (
+            body(&again[0]).as_str(),
+            again[0].key.as_str(),
+            again[0].deliveries
+        ),
+        ("poison", "alice", 1)
+    );
+    assert!(again[0].id.starts_with("r:"), "{}", again[0].id);
+    bus.ack(&t, &a, &ids(&again)).await.unwrap();
+    assert_eq!(bus.lag(&t, &a).await.unwrap(), 0);
+    assert_eq!(bus.replay_dead_letters(&t, &a).await.unwrap(), 0);
+    drop_topic(&t).await;
+}
+
+/// A consumer stops without acking what it holds: the consumer that takes its partition over
+/// first gets those messages back (after the visibility timeout), and only then newer ones of
+/// the same key, so the key's order survives the hand-over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_owner_finishes_what_the_old_one_left_before_reading_on() {
+    let _serial = SERIAL.lock().await;
+    let opts = BusOptions {
+        visibility_timeout: Duration::from_secs(1),
+        max_deliveries: 5,
+    };
+    let bus = bus(opts, 2).await;
+    let (t, g) = (unique("handover"), unique("g"));
+    bus.ensure_group(&t, &g).await.unwrap();
+    let sent = (0..4).map(|i| msg("alice", &format!("m{i}"))).collect();
+    bus.publish(&t, sent).await.unwrap();
+    let first = bus
+        .poll(&t, &g, "c1", 2, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(first.iter().map(body).collect::<Vec<_>>(), ["m0", "m1"]);
+    // c1 goes away holding m0 and m1; c2 may take its partitions at once.
+    bus.leave(&t, &g, "c1").await.unwrap();
+
+    let start = Instant::now();
+    let mut got: Vec<(String, u32)> = Vec::new();
+    while got.len() < 4 && start.elapsed() < Duration::from_secs(10) {
+        let batch = bus
+            .poll(&t, &g, "c2", 10, Duration::from_millis(300))
+            .await
+            .unwrap();
+        if got.is_empty() && !batch.is_empty() {
+            assert!(
+                start.elapsed() >= Duration::from_millis(700),
+                "c2 read before c1's messages timed out: {batch:?}"
+            );
+        }
+        got.extend(batch.iter().map(|d| (body(d), d.deliveries)));
+        bus.ack(&t, &g, &ids(&batch)).await.unwrap();
+    }
+    let want: Vec<(String, u32)> = vec![
+        ("m0".into(), 2),
+        ("m1".into(), 2),
+        ("m2".into(), 1),
+        ("m3".into(), 1),
+    ];
+    assert_eq!(got, want);
+    assert_eq!(bus.lag(&t, &g).await.unwrap(), 0);
+    drop_topic(&t).await;
+}
+
+/// Every message lands in the partition stream of its key, whatever else is in its batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_land_in_the_partition_of_their_key() {
+    let _serial = SERIAL.lock().await;
+    let bus = bus(BusOptions::default(), 4).await;
+    let t = unique("layout");
+    for b in 0..10_usize {
+        let batch = (0..b + 1)
+            .map(|i| msg(&format!("k{}", (i * 7 + b * 3) % 13), &format!("{b}:{i}")))
+            .collect();
+        bus.publish(&t, batch).await.unwrap();
+    }
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut total = 0;
+    for p in 0..4 {
+        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(format!("bus:{{{t}}}:p:{p}"))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        for e in &entries.ids {
+            let key: String = e.get("k").unwrap();
+            assert_eq!(partition_of(&key, 4), p, "{key} in partition {p}");
+        }
+        total += entries.ids.len();
+    }
+    assert_eq!(total, 55);
+    drop_topic(&t).await;
+}
+
+/// Redis lost the topic (a restart without persistence): groups, sequence and partition pin are
+/// re-created by the next publish and poll, with no restart of the bus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovers_when_redis_lost_the_topic() {
+    let _serial = SERIAL.lock().await;
+    let bus = bus(BusOptions::default(), 4).await;
+    let (t, g) = (unique("lost"), unique("g"));
+    bus.ensure_group(&t, &g).await.unwrap();
+    bus.publish(&t, vec![msg("p1", "old1"), msg("p2", "old2")])
+        .await
+        .unwrap();
+    let got = bus
+        .poll(&t, &g, "c", 10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 2);
+
+    drop_topic(&t).await;
+    bus.ack(&t, &g, &ids(&got)).await.unwrap();
+    assert_eq!(bus.lag(&t, &g).await.unwrap(), 0);
+    bus.publish(&t, vec![msg("p1", "new1"), msg("p3", "new2")])
+        .await
+        .unwrap();
+    let got = bus
+        .poll(&t, &g, "c", 10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["new1", "new2"]);
+    assert!(got.iter().all(|d| d.deliveries == 1));
+    bus.ack(&t, &g, &ids(&got)).await.unwrap();
+    assert_eq!(bus.lag(&t, &g).await.unwrap(), 0);
+    drop_topic(&t).await;
+}
+
+/// `MAXLEN ~` keeps each partition stream near its bound however much is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maxlen_keeps_the_streams_bounded() {
+    let _serial = SERIAL.lock().await;
+    let bus = bus(BusOptions::default(), 2).await.with_max_len(100);
+    let t = unique("trim");
+    for b in 0..30 {
+        let batch = (0..100)
+            .map(|i| msg(&format!("p{i}"), &format!("{b}:{i}")))
+            .collect();
+        bus.publish(&t, batch).await.unwrap();
+    }
+    let len = bus.stream_len(&t).await.unwrap();
+    // Approximate trimming removes whole stream nodes (100 entries by default) at a time.
+    assert!(
+        (200..=400).contains(&len),
+        "3000 published, 2 partitions of MAXLEN ~100: {len} retained"
+    );
+    // Newest entries survive: a new group reads the tail.
+    let g = unique("g");
+    bus.ensure_group(&t, &g).await.unwrap();
+    let got = bus
+        .poll(&t, &g, "c", 1000, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(got.len() as u64, len);
+    assert!(got.iter().any(|d| body(d) == "29:99"));
+    drop_topic(&t).await;
+}
+
+/// Publishing batches of 100 messages: every message lands, and the rate is printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_throughput_in_batches_of_100() {
+    const BATCHES: usize = 200;
+    let _serial = SERIAL.lock().await;
+    let bus = Arc::new(bus(BusOptions::default(), 8).await);
+    let t = unique("rate");
+    let payload = "x".repeat(200);
+    let batch = |b: usize| -> Vec<Message> {
+        (0..100)
+            .map(|i| msg(&format!("player_{}", (b * 100 + i) % 5000), &payload))
+            .collect()
+    };
+    bus.publish(&t, batch(0)).await.unwrap(); // warm-up: pins the topic, loads the script
+
+    let start = Instant::now();
+    for b in 0..BATCHES {
+        bus.publish(&t, batch(b)).await.unwrap();
+    }
+    let one = (BATCHES * 100) as f64 / start.elapsed().as_secs_f64();
+
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for task in 0..4 {
+        let (bus, t) = (bus.clone(), t.clone());
+        let batches: Vec<Vec<Message>> = (0..BATCHES / 4).map(|b| batch(task * 1000 + b)).collect();
+        tasks.push(tokio::spawn(async move {
+            for m in batches {
+                bus.publish(&t, m).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let four = (BATCHES * 100) as f64 / start.elapsed().as_secs_f64();
+    eprintln!(
+        "redis bus publish, batches of 100 × 200-byte payloads: {one:.0} msg/s from one publisher, {four:.0} msg/s from four"
+    );
+    assert_eq!(
+        bus.stream_len(&t).await.unwrap(),
+        (2 * BATCHES * 100 + 100) as u64
+    );
+    drop_topic(&t).await;
+}
+
+/// A TCP relay to Redis that can stall (hold every byte) or die, to play a Redis outage.
+struct Relay {
+    addr: SocketAddr,
+    stalled: Arc<AtomicBool>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Relay {
+    async fn start(addr: SocketAddr, upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stalled = Arc::new(AtomicBool::new(false));
+        let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let accept = {
+            let (stalled, tasks) = (stalled.clone(), tasks.clone());
+            tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let Ok(server) = TcpStream::connect(upstream).await else {
+                        continue;
+                    };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    let mut tasks = tasks.lock().unwrap();
+                    tasks.push(tokio::spawn(pump(cr, sw, stalled.clone())));
+                    tasks.push(tokio::spawn(pump(sr, cw, stalled.clone())));
+                }
+            })
+        };
+        tasks.lock().unwrap().push(accept);
+        Self {
+            addr,
+            stalled,
+            tasks,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://{}/", self.addr)
+    }
+
+    /// Closes the listener and every connection.
+    fn kill(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    stalled: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0_u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while stalled.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn redis_addr() -> SocketAddr {
+    let url = redis_url();
+    let host = url
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .to_owned();
+    std::net::ToSocketAddrs::to_socket_addrs(&host)
+        .unwrap()
+        .next()
+        .unwrap()
+}
+
+async fn assert_unavailable<T: std::fmt::Debug>(
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, PortError>>,
+) {
+    let start = Instant::now();
+    let result = call.await;
+    let took = start.elapsed();
+    assert!(
+        matches!(result, Err(PortError::Unavailable(_))),
+        "{what}: {result:?}"
+    );
+    assert!(took <= Duration::from_secs(3), "{what} took {took:?}");
+}
+
+/// Redis unreachable, hung or gone: every call answers `Unavailable` within 3 s; when Redis is
+/// back the same bus works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_within_3s_then_recovers() {
+    let _serial = SERIAL.lock().await;
+    let opts = BusOptions {
+        visibility_timeout: Duration::from_secs(1),
+        max_deliveries: 3,
+    };
+    // Nothing listens there.
+    assert_unavailable(
+        "connect",
+        RedisBus::connect("redis://127.0.0.1:1/", opts, 4),
+    )
+    .await;
+
+    let relay = Relay::start("127.0.0.1:0".parse().unwrap(), redis_addr()).await;
+    let bus = RedisBus::connect(&relay.url(), opts, 4).await.unwrap();
+    let (t, g) = (unique("outage"), unique("g"));
+    bus.ensure_group(&t, &g).await.unwrap();
+    bus.publish(&t, vec![msg("p", "before")]).await.unwrap();
+    let got = bus
+        .poll(&t, &g, "c", 10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["before"]);
+    bus.ack(&t, &g, &ids(&got)).await.unwrap();
+
+    // Hung: connections open, no answers.
+    relay.stalled.store(true, Ordering::SeqCst);
+    assert_unavailable("healthcheck (hung)", bus.healthcheck()).await;
+    assert_unavailable("publish (hung)", bus.publish(&t, vec![msg("p", "lost")])).await;
+    assert_unavailable("poll (hung)", bus.poll(&t, &g, "c", 10, Duration::ZERO)).await;
+    assert_unavailable("lag (hung)", bus.lag(&t, &g)).await;
+
+    // Gone: connections closed, nothing listening.
+    relay.kill();
+    assert_unavailable("healthcheck (down)", bus.healthcheck()).await;
+    assert_unavailable("publish (down)", bus.publish(&t, vec![msg("p", "lost")])).await;
+    assert_unavailable(
+        "poll (down)",
+        bus.poll(&t, &g, "c", 10, Duration::from_millis(500)),
+    )
+    .await;
+    assert_unavailable("ack (down)", bus.ack(&t, &g, &["0:1-0".to_owned()])).await;
+
+    // Back on the same address: the same bus recovers by itself.
+    let relay = Relay::start(relay.addr, redis_addr()).await;
+    let until = Instant::now() + Duration::from_secs(15);
+    while bus.healthcheck().await.is_err() {
+        assert!(Instant::now() < until, "no recovery after Redis came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bus.publish(&t, vec![msg("p", "after")]).await.unwrap();
+    let mut bodies = Vec::new();
+    let until = Instant::now() + Duration::from_secs(10);
+    while !bodies.contains(&"after".to_owned()) && Instant::now() < until {
+        let got = bus
+            .poll(&t, &g, "c", 10, Duration::from_secs(1))
+            .await
+            .unwrap();
+        bus.ack(&t, &g, &ids(&got)).await.unwrap();
+        bodies.extend(got.iter().map(body));
+    }
+    assert!(bodies.contains(&"after".to_owned()), "{bodies:?}");
+    // A publish that timed out may or may not have landed; nothing else may appear.
+    assert!(
+        bodies.iter().all(|b| b == "after" || b == "lost"),
+        "{bodies:?}"
+    );
+    relay.kill();
+    drop_topic(&t).await;
+}

@@ -1,0 +1,151 @@
+//! The SQL adapter (sqlx): every store trait (progress, scores, fairness, processed event ids)
+//! on SQLite, PostgreSQL (feature `postgres`) and MySQL/MariaDB (feature `mysql`).
+//!
+//! The repository's logic is written once ([`repository`]) over a [`Dialect`] per backend
+//! (SQLite always, PostgreSQL and MySQL behind their features); each backend has its own
+//! numbered migrations in `migrations/<backend>/`, applied by [`SqlRepository::migrate`].
+
+pub mod dialect;
+#[cfg(feature = "mysql")]
+pub mod mysql;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+pub mod repository;
+mod sqlite;
+mod statement;
+mod stores;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use liveops_core::stores::{FairnessStore, ProcessedEvents, ProgressStore, ScoreStore};
+use liveops_core::{Health, PortError, PortResult};
+
+pub use dialect::Dialect;
+#[cfg(feature = "mysql")]
+pub use mysql::MySqlRepository;
+#[cfg(feature = "postgres")]
+pub use postgres::PgRepository;
+pub use repository::SqlRepository;
+pub use sqlite::SqliteRepository;
+
+/// A repository on any backend: every store trait this adapter serves, plus its migrations.
+#[async_trait]
+pub trait Repository:
+    ProgressStore + ScoreStore + FairnessStore + ProcessedEvents + Health
+{
+    /// Applies pending schema migrations.
+    async fn migrate(&self) -> PortResult<()>;
+}
+
+/// The backend a database URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// `sqlite:` URLs.
+    Sqlite,
+    /// `postgres://` and `postgresql://` URLs.
+    Postgres,
+    /// `mysql://` and `mariadb://` URLs.
+    MySql,
+}
+
+impl Backend {
+    /// The backend's name: its canonical URL scheme and the cargo feature that builds it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+            Self::MySql => "mysql",
+        }
+    }
+
+    /// The backend `url`'s scheme names, or an error naming the scheme. Says nothing of whether
+    /// this build includes it (see [`connect_repository`]).
+    pub fn of_url(url: &str) -> Result<Self, PortError> {
+        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or_default();
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => Ok(Self::Sqlite),
+            "postgres" | "postgresql" => Ok(Self::Postgres),
+            "mysql" | "mariadb" => Ok(Self::MySql),
+            _ => Err(PortError::Unavailable(format!(
+                "unsupported database URL scheme {scheme:?}: \
+                 use sqlite://, postgres:// (or postgresql://) or mysql:// (or mariadb://)"
+            ))),
+        }
+    }
+}
+
+/// Opens the repository named by `url`'s scheme: sqlite:// (always), postgres:// or postgresql://
+/// (feature "postgres"), mysql:// or mariadb:// (feature "mysql"); an error naming the scheme otherwise.
+///
+/// Connects (within the pool's acquire timeout, about 2 s for servers) but does not migrate:
+/// call [`Repository::migrate`] next. The URL, which may hold a password, is never logged nor
+/// put in errors.
+pub async fn connect_repository(url: &str) -> Result<Arc<dyn Repository>, PortError> {
+    match Backend::of_url(url)? {
+        Backend::Sqlite => Ok(Arc::new(SqlRepository::connect(url).await?)),
+        #[cfg(feature = "postgres")]
+        Backend::Postgres => Ok(Arc::new(PgRepository::open(url).await?)),
+        #[cfg(feature = "mysql")]
+        Backend::MySql => Ok(Arc::new(MySqlRepository::open(url).await?)),
+        #[allow(unreachable_patterns)] // with every backend built in
+        other => Err(PortError::Unavailable(format!(
+            "{name}:// URLs need liveops-sql built with feature \"{name}\"",
+            name = other.name()
+        ))),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes_name_their_backend() {
+        for (url, backend) in [
+            ("sqlite://data/liveops.db", Backend::Sqlite),
+            ("sqlite::memory:", Backend::Sqlite),
+            ("postgres://u:p@h/db", Backend::Postgres),
+            ("postgresql://h/db", Backend::Postgres),
+            ("mysql://u:p@h:3306/db", Backend::MySql),
+            ("MariaDB://h/db", Backend::MySql),
+        ] {
+            assert_eq!(Backend::of_url(url).unwrap(), backend, "{url}");
+        }
+        for url in ["oracle://h/db", "/var/lib/liveops.db", ""] {
+            assert!(Backend::of_url(url).is_err(), "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn connect_repository_opens_sqlite_and_names_unknown_schemes() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("r.db").display());
+        let repo = connect_repository(&url).await.unwrap();
+        repo.migrate().await.unwrap();
+        repo.healthcheck().await.unwrap();
+        assert!(dir.path().join("r.db").exists());
+
+        let err = connect_repository("oracle://scott:tiger@h/db")
+            .await
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("\"oracle\""), "{err}");
+        assert!(!err.to_string().contains("tiger"), "{err}");
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    #[tokio::test]
+    async fn postgres_urls_need_the_feature() {
+        let err = connect_repository("postgresql://h/db").await.err().unwrap();
+        assert!(err.to_string().contains("feature \"postgres\""), "{err}");
+    }
+
+    #[cfg(not(feature = "mysql"))]
+    #[tokio::test]
+    async fn mysql_urls_need_the_feature() {
+        let err = connect_repository("mariadb://h/db").await.err().unwrap();
+        assert!(err.to_string().contains("feature \"mysql\""), "{err}");
+    }
+}

@@ -1,0 +1,118 @@
+//! MySQL's and MariaDB's [`Dialect`] and how [`MySqlRepository`] connects. What differs from the
+//! other backends and why: `docs/adr/0013-mysql-quirks.md`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use liveops_core::PortError;
+use sqlx::decode::Decode;
+use sqlx::migrate::Migrator;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlTypeInfo, MySqlValueRef};
+use sqlx::{Executor, MySql, Type};
+
+use super::dialect::{db_error, server, Dialect, MigrationLock, Text, Upserts};
+use super::repository::SqlRepository;
+
+/// The repository on MySQL or MariaDB.
+pub type MySqlRepository = SqlRepository<MySql>;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/mysql");
+
+/// MySQL and MariaDB: `ON DUPLICATE KEY UPDATE`. Assignments apply left to right, and each one
+/// here reads only its own column, so every right-hand side sees the row as it was.
+pub const ON_DUPLICATE_KEY: Upserts = Upserts {
+    add_xp: " ON DUPLICATE KEY UPDATE xp = xp + VALUES(xp), \
+             updated_at = GREATEST(updated_at, VALUES(updated_at))",
+    add_items: " ON DUPLICATE KEY UPDATE quantity = quantity + VALUES(quantity)",
+    keep_reward: " ON DUPLICATE KEY UPDATE reward_id = reward_id",
+    add_score: " ON DUPLICATE KEY UPDATE score = score + VALUES(score)",
+    replace_snapshot: " ON DUPLICATE KEY UPDATE taken_at = VALUES(taken_at), \
+                       is_final = VALUES(is_final), entries = VALUES(entries)",
+    keep_verdict: " ON DUPLICATE KEY UPDATE event_id = event_id",
+    keep_flag: " ON DUPLICATE KEY UPDATE event_id = event_id",
+    replace_stats: " ON DUPLICATE KEY UPDATE samples = VALUES(samples), \
+                    mean = VALUES(mean), m2 = VALUES(m2)",
+};
+
+impl Dialect for MySql {
+    const MAX_BIND: usize = server::MAX_BIND;
+    const BEGIN_WRITE: Option<&'static str> = None;
+    // `SET TRANSACTION` applies to the next transaction only; the session stays READ COMMITTED.
+    const BEGIN_READ: Option<&'static str> = Some(
+        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; \
+         START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+    );
+    const LOCK_ROWS: &'static str = " FOR UPDATE";
+    const UPSERTS: &'static Upserts = &ON_DUPLICATE_KEY;
+    const CALL_TIMEOUT: Option<Duration> = Some(server::CALL_TIMEOUT);
+
+    const MIGRATION_SESSION: Option<&'static str> = None;
+    const MIGRATION_LOCK: Option<&'static MigrationLock> = Some(&MigrationLock {
+        take: "SELECT GET_LOCK(CONCAT('liveops_migrate_', CRC32(DATABASE())), 600)",
+        release: "SELECT RELEASE_LOCK(CONCAT('liveops_migrate_', CRC32(DATABASE())))",
+    });
+
+    fn migrator() -> &'static Migrator {
+        &MIGRATOR
+    }
+}
+
+impl Type<MySql> for Text {
+    fn type_info() -> MySqlTypeInfo {
+        <String as Type<MySql>>::type_info()
+    }
+
+    /// Every string column type, binary collations included (see [`Text`]).
+    fn compatible(ty: &MySqlTypeInfo) -> bool {
+        <[u8] as Type<MySql>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, MySql> for Text {
+    fn decode(value: MySqlValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        <&str as Decode<'r, MySql>>::decode(value).map(|s| Text(s.to_owned()))
+    }
+}
+
+impl SqlRepository<MySql> {
+    /// Connects to the server at `url` (`mysql://user:pass@host:3306/db`; `mariadb://` is
+    /// accepted as a synonym). Fails with `Unavailable` within about 2 s when the server cannot
+    /// be reached. Call [`SqlRepository::migrate`] next.
+    ///
+    /// Every session is set to READ COMMITTED with a 2 s row-lock wait; pooled connections that
+    /// broke while the server was away are replaced on the next call.
+    pub async fn open(url: &str) -> Result<Self, PortError> {
+        let url = match url.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("mariadb") => {
+                format!("mysql://{rest}")
+            }
+            _ => url.to_owned(),
+        };
+        let options = MySqlConnectOptions::from_str(&url)
+            .map_err(|e| PortError::Unavailable(format!("bad MySQL URL: {e}")))?;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(server::MAX_CONNECTIONS)
+            .acquire_timeout(server::ACQUIRE_TIMEOUT)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                        .await?;
+                    conn.execute(
+                        format!(
+                            "SET SESSION innodb_lock_wait_timeout = {}",
+                            server::LOCK_WAIT_S
+                        )
+                        .as_str(),
+                    )
+                    .await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(db_error::<MySql>)?;
+        Ok(Self::from_pool(pool))
+    }
+}
+
+crate::stores::impl_stores!(MySql);

@@ -1,0 +1,92 @@
+//! PostgreSQL's [`Dialect`] and how [`PgRepository`] connects.
+//!
+//! Transactions run at PostgreSQL's default READ COMMITTED: every write is an atomic upsert or
+//! an insert guarded by a unique key, and a claim locks its reward row (`FOR UPDATE`). A player's
+//! progress is read in one REPEATABLE READ, READ ONLY transaction so its tables agree. Text
+//! columns use the "C" collation: case-sensitive ids, ordered by bytes as on SQLite and MySQL.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+
+use liveops_core::PortError;
+use sqlx::decode::Decode;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgTypeInfo, PgValueRef};
+use sqlx::{Postgres, Type};
+
+use super::dialect::{
+    db_error, number_placeholders, server, Dialect, MigrationLock, Text, Upserts, ON_CONFLICT,
+};
+use super::repository::SqlRepository;
+
+/// The repository on PostgreSQL.
+pub type PgRepository = SqlRepository<Postgres>;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl Dialect for Postgres {
+    const MAX_BIND: usize = server::MAX_BIND;
+    const BEGIN_WRITE: Option<&'static str> = None;
+    const BEGIN_READ: Option<&'static str> =
+        Some("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+    const LOCK_ROWS: &'static str = " FOR UPDATE";
+    const UPSERTS: &'static Upserts = &ON_CONFLICT;
+    const CALL_TIMEOUT: Option<Duration> = Some(server::CALL_TIMEOUT);
+
+    // sqlx's advisory lock wait is subject to `lock_timeout`: let a replica queue behind
+    // another one's migration instead of failing after the 2 s meant for row locks.
+    const MIGRATION_SESSION: Option<&'static str> = Some("SET lock_timeout = '10min'");
+    const MIGRATION_LOCK: Option<&'static MigrationLock> = None;
+
+    fn migrator() -> &'static Migrator {
+        &MIGRATOR
+    }
+
+    fn placeholders(sql: &'static str) -> Cow<'static, str> {
+        Cow::Owned(number_placeholders(sql))
+    }
+}
+
+impl Type<Postgres> for Text {
+    fn type_info() -> PgTypeInfo {
+        <String as Type<Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <String as Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for Text {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        <String as Decode<'r, Postgres>>::decode(value).map(Text)
+    }
+}
+
+impl SqlRepository<Postgres> {
+    /// Connects to the server at `url` (`postgres://user:pass@host:5432/db`, `postgresql://..`
+    /// too, with any libpq-style parameters sqlx understands, e.g. `sslmode`). Fails with
+    /// `Unavailable` within about 2 s when the server cannot be reached. Call
+    /// [`SqlRepository::migrate`] next.
+    ///
+    /// Each session waits at most 2 s for a row lock (`lock_timeout`); pooled connections that
+    /// broke while the server was away are replaced on the next call.
+    pub async fn open(url: &str) -> Result<Self, PortError> {
+        let mut options = PgConnectOptions::from_str(url)
+            .map_err(|e| PortError::Unavailable(format!("bad PostgreSQL URL: {e}")))?
+            .options([("lock_timeout", format!("{}s", server::LOCK_WAIT_S))]);
+        if options.get_application_name().is_none() {
+            options = options.application_name("liveops");
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(server::MAX_CONNECTIONS)
+            .acquire_timeout(server::ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(db_error::<Postgres>)?;
+        Ok(Self::from_pool(pool))
+    }
+}
+
+crate::stores::impl_stores!(Postgres);

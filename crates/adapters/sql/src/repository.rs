@@ -1,0 +1,799 @@
+//! [`SqlRepository`]: the durable [`Repository`] on SQL, written once for every backend: SQLite
+//! (the embedded default), PostgreSQL and MySQL/MariaDB.
+//!
+//! The statements are shared; what a backend spells its own way (upserts, row locks, how a
+//! transaction starts, placeholders) comes from its [`Dialect`]. Every batch write is one
+//! transaction and every `IN (..)` list or `VALUES` list is chunked to stay under the backend's
+//! bound-parameter limit. Batches are summed per key before writing, so no statement touches a
+//! row twice (PostgreSQL refuses that in an upsert) and rows are locked in key order.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+
+use liveops_core::ports::{Board, RankEntry, ScoreDelta};
+use liveops_core::stores::{
+    FairnessCommit, Flag, InventoryItem, PendingReward, PlayerProgress, ProgressCommit,
+    RewardClaim, Snapshot,
+};
+use liveops_core::{EventType, PortError, PortResult, Receipt, Welford, Window};
+use sqlx::migrate::Migrate;
+use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Transaction, Type};
+use tokio::sync::OwnedMutexGuard;
+use uuid::Uuid;
+
+use super::dialect::{db_error, migrate_error_of, to_i64, to_u64, Dialect, Text};
+use super::statement::Statement;
+
+/// Every store trait on a SQL database; `DB` picks the backend.
+///
+/// Open it through [`super::connect_repository`] by URL scheme, or with a backend's own
+/// constructor (`SqliteRepository::connect`, `PgRepository::open`, `MySqlRepository::open`).
+pub struct SqlRepository<DB: Dialect> {
+    pool: Pool<DB>,
+    /// Where this process's write transactions wait for their turn, if the dialect wants turns
+    /// ([`Dialect::write_turn`]).
+    writes: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl<DB: Dialect> Clone for SqlRepository<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            writes: self.writes.clone(),
+        }
+    }
+}
+
+impl<DB: Dialect> std::fmt::Debug for SqlRepository<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlRepository")
+            .field("backend", &DB::NAME)
+            .field("connections", &self.pool.size())
+            .finish()
+    }
+}
+
+impl<DB: Dialect> SqlRepository<DB> {
+    /// Wraps a pool the caller set up. Its acquire timeout bounds how long a call waits for a
+    /// connection when the database is down. Call [`SqlRepository::migrate`] next.
+    pub fn from_pool(pool: Pool<DB>) -> Self {
+        Self {
+            pool,
+            writes: Arc::default(),
+        }
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &Pool<DB> {
+        &self.pool
+    }
+}
+
+fn parse_uuid(s: &str) -> PortResult<Uuid> {
+    Uuid::parse_str(s).map_err(|e| PortError::Corrupt(format!("event id {s:?}: {e}")))
+}
+
+fn parse_window(s: &str) -> PortResult<Window> {
+    Window::parse(s).ok_or_else(|| PortError::Corrupt(format!("unknown window {s:?}")))
+}
+
+fn parse_event_type(s: &str) -> PortResult<EventType> {
+    EventType::parse(s).ok_or_else(|| PortError::Corrupt(format!("unknown event type {s:?}")))
+}
+
+/// Runs one repository call within the dialect's time bound.
+async fn within<DB: Dialect, T>(call: impl Future<Output = PortResult<T>>) -> PortResult<T> {
+    match DB::CALL_TIMEOUT {
+        None => call.await,
+        Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+            Err(PortError::Unavailable(format!(
+                "{}: no answer within {limit:?}",
+                DB::NAME
+            )))
+        }),
+    }
+}
+
+/// A reward as a claim sees it: item, claimed, adds to inventory, and the receipt if claimed.
+type RewardRow = (Text, i16, i16, Option<Text>, Option<i64>, Option<Text>);
+
+impl<DB> SqlRepository<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> i16: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> f64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Text: Decode<'q, DB> + Type<DB>,
+    DB::Connection: Migrate,
+{
+    /// A write transaction, after this process's turn to write where the dialect wants turns.
+    async fn begin_write(
+        &self,
+    ) -> PortResult<(Transaction<'static, DB>, Option<OwnedMutexGuard<()>>)> {
+        let turn = DB::write_turn(&self.writes).await;
+        Ok((self.begin(DB::BEGIN_WRITE).await?, turn))
+    }
+
+    async fn begin(&self, statement: Option<&'static str>) -> PortResult<Transaction<'static, DB>> {
+        match statement {
+            Some(s) => self.pool.begin_with(s).await,
+            None => self.pool.begin().await,
+        }
+        .map_err(db_error::<DB>)
+    }
+
+    /// Records `ids` as processed by `consumer`; fails (leaving the transaction to roll back)
+    /// if any is already recorded.
+    async fn insert_processed(
+        conn: &mut DB::Connection,
+        consumer: &str,
+        ids: &[Uuid],
+    ) -> PortResult<()> {
+        for chunk in ids.chunks(DB::MAX_BIND / 2) {
+            let mut qb = Statement::<DB>::new("INSERT INTO processed_events (consumer, event_id) ");
+            qb.values(chunk, |row, id| {
+                row.bind(consumer).bind(id.to_string());
+            });
+            let (sql, args) = qb.finish()?;
+            sqlx::query_with(&sql, args)
+                .persistent(false)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| match e {
+                    sqlx::Error::Database(d) if d.is_unique_violation() => {
+                        PortError::Unavailable(format!(
+                            "an event of this batch was already processed by {consumer}; \
+                         nothing was applied"
+                        ))
+                    }
+                    other => db_error::<DB>(other),
+                })?;
+        }
+        Ok(())
+    }
+
+    async fn add_inventory(
+        conn: &mut DB::Connection,
+        grants: &[((&str, &str), u64)],
+    ) -> PortResult<()> {
+        for chunk in grants.chunks(DB::MAX_BIND / 3) {
+            let mut qb = Statement::<DB>::new("INSERT INTO inventory (player_id, item, quantity) ");
+            qb.values(chunk, |row, ((player, item), qty)| {
+                row.bind(*player).bind(*item).bind(to_i64(*qty));
+            });
+            qb.push(DB::UPSERTS.add_items);
+            let (sql, args) = qb.finish()?;
+            sqlx::query_with(&sql, args)
+                .persistent(false)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error::<DB>)?;
+        }
+        Ok(())
+    }
+
+    /// Applies this backend's pending schema migrations (`migrations/<backend>`), under a lock
+    /// where several processes may start at once.
+    pub async fn migrate(&self) -> PortResult<()> {
+        // On a connection of its own, closed afterwards: the migrator holds session locks and
+        // may change session settings, none of which may go back to the pool.
+        let mut conn = self.pool.acquire().await.map_err(db_error::<DB>)?;
+        conn.close_on_drop();
+        if let Some(setup) = DB::MIGRATION_SESSION {
+            sqlx::query(setup)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error::<DB>)?;
+        }
+        if let Some(lock) = DB::MIGRATION_LOCK {
+            let (held,): (Option<i64>,) = sqlx::query_as(lock.take)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(db_error::<DB>)?;
+            if held != Some(1) {
+                return Err(PortError::Unavailable(format!(
+                    "{}: the migration lock was not granted ({held:?}): \
+                     another process is still migrating",
+                    DB::NAME
+                )));
+            }
+        }
+        // `run_direct` is `Migrator::run` on a connection we hold (sqlx's way around `Acquire`
+        // not being general enough for generic code).
+        DB::migrator()
+            .run_direct(&mut *conn)
+            .await
+            .map_err(|e| migrate_error_of(DB::NAME, e))?;
+        if let Some(lock) = DB::MIGRATION_LOCK {
+            sqlx::query(lock.release)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error::<DB>)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the database answers now, within the call bound.
+    pub async fn healthcheck(&self) -> PortResult<()> {
+        within::<DB, _>(async {
+            sqlx::query("SELECT 1")
+                .execute(&self.pool)
+                .await
+                .map(|_| ())
+                .map_err(db_error::<DB>)
+        })
+        .await
+    }
+
+    pub(crate) async fn processed(
+        &self,
+        consumer: &str,
+        ids: &[Uuid],
+    ) -> PortResult<HashSet<Uuid>> {
+        within::<DB, _>(async {
+            let mut done = HashSet::new();
+            for chunk in ids.chunks(DB::MAX_BIND - 1) {
+                let mut qb =
+                    Statement::<DB>::new("SELECT event_id FROM processed_events WHERE consumer = ");
+                qb.bind(consumer).push(" AND event_id");
+                qb.in_list(chunk.iter().map(Uuid::to_string));
+                let (sql, args) = qb.finish()?;
+                let rows: Vec<(Text,)> = sqlx::query_as_with(&sql, args)
+                    .persistent(false)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_error::<DB>)?;
+                for (id,) in rows {
+                    done.insert(parse_uuid(&id.0)?);
+                }
+            }
+            Ok(done)
+        })
+        .await
+    }
+
+    pub(crate) async fn progress(
+        &self,
+        player_id: &str,
+        season: i64,
+    ) -> PortResult<PlayerProgress> {
+        within::<DB, _>(async {
+            // One read transaction: a consistent view of the three tables.
+            let mut tx = self.begin(DB::BEGIN_READ).await?;
+            let sql = DB::placeholders(
+                "SELECT xp, updated_at FROM player_xp WHERE player_id = ? AND season = ?",
+            );
+            let xp: Option<(i64, i64)> = sqlx::query_as(&sql)
+                .bind(player_id)
+                .bind(season)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            let sql = DB::placeholders(
+                "SELECT item, quantity FROM inventory WHERE player_id = ? ORDER BY item",
+            );
+            let inventory: Vec<(Text, i64)> = sqlx::query_as(&sql)
+                .bind(player_id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            let sql = DB::placeholders(
+                "SELECT reward_id, item, source, adds_to_inventory FROM rewards \
+                 WHERE player_id = ? AND claimed = 0 ORDER BY id",
+            );
+            let pending: Vec<(Text, Text, Text, i16)> = sqlx::query_as(&sql)
+                .bind(player_id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            tx.rollback().await.map_err(db_error::<DB>)?;
+            let (xp, updated_at_ms) = xp.unwrap_or((0, 0));
+            Ok(PlayerProgress {
+                xp: to_u64(xp),
+                updated_at_ms,
+                inventory: inventory
+                    .into_iter()
+                    .map(|(item, quantity)| InventoryItem {
+                        item: item.0,
+                        quantity: to_u64(quantity),
+                    })
+                    .collect(),
+                pending: pending
+                    .into_iter()
+                    .map(|(reward_id, item, source, adds)| PendingReward {
+                        reward_id: reward_id.0,
+                        item: item.0,
+                        source: source.0,
+                        adds_to_inventory: adds != 0,
+                    })
+                    .collect(),
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn xp_of(&self, players: &[(String, i64)]) -> PortResult<Vec<u64>> {
+        within::<DB, _>(async {
+            let unique: Vec<&str> = players
+                .iter()
+                .map(|(p, _)| p.as_str())
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
+            let mut found: HashMap<(String, i64), u64> = HashMap::new();
+            for chunk in unique.chunks(DB::MAX_BIND) {
+                let mut qb = Statement::<DB>::new(
+                    "SELECT player_id, season, xp FROM player_xp WHERE player_id",
+                );
+                qb.in_list(chunk.iter().copied());
+                let (sql, args) = qb.finish()?;
+                let rows: Vec<(Text, i64, i64)> = sqlx::query_as_with(&sql, args)
+                    .persistent(false)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_error::<DB>)?;
+                for (p, s, xp) in rows {
+                    found.insert((p.0, s), to_u64(xp));
+                }
+            }
+            Ok(players
+                .iter()
+                .map(|key| found.get(key).copied().unwrap_or(0))
+                .collect())
+        })
+        .await
+    }
+
+    pub(crate) async fn commit_progress(
+        &self,
+        consumer: &str,
+        commit: &ProgressCommit,
+    ) -> PortResult<()> {
+        // Sum per key first: one upsert row per key, in key order.
+        let mut xp: BTreeMap<(&str, i64), (u64, i64)> = BTreeMap::new();
+        for g in &commit.xp {
+            let e = xp.entry((g.player_id.as_str(), g.season)).or_default();
+            e.0 = e.0.saturating_add(g.xp);
+            e.1 = e.1.max(g.at_ms);
+        }
+        let mut items: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+        for g in &commit.items {
+            let q = items
+                .entry((g.player_id.as_str(), g.item.as_str()))
+                .or_default();
+            *q = q.saturating_add(g.quantity);
+        }
+        let xp: Vec<_> = xp.into_iter().collect();
+        let items: Vec<_> = items.into_iter().collect();
+        let now = liveops_core::now_ms();
+
+        within::<DB, _>(async {
+            let (mut tx, _turn) = self.begin_write().await?;
+            Self::insert_processed(&mut tx, consumer, &commit.event_ids).await?;
+            for chunk in xp.chunks(DB::MAX_BIND / 4) {
+                let mut qb = Statement::<DB>::new(
+                    "INSERT INTO player_xp (player_id, season, xp, updated_at) ",
+                );
+                qb.values(chunk, |row, ((player, season), (gain, at))| {
+                    row.bind(*player)
+                        .bind(*season)
+                        .bind(to_i64(*gain))
+                        .bind(*at);
+                });
+                qb.push(DB::UPSERTS.add_xp);
+                let (sql, args) = qb.finish()?;
+                sqlx::query_with(&sql, args)
+                    .persistent(false)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error::<DB>)?;
+            }
+            Self::add_inventory(&mut tx, &items).await?;
+            for chunk in commit.rewards.chunks(DB::MAX_BIND / 6) {
+                let mut qb = Statement::<DB>::new(
+                    "INSERT INTO rewards \
+                     (player_id, reward_id, item, source, adds_to_inventory, earned_at) ",
+                );
+                qb.values(chunk, |row, (player, r)| {
+                    row.bind(player.as_str())
+                        .bind(r.reward_id.as_str())
+                        .bind(r.item.as_str())
+                        .bind(r.source.as_str())
+                        .bind(i16::from(r.adds_to_inventory))
+                        .bind(now);
+                });
+                qb.push(DB::UPSERTS.keep_reward);
+                let (sql, args) = qb.finish()?;
+                sqlx::query_with(&sql, args)
+                    .persistent(false)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error::<DB>)?;
+            }
+            tx.commit().await.map_err(db_error::<DB>)
+        })
+        .await
+    }
+
+    pub(crate) async fn claim_reward(
+        &self,
+        player_id: &str,
+        reward_id: &str,
+        receipt: Receipt,
+    ) -> PortResult<RewardClaim> {
+        within::<DB, _>(async {
+            let (mut tx, _turn) = self.begin_write().await?;
+            // Lock the reward: a concurrent claim of it waits here, then sees this one's receipt.
+            let sql = format!(
+                "{}{}",
+                DB::placeholders(
+                    "SELECT item, claimed, adds_to_inventory, receipt_id, receipt_ts, receipt_sig \
+                     FROM rewards WHERE player_id = ? AND reward_id = ?"
+                ),
+                DB::LOCK_ROWS
+            );
+            let row: Option<RewardRow> = sqlx::query_as(&sql)
+                .bind(player_id)
+                .bind(reward_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            let adds = match row {
+                Some((item, 0, adds, ..)) if item.0 == receipt.item => adds != 0,
+                other => {
+                    tx.rollback().await.map_err(db_error::<DB>)?;
+                    return match other {
+                        // Not earned, or earned under another item than the caller signed.
+                        None | Some((_, 0, ..)) => Ok(RewardClaim::NotEarned),
+                        Some((item, _, _, Some(receipt_id), Some(timestamp), Some(sig))) => {
+                            Ok(RewardClaim::AlreadyClaimed(Receipt {
+                                receipt_id: receipt_id.0,
+                                player_id: player_id.to_owned(),
+                                item: item.0,
+                                timestamp,
+                                sig: sig.0,
+                            }))
+                        }
+                        Some(_) => Err(PortError::Corrupt(format!(
+                            "reward {reward_id:?} of {player_id:?} is claimed without a receipt"
+                        ))),
+                    };
+                }
+            };
+            let sql = DB::placeholders(
+                "UPDATE rewards SET claimed = 1, receipt_id = ?, receipt_ts = ?, receipt_sig = ? \
+                 WHERE player_id = ? AND reward_id = ?",
+            );
+            sqlx::query(&sql)
+                .bind(receipt.receipt_id.as_str())
+                .bind(receipt.timestamp)
+                .bind(receipt.sig.as_str())
+                .bind(player_id)
+                .bind(reward_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            if adds {
+                Self::add_inventory(&mut tx, &[((player_id, receipt.item.as_str()), 1)]).await?;
+            }
+            tx.commit().await.map_err(db_error::<DB>)?;
+            Ok(RewardClaim::Issued(receipt))
+        })
+        .await
+    }
+
+    pub(crate) async fn commit_scores(
+        &self,
+        consumer: &str,
+        event_ids: &[Uuid],
+        deltas: &[ScoreDelta],
+    ) -> PortResult<()> {
+        let mut sums: BTreeMap<(Window, &str, &str), i64> = BTreeMap::new();
+        for d in deltas {
+            let s = sums
+                .entry((
+                    d.board.window,
+                    d.board.period.as_str(),
+                    d.player_id.as_str(),
+                ))
+                .or_default();
+            *s = s.saturating_add(d.delta);
+        }
+        let sums: Vec<_> = sums.into_iter().collect();
+        within::<DB, _>(async {
+            let (mut tx, _turn) = self.begin_write().await?;
+            Self::insert_processed(&mut tx, consumer, event_ids).await?;
+            for chunk in sums.chunks(DB::MAX_BIND / 4) {
+                let mut qb = Statement::<DB>::new(
+                    "INSERT INTO scores (board_window, period, player_id, score) ",
+                );
+                qb.values(chunk, |row, ((window, period, player), delta)| {
+                    row.bind(window.as_str())
+                        .bind(*period)
+                        .bind(*player)
+                        .bind(*delta);
+                });
+                qb.push(DB::UPSERTS.add_score);
+                let (sql, args) = qb.finish()?;
+                sqlx::query_with(&sql, args)
+                    .persistent(false)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error::<DB>)?;
+            }
+            tx.commit().await.map_err(db_error::<DB>)
+        })
+        .await
+    }
+
+    pub(crate) async fn board_scores(&self, board: &Board) -> PortResult<Vec<(String, i64)>> {
+        if let Some(read) = DB::bulk_board_scores(&self.pool, board) {
+            return read.await;
+        }
+        within::<DB, _>(async {
+            let sql = DB::placeholders(
+                // Unordered: every caller ranks the scores itself, and sorting a million rows
+                // in the database would double a restart's rebuild time.
+                "SELECT player_id, score FROM scores WHERE board_window = ? AND period = ?",
+            );
+            let rows: Vec<(Text, i64)> = sqlx::query_as(&sql)
+                .bind(board.window.as_str())
+                .bind(board.period.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error::<DB>)?;
+            Ok(rows.into_iter().map(|(p, s)| (p.0, s)).collect())
+        })
+        .await
+    }
+
+    pub(crate) async fn boards(&self) -> PortResult<Vec<Board>> {
+        within::<DB, _>(async {
+            let rows: Vec<(Text, Text)> = sqlx::query_as(
+                "SELECT DISTINCT board_window, period FROM scores ORDER BY board_window, period",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error::<DB>)?;
+            rows.into_iter()
+                .map(|(w, period)| {
+                    Ok(Board {
+                        window: parse_window(&w.0)?,
+                        period: period.0,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn save_snapshot(&self, snapshot: &Snapshot) -> PortResult<()> {
+        let entries = serde_json::to_string(&snapshot.entries)
+            .map_err(|e| PortError::Corrupt(format!("snapshot entries: {e}")))?;
+        within::<DB, _>(async {
+            let sql = format!(
+                "{}{}",
+                DB::placeholders(
+                    "INSERT INTO snapshots (board_window, period, taken_at, is_final, entries) \
+                     VALUES (?, ?, ?, ?, ?)"
+                ),
+                DB::UPSERTS.replace_snapshot
+            );
+            sqlx::query(&sql)
+                .bind(snapshot.window.as_str())
+                .bind(snapshot.period.as_str())
+                .bind(snapshot.taken_at_ms)
+                .bind(i16::from(snapshot.is_final))
+                .bind(entries.as_str())
+                .execute(&self.pool)
+                .await
+                .map(|_| ())
+                .map_err(db_error::<DB>)
+        })
+        .await
+    }
+
+    pub(crate) async fn snapshot(&self, board: &Board) -> PortResult<Option<Snapshot>> {
+        within::<DB, _>(async {
+            let sql = DB::placeholders(
+                "SELECT taken_at, is_final, entries FROM snapshots \
+                 WHERE board_window = ? AND period = ?",
+            );
+            let row: Option<(i64, i16, Text)> = sqlx::query_as(&sql)
+                .bind(board.window.as_str())
+                .bind(board.period.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error::<DB>)?;
+            row.map(|(taken_at_ms, is_final, entries)| {
+                let entries: Vec<RankEntry> = serde_json::from_str(&entries.0)
+                    .map_err(|e| PortError::Corrupt(format!("snapshot entries: {e}")))?;
+                Ok(Snapshot {
+                    window: board.window,
+                    period: board.period.clone(),
+                    taken_at_ms,
+                    is_final: is_final != 0,
+                    entries,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    pub(crate) async fn snapshot_periods(
+        &self,
+        window: Window,
+        limit: u32,
+    ) -> PortResult<Vec<String>> {
+        within::<DB, _>(async {
+            let sql = DB::placeholders(
+                "SELECT period FROM snapshots WHERE board_window = ? \
+                 ORDER BY taken_at DESC, period DESC LIMIT ?",
+            );
+            let rows: Vec<(Text,)> = sqlx::query_as(&sql)
+                .bind(window.as_str())
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error::<DB>)?;
+            Ok(rows.into_iter().map(|(p,)| p.0).collect())
+        })
+        .await
+    }
+
+    pub(crate) async fn fairness_stats(&self) -> PortResult<Vec<(EventType, Welford)>> {
+        within::<DB, _>(async {
+            let rows: Vec<(Text, i64, f64, f64)> = sqlx::query_as(
+                "SELECT event_type, samples, mean, m2 FROM fairness_stats ORDER BY event_type",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error::<DB>)?;
+            rows.into_iter()
+                .map(|(t, count, mean, m2)| {
+                    Ok((
+                        parse_event_type(&t.0)?,
+                        Welford {
+                            count: to_u64(count),
+                            mean,
+                            m2,
+                        },
+                    ))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn verdicts(&self, ids: &[Uuid]) -> PortResult<Vec<(Uuid, bool)>> {
+        within::<DB, _>(async {
+            let mut out = Vec::new();
+            for chunk in ids.chunks(DB::MAX_BIND) {
+                let mut qb = Statement::<DB>::new(
+                    "SELECT event_id, flagged FROM fairness_verdicts WHERE event_id",
+                );
+                qb.in_list(chunk.iter().map(Uuid::to_string));
+                let (sql, args) = qb.finish()?;
+                let rows: Vec<(Text, i16)> = sqlx::query_as_with(&sql, args)
+                    .persistent(false)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_error::<DB>)?;
+                for (id, flagged) in rows {
+                    out.push((parse_uuid(&id.0)?, flagged != 0));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(crate) async fn commit_fairness(&self, commit: &FairnessCommit) -> PortResult<()> {
+        // The last statistics given for a type win; one row per type per statement.
+        let stats: Vec<(EventType, Welford)> = commit
+            .stats
+            .iter()
+            .copied()
+            .collect::<BTreeMap<_, _>>()
+            .into_iter()
+            .collect();
+        within::<DB, _>(async {
+            let (mut tx, _turn) = self.begin_write().await?;
+            for chunk in commit.verdicts.chunks(DB::MAX_BIND / 2) {
+                let mut qb =
+                    Statement::<DB>::new("INSERT INTO fairness_verdicts (event_id, flagged) ");
+                qb.values(chunk, |row, (id, flagged)| {
+                    row.bind(id.to_string()).bind(i16::from(*flagged));
+                });
+                qb.push(DB::UPSERTS.keep_verdict);
+                let (sql, args) = qb.finish()?;
+                sqlx::query_with(&sql, args)
+                    .persistent(false)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error::<DB>)?;
+            }
+            for chunk in commit.flags.chunks(DB::MAX_BIND / 6) {
+                let mut qb = Statement::<DB>::new(
+                    "INSERT INTO fairness_flags \
+                     (event_id, player_id, event_type, flag_value, z_score, at_ms) ",
+                );
+                qb.values(chunk, |row, f| {
+                    row.bind(f.event_id.to_string())
+                        .bind(f.player_id.as_str())
+                        .bind(f.event_type.as_str())
+                        .bind(f.value)
+                        .bind(f.z_score)
+                        .bind(f.at_ms);
+                });
+                qb.push(DB::UPSERTS.keep_flag);
+                let (sql, args) = qb.finish()?;
+                sqlx::query_with(&sql, args)
+                    .persistent(false)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error::<DB>)?;
+            }
+            for chunk in stats.chunks(DB::MAX_BIND / 4) {
+                let mut qb = Statement::<DB>::new(
+                    "INSERT INTO fairness_stats (event_type, samples, mean, m2) ",
+                );
+                qb.values(chunk, |row, (t, w)| {
+                    row.bind(t.as_str())
+                        .bind(to_i64(w.count))
+                        .bind(w.mean)
+                        .bind(w.m2);
+                });
+                qb.push(DB::UPSERTS.replace_stats);
+                let (sql, args) = qb.finish()?;
+                sqlx::query_with(&sql, args)
+                    .persistent(false)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error::<DB>)?;
+            }
+            tx.commit().await.map_err(db_error::<DB>)
+        })
+        .await
+    }
+
+    pub(crate) async fn flags(&self, player_id: Option<&str>, limit: u32) -> PortResult<Vec<Flag>> {
+        within::<DB, _>(async {
+            let mut qb = Statement::<DB>::new(
+                "SELECT event_id, player_id, event_type, flag_value, z_score, at_ms \
+                 FROM fairness_flags",
+            );
+            if let Some(p) = player_id {
+                qb.push(" WHERE player_id = ").bind(p);
+            }
+            qb.push(" ORDER BY at_ms DESC, id DESC LIMIT ")
+                .bind(i64::from(limit));
+            let (sql, args) = qb.finish()?;
+            let rows: Vec<(Text, Text, Text, f64, f64, i64)> = sqlx::query_as_with(&sql, args)
+                .persistent(false)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error::<DB>)?;
+            rows.into_iter()
+                .map(|(id, player_id, t, value, z_score, at_ms)| {
+                    Ok(Flag {
+                        event_id: parse_uuid(&id.0)?,
+                        player_id: player_id.0,
+                        event_type: parse_event_type(&t.0)?,
+                        value,
+                        z_score,
+                        at_ms,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+}

@@ -1,0 +1,212 @@
+//! The SQLite backend of the repository (the embedded default): how a location becomes
+//! connection options (WAL, `synchronous=FULL`, busy timeout), SQLite's [`Dialect`], and its two
+//! specifics: this process's writes take turns on an async lock (SQLite has one writer at a time,
+//! and its busy handler sleeps up to 100 ms per retry under load), and a restart's rebuild reads
+//! a board's scores on a direct connection instead of row by row through sqlx's worker channel.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use liveops_core::ports::Board;
+use liveops_core::PortError;
+use sqlx::decode::Decode;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::SqlitePoolOptions;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous, SqliteTypeInfo, SqliteValueRef,
+};
+use sqlx::{Sqlite, Type};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use super::dialect::{db_error, BulkRead, Dialect, MigrationLock, Text, Upserts, ON_CONFLICT};
+use super::repository::SqlRepository;
+
+/// The repository on SQLite: the embedded default.
+pub type SqliteRepository = SqlRepository<Sqlite>;
+
+impl SqlRepository<Sqlite> {
+    /// Opens (creating if missing) the database at `url`: a `sqlite:` URL
+    /// (`sqlite://data/liveops.db?mode=rwc`) or a file path. WAL mode, `synchronous=FULL`, and a
+    /// busy timeout so concurrent writers wait for each other. Call [`SqlRepository::migrate`]
+    /// next. An in-memory URL gives every pooled connection its own empty database: use a file.
+    pub async fn connect(url: &str) -> Result<Self, PortError> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options(Path::new(url))?)
+            .await
+            .map_err(db_error::<Sqlite>)?;
+        Ok(Self::from_pool(pool))
+    }
+}
+
+/// How long a statement waits for another writer's lock before giving up with "busy".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Page cache per connection (`PRAGMA cache_size`; negative is KiB): 16 MiB keeps the indexes
+/// of the hot tables in memory instead of re-reading pages for every lookup.
+const CACHE_SIZE: &str = "-16384";
+
+/// Bytes of the file read through a memory map (`PRAGMA mmap_size`), which spares a copy per
+/// page read; the pages are the OS's page cache, shared by every connection.
+const MMAP_SIZE: &str = "268435456";
+
+/// Opens a write transaction that takes the write lock at once (SQLite's `BEGIN IMMEDIATE`), so
+/// a read followed by a write in it never fails on a stale snapshot; concurrent writers queue on
+/// the busy timeout instead.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+/// Most values bound in one statement (SQLite's historic limit is 999; stay well below it).
+const MAX_BIND: usize = 500;
+
+/// Connection options for `location`: a `sqlite:` URL or a plain file path. The file and its
+/// parent directories are created if missing. WAL with `synchronous=FULL`: a committed
+/// transaction is on disk before the commit returns, so it survives `kill -9` and power loss.
+fn options(location: &Path) -> Result<SqliteConnectOptions, PortError> {
+    let opts = match location.to_str() {
+        Some(url) if url.starts_with("sqlite:") => SqliteConnectOptions::from_str(url)
+            .map_err(|e| PortError::Unavailable(format!("bad SQLite URL: {e}")))?,
+        _ => SqliteConnectOptions::new().filename(location),
+    };
+    let file = opts.get_filename();
+    if let Some(dir) = file.parent() {
+        if !dir.as_os_str().is_empty() && file != Path::new(":memory:") {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                PortError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+    }
+    Ok(opts
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(BUSY_TIMEOUT)
+        .pragma("cache_size", CACHE_SIZE)
+        .pragma("mmap_size", MMAP_SIZE)
+        .foreign_keys(false))
+}
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+impl Dialect for Sqlite {
+    const MAX_BIND: usize = MAX_BIND;
+    const BEGIN_WRITE: Option<&'static str> = Some(BEGIN_WRITE);
+    // A deferred transaction reads one snapshot of the WAL from its first read on.
+    const BEGIN_READ: Option<&'static str> = None;
+    // The write transaction already holds the database's write lock.
+    const LOCK_ROWS: &'static str = "";
+    const UPSERTS: &'static Upserts = &ON_CONFLICT;
+    const CALL_TIMEOUT: Option<Duration> = None;
+
+    const MIGRATION_SESSION: Option<&'static str> = None;
+    const MIGRATION_LOCK: Option<&'static MigrationLock> = None;
+
+    fn migrator() -> &'static Migrator {
+        &MIGRATOR
+    }
+
+    fn write_turn(turns: &Arc<Mutex<()>>) -> BoxFuture<'static, Option<OwnedMutexGuard<()>>> {
+        let turns = turns.clone();
+        Box::pin(async move { Some(turns.lock_owned().await) })
+    }
+
+    fn bulk_board_scores(pool: &sqlx::Pool<Self>, board: &Board) -> Option<BulkRead> {
+        let file = pool.connect_options().get_filename().to_path_buf();
+        if file == Path::new(":memory:") {
+            return None;
+        }
+        let (window, period) = (board.window.as_str(), board.period.clone());
+        Some(Box::pin(async move {
+            tokio::task::spawn_blocking(move || read_board_scores(&file, window, &period))
+                .await
+                .map_err(|e| PortError::Unavailable(format!("reading scores failed: {e}")))?
+        }))
+    }
+}
+
+impl Type<Sqlite> for Text {
+    fn type_info() -> SqliteTypeInfo {
+        <String as Type<Sqlite>>::type_info()
+    }
+
+    fn compatible(ty: &SqliteTypeInfo) -> bool {
+        <String as Type<Sqlite>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Sqlite> for Text {
+    fn decode(value: SqliteValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        <String as Decode<'r, Sqlite>>::decode(value).map(Text)
+    }
+}
+
+/// Every score on a board, read on a connection of its own with no per-row round trip: what a
+/// restart's rebuild of a million-player board waits for. Blocking; run it off the async threads.
+fn read_board_scores(
+    file: &Path,
+    window: &str,
+    period: &str,
+) -> Result<Vec<(String, i64)>, PortError> {
+    let fail = |e: rusqlite::Error| PortError::Unavailable(format!("reading scores: {e}"));
+    let conn =
+        rusqlite::Connection::open_with_flags(file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(fail)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
+    conn.execute_batch(&format!(
+        "PRAGMA mmap_size = {MMAP_SIZE}; PRAGMA cache_size = {CACHE_SIZE};"
+    ))
+    .map_err(fail)?;
+    let mut stmt = conn
+        .prepare("SELECT player_id, score FROM scores WHERE board_window = ?1 AND period = ?2")
+        .map_err(fail)?;
+    let rows = stmt
+        .query_map(rusqlite::params![window, period], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map_err(fail)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(fail)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+    use crate::dialect::db_error_of;
+
+    #[test]
+    fn plain_paths_and_urls_are_both_accepted_and_their_directories_made() {
+        let dir = std::env::temp_dir().join(format!("liveops-opts-{}", rand::random::<u32>()));
+        let path = dir.join("nested/x.db");
+        let o = options(&path).unwrap();
+        assert_eq!(o.get_filename(), path.as_path());
+        assert!(dir.join("nested").is_dir());
+        let url = format!("sqlite://{}/other/y.db?mode=rwc", dir.display());
+        let o = options(Path::new(&url)).unwrap();
+        assert_eq!(o.get_filename(), dir.join("other/y.db").as_path());
+        assert!(dir.join("other").is_dir());
+        assert!(options(Path::new("sqlite::memory:")).is_ok());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Maps a sqlx error as the repository does.
+    fn db_error(e: sqlx::Error) -> PortError {
+        db_error_of(<Sqlite as sqlx::Database>::NAME, e)
+    }
+
+    #[test]
+    fn decoding_problems_are_corruption_the_rest_unavailable() {
+        assert!(matches!(
+            db_error(sqlx::Error::RowNotFound),
+            PortError::Corrupt(_)
+        ));
+        assert!(matches!(
+            db_error(sqlx::Error::PoolTimedOut),
+            PortError::Unavailable(_)
+        ));
+    }
+}
+
+crate::stores::impl_stores!(Sqlite);

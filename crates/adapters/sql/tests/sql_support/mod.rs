@@ -1,0 +1,405 @@
+//! Shared by the PostgreSQL and MySQL test files: reading the server URL from the environment,
+//! rewriting its address or database, and a TCP proxy that plays a database outage.
+
+#![allow(dead_code)] // each test file uses its own share
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use liveops_core::ports::{Board, PortError, RankEntry, ScoreDelta};
+use liveops_core::stores::{ItemGrant, ProgressCommit, Snapshot};
+use liveops_core::Window;
+use liveops_sql::Repository;
+use uuid::Uuid;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The URL in `var`, or a panic naming the variable: these tests never skip silently.
+pub fn server_url(var: &str) -> String {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "{var} is not set: these tests need a real server \
+             (`scripts/services.sh start`, then `source /tmp/liveops-services/env`)"
+        ),
+    }
+}
+
+/// A suffix unique to this run, for database names and ids.
+pub fn suffix() -> String {
+    format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
+}
+
+/// `scheme://user:pass@host:port/db?params` in parts: (before the address, the address,
+/// the path and query after it).
+fn split(url: &str) -> (String, String, String) {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let (userinfo, address) = match authority.rfind('@') {
+        Some(i) => (&authority[..=i], &authority[i + 1..]),
+        None => ("", authority),
+    };
+    (
+        format!("{scheme}://{userinfo}"),
+        address.to_owned(),
+        tail.to_owned(),
+    )
+}
+
+/// The server's address (`host:port`) in `url`.
+pub fn address(url: &str) -> String {
+    split(url).1
+}
+
+/// `url` with its address replaced.
+pub fn with_address(url: &str, address: &str) -> String {
+    let (head, _, tail) = split(url);
+    format!("{head}{address}{tail}")
+}
+
+/// `url` with its database replaced (query parameters kept).
+pub fn with_database(url: &str, db: &str) -> String {
+    let (head, address, tail) = split(url);
+    let query = tail.find('?').map(|i| &tail[i..]).unwrap_or("");
+    format!("{head}{address}/{db}{query}")
+}
+
+/// `url` with another scheme.
+pub fn with_scheme(url: &str, scheme: &str) -> String {
+    let (_, rest) = url.split_once("://").unwrap();
+    format!("{scheme}://{rest}")
+}
+
+/// What the proxy does with connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Forwards to the server.
+    Up,
+    /// The server is gone: open connections are closed, new ones closed at once.
+    Down,
+    /// The server hangs: open connections go silent, new ones are accepted and never answered.
+    Frozen,
+}
+
+/// A TCP proxy in front of a database server, switched between [`Mode`]s by the test.
+pub struct Proxy {
+    /// Where clients connect (`127.0.0.1:port`).
+    pub address: String,
+    mode: watch::Sender<Mode>,
+    accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Listens on a free loopback port, forwarding to `upstream` (`host:port`).
+    pub async fn start(upstream: &str) -> Proxy {
+        let upstream: SocketAddr = tokio::net::lookup_host(upstream)
+            .await
+            .unwrap()
+            .next()
+            .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let (mode, watcher) = watch::channel(Mode::Up);
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let mode = watcher.clone();
+                let now = *mode.borrow();
+                match now {
+                    Mode::Up => {
+                        tokio::spawn(pipe(client, upstream, mode));
+                    }
+                    Mode::Down => drop(client),
+                    Mode::Frozen => {
+                        tokio::spawn(hold(client, mode));
+                    }
+                }
+            }
+        });
+        Proxy {
+            address,
+            mode,
+            accept,
+        }
+    }
+
+    /// Switches mode.
+    pub fn set(&self, mode: Mode) {
+        self.mode.send_replace(mode);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.set(Mode::Down);
+        self.accept.abort();
+    }
+}
+
+/// Forwards one connection until it ends or the mode leaves `Up`; frozen, it holds both sockets
+/// silent until the outage ends, then closes them.
+async fn pipe(mut client: TcpStream, upstream: SocketAddr, mut mode: watch::Receiver<Mode>) {
+    let Ok(mut server) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    let left_up = tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => None,
+        m = mode.wait_for(|m| *m != Mode::Up) => m.ok().map(|m| *m),
+    };
+    if left_up == Some(Mode::Frozen) {
+        let _ = mode.wait_for(|m| *m != Mode::Frozen).await;
+    }
+    let _ = client.shutdown().await;
+}
+
+/// Holds a connection accepted while frozen, answering nothing, until the mode changes.
+async fn hold(client: TcpStream, mut mode: watch::Receiver<Mode>) {
+    let _ = mode.wait_for(|m| *m != Mode::Frozen).await;
+    drop(client);
+}
+
+/// Polls `check` until it returns true, for at most `limit`; returns whether it did.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+/// Ids differing only in case are different players, and ties and lists sort by bytes
+/// (upper case before lower case), as on SQLite.
+pub async fn ids_are_case_sensitive_and_sorted_by_bytes(repo: &dyn Repository) {
+    let s = suffix();
+    let (upper, lower) = (format!("Case_{s}"), format!("case_{s}"));
+    let board = Board {
+        window: Window::Daily,
+        period: format!("case-{s}"),
+    };
+    let delta = |player: &str| ScoreDelta {
+        board: board.clone(),
+        player_id: player.to_owned(),
+        delta: 10,
+    };
+    repo.commit_scores(
+        &format!("case_{s}"),
+        &[Uuid::now_v7()],
+        &[delta(&upper), delta(&lower)],
+    )
+    .await
+    .unwrap();
+    // Two players (scores come in no particular order; callers rank them).
+    let mut scores = repo.board_scores(&board).await.unwrap();
+    scores.sort();
+    assert_eq!(scores, [(upper.clone(), 10), (lower.clone(), 10)]);
+
+    let grant = |item: &str| ItemGrant {
+        player_id: upper.clone(),
+        item: item.to_owned(),
+        quantity: 1,
+    };
+    let commit = ProgressCommit {
+        event_ids: vec![Uuid::now_v7()],
+        items: vec![grant("sword"), grant("Sword"), grant("axe")],
+        ..Default::default()
+    };
+    repo.commit_progress(&format!("case_{s}"), &commit)
+        .await
+        .unwrap();
+    let items: Vec<String> = repo
+        .progress(&upper, 1)
+        .await
+        .unwrap()
+        .inventory
+        .into_iter()
+        .map(|i| i.item)
+        .collect();
+    assert_eq!(items, ["Sword", "axe", "sword"]);
+    assert!(repo.progress(&lower, 1).await.unwrap().inventory.is_empty());
+}
+
+/// A hall-of-fame snapshot of 1000 long entries (more than 64 KiB of JSON) round-trips.
+pub async fn large_snapshots_round_trip(repo: &dyn Repository) {
+    let s = suffix();
+    let snapshot = Snapshot {
+        window: Window::Seasonal,
+        period: format!("big-{s}"),
+        taken_at_ms: 1,
+        is_final: true,
+        entries: (0..1000)
+            .map(|i| RankEntry {
+                rank: i + 1,
+                player_id: format!("player_with_a_rather_long_name_{i:05}_{s}"),
+                score: 1_000_000_000 - i as i64,
+            })
+            .collect(),
+    };
+    assert!(serde_json::to_string(&snapshot.entries).unwrap().len() > 65_535);
+    repo.save_snapshot(&snapshot).await.unwrap();
+    let board = Board {
+        window: snapshot.window,
+        period: snapshot.period.clone(),
+    };
+    assert_eq!(repo.snapshot(&board).await.unwrap(), Some(snapshot));
+}
+
+/// Through `proxy`: with the server down or hung, calls answer `Unavailable` within a few
+/// seconds and change nothing; once it is back, the same repository works again by itself.
+pub async fn outage_then_recovery(repo: &dyn Repository, proxy: &Proxy) {
+    let s = suffix();
+    let consumer = format!("outage_{s}");
+    let player = format!("p{s}");
+    let board = Board {
+        window: Window::Daily,
+        period: format!("outage-{s}"),
+    };
+    let delta = |n: i64| ScoreDelta {
+        board: board.clone(),
+        player_id: player.clone(),
+        delta: n,
+    };
+    repo.commit_scores(&consumer, &[Uuid::now_v7()], &[delta(5)])
+        .await
+        .unwrap();
+
+    for mode in [Mode::Down, Mode::Frozen, Mode::Down] {
+        proxy.set(mode);
+        let started = Instant::now();
+        let health = repo.healthcheck().await;
+        let write = repo
+            .commit_scores(&consumer, &[Uuid::now_v7()], &[delta(100)])
+            .await;
+        let read = repo.board_scores(&board).await;
+        let took = started.elapsed();
+        for (what, r) in [
+            ("healthcheck", health),
+            ("commit_scores", write.map(|_| ())),
+        ] {
+            assert!(
+                matches!(r, Err(PortError::Unavailable(_))),
+                "{mode:?}: {what} gave {r:?}"
+            );
+        }
+        assert!(
+            matches!(read, Err(PortError::Unavailable(_))),
+            "{mode:?}: board_scores gave {read:?}"
+        );
+        assert!(
+            took < Duration::from_secs(12),
+            "{mode:?}: three calls took {took:?}"
+        );
+        println!("{mode:?}: three calls failed in {took:?}");
+
+        proxy.set(Mode::Up);
+        let back = eventually(Duration::from_secs(15), || async {
+            repo.healthcheck().await.is_ok()
+        })
+        .await;
+        assert!(back, "no recovery after {mode:?}");
+        assert_eq!(
+            repo.board_scores(&board).await.unwrap(),
+            [(player.clone(), 5)],
+            "a failed commit changed something"
+        );
+    }
+}
+
+#[test]
+fn urls_are_rewritten_part_by_part() {
+    let url = "postgres://u:p@127.0.0.1:15432/liveops?sslmode=disable";
+    assert_eq!(address(url), "127.0.0.1:15432");
+    assert_eq!(
+        with_address(url, "127.0.0.1:1"),
+        "postgres://u:p@127.0.0.1:1/liveops?sslmode=disable"
+    );
+    assert_eq!(
+        with_database(url, "other"),
+        "postgres://u:p@127.0.0.1:15432/other?sslmode=disable"
+    );
+    assert_eq!(
+        with_scheme(url, "postgresql"),
+        "postgresql://u:p@127.0.0.1:15432/liveops?sslmode=disable"
+    );
+    assert_eq!(with_database("mysql://h:3306", "d"), "mysql://h:3306/d");
+}
+
+/// Every spelling in `schemes` of the server at `url` opens a repository on that server (what it
+/// writes, `direct` reads), and `foreign`, another backend's scheme, is refused.
+pub async fn picks_backend_by_scheme(
+    url: &str,
+    schemes: &[&str],
+    direct: &dyn Repository,
+    foreign: Option<&str>,
+) {
+    for scheme in schemes {
+        let repo = liveops_sql::connect_repository(&with_scheme(url, scheme))
+            .await
+            .unwrap();
+        repo.migrate().await.unwrap();
+        repo.healthcheck().await.unwrap();
+        let board = Board {
+            window: Window::Daily,
+            period: format!("scheme-{}", suffix()),
+        };
+        let delta = ScoreDelta {
+            board: board.clone(),
+            player_id: "scheme_player".into(),
+            delta: 7,
+        };
+        repo.commit_scores("scheme_test", &[Uuid::now_v7()], &[delta])
+            .await
+            .unwrap();
+        assert_eq!(
+            direct.board_scores(&board).await.unwrap(),
+            [("scheme_player".to_owned(), 7)],
+            "{scheme}"
+        );
+    }
+    if let Some(foreign) = foreign {
+        assert!(
+            liveops_sql::connect_repository(&with_scheme(url, foreign))
+                .await
+                .is_err(),
+            "{foreign} spoke to this server"
+        );
+    }
+}
+
+/// Opening (`open`) a port nobody listens on fails as unavailable within 5 s, without the
+/// credentials in the message.
+pub async fn opening_a_missing_server_fails_fast<R, F, Fut>(url: &str, open: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<R, PortError>>,
+{
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let started = Instant::now();
+    let Err(err) = open(with_address(url, &format!("127.0.0.1:{port}"))).await else {
+        panic!("opened a server that is not there");
+    };
+    assert!(matches!(err, PortError::Unavailable(_)), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!err.to_string().contains("liveops:liveops"), "{err}");
+}

@@ -1,0 +1,389 @@
+//! The SQLite bus passes the bus conformance suite, and what it acknowledges survives closing
+//! the file and `kill -9` of the process.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use liveops_core::ports::BusOptions;
+use liveops_core::ports::{Bus, Delivery, Health, Message};
+use liveops_sqlite_bus::SqliteBus;
+use liveops_testkit::conformance;
+
+fn quick() -> BusOptions {
+    BusOptions {
+        visibility_timeout: Duration::from_secs(1),
+        max_deliveries: 3,
+    }
+}
+
+fn msg(key: &str, body: String) -> Message {
+    Message {
+        id: format!("{:016x}", rand::random::<u64>()),
+        key: key.to_owned(),
+        payload: body.into_bytes().into(),
+    }
+}
+
+fn bodies(ds: &[Delivery]) -> Vec<String> {
+    ds.iter()
+        .map(|d| String::from_utf8_lossy(&d.payload).into_owned())
+        .collect()
+}
+
+fn ids(ds: &[Delivery]) -> Vec<String> {
+    ds.iter().map(|d| d.id.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_bus_passes_the_bus_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = SqliteBus::open(dir.path().join("bus.db"), quick())
+        .await
+        .unwrap();
+    conformance::bus::run_all(Arc::new(bus), quick()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_messages_survive_reopening_and_in_flight_ones_come_back_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.db");
+    let path = path.to_str().unwrap();
+    let long = BusOptions {
+        visibility_timeout: Duration::from_secs(300),
+        max_deliveries: 10,
+    };
+    let in_flight = {
+        let bus = SqliteBus::open(path, long).await.unwrap();
+        bus.ensure_group("t", "g").await.unwrap();
+        for batch in 0..5 {
+            let msgs = (0..10)
+                .map(|i| msg("p", format!("m{:02}", batch * 10 + i)))
+                .collect();
+            bus.publish("t", msgs).await.unwrap();
+        }
+        let first = bus
+            .poll("t", "g", "c1", 10, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 10);
+        bus.ack("t", "g", &ids(&first)).await.unwrap();
+        // The group's position is written at close (and every PERSIST_EVERY).
+        let taken = bus
+            .poll("t", "g", "c1", 10, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(bodies(&taken)[0], "m10");
+        // In this process the 10 in flight stay hidden for 300 s...
+        assert_eq!(bus.lag("t", "g").await.unwrap(), 40);
+        let fresh = bus.poll("t", "g", "c1", 5, Duration::ZERO).await.unwrap();
+        assert_eq!(bodies(&fresh)[0], "m20");
+        bus.ack("t", "g", &ids(&fresh)).await.unwrap();
+        // ...unless reclaimed.
+        assert_eq!(bus.reclaim("t", "g").await.unwrap(), 10);
+        let back = bus.poll("t", "g", "c1", 100, Duration::ZERO).await.unwrap();
+        assert_eq!(ids(&back)[..10], ids(&taken)[..]);
+        assert!(back[..10].iter().all(|d| d.deliveries == 2));
+        assert_eq!(bodies(&back[10..])[0], "m25");
+        bus.flush().await.unwrap();
+        taken
+    };
+
+    // After a restart the group resumes at its oldest unacked message: what was in flight
+    // comes back first, delivered anew, followed by everything after it.
+    let bus = SqliteBus::open(path, long).await.unwrap();
+    assert_eq!(bus.lag("t", "g").await.unwrap(), 40);
+    let back = bus.poll("t", "g", "c1", 100, Duration::ZERO).await.unwrap();
+    assert_eq!(ids(&back[..10]), ids(&in_flight));
+    assert_eq!(bodies(&back[..10]), bodies(&in_flight));
+    let want: Vec<String> = (10..50).map(|i| format!("m{i:02}")).collect();
+    assert_eq!(bodies(&back), want);
+    assert!(back.iter().all(|d| d.deliveries == 1));
+    bus.ack("t", "g", &ids(&back)).await.unwrap();
+    assert_eq!(bus.lag("t", "g").await.unwrap(), 0);
+    assert_eq!(bus.compact().await.unwrap(), 50);
+    bus.healthcheck().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_keeps_what_any_group_still_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = SqliteBus::open(dir.path().join("bus.db"), quick())
+        .await
+        .unwrap();
+    bus.ensure_group("t", "fast").await.unwrap();
+    bus.ensure_group("t", "slow").await.unwrap();
+    let msgs = (0..6).map(|i| msg("p", format!("m{i}"))).collect();
+    bus.publish("t", msgs).await.unwrap();
+    // Messages of a topic without groups are kept for the group that will come.
+    bus.publish("orphan", vec![msg("p", "o".into())])
+        .await
+        .unwrap();
+
+    let fast = bus
+        .poll("t", "fast", "c", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    bus.ack("t", "fast", &ids(&fast)).await.unwrap();
+    assert_eq!(
+        bus.compact().await.unwrap(),
+        0,
+        "slow has not read anything"
+    );
+
+    let slow = bus.poll("t", "slow", "c", 4, Duration::ZERO).await.unwrap();
+    // slow acks m1..m3 but m0 stays in flight: its position stays at m0, so all is kept.
+    bus.ack("t", "slow", &ids(&slow[1..])).await.unwrap();
+    assert_eq!(bus.compact().await.unwrap(), 0);
+    assert_eq!(bus.lag("t", "slow").await.unwrap(), 3);
+    bus.ack("t", "slow", &ids(&slow[..1])).await.unwrap();
+    assert_eq!(bus.compact().await.unwrap(), 4);
+    assert_eq!(bus.compact().await.unwrap(), 0);
+    let rest = bus
+        .poll("t", "slow", "c", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(bodies(&rest), ["m4", "m5"]);
+
+    bus.ensure_group("orphan", "late").await.unwrap();
+    let o = bus
+        .poll("orphan", "late", "c", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(bodies(&o), ["o"]);
+}
+
+/// Set in the child process of the `kill -9` test: the bus file to publish to.
+const CHILD_ENV: &str = "LIVEOPS_KILL9_BUS";
+
+/// The child publishes from 4 tasks until killed (30 s at most), printing each acknowledged message; the parent
+/// kills it with SIGKILL mid-stream, reopens the file, and finds every acknowledged message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_publishes_survive_kill_9() {
+    if let Ok(path) = std::env::var(CHILD_ENV) {
+        let bus = Arc::new(SqliteBus::open(&path, quick()).await.unwrap());
+        let mut tasks = Vec::new();
+        for task in 0..4 {
+            let bus = bus.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0.. {
+                    let body = format!("{task}:{i}");
+                    bus.publish("t", vec![msg("p", body.clone())])
+                        .await
+                        .unwrap();
+                    println!("ACKED {body}");
+                }
+            }));
+        }
+        // Should the parent die before killing it, stop on our own.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        for t in tasks {
+            t.abort();
+        }
+        return;
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.db");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "acknowledged_publishes_survive_kill_9",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut acked = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(body) = line.strip_prefix("ACKED ") {
+                acked.push(body.to_owned());
+            }
+        }
+        acked
+    });
+    let start = Instant::now();
+    // Let it publish for a while, then kill it mid-flight.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let acked = reader.join().unwrap();
+    assert!(
+        acked.len() >= 100,
+        "child acknowledged only {} publishes in {:?}",
+        acked.len(),
+        start.elapsed()
+    );
+
+    let bus = SqliteBus::open(&path, quick()).await.unwrap();
+    bus.ensure_group("t", "g").await.unwrap();
+    let mut stored = HashSet::new();
+    loop {
+        let got = bus.poll("t", "g", "c", 1000, Duration::ZERO).await.unwrap();
+        if got.is_empty() {
+            break;
+        }
+        stored.extend(bodies(&got));
+    }
+    println!(
+        "kill -9: {} publishes acknowledged, {} messages found after restart",
+        acked.len(),
+        stored.len()
+    );
+    let lost: Vec<&String> = acked.iter().filter(|b| !stored.contains(*b)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged publishes lost: {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(5)]
+    );
+}
+
+/// Group commit at work: many concurrent single-message publishers. Prints the rate; the
+/// assertion is that nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publish_throughput() {
+    for (publishers, each) in [(16, 1000), (256, 100)] {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = Arc::new(
+            SqliteBus::open(dir.path().join("bus.db"), quick())
+                .await
+                .unwrap(),
+        );
+        bus.ensure_group("t", "g").await.unwrap();
+        let payload = "x".repeat(200);
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for p in 0..publishers {
+            let (bus, payload) = (bus.clone(), payload.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..each {
+                    bus.publish("t", vec![msg(&format!("player_{p}"), payload.clone())])
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let took = start.elapsed();
+        let n = publishers * each;
+        println!(
+            "sqlite bus: {n} single-message publishes from {publishers} tasks in {took:?}: {:.0} messages/s",
+            n as f64 / took.as_secs_f64()
+        );
+        assert_eq!(bus.lag("t", "g").await.unwrap(), n as u64);
+    }
+}
+
+/// A bus file written by schema 1 (which stored each in-flight delivery) opens under schema 2:
+/// the group resumes at its oldest in-flight message and keeps its dead letters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_1_bus_file_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE bus_messages (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, \
+               msg_key TEXT NOT NULL, payload BLOB NOT NULL);
+             CREATE INDEX bus_messages_topic ON bus_messages (topic, seq);
+             CREATE TABLE bus_groups (topic TEXT NOT NULL, grp TEXT NOT NULL, next_seq INTEGER NOT NULL,
+               PRIMARY KEY (topic, grp)) WITHOUT ROWID;
+             CREATE TABLE bus_pending (topic TEXT NOT NULL, grp TEXT NOT NULL, seq INTEGER NOT NULL,
+               consumer TEXT NOT NULL, deliveries INTEGER NOT NULL, deadline_ms INTEGER NOT NULL,
+               PRIMARY KEY (topic, grp, seq)) WITHOUT ROWID;
+             CREATE TABLE bus_dead (topic TEXT NOT NULL, grp TEXT NOT NULL, seq INTEGER NOT NULL,
+               deliveries INTEGER NOT NULL, dead_at_ms INTEGER NOT NULL,
+               PRIMARY KEY (topic, grp, seq)) WITHOUT ROWID;
+             INSERT INTO bus_messages (topic, msg_key, payload) VALUES
+               ('t', 'p', x'6d31'), ('t', 'p', x'6d32'), ('t', 'p', x'6d33'), ('t', 'p', x'6d34');
+             INSERT INTO bus_groups VALUES ('t', 'g', 4);
+             INSERT INTO bus_pending VALUES ('t', 'g', 2, 'c', 1, 0);
+             INSERT INTO bus_dead VALUES ('t', 'g', 1, 3, 0);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let bus = SqliteBus::open(&path, quick()).await.unwrap();
+    let got = bus.poll("t", "g", "c", 10, Duration::ZERO).await.unwrap();
+    assert_eq!(bodies(&got), ["m2", "m3", "m4"]);
+    let dead = bus.dead_letters("t", "g", 10).await.unwrap();
+    assert_eq!(bodies(&dead), ["m1"]);
+    bus.ack("t", "g", &ids(&got)).await.unwrap();
+    assert_eq!(bus.lag("t", "g").await.unwrap(), 0);
+}
+
+/// A replay made by another process (`liveops dead-letters --replay` beside a running server)
+/// reaches the process that consumes the group, and survives its restart until acked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_from_another_process_reaches_the_consuming_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.db");
+    let opts = BusOptions {
+        visibility_timeout: Duration::from_millis(100),
+        max_deliveries: 1,
+    };
+    let server = SqliteBus::open(&path, opts).await.unwrap();
+    server.ensure_group("t", "g").await.unwrap();
+    server
+        .publish("t", vec![msg("p", "poison".into())])
+        .await
+        .unwrap();
+    let first = server
+        .poll("t", "g", "c", 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(bodies(&first), ["poison"]);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(server
+        .poll("t", "g", "c", 10, Duration::ZERO)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let cli = SqliteBus::open(&path, opts).await.unwrap();
+    assert_eq!(
+        bodies(&cli.dead_letters("t", "g", 10).await.unwrap()),
+        ["poison"]
+    );
+    assert_eq!(cli.replay_dead_letters("t", "g").await.unwrap(), 1);
+    assert!(cli.dead_letters("t", "g", 10).await.unwrap().is_empty());
+    drop(cli);
+
+    // The consuming process looks for put-back letters every second.
+    let back = server
+        .poll("t", "g", "c", 10, Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert_eq!(bodies(&back), ["poison"]);
+    assert_eq!(back[0].deliveries, 1);
+    // Not acked before a restart: it is delivered again after it.
+    server.flush().await.unwrap();
+    drop(server);
+    let restarted = SqliteBus::open(&path, opts).await.unwrap();
+    let again = restarted
+        .poll("t", "g", "c", 10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(bodies(&again), ["poison"]);
+    restarted.ack("t", "g", &ids(&again)).await.unwrap();
+    assert_eq!(restarted.lag("t", "g").await.unwrap(), 0);
+    assert!(restarted
+        .poll("t", "g", "c", 10, Duration::from_millis(200))
+        .await
+        .unwrap()
+        .is_empty());
+}

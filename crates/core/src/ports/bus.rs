@@ -1,0 +1,94 @@
+//! The event bus: topics, consumer groups, at-least-once delivery.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{Health, PortResult};
+
+/// Bus topics.
+pub mod topics {
+    /// Events the gateway accepted, before fairness.
+    pub const INGESTED: &str = "events.ingested";
+    /// Events fairness let through.
+    pub const ACCEPTED: &str = "events.accepted";
+    /// Events fairness quarantined.
+    pub const FLAGGED: &str = "events.flagged";
+}
+
+/// One message to publish: `key` (the player id) keeps a player's events in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// Stable id (the event id), so buses with duplicate detection drop a re-published copy.
+    pub id: String,
+    /// Partition key.
+    pub key: String,
+    /// Encoded body (an [`crate::event::Envelope`]).
+    pub payload: Bytes,
+}
+
+/// One message handed to a consumer; ack it by `id` once its effect is durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// Opaque id to ack with.
+    pub id: String,
+    /// Partition key.
+    pub key: String,
+    /// Encoded body.
+    pub payload: Bytes,
+    /// How many times it has been handed out, this time included.
+    pub deliveries: u32,
+}
+
+/// How a bus redelivers: every adapter takes these two settings.
+#[derive(Clone, Copy, Debug)]
+pub struct BusOptions {
+    /// How long a delivery stays invisible to other polls before it is handed out again.
+    pub visibility_timeout: Duration,
+    /// Deliveries before a message goes to the dead letters instead.
+    pub max_deliveries: u32,
+}
+
+impl Default for BusOptions {
+    fn default() -> Self {
+        Self {
+            visibility_timeout: Duration::from_secs(30),
+            max_deliveries: 10,
+        }
+    }
+}
+
+/// Topics with consumer groups, at-least-once delivery, ack, redelivery after a visibility
+/// timeout, and a dead letter after too many deliveries.
+#[async_trait]
+pub trait Bus: Health {
+    /// Creates `group` on `topic` if missing, starting from the oldest retained message.
+    async fn ensure_group(&self, topic: &str, group: &str) -> PortResult<()>;
+    /// Appends messages; when this returns `Ok`, they survive a crash.
+    async fn publish(&self, topic: &str, messages: Vec<Message>) -> PortResult<()>;
+    /// Takes up to `max` messages for `consumer` in `group`, waiting up to `wait` for one.
+    /// Unacked messages come back after the visibility timeout; after too many deliveries they
+    /// go to the group's dead letters instead.
+    async fn poll(
+        &self,
+        topic: &str,
+        group: &str,
+        consumer: &str,
+        max: usize,
+        wait: Duration,
+    ) -> PortResult<Vec<Delivery>>;
+    /// Marks deliveries done.
+    async fn ack(&self, topic: &str, group: &str, ids: &[String]) -> PortResult<()>;
+    /// Messages the group has not acked yet (new plus in flight).
+    async fn lag(&self, topic: &str, group: &str) -> PortResult<u64>;
+    /// The group's dead letters, oldest first.
+    async fn dead_letters(
+        &self,
+        topic: &str,
+        group: &str,
+        limit: usize,
+    ) -> PortResult<Vec<Delivery>>;
+    /// Puts the group's dead letters back for delivery; returns how many.
+    async fn replay_dead_letters(&self, topic: &str, group: &str) -> PortResult<u64>;
+}

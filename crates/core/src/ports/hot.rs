@@ -1,0 +1,103 @@
+//! Short-lived shared state, one small trait per concern: idempotency keys, the replay guard,
+//! per-player rate windows, blocks and strikes, and the view cache.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::{Health, PortResult};
+
+/// Most strikes remembered per player; older ones are dropped first.
+pub const MAX_STRIKES: usize = 256;
+
+/// The first answer to an idempotent request, replayed for repeats.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredAnswer {
+    /// HTTP status of the first answer.
+    pub status: u16,
+    /// Its JSON body.
+    pub body: String,
+}
+
+/// What an idempotency key says about a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdemState {
+    /// First time: the caller now owns the key and must `complete` or `release` it.
+    Fresh,
+    /// Another request with this key is being processed.
+    InFlight,
+    /// Already answered.
+    Done(StoredAnswer),
+    /// The key was used with a different request body.
+    Mismatch,
+}
+
+/// Outcome of a rate-limit hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateDecision {
+    /// Within the limit.
+    Allowed,
+    /// Over the limit; retry after this many seconds.
+    Limited {
+        /// Seconds until the window resets.
+        retry_after_s: u64,
+    },
+}
+
+/// `Idempotency-Key` bookkeeping: who holds a key, and the answer once there is one.
+#[async_trait]
+pub trait Idempotency: Health {
+    /// Takes `key` for a request whose body hashes to `fingerprint`, or reports its state.
+    async fn idem_begin(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        ttl: Duration,
+    ) -> PortResult<IdemState>;
+    /// Records the answer for a key taken with `Fresh`.
+    async fn idem_complete(&self, key: &str, answer: StoredAnswer, ttl: Duration)
+        -> PortResult<()>;
+    /// Gives up a key taken with `Fresh` (the request failed and may be retried).
+    async fn idem_release(&self, key: &str) -> PortResult<()>;
+}
+
+/// Remembers request signatures so a captured request cannot be sent again.
+#[async_trait]
+pub trait ReplayGuard: Health {
+    /// Remembers a request signature for `ttl`; returns `false` if it was already seen (a replay).
+    async fn first_use(&self, signature: &str, ttl: Duration) -> PortResult<bool>;
+}
+
+/// Per-player event rate windows.
+#[async_trait]
+pub trait RateLimiter: Health {
+    /// Counts `n` events for `player` in the current one-second window against `max`.
+    /// A refused hit is not counted.
+    async fn rate_hit(&self, player: &str, n: u32, max: u32) -> PortResult<RateDecision>;
+}
+
+/// Fairness strikes and the blocks they lead to.
+#[async_trait]
+pub trait Blocklist: Health {
+    /// Blocks `player` until unix milliseconds `until_ms`.
+    async fn block(&self, player: &str, until_ms: i64) -> PortResult<()>;
+    /// When the player's block ends (unix ms), if blocked now.
+    async fn blocked_until(&self, player: &str) -> PortResult<Option<i64>>;
+    /// Records a strike at `at_ms`; returns the strikes within the last `window`.
+    async fn add_strike(&self, player: &str, at_ms: i64, window: Duration) -> PortResult<u32>;
+    /// Strikes within the last `window` before `now_ms`.
+    async fn strikes(&self, player: &str, now_ms: i64, window: Duration) -> PortResult<u32>;
+}
+
+/// Serialized read views kept for a short time.
+#[async_trait]
+pub trait ViewCache: Health {
+    /// Reads a cached value.
+    async fn cache_get(&self, key: &str) -> PortResult<Option<Bytes>>;
+    /// Caches a value for `ttl`.
+    async fn cache_put(&self, key: &str, value: Bytes, ttl: Duration) -> PortResult<()>;
+    /// Drops a cached value.
+    async fn cache_del(&self, key: &str) -> PortResult<()>;
+}

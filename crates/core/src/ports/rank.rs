@@ -1,0 +1,67 @@
+//! Live leaderboards: per-board sorted scores.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{Health, PortResult};
+use crate::window::Window;
+
+/// One leaderboard: a window and one of its periods.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Board {
+    /// The window.
+    pub window: Window,
+    /// The period id (`2026-W47`).
+    pub period: String,
+}
+
+/// A ranked player. Order: score descending, then player id descending (as Redis does).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RankEntry {
+    /// 1-based position.
+    #[schema(minimum = 1)]
+    pub rank: u64,
+    /// The ranked player.
+    pub player_id: String,
+    /// Score in this period.
+    pub score: i64,
+}
+
+/// A score change on one board.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScoreDelta {
+    /// The board.
+    pub board: Board,
+    /// The player whose score changes.
+    pub player_id: String,
+    /// Points added.
+    pub delta: i64,
+}
+
+/// Per-board sorted scores.
+#[async_trait]
+pub trait RankStore: Health {
+    /// Applies a batch of score changes.
+    async fn incr(&self, deltas: &[ScoreDelta]) -> PortResult<()>;
+    /// Replaces a board with the given scores (used to rebuild from the repository).
+    async fn load(&self, board: &Board, scores: Vec<(String, i64)>) -> PortResult<()>;
+    /// Entries at positions `offset+1 ..= offset+limit`.
+    async fn top(&self, board: &Board, offset: u64, limit: u64) -> PortResult<Vec<RankEntry>>;
+    /// A player's entry, if ranked.
+    async fn rank(&self, board: &Board, player_id: &str) -> PortResult<Option<RankEntry>>;
+    /// A player's entry with up to `n` neighbours above and `n` below, in rank order.
+    async fn around(
+        &self,
+        board: &Board,
+        player_id: &str,
+        n: u64,
+    ) -> PortResult<Option<Vec<RankEntry>>>;
+    /// Number of ranked players.
+    async fn size(&self, board: &Board) -> PortResult<u64>;
+    /// Forgets a board (after its final snapshot).
+    async fn drop_board(&self, board: &Board) -> PortResult<()>;
+    /// Boards currently held.
+    async fn boards(&self) -> PortResult<Vec<Board>>;
+}

@@ -1,0 +1,53 @@
+//! Fairness's storage: running statistics, verdicts and flags.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::event::EventType;
+use crate::ports::{Health, PortResult};
+use crate::scoring::Welford;
+
+/// A quarantined event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Flag {
+    /// The event.
+    pub event_id: Uuid,
+    /// The player who sent it.
+    pub player_id: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// The value judged.
+    pub value: f64,
+    /// How far above the mean, in standard deviations.
+    pub z_score: f64,
+    /// When flagged, unix ms.
+    pub at_ms: i64,
+}
+
+/// Everything one fairness batch changes, written atomically.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FairnessCommit {
+    /// Decisions taken: event id → flagged.
+    pub verdicts: Vec<(Uuid, bool)>,
+    /// Flags raised.
+    pub flags: Vec<Flag>,
+    /// Updated statistics per event type.
+    pub stats: Vec<(EventType, Welford)>,
+}
+
+/// Fairness's durable state.
+#[async_trait]
+pub trait FairnessStore: Health {
+    /// Running statistics per event type.
+    async fn fairness_stats(&self) -> PortResult<Vec<(EventType, Welford)>>;
+    /// Earlier verdicts (flagged?) for any of `ids` already judged.
+    async fn verdicts(&self, ids: &[Uuid]) -> PortResult<Vec<(Uuid, bool)>>;
+    /// Stores a fairness batch atomically.
+    async fn commit_fairness(&self, commit: &FairnessCommit) -> PortResult<()>;
+    /// Recent flags, newest first, optionally for one player.
+    async fn flags(&self, player_id: Option<&str>, limit: u32) -> PortResult<Vec<Flag>>;
+}

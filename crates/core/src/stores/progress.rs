@@ -1,0 +1,113 @@
+//! Progression's storage: XP per season, inventory, pending rewards and issued receipts.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::ports::{Health, PortResult};
+use crate::signing::Receipt;
+
+/// A reward waiting to be claimed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingReward {
+    /// Stable id (`level:4:7` for reaching level 7 in season 4, `drop:<eventId>`).
+    pub reward_id: String,
+    /// The item granted on claim.
+    pub item: String,
+    /// Why it was earned (`level_up`, or the drop's source).
+    pub source: String,
+    /// Whether claiming adds `item` to the inventory (drops are already there).
+    #[serde(skip)]
+    pub adds_to_inventory: bool,
+}
+
+/// An inventory line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InventoryItem {
+    /// The item.
+    pub item: String,
+    /// How many are owned.
+    pub quantity: u64,
+}
+
+/// A player's state in one season plus everything season-independent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlayerProgress {
+    /// XP earned this season.
+    pub xp: u64,
+    /// Last change, unix ms (0 if never).
+    pub updated_at_ms: i64,
+    /// Items owned, sorted by item.
+    pub inventory: Vec<InventoryItem>,
+    /// Rewards earned and not claimed, oldest first.
+    pub pending: Vec<PendingReward>,
+}
+
+/// XP gained by a player in a season.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XpGain {
+    /// The player gaining it.
+    pub player_id: String,
+    /// The season it counts for.
+    pub season: i64,
+    /// How much XP.
+    pub xp: u64,
+    /// When it was earned (unix ms).
+    pub at_ms: i64,
+}
+
+/// Items added to a player's inventory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemGrant {
+    /// The player receiving them.
+    pub player_id: String,
+    /// The item.
+    pub item: String,
+    /// How many.
+    pub quantity: u64,
+}
+
+/// Everything one progression batch changes, written atomically with its event ids.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProgressCommit {
+    /// Events applied (recorded as processed).
+    pub event_ids: Vec<Uuid>,
+    /// XP to add.
+    pub xp: Vec<XpGain>,
+    /// Items to add.
+    pub items: Vec<ItemGrant>,
+    /// Rewards earned (ignored if the same reward id already exists).
+    pub rewards: Vec<(String, PendingReward)>,
+}
+
+/// Outcome of claiming a reward.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RewardClaim {
+    /// Claimed now; here is the new receipt.
+    Issued(Receipt),
+    /// Claimed before; here is the receipt issued then.
+    AlreadyClaimed(Receipt),
+    /// The player has no such reward.
+    NotEarned,
+}
+
+/// Progression's durable state.
+#[async_trait]
+pub trait ProgressStore: Health {
+    /// A player's progress in `season`.
+    async fn progress(&self, player_id: &str, season: i64) -> PortResult<PlayerProgress>;
+    /// XP of several players in `season` (absent players have 0).
+    async fn xp_of(&self, players: &[(String, i64)]) -> PortResult<Vec<u64>>;
+    /// Applies a progression batch and records its event ids for `consumer`, atomically;
+    /// fails without effect if any id was already recorded.
+    async fn commit_progress(&self, consumer: &str, commit: &ProgressCommit) -> PortResult<()>;
+    /// Claims a pending reward with the receipt to issue if it is claimable.
+    async fn claim_reward(
+        &self,
+        player_id: &str,
+        reward_id: &str,
+        receipt: Receipt,
+    ) -> PortResult<RewardClaim>;
+}

@@ -1,0 +1,46 @@
+//! The leaderboard's storage: durable scores per board and archived snapshots.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::ports::{Board, Health, PortResult, RankEntry, ScoreDelta};
+use crate::window::Window;
+
+/// A leaderboard archived at a point in time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Which board's window.
+    pub window: Window,
+    /// Which period.
+    pub period: String,
+    /// When taken, unix ms.
+    pub taken_at_ms: i64,
+    /// Taken after the period ended (the hall of fame).
+    pub is_final: bool,
+    /// The top entries.
+    pub entries: Vec<RankEntry>,
+}
+
+/// Durable scores and snapshots.
+#[async_trait]
+pub trait ScoreStore: Health {
+    /// Applies leaderboard score changes and records their event ids for `consumer`, atomically.
+    async fn commit_scores(
+        &self,
+        consumer: &str,
+        event_ids: &[Uuid],
+        deltas: &[ScoreDelta],
+    ) -> PortResult<()>;
+    /// Every score on a board, in no particular order (callers rank them; sorting a million rows
+    /// in the database would double a restart's rebuild).
+    async fn board_scores(&self, board: &Board) -> PortResult<Vec<(String, i64)>>;
+    /// Boards that have scores, for rebuilding.
+    async fn boards(&self) -> PortResult<Vec<Board>>;
+    /// Stores a snapshot (replacing an older one of the same board).
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> PortResult<()>;
+    /// The snapshot of a board.
+    async fn snapshot(&self, board: &Board) -> PortResult<Option<Snapshot>>;
+    /// Periods of `window` with a snapshot, newest first.
+    async fn snapshot_periods(&self, window: Window, limit: u32) -> PortResult<Vec<String>>;
+}

@@ -1,0 +1,268 @@
+//! Extractors whose rejections are [`Problem`]s naming the offending field: JSON bodies, path
+//! segments, query strings, and the player id of `/…/players/{id}` routes. Their bounds come
+//! from the types (`PlayerId`'s pattern, [`Bounded`] ranges), which also write them into the
+//! OpenAPI document, so the spec says exactly what the server enforces.
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use liveops_core::PlayerId;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::{KnownFormat, RefOr, Required, Schema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
+
+use crate::body::{read_body, BodyLimit};
+use crate::Problem;
+
+/// Body limit of a JSON route that set none with [`crate::body_limit`].
+const DEFAULT_LIMIT: usize = 64 * 1024;
+
+/// A field path as serde_path_to_error reports it, or `fallback` at the top level.
+fn field_of(path: &serde_path_to_error::Path, fallback: &str) -> String {
+    let p = path.to_string();
+    if p.is_empty() || p == "." || p == "?" {
+        fallback.to_owned()
+    } else {
+        p
+    }
+}
+
+/// A JSON body, read under the route's limit; answers with it serialized.
+#[derive(Clone, Debug)]
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let limit = req
+            .extensions()
+            .get::<BodyLimit>()
+            .map_or(DEFAULT_LIMIT, |l| l.0);
+        let body = read_body(req.into_body(), limit).await?;
+        parse_json(&body).map(Json)
+    }
+}
+
+/// Parses a JSON body, naming the field that failed.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| {
+            let field = field_of(e.path(), "body");
+            Problem::invalid(&field, e.inner().to_string())
+        })
+        .and_then(|v| {
+            de.end()
+                .map(|()| v)
+                .map_err(|e| Problem::invalid("body", e.to_string()))
+        })
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// A query string decoded into `T`; unknown parameters are ignored.
+#[derive(Clone, Debug)]
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(Query)
+            .map_err(|e| {
+                let field = field_of(e.path(), "query");
+                Problem::invalid(&field, e.inner().to_string())
+            })
+    }
+}
+
+/// Path segments decoded into `T`.
+#[derive(Clone, Debug)]
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Path(v))
+            .map_err(|e| path_problem(&e))
+    }
+}
+
+fn path_problem(e: &PathRejection) -> Problem {
+    use axum::extract::path::ErrorKind;
+    let field = match e {
+        PathRejection::FailedToDeserializePathParams(inner) => match inner.kind() {
+            ErrorKind::ParseErrorAtKey { key, .. }
+            | ErrorKind::InvalidUtf8InPathParam { key }
+            | ErrorKind::DeserializeError { key, .. } => key.clone(),
+            _ => "path".to_owned(),
+        },
+        _ => "path".to_owned(),
+    };
+    Problem::invalid(&field, format!("bad path: {}", e.body_text()))
+}
+
+/// The `{id}` of a player route, checked against `^[A-Za-z0-9_]{3,50}$` (400 naming `id`).
+#[derive(Clone, Debug)]
+pub struct PlayerPath(pub PlayerId);
+
+impl<S: Send + Sync> FromRequestParts<S> for PlayerPath {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state).await?;
+        PlayerId::parse(&raw)
+            .map(PlayerPath)
+            .map_err(|reason| Problem::invalid("id", reason))
+    }
+}
+
+impl IntoParams for PlayerPath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![ParameterBuilder::new()
+            .name("id")
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some("Player id"))
+            .schema(Some(player_id_schema()))
+            .build()]
+    }
+}
+
+/// The schema of a player id: what [`PlayerId::parse`] accepts.
+pub fn player_id_schema() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(liveops_core::event::PLAYER_ID_PATTERN))
+        .min_length(Some(3))
+        .max_length(Some(50))
+        .into()
+}
+
+/// An integer in `MIN..=MAX`, refused (400 naming the field) outside it; its schema says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Bounded<const MIN: i64, const MAX: i64>(i64);
+
+impl<const MIN: i64, const MAX: i64> Bounded<MIN, MAX> {
+    /// The value, if within bounds.
+    pub fn new(v: i64) -> Option<Self> {
+        (MIN..=MAX).contains(&v).then_some(Self(v))
+    }
+
+    /// The value.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl<'de, const MIN: i64, const MAX: i64> Deserialize<'de> for Bounded<MIN, MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let out_of_range =
+            || serde::de::Error::custom(format!("must be an integer between {MIN} and {MAX}"));
+        // Query strings hand numbers over as text; JSON as numbers. Accept both, nothing else.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(i64),
+            Whole(f64),
+            Text(String),
+        }
+        let v = match Raw::deserialize(d).map_err(|_| out_of_range())? {
+            Raw::Int(v) => v,
+            Raw::Whole(f) => liveops_core::event::integral(f)
+                .and_then(|n| i64::try_from(n).ok())
+                .ok_or_else(out_of_range)?,
+            Raw::Text(s) => s.parse::<i64>().map_err(|_| out_of_range())?,
+        };
+        Self::new(v).ok_or_else(out_of_range)
+    }
+}
+
+impl<const MIN: i64, const MAX: i64> PartialSchema for Bounded<MIN, MAX> {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(MIN as f64))
+            .maximum(Some(MAX as f64))
+            .into()
+    }
+}
+
+impl<const MIN: i64, const MAX: i64> ToSchema for Bounded<MIN, MAX> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Q {
+        limit: Option<Bounded<1, 10>>,
+    }
+
+    fn query(q: &str) -> Result<Q, Problem> {
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = field_of(e.path(), "query");
+            Problem::invalid(&field, e.inner().to_string())
+        })
+    }
+
+    #[test]
+    fn bounded_query_values_name_their_field() {
+        assert_eq!(
+            query("limit=10").expect("ok").limit.map(Bounded::get),
+            Some(10)
+        );
+        assert!(query("").expect("ok").limit.is_none());
+        for bad in ["limit=0", "limit=11", "limit=x", "limit=1.5"] {
+            let p = query(bad).expect_err(bad);
+            assert_eq!(
+                (p.status, p.field.as_deref()),
+                (400, Some("limit")),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        #[derive(Debug, Deserialize)]
+        struct B {
+            #[allow(dead_code)]
+            n: Bounded<1, 5>,
+        }
+        let p = parse_json::<B>(br#"{"n": 9}"#).expect_err("out of range");
+        assert_eq!(p.field.as_deref(), Some("n"));
+        let p = parse_json::<B>(b"{").expect_err("syntax");
+        assert_eq!(p.field.as_deref(), Some("body"));
+    }
+}

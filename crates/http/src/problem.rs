@@ -1,0 +1,141 @@
+//! RFC 9457 problem details: the one error body every route answers with.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use liveops_core::PortError;
+
+/// An `application/problem+json` body plus the status and headers it travels with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem (`/problems/invalid-event`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the kind.
+    pub title: String,
+    /// HTTP status.
+    pub status: u16,
+    /// What went wrong this time, for a human.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The offending request field (`payload.deltaXp`), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Seconds to wait before retrying (sent as `Retry-After`).
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
+}
+
+impl Problem {
+    /// A problem of kind `/problems/<slug>`.
+    pub fn new(status: u16, slug: &str, title: &str, detail: impl Into<String>) -> Self {
+        Self {
+            kind: format!("/problems/{slug}"),
+            title: title.to_owned(),
+            status,
+            detail: Some(detail.into()),
+            field: None,
+            retry_after: None,
+        }
+    }
+
+    /// Names the offending field.
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// 400: the request is malformed or out of range.
+    pub fn invalid(field: &str, detail: impl Into<String>) -> Self {
+        Self::new(400, "invalid-request", "Invalid request", detail).with_field(field)
+    }
+
+    /// 401: unsigned, badly signed, stale or replayed.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(401, "unauthorized", "Signature check failed", detail)
+    }
+
+    /// 404.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(404, "not-found", "Not found", detail)
+    }
+
+    /// 405: the route exists, the method does not.
+    pub fn method_not_allowed(detail: impl Into<String>) -> Self {
+        Self::new(405, "method-not-allowed", "Method not allowed", detail)
+    }
+
+    /// 409.
+    pub fn conflict(slug: &str, detail: impl Into<String>) -> Self {
+        Self::new(409, slug, "Conflict", detail)
+    }
+
+    /// 413.
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            413,
+            "payload-too-large",
+            "Payload too large",
+            format!("body exceeds {limit} bytes"),
+        )
+    }
+
+    /// 503: a dependency is down; retry later.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        let mut p = Self::new(503, "unavailable", "Service unavailable", detail);
+        p.retry_after = Some(1);
+        p
+    }
+
+    /// 500: a bug on our side; the detail stays in the logs.
+    pub fn internal() -> Self {
+        Self::new(
+            500,
+            "internal",
+            "Internal error",
+            "an internal error occurred; it has been logged",
+        )
+    }
+}
+
+impl From<PortError> for Problem {
+    fn from(e: PortError) -> Self {
+        match e {
+            PortError::Unavailable(_) => {
+                Self::unavailable("a backend is unavailable; retry shortly")
+            }
+            PortError::Corrupt(_) => Self::internal(),
+        }
+    }
+}
+
+impl From<liveops_core::InvalidEvent> for Problem {
+    fn from(e: liveops_core::InvalidEvent) -> Self {
+        Self::new(400, "invalid-event", "Invalid event", e.reason).with_field(e.field)
+    }
+}
+
+mod http {
+    use axum::http::{header, HeaderValue, StatusCode};
+    use axum::response::{IntoResponse, Response};
+
+    use super::Problem;
+
+    impl IntoResponse for Problem {
+        fn into_response(self) -> Response {
+            let status =
+                StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let body = serde_json::to_vec(&self).unwrap_or_default();
+            let mut res = (status, body).into_response();
+            let headers = res.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/problem+json"),
+            );
+            if let Some(s) = self.retry_after {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(s));
+            }
+            res
+        }
+    }
+}

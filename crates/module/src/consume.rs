@@ -1,0 +1,199 @@
+//! What every bus consumer shares: back-off between retries, decoding and de-duplicating a polled
+//! batch, the per-batch metrics, and [`run_batches`], the poll → apply → ack loop of the consumers
+//! that commit their effects together with the processed event ids.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use liveops_core::ports::{Bus, Delivery};
+use liveops_core::{Envelope, PortError};
+
+/// How long one poll waits for a message.
+pub const POLL_WAIT: Duration = Duration::from_millis(200);
+
+/// Attempts at one batch before leaving it to the bus's redelivery (and dead letters).
+pub const MAX_ATTEMPTS: u32 = 8;
+
+/// Exponential pause between retries of a failed port call, cut short by shutdown.
+#[derive(Debug)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    /// First pause after a failure; it doubles up to [`Backoff::MAX`].
+    pub const FIRST: Duration = Duration::from_millis(200);
+    /// Longest pause.
+    pub const MAX: Duration = Duration::from_secs(5);
+
+    /// Starts at [`Backoff::FIRST`].
+    pub fn new() -> Self {
+        Self { next: Self::FIRST }
+    }
+
+    /// Back to [`Backoff::FIRST`] after a success.
+    pub fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+
+    /// Sleeps for the current pause and doubles it; `false` if shutdown came first.
+    pub async fn wait(&mut self, shutdown: &CancellationToken) -> bool {
+        let pause = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        tokio::select! {
+            _ = shutdown.cancelled() => false,
+            _ = tokio::time::sleep(pause) => true,
+        }
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Decodes deliveries; undecodable ones are counted, logged and left to be acked.
+pub fn decode(deliveries: &[Delivery]) -> Vec<Envelope> {
+    deliveries
+        .iter()
+        .filter_map(|d| match Envelope::decode(&d.payload) {
+            Ok(env) => Some(env),
+            Err(error) => {
+                metrics::counter!("dropped_events_total", "reason" => "corrupt").increment(1);
+                tracing::error!(delivery = %d.id, %error, "undecodable event dropped");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Keeps the first occurrence of each event id.
+pub fn dedupe(events: Vec<Envelope>) -> Vec<Envelope> {
+    let mut seen = HashSet::new();
+    events
+        .into_iter()
+        .filter(|e| seen.insert(e.event_id))
+        .collect()
+}
+
+/// Records one consumer batch, from its poll to its ack: how many messages
+/// (`consumer_batch_events`) and how long (`consumer_batch_seconds`), per group. A consumer
+/// falling behind shows here whether its batches grow or each one got slower.
+pub fn record_batch(group: &'static str, messages: usize, took: Duration) {
+    metrics::histogram!("consumer_batch_events", "group" => group).record(messages as f64);
+    metrics::histogram!("consumer_batch_seconds", "group" => group).record(took.as_secs_f64());
+}
+
+/// What a consumer does with each batch [`run_batches`] polls.
+#[async_trait]
+pub trait Apply: Send {
+    /// Applies the batch (decoded, without repeated ids) exactly once: its effects and its event
+    /// ids in one commit, skipping ids committed before. An error is retried with back-off.
+    async fn apply(&mut self, events: &[Envelope]) -> Result<(), PortError>;
+
+    /// Runs after a successful [`Apply::apply`] and before the ack, for follow-up work that must
+    /// happen before the batch is let go; `false` stops the consumer (shutdown came first).
+    async fn after_commit(
+        &mut self,
+        _backoff: &mut Backoff,
+        _shutdown: &CancellationToken,
+    ) -> bool {
+        true
+    }
+}
+
+/// Where [`run_batches`] reads from.
+#[derive(Clone, Copy)]
+pub struct Subscription<'a> {
+    /// The bus.
+    pub bus: &'a dyn Bus,
+    /// The topic.
+    pub topic: &'static str,
+    /// The consumer group.
+    pub group: &'static str,
+    /// This replica's name in the group.
+    pub consumer: &'a str,
+    /// Most messages taken per poll.
+    pub batch: usize,
+}
+
+/// Polls `sub` until `shutdown`: decodes and de-duplicates each batch, applies it (up to
+/// [`MAX_ATTEMPTS`] tries, then leaves it to redelivery), runs [`Apply::after_commit`], then
+/// acks it. Failures
+/// back off; nothing is acked before it is applied, so a crash means redelivery, which
+/// [`Apply::apply`] absorbs.
+pub async fn run_batches(
+    sub: Subscription<'_>,
+    handler: &mut impl Apply,
+    shutdown: &CancellationToken,
+) {
+    let mut backoff = Backoff::new();
+    while !shutdown.is_cancelled() {
+        let polled = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            polled = sub.bus.poll(sub.topic, sub.group, sub.consumer, sub.batch.max(1), POLL_WAIT) => polled,
+        };
+        let deliveries = match polled {
+            Ok(d) => d,
+            Err(error) => {
+                tracing::warn!(%error, "poll failed; backing off");
+                backoff.wait(shutdown).await;
+                continue;
+            }
+        };
+        backoff.reset();
+        if deliveries.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let taken = deliveries.len();
+        let events = dedupe(decode(&deliveries));
+
+        let mut attempts = 0;
+        let applied = loop {
+            attempts += 1;
+            match handler.apply(&events).await {
+                Ok(()) => break true,
+                Err(error) if attempts < MAX_ATTEMPTS => {
+                    tracing::warn!(%error, attempts, "batch failed; retrying");
+                    if !backoff.wait(shutdown).await {
+                        break false;
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, attempts, events = events.len(),
+                        "batch keeps failing; leaving it to redelivery");
+                    break false;
+                }
+            }
+        };
+        backoff.reset();
+        if !applied {
+            continue;
+        }
+        if !handler.after_commit(&mut backoff, shutdown).await {
+            break;
+        }
+        backoff.reset();
+
+        let ids: Vec<String> = deliveries.into_iter().map(|d| d.id).collect();
+        loop {
+            match sub.bus.ack(sub.topic, sub.group, &ids).await {
+                Ok(()) => break,
+                Err(error) => {
+                    // Unacked events come back and are skipped as already processed.
+                    tracing::warn!(%error, "ack failed; retrying");
+                    if !backoff.wait(shutdown).await {
+                        break;
+                    }
+                }
+            }
+        }
+        backoff.reset();
+        record_batch(sub.group, taken, started.elapsed());
+    }
+}

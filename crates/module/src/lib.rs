@@ -1,0 +1,256 @@
+//! What a service is to the binary: a [`Module`] with a name, a default port, its settings, its
+//! routes and OpenAPI, its consumer groups, background tasks and readiness. The binary keeps one
+//! table of modules (Grafana Loki's module manager in small); `--target` picks rows of it. A module
+//! is built from a [`Context`]: the parsed settings and the [`Ports`] registry, from which it takes
+//! only the ports it uses.
+
+pub mod consume;
+pub mod ports;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::Router;
+use futures_util::future::BoxFuture;
+use liveops_core::{Calendar, KeyStore, PortError};
+use tokio_util::sync::CancellationToken;
+
+pub use ports::{Adapter, Ports};
+
+/// A setting that is missing or wrong: one line naming the variable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{var}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub var: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl ConfigError {
+    /// A problem with `var`.
+    pub fn new(var: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            var,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Why a module could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A setting is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A backend could not be opened.
+    #[error("{0}")]
+    Port(#[from] PortError),
+    /// No adapter of this process serves a port the module needs (a wiring bug).
+    #[error("no adapter serves {0}")]
+    Missing(&'static str),
+}
+
+/// Reads a module's typed settings out of the parsed command line.
+pub fn settings<A: clap::FromArgMatches>(args: &clap::ArgMatches) -> Result<A, ConfigError> {
+    A::from_arg_matches(args).map_err(|e| ConfigError::new("arguments", e.to_string()))
+}
+
+/// A consumer group a module reads a topic with. Every process creates every group of the table
+/// at start, so no event published before a consumer first runs is lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Group {
+    /// The topic read.
+    pub topic: &'static str,
+    /// The group's name.
+    pub group: &'static str,
+}
+
+type TaskFn =
+    Box<dyn FnOnce(CancellationToken) -> BoxFuture<'static, Result<(), PortError>> + Send>;
+
+/// Background work (a consumer, a scheduler, an adapter's upkeep) the supervisor runs until its
+/// stop token is cancelled; a task that ends on its own before that stops the process.
+pub struct Task {
+    /// What it is, for the logs (`leaderboard consumer`).
+    pub name: &'static str,
+    run: TaskFn,
+}
+
+impl Task {
+    /// A task running `work(stop)`.
+    pub fn new<F, Fut>(name: &'static str, work: F) -> Self
+    where
+        F: FnOnce(CancellationToken) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), PortError>> + Send + 'static,
+    {
+        Self {
+            name,
+            run: Box::new(move |stop| Box::pin(work(stop))),
+        }
+    }
+
+    /// Starts the work; it should return soon after `stop` is cancelled.
+    pub fn start(self, stop: CancellationToken) -> BoxFuture<'static, Result<(), PortError>> {
+        (self.run)(stop)
+    }
+}
+
+impl std::fmt::Debug for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Task").field("name", &self.name).finish()
+    }
+}
+
+/// Why a module is not ready yet (`None`: ready), asked on every `/readyz`.
+pub type Readiness = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
+/// A built module: what the process serves and runs for it.
+pub struct Service {
+    /// Its routes (the binary adds the metrics layer labelled with the module's name).
+    pub router: Router,
+    /// Its consumers and schedulers.
+    pub tasks: Vec<Task>,
+    /// Its own readiness, beyond the reachability of the ports it uses.
+    pub readiness: Option<Readiness>,
+}
+
+impl Service {
+    /// Routes only: no tasks, always ready.
+    pub fn routes(router: Router) -> Self {
+        Self {
+            router,
+            tasks: Vec::new(),
+            readiness: None,
+        }
+    }
+}
+
+/// Settings every module may use, resolved once by the binary.
+#[derive(Clone, Debug)]
+pub struct Shared {
+    /// Keys that sign requests and receipts, as they are now (layers change at run time).
+    pub keys: Arc<KeyStore>,
+    /// How far `X-Timestamp` may be from server time, in seconds.
+    pub signature_tolerance_s: i64,
+    /// Seasons and periods.
+    pub calendar: Calendar,
+    /// This replica's name in its consumer groups (host and pid).
+    pub consumer_name: String,
+    /// Most events a consumer takes per poll.
+    pub batch_size: usize,
+}
+
+/// What a module is built from.
+pub struct Context {
+    /// The parsed command line and environment; each module reads its own settings from it.
+    pub args: clap::ArgMatches,
+    /// Settings shared by every module.
+    pub shared: Shared,
+    /// The adapters this process may open, by port.
+    pub ports: Arc<Ports>,
+}
+
+/// One service of LiveOps, as the binary's module table sees it.
+#[async_trait]
+pub trait Module: Send + Sync {
+    /// Its name: the `--target` value and the `service` label of its metrics.
+    fn name(&self) -> &'static str;
+    /// The port it listens on when it runs alone.
+    fn port(&self) -> u16;
+    /// Adds its settings (flags with their environment variables) to a command.
+    fn args(&self, cmd: clap::Command) -> clap::Command {
+        cmd
+    }
+    /// Checks its settings, so a bad value stops start-up whatever the target.
+    fn check(&self, _args: &clap::ArgMatches) -> Result<(), ConfigError> {
+        Ok(())
+    }
+    /// The consumer groups it reads with.
+    fn groups(&self) -> &'static [Group] {
+        &[]
+    }
+    /// The OpenAPI description of its routes, for the settings in `args` (bounds and choices
+    /// may depend on them).
+    fn openapi(&self, args: &clap::ArgMatches) -> utoipa::openapi::OpenApi;
+    /// Builds its routes, tasks and readiness over the ports it needs.
+    async fn build(&self, ctx: &Context) -> Result<Service, BuildError>;
+}
+
+/// Builds a module's service from the context and its parsed settings.
+pub type BuildFn<A> =
+    for<'a> fn(&'a Context, A) -> futures_util::future::BoxFuture<'a, Result<Service, BuildError>>;
+
+/// A [`Module`] described by values: what most services are. `A` is the module's settings (a
+/// clap `Args`); `check` validates them at start, `build` makes the service.
+pub struct Definition<A> {
+    /// The module's name (`--target` value, `service` metric label).
+    pub name: &'static str,
+    /// Its default port.
+    pub port: u16,
+    /// Its consumer groups.
+    pub groups: &'static [Group],
+    /// Its OpenAPI document, for its settings.
+    pub openapi: fn(&A) -> utoipa::openapi::OpenApi,
+    /// Checks its settings.
+    pub check: fn(&A) -> Result<(), ConfigError>,
+    /// Builds it.
+    pub build: BuildFn<A>,
+}
+
+impl<A> Definition<A>
+where
+    A: clap::Args + clap::FromArgMatches,
+{
+    /// Its OpenAPI document with every setting at its default (and the environment's).
+    pub fn default_openapi(&self) -> Result<utoipa::openapi::OpenApi, ConfigError> {
+        let cmd = A::augment_args(clap::Command::new(self.name));
+        let matches = cmd
+            .try_get_matches_from([self.name])
+            .map_err(|e| ConfigError::new("arguments", e.to_string()))?;
+        Ok((self.openapi)(&settings::<A>(&matches)?))
+    }
+}
+
+#[async_trait]
+impl<A> Module for Definition<A>
+where
+    A: clap::Args + clap::FromArgMatches + Send + Sync + 'static,
+{
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn args(&self, cmd: clap::Command) -> clap::Command {
+        A::augment_args(cmd)
+    }
+
+    fn check(&self, args: &clap::ArgMatches) -> Result<(), ConfigError> {
+        (self.check)(&settings::<A>(args)?)
+    }
+
+    fn groups(&self) -> &'static [Group] {
+        self.groups
+    }
+
+    fn openapi(&self, args: &clap::ArgMatches) -> utoipa::openapi::OpenApi {
+        match settings::<A>(args) {
+            Ok(a) => (self.openapi)(&a),
+            // Settings are checked at start; a process never gets here with bad ones.
+            Err(_) => utoipa::openapi::OpenApi::default(),
+        }
+    }
+
+    async fn build(&self, ctx: &Context) -> Result<Service, BuildError> {
+        (self.build)(ctx, settings::<A>(&ctx.args)?).await
+    }
+}
+
+/// The settings of a module that has none.
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct NoSettings;

@@ -1,0 +1,109 @@
+//! The command line: `serve`, `send`, `migrate`, `bench`, `dead-letters`, `verify-receipt`, each
+//! taking the shared settings and every module's settings as flags (or environment variables).
+
+use std::path::PathBuf;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::config::RawConfig;
+use crate::modules::Table;
+
+/// LiveOps: ingest gameplay events, keep play fair, track progression, rank players, pay rewards.
+#[derive(Parser)]
+#[command(name = "liveops", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Runs the services of `--target` (default: all of them in one process).
+    Serve {
+        /// Shared settings.
+        #[command(flatten)]
+        config: RawConfig,
+    },
+    /// Signs and posts event files to a running gateway.
+    Send {
+        /// Shared settings.
+        #[command(flatten)]
+        config: RawConfig,
+        /// How to send.
+        #[command(flatten)]
+        opts: crate::send::SendOpts,
+        /// Event files (one JSON event each, or `{"events":[...]}` / a JSON array for a batch).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Applies database migrations and creates the bus, then exits.
+    Migrate {
+        /// Shared settings.
+        #[command(flatten)]
+        config: RawConfig,
+    },
+    /// Measures the running system (or an in-process one with `--spawn`) under load.
+    Bench {
+        /// Shared settings.
+        #[command(flatten)]
+        config: RawConfig,
+        /// What to measure.
+        #[command(flatten)]
+        opts: liveops_bench::BenchOpts,
+    },
+    /// Lists a consumer group's dead letters, or puts them back for delivery with `--replay`.
+    DeadLetters {
+        /// Shared settings.
+        #[command(flatten)]
+        config: RawConfig,
+        /// The topic (`events.ingested`, `events.accepted`).
+        #[arg(long, default_value = "events.accepted")]
+        topic: String,
+        /// The consumer group (`fairness`, `progression`, `leaderboard`).
+        #[arg(long)]
+        group: String,
+        /// Put every dead letter of the group back for delivery.
+        #[arg(long)]
+        replay: bool,
+        /// How many to list.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Checks a receipt file's signature with the configured keys.
+    VerifyReceipt {
+        /// Shared settings.
+        #[command(flatten)]
+        config: RawConfig,
+        /// A receipt as issued by `POST /rewards/claim`.
+        file: PathBuf,
+    },
+}
+
+/// Every subcommand takes the modules' settings too.
+const WITH_SETTINGS: [&str; 6] = [
+    "serve",
+    "send",
+    "migrate",
+    "bench",
+    "dead-letters",
+    "verify-receipt",
+];
+
+/// Parses the process's arguments with `table`'s module settings; returns the command and the
+/// subcommand's whole parse (from which each module reads its own settings). Exits with clap's
+/// message on a bad command line.
+pub fn parse(table: &Table) -> (Cli, clap::ArgMatches) {
+    let mut cmd = Cli::command();
+    for name in WITH_SETTINGS {
+        cmd = cmd.mut_subcommand(name, |c| table.args(c));
+    }
+    let matches = cmd.get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let sub = matches
+        .subcommand()
+        .map(|(_, m)| m.clone())
+        .unwrap_or_default();
+    (cli, sub)
+}

@@ -1,0 +1,43 @@
+//! `liveops dead-letters`: lists a consumer group's dead letters as JSON lines, or puts them back
+//! for delivery.
+
+use std::process::ExitCode;
+
+use liveops_core::Bus;
+use serde_json::json;
+
+use crate::config::Settings;
+use crate::wiring;
+
+/// Prints the dead letters of `group` on `topic` (at most `limit`), or replays them all.
+pub async fn run(
+    settings: &Settings,
+    topic: &str,
+    group: &str,
+    replay: bool,
+    limit: usize,
+) -> anyhow::Result<ExitCode> {
+    if !settings
+        .table
+        .groups()
+        .iter()
+        .any(|g| g.topic == topic && g.group == group)
+    {
+        anyhow::bail!("no consumer group {group:?} on topic {topic:?}");
+    }
+    let bus = wiring::ports(settings).get::<dyn Bus>().await?;
+    if replay {
+        let n = bus.replay_dead_letters(topic, group).await?;
+        println!("{}", json!({"topic": topic, "group": group, "replayed": n}));
+    } else {
+        for d in bus.dead_letters(topic, group, limit).await? {
+            let payload: serde_json::Value = serde_json::from_slice(&d.payload)
+                .unwrap_or_else(|_| json!(String::from_utf8_lossy(&d.payload)));
+            println!(
+                "{}",
+                json!({"id": d.id, "key": d.key, "deliveries": d.deliveries, "payload": payload})
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,196 @@
+//! The module table: every service of the binary, one row each, and the named groups of them
+//! `--target` can pick (Grafana Loki's module manager, in small). Adding a service is one crate
+//! and one line in [`Table::standard`].
+
+use liveops_module::{ConfigError, Group, Module};
+
+/// Named groups of modules, with the port they listen on together.
+const GROUPS: &[(&str, &[&str], u16)] = &[
+    ("ingest", &["gateway", "fairness"], 8080),
+    ("game", &["progression", "leaderboard"], 8083),
+];
+
+/// The modules this binary knows.
+#[derive(Clone)]
+pub struct Table {
+    modules: Vec<&'static dyn Module>,
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.modules.iter().map(|m| m.name()))
+            .finish()
+    }
+}
+
+impl Table {
+    /// Every service of LiveOps.
+    pub fn standard() -> Self {
+        Self {
+            modules: vec![
+                &liveops_gateway::MODULE,
+                &liveops_fairness::MODULE,
+                &liveops_leaderboard::MODULE,
+                &liveops_progression::MODULE,
+            ],
+        }
+    }
+
+    /// This table plus `module` (part of `all`, and a target of its own).
+    pub fn with(mut self, module: &'static dyn Module) -> Self {
+        self.modules.push(module);
+        self
+    }
+
+    /// Every module, in table order.
+    pub fn modules(&self) -> &[&'static dyn Module] {
+        &self.modules
+    }
+
+    /// Adds every module's settings to `cmd`.
+    pub fn args(&self, cmd: clap::Command) -> clap::Command {
+        self.modules.iter().fold(cmd, |cmd, m| m.args(cmd))
+    }
+
+    /// Checks every module's settings, whatever the target, so a bad value always stops
+    /// start-up.
+    pub fn check(&self, args: &clap::ArgMatches) -> Result<(), ConfigError> {
+        self.modules.iter().try_for_each(|m| m.check(args))
+    }
+
+    /// Every consumer group of every module: each process creates them all at start.
+    pub fn groups(&self) -> Vec<Group> {
+        self.modules
+            .iter()
+            .flat_map(|m| m.groups().iter().copied())
+            .collect()
+    }
+
+    /// The OpenAPI document of every module (what `/openapi.json` serves in every process, so
+    /// one spec describes the product whichever target answers).
+    pub fn openapi(
+        &self,
+        mut doc: utoipa::openapi::OpenApi,
+        args: &clap::ArgMatches,
+    ) -> utoipa::openapi::OpenApi {
+        for m in &self.modules {
+            doc.merge(m.openapi(args));
+        }
+        doc
+    }
+
+    /// The modules `spec` names: `all`, a group, a module, or several of these comma separated.
+    pub fn target(&self, spec: &str) -> Result<Target, ConfigError> {
+        let mut names: Vec<&str> = Vec::new();
+        let mut port = None;
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (members, p): (Vec<&str>, u16) = if part == "all" {
+                (self.modules.iter().map(|m| m.name()).collect(), 8080)
+            } else if let Some((_, members, p)) = GROUPS.iter().find(|(g, _, _)| *g == part) {
+                (members.to_vec(), *p)
+            } else if let Some(m) = self.modules.iter().find(|m| m.name() == part) {
+                (vec![m.name()], m.port())
+            } else {
+                return Err(ConfigError::new(
+                    "LIVEOPS_TARGET",
+                    format!("unknown target {part:?}: use all, {}", self.known()),
+                ));
+            };
+            port.get_or_insert(p);
+            for name in members {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        let modules: Vec<&'static dyn Module> = self
+            .modules
+            .iter()
+            .copied()
+            .filter(|m| names.contains(&m.name()))
+            .collect();
+        if modules.is_empty() {
+            return Err(ConfigError::new("LIVEOPS_TARGET", "no module to run"));
+        }
+        let name = if spec.trim().is_empty() {
+            "all".into()
+        } else {
+            spec.trim().to_owned()
+        };
+        Ok(Target {
+            name,
+            modules,
+            port: port.unwrap_or(8080),
+        })
+    }
+
+    fn known(&self) -> String {
+        GROUPS
+            .iter()
+            .map(|(g, _, _)| *g)
+            .chain(self.modules.iter().map(|m| m.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The modules one process runs.
+#[derive(Clone)]
+pub struct Target {
+    /// As given (`all`, `gateway`, `ingest,game`).
+    pub name: String,
+    /// The modules, in table order.
+    pub modules: Vec<&'static dyn Module>,
+    /// The port they listen on unless `PORT` says otherwise.
+    pub port: u16,
+}
+
+impl Target {
+    /// Whether this process runs the module called `name`.
+    pub fn runs(&self, name: &str) -> bool {
+        self.modules.iter().any(|m| m.name() == name)
+    }
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("name", &self.name)
+            .field(
+                "modules",
+                &self.modules.iter().map(|m| m.name()).collect::<Vec<_>>(),
+            )
+            .field("port", &self.port)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(t: &Target) -> Vec<&str> {
+        t.modules.iter().map(|m| m.name()).collect()
+    }
+
+    #[test]
+    fn targets_are_modules_groups_or_lists_of_them() {
+        let table = Table::standard();
+        let all = table.target("all").unwrap();
+        assert_eq!(all.modules.len(), 4);
+        assert_eq!(all.port, 8080);
+        let lb = table.target("leaderboard").unwrap();
+        assert_eq!((names(&lb), lb.port), (vec!["leaderboard"], 8082));
+        let ingest = table.target("ingest").unwrap();
+        assert_eq!(names(&ingest), vec!["gateway", "fairness"]);
+        let both = table.target("gateway, progression").unwrap();
+        assert_eq!(
+            (names(&both), both.port),
+            (vec!["gateway", "progression"], 8080)
+        );
+        let err = table.target("warehouse").unwrap_err();
+        assert_eq!(err.var, "LIVEOPS_TARGET");
+        assert!(err.reason.contains("ingest"), "{err}");
+    }
+}

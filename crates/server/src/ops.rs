@@ -1,0 +1,131 @@
+//! The operations routes every process serves: `/healthz`, `/readyz` (every opened adapter's
+//! health plus every module's own readiness), `/metrics` and `/openapi.json`, and the answers
+//! for unknown routes and methods.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use liveops_http::responses::Unavailable;
+use liveops_http::{count_unmatched, Problem};
+use liveops_module::{Ports, Readiness};
+use serde_json::json;
+use utoipa::OpenApi;
+
+/// What `/readyz` asks.
+#[derive(Clone)]
+pub struct Checks {
+    /// The adapters this process opened.
+    pub ports: Arc<Ports>,
+    /// Each running module's own readiness.
+    pub modules: Vec<Readiness>,
+}
+
+/// Operations routes, documented in the OpenAPI spec.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "LiveOps",
+        description = "Backend for live online games: events, fairness, progression, leaderboards, rewards."
+    ),
+    paths(healthz, readyz, metrics_text)
+)]
+struct OpsDoc;
+
+/// The operations routes' part of the OpenAPI document, with the product's title.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    OpsDoc::openapi()
+}
+
+/// Liveness: the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "alive")))]
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Readiness: every backend this process uses answers and every module is warmed up.
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses(
+    (status = 200, description = "ready"),
+    Unavailable,
+))]
+async fn readyz(State(checks): State<Checks>) -> Response {
+    let results = checks.ports.check().await;
+    let mut failing: Vec<String> = results
+        .iter()
+        .filter_map(|(name, r)| r.as_ref().err().map(|e| format!("{name}: {e}")))
+        .collect();
+    let only_warming = failing.is_empty();
+    failing.extend(checks.modules.iter().filter_map(|ready| ready()));
+    // The last answer, so alerts can see readiness flapping between scrapes of probes.
+    metrics::gauge!("liveops_ready").set(if failing.is_empty() { 1.0 } else { 0.0 });
+    if failing.is_empty() {
+        let map: serde_json::Map<String, serde_json::Value> = results
+            .iter()
+            .map(|(n, _)| (n.to_string(), json!("ok")))
+            .collect();
+        return Json(json!({"status": "ready", "checks": map})).into_response();
+    }
+    if only_warming {
+        // Expected for a few seconds after every start: not worth a warning per probe.
+        tracing::info!(failing = ?failing, "not ready yet");
+    } else {
+        tracing::warn!(failing = ?failing, "not ready");
+    }
+    Problem::unavailable(format!("not ready: {}", failing.join("; "))).into_response()
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text", content_type = "text/plain")))]
+async fn metrics_text() -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::telemetry::metrics().render(),
+    )
+        .into_response()
+}
+
+async fn not_found(req: Request) -> Problem {
+    count_unmatched(req.method().as_str(), 404);
+    Problem::not_found(format!(
+        "no route for {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+async fn method_not_allowed(req: Request) -> Problem {
+    Problem::method_not_allowed(format!(
+        "{} is not allowed on {}",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+/// The operations routes, serving `spec` as `/openapi.json`.
+pub fn router(checks: Checks, spec: utoipa::openapi::OpenApi) -> Router {
+    let spec = Arc::new(spec);
+    let routes = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let spec = spec.clone();
+                async move { Json(spec.as_ref().clone()) }
+            }),
+        )
+        .with_state(checks);
+    liveops_http::track(routes, "ops")
+}
+
+/// Adds the 404 and 405 problem answers to the finished router.
+pub fn fallbacks(app: Router) -> Router {
+    app.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}

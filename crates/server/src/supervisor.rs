@@ -1,0 +1,115 @@
+//! Runs a process's background work beside its HTTP server: the modules' tasks until shutdown (a
+//! task that ends on its own stops the process), then the adapters' upkeep, which must outlive
+//! every consumer (the local bus writes its group positions last), all within a grace period.
+
+use std::time::Duration;
+
+use axum::Router;
+use liveops_core::{Bus, PortError};
+use liveops_module::{Group, Task};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// How long shutdown may take before the process gives up waiting (SIGTERM grace is 10 s).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(9);
+
+type Running = JoinSet<(&'static str, Result<(), PortError>)>;
+
+fn start(set: &mut Running, tasks: Vec<Task>, stop: &CancellationToken) {
+    for task in tasks {
+        let name = task.name;
+        let work = task.start(stop.clone());
+        set.spawn(async move { (name, work.await) });
+    }
+}
+
+/// Serves `router` and runs `tasks` and `upkeep` until `shutdown`, then drains them in order.
+pub async fn run(
+    listener: TcpListener,
+    router: Router,
+    tasks: Vec<Task>,
+    upkeep: Vec<Task>,
+    shutdown: CancellationToken,
+) {
+    let workers = shutdown.child_token();
+    let maintainers = CancellationToken::new();
+    let mut running = JoinSet::new();
+    start(&mut running, tasks, &workers);
+    let mut upkeeping = JoinSet::new();
+    start(&mut upkeeping, upkeep, &maintainers);
+
+    let http_stop = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(http_stop.cancelled_owned())
+            .await
+    });
+
+    // Run until asked to stop, or until a task ends on its own (a fatal error).
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        Some(ended) = running.join_next() => {
+            match ended {
+                Ok((name, Ok(()))) if shutdown.is_cancelled() => tracing::info!(task = name, "stopped"),
+                Ok((name, Ok(()))) => tracing::warn!(task = name, "background task ended early; shutting down"),
+                Ok((name, Err(e))) => tracing::error!(task = name, error = %e, "background task failed; shutting down"),
+                Err(e) => tracing::error!(error = %e, "background task panicked; shutting down"),
+            }
+            shutdown.cancel();
+        }
+    }
+    workers.cancel();
+    tracing::info!("shutting down: draining requests and consumers");
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        drain(&mut running).await;
+        match server.await {
+            Ok(Ok(())) => tracing::info!("http server stopped"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "http server stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "http server task failed"),
+        }
+        maintainers.cancel();
+        drain(&mut upkeeping).await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            grace_s = SHUTDOWN_GRACE.as_secs(),
+            "shutdown grace exceeded; exiting anyway"
+        );
+    }
+    tracing::info!("liveops stopped");
+}
+
+async fn drain(set: &mut Running) {
+    while let Some(ended) = set.join_next().await {
+        match ended {
+            Ok((name, Ok(()))) => tracing::info!(task = name, "stopped"),
+            Ok((name, Err(e))) => tracing::warn!(task = name, error = %e, "stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "task panicked while stopping"),
+        }
+    }
+}
+
+/// Publishes `bus_lag{topic,group}` for the groups this process consumes, every 2 s.
+pub fn lag_gauges(bus: Arc<dyn Bus>, groups: Vec<Group>) -> Task {
+    Task::new("bus lag", move |stop| async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                _ = tick.tick() => {}
+            }
+            for g in &groups {
+                match bus.lag(g.topic, g.group).await {
+                    Ok(lag) => metrics::gauge!("bus_lag", "topic" => g.topic, "group" => g.group)
+                        .set(lag as f64),
+                    Err(e) => {
+                        tracing::warn!(topic = g.topic, group = g.group, error = %e, "cannot read bus lag")
+                    }
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,37 @@
+//! The only place that picks adapters: which backend serves each port, from the configuration
+//! (`BUS_KIND`, `REDIS_URL`, `DB_URL`). Every adapter is registered here and opened on first use,
+//! so a process opens only what its modules ask for.
+
+mod bus;
+mod state;
+mod stores;
+
+use liveops_core::PortError;
+use liveops_module::Ports;
+
+use crate::config::Settings;
+
+/// The registry of every port this process may use, with the adapters the settings select.
+pub fn ports(settings: &Settings) -> Ports {
+    let mut ports = Ports::new();
+    bus::provide(&mut ports, settings);
+    state::provide(&mut ports, settings);
+    stores::provide(&mut ports, settings);
+    ports
+}
+
+/// Prefixes a backend error with the variable that configured it, for start-up messages.
+fn named(var: &'static str) -> impl Fn(PortError) -> PortError {
+    move |e| match e {
+        PortError::Unavailable(m) => PortError::Unavailable(format!("{var}: {m}")),
+        PortError::Corrupt(m) => PortError::Corrupt(format!("{var}: {m}")),
+    }
+}
+
+/// `liveops migrate`: opens the repository (applying its migrations) and the bus (creating it).
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let ports = ports(settings);
+    ports.get::<dyn liveops_sql::Repository>().await?;
+    ports.get::<dyn liveops_core::Bus>().await?;
+    Ok(())
+}

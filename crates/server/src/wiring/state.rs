@@ -1,0 +1,97 @@
+//! Hot state and ranks: in process (the embedded default) or on Redis (`REDIS_URL`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use liveops_core::ports::{Blocklist, Idempotency, RateLimiter, ReplayGuard, ViewCache};
+use liveops_core::RankStore;
+use liveops_memory::{MemoryHotState, MemoryRankStore};
+use liveops_module::ports::Opened;
+use liveops_module::{Adapter, Ports, Task};
+
+/// How often in-process hot state frees expired entries.
+const PURGE_EVERY: Duration = Duration::from_secs(30);
+
+/// Registers the hot-state and rank-store adapters `REDIS_URL` selects.
+pub(super) fn provide(ports: &mut Ports, s: &crate::config::Settings) {
+    match &s.raw.redis_url {
+        Some(url) => redis(ports, url.clone()),
+        None => memory(ports),
+    }
+}
+
+/// Registers every hot-state concern on one adapter.
+fn provide_hot<H>(ports: &mut Ports, hot: &Arc<Adapter<H>>)
+where
+    H: Idempotency + ReplayGuard + RateLimiter + Blocklist + ViewCache + 'static,
+{
+    ports.provide::<_, dyn Idempotency>(hot, |a| a);
+    ports.provide::<_, dyn ReplayGuard>(hot, |a| a);
+    ports.provide::<_, dyn RateLimiter>(hot, |a| a);
+    ports.provide::<_, dyn Blocklist>(hot, |a| a);
+    ports.provide::<_, dyn ViewCache>(hot, |a| a);
+}
+
+fn memory(ports: &mut Ports) {
+    let hot = Adapter::new("hot_state", || async {
+        let hot = Arc::new(MemoryHotState::new());
+        let purged = hot.clone();
+        Ok(Opened {
+            adapter: hot,
+            upkeep: vec![Task::new("hot state expiry", move |stop| async move {
+                let purger = purged.spawn_purger(PURGE_EVERY);
+                stop.cancelled().await;
+                purger.abort();
+                Ok(())
+            })],
+        })
+    });
+    provide_hot(ports, &hot);
+    let ranks = Adapter::new("rank_store", || async {
+        Ok(Opened::plain(Arc::new(MemoryRankStore::new())))
+    });
+    ports.provide::<_, dyn RankStore>(&ranks, |a| a);
+}
+
+#[cfg(feature = "redis")]
+fn redis(ports: &mut Ports, url: String) {
+    use liveops_core::PortError;
+    use liveops_redis::{RedisConn, RedisHotState, RedisRankStore};
+    use tokio::sync::OnceCell;
+
+    // One connection (or cluster client) shared by both adapters, made on first use.
+    let conn: Arc<OnceCell<RedisConn>> = Arc::default();
+    let connect = move |conn: Arc<OnceCell<RedisConn>>, url: String| async move {
+        conn.get_or_try_init(|| async {
+            RedisConn::connect(&url)
+                .await
+                .map_err(|e| PortError::Unavailable(format!("REDIS_URL: {e}")))
+        })
+        .await
+        .cloned()
+    };
+    let (c, u) = (conn.clone(), url.clone());
+    let hot = Adapter::new("hot_state", move || {
+        let (c, u) = (c.clone(), u.clone());
+        async move {
+            Ok(Opened::plain(Arc::new(RedisHotState::new(
+                connect(c, u).await?,
+            ))))
+        }
+    });
+    provide_hot(ports, &hot);
+    let ranks = Adapter::new("rank_store", move || {
+        let (c, u) = (conn.clone(), url.clone());
+        async move {
+            Ok(Opened::plain(Arc::new(RedisRankStore::new(
+                connect(c, u).await?,
+            ))))
+        }
+    });
+    ports.provide::<_, dyn RankStore>(&ranks, |a| a);
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis(_ports: &mut Ports, _url: String) {
+    // Settings::resolve refuses REDIS_URL in a build without Redis.
+}

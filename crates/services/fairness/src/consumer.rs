@@ -1,0 +1,249 @@
+//! The fairness consumer: reads `events.ingested` in batches, judges each event, stores the
+//! verdicts, forwards the fair ones to `events.accepted` and quarantines the rest in
+//! `events.flagged`, then strikes and blocks the players who sent them.
+//!
+//! Each step of a batch is retried in place with back-off until it succeeds, so a port outage
+//! never loses a verdict or a strike that is already decided; nothing is acked before every step
+//! is done, so a crash means redelivery, and redelivered events reuse their stored verdicts.
+
+use std::collections::HashMap;
+
+use liveops_core::ports::{topics, Delivery, Message};
+use liveops_core::stores::FairnessCommit;
+use liveops_core::{now_ms, Envelope, PortError};
+use liveops_module::consume::{record_batch, Backoff, POLL_WAIT};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::judge::{Judge, Ruling};
+use crate::{FairnessState, GROUP};
+
+/// Marker: shutdown was requested while a batch was in progress (it stays un-acked).
+struct Stopped;
+
+/// Runs the fairness consumer until `shutdown` is cancelled.
+///
+/// Transient port errors are logged and retried with back-off; the only error returned is
+/// corrupt stored statistics at start-up, which no retry can fix.
+#[tracing::instrument(skip_all, fields(consumer = %state.config.consumer_name))]
+pub async fn run_consumer(
+    state: FairnessState,
+    shutdown: CancellationToken,
+) -> Result<(), PortError> {
+    let cfg = &state.config;
+    let mut backoff = Backoff::new();
+    let stats = loop {
+        let setup = async {
+            state.bus.ensure_group(topics::INGESTED, GROUP).await?;
+            state.store.fairness_stats().await
+        };
+        match setup.await {
+            Ok(stats) => break stats,
+            Err(error @ PortError::Corrupt(_)) => {
+                tracing::error!(%error, "fairness statistics are unreadable");
+                return Err(error);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "fairness consumer cannot start yet; retrying");
+                if !backoff.wait(&shutdown).await {
+                    return Ok(());
+                }
+            }
+        }
+    };
+    backoff.reset();
+    let mut judge = Judge::new(cfg.anomaly_z, cfg.warmup, stats);
+    tracing::info!(group = GROUP, "fairness consumer started");
+    loop {
+        let polled = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            polled = state.bus.poll(
+                topics::INGESTED,
+                GROUP,
+                &cfg.consumer_name,
+                cfg.batch_size.max(1),
+                POLL_WAIT,
+            ) => polled,
+        };
+        match polled {
+            Ok(batch) if batch.is_empty() => {}
+            Ok(batch) => {
+                let (started, taken) = (std::time::Instant::now(), batch.len());
+                if handle_batch(&state, &mut judge, batch, &shutdown, &mut backoff)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                backoff.reset();
+                record_batch(GROUP, taken, started.elapsed());
+            }
+            Err(error) => {
+                tracing::warn!(%error, "polling events.ingested failed; retrying");
+                if !backoff.wait(&shutdown).await {
+                    break;
+                }
+            }
+        }
+    }
+    tracing::info!("fairness consumer stopped");
+    Ok(())
+}
+
+/// Retries `$call` (an expression yielding a `PortResult`) until it succeeds or shutdown.
+macro_rules! retrying {
+    ($backoff:expr, $shutdown:expr, $what:literal, $call:expr) => {
+        loop {
+            match $call {
+                Ok(v) => break v,
+                Err(error) => {
+                    tracing::warn!(%error, step = $what, "fairness step failed; retrying");
+                    if !$backoff.wait($shutdown).await {
+                        return Err(Stopped);
+                    }
+                }
+            }
+        }
+    };
+}
+
+/// Judges, stores, forwards, strikes and acks one batch.
+async fn handle_batch(
+    state: &FairnessState,
+    judge: &mut Judge,
+    batch: Vec<Delivery>,
+    shutdown: &CancellationToken,
+    backoff: &mut Backoff,
+) -> Result<(), Stopped> {
+    let ack_ids: Vec<String> = batch.iter().map(|d| d.id.clone()).collect();
+    let mut items: Vec<(Delivery, Envelope)> = Vec::with_capacity(batch.len());
+    for d in batch {
+        match Envelope::decode(&d.payload) {
+            Ok(env) => items.push((d, env)),
+            Err(error) => {
+                tracing::error!(%error, delivery = %d.id, key = %d.key, "undecodable event dropped");
+                metrics::counter!("dropped_events_total", "reason" => "corrupt").increment(1);
+            }
+        }
+    }
+
+    let envs: Vec<&Envelope> = items.iter().map(|(_, e)| e).collect();
+    let mut stale = false;
+    let ruling = retrying!(
+        backoff,
+        shutdown,
+        "judge",
+        judge_and_store(state, judge, &envs, &mut stale).await
+    );
+    for flag in &ruling.flags {
+        tracing::info!(
+            event_id = %flag.event_id,
+            player = %flag.player_id,
+            kind = flag.event_type.as_str(),
+            value = flag.value,
+            z = flag.z_score,
+            "anomalous event quarantined"
+        );
+        metrics::counter!("anomaly_flags_total", "type" => flag.event_type.as_str()).increment(1);
+        metrics::counter!("dropped_events_total", "reason" => "anomaly").increment(1);
+    }
+
+    let (mut accepted, mut flagged) = (Vec::new(), Vec::new());
+    for ((d, env), &is_flagged) in items.iter().zip(&ruling.flagged) {
+        let message = Message {
+            id: env.event_id.to_string(),
+            key: d.key.clone(),
+            payload: d.payload.clone(),
+        };
+        if is_flagged {
+            flagged.push(message);
+        } else {
+            accepted.push(message);
+        }
+    }
+    if !accepted.is_empty() {
+        retrying!(
+            backoff,
+            shutdown,
+            "forward",
+            state.bus.publish(topics::ACCEPTED, accepted.clone()).await
+        );
+    }
+    if !flagged.is_empty() {
+        retrying!(
+            backoff,
+            shutdown,
+            "quarantine",
+            state.bus.publish(topics::FLAGGED, flagged.clone()).await
+        );
+    }
+
+    let cfg = &state.config;
+    for flag in &ruling.flags {
+        let now = now_ms();
+        let strikes = retrying!(
+            backoff,
+            shutdown,
+            "strike",
+            state
+                .blocks
+                .add_strike(&flag.player_id, now, cfg.strike_window)
+                .await
+        );
+        if strikes >= cfg.strikes_to_block {
+            let until =
+                now.saturating_add(i64::try_from(cfg.block.as_millis()).unwrap_or(i64::MAX));
+            retrying!(
+                backoff,
+                shutdown,
+                "block",
+                state.blocks.block(&flag.player_id, until).await
+            );
+            metrics::counter!("fairness_blocks_total").increment(1);
+            tracing::warn!(player = %flag.player_id, strikes, until, "player blocked");
+        }
+    }
+
+    retrying!(
+        backoff,
+        shutdown,
+        "ack",
+        state.bus.ack(topics::INGESTED, GROUP, &ack_ids).await
+    );
+    Ok(())
+}
+
+/// Judges the batch against earlier verdicts and stores the ruling atomically; the judge takes
+/// on the new statistics only once they are stored. After a failed store the statistics are
+/// reloaded first (`stale`), in case the store went through after all.
+async fn judge_and_store(
+    state: &FairnessState,
+    judge: &mut Judge,
+    envs: &[&Envelope],
+    stale: &mut bool,
+) -> Result<Ruling, PortError> {
+    if *stale {
+        judge.reset(state.store.fairness_stats().await?);
+        *stale = false;
+    }
+    let ids: Vec<Uuid> = envs.iter().map(|e| e.event_id).collect();
+    let earlier: HashMap<Uuid, bool> = if ids.is_empty() {
+        HashMap::new()
+    } else {
+        state.store.verdicts(&ids).await?.into_iter().collect()
+    };
+    let ruling = judge.rule(envs, &earlier, now_ms());
+    if !ruling.verdicts.is_empty() {
+        let commit = FairnessCommit {
+            verdicts: ruling.verdicts.clone(),
+            flags: ruling.flags.clone(),
+            stats: ruling.stats.clone(),
+        };
+        if let Err(error) = state.store.commit_fairness(&commit).await {
+            *stale = true;
+            return Err(error);
+        }
+        judge.adopt(&ruling);
+    }
+    Ok(ruling)
+}

@@ -1,0 +1,228 @@
+//! The anomaly rule: per event type, running statistics of the value an event carries; after a
+//! warm-up, a value more than `anomaly_z` standard deviations above the mean is flagged.
+//!
+//! Pure logic: the consumer feeds it batches and stores what it decides.
+
+use std::collections::{BTreeMap, HashMap};
+
+use liveops_core::stores::Flag;
+use liveops_core::{Envelope, EventType, Welford};
+use uuid::Uuid;
+
+/// Judges events against the running statistics it holds.
+#[derive(Clone, Debug)]
+pub(crate) struct Judge {
+    anomaly_z: f64,
+    warmup: u64,
+    stats: BTreeMap<EventType, Welford>,
+}
+
+/// What a batch was judged to be, before it is stored.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Ruling {
+    /// Per input event, in order: quarantined?
+    pub(crate) flagged: Vec<bool>,
+    /// Decisions taken now (events judged before keep their earlier verdict and are not listed).
+    pub(crate) verdicts: Vec<(Uuid, bool)>,
+    /// Flags raised now, in input order.
+    pub(crate) flags: Vec<Flag>,
+    /// The statistics of the types this batch changed, after it.
+    pub(crate) stats: Vec<(EventType, Welford)>,
+}
+
+impl Judge {
+    /// A judge starting from stored statistics.
+    pub(crate) fn new(anomaly_z: f64, warmup: u64, stats: Vec<(EventType, Welford)>) -> Self {
+        Self {
+            anomaly_z,
+            warmup,
+            stats: stats.into_iter().collect(),
+        }
+    }
+
+    /// Replaces the statistics (after reloading them from the repository).
+    pub(crate) fn reset(&mut self, stats: Vec<(EventType, Welford)>) {
+        self.stats = stats.into_iter().collect();
+    }
+
+    /// The statistics of one type.
+    #[cfg(test)]
+    pub(crate) fn stats(&self, kind: EventType) -> Welford {
+        self.stats.get(&kind).copied().unwrap_or_default()
+    }
+
+    /// Judges `events` in order without changing the judge; `earlier` holds verdicts already
+    /// stored for redelivered events, which are reused as they are. Call [`Judge::adopt`] once
+    /// the ruling is stored.
+    pub(crate) fn rule(
+        &self,
+        events: &[&Envelope],
+        earlier: &HashMap<Uuid, bool>,
+        now_ms: i64,
+    ) -> Ruling {
+        let mut stats = self.stats.clone();
+        let mut seen: HashMap<Uuid, bool> = HashMap::new();
+        let mut changed: Vec<EventType> = Vec::new();
+        let mut ruling = Ruling::default();
+        for env in events {
+            let id = env.event_id;
+            if let Some(&flagged) = earlier.get(&id).or_else(|| seen.get(&id)) {
+                ruling.flagged.push(flagged);
+                continue;
+            }
+            let kind = env.event.kind();
+            let mut flagged = false;
+            if let Some(x) = env.event.anomaly_value() {
+                let s = stats.entry(kind).or_default();
+                let z = s.z(x);
+                if s.count >= self.warmup && z > self.anomaly_z {
+                    flagged = true;
+                    ruling.flags.push(Flag {
+                        event_id: id,
+                        player_id: env.event.player_id.as_str().to_owned(),
+                        event_type: kind,
+                        value: x,
+                        z_score: z,
+                        at_ms: now_ms,
+                    });
+                } else {
+                    s.push(x);
+                    if !changed.contains(&kind) {
+                        changed.push(kind);
+                    }
+                }
+            }
+            seen.insert(id, flagged);
+            ruling.verdicts.push((id, flagged));
+            ruling.flagged.push(flagged);
+        }
+        ruling.stats = changed
+            .into_iter()
+            .map(|k| (k, stats.get(&k).copied().unwrap_or_default()))
+            .collect();
+        ruling
+    }
+
+    /// Takes on the statistics of a stored ruling.
+    pub(crate) fn adopt(&mut self, ruling: &Ruling) {
+        self.stats.extend(ruling.stats.iter().copied());
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use liveops_core::event::{BossKillPayload, DropClaimedPayload};
+    use liveops_core::{Event, Payload, PlayerId};
+
+    use super::*;
+
+    fn boss(points: u32) -> Envelope {
+        Envelope {
+            event_id: Uuid::now_v7(),
+            received_at: 0,
+            event: Event {
+                player_id: PlayerId::parse("player_1").unwrap(),
+                ts: 0,
+                payload: Payload::BossKill(BossKillPayload {
+                    boss_id: "b".into(),
+                    tier: 1,
+                    points,
+                }),
+            },
+        }
+    }
+
+    fn drop_claimed() -> Envelope {
+        Envelope {
+            event: Event {
+                payload: Payload::DropClaimed(DropClaimedPayload {
+                    drop_id: "d".into(),
+                    weight: 0.5,
+                    source: "s".into(),
+                }),
+                ..boss(0).event
+            },
+            ..boss(0)
+        }
+    }
+
+    fn warmed(judge: &mut Judge, n: u32) {
+        let evs: Vec<Envelope> = (0..n).map(|i| boss(100 + i % 10)).collect();
+        let refs: Vec<&Envelope> = evs.iter().collect();
+        let r = judge.rule(&refs, &HashMap::new(), 1);
+        assert!(r.flagged.iter().all(|f| !f));
+        judge.adopt(&r);
+    }
+
+    #[test]
+    fn nothing_is_flagged_during_warm_up() {
+        let mut judge = Judge::new(3.5, 50, vec![]);
+        warmed(&mut judge, 49);
+        let wild = boss(1_000_000);
+        let r = judge.rule(&[&wild], &HashMap::new(), 1);
+        assert_eq!(r.flagged, vec![false]);
+        assert_eq!(r.stats[0].1.count, 50);
+    }
+
+    #[test]
+    fn an_outlier_after_warm_up_is_flagged_and_not_learned() {
+        let mut judge = Judge::new(3.5, 50, vec![]);
+        warmed(&mut judge, 60);
+        let before = judge.stats(EventType::BossKill);
+        let (normal, wild) = (boss(105), boss(50_000));
+        let r = judge.rule(&[&normal, &wild], &HashMap::new(), 7);
+        assert_eq!(r.flagged, vec![false, true]);
+        assert_eq!(
+            r.verdicts,
+            vec![(normal.event_id, false), (wild.event_id, true)]
+        );
+        assert_eq!(r.flags.len(), 1);
+        assert_eq!(r.flags[0].event_id, wild.event_id);
+        assert_eq!(r.flags[0].at_ms, 7);
+        assert!(r.flags[0].z_score > 3.5);
+        assert_eq!(
+            r.stats,
+            vec![(EventType::BossKill, {
+                let mut s = before;
+                s.push(105.0);
+                s
+            })]
+        );
+        // Not adopted yet: the judge is unchanged until the ruling is stored.
+        assert_eq!(judge.stats(EventType::BossKill), before);
+        judge.adopt(&r);
+        assert_eq!(judge.stats(EventType::BossKill).count, 61);
+    }
+
+    #[test]
+    fn earlier_verdicts_are_reused_not_rejudged() {
+        let mut judge = Judge::new(3.5, 50, vec![]);
+        warmed(&mut judge, 60);
+        let (a, b) = (boss(105), boss(50_000));
+        let earlier = HashMap::from([(a.event_id, true), (b.event_id, false)]);
+        let r = judge.rule(&[&a, &b, &a], &earlier, 1);
+        assert_eq!(r.flagged, vec![true, false, true]);
+        assert!(r.verdicts.is_empty() && r.flags.is_empty() && r.stats.is_empty());
+    }
+
+    #[test]
+    fn a_repeat_within_a_batch_counts_once() {
+        let judge = Judge::new(3.5, 50, vec![]);
+        let a = boss(10);
+        let r = judge.rule(&[&a, &a], &HashMap::new(), 1);
+        assert_eq!(r.flagged, vec![false, false]);
+        assert_eq!(r.verdicts.len(), 1);
+        assert_eq!(r.stats[0].1.count, 1);
+    }
+
+    #[test]
+    fn events_without_a_value_pass_untouched() {
+        let judge = Judge::new(3.5, 0, vec![]);
+        let d = drop_claimed();
+        let r = judge.rule(&[&d], &HashMap::new(), 1);
+        assert_eq!(r.flagged, vec![false]);
+        assert_eq!(r.verdicts, vec![(d.event_id, false)]);
+        assert!(r.stats.is_empty());
+    }
+}

@@ -1,0 +1,178 @@
+//! The fairness service (ARCHITECTURE §3.2): screens ingested events for score anomalies.
+//!
+//! Per event type it keeps a running mean and variance (Welford) of the points an event carries.
+//! After a warm-up, an event more than `anomaly_z` standard deviations above the mean is flagged:
+//! quarantined on `events.flagged` instead of forwarded to `events.accepted`, and a strike for its
+//! player; enough strikes within the window block the player, and the gateway then refuses them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use clap::Args;
+use liveops_core::ports::{topics, Blocklist};
+use liveops_core::stores::FairnessStore;
+use liveops_core::Bus;
+use liveops_module::{BuildError, ConfigError, Context, Definition, Group, Service, Task};
+use utoipa::OpenApi;
+
+mod consumer;
+mod judge;
+mod routes;
+
+pub use consumer::run_consumer;
+
+/// The consumer group fairness reads `events.ingested` with.
+pub const GROUP: &str = "fairness";
+
+/// Fairness settings, as flags and environment variables.
+#[derive(Args, Clone, Debug)]
+pub struct FairnessArgs {
+    /// z-score above which an event is flagged.
+    #[arg(long, env = "ANOMALY_Z", default_value_t = 3.5)]
+    pub anomaly_z: f64,
+    /// Samples per event type before anomaly detection starts.
+    #[arg(long, env = "ANOMALY_WARMUP", default_value_t = 50)]
+    pub anomaly_warmup: u64,
+    /// Strikes within STRIKE_WINDOW_SEC that block a player.
+    #[arg(long, env = "STRIKES_TO_BLOCK", default_value_t = 3)]
+    pub strikes_to_block: u32,
+    /// Window in which strikes add up, seconds.
+    #[arg(long, env = "STRIKE_WINDOW_SEC", default_value_t = 600)]
+    pub strike_window_sec: u64,
+    /// How long a block lasts, seconds.
+    #[arg(long, env = "BLOCK_SEC", default_value_t = 60)]
+    pub block_sec: u64,
+}
+
+impl FairnessArgs {
+    /// Checks the values and turns them into settings for the consumer `consumer_name`.
+    pub fn config(
+        &self,
+        consumer_name: &str,
+        batch_size: usize,
+    ) -> Result<FairnessConfig, ConfigError> {
+        if !(self.anomaly_z.is_finite() && self.anomaly_z > 0.0) {
+            return Err(ConfigError::new("ANOMALY_Z", "must be a positive number"));
+        }
+        if self.block_sec == 0 {
+            return Err(ConfigError::new("BLOCK_SEC", "must be at least 1"));
+        }
+        if self.strikes_to_block == 0 {
+            return Err(ConfigError::new("STRIKES_TO_BLOCK", "must be at least 1"));
+        }
+        if self.strike_window_sec == 0 {
+            return Err(ConfigError::new("STRIKE_WINDOW_SEC", "must be at least 1"));
+        }
+        Ok(FairnessConfig {
+            anomaly_z: self.anomaly_z,
+            warmup: self.anomaly_warmup,
+            strikes_to_block: self.strikes_to_block,
+            strike_window: Duration::from_secs(self.strike_window_sec),
+            block: Duration::from_secs(self.block_sec),
+            batch_size,
+            consumer_name: consumer_name.to_owned(),
+        })
+    }
+}
+
+/// Fairness settings, fixed at start-up.
+#[derive(Clone, Debug)]
+pub struct FairnessConfig {
+    /// z-score above which an event is flagged (`ANOMALY_Z`, 3.5).
+    pub anomaly_z: f64,
+    /// Samples per event type before anything is flagged (50).
+    pub warmup: u64,
+    /// Strikes within `strike_window` that block a player (3).
+    pub strikes_to_block: u32,
+    /// How far back strikes count (10 min).
+    pub strike_window: Duration,
+    /// How long a block lasts (`BLOCK_SEC`, 60 s).
+    pub block: Duration,
+    /// Most events taken from the bus at once.
+    pub batch_size: usize,
+    /// This consumer's name in the group (unique per replica, e.g. hostname-pid).
+    pub consumer_name: String,
+}
+
+impl Default for FairnessConfig {
+    fn default() -> Self {
+        Self {
+            anomaly_z: 3.5,
+            warmup: 50,
+            strikes_to_block: 3,
+            strike_window: Duration::from_secs(600),
+            block: Duration::from_secs(60),
+            batch_size: 256,
+            consumer_name: format!("fairness-{}", std::process::id()),
+        }
+    }
+}
+
+/// What the fairness routes and consumer see: settings and ports.
+#[derive(Clone)]
+pub struct FairnessState {
+    /// Settings.
+    pub config: Arc<FairnessConfig>,
+    /// Where events come from and go to.
+    pub bus: Arc<dyn Bus>,
+    /// Strikes and blocks.
+    pub blocks: Arc<dyn Blocklist>,
+    /// Verdicts, flags and statistics.
+    pub store: Arc<dyn FairnessStore>,
+}
+
+/// The fairness routes: `GET /fairness/players/{id}` and `GET /fairness/flags`.
+pub fn router(state: FairnessState) -> Router {
+    Router::new()
+        .route("/fairness/players/{id}", get(routes::player))
+        .route("/fairness/flags", get(routes::flags))
+        .with_state(state)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(routes::player, routes::flags),
+    components(schemas(
+        routes::PlayerFairness,
+        routes::PlayerFlag,
+        routes::FlagList,
+        routes::FlagView,
+        liveops_core::EventType,
+        liveops_http::Problem,
+    )),
+    tags((name = "fairness", description = "Anomaly flags, strikes and blocks"))
+)]
+struct ApiDoc;
+
+/// Fairness's row in the module table: `--target fairness`, port 8081.
+pub static MODULE: Definition<FairnessArgs> = Definition {
+    name: "fairness",
+    port: 8081,
+    groups: &[Group {
+        topic: topics::INGESTED,
+        group: GROUP,
+    }],
+    openapi: |_| ApiDoc::openapi(),
+    check: |args| args.config("check", 1).map(drop),
+    build: |ctx, args| Box::pin(build(ctx, args)),
+};
+
+async fn build(ctx: &Context, args: FairnessArgs) -> Result<Service, BuildError> {
+    let shared = &ctx.shared;
+    let state = FairnessState {
+        config: Arc::new(args.config(&shared.consumer_name, shared.batch_size)?),
+        bus: ctx.ports.get::<dyn Bus>().await?,
+        blocks: ctx.ports.get::<dyn Blocklist>().await?,
+        store: ctx.ports.get::<dyn FairnessStore>().await?,
+    };
+    let consumer = state.clone();
+    Ok(Service {
+        router: router(state),
+        tasks: vec![Task::new("fairness consumer", move |stop| {
+            run_consumer(consumer, stop)
+        })],
+        readiness: None,
+    })
+}

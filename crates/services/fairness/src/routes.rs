@@ -1,0 +1,166 @@
+//! `GET /fairness/players/{id}` and `GET /fairness/flags`.
+
+use axum::extract::State;
+use liveops_core::stores::Flag;
+use liveops_core::{now_ms, EventType};
+use liveops_http::{rfc3339, Bounded, Json, PlayerPath, Problem, Query};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::FairnessState;
+use liveops_http::responses::{BadRequest, Unavailable};
+
+/// Flags listed on a player's page.
+const PLAYER_FLAGS: u32 = 100;
+/// Default `limit` of `/fairness/flags`.
+const DEFAULT_LIMIT: i64 = 100;
+
+/// The query of `/fairness/flags`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct FlagsQuery {
+    /// How many flags, newest first (default 100).
+    #[param(inline)]
+    limit: Option<Bounded<1, 1000>>,
+}
+
+/// A player's standing with the fairness checks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PlayerFairness {
+    /// Who.
+    pub(crate) player_id: String,
+    /// Blocked now (the gateway answers 403).
+    pub(crate) blocked: bool,
+    /// When the block ends (RFC 3339), if blocked.
+    pub(crate) blocked_until: Option<String>,
+    /// Strikes within the strike window.
+    pub(crate) strikes: u32,
+    /// The player's most recent flags, newest first.
+    pub(crate) flags: Vec<PlayerFlag>,
+}
+
+/// One of a player's flagged events.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PlayerFlag {
+    /// The event.
+    pub(crate) event_id: Uuid,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub(crate) event_type: EventType,
+    /// How far above the mean, in standard deviations.
+    pub(crate) z_score: f64,
+    /// When flagged (RFC 3339).
+    pub(crate) at: String,
+}
+
+/// Recent flags, newest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub(crate) struct FlagList {
+    /// The flags.
+    pub(crate) flags: Vec<FlagView>,
+}
+
+/// A flagged event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct FlagView {
+    /// The event.
+    pub(crate) event_id: Uuid,
+    /// Whose.
+    pub(crate) player_id: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub(crate) event_type: EventType,
+    /// The value judged.
+    pub(crate) value: f64,
+    /// How far above the mean, in standard deviations.
+    pub(crate) z_score: f64,
+    /// When flagged (RFC 3339).
+    pub(crate) at: String,
+}
+
+impl From<Flag> for FlagView {
+    fn from(f: Flag) -> Self {
+        Self {
+            event_id: f.event_id,
+            player_id: f.player_id,
+            event_type: f.event_type,
+            value: f.value,
+            z_score: f.z_score,
+            at: rfc3339(f.at_ms),
+        }
+    }
+}
+
+/// A player's fairness standing: block, strikes and recent flags.
+#[utoipa::path(
+    get,
+    path = "/fairness/players/{id}",
+    tag = "fairness",
+    params(PlayerPath),
+    responses(
+        (status = 200, description = "The player's standing", body = PlayerFairness),
+        BadRequest,
+        Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub(crate) async fn player(
+    State(state): State<FairnessState>,
+    PlayerPath(player): PlayerPath,
+) -> Result<Json<PlayerFairness>, Problem> {
+    let player = player.as_str();
+    let now = now_ms();
+    let until = state.blocks.blocked_until(player).await?;
+    let strikes = state
+        .blocks
+        .strikes(player, now, state.config.strike_window)
+        .await?;
+    let flags = state.store.flags(Some(player), PLAYER_FLAGS).await?;
+    Ok(Json(PlayerFairness {
+        player_id: player.to_owned(),
+        blocked: until.is_some(),
+        blocked_until: until.map(rfc3339),
+        strikes,
+        flags: flags
+            .into_iter()
+            .map(|f| PlayerFlag {
+                event_id: f.event_id,
+                event_type: f.event_type,
+                z_score: f.z_score,
+                at: rfc3339(f.at_ms),
+            })
+            .collect(),
+    }))
+}
+
+/// Recent flagged events across all players, newest first.
+#[utoipa::path(
+    get,
+    path = "/fairness/flags",
+    tag = "fairness",
+    params(FlagsQuery),
+    responses(
+        (status = 200, description = "Recent flags", body = FlagList),
+        BadRequest,
+        Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub(crate) async fn flags(
+    State(state): State<FairnessState>,
+    Query(query): Query<FlagsQuery>,
+) -> Result<Json<FlagList>, Problem> {
+    let limit = query.limit.map_or(DEFAULT_LIMIT, Bounded::get);
+    let flags = state
+        .store
+        .flags(None, u32::try_from(limit).unwrap_or(u32::MAX))
+        .await?;
+    Ok(Json(FlagList {
+        flags: flags.into_iter().map(FlagView::from).collect(),
+    }))
+}

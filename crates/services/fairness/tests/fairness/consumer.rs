@@ -1,0 +1,255 @@
+//! The consumer: judging, forwarding, quarantine, strikes, blocks, redelivery.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use liveops_core::ports::Blocklist;
+use liveops_core::ports::{topics, Message};
+use liveops_core::stores::FairnessStore;
+use liveops_core::{now_ms, Bus, EventType};
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+const WINDOW: Duration = Duration::from_secs(600);
+
+async fn boss_kill_samples(app: &TestApp) -> u64 {
+    let stats = app.repo.fairness_stats().await.unwrap();
+    stats
+        .iter()
+        .find(|(t, _)| *t == EventType::BossKill)
+        .map_or(0, |(_, w)| w.count)
+}
+
+#[tokio::test]
+async fn an_outlier_after_warm_up_is_quarantined_not_forwarded() {
+    let app = spawn_app().await;
+    let normal = warm_up();
+    app.ingest(&normal).await;
+    app.process().await;
+    assert_eq!(boss_kill_samples(&app).await, 60);
+
+    // A fresh consumer starts from the stored statistics, so it can judge right away.
+    let cheat = boss_kill("player_cheat", 100_000);
+    let after = boss_kill("player_3", 104);
+    app.ingest(&[cheat.clone(), after.clone()]).await;
+    app.process().await;
+
+    let accepted: Vec<Uuid> = app
+        .drain(topics::ACCEPTED)
+        .await
+        .iter()
+        .map(|(_, e)| e.event_id)
+        .collect();
+    let mut expected: Vec<Uuid> = normal.iter().map(|e| e.event_id).collect();
+    expected.push(after.event_id);
+    assert_eq!(
+        accepted, expected,
+        "fair events are forwarded in order, the outlier is not"
+    );
+    let flagged = app.drain(topics::FLAGGED).await;
+    assert_eq!(flagged.len(), 1);
+    assert_eq!(flagged[0].1, cheat);
+    assert_eq!(
+        flagged[0].0.payload,
+        Bytes::from(cheat.encode()),
+        "original bytes"
+    );
+    assert_eq!(flagged[0].0.key, "player_cheat");
+    // The outlier did not move the statistics; the fair event after it did.
+    assert_eq!(boss_kill_samples(&app).await, 61);
+
+    let flags = app.repo.flags(None, 10).await.unwrap();
+    assert_eq!(flags.len(), 1);
+    assert_eq!(flags[0].event_id, cheat.event_id);
+    assert!(flags[0].z_score > 3.5);
+    assert_eq!(
+        app.hot
+            .strikes("player_cheat", now_ms(), WINDOW)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(app.hot.blocked_until("player_cheat").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn nothing_is_flagged_during_warm_up() {
+    let app = spawn_app().await;
+    let mut events: Vec<_> = warm_up().into_iter().take(10).collect();
+    events.push(boss_kill("player_cheat", 100_000));
+    app.ingest(&events).await;
+    app.process().await;
+    assert_eq!(app.drain(topics::ACCEPTED).await.len(), 11);
+    assert!(app.drain(topics::FLAGGED).await.is_empty());
+    assert_eq!(boss_kill_samples(&app).await, 11);
+}
+
+#[tokio::test]
+async fn three_outliers_block_the_player() {
+    let app = spawn_app().await;
+    let mut events = warm_up();
+    events.extend((0..3).map(|i| boss_kill("player_cheat", 50_000 + i)));
+    events.push(boss_kill("player_once", 90_000));
+    app.ingest(&events).await;
+    let before = now_ms();
+    app.process().await;
+
+    assert_eq!(app.drain(topics::FLAGGED).await.len(), 4);
+    assert_eq!(app.drain(topics::ACCEPTED).await.len(), 60);
+    let until = app
+        .hot
+        .blocked_until("player_cheat")
+        .await
+        .unwrap()
+        .expect("blocked");
+    assert!(
+        until >= before + 60_000 && until <= now_ms() + 60_000,
+        "{until}"
+    );
+    assert_eq!(
+        app.hot
+            .strikes("player_cheat", now_ms(), WINDOW)
+            .await
+            .unwrap(),
+        3
+    );
+    // One strike is not a block.
+    assert_eq!(app.hot.blocked_until("player_once").await.unwrap(), None);
+    assert_eq!(
+        app.hot
+            .strikes("player_once", now_ms(), WINDOW)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(boss_kill_samples(&app).await, 60);
+}
+
+#[tokio::test]
+async fn a_redelivered_batch_is_not_judged_twice() {
+    let app = spawn_app().await;
+    app.ingest(&warm_up()).await;
+    app.process().await;
+    app.drain(topics::ACCEPTED).await;
+
+    // The batch is judged, stored, forwarded and struck, but its ack fails and the consumer
+    // stops: the bus will hand it out again.
+    app.bus.fail_acks.store(true, Ordering::SeqCst);
+    let (fair, cheat) = (
+        boss_kill("player_1", 105),
+        boss_kill("player_cheat", 100_000),
+    );
+    app.ingest(&[fair.clone(), cheat.clone()]).await;
+    let running = app.start();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app
+        .hot
+        .strikes("player_cheat", now_ms(), WINDOW)
+        .await
+        .unwrap()
+        == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "batch was not handled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    running.stop().await;
+    assert_eq!(
+        app.bus
+            .lag(topics::INGESTED, liveops_fairness::GROUP)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(boss_kill_samples(&app).await, 61);
+    assert_eq!(app.drain(topics::ACCEPTED).await.len(), 1);
+    assert_eq!(app.drain(topics::FLAGGED).await.len(), 1);
+
+    // Redelivered to a new consumer: the stored verdicts are reused as they are.
+    app.bus.fail_acks.store(false, Ordering::SeqCst);
+    app.process().await;
+    assert_eq!(boss_kill_samples(&app).await, 61, "statistics unchanged");
+    assert_eq!(app.repo.flags(None, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        app.hot
+            .strikes("player_cheat", now_ms(), WINDOW)
+            .await
+            .unwrap(),
+        1,
+        "no second strike"
+    );
+    let again: Vec<Uuid> = app
+        .drain(topics::ACCEPTED)
+        .await
+        .iter()
+        .map(|(_, e)| e.event_id)
+        .collect();
+    assert_eq!(again, [fair.event_id], "forwarded again under the same id");
+    let again: Vec<Uuid> = app
+        .drain(topics::FLAGGED)
+        .await
+        .iter()
+        .map(|(_, e)| e.event_id)
+        .collect();
+    assert_eq!(again, [cheat.event_id], "quarantined again, not forwarded");
+    let verdicts = app
+        .repo
+        .verdicts(&[fair.event_id, cheat.event_id])
+        .await
+        .unwrap();
+    assert_eq!(verdicts.len(), 2);
+}
+
+#[tokio::test]
+async fn a_failed_forward_is_retried_without_rejudging() {
+    let app = spawn_app().await;
+    app.bus.fail_forwards.store(2, Ordering::SeqCst);
+    let events: Vec<_> = warm_up().into_iter().take(5).collect();
+    app.ingest(&events).await;
+    app.process().await;
+    assert_eq!(
+        app.bus.fail_forwards.load(Ordering::SeqCst),
+        0,
+        "failures were injected"
+    );
+    let accepted: Vec<Uuid> = app
+        .drain(topics::ACCEPTED)
+        .await
+        .iter()
+        .map(|(_, e)| e.event_id)
+        .collect();
+    assert_eq!(
+        accepted,
+        events.iter().map(|e| e.event_id).collect::<Vec<_>>()
+    );
+    assert_eq!(boss_kill_samples(&app).await, 5);
+}
+
+#[tokio::test]
+async fn undecodable_messages_are_acked_and_dropped() {
+    let app = spawn_app().await;
+    app.bus
+        .publish(
+            topics::INGESTED,
+            vec![Message {
+                id: "garbage".into(),
+                key: "player_1".into(),
+                payload: Bytes::from_static(b"\x00not an envelope"),
+            }],
+        )
+        .await
+        .unwrap();
+    let fine = drop_claimed("player_1");
+    app.ingest(std::slice::from_ref(&fine)).await;
+    app.process().await;
+    let accepted = app.drain(topics::ACCEPTED).await;
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(accepted[0].1, fine);
+    // Drops carry no value to judge.
+    assert!(app.repo.fairness_stats().await.unwrap().is_empty());
+}

@@ -1,0 +1,183 @@
+//! The gateway service (ARCHITECTURE §3.1): `POST /events` and `POST /events/batch`.
+//!
+//! Every request goes through the same pipeline: body size limit → HMAC signature → validation →
+//! idempotency (or the replay guard) → block check → rate limit → publish to
+//! [`topics::INGESTED`](liveops_core::ports::topics::INGESTED). The answer is `202` only once the
+//! bus accepted the event.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRef;
+use axum::routing::post;
+use axum::Router;
+use clap::Args;
+use liveops_core::ports::{Blocklist, Idempotency, RateLimiter, ReplayGuard};
+use liveops_core::{Bus, Limits};
+use liveops_http::{body_limit, SignatureCheck};
+use liveops_module::{BuildError, ConfigError, Context, Definition, Service};
+use utoipa::OpenApi;
+
+mod batch;
+mod guard;
+mod idempotency;
+mod ingest;
+
+/// The gateway's settings, as flags and environment variables.
+#[derive(Args, Clone, Debug)]
+pub struct GatewayArgs {
+    /// Events per second per player before 429.
+    #[arg(long, env = "RATE_LIMIT_MAX", default_value_t = 100)]
+    pub rate_limit_max: u32,
+    /// How long an Idempotency-Key is remembered, seconds.
+    #[arg(long, env = "IDEMP_TTL", default_value_t = 86_400)]
+    pub idemp_ttl: u64,
+}
+
+impl GatewayArgs {
+    /// Checks the values and turns them into the gateway's settings.
+    pub fn config(&self) -> Result<GatewayConfig, ConfigError> {
+        if self.rate_limit_max == 0 {
+            return Err(ConfigError::new("RATE_LIMIT_MAX", "must be at least 1"));
+        }
+        if self.idemp_ttl == 0 {
+            return Err(ConfigError::new("IDEMP_TTL", "must be at least 1 second"));
+        }
+        Ok(GatewayConfig {
+            rate_limit_max: self.rate_limit_max,
+            idempotency_ttl: Duration::from_secs(self.idemp_ttl),
+            ..GatewayConfig::default()
+        })
+    }
+}
+
+/// Gateway settings, fixed at start-up.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// Bounds applied to every event field.
+    pub limits: Limits,
+    /// Events per second accepted per player (`RATE_LIMIT_MAX`).
+    pub rate_limit_max: u32,
+    /// How long an `Idempotency-Key` and its answer are remembered (`IDEMP_TTL`).
+    pub idempotency_ttl: Duration,
+    /// Largest `POST /events` body, in bytes (64 KiB).
+    pub max_body_bytes: usize,
+    /// Largest `POST /events/batch` body, in bytes (1 MiB).
+    pub max_batch_body_bytes: usize,
+    /// Most events in one batch (500).
+    pub max_batch_events: usize,
+}
+
+impl Default for GatewayConfig {
+    /// The documented defaults (ARCHITECTURE §4).
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            rate_limit_max: 100,
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+            max_body_bytes: 64 * 1024,
+            max_batch_body_bytes: 1024 * 1024,
+            max_batch_events: 500,
+        }
+    }
+}
+
+/// What every gateway handler sees: its settings and the ports it uses.
+#[derive(Clone)]
+pub struct GatewayState {
+    /// Settings.
+    pub config: Arc<GatewayConfig>,
+    /// Keys and clock tolerance for request signatures.
+    pub signatures: SignatureCheck,
+    /// Where accepted events go.
+    pub bus: Arc<dyn Bus>,
+    /// `Idempotency-Key` holds and answers.
+    pub idem: Arc<dyn Idempotency>,
+    /// Signatures already used by requests without a key.
+    pub replay: Arc<dyn ReplayGuard>,
+    /// Per-player rate windows.
+    pub rates: Arc<dyn RateLimiter>,
+    /// Players blocked by fairness.
+    pub blocks: Arc<dyn Blocklist>,
+}
+
+impl GatewayState {
+    /// A gateway over one hot-state adapter serving every concern (the embedded default and tests).
+    pub fn new<H>(
+        config: GatewayConfig,
+        signatures: SignatureCheck,
+        bus: Arc<dyn Bus>,
+        hot: Arc<H>,
+    ) -> Self
+    where
+        H: Idempotency + ReplayGuard + RateLimiter + Blocklist + 'static,
+    {
+        Self {
+            config: Arc::new(config),
+            signatures,
+            bus,
+            idem: hot.clone(),
+            replay: hot.clone(),
+            rates: hot.clone(),
+            blocks: hot,
+        }
+    }
+}
+
+impl FromRef<GatewayState> for SignatureCheck {
+    fn from_ref(state: &GatewayState) -> Self {
+        state.signatures.clone()
+    }
+}
+
+/// The gateway's routes: `POST /events` and `POST /events/batch`, each under its body limit.
+pub fn router(state: GatewayState) -> Router {
+    let events = Router::new().route("/events", post(ingest::post_event));
+    let batch = Router::new().route("/events/batch", post(batch::post_batch));
+    body_limit(events, state.config.max_body_bytes)
+        .merge(body_limit(batch, state.config.max_batch_body_bytes))
+        .with_state(state)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(ingest::post_event, batch::post_batch),
+    components(schemas(
+        ingest::EventAccepted,
+        batch::BatchBody,
+        batch::BatchAnswer,
+        batch::ItemResult,
+        batch::ItemAccepted,
+        batch::ItemRejected,
+        liveops_core::Event,
+        liveops_http::Problem,
+    )),
+    tags((name = "gateway", description = "Event ingestion"))
+)]
+struct ApiDoc;
+
+/// The gateway's row in the module table: `--target gateway`, port 8080.
+pub static MODULE: Definition<GatewayArgs> = Definition {
+    name: "gateway",
+    port: 8080,
+    groups: &[],
+    openapi: |_| ApiDoc::openapi(),
+    check: |args| args.config().map(drop),
+    build: |ctx, args| Box::pin(build(ctx, args)),
+};
+
+async fn build(ctx: &Context, args: GatewayArgs) -> Result<Service, BuildError> {
+    let state = GatewayState {
+        config: Arc::new(args.config()?),
+        signatures: SignatureCheck {
+            keys: ctx.shared.keys.clone(),
+            tolerance_s: ctx.shared.signature_tolerance_s,
+        },
+        bus: ctx.ports.get::<dyn Bus>().await?,
+        idem: ctx.ports.get::<dyn Idempotency>().await?,
+        replay: ctx.ports.get::<dyn ReplayGuard>().await?,
+        rates: ctx.ports.get::<dyn RateLimiter>().await?,
+        blocks: ctx.ports.get::<dyn Blocklist>().await?,
+    };
+    Ok(Service::routes(router(state)))
+}

@@ -1,0 +1,131 @@
+//! `POST /events/batch`.
+
+use std::sync::atomic::Ordering;
+
+use liveops_core::now_ms;
+use liveops_core::ports::Blocklist;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_mixed_batch_gets_a_result_per_event_and_one_publish() {
+    let app = spawn_with(|c| c.rate_limit_max = 2);
+    app.hot
+        .block("player_banned", now_ms() + 60_000)
+        .await
+        .unwrap();
+    let mut invalid = boss_kill("player_ok", 1);
+    invalid["payload"]["tier"] = json!(0);
+    let batch = json!({"events": [
+        boss_kill("player_ok", 10),      // 0: accepted
+        invalid,                         // 1: 400
+        boss_kill("player_banned", 10),  // 2: 403
+        boss_kill("player_fast", 1),     // 3: accepted
+        boss_kill("player_fast", 2),     // 4: accepted
+        boss_kill("player_fast", 3),     // 5: 429 (third in one second, limit 2)
+        sample("progression"),           // 6: accepted
+    ]});
+    fresh_second().await;
+    let res = app.post_batch(&batch).await;
+    assert_eq!(res.status, 200, "{:?}", res.body);
+    assert_eq!(res.content_type(), "application/json");
+    assert_eq!(res.body["accepted"], 4);
+    assert_eq!(res.body["rejected"], 3);
+    let results = res.body["results"].as_array().unwrap();
+    let statuses: Vec<u64> = results
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [202, 400, 403, 202, 202, 429, 202]);
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r["index"], i);
+    }
+    assert_eq!(results[1]["error"]["field"], "events[1].payload.tier");
+    assert_eq!(results[1]["error"]["status"], 400);
+    assert_eq!(results[2]["error"]["type"], "/problems/blocked");
+    assert_eq!(results[5]["error"]["type"], "/problems/rate-limited");
+
+    let on_bus = app.ingested().await;
+    let ids: Vec<&str> = [0, 3, 4, 6]
+        .iter()
+        .map(|&i| results[i]["eventId"].as_str().unwrap())
+        .collect();
+    let bus_ids: Vec<String> = on_bus.iter().map(|(_, e)| e.event_id.to_string()).collect();
+    assert_eq!(
+        bus_ids, ids,
+        "accepted events are published in request order"
+    );
+    let points: Vec<i64> = on_bus.iter().map(|(_, e)| e.event.score()).collect();
+    assert_eq!(points, [10, 1, 2, 150]);
+}
+
+#[tokio::test]
+async fn a_bare_array_is_a_batch_too() {
+    let app = spawn_app();
+    let res = app
+        .post_batch(&json!([sample("boss_kill"), sample("drop_claimed")]))
+        .await;
+    assert_eq!(res.status, 200, "{:?}", res.body);
+    assert_eq!(res.body["accepted"], 2);
+    assert_eq!(app.ingested().await.len(), 2);
+}
+
+#[tokio::test]
+async fn malformed_or_oversized_batches_are_refused_whole() {
+    let app = spawn_app();
+    let too_many: Vec<Value> = (0..501).map(|i| boss_kill("player_1", i)).collect();
+    let res = app.post_batch(&json!({ "events": too_many })).await;
+    assert_eq!(res.problem(413)["field"], "events");
+    app.post_batch(&json!({"events": []})).await.problem(400);
+    app.post_batch(&json!({"events": {}})).await.problem(400);
+    app.post_batch(&json!({"evts": [sample("boss_kill")]}))
+        .await
+        .problem(400);
+    app.send_signed("/events/batch", b"{\"events\": [", &[])
+        .await
+        .problem(400);
+    // Over 1 MiB of bytes.
+    let mut big = boss_kill("player_1", 1);
+    big["pad"] = json!("x".repeat(1024 * 1024));
+    app.post_batch(&json!([big])).await.problem(413);
+    // A bad signature refuses the whole batch.
+    let body = serde_json::to_vec(&json!([sample("boss_kill")])).unwrap();
+    let mut headers = app.sign(&body, now_s(), None);
+    headers[0].1 = (now_s() - 1000).to_string();
+    app.send("/events/batch", body, &headers).await.problem(401);
+    assert!(app.ingested().await.is_empty());
+}
+
+#[tokio::test]
+async fn an_idempotent_batch_retry_gets_208_and_the_same_answer() {
+    let app = spawn_app();
+    let batch = json!([sample("boss_kill"), sample("progression")]);
+    let body = serde_json::to_vec(&batch).unwrap();
+    let key = [("idempotency-key", "batch-1".to_owned())];
+    let first = app.send_signed("/events/batch", &body, &key).await;
+    assert_eq!(first.status, 200);
+    let again = app.send_signed("/events/batch", &body, &key).await;
+    assert_eq!(again.status, 208);
+    assert_eq!(again.body, first.body);
+    assert_eq!(app.ingested().await.len(), 2);
+    // Without a key, the same signed request is a replay.
+    let headers = app.sign(&body, now_s(), None);
+    assert_eq!(
+        app.send("/events/batch", body.clone(), &headers)
+            .await
+            .status,
+        200
+    );
+    app.send("/events/batch", body, &headers).await.problem(401);
+}
+
+#[tokio::test]
+async fn a_bus_outage_fails_the_whole_batch_with_503() {
+    let app = spawn_app();
+    app.bus.down.store(true, Ordering::SeqCst);
+    let batch = json!([sample("boss_kill"), sample("progression")]);
+    app.post_batch(&batch).await.problem(503);
+    app.bus.down.store(false, Ordering::SeqCst);
+    assert!(app.ingested().await.is_empty());
+}

@@ -1,0 +1,375 @@
+//! `POST /events`.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use liveops_core::now_ms;
+use liveops_core::ports::Blocklist;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn sample_events_are_accepted_and_land_on_the_bus() {
+    let app = spawn_app();
+    let mut ids = Vec::new();
+    for name in ["boss_kill", "drop_claimed", "progression"] {
+        let event = sample(name);
+        let before = now_ms();
+        let res = app.post_event(&event).await;
+        assert_eq!(res.status, 202, "{name}: {:?}", res.body);
+        assert_eq!(res.content_type(), "application/json");
+        let id: uuid::Uuid = res.body["eventId"].as_str().unwrap().parse().unwrap();
+        assert_eq!(id.get_version_num(), 7);
+        ids.push((id, event, before));
+    }
+    let on_bus = app.ingested().await;
+    assert_eq!(on_bus.len(), 3);
+    for ((delivery, env), (id, event, before)) in on_bus.iter().zip(&ids) {
+        assert_eq!(env.event_id, *id);
+        assert_eq!(delivery.key, event["playerId"].as_str().unwrap());
+        assert!(env.received_at >= *before && env.received_at <= now_ms());
+        assert_eq!(env.event.kind().as_str(), event["type"].as_str().unwrap());
+        assert_eq!(env.event.ts, event["ts"].as_i64().unwrap());
+    }
+}
+
+#[tokio::test]
+async fn invalid_events_are_400_problems_naming_the_field() {
+    let app = spawn_app();
+    let mut wrong_type = sample("progression");
+    wrong_type["payload"]["deltaXp"] = json!("lots");
+    let mut out_of_range = sample("boss_kill");
+    out_of_range["payload"]["tier"] = json!(11);
+    let mut negative = sample("boss_kill");
+    negative["payload"]["points"] = json!(-5);
+    let mut unknown_type = sample("boss_kill");
+    unknown_type["type"] = json!("teleport");
+    let mut bad_player = sample("boss_kill");
+    bad_player["playerId"] = json!("x!");
+    let mut unknown_field = sample("drop_claimed");
+    unknown_field["payload"]["cheat"] = json!(true);
+    let mut stale = sample("progression");
+    stale["ts"] = json!(now_s() - 2 * 24 * 3600);
+    let mut weight = sample("drop_claimed");
+    weight["payload"]["weight"] = json!(1.5);
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"{not json".to_vec(), "body"),
+        (b"[]".to_vec(), "body"),
+        (serde_json::to_vec(&wrong_type).unwrap(), "payload.deltaXp"),
+        (serde_json::to_vec(&out_of_range).unwrap(), "payload.tier"),
+        (serde_json::to_vec(&negative).unwrap(), "payload.points"),
+        (serde_json::to_vec(&unknown_type).unwrap(), "type"),
+        (serde_json::to_vec(&bad_player).unwrap(), "playerId"),
+        (serde_json::to_vec(&unknown_field).unwrap(), "payload.cheat"),
+        (serde_json::to_vec(&stale).unwrap(), "ts"),
+        (serde_json::to_vec(&weight).unwrap(), "payload.weight"),
+    ];
+    for (body, field) in cases {
+        let res = app.send_signed("/events", &body, &[]).await;
+        let p = res.problem(400);
+        assert_eq!(p["field"], field, "{p}");
+    }
+    assert!(app.ingested().await.is_empty());
+}
+
+#[tokio::test]
+async fn bad_signatures_are_401_problems() {
+    let app = spawn_app();
+    let body = serde_json::to_vec(&sample("boss_kill")).unwrap();
+    let now = now_s();
+    let good = app.sign(&body, now, None);
+    let sig = good[1].1.clone();
+    let ts = now.to_string();
+    let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
+        (vec![("x-timestamp", ts.clone())], "missing X-Signature"),
+        (vec![("x-signature", sig.clone())], "missing X-Timestamp"),
+        (
+            vec![("x-timestamp", "soon".into()), ("x-signature", sig.clone())],
+            "unix seconds",
+        ),
+        (
+            vec![
+                ("x-timestamp", ts.clone()),
+                ("x-signature", "md5=abc".into()),
+            ],
+            "sha256=<hex>",
+        ),
+        // Right format, wrong MAC: the body was signed at another time.
+        (
+            app.sign(&body, now - 1, None)
+                .into_iter()
+                .map(|(k, v)| {
+                    if k == "x-timestamp" {
+                        (k, ts.clone())
+                    } else {
+                        (k, v)
+                    }
+                })
+                .collect(),
+            "does not match",
+        ),
+        (
+            app.sign(&body, now - 301, None),
+            "outside the allowed window",
+        ),
+        (
+            app.sign(&body, now + 301, None),
+            "outside the allowed window",
+        ),
+        (
+            vec![
+                ("x-timestamp", ts.clone()),
+                ("x-signature", sig.clone()),
+                ("x-key-id", "k9".into()),
+            ],
+            "unknown X-Key-Id",
+        ),
+        // Signed with k2 but not saying so: checked against the primary key.
+        (
+            app.sign(&body, now, Some("k2"))
+                .into_iter()
+                .filter(|(k, _)| *k != "x-key-id")
+                .collect(),
+            "does not match",
+        ),
+    ];
+    for (headers, reason) in cases {
+        let res = app.send("/events", body.clone(), &headers).await;
+        let p = res.problem(401);
+        assert!(
+            p["detail"].as_str().unwrap().contains(reason),
+            "{p} should say {reason}"
+        );
+    }
+    // A tampered body fails too.
+    let mut tampered = body.clone();
+    tampered.extend_from_slice(b" ");
+    app.send("/events", tampered, &good).await.problem(401);
+    assert!(app.ingested().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_picked_by_key_id() {
+    let app = spawn_app();
+    let body = serde_json::to_vec(&sample("progression")).unwrap();
+    let res = app
+        .send(
+            "/events",
+            body.clone(),
+            &app.sign(&body, now_s(), Some("k2")),
+        )
+        .await;
+    assert_eq!(res.status, 202, "{:?}", res.body);
+    let body = serde_json::to_vec(&sample("boss_kill")).unwrap();
+    let res = app
+        .send(
+            "/events",
+            body.clone(),
+            &app.sign(&body, now_s(), Some("k1")),
+        )
+        .await;
+    assert_eq!(res.status, 202, "{:?}", res.body);
+    assert_eq!(app.ingested().await.len(), 2);
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_413() {
+    let app = spawn_app();
+    let mut event = sample("boss_kill");
+    event["pad"] = json!("x".repeat(64 * 1024));
+    let res = app.post_event(&event).await;
+    let p = res.problem(413);
+    assert!(p["detail"].as_str().unwrap().contains("65536"));
+    // A body just under the limit is read (and then judged on its content).
+    let app = spawn_with(|c| c.max_body_bytes = 200);
+    let small = sample("boss_kill");
+    assert!(serde_json::to_vec(&small).unwrap().len() <= 200);
+    assert_eq!(app.post_event(&small).await.status, 202);
+}
+
+#[tokio::test]
+async fn a_blocked_player_gets_403_until_the_block_ends() {
+    let app = spawn_app();
+    let until = now_ms() + 60_000;
+    app.hot.block("player_67890", until).await.unwrap();
+    let res = app.post_event(&sample("boss_kill")).await;
+    let p = res.problem(403);
+    assert!(
+        p["detail"].as_str().unwrap().contains("blocked until"),
+        "{p}"
+    );
+    let retry: u64 = res.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((59..=60).contains(&retry), "{retry}");
+    // Other players are unaffected.
+    assert_eq!(app.post_event(&sample("progression")).await.status, 202);
+    assert_eq!(app.ingested().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_player_over_the_rate_limit_gets_429_with_retry_after() {
+    let app = spawn_with(|c| c.rate_limit_max = 2);
+    fresh_second().await;
+    for points in [1, 2] {
+        assert_eq!(
+            app.post_event(&boss_kill("player_fast", points))
+                .await
+                .status,
+            202
+        );
+    }
+    let res = app.post_event(&boss_kill("player_fast", 3)).await;
+    res.problem(429);
+    let retry: u64 = res.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    // The limit is per player.
+    assert_eq!(
+        app.post_event(&boss_kill("player_slow", 3)).await.status,
+        202
+    );
+    assert_eq!(app.ingested().await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_replayed_request_is_401() {
+    let app = spawn_app();
+    let body = serde_json::to_vec(&sample("boss_kill")).unwrap();
+    let headers = app.sign(&body, now_s(), None);
+    assert_eq!(
+        app.send("/events", body.clone(), &headers).await.status,
+        202
+    );
+    let p = app.send("/events", body.clone(), &headers).await;
+    assert!(p.problem(401)["detail"]
+        .as_str()
+        .unwrap()
+        .contains("replayed"));
+    // Re-casing the hex does not make it a new signature.
+    let shouted: Vec<(&str, String)> = headers
+        .iter()
+        .map(|(k, v)| {
+            if *k == "x-signature" {
+                (*k, format!("sha256={}", v[7..].to_uppercase()))
+            } else {
+                (*k, v.clone())
+            }
+        })
+        .collect();
+    app.send("/events", body, &shouted).await.problem(401);
+    assert_eq!(app.ingested().await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_idempotent_retry_gets_208_and_the_same_answer() {
+    let app = spawn_app();
+    let event = sample("progression");
+    let first = app.post_event_with_key(&event, "retry-me-1").await;
+    assert_eq!(first.status, 202);
+    // A retry is signed again (new signature or not): the key decides.
+    let again = app.post_event_with_key(&event, "retry-me-1").await;
+    assert_eq!(again.status, 208);
+    assert_eq!(again.content_type(), "application/json");
+    assert_eq!(again.body, first.body);
+    assert_eq!(app.ingested().await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_reused_with_another_body_is_422() {
+    let app = spawn_app();
+    assert_eq!(
+        app.post_event_with_key(&sample("progression"), "k-1")
+            .await
+            .status,
+        202
+    );
+    let res = app.post_event_with_key(&sample("boss_kill"), "k-1").await;
+    assert_eq!(res.problem(422)["field"], "Idempotency-Key");
+    assert_eq!(app.ingested().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_malformed_idempotency_key_is_400() {
+    let app = spawn_app();
+    for key in ["", "has space", &"k".repeat(256)] {
+        let res = app
+            .post_event_with_key(&boss_kill("player_1", 1), key)
+            .await;
+        assert_eq!(res.problem(400)["field"], "Idempotency-Key");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_concurrent_duplicates_publish_once() {
+    let app = std::sync::Arc::new(spawn_app());
+    let event = sample("boss_kill");
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let app = app.clone();
+            let event = event.clone();
+            tokio::spawn(async move { app.post_event_with_key(&event, "same-key").await })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    let mut ids = HashSet::new();
+    for t in tasks {
+        let res = t.await.unwrap();
+        statuses.push(res.status.as_u16());
+        ids.insert(res.body["eventId"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 202).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 208).count(),
+        99,
+        "{statuses:?}"
+    );
+    assert_eq!(ids.len(), 1);
+    assert_eq!(app.ingested().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_bus_outage_is_503_and_the_key_can_be_retried() {
+    let app = spawn_app();
+    app.bus.down.store(true, Ordering::SeqCst);
+    let event = sample("boss_kill");
+    let res = app.post_event_with_key(&event, "outage-1").await;
+    res.problem(503);
+    assert!(res.headers.contains_key("retry-after"));
+    app.bus.down.store(false, Ordering::SeqCst);
+    let res = app.post_event_with_key(&event, "outage-1").await;
+    assert_eq!(res.status, 202, "{:?}", res.body);
+    assert_eq!(app.ingested().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_rate_limited_request_releases_its_key() {
+    let app = spawn_with(|c| c.rate_limit_max = 1);
+    fresh_second().await;
+    assert_eq!(app.post_event(&boss_kill("player_1", 1)).await.status, 202);
+    let event = boss_kill("player_1", 2);
+    app.post_event_with_key(&event, "later").await.problem(429);
+    tokio::time::sleep(Duration::from_millis(1000 - (now_ms() % 1000) as u64 + 10)).await;
+    let res = app.post_event_with_key(&event, "later").await;
+    assert_eq!(res.status, 202, "{:?}", res.body);
+}
+
+#[tokio::test]
+async fn the_openapi_lists_both_routes() {
+    let doc: Value =
+        serde_json::to_value(liveops_gateway::MODULE.default_openapi().unwrap()).unwrap();
+    assert!(doc["paths"]["/events"]["post"].is_object());
+    assert!(doc["paths"]["/events/batch"]["post"].is_object());
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+}

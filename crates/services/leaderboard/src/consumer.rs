@@ -1,0 +1,192 @@
+//! The `events.accepted` consumer: adds each event's score to every window exactly once.
+
+use std::collections::BTreeSet;
+
+use liveops_core::ports::{topics, Board, ScoreDelta};
+use liveops_core::{now_ms, Envelope, PortError};
+use liveops_module::consume::{run_batches, Apply, Backoff, Subscription};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::scores::{deltas, is_live, live_periods};
+use crate::{LeaderboardState, CONSUMER_ID, GROUP};
+
+/// Loads the live boards (current and previous period of each window) from the repository, all
+/// at once: each board's read and build run side by side on the repository's connections.
+pub(crate) async fn rebuild(state: &LeaderboardState, now_ms: i64) -> Result<(), PortError> {
+    let started = std::time::Instant::now();
+    let mut loads = tokio::task::JoinSet::new();
+    for &window in &state.config.windows {
+        let (current, previous) = live_periods(&state.config.calendar, window, now_ms);
+        for period in [previous, current] {
+            let board = Board {
+                window,
+                period: period.id,
+            };
+            let state = state.clone();
+            loads.spawn(async move {
+                let scores = state.store.board_scores(&board).await?;
+                let players = scores.len();
+                state.ranks.load(&board, scores).await?;
+                state.top_cache.invalidate();
+                tracing::info!(window = %board.window, period = %board.period, players, "board rebuilt");
+                Ok::<_, PortError>(())
+            });
+        }
+    }
+    while let Some(done) = loads.join_next().await {
+        done.map_err(|e| PortError::Unavailable(format!("rebuilding a board failed: {e}")))??;
+    }
+    let took = started.elapsed();
+    metrics::gauge!("leaderboard_rebuild_seconds").set(took.as_secs_f64());
+    tracing::info!(seconds = took.as_secs_f64(), "live boards rebuilt");
+    state
+        .loaded
+        .store(true, std::sync::atomic::Ordering::Release);
+    Ok(())
+}
+
+/// The leaderboard's part of each batch: durable scores first, then the rank store.
+struct Leaderboard<'a> {
+    state: &'a LeaderboardState,
+    /// The score changes of the batch just committed, for the rank store.
+    deltas: Vec<ScoreDelta>,
+}
+
+#[async_trait::async_trait]
+impl Apply for Leaderboard<'_> {
+    async fn apply(&mut self, events: &[Envelope]) -> Result<(), PortError> {
+        self.deltas = commit_batch(self.state, events).await?;
+        Ok(())
+    }
+
+    /// The scores are durable now; the rank store must follow even if it is down for a while.
+    async fn after_commit(&mut self, backoff: &mut Backoff, shutdown: &CancellationToken) -> bool {
+        let deltas = std::mem::take(&mut self.deltas);
+        update_ranks(self.state, &deltas, backoff, shutdown).await
+    }
+}
+
+/// Rebuilds the rank store from the repository, then consumes `events.accepted` until `shutdown`.
+#[tracing::instrument(skip_all, fields(group = GROUP, consumer = %state.config.consumer_name))]
+pub async fn run_consumer(
+    state: LeaderboardState,
+    shutdown: CancellationToken,
+) -> Result<(), PortError> {
+    let mut backoff = Backoff::new();
+    loop {
+        let ready = match state.bus.ensure_group(topics::ACCEPTED, GROUP).await {
+            Ok(()) => rebuild(&state, now_ms()).await,
+            Err(e) => Err(e),
+        };
+        match ready {
+            Ok(()) => break,
+            Err(error) => {
+                tracing::warn!(%error, "cannot start consuming; retrying");
+                if !backoff.wait(&shutdown).await {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    backoff.reset();
+    tracing::info!("leaderboard consumer started");
+    let sub = Subscription {
+        bus: state.bus.as_ref(),
+        topic: topics::ACCEPTED,
+        group: GROUP,
+        consumer: &state.config.consumer_name,
+        batch: state.config.batch_size,
+    };
+    let mut handler = Leaderboard {
+        state: &state,
+        deltas: Vec::new(),
+    };
+    run_batches(sub, &mut handler, &shutdown).await;
+    tracing::info!("leaderboard consumer stopped");
+    Ok(())
+}
+
+/// Records the scores of the events not applied before, atomically with their ids; returns the
+/// score changes to apply to the rank store.
+pub(crate) async fn commit_batch(
+    state: &LeaderboardState,
+    events: &[Envelope],
+) -> Result<Vec<ScoreDelta>, PortError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    let done = state.processed.processed(CONSUMER_ID, &ids).await?;
+    let fresh: Vec<Envelope> = events
+        .iter()
+        .filter(|e| !done.contains(&e.event_id))
+        .cloned()
+        .collect();
+    if fresh.len() < events.len() {
+        tracing::debug!(
+            skipped = events.len() - fresh.len(),
+            "events already applied"
+        );
+    }
+    if fresh.is_empty() {
+        return Ok(Vec::new());
+    }
+    let cfg = &state.config;
+    let (deltas, updates) = deltas(&fresh, &cfg.windows, &cfg.calendar);
+    let fresh_ids: Vec<Uuid> = fresh.iter().map(|e| e.event_id).collect();
+    state
+        .store
+        .commit_scores(CONSUMER_ID, &fresh_ids, &deltas)
+        .await?;
+    for (window, n) in updates {
+        metrics::counter!("leaderboard_updates_total", "window" => window.as_str()).increment(n);
+    }
+    Ok(deltas)
+}
+
+/// Applies committed deltas to the live boards of the rank store. On failure the affected boards
+/// are reloaded from the repository instead (an increment may have half-applied), until it works
+/// or shutdown; returns `false` on shutdown.
+pub(crate) async fn update_ranks(
+    state: &LeaderboardState,
+    deltas: &[ScoreDelta],
+    backoff: &mut Backoff,
+    shutdown: &CancellationToken,
+) -> bool {
+    // Boards older than the previous period are archived: only the repository keeps them.
+    let now = now_ms();
+    let live: Vec<ScoreDelta> = deltas
+        .iter()
+        .filter(|d| is_live(&state.config.calendar, &d.board, now))
+        .cloned()
+        .collect();
+    if live.is_empty() {
+        return true;
+    }
+    let result = state.ranks.incr(&live).await;
+    state.top_cache.invalidate();
+    let Err(error) = result else {
+        return true;
+    };
+    tracing::warn!(%error, "rank store update failed; reloading the boards");
+    let boards: BTreeSet<Board> = live.into_iter().map(|d| d.board).collect();
+    loop {
+        if !backoff.wait(shutdown).await {
+            return false;
+        }
+        match reload(state, &boards).await {
+            Ok(()) => return true,
+            Err(error) => tracing::warn!(%error, "board reload failed; retrying"),
+        }
+    }
+}
+
+async fn reload(state: &LeaderboardState, boards: &BTreeSet<Board>) -> Result<(), PortError> {
+    for board in boards {
+        let scores = state.store.board_scores(board).await?;
+        state.ranks.load(board, scores).await?;
+        state.top_cache.invalidate();
+    }
+    Ok(())
+}

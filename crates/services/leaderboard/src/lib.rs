@@ -1,0 +1,240 @@
+//! The leaderboard service (ARCHITECTURE §3.4): daily, weekly and seasonal rankings from accepted
+//! events, snapshots, and the hall of fame.
+//!
+//! Three tasks over the ports only: [`router`] serves `/leaderboard*`; [`run_consumer`] rebuilds
+//! the rank store from the repository and then applies `events.accepted` exactly once per event
+//! id (durable scores first, rank store second); [`run_snapshots`] archives boards on
+//! `SNAPSHOT_CRON` and at every rollover.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use clap::Args;
+use liveops_core::ports::topics;
+use liveops_core::stores::{ProcessedEvents, ScoreStore};
+use liveops_core::{Bus, Calendar, RankStore, Window};
+use liveops_module::{BuildError, ConfigError, Context, Definition, Group, Service, Task};
+use utoipa::OpenApi;
+
+mod consumer;
+mod openapi;
+mod routes;
+mod scores;
+mod snapshots;
+mod top_cache;
+
+pub use consumer::run_consumer;
+pub use routes::{HistoryView, LeaderboardView, PeriodsView, PlayerRankView};
+pub use snapshots::{parse_cron, run_snapshots};
+pub use top_cache::TopCache;
+
+/// The consumer group the leaderboard reads `events.accepted` with.
+pub const GROUP: &str = "leaderboard";
+/// The consumer name under which applied event ids are recorded in the repository.
+pub const CONSUMER_ID: &str = "leaderboard";
+
+/// The leaderboard's settings, as flags and environment variables.
+#[derive(Args, Clone, Debug)]
+pub struct LeaderboardArgs {
+    /// Leaderboard windows, comma separated.
+    #[arg(long, env = "LB_WINDOWS", default_value = "daily,weekly,seasonal")]
+    pub lb_windows: String,
+    /// Default and snapshot size of a leaderboard.
+    #[arg(long, env = "LB_TOPN", default_value_t = 100)]
+    pub lb_topn: u64,
+    /// Snapshot schedule (5-field cron, UTC).
+    #[arg(long, env = "SNAPSHOT_CRON", default_value = "*/5 * * * *")]
+    pub snapshot_cron: String,
+}
+
+impl LeaderboardArgs {
+    /// Checks the values and turns them into settings around the shared calendar and consumer.
+    pub fn config(
+        &self,
+        calendar: Calendar,
+        consumer_name: &str,
+        batch_size: usize,
+    ) -> Result<LeaderboardConfig, ConfigError> {
+        let windows = self
+            .lb_windows
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|w| {
+                Window::parse(w).ok_or_else(|| {
+                    ConfigError::new(
+                        "LB_WINDOWS",
+                        format!("unknown window {w:?}: use daily, weekly, seasonal"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if windows.is_empty() {
+            return Err(ConfigError::new(
+                "LB_WINDOWS",
+                "at least one window is required",
+            ));
+        }
+        if !(1..=1000).contains(&self.lb_topn) {
+            return Err(ConfigError::new("LB_TOPN", "must be between 1 and 1000"));
+        }
+        parse_cron(&self.snapshot_cron).map_err(|e| ConfigError::new("SNAPSHOT_CRON", e))?;
+        Ok(LeaderboardConfig {
+            windows,
+            top_n: self.lb_topn,
+            calendar,
+            snapshot_cron: self.snapshot_cron.clone(),
+            batch_size,
+            consumer_name: consumer_name.to_owned(),
+        })
+    }
+}
+
+/// Settings of the leaderboard service.
+#[derive(Clone, Debug)]
+pub struct LeaderboardConfig {
+    /// Windows ranked (`LB_WINDOWS`); the first is the default of every route.
+    pub windows: Vec<Window>,
+    /// Default `limit` and size of snapshots (`LB_TOPN`, default 100).
+    pub top_n: u64,
+    /// Maps receive time to periods.
+    pub calendar: Calendar,
+    /// When to snapshot the current boards (`SNAPSHOT_CRON`, 5-field cron, default `*/5 * * * *`).
+    pub snapshot_cron: String,
+    /// Most events taken from the bus at once.
+    pub batch_size: usize,
+    /// This replica's consumer name within [`GROUP`].
+    pub consumer_name: String,
+}
+
+/// What the handlers, the consumer and the snapshotter share.
+#[derive(Clone)]
+pub struct LeaderboardState {
+    /// Settings.
+    pub config: Arc<LeaderboardConfig>,
+    /// The event bus.
+    pub bus: Arc<dyn Bus>,
+    /// Live boards (current and previous period of each window).
+    pub ranks: Arc<dyn RankStore>,
+    /// Durable scores and snapshots.
+    pub store: Arc<dyn ScoreStore>,
+    /// Event ids already applied.
+    pub processed: Arc<dyn ProcessedEvents>,
+    /// Set once the live boards are rebuilt from the repository; until then reads answer 503
+    /// and the process is not ready, so nobody is shown an empty board after a restart.
+    pub loaded: Arc<AtomicBool>,
+    /// Serialized top-N answers of live boards, dropped whenever this process changes one.
+    pub top_cache: Arc<TopCache>,
+}
+
+impl LeaderboardState {
+    /// A leaderboard over `repo` (scores and processed ids), not loaded yet.
+    pub fn new<R>(
+        config: LeaderboardConfig,
+        bus: Arc<dyn Bus>,
+        ranks: Arc<dyn RankStore>,
+        repo: Arc<R>,
+    ) -> Self
+    where
+        R: ScoreStore + ProcessedEvents + 'static,
+    {
+        Self {
+            config: Arc::new(config),
+            bus,
+            ranks,
+            store: repo.clone(),
+            processed: repo,
+            loaded: Arc::default(),
+            top_cache: Arc::default(),
+        }
+    }
+}
+
+/// The leaderboard routes, ready to be merged or served.
+pub fn router(state: LeaderboardState) -> Router {
+    Router::new()
+        .route("/leaderboard", get(routes::get_leaderboard))
+        .route("/leaderboard/players/{id}", get(routes::get_player_rank))
+        .route("/leaderboard/history", get(routes::get_history))
+        .route(
+            "/leaderboard/history/periods",
+            get(routes::get_history_periods),
+        )
+        .with_state(state)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        routes::get_leaderboard,
+        routes::get_player_rank,
+        routes::get_history,
+        routes::get_history_periods
+    ),
+    components(schemas(
+        LeaderboardView,
+        PlayerRankView,
+        HistoryView,
+        PeriodsView,
+        liveops_core::RankEntry,
+        liveops_core::Window,
+        liveops_http::Problem,
+    )),
+    tags((name = "leaderboard", description = "Rankings per window, snapshots and hall of fame"))
+)]
+struct ApiDoc;
+
+/// The leaderboard's row in the module table: `--target leaderboard`, port 8082.
+pub static MODULE: Definition<LeaderboardArgs> = Definition {
+    name: "leaderboard",
+    port: 8082,
+    groups: &[Group {
+        topic: topics::ACCEPTED,
+        group: GROUP,
+    }],
+    openapi: |args| {
+        let windows = args
+            .config(Calendar::default(), "openapi", 1)
+            .map(|c| c.windows)
+            .unwrap_or_default();
+        openapi::for_windows(ApiDoc::openapi(), &windows)
+    },
+    check: |args| args.config(Calendar::default(), "check", 1).map(drop),
+    build: |ctx, args| Box::pin(build(ctx, args)),
+};
+
+async fn build(ctx: &Context, args: LeaderboardArgs) -> Result<Service, BuildError> {
+    let shared = &ctx.shared;
+    let config = args.config(
+        shared.calendar.clone(),
+        &shared.consumer_name,
+        shared.batch_size,
+    )?;
+    let state = LeaderboardState {
+        config: Arc::new(config),
+        bus: ctx.ports.get::<dyn Bus>().await?,
+        ranks: ctx.ports.get::<dyn RankStore>().await?,
+        store: ctx.ports.get::<dyn ScoreStore>().await?,
+        processed: ctx.ports.get::<dyn ProcessedEvents>().await?,
+        loaded: Arc::default(),
+        top_cache: Arc::default(),
+    };
+    let loaded = state.loaded.clone();
+    let (consumer, snapshots) = (state.clone(), state.clone());
+    Ok(Service {
+        router: router(state),
+        tasks: vec![
+            Task::new("leaderboard consumer", move |stop| {
+                run_consumer(consumer, stop)
+            }),
+            Task::new("leaderboard snapshots", move |stop| {
+                run_snapshots(snapshots, stop)
+            }),
+        ],
+        readiness: Some(Arc::new(move || {
+            (!loaded.load(Ordering::Acquire)).then(|| "leaderboard: rebuilding boards".into())
+        })),
+    })
+}

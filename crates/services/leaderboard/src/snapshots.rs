@@ -1,0 +1,572 @@
+//! Snapshots: the top of each current board on `SNAPSHOT_CRON`, and a final one of each period
+//! that ends (the hall of fame). The clock is a parameter, so tests can move time.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use croner::Cron;
+use liveops_core::ports::Board;
+use liveops_core::stores::Snapshot;
+use liveops_core::{now_ms, Calendar, Period, PortError, Window};
+use tokio_util::sync::CancellationToken;
+
+use crate::scores::{live_periods, rank_entries};
+use crate::LeaderboardState;
+
+/// How often the clock is checked for a rollover.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Parses a cron expression: 5 fields (`*/5 * * * *`) or 6 with seconds first; the error says what is wrong.
+pub fn parse_cron(s: &str) -> Result<(), String> {
+    cron(s).map(|_| ())
+}
+
+fn cron(s: &str) -> Result<Cron, String> {
+    Cron::new(s.trim())
+        .with_seconds_optional()
+        .parse()
+        .map_err(|e| e.to_string())
+}
+
+/// A window whose period changed between two checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Rollover {
+    /// The window.
+    pub window: Window,
+    /// The period now running.
+    pub current: Period,
+    /// Ids of the periods that ended, oldest first, whose final snapshots are due: the one just
+    /// before `current`, and the one seen at the last check if that is older still (the process
+    /// slept through more than one period).
+    pub ended: Vec<String>,
+}
+
+/// Which windows rolled over since `last` (window → period id at the last check). Windows never
+/// checked before are not rollovers.
+pub(crate) fn rollovers(
+    calendar: &Calendar,
+    windows: &[Window],
+    now_ms: i64,
+    last: &BTreeMap<Window, String>,
+) -> Vec<Rollover> {
+    windows
+        .iter()
+        .filter_map(|&window| {
+            let (current, previous) = live_periods(calendar, window, now_ms);
+            match last.get(&window) {
+                Some(id) if *id != current.id => {
+                    let mut ended = Vec::with_capacity(2);
+                    if *id != previous.id {
+                        ended.push(id.clone());
+                    }
+                    ended.push(previous.id);
+                    Some(Rollover {
+                        window,
+                        current,
+                        ended,
+                    })
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+fn at(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// The snapshot schedule and what is still due.
+pub(crate) struct Snapshotter {
+    state: LeaderboardState,
+    cron: Option<Cron>,
+    next_cron: Option<DateTime<Utc>>,
+    /// Period id of each window at the last check.
+    last: BTreeMap<Window, String>,
+    /// Final snapshots due and not yet written (retried every tick).
+    finals_due: BTreeSet<Board>,
+    /// Windows whose archived boards still have to leave the rank store.
+    sweep_due: BTreeSet<Window>,
+}
+
+impl Snapshotter {
+    pub(crate) fn new(state: LeaderboardState) -> Self {
+        let cron = match cron(&state.config.snapshot_cron) {
+            Ok(c) => Some(c),
+            Err(error) => {
+                tracing::error!(cron = %state.config.snapshot_cron, %error,
+                    "bad SNAPSHOT_CRON; only rollover snapshots will be taken");
+                None
+            }
+        };
+        Self {
+            state,
+            cron,
+            next_cron: None,
+            last: BTreeMap::new(),
+            finals_due: BTreeSet::new(),
+            sweep_due: BTreeSet::new(),
+        }
+    }
+
+    /// First check: remembers the current periods and owes a final snapshot of each previous
+    /// period that has none (the process may have been down at the rollover).
+    pub(crate) async fn start(&mut self, now_ms: i64) {
+        let cfg = self.state.config.clone();
+        for &window in &cfg.windows {
+            let (current, previous) = live_periods(&cfg.calendar, window, now_ms);
+            self.last.insert(window, current.id);
+            let board = Board {
+                window,
+                period: previous.id,
+            };
+            match self.state.store.snapshot(&board).await {
+                Ok(Some(s)) if s.is_final => {}
+                Ok(_) => {
+                    self.finals_due.insert(board);
+                }
+                Err(error) => {
+                    tracing::warn!(%window, %error, "cannot read the last final snapshot");
+                    self.finals_due.insert(board);
+                }
+            }
+        }
+        self.next_cron = self.next_after(now_ms);
+        self.settle(now_ms).await;
+    }
+
+    /// One check at `now_ms`: rollovers, due final snapshots, and the cron snapshot.
+    pub(crate) async fn tick(&mut self, now_ms: i64) {
+        let cfg = self.state.config.clone();
+        for r in rollovers(&cfg.calendar, &cfg.windows, now_ms, &self.last) {
+            tracing::info!(window = %r.window, ended = ?r.ended, current = %r.current.id,
+                "period rolled over");
+            self.last.insert(r.window, r.current.id);
+            for period in r.ended {
+                self.finals_due.insert(Board {
+                    window: r.window,
+                    period,
+                });
+            }
+            self.sweep_due.insert(r.window);
+        }
+        self.settle(now_ms).await;
+
+        if self.next_cron.is_some_and(|next| at(now_ms) >= next) {
+            for &window in &cfg.windows {
+                let current = cfg.calendar.period_at_ms(window, now_ms);
+                if let Err(error) = self.live_snapshot(window, current.id, now_ms).await {
+                    tracing::warn!(%window, %error, "snapshot failed");
+                }
+            }
+            self.next_cron = self.next_after(now_ms);
+        }
+    }
+
+    fn next_after(&self, now_ms: i64) -> Option<DateTime<Utc>> {
+        let cron = self.cron.as_ref()?;
+        match cron.find_next_occurrence(&at(now_ms), false) {
+            Ok(next) => Some(next),
+            Err(error) => {
+                tracing::error!(%error, "SNAPSHOT_CRON has no next occurrence");
+                None
+            }
+        }
+    }
+
+    /// Writes the final snapshots due, then drops archived boards from the rank store.
+    async fn settle(&mut self, now_ms: i64) {
+        for board in std::mem::take(&mut self.finals_due) {
+            if let Err(error) = self.final_snapshot(&board, now_ms).await {
+                tracing::warn!(window = %board.window, period = %board.period, %error,
+                    "final snapshot failed; will retry");
+                self.finals_due.insert(board);
+            }
+        }
+        for window in std::mem::take(&mut self.sweep_due) {
+            if let Err(error) = self.sweep(window, now_ms).await {
+                tracing::warn!(%window, %error, "cannot drop archived boards; will retry");
+                self.sweep_due.insert(window);
+            }
+        }
+    }
+
+    /// The final snapshot of an ended period, from the repository (authoritative even while the
+    /// rank store is being rebuilt). An empty board leaves nothing to archive.
+    async fn final_snapshot(&self, board: &Board, now_ms: i64) -> Result<(), PortError> {
+        let scores = self.state.store.board_scores(board).await?;
+        if scores.is_empty() {
+            tracing::debug!(window = %board.window, period = %board.period,
+                "nothing to archive");
+            return Ok(());
+        }
+        let entries = rank_entries(scores, self.state.config.top_n);
+        self.save(board, entries, now_ms, true).await
+    }
+
+    /// A running snapshot of a current board, from the rank store.
+    async fn live_snapshot(
+        &self,
+        window: Window,
+        period: String,
+        now_ms: i64,
+    ) -> Result<(), PortError> {
+        let board = Board { window, period };
+        let entries = self
+            .state
+            .ranks
+            .top(&board, 0, self.state.config.top_n)
+            .await?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.save(&board, entries, now_ms, false).await
+    }
+
+    async fn save(
+        &self,
+        board: &Board,
+        entries: Vec<liveops_core::RankEntry>,
+        now_ms: i64,
+        is_final: bool,
+    ) -> Result<(), PortError> {
+        let players = entries.len();
+        self.state
+            .store
+            .save_snapshot(&Snapshot {
+                window: board.window,
+                period: board.period.clone(),
+                taken_at_ms: now_ms,
+                is_final,
+                entries,
+            })
+            .await?;
+        metrics::counter!("leaderboard_snapshots_total",
+            "window" => board.window.as_str(), "final" => if is_final { "true" } else { "false" })
+        .increment(1);
+        tracing::info!(window = %board.window, period = %board.period, players, is_final,
+            "snapshot saved");
+        Ok(())
+    }
+
+    /// Drops boards of `window` older than the previous period from the rank store.
+    async fn sweep(&self, window: Window, now_ms: i64) -> Result<(), PortError> {
+        let (current, previous) = live_periods(&self.state.config.calendar, window, now_ms);
+        for board in self.state.ranks.boards().await? {
+            if board.window == window && board.period != current.id && board.period != previous.id {
+                self.state.ranks.drop_board(&board).await?;
+                tracing::info!(%window, period = %board.period, "archived board dropped");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Snapshots on `SNAPSHOT_CRON` and at every window rollover (final snapshot = hall of fame),
+/// until `shutdown`.
+#[tracing::instrument(skip_all)]
+pub async fn run_snapshots(
+    state: LeaderboardState,
+    shutdown: CancellationToken,
+) -> Result<(), PortError> {
+    let mut snapshotter = Snapshotter::new(state);
+    snapshotter.start(now_ms()).await;
+    let mut ticks = tokio::time::interval(TICK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = ticks.tick() => snapshotter.tick(now_ms()).await,
+        }
+    }
+    tracing::info!("snapshots stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use std::sync::Arc;
+
+    use liveops_core::ports::{BusOptions, ScoreDelta};
+    use liveops_memory::{MemoryBus, MemoryRankStore};
+    use liveops_sql::SqliteRepository;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::LeaderboardConfig;
+
+    // 2026-11-21T23:59:59Z, the last second of a Saturday in ISO week 47.
+    const T: i64 = 1_795_305_599_000;
+
+    #[test]
+    fn cron_expressions_are_checked() {
+        assert_eq!(parse_cron("*/5 * * * *"), Ok(()));
+        assert_eq!(parse_cron("@hourly"), Ok(()));
+        assert!(parse_cron("*/5 * * *").is_err());
+        // An optional leading seconds field (6 fields) is accepted.
+        assert_eq!(parse_cron("0 */5 * * * *"), Ok(()));
+        assert!(parse_cron("0 0 */5 * * * * *").is_err());
+        assert!(parse_cron("61 * * * *").is_err());
+        assert!(parse_cron("").is_err());
+    }
+
+    #[test]
+    fn a_day_change_rolls_the_daily_window_only() {
+        let cal = Calendar::default();
+        let windows = [Window::Daily, Window::Weekly];
+        let mut last = BTreeMap::new();
+        assert!(
+            rollovers(&cal, &windows, T, &last).is_empty(),
+            "first check"
+        );
+        for w in windows {
+            last.insert(w, cal.period_at_ms(w, T).id);
+        }
+        assert!(rollovers(&cal, &windows, T + 500, &last).is_empty());
+        let r = rollovers(&cal, &windows, T + 1000, &last);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].window, Window::Daily);
+        assert_eq!(r[0].ended, ["2026-11-21"]);
+        assert_eq!(r[0].current.id, "2026-11-22");
+        // Asleep through a whole day: both ended days are owed, and the week ended too.
+        let r = rollovers(&cal, &windows, T + 86_401_000, &last);
+        let ended: Vec<_> = r.iter().map(|r| (r.window, r.ended.clone())).collect();
+        assert_eq!(
+            ended,
+            [
+                (
+                    Window::Daily,
+                    vec!["2026-11-21".into(), "2026-11-22".into()]
+                ),
+                (Window::Weekly, vec!["2026-W47".into()])
+            ]
+        );
+    }
+
+    async fn state(dir: &tempfile::TempDir) -> LeaderboardState {
+        let repo = SqliteRepository::connect(dir.path().join("db").to_str().unwrap())
+            .await
+            .unwrap();
+        repo.migrate().await.unwrap();
+        let state = LeaderboardState::new(
+            LeaderboardConfig {
+                windows: vec![Window::Daily, Window::Weekly],
+                top_n: 3,
+                calendar: Calendar::default(),
+                snapshot_cron: "*/5 * * * *".into(),
+                batch_size: 16,
+                consumer_name: "test".into(),
+            },
+            Arc::new(MemoryBus::new(BusOptions::default())),
+            Arc::new(MemoryRankStore::new()),
+            Arc::new(repo),
+        );
+        state
+            .loaded
+            .store(true, std::sync::atomic::Ordering::Release);
+        state
+    }
+
+    /// Scores as the consumer records them: durable first, then the rank store.
+    async fn score(state: &LeaderboardState, at_ms: i64, scores: &[(&str, i64)]) {
+        let mut deltas = Vec::new();
+        for &window in &state.config.windows {
+            for (player, delta) in scores {
+                deltas.push(ScoreDelta {
+                    board: board(window, at_ms),
+                    player_id: (*player).to_owned(),
+                    delta: *delta,
+                });
+            }
+        }
+        let ids: Vec<Uuid> = scores.iter().map(|_| Uuid::now_v7()).collect();
+        state
+            .store
+            .commit_scores(crate::CONSUMER_ID, &ids, &deltas)
+            .await
+            .unwrap();
+        state.ranks.incr(&deltas).await.unwrap();
+    }
+
+    fn board(window: Window, at_ms: i64) -> Board {
+        Board {
+            window,
+            period: Calendar::default().period_at_ms(window, at_ms).id,
+        }
+    }
+
+    fn players(s: &Snapshot) -> Vec<(u64, &str, i64)> {
+        s.entries
+            .iter()
+            .map(|e| (e.rank, e.player_id.as_str(), e.score))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_rollover_archives_the_ended_period_and_drops_the_one_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(&dir).await;
+        let day1 = T - 86_400_000;
+        score(&state, day1, &[("old_timer", 5)]).await;
+        score(
+            &state,
+            T,
+            &[("alice", 10), ("bob", 30), ("carol", 20), ("dave", 1)],
+        )
+        .await;
+
+        let mut s = Snapshotter::new(state.clone());
+        s.start(T).await;
+        // Catching up at start: the previous day had no final snapshot.
+        let prev = state
+            .store
+            .snapshot(&board(Window::Daily, day1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(prev.is_final);
+        assert_eq!(players(&prev), [(1, "old_timer", 5)]);
+        assert!(state
+            .store
+            .snapshot(&board(Window::Daily, T))
+            .await
+            .unwrap()
+            .is_none());
+
+        // The day ends (T is its last second); the week goes on.
+        s.tick(T + 1_000).await;
+        let fame = state
+            .store
+            .snapshot(&board(Window::Daily, T))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(fame.is_final);
+        assert_eq!(fame.taken_at_ms, T + 1_000);
+        assert_eq!(
+            players(&fame),
+            [(1, "bob", 30), (2, "carol", 20), (3, "alice", 10)]
+        );
+        // Midnight is also a `*/5` occurrence: the running week gets a running snapshot.
+        let week = state
+            .store
+            .snapshot(&board(Window::Weekly, T))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!week.is_final);
+        // Kept live: the current and the previous day; the one before is gone.
+        let held = state.ranks.boards().await.unwrap();
+        assert!(held.contains(&board(Window::Daily, T)));
+        assert!(!held.contains(&board(Window::Daily, day1)));
+        assert!(held.contains(&board(Window::Weekly, T)));
+
+        // Another day: the week ends too, and T's day leaves the rank store.
+        s.tick(T + 86_401_000).await;
+        let week = state
+            .store
+            .snapshot(&board(Window::Weekly, T))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(week.is_final);
+        assert_eq!(players(&week)[0], (1, "bob", 30));
+        let held = state.ranks.boards().await.unwrap();
+        assert!(!held.contains(&board(Window::Daily, T)));
+        assert!(
+            held.contains(&board(Window::Weekly, T)),
+            "previous week stays live"
+        );
+
+        // The hall of fame index.
+        let periods = state
+            .store
+            .snapshot_periods(Window::Daily, 10)
+            .await
+            .unwrap();
+        assert!(periods.contains(&board(Window::Daily, T).period));
+    }
+
+    #[tokio::test]
+    async fn the_cron_takes_running_snapshots_of_the_current_boards() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(&dir).await;
+        // 2026-11-21T12:01:00Z: the next */5 is 12:05.
+        let noon = T - 11 * 3_600_000 - 58 * 60_000 - 59_000;
+        score(&state, noon, &[("alice", 10), ("bob", 30)]).await;
+        let mut s = Snapshotter::new(state.clone());
+        s.start(noon).await;
+        s.tick(noon + 60_000).await;
+        assert!(state
+            .store
+            .snapshot(&board(Window::Daily, noon))
+            .await
+            .unwrap()
+            .is_none());
+        s.tick(noon + 4 * 60_000).await;
+        let snap = state
+            .store
+            .snapshot(&board(Window::Daily, noon))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!snap.is_final);
+        assert_eq!(snap.taken_at_ms, noon + 4 * 60_000);
+        assert_eq!(players(&snap), [(1, "bob", 30), (2, "alice", 10)]);
+
+        // More points, and the next occurrence takes them.
+        score(&state, noon, &[("alice", 100)]).await;
+        s.tick(noon + 6 * 60_000).await;
+        let snap = state
+            .store
+            .snapshot(&board(Window::Daily, noon))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(snap.taken_at_ms, noon + 4 * 60_000, "not due yet");
+        s.tick(noon + 9 * 60_000).await;
+        let snap = state
+            .store
+            .snapshot(&board(Window::Daily, noon))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(players(&snap)[0], (1, "alice", 110));
+        let weekly = state
+            .store
+            .snapshot(&board(Window::Weekly, noon))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!weekly.is_final);
+    }
+
+    #[tokio::test]
+    async fn a_restart_after_a_final_snapshot_does_not_retake_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(&dir).await;
+        score(&state, T, &[("alice", 10)]).await;
+        let mut s = Snapshotter::new(state.clone());
+        s.start(T).await;
+        s.tick(T + 1_000).await;
+        let first = state
+            .store
+            .snapshot(&board(Window::Daily, T))
+            .await
+            .unwrap()
+            .unwrap();
+        // Late points land after the archive; a restart must not rewrite history.
+        score(&state, T, &[("alice", 5)]).await;
+        let mut again = Snapshotter::new(state.clone());
+        again.start(T + 2_000).await;
+        let after = state
+            .store
+            .snapshot(&board(Window::Daily, T))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(after, first);
+    }
+}

@@ -1,0 +1,117 @@
+//! The `events.accepted` consumer: applies each event to progression exactly once.
+
+use std::collections::{HashMap, HashSet};
+
+use liveops_core::ports::topics;
+use liveops_core::{Envelope, PortError};
+use liveops_module::consume::{run_batches, Apply, Backoff, Subscription};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::apply::{plan, xp_keys};
+use crate::{ProgressionState, CONSUMER_ID, GROUP};
+
+/// The progression's part of each batch.
+struct Progression<'a>(&'a ProgressionState);
+
+#[async_trait::async_trait]
+impl Apply for Progression<'_> {
+    async fn apply(&mut self, events: &[Envelope]) -> Result<(), PortError> {
+        apply_batch(self.0, events).await
+    }
+}
+
+/// Consumes `events.accepted` until `shutdown`.
+#[tracing::instrument(skip_all, fields(group = GROUP, consumer = %state.config.consumer_name))]
+pub async fn run_consumer(
+    state: ProgressionState,
+    shutdown: CancellationToken,
+) -> Result<(), PortError> {
+    let mut backoff = Backoff::new();
+    loop {
+        match state.bus.ensure_group(topics::ACCEPTED, GROUP).await {
+            Ok(()) => break,
+            Err(error) => {
+                tracing::warn!(%error, "cannot create consumer group; retrying");
+                if !backoff.wait(&shutdown).await {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    tracing::info!("progression consumer started");
+    let sub = Subscription {
+        bus: state.bus.as_ref(),
+        topic: topics::ACCEPTED,
+        group: GROUP,
+        consumer: &state.config.consumer_name,
+        batch: state.config.batch_size,
+    };
+    run_batches(sub, &mut Progression(&state), &shutdown).await;
+    tracing::info!("progression consumer stopped");
+    Ok(())
+}
+
+/// Applies the events not applied before, atomically with their ids, then drops stale cache.
+pub(crate) async fn apply_batch(
+    state: &ProgressionState,
+    events: &[Envelope],
+) -> Result<(), PortError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    let done = state.processed.processed(CONSUMER_ID, &ids).await?;
+    let fresh: Vec<Envelope> = events
+        .iter()
+        .filter(|e| !done.contains(&e.event_id))
+        .cloned()
+        .collect();
+    if fresh.len() < events.len() {
+        tracing::debug!(
+            skipped = events.len() - fresh.len(),
+            "events already applied"
+        );
+    }
+    if fresh.is_empty() {
+        return Ok(());
+    }
+
+    let cfg = &state.config;
+    let keys = xp_keys(&fresh, &cfg.calendar);
+    let xp = if keys.is_empty() {
+        Vec::new()
+    } else {
+        state.store.xp_of(&keys).await?
+    };
+    if xp.len() != keys.len() {
+        return Err(PortError::Corrupt(format!(
+            "xp_of returned {} values for {} players",
+            xp.len(),
+            keys.len()
+        )));
+    }
+    let before: HashMap<(String, i64), u64> = keys.into_iter().zip(xp).collect();
+    let plan = plan(&fresh, &cfg.calendar, &cfg.curve, &before);
+    state
+        .store
+        .commit_progress(CONSUMER_ID, &plan.commit)
+        .await?;
+
+    for (kind, n) in &plan.applied {
+        metrics::counter!("progression_events_applied_total", "type" => kind.as_str())
+            .increment(*n);
+    }
+    if plan.level_ups > 0 {
+        metrics::counter!("level_ups_total").increment(plan.level_ups);
+    }
+    // Inventory and rewards are shown in every season's view: every view of a touched player.
+    let players: HashSet<&str> = plan.touched.iter().map(|(p, _)| p.as_str()).collect();
+    crate::cache::invalidate_all(state.cache.as_ref(), players).await;
+    tracing::debug!(
+        applied = fresh.len(),
+        level_ups = plan.level_ups,
+        "progression batch committed"
+    );
+    Ok(())
+}

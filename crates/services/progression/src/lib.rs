@@ -1,0 +1,149 @@
+//! The progression service (ARCHITECTURE §3.3): XP, levels, inventory and pending rewards from
+//! accepted events, and signed reward receipts.
+//!
+//! Two halves over the ports only: [`router`] serves `/players/{id}/progress`, `/rewards/claim`
+//! and `/receipts/verify`; [`run_consumer`] applies `events.accepted` exactly once per event id.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use axum::routing::{get, post};
+use axum::Router;
+use clap::Args;
+use liveops_core::ports::{topics, ViewCache};
+use liveops_core::stores::{ProcessedEvents, ProgressStore};
+use liveops_core::{Bus, Calendar, LevelCurve};
+use liveops_http::{body_limit, SignatureCheck};
+use liveops_module::{BuildError, ConfigError, Context, Definition, Group, Service, Task};
+use utoipa::OpenApi;
+
+mod apply;
+mod cache;
+mod consumer;
+mod routes;
+
+pub use consumer::run_consumer;
+pub use routes::{ClaimRequest, ProgressView};
+
+/// The consumer group progression reads `events.accepted` with.
+pub const GROUP: &str = "progression";
+/// The consumer name under which applied event ids are recorded in the repository.
+pub const CONSUMER_ID: &str = "progression";
+
+/// Progression's settings, as flags and environment variables.
+#[derive(Args, Clone, Debug)]
+pub struct ProgressionArgs {
+    /// Level curve: one step (`1000`) or cumulative thresholds (`100,300,600`).
+    #[arg(long, env = "LEVEL_CURVE", default_value = "1000")]
+    pub level_curve: String,
+}
+
+impl ProgressionArgs {
+    /// The level curve, or an error naming `LEVEL_CURVE`.
+    pub fn curve(&self) -> Result<LevelCurve, ConfigError> {
+        LevelCurve::parse(&self.level_curve)
+            .map_err(|e| ConfigError::new("LEVEL_CURVE", e.to_string()))
+    }
+}
+
+/// Settings of the progression service.
+#[derive(Clone, Debug)]
+pub struct ProgressionConfig {
+    /// XP needed per level.
+    pub curve: LevelCurve,
+    /// Maps receive time to seasons.
+    pub calendar: Calendar,
+    /// Most events taken from the bus at once.
+    pub batch_size: usize,
+    /// This replica's consumer name within [`GROUP`].
+    pub consumer_name: String,
+}
+
+/// What the handlers and the consumer share.
+#[derive(Clone)]
+pub struct ProgressionState {
+    /// Settings.
+    pub config: Arc<ProgressionConfig>,
+    /// Keys that check claim requests and sign receipts.
+    pub signatures: SignatureCheck,
+    /// The event bus.
+    pub bus: Arc<dyn Bus>,
+    /// Cached progress views.
+    pub cache: Arc<dyn ViewCache>,
+    /// XP, inventory, rewards and receipts.
+    pub store: Arc<dyn ProgressStore>,
+    /// Event ids already applied.
+    pub processed: Arc<dyn ProcessedEvents>,
+}
+
+impl FromRef<ProgressionState> for SignatureCheck {
+    fn from_ref(state: &ProgressionState) -> Self {
+        state.signatures.clone()
+    }
+}
+
+/// The progression routes, ready to be merged or served.
+pub fn router(state: ProgressionState) -> Router {
+    let routes = Router::new()
+        .route("/players/{id}/progress", get(routes::get_progress))
+        .route("/rewards/claim", post(routes::claim_reward))
+        .route("/receipts/verify", post(routes::verify_receipt));
+    body_limit(routes, routes::BODY_LIMIT).with_state(state)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(routes::get_progress, routes::claim_reward, routes::verify_receipt),
+    components(schemas(
+        ProgressView,
+        ClaimRequest,
+        liveops_core::Receipt,
+        liveops_core::Verification,
+        liveops_http::Problem,
+        liveops_core::stores::InventoryItem,
+        liveops_core::stores::PendingReward,
+    )),
+    tags((name = "progression", description = "XP, levels, inventory, rewards and receipts"))
+)]
+struct ApiDoc;
+
+/// Progression's row in the module table: `--target progression`, port 8083.
+pub static MODULE: Definition<ProgressionArgs> = Definition {
+    name: "progression",
+    port: 8083,
+    groups: &[Group {
+        topic: topics::ACCEPTED,
+        group: GROUP,
+    }],
+    openapi: |_| ApiDoc::openapi(),
+    check: |args| args.curve().map(drop),
+    build: |ctx, args| Box::pin(build(ctx, args)),
+};
+
+async fn build(ctx: &Context, args: ProgressionArgs) -> Result<Service, BuildError> {
+    let shared = &ctx.shared;
+    let state = ProgressionState {
+        config: Arc::new(ProgressionConfig {
+            curve: args.curve()?,
+            calendar: shared.calendar.clone(),
+            batch_size: shared.batch_size,
+            consumer_name: shared.consumer_name.clone(),
+        }),
+        signatures: SignatureCheck {
+            keys: shared.keys.clone(),
+            tolerance_s: shared.signature_tolerance_s,
+        },
+        bus: ctx.ports.get::<dyn Bus>().await?,
+        cache: ctx.ports.get::<dyn ViewCache>().await?,
+        store: ctx.ports.get::<dyn ProgressStore>().await?,
+        processed: ctx.ports.get::<dyn ProcessedEvents>().await?,
+    };
+    let consumer = state.clone();
+    Ok(Service {
+        router: router(state),
+        tasks: vec![Task::new("progression consumer", move |stop| {
+            run_consumer(consumer, stop)
+        })],
+        readiness: None,
+    })
+}

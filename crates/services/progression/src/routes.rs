@@ -1,0 +1,262 @@
+//! HTTP routes: `/players/{id}/progress`, `/rewards/claim`, `/receipts/verify`.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use liveops_core::event::is_label;
+use liveops_core::stores::{InventoryItem, PendingReward, RewardClaim};
+use liveops_core::{now_ms, PlayerId, Receipt, Verification};
+use liveops_http::{
+    rfc3339_or_never, Bounded, Json, PlayerPath, Problem, Query, SignatureHeaders, Signed,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::apply::{item_of_level_reward, season_of};
+use crate::cache::{self, CACHE_TTL};
+use crate::ProgressionState;
+use liveops_http::responses::{BadRequest, Conflict, TooLarge, Unauthorized, Unavailable};
+
+/// Largest accepted body on `POST /rewards/claim` and `POST /receipts/verify`.
+pub(crate) const BODY_LIMIT: usize = 16 * 1024;
+/// The query of `/players/{id}/progress`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ProgressQuery {
+    /// Season number; default the current season.
+    #[param(inline)]
+    season: Option<Bounded<-100_000, 100_000>>,
+}
+
+/// A player's progression in one season, plus the inventory and rewards of every season.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProgressView {
+    /// Whose.
+    pub player_id: String,
+    /// Which season.
+    pub season: i64,
+    /// XP earned in the season.
+    pub xp: u64,
+    /// Level reached in the season (1 with no XP).
+    pub level: u32,
+    /// Items owned, sorted by item.
+    pub inventory: Vec<InventoryItem>,
+    /// Rewards earned and not claimed yet, oldest first.
+    pub pending_rewards: Vec<PendingReward>,
+    /// Last change (RFC 3339), or null if the player never progressed.
+    pub updated_at: Option<String>,
+}
+
+/// The body of `POST /rewards/claim`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClaimRequest {
+    /// The player claiming.
+    #[schema(pattern = "^[A-Za-z0-9_]{3,50}$")]
+    pub player_id: String,
+    /// A pending reward id (`level:4:7`, `drop:<eventId>`).
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
+    pub reward_id: String,
+}
+
+fn json_bytes(body: Bytes) -> Response {
+    let mut res = body.into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+/// A player's XP, level, inventory and pending rewards.
+#[utoipa::path(
+    get,
+    path = "/players/{id}/progress",
+    tag = "progression",
+    params(PlayerPath, ProgressQuery),
+    responses(
+        (status = 200, description = "The player's progress (zeros for an unknown player)", body = ProgressView),
+        BadRequest,
+        Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all, fields(player))]
+pub(crate) async fn get_progress(
+    State(state): State<ProgressionState>,
+    PlayerPath(player): PlayerPath,
+    Query(query): Query<ProgressQuery>,
+) -> Result<Response, Problem> {
+    tracing::Span::current().record("player", player.as_str());
+    let season = query
+        .season
+        .map_or_else(|| season_of(&state.config.calendar, now_ms()), Bounded::get);
+
+    let key = match cache::view_key(state.cache.as_ref(), player.as_str(), season).await {
+        Ok(key) => match state.cache.cache_get(&key).await {
+            Ok(Some(cached)) => return Ok(json_bytes(cached)),
+            Ok(None) => Some(key),
+            Err(error) => {
+                tracing::warn!(%error, "progress cache unavailable");
+                None
+            }
+        },
+        Err(error) => {
+            tracing::warn!(%error, "progress cache unavailable");
+            None
+        }
+    };
+
+    let progress = state.store.progress(player.as_str(), season).await?;
+    let view = ProgressView {
+        player_id: player.as_str().to_owned(),
+        season,
+        xp: progress.xp,
+        level: state.config.curve.level(progress.xp),
+        inventory: progress.inventory,
+        pending_rewards: progress.pending,
+        updated_at: rfc3339_or_never(progress.updated_at_ms),
+    };
+    let body = Bytes::from(serde_json::to_vec(&view).map_err(|error| {
+        tracing::error!(%error, "cannot encode progress");
+        Problem::internal()
+    })?);
+    if let Some(key) = key {
+        if let Err(error) = state.cache.cache_put(&key, body.clone(), CACHE_TTL).await {
+            tracing::warn!(%error, "cannot cache progress");
+        }
+    }
+    Ok(json_bytes(body))
+}
+
+/// Reads `{playerId, rewardId}`, naming the offending field.
+fn parse_claim(body: &[u8]) -> Result<(PlayerId, String), Problem> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Problem::invalid("body", format!("not valid JSON: {e}")))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| Problem::invalid("body", "must be a JSON object"))?;
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "playerId" | "rewardId"))
+    {
+        return Err(Problem::invalid(k, "unknown field"));
+    }
+    let player = obj
+        .get("playerId")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Problem::invalid("playerId", "required string"))?;
+    let player = PlayerId::parse(player).map_err(|r| Problem::invalid("playerId", r))?;
+    let reward = obj
+        .get("rewardId")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Problem::invalid("rewardId", "required string"))?;
+    if !is_label(reward) {
+        return Err(Problem::invalid(
+            "rewardId",
+            "must be 1..=64 characters of [A-Za-z0-9_.:-]",
+        ));
+    }
+    Ok((player, reward.to_owned()))
+}
+
+/// Claims a pending reward and returns its signed receipt; claiming again returns the same one.
+#[utoipa::path(
+    post,
+    path = "/rewards/claim",
+    tag = "progression",
+    request_body = ClaimRequest,
+    params(SignatureHeaders),
+    responses(
+        (status = 200, description = "The receipt (the first one, if claimed before)", body = Receipt),
+        BadRequest,
+        Unauthorized,
+        Conflict,
+        TooLarge,
+        Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all, fields(player, reward))]
+pub(crate) async fn claim_reward(
+    State(state): State<ProgressionState>,
+    signed: Signed,
+) -> Result<Json<Receipt>, Problem> {
+    let now = signed.at_ms;
+    let cfg = &state.config;
+    let (player, reward_id) = parse_claim(&signed.body)?;
+    let span = tracing::Span::current();
+    span.record("player", player.as_str());
+    span.record("reward", reward_id.as_str());
+
+    let current = season_of(&cfg.calendar, now);
+    // `progress` lists the pending rewards of every season.
+    let progress = state.store.progress(player.as_str(), current).await?;
+    let item = match progress.pending.iter().find(|r| r.reward_id == reward_id) {
+        Some(r) => r.item.clone(),
+        // Not pending: claimed before (the repository returns that receipt) or never earned.
+        // A level reward's item follows from its id; a drop's is only known while pending.
+        None => item_of_level_reward(&reward_id).unwrap_or_default(),
+    };
+    let receipt_id = Uuid::now_v7().to_string();
+    let timestamp = now.div_euclid(1000);
+    let sig = state.signatures.keys.current().sign_receipt(
+        &receipt_id,
+        player.as_str(),
+        &item,
+        timestamp,
+    );
+    let receipt = Receipt {
+        receipt_id,
+        player_id: player.as_str().to_owned(),
+        item,
+        timestamp,
+        sig,
+    };
+
+    match state
+        .store
+        .claim_reward(player.as_str(), &reward_id, receipt)
+        .await?
+    {
+        RewardClaim::Issued(r) => {
+            metrics::counter!("rewards_claimed_total").increment(1);
+            cache::invalidate(state.cache.as_ref(), player.as_str()).await;
+            tracing::info!(receipt = %r.receipt_id, item = %r.item, "reward claimed");
+            Ok(Json(r))
+        }
+        RewardClaim::AlreadyClaimed(r) => Ok(Json(r)),
+        RewardClaim::NotEarned => Err(Problem::conflict(
+            "reward-not-earned",
+            format!(
+                "player {player} has no reward {reward_id:?} to claim",
+                player = player.as_str()
+            ),
+        )),
+    }
+}
+
+/// Checks a receipt's signature: any tampered field makes it invalid.
+#[utoipa::path(
+    post,
+    path = "/receipts/verify",
+    tag = "progression",
+    request_body = Receipt,
+    responses(
+        (status = 200, description = "Whether the receipt is authentic", body = Verification),
+        BadRequest,
+        TooLarge,
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub(crate) async fn verify_receipt(
+    State(state): State<ProgressionState>,
+    Json(receipt): Json<Receipt>,
+) -> Result<Json<Verification>, Problem> {
+    Ok(Json(
+        state.signatures.keys.current().verify_receipt(&receipt),
+    ))
+}

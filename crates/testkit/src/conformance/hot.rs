@@ -1,0 +1,348 @@
+//! The `HotState` contract, as a suite any adapter can run: `run_all(Arc::new(adapter)).await`.
+//!
+//! Every key carries a random suffix, so runs can share a real server. The TTL checks use 1 s
+//! TTLs and run side by side, so the whole suite takes about two seconds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use liveops_core::now_ms;
+use liveops_core::ports::{
+    Blocklist, Health, IdemState, Idempotency, PortResult, RateDecision, RateLimiter, ReplayGuard,
+    StoredAnswer, ViewCache,
+};
+
+/// An adapter serving every hot-state concern, as the suite exercises them together.
+pub trait HotState:
+    Idempotency + ReplayGuard + RateLimiter + Blocklist + ViewCache + Health
+{
+}
+
+impl<T: Idempotency + ReplayGuard + RateLimiter + Blocklist + ViewCache + Health> HotState for T {}
+
+/// The TTL used by expiry checks.
+const TTL: Duration = Duration::from_secs(1);
+/// How long expiry checks wait: the TTL plus a margin for coarse server clocks.
+const PAST_TTL: Duration = Duration::from_millis(1500);
+/// A TTL no check outlives.
+const LONG: Duration = Duration::from_secs(600);
+
+/// Runs every check of the suite.
+pub async fn run_all(hot: Arc<dyn HotState>) {
+    let h: &dyn HotState = hot.as_ref();
+    healthcheck(h).await;
+    idem_lifecycle(h).await;
+    idem_release_frees_the_key(h).await;
+    idem_begin_is_atomic(hot.clone()).await;
+    first_use_spots_replays(h).await;
+    strikes_count_within_the_window(h).await;
+    cache_round_trip(h).await;
+    // The checks that wait for the clock run side by side.
+    tokio::join!(
+        idem_claims_expire(h),
+        first_use_expires(h),
+        rate_window_per_second(h),
+        blocks_hold_until_they_expire(h),
+        cache_entries_expire(h),
+    );
+}
+
+fn ok<T>(result: PortResult<T>, what: &str) -> T {
+    match result {
+        Ok(value) => value,
+        Err(err) => panic!("{what} failed: {err}"),
+    }
+}
+
+/// A key no other run uses.
+pub fn fresh_key(tag: &str) -> String {
+    format!("conformance:{tag}:{:016x}", rand::random::<u64>())
+}
+
+fn answer(status: u16) -> StoredAnswer {
+    StoredAnswer {
+        status,
+        body: format!("{{\"status\":{status}}}"),
+    }
+}
+
+/// The adapter reports itself healthy.
+pub async fn healthcheck(hot: &dyn HotState) {
+    ok(hot.healthcheck().await, "healthcheck");
+}
+
+/// Fresh → in flight → done, with mismatching fingerprints refused at every stage.
+pub async fn idem_lifecycle(hot: &dyn HotState) {
+    let key = fresh_key("idem");
+    let begin = |fp: &'static str| hot.idem_begin(&key, fp, LONG);
+    assert_eq!(ok(begin("A").await, "idem_begin"), IdemState::Fresh);
+    assert_eq!(ok(begin("A").await, "idem_begin"), IdemState::InFlight);
+    assert_eq!(ok(begin("B").await, "idem_begin"), IdemState::Mismatch);
+    ok(
+        hot.idem_complete(&key, answer(202), LONG).await,
+        "idem_complete",
+    );
+    assert_eq!(
+        ok(begin("A").await, "idem_begin"),
+        IdemState::Done(answer(202))
+    );
+    assert_eq!(
+        ok(begin("A").await, "idem_begin"),
+        IdemState::Done(answer(202))
+    );
+    assert_eq!(ok(begin("B").await, "idem_begin"), IdemState::Mismatch);
+    // Keys are independent.
+    let other = fresh_key("idem-other");
+    assert_eq!(
+        ok(hot.idem_begin(&other, "B", LONG).await, "idem_begin"),
+        IdemState::Fresh
+    );
+}
+
+/// A released claim frees the key for any request.
+pub async fn idem_release_frees_the_key(hot: &dyn HotState) {
+    let key = fresh_key("idem-release");
+    assert_eq!(
+        ok(hot.idem_begin(&key, "A", LONG).await, "idem_begin"),
+        IdemState::Fresh
+    );
+    ok(hot.idem_release(&key).await, "idem_release");
+    assert_eq!(
+        ok(hot.idem_begin(&key, "B", LONG).await, "idem_begin"),
+        IdemState::Fresh
+    );
+    ok(hot.idem_release(&fresh_key("never")).await, "idem_release");
+}
+
+/// 100 concurrent claims of one key: exactly one is `Fresh`, the others `InFlight`.
+pub async fn idem_begin_is_atomic(hot: Arc<dyn HotState>) {
+    let key = Arc::new(fresh_key("idem-race"));
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let (hot, key) = (hot.clone(), key.clone());
+            tokio::spawn(async move { hot.idem_begin(&key, "same", LONG).await })
+        })
+        .collect();
+    let (mut fresh, mut in_flight) = (0, 0);
+    for task in tasks {
+        match task.await {
+            Ok(Ok(IdemState::Fresh)) => fresh += 1,
+            Ok(Ok(IdemState::InFlight)) => in_flight += 1,
+            Ok(other) => panic!("concurrent idem_begin gave {other:?}"),
+            Err(err) => panic!("concurrent idem_begin task failed: {err}"),
+        }
+    }
+    assert_eq!((fresh, in_flight), (1, 99), "exactly one claim wins");
+}
+
+/// Claims and answers both expire after their TTL: a crashed request frees its key.
+pub async fn idem_claims_expire(hot: &dyn HotState) {
+    let crashed = fresh_key("idem-ttl");
+    let answered = fresh_key("idem-done-ttl");
+    assert_eq!(
+        ok(hot.idem_begin(&crashed, "A", TTL).await, "idem_begin"),
+        IdemState::Fresh
+    );
+    assert_eq!(
+        ok(hot.idem_begin(&answered, "A", LONG).await, "idem_begin"),
+        IdemState::Fresh
+    );
+    ok(
+        hot.idem_complete(&answered, answer(200), TTL).await,
+        "idem_complete",
+    );
+    assert_eq!(
+        ok(hot.idem_begin(&answered, "A", LONG).await, "idem_begin"),
+        IdemState::Done(answer(200))
+    );
+    tokio::time::sleep(PAST_TTL).await;
+    assert_eq!(
+        ok(hot.idem_begin(&crashed, "B", LONG).await, "idem_begin"),
+        IdemState::Fresh,
+        "an in-flight claim outlived its TTL"
+    );
+    assert_eq!(
+        ok(hot.idem_begin(&answered, "A", LONG).await, "idem_begin"),
+        IdemState::Fresh,
+        "a stored answer outlived its TTL"
+    );
+}
+
+/// A signature is new once, then a replay.
+pub async fn first_use_spots_replays(hot: &dyn HotState) {
+    let sig = fresh_key("sig");
+    assert!(ok(hot.first_use(&sig, LONG).await, "first_use"));
+    assert!(!ok(hot.first_use(&sig, LONG).await, "first_use"));
+    assert!(!ok(hot.first_use(&sig, LONG).await, "first_use"));
+    assert!(ok(
+        hot.first_use(&fresh_key("sig-other"), LONG).await,
+        "first_use"
+    ));
+}
+
+/// A remembered signature is forgotten after its TTL.
+pub async fn first_use_expires(hot: &dyn HotState) {
+    let sig = fresh_key("sig-ttl");
+    assert!(ok(hot.first_use(&sig, TTL).await, "first_use"));
+    assert!(!ok(hot.first_use(&sig, TTL).await, "first_use"));
+    tokio::time::sleep(PAST_TTL).await;
+    assert!(ok(hot.first_use(&sig, TTL).await, "first_use after TTL"));
+}
+
+/// Sleeps until just after the next wall-clock second starts.
+async fn next_second() {
+    let into = now_ms().rem_euclid(1000);
+    tokio::time::sleep(Duration::from_millis((1000 - into) as u64 + 20)).await;
+}
+
+/// Counts per player in fixed one-second windows aligned to wall-clock seconds; a refused hit
+/// is not counted; a new second starts from zero.
+pub async fn rate_window_per_second(hot: &dyn HotState) {
+    let limited = RateDecision::Limited { retry_after_s: 1 };
+    // A window check must run inside one second; retry if a slow backend crossed a boundary.
+    for attempt in 0.. {
+        next_second().await;
+        let second = now_ms().div_euclid(1000);
+        let (p, q) = (fresh_key("rate-p"), fresh_key("rate-q"));
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            seen.push(ok(hot.rate_hit(&p, 1, 5).await, "rate_hit"));
+        }
+        // n over max is refused and not counted, so the full allowance is still there.
+        seen.push(ok(hot.rate_hit(&q, 6, 5).await, "rate_hit"));
+        seen.push(ok(hot.rate_hit(&q, 5, 5).await, "rate_hit"));
+        seen.push(ok(hot.rate_hit(&q, 1, 5).await, "rate_hit"));
+        if now_ms().div_euclid(1000) != second {
+            assert!(attempt < 3, "rate checks keep crossing a second boundary");
+            continue;
+        }
+        let allowed = RateDecision::Allowed;
+        assert_eq!(
+            seen,
+            vec![allowed, allowed, allowed, allowed, allowed, limited, limited, allowed, limited]
+        );
+        next_second().await;
+        assert_eq!(
+            ok(hot.rate_hit(&p, 5, 5).await, "rate_hit"),
+            allowed,
+            "a new second starts from zero"
+        );
+        return;
+    }
+}
+
+/// A block reads back while in the future, can be extended, and ends by itself.
+pub async fn blocks_hold_until_they_expire(hot: &dyn HotState) {
+    let now = now_ms();
+    let (long, short, past) = (
+        fresh_key("block-long"),
+        fresh_key("block-short"),
+        fresh_key("block-past"),
+    );
+    assert_eq!(ok(hot.blocked_until(&long).await, "blocked_until"), None);
+    ok(hot.block(&long, now + 60_000).await, "block");
+    assert_eq!(
+        ok(hot.blocked_until(&long).await, "blocked_until"),
+        Some(now + 60_000)
+    );
+    ok(hot.block(&long, now + 120_000).await, "block");
+    assert_eq!(
+        ok(hot.blocked_until(&long).await, "blocked_until"),
+        Some(now + 120_000)
+    );
+    ok(hot.block(&past, now - 1000).await, "block");
+    assert_eq!(ok(hot.blocked_until(&past).await, "blocked_until"), None);
+    ok(hot.block(&short, now + 1000).await, "block");
+    assert_eq!(
+        ok(hot.blocked_until(&short).await, "blocked_until"),
+        Some(now + 1000)
+    );
+    tokio::time::sleep(PAST_TTL).await;
+    assert_eq!(
+        ok(hot.blocked_until(&short).await, "blocked_until"),
+        None,
+        "a block outlived its end"
+    );
+    assert_eq!(
+        ok(hot.blocked_until(&long).await, "blocked_until"),
+        Some(now + 120_000)
+    );
+}
+
+/// Strikes count those strictly after `now - window`.
+pub async fn strikes_count_within_the_window(hot: &dyn HotState) {
+    let t0 = now_ms();
+    let ten_min = Duration::from_secs(600);
+    let ms = Duration::from_millis;
+    let p = fresh_key("strikes");
+    assert_eq!(ok(hot.strikes(&p, t0, ten_min).await, "strikes"), 0);
+    assert_eq!(
+        ok(hot.add_strike(&p, t0 - 3000, ten_min).await, "add_strike"),
+        1
+    );
+    assert_eq!(
+        ok(hot.add_strike(&p, t0 - 2000, ten_min).await, "add_strike"),
+        2
+    );
+    assert_eq!(
+        ok(hot.add_strike(&p, t0 - 1000, ten_min).await, "add_strike"),
+        3
+    );
+    assert_eq!(ok(hot.strikes(&p, t0, ten_min).await, "strikes"), 3);
+    assert_eq!(ok(hot.strikes(&p, t0, ms(2500)).await, "strikes"), 2);
+    // The bound is exclusive: a strike exactly `window` ago is out.
+    assert_eq!(ok(hot.strikes(&p, t0, ms(2000)).await, "strikes"), 1);
+    assert_eq!(ok(hot.strikes(&p, t0, ms(2001)).await, "strikes"), 2);
+    assert_eq!(ok(hot.strikes(&p, t0, ms(500)).await, "strikes"), 0);
+
+    // A strike long after the previous one starts a new count.
+    let q = fresh_key("strikes-q");
+    let ten_s = Duration::from_secs(10);
+    assert_eq!(
+        ok(hot.add_strike(&q, t0 - 20_000, ten_s).await, "add_strike"),
+        1
+    );
+    assert_eq!(ok(hot.add_strike(&q, t0, ten_s).await, "add_strike"), 1);
+    assert_eq!(ok(hot.add_strike(&q, t0 + 1, ten_s).await, "add_strike"), 2);
+    assert_eq!(ok(hot.strikes(&q, t0 + 1, ten_s).await, "strikes"), 2);
+}
+
+/// Put, overwrite, read, delete.
+pub async fn cache_round_trip(hot: &dyn HotState) {
+    let key = fresh_key("cache");
+    assert_eq!(ok(hot.cache_get(&key).await, "cache_get"), None);
+    ok(
+        hot.cache_put(&key, Bytes::from_static(b"one"), LONG).await,
+        "cache_put",
+    );
+    assert_eq!(
+        ok(hot.cache_get(&key).await, "cache_get"),
+        Some(Bytes::from_static(b"one"))
+    );
+    let binary = Bytes::from(vec![0u8, 255, 10, 13]);
+    ok(hot.cache_put(&key, binary.clone(), LONG).await, "cache_put");
+    assert_eq!(ok(hot.cache_get(&key).await, "cache_get"), Some(binary));
+    ok(hot.cache_del(&key).await, "cache_del");
+    assert_eq!(ok(hot.cache_get(&key).await, "cache_get"), None);
+    ok(hot.cache_del(&key).await, "cache_del of a missing key");
+}
+
+/// Cached values disappear after their TTL.
+pub async fn cache_entries_expire(hot: &dyn HotState) {
+    let key = fresh_key("cache-ttl");
+    ok(
+        hot.cache_put(&key, Bytes::from_static(b"v"), TTL).await,
+        "cache_put",
+    );
+    assert_eq!(
+        ok(hot.cache_get(&key).await, "cache_get"),
+        Some(Bytes::from_static(b"v"))
+    );
+    tokio::time::sleep(PAST_TTL).await;
+    assert_eq!(
+        ok(hot.cache_get(&key).await, "cache_get"),
+        None,
+        "a cached value outlived its TTL"
+    );
+}

@@ -1,0 +1,709 @@
+//! The store traits' contract, as a suite any backend can run: `run_all(&repo).await` on a
+//! migrated repository.
+//!
+//! Players, consumers and periods carry a random suffix, so runs can share a database. The
+//! fairness statistics are global per event type: two runs at the same moment on one database
+//! could see each other's values there.
+
+use std::collections::HashSet;
+
+use liveops_core::ports::{Board, Health, PortResult, RankEntry, ScoreDelta};
+use liveops_core::stores::{
+    FairnessCommit, FairnessStore, Flag, InventoryItem, ItemGrant, PendingReward, ProcessedEvents,
+    ProgressCommit, ProgressStore, RewardClaim, ScoreStore, Snapshot, XpGain,
+};
+use liveops_core::{EventType, Receipt, Welford, Window};
+use uuid::Uuid;
+
+/// An adapter serving every store trait, as the suite exercises them together.
+pub trait Stores: ProgressStore + ScoreStore + FairnessStore + ProcessedEvents + Health {}
+
+impl<T: ProgressStore + ScoreStore + FairnessStore + ProcessedEvents + Health> Stores for T {}
+
+/// Runs every check of the suite.
+pub async fn run_all(repo: &dyn Stores) {
+    healthcheck(repo).await;
+    progress_commits_apply_once(repo).await;
+    rewards_are_claimed_once(repo).await;
+    concurrent_claims_issue_one_receipt(repo).await;
+    scores_commit_once(repo).await;
+    snapshots_replace_and_list_newest_first(repo).await;
+    fairness_state_round_trips(repo).await;
+    flags_newest_first(repo).await;
+    large_batches_are_chunked(repo).await;
+}
+
+fn ok<T>(result: PortResult<T>, what: &str) -> T {
+    match result {
+        Ok(v) => v,
+        Err(e) => panic!("{what}: {e}"),
+    }
+}
+
+/// A suffix unique to this run (letters and digits, fits player ids and periods).
+fn suffix() -> String {
+    format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
+}
+
+fn id() -> Uuid {
+    Uuid::now_v7()
+}
+
+fn xp(player: &str, season: i64, xp: u64, at_ms: i64) -> XpGain {
+    XpGain {
+        player_id: player.to_owned(),
+        season,
+        xp,
+        at_ms,
+    }
+}
+
+fn item(player: &str, item: &str, quantity: u64) -> ItemGrant {
+    ItemGrant {
+        player_id: player.to_owned(),
+        item: item.to_owned(),
+        quantity,
+    }
+}
+
+fn reward(id: &str, item: &str, source: &str, adds: bool) -> PendingReward {
+    PendingReward {
+        reward_id: id.to_owned(),
+        item: item.to_owned(),
+        source: source.to_owned(),
+        adds_to_inventory: adds,
+    }
+}
+
+fn inv(lines: &[(&str, u64)]) -> Vec<InventoryItem> {
+    lines
+        .iter()
+        .map(|(item, quantity)| InventoryItem {
+            item: (*item).to_owned(),
+            quantity: *quantity,
+        })
+        .collect()
+}
+
+fn receipt(player: &str, item: &str, receipt_id: &str) -> Receipt {
+    Receipt {
+        receipt_id: receipt_id.to_owned(),
+        player_id: player.to_owned(),
+        item: item.to_owned(),
+        timestamp: 1_700_000_000,
+        sig: format!("sig-{receipt_id}"),
+    }
+}
+
+fn delta(board: &Board, player: &str, delta: i64) -> ScoreDelta {
+    ScoreDelta {
+        board: board.clone(),
+        player_id: player.to_owned(),
+        delta,
+    }
+}
+
+fn set(ids: &[Uuid]) -> HashSet<Uuid> {
+    ids.iter().copied().collect()
+}
+
+/// The backend answers its health check.
+pub async fn healthcheck(repo: &dyn Stores) {
+    ok(repo.healthcheck().await, "healthcheck");
+}
+
+/// A progression commit applies XP, items and rewards with its event ids; a commit holding an id
+/// already recorded fails and changes nothing.
+pub async fn progress_commits_apply_once(repo: &dyn Stores) {
+    let s = suffix();
+    let p = format!("p{s}_a");
+    let consumer = format!("progression_{s}");
+    let (e1, e2, e3) = (id(), id(), id());
+    let drop = format!("drop:{e2}");
+    let first = ProgressCommit {
+        event_ids: vec![e1, e2],
+        xp: vec![
+            xp(&p, 4, 300, 1_000),
+            xp(&p, 4, 200, 2_000),
+            xp(&p, 5, 50, 1_500),
+        ],
+        items: vec![
+            item(&p, "sword", 1),
+            item(&p, "axe", 2),
+            item(&p, "sword", 1),
+        ],
+        rewards: vec![
+            (p.clone(), reward("level:4:2", "chest_2", "level_up", true)),
+            (p.clone(), reward(&drop, "sword", "raid_chest", false)),
+        ],
+    };
+    ok(
+        repo.commit_progress(&consumer, &first).await,
+        "commit_progress",
+    );
+
+    let done = ok(repo.processed(&consumer, &[e1, e2, e3]).await, "processed");
+    assert_eq!(done, set(&[e1, e2]));
+    let other = ok(
+        repo.processed(&format!("other_{s}"), &[e1]).await,
+        "processed",
+    );
+    assert!(other.is_empty(), "processed ids are per consumer");
+    assert!(ok(repo.processed(&consumer, &[]).await, "processed").is_empty());
+
+    let pr = ok(repo.progress(&p, 4).await, "progress");
+    assert_eq!(pr.xp, 500);
+    assert_eq!(pr.updated_at_ms, 2_000);
+    assert_eq!(pr.inventory, inv(&[("axe", 2), ("sword", 2)]));
+    assert_eq!(
+        pr.pending,
+        vec![
+            reward("level:4:2", "chest_2", "level_up", true),
+            reward(&drop, "sword", "raid_chest", false)
+        ]
+    );
+    let s5 = ok(repo.progress(&p, 5).await, "progress");
+    assert_eq!((s5.xp, s5.updated_at_ms), (50, 1_500));
+    assert_eq!(s5.inventory, pr.inventory, "inventory spans seasons");
+    let none = ok(repo.progress(&p, 6).await, "progress");
+    assert_eq!((none.xp, none.updated_at_ms), (0, 0));
+    let stranger = ok(repo.progress(&format!("p{s}_nobody"), 4).await, "progress");
+    assert_eq!(stranger, Default::default());
+
+    // e1 again: the whole commit fails, e3 included.
+    let replay = ProgressCommit {
+        event_ids: vec![e3, e1],
+        xp: vec![xp(&p, 4, 1_000, 9_000)],
+        items: vec![item(&p, "gem", 1)],
+        rewards: vec![(p.clone(), reward("level:4:3", "chest_3", "level_up", true))],
+    };
+    assert!(
+        repo.commit_progress(&consumer, &replay).await.is_err(),
+        "a commit with an already processed id must fail"
+    );
+    assert_eq!(
+        ok(repo.processed(&consumer, &[e3]).await, "processed"),
+        HashSet::new()
+    );
+    assert_eq!(
+        ok(repo.progress(&p, 4).await, "progress"),
+        pr,
+        "partial effect"
+    );
+
+    // An older gain adds XP but keeps the latest update time; a known reward id is ignored.
+    let next = ProgressCommit {
+        event_ids: vec![e3],
+        xp: vec![xp(&p, 4, 100, 500)],
+        items: vec![],
+        rewards: vec![
+            (p.clone(), reward("level:4:2", "other", "level_up", true)),
+            (p.clone(), reward("level:4:3", "chest_3", "level_up", true)),
+        ],
+    };
+    ok(
+        repo.commit_progress(&consumer, &next).await,
+        "commit_progress",
+    );
+    let pr = ok(repo.progress(&p, 4).await, "progress");
+    assert_eq!((pr.xp, pr.updated_at_ms), (600, 2_000));
+    assert_eq!(
+        pr.pending
+            .iter()
+            .map(|r| r.item.as_str())
+            .collect::<Vec<_>>(),
+        ["chest_2", "sword", "chest_3"],
+        "pending rewards oldest first, first one kept"
+    );
+
+    let xps = ok(
+        repo.xp_of(&[
+            (p.clone(), 4),
+            (p.clone(), 5),
+            (format!("p{s}_nobody"), 4),
+            (p.clone(), 99),
+            (p.clone(), 4),
+        ])
+        .await,
+        "xp_of",
+    );
+    assert_eq!(xps, [600, 50, 0, 0, 600]);
+    assert!(ok(repo.xp_of(&[]).await, "xp_of").is_empty());
+}
+
+/// Claiming issues the caller's receipt once, adds level rewards to the inventory (drops are
+/// already there), and answers later claims with the first receipt.
+pub async fn rewards_are_claimed_once(repo: &dyn Stores) {
+    let s = suffix();
+    let p = format!("p{s}_claim");
+    let consumer = format!("progression_{s}");
+    let commit = ProgressCommit {
+        event_ids: vec![id()],
+        xp: vec![],
+        items: vec![item(&p, "sword", 1)],
+        rewards: vec![
+            (p.clone(), reward("level:1:2", "chest_2", "level_up", true)),
+            (p.clone(), reward("drop:x", "sword", "raid_chest", false)),
+            (p.clone(), reward("level:1:3", "chest_3", "level_up", true)),
+        ],
+    };
+    ok(
+        repo.commit_progress(&consumer, &commit).await,
+        "commit_progress",
+    );
+
+    let r1 = receipt(&p, "chest_2", &format!("r1{s}"));
+    let claim = ok(
+        repo.claim_reward(&p, "level:1:2", r1.clone()).await,
+        "claim",
+    );
+    assert_eq!(claim, RewardClaim::Issued(r1.clone()));
+    let again = ok(
+        repo.claim_reward(&p, "level:1:2", receipt(&p, "chest_2", "other"))
+            .await,
+        "claim",
+    );
+    assert_eq!(
+        again,
+        RewardClaim::AlreadyClaimed(r1),
+        "the first receipt, as stored"
+    );
+
+    let r2 = receipt(&p, "sword", &format!("r2{s}"));
+    assert_eq!(
+        ok(repo.claim_reward(&p, "drop:x", r2.clone()).await, "claim"),
+        RewardClaim::Issued(r2)
+    );
+    // A receipt for another item than the reward's is refused; the reward stays pending.
+    assert_eq!(
+        ok(
+            repo.claim_reward(&p, "level:1:3", receipt(&p, "sword", "r3"))
+                .await,
+            "claim"
+        ),
+        RewardClaim::NotEarned
+    );
+    assert_eq!(
+        ok(
+            repo.claim_reward(&p, "level:9:9", receipt(&p, "x", "r4"))
+                .await,
+            "claim"
+        ),
+        RewardClaim::NotEarned
+    );
+    let thief = format!("p{s}_thief");
+    assert_eq!(
+        ok(
+            repo.claim_reward(&thief, "level:1:3", receipt(&thief, "chest_3", "r5"))
+                .await,
+            "claim"
+        ),
+        RewardClaim::NotEarned
+    );
+
+    let pr = ok(repo.progress(&p, 1).await, "progress");
+    assert_eq!(pr.inventory, inv(&[("chest_2", 1), ("sword", 1)]));
+    assert_eq!(
+        pr.pending,
+        vec![reward("level:1:3", "chest_3", "level_up", true)]
+    );
+}
+
+/// Two claims of one reward at the same time: one is issued, the other sees that receipt.
+pub async fn concurrent_claims_issue_one_receipt(repo: &dyn Stores) {
+    let s = suffix();
+    let p = format!("p{s}_race");
+    let rewards: Vec<(String, PendingReward)> = (0..5)
+        .map(|i| {
+            (
+                p.clone(),
+                reward(&format!("level:2:{i}"), "gem", "level_up", true),
+            )
+        })
+        .collect();
+    let commit = ProgressCommit {
+        event_ids: vec![id()],
+        rewards,
+        ..Default::default()
+    };
+    ok(
+        repo.commit_progress(&format!("progression_{s}"), &commit)
+            .await,
+        "commit_progress",
+    );
+    for i in 0..5 {
+        let rid = format!("level:2:{i}");
+        let (a, b) = (
+            receipt(&p, "gem", &format!("a{i}{s}")),
+            receipt(&p, "gem", &format!("b{i}{s}")),
+        );
+        let (ca, cb) = tokio::join!(
+            repo.claim_reward(&p, &rid, a.clone()),
+            repo.claim_reward(&p, &rid, b.clone())
+        );
+        match (ok(ca, "claim a"), ok(cb, "claim b")) {
+            (RewardClaim::Issued(x), RewardClaim::AlreadyClaimed(y))
+            | (RewardClaim::AlreadyClaimed(y), RewardClaim::Issued(x)) => {
+                assert_eq!(x, y, "both claims must see the same receipt");
+                assert!(x == a || x == b);
+            }
+            other => panic!("concurrent claims gave {other:?}"),
+        }
+    }
+    let pr = ok(repo.progress(&p, 2).await, "progress");
+    assert_eq!(pr.inventory, inv(&[("gem", 5)]), "each reward added once");
+    assert!(pr.pending.is_empty());
+}
+
+/// Score commits add per board and player with their event ids, once.
+pub async fn scores_commit_once(repo: &dyn Stores) {
+    let s = suffix();
+    let consumer = format!("leaderboard_{s}");
+    let daily = Board {
+        window: Window::Daily,
+        period: format!("t-{s}"),
+    };
+    let weekly = Board {
+        window: Window::Weekly,
+        period: format!("t-{s}"),
+    };
+    let (p1, p2) = (format!("p{s}_1"), format!("p{s}_2"));
+    let (e1, e2, e3) = (id(), id(), id());
+    ok(
+        repo.commit_scores(
+            &consumer,
+            &[e1, e2],
+            &[
+                delta(&daily, &p1, 10),
+                delta(&daily, &p2, 5),
+                delta(&daily, &p1, 7),
+                delta(&weekly, &p1, 3),
+            ],
+        )
+        .await,
+        "commit_scores",
+    );
+    let mut scores = ok(repo.board_scores(&daily).await, "board_scores");
+    scores.sort();
+    assert_eq!(scores, [(p1.clone(), 17), (p2.clone(), 5)]);
+    assert_eq!(
+        ok(repo.board_scores(&weekly).await, "board_scores"),
+        [(p1.clone(), 3)]
+    );
+    let boards = ok(repo.boards().await, "boards");
+    assert!(
+        boards.contains(&daily) && boards.contains(&weekly),
+        "{boards:?}"
+    );
+    assert_eq!(
+        ok(repo.processed(&consumer, &[e1, e2, e3]).await, "processed"),
+        set(&[e1, e2])
+    );
+
+    assert!(
+        repo.commit_scores(&consumer, &[e3, e1], &[delta(&daily, &p1, 100)])
+            .await
+            .is_err(),
+        "a commit with an already processed id must fail"
+    );
+    let mut unchanged = ok(repo.board_scores(&daily).await, "board_scores");
+    unchanged.sort();
+    assert_eq!(unchanged, scores, "partial effect");
+    assert!(ok(repo.processed(&consumer, &[e3]).await, "processed").is_empty());
+
+    ok(
+        repo.commit_scores(&consumer, &[e3], &[delta(&daily, &p2, 20)])
+            .await,
+        "commit_scores",
+    );
+    let mut after = ok(repo.board_scores(&daily).await, "board_scores");
+    after.sort();
+    assert_eq!(after, [(p1, 17), (p2, 25)]);
+    let empty = Board {
+        window: Window::Seasonal,
+        period: format!("t-{s}"),
+    };
+    assert!(ok(repo.board_scores(&empty).await, "board_scores").is_empty());
+}
+
+/// A snapshot replaces the board's older one; periods list newest first.
+pub async fn snapshots_replace_and_list_newest_first(repo: &dyn Stores) {
+    let s = suffix();
+    let base = liveops_core::now_ms() + 1_000_000;
+    let snap = |period: &str, taken_at_ms: i64, is_final: bool, score: i64| Snapshot {
+        window: Window::Weekly,
+        period: format!("t-{s}-{period}"),
+        taken_at_ms,
+        is_final,
+        entries: vec![
+            RankEntry {
+                rank: 1,
+                player_id: format!("p{s}_1"),
+                score,
+            },
+            RankEntry {
+                rank: 2,
+                player_id: format!("p{s}_2"),
+                score: score - 1,
+            },
+        ],
+    };
+    for sn in [
+        snap("a", base, false, 10),
+        snap("c", base + 2, true, 30),
+        snap("b", base + 1, false, 20),
+    ] {
+        ok(repo.save_snapshot(&sn).await, "save_snapshot");
+    }
+    let board = |period: &str| Board {
+        window: Window::Weekly,
+        period: format!("t-{s}-{period}"),
+    };
+    assert_eq!(
+        ok(repo.snapshot(&board("b")).await, "snapshot"),
+        Some(snap("b", base + 1, false, 20))
+    );
+    assert_eq!(ok(repo.snapshot(&board("zz")).await, "snapshot"), None);
+    let ours = |all: Vec<String>| -> Vec<String> {
+        all.into_iter()
+            .filter(|p| p.starts_with(&format!("t-{s}-")))
+            .collect()
+    };
+    let listed = ok(
+        repo.snapshot_periods(Window::Weekly, 100_000).await,
+        "snapshot_periods",
+    );
+    assert_eq!(
+        ours(listed),
+        [format!("t-{s}-c"), format!("t-{s}-b"), format!("t-{s}-a")]
+    );
+    assert_eq!(
+        ok(
+            repo.snapshot_periods(Window::Weekly, 2).await,
+            "snapshot_periods"
+        )
+        .len(),
+        2
+    );
+
+    // Saving a board again replaces its snapshot (and its place in time).
+    let newer = snap("a", base + 3, true, 99);
+    ok(repo.save_snapshot(&newer).await, "save_snapshot");
+    assert_eq!(
+        ok(repo.snapshot(&board("a")).await, "snapshot"),
+        Some(newer)
+    );
+    let listed = ok(
+        repo.snapshot_periods(Window::Weekly, 100_000).await,
+        "snapshot_periods",
+    );
+    assert_eq!(
+        ours(listed),
+        [format!("t-{s}-a"), format!("t-{s}-c"), format!("t-{s}-b")]
+    );
+    let daily = ok(
+        repo.snapshot_periods(Window::Daily, 100_000).await,
+        "snapshot_periods",
+    );
+    assert!(ours(daily).is_empty(), "periods are per window");
+}
+
+/// Statistics are replaced per event type; verdicts are written once and read back by id.
+pub async fn fairness_state_round_trips(repo: &dyn Stores) {
+    let w1 = Welford {
+        count: 10,
+        mean: 2.5,
+        m2: 7.25,
+    };
+    let w2 = Welford {
+        count: 3,
+        mean: 1e6 / 3.0,
+        m2: 0.1,
+    };
+    let (v1, v2, v3) = (id(), id(), id());
+    ok(
+        repo.commit_fairness(&FairnessCommit {
+            verdicts: vec![(v1, true), (v2, false)],
+            flags: vec![],
+            stats: vec![(EventType::BossKill, w1), (EventType::Progression, w2)],
+        })
+        .await,
+        "commit_fairness",
+    );
+    let stats = ok(repo.fairness_stats().await, "fairness_stats");
+    assert!(stats.contains(&(EventType::BossKill, w1)), "{stats:?}");
+    assert!(stats.contains(&(EventType::Progression, w2)), "{stats:?}");
+
+    let mut w3 = w1;
+    w3.push(4.0);
+    ok(
+        repo.commit_fairness(&FairnessCommit {
+            verdicts: vec![(v1, false), (v3, true)],
+            flags: vec![],
+            stats: vec![(EventType::BossKill, w3)],
+        })
+        .await,
+        "commit_fairness",
+    );
+    let stats = ok(repo.fairness_stats().await, "fairness_stats");
+    let boss: Vec<_> = stats
+        .iter()
+        .filter(|(t, _)| *t == EventType::BossKill)
+        .collect();
+    assert_eq!(
+        boss,
+        [&(EventType::BossKill, w3)],
+        "one row per type, replaced"
+    );
+
+    let mut verdicts = ok(repo.verdicts(&[v1, v2, v3, id()]).await, "verdicts");
+    verdicts.sort();
+    let mut want = vec![(v1, true), (v2, false), (v3, true)];
+    want.sort();
+    assert_eq!(verdicts, want, "the first verdict on an event stands");
+    assert!(ok(repo.verdicts(&[]).await, "verdicts").is_empty());
+}
+
+/// Flags list newest first, per player or overall; a flag is stored once per event.
+pub async fn flags_newest_first(repo: &dyn Stores) {
+    let s = suffix();
+    let p = format!("p{s}_cheat");
+    let now = liveops_core::now_ms();
+    let flag = |at_ms: i64, z: f64| Flag {
+        event_id: id(),
+        player_id: p.clone(),
+        event_type: EventType::BossKill,
+        value: 900_000.0,
+        z_score: z,
+        at_ms,
+    };
+    let (f1, f2, f3) = (flag(now, 4.5), flag(now + 2, 6.25), flag(now + 1, 3.75));
+    ok(
+        repo.commit_fairness(&FairnessCommit {
+            verdicts: vec![
+                (f1.event_id, true),
+                (f2.event_id, true),
+                (f3.event_id, true),
+            ],
+            flags: vec![f1.clone(), f2.clone(), f3.clone()],
+            stats: vec![],
+        })
+        .await,
+        "commit_fairness",
+    );
+    let mut dup = f1.clone();
+    dup.z_score = 99.0;
+    ok(
+        repo.commit_fairness(&FairnessCommit {
+            flags: vec![dup],
+            ..Default::default()
+        })
+        .await,
+        "commit_fairness",
+    );
+    assert_eq!(
+        ok(repo.flags(Some(&p), 10).await, "flags"),
+        [f2.clone(), f3.clone(), f1.clone()]
+    );
+    assert_eq!(ok(repo.flags(Some(&p), 2).await, "flags"), [f2.clone(), f3]);
+    assert!(ok(repo.flags(Some(&format!("p{s}_clean")), 10).await, "flags").is_empty());
+    let recent = ok(repo.flags(None, 50).await, "flags");
+    assert!(!recent.is_empty() && recent.len() <= 50);
+    assert!(
+        recent.windows(2).all(|w| w[0].at_ms >= w[1].at_ms),
+        "newest first"
+    );
+    assert!(recent.iter().any(|f| f.event_id == f2.event_id));
+}
+
+/// Batches above the bound-parameter limit of a single statement still work, all or nothing.
+pub async fn large_batches_are_chunked(repo: &dyn Stores) {
+    const N: usize = 1_200;
+    let s = suffix();
+    let consumer = format!("bulk_{s}");
+    let ids: Vec<Uuid> = (0..N).map(|_| id()).collect();
+    let players: Vec<String> = (0..N).map(|i| format!("p{s}_{i}")).collect();
+    let commit = ProgressCommit {
+        event_ids: ids.clone(),
+        xp: players.iter().map(|p| xp(p, 1, 7, 1)).collect(),
+        items: players.iter().map(|p| item(p, "coin", 2)).collect(),
+        rewards: (0..300)
+            .map(|i| {
+                (
+                    players[0].clone(),
+                    reward(&format!("drop:{i}"), "coin", "bulk", false),
+                )
+            })
+            .collect(),
+    };
+    ok(
+        repo.commit_progress(&consumer, &commit).await,
+        "commit_progress",
+    );
+
+    let mut asked = ids.clone();
+    let fresh: Vec<Uuid> = (0..100).map(|_| id()).collect();
+    asked.extend(&fresh);
+    assert_eq!(
+        ok(repo.processed(&consumer, &asked).await, "processed"),
+        set(&ids)
+    );
+    let keys: Vec<(String, i64)> = players.iter().map(|p| (p.clone(), 1)).collect();
+    assert_eq!(ok(repo.xp_of(&keys).await, "xp_of"), vec![7; N]);
+    let pr = ok(repo.progress(&players[0], 1).await, "progress");
+    assert_eq!(pr.inventory, inv(&[("coin", 2)]));
+    let order: Vec<String> = pr.pending.into_iter().map(|r| r.reward_id).collect();
+    let want: Vec<String> = (0..300).map(|i| format!("drop:{i}")).collect();
+    assert_eq!(order, want);
+
+    // The last id of a big batch already recorded: nothing of it applies.
+    let mut again = fresh.clone();
+    again.extend((0..N).map(|_| id()));
+    again.push(ids[N - 1]);
+    let board = Board {
+        window: Window::Daily,
+        period: format!("t-{s}"),
+    };
+    let deltas: Vec<ScoreDelta> = players.iter().map(|p| delta(&board, p, 1)).collect();
+    ok(
+        repo.commit_scores(&consumer, &fresh, &deltas).await,
+        "commit_scores",
+    );
+    assert_eq!(ok(repo.board_scores(&board).await, "board_scores").len(), N);
+    assert!(repo
+        .commit_progress(
+            &consumer,
+            &ProgressCommit {
+                event_ids: again.clone(),
+                xp: keys.iter().map(|(p, _)| xp(p, 1, 1, 2)).collect(),
+                ..Default::default()
+            }
+        )
+        .await
+        .is_err());
+    assert_eq!(
+        ok(repo.xp_of(&keys).await, "xp_of"),
+        vec![7; N],
+        "partial effect"
+    );
+    assert_eq!(
+        ok(repo.processed(&consumer, &again).await, "processed").len(),
+        fresh.len() + 1,
+        "only the ids recorded before"
+    );
+
+    let verdicts: Vec<(Uuid, bool)> = ids.iter().map(|&i| (i, i.as_u128() % 2 == 0)).collect();
+    ok(
+        repo.commit_fairness(&FairnessCommit {
+            verdicts: verdicts.clone(),
+            ..Default::default()
+        })
+        .await,
+        "commit_fairness",
+    );
+    let mut read = ok(repo.verdicts(&ids).await, "verdicts");
+    read.sort();
+    let mut want = verdicts;
+    want.sort();
+    assert_eq!(read, want);
+}

@@ -1,0 +1,46 @@
+//! Events for tests: the reference events of `../shared/sample_events/` and small builders, each
+//! with `ts` set to now so the gateway's timestamp window accepts them.
+
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+
+/// Server time now, unix seconds.
+pub fn now_s() -> i64 {
+    liveops_core::now_ms() / 1000
+}
+
+/// A reference event (`boss_kill`, `drop_claimed`, `progression`) from `shared/sample_events`,
+/// beside the repository, with `ts` set to now.
+pub fn sample(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/sample_events")
+        .join(format!("{name}.json"));
+    let raw = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (the reference events live in ../shared/sample_events)",
+            path.display()
+        )
+    });
+    let mut v: Value = serde_json::from_str(&raw).expect("a sample event is JSON");
+    v["ts"] = json!(now_s());
+    v
+}
+
+/// An XP gain of `delta` for `player`.
+pub fn progression(player: &str, delta: u64) -> Value {
+    json!({"type": "progression", "playerId": player, "ts": now_s(),
+        "payload": {"deltaXp": delta, "activity": "quest"}})
+}
+
+/// A boss kill by `player` worth `points`.
+pub fn boss_kill(player: &str, points: u64) -> Value {
+    json!({"type": "boss_kill", "playerId": player, "ts": now_s(),
+        "payload": {"bossId": "dragon_lord", "tier": 3, "points": points}})
+}
+
+/// A claimed drop of `item` for `player`.
+pub fn drop_claimed(player: &str, item: &str) -> Value {
+    json!({"type": "drop_claimed", "playerId": player, "ts": now_s(),
+        "payload": {"dropId": item, "weight": 0.5, "source": "chest"}})
+}

@@ -1,0 +1,503 @@
+#!/usr/bin/env python3
+"""Writes the LiveOps Grafana dashboards (grafana/dashboards/*.json) from one description.
+
+    python3 monitoring/grafana/dashboards.py          # rewrites the JSON files
+    python3 monitoring/grafana/dashboards.py --check  # fails if a JSON file differs from this
+
+Every panel queries the Prometheus data source chosen in the `datasource` variable (no
+hard-coded data source uid) and every selector goes through variables (`$namespace`,
+`$service`, `$instance`, ...), never a fixed instance.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "dashboards"
+DS = {"type": "prometheus", "uid": "${datasource}"}
+
+# Selectors shared by the panels.
+NS = 'namespace=~"$namespace"'
+SVC = f'{NS}, service=~"$service"'
+POD = f'{NS}, container="liveops"'
+RI = "$__rate_interval"
+
+
+# --- variables -------------------------------------------------------------------------------
+
+def datasource_var():
+    return {
+        "name": "datasource",
+        "label": "Data source",
+        "type": "datasource",
+        "query": "prometheus",
+        "current": {},
+        "hide": 0,
+        "refresh": 1,
+        "regex": "",
+        "includeAll": False,
+        "multi": False,
+    }
+
+
+def query_var(name, label, query, multi=True, include_all=True):
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DS,
+        "definition": query,
+        "query": {"query": query, "refId": f"{name}-query"},
+        "refresh": 2,
+        "sort": 1,
+        "multi": multi,
+        "includeAll": include_all,
+        "allValue": ".*" if include_all else None,
+        "current": {},
+        "hide": 0,
+        "regex": "",
+    }
+
+
+NAMESPACE_VAR = query_var("namespace", "Namespace", "label_values(up{job=\"liveops\"}, namespace)")
+
+
+# --- panels ----------------------------------------------------------------------------------
+
+class Layout:
+    """Places panels left to right, 24 grid units wide, rows of a fixed height."""
+
+    def __init__(self):
+        self.x = 0
+        self.y = 0
+        self.row_h = 0
+        self.next_id = 1
+        self.panels = []
+
+    def row(self, title):
+        self.newline()
+        self.panels.append({
+            "type": "row", "title": title, "id": self._id(), "collapsed": False,
+            "gridPos": {"h": 1, "w": 24, "x": 0, "y": self.y}, "panels": [],
+        })
+        self.y += 1
+
+    def newline(self):
+        if self.x:
+            self.y += self.row_h
+            self.x = 0
+            self.row_h = 0
+
+    def add(self, panel, w=12, h=8):
+        if self.x + w > 24:
+            self.newline()
+        panel["id"] = self._id()
+        panel["gridPos"] = {"h": h, "w": w, "x": self.x, "y": self.y}
+        self.panels.append(panel)
+        self.x += w
+        self.row_h = max(self.row_h, h)
+
+    def _id(self):
+        self.next_id += 1
+        return self.next_id - 1
+
+
+def targets(queries):
+    out = []
+    for i, (expr, legend) in enumerate(queries):
+        out.append({
+            "datasource": DS,
+            "expr": expr,
+            "legendFormat": legend,
+            "refId": chr(ord("A") + i),
+            "range": True,
+        })
+    return out
+
+
+def timeseries(title, queries, unit="short", description="", stack=False, min0=True):
+    defaults = {
+        "unit": unit,
+        "custom": {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10,
+                   "stacking": {"mode": "normal" if stack else "none", "group": "A"}},
+    }
+    if min0:
+        defaults["min"] = 0
+    return {
+        "type": "timeseries",
+        "title": title,
+        "description": description,
+        "datasource": DS,
+        "targets": targets(queries),
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": {"legend": {"displayMode": "table", "placement": "bottom",
+                               "calcs": ["mean", "max", "lastNotNull"]},
+                    "tooltip": {"mode": "multi", "sort": "desc"}},
+    }
+
+
+def stat(title, expr, unit="short", description="", thresholds=None, legend=""):
+    steps = [{"color": "green", "value": None}]
+    for value, color in thresholds or []:
+        steps.append({"color": color, "value": value})
+    return {
+        "type": "stat",
+        "title": title,
+        "description": description,
+        "datasource": DS,
+        "targets": targets([(expr, legend)]),
+        "fieldConfig": {"defaults": {"unit": unit,
+                                     "thresholds": {"mode": "absolute", "steps": steps}},
+                        "overrides": []},
+        "options": {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                    "colorMode": "background", "graphMode": "area", "textMode": "auto"},
+    }
+
+
+def dashboard(uid, title, description, variables, layout, tags):
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["liveops"] + tags,
+        "timezone": "utc",
+        "editable": True,
+        "graphTooltip": 1,
+        "refresh": "30s",
+        "schemaVersion": 39,
+        "version": 1,
+        "time": {"from": "now-6h", "to": "now"},
+        "templating": {"list": [datasource_var()] + variables},
+        "annotations": {"list": [{
+            "name": "Alerts firing",
+            "datasource": DS,
+            "enable": True,
+            "iconColor": "red",
+            "expr": (f'ALERTS{{alertstate="firing", {NS}}}'
+                     if any(v["name"] == "namespace" for v in variables)
+                     else 'ALERTS{alertstate="firing"}'),
+            "titleFormat": "{{alertname}}",
+            "textFormat": "{{severity}}",
+            "step": "60s",
+        }]},
+        "links": [{"title": "LiveOps dashboards", "type": "dashboards", "tags": ["liveops"],
+                   "asDropdown": True, "includeVars": True, "keepTime": True}],
+        "panels": layout.panels,
+    }
+
+
+def hq(q, metric, by, sel):
+    return (f"histogram_quantile({q}, sum by ({by}, le) "
+            f"(rate({metric}_bucket{{{sel}}}[{RI}])))")
+
+
+# --- the dashboards --------------------------------------------------------------------------
+
+def services():
+    L = Layout()
+    L.row("Overview")
+    L.add(stat("Requests / s", f"sum(rate(http_requests_total{{{SVC}}}[{RI}]))", "reqps"), w=6, h=4)
+    L.add(stat("5xx ratio",
+               f'sum(rate(http_requests_total{{{SVC}, status=~"5.."}}[{RI}])) '
+               f"/ sum(rate(http_requests_total{{{SVC}}}[{RI}]))",
+               "percentunit", thresholds=[(0.01, "orange"), (0.05, "red")]), w=6, h=4)
+    L.add(stat("Gateway p95", hq(0.95, "http_request_duration_seconds", "service",
+                                 f'{NS}, service="gateway"'),
+               "s", thresholds=[(0.25, "orange"), (0.5, "red")]), w=6, h=4)
+    L.add(stat("Pods down or not ready",
+               f'count(up{{job="liveops", {NS}}} == 0 or liveops_ready{{job="liveops", {NS}}} == 0) '
+               "or vector(0)",
+               "short", "Pods Prometheus cannot scrape or whose last /readyz said not ready.",
+               thresholds=[(1, "orange")]), w=6, h=4)
+
+    L.row("Traffic")
+    L.add(timeseries("Requests per second by service",
+                     [(f"sum by (service) (rate(http_requests_total{{{SVC}}}[{RI}]))",
+                       "{{service}}")], "reqps"))
+    L.add(timeseries("Requests per second by route and status",
+                     [(f"sum by (service, route, status) "
+                       f"(rate(http_requests_total{{{SVC}}}[{RI}]))",
+                       "{{route}} {{status}}")], "reqps"))
+
+    L.row("Errors")
+    L.add(timeseries("5xx ratio by service",
+                     [(f'sum by (service) (rate(http_requests_total{{{SVC}, status=~"5.."}}[{RI}])) '
+                       f"/ sum by (service) (rate(http_requests_total{{{SVC}}}[{RI}]))",
+                       "{{service}}")], "percentunit",
+                     "Alerts: warning above 1 %, critical above 5 % for 5 minutes."))
+    L.add(timeseries("4xx by status (refused input, blocked and rate-limited players)",
+                     [(f'sum by (service, status) '
+                       f'(rate(http_requests_total{{{SVC}, status=~"4.."}}[{RI}]))',
+                       "{{service}} {{status}}")], "reqps"))
+
+    L.row("Latency")
+    L.add(timeseries("p50 / p95 / p99 by service",
+                     [(hq(0.5, "http_request_duration_seconds", "service", SVC), "p50 {{service}}"),
+                      (hq(0.95, "http_request_duration_seconds", "service", SVC), "p95 {{service}}"),
+                      (hq(0.99, "http_request_duration_seconds", "service", SVC), "p99 {{service}}")],
+                     "s", "The gateway alert fires above 500 ms p95 for 5 minutes."))
+    L.add(timeseries("p95 by route",
+                     [(hq(0.95, "http_request_duration_seconds", "service, route", SVC),
+                       "{{route}}")], "s"))
+
+    L.row("Saturation")
+    L.add(timeseries("CPU per pod (cores)",
+                     [(f"sum by (pod) (rate(container_cpu_usage_seconds_total{{{POD}}}[{RI}]))",
+                       "{{pod}}")], "short"), w=8)
+    L.add(timeseries("CPU throttled share per pod",
+                     [(f"sum by (pod) (rate(container_cpu_cfs_throttled_periods_total{{{POD}}}[{RI}])) "
+                       f"/ sum by (pod) (rate(container_cpu_cfs_periods_total{{{POD}}}[{RI}]))",
+                       "{{pod}}")], "percentunit"), w=8)
+    L.add(timeseries("Memory working set / limit per pod",
+                     [(f"sum by (pod) (container_memory_working_set_bytes{{{POD}}})", "{{pod}}"),
+                      (f"sum by (pod) (container_spec_memory_limit_bytes{{{POD}}})",
+                       "limit {{pod}}")], "bytes"), w=8)
+    L.add(timeseries("Messages waiting on the bus",
+                     [(f"max by (topic, group) (bus_lag{{{NS}}})", "{{group}} on {{topic}}")],
+                     "short"), w=8)
+    L.add(timeseries("Pod restarts (15 m)",
+                     [(f"sum by (pod) (increase(kube_pod_container_status_restarts_total{{{POD}}}[15m]))",
+                       "{{pod}}")], "short"), w=8)
+    L.add(timeseries("Readiness (1 ready, 0 not) per pod",
+                     [(f'liveops_ready{{job="liveops", {NS}}}', "{{pod}} {{liveops_target}}")],
+                     "short"), w=12)
+    L.add(timeseries("Redis errors per second",
+                     [(f"sum by (op, kind) (rate(redis_errors_total{{{NS}}}[{RI}]))",
+                       "{{op}} {{kind}}")], "short"), w=12)
+    return dashboard(
+        "liveops-services", "LiveOps / Services: golden signals",
+        "Latency, traffic, errors and saturation of each LiveOps service.",
+        [NAMESPACE_VAR,
+         query_var("service", "Service",
+                   'label_values(http_requests_total{namespace=~"$namespace"}, service)')],
+        L, ["golden-signals"])
+
+
+def pipeline():
+    L = Layout()
+    L.row("Ingest")
+    L.add(timeseries("Events accepted by the gateway, by type",
+                     [(f"sum by (type) (rate(events_ingested_total{{{NS}}}[{RI}]))", "{{type}}")],
+                     "short", stack=True))
+    L.add(timeseries("Events dropped, by reason",
+                     [(f"sum by (reason) (rate(dropped_events_total{{{NS}}}[{RI}]))", "{{reason}}")],
+                     "short", "rate: over RATE_LIMIT_MAX; anomaly: quarantined by fairness; "
+                     "corrupt: unreadable bus message."))
+    L.add(timeseries("Messages published to the bus",
+                     [(f"sum(rate(bus_published_total{{{NS}}}[{RI}]))", "published / s")],
+                     "short"))
+    L.add(timeseries("Messages per bus group commit (mean)",
+                     [(f"sum(rate(bus_group_commit_messages_sum{{{NS}}}[{RI}])) "
+                       f"/ sum(rate(bus_group_commit_messages_count{{{NS}}}[{RI}]))", "mean")],
+                     "short"))
+
+    L.row("Bus and consumers")
+    L.add(timeseries("Bus lag (messages waiting) by group",
+                     [(f"max by (topic, group) (bus_lag{{{NS}}})", "{{group}} on {{topic}}")],
+                     "short", "Alert when above 5000 and still growing after 10 minutes."))
+    L.add(timeseries("Visibility lag: seconds of backlog at the current consumption rate",
+                     [(f"max by (group) (bus_lag{{{NS}}}) / on (group) "
+                       f"sum by (group) (rate(consumer_batch_events_sum{{{NS}}}[{RI}]))",
+                       "{{group}}")], "s",
+                     "How long an event accepted now waits before its consumer sees it."))
+    L.add(timeseries("Consumer throughput (events / s) by group",
+                     [(f"sum by (group) (rate(consumer_batch_events_sum{{{NS}}}[{RI}]))",
+                       "{{group}}")], "short"))
+    L.add(timeseries("Consumer batch time p50 / p95 by group",
+                     [(hq(0.5, "consumer_batch_seconds", "group", NS), "p50 {{group}}"),
+                      (hq(0.95, "consumer_batch_seconds", "group", NS), "p95 {{group}}")], "s"))
+    L.add(timeseries("Events per consumer batch (mean) by group",
+                     [(f"sum by (group) (rate(consumer_batch_events_sum{{{NS}}}[{RI}])) "
+                       f"/ sum by (group) (rate(consumer_batch_events_count{{{NS}}}[{RI}]))",
+                       "{{group}}")], "short"))
+    L.add(timeseries("Dead letters (last hour) by group",
+                     [(f"sum by (topic, group) (increase(bus_dead_letters_total{{{NS}}}[1h]))",
+                       "{{group}} on {{topic}}")], "short",
+                     "Inspect with `liveops dead-letters`, replay with --replay."))
+
+    L.row("Progression")
+    L.add(timeseries("Progression events applied, by type",
+                     [(f"sum by (type) (rate(progression_events_applied_total{{{NS}}}[{RI}]))",
+                       "{{type}}")], "short", stack=True))
+    L.add(timeseries("Level-ups and reward claims",
+                     [(f"sum(rate(level_ups_total{{{NS}}}[{RI}]))", "level-ups / s"),
+                      (f"sum(rate(rewards_claimed_total{{{NS}}}[{RI}]))", "claims / s")], "short"))
+    return dashboard(
+        "liveops-pipeline", "LiveOps / Event pipeline",
+        "From the gateway through the bus to the consumers: rates, lag, batch times.",
+        [NAMESPACE_VAR], L, ["pipeline"])
+
+
+def fairness():
+    L = Layout()
+    L.row("Flags and blocks")
+    L.add(stat("Flags (last hour)", f"sum(increase(anomaly_flags_total{{{NS}}}[1h]))"), w=8, h=4)
+    L.add(stat("Strikes given (last hour)", f"sum(increase(anomaly_flags_total{{{NS}}}[1h]))",
+               description="Every flag gives its player one strike; strikes are not counted "
+               "separately."), w=8, h=4)
+    L.add(stat("Players blocked (last hour)", f"sum(increase(fairness_blocks_total{{{NS}}}[1h]))",
+               thresholds=[(20, "orange")]), w=8, h=4)
+    L.add(timeseries("Anomaly flags per second, by event type",
+                     [(f"sum by (type) (rate(anomaly_flags_total{{{NS}}}[{RI}]))", "{{type}}")],
+                     "short"))
+    L.add(timeseries("Flag rate against its 1-hour average",
+                     [(f"sum by (type) (rate(anomaly_flags_total{{{NS}}}[5m]))", "now {{type}}"),
+                      (f"sum by (type) (rate(anomaly_flags_total{{{NS}}}[1h]))", "1 h avg {{type}}")],
+                     "short", "The spike alert fires above three times the hour's average."))
+    L.add(timeseries("Players blocked per second",
+                     [(f"sum(rate(fairness_blocks_total{{{NS}}}[{RI}]))", "blocks / s")], "short"))
+    L.add(timeseries("Gateway refusals of blocked players (403)",
+                     [(f'sum(rate(http_requests_total{{{NS}, service="gateway", status="403"}}[{RI}]))',
+                       "403 / s")], "reqps"))
+    L.add(timeseries("Quarantined events (dropped as anomaly)",
+                     [(f'sum(rate(dropped_events_total{{{NS}, reason="anomaly"}}[{RI}]))',
+                       "quarantined / s")], "short"))
+    L.add(timeseries("Fairness consumer lag",
+                     [(f'max by (group) (bus_lag{{{NS}, group="fairness"}})', "{{group}}")],
+                     "short"))
+    return dashboard(
+        "liveops-fairness", "LiveOps / Fairness",
+        "Anomaly flags, strikes, blocks and what the gateway refuses because of them.",
+        [NAMESPACE_VAR], L, ["fairness"])
+
+
+def leaderboards():
+    L = Layout()
+    LB = f'{NS}, service="leaderboard"'
+    L.row("Updates")
+    L.add(timeseries("Score updates per second, by window",
+                     [(f"sum by (window) (rate(leaderboard_updates_total{{{NS}}}[{RI}]))",
+                       "{{window}}")], "short"))
+    L.add(timeseries("Leaderboard consumer lag",
+                     [(f'max by (group) (bus_lag{{{NS}, group="leaderboard"}})', "{{group}}")],
+                     "short"))
+    L.row("Reads")
+    L.add(timeseries("Top-N cache hit ratio",
+                     [(f'sum(rate(leaderboard_top_cache_total{{{NS}, result="hit"}}[{RI}])) '
+                       f"/ sum(rate(leaderboard_top_cache_total{{{NS}}}[{RI}]))", "hit ratio")],
+                     "percentunit"))
+    L.add(timeseries("Leaderboard reads p95 by route",
+                     [(hq(0.95, "http_request_duration_seconds", "route", LB), "{{route}}")], "s"))
+    L.row("Rebuilds and snapshots")
+    L.add(timeseries("Last rebuild time per pod",
+                     [(f"max by (pod) (leaderboard_rebuild_seconds{{{NS}}})", "{{pod}}")], "s",
+                     "How long the last start-up rebuild of the live boards took."))
+    L.add(timeseries("Snapshots saved (last hour), by window",
+                     [(f"sum by (window, final) (increase(leaderboard_snapshots_total{{{NS}}}[1h]))",
+                       "{{window}} final={{final}}")], "short"))
+    return dashboard(
+        "liveops-leaderboards", "LiveOps / Leaderboards",
+        "Score updates, top-N cache, rebuilds and snapshots.", [NAMESPACE_VAR], L,
+        ["leaderboards"])
+
+
+def datastores():
+    L = Layout()
+    NODE = 'job="mysql-node", instance=~"$node"'
+    MY = 'job="mysqld", instance=~"$mysql"'
+    RD = 'job="redis", instance=~"$redis"'
+    L.row("MySQL VM (node_exporter)")
+    L.add(timeseries("CPU busy",
+                     [(f'1 - avg by (instance) (rate(node_cpu_seconds_total{{{NODE}, mode="idle"}}[{RI}]))',
+                       "{{instance}}")], "percentunit", "Alert above 90 % for 10 minutes."), w=8)
+    L.add(timeseries("CPU by mode",
+                     [(f'sum by (mode) (rate(node_cpu_seconds_total{{{NODE}, mode!="idle"}}[{RI}]))',
+                       "{{mode}}")], "short", stack=True), w=8)
+    L.add(timeseries("Load (1 m)", [(f"node_load1{{{NODE}}}", "{{instance}}")], "short"), w=8)
+    L.add(timeseries("Memory available",
+                     [(f"node_memory_MemAvailable_bytes{{{NODE}}} / node_memory_MemTotal_bytes{{{NODE}}}",
+                       "{{instance}}")], "percentunit"), w=8)
+    L.add(timeseries("Disk space free",
+                     [(f'node_filesystem_avail_bytes{{{NODE}, fstype!~"tmpfs|overlay"}} '
+                       f'/ node_filesystem_size_bytes{{{NODE}, fstype!~"tmpfs|overlay"}}',
+                       "{{mountpoint}}")], "percentunit"), w=8)
+    L.add(timeseries("Disk busy",
+                     [(f"rate(node_disk_io_time_seconds_total{{{NODE}}}[{RI}])", "{{device}}")],
+                     "percentunit"), w=8)
+    L.add(timeseries("Network",
+                     [(f'rate(node_network_receive_bytes_total{{{NODE}, device!="lo"}}[{RI}])',
+                       "in {{device}}"),
+                      (f'rate(node_network_transmit_bytes_total{{{NODE}, device!="lo"}}[{RI}])',
+                       "out {{device}}")], "Bps"), w=12)
+    L.row("MySQL (mysqld_exporter)")
+    L.add(stat("MySQL up", f"min(mysql_up{{{MY}}})", thresholds=[(1, "green")]), w=12, h=4)
+    L.add(stat("Connections used",
+               f"max(mysql_global_status_threads_connected{{{MY}}} "
+               f"/ mysql_global_variables_max_connections{{{MY}}})", "percentunit",
+               thresholds=[(0.8, "orange"), (0.95, "red")]), w=12, h=4)
+    L.add(timeseries("Queries per second",
+                     [(f"rate(mysql_global_status_queries{{{MY}}}[{RI}])", "{{instance}}")],
+                     "short"), w=8)
+    L.add(timeseries("Commands per second (top)",
+                     [(f"topk(8, sum by (command) (rate(mysql_global_status_commands_total{{{MY}}}[{RI}])))",
+                       "{{command}}")], "short"), w=8)
+    L.add(timeseries("Slow queries and row lock waits",
+                     [(f"rate(mysql_global_status_slow_queries{{{MY}}}[{RI}])", "slow {{instance}}"),
+                      (f"rate(mysql_global_status_innodb_row_lock_waits{{{MY}}}[{RI}])",
+                       "lock waits {{instance}}")], "short"), w=8)
+    # "old" pages are a part of "data": leave them out of the total.
+    L.add(timeseries("InnoDB buffer pool pages in use",
+                     [(f'sum by (instance) (mysql_global_status_buffer_pool_pages{{{MY}, state="data"}}) '
+                       f'/ sum by (instance) (mysql_global_status_buffer_pool_pages{{{MY}, state=~"data|free|misc"}})',
+                       "{{instance}}")], "percentunit"), w=12)
+    L.add(timeseries("Traffic",
+                     [(f"rate(mysql_global_status_bytes_received{{{MY}}}[{RI}])", "in"),
+                      (f"rate(mysql_global_status_bytes_sent{{{MY}}}[{RI}])", "out")], "Bps"),
+          w=12)
+    L.row("Redis (redis_exporter)")
+    L.add(timeseries("Memory used / maxmemory",
+                     [(f"redis_memory_used_bytes{{{RD}}} / (redis_memory_max_bytes{{{RD}}} > 0)",
+                       "{{instance}}")], "percentunit", "Alert above 90 % for 5 minutes."), w=8)
+    L.add(timeseries("Commands per second",
+                     [(f"rate(redis_commands_processed_total{{{RD}}}[{RI}])", "{{instance}}")],
+                     "short"), w=8)
+    L.add(timeseries("Clients and evictions",
+                     [(f"redis_connected_clients{{{RD}}}", "clients {{instance}}"),
+                      (f"rate(redis_evicted_keys_total{{{RD}}}[{RI}])", "evicted/s {{instance}}")],
+                     "short"), w=8)
+    return dashboard(
+        "liveops-datastores", "LiveOps / MySQL VM and Redis",
+        "The MySQL virtual machine (node_exporter), MySQL (mysqld_exporter) and Redis "
+        "(redis_exporter).",
+        [query_var("node", "MySQL VM", 'label_values(node_uname_info{job="mysql-node"}, instance)'),
+         query_var("mysql", "MySQL", 'label_values(mysql_up{job="mysqld"}, instance)'),
+         query_var("redis", "Redis", 'label_values(redis_up{job="redis"}, instance)')],
+        L, ["mysql", "redis"])
+
+
+DASHBOARDS = {
+    "liveops-services.json": services,
+    "liveops-pipeline.json": pipeline,
+    "liveops-fairness.json": fairness,
+    "liveops-leaderboards.json": leaderboards,
+    "liveops-datastores.json": datastores,
+}
+
+
+def render(build):
+    return json.dumps(build(), indent=2) + "\n"
+
+
+def main():
+    check = "--check" in sys.argv[1:]
+    stale = []
+    for name, build in DASHBOARDS.items():
+        path = OUT / name
+        text = render(build)
+        if check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(name)
+        else:
+            OUT.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    if stale:
+        print("dashboards out of date with dashboards.py: " + ", ".join(stale)
+              + " (run python3 monitoring/grafana/dashboards.py)", file=sys.stderr)
+        return 1
+    if check:
+        print(f"dashboards: {len(DASHBOARDS)} JSON files match dashboards.py")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,733 @@
+#!/usr/bin/env python3
+"""Rules of deploy/ that schema validators and policy scanners do not check.
+
+Reads manifests rendered by `kubectl kustomize` and checks how the resources fit together:
+probes, resources and the restricted security context of every workload; that each target runs
+`serve --target <name>` on its port; that PodDisruptionBudgets, HorizontalPodAutoscalers,
+NetworkPolicies, Services, the Ingress and the ServiceMonitor select or name things that exist;
+that every ConfigMap, Secret, ServiceAccount and SecretProviderClass referenced exists; that every
+*_FILE variable names a file the mounted SecretProviderClass provides; that the split deployment
+runs on shared backends and the embedded one on a single replica.
+
+    deploy_rules.py [--production] [--env-file FILE] RENDERED.yaml
+        --production   also require a PodDisruptionBudget and a HorizontalPodAutoscaler for every
+                       workload (the prod overlay)
+        --env-file     the overlay's terraform-outputs.env: images must come from its ACR_LOGIN_SERVER
+    deploy_rules.py --self-test [--env-file FILE] RENDERED_PROD.yaml
+        breaks the rendered prod manifests in known ways and fails unless every break is caught
+
+Exit 0 when every rule holds; 1 with one line per finding otherwise. Needs PyYAML.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import posixpath
+import re
+import sys
+from dataclasses import dataclass, field
+
+import yaml
+
+# The targets of the binary and their ports (README: PORT by target). Future targets are listed so
+# a new folder under deploy/k8s/base passes as soon as it is wired like the others.
+TARGET_PORTS = {
+    "all": 8080,
+    "gateway": 8080,
+    "fairness": 8081,
+    "leaderboard": 8082,
+    "progression": 8083,
+    "operators": 8084,
+    "campaigns": 8085,
+    "participation": 8086,
+    "distribution": 8087,
+}
+# Public route prefixes and the target that serves each (ARCHITECTURE.md, HTTP contract).
+PUBLIC_ROUTES = {
+    "/events": "gateway",
+    "/fairness": "fairness",
+    "/leaderboard": "leaderboard",
+    "/players": "progression",
+    "/rewards": "progression",
+    "/receipts": "progression",
+}
+OPS_PATHS = ("/metrics", "/healthz", "/readyz")
+# Seconds the process may need after SHUTDOWN_DELAY to drain requests and consumer batches.
+DRAIN_BUDGET = 15
+MIN_STARTUP_SECONDS = 120
+SHARED_BUSES = {"redis", "servicebus", "sqs"}
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+UID = 65532
+
+
+@dataclass
+class Pod:
+    """A workload's pod template, with what the rules need about it."""
+
+    kind: str
+    name: str
+    namespace: str
+    labels: dict
+    annotations: dict
+    spec: dict
+    workload: dict
+    env: dict = field(default_factory=dict)  # container name -> {VAR: value or None}
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+    def port_names(self) -> set:
+        return {p.get("name") for c in self.spec.get("containers", []) for p in c.get("ports", []) if p.get("name")}
+
+    def port_numbers(self) -> set:
+        return {p.get("containerPort") for c in self.spec.get("containers", []) for p in c.get("ports", [])}
+
+
+class Manifests:
+    def __init__(self, docs: list):
+        self.docs = [d for d in docs if isinstance(d, dict) and d.get("kind")]
+        self.errors: list[str] = []
+
+    # -- lookups --------------------------------------------------------------------------------
+    def of(self, kind: str) -> list:
+        return [d for d in self.docs if d["kind"] == kind]
+
+    def get(self, kind: str, name: str, namespace: str | None = None):
+        for d in self.of(kind):
+            md = d.get("metadata", {})
+            if md.get("name") == name and (namespace is None or md.get("namespace") == namespace):
+                return d
+        return None
+
+    def fail(self, rule: str, where: str, msg: str) -> None:
+        self.errors.append(f"[{rule}] {where}: {msg}")
+
+    def pods(self) -> list[Pod]:
+        out = []
+        for d in self.docs:
+            if d["kind"] not in WORKLOAD_KINDS:
+                continue
+            md, tmpl = d["metadata"], d["spec"]["template"]
+            pod = Pod(
+                kind=d["kind"],
+                name=md["name"],
+                namespace=md.get("namespace", "default"),
+                labels=tmpl.get("metadata", {}).get("labels", {}) or {},
+                annotations=tmpl.get("metadata", {}).get("annotations", {}) or {},
+                spec=tmpl["spec"],
+                workload=d,
+            )
+            for c in pod.spec.get("containers", []):
+                pod.env[c["name"]] = self.container_env(pod, c)
+            out.append(pod)
+        return out
+
+    def container_env(self, pod: Pod, c: dict) -> dict:
+        """The container's environment as far as the manifests tell (envFrom ConfigMaps, then env)."""
+        env = {}
+        for src in c.get("envFrom", []):
+            ref = src.get("configMapRef")
+            if ref:
+                cm = self.get("ConfigMap", ref.get("name"), pod.namespace)
+                if cm:
+                    env.update({k: str(v) for k, v in (cm.get("data") or {}).items()})
+        for e in c.get("env", []):
+            if "value" in e:
+                env[e["name"]] = str(e["value"])
+            elif "valueFrom" in e:
+                cmk = e["valueFrom"].get("configMapKeyRef")
+                cm = self.get("ConfigMap", cmk.get("name"), pod.namespace) if cmk else None
+                env[e["name"]] = str((cm.get("data") or {}).get(cmk["key"])) if cm else None
+        return env
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def selector_matches(selector: dict | None, labels: dict) -> bool:
+    """A metav1.LabelSelector (matchLabels / matchExpressions); empty selects everything."""
+    if selector is None:
+        return False
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and labels.get(key) in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def map_selects(selector: dict | None, labels: dict) -> bool:
+    """A Service's plain map selector; an empty one selects nothing (selector-less Service)."""
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+QUANTITY = re.compile(r"^([0-9.]+)(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
+SCALE = {None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def quantity(q) -> float | None:
+    m = QUANTITY.match(str(q))
+    return float(m.group(1)) * SCALE[m.group(2)] if m else None
+
+
+def spc_objects(spc: dict) -> set:
+    """File names a SecretProviderClass (Azure provider) writes: objectAlias or objectName."""
+    raw = (spc.get("spec", {}).get("parameters") or {}).get("objects") or ""
+    try:
+        arr = (yaml.safe_load(raw) or {}).get("array") or []
+        names = set()
+        for item in arr:
+            obj = yaml.safe_load(item) if isinstance(item, str) else item
+            names.add(obj.get("objectAlias") or obj.get("objectName"))
+        return names
+    except (yaml.YAMLError, AttributeError):
+        return set()
+
+
+def probe_port_ok(probe: dict, container: dict) -> bool:
+    port = (probe.get("httpGet") or {}).get("port")
+    ports = container.get("ports", [])
+    return any(port in (p.get("name"), p.get("containerPort")) for p in ports)
+
+
+# -- rules --------------------------------------------------------------------------------------
+def check(m: Manifests, production: bool, env_file: dict | None) -> None:
+    pods = m.pods()
+    if not pods:
+        m.fail("workloads", "manifests", "no Deployment or StatefulSet rendered")
+    for pod in pods:
+        check_pod(m, pod, env_file)
+    check_shape(m, pods)
+    check_budgets_and_autoscalers(m, pods, production)
+    check_network_policies(m, pods, env_file)
+    check_services(m, pods)
+    check_ingress(m, pods)
+    check_service_monitors(m)
+    check_identity(m, pods)
+
+
+def check_pod(m: Manifests, pod: Pod, env_file: dict | None) -> None:
+    s, w = pod.spec, pod.ref
+    # R1 probes
+    for c in s.get("containers", []):
+        for kind, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/readyz")):
+            probe = c.get(kind)
+            if not probe:
+                m.fail("probes", w, f"container {c['name']} has no {kind}")
+                continue
+            got = (probe.get("httpGet") or {}).get("path")
+            if got != path:
+                m.fail("probes", w, f"{kind} of {c['name']} checks {got!r}, expected {path}")
+            if not probe_port_ok(probe, c):
+                m.fail("probes", w, f"{kind} of {c['name']} names a port the container does not declare")
+        sp = c.get("startupProbe") or {}
+        if sp and sp.get("periodSeconds", 10) * sp.get("failureThreshold", 3) < MIN_STARTUP_SECONDS:
+            m.fail("probes", w, f"startupProbe of {c['name']} allows less than {MIN_STARTUP_SECONDS} s for the first /readyz (board rebuilds)")
+    # R2 resources
+    for c in s.get("containers", []):
+        res = c.get("resources") or {}
+        for part in ("requests", "limits"):
+            for r in ("cpu", "memory"):
+                if quantity((res.get(part) or {}).get(r)) is None:
+                    m.fail("resources", w, f"container {c['name']} sets no {part}.{r}")
+        for r in ("cpu", "memory"):
+            req, lim = quantity((res.get("requests") or {}).get(r)), quantity((res.get("limits") or {}).get(r))
+            if req is not None and lim is not None and req > lim:
+                m.fail("resources", w, f"container {c['name']} requests more {r} than its limit")
+    # R3 restricted security context
+    psc = s.get("securityContext") or {}
+    if psc.get("runAsNonRoot") is not True:
+        m.fail("security", w, "pod securityContext.runAsNonRoot is not true")
+    if psc.get("runAsUser") != UID:
+        m.fail("security", w, f"pod securityContext.runAsUser is {psc.get('runAsUser')}, expected {UID}")
+    if (psc.get("seccompProfile") or {}).get("type") != "RuntimeDefault":
+        m.fail("security", w, "pod seccompProfile is not RuntimeDefault")
+    if s.get("automountServiceAccountToken") is not False:
+        m.fail("security", w, "automountServiceAccountToken is not false")
+    for flag in ("hostNetwork", "hostPID", "hostIPC"):
+        if s.get(flag):
+            m.fail("security", w, f"{flag} is set")
+    for c in s.get("containers", []) + s.get("initContainers", []):
+        csc = c.get("securityContext") or {}
+        if csc.get("allowPrivilegeEscalation") is not False:
+            m.fail("security", w, f"container {c['name']}: allowPrivilegeEscalation is not false")
+        if csc.get("readOnlyRootFilesystem") is not True:
+            m.fail("security", w, f"container {c['name']}: readOnlyRootFilesystem is not true")
+        if csc.get("privileged"):
+            m.fail("security", w, f"container {c['name']} is privileged")
+        caps = csc.get("capabilities") or {}
+        if "ALL" not in (caps.get("drop") or []):
+            m.fail("security", w, f"container {c['name']} does not drop ALL capabilities")
+        if caps.get("add"):
+            m.fail("security", w, f"container {c['name']} adds capabilities {caps['add']}")
+        if csc.get("runAsNonRoot") is False or csc.get("runAsUser") == 0:
+            m.fail("security", w, f"container {c['name']} may run as root")
+    # R4 writable paths on a read-only root, R12 references of volumes
+    volumes = {v["name"]: v for v in s.get("volumes", [])}
+    claim_templates = {t["metadata"]["name"] for t in pod.workload["spec"].get("volumeClaimTemplates", [])}
+    for c in s.get("containers", []):
+        mounts = {vm["mountPath"]: vm for vm in c.get("volumeMounts", [])}
+        for vm in mounts.values():
+            if vm["name"] not in volumes and vm["name"] not in claim_templates:
+                m.fail("references", w, f"container {c['name']} mounts volume {vm['name']}, which is not declared")
+        data_dir = pod.env[c["name"]].get("DATA_DIR")
+        for path, why in (("/tmp", "/tmp"), (data_dir, "DATA_DIR")):
+            if not path:
+                m.fail("writable", w, f"container {c['name']}: {why} is not set")
+            elif path not in mounts or mounts[path].get("readOnly"):
+                m.fail("writable", w, f"container {c['name']}: {why} ({path}) is not a writable volume (read-only root filesystem)")
+    for v in volumes.values():
+        if "configMap" in v and not m.get("ConfigMap", v["configMap"]["name"], pod.namespace):
+            m.fail("references", w, f"volume {v['name']} names ConfigMap {v['configMap']['name']}, which is not rendered")
+        if "secret" in v and not m.get("Secret", v["secret"]["secretName"], pod.namespace):
+            m.fail("references", w, f"volume {v['name']} names Secret {v['secret']['secretName']}, which is not rendered")
+        if "persistentVolumeClaim" in v and not m.get("PersistentVolumeClaim", v["persistentVolumeClaim"]["claimName"], pod.namespace):
+            m.fail("references", w, f"volume {v['name']} names a claim that is not rendered")
+        csi = v.get("csi") or {}
+        if csi.get("driver") == "secrets-store.csi.k8s.io":
+            spc = (csi.get("volumeAttributes") or {}).get("secretProviderClass")
+            if not m.get("SecretProviderClass", spc, pod.namespace):
+                m.fail("references", w, f"volume {v['name']} names SecretProviderClass {spc}, which is not rendered")
+    # R12 references of env, service account, governing service
+    for c in s.get("containers", []):
+        for src in c.get("envFrom", []):
+            for kind, key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+                ref = src.get(key)
+                if ref and not ref.get("optional") and not m.get(kind, ref.get("name"), pod.namespace):
+                    m.fail("references", w, f"container {c['name']} reads {kind} {ref.get('name')}, which is not rendered")
+        for e in c.get("env", []):
+            vf = e.get("valueFrom") or {}
+            for kind, key in (("ConfigMap", "configMapKeyRef"), ("Secret", "secretKeyRef")):
+                ref = vf.get(key)
+                if not ref or ref.get("optional"):
+                    continue
+                obj = m.get(kind, ref.get("name"), pod.namespace)
+                if not obj or ref["key"] not in (obj.get("data") or {}) | (obj.get("stringData") or {}):
+                    m.fail("references", w, f"env {e['name']} reads {kind} {ref.get('name')} key {ref['key']}, which is not rendered")
+    sa = s.get("serviceAccountName", "default")
+    if not m.get("ServiceAccount", sa, pod.namespace):
+        m.fail("references", w, f"service account {sa} is not rendered")
+    if pod.kind == "StatefulSet" and not m.get("Service", pod.workload["spec"].get("serviceName"), pod.namespace):
+        m.fail("references", w, f"serviceName {pod.workload['spec'].get('serviceName')} is not a rendered Service")
+    # R13 secret files
+    for c in s.get("containers", []):
+        mounts = c.get("volumeMounts", [])
+        for var, value in sorted(pod.env[c["name"]].items()):
+            if not var.endswith("_FILE") or not value:
+                continue
+            mount = next((vm for vm in mounts if value.startswith(vm["mountPath"].rstrip("/") + "/")), None)
+            if not mount:
+                m.fail("secret-files", w, f"{var}={value} is on no volume of container {c['name']}")
+                continue
+            csi = (volumes.get(mount["name"]) or {}).get("csi") or {}
+            spc_name = (csi.get("volumeAttributes") or {}).get("secretProviderClass")
+            spc = m.get("SecretProviderClass", spc_name, pod.namespace) if spc_name else None
+            if spc is not None:
+                rel = posixpath.relpath(value, mount["mountPath"])
+                if rel not in spc_objects(spc):
+                    m.fail("secret-files", w, f"{var}={value}: SecretProviderClass {spc_name} lists no object {rel!r} (it has {sorted(spc_objects(spc))})")
+    # R5 target, args and port
+    target = pod.labels.get("app.kubernetes.io/component")
+    if target not in TARGET_PORTS:
+        m.fail("target", w, f"pod label app.kubernetes.io/component={target!r} is not a target ({', '.join(TARGET_PORTS)})")
+    else:
+        c = s["containers"][0]
+        if c.get("args") != ["serve", "--target", target] or c.get("command"):
+            m.fail("target", w, f"container args are {c.get('args')}, expected ['serve', '--target', '{target}'] (and no command)")
+        port = pod.env[c["name"]].get("PORT")
+        if port is None or str(port) != str(TARGET_PORTS[target]):
+            m.fail("target", w, f"PORT is {port}, expected {TARGET_PORTS[target]} for {target}")
+        http = [p for p in c.get("ports", []) if p.get("name") == "http"]
+        if not http or http[0].get("containerPort") != TARGET_PORTS[target]:
+            m.fail("target", w, f"container port 'http' is not {TARGET_PORTS[target]}")
+        scrape_port = pod.annotations.get("prometheus.io/port")
+        if pod.annotations.get("prometheus.io/scrape") == "true" and str(scrape_port) != str(TARGET_PORTS[target]):
+            m.fail("target", w, f"prometheus.io/port is {scrape_port}, expected {TARGET_PORTS[target]}")
+    # R6 graceful rollout
+    delay = pod.env[s["containers"][0]["name"]].get("SHUTDOWN_DELAY")
+    grace = s.get("terminationGracePeriodSeconds", 30)
+    if delay is None or not str(delay).isdigit():
+        m.fail("shutdown", w, "SHUTDOWN_DELAY is not set to a number of seconds")
+    elif grace < int(delay) + DRAIN_BUDGET:
+        m.fail("shutdown", w, f"terminationGracePeriodSeconds {grace} < SHUTDOWN_DELAY {delay} + {DRAIN_BUDGET} s of draining")
+    # R7 spread over zones and hosts, matching the pod itself
+    zone = [t for t in s.get("topologySpreadConstraints", []) if t.get("topologyKey") == "topology.kubernetes.io/zone"]
+    if not zone or not all(selector_matches(t.get("labelSelector"), pod.labels) for t in zone):
+        m.fail("spread", w, "no zone topologySpreadConstraint that selects the pod's own labels")
+    anti = ((s.get("affinity") or {}).get("podAntiAffinity") or {}).get("preferredDuringSchedulingIgnoredDuringExecution", [])
+    host = [t["podAffinityTerm"] for t in anti if t["podAffinityTerm"].get("topologyKey") == "kubernetes.io/hostname"]
+    if not host or not all(selector_matches(t.get("labelSelector"), pod.labels) for t in host):
+        m.fail("spread", w, "no preferred hostname anti-affinity that selects the pod's own labels")
+    # R8 image
+    for c in s.get("containers", []):
+        image = c.get("image", "")
+        repo, _, tag = image.rpartition(":")
+        if "@sha256:" not in image and (not repo or "/" in tag or tag in ("", "latest") or "set-by-overlay" in tag):
+            m.fail("image", w, f"image {image!r} has no fixed tag set by the overlay")
+        if env_file and env_file.get("ACR_LOGIN_SERVER") and not image.startswith(env_file["ACR_LOGIN_SERVER"] + "/"):
+            m.fail("image", w, f"image {image!r} is not from the environment's registry {env_file['ACR_LOGIN_SERVER']}")
+
+
+def check_shape(m: Manifests, pods: list[Pod]) -> None:
+    """R14: split targets share distributed backends; the embedded process is a single replica."""
+    for pod in pods:
+        env = pod.env[pod.spec["containers"][0]["name"]]
+        target = pod.labels.get("app.kubernetes.io/component")
+        if target == "all":
+            if env.get("BUS_KIND", "sqlite") == "sqlite" and pod.workload["spec"].get("replicas", 1) != 1:
+                m.fail("shape", pod.ref, "the local SQLite bus is consumed by one process: replicas must be 1")
+            if pod.kind != "StatefulSet" or not pod.workload["spec"].get("volumeClaimTemplates"):
+                m.fail("shape", pod.ref, "the embedded process keeps DATA_DIR on a PersistentVolumeClaim (StatefulSet)")
+        elif target in TARGET_PORTS:
+            if env.get("BUS_KIND") not in SHARED_BUSES:
+                m.fail("shape", pod.ref, f"BUS_KIND={env.get('BUS_KIND')}: split targets need a shared bus ({', '.join(sorted(SHARED_BUSES))})")
+            if not (env.get("DB_URL") or env.get("DB_URL_FILE")):
+                m.fail("shape", pod.ref, "split targets need a shared database (DB_URL or DB_URL_FILE)")
+            if not (env.get("REDIS_URL") or env.get("REDIS_URL_FILE")):
+                m.fail("shape", pod.ref, "split targets need shared hot state (REDIS_URL or REDIS_URL_FILE)")
+
+
+def check_budgets_and_autoscalers(m: Manifests, pods: list[Pod], production: bool) -> None:
+    """R9: every PDB and HPA points at a workload; in production every workload has both."""
+    for pdb in m.of("PodDisruptionBudget"):
+        ns = pdb["metadata"].get("namespace")
+        if not any(p.namespace == ns and selector_matches(pdb["spec"].get("selector"), p.labels) for p in pods):
+            m.fail("budgets", f"PodDisruptionBudget/{pdb['metadata']['name']}", "selects no pod")
+    for hpa in m.of("HorizontalPodAutoscaler"):
+        ref = hpa["spec"]["scaleTargetRef"]
+        if not m.get(ref["kind"], ref["name"], hpa["metadata"].get("namespace")):
+            m.fail("autoscaling", f"HorizontalPodAutoscaler/{hpa['metadata']['name']}", f"targets {ref['kind']}/{ref['name']}, which is not rendered")
+    if not production:
+        return
+    for pod in pods:
+        pdbs = [p for p in m.of("PodDisruptionBudget")
+                if p["metadata"].get("namespace") == pod.namespace and selector_matches(p["spec"].get("selector"), pod.labels)]
+        if not pdbs:
+            m.fail("budgets", pod.ref, "no PodDisruptionBudget selects its pods")
+        for pdb in pdbs:
+            if pdb["spec"].get("minAvailable", 0) < 1 and "maxUnavailable" not in pdb["spec"]:
+                m.fail("budgets", pod.ref, f"PodDisruptionBudget/{pdb['metadata']['name']} keeps no pod available")
+        hpas = [h for h in m.of("HorizontalPodAutoscaler")
+                if h["spec"]["scaleTargetRef"].get("kind") == pod.kind and h["spec"]["scaleTargetRef"].get("name") == pod.name
+                and h["spec"]["scaleTargetRef"].get("apiVersion") == "apps/v1"]
+        if not hpas:
+            m.fail("autoscaling", pod.ref, "no HorizontalPodAutoscaler targets it")
+        for h in hpas:
+            spec, where = h["spec"], f"HorizontalPodAutoscaler/{h['metadata']['name']}"
+            if spec.get("minReplicas", 1) < 2 or spec["maxReplicas"] < spec.get("minReplicas", 1):
+                m.fail("autoscaling", where, "needs minReplicas >= 2 and maxReplicas >= minReplicas")
+            if not ((spec.get("behavior") or {}).get("scaleUp") and (spec.get("behavior") or {}).get("scaleDown")):
+                m.fail("autoscaling", where, "sets no scaleUp and scaleDown behavior")
+            resources = {x["resource"]["name"] for x in spec.get("metrics", []) if x["type"] == "Resource"}
+            if not {"cpu", "memory"} <= resources:
+                m.fail("autoscaling", where, "does not scale on both cpu and memory")
+            if pod.labels.get("app.kubernetes.io/component") == "gateway":
+                rps = [x for x in spec.get("metrics", []) if x["type"] == "Pods" and x["pods"]["metric"]["name"] == "http_requests_per_second"]
+                if not rps:
+                    m.fail("autoscaling", where, "the gateway does not scale on the Pods metric http_requests_per_second")
+
+
+def policy_ports_ok(rule_ports: list | None, pod: Pod, port) -> bool:
+    """Whether a NetworkPolicy rule's ports admit `port` (a name or number) on this pod."""
+    if not rule_ports:
+        return True
+    numbers = {p.get("containerPort") for c in pod.spec["containers"] for p in c.get("ports", []) if p.get("name") == port} | (
+        {port} if isinstance(port, int) else set())
+    return any(rp.get("port") == port or rp.get("port") in numbers for rp in rule_ports)
+
+
+# Where the ingress data path comes from, by ingress class: the Application Gateway sends from its
+# subnet (an ipBlock); in-cluster controllers from their namespace.
+INGRESS_SOURCE_NAMESPACES = {"nginx": ("ingress-nginx", "nginx-ingress", "app-routing-system")}
+
+
+def ingress_source(ing: dict):
+    cls = ing["spec"].get("ingressClassName")
+    if cls == "azure-application-gateway":
+        return lambda peer: "ipBlock" in peer
+    names = INGRESS_SOURCE_NAMESPACES.get(cls, ())
+    return lambda peer: (peer.get("namespaceSelector") or {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") in names
+
+
+def check_network_policies(m: Manifests, pods: list[Pod], env_file: dict | None) -> None:
+    """R10: policies select existing pods, named ports exist, and nothing the system needs is blocked."""
+    nps = m.of("NetworkPolicy")
+    deny = [n for n in nps if n["spec"].get("podSelector") == {} and set(n["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}
+            and not n["spec"].get("ingress") and not n["spec"].get("egress")]
+    if not deny:
+        m.fail("network", "NetworkPolicy", "no default deny of all ingress and egress (podSelector {})")
+    cidrs = {v for k, v in (env_file or {}).items() if k.endswith("_CIDR")} | {"0.0.0.0/0"}
+    for n in nps:
+        where, ns = f"NetworkPolicy/{n['metadata']['name']}", n["metadata"].get("namespace")
+        for direction, peers_key in (("ingress", "from"), ("egress", "to")):
+            for rule in n["spec"].get(direction) or []:
+                for peer in rule.get(peers_key) or []:
+                    cidr = (peer.get("ipBlock") or {}).get("cidr")
+                    if env_file and cidr and cidr not in cidrs:
+                        m.fail("network", where, f"ipBlock {cidr} is none of the environment's subnets ({', '.join(sorted(cidrs))})")
+        selected = [p for p in pods if p.namespace == ns and selector_matches(n["spec"].get("podSelector"), p.labels)]
+        if not selected:
+            m.fail("network", where, "its podSelector matches no pod")
+        for direction, peers_key in (("ingress", "from"), ("egress", "to")):
+            for rule in n["spec"].get(direction) or []:
+                for peer in rule.get(peers_key) or []:
+                    if "podSelector" in peer and "namespaceSelector" not in peer:
+                        if not any(p.namespace == ns and selector_matches(peer["podSelector"], p.labels) for p in pods):
+                            m.fail("network", where, f"{direction} peer podSelector {peer['podSelector']} matches no pod")
+                if direction == "ingress":
+                    for rp in rule.get("ports") or []:
+                        if isinstance(rp.get("port"), str):
+                            for p in selected:
+                                if rp["port"] not in p.port_names():
+                                    m.fail("network", where, f"port {rp['port']!r} is not a named port of {p.ref}")
+
+    def allowed(pod: Pod, direction: str, port, peer_ok) -> bool:
+        for n in nps:
+            if n["metadata"].get("namespace") != pod.namespace or not selector_matches(n["spec"].get("podSelector"), pod.labels):
+                continue
+            for rule in n["spec"].get(direction) or []:
+                peers = rule.get("from" if direction == "ingress" else "to")
+                if (not peers or any(peer_ok(x) for x in peers)) and policy_ports_ok(rule.get("ports"), pod, port):
+                    return True
+        return False
+
+    def in_namespace(name: str):
+        return lambda peer: (peer.get("namespaceSelector") or {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") == name
+
+    for pod in pods:
+        dns = [n for n in nps if n["metadata"].get("namespace") == pod.namespace and selector_matches(n["spec"].get("podSelector"), pod.labels)
+               for rule in n["spec"].get("egress") or [] for rp in rule.get("ports") or [] if rp.get("port") == 53 and rp.get("protocol", "TCP") == "UDP"]
+        if not dns:
+            m.fail("network", pod.ref, "no egress policy lets it resolve names (UDP 53)")
+        scraped = pod.annotations.get("prometheus.io/scrape") == "true" or any(
+            map_selects(s["spec"].get("selector"), pod.labels) and any(
+                selector_matches(sm["spec"].get("selector"), s["metadata"].get("labels", {})) for sm in m.of("ServiceMonitor"))
+            for s in m.of("Service"))
+        if scraped and not allowed(pod, "ingress", "http", in_namespace("monitoring")):
+            m.fail("network", pod.ref, "is scraped but no policy admits the monitoring namespace on its http port")
+    # Pods behind the Ingress: the ingress data path (the Application Gateway subnet or an ingress
+    # controller namespace) must be admitted on the backend port.
+    for ing in m.of("Ingress"):
+        for rule in ing["spec"].get("rules", []):
+            for path in (rule.get("http") or {}).get("paths", []):
+                svc_ref = path["backend"].get("service") or {}
+                svc = m.get("Service", svc_ref.get("name"), ing["metadata"].get("namespace"))
+                if not svc:
+                    continue
+                for pod in pods:
+                    if pod.namespace == svc["metadata"].get("namespace") and map_selects(svc["spec"].get("selector"), pod.labels):
+                        target_port = next((sp.get("targetPort", sp["port"]) for sp in svc["spec"]["ports"]
+                                            if sp.get("name") == svc_ref.get("port", {}).get("name") or sp["port"] == svc_ref.get("port", {}).get("number")), None)
+                        if not allowed(pod, "ingress", target_port, ingress_source(ing)):
+                            m.fail("network", pod.ref, f"serves Ingress path {path['path']} but no policy admits the ingress path on port {target_port}")
+
+
+def check_services(m: Manifests, pods: list[Pod]) -> None:
+    """R11: Services select pods (or have endpoint slices) and their target ports exist."""
+    for svc in m.of("Service"):
+        where, ns = f"Service/{svc['metadata']['name']}", svc["metadata"].get("namespace")
+        sel = svc["spec"].get("selector")
+        if not sel:
+            slices = [e for e in m.of("EndpointSlice") if e["metadata"].get("namespace") == ns
+                      and e["metadata"].get("labels", {}).get("kubernetes.io/service-name") == svc["metadata"]["name"]]
+            if not slices:
+                m.fail("services", where, "has no selector and no EndpointSlice labelled kubernetes.io/service-name for it")
+            for sp in svc["spec"].get("ports", []):
+                if not any(p.get("name") == sp.get("name") for e in slices for p in e.get("ports", [])):
+                    m.fail("services", where, f"port {sp.get('name')} is on no EndpointSlice of it")
+            continue
+        selected = [p for p in pods if p.namespace == ns and map_selects(sel, p.labels)]
+        if not selected:
+            m.fail("services", where, f"selector {sel} matches no pod")
+        for sp in svc["spec"].get("ports", []):
+            tp = sp.get("targetPort", sp["port"])
+            for p in selected:
+                if (isinstance(tp, str) and tp not in p.port_names()) or (isinstance(tp, int) and tp not in p.port_numbers()):
+                    m.fail("services", where, f"targetPort {tp!r} is not a port of {p.ref}")
+
+
+def check_ingress(m: Manifests, pods: list[Pod]) -> None:
+    """R15: one host serves every public route, each from the target that owns it; TLS is on."""
+    ings = m.of("Ingress")
+    if not ings:
+        m.fail("ingress", "Ingress", "none rendered: the public API is not exposed")
+    routed = {}
+    for ing in ings:
+        where, ns = f"Ingress/{ing['metadata']['name']}", ing["metadata"].get("namespace")
+        ann = ing["metadata"].get("annotations") or {}
+        tls = ing["spec"].get("tls") or []
+        if not tls and not ann.get("appgw.ingress.kubernetes.io/appgw-ssl-certificate"):
+            m.fail("ingress", where, "no TLS: neither spec.tls nor an Application Gateway certificate annotation")
+        for t in tls:
+            issuer = ann.get("cert-manager.io/cluster-issuer") or ann.get("cert-manager.io/issuer")
+            if t.get("secretName") and not issuer and not m.get("Secret", t["secretName"], ns):
+                m.fail("references", where, f"TLS Secret {t['secretName']} is neither rendered nor issued by cert-manager")
+        for rule in ing["spec"].get("rules", []):
+            host = rule.get("host")
+            for path in (rule.get("http") or {}).get("paths", []):
+                p = path["path"]
+                if p == "/" or any(p == o or p.startswith(o + "/") for o in OPS_PATHS):
+                    m.fail("ingress", where, f"path {p} exposes operational endpoints (/metrics, /healthz, /readyz)")
+                svc_ref = path["backend"].get("service") or {}
+                svc = m.get("Service", svc_ref.get("name"), ns)
+                if not svc:
+                    m.fail("references", where, f"path {p} goes to Service {svc_ref.get('name')}, which is not rendered")
+                    continue
+                port = svc_ref.get("port") or {}
+                if not any(sp.get("name") == port.get("name") or sp["port"] == port.get("number") for sp in svc["spec"]["ports"]):
+                    m.fail("references", where, f"path {p}: Service {svc['metadata']['name']} has no port {port}")
+                targets = {q.labels.get("app.kubernetes.io/component") for q in pods
+                           if q.namespace == ns and map_selects(svc["spec"].get("selector"), q.labels)}
+                routed[p] = (host, targets)
+    hosts = {h for h, _ in routed.values()}
+    if len(hosts) > 1:
+        m.fail("ingress", "Ingress", f"the public API is split over several hosts {sorted(hosts, key=str)}")
+    for prefix, owner in PUBLIC_ROUTES.items():
+        if prefix not in routed:
+            m.fail("ingress", "Ingress", f"route {prefix} is not exposed")
+        elif not routed[prefix][1] or not routed[prefix][1] <= {owner, "all"}:
+            m.fail("ingress", "Ingress", f"route {prefix} goes to {sorted(routed[prefix][1], key=str)}, but {owner} serves it")
+
+
+def check_service_monitors(m: Manifests) -> None:
+    for sm in m.of("ServiceMonitor"):
+        where = f"ServiceMonitor/{sm['metadata']['name']}"
+        svcs = [s for s in m.of("Service") if selector_matches(sm["spec"].get("selector"), s["metadata"].get("labels", {}))]
+        if not svcs:
+            m.fail("references", where, "selects no Service")
+        for ep in sm["spec"].get("endpoints", []):
+            for s in svcs:
+                if ep.get("port") and not any(sp.get("name") == ep["port"] for sp in s["spec"]["ports"]):
+                    m.fail("references", where, f"Service/{s['metadata']['name']} has no port named {ep['port']}")
+
+
+def check_identity(m: Manifests, pods: list[Pod]) -> None:
+    """R16: the workload identity of the service account is the one the Key Vault mount uses."""
+    for pod in pods:
+        if pod.labels.get("azure.workload.identity/use") != "true":
+            continue
+        sa = m.get("ServiceAccount", pod.spec.get("serviceAccountName", "default"), pod.namespace)
+        client = ((sa or {}).get("metadata", {}).get("annotations") or {}).get("azure.workload.identity/client-id")
+        if not client:
+            m.fail("identity", pod.ref, "uses workload identity but its service account has no azure.workload.identity/client-id")
+        for v in pod.spec.get("volumes", []):
+            name = ((v.get("csi") or {}).get("volumeAttributes") or {}).get("secretProviderClass")
+            spc = m.get("SecretProviderClass", name, pod.namespace) if name else None
+            if spc and spc["spec"].get("provider") == "azure" and spc["spec"]["parameters"].get("clientID") != client:
+                m.fail("identity", pod.ref, f"SecretProviderClass {name} reads Key Vault as {spc['spec']['parameters'].get('clientID')}, the service account is {client}")
+
+
+# -- self-test ----------------------------------------------------------------------------------
+def _find(docs, kind, name=None):
+    return next(d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name))
+
+
+def _container(docs, name):
+    return _find(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+
+
+def _config(docs):
+    return _find(docs, "ConfigMap")["data"]
+
+
+def _drop(docs, kind, name):
+    docs.remove(_find(docs, kind, name))
+
+
+MUTATIONS = [
+    ("network", "egress to a subnet of another environment", lambda d: _find(d, "NetworkPolicy", "allow-egress-backends")["spec"]["egress"][1]["to"][0]["ipBlock"].update(cidr="10.41.16.0/24")),
+    ("probes", "gateway without a startup probe", lambda d: _container(d, "liveops-gateway").pop("startupProbe")),
+    ("probes", "readiness probe on /healthz", lambda d: _container(d, "liveops-fairness")["readinessProbe"]["httpGet"].update(path="/healthz")),
+    ("resources", "no memory limit", lambda d: _container(d, "liveops-leaderboard")["resources"]["limits"].pop("memory")),
+    ("security", "writable root filesystem", lambda d: _container(d, "liveops-progression")["securityContext"].update(readOnlyRootFilesystem=False)),
+    ("security", "capabilities kept", lambda d: _container(d, "liveops-gateway")["securityContext"]["capabilities"].update(drop=["NET_RAW"])),
+    ("target", "args of another target", lambda d: _container(d, "liveops-fairness").update(args=["serve", "--target", "gateway"])),
+    ("target", "wrong PORT", lambda d: _container(d, "liveops-leaderboard")["env"][0].update(value="8080")),
+    ("shutdown", "grace period shorter than the drain", lambda d: _find(d, "Deployment", "liveops-gateway")["spec"]["template"]["spec"].update(terminationGracePeriodSeconds=10)),
+    ("spread", "zone spread selecting another target", lambda d: _find(d, "Deployment", "liveops-gateway")["spec"]["template"]["spec"]["topologySpreadConstraints"][0]["labelSelector"]["matchLabels"].update({"app.kubernetes.io/component": "fairness"})),
+    ("image", "image tag left to the base", lambda d: _container(d, "liveops-gateway").update(image="liveopsacr.azurecr.io/liveops:set-by-overlay")),
+    ("budgets", "a PodDisruptionBudget removed", lambda d: _drop(d, "PodDisruptionBudget", "liveops-fairness")),
+    ("autoscaling", "an HPA removed", lambda d: _drop(d, "HorizontalPodAutoscaler", "liveops-leaderboard")),
+    ("autoscaling", "gateway HPA without the request-rate metric", lambda d: _find(d, "HorizontalPodAutoscaler", "liveops-gateway")["spec"].update(metrics=_find(d, "HorizontalPodAutoscaler", "liveops-gateway")["spec"]["metrics"][:2])),
+    ("network", "policy selecting no pod", lambda d: _find(d, "NetworkPolicy", "allow-monitoring-scrape")["spec"]["podSelector"]["matchLabels"].update({"app.kubernetes.io/name": "liveop"})),
+    ("network", "DNS egress removed", lambda d: _find(d, "NetworkPolicy", "allow-egress-backends")["spec"].update(egress=_find(d, "NetworkPolicy", "allow-egress-backends")["spec"]["egress"][1:])),
+    ("network", "default deny removed", lambda d: _drop(d, "NetworkPolicy", "default-deny-all")),
+    ("network", "public pods not admitted from the ingress path", lambda d: _drop(d, "NetworkPolicy", "allow-ingress-from-app-gateway")),
+    ("services", "Service selector typo", lambda d: _find(d, "Service", "liveops-fairness")["spec"]["selector"].update({"app.kubernetes.io/component": "fairnes"})),
+    ("references", "ConfigMap reference to a missing name", lambda d: _container(d, "liveops-gateway")["envFrom"][0]["configMapRef"].update(name="liveops-config")),
+    ("references", "service account missing", lambda d: _drop(d, "ServiceAccount", "liveops")),
+    ("secret-files", "bus-conn not mounted", lambda d: _find(d, "SecretProviderClass")["spec"]["parameters"].update(objects="array:\n  - |\n    objectName: hmac-keys\n    objectType: secret\n  - |\n    objectName: db-url\n    objectType: secret\n  - |\n    objectName: redis-url\n    objectType: secret\n")),
+    ("shape", "split targets on the local bus", lambda d: _config(d).update(BUS_KIND="sqlite")),
+    ("shape", "split targets without Redis", lambda d: _config(d).pop("REDIS_URL_FILE")),
+    ("ingress", "a route to the wrong target", lambda d: _find(d, "Ingress")["spec"]["rules"][0]["http"]["paths"][2]["backend"]["service"].update(name="liveops-fairness")),
+    ("ingress", "a public route missing", lambda d: _find(d, "Ingress")["spec"]["rules"][0]["http"]["paths"].pop(0)),
+    ("ingress", "metrics exposed", lambda d: _find(d, "Ingress")["spec"]["rules"][0]["http"]["paths"].append({"path": "/metrics", "pathType": "Prefix", "backend": {"service": {"name": "liveops-gateway", "port": {"name": "http"}}}})),
+    ("identity", "Key Vault read as another identity", lambda d: _find(d, "SecretProviderClass")["spec"]["parameters"].update(clientID="11111111-1111-1111-1111-111111111111")),
+]
+
+
+def self_test(docs: list, env_file: dict | None) -> int:
+    base = Manifests(copy.deepcopy(docs))
+    check(base, production=True, env_file=env_file)
+    if base.errors:
+        print("self-test needs manifests that pass first:\n" + "\n".join(base.errors))
+        return 1
+    missed = 0
+    for rule, what, mutate in MUTATIONS:
+        broken = copy.deepcopy(docs)
+        mutate(broken)
+        m = Manifests(broken)
+        check(m, production=True, env_file=env_file)
+        caught = [e for e in m.errors if e.startswith(f"[{rule}]")]
+        if caught:
+            print(f"  caught  {what}: {caught[0]}")
+        else:
+            missed += 1
+            print(f"  MISSED  {what}: no [{rule}] finding (got {m.errors[:2]})")
+    print(f"self-test: {len(MUTATIONS) - missed} passed, {missed} failed")
+    return 1 if missed else 0
+
+
+def read_env_file(path: str) -> dict:
+    out = {}
+    for line in open(path, encoding="utf-8"):
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            k, v = line.split("=", 1)
+            out[k] = v
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("rendered")
+    ap.add_argument("--production", action="store_true")
+    ap.add_argument("--env-file")
+    ap.add_argument("--self-test", action="store_true")
+    args = ap.parse_args()
+    with open(args.rendered, encoding="utf-8") as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    env_file = read_env_file(args.env_file) if args.env_file else None
+    if args.self_test:
+        return self_test(docs, env_file)
+    m = Manifests(docs)
+    check(m, args.production, env_file)
+    kinds = sorted({d["kind"] for d in m.docs})
+    if m.errors:
+        print("\n".join(m.errors))
+        print(f"{os.path.basename(args.rendered)}: {len(m.errors)} finding(s)")
+        return 1
+    print(f"{os.path.basename(args.rendered)}: every rule holds ({len(m.docs)} resources: {', '.join(kinds)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
