@@ -1028,6 +1028,15 @@ impl Inner {
                 keep.push_back(r);
                 continue;
             }
+            if let Some(o) = h.out.get_mut(&r.message_id).filter(|o| o.consumer == consumer) {
+                if out.iter().any(|d| d.id == r.message_id) {
+                    // Received again while this poll was still filling: one delivery, the
+                    // newest receipt.
+                    o.receipt = r.receipt;
+                    o.visible_until = r.received_at + vis;
+                    continue;
+                }
+            }
             out.push(Delivery {
                 id: r.message_id.clone(),
                 key: r.key.clone(),
@@ -1063,6 +1072,11 @@ impl Inner {
             .map_err(|e| CallError::Other(e.to_string()))?
             .ok_or_else(|| CallError::Other("sqs group queue missing".into()))?;
         let until = Instant::now() + wait;
+        // Once a poll holds messages it fills for at most a third of the visibility timeout, so
+        // that what it hands out is not visible to SQS again before its consumer can ack it
+        // (and no later round of the same poll receives it a second time).
+        let fill = (self.config.visibility_timeout / 3).min(BUFFER_TTL_MAX);
+        let mut filling_since: Option<Instant> = None;
         let mut out = Vec::new();
         let mut tried = false;
         let mut last_empty = false;
@@ -1070,6 +1084,9 @@ impl Inner {
             self.take(topic, group, &q.url, consumer, max, &mut out);
             let now = Instant::now();
             if out.len() >= max || (!out.is_empty() && last_empty) {
+                break;
+            }
+            if !out.is_empty() && now >= *filling_since.get_or_insert(now) + fill {
                 break;
             }
             if out.is_empty() && tried && now >= until {
