@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use liveops_core::ports::BusOptions;
 use liveops_core::ports::{Bus, Health, PortError};
 use liveops_servicebus::{ServiceBusBus, ServiceBusConfig};
 use liveops_testkit::conformance;
 use liveops_testkit::conformance::bus::{body, ids, msg, unique};
-use liveops_core::ports::BusOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;

@@ -1028,7 +1028,11 @@ impl Inner {
                 keep.push_back(r);
                 continue;
             }
-            if let Some(o) = h.out.get_mut(&r.message_id).filter(|o| o.consumer == consumer) {
+            if let Some(o) = h
+                .out
+                .get_mut(&r.message_id)
+                .filter(|o| o.consumer == consumer)
+            {
                 if out.iter().any(|d| d.id == r.message_id) {
                     // Received again while this poll was still filling: one delivery, the
                     // newest receipt.

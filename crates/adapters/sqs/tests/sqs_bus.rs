@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
+use liveops_core::ports::BusOptions;
 use liveops_core::ports::{Bus, Health, Message, PortError};
 use liveops_sqs::{Op, SqsBus, SqsConfig, StaticCredentials};
 use liveops_testkit::conformance;
 use liveops_testkit::conformance::bus::{body, ids, msg, unique};
-use liveops_core::ports::BusOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
