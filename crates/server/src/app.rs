@@ -63,6 +63,10 @@ impl Application {
         let checks = ops::Checks {
             ports: ports.clone(),
             modules: readiness,
+            runs_on: serde_json::json!({
+                "cloud": format!("{:?}", settings.raw.cloud).to_lowercase(),
+                "bus": format!("{:?}", settings.bus),
+            }),
         };
         let spec = settings.table.openapi(ops::openapi(), &settings.args);
         // Make sure the recorder exists before the first request is counted.
@@ -134,7 +138,8 @@ impl Application {
             liveops_target = %settings.target.name,
             port = listener.local_addr().map(|a| a.port()).unwrap_or_default(),
             env = ?settings.raw.env,
-            bus = ?settings.raw.bus_kind,
+            cloud = ?settings.raw.cloud,
+            bus = ?settings.bus,
             data_dir = %settings.raw.data_dir.display(),
             "liveops started"
         );

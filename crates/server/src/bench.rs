@@ -34,8 +34,8 @@ fn spawn_settings(config: &Given, dir: &std::path::Path) -> Result<Settings, Ben
     {
         raw.db_url = None;
     }
-    if raw.bus_kind == BusKind::Sqlite {
-        raw.bus_conn = None;
+    if crate::config::bus_kind(&raw) == BusKind::Sqlite {
+        raw.bus.bus_conn = None;
     }
     Given {
         raw,

@@ -21,6 +21,8 @@ pub struct Checks {
     pub ports: Arc<Ports>,
     /// Each running module's own readiness.
     pub modules: Vec<Readiness>,
+    /// Where this process runs and on which bus (`{"cloud": …, "bus": …}`), shown by `/readyz`.
+    pub runs_on: serde_json::Value,
 }
 
 /// Operations routes, documented in the OpenAPI spec.
@@ -65,7 +67,8 @@ async fn readyz(State(checks): State<Checks>) -> Response {
             .iter()
             .map(|(n, _)| (n.to_string(), json!("ok")))
             .collect();
-        return Json(json!({"status": "ready", "checks": map})).into_response();
+        return Json(json!({"status": "ready", "checks": map, "runs_on": checks.runs_on}))
+            .into_response();
     }
     if only_warming {
         // Expected for a few seconds after every start: not worth a warning per probe.

@@ -6,16 +6,14 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, kill, now, wait_ready, xp, Fleet, BIN, SECRET};
-use liveops_core::Keyring;
-use serde_json::Value;
+use common::load::{assert_exactly_once, stream, Counts};
+use common::{free_port, wait_ready, Fleet, Urls, BIN, SECRET};
 
 /// A Redis of our own that persists every write (AOF, fsync always), so a crash loses nothing acked.
 fn start_redis(dir: &Path, port: u16) -> Child {
@@ -157,148 +155,6 @@ fn start_liveops(data: &Path, port: u16, db_url: &str, redis_url: &str) -> Child
         .expect("spawn liveops")
 }
 
-#[derive(Default)]
-struct Counts {
-    unavailable: AtomicU64,
-    other: AtomicU64,
-    slowest_ms: AtomicU64,
-}
-
-/// Each player sends `per_player` events one after another, each with its own Idempotency-Key,
-/// retrying the same request until it gets 202 or 208 (as a real client should). Returns the XP
-/// and leaderboard score each player must end with.
-async fn stream(
-    base: String,
-    players: usize,
-    per_player: u64,
-    counts: Arc<Counts>,
-) -> HashMap<String, (u64, u64)> {
-    let ring = Keyring::single(SECRET).expect("key");
-    let mut tasks = Vec::new();
-    for p in 0..players {
-        let (ring, base, counts) = (ring.clone(), base.clone(), counts.clone());
-        tasks.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("client");
-            let player = format!("player_outage_{p}");
-            let (mut want_xp, mut want_score) = (0, 0);
-            for i in 0..per_player {
-                let (ev, x, pts) = if i % 4 == 0 {
-                    (kill(&player, 100 + i), 0, 100 + i)
-                } else {
-                    (xp(&player, 5 + i), 5 + i, 0)
-                };
-                let key = format!("{player}-{i}");
-                let deadline = Instant::now() + Duration::from_secs(60);
-                loop {
-                    let mut ev = ev.clone();
-                    ev["ts"] = Value::from(now());
-                    let body = serde_json::to_vec(&ev).expect("json");
-                    let ts = now();
-                    let sent = Instant::now();
-                    let res = client
-                        .post(format!("{base}/events"))
-                        .header("x-timestamp", ts.to_string())
-                        .header(
-                            "x-signature",
-                            ring.sign_request(None, ts, &body).expect("sign"),
-                        )
-                        .header("idempotency-key", &key)
-                        .body(body)
-                        .send()
-                        .await;
-                    counts
-                        .slowest_ms
-                        .fetch_max(sent.elapsed().as_millis() as u64, Ordering::Relaxed);
-                    match res.map(|r| r.status().as_u16()) {
-                        Ok(202 | 208) => break,
-                        Ok(503) => {
-                            counts.unavailable.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Ok(409 | 422) | Err(_) => {
-                            counts.other.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Ok(s) => panic!("{player}: unexpected status {s}"),
-                    }
-                    assert!(
-                        Instant::now() < deadline,
-                        "{player}: event {i} never accepted"
-                    );
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                want_xp += x;
-                want_score += x + pts;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            (player, (want_xp, want_score))
-        }));
-    }
-    let mut out = HashMap::new();
-    for t in tasks {
-        let (player, want) = t.await.expect("client task");
-        out.insert(player, want);
-    }
-    out
-}
-
-async fn assert_exactly_once(base: &str, want: &HashMap<String, (u64, u64)>) {
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for (player, (want_xp, want_score)) in want {
-        loop {
-            let p: Value = client
-                .get(format!("{base}/players/{player}/progress"))
-                .send()
-                .await
-                .expect("get")
-                .json()
-                .await
-                .unwrap_or_default();
-            let b: Value = client
-                .get(format!(
-                    "{base}/leaderboard/players/{player}?window=seasonal&around=0"
-                ))
-                .send()
-                .await
-                .expect("get")
-                .json()
-                .await
-                .unwrap_or_default();
-            let (xp, score) = (
-                p["xp"].as_u64().unwrap_or_default(),
-                b["score"].as_u64().unwrap_or_default(),
-            );
-            assert!(
-                xp <= *want_xp && score <= *want_score,
-                "{player}: counted twice: xp {xp}/{want_xp} score {score}/{want_score}"
-            );
-            if xp == *want_xp && score == *want_score {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{player}: xp {xp}/{want_xp} score {score}/{want_score} never caught up"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-    // Stays exact: nothing is applied again later.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    for (player, (want_xp, _)) in want {
-        let p: Value = client
-            .get(format!("{base}/players/{player}/progress"))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .unwrap_or_default();
-        assert_eq!(p["xp"].as_u64(), Some(*want_xp), "{player}");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redis_outage_answers_503_then_recovers_with_exactly_once_effect() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -339,7 +195,7 @@ async fn a_redis_outage_answers_503_then_recovers_with_exactly_once_effect() {
     let slowest = counts.slowest_ms.load(Ordering::Relaxed);
     assert!(slowest < 8_000, "a request hung for {slowest} ms");
     eprintln!("redis outage: {unavailable} answers were 503, {} other retries, slowest answer {slowest} ms", counts.other.load(Ordering::Relaxed));
-    assert_exactly_once(&base, &want).await;
+    assert_exactly_once(&Urls::all(&base), &want).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -406,6 +262,6 @@ async fn a_database_outage_answers_503_then_recovers_with_exactly_once_effect() 
         counts.unavailable.load(Ordering::Relaxed),
         counts.slowest_ms.load(Ordering::Relaxed)
     );
-    assert_exactly_once(&base, &want).await;
+    assert_exactly_once(&Urls::all(&base), &want).await;
     drop(guard);
 }

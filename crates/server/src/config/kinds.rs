@@ -13,7 +13,8 @@ pub enum Env {
     Prod,
 }
 
-/// Where the process runs (informational; selects nothing yet beyond labels).
+/// Where the process runs: picks the bus when `BUS_KIND` is unset, and on Azure where secret
+/// files are mounted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Cloud {
     /// A laptop or VM.
@@ -33,4 +34,9 @@ pub enum BusKind {
     Inmem,
     /// Redis Streams (`BUS_CONN`, default `REDIS_URL`), partitioned by player.
     Redis,
+    /// AWS SQS FIFO queues, one per consumer group (`AWS_REGION`, `SQS_QUEUE_PREFIX`).
+    Sqs,
+    /// Azure Service Bus over AMQP 1.0, one subscription per consumer group (`BUS_CONN`).
+    #[value(name = "servicebus")]
+    ServiceBus,
 }

@@ -5,13 +5,14 @@
 //! [`Settings::resolve`] checks them all and turns the shared ones into typed settings, failing
 //! with one line that names the variable.
 
+mod bus;
 mod keys;
 mod kinds;
 
+pub use bus::{BusArgs, BusChoice, AZURE_SECRETS_DIR};
 pub use kinds::{BusKind, Cloud, Env};
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use clap::Args;
@@ -27,7 +28,7 @@ pub struct RawConfig {
     /// dev | staging | prod. In dev a missing secret is generated in DATA_DIR.
     #[arg(long = "env", env = "ENV", value_enum, default_value = "dev")]
     pub env: Env,
-    /// local | azure | aws.
+    /// local | azure | aws: picks the bus when BUS_KIND is unset (sqlite, servicebus, sqs).
     #[arg(long, env = "CLOUD", value_enum, default_value = "local")]
     pub cloud: Cloud,
     /// Listen port (default by target: 8080 all/gateway, 8081 fairness, 8082 leaderboard,
@@ -60,15 +61,9 @@ pub struct RawConfig {
     /// (or `redis+cluster://`) for a Redis Cluster. Unset: in-process state.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
-    /// Bus backend: sqlite (durable local log) | redis (Redis Streams) | inmem (tests only).
-    #[arg(long, env = "BUS_KIND", value_enum, default_value = "sqlite")]
-    pub bus_kind: BusKind,
-    /// Bus connection (sqlite: the file, default `DATA_DIR/bus.db`; redis: the URL, default `REDIS_URL`).
-    #[arg(long, env = "BUS_CONN", hide_env_values = true)]
-    pub bus_conn: Option<String>,
-    /// Streams per topic on the Redis bus; a player's events always go to the same one.
-    #[arg(long, env = "BUS_PARTITIONS", default_value_t = 8)]
-    pub bus_partitions: u32,
+    /// The bus: which one and how to reach it.
+    #[command(flatten)]
+    pub bus: BusArgs,
     /// First day of season 1 (YYYY-MM-DD, UTC).
     #[arg(long, env = "SEASON_START", default_value = "2026-01-01")]
     pub season_start: String,
@@ -78,12 +73,6 @@ pub struct RawConfig {
     /// Allowed clock difference for X-Timestamp, seconds.
     #[arg(long, env = "SIG_TOLERANCE_SEC", default_value_t = 300)]
     pub sig_tolerance_sec: i64,
-    /// Seconds before an unacked bus message is delivered again.
-    #[arg(long, env = "BUS_VISIBILITY_SEC", default_value_t = 30)]
-    pub bus_visibility_sec: u64,
-    /// Deliveries before a message goes to the dead letters.
-    #[arg(long, env = "BUS_MAX_DELIVERIES", default_value_t = 10)]
-    pub bus_max_deliveries: u32,
     /// Log filter (`info`, `liveops=debug,sqlx=warn`).
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -139,6 +128,11 @@ impl Given {
     }
 }
 
+/// The bus kind `raw` selects: `BUS_KIND`, else the one `CLOUD` implies.
+pub fn bus_kind(raw: &RawConfig) -> BusKind {
+    bus::kind(&raw.bus, raw.cloud)
+}
+
 fn bad(var: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::new(var, reason)
 }
@@ -162,10 +156,10 @@ pub struct Settings {
     pub dev_secret_path: Option<PathBuf>,
     /// Repository URL.
     pub db_url: String,
-    /// Bus file for the sqlite bus.
-    pub bus_path: PathBuf,
-    /// Bus URL for the redis bus.
-    pub bus_url: Option<String>,
+    /// The bus kind in force (`BUS_KIND`, else the one `CLOUD` implies).
+    pub bus_kind: BusKind,
+    /// Where the bus is.
+    pub bus: BusChoice,
     /// Season calendar.
     pub calendar: Calendar,
 }
@@ -214,31 +208,8 @@ impl Settings {
                 "this build has no Redis adapters (cargo build --features full); unset it for the embedded default",
             ));
         }
-        let bus_path = match &raw.bus_conn {
-            Some(c) if raw.bus_kind == BusKind::Sqlite => {
-                PathBuf::from(c.strip_prefix("sqlite://").unwrap_or(c))
-            }
-            _ => raw.data_dir.join("bus.db"),
-        };
-        let bus_url = match raw.bus_kind {
-            BusKind::Redis => {
-                if !cfg!(feature = "redis") {
-                    return Err(bad("BUS_KIND", "redis needs a build with the `redis` feature (cargo build --features full)"));
-                }
-                let url = raw.bus_conn.clone().or_else(|| raw.redis_url.clone());
-                if url.is_none() {
-                    return Err(bad(
-                        "BUS_CONN",
-                        "BUS_KIND=redis needs BUS_CONN or REDIS_URL",
-                    ));
-                }
-                url
-            }
-            _ => None,
-        };
-        if !(1..=1024).contains(&raw.bus_partitions) {
-            return Err(bad("BUS_PARTITIONS", "must be between 1 and 1024"));
-        }
+        let bus_kind = bus_kind(&raw);
+        let bus = bus::resolve(&raw.bus, raw.cloud, &raw.data_dir, raw.redis_url.as_ref())?;
         let start = NaiveDate::parse_from_str(&raw.season_start, "%Y-%m-%d")
             .map_err(|_| bad("SEASON_START", "must be a date YYYY-MM-DD"))?;
         if raw.season_days == 0 || raw.season_days > 3660 {
@@ -251,12 +222,6 @@ impl Settings {
         if raw.sig_tolerance_sec <= 0 {
             return Err(bad("SIG_TOLERANCE_SEC", "must be at least 1 second"));
         }
-        if raw.bus_visibility_sec == 0 {
-            return Err(bad("BUS_VISIBILITY_SEC", "must be at least 1 second"));
-        }
-        if raw.bus_max_deliveries == 0 {
-            return Err(bad("BUS_MAX_DELIVERIES", "must be at least 1"));
-        }
         tracing_subscriber::EnvFilter::try_new(&raw.log_level)
             .map_err(|e| bad("LOG_LEVEL", e.to_string()))?;
         Ok(Self {
@@ -267,8 +232,8 @@ impl Settings {
             keyring,
             dev_secret_path,
             db_url,
-            bus_path,
-            bus_url,
+            bus_kind,
+            bus,
             calendar,
             raw,
         })
@@ -276,10 +241,7 @@ impl Settings {
 
     /// How long an unacked bus message stays invisible, and how often it is delivered.
     pub fn bus_options(&self) -> liveops_core::ports::BusOptions {
-        liveops_core::ports::BusOptions {
-            visibility_timeout: Duration::from_secs(self.raw.bus_visibility_sec),
-            max_deliveries: self.raw.bus_max_deliveries,
-        }
+        self.raw.bus.options()
     }
 }
 

@@ -64,3 +64,91 @@ fn bad_values_name_their_variable() {
         assert_eq!(resolve(&args).unwrap_err().var, var, "{args:?}");
     }
 }
+
+#[test]
+fn cloud_picks_the_bus_unless_bus_kind_names_one() {
+    let s = "--hmac-secret=0123456789abcdef0123456789abcdef";
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let kind = |args: &[&str]| {
+        let mut all = vec![s, "--data-dir", d];
+        all.extend_from_slice(args);
+        resolve(&all).map(|x| x.bus_kind)
+    };
+    assert_eq!(kind(&[]).unwrap(), BusKind::Sqlite);
+    assert_eq!(
+        kind(&["--cloud", "azure", "--bus-kind", "sqlite"]).unwrap(),
+        BusKind::Sqlite
+    );
+    let aws = kind(&["--cloud", "aws"]);
+    if cfg!(feature = "sqs") {
+        assert_eq!(aws.unwrap(), BusKind::Sqs);
+    } else {
+        assert_eq!(aws.unwrap_err().var, "BUS_KIND");
+    }
+    // On Azure the connection string is a Key Vault file, mounted at /mnt/secrets-store.
+    let azure = kind(&["--cloud", "azure"]).unwrap_err();
+    if cfg!(feature = "servicebus") {
+        assert_eq!(azure.var, "BUS_CONN_FILE");
+        assert!(
+            azure.reason.contains("/mnt/secrets-store/bus-conn"),
+            "{azure}"
+        );
+    } else {
+        assert_eq!(azure.var, "BUS_KIND");
+    }
+}
+
+#[cfg(feature = "servicebus")]
+#[test]
+fn the_service_bus_connection_string_comes_from_bus_conn_or_its_file() {
+    let s = "--hmac-secret=0123456789abcdef0123456789abcdef";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bus-conn");
+    std::fs::write(&file, "amqp://127.0.0.1:5672\n").unwrap();
+    let f = file.to_str().unwrap();
+    let ok = resolve(&[s, "--bus-kind", "servicebus", "--bus-conn-file", f]).unwrap();
+    assert!(matches!(ok.bus, BusChoice::ServiceBus(ref c) if c == "amqp://127.0.0.1:5672"));
+    assert_eq!(
+        format!("{:?}", ok.bus),
+        "servicebus",
+        "no secret in the logs"
+    );
+    for (args, var) in [
+        (vec![s, "--bus-kind", "servicebus"], "BUS_CONN"),
+        (
+            vec![s, "--bus-kind", "servicebus", "--bus-conn", "Endpoint"],
+            "BUS_CONN",
+        ),
+        (
+            vec![
+                s,
+                "--bus-kind=servicebus",
+                "--bus-conn=amqp://h:1",
+                "--bus-conn-file",
+                f,
+            ],
+            "BUS_CONN_FILE",
+        ),
+    ] {
+        assert_eq!(resolve(&args).unwrap_err().var, var, "{args:?}");
+    }
+}
+
+#[cfg(feature = "sqs")]
+#[test]
+fn sqs_settings_are_checked_at_start() {
+    let s = "--hmac-secret=0123456789abcdef0123456789abcdef";
+    for (args, var) in [
+        (
+            vec![s, "--bus-kind", "sqs", "--sqs-queue-prefix", "no spaces"],
+            "SQS_QUEUE_PREFIX",
+        ),
+        (
+            vec![s, "--bus-kind", "sqs", "--sqs-endpoint", "localhost:4566"],
+            "SQS_ENDPOINT",
+        ),
+    ] {
+        assert_eq!(resolve(&args).unwrap_err().var, var, "{args:?}");
+    }
+}

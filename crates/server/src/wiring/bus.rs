@@ -1,7 +1,10 @@
-//! The bus: the local SQLite log (default), Redis Streams, or memory (tests only).
+//! The bus: the local SQLite log (default), Redis Streams, AWS SQS, Azure Service Bus, or memory
+//! (tests only). The only place that picks one (`BUS_KIND`, else the one `CLOUD` implies).
 
+use std::future::Future;
 use std::sync::Arc;
 
+use liveops_core::ports::BusOptions;
 use liveops_core::{Bus, PortError};
 use liveops_memory::MemoryBus;
 use liveops_module::ports::Opened;
@@ -9,77 +12,146 @@ use liveops_module::{Adapter, Ports, Task};
 use liveops_sqlite_bus::SqliteBus;
 
 use super::named;
-use crate::config::{BusKind, Settings};
+use crate::config::{BusChoice, Settings};
 
-/// Registers the bus `BUS_KIND` names.
+/// Registers the bus the settings name.
 pub(super) fn provide(ports: &mut Ports, s: &Settings) {
     let opts = s.bus_options();
-    let adapter: Arc<Adapter<dyn Bus>> = match s.raw.bus_kind {
-        BusKind::Sqlite => {
-            let path = s.bus_path.clone();
-            Adapter::new_dyn(
-                "bus",
-                |a| a,
-                move || {
-                    let path = path.clone();
-                    async move {
-                        let bus = Arc::new(
-                            SqliteBus::open(&path, opts)
-                                .await
-                                .map_err(named("BUS_CONN"))?,
-                        );
-                        let upkeep = bus.clone();
-                        Ok(Opened {
-                            adapter: bus as Arc<dyn Bus>,
-                            upkeep: vec![Task::new("bus upkeep", move |stop| async move {
-                                upkeep.run_upkeep(stop).await;
-                                Ok(())
-                            })],
-                        })
-                    }
-                },
-            )
-        }
-        BusKind::Inmem => Adapter::new_dyn(
+    let adapter: Arc<Adapter<dyn Bus>> = match s.bus.clone() {
+        BusChoice::Sqlite(path) => Adapter::new_dyn(
             "bus",
             |a| a,
-            move || async move { Ok(Opened::plain(Arc::new(MemoryBus::new(opts)) as Arc<dyn Bus>)) },
+            move || {
+                let path = path.clone();
+                async move {
+                    let bus = Arc::new(
+                        SqliteBus::open(&path, opts)
+                            .await
+                            .map_err(named("BUS_CONN"))?,
+                    );
+                    let upkeep = bus.clone();
+                    Ok(Opened {
+                        adapter: bus as Arc<dyn Bus>,
+                        upkeep: vec![Task::new("bus upkeep", move |stop| async move {
+                            upkeep.run_upkeep(stop).await;
+                            Ok(())
+                        })],
+                    })
+                }
+            },
         ),
-        BusKind::Redis => {
-            let url = s.bus_url.clone().unwrap_or_default();
-            let partitions = s.raw.bus_partitions;
-            Adapter::new_dyn(
-                "bus",
-                |a| a,
-                move || {
-                    let url = url.clone();
-                    async move { redis_bus(&url, opts, partitions).await.map(Opened::plain) }
-                },
-            )
+        BusChoice::Inmem => {
+            plain(move || async move { Ok(Arc::new(MemoryBus::new(opts)) as Arc<dyn Bus>) })
         }
+        BusChoice::Redis(url) => {
+            let partitions = s.raw.bus.bus_partitions;
+            plain(move || redis_bus(url.clone(), opts, partitions))
+        }
+        BusChoice::Sqs {
+            region,
+            endpoint,
+            prefix,
+        } => plain(move || sqs_bus(region.clone(), endpoint.clone(), prefix.clone(), opts)),
+        BusChoice::ServiceBus(conn) => plain(move || service_bus(conn.clone(), opts)),
     };
     ports.provide::<_, dyn Bus>(&adapter, |a| a);
 }
 
+/// A bus adapter with no upkeep of its own, opened by `open` on first use.
+fn plain<F, Fut>(open: F) -> Arc<Adapter<dyn Bus>>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Arc<dyn Bus>, PortError>> + Send + 'static,
+{
+    Adapter::new_dyn(
+        "bus",
+        |a| a,
+        move || {
+            let opened = open();
+            async move { opened.await.map(Opened::plain) }
+        },
+    )
+}
+
 #[cfg(feature = "redis")]
 async fn redis_bus(
-    url: &str,
-    opts: liveops_core::ports::BusOptions,
+    url: String,
+    opts: BusOptions,
     partitions: u32,
 ) -> Result<Arc<dyn Bus>, PortError> {
-    let bus = liveops_redis::bus::RedisBus::connect(url, opts, partitions)
+    let bus = liveops_redis::bus::RedisBus::connect(&url, opts, partitions)
         .await
         .map_err(named("BUS_CONN"))?;
     Ok(Arc::new(bus))
 }
 
 #[cfg(not(feature = "redis"))]
-async fn redis_bus(
-    _url: &str,
-    _opts: liveops_core::ports::BusOptions,
-    _partitions: u32,
+async fn redis_bus(_: String, _: BusOptions, _: u32) -> Result<Arc<dyn Bus>, PortError> {
+    Err(missing("redis"))
+}
+
+/// SQS with the standard AWS credential chain (static keys only from `AWS_ACCESS_KEY_ID` and
+/// `AWS_SECRET_ACCESS_KEY`, which the chain also reads first).
+#[cfg(feature = "sqs")]
+async fn sqs_bus(
+    region: Option<String>,
+    endpoint: Option<String>,
+    queue_prefix: String,
+    opts: BusOptions,
 ) -> Result<Arc<dyn Bus>, PortError> {
-    Err(PortError::Unavailable(
-        "BUS_KIND: this build has no Redis bus".into(),
-    ))
+    use liveops_sqs::{SqsBus, SqsConfig};
+    let env = SqsConfig::from_env().map_err(|e| named("SQS_QUEUE_PREFIX")(e.into()))?;
+    let config = SqsConfig {
+        region: region.or(env.region.clone()),
+        endpoint,
+        queue_prefix,
+        visibility_timeout: opts.visibility_timeout,
+        max_deliveries: opts.max_deliveries,
+        // A gateway answers 503 (the client retries) rather than hold a request longer.
+        publish_deadline: SQS_PUBLISH_DEADLINE,
+        ..env
+    };
+    let bus = SqsBus::connect(config)
+        .await
+        .map_err(|e| named("SQS_ENDPOINT")(e.into()))?;
+    Ok(Arc::new(bus))
+}
+
+/// How long an SQS publish retries refused or failed entries before it answers `Unavailable`.
+#[cfg(feature = "sqs")]
+const SQS_PUBLISH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
+
+#[cfg(not(feature = "sqs"))]
+async fn sqs_bus(
+    _: Option<String>,
+    _: Option<String>,
+    _: String,
+    _: BusOptions,
+) -> Result<Arc<dyn Bus>, PortError> {
+    Err(missing("sqs"))
+}
+
+#[cfg(feature = "servicebus")]
+async fn service_bus(conn: String, opts: BusOptions) -> Result<Arc<dyn Bus>, PortError> {
+    use liveops_servicebus::{ServiceBusBus, ServiceBusConfig};
+    let config = ServiceBusConfig {
+        visibility_timeout: opts.visibility_timeout,
+        max_deliveries: opts.max_deliveries,
+        ..ServiceBusConfig::parse(&conn).map_err(|e| named("BUS_CONN")(e.into()))?
+    };
+    let bus = ServiceBusBus::connect(config)
+        .await
+        .map_err(|e| named("BUS_CONN")(e.into()))?;
+    Ok(Arc::new(bus))
+}
+
+#[cfg(not(feature = "servicebus"))]
+async fn service_bus(_: String, _: BusOptions) -> Result<Arc<dyn Bus>, PortError> {
+    Err(missing("servicebus"))
+}
+
+/// Settings::resolve refuses a bus this build lacks; this is the answer should one get here.
+#[allow(dead_code)]
+fn missing(kind: &str) -> PortError {
+    PortError::Unavailable(format!("BUS_KIND: this build has no {kind} bus"))
 }

@@ -1,0 +1,215 @@
+//! The bus settings: which bus carries the events (`BUS_KIND`, else the one `CLOUD` implies) and
+//! how to reach it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{bad, BusKind, Cloud, ConfigError};
+
+/// The bus settings as given by environment and flags.
+#[derive(Args, Clone, Debug)]
+pub struct BusArgs {
+    /// Bus backend: sqlite (durable local log) | redis (Redis Streams) | sqs (AWS SQS FIFO) |
+    /// servicebus (Azure Service Bus, AMQP 1.0) | inmem (tests only). Unset: the one CLOUD
+    /// implies (local: sqlite, aws: sqs, azure: servicebus).
+    #[arg(long, env = "BUS_KIND", value_enum)]
+    pub bus_kind: Option<BusKind>,
+    /// Bus connection (sqlite: the file, default `DATA_DIR/bus.db`; redis: the URL, default
+    /// `REDIS_URL`; servicebus: the connection string `Endpoint=sb://…;SharedAccessKeyName=…;
+    /// SharedAccessKey=…`, or `amqp://host:port` for a plain AMQP 1.0 broker).
+    #[arg(long, env = "BUS_CONN", hide_env_values = true)]
+    pub bus_conn: Option<String>,
+    /// File holding `BUS_CONN` (a Key Vault mount); CLOUD=azure defaults it to
+    /// `/mnt/secrets-store/bus-conn`.
+    #[arg(long, env = "BUS_CONN_FILE")]
+    pub bus_conn_file: Option<PathBuf>,
+    /// Streams per topic on the Redis bus; a player's events always go to the same one.
+    #[arg(long, env = "BUS_PARTITIONS", default_value_t = 8)]
+    pub bus_partitions: u32,
+    /// Seconds before an unacked bus message is delivered again.
+    #[arg(long, env = "BUS_VISIBILITY_SEC", default_value_t = 30)]
+    pub bus_visibility_sec: u64,
+    /// Deliveries before a message goes to the dead letters.
+    #[arg(long, env = "BUS_MAX_DELIVERIES", default_value_t = 10)]
+    pub bus_max_deliveries: u32,
+    /// AWS region of the SQS bus (unset: the standard AWS chain).
+    #[arg(long, env = "AWS_REGION")]
+    pub aws_region: Option<String>,
+    /// SQS endpoint URL, for a local emulator (also `AWS_ENDPOINT_URL_SQS`); unset on AWS.
+    #[arg(long, env = "SQS_ENDPOINT")]
+    pub sqs_endpoint: Option<String>,
+    /// First part of every SQS queue name: 1 to 20 of `[A-Za-z0-9_-]`.
+    #[arg(long, env = "SQS_QUEUE_PREFIX", default_value = "liveops")]
+    pub sqs_queue_prefix: String,
+}
+
+/// Where the Key Vault secrets are mounted on Azure (the SecretProviderClass of deploy/k8s).
+pub const AZURE_SECRETS_DIR: &str = "/mnt/secrets-store";
+
+/// The bus this process uses, checked.
+#[derive(Clone)]
+pub enum BusChoice {
+    /// The SQLite log in this file.
+    Sqlite(PathBuf),
+    /// In memory (tests only).
+    Inmem,
+    /// Redis Streams at this URL.
+    Redis(String),
+    /// SQS: region (unset: the standard chain), explicit endpoint, queue prefix.
+    Sqs {
+        /// AWS region.
+        region: Option<String>,
+        /// Explicit endpoint URL.
+        endpoint: Option<String>,
+        /// Queue name prefix.
+        prefix: String,
+    },
+    /// Service Bus (or a plain AMQP 1.0 broker) with this connection string.
+    ServiceBus(String),
+}
+
+impl std::fmt::Debug for BusChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Connection strings hold credentials: only the kind is shown.
+        f.write_str(match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Inmem => "inmem",
+            Self::Redis(_) => "redis",
+            Self::Sqs { .. } => "sqs",
+            Self::ServiceBus(_) => "servicebus",
+        })
+    }
+}
+
+/// The bus kind in force: `BUS_KIND` when given, else the one `CLOUD` implies.
+pub fn kind(args: &BusArgs, cloud: Cloud) -> BusKind {
+    args.bus_kind.unwrap_or(match cloud {
+        Cloud::Local => BusKind::Sqlite,
+        Cloud::Aws => BusKind::Sqs,
+        Cloud::Azure => BusKind::ServiceBus,
+    })
+}
+
+fn needs_feature(kind: &str) -> ConfigError {
+    bad(
+        "BUS_KIND",
+        format!("{kind} needs a build with the `{kind}` feature (cargo build --features full)"),
+    )
+}
+
+/// Checks the bus settings and says where the bus is.
+pub fn resolve(
+    args: &BusArgs,
+    cloud: Cloud,
+    data_dir: &Path,
+    redis_url: Option<&String>,
+) -> Result<BusChoice, ConfigError> {
+    if args.bus_visibility_sec == 0 {
+        return Err(bad("BUS_VISIBILITY_SEC", "must be at least 1 second"));
+    }
+    if args.bus_max_deliveries == 0 {
+        return Err(bad("BUS_MAX_DELIVERIES", "must be at least 1"));
+    }
+    if !(1..=1024).contains(&args.bus_partitions) {
+        return Err(bad("BUS_PARTITIONS", "must be between 1 and 1024"));
+    }
+    Ok(match kind(args, cloud) {
+        BusKind::Sqlite => BusChoice::Sqlite(match &args.bus_conn {
+            Some(c) => PathBuf::from(c.strip_prefix("sqlite://").unwrap_or(c)),
+            None => data_dir.join("bus.db"),
+        }),
+        BusKind::Inmem => BusChoice::Inmem,
+        BusKind::Redis => {
+            if !cfg!(feature = "redis") {
+                return Err(needs_feature("redis"));
+            }
+            let url = args.bus_conn.clone().or_else(|| redis_url.cloned());
+            BusChoice::Redis(
+                url.ok_or_else(|| bad("BUS_CONN", "BUS_KIND=redis needs BUS_CONN or REDIS_URL"))?,
+            )
+        }
+        BusKind::Sqs => {
+            if !cfg!(feature = "sqs") {
+                return Err(needs_feature("sqs"));
+            }
+            let p = &args.sqs_queue_prefix;
+            if p.is_empty()
+                || p.len() > 20
+                || !p
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+            {
+                return Err(bad("SQS_QUEUE_PREFIX", "1 to 20 of [A-Za-z0-9_-]"));
+            }
+            let endpoint = args
+                .sqs_endpoint
+                .clone()
+                .or_else(|| std::env::var("AWS_ENDPOINT_URL_SQS").ok())
+                .filter(|e| !e.is_empty());
+            if let Some(e) = &endpoint {
+                if !(e.starts_with("http://") || e.starts_with("https://")) {
+                    return Err(bad("SQS_ENDPOINT", "must start with http:// or https://"));
+                }
+            }
+            BusChoice::Sqs {
+                region: args.aws_region.clone().filter(|r| !r.is_empty()),
+                endpoint,
+                prefix: p.clone(),
+            }
+        }
+        BusKind::ServiceBus => {
+            if !cfg!(feature = "servicebus") {
+                return Err(needs_feature("servicebus"));
+            }
+            BusChoice::ServiceBus(service_bus_conn(args, cloud)?)
+        }
+    })
+}
+
+/// `BUS_CONN`, or the content of `BUS_CONN_FILE` (on Azure, by default the Key Vault mount).
+fn service_bus_conn(args: &BusArgs, cloud: Cloud) -> Result<String, ConfigError> {
+    let file = args.bus_conn_file.clone().or_else(|| {
+        (cloud == Cloud::Azure && args.bus_conn.is_none())
+            .then(|| Path::new(AZURE_SECRETS_DIR).join("bus-conn"))
+    });
+    if args.bus_conn.is_some() && args.bus_conn_file.is_some() {
+        return Err(bad(
+            "BUS_CONN_FILE",
+            "set either BUS_CONN or BUS_CONN_FILE, not both",
+        ));
+    }
+    let conn = match (&args.bus_conn, file) {
+        (Some(c), _) => c.clone(),
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .map_err(|e| {
+                bad(
+                    "BUS_CONN_FILE",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?
+            .trim()
+            .to_owned(),
+        (None, None) => {
+            return Err(bad(
+                "BUS_CONN",
+                "BUS_KIND=servicebus needs BUS_CONN or BUS_CONN_FILE",
+            ))
+        }
+    };
+    #[cfg(feature = "servicebus")]
+    liveops_servicebus::ServiceBusConfig::parse(&conn)
+        .map_err(|e| bad("BUS_CONN", e.to_string()))?;
+    Ok(conn)
+}
+
+impl BusArgs {
+    /// How long an unacked bus message stays invisible, and how often it is delivered.
+    pub fn options(&self) -> liveops_core::ports::BusOptions {
+        liveops_core::ports::BusOptions {
+            visibility_timeout: Duration::from_secs(self.bus_visibility_sec),
+            max_deliveries: self.bus_max_deliveries,
+        }
+    }
+}
