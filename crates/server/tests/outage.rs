@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, kill, now, wait_ready, xp, Fleet, BIN, SECRET};
+use common::{
+    free_port, fresh_database, kill, now, succeed, wait_ready, xp, Client, Fleet, Urls, BIN, SECRET,
+};
 use liveops_core::Keyring;
 use serde_json::Value;
 
@@ -99,18 +101,13 @@ fn start_postgres(dir: &Path, port: u16) -> String {
         .status()
         .expect("chown")
         .success());
-    let out = Command::new("runuser")
-        .args(["-u", "postgres", "--"])
-        .arg(format!("{}/initdb", pg_bin()))
-        .arg("-D")
-        .arg(dir.join("data"))
-        .args(["-A", "trust", "-U", "postgres"])
-        .output()
-        .expect("initdb");
-    assert!(
-        out.status.success(),
-        "initdb: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(format!("{}/initdb", pg_bin()))
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args(["-A", "trust", "-U", "postgres"]),
     );
     pg_ctl(dir, port, "start");
     format!("postgres://postgres@127.0.0.1:{port}/postgres")
@@ -119,22 +116,7 @@ fn start_postgres(dir: &Path, port: u16) -> String {
 fn shared_pg_database(name: &str) -> String {
     let admin = std::env::var("LIVEOPS_TEST_PG_URL")
         .expect("LIVEOPS_TEST_PG_URL is not set: start the servers with scripts/services.sh start");
-    let out = Command::new("psql")
-        .arg(&admin)
-        .args([
-            "-qc",
-            &format!("DROP DATABASE IF EXISTS {name}"),
-            "-c",
-            &format!("CREATE DATABASE {name}"),
-        ])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    format!("{}/{name}", admin.rsplit_once('/').expect("db").0)
+    fresh_database(&admin, name)
 }
 
 fn start_liveops(data: &Path, port: u16, db_url: &str, redis_url: &str) -> Child {
@@ -244,37 +226,16 @@ async fn stream(
 }
 
 async fn assert_exactly_once(base: &str, want: &HashMap<String, (u64, u64)>) {
-    let client = reqwest::Client::new();
+    let game = Client::new(Urls::all(base), &Keyring::single(SECRET).expect("key"));
     let deadline = Instant::now() + Duration::from_secs(60);
-    for (player, (want_xp, want_score)) in want {
+    for (player, &(want_xp, want_score)) in want {
         loop {
-            let p: Value = client
-                .get(format!("{base}/players/{player}/progress"))
-                .send()
-                .await
-                .expect("get")
-                .json()
-                .await
-                .unwrap_or_default();
-            let b: Value = client
-                .get(format!(
-                    "{base}/leaderboard/players/{player}?window=seasonal&around=0"
-                ))
-                .send()
-                .await
-                .expect("get")
-                .json()
-                .await
-                .unwrap_or_default();
-            let (xp, score) = (
-                p["xp"].as_u64().unwrap_or_default(),
-                b["score"].as_u64().unwrap_or_default(),
-            );
+            let (xp, score) = game.counted(player).await;
             assert!(
-                xp <= *want_xp && score <= *want_score,
+                xp <= want_xp && score <= want_score,
                 "{player}: counted twice: xp {xp}/{want_xp} score {score}/{want_score}"
             );
-            if xp == *want_xp && score == *want_score {
+            if (xp, score) == (want_xp, want_score) {
                 break;
             }
             assert!(
@@ -286,16 +247,8 @@ async fn assert_exactly_once(base: &str, want: &HashMap<String, (u64, u64)>) {
     }
     // Stays exact: nothing is applied again later.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    for (player, (want_xp, _)) in want {
-        let p: Value = client
-            .get(format!("{base}/players/{player}/progress"))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .unwrap_or_default();
-        assert_eq!(p["xp"].as_u64(), Some(*want_xp), "{player}");
+    for (player, &want) in want {
+        assert_eq!(game.counted(player).await, want, "{player}");
     }
 }
 

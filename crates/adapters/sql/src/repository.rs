@@ -18,12 +18,14 @@ use liveops_core::stores::{
 };
 use liveops_core::{EventType, PortError, PortResult, Receipt, Welford, Window};
 use sqlx::migrate::Migrate;
-use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Transaction, Type};
+use sqlx::{
+    ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Transaction, Type,
+};
 use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
 use super::dialect::{db_error, migrate_error_of, to_i64, to_u64, Dialect, Text};
-use super::statement::Statement;
+use super::statement::{Statement, Tuple};
 
 /// Every store trait on a SQL database; `DB` picks the backend.
 ///
@@ -128,6 +130,54 @@ where
         .map_err(db_error::<DB>)
     }
 
+    /// Inserts `rows`, `width` values each, in statements under the bound-parameter limit:
+    /// `head` names the table and columns, `bind` binds one row, `tail` says what a conflict does.
+    async fn insert_rows<T>(
+        conn: &mut DB::Connection,
+        (head, width, tail): (&str, usize, &str),
+        rows: &[T],
+        bind: impl for<'q> Fn(&mut Tuple<'_, 'q, DB>, &'q T),
+        on_error: impl Fn(sqlx::Error) -> PortError,
+    ) -> PortResult<()> {
+        for chunk in rows.chunks(DB::MAX_BIND / width) {
+            let mut qb = Statement::<DB>::new(head);
+            qb.values(chunk, &bind).push(tail);
+            let (sql, args) = qb.finish()?;
+            sqlx::query_with(&sql, args)
+                .persistent(false)
+                .execute(&mut *conn)
+                .await
+                .map_err(&on_error)?;
+        }
+        Ok(())
+    }
+
+    /// Runs one query per chunk of `keys` (`write` puts a chunk into the statement) and gathers
+    /// the rows of all.
+    async fn select_chunked<K, R>(
+        &self,
+        keys: &[K],
+        per_chunk: usize,
+        write: impl for<'q> Fn(&mut Statement<'q, DB>, &'q [K]),
+    ) -> PortResult<Vec<R>>
+    where
+        R: for<'r> FromRow<'r, DB::Row> + Send + Unpin,
+    {
+        let mut all = Vec::new();
+        for chunk in keys.chunks(per_chunk) {
+            let mut qb = Statement::<DB>::new("");
+            write(&mut qb, chunk);
+            let (sql, args) = qb.finish()?;
+            let rows: Vec<R> = sqlx::query_as_with(&sql, args)
+                .persistent(false)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error::<DB>)?;
+            all.extend(rows);
+        }
+        Ok(all)
+    }
+
     /// Records `ids` as processed by `consumer`; fails (leaving the transaction to roll back)
     /// if any is already recorded.
     async fn insert_processed(
@@ -135,47 +185,44 @@ where
         consumer: &str,
         ids: &[Uuid],
     ) -> PortResult<()> {
-        for chunk in ids.chunks(DB::MAX_BIND / 2) {
-            let mut qb = Statement::<DB>::new("INSERT INTO processed_events (consumer, event_id) ");
-            qb.values(chunk, |row, id| {
-                row.bind(consumer).bind(id.to_string());
-            });
-            let (sql, args) = qb.finish()?;
-            sqlx::query_with(&sql, args)
-                .persistent(false)
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| match e {
-                    sqlx::Error::Database(d) if d.is_unique_violation() => {
-                        PortError::Unavailable(format!(
-                            "an event of this batch was already processed by {consumer}; \
+        Self::insert_rows(
+            conn,
+            ("INSERT INTO processed_events (consumer, event_id) ", 2, ""),
+            ids,
+            |row, id| {
+                row.bind(consumer.to_owned()).bind(id.to_string());
+            },
+            |e| match e {
+                sqlx::Error::Database(d) if d.is_unique_violation() => {
+                    PortError::Unavailable(format!(
+                        "an event of this batch was already processed by {consumer}; \
                          nothing was applied"
-                        ))
-                    }
-                    other => db_error::<DB>(other),
-                })?;
-        }
-        Ok(())
+                    ))
+                }
+                other => db_error::<DB>(other),
+            },
+        )
+        .await
     }
 
     async fn add_inventory(
         conn: &mut DB::Connection,
         grants: &[((&str, &str), u64)],
     ) -> PortResult<()> {
-        for chunk in grants.chunks(DB::MAX_BIND / 3) {
-            let mut qb = Statement::<DB>::new("INSERT INTO inventory (player_id, item, quantity) ");
-            qb.values(chunk, |row, ((player, item), qty)| {
+        Self::insert_rows(
+            conn,
+            (
+                "INSERT INTO inventory (player_id, item, quantity) ",
+                3,
+                DB::UPSERTS.add_items,
+            ),
+            grants,
+            |row, ((player, item), qty)| {
                 row.bind(*player).bind(*item).bind(to_i64(*qty));
-            });
-            qb.push(DB::UPSERTS.add_items);
-            let (sql, args) = qb.finish()?;
-            sqlx::query_with(&sql, args)
-                .persistent(false)
-                .execute(&mut *conn)
-                .await
-                .map_err(db_error::<DB>)?;
-        }
-        Ok(())
+            },
+            db_error::<DB>,
+        )
+        .await
     }
 
     /// Applies this backend's pending schema migrations (`migrations/<backend>`), under a lock
@@ -237,23 +284,15 @@ where
         ids: &[Uuid],
     ) -> PortResult<HashSet<Uuid>> {
         within::<DB, _>(async {
-            let mut done = HashSet::new();
-            for chunk in ids.chunks(DB::MAX_BIND - 1) {
-                let mut qb =
-                    Statement::<DB>::new("SELECT event_id FROM processed_events WHERE consumer = ");
-                qb.bind(consumer).push(" AND event_id");
-                qb.in_list(chunk.iter().map(Uuid::to_string));
-                let (sql, args) = qb.finish()?;
-                let rows: Vec<(Text,)> = sqlx::query_as_with(&sql, args)
-                    .persistent(false)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(db_error::<DB>)?;
-                for (id,) in rows {
-                    done.insert(parse_uuid(&id.0)?);
-                }
-            }
-            Ok(done)
+            let rows: Vec<(Text,)> = self
+                .select_chunked(ids, DB::MAX_BIND - 1, |qb, chunk| {
+                    qb.push("SELECT event_id FROM processed_events WHERE consumer = ")
+                        .bind(consumer.to_owned())
+                        .push(" AND event_id")
+                        .in_list(chunk.iter().map(Uuid::to_string));
+                })
+                .await?;
+            rows.into_iter().map(|(id,)| parse_uuid(&id.0)).collect()
         })
         .await
     }
@@ -326,22 +365,16 @@ where
                 .collect::<HashSet<_>>()
                 .into_iter()
                 .collect();
-            let mut found: HashMap<(String, i64), u64> = HashMap::new();
-            for chunk in unique.chunks(DB::MAX_BIND) {
-                let mut qb = Statement::<DB>::new(
-                    "SELECT player_id, season, xp FROM player_xp WHERE player_id",
-                );
-                qb.in_list(chunk.iter().copied());
-                let (sql, args) = qb.finish()?;
-                let rows: Vec<(Text, i64, i64)> = sqlx::query_as_with(&sql, args)
-                    .persistent(false)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(db_error::<DB>)?;
-                for (p, s, xp) in rows {
-                    found.insert((p.0, s), to_u64(xp));
-                }
-            }
+            let rows: Vec<(Text, i64, i64)> = self
+                .select_chunked(&unique, DB::MAX_BIND, |qb, chunk| {
+                    qb.push("SELECT player_id, season, xp FROM player_xp WHERE player_id")
+                        .in_list(chunk.iter().copied());
+                })
+                .await?;
+            let found: HashMap<(String, i64), u64> = rows
+                .into_iter()
+                .map(|(p, s, xp)| ((p.0, s), to_u64(xp)))
+                .collect();
             Ok(players
                 .iter()
                 .map(|key| found.get(key).copied().unwrap_or(0))
@@ -376,46 +409,44 @@ where
         within::<DB, _>(async {
             let (mut tx, _turn) = self.begin_write().await?;
             Self::insert_processed(&mut tx, consumer, &commit.event_ids).await?;
-            for chunk in xp.chunks(DB::MAX_BIND / 4) {
-                let mut qb = Statement::<DB>::new(
+            Self::insert_rows(
+                &mut tx,
+                (
                     "INSERT INTO player_xp (player_id, season, xp, updated_at) ",
-                );
-                qb.values(chunk, |row, ((player, season), (gain, at))| {
+                    4,
+                    DB::UPSERTS.add_xp,
+                ),
+                &xp,
+                |row, ((player, season), (gain, at))| {
                     row.bind(*player)
                         .bind(*season)
                         .bind(to_i64(*gain))
                         .bind(*at);
-                });
-                qb.push(DB::UPSERTS.add_xp);
-                let (sql, args) = qb.finish()?;
-                sqlx::query_with(&sql, args)
-                    .persistent(false)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error::<DB>)?;
-            }
+                },
+                db_error::<DB>,
+            )
+            .await?;
             Self::add_inventory(&mut tx, &items).await?;
-            for chunk in commit.rewards.chunks(DB::MAX_BIND / 6) {
-                let mut qb = Statement::<DB>::new(
+            Self::insert_rows(
+                &mut tx,
+                (
                     "INSERT INTO rewards \
                      (player_id, reward_id, item, source, adds_to_inventory, earned_at) ",
-                );
-                qb.values(chunk, |row, (player, r)| {
+                    6,
+                    DB::UPSERTS.keep_reward,
+                ),
+                &commit.rewards,
+                |row, (player, r)| {
                     row.bind(player.as_str())
                         .bind(r.reward_id.as_str())
                         .bind(r.item.as_str())
                         .bind(r.source.as_str())
                         .bind(i16::from(r.adds_to_inventory))
                         .bind(now);
-                });
-                qb.push(DB::UPSERTS.keep_reward);
-                let (sql, args) = qb.finish()?;
-                sqlx::query_with(&sql, args)
-                    .persistent(false)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error::<DB>)?;
-            }
+                },
+                db_error::<DB>,
+            )
+            .await?;
             tx.commit().await.map_err(db_error::<DB>)
         })
         .await
@@ -509,24 +540,23 @@ where
         within::<DB, _>(async {
             let (mut tx, _turn) = self.begin_write().await?;
             Self::insert_processed(&mut tx, consumer, event_ids).await?;
-            for chunk in sums.chunks(DB::MAX_BIND / 4) {
-                let mut qb = Statement::<DB>::new(
+            Self::insert_rows(
+                &mut tx,
+                (
                     "INSERT INTO scores (board_window, period, player_id, score) ",
-                );
-                qb.values(chunk, |row, ((window, period, player), delta)| {
+                    4,
+                    DB::UPSERTS.add_score,
+                ),
+                &sums,
+                |row, ((window, period, player), delta)| {
                     row.bind(window.as_str())
                         .bind(*period)
                         .bind(*player)
                         .bind(*delta);
-                });
-                qb.push(DB::UPSERTS.add_score);
-                let (sql, args) = qb.finish()?;
-                sqlx::query_with(&sql, args)
-                    .persistent(false)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error::<DB>)?;
-            }
+                },
+                db_error::<DB>,
+            )
+            .await?;
             tx.commit().await.map_err(db_error::<DB>)
         })
         .await
@@ -674,23 +704,15 @@ where
 
     pub(crate) async fn verdicts(&self, ids: &[Uuid]) -> PortResult<Vec<(Uuid, bool)>> {
         within::<DB, _>(async {
-            let mut out = Vec::new();
-            for chunk in ids.chunks(DB::MAX_BIND) {
-                let mut qb = Statement::<DB>::new(
-                    "SELECT event_id, flagged FROM fairness_verdicts WHERE event_id",
-                );
-                qb.in_list(chunk.iter().map(Uuid::to_string));
-                let (sql, args) = qb.finish()?;
-                let rows: Vec<(Text, i16)> = sqlx::query_as_with(&sql, args)
-                    .persistent(false)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(db_error::<DB>)?;
-                for (id, flagged) in rows {
-                    out.push((parse_uuid(&id.0)?, flagged != 0));
-                }
-            }
-            Ok(out)
+            let rows: Vec<(Text, i16)> = self
+                .select_chunked(ids, DB::MAX_BIND, |qb, chunk| {
+                    qb.push("SELECT event_id, flagged FROM fairness_verdicts WHERE event_id")
+                        .in_list(chunk.iter().map(Uuid::to_string));
+                })
+                .await?;
+            rows.into_iter()
+                .map(|(id, flagged)| Ok((parse_uuid(&id.0)?, flagged != 0)))
+                .collect()
         })
         .await
     }
@@ -706,59 +728,57 @@ where
             .collect();
         within::<DB, _>(async {
             let (mut tx, _turn) = self.begin_write().await?;
-            for chunk in commit.verdicts.chunks(DB::MAX_BIND / 2) {
-                let mut qb =
-                    Statement::<DB>::new("INSERT INTO fairness_verdicts (event_id, flagged) ");
-                qb.values(chunk, |row, (id, flagged)| {
+            Self::insert_rows(
+                &mut tx,
+                (
+                    "INSERT INTO fairness_verdicts (event_id, flagged) ",
+                    2,
+                    DB::UPSERTS.keep_verdict,
+                ),
+                &commit.verdicts,
+                |row, (id, flagged)| {
                     row.bind(id.to_string()).bind(i16::from(*flagged));
-                });
-                qb.push(DB::UPSERTS.keep_verdict);
-                let (sql, args) = qb.finish()?;
-                sqlx::query_with(&sql, args)
-                    .persistent(false)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error::<DB>)?;
-            }
-            for chunk in commit.flags.chunks(DB::MAX_BIND / 6) {
-                let mut qb = Statement::<DB>::new(
+                },
+                db_error::<DB>,
+            )
+            .await?;
+            Self::insert_rows(
+                &mut tx,
+                (
                     "INSERT INTO fairness_flags \
                      (event_id, player_id, event_type, flag_value, z_score, at_ms) ",
-                );
-                qb.values(chunk, |row, f| {
+                    6,
+                    DB::UPSERTS.keep_flag,
+                ),
+                &commit.flags,
+                |row, f| {
                     row.bind(f.event_id.to_string())
                         .bind(f.player_id.as_str())
                         .bind(f.event_type.as_str())
                         .bind(f.value)
                         .bind(f.z_score)
                         .bind(f.at_ms);
-                });
-                qb.push(DB::UPSERTS.keep_flag);
-                let (sql, args) = qb.finish()?;
-                sqlx::query_with(&sql, args)
-                    .persistent(false)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error::<DB>)?;
-            }
-            for chunk in stats.chunks(DB::MAX_BIND / 4) {
-                let mut qb = Statement::<DB>::new(
+                },
+                db_error::<DB>,
+            )
+            .await?;
+            Self::insert_rows(
+                &mut tx,
+                (
                     "INSERT INTO fairness_stats (event_type, samples, mean, m2) ",
-                );
-                qb.values(chunk, |row, (t, w)| {
+                    4,
+                    DB::UPSERTS.replace_stats,
+                ),
+                &stats,
+                |row, (t, w)| {
                     row.bind(t.as_str())
                         .bind(to_i64(w.count))
                         .bind(w.mean)
                         .bind(w.m2);
-                });
-                qb.push(DB::UPSERTS.replace_stats);
-                let (sql, args) = qb.finish()?;
-                sqlx::query_with(&sql, args)
-                    .persistent(false)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error::<DB>)?;
-            }
+                },
+                db_error::<DB>,
+            )
+            .await?;
             tx.commit().await.map_err(db_error::<DB>)
         })
         .await

@@ -9,7 +9,7 @@ pub mod rank;
 
 use async_trait::async_trait;
 
-pub use bus::{topics, Bus, BusOptions, Delivery, Message};
+pub use bus::{long_poll, topics, Bus, BusOptions, Delivery, Message};
 pub use hot::{
     Blocklist, IdemState, Idempotency, RateDecision, RateLimiter, ReplayGuard, StoredAnswer,
     ViewCache,

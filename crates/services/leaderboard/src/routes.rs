@@ -107,7 +107,7 @@ pub struct PlayerRankView {
     pub window: Window,
     /// The period id.
     pub period: String,
-    /// Who.
+    /// The player.
     pub player_id: String,
     /// 1-based position.
     pub rank: u64,

@@ -36,7 +36,7 @@ pub(crate) struct ProgressQuery {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProgressView {
-    /// Whose.
+    /// The player it concerns.
     pub player_id: String,
     /// Which season.
     pub season: i64,
