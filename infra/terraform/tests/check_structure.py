@@ -526,18 +526,14 @@ CHECKS = [
 
 def main() -> int:
     tree = Tree()
-    passed = failed = 0
+    failed = 0
     for check in CHECKS:
         problems = check(tree)
-        if problems:
-            failed += 1
-            print(f"FAIL {check.__name__}")
-            for p in problems:
-                print(f"  - {p}")
-        else:
-            passed += 1
-            print(f"ok   {check.__name__}")
-    print(f"{passed} passed, {failed} failed")
+        failed += bool(problems)
+        print(f"{'FAIL' if problems else 'ok  '} {check.__name__}")
+        for p in problems:
+            print(f"  - {p}")
+    print(f"{len(CHECKS) - failed} passed, {failed} failed")
     return 1 if failed else 0
 
 
