@@ -1,5 +1,5 @@
 # The outputs below feed the Kustomize overlay through
-# infra/terraform/scripts/outputs-to-kustomize.sh dev (see infra/terraform/README.md).
+# infra/terraform/scripts/outputs-to-kustomize.sh <env> (see infra/terraform/README.md).
 
 output "acr_login_server" {
   description = "Registry login server (image prefix)."
