@@ -101,7 +101,7 @@ fn start_postgres(dir: &Path, port: u16) -> String {
         .status()
         .expect("chown")
         .success());
-    let out = succeed(
+    succeed(
         Command::new("runuser")
             .args(["-u", "postgres", "--"])
             .arg(format!("{}/initdb", pg_bin()))

@@ -341,7 +341,7 @@ async fn cli_sends_sample_events_with_the_dev_secret_and_verifies_receipts() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"valid\":false"));
 
-    let out = succeed(
+    succeed(
         Command::new(BIN)
             .args(["migrate", "--data-dir"])
             .arg(dir.path())
