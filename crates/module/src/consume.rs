@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use liveops_core::ports::{Bus, Delivery};
+use liveops_core::stores::ProcessedEvents;
 use liveops_core::{Envelope, PortError};
+use uuid::Uuid;
 
 /// How long one poll waits for a message.
 pub const POLL_WAIT: Duration = Duration::from_millis(200);
@@ -78,6 +80,33 @@ pub fn dedupe(events: Vec<Envelope>) -> Vec<Envelope> {
         .into_iter()
         .filter(|e| seen.insert(e.event_id))
         .collect()
+}
+
+/// Of `events`, those `consumer` has not applied yet (by their ids in `processed`): what keeps a
+/// redelivered batch from counting twice.
+pub async fn unapplied(
+    processed: &dyn ProcessedEvents,
+    consumer: &str,
+    events: &[Envelope],
+) -> Result<Vec<Envelope>, PortError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    let done = processed.processed(consumer, &ids).await?;
+    let fresh: Vec<Envelope> = events
+        .iter()
+        .filter(|e| !done.contains(&e.event_id))
+        .cloned()
+        .collect();
+    if fresh.len() < events.len() {
+        tracing::debug!(
+            consumer,
+            skipped = events.len() - fresh.len(),
+            "events already applied"
+        );
+    }
+    Ok(fresh)
 }
 
 /// Records one consumer batch, from its poll to its ack: how many messages

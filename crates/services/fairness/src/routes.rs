@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::FairnessState;
-use liveops_http::responses::{BadRequest, Unavailable};
+use liveops_http::responses::ReadFailures;
 
 /// Flags listed on a player's page.
 const PLAYER_FLAGS: u32 = 100;
@@ -104,8 +104,7 @@ impl From<Flag> for FlagView {
     params(PlayerPath),
     responses(
         (status = 200, description = "The player's standing", body = PlayerFairness),
-        BadRequest,
-        Unavailable,
+        ReadFailures,
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -146,8 +145,7 @@ pub(crate) async fn player(
     params(FlagsQuery),
     responses(
         (status = 200, description = "Recent flags", body = FlagList),
-        BadRequest,
-        Unavailable,
+        ReadFailures,
     )
 )]
 #[tracing::instrument(skip_all)]

@@ -18,7 +18,9 @@ use uuid::Uuid;
 use crate::apply::{item_of_level_reward, season_of};
 use crate::cache::{self, CACHE_TTL};
 use crate::ProgressionState;
-use liveops_http::responses::{BadRequest, Conflict, TooLarge, Unauthorized, Unavailable};
+use liveops_http::responses::{
+    BadRequest, Conflict, ReadFailures, TooLarge, Unauthorized, Unavailable,
+};
 
 /// Largest accepted body on `POST /rewards/claim` and `POST /receipts/verify`.
 pub(crate) const BODY_LIMIT: usize = 16 * 1024;
@@ -81,8 +83,7 @@ fn json_bytes(body: Bytes) -> Response {
     params(PlayerPath, ProgressQuery),
     responses(
         (status = 200, description = "The player's progress (zeros for an unknown player)", body = ProgressView),
-        BadRequest,
-        Unavailable,
+        ReadFailures,
     )
 )]
 #[tracing::instrument(skip_all, fields(player))]

@@ -33,12 +33,7 @@ async fn an_outlier_after_warm_up_is_quarantined_not_forwarded() {
     app.ingest(&[cheat.clone(), after.clone()]).await;
     app.process().await;
 
-    let accepted: Vec<Uuid> = app
-        .drain(topics::ACCEPTED)
-        .await
-        .iter()
-        .map(|(_, e)| e.event_id)
-        .collect();
+    let accepted: Vec<Uuid> = app.drained_ids(topics::ACCEPTED).await;
     let mut expected: Vec<Uuid> = normal.iter().map(|e| e.event_id).collect();
     expected.push(after.event_id);
     assert_eq!(
@@ -144,19 +139,9 @@ async fn a_redelivered_batch_is_not_judged_twice() {
     assert_eq!(boss_kill_samples(&app).await, 61, "statistics unchanged");
     assert_eq!(app.repo.flags(None, 10).await.unwrap().len(), 1);
     assert_eq!(app.strikes("player_cheat").await, 1, "no second strike");
-    let again: Vec<Uuid> = app
-        .drain(topics::ACCEPTED)
-        .await
-        .iter()
-        .map(|(_, e)| e.event_id)
-        .collect();
+    let again: Vec<Uuid> = app.drained_ids(topics::ACCEPTED).await;
     assert_eq!(again, [fair.event_id], "forwarded again under the same id");
-    let again: Vec<Uuid> = app
-        .drain(topics::FLAGGED)
-        .await
-        .iter()
-        .map(|(_, e)| e.event_id)
-        .collect();
+    let again: Vec<Uuid> = app.drained_ids(topics::FLAGGED).await;
     assert_eq!(again, [cheat.event_id], "quarantined again, not forwarded");
     let verdicts = app
         .repo
@@ -178,12 +163,7 @@ async fn a_failed_forward_is_retried_without_rejudging() {
         0,
         "failures were injected"
     );
-    let accepted: Vec<Uuid> = app
-        .drain(topics::ACCEPTED)
-        .await
-        .iter()
-        .map(|(_, e)| e.event_id)
-        .collect();
+    let accepted: Vec<Uuid> = app.drained_ids(topics::ACCEPTED).await;
     assert_eq!(
         accepted,
         events.iter().map(|e| e.event_id).collect::<Vec<_>>()

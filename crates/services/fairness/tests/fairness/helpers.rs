@@ -145,6 +145,15 @@ impl TestApp {
             .collect()
     }
 
+    /// The ids of what [`TestApp::drain`] takes from `topic`, in order.
+    pub async fn drained_ids(&self, topic: &str) -> Vec<uuid::Uuid> {
+        self.drain(topic)
+            .await
+            .iter()
+            .map(|(_, e)| e.event_id)
+            .collect()
+    }
+
     /// The player's strikes within the last [`WINDOW`].
     pub async fn strikes(&self, player: &str) -> u32 {
         self.hot.strikes(player, now_ms(), WINDOW).await.unwrap()
