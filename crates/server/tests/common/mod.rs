@@ -40,8 +40,15 @@ pub async fn spawn_app(extra: &[&str]) -> TestApp {
 }
 
 pub async fn spawn_app_in(data_dir: PathBuf, extra: &[&str]) -> TestApp {
-    let d = data_dir.to_str().expect("utf-8 path").to_owned();
     let keys = format!("k2={SECRET2}");
+    let mut args = vec!["--hmac-secret", SECRET, "--hmac-keys", &keys];
+    args.extend_from_slice(extra);
+    spawn_app_keyed(data_dir, &args).await
+}
+
+/// Starts the whole product with the signing keys `args` names (and any other flags).
+pub async fn spawn_app_keyed(data_dir: PathBuf, extra: &[&str]) -> TestApp {
+    let d = data_dir.to_str().expect("utf-8 path").to_owned();
     let mut args = vec![
         "--port",
         "0",
@@ -49,10 +56,6 @@ pub async fn spawn_app_in(data_dir: PathBuf, extra: &[&str]) -> TestApp {
         "127.0.0.1",
         "--data-dir",
         &d,
-        "--hmac-secret",
-        SECRET,
-        "--hmac-keys",
-        &keys,
         "--log-level",
         "warn",
     ];

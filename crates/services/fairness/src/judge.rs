@@ -130,6 +130,7 @@ mod tests {
                     points,
                 }),
             },
+            traceparent: None,
         }
     }
 

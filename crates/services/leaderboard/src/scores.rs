@@ -91,6 +91,7 @@ mod tests {
                 ts: at / 1000,
                 payload,
             },
+            traceparent: None,
         }
     }
 

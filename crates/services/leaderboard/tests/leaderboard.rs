@@ -79,6 +79,7 @@ fn envelope(player: &str, payload: Payload, at: i64) -> Envelope {
             ts: at / 1000,
             payload,
         },
+        traceparent: None,
     }
 }
 

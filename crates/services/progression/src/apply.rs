@@ -176,6 +176,7 @@ mod tests {
                     activity: "quest".into(),
                 }),
             },
+            traceparent: None,
         }
     }
 
@@ -192,6 +193,7 @@ mod tests {
                     source: "raid_chest".into(),
                 }),
             },
+            traceparent: None,
         }
     }
 

@@ -81,6 +81,7 @@ fn envelope(player: &str, payload: Payload) -> Envelope {
             ts: now / 1000,
             payload,
         },
+        traceparent: None,
     }
 }
 

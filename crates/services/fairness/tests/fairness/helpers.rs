@@ -81,6 +81,7 @@ pub fn boss_kill(player: &str, points: u32) -> Envelope {
                 points,
             }),
         },
+        traceparent: None,
     }
 }
 
@@ -96,6 +97,7 @@ pub fn drop_claimed(player: &str) -> Envelope {
             ..boss_kill(player, 0).event
         },
         ..boss_kill(player, 0)
+        traceparent: None,
     }
 }
 

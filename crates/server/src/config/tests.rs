@@ -1,0 +1,115 @@
+//! Settings: what is accepted, what is refused and the variable each refusal names.
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+use super::*;
+
+fn resolve(args: &[&str]) -> Result<Settings, ConfigError> {
+    let table = Table::standard();
+    let (raw, matches) = parse_args(&table, args).unwrap();
+    Settings::resolve(&table, raw, matches)
+}
+
+#[test]
+fn dev_mode_generates_and_reuses_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let a = resolve(&["--data-dir", d]).unwrap();
+    let b = resolve(&["--data-dir", d]).unwrap();
+    let path = a.dev_secret_path.clone().unwrap();
+    assert!(path.exists());
+    assert_eq!(
+        a.keyring.sign_request(None, 1, b"x"),
+        b.keyring.sign_request(None, 1, b"x")
+    );
+}
+
+#[test]
+fn prod_refuses_missing_and_short_secrets_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let e = resolve(&["--env", "prod", "--data-dir", d]).unwrap_err();
+    assert_eq!(e.var, "HMAC_SECRET");
+    let e = resolve(&["--env", "prod", "--hmac-secret", "short"]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "HMAC_SECRET: secret must be at least 32 bytes"
+    );
+    let e = resolve(&["--hmac-keys", "k1=short"]).unwrap_err();
+    assert_eq!(e.var, "HMAC_KEYS");
+    let ok = resolve(&[
+        "--env",
+        "prod",
+        "--hmac-secret",
+        "0123456789abcdef0123456789abcdef",
+    ])
+    .unwrap();
+    assert!(ok.dev_secret_path.is_none());
+}
+
+#[test]
+fn prod_starts_with_a_keys_file_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hmac-keys");
+    std::fs::write(&file, "k1=0123456789abcdef0123456789abcdef\n").unwrap();
+    let f = file.to_str().unwrap();
+    let s = resolve(&["--env", "prod", "--hmac-keys-file", f]).unwrap();
+    assert_eq!(s.keyring.primary_id(), "k1");
+    assert!(s.dev_secret_path.is_none());
+    assert_eq!(s.shutdown_delay, DEFAULT_SHUTDOWN_DELAY);
+    let e = resolve(&["--env", "prod", "--hmac-keys-file", f, "--hmac-keys", "x"]).unwrap_err();
+    assert_eq!(e.var, "HMAC_KEYS_FILE");
+    assert!(e.reason.contains("HMAC_KEYS or HMAC_KEYS_FILE"), "{e}");
+}
+
+#[test]
+fn urls_come_from_files_but_not_from_both_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = "--hmac-secret=0123456789abcdef0123456789abcdef";
+    let file = dir.path().join("db-url");
+    std::fs::write(&file, "sqlite:///tmp/from-a-file.db\n").unwrap();
+    let f = file.to_str().unwrap();
+    let got = resolve(&[s, "--db-url-file", f]).unwrap();
+    assert_eq!(got.db_url, "sqlite:///tmp/from-a-file.db");
+    for (plain, twin) in [
+        ("--db-url=sqlite:///x.db", "--db-url-file"),
+        ("--redis-url=redis://h", "--redis-url-file"),
+        ("--bus-conn=/x.db", "--bus-conn-file"),
+    ] {
+        let e = resolve(&[s, plain, twin, f]).unwrap_err();
+        let var = e.var;
+        assert!(var.ends_with("_FILE"), "{e}");
+        assert!(e.reason.contains(var.trim_end_matches("_FILE")), "{e}");
+    }
+}
+
+#[test]
+fn shutdown_delay_is_zero_in_dev_unless_set() {
+    let s = "--hmac-secret=0123456789abcdef0123456789abcdef";
+    assert_eq!(resolve(&[s]).unwrap().shutdown_delay, Duration::ZERO);
+    let set = resolve(&[s, "--shutdown-delay", "10"]).unwrap();
+    assert_eq!(set.shutdown_delay, Duration::from_secs(10));
+    assert_eq!(
+        resolve(&[s, "--shutdown-delay", "301"]).unwrap_err().var,
+        "SHUTDOWN_DELAY"
+    );
+}
+
+#[test]
+fn bad_values_name_their_variable() {
+    let s = "--hmac-secret=0123456789abcdef0123456789abcdef";
+    for (args, var) in [
+        (vec![s, "--lb-windows", "hourly"], "LB_WINDOWS"),
+        (vec![s, "--season-start", "2026-13-01"], "SEASON_START"),
+        (vec![s, "--season-days", "0"], "SEASON_DAYS"),
+        (vec![s, "--snapshot-cron", "not a cron"], "SNAPSHOT_CRON"),
+        (vec![s, "--anomaly-z=-1"], "ANOMALY_Z"),
+        (vec![s, "--level-curve", "0"], "LEVEL_CURVE"),
+        (vec![s, "--db-url", "oracle://x"], "DB_URL"),
+        (vec![s, "--bus-partitions", "0"], "BUS_PARTITIONS"),
+        (vec![s, "--lb-topn", "0"], "LB_TOPN"),
+        (vec![s, "--target", "warehouse"], "LIVEOPS_TARGET"),
+        (vec![s, "--rate-limit-max", "0"], "RATE_LIMIT_MAX"),
+    ] {
+        assert_eq!(resolve(&args).unwrap_err().var, var, "{args:?}");
+    }
+}
