@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use liveops_core::ports::{Health, PortError};
+use liveops_core::ports::PortError;
 use liveops_sql::{connect_repository, Repository};
 use liveops_testkit::conformance;
 

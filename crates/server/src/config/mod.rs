@@ -7,8 +7,11 @@
 
 mod backends;
 mod keys;
+mod kinds;
 mod raw;
 mod secrets;
+
+pub use kinds::{BusKind, Cloud, Env};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,7 +22,7 @@ use liveops_core::{Calendar, Keyring};
 
 pub use keys::{parse_key_list, KeySources, FILE_LAYER};
 pub use liveops_module::ConfigError;
-pub use raw::{BusKind, Cloud, Env, RawConfig};
+pub use raw::RawConfig;
 
 use crate::modules::{Table, Target};
 

@@ -2,40 +2,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
-/// Deployment environment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Env {
-    /// A developer's machine: a missing secret is generated.
-    Dev,
-    /// Pre-production.
-    Staging,
-    /// Production.
-    Prod,
-}
-
-/// Where the process runs (informational; selects nothing yet beyond labels).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Cloud {
-    /// A laptop or VM.
-    Local,
-    /// Microsoft Azure.
-    Azure,
-    /// Amazon Web Services.
-    Aws,
-}
-
-/// Which bus backs the event flow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum BusKind {
-    /// Durable local log in a SQLite file (the embedded default).
-    Sqlite,
-    /// In memory; tests only: unconsumed events are lost on a crash.
-    Inmem,
-    /// Redis Streams (`BUS_CONN`, default `REDIS_URL`), partitioned by player.
-    Redis,
-}
+use super::kinds::{BusKind, Cloud, Env};
 
 /// The settings every process reads, as given by environment and flags (each module adds its
 /// own).

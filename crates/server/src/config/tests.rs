@@ -1,4 +1,4 @@
-//! Settings: what is accepted, what is refused and the variable each refusal names.
+//! Settings are checked at start, each fault naming its variable.
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 use super::*;

@@ -97,7 +97,6 @@ pub fn drop_claimed(player: &str) -> Envelope {
             ..boss_kill(player, 0).event
         },
         ..boss_kill(player, 0)
-        traceparent: None,
     }
 }
 
