@@ -13,7 +13,7 @@ set -euo pipefail
 
 DIR="${LIVEOPS_TLS_SERVICES_DIR:-/tmp/liveops-services-tls}"
 REDIS_PORT="${LIVEOPS_REDIS_TLS_PORT:-16390}"
-CLUSTER_PORTS=(17021 17022 17023)
+read -r -a CLUSTER_PORTS <<< "${LIVEOPS_CLUSTER_TLS_PORTS:-17021 17022 17023}"
 PG_PORT="${LIVEOPS_PG_TLS_PORT:-15442}"
 MY_PORT="${LIVEOPS_MYSQL_TLS_PORT:-13316}"
 # Throw-away credentials of throw-away servers; the tests check none of them reaches a log.
