@@ -52,7 +52,9 @@ impl Mount {
 /// Posts an event signed with key `kid` of `secret`; the status.
 async fn send_with(app: &TestApp, kid: &str, secret: &str) -> u16 {
     let ring = Keyring::new(vec![(kid.to_owned(), secret.as_bytes().to_vec())]).expect("key");
-    let body = serde_json::to_vec(&xp("player_rotation", 10)).expect("json");
+    // A new player each time: the gateway refuses a signed request seen before (a replay).
+    let player = format!("player_rotation_{:08x}", rand::random::<u32>());
+    let body = serde_json::to_vec(&xp(&player, 10)).expect("json");
     let ts = now();
     let sig = ring.sign_request(Some(kid), ts, &body).expect("sign");
     app.client

@@ -207,6 +207,9 @@ async fn no_secret_reaches_a_log_line_or_an_answer() {
         answers.push(get(&format!("{base}{path}")).await.1);
     }
 
+    // The keys file mended (a process starting on a broken one would refuse to start).
+    std::fs::write(d.join("hmac-keys"), format!("k1={HMAC_SECRET}\n")).expect("mend");
+
     // 2. A gateway whose Redis password is wrong: it starts, answers 503, is not ready.
     let port = free_port();
     let gw = format!("http://127.0.0.1:{port}");

@@ -2,7 +2,8 @@
 //! client's `traceparent` makes one trace, from the gateway's request span, through fairness's
 //! span for the event (a child of the gateway's, carried on the bus), to progression's and
 //! leaderboard's spans for it (children of fairness's). Each consumer's batch span is a root of
-//! its own, linked to the event's trace.
+//! its own, linked to the event's trace. A log line written while serving a traced request
+//! carries that request's trace id; lines outside any trace carry none.
 #![cfg(feature = "otel")]
 
 mod common;
@@ -103,19 +104,21 @@ async fn one_event_makes_one_trace_from_the_gateway_to_every_consumer() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
+    let log_path = dir.path().join("liveops.log");
+    let log_file = std::fs::File::create(&log_path).expect("log file");
     let mut fleet = Fleet::default();
     fleet.0.push(
         Command::new(BIN)
             .arg("serve")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--data-dir"])
             .arg(dir.path())
-            .args(["--hmac-secret", SECRET, "--log-level", "warn"])
+            .args(["--hmac-secret", SECRET, "--log-level", "info"])
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
             .env("OTEL_BSP_SCHEDULE_DELAY", "100")
             .env_remove("OTEL_SERVICE_NAME")
             .env_remove("OTEL_TRACES_SAMPLER")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(log_file))
             .spawn()
             .expect("spawn liveops"),
     );
@@ -126,7 +129,7 @@ async fn one_event_makes_one_trace_from_the_gateway_to_every_consumer() {
     let client_span: [u8; 8] = rand::random();
     let traceparent = format!("00-{}-{}-01", hex(&trace_id), hex(&client_span));
     let ring = Keyring::single(SECRET).expect("key");
-    let body = serde_json::to_vec(&xp("player_traced", 150)).expect("json");
+    let body = serde_json::to_vec(&xp("player_traced", 1200)).expect("json");
     let ts = now();
     let res = reqwest::Client::new()
         .post(format!("{base}/events"))
@@ -192,4 +195,54 @@ async fn one_event_makes_one_trace_from_the_gateway_to_every_consumer() {
             .then_some(())
     })
     .await;
+
+    // A reward claimed in a traced request: its log line carries the request's trace id.
+    let client = reqwest::Client::new();
+    let reward = eventually(Duration::from_secs(20), "a level-up reward", || async {
+        let p: serde_json::Value = client
+            .get(format!("{base}/players/player_traced/progress"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        p["pendingRewards"][0]["rewardId"].as_str().map(str::to_owned)
+    })
+    .await;
+    let claim_trace: [u8; 16] = rand::random();
+    let body = serde_json::to_vec(&serde_json::json!({"playerId": "player_traced", "rewardId": reward}))
+        .expect("json");
+    let ts = now();
+    let res = client
+        .post(format!("{base}/rewards/claim"))
+        .header("content-type", "application/json")
+        .header("x-timestamp", ts.to_string())
+        .header("x-signature", ring.sign_request(None, ts, &body).expect("sign"))
+        .header("traceparent", format!("00-{}-{}-01", hex(&claim_trace), hex(&client_span)))
+        .body(body)
+        .send()
+        .await
+        .expect("claim");
+    assert_eq!(res.status(), 200);
+    let lines: Vec<serde_json::Value> = eventually(Duration::from_secs(10), "the claim's log line", || async {
+        let text = std::fs::read_to_string(&log_path).ok()?;
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        lines
+            .iter()
+            .any(|l| l["message"] == "reward claimed")
+            .then_some(lines)
+    })
+    .await;
+    let claimed = lines.iter().find(|l| l["message"] == "reward claimed").expect("line");
+    assert_eq!(claimed["trace_id"], hex(&claim_trace), "{claimed}");
+    assert_eq!(claimed["span_id"].as_str().map(str::len), Some(16), "{claimed}");
+    let outside = lines
+        .iter()
+        .find(|l| l["message"] == "exporting traces over OTLP/gRPC")
+        .expect("a line written outside any span");
+    assert!(outside.get("trace_id").is_none(), "{outside}");
 }

@@ -2,6 +2,8 @@
 //!
 //! Logs take events only: spans reach no log line (`with_current_span(false)`), so they are
 //! disabled unless traces are exported, and an instrumented function costs next to nothing then.
+//! When traces are exported, a line written inside a traced span starts with its `trace_id` and
+//! `span_id`, so a log line leads to its trace and back.
 
 #[cfg(feature = "otel")]
 mod otel;
@@ -10,7 +12,7 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::filter::{filter_fn, FilterExt};
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::layer::{Filter, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter, Layer};
 
@@ -24,14 +26,29 @@ fn log_layer<S>(filter: &str) -> impl Layer<S> + Send + Sync + 'static
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     fmt::layer()
+        .event_format(json_lines())
+        .fmt_fields(fmt::format::JsonFields::new())
+        .with_writer(std::io::stderr)
+        .with_filter(events_only(filter))
+}
+
+/// One flat JSON object per event, without span fields.
+fn json_lines() -> fmt::format::Format<fmt::format::Json> {
+    fmt::format()
         .json()
         .flatten_event(true)
         .with_current_span(false)
         .with_span_list(false)
-        .with_writer(std::io::stderr)
-        .with_filter(filter_fn(|meta| meta.is_event()).and(filter))
+}
+
+/// Events (not spans) that pass `filter` (`info` when it does not parse).
+fn events_only<S>(filter: &str) -> impl Filter<S> + Send + Sync + 'static
+where
+    S: tracing::Subscriber,
+{
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    filter_fn(|meta| meta.is_event()).and(filter)
 }
 
 /// What to flush before the process exits.
@@ -65,10 +82,13 @@ pub fn init(filter: &str, endpoint: Option<&str>, service: &str) -> Tracing {
         match otel::provider(endpoint, service) {
             Ok(provider) => {
                 let traces = otel::layer(&provider);
-                let _ = tracing_subscriber::registry()
-                    .with(log_layer(filter))
-                    .with(traces)
-                    .try_init();
+                let dispatch = tracing::Dispatch::new(
+                    tracing_subscriber::registry()
+                        .with(otel::log_layer(filter))
+                        .with(traces),
+                );
+                otel::remember(&dispatch);
+                let _ = dispatch.try_init();
                 otel::install_propagation();
                 tracing::info!(%endpoint, service, "exporting traces over OTLP/gRPC");
                 Tracing {

@@ -9,6 +9,8 @@
 //! every trace), batching `OTEL_BSP_*`.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request};
@@ -21,10 +23,14 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
-use tracing::{Instrument, Span};
+use tracing::dispatcher::WeakDispatch;
+use tracing::{Dispatch, Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::filter_fn;
-use tracing_subscriber::Layer;
+use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::{fmt, Layer};
 
 /// How long one export may take.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -159,4 +165,64 @@ pub(super) async fn http_span(req: Request, next: Next) -> Response {
     let res = next.run(req).instrument(span.clone()).await;
     span.record("http.response.status_code", res.status().as_u16());
     res
+}
+
+/// The process's subscriber, for the log lines to find the trace of their span.
+static DISPATCH: OnceLock<WeakDispatch> = OnceLock::new();
+
+/// Remembers the subscriber `dispatch` (the one installed) for [`log_layer`].
+pub(super) fn remember(dispatch: &Dispatch) {
+    let _ = DISPATCH.set(dispatch.downgrade());
+}
+
+/// The JSON log lines, each written inside a traced span led by `trace_id` and `span_id`.
+pub(super) fn log_layer<S>(filter: &str) -> impl Layer<S> + Send + Sync + 'static
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    fmt::layer()
+        .event_format(TraceIds(super::json_lines()))
+        .fmt_fields(JsonFields::new())
+        .with_writer(std::io::stderr)
+        .with_filter(super::events_only(filter))
+}
+
+/// A JSON event format with the current span's trace and span ids added in front.
+struct TraceIds<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for TraceIds<F>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        // The registry's current span, whatever the log filter says about spans.
+        let traced = ctx
+            .current_span()
+            .id()
+            .zip(DISPATCH.get().and_then(WeakDispatch::upgrade))
+            .and_then(|(id, dispatch)| tracing_opentelemetry::get_otel_context(id, &dispatch))
+            .map(|cx| cx.span().span_context().clone())
+            .filter(|sc| sc.is_valid());
+        let Some(sc) = traced else {
+            return self.0.format_event(ctx, writer, event);
+        };
+        let mut line = String::new();
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        match line.strip_prefix('{') {
+            Some(rest) => write!(
+                writer,
+                "{{\"trace_id\":\"{}\",\"span_id\":\"{}\",{rest}",
+                sc.trace_id(),
+                sc.span_id()
+            ),
+            None => writer.write_str(&line),
+        }
+    }
 }
