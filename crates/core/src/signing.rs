@@ -383,7 +383,10 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(store.current().primary_id(), "k1");
-        assert!(store.set_layer("file", vec![]).is_err(), "the last key stays");
+        assert!(
+            store.set_layer("file", vec![]).is_err(),
+            "the last key stays"
+        );
         assert_eq!(store.current().primary_id(), "k1");
         assert!(KeyStore::with_layers(vec![("config", vec![]), ("file", vec![])]).is_err());
     }

@@ -162,7 +162,11 @@ pub async fn run_batches(
         let mut attempts = 0;
         let applied = loop {
             attempts += 1;
-            match handler.apply(&events).instrument(spans.batch().clone()).await {
+            match handler
+                .apply(&events)
+                .instrument(spans.batch().clone())
+                .await
+            {
                 Ok(()) => break true,
                 Err(error) if attempts < MAX_ATTEMPTS => {
                     tracing::warn!(%error, attempts, "batch failed; retrying");

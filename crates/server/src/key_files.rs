@@ -53,8 +53,7 @@ pub fn watch(store: Arc<KeyStore>, path: PathBuf, fixed: Vec<String>) -> Task {
             match install(&store, &text, &fixed) {
                 Ok(_) if first => {}
                 Ok(ids) => {
-                    metrics::counter!("hmac_key_reloads_total", "result" => "applied")
-                        .increment(1);
+                    metrics::counter!("hmac_key_reloads_total", "result" => "applied").increment(1);
                     tracing::info!(path = %path.display(), key_ids = ?ids, "HMAC keys reloaded");
                 }
                 Err(reason) => {

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
+use axum::http::header::{HeaderValue, CONNECTION};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use axum::http::header::{HeaderValue, CONNECTION};
-use axum::middleware::Next;
 use liveops_http::responses::Unavailable;
 use liveops_http::{count_unmatched, Problem};
 use liveops_module::{Ports, Readiness};

@@ -125,7 +125,11 @@ async fn keys_rotate_through_the_mounted_file_while_serving() {
         rejected(app.get("/metrics").await.body.as_str()?.to_owned())
     })
     .await;
-    assert_eq!(send_with(&app, "k2", NEW).await, 202, "the keys in force stay");
+    assert_eq!(
+        send_with(&app, "k2", NEW).await,
+        202,
+        "the keys in force stay"
+    );
     assert_eq!(send_with(&app, "k1", OLD).await, 401);
 
     // Fixed again: back to normal.
@@ -148,6 +152,9 @@ async fn a_keys_file_and_its_plain_twin_together_are_refused_naming_both() {
     .expect("args");
     let err = given.resolve().expect_err("both forms at once");
     assert_eq!(err.var, "HMAC_KEYS_FILE");
-    assert!(err.to_string().contains("HMAC_KEYS or HMAC_KEYS_FILE"), "{err}");
+    assert!(
+        err.to_string().contains("HMAC_KEYS or HMAC_KEYS_FILE"),
+        "{err}"
+    );
     assert!(!err.to_string().contains(NEW) && !err.to_string().contains(OLD));
 }

@@ -25,7 +25,13 @@ const SENDERS: usize = 4;
 fn start(data_dir: &Path, port: u16, extra: &[&str]) -> Child {
     Command::new(BIN)
         .arg("serve")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--data-dir"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--data-dir",
+        ])
         .arg(data_dir)
         .args(["--hmac-secret", SECRET, "--log-level", "warn"])
         .args(["--rate-limit-max", "100000"])
@@ -117,11 +123,8 @@ impl SlowUpload {
     async fn finish(mut self) -> String {
         self.stream.write_all(&self.rest).await.expect("rest");
         let mut answer = Vec::new();
-        let _ = tokio::time::timeout(
-            Duration::from_secs(5),
-            self.stream.read_to_end(&mut answer),
-        )
-        .await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.stream.read_to_end(&mut answer))
+            .await;
         String::from_utf8_lossy(&answer)
             .lines()
             .next()
@@ -199,7 +202,11 @@ async fn sigterm_keeps_serving_for_the_delay_then_drains_and_loses_nothing() {
 
     assert!(readiness.len() >= 10, "{readiness:?}");
     for (at, status) in &readiness {
-        assert_eq!(*status, Some(503), "readyz at {at:?} after SIGTERM: {readiness:?}");
+        assert_eq!(
+            *status,
+            Some(503),
+            "readyz at {at:?} after SIGTERM: {readiness:?}"
+        );
     }
     let log = std::mem::take(&mut *log.lock().expect("log"));
     let after: Vec<&Sent> = log.iter().filter(|s| s.at >= term).collect();
@@ -237,7 +244,10 @@ async fn sigterm_keeps_serving_for_the_delay_then_drains_and_loses_nothing() {
                 .await
                 .ok()?;
             let got = p["xp"].as_u64().unwrap_or_default();
-            assert!(got <= *xp, "{player}: {got} XP counts an event twice (want {xp})");
+            assert!(
+                got <= *xp,
+                "{player}: {got} XP counts an event twice (want {xp})"
+            );
             (got == *xp).then_some(())
         })
         .await;

@@ -4,7 +4,9 @@
 //! unknown signatures, broken bodies, a keys file replaced by a broken one, a gateway whose Redis
 //! password is wrong (503s and a failing `/readyz`), a progression whose database password is
 //! wrong (start-up refused). Every JSON log line and every answer body is searched for every
-//! secret, the wrong ones included.
+//! secret, the wrong ones included. The database is the TLS-only PostgreSQL of
+//! `scripts/services-tls.sh` (it checks passwords; the plain one trusts every local client), the
+//! way a managed database is reached: `sslmode=verify-full` with the CA as a file.
 #![cfg(all(feature = "redis", feature = "postgres"))]
 
 mod common;
@@ -22,7 +24,10 @@ const BROKEN_KEY: &str = "broken-file-secret-x1";
 
 fn env_var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: start the servers with scripts/services.sh start")
+        panic!(
+            "{name} is not set: start the servers (scripts/services.sh start, \
+             scripts/services-tls.sh start) and source their env files"
+        )
     })
 }
 
@@ -60,7 +65,7 @@ impl Accounts {
             pg_password: format!("pg-known-secret-{tag}-e4c1"),
             redis_password: format!("redis-known-secret-{tag}-9a2f"),
         };
-        let admin = env_var("LIVEOPS_TEST_PG_URL");
+        let admin = format!("{}?sslmode=require", env_var("LIVEOPS_TEST_PG_TLS_URL"));
         run(Command::new("psql").arg(&admin).args([
             "-qc",
             &format!("CREATE ROLE {} LOGIN PASSWORD '{}'", a.name, a.pg_password),
@@ -91,8 +96,12 @@ impl Accounts {
     }
 
     fn db_url(&self, password: &str) -> String {
-        let (h, p) = host_port(&env_var("LIVEOPS_TEST_PG_URL"));
-        format!("postgres://{0}:{password}@{h}:{p}/{0}", self.name)
+        let (h, p) = host_port(&env_var("LIVEOPS_TEST_PG_TLS_URL"));
+        let ca = env_var("LIVEOPS_TEST_TLS_CA");
+        format!(
+            "postgres://{0}:{password}@{h}:{p}/{0}?sslmode=verify-full&sslrootcert={ca}",
+            self.name
+        )
     }
 
     fn redis_url(&self, password: &str) -> String {
@@ -173,7 +182,10 @@ async fn no_secret_reaches_a_log_line_or_an_answer() {
         port,
         &[
             ("HMAC_KEYS_FILE", keys.clone()),
-            ("DB_URL_FILE", file(d, "db-url", &acct.db_url(&acct.pg_password))),
+            (
+                "DB_URL_FILE",
+                file(d, "db-url", &acct.db_url(&acct.pg_password)),
+            ),
             (
                 "REDIS_URL_FILE",
                 file(d, "redis-url", &acct.redis_url(&acct.redis_password)),
@@ -191,17 +203,20 @@ async fn no_secret_reaches_a_log_line_or_an_answer() {
     assert_eq!(s, 202, "{b}");
     answers.push(b);
     for (kid, body, want) in [
-        ("k2", event.clone(), 401),                // a key the server does not have
-        ("k1", b"{not json".to_vec(), 400),        // a broken body
-        ("k1", br#"{"type":"x"}"#.to_vec(), 400),  // an invalid event
+        ("k2", event.clone(), 401),               // a key the server does not have
+        ("k1", b"{not json".to_vec(), 400),       // a broken body
+        ("k1", br#"{"type":"x"}"#.to_vec(), 400), // an invalid event
     ] {
         let (s, b) = post(&base, &ring, kid, &body).await;
         assert_eq!(s, want, "{b}");
         answers.push(b);
     }
     // Keys file replaced by a broken one (a secret too short): refused and logged.
-    std::fs::write(d.join("hmac-keys"), format!("k1={HMAC_SECRET}\nk9={BROKEN_KEY}\n"))
-        .expect("rewrite");
+    std::fs::write(
+        d.join("hmac-keys"),
+        format!("k1={HMAC_SECRET}\nk9={BROKEN_KEY}\n"),
+    )
+    .expect("rewrite");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     for path in ["/readyz", "/players/player_leak/progress", "/metrics"] {
         answers.push(get(&format!("{base}{path}")).await.1);
@@ -269,9 +284,21 @@ async fn no_secret_reaches_a_log_line_or_an_answer() {
         .collect();
     // The failures did happen and were logged.
     let log_of = |n: &str| &logs.iter().find(|(k, _)| k == n).expect("log").1;
-    assert!(log_of("all").contains("HMAC_KEYS_FILE refused"), "{}", log_of("all"));
-    assert!(log_of("gateway").to_lowercase().contains("redis"), "{}", log_of("gateway"));
-    assert!(log_of("progression").contains("DB_URL"), "{}", log_of("progression"));
+    assert!(
+        log_of("all").contains("HMAC_KEYS_FILE refused"),
+        "{}",
+        log_of("all")
+    );
+    assert!(
+        log_of("gateway").to_lowercase().contains("redis"),
+        "{}",
+        log_of("gateway")
+    );
+    assert!(
+        log_of("progression").contains("DB_URL"),
+        "{}",
+        log_of("progression")
+    );
 
     let secrets = [
         HMAC_SECRET,

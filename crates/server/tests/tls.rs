@@ -40,7 +40,12 @@ fn fresh_database(url: &str, name: &str) -> String {
         let rest = url.split_once("://").expect("scheme").1;
         let (creds, host) = rest.split_once('@').expect("credentials");
         let (user, pass) = creds.split_once(':').expect("user:password");
-        let (h, p) = host.split('/').next().expect("host").split_once(':').expect("port");
+        let (h, p) = host
+            .split('/')
+            .next()
+            .expect("host")
+            .split_once(':')
+            .expect("port");
         Command::new("mariadb")
             .args(["--no-defaults", "-h", h, "-P", p, "-u", user])
             .arg(format!("-p{pass}"))
@@ -60,7 +65,10 @@ fn fresh_database(url: &str, name: &str) -> String {
 fn redis_db(db: u32) -> String {
     let url = env("LIVEOPS_TEST_REDIS_TLS_URL");
     let rest = url.split_once('@').expect("password").1;
-    let (h, p) = rest.trim_end_matches('/').split_once(':').expect("host:port");
+    let (h, p) = rest
+        .trim_end_matches('/')
+        .split_once(':')
+        .expect("host:port");
     let pass = url
         .split_once("://:")
         .and_then(|(_, r)| r.split_once('@'))
@@ -118,7 +126,11 @@ async fn the_scenario_passes_over_verified_tls_to_mariadb_and_a_redis_cluster() 
         "db-url",
         &format!("{db}?ssl-mode=VERIFY_IDENTITY&ssl-ca={ca}"),
     );
-    let redis_url = file(dir.path(), "redis-url", &env("LIVEOPS_TEST_REDIS_TLS_CLUSTER"));
+    let redis_url = file(
+        dir.path(),
+        "redis-url",
+        &env("LIVEOPS_TEST_REDIS_TLS_CLUSTER"),
+    );
     let app = spawn_app(&[
         "--db-url-file",
         &db_url,

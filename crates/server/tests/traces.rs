@@ -110,7 +110,13 @@ async fn one_event_makes_one_trace_from_the_gateway_to_every_consumer() {
     fleet.0.push(
         Command::new(BIN)
             .arg("serve")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--data-dir"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--data-dir",
+            ])
             .arg(dir.path())
             .args(["--hmac-secret", SECRET, "--log-level", "info"])
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
@@ -135,7 +141,10 @@ async fn one_event_makes_one_trace_from_the_gateway_to_every_consumer() {
         .post(format!("{base}/events"))
         .header("content-type", "application/json")
         .header("x-timestamp", ts.to_string())
-        .header("x-signature", ring.sign_request(None, ts, &body).expect("sign"))
+        .header(
+            "x-signature",
+            ring.sign_request(None, ts, &body).expect("sign"),
+        )
         .header("traceparent", &traceparent)
         .body(body)
         .send()
@@ -161,7 +170,10 @@ async fn one_event_makes_one_trace_from_the_gateway_to_every_consumer() {
     .await;
     let by_name: HashMap<&str, &Span> = spans.iter().map(|s| (s.name.as_str(), s)).collect();
     let http = by_name["POST /events"];
-    assert_eq!(http.parent_span_id, client_span, "the request continues the client's trace");
+    assert_eq!(
+        http.parent_span_id, client_span,
+        "the request continues the client's trace"
+    );
     // The gateway's handler span runs inside the request span and publishes the event.
     let publisher = spans
         .iter()
@@ -169,7 +181,8 @@ async fn one_event_makes_one_trace_from_the_gateway_to_every_consumer() {
         .expect("a handler span under the request span");
     let fairness = by_name["fairness progression"];
     assert_eq!(
-        fairness.parent_span_id, publisher.span_id,
+        fairness.parent_span_id,
+        publisher.span_id,
         "fairness continues the span that published the event: {:?}",
         names(&spans)
     );
@@ -181,19 +194,23 @@ async fn one_event_makes_one_trace_from_the_gateway_to_every_consumer() {
     }
 
     // Batches are roots linked to the traces of their events.
-    eventually(Duration::from_secs(20), "batch spans linked to the trace", || async {
-        let linked: Vec<String> = receiver
-            .all()
-            .into_iter()
-            .filter(|s| s.name.ends_with(" batch") && s.parent_span_id.is_empty())
-            .filter(|s| s.links.iter().any(|l| l.trace_id == trace_id))
-            .map(|s| s.name)
-            .collect();
-        ["fairness batch", "progression batch", "leaderboard batch"]
-            .iter()
-            .all(|group| linked.iter().any(|n| n == group))
-            .then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "batch spans linked to the trace",
+        || async {
+            let linked: Vec<String> = receiver
+                .all()
+                .into_iter()
+                .filter(|s| s.name.ends_with(" batch") && s.parent_span_id.is_empty())
+                .filter(|s| s.links.iter().any(|l| l.trace_id == trace_id))
+                .map(|s| s.name)
+                .collect();
+            ["fairness batch", "progression batch", "leaderboard batch"]
+                .iter()
+                .all(|group| linked.iter().any(|n| n == group))
+                .then_some(())
+        },
+    )
     .await;
 
     // A reward claimed in a traced request: its log line carries the request's trace id.
@@ -207,39 +224,56 @@ async fn one_event_makes_one_trace_from_the_gateway_to_every_consumer() {
             .json()
             .await
             .ok()?;
-        p["pendingRewards"][0]["rewardId"].as_str().map(str::to_owned)
+        p["pendingRewards"][0]["rewardId"]
+            .as_str()
+            .map(str::to_owned)
     })
     .await;
     let claim_trace: [u8; 16] = rand::random();
-    let body = serde_json::to_vec(&serde_json::json!({"playerId": "player_traced", "rewardId": reward}))
-        .expect("json");
+    let body =
+        serde_json::to_vec(&serde_json::json!({"playerId": "player_traced", "rewardId": reward}))
+            .expect("json");
     let ts = now();
     let res = client
         .post(format!("{base}/rewards/claim"))
         .header("content-type", "application/json")
         .header("x-timestamp", ts.to_string())
-        .header("x-signature", ring.sign_request(None, ts, &body).expect("sign"))
-        .header("traceparent", format!("00-{}-{}-01", hex(&claim_trace), hex(&client_span)))
+        .header(
+            "x-signature",
+            ring.sign_request(None, ts, &body).expect("sign"),
+        )
+        .header(
+            "traceparent",
+            format!("00-{}-{}-01", hex(&claim_trace), hex(&client_span)),
+        )
         .body(body)
         .send()
         .await
         .expect("claim");
     assert_eq!(res.status(), 200);
-    let lines: Vec<serde_json::Value> = eventually(Duration::from_secs(10), "the claim's log line", || async {
-        let text = std::fs::read_to_string(&log_path).ok()?;
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-            .collect();
-        lines
-            .iter()
-            .any(|l| l["message"] == "reward claimed")
-            .then_some(lines)
-    })
-    .await;
-    let claimed = lines.iter().find(|l| l["message"] == "reward claimed").expect("line");
+    let lines: Vec<serde_json::Value> =
+        eventually(Duration::from_secs(10), "the claim's log line", || async {
+            let text = std::fs::read_to_string(&log_path).ok()?;
+            let lines: Vec<serde_json::Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+                .collect();
+            lines
+                .iter()
+                .any(|l| l["message"] == "reward claimed")
+                .then_some(lines)
+        })
+        .await;
+    let claimed = lines
+        .iter()
+        .find(|l| l["message"] == "reward claimed")
+        .expect("line");
     assert_eq!(claimed["trace_id"], hex(&claim_trace), "{claimed}");
-    assert_eq!(claimed["span_id"].as_str().map(str::len), Some(16), "{claimed}");
+    assert_eq!(
+        claimed["span_id"].as_str().map(str::len),
+        Some(16),
+        "{claimed}"
+    );
     let outside = lines
         .iter()
         .find(|l| l["message"] == "exporting traces over OTLP/gRPC")

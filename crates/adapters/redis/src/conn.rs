@@ -246,7 +246,10 @@ impl RedisConn {
     /// (PEM, e.g. the contents of `REDIS_CA_FILE`) instead of Mozilla's roots. A certificate that
     /// does not chain to them, or does not name the URL's host, fails every call with
     /// `Unavailable` saying so.
-    pub async fn connect_with_ca(url: &str, root_ca: Option<&[u8]>) -> Result<RedisConn, PortError> {
+    pub async fn connect_with_ca(
+        url: &str,
+        root_ca: Option<&[u8]>,
+    ) -> Result<RedisConn, PortError> {
         Self::open(url, DEFAULT_TIMEOUT, root_ca).await
     }
 

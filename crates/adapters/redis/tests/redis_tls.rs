@@ -67,7 +67,10 @@ async fn assert_refused(conn: RedisConn, why: &str) {
         text.to_lowercase().contains("certificate"),
         "the error should say the certificate was refused ({why}): {text}"
     );
-    assert!(!text.contains("redis-tls-secret"), "password leaked: {text}");
+    assert!(
+        !text.contains("redis-tls-secret"),
+        "password leaked: {text}"
+    );
     assert!(started.elapsed() < Duration::from_secs(5), "took too long");
 }
 
@@ -141,7 +144,10 @@ async fn the_streams_bus_runs_over_tls_and_refuses_another_ca() {
         .await
         .err()
         .expect("another CA is refused");
-    assert!(err.to_string().to_lowercase().contains("certificate"), "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

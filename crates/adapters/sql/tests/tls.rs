@@ -70,11 +70,10 @@ mod postgres {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn verify_full_with_the_ca_passes_the_repository_suite() {
         let ca = env("LIVEOPS_TEST_TLS_CA");
-        let repo = liveops_sql::PgRepository::open(&url(&format!(
-            "sslmode=verify-full&sslrootcert={ca}"
-        )))
-        .await
-        .unwrap();
+        let repo =
+            liveops_sql::PgRepository::open(&url(&format!("sslmode=verify-full&sslrootcert={ca}")))
+                .await
+                .unwrap();
         repo.migrate().await.unwrap();
         conformance::stores::run_all(&repo).await;
     }
@@ -106,7 +105,9 @@ mod postgres {
     #[tokio::test]
     async fn plain_urls_still_work() {
         // Connect only: the shared plain database may hold other branches' migrations.
-        let repo = connect_repository(&env("LIVEOPS_TEST_PG_URL")).await.unwrap();
+        let repo = connect_repository(&env("LIVEOPS_TEST_PG_URL"))
+            .await
+            .unwrap();
         repo.healthcheck().await.unwrap();
     }
 }
@@ -152,13 +153,19 @@ mod mysql {
         )
         .await;
         // require_secure_transport: a plain session is turned away.
-        assert_refused(&url("ssl-mode=DISABLED"), &["secure transport", "access denied"]).await;
+        assert_refused(
+            &url("ssl-mode=DISABLED"),
+            &["secure transport", "access denied"],
+        )
+        .await;
     }
 
     #[tokio::test]
     async fn plain_urls_still_work() {
         // Connect only: the shared plain database may hold other branches' migrations.
-        let repo = connect_repository(&env("LIVEOPS_TEST_MYSQL_URL")).await.unwrap();
+        let repo = connect_repository(&env("LIVEOPS_TEST_MYSQL_URL"))
+            .await
+            .unwrap();
         repo.healthcheck().await.unwrap();
     }
 }

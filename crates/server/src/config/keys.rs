@@ -48,7 +48,11 @@ impl KeySources {
 
     /// A key store with the fixed keys and the file's keys as two layers.
     pub fn store(&self) -> Result<KeyStore, ConfigError> {
-        let file = self.file.as_ref().map(|(_, k)| k.clone()).unwrap_or_default();
+        let file = self
+            .file
+            .as_ref()
+            .map(|(_, k)| k.clone())
+            .unwrap_or_default();
         KeyStore::with_layers(vec![(FIXED_LAYER, self.fixed.clone()), (FILE_LAYER, file)])
             .map_err(|e| bad("HMAC_SECRET", e.to_string()))
     }
@@ -72,7 +76,9 @@ pub fn parse_key_list(text: &str, fixed: &[&str]) -> Result<KeyList, String> {
             return Err(format!("entry {} is not kid=secret", i + 1));
         }
         if secret.len() < MIN_SECRET_LEN {
-            return Err(format!("the secret of key {kid:?} is shorter than 32 bytes"));
+            return Err(format!(
+                "the secret of key {kid:?} is shorter than 32 bytes"
+            ));
         }
         if keys.iter().any(|(k, _)| k == kid) || fixed.contains(&kid) {
             return Err(format!("key id {kid:?} is given twice"));
@@ -195,7 +201,11 @@ mod tests {
     fn bad_lists_say_which_entry_and_never_the_secret() {
         for (text, fixed, want) in [
             (format!("k1={S1},{S2}"), vec![], "entry 2 is not kid=secret"),
-            ("k1=short-secret".to_owned(), vec![], "shorter than 32 bytes"),
+            (
+                "k1=short-secret".to_owned(),
+                vec![],
+                "shorter than 32 bytes",
+            ),
             (format!("k1={S1},k1={S2}"), vec![], "given twice"),
             (format!("default={S1}"), vec!["default"], "given twice"),
             (" \n".to_owned(), vec![], "no kid=secret entry"),

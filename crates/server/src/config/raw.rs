@@ -116,4 +116,3 @@ impl std::fmt::Debug for RawConfig {
             .finish_non_exhaustive()
     }
 }
-

@@ -1,36 +1,32 @@
 //! Structured JSON logs, traces over OTLP (feature `otel`) and the Prometheus recorder.
 //!
-//! Logs take events only: spans reach no log line (`with_current_span(false)`), so they are
-//! disabled unless traces are exported, and an instrumented function costs next to nothing then.
+//! Logs take events only: spans reach no log line (`with_current_span(false)`).
 //! When traces are exported, a line written inside a traced span starts with its `trace_id` and
 //! `span_id`, so a log line leads to its trace and back.
 
+#[cfg(feature = "otel")]
+mod gate;
 #[cfg(feature = "otel")]
 mod otel;
 
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::filter::{filter_fn, FilterExt};
-use tracing_subscriber::layer::{Filter, SubscriberExt};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{fmt, EnvFilter, Layer};
+use tracing_subscriber::{fmt, EnvFilter};
 
 /// Installs the JSON log subscriber with `filter` (e.g. `info`). Later calls are no-ops.
 pub fn init_logs(filter: &str) {
-    let _ = tracing_subscriber::registry().with(log_layer(filter)).try_init();
-}
-
-/// The JSON lines on stderr: events that pass `filter` (spans are not logged).
-fn log_layer<S>(filter: &str) -> impl Layer<S> + Send + Sync + 'static
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
-    fmt::layer()
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let lines = fmt::layer()
         .event_format(json_lines())
         .fmt_fields(fmt::format::JsonFields::new())
-        .with_writer(std::io::stderr)
-        .with_filter(events_only(filter))
+        .with_writer(std::io::stderr);
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(lines)
+        .try_init();
 }
 
 /// One flat JSON object per event, without span fields.
@@ -40,15 +36,6 @@ fn json_lines() -> fmt::format::Format<fmt::format::Json> {
         .flatten_event(true)
         .with_current_span(false)
         .with_span_list(false)
-}
-
-/// Events (not spans) that pass `filter` (`info` when it does not parse).
-fn events_only<S>(filter: &str) -> impl Filter<S> + Send + Sync + 'static
-where
-    S: tracing::Subscriber,
-{
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    filter_fn(|meta| meta.is_event()).and(filter)
 }
 
 /// What to flush before the process exits.
@@ -81,12 +68,7 @@ pub fn init(filter: &str, endpoint: Option<&str>, service: &str) -> Tracing {
     {
         match otel::provider(endpoint, service) {
             Ok(provider) => {
-                let traces = otel::layer(&provider);
-                let dispatch = tracing::Dispatch::new(
-                    tracing_subscriber::registry()
-                        .with(otel::log_layer(filter))
-                        .with(traces),
-                );
+                let dispatch = otel::subscriber(filter, &provider);
                 otel::remember(&dispatch);
                 let _ = dispatch.try_init();
                 otel::install_propagation();

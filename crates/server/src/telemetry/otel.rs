@@ -9,7 +9,6 @@
 //! every trace), batching `OTEL_BSP_*`.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -26,11 +25,14 @@ use opentelemetry_sdk::Resource;
 use tracing::dispatcher::WeakDispatch;
 use tracing::{Dispatch, Instrument, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::filter::{filter_fn, Targets};
+use tracing_subscriber::fmt;
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::{fmt, Layer};
+
+use super::gate::Gate;
 
 /// How long one export may take.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,25 +60,45 @@ pub(super) fn provider(
         .build())
 }
 
-/// The layer that turns our spans (info and above; warnings and errors inside them as span
-/// events) into OpenTelemetry spans.
-pub(super) fn layer<S>(provider: &SdkTracerProvider) -> impl Layer<S> + Send + Sync + 'static
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a> + Send + Sync,
-{
-    let ours = |meta: &tracing::Metadata<'_>| {
-        let level = *meta.level();
-        meta.target().starts_with("liveops")
-            && if meta.is_span() {
-                level <= tracing::Level::INFO
-            } else {
-                level <= tracing::Level::WARN
-            }
-    };
-    tracing_opentelemetry::layer()
+/// Ours among spans and events: what is exported even when not logged (spans at info and above;
+/// warnings and errors inside them as span events; lines logged inside them are span events too).
+fn ours(meta: &tracing::Metadata<'_>) -> bool {
+    let level = *meta.level();
+    meta.target().starts_with("liveops")
+        && if meta.is_span() {
+            level <= tracing::Level::INFO
+        } else {
+            level <= tracing::Level::WARN
+        }
+}
+
+/// The subscriber exporting our spans through `provider` and logging what `filter` (a list of
+/// `target=level` directives, `info` when it does not parse) lets through, each log line inside
+/// a traced span led by its trace and span ids. Filtering is global plus [`Gate`]s, never
+/// per-layer filters (see the `gate` module).
+pub(super) fn subscriber(filter: &str, provider: &SdkTracerProvider) -> Dispatch {
+    let logged: Targets = filter
+        .parse()
+        .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO));
+    let for_lines = logged.clone();
+    let enabled =
+        filter_fn(move |meta| logged.would_enable(meta.target(), meta.level()) || ours(meta));
+    let lines = fmt::layer()
+        .event_format(TraceIds(super::json_lines()))
+        .fmt_fields(JsonFields::new())
+        .with_writer(std::io::stderr);
+    let lines = Gate::new(lines, move |meta: &tracing::Metadata<'_>| {
+        for_lines.would_enable(meta.target(), meta.level())
+    });
+    let traces = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("liveops"))
-        .with_threads(false)
-        .with_filter(filter_fn(ours))
+        .with_threads(false);
+    Dispatch::new(
+        tracing_subscriber::registry()
+            .with(enabled)
+            .with(lines)
+            .with(traces),
+    )
 }
 
 /// Flushes and stops the exporter, off the runtime's workers (it blocks).
@@ -170,21 +192,9 @@ pub(super) async fn http_span(req: Request, next: Next) -> Response {
 /// The process's subscriber, for the log lines to find the trace of their span.
 static DISPATCH: OnceLock<WeakDispatch> = OnceLock::new();
 
-/// Remembers the subscriber `dispatch` (the one installed) for [`log_layer`].
+/// Remembers the subscriber `dispatch` (the one installed) for the trace ids of log lines.
 pub(super) fn remember(dispatch: &Dispatch) {
     let _ = DISPATCH.set(dispatch.downgrade());
-}
-
-/// The JSON log lines, each written inside a traced span led by `trace_id` and `span_id`.
-pub(super) fn log_layer<S>(filter: &str) -> impl Layer<S> + Send + Sync + 'static
-where
-    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
-{
-    fmt::layer()
-        .event_format(TraceIds(super::json_lines()))
-        .fmt_fields(JsonFields::new())
-        .with_writer(std::io::stderr)
-        .with_filter(super::events_only(filter))
 }
 
 /// A JSON event format with the current span's trace and span ids added in front.
