@@ -140,10 +140,9 @@ async fn the_streams_bus_runs_over_tls_and_refuses_another_ca() {
     assert_eq!(got.len(), 1);
     assert_eq!(&got[0].payload[..], b"over tls");
 
-    let err = RedisBus::connect_with_ca(&url, Some(&other_ca()), opts, 2)
-        .await
-        .err()
-        .expect("another CA is refused");
+    let Err(err) = RedisBus::connect_with_ca(&url, Some(&other_ca()), opts, 2).await else {
+        panic!("another CA is refused");
+    };
     assert!(
         err.to_string().to_lowercase().contains("certificate"),
         "{err}"
