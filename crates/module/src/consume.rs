@@ -1,6 +1,7 @@
 //! What every bus consumer shares: back-off between retries, decoding and de-duplicating a polled
 //! batch, the per-batch metrics, and [`run_batches`], the poll → apply → ack loop of the consumers
-//! that commit their effects together with the processed event ids.
+//! that commit their effects together with the processed event ids, with a span per batch and
+//! per traced event ([`crate::trace`]).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -11,7 +12,10 @@ use tokio_util::sync::CancellationToken;
 use liveops_core::ports::{Bus, Delivery};
 use liveops_core::stores::ProcessedEvents;
 use liveops_core::{Envelope, PortError};
+use tracing::Instrument;
 use uuid::Uuid;
+
+use crate::trace::BatchSpans;
 
 /// How long one poll waits for a message.
 pub const POLL_WAIT: Duration = Duration::from_millis(200);
@@ -181,11 +185,17 @@ pub async fn run_batches(
         let started = Instant::now();
         let taken = deliveries.len();
         let events = dedupe(decode(&deliveries));
+        // Ended when dropped, after the ack.
+        let spans = BatchSpans::start(sub.group, &events);
 
         let mut attempts = 0;
         let applied = loop {
             attempts += 1;
-            match handler.apply(&events).await {
+            match handler
+                .apply(&events)
+                .instrument(spans.batch().clone())
+                .await
+            {
                 Ok(()) => break true,
                 Err(error) if attempts < MAX_ATTEMPTS => {
                     tracing::warn!(%error, attempts, "batch failed; retrying");

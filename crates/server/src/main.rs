@@ -39,14 +39,21 @@ fn main() -> ExitCode {
                     Ok(s) => s,
                     Err(code) => return Ok(code),
                 };
-                telemetry::init_logs(&s.raw.log_level);
+                let service = match s.target.name.as_str() {
+                    "all" => "liveops".to_owned(),
+                    name => format!("liveops-{}", name.replace(',', "+")),
+                };
+                let traces = telemetry::init(
+                    &s.raw.log_level,
+                    s.raw.otel_exporter_otlp_endpoint.as_deref(),
+                    &service,
+                );
                 if let Some(path) = &s.dev_secret_path {
                     tracing::warn!(path = %path.display(), "ENV=dev and no HMAC secret: using a generated dev secret");
                 }
-                if let Some(endpoint) = &s.raw.otel_exporter_otlp_endpoint {
-                    tracing::warn!(%endpoint, "OTEL_EXPORTER_OTLP_ENDPOINT is set but trace export is not built into this version");
-                }
-                serve(s).await.map(|()| ExitCode::SUCCESS)
+                let served = serve(s).await;
+                traces.shutdown().await;
+                served.map(|()| ExitCode::SUCCESS)
             }
             Command::Send {
                 config,

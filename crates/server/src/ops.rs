@@ -5,6 +5,8 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
+use axum::http::header::{HeaderValue, CONNECTION};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -14,6 +16,8 @@ use liveops_module::{Ports, Readiness};
 use serde_json::json;
 use utoipa::OpenApi;
 
+use crate::supervisor::Draining;
+
 /// What `/readyz` asks.
 #[derive(Clone)]
 pub struct Checks {
@@ -21,6 +25,8 @@ pub struct Checks {
     pub ports: Arc<Ports>,
     /// Each running module's own readiness.
     pub modules: Vec<Readiness>,
+    /// Set once the process is shutting down.
+    pub draining: Draining,
 }
 
 /// Operations routes, documented in the OpenAPI spec.
@@ -51,6 +57,10 @@ async fn healthz() -> Json<serde_json::Value> {
     Unavailable,
 ))]
 async fn readyz(State(checks): State<Checks>) -> Response {
+    if checks.draining.is_draining() {
+        metrics::gauge!("liveops_ready").set(0.0);
+        return Problem::unavailable("not ready: shutting down").into_response();
+    }
     let results = checks.ports.check().await;
     let mut failing: Vec<String> = results
         .iter()
@@ -122,6 +132,21 @@ pub fn router(checks: Checks, spec: utoipa::openapi::OpenApi) -> Router {
         )
         .with_state(checks);
     liveops_http::track(routes, "ops")
+}
+
+/// While the process is shutting down, asks every client to close its connection after the
+/// answer, so keep-alive clients reconnect to a replica that stays.
+pub async fn close_when_draining(
+    State(draining): State<Draining>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let mut res = next.run(req).await;
+    if draining.is_draining() {
+        res.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
 }
 
 /// Adds the 404 and 405 problem answers to the finished router.

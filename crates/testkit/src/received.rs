@@ -15,6 +15,7 @@ pub fn envelope(player: &str, payload: Payload, at_ms: i64) -> Envelope {
             ts: at_ms.div_euclid(1000),
             payload,
         },
+        traceparent: None,
     }
 }
 

@@ -47,13 +47,18 @@ pub(super) fn provide(ports: &mut Ports, s: &Settings) {
         ),
         BusKind::Redis => {
             let url = s.bus_url.clone().unwrap_or_default();
+            let ca = s.redis_ca.clone();
             let partitions = s.raw.bus_partitions;
             Adapter::new_dyn(
                 "bus",
                 |a| a,
                 move || {
-                    let url = url.clone();
-                    async move { redis_bus(&url, opts, partitions).await.map(Opened::plain) }
+                    let (url, ca) = (url.clone(), ca.clone());
+                    async move {
+                        redis_bus(&url, ca.as_deref(), opts, partitions)
+                            .await
+                            .map(Opened::plain)
+                    }
                 },
             )
         }
@@ -64,10 +69,11 @@ pub(super) fn provide(ports: &mut Ports, s: &Settings) {
 #[cfg(feature = "redis")]
 async fn redis_bus(
     url: &str,
+    ca: Option<&[u8]>,
     opts: liveops_core::ports::BusOptions,
     partitions: u32,
 ) -> Result<Arc<dyn Bus>, PortError> {
-    let bus = liveops_redis::bus::RedisBus::connect(url, opts, partitions)
+    let bus = liveops_redis::bus::RedisBus::connect_with_ca(url, ca, opts, partitions)
         .await
         .map_err(named("BUS_CONN"))?;
     Ok(Arc::new(bus))
@@ -76,6 +82,7 @@ async fn redis_bus(
 #[cfg(not(feature = "redis"))]
 async fn redis_bus(
     _url: &str,
+    _ca: Option<&[u8]>,
     _opts: liveops_core::ports::BusOptions,
     _partitions: u32,
 ) -> Result<Arc<dyn Bus>, PortError> {

@@ -52,8 +52,22 @@ pub async fn spawn_app_in(data_dir: PathBuf, extra: &[&str]) -> TestApp {
 
 /// Starts the modules of `table` the flags select, without waiting for readiness.
 pub async fn start(table: Table, data_dir: PathBuf, extra: &[&str]) -> TestApp {
-    let d = data_dir.to_str().expect("utf-8 path").to_owned();
     let keys = format!("k2={SECRET2}");
+    let mut args = vec!["--hmac-secret", SECRET, "--hmac-keys", &keys];
+    args.extend_from_slice(extra);
+    start_keyed(table, data_dir, &args).await
+}
+
+/// Starts the whole product with the signing keys `extra` names (and any other flags), ready.
+pub async fn spawn_app_keyed(data_dir: PathBuf, extra: &[&str]) -> TestApp {
+    let app = start_keyed(Table::standard(), data_dir, extra).await;
+    wait_ready(&app.base).await;
+    app
+}
+
+/// Starts the modules of `table` with exactly the flags given plus a port and a data directory.
+pub async fn start_keyed(table: Table, data_dir: PathBuf, extra: &[&str]) -> TestApp {
+    let d = data_dir.to_str().expect("utf-8 path").to_owned();
     let mut args = vec![
         "--port",
         "0",
@@ -61,10 +75,6 @@ pub async fn start(table: Table, data_dir: PathBuf, extra: &[&str]) -> TestApp {
         "127.0.0.1",
         "--data-dir",
         &d,
-        "--hmac-secret",
-        SECRET,
-        "--hmac-keys",
-        &keys,
         "--log-level",
         "warn",
     ];

@@ -28,13 +28,15 @@ pub(crate) struct EventAccepted {
     pub(crate) event_id: Uuid,
 }
 
-/// Wraps a validated event for the bus with its id and receive time.
+/// Wraps a validated event for the bus with its id, receive time and, when traces are
+/// exported, the trace context of the request that brought it.
 pub(crate) fn envelope(event: Event, event_id: Uuid, received_at: i64) -> (Uuid, Message) {
     let key = event.player_id.as_str().to_owned();
     let env = Envelope {
         event_id,
         received_at,
         event,
+        traceparent: liveops_module::trace::current_traceparent(),
     };
     let message = Message {
         id: event_id.to_string(),
