@@ -38,6 +38,7 @@ META_ARGS = {"source", "version", "providers", "count", "for_each", "depends_on"
 KUSTOMIZE_OUTPUTS = [
     "acr_login_server", "workload_identity_client_id", "tenant_id", "key_vault_name", "redis_host",
     "redis_ssl_port", "postgres_fqdn", "servicebus_namespace", "mysql_private_ip", "app_gateway_id",
+    "waf_policy_id", "appgw_subnet_cidr", "data_subnet_cidr", "vm_subnet_cidr",
 ]
 
 

@@ -18,14 +18,29 @@ output "data_subnet_id" {
   value       = azurerm_subnet.data.id
 }
 
+output "data_subnet_cidr" {
+  description = "Address range of the data subnet (private endpoints), for egress network policies."
+  value       = local.subnets.data
+}
+
 output "appgw_subnet_id" {
   description = "Subnet dedicated to the Application Gateway."
   value       = azurerm_subnet.appgw.id
 }
 
+output "appgw_subnet_cidr" {
+  description = "Address range of the Application Gateway subnet, the only ingress source of the gateway pods."
+  value       = local.subnets.appgw
+}
+
 output "vm_subnet_id" {
   description = "Subnet of the MySQL VM."
   value       = azurerm_subnet.vm.id
+}
+
+output "vm_subnet_cidr" {
+  description = "Address range of the MySQL VM subnet, for egress network policies."
+  value       = local.subnets.vm
 }
 
 output "private_dns_zone_ids" {
