@@ -19,6 +19,10 @@
 //!
 //! One process consumes a given group from a file (any number of consumers inside it); other
 //! processes may publish to the same file and read lag and dead letters.
+//!
+//! [`SqliteBus::backup`] copies a live bus file consistently (see [`backup`]).
+
+pub mod backup;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -3,12 +3,14 @@
 //! [`crate::stores`]. Adapters live in `crates/adapters/*`; only the binary picks which one backs
 //! each port.
 
+pub mod archive;
 pub mod bus;
 pub mod hot;
 pub mod rank;
 
 use async_trait::async_trait;
 
+pub use archive::Archive;
 pub use bus::{topics, Bus, BusOptions, Delivery, Message};
 pub use hot::{
     Blocklist, IdemState, Idempotency, RateDecision, RateLimiter, ReplayGuard, StoredAnswer,

@@ -5,6 +5,7 @@
 //! [`Settings::resolve`] checks them all and turns the shared ones into typed settings, failing
 //! with one line that names the variable.
 
+pub mod backup;
 mod keys;
 
 use std::path::PathBuf;
@@ -120,6 +121,9 @@ pub struct RawConfig {
     /// OTLP endpoint for traces (not built into this version; see README).
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otel_exporter_otlp_endpoint: Option<String>,
+    /// Backups of the embedded files.
+    #[command(flatten)]
+    pub backup: backup::BackupConfig,
 }
 
 /// Parses command-line style arguments (plus the environment) as `serve` does, with the
@@ -198,6 +202,8 @@ pub struct Settings {
     pub bus_url: Option<String>,
     /// Season calendar.
     pub calendar: Calendar,
+    /// Where backups of the embedded files go.
+    pub backup: backup::BackupSettings,
 }
 
 impl Settings {
@@ -289,6 +295,7 @@ impl Settings {
         }
         tracing_subscriber::EnvFilter::try_new(&raw.log_level)
             .map_err(|e| bad("LOG_LEVEL", e.to_string()))?;
+        let backup = raw.backup.resolve(&raw.data_dir)?;
         Ok(Self {
             args,
             table: table.clone(),
@@ -300,6 +307,7 @@ impl Settings {
             bus_path,
             bus_url,
             calendar,
+            backup,
             raw,
         })
     }
@@ -377,6 +385,8 @@ mod tests {
             (vec![s, "--lb-topn", "0"], "LB_TOPN"),
             (vec![s, "--target", "warehouse"], "LIVEOPS_TARGET"),
             (vec![s, "--rate-limit-max", "0"], "RATE_LIMIT_MAX"),
+            (vec![s, "--backup-every", "5s"], "BACKUP_EVERY"),
+            (vec![s, "--backup-keep", "0"], "BACKUP_KEEP"),
         ] {
             assert_eq!(resolve(&args).unwrap_err().var, var, "{args:?}");
         }
