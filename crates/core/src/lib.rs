@@ -2,6 +2,7 @@
 //! and the per-service store traits. No I/O: everything here is pure and testable without servers.
 
 pub mod event;
+pub mod event_schema;
 pub mod ports;
 pub mod scoring;
 pub mod signing;

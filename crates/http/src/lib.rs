@@ -7,6 +7,7 @@ mod body;
 mod extract;
 mod metrics_layer;
 mod problem;
+pub mod responses;
 mod signed;
 
 pub use body::{body_limit, read_body, BodyLimit};

@@ -8,6 +8,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use liveops_http::responses::Unavailable;
 use liveops_http::{count_unmatched, Problem};
 use liveops_module::{Ports, Readiness};
 use serde_json::json;
@@ -47,7 +48,7 @@ async fn healthz() -> Json<serde_json::Value> {
 /// Readiness: every backend this process uses answers and every module is warmed up.
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses(
     (status = 200, description = "ready"),
-    (status = 503, description = "a backend is unreachable or a module is warming up", body = Problem, content_type = "application/problem+json")
+    Unavailable,
 ))]
 async fn readyz(State(checks): State<Checks>) -> Response {
     let results = checks.ports.check().await;
@@ -60,9 +61,14 @@ async fn readyz(State(checks): State<Checks>) -> Response {
     // The last answer, so alerts can see readiness flapping between scrapes of probes.
     metrics::gauge!("liveops_ready").set(if failing.is_empty() { 1.0 } else { 0.0 });
     if failing.is_empty() {
+        // A degraded but working adapter (a read replica set aside) says how.
+        let notes = checks.ports.notes();
         let map: serde_json::Map<String, serde_json::Value> = results
             .iter()
-            .map(|(n, _)| (n.to_string(), json!("ok")))
+            .map(|(n, _)| match notes.iter().find(|(m, _)| m == n) {
+                Some((_, note)) => (n.to_string(), json!(format!("ok; {note}"))),
+                None => (n.to_string(), json!("ok")),
+            })
             .collect();
         return Json(json!({"status": "ready", "checks": map})).into_response();
     }

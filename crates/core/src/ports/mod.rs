@@ -38,4 +38,9 @@ pub type PortResult<T> = Result<T, PortError>;
 pub trait Health: Send + Sync {
     /// `Ok` when the backend answers now.
     async fn healthcheck(&self) -> PortResult<()>;
+    /// What `/readyz` should say of a healthy backend that runs degraded (a read replica set
+    /// aside); `None` when all is well.
+    fn note(&self) -> Option<String> {
+        None
+    }
 }

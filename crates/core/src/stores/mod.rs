@@ -1,6 +1,6 @@
 //! Durable storage, one small trait per service: what progression, the leaderboard and fairness
-//! keep, and the event ids each consumer already applied. The SQL adapter implements them all on
-//! SQLite, PostgreSQL and MySQL; each service is handed only its own.
+//! keep, and the event ids each consumer already applied. An adapter implements the ones it
+//! serves; each service is handed only its own.
 
 pub mod fairness;
 pub mod processed;

@@ -7,49 +7,20 @@
 
 pub mod backup;
 mod keys;
+mod kinds;
+pub mod reads;
+
+pub use kinds::{BusKind, Cloud, Env};
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{NaiveDate, TimeZone, Utc};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use liveops_core::{Calendar, Keyring};
 pub use liveops_module::ConfigError;
 
 use crate::modules::{Table, Target};
-
-/// Deployment environment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Env {
-    /// A developer's machine: a missing secret is generated.
-    Dev,
-    /// Pre-production.
-    Staging,
-    /// Production.
-    Prod,
-}
-
-/// Where the process runs (informational; selects nothing yet beyond labels).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Cloud {
-    /// A laptop or VM.
-    Local,
-    /// Microsoft Azure.
-    Azure,
-    /// Amazon Web Services.
-    Aws,
-}
-
-/// Which bus backs the event flow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum BusKind {
-    /// Durable local log in a SQLite file (the embedded default).
-    Sqlite,
-    /// In memory; tests only: unconsumed events are lost on a crash.
-    Inmem,
-    /// Redis Streams (`BUS_CONN`, default `REDIS_URL`), partitioned by player.
-    Redis,
-}
 
 /// The settings every process reads, as given by environment and flags (each module adds its
 /// own).
@@ -124,6 +95,9 @@ pub struct RawConfig {
     /// Backups of the embedded files.
     #[command(flatten)]
     pub backup: backup::BackupConfig,
+    /// The read replica (`DB_READ_URL`).
+    #[command(flatten)]
+    pub reads: reads::ReadConfig,
 }
 
 /// Parses command-line style arguments (plus the environment) as `serve` does, with the
@@ -204,6 +178,8 @@ pub struct Settings {
     pub calendar: Calendar,
     /// Where backups of the embedded files go.
     pub backup: backup::BackupSettings,
+    /// The read replica, if any.
+    pub reads: Option<reads::ReadReplica>,
 }
 
 impl Settings {
@@ -262,13 +238,8 @@ impl Settings {
                     return Err(bad("BUS_KIND", "redis needs a build with the `redis` feature (cargo build --features full)"));
                 }
                 let url = raw.bus_conn.clone().or_else(|| raw.redis_url.clone());
-                if url.is_none() {
-                    return Err(bad(
-                        "BUS_CONN",
-                        "BUS_KIND=redis needs BUS_CONN or REDIS_URL",
-                    ));
-                }
-                url
+                let missing = || bad("BUS_CONN", "BUS_KIND=redis needs BUS_CONN or REDIS_URL");
+                Some(url.ok_or_else(missing)?)
             }
             _ => None,
         };
@@ -296,6 +267,7 @@ impl Settings {
         tracing_subscriber::EnvFilter::try_new(&raw.log_level)
             .map_err(|e| bad("LOG_LEVEL", e.to_string()))?;
         let backup = raw.backup.resolve(&raw.data_dir)?;
+        let reads = raw.reads.resolve(&db_url)?;
         Ok(Self {
             args,
             table: table.clone(),
@@ -308,6 +280,7 @@ impl Settings {
             bus_url,
             calendar,
             backup,
+            reads,
             raw,
         })
     }
@@ -324,71 +297,4 @@ impl Settings {
 pub use keys::DEV_SECRET_FILE;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn resolve(args: &[&str]) -> Result<Settings, ConfigError> {
-        let table = Table::standard();
-        let (raw, matches) = parse_args(&table, args).unwrap();
-        Settings::resolve(&table, raw, matches)
-    }
-
-    #[test]
-    fn dev_mode_generates_and_reuses_a_secret() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().to_str().unwrap();
-        let a = resolve(&["--data-dir", d]).unwrap();
-        let b = resolve(&["--data-dir", d]).unwrap();
-        let path = a.dev_secret_path.clone().unwrap();
-        assert!(path.exists());
-        assert_eq!(
-            a.keyring.sign_request(None, 1, b"x"),
-            b.keyring.sign_request(None, 1, b"x")
-        );
-    }
-
-    #[test]
-    fn prod_refuses_missing_and_short_secrets_naming_the_variable() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().to_str().unwrap();
-        let e = resolve(&["--env", "prod", "--data-dir", d]).unwrap_err();
-        assert_eq!(e.var, "HMAC_SECRET");
-        let e = resolve(&["--env", "prod", "--hmac-secret", "short"]).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "HMAC_SECRET: secret must be at least 32 bytes"
-        );
-        let e = resolve(&["--hmac-keys", "k1=short"]).unwrap_err();
-        assert_eq!(e.var, "HMAC_KEYS");
-        let ok = resolve(&[
-            "--env",
-            "prod",
-            "--hmac-secret",
-            "0123456789abcdef0123456789abcdef",
-        ])
-        .unwrap();
-        assert!(ok.dev_secret_path.is_none());
-    }
-
-    #[test]
-    fn bad_values_name_their_variable() {
-        let s = "--hmac-secret=0123456789abcdef0123456789abcdef";
-        for (args, var) in [
-            (vec![s, "--lb-windows", "hourly"], "LB_WINDOWS"),
-            (vec![s, "--season-start", "2026-13-01"], "SEASON_START"),
-            (vec![s, "--season-days", "0"], "SEASON_DAYS"),
-            (vec![s, "--snapshot-cron", "not a cron"], "SNAPSHOT_CRON"),
-            (vec![s, "--anomaly-z=-1"], "ANOMALY_Z"),
-            (vec![s, "--level-curve", "0"], "LEVEL_CURVE"),
-            (vec![s, "--db-url", "oracle://x"], "DB_URL"),
-            (vec![s, "--bus-partitions", "0"], "BUS_PARTITIONS"),
-            (vec![s, "--lb-topn", "0"], "LB_TOPN"),
-            (vec![s, "--target", "warehouse"], "LIVEOPS_TARGET"),
-            (vec![s, "--rate-limit-max", "0"], "RATE_LIMIT_MAX"),
-            (vec![s, "--backup-every", "5s"], "BACKUP_EVERY"),
-            (vec![s, "--backup-keep", "0"], "BACKUP_KEEP"),
-        ] {
-            assert_eq!(resolve(&args).unwrap_err().var, var, "{args:?}");
-        }
-    }
-}
+mod tests;

@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::FairnessState;
+use liveops_http::responses::{BadRequest, Unavailable};
 
 /// Flags listed on a player's page.
 const PLAYER_FLAGS: u32 = 100;
@@ -17,6 +18,7 @@ const DEFAULT_LIMIT: i64 = 100;
 
 /// The query of `/fairness/flags`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct FlagsQuery {
     /// How many flags, newest first (default 100).
@@ -102,8 +104,8 @@ impl From<Flag> for FlagView {
     params(PlayerPath),
     responses(
         (status = 200, description = "The player's standing", body = PlayerFairness),
-        (status = 400, description = "Invalid player id", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is down; retry", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -144,8 +146,8 @@ pub(crate) async fn player(
     params(FlagsQuery),
     responses(
         (status = 200, description = "Recent flags", body = FlagList),
-        (status = 400, description = "Bad `limit`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The repository is down; retry", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
