@@ -28,6 +28,7 @@ REPLICA_PORT="${LIVEOPS_PG_REPLICA_PORT:-15433}"
 PORT="${LIVEOPS_REPLICA_CHECK_PORT:-$((REPLICA_PORT + 1))}"
 WORK="$(mktemp -d /tmp/liveops-replica.XXXXXX)"
 chmod 755 "$WORK"
+chown postgres "$WORK"  # the replica's socket and log live here
 DB="liveops_replica_$$"
 PRIMARY="postgres://liveops:liveops@127.0.0.1:$PRIMARY_PORT/$DB"
 REPLICA="postgres://liveops:liveops@127.0.0.1:$REPLICA_PORT/$DB"
@@ -39,7 +40,7 @@ passed=0
 pg() { runuser -u postgres -- "$PGBIN/$1" "${@:2}"; }
 sql() { psql -X -q -t -A -h 127.0.0.1 -p "$1" -U postgres -d "${3:-$DB}" -c "$2"; }
 fail() { echo "FAILED: $*" >&2; tail -n 30 "$WORK/liveops.log" >&2 || true; exit 1; }
-ok() { passed=$((passed + 1)); echo "  ok   $*"; }
+ok() { passed=$((passed + 1)); echo "  ok   [$(date +%T)] $*"; }
 cleanup() {
   [ -n "${APP:-}" ] && kill "$APP" 2>/dev/null && wait "$APP" 2>/dev/null
   [ -d "$WORK/replica" ] && pg pg_ctl -D "$WORK/replica" -m immediate stop >/dev/null 2>&1
@@ -47,6 +48,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+[ -n "${KEEP:-}" ] && trap - EXIT
 
 # wait_until SECONDS DESCRIPTION COMMAND...: polls every 0.2 s.
 wait_until() {
@@ -72,9 +74,12 @@ send_xp() { # amount
 
 echo "== a streaming replica of 127.0.0.1:$PRIMARY_PORT on 127.0.0.1:$REPLICA_PORT"
 sql "$PRIMARY_PORT" "CREATE DATABASE $DB OWNER liveops" postgres >/dev/null
+# A standby needs at least the primary's max_connections.
+MAXCONN=$(sql "$PRIMARY_PORT" "SHOW max_connections" postgres)
+install -d -o postgres -g postgres -m 700 "$WORK/replica"
 pg pg_basebackup -h 127.0.0.1 -p "$PRIMARY_PORT" -U postgres -D "$WORK/replica" -R -X stream -c fast
 pg pg_ctl -D "$WORK/replica" -l "$WORK/replica.log" -w \
-  -o "-p $REPLICA_PORT -k $WORK -c listen_addresses=127.0.0.1 -c hot_standby=on" start >/dev/null
+  -o "-p $REPLICA_PORT -k $WORK -c listen_addresses=127.0.0.1 -c hot_standby=on -c max_connections=$MAXCONN" start >/dev/null
 [ "$(sql "$REPLICA_PORT" "SELECT pg_is_in_recovery()")" = t ] || fail "the replica is not in recovery"
 ok "replica streaming (pg_is_in_recovery on $REPLICA_PORT)"
 
@@ -123,7 +128,7 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/readyz")
 [ "$code" = 200 ] && grep -q "reads on the primary" <<<"$note" || fail "/readyz $code: $note"
 ok "replica down: reads 175 from the primary, /readyz 200: \"$note\""
 pg pg_ctl -D "$WORK/replica" -l "$WORK/replica.log" -w \
-  -o "-p $REPLICA_PORT -k $WORK -c listen_addresses=127.0.0.1 -c hot_standby=on" start >/dev/null
+  -o "-p $REPLICA_PORT -k $WORK -c listen_addresses=127.0.0.1 -c hot_standby=on -c max_connections=$MAXCONN" start >/dev/null
 wait_until 30 "replica in use after its restart" bash -c "[ \"\$(curl -s $BASE/readyz | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"checks\"][\"repository\"])')\" = ok ]"
 [ "$(xp)" = 175 ] || fail "after the restart the replica reads $(xp)"
 ok "replica back: /readyz ok, reads 175"

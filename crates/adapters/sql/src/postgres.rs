@@ -40,7 +40,8 @@ impl Dialect for Postgres {
     const MIGRATION_SESSION: Option<&'static str> = Some("SET lock_timeout = '10min'");
     const MIGRATION_LOCK: Option<&'static MigrationLock> = None;
     const REPLICA_POSITION: Option<&'static ReplicaPosition> = Some(&ReplicaPosition {
-        primary: "SELECT pg_current_wal_lsn()::text",
+        // Flushed WAL is what the primary sends to its standbys.
+        primary: "SELECT pg_current_wal_flush_lsn()::text",
         // NULL (not a replica, or nothing replayed yet) is "not replayed".
         replayed: "SELECT CAST(CASE WHEN pg_last_wal_replay_lsn() >= CAST(? AS pg_lsn) \
                    THEN 1 ELSE 0 END AS BIGINT)",
