@@ -20,6 +20,7 @@ TOOL="$ROOT/scripts/db-backup.sh"
   echo "db-backup check: source the env of scripts/services.sh first" >&2; exit 1; }
 [ -x "$BIN" ] || { echo "db-backup check: no liveops at $BIN (cargo build --features full)" >&2; exit 1; }
 WORK="$(mktemp -d /tmp/liveops-dbbackup.XXXXXX)"
+export PGOPTIONS="-c client_min_messages=warning"
 SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 PORT="${LIVEOPS_DBBACKUP_CHECK_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')}"
 BASE="http://127.0.0.1:$PORT"

@@ -369,6 +369,7 @@ where
             tx.rollback().await.map_err(db_error::<DB>)?;
             let (xp, updated_at_ms) = xp.unwrap_or((0, 0));
             Ok(PlayerProgress {
+                from_replica: !std::ptr::eq(pool, &self.pool),
                 xp: to_u64(xp),
                 updated_at_ms,
                 inventory: inventory

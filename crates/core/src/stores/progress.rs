@@ -43,6 +43,10 @@ pub struct PlayerProgress {
     pub inventory: Vec<InventoryItem>,
     /// Rewards earned and not claimed, oldest first.
     pub pending: Vec<PendingReward>,
+    /// Read from a replica that may be behind the primary: fine to show, not to cache as the
+    /// player's current state.
+    #[serde(default)]
+    pub from_replica: bool,
 }
 
 /// XP gained by a player in a season.

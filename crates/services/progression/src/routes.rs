@@ -125,7 +125,9 @@ pub(crate) async fn get_progress(
         tracing::error!(%error, "cannot encode progress");
         Problem::internal()
     })?);
-    if let Some(key) = key {
+    // A view read on a replica may predate the latest change: cached, it would hide that change
+    // for the whole TTL even once the replica caught up.
+    if let Some(key) = key.filter(|_| !progress.from_replica) {
         if let Err(error) = state.cache.cache_put(&key, body.clone(), CACHE_TTL).await {
             tracing::warn!(%error, "cannot cache progress");
         }
