@@ -156,6 +156,12 @@ impl Application {
             data_dir = %settings.raw.data_dir.display(),
             "liveops started"
         );
+        if let Some(every) = settings.backup.every {
+            let backups = crate::backup::Backups::new(&settings)?;
+            if !backups.is_empty() {
+                tasks.push(backups.task(every));
+            }
+        }
         let upkeep = ports.take_upkeep();
         supervisor::run(listener, router, tasks, upkeep, shutdown, how).await;
         Ok(())

@@ -3,6 +3,7 @@
 //! application in-process.
 
 pub mod app;
+pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod config;

@@ -71,9 +71,14 @@ async fn readyz(State(checks): State<Checks>) -> Response {
     // The last answer, so alerts can see readiness flapping between scrapes of probes.
     metrics::gauge!("liveops_ready").set(if failing.is_empty() { 1.0 } else { 0.0 });
     if failing.is_empty() {
+        // A degraded but working adapter (a read replica set aside) says how.
+        let notes = checks.ports.notes();
         let map: serde_json::Map<String, serde_json::Value> = results
             .iter()
-            .map(|(n, _)| (n.to_string(), json!("ok")))
+            .map(|(n, _)| match notes.iter().find(|(m, _)| m == n) {
+                Some((_, note)) => (n.to_string(), json!(format!("ok; {note}"))),
+                None => (n.to_string(), json!("ok")),
+            })
             .collect();
         return Json(json!({"status": "ready", "checks": map})).into_response();
     }

@@ -25,7 +25,26 @@ use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
 use super::dialect::{db_error, migrate_error_of, to_i64, to_u64, Dialect, Text};
+use super::replica::{MaybeReplica, Replica};
 use super::statement::{Statement, Tuple};
+
+/// Runs `$call` (an expression using the pool named `$pool`) on the replica while it is usable,
+/// and on the primary otherwise or when the replica fails it (it is then set aside until the
+/// probe finds it usable again).
+macro_rules! on_reader {
+    ($self:ident, |$pool:ident| $call:expr) => {{
+        if let Some(r) = $self.replica.as_ref().filter(|r| r.usable()) {
+            let $pool = &r.pool;
+            match $call {
+                Ok(v) => return Ok(v),
+                Err(PortError::Unavailable(e)) => r.failed(&e),
+                Err(e) => return Err(e),
+            }
+        }
+        let $pool = &$self.pool;
+        $call
+    }};
+}
 
 /// Every store trait on a SQL database; `DB` picks the backend.
 ///
@@ -36,6 +55,8 @@ pub struct SqlRepository<DB: Dialect> {
     /// Where this process's write transactions wait for their turn, if the dialect wants turns
     /// ([`Dialect::write_turn`]).
     writes: Arc<tokio::sync::Mutex<()>>,
+    /// Where reads that may be a little stale go while it is usable (`DB_READ_URL`).
+    replica: MaybeReplica<DB>,
 }
 
 impl<DB: Dialect> Clone for SqlRepository<DB> {
@@ -43,6 +64,7 @@ impl<DB: Dialect> Clone for SqlRepository<DB> {
         Self {
             pool: self.pool.clone(),
             writes: self.writes.clone(),
+            replica: self.replica.clone(),
         }
     }
 }
@@ -63,7 +85,27 @@ impl<DB: Dialect> SqlRepository<DB> {
         Self {
             pool,
             writes: Arc::default(),
+            replica: None,
         }
+    }
+
+    /// Sends the reads that may be a little stale (progress views, snapshots, flags) to
+    /// `replica` while it is reachable and at most `max_lag` behind; see [`crate::replica`].
+    /// Until [`SqlRepository::replica_watch`] runs, reads stay on the primary.
+    pub fn with_replica(mut self, replica: Pool<DB>, max_lag: std::time::Duration) -> Self {
+        self.replica = Some(Arc::new(Replica::new(replica, max_lag)));
+        self
+    }
+
+    /// The replica's state when it does not serve reads (for `/readyz`); `None` without a
+    /// replica or while it serves them.
+    pub fn replica_note(&self) -> Option<String> {
+        self.replica.as_ref().and_then(|r| r.note())
+    }
+
+    /// Whether reads go to the replica now.
+    pub fn reads_on_replica(&self) -> bool {
+        self.replica.as_ref().is_some_and(|r| r.usable())
     }
 
     /// The connection pool.
@@ -123,9 +165,16 @@ where
     }
 
     async fn begin(&self, statement: Option<&'static str>) -> PortResult<Transaction<'static, DB>> {
+        Self::begin_on(&self.pool, statement).await
+    }
+
+    async fn begin_on(
+        pool: &Pool<DB>,
+        statement: Option<&'static str>,
+    ) -> PortResult<Transaction<'static, DB>> {
         match statement {
-            Some(s) => self.pool.begin_with(s).await,
-            None => self.pool.begin().await,
+            Some(s) => pool.begin_with(s).await,
+            None => pool.begin().await,
         }
         .map_err(db_error::<DB>)
     }
@@ -176,6 +225,12 @@ where
             all.extend(rows);
         }
         Ok(all)
+    }
+
+    /// The replica probe's loop, to run while the process runs; `None` without a replica.
+    pub fn replica_watch(&self) -> Option<futures_util::future::BoxFuture<'static, ()>> {
+        let replica = Arc::downgrade(self.replica.as_ref()?);
+        Some(Box::pin(super::replica::watch(replica, self.pool.clone())))
     }
 
     /// Records `ids` as processed by `consumer`; fails (leaving the transaction to roll back)
@@ -297,14 +352,33 @@ where
         .await
     }
 
+    /// A player's progress for display: on the replica while it is usable.
     pub(crate) async fn progress(
         &self,
         player_id: &str,
         season: i64,
     ) -> PortResult<PlayerProgress> {
+        on_reader!(self, |pool| self.progress_on(pool, player_id, season).await)
+    }
+
+    /// A player's progress as last committed: always on the primary.
+    pub(crate) async fn progress_latest(
+        &self,
+        player_id: &str,
+        season: i64,
+    ) -> PortResult<PlayerProgress> {
+        self.progress_on(&self.pool, player_id, season).await
+    }
+
+    async fn progress_on(
+        &self,
+        pool: &Pool<DB>,
+        player_id: &str,
+        season: i64,
+    ) -> PortResult<PlayerProgress> {
         within::<DB, _>(async {
             // One read transaction: a consistent view of the three tables.
-            let mut tx = self.begin(DB::BEGIN_READ).await?;
+            let mut tx = Self::begin_on(pool, DB::BEGIN_READ).await?;
             let sql = DB::placeholders(
                 "SELECT xp, updated_at FROM player_xp WHERE player_id = ? AND season = ?",
             );
@@ -334,6 +408,7 @@ where
             tx.rollback().await.map_err(db_error::<DB>)?;
             let (xp, updated_at_ms) = xp.unwrap_or((0, 0));
             Ok(PlayerProgress {
+                from_replica: !std::ptr::eq(pool, &self.pool),
                 xp: to_u64(xp),
                 updated_at_ms,
                 inventory: inventory
@@ -630,6 +705,10 @@ where
     }
 
     pub(crate) async fn snapshot(&self, board: &Board) -> PortResult<Option<Snapshot>> {
+        on_reader!(self, |pool| self.snapshot_on(pool, board).await)
+    }
+
+    async fn snapshot_on(&self, pool: &Pool<DB>, board: &Board) -> PortResult<Option<Snapshot>> {
         within::<DB, _>(async {
             let sql = DB::placeholders(
                 "SELECT taken_at, is_final, entries FROM snapshots \
@@ -638,7 +717,7 @@ where
             let row: Option<(i64, i16, Text)> = sqlx::query_as(&sql)
                 .bind(board.window.as_str())
                 .bind(board.period.as_str())
-                .fetch_optional(&self.pool)
+                .fetch_optional(pool)
                 .await
                 .map_err(db_error::<DB>)?;
             row.map(|(taken_at_ms, is_final, entries)| {
@@ -662,6 +741,17 @@ where
         window: Window,
         limit: u32,
     ) -> PortResult<Vec<String>> {
+        on_reader!(self, |pool| self
+            .snapshot_periods_on(pool, window, limit)
+            .await)
+    }
+
+    async fn snapshot_periods_on(
+        &self,
+        pool: &Pool<DB>,
+        window: Window,
+        limit: u32,
+    ) -> PortResult<Vec<String>> {
         within::<DB, _>(async {
             let sql = DB::placeholders(
                 "SELECT period FROM snapshots WHERE board_window = ? \
@@ -670,7 +760,7 @@ where
             let rows: Vec<(Text,)> = sqlx::query_as(&sql)
                 .bind(window.as_str())
                 .bind(i64::from(limit))
-                .fetch_all(&self.pool)
+                .fetch_all(pool)
                 .await
                 .map_err(db_error::<DB>)?;
             Ok(rows.into_iter().map(|(p,)| p.0).collect())
@@ -785,6 +875,15 @@ where
     }
 
     pub(crate) async fn flags(&self, player_id: Option<&str>, limit: u32) -> PortResult<Vec<Flag>> {
+        on_reader!(self, |pool| self.flags_on(pool, player_id, limit).await)
+    }
+
+    async fn flags_on(
+        &self,
+        pool: &Pool<DB>,
+        player_id: Option<&str>,
+        limit: u32,
+    ) -> PortResult<Vec<Flag>> {
         within::<DB, _>(async {
             let mut qb = Statement::<DB>::new(
                 "SELECT event_id, player_id, event_type, flag_value, z_score, at_ms \
@@ -798,7 +897,7 @@ where
             let (sql, args) = qb.finish()?;
             let rows: Vec<(Text, Text, Text, f64, f64, i64)> = sqlx::query_as_with(&sql, args)
                 .persistent(false)
-                .fetch_all(&self.pool)
+                .fetch_all(pool)
                 .await
                 .map_err(db_error::<DB>)?;
             rows.into_iter()

@@ -1,6 +1,10 @@
 //! [`SqliteBus`]: the durable local event log, the embedded default [`Bus`]: one SQLite file, one
 //! writer thread committing queued commands together (group commit), delivery state in memory and
 //! each group's position in the file. The design: `docs/adr/0011-local-bus.md`.
+//!
+//! [`SqliteBus::backup`] copies a live bus file consistently (see [`backup`]).
+
+pub mod backup;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};

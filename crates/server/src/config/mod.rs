@@ -6,9 +6,11 @@
 //! with one line that names the variable.
 
 mod backends;
+pub mod backup;
 mod keys;
 mod kinds;
 mod raw;
+pub mod reads;
 mod secrets;
 
 pub use kinds::{BusKind, Cloud, Env};
@@ -116,6 +118,10 @@ pub struct Settings {
     pub shutdown_delay: Duration,
     /// Season calendar.
     pub calendar: Calendar,
+    /// Where backups of the embedded files go.
+    pub backup: backup::BackupSettings,
+    /// The read replica, if any.
+    pub reads: Option<reads::ReadReplica>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -179,6 +185,8 @@ impl Settings {
         }
         tracing_subscriber::EnvFilter::try_new(&raw.log_level)
             .map_err(|e| bad("LOG_LEVEL", e.to_string()))?;
+        let backup = raw.backup.resolve(&raw.data_dir)?;
+        let reads = raw.reads.resolve(&backends.db_url)?;
         Ok(Self {
             args,
             table: table.clone(),
@@ -194,6 +202,8 @@ impl Settings {
             bus_url: backends.bus_url,
             shutdown_delay,
             calendar,
+            backup,
+            reads,
             raw,
         })
     }

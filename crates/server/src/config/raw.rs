@@ -102,6 +102,12 @@ pub struct RawConfig {
     /// feature. Unset: no export.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otel_exporter_otlp_endpoint: Option<String>,
+    /// Backups of the embedded files.
+    #[command(flatten)]
+    pub backup: super::backup::BackupConfig,
+    /// The read replica (`DB_READ_URL`).
+    #[command(flatten)]
+    pub reads: super::reads::ReadConfig,
 }
 
 impl std::fmt::Debug for RawConfig {

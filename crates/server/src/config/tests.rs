@@ -109,6 +109,8 @@ fn bad_values_name_their_variable() {
         (vec![s, "--lb-topn", "0"], "LB_TOPN"),
         (vec![s, "--target", "warehouse"], "LIVEOPS_TARGET"),
         (vec![s, "--rate-limit-max", "0"], "RATE_LIMIT_MAX"),
+        (vec![s, "--backup-every", "5s"], "BACKUP_EVERY"),
+        (vec![s, "--backup-keep", "0"], "BACKUP_KEEP"),
     ] {
         assert_eq!(resolve(&args).unwrap_err().var, var, "{args:?}");
     }

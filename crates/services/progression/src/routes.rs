@@ -126,7 +126,9 @@ pub(crate) async fn get_progress(
         tracing::error!(%error, "cannot encode progress");
         Problem::internal()
     })?);
-    if let Some(key) = key {
+    // A view read on a replica may predate the latest change: cached, it would hide that change
+    // for the whole TTL even once the replica caught up.
+    if let Some(key) = key.filter(|_| !progress.from_replica) {
         if let Err(error) = state.cache.cache_put(&key, body.clone(), CACHE_TTL).await {
             tracing::warn!(%error, "cannot cache progress");
         }
@@ -195,7 +197,10 @@ pub(crate) async fn claim_reward(
 
     let current = season_of(&cfg.calendar, now);
     // `progress` lists the pending rewards of every season.
-    let progress = state.store.progress(player.as_str(), current).await?;
+    let progress = state
+        .store
+        .progress_latest(player.as_str(), current)
+        .await?;
     let item = match progress.pending.iter().find(|r| r.reward_id == reward_id) {
         Some(r) => r.item.clone(),
         // Not pending: claimed before (the repository returns that receipt) or never earned.
