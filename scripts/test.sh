@@ -50,6 +50,11 @@ scripts/services.sh start
 trap 'scripts/services.sh stop' EXIT
 # shellcheck disable=SC1091
 source "${LIVEOPS_SERVICES_DIR:-/tmp/liveops-services}/env"
+echo "== TLS servers: Redis, Redis Cluster, PostgreSQL, MariaDB behind a test CA"
+scripts/services-tls.sh start
+trap 'scripts/services-tls.sh stop; scripts/services.sh stop' EXIT
+# shellcheck disable=SC1091
+source "${LIVEOPS_TLS_SERVICES_DIR:-/tmp/liveops-services-tls}/env"
 
 echo "== tests (all features, real servers)"
 cargo nextest run --workspace --all-features --locked --no-fail-fast "$@"
@@ -60,6 +65,10 @@ cargo build -p liveops --all-features --locked
 export LIVEOPS_BIN="$TARGET_DIR/debug/liveops"
 # The contract fuzzer runs against its own server while the monitoring checks run against theirs.
 run_bg contract scripts/check/contract.sh
+echo "== server database backups: scripts/db-backup.sh against PostgreSQL and MariaDB under traffic"
+scripts/check/db-backup.sh
+echo "== read replica: a PostgreSQL streaming replica (pg_basebackup), lag and outage"
+scripts/check/replica.sh
 echo "== monitoring: rules, tests, dashboards, Alertmanager, Alloy; a live Prometheus on the binary"
 scripts/check/monitoring.sh
 

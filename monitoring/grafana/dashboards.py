@@ -186,6 +186,21 @@ def dashboard(uid, title, description, variables, layout, tags):
     }
 
 
+def summed(metric, sel=NS, by="", fn="rate", window=RI):
+    """sum [by (by)] (fn(metric{sel}[window])): a counter's rate or increase, added up."""
+    total = f"sum by ({by}) " if by else "sum"
+    return f"{total}({fn}({metric}{{{sel}}}[{window}]))"
+
+
+def per_second(metric, sel):
+    """The per-second rate of each series of a counter."""
+    return f"rate({metric}{{{sel}}}[{RI}])"
+
+
+def ratio(numerator, denominator):
+    return f"{numerator} / {denominator}"
+
+
 def hq(q, metric, by, sel):
     return (f"histogram_quantile({q}, sum by ({by}, le) "
             f"(rate({metric}_bucket{{{sel}}}[{RI}])))")
@@ -193,14 +208,37 @@ def hq(q, metric, by, sel):
 
 # --- the dashboards --------------------------------------------------------------------------
 
-def services():
-    L = Layout()
+# File name -> function that builds the dashboard, in the order they are defined below.
+DASHBOARDS = {}
+
+
+def board(uid, title, description, tags, variables=(NAMESPACE_VAR,)):
+    """Registers a dashboard, written to dashboards/<uid>.json, whose panels the decorated
+    function places on the layout it is given."""
+    def register(fill):
+        def build():
+            layout = Layout()
+            fill(layout)
+            return dashboard(uid, title, description, list(variables), layout, tags)
+        DASHBOARDS[f"{uid}.json"] = build
+        return fill
+    return register
+
+
+@board("liveops-services", "LiveOps / Services: golden signals",
+       "Latency, traffic, errors and saturation of each LiveOps service.", ["golden-signals"],
+       [NAMESPACE_VAR,
+        query_var("service", "Service",
+                  'label_values(http_requests_total{namespace=~"$namespace"}, service)')])
+def services(L):
+    def requests(by="", status=""):
+        """Requests per second of the selected services [by labels] [with a matching status]."""
+        return summed("http_requests_total", f'{SVC}, status=~"{status}"' if status else SVC, by=by)
+
     L.row("Overview")
-    L.add(stat("Requests / s", f"sum(rate(http_requests_total{{{SVC}}}[{RI}]))", "reqps"), w=6, h=4)
-    L.add(stat("5xx ratio",
-               f'sum(rate(http_requests_total{{{SVC}, status=~"5.."}}[{RI}])) '
-               f"/ sum(rate(http_requests_total{{{SVC}}}[{RI}]))",
-               "percentunit", thresholds=[(0.01, "orange"), (0.05, "red")]), w=6, h=4)
+    L.add(stat("Requests / s", requests(), "reqps"), w=6, h=4)
+    L.add(stat("5xx ratio", ratio(requests(status="5.."), requests()), "percentunit",
+               thresholds=[(0.01, "orange"), (0.05, "red")]), w=6, h=4)
     L.add(stat("Gateway p95", hq(0.95, "http_request_duration_seconds", "service",
                                  f'{NS}, service="gateway"'),
                "s", thresholds=[(0.25, "orange"), (0.5, "red")]), w=6, h=4)
@@ -212,23 +250,17 @@ def services():
 
     L.row("Traffic")
     L.add(timeseries("Requests per second by service",
-                     [(f"sum by (service) (rate(http_requests_total{{{SVC}}}[{RI}]))",
-                       "{{service}}")], "reqps"))
+                     [(requests("service"), "{{service}}")], "reqps"))
     L.add(timeseries("Requests per second by route and status",
-                     [(f"sum by (service, route, status) "
-                       f"(rate(http_requests_total{{{SVC}}}[{RI}]))",
-                       "{{route}} {{status}}")], "reqps"))
+                     [(requests("service, route, status"), "{{route}} {{status}}")], "reqps"))
 
     L.row("Errors")
     L.add(timeseries("5xx ratio by service",
-                     [(f'sum by (service) (rate(http_requests_total{{{SVC}, status=~"5.."}}[{RI}])) '
-                       f"/ sum by (service) (rate(http_requests_total{{{SVC}}}[{RI}]))",
-                       "{{service}}")], "percentunit",
+                     [(ratio(requests("service", "5.."), requests("service")), "{{service}}")],
+                     "percentunit",
                      "Alerts: warning above 1 %, critical above 5 % for 5 minutes."))
     L.add(timeseries("4xx by status (refused input, blocked and rate-limited players)",
-                     [(f'sum by (service, status) '
-                       f'(rate(http_requests_total{{{SVC}, status=~"4.."}}[{RI}]))',
-                       "{{service}} {{status}}")], "reqps"))
+                     [(requests("service, status", "4.."), "{{service}} {{status}}")], "reqps"))
 
     L.row("Latency")
     L.add(timeseries("p50 / p95 / p99 by service",
@@ -242,11 +274,11 @@ def services():
 
     L.row("Saturation")
     L.add(timeseries("CPU per pod (cores)",
-                     [(f"sum by (pod) (rate(container_cpu_usage_seconds_total{{{POD}}}[{RI}]))",
+                     [(summed("container_cpu_usage_seconds_total", POD, by="pod"),
                        "{{pod}}")], "short"), w=8)
     L.add(timeseries("CPU throttled share per pod",
-                     [(f"sum by (pod) (rate(container_cpu_cfs_throttled_periods_total{{{POD}}}[{RI}])) "
-                       f"/ sum by (pod) (rate(container_cpu_cfs_periods_total{{{POD}}}[{RI}]))",
+                     [(ratio(summed("container_cpu_cfs_throttled_periods_total", POD, by="pod"),
+                             summed("container_cpu_cfs_periods_total", POD, by="pod")),
                        "{{pod}}")], "percentunit"), w=8)
     L.add(timeseries("Memory working set / limit per pod",
                      [(f"sum by (pod) (container_memory_working_set_bytes{{{POD}}})", "{{pod}}"),
@@ -256,39 +288,33 @@ def services():
                      [(f"max by (topic, group) (bus_lag{{{NS}}})", "{{group}} on {{topic}}")],
                      "short"), w=8)
     L.add(timeseries("Pod restarts (15 m)",
-                     [(f"sum by (pod) (increase(kube_pod_container_status_restarts_total{{{POD}}}[15m]))",
+                     [(summed("kube_pod_container_status_restarts_total", POD, by="pod", fn="increase", window="15m"),
                        "{{pod}}")], "short"), w=8)
     L.add(timeseries("Readiness (1 ready, 0 not) per pod",
                      [(f'liveops_ready{{job="liveops", {NS}}}', "{{pod}} {{liveops_target}}")],
                      "short"), w=12)
     L.add(timeseries("Redis errors per second",
-                     [(f"sum by (op, kind) (rate(redis_errors_total{{{NS}}}[{RI}]))",
+                     [(summed("redis_errors_total", by="op, kind"),
                        "{{op}} {{kind}}")], "short"), w=12)
-    return dashboard(
-        "liveops-services", "LiveOps / Services: golden signals",
-        "Latency, traffic, errors and saturation of each LiveOps service.",
-        [NAMESPACE_VAR,
-         query_var("service", "Service",
-                   'label_values(http_requests_total{namespace=~"$namespace"}, service)')],
-        L, ["golden-signals"])
 
 
-def pipeline():
-    L = Layout()
+@board("liveops-pipeline", "LiveOps / Event pipeline",
+       "From the gateway through the bus to the consumers: rates, lag, batch times.", ["pipeline"])
+def pipeline(L):
     L.row("Ingest")
     L.add(timeseries("Events accepted by the gateway, by type",
-                     [(f"sum by (type) (rate(events_ingested_total{{{NS}}}[{RI}]))", "{{type}}")],
+                     [(summed("events_ingested_total", by="type"), "{{type}}")],
                      "short", stack=True))
     L.add(timeseries("Events dropped, by reason",
-                     [(f"sum by (reason) (rate(dropped_events_total{{{NS}}}[{RI}]))", "{{reason}}")],
+                     [(summed("dropped_events_total", by="reason"), "{{reason}}")],
                      "short", "rate: over RATE_LIMIT_MAX; anomaly: quarantined by fairness; "
                      "corrupt: unreadable bus message."))
     L.add(timeseries("Messages published to the bus",
-                     [(f"sum(rate(bus_published_total{{{NS}}}[{RI}]))", "published / s")],
+                     [(summed("bus_published_total"), "published / s")],
                      "short"))
     L.add(timeseries("Messages per bus group commit (mean)",
-                     [(f"sum(rate(bus_group_commit_messages_sum{{{NS}}}[{RI}])) "
-                       f"/ sum(rate(bus_group_commit_messages_count{{{NS}}}[{RI}]))", "mean")],
+                     [(ratio(summed("bus_group_commit_messages_sum"),
+                             summed("bus_group_commit_messages_count")), "mean")],
                      "short"))
 
     L.row("Bus and consumers")
@@ -296,77 +322,71 @@ def pipeline():
                      [(f"max by (topic, group) (bus_lag{{{NS}}})", "{{group}} on {{topic}}")],
                      "short", "Alert when above 5000 and still growing after 10 minutes."))
     L.add(timeseries("Visibility lag: seconds of backlog at the current consumption rate",
-                     [(f"max by (group) (bus_lag{{{NS}}}) / on (group) "
-                       f"sum by (group) (rate(consumer_batch_events_sum{{{NS}}}[{RI}]))",
+                     [(f"max by (group) (bus_lag{{{NS}}}) / on (group) " +
+                       summed("consumer_batch_events_sum", by="group"),
                        "{{group}}")], "s",
                      "How long an event accepted now waits before its consumer sees it."))
     L.add(timeseries("Consumer throughput (events / s) by group",
-                     [(f"sum by (group) (rate(consumer_batch_events_sum{{{NS}}}[{RI}]))",
+                     [(summed("consumer_batch_events_sum", by="group"),
                        "{{group}}")], "short"))
     L.add(timeseries("Consumer batch time p50 / p95 by group",
                      [(hq(0.5, "consumer_batch_seconds", "group", NS), "p50 {{group}}"),
                       (hq(0.95, "consumer_batch_seconds", "group", NS), "p95 {{group}}")], "s"))
     L.add(timeseries("Events per consumer batch (mean) by group",
-                     [(f"sum by (group) (rate(consumer_batch_events_sum{{{NS}}}[{RI}])) "
-                       f"/ sum by (group) (rate(consumer_batch_events_count{{{NS}}}[{RI}]))",
+                     [(ratio(summed("consumer_batch_events_sum", by="group"),
+                             summed("consumer_batch_events_count", by="group")),
                        "{{group}}")], "short"))
     L.add(timeseries("Dead letters (last hour) by group",
-                     [(f"sum by (topic, group) (increase(bus_dead_letters_total{{{NS}}}[1h]))",
+                     [(summed("bus_dead_letters_total", by="topic, group", fn="increase", window="1h"),
                        "{{group}} on {{topic}}")], "short",
                      "Inspect with `liveops dead-letters`, replay with --replay."))
 
     L.row("Progression")
     L.add(timeseries("Progression events applied, by type",
-                     [(f"sum by (type) (rate(progression_events_applied_total{{{NS}}}[{RI}]))",
+                     [(summed("progression_events_applied_total", by="type"),
                        "{{type}}")], "short", stack=True))
     L.add(timeseries("Level-ups and reward claims",
-                     [(f"sum(rate(level_ups_total{{{NS}}}[{RI}]))", "level-ups / s"),
-                      (f"sum(rate(rewards_claimed_total{{{NS}}}[{RI}]))", "claims / s")], "short"))
-    return dashboard(
-        "liveops-pipeline", "LiveOps / Event pipeline",
-        "From the gateway through the bus to the consumers: rates, lag, batch times.",
-        [NAMESPACE_VAR], L, ["pipeline"])
+                     [(summed("level_ups_total"), "level-ups / s"),
+                      (summed("rewards_claimed_total"), "claims / s")], "short"))
 
 
-def fairness():
-    L = Layout()
+@board("liveops-fairness", "LiveOps / Fairness",
+       "Anomaly flags, strikes, blocks and what the gateway refuses because of them.", ["fairness"])
+def fairness(L):
     L.row("Flags and blocks")
-    L.add(stat("Flags (last hour)", f"sum(increase(anomaly_flags_total{{{NS}}}[1h]))"), w=8, h=4)
-    L.add(stat("Strikes given (last hour)", f"sum(increase(anomaly_flags_total{{{NS}}}[1h]))",
+    L.add(stat("Flags (last hour)", summed("anomaly_flags_total", fn="increase", window="1h")), w=8, h=4)
+    L.add(stat("Strikes given (last hour)", summed("anomaly_flags_total", fn="increase", window="1h"),
                description="Every flag gives its player one strike; strikes are not counted "
                "separately."), w=8, h=4)
-    L.add(stat("Players blocked (last hour)", f"sum(increase(fairness_blocks_total{{{NS}}}[1h]))",
+    L.add(stat("Players blocked (last hour)", summed("fairness_blocks_total", fn="increase", window="1h"),
                thresholds=[(20, "orange")]), w=8, h=4)
     L.add(timeseries("Anomaly flags per second, by event type",
-                     [(f"sum by (type) (rate(anomaly_flags_total{{{NS}}}[{RI}]))", "{{type}}")],
+                     [(summed("anomaly_flags_total", by="type"), "{{type}}")],
                      "short"))
     L.add(timeseries("Flag rate against its 1-hour average",
-                     [(f"sum by (type) (rate(anomaly_flags_total{{{NS}}}[5m]))", "now {{type}}"),
-                      (f"sum by (type) (rate(anomaly_flags_total{{{NS}}}[1h]))", "1 h avg {{type}}")],
+                     [(summed("anomaly_flags_total", by="type", window="5m"), "now {{type}}"),
+                      (summed("anomaly_flags_total", by="type", window="1h"), "1 h avg {{type}}")],
                      "short", "The spike alert fires above three times the hour's average."))
     L.add(timeseries("Players blocked per second",
-                     [(f"sum(rate(fairness_blocks_total{{{NS}}}[{RI}]))", "blocks / s")], "short"))
+                     [(summed("fairness_blocks_total"), "blocks / s")], "short"))
     L.add(timeseries("Gateway refusals of blocked players (403)",
-                     [(f'sum(rate(http_requests_total{{{NS}, service="gateway", status="403"}}[{RI}]))',
+                     [(summed("http_requests_total", f'{NS}, service="gateway", status="403"'),
                        "403 / s")], "reqps"))
     L.add(timeseries("Quarantined events (dropped as anomaly)",
-                     [(f'sum(rate(dropped_events_total{{{NS}, reason="anomaly"}}[{RI}]))',
+                     [(summed("dropped_events_total", f'{NS}, reason="anomaly"'),
                        "quarantined / s")], "short"))
     L.add(timeseries("Fairness consumer lag",
                      [(f'max by (group) (bus_lag{{{NS}, group="fairness"}})', "{{group}}")],
                      "short"))
-    return dashboard(
-        "liveops-fairness", "LiveOps / Fairness",
-        "Anomaly flags, strikes, blocks and what the gateway refuses because of them.",
-        [NAMESPACE_VAR], L, ["fairness"])
 
 
-def leaderboards():
-    L = Layout()
+@board("liveops-leaderboards", "LiveOps / Leaderboards",
+       "Score updates, top-N cache, rebuilds and snapshots.", ["leaderboards"])
+def leaderboards(L):
     LB = f'{NS}, service="leaderboard"'
     L.row("Updates")
     L.add(timeseries("Score updates per second, by window",
-                     [(f"sum by (window) (rate(leaderboard_updates_total{{{NS}}}[{RI}]))",
+                     [(summed("leaderboard_updates_total", by="window"),
                        "{{window}}")], "short"))
     L.add(timeseries("Leaderboard consumer lag",
                      [(f'max by (group) (bus_lag{{{NS}, group="leaderboard"}})', "{{group}}")],
@@ -383,16 +403,17 @@ def leaderboards():
                      [(f"max by (pod) (leaderboard_rebuild_seconds{{{NS}}})", "{{pod}}")], "s",
                      "How long the last start-up rebuild of the live boards took."))
     L.add(timeseries("Snapshots saved (last hour), by window",
-                     [(f"sum by (window, final) (increase(leaderboard_snapshots_total{{{NS}}}[1h]))",
+                     [(summed("leaderboard_snapshots_total", by="window, final", fn="increase", window="1h"),
                        "{{window}} final={{final}}")], "short"))
-    return dashboard(
-        "liveops-leaderboards", "LiveOps / Leaderboards",
-        "Score updates, top-N cache, rebuilds and snapshots.", [NAMESPACE_VAR], L,
-        ["leaderboards"])
 
 
-def datastores():
-    L = Layout()
+@board("liveops-datastores", "LiveOps / MySQL VM and Redis",
+       "The MySQL virtual machine (node_exporter), MySQL (mysqld_exporter) and Redis "
+       "(redis_exporter).", ["mysql", "redis"],
+       [query_var("node", "MySQL VM", 'label_values(node_uname_info{job="mysql-node"}, instance)'),
+        query_var("mysql", "MySQL", 'label_values(mysql_up{job="mysqld"}, instance)'),
+        query_var("redis", "Redis", 'label_values(redis_up{job="redis"}, instance)')])
+def datastores(L):
     NODE = 'job="mysql-node", instance=~"$node"'
     MY = 'job="mysqld", instance=~"$mysql"'
     RD = 'job="redis", instance=~"$redis"'
@@ -405,19 +426,21 @@ def datastores():
                        "{{mode}}")], "short", stack=True), w=8)
     L.add(timeseries("Load (1 m)", [(f"node_load1{{{NODE}}}", "{{instance}}")], "short"), w=8)
     L.add(timeseries("Memory available",
-                     [(f"node_memory_MemAvailable_bytes{{{NODE}}} / node_memory_MemTotal_bytes{{{NODE}}}",
+                     [(ratio(f"node_memory_MemAvailable_bytes{{{NODE}}}",
+                             f"node_memory_MemTotal_bytes{{{NODE}}}"),
                        "{{instance}}")], "percentunit"), w=8)
+    disks = f'{NODE}, fstype!~"tmpfs|overlay"'
     L.add(timeseries("Disk space free",
-                     [(f'node_filesystem_avail_bytes{{{NODE}, fstype!~"tmpfs|overlay"}} '
-                       f'/ node_filesystem_size_bytes{{{NODE}, fstype!~"tmpfs|overlay"}}',
+                     [(ratio(f"node_filesystem_avail_bytes{{{disks}}}",
+                             f"node_filesystem_size_bytes{{{disks}}}"),
                        "{{mountpoint}}")], "percentunit"), w=8)
     L.add(timeseries("Disk busy",
-                     [(f"rate(node_disk_io_time_seconds_total{{{NODE}}}[{RI}])", "{{device}}")],
+                     [(per_second("node_disk_io_time_seconds_total", NODE), "{{device}}")],
                      "percentunit"), w=8)
     L.add(timeseries("Network",
-                     [(f'rate(node_network_receive_bytes_total{{{NODE}, device!="lo"}}[{RI}])',
+                     [(per_second("node_network_receive_bytes_total", f'{NODE}, device!="lo"'),
                        "in {{device}}"),
-                      (f'rate(node_network_transmit_bytes_total{{{NODE}, device!="lo"}}[{RI}])',
+                      (per_second("node_network_transmit_bytes_total", f'{NODE}, device!="lo"'),
                        "out {{device}}")], "Bps"), w=12)
     L.row("MySQL (mysqld_exporter)")
     L.add(stat("MySQL up", f"min(mysql_up{{{MY}}})", thresholds=[(1, "green")]), w=12, h=4)
@@ -426,52 +449,38 @@ def datastores():
                f"/ mysql_global_variables_max_connections{{{MY}}})", "percentunit",
                thresholds=[(0.8, "orange"), (0.95, "red")]), w=12, h=4)
     L.add(timeseries("Queries per second",
-                     [(f"rate(mysql_global_status_queries{{{MY}}}[{RI}])", "{{instance}}")],
+                     [(per_second("mysql_global_status_queries", MY), "{{instance}}")],
                      "short"), w=8)
     L.add(timeseries("Commands per second (top)",
                      [(f"topk(8, sum by (command) (rate(mysql_global_status_commands_total{{{MY}}}[{RI}])))",
                        "{{command}}")], "short"), w=8)
     L.add(timeseries("Slow queries and row lock waits",
-                     [(f"rate(mysql_global_status_slow_queries{{{MY}}}[{RI}])", "slow {{instance}}"),
-                      (f"rate(mysql_global_status_innodb_row_lock_waits{{{MY}}}[{RI}])",
+                     [(per_second("mysql_global_status_slow_queries", MY), "slow {{instance}}"),
+                      (per_second("mysql_global_status_innodb_row_lock_waits", MY),
                        "lock waits {{instance}}")], "short"), w=8)
+    def pages(state):
+        return f"sum by (instance) (mysql_global_status_buffer_pool_pages{{{MY}, state{state}}})"
+
     # "old" pages are a part of "data": leave them out of the total.
     L.add(timeseries("InnoDB buffer pool pages in use",
-                     [(f'sum by (instance) (mysql_global_status_buffer_pool_pages{{{MY}, state="data"}}) '
-                       f'/ sum by (instance) (mysql_global_status_buffer_pool_pages{{{MY}, state=~"data|free|misc"}})',
-                       "{{instance}}")], "percentunit"), w=12)
+                     [(ratio(pages('="data"'), pages('=~"data|free|misc"')), "{{instance}}")],
+                     "percentunit"), w=12)
     L.add(timeseries("Traffic",
-                     [(f"rate(mysql_global_status_bytes_received{{{MY}}}[{RI}])", "in"),
-                      (f"rate(mysql_global_status_bytes_sent{{{MY}}}[{RI}])", "out")], "Bps"),
+                     [(per_second("mysql_global_status_bytes_received", MY), "in"),
+                      (per_second("mysql_global_status_bytes_sent", MY), "out")], "Bps"),
           w=12)
     L.row("Redis (redis_exporter)")
     L.add(timeseries("Memory used / maxmemory",
                      [(f"redis_memory_used_bytes{{{RD}}} / (redis_memory_max_bytes{{{RD}}} > 0)",
                        "{{instance}}")], "percentunit", "Alert above 90 % for 5 minutes."), w=8)
     L.add(timeseries("Commands per second",
-                     [(f"rate(redis_commands_processed_total{{{RD}}}[{RI}])", "{{instance}}")],
+                     [(per_second("redis_commands_processed_total", RD), "{{instance}}")],
                      "short"), w=8)
     L.add(timeseries("Clients and evictions",
                      [(f"redis_connected_clients{{{RD}}}", "clients {{instance}}"),
-                      (f"rate(redis_evicted_keys_total{{{RD}}}[{RI}])", "evicted/s {{instance}}")],
+                      (per_second("redis_evicted_keys_total", RD), "evicted/s {{instance}}")],
                      "short"), w=8)
-    return dashboard(
-        "liveops-datastores", "LiveOps / MySQL VM and Redis",
-        "The MySQL virtual machine (node_exporter), MySQL (mysqld_exporter) and Redis "
-        "(redis_exporter).",
-        [query_var("node", "MySQL VM", 'label_values(node_uname_info{job="mysql-node"}, instance)'),
-         query_var("mysql", "MySQL", 'label_values(mysql_up{job="mysqld"}, instance)'),
-         query_var("redis", "Redis", 'label_values(redis_up{job="redis"}, instance)')],
-        L, ["mysql", "redis"])
 
-
-DASHBOARDS = {
-    "liveops-services.json": services,
-    "liveops-pipeline.json": pipeline,
-    "liveops-fairness.json": fairness,
-    "liveops-leaderboards.json": leaderboards,
-    "liveops-datastores.json": datastores,
-}
 
 
 def render(build):

@@ -288,28 +288,30 @@ class Parser:
             self.expect(")")
             return inner
         if value == "[":
-            items = []
-            while True:
-                self.skip_nl()
-                if self.peek()[1] == "]":
-                    self.next()
-                    return ("array", items, line)
-                items.append(self.expr())
-                self.after_item("]", "an array")
+            return ("array", self.items("]", "an array", self.expr), line)
         if value == "{":
-            fields = []
-            while True:
-                self.skip_nl()
-                if self.peek()[1] == "}":
-                    self.next()
-                    return ("object", fields, line)
-                key = self.next()
-                if key[0] not in ("ident", "string"):
-                    raise AlloyError(f"line {key[2]}: bad object key {key[1]!r}")
-                self.expect("=")
-                fields.append((key[1], self.expr()))
-                self.after_item("}", "an object")
+            return ("object", self.items("}", "an object", self.field), line)
         raise AlloyError(f"line {line}: unexpected {value!r} in an expression")
+
+    def items(self, closing, what, item):
+        """The elements of an array or object up to its closing bracket (consumed), each read
+        by item()."""
+        out = []
+        while True:
+            self.skip_nl()
+            if self.peek()[1] == closing:
+                self.next()
+                return out
+            out.append(item())
+            self.after_item(closing, what)
+
+    def field(self):
+        """One `key = expression` of an object: (key, expression)."""
+        key = self.next()
+        if key[0] not in ("ident", "string"):
+            raise AlloyError(f"line {key[2]}: bad object key {key[1]!r}")
+        self.expect("=")
+        return (key[1], self.expr())
 
     def after_item(self, closing, what):
         """After an element: a comma, or the closing bracket on the same line (as in Go, an

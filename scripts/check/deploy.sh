@@ -134,10 +134,22 @@ check_hadolint() {
   hadolint --failure-threshold style deploy/docker/Dockerfile && echo "hadolint $(hadolint --version | awk '{print $NF}'): no finding"
 }
 check_image() { python scripts/check/deploy_image.py "$ROOT"; }
+# The GitOps repository is this repository: CI pushes the image tags where Argo CD reads them.
+check_one_repository() {
+  local ci argo
+  ci=$(sed -n "s/^ *GITOPS_REPO_URL = '\([^']*\)'.*/\1/p" ci/Jenkinsfile)
+  argo=$(grep -hoE '(repoURL:|^ *-) *https://[^ ]+' deploy/argocd/root.yaml deploy/argocd/apps/*.yaml |
+    sed -E 's/^(repoURL:|[ -]*) *//' | sort -u)
+  if [ -z "$ci" ] || [ -z "$argo" ] || [ "$argo" != "$ci" ]; then
+    echo "ci/Jenkinsfile GITOPS_REPO_URL ($ci) must be the one repository of deploy/argocd ($(tr '\n' ' ' <<<"$argo"))"
+    return 1
+  fi
+  echo "one GitOps repository: $ci (ci/Jenkinsfile GITOPS_REPO_URL, every repoURL and sourceRepos of deploy/argocd)"
+}
 
 # name[:argument]
 CHECKS=(kubernetes_validate crd_schemas rules checkov_rendered checkov_dockerfile trivy hadolint image
-        checkov_kustomize:deploy/k8s/base)
+        one_repository checkov_kustomize:deploy/k8s/base)
 for r in "${RENDERINGS[@]}"; do
   IFS=: read -r _ dir _ <<<"$r"
   CHECKS+=("checkov_kustomize:$dir")

@@ -57,11 +57,18 @@ check "terraform fmt -check -recursive" 120 "$PY" "$TF/tests/terraform_checks.py
 check "terraform configuration loads (modules and envs)" 300 "$PY" "$TF/tests/terraform_checks.py" load "$TF"
 check "terraform structure (variables, module inputs, outputs, tfvars, skips, kustomize bridge)" 300 \
   "$PY" "$TF/tests/check_structure.py" "$TF"
-check "checkov (terraform): no failed check" 900 \
-  checkov --skip-download --framework terraform -d "$TF" --compact --quiet
-check "trivy config: no HIGH or CRITICAL" 600 \
-  trivy config --quiet --skip-check-update --cache-dir "$LIVEOPS_TOOLS/trivy-cache" \
-  --severity HIGH,CRITICAL --exit-code 1 "$TF"
+# The scanners read each environment's values: the one root (envs/) with envs/<env>.tfvars.
+# Trivy also reads the example operator's inputs (site.tfvars.example): it evaluates dev's public
+# API server against api_authorized_ip_ranges, which only the operator sets (never empty there:
+# the stack's validation refuses a public API server without them).
+for env in dev prod; do
+  check "checkov (terraform, $env.tfvars): no failed check" 900 \
+    checkov --skip-download --framework terraform -d "$TF" --var-file "$TF/envs/$env.tfvars" --compact --quiet
+  check "trivy config ($env.tfvars + site.tfvars.example): no HIGH or CRITICAL" 600 \
+    trivy config --quiet --skip-check-update --cache-dir "$LIVEOPS_TOOLS/trivy-cache" \
+    --tf-vars "$TF/envs/$env.tfvars" --tf-vars "$TF/envs/site.tfvars.example" \
+    --severity HIGH,CRITICAL --exit-code 1 "$TF"
+done
 check "npm-groovy-lint ci/Jenkinsfile: no error, warning or info" 600 \
   npm-groovy-lint --config ci/.groovylintrc.json --failon info --noserver --output txt ci/Jenkinsfile
 

@@ -153,6 +153,34 @@ def heading_anchors(markdown):
     return anchors
 
 
+def operations_doc(root, text, anchors):
+    """What docs/OPERATIONS.md names exists: its in-page links, every setting in backticks
+    (`BACKUP_EVERY`) is an `env = "..."` of the binary, every repository path in backticks is a
+    file or directory of the repository."""
+    errors = []
+    for a in re.findall(r"\]\(#([^)]+)\)", text):
+        if a not in anchors:
+            errors.append(f"link to #{a}: no such heading")
+    known = set()
+    for f in (root / "crates").rglob("*.rs"):
+        known.update(re.findall(r'env\s*=\s*"([A-Z][A-Z0-9_]*)"', f.read_text()))
+    settings = set(re.findall(r"`([A-Z][A-Z0-9]*_[A-Z0-9_]+)`", text))
+    for name in sorted(settings - known):
+        errors.append(f"`{name}` is not a setting of the binary (no env = \"{name}\" in crates/)")
+    paths_named = set()
+    for token in re.findall(r"`([^`\s]+)", text):
+        token = token.rstrip(".,:")
+        if re.match(r"^(scripts|crates|monitoring|deploy|infra|docs|ci)/[\w./-]+$", token) \
+                and "<" not in token:
+            paths_named.add(token)
+    for token in sorted(paths_named):
+        if not (root / token).exists():
+            errors.append(f"`{token}`: no such file or directory in the repository")
+    fail_if(errors, "docs/OPERATIONS.md")
+    print(f"  ok   docs/OPERATIONS.md: in-page links resolve; {len(settings)} settings are the "
+          f"binary's; {len(paths_named)} repository paths exist")
+
+
 def static(root, work):
     p = paths(root)
     groups = load_rules(p["rules"])
@@ -210,14 +238,15 @@ def static(root, work):
 
     # Runbook anchors.
     print("  info runbook anchors: " + ", ".join(sorted(anchors)))
-    if p["operations"].exists():
-        have = heading_anchors(p["operations"].read_text())
-        missing = sorted(a for a in anchors if a not in have)
-        fail_if([f"docs/OPERATIONS.md has no heading for #{a} (used by "
-                 f"{', '.join(sorted(anchors[a]))})" for a in missing], "runbook anchors")
-        print(f"  ok   all {len(anchors)} runbook anchors are headings of docs/OPERATIONS.md")
-    else:
-        print("  SKIP docs/OPERATIONS.md does not exist here: anchors not checked (not counted)")
+    if not p["operations"].exists():
+        raise CheckFailed("docs/OPERATIONS.md is missing: the runbook_url links point into it")
+    operations = p["operations"].read_text()
+    have = heading_anchors(operations)
+    missing = sorted(a for a in anchors if a not in have)
+    fail_if([f"docs/OPERATIONS.md has no heading for #{a} (used by "
+             f"{', '.join(sorted(anchors[a]))})" for a in missing], "runbook anchors")
+    print(f"  ok   all {len(anchors)} runbook anchors are headings of docs/OPERATIONS.md")
+    operations_doc(root, operations, have)
 
     # Dashboards.
     errors, exprs, used = [], [], {}
@@ -446,7 +475,7 @@ def live(root, work):
         secret = hashlib.sha256(os.urandom(32)).hexdigest()
         env = dict(os.environ, ENV="dev", DATA_DIR=str(data_dir), PORT=str(port), BIND="127.0.0.1",
                    HMAC_SECRET=secret, SNAPSHOT_CRON="* * * * * *", ANOMALY_WARMUP="20",
-                   LOG_LEVEL="info")
+                   LOG_LEVEL="info", BACKUP_EVERY="10s", BACKUP_DIR=str(work / "backups"))
         env.pop("REDIS_URL", None)
         env.pop("DB_URL", None)
         app = procs.start("liveops", [liveops, "serve"], work / "liveops.log", env)
@@ -531,7 +560,10 @@ def live(root, work):
         print(f"  ok   all {len(exprs)} dashboard queries run in Prometheus; {with_data} return data "
               "here (the rest need exporters or Kubernetes)")
 
-        # The last scrape, for the metric name comparison.
+        # The last scrape, for the metric name comparison, once the first scheduled backup
+        # (BACKUP_EVERY=10s) has reported its metrics.
+        wait_for("a scheduled backup's metrics", lambda: "\nbackup_last_success_timestamp_seconds "
+                 in request("GET", f"{base}/metrics")[1], 30)
         status, text = request("GET", f"{base}/metrics")
         (work / "scrape.txt").write_text(text)
         print(f"  ok   scraped {len(text.splitlines())} lines of /metrics for the name check")

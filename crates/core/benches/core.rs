@@ -108,6 +108,7 @@ fn envelope(c: &mut Criterion) {
         event_id: uuid::Uuid::now_v7(),
         received_at: NOW * 1000,
         event,
+        traceparent: None,
     };
     let bytes = env.encode();
     let mut g = c.benchmark_group("envelope");

@@ -407,6 +407,11 @@ pub struct Envelope {
     /// The validated event.
     #[serde(flatten)]
     pub event: Event,
+    /// W3C `traceparent` of the span that published the event, when traces are exported: the
+    /// consumers' spans for the event continue its trace. Absent from messages of versions that
+    /// did not export traces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl Envelope {
@@ -504,11 +509,23 @@ mod tests {
     #[test]
     fn envelope_round_trips() {
         let e = parse(r#"{"type":"boss_kill","playerId":"player_67890","ts":1638360000,"payload":{"bossId":"dragon_lord","tier":5,"points":2500}}"#).unwrap();
-        let env = Envelope {
+        let mut env = Envelope {
             event_id: Uuid::now_v7(),
             received_at: 1,
             event: e,
+            traceparent: None,
         };
         assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
+        assert!(!String::from_utf8_lossy(&env.encode()).contains("traceparent"));
+        env.traceparent = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
+        assert_eq!(Envelope::decode(&env.encode()).unwrap(), env);
+    }
+
+    #[test]
+    fn envelopes_of_older_versions_still_decode() {
+        let old = br#"{"eventId":"01890a5d-ac96-774b-bcce-b302099a8057","receivedAt":1700000000000,"type":"boss_kill","playerId":"player_1","ts":1700000000,"payload":{"bossId":"b","tier":1,"points":5}}"#;
+        let env = Envelope::decode(old).unwrap();
+        assert_eq!(env.traceparent, None);
+        assert_eq!(env.event.score(), 5);
     }
 }

@@ -62,6 +62,18 @@ impl KeyStore {
         }
     }
 
+    /// A store with `layers` in order, any of them possibly empty; fails if none has a key or a
+    /// key is shorter than [`MIN_SECRET_LEN`].
+    pub fn with_layers(layers: Vec<(&'static str, KeyList)>) -> Result<Self, KeyError> {
+        let merged = merge(&layers)?;
+        Ok(Self {
+            inner: RwLock::new(Layers {
+                layers,
+                merged: Arc::new(merged),
+            }),
+        })
+    }
+
     /// The keys in force now.
     pub fn current(&self) -> Arc<Keyring> {
         match self.inner.read() {
@@ -90,19 +102,24 @@ impl KeyStore {
             Some(layer) => layer.1 = keys,
             None => layers.push((name, keys)),
         }
-        let mut merged: KeyList = Vec::new();
-        for (_, keys) in &layers {
-            for (kid, secret) in keys {
-                if !merged.iter().any(|(k, _)| k == kid) {
-                    merged.push((kid.clone(), secret.clone()));
-                }
-            }
-        }
-        let keyring = Keyring::new(merged)?;
+        let keyring = merge(&layers)?;
         guard.layers = layers;
         guard.merged = Arc::new(keyring);
         Ok(())
     }
+}
+
+/// The union of `layers` as one keyring: an earlier layer's key id wins.
+fn merge(layers: &[(&'static str, KeyList)]) -> Result<Keyring, KeyError> {
+    let mut merged: KeyList = Vec::new();
+    for (_, keys) in layers {
+        for (kid, secret) in keys {
+            if !merged.iter().any(|(k, _)| k == kid) {
+                merged.push((kid.clone(), secret.clone()));
+            }
+        }
+    }
+    Keyring::new(merged)
 }
 
 /// Why a signed request was refused (every variant answers 401).
@@ -356,6 +373,22 @@ mod tests {
             .set_layer("api", vec![("default".into(), K2.into())])
             .unwrap();
         assert!(ok(sig(None, K1)));
+    }
+
+    #[test]
+    fn a_store_may_start_with_an_empty_layer_but_not_without_keys() {
+        let store = KeyStore::with_layers(vec![
+            ("config", vec![]),
+            ("file", vec![("k1".into(), K1.into())]),
+        ])
+        .unwrap();
+        assert_eq!(store.current().primary_id(), "k1");
+        assert!(
+            store.set_layer("file", vec![]).is_err(),
+            "the last key stays"
+        );
+        assert_eq!(store.current().primary_id(), "k1");
+        assert!(KeyStore::with_layers(vec![("config", vec![]), ("file", vec![])]).is_err());
     }
 
     fn ring() -> Keyring {

@@ -52,3 +52,26 @@ problem_responses! {
     /// 503: a backend is unavailable; retry.
     Unavailable = 503, "A backend is unavailable; retry";
 }
+
+macro_rules! problem_sets {
+    ($($(#[$doc:meta])* $name:ident = [$($part:ident),+];)*) => {$(
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name;
+
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<Response>> {
+                let mut all = BTreeMap::new();
+                $(all.extend($part::responses());)+
+                all
+            }
+        }
+    )*};
+}
+
+problem_sets! {
+    /// What any read may answer besides its 200: bad input (400) or a backend down (503).
+    ReadFailures = [BadRequest, Unavailable];
+    /// A read of one resource: bad input (400), no such resource (404), a backend down (503).
+    LookupFailures = [BadRequest, NotFound, Unavailable];
+}

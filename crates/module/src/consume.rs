@@ -1,6 +1,7 @@
 //! What every bus consumer shares: back-off between retries, decoding and de-duplicating a polled
 //! batch, the per-batch metrics, and [`run_batches`], the poll → apply → ack loop of the consumers
-//! that commit their effects together with the processed event ids.
+//! that commit their effects together with the processed event ids, with a span per batch and
+//! per traced event ([`crate::trace`]).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -9,7 +10,12 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use liveops_core::ports::{Bus, Delivery};
+use liveops_core::stores::ProcessedEvents;
 use liveops_core::{Envelope, PortError};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::trace::BatchSpans;
 
 /// How long one poll waits for a message.
 pub const POLL_WAIT: Duration = Duration::from_millis(200);
@@ -78,6 +84,33 @@ pub fn dedupe(events: Vec<Envelope>) -> Vec<Envelope> {
         .into_iter()
         .filter(|e| seen.insert(e.event_id))
         .collect()
+}
+
+/// Of `events`, those `consumer` has not applied yet (by their ids in `processed`): what keeps a
+/// redelivered batch from counting twice.
+pub async fn unapplied(
+    processed: &dyn ProcessedEvents,
+    consumer: &str,
+    events: &[Envelope],
+) -> Result<Vec<Envelope>, PortError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+    let done = processed.processed(consumer, &ids).await?;
+    let fresh: Vec<Envelope> = events
+        .iter()
+        .filter(|e| !done.contains(&e.event_id))
+        .cloned()
+        .collect();
+    if fresh.len() < events.len() {
+        tracing::debug!(
+            consumer,
+            skipped = events.len() - fresh.len(),
+            "events already applied"
+        );
+    }
+    Ok(fresh)
 }
 
 /// Records one consumer batch, from its poll to its ack: how many messages
@@ -152,11 +185,17 @@ pub async fn run_batches(
         let started = Instant::now();
         let taken = deliveries.len();
         let events = dedupe(decode(&deliveries));
+        // Ended when dropped, after the ack.
+        let spans = BatchSpans::start(sub.group, &events);
 
         let mut attempts = 0;
         let applied = loop {
             attempts += 1;
-            match handler.apply(&events).await {
+            match handler
+                .apply(&events)
+                .instrument(spans.batch().clone())
+                .await
+            {
                 Ok(()) => break true,
                 Err(error) if attempts < MAX_ATTEMPTS => {
                     tracing::warn!(%error, attempts, "batch failed; retrying");

@@ -6,6 +6,7 @@
 
 pub mod consume;
 pub mod ports;
+pub mod trace;
 
 use std::future::Future;
 use std::sync::Arc;

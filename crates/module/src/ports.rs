@@ -201,6 +201,15 @@ impl Ports {
         out
     }
 
+    /// What the opened adapters say of themselves while healthy but degraded (a read replica
+    /// set aside), by name.
+    pub fn notes(&self) -> Vec<(&'static str, String)> {
+        self.adapters
+            .iter()
+            .filter_map(|k| Some((k.name(), k.health()?.note()?)))
+            .collect()
+    }
+
     /// The upkeep tasks of the adapters opened so far (each handed out once).
     pub fn take_upkeep(&self) -> Vec<Task> {
         self.adapters.iter().flat_map(|k| k.take_upkeep()).collect()

@@ -29,6 +29,7 @@ pub struct Application {
     ports: Arc<Ports>,
     tasks: Vec<Task>,
     shutdown: CancellationToken,
+    how: supervisor::Shutdown,
 }
 
 impl Application {
@@ -43,23 +44,33 @@ impl Application {
         let ports = Arc::new(wiring::ports(&settings));
         ensure_groups(&settings, &ports).await?;
 
+        let keys = Arc::new(settings.keys.store()?);
         let ctx = Context {
             args: settings.args.clone(),
-            shared: shared(&settings),
+            shared: shared(&settings, keys.clone()),
             ports: ports.clone(),
         };
         let mut app = Router::new();
         let mut tasks = Vec::new();
+        if let Some((path, _)) = &settings.keys.file {
+            let fixed = settings.keys.fixed.iter().map(|(k, _)| k.clone()).collect();
+            tasks.push(crate::key_files::watch(keys, path.clone(), fixed));
+        }
         let mut readiness: Vec<Readiness> = Vec::new();
         for module in &settings.target.modules {
             let service = module
                 .build(&ctx)
                 .await
                 .with_context(|| format!("{}: cannot start", module.name()))?;
-            app = app.merge(liveops_http::track(service.router, module.name()));
+            let routes = crate::telemetry::http_spans(service.router);
+            app = app.merge(liveops_http::track(routes, module.name()));
             tasks.extend(service.tasks);
             readiness.extend(service.readiness);
         }
+        let how = supervisor::Shutdown {
+            draining: supervisor::Draining::default(),
+            delay: settings.shutdown_delay,
+        };
         let checks = ops::Checks {
             ports: ports.clone(),
             modules: readiness,
@@ -67,16 +78,20 @@ impl Application {
                 "cloud": format!("{:?}", settings.raw.cloud).to_lowercase(),
                 "bus": format!("{:?}", settings.bus),
             }),
+            draining: how.draining.clone(),
         };
         let spec = settings.table.openapi(ops::openapi(), &settings.args);
         // Make sure the recorder exists before the first request is counted.
         let _ = crate::telemetry::metrics();
-        let router = ops::fallbacks(app.merge(ops::router(checks, spec))).layer(
-            CatchPanicLayer::custom(|_| {
+        let router = ops::fallbacks(app.merge(ops::router(checks, spec)))
+            .layer(CatchPanicLayer::custom(|_| {
                 tracing::error!("a request handler panicked");
                 Problem::internal().into_response()
-            }),
-        );
+            }))
+            .layer(axum::middleware::from_fn_with_state(
+                how.draining.clone(),
+                ops::close_when_draining,
+            ));
 
         let addr: SocketAddr = format!("{}:{}", settings.raw.bind, settings.port)
             .parse()
@@ -91,6 +106,7 @@ impl Application {
             ports,
             tasks,
             shutdown: CancellationToken::new(),
+            how,
         })
     }
 
@@ -108,7 +124,8 @@ impl Application {
     }
 
     /// Serves and runs the modules' tasks until the shutdown token is cancelled (or a task ends
-    /// on its own), then drains within the grace period.
+    /// on its own); then, not ready any more, keeps serving for `SHUTDOWN_DELAY` and drains
+    /// within the grace period.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Self {
             listener,
@@ -117,6 +134,7 @@ impl Application {
             ports,
             mut tasks,
             shutdown,
+            how,
         } = self;
         let running: Vec<_> = settings
             .table
@@ -143,16 +161,22 @@ impl Application {
             data_dir = %settings.raw.data_dir.display(),
             "liveops started"
         );
+        if let Some(every) = settings.backup.every {
+            let backups = crate::backup::Backups::new(&settings)?;
+            if !backups.is_empty() {
+                tasks.push(backups.task(every));
+            }
+        }
         let upkeep = ports.take_upkeep();
-        supervisor::run(listener, router, tasks, upkeep, shutdown).await;
+        supervisor::run(listener, router, tasks, upkeep, shutdown, how).await;
         Ok(())
     }
 }
 
 /// The settings every module shares.
-fn shared(s: &Settings) -> Shared {
+fn shared(s: &Settings, keys: Arc<liveops_core::KeyStore>) -> Shared {
     Shared {
-        keys: Arc::new(liveops_core::KeyStore::new(s.keyring.clone())),
+        keys,
         signature_tolerance_s: s.raw.sig_tolerance_sec,
         calendar: s.calendar.clone(),
         consumer_name: consumer_name(),

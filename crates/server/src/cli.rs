@@ -1,5 +1,6 @@
-//! The command line: `serve`, `send`, `migrate`, `bench`, `dead-letters`, `verify-receipt`, each
-//! taking the shared settings and every module's settings as flags (or environment variables).
+//! The command line: `serve`, `send`, `migrate`, `bench`, `dead-letters`, `verify-receipt`,
+//! `backup`, `restore`, each taking the shared settings and every module's settings as flags (or
+//! environment variables).
 
 use std::path::PathBuf;
 
@@ -71,6 +72,30 @@ pub enum Command {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// Copies the embedded files (the bus, then the repository) into a new set in `BACKUP_DIR`
+    /// while the server runs, keeps the newest `BACKUP_KEEP` sets, and uploads the set to
+    /// `BACKUP_AZURE_URL` if set.
+    Backup {
+        /// Shared settings.
+        #[command(flatten)]
+        config: RawConfig,
+    },
+    /// Restores a backup set into an empty `DATA_DIR` (`--data-dir`).
+    Restore {
+        /// Shared settings.
+        #[command(flatten)]
+        config: RawConfig,
+        /// A backup set directory (`BACKUP_DIR/liveops-<time>`).
+        #[arg(
+            long,
+            required_unless_present = "from_archive",
+            conflicts_with = "from_archive"
+        )]
+        from: Option<PathBuf>,
+        /// A set in `BACKUP_AZURE_URL` by name, or `latest`.
+        #[arg(long)]
+        from_archive: Option<String>,
+    },
     /// Checks a receipt file's signature with the configured keys.
     VerifyReceipt {
         /// Shared settings.
@@ -82,13 +107,15 @@ pub enum Command {
 }
 
 /// Every subcommand takes the modules' settings too.
-const WITH_SETTINGS: [&str; 6] = [
+const WITH_SETTINGS: [&str; 8] = [
     "serve",
     "send",
     "migrate",
     "bench",
     "dead-letters",
     "verify-receipt",
+    "backup",
+    "restore",
 ];
 
 /// Parses the process's arguments with `table`'s module settings; returns the command and the

@@ -3,10 +3,12 @@
 //! application in-process.
 
 pub mod app;
+pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod dead_letters;
+pub mod key_files;
 pub mod modules;
 pub mod ops;
 pub mod send;

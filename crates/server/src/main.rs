@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use liveops::backup::restore::Source;
 use liveops::cli::{self, Command};
 use liveops::config::{RawConfig, Settings};
 use liveops::modules::Table;
@@ -39,14 +40,21 @@ fn main() -> ExitCode {
                     Ok(s) => s,
                     Err(code) => return Ok(code),
                 };
-                telemetry::init_logs(&s.raw.log_level);
+                let service = match s.target.name.as_str() {
+                    "all" => "liveops".to_owned(),
+                    name => format!("liveops-{}", name.replace(',', "+")),
+                };
+                let traces = telemetry::init(
+                    &s.raw.log_level,
+                    s.raw.otel_exporter_otlp_endpoint.as_deref(),
+                    &service,
+                );
                 if let Some(path) = &s.dev_secret_path {
                     tracing::warn!(path = %path.display(), "ENV=dev and no HMAC secret: using a generated dev secret");
                 }
-                if let Some(endpoint) = &s.raw.otel_exporter_otlp_endpoint {
-                    tracing::warn!(%endpoint, "OTEL_EXPORTER_OTLP_ENDPOINT is set but trace export is not built into this version");
-                }
-                serve(s).await.map(|()| ExitCode::SUCCESS)
+                let served = serve(s).await;
+                traces.shutdown().await;
+                served.map(|()| ExitCode::SUCCESS)
             }
             Command::Send {
                 config,
@@ -77,6 +85,40 @@ fn main() -> ExitCode {
                 Ok(s) => liveops::dead_letters::run(&s, &topic, &group, replay, limit).await,
                 Err(code) => Ok(code),
             },
+            Command::Backup { config } => match settings(&table, config, args) {
+                Ok(s) => backup(&s).await,
+                Err(code) => Ok(code),
+            },
+            Command::Restore {
+                mut config,
+                from,
+                from_archive,
+            } => {
+                // Checked before the settings are resolved: in dev they would create a secret
+                // in DATA_DIR. A restore signs nothing, so any key does.
+                if let Err(e) = liveops::backup::restore::check_empty(&config.data_dir) {
+                    eprintln!("liveops: {e:#}");
+                    return Ok(ExitCode::FAILURE);
+                }
+                if config.hmac_secret.is_none()
+                    && config.hmac_secret_file.is_none()
+                    && config.hmac_keys.is_none()
+                {
+                    config.hmac_secret = Some(hex::encode(rand::random::<[u8; 32]>()));
+                }
+                let source = match (from, from_archive) {
+                    (Some(dir), _) => Source::Dir(dir),
+                    (None, Some(name)) => Source::Archive(name),
+                    (None, None) => {
+                        eprintln!("liveops: restore needs --from or --from-archive");
+                        return Ok(ExitCode::from(2));
+                    }
+                };
+                match settings(&table, config, args) {
+                    Ok(s) => restore(&s, &source).await,
+                    Err(code) => Ok(code),
+                }
+            }
             Command::VerifyReceipt { config, file } => match settings(&table, config, args) {
                 Ok(s) => liveops::send::verify_receipt_file(&s, &file),
                 Err(code) => Ok(code),
@@ -90,6 +132,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn backup(s: &Settings) -> anyhow::Result<ExitCode> {
+    telemetry::init_logs(&s.raw.log_level);
+    let report = liveops::backup::Backups::new(s)?.run_once().await?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn restore(s: &Settings, source: &Source) -> anyhow::Result<ExitCode> {
+    telemetry::init_logs(&s.raw.log_level);
+    let restored = liveops::backup::restore::run(s, source).await?;
+    println!("{}", serde_json::to_string(&restored)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn serve(s: Settings) -> anyhow::Result<()> {

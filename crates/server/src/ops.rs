@@ -5,6 +5,8 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
+use axum::http::header::{HeaderValue, CONNECTION};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -13,6 +15,8 @@ use liveops_http::{count_unmatched, Problem};
 use liveops_module::{Ports, Readiness};
 use serde_json::json;
 use utoipa::OpenApi;
+
+use crate::supervisor::Draining;
 
 /// What `/readyz` asks.
 #[derive(Clone)]
@@ -23,6 +27,8 @@ pub struct Checks {
     pub modules: Vec<Readiness>,
     /// Where this process runs and on which bus (`{"cloud": …, "bus": …}`), shown by `/readyz`.
     pub runs_on: serde_json::Value,
+    /// Set once the process is shutting down.
+    pub draining: Draining,
 }
 
 /// Operations routes, documented in the OpenAPI spec.
@@ -53,6 +59,10 @@ async fn healthz() -> Json<serde_json::Value> {
     Unavailable,
 ))]
 async fn readyz(State(checks): State<Checks>) -> Response {
+    if checks.draining.is_draining() {
+        metrics::gauge!("liveops_ready").set(0.0);
+        return Problem::unavailable("not ready: shutting down").into_response();
+    }
     let results = checks.ports.check().await;
     let mut failing: Vec<String> = results
         .iter()
@@ -63,9 +73,14 @@ async fn readyz(State(checks): State<Checks>) -> Response {
     // The last answer, so alerts can see readiness flapping between scrapes of probes.
     metrics::gauge!("liveops_ready").set(if failing.is_empty() { 1.0 } else { 0.0 });
     if failing.is_empty() {
+        // A degraded but working adapter (a read replica set aside) says how.
+        let notes = checks.ports.notes();
         let map: serde_json::Map<String, serde_json::Value> = results
             .iter()
-            .map(|(n, _)| (n.to_string(), json!("ok")))
+            .map(|(n, _)| match notes.iter().find(|(m, _)| m == n) {
+                Some((_, note)) => (n.to_string(), json!(format!("ok; {note}"))),
+                None => (n.to_string(), json!("ok")),
+            })
             .collect();
         return Json(json!({"status": "ready", "checks": map, "runs_on": checks.runs_on}))
             .into_response();
@@ -125,6 +140,21 @@ pub fn router(checks: Checks, spec: utoipa::openapi::OpenApi) -> Router {
         )
         .with_state(checks);
     liveops_http::track(routes, "ops")
+}
+
+/// While the process is shutting down, asks every client to close its connection after the
+/// answer, so keep-alive clients reconnect to a replica that stays.
+pub async fn close_when_draining(
+    State(draining): State<Draining>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let mut res = next.run(req).await;
+    if draining.is_draining() {
+        res.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
 }
 
 /// Adds the 404 and 405 problem answers to the finished router.

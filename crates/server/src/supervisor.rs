@@ -1,7 +1,16 @@
 //! Runs a process's background work beside its HTTP server: the modules' tasks until shutdown (a
 //! task that ends on its own stops the process), then the adapters' upkeep, which must outlive
-//! every consumer (the local bus writes its group positions last), all within a grace period.
+//! every consumer (the local bus writes its group positions last).
+//!
+//! Shutdown on request (SIGTERM) goes in three steps, so a rolling update loses no request:
+//! 1. draining: `/readyz` answers 503 at once and responses ask clients to close their
+//!    connections, while every request is still served for `SHUTDOWN_DELAY`, the time endpoints
+//!    and load balancers take to stop sending here;
+//! 2. the listener closes: requests in flight finish, consumers finish their batch;
+//! 3. the adapters' upkeep stops. Steps 2 and 3 have [`SHUTDOWN_GRACE`] together, so the pod's
+//!    `terminationGracePeriodSeconds` must be at least `SHUTDOWN_DELAY` + 15 s.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -12,10 +21,36 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// How long shutdown may take before the process gives up waiting (SIGTERM grace is 10 s).
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(9);
+/// How long the drain (step 2 and 3) may take before the process gives up waiting.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(9);
 
 type Running = JoinSet<(&'static str, Result<(), PortError>)>;
+
+/// Whether the process is shutting down; `/readyz` answers 503 from the moment it is set.
+#[derive(Clone, Debug, Default)]
+pub struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    /// Marks the process as shutting down.
+    pub fn start(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Whether the process is shutting down.
+    pub fn is_draining(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// How a requested shutdown goes: the readiness it turns off and how long it keeps serving
+/// before it drains.
+#[derive(Clone, Debug, Default)]
+pub struct Shutdown {
+    /// Set when shutdown starts.
+    pub draining: Draining,
+    /// How long the process keeps serving, not ready, before the listener closes.
+    pub delay: Duration,
+}
 
 fn start(set: &mut Running, tasks: Vec<Task>, stop: &CancellationToken) {
     for task in tasks {
@@ -32,34 +67,45 @@ pub async fn run(
     tasks: Vec<Task>,
     upkeep: Vec<Task>,
     shutdown: CancellationToken,
+    how: Shutdown,
 ) {
-    let workers = shutdown.child_token();
+    let workers = CancellationToken::new();
     let maintainers = CancellationToken::new();
     let mut running = JoinSet::new();
     start(&mut running, tasks, &workers);
     let mut upkeeping = JoinSet::new();
     start(&mut upkeeping, upkeep, &maintainers);
 
-    let http_stop = shutdown.clone();
+    let http_stop = CancellationToken::new();
+    let stop_serving = http_stop.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, router)
-            .with_graceful_shutdown(http_stop.cancelled_owned())
+            .with_graceful_shutdown(stop_serving.cancelled_owned())
             .await
     });
 
     // Run until asked to stop, or until a task ends on its own (a fatal error).
-    tokio::select! {
-        _ = shutdown.cancelled() => {}
+    let requested = tokio::select! {
+        _ = shutdown.cancelled() => true,
         Some(ended) = running.join_next() => {
             match ended {
-                Ok((name, Ok(()))) if shutdown.is_cancelled() => tracing::info!(task = name, "stopped"),
                 Ok((name, Ok(()))) => tracing::warn!(task = name, "background task ended early; shutting down"),
                 Ok((name, Err(e))) => tracing::error!(task = name, error = %e, "background task failed; shutting down"),
                 Err(e) => tracing::error!(error = %e, "background task panicked; shutting down"),
             }
             shutdown.cancel();
+            false
         }
+    };
+    how.draining.start();
+    if requested && !how.delay.is_zero() {
+        tracing::info!(
+            delay_s = how.delay.as_secs_f64(),
+            "shutting down: not ready any more, still serving until load balancers stop sending"
+        );
+        tokio::time::sleep(how.delay).await;
     }
+    http_stop.cancel();
     workers.cancel();
     tracing::info!("shutting down: draining requests and consumers");
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {

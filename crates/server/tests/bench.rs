@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{spawn_app, SECRET};
+use common::{spawn_app, succeed, SECRET};
 use liveops::bench::{measure, BenchOpts, Mode, Phase, Report};
 use liveops::config::Given;
 
@@ -90,36 +90,28 @@ async fn single_events_against_the_ceiling_and_the_spawned_product() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_sends_batches_at_a_fixed_rate_and_prints_json() {
-    let out = Command::new(env!("CARGO_BIN_EXE_liveops"))
-        .args([
-            "bench",
-            "--spawn",
-            "--ceiling",
-            "--json",
-            "--batch",
-            "50",
-            "--rate",
-            "2000",
-            "--players",
-            "300",
-            "--connections",
-            "4",
-            "--duration",
-            "1.5",
-            "--warmup",
-            "0.3",
-            "--probes",
-            "1",
-            "--hmac-secret",
-            SECRET,
-        ])
-        .output()
-        .expect("run liveops bench");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeed(Command::new(env!("CARGO_BIN_EXE_liveops")).args([
+        "bench",
+        "--spawn",
+        "--ceiling",
+        "--json",
+        "--batch",
+        "50",
+        "--rate",
+        "2000",
+        "--players",
+        "300",
+        "--connections",
+        "4",
+        "--duration",
+        "1.5",
+        "--warmup",
+        "0.3",
+        "--probes",
+        "1",
+        "--hmac-secret",
+        SECRET,
+    ]));
     let report: Report = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
     for p in report.ceiling.iter().chain(&report.system) {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::load::{assert_exactly_once, stream, Counts};
-use common::{free_port, wait_ready, Fleet, Urls, BIN, SECRET};
+use common::{free_port, fresh_database, succeed, wait_ready, Fleet, Urls, BIN, SECRET};
 
 /// A Redis of our own that persists every write (AOF, fsync always), so a crash loses nothing acked.
 fn start_redis(dir: &Path, port: u16) -> Child {
@@ -97,18 +97,13 @@ fn start_postgres(dir: &Path, port: u16) -> String {
         .status()
         .expect("chown")
         .success());
-    let out = Command::new("runuser")
-        .args(["-u", "postgres", "--"])
-        .arg(format!("{}/initdb", pg_bin()))
-        .arg("-D")
-        .arg(dir.join("data"))
-        .args(["-A", "trust", "-U", "postgres"])
-        .output()
-        .expect("initdb");
-    assert!(
-        out.status.success(),
-        "initdb: {}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(format!("{}/initdb", pg_bin()))
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args(["-A", "trust", "-U", "postgres"]),
     );
     pg_ctl(dir, port, "start");
     format!("postgres://postgres@127.0.0.1:{port}/postgres")
@@ -117,22 +112,7 @@ fn start_postgres(dir: &Path, port: u16) -> String {
 fn shared_pg_database(name: &str) -> String {
     let admin = std::env::var("LIVEOPS_TEST_PG_URL")
         .expect("LIVEOPS_TEST_PG_URL is not set: start the servers with scripts/services.sh start");
-    let out = Command::new("psql")
-        .arg(&admin)
-        .args([
-            "-qc",
-            &format!("DROP DATABASE IF EXISTS {name}"),
-            "-c",
-            &format!("CREATE DATABASE {name}"),
-        ])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    format!("{}/{name}", admin.rsplit_once('/').expect("db").0)
+    fresh_database(&admin, name)
 }
 
 fn start_liveops(data: &Path, port: u16, db_url: &str, redis_url: &str) -> Child {

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, kill, now, wait_ready, xp, BIN, SECRET};
+use common::{free_port, kill, now, succeed, wait_ready, xp, Client, Urls, BIN, SECRET};
 use liveops_core::Keyring;
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -137,30 +137,11 @@ async fn kill_9_loses_nothing_that_got_202_and_counts_nothing_twice() {
     // Restart on the same data directory; every 202'd event must show exactly once.
     let mut child = start(dir.path(), port, &[]);
     wait_ready(&base).await;
-    let client = reqwest::Client::new();
+    let game = Client::new(Urls::all(&base), &ring);
     let deadline = Instant::now() + Duration::from_secs(60);
     for (player, l) in &ledger {
         loop {
-            let p: Value = client
-                .get(format!("{base}/players/{player}/progress"))
-                .send()
-                .await
-                .expect("get")
-                .json()
-                .await
-                .expect("json");
-            let got_xp = p["xp"].as_u64().unwrap_or_default();
-            let board: Value = client
-                .get(format!(
-                    "{base}/leaderboard/players/{player}?window=seasonal&around=0"
-                ))
-                .send()
-                .await
-                .expect("get")
-                .json()
-                .await
-                .expect("json");
-            let got_score = board["score"].as_u64().unwrap_or_default();
+            let (got_xp, got_score) = game.counted(player).await;
             let xp_ok = got_xp == l.acked_xp || got_xp == l.acked_xp + l.unknown_xp;
             let expected_score = l.acked_xp + l.acked_points;
             let score_ok = got_score == expected_score
@@ -190,18 +171,8 @@ async fn kill_9_loses_nothing_that_got_202_and_counts_nothing_twice() {
     // Stable: nothing is applied a second time after catching up.
     tokio::time::sleep(Duration::from_secs(2)).await;
     for (player, l) in &ledger {
-        let p: Value = client
-            .get(format!("{base}/players/{player}/progress"))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
-        assert!(
-            p["xp"].as_u64().unwrap_or_default() <= l.acked_xp + l.unknown_xp,
-            "{player} recounted"
-        );
+        let (got_xp, _) = game.counted(player).await;
+        assert!(got_xp <= l.acked_xp + l.unknown_xp, "{player} recounted");
     }
     sigterm(&child);
     let _ = child.wait();
@@ -349,17 +320,12 @@ async fn cli_sends_sample_events_with_the_dev_secret_and_verifies_receipts() {
         .expect("json");
     let file = dir.path().join("receipt.json");
     std::fs::write(&file, serde_json::to_vec(&receipt).expect("json")).expect("write");
-    let out = Command::new(BIN)
-        .args(["verify-receipt", "--data-dir"])
-        .arg(dir.path())
-        .arg(&file)
-        .env_remove("HMAC_SECRET")
-        .output()
-        .expect("verify");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+    let out = succeed(
+        Command::new(BIN)
+            .args(["verify-receipt", "--data-dir"])
+            .arg(dir.path())
+            .arg(&file)
+            .env_remove("HMAC_SECRET"),
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"valid\":true"));
     let mut forged = receipt.clone();
@@ -375,18 +341,13 @@ async fn cli_sends_sample_events_with_the_dev_secret_and_verifies_receipts() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"valid\":false"));
 
-    let out = Command::new(BIN)
-        .args(["migrate", "--data-dir"])
-        .arg(dir.path())
-        .arg("--log-level")
-        .arg("error")
-        .env_remove("HMAC_SECRET")
-        .output()
-        .expect("migrate");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        Command::new(BIN)
+            .args(["migrate", "--data-dir"])
+            .arg(dir.path())
+            .arg("--log-level")
+            .arg("error")
+            .env_remove("HMAC_SECRET"),
     );
     sigterm(&child);
     let _ = child.wait();

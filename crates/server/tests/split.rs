@@ -7,64 +7,13 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{free_port, play_scenario, wait_ready, Fleet, Urls, BIN, SECRET};
+use common::{free_port, fresh_database, play_scenario, wait_ready, Fleet, Urls, BIN, SECRET};
 use liveops_core::Keyring;
 
 fn env_var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: start the servers with scripts/services.sh start")
     })
-}
-
-/// A database of its own on the shared server, so fairness statistics start fresh.
-async fn fresh_database(admin_url: &str, name: &str) -> String {
-    let (base, _) = admin_url.rsplit_once('/').expect("url with a database");
-    let out = if admin_url.starts_with("postgres") {
-        Command::new("psql")
-            .arg(admin_url)
-            .args([
-                "-qc",
-                &format!("DROP DATABASE IF EXISTS {name}"),
-                "-c",
-                &format!("CREATE DATABASE {name}"),
-            ])
-            .output()
-    } else {
-        let u = url_parts(admin_url);
-        Command::new("mariadb")
-            .args([
-                "--no-defaults",
-                "-h",
-                &u.0,
-                "-P",
-                &u.1,
-                "-u",
-                &u.2,
-                &format!("-p{}", u.3),
-            ])
-            .args([
-                "-e",
-                &format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"),
-            ])
-            .output()
-    }
-    .expect("database client");
-    assert!(
-        out.status.success(),
-        "cannot create {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    format!("{base}/{name}")
-}
-
-/// (host, port, user, password) of `mysql://user:password@host:port/db`.
-fn url_parts(url: &str) -> (String, String, String, String) {
-    let rest = url.split("://").nth(1).expect("scheme");
-    let (creds, hostpart) = rest.split_once('@').expect("credentials");
-    let (user, pass) = creds.split_once(':').expect("user:password");
-    let host = hostpart.split('/').next().expect("host");
-    let (h, p) = host.split_once(':').expect("host:port");
-    (h.into(), p.into(), user.into(), pass.into())
 }
 
 fn redis_db(db: u32) -> String {
@@ -144,13 +93,13 @@ async fn split_deployment(db_url: String, redis_url: String, tag: &str) {
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_over_redis_and_postgresql_pass_the_scenario() {
-    let db = fresh_database(&env_var("LIVEOPS_TEST_PG_URL"), "liveops_split_pg").await;
+    let db = fresh_database(&env_var("LIVEOPS_TEST_PG_URL"), "liveops_split_pg");
     split_deployment(db, redis_db(5), "split_pg").await;
 }
 
 #[cfg(feature = "mysql")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_over_redis_and_mariadb_pass_the_scenario() {
-    let db = fresh_database(&env_var("LIVEOPS_TEST_MYSQL_URL"), "liveops_split_my").await;
+    let db = fresh_database(&env_var("LIVEOPS_TEST_MYSQL_URL"), "liveops_split_my");
     split_deployment(db, redis_db(6), "split_my").await;
 }

@@ -3,7 +3,9 @@
 #
 #   infra/terraform/scripts/outputs-to-kustomize.sh <dev|prod> [--json FILE]
 #
-# reads `terraform output -json` in infra/terraform/envs/<env> (or FILE, e.g. saved by CI) and
+# reads `terraform output -json` of the environment's state (infra/terraform/envs, initialised for
+# <env> in TF_DATA_DIR, default .terraform-<env>; see infra/terraform/README.md) or FILE (e.g.
+# saved by CI) and
 # writes deploy/k8s/overlays/<env>/terraform-outputs.env: one KEY=value per line, sorted, for a
 # configMapGenerator (envs:) and replacements in the overlay. The format is in
 # infra/terraform/README.md. No secret is written: secrets stay in Key Vault.
@@ -26,7 +28,7 @@ if [ -n "$json_file" ]; then
   cp "$json_file" "$tmp"
 else
   command -v terraform >/dev/null || { echo "terraform is not on PATH (or pass --json FILE)" >&2; exit 1; }
-  terraform -chdir="$ROOT/infra/terraform/envs/$env" output -json > "$tmp"
+  TF_DATA_DIR="${TF_DATA_DIR:-.terraform-$env}" terraform -chdir="$ROOT/infra/terraform/envs" output -json > "$tmp"
 fi
 
 out_dir="$ROOT/deploy/k8s/overlays/$env"

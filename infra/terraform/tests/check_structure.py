@@ -8,14 +8,15 @@ run here: it needs the providers) and some it never does:
   same configuration, var.<object>.<attribute> names an attribute of the variable's type, and
   module.<call>.<output>[.<attribute>] names an output of the called module (and an attribute of
   it, when the output is an object);
-- every environment reaches every module; each module call passes every input that has no
-  default and nothing the module does not declare, and each object it passes has every required
-  attribute of the input's type and no other; every environment passes the same inputs, and prod
-  the values of the production design (PROD_DESIGN);
+- the environments' root (envs/) reaches every module; each module call passes every input that
+  has no default and nothing the module does not declare, and each object it passes (a literal,
+  var.<x>, or merge(var.<x>, {...})) has every required attribute of the input's type and no
+  other; every environment is one <env>.tfvars of that root, which sets only declared variables,
+  with values of their types, and prod.tfvars the values of the production design (PROD_DESIGN);
 - every output has a description; every module output is consumed by its caller or listed in
   infra/terraform/README.md under "Module outputs not consumed by their callers";
-- every environment has the outputs the Kustomize bridge reads, and its terraform.tfvars.example
-  sets only declared variables and every variable without a default;
+- the root has the outputs the Kustomize bridge reads, and site.tfvars.example with each
+  <env>.tfvars sets only declared variables and every variable without a default;
 - outputs-to-kustomize.sh turns a terraform output JSON into the documented env file;
 - every inline checkov skip / trivy ignore names its rule and gives a reason;
 - the MySQL VM's cloud-init template matches its templatefile() call, renders to YAML and its
@@ -84,16 +85,23 @@ def text_without_variables(cfg: dict) -> str:
     return json.dumps({k: v for k, v in cfg.items() if k != "variable"})
 
 
+def load_tfvars(path: Path) -> dict:
+    """A .tfvars file: each variable's value (python-hcl2 wraps each in a list)."""
+    with path.open() as fh:
+        return {k: v[0] if isinstance(v, list) and len(v) == 1 else v for k, v in hcl2.load(fh).items()}
+
+
 class Tree:
     def __init__(self) -> None:
         self.modules = {p.name: load_dir(p) for p in sorted(MODULES.iterdir()) if p.is_dir()}
-        self.envs = {p.name: load_dir(p) for p in sorted(ENVS.iterdir()) if p.is_dir()}
+        # The one root of every environment, and each environment's values (envs/<env>.tfvars).
+        self.root = load_dir(ENVS)
+        self.envs = {p.stem: load_tfvars(p) for p in sorted(ENVS.glob("*.tfvars")) if not p.name.endswith(".site.tfvars")}
 
     def all_dirs(self):
         for name, cfg in self.modules.items():
             yield f"modules/{name}", cfg
-        for name, cfg in self.envs.items():
-            yield f"envs/{name}", cfg
+        yield "envs", self.root
 
 
 def check_variables_typed_and_described(t: Tree) -> list[str]:
@@ -127,7 +135,7 @@ def module_calls(cfg: dict) -> dict[str, dict]:
 
 def module_dir_of(call: dict) -> str:
     src = call["source"][0]
-    m = re.fullmatch(r"(?:\.\./\.\./modules|\.\.)/([a-z0-9-]+)", src)
+    m = re.fullmatch(r"(?:\.\./modules|\.\.)/([a-z0-9-]+)", src)
     return m.group(1) if m else ""
 
 
@@ -173,11 +181,21 @@ def check_object_literal(value, type_expr: str, where: str) -> list[str]:
 
 
 def check_envs_reach_every_module(t: Tree) -> list[str]:
-    problems = []
-    for env, cfg in t.envs.items():
-        for mod in sorted(set(t.modules) - reachable(t, cfg)):
-            problems.append(f"envs/{env}: does not instantiate modules/{mod}, directly or through another module")
-    return problems
+    return [f"envs: does not instantiate modules/{mod}, directly or through another module"
+            for mod in sorted(set(t.modules) - reachable(t, t.root))]
+
+
+def passed_object(value, variables: dict[str, dict]):
+    """What a module input passes, as an object literal where it can tell: the literal itself;
+    for var.<x> or merge(var.<x>, {...}) the attributes of variable x's object type (values
+    unknown) with the literal's on top. Anything else is returned as it is."""
+    m = re.fullmatch(r"\$\{(?:merge\()?var\.([a-z0-9_]+)(?:,(\{.*\})\))?\}", value, re.S) if isinstance(value, str) else None
+    if not m or m.group(1) not in variables:
+        return value
+    attrs = object_attributes(variables[m.group(1)]["type"][0])
+    if attrs is None:
+        return value
+    return {**{a: None for a in attrs}, **(ast.literal_eval(m.group(2)) if m.group(2) else {})}
 
 
 def check_module_inputs(t: Tree) -> list[str]:
@@ -196,19 +214,24 @@ def check_module_inputs(t: Tree) -> list[str]:
                 if "default" not in body and var not in passed:
                     problems.append(f"{where}: module {call_name} does not pass {var} (no default in modules/{mod})")
                 if var in passed:
-                    problems += check_object_literal(call[var][0], body["type"][0], f"{where}: module {call_name} input {var}")
+                    value = passed_object(call[var][0], named(cfg.get("variable", [])))
+                    problems += check_object_literal(value, body["type"][0], f"{where}: module {call_name} input {var}")
     return problems
 
 
-def check_envs_pass_the_same_inputs(t: Tree) -> list[str]:
-    """The environments differ in values only: each calls the same modules with the same inputs."""
-    shapes = {env: {name: sorted(k for k in call if not k.startswith("__")) for name, call in module_calls(cfg).items()}
-              for env, cfg in t.envs.items()}
-    problems = []
-    for env, shape in shapes.items():
-        for other, other_shape in shapes.items():
-            if env < other and shape != other_shape:
-                problems.append(f"envs/{env} and envs/{other} call different modules or pass different inputs: {shape} != {other_shape}")
+def check_env_tfvars(t: Tree) -> list[str]:
+    """The environments differ in values only: each is an <env>.tfvars of the one root, naming
+    itself, setting only declared variables, objects with the attributes of their types."""
+    problems = [] if {"dev", "prod"} <= set(t.envs) else [f"envs: expected dev.tfvars and prod.tfvars, found {sorted(t.envs)}"]
+    declared = named(t.root.get("variable", []))
+    for env, values in t.envs.items():
+        if values.get("environment") != env:
+            problems.append(f"envs/{env}.tfvars: environment is {values.get('environment')!r}, not {env!r}")
+        for key, value in sorted(values.items()):
+            if key not in declared:
+                problems.append(f"envs/{env}.tfvars sets {key}, which is not declared")
+            else:
+                problems += check_object_literal(value, declared[key]["type"][0], f"envs/{env}.tfvars: {key}")
     return problems
 
 
@@ -310,15 +333,16 @@ def check_outputs(t: Tree) -> list[str]:
     return problems
 
 
-# The production design (README.md, "dev and prod"): what envs/prod must pass to the stack. The
-# checkov skips that dev's cheaper choices need (public API server, Free tier, public Key Vault
-# endpoint) would hide the same regression in prod; this holds prod to the design instead.
+# The production design (README.md, "dev and prod"): what envs/prod.tfvars must set, by
+# variable and attribute. The checkov skips that dev's cheaper choices need (public API server,
+# Free tier, public Key Vault endpoint) would hide the same regression in prod; this holds prod to
+# the design instead.
 PROD_DESIGN = {
     ("aks", "private_cluster"): True,
     ("aks", "sku_tier"): "Standard",
     ("key_vault", "public_network_access_enabled"): False,
     ("key_vault", "sku_name"): "premium",
-    ("registry", "sku"): "Premium",
+    ("registry_sku", None): "Premium",
     ("servicebus", "sku"): "Premium",
     ("redis", "sku_name"): "Premium",
     ("redis", "persistence"): "aof",
@@ -333,50 +357,51 @@ PROD_DESIGN = {
 
 
 def check_prod_keeps_the_production_design(t: Tree) -> list[str]:
-    calls = module_calls(t.envs.get("prod", {}))
-    if "stack" not in calls:
-        return ["envs/prod: no module \"stack\""]
+    calls = module_calls(t.root)
+    if "stack" not in calls or "prod" not in t.envs:
+        return ["envs: no module \"stack\" or no prod.tfvars"]
     problems = []
-    for (group, attr), wanted in PROD_DESIGN.items():
-        got = (calls["stack"].get(group, [{}])[0] or {}).get(attr)
+    stack = json.dumps(strip_positions(calls["stack"]))
+    for (variable, attr), wanted in PROD_DESIGN.items():
+        value = t.envs["prod"].get(variable)
+        got = value.get(attr) if attr and isinstance(value, dict) else value
+        where = f"{variable}.{attr}" if attr else variable
         if got != wanted:
-            problems.append(f"envs/prod: {group}.{attr} is {got!r}, the production design says {wanted!r}")
+            problems.append(f"envs/prod.tfvars: {where} is {got!r}, the production design says {wanted!r}")
+        # The value must reach the stack: var.<variable> is passed, and the attribute is not
+        # overridden by the merge() around it.
+        if not re.search(r"\bvar\." + variable + r"\b", stack) or (attr and re.search(r"'" + attr + r"': '\$\{var\.", stack)):
+            problems.append(f"envs/main.tf: {where} of prod.tfvars does not reach module stack as it is")
     return problems
 
 
 def check_env_outputs_for_kustomize(t: Tree) -> list[str]:
     problems = []
-    for env, cfg in t.envs.items():
-        outputs = named(cfg.get("output", []))
-        for out in KUSTOMIZE_OUTPUTS:
-            if out not in outputs:
-                problems.append(f"envs/{env}: output {out} (read by outputs-to-kustomize.sh) is missing")
-            elif outputs[out].get("sensitive", [False])[0] is True:
-                problems.append(f"envs/{env}: output {out} is sensitive and cannot go to a ConfigMap")
+    outputs = named(t.root.get("output", []))
+    for out in KUSTOMIZE_OUTPUTS:
+        if out not in outputs:
+            problems.append(f"envs: output {out} (read by outputs-to-kustomize.sh) is missing")
+        elif outputs[out].get("sensitive", [False])[0] is True:
+            problems.append(f"envs: output {out} is sensitive and cannot go to a ConfigMap")
     return problems
 
 
 def check_tfvars_examples(t: Tree) -> list[str]:
-    problems = []
-    for env, cfg in t.envs.items():
-        example = ENVS / env / "terraform.tfvars.example"
-        if not example.exists():
-            problems.append(f"envs/{env}: terraform.tfvars.example is missing")
-            continue
-        with example.open() as fh:
-            values = hcl2.load(fh)
-        declared = named(cfg.get("variable", []))
-        for key in sorted(set(values) - set(declared)):
-            problems.append(f"envs/{env}/terraform.tfvars.example sets {key}, which is not declared")
+    example = ENVS / "site.tfvars.example"
+    if not example.exists():
+        return ["envs: site.tfvars.example is missing"]
+    site = load_tfvars(example)
+    declared = named(t.root.get("variable", []))
+    problems = [f"envs/site.tfvars.example sets {key}, which is not declared" for key in sorted(set(site) - set(declared))]
+    for env, values in t.envs.items():
         for var, body in sorted(declared.items()):
-            if "default" not in body and var not in values:
-                problems.append(f"envs/{env}/terraform.tfvars.example does not set {var} (no default)")
-        for name in ("backend.hcl.example",):
-            if not (ENVS / env / name).exists():
-                problems.append(f"envs/{env}: {name} is missing")
-        backends = [b for b in cfg.get("terraform", []) if "backend" in b]
-        if not backends or "azurerm" not in json.dumps(backends[0]["backend"]):
-            problems.append(f"envs/{env}: no backend \"azurerm\" block")
+            if "default" not in body and var not in values and var not in site:
+                problems.append(f"envs: neither {env}.tfvars nor site.tfvars.example sets {var} (no default)")
+    if not (ENVS / "backend.hcl.example").exists():
+        problems.append("envs: backend.hcl.example is missing")
+    backends = [b for b in t.root.get("terraform", []) if "backend" in b]
+    if not backends or "azurerm" not in json.dumps(backends[0]["backend"]):
+        problems.append("envs: no backend \"azurerm\" block")
     return problems
 
 
@@ -488,7 +513,7 @@ CHECKS = [
     check_references_resolve,
     check_envs_reach_every_module,
     check_module_inputs,
-    check_envs_pass_the_same_inputs,
+    check_env_tfvars,
     check_prod_keeps_the_production_design,
     check_outputs,
     check_env_outputs_for_kustomize,
@@ -501,18 +526,14 @@ CHECKS = [
 
 def main() -> int:
     tree = Tree()
-    passed = failed = 0
+    failed = 0
     for check in CHECKS:
         problems = check(tree)
-        if problems:
-            failed += 1
-            print(f"FAIL {check.__name__}")
-            for p in problems:
-                print(f"  - {p}")
-        else:
-            passed += 1
-            print(f"ok   {check.__name__}")
-    print(f"{passed} passed, {failed} failed")
+        failed += bool(problems)
+        print(f"{'FAIL' if problems else 'ok  '} {check.__name__}")
+        for p in problems:
+            print(f"  - {p}")
+    print(f"{len(CHECKS) - failed} passed, {failed} failed")
     return 1 if failed else 0
 
 

@@ -63,12 +63,10 @@ def load(root: Path) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "terraform"
         shutil.copytree(root, copy, ignore=shutil.ignore_patterns(".terraform", "*.tfstate*"))
-        dirs = sorted((copy / "modules").iterdir()) + sorted((copy / "envs").iterdir())
+        dirs = [d for d in sorted((copy / "modules").iterdir()) if d.is_dir()] + [copy / "envs"]
         for d in dirs:
-            if not d.is_dir():
-                continue
             rel = d.relative_to(copy)
-            if d.parent.name == "envs":
+            if d.name == "envs":
                 for f in d.glob("*.tf"):
                     text = f.read_text()
                     stripped = re.sub(r'\n\s*backend\s+"azurerm"\s*\{[^}]*\}', "\n", text)

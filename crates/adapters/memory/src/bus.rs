@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use liveops_core::ports::{BusOptions, Delivery, Health, Message};
+use liveops_core::ports::{long_poll, BusOptions, Delivery, Health, Message};
 use liveops_core::{Bus, PortResult};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -206,23 +206,10 @@ impl Bus for MemoryBus {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let until = Instant::now() + wait;
-        loop {
-            // Register for the wake-up before looking, so a publish in between is not missed.
-            let published = self.published.notified();
-            tokio::pin!(published);
-            published.as_mut().enable();
-            let got = self.take(topic, group, max);
-            let now = Instant::now();
-            if !got.is_empty() || now >= until {
-                return Ok(got);
-            }
-            let nap = (until - now).min(RECHECK);
-            tokio::select! {
-                _ = &mut published => {}
-                _ = tokio::time::sleep(nap) => {}
-            }
-        }
+        long_poll(&self.published, wait, RECHECK, || async {
+            Ok(self.take(topic, group, max))
+        })
+        .await
     }
 
     async fn ack(&self, topic: &str, group: &str, ids: &[String]) -> PortResult<()> {

@@ -528,8 +528,32 @@ impl RedisBus {
     /// key; a topic already used with another count keeps the count it was created with.
     /// Fails with `Unavailable` if Redis does not answer within [`CALL_TIMEOUT`].
     pub async fn connect(url: &str, opts: BusOptions, partitions: u32) -> Result<Self, PortError> {
-        let client =
-            Client::open(url).map_err(|e| PortError::Unavailable(format!("redis bus url: {e}")))?;
+        Self::connect_with_ca(url, None, opts, partitions).await
+    }
+
+    /// Like [`RedisBus::connect`]; a `rediss://` URL trusts the CA certificates in `root_ca`
+    /// (PEM) instead of Mozilla's roots.
+    pub async fn connect_with_ca(
+        url: &str,
+        root_ca: Option<&[u8]>,
+        opts: BusOptions,
+        partitions: u32,
+    ) -> Result<Self, PortError> {
+        let (client, _) = crate::conn::single_client(url, root_ca).map_err(|e| match e {
+            PortError::Unavailable(m) => PortError::Unavailable(format!("redis bus: {m}")),
+            other => other,
+        })?;
+        // One plain attempt first: a refused password or certificate shows as itself rather
+        // than as the connection manager's retries running out of time. It serves blocking
+        // waits afterwards.
+        let first = bounded(
+            "connect",
+            CALL_TIMEOUT,
+            client.get_multiplexed_async_connection_with_config(
+                &AsyncConnectionConfig::new().set_connection_timeout(CALL_TIMEOUT),
+            ),
+        )
+        .await?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(CALL_TIMEOUT)
             .set_response_timeout(CALL_TIMEOUT)
@@ -545,7 +569,7 @@ impl RedisBus {
         let bus = Self {
             client,
             conn,
-            blockers: Mutex::new(Vec::new()),
+            blockers: Mutex::new(vec![first]),
             opts,
             partitions: partitions.clamp(1, MAX_PARTITIONS),
             max_len: DEFAULT_MAX_LEN,

@@ -5,6 +5,10 @@
 //! service starts while Redis is down and answers 503 until it comes back. Once open, a single
 //! node sits behind redis-rs' `ConnectionManager` and a cluster behind its `ClusterConnection`;
 //! both reconnect by themselves after a server restart (the next calls fail fast, then succeed).
+//!
+//! `rediss://` URLs speak TLS (rustls on ring; no OpenSSL). The server's certificate must chain
+//! to Mozilla's roots, compiled in, or to the CA certificates given to
+//! [`RedisConn::connect_with_ca`] (`REDIS_CA_FILE`), and name the host of the URL.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,8 +21,8 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::io::tcp::{socket2::TcpKeepalive, TcpSettings};
 use redis::{
-    Client, Cmd, ConnectionInfo, ErrorKind, FromRedisValue, IntoConnectionInfo, Pipeline,
-    RedisError, RedisFuture, RedisResult, ScriptInvocation, Value,
+    Client, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, FromRedisValue, IntoConnectionInfo,
+    Pipeline, RedisError, RedisFuture, RedisResult, ScriptInvocation, TlsCertificates, Value,
 };
 use tokio::sync::OnceCell;
 
@@ -160,6 +164,43 @@ fn connection_info(url: &str) -> PortResult<ConnectionInfo> {
         .map_err(|e| invalid("check the host, port and database", e))
 }
 
+/// Makes ring the process's rustls crypto provider unless one is installed already: redis-rs
+/// builds its TLS settings with the process default.
+fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race with another thread installing one is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+fn is_tls(info: &ConnectionInfo) -> bool {
+    matches!(info.addr, ConnectionAddr::TcpTls { .. })
+}
+
+/// The CA certificates a `rediss://` connection trusts instead of Mozilla's roots.
+fn trust(root_ca: &[u8]) -> TlsCertificates {
+    TlsCertificates {
+        client_tls: None,
+        root_cert: Some(root_ca.to_vec()),
+    }
+}
+
+/// A client for one node: TLS for `rediss://`, trusting `root_ca` (PEM) when given; `root_ca`
+/// is ignored for plain `redis://`. Returns the client and where it points, without credentials.
+pub(crate) fn single_client(url: &str, root_ca: Option<&[u8]>) -> PortResult<(Client, String)> {
+    let info = connection_info(url)?;
+    let name = format!("{}/{}", info.addr, info.redis.db);
+    if is_tls(&info) {
+        ensure_crypto_provider();
+    }
+    let client = match root_ca {
+        Some(ca) if is_tls(&info) => Client::build_with_tls(info, trust(ca)),
+        _ => Client::open(info),
+    }
+    .map_err(|e| invalid(&name, e))?;
+    Ok((client, name))
+}
+
 fn tcp_settings() -> TcpSettings {
     let settings = TcpSettings::default()
         .set_nodelay(true)
@@ -198,12 +239,29 @@ impl RedisConn {
         url: &str,
         timeout: Duration,
     ) -> Result<RedisConn, PortError> {
+        Self::open(url, timeout, None).await
+    }
+
+    /// Like [`Self::connect`]; `rediss://` connections trust the CA certificates in `root_ca`
+    /// (PEM, e.g. the contents of `REDIS_CA_FILE`) instead of Mozilla's roots. A certificate that
+    /// does not chain to them, or does not name the URL's host, fails every call with
+    /// `Unavailable` saying so.
+    pub async fn connect_with_ca(
+        url: &str,
+        root_ca: Option<&[u8]>,
+    ) -> Result<RedisConn, PortError> {
+        Self::open(url, DEFAULT_TIMEOUT, root_ca).await
+    }
+
+    async fn open(
+        url: &str,
+        timeout: Duration,
+        root_ca: Option<&[u8]>,
+    ) -> Result<RedisConn, PortError> {
         let timeout = timeout.max(Duration::from_millis(1));
         let (target, name) = match parse_url(url)? {
             ParsedUrl::Single(url) => {
-                let info = connection_info(&url)?;
-                let name = format!("{}/{}", info.addr, info.redis.db);
-                let client = Client::open(info).map_err(|e| invalid(&name, e))?;
+                let (client, name) = single_client(&url, root_ca)?;
                 (Target::Single(client), name)
             }
             ParsedUrl::Cluster(urls) => {
@@ -216,14 +274,20 @@ impl RedisConn {
                     .map(|i| i.addr.to_string())
                     .collect::<Vec<_>>()
                     .join(",");
-                let client = ClusterClientBuilder::new(infos)
+                let tls = infos.first().is_some_and(is_tls);
+                let mut builder = ClusterClientBuilder::new(infos)
                     .connection_timeout(timeout)
                     .retries(2)
                     .min_retry_wait(50)
                     .max_retry_wait(500)
-                    .tcp_settings(tcp_settings())
-                    .build()
-                    .map_err(|e| invalid(&name, e))?;
+                    .tcp_settings(tcp_settings());
+                if tls {
+                    ensure_crypto_provider();
+                    if let Some(ca) = root_ca {
+                        builder = builder.certs(trust(ca));
+                    }
+                }
+                let client = builder.build().map_err(|e| invalid(&name, e))?;
                 (Target::Cluster(client), name)
             }
         };

@@ -33,6 +33,20 @@ async fn bus(opts: BusOptions, partitions: u32) -> RedisBus {
         .unwrap()
 }
 
+/// A bus with `partitions` per topic, and the lock that keeps this file's tests one at a time.
+async fn serial_bus(
+    visibility_timeout: Duration,
+    max_deliveries: u32,
+    partitions: u32,
+) -> (tokio::sync::MutexGuard<'static, ()>, RedisBus) {
+    let serial = SERIAL.lock().await;
+    let opts = BusOptions {
+        visibility_timeout,
+        max_deliveries,
+    };
+    (serial, bus(opts, partitions).await)
+}
+
 /// Deletes every key of `topic` (they carry the topic as hash tag).
 async fn drop_topic(topic: &str) {
     let client = redis::Client::open(redis_url()).unwrap();
@@ -58,8 +72,7 @@ async fn redis_bus_passes_the_bus_suite() {
         visibility_timeout: Duration::from_secs(1),
         max_deliveries: 3,
     };
-    let bus = bus(opts, 4).await;
-    conformance::bus::run_all(Arc::new(bus), opts).await;
+    conformance::bus::run_all(Arc::new(bus(opts, 4).await), opts).await;
 }
 
 /// Which consumer is handling which partition right now.
@@ -71,12 +84,8 @@ type Busy = Arc<Mutex<HashMap<String, String>>>;
 async fn each_key_stays_in_order_with_two_consumers_of_one_group() {
     const KEYS: usize = 16;
     const EACH: usize = 60;
-    let _serial = SERIAL.lock().await;
-    let opts = BusOptions {
-        visibility_timeout: Duration::from_secs(5),
-        max_deliveries: 5,
-    };
-    let bus = Arc::new(bus(opts, 4).await);
+    let (_serial, bus) = serial_bus(Duration::from_secs(5), 5, 4).await;
+    let bus = Arc::new(bus);
     let (t, g) = (unique("order"), unique("g"));
     let keys: Vec<String> = (0..KEYS).map(|k| format!("player_{k}")).collect();
     let used: HashSet<u32> = keys.iter().map(|k| partition_of(k, 4)).collect();
@@ -164,12 +173,7 @@ async fn each_key_stays_in_order_with_two_consumers_of_one_group() {
 /// to that group again (from its retry stream), never to the other group.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_replayed_to_their_group_only() {
-    let _serial = SERIAL.lock().await;
-    let opts = BusOptions {
-        visibility_timeout: Duration::from_secs(1),
-        max_deliveries: 2,
-    };
-    let bus = bus(opts, 4).await;
+    let (_serial, bus) = serial_bus(Duration::from_secs(1), 2, 4).await;
     let (t, a, b) = (unique("dlq"), unique("a"), unique("b"));
     bus.ensure_group(&t, &a).await.unwrap();
     bus.ensure_group(&t, &b).await.unwrap();
@@ -271,12 +275,7 @@ async fn dead_letters_are_replayed_to_their_group_only() {
 /// the same key, so the key's order survives the hand-over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_owner_finishes_what_the_old_one_left_before_reading_on() {
-    let _serial = SERIAL.lock().await;
-    let opts = BusOptions {
-        visibility_timeout: Duration::from_secs(1),
-        max_deliveries: 5,
-    };
-    let bus = bus(opts, 2).await;
+    let (_serial, bus) = serial_bus(Duration::from_secs(1), 5, 2).await;
     let (t, g) = (unique("handover"), unique("g"));
     bus.ensure_group(&t, &g).await.unwrap();
     let sent = (0..4).map(|i| msg("alice", &format!("m{i}"))).collect();

@@ -45,6 +45,10 @@ pub trait Dialect: Database + HasStatementCache + Sized {
     /// hold; `None` where it does (PostgreSQL's advisory lock) or is not needed.
     const MIGRATION_LOCK: Option<&'static MigrationLock>;
 
+    /// How a primary's write position is compared with a read replica's replay, to measure the
+    /// replica's lag; `None`: the lag cannot be measured, a reachable replica counts as current.
+    const REPLICA_POSITION: Option<&'static crate::replica::ReplicaPosition> = None;
+
     /// The schema migrations of this backend (`migrations/<backend>`).
     fn migrator() -> &'static Migrator;
 

@@ -10,6 +10,7 @@ pub mod dialect;
 pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod replica;
 pub mod repository;
 mod sqlite;
 mod statement;
@@ -36,6 +37,11 @@ pub trait Repository:
 {
     /// Applies pending schema migrations.
     async fn migrate(&self) -> PortResult<()>;
+    /// The read replica's probe loop (`DB_READ_URL`), to run while the process runs; `None`
+    /// without a replica.
+    fn replica_watch(&self) -> Option<futures_util::future::BoxFuture<'static, ()>> {
+        None
+    }
 }
 
 /// The backend a database URL names.
@@ -92,6 +98,43 @@ pub async fn connect_repository(url: &str) -> Result<Arc<dyn Repository>, PortEr
         other => Err(PortError::Unavailable(format!(
             "{name}:// URLs need liveops-sql built with feature \"{name}\"",
             name = other.name()
+        ))),
+    }
+}
+
+/// Like [`connect_repository`], with the reads that may be a little stale sent to the read
+/// replica at `read_url` (the same backend) while it is reachable and at most `max_lag` behind.
+/// Run [`Repository::replica_watch`]'s loop for the replica to be measured and used.
+pub async fn connect_repository_with_replica(
+    url: &str,
+    read_url: &str,
+    max_lag: std::time::Duration,
+) -> Result<Arc<dyn Repository>, PortError> {
+    let (primary, replica) = (Backend::of_url(url)?, Backend::of_url(read_url)?);
+    if primary != replica {
+        return Err(PortError::Unavailable(format!(
+            "the read replica is {} but the database is {}",
+            replica.name(),
+            primary.name()
+        )));
+    }
+    match primary {
+        #[cfg(feature = "postgres")]
+        Backend::Postgres => Ok(Arc::new(
+            PgRepository::open(url)
+                .await?
+                .with_replica(PgRepository::replica_pool(read_url)?, max_lag),
+        )),
+        #[cfg(feature = "mysql")]
+        Backend::MySql => Ok(Arc::new(
+            MySqlRepository::open(url)
+                .await?
+                .with_replica(MySqlRepository::replica_pool(read_url)?, max_lag),
+        )),
+        #[allow(unreachable_patterns)] // with every backend built in
+        other => Err(PortError::Unavailable(format!(
+            "read replicas need a server database (postgres:// or mysql://), not {}",
+            other.name()
         ))),
     }
 }

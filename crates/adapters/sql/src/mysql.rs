@@ -113,6 +113,23 @@ impl SqlRepository<MySql> {
             .map_err(db_error::<MySql>)?;
         Ok(Self::from_pool(pool))
     }
+
+    /// A pool on the read replica at `url`, connecting on first use (a replica that is down at
+    /// start only sends the reads to the primary); see [`SqlRepository::with_replica`].
+    pub fn replica_pool(url: &str) -> Result<sqlx::MySqlPool, PortError> {
+        let url = match url.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("mariadb") => {
+                format!("mysql://{rest}")
+            }
+            _ => url.to_owned(),
+        };
+        let options = MySqlConnectOptions::from_str(&url)
+            .map_err(|e| PortError::Unavailable(format!("bad MySQL replica URL: {e}")))?;
+        Ok(MySqlPoolOptions::new()
+            .max_connections(server::MAX_CONNECTIONS)
+            .acquire_timeout(server::ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options))
+    }
 }
 
 crate::stores::impl_stores!(MySql);

@@ -18,6 +18,7 @@ use sqlx::{Postgres, Type};
 use super::dialect::{
     db_error, number_placeholders, server, Dialect, MigrationLock, Text, Upserts, ON_CONFLICT,
 };
+use super::replica::ReplicaPosition;
 use super::repository::SqlRepository;
 
 /// The repository on PostgreSQL.
@@ -38,6 +39,13 @@ impl Dialect for Postgres {
     // another one's migration instead of failing after the 2 s meant for row locks.
     const MIGRATION_SESSION: Option<&'static str> = Some("SET lock_timeout = '10min'");
     const MIGRATION_LOCK: Option<&'static MigrationLock> = None;
+    const REPLICA_POSITION: Option<&'static ReplicaPosition> = Some(&ReplicaPosition {
+        // Flushed WAL is what the primary sends to its standbys.
+        primary: "SELECT pg_current_wal_flush_lsn()::text",
+        // NULL (not a replica, or nothing replayed yet) is "not replayed".
+        replayed: "SELECT CAST(CASE WHEN pg_last_wal_replay_lsn() >= CAST(? AS pg_lsn) \
+                   THEN 1 ELSE 0 END AS BIGINT)",
+    });
 
     fn migrator() -> &'static Migrator {
         &MIGRATOR
@@ -86,6 +94,20 @@ impl SqlRepository<Postgres> {
             .await
             .map_err(db_error::<Postgres>)?;
         Ok(Self::from_pool(pool))
+    }
+
+    /// A pool on the read replica at `url`, connecting on first use (a replica that is down at
+    /// start only sends the reads to the primary); see [`SqlRepository::with_replica`].
+    pub fn replica_pool(url: &str) -> Result<sqlx::PgPool, PortError> {
+        let mut options = PgConnectOptions::from_str(url)
+            .map_err(|e| PortError::Unavailable(format!("bad PostgreSQL replica URL: {e}")))?;
+        if options.get_application_name().is_none() {
+            options = options.application_name("liveops-reads");
+        }
+        Ok(PgPoolOptions::new()
+            .max_connections(server::MAX_CONNECTIONS)
+            .acquire_timeout(server::ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options))
     }
 }
 

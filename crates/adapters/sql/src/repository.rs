@@ -18,12 +18,33 @@ use liveops_core::stores::{
 };
 use liveops_core::{EventType, PortError, PortResult, Receipt, Welford, Window};
 use sqlx::migrate::Migrate;
-use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, Pool, Transaction, Type};
+use sqlx::{
+    ColumnIndex, Decode, Encode, Executor, FromRow, IntoArguments, Pool, Transaction, Type,
+};
 use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
 use super::dialect::{db_error, migrate_error_of, to_i64, to_u64, Dialect, Text};
-use super::statement::Statement;
+use super::replica::{MaybeReplica, Replica};
+use super::statement::{Statement, Tuple};
+
+/// Runs `$call` (an expression using the pool named `$pool`) on the replica while it is usable,
+/// and on the primary otherwise or when the replica fails it (it is then set aside until the
+/// probe finds it usable again).
+macro_rules! on_reader {
+    ($self:ident, |$pool:ident| $call:expr) => {{
+        if let Some(r) = $self.replica.as_ref().filter(|r| r.usable()) {
+            let $pool = &r.pool;
+            match $call {
+                Ok(v) => return Ok(v),
+                Err(PortError::Unavailable(e)) => r.failed(&e),
+                Err(e) => return Err(e),
+            }
+        }
+        let $pool = &$self.pool;
+        $call
+    }};
+}
 
 /// Every store trait on a SQL database; `DB` picks the backend.
 ///
@@ -34,6 +55,8 @@ pub struct SqlRepository<DB: Dialect> {
     /// Where this process's write transactions wait for their turn, if the dialect wants turns
     /// ([`Dialect::write_turn`]).
     writes: Arc<tokio::sync::Mutex<()>>,
+    /// Where reads that may be a little stale go while it is usable (`DB_READ_URL`).
+    replica: MaybeReplica<DB>,
 }
 
 impl<DB: Dialect> Clone for SqlRepository<DB> {
@@ -41,6 +64,7 @@ impl<DB: Dialect> Clone for SqlRepository<DB> {
         Self {
             pool: self.pool.clone(),
             writes: self.writes.clone(),
+            replica: self.replica.clone(),
         }
     }
 }
@@ -61,7 +85,27 @@ impl<DB: Dialect> SqlRepository<DB> {
         Self {
             pool,
             writes: Arc::default(),
+            replica: None,
         }
+    }
+
+    /// Sends the reads that may be a little stale (progress views, snapshots, flags) to
+    /// `replica` while it is reachable and at most `max_lag` behind; see [`crate::replica`].
+    /// Until [`SqlRepository::replica_watch`] runs, reads stay on the primary.
+    pub fn with_replica(mut self, replica: Pool<DB>, max_lag: std::time::Duration) -> Self {
+        self.replica = Some(Arc::new(Replica::new(replica, max_lag)));
+        self
+    }
+
+    /// The replica's state when it does not serve reads (for `/readyz`); `None` without a
+    /// replica or while it serves them.
+    pub fn replica_note(&self) -> Option<String> {
+        self.replica.as_ref().and_then(|r| r.note())
+    }
+
+    /// Whether reads go to the replica now.
+    pub fn reads_on_replica(&self) -> bool {
+        self.replica.as_ref().is_some_and(|r| r.usable())
     }
 
     /// The connection pool.
@@ -121,11 +165,72 @@ where
     }
 
     async fn begin(&self, statement: Option<&'static str>) -> PortResult<Transaction<'static, DB>> {
+        Self::begin_on(&self.pool, statement).await
+    }
+
+    async fn begin_on(
+        pool: &Pool<DB>,
+        statement: Option<&'static str>,
+    ) -> PortResult<Transaction<'static, DB>> {
         match statement {
-            Some(s) => self.pool.begin_with(s).await,
-            None => self.pool.begin().await,
+            Some(s) => pool.begin_with(s).await,
+            None => pool.begin().await,
         }
         .map_err(db_error::<DB>)
+    }
+
+    /// Inserts `rows`, `width` values each, in statements under the bound-parameter limit:
+    /// `head` names the table and columns, `bind` binds one row, `tail` says what a conflict does.
+    async fn insert_rows<T>(
+        conn: &mut DB::Connection,
+        (head, width, tail): (&str, usize, &str),
+        rows: &[T],
+        bind: impl for<'q> Fn(&mut Tuple<'_, 'q, DB>, &'q T),
+        on_error: impl Fn(sqlx::Error) -> PortError,
+    ) -> PortResult<()> {
+        for chunk in rows.chunks(DB::MAX_BIND / width) {
+            let mut qb = Statement::<DB>::new(head);
+            qb.values(chunk, &bind).push(tail);
+            let (sql, args) = qb.finish()?;
+            sqlx::query_with(&sql, args)
+                .persistent(false)
+                .execute(&mut *conn)
+                .await
+                .map_err(&on_error)?;
+        }
+        Ok(())
+    }
+
+    /// Runs one query per chunk of `keys` (`write` puts a chunk into the statement) and gathers
+    /// the rows of all.
+    async fn select_chunked<K, R>(
+        &self,
+        keys: &[K],
+        per_chunk: usize,
+        write: impl for<'q> Fn(&mut Statement<'q, DB>, &'q [K]),
+    ) -> PortResult<Vec<R>>
+    where
+        R: for<'r> FromRow<'r, DB::Row> + Send + Unpin,
+    {
+        let mut all = Vec::new();
+        for chunk in keys.chunks(per_chunk) {
+            let mut qb = Statement::<DB>::new("");
+            write(&mut qb, chunk);
+            let (sql, args) = qb.finish()?;
+            let rows: Vec<R> = sqlx::query_as_with(&sql, args)
+                .persistent(false)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error::<DB>)?;
+            all.extend(rows);
+        }
+        Ok(all)
+    }
+
+    /// The replica probe's loop, to run while the process runs; `None` without a replica.
+    pub fn replica_watch(&self) -> Option<futures_util::future::BoxFuture<'static, ()>> {
+        let replica = Arc::downgrade(self.replica.as_ref()?);
+        Some(Box::pin(super::replica::watch(replica, self.pool.clone())))
     }
 
     /// Records `ids` as processed by `consumer`; fails (leaving the transaction to roll back)
@@ -135,47 +240,44 @@ where
         consumer: &str,
         ids: &[Uuid],
     ) -> PortResult<()> {
-        for chunk in ids.chunks(DB::MAX_BIND / 2) {
-            let mut qb = Statement::<DB>::new("INSERT INTO processed_events (consumer, event_id) ");
-            qb.values(chunk, |row, id| {
-                row.bind(consumer).bind(id.to_string());
-            });
-            let (sql, args) = qb.finish()?;
-            sqlx::query_with(&sql, args)
-                .persistent(false)
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| match e {
-                    sqlx::Error::Database(d) if d.is_unique_violation() => {
-                        PortError::Unavailable(format!(
-                            "an event of this batch was already processed by {consumer}; \
+        Self::insert_rows(
+            conn,
+            ("INSERT INTO processed_events (consumer, event_id) ", 2, ""),
+            ids,
+            |row, id| {
+                row.bind(consumer.to_owned()).bind(id.to_string());
+            },
+            |e| match e {
+                sqlx::Error::Database(d) if d.is_unique_violation() => {
+                    PortError::Unavailable(format!(
+                        "an event of this batch was already processed by {consumer}; \
                          nothing was applied"
-                        ))
-                    }
-                    other => db_error::<DB>(other),
-                })?;
-        }
-        Ok(())
+                    ))
+                }
+                other => db_error::<DB>(other),
+            },
+        )
+        .await
     }
 
     async fn add_inventory(
         conn: &mut DB::Connection,
         grants: &[((&str, &str), u64)],
     ) -> PortResult<()> {
-        for chunk in grants.chunks(DB::MAX_BIND / 3) {
-            let mut qb = Statement::<DB>::new("INSERT INTO inventory (player_id, item, quantity) ");
-            qb.values(chunk, |row, ((player, item), qty)| {
+        Self::insert_rows(
+            conn,
+            (
+                "INSERT INTO inventory (player_id, item, quantity) ",
+                3,
+                DB::UPSERTS.add_items,
+            ),
+            grants,
+            |row, ((player, item), qty)| {
                 row.bind(*player).bind(*item).bind(to_i64(*qty));
-            });
-            qb.push(DB::UPSERTS.add_items);
-            let (sql, args) = qb.finish()?;
-            sqlx::query_with(&sql, args)
-                .persistent(false)
-                .execute(&mut *conn)
-                .await
-                .map_err(db_error::<DB>)?;
-        }
-        Ok(())
+            },
+            db_error::<DB>,
+        )
+        .await
     }
 
     /// Applies this backend's pending schema migrations (`migrations/<backend>`), under a lock
@@ -237,35 +339,46 @@ where
         ids: &[Uuid],
     ) -> PortResult<HashSet<Uuid>> {
         within::<DB, _>(async {
-            let mut done = HashSet::new();
-            for chunk in ids.chunks(DB::MAX_BIND - 1) {
-                let mut qb =
-                    Statement::<DB>::new("SELECT event_id FROM processed_events WHERE consumer = ");
-                qb.bind(consumer).push(" AND event_id");
-                qb.in_list(chunk.iter().map(Uuid::to_string));
-                let (sql, args) = qb.finish()?;
-                let rows: Vec<(Text,)> = sqlx::query_as_with(&sql, args)
-                    .persistent(false)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(db_error::<DB>)?;
-                for (id,) in rows {
-                    done.insert(parse_uuid(&id.0)?);
-                }
-            }
-            Ok(done)
+            let rows: Vec<(Text,)> = self
+                .select_chunked(ids, DB::MAX_BIND - 1, |qb, chunk| {
+                    qb.push("SELECT event_id FROM processed_events WHERE consumer = ")
+                        .bind(consumer.to_owned())
+                        .push(" AND event_id")
+                        .in_list(chunk.iter().map(Uuid::to_string));
+                })
+                .await?;
+            rows.into_iter().map(|(id,)| parse_uuid(&id.0)).collect()
         })
         .await
     }
 
+    /// A player's progress for display: on the replica while it is usable.
     pub(crate) async fn progress(
         &self,
         player_id: &str,
         season: i64,
     ) -> PortResult<PlayerProgress> {
+        on_reader!(self, |pool| self.progress_on(pool, player_id, season).await)
+    }
+
+    /// A player's progress as last committed: always on the primary.
+    pub(crate) async fn progress_latest(
+        &self,
+        player_id: &str,
+        season: i64,
+    ) -> PortResult<PlayerProgress> {
+        self.progress_on(&self.pool, player_id, season).await
+    }
+
+    async fn progress_on(
+        &self,
+        pool: &Pool<DB>,
+        player_id: &str,
+        season: i64,
+    ) -> PortResult<PlayerProgress> {
         within::<DB, _>(async {
             // One read transaction: a consistent view of the three tables.
-            let mut tx = self.begin(DB::BEGIN_READ).await?;
+            let mut tx = Self::begin_on(pool, DB::BEGIN_READ).await?;
             let sql = DB::placeholders(
                 "SELECT xp, updated_at FROM player_xp WHERE player_id = ? AND season = ?",
             );
@@ -295,6 +408,7 @@ where
             tx.rollback().await.map_err(db_error::<DB>)?;
             let (xp, updated_at_ms) = xp.unwrap_or((0, 0));
             Ok(PlayerProgress {
+                from_replica: !std::ptr::eq(pool, &self.pool),
                 xp: to_u64(xp),
                 updated_at_ms,
                 inventory: inventory
@@ -326,22 +440,16 @@ where
                 .collect::<HashSet<_>>()
                 .into_iter()
                 .collect();
-            let mut found: HashMap<(String, i64), u64> = HashMap::new();
-            for chunk in unique.chunks(DB::MAX_BIND) {
-                let mut qb = Statement::<DB>::new(
-                    "SELECT player_id, season, xp FROM player_xp WHERE player_id",
-                );
-                qb.in_list(chunk.iter().copied());
-                let (sql, args) = qb.finish()?;
-                let rows: Vec<(Text, i64, i64)> = sqlx::query_as_with(&sql, args)
-                    .persistent(false)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(db_error::<DB>)?;
-                for (p, s, xp) in rows {
-                    found.insert((p.0, s), to_u64(xp));
-                }
-            }
+            let rows: Vec<(Text, i64, i64)> = self
+                .select_chunked(&unique, DB::MAX_BIND, |qb, chunk| {
+                    qb.push("SELECT player_id, season, xp FROM player_xp WHERE player_id")
+                        .in_list(chunk.iter().copied());
+                })
+                .await?;
+            let found: HashMap<(String, i64), u64> = rows
+                .into_iter()
+                .map(|(p, s, xp)| ((p.0, s), to_u64(xp)))
+                .collect();
             Ok(players
                 .iter()
                 .map(|key| found.get(key).copied().unwrap_or(0))
@@ -376,46 +484,44 @@ where
         within::<DB, _>(async {
             let (mut tx, _turn) = self.begin_write().await?;
             Self::insert_processed(&mut tx, consumer, &commit.event_ids).await?;
-            for chunk in xp.chunks(DB::MAX_BIND / 4) {
-                let mut qb = Statement::<DB>::new(
+            Self::insert_rows(
+                &mut tx,
+                (
                     "INSERT INTO player_xp (player_id, season, xp, updated_at) ",
-                );
-                qb.values(chunk, |row, ((player, season), (gain, at))| {
+                    4,
+                    DB::UPSERTS.add_xp,
+                ),
+                &xp,
+                |row, ((player, season), (gain, at))| {
                     row.bind(*player)
                         .bind(*season)
                         .bind(to_i64(*gain))
                         .bind(*at);
-                });
-                qb.push(DB::UPSERTS.add_xp);
-                let (sql, args) = qb.finish()?;
-                sqlx::query_with(&sql, args)
-                    .persistent(false)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error::<DB>)?;
-            }
+                },
+                db_error::<DB>,
+            )
+            .await?;
             Self::add_inventory(&mut tx, &items).await?;
-            for chunk in commit.rewards.chunks(DB::MAX_BIND / 6) {
-                let mut qb = Statement::<DB>::new(
+            Self::insert_rows(
+                &mut tx,
+                (
                     "INSERT INTO rewards \
                      (player_id, reward_id, item, source, adds_to_inventory, earned_at) ",
-                );
-                qb.values(chunk, |row, (player, r)| {
+                    6,
+                    DB::UPSERTS.keep_reward,
+                ),
+                &commit.rewards,
+                |row, (player, r)| {
                     row.bind(player.as_str())
                         .bind(r.reward_id.as_str())
                         .bind(r.item.as_str())
                         .bind(r.source.as_str())
                         .bind(i16::from(r.adds_to_inventory))
                         .bind(now);
-                });
-                qb.push(DB::UPSERTS.keep_reward);
-                let (sql, args) = qb.finish()?;
-                sqlx::query_with(&sql, args)
-                    .persistent(false)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error::<DB>)?;
-            }
+                },
+                db_error::<DB>,
+            )
+            .await?;
             tx.commit().await.map_err(db_error::<DB>)
         })
         .await
@@ -509,24 +615,23 @@ where
         within::<DB, _>(async {
             let (mut tx, _turn) = self.begin_write().await?;
             Self::insert_processed(&mut tx, consumer, event_ids).await?;
-            for chunk in sums.chunks(DB::MAX_BIND / 4) {
-                let mut qb = Statement::<DB>::new(
+            Self::insert_rows(
+                &mut tx,
+                (
                     "INSERT INTO scores (board_window, period, player_id, score) ",
-                );
-                qb.values(chunk, |row, ((window, period, player), delta)| {
+                    4,
+                    DB::UPSERTS.add_score,
+                ),
+                &sums,
+                |row, ((window, period, player), delta)| {
                     row.bind(window.as_str())
                         .bind(*period)
                         .bind(*player)
                         .bind(*delta);
-                });
-                qb.push(DB::UPSERTS.add_score);
-                let (sql, args) = qb.finish()?;
-                sqlx::query_with(&sql, args)
-                    .persistent(false)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error::<DB>)?;
-            }
+                },
+                db_error::<DB>,
+            )
+            .await?;
             tx.commit().await.map_err(db_error::<DB>)
         })
         .await
@@ -600,6 +705,10 @@ where
     }
 
     pub(crate) async fn snapshot(&self, board: &Board) -> PortResult<Option<Snapshot>> {
+        on_reader!(self, |pool| self.snapshot_on(pool, board).await)
+    }
+
+    async fn snapshot_on(&self, pool: &Pool<DB>, board: &Board) -> PortResult<Option<Snapshot>> {
         within::<DB, _>(async {
             let sql = DB::placeholders(
                 "SELECT taken_at, is_final, entries FROM snapshots \
@@ -608,7 +717,7 @@ where
             let row: Option<(i64, i16, Text)> = sqlx::query_as(&sql)
                 .bind(board.window.as_str())
                 .bind(board.period.as_str())
-                .fetch_optional(&self.pool)
+                .fetch_optional(pool)
                 .await
                 .map_err(db_error::<DB>)?;
             row.map(|(taken_at_ms, is_final, entries)| {
@@ -632,6 +741,17 @@ where
         window: Window,
         limit: u32,
     ) -> PortResult<Vec<String>> {
+        on_reader!(self, |pool| self
+            .snapshot_periods_on(pool, window, limit)
+            .await)
+    }
+
+    async fn snapshot_periods_on(
+        &self,
+        pool: &Pool<DB>,
+        window: Window,
+        limit: u32,
+    ) -> PortResult<Vec<String>> {
         within::<DB, _>(async {
             let sql = DB::placeholders(
                 "SELECT period FROM snapshots WHERE board_window = ? \
@@ -640,7 +760,7 @@ where
             let rows: Vec<(Text,)> = sqlx::query_as(&sql)
                 .bind(window.as_str())
                 .bind(i64::from(limit))
-                .fetch_all(&self.pool)
+                .fetch_all(pool)
                 .await
                 .map_err(db_error::<DB>)?;
             Ok(rows.into_iter().map(|(p,)| p.0).collect())
@@ -674,23 +794,15 @@ where
 
     pub(crate) async fn verdicts(&self, ids: &[Uuid]) -> PortResult<Vec<(Uuid, bool)>> {
         within::<DB, _>(async {
-            let mut out = Vec::new();
-            for chunk in ids.chunks(DB::MAX_BIND) {
-                let mut qb = Statement::<DB>::new(
-                    "SELECT event_id, flagged FROM fairness_verdicts WHERE event_id",
-                );
-                qb.in_list(chunk.iter().map(Uuid::to_string));
-                let (sql, args) = qb.finish()?;
-                let rows: Vec<(Text, i16)> = sqlx::query_as_with(&sql, args)
-                    .persistent(false)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(db_error::<DB>)?;
-                for (id, flagged) in rows {
-                    out.push((parse_uuid(&id.0)?, flagged != 0));
-                }
-            }
-            Ok(out)
+            let rows: Vec<(Text, i16)> = self
+                .select_chunked(ids, DB::MAX_BIND, |qb, chunk| {
+                    qb.push("SELECT event_id, flagged FROM fairness_verdicts WHERE event_id")
+                        .in_list(chunk.iter().map(Uuid::to_string));
+                })
+                .await?;
+            rows.into_iter()
+                .map(|(id, flagged)| Ok((parse_uuid(&id.0)?, flagged != 0)))
+                .collect()
         })
         .await
     }
@@ -706,65 +818,72 @@ where
             .collect();
         within::<DB, _>(async {
             let (mut tx, _turn) = self.begin_write().await?;
-            for chunk in commit.verdicts.chunks(DB::MAX_BIND / 2) {
-                let mut qb =
-                    Statement::<DB>::new("INSERT INTO fairness_verdicts (event_id, flagged) ");
-                qb.values(chunk, |row, (id, flagged)| {
+            Self::insert_rows(
+                &mut tx,
+                (
+                    "INSERT INTO fairness_verdicts (event_id, flagged) ",
+                    2,
+                    DB::UPSERTS.keep_verdict,
+                ),
+                &commit.verdicts,
+                |row, (id, flagged)| {
                     row.bind(id.to_string()).bind(i16::from(*flagged));
-                });
-                qb.push(DB::UPSERTS.keep_verdict);
-                let (sql, args) = qb.finish()?;
-                sqlx::query_with(&sql, args)
-                    .persistent(false)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error::<DB>)?;
-            }
-            for chunk in commit.flags.chunks(DB::MAX_BIND / 6) {
-                let mut qb = Statement::<DB>::new(
+                },
+                db_error::<DB>,
+            )
+            .await?;
+            Self::insert_rows(
+                &mut tx,
+                (
                     "INSERT INTO fairness_flags \
                      (event_id, player_id, event_type, flag_value, z_score, at_ms) ",
-                );
-                qb.values(chunk, |row, f| {
+                    6,
+                    DB::UPSERTS.keep_flag,
+                ),
+                &commit.flags,
+                |row, f| {
                     row.bind(f.event_id.to_string())
                         .bind(f.player_id.as_str())
                         .bind(f.event_type.as_str())
                         .bind(f.value)
                         .bind(f.z_score)
                         .bind(f.at_ms);
-                });
-                qb.push(DB::UPSERTS.keep_flag);
-                let (sql, args) = qb.finish()?;
-                sqlx::query_with(&sql, args)
-                    .persistent(false)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error::<DB>)?;
-            }
-            for chunk in stats.chunks(DB::MAX_BIND / 4) {
-                let mut qb = Statement::<DB>::new(
+                },
+                db_error::<DB>,
+            )
+            .await?;
+            Self::insert_rows(
+                &mut tx,
+                (
                     "INSERT INTO fairness_stats (event_type, samples, mean, m2) ",
-                );
-                qb.values(chunk, |row, (t, w)| {
+                    4,
+                    DB::UPSERTS.replace_stats,
+                ),
+                &stats,
+                |row, (t, w)| {
                     row.bind(t.as_str())
                         .bind(to_i64(w.count))
                         .bind(w.mean)
                         .bind(w.m2);
-                });
-                qb.push(DB::UPSERTS.replace_stats);
-                let (sql, args) = qb.finish()?;
-                sqlx::query_with(&sql, args)
-                    .persistent(false)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error::<DB>)?;
-            }
+                },
+                db_error::<DB>,
+            )
+            .await?;
             tx.commit().await.map_err(db_error::<DB>)
         })
         .await
     }
 
     pub(crate) async fn flags(&self, player_id: Option<&str>, limit: u32) -> PortResult<Vec<Flag>> {
+        on_reader!(self, |pool| self.flags_on(pool, player_id, limit).await)
+    }
+
+    async fn flags_on(
+        &self,
+        pool: &Pool<DB>,
+        player_id: Option<&str>,
+        limit: u32,
+    ) -> PortResult<Vec<Flag>> {
         within::<DB, _>(async {
             let mut qb = Statement::<DB>::new(
                 "SELECT event_id, player_id, event_type, flag_value, z_score, at_ms \
@@ -778,7 +897,7 @@ where
             let (sql, args) = qb.finish()?;
             let rows: Vec<(Text, Text, Text, f64, f64, i64)> = sqlx::query_as_with(&sql, args)
                 .persistent(false)
-                .fetch_all(&self.pool)
+                .fetch_all(pool)
                 .await
                 .map_err(db_error::<DB>)?;
             rows.into_iter()

@@ -28,12 +28,18 @@ macro_rules! impl_stores {
                 async fn migrate(&self) -> PortResult<()> {
                     Repo::migrate(self).await
                 }
+                fn replica_watch(&self) -> Option<futures_util::future::BoxFuture<'static, ()>> {
+                    Repo::replica_watch(self)
+                }
             }
 
             #[async_trait]
             impl Health for Repo {
                 async fn healthcheck(&self) -> PortResult<()> {
                     Repo::healthcheck(self).await
+                }
+                fn note(&self) -> Option<String> {
+                    Repo::replica_note(self)
                 }
             }
 
@@ -56,6 +62,13 @@ macro_rules! impl_stores {
                     season: i64,
                 ) -> PortResult<PlayerProgress> {
                     Repo::progress(self, player_id, season).await
+                }
+                async fn progress_latest(
+                    &self,
+                    player_id: &str,
+                    season: i64,
+                ) -> PortResult<PlayerProgress> {
+                    Repo::progress_latest(self, player_id, season).await
                 }
                 async fn xp_of(&self, players: &[(String, i64)]) -> PortResult<Vec<u64>> {
                     Repo::xp_of(self, players).await

@@ -57,3 +57,95 @@ async fn repository_state_survives_reopening_and_migrations_rerun() {
         .contains(&event));
     repo.healthcheck().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_scores_are_committed_holds_whole_commits_only() {
+    use liveops_core::ports::{Board, ScoreDelta};
+    use liveops_core::stores::ScoreStore;
+    use liveops_core::Window;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("liveops.db");
+    let repo = Arc::new(repo_at(&live).await);
+    let board = Board {
+        window: Window::Daily,
+        period: "2026-12-01".into(),
+    };
+    // A consumer commits batches of 5 events, each worth 1 point, with their ids.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (repo, board, stop) = (repo.clone(), board.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let batch: Vec<uuid::Uuid> = (0..5).map(|_| uuid::Uuid::now_v7()).collect();
+                let deltas: Vec<ScoreDelta> = batch
+                    .iter()
+                    .map(|_| ScoreDelta {
+                        board: board.clone(),
+                        player_id: "player_1".into(),
+                        delta: 1,
+                    })
+                    .collect();
+                repo.commit_scores("leaderboard", &batch, &deltas)
+                    .await
+                    .unwrap();
+                ids.extend(batch);
+            }
+            ids
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let copy = dir.path().join("copy.db");
+    let (from, to) = (live.clone(), copy.clone());
+    let bytes = tokio::task::spawn_blocking(move || SqliteRepository::backup(&from, &to))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    let all_ids = writer.await.unwrap();
+    assert_eq!(bytes, std::fs::metadata(&copy).unwrap().len());
+    SqliteRepository::check_copy(&copy).unwrap();
+
+    // The copy is the database at one commit: its score is exactly the events it records as
+    // applied, a whole number of batches, fewer than the writer went on to commit.
+    let restored = repo_at(&copy).await;
+    let score: i64 = restored
+        .board_scores(&board)
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, s)| s)
+        .sum();
+    let applied = restored
+        .processed("leaderboard", &all_ids)
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(score as usize, applied);
+    assert!(applied > 0 && applied % 5 == 0, "{applied}");
+    assert!(
+        applied < all_ids.len(),
+        "the writer kept going after the copy"
+    );
+
+    // A copy never overwrites, and a missing source is an error, not an empty database.
+    let again = copy.clone();
+    assert!(SqliteRepository::backup(&live, &again).is_err());
+    assert!(
+        SqliteRepository::backup(&dir.path().join("nope.db"), &dir.path().join("x.db")).is_err()
+    );
+    assert!(!dir.path().join("nope.db").exists());
+    // Anything but a repository fails the check.
+    std::fs::write(dir.path().join("junk.db"), b"not a database at all").unwrap();
+    assert!(SqliteRepository::check_copy(&dir.path().join("junk.db")).is_err());
+    assert_eq!(
+        SqliteRepository::database_file("sqlite://data/liveops.db?mode=rwc").unwrap(),
+        Path::new("data/liveops.db")
+    );
+    assert!(SqliteRepository::database_file("sqlite::memory:").is_err());
+}

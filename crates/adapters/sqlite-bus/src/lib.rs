@@ -1,6 +1,10 @@
 //! [`SqliteBus`]: the durable local event log, the embedded default [`Bus`]: one SQLite file, one
 //! writer thread committing queued commands together (group commit), delivery state in memory and
 //! each group's position in the file. The design: `docs/adr/0011-local-bus.md`.
+//!
+//! [`SqliteBus::backup`] copies a live bus file consistently (see [`backup`]).
+
+pub mod backup;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -8,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use liveops_core::ports::{BusOptions, Delivery, Health, Message};
+use liveops_core::ports::{long_poll, BusOptions, Delivery, Health, Message};
 use liveops_core::{Bus, PortError, PortResult};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -345,35 +349,20 @@ impl Bus for SqliteBus {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let until = tokio::time::Instant::now() + wait;
-        loop {
-            // Register for the wake-up before looking, so a publish in between is not missed.
-            let published = self.published.notified();
-            tokio::pin!(published);
-            published.as_mut().enable();
-            let got = match self
-                .call(Op::Poll {
-                    topic: topic.to_owned(),
-                    group: group.to_owned(),
-                    max,
-                })
-                .await?
-            {
-                Answer::Deliveries(d) => d,
-                other => return Err(PortError::Corrupt(format!("bus writer answered {other:?}"))),
+        // Another process may publish to the same file, and in-flight messages time out:
+        // the long poll looks again every so often even without a wake-up.
+        long_poll(&self.published, wait, RECHECK, || async {
+            let poll = Op::Poll {
+                topic: topic.to_owned(),
+                group: group.to_owned(),
+                max,
             };
-            let now = tokio::time::Instant::now();
-            if !got.is_empty() || now >= until {
-                return Ok(got);
+            match self.call(poll).await? {
+                Answer::Deliveries(d) => Ok(d),
+                other => Err(PortError::Corrupt(format!("bus writer answered {other:?}"))),
             }
-            // Another process may publish to the same file, and in-flight messages time out:
-            // look again every so often even without a wake-up.
-            let nap = (until - now).min(RECHECK);
-            tokio::select! {
-                _ = &mut published => {}
-                _ = tokio::time::sleep(nap) => {}
-            }
-        }
+        })
+        .await
     }
 
     async fn ack(&self, topic: &str, group: &str, ids: &[String]) -> PortResult<()> {

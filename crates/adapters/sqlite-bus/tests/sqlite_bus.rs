@@ -387,3 +387,84 @@ async fn a_replay_from_another_process_reaches_the_consuming_one() {
         .unwrap()
         .is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_publishing_holds_whole_commits_and_the_stored_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("bus.db");
+    let bus = Arc::new(SqliteBus::open(&live, quick()).await.unwrap());
+    bus.ensure_group("t", "g").await.unwrap();
+    // Ten messages acked and their position written: the copy must know it.
+    bus.publish(
+        "t",
+        (0..10).map(|i| msg("k", format!("early-{i}"))).collect(),
+    )
+    .await
+    .unwrap();
+    let first = bus
+        .poll("t", "g", "c", 10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    bus.ack("t", "g", &ids(&first)).await.unwrap();
+    bus.flush().await.unwrap();
+
+    // Publishers go on in batches of 10, one commit each, while the copy is taken.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let publisher = {
+        let (bus, stop) = (bus.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut batches = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let batch = (0..10)
+                    .map(|j| msg("k", format!("b{batches}-{j}")))
+                    .collect();
+                bus.publish("t", batch).await.unwrap();
+                batches += 1;
+            }
+            batches
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let copy = dir.path().join("copy.db");
+    let (from, to) = (live.clone(), copy.clone());
+    tokio::task::spawn_blocking(move || SqliteBus::backup(&from, &to))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let published = publisher.await.unwrap();
+    SqliteBus::check_copy(&copy).unwrap();
+
+    let restored = SqliteBus::open(&copy, quick()).await.unwrap();
+    // The acked messages stay acked for their group...
+    let next = restored
+        .poll("t", "g", "c", 1, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(bodies(&next), vec!["b0-0"]);
+    // ...and a fresh group sees every message of the copy: whole batches, a prefix of them.
+    restored.ensure_group("t", "audit").await.unwrap();
+    let all = restored
+        .poll("t", "audit", "c", 100_000, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let batch_msgs = all.len() - 10;
+    assert!(batch_msgs > 0 && batch_msgs % 10 == 0, "{batch_msgs}");
+    let batches = u32::try_from(batch_msgs / 10).unwrap();
+    assert!(
+        batches < published,
+        "the publisher kept going after the copy"
+    );
+    let expected: Vec<String> = (0..10)
+        .map(|i| format!("early-{i}"))
+        .chain((0..batches).flat_map(|b| (0..10).map(move |j| format!("b{b}-{j}"))))
+        .collect();
+    assert_eq!(bodies(&all), expected);
+
+    // A copy never overwrites, a missing source is an error, and junk fails the check.
+    assert!(SqliteBus::backup(&live, &copy).is_err());
+    assert!(SqliteBus::backup(&dir.path().join("nope.db"), &dir.path().join("x.db")).is_err());
+    std::fs::write(dir.path().join("junk.db"), b"not a database at all").unwrap();
+    assert!(SqliteBus::check_copy(&dir.path().join("junk.db")).is_err());
+}

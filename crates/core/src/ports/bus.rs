@@ -1,11 +1,43 @@
 //! The event bus: topics, consumer groups, at-least-once delivery.
 
+use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{Health, PortResult};
+
+/// A long poll for a bus whose publishers ring `published`: `look` until it finds something or
+/// `wait` has passed, sleeping between looks until a publish or `recheck` (other processes and
+/// visibility timeouts do not ring). Registers for the ring before each look, so a publish in
+/// between is not missed.
+pub async fn long_poll<F, Fut>(
+    published: &tokio::sync::Notify,
+    wait: Duration,
+    recheck: Duration,
+    mut look: F,
+) -> PortResult<Vec<Delivery>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = PortResult<Vec<Delivery>>>,
+{
+    let until = tokio::time::Instant::now() + wait;
+    loop {
+        let rung = published.notified();
+        tokio::pin!(rung);
+        rung.as_mut().enable();
+        let got = look().await?;
+        let now = tokio::time::Instant::now();
+        if !got.is_empty() || now >= until {
+            return Ok(got);
+        }
+        tokio::select! {
+            _ = &mut rung => {}
+            _ = tokio::time::sleep((until - now).min(recheck)) => {}
+        }
+    }
+}
 
 /// Bus topics.
 pub mod topics {

@@ -3,13 +3,15 @@
 //! [`crate::stores`]. Adapters live in `crates/adapters/*`; only the binary picks which one backs
 //! each port.
 
+pub mod archive;
 pub mod bus;
 pub mod hot;
 pub mod rank;
 
 use async_trait::async_trait;
 
-pub use bus::{topics, Bus, BusOptions, Delivery, Message};
+pub use archive::Archive;
+pub use bus::{long_poll, topics, Bus, BusOptions, Delivery, Message};
 pub use hot::{
     Blocklist, IdemState, Idempotency, RateDecision, RateLimiter, ReplayGuard, StoredAnswer,
     ViewCache,
@@ -36,4 +38,9 @@ pub type PortResult<T> = Result<T, PortError>;
 pub trait Health: Send + Sync {
     /// `Ok` when the backend answers now.
     async fn healthcheck(&self) -> PortResult<()>;
+    /// What `/readyz` should say of a healthy backend that runs degraded (a read replica set
+    /// aside); `None` when all is well.
+    fn note(&self) -> Option<String> {
+        None
+    }
 }

@@ -43,6 +43,10 @@ pub struct PlayerProgress {
     pub inventory: Vec<InventoryItem>,
     /// Rewards earned and not claimed, oldest first.
     pub pending: Vec<PendingReward>,
+    /// Read from a replica that may be behind the primary: fine to show, not to cache as the
+    /// player's current state.
+    #[serde(default)]
+    pub from_replica: bool,
 }
 
 /// XP gained by a player in a season.
@@ -96,8 +100,14 @@ pub enum RewardClaim {
 /// Progression's durable state.
 #[async_trait]
 pub trait ProgressStore: Health {
-    /// A player's progress in `season`.
+    /// A player's progress in `season`, for display: may come from a read replica a few
+    /// seconds behind.
     async fn progress(&self, player_id: &str, season: i64) -> PortResult<PlayerProgress>;
+    /// A player's progress in `season` as last committed (a claim must see the rewards just
+    /// earned); the same as [`ProgressStore::progress`] where there is no replica.
+    async fn progress_latest(&self, player_id: &str, season: i64) -> PortResult<PlayerProgress> {
+        self.progress(player_id, season).await
+    }
     /// XP of several players in `season` (absent players have 0).
     async fn xp_of(&self, players: &[(String, i64)]) -> PortResult<Vec<u64>>;
     /// Applies a progression batch and records its event ids for `consumer`, atomically;

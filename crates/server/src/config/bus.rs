@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::secrets::either;
 use super::{bad, BusKind, Cloud, ConfigError};
 
 /// The bus settings as given by environment and flags.
@@ -115,8 +116,15 @@ pub fn resolve(
     if !(1..=1024).contains(&args.bus_partitions) {
         return Err(bad("BUS_PARTITIONS", "must be between 1 and 1024"));
     }
-    Ok(match kind(args, cloud) {
-        BusKind::Sqlite => BusChoice::Sqlite(match &args.bus_conn {
+    let kind = kind(args, cloud);
+    // On Azure the Service Bus connection string comes from the Key Vault mount by default.
+    let file = args.bus_conn_file.clone().or_else(|| {
+        (kind == BusKind::ServiceBus && cloud == Cloud::Azure && args.bus_conn.is_none())
+            .then(|| Path::new(AZURE_SECRETS_DIR).join("bus-conn"))
+    });
+    let conn = either("BUS_CONN", &args.bus_conn, "BUS_CONN_FILE", &file)?;
+    Ok(match kind {
+        BusKind::Sqlite => BusChoice::Sqlite(match &conn {
             Some(c) => PathBuf::from(c.strip_prefix("sqlite://").unwrap_or(c)),
             None => data_dir.join("bus.db"),
         }),
@@ -125,10 +133,13 @@ pub fn resolve(
             if !cfg!(feature = "redis") {
                 return Err(needs_feature("redis"));
             }
-            let url = args.bus_conn.clone().or_else(|| redis_url.cloned());
-            BusChoice::Redis(
-                url.ok_or_else(|| bad("BUS_CONN", "BUS_KIND=redis needs BUS_CONN or REDIS_URL"))?,
-            )
+            let url = conn.or_else(|| redis_url.cloned());
+            BusChoice::Redis(url.ok_or_else(|| {
+                bad(
+                    "BUS_CONN",
+                    "BUS_KIND=redis needs BUS_CONN (or BUS_CONN_FILE) or REDIS_URL",
+                )
+            })?)
         }
         BusKind::Sqs => {
             if !cfg!(feature = "sqs") {
@@ -163,45 +174,18 @@ pub fn resolve(
             if !cfg!(feature = "servicebus") {
                 return Err(needs_feature("servicebus"));
             }
-            BusChoice::ServiceBus(service_bus_conn(args, cloud)?)
+            let conn = conn.ok_or_else(|| {
+                bad(
+                    "BUS_CONN",
+                    "BUS_KIND=servicebus needs BUS_CONN or BUS_CONN_FILE",
+                )
+            })?;
+            #[cfg(feature = "servicebus")]
+            liveops_servicebus::ServiceBusConfig::parse(&conn)
+                .map_err(|e| bad("BUS_CONN", e.to_string()))?;
+            BusChoice::ServiceBus(conn)
         }
     })
-}
-
-/// `BUS_CONN`, or the content of `BUS_CONN_FILE` (on Azure, by default the Key Vault mount).
-fn service_bus_conn(args: &BusArgs, cloud: Cloud) -> Result<String, ConfigError> {
-    let file = args.bus_conn_file.clone().or_else(|| {
-        (cloud == Cloud::Azure && args.bus_conn.is_none())
-            .then(|| Path::new(AZURE_SECRETS_DIR).join("bus-conn"))
-    });
-    if args.bus_conn.is_some() && args.bus_conn_file.is_some() {
-        return Err(bad(
-            "BUS_CONN_FILE",
-            "set either BUS_CONN or BUS_CONN_FILE, not both",
-        ));
-    }
-    let conn = match (&args.bus_conn, file) {
-        (Some(c), _) => c.clone(),
-        (None, Some(path)) => std::fs::read_to_string(&path)
-            .map_err(|e| {
-                bad(
-                    "BUS_CONN_FILE",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?
-            .trim()
-            .to_owned(),
-        (None, None) => {
-            return Err(bad(
-                "BUS_CONN",
-                "BUS_KIND=servicebus needs BUS_CONN or BUS_CONN_FILE",
-            ))
-        }
-    };
-    #[cfg(feature = "servicebus")]
-    liveops_servicebus::ServiceBusConfig::parse(&conn)
-        .map_err(|e| bad("BUS_CONN", e.to_string()))?;
-    Ok(conn)
 }
 
 impl BusArgs {

@@ -5,81 +5,30 @@
 //! [`Settings::resolve`] checks them all and turns the shared ones into typed settings, failing
 //! with one line that names the variable.
 
+mod backends;
+pub mod backup;
 mod bus;
 mod keys;
 mod kinds;
+mod raw;
+pub mod reads;
+mod secrets;
 
 pub use bus::{BusArgs, BusChoice, AZURE_SECRETS_DIR};
 pub use kinds::{BusKind, Cloud, Env};
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use clap::Args;
 use liveops_core::{Calendar, Keyring};
+
+pub use keys::{parse_key_list, KeySources, FILE_LAYER};
 pub use liveops_module::ConfigError;
+pub use raw::RawConfig;
 
 use crate::modules::{Table, Target};
-
-/// The settings every process reads, as given by environment and flags (each module adds its
-/// own).
-#[derive(Args, Clone, Debug)]
-pub struct RawConfig {
-    /// dev | staging | prod. In dev a missing secret is generated in DATA_DIR.
-    #[arg(long = "env", env = "ENV", value_enum, default_value = "dev")]
-    pub env: Env,
-    /// local | azure | aws: picks the bus when BUS_KIND is unset (sqlite, servicebus, sqs).
-    #[arg(long, env = "CLOUD", value_enum, default_value = "local")]
-    pub cloud: Cloud,
-    /// Listen port (default by target: 8080 all/gateway, 8081 fairness, 8082 leaderboard,
-    /// 8083 progression).
-    #[arg(long, env = "PORT")]
-    pub port: Option<u16>,
-    /// Listen address.
-    #[arg(long, env = "BIND", default_value = "0.0.0.0")]
-    pub bind: String,
-    /// Services to run: a module (gateway, fairness, leaderboard, progression), a group (all,
-    /// ingest, game), or several, comma separated.
-    #[arg(long = "target", env = "LIVEOPS_TARGET", default_value = "all")]
-    pub target: String,
-    /// Where the embedded default keeps its files.
-    #[arg(long, env = "DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
-    /// HMAC secret (≥ 32 bytes) for request signatures and receipts.
-    #[arg(long, env = "HMAC_SECRET", hide_env_values = true)]
-    pub hmac_secret: Option<String>,
-    /// File holding the HMAC secret (e.g. a Key Vault CSI mount).
-    #[arg(long, env = "HMAC_SECRET_FILE")]
-    pub hmac_secret_file: Option<PathBuf>,
-    /// Extra keys for rotation: `kid=secret,kid2=secret2` (picked by `X-Key-Id`).
-    #[arg(long, env = "HMAC_KEYS", hide_env_values = true)]
-    pub hmac_keys: Option<String>,
-    /// Repository URL: `sqlite://`, `postgres://` or `mysql://` (default `sqlite://DATA_DIR/liveops.db`).
-    #[arg(long, env = "DB_URL", hide_env_values = true)]
-    pub db_url: Option<String>,
-    /// Redis for hot state and ranks: `redis://host:port/db`, or several comma-separated node URLs
-    /// (or `redis+cluster://`) for a Redis Cluster. Unset: in-process state.
-    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    pub redis_url: Option<String>,
-    /// The bus: which one and how to reach it.
-    #[command(flatten)]
-    pub bus: BusArgs,
-    /// First day of season 1 (YYYY-MM-DD, UTC).
-    #[arg(long, env = "SEASON_START", default_value = "2026-01-01")]
-    pub season_start: String,
-    /// Length of a season in days.
-    #[arg(long, env = "SEASON_DAYS", default_value_t = 90)]
-    pub season_days: u32,
-    /// Allowed clock difference for X-Timestamp, seconds.
-    #[arg(long, env = "SIG_TOLERANCE_SEC", default_value_t = 300)]
-    pub sig_tolerance_sec: i64,
-    /// Log filter (`info`, `liveops=debug,sqlx=warn`).
-    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
-    /// OTLP endpoint for traces (not built into this version; see README).
-    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
-    pub otel_exporter_otlp_endpoint: Option<String>,
-}
 
 /// Parses command-line style arguments (plus the environment) as `serve` does, with the
 /// settings of every module of `table`: the shared settings and the whole parse, from which each
@@ -133,12 +82,18 @@ pub fn bus_kind(raw: &RawConfig) -> BusKind {
     bus::kind(&raw.bus, raw.cloud)
 }
 
+/// `SHUTDOWN_DELAY` outside `ENV=dev` when not set: a few seconds for endpoints and load
+/// balancers to stop sending new requests.
+pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::from_secs(5);
+/// The longest `SHUTDOWN_DELAY` accepted.
+const MAX_SHUTDOWN_DELAY_S: u64 = 300;
+
 fn bad(var: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::new(var, reason)
 }
 
-/// Checked, typed settings.
-#[derive(Clone, Debug)]
+/// Checked, typed settings (their `Debug` shows no secret).
+#[derive(Clone)]
 pub struct Settings {
     /// The raw values they came from.
     pub raw: RawConfig,
@@ -150,8 +105,10 @@ pub struct Settings {
     pub target: Target,
     /// Port to listen on.
     pub port: u16,
-    /// Signing keys.
+    /// Every signing key known at start (the CLI's tools sign and check with it).
     pub keyring: Keyring,
+    /// Where the signing keys come from (the server re-reads `HMAC_KEYS_FILE`).
+    pub keys: KeySources,
     /// Where the dev secret was generated, if it was.
     pub dev_secret_path: Option<PathBuf>,
     /// Repository URL.
@@ -160,8 +117,30 @@ pub struct Settings {
     pub bus_kind: BusKind,
     /// Where the bus is.
     pub bus: BusChoice,
+    /// Redis URL for hot state and ranks, if any.
+    pub redis_url: Option<String>,
+    /// CA certificates (PEM) for `rediss://` connections, if given.
+    pub redis_ca: Option<Vec<u8>>,
+    /// How long the process keeps serving, not ready, after SIGTERM.
+    pub shutdown_delay: Duration,
     /// Season calendar.
     pub calendar: Calendar,
+    /// Where backups of the embedded files go.
+    pub backup: backup::BackupSettings,
+    /// The read replica, if any.
+    pub reads: Option<reads::ReadReplica>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("raw", &self.raw)
+            .field("target", &self.target.name)
+            .field("port", &self.port)
+            .field("keys", &self.keys)
+            .field("shutdown_delay", &self.shutdown_delay)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Settings {
@@ -175,41 +154,28 @@ impl Settings {
         table.check(&args)?;
         let target = table.target(&raw.target)?;
         let port = raw.port.unwrap_or(target.port);
-        let (keyring, dev_secret_path) = keys::keyring(&raw)?;
-        let db_url = match &raw.db_url {
-            Some(u) => {
-                let scheme = u.split("://").next().unwrap_or_default();
-                let built = match scheme {
-                    "sqlite" => true,
-                    "postgres" | "postgresql" => cfg!(feature = "postgres"),
-                    "mysql" | "mariadb" => cfg!(feature = "mysql"),
-                    _ => {
-                        return Err(bad(
-                            "DB_URL",
-                            format!(
-                                "unknown scheme {scheme:?}: use sqlite://, postgres:// or mysql://"
-                            ),
-                        ))
-                    }
-                };
-                if !built {
-                    return Err(bad(
-                        "DB_URL",
-                        format!("{scheme}:// needs a build with the `{scheme}` feature (cargo build --features full)"),
-                    ));
-                }
-                u.clone()
+        let keys = keys::sources(&raw)?;
+        let keyring = keys.keyring()?;
+        let dev_secret_path = keys.dev_secret_path.clone();
+        let backends = backends::resolve(&raw)?;
+        let shutdown_delay = match raw.shutdown_delay {
+            Some(s) if s > MAX_SHUTDOWN_DELAY_S => {
+                return Err(bad(
+                    "SHUTDOWN_DELAY",
+                    format!("at most {MAX_SHUTDOWN_DELAY_S} seconds"),
+                ))
             }
-            None => format!("sqlite://{}", raw.data_dir.join("liveops.db").display()),
+            Some(s) => Duration::from_secs(s),
+            None if raw.env == Env::Dev => Duration::ZERO,
+            None => DEFAULT_SHUTDOWN_DELAY,
         };
-        if raw.redis_url.is_some() && !cfg!(feature = "redis") {
-            return Err(bad(
-                "REDIS_URL",
-                "this build has no Redis adapters (cargo build --features full); unset it for the embedded default",
-            ));
-        }
         let bus_kind = bus_kind(&raw);
-        let bus = bus::resolve(&raw.bus, raw.cloud, &raw.data_dir, raw.redis_url.as_ref())?;
+        let bus = bus::resolve(
+            &raw.bus,
+            raw.cloud,
+            &raw.data_dir,
+            backends.redis_url.as_ref(),
+        )?;
         let start = NaiveDate::parse_from_str(&raw.season_start, "%Y-%m-%d")
             .map_err(|_| bad("SEASON_START", "must be a date YYYY-MM-DD"))?;
         if raw.season_days == 0 || raw.season_days > 3660 {
@@ -224,17 +190,25 @@ impl Settings {
         }
         tracing_subscriber::EnvFilter::try_new(&raw.log_level)
             .map_err(|e| bad("LOG_LEVEL", e.to_string()))?;
+        let backup = raw.backup.resolve(&raw.data_dir)?;
+        let reads = raw.reads.resolve(&backends.db_url)?;
         Ok(Self {
             args,
             table: table.clone(),
             target,
             port,
             keyring,
+            keys,
             dev_secret_path,
-            db_url,
+            db_url: backends.db_url,
             bus_kind,
             bus,
+            redis_url: backends.redis_url,
+            redis_ca: backends.redis_ca,
+            shutdown_delay,
             calendar,
+            backup,
+            reads,
             raw,
         })
     }

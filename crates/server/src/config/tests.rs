@@ -1,4 +1,5 @@
 //! Settings are checked at start, each fault naming its variable.
+#![allow(clippy::unwrap_used)] // tests may unwrap
 
 use super::*;
 
@@ -46,6 +47,54 @@ fn prod_refuses_missing_and_short_secrets_naming_the_variable() {
 }
 
 #[test]
+fn prod_starts_with_a_keys_file_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hmac-keys");
+    std::fs::write(&file, "k1=0123456789abcdef0123456789abcdef\n").unwrap();
+    let f = file.to_str().unwrap();
+    let s = resolve(&["--env", "prod", "--hmac-keys-file", f]).unwrap();
+    assert_eq!(s.keyring.primary_id(), "k1");
+    assert!(s.dev_secret_path.is_none());
+    assert_eq!(s.shutdown_delay, DEFAULT_SHUTDOWN_DELAY);
+    let e = resolve(&["--env", "prod", "--hmac-keys-file", f, "--hmac-keys", "x"]).unwrap_err();
+    assert_eq!(e.var, "HMAC_KEYS_FILE");
+    assert!(e.reason.contains("HMAC_KEYS or HMAC_KEYS_FILE"), "{e}");
+}
+
+#[test]
+fn urls_come_from_files_but_not_from_both_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = "--hmac-secret=0123456789abcdef0123456789abcdef";
+    let file = dir.path().join("db-url");
+    std::fs::write(&file, "sqlite:///tmp/from-a-file.db\n").unwrap();
+    let f = file.to_str().unwrap();
+    let got = resolve(&[s, "--db-url-file", f]).unwrap();
+    assert_eq!(got.db_url, "sqlite:///tmp/from-a-file.db");
+    for (plain, twin) in [
+        ("--db-url=sqlite:///x.db", "--db-url-file"),
+        ("--redis-url=redis://h", "--redis-url-file"),
+        ("--bus-conn=/x.db", "--bus-conn-file"),
+    ] {
+        let e = resolve(&[s, plain, twin, f]).unwrap_err();
+        let var = e.var;
+        assert!(var.ends_with("_FILE"), "{e}");
+        assert!(e.reason.contains(var.trim_end_matches("_FILE")), "{e}");
+    }
+}
+
+#[test]
+fn shutdown_delay_is_zero_in_dev_unless_set() {
+    let s = "--hmac-secret=0123456789abcdef0123456789abcdef";
+    assert_eq!(resolve(&[s]).unwrap().shutdown_delay, Duration::ZERO);
+    let set = resolve(&[s, "--shutdown-delay", "10"]).unwrap();
+    assert_eq!(set.shutdown_delay, Duration::from_secs(10));
+    assert_eq!(
+        resolve(&[s, "--shutdown-delay", "301"]).unwrap_err().var,
+        "SHUTDOWN_DELAY"
+    );
+}
+
+#[test]
 fn bad_values_name_their_variable() {
     let s = "--hmac-secret=0123456789abcdef0123456789abcdef";
     for (args, var) in [
@@ -60,6 +109,8 @@ fn bad_values_name_their_variable() {
         (vec![s, "--lb-topn", "0"], "LB_TOPN"),
         (vec![s, "--target", "warehouse"], "LIVEOPS_TARGET"),
         (vec![s, "--rate-limit-max", "0"], "RATE_LIMIT_MAX"),
+        (vec![s, "--backup-every", "5s"], "BACKUP_EVERY"),
+        (vec![s, "--backup-keep", "0"], "BACKUP_KEEP"),
     ] {
         assert_eq!(resolve(&args).unwrap_err().var, var, "{args:?}");
     }

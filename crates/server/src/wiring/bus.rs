@@ -45,7 +45,8 @@ pub(super) fn provide(ports: &mut Ports, s: &Settings) {
         }
         BusChoice::Redis(url) => {
             let partitions = s.raw.bus.bus_partitions;
-            plain(move || redis_bus(url.clone(), opts, partitions))
+            let ca = s.redis_ca.clone();
+            plain(move || redis_bus(url.clone(), ca.clone(), opts, partitions))
         }
         BusChoice::Sqs {
             region,
@@ -76,17 +77,23 @@ where
 #[cfg(feature = "redis")]
 async fn redis_bus(
     url: String,
+    ca: Option<Vec<u8>>,
     opts: BusOptions,
     partitions: u32,
 ) -> Result<Arc<dyn Bus>, PortError> {
-    let bus = liveops_redis::bus::RedisBus::connect(&url, opts, partitions)
+    let bus = liveops_redis::bus::RedisBus::connect_with_ca(&url, ca.as_deref(), opts, partitions)
         .await
         .map_err(named("BUS_CONN"))?;
     Ok(Arc::new(bus))
 }
 
 #[cfg(not(feature = "redis"))]
-async fn redis_bus(_: String, _: BusOptions, _: u32) -> Result<Arc<dyn Bus>, PortError> {
+async fn redis_bus(
+    _: String,
+    _: Option<Vec<u8>>,
+    _: BusOptions,
+    _: u32,
+) -> Result<Arc<dyn Bus>, PortError> {
     Err(missing("redis"))
 }
 

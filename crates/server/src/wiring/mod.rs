@@ -2,6 +2,7 @@
 //! (`BUS_KIND`, `REDIS_URL`, `DB_URL`). Every adapter is registered here and opened on first use,
 //! so a process opens only what its modules ask for.
 
+pub mod backup;
 mod bus;
 mod state;
 mod stores;

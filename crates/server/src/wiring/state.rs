@@ -14,8 +14,8 @@ const PURGE_EVERY: Duration = Duration::from_secs(30);
 
 /// Registers the hot-state and rank-store adapters `REDIS_URL` selects.
 pub(super) fn provide(ports: &mut Ports, s: &crate::config::Settings) {
-    match &s.raw.redis_url {
-        Some(url) => redis(ports, url.clone()),
+    match &s.redis_url {
+        Some(url) => redis(ports, url.clone(), s.redis_ca.clone()),
         None => memory(ports),
     }
 }
@@ -54,37 +54,38 @@ fn memory(ports: &mut Ports) {
 }
 
 #[cfg(feature = "redis")]
-fn redis(ports: &mut Ports, url: String) {
+fn redis(ports: &mut Ports, url: String, ca: Option<Vec<u8>>) {
     use liveops_core::PortError;
     use liveops_redis::{RedisConn, RedisHotState, RedisRankStore};
     use tokio::sync::OnceCell;
 
     // One connection (or cluster client) shared by both adapters, made on first use.
-    let conn: Arc<OnceCell<RedisConn>> = Arc::default();
-    let connect = move |conn: Arc<OnceCell<RedisConn>>, url: String| async move {
+    type Shared = (Arc<OnceCell<RedisConn>>, String, Option<Arc<[u8]>>);
+    async fn connect((conn, url, ca): Shared) -> Result<RedisConn, PortError> {
         conn.get_or_try_init(|| async {
-            RedisConn::connect(&url)
+            RedisConn::connect_with_ca(&url, ca.as_deref())
                 .await
                 .map_err(|e| PortError::Unavailable(format!("REDIS_URL: {e}")))
         })
         .await
         .cloned()
-    };
-    let (c, u) = (conn.clone(), url.clone());
+    }
+    let shared: Shared = (Arc::default(), url, ca.map(Arc::from));
+    let for_hot = shared.clone();
     let hot = Adapter::new("hot_state", move || {
-        let (c, u) = (c.clone(), u.clone());
+        let shared = for_hot.clone();
         async move {
             Ok(Opened::plain(Arc::new(RedisHotState::new(
-                connect(c, u).await?,
+                connect(shared).await?,
             ))))
         }
     });
     provide_hot(ports, &hot);
     let ranks = Adapter::new("rank_store", move || {
-        let (c, u) = (conn.clone(), url.clone());
+        let shared = shared.clone();
         async move {
             Ok(Opened::plain(Arc::new(RedisRankStore::new(
-                connect(c, u).await?,
+                connect(shared).await?,
             ))))
         }
     });
@@ -92,6 +93,6 @@ fn redis(ports: &mut Ports, url: String) {
 }
 
 #[cfg(not(feature = "redis"))]
-fn redis(_ports: &mut Ports, _url: String) {
+fn redis(_ports: &mut Ports, _url: String, _ca: Option<Vec<u8>>) {
     // Settings::resolve refuses REDIS_URL in a build without Redis.
 }

@@ -46,11 +46,13 @@ pub async fn stream(
                     (xp(&player, 5 + i), 5 + i, 0)
                 };
                 let key = format!("{player}-{i}");
+                // A retry resends the same event (only the signature's timestamp is new): an
+                // Idempotency-Key names one body, and an answer lost in the outage (a 503 or a
+                // dropped connection after the bus took it) must not become a second event.
+                let body = serde_json::to_vec(&ev).expect("json");
                 let deadline = Instant::now() + Duration::from_secs(60);
                 loop {
-                    let mut ev = ev.clone();
-                    ev["ts"] = Value::from(now());
-                    let body = serde_json::to_vec(&ev).expect("json");
+                    let body = body.clone();
                     let ts = now();
                     let sent = Instant::now();
                     let res = client

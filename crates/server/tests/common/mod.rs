@@ -5,6 +5,7 @@
 pub mod load;
 
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use liveops::config::parse_args;
@@ -13,6 +14,9 @@ use liveops_core::Keyring;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
+
+pub mod client;
+pub use client::Client;
 
 /// The signing secret every test app uses.
 pub const SECRET: &str = "test-secret-0123456789abcdef-0123456789";
@@ -50,8 +54,22 @@ pub async fn spawn_app_in(data_dir: PathBuf, extra: &[&str]) -> TestApp {
 
 /// Starts the modules of `table` the flags select, without waiting for readiness.
 pub async fn start(table: Table, data_dir: PathBuf, extra: &[&str]) -> TestApp {
-    let d = data_dir.to_str().expect("utf-8 path").to_owned();
     let keys = format!("k2={SECRET2}");
+    let mut args = vec!["--hmac-secret", SECRET, "--hmac-keys", &keys];
+    args.extend_from_slice(extra);
+    start_keyed(table, data_dir, &args).await
+}
+
+/// Starts the whole product with the signing keys `extra` names (and any other flags), ready.
+pub async fn spawn_app_keyed(data_dir: PathBuf, extra: &[&str]) -> TestApp {
+    let app = start_keyed(Table::standard(), data_dir, extra).await;
+    wait_ready(&app.base).await;
+    app
+}
+
+/// Starts the modules of `table` with exactly the flags given plus a port and a data directory.
+pub async fn start_keyed(table: Table, data_dir: PathBuf, extra: &[&str]) -> TestApp {
+    let d = data_dir.to_str().expect("utf-8 path").to_owned();
     let mut args = vec![
         "--port",
         "0",
@@ -59,10 +77,6 @@ pub async fn start(table: Table, data_dir: PathBuf, extra: &[&str]) -> TestApp {
         "127.0.0.1",
         "--data-dir",
         &d,
-        "--hmac-secret",
-        SECRET,
-        "--hmac-keys",
-        &keys,
         "--log-level",
         "warn",
     ];
@@ -305,204 +319,125 @@ impl Urls {
     }
 }
 
-async fn get_json(client: &reqwest::Client, url: &str) -> Option<(u16, Value)> {
-    let r = client.get(url).send().await.ok()?;
-    let status = r.status().as_u16();
-    Some((status, r.json().await.ok()?))
-}
-
-async fn post_signed_to(
-    client: &reqwest::Client,
-    ring: &Keyring,
-    url: &str,
-    body: &Value,
-) -> (u16, Value) {
-    let body = serde_json::to_vec(body).expect("json");
-    let ts = now();
-    let r = client
-        .post(url)
-        .header("content-type", "application/json")
-        .header("x-timestamp", ts.to_string())
-        .header(
-            "x-signature",
-            ring.sign_request(None, ts, &body).expect("sign"),
-        )
-        .body(body)
-        .send()
-        .await
-        .expect("post");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 /// The product's story, told through its HTTP contract, whatever the deployment shape: events
 /// flow to progression and every leaderboard window, a reward is claimed once with a valid receipt,
 /// a cheater is quarantined and then blocked at the gateway. `tag` keeps players unique per run.
 pub async fn play_scenario(urls: &Urls, ring: &Keyring, tag: &str) {
-    let client = reqwest::Client::new();
+    let game = Client::new(urls.clone(), ring);
     let wait = Duration::from_secs(30);
     let p = |name: &str| format!("{name}_{tag}");
     // Events, single and batched.
-    let (s, b) = post_signed_to(
-        &client,
-        ring,
-        &format!("{}/events", urls.gateway),
-        &kill(&p("hero"), 2500),
-    )
-    .await;
+    let (s, b) = game.send(&kill(&p("hero"), 2500)).await;
     assert_eq!(s, 202, "{b}");
-    let (s, b) = post_signed_to(
-        &client,
-        ring,
-        &format!("{}/events", urls.gateway),
-        &xp(&p("hero"), 1200),
-    )
-    .await;
+    let (s, b) = game.send(&xp(&p("hero"), 1200)).await;
     assert_eq!(s, 202, "{b}");
     let drop = json!({"type": "drop_claimed", "playerId": p("looter"), "ts": now(), "payload": {"dropId": "epic_sword_001", "weight": 0.05, "source": "raid_chest"}});
-    let (s, b) = post_signed_to(
-        &client,
-        ring,
-        &format!("{}/events/batch", urls.gateway),
-        &json!({"events": [drop, xp(&p("sidekick"), 300)]}),
-    )
-    .await;
+    let (s, b) = game.send_batch(&[drop, xp(&p("sidekick"), 300)]).await;
     assert_eq!((s, b["accepted"].clone()), (200, json!(2)), "{b}");
 
     // Progression and leaderboards catch up.
     let hero = eventually(wait, "hero progress", || async {
-        let (_, v) = get_json(
-            &client,
-            &format!("{}/players/{}/progress", urls.progression, p("hero")),
-        )
-        .await?;
-        (v["xp"] == 1200).then_some(v)
+        game.progress(&p("hero")).await.filter(|v| v.xp == 1200)
     })
     .await;
-    assert_eq!(hero["level"], 2);
+    assert_eq!(hero.level, 2);
     for window in ["daily", "weekly", "seasonal"] {
         let me = eventually(wait, "hero ranked", || async {
-            let (s, v) = get_json(
-                &client,
-                &format!(
-                    "{}/leaderboard/players/{}?window={window}&around=1",
-                    urls.leaderboard,
-                    p("hero")
-                ),
-            )
-            .await?;
-            (s == 200 && v["score"] == 3700).then_some(v)
+            game.rank(&p("hero"), window, 1)
+                .await
+                .1
+                .filter(|v| v.score == 3700)
         })
         .await;
-        assert!(me["rank"].as_u64().is_some_and(|r| r >= 1), "{me}");
+        assert!(me.rank >= 1, "{me:?}");
     }
 
     // A reward claimed once, with a receipt that verifies and resists tampering.
-    let reward = hero["pendingRewards"][0]["rewardId"]
-        .as_str()
+    let reward = &hero
+        .pending_rewards
+        .first()
         .expect("level-up reward")
-        .to_owned();
-    let claim = json!({"playerId": p("hero"), "rewardId": reward});
-    let (s, receipt) = post_signed_to(
-        &client,
-        ring,
-        &format!("{}/rewards/claim", urls.progression),
-        &claim,
-    )
-    .await;
+        .reward_id;
+    let (s, receipt) = game.claim(&p("hero"), reward).await;
     assert_eq!(s, 200, "{receipt}");
-    let (s, again) = post_signed_to(
-        &client,
-        ring,
-        &format!("{}/rewards/claim", urls.progression),
-        &claim,
-    )
-    .await;
+    let (s, again) = game.claim(&p("hero"), reward).await;
     assert_eq!((s, &again), (200, &receipt));
-    let verify = |r: Value| {
-        let client = client.clone();
-        let url = format!("{}/receipts/verify", urls.progression);
-        async move {
-            client
-                .post(url)
-                .json(&r)
-                .send()
-                .await
-                .expect("verify")
-                .json::<Value>()
-                .await
-                .expect("json")
-        }
-    };
-    assert_eq!(verify(receipt.clone()).await["valid"], true);
+    assert!(game.verify(&receipt).await);
     let mut forged = receipt.clone();
     forged["item"] = json!("crown");
-    assert_eq!(verify(forged).await["valid"], false);
+    assert!(!game.verify(&forged).await);
 
     // Fairness: after a warm-up, absurd scores are quarantined and the cheater is blocked.
     let warm: Vec<Value> = (0..60)
         .map(|i| kill(&p(&format!("n{i}")), 900 + (i % 7) * 40))
         .collect();
-    let (s, b) = post_signed_to(
-        &client,
-        ring,
-        &format!("{}/events/batch", urls.gateway),
-        &json!({ "events": warm }),
-    )
-    .await;
+    let (s, b) = game.send_batch(&warm).await;
     assert_eq!((s, b["accepted"].clone()), (200, json!(60)), "{b}");
     eventually(wait, "warm-up applied", || async {
-        let (s, _) = get_json(
-            &client,
-            &format!(
-                "{}/leaderboard/players/{}?window=daily",
-                urls.leaderboard,
-                p("n59")
-            ),
-        )
-        .await?;
-        (s == 200).then_some(())
+        (game.rank(&p("n59"), "daily", 0).await.0 == 200).then_some(())
     })
     .await;
     for i in 0..3 {
-        let (s, b) = post_signed_to(
-            &client,
-            ring,
-            &format!("{}/events", urls.gateway),
-            &kill(&p("cheat"), 1_000_000 - i),
-        )
-        .await;
+        let (s, b) = game.send(&kill(&p("cheat"), 1_000_000 - i)).await;
         assert_eq!(s, 202, "{b}");
     }
     let f = eventually(wait, "cheater blocked", || async {
-        let (_, v) = get_json(
-            &client,
-            &format!("{}/fairness/players/{}", urls.fairness, p("cheat")),
-        )
-        .await?;
-        (v["blocked"] == true).then_some(v)
+        game.fairness(&p("cheat")).await.filter(|v| v.blocked)
     })
     .await;
-    assert_eq!(f["flags"].as_array().map(Vec::len), Some(3), "{f}");
-    let (s, b) = post_signed_to(
-        &client,
-        ring,
-        &format!("{}/events", urls.gateway),
-        &kill(&p("cheat"), 10),
-    )
-    .await;
+    assert_eq!(f.flags.len(), 3, "{f:?}");
+    let (s, b) = game.send(&kill(&p("cheat"), 10)).await;
     assert_eq!(s, 403, "the gateway sees the block: {b}");
-    let (s, _) = get_json(
-        &client,
-        &format!(
-            "{}/leaderboard/players/{}?window=daily",
-            urls.leaderboard,
-            p("cheat")
-        ),
-    )
-    .await
-    .expect("get");
+    let (s, _) = game.rank(&p("cheat"), "daily", 0).await;
     assert_eq!(s, 404, "quarantined events never reach the leaderboard");
+}
+
+/// A new empty database `name` on the server of `admin_url` (PostgreSQL or MySQL), dropped
+/// first if it exists; its URL.
+pub fn fresh_database(admin_url: &str, name: &str) -> String {
+    let (base, _) = admin_url.rsplit_once('/').expect("url with a database");
+    if admin_url.starts_with("postgres") {
+        succeed(Command::new("psql").arg(admin_url).args([
+            "-qc",
+            &format!("DROP DATABASE IF EXISTS {name}"),
+            "-c",
+            &format!("CREATE DATABASE {name}"),
+        ]));
+    } else {
+        let u = url_parts(admin_url);
+        succeed(
+            Command::new("mariadb")
+                .args(["--no-defaults", "-h", &u.0, "-P", &u.1, "-u", &u.2])
+                .arg(format!("-p{}", u.3))
+                .arg("-e")
+                .arg(format!(
+                    "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
+                )),
+        );
+    }
+    format!("{base}/{name}")
+}
+
+/// (host, port, user, password) of `mysql://user:password@host:port/db`.
+fn url_parts(url: &str) -> (String, String, String, String) {
+    let rest = url.split("://").nth(1).expect("scheme");
+    let (creds, hostpart) = rest.split_once('@').expect("credentials");
+    let (user, pass) = creds.split_once(':').expect("user:password");
+    let host = hostpart.split('/').next().expect("host");
+    let (h, p) = host.split_once(':').expect("host:port");
+    (h.into(), p.into(), user.into(), pass.into())
+}
+
+/// Runs `cmd` to the end and asserts it succeeded (its stderr and stdout tell why not).
+pub fn succeed(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out
 }
 
 /// The `liveops` binary under test.

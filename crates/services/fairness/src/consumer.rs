@@ -8,10 +8,13 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
+
 use liveops_core::ports::{topics, Delivery, Message};
 use liveops_core::stores::FairnessCommit;
 use liveops_core::{now_ms, Envelope, PortError};
 use liveops_module::consume::{record_batch, Backoff, POLL_WAIT};
+use liveops_module::trace::BatchSpans;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -128,6 +131,8 @@ async fn handle_batch(
     }
 
     let envs: Vec<&Envelope> = items.iter().map(|(_, e)| e).collect();
+    // Ended when dropped, after the ack; each traced event's span is forwarded as its parent.
+    let spans = BatchSpans::start(GROUP, envs.iter().copied());
     let mut stale = false;
     let ruling = retrying!(
         backoff,
@@ -149,11 +154,21 @@ async fn handle_batch(
     }
 
     let (mut accepted, mut flagged) = (Vec::new(), Vec::new());
-    for ((d, env), &is_flagged) in items.iter().zip(&ruling.flagged) {
+    for (i, ((d, env), &is_flagged)) in items.iter().zip(&ruling.flagged).enumerate() {
+        let payload = match spans.traceparent(i) {
+            Some(traceparent) => Bytes::from(
+                Envelope {
+                    traceparent: Some(traceparent),
+                    ..env.clone()
+                }
+                .encode(),
+            ),
+            None => d.payload.clone(),
+        };
         let message = Message {
             id: env.event_id.to_string(),
             key: d.key.clone(),
-            payload: d.payload.clone(),
+            payload,
         };
         if is_flagged {
             flagged.push(message);

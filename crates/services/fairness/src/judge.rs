@@ -112,39 +112,16 @@ impl Judge {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use liveops_core::event::{BossKillPayload, DropClaimedPayload};
-    use liveops_core::{Event, Payload, PlayerId};
+    use liveops_testkit::received::{drop, envelope, kill};
 
     use super::*;
 
     fn boss(points: u32) -> Envelope {
-        Envelope {
-            event_id: Uuid::now_v7(),
-            received_at: 0,
-            event: Event {
-                player_id: PlayerId::parse("player_1").unwrap(),
-                ts: 0,
-                payload: Payload::BossKill(BossKillPayload {
-                    boss_id: "b".into(),
-                    tier: 1,
-                    points,
-                }),
-            },
-        }
+        envelope("player_1", kill(points), 0)
     }
 
     fn drop_claimed() -> Envelope {
-        Envelope {
-            event: Event {
-                payload: Payload::DropClaimed(DropClaimedPayload {
-                    drop_id: "d".into(),
-                    weight: 0.5,
-                    source: "s".into(),
-                }),
-                ..boss(0).event
-            },
-            ..boss(0)
-        }
+        envelope("player_1", drop("d"), 0)
     }
 
     fn warmed(judge: &mut Judge, n: u32) {

@@ -22,6 +22,7 @@ mod judge;
 mod routes;
 
 pub use consumer::run_consumer;
+pub use routes::{FlagList, FlagView, PlayerFairness, PlayerFlag};
 
 /// The consumer group fairness reads `events.ingested` with.
 pub const GROUP: &str = "fairness";

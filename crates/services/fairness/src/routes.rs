@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::FairnessState;
-use liveops_http::responses::{BadRequest, Unavailable};
+use liveops_http::responses::ReadFailures;
 
 /// Flags listed on a player's page.
 const PLAYER_FLAGS: u32 = 100;
@@ -29,58 +29,58 @@ pub(crate) struct FlagsQuery {
 /// A player's standing with the fairness checks.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct PlayerFairness {
-    /// Who.
-    pub(crate) player_id: String,
+pub struct PlayerFairness {
+    /// The player.
+    pub player_id: String,
     /// Blocked now (the gateway answers 403).
-    pub(crate) blocked: bool,
+    pub blocked: bool,
     /// When the block ends (RFC 3339), if blocked.
-    pub(crate) blocked_until: Option<String>,
+    pub blocked_until: Option<String>,
     /// Strikes within the strike window.
-    pub(crate) strikes: u32,
+    pub strikes: u32,
     /// The player's most recent flags, newest first.
-    pub(crate) flags: Vec<PlayerFlag>,
+    pub flags: Vec<PlayerFlag>,
 }
 
 /// One of a player's flagged events.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct PlayerFlag {
+pub struct PlayerFlag {
     /// The event.
-    pub(crate) event_id: Uuid,
+    pub event_id: Uuid,
     /// Its type.
     #[serde(rename = "type")]
-    pub(crate) event_type: EventType,
+    pub event_type: EventType,
     /// How far above the mean, in standard deviations.
-    pub(crate) z_score: f64,
+    pub z_score: f64,
     /// When flagged (RFC 3339).
-    pub(crate) at: String,
+    pub at: String,
 }
 
 /// Recent flags, newest first.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-pub(crate) struct FlagList {
+pub struct FlagList {
     /// The flags.
-    pub(crate) flags: Vec<FlagView>,
+    pub flags: Vec<FlagView>,
 }
 
 /// A flagged event.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct FlagView {
+pub struct FlagView {
     /// The event.
-    pub(crate) event_id: Uuid,
-    /// Whose.
-    pub(crate) player_id: String,
+    pub event_id: Uuid,
+    /// The player it concerns.
+    pub player_id: String,
     /// Its type.
     #[serde(rename = "type")]
-    pub(crate) event_type: EventType,
+    pub event_type: EventType,
     /// The value judged.
-    pub(crate) value: f64,
+    pub value: f64,
     /// How far above the mean, in standard deviations.
-    pub(crate) z_score: f64,
+    pub z_score: f64,
     /// When flagged (RFC 3339).
-    pub(crate) at: String,
+    pub at: String,
 }
 
 impl From<Flag> for FlagView {
@@ -104,8 +104,7 @@ impl From<Flag> for FlagView {
     params(PlayerPath),
     responses(
         (status = 200, description = "The player's standing", body = PlayerFairness),
-        BadRequest,
-        Unavailable,
+        ReadFailures,
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -146,8 +145,7 @@ pub(crate) async fn player(
     params(FlagsQuery),
     responses(
         (status = 200, description = "Recent flags", body = FlagList),
-        BadRequest,
-        Unavailable,
+        ReadFailures,
     )
 )]
 #[tracing::instrument(skip_all)]

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use liveops_core::event::validate_event;
 use liveops_core::ports::topics;
 use liveops_core::Event;
@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::guard::{dropped, ingested, refused, screen};
-use crate::idempotency::{admit, event_id, finish_detached, replay, Admission, IdempotencyHeader};
+use crate::idempotency::{event_id, respond_once, IdempotencyHeader};
 use crate::ingest::envelope;
 use crate::{GatewayConfig, GatewayState};
 use liveops_http::responses::{
@@ -110,50 +110,22 @@ impl ItemResult {
 pub(crate) async fn post_batch(
     State(state): State<GatewayState>,
     signed: Result<Signed, Problem>,
-) -> Response {
-    match ingest_batch(&state, signed).await {
-        Ok(res) => res,
-        Err(problem) => problem.into_response(),
-    }
-}
-
-async fn ingest_batch(
-    state: &GatewayState,
-    signed: Result<Signed, Problem>,
 ) -> Result<Response, Problem> {
-    let Signed {
-        body,
-        signature,
-        headers,
-        at_ms: now,
-    } = signed.inspect_err(refused)?;
-    let headers = &headers;
-    let items = parse_batch(&body, state.config.max_batch_events).inspect_err(|_| {
+    let signed = signed.inspect_err(refused)?;
+    let now = signed.at_ms;
+    let items = parse_batch(&signed.body, state.config.max_batch_events).inspect_err(|_| {
         dropped("invalid", 1);
     })?;
     tracing::Span::current().record("events", items.len());
     let ids: Vec<Uuid> = (0..items.len())
-        .map(|i| event_id(headers, "events.batch", &body, i))
+        .map(|i| event_id(&signed.headers, "events.batch", &signed.body, i))
         .collect();
-    let hold = match admit(state, "events.batch", headers, &body, &signature).await? {
-        Admission::Replay(answer) => return Ok(replay(answer)),
-        Admission::Proceed(hold) => hold,
+    // A batch that changed nothing is not stored: a retry may as well be judged afresh.
+    let work = {
+        let state = state.clone();
+        async move { accept_batch(&state, &items, &ids, now).await.map(answer) }
     };
-    let body = match hold {
-        None => answer(accept_batch(state, &items, &ids, now).await?).0,
-        Some(hold) => {
-            let state = state.clone();
-            // A batch that changed nothing is not stored: a retry may as well be judged afresh.
-            let work = async move { accept_batch(&state, &items, &ids, now).await.map(answer) };
-            finish_detached(hold, StatusCode::OK, work).await?
-        }
-    };
-    Ok((
-        StatusCode::OK,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response())
+    respond_once(&state, "events.batch", &signed, StatusCode::OK, work).await
 }
 
 /// The JSON body of a batch answer, and whether anything was accepted.

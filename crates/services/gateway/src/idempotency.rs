@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use liveops_core::ports::{IdemState, Idempotency, StoredAnswer};
-use liveops_http::{header, Problem, Signature};
+use liveops_http::{header, Problem, Signature, Signed};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
@@ -189,6 +189,35 @@ where
             tracing::error!(%error, "ingestion task failed");
             Err(Problem::internal())
         })
+}
+
+/// Answers a signed request exactly once per Idempotency-Key (or signature): a repeat gets the
+/// first answer; otherwise `work` runs (to the end even if the client goes away, when a key is
+/// held) and its JSON body goes out with `status`. `work` also says whether it changed anything.
+pub(crate) async fn respond_once<F>(
+    state: &GatewayState,
+    scope: &str,
+    signed: &Signed,
+    status: StatusCode,
+    work: F,
+) -> Result<Response, Problem>
+where
+    F: Future<Output = Result<(String, bool), Problem>> + Send + 'static,
+{
+    let body = match admit(
+        state,
+        scope,
+        &signed.headers,
+        &signed.body,
+        &signed.signature,
+    )
+    .await?
+    {
+        Admission::Replay(answer) => return Ok(replay(answer)),
+        Admission::Proceed(None) => work.await?.0,
+        Admission::Proceed(Some(hold)) => finish_detached(hold, status, work).await?,
+    };
+    Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// The `208` replay of a stored answer.

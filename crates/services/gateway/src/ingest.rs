@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
 use liveops_core::event::parse_event;
 use liveops_core::ports::{topics, Message};
@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::guard::{dropped, ingested, refused, screen};
-use crate::idempotency::{admit, event_id, finish_detached, replay, Admission, IdempotencyHeader};
+use crate::idempotency::{event_id, respond_once, IdempotencyHeader};
 use crate::GatewayState;
 use liveops_http::responses::{
     BadRequest, Conflict, Forbidden, KeyReused, TooLarge, TooManyRequests, Unauthorized,
@@ -28,13 +28,15 @@ pub(crate) struct EventAccepted {
     pub(crate) event_id: Uuid,
 }
 
-/// Wraps a validated event for the bus with its id and receive time.
+/// Wraps a validated event for the bus with its id, receive time and, when traces are
+/// exported, the trace context of the request that brought it.
 pub(crate) fn envelope(event: Event, event_id: Uuid, received_at: i64) -> (Uuid, Message) {
     let key = event.player_id.as_str().to_owned();
     let env = Envelope {
         event_id,
         received_at,
         event,
+        traceparent: liveops_module::trace::current_traceparent(),
     };
     let message = Message {
         id: event_id.to_string(),
@@ -68,53 +70,24 @@ pub(crate) fn envelope(event: Event, event_id: Uuid, received_at: i64) -> (Uuid,
 pub(crate) async fn post_event(
     State(state): State<GatewayState>,
     signed: Result<Signed, Problem>,
-) -> Response {
-    match ingest(&state, signed).await {
-        Ok(res) => res,
-        Err(problem) => problem.into_response(),
-    }
-}
-
-async fn ingest(
-    state: &GatewayState,
-    signed: Result<Signed, Problem>,
 ) -> Result<Response, Problem> {
-    let Signed {
-        body,
-        signature,
-        headers,
-        at_ms: now,
-    } = signed.inspect_err(refused)?;
-    let headers = &headers;
-    let now_s = now.div_euclid(1000);
-    let event = parse_event(&body, &state.config.limits, now_s).map_err(|e| {
-        dropped("invalid", 1);
-        Problem::from(e)
-    })?;
+    let signed = signed.inspect_err(refused)?;
+    let now = signed.at_ms;
+    let event =
+        parse_event(&signed.body, &state.config.limits, now.div_euclid(1000)).map_err(|e| {
+            dropped("invalid", 1);
+            Problem::from(e)
+        })?;
     tracing::Span::current().record("player", event.player_id.as_str());
-    let event_id = event_id(headers, "events", &body, 0);
-    let hold = match admit(state, "events", headers, &body, &signature).await? {
-        Admission::Replay(answer) => return Ok(replay(answer)),
-        Admission::Proceed(hold) => hold,
-    };
-    let body = match hold {
-        None => answer(accept(state, event, event_id, now).await?),
-        Some(hold) => {
-            let state = state.clone();
-            let work = async move {
-                accept(&state, event, event_id, now)
-                    .await
-                    .map(|a| (answer(a), true))
-            };
-            finish_detached(hold, StatusCode::ACCEPTED, work).await?
+    let event_id = event_id(&signed.headers, "events", &signed.body, 0);
+    let work = {
+        let state = state.clone();
+        async move {
+            let accepted = accept(&state, event, event_id, now).await?;
+            Ok((answer(accepted), true))
         }
     };
-    Ok((
-        StatusCode::ACCEPTED,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response())
+    respond_once(&state, "events", &signed, StatusCode::ACCEPTED, work).await
 }
 
 /// The JSON body of a 202.

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use liveops_core::ports::{topics, Board, ScoreDelta};
 use liveops_core::{now_ms, Envelope, PortError};
-use liveops_module::consume::{run_batches, Apply, Backoff, Subscription};
+use liveops_module::consume::{run_batches, unapplied, Apply, Backoff, Subscription};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -113,22 +113,7 @@ pub(crate) async fn commit_batch(
     state: &LeaderboardState,
     events: &[Envelope],
 ) -> Result<Vec<ScoreDelta>, PortError> {
-    if events.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-    let done = state.processed.processed(CONSUMER_ID, &ids).await?;
-    let fresh: Vec<Envelope> = events
-        .iter()
-        .filter(|e| !done.contains(&e.event_id))
-        .cloned()
-        .collect();
-    if fresh.len() < events.len() {
-        tracing::debug!(
-            skipped = events.len() - fresh.len(),
-            "events already applied"
-        );
-    }
+    let fresh = unapplied(&*state.processed, CONSUMER_ID, events).await?;
     if fresh.is_empty() {
         return Ok(Vec::new());
     }

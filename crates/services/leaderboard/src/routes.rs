@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::scores::is_live;
 use crate::LeaderboardState;
-use liveops_http::responses::{BadRequest, NotFound, Unavailable};
+use liveops_http::responses::{LookupFailures, ReadFailures};
 
 /// Largest `limit` on `/leaderboard`.
 const MAX_LIMIT: u64 = 1000;
@@ -107,7 +107,7 @@ pub struct PlayerRankView {
     pub window: Window,
     /// The period id.
     pub period: String,
-    /// Who.
+    /// The player.
     pub player_id: String,
     /// 1-based position.
     pub rank: u64,
@@ -207,9 +207,7 @@ fn not_found_board(board: &Board) -> Problem {
     params(TopQuery),
     responses(
         (status = 200, description = "Ranked players", body = LeaderboardView),
-        BadRequest,
-        NotFound,
-        Unavailable,
+        LookupFailures,
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -291,9 +289,7 @@ fn ensure_loaded(state: &LeaderboardState) -> Result<(), Problem> {
     params(PlayerPath, RankQuery),
     responses(
         (status = 200, description = "The player's standing", body = PlayerRankView),
-        BadRequest,
-        NotFound,
-        Unavailable,
+        LookupFailures,
     )
 )]
 #[tracing::instrument(skip_all, fields(player))]
@@ -392,9 +388,7 @@ fn history_view(state: &LeaderboardState, s: Snapshot) -> Result<HistoryView, Pr
     params(HistoryQuery),
     responses(
         (status = 200, description = "The archived snapshot", body = HistoryView),
-        BadRequest,
-        NotFound,
-        Unavailable,
+        LookupFailures,
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -439,8 +433,7 @@ pub(crate) async fn get_history(
     params(PeriodsQuery),
     responses(
         (status = 200, description = "Archived periods", body = PeriodsView),
-        BadRequest,
-        Unavailable,
+        ReadFailures,
     )
 )]
 #[tracing::instrument(skip_all)]

@@ -73,58 +73,21 @@ pub(crate) fn rank_entries(mut scores: Vec<(String, i64)>, limit: u64) -> Vec<Ra
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
-    use liveops_core::event::{BossKillPayload, DropClaimedPayload, ProgressionPayload};
-    use liveops_core::{Event, Payload, PlayerId};
-    use uuid::Uuid;
+    use liveops_testkit::received::{drop, envelope as env, kill, xp};
 
     use super::*;
 
     // 2026-11-21T12:00:00Z (a Saturday, ISO week 47, season 4).
     const T: i64 = 1_795_262_400_000;
 
-    fn env(player: &str, payload: Payload, at: i64) -> Envelope {
-        Envelope {
-            event_id: Uuid::now_v7(),
-            received_at: at,
-            event: Event {
-                player_id: PlayerId::parse(player).unwrap(),
-                ts: at / 1000,
-                payload,
-            },
-        }
-    }
-
-    fn kill(points: u32) -> Payload {
-        Payload::BossKill(BossKillPayload {
-            boss_id: "dragon".into(),
-            tier: 1,
-            points,
-        })
-    }
-
     #[test]
     fn scores_in_every_window_and_sums_per_player() {
         let cal = Calendar::default();
         let events = vec![
             env("player_1", kill(100), T),
-            env(
-                "player_1",
-                Payload::Progression(ProgressionPayload {
-                    delta_xp: 50,
-                    activity: "quest".into(),
-                }),
-                T + 1,
-            ),
+            env("player_1", xp(50), T + 1),
             env("player_2", kill(0), T),
-            env(
-                "player_2",
-                Payload::DropClaimed(DropClaimedPayload {
-                    drop_id: "sword".into(),
-                    weight: 0.5,
-                    source: "chest".into(),
-                }),
-                T,
-            ),
+            env("player_2", drop("sword"), T),
             // Next day: a different daily board, the same week.
             env("player_1", kill(7), T + 86_400_000),
         ];

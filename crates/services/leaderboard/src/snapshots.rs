@@ -397,6 +397,11 @@ mod tests {
         }
     }
 
+    /// The stored snapshot of `window`'s board at `at_ms`, if any.
+    async fn stored(state: &LeaderboardState, window: Window, at_ms: i64) -> Option<Snapshot> {
+        state.store.snapshot(&board(window, at_ms)).await.unwrap()
+    }
+
     fn players(s: &Snapshot) -> Vec<(u64, &str, i64)> {
         s.entries
             .iter()
@@ -420,29 +425,14 @@ mod tests {
         let mut s = Snapshotter::new(state.clone());
         s.start(T).await;
         // Catching up at start: the previous day had no final snapshot.
-        let prev = state
-            .store
-            .snapshot(&board(Window::Daily, day1))
-            .await
-            .unwrap()
-            .unwrap();
+        let prev = stored(&state, Window::Daily, day1).await.unwrap();
         assert!(prev.is_final);
         assert_eq!(players(&prev), [(1, "old_timer", 5)]);
-        assert!(state
-            .store
-            .snapshot(&board(Window::Daily, T))
-            .await
-            .unwrap()
-            .is_none());
+        assert!(stored(&state, Window::Daily, T).await.is_none());
 
         // The day ends (T is its last second); the week goes on.
         s.tick(T + 1_000).await;
-        let fame = state
-            .store
-            .snapshot(&board(Window::Daily, T))
-            .await
-            .unwrap()
-            .unwrap();
+        let fame = stored(&state, Window::Daily, T).await.unwrap();
         assert!(fame.is_final);
         assert_eq!(fame.taken_at_ms, T + 1_000);
         assert_eq!(
@@ -450,12 +440,7 @@ mod tests {
             [(1, "bob", 30), (2, "carol", 20), (3, "alice", 10)]
         );
         // Midnight is also a `*/5` occurrence: the running week gets a running snapshot.
-        let week = state
-            .store
-            .snapshot(&board(Window::Weekly, T))
-            .await
-            .unwrap()
-            .unwrap();
+        let week = stored(&state, Window::Weekly, T).await.unwrap();
         assert!(!week.is_final);
         // Kept live: the current and the previous day; the one before is gone.
         let held = state.ranks.boards().await.unwrap();
@@ -465,12 +450,7 @@ mod tests {
 
         // Another day: the week ends too, and T's day leaves the rank store.
         s.tick(T + 86_401_000).await;
-        let week = state
-            .store
-            .snapshot(&board(Window::Weekly, T))
-            .await
-            .unwrap()
-            .unwrap();
+        let week = stored(&state, Window::Weekly, T).await.unwrap();
         assert!(week.is_final);
         assert_eq!(players(&week)[0], (1, "bob", 30));
         let held = state.ranks.boards().await.unwrap();
@@ -499,19 +479,9 @@ mod tests {
         let mut s = Snapshotter::new(state.clone());
         s.start(noon).await;
         s.tick(noon + 60_000).await;
-        assert!(state
-            .store
-            .snapshot(&board(Window::Daily, noon))
-            .await
-            .unwrap()
-            .is_none());
+        assert!(stored(&state, Window::Daily, noon).await.is_none());
         s.tick(noon + 4 * 60_000).await;
-        let snap = state
-            .store
-            .snapshot(&board(Window::Daily, noon))
-            .await
-            .unwrap()
-            .unwrap();
+        let snap = stored(&state, Window::Daily, noon).await.unwrap();
         assert!(!snap.is_final);
         assert_eq!(snap.taken_at_ms, noon + 4 * 60_000);
         assert_eq!(players(&snap), [(1, "bob", 30), (2, "alice", 10)]);
@@ -519,27 +489,12 @@ mod tests {
         // More points, and the next occurrence takes them.
         score(&state, noon, &[("alice", 100)]).await;
         s.tick(noon + 6 * 60_000).await;
-        let snap = state
-            .store
-            .snapshot(&board(Window::Daily, noon))
-            .await
-            .unwrap()
-            .unwrap();
+        let snap = stored(&state, Window::Daily, noon).await.unwrap();
         assert_eq!(snap.taken_at_ms, noon + 4 * 60_000, "not due yet");
         s.tick(noon + 9 * 60_000).await;
-        let snap = state
-            .store
-            .snapshot(&board(Window::Daily, noon))
-            .await
-            .unwrap()
-            .unwrap();
+        let snap = stored(&state, Window::Daily, noon).await.unwrap();
         assert_eq!(players(&snap)[0], (1, "alice", 110));
-        let weekly = state
-            .store
-            .snapshot(&board(Window::Weekly, noon))
-            .await
-            .unwrap()
-            .unwrap();
+        let weekly = stored(&state, Window::Weekly, noon).await.unwrap();
         assert!(!weekly.is_final);
     }
 
@@ -551,22 +506,12 @@ mod tests {
         let mut s = Snapshotter::new(state.clone());
         s.start(T).await;
         s.tick(T + 1_000).await;
-        let first = state
-            .store
-            .snapshot(&board(Window::Daily, T))
-            .await
-            .unwrap()
-            .unwrap();
+        let first = stored(&state, Window::Daily, T).await.unwrap();
         // Late points land after the archive; a restart must not rewrite history.
         score(&state, T, &[("alice", 5)]).await;
         let mut again = Snapshotter::new(state.clone());
         again.start(T + 2_000).await;
-        let after = state
-            .store
-            .snapshot(&board(Window::Daily, T))
-            .await
-            .unwrap()
-            .unwrap();
+        let after = stored(&state, Window::Daily, T).await.unwrap();
         assert_eq!(after, first);
     }
 }

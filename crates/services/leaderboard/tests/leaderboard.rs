@@ -4,23 +4,19 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use axum::Router;
-use http_body_util::BodyExt;
-use liveops_core::event::{BossKillPayload, DropClaimedPayload, ProgressionPayload};
 use liveops_core::ports::{topics, Board, BusOptions, Message};
 use liveops_core::stores::Snapshot;
-use liveops_core::{now_ms, Bus, Calendar, Envelope, Event, Payload, PlayerId, RankEntry, Window};
+use liveops_core::{now_ms, Bus, Calendar, Envelope, RankEntry, Window};
 use liveops_leaderboard::{router, run_consumer, LeaderboardConfig, LeaderboardState, GROUP};
 use liveops_memory::{MemoryBus, MemoryRankStore};
 use liveops_sql::SqliteRepository;
+use liveops_testkit::received::{self, envelope};
+use liveops_testkit::served;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
-use uuid::Uuid;
 
 struct TestApp {
     state: LeaderboardState,
@@ -70,39 +66,12 @@ async fn spawn_app_with(windows: Vec<Window>) -> TestApp {
     }
 }
 
-fn envelope(player: &str, payload: Payload, at: i64) -> Envelope {
-    Envelope {
-        event_id: Uuid::now_v7(),
-        received_at: at,
-        event: Event {
-            player_id: PlayerId::parse(player).unwrap(),
-            ts: at / 1000,
-            payload,
-        },
-    }
-}
-
 fn kill(player: &str, points: u32, at: i64) -> Envelope {
-    envelope(
-        player,
-        Payload::BossKill(BossKillPayload {
-            boss_id: "dragon_lord".into(),
-            tier: 5,
-            points,
-        }),
-        at,
-    )
+    envelope(player, received::kill(points), at)
 }
 
 fn xp(player: &str, delta: u32, at: i64) -> Envelope {
-    envelope(
-        player,
-        Payload::Progression(ProgressionPayload {
-            delta_xp: delta,
-            activity: "quest".into(),
-        }),
-        at,
-    )
+    envelope(player, received::xp(delta), at)
 }
 
 impl TestApp {
@@ -122,37 +91,13 @@ impl TestApp {
     async fn drain(&self) {
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(run_consumer(self.state.clone(), shutdown.clone()));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while self.bus.lag(topics::ACCEPTED, GROUP).await.unwrap() > 0 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "consumer did not drain"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        served::wait_acked(&*self.bus, topics::ACCEPTED, GROUP).await;
         shutdown.cancel();
         task.await.unwrap().unwrap();
     }
 
-    async fn get(&self, uri: &str) -> (StatusCode, String, Value) {
-        let res = self
-            .router
-            .clone()
-            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let status = res.status();
-        let ctype = res
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        let body = res.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            ctype,
-            serde_json::from_slice(&body).unwrap_or(Value::Null),
-        )
+    async fn get(&self, uri: &str) -> served::Reply {
+        served::get(&self.router, uri).await
     }
 
     async fn ok(&self, uri: &str) -> Value {
@@ -188,15 +133,7 @@ async fn scores_count_in_every_window() {
     app.publish(&[
         kill("player_1", 2500, now),
         xp("player_1", 150, now),
-        envelope(
-            "player_2",
-            Payload::DropClaimed(DropClaimedPayload {
-                drop_id: "sword".into(),
-                weight: 0.1,
-                source: "chest".into(),
-            }),
-            now,
-        ),
+        envelope("player_2", received::drop("sword"), now),
     ])
     .await;
     app.drain().await;

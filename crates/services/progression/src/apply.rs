@@ -155,9 +155,7 @@ pub(crate) fn plan(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
-    use liveops_core::event::{DropClaimedPayload, ProgressionPayload};
-    use liveops_core::{Event, PlayerId};
-    use uuid::Uuid;
+    use liveops_testkit::received::{self, envelope};
 
     use super::*;
 
@@ -165,34 +163,11 @@ mod tests {
     const T: i64 = 1_772_323_200_000;
 
     fn xp(player: &str, delta: u32, at: i64) -> Envelope {
-        Envelope {
-            event_id: Uuid::now_v7(),
-            received_at: at,
-            event: Event {
-                player_id: PlayerId::parse(player).unwrap(),
-                ts: at / 1000,
-                payload: Payload::Progression(ProgressionPayload {
-                    delta_xp: delta,
-                    activity: "quest".into(),
-                }),
-            },
-        }
+        envelope(player, received::xp(delta), at)
     }
 
     fn drop(player: &str, item: &str) -> Envelope {
-        Envelope {
-            event_id: Uuid::now_v7(),
-            received_at: T,
-            event: Event {
-                player_id: PlayerId::parse(player).unwrap(),
-                ts: T / 1000,
-                payload: Payload::DropClaimed(DropClaimedPayload {
-                    drop_id: item.into(),
-                    weight: 0.1,
-                    source: "raid_chest".into(),
-                }),
-            },
-        }
+        envelope(player, received::drop(item), T)
     }
 
     #[test]

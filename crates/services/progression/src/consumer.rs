@@ -4,9 +4,8 @@ use std::collections::{HashMap, HashSet};
 
 use liveops_core::ports::topics;
 use liveops_core::{Envelope, PortError};
-use liveops_module::consume::{run_batches, Apply, Backoff, Subscription};
+use liveops_module::consume::{run_batches, unapplied, Apply, Backoff, Subscription};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use crate::apply::{plan, xp_keys};
 use crate::{ProgressionState, CONSUMER_ID, GROUP};
@@ -57,22 +56,7 @@ pub(crate) async fn apply_batch(
     state: &ProgressionState,
     events: &[Envelope],
 ) -> Result<(), PortError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-    let done = state.processed.processed(CONSUMER_ID, &ids).await?;
-    let fresh: Vec<Envelope> = events
-        .iter()
-        .filter(|e| !done.contains(&e.event_id))
-        .cloned()
-        .collect();
-    if fresh.len() < events.len() {
-        tracing::debug!(
-            skipped = events.len() - fresh.len(),
-            "events already applied"
-        );
-    }
+    let fresh = unapplied(&*state.processed, CONSUMER_ID, events).await?;
     if fresh.is_empty() {
         return Ok(());
     }

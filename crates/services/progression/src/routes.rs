@@ -18,7 +18,9 @@ use uuid::Uuid;
 use crate::apply::{item_of_level_reward, season_of};
 use crate::cache::{self, CACHE_TTL};
 use crate::ProgressionState;
-use liveops_http::responses::{BadRequest, Conflict, TooLarge, Unauthorized, Unavailable};
+use liveops_http::responses::{
+    BadRequest, Conflict, ReadFailures, TooLarge, Unauthorized, Unavailable,
+};
 
 /// Largest accepted body on `POST /rewards/claim` and `POST /receipts/verify`.
 pub(crate) const BODY_LIMIT: usize = 16 * 1024;
@@ -36,7 +38,7 @@ pub(crate) struct ProgressQuery {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProgressView {
-    /// Whose.
+    /// The player it concerns.
     pub player_id: String,
     /// Which season.
     pub season: i64,
@@ -81,8 +83,7 @@ fn json_bytes(body: Bytes) -> Response {
     params(PlayerPath, ProgressQuery),
     responses(
         (status = 200, description = "The player's progress (zeros for an unknown player)", body = ProgressView),
-        BadRequest,
-        Unavailable,
+        ReadFailures,
     )
 )]
 #[tracing::instrument(skip_all, fields(player))]
@@ -125,7 +126,9 @@ pub(crate) async fn get_progress(
         tracing::error!(%error, "cannot encode progress");
         Problem::internal()
     })?);
-    if let Some(key) = key {
+    // A view read on a replica may predate the latest change: cached, it would hide that change
+    // for the whole TTL even once the replica caught up.
+    if let Some(key) = key.filter(|_| !progress.from_replica) {
         if let Err(error) = state.cache.cache_put(&key, body.clone(), CACHE_TTL).await {
             tracing::warn!(%error, "cannot cache progress");
         }
@@ -194,7 +197,10 @@ pub(crate) async fn claim_reward(
 
     let current = season_of(&cfg.calendar, now);
     // `progress` lists the pending rewards of every season.
-    let progress = state.store.progress(player.as_str(), current).await?;
+    let progress = state
+        .store
+        .progress_latest(player.as_str(), current)
+        .await?;
     let item = match progress.pending.iter().find(|r| r.reward_id == reward_id) {
         Some(r) => r.item.clone(),
         // Not pending: claimed before (the repository returns that receipt) or never earned.

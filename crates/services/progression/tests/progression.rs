@@ -4,25 +4,21 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use http_body_util::BodyExt;
-use liveops_core::event::{BossKillPayload, DropClaimedPayload, ProgressionPayload};
 use liveops_core::ports::BusOptions;
 use liveops_core::ports::{topics, Message};
-use liveops_core::{
-    now_ms, Bus, Calendar, Envelope, Event, Keyring, LevelCurve, Payload, PlayerId,
-};
+use liveops_core::{now_ms, Bus, Calendar, Envelope, Keyring, LevelCurve};
 use liveops_http::SignatureCheck;
 use liveops_memory::{MemoryBus, MemoryHotState};
 use liveops_progression::{router, run_consumer, ProgressionConfig, ProgressionState, GROUP};
 use liveops_sql::SqliteRepository;
+use liveops_testkit::received::{self, envelope};
+use liveops_testkit::served;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 use uuid::Uuid;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
@@ -71,38 +67,12 @@ async fn spawn_app() -> TestApp {
     }
 }
 
-fn envelope(player: &str, payload: Payload) -> Envelope {
-    let now = now_ms();
-    Envelope {
-        event_id: Uuid::now_v7(),
-        received_at: now,
-        event: Event {
-            player_id: PlayerId::parse(player).unwrap(),
-            ts: now / 1000,
-            payload,
-        },
-    }
-}
-
 fn xp(player: &str, delta: u32) -> Envelope {
-    envelope(
-        player,
-        Payload::Progression(ProgressionPayload {
-            delta_xp: delta,
-            activity: "quest_completion".into(),
-        }),
-    )
+    envelope(player, received::xp(delta), now_ms())
 }
 
 fn drop(player: &str, item: &str) -> Envelope {
-    envelope(
-        player,
-        Payload::DropClaimed(DropClaimedPayload {
-            drop_id: item.into(),
-            weight: 0.05,
-            source: "raid_chest".into(),
-        }),
-    )
+    envelope(player, received::drop(item), now_ms())
 }
 
 impl TestApp {
@@ -127,29 +97,13 @@ impl TestApp {
     async fn drain(&self) {
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(run_consumer(self.state.clone(), shutdown.clone()));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while self.bus.lag(topics::ACCEPTED, GROUP).await.unwrap() > 0 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "consumer did not drain"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        served::wait_acked(&*self.bus, topics::ACCEPTED, GROUP).await;
         shutdown.cancel();
         task.await.unwrap().unwrap();
     }
 
-    async fn call(&self, req: Request<Body>) -> (StatusCode, String, Value) {
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let ctype = res
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        let body = res.into_body().collect().await.unwrap().to_bytes();
-        let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        (status, ctype, value)
+    async fn call(&self, req: Request<Body>) -> served::Reply {
+        served::call(&self.router, req).await
     }
 
     async fn progress(&self, player: &str) -> (StatusCode, Value) {
@@ -489,15 +443,8 @@ async fn corrupt_messages_are_dropped_and_the_rest_applied() {
 #[tokio::test]
 async fn boss_kills_do_not_change_progression_and_seasons_are_separate() {
     let app = spawn_app().await;
-    app.publish(&[envelope(
-        "player_14",
-        Payload::BossKill(BossKillPayload {
-            boss_id: "dragon".into(),
-            tier: 3,
-            points: 5000,
-        }),
-    )])
-    .await;
+    app.publish(&[envelope("player_14", received::kill(5000), now_ms())])
+        .await;
     app.drain().await;
     let (status, body) = app.progress("player_14").await;
     assert_eq!(status, StatusCode::OK);

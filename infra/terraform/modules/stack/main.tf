@@ -1,5 +1,5 @@
-# One LiveOps environment on Azure. An environment root (envs/<env>) says where its state lives
-# and how large each part is (variables.tf); what an environment is made of is here, so dev and
+# One LiveOps environment on Azure. The environments' root (envs/) says where its state lives
+# and each environment's .tfvars how large each part is (variables.tf); what an environment is made of is here, so dev and
 # prod cannot drift apart. One file per concern:
 #
 #   network.tf     virtual network, subnets and their security groups, NAT, private DNS and

@@ -1,4 +1,4 @@
-# What an environment publishes (envs/<env>/outputs.tf): names, addresses and IDs, never a
+# What an environment publishes (envs/outputs.tf): names, addresses and IDs, never a
 # secret; the secrets are written to Key Vault only.
 
 output "resource_group_name" {

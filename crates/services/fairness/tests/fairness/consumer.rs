@@ -4,15 +4,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use liveops_core::ports::Blocklist;
 use liveops_core::ports::{topics, Message};
 use liveops_core::stores::FairnessStore;
 use liveops_core::{now_ms, Bus, EventType};
 use uuid::Uuid;
 
 use crate::helpers::*;
-
-const WINDOW: Duration = Duration::from_secs(600);
 
 async fn boss_kill_samples(app: &TestApp) -> u64 {
     let stats = app.repo.fairness_stats().await.unwrap();
@@ -36,12 +33,7 @@ async fn an_outlier_after_warm_up_is_quarantined_not_forwarded() {
     app.ingest(&[cheat.clone(), after.clone()]).await;
     app.process().await;
 
-    let accepted: Vec<Uuid> = app
-        .drain(topics::ACCEPTED)
-        .await
-        .iter()
-        .map(|(_, e)| e.event_id)
-        .collect();
+    let accepted: Vec<Uuid> = app.drained_ids(topics::ACCEPTED).await;
     let mut expected: Vec<Uuid> = normal.iter().map(|e| e.event_id).collect();
     expected.push(after.event_id);
     assert_eq!(
@@ -64,14 +56,8 @@ async fn an_outlier_after_warm_up_is_quarantined_not_forwarded() {
     assert_eq!(flags.len(), 1);
     assert_eq!(flags[0].event_id, cheat.event_id);
     assert!(flags[0].z_score > 3.5);
-    assert_eq!(
-        app.hot
-            .strikes("player_cheat", now_ms(), WINDOW)
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(app.hot.blocked_until("player_cheat").await.unwrap(), None);
+    assert_eq!(app.strikes("player_cheat").await, 1);
+    assert_eq!(app.blocked_until("player_cheat").await, None);
 }
 
 #[tokio::test]
@@ -98,32 +84,15 @@ async fn three_outliers_block_the_player() {
 
     assert_eq!(app.drain(topics::FLAGGED).await.len(), 4);
     assert_eq!(app.drain(topics::ACCEPTED).await.len(), 60);
-    let until = app
-        .hot
-        .blocked_until("player_cheat")
-        .await
-        .unwrap()
-        .expect("blocked");
+    let until = app.blocked_until("player_cheat").await.expect("blocked");
     assert!(
         until >= before + 60_000 && until <= now_ms() + 60_000,
         "{until}"
     );
-    assert_eq!(
-        app.hot
-            .strikes("player_cheat", now_ms(), WINDOW)
-            .await
-            .unwrap(),
-        3
-    );
+    assert_eq!(app.strikes("player_cheat").await, 3);
     // One strike is not a block.
-    assert_eq!(app.hot.blocked_until("player_once").await.unwrap(), None);
-    assert_eq!(
-        app.hot
-            .strikes("player_once", now_ms(), WINDOW)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(app.blocked_until("player_once").await, None);
+    assert_eq!(app.strikes("player_once").await, 1);
     assert_eq!(boss_kill_samples(&app).await, 60);
 }
 
@@ -144,13 +113,7 @@ async fn a_redelivered_batch_is_not_judged_twice() {
     app.ingest(&[fair.clone(), cheat.clone()]).await;
     let running = app.start();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while app
-        .hot
-        .strikes("player_cheat", now_ms(), WINDOW)
-        .await
-        .unwrap()
-        == 0
-    {
+    while app.strikes("player_cheat").await == 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "batch was not handled"
@@ -175,27 +138,10 @@ async fn a_redelivered_batch_is_not_judged_twice() {
     app.process().await;
     assert_eq!(boss_kill_samples(&app).await, 61, "statistics unchanged");
     assert_eq!(app.repo.flags(None, 10).await.unwrap().len(), 1);
-    assert_eq!(
-        app.hot
-            .strikes("player_cheat", now_ms(), WINDOW)
-            .await
-            .unwrap(),
-        1,
-        "no second strike"
-    );
-    let again: Vec<Uuid> = app
-        .drain(topics::ACCEPTED)
-        .await
-        .iter()
-        .map(|(_, e)| e.event_id)
-        .collect();
+    assert_eq!(app.strikes("player_cheat").await, 1, "no second strike");
+    let again: Vec<Uuid> = app.drained_ids(topics::ACCEPTED).await;
     assert_eq!(again, [fair.event_id], "forwarded again under the same id");
-    let again: Vec<Uuid> = app
-        .drain(topics::FLAGGED)
-        .await
-        .iter()
-        .map(|(_, e)| e.event_id)
-        .collect();
+    let again: Vec<Uuid> = app.drained_ids(topics::FLAGGED).await;
     assert_eq!(again, [cheat.event_id], "quarantined again, not forwarded");
     let verdicts = app
         .repo
@@ -217,12 +163,7 @@ async fn a_failed_forward_is_retried_without_rejudging() {
         0,
         "failures were injected"
     );
-    let accepted: Vec<Uuid> = app
-        .drain(topics::ACCEPTED)
-        .await
-        .iter()
-        .map(|(_, e)| e.event_id)
-        .collect();
+    let accepted: Vec<Uuid> = app.drained_ids(topics::ACCEPTED).await;
     assert_eq!(
         accepted,
         events.iter().map(|e| e.event_id).collect::<Vec<_>>()

@@ -3,24 +3,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
 use axum::Router;
 use bytes::Bytes;
-use http_body_util::BodyExt;
-use liveops_core::event::{BossKillPayload, DropClaimedPayload};
-use liveops_core::ports::{topics, BusOptions, Delivery, Message};
-use liveops_core::{now_ms, Bus, Envelope, Event, Payload, PlayerId, PortError};
+use liveops_core::ports::{topics, Blocklist, BusOptions, Delivery, Message};
+use liveops_core::{now_ms, Bus, Envelope, PortError};
 use liveops_fairness::{router, run_consumer, FairnessConfig, FairnessState, GROUP};
 use liveops_memory::{MemoryBus, MemoryHotState};
 use liveops_sql::SqliteRepository;
 pub use liveops_testkit::flaky::FlakyBus;
-use serde_json::Value;
+use liveops_testkit::received::{self, envelope};
+use liveops_testkit::served;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
-use uuid::Uuid;
+
+/// The span strikes are counted over in these tests.
+pub const WINDOW: Duration = Duration::from_secs(600);
 
 pub struct TestApp {
     pub state: FairnessState,
@@ -69,34 +67,12 @@ pub async fn spawn_app() -> TestApp {
 
 /// A boss kill by `player` worth `points`, as the gateway would put it on the bus.
 pub fn boss_kill(player: &str, points: u32) -> Envelope {
-    Envelope {
-        event_id: Uuid::now_v7(),
-        received_at: now_ms(),
-        event: Event {
-            player_id: PlayerId::parse(player).unwrap(),
-            ts: now_ms() / 1000,
-            payload: Payload::BossKill(BossKillPayload {
-                boss_id: "dragon_lord".into(),
-                tier: 5,
-                points,
-            }),
-        },
-    }
+    envelope(player, received::kill(points), now_ms())
 }
 
 /// A claimed drop (no value to judge).
 pub fn drop_claimed(player: &str) -> Envelope {
-    Envelope {
-        event: Event {
-            payload: Payload::DropClaimed(DropClaimedPayload {
-                drop_id: "epic_sword_001".into(),
-                weight: 0.05,
-                source: "raid_chest".into(),
-            }),
-            ..boss_kill(player, 0).event
-        },
-        ..boss_kill(player, 0)
-    }
+    envelope(player, received::drop("epic_sword_001"), now_ms())
 }
 
 /// 60 ordinary boss kills (100..=109 points) by ten players.
@@ -141,14 +117,7 @@ impl TestApp {
 
     /// Waits until the consumer has acked everything ingested.
     pub async fn settled(&self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while self.bus.lag(topics::INGESTED, GROUP).await.unwrap() > 0 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "consumer did not catch up"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        served::wait_acked(&*self.bus, topics::INGESTED, GROUP).await;
     }
 
     /// Runs a consumer until everything ingested so far is handled.
@@ -176,21 +145,26 @@ impl TestApp {
             .collect()
     }
 
-    pub async fn get(&self, uri: &str) -> (StatusCode, String, Value) {
-        let res = self
-            .router
-            .clone()
-            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+    /// The ids of what [`TestApp::drain`] takes from `topic`, in order.
+    pub async fn drained_ids(&self, topic: &str) -> Vec<uuid::Uuid> {
+        self.drain(topic)
             .await
-            .unwrap();
-        let status = res.status();
-        let ct = res
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, ct, body)
+            .iter()
+            .map(|(_, e)| e.event_id)
+            .collect()
+    }
+
+    /// The player's strikes within the last [`WINDOW`].
+    pub async fn strikes(&self, player: &str) -> u32 {
+        self.hot.strikes(player, now_ms(), WINDOW).await.unwrap()
+    }
+
+    /// When the player's block ends, if blocked.
+    pub async fn blocked_until(&self, player: &str) -> Option<i64> {
+        self.hot.blocked_until(player).await.unwrap()
+    }
+
+    pub async fn get(&self, uri: &str) -> served::Reply {
+        served::get(&self.router, uri).await
     }
 }

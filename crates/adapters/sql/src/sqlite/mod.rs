@@ -3,6 +3,7 @@
 //! specifics: this process's writes take turns on an async lock (SQLite has one writer at a time,
 //! and its busy handler sleeps up to 100 ms per retry under load), and a restart's rebuild reads
 //! a board's scores on a direct connection instead of row by row through sqlx's worker channel.
+//! [`SqlRepository::backup`] copies the live file consistently (`backup.rs`).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -23,6 +24,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::dialect::{db_error, BulkRead, Dialect, MigrationLock, Text, Upserts, ON_CONFLICT};
 use super::repository::SqlRepository;
+
+mod backup;
 
 /// The repository on SQLite: the embedded default.
 pub type SqliteRepository = SqlRepository<Sqlite>;

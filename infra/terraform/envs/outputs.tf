@@ -1,5 +1,5 @@
 # The outputs below feed the Kustomize overlay through
-# infra/terraform/scripts/outputs-to-kustomize.sh dev (see infra/terraform/README.md).
+# infra/terraform/scripts/outputs-to-kustomize.sh <env> (see infra/terraform/README.md).
 
 output "acr_login_server" {
   description = "Registry login server (image prefix)."
@@ -104,6 +104,21 @@ output "data_subnet_cidr" {
 output "vm_subnet_cidr" {
   description = "Address range of the MySQL VM's subnet."
   value       = module.stack.network.subnet_cidrs.vm
+}
+
+output "appgw_subnet_cidr" {
+  description = "Application Gateway subnet (NetworkPolicy ingress source of the gateway)."
+  value       = module.network.appgw_subnet_cidr
+}
+
+output "data_subnet_cidr" {
+  description = "Private endpoint subnet (NetworkPolicy egress to Redis, PostgreSQL, Service Bus)."
+  value       = module.network.data_subnet_cidr
+}
+
+output "vm_subnet_cidr" {
+  description = "MySQL VM subnet (NetworkPolicy egress to MySQL)."
+  value       = module.network.vm_subnet_cidr
 }
 
 output "aks_cluster_name" {

@@ -1,0 +1,224 @@
+//! Backups of the embedded files: `liveops backup` (once) and the scheduled backup inside
+//! `liveops serve` (every `BACKUP_EVERY`). Each run copies the local files the wiring lists, in
+//! the order it lists them (the bus, then the repository: see [`crate::wiring::backup`]), into a
+//! new set in `BACKUP_DIR` while the services keep running, keeps the newest `BACKUP_KEEP` sets,
+//! and uploads the set to the archive (`BACKUP_AZURE_URL`) when one is configured.
+//!
+//! Metrics: `backup_last_success_timestamp_seconds` (the newest set complete everywhere it
+//! goes), `backup_duration_seconds` and `backup_size_bytes` (of that run), and
+//! `backup_failures_total{target="directory"|"archive"}`.
+
+pub mod restore;
+pub mod set;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use liveops_core::ports::Archive;
+use liveops_module::Task;
+use serde::Serialize;
+
+use crate::config::Settings;
+use crate::wiring::backup::{archive, local_files, LocalFile};
+use set::{Entry, Manifest};
+
+/// The longest wait before the first scheduled backup after a start, so a process that
+/// restarts often still backs up.
+const FIRST_AFTER: Duration = Duration::from_secs(60);
+
+/// What one backup made.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// The set's name.
+    pub name: String,
+    /// Its directory.
+    pub path: PathBuf,
+    /// Bytes copied.
+    pub bytes: u64,
+    /// How long the whole run took.
+    pub seconds: f64,
+    /// The copies, in the order taken.
+    pub files: Vec<Entry>,
+    /// Where the set was uploaded, if anywhere.
+    pub archived: Option<String>,
+}
+
+/// Everything a backup run needs: what to copy, where, and how many sets to keep.
+pub struct Backups {
+    files: Vec<LocalFile>,
+    dir: PathBuf,
+    keep: usize,
+    archive: Option<Arc<dyn Archive>>,
+}
+
+impl Backups {
+    /// The backups `settings` describe.
+    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+        Ok(Self {
+            files: local_files(settings),
+            dir: settings.backup.dir.clone(),
+            keep: settings.backup.keep,
+            archive: archive(settings)?,
+        })
+    }
+
+    /// Whether this configuration keeps anything on local disk to back up.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Makes one backup set now, keeps the newest sets, uploads the new one; records metrics.
+    pub async fn run_once(&self) -> anyhow::Result<Report> {
+        let started = Instant::now();
+        let result = self.make_set().await;
+        let mut report = match result {
+            Ok(r) => r,
+            Err(e) => {
+                metrics::counter!("backup_failures_total", "target" => "directory").increment(1);
+                return Err(e);
+            }
+        };
+        if let Some(archive) = &self.archive {
+            if let Err(e) = upload(archive.as_ref(), &report).await {
+                metrics::counter!("backup_failures_total", "target" => "archive").increment(1);
+                return Err(e.context(format!("set {} is in {}", report.name, self.dir.display())));
+            }
+            report.archived = Some(format!("{}{}/", archive.location(), report.name));
+        }
+        report.seconds = started.elapsed().as_secs_f64();
+        metrics::gauge!("backup_last_success_timestamp_seconds")
+            .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+        metrics::gauge!("backup_duration_seconds").set(report.seconds);
+        metrics::gauge!("backup_size_bytes").set(report.bytes as f64);
+        Ok(report)
+    }
+
+    /// Copies every local file, in order, into a new complete set, then prunes old sets.
+    async fn make_set(&self) -> anyhow::Result<Report> {
+        anyhow::ensure!(
+            !self.files.is_empty(),
+            "nothing to back up: this configuration keeps no files on local disk \
+             (the database and bus servers have their own backups)"
+        );
+        let (files, dir, keep) = (self.files.clone(), self.dir.clone(), self.keep);
+        tokio::task::spawn_blocking(move || write_set(&files, &dir, keep))
+            .await
+            .context("the backup thread failed")?
+    }
+
+    /// The scheduled backup: every `every`, the first one within a minute of the start.
+    pub fn task(self, every: Duration) -> Task {
+        Task::new("backups", move |stop| async move {
+            for target in ["directory", "archive"] {
+                metrics::counter!("backup_failures_total", "target" => target).increment(0);
+            }
+            let mut next = tokio::time::Instant::now() + every.min(FIRST_AFTER);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep_until(next) => {}
+                }
+                let outcome = tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    outcome = self.run_once() => outcome,
+                };
+                match outcome {
+                    Ok(r) => tracing::info!(set = %r.name, bytes = r.bytes, seconds = r.seconds,
+                        archived = r.archived.as_deref().unwrap_or("-"), "backup done"),
+                    Err(error) => tracing::error!(error = format!("{error:#}"), "backup failed"),
+                }
+                next = tokio::time::Instant::now() + every;
+            }
+        })
+    }
+}
+
+/// Writes one set (blocking): copies in the given order under a partial name, writes the
+/// manifest, renames the set into place, then prunes.
+fn write_set(files: &[LocalFile], dir: &std::path::Path, keep: usize) -> anyhow::Result<Report> {
+    let created = chrono::Utc::now();
+    let name = set::name_at(created);
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("BACKUP_DIR: cannot create {}", dir.display()))?;
+    let partial = set::partial_dir(dir, &name);
+    std::fs::create_dir(&partial)
+        .with_context(|| format!("cannot create {}", partial.display()))?;
+    let copied = (|| {
+        let mut entries = Vec::new();
+        for f in files {
+            let file = f
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| format!("{}.db", f.role));
+            let dest = partial.join(&file);
+            let bytes = (f.copy)(&f.path, &dest)
+                .with_context(|| format!("copying the {} ({})", f.role, f.path.display()))?;
+            let sha256 = set::sha256_file(&dest)?;
+            entries.push(Entry {
+                role: f.role.to_owned(),
+                file,
+                bytes,
+                sha256,
+            });
+        }
+        set::write_manifest(
+            &partial,
+            &Manifest {
+                format: set::FORMAT,
+                name: name.clone(),
+                created_at: created.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                liveops: env!("CARGO_PKG_VERSION").to_owned(),
+                files: entries.clone(),
+            },
+        )?;
+        set::sync_dir(&partial)?;
+        Ok::<_, anyhow::Error>(entries)
+    })();
+    let entries = match copied {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&partial);
+            return Err(e);
+        }
+    };
+    let path = dir.join(&name);
+    std::fs::rename(&partial, &path)?;
+    set::sync_dir(dir)?;
+    let pruned = set::prune(dir, keep)?;
+    if !pruned.is_empty() {
+        tracing::info!(?pruned, "old backup sets deleted");
+    }
+    Ok(Report {
+        bytes: entries.iter().map(|e| e.bytes).sum(),
+        name,
+        path,
+        seconds: 0.0,
+        files: entries,
+        archived: None,
+    })
+}
+
+/// Uploads a set: its files, then its manifest, so an archived set with a manifest is whole.
+async fn upload(archive: &dyn Archive, report: &Report) -> anyhow::Result<()> {
+    for e in &report.files {
+        archive
+            .put_file(
+                &format!("{}/{}", report.name, e.file),
+                &report.path.join(&e.file),
+            )
+            .await
+            .with_context(|| format!("uploading {} to {}", e.file, archive.location()))?;
+    }
+    archive
+        .put_file(
+            &format!("{}/{}", report.name, set::MANIFEST),
+            &report.path.join(set::MANIFEST),
+        )
+        .await
+        .with_context(|| format!("uploading the manifest to {}", archive.location()))?;
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! Backup settings: where and how often `serve` copies the embedded files (`BACKUP_DIR`,
+//! `BACKUP_EVERY`, `BACKUP_KEEP`), and the optional Azure Blob container that receives a copy of
+//! every set (`BACKUP_AZURE_URL`, `BACKUP_AZURE_KEY` or `BACKUP_AZURE_KEY_FILE`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{bad, ConfigError};
+
+/// Backup settings as given.
+#[derive(Args, Clone, Debug)]
+pub struct BackupConfig {
+    /// Directory receiving the backup sets of the embedded files (default `DATA_DIR/backups`).
+    #[arg(long, env = "BACKUP_DIR")]
+    pub backup_dir: Option<PathBuf>,
+    /// Time between scheduled backups inside `serve` (the RPO): `15m`, `900s`, `1h`; `0` or
+    /// `off` turns them off.
+    #[arg(long, env = "BACKUP_EVERY", default_value = "15m")]
+    pub backup_every: String,
+    /// Backup sets kept in `BACKUP_DIR`; older ones are deleted after each backup.
+    #[arg(long, env = "BACKUP_KEEP", default_value_t = 8)]
+    pub backup_keep: u32,
+    /// Azure Blob container (and optional name prefix) receiving a copy of every set:
+    /// `https://<account>.blob.core.windows.net/<container>[/<prefix>]`, optionally with a SAS
+    /// query (`?sv=...&sig=...`).
+    #[arg(long, env = "BACKUP_AZURE_URL", hide_env_values = true)]
+    pub backup_azure_url: Option<String>,
+    /// Storage account key (base64) for `BACKUP_AZURE_URL`; not needed with a SAS.
+    #[arg(long, env = "BACKUP_AZURE_KEY", hide_env_values = true)]
+    pub backup_azure_key: Option<String>,
+    /// File holding the storage account key (e.g. a Key Vault CSI mount).
+    #[arg(long, env = "BACKUP_AZURE_KEY_FILE")]
+    pub backup_azure_key_file: Option<PathBuf>,
+}
+
+/// Where backups go, checked.
+#[derive(Clone, Debug)]
+pub struct BackupSettings {
+    /// Directory of the backup sets.
+    pub dir: PathBuf,
+    /// Time between scheduled backups; `None`: no schedule.
+    pub every: Option<Duration>,
+    /// Sets kept in `dir`.
+    pub keep: usize,
+    /// Object storage receiving a copy of each set.
+    pub azure: Option<AzureTarget>,
+}
+
+/// An Azure Blob container for backup sets.
+#[derive(Clone)]
+pub struct AzureTarget {
+    /// Container URL with an optional prefix and SAS query.
+    pub url: String,
+    /// Account key for Shared Key signing, if no SAS is in the URL.
+    pub key: Option<String>,
+}
+
+impl std::fmt::Debug for AzureTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a SAS signature and the key is a secret: neither is printed.
+        f.debug_struct("AzureTarget").finish_non_exhaustive()
+    }
+}
+
+/// Parses `15m`, `900s`, `1h`, `900` (seconds); `0` and `off` are `None`.
+pub fn parse_every(text: &str) -> Result<Option<Duration>, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let (number, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 15m, 900s or 1h"))?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return Err(format!("{text:?}: the unit must be s, m or h")),
+    };
+    Ok((seconds > 0).then(|| Duration::from_secs(seconds)))
+}
+
+impl BackupConfig {
+    /// Checks the backup settings; `data_dir` gives the default directory.
+    pub fn resolve(&self, data_dir: &Path) -> Result<BackupSettings, ConfigError> {
+        let every = parse_every(&self.backup_every).map_err(|e| bad("BACKUP_EVERY", e))?;
+        if every.is_some_and(|d| d < Duration::from_secs(10)) {
+            return Err(bad(
+                "BACKUP_EVERY",
+                "must be at least 10s (or 0 to turn it off)",
+            ));
+        }
+        if self.backup_keep == 0 {
+            return Err(bad("BACKUP_KEEP", "must keep at least 1 set"));
+        }
+        let azure = match &self.backup_azure_url {
+            None => None,
+            Some(_) if !cfg!(feature = "azure") => {
+                return Err(bad(
+                    "BACKUP_AZURE_URL",
+                    "needs a build with the `azure` feature (cargo build --features full)",
+                ))
+            }
+            Some(url) => {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(bad("BACKUP_AZURE_URL", "must be an http(s) container URL"));
+                }
+                if self.backup_azure_key.is_some() && self.backup_azure_key_file.is_some() {
+                    return Err(bad(
+                        "BACKUP_AZURE_KEY_FILE",
+                        "set either BACKUP_AZURE_KEY or BACKUP_AZURE_KEY_FILE, not both",
+                    ));
+                }
+                let key = match &self.backup_azure_key_file {
+                    Some(path) => Some(
+                        std::fs::read_to_string(path)
+                            .map_err(|e| {
+                                bad(
+                                    "BACKUP_AZURE_KEY_FILE",
+                                    format!("cannot read {}: {e}", path.display()),
+                                )
+                            })?
+                            .trim()
+                            .to_owned(),
+                    ),
+                    None => self.backup_azure_key.clone(),
+                };
+                let has_sas = url.contains("sig=");
+                if key.is_none() && !has_sas {
+                    return Err(bad(
+                        "BACKUP_AZURE_KEY",
+                        "BACKUP_AZURE_URL needs an account key or a SAS in its query",
+                    ));
+                }
+                Some(AzureTarget {
+                    url: url.clone(),
+                    key,
+                })
+            }
+        };
+        Ok(BackupSettings {
+            dir: self
+                .backup_dir
+                .clone()
+                .unwrap_or_else(|| data_dir.join("backups")),
+            every,
+            keep: usize::try_from(self.backup_keep).unwrap_or(usize::MAX),
+            azure,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_an_operator_writes_them() {
+        let m = |s| Some(Duration::from_secs(s));
+        assert_eq!(parse_every("15m"), Ok(m(900)));
+        assert_eq!(parse_every("900s"), Ok(m(900)));
+        assert_eq!(parse_every("900"), Ok(m(900)));
+        assert_eq!(parse_every("1h"), Ok(m(3600)));
+        assert_eq!(parse_every("0"), Ok(None));
+        assert_eq!(parse_every("off"), Ok(None));
+        for bad in ["", "m", "15 minutes", "-5m", "1.5h", "15d"] {
+            assert!(parse_every(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! The shared settings as clap reads them from flags and the environment, before any check.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::kinds::{Cloud, Env};
+
+/// The settings every process reads, as given by environment and flags (each module adds its
+/// own).
+#[derive(Args, Clone)]
+pub struct RawConfig {
+    /// dev | staging | prod. In dev a missing secret is generated in DATA_DIR.
+    #[arg(long = "env", env = "ENV", value_enum, default_value = "dev")]
+    pub env: Env,
+    /// local | azure | aws: picks the bus when BUS_KIND is unset (sqlite, servicebus, sqs).
+    #[arg(long, env = "CLOUD", value_enum, default_value = "local")]
+    pub cloud: Cloud,
+    /// Listen port (default by target: 8080 all/gateway, 8081 fairness, 8082 leaderboard,
+    /// 8083 progression).
+    #[arg(long, env = "PORT")]
+    pub port: Option<u16>,
+    /// Listen address.
+    #[arg(long, env = "BIND", default_value = "0.0.0.0")]
+    pub bind: String,
+    /// Services to run: a module (gateway, fairness, leaderboard, progression), a group (all,
+    /// ingest, game), or several, comma separated.
+    #[arg(long = "target", env = "LIVEOPS_TARGET", default_value = "all")]
+    pub target: String,
+    /// Where the embedded default keeps its files.
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// HMAC secret (≥ 32 bytes) for request signatures and receipts, key id `default`.
+    #[arg(long, env = "HMAC_SECRET", hide_env_values = true)]
+    pub hmac_secret: Option<String>,
+    /// File holding HMAC_SECRET (e.g. a Key Vault CSI mount); read at start.
+    #[arg(long, env = "HMAC_SECRET_FILE")]
+    pub hmac_secret_file: Option<PathBuf>,
+    /// Extra keys for rotation: `kid=secret,kid2=secret2` (picked by `X-Key-Id`).
+    #[arg(long, env = "HMAC_KEYS", hide_env_values = true)]
+    pub hmac_keys: Option<String>,
+    /// File holding HMAC_KEYS (`kid=secret` entries, by commas or lines), re-read every second
+    /// while running: a key added works and a key removed stops working within seconds.
+    #[arg(long, env = "HMAC_KEYS_FILE")]
+    pub hmac_keys_file: Option<PathBuf>,
+    /// Repository URL: `sqlite://`, `postgres://` or `mysql://` (default
+    /// `sqlite://DATA_DIR/liveops.db`). TLS: `?sslmode=verify-full&sslrootcert=<CA file>`
+    /// (PostgreSQL), `?ssl-mode=VERIFY_IDENTITY&ssl-ca=<CA file>` (MySQL/MariaDB).
+    #[arg(long, env = "DB_URL", hide_env_values = true)]
+    pub db_url: Option<String>,
+    /// File holding DB_URL (e.g. a Key Vault CSI mount); read at start.
+    #[arg(long, env = "DB_URL_FILE")]
+    pub db_url_file: Option<PathBuf>,
+    /// Redis for hot state and ranks: `redis://host:port/db` (`rediss://` for TLS), or several
+    /// comma-separated node URLs (or `redis+cluster://`) for a Redis Cluster. Unset: in-process
+    /// state.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// File holding REDIS_URL (e.g. a Key Vault CSI mount); read at start.
+    #[arg(long, env = "REDIS_URL_FILE")]
+    pub redis_url_file: Option<PathBuf>,
+    /// CA certificates (PEM) that `rediss://` servers' certificates must chain to, instead of
+    /// the public roots built in.
+    #[arg(long, env = "REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+    /// The bus: which one and how to reach it.
+    #[command(flatten)]
+    pub bus: super::BusArgs,
+    /// First day of season 1 (YYYY-MM-DD, UTC).
+    #[arg(long, env = "SEASON_START", default_value = "2026-01-01")]
+    pub season_start: String,
+    /// Length of a season in days.
+    #[arg(long, env = "SEASON_DAYS", default_value_t = 90)]
+    pub season_days: u32,
+    /// Allowed clock difference for X-Timestamp, seconds.
+    #[arg(long, env = "SIG_TOLERANCE_SEC", default_value_t = 300)]
+    pub sig_tolerance_sec: i64,
+    /// Log filter (`info`, `liveops=debug,sqlx=warn`).
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Seconds between SIGTERM and the drain: /readyz answers 503 at once while every request
+    /// is still served, so load balancers stop sending before the port closes. Default 0 with
+    /// ENV=dev, 5 otherwise.
+    #[arg(long, env = "SHUTDOWN_DELAY")]
+    pub shutdown_delay: Option<u64>,
+    /// OTLP/gRPC endpoint for traces (`http://collector:4317`); needs a build with the `otel`
+    /// feature. Unset: no export.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otel_exporter_otlp_endpoint: Option<String>,
+    /// Backups of the embedded files.
+    #[command(flatten)]
+    pub backup: super::backup::BackupConfig,
+    /// The read replica (`DB_READ_URL`).
+    #[command(flatten)]
+    pub reads: super::reads::ReadConfig,
+}
+
+impl std::fmt::Debug for RawConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secrets (keys, URLs with passwords): only what says where and what runs.
+        f.debug_struct("RawConfig")
+            .field("env", &self.env)
+            .field("target", &self.target)
+            .field("port", &self.port)
+            .field("data_dir", &self.data_dir)
+            .field("bus_kind", &self.bus.bus_kind)
+            .finish_non_exhaustive()
+    }
+}

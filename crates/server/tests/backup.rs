@@ -1,0 +1,581 @@
+//! Backups of the embedded files, as an operator lives them: a backup taken while players play,
+//! a crash, a restore into a new directory, and a server started from it that has everything
+//! acknowledged before the backup, once, and nothing sent after it. Then the scheduled backup,
+//! and a restore that refuses what it must refuse.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{free_port, now, wait_ready, xp, BIN, SECRET};
+use liveops_core::Keyring;
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+fn start(data_dir: &Path, port: u16, extra: &[&str]) -> Child {
+    Command::new(BIN)
+        .arg("serve")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .args(["--hmac-secret", SECRET, "--log-level", "warn"])
+        .args(["--rate-limit-max", "100000"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn liveops")
+}
+
+/// Runs a `liveops` command to its end: (success, stdout, stderr).
+fn liveops(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .args(["--hmac-secret", SECRET, "--log-level", "warn"])
+        .output()
+        .expect("run liveops");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// One event a client sent: its XP, when it was sent and when (if ever) it got its 202.
+#[derive(Clone, Copy, Debug)]
+struct Sent {
+    xp: u64,
+    sent: Instant,
+    acked: Option<Instant>,
+}
+
+type Ledger = Arc<Mutex<HashMap<String, Vec<Sent>>>>;
+
+/// One client per player, one event at a time, until `stop`.
+fn play(
+    base: &str,
+    players: &[String],
+    ledger: &Ledger,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let ring = Keyring::single(SECRET).expect("key");
+    players
+        .iter()
+        .map(|player| {
+            let (ring, base, ledger, stop, player) = (
+                ring.clone(),
+                base.to_owned(),
+                ledger.clone(),
+                stop.clone(),
+                player.clone(),
+            );
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let gain = 10 + i % 7;
+                    let body = serde_json::to_vec(&xp(&player, gain)).expect("json");
+                    let ts = now();
+                    let sent = Instant::now();
+                    let answer = client
+                        .post(format!("{base}/events"))
+                        .header("content-type", "application/json")
+                        .header("x-timestamp", ts.to_string())
+                        .header(
+                            "x-signature",
+                            ring.sign_request(None, ts, &body).expect("sign"),
+                        )
+                        // Equal bodies within a second would be refused as replays without it.
+                        .header("idempotency-key", format!("{player}-{i}"))
+                        .body(body)
+                        .timeout(Duration::from_secs(5))
+                        .send()
+                        .await;
+                    let acked = match answer {
+                        Ok(r) if r.status() == 202 => Some(Instant::now()),
+                        Ok(r) => panic!("{player}: unexpected status {}", r.status()),
+                        Err(_) => None, // the crash: this answer is lost
+                    };
+                    ledger
+                        .lock()
+                        .await
+                        .entry(player.clone())
+                        .or_default()
+                        .push(Sent {
+                            xp: gain,
+                            sent,
+                            acked,
+                        });
+                    if acked.is_none() {
+                        break;
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect()
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> (u16, Value) {
+    let r = client.get(url).send().await.expect("get");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_taken_under_traffic_restores_what_was_acknowledged_before_it_once_and_nothing_sent_after_it(
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, backups) = (dir.path().join("data"), dir.path().join("backups"));
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = start(&data, port, &["--backup-every", "0"]);
+    wait_ready(&base).await;
+
+    // Players play; a backup is taken while they do; they play on.
+    let ledger: Ledger = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let early: Vec<String> = (0..12).map(|i| format!("player_early_{i}")).collect();
+    let mut clients = play(&base, &early, &ledger, &stop);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let backup_started = Instant::now();
+    let (ok, out, err) = liveops(&[
+        "backup",
+        "--data-dir",
+        path_str(&data),
+        "--backup-dir",
+        path_str(&backups),
+    ]);
+    let backup_ended = Instant::now();
+    assert!(ok, "liveops backup failed: {err}");
+    let report: Value = serde_json::from_str(out.trim()).expect("backup report");
+    let roles: Vec<&str> = report["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .filter_map(|f| f["role"].as_str())
+        .collect();
+    assert_eq!(
+        roles,
+        ["bus", "repository"],
+        "the bus is copied first: {report}"
+    );
+    let set = PathBuf::from(report["path"].as_str().expect("set path"));
+
+    // Players who only start after the backup, and more play from everyone; then a crash.
+    let late: Vec<String> = (0..4).map(|i| format!("player_late_{i}")).collect();
+    clients.extend(play(&base, &late, &ledger, &stop));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    server.kill().expect("kill -9");
+    let _ = server.wait();
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.expect("client");
+    }
+    let ledger = ledger.lock().await.clone();
+    let before = ledger
+        .values()
+        .flatten()
+        .filter(|e| e.acked.is_some_and(|a| a < backup_started))
+        .count();
+    let after = ledger
+        .values()
+        .flatten()
+        .filter(|e| e.sent > backup_ended && e.acked.is_some())
+        .count();
+    eprintln!("{before} events acknowledged before the backup, {after} after it");
+    assert!(
+        before > 100 && after > 100,
+        "enough traffic on both sides of the backup"
+    );
+
+    // Restore into a new directory (an existing one is refused), start from it.
+    let restored = dir.path().join("restored");
+    let (ok, _, err) = liveops(&[
+        "restore",
+        "--from",
+        path_str(&set),
+        "--data-dir",
+        path_str(&data),
+    ]);
+    assert!(
+        !ok && err.contains("not empty"),
+        "restore over live data must be refused: {err}"
+    );
+    let (ok, out, err) = liveops(&[
+        "restore",
+        "--from",
+        path_str(&set),
+        "--data-dir",
+        path_str(&restored),
+    ]);
+    assert!(ok, "liveops restore failed: {err}");
+    assert!(
+        out.contains(&report["name"].as_str().expect("name").to_owned()),
+        "{out}"
+    );
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = start(&restored, port, &["--backup-every", "0"]);
+    wait_ready(&base).await;
+
+    // Per player, the restored XP and score are each the sum of a prefix of the player's
+    // events: at least every event acknowledged before the backup started, at most those sent
+    // before it ended (no event twice, none from after the backup).
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut checked = 0;
+    for (player, events) in &ledger {
+        let prefix_sums: Vec<u64> = std::iter::once(0)
+            .chain(events.iter().scan(0, |sum, e| {
+                *sum += e.xp;
+                Some(*sum)
+            }))
+            .collect();
+        let must = events
+            .iter()
+            .take_while(|e| e.acked.is_some_and(|a| a < backup_started))
+            .count();
+        let may = events.iter().take_while(|e| e.sent < backup_ended).count();
+        let allowed = &prefix_sums[must..=may];
+        loop {
+            let (_, progress) = get(&client, &format!("{base}/players/{player}/progress")).await;
+            let (status, rank) = get(
+                &client,
+                &format!("{base}/leaderboard/players/{player}?window=daily"),
+            )
+            .await;
+            let got_xp = progress["xp"].as_u64().unwrap_or_default();
+            let got_score = if status == 200 {
+                rank["score"].as_u64().unwrap_or_default()
+            } else {
+                0
+            };
+            assert!(
+                got_xp <= allowed[allowed.len() - 1] && got_score <= allowed[allowed.len() - 1],
+                "{player}: xp {got_xp} / score {got_score} counts events twice or from after the backup (allowed {allowed:?})"
+            );
+            if allowed.contains(&got_xp) && allowed.contains(&got_score) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{player}: xp {got_xp} / score {got_score} never reached what was acknowledged before the backup ({allowed:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if player.starts_with("player_late_") {
+            assert_eq!(must, 0);
+        } else {
+            assert!(
+                must > 0,
+                "{player} had events acknowledged before the backup"
+            );
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, early.len() + late.len());
+    // Players who started after the backup are not there at all.
+    for player in &late {
+        let (status, _) = get(
+            &client,
+            &format!("{base}/leaderboard/players/{player}?window=daily"),
+        )
+        .await;
+        let (_, progress) = get(&client, &format!("{base}/players/{player}/progress")).await;
+        assert_eq!(
+            (status, progress["xp"].as_u64()),
+            (404, Some(0)),
+            "{player}"
+        );
+    }
+    server.kill().expect("stop");
+    let _ = server.wait();
+}
+
+async fn metric(client: &reqwest::Client, base: &str, name: &str) -> Option<f64> {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.starts_with(name) && !l.starts_with('#'))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn serve_backs_up_on_schedule_keeps_the_newest_sets_and_reports_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, backups) = (dir.path().join("data"), dir.path().join("backups"));
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = start(
+        &data,
+        port,
+        &[
+            "--backup-every",
+            "10s",
+            "--backup-keep",
+            "1",
+            "--backup-dir",
+            path_str(&backups),
+        ],
+    );
+    wait_ready(&base).await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        metric(&client, &base, "backup_last_success_timestamp_seconds").await,
+        None
+    );
+    assert_eq!(
+        metric(
+            &client,
+            &base,
+            "backup_failures_total{target=\"directory\"}"
+        )
+        .await,
+        Some(0.0)
+    );
+
+    // Two scheduled backups, ten seconds apart.
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "backups did not run: {seen:?}"
+        );
+        if let Some(t) = metric(&client, &base, "backup_last_success_timestamp_seconds").await {
+            if seen.last() != Some(&t) {
+                seen.push(t);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!((seen[1] - seen[0] - 10.0).abs() < 3.0, "{seen:?}");
+    assert!((now() as f64 - seen[1]).abs() < 5.0, "{seen:?}");
+    assert!(metric(&client, &base, "backup_duration_seconds")
+        .await
+        .is_some_and(|d| d > 0.0));
+    assert!(metric(&client, &base, "backup_size_bytes")
+        .await
+        .is_some_and(|b| b > 0.0));
+
+    // Only the newest set is kept, and it restores.
+    let sets: Vec<PathBuf> = std::fs::read_dir(&backups)
+        .expect("backup dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join("manifest.json").is_file())
+        .collect();
+    assert_eq!(sets.len(), 1, "{sets:?}");
+    let restored = dir.path().join("restored");
+    let (ok, _, err) = liveops(&[
+        "restore",
+        "--from",
+        path_str(&sets[0]),
+        "--data-dir",
+        path_str(&restored),
+    ]);
+    assert!(ok, "{err}");
+    assert!(restored.join("bus.db").is_file() && restored.join("liveops.db").is_file());
+    server.kill().expect("stop");
+    let _ = server.wait();
+}
+
+#[test]
+fn restore_refuses_damaged_sets_and_backup_refuses_nothing_to_copy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, backups) = (dir.path().join("data"), dir.path().join("backups"));
+    let (ok, _, err) = liveops(&["migrate", "--data-dir", path_str(&data)]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = liveops(&[
+        "backup",
+        "--data-dir",
+        path_str(&data),
+        "--backup-dir",
+        path_str(&backups),
+    ]);
+    assert!(ok, "{err}");
+    let report: Value = serde_json::from_str(out.trim()).expect("report");
+    let set = PathBuf::from(report["path"].as_str().expect("path"));
+
+    // A byte changed in a copy: the manifest's checksum catches it, nothing is restored.
+    let bus = set.join("bus.db");
+    let mut bytes = std::fs::read(&bus).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&bus, bytes).expect("write");
+    let target = dir.path().join("restored");
+    let (ok, _, err) = liveops(&[
+        "restore",
+        "--from",
+        path_str(&set),
+        "--data-dir",
+        path_str(&target),
+    ]);
+    assert!(!ok && err.contains("does not match its manifest"), "{err}");
+    assert!(!target.join("bus.db").exists() && !target.join("liveops.db").exists());
+
+    // A directory that is not a set.
+    let (ok, _, err) = liveops(&[
+        "restore",
+        "--from",
+        path_str(&data),
+        "--data-dir",
+        path_str(&dir.path().join("r2")),
+    ]);
+    assert!(!ok && err.contains("not a backup set"), "{err}");
+
+    // A configuration with nothing on local disk has nothing to back up.
+    let (ok, _, err) = liveops(&[
+        "backup",
+        "--data-dir",
+        path_str(&data),
+        "--bus-kind",
+        "inmem",
+        "--db-url",
+        "sqlite://:memory:",
+    ]);
+    assert!(!ok && err.contains("nothing to back up"), "{err}");
+}
+
+#[cfg(feature = "azure")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_goes_to_azure_blob_storage_and_restores_from_there_in_a_new_place() {
+    use liveops_core::ports::Archive;
+    use liveops_testkit::azurite::{Azurite, KEY};
+
+    let azurite = Azurite::start();
+    let container = format!("{}/liveops-backups/region-a", azurite.account_url);
+    let archive = liveops_azure_blob::BlobContainer::new(&container, Some(KEY)).expect("container");
+    archive.create_container().await.expect("create container");
+
+    // A server with one player's progress.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = start(&data, port, &["--backup-every", "0"]);
+    wait_ready(&base).await;
+    let app = common::Urls::all(&base);
+    let ring = Keyring::single(SECRET).expect("key");
+    let client = reqwest::Client::new();
+    let body = serde_json::to_vec(&xp("player_archived", 420)).expect("json");
+    let ts = now();
+    let r = client
+        .post(format!("{}/events", app.gateway))
+        .header("content-type", "application/json")
+        .header("x-timestamp", ts.to_string())
+        .header(
+            "x-signature",
+            ring.sign_request(None, ts, &body).expect("sign"),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 202);
+    common::eventually(Duration::from_secs(30), "progress applied", || async {
+        let (_, p) = get(&client, &format!("{base}/players/player_archived/progress")).await;
+        (p["xp"] == 420).then_some(())
+    })
+    .await;
+
+    // Backed up to the directory and to the container.
+    let backups = dir.path().join("backups");
+    let azure = [
+        "--backup-azure-url",
+        container.as_str(),
+        "--backup-azure-key",
+        KEY,
+    ];
+    let mut args = vec![
+        "backup",
+        "--data-dir",
+        path_str(&data),
+        "--backup-dir",
+        path_str(&backups),
+    ];
+    args.extend(azure);
+    let (ok, out, err) = liveops(&args);
+    assert!(ok, "{err}");
+    let report: Value = serde_json::from_str(out.trim()).expect("report");
+    let name = report["name"].as_str().expect("name").to_owned();
+    assert!(
+        report["archived"]
+            .as_str()
+            .is_some_and(|a| a.ends_with(&format!("region-a/{name}/"))),
+        "{report}"
+    );
+    assert_eq!(
+        archive.list(&name).await.expect("list"),
+        [
+            format!("{name}/bus.db"),
+            format!("{name}/liveops.db"),
+            format!("{name}/manifest.json")
+        ]
+    );
+    server.kill().expect("stop");
+    let _ = server.wait();
+
+    // The machine is gone: restore the newest set from the container elsewhere.
+    let elsewhere = dir.path().join("elsewhere");
+    let mut args = vec![
+        "restore",
+        "--from-archive",
+        "latest",
+        "--data-dir",
+        path_str(&elsewhere),
+    ];
+    args.extend(azure);
+    let (ok, out, err) = liveops(&args);
+    assert!(ok, "{err}");
+    assert!(out.contains(&name), "{out}");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = start(&elsewhere, port, &["--backup-every", "0"]);
+    wait_ready(&base).await;
+    let (_, p) = get(&client, &format!("{base}/players/player_archived/progress")).await;
+    assert_eq!(p["xp"], 420, "{p}");
+    server.kill().expect("stop");
+    let _ = server.wait();
+
+    // A wrong key: the local set is made, the upload fails and says why.
+    let mut args = vec![
+        "backup",
+        "--data-dir",
+        path_str(&data),
+        "--backup-dir",
+        path_str(&backups),
+    ];
+    args.extend([
+        "--backup-azure-url",
+        container.as_str(),
+        "--backup-azure-key",
+        "d3Jvbmcga2V5",
+    ]);
+    let (ok, _, err) = liveops(&args);
+    assert!(!ok && err.contains("403") && err.contains("is in"), "{err}");
+    assert!(!err.contains(KEY));
+}

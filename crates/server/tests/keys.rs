@@ -1,0 +1,160 @@
+//! Signing keys from a mounted file, rotated while the product runs. The file is laid out the way
+//! the Key Vault CSI driver lays out a mount (the visible name is a link into a `..data` link to
+//! a timestamped directory, swapped in one rename), and `ENV=prod` starts on it alone. A key
+//! added to the file works within seconds, a key removed stops working within seconds, and
+//! contents that do not parse leave the keys in force.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{eventually, now, spawn_app_keyed, xp, TestApp};
+use liveops_core::Keyring;
+
+const OLD: &str = "old-key-0123456789abcdef0123456789abcdef";
+const NEW: &str = "new-key-fedcba9876543210fedcba9876543210";
+
+/// A secret volume as the CSI driver writes it: `<dir>/hmac-keys -> ..data/hmac-keys`,
+/// `..data -> ..<version>`.
+struct Mount {
+    dir: PathBuf,
+    version: u32,
+}
+
+impl Mount {
+    fn new(dir: &Path, contents: &str) -> Self {
+        let mut m = Self {
+            dir: dir.to_path_buf(),
+            version: 0,
+        };
+        m.rotate(contents);
+        std::os::unix::fs::symlink("..data/hmac-keys", m.file()).expect("link");
+        m
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.join("hmac-keys")
+    }
+
+    /// Writes a new version and swaps `..data` to it atomically, as the driver does.
+    fn rotate(&mut self, contents: &str) {
+        self.version += 1;
+        let version = format!("..2026_12_01_00_00_{:02}", self.version);
+        std::fs::create_dir(self.dir.join(&version)).expect("version dir");
+        std::fs::write(self.dir.join(&version).join("hmac-keys"), contents).expect("write");
+        let tmp = self.dir.join("..data_tmp");
+        std::os::unix::fs::symlink(&version, &tmp).expect("link");
+        std::fs::rename(&tmp, self.dir.join("..data")).expect("swap");
+    }
+}
+
+/// Posts an event signed with key `kid` of `secret`; the status.
+async fn send_with(app: &TestApp, kid: &str, secret: &str) -> u16 {
+    let ring = Keyring::new(vec![(kid.to_owned(), secret.as_bytes().to_vec())]).expect("key");
+    // A new player each time: the gateway refuses a signed request seen before (a replay).
+    let player = format!("player_rotation_{:08x}", rand::random::<u32>());
+    let body = serde_json::to_vec(&xp(&player, 10)).expect("json");
+    let ts = now();
+    let sig = ring.sign_request(Some(kid), ts, &body).expect("sign");
+    app.client
+        .post(format!("{}/events", app.base))
+        .header("content-type", "application/json")
+        .header("x-timestamp", ts.to_string())
+        .header("x-signature", sig)
+        .header("x-key-id", kid)
+        .body(body)
+        .send()
+        .await
+        .expect("post")
+        .status()
+        .as_u16()
+}
+
+/// Waits (at most 5 s: the file is read every second) until `kid` gets `status`.
+async fn until(app: &TestApp, kid: &str, secret: &str, status: u16, what: &str) {
+    eventually(Duration::from_secs(5), what, || async {
+        (send_with(app, kid, secret).await == status).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_through_the_mounted_file_while_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secrets = dir.path().join("secrets-store");
+    std::fs::create_dir(&secrets).expect("mount dir");
+    let mut mount = Mount::new(&secrets, &format!("k1={OLD}\n"));
+    let file = mount.file();
+    let app = spawn_app_keyed(
+        dir.path().join("data"),
+        &[
+            "--env",
+            "prod",
+            "--shutdown-delay",
+            "0",
+            "--hmac-keys-file",
+            file.to_str().expect("utf-8"),
+        ],
+    )
+    .await;
+
+    // ENV=prod started on the file alone; its key signs, an unknown one does not.
+    assert_eq!(send_with(&app, "k1", OLD).await, 202);
+    assert_eq!(send_with(&app, "k2", NEW).await, 401);
+
+    // Rotation, step 1: the new key joins; both work.
+    mount.rotate(&format!("k1={OLD},k2={NEW}\n"));
+    until(&app, "k2", NEW, 202, "the new key works").await;
+    assert_eq!(send_with(&app, "k1", OLD).await, 202);
+
+    // Step 2: the old key leaves and stops working.
+    mount.rotate(&format!("k2={NEW}\n"));
+    until(&app, "k1", OLD, 401, "the removed key is refused").await;
+    assert_eq!(send_with(&app, "k2", NEW).await, 202);
+
+    // A broken file (a secret too short, a line that is not kid=secret) changes nothing; the
+    // refusal is counted and says what is wrong without the contents.
+    mount.rotate("k3=too-short\nnot-a-key-entry\n");
+    let rejected = |text: String| {
+        text.lines()
+            .find(|l| l.starts_with("hmac_key_reloads_total{result=\"rejected\"}"))
+            .map(str::to_owned)
+    };
+    eventually(Duration::from_secs(5), "the refusal is counted", || async {
+        rejected(app.get("/metrics").await.body.as_str()?.to_owned())
+    })
+    .await;
+    assert_eq!(
+        send_with(&app, "k2", NEW).await,
+        202,
+        "the keys in force stay"
+    );
+    assert_eq!(send_with(&app, "k1", OLD).await, 401);
+
+    // Fixed again: back to normal.
+    mount.rotate(&format!("k2={NEW}\nk4={OLD}\n"));
+    until(&app, "k4", OLD, 202, "a fixed file is taken").await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_keys_file_and_its_plain_twin_together_are_refused_naming_both() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("hmac-keys");
+    std::fs::write(&file, format!("k1={OLD}")).expect("write");
+    let given = liveops::config::Given::from_args([
+        "--hmac-keys-file",
+        file.to_str().expect("utf-8"),
+        "--hmac-keys",
+        &format!("k2={NEW}"),
+    ])
+    .expect("args");
+    let err = given.resolve().expect_err("both forms at once");
+    assert_eq!(err.var, "HMAC_KEYS_FILE");
+    assert!(
+        err.to_string().contains("HMAC_KEYS or HMAC_KEYS_FILE"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains(NEW) && !err.to_string().contains(OLD));
+}

@@ -1,0 +1,45 @@
+//! A service's router called in-process, and its consumer waited on: what service tests share.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use liveops_core::ports::Bus;
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// An answer: status, `content-type` (empty if none) and the body as JSON (`Null` if not JSON).
+pub type Reply = (StatusCode, String, Value);
+
+/// Sends `req` to `router` and reads the whole answer.
+pub async fn call(router: &Router, req: Request<Body>) -> Reply {
+    let res = router.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    (status, content_type, value)
+}
+
+/// `GET uri` on `router`.
+pub async fn get(router: &Router, uri: &str) -> Reply {
+    call(router, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+/// Waits (10 s at most, else panics) until `group` has acked everything on `topic`.
+pub async fn wait_acked(bus: &dyn Bus, topic: &str, group: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while bus.lag(topic, group).await.unwrap() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{group} did not drain {topic}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
