@@ -35,12 +35,16 @@ pub struct KeyStore {
     inner: RwLock<Layers>,
 }
 
+/// The layer of API keys (`POST /api-keys`): they sign requests, never receipts.
+pub const API_LAYER: &str = "api";
+
 /// Keys by id, in order: `(kid, secret)`.
 pub type KeyList = Vec<(String, Vec<u8>)>;
 
 struct Layers {
     layers: Vec<(&'static str, KeyList)>,
     merged: Arc<Keyring>,
+    receipts: Arc<Keyring>,
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -57,16 +61,26 @@ impl KeyStore {
         Self {
             inner: RwLock::new(Layers {
                 layers: vec![("config", bootstrap.keys.clone())],
+                receipts: Arc::new(bootstrap.clone()),
                 merged: Arc::new(bootstrap),
             }),
         }
     }
 
-    /// The keys in force now.
+    /// The keys in force now: every layer's, for checking request signatures.
     pub fn current(&self) -> Arc<Keyring> {
         match self.inner.read() {
             Ok(l) => l.merged.clone(),
             Err(poisoned) => poisoned.into_inner().merged.clone(),
+        }
+    }
+
+    /// The keys that sign and check receipts: every layer's but [`API_LAYER`]'s (a game server
+    /// holding an API key must not be able to mint receipts). The primary key comes first.
+    pub fn receipt_keys(&self) -> Arc<Keyring> {
+        match self.inner.read() {
+            Ok(l) => l.receipts.clone(),
+            Err(poisoned) => poisoned.into_inner().receipts.clone(),
         }
     }
 
@@ -90,17 +104,25 @@ impl KeyStore {
             Some(layer) => layer.1 = keys,
             None => layers.push((name, keys)),
         }
-        let mut merged: KeyList = Vec::new();
-        for (_, keys) in &layers {
-            for (kid, secret) in keys {
-                if !merged.iter().any(|(k, _)| k == kid) {
-                    merged.push((kid.clone(), secret.clone()));
+        let merge = |api: bool| {
+            let mut merged: KeyList = Vec::new();
+            for (name, keys) in &layers {
+                if !api && *name == API_LAYER {
+                    continue;
+                }
+                for (kid, secret) in keys {
+                    if !merged.iter().any(|(k, _)| k == kid) {
+                        merged.push((kid.clone(), secret.clone()));
+                    }
                 }
             }
-        }
-        let keyring = Keyring::new(merged)?;
+            Keyring::new(merged)
+        };
+        let keyring = merge(true)?;
+        let receipts = merge(false)?;
         guard.layers = layers;
         guard.merged = Arc::new(keyring);
+        guard.receipts = Arc::new(receipts);
         Ok(())
     }
 }
@@ -339,6 +361,18 @@ mod tests {
             .set_layer("api", vec![("api_1".into(), K2.into())])
             .unwrap();
         assert!(ok(sig(Some("api_1"), K2)), "a new key works");
+        let forged = Receipt {
+            receipt_id: "r".into(),
+            player_id: "p".into(),
+            item: "i".into(),
+            timestamp: 1,
+            sig: Keyring::single(K2).unwrap().sign_receipt("r", "p", "i", 1),
+        };
+        assert!(
+            !store.receipt_keys().verify_receipt(&forged).valid,
+            "an API key cannot mint receipts"
+        );
+        assert_eq!(store.receipt_keys().primary_id(), "default");
         assert_eq!(
             store.current().primary_id(),
             "default",
