@@ -156,6 +156,60 @@ impl IntoParams for PlayerPath {
     }
 }
 
+/// The `{id}` of a route naming a stored thing (a campaign, webhook, operator, API key), checked
+/// against `^[A-Za-z0-9_.:-]{1,64}$` (400 naming `id`); the OpenAPI says the same.
+#[derive(Clone, Debug)]
+pub struct IdPath(pub String);
+
+/// Checks an id taken from a path or body (`^[A-Za-z0-9_.:-]{1,64}$`), naming `field`.
+pub fn check_id(field: &str, value: &str) -> Result<(), Problem> {
+    if liveops_core::event::is_label(value) {
+        Ok(())
+    } else {
+        Err(Problem::invalid(
+            field,
+            "must be 1..=64 characters of [A-Za-z0-9_.:-]",
+        ))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IdPath {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state).await?;
+        check_id("id", &raw)?;
+        Ok(IdPath(raw))
+    }
+}
+
+impl IntoParams for IdPath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![id_param("id", "Id")]
+    }
+}
+
+/// A path parameter documented as an id (`^[A-Za-z0-9_.:-]{1,64}$`).
+pub fn id_param(name: &str, description: &str) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .description(Some(description))
+        .schema(Some(id_schema()))
+        .build()
+}
+
+/// The schema of an id: `^[A-Za-z0-9_.:-]{1,64}$`.
+pub fn id_schema() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(liveops_core::event::LABEL_PATTERN))
+        .min_length(Some(1))
+        .max_length(Some(64))
+        .into()
+}
+
 /// The schema of a player id: what [`PlayerId::parse`] accepts.
 pub fn player_id_schema() -> RefOr<Schema> {
     ObjectBuilder::new()

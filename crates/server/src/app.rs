@@ -43,11 +43,7 @@ impl Application {
         let ports = Arc::new(wiring::ports(&settings));
         ensure_groups(&settings, &ports).await?;
 
-        let ctx = Context {
-            args: settings.args.clone(),
-            shared: shared(&settings),
-            ports: ports.clone(),
-        };
+        let ctx = Context::new(settings.args.clone(), shared(&settings), ports.clone());
         let mut app = Router::new();
         let mut tasks = Vec::new();
         let mut readiness: Vec<Readiness> = Vec::new();
@@ -60,6 +56,8 @@ impl Application {
             tasks.extend(service.tasks);
             readiness.extend(service.readiness);
         }
+        // What the context started for the modules (the API key sync).
+        tasks.extend(ctx.take_tasks());
         let checks = ops::Checks {
             ports: ports.clone(),
             modules: readiness,
@@ -150,6 +148,7 @@ fn shared(s: &Settings) -> Shared {
         keys: Arc::new(liveops_core::KeyStore::new(s.keyring.clone())),
         signature_tolerance_s: s.raw.sig_tolerance_sec,
         calendar: s.calendar.clone(),
+        level_curve: s.level_curve.clone(),
         consumer_name: consumer_name(),
         batch_size: CONSUMER_BATCH,
     }

@@ -33,6 +33,7 @@ impl Table {
                 &liveops_fairness::MODULE,
                 &liveops_leaderboard::MODULE,
                 &liveops_progression::MODULE,
+                &liveops_operators::MODULE,
             ],
         }
     }
@@ -174,7 +175,7 @@ mod tests {
     fn targets_are_modules_groups_or_lists_of_them() {
         let table = Table::standard();
         let all = table.target("all").unwrap();
-        assert_eq!(all.modules.len(), 4);
+        assert_eq!(all.modules.len(), Table::standard().modules().len());
         assert_eq!(all.port, 8080);
         let lb = table.target("leaderboard").unwrap();
         assert_eq!((names(&lb), lb.port), (vec!["leaderboard"], 8082));

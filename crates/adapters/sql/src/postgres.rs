@@ -31,6 +31,7 @@ impl Dialect for Postgres {
     const BEGIN_READ: Option<&'static str> =
         Some("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
     const LOCK_ROWS: &'static str = " FOR UPDATE";
+    const LOCK_SHARED: &'static str = " FOR SHARE";
     const UPSERTS: &'static Upserts = &ON_CONFLICT;
     const CALL_TIMEOUT: Option<Duration> = Some(server::CALL_TIMEOUT);
 
@@ -41,6 +42,10 @@ impl Dialect for Postgres {
 
     fn migrator() -> &'static Migrator {
         &MIGRATOR
+    }
+
+    fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
+        result.rows_affected()
     }
 
     fn placeholders(sql: &'static str) -> Cow<'static, str> {
@@ -90,3 +95,4 @@ impl SqlRepository<Postgres> {
 }
 
 crate::stores::impl_stores!(Postgres);
+crate::live_stores::impl_live_stores!(Postgres);

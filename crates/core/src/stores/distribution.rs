@@ -69,6 +69,8 @@ pub trait InboxStore: Health {
     ) -> PortResult<bool>;
     /// Sends operator messages.
     async fn send_messages(&self, messages: &[InboxMessage], audit: &AuditEntry) -> PortResult<()>;
+    /// A message in a player's inbox (theirs or everyone's).
+    async fn message(&self, player_id: &str, message_id: &str) -> PortResult<Option<InboxMessage>>;
     /// A player's messages (theirs and everyone's), newest first, each with its claim.
     async fn inbox(
         &self,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use clap::{Args, ValueEnum};
-use liveops_core::{Calendar, Keyring};
+use liveops_core::{Calendar, Keyring, LevelCurve};
 pub use liveops_module::ConfigError;
 
 use crate::modules::{Table, Target};
@@ -105,6 +105,9 @@ pub struct RawConfig {
     /// Length of a season in days.
     #[arg(long, env = "SEASON_DAYS", default_value_t = 90)]
     pub season_days: u32,
+    /// Level curve: one step (`1000`) or cumulative thresholds (`100,300,600`).
+    #[arg(long, env = "LEVEL_CURVE", default_value = "1000")]
+    pub level_curve: String,
     /// Allowed clock difference for X-Timestamp, seconds.
     #[arg(long, env = "SIG_TOLERANCE_SEC", default_value_t = 300)]
     pub sig_tolerance_sec: i64,
@@ -198,6 +201,8 @@ pub struct Settings {
     pub bus_url: Option<String>,
     /// Season calendar.
     pub calendar: Calendar,
+    /// XP per level.
+    pub level_curve: LevelCurve,
 }
 
 impl Settings {
@@ -278,6 +283,8 @@ impl Settings {
             season_start: Utc.from_utc_datetime(&start.and_hms_opt(0, 0, 0).unwrap_or_default()),
             season_days: raw.season_days,
         };
+        let level_curve =
+            LevelCurve::parse(&raw.level_curve).map_err(|e| bad("LEVEL_CURVE", e.to_string()))?;
         if raw.sig_tolerance_sec <= 0 {
             return Err(bad("SIG_TOLERANCE_SEC", "must be at least 1 second"));
         }
@@ -300,6 +307,7 @@ impl Settings {
             bus_path,
             bus_url,
             calendar,
+            level_curve,
             raw,
         })
     }

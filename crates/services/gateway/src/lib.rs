@@ -191,7 +191,7 @@ impl Module for Gateway {
         let state = GatewayState {
             config: Arc::new(config),
             signatures: SignatureCheck {
-                keys: ctx.shared.keys.clone(),
+                keys: ctx.signing_keys().await,
                 tolerance_s: ctx.shared.signature_tolerance_s,
             },
             bus: ctx.ports.get::<dyn Bus>().await?,

@@ -10,12 +10,11 @@ use async_trait::async_trait;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
 use axum::Router;
-use clap::Args;
 use liveops_core::ports::{topics, ViewCache};
 use liveops_core::stores::{ProcessedEvents, ProgressStore};
 use liveops_core::{Bus, Calendar, LevelCurve};
 use liveops_http::{body_limit, SignatureCheck};
-use liveops_module::{settings, BuildError, ConfigError, Context, Group, Module, Service, Task};
+use liveops_module::{BuildError, Context, Group, Module, Service, Task};
 use utoipa::OpenApi;
 
 mod apply;
@@ -30,22 +29,6 @@ pub use routes::{ClaimRequest, ProgressView};
 pub const GROUP: &str = "progression";
 /// The consumer name under which applied event ids are recorded in the repository.
 pub const CONSUMER_ID: &str = "progression";
-
-/// Progression's settings, as flags and environment variables.
-#[derive(Args, Clone, Debug)]
-pub struct ProgressionArgs {
-    /// Level curve: one step (`1000`) or cumulative thresholds (`100,300,600`).
-    #[arg(long, env = "LEVEL_CURVE", default_value = "1000")]
-    pub level_curve: String,
-}
-
-impl ProgressionArgs {
-    /// The level curve, or an error naming `LEVEL_CURVE`.
-    pub fn curve(&self) -> Result<LevelCurve, ConfigError> {
-        LevelCurve::parse(&self.level_curve)
-            .map_err(|e| ConfigError::new("LEVEL_CURVE", e.to_string()))
-    }
-}
 
 /// Settings of the progression service.
 #[derive(Clone, Debug)]
@@ -125,14 +108,6 @@ impl Module for Progression {
         8083
     }
 
-    fn args(&self, cmd: clap::Command) -> clap::Command {
-        ProgressionArgs::augment_args(cmd)
-    }
-
-    fn check(&self, args: &clap::ArgMatches) -> Result<(), ConfigError> {
-        settings::<ProgressionArgs>(args)?.curve().map(drop)
-    }
-
     fn groups(&self) -> &'static [Group] {
         &[Group {
             topic: topics::ACCEPTED,
@@ -146,16 +121,15 @@ impl Module for Progression {
 
     async fn build(&self, ctx: &Context) -> Result<Service, BuildError> {
         let shared = &ctx.shared;
-        let curve = settings::<ProgressionArgs>(&ctx.args)?.curve()?;
         let state = ProgressionState {
             config: Arc::new(ProgressionConfig {
-                curve,
+                curve: shared.level_curve.clone(),
                 calendar: shared.calendar.clone(),
                 batch_size: shared.batch_size,
                 consumer_name: shared.consumer_name.clone(),
             }),
             signatures: SignatureCheck {
-                keys: shared.keys.clone(),
+                keys: ctx.signing_keys().await,
                 tolerance_s: shared.signature_tolerance_s,
             },
             bus: ctx.ports.get::<dyn Bus>().await?,
