@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod dead_letters;
+pub mod live_cli;
 pub mod modules;
 pub mod ops;
 pub mod send;

@@ -34,6 +34,9 @@ impl Table {
                 &liveops_leaderboard::MODULE,
                 &liveops_progression::MODULE,
                 &liveops_operators::MODULE,
+                &liveops_campaigns::MODULE,
+                &liveops_participation::MODULE,
+                &liveops_distribution::MODULE,
             ],
         }
     }

@@ -42,7 +42,9 @@ pub async fn run(
 
     let http_stop = shutdown.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, router)
+        // With the peer's address (login throttling per address).
+        let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, app)
             .with_graceful_shutdown(http_stop.cancelled_owned())
             .await
     });

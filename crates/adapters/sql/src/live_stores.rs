@@ -160,12 +160,8 @@ macro_rules! impl_live_stores {
                 async fn enter(&self, entry: &Entry) -> PortResult<Entered> {
                     Repo::enter(self, entry).await
                 }
-                async fn entry_by_request(
-                    &self,
-                    campaign_id: &str,
-                    request_sig: &str,
-                ) -> PortResult<Option<Entry>> {
-                    Repo::entry_by_request(self, campaign_id, request_sig).await
+                async fn entry_by_request(&self, request_sig: &str) -> PortResult<Option<Entry>> {
+                    Repo::entry_by_request(self, request_sig).await
                 }
                 async fn entrants(&self, campaign_id: &str) -> PortResult<Vec<String>> {
                     Repo::entrants(self, campaign_id).await
@@ -233,6 +229,12 @@ macro_rules! impl_live_stores {
                 }
                 async fn claim(&self, claim: &InboxClaim, now_ms: i64) -> PortResult<ClaimOutcome> {
                     Repo::claim(self, claim, now_ms).await
+                }
+                async fn claim_by_request(
+                    &self,
+                    request_sig: &str,
+                ) -> PortResult<Option<InboxClaim>> {
+                    Repo::claim_by_request(self, request_sig).await
                 }
                 async fn claim_of(
                     &self,

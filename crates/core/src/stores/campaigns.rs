@@ -83,6 +83,16 @@ impl EntryLimit {
             .into_iter()
             .find(|l| l.as_str() == s)
     }
+
+    /// The slot an entry at `at_ms` counts in: `once`, or its UTC day (`2026-12-02`).
+    pub fn slot(self, at_ms: i64) -> String {
+        match self {
+            Self::Once => "once".into(),
+            Self::Daily => chrono::DateTime::from_timestamp_millis(at_ms)
+                .map(|t| t.format("%Y-%m-%d").to_string())
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// A band of ranks rewarded with one item.

@@ -80,6 +80,8 @@ pub trait InboxStore: Health {
     /// Claims a message with `claim`'s receipts unless it was claimed (then the first claim
     /// stands) or expired at `now_ms`.
     async fn claim(&self, claim: &InboxClaim, now_ms: i64) -> PortResult<ClaimOutcome>;
+    /// The claim the request with this signature made, if any.
+    async fn claim_by_request(&self, request_sig: &str) -> PortResult<Option<InboxClaim>>;
     /// The claim of a player's message, if claimed.
     async fn claim_of(&self, player_id: &str, message_id: &str) -> PortResult<Option<InboxClaim>>;
 }

@@ -42,12 +42,9 @@ pub trait EntryStore: Health {
     /// Adds `entry` if the campaign is live and the player has no entry in its slot, in one
     /// transaction that holds the campaign's row, so no entry lands after the campaign ended.
     async fn enter(&self, entry: &Entry) -> PortResult<Entered>;
-    /// The entry a request with this signature made in a campaign, if any.
-    async fn entry_by_request(
-        &self,
-        campaign_id: &str,
-        request_sig: &str,
-    ) -> PortResult<Option<Entry>>;
+    /// The entry the request with this signature made, in any campaign (a signature makes one
+    /// entry at most: a retry gets it back, a replay elsewhere is refused).
+    async fn entry_by_request(&self, request_sig: &str) -> PortResult<Option<Entry>>;
     /// The distinct players who entered, sorted by bytes.
     async fn entrants(&self, campaign_id: &str) -> PortResult<Vec<String>>;
     /// A player's entries in any of `campaign_ids`.

@@ -2,6 +2,8 @@
 //! talk to it like a game client would.
 #![allow(dead_code, missing_docs)]
 
+pub mod campaign;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

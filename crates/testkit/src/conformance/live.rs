@@ -144,14 +144,15 @@ async fn live(repo: &dyn LiveStores, c: &Campaign) {
     }
 }
 
-fn entry(campaign_id: &str, player: &str, slot: &str, sig: &str) -> Entry {
+/// An entry whose request signature is unique to this run (`tag` tells them apart).
+fn entry(campaign_id: &str, player: &str, slot: &str, tag: &str) -> Entry {
     Entry {
         entry_id: format!("ent_{}", suffix()),
         campaign_id: campaign_id.into(),
         player_id: player.into(),
         slot: slot.into(),
         entered_at_ms: now_ms(),
-        request_sig: sig.into(),
+        request_sig: format!("sha256={tag}_{}", suffix()),
     }
 }
 
@@ -181,7 +182,7 @@ fn claim(m: &InboxMessage, player: &str, tag: &str) -> InboxClaim {
             timestamp: 1,
             sig: format!("sig{tag}"),
         }],
-        request_sig: format!("sha256={tag}"),
+        request_sig: format!("sha256={tag}_{}", suffix()),
     }
 }
 
@@ -473,7 +474,7 @@ pub async fn entries_need_a_live_campaign_and_one_per_slot(repo: &dyn LiveStores
             .await,
         "create_campaign",
     );
-    let e = entry(&c.id, "player_b", "once", "sha256=aa");
+    let e = entry(&c.id, "player_b", "once", "aa");
     assert_eq!(
         ok(repo.enter(&e).await, "enter"),
         Entered::NotLive(Some(CampaignState::Draft))
@@ -499,19 +500,19 @@ pub async fn entries_need_a_live_campaign_and_one_per_slot(repo: &dyn LiveStores
         ok(repo.enter(&e).await, "enter"),
         Entered::Created(e.clone())
     );
-    let again = entry(&c.id, "player_b", "once", "sha256=bb");
+    let again = entry(&c.id, "player_b", "once", "bb");
     assert_eq!(
         ok(repo.enter(&again).await, "enter"),
         Entered::Existing(e.clone()),
         "the first entry of the slot stands"
     );
-    let next_day = entry(&c.id, "player_b", "2026-12-03", "sha256=cc");
+    let next_day = entry(&c.id, "player_b", "2026-12-03", "cc");
     assert!(matches!(
         ok(repo.enter(&next_day).await, "enter"),
         Entered::Created(_)
     ));
     for p in ["player_a", "Player_z", "player_c"] {
-        let e = entry(&c.id, p, "once", &format!("sha256={p}"));
+        let e = entry(&c.id, p, "once", p);
         assert!(matches!(
             ok(repo.enter(&e).await, "enter"),
             Entered::Created(_)
@@ -523,18 +524,19 @@ pub async fn entries_need_a_live_campaign_and_one_per_slot(repo: &dyn LiveStores
     );
     assert_eq!(
         ok(
-            repo.entry_by_request(&c.id, "sha256=aa").await,
+            repo.entry_by_request(&e.request_sig).await,
             "entry_by_request"
         ),
         Some(e.clone())
     );
     assert_eq!(
         ok(
-            repo.entry_by_request(&c.id, "sha256=zz").await,
+            repo.entry_by_request("sha256=never").await,
             "entry_by_request"
         ),
         None
     );
+
     let mine = ok(
         repo.entries_of("player_b", &[c.id.clone(), "cmp_other".into()])
             .await,
@@ -715,6 +717,20 @@ pub async fn claims_issue_one_set_of_receipts(repo: &dyn LiveStores) {
         Some(first.clone())
     );
     assert_eq!(
+        ok(
+            repo.claim_by_request(&first.request_sig).await,
+            "claim_by_request"
+        ),
+        Some(first.clone())
+    );
+    assert_eq!(
+        ok(
+            repo.claim_by_request("sha256=never").await,
+            "claim_by_request"
+        ),
+        None
+    );
+    assert_eq!(
         ok(repo.message(&player, &m.message_id).await, "message"),
         Some(m.clone())
     );
@@ -872,7 +888,7 @@ pub async fn concurrent_writers_agree<S: LiveStores + 'static>(repo: Arc<S>) {
     let enters: Vec<_> = (0..6)
         .map(|i| {
             let repo = repo.clone();
-            let e = entry(&c.id, "player_race", "once", &format!("sha256=r{i}"));
+            let e = entry(&c.id, "player_race", "once", &format!("r{i}"));
             tokio::spawn(async move { repo.enter(&e).await })
         })
         .collect();

@@ -88,7 +88,7 @@ CREATE TABLE IF NOT EXISTS campaign_entries (
     request_sig VARCHAR(80) NOT NULL,
     UNIQUE (campaign_id, player_id, slot),
     KEY campaign_entries_by_player (player_id, campaign_id),
-    KEY campaign_entries_by_request (campaign_id, request_sig)
+    UNIQUE KEY campaign_entries_by_request (request_sig)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 -- How each campaign's winners were decided: once.
@@ -134,7 +134,8 @@ CREATE TABLE IF NOT EXISTS inbox_claims (
     claimed_at  BIGINT      NOT NULL,
     receipts    MEDIUMTEXT   NOT NULL,
     request_sig VARCHAR(80) NOT NULL,
-    PRIMARY KEY (message_id, player_id)
+    PRIMARY KEY (message_id, player_id),
+    UNIQUE KEY inbox_claims_by_request (request_sig)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
 -- Webhook subscriptions.

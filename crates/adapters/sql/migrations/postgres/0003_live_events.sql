@@ -88,7 +88,7 @@ CREATE TABLE campaign_entries (
     UNIQUE (campaign_id, player_id, slot)
 );
 CREATE INDEX campaign_entries_by_player ON campaign_entries (player_id, campaign_id);
-CREATE INDEX campaign_entries_by_request ON campaign_entries (campaign_id, request_sig);
+CREATE UNIQUE INDEX campaign_entries_by_request ON campaign_entries (request_sig);
 
 -- How each campaign's winners were decided: once.
 CREATE TABLE campaign_outcomes (
@@ -135,6 +135,7 @@ CREATE TABLE inbox_claims (
     request_sig VARCHAR(80) COLLATE "C" NOT NULL,
     PRIMARY KEY (message_id, player_id)
 );
+CREATE UNIQUE INDEX inbox_claims_by_request ON inbox_claims (request_sig);
 
 -- Webhook subscriptions.
 CREATE TABLE webhooks (

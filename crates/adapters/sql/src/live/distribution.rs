@@ -317,6 +317,25 @@ sql_impl! {
         .await
     }
 
+    pub(crate) async fn claim_by_request(
+        &self,
+        request_sig: &str,
+    ) -> PortResult<Option<InboxClaim>> {
+        within::<DB, _>(async {
+            let sql = DB::placeholders(
+                "SELECT message_id, player_id, claimed_at, receipts, request_sig \
+                 FROM inbox_claims WHERE request_sig = ?",
+            );
+            let row: Option<ClaimRow> = sqlx::query_as(&sql)
+                .bind(request_sig)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(db_error::<DB>)?;
+            row.map(claim_of).transpose()
+        })
+        .await
+    }
+
     pub(crate) async fn claim_of(
         &self,
         player_id: &str,

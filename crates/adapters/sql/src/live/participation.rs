@@ -127,17 +127,10 @@ sql_impl! {
         .await
     }
 
-    pub(crate) async fn entry_by_request(
-        &self,
-        campaign_id: &str,
-        request_sig: &str,
-    ) -> PortResult<Option<Entry>> {
+    pub(crate) async fn entry_by_request(&self, request_sig: &str) -> PortResult<Option<Entry>> {
         within::<DB, _>(async {
-            let sql = DB::placeholders(select_entries!(
-                " WHERE campaign_id = ? AND request_sig = ?"
-            ));
+            let sql = DB::placeholders(select_entries!(" WHERE request_sig = ?"));
             let row: Option<EntryRow> = sqlx::query_as(&sql)
-                .bind(campaign_id)
                 .bind(request_sig)
                 .fetch_optional(self.pool())
                 .await
