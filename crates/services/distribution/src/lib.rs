@@ -45,7 +45,7 @@ pub struct DistributionArgs {
     pub settle_delay_ms: u64,
     /// Let webhooks target private, loopback and link-local addresses (tests, closed networks).
     #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE", default_value_t = false,
-          value_parser = clap::builder::BoolishValueParser::new())]
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub webhook_allow_private: bool,
     /// How long a webhook receiver has to answer, milliseconds.
     #[arg(long, env = "WEBHOOK_TIMEOUT_MS", default_value_t = 5000)]
