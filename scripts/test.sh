@@ -56,9 +56,12 @@ cargo nextest run --workspace --all-features --locked --no-fail-fast "$@"
 echo "== doc tests"
 cargo test --workspace --all-features --locked --doc
 
-echo "== monitoring: rules, tests, dashboards, Alertmanager, Alloy; a live Prometheus on the binary"
 cargo build -p liveops --all-features --locked
-LIVEOPS_BIN="$TARGET_DIR/debug/liveops" scripts/check/monitoring.sh
+export LIVEOPS_BIN="$TARGET_DIR/debug/liveops"
+# The contract fuzzer runs against its own server while the monitoring checks run against theirs.
+run_bg contract scripts/check/contract.sh
+echo "== monitoring: rules, tests, dashboards, Alertmanager, Alloy; a live Prometheus on the binary"
+scripts/check/monitoring.sh
 
 failed=0
 for name in "${background[@]}"; do

@@ -40,7 +40,7 @@ install_apt() {
     fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+    if [ "$made_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
   fi
 }
 

@@ -169,8 +169,9 @@ pub enum Payload {
     DropClaimed(DropClaimedPayload),
 }
 
-/// A validated gameplay event as the client sent it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+/// A validated gameplay event as the client sent it. Its OpenAPI schema is written out in
+/// [`crate::event_schema`] from the same [`Limits`] the validation uses.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     /// Who played.
@@ -353,11 +354,32 @@ fn int_in(
         .as_i64()
         .map(i128::from)
         .or_else(|| v.as_u64().map(i128::from))
+        .or_else(|| v.as_f64().and_then(integral))
         .ok_or_else(|| invalid(path, "must be an integer"))?;
     if n < min || n > max {
         return Err(invalid(path, format!("must be between {min} and {max}")));
     }
     Ok(n)
+}
+
+/// Deserializes an `i64` from a JSON integer or a whole number written with a fraction (`982.0`),
+/// as JSON Schema's `integer` allows.
+pub fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let v = Value::deserialize(d)?;
+    v.as_i64()
+        .or_else(|| {
+            v.as_f64()
+                .and_then(integral)
+                .and_then(|n| i64::try_from(n).ok())
+        })
+        .ok_or_else(|| serde::de::Error::custom("must be a whole number of seconds"))
+}
+
+/// A JSON number written with a fraction that is still a whole number (`400.0`), as JSON Schema's
+/// `integer` allows, exactly representable in a double.
+pub fn integral(f: f64) -> Option<i128> {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    (f.is_finite() && f.fract() == 0.0 && f.abs() <= EXACT).then_some(f as i128)
 }
 
 fn label(obj: &Map<String, Value>, key: &str, path: &str) -> Result<String, InvalidEvent> {

@@ -3,6 +3,7 @@
 
 pub mod draw;
 pub mod event;
+pub mod event_schema;
 pub mod ports;
 pub mod scoring;
 pub mod signing;

@@ -243,7 +243,7 @@ impl Keyring {
         let sig = sig_header.ok_or(AuthError::MissingSignature)?;
         let ts_raw = ts_header.ok_or(AuthError::MissingTimestamp)?.trim();
         let ts: i64 = ts_raw.parse().map_err(|_| AuthError::BadTimestamp)?;
-        if (now_s - ts).abs() > tolerance_s {
+        if now_s.abs_diff(ts) > tolerance_s.unsigned_abs() {
             return Err(AuthError::StaleTimestamp(tolerance_s));
         }
         let key = self.key(kid).ok_or(AuthError::UnknownKey)?;
@@ -308,6 +308,7 @@ pub struct Receipt {
     /// The item granted.
     pub item: String,
     /// When it was issued, unix seconds.
+    #[serde(deserialize_with = "crate::event::whole_number")]
     pub timestamp: i64,
     /// `hex(HMAC-SHA256(key, "receiptId:playerId:item:timestamp"))`.
     pub sig: String,

@@ -19,6 +19,22 @@ pub enum Window {
 }
 
 impl Window {
+    /// The period ids of this window, as a regular expression (ECMA 262, for the OpenAPI
+    /// document): real dates and ISO weeks of the years [`PERIOD_YEARS`], seasons in [`SEASONS`].
+    /// A weekly id may still name a week 53 its year does not have.
+    pub fn period_pattern(self) -> &'static str {
+        match self {
+            Self::Daily => concat!(
+                "^(?:[1-9][0-9]{3}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])",
+                "|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)",
+                "|(?:[1-9][0-9](?:0[48]|[2468][048]|[13579][26])",
+                "|(?:[2468][048]|[13579][26])00)-02-29)$"
+            ),
+            Self::Weekly => "^[1-9][0-9]{3}-W(?:0[1-9]|[1-4][0-9]|5[0-3])$",
+            Self::Seasonal => "^season-(?:0|-?[1-9][0-9]{0,4}|-?100000)$",
+        }
+    }
+
     /// Every window.
     pub const ALL: [Window; 3] = [Self::Daily, Self::Weekly, Self::Seasonal];
 
@@ -58,8 +74,20 @@ pub struct Period {
 
 /// Why a period id could not be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("period {0:?} is not valid for this window")]
-pub struct BadPeriod(pub String);
+#[error("period {id:?} is not valid for this window")]
+pub struct BadPeriod {
+    /// The id as given.
+    pub id: String,
+    /// It has the window's form ([`Window::period_pattern`]) but names no period (week 53 of a
+    /// year that has 52): a board that cannot exist rather than a malformed request.
+    pub well_formed: bool,
+}
+
+/// Years a daily or weekly period id may name: four digits, as the ids are written.
+pub const PERIOD_YEARS: std::ops::RangeInclusive<i32> = 1000..=9999;
+
+/// Seasons a seasonal period id may name.
+pub const SEASONS: std::ops::RangeInclusive<i64> = -100_000..=100_000;
 
 /// The calendar that maps server time to periods; seasons start at `start` and last `days`.
 #[derive(Clone, Debug)]
@@ -144,36 +172,41 @@ impl Calendar {
         self.period_at(p.window, p.from - Duration::seconds(1))
     }
 
-    /// Reads a period id of `window`.
+    /// Reads a period id of `window`: exactly the ids [`Window::period_pattern`] describes.
     pub fn parse_period(&self, window: Window, id: &str) -> Result<Period, BadPeriod> {
-        let bad = || BadPeriod(id.to_owned());
-        let at = match window {
-            Window::Daily => {
-                midnight(NaiveDate::parse_from_str(id, "%Y-%m-%d").map_err(|_| bad())?)
-            }
+        let bad = || BadPeriod {
+            id: id.to_owned(),
+            well_formed: false,
+        };
+        let period = match window {
+            Window::Daily => NaiveDate::parse_from_str(id, "%Y-%m-%d")
+                .ok()
+                .filter(|d| PERIOD_YEARS.contains(&d.year()))
+                .map(|d| self.period_at(window, midnight(d))),
             Window::Weekly => {
                 let (y, w) = id.split_once("-W").ok_or_else(bad)?;
                 let y: i32 = y.parse().map_err(|_| bad())?;
                 let w: u32 = w.parse().map_err(|_| bad())?;
-                midnight(NaiveDate::from_isoywd_opt(y, w, Weekday::Mon).ok_or_else(bad)?)
-            }
-            Window::Seasonal => {
-                let n: i64 = id
-                    .strip_prefix("season-")
-                    .and_then(|n| n.parse().ok())
-                    .ok_or_else(bad)?;
-                if !(-100_000..=100_000).contains(&n) {
+                if !PERIOD_YEARS.contains(&y) || !(1..=53).contains(&w) {
                     return Err(bad());
                 }
-                return Ok(self.season_period(n));
+                match NaiveDate::from_isoywd_opt(y, w, Weekday::Mon) {
+                    Some(monday) => Some(self.period_at(window, midnight(monday))),
+                    None => {
+                        return Err(BadPeriod {
+                            id: id.to_owned(),
+                            well_formed: format!("{y}-W{w:02}") == id,
+                        })
+                    }
+                }
             }
+            Window::Seasonal => id
+                .strip_prefix("season-")
+                .and_then(|n| n.parse::<i64>().ok())
+                .filter(|n| SEASONS.contains(n))
+                .map(|n| self.season_period(n)),
         };
-        let p = self.period_at(window, at);
-        if p.id == id {
-            Ok(p)
-        } else {
-            Err(bad())
-        }
+        period.filter(|p| p.id == id).ok_or_else(bad)
     }
 }
 
@@ -214,5 +247,51 @@ mod tests {
         assert!(cal.parse_period(Window::Daily, "2026-13-01").is_err());
         assert!(cal.parse_period(Window::Weekly, "2026-W60").is_err());
         assert!(cal.parse_period(Window::Seasonal, "s3").is_err());
+    }
+
+    /// Every id the pattern accepts parses (or is a missing week 53, told apart), and every id
+    /// it refuses does not: the OpenAPI document says exactly what the server takes.
+    #[test]
+    fn period_patterns_match_exactly_what_parses() {
+        let cal = Calendar::default();
+        let mut ids: Vec<(Window, String)> = Vec::new();
+        for year in [
+            999, 1000, 1900, 2000, 2024, 2025, 2026, 2100, 2400, 9999, 10000,
+        ] {
+            for month in 0..=13 {
+                for day in [0, 1, 9, 10, 28, 29, 30, 31, 32] {
+                    ids.push((Window::Daily, format!("{year:04}-{month:02}-{day:02}")));
+                }
+            }
+            for week in [0, 1, 9, 52, 53, 54] {
+                ids.push((Window::Weekly, format!("{year}-W{week:02}")));
+            }
+            ids.push((Window::Weekly, format!("{year}-W1")));
+        }
+        for n in [
+            "0", "1", "-1", "007", "+5", "99999", "100000", "100001", "-100000", "x",
+        ] {
+            ids.push((Window::Seasonal, format!("season-{n}")));
+        }
+        for (w, id) in ids {
+            let re = regex::Regex::new(w.period_pattern()).unwrap();
+            match cal.parse_period(w, &id) {
+                Ok(_) => assert!(
+                    re.is_match(&id),
+                    "{w}: {id} parses but the pattern refuses it"
+                ),
+                Err(e) if e.well_formed => {
+                    assert!(re.is_match(&id), "{w}: {id} is called well formed");
+                    assert!(
+                        id.ends_with("-W53"),
+                        "{w}: only a missing week 53 may exist: {id}"
+                    );
+                }
+                Err(_) => assert!(
+                    !re.is_match(&id),
+                    "{w}: the pattern takes {id}, which does not parse"
+                ),
+            }
+        }
     }
 }

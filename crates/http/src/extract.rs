@@ -246,10 +246,14 @@ impl<'de, const MIN: i64, const MAX: i64> Deserialize<'de> for Bounded<MIN, MAX>
         #[serde(untagged)]
         enum Raw {
             Int(i64),
+            Whole(f64),
             Text(String),
         }
         let v = match Raw::deserialize(d).map_err(|_| out_of_range())? {
             Raw::Int(v) => v,
+            Raw::Whole(f) => liveops_core::event::integral(f)
+                .and_then(|n| i64::try_from(n).ok())
+                .ok_or_else(out_of_range)?,
             Raw::Text(s) => s.parse::<i64>().map_err(|_| out_of_range())?,
         };
         Self::new(v).ok_or_else(out_of_range)

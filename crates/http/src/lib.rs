@@ -9,6 +9,7 @@ mod body;
 mod extract;
 mod metrics_layer;
 mod problem;
+pub mod responses;
 mod signed;
 
 pub use auth::{token_hash, BearerScheme, Operator, OperatorAuth, Reader, Unauthenticated, BEARER};

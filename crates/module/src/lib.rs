@@ -222,8 +222,86 @@ pub trait Module: Send + Sync {
     fn groups(&self) -> &'static [Group] {
         &[]
     }
-    /// The OpenAPI description of its routes.
-    fn openapi(&self) -> utoipa::openapi::OpenApi;
+    /// The OpenAPI description of its routes, for the settings in `args` (bounds and choices
+    /// may depend on them).
+    fn openapi(&self, args: &clap::ArgMatches) -> utoipa::openapi::OpenApi;
     /// Builds its routes, tasks and readiness over the ports it needs.
     async fn build(&self, ctx: &Context) -> Result<Service, BuildError>;
 }
+
+/// Builds a module's service from the context and its parsed settings.
+pub type BuildFn<A> =
+    for<'a> fn(&'a Context, A) -> futures_util::future::BoxFuture<'a, Result<Service, BuildError>>;
+
+/// A [`Module`] described by values: what most services are. `A` is the module's settings (a
+/// clap `Args`); `check` validates them at start, `build` makes the service.
+pub struct Definition<A> {
+    /// The module's name (`--target` value, `service` metric label).
+    pub name: &'static str,
+    /// Its default port.
+    pub port: u16,
+    /// Its consumer groups.
+    pub groups: &'static [Group],
+    /// Its OpenAPI document, for its settings.
+    pub openapi: fn(&A) -> utoipa::openapi::OpenApi,
+    /// Checks its settings.
+    pub check: fn(&A) -> Result<(), ConfigError>,
+    /// Builds it.
+    pub build: BuildFn<A>,
+}
+
+impl<A> Definition<A>
+where
+    A: clap::Args + clap::FromArgMatches,
+{
+    /// Its OpenAPI document with every setting at its default (and the environment's).
+    pub fn default_openapi(&self) -> Result<utoipa::openapi::OpenApi, ConfigError> {
+        let cmd = A::augment_args(clap::Command::new(self.name));
+        let matches = cmd
+            .try_get_matches_from([self.name])
+            .map_err(|e| ConfigError::new("arguments", e.to_string()))?;
+        Ok((self.openapi)(&settings::<A>(&matches)?))
+    }
+}
+
+#[async_trait]
+impl<A> Module for Definition<A>
+where
+    A: clap::Args + clap::FromArgMatches + Send + Sync + 'static,
+{
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn args(&self, cmd: clap::Command) -> clap::Command {
+        A::augment_args(cmd)
+    }
+
+    fn check(&self, args: &clap::ArgMatches) -> Result<(), ConfigError> {
+        (self.check)(&settings::<A>(args)?)
+    }
+
+    fn groups(&self) -> &'static [Group] {
+        self.groups
+    }
+
+    fn openapi(&self, args: &clap::ArgMatches) -> utoipa::openapi::OpenApi {
+        match settings::<A>(args) {
+            Ok(a) => (self.openapi)(&a),
+            // Settings are checked at start; a process never gets here with bad ones.
+            Err(_) => utoipa::openapi::OpenApi::default(),
+        }
+    }
+
+    async fn build(&self, ctx: &Context) -> Result<Service, BuildError> {
+        (self.build)(ctx, settings::<A>(&ctx.args)?).await
+    }
+}
+
+/// The settings of a module that has none.
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct NoSettings;

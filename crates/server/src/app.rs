@@ -62,7 +62,7 @@ impl Application {
             ports: ports.clone(),
             modules: readiness,
         };
-        let spec = settings.table.openapi(ops::openapi());
+        let spec = settings.table.openapi(ops::openapi(), &settings.args);
         // Make sure the recorder exists before the first request is counted.
         let _ = crate::telemetry::metrics();
         let router = ops::fallbacks(app.merge(ops::router(checks, spec))).layer(

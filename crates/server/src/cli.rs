@@ -52,7 +52,7 @@ pub enum Command {
         config: RawConfig,
         /// What to measure.
         #[command(flatten)]
-        opts: crate::bench::BenchOpts,
+        opts: liveops_bench::BenchOpts,
     },
     /// Lists a consumer group's dead letters, or puts them back for delivery with `--replay`.
     DeadLetters {

@@ -2,7 +2,7 @@
 //! stdin) and `liveops verify-draw` (re-runs a published draw offline).
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -107,7 +107,7 @@ fn entrants_of(path: &Path) -> anyhow::Result<Vec<String>> {
 
 /// `liveops verify-draw <draw.json> <entrants.txt>`: re-runs `liveops-draw-v1` and says
 /// `valid`, or `invalid:` and why (exit status 1).
-pub fn verify_draw(draw_file: &PathBuf, entrants_file: &PathBuf) -> anyhow::Result<ExitCode> {
+pub fn verify_draw(draw_file: &Path, entrants_file: &Path) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(draw_file)
         .with_context(|| format!("cannot read {}", draw_file.display()))?;
     let published: PublishedDraw = serde_json::from_str(&text).with_context(|| {

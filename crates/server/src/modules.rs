@@ -73,9 +73,13 @@ impl Table {
 
     /// The OpenAPI document of every module (what `/openapi.json` serves in every process, so
     /// one spec describes the product whichever target answers).
-    pub fn openapi(&self, mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    pub fn openapi(
+        &self,
+        mut doc: utoipa::openapi::OpenApi,
+        args: &clap::ArgMatches,
+    ) -> utoipa::openapi::OpenApi {
         for m in &self.modules {
-            doc.merge(m.openapi());
+            doc.merge(m.openapi(args));
         }
         doc
     }

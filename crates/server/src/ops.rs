@@ -8,6 +8,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use liveops_http::responses::Unavailable;
 use liveops_http::{count_unmatched, Problem};
 use liveops_module::{Ports, Readiness};
 use serde_json::json;
@@ -47,7 +48,7 @@ async fn healthz() -> Json<serde_json::Value> {
 /// Readiness: every backend this process uses answers and every module is warmed up.
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses(
     (status = 200, description = "ready"),
-    (status = 503, description = "a backend is unreachable or a module is warming up", body = Problem, content_type = "application/problem+json")
+    Unavailable,
 ))]
 async fn readyz(State(checks): State<Checks>) -> Response {
     let results = checks.ports.check().await;

@@ -48,6 +48,10 @@ wanted = {
     "SERVICEBUS_NAMESPACE": "servicebus_namespace",
     "MYSQL_PRIVATE_IP": "mysql_private_ip",
     "APP_GATEWAY_ID": "app_gateway_id",
+    "WAF_POLICY_ID": "waf_policy_id",
+    "APPGW_SUBNET_CIDR": "appgw_subnet_cidr",
+    "DATA_SUBNET_CIDR": "data_subnet_cidr",
+    "VM_SUBNET_CIDR": "vm_subnet_cidr",
 }
 missing = [o for o in wanted.values() if o not in outputs]
 if missing:

@@ -3,11 +3,17 @@
 run here: it needs the providers) and some it never does:
 
 - every variable of every module and environment has a type (not `any`) and a description, and
-  is used outside its own declaration;
-- every environment calls every module; each module call passes every input that has no
-  default, and passes nothing the module does not declare;
-- every output has a description; every module output is consumed by an environment or listed
-  in infra/terraform/README.md under "Module outputs not consumed by the environments";
+  is used outside its own declaration; every local is used;
+- every reference resolves: var.*, local.*, module.*, data.*.* and resources are declared in the
+  same configuration, var.<object>.<attribute> names an attribute of the variable's type, and
+  module.<call>.<output>[.<attribute>] names an output of the called module (and an attribute of
+  it, when the output is an object);
+- every environment reaches every module; each module call passes every input that has no
+  default and nothing the module does not declare, and each object it passes has every required
+  attribute of the input's type and no other; every environment passes the same inputs, and prod
+  the values of the production design (PROD_DESIGN);
+- every output has a description; every module output is consumed by its caller or listed in
+  infra/terraform/README.md under "Module outputs not consumed by their callers";
 - every environment has the outputs the Kustomize bridge reads, and its terraform.tfvars.example
   sets only declared variables and every variable without a default;
 - outputs-to-kustomize.sh turns a terraform output JSON into the documented env file;
@@ -20,6 +26,7 @@ that checkov ships). Prints one line per check and "N passed, N failed".
 """
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -38,7 +45,11 @@ META_ARGS = {"source", "version", "providers", "count", "for_each", "depends_on"
 KUSTOMIZE_OUTPUTS = [
     "acr_login_server", "workload_identity_client_id", "tenant_id", "key_vault_name", "redis_host",
     "redis_ssl_port", "postgres_fqdn", "servicebus_namespace", "mysql_private_ip", "app_gateway_id",
+    "waf_policy_id", "appgw_subnet_cidr", "data_subnet_cidr", "vm_subnet_cidr",
 ]
+# Names Terraform defines itself, not declared in the configuration.
+BUILTIN_OBJECTS = {"each", "count", "path", "self", "terraform"}
+RESOURCE_TYPE = re.compile(r"\b((?:azurerm|random|time|terraform)_[a-z0-9_]+)\.([a-z0-9_]+)\b")
 
 
 def load_dir(d: Path) -> dict[str, list]:
@@ -110,48 +121,166 @@ def check_variables_used(t: Tree) -> list[str]:
     return problems
 
 
-def module_calls(env_cfg: dict) -> dict[str, dict]:
-    return named(env_cfg.get("module", []))
+def module_calls(cfg: dict) -> dict[str, dict]:
+    return named(cfg.get("module", []))
 
 
 def module_dir_of(call: dict) -> str:
     src = call["source"][0]
-    m = re.fullmatch(r"\.\./\.\./modules/([a-z0-9-]+)", src)
+    m = re.fullmatch(r"(?:\.\./\.\./modules|\.\.)/([a-z0-9-]+)", src)
     return m.group(1) if m else ""
 
 
-def check_envs_call_every_module(t: Tree) -> list[str]:
+def callers(t: Tree):
+    """Every configuration that calls modules: (where, config)."""
+    yield from t.all_dirs()
+
+
+def reachable(t: Tree, cfg: dict, seen: set[str] | None = None) -> set[str]:
+    """Modules a configuration calls, directly or through other modules."""
+    seen = set() if seen is None else seen
+    for call in module_calls(cfg).values():
+        mod = module_dir_of(call)
+        if mod in t.modules and mod not in seen:
+            seen.add(mod)
+            reachable(t, t.modules[mod], seen)
+    return seen
+
+
+def object_attributes(type_expr: str) -> dict[str, str] | None:
+    """The attributes of an object type as python-hcl2 renders it ("${object({...})}"), each
+    with its own type expression; None when the type is not an object."""
+    m = re.fullmatch(r"\$\{object\((\{.*\})\)\}", type_expr.strip(), re.S)
+    return ast.literal_eval(m.group(1)) if m else None
+
+
+def check_object_literal(value, type_expr: str, where: str) -> list[str]:
+    """An object passed for an object-typed input sets every required attribute and no other."""
+    attrs = object_attributes(type_expr)
+    if attrs is None or not isinstance(value, dict):
+        return []
+    problems = []
+    given = {k for k in value if not k.startswith("__")}
+    for name in sorted(given - set(attrs)):
+        problems.append(f"{where} sets {name}, which the input's type does not have")
+    for name, attr_type in sorted(attrs.items()):
+        if name not in given:
+            if not attr_type.startswith("${optional("):
+                problems.append(f"{where} does not set {name} (required by the input's type)")
+            continue
+        problems += check_object_literal(value[name], attr_type, f"{where}.{name}")
+    return problems
+
+
+def check_envs_reach_every_module(t: Tree) -> list[str]:
     problems = []
     for env, cfg in t.envs.items():
-        called = {module_dir_of(c) for c in module_calls(cfg).values()}
-        for mod in t.modules:
-            if mod not in called:
-                problems.append(f"envs/{env}: does not instantiate modules/{mod}")
+        for mod in sorted(set(t.modules) - reachable(t, cfg)):
+            problems.append(f"envs/{env}: does not instantiate modules/{mod}, directly or through another module")
     return problems
 
 
 def check_module_inputs(t: Tree) -> list[str]:
     problems = []
-    for env, cfg in t.envs.items():
+    for where, cfg in callers(t):
         for call_name, call in module_calls(cfg).items():
             mod = module_dir_of(call)
             if mod not in t.modules:
-                problems.append(f"envs/{env}: module {call_name} has source {call['source'][0]!r}, not ../../modules/<name>")
+                problems.append(f"{where}: module {call_name} has source {call['source'][0]!r}, not ../../modules/<name> or ../<name>")
                 continue
             declared = named(t.modules[mod].get("variable", []))
             passed = {k for k in call if k not in META_ARGS and not k.startswith("__")}
             for arg in sorted(passed - set(declared)):
-                problems.append(f"envs/{env}: module {call_name} passes {arg}, which modules/{mod} does not declare")
+                problems.append(f"{where}: module {call_name} passes {arg}, which modules/{mod} does not declare")
             for var, body in sorted(declared.items()):
                 if "default" not in body and var not in passed:
-                    problems.append(f"envs/{env}: module {call_name} does not pass {var} (no default in modules/{mod})")
+                    problems.append(f"{where}: module {call_name} does not pass {var} (no default in modules/{mod})")
+                if var in passed:
+                    problems += check_object_literal(call[var][0], body["type"][0], f"{where}: module {call_name} input {var}")
+    return problems
+
+
+def check_envs_pass_the_same_inputs(t: Tree) -> list[str]:
+    """The environments differ in values only: each calls the same modules with the same inputs."""
+    shapes = {env: {name: sorted(k for k in call if not k.startswith("__")) for name, call in module_calls(cfg).items()}
+              for env, cfg in t.envs.items()}
+    problems = []
+    for env, shape in shapes.items():
+        for other, other_shape in shapes.items():
+            if env < other and shape != other_shape:
+                problems.append(f"envs/{env} and envs/{other} call different modules or pass different inputs: {shape} != {other_shape}")
+    return problems
+
+
+def declarations(cfg: dict) -> dict[str, set]:
+    """What a configuration declares, by kind of reference."""
+    resources = set()
+    for block in cfg.get("resource", []):
+        for rtype, instances in block.items():
+            resources |= {f"{rtype}.{name}" for name in instances}
+    data = set()
+    for block in cfg.get("data", []):
+        for dtype, instances in block.items():
+            data |= {f"{dtype}.{name}" for name in instances}
+    local_names = set()
+    for block in cfg.get("locals", []):
+        local_names |= {k for k in block if not k.startswith("__")}
+    return {"var": set(named(cfg.get("variable", []))), "local": local_names, "module": set(module_calls(cfg)),
+            "data": data, "resource": resources}
+
+
+def references(cfg: dict) -> dict[str, set]:
+    """What a configuration refers to, outside the variable declarations (whose validations
+    name their own variable). Expressions are read from python-hcl2's rendering, so comments
+    do not count."""
+    text = text_without_variables(cfg)
+    validations = json.dumps([strip_positions(v) for v in cfg.get("variable", [])])
+    data = {f"{a}.{b}" for a, b in re.findall(r"\bdata\.([a-z0-9_]+)\.([a-z0-9_]+)", text)}
+    without_data = re.sub(r"\bdata\.[a-z0-9_]+\.[a-z0-9_]+", "", text)
+    return {
+        "var": set(re.findall(r"\bvar\.([a-z0-9_]+)", text + validations)),
+        "local": set(re.findall(r"\blocal\.([a-z0-9_]+)", text)),
+        "module": set(re.findall(r"\bmodule\.([a-z0-9_]+)", text)),
+        "data": data,
+        "resource": {f"{a}.{b}" for a, b in RESOURCE_TYPE.findall(without_data)},
+    }
+
+
+def check_references_resolve(t: Tree) -> list[str]:
+    problems = []
+    for where, cfg in t.all_dirs():
+        declared, used = declarations(cfg), references(cfg)
+        for kind in ("var", "local", "module", "data", "resource"):
+            for name in sorted(used[kind] - declared[kind]):
+                prefix = "" if kind == "resource" else f"{kind}."
+                problems.append(f"{where}: {prefix}{name} is referred to but not declared")
+        for name in sorted(declared["local"] - used["local"]):
+            problems.append(f"{where}: local.{name} is declared but never used")
+        text = text_without_variables(cfg)
+        for name, body in named(cfg.get("variable", [])).items():
+            attrs = object_attributes(body["type"][0])
+            if attrs is None:
+                continue
+            for attr in sorted(set(re.findall(r"\bvar\." + re.escape(name) + r"\.([a-z0-9_]+)", text)) - set(attrs)):
+                problems.append(f"{where}: var.{name}.{attr}: the type of variable {name} has no attribute {attr}")
+        text = text_without_variables(cfg)
+        for call_name, call in module_calls(cfg).items():
+            mod = module_dir_of(call)
+            outputs = named(t.modules.get(mod, {}).get("output", []))
+            for out, attr in set(re.findall(r"\bmodule\." + re.escape(call_name) + r"\.([a-z0-9_]+)(?:\.([a-z0-9_]+))?", text)):
+                if out not in outputs:
+                    problems.append(f"{where}: module.{call_name}.{out} is not an output of modules/{mod}")
+                    continue
+                value = outputs[out].get("value", [None])[0]
+                if attr and isinstance(value, dict) and attr not in value:
+                    problems.append(f"{where}: module.{call_name}.{out}.{attr}: output {out} of modules/{mod} has no attribute {attr}")
     return problems
 
 
 def documented_outputs() -> set[str]:
     """`module/output` names listed in the README section about unconsumed module outputs."""
     text = README.read_text() if README.exists() else ""
-    m = re.search(r"^## Module outputs not consumed by the environments\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    m = re.search(r"^## Module outputs not consumed by their callers\n(.*?)(?=^## |\Z)", text, re.S | re.M)
     return set(re.findall(r"`([a-z0-9-]+/[a-z0-9_]+)`", m.group(1))) if m else set()
 
 
@@ -162,7 +291,7 @@ def check_outputs(t: Tree) -> list[str]:
             if len(body.get("description", [""])[0].strip()) < 10:
                 problems.append(f"{where}: output {name} has no (real) description")
     consumed = set()
-    for env, cfg in t.envs.items():
+    for _, cfg in callers(t):
         text = json.dumps(strip_positions(cfg))
         for call_name, call in module_calls(cfg).items():
             mod = module_dir_of(call)
@@ -173,11 +302,45 @@ def check_outputs(t: Tree) -> list[str]:
         for out in named(cfg.get("output", [])):
             key = f"{mod}/{out}"
             if key not in consumed and key not in documented:
-                problems.append(f"modules/{mod}: output {out} is neither consumed by an environment nor documented in README.md")
+                problems.append(f"modules/{mod}: output {out} is neither consumed by its caller nor documented in README.md")
     for key in sorted(documented):
         mod, out = key.split("/")
         if out not in named(t.modules.get(mod, {}).get("output", [])):
             problems.append(f"README.md documents {key}, which does not exist")
+    return problems
+
+
+# The production design (README.md, "dev and prod"): what envs/prod must pass to the stack. The
+# checkov skips that dev's cheaper choices need (public API server, Free tier, public Key Vault
+# endpoint) would hide the same regression in prod; this holds prod to the design instead.
+PROD_DESIGN = {
+    ("aks", "private_cluster"): True,
+    ("aks", "sku_tier"): "Standard",
+    ("key_vault", "public_network_access_enabled"): False,
+    ("key_vault", "sku_name"): "premium",
+    ("registry", "sku"): "Premium",
+    ("servicebus", "sku"): "Premium",
+    ("redis", "sku_name"): "Premium",
+    ("redis", "persistence"): "aof",
+    ("postgres", "high_availability"): True,
+    ("postgres", "geo_redundant_backup"): True,
+    ("postgres", "read_replica"): True,
+    ("postgres", "backup_retention_days"): 35,
+    ("mysql", "azure_backup_enabled"): True,
+    ("monitoring", "grafana_enabled"): True,
+    ("monitoring", "zone_redundant"): True,
+}
+
+
+def check_prod_keeps_the_production_design(t: Tree) -> list[str]:
+    calls = module_calls(t.envs.get("prod", {}))
+    if "stack" not in calls:
+        return ["envs/prod: no module \"stack\""]
+    problems = []
+    for (group, attr), wanted in PROD_DESIGN.items():
+        got = (calls["stack"].get(group, [{}])[0] or {}).get(attr)
+        if got != wanted:
+            problems.append(f"envs/prod: {group}.{attr} is {got!r}, the production design says {wanted!r}")
     return problems
 
 
@@ -238,7 +401,10 @@ def check_outputs_to_kustomize_script(t: Tree) -> list[str]:
             return [f"outputs-to-kustomize.sh failed on good input: {run.stderr.strip()}"]
         lines = [l for l in written.read_text().splitlines() if l and not l.startswith("#")]
         pairs = dict(l.split("=", 1) for l in lines)
-        if pairs.get("ACR_LOGIN_SERVER") != "value-of-acr_login_server" or pairs.get("REDIS_PORT") != "6380":
+        expected = {"ACR_LOGIN_SERVER": "value-of-acr_login_server", "REDIS_PORT": "6380",
+                    "WAF_POLICY_ID": "value-of-waf_policy_id", "APPGW_SUBNET_CIDR": "value-of-appgw_subnet_cidr",
+                    "DATA_SUBNET_CIDR": "value-of-data_subnet_cidr", "VM_SUBNET_CIDR": "value-of-vm_subnet_cidr"}
+        if any(pairs.get(k) != v for k, v in expected.items()):
             problems.append(f"outputs-to-kustomize.sh wrote unexpected values: {pairs}")
         if len(pairs) != len(KUSTOMIZE_OUTPUTS) or lines != sorted(lines):
             problems.append("outputs-to-kustomize.sh must write one sorted KEY=value per output")
@@ -268,7 +434,7 @@ def check_scanner_skips_have_reasons(t: Tree) -> list[str]:
             where = f"{f.relative_to(ROOT)}:{n}"
             if "checkov:skip" in line and not re.search(r"#checkov:skip=CKV2?_[A-Z]+_\d+:\S.{19,}", line):
                 problems.append(f"{where}: checkov skip without a rule id and a reason of 20+ characters")
-            if "trivy:ignore" in line and not re.search(r"#trivy:ignore:(AVD|AZU)-[A-Z]*-?\d+\s+\S.{19,}", line):
+            if "trivy:ignore" in line and not re.search(r"#trivy:ignore:(AVD|AZU)-[A-Z]*-?\d+(\[[a-z_.]+=[^\]\s]+\])?\s+\S.{19,}", line):
                 problems.append(f"{where}: trivy ignore without a rule id and a reason of 20+ characters")
     return problems
 
@@ -280,11 +446,12 @@ def check_cloud_init_template(t: Tree) -> list[str]:
     import yaml
 
     problems = []
-    main_tf = (MODULES / "vm-mysql" / "main.tf").read_text()
-    m = re.search(r'templatefile\("\$\{path\.module\}/([^"]+)",\s*\{(.*?)\}\)\)', main_tf, re.S)
-    if not m:
-        return ["modules/vm-mysql/main.tf: no templatefile(\"${path.module}/...\", {...}) call found"]
-    template = MODULES / "vm-mysql" / m.group(1)
+    calls = [(f, m) for f in sorted(MODULES.rglob("*.tf"))
+             for m in [re.search(r'templatefile\("\$\{path\.module\}/([^"]+)",\s*\{(.*?)\}\)\)', f.read_text(), re.S)] if m]
+    if len(calls) != 1:
+        return [f"expected one templatefile(\"${{path.module}}/...\", {{...}}) call under modules/, found {len(calls)}"]
+    tf_file, m = calls[0]
+    template = tf_file.parent / m.group(1)
     passed = set(re.findall(r"^\s*([a-z_]+)\s*=", m.group(2), re.M))
     text = template.read_text()
     if "%{" in text.replace("%%{", ""):
@@ -318,8 +485,11 @@ def check_cloud_init_template(t: Tree) -> list[str]:
 CHECKS = [
     check_variables_typed_and_described,
     check_variables_used,
-    check_envs_call_every_module,
+    check_references_resolve,
+    check_envs_reach_every_module,
     check_module_inputs,
+    check_envs_pass_the_same_inputs,
+    check_prod_keeps_the_production_design,
     check_outputs,
     check_env_outputs_for_kustomize,
     check_tfvars_examples,

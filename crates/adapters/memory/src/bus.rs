@@ -1,7 +1,7 @@
 //! [`MemoryBus`]: the [`Bus`] in process memory, for `BUS_KIND=inmem` and tests.
 //!
 //! **Not durable.** Everything published and not yet consumed (or consumed and not acked) is lost
-//! when the process stops or crashes. Use the SQLite bus (`liveops_sqlite_bus::SqliteBus`) or Redis
+//! when the process stops or crashes. Use a durable bus (the local log of `liveops-sqlite-bus`, or Redis)
 //! for anything that must survive a restart.
 
 use std::collections::{BTreeMap, HashMap};

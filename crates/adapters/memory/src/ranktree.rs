@@ -1,21 +1,6 @@
-//! An order-statistic structure for one leaderboard: a treap in an arena.
-//!
-//! Players are ordered by score descending, then player id descending (byte order), which is the
-//! order of Redis `ZREVRANGE`, so every `RankStore` adapter agrees on ties.
-//!
-//! Layout, chosen for memory (under 80 bytes per player, id included; about 67 at a million
-//! players with 13-byte ids):
-//! - every player is one 32-byte node in a `Vec`, linked by `u32` indices, each node keeping
-//!   the size of its left subtree, so rank and select read one node per level;
-//! - player ids are stored once, back to back in one `String` arena that nodes point into;
-//! - the player index is an open-addressing hash table of 8-byte slots (a 32-bit hash of the id
-//!   plus the node index), with linear probing and backward-shift deletion;
-//! - the same keyed 32-bit hash is the node's treap priority, so priorities are random with
-//!   respect to scores and cannot be steered by players choosing ids;
-//! - the arrays grow by a quarter at a time, not by doubling, to keep slack small.
-//!
-//! Costs: `incr`/`set`/`remove`/`rank` `O(log n)`, `range(offset, limit)` and `around`
-//! `O(log n + limit)`, bulk `from_scores` `O(n log n)` (a sort and a linear Cartesian-tree build).
+//! [`RankTree`]: the in-process order-statistic structure behind the embedded rank store: O(log n)
+//! increment, rank-of and neighbours, O(log n + k) top-k, about 60–70 bytes per ranked player. Why
+//! this shape: `docs/adr/0012-rank-tree.md`.
 
 use std::cmp::Ordering;
 use std::collections::hash_map::RandomState;

@@ -1,20 +1,5 @@
-//! MySQL's and MariaDB's [`Dialect`] and how [`MySqlRepository`] connects.
-//!
-//! What differs from the other backends:
-//! - no `RETURNING` and no `ON CONFLICT`: upserts are `ON DUPLICATE KEY UPDATE` with `VALUES()`
-//!   (which MariaDB and MySQL both accept); "keep the first" is a no-op update rather than
-//!   `INSERT IGNORE`, which would also turn other errors (a value too long) into warnings;
-//! - sessions run at READ COMMITTED (InnoDB's default REPEATABLE READ takes gap locks that make
-//!   concurrent upserts deadlock-prone) and wait at most 2 s for a row lock; a player's progress
-//!   is read in one REPEATABLE READ, READ ONLY transaction with a consistent snapshot;
-//! - tables are InnoDB, utf8mb4 with the `utf8mb4_bin` collation: ids stay case-sensitive and
-//!   sort by bytes, and every key fits InnoDB's 3072-byte limit (the widest is 896 bytes);
-//! - sqlx's migration lock is `GET_LOCK(name, -1)`, which MariaDB answers with NULL at once
-//!   (a negative timeout is not "forever" there) and sqlx does not check: concurrent migrators
-//!   would both apply a migration. [`Dialect::MIGRATION_LOCK`] takes a lock of our own, with a
-//!   positive timeout and its answer checked;
-//! - DDL commits implicitly, so a migration that fails half-way is not rolled back: sqlx marks
-//!   it dirty and the statements are written `IF NOT EXISTS` so it can be run again once fixed.
+//! MySQL's and MariaDB's [`Dialect`] and how [`MySqlRepository`] connects. What differs from the
+//! other backends and why: `docs/adr/0013-mysql-quirks.md`.
 
 use std::str::FromStr;
 use std::time::Duration;

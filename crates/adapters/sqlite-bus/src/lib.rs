@@ -1,24 +1,6 @@
-//! [`SqliteBus`]: the durable local event log, the embedded default [`Bus`].
-//!
-//! One SQLite file (its own, beside the repository's) holds the messages of every topic under one
-//! sequence, each consumer group's committed position, and the groups' dead letters.
-//!
-//! One thread owns the file's connection. It takes a command, drains whatever else is queued (up
-//! to [`MAX_BATCH`] messages), applies it all in ONE transaction, commits once (one fsync) and only
-//! then answers every caller: this is the group commit that lets many concurrent publishers share
-//! a disk flush. Statements are prepared once and reused.
-//!
-//! Delivery state is kept the way Kafka keeps it. What a group has in flight (delivered, not
-//! acked, with its visibility deadline and delivery count) lives in the owning process's memory;
-//! the file keeps only the group's *position*: every message below it is acked or dead. The
-//! position is written at most every [`PERSIST_EVERY`] (and at close), so polls and acks cost no
-//! disk write. After a crash or restart the group resumes at its stored position: messages that
-//! were in flight, and a few acked just before, are delivered again, which consumers already
-//! absorb (they commit processed event ids with their effects). Delivery counts restart at 1
-//! after a restart. Dead letters, and dead letters put back by a replay, are rows in the file.
-//!
-//! One process consumes a given group from a file (any number of consumers inside it); other
-//! processes may publish to the same file and read lag and dead letters.
+//! [`SqliteBus`]: the durable local event log, the embedded default [`Bus`]: one SQLite file, one
+//! writer thread committing queued commands together (group commit), delivery state in memory and
+//! each group's position in the file. The design: `docs/adr/0011-local-bus.md`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};

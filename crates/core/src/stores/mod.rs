@@ -1,7 +1,7 @@
 //! Durable storage, one small trait per concern: what each service keeps (progression, the
 //! leaderboard, fairness, operators, campaigns, participation, distribution), and the event ids
-//! each consumer already applied. The SQL adapter implements them all on SQLite, PostgreSQL and
-//! MySQL; each service is handed only the ones it uses.
+//! each consumer already applied. An adapter implements the ones it serves; each service is handed
+//! only its own.
 
 pub mod campaigns;
 pub mod distribution;

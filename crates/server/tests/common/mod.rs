@@ -7,8 +7,8 @@ pub mod campaign;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use liveops::config::Given;
-use liveops::Application;
+use liveops::config::parse_args;
+use liveops::{Application, Settings, Table};
 use liveops_core::Keyring;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -42,6 +42,14 @@ pub async fn spawn_app(extra: &[&str]) -> TestApp {
 }
 
 pub async fn spawn_app_in(data_dir: PathBuf, extra: &[&str]) -> TestApp {
+    let app = start(Table::standard(), data_dir, extra).await;
+    // Like a deployment, wait for readiness (boards rebuilt, backends reachable) before traffic.
+    wait_ready(&app.base).await;
+    app
+}
+
+/// Starts the modules of `table` the flags select, without waiting for readiness.
+pub async fn start(table: Table, data_dir: PathBuf, extra: &[&str]) -> TestApp {
     let d = data_dir.to_str().expect("utf-8 path").to_owned();
     let keys = format!("k2={SECRET2}");
     let mut args = vec![
@@ -59,23 +67,13 @@ pub async fn spawn_app_in(data_dir: PathBuf, extra: &[&str]) -> TestApp {
         "warn",
     ];
     args.extend_from_slice(extra);
-    let settings = Given::from_args(args)
-        .expect("args")
-        .resolve()
-        .expect("settings");
+    let (raw, matches) = parse_args(&table, args).expect("args");
+    let settings = Settings::resolve(&table, raw, matches).expect("settings");
     let keyring = settings.keyring.clone();
     let app = Application::build(settings).await.expect("build");
     let port = app.port();
     let stop = app.shutdown_token();
     let handle = tokio::spawn(app.run_until_stopped());
-    let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    // Like a deployment, wait for readiness (boards rebuilt, backends reachable) before traffic.
-    eventually(Duration::from_secs(30), "readyz", || async {
-        let r = client.get(format!("{base}/readyz")).send().await.ok()?;
-        (r.status() == 200).then_some(())
-    })
-    .await;
     TestApp {
         base: format!("http://127.0.0.1:{port}"),
         client: reqwest::Client::new(),

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
 use axum::Router;
@@ -17,7 +16,7 @@ use clap::Args;
 use liveops_core::stores::{CampaignStore, EntryStore, PlayerXp, Sessions};
 use liveops_core::{Calendar, LevelCurve};
 use liveops_http::{body_limit, BearerScheme, OperatorAuth};
-use liveops_module::{settings, BuildError, ConfigError, Context, Module, Service, Task};
+use liveops_module::{BuildError, ConfigError, Context, Definition, Service, Task};
 use utoipa::OpenApi;
 
 mod model;
@@ -127,57 +126,37 @@ pub fn router(state: CampaignsState) -> Router {
 )]
 struct ApiDoc;
 
-/// The campaigns service as a module of the binary: `--target campaigns`, port 8085.
-#[derive(Debug)]
-pub struct Campaigns;
+/// The campaigns service's row in the module table: `--target campaigns`, port 8085.
+pub static MODULE: Definition<CampaignsArgs> = Definition {
+    name: "campaigns",
+    port: 8085,
+    groups: &[],
+    openapi: |_| ApiDoc::openapi(),
+    check: |args| args.tick().map(drop),
+    build: |ctx, args| Box::pin(build(ctx, args)),
+};
 
-/// The campaigns service's row in the module table.
-pub static MODULE: Campaigns = Campaigns;
-
-#[async_trait]
-impl Module for Campaigns {
-    fn name(&self) -> &'static str {
-        "campaigns"
-    }
-
-    fn port(&self) -> u16 {
-        8085
-    }
-
-    fn args(&self, cmd: clap::Command) -> clap::Command {
-        CampaignsArgs::augment_args(cmd)
-    }
-
-    fn check(&self, args: &clap::ArgMatches) -> Result<(), ConfigError> {
-        settings::<CampaignsArgs>(args)?.tick().map(drop)
-    }
-
-    fn openapi(&self) -> utoipa::openapi::OpenApi {
-        ApiDoc::openapi()
-    }
-
-    async fn build(&self, ctx: &Context) -> Result<Service, BuildError> {
-        let tick = settings::<CampaignsArgs>(&ctx.args)?.tick()?;
-        let state = CampaignsState {
-            config: Arc::new(CampaignsConfig {
-                calendar: ctx.shared.calendar.clone(),
-                curve: ctx.shared.level_curve.clone(),
-                tick,
-            }),
-            auth: OperatorAuth {
-                sessions: ctx.ports.get::<dyn Sessions>().await?,
-            },
-            campaigns: ctx.ports.get::<dyn CampaignStore>().await?,
-            entries: ctx.ports.get::<dyn EntryStore>().await?,
-            xp: ctx.ports.get::<dyn PlayerXp>().await?,
-        };
-        let scheduler = state.campaigns.clone();
-        Ok(Service {
-            router: router(state),
-            tasks: vec![Task::new("campaign scheduler", move |stop| {
-                run_scheduler(scheduler, tick, stop)
-            })],
-            readiness: None,
-        })
-    }
+async fn build(ctx: &Context, args: CampaignsArgs) -> Result<Service, BuildError> {
+    let tick = args.tick()?;
+    let state = CampaignsState {
+        config: Arc::new(CampaignsConfig {
+            calendar: ctx.shared.calendar.clone(),
+            curve: ctx.shared.level_curve.clone(),
+            tick,
+        }),
+        auth: OperatorAuth {
+            sessions: ctx.ports.get::<dyn Sessions>().await?,
+        },
+        campaigns: ctx.ports.get::<dyn CampaignStore>().await?,
+        entries: ctx.ports.get::<dyn EntryStore>().await?,
+        xp: ctx.ports.get::<dyn PlayerXp>().await?,
+    };
+    let scheduler = state.campaigns.clone();
+    Ok(Service {
+        router: router(state),
+        tasks: vec![Task::new("campaign scheduler", move |stop| {
+            run_scheduler(scheduler, tick, stop)
+        })],
+        readiness: None,
+    })
 }

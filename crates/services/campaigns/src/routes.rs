@@ -5,6 +5,9 @@ use axum::http::StatusCode;
 use liveops_core::draw;
 use liveops_core::now_ms;
 use liveops_core::stores::{AuditEntry, Campaign, CampaignState, Role};
+use liveops_http::responses::{
+    BadRequest, Forbidden, NotFound, TooLarge, Unauthenticated, Unavailable,
+};
 use liveops_http::{Bounded, IdPath, Json, Operator, Problem, Query};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -49,11 +52,11 @@ async fn load(state: &CampaignsState, id: &str) -> Result<Campaign, Problem> {
     request_body = NewCampaign,
     responses(
         (status = 201, description = "The draft", body = CampaignView),
-        (status = 400, description = "A bad field: window, eligibility, reward (winners 1..=10000, tiers, unknown window, a rank campaign over more than one period)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin or operator", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        TooLarge,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email))]
@@ -111,9 +114,9 @@ pub(crate) struct ListQuery {
     params(ListQuery),
     responses(
         (status = 200, description = "Campaigns", body = CampaignList),
-        (status = 400, description = "Bad state or limit", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        Unavailable,
     )
 )]
 pub(crate) async fn list(
@@ -138,10 +141,10 @@ pub(crate) async fn list(
     params(IdPath),
     responses(
         (status = 200, description = "The campaign", body = CampaignView),
-        (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such campaign", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        NotFound,
+        Unavailable,
     )
 )]
 pub(crate) async fn one(
@@ -163,12 +166,12 @@ pub(crate) async fn one(
     request_body = CampaignChange,
     responses(
         (status = 200, description = "The draft after the change", body = CampaignView),
-        (status = 400, description = "A bad field", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin or operator", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such campaign", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        NotFound,
         (status = 409, description = "Not a draft any more, or changed meanwhile", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email, campaign = %id))]
@@ -247,12 +250,12 @@ fn changed_meanwhile() -> Problem {
     params(IdPath),
     responses(
         (status = 200, description = "Scheduled, with its commitment", body = CampaignView),
-        (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin or operator", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such campaign", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        NotFound,
         (status = 409, description = "Not a draft, its end has passed, or it changed meanwhile", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email, campaign = %id))]
@@ -305,12 +308,12 @@ pub(crate) async fn schedule(
     params(IdPath),
     responses(
         (status = 200, description = "Cancelled", body = CampaignView),
-        (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin or operator", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such campaign", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        NotFound,
         (status = 409, description = "Already ended, settled or cancelled", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email, campaign = %id))]

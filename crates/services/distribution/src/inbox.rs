@@ -10,6 +10,9 @@ use axum::http::StatusCode;
 use liveops_core::event::is_label;
 use liveops_core::stores::{AuditEntry, ClaimOutcome, InboxClaim, InboxMessage, Role};
 use liveops_core::{now_ms, PlayerId, Receipt};
+use liveops_http::responses::{
+    BadRequest, Forbidden, NotFound, TooLarge, Unauthenticated, Unauthorized, Unavailable,
+};
 use liveops_http::{
     check_id, parse_json, rfc3339, Bounded, Json, Operator, Path, PlayerPath, Problem, Query,
     SignatureHeaders, Signed,
@@ -128,8 +131,8 @@ fn view(m: InboxMessage, claimed_at: Option<i64>) -> MessageView {
     params(PlayerPath, InboxQuery),
     responses(
         (status = 200, description = "The messages", body = InboxView),
-        (status = 400, description = "Bad player id or limit", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unavailable,
     )
 )]
 pub(crate) async fn inbox(
@@ -161,12 +164,12 @@ pub(crate) async fn inbox(
     request_body = ClaimBody,
     responses(
         (status = 200, description = "The receipts (the first claim's, if claimed before)", body = ClaimAnswer),
-        (status = 400, description = "Bad ids or body (its playerId must be the path's)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, bad, stale or replayed signature", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such message in this inbox", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthorized,
+        NotFound,
         (status = 410, description = "Expired before it was claimed", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 256 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        TooLarge,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all, fields(player = %raw.0, message = %raw.1))]
@@ -307,11 +310,11 @@ fn recipients(req: &SendRequest) -> Result<Vec<Option<String>>, Problem> {
     request_body = SendRequest,
     responses(
         (status = 201, description = "Sent", body = Sent),
-        (status = 400, description = "A bad field", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin or operator", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 256 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        TooLarge,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email))]

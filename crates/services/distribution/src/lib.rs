@@ -7,14 +7,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::extract::FromRef;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use clap::Args;
 use liveops_core::stores::{CampaignStore, InboxStore, OutcomeStore, Sessions, WebhookStore};
 use liveops_http::{body_limit, BearerScheme, OperatorAuth, SignatureCheck};
-use liveops_module::{settings, BuildError, ConfigError, Context, Module, Service, Task};
+use liveops_module::{BuildError, ConfigError, Context, Definition, Service, Task};
 use utoipa::OpenApi;
 
 mod deliver;
@@ -192,65 +191,45 @@ pub fn router(state: DistributionState) -> Router {
 )]
 struct ApiDoc;
 
-/// Distribution as a module of the binary: `--target distribution`, port 8087.
-#[derive(Debug)]
-pub struct Distribution;
+/// Distribution's row in the module table: `--target distribution`, port 8087.
+pub static MODULE: Definition<DistributionArgs> = Definition {
+    name: "distribution",
+    port: 8087,
+    groups: &[],
+    openapi: |_| ApiDoc::openapi(),
+    check: |args| args.config().map(drop),
+    build: |ctx, args| Box::pin(build(ctx, args)),
+};
 
-/// Distribution's row in the module table.
-pub static MODULE: Distribution = Distribution;
-
-#[async_trait]
-impl Module for Distribution {
-    fn name(&self) -> &'static str {
-        "distribution"
+async fn build(ctx: &Context, args: DistributionArgs) -> Result<Service, BuildError> {
+    let config = args.config()?;
+    if config.settle_delay > Duration::ZERO {
+        tracing::warn!(
+            delay_ms = config.settle_delay.as_millis() as u64,
+            "SETTLE_DELAY_MS is set: settlement is slowed down (tests only)"
+        );
     }
-
-    fn port(&self) -> u16 {
-        8087
-    }
-
-    fn args(&self, cmd: clap::Command) -> clap::Command {
-        DistributionArgs::augment_args(cmd)
-    }
-
-    fn check(&self, args: &clap::ArgMatches) -> Result<(), ConfigError> {
-        settings::<DistributionArgs>(args)?.config().map(drop)
-    }
-
-    fn openapi(&self) -> utoipa::openapi::OpenApi {
-        ApiDoc::openapi()
-    }
-
-    async fn build(&self, ctx: &Context) -> Result<Service, BuildError> {
-        let config = settings::<DistributionArgs>(&ctx.args)?.config()?;
-        if config.settle_delay > Duration::ZERO {
-            tracing::warn!(
-                delay_ms = config.settle_delay.as_millis() as u64,
-                "SETTLE_DELAY_MS is set: settlement is slowed down (tests only)"
-            );
-        }
-        let state = DistributionState {
-            config: Arc::new(config),
-            auth: OperatorAuth {
-                sessions: ctx.ports.get::<dyn Sessions>().await?,
-            },
-            signatures: SignatureCheck {
-                keys: ctx.signing_keys().await,
-                tolerance_s: ctx.shared.signature_tolerance_s,
-            },
-            campaigns: ctx.ports.get::<dyn CampaignStore>().await?,
-            outcomes: ctx.ports.get::<dyn OutcomeStore>().await?,
-            inbox: ctx.ports.get::<dyn InboxStore>().await?,
-            webhooks: ctx.ports.get::<dyn WebhookStore>().await?,
-        };
-        let (settler, hooks) = (state.clone(), state.clone());
-        Ok(Service {
-            router: router(state),
-            tasks: vec![
-                Task::new("settlement", move |stop| run_settler(settler, stop)),
-                Task::new("webhook deliveries", move |stop| run_webhooks(hooks, stop)),
-            ],
-            readiness: None,
-        })
-    }
+    let state = DistributionState {
+        config: Arc::new(config),
+        auth: OperatorAuth {
+            sessions: ctx.ports.get::<dyn Sessions>().await?,
+        },
+        signatures: SignatureCheck {
+            keys: ctx.signing_keys().await,
+            tolerance_s: ctx.shared.signature_tolerance_s,
+        },
+        campaigns: ctx.ports.get::<dyn CampaignStore>().await?,
+        outcomes: ctx.ports.get::<dyn OutcomeStore>().await?,
+        inbox: ctx.ports.get::<dyn InboxStore>().await?,
+        webhooks: ctx.ports.get::<dyn WebhookStore>().await?,
+    };
+    let (settler, hooks) = (state.clone(), state.clone());
+    Ok(Service {
+        router: router(state),
+        tasks: vec![
+            Task::new("settlement", move |stop| run_settler(settler, stop)),
+            Task::new("webhook deliveries", move |stop| run_webhooks(hooks, stop)),
+        ],
+        readiness: None,
+    })
 }

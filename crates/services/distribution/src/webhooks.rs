@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use liveops_core::now_ms;
 use liveops_core::stores::{Attempt, AuditEntry, Delivery, DeliveryState, Role, Webhook};
+use liveops_http::responses::{BadRequest, Forbidden, NotFound, Unauthenticated, Unavailable};
 use liveops_http::{rfc3339, Bounded, IdPath, Json, Operator, Problem, Query};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -154,10 +155,10 @@ fn delivery_view((d, attempts): (Delivery, Vec<Attempt>)) -> DeliveryView {
     request_body = NewWebhook,
     responses(
         (status = 201, description = "Subscribed", body = WebhookView),
-        (status = 400, description = "Bad URL (or a private, loopback or link-local target), events or secret", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin or operator", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email))]
@@ -223,9 +224,9 @@ pub(crate) async fn create(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The webhooks", body = WebhookList),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin or operator", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        Unauthenticated,
+        Forbidden,
+        Unavailable,
     )
 )]
 pub(crate) async fn list(
@@ -248,11 +249,11 @@ pub(crate) async fn list(
     params(IdPath),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Bad id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin or operator", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such webhook", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        NotFound,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email, webhook = %id))]
@@ -296,10 +297,10 @@ pub(crate) struct DeliveriesQuery {
     params(IdPath, DeliveriesQuery),
     responses(
         (status = 200, description = "Deliveries, newest first", body = DeliveryList),
-        (status = 400, description = "Bad id or limit", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin or operator", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        Unavailable,
     )
 )]
 pub(crate) async fn deliveries(

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::extract::FromRef;
 use axum::routing::{delete, get};
 use axum::Router;
@@ -17,7 +16,7 @@ use liveops_core::ports::{topics, Blocklist};
 use liveops_core::stores::{AuditLog, FairnessStore, Sessions};
 use liveops_core::Bus;
 use liveops_http::{BearerScheme, OperatorAuth};
-use liveops_module::{settings, BuildError, ConfigError, Context, Group, Module, Service, Task};
+use liveops_module::{BuildError, ConfigError, Context, Definition, Group, Service, Task};
 use utoipa::OpenApi;
 
 mod consumer;
@@ -162,63 +161,37 @@ pub fn router(state: FairnessState) -> Router {
 )]
 struct ApiDoc;
 
-/// Fairness as a module of the binary: `--target fairness`, port 8081.
-#[derive(Debug)]
-pub struct Fairness;
+/// Fairness's row in the module table: `--target fairness`, port 8081.
+pub static MODULE: Definition<FairnessArgs> = Definition {
+    name: "fairness",
+    port: 8081,
+    groups: &[Group {
+        topic: topics::INGESTED,
+        group: GROUP,
+    }],
+    openapi: |_| ApiDoc::openapi(),
+    check: |args| args.config("check", 1).map(drop),
+    build: |ctx, args| Box::pin(build(ctx, args)),
+};
 
-/// Fairness's row in the module table.
-pub static MODULE: Fairness = Fairness;
-
-#[async_trait]
-impl Module for Fairness {
-    fn name(&self) -> &'static str {
-        "fairness"
-    }
-
-    fn port(&self) -> u16 {
-        8081
-    }
-
-    fn args(&self, cmd: clap::Command) -> clap::Command {
-        FairnessArgs::augment_args(cmd)
-    }
-
-    fn check(&self, args: &clap::ArgMatches) -> Result<(), ConfigError> {
-        settings::<FairnessArgs>(args)?.config("check", 1).map(drop)
-    }
-
-    fn groups(&self) -> &'static [Group] {
-        &[Group {
-            topic: topics::INGESTED,
-            group: GROUP,
-        }]
-    }
-
-    fn openapi(&self) -> utoipa::openapi::OpenApi {
-        ApiDoc::openapi()
-    }
-
-    async fn build(&self, ctx: &Context) -> Result<Service, BuildError> {
-        let shared = &ctx.shared;
-        let config = settings::<FairnessArgs>(&ctx.args)?
-            .config(&shared.consumer_name, shared.batch_size)?;
-        let state = FairnessState {
-            config: Arc::new(config),
-            bus: ctx.ports.get::<dyn Bus>().await?,
-            blocks: ctx.ports.get::<dyn Blocklist>().await?,
-            store: ctx.ports.get::<dyn FairnessStore>().await?,
-            auth: OperatorAuth {
-                sessions: ctx.ports.get::<dyn Sessions>().await?,
-            },
-            audit: ctx.ports.get::<dyn AuditLog>().await?,
-        };
-        let consumer = state.clone();
-        Ok(Service {
-            router: router(state),
-            tasks: vec![Task::new("fairness consumer", move |stop| {
-                run_consumer(consumer, stop)
-            })],
-            readiness: None,
-        })
-    }
+async fn build(ctx: &Context, args: FairnessArgs) -> Result<Service, BuildError> {
+    let shared = &ctx.shared;
+    let state = FairnessState {
+        config: Arc::new(args.config(&shared.consumer_name, shared.batch_size)?),
+        bus: ctx.ports.get::<dyn Bus>().await?,
+        blocks: ctx.ports.get::<dyn Blocklist>().await?,
+        store: ctx.ports.get::<dyn FairnessStore>().await?,
+        auth: OperatorAuth {
+            sessions: ctx.ports.get::<dyn Sessions>().await?,
+        },
+        audit: ctx.ports.get::<dyn AuditLog>().await?,
+    };
+    let consumer = state.clone();
+    Ok(Service {
+        router: router(state),
+        tasks: vec![Task::new("fairness consumer", move |stop| {
+            run_consumer(consumer, stop)
+        })],
+        readiness: None,
+    })
 }

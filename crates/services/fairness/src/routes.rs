@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::FairnessState;
+use liveops_http::responses::{BadRequest, Forbidden, Unauthenticated, Unavailable};
 
 /// Flags listed on a player's page.
 const PLAYER_FLAGS: u32 = 100;
@@ -17,6 +18,7 @@ const DEFAULT_LIMIT: i64 = 100;
 
 /// The query of `/fairness/flags`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct FlagsQuery {
     /// How many flags, newest first (default 100).
@@ -103,9 +105,9 @@ impl From<Flag> for FlagView {
     params(PlayerPath),
     responses(
         (status = 200, description = "The player's standing", body = PlayerFairness),
-        (status = 400, description = "Invalid player id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Operators exist and no valid token was sent", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is down; retry", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -151,9 +153,9 @@ async fn player_view(state: &FairnessState, player: &str) -> Result<PlayerFairne
     params(FlagsQuery),
     responses(
         (status = 200, description = "Recent flags", body = FlagList),
-        (status = 400, description = "Bad `limit`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Operators exist and no valid token was sent", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The repository is down; retry", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -181,10 +183,10 @@ pub(crate) async fn flags(
     params(PlayerPath),
     responses(
         (status = 200, description = "The player's standing after the unblock", body = PlayerFairness),
-        (status = 400, description = "Invalid player id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin or operator", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is down; retry", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email, player = %player.as_str()))]

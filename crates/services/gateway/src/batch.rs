@@ -9,7 +9,7 @@ use liveops_core::event::validate_event;
 use liveops_core::ports::topics;
 use liveops_core::Event;
 use liveops_http::{Problem, SignatureHeaders, Signed};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -17,16 +17,22 @@ use uuid::Uuid;
 use crate::guard::{dropped, ingested, refused, screen};
 use crate::idempotency::{admit, event_id, finish_detached, replay, Admission, IdempotencyHeader};
 use crate::ingest::envelope;
-use crate::GatewayState;
+use crate::{GatewayConfig, GatewayState};
+use liveops_http::responses::{
+    BadRequest, Conflict, KeyReused, TooLarge, Unauthorized, Unavailable,
+};
 
-/// A batch of events (a bare JSON array of events is accepted too).
-/// Only documents the shape: batches are read as raw JSON so each event is validated on its own.
-#[allow(dead_code)]
-#[derive(Clone, Debug, Deserialize, ToSchema)]
-pub(crate) struct BatchBody {
-    /// 1..=500 events.
-    pub(crate) events: Vec<Event>,
+/// A batch of events: `{"events": [...]}` or a bare array. Only documents the shape: batches are
+/// read as raw JSON so each event is judged on its own, with a result per event.
+pub(crate) struct BatchBody;
+
+impl utoipa::PartialSchema for BatchBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        liveops_core::event_schema::batch_schema(GatewayConfig::default().max_batch_events)
+    }
 }
+
+impl ToSchema for BatchBody {}
 
 /// The answer to a batch: how many events were accepted, and a result for each.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -92,12 +98,12 @@ impl ItemResult {
     responses(
         (status = 200, description = "A result per event", body = BatchAnswer),
         (status = 208, description = "Repeat of an Idempotency-Key: the first answer", body = BatchAnswer),
-        (status = 400, description = "Not a batch, or empty", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, bad, stale or replayed signature", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The same Idempotency-Key is still being processed", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 1 MiB or more than 500 events", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The bus or hot state is down; retry", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthorized,
+        Conflict,
+        TooLarge,
+        KeyReused,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all, fields(events = tracing::field::Empty, accepted = tracing::field::Empty))]

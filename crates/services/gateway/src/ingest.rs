@@ -15,6 +15,10 @@ use uuid::Uuid;
 use crate::guard::{dropped, ingested, refused, screen};
 use crate::idempotency::{admit, event_id, finish_detached, replay, Admission, IdempotencyHeader};
 use crate::GatewayState;
+use liveops_http::responses::{
+    BadRequest, Conflict, Forbidden, KeyReused, TooLarge, TooManyRequests, Unauthorized,
+    Unavailable,
+};
 
 /// The answer to an accepted event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -50,14 +54,14 @@ pub(crate) fn envelope(event: Event, event_id: Uuid, received_at: i64) -> (Uuid,
     responses(
         (status = 202, description = "On the bus", body = EventAccepted),
         (status = 208, description = "Repeat of an Idempotency-Key: the first answer", body = EventAccepted),
-        (status = 400, description = "Invalid event or header; `field` names it", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, bad, stale or replayed signature", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Player blocked by fairness checks", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The same Idempotency-Key is still being processed", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Player over the rate limit; see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The bus or hot state is down; retry", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthorized,
+        Forbidden,
+        Conflict,
+        TooLarge,
+        KeyReused,
+        TooManyRequests,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all, fields(player = tracing::field::Empty, event_id = tracing::field::Empty))]

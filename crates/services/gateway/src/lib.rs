@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::extract::FromRef;
 use axum::routing::post;
 use axum::Router;
@@ -16,7 +15,7 @@ use clap::Args;
 use liveops_core::ports::{Blocklist, Idempotency, RateLimiter, ReplayGuard};
 use liveops_core::{Bus, Limits};
 use liveops_http::{body_limit, SignatureCheck};
-use liveops_module::{settings, BuildError, ConfigError, Context, Module, Service};
+use liveops_module::{BuildError, ConfigError, Context, Definition, Service};
 use utoipa::OpenApi;
 
 mod batch;
@@ -157,49 +156,28 @@ pub fn router(state: GatewayState) -> Router {
 )]
 struct ApiDoc;
 
-/// The gateway as a module of the binary: `--target gateway`, port 8080.
-#[derive(Debug)]
-pub struct Gateway;
+/// The gateway's row in the module table: `--target gateway`, port 8080.
+pub static MODULE: Definition<GatewayArgs> = Definition {
+    name: "gateway",
+    port: 8080,
+    groups: &[],
+    openapi: |_| ApiDoc::openapi(),
+    check: |args| args.config().map(drop),
+    build: |ctx, args| Box::pin(build(ctx, args)),
+};
 
-/// The gateway's row in the module table.
-pub static MODULE: Gateway = Gateway;
-
-#[async_trait]
-impl Module for Gateway {
-    fn name(&self) -> &'static str {
-        "gateway"
-    }
-
-    fn port(&self) -> u16 {
-        8080
-    }
-
-    fn args(&self, cmd: clap::Command) -> clap::Command {
-        GatewayArgs::augment_args(cmd)
-    }
-
-    fn check(&self, args: &clap::ArgMatches) -> Result<(), ConfigError> {
-        settings::<GatewayArgs>(args)?.config().map(drop)
-    }
-
-    fn openapi(&self) -> utoipa::openapi::OpenApi {
-        ApiDoc::openapi()
-    }
-
-    async fn build(&self, ctx: &Context) -> Result<Service, BuildError> {
-        let config = settings::<GatewayArgs>(&ctx.args)?.config()?;
-        let state = GatewayState {
-            config: Arc::new(config),
-            signatures: SignatureCheck {
-                keys: ctx.signing_keys().await,
-                tolerance_s: ctx.shared.signature_tolerance_s,
-            },
-            bus: ctx.ports.get::<dyn Bus>().await?,
-            idem: ctx.ports.get::<dyn Idempotency>().await?,
-            replay: ctx.ports.get::<dyn ReplayGuard>().await?,
-            rates: ctx.ports.get::<dyn RateLimiter>().await?,
-            blocks: ctx.ports.get::<dyn Blocklist>().await?,
-        };
-        Ok(Service::routes(router(state)))
-    }
+async fn build(ctx: &Context, args: GatewayArgs) -> Result<Service, BuildError> {
+    let state = GatewayState {
+        config: Arc::new(args.config()?),
+        signatures: SignatureCheck {
+            keys: ctx.signing_keys().await,
+            tolerance_s: ctx.shared.signature_tolerance_s,
+        },
+        bus: ctx.ports.get::<dyn Bus>().await?,
+        idem: ctx.ports.get::<dyn Idempotency>().await?,
+        replay: ctx.ports.get::<dyn ReplayGuard>().await?,
+        rates: ctx.ports.get::<dyn RateLimiter>().await?,
+        blocks: ctx.ports.get::<dyn Blocklist>().await?,
+    };
+    Ok(Service::routes(router(state)))
 }

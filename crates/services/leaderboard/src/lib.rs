@@ -9,17 +9,17 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use axum::routing::get;
 use axum::Router;
 use clap::Args;
 use liveops_core::ports::topics;
 use liveops_core::stores::{ProcessedEvents, ScoreStore};
 use liveops_core::{Bus, Calendar, RankStore, Window};
-use liveops_module::{settings, BuildError, ConfigError, Context, Group, Module, Service, Task};
+use liveops_module::{BuildError, ConfigError, Context, Definition, Group, Service, Task};
 use utoipa::OpenApi;
 
 mod consumer;
+mod openapi;
 mod routes;
 mod scores;
 mod snapshots;
@@ -186,75 +186,55 @@ pub fn router(state: LeaderboardState) -> Router {
 )]
 struct ApiDoc;
 
-/// The leaderboard as a module of the binary: `--target leaderboard`, port 8082.
-#[derive(Debug)]
-pub struct Leaderboard;
+/// The leaderboard's row in the module table: `--target leaderboard`, port 8082.
+pub static MODULE: Definition<LeaderboardArgs> = Definition {
+    name: "leaderboard",
+    port: 8082,
+    groups: &[Group {
+        topic: topics::ACCEPTED,
+        group: GROUP,
+    }],
+    openapi: |args| {
+        let windows = args
+            .config(Calendar::default(), "openapi", 1)
+            .map(|c| c.windows)
+            .unwrap_or_default();
+        openapi::for_windows(ApiDoc::openapi(), &windows)
+    },
+    check: |args| args.config(Calendar::default(), "check", 1).map(drop),
+    build: |ctx, args| Box::pin(build(ctx, args)),
+};
 
-/// The leaderboard's row in the module table.
-pub static MODULE: Leaderboard = Leaderboard;
-
-#[async_trait]
-impl Module for Leaderboard {
-    fn name(&self) -> &'static str {
-        "leaderboard"
-    }
-
-    fn port(&self) -> u16 {
-        8082
-    }
-
-    fn args(&self, cmd: clap::Command) -> clap::Command {
-        LeaderboardArgs::augment_args(cmd)
-    }
-
-    fn check(&self, args: &clap::ArgMatches) -> Result<(), ConfigError> {
-        settings::<LeaderboardArgs>(args)?
-            .config(Calendar::default(), "check", 1)
-            .map(drop)
-    }
-
-    fn groups(&self) -> &'static [Group] {
-        &[Group {
-            topic: topics::ACCEPTED,
-            group: GROUP,
-        }]
-    }
-
-    fn openapi(&self) -> utoipa::openapi::OpenApi {
-        ApiDoc::openapi()
-    }
-
-    async fn build(&self, ctx: &Context) -> Result<Service, BuildError> {
-        let shared = &ctx.shared;
-        let config = settings::<LeaderboardArgs>(&ctx.args)?.config(
-            shared.calendar.clone(),
-            &shared.consumer_name,
-            shared.batch_size,
-        )?;
-        let state = LeaderboardState {
-            config: Arc::new(config),
-            bus: ctx.ports.get::<dyn Bus>().await?,
-            ranks: ctx.ports.get::<dyn RankStore>().await?,
-            store: ctx.ports.get::<dyn ScoreStore>().await?,
-            processed: ctx.ports.get::<dyn ProcessedEvents>().await?,
-            loaded: Arc::default(),
-            top_cache: Arc::default(),
-        };
-        let loaded = state.loaded.clone();
-        let (consumer, snapshots) = (state.clone(), state.clone());
-        Ok(Service {
-            router: router(state),
-            tasks: vec![
-                Task::new("leaderboard consumer", move |stop| {
-                    run_consumer(consumer, stop)
-                }),
-                Task::new("leaderboard snapshots", move |stop| {
-                    run_snapshots(snapshots, stop)
-                }),
-            ],
-            readiness: Some(Arc::new(move || {
-                (!loaded.load(Ordering::Acquire)).then(|| "leaderboard: rebuilding boards".into())
-            })),
-        })
-    }
+async fn build(ctx: &Context, args: LeaderboardArgs) -> Result<Service, BuildError> {
+    let shared = &ctx.shared;
+    let config = args.config(
+        shared.calendar.clone(),
+        &shared.consumer_name,
+        shared.batch_size,
+    )?;
+    let state = LeaderboardState {
+        config: Arc::new(config),
+        bus: ctx.ports.get::<dyn Bus>().await?,
+        ranks: ctx.ports.get::<dyn RankStore>().await?,
+        store: ctx.ports.get::<dyn ScoreStore>().await?,
+        processed: ctx.ports.get::<dyn ProcessedEvents>().await?,
+        loaded: Arc::default(),
+        top_cache: Arc::default(),
+    };
+    let loaded = state.loaded.clone();
+    let (consumer, snapshots) = (state.clone(), state.clone());
+    Ok(Service {
+        router: router(state),
+        tasks: vec![
+            Task::new("leaderboard consumer", move |stop| {
+                run_consumer(consumer, stop)
+            }),
+            Task::new("leaderboard snapshots", move |stop| {
+                run_snapshots(snapshots, stop)
+            }),
+        ],
+        readiness: Some(Arc::new(move || {
+            (!loaded.load(Ordering::Acquire)).then(|| "leaderboard: rebuilding boards".into())
+        })),
+    })
 }

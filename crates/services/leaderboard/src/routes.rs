@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::scores::is_live;
 use crate::LeaderboardState;
+use liveops_http::responses::{BadRequest, NotFound, Unavailable};
 
 /// Largest `limit` on `/leaderboard`.
 const MAX_LIMIT: u64 = 1000;
@@ -27,6 +28,7 @@ type Limit = Bounded<1, 1000>;
 
 /// The query of `GET /leaderboard`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct TopQuery {
     /// A configured window; default the first configured.
@@ -36,12 +38,12 @@ pub(crate) struct TopQuery {
     #[param(inline)]
     limit: Option<Limit>,
     /// Period id (`2026-11-21`, `2026-W47`, `season-4`); default the current one.
-    #[param(pattern = r"^(\d{4}-\d{2}-\d{2}|\d{4}-W\d{2}|season-\d{1,6})$")]
     period: Option<String>,
 }
 
 /// The query of `GET /leaderboard/players/{id}`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct RankQuery {
     /// A configured window; default the first configured.
@@ -51,24 +53,24 @@ pub(crate) struct RankQuery {
     #[param(inline)]
     around: Option<Bounded<0, 50>>,
     /// Period id; default the current one.
-    #[param(pattern = r"^(\d{4}-\d{2}-\d{2}|\d{4}-W\d{2}|season-\d{1,6})$")]
     period: Option<String>,
 }
 
 /// The query of `GET /leaderboard/history`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct HistoryQuery {
     /// A configured window; default the first configured.
     #[param(value_type = Option<Window>, inline)]
     window: Option<String>,
     /// Period id; default the latest with a final snapshot.
-    #[param(pattern = r"^(\d{4}-\d{2}-\d{2}|\d{4}-W\d{2}|season-\d{1,6})$")]
     period: Option<String>,
 }
 
 /// The query of `GET /leaderboard/history/periods`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct PeriodsQuery {
     /// A configured window; default the first configured.
@@ -161,7 +163,7 @@ fn window(state: &LeaderboardState, q: Option<&str>) -> Result<Window, Problem> 
             .first()
             .copied()
             .ok_or_else(|| Problem::invalid("window", "no window is configured")),
-        Some(s) => Window::parse(s.trim())
+        Some(s) => Window::parse(s)
             .filter(|w| configured.contains(w))
             .ok_or_else(|| Problem::invalid("window", format!("must be one of: {}", names()))),
     }
@@ -177,7 +179,10 @@ fn period(
     let calendar = &state.config.calendar;
     match q {
         None => Ok(calendar.period_at_ms(window, now)),
-        Some(s) => calendar.parse_period(window, s.trim()).map_err(|_| {
+        Some(s) => calendar.parse_period(window, s).map_err(|e| {
+            if e.well_formed {
+                return Problem::not_found(format!("there is no {window} period {s}"));
+            }
             let example = calendar.period_at_ms(window, now).id;
             Problem::invalid(
                 "period",
@@ -202,9 +207,9 @@ fn not_found_board(board: &Board) -> Problem {
     params(TopQuery),
     responses(
         (status = 200, description = "Ranked players", body = LeaderboardView),
-        (status = 400, description = "Bad window, limit or period", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such board (not live, never archived)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        NotFound,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -286,9 +291,9 @@ fn ensure_loaded(state: &LeaderboardState) -> Result<(), Problem> {
     params(PlayerPath, RankQuery),
     responses(
         (status = 200, description = "The player's standing", body = PlayerRankView),
-        (status = 400, description = "Bad player id, window, around or period", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The player is not ranked on this board", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        NotFound,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all, fields(player))]
@@ -387,9 +392,9 @@ fn history_view(state: &LeaderboardState, s: Snapshot) -> Result<HistoryView, Pr
     params(HistoryQuery),
     responses(
         (status = 200, description = "The archived snapshot", body = HistoryView),
-        (status = 400, description = "Bad window or period", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No snapshot", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        NotFound,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -434,8 +439,8 @@ pub(crate) async fn get_history(
     params(PeriodsQuery),
     responses(
         (status = 200, description = "Archived periods", body = PeriodsView),
-        (status = 400, description = "Bad window or limit", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all)]

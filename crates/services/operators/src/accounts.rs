@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use liveops_core::now_ms;
 use liveops_core::stores::{AuditEntry, OperatorRecord, Role};
+use liveops_http::responses::{BadRequest, Forbidden, NotFound, Unauthenticated, Unavailable};
 use liveops_http::{rfc3339, Bounded, IdPath, Json, Operator, Problem, Query};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -137,11 +138,11 @@ pub(crate) struct AuditQuery {
     request_body = NewOperator,
     responses(
         (status = 201, description = "Created", body = OperatorView),
-        (status = 400, description = "Bad email, password (12..=256 characters) or role", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
         (status = 409, description = "The email is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email))]
@@ -184,9 +185,9 @@ pub(crate) async fn create(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Every operator, oldest first", body = OperatorsList),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        Unauthenticated,
+        Forbidden,
+        Unavailable,
     )
 )]
 pub(crate) async fn list(
@@ -211,12 +212,12 @@ pub(crate) async fn list(
     request_body = OperatorChange,
     responses(
         (status = 200, description = "The operator after the change", body = OperatorView),
-        (status = 400, description = "Bad id or body", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such operator", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        NotFound,
         (status = 409, description = "It would leave no enabled admin, or it changed meanwhile", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email, operator = %id))]
@@ -281,10 +282,10 @@ pub(crate) async fn update(
     params(AuditQuery),
     responses(
         (status = 200, description = "The latest changes, newest first", body = AuditList),
-        (status = 400, description = "Bad `limit`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        Unavailable,
     )
 )]
 pub(crate) async fn audit(

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use liveops_core::now_ms;
 use liveops_core::stores::{ApiKeyInfo, AuditEntry, Role};
+use liveops_http::responses::{BadRequest, Forbidden, NotFound, Unauthenticated, Unavailable};
 use liveops_http::{check_id, rfc3339, Json, Operator, Path, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -87,10 +88,10 @@ fn audit_json(k: &ApiKeyInfo) -> String {
     request_body = NewApiKey,
     responses(
         (status = 201, description = "The key, with its secret (shown this once)", body = CreatedApiKey),
-        (status = 400, description = "Bad name", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email))]
@@ -145,9 +146,9 @@ pub(crate) async fn create(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Every key, newest first", body = ApiKeyList),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        Unauthenticated,
+        Forbidden,
+        Unavailable,
     )
 )]
 pub(crate) async fn list(
@@ -170,11 +171,11 @@ pub(crate) async fn list(
     params(("keyId" = String, Path, description = "The key's id", pattern = "^[A-Za-z0-9_.:-]{1,64}$", min_length = 1, max_length = 64)),
     responses(
         (status = 200, description = "The key, revoked", body = ApiKeyView),
-        (status = 400, description = "Bad key id", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such active key", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        NotFound,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email, key_id = %key_id))]

@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::extract::FromRef;
 use axum::routing::{delete, get, patch, post};
 use axum::Router;
@@ -21,7 +20,7 @@ use liveops_core::stores::{
 };
 use liveops_core::{now_ms, PortError};
 use liveops_http::{body_limit, BearerScheme, OperatorAuth};
-use liveops_module::{settings, BuildError, ConfigError, Context, Module, Service};
+use liveops_module::{BuildError, ConfigError, Context, Definition, Service};
 use utoipa::OpenApi;
 
 mod accounts;
@@ -268,55 +267,34 @@ pub enum CreateError {
     Port(#[from] PortError),
 }
 
-/// The operators service as a module of the binary: `--target operators`, port 8084.
-#[derive(Debug)]
-pub struct Operators;
+/// The operators service's row in the module table: `--target operators`, port 8084.
+pub static MODULE: Definition<OperatorsArgs> = Definition {
+    name: "operators",
+    port: 8084,
+    groups: &[],
+    openapi: |_| ApiDoc::openapi(),
+    check: |args| args.config().map(drop),
+    build: |ctx, args| Box::pin(build(ctx, args)),
+};
 
-/// The operators service's row in the module table.
-pub static MODULE: Operators = Operators;
-
-#[async_trait]
-impl Module for Operators {
-    fn name(&self) -> &'static str {
-        "operators"
+async fn build(ctx: &Context, args: OperatorsArgs) -> Result<Service, BuildError> {
+    let config = args.config()?;
+    let sessions = ctx.ports.get::<dyn Sessions>().await?;
+    let state = OperatorsState {
+        config: Arc::new(config),
+        auth: OperatorAuth {
+            sessions: sessions.clone(),
+        },
+        operators: ctx.ports.get::<dyn OperatorStore>().await?,
+        sessions,
+        audit: ctx.ports.get::<dyn AuditLog>().await?,
+        keys: ctx.ports.get::<dyn ApiKeyStore>().await?,
+        attempts: ctx.ports.get::<dyn Attempts>().await?,
+    };
+    if let Some((email, password)) = args.bootstrap()? {
+        bootstrap_admin(state.operators.as_ref(), &email, password).await?;
     }
-
-    fn port(&self) -> u16 {
-        8084
-    }
-
-    fn args(&self, cmd: clap::Command) -> clap::Command {
-        OperatorsArgs::augment_args(cmd)
-    }
-
-    fn check(&self, args: &clap::ArgMatches) -> Result<(), ConfigError> {
-        settings::<OperatorsArgs>(args)?.config().map(drop)
-    }
-
-    fn openapi(&self) -> utoipa::openapi::OpenApi {
-        ApiDoc::openapi()
-    }
-
-    async fn build(&self, ctx: &Context) -> Result<Service, BuildError> {
-        let args = settings::<OperatorsArgs>(&ctx.args)?;
-        let config = args.config()?;
-        let sessions = ctx.ports.get::<dyn Sessions>().await?;
-        let state = OperatorsState {
-            config: Arc::new(config),
-            auth: OperatorAuth {
-                sessions: sessions.clone(),
-            },
-            operators: ctx.ports.get::<dyn OperatorStore>().await?,
-            sessions,
-            audit: ctx.ports.get::<dyn AuditLog>().await?,
-            keys: ctx.ports.get::<dyn ApiKeyStore>().await?,
-            attempts: ctx.ports.get::<dyn Attempts>().await?,
-        };
-        if let Some((email, password)) = args.bootstrap()? {
-            bootstrap_admin(state.operators.as_ref(), &email, password).await?;
-        }
-        Ok(Service::routes(router(state)))
-    }
+    Ok(Service::routes(router(state)))
 }
 
 /// Creates the first admin if no operator exists yet.

@@ -3,6 +3,9 @@
 //! A login answers an opaque token (32 random bytes, hex) that only its SHA-256 is stored of.
 //! Attempts are limited per client address (every attempt) and per account (failures).
 
+use liveops_http::responses::{
+    BadRequest, Forbidden, TooLarge, TooManyRequests, Unauthenticated, Unavailable,
+};
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts, State};
@@ -97,12 +100,12 @@ fn bad_login() -> Problem {
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in", body = LoginAnswer),
-        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
         (status = 401, description = "Wrong email or password", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The operator is disabled", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many attempts from this address or on this account; see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        TooLarge,
+        TooManyRequests,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all, fields(address = %addr.0))]
@@ -176,8 +179,8 @@ pub(crate) async fn login(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Signed out: the token no longer works"),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        Unauthenticated,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all, fields(operator = %op.id))]
@@ -198,8 +201,8 @@ pub(crate) async fn logout(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The signed-in operator", body = OperatorView),
-        (status = 401, description = "No valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        Unauthenticated,
+        Unavailable,
     )
 )]
 pub(crate) async fn me(

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
 use axum::Router;
@@ -14,7 +13,7 @@ use clap::Args;
 use liveops_core::stores::{CampaignStore, EntryStore, OutcomeStore, PlayerXp, ScoreStore};
 use liveops_core::{Calendar, LevelCurve};
 use liveops_http::{body_limit, SignatureCheck};
-use liveops_module::{settings, BuildError, ConfigError, Context, Module, Service, Task};
+use liveops_module::{BuildError, ConfigError, Context, Definition, Service, Task};
 use utoipa::OpenApi;
 
 mod decide;
@@ -106,60 +105,40 @@ pub fn router(state: ParticipationState) -> Router {
 )]
 struct ApiDoc;
 
-/// Participation as a module of the binary: `--target participation`, port 8086.
-#[derive(Debug)]
-pub struct Participation;
+/// Participation's row in the module table: `--target participation`, port 8086.
+pub static MODULE: Definition<ParticipationArgs> = Definition {
+    name: "participation",
+    port: 8086,
+    groups: &[],
+    openapi: |_| ApiDoc::openapi(),
+    check: |args| args.tick().map(drop),
+    build: |ctx, args| Box::pin(build(ctx, args)),
+};
 
-/// Participation's row in the module table.
-pub static MODULE: Participation = Participation;
-
-#[async_trait]
-impl Module for Participation {
-    fn name(&self) -> &'static str {
-        "participation"
-    }
-
-    fn port(&self) -> u16 {
-        8086
-    }
-
-    fn args(&self, cmd: clap::Command) -> clap::Command {
-        ParticipationArgs::augment_args(cmd)
-    }
-
-    fn check(&self, args: &clap::ArgMatches) -> Result<(), ConfigError> {
-        settings::<ParticipationArgs>(args)?.tick().map(drop)
-    }
-
-    fn openapi(&self) -> utoipa::openapi::OpenApi {
-        ApiDoc::openapi()
-    }
-
-    async fn build(&self, ctx: &Context) -> Result<Service, BuildError> {
-        let tick = settings::<ParticipationArgs>(&ctx.args)?.tick()?;
-        let state = ParticipationState {
-            config: Arc::new(ParticipationConfig {
-                calendar: ctx.shared.calendar.clone(),
-                curve: ctx.shared.level_curve.clone(),
-                tick,
-            }),
-            signatures: SignatureCheck {
-                keys: ctx.signing_keys().await,
-                tolerance_s: ctx.shared.signature_tolerance_s,
-            },
-            campaigns: ctx.ports.get::<dyn CampaignStore>().await?,
-            entries: ctx.ports.get::<dyn EntryStore>().await?,
-            outcomes: ctx.ports.get::<dyn OutcomeStore>().await?,
-            xp: ctx.ports.get::<dyn PlayerXp>().await?,
-            scores: ctx.ports.get::<dyn ScoreStore>().await?,
-        };
-        let decider = state.clone();
-        Ok(Service {
-            router: router(state),
-            tasks: vec![Task::new("campaign decider", move |stop| {
-                run_decider(decider, stop)
-            })],
-            readiness: None,
-        })
-    }
+async fn build(ctx: &Context, args: ParticipationArgs) -> Result<Service, BuildError> {
+    let tick = args.tick()?;
+    let state = ParticipationState {
+        config: Arc::new(ParticipationConfig {
+            calendar: ctx.shared.calendar.clone(),
+            curve: ctx.shared.level_curve.clone(),
+            tick,
+        }),
+        signatures: SignatureCheck {
+            keys: ctx.signing_keys().await,
+            tolerance_s: ctx.shared.signature_tolerance_s,
+        },
+        campaigns: ctx.ports.get::<dyn CampaignStore>().await?,
+        entries: ctx.ports.get::<dyn EntryStore>().await?,
+        outcomes: ctx.ports.get::<dyn OutcomeStore>().await?,
+        xp: ctx.ports.get::<dyn PlayerXp>().await?,
+        scores: ctx.ports.get::<dyn ScoreStore>().await?,
+    };
+    let decider = state.clone();
+    Ok(Service {
+        router: router(state),
+        tasks: vec![Task::new("campaign decider", move |stop| {
+            run_decider(decider, stop)
+        })],
+        readiness: None,
+    })
 }

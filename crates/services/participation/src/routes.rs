@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use liveops_core::draw::{self, PublishedDraw, ALGORITHM};
 use liveops_core::stores::{Campaign, CampaignState, Entered, Entry, Reward};
 use liveops_core::PlayerId;
+use liveops_http::responses::{BadRequest, NotFound, TooLarge, Unauthorized, Unavailable};
 use liveops_http::{parse_json, rfc3339, IdPath, Json, Problem, SignatureHeaders, Signed};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -91,12 +92,12 @@ fn not_live(id: &str, state: Option<CampaignState>) -> Problem {
     responses(
         (status = 201, description = "Entered", body = EntryView),
         (status = 200, description = "The same signed request again: the entry it made", body = EntryView),
-        (status = 400, description = "Bad campaign id or body", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, bad, stale or replayed signature", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such campaign", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthorized,
+        NotFound,
         (status = 409, description = "Not live (`campaign-not-live`), the player's level is too low (`not-eligible`), or they entered in this slot already (`entry-limit-reached`)", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 4 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        TooLarge,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all, fields(campaign = %id, player))]
@@ -185,9 +186,9 @@ pub(crate) async fn enter(
     params(IdPath),
     responses(
         (status = 200, description = "The entrants", body = EntrantList),
-        (status = 400, description = "Bad campaign id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such campaign", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        NotFound,
+        Unavailable,
     )
 )]
 pub(crate) async fn entrants(
@@ -212,10 +213,10 @@ pub(crate) async fn entrants(
     params(IdPath),
     responses(
         (status = 200, description = "The draw (seed and winners once drawn)", body = PublishedDraw),
-        (status = 400, description = "Bad campaign id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such campaign", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        NotFound,
         (status = 409, description = "A rank campaign, or a draft (no commitment yet)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        Unavailable,
     )
 )]
 pub(crate) async fn draw(

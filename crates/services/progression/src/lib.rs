@@ -6,15 +6,15 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use axum::extract::FromRef;
 use axum::routing::{get, post};
 use axum::Router;
+use clap::Args;
 use liveops_core::ports::{topics, ViewCache};
 use liveops_core::stores::{ProcessedEvents, ProgressStore};
 use liveops_core::{Bus, Calendar, LevelCurve};
 use liveops_http::{body_limit, SignatureCheck};
-use liveops_module::{BuildError, Context, Group, Module, Service, Task};
+use liveops_module::{BuildError, Context, Definition, Group, Service, Task};
 use utoipa::OpenApi;
 
 mod apply;
@@ -29,6 +29,10 @@ pub use routes::{ClaimRequest, ProgressView};
 pub const GROUP: &str = "progression";
 /// The consumer name under which applied event ids are recorded in the repository.
 pub const CONSUMER_ID: &str = "progression";
+
+/// Progression's own settings: none (`LEVEL_CURVE` is shared, participation reads it too).
+#[derive(Args, Clone, Debug)]
+pub struct ProgressionArgs {}
 
 /// Settings of the progression service.
 #[derive(Clone, Debug)]
@@ -91,59 +95,43 @@ pub fn router(state: ProgressionState) -> Router {
 )]
 struct ApiDoc;
 
-/// Progression as a module of the binary: `--target progression`, port 8083.
-#[derive(Debug)]
-pub struct Progression;
+/// Progression's row in the module table: `--target progression`, port 8083.
+pub static MODULE: Definition<ProgressionArgs> = Definition {
+    name: "progression",
+    port: 8083,
+    groups: &[Group {
+        topic: topics::ACCEPTED,
+        group: GROUP,
+    }],
+    openapi: |_| ApiDoc::openapi(),
+    check: |_| Ok(()),
+    build: |ctx, args| Box::pin(build(ctx, args)),
+};
 
-/// Progression's row in the module table.
-pub static MODULE: Progression = Progression;
-
-#[async_trait]
-impl Module for Progression {
-    fn name(&self) -> &'static str {
-        "progression"
-    }
-
-    fn port(&self) -> u16 {
-        8083
-    }
-
-    fn groups(&self) -> &'static [Group] {
-        &[Group {
-            topic: topics::ACCEPTED,
-            group: GROUP,
-        }]
-    }
-
-    fn openapi(&self) -> utoipa::openapi::OpenApi {
-        ApiDoc::openapi()
-    }
-
-    async fn build(&self, ctx: &Context) -> Result<Service, BuildError> {
-        let shared = &ctx.shared;
-        let state = ProgressionState {
-            config: Arc::new(ProgressionConfig {
-                curve: shared.level_curve.clone(),
-                calendar: shared.calendar.clone(),
-                batch_size: shared.batch_size,
-                consumer_name: shared.consumer_name.clone(),
-            }),
-            signatures: SignatureCheck {
-                keys: ctx.signing_keys().await,
-                tolerance_s: shared.signature_tolerance_s,
-            },
-            bus: ctx.ports.get::<dyn Bus>().await?,
-            cache: ctx.ports.get::<dyn ViewCache>().await?,
-            store: ctx.ports.get::<dyn ProgressStore>().await?,
-            processed: ctx.ports.get::<dyn ProcessedEvents>().await?,
-        };
-        let consumer = state.clone();
-        Ok(Service {
-            router: router(state),
-            tasks: vec![Task::new("progression consumer", move |stop| {
-                run_consumer(consumer, stop)
-            })],
-            readiness: None,
-        })
-    }
+async fn build(ctx: &Context, _args: ProgressionArgs) -> Result<Service, BuildError> {
+    let shared = &ctx.shared;
+    let state = ProgressionState {
+        config: Arc::new(ProgressionConfig {
+            curve: shared.level_curve.clone(),
+            calendar: shared.calendar.clone(),
+            batch_size: shared.batch_size,
+            consumer_name: shared.consumer_name.clone(),
+        }),
+        signatures: SignatureCheck {
+            keys: ctx.signing_keys().await,
+            tolerance_s: shared.signature_tolerance_s,
+        },
+        bus: ctx.ports.get::<dyn Bus>().await?,
+        cache: ctx.ports.get::<dyn ViewCache>().await?,
+        store: ctx.ports.get::<dyn ProgressStore>().await?,
+        processed: ctx.ports.get::<dyn ProcessedEvents>().await?,
+    };
+    let consumer = state.clone();
+    Ok(Service {
+        router: router(state),
+        tasks: vec![Task::new("progression consumer", move |stop| {
+            run_consumer(consumer, stop)
+        })],
+        readiness: None,
+    })
 }

@@ -18,11 +18,13 @@ use uuid::Uuid;
 use crate::apply::{item_of_level_reward, season_of};
 use crate::cache::{self, CACHE_TTL};
 use crate::ProgressionState;
+use liveops_http::responses::{BadRequest, Conflict, TooLarge, Unauthorized, Unavailable};
 
 /// Largest accepted body on `POST /rewards/claim` and `POST /receipts/verify`.
 pub(crate) const BODY_LIMIT: usize = 16 * 1024;
 /// The query of `/players/{id}/progress`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ProgressQuery {
     /// Season number; default the current season.
@@ -52,11 +54,13 @@ pub struct ProgressView {
 
 /// The body of `POST /rewards/claim`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClaimRequest {
-    /// Who claims.
+    /// The player claiming.
+    #[schema(pattern = "^[A-Za-z0-9_]{3,50}$")]
     pub player_id: String,
     /// A pending reward id (`level:4:7`, `drop:<eventId>`).
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
     pub reward_id: String,
 }
 
@@ -77,8 +81,8 @@ fn json_bytes(body: Bytes) -> Response {
     params(PlayerPath, ProgressQuery),
     responses(
         (status = 200, description = "The player's progress (zeros for an unknown player)", body = ProgressView),
-        (status = 400, description = "Bad player id or season", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all, fields(player))]
@@ -169,11 +173,11 @@ fn parse_claim(body: &[u8]) -> Result<(PlayerId, String), Problem> {
     params(SignatureHeaders),
     responses(
         (status = 200, description = "The receipt (the first one, if claimed before)", body = Receipt),
-        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, bad or stale signature", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The player has not earned this reward", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        Unauthorized,
+        Conflict,
+        TooLarge,
+        Unavailable,
     )
 )]
 #[tracing::instrument(skip_all, fields(player, reward))]
@@ -243,8 +247,8 @@ pub(crate) async fn claim_reward(
     request_body = Receipt,
     responses(
         (status = 200, description = "Whether the receipt is authentic", body = Verification),
-        (status = 400, description = "Not a receipt", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
+        BadRequest,
+        TooLarge,
     )
 )]
 #[tracing::instrument(skip_all)]

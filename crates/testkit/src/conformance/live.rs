@@ -790,7 +790,8 @@ pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveS
         ..delivery.clone()
     };
     ok(
-        repo.enqueue(&[*event_id], &[delivery.clone()]).await,
+        repo.enqueue(&[*event_id], std::slice::from_ref(&delivery))
+            .await,
         "enqueue",
     );
     ok(repo.enqueue(&[*event_id], &[twin]).await, "enqueue");

@@ -2,238 +2,114 @@
 # (registry, Redis, Service Bus), burstable PostgreSQL without HA, one system node and 1-3
 # application nodes, a public API server limited to known addresses, no managed Grafana. Redis,
 # PostgreSQL and Key Vault still sit behind private endpoints; Standard Service Bus and the
-# registry have none (Premium only).
+# registry have none (Premium only). What it is made of is modules/stack; this is its size.
 
-locals {
-  env  = "dev"
-  tags = merge(var.tags, { env = local.env, app = "liveops", managed-by = "terraform" })
-}
+terraform {
+  required_version = ">= 1.9.0"
 
-resource "azurerm_resource_group" "this" {
-  name     = "${var.name_prefix}-rg"
-  location = var.location
-  tags     = local.tags
-}
-
-module "network" {
-  source = "../../modules/network"
-
-  name_prefix         = var.name_prefix
-  location            = var.location
-  resource_group_name = azurerm_resource_group.this.name
-  address_space       = var.address_space
-  admin_ssh_cidr      = var.admin_ssh_cidr
-  tags                = local.tags
-}
-
-module "monitoring" {
-  source = "../../modules/monitoring"
-
-  name_prefix              = var.name_prefix
-  location                 = var.location
-  resource_group_name      = azurerm_resource_group.this.name
-  log_retention_days       = 30
-  grafana_enabled          = false
-  grafana_admin_object_ids = []
-  zone_redundant           = false
-  aks_cluster_id           = module.aks.id
-  tags                     = local.tags
-}
-
-module "acr" {
-  source = "../../modules/acr"
-
-  name                = var.acr_name
-  location            = var.location
-  resource_group_name = azurerm_resource_group.this.name
-  sku                 = "Standard"
-  tags                = local.tags
-}
-
-# Jenkins pushes images with its service principal.
-resource "azurerm_role_assignment" "ci_acr_push" {
-  scope                = module.acr.id
-  role_definition_name = "AcrPush"
-  principal_id         = var.ci_principal_object_id
-  principal_type       = "ServicePrincipal"
-}
-
-# The gateway reads its TLS certificate from Key Vault with this identity.
-resource "azurerm_user_assigned_identity" "appgw" {
-  name                = "${var.name_prefix}-appgw"
-  location            = var.location
-  resource_group_name = azurerm_resource_group.this.name
-  tags                = local.tags
-}
-
-module "appgw" {
-  source = "../../modules/appgw"
-
-  name_prefix                = var.name_prefix
-  location                   = var.location
-  resource_group_name        = azurerm_resource_group.this.name
-  subnet_id                  = module.network.appgw_subnet_id
-  zones                      = ["1", "2", "3"]
-  min_capacity               = 0
-  max_capacity               = 2
-  identity_id                = azurerm_user_assigned_identity.appgw.id
-  certificate_secret_id      = module.keyvault.gateway_certificate_secret_id
-  rate_limit_per_minute      = 100
-  log_analytics_workspace_id = module.monitoring.log_analytics_workspace_id
-  tags                       = local.tags
-}
-
-module "aks" {
-  source = "../../modules/aks"
-
-  name_prefix         = var.name_prefix
-  location            = var.location
-  resource_group_name = azurerm_resource_group.this.name
-  kubernetes_version  = var.kubernetes_version
-  sku_tier            = "Free"
-  subnet_id           = module.network.aks_subnet_id
-  zones               = ["1", "2", "3"]
-  system_pool = {
-    vm_size    = "Standard_D2ds_v5"
-    node_count = 1
+  required_providers {
+    azurerm = { source = "hashicorp/azurerm", version = "~> 4.42" }
   }
-  app_pool = {
-    vm_size   = "Standard_D4ds_v5"
-    min_count = 1
-    max_count = 3
+
+  # Remote state in Azure Storage; the blob lease is the state lock. Settings come from
+  # backend.hcl (see backend.hcl.example): terraform init -backend-config=backend.hcl
+  backend "azurerm" {}
+}
+
+provider "azurerm" {
+  subscription_id     = var.subscription_id
+  storage_use_azuread = true
+
+  features {
+    key_vault {
+      purge_soft_delete_on_destroy    = false
+      recover_soft_deleted_key_vaults = true
+    }
+
+    resource_group {
+      prevent_deletion_if_contains_resources = true
+    }
   }
-  admin_group_object_ids        = var.aks_admin_group_object_ids
-  private_cluster               = false
-  api_authorized_ip_ranges      = var.api_authorized_ip_ranges
-  acr_id                        = module.acr.id
-  log_analytics_workspace_id    = module.monitoring.log_analytics_workspace_id
-  application_gateway_id        = module.appgw.id
-  application_gateway_subnet_id = module.network.appgw_subnet_id
-  workload_namespace            = "liveops"
-  workload_service_account      = "liveops"
-  tags                          = local.tags
 }
 
-# AGIC reads the resource group and, because the gateway has a user-assigned identity, must be
-# allowed to assign that identity whenever it rewrites the gateway.
-resource "azurerm_role_assignment" "agic_reader" {
-  scope                = azurerm_resource_group.this.id
-  role_definition_name = "Reader"
-  principal_id         = module.aks.agic_identity_object_id
-  principal_type       = "ServicePrincipal"
-}
+module "stack" {
+  source = "../../modules/stack"
 
-resource "azurerm_role_assignment" "agic_identity_operator" {
-  scope                = azurerm_user_assigned_identity.appgw.id
-  role_definition_name = "Managed Identity Operator"
-  principal_id         = module.aks.agic_identity_object_id
-  principal_type       = "ServicePrincipal"
-}
+  environment        = "dev"
+  name_prefix        = var.name_prefix
+  location           = var.location
+  tags               = var.tags
+  repository_backend = var.repository_backend
 
-module "redis" {
-  source = "../../modules/redis"
-
-  name_prefix                = var.name_prefix
-  location                   = var.location
-  resource_group_name        = azurerm_resource_group.this.name
-  sku_name                   = "Standard"
-  capacity                   = 1
-  persistence                = "none"
-  private_endpoint_subnet_id = module.network.data_subnet_id
-  private_dns_zone_id        = module.network.private_dns_zone_ids["redis"]
-  tags                       = local.tags
-}
-
-module "postgres" {
-  source = "../../modules/postgres"
-
-  name_prefix                = var.name_prefix
-  location                   = var.location
-  resource_group_name        = azurerm_resource_group.this.name
-  sku_name                   = "B_Standard_B1ms"
-  storage_mb                 = 32768
-  zone                       = "1"
-  high_availability          = false
-  backup_retention_days      = 7
-  geo_redundant_backup       = false
-  read_replica               = false
-  private_endpoint_subnet_id = module.network.data_subnet_id
-  private_dns_zone_id        = module.network.private_dns_zone_ids["postgres"]
-  tags                       = local.tags
-}
-
-module "servicebus" {
-  source = "../../modules/servicebus"
-
-  name_prefix           = var.name_prefix
-  location              = var.location
-  resource_group_name   = azurerm_resource_group.this.name
-  sku                   = "Standard"
-  local_auth_enabled    = true
-  workload_principal_id = module.aks.workload_identity_principal_id
-  tags                  = local.tags
-}
-
-resource "random_password" "mysql_liveops" {
-  length  = 32
-  special = false
-}
-
-module "mysql" {
-  source = "../../modules/vm-mysql"
-
-  name_prefix                = var.name_prefix
-  location                   = var.location
-  resource_group_name        = azurerm_resource_group.this.name
-  subnet_id                  = module.network.vm_subnet_id
-  vm_size                    = "Standard_B2s"
-  zone                       = "1"
-  admin_ssh_public_key       = var.mysql_admin_ssh_public_key
-  data_disk_size_gb          = 64
-  backup_disk_size_gb        = 32
-  disk_storage_account_type  = "StandardSSD_LRS"
-  key_vault_name             = module.keyvault.name
-  password_secret_name       = "mysql-liveops-password"
-  backup_interval_minutes    = 15
-  private_endpoint_subnet_id = module.network.data_subnet_id
-  blob_private_dns_zone_id   = module.network.private_dns_zone_ids["blob"]
-  log_analytics_workspace_id = module.monitoring.log_analytics_workspace_id
-  azure_backup_enabled       = false
-  tags                       = local.tags
-}
-
-locals {
-  mysql_url = "mysql://liveops:${random_password.mysql_liveops.result}@${module.mysql.private_ip}:3306/liveops?ssl-mode=required"
-  db_url    = var.repository_backend == "postgres" ? module.postgres.url : local.mysql_url
-}
-
-module "keyvault" {
-  source = "../../modules/keyvault"
-
-  name                          = var.key_vault_name
-  location                      = var.location
-  resource_group_name           = azurerm_resource_group.this.name
-  sku_name                      = "standard"
-  private_endpoint_subnet_id    = module.network.data_subnet_id
-  private_dns_zone_id           = module.network.private_dns_zone_ids["keyvault"]
-  public_network_access_enabled = true
-  allowed_ip_ranges             = var.terraform_runner_ip_ranges
-  secret_reader_principal_ids = {
-    workload   = module.aks.workload_identity_principal_id
-    appgw      = azurerm_user_assigned_identity.appgw.principal_id
-    "mysql-vm" = module.mysql.identity_principal_id
+  network = {
+    address_space  = var.address_space
+    admin_ssh_cidr = var.admin_ssh_cidr
   }
-  secret_expiry_days = 90
-  db_url             = local.db_url
-  redis_url          = module.redis.url
-  bus_conn           = module.servicebus.connection_string
-  extra_secrets = {
-    "mysql-liveops-password" = random_password.mysql_liveops.result
+
+  aks = {
+    kubernetes_version       = var.kubernetes_version
+    sku_tier                 = "Free"
+    private_cluster          = false
+    api_authorized_ip_ranges = var.api_authorized_ip_ranges
+    admin_group_object_ids   = var.aks_admin_group_object_ids
+    system_pool              = { vm_size = "Standard_D2ds_v5", node_count = 1 }
+    app_pool                 = { vm_size = "Standard_D4ds_v5", min_count = 1, max_count = 3 }
   }
-  gateway_certificate = {
-    subject     = "CN=${var.gateway_hostnames[0]}"
-    dns_names   = var.gateway_hostnames
-    issuer_name = "Self"
+
+  # A self-signed certificate.
+  gateway = {
+    hostnames          = var.gateway_hostnames
+    certificate_issuer = "Self"
+    min_capacity       = 0
+    max_capacity       = 2
   }
-  tags = local.tags
+
+  registry = {
+    name              = var.acr_name
+    sku               = "Standard"
+    push_principal_id = var.ci_principal_object_id
+  }
+
+  # The vault keeps a public endpoint, default deny, open to the Terraform runner and developers.
+  key_vault = {
+    name                          = var.key_vault_name
+    sku_name                      = "standard"
+    secret_expiry_days            = 90
+    public_network_access_enabled = true
+    allowed_ip_ranges             = var.terraform_runner_ip_ranges
+  }
+
+  redis = {
+    sku_name    = "Standard"
+    capacity    = 1
+    persistence = "none"
+  }
+
+  postgres = {
+    sku_name              = "B_Standard_B1ms"
+    storage_mb            = 32768
+    high_availability     = false
+    backup_retention_days = 7
+    geo_redundant_backup  = false
+    read_replica          = false
+  }
+
+  servicebus = {
+    sku = "Standard"
+  }
+
+  mysql = {
+    vm_size              = "Standard_B2s"
+    admin_ssh_public_key = var.mysql_admin_ssh_public_key
+    disk_type            = "StandardSSD_LRS"
+    data_disk_size_gb    = 64
+    backup_disk_size_gb  = 32
+    azure_backup_enabled = false
+  }
+
+  monitoring = {
+    log_retention_days = 30
+    grafana_enabled    = false
+    zone_redundant     = false
+  }
 }

@@ -3,120 +3,135 @@
 
 output "acr_login_server" {
   description = "Registry login server (image prefix)."
-  value       = module.acr.login_server
+  value       = module.stack.registry.login_server
 }
 
 output "workload_identity_client_id" {
   description = "Client ID of the LiveOps workload identity (ServiceAccount annotation, SecretProviderClass clientID)."
-  value       = module.aks.workload_identity_client_id
+  value       = module.stack.aks.workload_identity_client_id
 }
 
 output "tenant_id" {
   description = "Entra ID tenant of the Key Vault (SecretProviderClass tenantId)."
-  value       = module.keyvault.tenant_id
+  value       = module.stack.key_vault.tenant_id
 }
 
 output "key_vault_name" {
   description = "Key Vault name (SecretProviderClass keyvaultName)."
-  value       = module.keyvault.name
+  value       = module.stack.key_vault.name
 }
 
 output "key_vault_secret_names" {
   description = "Secrets LiveOps reads from the vault."
-  value       = module.keyvault.secret_names
+  value       = module.stack.key_vault.secret_names
 }
 
 output "redis_host" {
   description = "Redis host name (TLS port 6380)."
-  value       = module.redis.hostname
+  value       = module.stack.redis.hostname
 }
 
 output "redis_ssl_port" {
   description = "Redis TLS port."
-  value       = module.redis.ssl_port
+  value       = module.stack.redis.ssl_port
 }
 
 output "postgres_fqdn" {
   description = "PostgreSQL primary FQDN."
-  value       = module.postgres.fqdn
+  value       = module.stack.postgres.fqdn
 }
 
 output "postgres_replica_fqdn" {
   description = "PostgreSQL read replica FQDN."
-  value       = module.postgres.replica_fqdn
+  value       = module.stack.postgres.replica_fqdn
 }
 
 output "servicebus_namespace" {
   description = "Service Bus namespace name."
-  value       = module.servicebus.namespace
+  value       = module.stack.servicebus.namespace
 }
 
 output "servicebus_endpoint" {
   description = "Service Bus namespace host."
-  value       = module.servicebus.endpoint
+  value       = module.stack.servicebus.endpoint
 }
 
 output "servicebus_topics" {
   description = "Service Bus topics."
-  value       = module.servicebus.topics
+  value       = module.stack.servicebus.topics
 }
 
 output "servicebus_subscriptions" {
   description = "Service Bus subscription (consumer group) per topic."
-  value       = module.servicebus.subscriptions
+  value       = module.stack.servicebus.subscriptions
 }
 
 output "mysql_private_ip" {
   description = "Private address of the MySQL VM."
-  value       = module.mysql.private_ip
+  value       = module.stack.mysql.private_ip
 }
 
 output "mysql_backup_container_url" {
   description = "Blob container with the MySQL dumps."
-  value       = module.mysql.backup_container_url
+  value       = module.stack.mysql.backup_container_url
 }
 
 output "app_gateway_id" {
   description = "Application Gateway managed by AGIC."
-  value       = module.appgw.id
+  value       = module.stack.gateway.id
 }
 
 output "app_gateway_public_ip" {
   description = "Public address of the game API."
-  value       = module.appgw.public_ip
+  value       = module.stack.gateway.public_ip
 }
 
 output "waf_policy_id" {
   description = "WAF policy of the gateway."
-  value       = module.appgw.waf_policy_id
+  value       = module.stack.gateway.waf_policy_id
+}
+
+output "appgw_subnet_cidr" {
+  description = "Address range of the Application Gateway subnet (the source of ingress traffic to the pods)."
+  value       = module.stack.network.subnet_cidrs.appgw
+}
+
+output "data_subnet_cidr" {
+  description = "Address range of the private endpoints (Redis, PostgreSQL, Service Bus, Key Vault, registry, blob)."
+  value       = module.stack.network.subnet_cidrs.data
+}
+
+output "vm_subnet_cidr" {
+  description = "Address range of the MySQL VM's subnet."
+  value       = module.stack.network.subnet_cidrs.vm
 }
 
 output "aks_cluster_name" {
   description = "AKS cluster name (az aks get-credentials)."
-  value       = module.aks.name
+  value       = module.stack.aks.name
 }
 
 output "aks_oidc_issuer_url" {
   description = "OIDC issuer of the cluster."
-  value       = module.aks.oidc_issuer_url
+  value       = module.stack.aks.oidc_issuer_url
 }
 
 output "resource_group_name" {
   description = "Resource group of the environment."
-  value       = azurerm_resource_group.this.name
+  value       = module.stack.resource_group_name
 }
 
 output "log_analytics_workspace_id" {
   description = "Log Analytics workspace."
-  value       = module.monitoring.log_analytics_workspace_id
+  value       = module.stack.monitoring.log_analytics_workspace_id
 }
 
 output "prometheus_query_endpoint" {
   description = "Managed Prometheus query endpoint."
-  value       = module.monitoring.prometheus_query_endpoint
+  value       = module.stack.monitoring.prometheus_query_endpoint
 }
 
 output "grafana_endpoint" {
   description = "Managed Grafana URL."
-  value       = module.monitoring.grafana_endpoint
+  value       = module.stack.monitoring.grafana_endpoint
 }

@@ -18,11 +18,6 @@ variable "name_prefix" {
   type        = string
   description = "Prefix of every resource name."
   default     = "liveops-dev"
-
-  validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{2,20}$", var.name_prefix))
-    error_message = "name_prefix must be 3-21 lowercase letters, digits or dashes, starting with a letter."
-  }
 }
 
 variable "address_space" {
@@ -95,11 +90,6 @@ variable "repository_backend" {
   type        = string
   description = "Which database LiveOps' DB_URL (secret db-url) points at: postgres (Flexible Server) or mysql (the VM)."
   default     = "postgres"
-
-  validation {
-    condition     = contains(["postgres", "mysql"], var.repository_backend)
-    error_message = "repository_backend must be postgres or mysql."
-  }
 }
 
 variable "tags" {

@@ -18,11 +18,6 @@ variable "name_prefix" {
   type        = string
   description = "Prefix of every resource name."
   default     = "liveops-prod"
-
-  validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{2,20}$", var.name_prefix))
-    error_message = "name_prefix must be 3-21 lowercase letters, digits or dashes, starting with a letter."
-  }
 }
 
 variable "address_space" {
@@ -74,11 +69,6 @@ variable "ci_principal_object_id" {
 variable "gateway_hostnames" {
   type        = list(string)
   description = "Public host names of the game API, in the gateway's TLS certificate (the first is its subject)."
-
-  validation {
-    condition     = length(var.gateway_hostnames) > 0
-    error_message = "At least one host name is needed for the certificate."
-  }
 }
 
 variable "gateway_certificate_issuer" {
@@ -96,11 +86,6 @@ variable "repository_backend" {
   type        = string
   description = "Which database LiveOps' DB_URL (secret db-url) points at: postgres (Flexible Server) or mysql (the VM)."
   default     = "postgres"
-
-  validation {
-    condition     = contains(["postgres", "mysql"], var.repository_backend)
-    error_message = "repository_backend must be postgres or mysql."
-  }
 }
 
 variable "grafana_admin_object_ids" {

@@ -52,6 +52,9 @@ const SELECT_CLAIM: &str = "SELECT message_id, player_id, claimed_at, receipts, 
      FROM inbox_claims WHERE message_id = ? AND player_id = ?";
 
 /// A delivery row: id, webhook, event, kind, body, state, attempts, next, created.
+/// A webhook attempt as selected: delivery id, attempt, at, status, error, duration.
+type AttemptRow = (Text, i64, i64, Option<i64>, Option<Text>, i64);
+
 type DeliveryRow = (Text, Text, i64, Text, Text, Text, i64, i64, i64);
 
 fn delivery_of(row: DeliveryRow) -> PortResult<Delivery> {
@@ -633,7 +636,7 @@ sql_impl! {
                 qb.in_list(chunk.iter().map(|d| d.id.as_str()));
                 qb.push(" ORDER BY delivery_id, attempt");
                 let (sql, args) = qb.finish()?;
-                let rows: Vec<(Text, i64, i64, Option<i64>, Option<Text>, i64)> =
+                let rows: Vec<AttemptRow> =
                     sqlx::query_as_with(&sql, args)
                         .persistent(false)
                         .fetch_all(self.pool())

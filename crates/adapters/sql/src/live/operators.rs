@@ -7,6 +7,9 @@ use super::{bind_audit, sql_impl, INSERT_AUDIT};
 use crate::dialect::{db_error, to_u64, Text};
 use crate::repository::within;
 
+/// An audit row as selected: at, actor, action, target, before, after.
+type AuditRow = (i64, Text, Text, Text, Option<Text>, Option<Text>);
+
 /// An operator row: id, email, hash, role, disabled, created, updated.
 type OperatorRow = (Text, Text, Text, Text, i16, i64, i64);
 
@@ -283,7 +286,7 @@ sql_impl! {
                 "SELECT at_ms, actor, action, target, before_json, after_json FROM audit_log \
                  ORDER BY id DESC LIMIT ?",
             );
-            let rows: Vec<(i64, Text, Text, Text, Option<Text>, Option<Text>)> =
+            let rows: Vec<AuditRow> =
                 sqlx::query_as(&sql)
                     .bind(i64::from(limit))
                     .fetch_all(self.pool())

@@ -368,7 +368,7 @@ async fn a_rate_limited_request_releases_its_key() {
 #[tokio::test]
 async fn the_openapi_lists_both_routes() {
     let doc: Value =
-        serde_json::to_value(liveops_module::Module::openapi(&liveops_gateway::MODULE)).unwrap();
+        serde_json::to_value(liveops_gateway::MODULE.default_openapi().unwrap()).unwrap();
     assert!(doc["paths"]["/events"]["post"].is_object());
     assert!(doc["paths"]["/events/batch"]["post"].is_object());
     assert!(doc["components"]["schemas"]["Problem"].is_object());

@@ -1,0 +1,56 @@
+//! The problem answers routes document, one type per status, so a route lists what it may answer
+//! (`responses((status = 200, body = X), BadRequest, Unavailable)`) without spelling each out.
+
+use std::collections::BTreeMap;
+
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::IntoResponses;
+
+/// A problem answer with `status`, described by `description`.
+fn problem(status: u16, description: &str) -> BTreeMap<String, RefOr<Response>> {
+    let content = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("Problem")))
+        .build();
+    let response = ResponseBuilder::new()
+        .description(description)
+        .content("application/problem+json", content)
+        .build();
+    BTreeMap::from([(status.to_string(), RefOr::T(response))])
+}
+
+macro_rules! problem_responses {
+    ($($(#[$doc:meta])* $name:ident = $status:literal, $description:literal;)*) => {$(
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name;
+
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<Response>> {
+                problem($status, $description)
+            }
+        }
+    )*};
+}
+
+problem_responses! {
+    /// 400: malformed or out-of-range input; the problem's `field` names it.
+    BadRequest = 400, "Malformed or out-of-range input; `field` names it";
+    /// 401: a missing, bad or stale signature.
+    Unauthorized = 401, "Missing, bad or stale signature";
+    /// 401: an operator route without a valid bearer token (missing, expired or revoked).
+    Unauthenticated = 401, "Missing, expired or revoked bearer token";
+    /// 403: refused for who is asking (a blocked player, a role that may not).
+    Forbidden = 403, "Refused: the player is blocked, or the caller may not do this";
+    /// 404: no such resource.
+    NotFound = 404, "No such resource";
+    /// 409: the request conflicts with the resource's state.
+    Conflict = 409, "Conflicts with the current state";
+    /// 413: the body is over the route's limit.
+    TooLarge = 413, "Body over the route's limit";
+    /// 422: an `Idempotency-Key` reused with another body.
+    KeyReused = 422, "Idempotency-Key reused with another body";
+    /// 429: the player is over the rate limit; see `Retry-After`.
+    TooManyRequests = 429, "Over the rate limit; see Retry-After";
+    /// 503: a backend is unavailable; retry.
+    Unavailable = 503, "A backend is unavailable; retry";
+}

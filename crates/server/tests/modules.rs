@@ -1,0 +1,134 @@
+//! A new service is one crate and one line in the module table: a throw-away module registered
+//! with `Table::standard().with(&PROBE)` gets its route served and counted under its name, its
+//! path in the OpenAPI document, its consumer group created and consumed, and a say in `/readyz`.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use liveops::Table;
+use liveops_core::ports::Message;
+use liveops_core::Bus;
+use liveops_module::{BuildError, Context, Definition, Group, NoSettings, Service, Task};
+use liveops_sqlite_bus::SqliteBus;
+
+use common::*;
+
+/// Messages the probe's consumer received.
+static RECEIVED: AtomicU64 = AtomicU64::new(0);
+/// Whether the probe says it is ready.
+static READY: AtomicBool = AtomicBool::new(false);
+
+/// The throw-away module: one route, one consumer group, a say in readiness.
+static PROBE: Definition<NoSettings> = Definition {
+    name: "probe",
+    port: 8099,
+    groups: &[Group {
+        topic: "probe.events",
+        group: "probe",
+    }],
+    openapi: probe_openapi,
+    check: |_| Ok(()),
+    build: |ctx, _| Box::pin(build_probe(ctx)),
+};
+
+fn probe_openapi(_: &NoSettings) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
+    use utoipa::openapi::{OpenApiBuilder, PathsBuilder, ResponseBuilder};
+    let op = OperationBuilder::new()
+        .response("200", ResponseBuilder::new().description("received so far"))
+        .build();
+    OpenApiBuilder::new()
+        .paths(PathsBuilder::new().path("/probe", PathItem::new(HttpMethod::Get, op)))
+        .build()
+}
+
+async fn build_probe(ctx: &Context) -> Result<Service, BuildError> {
+    let bus = ctx.ports.get::<dyn Bus>().await?;
+    let consumer = Task::new("probe consumer", move |stop| async move {
+        while !stop.is_cancelled() {
+            let got = bus
+                .poll("probe.events", "probe", "p", 16, Duration::from_millis(50))
+                .await?;
+            let ids: Vec<String> = got.iter().map(|d| d.id.clone()).collect();
+            RECEIVED.fetch_add(got.len() as u64, Ordering::SeqCst);
+            bus.ack("probe.events", "probe", &ids).await?;
+        }
+        Ok(())
+    });
+    Ok(Service {
+        router: Router::new().route(
+            "/probe",
+            get(|| async { RECEIVED.load(Ordering::SeqCst).to_string() }),
+        ),
+        tasks: vec![consumer],
+        readiness: Some(std::sync::Arc::new(|| {
+            (!READY.load(Ordering::SeqCst)).then(|| "probe: warming up".to_owned())
+        })),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_registered_in_one_line_is_served_documented_consumed_and_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = start(Table::standard().with(&PROBE), dir.path().into(), &[]).await;
+
+    // Readiness: the probe's own say counts.
+    let not_yet = app.get("/readyz").await;
+    not_yet.assert_problem(503);
+    assert!(not_yet.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("probe: warming up"));
+    READY.store(true, Ordering::SeqCst);
+    wait_ready(&app.base).await;
+
+    // Its route, counted under its own name.
+    assert_eq!(app.get("/probe").await.status, 200);
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.lines().any(|l| l.starts_with("http_requests_total")
+            && l.contains("service=\"probe\"")
+            && l.contains("route=\"/probe\"")),
+        "the probe's requests are labelled with its name"
+    );
+
+    // Its path in the one OpenAPI document.
+    let spec = app.get("/openapi.json").await.body;
+    assert!(spec["paths"]["/probe"]["get"].is_object());
+    assert!(
+        spec["paths"]["/events"]["post"].is_object(),
+        "beside the others"
+    );
+
+    // Its consumer group exists from the start, and its consumer runs: publish from outside.
+    let bus = SqliteBus::open(dir.path().join("bus.db"), Default::default())
+        .await
+        .unwrap();
+    let msg = |i: u32| Message {
+        id: format!("probe-{i}"),
+        key: "k".into(),
+        payload: bytes::Bytes::from_static(b"{}"),
+    };
+    bus.publish("probe.events", (0..3).map(msg).collect())
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the probe consumed 3 messages",
+        || async { (app.get("/probe").await.body == 3).then_some(()) },
+    )
+    .await;
+    app.shutdown().await;
+}

@@ -1,0 +1,132 @@
+# The Key Vault LiveOps reads its secrets from (through the Secrets Store CSI driver and the
+# workload identity). RBAC authorization, soft delete with purge protection, default-deny
+# firewall, private endpoint (network.tf). Secrets: hmac-keys (generated here), db-url,
+# redis-url, bus-conn, the MySQL VM's password, and the Application Gateway's TLS certificate.
+
+resource "azurerm_key_vault" "this" {
+  #checkov:skip=CKV_AZURE_189:Public network access is off in prod (tests/check_structure.py holds prod to it); dev keeps a default-deny public endpoint open only to the Terraform runner, so it can be applied from outside the VNet.
+  name                          = var.key_vault.name
+  location                      = var.location
+  resource_group_name           = azurerm_resource_group.this.name
+  tenant_id                     = data.azurerm_client_config.current.tenant_id
+  sku_name                      = var.key_vault.sku_name
+  rbac_authorization_enabled    = true
+  soft_delete_retention_days    = 90
+  purge_protection_enabled      = true
+  public_network_access_enabled = var.key_vault.public_network_access_enabled
+  tags                          = local.tags
+
+  network_acls {
+    default_action = "Deny"
+    bypass         = "AzureServices"
+    ip_rules       = var.key_vault.allowed_ip_ranges
+  }
+}
+
+# Terraform itself writes the secrets and the certificate.
+resource "azurerm_role_assignment" "deployer" {
+  for_each = toset(["Key Vault Secrets Officer", "Key Vault Certificates Officer"])
+
+  scope                = azurerm_key_vault.this.id
+  role_definition_name = each.value
+  principal_id         = data.azurerm_client_config.current.object_id
+}
+
+# The workloads, the gateway (its certificate) and the MySQL VM (its password) read secrets.
+resource "azurerm_role_assignment" "secret_readers" {
+  for_each = toset(["liveops-workload", "appgw", "mysql-vm"])
+
+  scope                = azurerm_key_vault.this.id
+  role_definition_name = "Key Vault Secrets User"
+  principal_id         = azurerm_user_assigned_identity.this[each.key].principal_id
+  principal_type       = "ServicePrincipal"
+}
+
+# The expiry date moves forward once it has passed (time_rotating is replaced on the next apply).
+resource "time_rotating" "secret_expiry" {
+  rotation_days = var.key_vault.secret_expiry_days
+}
+
+# HMAC signing key of the gateway and receipts, in the HMAC_KEYS format "kid=secret". Rotate by
+# adding a key id (a second random_password) and listing both until clients moved over.
+resource "random_password" "hmac_k1" {
+  length  = 48
+  special = false
+}
+
+locals {
+  # The secrets LiveOps reads (the objects of the SecretProviderClass), with their content types.
+  liveops_secrets = {
+    "hmac-keys" = "text/plain; format=kid=secret[,kid=secret]"
+    "db-url"    = "text/uri-list"
+    "redis-url" = "text/uri-list"
+    "bus-conn"  = "text/plain; format=servicebus-connection-string"
+  }
+
+  # db-url points at PostgreSQL, or at the MySQL VM with repository_backend = "mysql".
+  secret_values = {
+    "hmac-keys"               = "k1=${random_password.hmac_k1.result}"
+    "db-url"                  = var.repository_backend == "postgres" ? local.postgres_url : local.mysql_url
+    "redis-url"               = local.redis_url
+    "bus-conn"                = azurerm_servicebus_namespace_authorization_rule.liveops.primary_connection_string
+    (local.mysql.secret_name) = random_password.mysql_liveops.result
+  }
+}
+
+resource "azurerm_key_vault_secret" "this" {
+  for_each = toset(keys(local.secret_values))
+
+  name            = each.key
+  value           = local.secret_values[each.key]
+  content_type    = lookup(local.liveops_secrets, each.key, "text/plain")
+  key_vault_id    = azurerm_key_vault.this.id
+  expiration_date = time_rotating.secret_expiry.rotation_rfc3339
+  tags            = local.tags
+
+  depends_on = [azurerm_role_assignment.deployer, azurerm_private_endpoint.this]
+}
+
+resource "azurerm_key_vault_certificate" "gateway" {
+  name         = "gateway-tls"
+  key_vault_id = azurerm_key_vault.this.id
+  tags         = local.tags
+
+  certificate_policy {
+    issuer_parameters {
+      name = var.gateway.certificate_issuer
+    }
+
+    key_properties {
+      exportable = true
+      key_type   = "RSA"
+      key_size   = 2048
+      reuse_key  = false
+    }
+
+    lifetime_action {
+      action {
+        action_type = "AutoRenew"
+      }
+      trigger {
+        days_before_expiry = 30
+      }
+    }
+
+    secret_properties {
+      content_type = "application/x-pkcs12"
+    }
+
+    x509_certificate_properties {
+      subject            = "CN=${var.gateway.hostnames[0]}"
+      validity_in_months = 12
+      key_usage          = ["digitalSignature", "keyEncipherment"]
+      extended_key_usage = ["1.3.6.1.5.5.7.3.1"]
+
+      subject_alternative_names {
+        dns_names = var.gateway.hostnames
+      }
+    }
+  }
+
+  depends_on = [azurerm_role_assignment.deployer, azurerm_private_endpoint.this]
+}

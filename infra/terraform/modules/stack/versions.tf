@@ -1,0 +1,9 @@
+terraform {
+  required_version = ">= 1.9.0"
+
+  required_providers {
+    azurerm = { source = "hashicorp/azurerm", version = "~> 4.42" }
+    random  = { source = "hashicorp/random", version = "~> 3.6" }
+    time    = { source = "hashicorp/time", version = "~> 0.12" }
+  }
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Contract fuzzing: schemathesis (every check) against the OpenAPI document a running
+# `liveops serve` serves, with requests signed like a client signs them
+# (scripts/check/contract_hooks.py). Fails on any 5xx, any response that breaks the spec, and
+# any schema-valid request the server refuses. Time-bounded: CONTRACT_SECONDS (default 240).
+#
+#   LIVEOPS_BIN=target/debug/liveops scripts/check/contract.sh
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$ROOT"
+BIN="${LIVEOPS_BIN:-target/debug/liveops}"
+SECONDS_BUDGET="${CONTRACT_SECONDS:-240}"
+[ -x "$BIN" ] || { echo "contract: no liveops binary at $BIN (cargo build -p liveops)" >&2; exit 1; }
+
+scripts/tools.sh install
+# shellcheck disable=SC1090
+source <(scripts/tools.sh env)
+command -v schemathesis >/dev/null || { echo "contract: schemathesis missing (scripts/tools/requirements-contract.txt)" >&2; exit 1; }
+
+WORK="$(mktemp -d /tmp/liveops-contract.XXXXXX)"
+PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+export LIVEOPS_CONTRACT_SECRET="contract-secret-0123456789abcdef-0123"
+HMAC_SECRET="$LIVEOPS_CONTRACT_SECRET" RATE_LIMIT_MAX=100000 LOG_LEVEL=warn \
+  "$BIN" serve --bind 127.0.0.1 --port "$PORT" --data-dir "$WORK/data" > "$WORK/liveops.log" 2>&1 &
+PID=$!
+trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true' EXIT
+for _ in $(seq 1 150); do
+  curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null || { echo "contract: liveops did not become ready" >&2; cat "$WORK/liveops.log" >&2; exit 1; }
+
+echo "== schemathesis: every check, ${SECONDS_BUDGET}s, signed like a client"
+# One worker: with two, Hypothesis describing its strategies parses Python source with `ast` from
+# two threads, which Python 3.11 does not support ("AST constructor recursion depth mismatch").
+status=0
+PYTHONPATH="$ROOT/scripts/check" SCHEMATHESIS_HOOKS=contract_hooks \
+  schemathesis --config-file "$ROOT/scripts/check/schemathesis.toml" run "http://127.0.0.1:$PORT/openapi.json" \
+    --checks all --max-time "$SECONDS_BUDGET" --workers 1 \
+    --suppress-health-check all --no-color \
+    --report junit --report-dir "$WORK/report" || status=$?
+if grep -q '"level":"ERROR"' "$WORK/liveops.log"; then
+  echo "contract: the server logged errors during the run:" >&2
+  grep '"level":"ERROR"' "$WORK/liveops.log" | head -20 >&2
+  status=1
+fi
+echo "contract: schemathesis exited $status (report in $WORK/report)"
+exit "$status"
