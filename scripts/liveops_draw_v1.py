@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""An independent re-implementation of the draw `liveops-draw-v1` (docs/CAMPAIGNS.md), written
-from the specification with the Python standard library only, so the Rust code can be checked
-against it (crates/core/tests/draw_reference.rs, crates/server/tests/campaigns.rs).
+"""An independent re-implementation of the draw `liveops-draw-v1`
+(docs/adr/0014-provably-fair-draw.md), written from the specification with the Python standard
+library only, so the Rust code can be checked against it (crates/core/tests/draw_reference.rs,
+crates/server/tests/campaigns.rs).
 
 Reads a JSON object on stdin:
     {"seed": "<64 hex digits>", "entrants": ["player ids", ...], "winners": <count>}

@@ -1,4 +1,5 @@
-//! The provably fair draw `liveops-draw-v1`, written so anyone can re-run it (docs/CAMPAIGNS.md):
+//! The provably fair draw `liveops-draw-v1`, written so anyone can re-run it (the reasons are in
+//! docs/adr/0014-provably-fair-draw.md):
 //!
 //! 1. when a campaign is scheduled, a 32-byte random `seed` is drawn and
 //!    `commitment = hex(SHA-256(seed))` is published;
