@@ -335,3 +335,110 @@ async fn kill_9_in_the_middle_of_a_settlement_leaves_one_message_and_one_receipt
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A rank campaign: players who entered are ranked by the leaderboard window's snapshot of the
+/// campaign's period (taken after it ended), each tier's item lands in their inboxes, and a
+/// player who out-scored everyone without entering gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rank_campaign_rewards_the_entrants_by_the_snapshot_taken_after_its_end() {
+    let mut flags = LIVE.to_vec();
+    flags.extend(["--snapshot-cron", "*/2 * * * * *"]);
+    let app = spawn_app(&flags).await;
+    let live = Live::new(LiveUrls::all(&app.base));
+    let base = &app.base;
+    let admin = live.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let key = live.create_key(&admin, "rank test").await;
+    live.wait_key_works(&key).await;
+
+    // A tier that overlaps another, and an unknown window, are refused.
+    let start = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let end = start + chrono::Duration::seconds(5);
+    let campaign = json!({"title": "Boss week", "startsAt": start.to_rfc3339(),
+        "endsAt": end.to_rfc3339(), "eligibility": {"minLevel": 1}, "entryLimit": "once",
+        "reward": {"kind": "rank", "window": "seasonal", "tiers": [
+            {"fromRank": 1, "toRank": 1, "item": "gold_trophy"},
+            {"fromRank": 2, "toRank": 3, "item": "silver_trophy"}]}});
+    for (bad, field) in [
+        (
+            json!([{"fromRank": 1, "toRank": 2, "item": "a"}, {"fromRank": 2, "toRank": 3, "item": "b"}]),
+            "tiers",
+        ),
+        (json!([{"fromRank": 3, "toRank": 1, "item": "a"}]), "tiers"),
+    ] {
+        let mut c = campaign.clone();
+        c["reward"]["tiers"] = bad;
+        let (s, b) = live.post(format!("{base}/campaigns"), &admin, c).await;
+        assert_eq!(s, 400, "{field}: {b}");
+    }
+    let mut unknown = campaign.clone();
+    unknown["reward"]["window"] = json!("hourly");
+    let (s, b) = live
+        .post(format!("{base}/campaigns"), &admin, unknown)
+        .await;
+    assert_eq!(s, 400, "{b}");
+
+    let (s, c) = live
+        .post(format!("{base}/campaigns"), &admin, campaign)
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_str().expect("id").to_owned();
+    let (s, c) = live
+        .post(format!("{base}/campaigns/{id}/schedule"), &admin, json!({}))
+        .await;
+    assert_eq!(s, 200, "{c}");
+    live.wait_state(&admin, &id, "live", Duration::from_secs(10))
+        .await;
+
+    // Four players enter; they and an outsider score boss kills (the outsider most of all).
+    let points = [
+        ("rank_a", 500),
+        ("rank_b", 900),
+        ("rank_c", 100),
+        ("rank_d", 300),
+    ];
+    for (p, _) in points {
+        let (s, b) = live
+            .signed(
+                format!("{base}/campaigns/{id}/entries"),
+                &key,
+                &json!({"playerId": p}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    for (p, pts) in points.iter().copied().chain([("rank_outsider", 5000)]) {
+        let (s, b) = live
+            .signed(
+                format!("{base}/events"),
+                &key,
+                &json!({"type": "boss_kill", "playerId": p, "ts": common::now(),
+                        "payload": {"bossId": "dragon", "tier": 3, "points": pts}}),
+            )
+            .await;
+        assert_eq!(s, 202, "{b}");
+    }
+
+    // Ended, ranked on a snapshot taken after the end, settled.
+    let c = live
+        .wait_state(&admin, &id, "settled", Duration::from_secs(40))
+        .await;
+    assert_eq!(c["state"], "settled");
+    let item = |m: &serde_json::Value| m["attachments"][0]["item"].as_str().map(str::to_owned);
+    let mut got = Vec::new();
+    for p in ["rank_a", "rank_b", "rank_c", "rank_d", "rank_outsider"] {
+        let prizes = live.prizes(p, &id).await;
+        assert!(prizes.len() <= 1, "{p}: {prizes:?}");
+        got.push((p, prizes.first().and_then(item)));
+    }
+    assert_eq!(
+        got,
+        vec![
+            ("rank_a", Some("silver_trophy".to_owned())),
+            ("rank_b", Some("gold_trophy".to_owned())),
+            ("rank_c", None),
+            ("rank_d", Some("silver_trophy".to_owned())),
+            ("rank_outsider", None),
+        ]
+    );
+    app.shutdown().await;
+}
