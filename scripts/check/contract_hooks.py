@@ -9,8 +9,8 @@ timestamps within 24 h before and 5 min after its own clock, which no static sch
 
 Operator routes (those whose operation lists the `bearer` security scheme in the served OpenAPI)
 get `Authorization: Bearer <token>` of the bootstrap admin (`LIVEOPS_CONTRACT_ADMIN_EMAIL` and
-`..._PASSWORD`), logged in once; `POST /auth/logout` gets a token of its own each time, so the
-shared one is never revoked. A claim's `playerId` is set to the path's player, as a client sends
+`..._PASSWORD`) from an auth provider, logged in once; `POST /auth/logout` gets a token of its
+own each time, so the shared one is never revoked. A claim's `playerId` is set to the path's player, as a client sends
 it (a body naming another player is refused by design, which the schema cannot say).
 """
 
@@ -36,7 +36,6 @@ ADMIN = (
     os.environ.get("LIVEOPS_CONTRACT_ADMIN_EMAIL", ""),
     os.environ.get("LIVEOPS_CONTRACT_ADMIN_PASSWORD", ""),
 )
-_token = None
 _bearer_ops = None
 
 
@@ -65,33 +64,29 @@ def _login():
     return _http("POST", "/auth/login", {"email": ADMIN[0], "password": ADMIN[1]})["token"]
 
 
-def _authorize(case):
-    global _token
-    if not BASE or (case.method.upper(), case.path) not in _bearer_operations():
-        return
-    if case.path == "/auth/logout":
-        token = _login()
-    else:
-        if _token is None:
-            _token = _login()
-        token = _token
-    headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
-    headers["Authorization"] = "Bearer " + token
-    case.headers = headers
+@schemathesis.auth()
+class OperatorBearer:
+    """The bootstrap admin's bearer token on the operations that declare the `bearer` scheme.
 
+    Given through schemathesis's auth provider, so its auth checks know the credentials are
+    explicit and probe the server without them and with invalid ones.
+    """
 
-def _stamp(event, now):
-    if not isinstance(event, dict):
-        return
-    ts = event.get("ts")
-    whole = isinstance(ts, int) or (isinstance(ts, float) and ts.is_integer())
-    if whole and not isinstance(ts, bool):
-        event["ts"] = now
+    def get(self, case, ctx):
+        return _login() if BASE else None
+
+    def set(self, case, data, ctx):
+        if data is None or (case.method.upper(), case.path) not in _bearer_operations():
+            return
+        # Logging out revokes the token: that call gets a session of its own.
+        token = _login() if case.path == "/auth/logout" else data
+        headers = dict(case.headers or {})
+        headers["Authorization"] = "Bearer " + token
+        case.headers = headers
 
 
 @schemathesis.hook
 def before_call(ctx, case, kwargs):
-    _authorize(case)
     if (case.method.upper(), case.path) not in SIGNED:
         return
     headers = case.headers or {}

@@ -151,8 +151,12 @@ impl Live {
 
     /// Signs `body` for `url` with `key` now.
     pub fn sign(&self, url: String, key: &ApiKey, body: &Value) -> SignedRequest {
+        self.sign_at(url, key, body, now())
+    }
+
+    /// Signs `body` for `url` with `key` at `ts` (unix seconds).
+    pub fn sign_at(&self, url: String, key: &ApiKey, body: &Value, ts: i64) -> SignedRequest {
         let body = serde_json::to_vec(body).expect("json");
-        let ts = now();
         let sig = key
             .ring()
             .sign_request(Some(&key.key_id), ts, &body)
@@ -534,9 +538,15 @@ pub async fn campaign_story(urls: LiveUrls, tag: &str) {
         assert_eq!((s, &b), (200, entry), "a repeat gets the same entry");
     }
     assert_eq!(statuses.len(), 30);
-    let (s, b) = live
-        .signed(entries_url.clone(), &key, &json!({"playerId": p(1)}))
-        .await;
+    // Another request for an entered player (not a retry: the same body signed in the same
+    // second would be the very same request, so this one is stamped a second before it).
+    let again = live.sign_at(
+        entries_url.clone(),
+        &key,
+        &json!({"playerId": p(1)}),
+        first[&1].0.ts - 1,
+    );
+    let (s, b) = live.send_signed(&again).await;
     assert_eq!(
         (s, b["type"].as_str()),
         (409, Some("/problems/entry-limit-reached")),

@@ -15,19 +15,24 @@ use crate::{create_operator, CreateError, OperatorsState};
 /// Lower-cases and checks an email: 3..=254 characters, one `@` with text on both sides, no
 /// whitespace or control characters.
 pub(crate) fn normalize_email(raw: &str) -> Result<String, Problem> {
-    let email = raw.trim().to_lowercase();
-    let ok_len = (3..=254).contains(&email.chars().count());
-    let ok_chars = !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    let ok_shape = matches!(email.split_once('@'), Some((a, b)) if !a.is_empty() && !b.is_empty() && !b.contains('@'));
+    // Exactly what EMAIL_PATTERN says: no whitespace or control character anywhere, one `@`
+    // between two non-empty parts, 3..=254 characters; then compared in lower case.
+    let ok_len = (3..=254).contains(&raw.chars().count());
+    let ok_chars = !raw.chars().any(|c| c.is_whitespace() || c.is_control());
+    let ok_shape = matches!(raw.split_once('@'), Some((a, b)) if !a.is_empty() && !b.is_empty() && !b.contains('@'));
     if ok_len && ok_chars && ok_shape {
-        Ok(email)
+        Ok(raw.to_lowercase())
     } else {
         Err(Problem::invalid(
             "email",
-            "must be an email address (3..=254 characters)",
+            "must be an email address (3..=254 characters, no spaces)",
         ))
     }
 }
+
+/// An operator's email as the OpenAPI states it: [`normalize_email`]'s rule (Unicode white
+/// space and control characters spelled out, so every regex dialect reads it the same).
+pub(crate) const EMAIL_PATTERN: &str = r"^[^@\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+@[^@\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$";
 
 /// An operator, as answered (never the password hash).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -77,7 +82,7 @@ pub struct OperatorsList {
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewOperator {
     /// Their email (their login).
-    #[schema(min_length = 3, max_length = 254)]
+    #[schema(min_length = 3, max_length = 254, pattern = EMAIL_PATTERN)]
     email: String,
     /// Their password.
     #[schema(min_length = 12, max_length = 256)]
