@@ -15,8 +15,10 @@ use crate::{create_operator, CreateError, OperatorsState};
 /// Lower-cases and checks an email: 3..=254 characters, one `@` with text on both sides, no
 /// whitespace or control characters.
 pub(crate) fn normalize_email(raw: &str) -> Result<String, Problem> {
-    // Exactly what EMAIL_PATTERN says: no whitespace or control character anywhere, one `@`
-    // between two non-empty parts, 3..=254 characters; then compared in lower case.
+    // Exactly what the pattern of `NewOperator::email` says (Unicode white space and control
+    // characters spelled out there, so every regex dialect reads it the same): no white space
+    // or control character anywhere, one `@` between two non-empty parts, 3..=254 characters;
+    // then compared in lower case.
     let ok_len = (3..=254).contains(&raw.chars().count());
     let ok_chars = !raw.chars().any(|c| c.is_whitespace() || c.is_control());
     let ok_shape = matches!(raw.split_once('@'), Some((a, b)) if !a.is_empty() && !b.is_empty() && !b.contains('@'));
@@ -29,10 +31,6 @@ pub(crate) fn normalize_email(raw: &str) -> Result<String, Problem> {
         ))
     }
 }
-
-/// An operator's email as the OpenAPI states it: [`normalize_email`]'s rule (Unicode white
-/// space and control characters spelled out, so every regex dialect reads it the same).
-pub(crate) const EMAIL_PATTERN: &str = r"^[^@\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+@[^@\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$";
 
 /// An operator, as answered (never the password hash).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -82,7 +80,11 @@ pub struct OperatorsList {
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewOperator {
     /// Their email (their login).
-    #[schema(min_length = 3, max_length = 254, pattern = EMAIL_PATTERN)]
+    #[schema(
+        min_length = 3,
+        max_length = 254,
+        pattern = r"^[^@\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+@[^@\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$"
+    )]
     email: String,
     /// Their password.
     #[schema(min_length = 12, max_length = 256)]
@@ -318,4 +320,32 @@ pub(crate) async fn audit(
             })
             .collect(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_email;
+
+    #[test]
+    fn emails_are_lower_cased_and_refused_with_spaces_controls_or_a_second_at() {
+        assert_eq!(
+            normalize_email("Ops@Example.COM").ok(),
+            Some("ops@example.com".into())
+        );
+        for bad in [
+            " ops@example.com",
+            "ops@example.com ",
+            "ops @example.com",
+            "ops@exa\u{a0}mple.com",
+            "ops@exa\u{85}mple.com",
+            "ops@exa@mple.com",
+            "@example.com",
+            "ops@",
+            "a@",
+        ] {
+            assert!(normalize_email(bad).is_err(), "{bad:?}");
+        }
+        assert!(normalize_email(&format!("a@{}", "b".repeat(252))).is_ok());
+        assert!(normalize_email(&format!("a@{}", "b".repeat(253))).is_err());
+    }
 }
