@@ -9,7 +9,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::campaign::{campaign_story, LiveUrls, ADMIN_EMAIL, ADMIN_PASSWORD};
+use common::campaign::{campaign_story, Live, LiveUrls, ADMIN_EMAIL, ADMIN_PASSWORD};
 use common::{free_port, play_scenario, wait_ready, Fleet, Urls, BIN, SECRET};
 use liveops_core::Keyring;
 
@@ -137,11 +137,24 @@ async fn split_deployment(db_url: String, redis_url: String, tag: &str) {
     for b in &bases {
         wait_ready(b).await;
     }
+    // The bootstrap admin exists, so fairness reads need an operator's token.
+    let live = LiveUrls {
+        gateway: bases[0].clone(),
+        progression: bases[2].clone(),
+        operators: bases[4].clone(),
+        campaigns: bases[5].clone(),
+        participation: bases[6].clone(),
+        distribution: bases[7].clone(),
+    };
+    let token = Live::new(live.clone())
+        .token(ADMIN_EMAIL, ADMIN_PASSWORD)
+        .await;
     let urls = Urls {
         gateway: bases[0].clone(),
         fairness: bases[1].clone(),
         progression: bases[2].clone(),
         leaderboard: bases[3].clone(),
+        operator: Some(token),
     };
     // Each process serves only its own routes.
     let client = reqwest::Client::new();
@@ -156,18 +169,7 @@ async fn split_deployment(db_url: String, redis_url: String, tag: &str) {
         "the gateway process does not serve leaderboards"
     );
     play_scenario(&urls, &Keyring::single(SECRET).expect("key"), tag).await;
-    campaign_story(
-        LiveUrls {
-            gateway: bases[0].clone(),
-            progression: bases[2].clone(),
-            operators: bases[4].clone(),
-            campaigns: bases[5].clone(),
-            participation: bases[6].clone(),
-            distribution: bases[7].clone(),
-        },
-        tag,
-    )
-    .await;
+    campaign_story(live, tag).await;
     drop(fleet);
 }
 
