@@ -17,8 +17,13 @@ use crate::OperatorsState;
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewApiKey {
-    /// What the key is for (`game server eu-west`).
-    #[schema(min_length = 1, max_length = 100)]
+    /// What the key is for (`game server eu-west`): no control characters, no white space at
+    /// either end.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]([^\u0000-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?$"
+    )]
     name: String,
 }
 
@@ -101,11 +106,17 @@ pub(crate) async fn create(
     Json(body): Json<NewApiKey>,
 ) -> Result<(StatusCode, Json<CreatedApiKey>), Problem> {
     op.require(&[Role::Admin])?;
-    let name = body.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+    // What the pattern in the OpenAPI says.
+    let name = body.name;
+    let edge = |c: Option<char>| c.is_none_or(char::is_whitespace);
+    if name.chars().count() > 100
+        || name.chars().any(char::is_control)
+        || edge(name.chars().next())
+        || edge(name.chars().next_back())
+    {
         return Err(Problem::invalid(
             "name",
-            "must be 1..=100 printable characters",
+            "must be 1..=100 characters, no control characters, no white space at either end",
         ));
     }
     let now = now_ms();
