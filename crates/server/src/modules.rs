@@ -54,7 +54,17 @@ impl Table {
 
     /// Adds every module's settings to `cmd`.
     pub fn args(&self, cmd: clap::Command) -> clap::Command {
-        self.modules.iter().fold(cmd, |cmd, m| m.args(cmd))
+        // A module's settings struct brings its doc comment as the command's about; keep the
+        // subcommand's own.
+        let (about, long) = (cmd.get_about().cloned(), cmd.get_long_about().cloned());
+        let mut cmd = self.modules.iter().fold(cmd, |cmd, m| m.args(cmd));
+        if let Some(about) = about {
+            cmd = cmd.about(about);
+        }
+        if let Some(long) = long {
+            cmd = cmd.long_about(long);
+        }
+        cmd
     }
 
     /// Checks every module's settings, whatever the target, so a bad value always stops
