@@ -482,6 +482,37 @@ def datastores(L):
                      "short"), w=8)
 
 
+@board("liveops-campaigns", "LiveOps / Campaigns",
+       "Live-event campaigns: state changes, entries, draws, inbox claims, webhook deliveries "
+       "and operator logins.", ["campaigns"])
+def campaigns(L):
+    LIVE = f'{NS}, service=~"operators|campaigns|participation|distribution"'
+    L.row("Campaigns")
+    L.add(stat("Campaigns settled (last 24 h)",
+               f'sum(increase(campaigns_total{{{NS}, state="settled"}}[24h]))'), w=8, h=4)
+    L.add(stat("Draws (last 24 h)", f"sum(increase(draws_total{{{NS}}}[24h]))"), w=8, h=4)
+    L.add(stat("Webhook deliveries dead-lettered (last 24 h)",
+               f'sum(increase(webhook_deliveries_total{{{NS}, result="dead"}}[24h]))',
+               thresholds=[(1, "orange")]), w=8, h=4)
+    L.add(timeseries("Campaign state changes (per hour), by state",
+                     [(f"sum by (state) (increase(campaigns_total{{{NS}}}[1h]))", "{{state}}")],
+                     "short", "draft, scheduled, live, ended, settled, cancelled: each change "
+                     "counted once, by the replica that made it."))
+    L.add(timeseries("Entries and inbox claims per second",
+                     [(f"sum(rate(entries_total{{{NS}}}[{RI}]))", "entries / s"),
+                      (f"sum(rate(inbox_claims_total{{{NS}}}[{RI}]))", "claims / s")], "short"))
+    L.row("Webhooks and operators")
+    L.add(timeseries("Webhook delivery attempts per second, by result",
+                     [(f"sum by (result) (rate(webhook_deliveries_total{{{NS}}}[{RI}]))",
+                       "{{result}}")], "short",
+                     "failed: retried with backoff; dead: gave up after 10 attempts."))
+    L.add(timeseries("Operator logins per second, by result",
+                     [(f"sum by (result) (rate(operator_logins_total{{{NS}}}[{RI}]))",
+                       "{{result}}")], "short",
+                     "throttled: over the per-address or per-account limit."))
+    L.add(timeseries("Live-event routes p95 by route",
+                     [(hq(0.95, "http_request_duration_seconds", "route", LIVE), "{{route}}")],
+                     "s"))
 
 def render(build):
     return json.dumps(build(), indent=2) + "\n"

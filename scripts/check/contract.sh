@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Contract fuzzing: schemathesis (every check) against the OpenAPI document a running
-# `liveops serve` serves, with requests signed like a client signs them
-# (scripts/check/contract_hooks.py). Fails on any 5xx, any response that breaks the spec, and
-# any schema-valid request the server refuses. Time-bounded: CONTRACT_SECONDS (default 240).
+# `liveops serve` serves, with requests signed like a client signs them and operator routes
+# given a bearer token (scripts/check/contract_hooks.py). Fails on any 5xx, any response that
+# breaks the spec, and any schema-valid request the server refuses. Time-bounded: CONTRACT_SECONDS (default 240).
 #
 #   LIVEOPS_BIN=target/debug/liveops scripts/check/contract.sh
 set -euo pipefail
@@ -20,7 +20,14 @@ command -v schemathesis >/dev/null || { echo "contract: schemathesis missing (sc
 WORK="$(mktemp -d /tmp/liveops-contract.XXXXXX)"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 export LIVEOPS_CONTRACT_SECRET="contract-secret-0123456789abcdef-0123"
+# The bootstrap admin the hooks log in as for the operator routes; login limits out of the way
+# (the fuzzer's own logins with random credentials would otherwise lock the hooks out).
+export LIVEOPS_CONTRACT_ADMIN_EMAIL="contract-admin@example.com"
+export LIVEOPS_CONTRACT_ADMIN_PASSWORD="contract admin password 0123"
+export LIVEOPS_CONTRACT_BASE="http://127.0.0.1:$PORT"
 HMAC_SECRET="$LIVEOPS_CONTRACT_SECRET" RATE_LIMIT_MAX=100000 LOG_LEVEL=warn \
+  ADMIN_EMAIL="$LIVEOPS_CONTRACT_ADMIN_EMAIL" ADMIN_PASSWORD="$LIVEOPS_CONTRACT_ADMIN_PASSWORD" \
+  LOGIN_MAX_PER_ADDRESS=1000000 LOGIN_MAX_FAILURES=1000000 \
   "$BIN" serve --bind 127.0.0.1 --port "$PORT" --data-dir "$WORK/data" > "$WORK/liveops.log" 2>&1 &
 PID=$!
 trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true' EXIT

@@ -6,6 +6,12 @@ are then sent as they are. A request whose generated headers leave one of the tw
 "missing required header" case) is left unsigned, so the server must refuse it. An event's `ts`
 that is an integer is set to now, as a client stamps its events: the server accepts only
 timestamps within 24 h before and 5 min after its own clock, which no static schema can say.
+
+Operator routes (those whose operation lists the `bearer` security scheme in the served OpenAPI)
+get `Authorization: Bearer <token>` of the bootstrap admin (`LIVEOPS_CONTRACT_ADMIN_EMAIL` and
+`..._PASSWORD`) from an auth provider, logged in once; `POST /auth/logout` gets a token of its
+own each time, so the shared one is never revoked. A claim's `playerId` is set to the path's player, as a client sends
+it (a body naming another player is refused by design, which the schema cannot say).
 """
 
 import hashlib
@@ -13,6 +19,7 @@ import hmac
 import json
 import os
 import time
+import urllib.request
 
 import schemathesis
 
@@ -21,7 +28,40 @@ SIGNED = {
     ("POST", "/events"),
     ("POST", "/events/batch"),
     ("POST", "/rewards/claim"),
+    ("POST", "/campaigns/{id}/entries"),
+    ("POST", "/players/{id}/inbox/{messageId}/claim"),
 }
+BASE = os.environ.get("LIVEOPS_CONTRACT_BASE", "")
+ADMIN = (
+    os.environ.get("LIVEOPS_CONTRACT_ADMIN_EMAIL", ""),
+    os.environ.get("LIVEOPS_CONTRACT_ADMIN_PASSWORD", ""),
+)
+_bearer_ops = None
+
+
+def _http(method, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(BASE + path, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        return json.loads(resp.read())
+
+
+def _bearer_operations():
+    """(METHOD, path) of every operation the served OpenAPI says needs a bearer token."""
+    global _bearer_ops
+    if _bearer_ops is None:
+        spec = _http("GET", "/openapi.json")
+        _bearer_ops = set()
+        for path, item in spec.get("paths", {}).items():
+            for method, op in item.items():
+                if isinstance(op, dict) and any("bearer" in s for s in op.get("security", [])):
+                    _bearer_ops.add((method.upper(), path))
+    return _bearer_ops
+
+
+def _login():
+    return _http("POST", "/auth/login", {"email": ADMIN[0], "password": ADMIN[1]})["token"]
 
 
 def _stamp(event, now):
@@ -31,6 +71,27 @@ def _stamp(event, now):
     whole = isinstance(ts, int) or (isinstance(ts, float) and ts.is_integer())
     if whole and not isinstance(ts, bool):
         event["ts"] = now
+
+
+@schemathesis.auth()
+class OperatorBearer:
+    """The bootstrap admin's bearer token on the operations that declare the `bearer` scheme.
+
+    Given through schemathesis's auth provider, so its auth checks know the credentials are
+    explicit and probe the server without them and with invalid ones.
+    """
+
+    def get(self, case, ctx):
+        return _login() if BASE else None
+
+    def set(self, case, data, ctx):
+        if data is None or (case.method.upper(), case.path) not in _bearer_operations():
+            return
+        # Logging out revokes the token: that call gets a session of its own.
+        token = _login() if case.path == "/auth/logout" else data
+        headers = dict(case.headers or {})
+        headers["Authorization"] = "Bearer " + token
+        case.headers = headers
 
 
 @schemathesis.hook
@@ -52,6 +113,9 @@ def before_call(ctx, case, kwargs):
         if isinstance(items, list):
             for item in items:
                 _stamp(item, now)
+    elif case.path.endswith("/claim") and isinstance(body, dict) and case.path_parameters:
+        if "playerId" in body and "id" in case.path_parameters:
+            body["playerId"] = case.path_parameters["id"]
     raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
     ts = str(now)
     sig = hmac.new(SECRET, ts.encode() + b"." + raw, hashlib.sha256).hexdigest()

@@ -1,6 +1,7 @@
 //! LiveOps core: domain types, validation, signing, receipts, windows, scoring, the port traits
 //! and the per-service store traits. No I/O: everything here is pure and testable without servers.
 
+pub mod draw;
 pub mod event;
 pub mod event_schema;
 pub mod ports;

@@ -35,12 +35,16 @@ pub struct KeyStore {
     inner: RwLock<Layers>,
 }
 
+/// The layer of API keys (`POST /api-keys`): they sign requests, never receipts.
+pub const API_LAYER: &str = "api";
+
 /// Keys by id, in order: `(kid, secret)`.
 pub type KeyList = Vec<(String, Vec<u8>)>;
 
 struct Layers {
     layers: Vec<(&'static str, KeyList)>,
     merged: Arc<Keyring>,
+    receipts: Arc<Keyring>,
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -57,6 +61,7 @@ impl KeyStore {
         Self {
             inner: RwLock::new(Layers {
                 layers: vec![("config", bootstrap.keys.clone())],
+                receipts: Arc::new(bootstrap.clone()),
                 merged: Arc::new(bootstrap),
             }),
         }
@@ -65,20 +70,31 @@ impl KeyStore {
     /// A store with `layers` in order, any of them possibly empty; fails if none has a key or a
     /// key is shorter than [`MIN_SECRET_LEN`].
     pub fn with_layers(layers: Vec<(&'static str, KeyList)>) -> Result<Self, KeyError> {
-        let merged = merge(&layers)?;
+        let merged = merge(&layers, true)?;
+        let receipts = merge(&layers, false)?;
         Ok(Self {
             inner: RwLock::new(Layers {
                 layers,
                 merged: Arc::new(merged),
+                receipts: Arc::new(receipts),
             }),
         })
     }
 
-    /// The keys in force now.
+    /// The keys in force now: every layer's, for checking request signatures.
     pub fn current(&self) -> Arc<Keyring> {
         match self.inner.read() {
             Ok(l) => l.merged.clone(),
             Err(poisoned) => poisoned.into_inner().merged.clone(),
+        }
+    }
+
+    /// The keys that sign and check receipts: every layer's but [`API_LAYER`]'s (a game server
+    /// holding an API key must not be able to mint receipts). The primary key comes first.
+    pub fn receipt_keys(&self) -> Arc<Keyring> {
+        match self.inner.read() {
+            Ok(l) => l.receipts.clone(),
+            Err(poisoned) => poisoned.into_inner().receipts.clone(),
         }
     }
 
@@ -102,17 +118,23 @@ impl KeyStore {
             Some(layer) => layer.1 = keys,
             None => layers.push((name, keys)),
         }
-        let keyring = merge(&layers)?;
+        let keyring = merge(&layers, true)?;
+        let receipts = merge(&layers, false)?;
         guard.layers = layers;
         guard.merged = Arc::new(keyring);
+        guard.receipts = Arc::new(receipts);
         Ok(())
     }
 }
 
-/// The union of `layers` as one keyring: an earlier layer's key id wins.
-fn merge(layers: &[(&'static str, KeyList)]) -> Result<Keyring, KeyError> {
+/// The union of `layers` as one keyring (without [`API_LAYER`] unless `with_api`): an earlier
+/// layer's key id wins.
+fn merge(layers: &[(&'static str, KeyList)], with_api: bool) -> Result<Keyring, KeyError> {
     let mut merged: KeyList = Vec::new();
-    for (_, keys) in layers {
+    for (_, keys) in layers
+        .iter()
+        .filter(|(name, _)| with_api || *name != API_LAYER)
+    {
         for (kid, secret) in keys {
             if !merged.iter().any(|(k, _)| k == kid) {
                 merged.push((kid.clone(), secret.clone()));
@@ -357,6 +379,18 @@ mod tests {
             .set_layer("api", vec![("api_1".into(), K2.into())])
             .unwrap();
         assert!(ok(sig(Some("api_1"), K2)), "a new key works");
+        let forged = Receipt {
+            receipt_id: "r".into(),
+            player_id: "p".into(),
+            item: "i".into(),
+            timestamp: 1,
+            sig: Keyring::single(K2).unwrap().sign_receipt("r", "p", "i", 1),
+        };
+        assert!(
+            !store.receipt_keys().verify_receipt(&forged).valid,
+            "an API key cannot mint receipts"
+        );
+        assert_eq!(store.receipt_keys().primary_id(), "default");
         assert_eq!(
             store.current().primary_id(),
             "default",

@@ -52,8 +52,13 @@ where
     }
 }
 
-/// Parses a JSON body, naming the field that failed.
+/// Parses a JSON body, naming the field that failed. A body read into a struct must be a JSON
+/// object (serde would also take the struct's fields as an array, in order, which no schema
+/// states).
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    if expects_object::<T>() && body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(Problem::invalid("body", "must be a JSON object"));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de)
         .map_err(|e| {
@@ -65,6 +70,37 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
                 .map(|()| v)
                 .map_err(|e| Problem::invalid("body", e.to_string()))
         })
+}
+
+/// Whether `T` reads itself as a struct or a map (asked of a deserializer that only records it).
+fn expects_object<T: DeserializeOwned>() -> bool {
+    use serde::de::value::Error;
+    use serde::de::{Error as _, Visitor};
+
+    struct Probe;
+    impl<'de> serde::Deserializer<'de> for Probe {
+        type Error = Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
+            Err(Error::custom("other"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            _: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Error> {
+            Err(Error::custom("object"))
+        }
+        fn deserialize_map<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
+            Err(Error::custom("object"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct enum identifier
+            ignored_any
+        }
+    }
+    matches!(T::deserialize(Probe), Err(e) if e.to_string() == "object")
 }
 
 impl<T: Serialize> IntoResponse for Json<T> {
@@ -156,6 +192,60 @@ impl IntoParams for PlayerPath {
     }
 }
 
+/// The `{id}` of a route naming a stored thing (a campaign, webhook, operator, API key), checked
+/// against `^[A-Za-z0-9_.:-]{1,64}$` (400 naming `id`); the OpenAPI says the same.
+#[derive(Clone, Debug)]
+pub struct IdPath(pub String);
+
+/// Checks an id taken from a path or body (`^[A-Za-z0-9_.:-]{1,64}$`), naming `field`.
+pub fn check_id(field: &str, value: &str) -> Result<(), Problem> {
+    if liveops_core::event::is_label(value) {
+        Ok(())
+    } else {
+        Err(Problem::invalid(
+            field,
+            "must be 1..=64 characters of [A-Za-z0-9_.:-]",
+        ))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IdPath {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state).await?;
+        check_id("id", &raw)?;
+        Ok(IdPath(raw))
+    }
+}
+
+impl IntoParams for IdPath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![id_param("id", "Id")]
+    }
+}
+
+/// A path parameter documented as an id (`^[A-Za-z0-9_.:-]{1,64}$`).
+pub fn id_param(name: &str, description: &str) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .description(Some(description))
+        .schema(Some(id_schema()))
+        .build()
+}
+
+/// The schema of an id: `^[A-Za-z0-9_.:-]{1,64}$`.
+pub fn id_schema() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(liveops_core::event::LABEL_PATTERN))
+        .min_length(Some(1))
+        .max_length(Some(64))
+        .into()
+}
+
 /// The schema of a player id: what [`PlayerId::parse`] accepts.
 pub fn player_id_schema() -> RefOr<Schema> {
     ObjectBuilder::new()
@@ -222,6 +312,20 @@ impl<const MIN: i64, const MAX: i64> ToSchema for Bounded<MIN, MAX> {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_struct_body_must_be_an_object_not_its_fields_in_an_array() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Change {
+            role: Option<String>,
+            disabled: Option<bool>,
+        }
+        let refused = parse_json::<Change>(b" [null, null]").expect_err("an array");
+        assert_eq!(refused.status, 400);
+        assert!(parse_json::<Change>(br#"{"disabled": true}"#).is_ok());
+        assert_eq!(parse_json::<Vec<u8>>(b"[1, 2]").ok(), Some(vec![1, 2]));
+    }
 
     #[derive(Debug, Deserialize)]
     struct Q {

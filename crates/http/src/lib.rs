@@ -1,8 +1,10 @@
 //! The HTTP edge every LiveOps service shares, written once: [`Problem`] answers (RFC 9457),
 //! signed requests ([`Signed`]), typed paths and queries whose rejections are problems and whose
 //! bounds are in the OpenAPI document ([`Path`], [`Query`], [`PlayerPath`]), request bodies under
-//! a limit ([`read_body`], [`body_limit`]), and the request metrics layer ([`track`]).
+//! a limit ([`read_body`], [`body_limit`]), operators' bearer tokens and roles ([`Operator`],
+//! [`Reader`], [`BearerScheme`]), and the request metrics layer ([`track`]).
 
+mod auth;
 mod body;
 mod extract;
 mod metrics_layer;
@@ -10,8 +12,12 @@ mod problem;
 pub mod responses;
 mod signed;
 
+pub use auth::{token_hash, BearerScheme, Operator, OperatorAuth, Reader, Unauthenticated, BEARER};
 pub use body::{body_limit, read_body, BodyLimit};
-pub use extract::{parse_json, player_id_schema, Bounded, Json, Path, PlayerPath, Query};
+pub use extract::{
+    check_id, id_param, id_schema, parse_json, player_id_schema, Bounded, IdPath, Json, Path,
+    PlayerPath, Query,
+};
 pub use liveops_core::time::{rfc3339, rfc3339_or_never};
 pub use metrics_layer::{count_unmatched, track};
 pub use problem::Problem;

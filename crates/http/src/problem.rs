@@ -55,6 +55,11 @@ impl Problem {
         Self::new(401, "unauthorized", "Signature check failed", detail)
     }
 
+    /// 403: signed in, but the role does not allow it.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(403, "forbidden", "Forbidden", detail)
+    }
+
     /// 404.
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(404, "not-found", "Not found", detail)
@@ -68,6 +73,18 @@ impl Problem {
     /// 409.
     pub fn conflict(slug: &str, detail: impl Into<String>) -> Self {
         Self::new(409, slug, "Conflict", detail)
+    }
+
+    /// 410: it existed and is gone for good (an expired message).
+    pub fn gone(slug: &str, detail: impl Into<String>) -> Self {
+        Self::new(410, slug, "Gone", detail)
+    }
+
+    /// 429: too many attempts; retry after `retry_after_s` seconds.
+    pub fn too_many(detail: impl Into<String>, retry_after_s: u64) -> Self {
+        let mut p = Self::new(429, "too-many-requests", "Too many requests", detail);
+        p.retry_after = Some(retry_after_s.max(1));
+        p
     }
 
     /// 413.

@@ -37,6 +37,8 @@ problem_responses! {
     BadRequest = 400, "Malformed or out-of-range input; `field` names it";
     /// 401: a missing, bad or stale signature.
     Unauthorized = 401, "Missing, bad or stale signature";
+    /// 401: an operator route without a valid bearer token (missing, expired or revoked).
+    Unauthenticated = 401, "Missing, expired or revoked bearer token";
     /// 403: refused for who is asking (a blocked player, a role that may not).
     Forbidden = 403, "Refused: the player is blocked, or the caller may not do this";
     /// 404: no such resource.

@@ -5,16 +5,19 @@
 //! only the ports it uses.
 
 pub mod consume;
+pub mod keys;
 pub mod ports;
 pub mod trace;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use axum::Router;
 use futures_util::future::BoxFuture;
-use liveops_core::{Calendar, KeyStore, PortError};
+use liveops_core::stores::ActiveKeys;
+use liveops_core::{Calendar, KeyStore, LevelCurve, PortError};
 use tokio_util::sync::CancellationToken;
 
 pub use ports::{Adapter, Ports};
@@ -137,6 +140,9 @@ pub struct Shared {
     pub signature_tolerance_s: i64,
     /// Seasons and periods.
     pub calendar: Calendar,
+    /// XP needed per level (`LEVEL_CURVE`): progression levels players, participation checks
+    /// campaigns' minimum levels.
+    pub level_curve: LevelCurve,
     /// This replica's name in its consumer groups (host and pid).
     pub consumer_name: String,
     /// Most events a consumer takes per poll.
@@ -151,6 +157,51 @@ pub struct Context {
     pub shared: Shared,
     /// The adapters this process may open, by port.
     pub ports: Arc<Ports>,
+    key_sync: AtomicBool,
+    tasks: Mutex<Vec<Task>>,
+}
+
+impl Context {
+    /// A context over the parsed arguments, the shared settings and the ports.
+    pub fn new(args: clap::ArgMatches, shared: Shared, ports: Arc<Ports>) -> Self {
+        Self {
+            args,
+            shared,
+            ports,
+            key_sync: AtomicBool::new(false),
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The keys that check request signatures, for a module with signed routes. Where the
+    /// ports serve [`ActiveKeys`], the first call loads the active API keys and starts the task
+    /// that keeps them current in this process ([`keys::sync`]); later calls share it.
+    pub async fn signing_keys(&self) -> Arc<KeyStore> {
+        let keys = self.shared.keys.clone();
+        if self.ports.serves::<dyn ActiveKeys>() && !self.key_sync.swap(true, Ordering::SeqCst) {
+            match self.ports.get::<dyn ActiveKeys>().await {
+                Ok(store) => match keys::refresh(store.as_ref(), &keys).await {
+                    Ok(n) => tracing::info!(api_keys = n, "API keys loaded"),
+                    Err(error) => tracing::warn!(%error, "cannot read the API keys yet"),
+                },
+                Err(error) => tracing::warn!(%error, "cannot open the API key store yet"),
+            }
+            let task = keys::sync(self.ports.clone(), keys.clone());
+            match self.tasks.lock() {
+                Ok(mut tasks) => tasks.push(task),
+                Err(poisoned) => poisoned.into_inner().push(task),
+            }
+        }
+        keys
+    }
+
+    /// Tasks the context started for the modules it built (the API key sync), handed out once.
+    pub fn take_tasks(&self) -> Vec<Task> {
+        match self.tasks.lock() {
+            Ok(mut tasks) => std::mem::take(&mut *tasks),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        }
+    }
 }
 
 /// One service of LiveOps, as the binary's module table sees it.

@@ -45,11 +45,11 @@ impl Application {
         ensure_groups(&settings, &ports).await?;
 
         let keys = Arc::new(settings.keys.store()?);
-        let ctx = Context {
-            args: settings.args.clone(),
-            shared: shared(&settings, keys.clone()),
-            ports: ports.clone(),
-        };
+        let ctx = Context::new(
+            settings.args.clone(),
+            shared(&settings, keys.clone()),
+            ports.clone(),
+        );
         let mut app = Router::new();
         let mut tasks = Vec::new();
         if let Some((path, _)) = &settings.keys.file {
@@ -71,6 +71,8 @@ impl Application {
             draining: supervisor::Draining::default(),
             delay: settings.shutdown_delay,
         };
+        // What the context started for the modules (the API key sync).
+        tasks.extend(ctx.take_tasks());
         let checks = ops::Checks {
             ports: ports.clone(),
             modules: readiness,
@@ -179,6 +181,7 @@ fn shared(s: &Settings, keys: Arc<liveops_core::KeyStore>) -> Shared {
         keys,
         signature_tolerance_s: s.raw.sig_tolerance_sec,
         calendar: s.calendar.clone(),
+        level_curve: s.level_curve.clone(),
         consumer_name: consumer_name(),
         batch_size: CONSUMER_BATCH,
     }

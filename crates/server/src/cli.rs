@@ -1,6 +1,6 @@
 //! The command line: `serve`, `send`, `migrate`, `bench`, `dead-letters`, `verify-receipt`,
-//! `backup`, `restore`, each taking the shared settings and every module's settings as flags (or
-//! environment variables).
+//! `backup`, `restore`, `operators create`, each taking the shared settings and every module's
+//! settings as flags (or environment variables), and `verify-draw`, which takes none.
 
 use std::path::PathBuf;
 
@@ -104,6 +104,20 @@ pub enum Command {
         /// A receipt as issued by `POST /rewards/claim`.
         file: PathBuf,
     },
+    /// Manages operator accounts.
+    Operators {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::live_cli::OperatorsCommand,
+    },
+    /// Re-runs a published draw (`GET /campaigns/{id}/draw`) against its entrants and says
+    /// whether it is valid.
+    VerifyDraw {
+        /// The draw, as `GET /campaigns/{id}/draw` answers it once drawn.
+        draw: PathBuf,
+        /// The entrants: one player id per line (or the JSON of `GET /campaigns/{id}/entrants`).
+        entrants: PathBuf,
+    },
 }
 
 /// Every subcommand takes the modules' settings too.
@@ -126,11 +140,15 @@ pub fn parse(table: &Table) -> (Cli, clap::ArgMatches) {
     for name in WITH_SETTINGS {
         cmd = cmd.mut_subcommand(name, |c| table.args(c));
     }
+    cmd = cmd.mut_subcommand("operators", |c| {
+        c.mut_subcommand("create", |c| table.args(c))
+    });
     let matches = cmd.get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let sub = matches
-        .subcommand()
-        .map(|(_, m)| m.clone())
-        .unwrap_or_default();
+    // The innermost subcommand's parse (`operators create` nests one level deeper).
+    let mut sub = matches.clone();
+    while let Some((_, m)) = sub.subcommand() {
+        sub = m.clone();
+    }
     (cli, sub)
 }

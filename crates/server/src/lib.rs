@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod dead_letters;
 pub mod key_files;
+pub mod live_cli;
 pub mod modules;
 pub mod ops;
 pub mod send;

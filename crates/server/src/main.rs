@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use liveops::backup::restore::Source;
 use liveops::cli::{self, Command};
 use liveops::config::{RawConfig, Settings};
+use liveops::live_cli::OperatorsCommand;
 use liveops::modules::Table;
 use liveops::telemetry;
 
@@ -123,6 +124,20 @@ fn main() -> ExitCode {
                 Ok(s) => liveops::send::verify_receipt_file(&s, &file),
                 Err(code) => Ok(code),
             },
+            Command::Operators {
+                command:
+                    OperatorsCommand::Create {
+                        config,
+                        email,
+                        role,
+                    },
+            } => match settings(&table, config, args) {
+                Ok(s) => liveops::live_cli::create_operator(&s, &email, role).await,
+                Err(code) => Ok(code),
+            },
+            Command::VerifyDraw { draw, entrants } => {
+                liveops::live_cli::verify_draw(&draw, &entrants)
+            }
         }
     });
     match result {

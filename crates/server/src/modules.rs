@@ -33,6 +33,10 @@ impl Table {
                 &liveops_fairness::MODULE,
                 &liveops_leaderboard::MODULE,
                 &liveops_progression::MODULE,
+                &liveops_operators::MODULE,
+                &liveops_campaigns::MODULE,
+                &liveops_participation::MODULE,
+                &liveops_distribution::MODULE,
             ],
         }
     }
@@ -50,7 +54,17 @@ impl Table {
 
     /// Adds every module's settings to `cmd`.
     pub fn args(&self, cmd: clap::Command) -> clap::Command {
-        self.modules.iter().fold(cmd, |cmd, m| m.args(cmd))
+        // A module's settings struct brings its doc comment as the command's about; keep the
+        // subcommand's own.
+        let (about, long) = (cmd.get_about().cloned(), cmd.get_long_about().cloned());
+        let mut cmd = self.modules.iter().fold(cmd, |cmd, m| m.args(cmd));
+        if let Some(about) = about {
+            cmd = cmd.about(about);
+        }
+        if let Some(long) = long {
+            cmd = cmd.long_about(long);
+        }
+        cmd
     }
 
     /// Checks every module's settings, whatever the target, so a bad value always stops
@@ -178,7 +192,7 @@ mod tests {
     fn targets_are_modules_groups_or_lists_of_them() {
         let table = Table::standard();
         let all = table.target("all").unwrap();
-        assert_eq!(all.modules.len(), 4);
+        assert_eq!(all.modules.len(), Table::standard().modules().len());
         assert_eq!(all.port, 8080);
         let lb = table.target("leaderboard").unwrap();
         assert_eq!((names(&lb), lb.port), (vec!["leaderboard"], 8082));

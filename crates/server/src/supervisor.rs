@@ -79,7 +79,9 @@ pub async fn run(
     let http_stop = CancellationToken::new();
     let stop_serving = http_stop.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, router)
+        // With the peer's address (login throttling per address).
+        let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, app)
             .with_graceful_shutdown(stop_serving.cancelled_owned())
             .await
     });

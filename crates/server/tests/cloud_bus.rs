@@ -260,6 +260,7 @@ fn urls(ports: &[u16]) -> Urls {
         fairness: at(1),
         progression: at(2),
         leaderboard: at(3),
+        operator: None,
     }
 }
 

@@ -1,12 +1,15 @@
-//! The split deployment, end to end: four processes `liveops serve --target gateway|fairness|
-//! progression|leaderboard` over Redis (hot state, ranks, Streams bus) and PostgreSQL or MariaDB
-//! pass the same scenario as the embedded default. Needs the servers of `scripts/services.sh`.
+//! The split deployment, end to end: eight processes `liveops serve --target gateway|fairness|
+//! progression|leaderboard|operators|campaigns|participation|distribution` over Redis (hot
+//! state, ranks, Streams bus) and PostgreSQL or MariaDB pass the same scenarios as the embedded
+//! default: the event flow, and the live-event campaign story (a key revoked in one process is
+//! refused by the others within 5 s). Needs the servers of `scripts/services.sh`.
 #![cfg(all(feature = "redis", any(feature = "postgres", feature = "mysql")))]
 
 mod common;
 
 use std::process::{Command, Stdio};
 
+use common::campaign::{campaign_story, Live, LiveUrls, ADMIN_EMAIL, ADMIN_PASSWORD};
 use common::{free_port, fresh_database, play_scenario, wait_ready, Fleet, Urls, BIN, SECRET};
 use liveops_core::Keyring;
 
@@ -44,7 +47,16 @@ async fn split_deployment(db_url: String, redis_url: String, tag: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut fleet = Fleet::default();
     let mut bases = Vec::new();
-    for target in ["gateway", "fairness", "progression", "leaderboard"] {
+    for target in [
+        "gateway",
+        "fairness",
+        "progression",
+        "leaderboard",
+        "operators",
+        "campaigns",
+        "participation",
+        "distribution",
+    ] {
         let port = free_port();
         let child = Command::new(BIN)
             .arg("serve")
@@ -58,6 +70,12 @@ async fn split_deployment(db_url: String, redis_url: String, tag: &str) {
             .env("BUS_KIND", "redis")
             .env("BUS_PARTITIONS", "4")
             .env("LOG_LEVEL", "warn")
+            .env("ADMIN_EMAIL", ADMIN_EMAIL)
+            .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("WEBHOOK_ALLOW_PRIVATE", "true")
+            .env("CAMPAIGN_TICK_MS", "200")
+            .env("DRAW_TICK_MS", "200")
+            .env("SETTLE_TICK_MS", "200")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -68,11 +86,24 @@ async fn split_deployment(db_url: String, redis_url: String, tag: &str) {
     for b in &bases {
         wait_ready(b).await;
     }
+    // The bootstrap admin exists, so fairness reads need an operator's token.
+    let live = LiveUrls {
+        gateway: bases[0].clone(),
+        progression: bases[2].clone(),
+        operators: bases[4].clone(),
+        campaigns: bases[5].clone(),
+        participation: bases[6].clone(),
+        distribution: bases[7].clone(),
+    };
+    let token = Live::new(live.clone())
+        .token(ADMIN_EMAIL, ADMIN_PASSWORD)
+        .await;
     let urls = Urls {
         gateway: bases[0].clone(),
         fairness: bases[1].clone(),
         progression: bases[2].clone(),
         leaderboard: bases[3].clone(),
+        operator: Some(token),
     };
     // Each process serves only its own routes.
     let client = reqwest::Client::new();
@@ -87,19 +118,20 @@ async fn split_deployment(db_url: String, redis_url: String, tag: &str) {
         "the gateway process does not serve leaderboards"
     );
     play_scenario(&urls, &Keyring::single(SECRET).expect("key"), tag).await;
+    campaign_story(live, tag).await;
     drop(fleet);
 }
 
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn four_processes_over_redis_and_postgresql_pass_the_scenario() {
+async fn eight_processes_over_redis_and_postgresql_pass_the_scenarios() {
     let db = fresh_database(&env_var("LIVEOPS_TEST_PG_URL"), "liveops_split_pg");
     split_deployment(db, redis_db(5), "split_pg").await;
 }
 
 #[cfg(feature = "mysql")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn four_processes_over_redis_and_mariadb_pass_the_scenario() {
+async fn eight_processes_over_redis_and_mariadb_pass_the_scenarios() {
     let db = fresh_database(&env_var("LIVEOPS_TEST_MYSQL_URL"), "liveops_split_my");
     split_deployment(db, redis_db(6), "split_my").await;
 }

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use liveops_core::now_ms;
 use liveops_core::ports::{
-    Blocklist, Health, IdemState, Idempotency, PortResult, RateDecision, RateLimiter, ReplayGuard,
-    StoredAnswer, ViewCache,
+    Attempts, Blocklist, Health, IdemState, Idempotency, PortResult, RateDecision, RateLimiter,
+    ReplayGuard, StoredAnswer, ViewCache,
 };
 
 /// Number of shards (a power of two).
@@ -90,6 +90,22 @@ impl Strikes {
         let older = self.at.partition_point(|&t| t <= after);
         (self.at.len() - older) as u32
     }
+
+    /// Records one at `at_ms` in `map[key]`; returns how many fall within `window` of it.
+    fn record(map: &mut HashMap<Box<str>, Strikes>, key: &str, at_ms: i64, window: i64) -> u32 {
+        let after = at_ms.saturating_sub(window);
+        let strikes = match map.get_mut(key) {
+            Some(s) => s,
+            None => map.entry(key.into()).or_default(),
+        };
+        let pos = strikes.at.partition_point(|&t| t <= at_ms);
+        strikes.at.insert(pos, at_ms);
+        while strikes.at.front().is_some_and(|&t| t <= after) || strikes.at.len() > MAX_STRIKES {
+            strikes.at.pop_front();
+        }
+        strikes.keep_until = strikes.keep_until.max(at_ms.saturating_add(window));
+        strikes.count_after(after)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -99,6 +115,7 @@ struct Shard {
     rate: HashMap<Box<str>, RateWindow>,
     blocks: HashMap<Box<str>, i64>,
     strikes: HashMap<Box<str>, Strikes>,
+    attempts: HashMap<Box<str>, Strikes>,
     cache: HashMap<Box<str>, Expiring<Bytes>>,
 }
 
@@ -109,6 +126,7 @@ impl Shard {
             + self.rate.len()
             + self.blocks.len()
             + self.strikes.len()
+            + self.attempts.len()
             + self.cache.len()
     }
 
@@ -121,6 +139,7 @@ impl Shard {
         self.rate.retain(|_, w| w.second >= second);
         self.blocks.retain(|_, until| *until > now_ms);
         self.strikes.retain(|_, s| s.keep_until > now_ms);
+        self.attempts.retain(|_, s| s.keep_until > now_ms);
         self.cache.retain(|_, e| alive(e.until, now));
         before - self.len()
     }
@@ -319,20 +338,13 @@ impl Blocklist for MemoryHotState {
     }
 
     async fn add_strike(&self, player: &str, at_ms: i64, window: Duration) -> PortResult<u32> {
-        let window = millis(window);
-        let after = at_ms.saturating_sub(window);
         let mut shard = self.shard(player);
-        let strikes = match shard.strikes.get_mut(player) {
-            Some(s) => s,
-            None => shard.strikes.entry(player.into()).or_default(),
-        };
-        let pos = strikes.at.partition_point(|&t| t <= at_ms);
-        strikes.at.insert(pos, at_ms);
-        while strikes.at.front().is_some_and(|&t| t <= after) || strikes.at.len() > MAX_STRIKES {
-            strikes.at.pop_front();
-        }
-        strikes.keep_until = strikes.keep_until.max(at_ms.saturating_add(window));
-        Ok(strikes.count_after(after))
+        Ok(Strikes::record(
+            &mut shard.strikes,
+            player,
+            at_ms,
+            millis(window),
+        ))
     }
 
     async fn strikes(&self, player: &str, now_ms: i64, window: Duration) -> PortResult<u32> {
@@ -342,6 +354,37 @@ impl Blocklist for MemoryHotState {
             .strikes
             .get(player)
             .map_or(0, |s| s.count_after(after)))
+    }
+
+    async fn unblock(&self, player: &str) -> PortResult<()> {
+        let mut shard = self.shard(player);
+        shard.blocks.remove(player);
+        shard.strikes.remove(player);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Attempts for MemoryHotState {
+    async fn attempt(&self, key: &str, at_ms: i64, window: Duration) -> PortResult<u32> {
+        let mut shard = self.shard(key);
+        Ok(Strikes::record(
+            &mut shard.attempts,
+            key,
+            at_ms,
+            millis(window),
+        ))
+    }
+
+    async fn attempts(&self, key: &str, now_ms: i64, window: Duration) -> PortResult<u32> {
+        let after = now_ms.saturating_sub(millis(window));
+        let shard = self.shard(key);
+        Ok(shard.attempts.get(key).map_or(0, |s| s.count_after(after)))
+    }
+
+    async fn forget_attempts(&self, key: &str) -> PortResult<()> {
+        self.shard(key).attempts.remove(key);
+        Ok(())
     }
 }
 

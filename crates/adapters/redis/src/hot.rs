@@ -8,6 +8,7 @@
 //! - `hot:rate:<player>:<unix second>` — the count of one one-second window, gone 2 s later;
 //! - `hot:block:<player>` — the block's end (unix ms), expiring with it;
 //! - `hot:strikes:<player>` — a ZSET of strike times, trimmed to the window and capped;
+//! - `hot:attempts:<key>` — the same for attempts (logins per address and per account);
 //! - `hot:cache:<key>` — cached bytes with a TTL.
 //!
 //! Scripts that read then write (idempotency, rate windows, strikes) run as Lua, so concurrent
@@ -20,8 +21,8 @@ use bytes::Bytes;
 use liveops_core::now_ms;
 use liveops_core::ports::hot::MAX_STRIKES;
 use liveops_core::ports::{
-    Blocklist, Health, IdemState, Idempotency, PortError, PortResult, RateDecision, RateLimiter,
-    ReplayGuard, StoredAnswer, ViewCache,
+    Attempts, Blocklist, Health, IdemState, Idempotency, PortError, PortResult, RateDecision,
+    RateLimiter, ReplayGuard, StoredAnswer, ViewCache,
 };
 use redis::Script;
 use serde::{Deserialize, Serialize};
@@ -282,33 +283,97 @@ impl Blocklist for RedisHotState {
     }
 
     async fn add_strike(&self, player: &str, at_ms: i64, window: Duration) -> PortResult<u32> {
+        self.record("strikes", player, at_ms, window, "hot.add_strike")
+            .await
+    }
+
+    async fn strikes(&self, player: &str, now_ms: i64, window: Duration) -> PortResult<u32> {
+        self.count("strikes", player, now_ms, window, "hot.strikes")
+            .await
+    }
+
+    async fn unblock(&self, player: &str) -> PortResult<()> {
+        // Two keys: two commands (each may live on another cluster node).
+        for kind in ["block", "strikes"] {
+            let _: i64 = self
+                .conn
+                .query("hot.unblock", redis::cmd("DEL").arg(self.key(kind, player)))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+impl RedisHotState {
+    /// Records a time at `at_ms` in the sorted set `kind:key`, trimmed to `window` and capped;
+    /// returns how many fall within `window` of it.
+    async fn record(
+        &self,
+        kind: &str,
+        key: &str,
+        at_ms: i64,
+        window: Duration,
+        op: &'static str,
+    ) -> PortResult<u32> {
         let window = millis(window);
         let after = at_ms.saturating_sub(window);
-        // Keep the set while this strike can still fall inside a window it was counted with.
+        // Keep the set while this entry can still fall inside a window it was counted with.
         let keep = at_ms.saturating_add(window).saturating_sub(now_ms());
         let keep = ttl_ms(Duration::from_millis(keep.max(0).unsigned_abs()));
         let member = format!("{at_ms}:{:016x}", rand::random::<u64>());
         let mut call = self.scripts.strike.prepare_invoke();
-        call.key(self.key("strikes", player))
+        call.key(self.key(kind, key))
             .arg(at_ms)
             .arg(member)
             .arg(after)
             .arg(MAX_STRIKES)
             .arg(keep);
-        self.conn.invoke("hot.add_strike", &call).await
+        self.conn.invoke(op, &call).await
     }
 
-    async fn strikes(&self, player: &str, now_ms: i64, window: Duration) -> PortResult<u32> {
+    /// How many times in `kind:key` fall within `window` before `now_ms`.
+    async fn count(
+        &self,
+        kind: &str,
+        key: &str,
+        now_ms: i64,
+        window: Duration,
+        op: &'static str,
+    ) -> PortResult<u32> {
         let after = now_ms.saturating_sub(millis(window));
         self.conn
             .query(
-                "hot.strikes",
+                op,
                 redis::cmd("ZCOUNT")
-                    .arg(self.key("strikes", player))
+                    .arg(self.key(kind, key))
                     .arg(format!("({after}"))
                     .arg("+inf"),
             )
             .await
+    }
+}
+
+#[async_trait]
+impl Attempts for RedisHotState {
+    async fn attempt(&self, key: &str, at_ms: i64, window: Duration) -> PortResult<u32> {
+        self.record("attempts", key, at_ms, window, "hot.attempt")
+            .await
+    }
+
+    async fn attempts(&self, key: &str, now_ms: i64, window: Duration) -> PortResult<u32> {
+        self.count("attempts", key, now_ms, window, "hot.attempts")
+            .await
+    }
+
+    async fn forget_attempts(&self, key: &str) -> PortResult<()> {
+        let _: i64 = self
+            .conn
+            .query(
+                "hot.forget_attempts",
+                redis::cmd("DEL").arg(self.key("attempts", key)),
+            )
+            .await?;
+        Ok(())
     }
 }
 

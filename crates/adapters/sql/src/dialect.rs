@@ -32,6 +32,9 @@ pub trait Dialect: Database + HasStatementCache + Sized {
     const BEGIN_READ: Option<&'static str>;
     /// Appended to a `SELECT` that must lock the rows it reads until commit.
     const LOCK_ROWS: &'static str;
+    /// Appended to a `SELECT` that must keep the rows it reads from changing until commit,
+    /// while letting other readers do the same (a campaign's row while an entry is added).
+    const LOCK_SHARED: &'static str;
     /// The upserts, in this backend's spelling.
     const UPSERTS: &'static Upserts;
     /// Upper bound on one repository call (pool wait, lock waits and statements included);
@@ -62,6 +65,17 @@ pub trait Dialect: Database + HasStatementCache + Sized {
     /// if this backend has one.
     fn bulk_board_scores(_pool: &sqlx::Pool<Self>, _board: &Board) -> Option<BulkRead> {
         None
+    }
+
+    /// How many rows an `UPDATE` or `DELETE` matched. (Not for telling an insert from a kept
+    /// duplicate: MySQL counts both as 1; read the row back instead.)
+    fn rows_affected(result: &Self::QueryResult) -> u64;
+
+    /// Appended to an `INSERT .. VALUES ..` so a row whose key `conflict` (a column list) is
+    /// taken is left as it is and nothing is written. `column` is any column of the table
+    /// (MySQL's spelling assigns it to itself).
+    fn keep_existing(conflict: &str, _column: &str) -> String {
+        format!(" ON CONFLICT ({conflict}) DO NOTHING")
     }
 
     /// Rewrites the `?` placeholders of shared SQL into this backend's form.

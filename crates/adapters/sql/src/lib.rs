@@ -1,4 +1,5 @@
-//! The SQL adapter (sqlx): every store trait (progress, scores, fairness, processed event ids)
+//! The SQL adapter (sqlx): every store trait (progress, scores, fairness, processed event ids,
+//! and the live-event stores: operators, API keys, campaigns, entries, outcomes, inbox, webhooks)
 //! on SQLite, PostgreSQL (feature `postgres`) and MySQL/MariaDB (feature `mysql`).
 //!
 //! The repository's logic is written once ([`repository`]) over a [`Dialect`] per backend
@@ -6,6 +7,8 @@
 //! numbered migrations in `migrations/<backend>/`, applied by [`SqlRepository::migrate`].
 
 pub mod dialect;
+mod live;
+mod live_stores;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 #[cfg(feature = "postgres")]
@@ -19,7 +22,11 @@ mod stores;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use liveops_core::stores::{FairnessStore, ProcessedEvents, ProgressStore, ScoreStore};
+use liveops_core::stores::{
+    ActiveKeys, ApiKeyStore, AuditLog, CampaignStore, EntryStore, FairnessStore, InboxStore,
+    OperatorStore, OutcomeStore, PlayerXp, ProcessedEvents, ProgressStore, ScoreStore, Sessions,
+    WebhookStore,
+};
 use liveops_core::{Health, PortError, PortResult};
 
 pub use dialect::Dialect;
@@ -33,7 +40,22 @@ pub use sqlite::SqliteRepository;
 /// A repository on any backend: every store trait this adapter serves, plus its migrations.
 #[async_trait]
 pub trait Repository:
-    ProgressStore + ScoreStore + FairnessStore + ProcessedEvents + Health
+    ProgressStore
+    + ScoreStore
+    + FairnessStore
+    + ProcessedEvents
+    + OperatorStore
+    + Sessions
+    + AuditLog
+    + ApiKeyStore
+    + ActiveKeys
+    + CampaignStore
+    + EntryStore
+    + OutcomeStore
+    + PlayerXp
+    + InboxStore
+    + WebhookStore
+    + Health
 {
     /// Applies pending schema migrations.
     async fn migrate(&self) -> PortResult<()>;

@@ -43,6 +43,8 @@ impl Dialect for MySql {
          START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
     );
     const LOCK_ROWS: &'static str = " FOR UPDATE";
+    // MySQL 8 and MariaDB both read this spelling (`FOR SHARE` is MySQL 8 only).
+    const LOCK_SHARED: &'static str = " LOCK IN SHARE MODE";
     const UPSERTS: &'static Upserts = &ON_DUPLICATE_KEY;
     const CALL_TIMEOUT: Option<Duration> = Some(server::CALL_TIMEOUT);
 
@@ -54,6 +56,17 @@ impl Dialect for MySql {
 
     fn migrator() -> &'static Migrator {
         &MIGRATOR
+    }
+
+    /// Rows matched (sqlx connects with `CLIENT_FOUND_ROWS`, so an `UPDATE` counts the rows its
+    /// `WHERE` matched, changed or not; an `INSERT .. ON DUPLICATE KEY UPDATE` counts a kept
+    /// duplicate as 1 too, so callers read inserted rows back instead of counting).
+    fn rows_affected(result: &sqlx::mysql::MySqlQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    fn keep_existing(_conflict: &str, column: &str) -> String {
+        format!(" ON DUPLICATE KEY UPDATE {column} = {column}")
     }
 }
 
@@ -133,3 +146,4 @@ impl SqlRepository<MySql> {
 }
 
 crate::stores::impl_stores!(MySql);
+crate::live_stores::impl_live_stores!(MySql);

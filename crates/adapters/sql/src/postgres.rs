@@ -32,6 +32,7 @@ impl Dialect for Postgres {
     const BEGIN_READ: Option<&'static str> =
         Some("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
     const LOCK_ROWS: &'static str = " FOR UPDATE";
+    const LOCK_SHARED: &'static str = " FOR SHARE";
     const UPSERTS: &'static Upserts = &ON_CONFLICT;
     const CALL_TIMEOUT: Option<Duration> = Some(server::CALL_TIMEOUT);
 
@@ -49,6 +50,10 @@ impl Dialect for Postgres {
 
     fn migrator() -> &'static Migrator {
         &MIGRATOR
+    }
+
+    fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
+        result.rows_affected()
     }
 
     fn placeholders(sql: &'static str) -> Cow<'static, str> {
@@ -112,3 +117,4 @@ impl SqlRepository<Postgres> {
 }
 
 crate::stores::impl_stores!(Postgres);
+crate::live_stores::impl_live_stores!(Postgres);

@@ -127,7 +127,9 @@ fn parse_event_type(s: &str) -> PortResult<EventType> {
 }
 
 /// Runs one repository call within the dialect's time bound.
-async fn within<DB: Dialect, T>(call: impl Future<Output = PortResult<T>>) -> PortResult<T> {
+pub(crate) async fn within<DB: Dialect, T>(
+    call: impl Future<Output = PortResult<T>>,
+) -> PortResult<T> {
     match DB::CALL_TIMEOUT {
         None => call.await,
         Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
@@ -157,14 +159,17 @@ where
     DB::Connection: Migrate,
 {
     /// A write transaction, after this process's turn to write where the dialect wants turns.
-    async fn begin_write(
+    pub(crate) async fn begin_write(
         &self,
     ) -> PortResult<(Transaction<'static, DB>, Option<OwnedMutexGuard<()>>)> {
         let turn = DB::write_turn(&self.writes).await;
         Ok((self.begin(DB::BEGIN_WRITE).await?, turn))
     }
 
-    async fn begin(&self, statement: Option<&'static str>) -> PortResult<Transaction<'static, DB>> {
+    pub(crate) async fn begin(
+        &self,
+        statement: Option<&'static str>,
+    ) -> PortResult<Transaction<'static, DB>> {
         Self::begin_on(&self.pool, statement).await
     }
 

@@ -25,6 +25,14 @@ async fn sqlite_repository_passes_the_repository_suite() {
     conformance::stores::run_all(&repo).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_repository_passes_the_live_event_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = std::sync::Arc::new(repo_at(&dir.path().join("liveops.db")).await);
+    conformance::live::run_all(repo.clone()).await;
+    conformance::live::run_all(repo).await;
+}
+
 #[tokio::test]
 async fn repository_state_survives_reopening_and_migrations_rerun() {
     let dir = tempfile::tempdir().unwrap();

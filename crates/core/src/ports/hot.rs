@@ -89,6 +89,20 @@ pub trait Blocklist: Health {
     async fn add_strike(&self, player: &str, at_ms: i64, window: Duration) -> PortResult<u32>;
     /// Strikes within the last `window` before `now_ms`.
     async fn strikes(&self, player: &str, now_ms: i64, window: Duration) -> PortResult<u32>;
+    /// Lifts a player's block and forgets their strikes (an operator's decision).
+    async fn unblock(&self, player: &str) -> PortResult<()>;
+}
+
+/// Attempts per key in a sliding window: what throttles logins per address and per account.
+#[async_trait]
+pub trait Attempts: Health {
+    /// Records an attempt on `key` at `at_ms`; returns the attempts within the last `window`,
+    /// this one included.
+    async fn attempt(&self, key: &str, at_ms: i64, window: Duration) -> PortResult<u32>;
+    /// Attempts on `key` within the last `window` before `now_ms`.
+    async fn attempts(&self, key: &str, now_ms: i64, window: Duration) -> PortResult<u32>;
+    /// Forgets the attempts on `key` (a successful login clears its account's failures).
+    async fn forget_attempts(&self, key: &str) -> PortResult<()>;
 }
 
 /// Serialized read views kept for a short time.

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 pub use archive::Archive;
 pub use bus::{long_poll, topics, Bus, BusOptions, Delivery, Message};
 pub use hot::{
-    Blocklist, IdemState, Idempotency, RateDecision, RateLimiter, ReplayGuard, StoredAnswer,
-    ViewCache,
+    Attempts, Blocklist, IdemState, Idempotency, RateDecision, RateLimiter, ReplayGuard,
+    StoredAnswer, ViewCache,
 };
 pub use rank::{Board, RankEntry, RankStore, ScoreDelta};
 

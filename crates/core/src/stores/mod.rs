@@ -1,13 +1,30 @@
-//! Durable storage, one small trait per service: what progression, the leaderboard and fairness
-//! keep, and the event ids each consumer already applied. An adapter implements the ones it
-//! serves; each service is handed only its own.
+//! Durable storage, one small trait per concern: what each service keeps (progression, the
+//! leaderboard, fairness, operators, campaigns, participation, distribution), and the event ids
+//! each consumer already applied. An adapter implements the ones it serves; each service is handed
+//! only its own.
 
+pub mod campaigns;
+pub mod distribution;
 pub mod fairness;
+pub mod operators;
+pub mod participation;
 pub mod processed;
 pub mod progress;
 pub mod scores;
 
+pub use campaigns::{
+    Campaign, CampaignEvent, CampaignState, CampaignStore, EntryLimit, Reward, Tier,
+};
+pub use distribution::{
+    Attempt, ClaimOutcome, Delivery, DeliveryState, DueDelivery, InboxClaim, InboxMessage,
+    InboxStore, Webhook, WebhookStore,
+};
 pub use fairness::{FairnessCommit, FairnessStore, Flag};
+pub use operators::{
+    ActiveKeys, ApiKeyInfo, ApiKeyStore, AuditEntry, AuditLog, OperatorRecord, OperatorStore, Role,
+    Session, Sessions,
+};
+pub use participation::{Award, Entered, Entry, EntryStore, Outcome, OutcomeStore, PlayerXp};
 pub use processed::ProcessedEvents;
 pub use progress::{
     InventoryItem, ItemGrant, PendingReward, PlayerProgress, ProgressCommit, ProgressStore,

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use clap::Args;
-use liveops_core::{Calendar, Keyring};
+use liveops_core::{Calendar, Keyring, LevelCurve};
 
 pub use keys::{parse_key_list, KeySources, FILE_LAYER};
 pub use liveops_module::ConfigError;
@@ -125,6 +125,8 @@ pub struct Settings {
     pub shutdown_delay: Duration,
     /// Season calendar.
     pub calendar: Calendar,
+    /// XP per level.
+    pub level_curve: LevelCurve,
     /// Where backups of the embedded files go.
     pub backup: backup::BackupSettings,
     /// The read replica, if any.
@@ -185,6 +187,8 @@ impl Settings {
             season_start: Utc.from_utc_datetime(&start.and_hms_opt(0, 0, 0).unwrap_or_default()),
             season_days: raw.season_days,
         };
+        let level_curve =
+            LevelCurve::parse(&raw.level_curve).map_err(|e| bad("LEVEL_CURVE", e.to_string()))?;
         if raw.sig_tolerance_sec <= 0 {
             return Err(bad("SIG_TOLERANCE_SEC", "must be at least 1 second"));
         }
@@ -209,6 +213,7 @@ impl Settings {
             calendar,
             backup,
             reads,
+            level_curve,
             raw,
         })
     }

@@ -72,6 +72,9 @@ pub struct RawConfig {
     /// Length of a season in days.
     #[arg(long, env = "SEASON_DAYS", default_value_t = 90)]
     pub season_days: u32,
+    /// Level curve: one step (`1000`) or cumulative thresholds (`100,300,600`).
+    #[arg(long, env = "LEVEL_CURVE", default_value = "1000")]
+    pub level_curve: String,
     /// Allowed clock difference for X-Timestamp, seconds.
     #[arg(long, env = "SIG_TOLERANCE_SEC", default_value_t = 300)]
     pub sig_tolerance_sec: i64,

@@ -1,32 +1,71 @@
 //! Durable stores: the SQL adapter on the backend `DB_URL`'s scheme names, migrated on open, with
 //! the read replica `DB_READ_URL` if one is set.
+//!
+//! Two adapters share one repository (opened once, by whichever is used first): `repository`
+//! serves every store and counts in `/readyz`; `api_keys` serves only the active-key read every
+//! signature-checking process makes each second, and does not count (a gateway keeps verifying
+//! with the keys it last read while the database is away, instead of leaving the load balancer).
 
 use std::sync::Arc;
 
-use liveops_core::stores::{FairnessStore, ProcessedEvents, ProgressStore, ScoreStore};
+use async_trait::async_trait;
+use liveops_core::stores::{
+    ActiveKeys, ApiKeyStore, AuditLog, CampaignStore, EntryStore, FairnessStore, InboxStore,
+    OperatorStore, OutcomeStore, PlayerXp, ProcessedEvents, ProgressStore, ScoreStore, Sessions,
+    WebhookStore,
+};
+use liveops_core::{Health, PortError, PortResult};
 use liveops_module::ports::Opened;
 use liveops_module::{Adapter, Ports, Task};
 use liveops_sql::Repository;
+use tokio::sync::OnceCell;
 
 use super::named;
+use crate::config::reads::ReadReplica;
+
+/// The repository, connected and migrated once for every adapter over it.
+type Shared = Arc<OnceCell<Arc<dyn Repository>>>;
+
+async fn open(
+    cell: Shared,
+    url: String,
+    reads: Option<ReadReplica>,
+) -> Result<Arc<dyn Repository>, PortError> {
+    cell.get_or_try_init(|| async {
+        let repo = match &reads {
+            None => liveops_sql::connect_repository(&url).await,
+            Some(r) => liveops_sql::connect_repository_with_replica(&url, &r.url, r.max_lag).await,
+        }
+        .map_err(named("DB_URL"))?;
+        repo.migrate().await.map_err(named("DB_URL"))?;
+        Ok(repo)
+    })
+    .await
+    .cloned()
+}
+
+/// Health that always answers: the `api_keys` adapter's, which must not take a process out of
+/// the load balancer (its staleness is the `api_keys_sync_age_seconds` gauge).
+struct Advisory;
+
+#[async_trait]
+impl Health for Advisory {
+    async fn healthcheck(&self) -> PortResult<()> {
+        Ok(())
+    }
+}
 
 /// Registers the repository for every store trait.
 pub(super) fn provide(ports: &mut Ports, s: &crate::config::Settings) {
-    let (url, reads) = (s.db_url.clone(), s.reads.clone());
+    let cell: Shared = Arc::default();
+    let (c, url, reads) = (cell.clone(), s.db_url.clone(), s.reads.clone());
     let repo: Arc<Adapter<dyn Repository>> = Adapter::new_dyn(
         "repository",
         |a| a,
         move || {
-            let (url, reads) = (url.clone(), reads.clone());
+            let (c, url, reads) = (c.clone(), url.clone(), reads.clone());
             async move {
-                let repo = match &reads {
-                    None => liveops_sql::connect_repository(&url).await,
-                    Some(r) => {
-                        liveops_sql::connect_repository_with_replica(&url, &r.url, r.max_lag).await
-                    }
-                }
-                .map_err(named("DB_URL"))?;
-                repo.migrate().await.map_err(named("DB_URL"))?;
+                let repo = open(c, url, reads).await?;
                 // The replica is measured while the process runs; reads use it once it is.
                 let upkeep = repo.replica_watch().map(|watch| {
                     Task::new("read-replica", move |stop| async move {
@@ -48,5 +87,26 @@ pub(super) fn provide(ports: &mut Ports, s: &crate::config::Settings) {
     ports.provide::<_, dyn ScoreStore>(&repo, |a| a);
     ports.provide::<_, dyn FairnessStore>(&repo, |a| a);
     ports.provide::<_, dyn ProcessedEvents>(&repo, |a| a);
+    ports.provide::<_, dyn OperatorStore>(&repo, |a| a);
+    ports.provide::<_, dyn Sessions>(&repo, |a| a);
+    ports.provide::<_, dyn AuditLog>(&repo, |a| a);
+    ports.provide::<_, dyn ApiKeyStore>(&repo, |a| a);
+    ports.provide::<_, dyn CampaignStore>(&repo, |a| a);
+    ports.provide::<_, dyn EntryStore>(&repo, |a| a);
+    ports.provide::<_, dyn OutcomeStore>(&repo, |a| a);
+    ports.provide::<_, dyn PlayerXp>(&repo, |a| a);
+    ports.provide::<_, dyn InboxStore>(&repo, |a| a);
+    ports.provide::<_, dyn WebhookStore>(&repo, |a| a);
     ports.provide::<_, dyn Repository>(&repo, |a| a);
+
+    let (url, reads) = (s.db_url.clone(), s.reads.clone());
+    let keys: Arc<Adapter<dyn Repository>> = Adapter::new_dyn(
+        "api_keys",
+        |_| Arc::new(Advisory),
+        move || {
+            let (c, url, reads) = (cell.clone(), url.clone(), reads.clone());
+            async move { open(c, url, reads).await.map(Opened::plain) }
+        },
+    );
+    ports.provide::<_, dyn ActiveKeys>(&keys, |a| a);
 }

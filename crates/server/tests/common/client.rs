@@ -87,10 +87,15 @@ impl Client {
         self.get(&url).await
     }
 
-    /// The player's fairness standing, if the service answers.
+    /// The player's fairness standing, if the service answers (operators only: with the
+    /// deployment's operator token when it has one).
     pub async fn fairness(&self, player: &str) -> Option<PlayerFairness> {
         let url = format!("{}/fairness/players/{player}", self.urls.fairness);
-        self.get(&url).await.1
+        let mut req = self.http.get(url);
+        if let Some(token) = &self.urls.operator {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.ok()?.json().await.ok()
     }
 
     /// What the deployment has counted for `player`: season XP and seasonal score (0 if none).

@@ -2,6 +2,7 @@
 //! talk to it like a game client would.
 #![allow(dead_code, missing_docs)]
 
+pub mod campaign;
 pub mod load;
 
 use std::path::PathBuf;
@@ -306,6 +307,8 @@ pub struct Urls {
     pub fairness: String,
     pub progression: String,
     pub leaderboard: String,
+    /// An operator's bearer token for the fairness reads, once operators exist.
+    pub operator: Option<String>,
 }
 
 impl Urls {
@@ -315,6 +318,7 @@ impl Urls {
             fairness: base.to_owned(),
             progression: base.to_owned(),
             leaderboard: base.to_owned(),
+            operator: None,
         }
     }
 }

@@ -8,12 +8,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::get;
+use axum::extract::FromRef;
+use axum::routing::{delete, get};
 use axum::Router;
 use clap::Args;
 use liveops_core::ports::{topics, Blocklist};
-use liveops_core::stores::FairnessStore;
+use liveops_core::stores::{AuditLog, FairnessStore, Sessions};
 use liveops_core::Bus;
+use liveops_http::{BearerScheme, OperatorAuth};
 use liveops_module::{BuildError, ConfigError, Context, Definition, Group, Service, Task};
 use utoipa::OpenApi;
 
@@ -122,19 +124,31 @@ pub struct FairnessState {
     pub blocks: Arc<dyn Blocklist>,
     /// Verdicts, flags and statistics.
     pub store: Arc<dyn FairnessStore>,
+    /// Checks operators' bearer tokens (the reads need one once operators exist).
+    pub auth: OperatorAuth,
+    /// Where unblocks are recorded.
+    pub audit: Arc<dyn AuditLog>,
 }
 
-/// The fairness routes: `GET /fairness/players/{id}` and `GET /fairness/flags`.
+impl FromRef<FairnessState> for OperatorAuth {
+    fn from_ref(state: &FairnessState) -> Self {
+        state.auth.clone()
+    }
+}
+
+/// The fairness routes: `GET /fairness/players/{id}`, `GET /fairness/flags` (any operator once
+/// operators exist) and `DELETE /fairness/players/{id}/block` (admins and operators, audited).
 pub fn router(state: FairnessState) -> Router {
     Router::new()
         .route("/fairness/players/{id}", get(routes::player))
+        .route("/fairness/players/{id}/block", delete(routes::unblock))
         .route("/fairness/flags", get(routes::flags))
         .with_state(state)
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(routes::player, routes::flags),
+    paths(routes::player, routes::flags, routes::unblock),
     components(schemas(
         routes::PlayerFairness,
         routes::PlayerFlag,
@@ -143,6 +157,7 @@ pub fn router(state: FairnessState) -> Router {
         liveops_core::EventType,
         liveops_http::Problem,
     )),
+    modifiers(&BearerScheme),
     tags((name = "fairness", description = "Anomaly flags, strikes and blocks"))
 )]
 struct ApiDoc;
@@ -167,6 +182,10 @@ async fn build(ctx: &Context, args: FairnessArgs) -> Result<Service, BuildError>
         bus: ctx.ports.get::<dyn Bus>().await?,
         blocks: ctx.ports.get::<dyn Blocklist>().await?,
         store: ctx.ports.get::<dyn FairnessStore>().await?,
+        auth: OperatorAuth {
+            sessions: ctx.ports.get::<dyn Sessions>().await?,
+        },
+        audit: ctx.ports.get::<dyn AuditLog>().await?,
     };
     let consumer = state.clone();
     Ok(Service {

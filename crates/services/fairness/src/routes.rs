@@ -1,15 +1,15 @@
 //! `GET /fairness/players/{id}` and `GET /fairness/flags`.
 
 use axum::extract::State;
-use liveops_core::stores::Flag;
+use liveops_core::stores::{AuditEntry, Flag, Role};
 use liveops_core::{now_ms, EventType};
-use liveops_http::{rfc3339, Bounded, Json, PlayerPath, Problem, Query};
+use liveops_http::{rfc3339, Bounded, Json, Operator, PlayerPath, Problem, Query, Reader};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::FairnessState;
-use liveops_http::responses::ReadFailures;
+use liveops_http::responses::{BadRequest, Forbidden, ReadFailures, Unauthenticated, Unavailable};
 
 /// Flags listed on a player's page.
 const PLAYER_FLAGS: u32 = 100;
@@ -101,18 +101,24 @@ impl From<Flag> for FlagView {
     get,
     path = "/fairness/players/{id}",
     tag = "fairness",
+    security((), ("bearer" = [])),
     params(PlayerPath),
     responses(
         (status = 200, description = "The player's standing", body = PlayerFairness),
         ReadFailures,
+        Unauthenticated,
     )
 )]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn player(
     State(state): State<FairnessState>,
+    _reader: Reader,
     PlayerPath(player): PlayerPath,
 ) -> Result<Json<PlayerFairness>, Problem> {
-    let player = player.as_str();
+    player_view(&state, player.as_str()).await.map(Json)
+}
+
+async fn player_view(state: &FairnessState, player: &str) -> Result<PlayerFairness, Problem> {
     let now = now_ms();
     let until = state.blocks.blocked_until(player).await?;
     let strikes = state
@@ -120,7 +126,7 @@ pub(crate) async fn player(
         .strikes(player, now, state.config.strike_window)
         .await?;
     let flags = state.store.flags(Some(player), PLAYER_FLAGS).await?;
-    Ok(Json(PlayerFairness {
+    Ok(PlayerFairness {
         player_id: player.to_owned(),
         blocked: until.is_some(),
         blocked_until: until.map(rfc3339),
@@ -134,7 +140,7 @@ pub(crate) async fn player(
                 at: rfc3339(f.at_ms),
             })
             .collect(),
-    }))
+    })
 }
 
 /// Recent flagged events across all players, newest first.
@@ -142,15 +148,18 @@ pub(crate) async fn player(
     get,
     path = "/fairness/flags",
     tag = "fairness",
+    security((), ("bearer" = [])),
     params(FlagsQuery),
     responses(
         (status = 200, description = "Recent flags", body = FlagList),
         ReadFailures,
+        Unauthenticated,
     )
 )]
 #[tracing::instrument(skip_all)]
 pub(crate) async fn flags(
     State(state): State<FairnessState>,
+    _reader: Reader,
     Query(query): Query<FlagsQuery>,
 ) -> Result<Json<FlagList>, Problem> {
     let limit = query.limit.map_or(DEFAULT_LIMIT, Bounded::get);
@@ -161,4 +170,55 @@ pub(crate) async fn flags(
     Ok(Json(FlagList {
         flags: flags.into_iter().map(FlagView::from).collect(),
     }))
+}
+
+/// Lifts a player's block and forgets their strikes at once; recorded in the audit log.
+#[utoipa::path(
+    delete,
+    path = "/fairness/players/{id}/block",
+    tag = "fairness",
+    security(("bearer" = [])),
+    params(PlayerPath),
+    responses(
+        (status = 200, description = "The player's standing after the unblock", body = PlayerFairness),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all, fields(actor = %op.email, player = %player.as_str()))]
+pub(crate) async fn unblock(
+    State(state): State<FairnessState>,
+    op: Operator,
+    PlayerPath(player): PlayerPath,
+) -> Result<Json<PlayerFairness>, Problem> {
+    op.require(&[Role::Admin, Role::Operator])?;
+    let p = player.as_str();
+    let now = now_ms();
+    let until = state.blocks.blocked_until(p).await?;
+    let strikes = state
+        .blocks
+        .strikes(p, now, state.config.strike_window)
+        .await?;
+    state.blocks.unblock(p).await?;
+    let before = serde_json::json!({
+        "blocked": until.is_some(),
+        "blockedUntil": until.map(rfc3339),
+        "strikes": strikes,
+    });
+    let after = serde_json::json!({"blocked": false, "blockedUntil": null, "strikes": 0});
+    state
+        .audit
+        .record(&AuditEntry {
+            at_ms: now,
+            actor: op.email.clone(),
+            action: "player.unblock".into(),
+            target: p.to_owned(),
+            before: Some(before.to_string()),
+            after: Some(after.to_string()),
+        })
+        .await?;
+    tracing::info!(was_blocked = until.is_some(), "player unblocked");
+    player_view(&state, p).await.map(Json)
 }

@@ -170,7 +170,7 @@ async fn build(ctx: &Context, args: GatewayArgs) -> Result<Service, BuildError> 
     let state = GatewayState {
         config: Arc::new(args.config()?),
         signatures: SignatureCheck {
-            keys: ctx.shared.keys.clone(),
+            keys: ctx.signing_keys().await,
             tolerance_s: ctx.shared.signature_tolerance_s,
         },
         bus: ctx.ports.get::<dyn Bus>().await?,

@@ -14,7 +14,7 @@ use liveops_core::ports::{topics, ViewCache};
 use liveops_core::stores::{ProcessedEvents, ProgressStore};
 use liveops_core::{Bus, Calendar, LevelCurve};
 use liveops_http::{body_limit, SignatureCheck};
-use liveops_module::{BuildError, ConfigError, Context, Definition, Group, Service, Task};
+use liveops_module::{BuildError, Context, Definition, Group, Service, Task};
 use utoipa::OpenApi;
 
 mod apply;
@@ -30,21 +30,9 @@ pub const GROUP: &str = "progression";
 /// The consumer name under which applied event ids are recorded in the repository.
 pub const CONSUMER_ID: &str = "progression";
 
-/// Progression's settings, as flags and environment variables.
+/// Progression's own settings: none (`LEVEL_CURVE` is shared, participation reads it too).
 #[derive(Args, Clone, Debug)]
-pub struct ProgressionArgs {
-    /// Level curve: one step (`1000`) or cumulative thresholds (`100,300,600`).
-    #[arg(long, env = "LEVEL_CURVE", default_value = "1000")]
-    pub level_curve: String,
-}
-
-impl ProgressionArgs {
-    /// The level curve, or an error naming `LEVEL_CURVE`.
-    pub fn curve(&self) -> Result<LevelCurve, ConfigError> {
-        LevelCurve::parse(&self.level_curve)
-            .map_err(|e| ConfigError::new("LEVEL_CURVE", e.to_string()))
-    }
-}
+pub struct ProgressionArgs {}
 
 /// Settings of the progression service.
 #[derive(Clone, Debug)]
@@ -116,21 +104,21 @@ pub static MODULE: Definition<ProgressionArgs> = Definition {
         group: GROUP,
     }],
     openapi: |_| ApiDoc::openapi(),
-    check: |args| args.curve().map(drop),
+    check: |_| Ok(()),
     build: |ctx, args| Box::pin(build(ctx, args)),
 };
 
-async fn build(ctx: &Context, args: ProgressionArgs) -> Result<Service, BuildError> {
+async fn build(ctx: &Context, _args: ProgressionArgs) -> Result<Service, BuildError> {
     let shared = &ctx.shared;
     let state = ProgressionState {
         config: Arc::new(ProgressionConfig {
-            curve: args.curve()?,
+            curve: shared.level_curve.clone(),
             calendar: shared.calendar.clone(),
             batch_size: shared.batch_size,
             consumer_name: shared.consumer_name.clone(),
         }),
         signatures: SignatureCheck {
-            keys: shared.keys.clone(),
+            keys: ctx.signing_keys().await,
             tolerance_s: shared.signature_tolerance_s,
         },
         bus: ctx.ports.get::<dyn Bus>().await?,

@@ -209,7 +209,7 @@ pub(crate) async fn claim_reward(
     };
     let receipt_id = Uuid::now_v7().to_string();
     let timestamp = now.div_euclid(1000);
-    let sig = state.signatures.keys.current().sign_receipt(
+    let sig = state.signatures.keys.receipt_keys().sign_receipt(
         &receipt_id,
         player.as_str(),
         &item,
@@ -263,6 +263,10 @@ pub(crate) async fn verify_receipt(
     Json(receipt): Json<Receipt>,
 ) -> Result<Json<Verification>, Problem> {
     Ok(Json(
-        state.signatures.keys.current().verify_receipt(&receipt),
+        state
+            .signatures
+            .keys
+            .receipt_keys()
+            .verify_receipt(&receipt),
     ))
 }

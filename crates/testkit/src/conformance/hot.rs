@@ -9,17 +9,20 @@ use std::time::Duration;
 use bytes::Bytes;
 use liveops_core::now_ms;
 use liveops_core::ports::{
-    Blocklist, Health, IdemState, Idempotency, PortResult, RateDecision, RateLimiter, ReplayGuard,
-    StoredAnswer, ViewCache,
+    Attempts, Blocklist, Health, IdemState, Idempotency, PortResult, RateDecision, RateLimiter,
+    ReplayGuard, StoredAnswer, ViewCache,
 };
 
 /// An adapter serving every hot-state concern, as the suite exercises them together.
 pub trait HotState:
-    Idempotency + ReplayGuard + RateLimiter + Blocklist + ViewCache + Health
+    Idempotency + ReplayGuard + RateLimiter + Blocklist + Attempts + ViewCache + Health
 {
 }
 
-impl<T: Idempotency + ReplayGuard + RateLimiter + Blocklist + ViewCache + Health> HotState for T {}
+impl<T: Idempotency + ReplayGuard + RateLimiter + Blocklist + Attempts + ViewCache + Health>
+    HotState for T
+{
+}
 
 /// The TTL used by expiry checks.
 const TTL: Duration = Duration::from_secs(1);
@@ -37,6 +40,8 @@ pub async fn run_all(hot: Arc<dyn HotState>) {
     idem_begin_is_atomic(hot.clone()).await;
     first_use_spots_replays(h).await;
     strikes_count_within_the_window(h).await;
+    unblock_lifts_the_block_and_forgets_strikes(h).await;
+    attempts_count_per_key_and_are_forgotten(h).await;
     cache_round_trip(h).await;
     // The checks that wait for the clock run side by side.
     tokio::join!(
@@ -268,6 +273,57 @@ pub async fn blocks_hold_until_they_expire(hot: &dyn HotState) {
         ok(hot.blocked_until(&long).await, "blocked_until"),
         Some(now + 120_000)
     );
+}
+
+/// An operator's unblock ends the block at once and starts the strike count afresh.
+pub async fn unblock_lifts_the_block_and_forgets_strikes(hot: &dyn HotState) {
+    let now = now_ms();
+    let (p, other) = (fresh_key("unblock"), fresh_key("unblock-other"));
+    let window = Duration::from_secs(600);
+    for player in [&p, &other] {
+        ok(hot.add_strike(player, now - 10, window).await, "add_strike");
+        ok(hot.block(player, now + 60_000).await, "block");
+    }
+    ok(hot.unblock(&p).await, "unblock");
+    assert_eq!(ok(hot.blocked_until(&p).await, "blocked_until"), None);
+    assert_eq!(ok(hot.strikes(&p, now, window).await, "strikes"), 0);
+    assert_eq!(
+        ok(hot.blocked_until(&other).await, "blocked_until"),
+        Some(now + 60_000),
+        "only that player"
+    );
+    ok(hot.unblock(&fresh_key("never-blocked")).await, "unblock");
+}
+
+/// Attempts count per key within the window; forgetting a key starts it afresh.
+pub async fn attempts_count_per_key_and_are_forgotten(hot: &dyn HotState) {
+    let t0 = now_ms();
+    let minute = Duration::from_secs(60);
+    let (a, b) = (fresh_key("attempts"), fresh_key("attempts-b"));
+    assert_eq!(ok(hot.attempts(&a, t0, minute).await, "attempts"), 0);
+    for n in 1..=3 {
+        assert_eq!(
+            ok(hot.attempt(&a, t0 - 10 * n, minute).await, "attempt"),
+            n as u32
+        );
+    }
+    assert_eq!(
+        ok(hot.attempt(&b, t0, minute).await, "attempt"),
+        1,
+        "keys apart"
+    );
+    assert_eq!(ok(hot.attempts(&a, t0, minute).await, "attempts"), 3);
+    assert_eq!(
+        ok(
+            hot.attempts(&a, t0, Duration::from_millis(15)).await,
+            "attempts"
+        ),
+        1,
+        "only those within the window"
+    );
+    ok(hot.forget_attempts(&a).await, "forget_attempts");
+    assert_eq!(ok(hot.attempts(&a, t0, minute).await, "attempts"), 0);
+    assert_eq!(ok(hot.attempts(&b, t0, minute).await, "attempts"), 1);
 }
 
 /// Strikes count those strictly after `now - window`.

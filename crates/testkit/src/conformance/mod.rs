@@ -3,5 +3,6 @@
 
 pub mod bus;
 pub mod hot;
+pub mod live;
 pub mod rank;
 pub mod stores;

@@ -101,6 +101,7 @@ impl Dialect for Sqlite {
     const BEGIN_READ: Option<&'static str> = None;
     // The write transaction already holds the database's write lock.
     const LOCK_ROWS: &'static str = "";
+    const LOCK_SHARED: &'static str = "";
     const UPSERTS: &'static Upserts = &ON_CONFLICT;
     const CALL_TIMEOUT: Option<Duration> = None;
 
@@ -109,6 +110,10 @@ impl Dialect for Sqlite {
 
     fn migrator() -> &'static Migrator {
         &MIGRATOR
+    }
+
+    fn rows_affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
+        result.rows_affected()
     }
 
     fn write_turn(turns: &Arc<Mutex<()>>) -> BoxFuture<'static, Option<OwnedMutexGuard<()>>> {
@@ -213,3 +218,4 @@ mod tests {
 }
 
 crate::stores::impl_stores!(Sqlite);
+crate::live_stores::impl_live_stores!(Sqlite);

@@ -54,6 +54,10 @@ pub async fn spawn_app() -> TestApp {
         bus: bus.clone(),
         blocks: hot.clone(),
         store: repo.clone(),
+        auth: liveops_http::OperatorAuth {
+            sessions: repo.clone(),
+        },
+        audit: repo.clone(),
     };
     TestApp {
         router: router(state.clone()),

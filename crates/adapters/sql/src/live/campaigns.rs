@@ -1,0 +1,288 @@
+//! Campaigns and the outbox of their events on SQL. Every state change is a conditional
+//! `UPDATE .. WHERE id = ? AND state = ?`: whichever replica's statement matches first moves the
+//! campaign, the others match nothing.
+
+use liveops_core::stores::{
+    AuditEntry, Campaign, CampaignEvent, CampaignState, EntryLimit, Reward,
+};
+use liveops_core::{PortError, PortResult};
+
+use super::{bind_audit, from_json, sql_impl, to_json, INSERT_AUDIT};
+use crate::dialect::{db_error, to_i64, Text};
+use crate::repository::within;
+
+/// A campaign row, in [`select_campaigns`]'s column order.
+pub(crate) type CampaignRow = (
+    Text,
+    Text,
+    Text,
+    i64,
+    i64,
+    i64,
+    Text,
+    Text,
+    Text,
+    Option<Text>,
+    Option<Text>,
+    Text,
+    i64,
+    i64,
+);
+
+/// `SELECT` of a campaign row, with `$tail` after the table.
+macro_rules! select_campaigns {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, title, description, starts_at, ends_at, min_level, entry_limit, reward, \
+             state, seed, commitment, created_by, created_at, updated_at FROM campaigns",
+            $tail
+        )
+    };
+}
+
+pub(crate) fn parse_state(s: &str) -> PortResult<CampaignState> {
+    CampaignState::parse(s).ok_or_else(|| PortError::Corrupt(format!("unknown state {s:?}")))
+}
+
+fn campaign_of(row: CampaignRow) -> PortResult<Campaign> {
+    let (
+        id,
+        title,
+        description,
+        starts_at_ms,
+        ends_at_ms,
+        min_level,
+        limit,
+        reward,
+        state,
+        seed,
+        commitment,
+        created_by,
+        created_at_ms,
+        updated_at_ms,
+    ) = row;
+    Ok(Campaign {
+        id: id.0,
+        title: title.0,
+        description: description.0,
+        starts_at_ms,
+        ends_at_ms,
+        min_level: u32::try_from(min_level).unwrap_or(u32::MAX),
+        entry_limit: EntryLimit::parse(&limit.0)
+            .ok_or_else(|| PortError::Corrupt(format!("unknown entry limit {:?}", limit.0)))?,
+        reward: from_json::<Reward>("campaign reward", &reward.0)?,
+        state: parse_state(&state.0)?,
+        seed: seed.map(String::from),
+        commitment: commitment.map(String::from),
+        created_by: created_by.0,
+        created_at_ms,
+        updated_at_ms,
+    })
+}
+
+/// The SQL that writes an outbox event; bind kind, campaign, time and data.
+pub(crate) const INSERT_EVENT: &str =
+    "INSERT INTO campaign_events (campaign_id, kind, at_ms, data, dispatched) \
+     VALUES (?, ?, ?, ?, 0)";
+
+sql_impl! {
+    pub(crate) async fn create_campaign(
+        &self,
+        c: &Campaign,
+        audit: &AuditEntry,
+    ) -> PortResult<()> {
+        let reward = to_json("campaign reward", &c.reward)?;
+        within::<DB, _>(async {
+            let (mut tx, _turn) = self.begin_write().await?;
+            let sql = DB::placeholders(
+                "INSERT INTO campaigns (id, title, description, starts_at, ends_at, min_level, \
+                 entry_limit, reward, state, seed, commitment, created_by, created_at, \
+                 updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            );
+            sqlx::query(&sql)
+                .bind(c.id.as_str())
+                .bind(c.title.as_str())
+                .bind(c.description.as_str())
+                .bind(c.starts_at_ms)
+                .bind(c.ends_at_ms)
+                .bind(i64::from(c.min_level))
+                .bind(c.entry_limit.as_str())
+                .bind(reward.as_str())
+                .bind(c.state.as_str())
+                .bind(c.seed.as_deref())
+                .bind(c.commitment.as_deref())
+                .bind(c.created_by.as_str())
+                .bind(c.created_at_ms)
+                .bind(c.updated_at_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            bind_audit(sqlx::query(&DB::placeholders(INSERT_AUDIT)), audit)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            tx.commit().await.map_err(db_error::<DB>)
+        })
+        .await
+    }
+
+    pub(crate) async fn campaign(&self, id: &str) -> PortResult<Option<Campaign>> {
+        within::<DB, _>(async {
+            let sql = DB::placeholders(select_campaigns!(" WHERE id = ?"));
+            let row: Option<CampaignRow> = sqlx::query_as(&sql)
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(db_error::<DB>)?;
+            row.map(campaign_of).transpose()
+        })
+        .await
+    }
+
+    pub(crate) async fn campaigns(
+        &self,
+        state: Option<CampaignState>,
+        limit: u32,
+    ) -> PortResult<Vec<Campaign>> {
+        within::<DB, _>(async {
+            let rows: Vec<CampaignRow> = match state {
+                Some(state) => {
+                    let sql = DB::placeholders(select_campaigns!(
+                        " WHERE state = ? ORDER BY created_at DESC, id DESC LIMIT ?"
+                    ));
+                    sqlx::query_as(&sql)
+                        .bind(state.as_str())
+                        .bind(i64::from(limit))
+                        .fetch_all(self.pool())
+                        .await
+                }
+                None => {
+                    let sql = DB::placeholders(select_campaigns!(
+                        " ORDER BY created_at DESC, id DESC LIMIT ?"
+                    ));
+                    sqlx::query_as(&sql)
+                        .bind(i64::from(limit))
+                        .fetch_all(self.pool())
+                        .await
+                }
+            }
+            .map_err(db_error::<DB>)?;
+            rows.into_iter().map(campaign_of).collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn update_campaign(
+        &self,
+        before: &Campaign,
+        next: &Campaign,
+        audit: &AuditEntry,
+    ) -> PortResult<bool> {
+        let reward = to_json("campaign reward", &next.reward)?;
+        within::<DB, _>(async {
+            let (mut tx, _turn) = self.begin_write().await?;
+            let sql = DB::placeholders(
+                "UPDATE campaigns SET title = ?, description = ?, starts_at = ?, ends_at = ?, \
+                 min_level = ?, entry_limit = ?, reward = ?, state = ?, seed = ?, \
+                 commitment = ?, updated_at = ? \
+                 WHERE id = ? AND state = ? AND updated_at = ?",
+            );
+            let done = sqlx::query(&sql)
+                .bind(next.title.as_str())
+                .bind(next.description.as_str())
+                .bind(next.starts_at_ms)
+                .bind(next.ends_at_ms)
+                .bind(i64::from(next.min_level))
+                .bind(next.entry_limit.as_str())
+                .bind(reward.as_str())
+                .bind(next.state.as_str())
+                .bind(next.seed.as_deref())
+                .bind(next.commitment.as_deref())
+                .bind(next.updated_at_ms)
+                .bind(before.id.as_str())
+                .bind(before.state.as_str())
+                .bind(before.updated_at_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            if DB::rows_affected(&done) != 1 {
+                tx.rollback().await.map_err(db_error::<DB>)?;
+                return Ok(false);
+            }
+            bind_audit(sqlx::query(&DB::placeholders(INSERT_AUDIT)), audit)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            tx.commit().await.map_err(db_error::<DB>)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    pub(crate) async fn advance(
+        &self,
+        id: &str,
+        from: CampaignState,
+        to: CampaignState,
+        event: Option<&CampaignEvent>,
+    ) -> PortResult<bool> {
+        within::<DB, _>(async {
+            let (mut tx, _turn) = self.begin_write().await?;
+            let sql = DB::placeholders(
+                "UPDATE campaigns SET state = ?, updated_at = ? WHERE id = ? AND state = ?",
+            );
+            let done = sqlx::query(&sql)
+                .bind(to.as_str())
+                .bind(liveops_core::now_ms())
+                .bind(id)
+                .bind(from.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            if DB::rows_affected(&done) != 1 {
+                tx.rollback().await.map_err(db_error::<DB>)?;
+                return Ok(false);
+            }
+            if let Some(e) = event {
+                Self::insert_event(&mut tx, e).await?;
+            }
+            tx.commit().await.map_err(db_error::<DB>)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Writes an outbox event on `conn` (inside the caller's transaction).
+    pub(crate) async fn insert_event(
+        conn: &mut DB::Connection,
+        e: &CampaignEvent,
+    ) -> PortResult<()> {
+        sqlx::query(&DB::placeholders(INSERT_EVENT))
+            .bind(e.campaign_id.as_str())
+            .bind(e.kind.as_str())
+            .bind(e.at_ms)
+            .bind(e.data.as_str())
+            .execute(&mut *conn)
+            .await
+            .map(drop)
+            .map_err(db_error::<DB>)
+    }
+
+    pub(crate) async fn due(&self, now_ms: i64, limit: u32) -> PortResult<Vec<Campaign>> {
+        within::<DB, _>(async {
+            let sql = DB::placeholders(select_campaigns!(
+                " WHERE (state = 'scheduled' AND starts_at <= ?) \
+                 OR (state = 'live' AND ends_at <= ?) ORDER BY starts_at, id LIMIT ?"
+            ));
+            let rows: Vec<CampaignRow> = sqlx::query_as(&sql)
+                .bind(now_ms)
+                .bind(now_ms)
+                .bind(to_i64(u64::from(limit)))
+                .fetch_all(self.pool())
+                .await
+                .map_err(db_error::<DB>)?;
+            rows.into_iter().map(campaign_of).collect()
+        })
+        .await
+    }
+}

@@ -1,0 +1,665 @@
+//! The player inbox, settlement, and webhooks with their delivery queue on SQL.
+//!
+//! Settlement writes a winner's `campaign_settlements` row and inbox message in one
+//! transaction; the row's key (campaign, player) lets only one of them ever exist, so a re-run
+//! after a crash writes nothing twice. A claim locks its message row, so concurrent claims of
+//! one message issue one set of receipts.
+
+use std::collections::HashMap;
+
+use liveops_core::stores::{
+    Attempt, AuditEntry, CampaignEvent, ClaimOutcome, Delivery, DeliveryState, DueDelivery,
+    InboxClaim, InboxMessage, Webhook,
+};
+use liveops_core::{PortError, PortResult, Receipt};
+
+use super::{bind_audit, from_json, sql_impl, to_json, INSERT_AUDIT};
+use crate::dialect::{db_error, to_u64, Text};
+use crate::repository::within;
+use crate::statement::Statement;
+
+/// A message row: id, player, campaign, title, body, attachments, created, expires.
+type MessageRow = (Text, Option<Text>, Option<Text>, Text, Text, Text, i64, i64);
+
+fn message_of(row: MessageRow) -> PortResult<InboxMessage> {
+    let (message_id, player_id, campaign_id, title, body, attachments, created, expires) = row;
+    Ok(InboxMessage {
+        message_id: message_id.0,
+        player_id: player_id.map(String::from),
+        campaign_id: campaign_id.map(String::from),
+        title: title.0,
+        body: body.0,
+        attachments: from_json("message attachments", &attachments.0)?,
+        created_at_ms: created,
+        expires_at_ms: expires,
+    })
+}
+
+/// A claim row: message, player, time, receipts, request signature.
+type ClaimRow = (Text, Text, i64, Text, Text);
+
+fn claim_of((message_id, player_id, at, receipts, sig): ClaimRow) -> PortResult<InboxClaim> {
+    Ok(InboxClaim {
+        message_id: message_id.0,
+        player_id: player_id.0,
+        claimed_at_ms: at,
+        receipts: from_json::<Vec<Receipt>>("claim receipts", &receipts.0)?,
+        request_sig: sig.0,
+    })
+}
+
+const SELECT_CLAIM: &str = "SELECT message_id, player_id, claimed_at, receipts, request_sig \
+     FROM inbox_claims WHERE message_id = ? AND player_id = ?";
+
+/// A delivery row: id, webhook, event, kind, body, state, attempts, next, created.
+/// A webhook attempt as selected: delivery id, attempt, at, status, error, duration.
+type AttemptRow = (Text, i64, i64, Option<i64>, Option<Text>, i64);
+
+type DeliveryRow = (Text, Text, i64, Text, Text, Text, i64, i64, i64);
+
+fn delivery_of(row: DeliveryRow) -> PortResult<Delivery> {
+    let (id, webhook_id, event_id, kind, body, state, attempts, next, created) = row;
+    Ok(Delivery {
+        id: id.0,
+        webhook_id: webhook_id.0,
+        event_id,
+        kind: kind.0,
+        body: body.0,
+        state: DeliveryState::parse(&state.0)
+            .ok_or_else(|| PortError::Corrupt(format!("delivery state {:?}", state.0)))?,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        next_attempt_at_ms: next,
+        created_at_ms: created,
+    })
+}
+
+/// `SELECT` of a delivery row (columns prefixed `d.`), with `$tail` after the table.
+macro_rules! select_deliveries {
+    ($extra:literal, $tail:literal) => {
+        concat!(
+            "SELECT d.id, d.webhook_id, d.event_id, d.kind, d.body, d.state, d.attempts, \
+             d.next_attempt_at, d.created_at",
+            $extra,
+            " FROM webhook_deliveries d",
+            $tail
+        )
+    };
+}
+
+sql_impl! {
+    pub(crate) async fn settle(
+        &self,
+        campaign_id: &str,
+        player_id: &str,
+        message: &InboxMessage,
+    ) -> PortResult<bool> {
+        let attachments = to_json("message attachments", &message.attachments)?;
+        within::<DB, _>(async {
+            let (mut tx, _turn) = self.begin_write().await?;
+            let sql = format!(
+                "{}{}",
+                DB::placeholders(
+                    "INSERT INTO campaign_settlements \
+                     (campaign_id, player_id, message_id, settled_at) VALUES (?, ?, ?, ?)"
+                ),
+                DB::keep_existing("campaign_id, player_id", "message_id")
+            );
+            sqlx::query(&sql)
+                .bind(campaign_id)
+                .bind(player_id)
+                .bind(message.message_id.as_str())
+                .bind(message.created_at_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            let sql = DB::placeholders(
+                "SELECT message_id FROM campaign_settlements \
+                 WHERE campaign_id = ? AND player_id = ?",
+            );
+            let (kept,): (Text,) = sqlx::query_as(&sql)
+                .bind(campaign_id)
+                .bind(player_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            if kept.0 != message.message_id {
+                tx.rollback().await.map_err(db_error::<DB>)?;
+                return Ok(false);
+            }
+            Self::insert_messages(&mut tx, std::slice::from_ref(message), &[attachments]).await?;
+            tx.commit().await.map_err(db_error::<DB>)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Writes messages on `conn`; `attachments[i]` is message i's attachments as JSON.
+    async fn insert_messages(
+        conn: &mut DB::Connection,
+        messages: &[InboxMessage],
+        attachments: &[String],
+    ) -> PortResult<()> {
+        let rows: Vec<(&InboxMessage, &String)> = messages.iter().zip(attachments).collect();
+        for chunk in rows.chunks(DB::MAX_BIND / 8) {
+            let mut qb = Statement::<DB>::new(
+                "INSERT INTO inbox_messages (message_id, player_id, campaign_id, title, body, \
+                 attachments, created_at, expires_at) ",
+            );
+            qb.values(chunk, |row, (m, att)| {
+                row.bind(m.message_id.as_str())
+                    .bind(m.player_id.as_deref())
+                    .bind(m.campaign_id.as_deref())
+                    .bind(m.title.as_str())
+                    .bind(m.body.as_str())
+                    .bind(att.as_str())
+                    .bind(m.created_at_ms)
+                    .bind(m.expires_at_ms);
+            });
+            let (sql, args) = qb.finish()?;
+            sqlx::query_with(&sql, args)
+                .persistent(false)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error::<DB>)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn send_messages(
+        &self,
+        messages: &[InboxMessage],
+        audit: &AuditEntry,
+    ) -> PortResult<()> {
+        let attachments = messages
+            .iter()
+            .map(|m| to_json("message attachments", &m.attachments))
+            .collect::<PortResult<Vec<_>>>()?;
+        within::<DB, _>(async {
+            let (mut tx, _turn) = self.begin_write().await?;
+            Self::insert_messages(&mut tx, messages, &attachments).await?;
+            bind_audit(sqlx::query(&DB::placeholders(INSERT_AUDIT)), audit)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            tx.commit().await.map_err(db_error::<DB>)
+        })
+        .await
+    }
+
+    pub(crate) async fn message(
+        &self,
+        player_id: &str,
+        message_id: &str,
+    ) -> PortResult<Option<InboxMessage>> {
+        within::<DB, _>(async {
+            let sql = DB::placeholders(
+                "SELECT message_id, player_id, campaign_id, title, body, attachments, created_at, \
+                 expires_at FROM inbox_messages \
+                 WHERE message_id = ? AND (player_id = ? OR player_id IS NULL)",
+            );
+            let row: Option<MessageRow> = sqlx::query_as(&sql)
+                .bind(message_id)
+                .bind(player_id)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(db_error::<DB>)?;
+            row.map(message_of).transpose()
+        })
+        .await
+    }
+
+    pub(crate) async fn inbox(
+        &self,
+        player_id: &str,
+        limit: u32,
+    ) -> PortResult<Vec<(InboxMessage, Option<InboxClaim>)>> {
+        within::<DB, _>(async {
+            let sql = DB::placeholders(
+                "SELECT m.message_id, m.player_id, m.campaign_id, m.title, m.body, \
+                 m.attachments, m.created_at, m.expires_at, \
+                 c.claimed_at, c.receipts, c.request_sig \
+                 FROM inbox_messages m LEFT JOIN inbox_claims c \
+                 ON c.message_id = m.message_id AND c.player_id = ? \
+                 WHERE m.player_id = ? OR m.player_id IS NULL \
+                 ORDER BY m.created_at DESC, m.message_id DESC LIMIT ?",
+            );
+            type Row = (
+                Text,
+                Option<Text>,
+                Option<Text>,
+                Text,
+                Text,
+                Text,
+                i64,
+                i64,
+                Option<i64>,
+                Option<Text>,
+                Option<Text>,
+            );
+            let rows: Vec<Row> = sqlx::query_as(&sql)
+                .bind(player_id)
+                .bind(player_id)
+                .bind(i64::from(limit))
+                .fetch_all(self.pool())
+                .await
+                .map_err(db_error::<DB>)?;
+            rows.into_iter()
+                .map(|r| {
+                    let message = message_of((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7))?;
+                    let claim = match (r.8, r.9, r.10) {
+                        (Some(at), Some(receipts), Some(sig)) => Some(claim_of((
+                            Text(message.message_id.clone()),
+                            Text(player_id.to_owned()),
+                            at,
+                            receipts,
+                            sig,
+                        ))?),
+                        _ => None,
+                    };
+                    Ok((message, claim))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn claim(&self, claim: &InboxClaim, now_ms: i64) -> PortResult<ClaimOutcome> {
+        let receipts = to_json("claim receipts", &claim.receipts)?;
+        within::<DB, _>(async {
+            let (mut tx, _turn) = self.begin_write().await?;
+            // The message, locked: a concurrent claim of it waits here, then sees this one.
+            let sql = format!(
+                "{}{}",
+                DB::placeholders(
+                    "SELECT expires_at FROM inbox_messages WHERE message_id = ? \
+                     AND (player_id = ? OR player_id IS NULL)"
+                ),
+                DB::LOCK_ROWS
+            );
+            let message: Option<(i64,)> = sqlx::query_as(&sql)
+                .bind(claim.message_id.as_str())
+                .bind(claim.player_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            let Some((expires_at,)) = message else {
+                tx.rollback().await.map_err(db_error::<DB>)?;
+                return Ok(ClaimOutcome::NotFound);
+            };
+            let sql = DB::placeholders(SELECT_CLAIM);
+            let earlier: Option<ClaimRow> = sqlx::query_as(&sql)
+                .bind(claim.message_id.as_str())
+                .bind(claim.player_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            if let Some(row) = earlier {
+                tx.rollback().await.map_err(db_error::<DB>)?;
+                return Ok(ClaimOutcome::AlreadyClaimed(claim_of(row)?));
+            }
+            if expires_at <= now_ms {
+                tx.rollback().await.map_err(db_error::<DB>)?;
+                return Ok(ClaimOutcome::Expired(expires_at));
+            }
+            let sql = DB::placeholders(
+                "INSERT INTO inbox_claims (message_id, player_id, claimed_at, receipts, \
+                 request_sig) VALUES (?, ?, ?, ?, ?)",
+            );
+            sqlx::query(&sql)
+                .bind(claim.message_id.as_str())
+                .bind(claim.player_id.as_str())
+                .bind(claim.claimed_at_ms)
+                .bind(receipts.as_str())
+                .bind(claim.request_sig.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            tx.commit().await.map_err(db_error::<DB>)?;
+            Ok(ClaimOutcome::Claimed(claim.clone()))
+        })
+        .await
+    }
+
+    pub(crate) async fn claim_by_request(
+        &self,
+        request_sig: &str,
+    ) -> PortResult<Option<InboxClaim>> {
+        within::<DB, _>(async {
+            let sql = DB::placeholders(
+                "SELECT message_id, player_id, claimed_at, receipts, request_sig \
+                 FROM inbox_claims WHERE request_sig = ?",
+            );
+            let row: Option<ClaimRow> = sqlx::query_as(&sql)
+                .bind(request_sig)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(db_error::<DB>)?;
+            row.map(claim_of).transpose()
+        })
+        .await
+    }
+
+    pub(crate) async fn claim_of(
+        &self,
+        player_id: &str,
+        message_id: &str,
+    ) -> PortResult<Option<InboxClaim>> {
+        within::<DB, _>(async {
+            let sql = DB::placeholders(SELECT_CLAIM);
+            let row: Option<ClaimRow> = sqlx::query_as(&sql)
+                .bind(message_id)
+                .bind(player_id)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(db_error::<DB>)?;
+            row.map(claim_of).transpose()
+        })
+        .await
+    }
+
+    pub(crate) async fn create_webhook(&self, hook: &Webhook, audit: &AuditEntry) -> PortResult<()> {
+        let events = to_json("webhook events", &hook.events)?;
+        within::<DB, _>(async {
+            let (mut tx, _turn) = self.begin_write().await?;
+            let sql = DB::placeholders(
+                "INSERT INTO webhooks (id, url, events, secret, created_by, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            );
+            sqlx::query(&sql)
+                .bind(hook.id.as_str())
+                .bind(hook.url.as_str())
+                .bind(events.as_str())
+                .bind(hook.secret.as_str())
+                .bind(hook.created_by.as_str())
+                .bind(hook.created_at_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            bind_audit(sqlx::query(&DB::placeholders(INSERT_AUDIT)), audit)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            tx.commit().await.map_err(db_error::<DB>)
+        })
+        .await
+    }
+
+    pub(crate) async fn webhooks(&self) -> PortResult<Vec<Webhook>> {
+        within::<DB, _>(async {
+            let rows: Vec<(Text, Text, Text, Text, Text, i64)> = sqlx::query_as(
+                "SELECT id, url, events, secret, created_by, created_at FROM webhooks \
+                 WHERE deleted_at IS NULL ORDER BY created_at, id",
+            )
+            .fetch_all(self.pool())
+            .await
+            .map_err(db_error::<DB>)?;
+            rows.into_iter()
+                .map(|(id, url, events, secret, created_by, created_at_ms)| {
+                    Ok(Webhook {
+                        id: id.0,
+                        url: url.0,
+                        events: from_json("webhook events", &events.0)?,
+                        secret: secret.0,
+                        created_by: created_by.0,
+                        created_at_ms,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn delete_webhook(&self, id: &str, audit: &AuditEntry) -> PortResult<bool> {
+        within::<DB, _>(async {
+            let (mut tx, _turn) = self.begin_write().await?;
+            let sql = DB::placeholders(
+                "UPDATE webhooks SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
+            );
+            let done = sqlx::query(&sql)
+                .bind(audit.at_ms)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            if DB::rows_affected(&done) != 1 {
+                tx.rollback().await.map_err(db_error::<DB>)?;
+                return Ok(false);
+            }
+            let sql = DB::placeholders(
+                "UPDATE webhook_deliveries SET state = 'dead' \
+                 WHERE webhook_id = ? AND state = 'pending'",
+            );
+            sqlx::query(&sql)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            bind_audit(sqlx::query(&DB::placeholders(INSERT_AUDIT)), audit)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            tx.commit().await.map_err(db_error::<DB>)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    pub(crate) async fn undelivered_events(
+        &self,
+        limit: u32,
+    ) -> PortResult<Vec<(i64, CampaignEvent)>> {
+        within::<DB, _>(async {
+            let sql = DB::placeholders(
+                "SELECT id, campaign_id, kind, at_ms, data FROM campaign_events \
+                 WHERE dispatched = 0 ORDER BY id LIMIT ?",
+            );
+            let rows: Vec<(i64, Text, Text, i64, Text)> = sqlx::query_as(&sql)
+                .bind(i64::from(limit))
+                .fetch_all(self.pool())
+                .await
+                .map_err(db_error::<DB>)?;
+            Ok(rows
+                .into_iter()
+                .map(|(id, campaign_id, kind, at_ms, data)| {
+                    (
+                        id,
+                        CampaignEvent {
+                            kind: kind.0,
+                            campaign_id: campaign_id.0,
+                            at_ms,
+                            data: data.0,
+                        },
+                    )
+                })
+                .collect())
+        })
+        .await
+    }
+
+    pub(crate) async fn enqueue(&self, event_ids: &[i64], deliveries: &[Delivery]) -> PortResult<()> {
+        within::<DB, _>(async {
+            let (mut tx, _turn) = self.begin_write().await?;
+            for chunk in deliveries.chunks(DB::MAX_BIND / 9) {
+                let mut qb = Statement::<DB>::new(
+                    "INSERT INTO webhook_deliveries (id, webhook_id, event_id, kind, body, state, \
+                     attempts, next_attempt_at, created_at) ",
+                );
+                qb.values(chunk, |row, d| {
+                    row.bind(d.id.as_str())
+                        .bind(d.webhook_id.as_str())
+                        .bind(d.event_id)
+                        .bind(d.kind.as_str())
+                        .bind(d.body.as_str())
+                        .bind(d.state.as_str())
+                        .bind(i64::from(d.attempts))
+                        .bind(d.next_attempt_at_ms)
+                        .bind(d.created_at_ms);
+                });
+                qb.push(&DB::keep_existing("webhook_id, event_id", "id"));
+                let (sql, args) = qb.finish()?;
+                sqlx::query_with(&sql, args)
+                    .persistent(false)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error::<DB>)?;
+            }
+            for chunk in event_ids.chunks(DB::MAX_BIND) {
+                let mut qb =
+                    Statement::<DB>::new("UPDATE campaign_events SET dispatched = 1 WHERE id");
+                qb.in_list(chunk.iter().copied());
+                let (sql, args) = qb.finish()?;
+                sqlx::query_with(&sql, args)
+                    .persistent(false)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error::<DB>)?;
+            }
+            tx.commit().await.map_err(db_error::<DB>)
+        })
+        .await
+    }
+
+    pub(crate) async fn lease_due(
+        &self,
+        now_ms: i64,
+        until_ms: i64,
+        limit: u32,
+    ) -> PortResult<Vec<DueDelivery>> {
+        within::<DB, _>(async {
+            let sql = DB::placeholders(select_deliveries!(
+                ", w.url, w.secret",
+                " JOIN webhooks w ON w.id = d.webhook_id \
+                 WHERE d.state = 'pending' AND d.next_attempt_at <= ? AND w.deleted_at IS NULL \
+                 ORDER BY d.next_attempt_at, d.id LIMIT ?"
+            ));
+            type Row = (Text, Text, i64, Text, Text, Text, i64, i64, i64, Text, Text);
+            let rows: Vec<Row> = sqlx::query_as(&sql)
+                .bind(now_ms)
+                .bind(i64::from(limit))
+                .fetch_all(self.pool())
+                .await
+                .map_err(db_error::<DB>)?;
+            let mut leased = Vec::with_capacity(rows.len());
+            let take = DB::placeholders(
+                "UPDATE webhook_deliveries SET next_attempt_at = ? \
+                 WHERE id = ? AND state = 'pending' AND next_attempt_at = ?",
+            );
+            for r in rows {
+                let mut delivery = delivery_of((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8))?;
+                // Leased only if nobody leased or tried it since it was read.
+                let done = sqlx::query(&take)
+                    .bind(until_ms)
+                    .bind(delivery.id.as_str())
+                    .bind(delivery.next_attempt_at_ms)
+                    .execute(self.pool())
+                    .await
+                    .map_err(db_error::<DB>)?;
+                if DB::rows_affected(&done) == 1 {
+                    delivery.next_attempt_at_ms = until_ms;
+                    leased.push(DueDelivery {
+                        delivery,
+                        url: r.9 .0,
+                        secret: r.10 .0,
+                    });
+                }
+            }
+            Ok(leased)
+        })
+        .await
+    }
+
+    pub(crate) async fn record_attempt(&self, d: &Delivery, a: &Attempt) -> PortResult<()> {
+        within::<DB, _>(async {
+            let (mut tx, _turn) = self.begin_write().await?;
+            let sql = DB::placeholders(
+                "UPDATE webhook_deliveries SET state = ?, attempts = ?, next_attempt_at = ? \
+                 WHERE id = ?",
+            );
+            sqlx::query(&sql)
+                .bind(d.state.as_str())
+                .bind(i64::from(d.attempts))
+                .bind(d.next_attempt_at_ms)
+                .bind(d.id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            let sql = format!(
+                "{}{}",
+                DB::placeholders(
+                    "INSERT INTO webhook_attempts \
+                     (delivery_id, attempt, at_ms, status, error, duration_ms) \
+                     VALUES (?, ?, ?, ?, ?, ?)"
+                ),
+                DB::keep_existing("delivery_id, attempt", "attempt")
+            );
+            sqlx::query(&sql)
+                .bind(d.id.as_str())
+                .bind(i64::from(a.attempt))
+                .bind(a.at_ms)
+                .bind(a.status.map(i64::from))
+                .bind(a.error.as_deref())
+                .bind(a.duration_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            tx.commit().await.map_err(db_error::<DB>)
+        })
+        .await
+    }
+
+    pub(crate) async fn deliveries(
+        &self,
+        webhook_id: &str,
+        limit: u32,
+    ) -> PortResult<Vec<(Delivery, Vec<Attempt>)>> {
+        within::<DB, _>(async {
+            let sql = DB::placeholders(select_deliveries!(
+                "",
+                " WHERE d.webhook_id = ? ORDER BY d.created_at DESC, d.id DESC LIMIT ?"
+            ));
+            let rows: Vec<DeliveryRow> = sqlx::query_as(&sql)
+                .bind(webhook_id)
+                .bind(i64::from(limit))
+                .fetch_all(self.pool())
+                .await
+                .map_err(db_error::<DB>)?;
+            let deliveries = rows
+                .into_iter()
+                .map(delivery_of)
+                .collect::<PortResult<Vec<_>>>()?;
+            let mut attempts: HashMap<String, Vec<Attempt>> = HashMap::new();
+            for chunk in deliveries.chunks(DB::MAX_BIND) {
+                let mut qb = Statement::<DB>::new(
+                    "SELECT delivery_id, attempt, at_ms, status, error, duration_ms \
+                     FROM webhook_attempts WHERE delivery_id",
+                );
+                qb.in_list(chunk.iter().map(|d| d.id.as_str()));
+                qb.push(" ORDER BY delivery_id, attempt");
+                let (sql, args) = qb.finish()?;
+                let rows: Vec<AttemptRow> =
+                    sqlx::query_as_with(&sql, args)
+                        .persistent(false)
+                        .fetch_all(self.pool())
+                        .await
+                        .map_err(db_error::<DB>)?;
+                for (id, attempt, at_ms, status, error, duration_ms) in rows {
+                    attempts.entry(id.0).or_default().push(Attempt {
+                        attempt: u32::try_from(to_u64(attempt)).unwrap_or(u32::MAX),
+                        at_ms,
+                        status: status.and_then(|s| u16::try_from(s).ok()),
+                        error: error.map(String::from),
+                        duration_ms,
+                    });
+                }
+            }
+            Ok(deliveries
+                .into_iter()
+                .map(|d| {
+                    let a = attempts.remove(&d.id).unwrap_or_default();
+                    (d, a)
+                })
+                .collect())
+        })
+        .await
+    }
+}

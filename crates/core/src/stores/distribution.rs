@@ -1,0 +1,224 @@
+//! Distribution's storage: the player inbox (with settlement, written once per winner) and the
+//! webhooks with their durable queue of deliveries.
+
+use async_trait::async_trait;
+
+use crate::ports::{Health, PortResult};
+use crate::signing::Receipt;
+use crate::stores::{AuditEntry, CampaignEvent};
+
+/// A message in players' inboxes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboxMessage {
+    /// Stable id (`msg_<uuid>`).
+    pub message_id: String,
+    /// Whose inbox; `None`: every player's.
+    pub player_id: Option<String>,
+    /// The campaign that paid it, if any.
+    pub campaign_id: Option<String>,
+    /// Title.
+    pub title: String,
+    /// Body.
+    pub body: String,
+    /// Items granted on claim.
+    pub attachments: Vec<String>,
+    /// Sent, unix ms.
+    pub created_at_ms: i64,
+    /// Claimable until, unix ms.
+    pub expires_at_ms: i64,
+}
+
+/// A claimed message: the receipts issued for its attachments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboxClaim {
+    /// Which message.
+    pub message_id: String,
+    /// Who claimed it.
+    pub player_id: String,
+    /// When, unix ms.
+    pub claimed_at_ms: i64,
+    /// One receipt per attachment, in order.
+    pub receipts: Vec<Receipt>,
+    /// The signature of the request that claimed it.
+    pub request_sig: String,
+}
+
+/// What claiming did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// Claimed now, with these receipts.
+    Claimed(InboxClaim),
+    /// Claimed before: the receipts issued then.
+    AlreadyClaimed(InboxClaim),
+    /// No such message in the player's inbox.
+    NotFound,
+    /// Expired unclaimed, at this time (unix ms).
+    Expired(i64),
+}
+
+/// The player inbox.
+#[async_trait]
+pub trait InboxStore: Health {
+    /// Writes a winner's message and marks them settled for the campaign, in one transaction;
+    /// `false` (nothing written) if they were settled before.
+    async fn settle(
+        &self,
+        campaign_id: &str,
+        player_id: &str,
+        message: &InboxMessage,
+    ) -> PortResult<bool>;
+    /// Sends operator messages.
+    async fn send_messages(&self, messages: &[InboxMessage], audit: &AuditEntry) -> PortResult<()>;
+    /// A message in a player's inbox (theirs or everyone's).
+    async fn message(&self, player_id: &str, message_id: &str) -> PortResult<Option<InboxMessage>>;
+    /// A player's messages (theirs and everyone's), newest first, each with its claim.
+    async fn inbox(
+        &self,
+        player_id: &str,
+        limit: u32,
+    ) -> PortResult<Vec<(InboxMessage, Option<InboxClaim>)>>;
+    /// Claims a message with `claim`'s receipts unless it was claimed (then the first claim
+    /// stands) or expired at `now_ms`.
+    async fn claim(&self, claim: &InboxClaim, now_ms: i64) -> PortResult<ClaimOutcome>;
+    /// The claim the request with this signature made, if any.
+    async fn claim_by_request(&self, request_sig: &str) -> PortResult<Option<InboxClaim>>;
+    /// The claim of a player's message, if claimed.
+    async fn claim_of(&self, player_id: &str, message_id: &str) -> PortResult<Option<InboxClaim>>;
+}
+
+/// A webhook subscription.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Webhook {
+    /// Stable id (`whk_<uuid>`).
+    pub id: String,
+    /// Where deliveries are posted.
+    pub url: String,
+    /// Event kinds it receives.
+    pub events: Vec<String>,
+    /// Signs deliveries (never shown after creation).
+    pub secret: String,
+    /// Who created it.
+    pub created_by: String,
+    /// Created, unix ms.
+    pub created_at_ms: i64,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .finish()
+    }
+}
+
+/// Where a delivery stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Waiting for its next attempt.
+    Pending,
+    /// Answered 2xx.
+    Delivered,
+    /// Given up after the last attempt (dead-lettered).
+    Dead,
+}
+
+impl DeliveryState {
+    /// Its name (`pending`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Dead => "dead",
+        }
+    }
+
+    /// The state called `s`.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Pending, Self::Delivered, Self::Dead]
+            .into_iter()
+            .find(|d| d.as_str() == s)
+    }
+}
+
+/// One event to deliver to one webhook: a row of the durable queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// Stable id (`dlv_<uuid>`), sent as `X-LiveOps-Delivery`.
+    pub id: String,
+    /// To which webhook.
+    pub webhook_id: String,
+    /// The outbox event it carries.
+    pub event_id: i64,
+    /// The event's kind.
+    pub kind: String,
+    /// The exact body posted.
+    pub body: String,
+    /// Where it stands.
+    pub state: DeliveryState,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When it is next tried (or leased until), unix ms.
+    pub next_attempt_at_ms: i64,
+    /// Queued, unix ms.
+    pub created_at_ms: i64,
+}
+
+/// One attempt at a delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    /// 1 for the first.
+    pub attempt: u32,
+    /// Started, unix ms.
+    pub at_ms: i64,
+    /// The HTTP status answered, if any.
+    pub status: Option<u16>,
+    /// What went wrong, if it did.
+    pub error: Option<String>,
+    /// How long it took.
+    pub duration_ms: i64,
+}
+
+/// A delivery leased for an attempt, with where and how to send it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueDelivery {
+    /// The delivery.
+    pub delivery: Delivery,
+    /// The webhook's URL.
+    pub url: String,
+    /// The webhook's secret.
+    pub secret: String,
+}
+
+/// Webhooks and their delivery queue.
+#[async_trait]
+pub trait WebhookStore: Health {
+    /// Adds a webhook.
+    async fn create_webhook(&self, hook: &Webhook, audit: &AuditEntry) -> PortResult<()>;
+    /// Active webhooks, oldest first.
+    async fn webhooks(&self) -> PortResult<Vec<Webhook>>;
+    /// Deletes a webhook (its pending deliveries are dropped); `false` if there is none.
+    async fn delete_webhook(&self, id: &str, audit: &AuditEntry) -> PortResult<bool>;
+    /// Outbox events not yet turned into deliveries, oldest first.
+    async fn undelivered_events(&self, limit: u32) -> PortResult<Vec<(i64, CampaignEvent)>>;
+    /// Queues `deliveries` (one per webhook and event at most) and marks `event_ids` as
+    /// dispatched, in one transaction.
+    async fn enqueue(&self, event_ids: &[i64], deliveries: &[Delivery]) -> PortResult<()>;
+    /// Leases up to `limit` pending deliveries due at `now_ms` until `until_ms` (a crashed
+    /// sender's lease runs out and another replica tries again).
+    async fn lease_due(
+        &self,
+        now_ms: i64,
+        until_ms: i64,
+        limit: u32,
+    ) -> PortResult<Vec<DueDelivery>>;
+    /// Records an attempt and the delivery's new state, attempts and next time.
+    async fn record_attempt(&self, delivery: &Delivery, attempt: &Attempt) -> PortResult<()>;
+    /// A webhook's deliveries, newest first, each with its attempts.
+    async fn deliveries(
+        &self,
+        webhook_id: &str,
+        limit: u32,
+    ) -> PortResult<Vec<(Delivery, Vec<Attempt>)>>;
+}

@@ -1,0 +1,110 @@
+//! Participation's storage: campaign entries, and each campaign's outcome (its draw or ranking).
+//! Also the one read participation makes of progression's data: a player's XP.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::ports::{Health, PortResult};
+use crate::stores::{CampaignEvent, CampaignState};
+
+/// A player's entry into a campaign.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Stable id (`ent_<uuid>`).
+    pub entry_id: String,
+    /// Which campaign.
+    pub campaign_id: String,
+    /// Who entered.
+    pub player_id: String,
+    /// The slot the entry limit counts in: `once`, or the UTC day (`2026-12-02`).
+    pub slot: String,
+    /// When, unix ms.
+    pub entered_at_ms: i64,
+    /// The signature of the request that made it (a retry of that request gets it back).
+    pub request_sig: String,
+}
+
+/// What entering did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Entered {
+    /// A new entry.
+    Created(Entry),
+    /// The player already has an entry in this slot: this one.
+    Existing(Entry),
+    /// The campaign is not live (its state, or `None` if there is no such campaign).
+    NotLive(Option<CampaignState>),
+}
+
+/// Campaign entries.
+#[async_trait]
+pub trait EntryStore: Health {
+    /// Adds `entry` if the campaign is live and the player has no entry in its slot, in one
+    /// transaction that holds the campaign's row, so no entry lands after the campaign ended.
+    async fn enter(&self, entry: &Entry) -> PortResult<Entered>;
+    /// The entry the request with this signature made, in any campaign (a signature makes one
+    /// entry at most: a retry gets it back, a replay elsewhere is refused).
+    async fn entry_by_request(&self, request_sig: &str) -> PortResult<Option<Entry>>;
+    /// The distinct players who entered, sorted by bytes.
+    async fn entrants(&self, campaign_id: &str) -> PortResult<Vec<String>>;
+    /// A player's entries in any of `campaign_ids`.
+    async fn entries_of(&self, player_id: &str, campaign_ids: &[String]) -> PortResult<Vec<Entry>>;
+}
+
+/// One player's prize.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Award {
+    /// Who.
+    pub player_id: String,
+    /// What.
+    pub item: String,
+    /// Their rank among the entrants (rank campaigns), or their draw position (1 = drawn first).
+    pub rank: u32,
+}
+
+/// How a campaign's winners were decided, fixed once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// Which campaign.
+    pub campaign_id: String,
+    /// `liveops-draw-v1`, or `liveops-rank-v1` for rank campaigns.
+    pub algorithm: String,
+    /// The distinct entrants, sorted by bytes.
+    pub entrants: Vec<String>,
+    /// `hex(SHA-256(entrants joined by "\n"))`.
+    pub entrants_hash: String,
+    /// The draw's seed, hex (draws only).
+    pub seed: Option<String>,
+    /// The seed's commitment (draws only).
+    pub commitment: Option<String>,
+    /// How many winners were asked for (draws only).
+    pub winner_count: Option<u32>,
+    /// For ranks: the leaderboard snapshot read (`weekly 2026-W49 taken 2026-12-06T10:00:00Z`).
+    pub source: Option<String>,
+    /// The prizes, in order.
+    pub awards: Vec<Award>,
+    /// When decided, unix ms.
+    pub decided_at_ms: i64,
+}
+
+/// Campaign outcomes: one per campaign, the first recorded stands.
+#[async_trait]
+pub trait OutcomeStore: Health {
+    /// Records `outcome` unless the campaign has one, with `event` in the outbox if it was new;
+    /// returns the campaign's outcome either way.
+    async fn record_outcome(
+        &self,
+        outcome: &Outcome,
+        event: Option<&CampaignEvent>,
+    ) -> PortResult<Outcome>;
+    /// The campaign's outcome, if decided.
+    async fn outcome(&self, campaign_id: &str) -> PortResult<Option<Outcome>>;
+}
+
+/// A player's XP, as progression keeps it: what eligibility reads.
+#[async_trait]
+pub trait PlayerXp: Health {
+    /// XP of `player_id` in `season` (0 if none).
+    async fn season_xp(&self, player_id: &str, season: i64) -> PortResult<u64>;
+}

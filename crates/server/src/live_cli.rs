@@ -1,0 +1,137 @@
+//! The live-event commands: `liveops operators create` (an operator, the password read from
+//! stdin) and `liveops verify-draw` (re-runs a published draw offline).
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Subcommand, ValueEnum};
+use liveops_core::draw::{self, PublishedDraw};
+use liveops_core::stores::{OperatorStore, Role};
+
+use crate::config::{RawConfig, Settings};
+
+/// The roles, as the command line names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// Everything, including operators and API keys.
+    Admin,
+    /// Campaigns, messages, webhooks, unblocks.
+    Operator,
+    /// Reads.
+    Analyst,
+    /// Reads campaigns and fairness.
+    Viewer,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Self {
+        match r {
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Operator => Role::Operator,
+            RoleArg::Analyst => Role::Analyst,
+            RoleArg::Viewer => Role::Viewer,
+        }
+    }
+}
+
+/// `liveops operators …`.
+#[derive(Subcommand)]
+pub enum OperatorsCommand {
+    /// Creates an operator; the password is read from stdin (one line).
+    Create {
+        /// Shared settings (the repository is `DB_URL`).
+        #[command(flatten)]
+        config: RawConfig,
+        /// Their email (their login).
+        #[arg(long)]
+        email: String,
+        /// Their role.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
+}
+
+/// Creates an operator in the repository `settings` name, with the password on stdin.
+pub async fn create_operator(s: &Settings, email: &str, role: RoleArg) -> anyhow::Result<ExitCode> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .context("cannot read the password from stdin")?;
+    let password = password.lines().next().unwrap_or_default().to_owned();
+    let ports = crate::wiring::ports(s);
+    let store = ports.get::<dyn OperatorStore>().await?;
+    match liveops_operators::create_operator(store.as_ref(), email, password, role.into(), "cli")
+        .await
+    {
+        Ok(Some(op)) => {
+            println!(
+                "{}",
+                serde_json::to_string(&liveops_operators::OperatorView::from(&op))?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(None) => {
+            eprintln!("liveops: an operator with this email exists");
+            Ok(ExitCode::from(1))
+        }
+        Err(liveops_operators::CreateError::Invalid(reason)) => {
+            eprintln!("liveops: {reason}");
+            Ok(ExitCode::from(2))
+        }
+        Err(liveops_operators::CreateError::Port(e)) => Err(e.into()),
+    }
+}
+
+/// Reads an entrants file: one player id per line, or the JSON of
+/// `GET /campaigns/{id}/entrants` (or a JSON array of ids).
+fn entrants_of(path: &Path) -> anyhow::Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('[') || trimmed.starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(trimmed)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+        let list = v.get("entrants").unwrap_or(&v);
+        return serde_json::from_value(list.clone())
+            .with_context(|| format!("{}: expected a list of player ids", path.display()));
+    }
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// `liveops verify-draw <draw.json> <entrants.txt>`: re-runs `liveops-draw-v1` and says
+/// `valid`, or `invalid:` and why (exit status 1).
+pub fn verify_draw(draw_file: &Path, entrants_file: &Path) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(draw_file)
+        .with_context(|| format!("cannot read {}", draw_file.display()))?;
+    let published: PublishedDraw = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a draw as GET /campaigns/{{id}}/draw answers it",
+            draw_file.display()
+        )
+    })?;
+    let entrants = entrants_of(entrants_file)?;
+    match draw::verify(&published, &entrants) {
+        Ok(()) => {
+            println!(
+                "valid: {} winner(s) re-drawn from {} entrant(s) with the committed seed \
+                 (algorithm {}, commitment {})",
+                published.winners.as_ref().map_or(0, Vec::len),
+                published.entrants.len(),
+                published.algorithm,
+                published.commitment
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(why) => {
+            println!("invalid: {why}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! Live-event campaigns end to end on the embedded default: the whole story in one process, the
+//! webhook queue's retries and dead letters, refused webhook targets, operators on the fairness
+//! routes, and settlement surviving `kill -9` of the real binary with one message and one
+//! receipt per winner.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::campaign::{campaign_story, receiver, Live, LiveUrls, ADMIN_EMAIL, ADMIN_PASSWORD};
+use common::{eventually, free_port, spawn_app, wait_ready, BIN, SECRET};
+use serde_json::json;
+
+/// The flags every in-process app of this file starts with: the bootstrap admin, local
+/// webhook receivers, quick ticks.
+const LIVE: &[&str] = &[
+    "--admin-email",
+    ADMIN_EMAIL,
+    "--admin-password",
+    ADMIN_PASSWORD,
+    "--webhook-allow-private",
+    "true",
+    "--campaign-tick-ms",
+    "200",
+    "--draw-tick-ms",
+    "200",
+    "--settle-tick-ms",
+    "200",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_draw_campaign_runs_from_creation_to_claimed_receipts_on_the_embedded_default() {
+    let app = spawn_app(LIVE).await;
+    campaign_story(LiveUrls::all(&app.base), "embedded").await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_webhooks_are_retried_with_backoff_then_dead_lettered_after_ten_attempts() {
+    let mut flags = LIVE.to_vec();
+    flags.extend(["--webhook-backoff-ms", "20"]);
+    let app = spawn_app(&flags).await;
+    let live = Live::new(LiveUrls::all(&app.base));
+    let admin = live.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (addr, received) = receiver("whsec_failing_0123456789", 500).await;
+    let (s, hook) = live
+        .post(
+            format!("{}/webhooks", app.base),
+            &admin,
+            json!({"url": format!("http://{addr}/hook"), "secret": "whsec_failing_0123456789",
+                   "events": ["campaign.live"]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{hook}");
+    let hook_id = hook["id"].as_str().expect("id").to_owned();
+    // A campaign that goes live at once produces `campaign.live`.
+    let start = chrono::Utc::now();
+    let (s, c) = live
+        .post(
+            format!("{}/campaigns", app.base),
+            &admin,
+            json!({"title": "Flash", "startsAt": start.to_rfc3339(),
+                   "endsAt": (start + chrono::Duration::hours(1)).to_rfc3339(),
+                   "eligibility": {"minLevel": 1}, "entryLimit": "daily",
+                   "reward": {"kind": "draw", "winners": 1, "item": "chest"}}),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_str().expect("id");
+    let (s, _) = live
+        .post(
+            format!("{}/campaigns/{id}/schedule", app.base),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let deliveries = eventually(Duration::from_secs(60), "ten attempts", || async {
+        let (s, d) = live
+            .get(
+                format!("{}/webhooks/{hook_id}/deliveries", app.base),
+                Some(&admin),
+            )
+            .await;
+        assert_eq!(s, 200, "{d}");
+        (d["deliveries"][0]["state"] == "dead").then_some(d)
+    })
+    .await;
+    let d = &deliveries["deliveries"][0];
+    assert_eq!(d["attempts"], 10);
+    let tries = d["tries"].as_array().expect("tries");
+    assert_eq!(tries.len(), 10, "every attempt is listed");
+    assert!(tries.iter().all(|t| t["status"] == 500));
+    // The waits grow: the last gap is far longer than the first.
+    let at = |i: usize| {
+        chrono::DateTime::parse_from_rfc3339(tries[i]["at"].as_str().expect("at"))
+            .expect("time")
+            .timestamp_millis()
+    };
+    assert!(at(9) - at(8) > 4 * (at(1) - at(0)).max(20), "{tries:?}");
+    assert_eq!(
+        received.lock().expect("lock").len(),
+        10,
+        "ten posts, then none"
+    );
+    let (_, text) = live.get(format!("{}/metrics", app.base), None).await;
+    let metrics = text.as_str().unwrap_or_default();
+    assert!(
+        metrics.contains("webhook_deliveries_total{result=\"dead\"")
+            || metrics.contains("result=\"dead\""),
+        "{metrics}"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_to_private_addresses_are_refused_unless_allowed() {
+    let app = spawn_app(&[
+        "--admin-email",
+        ADMIN_EMAIL,
+        "--admin-password",
+        ADMIN_PASSWORD,
+    ])
+    .await;
+    let live = Live::new(LiveUrls::all(&app.base));
+    let admin = live.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.8/hook",
+        "http://localhost/hook",
+        "http://[::1]/hook",
+        "ftp://example.com/hook",
+    ] {
+        let (s, b) = live
+            .post(
+                format!("{}/webhooks", app.base),
+                &admin,
+                json!({"url": url, "secret": "whsec_0123456789abcdef", "events": ["campaign.live"]}),
+            )
+            .await;
+        assert_eq!((s, b["field"].as_str()), (400, Some("url")), "{url}: {b}");
+    }
+    let (s, b) = live
+        .post(
+            format!("{}/webhooks", app.base),
+            &admin,
+            json!({"url": "https://93.184.216.34/hook", "secret": "whsec_0123456789abcdef", "events": ["campaign.nope"]}),
+        )
+        .await;
+    assert_eq!((s, b["field"].as_str()), (400, Some("events[0]")), "{b}");
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fairness_reads_need_an_operator_once_one_exists_and_unblocks_are_audited() {
+    // No operator yet: the reads stay open, as before.
+    let open = spawn_app(&[]).await;
+    let (s, _) = Live::new(LiveUrls::all(&open.base))
+        .get(format!("{}/fairness/flags", open.base), None)
+        .await;
+    assert_eq!(s, 200);
+    open.shutdown().await;
+
+    let app = spawn_app(LIVE).await;
+    let live = Live::new(LiveUrls::all(&app.base));
+    let (s, b) = live.get(format!("{}/fairness/flags", app.base), None).await;
+    assert_eq!(s, 401, "{b}");
+    let admin = live.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (s, _) = live
+        .post(
+            format!("{}/operators", app.base),
+            &admin,
+            json!({"email": "viewer@example.com", "password": "viewer password 1", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let viewer = live.token("viewer@example.com", "viewer password 1").await;
+    let (s, _) = live
+        .get(
+            format!("{}/fairness/players/player_x1", app.base),
+            Some(&viewer),
+        )
+        .await;
+    assert_eq!(s, 200, "any role reads");
+    let unblock = format!("{}/fairness/players/player_x1/block", app.base);
+    let (s, _) = live
+        .call(
+            reqwest::Method::DELETE,
+            unblock.clone(),
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(s, 403, "a viewer cannot unblock");
+    let (s, b) = live
+        .call(reqwest::Method::DELETE, unblock, Some(&admin), None)
+        .await;
+    assert_eq!((s, &b["blocked"]), (200, &json!(false)), "{b}");
+    let (_, audit) = live
+        .get(format!("{}/audit?limit=5", app.base), Some(&admin))
+        .await;
+    let e = &audit["entries"][0];
+    assert_eq!(
+        (
+            e["action"].as_str(),
+            e["target"].as_str(),
+            e["actor"].as_str()
+        ),
+        (Some("player.unblock"), Some("player_x1"), Some(ADMIN_EMAIL))
+    );
+
+    // Logging out closes the session; disabling an operator closes theirs.
+    let (s, _) = live
+        .call(
+            reqwest::Method::POST,
+            format!("{}/auth/logout", app.base),
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = live
+        .get(format!("{}/auth/me", app.base), Some(&viewer))
+        .await;
+    assert_eq!(s, 401);
+    app.shutdown().await;
+}
+
+fn start(data_dir: &Path, port: u16, extra: &[&str]) -> Child {
+    Command::new(BIN)
+        .arg("serve")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .args(["--hmac-secret", SECRET, "--log-level", "warn"])
+        .args(LIVE)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn liveops")
+}
+
+/// Settlement killed with `kill -9` in the middle (a test-only pause after each winner makes
+/// the middle last seconds), then restarted: every winner has one message and one receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_in_the_middle_of_a_settlement_leaves_one_message_and_one_receipt_per_winner() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = start(dir.path(), port, &["--settle-delay-ms", "40"]);
+    wait_ready(&base).await;
+    let live = Live::new(LiveUrls::all(&base));
+    let admin = live.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let key = live.create_key(&admin, "crash test").await;
+    live.wait_key_works(&key).await;
+
+    let players: Vec<String> = (0..120).map(|i| format!("crash_{i:03}")).collect();
+    let start_at = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let (s, c) = live
+        .post(
+            format!("{base}/campaigns"),
+            &admin,
+            json!({"title": "Everyone wins", "startsAt": start_at.to_rfc3339(),
+                   "endsAt": (start_at + chrono::Duration::seconds(6)).to_rfc3339(),
+                   "eligibility": {"minLevel": 1}, "entryLimit": "once",
+                   "reward": {"kind": "draw", "winners": 120, "item": "crash_token"}}),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_str().expect("id").to_owned();
+    live.post(format!("{base}/campaigns/{id}/schedule"), &admin, json!({}))
+        .await;
+    live.wait_state(&admin, &id, "live", Duration::from_secs(10))
+        .await;
+    for p in &players {
+        let (s, b) = live
+            .signed(
+                format!("{base}/campaigns/{id}/entries"),
+                &key,
+                &json!({"playerId": p}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    // Drawn: the winners in the order they are paid.
+    let winners: Vec<String> = eventually(Duration::from_secs(30), "drawn", || async {
+        let (_, d) = live.get(format!("{base}/campaigns/{id}/draw"), None).await;
+        serde_json::from_value(d["winners"].clone()).ok()
+    })
+    .await;
+    assert_eq!(winners.len(), 120);
+    // The first winner is paid, the last is not: kill -9 now.
+    eventually(Duration::from_secs(20), "settlement under way", || async {
+        (!live.prizes(&winners[5], &id).await.is_empty()).then_some(())
+    })
+    .await;
+    assert!(
+        live.prizes(&winners[119], &id).await.is_empty(),
+        "still in the middle"
+    );
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+
+    // Restarted (without the pause), it finishes the settlement and writes nothing twice.
+    let mut child = start(dir.path(), port, &[]);
+    wait_ready(&base).await;
+    let admin = live.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let c = live
+        .wait_state(&admin, &id, "settled", Duration::from_secs(30))
+        .await;
+    assert_eq!(c["state"], "settled");
+    for w in &winners {
+        let prizes = live.prizes(w, &id).await;
+        assert_eq!(prizes.len(), 1, "{w} has one message: {prizes:?}");
+        let m = prizes[0]["messageId"].as_str().expect("id");
+        let (s, first) = live.claim(&key, w, m).await;
+        assert_eq!(s, 200, "{first}");
+        let (s, second) = live.claim(&key, w, m).await;
+        assert_eq!(
+            (s, &second["receipts"]),
+            (200, &first["receipts"]),
+            "one receipt"
+        );
+        assert_eq!(first["receipts"].as_array().map(Vec::len), Some(1));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A rank campaign: players who entered are ranked by the leaderboard window's snapshot of the
+/// campaign's period (taken after it ended), each tier's item lands in their inboxes, and a
+/// player who out-scored everyone without entering gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rank_campaign_rewards_the_entrants_by_the_snapshot_taken_after_its_end() {
+    let mut flags = LIVE.to_vec();
+    flags.extend(["--snapshot-cron", "*/2 * * * * *"]);
+    let app = spawn_app(&flags).await;
+    let live = Live::new(LiveUrls::all(&app.base));
+    let base = &app.base;
+    let admin = live.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let key = live.create_key(&admin, "rank test").await;
+    live.wait_key_works(&key).await;
+
+    // A tier that overlaps another, and an unknown window, are refused.
+    let start = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let end = start + chrono::Duration::seconds(5);
+    let campaign = json!({"title": "Boss week", "startsAt": start.to_rfc3339(),
+        "endsAt": end.to_rfc3339(), "eligibility": {"minLevel": 1}, "entryLimit": "once",
+        "reward": {"kind": "rank", "window": "seasonal", "tiers": [
+            {"fromRank": 1, "toRank": 1, "item": "gold_trophy"},
+            {"fromRank": 2, "toRank": 3, "item": "silver_trophy"}]}});
+    for (bad, field) in [
+        (
+            json!([{"fromRank": 1, "toRank": 2, "item": "a"}, {"fromRank": 2, "toRank": 3, "item": "b"}]),
+            "tiers",
+        ),
+        (json!([{"fromRank": 3, "toRank": 1, "item": "a"}]), "tiers"),
+    ] {
+        let mut c = campaign.clone();
+        c["reward"]["tiers"] = bad;
+        let (s, b) = live.post(format!("{base}/campaigns"), &admin, c).await;
+        assert_eq!(s, 400, "{field}: {b}");
+    }
+    let mut unknown = campaign.clone();
+    unknown["reward"]["window"] = json!("hourly");
+    let (s, b) = live
+        .post(format!("{base}/campaigns"), &admin, unknown)
+        .await;
+    assert_eq!(s, 400, "{b}");
+
+    let (s, c) = live
+        .post(format!("{base}/campaigns"), &admin, campaign)
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_str().expect("id").to_owned();
+    let (s, c) = live
+        .post(format!("{base}/campaigns/{id}/schedule"), &admin, json!({}))
+        .await;
+    assert_eq!(s, 200, "{c}");
+    live.wait_state(&admin, &id, "live", Duration::from_secs(10))
+        .await;
+
+    // Four players enter; they and an outsider score boss kills (the outsider most of all).
+    let points = [
+        ("rank_a", 500),
+        ("rank_b", 900),
+        ("rank_c", 100),
+        ("rank_d", 300),
+    ];
+    for (p, _) in points {
+        let (s, b) = live
+            .signed(
+                format!("{base}/campaigns/{id}/entries"),
+                &key,
+                &json!({"playerId": p}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    for (p, pts) in points.iter().copied().chain([("rank_outsider", 5000)]) {
+        let (s, b) = live
+            .signed(
+                format!("{base}/events"),
+                &key,
+                &json!({"type": "boss_kill", "playerId": p, "ts": common::now(),
+                        "payload": {"bossId": "dragon", "tier": 3, "points": pts}}),
+            )
+            .await;
+        assert_eq!(s, 202, "{b}");
+    }
+
+    // Ended, ranked on a snapshot taken after the end, settled.
+    let c = live
+        .wait_state(&admin, &id, "settled", Duration::from_secs(40))
+        .await;
+    assert_eq!(c["state"], "settled");
+    let item = |m: &serde_json::Value| m["attachments"][0]["item"].as_str().map(str::to_owned);
+    let mut got = Vec::new();
+    for p in ["rank_a", "rank_b", "rank_c", "rank_d", "rank_outsider"] {
+        let prizes = live.prizes(p, &id).await;
+        assert!(prizes.len() <= 1, "{p}: {prizes:?}");
+        got.push((p, prizes.first().and_then(item)));
+    }
+    assert_eq!(
+        got,
+        vec![
+            ("rank_a", Some("silver_trophy".to_owned())),
+            ("rank_b", Some("gold_trophy".to_owned())),
+            ("rank_c", None),
+            ("rank_d", Some("silver_trophy".to_owned())),
+            ("rank_outsider", None),
+        ]
+    );
+    app.shutdown().await;
+}

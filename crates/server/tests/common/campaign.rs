@@ -1,0 +1,743 @@
+//! The live-event story, told through the HTTP contract whatever the deployment shape: the
+//! bootstrap admin signs in, creates an operator and an API key; a draw campaign opens, takes
+//! 30 signed entries (some ineligible, some repeated), closes, draws, settles into inboxes; the
+//! winners claim receipts that verify; the draw re-runs identically in an independent
+//! implementation; webhooks receive every event, signed; a revoked key is refused everywhere
+//! within 5 s.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use liveops_core::Keyring;
+use serde_json::{json, Value};
+
+use super::{eventually, now, BIN};
+
+/// The bootstrap admin every story starts from (`ADMIN_EMAIL`, `ADMIN_PASSWORD`).
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+/// Their password.
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+/// Where each service answers.
+#[derive(Clone, Debug)]
+pub struct LiveUrls {
+    pub gateway: String,
+    pub progression: String,
+    pub operators: String,
+    pub campaigns: String,
+    pub participation: String,
+    pub distribution: String,
+}
+
+impl LiveUrls {
+    /// Everything on one base (the embedded default).
+    pub fn all(base: &str) -> Self {
+        Self {
+            gateway: base.into(),
+            progression: base.into(),
+            operators: base.into(),
+            campaigns: base.into(),
+            participation: base.into(),
+            distribution: base.into(),
+        }
+    }
+}
+
+/// A client of the live-event API.
+pub struct Live {
+    pub urls: LiveUrls,
+    pub http: reqwest::Client,
+}
+
+/// An answer: status and JSON body (or the text as a JSON string).
+pub type Answer = (u16, Value);
+
+async fn answer(res: reqwest::Response) -> Answer {
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// A key game servers sign with: its id and secret.
+#[derive(Clone, Debug)]
+pub struct ApiKey {
+    pub key_id: String,
+    pub secret: String,
+}
+
+impl ApiKey {
+    fn ring(&self) -> Keyring {
+        Keyring::new(vec![(
+            self.key_id.clone(),
+            self.secret.clone().into_bytes(),
+        )])
+        .expect("key")
+    }
+}
+
+/// A signed request, kept so it can be sent again byte for byte.
+#[derive(Clone, Debug)]
+pub struct SignedRequest {
+    pub url: String,
+    pub body: Vec<u8>,
+    pub ts: i64,
+    pub sig: String,
+    pub key_id: String,
+}
+
+impl Live {
+    pub fn new(urls: LiveUrls) -> Self {
+        Self {
+            urls,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Answer {
+        let url = format!("{}/auth/login", self.urls.operators);
+        answer(
+            self.http
+                .post(url)
+                .json(&json!({"email": email, "password": password}))
+                .send()
+                .await
+                .expect("login"),
+        )
+        .await
+    }
+
+    pub async fn token(&self, email: &str, password: &str) -> String {
+        let (s, b) = self.login(email, password).await;
+        assert_eq!(s, 200, "login {email}: {b}");
+        b["token"].as_str().expect("token").to_owned()
+    }
+
+    /// A request with a bearer token (or none).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut req = self.http.request(method, url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        answer(req.send().await.expect("request")).await
+    }
+
+    pub async fn get(&self, url: String, token: Option<&str>) -> Answer {
+        self.call(reqwest::Method::GET, url, token, None).await
+    }
+
+    pub async fn post(&self, url: String, token: &str, body: Value) -> Answer {
+        self.call(reqwest::Method::POST, url, Some(token), Some(body))
+            .await
+    }
+
+    /// Signs `body` for `url` with `key` now.
+    pub fn sign(&self, url: String, key: &ApiKey, body: &Value) -> SignedRequest {
+        self.sign_at(url, key, body, now())
+    }
+
+    /// Signs `body` for `url` with `key` at `ts` (unix seconds).
+    pub fn sign_at(&self, url: String, key: &ApiKey, body: &Value, ts: i64) -> SignedRequest {
+        let body = serde_json::to_vec(body).expect("json");
+        let sig = key
+            .ring()
+            .sign_request(Some(&key.key_id), ts, &body)
+            .expect("sign");
+        SignedRequest {
+            url,
+            body,
+            ts,
+            sig,
+            key_id: key.key_id.clone(),
+        }
+    }
+
+    pub async fn send_signed(&self, r: &SignedRequest) -> Answer {
+        answer(
+            self.http
+                .post(&r.url)
+                .header("content-type", "application/json")
+                .header("x-timestamp", r.ts.to_string())
+                .header("x-signature", &r.sig)
+                .header("x-key-id", &r.key_id)
+                .body(r.body.clone())
+                .send()
+                .await
+                .expect("signed request"),
+        )
+        .await
+    }
+
+    pub async fn signed(&self, url: String, key: &ApiKey, body: &Value) -> Answer {
+        self.send_signed(&self.sign(url, key, body)).await
+    }
+
+    pub async fn create_key(&self, admin: &str, name: &str) -> ApiKey {
+        let (s, b) = self
+            .post(
+                format!("{}/api-keys", self.urls.operators),
+                admin,
+                json!({"name": name}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+        ApiKey {
+            key_id: b["keyId"].as_str().expect("keyId").into(),
+            secret: b["secret"].as_str().expect("secret").into(),
+        }
+    }
+
+    /// Waits until `key` signs events the gateway accepts (every process reads new keys within
+    /// a second or two).
+    pub async fn wait_key_works(&self, key: &ApiKey) {
+        eventually(Duration::from_secs(10), "the API key works", || async {
+            let (s, _) = self
+                .signed(
+                    format!("{}/events", self.urls.gateway),
+                    key,
+                    &json!({"type": "progression", "playerId": "key_probe", "ts": now(),
+                            "payload": {"deltaXp": 1, "activity": "probe"}}),
+                )
+                .await;
+            (s == 202).then_some(())
+        })
+        .await;
+    }
+
+    pub async fn campaign(&self, token: &str, id: &str) -> Value {
+        let (s, b) = self
+            .get(
+                format!("{}/campaigns/{id}", self.urls.campaigns),
+                Some(token),
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+        b
+    }
+
+    pub async fn wait_state(&self, token: &str, id: &str, state: &str, within: Duration) -> Value {
+        eventually(within, &format!("campaign {id} {state}"), || async {
+            let c = self.campaign(token, id).await;
+            (c["state"] == state).then_some(c)
+        })
+        .await
+    }
+
+    pub async fn inbox(&self, player: &str) -> Value {
+        let (s, b) = self
+            .get(
+                format!("{}/players/{player}/inbox", self.urls.distribution),
+                None,
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+        b
+    }
+
+    /// The messages of `campaign` in `player`'s inbox.
+    pub async fn prizes(&self, player: &str, campaign: &str) -> Vec<Value> {
+        self.inbox(player).await["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .filter(|m| m["campaignId"] == campaign)
+            .cloned()
+            .collect()
+    }
+
+    pub async fn claim(&self, key: &ApiKey, player: &str, message: &str) -> Answer {
+        self.signed(
+            format!(
+                "{}/players/{player}/inbox/{message}/claim",
+                self.urls.distribution
+            ),
+            key,
+            &json!({"playerId": player}),
+        )
+        .await
+    }
+
+    pub async fn verify_receipt(&self, receipt: &Value) -> Value {
+        let (s, b) = answer(
+            self.http
+                .post(format!("{}/receipts/verify", self.urls.progression))
+                .json(receipt)
+                .send()
+                .await
+                .expect("verify"),
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+        b
+    }
+}
+
+/// The draw `liveops-draw-v1` as the independent reference (`scripts/liveops_draw_v1.py`,
+/// Python's standard library only) computes it.
+pub fn reference_draw(seed: &str, entrants: &[String], winners: u64) -> Value {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/liveops_draw_v1.py"
+    );
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let request = json!({"seed": seed, "entrants": entrants, "winners": winners});
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(request.to_string().as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("python3 ran");
+    assert!(out.status.success(), "the reference draw failed");
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+/// What a webhook receiver got: (event type, body, signature valid).
+pub type Received = Arc<Mutex<Vec<(String, Value, bool)>>>;
+
+/// A webhook receiver on 127.0.0.1 checking `X-LiveOps-Signature` with `secret`; answers
+/// `status` to everything.
+pub async fn receiver(secret: &'static str, status: u16) -> (SocketAddr, Received) {
+    let got: Received = Arc::default();
+    let keep = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let keep = keep.clone();
+            async move {
+                let sig = headers
+                    .get("x-liveops-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let t: i64 = sig
+                    .split(',')
+                    .find_map(|p| p.strip_prefix("t="))
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or_default();
+                let text = String::from_utf8_lossy(&body).to_string();
+                let valid = sig == liveops_distribution::signature(secret, t, &text)
+                    && (now() - t).abs() < 300;
+                let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                let kind = v["type"].as_str().unwrap_or_default().to_owned();
+                keep.lock().expect("lock").push((kind, v, valid));
+                axum::http::StatusCode::from_u16(status).expect("status")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, got)
+}
+
+/// The whole story; `tag` keeps players unique per run.
+pub async fn campaign_story(urls: LiveUrls, tag: &str) {
+    let live = Live::new(urls.clone());
+    let u = &live.urls;
+    let p = |i: usize| format!("p{i:02}_{tag}");
+
+    // The bootstrap admin signs in and adds an operator; roles are enforced.
+    let admin = live.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (s, _) = live.login(ADMIN_EMAIL, "wrong password!!").await;
+    assert_eq!(s, 401);
+    let ops_email = format!("ops_{tag}@example.com");
+    let (s, b) = live
+        .post(
+            format!("{}/operators", u.operators),
+            &admin,
+            json!({"email": ops_email, "password": "operator password 1", "role": "operator"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, _) = live
+        .post(
+            format!("{}/operators", u.operators),
+            &admin,
+            json!({"email": ops_email, "password": "operator password 2", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(s, 409, "the email is taken");
+    let ops = live.token(&ops_email, "operator password 1").await;
+    let (s, _) = live
+        .post(
+            format!("{}/api-keys", u.operators),
+            &ops,
+            json!({"name": "x"}),
+        )
+        .await;
+    assert_eq!(s, 403, "operators cannot make API keys");
+    let (s, _) = live.get(format!("{}/campaigns", u.campaigns), None).await;
+    assert_eq!(s, 401, "no token");
+
+    // An API key for the game server; it signs events and entries.
+    let key = live.create_key(&admin, &format!("game server {tag}")).await;
+    live.wait_key_works(&key).await;
+
+    // Twenty players reach level 2 (1200 XP); five stay at level 1.
+    for i in 0..20 {
+        let (s, b) = live
+            .signed(
+                format!("{}/events", u.gateway),
+                &key,
+                &json!({"type": "progression", "playerId": p(i), "ts": now(),
+                        "payload": {"deltaXp": 1200, "activity": "quest"}}),
+            )
+            .await;
+        assert_eq!(s, 202, "{b}");
+    }
+    eventually(Duration::from_secs(30), "players levelled up", || async {
+        let (_, v) = live
+            .get(
+                format!("{}/players/{}/progress", u.progression, p(19)),
+                None,
+            )
+            .await;
+        (v["level"] == 2).then_some(())
+    })
+    .await;
+
+    // Webhooks: a receiver for every event.
+    let (addr, received) = receiver("whsec_story_0123456789", 200).await;
+    let (s, hook) = live
+        .post(
+            format!("{}/webhooks", u.distribution),
+            &ops,
+            json!({"url": format!("http://{addr}/hook"), "secret": "whsec_story_0123456789",
+                   "events": ["campaign.live", "campaign.ended", "draw.completed", "campaign.settled"]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{hook}");
+
+    // A draw campaign: bad ones are refused, the good one is scheduled with a commitment.
+    let start = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let end = start + chrono::Duration::seconds(9);
+    let campaign = json!({
+        "title": format!("Winter draw {tag}"),
+        "description": "Five golden chests",
+        "startsAt": start.to_rfc3339(),
+        "endsAt": end.to_rfc3339(),
+        "eligibility": {"minLevel": 2},
+        "entryLimit": "once",
+        "reward": {"kind": "draw", "winners": 5, "item": "gold_chest"},
+    });
+    let mut bad = campaign.clone();
+    bad["reward"]["winners"] = json!(0);
+    let (s, b) = live
+        .post(format!("{}/campaigns", u.campaigns), &ops, bad)
+        .await;
+    assert_eq!(
+        (s, b["field"].as_str()),
+        (400, Some("reward.winners")),
+        "{b}"
+    );
+    let (s, c) = live
+        .post(format!("{}/campaigns", u.campaigns), &ops, campaign)
+        .await;
+    assert_eq!((s, c["state"].as_str()), (201, Some("draft")), "{c}");
+    let id = c["id"].as_str().expect("id").to_owned();
+    let (s, c) = live
+        .post(
+            format!("{}/campaigns/{id}/schedule", u.campaigns),
+            &ops,
+            json!({}),
+        )
+        .await;
+    assert_eq!((s, c["state"].as_str()), (200, Some("scheduled")), "{c}");
+    let commitment = c["commitment"].as_str().expect("commitment").to_owned();
+    let (s, d) = live
+        .get(format!("{}/campaigns/{id}/draw", u.participation), None)
+        .await;
+    assert_eq!(
+        (s, &d["commitment"], &d["seed"]),
+        (200, &json!(commitment), &Value::Null)
+    );
+
+    // Not live yet: entries are refused.
+    let entries_url = format!("{}/campaigns/{id}/entries", u.participation);
+    let (s, b) = live
+        .signed(entries_url.clone(), &key, &json!({"playerId": p(0)}))
+        .await;
+    assert_eq!(
+        (s, b["type"].as_str()),
+        (409, Some("/problems/campaign-not-live")),
+        "{b}"
+    );
+
+    live.wait_state(&ops, &id, "live", Duration::from_secs(15))
+        .await;
+    let (_, mine) = live
+        .get(format!("{}/players/{}/campaigns", u.campaigns, p(0)), None)
+        .await;
+    let listed = mine["campaigns"].as_array().expect("campaigns");
+    assert!(
+        listed
+            .iter()
+            .any(|c| c["campaignId"] == id.as_str() && c["entered"] == false),
+        "{mine}"
+    );
+    let (_, low) = live
+        .get(format!("{}/players/{}/campaigns", u.campaigns, p(20)), None)
+        .await;
+    assert!(
+        !low["campaigns"]
+            .as_array()
+            .expect("campaigns")
+            .iter()
+            .any(|c| c["campaignId"] == id.as_str()),
+        "level 1 may not enter"
+    );
+
+    // 30 signed entries: 20 eligible players, 5 ineligible, 5 repeats of earlier requests.
+    let mut first: HashMap<usize, (SignedRequest, Value)> = HashMap::new();
+    let mut statuses: Vec<u16> = Vec::new();
+    for i in 0..25 {
+        let req = live.sign(entries_url.clone(), &key, &json!({"playerId": p(i)}));
+        let (s, b) = live.send_signed(&req).await;
+        statuses.push(s);
+        if i < 20 {
+            assert_eq!(s, 201, "{}: {b}", p(i));
+            first.insert(i, (req, b));
+        } else {
+            assert_eq!(
+                (s, b["type"].as_str()),
+                (409, Some("/problems/not-eligible")),
+                "{b}"
+            );
+        }
+    }
+    for i in [0, 3, 7, 11, 19] {
+        let (req, entry) = &first[&i];
+        let (s, b) = live.send_signed(req).await;
+        statuses.push(s);
+        assert_eq!((s, &b), (200, entry), "a repeat gets the same entry");
+    }
+    assert_eq!(statuses.len(), 30);
+    // Another request for an entered player (not a retry: the same body signed in the same
+    // second would be the very same request, so this one is stamped a second before it).
+    let again = live.sign_at(
+        entries_url.clone(),
+        &key,
+        &json!({"playerId": p(1)}),
+        first[&1].0.ts - 1,
+    );
+    let (s, b) = live.send_signed(&again).await;
+    assert_eq!(
+        (s, b["type"].as_str()),
+        (409, Some("/problems/entry-limit-reached")),
+        "{b}"
+    );
+    let (_, mine) = live
+        .get(format!("{}/players/{}/campaigns", u.campaigns, p(0)), None)
+        .await;
+    assert!(
+        mine["campaigns"]
+            .as_array()
+            .expect("c")
+            .iter()
+            .any(|c| c["campaignId"] == id.as_str() && c["entered"] == true),
+        "{mine}"
+    );
+
+    // It closes, draws and settles by itself.
+    live.wait_state(&ops, &id, "settled", Duration::from_secs(40))
+        .await;
+    let (s, draw) = live
+        .get(format!("{}/campaigns/{id}/draw", u.participation), None)
+        .await;
+    assert_eq!(s, 200, "{draw}");
+    let entrants: Vec<String> = (0..20).map(p).collect();
+    let mut sorted = entrants.clone();
+    sorted.sort();
+    assert_eq!(draw["entrants"], json!(sorted));
+    let winners: Vec<String> = serde_json::from_value(draw["winners"].clone()).expect("winners");
+    assert_eq!(winners.len(), 5);
+
+    // An independent implementation of liveops-draw-v1 agrees, and the seed is the one
+    // committed to before anyone entered.
+    let seed = draw["seed"].as_str().expect("seed");
+    let reference = reference_draw(seed, &entrants, 5);
+    assert_eq!(
+        reference["winners"],
+        json!(winners),
+        "the reference draw agrees"
+    );
+    assert_eq!(reference["commitment"], json!(commitment));
+    assert_eq!(reference["entrantsHash"], draw["entrantsHash"]);
+    // And so does `liveops verify-draw`; a tampered draw is caught.
+    let dir = tempfile::tempdir().expect("tmp");
+    let (draw_file, entrants_file) = (
+        dir.path().join("draw.json"),
+        dir.path().join("entrants.txt"),
+    );
+    std::fs::write(&draw_file, draw.to_string()).expect("write");
+    std::fs::write(&entrants_file, entrants.join("\n")).expect("write");
+    let out = Command::new(BIN)
+        .arg("verify-draw")
+        .arg(&draw_file)
+        .arg(&entrants_file)
+        .output()
+        .expect("verify-draw");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("valid"));
+    let mut forged = draw.clone();
+    forged["winners"][0] = json!(sorted
+        .iter()
+        .find(|e| !winners.contains(e))
+        .expect("a loser"));
+    std::fs::write(&draw_file, forged.to_string()).expect("write");
+    let out = Command::new(BIN)
+        .arg("verify-draw")
+        .arg(&draw_file)
+        .arg(&entrants_file)
+        .output()
+        .expect("verify-draw");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("invalid"));
+
+    // Every winner has one message, claims it for a receipt that verifies, and gets the same
+    // receipt on a second claim; nobody else has one.
+    for w in &winners {
+        let prizes = live.prizes(w, &id).await;
+        assert_eq!(prizes.len(), 1, "{w}: {prizes:?}");
+        let m = prizes[0]["messageId"].as_str().expect("id");
+        assert_eq!(prizes[0]["attachments"], json!([{"item": "gold_chest"}]));
+        let (s, claim) = live.claim(&key, w, m).await;
+        assert_eq!(s, 200, "{claim}");
+        let receipt = &claim["receipts"][0];
+        assert_eq!(
+            (receipt["playerId"].as_str(), receipt["item"].as_str()),
+            (Some(w.as_str()), Some("gold_chest"))
+        );
+        assert_eq!(live.verify_receipt(receipt).await["valid"], true);
+        let mut tampered = receipt.clone();
+        tampered["item"] = json!("platinum_chest");
+        assert_eq!(live.verify_receipt(&tampered).await["valid"], false);
+        let (s, again) = live.claim(&key, w, m).await;
+        assert_eq!(
+            (s, &again["receipts"]),
+            (200, &claim["receipts"]),
+            "the same receipt"
+        );
+        let loser = sorted.iter().find(|e| !winners.contains(e)).expect("loser");
+        let (s, _) = live.claim(&key, loser, m).await;
+        assert_eq!(s, 404, "not in their inbox");
+    }
+    for e in sorted.iter().filter(|e| !winners.contains(e)) {
+        assert!(live.prizes(e, &id).await.is_empty(), "{e} did not win");
+    }
+
+    // The webhook saw the campaign's life, each delivery signed.
+    let hook_events = eventually(Duration::from_secs(15), "webhook deliveries", || async {
+        let got = received.lock().expect("lock").clone();
+        let mine: Vec<(String, bool)> = got
+            .iter()
+            .filter(|(_, v, _)| v["data"]["campaignId"] == id.as_str())
+            .map(|(k, _, ok)| (k.clone(), *ok))
+            .collect();
+        (mine.len() >= 4).then_some(mine)
+    })
+    .await;
+    let kinds: Vec<&str> = hook_events.iter().map(|(k, _)| k.as_str()).collect();
+    for k in [
+        "campaign.live",
+        "campaign.ended",
+        "draw.completed",
+        "campaign.settled",
+    ] {
+        assert!(kinds.contains(&k), "{k} in {kinds:?}");
+    }
+    assert!(
+        hook_events.iter().all(|(_, ok)| *ok),
+        "every delivery signed"
+    );
+
+    // The audit log has it all; metrics count it.
+    let (s, audit) = live
+        .get(format!("{}/audit?limit=200", u.operators), Some(&admin))
+        .await;
+    assert_eq!(s, 200, "{audit}");
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for a in [
+        "operator.create",
+        "api_key.create",
+        "campaign.create",
+        "campaign.schedule",
+        "webhook.create",
+    ] {
+        assert!(actions.contains(&a), "{a} in {actions:?}");
+    }
+
+    // A revoked key stops working everywhere within 5 s.
+    let revoked = Instant::now();
+    let (s, b) = live
+        .call(
+            reqwest::Method::DELETE,
+            format!("{}/api-keys/{}", u.operators, key.key_id),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!((s, b["active"].as_bool()), (200, Some(false)), "{b}");
+    let probes = [
+        (
+            format!("{}/events", u.gateway),
+            json!({"type": "progression", "playerId": p(0), "ts": now(), "payload": {"deltaXp": 1, "activity": "quest"}}),
+        ),
+        (entries_url.clone(), json!({"playerId": p(5)})),
+        (
+            format!("{}/players/{}/inbox/msg_x/claim", u.distribution, p(0)),
+            json!({"playerId": p(0)}),
+        ),
+    ];
+    for (url, body) in probes {
+        eventually(
+            Duration::from_secs(5),
+            &format!("{url} refuses the revoked key"),
+            || async {
+                let (s, _) = live.signed(url.clone(), &key, &body).await;
+                (s == 401).then_some(())
+            },
+        )
+        .await;
+    }
+    assert!(
+        revoked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        revoked.elapsed()
+    );
+}

@@ -1,0 +1,162 @@
+//! The campaigns service: the live events operators run. A campaign is written as a draft,
+//! scheduled (which fixes it and commits to its draw's seed), goes live at `startsAt` and ends at
+//! `endsAt`, moved by [`run_scheduler`]; participation then decides its winners and distribution
+//! pays them (`ended → settled`). Operators may cancel it before it ends.
+//!
+//! Every state change is a conditional update in the repository, so it happens once however
+//! many replicas' schedulers try it and whenever they crash.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRef;
+use axum::routing::{get, post};
+use axum::Router;
+use clap::Args;
+use liveops_core::stores::{CampaignStore, EntryStore, PlayerXp, Sessions};
+use liveops_core::{Calendar, LevelCurve};
+use liveops_http::{body_limit, BearerScheme, OperatorAuth};
+use liveops_module::{BuildError, ConfigError, Context, Definition, Service, Task};
+use utoipa::OpenApi;
+
+mod model;
+mod players;
+mod routes;
+mod scheduler;
+
+pub use model::{CampaignChange, CampaignList, CampaignView, Eligibility, NewCampaign};
+pub use players::{PlayerCampaign, PlayerCampaigns};
+pub use scheduler::{run_scheduler, step};
+
+/// Largest request body on the campaign routes.
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// The campaigns service's settings.
+#[derive(Args, Clone, Debug)]
+pub struct CampaignsArgs {
+    /// How often the scheduler looks for campaigns to start or end, milliseconds.
+    #[arg(long, env = "CAMPAIGN_TICK_MS", default_value_t = 1000)]
+    pub campaign_tick_ms: u64,
+}
+
+impl CampaignsArgs {
+    /// The scheduler's period, checked.
+    pub fn tick(&self) -> Result<Duration, ConfigError> {
+        if !(50..=60_000).contains(&self.campaign_tick_ms) {
+            return Err(ConfigError::new(
+                "CAMPAIGN_TICK_MS",
+                "must be between 50 and 60000",
+            ));
+        }
+        Ok(Duration::from_millis(self.campaign_tick_ms))
+    }
+}
+
+/// The campaigns service's settings, checked.
+#[derive(Clone, Debug)]
+pub struct CampaignsConfig {
+    /// Seasons and periods (rank campaigns lie within one period).
+    pub calendar: Calendar,
+    /// XP per level (who may enter).
+    pub curve: LevelCurve,
+    /// How often the scheduler runs.
+    pub tick: Duration,
+}
+
+/// What the campaign handlers and the scheduler share.
+#[derive(Clone)]
+pub struct CampaignsState {
+    /// Settings.
+    pub config: Arc<CampaignsConfig>,
+    /// Checks operators' bearer tokens.
+    pub auth: OperatorAuth,
+    /// Campaigns and their states.
+    pub campaigns: Arc<dyn CampaignStore>,
+    /// Entries (whether a player entered).
+    pub entries: Arc<dyn EntryStore>,
+    /// Players' XP (who may enter).
+    pub xp: Arc<dyn PlayerXp>,
+}
+
+impl FromRef<CampaignsState> for OperatorAuth {
+    fn from_ref(state: &CampaignsState) -> Self {
+        state.auth.clone()
+    }
+}
+
+/// The campaign routes.
+pub fn router(state: CampaignsState) -> Router {
+    let routes = Router::new()
+        .route("/campaigns", post(routes::create).get(routes::list))
+        .route("/campaigns/{id}", get(routes::one).patch(routes::update))
+        .route("/campaigns/{id}/schedule", post(routes::schedule))
+        .route("/campaigns/{id}/cancel", post(routes::cancel))
+        .route("/players/{id}/campaigns", get(players::campaigns));
+    body_limit(routes, BODY_LIMIT).with_state(state)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        routes::create,
+        routes::list,
+        routes::one,
+        routes::update,
+        routes::schedule,
+        routes::cancel,
+        players::campaigns,
+    ),
+    components(schemas(
+        NewCampaign,
+        CampaignChange,
+        CampaignView,
+        CampaignList,
+        Eligibility,
+        PlayerCampaign,
+        PlayerCampaigns,
+        liveops_core::stores::CampaignState,
+        liveops_core::stores::EntryLimit,
+        liveops_core::stores::Reward,
+        liveops_core::stores::Tier,
+        liveops_core::Window,
+        liveops_http::Problem,
+    )),
+    modifiers(&BearerScheme),
+    tags((name = "campaigns", description = "Live events: create, schedule, go live, end, cancel"))
+)]
+struct ApiDoc;
+
+/// The campaigns service's row in the module table: `--target campaigns`, port 8085.
+pub static MODULE: Definition<CampaignsArgs> = Definition {
+    name: "campaigns",
+    port: 8085,
+    groups: &[],
+    openapi: |_| ApiDoc::openapi(),
+    check: |args| args.tick().map(drop),
+    build: |ctx, args| Box::pin(build(ctx, args)),
+};
+
+async fn build(ctx: &Context, args: CampaignsArgs) -> Result<Service, BuildError> {
+    let tick = args.tick()?;
+    let state = CampaignsState {
+        config: Arc::new(CampaignsConfig {
+            calendar: ctx.shared.calendar.clone(),
+            curve: ctx.shared.level_curve.clone(),
+            tick,
+        }),
+        auth: OperatorAuth {
+            sessions: ctx.ports.get::<dyn Sessions>().await?,
+        },
+        campaigns: ctx.ports.get::<dyn CampaignStore>().await?,
+        entries: ctx.ports.get::<dyn EntryStore>().await?,
+        xp: ctx.ports.get::<dyn PlayerXp>().await?,
+    };
+    let scheduler = state.campaigns.clone();
+    Ok(Service {
+        router: router(state),
+        tasks: vec![Task::new("campaign scheduler", move |stop| {
+            run_scheduler(scheduler, tick, stop)
+        })],
+        readiness: None,
+    })
+}

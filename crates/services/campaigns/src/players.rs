@@ -1,0 +1,110 @@
+//! `GET /players/{id}/campaigns`: the live campaigns a player may enter (their level is high
+//! enough), each with whether they entered in its current slot.
+
+use axum::extract::State;
+use liveops_core::stores::{CampaignState, EntryLimit, Reward};
+use liveops_core::{now_ms, PlayerId};
+use liveops_http::responses::{BadRequest, Unavailable};
+use liveops_http::{rfc3339, Json, PlayerPath, Problem};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::CampaignsState;
+
+/// Most live campaigns looked at.
+const LIVE_LIMIT: u32 = 500;
+
+/// A live campaign as a player sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlayerCampaign {
+    /// Its id (enter with `POST /campaigns/{id}/entries`).
+    pub campaign_id: String,
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: String,
+    /// When it went live (RFC 3339).
+    pub starts_at: String,
+    /// When it ends (RFC 3339).
+    pub ends_at: String,
+    /// How often a player may enter.
+    pub entry_limit: EntryLimit,
+    /// What it pays.
+    pub reward: Reward,
+    /// Whether the player entered in the current slot (the campaign, or today for `daily`).
+    pub entered: bool,
+    /// When they last entered (RFC 3339), if ever.
+    pub entered_at: Option<String>,
+}
+
+/// The live campaigns a player may enter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlayerCampaigns {
+    /// Whose.
+    pub player_id: String,
+    /// Their level this season.
+    pub level: u32,
+    /// Live campaigns they are eligible for, ending soonest first.
+    pub campaigns: Vec<PlayerCampaign>,
+}
+
+/// The live campaigns a player may enter, with whether they have.
+#[utoipa::path(
+    get,
+    path = "/players/{id}/campaigns",
+    tag = "campaigns",
+    params(PlayerPath),
+    responses(
+        (status = 200, description = "Live campaigns the player is eligible for", body = PlayerCampaigns),
+        BadRequest,
+        Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all, fields(player = %player.as_str()))]
+pub(crate) async fn campaigns(
+    State(state): State<CampaignsState>,
+    PlayerPath(player): PlayerPath,
+) -> Result<Json<PlayerCampaigns>, Problem> {
+    let now = now_ms();
+    let cfg = &state.config;
+    let season = cfg
+        .calendar
+        .season_at(chrono::DateTime::from_timestamp_millis(now).unwrap_or_default());
+    let level = cfg
+        .curve
+        .level(state.xp.season_xp(player.as_str(), season).await?);
+    let mut live: Vec<_> = state
+        .campaigns
+        .campaigns(Some(CampaignState::Live), LIVE_LIMIT)
+        .await?
+        .into_iter()
+        .filter(|c| c.min_level <= level)
+        .collect();
+    live.sort_by_key(|c| (c.ends_at_ms, c.id.clone()));
+    let ids: Vec<String> = live.iter().map(|c| c.id.clone()).collect();
+    let entries = state.entries.entries_of(player.as_str(), &ids).await?;
+    Ok(Json(PlayerCampaigns {
+        player_id: PlayerId::as_str(&player).to_owned(),
+        level,
+        campaigns: live
+            .into_iter()
+            .map(|c| {
+                let mine: Vec<_> = entries.iter().filter(|e| e.campaign_id == c.id).collect();
+                let current = c.entry_limit.slot(now);
+                PlayerCampaign {
+                    entered: mine.iter().any(|e| e.slot == current),
+                    entered_at: mine.iter().map(|e| e.entered_at_ms).max().map(rfc3339),
+                    campaign_id: c.id,
+                    title: c.title,
+                    description: c.description,
+                    starts_at: rfc3339(c.starts_at_ms),
+                    ends_at: rfc3339(c.ends_at_ms),
+                    entry_limit: c.entry_limit,
+                    reward: c.reward,
+                }
+            })
+            .collect(),
+    }))
+}

@@ -1,0 +1,353 @@
+//! The operators' campaign routes: create, list, read, change a draft, schedule, cancel.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use liveops_core::draw;
+use liveops_core::now_ms;
+use liveops_core::stores::{AuditEntry, Campaign, CampaignState, Role};
+use liveops_http::responses::{
+    BadRequest, Forbidden, NotFound, TooLarge, Unauthenticated, Unavailable,
+};
+use liveops_http::{Bounded, IdPath, Json, Operator, Problem, Query};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::model::{
+    audit_json, check, instant, CampaignChange, CampaignList, CampaignView, NewCampaign,
+};
+use crate::CampaignsState;
+
+/// Who may change campaigns.
+const WRITERS: &[Role] = &[Role::Admin, Role::Operator];
+/// Who may read them.
+const READERS: &[Role] = &[Role::Admin, Role::Operator, Role::Analyst, Role::Viewer];
+/// How often a change is retried when the scheduler moved the campaign meanwhile.
+const RETRIES: usize = 3;
+
+fn audit(op: &Operator, action: &str, before: Option<&Campaign>, after: &Campaign) -> AuditEntry {
+    AuditEntry {
+        at_ms: after.updated_at_ms,
+        actor: op.email.clone(),
+        action: action.to_owned(),
+        target: after.id.clone(),
+        before: before.map(audit_json),
+        after: Some(audit_json(after)),
+    }
+}
+
+async fn load(state: &CampaignsState, id: &str) -> Result<Campaign, Problem> {
+    state
+        .campaigns
+        .campaign(id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no campaign {id:?}")))
+}
+
+/// Creates a draft campaign.
+#[utoipa::path(
+    post,
+    path = "/campaigns",
+    tag = "campaigns",
+    security(("bearer" = [])),
+    request_body = NewCampaign,
+    responses(
+        (status = 201, description = "The draft", body = CampaignView),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        TooLarge,
+        Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all, fields(actor = %op.email))]
+pub(crate) async fn create(
+    State(state): State<CampaignsState>,
+    op: Operator,
+    Json(body): Json<NewCampaign>,
+) -> Result<(StatusCode, Json<CampaignView>), Problem> {
+    op.require(WRITERS)?;
+    let now = now_ms();
+    let c = Campaign {
+        id: format!("cmp_{}", uuid::Uuid::now_v7().simple()),
+        title: body.title.trim().to_owned(),
+        description: body.description,
+        starts_at_ms: instant("startsAt", &body.starts_at)?,
+        ends_at_ms: instant("endsAt", &body.ends_at)?,
+        min_level: body.eligibility.min_level,
+        entry_limit: body.entry_limit,
+        reward: body.reward,
+        state: CampaignState::Draft,
+        seed: None,
+        commitment: None,
+        created_by: op.email.clone(),
+        created_at_ms: now,
+        updated_at_ms: now,
+    };
+    check(&c, &state.config.calendar, now)?;
+    state
+        .campaigns
+        .create_campaign(&c, &audit(&op, "campaign.create", None, &c))
+        .await?;
+    metrics::counter!("campaigns_total", "state" => "draft").increment(1);
+    tracing::info!(campaign = %c.id, "campaign created");
+    Ok((StatusCode::CREATED, Json(CampaignView::from(&c))))
+}
+
+/// The query of `GET /campaigns`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    /// Only campaigns in this state.
+    #[param(inline)]
+    state: Option<CampaignState>,
+    /// How many, newest first (default 100).
+    #[param(inline)]
+    limit: Option<Bounded<1, 500>>,
+}
+
+/// Campaigns, newest first.
+#[utoipa::path(
+    get,
+    path = "/campaigns",
+    tag = "campaigns",
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Campaigns", body = CampaignList),
+        BadRequest,
+        Unauthenticated,
+        Unavailable,
+    )
+)]
+pub(crate) async fn list(
+    State(state): State<CampaignsState>,
+    op: Operator,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<CampaignList>, Problem> {
+    op.require(READERS)?;
+    let limit = u32::try_from(query.limit.map_or(100, Bounded::get)).unwrap_or(100);
+    let all = state.campaigns.campaigns(query.state, limit).await?;
+    Ok(Json(CampaignList {
+        campaigns: all.iter().map(CampaignView::from).collect(),
+    }))
+}
+
+/// One campaign.
+#[utoipa::path(
+    get,
+    path = "/campaigns/{id}",
+    tag = "campaigns",
+    security(("bearer" = [])),
+    params(IdPath),
+    responses(
+        (status = 200, description = "The campaign", body = CampaignView),
+        BadRequest,
+        Unauthenticated,
+        NotFound,
+        Unavailable,
+    )
+)]
+pub(crate) async fn one(
+    State(state): State<CampaignsState>,
+    op: Operator,
+    IdPath(id): IdPath,
+) -> Result<Json<CampaignView>, Problem> {
+    op.require(READERS)?;
+    Ok(Json(CampaignView::from(&load(&state, &id).await?)))
+}
+
+/// Changes a draft.
+#[utoipa::path(
+    patch,
+    path = "/campaigns/{id}",
+    tag = "campaigns",
+    security(("bearer" = [])),
+    params(IdPath),
+    request_body = CampaignChange,
+    responses(
+        (status = 200, description = "The draft after the change", body = CampaignView),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        NotFound,
+        (status = 409, description = "Not a draft any more, or changed meanwhile", body = Problem, content_type = "application/problem+json"),
+        Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all, fields(actor = %op.email, campaign = %id))]
+pub(crate) async fn update(
+    State(state): State<CampaignsState>,
+    op: Operator,
+    IdPath(id): IdPath,
+    Json(change): Json<CampaignChange>,
+) -> Result<Json<CampaignView>, Problem> {
+    op.require(WRITERS)?;
+    let before = load(&state, &id).await?;
+    if before.state != CampaignState::Draft {
+        return Err(not_draft(&before));
+    }
+    let now = now_ms();
+    let mut next = before.clone();
+    if let Some(t) = change.title {
+        next.title = t.trim().to_owned();
+    }
+    if let Some(d) = change.description {
+        next.description = d;
+    }
+    if let Some(s) = change.starts_at {
+        next.starts_at_ms = instant("startsAt", &s)?;
+    }
+    if let Some(e) = change.ends_at {
+        next.ends_at_ms = instant("endsAt", &e)?;
+    }
+    if let Some(e) = change.eligibility {
+        next.min_level = e.min_level;
+    }
+    if let Some(l) = change.entry_limit {
+        next.entry_limit = l;
+    }
+    if let Some(r) = change.reward {
+        next.reward = r;
+    }
+    next.updated_at_ms = now.max(before.updated_at_ms + 1);
+    check(&next, &state.config.calendar, now)?;
+    let audit = audit(&op, "campaign.update", Some(&before), &next);
+    if !state
+        .campaigns
+        .update_campaign(&before, &next, &audit)
+        .await?
+    {
+        return Err(changed_meanwhile());
+    }
+    Ok(Json(CampaignView::from(&next)))
+}
+
+fn not_draft(c: &Campaign) -> Problem {
+    Problem::conflict(
+        "campaign-not-draft",
+        format!(
+            "campaign {} is {}; only drafts change",
+            c.id,
+            c.state.as_str()
+        ),
+    )
+}
+
+fn changed_meanwhile() -> Problem {
+    Problem::conflict(
+        "changed-meanwhile",
+        "the campaign changed meanwhile: read it again and retry",
+    )
+}
+
+/// Schedules a draft: it is fixed from now on, a 32-byte random seed is drawn for its draw and
+/// `commitment = hex(SHA-256(seed))` published; it goes live at `startsAt`.
+#[utoipa::path(
+    post,
+    path = "/campaigns/{id}/schedule",
+    tag = "campaigns",
+    security(("bearer" = [])),
+    params(IdPath),
+    responses(
+        (status = 200, description = "Scheduled, with its commitment", body = CampaignView),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        NotFound,
+        (status = 409, description = "Not a draft, its end has passed, or it changed meanwhile", body = Problem, content_type = "application/problem+json"),
+        Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all, fields(actor = %op.email, campaign = %id))]
+pub(crate) async fn schedule(
+    State(state): State<CampaignsState>,
+    op: Operator,
+    IdPath(id): IdPath,
+) -> Result<Json<CampaignView>, Problem> {
+    op.require(WRITERS)?;
+    let before = load(&state, &id).await?;
+    if before.state != CampaignState::Draft {
+        return Err(not_draft(&before));
+    }
+    let now = now_ms();
+    if before.ends_at_ms <= now {
+        return Err(Problem::conflict(
+            "campaign-window-passed",
+            "its end has passed: change endsAt first",
+        ));
+    }
+    // The operating system's generator (rand's thread RNG is a CSPRNG seeded from it).
+    let seed: [u8; draw::SEED_LEN] = rand::random();
+    let mut next = before.clone();
+    next.state = CampaignState::Scheduled;
+    next.commitment = Some(draw::commitment(&seed));
+    next.seed = Some(hex::encode(seed));
+    next.updated_at_ms = now.max(before.updated_at_ms + 1);
+    let audit = audit(&op, "campaign.schedule", Some(&before), &next);
+    if !state
+        .campaigns
+        .update_campaign(&before, &next, &audit)
+        .await?
+    {
+        return Err(changed_meanwhile());
+    }
+    metrics::counter!("campaigns_total", "state" => "scheduled").increment(1);
+    tracing::info!(
+        commitment = next.commitment.as_deref().unwrap_or_default(),
+        "campaign scheduled"
+    );
+    Ok(Json(CampaignView::from(&next)))
+}
+
+/// Cancels a campaign that has not ended: it takes no more entries and pays nothing.
+#[utoipa::path(
+    post,
+    path = "/campaigns/{id}/cancel",
+    tag = "campaigns",
+    security(("bearer" = [])),
+    params(IdPath),
+    responses(
+        (status = 200, description = "Cancelled", body = CampaignView),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        NotFound,
+        (status = 409, description = "Already ended, settled or cancelled", body = Problem, content_type = "application/problem+json"),
+        Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all, fields(actor = %op.email, campaign = %id))]
+pub(crate) async fn cancel(
+    State(state): State<CampaignsState>,
+    op: Operator,
+    IdPath(id): IdPath,
+) -> Result<Json<CampaignView>, Problem> {
+    op.require(WRITERS)?;
+    // The scheduler may move it between our read and our write: read again and retry.
+    for _ in 0..RETRIES {
+        let before = load(&state, &id).await?;
+        if !matches!(
+            before.state,
+            CampaignState::Draft | CampaignState::Scheduled | CampaignState::Live
+        ) {
+            return Err(Problem::conflict(
+                "campaign-over",
+                format!("campaign {} is {}", before.id, before.state.as_str()),
+            ));
+        }
+        let mut next = before.clone();
+        next.state = CampaignState::Cancelled;
+        next.updated_at_ms = now_ms().max(before.updated_at_ms + 1);
+        let audit = audit(&op, "campaign.cancel", Some(&before), &next);
+        if state
+            .campaigns
+            .update_campaign(&before, &next, &audit)
+            .await?
+        {
+            metrics::counter!("campaigns_total", "state" => "cancelled").increment(1);
+            tracing::info!("campaign cancelled");
+            return Ok(Json(CampaignView::from(&next)));
+        }
+    }
+    Err(changed_meanwhile())
+}

@@ -1,0 +1,391 @@
+//! `GET /players/{id}/inbox`, `POST /players/{id}/inbox/{messageId}/claim` (signed) and
+//! `POST /inbox/messages` (operators).
+//!
+//! A claim answers one receipt per attachment, in the format of `POST /rewards/claim` (signed
+//! with the server's primary key, so `POST /receipts/verify` checks it); every later claim of
+//! the message answers the same receipts.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use liveops_core::event::is_label;
+use liveops_core::stores::{AuditEntry, ClaimOutcome, InboxClaim, InboxMessage, Role};
+use liveops_core::{now_ms, PlayerId, Receipt};
+use liveops_http::responses::{
+    BadRequest, Forbidden, NotFound, TooLarge, Unauthenticated, Unauthorized, Unavailable,
+};
+use liveops_http::{
+    check_id, parse_json, rfc3339, Bounded, Json, Operator, Path, PlayerPath, Problem, Query,
+    SignatureHeaders, Signed,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::DistributionState;
+
+/// An item a message grants.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Attachment {
+    /// The item.
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
+    pub item: String,
+}
+
+/// A message in a player's inbox.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView {
+    /// Its id.
+    pub message_id: String,
+    /// The campaign that paid it, if any.
+    pub campaign_id: Option<String>,
+    /// Title.
+    pub title: String,
+    /// Body.
+    pub body: String,
+    /// Items granted on claim.
+    pub attachments: Vec<Attachment>,
+    /// Sent (RFC 3339).
+    pub created_at: String,
+    /// Claimable until (RFC 3339).
+    pub expires_at: String,
+    /// Claimed (RFC 3339), if it was.
+    pub claimed_at: Option<String>,
+}
+
+/// A player's inbox.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InboxView {
+    /// Whose.
+    pub player_id: String,
+    /// Newest first.
+    pub messages: Vec<MessageView>,
+}
+
+/// The body of a claim: the player of the path (so the signature covers who claims).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClaimBody {
+    /// The player of the path.
+    #[schema(pattern = "^[A-Za-z0-9_]{3,50}$", min_length = 3, max_length = 50)]
+    pub player_id: String,
+}
+
+/// A claimed message's receipts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimAnswer {
+    /// The message.
+    pub message_id: String,
+    /// Who claimed it.
+    pub player_id: String,
+    /// When it was claimed (RFC 3339).
+    pub claimed_at: String,
+    /// One receipt per attachment, verifiable by `POST /receipts/verify`.
+    pub receipts: Vec<Receipt>,
+}
+
+impl From<InboxClaim> for ClaimAnswer {
+    fn from(c: InboxClaim) -> Self {
+        Self {
+            message_id: c.message_id,
+            player_id: c.player_id,
+            claimed_at: rfc3339(c.claimed_at_ms),
+            receipts: c.receipts,
+        }
+    }
+}
+
+/// The query of `GET /players/{id}/inbox`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct InboxQuery {
+    /// How many messages, newest first (default 100).
+    #[param(inline)]
+    limit: Option<Bounded<1, 500>>,
+}
+
+fn view(m: InboxMessage, claimed_at: Option<i64>) -> MessageView {
+    MessageView {
+        message_id: m.message_id,
+        campaign_id: m.campaign_id,
+        title: m.title,
+        body: m.body,
+        attachments: m
+            .attachments
+            .into_iter()
+            .map(|item| Attachment { item })
+            .collect(),
+        created_at: rfc3339(m.created_at_ms),
+        expires_at: rfc3339(m.expires_at_ms),
+        claimed_at: claimed_at.map(rfc3339),
+    }
+}
+
+/// A player's inbox: their messages and everyone's, newest first.
+#[utoipa::path(
+    get,
+    path = "/players/{id}/inbox",
+    tag = "distribution",
+    params(PlayerPath, InboxQuery),
+    responses(
+        (status = 200, description = "The messages", body = InboxView),
+        BadRequest,
+        Unavailable,
+    )
+)]
+pub(crate) async fn inbox(
+    State(state): State<DistributionState>,
+    PlayerPath(player): PlayerPath,
+    Query(query): Query<InboxQuery>,
+) -> Result<Json<InboxView>, Problem> {
+    let limit = u32::try_from(query.limit.map_or(100, Bounded::get)).unwrap_or(100);
+    let messages = state.inbox.inbox(player.as_str(), limit).await?;
+    Ok(Json(InboxView {
+        player_id: player.as_str().to_owned(),
+        messages: messages
+            .into_iter()
+            .map(|(m, c)| view(m, c.map(|c| c.claimed_at_ms)))
+            .collect(),
+    }))
+}
+
+/// Claims a message: one receipt per attachment; claiming again answers the same receipts.
+#[utoipa::path(
+    post,
+    path = "/players/{id}/inbox/{messageId}/claim",
+    tag = "distribution",
+    params(
+        PlayerPath,
+        ("messageId" = String, Path, description = "The message", pattern = "^[A-Za-z0-9_.:-]{1,64}$", min_length = 1, max_length = 64),
+        SignatureHeaders,
+    ),
+    request_body = ClaimBody,
+    responses(
+        (status = 200, description = "The receipts (the first claim's, if claimed before)", body = ClaimAnswer),
+        BadRequest,
+        Unauthorized,
+        NotFound,
+        (status = 410, description = "Expired before it was claimed", body = Problem, content_type = "application/problem+json"),
+        TooLarge,
+        Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all, fields(player = %raw.0, message = %raw.1))]
+pub(crate) async fn claim(
+    State(state): State<DistributionState>,
+    Path(raw): Path<(String, String)>,
+    signed: Signed,
+) -> Result<Json<ClaimAnswer>, Problem> {
+    let (player, message_id) = raw;
+    let player = PlayerId::parse(&player).map_err(|r| Problem::invalid("id", r))?;
+    check_id("messageId", &message_id)?;
+    let body: ClaimBody = parse_json(&signed.body)?;
+    if body.player_id != player.as_str() {
+        return Err(Problem::invalid(
+            "playerId",
+            "must be the player of the path",
+        ));
+    }
+    let sig = signed.signature.0;
+    // A signature claims one message: the same request again gets its receipts back; sent for
+    // another message (a replay), it is refused.
+    if let Some(c) = state.inbox.claim_by_request(&sig).await? {
+        if c.message_id == message_id && c.player_id == player.as_str() {
+            return Ok(Json(ClaimAnswer::from(c)));
+        }
+        return Err(Problem::unauthorized(
+            "this signed request was already used for another message",
+        ));
+    }
+    let message = state
+        .inbox
+        .message(player.as_str(), &message_id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no message {message_id:?} in this inbox")))?;
+    let keys = state.signatures.keys.receipt_keys();
+    let timestamp = signed.at_ms.div_euclid(1000);
+    let receipts = message
+        .attachments
+        .iter()
+        .map(|item| {
+            let receipt_id = uuid::Uuid::now_v7().to_string();
+            let sig = keys.sign_receipt(&receipt_id, player.as_str(), item, timestamp);
+            Receipt {
+                receipt_id,
+                player_id: player.as_str().to_owned(),
+                item: item.clone(),
+                timestamp,
+                sig,
+            }
+        })
+        .collect();
+    let claim = InboxClaim {
+        message_id: message_id.clone(),
+        player_id: player.as_str().to_owned(),
+        claimed_at_ms: signed.at_ms,
+        receipts,
+        request_sig: sig,
+    };
+    match state.inbox.claim(&claim, now_ms()).await? {
+        ClaimOutcome::Claimed(c) => {
+            metrics::counter!("inbox_claims_total").increment(1);
+            tracing::info!(receipts = c.receipts.len(), "message claimed");
+            Ok(Json(ClaimAnswer::from(c)))
+        }
+        ClaimOutcome::AlreadyClaimed(c) => Ok(Json(ClaimAnswer::from(c))),
+        ClaimOutcome::NotFound => Err(Problem::not_found(format!(
+            "no message {message_id:?} in this inbox"
+        ))),
+        ClaimOutcome::Expired(at) => Err(Problem::gone(
+            "message-expired",
+            format!("the message expired at {}", rfc3339(at)),
+        )),
+    }
+}
+
+/// The body of `POST /inbox/messages`: to some players, or to all.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SendRequest {
+    /// The players (1..=1000), unless `all`.
+    #[schema(max_items = 1000)]
+    pub players: Option<Vec<String>>,
+    /// Every player (one message everyone's inbox shows), instead of `players`.
+    pub all: Option<bool>,
+    /// Title.
+    #[schema(min_length = 1, max_length = 200)]
+    pub title: String,
+    /// Body.
+    #[serde(default)]
+    #[schema(max_length = 4000)]
+    pub body: String,
+    /// Items granted on claim (up to 10).
+    #[serde(default)]
+    #[schema(max_items = 10)]
+    pub attachments: Vec<Attachment>,
+    /// Claimable until (RFC 3339), in the future, within a year.
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+}
+
+/// What was sent.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Sent {
+    /// The messages written (one for `all`).
+    pub message_ids: Vec<String>,
+}
+
+fn recipients(req: &SendRequest) -> Result<Vec<Option<String>>, Problem> {
+    match (&req.players, req.all) {
+        (Some(_), Some(true)) | (None, None | Some(false)) => Err(Problem::invalid(
+            "players",
+            "give either players (1..=1000 ids) or all: true",
+        )),
+        (None, Some(true)) => Ok(vec![None]),
+        (Some(list), _) => {
+            if list.is_empty() || list.len() > 1000 {
+                return Err(Problem::invalid("players", "must list 1..=1000 players"));
+            }
+            let mut out: Vec<Option<String>> = Vec::with_capacity(list.len());
+            for (i, p) in list.iter().enumerate() {
+                PlayerId::parse(p).map_err(|r| Problem::invalid(&format!("players[{i}]"), r))?;
+                if !out.iter().any(|o| o.as_deref() == Some(p)) {
+                    out.push(Some(p.clone()));
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// Sends a message to some players' inboxes, or to every player's.
+#[utoipa::path(
+    post,
+    path = "/inbox/messages",
+    tag = "distribution",
+    security(("bearer" = [])),
+    request_body = SendRequest,
+    responses(
+        (status = 201, description = "Sent", body = Sent),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        TooLarge,
+        Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all, fields(actor = %op.email))]
+pub(crate) async fn send(
+    State(state): State<DistributionState>,
+    op: Operator,
+    Json(req): Json<SendRequest>,
+) -> Result<(StatusCode, Json<Sent>), Problem> {
+    op.require(&[Role::Admin, Role::Operator])?;
+    let to = recipients(&req)?;
+    let title = req.title.trim();
+    if title.is_empty() || title.chars().count() > 200 {
+        return Err(Problem::invalid("title", "must be 1..=200 characters"));
+    }
+    if req.body.chars().count() > 4000 {
+        return Err(Problem::invalid("body", "must be at most 4000 characters"));
+    }
+    if req.attachments.len() > 10 {
+        return Err(Problem::invalid("attachments", "at most 10"));
+    }
+    if let Some(i) = req.attachments.iter().position(|a| !is_label(&a.item)) {
+        return Err(Problem::invalid(
+            &format!("attachments[{i}].item"),
+            "must be 1..=64 characters of [A-Za-z0-9_.:-]",
+        ));
+    }
+    let now = now_ms();
+    let expires = chrono::DateTime::parse_from_rfc3339(req.expires_at.trim())
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| Problem::invalid("expiresAt", format!("must be an RFC 3339 instant: {e}")))?;
+    if expires <= now || expires - now > 366 * 86_400_000 {
+        return Err(Problem::invalid(
+            "expiresAt",
+            "must be in the future, within a year",
+        ));
+    }
+    let messages: Vec<InboxMessage> = to
+        .into_iter()
+        .map(|player_id| InboxMessage {
+            message_id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
+            player_id,
+            campaign_id: None,
+            title: title.to_owned(),
+            body: req.body.clone(),
+            attachments: req.attachments.iter().map(|a| a.item.clone()).collect(),
+            created_at_ms: now,
+            expires_at_ms: expires,
+        })
+        .collect();
+    let ids: Vec<String> = messages.iter().map(|m| m.message_id.clone()).collect();
+    let audit = AuditEntry {
+        at_ms: now,
+        actor: op.email.clone(),
+        action: "inbox.send".into(),
+        target: if req.all == Some(true) {
+            "all".into()
+        } else {
+            format!("{} players", ids.len())
+        },
+        before: None,
+        after: Some(
+            serde_json::json!({
+                "messageIds": ids,
+                "title": title,
+                "attachments": req.attachments,
+                "expiresAt": rfc3339(expires),
+            })
+            .to_string(),
+        ),
+    };
+    state.inbox.send_messages(&messages, &audit).await?;
+    tracing::info!(messages = ids.len(), "inbox messages sent");
+    Ok((StatusCode::CREATED, Json(Sent { message_ids: ids })))
+}

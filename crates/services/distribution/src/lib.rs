@@ -1,0 +1,235 @@
+//! The distribution service: pays campaign winners into the player inbox exactly once
+//! ([`settle_ended`]: each winner's message and settlement mark in one transaction), lets
+//! players claim messages for signed receipts (the same receipts on every later claim), lets
+//! operators send messages, and delivers campaign events to webhooks (signed, retried with
+//! exponential backoff, dead-lettered after [`MAX_ATTEMPTS`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRef;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use clap::Args;
+use liveops_core::stores::{CampaignStore, InboxStore, OutcomeStore, Sessions, WebhookStore};
+use liveops_http::{body_limit, BearerScheme, OperatorAuth, SignatureCheck};
+use liveops_module::{BuildError, ConfigError, Context, Definition, Service, Task};
+use utoipa::OpenApi;
+
+mod deliver;
+mod inbox;
+mod settle;
+pub mod target;
+mod webhooks;
+
+pub use deliver::{run_webhooks, signature, MAX_ATTEMPTS};
+pub use inbox::{ClaimAnswer, InboxView, MessageView};
+pub use settle::{run_settler, settle_ended};
+
+/// Largest request body on the distribution routes.
+const BODY_LIMIT: usize = 256 * 1024;
+
+/// Distribution's settings.
+#[derive(Args, Clone, Debug)]
+pub struct DistributionArgs {
+    /// How long a campaign prize stays claimable in the inbox, days.
+    #[arg(long, env = "INBOX_CLAIM_DAYS", default_value_t = 30)]
+    pub inbox_claim_days: u32,
+    /// How often ended campaigns are settled, milliseconds.
+    #[arg(long, env = "SETTLE_TICK_MS", default_value_t = 1000)]
+    pub settle_tick_ms: u64,
+    /// TEST ONLY: a pause after each winner settled, milliseconds, so a test can kill the
+    /// process in the middle of a settlement. Leave at 0.
+    #[arg(long, env = "SETTLE_DELAY_MS", default_value_t = 0, hide = true)]
+    pub settle_delay_ms: u64,
+    /// Let webhooks target private, loopback and link-local addresses (tests, closed networks).
+    #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub webhook_allow_private: bool,
+    /// How long a webhook receiver has to answer, milliseconds.
+    #[arg(long, env = "WEBHOOK_TIMEOUT_MS", default_value_t = 5000)]
+    pub webhook_timeout_ms: u64,
+    /// The first retry's delay, milliseconds; each next one doubles (up to an hour).
+    #[arg(long, env = "WEBHOOK_BACKOFF_MS", default_value_t = 1000)]
+    pub webhook_backoff_ms: u64,
+}
+
+/// Distribution's settings, checked.
+#[derive(Clone, Debug)]
+pub struct DistributionConfig {
+    /// How long a prize stays claimable.
+    pub claim_window: Duration,
+    /// How often settlement runs.
+    pub settle_tick: Duration,
+    /// Test only: a pause after each winner settled.
+    pub settle_delay: Duration,
+    /// Whether webhooks may target private addresses.
+    pub allow_private: bool,
+    /// A receiver's time to answer.
+    pub webhook_timeout: Duration,
+    /// The first retry's delay.
+    pub webhook_backoff: Duration,
+}
+
+impl DistributionArgs {
+    /// Checks the values.
+    pub fn config(&self) -> Result<DistributionConfig, ConfigError> {
+        if !(1..=3650).contains(&self.inbox_claim_days) {
+            return Err(ConfigError::new(
+                "INBOX_CLAIM_DAYS",
+                "must be between 1 and 3650",
+            ));
+        }
+        if !(50..=60_000).contains(&self.settle_tick_ms) {
+            return Err(ConfigError::new(
+                "SETTLE_TICK_MS",
+                "must be between 50 and 60000",
+            ));
+        }
+        if self.settle_delay_ms > 10_000 {
+            return Err(ConfigError::new(
+                "SETTLE_DELAY_MS",
+                "must be at most 10000 (tests only)",
+            ));
+        }
+        if !(100..=60_000).contains(&self.webhook_timeout_ms) {
+            return Err(ConfigError::new(
+                "WEBHOOK_TIMEOUT_MS",
+                "must be between 100 and 60000",
+            ));
+        }
+        if !(10..=3_600_000).contains(&self.webhook_backoff_ms) {
+            return Err(ConfigError::new(
+                "WEBHOOK_BACKOFF_MS",
+                "must be between 10 and 3600000",
+            ));
+        }
+        Ok(DistributionConfig {
+            claim_window: Duration::from_secs(u64::from(self.inbox_claim_days) * 86_400),
+            settle_tick: Duration::from_millis(self.settle_tick_ms),
+            settle_delay: Duration::from_millis(self.settle_delay_ms),
+            allow_private: self.webhook_allow_private,
+            webhook_timeout: Duration::from_millis(self.webhook_timeout_ms),
+            webhook_backoff: Duration::from_millis(self.webhook_backoff_ms),
+        })
+    }
+}
+
+/// What distribution's handlers and tasks share.
+#[derive(Clone)]
+pub struct DistributionState {
+    /// Settings.
+    pub config: Arc<DistributionConfig>,
+    /// Checks operators' bearer tokens.
+    pub auth: OperatorAuth,
+    /// Checks signed claims; signs receipts (server keys only).
+    pub signatures: SignatureCheck,
+    /// Campaigns (what to settle).
+    pub campaigns: Arc<dyn CampaignStore>,
+    /// Their outcomes (whom to pay).
+    pub outcomes: Arc<dyn OutcomeStore>,
+    /// The inbox.
+    pub inbox: Arc<dyn InboxStore>,
+    /// Webhooks and deliveries.
+    pub webhooks: Arc<dyn WebhookStore>,
+}
+
+impl FromRef<DistributionState> for OperatorAuth {
+    fn from_ref(state: &DistributionState) -> Self {
+        state.auth.clone()
+    }
+}
+
+impl FromRef<DistributionState> for SignatureCheck {
+    fn from_ref(state: &DistributionState) -> Self {
+        state.signatures.clone()
+    }
+}
+
+/// Distribution's routes.
+pub fn router(state: DistributionState) -> Router {
+    let routes = Router::new()
+        .route("/players/{id}/inbox", get(inbox::inbox))
+        .route("/players/{id}/inbox/{messageId}/claim", post(inbox::claim))
+        .route("/inbox/messages", post(inbox::send))
+        .route("/webhooks", post(webhooks::create).get(webhooks::list))
+        .route("/webhooks/{id}", delete(webhooks::remove))
+        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries));
+    body_limit(routes, BODY_LIMIT).with_state(state)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        inbox::inbox,
+        inbox::claim,
+        inbox::send,
+        webhooks::create,
+        webhooks::list,
+        webhooks::remove,
+        webhooks::deliveries,
+    ),
+    components(schemas(
+        inbox::InboxView,
+        inbox::MessageView,
+        inbox::Attachment,
+        inbox::ClaimBody,
+        inbox::ClaimAnswer,
+        inbox::SendRequest,
+        inbox::Sent,
+        webhooks::NewWebhook,
+        webhooks::WebhookView,
+        webhooks::WebhookList,
+        webhooks::DeliveryList,
+        webhooks::DeliveryView,
+        webhooks::AttemptView,
+        liveops_core::Receipt,
+        liveops_http::Problem,
+    )),
+    modifiers(&BearerScheme),
+    tags((name = "distribution", description = "The player inbox, prize claims and webhooks"))
+)]
+struct ApiDoc;
+
+/// Distribution's row in the module table: `--target distribution`, port 8087.
+pub static MODULE: Definition<DistributionArgs> = Definition {
+    name: "distribution",
+    port: 8087,
+    groups: &[],
+    openapi: |_| ApiDoc::openapi(),
+    check: |args| args.config().map(drop),
+    build: |ctx, args| Box::pin(build(ctx, args)),
+};
+
+async fn build(ctx: &Context, args: DistributionArgs) -> Result<Service, BuildError> {
+    let config = args.config()?;
+    if config.settle_delay > Duration::ZERO {
+        tracing::warn!(
+            delay_ms = config.settle_delay.as_millis() as u64,
+            "SETTLE_DELAY_MS is set: settlement is slowed down (tests only)"
+        );
+    }
+    let state = DistributionState {
+        config: Arc::new(config),
+        auth: OperatorAuth {
+            sessions: ctx.ports.get::<dyn Sessions>().await?,
+        },
+        signatures: SignatureCheck {
+            keys: ctx.signing_keys().await,
+            tolerance_s: ctx.shared.signature_tolerance_s,
+        },
+        campaigns: ctx.ports.get::<dyn CampaignStore>().await?,
+        outcomes: ctx.ports.get::<dyn OutcomeStore>().await?,
+        inbox: ctx.ports.get::<dyn InboxStore>().await?,
+        webhooks: ctx.ports.get::<dyn WebhookStore>().await?,
+    };
+    let (settler, hooks) = (state.clone(), state.clone());
+    Ok(Service {
+        router: router(state),
+        tasks: vec![
+            Task::new("settlement", move |stop| run_settler(settler, stop)),
+            Task::new("webhook deliveries", move |stop| run_webhooks(hooks, stop)),
+        ],
+        readiness: None,
+    })
+}

@@ -1,0 +1,132 @@
+//! Settlement: every ended campaign with an outcome pays each winner into their inbox, then
+//! moves to `settled`. Each winner is one transaction writing their message and their settlement
+//! mark (campaign, player), so a crash at any point and a re-run (here or on another replica)
+//! never writes a second message; the move to `settled` is the conditional update every state
+//! change is, with the `campaign.settled` event.
+
+use liveops_core::stores::{Award, Campaign, CampaignEvent, CampaignState, InboxMessage, Outcome};
+use liveops_core::{now_ms, PortError, PortResult};
+use serde_json::json;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use crate::DistributionState;
+
+/// Most ended campaigns looked at per tick.
+const BATCH: u32 = 100;
+
+/// Runs settlement every tick until `stop`.
+pub async fn run_settler(
+    state: DistributionState,
+    stop: CancellationToken,
+) -> Result<(), PortError> {
+    let mut timer = tokio::time::interval(state.config.settle_tick);
+    timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = timer.tick() => {}
+        }
+        let settled = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            r = settle_ended(&state) => r,
+        };
+        match settled {
+            Ok(_) => failing = false,
+            Err(error) if !failing => {
+                failing = true;
+                tracing::warn!(%error, "cannot settle ended campaigns; retrying");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+fn message(
+    c: &Campaign,
+    outcome: &Outcome,
+    award: &Award,
+    now: i64,
+    claim_ms: i64,
+) -> InboxMessage {
+    let body = if outcome.seed.is_some() {
+        format!(
+            "You were drawn as a winner of {}. Claim your {} before it expires.",
+            c.title, award.item
+        )
+    } else {
+        format!(
+            "You placed #{} in {}. Claim your {} before it expires.",
+            award.rank, c.title, award.item
+        )
+    };
+    InboxMessage {
+        message_id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
+        player_id: Some(award.player_id.clone()),
+        campaign_id: Some(c.id.clone()),
+        title: c.title.chars().take(200).collect(),
+        body,
+        attachments: vec![award.item.clone()],
+        created_at_ms: now,
+        expires_at_ms: now.saturating_add(claim_ms),
+    }
+}
+
+/// Settles every ended campaign that has an outcome; returns how many this call moved to
+/// `settled`.
+pub async fn settle_ended(state: &DistributionState) -> PortResult<usize> {
+    let claim_ms = i64::try_from(state.config.claim_window.as_millis()).unwrap_or(i64::MAX);
+    let mut done = 0;
+    for c in state
+        .campaigns
+        .campaigns(Some(CampaignState::Ended), BATCH)
+        .await?
+    {
+        let Some(outcome) = state.outcomes.outcome(&c.id).await? else {
+            continue;
+        };
+        let mut written = 0usize;
+        for award in &outcome.awards {
+            let m = message(&c, &outcome, award, now_ms(), claim_ms);
+            if state.inbox.settle(&c.id, &award.player_id, &m).await? {
+                written += 1;
+            }
+            if !state.config.settle_delay.is_zero() {
+                tokio::time::sleep(state.config.settle_delay).await;
+            }
+        }
+        let event = CampaignEvent {
+            kind: "campaign.settled".into(),
+            campaign_id: c.id.clone(),
+            at_ms: now_ms(),
+            data: json!({
+                "campaignId": c.id,
+                "title": c.title,
+                "state": CampaignState::Settled,
+                "winners": outcome.awards.len(),
+            })
+            .to_string(),
+        };
+        if state
+            .campaigns
+            .advance(
+                &c.id,
+                CampaignState::Ended,
+                CampaignState::Settled,
+                Some(&event),
+            )
+            .await?
+        {
+            done += 1;
+            metrics::counter!("campaigns_total", "state" => "settled").increment(1);
+            tracing::info!(
+                campaign = %c.id,
+                winners = outcome.awards.len(),
+                written,
+                "campaign settled"
+            );
+        }
+    }
+    Ok(done)
+}

@@ -1,0 +1,157 @@
+//! Where webhooks may point: `http(s)://` URLs whose host resolves only to public addresses.
+//! Private (RFC 1918, unique local), loopback, link-local (cloud metadata endpoints live
+//! there), shared (CGNAT), unspecified, multicast and documentation addresses are refused unless
+//! `WEBHOOK_ALLOW_PRIVATE=true`. The check runs when a webhook is created and again before every
+//! delivery, whose connection then goes to the addresses checked (no second lookup a DNS
+//! rebinding could answer differently); redirects are not followed.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use reqwest::Url;
+
+/// Longest webhook URL.
+pub const MAX_URL_LEN: usize = 2048;
+
+/// Reads a webhook URL: `http` or `https`, a host, no user name or password, at most
+/// [`MAX_URL_LEN`] characters.
+pub fn parse_url(raw: &str) -> Result<Url, String> {
+    if raw.len() > MAX_URL_LEN {
+        return Err(format!("must be at most {MAX_URL_LEN} characters"));
+    }
+    let url = Url::parse(raw).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("must be http:// or https://".into());
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("needs a host".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry a user name or password".into());
+    }
+    Ok(url)
+}
+
+fn v4_public(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    !(ip.is_private()
+        || ip.is_loopback()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || a == 0
+        || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
+        || (a == 192 && b == 0 && ip.octets()[2] == 0) // IETF protocol assignments
+        || (a == 198 && (18..20).contains(&b)) // benchmarking
+        || a >= 240) // reserved
+}
+
+fn v6_public(ip: Ipv6Addr) -> bool {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return v4_public(v4);
+    }
+    let first = ip.segments()[0];
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || (first & 0xfe00) == 0xfc00 // unique local
+        || (first & 0xffc0) == 0xfe80 // link-local
+        || first == 0x2001 && ip.segments()[1] == 0x0db8 // documentation
+        || (first == 0x0064 && ip.segments()[1] == 0xff9b)) // NAT64 (reaches IPv4 inside)
+}
+
+/// Whether `ip` is on the public internet.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4_public(v4),
+        IpAddr::V6(v6) => v6_public(v6),
+    }
+}
+
+/// The addresses `url`'s host resolves to, all of them allowed (public, or any when
+/// `allow_private`); an error saying why not otherwise.
+pub async fn resolve(url: &Url, allow_private: bool) -> Result<Vec<SocketAddr>, String> {
+    let host = url.host_str().ok_or("needs a host")?;
+    let port = url.port_or_known_default().ok_or("needs a port")?;
+    // An IP literal in brackets (`[::1]`) resolves to itself.
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => tokio::net::lookup_host((bare, port))
+            .await
+            .map_err(|e| format!("cannot resolve {bare}: {e}"))?
+            .collect(),
+    };
+    if addrs.is_empty() {
+        return Err(format!("{bare} resolves to no address"));
+    }
+    if !allow_private {
+        if let Some(a) = addrs.iter().find(|a| !is_public(a.ip())) {
+            return Err(format!(
+                "{bare} resolves to {}, a private, loopback or link-local address \
+                 (WEBHOOK_ALLOW_PRIVATE=true allows it)",
+                a.ip()
+            ));
+        }
+    }
+    Ok(addrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_public_addresses_pass() {
+        for ok in ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111"] {
+            assert!(is_public(ok.parse().expect("ip")), "{ok}");
+        }
+        for bad in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+        ] {
+            assert!(!is_public(bad.parse().expect("ip")), "{bad}");
+        }
+    }
+
+    #[test]
+    fn urls_need_http_a_host_and_no_credentials() {
+        assert!(parse_url("https://hooks.example.com/liveops?x=1").is_ok());
+        assert!(parse_url("ftp://hooks.example.com/").is_err());
+        assert!(parse_url("https://user:pw@hooks.example.com/").is_err());
+        assert!(parse_url("not a url").is_err());
+        assert!(parse_url(&format!("https://a.example/{}", "x".repeat(MAX_URL_LEN))).is_err());
+    }
+
+    #[tokio::test]
+    async fn private_targets_are_refused_unless_allowed() {
+        let url = parse_url("http://127.0.0.1:9/hook").expect("url");
+        assert!(resolve(&url, false).await.is_err());
+        assert_eq!(
+            resolve(&url, true).await.expect("allowed"),
+            vec!["127.0.0.1:9".parse::<SocketAddr>().expect("addr")]
+        );
+        let v6 = parse_url("http://[::1]:9/hook").expect("url");
+        assert!(resolve(&v6, false).await.is_err());
+        let named = parse_url("http://localhost:9/hook").expect("url");
+        assert!(
+            resolve(&named, false).await.is_err(),
+            "a name is checked by what it resolves to"
+        );
+    }
+}

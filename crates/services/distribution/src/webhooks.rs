@@ -1,0 +1,319 @@
+//! `POST /webhooks`, `GET /webhooks`, `DELETE /webhooks/{id}`, `GET /webhooks/{id}/deliveries`
+//! (admins and operators).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use liveops_core::now_ms;
+use liveops_core::stores::{Attempt, AuditEntry, Delivery, DeliveryState, Role, Webhook};
+use liveops_http::responses::{BadRequest, Forbidden, NotFound, Unauthenticated, Unavailable};
+use liveops_http::{rfc3339, Bounded, IdPath, Json, Operator, Problem, Query};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::{target, DistributionState};
+
+/// The events a webhook may subscribe to.
+pub const KINDS: [&str; 4] = [
+    "campaign.live",
+    "campaign.ended",
+    "draw.completed",
+    "campaign.settled",
+];
+const WRITERS: &[Role] = &[Role::Admin, Role::Operator];
+
+/// The body of `POST /webhooks`.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewWebhook {
+    /// Where to post (http or https; public addresses only unless `WEBHOOK_ALLOW_PRIVATE`).
+    #[schema(max_length = 2048)]
+    url: String,
+    /// Events to receive: `campaign.live`, `campaign.ended`, `draw.completed`,
+    /// `campaign.settled`.
+    #[schema(min_items = 1, max_items = 4)]
+    events: Vec<String>,
+    /// Signs every delivery (`X-LiveOps-Signature`); never shown again.
+    #[schema(min_length = 16, max_length = 256)]
+    secret: String,
+}
+
+/// A webhook (never its secret).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WebhookView {
+    /// Its id.
+    id: String,
+    /// Where it posts.
+    url: String,
+    /// What it receives.
+    events: Vec<String>,
+    /// Who created it.
+    created_by: String,
+    /// Created (RFC 3339).
+    created_at: String,
+}
+
+impl From<&Webhook> for WebhookView {
+    fn from(h: &Webhook) -> Self {
+        Self {
+            id: h.id.clone(),
+            url: h.url.clone(),
+            events: h.events.clone(),
+            created_by: h.created_by.clone(),
+            created_at: rfc3339(h.created_at_ms),
+        }
+    }
+}
+
+/// Every active webhook.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct WebhookList {
+    /// Oldest first.
+    webhooks: Vec<WebhookView>,
+}
+
+/// One attempt at a delivery.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AttemptView {
+    /// 1 for the first.
+    attempt: u32,
+    /// When (RFC 3339).
+    at: String,
+    /// The HTTP status answered, if any.
+    status: Option<u16>,
+    /// What went wrong, if it did.
+    error: Option<String>,
+    /// How long it took.
+    duration_ms: i64,
+}
+
+impl From<Attempt> for AttemptView {
+    fn from(a: Attempt) -> Self {
+        Self {
+            attempt: a.attempt,
+            at: rfc3339(a.at_ms),
+            status: a.status,
+            error: a.error,
+            duration_ms: a.duration_ms,
+        }
+    }
+}
+
+/// A delivery and its attempts.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DeliveryView {
+    /// Its id (`X-LiveOps-Delivery`).
+    delivery_id: String,
+    /// The event's id (`evt_<n>`, the body's `id`).
+    event_id: String,
+    /// The event's kind.
+    #[serde(rename = "type")]
+    kind: String,
+    /// `pending`, `delivered` or `dead` (dead-lettered after 10 attempts).
+    state: String,
+    /// Attempts made.
+    attempts: u32,
+    /// When it is tried next (RFC 3339), while pending.
+    next_attempt_at: Option<String>,
+    /// Queued (RFC 3339).
+    created_at: String,
+    /// Each attempt, first first.
+    tries: Vec<AttemptView>,
+}
+
+/// A webhook's deliveries.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DeliveryList {
+    /// Which webhook.
+    webhook_id: String,
+    /// Newest first.
+    deliveries: Vec<DeliveryView>,
+}
+
+fn delivery_view((d, attempts): (Delivery, Vec<Attempt>)) -> DeliveryView {
+    DeliveryView {
+        next_attempt_at: (d.state == DeliveryState::Pending).then(|| rfc3339(d.next_attempt_at_ms)),
+        delivery_id: d.id,
+        event_id: format!("evt_{}", d.event_id),
+        kind: d.kind,
+        state: d.state.as_str().to_owned(),
+        attempts: d.attempts,
+        created_at: rfc3339(d.created_at_ms),
+        tries: attempts.into_iter().map(AttemptView::from).collect(),
+    }
+}
+
+/// Subscribes a URL to campaign events.
+#[utoipa::path(
+    post,
+    path = "/webhooks",
+    tag = "distribution",
+    security(("bearer" = [])),
+    request_body = NewWebhook,
+    responses(
+        (status = 201, description = "Subscribed", body = WebhookView),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all, fields(actor = %op.email))]
+pub(crate) async fn create(
+    State(state): State<DistributionState>,
+    op: Operator,
+    liveops_http::Json(body): liveops_http::Json<NewWebhook>,
+) -> Result<(StatusCode, Json<WebhookView>), Problem> {
+    op.require(WRITERS)?;
+    let url = target::parse_url(body.url.trim()).map_err(|r| Problem::invalid("url", r))?;
+    target::resolve(&url, state.config.allow_private)
+        .await
+        .map_err(|r| Problem::invalid("url", r))?;
+    let mut events: Vec<String> = Vec::new();
+    for (i, e) in body.events.iter().enumerate() {
+        if !KINDS.contains(&e.as_str()) {
+            return Err(Problem::invalid(
+                &format!("events[{i}]"),
+                format!("unknown event; use {}", KINDS.join(", ")),
+            ));
+        }
+        if !events.contains(e) {
+            events.push(e.clone());
+        }
+    }
+    if events.is_empty() {
+        return Err(Problem::invalid("events", "name at least one event"));
+    }
+    let n = body.secret.chars().count();
+    if !(16..=256).contains(&n) || body.secret.chars().any(char::is_control) {
+        return Err(Problem::invalid(
+            "secret",
+            "must be 16..=256 printable characters",
+        ));
+    }
+    let hook = Webhook {
+        id: format!("whk_{}", uuid::Uuid::now_v7().simple()),
+        url: url.to_string(),
+        events,
+        secret: body.secret,
+        created_by: op.email.clone(),
+        created_at_ms: now_ms(),
+    };
+    let view = WebhookView::from(&hook);
+    let audit = AuditEntry {
+        at_ms: hook.created_at_ms,
+        actor: op.email.clone(),
+        action: "webhook.create".into(),
+        target: hook.id.clone(),
+        before: None,
+        after: serde_json::to_string(&view).ok(),
+    };
+    state.webhooks.create_webhook(&hook, &audit).await?;
+    tracing::info!(webhook = %hook.id, url = %hook.url, "webhook created");
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Every active webhook.
+#[utoipa::path(
+    get,
+    path = "/webhooks",
+    tag = "distribution",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The webhooks", body = WebhookList),
+        Unauthenticated,
+        Forbidden,
+        Unavailable,
+    )
+)]
+pub(crate) async fn list(
+    State(state): State<DistributionState>,
+    op: Operator,
+) -> Result<Json<WebhookList>, Problem> {
+    op.require(WRITERS)?;
+    let hooks = state.webhooks.webhooks().await?;
+    Ok(Json(WebhookList {
+        webhooks: hooks.iter().map(WebhookView::from).collect(),
+    }))
+}
+
+/// Deletes a webhook; its pending deliveries are dead-lettered.
+#[utoipa::path(
+    delete,
+    path = "/webhooks/{id}",
+    tag = "distribution",
+    security(("bearer" = [])),
+    params(IdPath),
+    responses(
+        (status = 204, description = "Deleted"),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        NotFound,
+        Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all, fields(actor = %op.email, webhook = %id))]
+pub(crate) async fn remove(
+    State(state): State<DistributionState>,
+    op: Operator,
+    IdPath(id): IdPath,
+) -> Result<StatusCode, Problem> {
+    op.require(WRITERS)?;
+    let audit = AuditEntry {
+        at_ms: now_ms(),
+        actor: op.email.clone(),
+        action: "webhook.delete".into(),
+        target: id.clone(),
+        before: None,
+        after: None,
+    };
+    if state.webhooks.delete_webhook(&id, &audit).await? {
+        tracing::info!("webhook deleted");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(Problem::not_found(format!("no webhook {id:?}")))
+    }
+}
+
+/// The query of `GET /webhooks/{id}/deliveries`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DeliveriesQuery {
+    /// How many deliveries, newest first (default 100).
+    #[param(inline)]
+    limit: Option<Bounded<1, 500>>,
+}
+
+/// A webhook's deliveries and every attempt at each.
+#[utoipa::path(
+    get,
+    path = "/webhooks/{id}/deliveries",
+    tag = "distribution",
+    security(("bearer" = [])),
+    params(IdPath, DeliveriesQuery),
+    responses(
+        (status = 200, description = "Deliveries, newest first", body = DeliveryList),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        Unavailable,
+    )
+)]
+pub(crate) async fn deliveries(
+    State(state): State<DistributionState>,
+    op: Operator,
+    IdPath(id): IdPath,
+    Query(query): Query<DeliveriesQuery>,
+) -> Result<Json<DeliveryList>, Problem> {
+    op.require(WRITERS)?;
+    let limit = u32::try_from(query.limit.map_or(100, Bounded::get)).unwrap_or(100);
+    let list = state.webhooks.deliveries(&id, limit).await?;
+    Ok(Json(DeliveryList {
+        webhook_id: id,
+        deliveries: list.into_iter().map(delivery_view).collect(),
+    }))
+}

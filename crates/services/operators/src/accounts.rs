@@ -1,0 +1,351 @@
+//! `POST /operators`, `GET /operators`, `PATCH /operators/{id}` and `GET /audit` (admins only).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use liveops_core::now_ms;
+use liveops_core::stores::{AuditEntry, OperatorRecord, Role};
+use liveops_http::responses::{BadRequest, Forbidden, NotFound, Unauthenticated, Unavailable};
+use liveops_http::{rfc3339, Bounded, IdPath, Json, Operator, Problem, Query};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::{create_operator, CreateError, OperatorsState};
+
+/// Lower-cases and checks an email: 3..=254 characters, one `@` with text on both sides, no
+/// whitespace or control characters.
+pub(crate) fn normalize_email(raw: &str) -> Result<String, Problem> {
+    // Exactly what the pattern of `NewOperator::email` says (Unicode white space and control
+    // characters spelled out there, so every regex dialect reads it the same): no white space
+    // or control character anywhere, one `@` between two non-empty parts, 3..=254 characters;
+    // then compared in lower case.
+    let ok_len = (3..=254).contains(&raw.chars().count());
+    let ok_chars = !raw.chars().any(|c| c.is_whitespace() || c.is_control());
+    let ok_shape = matches!(raw.split_once('@'), Some((a, b)) if !a.is_empty() && !b.is_empty() && !b.contains('@'));
+    if ok_len && ok_chars && ok_shape {
+        Ok(raw.to_lowercase())
+    } else {
+        Err(Problem::invalid(
+            "email",
+            "must be an email address (3..=254 characters, no spaces)",
+        ))
+    }
+}
+
+/// An operator, as answered (never the password hash).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperatorView {
+    /// Their id.
+    pub id: String,
+    /// Their email.
+    pub email: String,
+    /// Their role.
+    pub role: Role,
+    /// Whether they are disabled.
+    pub disabled: bool,
+    /// Created (RFC 3339).
+    pub created_at: String,
+    /// Last changed (RFC 3339).
+    pub updated_at: String,
+}
+
+impl From<&OperatorRecord> for OperatorView {
+    fn from(op: &OperatorRecord) -> Self {
+        Self {
+            id: op.id.clone(),
+            email: op.email.clone(),
+            role: op.role,
+            disabled: op.disabled,
+            created_at: rfc3339(op.created_at_ms),
+            updated_at: rfc3339(op.updated_at_ms),
+        }
+    }
+}
+
+/// An operator as the audit log records it.
+pub(crate) fn audit_json(op: &OperatorRecord) -> String {
+    serde_json::to_string(&OperatorView::from(op)).unwrap_or_default()
+}
+
+/// Every operator.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct OperatorsList {
+    /// Oldest first.
+    pub operators: Vec<OperatorView>,
+}
+
+/// The body of `POST /operators`.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewOperator {
+    /// Their email (their login).
+    #[schema(
+        min_length = 3,
+        max_length = 254,
+        pattern = r"^[^@\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+@[^@\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$"
+    )]
+    email: String,
+    /// Their password.
+    #[schema(min_length = 12, max_length = 256)]
+    password: String,
+    /// Their role.
+    role: Role,
+}
+
+/// The body of `PATCH /operators/{id}`: what to change.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OperatorChange {
+    /// A new role.
+    role: Option<Role>,
+    /// Disable (closes their sessions) or enable.
+    disabled: Option<bool>,
+}
+
+/// One change in the audit log.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct AuditView {
+    /// When (RFC 3339).
+    at: String,
+    /// Who: an operator's email, `bootstrap` or `cli`.
+    actor: String,
+    /// What (`operator.create`, `api_key.revoke`, `campaign.schedule`, `player.unblock`).
+    action: String,
+    /// What it was done to.
+    target: String,
+    /// The target before, if it existed.
+    before: Option<Value>,
+    /// The target after, if it still exists.
+    after: Option<Value>,
+}
+
+/// The latest changes.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct AuditList {
+    /// Newest first.
+    entries: Vec<AuditView>,
+}
+
+/// The query of `GET /audit`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AuditQuery {
+    /// How many entries, newest first (default 100).
+    #[param(inline)]
+    limit: Option<Bounded<1, 1000>>,
+}
+
+/// Adds an operator.
+#[utoipa::path(
+    post,
+    path = "/operators",
+    tag = "operators",
+    security(("bearer" = [])),
+    request_body = NewOperator,
+    responses(
+        (status = 201, description = "Created", body = OperatorView),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        (status = 409, description = "The email is taken", body = Problem, content_type = "application/problem+json"),
+        Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all, fields(actor = %op.email))]
+pub(crate) async fn create(
+    State(state): State<OperatorsState>,
+    op: Operator,
+    Json(body): Json<NewOperator>,
+) -> Result<(StatusCode, Json<OperatorView>), Problem> {
+    op.require(&[Role::Admin])?;
+    normalize_email(&body.email)?;
+    crate::password::check(&body.password)
+        .map_err(|e| Problem::invalid("password", e.to_string()))?;
+    match create_operator(
+        state.operators.as_ref(),
+        &body.email,
+        body.password,
+        body.role,
+        &op.email,
+    )
+    .await
+    {
+        Ok(Some(created)) => {
+            tracing::info!(operator = %created.id, role = created.role.as_str(), "operator created");
+            Ok((StatusCode::CREATED, Json(OperatorView::from(&created))))
+        }
+        Ok(None) => Err(Problem::conflict(
+            "email-taken",
+            "an operator has this email",
+        )),
+        Err(CreateError::Invalid(reason)) => Err(Problem::invalid("password", reason)),
+        Err(CreateError::Port(e)) => Err(e.into()),
+    }
+}
+
+/// Every operator.
+#[utoipa::path(
+    get,
+    path = "/operators",
+    tag = "operators",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every operator, oldest first", body = OperatorsList),
+        Unauthenticated,
+        Forbidden,
+        Unavailable,
+    )
+)]
+pub(crate) async fn list(
+    State(state): State<OperatorsState>,
+    op: Operator,
+) -> Result<Json<OperatorsList>, Problem> {
+    op.require(&[Role::Admin])?;
+    let all = state.operators.operators().await?;
+    Ok(Json(OperatorsList {
+        operators: all.iter().map(OperatorView::from).collect(),
+    }))
+}
+
+/// Changes an operator's role or disables them (closing their sessions at once). The last
+/// enabled admin cannot be demoted or disabled.
+#[utoipa::path(
+    patch,
+    path = "/operators/{id}",
+    tag = "operators",
+    security(("bearer" = [])),
+    params(IdPath),
+    request_body = OperatorChange,
+    responses(
+        (status = 200, description = "The operator after the change", body = OperatorView),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        NotFound,
+        (status = 409, description = "It would leave no enabled admin, or it changed meanwhile", body = Problem, content_type = "application/problem+json"),
+        Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all, fields(actor = %op.email, operator = %id))]
+pub(crate) async fn update(
+    State(state): State<OperatorsState>,
+    op: Operator,
+    IdPath(id): IdPath,
+    Json(change): Json<OperatorChange>,
+) -> Result<Json<OperatorView>, Problem> {
+    op.require(&[Role::Admin])?;
+    let before = state
+        .operators
+        .operator(&id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no operator {id:?}")))?;
+    let mut after = before.clone();
+    after.role = change.role.unwrap_or(before.role);
+    after.disabled = change.disabled.unwrap_or(before.disabled);
+    after.updated_at_ms = now_ms().max(before.updated_at_ms + 1);
+    let active_admin = |o: &OperatorRecord| o.role == Role::Admin && !o.disabled;
+    if active_admin(&before) && !active_admin(&after) {
+        let others = state.operators.operators().await?;
+        if !others.iter().any(|o| o.id != before.id && active_admin(o)) {
+            return Err(Problem::conflict(
+                "last-admin",
+                "this is the last enabled admin: make another admin first",
+            ));
+        }
+    }
+    let audit = AuditEntry {
+        at_ms: after.updated_at_ms,
+        actor: op.email.clone(),
+        action: "operator.update".into(),
+        target: before.id.clone(),
+        before: Some(audit_json(&before)),
+        after: Some(audit_json(&after)),
+    };
+    if !state
+        .operators
+        .update_operator(&before, &after, &audit)
+        .await?
+    {
+        return Err(Problem::conflict(
+            "changed-meanwhile",
+            "the operator changed meanwhile: read it again and retry",
+        ));
+    }
+    tracing::info!(
+        role = after.role.as_str(),
+        disabled = after.disabled,
+        "operator changed"
+    );
+    Ok(Json(OperatorView::from(&after)))
+}
+
+/// The audit log: every change, who made it, when, before and after.
+#[utoipa::path(
+    get,
+    path = "/audit",
+    tag = "operators",
+    security(("bearer" = [])),
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "The latest changes, newest first", body = AuditList),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        Unavailable,
+    )
+)]
+pub(crate) async fn audit(
+    State(state): State<OperatorsState>,
+    op: Operator,
+    Query(query): Query<AuditQuery>,
+) -> Result<Json<AuditList>, Problem> {
+    op.require(&[Role::Admin])?;
+    let limit = query.limit.map_or(100, Bounded::get);
+    let entries = state
+        .audit
+        .audit(u32::try_from(limit).unwrap_or(100))
+        .await?;
+    let parse = |s: Option<String>| s.map(|s| serde_json::from_str(&s).unwrap_or(Value::String(s)));
+    Ok(Json(AuditList {
+        entries: entries
+            .into_iter()
+            .map(|e: AuditEntry| AuditView {
+                at: rfc3339(e.at_ms),
+                actor: e.actor,
+                action: e.action,
+                target: e.target,
+                before: parse(e.before),
+                after: parse(e.after),
+            })
+            .collect(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_email;
+
+    #[test]
+    fn emails_are_lower_cased_and_refused_with_spaces_controls_or_a_second_at() {
+        assert_eq!(
+            normalize_email("Ops@Example.COM").ok(),
+            Some("ops@example.com".into())
+        );
+        for bad in [
+            " ops@example.com",
+            "ops@example.com ",
+            "ops @example.com",
+            "ops@exa\u{a0}mple.com",
+            "ops@exa\u{85}mple.com",
+            "ops@exa@mple.com",
+            "@example.com",
+            "ops@",
+            "a@",
+        ] {
+            assert!(normalize_email(bad).is_err(), "{bad:?}");
+        }
+        assert!(normalize_email(&format!("a@{}", "b".repeat(252))).is_ok());
+        assert!(normalize_email(&format!("a@{}", "b".repeat(253))).is_err());
+    }
+}

@@ -1,0 +1,227 @@
+//! `POST /api-keys`, `GET /api-keys`, `DELETE /api-keys/{keyId}` (admins only). A key's secret
+//! is shown once, in the answer that creates it; every process that checks signatures picks up
+//! new and revoked keys within a second or two (`liveops_module::keys`).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use liveops_core::now_ms;
+use liveops_core::stores::{ApiKeyInfo, AuditEntry, Role};
+use liveops_http::responses::{BadRequest, Forbidden, NotFound, Unauthenticated, Unavailable};
+use liveops_http::{check_id, rfc3339, Json, Operator, Path, Problem};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::OperatorsState;
+
+/// The body of `POST /api-keys`.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewApiKey {
+    /// What the key is for (`game server eu-west`): no control characters, no white space at
+    /// either end.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]([^\u0000-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?$"
+    )]
+    name: String,
+}
+
+/// A new key: sign requests with `X-Key-Id: <keyId>` and the secret as the HMAC key. The
+/// secret is never shown again.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CreatedApiKey {
+    /// The `X-Key-Id` to send.
+    key_id: String,
+    /// The HMAC key: 64 hex characters, used as text.
+    secret: String,
+    /// What it is for.
+    name: String,
+    /// Created (RFC 3339).
+    created_at: String,
+}
+
+/// A key as listed (never its secret).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ApiKeyView {
+    /// Its `X-Key-Id`.
+    key_id: String,
+    /// What it is for.
+    name: String,
+    /// Who created it.
+    created_by: String,
+    /// Created (RFC 3339).
+    created_at: String,
+    /// Revoked (RFC 3339), if it was.
+    revoked_at: Option<String>,
+    /// Whether it signs requests now.
+    active: bool,
+}
+
+impl From<ApiKeyInfo> for ApiKeyView {
+    fn from(k: ApiKeyInfo) -> Self {
+        Self {
+            active: k.revoked_at_ms.is_none(),
+            key_id: k.key_id,
+            name: k.name,
+            created_by: k.created_by,
+            created_at: rfc3339(k.created_at_ms),
+            revoked_at: k.revoked_at_ms.map(rfc3339),
+        }
+    }
+}
+
+/// Every key.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct ApiKeyList {
+    /// Newest first.
+    keys: Vec<ApiKeyView>,
+}
+
+fn audit_json(k: &ApiKeyInfo) -> String {
+    serde_json::to_string(&ApiKeyView::from(k.clone())).unwrap_or_default()
+}
+
+/// Creates an API key for a game server.
+#[utoipa::path(
+    post,
+    path = "/api-keys",
+    tag = "operators",
+    security(("bearer" = [])),
+    request_body = NewApiKey,
+    responses(
+        (status = 201, description = "The key, with its secret (shown this once)", body = CreatedApiKey),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all, fields(actor = %op.email))]
+pub(crate) async fn create(
+    State(state): State<OperatorsState>,
+    op: Operator,
+    Json(body): Json<NewApiKey>,
+) -> Result<(StatusCode, Json<CreatedApiKey>), Problem> {
+    op.require(&[Role::Admin])?;
+    // What the pattern in the OpenAPI says.
+    let name = body.name;
+    let edge = |c: Option<char>| c.is_none_or(char::is_whitespace);
+    if name.chars().count() > 100
+        || name.chars().any(char::is_control)
+        || edge(name.chars().next())
+        || edge(name.chars().next_back())
+    {
+        return Err(Problem::invalid(
+            "name",
+            "must be 1..=100 characters, no control characters, no white space at either end",
+        ));
+    }
+    let now = now_ms();
+    let key = ApiKeyInfo {
+        key_id: format!("ak_{}", hex::encode(rand::random::<[u8; 8]>())),
+        name,
+        created_by: op.email.clone(),
+        created_at_ms: now,
+        revoked_at_ms: None,
+    };
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    let audit = AuditEntry {
+        at_ms: now,
+        actor: op.email.clone(),
+        action: "api_key.create".into(),
+        target: key.key_id.clone(),
+        before: None,
+        after: Some(audit_json(&key)),
+    };
+    state.keys.create_api_key(&key, &secret, &audit).await?;
+    tracing::info!(key_id = %key.key_id, "API key created");
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedApiKey {
+            key_id: key.key_id,
+            secret,
+            name: key.name,
+            created_at: rfc3339(now),
+        }),
+    ))
+}
+
+/// Every API key, without secrets.
+#[utoipa::path(
+    get,
+    path = "/api-keys",
+    tag = "operators",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every key, newest first", body = ApiKeyList),
+        Unauthenticated,
+        Forbidden,
+        Unavailable,
+    )
+)]
+pub(crate) async fn list(
+    State(state): State<OperatorsState>,
+    op: Operator,
+) -> Result<Json<ApiKeyList>, Problem> {
+    op.require(&[Role::Admin])?;
+    let keys = state.keys.api_keys().await?;
+    Ok(Json(ApiKeyList {
+        keys: keys.into_iter().map(ApiKeyView::from).collect(),
+    }))
+}
+
+/// Revokes a key: every process refuses its signatures within a few seconds.
+#[utoipa::path(
+    delete,
+    path = "/api-keys/{keyId}",
+    tag = "operators",
+    security(("bearer" = [])),
+    params(("keyId" = String, Path, description = "The key's id", pattern = "^[A-Za-z0-9_.:-]{1,64}$", min_length = 1, max_length = 64)),
+    responses(
+        (status = 200, description = "The key, revoked", body = ApiKeyView),
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        NotFound,
+        Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all, fields(actor = %op.email, key_id = %key_id))]
+pub(crate) async fn revoke(
+    State(state): State<OperatorsState>,
+    op: Operator,
+    Path(key_id): Path<String>,
+) -> Result<Json<ApiKeyView>, Problem> {
+    op.require(&[Role::Admin])?;
+    check_id("keyId", &key_id)?;
+    let before = state
+        .keys
+        .api_keys()
+        .await?
+        .into_iter()
+        .find(|k| k.key_id == key_id && k.revoked_at_ms.is_none())
+        .ok_or_else(|| Problem::not_found(format!("no active API key {key_id:?}")))?;
+    let now = now_ms();
+    let after = ApiKeyInfo {
+        revoked_at_ms: Some(now),
+        ..before.clone()
+    };
+    let audit = AuditEntry {
+        at_ms: now,
+        actor: op.email.clone(),
+        action: "api_key.revoke".into(),
+        target: key_id.clone(),
+        before: Some(audit_json(&before)),
+        after: Some(audit_json(&after)),
+    };
+    let revoked = state
+        .keys
+        .revoke_api_key(&key_id, &audit)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no active API key {key_id:?}")))?;
+    tracing::info!("API key revoked");
+    Ok(Json(ApiKeyView::from(revoked)))
+}

@@ -1,0 +1,319 @@
+//! The operators service: accounts with roles (`admin`, `operator`, `analyst`, `viewer`) and
+//! argon2id passwords, login sessions as opaque bearer tokens (stored as SHA-256, expiring,
+//! revocable), the audit log of every change, and the API keys game servers sign requests with.
+//!
+//! The first admin comes from `ADMIN_EMAIL` + `ADMIN_PASSWORD` (or `ADMIN_PASSWORD_FILE`) when
+//! no operator exists, or from `liveops operators create` ([`create_operator`]). API keys are
+//! written here and read by every process that checks signatures (`liveops_module::keys`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRef;
+use axum::routing::{delete, get, patch, post};
+use axum::Router;
+use clap::Args;
+use liveops_core::ports::Attempts;
+use liveops_core::stores::{
+    ApiKeyStore, AuditEntry, AuditLog, OperatorRecord, OperatorStore, Role, Sessions,
+};
+use liveops_core::{now_ms, PortError};
+use liveops_http::{body_limit, BearerScheme, OperatorAuth};
+use liveops_module::{BuildError, ConfigError, Context, Definition, Service};
+use utoipa::OpenApi;
+
+mod accounts;
+mod api_keys;
+pub mod password;
+mod sessions;
+
+pub use accounts::{OperatorView, OperatorsList};
+
+/// Largest request body on the operators' routes.
+const BODY_LIMIT: usize = 16 * 1024;
+
+/// The operators service's settings, as flags and environment variables.
+#[derive(Args, Clone, Debug)]
+pub struct OperatorsArgs {
+    /// Email of the first admin, created at start when no operator exists.
+    #[arg(long, env = "ADMIN_EMAIL")]
+    pub admin_email: Option<String>,
+    /// Password of the first admin (12 to 256 characters).
+    #[arg(long, env = "ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// File holding the first admin's password (e.g. a Key Vault CSI mount).
+    #[arg(long, env = "ADMIN_PASSWORD_FILE")]
+    pub admin_password_file: Option<PathBuf>,
+    /// How long a login session lasts, seconds.
+    #[arg(long, env = "SESSION_TTL_SEC", default_value_t = 12 * 3600)]
+    pub session_ttl_sec: u64,
+    /// Login attempts per client address per minute.
+    #[arg(long, env = "LOGIN_MAX_PER_ADDRESS", default_value_t = 30)]
+    pub login_max_per_address: u32,
+    /// Failed logins per account per 15 minutes before its logins are refused for a while.
+    #[arg(long, env = "LOGIN_MAX_FAILURES", default_value_t = 10)]
+    pub login_max_failures: u32,
+    /// Proxies in front of the service whose `X-Forwarded-For` entries are trusted for the
+    /// client's address (0: the peer's address).
+    #[arg(long, env = "TRUSTED_PROXIES", default_value_t = 0)]
+    pub trusted_proxies: u32,
+}
+
+/// The operators service's settings, checked.
+#[derive(Clone, Debug)]
+pub struct OperatorsConfig {
+    /// How long a session lasts.
+    pub session_ttl: Duration,
+    /// Login attempts per address per [`ADDRESS_WINDOW`].
+    pub max_per_address: u32,
+    /// Failed logins per account per [`ACCOUNT_WINDOW`].
+    pub max_failures: u32,
+    /// `X-Forwarded-For` entries to trust.
+    pub trusted_proxies: u32,
+}
+
+/// The window of the per-address login limit.
+pub const ADDRESS_WINDOW: Duration = Duration::from_secs(60);
+/// The window of the per-account failure limit.
+pub const ACCOUNT_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+impl OperatorsArgs {
+    /// Checks the values (the password file is read when the service starts).
+    pub fn config(&self) -> Result<OperatorsConfig, ConfigError> {
+        if self.session_ttl_sec < 60 || self.session_ttl_sec > 30 * 86_400 {
+            return Err(ConfigError::new(
+                "SESSION_TTL_SEC",
+                "must be between 60 and 2592000 (30 days)",
+            ));
+        }
+        if self.login_max_per_address == 0 {
+            return Err(ConfigError::new(
+                "LOGIN_MAX_PER_ADDRESS",
+                "must be at least 1",
+            ));
+        }
+        if self.login_max_failures == 0 {
+            return Err(ConfigError::new("LOGIN_MAX_FAILURES", "must be at least 1"));
+        }
+        if self.admin_password.is_some() && self.admin_password_file.is_some() {
+            return Err(ConfigError::new(
+                "ADMIN_PASSWORD_FILE",
+                "set either ADMIN_PASSWORD or ADMIN_PASSWORD_FILE, not both",
+            ));
+        }
+        if let Some(email) = &self.admin_email {
+            accounts::normalize_email(email)
+                .map_err(|p| ConfigError::new("ADMIN_EMAIL", p.detail.unwrap_or_default()))?;
+            if self.admin_password.is_none() && self.admin_password_file.is_none() {
+                return Err(ConfigError::new(
+                    "ADMIN_PASSWORD",
+                    "ADMIN_EMAIL needs ADMIN_PASSWORD or ADMIN_PASSWORD_FILE",
+                ));
+            }
+        }
+        if let Some(p) = &self.admin_password {
+            password::check(p).map_err(|e| ConfigError::new("ADMIN_PASSWORD", e.to_string()))?;
+        }
+        Ok(OperatorsConfig {
+            session_ttl: Duration::from_secs(self.session_ttl_sec),
+            max_per_address: self.login_max_per_address,
+            max_failures: self.login_max_failures,
+            trusted_proxies: self.trusted_proxies,
+        })
+    }
+
+    /// The first admin's email and password, if configured (reading the password file).
+    fn bootstrap(&self) -> Result<Option<(String, String)>, ConfigError> {
+        let Some(email) = &self.admin_email else {
+            return Ok(None);
+        };
+        let password = match (&self.admin_password, &self.admin_password_file) {
+            (Some(p), _) => p.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| {
+                    ConfigError::new(
+                        "ADMIN_PASSWORD_FILE",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?
+                .trim_end_matches(['\n', '\r'])
+                .to_owned(),
+            (None, None) => return Ok(None),
+        };
+        password::check(&password)
+            .map_err(|e| ConfigError::new("ADMIN_PASSWORD_FILE", e.to_string()))?;
+        Ok(Some((email.clone(), password)))
+    }
+}
+
+/// What the operators' handlers share.
+#[derive(Clone)]
+pub struct OperatorsState {
+    /// Settings.
+    pub config: Arc<OperatorsConfig>,
+    /// Checks bearer tokens.
+    pub auth: OperatorAuth,
+    /// Accounts.
+    pub operators: Arc<dyn OperatorStore>,
+    /// Login sessions.
+    pub sessions: Arc<dyn Sessions>,
+    /// The audit log.
+    pub audit: Arc<dyn AuditLog>,
+    /// API keys.
+    pub keys: Arc<dyn ApiKeyStore>,
+    /// Login attempts per address and account.
+    pub attempts: Arc<dyn Attempts>,
+}
+
+impl FromRef<OperatorsState> for OperatorAuth {
+    fn from_ref(state: &OperatorsState) -> Self {
+        state.auth.clone()
+    }
+}
+
+/// The operators' routes.
+pub fn router(state: OperatorsState) -> Router {
+    let routes = Router::new()
+        .route("/auth/login", post(sessions::login))
+        .route("/auth/logout", post(sessions::logout))
+        .route("/auth/me", get(sessions::me))
+        .route("/operators", post(accounts::create).get(accounts::list))
+        .route("/operators/{id}", patch(accounts::update))
+        .route("/audit", get(accounts::audit))
+        .route("/api-keys", post(api_keys::create).get(api_keys::list))
+        .route("/api-keys/{keyId}", delete(api_keys::revoke));
+    body_limit(routes, BODY_LIMIT).with_state(state)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        sessions::login,
+        sessions::logout,
+        sessions::me,
+        accounts::create,
+        accounts::list,
+        accounts::update,
+        accounts::audit,
+        api_keys::create,
+        api_keys::list,
+        api_keys::revoke,
+    ),
+    components(schemas(
+        sessions::LoginRequest,
+        sessions::LoginAnswer,
+        accounts::OperatorView,
+        accounts::OperatorsList,
+        accounts::NewOperator,
+        accounts::OperatorChange,
+        accounts::AuditList,
+        accounts::AuditView,
+        api_keys::NewApiKey,
+        api_keys::CreatedApiKey,
+        api_keys::ApiKeyView,
+        api_keys::ApiKeyList,
+        Role,
+        liveops_http::Problem,
+    )),
+    modifiers(&BearerScheme),
+    tags((name = "operators", description = "Operator accounts, sessions, the audit log and API keys"))
+)]
+struct ApiDoc;
+
+/// Creates an operator (`liveops operators create`, and the first admin at start): `Ok(None)`
+/// if the email is taken. `actor` is who the audit log names.
+pub async fn create_operator(
+    store: &dyn OperatorStore,
+    email: &str,
+    password: String,
+    role: Role,
+    actor: &str,
+) -> Result<Option<OperatorRecord>, CreateError> {
+    let email = accounts::normalize_email(email)
+        .map_err(|p| CreateError::Invalid(p.detail.unwrap_or_default()))?;
+    let hash = password::hash(password)
+        .await
+        .map_err(|e| CreateError::Invalid(e.to_string()))?;
+    let now = now_ms();
+    let op = OperatorRecord {
+        id: format!("op_{}", uuid::Uuid::now_v7().simple()),
+        email,
+        password_hash: hash,
+        role,
+        disabled: false,
+        created_at_ms: now,
+        updated_at_ms: now,
+    };
+    let audit = AuditEntry {
+        at_ms: now,
+        actor: actor.to_owned(),
+        action: "operator.create".into(),
+        target: op.id.clone(),
+        before: None,
+        after: Some(accounts::audit_json(&op)),
+    };
+    Ok(store.create_operator(&op, &audit).await?.then_some(op))
+}
+
+/// Why [`create_operator`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// The email or password is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    /// The repository failed.
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+/// The operators service's row in the module table: `--target operators`, port 8084.
+pub static MODULE: Definition<OperatorsArgs> = Definition {
+    name: "operators",
+    port: 8084,
+    groups: &[],
+    openapi: |_| ApiDoc::openapi(),
+    check: |args| args.config().map(drop),
+    build: |ctx, args| Box::pin(build(ctx, args)),
+};
+
+async fn build(ctx: &Context, args: OperatorsArgs) -> Result<Service, BuildError> {
+    let config = args.config()?;
+    let sessions = ctx.ports.get::<dyn Sessions>().await?;
+    let state = OperatorsState {
+        config: Arc::new(config),
+        auth: OperatorAuth {
+            sessions: sessions.clone(),
+        },
+        operators: ctx.ports.get::<dyn OperatorStore>().await?,
+        sessions,
+        audit: ctx.ports.get::<dyn AuditLog>().await?,
+        keys: ctx.ports.get::<dyn ApiKeyStore>().await?,
+        attempts: ctx.ports.get::<dyn Attempts>().await?,
+    };
+    if let Some((email, password)) = args.bootstrap()? {
+        bootstrap_admin(state.operators.as_ref(), &email, password).await?;
+    }
+    Ok(Service::routes(router(state)))
+}
+
+/// Creates the first admin if no operator exists yet.
+async fn bootstrap_admin(
+    store: &dyn OperatorStore,
+    email: &str,
+    password: String,
+) -> Result<(), BuildError> {
+    if store.operator_count().await? > 0 {
+        return Ok(());
+    }
+    match create_operator(store, email, password, Role::Admin, "bootstrap").await {
+        Ok(Some(op)) => tracing::info!(operator = %op.id, email = %op.email, "first admin created"),
+        // Another replica created it first.
+        Ok(None) => {}
+        Err(CreateError::Invalid(reason)) => {
+            return Err(ConfigError::new("ADMIN_EMAIL", reason).into())
+        }
+        Err(CreateError::Port(e)) => return Err(e.into()),
+    }
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! `POST /auth/login`, `POST /auth/logout`, `GET /auth/me`.
+//!
+//! A login answers an opaque token (32 random bytes, hex) that only its SHA-256 is stored of.
+//! Attempts are limited per client address (every attempt) and per account (failures).
+
+use liveops_http::responses::{
+    BadRequest, Forbidden, TooLarge, TooManyRequests, Unauthenticated, Unavailable,
+};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use liveops_core::now_ms;
+use liveops_http::{header, rfc3339, token_hash, Json, Operator, Problem};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::accounts::{normalize_email, OperatorView};
+use crate::{password, OperatorsState, ACCOUNT_WINDOW, ADDRESS_WINDOW};
+
+/// The body of `POST /auth/login`.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LoginRequest {
+    /// The operator's email.
+    #[schema(min_length = 3, max_length = 254)]
+    email: String,
+    /// Their password.
+    #[schema(min_length = 1, max_length = 256)]
+    password: String,
+}
+
+/// A session: the bearer token and when it expires.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct LoginAnswer {
+    /// Send as `Authorization: Bearer <token>`.
+    token: String,
+    /// When the token stops working (RFC 3339).
+    expires_at: String,
+    /// Who is signed in.
+    operator: OperatorView,
+}
+
+/// The client's address: the peer's, or the one `TRUSTED_PROXIES` proxies forwarded.
+pub(crate) struct ClientAddr(pub(crate) String);
+
+impl FromRequestParts<OperatorsState> for ClientAddr {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &OperatorsState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(a)| a.ip().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let hops = state.config.trusted_proxies as usize;
+        if hops == 0 {
+            return Ok(Self(peer));
+        }
+        // The entry each trusted proxy appended is at the end; the one before them is the
+        // client as the outermost trusted proxy saw it.
+        let forwarded = header(&parts.headers, "x-forwarded-for").unwrap_or_default();
+        let entries: Vec<&str> = forwarded.split(',').map(str::trim).collect();
+        let client = entries
+            .len()
+            .checked_sub(hops)
+            .and_then(|i| entries.get(i))
+            .and_then(|e| e.parse::<IpAddr>().ok())
+            .map_or(peer, |ip| ip.to_string());
+        Ok(Self(client))
+    }
+}
+
+fn too_many(what: &str, window_s: u64) -> Problem {
+    Problem::too_many(
+        format!("too many login attempts {what}; wait and retry"),
+        window_s,
+    )
+}
+
+fn bad_login() -> Problem {
+    Problem::new(
+        401,
+        "bad-login",
+        "Authentication failed",
+        "the email or the password is wrong",
+    )
+}
+
+/// Logs an operator in: an opaque bearer token valid for `SESSION_TTL_SEC` (12 h by default).
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    tag = "operators",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = LoginAnswer),
+        BadRequest,
+        (status = 401, description = "Wrong email or password", body = Problem, content_type = "application/problem+json"),
+        Forbidden,
+        TooLarge,
+        TooManyRequests,
+        Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all, fields(address = %addr.0))]
+pub(crate) async fn login(
+    State(state): State<OperatorsState>,
+    addr: ClientAddr,
+    Json(body): Json<LoginRequest>,
+) -> Result<Json<LoginAnswer>, Problem> {
+    let now = now_ms();
+    let cfg = &state.config;
+    let address_key = format!("login:address:{}", addr.0);
+    let tried = state
+        .attempts
+        .attempt(&address_key, now, ADDRESS_WINDOW)
+        .await?;
+    if tried > cfg.max_per_address {
+        metrics::counter!("operator_logins_total", "result" => "throttled").increment(1);
+        return Err(too_many("from this address", ADDRESS_WINDOW.as_secs()));
+    }
+    let email = normalize_email(&body.email).map_err(|_| bad_login())?;
+    let account_key = format!("login:account:{email}");
+    let failures = state
+        .attempts
+        .attempts(&account_key, now, ACCOUNT_WINDOW)
+        .await?;
+    if failures >= cfg.max_failures {
+        metrics::counter!("operator_logins_total", "result" => "throttled").increment(1);
+        return Err(too_many("on this account", ACCOUNT_WINDOW.as_secs()));
+    }
+    let op = state.operators.operator_by_email(&email).await?;
+    let matches =
+        password::verify(body.password, op.as_ref().map(|o| o.password_hash.clone())).await;
+    let op = match op {
+        Some(op) if matches => op,
+        _ => {
+            state
+                .attempts
+                .attempt(&account_key, now, ACCOUNT_WINDOW)
+                .await?;
+            metrics::counter!("operator_logins_total", "result" => "failed").increment(1);
+            tracing::info!("login failed");
+            return Err(bad_login());
+        }
+    };
+    if op.disabled {
+        metrics::counter!("operator_logins_total", "result" => "disabled").increment(1);
+        return Err(Problem::forbidden("this operator is disabled"));
+    }
+    state.attempts.forget_attempts(&account_key).await?;
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    let expires =
+        now.saturating_add(i64::try_from(cfg.session_ttl.as_millis()).unwrap_or(i64::MAX));
+    state
+        .sessions
+        .open_session(&token_hash(&token), &op.id, expires)
+        .await?;
+    metrics::counter!("operator_logins_total", "result" => "ok").increment(1);
+    tracing::info!(operator = %op.id, "operator signed in");
+    Ok(Json(LoginAnswer {
+        token,
+        expires_at: rfc3339(expires),
+        operator: OperatorView::from(&op),
+    }))
+}
+
+/// Closes the session of the token sent.
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    tag = "operators",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Signed out: the token no longer works"),
+        Unauthenticated,
+        Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all, fields(operator = %op.id))]
+pub(crate) async fn logout(
+    State(state): State<OperatorsState>,
+    op: Operator,
+) -> Result<StatusCode, Problem> {
+    state.sessions.close_session(&op.token_hash).await?;
+    tracing::info!("operator signed out");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Who the token belongs to.
+#[utoipa::path(
+    get,
+    path = "/auth/me",
+    tag = "operators",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The signed-in operator", body = OperatorView),
+        Unauthenticated,
+        Unavailable,
+    )
+)]
+pub(crate) async fn me(
+    State(state): State<OperatorsState>,
+    op: Operator,
+) -> Result<Json<OperatorView>, Problem> {
+    let record = state
+        .operators
+        .operator(&op.id)
+        .await?
+        .ok_or_else(|| Problem::not_found("this operator no longer exists"))?;
+    Ok(Json(OperatorView::from(&record)))
+}

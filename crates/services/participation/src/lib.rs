@@ -1,0 +1,144 @@
+//! The participation service: players enter live campaigns (signed requests from game servers,
+//! eligibility from the player's level), and when a campaign ends its winners are decided once:
+//! drawn by `liveops-draw-v1` (anyone can re-run it from what `GET /campaigns/{id}/draw`
+//! publishes) or ranked from the leaderboard window's snapshot of the campaign's period.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRef;
+use axum::routing::{get, post};
+use axum::Router;
+use clap::Args;
+use liveops_core::stores::{CampaignStore, EntryStore, OutcomeStore, PlayerXp, ScoreStore};
+use liveops_core::{Calendar, LevelCurve};
+use liveops_http::{body_limit, SignatureCheck};
+use liveops_module::{BuildError, ConfigError, Context, Definition, Service, Task};
+use utoipa::OpenApi;
+
+mod decide;
+mod routes;
+
+pub use decide::{decide_ended, run_decider, RANK_WAIT};
+pub use routes::{EntrantList, EntryRequest, EntryView};
+
+/// Largest request body on `POST /campaigns/{id}/entries`.
+const BODY_LIMIT: usize = 4 * 1024;
+
+/// Participation's settings.
+#[derive(Args, Clone, Debug)]
+pub struct ParticipationArgs {
+    /// How often ended campaigns are looked at for a draw or ranking, milliseconds.
+    #[arg(long, env = "DRAW_TICK_MS", default_value_t = 1000)]
+    pub draw_tick_ms: u64,
+}
+
+impl ParticipationArgs {
+    /// The decider's period, checked.
+    pub fn tick(&self) -> Result<Duration, ConfigError> {
+        if !(50..=60_000).contains(&self.draw_tick_ms) {
+            return Err(ConfigError::new(
+                "DRAW_TICK_MS",
+                "must be between 50 and 60000",
+            ));
+        }
+        Ok(Duration::from_millis(self.draw_tick_ms))
+    }
+}
+
+/// Participation's settings, checked.
+#[derive(Clone, Debug)]
+pub struct ParticipationConfig {
+    /// Seasons and periods.
+    pub calendar: Calendar,
+    /// XP per level.
+    pub curve: LevelCurve,
+    /// How often ended campaigns are decided.
+    pub tick: Duration,
+}
+
+/// What participation's handlers and decider share.
+#[derive(Clone)]
+pub struct ParticipationState {
+    /// Settings.
+    pub config: Arc<ParticipationConfig>,
+    /// Keys and clock tolerance for signed entries.
+    pub signatures: SignatureCheck,
+    /// Campaigns (read, and their seeds).
+    pub campaigns: Arc<dyn CampaignStore>,
+    /// Entries.
+    pub entries: Arc<dyn EntryStore>,
+    /// Draws and rankings.
+    pub outcomes: Arc<dyn OutcomeStore>,
+    /// Players' XP (eligibility).
+    pub xp: Arc<dyn PlayerXp>,
+    /// Leaderboard snapshots (rank rewards).
+    pub scores: Arc<dyn ScoreStore>,
+}
+
+impl FromRef<ParticipationState> for SignatureCheck {
+    fn from_ref(state: &ParticipationState) -> Self {
+        state.signatures.clone()
+    }
+}
+
+/// Participation's routes.
+pub fn router(state: ParticipationState) -> Router {
+    let entries = Router::new().route("/campaigns/{id}/entries", post(routes::enter));
+    body_limit(entries, BODY_LIMIT)
+        .route("/campaigns/{id}/entrants", get(routes::entrants))
+        .route("/campaigns/{id}/draw", get(routes::draw))
+        .with_state(state)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(routes::enter, routes::entrants, routes::draw),
+    components(schemas(
+        EntryRequest,
+        EntryView,
+        EntrantList,
+        liveops_core::draw::PublishedDraw,
+        liveops_http::Problem,
+    )),
+    tags((name = "participation", description = "Campaign entries and provably fair draws"))
+)]
+struct ApiDoc;
+
+/// Participation's row in the module table: `--target participation`, port 8086.
+pub static MODULE: Definition<ParticipationArgs> = Definition {
+    name: "participation",
+    port: 8086,
+    groups: &[],
+    openapi: |_| ApiDoc::openapi(),
+    check: |args| args.tick().map(drop),
+    build: |ctx, args| Box::pin(build(ctx, args)),
+};
+
+async fn build(ctx: &Context, args: ParticipationArgs) -> Result<Service, BuildError> {
+    let tick = args.tick()?;
+    let state = ParticipationState {
+        config: Arc::new(ParticipationConfig {
+            calendar: ctx.shared.calendar.clone(),
+            curve: ctx.shared.level_curve.clone(),
+            tick,
+        }),
+        signatures: SignatureCheck {
+            keys: ctx.signing_keys().await,
+            tolerance_s: ctx.shared.signature_tolerance_s,
+        },
+        campaigns: ctx.ports.get::<dyn CampaignStore>().await?,
+        entries: ctx.ports.get::<dyn EntryStore>().await?,
+        outcomes: ctx.ports.get::<dyn OutcomeStore>().await?,
+        xp: ctx.ports.get::<dyn PlayerXp>().await?,
+        scores: ctx.ports.get::<dyn ScoreStore>().await?,
+    };
+    let decider = state.clone();
+    Ok(Service {
+        router: router(state),
+        tasks: vec![Task::new("campaign decider", move |stop| {
+            run_decider(decider, stop)
+        })],
+        readiness: None,
+    })
+}

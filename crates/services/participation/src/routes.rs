@@ -1,0 +1,260 @@
+//! `POST /campaigns/{id}/entries` (signed), `GET /campaigns/{id}/entrants`,
+//! `GET /campaigns/{id}/draw`.
+//!
+//! An entry is `201` the first time, and `200` with the same entry when the very same signed
+//! request comes again (a game server's retry). Another request for a player who already entered
+//! in the current slot (the campaign, or the UTC day for `daily`) is `409 entry-limit-reached`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use liveops_core::draw::{self, PublishedDraw, ALGORITHM};
+use liveops_core::stores::{Campaign, CampaignState, Entered, Entry, Reward};
+use liveops_core::PlayerId;
+use liveops_http::responses::{BadRequest, NotFound, TooLarge, Unauthorized, Unavailable};
+use liveops_http::{parse_json, rfc3339, IdPath, Json, Problem, SignatureHeaders, Signed};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::ParticipationState;
+
+/// The body of `POST /campaigns/{id}/entries`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EntryRequest {
+    /// Who enters.
+    #[schema(pattern = "^[A-Za-z0-9_]{3,50}$", min_length = 3, max_length = 50)]
+    pub player_id: String,
+}
+
+/// An entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EntryView {
+    /// Its id.
+    pub entry_id: String,
+    /// Which campaign.
+    pub campaign_id: String,
+    /// Who entered.
+    pub player_id: String,
+    /// The slot it counts in: `once`, or the UTC day.
+    pub slot: String,
+    /// When (RFC 3339).
+    pub entered_at: String,
+}
+
+impl From<Entry> for EntryView {
+    fn from(e: Entry) -> Self {
+        Self {
+            entry_id: e.entry_id,
+            campaign_id: e.campaign_id,
+            player_id: e.player_id,
+            slot: e.slot,
+            entered_at: rfc3339(e.entered_at_ms),
+        }
+    }
+}
+
+/// Who entered a campaign.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EntrantList {
+    /// Which campaign.
+    pub campaign_id: String,
+    /// How many distinct players.
+    pub count: usize,
+    /// The distinct players, sorted by bytes (the draw's `entrants`).
+    pub entrants: Vec<String>,
+}
+
+async fn load(state: &ParticipationState, id: &str) -> Result<Campaign, Problem> {
+    state
+        .campaigns
+        .campaign(id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no campaign {id:?}")))
+}
+
+fn not_live(id: &str, state: Option<CampaignState>) -> Problem {
+    let state = state.map_or("unknown", CampaignState::as_str);
+    Problem::conflict(
+        "campaign-not-live",
+        format!("campaign {id} is {state}: it takes entries only while live"),
+    )
+}
+
+/// Enters a player into a live campaign, signed like events.
+#[utoipa::path(
+    post,
+    path = "/campaigns/{id}/entries",
+    tag = "participation",
+    params(IdPath, SignatureHeaders),
+    request_body = EntryRequest,
+    responses(
+        (status = 201, description = "Entered", body = EntryView),
+        (status = 200, description = "The same signed request again: the entry it made", body = EntryView),
+        BadRequest,
+        Unauthorized,
+        NotFound,
+        (status = 409, description = "Not live (`campaign-not-live`), the player's level is too low (`not-eligible`), or they entered in this slot already (`entry-limit-reached`)", body = Problem, content_type = "application/problem+json"),
+        TooLarge,
+        Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all, fields(campaign = %id, player))]
+pub(crate) async fn enter(
+    State(state): State<ParticipationState>,
+    IdPath(id): IdPath,
+    signed: Signed,
+) -> Result<(StatusCode, Json<EntryView>), Problem> {
+    let body: EntryRequest = parse_json(&signed.body)?;
+    let player = PlayerId::parse(&body.player_id).map_err(|r| Problem::invalid("playerId", r))?;
+    tracing::Span::current().record("player", player.as_str());
+    let sig = signed.signature.0;
+    let now = signed.at_ms;
+
+    // A signature makes one entry: the very same request again (a retry) gets it back; sent to
+    // another campaign (a replay), it is refused.
+    if let Some(e) = state.entries.entry_by_request(&sig).await? {
+        if e.campaign_id == id {
+            return Ok((StatusCode::OK, Json(EntryView::from(e))));
+        }
+        return Err(Problem::unauthorized(
+            "this signed request was already used for another campaign",
+        ));
+    }
+    let campaign = load(&state, &id).await?;
+    if campaign.state != CampaignState::Live {
+        return Err(not_live(&id, Some(campaign.state)));
+    }
+    let cfg = &state.config;
+    let season = cfg
+        .calendar
+        .season_at(chrono::DateTime::from_timestamp_millis(now).unwrap_or_default());
+    let level = cfg
+        .curve
+        .level(state.xp.season_xp(player.as_str(), season).await?);
+    if level < campaign.min_level {
+        return Err(Problem::conflict(
+            "not-eligible",
+            format!(
+                "player {} is level {level}; this campaign needs level {}",
+                player.as_str(),
+                campaign.min_level
+            ),
+        ));
+    }
+    let entry = Entry {
+        entry_id: format!("ent_{}", uuid::Uuid::now_v7().simple()),
+        campaign_id: id.clone(),
+        player_id: player.as_str().to_owned(),
+        slot: campaign.entry_limit.slot(now),
+        entered_at_ms: now,
+        request_sig: sig.clone(),
+    };
+    match state.entries.enter(&entry).await? {
+        Entered::Created(e) => {
+            metrics::counter!("entries_total").increment(1);
+            tracing::info!(entry = %e.entry_id, "player entered");
+            Ok((StatusCode::CREATED, Json(EntryView::from(e))))
+        }
+        Entered::Existing(e) if e.request_sig == sig => {
+            Ok((StatusCode::OK, Json(EntryView::from(e))))
+        }
+        Entered::Existing(e) => Err(Problem::conflict(
+            "entry-limit-reached",
+            match campaign.entry_limit {
+                liveops_core::stores::EntryLimit::Once => {
+                    format!(
+                        "player entered this campaign already (entry {})",
+                        e.entry_id
+                    )
+                }
+                liveops_core::stores::EntryLimit::Daily => {
+                    format!("player entered today already (entry {})", e.entry_id)
+                }
+            },
+        )),
+        Entered::NotLive(s) => Err(not_live(&id, s)),
+    }
+}
+
+/// The distinct players who entered a campaign, sorted by bytes.
+#[utoipa::path(
+    get,
+    path = "/campaigns/{id}/entrants",
+    tag = "participation",
+    params(IdPath),
+    responses(
+        (status = 200, description = "The entrants", body = EntrantList),
+        BadRequest,
+        NotFound,
+        Unavailable,
+    )
+)]
+pub(crate) async fn entrants(
+    State(state): State<ParticipationState>,
+    IdPath(id): IdPath,
+) -> Result<Json<EntrantList>, Problem> {
+    load(&state, &id).await?;
+    let entrants = state.entries.entrants(&id).await?;
+    Ok(Json(EntrantList {
+        campaign_id: id,
+        count: entrants.len(),
+        entrants,
+    }))
+}
+
+/// A draw campaign's draw: the commitment from scheduling on; the entrants so far and their
+/// hash; the seed and the winners once drawn. Re-run it with `liveops verify-draw`.
+#[utoipa::path(
+    get,
+    path = "/campaigns/{id}/draw",
+    tag = "participation",
+    params(IdPath),
+    responses(
+        (status = 200, description = "The draw (seed and winners once drawn)", body = PublishedDraw),
+        BadRequest,
+        NotFound,
+        (status = 409, description = "A rank campaign, or a draft (no commitment yet)", body = Problem, content_type = "application/problem+json"),
+        Unavailable,
+    )
+)]
+pub(crate) async fn draw(
+    State(state): State<ParticipationState>,
+    IdPath(id): IdPath,
+) -> Result<Json<PublishedDraw>, Problem> {
+    let campaign = load(&state, &id).await?;
+    let Reward::Draw { winners, .. } = campaign.reward else {
+        return Err(Problem::conflict(
+            "not-a-draw",
+            "a rank campaign: its winners come from the leaderboard",
+        ));
+    };
+    let Some(commitment) = campaign.commitment.clone() else {
+        return Err(Problem::conflict(
+            "not-scheduled",
+            "a draft has no commitment yet: schedule it first",
+        ));
+    };
+    if let Some(o) = state.outcomes.outcome(&id).await? {
+        return Ok(Json(PublishedDraw {
+            algorithm: o.algorithm,
+            commitment: o.commitment.unwrap_or(commitment),
+            entrants_hash: o.entrants_hash,
+            entrants: o.entrants,
+            seed: o.seed,
+            winner_count: o.winner_count,
+            winners: Some(o.awards.into_iter().map(|a| a.player_id).collect()),
+        }));
+    }
+    let entrants = state.entries.entrants(&id).await?;
+    Ok(Json(PublishedDraw {
+        algorithm: ALGORITHM.into(),
+        commitment,
+        entrants_hash: draw::entrants_hash(&entrants),
+        entrants,
+        seed: None,
+        winner_count: Some(winners),
+        winners: None,
+    }))
+}

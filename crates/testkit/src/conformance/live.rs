@@ -1,0 +1,945 @@
+//! The live-event store traits' contract (operators, sessions, audit, API keys, campaigns,
+//! entries, outcomes, the XP read, inbox, webhooks), as a suite any backend can run:
+//! `run_all(&repo).await` on a migrated repository.
+//!
+//! Ids carry a random suffix, so runs can share a database. The outbox and the delivery queue
+//! are shared by every run: checks look only at their own campaign's rows.
+
+use std::sync::Arc;
+
+use liveops_core::ports::{Health, PortResult};
+use liveops_core::stores::{
+    ActiveKeys, ApiKeyInfo, ApiKeyStore, Attempt, AuditEntry, AuditLog, Award, Campaign,
+    CampaignEvent, CampaignState, CampaignStore, ClaimOutcome, Delivery, DeliveryState, Entered,
+    Entry, EntryLimit, EntryStore, InboxClaim, InboxMessage, InboxStore, OperatorRecord,
+    OperatorStore, Outcome, OutcomeStore, PlayerXp, ProgressCommit, ProgressStore, Reward, Role,
+    Sessions, Webhook, WebhookStore, XpGain,
+};
+use liveops_core::{now_ms, Receipt};
+
+/// An adapter serving every live-event store trait (and progression's, for the XP read).
+pub trait LiveStores:
+    OperatorStore
+    + Sessions
+    + AuditLog
+    + ApiKeyStore
+    + ActiveKeys
+    + CampaignStore
+    + EntryStore
+    + OutcomeStore
+    + PlayerXp
+    + ProgressStore
+    + InboxStore
+    + WebhookStore
+    + Health
+{
+}
+
+impl<T> LiveStores for T where
+    T: OperatorStore
+        + Sessions
+        + AuditLog
+        + ApiKeyStore
+        + ActiveKeys
+        + CampaignStore
+        + EntryStore
+        + OutcomeStore
+        + PlayerXp
+        + ProgressStore
+        + InboxStore
+        + WebhookStore
+        + Health
+{
+}
+
+/// Runs every check of the suite.
+pub async fn run_all<S: LiveStores + 'static>(repo: Arc<S>) {
+    let r: &S = repo.as_ref();
+    operators_are_unique_by_email_and_change_once(r).await;
+    sessions_follow_their_operator(r).await;
+    api_keys_are_listed_without_secrets_and_revoked_once(r).await;
+    campaigns_move_once_with_their_event(r).await;
+    due_lists_what_the_scheduler_must_move(r).await;
+    entries_need_a_live_campaign_and_one_per_slot(r).await;
+    outcomes_are_recorded_once(r).await;
+    season_xp_reads_progression(r).await;
+    settlement_writes_one_message_per_winner(r).await;
+    claims_issue_one_set_of_receipts(r).await;
+    webhook_deliveries_are_queued_once_and_leased_once(r).await;
+    concurrent_writers_agree(repo).await;
+}
+
+fn ok<T>(result: PortResult<T>, what: &str) -> T {
+    match result {
+        Ok(v) => v,
+        Err(e) => panic!("{what}: {e}"),
+    }
+}
+
+/// A suffix unique to this run.
+fn suffix() -> String {
+    format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
+}
+
+fn audit(action: &str, target: &str) -> AuditEntry {
+    AuditEntry {
+        at_ms: now_ms(),
+        actor: "conformance@example.com".into(),
+        action: action.into(),
+        target: target.into(),
+        before: None,
+        after: Some(format!("{{\"id\":\"{target}\"}}")),
+    }
+}
+
+fn operator(email: &str, role: Role) -> OperatorRecord {
+    let now = now_ms();
+    OperatorRecord {
+        id: format!("op_{}", suffix()),
+        email: email.into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        role,
+        disabled: false,
+        created_at_ms: now,
+        updated_at_ms: now,
+    }
+}
+
+/// A draft draw campaign that started a minute ago and ends in an hour.
+pub fn campaign(tag: &str) -> Campaign {
+    let now = now_ms();
+    Campaign {
+        id: format!("cmp_{tag}_{}", suffix()),
+        title: format!("Campaign {tag}"),
+        description: "A conformance campaign".into(),
+        starts_at_ms: now - 60_000,
+        ends_at_ms: now + 3_600_000,
+        min_level: 1,
+        entry_limit: EntryLimit::Once,
+        reward: Reward::Draw {
+            winners: 2,
+            item: "gold_chest".into(),
+        },
+        state: CampaignState::Draft,
+        seed: None,
+        commitment: None,
+        created_by: "conformance@example.com".into(),
+        created_at_ms: now,
+        updated_at_ms: now,
+    }
+}
+
+/// Creates `c` and moves it to live.
+async fn live(repo: &dyn LiveStores, c: &Campaign) {
+    ok(
+        repo.create_campaign(c, &audit("campaign.create", &c.id))
+            .await,
+        "create_campaign",
+    );
+    for (from, to) in [
+        (CampaignState::Draft, CampaignState::Scheduled),
+        (CampaignState::Scheduled, CampaignState::Live),
+    ] {
+        assert!(ok(repo.advance(&c.id, from, to, None).await, "advance"));
+    }
+}
+
+/// An entry whose request signature is unique to this run (`tag` tells them apart).
+fn entry(campaign_id: &str, player: &str, slot: &str, tag: &str) -> Entry {
+    Entry {
+        entry_id: format!("ent_{}", suffix()),
+        campaign_id: campaign_id.into(),
+        player_id: player.into(),
+        slot: slot.into(),
+        entered_at_ms: now_ms(),
+        request_sig: format!("sha256={tag}_{}", suffix()),
+    }
+}
+
+fn message(player: Option<&str>, campaign: Option<&str>, expires_in_ms: i64) -> InboxMessage {
+    let now = now_ms();
+    InboxMessage {
+        message_id: format!("msg_{}", suffix()),
+        player_id: player.map(str::to_owned),
+        campaign_id: campaign.map(str::to_owned),
+        title: "You won".into(),
+        body: "Your prize".into(),
+        attachments: vec!["gold_chest".into()],
+        created_at_ms: now,
+        expires_at_ms: now + expires_in_ms,
+    }
+}
+
+fn claim(m: &InboxMessage, player: &str, tag: &str) -> InboxClaim {
+    InboxClaim {
+        message_id: m.message_id.clone(),
+        player_id: player.into(),
+        claimed_at_ms: now_ms(),
+        receipts: vec![Receipt {
+            receipt_id: format!("rcp_{tag}"),
+            player_id: player.into(),
+            item: "gold_chest".into(),
+            timestamp: 1,
+            sig: format!("sig{tag}"),
+        }],
+        request_sig: format!("sha256={tag}_{}", suffix()),
+    }
+}
+
+/// Emails are unique; a change applies only against the version it was made from; every change
+/// leaves an audit entry.
+pub async fn operators_are_unique_by_email_and_change_once(repo: &dyn LiveStores) {
+    let email = format!("admin_{}@example.com", suffix());
+    let first = operator(&email, Role::Admin);
+    let before = ok(repo.operator_count().await, "operator_count");
+    assert!(ok(
+        repo.create_operator(&first, &audit("operator.create", &first.id))
+            .await,
+        "create_operator"
+    ));
+    let twin = operator(&email, Role::Viewer);
+    assert!(
+        !ok(
+            repo.create_operator(&twin, &audit("operator.create", &twin.id))
+                .await,
+            "create_operator"
+        ),
+        "the email is taken"
+    );
+    assert_eq!(
+        ok(repo.operator_count().await, "operator_count"),
+        before + 1
+    );
+    assert!(ok(repo.any_operator().await, "any_operator"));
+    let found = ok(repo.operator_by_email(&email).await, "operator_by_email");
+    assert_eq!(found.as_ref(), Some(&first));
+    assert_eq!(ok(repo.operator(&first.id).await, "operator"), found);
+    assert!(ok(repo.operators().await, "operators").contains(&first));
+
+    let mut after = first.clone();
+    after.role = Role::Operator;
+    after.updated_at_ms = first.updated_at_ms + 1;
+    let change = audit("operator.update", &first.id);
+    assert!(ok(
+        repo.update_operator(&first, &after, &change).await,
+        "update_operator"
+    ));
+    assert!(
+        !ok(
+            repo.update_operator(&first, &after, &change).await,
+            "update_operator"
+        ),
+        "a change against a stale version is refused"
+    );
+    assert_eq!(
+        ok(repo.operator(&first.id).await, "operator").map(|o| o.role),
+        Some(Role::Operator)
+    );
+    let log = ok(repo.audit(500).await, "audit");
+    let mine: Vec<&str> = log
+        .iter()
+        .filter(|e| e.target == first.id)
+        .map(|e| e.action.as_str())
+        .collect();
+    assert_eq!(mine, ["operator.update", "operator.create"], "newest first");
+    ok(
+        repo.record(&audit("player.unblock", &first.id)).await,
+        "record",
+    );
+    assert_eq!(
+        ok(repo.audit(1).await, "audit")[0].action,
+        "player.unblock",
+        "the latest entry first"
+    );
+}
+
+/// A session reads back with its operator's role and state; disabling an operator closes their
+/// sessions; logout closes one.
+pub async fn sessions_follow_their_operator(repo: &dyn LiveStores) {
+    let op = operator(&format!("ops_{}@example.com", suffix()), Role::Operator);
+    ok(
+        repo.create_operator(&op, &audit("operator.create", &op.id))
+            .await,
+        "create_operator",
+    );
+    let (a, b) = (format!("{:064x}", 1), format!("{}{:052x}", suffix(), 2));
+    let expires = now_ms() + 3_600_000;
+    for t in [&a, &b] {
+        ok(repo.open_session(t, &op.id, expires).await, "open_session");
+    }
+    let s = ok(repo.session(&b).await, "session").expect("open");
+    assert_eq!(
+        (s.operator_id.as_str(), s.role, s.disabled, s.expires_at_ms),
+        (op.id.as_str(), Role::Operator, false, expires)
+    );
+    assert_eq!(s.email, op.email);
+    ok(repo.close_session(&a).await, "close_session");
+    assert_eq!(ok(repo.session(&a).await, "session"), None);
+
+    let mut disabled = op.clone();
+    disabled.disabled = true;
+    disabled.updated_at_ms += 1;
+    assert!(ok(
+        repo.update_operator(&op, &disabled, &audit("operator.disable", &op.id))
+            .await,
+        "update_operator"
+    ));
+    assert_eq!(
+        ok(repo.session(&b).await, "session"),
+        None,
+        "disabling closes every session"
+    );
+}
+
+/// Keys list without secrets, newest first; active keys carry the secret; a revoked key is
+/// gone from the active ones, and revoking again finds nothing.
+pub async fn api_keys_are_listed_without_secrets_and_revoked_once(repo: &dyn LiveStores) {
+    let key = ApiKeyInfo {
+        key_id: format!("ak_{}", suffix()),
+        name: "game server eu-1".into(),
+        created_by: "admin@example.com".into(),
+        created_at_ms: now_ms(),
+        revoked_at_ms: None,
+    };
+    let secret = format!("{}{}", suffix(), "s".repeat(40));
+    ok(
+        repo.create_api_key(&key, &secret, &audit("api_key.create", &key.key_id))
+            .await,
+        "create_api_key",
+    );
+    assert!(ok(repo.api_keys().await, "api_keys").contains(&key));
+    let active = ok(repo.active_api_keys().await, "active_api_keys");
+    assert!(active.contains(&(key.key_id.clone(), secret.clone().into_bytes())));
+    let revoked = ok(
+        repo.revoke_api_key(&key.key_id, &audit("api_key.revoke", &key.key_id))
+            .await,
+        "revoke_api_key",
+    )
+    .expect("revoked");
+    assert!(revoked.revoked_at_ms.is_some());
+    assert!(!ok(repo.active_api_keys().await, "active_api_keys")
+        .iter()
+        .any(|(k, _)| *k == key.key_id));
+    assert_eq!(
+        ok(
+            repo.revoke_api_key(&key.key_id, &audit("api_key.revoke", &key.key_id))
+                .await,
+            "revoke_api_key"
+        ),
+        None
+    );
+}
+
+fn event(kind: &str, campaign_id: &str) -> CampaignEvent {
+    CampaignEvent {
+        kind: kind.into(),
+        campaign_id: campaign_id.into(),
+        at_ms: now_ms(),
+        data: format!("{{\"campaignId\":\"{campaign_id}\"}}"),
+    }
+}
+
+/// A campaign reads back as written; an update applies against its version only; a state moves
+/// once from the state it is in, with its outbox event.
+pub async fn campaigns_move_once_with_their_event(repo: &dyn LiveStores) {
+    let c = campaign("moves");
+    ok(
+        repo.create_campaign(&c, &audit("campaign.create", &c.id))
+            .await,
+        "create_campaign",
+    );
+    assert_eq!(
+        ok(repo.campaign(&c.id).await, "campaign").as_ref(),
+        Some(&c)
+    );
+    assert_eq!(ok(repo.campaign("cmp_nope").await, "campaign"), None);
+    let drafts = ok(
+        repo.campaigns(Some(CampaignState::Draft), 1000).await,
+        "campaigns",
+    );
+    assert!(drafts.iter().any(|d| d.id == c.id));
+
+    let mut next = c.clone();
+    next.title = "Renamed".into();
+    next.reward = Reward::Rank {
+        window: liveops_core::Window::Weekly,
+        tiers: vec![liveops_core::stores::Tier {
+            from_rank: 1,
+            to_rank: 3,
+            item: "crown".into(),
+        }],
+    };
+    next.updated_at_ms += 1;
+    let change = audit("campaign.update", &c.id);
+    assert!(ok(
+        repo.update_campaign(&c, &next, &change).await,
+        "update_campaign"
+    ));
+    assert!(!ok(
+        repo.update_campaign(&c, &next, &change).await,
+        "update_campaign"
+    ));
+    assert_eq!(
+        ok(repo.campaign(&c.id).await, "campaign"),
+        Some(next.clone())
+    );
+
+    let e = event("campaign.live", &c.id);
+    assert!(
+        !ok(
+            repo.advance(
+                &c.id,
+                CampaignState::Scheduled,
+                CampaignState::Live,
+                Some(&e)
+            )
+            .await,
+            "advance"
+        ),
+        "not in that state"
+    );
+    assert!(ok(
+        repo.advance(&c.id, CampaignState::Draft, CampaignState::Scheduled, None)
+            .await,
+        "advance"
+    ));
+    assert!(ok(
+        repo.advance(
+            &c.id,
+            CampaignState::Scheduled,
+            CampaignState::Live,
+            Some(&e)
+        )
+        .await,
+        "advance"
+    ));
+    assert!(!ok(
+        repo.advance(
+            &c.id,
+            CampaignState::Scheduled,
+            CampaignState::Live,
+            Some(&e)
+        )
+        .await,
+        "advance"
+    ));
+    let events = ok(repo.undelivered_events(10_000).await, "undelivered_events");
+    let mine: Vec<&CampaignEvent> = events
+        .iter()
+        .map(|(_, e)| e)
+        .filter(|e| e.campaign_id == c.id)
+        .collect();
+    assert_eq!(mine, [&e], "one event, from the move that happened");
+}
+
+/// `due` lists scheduled campaigns past their start and live ones past their end, not others.
+pub async fn due_lists_what_the_scheduler_must_move(repo: &dyn LiveStores) {
+    let now = now_ms();
+    let mut starting = campaign("starting");
+    starting.starts_at_ms = now - 1000;
+    let mut later = campaign("later");
+    later.starts_at_ms = now + 60_000;
+    let mut ending = campaign("ending");
+    ending.ends_at_ms = now - 1;
+    for c in [&starting, &later] {
+        ok(
+            repo.create_campaign(c, &audit("campaign.create", &c.id))
+                .await,
+            "create_campaign",
+        );
+        assert!(ok(
+            repo.advance(&c.id, CampaignState::Draft, CampaignState::Scheduled, None)
+                .await,
+            "advance"
+        ));
+    }
+    live(repo, &ending).await;
+    let due: Vec<String> = ok(repo.due(now, 10_000).await, "due")
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert!(
+        due.contains(&starting.id) && due.contains(&ending.id),
+        "{due:?}"
+    );
+    assert!(!due.contains(&later.id));
+}
+
+/// Entries need a live campaign; one per player and slot (the first stands); entrants are
+/// distinct and sorted by bytes.
+pub async fn entries_need_a_live_campaign_and_one_per_slot(repo: &dyn LiveStores) {
+    let c = campaign("entries");
+    ok(
+        repo.create_campaign(&c, &audit("campaign.create", &c.id))
+            .await,
+        "create_campaign",
+    );
+    let e = entry(&c.id, "player_b", "once", "aa");
+    assert_eq!(
+        ok(repo.enter(&e).await, "enter"),
+        Entered::NotLive(Some(CampaignState::Draft))
+    );
+    assert_eq!(
+        ok(
+            repo.enter(&entry("cmp_missing", "p", "once", "s")).await,
+            "enter"
+        ),
+        Entered::NotLive(None)
+    );
+    assert!(ok(
+        repo.advance(&c.id, CampaignState::Draft, CampaignState::Scheduled, None)
+            .await,
+        "advance"
+    ));
+    assert!(ok(
+        repo.advance(&c.id, CampaignState::Scheduled, CampaignState::Live, None)
+            .await,
+        "advance"
+    ));
+    assert_eq!(
+        ok(repo.enter(&e).await, "enter"),
+        Entered::Created(e.clone())
+    );
+    let again = entry(&c.id, "player_b", "once", "bb");
+    assert_eq!(
+        ok(repo.enter(&again).await, "enter"),
+        Entered::Existing(e.clone()),
+        "the first entry of the slot stands"
+    );
+    let next_day = entry(&c.id, "player_b", "2026-12-03", "cc");
+    assert!(matches!(
+        ok(repo.enter(&next_day).await, "enter"),
+        Entered::Created(_)
+    ));
+    for p in ["player_a", "Player_z", "player_c"] {
+        let e = entry(&c.id, p, "once", p);
+        assert!(matches!(
+            ok(repo.enter(&e).await, "enter"),
+            Entered::Created(_)
+        ));
+    }
+    assert_eq!(
+        ok(repo.entrants(&c.id).await, "entrants"),
+        ["Player_z", "player_a", "player_b", "player_c"]
+    );
+    assert_eq!(
+        ok(
+            repo.entry_by_request(&e.request_sig).await,
+            "entry_by_request"
+        ),
+        Some(e.clone())
+    );
+    assert_eq!(
+        ok(
+            repo.entry_by_request("sha256=never").await,
+            "entry_by_request"
+        ),
+        None
+    );
+
+    let mine = ok(
+        repo.entries_of("player_b", &[c.id.clone(), "cmp_other".into()])
+            .await,
+        "entries_of",
+    );
+    assert_eq!(mine.len(), 2);
+    assert!(ok(
+        repo.advance(&c.id, CampaignState::Live, CampaignState::Ended, None)
+            .await,
+        "advance"
+    ));
+    assert_eq!(
+        ok(
+            repo.enter(&entry(&c.id, "player_d", "once", "s")).await,
+            "enter"
+        ),
+        Entered::NotLive(Some(CampaignState::Ended))
+    );
+}
+
+fn outcome(campaign_id: &str, winners: &[&str]) -> Outcome {
+    Outcome {
+        campaign_id: campaign_id.into(),
+        algorithm: "liveops-draw-v1".into(),
+        entrants: vec!["a".into(), "b".into(), "c".into()],
+        entrants_hash: "ab".repeat(32),
+        seed: Some("cd".repeat(32)),
+        commitment: Some("ef".repeat(32)),
+        winner_count: Some(2),
+        source: None,
+        awards: winners
+            .iter()
+            .enumerate()
+            .map(|(i, w)| Award {
+                player_id: (*w).into(),
+                item: "gold_chest".into(),
+                rank: i as u32 + 1,
+            })
+            .collect(),
+        decided_at_ms: now_ms(),
+    }
+}
+
+/// The first outcome recorded stands; its event is written once.
+pub async fn outcomes_are_recorded_once(repo: &dyn LiveStores) {
+    let c = campaign("outcome");
+    live(repo, &c).await;
+    assert_eq!(ok(repo.outcome(&c.id).await, "outcome"), None);
+    let first = outcome(&c.id, &["b", "a"]);
+    let e = event("draw.completed", &c.id);
+    assert_eq!(
+        ok(
+            repo.record_outcome(&first, Some(&e)).await,
+            "record_outcome"
+        ),
+        first
+    );
+    let mut other = outcome(&c.id, &["c"]);
+    other.source = Some("weekly 2026-W49".into());
+    assert_eq!(
+        ok(
+            repo.record_outcome(&other, Some(&e)).await,
+            "record_outcome"
+        ),
+        first,
+        "the first outcome stands"
+    );
+    assert_eq!(ok(repo.outcome(&c.id).await, "outcome"), Some(first));
+    let events = ok(repo.undelivered_events(10_000).await, "undelivered_events");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|(_, ev)| ev.campaign_id == c.id && ev.kind == "draw.completed")
+            .count(),
+        1
+    );
+}
+
+/// The XP read sees what progression committed, per season.
+pub async fn season_xp_reads_progression(repo: &dyn LiveStores) {
+    let player = format!("xp_{}", suffix());
+    assert_eq!(ok(repo.season_xp(&player, 3).await, "season_xp"), 0);
+    let commit = ProgressCommit {
+        event_ids: vec![uuid::Uuid::now_v7()],
+        xp: vec![XpGain {
+            player_id: player.clone(),
+            season: 3,
+            xp: 1200,
+            at_ms: now_ms(),
+        }],
+        ..Default::default()
+    };
+    ok(
+        repo.commit_progress(&format!("conformance_{}", suffix()), &commit)
+            .await,
+        "commit_progress",
+    );
+    assert_eq!(ok(repo.season_xp(&player, 3).await, "season_xp"), 1200);
+    assert_eq!(ok(repo.season_xp(&player, 4).await, "season_xp"), 0);
+}
+
+/// A winner is settled once: the second settlement writes nothing, and the inbox holds one
+/// message of the campaign; everyone's messages show in every inbox.
+pub async fn settlement_writes_one_message_per_winner(repo: &dyn LiveStores) {
+    let campaign_id = format!("cmp_settle_{}", suffix());
+    let player = format!("winner_{}", suffix());
+    let first = message(Some(&player), Some(&campaign_id), 3_600_000);
+    assert!(ok(
+        repo.settle(&campaign_id, &player, &first).await,
+        "settle"
+    ));
+    let retry = message(Some(&player), Some(&campaign_id), 3_600_000);
+    assert!(!ok(
+        repo.settle(&campaign_id, &player, &retry).await,
+        "settle"
+    ));
+    let broadcast = message(None, None, 3_600_000);
+    ok(
+        repo.send_messages(
+            std::slice::from_ref(&broadcast),
+            &audit("inbox.send", &broadcast.message_id),
+        )
+        .await,
+        "send_messages",
+    );
+    let inbox = ok(repo.inbox(&player, 1000).await, "inbox");
+    let of_campaign: Vec<&InboxMessage> = inbox
+        .iter()
+        .map(|(m, _)| m)
+        .filter(|m| m.campaign_id.as_deref() == Some(campaign_id.as_str()))
+        .collect();
+    assert_eq!(of_campaign, [&first]);
+    let someone_else = ok(
+        repo.inbox(&format!("other_{}", suffix()), 1000).await,
+        "inbox",
+    );
+    assert!(someone_else.iter().any(|(m, _)| m == &broadcast));
+    assert!(!someone_else.iter().any(|(m, _)| m == &first));
+}
+
+/// A claim issues its receipts once; a second claim gets the first one's; another player's
+/// message is not found; an expired one says when it expired.
+pub async fn claims_issue_one_set_of_receipts(repo: &dyn LiveStores) {
+    let player = format!("claimer_{}", suffix());
+    let m = message(Some(&player), None, 3_600_000);
+    let expired = message(Some(&player), None, -1);
+    ok(
+        repo.send_messages(&[m.clone(), expired.clone()], &audit("inbox.send", &player))
+            .await,
+        "send_messages",
+    );
+    let first = claim(&m, &player, "one");
+    let now = now_ms();
+    assert_eq!(
+        ok(repo.claim(&first, now).await, "claim"),
+        ClaimOutcome::Claimed(first.clone())
+    );
+    assert_eq!(
+        ok(repo.claim(&claim(&m, &player, "two"), now).await, "claim"),
+        ClaimOutcome::AlreadyClaimed(first.clone())
+    );
+    assert_eq!(
+        ok(
+            repo.claim(&claim(&m, "someone_else", "x"), now).await,
+            "claim"
+        ),
+        ClaimOutcome::NotFound
+    );
+    assert_eq!(
+        ok(
+            repo.claim(&claim(&expired, &player, "late"), now).await,
+            "claim"
+        ),
+        ClaimOutcome::Expired(expired.expires_at_ms)
+    );
+    assert_eq!(
+        ok(repo.claim_of(&player, &m.message_id).await, "claim_of"),
+        Some(first.clone())
+    );
+    assert_eq!(
+        ok(
+            repo.claim_by_request(&first.request_sig).await,
+            "claim_by_request"
+        ),
+        Some(first.clone())
+    );
+    assert_eq!(
+        ok(
+            repo.claim_by_request("sha256=never").await,
+            "claim_by_request"
+        ),
+        None
+    );
+    assert_eq!(
+        ok(repo.message(&player, &m.message_id).await, "message"),
+        Some(m.clone())
+    );
+    assert_eq!(
+        ok(repo.message("someone_else", &m.message_id).await, "message"),
+        None
+    );
+    let inbox = ok(repo.inbox(&player, 10).await, "inbox");
+    let claimed = inbox.iter().find(|(msg, _)| msg.message_id == m.message_id);
+    assert_eq!(claimed.map(|(_, c)| c.clone()), Some(Some(first)));
+}
+
+/// Events become deliveries once per webhook; a due delivery is leased by one caller; attempts
+/// read back with the delivery; deleting a webhook dead-letters what it had pending.
+pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveStores) {
+    let hook = Webhook {
+        id: format!("whk_{}", suffix()),
+        url: "https://hooks.example.com/liveops".into(),
+        events: vec!["campaign.live".into()],
+        secret: "whsec_0123456789abcdef".into(),
+        created_by: "ops@example.com".into(),
+        created_at_ms: now_ms(),
+    };
+    ok(
+        repo.create_webhook(&hook, &audit("webhook.create", &hook.id))
+            .await,
+        "create_webhook",
+    );
+    assert!(ok(repo.webhooks().await, "webhooks").contains(&hook));
+    let c = campaign("hooked");
+    live(repo, &c).await;
+    let e = event("campaign.live", &c.id);
+    ok(
+        repo.advance(&c.id, CampaignState::Live, CampaignState::Ended, Some(&e))
+            .await,
+        "advance",
+    );
+    let events = ok(repo.undelivered_events(10_000).await, "undelivered_events");
+    let (event_id, _) = events
+        .iter()
+        .find(|(_, ev)| ev.campaign_id == c.id)
+        .expect("the event is in the outbox");
+    let now = now_ms();
+    let delivery = Delivery {
+        id: format!("dlv_{}", suffix()),
+        webhook_id: hook.id.clone(),
+        event_id: *event_id,
+        kind: "campaign.live".into(),
+        body: "{}".into(),
+        state: DeliveryState::Pending,
+        attempts: 0,
+        next_attempt_at_ms: now - 1,
+        created_at_ms: now,
+    };
+    let twin = Delivery {
+        id: format!("dlv_{}", suffix()),
+        ..delivery.clone()
+    };
+    ok(
+        repo.enqueue(&[*event_id], std::slice::from_ref(&delivery))
+            .await,
+        "enqueue",
+    );
+    ok(repo.enqueue(&[*event_id], &[twin]).await, "enqueue");
+    assert!(
+        !ok(repo.undelivered_events(10_000).await, "undelivered_events")
+            .iter()
+            .any(|(id, _)| id == event_id)
+    );
+    let listed = ok(repo.deliveries(&hook.id, 10).await, "deliveries");
+    assert_eq!(listed.len(), 1, "one delivery per webhook and event");
+
+    let leased = ok(repo.lease_due(now, now + 30_000, 100).await, "lease_due");
+    let mine = leased
+        .iter()
+        .find(|d| d.delivery.id == delivery.id)
+        .expect("due and leased");
+    assert_eq!(
+        (mine.url.as_str(), mine.secret.as_str()),
+        (hook.url.as_str(), hook.secret.as_str())
+    );
+    assert!(
+        !ok(repo.lease_due(now, now + 30_000, 100).await, "lease_due")
+            .iter()
+            .any(|d| d.delivery.id == delivery.id),
+        "leased once"
+    );
+
+    let attempt = Attempt {
+        attempt: 1,
+        at_ms: now,
+        status: Some(500),
+        error: Some("HTTP 500".into()),
+        duration_ms: 12,
+    };
+    let mut tried = mine.delivery.clone();
+    tried.attempts = 1;
+    tried.next_attempt_at_ms = now + 1000;
+    ok(
+        repo.record_attempt(&tried, &attempt).await,
+        "record_attempt",
+    );
+    let listed = ok(repo.deliveries(&hook.id, 10).await, "deliveries");
+    assert_eq!(listed[0].0.attempts, 1);
+    assert_eq!(listed[0].1, [attempt]);
+
+    assert!(ok(
+        repo.delete_webhook(&hook.id, &audit("webhook.delete", &hook.id))
+            .await,
+        "delete_webhook"
+    ));
+    assert!(!ok(
+        repo.delete_webhook(&hook.id, &audit("webhook.delete", &hook.id))
+            .await,
+        "delete_webhook"
+    ));
+    assert!(!ok(repo.webhooks().await, "webhooks").contains(&hook));
+    assert_eq!(
+        ok(repo.deliveries(&hook.id, 10).await, "deliveries")[0]
+            .0
+            .state,
+        DeliveryState::Dead
+    );
+}
+
+/// Replicas racing: one state move, one entry per slot, one settlement, one claim win.
+pub async fn concurrent_writers_agree<S: LiveStores + 'static>(repo: Arc<S>) {
+    let c = campaign("race");
+    ok(
+        repo.create_campaign(&c, &audit("campaign.create", &c.id))
+            .await,
+        "create_campaign",
+    );
+    assert!(ok(
+        repo.advance(&c.id, CampaignState::Draft, CampaignState::Scheduled, None)
+            .await,
+        "advance"
+    ));
+    let moves: Vec<_> = (0..6)
+        .map(|_| {
+            let (repo, id) = (repo.clone(), c.id.clone());
+            tokio::spawn(async move {
+                repo.advance(&id, CampaignState::Scheduled, CampaignState::Live, None)
+                    .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for m in moves {
+        if ok(m.await.expect("join"), "advance") {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1, "one replica moves the campaign");
+
+    let enters: Vec<_> = (0..6)
+        .map(|i| {
+            let repo = repo.clone();
+            let e = entry(&c.id, "player_race", "once", &format!("r{i}"));
+            tokio::spawn(async move { repo.enter(&e).await })
+        })
+        .collect();
+    let mut created = 0;
+    for e in enters {
+        if matches!(ok(e.await.expect("join"), "enter"), Entered::Created(_)) {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 1, "one entry per slot");
+
+    let player = format!("race_{}", suffix());
+    let settles: Vec<_> = (0..6)
+        .map(|_| {
+            let (repo, c, p) = (repo.clone(), c.id.clone(), player.clone());
+            let m = message(Some(&player), Some(&c), 3_600_000);
+            tokio::spawn(async move { repo.settle(&c, &p, &m).await })
+        })
+        .collect();
+    let mut settled = 0;
+    for s in settles {
+        if ok(s.await.expect("join"), "settle") {
+            settled += 1;
+        }
+    }
+    assert_eq!(settled, 1, "one settlement per winner");
+    let inbox: Vec<InboxMessage> = ok(repo.inbox(&player, 1000).await, "inbox")
+        .into_iter()
+        .map(|(m, _)| m)
+        .filter(|m| m.campaign_id.as_deref() == Some(c.id.as_str()))
+        .collect();
+    assert_eq!(inbox.len(), 1, "one message");
+    let m = inbox[0].clone();
+    let claims: Vec<_> = (0..6)
+        .map(|i| {
+            let (repo, claim) = (repo.clone(), claim(&m, &player, &format!("c{i}")));
+            tokio::spawn(async move { repo.claim(&claim, now_ms()).await })
+        })
+        .collect();
+    let mut first = Vec::new();
+    for c in claims {
+        match ok(c.await.expect("join"), "claim") {
+            ClaimOutcome::Claimed(c) => first.push(c),
+            ClaimOutcome::AlreadyClaimed(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(first.len(), 1, "one claim issues receipts");
+    assert_eq!(
+        ok(repo.claim_of(&player, &m.message_id).await, "claim_of"),
+        first.pop()
+    );
+}
