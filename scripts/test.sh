@@ -44,6 +44,9 @@ echo "== cargo clippy (all features)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 echo "== the default (embedded) build compiles on its own"
 cargo check -p liveops --locked
+echo "== each cloud bus builds on its own"
+cargo check -p liveops --locked --features sqs
+cargo check -p liveops --locked --features servicebus
 
 echo "== servers: Redis, Redis Cluster, PostgreSQL, MariaDB on loopback"
 scripts/services.sh start
@@ -55,6 +58,11 @@ scripts/services-tls.sh start
 trap 'scripts/services-tls.sh stop; scripts/services.sh stop' EXIT
 # shellcheck disable=SC1091
 source "${LIVEOPS_TLS_SERVICES_DIR:-/tmp/liveops-services-tls}/env"
+echo "== cloud-bus emulators: moto (SQS) and the AMQP 1.0 test broker on loopback"
+scripts/services-cloud.sh start
+trap 'scripts/services-cloud.sh stop; scripts/services-tls.sh stop; scripts/services.sh stop' EXIT
+# shellcheck disable=SC1091
+source "${LIVEOPS_CLOUD_DIR:-/tmp/liveops-cloud}/env"
 
 echo "== tests (all features, real servers)"
 cargo nextest run --workspace --all-features --locked --no-fail-fast "$@"

@@ -10,7 +10,10 @@ timestamps within 24 h before and 5 min after its own clock, which no static sch
 Operator routes (those whose operation lists the `bearer` security scheme in the served OpenAPI)
 get `Authorization: Bearer <token>` of the bootstrap admin (`LIVEOPS_CONTRACT_ADMIN_EMAIL` and
 `..._PASSWORD`) from an auth provider, logged in once; `POST /auth/logout` gets a token of its
-own each time, so the shared one is never revoked. A claim's `playerId` is set to the path's player, as a client sends
+own each time, so the shared one is never revoked. A generated `PATCH /operators/{id}` aimed at
+the bootstrap admin (found by following links from `GET /operators`) is pointed at an id that
+does not exist instead: disabling or demoting the account every later case signs in with would
+turn the rest of the run into 401s and 403s. A claim's `playerId` is set to the path's player, as a client sends
 it (a body naming another player is refused by design, which the schema cannot say).
 """
 
@@ -60,6 +63,21 @@ def _bearer_operations():
     return _bearer_ops
 
 
+_admin_id = None
+
+
+def _bootstrap_admin_id(token):
+    """The bootstrap admin's operator id, looked up once."""
+    global _admin_id
+    if _admin_id is None:
+        req = urllib.request.Request(BASE + "/auth/me", method="GET")
+        req.add_header("Authorization", "Bearer " + token)
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            me = json.loads(resp.read())
+        _admin_id = str(me["id"])
+    return _admin_id
+
+
 def _login():
     return _http("POST", "/auth/login", {"email": ADMIN[0], "password": ADMIN[1]})["token"]
 
@@ -89,6 +107,9 @@ class OperatorBearer:
             return
         # Logging out revokes the token: that call gets a session of its own.
         token = _login() if case.path == "/auth/logout" else data
+        if case.path == "/operators/{id}" and case.path_parameters:
+            if str(case.path_parameters.get("id")) == _bootstrap_admin_id(data):
+                case.path_parameters = {**case.path_parameters, "id": "00000000-0000-7000-8000-000000000000"}
         headers = dict(case.headers or {})
         headers["Authorization"] = "Bearer " + token
         case.headers = headers
