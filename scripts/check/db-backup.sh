@@ -86,7 +86,9 @@ serve() { # DB_URL
   fail "liveops serve on the database never became ready"
 }
 
-# traffic ROUNDS: every player gets ROUNDS events of 10 XP, in batches of PLAYERS.
+# traffic ROUNDS: every player gets ROUNDS events of 10 XP, in batches of PLAYERS. Every batch is
+# a new body (the activity carries a nanosecond stamp): two writers sending the same batch in the
+# same second would be refused as a replayed signature.
 traffic() {
   local round
   for round in $(seq 1 "$1"); do
@@ -94,11 +96,11 @@ traffic() {
 import json, sys, time
 path, rnd, players = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 events = [{"type": "progression", "playerId": f"player_dump_{p}", "ts": int(time.time()),
-           "payload": {"deltaXp": 10, "activity": f"quest_{rnd}"}} for p in range(players)]
+           "payload": {"deltaXp": 10, "activity": f"quest_{rnd}_{time.time_ns()}"}} for p in range(players)]
 json.dump({"events": events}, open(path, "w"))
 EOF
-    HMAC_SECRET="$SECRET" "$BIN" send --url "$BASE" --data-dir "$WORK/client" "$WORK/batch.json" >/dev/null \
-      || fail "liveops send (round $round)"
+    HMAC_SECRET="$SECRET" "$BIN" send --url "$BASE" --data-dir "$WORK/client" "$WORK/batch.json" \
+      > "$WORK/send.log" 2>&1 || { cat "$WORK/send.log"; tail -20 "$WORK/liveops.log"; fail "liveops send (round $round)"; }
   done
 }
 
