@@ -106,21 +106,6 @@ output "vm_subnet_cidr" {
   value       = module.stack.network.subnet_cidrs.vm
 }
 
-output "appgw_subnet_cidr" {
-  description = "Application Gateway subnet (NetworkPolicy ingress source of the gateway)."
-  value       = module.network.appgw_subnet_cidr
-}
-
-output "data_subnet_cidr" {
-  description = "Private endpoint subnet (NetworkPolicy egress to Redis, PostgreSQL, Service Bus)."
-  value       = module.network.data_subnet_cidr
-}
-
-output "vm_subnet_cidr" {
-  description = "MySQL VM subnet (NetworkPolicy egress to MySQL)."
-  value       = module.network.vm_subnet_cidr
-}
-
 output "aks_cluster_name" {
   description = "AKS cluster name (az aks get-credentials)."
   value       = module.stack.aks.name
