@@ -10,4 +10,5 @@ pub mod conformance;
 pub mod fixtures;
 pub mod flaky;
 pub mod received;
+pub mod relay;
 pub mod served;

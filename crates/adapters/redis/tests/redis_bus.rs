@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,9 +13,7 @@ use liveops_core::ports::{Bus, BusOptions, Health, Message, PortError};
 use liveops_redis::bus::{partition_of, RedisBus};
 use liveops_testkit::conformance;
 use liveops_testkit::conformance::bus::{body, ids, msg, unique};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use liveops_testkit::relay::Relay;
 use tokio::time::Instant;
 
 /// The tests share one Redis and a 2-core machine; timing-sensitive checks run one at a time.
@@ -458,74 +456,6 @@ async fn publish_throughput_in_batches_of_100() {
     drop_topic(&t).await;
 }
 
-/// A TCP relay to Redis that can stall (hold every byte) or die, to play a Redis outage.
-struct Relay {
-    addr: SocketAddr,
-    stalled: Arc<AtomicBool>,
-    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Relay {
-    async fn start(addr: SocketAddr, upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind(addr).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stalled = Arc::new(AtomicBool::new(false));
-        let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let accept = {
-            let (stalled, tasks) = (stalled.clone(), tasks.clone());
-            tokio::spawn(async move {
-                while let Ok((client, _)) = listener.accept().await {
-                    let Ok(server) = TcpStream::connect(upstream).await else {
-                        continue;
-                    };
-                    let (cr, cw) = client.into_split();
-                    let (sr, sw) = server.into_split();
-                    let mut tasks = tasks.lock().unwrap();
-                    tasks.push(tokio::spawn(pump(cr, sw, stalled.clone())));
-                    tasks.push(tokio::spawn(pump(sr, cw, stalled.clone())));
-                }
-            })
-        };
-        tasks.lock().unwrap().push(accept);
-        Self {
-            addr,
-            stalled,
-            tasks,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://{}/", self.addr)
-    }
-
-    /// Closes the listener and every connection.
-    fn kill(&self) {
-        for task in self.tasks.lock().unwrap().drain(..) {
-            task.abort();
-        }
-    }
-}
-
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    stalled: Arc<AtomicBool>,
-) {
-    let mut buf = vec![0_u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        while stalled.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
-}
-
 fn redis_addr() -> SocketAddr {
     let url = redis_url();
     let host = url
@@ -572,7 +502,9 @@ async fn unavailable_within_3s_then_recovers() {
     .await;
 
     let relay = Relay::start("127.0.0.1:0".parse().unwrap(), redis_addr()).await;
-    let bus = RedisBus::connect(&relay.url(), opts, 4).await.unwrap();
+    let bus = RedisBus::connect(&format!("redis://{}/", relay.addr), opts, 4)
+        .await
+        .unwrap();
     let (t, g) = (unique("outage"), unique("g"));
     bus.ensure_group(&t, &g).await.unwrap();
     bus.publish(&t, vec![msg("p", "before")]).await.unwrap();

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,9 +17,7 @@ use liveops_core::ports::{Bus, Health, Message, PortError};
 use liveops_sqs::{Op, SqsBus, SqsConfig, StaticCredentials};
 use liveops_testkit::conformance;
 use liveops_testkit::conformance::bus::{body, ids, msg, unique};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use liveops_testkit::relay::Relay;
 use tokio::time::Instant;
 
 fn endpoint() -> String {
@@ -416,69 +414,6 @@ async fn recovers_when_sqs_lost_the_queues() {
         .unwrap();
     assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["new"]);
     bus.ack(&t, &g, &ids(&got)).await.unwrap();
-}
-
-/// A TCP relay to the emulator that can stall (hold every byte) or die, to play an outage.
-struct Relay {
-    addr: SocketAddr,
-    stalled: Arc<AtomicBool>,
-    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Relay {
-    async fn start(addr: SocketAddr, upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind(addr).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stalled = Arc::new(AtomicBool::new(false));
-        let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let accept = {
-            let (stalled, tasks) = (stalled.clone(), tasks.clone());
-            tokio::spawn(async move {
-                while let Ok((client, _)) = listener.accept().await {
-                    let Ok(server) = TcpStream::connect(upstream).await else {
-                        continue;
-                    };
-                    let (cr, cw) = client.into_split();
-                    let (sr, sw) = server.into_split();
-                    let mut tasks = tasks.lock().unwrap();
-                    tasks.push(tokio::spawn(pump(cr, sw, stalled.clone())));
-                    tasks.push(tokio::spawn(pump(sr, cw, stalled.clone())));
-                }
-            })
-        };
-        tasks.lock().unwrap().push(accept);
-        Self {
-            addr,
-            stalled,
-            tasks,
-        }
-    }
-
-    fn kill(&self) {
-        for task in self.tasks.lock().unwrap().drain(..) {
-            task.abort();
-        }
-    }
-}
-
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    stalled: Arc<AtomicBool>,
-) {
-    let mut buf = vec![0_u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        while stalled.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return;
-        }
-    }
 }
 
 fn upstream() -> SocketAddr {

@@ -1,0 +1,78 @@
+//! A TCP relay in front of a backend that can stall (hold every byte) or die: how the bus tests
+//! play an outage of a server that cannot be stopped without losing what it stores.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// The relay; [`Relay::kill`] closes the listener and every connection.
+pub struct Relay {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    /// While set, every byte is held back (a stalled backend).
+    pub stalled: Arc<AtomicBool>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Relay {
+    /// Listens on `addr` (port 0: any) and forwards each connection to `upstream`.
+    pub async fn start(addr: SocketAddr, upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stalled = Arc::new(AtomicBool::new(false));
+        let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let accept = {
+            let (stalled, tasks) = (stalled.clone(), tasks.clone());
+            tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let Ok(server) = TcpStream::connect(upstream).await else {
+                        continue;
+                    };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    let mut tasks = tasks.lock().unwrap();
+                    tasks.push(tokio::spawn(pump(cr, sw, stalled.clone())));
+                    tasks.push(tokio::spawn(pump(sr, cw, stalled.clone())));
+                }
+            })
+        };
+        tasks.lock().unwrap().push(accept);
+        Self {
+            addr,
+            stalled,
+            tasks,
+        }
+    }
+
+    /// Closes the listener and every connection.
+    pub fn kill(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    stalled: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0_u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while stalled.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
