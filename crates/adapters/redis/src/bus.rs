@@ -1016,9 +1016,7 @@ impl Bus for RedisBus {
         let slice_max = (self.lease / 3).min(SLICE_MAX);
         loop {
             let fresh = self.holds_nothing(topic, group, consumer);
-            let step = self
-                .step(topic, &keys, group, consumer, max, fresh)
-                .await?;
+            let step = self.step(topic, &keys, group, consumer, max, fresh).await?;
             if !step.deliveries.is_empty() {
                 let mut got = step.deliveries;
                 // Stable: entries of one slot keep their stream order.

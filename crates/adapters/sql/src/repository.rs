@@ -281,9 +281,7 @@ where
             ),
             ids,
             |row, id| {
-                row.bind(consumer.to_owned())
-                    .bind(id.to_string())
-                    .bind(now);
+                row.bind(consumer.to_owned()).bind(id.to_string()).bind(now);
             },
             |e| match e {
                 sqlx::Error::Database(d) if d.is_unique_violation() => {
@@ -866,9 +864,7 @@ where
                 ),
                 &commit.verdicts,
                 |row, (id, flagged)| {
-                    row.bind(id.to_string())
-                        .bind(i16::from(*flagged))
-                        .bind(now);
+                    row.bind(id.to_string()).bind(i16::from(*flagged)).bind(now);
                 },
                 db_error::<DB>,
             )
@@ -922,9 +918,8 @@ where
         let mut purged = 0;
         let mut consumer = String::new();
         loop {
-            let sql = DB::placeholders(
-                "SELECT MIN(consumer) FROM processed_events WHERE consumer > ?",
-            );
+            let sql =
+                DB::placeholders("SELECT MIN(consumer) FROM processed_events WHERE consumer > ?");
             let next: Option<Text> = within::<DB, _>(async {
                 sqlx::query_scalar(&sql)
                     .bind(consumer.as_str())

@@ -76,7 +76,10 @@ async fn purge_old_events(repo: &dyn Repository, stop: &CancellationToken) {
         match result {
             Ok(rows) => {
                 metrics::counter!("events_purged_total").increment(rows);
-                tracing::info!(rows, "purged processed event ids and verdicts past retention");
+                tracing::info!(
+                    rows,
+                    "purged processed event ids and verdicts past retention"
+                );
             }
             Err(error) => tracing::warn!(%error, "purging old processed event ids failed"),
         }

@@ -419,7 +419,10 @@ pub async fn purge_removes_only_rows_past_the_cutoff(repo: &dyn Repository) {
         .map(|(_, id)| *id)
         .collect();
     assert_eq!((old.len(), new.len()), (4500, 500));
-    let (a, b) = (format!("purge_a_{}", suffix()), format!("purge_b_{}", suffix()));
+    let (a, b) = (
+        format!("purge_a_{}", suffix()),
+        format!("purge_b_{}", suffix()),
+    );
     let progress = |ids: &[Uuid]| ProgressCommit {
         event_ids: ids.to_vec(),
         ..Default::default()
@@ -429,7 +432,9 @@ pub async fn purge_removes_only_rows_past_the_cutoff(repo: &dyn Repository) {
         ..Default::default()
     };
     repo.commit_progress(&a, &progress(&old)).await.unwrap();
-    repo.commit_progress(&b, &progress(&old[..10])).await.unwrap();
+    repo.commit_progress(&b, &progress(&old[..10]))
+        .await
+        .unwrap();
     repo.commit_fairness(&verdicts(&old)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     let cutoff = liveops_core::now_ms();
@@ -443,13 +448,22 @@ pub async fn purge_removes_only_rows_past_the_cutoff(repo: &dyn Repository) {
     let purged = repo.purge_before(cutoff).await.unwrap();
     assert_eq!(purged, 4500 + 10 + 4500);
     let left = repo.processed(&a, &ids).await.unwrap();
-    assert_eq!(left, new.iter().copied().collect(), "only the later ids stay");
+    assert_eq!(
+        left,
+        new.iter().copied().collect(),
+        "only the later ids stay"
+    );
     assert!(repo.processed(&b, &ids).await.unwrap().is_empty());
     let judged = repo.verdicts(&ids).await.unwrap();
     assert_eq!(
-        judged.into_iter().map(|(id, _)| id).collect::<std::collections::HashSet<_>>(),
+        judged
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect::<std::collections::HashSet<_>>(),
         new.iter().copied().collect()
     );
     // A purged id is no longer known: applying it again is a new event (hence the retention).
-    repo.commit_progress(&a, &progress(&old[..1])).await.unwrap();
+    repo.commit_progress(&a, &progress(&old[..1]))
+        .await
+        .unwrap();
 }
