@@ -160,7 +160,7 @@ proptest! {
         let ring = Keyring::single(KEY.to_vec()).unwrap();
         let ok = ring.verify_request(kid.as_deref(), ts.as_deref(), sig.as_deref(), &body, NOW, 300);
         let genuine = ts.as_deref().and_then(|t| t.trim().parse::<i64>().ok())
-            .and_then(|t| ring.sign_request(None, t, &body).ok());
+            .and_then(|t| ring.sign_request(None, t, &body));
         if ok.is_ok() {
             // Only the signature the key makes (any case, any surrounding space) passes.
             prop_assert_eq!(
