@@ -14,8 +14,10 @@ fuzz_target!(|data: &[u8]| {
     let ts = parts.next().and_then(|p| std::str::from_utf8(p).ok());
     let sig = parts.next().and_then(|p| std::str::from_utf8(p).ok());
     let body = parts.next().unwrap_or_default();
-    let Ok(ring) = Keyring::new(vec![("k1".into(), b"0123456789abcdef0123456789abcdef".to_vec())])
-    else {
+    let Ok(ring) = Keyring::new(vec![(
+        "k1".into(),
+        b"0123456789abcdef0123456789abcdef".to_vec(),
+    )]) else {
         return;
     };
     if ring.verify_request(kid, ts, sig, body, NOW, 300).is_ok() {

@@ -37,8 +37,19 @@ fn any_json() -> impl Strategy<Value = Value> {
 fn field_name() -> impl Strategy<Value = String> {
     prop_oneof![
         prop::sample::select(vec![
-            "type", "playerId", "ts", "messageId", "payload", "deltaXp", "activity", "bossId",
-            "tier", "points", "dropId", "weight", "source",
+            "type",
+            "playerId",
+            "ts",
+            "messageId",
+            "payload",
+            "deltaXp",
+            "activity",
+            "bossId",
+            "tier",
+            "points",
+            "dropId",
+            "weight",
+            "source",
         ])
         .prop_map(str::to_owned),
         "[a-zA-Z]{1,8}",
@@ -60,7 +71,10 @@ fn event_like() -> impl Strategy<Value = Value> {
     (
         kind,
         prop_oneof!["[A-Za-z0-9_]{0,60}".prop_map(Value::from), any_json()],
-        prop_oneof![(NOW - 100_000..NOW + 1_000).prop_map(Value::from), any_json()],
+        prop_oneof![
+            (NOW - 100_000..NOW + 1_000).prop_map(Value::from),
+            any_json()
+        ],
         prop::option::of(prop_oneof!["[!-~]{0,70}".prop_map(Value::from), any_json()]),
         payload,
     )
@@ -81,11 +95,14 @@ fn event_like() -> impl Strategy<Value = Value> {
 fn valid_event() -> impl Strategy<Value = Value> {
     let label = "[A-Za-z0-9_.:-]{1,64}";
     let payload = prop_oneof![
-        (1u32..=100_000, label).prop_map(|(d, a)| ("progression", json!({"deltaXp": d, "activity": a}))),
+        (1u32..=100_000, label)
+            .prop_map(|(d, a)| ("progression", json!({"deltaXp": d, "activity": a}))),
         (label, 1u8..=10, 0u32..=1_000_000)
             .prop_map(|(b, t, p)| ("boss_kill", json!({"bossId": b, "tier": t, "points": p}))),
-        (label, 0.0f64..=1.0, label)
-            .prop_map(|(d, w, s)| ("drop_claimed", json!({"dropId": d, "weight": w, "source": s}))),
+        (label, 0.0f64..=1.0, label).prop_map(|(d, w, s)| (
+            "drop_claimed",
+            json!({"dropId": d, "weight": w, "source": s})
+        )),
     ];
     (
         payload,

@@ -43,7 +43,11 @@ impl Problem {
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
         let field = field.into();
         // A member with an empty name (`{"": 1}`) is shown quoted, so `field` always names it.
-        self.field = Some(if field.is_empty() { "\"\"".into() } else { field });
+        self.field = Some(if field.is_empty() {
+            "\"\"".into()
+        } else {
+            field
+        });
         self
     }
 

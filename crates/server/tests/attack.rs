@@ -46,8 +46,10 @@ async fn arena(tag: &str, extra: &[&str]) -> Arena {
     let player = format!("target_{tag}");
     // Level 2, so a level reward is pending.
     let a = app
-        .send_event(&json!({"type": "progression", "playerId": player, "ts": now(),
-                            "payload": {"deltaXp": 1200, "activity": "quest"}}))
+        .send_event(
+            &json!({"type": "progression", "playerId": player, "ts": now(),
+                            "payload": {"deltaXp": 1200, "activity": "quest"}}),
+        )
         .await;
     assert_eq!(a.status, 202, "{}", a.body);
     let progress = eventually(WAIT, "level 2", || async {
@@ -223,7 +225,10 @@ fn sign(secret: &[u8], ts: i64, body: &[u8]) -> Vec<u8> {
 }
 
 /// Every way to get a signature wrong, for `body` (named, with the headers to send).
-fn forgeries(body: &[u8], revoked: &(String, String)) -> Vec<(String, Vec<(&'static str, Vec<u8>)>)> {
+fn forgeries(
+    body: &[u8],
+    revoked: &(String, String),
+) -> Vec<(String, Vec<(&'static str, Vec<u8>)>)> {
     let ts = now();
     let t = |ts: i64| ts.to_string().into_bytes();
     let good = sign(SECRET.as_bytes(), ts, body);
@@ -274,10 +279,7 @@ fn forgeries(body: &[u8], revoked: &(String, String)) -> Vec<(String, Vec<(&'sta
                 ("x-signature", sign(SECRET.as_bytes(), ts + 301, body)),
             ],
         ),
-        (
-            "no signature".into(),
-            vec![("x-timestamp", t(ts))],
-        ),
+        ("no signature".into(), vec![("x-timestamp", t(ts))]),
         ("no timestamp".into(), vec![("x-signature", good.clone())]),
         (
             "doubled signature".into(),
@@ -334,24 +336,28 @@ async fn revoked_key(a: &Arena) -> (String, String) {
         )
         .await;
     assert!(s == 204 || s == 200, "{s} {b}");
-    eventually(Duration::from_secs(10), "the revoked key refused", || async {
-        let body = serde_json::to_vec(&json!({"type": "progression", "playerId": "key_probe",
+    eventually(
+        Duration::from_secs(10),
+        "the revoked key refused",
+        || async {
+            let body = serde_json::to_vec(&json!({"type": "progression", "playerId": "key_probe",
             "ts": now(), "payload": {"deltaXp": 1, "activity": "probe"}}))
-        .expect("json");
-        let ts = now();
-        let a = post_with(
-            &a.app,
-            "/events",
-            &body,
-            &[
-                ("x-timestamp", ts.to_string().into_bytes()),
-                ("x-signature", sign(key.secret.as_bytes(), ts, &body)),
-                ("x-key-id", key.key_id.clone().into_bytes()),
-            ],
-        )
-        .await;
-        (a.status == 401).then_some(())
-    })
+            .expect("json");
+            let ts = now();
+            let a = post_with(
+                &a.app,
+                "/events",
+                &body,
+                &[
+                    ("x-timestamp", ts.to_string().into_bytes()),
+                    ("x-signature", sign(key.secret.as_bytes(), ts, &body)),
+                    ("x-key-id", key.key_id.clone().into_bytes()),
+                ],
+            )
+            .await;
+            (a.status == 401).then_some(())
+        },
+    )
     .await;
     (key.key_id, key.secret)
 }
@@ -382,8 +388,10 @@ async fn forged_requests_on_every_signed_route_are_401_and_change_nothing() {
     // per player, so a forged event, had it been published, would have been applied first).
     let ok = a
         .app
-        .send_event(&json!({"type": "progression", "playerId": victim, "ts": now(),
-                            "payload": {"deltaXp": 1, "activity": "genuine"}}))
+        .send_event(
+            &json!({"type": "progression", "playerId": victim, "ts": now(),
+                            "payload": {"deltaXp": 1, "activity": "genuine"}}),
+        )
         .await;
     assert_eq!(ok.status, 202, "{}", ok.body);
     let p = eventually(WAIT, "the genuine event applied", || async {
@@ -409,7 +417,10 @@ async fn forged_requests_on_every_signed_route_are_401_and_change_nothing() {
     );
     // And each route still works for the genuine request.
     for route in a.routes(&victim) {
-        let ans = a.app.post_signed(&route.path, &route.body, now(), &[]).await;
+        let ans = a
+            .app
+            .post_signed(&route.path, &route.body, now(), &[])
+            .await;
         assert!(
             [200, 201, 202].contains(&ans.status.as_u16()),
             "{}: {}",
@@ -469,14 +480,32 @@ async fn honest_repeats_count_and_byte_identical_replays_count_once() {
     // Entries: one player enters two campaigns in the same second; naming the campaign in the
     // body makes the two requests different.
     let second = live_campaign(app, &a.live, &a.admin, "honest-2").await;
-    let entry = |c: &str| serde_json::to_vec(&json!({"playerId": a.player, "campaignId": c})).expect("json");
+    let entry = |c: &str| {
+        serde_json::to_vec(&json!({"playerId": a.player, "campaignId": c})).expect("json")
+    };
     let e1 = app
-        .post_signed(&format!("/campaigns/{}/entries", a.campaign), &entry(&a.campaign), ts, &[])
+        .post_signed(
+            &format!("/campaigns/{}/entries", a.campaign),
+            &entry(&a.campaign),
+            ts,
+            &[],
+        )
         .await;
     let e2 = app
-        .post_signed(&format!("/campaigns/{second}/entries"), &entry(&second), ts, &[])
+        .post_signed(
+            &format!("/campaigns/{second}/entries"),
+            &entry(&second),
+            ts,
+            &[],
+        )
         .await;
-    assert_eq!((e1.status.as_u16(), e2.status.as_u16()), (201, 201), "{} {}", e1.body, e2.body);
+    assert_eq!(
+        (e1.status.as_u16(), e2.status.as_u16()),
+        (201, 201),
+        "{} {}",
+        e1.body,
+        e2.body
+    );
     // The same request again gets its entry; sent to the other campaign it is a reuse (409).
     let path1 = format!("/campaigns/{}/entries", a.campaign);
     let e1b = app.post_signed(&path1, &entry(&a.campaign), ts, &[]).await;
@@ -486,30 +515,52 @@ async fn honest_repeats_count_and_byte_identical_replays_count_once() {
     app.post_signed(&format!("/campaigns/{second}/entries"), &plain, ts, &[])
         .await
         .assert_problem(409);
-    app.post_signed(&format!("/campaigns/{second}/entries"), &entry(&a.campaign), ts, &[])
-        .await
-        .assert_problem(400);
+    app.post_signed(
+        &format!("/campaigns/{second}/entries"),
+        &entry(&a.campaign),
+        ts,
+        &[],
+    )
+    .await
+    .assert_problem(400);
     assert_eq!(a.entrants().await.len(), 2);
 
     // Inbox: two messages claimed in the same second, each naming its message.
     let m2 = send_message(app, &a.live, &a.admin, &a.player, "gem").await;
-    let claim = |m: &str| serde_json::to_vec(&json!({"playerId": a.player, "messageId": m})).expect("json");
+    let claim =
+        |m: &str| serde_json::to_vec(&json!({"playerId": a.player, "messageId": m})).expect("json");
     let c_path = |m: &str| format!("/players/{}/inbox/{m}/claim", a.player);
-    let c1 = app.post_signed(&c_path(&a.message), &claim(&a.message), ts, &[]).await;
+    let c1 = app
+        .post_signed(&c_path(&a.message), &claim(&a.message), ts, &[])
+        .await;
     let c2 = app.post_signed(&c_path(&m2), &claim(&m2), ts, &[]).await;
-    assert_eq!((c1.status.as_u16(), c2.status.as_u16()), (200, 200), "{} {}", c1.body, c2.body);
+    assert_eq!(
+        (c1.status.as_u16(), c2.status.as_u16()),
+        (200, 200),
+        "{} {}",
+        c1.body,
+        c2.body
+    );
     assert_ne!(c1.body["receipts"], c2.body["receipts"]);
-    let c1b = app.post_signed(&c_path(&a.message), &claim(&a.message), ts, &[]).await;
+    let c1b = app
+        .post_signed(&c_path(&a.message), &claim(&a.message), ts, &[])
+        .await;
     assert_eq!((c1b.status.as_u16(), &c1b.body), (200, &c1.body));
     app.post_signed(&c_path(&m2), &claim(&a.message), ts, &[])
         .await
         .assert_problem(400);
 
     // Reward claims: the same request again is the same receipt.
-    let rc = serde_json::to_vec(&json!({"playerId": a.player, "rewardId": a.reward})).expect("json");
+    let rc =
+        serde_json::to_vec(&json!({"playerId": a.player, "rewardId": a.reward})).expect("json");
     let r1 = app.post_signed("/rewards/claim", &rc, ts, &[]).await;
     let r2 = app.post_signed("/rewards/claim", &rc, ts, &[]).await;
-    assert_eq!((r1.status.as_u16(), r2.status.as_u16()), (200, 200), "{}", r1.body);
+    assert_eq!(
+        (r1.status.as_u16(), r2.status.as_u16()),
+        (200, 200),
+        "{}",
+        r1.body
+    );
     assert_eq!(r1.body, r2.body);
     a.app.shutdown().await;
 }
@@ -530,7 +581,11 @@ async fn a_receipt_with_any_field_altered_is_invalid() {
     receipts.push(reward);
     let mut tried = 0;
     for receipt in receipts {
-        assert_eq!(a.live.verify_receipt(&receipt).await["valid"], true, "{receipt}");
+        assert_eq!(
+            a.live.verify_receipt(&receipt).await["valid"],
+            true,
+            "{receipt}"
+        );
         let altered = |field: &str, v: Value| {
             let mut r = receipt.clone();
             r[field] = v;
@@ -538,7 +593,11 @@ async fn a_receipt_with_any_field_altered_is_invalid() {
         };
         let ts = receipt["timestamp"].as_i64().expect("timestamp");
         let sig = receipt["sig"].as_str().expect("sig");
-        let flipped = format!("{}{}", if sig.starts_with('0') { '1' } else { '0' }, &sig[1..]);
+        let flipped = format!(
+            "{}{}",
+            if sig.starts_with('0') { '1' } else { '0' },
+            &sig[1..]
+        );
         let id = receipt["receiptId"].as_str().expect("id");
         let item = receipt["item"].as_str().expect("item");
         for bad in [
@@ -635,7 +694,12 @@ async fn a_hundred_concurrent_copies_have_one_effect() {
         }
     })
     .await;
-    assert_eq!(statuses(&claims).get(&200), Some(&100), "{:?}", statuses(&claims));
+    assert_eq!(
+        statuses(&claims).get(&200),
+        Some(&100),
+        "{:?}",
+        statuses(&claims)
+    );
     let ids: std::collections::HashSet<_> = claims
         .iter()
         .map(|c| c.body["receiptId"].as_str().expect("receiptId").to_owned())
@@ -679,8 +743,15 @@ async fn a_hundred_concurrent_copies_have_one_effect() {
         }
     })
     .await;
-    assert_eq!(statuses(&inbox).get(&200), Some(&100), "{:?}", statuses(&inbox));
-    assert!(inbox.iter().all(|c| c.body["receipts"] == inbox[0].body["receipts"]));
+    assert_eq!(
+        statuses(&inbox).get(&200),
+        Some(&100),
+        "{:?}",
+        statuses(&inbox)
+    );
+    assert!(inbox
+        .iter()
+        .all(|c| c.body["receipts"] == inbox[0].body["receipts"]));
 
     let xp = eventually(WAIT, "the race event", || async {
         let p = a.app.progress("racer_1").await;
@@ -698,17 +769,21 @@ async fn a_flooding_player_gets_429_and_another_player_is_not_slowed() {
     let flood = at_once(200, |i| {
         let app = app.clone();
         async move {
-            app.send_event(&json!({"type": "progression", "playerId": "flooder_1", "ts": now(),
-                "messageId": format!("f{i}"), "payload": {"deltaXp": 1, "activity": "spam"}}))
-                .await
+            app.send_event(
+                &json!({"type": "progression", "playerId": "flooder_1", "ts": now(),
+                "messageId": format!("f{i}"), "payload": {"deltaXp": 1, "activity": "spam"}}),
+            )
+            .await
         }
     });
     let honest = at_once(10, |i| {
         let app = app.clone();
         async move {
-            app.send_event(&json!({"type": "progression", "playerId": "honest_1", "ts": now(),
-                "messageId": format!("h{i}"), "payload": {"deltaXp": 1, "activity": "play"}}))
-                .await
+            app.send_event(
+                &json!({"type": "progression", "playerId": "honest_1", "ts": now(),
+                "messageId": format!("h{i}"), "payload": {"deltaXp": 1, "activity": "play"}}),
+            )
+            .await
         }
     });
     let (flood, honest) = tokio::join!(flood, honest);
@@ -726,7 +801,12 @@ async fn a_flooding_player_gets_429_and_another_player_is_not_slowed() {
             .expect("seconds");
         assert!((1..=60).contains(&retry));
     }
-    assert_eq!(statuses(&honest).get(&202), Some(&10), "{:?}", statuses(&honest));
+    assert_eq!(
+        statuses(&honest).get(&202),
+        Some(&10),
+        "{:?}",
+        statuses(&honest)
+    );
     // What was accepted is counted, exactly.
     eventually(WAIT, "the accepted flood counted", || async {
         let p = app.progress("flooder_1").await;
@@ -751,20 +831,42 @@ async fn malformed_input_is_a_4xx_problem_never_a_5xx() {
             now()
         )
     };
-    let tiny = r#"{"type":"progression","playerId":"p_1","ts":0,"payload":{"deltaXp":1,"activity":"a"}}"#;
+    let tiny =
+        r#"{"type":"progression","playerId":"p_1","ts":0,"payload":{"deltaXp":1,"activity":"a"}}"#;
     let ten_thousand = format!("[{}]", vec![tiny; 10_000].join(","));
     let ten_thousand_ints = format!("[{}]", vec!["1"; 10_000].join(","));
     let bodies: Vec<(&str, Vec<u8>)> = vec![
         ("deep array", deep_array.clone().into_bytes()),
         ("deep object", deep_object.clone().into_bytes()),
-        ("huge float", event(r#"{"deltaXp":1e400,"activity":"a"}"#).into_bytes()),
-        ("u64 overflow", event(r#"{"deltaXp":18446744073709551616,"activity":"a"}"#).into_bytes()),
-        ("2^53+1", event(r#"{"deltaXp":9007199254740993.0,"activity":"a"}"#).into_bytes()),
-        ("negative zero", event(r#"{"deltaXp":-0.0,"activity":"a"}"#).into_bytes()),
-        ("wrong types", br#"{"type":7,"playerId":["x"],"ts":"now","payload":[]}"#.to_vec()),
+        (
+            "huge float",
+            event(r#"{"deltaXp":1e400,"activity":"a"}"#).into_bytes(),
+        ),
+        (
+            "u64 overflow",
+            event(r#"{"deltaXp":18446744073709551616,"activity":"a"}"#).into_bytes(),
+        ),
+        (
+            "2^53+1",
+            event(r#"{"deltaXp":9007199254740993.0,"activity":"a"}"#).into_bytes(),
+        ),
+        (
+            "negative zero",
+            event(r#"{"deltaXp":-0.0,"activity":"a"}"#).into_bytes(),
+        ),
+        (
+            "wrong types",
+            br#"{"type":7,"playerId":["x"],"ts":"now","payload":[]}"#.to_vec(),
+        ),
         ("payload array", event("[1,2]").into_bytes()),
-        ("invalid UTF-8", b"{\"type\":\"progression\xff\xfe\"}".to_vec()),
-        ("lone surrogate", event(r#"{"deltaXp":1,"activity":"\ud800"}"#).into_bytes()),
+        (
+            "invalid UTF-8",
+            b"{\"type\":\"progression\xff\xfe\"}".to_vec(),
+        ),
+        (
+            "lone surrogate",
+            event(r#"{"deltaXp":1,"activity":"\ud800"}"#).into_bytes(),
+        ),
         ("NUL", b"\0".to_vec()),
         ("empty", Vec::new()),
         ("whitespace", b"   ".to_vec()),

@@ -137,7 +137,15 @@ pub(crate) async fn post_batch(
             Ok(worked(&answer, keyed))
         }
     };
-    respond_once(&state, "events.batch", &signed, StatusCode::OK, work, expand).await
+    respond_once(
+        &state,
+        "events.batch",
+        &signed,
+        StatusCode::OK,
+        work,
+        expand,
+    )
+    .await
 }
 
 /// The JSON body of a batch answer, and what repeats get: nothing if nothing was accepted (a

@@ -83,7 +83,13 @@ pub(crate) async fn post_event(
     tracing::Span::current().record("player", event.player_id.as_str());
     let event_id = match &event.message_id {
         Some(m) => message_event_id(event.player_id.as_str(), m),
-        None => event_id(&signed.headers, &signed.signature, "events", &signed.body, 0),
+        None => event_id(
+            &signed.headers,
+            &signed.signature,
+            "events",
+            &signed.body,
+            0,
+        ),
     };
     let work = {
         let state = state.clone();

@@ -300,7 +300,12 @@ async fn equal_events_with_different_message_ids_are_two_events() {
 #[tokio::test]
 async fn a_bad_message_id_is_400() {
     let app = spawn_app();
-    for bad in [json!(""), json!("has space"), json!("m".repeat(65)), json!(7)] {
+    for bad in [
+        json!(""),
+        json!("has space"),
+        json!("m".repeat(65)),
+        json!(7),
+    ] {
         let mut e = sample("progression");
         e["messageId"] = bad;
         assert_eq!(app.post_event(&e).await.problem(400)["field"], "messageId");

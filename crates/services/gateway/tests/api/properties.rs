@@ -31,8 +31,10 @@ fn any_json() -> impl Strategy<Value = Value> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
             prop::collection::btree_map(
-                prop::sample::select(vec!["type", "playerId", "ts", "payload", "deltaXp", "events", "x"])
-                    .prop_map(str::to_owned),
+                prop::sample::select(vec![
+                    "type", "playerId", "ts", "payload", "deltaXp", "events", "x"
+                ])
+                .prop_map(str::to_owned),
                 inner,
                 0..5
             )
