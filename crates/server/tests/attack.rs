@@ -200,20 +200,7 @@ async fn post_with(app: &TestApp, path: &str, body: &[u8], headers: &[(&str, Vec
         .send()
         .await
         .expect("request");
-    let status = res.status();
-    let content_type = res
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let text = res.text().await.unwrap_or_default();
-    Answer {
-        status,
-        content_type,
-        retry_after: None,
-        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    }
+    common::answer(res).await
 }
 
 fn sign(secret: &[u8], ts: i64, body: &[u8]) -> Vec<u8> {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::load::{assert_exactly_once, stream, Counts};
-use common::{free_port, fresh_database, wait_ready, Fleet, Urls, BIN, SECRET};
+use common::{free_port, fresh_database, redis_db, wait_ready, Fleet, Urls, BIN, SECRET};
 
 const TARGETS: [&str; 4] = ["gateway", "fairness", "progression", "leaderboard"];
 
@@ -22,21 +22,6 @@ fn env_var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: start the servers with scripts/services.sh start")
     })
-}
-
-/// A fresh Redis database `db` on the test server, flushed; its URL.
-fn redis_db(db: u32) -> String {
-    let url = env_var("LIVEOPS_TEST_REDIS_URL");
-    let rest = url.trim_start_matches("redis://");
-    let host = rest.split('/').next().expect("host");
-    let (h, p) = host.split_once(':').expect("host:port");
-    let ok = Command::new("redis-cli")
-        .args(["-h", h, "-p", p, "-n", &db.to_string(), "FLUSHDB"])
-        .status()
-        .expect("redis-cli")
-        .success();
-    assert!(ok, "cannot flush redis db {db}");
-    format!("redis://{host}/{db}")
 }
 
 fn serve(dir: &Path, target: &str, port: u16, db: &str, redis: &str) -> Child {
