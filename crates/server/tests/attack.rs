@@ -215,10 +215,7 @@ fn sign(secret: &[u8], ts: i64, body: &[u8]) -> Vec<u8> {
 type Headers = Vec<(&'static str, Vec<u8>)>;
 
 /// Every way to get a signature wrong, for `body` (named, with the headers to send).
-fn forgeries(
-    body: &[u8],
-    revoked: &(String, String),
-) -> Vec<(String, Headers)> {
+fn forgeries(body: &[u8], revoked: &(String, String)) -> Vec<(String, Headers)> {
     let ts = now();
     let t = |ts: i64| ts.to_string().into_bytes();
     let good = sign(SECRET.as_bytes(), ts, body);
