@@ -47,6 +47,8 @@ cargo check -p liveops --locked
 echo "== each cloud bus builds on its own"
 cargo check -p liveops --locked --features sqs
 cargo check -p liveops --locked --features servicebus
+# The cargo-fuzz targets need no servers: each runs 20 s beside the rest (scripts/fuzz.sh).
+run_bg fuzz scripts/fuzz.sh 20
 
 echo "== servers: Redis, Redis Cluster, PostgreSQL, MariaDB on loopback"
 scripts/services.sh start
@@ -73,6 +75,8 @@ cargo build -p liveops --all-features --locked
 export LIVEOPS_BIN="$TARGET_DIR/debug/liveops"
 # The contract fuzzer runs against its own server while the monitoring checks run against theirs.
 run_bg contract scripts/check/contract.sh
+echo "== fairness under attack: false positives over honest events, a scripted cheater blocked"
+python3 scripts/attack/fairness.py --bin "$LIVEOPS_BIN" --events 20000
 echo "== server database backups: scripts/db-backup.sh against PostgreSQL and MariaDB under traffic"
 scripts/check/db-backup.sh
 echo "== read replica: a PostgreSQL streaming replica (pg_basebackup), lag and outage"

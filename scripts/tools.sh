@@ -76,6 +76,19 @@ install_npm() {
   echo "$stamp" > "$TOOLS/npm/.stamp"
 }
 
+# Cargo tools the suite runs beyond the toolchain (cargo-fuzz for scripts/fuzz.sh), built once
+# into $TOOLS/cargo.
+install_cargo() {
+  local bin="$TOOLS/cargo/bin/cargo-fuzz" want="0.13.2"
+  if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q " $want"; then
+    return 0
+  fi
+  log "cargo install cargo-fuzz $want into $TOOLS/cargo"
+  cargo install --quiet --locked --root "$TOOLS/cargo" \
+    --target-dir "$TOOLS/cargo/build" "cargo-fuzz@$want"
+  rm -rf "$TOOLS/cargo/build"
+}
+
 case "${1:-install}" in
   install)
     mkdir -p "$TOOLS"
@@ -84,9 +97,10 @@ case "${1:-install}" in
     install_apt
     install_pip
     install_npm
+    install_cargo
     ;;
   env)
-    echo "export PATH=\"$TOOLS/venv/bin:$TOOLS/npm/node_modules/.bin:\$PATH\""
+    echo "export PATH=\"$TOOLS/venv/bin:$TOOLS/npm/node_modules/.bin:$TOOLS/cargo/bin:\$PATH\""
     echo "export LIVEOPS_TOOLS=\"$TOOLS\""
     ;;
   *) echo "usage: $0 install|env" >&2; exit 2 ;;

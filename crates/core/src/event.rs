@@ -178,6 +178,10 @@ pub struct Event {
     pub player_id: PlayerId,
     /// Client time, unix seconds (informational; windows use server time).
     pub ts: i64,
+    /// The client's id for this event (`messageId`, a label): events of one player with the same
+    /// id are applied once, and equal events with different ids are different events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
     /// What happened.
     #[serde(flatten)]
     pub payload: Payload,
@@ -247,7 +251,11 @@ pub fn validate_event(
     let obj = value
         .as_object()
         .ok_or_else(|| invalid(&path("body"), "must be a JSON object"))?;
-    check_keys(obj, &["type", "playerId", "ts", "payload"], &path(""))?;
+    check_keys(
+        obj,
+        &["type", "playerId", "ts", "messageId", "payload"],
+        &path(""),
+    )?;
 
     let kind_s = obj
         .get("type")
@@ -279,6 +287,10 @@ pub fn validate_event(
             format!("more than {} s in the future", limits.max_skew_s),
         ));
     }
+    let message_id = match obj.get("messageId") {
+        None => None,
+        Some(_) => Some(label(obj, "messageId", &path("messageId"))?),
+    };
     let pay = obj
         .get("payload")
         .and_then(Value::as_object)
@@ -325,6 +337,7 @@ pub fn validate_event(
     Ok(Event {
         player_id,
         ts,
+        message_id,
         payload,
     })
 }
@@ -335,6 +348,8 @@ fn check_keys(
     prefix: &str,
 ) -> Result<(), InvalidEvent> {
     match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        // An empty name is shown quoted, so the problem still names a field.
+        Some(k) if k.is_empty() => Err(invalid(&format!("{prefix}\"\""), "unknown field")),
         Some(k) => Err(invalid(&format!("{prefix}{k}"), "unknown field")),
         None => Ok(()),
     }

@@ -102,6 +102,14 @@ fn event(kind: EventType, l: &Limits) -> Object {
                         "Client time, unix seconds: at most 24 h before and 5 min after server time",
                     )),
             )
+            .property(
+                "messageId",
+                label(
+                    "Optional: the client's id for this event. Two equal events sent in the same \
+                     second need different ids to count twice (their signatures would be equal); \
+                     events of one player with the same id are applied once.",
+                ),
+            )
             .property("payload", payload(kind, l))
             .required("type")
             .required("playerId")

@@ -291,6 +291,12 @@ impl Keyring {
 
     /// Checks a receipt against every key (receipts stay valid across a key rotation).
     pub fn verify_receipt(&self, r: &Receipt) -> Verification {
+        // The signed text joins the fields with ':'; items may hold ':', so only a receipt id and
+        // a player id without one keep the split unique (else "R:P:a:b:T" could be re-read as
+        // receipt "R:P", player "a", item "b").
+        if r.receipt_id.contains(':') || crate::PlayerId::parse(&r.player_id).is_err() {
+            return Verification::invalid("malformed receiptId or playerId");
+        }
         let Ok(given) = hex::decode(&r.sig) else {
             return Verification::invalid("sig is not hex");
         };
@@ -522,5 +528,22 @@ mod tests {
         ])
         .unwrap();
         assert!(rotated.verify_receipt(&r).valid);
+        // Fields shifted across the ':' that joins them sign the same text: refused.
+        let sig = ring.sign_receipt("r1", "player_1", "abc:gem", 42);
+        let honest = Receipt {
+            receipt_id: "r1".into(),
+            player_id: "player_1".into(),
+            item: "abc:gem".into(),
+            timestamp: 42,
+            sig,
+        };
+        assert!(ring.verify_receipt(&honest).valid);
+        let shifted = Receipt {
+            receipt_id: "r1:player_1".into(),
+            player_id: "abc".into(),
+            item: "gem".into(),
+            ..honest
+        };
+        assert!(!ring.verify_receipt(&shifted).valid, "{shifted:?}");
     }
 }

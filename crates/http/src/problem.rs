@@ -41,7 +41,13 @@ impl Problem {
 
     /// Names the offending field.
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
-        self.field = Some(field.into());
+        let field = field.into();
+        // A member with an empty name (`{"": 1}`) is shown quoted, so `field` always names it.
+        self.field = Some(if field.is_empty() {
+            "\"\"".into()
+        } else {
+            field
+        });
         self
     }
 
@@ -50,7 +56,7 @@ impl Problem {
         Self::new(400, "invalid-request", "Invalid request", detail).with_field(field)
     }
 
-    /// 401: unsigned, badly signed, stale or replayed.
+    /// 401: unsigned, badly signed or stale.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(401, "unauthorized", "Signature check failed", detail)
     }

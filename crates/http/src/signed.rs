@@ -30,10 +30,16 @@ pub struct SignatureCheck {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Signature(pub String);
 
-/// A header as text; one that is present but not visible ASCII reads as empty, so it fails its
-/// check instead of looking absent.
+/// A header as text; one that is present but not visible ASCII, or sent more than once, reads
+/// as empty, so it fails its check instead of looking absent (or letting a proxy and the server
+/// each pick a different copy).
 pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).map(|v| v.to_str().unwrap_or(""))
+    let mut all = headers.get_all(name).iter();
+    let first = all.next()?;
+    if all.next().is_some() {
+        return Some("");
+    }
+    Some(first.to_str().unwrap_or(""))
 }
 
 impl SignatureCheck {
@@ -187,5 +193,17 @@ mod tests {
             401,
             "non-ASCII key id"
         );
+    }
+
+    #[test]
+    fn a_doubled_signature_header_is_a_fault_even_if_one_copy_is_good() {
+        let c = check();
+        let good = signed(1000, b"{}");
+        for name in ["x-signature", "x-timestamp"] {
+            let mut h = good.clone();
+            h.append(name, good[name].clone());
+            assert_eq!(c.verify(&h, b"{}", 1000).unwrap_err().status, 401, "{name}");
+        }
+        assert!(c.verify(&good, b"{}", 1000).is_ok());
     }
 }

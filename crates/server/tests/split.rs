@@ -10,37 +10,15 @@ mod common;
 use std::process::{Command, Stdio};
 
 use common::campaign::{campaign_story, Live, LiveUrls, ADMIN_EMAIL, ADMIN_PASSWORD};
-use common::{free_port, fresh_database, play_scenario, wait_ready, Fleet, Urls, BIN, SECRET};
+use common::{
+    free_port, fresh_database, play_scenario, redis_db, wait_ready, Fleet, Urls, BIN, SECRET,
+};
 use liveops_core::Keyring;
 
 fn env_var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: start the servers with scripts/services.sh start")
     })
-}
-
-fn redis_db(db: u32) -> String {
-    let url = env_var("LIVEOPS_TEST_REDIS_URL");
-    let base = url
-        .trim_end_matches('/')
-        .rsplit_once('/')
-        .map(|(b, d)| {
-            if d.parse::<u32>().is_ok() {
-                b.to_owned()
-            } else {
-                url.trim_end_matches('/').to_owned()
-            }
-        })
-        .unwrap_or(url.clone());
-    let host = base.trim_start_matches("redis://");
-    let (h, p) = host.split_once(':').expect("host:port");
-    let ok = Command::new("redis-cli")
-        .args(["-h", h, "-p", p, "-n", &db.to_string(), "FLUSHDB"])
-        .status()
-        .expect("redis-cli")
-        .success();
-    assert!(ok, "cannot flush redis db {db}");
-    format!("{base}/{db}")
 }
 
 async fn split_deployment(db_url: String, redis_url: String, tag: &str) {

@@ -13,6 +13,7 @@ pub fn envelope(player: &str, payload: Payload, at_ms: i64) -> Envelope {
         event: Event {
             player_id: PlayerId::parse(player).unwrap(),
             ts: at_ms.div_euclid(1000),
+            message_id: None,
             payload,
         },
         traceparent: None,

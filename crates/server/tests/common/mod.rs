@@ -153,7 +153,8 @@ impl Answer {
     }
 }
 
-async fn answer(res: reqwest::Response) -> Answer {
+/// Reads a response into an [`Answer`].
+pub async fn answer(res: reqwest::Response) -> Answer {
     let status = res.status();
     let content_type = res
         .headers()
@@ -453,6 +454,25 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
+}
+
+/// A fresh Redis database `db` on the server of `LIVEOPS_TEST_REDIS_URL`, flushed; its URL.
+pub fn redis_db(db: u32) -> String {
+    let url = std::env::var("LIVEOPS_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!(
+            "LIVEOPS_TEST_REDIS_URL is not set: start the servers with scripts/services.sh start"
+        )
+    });
+    let rest = url.trim_start_matches("redis://");
+    let host = rest.split('/').next().expect("host");
+    let (h, p) = host.split_once(':').expect("host:port");
+    let ok = Command::new("redis-cli")
+        .args(["-h", h, "-p", p, "-n", &db.to_string(), "FLUSHDB"])
+        .status()
+        .expect("redis-cli")
+        .success();
+    assert!(ok, "cannot flush redis db {db}");
+    format!("redis://{host}/{db}")
 }
 
 /// Waits until `base/readyz` answers 200.

@@ -70,6 +70,11 @@ pub struct ClaimBody {
     /// The player of the path.
     #[schema(pattern = "^[A-Za-z0-9_]{3,50}$", min_length = 3, max_length = 50)]
     pub player_id: String,
+    /// Optional: the message of the path, so the signature covers it too (claiming two messages
+    /// within one second needs it: the two bodies would be equal).
+    #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$", min_length = 1, max_length = 64)]
+    pub message_id: Option<String>,
 }
 
 /// A claimed message's receipts.
@@ -167,6 +172,7 @@ pub(crate) async fn inbox(
         BadRequest,
         Unauthorized,
         NotFound,
+        (status = 409, description = "This signed request claimed another message (`signed-request-reused`)", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "Expired before it was claimed", body = Problem, content_type = "application/problem+json"),
         TooLarge,
         Unavailable,
@@ -188,15 +194,22 @@ pub(crate) async fn claim(
             "must be the player of the path",
         ));
     }
+    if body.message_id.as_ref().is_some_and(|m| *m != message_id) {
+        return Err(Problem::invalid(
+            "messageId",
+            "must be the message of the path",
+        ));
+    }
     let sig = signed.signature.0;
     // A signature claims one message: the same request again gets its receipts back; sent for
-    // another message (a replay), it is refused.
+    // another message, it is refused as a reuse (the signature is good, so not a 401).
     if let Some(c) = state.inbox.claim_by_request(&sig).await? {
         if c.message_id == message_id && c.player_id == player.as_str() {
             return Ok(Json(ClaimAnswer::from(c)));
         }
-        return Err(Problem::unauthorized(
-            "this signed request was already used for another message",
+        return Err(Problem::conflict(
+            "signed-request-reused",
+            "this signed request was already used for another message; sign a new one (with `messageId` in the body, the signature covers the message)",
         ));
     }
     let message = state

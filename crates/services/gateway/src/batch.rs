@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::guard::{dropped, ingested, refused, screen};
-use crate::idempotency::{event_id, respond_once, IdempotencyHeader};
+use crate::idempotency::{event_id, message_event_id, respond_once, IdempotencyHeader};
 use crate::ingest::envelope;
 use crate::{GatewayConfig, GatewayState};
 use liveops_http::responses::{
@@ -97,7 +97,8 @@ impl ItemResult {
     params(SignatureHeaders, IdempotencyHeader),
     responses(
         (status = 200, description = "A result per event", body = BatchAnswer),
-        (status = 208, description = "Repeat of an Idempotency-Key: the first answer", body = BatchAnswer),
+        (status = 208, description = "The same request again (same Idempotency-Key, or without one the same signed request): the first answer, nothing done twice", body = BatchAnswer,
+            headers(("Idempotent-Replayed" = String, description = "`true`: this is the stored answer of the first request"))),
         BadRequest,
         Unauthorized,
         Conflict,
@@ -118,21 +119,120 @@ pub(crate) async fn post_batch(
     })?;
     tracing::Span::current().record("events", items.len());
     let ids: Vec<Uuid> = (0..items.len())
-        .map(|i| event_id(&signed.headers, "events.batch", &signed.body, i))
+        .map(|i| {
+            event_id(
+                &signed.headers,
+                &signed.signature,
+                "events.batch",
+                &signed.body,
+                i,
+            )
+        })
         .collect();
-    // A batch that changed nothing is not stored: a retry may as well be judged afresh.
+    let keyed = signed.headers.contains_key("idempotency-key");
     let work = {
         let state = state.clone();
-        async move { accept_batch(&state, &items, &ids, now).await.map(answer) }
+        async move {
+            let answer = accept_batch(&state, &items, &ids, now).await?;
+            Ok(worked(&answer, keyed))
+        }
     };
-    respond_once(&state, "events.batch", &signed, StatusCode::OK, work).await
+    respond_once(
+        &state,
+        "events.batch",
+        &signed,
+        StatusCode::OK,
+        work,
+        expand,
+    )
+    .await
 }
 
-/// The JSON body of a batch answer, and whether anything was accepted.
-fn answer(answer: BatchAnswer) -> (String, bool) {
+/// The JSON body of a batch answer, and what repeats get: nothing if nothing was accepted (a
+/// retry may as well be judged afresh); with an Idempotency-Key the whole answer; without one
+/// (remembered for every signed batch, up to 500 results each) only the counts and the refused
+/// results, see [`expand`].
+fn worked(answer: &BatchAnswer, keyed: bool) -> (String, Option<String>) {
     tracing::Span::current().record("accepted", answer.accepted);
-    let stored = answer.accepted > 0;
-    (serde_json::to_string(&answer).unwrap_or_default(), stored)
+    let body = serde_json::to_string(answer).unwrap_or_default();
+    let stored = match (answer.accepted, keyed) {
+        (0, _) => None,
+        (_, true) => Some(body.clone()),
+        (_, false) => {
+            let refused: Vec<&ItemResult> = answer
+                .results
+                .iter()
+                .filter(|r| matches!(r, ItemResult::Rejected(_)))
+                .collect();
+            Some(
+                serde_json::to_string(&CompactAnswer {
+                    accepted: answer.accepted,
+                    refused,
+                })
+                .unwrap_or_default(),
+            )
+        }
+    };
+    (body, stored)
+}
+
+/// What a signed batch without an Idempotency-Key leaves for its repeats.
+#[derive(Serialize)]
+struct CompactAnswer<'a> {
+    accepted: usize,
+    refused: Vec<&'a ItemResult>,
+}
+
+/// The first answer again for a repeat of a batch: as stored with an Idempotency-Key; without
+/// one, rebuilt from the compact form and the repeat itself, which is byte for byte the first
+/// request, so each accepted item's id follows from it as it did the first time.
+fn expand(signed: &Signed, stored: String) -> String {
+    if signed.headers.contains_key("idempotency-key") {
+        return stored;
+    }
+    let Ok(compact) = serde_json::from_str::<Value>(&stored) else {
+        return stored;
+    };
+    let Ok(items) = parse_batch(&signed.body, usize::MAX) else {
+        return stored;
+    };
+    let mut results: Vec<Value> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let id = match (item["playerId"].as_str(), item["messageId"].as_str()) {
+                (Some(player), Some(m)) => message_event_id(player, m),
+                _ => event_id(
+                    &signed.headers,
+                    &signed.signature,
+                    "events.batch",
+                    &signed.body,
+                    i,
+                ),
+            };
+            serde_json::to_value(ItemAccepted {
+                index: i,
+                status: StatusCode::ACCEPTED.as_u16(),
+                event_id: id,
+            })
+            .unwrap_or_default()
+        })
+        .collect();
+    for r in compact["refused"].as_array().into_iter().flatten() {
+        if let Some(slot) = r["index"]
+            .as_u64()
+            .and_then(|i| results.get_mut(i as usize))
+        {
+            *slot = r.clone();
+        }
+    }
+    let accepted = compact["accepted"].as_u64().unwrap_or_default();
+    serde_json::json!({
+        "accepted": accepted,
+        "rejected": (results.len() as u64).saturating_sub(accepted),
+        "results": results,
+    })
+    .to_string()
 }
 
 /// The batch's events as raw JSON: `{"events": [...]}` or `[...]`, 1..=`max` of them.
@@ -231,7 +331,11 @@ async fn accept_batch(
             continue;
         };
         kinds.push(event.kind().as_str());
-        let (event_id, message) = envelope(event, ids[i], now);
+        let id = match &event.message_id {
+            Some(m) => message_event_id(event.player_id.as_str(), m),
+            None => ids[i],
+        };
+        let (event_id, message) = envelope(event, id, now);
         messages.push(message);
         results[i] = Some(ItemResult::Accepted(ItemAccepted {
             index: i,

@@ -1,8 +1,11 @@
-//! `Idempotency-Key` handling and the replay guard for requests without one.
+//! Answering each signed request once: by its `Idempotency-Key` if it has one, else by its
+//! signature (ADR 0016).
 //!
-//! With a key, the first request holds it and its answer is stored; repeats get that answer
-//! back with `208`, and a repeat that arrives while the first is still running waits for it.
-//! Without a key, each signature may be used once.
+//! The first request holds the key and its answer is stored; repeats get that answer back with
+//! `208` and `Idempotent-Replayed: true`, and a repeat that arrives while the first is still
+//! running waits for it. Without a key the signature stands in for it, remembered for as long as
+//! the signature could be accepted: a byte-identical repeat (a client retry, or someone replaying
+//! what they saw) is the same request, answered the same, never a second effect and never a 401.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,6 +21,9 @@ use tracing::Instrument;
 use crate::guard::dropped;
 use crate::GatewayState;
 
+/// The header on a repeat's answer (`true`), as Stripe sends it.
+pub(crate) const REPLAYED: &str = "idempotent-replayed";
+
 /// How often a repeat polls for the first request's answer.
 const POLL_EVERY: Duration = Duration::from_millis(5);
 /// How long a repeat waits for the first request before answering 409.
@@ -29,16 +35,16 @@ const WAIT_AT_MOST: Duration = Duration::from_secs(2);
 #[allow(dead_code)] // documents the header; `admit` reads it from the request
 pub(crate) struct IdempotencyHeader {
     /// 1..=255 visible ASCII characters; a repeat gets the first answer back with 208. Without it
-    /// each signature is accepted once.
+    /// the signature is the key: the same signed request again gets the first answer with 208.
     #[param(rename = "Idempotency-Key", pattern = "^[!-~]{1,255}$")]
     idempotency_key: Option<String>,
 }
 
 /// What to do with a request after the idempotency step.
 pub(crate) enum Admission {
-    /// Process it; finish the hold on the key (if there is one) with the outcome.
-    Proceed(Option<KeyHold>),
-    /// It was answered before: replay that answer.
+    /// Process it; finish the hold on its key with the outcome.
+    Proceed(KeyHold),
+    /// It was answered before: send that answer again.
     Replay(StoredAnswer),
 }
 
@@ -61,31 +67,56 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Problem> {
     }
 }
 
-/// The id of item `index` of a request to `scope`: a fresh UUIDv7 without an `Idempotency-Key`.
-/// With one, a UUIDv8 derived from the key and the body, so a retry that publishes again after an
-/// unclear outcome (the bus took the event but the answer was lost in an outage) carries the same
-/// id, and every consumer, which dedupes by event id, applies it once.
-pub(crate) fn event_id(headers: &HeaderMap, scope: &str, body: &[u8], index: usize) -> uuid::Uuid {
+/// What makes a request the same request again: its `Idempotency-Key` header as sent, else its
+/// signature (a space never appears in a valid key, so the two cannot collide).
+fn identity(headers: &HeaderMap, signature: &Signature) -> Vec<u8> {
     match headers.get("idempotency-key") {
-        None => uuid::Uuid::now_v7(),
-        Some(key) => {
-            let mut h = Sha256::new();
-            for part in [
-                scope.as_bytes(),
-                b"\0",
-                key.as_bytes(),
-                b"\0",
-                &Sha256::digest(body)[..],
-            ] {
-                h.update(part);
-            }
-            h.update(index.to_be_bytes());
-            let digest = h.finalize();
-            let mut bytes = [0u8; 16];
-            bytes.copy_from_slice(&digest[..16]);
-            uuid::Uuid::new_v8(bytes)
-        }
+        Some(key) => key.as_bytes().to_vec(),
+        None => format!("signature {}", signature.0).into_bytes(),
     }
+}
+
+/// The id of item `index` of a request to `scope`: a UUIDv8 derived from the request's identity
+/// (its key or its signature) and body, so a repeat that publishes again after an unclear
+/// outcome (the bus took the event but the answer was lost in an outage) carries the same id,
+/// and every consumer, which dedupes by event id, applies it once.
+pub(crate) fn event_id(
+    headers: &HeaderMap,
+    signature: &Signature,
+    scope: &str,
+    body: &[u8],
+    index: usize,
+) -> uuid::Uuid {
+    let mut h = Sha256::new();
+    for part in [
+        scope.as_bytes(),
+        b"\0",
+        &identity(headers, signature),
+        b"\0",
+        &Sha256::digest(body)[..],
+    ] {
+        h.update(part);
+    }
+    h.update(index.to_be_bytes());
+    v8(&h.finalize())
+}
+
+/// The id of an event that carries the client's `messageId`: a UUIDv8 of the player and that
+/// id, whatever request brought it, so consumers apply it once however often it is resent.
+pub(crate) fn message_event_id(player: &str, message_id: &str) -> uuid::Uuid {
+    let mut h = Sha256::new();
+    for part in [b"message".as_slice(), b"\0", player.as_bytes(), b"\0"] {
+        h.update(part);
+    }
+    h.update(message_id.as_bytes());
+    v8(&h.finalize())
+}
+
+/// A UUIDv8 from the first 16 bytes of a digest.
+fn v8(digest: &[u8]) -> uuid::Uuid {
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Uuid::new_v8(bytes)
 }
 
 /// Hex SHA-256 of the raw body: a key reused with a different body is refused.
@@ -101,19 +132,19 @@ pub(crate) async fn admit(
     body: &[u8],
     signature: &Signature,
 ) -> Result<Admission, Problem> {
-    let Some(key) = idempotency_key(headers)? else {
-        let ttl = Duration::from_secs(2 * state.signatures.tolerance_s.max(1) as u64);
-        if state.replay.first_use(&signature.0, ttl).await? {
-            return Ok(Admission::Proceed(None));
-        }
-        dropped("unauthorized", 1);
-        return Err(Problem::unauthorized(
-            "replayed request: this signature was already used; send an Idempotency-Key header to retry safely",
-        ));
+    let (key, ttl) = match idempotency_key(headers)? {
+        Some(key) => (
+            format!("gateway:{scope}:{key}"),
+            state.config.idempotency_ttl,
+        ),
+        // A signature is accepted while its timestamp is within the tolerance of server time:
+        // remembered twice that long, it is remembered for as long as it could come back.
+        None => (
+            format!("gateway-signed:{scope}:{}", signature.0),
+            Duration::from_secs(2 * state.signatures.tolerance_s.max(1) as u64 + 1),
+        ),
     };
-    let key = format!("gateway:{scope}:{key}");
     let print = fingerprint(body);
-    let ttl = state.config.idempotency_ttl;
     // The in-flight hold lives briefly: if the request dies with its backend (and cannot release
     // the key), a retry may go through once the hold lapses instead of being refused for a day.
     let hold_ttl = ttl.min(IN_FLIGHT_TTL);
@@ -121,12 +152,12 @@ pub(crate) async fn admit(
     loop {
         match state.idem.idem_begin(&key, &print, hold_ttl).await? {
             IdemState::Fresh => {
-                return Ok(Admission::Proceed(Some(KeyHold {
+                return Ok(Admission::Proceed(KeyHold {
                     idem: Arc::clone(&state.idem),
                     key,
                     ttl,
                     finished: false,
-                })))
+                }))
             }
             IdemState::Done(answer) => {
                 dropped("duplicate", 1);
@@ -158,30 +189,37 @@ pub(crate) async fn admit(
     }
 }
 
-/// Runs the rest of a request that holds a key (`work`, yielding the answer body and whether to
-/// store it) on its own task, so a client that goes away cannot interrupt it between publishing
-/// and storing the answer; then stores the answer (status `status`) or releases the key.
+/// What a request's work yields: the answer's body, and what to store for repeats (`None`: it
+/// changed nothing, so a repeat is judged afresh).
+pub(crate) type Worked = (String, Option<String>);
+
+/// Runs the rest of a request that holds a key (`work`) on its own task, so a client that goes
+/// away cannot interrupt it between publishing and storing the answer; then stores the answer
+/// (status `status`) or releases the key.
 pub(crate) async fn finish_detached<F>(
     hold: KeyHold,
     status: StatusCode,
     work: F,
 ) -> Result<String, Problem>
 where
-    F: Future<Output = Result<(String, bool), Problem>> + Send + 'static,
+    F: Future<Output = Result<Worked, Problem>> + Send + 'static,
 {
     let task = async move {
         let outcome = work.await;
-        match &outcome {
-            Ok((body, true)) => {
+        match outcome {
+            Ok((body, Some(stored))) => {
                 hold.complete(StoredAnswer {
                     status: status.as_u16(),
-                    body: body.clone(),
+                    body: stored,
                 })
-                .await
+                .await;
+                Ok(body)
             }
-            _ => hold.release().await,
+            other => {
+                hold.release().await;
+                other.map(|(body, _)| body)
+            }
         }
-        outcome.map(|(body, _)| body)
     };
     tokio::spawn(task.instrument(tracing::Span::current()))
         .await
@@ -192,17 +230,19 @@ where
 }
 
 /// Answers a signed request exactly once per Idempotency-Key (or signature): a repeat gets the
-/// first answer; otherwise `work` runs (to the end even if the client goes away, when a key is
-/// held) and its JSON body goes out with `status`. `work` also says whether it changed anything.
+/// first answer (what was stored, through `expand`, which gets the repeat itself); otherwise
+/// `work` runs (to the end even if the client goes away) and its JSON body goes out with
+/// `status`.
 pub(crate) async fn respond_once<F>(
     state: &GatewayState,
     scope: &str,
     signed: &Signed,
     status: StatusCode,
     work: F,
+    expand: fn(&Signed, String) -> String,
 ) -> Result<Response, Problem>
 where
-    F: Future<Output = Result<(String, bool), Problem>> + Send + 'static,
+    F: Future<Output = Result<Worked, Problem>> + Send + 'static,
 {
     let body = match admit(
         state,
@@ -213,20 +253,26 @@ where
     )
     .await?
     {
-        Admission::Replay(answer) => return Ok(replay(answer)),
-        Admission::Proceed(None) => work.await?.0,
-        Admission::Proceed(Some(hold)) => finish_detached(hold, status, work).await?,
+        Admission::Replay(answer) => {
+            return Ok(replay(StoredAnswer {
+                body: expand(signed, answer.body),
+                ..answer
+            }))
+        }
+        Admission::Proceed(hold) => finish_detached(hold, status, work).await?,
     };
     Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// The `208` replay of a stored answer.
+/// A stored answer sent again: `208` with `Idempotent-Replayed: true`.
 pub(crate) fn replay(answer: StoredAnswer) -> Response {
     let mut res = (StatusCode::ALREADY_REPORTED, answer.body).into_response();
-    res.headers_mut().insert(
+    let headers = res.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    headers.insert(REPLAYED, HeaderValue::from_static("true"));
     res
 }
 
@@ -310,19 +356,34 @@ mod tests {
     }
 
     #[test]
-    fn keyed_requests_get_a_stable_event_id_per_key_body_and_item() {
+    fn requests_get_a_stable_event_id_per_identity_body_and_item() {
+        let sig = Signature("sha256=00".into());
         let mut keyed = HeaderMap::new();
         keyed.insert("idempotency-key", HeaderValue::from_static("k1"));
-        let a = event_id(&keyed, "events", b"{}", 0);
-        assert_eq!(a, event_id(&keyed, "events", b"{}", 0));
+        let a = event_id(&keyed, &sig, "events", b"{}", 0);
+        assert_eq!(a, event_id(&keyed, &sig, "events", b"{}", 0));
         assert_eq!(a.get_version_num(), 8);
-        assert_ne!(a, event_id(&keyed, "events", b"{ }", 0));
-        assert_ne!(a, event_id(&keyed, "events", b"{}", 1));
-        assert_ne!(a, event_id(&keyed, "events.batch", b"{}", 0));
+        assert_ne!(a, event_id(&keyed, &sig, "events", b"{ }", 0));
+        assert_ne!(a, event_id(&keyed, &sig, "events", b"{}", 1));
+        assert_ne!(a, event_id(&keyed, &sig, "events.batch", b"{}", 0));
+        // The key decides, not the signature (a retry is signed again).
+        let resigned = Signature("sha256=01".into());
+        assert_eq!(a, event_id(&keyed, &resigned, "events", b"{}", 0));
+        // Without a key the signature decides.
         let plain = HeaderMap::new();
-        let b = event_id(&plain, "events", b"{}", 0);
-        assert_eq!(b.get_version_num(), 7);
-        assert_ne!(b, event_id(&plain, "events", b"{}", 0));
+        let b = event_id(&plain, &sig, "events", b"{}", 0);
+        assert_eq!(b.get_version_num(), 8);
+        assert_eq!(b, event_id(&plain, &sig, "events", b"{}", 0));
+        assert_ne!(b, event_id(&plain, &resigned, "events", b"{}", 0));
+        assert_ne!(b, a);
+    }
+
+    #[test]
+    fn message_ids_name_one_event_per_player() {
+        let a = message_event_id("player_1", "m-1");
+        assert_eq!(a, message_event_id("player_1", "m-1"));
+        assert_ne!(a, message_event_id("player_1", "m-2"));
+        assert_ne!(a, message_event_id("player_2", "m-1"));
     }
 
     #[test]

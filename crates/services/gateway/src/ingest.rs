@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::guard::{dropped, ingested, refused, screen};
-use crate::idempotency::{event_id, respond_once, IdempotencyHeader};
+use crate::idempotency::{event_id, message_event_id, respond_once, IdempotencyHeader};
 use crate::GatewayState;
 use liveops_http::responses::{
     BadRequest, Conflict, Forbidden, KeyReused, TooLarge, TooManyRequests, Unauthorized,
@@ -24,7 +24,8 @@ use liveops_http::responses::{
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct EventAccepted {
-    /// The id the gateway gave the event (UUIDv7); every consumer dedupes on it.
+    /// The id the gateway gave the event; every consumer dedupes on it. Derived from the
+    /// `messageId` if the event has one, else from the request (its key or signature).
     pub(crate) event_id: Uuid,
 }
 
@@ -55,7 +56,8 @@ pub(crate) fn envelope(event: Event, event_id: Uuid, received_at: i64) -> (Uuid,
     params(SignatureHeaders, IdempotencyHeader),
     responses(
         (status = 202, description = "On the bus", body = EventAccepted),
-        (status = 208, description = "Repeat of an Idempotency-Key: the first answer", body = EventAccepted),
+        (status = 208, description = "The same request again (same Idempotency-Key, or without one the same signed request): the first answer, nothing done twice", body = EventAccepted,
+            headers(("Idempotent-Replayed" = String, description = "`true`: this is the stored answer of the first request"))),
         BadRequest,
         Unauthorized,
         Forbidden,
@@ -79,15 +81,32 @@ pub(crate) async fn post_event(
             Problem::from(e)
         })?;
     tracing::Span::current().record("player", event.player_id.as_str());
-    let event_id = event_id(&signed.headers, "events", &signed.body, 0);
+    let event_id = match &event.message_id {
+        Some(m) => message_event_id(event.player_id.as_str(), m),
+        None => event_id(
+            &signed.headers,
+            &signed.signature,
+            "events",
+            &signed.body,
+            0,
+        ),
+    };
     let work = {
         let state = state.clone();
         async move {
-            let accepted = accept(&state, event, event_id, now).await?;
-            Ok((answer(accepted), true))
+            let body = answer(accept(&state, event, event_id, now).await?);
+            Ok((body.clone(), Some(body)))
         }
     };
-    respond_once(&state, "events", &signed, StatusCode::ACCEPTED, work).await
+    respond_once(
+        &state,
+        "events",
+        &signed,
+        StatusCode::ACCEPTED,
+        work,
+        |_, stored| stored,
+    )
+    .await
 }
 
 /// The JSON body of a 202.

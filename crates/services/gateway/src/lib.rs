@@ -1,7 +1,7 @@
 //! The gateway service (ARCHITECTURE §3.1): `POST /events` and `POST /events/batch`.
 //!
 //! Every request goes through the same pipeline: body size limit → HMAC signature → validation →
-//! idempotency (or the replay guard) → block check → rate limit → publish to
+//! idempotency (by `Idempotency-Key`, else by signature) → block check → rate limit → publish to
 //! [`topics::INGESTED`](liveops_core::ports::topics::INGESTED). The answer is `202` only once the
 //! bus accepted the event.
 
@@ -12,7 +12,7 @@ use axum::extract::FromRef;
 use axum::routing::post;
 use axum::Router;
 use clap::Args;
-use liveops_core::ports::{Blocklist, Idempotency, RateLimiter, ReplayGuard};
+use liveops_core::ports::{Blocklist, Idempotency, RateLimiter};
 use liveops_core::{Bus, Limits};
 use liveops_http::{body_limit, SignatureCheck};
 use liveops_module::{BuildError, ConfigError, Context, Definition, Service};
@@ -91,10 +91,8 @@ pub struct GatewayState {
     pub signatures: SignatureCheck,
     /// Where accepted events go.
     pub bus: Arc<dyn Bus>,
-    /// `Idempotency-Key` holds and answers.
+    /// Holds and answers of requests, by `Idempotency-Key` or by signature.
     pub idem: Arc<dyn Idempotency>,
-    /// Signatures already used by requests without a key.
-    pub replay: Arc<dyn ReplayGuard>,
     /// Per-player rate windows.
     pub rates: Arc<dyn RateLimiter>,
     /// Players blocked by fairness.
@@ -110,14 +108,13 @@ impl GatewayState {
         hot: Arc<H>,
     ) -> Self
     where
-        H: Idempotency + ReplayGuard + RateLimiter + Blocklist + 'static,
+        H: Idempotency + RateLimiter + Blocklist + 'static,
     {
         Self {
             config: Arc::new(config),
             signatures,
             bus,
             idem: hot.clone(),
-            replay: hot.clone(),
             rates: hot.clone(),
             blocks: hot,
         }
@@ -175,7 +172,6 @@ async fn build(ctx: &Context, args: GatewayArgs) -> Result<Service, BuildError> 
         },
         bus: ctx.ports.get::<dyn Bus>().await?,
         idem: ctx.ports.get::<dyn Idempotency>().await?,
-        replay: ctx.ports.get::<dyn ReplayGuard>().await?,
         rates: ctx.ports.get::<dyn RateLimiter>().await?,
         blocks: ctx.ports.get::<dyn Blocklist>().await?,
     };

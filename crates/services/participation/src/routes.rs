@@ -24,6 +24,11 @@ pub struct EntryRequest {
     /// Who enters.
     #[schema(pattern = "^[A-Za-z0-9_]{3,50}$", min_length = 3, max_length = 50)]
     pub player_id: String,
+    /// Optional: the campaign of the path, so the signature covers it too (a player entering two
+    /// campaigns within one second needs it: the two bodies would be equal).
+    #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$", min_length = 1, max_length = 64)]
+    pub campaign_id: Option<String>,
 }
 
 /// An entry.
@@ -95,7 +100,7 @@ fn not_live(id: &str, state: Option<CampaignState>) -> Problem {
         BadRequest,
         Unauthorized,
         NotFound,
-        (status = 409, description = "Not live (`campaign-not-live`), the player's level is too low (`not-eligible`), or they entered in this slot already (`entry-limit-reached`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not live (`campaign-not-live`), the player's level is too low (`not-eligible`), they entered in this slot already (`entry-limit-reached`), or this signed request made an entry in another campaign (`signed-request-reused`)", body = Problem, content_type = "application/problem+json"),
         TooLarge,
         Unavailable,
     )
@@ -107,19 +112,26 @@ pub(crate) async fn enter(
     signed: Signed,
 ) -> Result<(StatusCode, Json<EntryView>), Problem> {
     let body: EntryRequest = parse_json(&signed.body)?;
+    if body.campaign_id.as_ref().is_some_and(|c| *c != id) {
+        return Err(Problem::invalid(
+            "campaignId",
+            "must be the campaign of the path",
+        ));
+    }
     let player = PlayerId::parse(&body.player_id).map_err(|r| Problem::invalid("playerId", r))?;
     tracing::Span::current().record("player", player.as_str());
     let sig = signed.signature.0;
     let now = signed.at_ms;
 
     // A signature makes one entry: the very same request again (a retry) gets it back; sent to
-    // another campaign (a replay), it is refused.
+    // another campaign, it is refused as a reuse (the signature is good, so not a 401).
     if let Some(e) = state.entries.entry_by_request(&sig).await? {
         if e.campaign_id == id {
             return Ok((StatusCode::OK, Json(EntryView::from(e))));
         }
-        return Err(Problem::unauthorized(
-            "this signed request was already used for another campaign",
+        return Err(Problem::conflict(
+            "signed-request-reused",
+            "this signed request was already used for another campaign; sign a new one (with `campaignId` in the body, the signature covers the campaign)",
         ));
     }
     let campaign = load(&state, &id).await?;

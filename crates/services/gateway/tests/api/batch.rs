@@ -109,15 +109,22 @@ async fn an_idempotent_batch_retry_gets_208_and_the_same_answer() {
     assert_eq!(again.status, 208);
     assert_eq!(again.body, first.body);
     assert_eq!(app.ingested().await.len(), 2);
-    // Without a key, the same signed request is a replay.
+    // Without a key, the same signed request again gets its first answer too, refused items,
+    // messageIds and all.
+    let mut tagged = sample("progression");
+    tagged["messageId"] = json!("m-1");
+    let batch = json!([sample("boss_kill"), {"type": "nope"}, tagged]);
+    let body = serde_json::to_vec(&batch).unwrap();
     let headers = app.sign(&body, now_s(), None);
-    assert_eq!(
-        app.send("/events/batch", body.clone(), &headers)
-            .await
-            .status,
-        200
-    );
-    app.send("/events/batch", body, &headers).await.problem(401);
+    let first = app.send("/events/batch", body.clone(), &headers).await;
+    assert_eq!(first.status, 200);
+    let again = app.send("/events/batch", body, &headers).await;
+    assert_eq!(again.status, 208);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(again.body, first.body);
+    assert_eq!(first.body["accepted"], 2);
+    assert_eq!(first.body["results"][1]["status"], 400);
+    assert_eq!(app.ingested().await.len(), 2, "two more, once");
 }
 
 #[tokio::test]

@@ -21,7 +21,8 @@ async fn sample_events_are_accepted_and_land_on_the_bus() {
         assert_eq!(res.status, 202, "{name}: {:?}", res.body);
         assert_eq!(res.content_type(), "application/json");
         let id: uuid::Uuid = res.body["eventId"].as_str().unwrap().parse().unwrap();
-        assert_eq!(id.get_version_num(), 7);
+        // Derived from the request (its signature here), so a repeat carries the same id.
+        assert_eq!(id.get_version_num(), 8);
         ids.push((id, event, before));
     }
     let on_bus = app.ingested().await;
@@ -240,20 +241,18 @@ async fn a_player_over_the_rate_limit_gets_429_with_retry_after() {
 }
 
 #[tokio::test]
-async fn a_replayed_request_is_401() {
+async fn the_same_signed_request_again_gets_the_first_answer_and_publishes_once() {
     let app = spawn_app();
     let body = serde_json::to_vec(&sample("boss_kill")).unwrap();
     let headers = app.sign(&body, now_s(), None);
-    assert_eq!(
-        app.send("/events", body.clone(), &headers).await.status,
-        202
-    );
-    let p = app.send("/events", body.clone(), &headers).await;
-    assert!(p.problem(401)["detail"]
-        .as_str()
-        .unwrap()
-        .contains("replayed"));
-    // Re-casing the hex does not make it a new signature.
+    let first = app.send("/events", body.clone(), &headers).await;
+    assert_eq!(first.status, 202);
+    assert!(!first.headers.contains_key("idempotent-replayed"));
+    let again = app.send("/events", body.clone(), &headers).await;
+    assert_eq!(again.status, 208, "{:?}", again.body);
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    // Re-casing the hex does not make it a new request.
     let shouted: Vec<(&str, String)> = headers
         .iter()
         .map(|(k, v)| {
@@ -264,8 +263,54 @@ async fn a_replayed_request_is_401() {
             }
         })
         .collect();
-    app.send("/events", body, &shouted).await.problem(401);
+    let loud = app.send("/events", body, &shouted).await;
+    assert_eq!((loud.status.as_u16(), &loud.body), (208, &first.body));
     assert_eq!(app.ingested().await.len(), 1);
+}
+
+#[tokio::test]
+async fn equal_events_with_different_message_ids_are_two_events() {
+    let app = spawn_app();
+    fresh_second().await;
+    let ts = now_s();
+    let tick = |m: &str| {
+        json!({"type": "progression", "playerId": "player_1", "ts": ts, "messageId": m,
+               "payload": {"deltaXp": 10, "activity": "tick"}})
+    };
+    let a = app.post_event(&tick("tick-1")).await;
+    let b = app.post_event(&tick("tick-2")).await;
+    assert_eq!((a.status.as_u16(), b.status.as_u16()), (202, 202));
+    assert_ne!(a.body["eventId"], b.body["eventId"]);
+    // The same messageId again, signed anew: the same event id, so consumers apply it once.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut later = tick("tick-1");
+    later["ts"] = json!(now_s());
+    let c = app.post_event(&later).await;
+    assert_eq!(c.status, 202);
+    assert_eq!(c.body["eventId"], a.body["eventId"]);
+    let ids: HashSet<_> = app
+        .ingested()
+        .await
+        .into_iter()
+        .map(|(_, e)| e.event_id)
+        .collect();
+    assert_eq!(ids.len(), 2);
+}
+
+#[tokio::test]
+async fn a_bad_message_id_is_400() {
+    let app = spawn_app();
+    for bad in [
+        json!(""),
+        json!("has space"),
+        json!("m".repeat(65)),
+        json!(7),
+    ] {
+        let mut e = sample("progression");
+        e["messageId"] = bad;
+        assert_eq!(app.post_event(&e).await.problem(400)["field"], "messageId");
+    }
+    assert!(app.ingested().await.is_empty());
 }
 
 #[tokio::test]

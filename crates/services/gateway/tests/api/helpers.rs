@@ -134,12 +134,13 @@ impl TestApp {
         for (k, v) in headers {
             req = req.header(*k, v.as_str());
         }
-        let res = self
-            .router
-            .clone()
-            .oneshot(req.body(Body::from(body.into())).unwrap())
+        self.send_request(req.body(Body::from(body.into())).unwrap())
             .await
-            .unwrap();
+    }
+
+    /// Sends a request as built, and reads the answer.
+    pub async fn send_request(&self, req: Request<Body>) -> Answer {
+        let res = self.router.clone().oneshot(req).await.unwrap();
         let status = res.status();
         let headers = res.headers().clone();
         let bytes: Bytes = res.into_body().collect().await.unwrap().to_bytes();

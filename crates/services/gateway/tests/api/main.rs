@@ -5,3 +5,4 @@
 mod batch;
 mod events;
 mod helpers;
+mod properties;

@@ -1,0 +1,936 @@
+//! The attack suite on the embedded default (issue 14, docs/RELIABILITY.md): forged and replayed
+//! requests on every signed route, honest repeats, tampered receipts, a hundred concurrent
+//! copies of one request, and a flood beside an honest player. Every attack is followed by a
+//! check that nothing was published, counted, entered or claimed.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::campaign::{Live, LiveUrls, ADMIN_EMAIL, ADMIN_PASSWORD};
+use common::{eventually, now, spawn_app, Answer, TestApp, SECRET};
+use liveops_core::Keyring;
+use reqwest::header::{HeaderName, HeaderValue};
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The bootstrap admin, quick campaign ticks.
+const LIVE: &[&str] = &[
+    "--admin-email",
+    ADMIN_EMAIL,
+    "--admin-password",
+    ADMIN_PASSWORD,
+    "--campaign-tick-ms",
+    "200",
+];
+
+/// A running app with a live campaign, an inbox message and a pending reward for `player`.
+struct Arena {
+    app: TestApp,
+    live: Live,
+    admin: String,
+    player: String,
+    campaign: String,
+    message: String,
+    reward: String,
+}
+
+async fn arena(tag: &str, extra: &[&str]) -> Arena {
+    let mut flags = LIVE.to_vec();
+    flags.extend_from_slice(extra);
+    let app = spawn_app(&flags).await;
+    let live = Live::new(LiveUrls::all(&app.base));
+    let admin = live.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let player = format!("target_{tag}");
+    // Level 2, so a level reward is pending.
+    let a = app
+        .send_event(
+            &json!({"type": "progression", "playerId": player, "ts": now(),
+                            "payload": {"deltaXp": 1200, "activity": "quest"}}),
+        )
+        .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    let progress = eventually(WAIT, "level 2", || async {
+        let p = app.progress(&player).await;
+        (p["level"] == 2).then_some(p)
+    })
+    .await;
+    let reward = progress["pendingRewards"][0]["rewardId"]
+        .as_str()
+        .expect("a pending reward")
+        .to_owned();
+    let campaign = live_campaign(&app, &live, &admin, tag).await;
+    let message = send_message(&app, &live, &admin, &player, "abc:gem").await;
+    Arena {
+        app,
+        live,
+        admin,
+        player,
+        campaign,
+        message,
+        reward,
+    }
+}
+
+/// A campaign open to every level that is live now.
+async fn live_campaign(app: &TestApp, live: &Live, admin: &str, tag: &str) -> String {
+    let start = chrono::Utc::now();
+    let (s, c) = live
+        .post(
+            format!("{}/campaigns", app.base),
+            admin,
+            json!({"title": format!("Open {tag}"), "startsAt": start.to_rfc3339(),
+                   "endsAt": (start + chrono::Duration::hours(1)).to_rfc3339(),
+                   "eligibility": {"minLevel": 1}, "entryLimit": "once",
+                   "reward": {"kind": "draw", "winners": 1, "item": "chest"}}),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_str().expect("id").to_owned();
+    let (s, b) = live
+        .post(
+            format!("{}/campaigns/{id}/schedule", app.base),
+            admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    live.wait_state(admin, &id, "live", WAIT).await;
+    id
+}
+
+/// An inbox message to `player` with one attachment; its id.
+async fn send_message(app: &TestApp, live: &Live, admin: &str, player: &str, item: &str) -> String {
+    let expires = chrono::Utc::now() + chrono::Duration::days(1);
+    let (s, b) = live
+        .post(
+            format!("{}/inbox/messages", app.base),
+            admin,
+            json!({"players": [player], "title": "Gift", "attachments": [{"item": item}],
+                   "expiresAt": expires.to_rfc3339()}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    b["messageIds"][0].as_str().expect("message id").to_owned()
+}
+
+/// One signed route: where it is and a valid body for it.
+struct Route {
+    name: &'static str,
+    path: String,
+    body: Vec<u8>,
+}
+
+impl Arena {
+    fn routes(&self, player: &str) -> Vec<Route> {
+        let p = player;
+        let event = json!({"type": "progression", "playerId": p, "ts": now(),
+                           "payload": {"deltaXp": 40, "activity": "forged"}});
+        let bytes = |v: Value| serde_json::to_vec(&v).expect("json");
+        vec![
+            Route {
+                name: "events",
+                path: "/events".into(),
+                body: bytes(event.clone()),
+            },
+            Route {
+                name: "batch",
+                path: "/events/batch".into(),
+                body: bytes(json!({"events": [event]})),
+            },
+            Route {
+                name: "reward claim",
+                path: "/rewards/claim".into(),
+                body: bytes(json!({"playerId": p, "rewardId": self.reward})),
+            },
+            Route {
+                name: "campaign entry",
+                path: format!("/campaigns/{}/entries", self.campaign),
+                body: bytes(json!({"playerId": p})),
+            },
+            Route {
+                name: "inbox claim",
+                path: format!("/players/{p}/inbox/{}/claim", self.message),
+                body: bytes(json!({"playerId": p})),
+            },
+        ]
+    }
+
+    async fn entrants(&self) -> Vec<Value> {
+        let a = self
+            .app
+            .get(&format!("/campaigns/{}/entrants", self.campaign))
+            .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        a.body["entrants"].as_array().expect("entrants").clone()
+    }
+
+    async fn message_view(&self, player: &str, message: &str) -> Value {
+        let inbox = self.live.inbox(player).await;
+        inbox["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .find(|m| m["messageId"] == message)
+            .cloned()
+            .expect("the message")
+    }
+}
+
+/// Posts `body` to `path` with exactly these headers (name, raw bytes), repeats allowed.
+async fn post_with(app: &TestApp, path: &str, body: &[u8], headers: &[(&str, Vec<u8>)]) -> Answer {
+    let mut map = reqwest::header::HeaderMap::new();
+    map.insert(
+        reqwest::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for (k, v) in headers {
+        map.append(
+            HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            HeaderValue::from_bytes(v).expect("value"),
+        );
+    }
+    let res = app
+        .client
+        .post(format!("{}{path}", app.base))
+        .headers(map)
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("request");
+    common::answer(res).await
+}
+
+fn sign(secret: &[u8], ts: i64, body: &[u8]) -> Vec<u8> {
+    Keyring::single(secret.to_vec())
+        .expect("key")
+        .sign_request(None, ts, body)
+        .expect("sign")
+        .into_bytes()
+}
+
+/// Headers as sent: name and raw bytes, a name may repeat.
+type Headers = Vec<(&'static str, Vec<u8>)>;
+
+/// Every way to get a signature wrong, for `body` (named, with the headers to send).
+fn forgeries(body: &[u8], revoked: &(String, String)) -> Vec<(String, Headers)> {
+    let ts = now();
+    let t = |ts: i64| ts.to_string().into_bytes();
+    let good = sign(SECRET.as_bytes(), ts, body);
+    let other_body = sign(SECRET.as_bytes(), ts, b"{\"playerId\":\"someone_else\"}");
+    let (rk, rs) = revoked;
+    vec![
+        (
+            "wrong key".into(),
+            vec![
+                ("x-timestamp", t(ts)),
+                (
+                    "x-signature",
+                    sign(b"not-the-key-0123456789abcdef-0123456", ts, body),
+                ),
+            ],
+        ),
+        (
+            "unknown key id".into(),
+            vec![
+                ("x-timestamp", t(ts)),
+                ("x-signature", good.clone()),
+                ("x-key-id", b"no_such_key".to_vec()),
+            ],
+        ),
+        (
+            "revoked key id".into(),
+            vec![
+                ("x-timestamp", t(ts)),
+                ("x-signature", sign(rs.as_bytes(), ts, body)),
+                ("x-key-id", rk.clone().into_bytes()),
+            ],
+        ),
+        (
+            "signature over another body".into(),
+            vec![("x-timestamp", t(ts)), ("x-signature", other_body)],
+        ),
+        (
+            "stale timestamp".into(),
+            vec![
+                ("x-timestamp", t(ts - 301)),
+                ("x-signature", sign(SECRET.as_bytes(), ts - 301, body)),
+            ],
+        ),
+        (
+            "future timestamp".into(),
+            vec![
+                ("x-timestamp", t(ts + 301)),
+                ("x-signature", sign(SECRET.as_bytes(), ts + 301, body)),
+            ],
+        ),
+        ("no signature".into(), vec![("x-timestamp", t(ts))]),
+        ("no timestamp".into(), vec![("x-signature", good.clone())]),
+        (
+            "doubled signature".into(),
+            vec![
+                ("x-timestamp", t(ts)),
+                ("x-signature", good.clone()),
+                ("x-signature", good.clone()),
+            ],
+        ),
+        (
+            "doubled timestamp".into(),
+            vec![
+                ("x-timestamp", t(ts)),
+                ("x-timestamp", t(ts)),
+                ("x-signature", good.clone()),
+            ],
+        ),
+        (
+            "non-ASCII signature".into(),
+            vec![
+                ("x-timestamp", t(ts)),
+                ("x-signature", "sha256=é".as_bytes().to_vec()),
+            ],
+        ),
+        (
+            "non-ASCII timestamp".into(),
+            vec![
+                ("x-timestamp", "1é".as_bytes().to_vec()),
+                ("x-signature", good.clone()),
+            ],
+        ),
+        (
+            "non-ASCII key id".into(),
+            vec![
+                ("x-timestamp", t(ts)),
+                ("x-signature", good),
+                ("x-key-id", "clé".as_bytes().to_vec()),
+            ],
+        ),
+    ]
+}
+
+/// An API key that worked and was then revoked (and is refused everywhere now): (id, secret).
+async fn revoked_key(a: &Arena) -> (String, String) {
+    let key = a.live.create_key(&a.admin, "soon revoked").await;
+    a.live.wait_key_works(&key).await;
+    let (s, b) = a
+        .live
+        .call(
+            reqwest::Method::DELETE,
+            format!("{}/api-keys/{}", a.app.base, key.key_id),
+            Some(&a.admin),
+            None,
+        )
+        .await;
+    assert!(s == 204 || s == 200, "{s} {b}");
+    eventually(
+        Duration::from_secs(10),
+        "the revoked key refused",
+        || async {
+            let body = serde_json::to_vec(&json!({"type": "progression", "playerId": "key_probe",
+            "ts": now(), "payload": {"deltaXp": 1, "activity": "probe"}}))
+            .expect("json");
+            let ts = now();
+            let a = post_with(
+                &a.app,
+                "/events",
+                &body,
+                &[
+                    ("x-timestamp", ts.to_string().into_bytes()),
+                    ("x-signature", sign(key.secret.as_bytes(), ts, &body)),
+                    ("x-key-id", key.key_id.clone().into_bytes()),
+                ],
+            )
+            .await;
+            (a.status == 401).then_some(())
+        },
+    )
+    .await;
+    (key.key_id, key.secret)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_requests_on_every_signed_route_are_401_and_change_nothing() {
+    let a = arena("forge", &[]).await;
+    let revoked = revoked_key(&a).await;
+    let victim = a.player.clone();
+    let mut tried = 0;
+    for route in a.routes(&victim) {
+        for (fault, headers) in forgeries(&route.body, &revoked) {
+            let ans = post_with(&a.app, &route.path, &route.body, &headers).await;
+            assert_eq!(
+                ans.status.as_u16(),
+                401,
+                "{} / {fault}: {}",
+                route.name,
+                ans.body
+            );
+            ans.assert_problem(401);
+            tried += 1;
+        }
+    }
+    assert_eq!(tried, 5 * 13);
+
+    // Nothing was published: a genuine event after them is the only one counted (one partition
+    // per player, so a forged event, had it been published, would have been applied first).
+    let ok = a
+        .app
+        .send_event(
+            &json!({"type": "progression", "playerId": victim, "ts": now(),
+                            "payload": {"deltaXp": 1, "activity": "genuine"}}),
+        )
+        .await;
+    assert_eq!(ok.status, 202, "{}", ok.body);
+    let p = eventually(WAIT, "the genuine event applied", || async {
+        let p = a.app.progress(&victim).await;
+        (p["xp"] != 1200).then_some(p)
+    })
+    .await;
+    assert_eq!(p["xp"], 1201, "{p}");
+    assert_eq!(a.app.score("seasonal", &victim).await, Some(1201));
+    // Nothing claimed, entered or taken from the inbox.
+    assert!(
+        p["pendingRewards"]
+            .as_array()
+            .expect("pending")
+            .iter()
+            .any(|r| r["rewardId"] == a.reward.as_str()),
+        "the reward is still pending: {p}"
+    );
+    assert!(a.entrants().await.is_empty());
+    assert_eq!(
+        a.message_view(&victim, &a.message).await["claimedAt"],
+        Value::Null
+    );
+    // And each route still works for the genuine request.
+    for route in a.routes(&victim) {
+        let ans = a
+            .app
+            .post_signed(&route.path, &route.body, now(), &[])
+            .await;
+        assert!(
+            [200, 201, 202].contains(&ans.status.as_u16()),
+            "{}: {}",
+            route.name,
+            ans.body
+        );
+    }
+    assert_eq!(a.entrants().await, vec![json!(victim)]);
+    a.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn honest_repeats_count_and_byte_identical_replays_count_once() {
+    let a = arena("honest", &[]).await;
+    let app = &a.app;
+    let player = "ticker_honest";
+    let ts = now();
+    let tick = |m: &str| {
+        serde_json::to_vec(&json!({"type": "progression", "playerId": player, "ts": ts,
+            "messageId": m, "payload": {"deltaXp": 10, "activity": "tick"}}))
+        .expect("json")
+    };
+    // Two equal ticks in the same second, told apart by their messageId: both count.
+    let t1 = app.post_signed("/events", &tick("t-1"), ts, &[]).await;
+    let t2 = app.post_signed("/events", &tick("t-2"), ts, &[]).await;
+    assert_eq!((t1.status.as_u16(), t2.status.as_u16()), (202, 202));
+    // The first again, byte for byte (a retry, or a replay by someone who saw it): the first
+    // answer, marked as a repeat, and no second effect.
+    let again = app.post_signed("/events", &tick("t-1"), ts, &[]).await;
+    assert_eq!((again.status.as_u16(), &again.body), (208, &t1.body));
+    // A batch of two equal items with their own messageIds, sent twice.
+    let item = |m: &str| {
+        json!({"type": "progression", "playerId": player, "ts": ts, "messageId": m,
+               "payload": {"deltaXp": 10, "activity": "tick"}})
+    };
+    let batch = serde_json::to_vec(&json!({"events": [item("b-1"), item("b-2")]})).expect("json");
+    let b1 = app.post_signed("/events/batch", &batch, ts, &[]).await;
+    assert_eq!((b1.status.as_u16(), &b1.body["accepted"]), (200, &json!(2)));
+    let b2 = app.post_signed("/events/batch", &batch, ts, &[]).await;
+    assert_eq!((b2.status.as_u16(), &b2.body), (208, &b1.body));
+    // The same messageId resent in a new request (signed a second later): one event.
+    let resent = serde_json::to_vec(&json!({"type": "progression", "playerId": player,
+        "ts": ts + 1, "messageId": "t-2", "payload": {"deltaXp": 10, "activity": "tick"}}))
+    .expect("json");
+    let r = app.post_signed("/events", &resent, ts + 1, &[]).await;
+    assert_eq!((r.status.as_u16(), &r.body), (202, &t2.body));
+
+    let xp = eventually(WAIT, "ticks applied", || async {
+        let p = app.progress(player).await;
+        (p["xp"] == 40).then_some(p["xp"].clone())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.progress(player).await["xp"], xp, "40 once, never more");
+    assert_eq!(app.score("seasonal", player).await, Some(40));
+
+    // Entries: one player enters two campaigns in the same second; naming the campaign in the
+    // body makes the two requests different.
+    let second = live_campaign(app, &a.live, &a.admin, "honest-2").await;
+    let entry = |c: &str| {
+        serde_json::to_vec(&json!({"playerId": a.player, "campaignId": c})).expect("json")
+    };
+    let e1 = app
+        .post_signed(
+            &format!("/campaigns/{}/entries", a.campaign),
+            &entry(&a.campaign),
+            ts,
+            &[],
+        )
+        .await;
+    let e2 = app
+        .post_signed(
+            &format!("/campaigns/{second}/entries"),
+            &entry(&second),
+            ts,
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (e1.status.as_u16(), e2.status.as_u16()),
+        (201, 201),
+        "{} {}",
+        e1.body,
+        e2.body
+    );
+    // The same request again gets its entry; sent to the other campaign it is a reuse (409).
+    let path1 = format!("/campaigns/{}/entries", a.campaign);
+    let e1b = app.post_signed(&path1, &entry(&a.campaign), ts, &[]).await;
+    assert_eq!((e1b.status.as_u16(), &e1b.body), (200, &e1.body));
+    let plain = serde_json::to_vec(&json!({"playerId": "entrant_3"})).expect("json");
+    assert_eq!(app.post_signed(&path1, &plain, ts, &[]).await.status, 201);
+    app.post_signed(&format!("/campaigns/{second}/entries"), &plain, ts, &[])
+        .await
+        .assert_problem(409);
+    app.post_signed(
+        &format!("/campaigns/{second}/entries"),
+        &entry(&a.campaign),
+        ts,
+        &[],
+    )
+    .await
+    .assert_problem(400);
+    assert_eq!(a.entrants().await.len(), 2);
+
+    // Inbox: two messages claimed in the same second, each naming its message.
+    let m2 = send_message(app, &a.live, &a.admin, &a.player, "gem").await;
+    let claim =
+        |m: &str| serde_json::to_vec(&json!({"playerId": a.player, "messageId": m})).expect("json");
+    let c_path = |m: &str| format!("/players/{}/inbox/{m}/claim", a.player);
+    let c1 = app
+        .post_signed(&c_path(&a.message), &claim(&a.message), ts, &[])
+        .await;
+    let c2 = app.post_signed(&c_path(&m2), &claim(&m2), ts, &[]).await;
+    assert_eq!(
+        (c1.status.as_u16(), c2.status.as_u16()),
+        (200, 200),
+        "{} {}",
+        c1.body,
+        c2.body
+    );
+    assert_ne!(c1.body["receipts"], c2.body["receipts"]);
+    let c1b = app
+        .post_signed(&c_path(&a.message), &claim(&a.message), ts, &[])
+        .await;
+    assert_eq!((c1b.status.as_u16(), &c1b.body), (200, &c1.body));
+    app.post_signed(&c_path(&m2), &claim(&a.message), ts, &[])
+        .await
+        .assert_problem(400);
+
+    // Reward claims: the same request again is the same receipt.
+    let rc =
+        serde_json::to_vec(&json!({"playerId": a.player, "rewardId": a.reward})).expect("json");
+    let r1 = app.post_signed("/rewards/claim", &rc, ts, &[]).await;
+    let r2 = app.post_signed("/rewards/claim", &rc, ts, &[]).await;
+    assert_eq!(
+        (r1.status.as_u16(), r2.status.as_u16()),
+        (200, 200),
+        "{}",
+        r1.body
+    );
+    assert_eq!(r1.body, r2.body);
+    a.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_receipt_with_any_field_altered_is_invalid() {
+    let a = arena("receipt", &[]).await;
+    let body = serde_json::to_vec(&json!({"playerId": a.player})).expect("json");
+    let path = format!("/players/{}/inbox/{}/claim", a.player, a.message);
+    let claimed = a.app.post_signed(&path, &body, now(), &[]).await.body;
+    assert!(claimed["receipts"].is_array(), "{claimed}");
+    let (s, reward) = {
+        let r = a.app.claim(&a.player, &a.reward).await;
+        (r.status.as_u16(), r.body)
+    };
+    assert_eq!(s, 200, "{reward}");
+    let mut receipts = claimed["receipts"].as_array().expect("receipts").clone();
+    receipts.push(reward);
+    let mut tried = 0;
+    for receipt in receipts {
+        assert_eq!(
+            a.live.verify_receipt(&receipt).await["valid"],
+            true,
+            "{receipt}"
+        );
+        let altered = |field: &str, v: Value| {
+            let mut r = receipt.clone();
+            r[field] = v;
+            r
+        };
+        let ts = receipt["timestamp"].as_i64().expect("timestamp");
+        let sig = receipt["sig"].as_str().expect("sig");
+        let flipped = format!(
+            "{}{}",
+            if sig.starts_with('0') { '1' } else { '0' },
+            &sig[1..]
+        );
+        let id = receipt["receiptId"].as_str().expect("id");
+        let item = receipt["item"].as_str().expect("item");
+        for bad in [
+            altered("receiptId", json!(format!("{id}x"))),
+            altered("playerId", json!("someone_else")),
+            altered("item", json!(format!("{item}x"))),
+            altered("timestamp", json!(ts + 1)),
+            altered("sig", json!(flipped)),
+            altered("sig", json!(sig.to_uppercase() + "00")),
+        ] {
+            let v = a.live.verify_receipt(&bad).await;
+            assert_eq!(v["valid"], false, "{bad} -> {v}");
+            tried += 1;
+        }
+    }
+    assert_eq!(tried, 12);
+    // Fields shifted across the ':' that joins them in the signed text: refused too.
+    let r = &claimed["receipts"][0];
+    assert_eq!(r["item"], "abc:gem");
+    let shifted = json!({"receiptId": format!("{}:{}", r["receiptId"].as_str().expect("id"), a.player),
+        "playerId": "abc", "item": "gem", "timestamp": r["timestamp"], "sig": r["sig"]});
+    assert_eq!(a.live.verify_receipt(&shifted).await["valid"], false);
+    a.app.shutdown().await;
+}
+
+/// Runs `n` copies of `make(i)` at once; the answers.
+async fn at_once<F, Fut>(n: usize, make: F) -> Vec<Answer>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Answer> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..n).map(|i| tokio::spawn(make(i))).collect();
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        out.push(t.await.expect("join"));
+    }
+    out
+}
+
+fn statuses(answers: &[Answer]) -> std::collections::BTreeMap<u16, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for a in answers {
+        *m.entry(a.status.as_u16()).or_default() += 1;
+    }
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_concurrent_copies_have_one_effect() {
+    let a = Arc::new(arena("race", &[]).await);
+
+    // One signed event without a key, sent 100 times at once: one 202, the rest its answer.
+    let body = serde_json::to_vec(&json!({"type": "progression", "playerId": "racer_1",
+        "ts": now(), "payload": {"deltaXp": 5, "activity": "race"}}))
+    .expect("json");
+    let ts = now();
+    let sig = String::from_utf8(sign(SECRET.as_bytes(), ts, &body)).expect("ascii");
+    let copies = at_once(100, |_| {
+        let (a, body, sig) = (a.clone(), body.clone(), sig.clone());
+        async move {
+            let ts = ts.to_string();
+            a.app
+                .post_raw(
+                    "/events",
+                    body,
+                    &[("x-timestamp", ts.as_str()), ("x-signature", sig.as_str())],
+                )
+                .await
+        }
+    })
+    .await;
+    let counts = statuses(&copies);
+    assert_eq!(counts.get(&202), Some(&1), "{counts:?}");
+    assert!(
+        counts.keys().all(|s| [202, 208, 409].contains(s)),
+        "{counts:?}"
+    );
+    let first = copies.iter().find(|c| c.status == 202).expect("the 202");
+    assert!(copies
+        .iter()
+        .filter(|c| c.status == 208)
+        .all(|c| c.body == first.body));
+
+    // 100 claims of one reward at once, each signed differently: one receipt.
+    let base = now();
+    let claims = at_once(100, |i| {
+        let a = a.clone();
+        async move {
+            let body = serde_json::to_vec(&json!({"playerId": a.player, "rewardId": a.reward}))
+                .expect("json");
+            a.app
+                .post_signed("/rewards/claim", &body, base - (i as i64), &[])
+                .await
+        }
+    })
+    .await;
+    assert_eq!(
+        statuses(&claims).get(&200),
+        Some(&100),
+        "{:?}",
+        statuses(&claims)
+    );
+    let ids: std::collections::HashSet<_> = claims
+        .iter()
+        .map(|c| c.body["receiptId"].as_str().expect("receiptId").to_owned())
+        .collect();
+    assert_eq!(ids.len(), 1, "one receipt");
+
+    // 100 entries of one player into one campaign at once, each signed differently: one entry.
+    let entries = at_once(100, |i| {
+        let a = a.clone();
+        async move {
+            let body = serde_json::to_vec(&json!({"playerId": a.player})).expect("json");
+            a.app
+                .post_signed(
+                    &format!("/campaigns/{}/entries", a.campaign),
+                    &body,
+                    base - (i as i64),
+                    &[],
+                )
+                .await
+        }
+    })
+    .await;
+    let counts = statuses(&entries);
+    assert_eq!(counts.get(&201), Some(&1), "{counts:?}");
+    assert_eq!(counts.get(&409), Some(&99), "{counts:?}");
+    assert_eq!(a.entrants().await.len(), 1);
+
+    // 100 claims of one inbox message at once: the same receipts for all.
+    let inbox = at_once(100, |i| {
+        let a = a.clone();
+        async move {
+            let body = serde_json::to_vec(&json!({"playerId": a.player})).expect("json");
+            a.app
+                .post_signed(
+                    &format!("/players/{}/inbox/{}/claim", a.player, a.message),
+                    &body,
+                    base - (i as i64),
+                    &[],
+                )
+                .await
+        }
+    })
+    .await;
+    assert_eq!(
+        statuses(&inbox).get(&200),
+        Some(&100),
+        "{:?}",
+        statuses(&inbox)
+    );
+    assert!(inbox
+        .iter()
+        .all(|c| c.body["receipts"] == inbox[0].body["receipts"]));
+
+    let xp = eventually(WAIT, "the race event", || async {
+        let p = a.app.progress("racer_1").await;
+        (p["xp"] == 5).then_some(p["xp"].clone())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(a.app.progress("racer_1").await["xp"], xp);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flooding_player_gets_429_and_another_player_is_not_slowed() {
+    let app = Arc::new(spawn_app(&["--rate-limit-max", "20"]).await);
+    // 200 events at once from one player, and an honest player's 10 in the same second.
+    let flood = at_once(200, |i| {
+        let app = app.clone();
+        async move {
+            app.send_event(
+                &json!({"type": "progression", "playerId": "flooder_1", "ts": now(),
+                "messageId": format!("f{i}"), "payload": {"deltaXp": 1, "activity": "spam"}}),
+            )
+            .await
+        }
+    });
+    let honest = at_once(10, |i| {
+        let app = app.clone();
+        async move {
+            app.send_event(
+                &json!({"type": "progression", "playerId": "honest_1", "ts": now(),
+                "messageId": format!("h{i}"), "payload": {"deltaXp": 1, "activity": "play"}}),
+            )
+            .await
+        }
+    });
+    let (flood, honest) = tokio::join!(flood, honest);
+    let counts = statuses(&flood);
+    let accepted = counts.get(&202).copied().unwrap_or(0);
+    assert!(counts.keys().all(|s| [202, 429].contains(s)), "{counts:?}");
+    assert!(counts.get(&429).copied().unwrap_or(0) >= 100, "{counts:?}");
+    for a in flood.iter().filter(|a| a.status == 429) {
+        a.assert_problem(429);
+        let retry: u64 = a
+            .retry_after
+            .as_deref()
+            .expect("Retry-After")
+            .parse()
+            .expect("seconds");
+        assert!((1..=60).contains(&retry));
+    }
+    assert_eq!(
+        statuses(&honest).get(&202),
+        Some(&10),
+        "{:?}",
+        statuses(&honest)
+    );
+    // What was accepted is counted, exactly.
+    eventually(WAIT, "the accepted flood counted", || async {
+        let p = app.progress("flooder_1").await;
+        (p["xp"] == accepted as u64).then_some(())
+    })
+    .await;
+    eventually(WAIT, "the honest player counted", || async {
+        (app.progress("honest_1").await["xp"] == 10).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_is_a_4xx_problem_never_a_5xx() {
+    let a = arena("malformed", &[]).await;
+    let app = &a.app;
+    let deep_array = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let deep_object = format!("{}1{}", "{\"a\":".repeat(10_000), "}".repeat(10_000));
+    let event = |payload: &str| {
+        format!(
+            r#"{{"type":"progression","playerId":"player_1","ts":{},"payload":{payload}}}"#,
+            now()
+        )
+    };
+    let tiny =
+        r#"{"type":"progression","playerId":"p_1","ts":0,"payload":{"deltaXp":1,"activity":"a"}}"#;
+    let ten_thousand = format!("[{}]", vec![tiny; 10_000].join(","));
+    let ten_thousand_ints = format!("[{}]", vec!["1"; 10_000].join(","));
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("deep array", deep_array.clone().into_bytes()),
+        ("deep object", deep_object.clone().into_bytes()),
+        (
+            "huge float",
+            event(r#"{"deltaXp":1e400,"activity":"a"}"#).into_bytes(),
+        ),
+        (
+            "u64 overflow",
+            event(r#"{"deltaXp":18446744073709551616,"activity":"a"}"#).into_bytes(),
+        ),
+        (
+            "2^53+1",
+            event(r#"{"deltaXp":9007199254740993.0,"activity":"a"}"#).into_bytes(),
+        ),
+        (
+            "negative zero",
+            event(r#"{"deltaXp":-0.0,"activity":"a"}"#).into_bytes(),
+        ),
+        (
+            "wrong types",
+            br#"{"type":7,"playerId":["x"],"ts":"now","payload":[]}"#.to_vec(),
+        ),
+        ("payload array", event("[1,2]").into_bytes()),
+        (
+            "invalid UTF-8",
+            b"{\"type\":\"progression\xff\xfe\"}".to_vec(),
+        ),
+        (
+            "lone surrogate",
+            event(r#"{"deltaXp":1,"activity":"\ud800"}"#).into_bytes(),
+        ),
+        ("NUL", b"\0".to_vec()),
+        ("empty", Vec::new()),
+        ("whitespace", b"   ".to_vec()),
+        ("null", b"null".to_vec()),
+        ("ten thousand events", ten_thousand.into_bytes()),
+        ("ten thousand ints", ten_thousand_ints.into_bytes()),
+        ("two MiB", vec![b' '; 2 * 1024 * 1024]),
+    ];
+    let mut tried = 0;
+    for path in [
+        "/events".to_owned(),
+        "/events/batch".to_owned(),
+        "/rewards/claim".to_owned(),
+        format!("/campaigns/{}/entries", a.campaign),
+        format!("/players/{}/inbox/{}/claim", a.player, a.message),
+    ] {
+        for (what, body) in &bodies {
+            let ans = app.post_signed(&path, body, now(), &[]).await;
+            let s = ans.status.as_u16();
+            // A batch judges items one by one: a 200 with every item refused is fine.
+            if path == "/events/batch" && s == 200 {
+                assert_eq!(ans.body["accepted"], 0, "{what}: {}", ans.body);
+            } else {
+                assert!((400..500).contains(&s), "{path} {what}: {s} {}", ans.body);
+                ans.assert_problem(s);
+            }
+            tried += 1;
+        }
+    }
+    assert_eq!(tried, 5 * bodies.len());
+    // Out-of-range path and query values on the read routes.
+    let long = "p".repeat(51);
+    for path in [
+        "/leaderboard?limit=0".to_owned(),
+        "/leaderboard?limit=99999999999999999999999".to_owned(),
+        "/leaderboard?limit=-1".to_owned(),
+        "/leaderboard?limit=1.5".to_owned(),
+        "/leaderboard?window=%FF".to_owned(),
+        "/leaderboard?window=daily&window=weekly".to_owned(),
+        "/leaderboard?nope=1".to_owned(),
+        "/leaderboard/players/player_1?around=51".to_owned(),
+        "/leaderboard/players/player_1?around=-1".to_owned(),
+        format!("/leaderboard/players/{long}"),
+        "/leaderboard/players/%FF%FE".to_owned(),
+        "/leaderboard/history?period=%00".to_owned(),
+        format!("/players/{long}/progress"),
+        "/players/a%20b/progress".to_owned(),
+        format!("/players/{long}/inbox"),
+        format!("/campaigns/{}/entrants", "c".repeat(65)),
+        format!("/players/{}/campaigns", "%FF"),
+    ] {
+        let ans = app.get(&path).await;
+        let s = ans.status.as_u16();
+        assert!((400..500).contains(&s), "{path}: {s} {}", ans.body);
+        ans.assert_problem(s);
+    }
+    // Nothing got through.
+    assert_eq!(app.progress("player_1").await["xp"], 0);
+    // And deep nesting on an operator route, with a token.
+    let (s, b) = a
+        .live
+        .call(
+            reqwest::Method::POST,
+            format!("{}/campaigns", app.base),
+            Some(&a.admin),
+            None,
+        )
+        .await;
+    assert!((400..500).contains(&s), "{s} {b}");
+    let res = app
+        .client
+        .post(format!("{}/campaigns", app.base))
+        .bearer_auth(&a.admin)
+        .header("content-type", "application/json")
+        .body(deep_object)
+        .send()
+        .await
+        .expect("post");
+    assert!(res.status().is_client_error(), "{}", res.status());
+}

@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Fairness under attack, measured (issue 14, docs/RELIABILITY.md): false positives over honest
+traffic, and how soon a scripted cheater is blocked.
+
+Starts `liveops serve` (the embedded default) on a free loopback port with a fresh data
+directory, sends EVENTS honest events from PLAYERS players in signed batches of 500 (a fixed
+random seed, so a rerun sends the same traffic), with a scripted cheater among them: after the
+honest traffic it sends maximal boss kills one at a time until the gateway answers 403. Then it
+reads, from the server's own answers: how many anomaly flags there were (/metrics), which
+honest players were flagged or blocked (/fairness/players/{id}), and the cheater's standing on
+the leaderboard (absent: quarantined points never count).
+
+    scripts/attack/fairness.py --bin target/debug/liveops [--events 100000] [--players 1000]
+                               [--dist bands|lognormal] [--json]
+
+`bands`: every boss kill is worth tier x U(200, 300) points and XP ticks U(10, 500) (bounded,
+like most game rewards); `lognormal`: points and XP drawn from a log-normal with sigma 0.5 (a
+long right tail of honest lucky runs). Exits 1 if the cheater was not blocked within 10 events
+or any quarantined point reached a leaderboard; false positives are reported, not judged.
+"""
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+SECRET = b"fairness-attack-secret-0123456789abcdef"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(base, method, path, body=None, timeout=30):
+    data = None
+    headers = {"content-type": "application/json"}
+    if body is not None:
+        data = json.dumps(body, separators=(",", ":")).encode()
+        ts = str(int(time.time()))
+        mac = hmac.new(SECRET, ts.encode() + b"." + data, hashlib.sha256).hexdigest()
+        headers.update({"x-timestamp": ts, "x-signature": "sha256=" + mac})
+    req = urllib.request.Request(base + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except OSError:
+        return 0, b""
+
+
+def honest_event(rng, player, dist, n):
+    now = int(time.time())
+    if rng.random() < 0.5:
+        tier = rng.randint(1, 10)
+        if dist == "bands":
+            points = tier * rng.randint(200, 300)
+        else:
+            points = min(1_000_000, int(rng.lognormvariate(7.0, 0.5)))
+        payload = {"bossId": "boss_%d" % tier, "tier": tier, "points": points}
+        kind = "boss_kill"
+    else:
+        if dist == "bands":
+            delta = rng.randint(10, 500)
+        else:
+            delta = max(1, min(100_000, int(rng.lognormvariate(5.0, 0.5))))
+        payload = {"deltaXp": delta, "activity": "quest"}
+        kind = "progression"
+    return {"type": kind, "playerId": player, "ts": now, "messageId": "m%d" % n,
+            "payload": payload}
+
+
+def flags_total(base):
+    _, body = call(base, "GET", "/metrics")
+    total = 0.0
+    for line in body.decode().splitlines():
+        m = re.match(r'^anomaly_flags_total\{[^}]*\}\s+([0-9.e+]+)$', line)
+        if m:
+            total += float(m.group(1))
+    return int(total)
+
+
+def wait(what, check, timeout=600):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = check()
+        if v:
+            return v
+        time.sleep(0.5)
+    sys.exit("timed out waiting for " + what)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--players", type=int, default=1000)
+    ap.add_argument("--dist", choices=["bands", "lognormal"], default="bands")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+
+    rng = random.Random(14)
+    port = free_port()
+    base = "http://127.0.0.1:%d" % port
+    data = tempfile.mkdtemp(prefix="liveops-fairness-")
+    env = dict(os.environ, PORT=str(port), BIND="127.0.0.1", DATA_DIR=data,
+               HMAC_SECRET=SECRET.decode(), LOG_LEVEL="warn", RATE_LIMIT_MAX="100000")
+    server = subprocess.Popen([a.bin, "serve"], env=env, stdout=subprocess.DEVNULL)
+    try:
+        wait("ready", lambda: call(base, "GET", "/readyz")[0] == 200
+             if server.poll() is None else sys.exit("server exited"), 120)
+        players = ["honest_%04d" % i for i in range(a.players)]
+        sent = 0
+        honest_refused = 0
+        started = time.time()
+        batch = []
+        for n in range(a.events):
+            batch.append(honest_event(rng, players[n % a.players], a.dist, n))
+            if len(batch) == 500 or n == a.events - 1:
+                s, body = call(base, "POST", "/events/batch", {"events": batch})
+                if s != 200:
+                    sys.exit("batch answered %d: %s" % (s, body[:300]))
+                answer = json.loads(body)
+                sent += answer["accepted"]
+                refused = [r for r in answer["results"] if r["status"] != 202]
+                # A wrongly blocked honest player is refused (403): a false positive, counted.
+                if any(r["status"] != 403 for r in refused):
+                    sys.exit("honest events refused: %s" % json.dumps(refused[:3]))
+                honest_refused += len(refused)
+                batch = []
+        send_s = time.time() - started
+        # Let every consumer catch up: each group has taken in every event.
+        wait("consumers", lambda: caught_up(base, sent), 900)
+        honest_flags = flags_total(base)
+        # The cheater: maximal kills, one at a time, until the gateway refuses.
+        cheater = "cheater_0001"
+        tries = 0
+        blocked_after = None
+        for i in range(50):
+            ev = {"type": "boss_kill", "playerId": cheater, "ts": int(time.time()),
+                  "messageId": "c%d" % i,
+                  "payload": {"bossId": "boss_10", "tier": 10, "points": 1_000_000 - i}}
+            s, body = call(base, "POST", "/events", ev)
+            tries += 1
+            if s == 403:
+                blocked_after = tries - 1
+                break
+            if s != 202:
+                sys.exit("cheater event answered %d: %s" % (s, body[:300]))
+            time.sleep(0.2)
+        s, body = call(base, "GET", "/leaderboard/players/%s?window=seasonal&around=0" % cheater)
+        cheater_ranked = s == 200
+        blocked_honest, flagged_honest = 0, 0
+        for p in players:
+            s, body = call(base, "GET", "/fairness/players/" + p)
+            f = json.loads(body) if s == 200 else {}
+            flagged_honest += 1 if f.get("strikes", 0) or f.get("flags") else 0
+            blocked_honest += 1 if f.get("blocked") else 0
+        result = {
+            "distribution": a.dist,
+            "honest_events": sent,
+            "honest_players": a.players,
+            "send_seconds": round(send_s, 1),
+            "false_positive_flags": honest_flags,
+            "honest_players_flagged": flagged_honest,
+            "honest_players_blocked": blocked_honest,
+            "honest_events_refused_403": honest_refused,
+            "cheater_events_until_403": blocked_after,
+            "cheater_on_leaderboard": cheater_ranked,
+        }
+        print(json.dumps(result) if a.json else "\n".join("%s: %s" % kv for kv in result.items()))
+        ok = blocked_after is not None and blocked_after <= 10 and not cheater_ranked
+        return 0 if ok else 1
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def caught_up(base, sent):
+    """Whether fairness has judged all `sent` events and the leaderboard taken in those it passed."""
+    _, body = call(base, "GET", "/metrics")
+    seen = {}
+    for line in body.decode().splitlines():
+        m = re.match(r'^consumer_batch_events_sum\{group="([^"]+)"\}\s+([0-9.e+]+)$', line)
+        if m:
+            seen[m.group(1)] = float(m.group(2))
+    # Quarantined events never reach the leaderboard's topic.
+    return seen.get("fairness", 0) >= sent and seen.get("leaderboard", 0) >= sent - flags_total(base)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

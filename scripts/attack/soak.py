@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Soak (issue 14, docs/RELIABILITY.md): MINUTES at half the measured capacity against
+`liveops serve` (the embedded default) on loopback, sampling memory (RSS), disk, latency and the
+consumers' backlog every INTERVAL seconds. A script, not a CI test: run by scripts/soak.sh.
+
+Capacity is measured first: THREADS senders post signed batches of BATCH events as fast as they
+can for 15 s; the accepted events per second is the capacity. The soak then paces the same
+senders to half of it. Each sample line is JSON; the last line sums up: RSS and disk at the
+first and last sample, the p50/p99 latency of the first and last minute, the largest backlog,
+and every status seen (a 5xx fails the run).
+"""
+import argparse
+import hashlib
+import hmac
+import json
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+SECRET = b"soak-secret-0123456789abcdef-0123456789"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(base, path, body):
+    data = json.dumps(body, separators=(",", ":")).encode()
+    ts = str(int(time.time()))
+    mac = hmac.new(SECRET, ts.encode() + b"." + data, hashlib.sha256).hexdigest()
+    req = urllib.request.Request(base + path, data=data, method="POST", headers={
+        "content-type": "application/json", "x-timestamp": ts, "x-signature": "sha256=" + mac})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, None
+    except OSError:
+        return 0, None
+
+
+def get(base, path):
+    try:
+        with urllib.request.urlopen(base + path, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, ""
+    except OSError:
+        return 0, ""
+
+
+class Load:
+    """Senders of signed batches; `rate` events/s in all (None: as fast as they can)."""
+
+    def __init__(self, base, threads, batch, players):
+        self.base, self.threads, self.batch, self.players = base, threads, batch, players
+        self.lock = threading.Lock()
+        self.accepted = 0
+        self.latencies = []
+        self.statuses = {}
+        self.rate = None
+        self.stop = threading.Event()
+        self.seq = 0
+
+    def run(self, seconds):
+        self.stop.clear()
+        ts = [threading.Thread(target=self.sender, args=(i,)) for i in range(self.threads)]
+        for t in ts:
+            t.start()
+        time.sleep(seconds)
+        self.stop.set()
+        for t in ts:
+            t.join()
+
+    def sender(self, i):
+        rng = random.Random(i)
+        while not self.stop.is_set():
+            started = time.time()
+            with self.lock:
+                self.seq += 1
+                seq = self.seq
+            events = []
+            for j in range(self.batch):
+                p = "soak_%05d" % rng.randrange(self.players)
+                events.append({"type": "progression", "playerId": p, "ts": int(started),
+                               "messageId": "s%d-%d" % (seq, j),
+                               "payload": {"deltaXp": rng.randint(10, 500), "activity": "soak"}})
+            status, answer = post(self.base, "/events/batch", {"events": events})
+            took = time.time() - started
+            with self.lock:
+                self.statuses[status] = self.statuses.get(status, 0) + 1
+                self.latencies.append(took)
+                if status == 200 and answer:
+                    self.accepted += answer["accepted"]
+            if self.rate:
+                pause = self.threads * self.batch / self.rate - took
+                if pause > 0:
+                    time.sleep(pause)
+
+    def take_latencies(self):
+        with self.lock:
+            l, self.latencies = self.latencies, []
+        return l
+
+
+def pct(values, p):
+    if not values:
+        return None
+    v = sorted(values)
+    return round(v[min(len(v) - 1, int(len(v) * p))] * 1000, 1)
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def disk_kib(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(root, f))
+            except OSError:
+                pass
+    return total // 1024
+
+
+def consumed(base):
+    _, body = get(base, "/metrics")
+    seen = {}
+    for line in body.splitlines():
+        m = re.match(r'^consumer_batch_events_sum\{group="([^"]+)"\}\s+([0-9.e+]+)$', line)
+        if m:
+            seen[m.group(1)] = float(m.group(2))
+    return min(seen.values()) if seen else 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--minutes", type=float, default=10)
+    ap.add_argument("--interval", type=float, default=10)
+    ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=50)
+    ap.add_argument("--players", type=int, default=5000)
+    a = ap.parse_args()
+
+    port = free_port()
+    base = "http://127.0.0.1:%d" % port
+    data = tempfile.mkdtemp(prefix="liveops-soak-")
+    env = dict(os.environ, PORT=str(port), BIND="127.0.0.1", DATA_DIR=data,
+               HMAC_SECRET=SECRET.decode(), LOG_LEVEL="warn", RATE_LIMIT_MAX="100000")
+    server = subprocess.Popen([a.bin, "serve"], env=env, stdout=subprocess.DEVNULL)
+    try:
+        end = time.time() + 120
+        while get(base, "/readyz")[0] != 200:
+            if time.time() > end or server.poll() is not None:
+                sys.exit("the server did not get ready")
+            time.sleep(0.5)
+        load = Load(base, a.threads, a.batch, a.players)
+        load.run(15)
+        capacity = load.accepted / 15
+        print(json.dumps({"capacity_events_per_s": round(capacity),
+                          "p99_ms_at_capacity": pct(load.take_latencies(), 0.99)}), flush=True)
+        load.rate = capacity / 2
+        load.accepted = 0
+        samples = []
+        runner = threading.Thread(target=load.run, args=(a.minutes * 60,))
+        started = time.time()
+        runner.start()
+        while runner.is_alive():
+            runner.join(a.interval)
+            lat = load.take_latencies()
+            s = {"t_s": round(time.time() - started), "rss_kib": rss_kib(server.pid),
+                 "disk_kib": disk_kib(data), "accepted": load.accepted,
+                 "backlog": max(0, round(load.accepted - consumed(base))),
+                 "p50_ms": pct(lat, 0.5), "p99_ms": pct(lat, 0.99), "requests": len(lat)}
+            samples.append((s, lat))
+            print(json.dumps(s), flush=True)
+        per_min = max(1, int(60 / a.interval))
+        first = [x for _, l in samples[:per_min] for x in l]
+        last = [x for _, l in samples[-per_min:] for x in l]
+        summary = {
+            "minutes": a.minutes, "rate_events_per_s": round(load.rate),
+            "events_accepted": load.accepted,
+            "rss_kib_first_last": [samples[0][0]["rss_kib"], samples[-1][0]["rss_kib"]],
+            "disk_kib_first_last": [samples[0][0]["disk_kib"], samples[-1][0]["disk_kib"]],
+            "p50_ms_first_last_minute": [pct(first, 0.5), pct(last, 0.5)],
+            "p99_ms_first_last_minute": [pct(first, 0.99), pct(last, 0.99)],
+            "max_backlog": max(s["backlog"] for s, _ in samples),
+            "statuses": load.statuses,
+        }
+        print(json.dumps(summary), flush=True)
+        return 1 if any(int(k) >= 500 or int(k) == 0 for k in load.statuses) else 0
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
