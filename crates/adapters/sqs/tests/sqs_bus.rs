@@ -98,7 +98,7 @@ async fn sqs_bus_passes_the_bus_suite() {
     // messages each. Against moto the drain of the crowd ran at about 10 messages/s (moto logged
     // about 10 requests/s from the bus, each answered in 20-90 ms when probed alone), so 1 600
     // messages never fit the check's 30 s. Why the bus makes so few calls there is not found
-    // yet (docs/adr/0014-sqs-bus.md); the check still asserts nothing lost, nothing twice, each
+    // yet (docs/adr/0016-sqs-bus.md); the check still asserts nothing lost, nothing twice, each
     // publisher's order, and lag 0.
     let crowd = conformance::bus::Crowd {
         publishers: 8,
