@@ -46,18 +46,27 @@ fn env_var(name: &str) -> String {
 fn fresh_database(name: &str) -> String {
     let admin = env_var("LIVEOPS_TEST_PG_URL");
     let (base, _) = admin.rsplit_once('/').expect("url with a database");
-    let out = Command::new("psql")
-        .arg(&admin)
-        .args(["-qc", &format!("DROP DATABASE IF EXISTS {name}")])
-        .args(["-c", &format!("CREATE DATABASE {name}")])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "cannot create {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    format!("{base}/{name}")
+    // CREATE DATABASE copies template1 and fails while another session (a test beside this one
+    // creating its own) uses it: a few tries.
+    let mut tries = 0;
+    loop {
+        let out = Command::new("psql")
+            .arg(&admin)
+            .args(["-qc", &format!("DROP DATABASE IF EXISTS {name}")])
+            .args(["-c", &format!("CREATE DATABASE {name}")])
+            .output()
+            .expect("psql");
+        if out.status.success() {
+            return format!("{base}/{name}");
+        }
+        tries += 1;
+        assert!(
+            tries < 10,
+            "cannot create {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200 * tries));
+    }
 }
 
 /// Database `db` of the shared Redis, emptied.

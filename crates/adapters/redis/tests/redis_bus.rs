@@ -13,7 +13,9 @@ use liveops_core::ports::{Bus, BusOptions, Health, Message, PortError};
 use liveops_redis::bus::{partition_of, RedisBus};
 use liveops_testkit::conformance;
 use liveops_testkit::conformance::bus::{body, ids, msg, unique};
-use liveops_testkit::conformance::bus_faults::{assert_unavailable, unavailable_then_recovers, Outage};
+use liveops_testkit::conformance::bus_faults::{
+    assert_unavailable, unavailable_then_recovers, Outage,
+};
 use liveops_testkit::relay::Relay;
 use tokio::time::Instant;
 

@@ -186,6 +186,46 @@ async fn dead_letters_are_per_subscription_and_replay_reaches_one_group() {
     assert_eq!(bus.lag(&t, "a").await.unwrap(), 0);
 }
 
+/// A consumer that vanishes mid-batch (its connection gone without an AMQP close, as after
+/// `kill -9`) loses nothing: the broker hands what it had not settled to the next consumer,
+/// counting one more delivery. (The test broker used to keep such deliveries in flight for
+/// good: the `kill -9` test of the split deployment lost an event to it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_consumers_deliveries_go_to_the_next_one() {
+    let relay = Relay::start("127.0.0.1:0".parse().unwrap(), upstream()).await;
+    let doomed = ServiceBusBus::connect(config_at(&format!("amqp://{}", relay.addr)))
+        .await
+        .unwrap();
+    let (t, g) = (unique("vanish"), unique("g"));
+    doomed.ensure_group(&t, &g).await.unwrap();
+    let sent: Vec<String> = (0..5).map(|i| format!("m{i}")).collect();
+    doomed
+        .publish(&t, sent.iter().map(|b| msg("p", b)).collect())
+        .await
+        .unwrap();
+    let got = doomed
+        .poll(&t, &g, "c1", 10, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 5);
+    relay.kill();
+
+    let next = ServiceBusBus::connect(config()).await.unwrap();
+    let mut back = Vec::new();
+    let until = Instant::now() + Duration::from_secs(10);
+    while back.len() < 5 && Instant::now() < until {
+        back.extend(
+            next.poll(&t, &g, "c2", 10, Duration::from_secs(1))
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(back.iter().map(body).collect::<Vec<_>>(), sent);
+    assert!(back.iter().all(|d| d.deliveries == 2), "{back:?}");
+    next.ack(&t, &g, &ids(&back)).await.unwrap();
+    assert_eq!(next.lag(&t, &g).await.unwrap(), 0);
+}
+
 fn upstream() -> SocketAddr {
     let u = url();
     let host = u.trim_start_matches("amqp://").trim_end_matches('/');

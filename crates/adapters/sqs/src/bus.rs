@@ -737,17 +737,23 @@ impl Inner {
         let mut pause = Duration::from_millis(50);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let result = self
-                .call(
-                    Op::Send,
-                    "send message batch",
-                    self.client
-                        .send_message_batch()
-                        .queue_url(url)
-                        .set_entries(Some(entries.clone()))
-                        .send(),
-                )
-                .await;
+            // No attempt outlives the deadline (the SDK's own retries included): a publish
+            // answers `Unavailable` at `publish_deadline`, not a call timeout later.
+            let call = self.call(
+                Op::Send,
+                "send message batch",
+                self.client
+                    .send_message_batch()
+                    .queue_url(url)
+                    .set_entries(Some(entries.clone()))
+                    .send(),
+            );
+            let result = tokio::time::timeout(left, call).await.unwrap_or_else(|_| {
+                Err(CallError::Other(format!(
+                    "sqs send message batch: no answer within the publish deadline {:?}",
+                    self.config.publish_deadline
+                )))
+            });
             let error = match result {
                 Ok(out) => {
                     if out.failed().is_empty() {

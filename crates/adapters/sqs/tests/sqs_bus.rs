@@ -214,8 +214,17 @@ async fn a_poll_stops_receiving_once_a_call_comes_back_short() {
         .poll(&t, &g, "c", 500, Duration::from_secs(2))
         .await
         .unwrap();
-    assert_eq!(got.len(), 10, "{:?}", got.iter().map(body).collect::<Vec<_>>());
-    assert_eq!(receives(&bus) - before, 3, "1 full call, then 2 that came back empty");
+    assert_eq!(
+        got.len(),
+        10,
+        "{:?}",
+        got.iter().map(body).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        receives(&bus) - before,
+        3,
+        "1 full call, then 2 that came back empty"
+    );
     bus.ack(&t, &g, &ids(&got)).await.unwrap();
     let mut left = 15;
     while left > 0 {

@@ -180,7 +180,10 @@ pub async fn unavailable_then_recovers(
     let relay = Relay::start(relay.addr, upstream).await;
     let until = Instant::now() + Duration::from_secs(15);
     while bus.healthcheck().await.is_err() {
-        assert!(Instant::now() < until, "no recovery after the server came back");
+        assert!(
+            Instant::now() < until,
+            "no recovery after the server came back"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     bus.publish(&t, vec![msg("p", "after")]).await.unwrap();
