@@ -23,12 +23,16 @@ modified puts it back and, with delivery-failed, counts one more delivery (the h
 delivery-count); rejected moves it to <entity>/$deadletterqueue with the application properties
 DeadLetterReason and DeadLetterErrorDescription taken from the error's info, as Service Bus
 does. Deliveries still unsettled when their link or connection goes away are put back, counting
-one more delivery. Not implemented (Service Bus only): $cbs, sessions, duplicate detection,
-lock expiry, renew-lock.
+one more delivery, also when the peer vanished without closing (kill -9). Not implemented
+(Service Bus only): $cbs, sessions, duplicate detection, lock expiry, renew-lock.
+
+LIVEOPS_AMQP_BROKER_DEBUG=<file> appends every queue's counts (entries, in flight, consumers)
+to <file> every 2 s.
 """
 
 import argparse
 import itertools
+import os
 import sys
 
 from proton import Message, symbol
@@ -85,6 +89,17 @@ class Broker(MessagingHandler):
     def on_start(self, event):
         self.acceptor = event.container.listen(self.url)
         print(f"amqp broker listening on {self.url}", flush=True)
+        if os.environ.get("LIVEOPS_AMQP_BROKER_DEBUG"):
+            event.container.schedule(2.0, self)
+
+    def on_timer_task(self, event):
+        with open(os.environ["LIVEOPS_AMQP_BROKER_DEBUG"], "a") as f:
+            for a, q in self.queues.items():
+                held = sum(1 for e in q.entries if e.link is not None)
+                stale = sum(1 for e in q.entries if e.link is not None and e.link.connection.transport is None)
+                f.write(f"{a}: {len(q.entries)} entries, {held} in flight ({stale} on gone connections), {len(q.consumers)} consumers\n")
+            f.write("--\n")
+        event.container.schedule(2.0, self)
 
     # -- entities -------------------------------------------------------------------------
 
@@ -263,11 +278,31 @@ class Broker(MessagingHandler):
         while link:
             self.drop_link(link)
             link = link.next(0)
+        # Whatever is still in flight on a link of this connection (a link proton no longer
+        # lists, or one that never finished attaching) goes back too: a client killed mid-batch
+        # must not take messages with it.
+        touched = set()
+        for delivery, (q, entry) in list(self.in_flight.items()):
+            if delivery.link.connection == connection:
+                del self.in_flight[delivery]
+                entry.link = None
+                entry.count += 1
+                touched.add(q.address)
+        for q in self.queues.values():
+            q.consumers = [l for l in q.consumers if l.connection != connection]
+        for address in touched:
+            self.dispatch(self.queues[address])
 
     def on_connection_closing(self, event):
         self.drop_connection(event.connection)
 
     def on_disconnected(self, event):
+        if event.connection is not None:
+            self.drop_connection(event.connection)
+
+    def on_transport_closed(self, event):
+        # MessagingHandler reports on_disconnected only for a connection still open on our
+        # side; a peer that vanished (kill -9) must release its deliveries either way.
         if event.connection is not None:
             self.drop_connection(event.connection)
 

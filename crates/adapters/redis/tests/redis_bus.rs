@@ -13,6 +13,9 @@ use liveops_core::ports::{Bus, BusOptions, Health, Message, PortError};
 use liveops_redis::bus::{partition_of, RedisBus};
 use liveops_testkit::conformance;
 use liveops_testkit::conformance::bus::{body, ids, msg, unique};
+use liveops_testkit::conformance::bus_faults::{
+    assert_unavailable, unavailable_then_recovers, Outage,
+};
 use liveops_testkit::relay::Relay;
 use tokio::time::Instant;
 
@@ -471,20 +474,6 @@ fn redis_addr() -> SocketAddr {
         .unwrap()
 }
 
-async fn assert_unavailable<T: std::fmt::Debug>(
-    what: &str,
-    call: impl std::future::Future<Output = Result<T, PortError>>,
-) {
-    let start = Instant::now();
-    let result = call.await;
-    let took = start.elapsed();
-    assert!(
-        matches!(result, Err(PortError::Unavailable(_))),
-        "{what}: {result:?}"
-    );
-    assert!(took <= Duration::from_secs(3), "{what} took {took:?}");
-}
-
 /// Redis unreachable, hung or gone: every call answers `Unavailable` within 3 s; when Redis is
 /// back the same bus works again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -494,9 +483,11 @@ async fn unavailable_within_3s_then_recovers() {
         visibility_timeout: Duration::from_secs(1),
         max_deliveries: 3,
     };
+    let within = Duration::from_secs(3);
     // Nothing listens there.
     assert_unavailable(
         "connect",
+        within,
         RedisBus::connect("redis://127.0.0.1:1/", opts, 4),
     )
     .await;
@@ -505,58 +496,12 @@ async fn unavailable_within_3s_then_recovers() {
     let bus = RedisBus::connect(&format!("redis://{}/", relay.addr), opts, 4)
         .await
         .unwrap();
-    let (t, g) = (unique("outage"), unique("g"));
-    bus.ensure_group(&t, &g).await.unwrap();
-    bus.publish(&t, vec![msg("p", "before")]).await.unwrap();
-    let got = bus
-        .poll(&t, &g, "c", 10, Duration::from_secs(1))
-        .await
-        .unwrap();
-    assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["before"]);
-    bus.ack(&t, &g, &ids(&got)).await.unwrap();
-
-    // Hung: connections open, no answers.
-    relay.stalled.store(true, Ordering::SeqCst);
-    assert_unavailable("healthcheck (hung)", bus.healthcheck()).await;
-    assert_unavailable("publish (hung)", bus.publish(&t, vec![msg("p", "lost")])).await;
-    assert_unavailable("poll (hung)", bus.poll(&t, &g, "c", 10, Duration::ZERO)).await;
-    assert_unavailable("lag (hung)", bus.lag(&t, &g)).await;
-
-    // Gone: connections closed, nothing listening.
-    relay.kill();
-    assert_unavailable("healthcheck (down)", bus.healthcheck()).await;
-    assert_unavailable("publish (down)", bus.publish(&t, vec![msg("p", "lost")])).await;
-    assert_unavailable(
-        "poll (down)",
-        bus.poll(&t, &g, "c", 10, Duration::from_millis(500)),
-    )
-    .await;
-    assert_unavailable("ack (down)", bus.ack(&t, &g, &["0:1-0".to_owned()])).await;
-
-    // Back on the same address: the same bus recovers by itself.
-    let relay = Relay::start(relay.addr, redis_addr()).await;
-    let until = Instant::now() + Duration::from_secs(15);
-    while bus.healthcheck().await.is_err() {
-        assert!(Instant::now() < until, "no recovery after Redis came back");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    bus.publish(&t, vec![msg("p", "after")]).await.unwrap();
-    let mut bodies = Vec::new();
-    let until = Instant::now() + Duration::from_secs(10);
-    while !bodies.contains(&"after".to_owned()) && Instant::now() < until {
-        let got = bus
-            .poll(&t, &g, "c", 10, Duration::from_secs(1))
-            .await
-            .unwrap();
-        bus.ack(&t, &g, &ids(&got)).await.unwrap();
-        bodies.extend(got.iter().map(body));
-    }
-    assert!(bodies.contains(&"after".to_owned()), "{bodies:?}");
-    // A publish that timed out may or may not have landed; nothing else may appear.
-    assert!(
-        bodies.iter().all(|b| b == "after" || b == "lost"),
-        "{bodies:?}"
-    );
+    let outage = Outage {
+        within,
+        poll_while_hung: true,
+        ack_while_down: Some("0:1-0".to_owned()),
+    };
+    let (t, relay) = unavailable_then_recovers(&bus, relay, redis_addr(), outage).await;
     relay.kill();
     drop_topic(&t).await;
 }

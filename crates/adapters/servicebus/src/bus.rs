@@ -20,7 +20,6 @@ use fe2o3_amqp::{Connection, Delivery as AmqpDelivery, Receiver, Sender, Session
 use liveops_core::ports::{Delivery, Message as BusMessage};
 use liveops_core::{Bus, Health, PortError, PortResult};
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::{BusError, Mode, ServiceBusConfig};
@@ -126,8 +125,8 @@ struct Group {
 
 /// The AMQP bus. See the crate docs.
 pub struct ServiceBusBus {
+    /// The only strong owner: the renewal task holds a `Weak` and ends once the bus is gone.
     inner: Arc<Inner>,
-    background: Option<JoinHandle<()>>,
 }
 
 struct Inner {
@@ -143,14 +142,6 @@ impl fmt::Debug for ServiceBusBus {
         f.debug_struct("ServiceBusBus")
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for ServiceBusBus {
-    fn drop(&mut self) {
-        if let Some(task) = self.background.take() {
-            task.abort();
-        }
     }
 }
 
@@ -170,8 +161,8 @@ impl ServiceBusBus {
         });
         inner.healthcheck().await?;
         let tick = (inner.config.visibility_timeout / 3).max(Duration::from_millis(200));
-        let background = Some(tokio::spawn(renew_forever(Arc::downgrade(&inner), tick)));
-        Ok(Self { inner, background })
+        tokio::spawn(renew_forever(Arc::downgrade(&inner), tick));
+        Ok(Self { inner })
     }
 }
 
@@ -628,12 +619,19 @@ impl Inner {
                 }
                 Ok(Err(e)) => {
                     *slot = None;
-                    return Err(unavailable("receive", e));
+                    return handed_over(out, unavailable("receive", e));
                 }
                 Ok(Ok(d)) => {
-                    if let Some(m) = self.admit(g, receiver, d).await? {
-                        lock(&g.state).buffer.push_back(m);
-                        got_any = true;
+                    match self.admit(g, receiver, d).await {
+                        Ok(Some(m)) => {
+                            lock(&g.state).buffer.push_back(m);
+                            got_any = true;
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            *slot = None;
+                            return handed_over(out, e);
+                        }
                     }
                     self.take(g, consumer, max, &mut out);
                     if out.len() >= max {
@@ -651,7 +649,7 @@ impl Inner {
         // Take back unused credit so nothing is pushed to this process between polls.
         if let Err(e) = bounded("flow", limit, receiver.set_credit(0)).await {
             *slot = None;
-            return Err(e);
+            return handed_over(out, e);
         }
         Ok(out)
     }
@@ -889,6 +887,18 @@ async fn tls_connect(
         .connect(name, tcp)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// What a poll answers when the link fails after it handed deliveries out: the deliveries (they
+/// are the consumer's now; an error would strand them in `out`, renewed until `max_hold`, and
+/// the broker would not hand them out again meanwhile), else the error.
+fn handed_over(out: Vec<Delivery>, error: PortError) -> PortResult<Vec<Delivery>> {
+    if out.is_empty() {
+        Err(error)
+    } else {
+        tracing::debug!(%error, "amqp link failed after a poll handed deliveries out");
+        Ok(out)
+    }
 }
 
 /// Sends a request on a request/response pair and waits for the answer with its id.

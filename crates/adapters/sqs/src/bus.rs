@@ -23,7 +23,6 @@ use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
 use liveops_core::ports::{Delivery, Message};
 use liveops_core::{Bus, Health, PortError, PortResult};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::{BusError, SqsConfig};
@@ -131,6 +130,32 @@ struct Received {
     received_at: Instant,
 }
 
+/// What one round of side-by-side receives brought.
+#[derive(Debug)]
+struct Round {
+    /// Every message, each key's in order (see [`merge`]).
+    got: Vec<Received>,
+    /// How many calls came back full: only those say there may be more to receive now.
+    full: usize,
+}
+
+/// Calls of the next fill round of a poll, after a round in which `full` calls came back with
+/// 10 messages and `wanted` messages are still missing.
+///
+/// In a FIFO queue a receive skips every message group with a message in flight, and the
+/// groups this poll already holds are in flight. A call that came back with fewer than 10
+/// found every other group empty or held, so a next call would find nothing either: a round
+/// with no full call ends the poll. Each full call may mean more groups waiting; the next round
+/// doubles them, up to [`CONCURRENCY`] and to what is still wanted. Before this, every poll
+/// that got anything sent [`CONCURRENCY`] more receives, almost all of them empty: ten calls
+/// per batch, most of the emulator's time, and the reason consumers fell behind.
+pub(crate) fn next_round(full: usize, wanted: usize) -> usize {
+    if full == 0 {
+        return 0;
+    }
+    (full * 2).min(wanted.div_ceil(BATCH)).min(CONCURRENCY)
+}
+
 /// A delivery handed to a consumer and not acked yet.
 #[derive(Clone, Debug)]
 struct Out {
@@ -234,8 +259,8 @@ fn string_attr(value: &str) -> PortResult<MessageAttributeValue> {
 
 /// The SQS bus. See the crate docs for the layout, the guarantees and the costs.
 pub struct SqsBus {
+    /// The only strong owner: the extension task holds a `Weak` and ends once the bus is gone.
     inner: Arc<Inner>,
-    extender: Option<JoinHandle<()>>,
 }
 
 struct Inner {
@@ -267,14 +292,6 @@ impl fmt::Debug for SqsBus {
             .field("endpoint", &self.inner.config.endpoint)
             .field("queue_prefix", &self.inner.config.queue_prefix)
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for SqsBus {
-    fn drop(&mut self) {
-        if let Some(task) = self.extender.take() {
-            task.abort();
-        }
     }
 }
 
@@ -349,12 +366,12 @@ impl SqsBus {
             trips: Default::default(),
         });
         inner.healthcheck().await?;
-        let extender = (!inner.config.max_hold.is_zero()).then(|| {
+        if !inner.config.max_hold.is_zero() {
             let weak = Arc::downgrade(&inner);
             let tick = (inner.config.visibility_timeout / 3).max(Duration::from_millis(200));
-            tokio::spawn(extend_forever(weak, tick))
-        });
-        Ok(Self { inner, extender })
+            tokio::spawn(extend_forever(weak, tick));
+        }
+        Ok(Self { inner })
     }
 
     /// SQS calls made so far, per kind (the same counts as `bus_round_trips_total`).
@@ -720,17 +737,23 @@ impl Inner {
         let mut pause = Duration::from_millis(50);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let result = self
-                .call(
-                    Op::Send,
-                    "send message batch",
-                    self.client
-                        .send_message_batch()
-                        .queue_url(url)
-                        .set_entries(Some(entries.clone()))
-                        .send(),
-                )
-                .await;
+            // No attempt outlives the deadline (the SDK's own retries included): a publish
+            // answers `Unavailable` at `publish_deadline`, not a call timeout later.
+            let call = self.call(
+                Op::Send,
+                "send message batch",
+                self.client
+                    .send_message_batch()
+                    .queue_url(url)
+                    .set_entries(Some(entries.clone()))
+                    .send(),
+            );
+            let result = tokio::time::timeout(left, call).await.unwrap_or_else(|_| {
+                Err(CallError::Other(format!(
+                    "sqs send message batch: no answer within the publish deadline {:?}",
+                    self.config.publish_deadline
+                )))
+            });
             let error = match result {
                 Ok(out) => {
                     if out.failed().is_empty() {
@@ -821,6 +844,19 @@ impl Inner {
         wait: Duration,
         visibility: Duration,
     ) -> Result<Vec<Received>, CallError> {
+        self.receive_round(url, calls, wait, visibility)
+            .await
+            .map(|r| r.got)
+    }
+
+    /// [`Inner::receive`], also telling how many of its calls came back full (10 messages).
+    async fn receive_round(
+        &self,
+        url: &str,
+        calls: usize,
+        wait: Duration,
+        visibility: Duration,
+    ) -> Result<Round, CallError> {
         let wait_secs = i32::try_from(wait.min(MAX_WAIT).as_secs()).unwrap_or(20);
         let rounds: Vec<Result<Vec<Received>, CallError>> = stream::iter(0..calls.max(1))
             .map(|_| async move {
@@ -864,7 +900,10 @@ impl Inner {
         }
         match error {
             Some(e) if lists.iter().all(Vec::is_empty) => Err(e),
-            _ => Ok(merge(lists)),
+            _ => Ok(Round {
+                full: lists.iter().filter(|l| l.len() >= BATCH).count(),
+                got: merge(lists),
+            }),
         }
     }
 
@@ -1083,11 +1122,12 @@ impl Inner {
         let mut filling_since: Option<Instant> = None;
         let mut out = Vec::new();
         let mut tried = false;
-        let mut last_empty = false;
+        // Calls of the next round once something is in hand (see [`next_round`]).
+        let mut calls = 1;
         loop {
             self.take(topic, group, &q.url, consumer, max, &mut out);
             let now = Instant::now();
-            if out.len() >= max || (!out.is_empty() && last_empty) {
+            if out.len() >= max || (!out.is_empty() && calls == 0) {
                 break;
             }
             if !out.is_empty() && now >= *filling_since.get_or_insert(now) + fill {
@@ -1098,34 +1138,47 @@ impl Inner {
             }
             let left = until.saturating_duration_since(now);
             // With nothing in hand: one call, a long poll when a second or more is left. With
-            // some: short polls side by side to fill `max`. (One long poll at a time also spares
-            // moto, whose long poll spins while a group's next message is locked.)
+            // some: short polls side by side while the last round came back full. (One long poll
+            // at a time also spares moto, whose long poll spins while a group's next message is
+            // locked.)
             let long = out.is_empty() && left >= Duration::from_secs(1);
-            let calls = if out.is_empty() {
+            let n = if out.is_empty() {
                 1
             } else {
-                (max - out.len()).div_ceil(BATCH).clamp(1, CONCURRENCY)
+                calls.clamp(1, CONCURRENCY)
             };
             let turn = lock(&self.receiving)
                 .entry((topic.to_owned(), group.to_owned()))
                 .or_default()
                 .clone();
             let _turn = turn.lock().await;
-            let got = self
-                .receive(
+            let round = self
+                .receive_round(
                     &q.url,
-                    calls,
+                    n,
                     if long { left } else { Duration::ZERO },
                     self.config.visibility_timeout,
                 )
-                .await?;
+                .await;
+            let round = match round {
+                Ok(round) => round,
+                // What this poll already handed out is the consumer's now: returning an error
+                // would strand it in `held` (extended up to `max_hold`, its FIFO group locked
+                // all that time). Hand it over; the next poll meets the error again.
+                Err(error) if !out.is_empty() => {
+                    tracing::debug!(?error, "sqs receive failed while filling a poll");
+                    break;
+                }
+                Err(error) => return Err(error),
+            };
             tried = true;
-            last_empty = got.is_empty();
+            let last_empty = round.got.is_empty();
+            calls = next_round(round.full, max.saturating_sub(out.len()));
             lock(&self.held)
                 .entry((topic.to_owned(), group.to_owned()))
                 .or_default()
                 .buffer
-                .extend(got);
+                .extend(round.got);
             if last_empty && out.is_empty() && !long {
                 let left = until.saturating_duration_since(Instant::now());
                 if left.is_zero() {
@@ -1601,6 +1654,18 @@ mod tests {
         let mut all: Vec<usize> = lanes.into_iter().flatten().flatten().collect();
         all.sort_unstable();
         assert_eq!(all, (0..25).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_fill_round_follows_only_full_calls() {
+        // Nothing full: every free group was drained, the poll ends.
+        assert_eq!(next_round(0, 2048), 0);
+        // Full calls double, up to the concurrency and to what is still wanted.
+        assert_eq!(next_round(1, 2048), 2);
+        assert_eq!(next_round(3, 2048), 6);
+        assert_eq!(next_round(8, 2048), CONCURRENCY);
+        assert_eq!(next_round(4, 15), 2);
+        assert_eq!(next_round(1, 0), 0);
     }
 
     #[test]

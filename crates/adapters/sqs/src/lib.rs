@@ -32,15 +32,21 @@
 //!
 //! **Round trips:** a publish of `N` messages to a topic with `G` groups makes exactly
 //! `ceil(N / 10) · G` `SendMessageBatch` calls when nothing is retried, plus one `ListQueues`
-//! per `group_refresh` per topic. A poll that fills `max` makes `ceil(max / 10)` `ReceiveMessage`
-//! calls per round (at most [`CONCURRENCY`] at once) and one more round to find the queue
-//! empty; an ack of `n` deliveries makes `ceil(n / 10)` `DeleteMessageBatch` calls. Every call
-//! counts in `bus_round_trips_total{bus="sqs",op}` and [`SqsBus::round_trips`].
+//! per `group_refresh` per topic. A poll makes one `ReceiveMessage` call, then more rounds only
+//! while calls come back full (10 messages), each round twice the full calls of the last (at
+//! most [`CONCURRENCY`]): a poll that brings `m` messages makes about `2 · ceil(m / 10) + 1`
+//! calls at most, and one call when the first brings fewer than 10. In a FIFO queue the groups a
+//! poll holds are locked, so a short call means the others are empty or held too. An ack of
+//! `n` deliveries makes `ceil(n / 10)` `DeleteMessageBatch` calls. Every call counts in
+//! `bus_round_trips_total{bus="sqs",op}` and [`SqsBus::round_trips`].
 //!
 //! # Poll, ack, redelivery
 //!
 //! A poll long-polls (`WaitTimeSeconds` from its wait, at most 20 s; waits under a second are
-//! short polls 100 ms apart) with several `ReceiveMessage` calls of 10 at once to fill `max`.
+//! short polls 100 ms apart), then fills `max` with short `ReceiveMessage` calls of 10 side by
+//! side while they come back full. A receive that fails after the poll handed messages out
+//! ends the poll with those messages (the error comes back on the next poll), so nothing handed
+//! out is left without a consumer, its group locked until `max_hold`.
 //! Delivery ids are SQS message ids, stable across redeliveries; the bus keeps each one's
 //! latest receipt handle for the ack (`DeleteMessageBatch`). `deliveries` is
 //! `ApproximateReceiveCount`. What one receive returned beyond `max` waits in the bus for the

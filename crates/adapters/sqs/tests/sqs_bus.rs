@@ -5,18 +5,17 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
-use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use liveops_core::ports::BusOptions;
-use liveops_core::ports::{Bus, Health, Message, PortError};
+use liveops_core::ports::{Bus, Message, PortError};
 use liveops_sqs::{Op, SqsBus, SqsConfig, StaticCredentials};
 use liveops_testkit::conformance;
 use liveops_testkit::conformance::bus::{body, ids, msg, unique};
+use liveops_testkit::conformance::bus_faults::{self, Outage};
 use liveops_testkit::relay::Relay;
 use tokio::time::Instant;
 
@@ -94,17 +93,7 @@ async fn sqs_bus_passes_the_bus_suite() {
         max_deliveries: config.max_deliveries,
     };
     let bus = SqsBus::connect(config).await.unwrap();
-    // A smaller crowd than the other buses' 8 × 200: the same 8 publishers side by side, 25
-    // messages each. Against moto the drain of the crowd ran at about 10 messages/s (moto logged
-    // about 10 requests/s from the bus, each answered in 20-90 ms when probed alone), so 1 600
-    // messages never fit the check's 30 s. Why the bus makes so few calls there is not found
-    // yet (docs/adr/0014-sqs-bus.md); the check still asserts nothing lost, nothing twice, each
-    // publisher's order, and lag 0.
-    let crowd = conformance::bus::Crowd {
-        publishers: 8,
-        each: 25,
-    };
-    conformance::bus::run_all_with(Arc::new(bus), opts, crowd).await;
+    conformance::bus::run_all(Arc::new(bus), opts).await;
 }
 
 /// A gateway process publishes to groups that consumer processes created: it lists the topic's
@@ -192,77 +181,74 @@ async fn a_publish_takes_ceil_n_over_10_batches_per_group() {
     eprintln!("sqs publish of 25 messages to 3 groups: {sends} SendMessageBatch calls");
 }
 
+/// A poll receives only while its calls come back full. The groups a poll holds are locked in a
+/// FIFO queue, so once a call comes back with fewer than 10 more calls find nothing; before, a
+/// poll that got anything sent 8 more receives, nearly all empty (10 calls a batch instead of
+/// 1–3), which kept moto busy and consumers behind: the crowd drained at 10 messages/s and
+/// consumers never caught up after an outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_stops_receiving_once_a_call_comes_back_short() {
+    let bus = SqsBus::connect(config()).await.unwrap();
+    let (t, g) = (unique("rounds"), unique("g"));
+    bus.ensure_group(&t, &g).await.unwrap();
+    let receives = |bus: &SqsBus| bus.round_trips()[&Op::Receive];
+
+    // 5 of one player: one call brings all 5; the poll ends there.
+    let five: Vec<Message> = (0..5).map(|i| msg("p", &format!("{i}"))).collect();
+    bus.publish(&t, five).await.unwrap();
+    let before = receives(&bus);
+    let got = bus
+        .poll(&t, &g, "c", 500, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 5);
+    assert_eq!(receives(&bus) - before, 1, "one short call ends the poll");
+    bus.ack(&t, &g, &ids(&got)).await.unwrap();
+
+    // 25 of one player: a full call (10), then one round of 2 calls that find the player's
+    // group locked by this very poll, and the poll ends with 10.
+    let many: Vec<Message> = (0..25).map(|i| msg("q", &format!("{i}"))).collect();
+    bus.publish(&t, many).await.unwrap();
+    let before = receives(&bus);
+    let got = bus
+        .poll(&t, &g, "c", 500, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        got.len(),
+        10,
+        "{:?}",
+        got.iter().map(body).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        receives(&bus) - before,
+        3,
+        "1 full call, then 2 that came back empty"
+    );
+    bus.ack(&t, &g, &ids(&got)).await.unwrap();
+    let mut left = 15;
+    while left > 0 {
+        let got = bus
+            .poll(&t, &g, "c", 500, Duration::from_secs(2))
+            .await
+            .unwrap();
+        assert!(!got.is_empty(), "{left} never came");
+        left -= got.len();
+        bus.ack(&t, &g, &ids(&got)).await.unwrap();
+    }
+    assert_eq!(bus.lag(&t, &g).await.unwrap(), 0);
+}
+
 /// Two consumers of one process share a group: every player's messages arrive in order,
 /// exactly once, and never are one player's messages in flight to both at once. (Between
 /// processes SQS's FIFO group lock keeps that promise; moto's receives are not atomic when two
 /// processes receive at the same moment, so that case is not tested here.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_player_stays_in_order_with_two_consumers() {
-    const KEYS: usize = 12;
-    const EACH: usize = 20;
     let mut c = config();
     c.visibility_timeout = Duration::from_secs(10);
-    let a = Arc::new(SqsBus::connect(c).await.unwrap());
-    let b = a.clone();
-    let (t, g) = (unique("order"), unique("g"));
-    a.ensure_group(&t, &g).await.unwrap();
-    for i in 0..EACH {
-        let batch = (0..KEYS)
-            .map(|k| msg(&format!("player_{k}"), &format!("player_{k}:{i}")))
-            .collect();
-        a.publish(&t, batch).await.unwrap();
-    }
-    let next: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-    let busy: Arc<Mutex<HashMap<String, String>>> = Arc::default();
-    let mut tasks = Vec::new();
-    for (name, bus) in [("c1", a.clone()), ("c2", b.clone())] {
-        let (t, g, next, busy) = (t.clone(), g.clone(), next.clone(), busy.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut handled = 0;
-            let until = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < until
-                && next.lock().unwrap().values().sum::<usize>() < KEYS * EACH
-            {
-                let got = bus
-                    .poll(&t, &g, name, 15, Duration::from_millis(300))
-                    .await
-                    .unwrap();
-                let keys: BTreeSet<String> = got.iter().map(|d| d.key.clone()).collect();
-                for k in &keys {
-                    if let Some(other) = busy.lock().unwrap().insert(k.clone(), name.into()) {
-                        panic!("{k}: {name} got messages while {other} holds some");
-                    }
-                }
-                for d in &got {
-                    let (key, i) = body(d)
-                        .split_once(':')
-                        .map(|(k, i)| (k.to_owned(), i.parse::<usize>().unwrap()))
-                        .unwrap();
-                    let mut next = next.lock().unwrap();
-                    let want = next.entry(key.clone()).or_insert(0);
-                    assert_eq!(i, *want, "{key}: got #{i}, expected #{want} ({name})");
-                    *want += 1;
-                }
-                handled += got.len();
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                for k in &keys {
-                    busy.lock().unwrap().remove(k);
-                }
-                bus.ack(&t, &g, &ids(&got)).await.unwrap();
-            }
-            handled
-        }));
-    }
-    let mut counts = Vec::new();
-    for task in tasks {
-        counts.push(task.await.unwrap());
-    }
-    assert_eq!(counts.iter().sum::<usize>(), KEYS * EACH, "{counts:?}");
-    assert!(
-        counts.iter().all(|n| *n > 0),
-        "both consumers got work: {counts:?}"
-    );
-    assert_eq!(a.lag(&t, &g).await.unwrap(), 0);
+    let bus = SqsBus::connect(c).await.unwrap();
+    bus_faults::two_consumers_keep_each_player_in_order(Arc::new(bus)).await;
 }
 
 /// A batch held longer than the visibility timeout is not handed to anyone else while its
@@ -425,27 +411,13 @@ fn upstream() -> SocketAddr {
         .unwrap()
 }
 
-async fn assert_unavailable<T: std::fmt::Debug>(
-    what: &str,
-    call: impl std::future::Future<Output = Result<T, PortError>>,
-) {
-    let start = Instant::now();
-    let result = call.await;
-    let took = start.elapsed();
-    assert!(
-        matches!(result, Err(PortError::Unavailable(_))),
-        "{what}: {result:?}"
-    );
-    assert!(took <= Duration::from_secs(6), "{what} took {took:?}");
-}
-
 /// SQS unreachable, hung or gone: every call answers `Unavailable` within 6 s (call timeout
 /// 2 s, publish deadline 1 s); when SQS is back the same bus works again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unavailable_within_bounds_then_recovers() {
     let mut nowhere = config_at("http://127.0.0.1:1");
     nowhere.call_timeout = Duration::from_secs(1);
-    assert_unavailable("connect", async {
+    bus_faults::assert_unavailable("connect", Duration::from_secs(6), async {
         SqsBus::connect(nowhere).await.map_err(PortError::from)
     })
     .await;
@@ -463,51 +435,10 @@ async fn unavailable_within_bounds_then_recovers() {
         }
     }
     let bus = bus.expect("no connection through the relay");
-    let (t, g) = (unique("outage"), unique("g"));
-    bus.ensure_group(&t, &g).await.unwrap();
-    bus.publish(&t, vec![msg("p", "before")]).await.unwrap();
-    let got = bus
-        .poll(&t, &g, "c", 10, Duration::from_secs(2))
-        .await
-        .unwrap();
-    assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["before"]);
-    bus.ack(&t, &g, &ids(&got)).await.unwrap();
-
-    relay.stalled.store(true, Ordering::SeqCst);
-    assert_unavailable("healthcheck (hung)", bus.healthcheck()).await;
-    assert_unavailable("publish (hung)", bus.publish(&t, vec![msg("p", "lost")])).await;
-    assert_unavailable("poll (hung)", bus.poll(&t, &g, "c", 10, Duration::ZERO)).await;
-    assert_unavailable("lag (hung)", bus.lag(&t, &g)).await;
-
-    relay.kill();
-    assert_unavailable("healthcheck (down)", bus.healthcheck()).await;
-    assert_unavailable("publish (down)", bus.publish(&t, vec![msg("p", "lost")])).await;
-    assert_unavailable(
-        "poll (down)",
-        bus.poll(&t, &g, "c", 10, Duration::from_millis(500)),
-    )
-    .await;
-
-    let _relay = Relay::start(relay.addr, upstream()).await;
-    let until = Instant::now() + Duration::from_secs(15);
-    while bus.healthcheck().await.is_err() {
-        assert!(Instant::now() < until, "no recovery after SQS came back");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    bus.publish(&t, vec![msg("p", "after")]).await.unwrap();
-    let mut bodies = Vec::new();
-    let until = Instant::now() + Duration::from_secs(10);
-    while !bodies.contains(&"after".to_owned()) && Instant::now() < until {
-        let got = bus
-            .poll(&t, &g, "c", 10, Duration::from_secs(1))
-            .await
-            .unwrap();
-        bus.ack(&t, &g, &ids(&got)).await.unwrap();
-        bodies.extend(got.iter().map(body));
-    }
-    assert!(bodies.contains(&"after".to_owned()), "{bodies:?}");
-    assert!(
-        bodies.iter().all(|b| b == "after" || b == "lost"),
-        "{bodies:?}"
-    );
+    let outage = Outage {
+        within: Duration::from_secs(6),
+        poll_while_hung: true,
+        ack_while_down: None,
+    };
+    bus_faults::unavailable_then_recovers(&bus, relay, upstream(), outage).await;
 }

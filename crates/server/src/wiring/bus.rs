@@ -124,9 +124,10 @@ async fn sqs_bus(
     Ok(Arc::new(bus))
 }
 
-/// How long an SQS publish retries refused or failed entries before it answers `Unavailable`.
+/// How long an SQS publish retries refused or failed entries before it answers `Unavailable`
+/// (a batch takes tens of milliseconds on AWS; the client retries a 503).
 #[cfg(feature = "sqs")]
-const SQS_PUBLISH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
+const SQS_PUBLISH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[cfg(not(feature = "sqs"))]
 async fn sqs_bus(

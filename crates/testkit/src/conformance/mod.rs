@@ -2,6 +2,7 @@
 //! is done when it passes its suite. Each suite panics (like a test assertion) on a violation.
 
 pub mod bus;
+pub mod bus_faults;
 pub mod hot;
 pub mod live;
 pub mod rank;
