@@ -78,10 +78,10 @@ mod tests {
                 if n == 5 {
                     stopper.cancel();
                 }
-                if n % 2 == 0 {
-                    Err(PortError::Unavailable("even round".into()))
-                } else {
+                if n % 2 == 1 {
                     Ok(n)
+                } else {
+                    Err(PortError::Unavailable("even round".into()))
                 }
             }
         });
