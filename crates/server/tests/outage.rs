@@ -115,9 +115,10 @@ fn shared_pg_database(name: &str) -> String {
     fresh_database(&admin, name)
 }
 
-fn start_liveops(data: &Path, port: u16, db_url: &str, redis_url: &str) -> Child {
-    Command::new(BIN)
-        .arg("serve")
+/// `liveops serve` on `port` over the Redis Streams bus, Redis and the database, quiet.
+fn liveops(data: &Path, port: u16, db_url: &str, redis_url: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
         .env("PORT", port.to_string())
         .env("BIND", "127.0.0.1")
         .env("DATA_DIR", data)
@@ -126,11 +127,16 @@ fn start_liveops(data: &Path, port: u16, db_url: &str, redis_url: &str) -> Child
         .env("REDIS_URL", redis_url)
         .env("BUS_KIND", "redis")
         .env("BUS_PARTITIONS", "4")
-        .env("BUS_VISIBILITY_SEC", "5")
         .env("RATE_LIMIT_MAX", "100000")
         .env("LOG_LEVEL", "error")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+fn start_liveops(data: &Path, port: u16, db_url: &str, redis_url: &str) -> Child {
+    liveops(data, port, db_url, redis_url)
+        .env("BUS_VISIBILITY_SEC", "5")
         .spawn()
         .expect("spawn liveops")
 }
@@ -244,4 +250,95 @@ async fn a_database_outage_answers_503_then_recovers_with_exactly_once_effect() 
     );
     assert_exactly_once(&Urls::all(&base), &want).await;
     drop(guard);
+}
+
+/// One process of the split deployment over the Redis Streams bus, with the default visibility
+/// timeout (30 s): what a crash leaves in flight must not wait for it.
+fn start_target(data: &Path, target: &str, port: u16, db_url: &str, redis_url: &str) -> Child {
+    liveops(&data.join(target), port, db_url, redis_url)
+        .env("LIVEOPS_TARGET", target)
+        .spawn()
+        .expect("spawn liveops")
+}
+
+/// The four processes of the split deployment are `kill -9`ed together mid-stream and started
+/// again: the new consumers take the dead ones' partitions and the batches they held at once
+/// (their membership lapses within a lease of seconds), not after the 30 s visibility timeout.
+/// Every event that got 202 counts exactly once, and the effects catch up within 15 s of the
+/// stream's end (a bounded wait, not a measurement).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_split_deployment_resumes_within_seconds_after_kill_9_of_every_process() {
+    const TARGETS: [&str; 4] = ["gateway", "fairness", "progression", "leaderboard"];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis_port = free_port();
+    let mut guard = Fleet(vec![start_redis(dir.path(), redis_port)], Vec::new());
+    let redis_url = format!("redis://127.0.0.1:{redis_port}/");
+    let db = shared_pg_database("liveops_outage_kill9");
+    let data = dir.path().join("data");
+    let ports: Vec<u16> = TARGETS.iter().map(|_| free_port()).collect();
+    let bases: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    let start_all = |guard: &mut Fleet| {
+        for (target, port) in TARGETS.iter().zip(&ports) {
+            guard
+                .0
+                .push(start_target(&data, target, *port, &db, &redis_url));
+        }
+    };
+    start_all(&mut guard);
+    for b in &bases {
+        wait_ready(b).await;
+    }
+
+    let counts = Arc::new(Counts::default());
+    let load = tokio::spawn(stream(bases[0].clone(), 6, 80, counts.clone()));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // kill -9 of the four, then the same four again on the same ports.
+    for mut child in guard.0.drain(1..) {
+        child.kill().expect("kill -9");
+        let _ = child.wait();
+    }
+    start_all(&mut guard);
+    for b in &bases {
+        wait_ready(b).await;
+    }
+
+    let want = load.await.expect("load");
+    let urls = Urls {
+        gateway: bases[0].clone(),
+        fairness: bases[1].clone(),
+        progression: bases[2].clone(),
+        leaderboard: bases[3].clone(),
+        operator: None,
+    };
+    let client = reqwest::Client::new();
+    common::eventually(
+        Duration::from_secs(15),
+        "every accepted event applied within 15 s of the stream's end",
+        || async {
+            for (player, (want_xp, _)) in &want {
+                let p: serde_json::Value = client
+                    .get(format!("{}/players/{player}/progress", urls.progression))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                // More is left to assert_exactly_once, which names it.
+                if p["xp"].as_u64().unwrap_or_default() < *want_xp {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "kill -9: {} retries while the processes were down",
+        counts.other.load(Ordering::Relaxed) + counts.unavailable.load(Ordering::Relaxed)
+    );
+    assert_exactly_once(&urls, &want).await;
 }

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -37,9 +37,15 @@ const MAX_PARTITIONS: u32 = 1024;
 /// Idle blocking connections kept for later waits.
 const IDLE_BLOCKERS: usize = 8;
 
-/// Shortest and longest lease on a slot.
+/// Shortest and longest lease on a slot (and membership of a group): a consumer renews both at
+/// every poll and, while it holds deliveries, every third of a lease ([`HEARTBEAT`]), so a
+/// process that died loses them within [`LEASE_MAX`] whatever the visibility timeout.
 const LEASE_MIN: Duration = Duration::from_secs(1);
-const LEASE_MAX: Duration = Duration::from_secs(30);
+const LEASE_MAX: Duration = Duration::from_secs(5);
+
+/// The pseudo-consumer that holds the pending entries of consumers dropped from a group (not
+/// seen for a lease period), until the owner of each slot takes them back at its next poll.
+const ORPHANS: &str = "~orphans";
 
 /// Longest single blocking wait, and the nap of a consumer with nothing it may read.
 const SLICE_MAX: Duration = Duration::from_secs(1);
@@ -175,13 +181,16 @@ return #KEYS
 
 /// One poll step for one consumer: membership, leases, reclaim / dead-letter, read new entries.
 /// KEYS: members, dead letters, then per slot i (0-based): stream, lease.
-/// ARGV: consumer, group, lease_ms, visibility_ms, max, max_deliveries, max_len, first slot to try.
+/// ARGV: consumer, group, lease_ms, visibility_ms, max, max_deliveries, max_len, first slot to try,
+/// `1` if this consumer holds no delivery (its own pending entries are then lost answers or left
+/// from a previous life under the same name, and come back at once), orphans' name.
 /// Returns {dead letters made, {stream, id to wait after, ...}, {slot, id, deliveries, s, k, p, ...}}.
 const STEP: &str = r"
 local me, grp = ARGV[1], ARGV[2]
 local lease_ms, vis = tonumber(ARGV[3]), tonumber(ARGV[4])
 local room, maxd, maxlen = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 local start = tonumber(ARGV[8])
+local fresh, orphans = ARGV[9] == '1', ARGV[10]
 local slots = (#KEYS - 2) / 2
 local function int(x) return string.format('%d', x) end
 local function stream(i) return KEYS[3 + 2 * i] end
@@ -204,13 +213,23 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
--- Members: forget those not seen for a lease period (and their consumer entries, when empty).
+-- Members: forget those not seen for a lease period (a live one renews at every poll and, while
+-- it holds deliveries, by heartbeat): what they held goes to the orphans, which the owner of each
+-- slot takes back at once below, instead of after the visibility timeout.
 local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. int(now - lease_ms))
 for _, c in ipairs(gone) do
   redis.call('ZREM', KEYS[1], c)
   for i = 0, slots - 1 do
-    local ok, p = pcall(redis.call, 'XPENDING', stream(i), grp, '-', '+', 1, c)
-    if ok and #p == 0 then pcall(redis.call, 'XGROUP', 'DELCONSUMER', stream(i), grp, c) end
+    local ok, p = pcall(redis.call, 'XPENDING', stream(i), grp, '-', '+', 1000, c)
+    while ok and #p > 0 do
+      local ids = {}
+      for _, e in ipairs(p) do ids[#ids + 1] = e[1] end
+      -- JUSTID: the delivery count stays as it was.
+      ids[#ids + 1] = 'JUSTID'
+      redis.call('XCLAIM', stream(i), grp, orphans, 0, unpack(ids))
+      ok, p = pcall(redis.call, 'XPENDING', stream(i), grp, '-', '+', 1000, c)
+    end
+    if ok then pcall(redis.call, 'XGROUP', 'DELCONSUMER', stream(i), grp, c) end
   end
 end
 redis.call('ZADD', KEYS[1], int(now), me)
@@ -253,11 +272,23 @@ for _, i in ipairs(held) do
   last[i] = found
 end
 
--- Timed-out entries: claimed again, or dead letters after max deliveries.
+-- Entries to hand out again: the orphans', this consumer's own when it holds none, and any
+-- pending longer than the visibility timeout. Claimed, or dead letters after max deliveries.
 local dead = 0
 for _, i in ipairs(held) do
   if room <= 0 then break end
-  local pend = redis.call('XPENDING', stream(i), grp, 'IDLE', int(vis), '-', '+', int(room))
+  local pend, seen = {}, {}
+  local function add(list)
+    for _, e in ipairs(list) do
+      if #pend < room and not seen[e[1]] then
+        seen[e[1]] = true
+        pend[#pend + 1] = e
+      end
+    end
+  end
+  add(redis.call('XPENDING', stream(i), grp, '-', '+', int(room), orphans))
+  if fresh then add(redis.call('XPENDING', stream(i), grp, '-', '+', int(room), me)) end
+  add(redis.call('XPENDING', stream(i), grp, 'IDLE', int(vis), '-', '+', int(room)))
   local claim, counts = {}, {}
   for _, e in ipairs(pend) do
     local id, n = e[1], e[4]
@@ -278,7 +309,7 @@ for _, i in ipairs(held) do
     end
   end
   if #claim > 0 then
-    local got = redis.call('XCLAIM', stream(i), grp, me, int(vis), unpack(claim))
+    local got = redis.call('XCLAIM', stream(i), grp, me, 0, unpack(claim))
     for _, e in ipairs(got) do
       if e and e[1] and counts[e[1]] then
         push(i, e[1], counts[e[1]] + 1, fields(e[2]))
@@ -394,6 +425,25 @@ end
 return n
 ";
 
+/// Keeps a consumer that holds deliveries a member of its group and renews its leases, so a
+/// long batch does not look like a dead process. A consumer dropped already stays dropped (its
+/// next poll joins again).
+/// KEYS: members, then every lease. ARGV: consumer, lease_ms.
+const HEARTBEAT: &str = r"
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease_ms = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], string.format('%d', now), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], string.format('%d', lease_ms * 2))
+for i = 2, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[i], string.format('%d', lease_ms))
+  end
+end
+return 1
+";
+
 struct Scripts {
     publish: Script,
     ensure: Script,
@@ -401,6 +451,7 @@ struct Scripts {
     lag: Script,
     replay: Script,
     leave: Script,
+    heartbeat: Script,
 }
 
 impl Scripts {
@@ -412,6 +463,7 @@ impl Scripts {
             lag: Script::new(LAG),
             replay: Script::new(REPLAY),
             leave: Script::new(LEAVE),
+            heartbeat: Script::new(HEARTBEAT),
         }
     }
 }
@@ -487,6 +539,74 @@ fn array(v: Value, what: &str) -> PortResult<Vec<Value>> {
     }
 }
 
+/// Renews one consumer's membership and leases while it holds deliveries of one group.
+struct Heartbeat {
+    hands: Weak<Mutex<Hands>>,
+    hand: (String, String),
+    consumer: String,
+    /// Members, then every lease of the group.
+    keys: Vec<String>,
+    lease: Duration,
+    vis: Duration,
+    script: Script,
+}
+
+impl Heartbeat {
+    /// Beats every third of a lease until the consumer holds nothing (acked, or held longer
+    /// than the visibility timeout) or the bus is gone. A failed beat is retried at the next.
+    async fn run(self, mut conn: ConnectionManager) {
+        let every = (self.lease / 3).max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(hands) = self.hands.upgrade() else {
+                return;
+            };
+            {
+                let mut hands = lock(&hands);
+                let Some(hand) = hands.get_mut(&self.hand) else {
+                    return;
+                };
+                if !hand.holds(&self.consumer, self.vis) {
+                    hand.beating.remove(&self.consumer);
+                    return;
+                }
+            }
+            let mut inv = self.script.prepare_invoke();
+            for key in &self.keys {
+                inv.key(key);
+            }
+            inv.arg(&self.consumer).arg(millis(self.lease));
+            let beat: PortResult<i64> =
+                bounded("heartbeat", CALL_TIMEOUT, inv.invoke_async(&mut conn)).await;
+            if let Err(error) = beat {
+                tracing::debug!(%error, consumer = %self.consumer, "bus heartbeat failed");
+            }
+        }
+    }
+}
+
+/// What this process's consumers of one topic and group hold.
+#[derive(Default)]
+struct Hand {
+    /// Deliveries handed out and not acked yet: id → (consumer, when). One older than the
+    /// visibility timeout no longer counts.
+    held: HashMap<String, (String, Instant)>,
+    /// Consumers with a heartbeat running.
+    beating: std::collections::HashSet<String>,
+}
+
+impl Hand {
+    /// Whether `consumer` holds a delivery handed out within `vis`.
+    fn holds(&self, consumer: &str, vis: Duration) -> bool {
+        self.held
+            .values()
+            .any(|(c, at)| c == consumer && at.elapsed() < vis)
+    }
+}
+
+/// Per topic and group.
+type Hands = HashMap<(String, String), Hand>;
+
 /// The Streams bus. See the module docs for the design.
 pub struct RedisBus {
     client: Client,
@@ -500,6 +620,8 @@ pub struct RedisBus {
     /// Partition count per topic as pinned in Redis.
     pinned: Mutex<HashMap<String, u32>>,
     scripts: Scripts,
+    /// What this process's consumers hold; shared with their heartbeats.
+    hands: Arc<Mutex<Hands>>,
 }
 
 impl fmt::Debug for RedisBus {
@@ -576,6 +698,7 @@ impl RedisBus {
             lease,
             pinned: Mutex::new(HashMap::new()),
             scripts: Scripts::new(),
+            hands: Arc::default(),
         };
         bus.healthcheck().await?;
         Ok(bus)
@@ -671,6 +794,7 @@ impl RedisBus {
         group: &str,
         consumer: &str,
         max: usize,
+        fresh: bool,
     ) -> PortResult<Step> {
         let mut inv = self.scripts.step.prepare_invoke();
         inv.key(keys.members(group)).key(keys.dead(group));
@@ -685,7 +809,9 @@ impl RedisBus {
             .arg(max)
             .arg(self.opts.max_deliveries.max(1))
             .arg(self.max_len)
-            .arg(Self::start_slot(consumer, keys.slots()));
+            .arg(Self::start_slot(consumer, keys.slots()))
+            .arg(if fresh { "1" } else { "0" })
+            .arg(ORPHANS);
         let mut conn = self.conn.clone();
         let reply: Value = bounded("poll", CALL_TIMEOUT, inv.invoke_async(&mut conn)).await?;
         let mut parts = array(reply, "poll")?.into_iter();
@@ -728,6 +854,49 @@ impl RedisBus {
             .increment(dead);
         }
         Ok(Step { wake, deliveries })
+    }
+
+    /// Whether `consumer` holds no delivery of this process in `group` (none handed out within
+    /// the visibility timeout and not acked since).
+    fn holds_nothing(&self, topic: &str, group: &str, consumer: &str) -> bool {
+        let mut hands = lock(&self.hands);
+        let Some(hand) = hands.get_mut(&(topic.to_owned(), group.to_owned())) else {
+            return true;
+        };
+        let vis = self.opts.visibility_timeout;
+        hand.held.retain(|_, (_, at)| at.elapsed() < vis);
+        !hand.holds(consumer, vis)
+    }
+
+    /// Notes `deliveries` as held by `consumer` and keeps it alive in `group` until it acks
+    /// them: a heartbeat every third of a lease, for at most the visibility timeout.
+    fn hold(&self, topic: &str, keys: &Keys, group: &str, consumer: &str, deliveries: &[Delivery]) {
+        let now = Instant::now();
+        let beating = {
+            let mut hands = lock(&self.hands);
+            let hand = hands
+                .entry((topic.to_owned(), group.to_owned()))
+                .or_default();
+            for d in deliveries {
+                hand.held.insert(d.id.clone(), (consumer.to_owned(), now));
+            }
+            !hand.beating.insert(consumer.to_owned())
+        };
+        if beating {
+            return;
+        }
+        let mut beat_keys = vec![keys.members(group)];
+        beat_keys.extend((0..keys.slots()).map(|slot| keys.lease(group, slot)));
+        let beat = Heartbeat {
+            hands: Arc::downgrade(&self.hands),
+            hand: (topic.to_owned(), group.to_owned()),
+            consumer: consumer.to_owned(),
+            keys: beat_keys,
+            lease: self.lease,
+            vis: self.opts.visibility_timeout,
+            script: self.scripts.heartbeat.clone(),
+        };
+        tokio::spawn(beat.run(self.conn.clone()));
     }
 
     /// A connection for a blocking wait: an idle one, or a new one.
@@ -846,12 +1015,15 @@ impl Bus for RedisBus {
         let until = Instant::now() + wait;
         let slice_max = (self.lease / 3).min(SLICE_MAX);
         loop {
-            let step = self.step(topic, &keys, group, consumer, max).await?;
+            let fresh = self.holds_nothing(topic, group, consumer);
+            let step = self.step(topic, &keys, group, consumer, max, fresh).await?;
             if !step.deliveries.is_empty() {
                 let mut got = step.deliveries;
                 // Stable: entries of one slot keep their stream order.
                 got.sort_by_key(|(seq, _)| *seq);
-                return Ok(got.into_iter().map(|(_, d)| d).collect());
+                let got: Vec<Delivery> = got.into_iter().map(|(_, d)| d).collect();
+                self.hold(topic, &keys, group, consumer, &got);
+                return Ok(got);
             }
             let now = Instant::now();
             if now >= until {
@@ -894,7 +1066,13 @@ impl Bus for RedisBus {
             CALL_TIMEOUT,
             pipe.query_async::<()>(&mut self.conn.clone()),
         )
-        .await
+        .await?;
+        if let Some(hand) = lock(&self.hands).get_mut(&(topic.to_owned(), group.to_owned())) {
+            for id in ids {
+                hand.held.remove(id);
+            }
+        }
+        Ok(())
     }
 
     async fn lag(&self, topic: &str, group: &str) -> PortResult<u64> {

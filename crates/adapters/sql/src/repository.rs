@@ -141,6 +141,32 @@ pub(crate) async fn within<DB: Dialect, T>(
     }
 }
 
+/// The statements of one step of a purge (2000 keys): the step's last key, then a delete up to it (or, for
+/// the last step, to the end). Placeholders: the key after which the step starts, the step's last
+/// key (`delete_to` only), the consumer (`processed_events` only), the cutoff.
+struct PurgeSql {
+    step_end: &'static str,
+    delete_to: &'static str,
+    delete_rest: &'static str,
+}
+
+const PURGE_PROCESSED: PurgeSql = PurgeSql {
+    step_end: "SELECT event_id FROM processed_events WHERE event_id > ? AND consumer = ? \
+               ORDER BY event_id LIMIT 1 OFFSET 1999",
+    delete_to: "DELETE FROM processed_events WHERE event_id > ? AND event_id <= ? \
+                AND consumer = ? AND done_at < ?",
+    delete_rest: "DELETE FROM processed_events WHERE event_id > ? AND consumer = ? \
+                  AND done_at < ?",
+};
+
+const PURGE_VERDICTS: PurgeSql = PurgeSql {
+    step_end: "SELECT event_id FROM fairness_verdicts WHERE event_id > ? \
+               ORDER BY event_id LIMIT 1 OFFSET 1999",
+    delete_to: "DELETE FROM fairness_verdicts WHERE event_id > ? AND event_id <= ? \
+                AND done_at < ?",
+    delete_rest: "DELETE FROM fairness_verdicts WHERE event_id > ? AND done_at < ?",
+};
+
 /// A reward as a claim sees it: item, claimed, adds to inventory, and the receipt if claimed.
 type RewardRow = (Text, i16, i16, Option<Text>, Option<i64>, Option<Text>);
 
@@ -245,12 +271,17 @@ where
         consumer: &str,
         ids: &[Uuid],
     ) -> PortResult<()> {
+        let now = liveops_core::now_ms();
         Self::insert_rows(
             conn,
-            ("INSERT INTO processed_events (consumer, event_id) ", 2, ""),
+            (
+                "INSERT INTO processed_events (consumer, event_id, done_at) ",
+                3,
+                "",
+            ),
             ids,
             |row, id| {
-                row.bind(consumer.to_owned()).bind(id.to_string());
+                row.bind(consumer.to_owned()).bind(id.to_string()).bind(now);
             },
             |e| match e {
                 sqlx::Error::Database(d) if d.is_unique_violation() => {
@@ -821,18 +852,19 @@ where
             .collect::<BTreeMap<_, _>>()
             .into_iter()
             .collect();
+        let now = liveops_core::now_ms();
         within::<DB, _>(async {
             let (mut tx, _turn) = self.begin_write().await?;
             Self::insert_rows(
                 &mut tx,
                 (
-                    "INSERT INTO fairness_verdicts (event_id, flagged) ",
-                    2,
+                    "INSERT INTO fairness_verdicts (event_id, flagged, done_at) ",
+                    3,
                     DB::UPSERTS.keep_verdict,
                 ),
                 &commit.verdicts,
                 |row, (id, flagged)| {
-                    row.bind(id.to_string()).bind(i16::from(*flagged));
+                    row.bind(id.to_string()).bind(i16::from(*flagged)).bind(now);
                 },
                 db_error::<DB>,
             )
@@ -877,6 +909,84 @@ where
             tx.commit().await.map_err(db_error::<DB>)
         })
         .await
+    }
+
+    /// Deletes the processed event ids and fairness verdicts written before `cutoff_ms`, walking
+    /// each table in key order, 2000 keys per write transaction so writers are held up
+    /// for one step at a time. Returns how many rows went.
+    pub(crate) async fn purge_before(&self, cutoff_ms: i64) -> PortResult<u64> {
+        let mut purged = 0;
+        let mut consumer = String::new();
+        loop {
+            let sql =
+                DB::placeholders("SELECT MIN(consumer) FROM processed_events WHERE consumer > ?");
+            let next: Option<Text> = within::<DB, _>(async {
+                sqlx::query_scalar(&sql)
+                    .bind(consumer.as_str())
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db_error::<DB>)
+            })
+            .await?;
+            let Some(next) = next else { break };
+            consumer = next.0;
+            purged += self.purge_table(Some(&consumer), cutoff_ms).await?;
+        }
+        purged += self.purge_table(None, cutoff_ms).await?;
+        Ok(purged)
+    }
+
+    /// [`SqlRepository::purge_before`] on `processed_events` of `consumer`, or with `None` on
+    /// `fairness_verdicts`.
+    async fn purge_table(&self, consumer: Option<&str>, cutoff_ms: i64) -> PortResult<u64> {
+        let sql = if consumer.is_some() {
+            &PURGE_PROCESSED
+        } else {
+            &PURGE_VERDICTS
+        };
+        let step_end = DB::placeholders(sql.step_end);
+        let delete_to = DB::placeholders(sql.delete_to);
+        let delete_rest = DB::placeholders(sql.delete_rest);
+        let mut after = String::new();
+        let mut purged = 0;
+        loop {
+            let end: Option<Text> = within::<DB, _>(async {
+                let mut q = sqlx::query_scalar(&step_end).bind(after.as_str());
+                if let Some(c) = consumer {
+                    q = q.bind(c);
+                }
+                q.fetch_optional(&self.pool).await.map_err(db_error::<DB>)
+            })
+            .await?;
+            let deleted = within::<DB, _>(async {
+                let (mut tx, _turn) = self.begin_write().await?;
+                let q = match &end {
+                    Some(end) => sqlx::query(&delete_to)
+                        .bind(after.as_str())
+                        .bind(end.0.as_str()),
+                    None => sqlx::query(&delete_rest).bind(after.as_str()),
+                };
+                let q = match consumer {
+                    Some(c) => q.bind(c),
+                    None => q,
+                };
+                let done = q
+                    .bind(cutoff_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error::<DB>)?;
+                tx.commit().await.map_err(db_error::<DB>)?;
+                Ok(DB::rows_affected(&done))
+            })
+            .await?;
+            purged += deleted;
+            match end {
+                Some(end) => after = end.0,
+                None => return Ok(purged),
+            }
+            // Let the writers in between steps.
+            tokio::task::yield_now().await;
+        }
     }
 
     pub(crate) async fn flags(&self, player_id: Option<&str>, limit: u32) -> PortResult<Vec<Flag>> {

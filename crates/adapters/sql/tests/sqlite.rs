@@ -8,6 +8,8 @@ use liveops_core::stores::{ProcessedEvents, ProgressCommit, ProgressStore, XpGai
 use liveops_sql::SqliteRepository;
 use liveops_testkit::conformance;
 
+mod sql_support;
+
 async fn repo_at(path: &Path) -> SqliteRepository {
     let repo = SqliteRepository::connect(&format!("sqlite://{}?mode=rwc", path.display()))
         .await
@@ -156,4 +158,11 @@ async fn a_backup_taken_while_scores_are_committed_holds_whole_commits_only() {
         Path::new("data/liveops.db")
     );
     assert!(SqliteRepository::database_file("sqlite::memory:").is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_event_rows_past_the_retention_are_purged() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo_at(&dir.path().join("liveops.db")).await;
+    sql_support::purge_removes_only_rows_past_the_cutoff(&repo).await;
 }

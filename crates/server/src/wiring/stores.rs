@@ -7,6 +7,7 @@
 //! with the keys it last read while the database is away, instead of leaving the load balancer).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use liveops_core::stores::{
@@ -19,6 +20,7 @@ use liveops_module::ports::Opened;
 use liveops_module::{Adapter, Ports, Task};
 use liveops_sql::Repository;
 use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
 
 use super::named;
 use crate::config::reads::ReadReplica;
@@ -42,6 +44,46 @@ async fn open(
     })
     .await
     .cloned()
+}
+
+/// How long processed event ids and fairness verdicts are kept: far longer than any redelivery
+/// (a visibility timeout times the deliveries before a dead letter, minutes), so only a dead
+/// letter replayed later than this could be applied a second time. See docs/adr/0016.
+pub const EVENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How often the per-event rows older than [`EVENT_RETENTION`] are purged; the first purge runs
+/// [`FIRST_PURGE`] after start-up.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+const FIRST_PURGE: Duration = Duration::from_secs(60);
+
+/// Purges per-event rows older than [`EVENT_RETENTION`] every [`PURGE_EVERY`] until `stop`
+/// (`events_purged_total`); a failed purge is logged and tried again at the next.
+async fn purge_old_events(repo: &dyn Repository, stop: &CancellationToken) {
+    let mut pause = FIRST_PURGE;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = PURGE_EVERY;
+        let retention = i64::try_from(EVENT_RETENTION.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = liveops_core::now_ms().saturating_sub(retention);
+        let purge = repo.purge_before(cutoff);
+        let result = tokio::select! {
+            () = stop.cancelled() => return,
+            result = purge => result,
+        };
+        match result {
+            Ok(rows) => {
+                metrics::counter!("events_purged_total").increment(rows);
+                tracing::info!(
+                    rows,
+                    "purged processed event ids and verdicts past retention"
+                );
+            }
+            Err(error) => tracing::warn!(%error, "purging old processed event ids failed"),
+        }
+    }
 }
 
 /// Health that always answers: the `api_keys` adapter's, which must not take a process out of
@@ -76,9 +118,14 @@ pub(super) fn provide(ports: &mut Ports, s: &crate::config::Settings) {
                         Ok(())
                     })
                 });
+                let purged = repo.clone();
+                let retention = Task::new("event retention", move |stop| async move {
+                    purge_old_events(purged.as_ref(), &stop).await;
+                    Ok(())
+                });
                 Ok(Opened {
                     adapter: repo,
-                    upkeep: upkeep.into_iter().collect(),
+                    upkeep: upkeep.into_iter().chain([retention]).collect(),
                 })
             }
         },

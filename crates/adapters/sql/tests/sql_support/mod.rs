@@ -405,3 +405,67 @@ where
     );
     assert!(!err.to_string().contains("liveops:liveops"), "{err}");
 }
+
+/// On a database of its own (the purge sweeps every consumer): processed event ids and fairness
+/// verdicts written before the cutoff go, in steps over several thousand keys and several
+/// consumers, and those written after it stay, whatever the order of their ids.
+pub async fn purge_removes_only_rows_past_the_cutoff(repo: &dyn Repository) {
+    use liveops_core::stores::FairnessCommit;
+    // Ids of the later writes sort before, between and after those of the earlier ones.
+    let ids: Vec<Uuid> = (0..5000).map(|_| Uuid::now_v7()).collect();
+    let new: Vec<Uuid> = ids.iter().step_by(10).copied().collect();
+    let old: Vec<Uuid> = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 10 != 0)
+        .map(|(_, id)| *id)
+        .collect();
+    assert_eq!((old.len(), new.len()), (4500, 500));
+    let (a, b) = (
+        format!("purge_a_{}", suffix()),
+        format!("purge_b_{}", suffix()),
+    );
+    let progress = |ids: &[Uuid]| ProgressCommit {
+        event_ids: ids.to_vec(),
+        ..Default::default()
+    };
+    let verdicts = |ids: &[Uuid]| FairnessCommit {
+        verdicts: ids.iter().map(|id| (*id, false)).collect(),
+        ..Default::default()
+    };
+    repo.commit_progress(&a, &progress(&old)).await.unwrap();
+    repo.commit_progress(&b, &progress(&old[..10]))
+        .await
+        .unwrap();
+    repo.commit_fairness(&verdicts(&old)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let cutoff = liveops_core::now_ms();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    repo.commit_progress(&a, &progress(&new)).await.unwrap();
+    repo.commit_fairness(&verdicts(&new)).await.unwrap();
+
+    assert_eq!(repo.purge_before(cutoff - 60_000).await.unwrap(), 0);
+    assert_eq!(repo.processed(&a, &ids).await.unwrap().len(), 5000);
+
+    let purged = repo.purge_before(cutoff).await.unwrap();
+    assert_eq!(purged, 4500 + 10 + 4500);
+    let left = repo.processed(&a, &ids).await.unwrap();
+    assert_eq!(
+        left,
+        new.iter().copied().collect(),
+        "only the later ids stay"
+    );
+    assert!(repo.processed(&b, &ids).await.unwrap().is_empty());
+    let judged = repo.verdicts(&ids).await.unwrap();
+    assert_eq!(
+        judged
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect::<std::collections::HashSet<_>>(),
+        new.iter().copied().collect()
+    );
+    // A purged id is no longer known: applying it again is a new event (hence the retention).
+    repo.commit_progress(&a, &progress(&old[..1]))
+        .await
+        .unwrap();
+}

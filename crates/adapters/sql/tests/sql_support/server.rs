@@ -102,10 +102,11 @@ where
             .fetch_all(pool)
             .await
             .unwrap();
-    assert_eq!(applied, [(1, true), (3, true)]);
+    assert_eq!(applied, [(1, true), (3, true), (4, true)]);
     let (tables,): (i64,) = sqlx::query_as(S::TABLES).fetch_one(pool).await.unwrap();
     assert_eq!(tables, 9 + 14, "0001's tables and 0003's");
     conformance::stores::healthcheck(&repos[1]).await;
+    super::purge_removes_only_rows_past_the_cutoff(&repos[1]).await;
 
     // Another migrator holding the lock for 3 s (longer than the 2 s row-lock bound of
     // ordinary sessions): migrating waits for it, then succeeds.
