@@ -15,17 +15,9 @@ SQS_PORT="${LIVEOPS_SQS_PORT:-15000}"
 AMQP_PORT="${LIVEOPS_AMQP_PORT:-15672}"
 TOOLS="${LIVEOPS_TOOLS:-/var/tmp/liveops-tools}"
 
-log() { echo "services-cloud: $*" >&2; }
-
-wait_for() { # description, command...
-  local what=$1; shift
-  for _ in $(seq 1 150); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.2
-  done
-  log "timed out waiting for $what"
-  return 1
-}
+# shellcheck source=scripts/services-lib.sh
+source "$ROOT/scripts/services-lib.sh"
+NAME=services-cloud
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -54,25 +46,11 @@ export LIVEOPS_CLOUD_DIR=$DIR
 ENV
 }
 
-stop() {
-  for pidfile in "$DIR"/moto/pid "$DIR"/amqp/pid; do
-    [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
-  done
-  sleep 0.3
-  rm -rf "$DIR"
+start_all() {
+  "$ROOT/scripts/tools.sh" install
+  start_moto
+  start_broker
+  write_env
 }
 
-case "${1:-}" in
-  start)
-    "$ROOT/scripts/tools.sh" install
-    stop
-    mkdir -p "$DIR"
-    start_moto
-    start_broker
-    write_env
-    log "ready: $(tr '\n' ' ' < "$DIR/env")"
-    ;;
-  stop) stop ;;
-  env) cat "$DIR/env" ;;
-  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
-esac
+services_main "$@"

@@ -20,17 +20,9 @@ MY_PORT="${LIVEOPS_MYSQL_TLS_PORT:-13316}"
 REDIS_PASS=redis-tls-secret-7f3a
 DB_PASS=db-tls-secret-91c2
 
-log() { echo "services-tls: $*" >&2; }
-
-wait_for() { # description, command...
-  local what=$1; shift
-  for _ in $(seq 1 150); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.2
-  done
-  log "timed out waiting for $what"
-  return 1
-}
+# shellcheck source=scripts/services-lib.sh
+source "$(dirname "$0")/services-lib.sh"
+NAME=services-tls
 
 make_certs() {
   local c="$DIR/certs"
@@ -68,32 +60,24 @@ redis_tls_args() { # dir, port
     --daemonize yes --pidfile "$1/redis.pid" --logfile "$1/redis.log"
 }
 
+cluster_node() { # dir, port
+  # shellcheck disable=SC2046
+  redis-server $(redis_tls_args "$1" "$2") --masterauth "$REDIS_PASS" \
+    --tls-cluster yes --tls-replication yes --cluster-enabled yes \
+    --cluster-config-file "$1/nodes.conf" --cluster-node-timeout 2000
+}
+
 start_redis() {
   mkdir -p "$DIR/redis"
   # shellcheck disable=SC2046
   redis-server $(redis_tls_args "$DIR/redis" "$REDIS_PORT")
   wait_for "redis (TLS)" tls_cli "$REDIS_PORT" ping
-  local nodes=()
-  for p in "${CLUSTER_PORTS[@]}"; do
-    mkdir -p "$DIR/cluster-$p"
-    # shellcheck disable=SC2046
-    redis-server $(redis_tls_args "$DIR/cluster-$p" "$p") --masterauth "$REDIS_PASS" \
-      --tls-cluster yes --tls-replication yes --cluster-enabled yes \
-      --cluster-config-file "$DIR/cluster-$p/nodes.conf" --cluster-node-timeout 2000
-    wait_for "redis cluster node $p (TLS)" tls_cli "$p" ping
-    nodes+=("127.0.0.1:$p")
-  done
-  tls_cli "${CLUSTER_PORTS[0]}" --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
-  wait_for "redis cluster (TLS)" bash -c \
-    "REDISCLI_AUTH=$REDIS_PASS redis-cli --tls --cacert $DIR/certs/ca.pem -p ${CLUSTER_PORTS[0]} cluster info | grep -q cluster_state:ok"
+  start_redis_cluster tls_cli "redis (TLS)" cluster_node "${CLUSTER_PORTS[@]}"
 }
 
 start_postgres() {
-  local bin data="$DIR/pg/data"
-  bin=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")
-  mkdir -p "$DIR/pg"
-  chown postgres:postgres "$DIR/pg"
-  runuser -u postgres -- "$bin/initdb" -D "$data" -A trust -U postgres >/dev/null
+  local data
+  data=$(init_postgres)
   # The server reads its key as its own user, mode 0600.
   install -o postgres -g postgres -m 600 "$DIR/certs/server.key" "$data/server.key"
   install -o postgres -g postgres -m 644 "$DIR/certs/server.pem" "$data/server.crt"
@@ -102,29 +86,8 @@ local   all  all                 trust
 hostssl all  all  127.0.0.1/32   scram-sha-256
 hostssl all  all  127.0.0.2/32   scram-sha-256
 HBA
-  runuser -u postgres -- "$bin/pg_ctl" -D "$data" -l "$DIR/pg/log" -w -o "-p $PG_PORT -k $DIR/pg \
-    -c listen_addresses=127.0.0.1,127.0.0.2 -c fsync=off -c max_connections=200 -c ssl=on \
-    -c ssl_cert_file=server.crt -c ssl_key_file=server.key" start >/dev/null
-  psql -h "$DIR/pg" -p "$PG_PORT" -U postgres -qc "CREATE USER liveops PASSWORD '$DB_PASS' SUPERUSER" >/dev/null
-  psql -h "$DIR/pg" -p "$PG_PORT" -U postgres -qc "CREATE DATABASE liveops OWNER liveops" >/dev/null
-}
-
-start_mariadb() {
-  local server=mariadbd
-  command -v mariadbd >/dev/null || server=mysqld
-  mkdir -p "$DIR/mysql"
-  mariadb-install-db --no-defaults --datadir="$DIR/mysql/data" --user=root --auth-root-authentication-method=normal \
-    --skip-test-db >/dev/null 2>&1
-  "$server" --no-defaults --datadir="$DIR/mysql/data" --user=root --port="$MY_PORT" \
-    --bind-address=127.0.0.1,127.0.0.2 --socket="$DIR/mysql/mysql.sock" --pid-file="$DIR/mysql/mysql.pid" \
-    --ssl-cert="$DIR/certs/server.pem" --ssl-key="$DIR/certs/server.key" --ssl-ca="$DIR/certs/ca.pem" \
-    --require-secure-transport=ON --innodb-flush-log-at-trx-commit=2 --max-connections=300 \
-    --log-error="$DIR/mysql/error.log" &
-  wait_for "mariadb (TLS)" mariadb --no-defaults -uroot --socket="$DIR/mysql/mysql.sock" -e "SELECT 1"
-  mariadb --no-defaults -uroot --socket="$DIR/mysql/mysql.sock" -e "
-    CREATE DATABASE liveops;
-    CREATE USER 'liveops'@'%' IDENTIFIED BY '$DB_PASS';
-    GRANT ALL ON *.* TO 'liveops'@'%';"
+  start_postgres_on "$PG_PORT" "$DB_PASS" -c listen_addresses=127.0.0.1,127.0.0.2 -c max_connections=200 \
+    -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key
 }
 
 write_env() {
@@ -144,35 +107,17 @@ export LIVEOPS_TLS_SERVICES_DIR=$DIR
 ENV
 }
 
-stop() {
-  for pidfile in "$DIR"/redis/redis.pid "$DIR"/cluster-*/redis.pid "$DIR"/mysql/mysql.pid; do
-    [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+start_all() {
+  for tool in openssl redis-server redis-cli mariadb-install-db; do
+    command -v "$tool" >/dev/null || { log "$tool is missing: run scripts/services.sh start first"; exit 1; }
   done
-  if [ -d "$DIR/pg/data" ]; then
-    local bin
-    bin=$(dirname "$(ls /usr/lib/postgresql/*/bin/pg_ctl | sort -V | tail -n 1)")
-    runuser -u postgres -- "$bin/pg_ctl" -D "$DIR/pg/data" -m immediate stop >/dev/null 2>&1 || true
-  fi
-  sleep 0.5
-  rm -rf "$DIR"
+  make_certs
+  start_redis
+  start_postgres
+  start_mariadb_on "$MY_PORT" % "$DB_PASS" --bind-address=127.0.0.1,127.0.0.2 --max-connections=300 \
+    --ssl-cert="$DIR/certs/server.pem" --ssl-key="$DIR/certs/server.key" --ssl-ca="$DIR/certs/ca.pem" \
+    --require-secure-transport=ON
+  write_env
 }
 
-case "${1:-}" in
-  start)
-    for tool in openssl redis-server redis-cli mariadb-install-db; do
-      command -v "$tool" >/dev/null || { log "$tool is missing: run scripts/services.sh start first"; exit 1; }
-    done
-    stop
-    mkdir -p "$DIR"
-    chmod 755 "$DIR"
-    make_certs
-    start_redis
-    start_postgres
-    start_mariadb
-    write_env
-    log "ready: $DIR/env"
-    ;;
-  stop) stop ;;
-  env) cat "$DIR/env" ;;
-  *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
-esac
+services_main "$@"

@@ -7,9 +7,11 @@
 pub mod consume;
 pub mod keys;
 pub mod ports;
+pub mod tick;
 pub mod trace;
 
 use std::future::Future;
+use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -38,6 +40,19 @@ impl ConfigError {
         Self {
             var,
             reason: reason.into(),
+        }
+    }
+
+    /// `value` of `var` if it lies within `range`, else "must be between" its bounds.
+    pub fn within<T>(var: &'static str, value: T, range: RangeInclusive<T>) -> Result<T, Self>
+    where
+        T: PartialOrd + std::fmt::Display,
+    {
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            let (low, high) = range.into_inner();
+            Err(Self::new(var, format!("must be between {low} and {high}")))
         }
     }
 }

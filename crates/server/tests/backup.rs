@@ -7,34 +7,20 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, now, wait_ready, xp, BIN, SECRET};
+use common::{
+    free_port, now, signed_post, spawn_serve, wait_ready, xp, BIN, NO_RATE_LIMIT, SECRET,
+};
 use liveops_core::Keyring;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
 fn start(data_dir: &Path, port: u16, extra: &[&str]) -> Child {
-    Command::new(BIN)
-        .arg("serve")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .args(["--hmac-secret", SECRET, "--log-level", "warn"])
-        .args(["--rate-limit-max", "100000"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn liveops")
+    spawn_serve(data_dir, port, &[&NO_RATE_LIMIT[..], extra].concat())
 }
 
 /// Runs a `liveops` command to its end: (success, stdout, stderr).
@@ -89,19 +75,10 @@ fn play(
                 while !stop.load(Ordering::Relaxed) {
                     let gain = 10 + i % 7;
                     let body = serde_json::to_vec(&xp(&player, gain)).expect("json");
-                    let ts = now();
                     let sent = Instant::now();
-                    let answer = client
-                        .post(format!("{base}/events"))
-                        .header("content-type", "application/json")
-                        .header("x-timestamp", ts.to_string())
-                        .header(
-                            "x-signature",
-                            ring.sign_request(None, ts, &body).expect("sign"),
-                        )
+                    let answer = signed_post(&client, &ring, None, format!("{base}/events"), body)
                         // Equal bodies within a second would be refused as replays without it.
                         .header("idempotency-key", format!("{player}-{i}"))
-                        .body(body)
                         .timeout(Duration::from_secs(5))
                         .send()
                         .await;
@@ -482,19 +459,16 @@ async fn a_backup_goes_to_azure_blob_storage_and_restores_from_there_in_a_new_pl
     let ring = Keyring::single(SECRET).expect("key");
     let client = reqwest::Client::new();
     let body = serde_json::to_vec(&xp("player_archived", 420)).expect("json");
-    let ts = now();
-    let r = client
-        .post(format!("{}/events", app.gateway))
-        .header("content-type", "application/json")
-        .header("x-timestamp", ts.to_string())
-        .header(
-            "x-signature",
-            ring.sign_request(None, ts, &body).expect("sign"),
-        )
-        .body(body)
-        .send()
-        .await
-        .expect("post");
+    let r = signed_post(
+        &client,
+        &ring,
+        None,
+        format!("{}/events", app.gateway),
+        body,
+    )
+    .send()
+    .await
+    .expect("post");
     assert_eq!(r.status(), 202);
     common::eventually(Duration::from_secs(30), "progress applied", || async {
         let (_, p) = get(&client, &format!("{base}/players/player_archived/progress")).await;

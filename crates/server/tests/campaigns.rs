@@ -6,11 +6,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use common::campaign::{campaign_story, receiver, Live, LiveUrls, ADMIN_EMAIL, ADMIN_PASSWORD};
-use common::{eventually, free_port, spawn_app, wait_ready, BIN, SECRET};
+use common::{eventually, free_port, spawn_app, spawn_serve, wait_ready};
 use serde_json::json;
 
 /// The flags every in-process app of this file starts with: the bootstrap admin, local
@@ -230,23 +230,7 @@ async fn fairness_reads_need_an_operator_once_one_exists_and_unblocks_are_audite
 }
 
 fn start(data_dir: &Path, port: u16, extra: &[&str]) -> Child {
-    Command::new(BIN)
-        .arg("serve")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .args(["--hmac-secret", SECRET, "--log-level", "warn"])
-        .args(LIVE)
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn liveops")
+    spawn_serve(data_dir, port, &[LIVE, extra].concat())
 }
 
 /// Settlement killed with `kill -9` in the middle (a test-only pause after each winner makes

@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{eventually, now, spawn_app_keyed, xp, TestApp};
+use common::{eventually, signed_post, spawn_app_keyed, xp, TestApp};
 use liveops_core::Keyring;
 
 const OLD: &str = "old-key-0123456789abcdef0123456789abcdef";
@@ -55,15 +55,8 @@ async fn send_with(app: &TestApp, kid: &str, secret: &str) -> u16 {
     // A new player each time: the gateway refuses a signed request seen before (a replay).
     let player = format!("player_rotation_{:08x}", rand::random::<u32>());
     let body = serde_json::to_vec(&xp(&player, 10)).expect("json");
-    let ts = now();
-    let sig = ring.sign_request(Some(kid), ts, &body).expect("sign");
-    app.client
-        .post(format!("{}/events", app.base))
-        .header("content-type", "application/json")
-        .header("x-timestamp", ts.to_string())
-        .header("x-signature", sig)
-        .header("x-key-id", kid)
-        .body(body)
+    let url = format!("{}/events", app.base);
+    signed_post(&app.client, &ring, Some(kid), url, body)
         .send()
         .await
         .expect("post")

@@ -4,11 +4,14 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, kill, now, succeed, wait_ready, xp, Client, Urls, BIN, SECRET};
+use common::{
+    free_port, kill, serve_command, signed_post, spawn_serve, succeed, wait_ready, xp, Client,
+    Urls, BIN, NO_RATE_LIMIT, SECRET,
+};
 use liveops_core::Keyring;
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -22,25 +25,6 @@ fn sigterm(child: &Child) {
     assert!(ok, "could not signal liveops");
 }
 
-fn start(data_dir: &Path, port: u16, extra: &[&str]) -> Child {
-    Command::new(BIN)
-        .arg("serve")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .args(["--hmac-secret", SECRET, "--log-level", "warn"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn liveops")
-}
-
 async fn post(
     client: &reqwest::Client,
     ring: &Keyring,
@@ -49,15 +33,8 @@ async fn post(
     key: &str,
 ) -> Result<reqwest::StatusCode, reqwest::Error> {
     let body = serde_json::to_vec(ev).expect("json");
-    let ts = now();
-    let sig = ring.sign_request(None, ts, &body).expect("sign");
-    client
-        .post(format!("{base}/events"))
-        .header("x-timestamp", ts.to_string())
-        .header("x-signature", sig)
-        .header("content-type", "application/json")
+    signed_post(client, ring, None, format!("{base}/events"), body)
         .header("idempotency-key", key)
-        .body(body)
         .timeout(Duration::from_secs(5))
         .send()
         .await
@@ -79,7 +56,7 @@ async fn kill_9_loses_nothing_that_got_202_and_counts_nothing_twice() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut child = start(dir.path(), port, &["--rate-limit-max", "100000"]);
+    let mut child = spawn_serve(dir.path(), port, &NO_RATE_LIMIT);
     wait_ready(&base).await;
 
     let ring = Keyring::single(SECRET).expect("key");
@@ -135,7 +112,7 @@ async fn kill_9_loses_nothing_that_got_202_and_counts_nothing_twice() {
     assert!(total > 0, "some events were accepted before the crash");
 
     // Restart on the same data directory; every 202'd event must show exactly once.
-    let mut child = start(dir.path(), port, &[]);
+    let mut child = spawn_serve(dir.path(), port, &[]);
     wait_ready(&base).await;
     let game = Client::new(Urls::all(&base), &ring);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -183,7 +160,7 @@ async fn sigterm_drains_and_exits_within_ten_seconds() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut child = start(dir.path(), port, &[]);
+    let mut child = spawn_serve(dir.path(), port, &[]);
     wait_ready(&base).await;
     let ring = Keyring::single(SECRET).expect("key");
     let client = reqwest::Client::new();
@@ -246,21 +223,10 @@ async fn cli_sends_sample_events_with_the_dev_secret_and_verifies_receipts() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     // Dev mode, no secret: serve generates one in DATA_DIR and `send` finds it there.
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--data-dir",
-        ])
-        .arg(dir.path())
+    let mut child = serve_command(dir.path(), port)
         .env_remove("HMAC_SECRET")
         .env_remove("HMAC_SECRET_FILE")
         .env_remove("HMAC_KEYS")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
     wait_ready(&base).await;
@@ -286,32 +252,15 @@ async fn cli_sends_sample_events_with_the_dev_secret_and_verifies_receipts() {
     let client = reqwest::Client::new();
     let secret = std::fs::read_to_string(dir.path().join("dev-hmac-secret")).expect("dev secret");
     let ring = Keyring::single(secret.trim()).expect("ring");
-    let reward = common::eventually(Duration::from_secs(15), "drop reward", || async {
-        let p: Value = client
-            .get(format!("{base}/players/player_abcde/progress"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        p["pendingRewards"][0]["rewardId"]
-            .as_str()
-            .map(str::to_owned)
+    let game = Client::new(Urls::all(&base), &ring);
+    let reward = common::eventually(Duration::from_secs(15), "drop reward", || {
+        game.pending_reward("player_abcde")
     })
     .await;
     let body =
         serde_json::to_vec(&serde_json::json!({"playerId": "player_abcde", "rewardId": reward}))
             .expect("json");
-    let ts = now();
-    let receipt: Value = client
-        .post(format!("{base}/rewards/claim"))
-        .header("x-timestamp", ts.to_string())
-        .header(
-            "x-signature",
-            ring.sign_request(None, ts, &body).expect("sign"),
-        )
-        .body(body)
+    let receipt: Value = signed_post(&client, &ring, None, format!("{base}/rewards/claim"), body)
         .send()
         .await
         .expect("claim")

@@ -8,12 +8,12 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{eventually, free_port, now, wait_ready, xp, BIN, SECRET};
+use common::{eventually, free_port, now, spawn_serve, wait_ready, xp, NO_RATE_LIMIT, SECRET};
 use liveops_core::Keyring;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,23 +23,7 @@ const PLAYERS: usize = 8;
 const SENDERS: usize = 4;
 
 fn start(data_dir: &Path, port: u16, extra: &[&str]) -> Child {
-    Command::new(BIN)
-        .arg("serve")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .args(["--hmac-secret", SECRET, "--log-level", "warn"])
-        .args(["--rate-limit-max", "100000"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn liveops")
+    spawn_serve(data_dir, port, &[&NO_RATE_LIMIT[..], extra].concat())
 }
 
 fn signed(ring: &Keyring, player: &str) -> (Vec<u8>, String, String) {

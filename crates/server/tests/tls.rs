@@ -9,15 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{play_scenario, spawn_app, Urls};
-
-fn env(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| {
-        panic!(
-            "{var} is not set: start the TLS test servers (scripts/services-tls.sh start) and \
-             `source /tmp/liveops-services-tls/env`"
-        )
-    })
-}
+use liveops_testkit::fixtures::server_env as env;
 
 fn file(dir: &Path, name: &str, contents: &str) -> String {
     let path = dir.join(name);
@@ -90,56 +82,40 @@ fn tag(name: &str) -> String {
     format!("{name}_{:06x}", rand::random::<u32>() & 0xff_ffff)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_scenario_passes_over_verified_tls_to_postgresql_and_redis() {
+/// Plays the scenario with the database at `db_url` (TLS settings included) and the Redis at
+/// `redis_url`, both given in files with the test CA, plus `extra` flags.
+async fn scenario_over_tls(db_url: &str, redis_url: &str, extra: &[&str], players: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = env("LIVEOPS_TEST_TLS_CA");
-    let db = fresh_database(&env("LIVEOPS_TEST_PG_TLS_URL"), "liveops_tls_e2e");
-    let db_url = file(
-        dir.path(),
-        "db-url",
-        &format!("{db}?sslmode=verify-full&sslrootcert={ca}"),
-    );
-    let redis_url = file(dir.path(), "redis-url", &redis_db(3));
-    let app = spawn_app(&[
+    let db_url = file(dir.path(), "db-url", db_url);
+    let redis_url = file(dir.path(), "redis-url", redis_url);
+    let mut flags = vec![
         "--db-url-file",
         &db_url,
         "--redis-url-file",
         &redis_url,
         "--redis-ca-file",
         &ca,
-        "--bus-kind",
-        "redis",
-    ])
-    .await;
-    play_scenario(&Urls::all(&app.base), &app.keyring, &tag("tls_pg")).await;
+    ];
+    flags.extend_from_slice(extra);
+    let app = spawn_app(&flags).await;
+    play_scenario(&Urls::all(&app.base), &app.keyring, &tag(players)).await;
     app.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scenario_passes_over_verified_tls_to_postgresql_and_redis() {
+    let ca = env("LIVEOPS_TEST_TLS_CA");
+    let db = fresh_database(&env("LIVEOPS_TEST_PG_TLS_URL"), "liveops_tls_e2e");
+    let db_url = format!("{db}?sslmode=verify-full&sslrootcert={ca}");
+    scenario_over_tls(&db_url, &redis_db(3), &["--bus-kind", "redis"], "tls_pg").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scenario_passes_over_verified_tls_to_mariadb_and_a_redis_cluster() {
-    let dir = tempfile::tempdir().expect("tempdir");
     let ca = env("LIVEOPS_TEST_TLS_CA");
     let db = fresh_database(&env("LIVEOPS_TEST_MYSQL_TLS_URL"), "liveops_tls_e2e");
-    let db_url = file(
-        dir.path(),
-        "db-url",
-        &format!("{db}?ssl-mode=VERIFY_IDENTITY&ssl-ca={ca}"),
-    );
-    let redis_url = file(
-        dir.path(),
-        "redis-url",
-        &env("LIVEOPS_TEST_REDIS_TLS_CLUSTER"),
-    );
-    let app = spawn_app(&[
-        "--db-url-file",
-        &db_url,
-        "--redis-url-file",
-        &redis_url,
-        "--redis-ca-file",
-        &ca,
-    ])
-    .await;
-    play_scenario(&Urls::all(&app.base), &app.keyring, &tag("tls_my")).await;
-    app.shutdown().await;
+    let db_url = format!("{db}?ssl-mode=VERIFY_IDENTITY&ssl-ca={ca}");
+    let cluster = env("LIVEOPS_TEST_REDIS_TLS_CLUSTER");
+    scenario_over_tls(&db_url, &cluster, &[], "tls_my").await;
 }

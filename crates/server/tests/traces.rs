@@ -9,11 +9,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{eventually, free_port, now, wait_ready, xp, Fleet, BIN, SECRET};
+use common::{
+    eventually, free_port, serve_command, signed_post, wait_ready, xp, Client, Fleet, Urls, SECRET,
+};
 use liveops_core::Keyring;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -108,22 +110,12 @@ async fn one_event_makes_one_trace_from_the_gateway_to_every_consumer() {
     let log_file = std::fs::File::create(&log_path).expect("log file");
     let mut fleet = Fleet::default();
     fleet.0.push(
-        Command::new(BIN)
-            .arg("serve")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--data-dir",
-            ])
-            .arg(dir.path())
+        serve_command(dir.path(), port)
             .args(["--hmac-secret", SECRET, "--log-level", "info"])
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
             .env("OTEL_BSP_SCHEDULE_DELAY", "100")
             .env_remove("OTEL_SERVICE_NAME")
             .env_remove("OTEL_TRACES_SAMPLER")
-            .stdout(Stdio::null())
             .stderr(Stdio::from(log_file))
             .spawn()
             .expect("spawn liveops"),
@@ -136,17 +128,9 @@ async fn one_event_makes_one_trace_from_the_gateway_to_every_consumer() {
     let traceparent = format!("00-{}-{}-01", hex(&trace_id), hex(&client_span));
     let ring = Keyring::single(SECRET).expect("key");
     let body = serde_json::to_vec(&xp("player_traced", 1200)).expect("json");
-    let ts = now();
-    let res = reqwest::Client::new()
-        .post(format!("{base}/events"))
-        .header("content-type", "application/json")
-        .header("x-timestamp", ts.to_string())
-        .header(
-            "x-signature",
-            ring.sign_request(None, ts, &body).expect("sign"),
-        )
+    let client = reqwest::Client::new();
+    let res = signed_post(&client, &ring, None, format!("{base}/events"), body)
         .header("traceparent", &traceparent)
-        .body(body)
         .send()
         .await
         .expect("post");
@@ -214,39 +198,20 @@ async fn one_event_makes_one_trace_from_the_gateway_to_every_consumer() {
     .await;
 
     // A reward claimed in a traced request: its log line carries the request's trace id.
-    let client = reqwest::Client::new();
-    let reward = eventually(Duration::from_secs(20), "a level-up reward", || async {
-        let p: serde_json::Value = client
-            .get(format!("{base}/players/player_traced/progress"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        p["pendingRewards"][0]["rewardId"]
-            .as_str()
-            .map(str::to_owned)
+    let game = Client::new(Urls::all(&base), &ring);
+    let reward = eventually(Duration::from_secs(20), "a level-up reward", || {
+        game.pending_reward("player_traced")
     })
     .await;
     let claim_trace: [u8; 16] = rand::random();
     let body =
         serde_json::to_vec(&serde_json::json!({"playerId": "player_traced", "rewardId": reward}))
             .expect("json");
-    let ts = now();
-    let res = client
-        .post(format!("{base}/rewards/claim"))
-        .header("content-type", "application/json")
-        .header("x-timestamp", ts.to_string())
-        .header(
-            "x-signature",
-            ring.sign_request(None, ts, &body).expect("sign"),
-        )
+    let res = signed_post(&client, &ring, None, format!("{base}/rewards/claim"), body)
         .header(
             "traceparent",
             format!("00-{}-{}-01", hex(&claim_trace), hex(&client_span)),
         )
-        .body(body)
         .send()
         .await
         .expect("claim");

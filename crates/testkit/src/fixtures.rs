@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use liveops_core::ports::{Board, ScoreDelta};
+use liveops_core::Window;
 use serde_json::{json, Value};
 
 /// Server time now, unix seconds.
@@ -43,4 +45,34 @@ pub fn boss_kill(player: &str, points: u64) -> Value {
 pub fn drop_claimed(player: &str, item: &str) -> Value {
     json!({"type": "drop_claimed", "playerId": player, "ts": now_s(),
         "payload": {"dropId": item, "weight": 0.5, "source": "chest"}})
+}
+
+/// The `window` board of `period`.
+pub fn board(window: Window, period: &str) -> Board {
+    Board {
+        window,
+        period: period.to_owned(),
+    }
+}
+
+/// A score change of `delta` for `player` on `board`.
+pub fn score_delta(board: &Board, player: &str, delta: i64) -> ScoreDelta {
+    ScoreDelta {
+        board: board.clone(),
+        player_id: player.to_owned(),
+        delta,
+    }
+}
+
+/// The variable `var` of the test servers' env files (TLS or plain), or a panic saying how to
+/// start them: tests that need a real server never skip silently.
+pub fn server_env(var: &str) -> String {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => v,
+        _ => panic!(
+            "{var} is not set: start the TLS test servers (scripts/services-tls.sh start) and \
+             `source /tmp/liveops-services-tls/env` (plain ones: scripts/services.sh, \
+             /tmp/liveops-services/env)"
+        ),
+    }
 }

@@ -371,35 +371,25 @@ mod tests {
 
     #[test]
     fn host_and_path_style_urls_name_account_container_and_prefix() {
-        let c = BlobContainer::new(
-            "https://acct.blob.core.windows.net/backups/prod/eu",
-            Some(KEY),
-        )
-        .unwrap();
+        // (account, container URL, prefix) of a container URL.
+        let parts = |url: &str| {
+            let c = BlobContainer::new(url, Some(KEY)).unwrap();
+            (c.account, c.container_url, c.prefix)
+        };
         assert_eq!(
+            parts("https://acct.blob.core.windows.net/backups/prod/eu"),
             (
-                c.account.as_str(),
-                c.container_url.as_str(),
-                c.prefix.as_str()
-            ),
-            (
-                "acct",
-                "https://acct.blob.core.windows.net/backups",
-                "prod/eu/"
+                "acct".to_owned(),
+                "https://acct.blob.core.windows.net/backups".to_owned(),
+                "prod/eu/".to_owned()
             )
         );
-        let c = BlobContainer::new("http://127.0.0.1:10000/devstoreaccount1/backups", Some(KEY))
-            .unwrap();
         assert_eq!(
+            parts("http://127.0.0.1:10000/devstoreaccount1/backups"),
             (
-                c.account.as_str(),
-                c.container_url.as_str(),
-                c.prefix.as_str()
-            ),
-            (
-                "devstoreaccount1",
-                "http://127.0.0.1:10000/devstoreaccount1/backups",
-                ""
+                "devstoreaccount1".to_owned(),
+                "http://127.0.0.1:10000/devstoreaccount1/backups".to_owned(),
+                String::new()
             )
         );
         let sas = BlobContainer::new(

@@ -91,6 +91,12 @@ impl Strikes {
         (self.at.len() - older) as u32
     }
 
+    /// How many of `map[key]` fall within `window` before `now_ms`.
+    fn count(map: &HashMap<Box<str>, Strikes>, key: &str, now_ms: i64, window: Duration) -> u32 {
+        let after = now_ms.saturating_sub(millis(window));
+        map.get(key).map_or(0, |s| s.count_after(after))
+    }
+
     /// Records one at `at_ms` in `map[key]`; returns how many fall within `window` of it.
     fn record(map: &mut HashMap<Box<str>, Strikes>, key: &str, at_ms: i64, window: i64) -> u32 {
         let after = at_ms.saturating_sub(window);
@@ -348,12 +354,12 @@ impl Blocklist for MemoryHotState {
     }
 
     async fn strikes(&self, player: &str, now_ms: i64, window: Duration) -> PortResult<u32> {
-        let after = now_ms.saturating_sub(millis(window));
-        let shard = self.shard(player);
-        Ok(shard
-            .strikes
-            .get(player)
-            .map_or(0, |s| s.count_after(after)))
+        Ok(Strikes::count(
+            &self.shard(player).strikes,
+            player,
+            now_ms,
+            window,
+        ))
     }
 
     async fn unblock(&self, player: &str) -> PortResult<()> {
@@ -377,9 +383,12 @@ impl Attempts for MemoryHotState {
     }
 
     async fn attempts(&self, key: &str, now_ms: i64, window: Duration) -> PortResult<u32> {
-        let after = now_ms.saturating_sub(millis(window));
-        let shard = self.shard(key);
-        Ok(shard.attempts.get(key).map_or(0, |s| s.count_after(after)))
+        Ok(Strikes::count(
+            &self.shard(key).attempts,
+            key,
+            now_ms,
+            window,
+        ))
     }
 
     async fn forget_attempts(&self, key: &str) -> PortResult<()> {

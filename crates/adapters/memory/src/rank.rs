@@ -278,19 +278,10 @@ mod tests {
     use super::*;
     use liveops_core::Window;
 
-    fn board(period: &str) -> Board {
-        Board {
-            window: Window::Daily,
-            period: period.to_owned(),
-        }
-    }
+    use liveops_testkit::fixtures::score_delta as delta;
 
-    fn delta(b: &Board, p: &str, d: i64) -> ScoreDelta {
-        ScoreDelta {
-            board: b.clone(),
-            player_id: p.to_owned(),
-            delta: d,
-        }
+    fn board(period: &str) -> Board {
+        liveops_testkit::fixtures::board(Window::Daily, period)
     }
 
     fn cached(store: &MemoryRankStore, b: &Board) -> bool {

@@ -145,6 +145,12 @@ impl RedisHotState {
     fn key(&self, kind: &str, id: &str) -> String {
         format!("{}hot:{kind}:{id}", self.prefix)
     }
+
+    /// Deletes the key `key` (built with [`Self::key`]); `op` names the call in metrics.
+    async fn delete(&self, op: &'static str, key: String) -> PortResult<()> {
+        let _: i64 = self.conn.query(op, redis::cmd("DEL").arg(key)).await?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -194,14 +200,7 @@ impl Idempotency for RedisHotState {
     }
 
     async fn idem_release(&self, key: &str) -> PortResult<()> {
-        let _: i64 = self
-            .conn
-            .query(
-                "hot.idem_release",
-                redis::cmd("DEL").arg(self.key("idem", key)),
-            )
-            .await?;
-        Ok(())
+        self.delete("hot.idem_release", self.key("idem", key)).await
     }
 }
 
@@ -257,10 +256,7 @@ impl Blocklist for RedisHotState {
                 )
                 .await?;
         } else {
-            let _: i64 = self
-                .conn
-                .query("hot.block", redis::cmd("DEL").arg(key))
-                .await?;
+            self.delete("hot.block", key).await?;
         }
         Ok(())
     }
@@ -295,10 +291,7 @@ impl Blocklist for RedisHotState {
     async fn unblock(&self, player: &str) -> PortResult<()> {
         // Two keys: two commands (each may live on another cluster node).
         for kind in ["block", "strikes"] {
-            let _: i64 = self
-                .conn
-                .query("hot.unblock", redis::cmd("DEL").arg(self.key(kind, player)))
-                .await?;
+            self.delete("hot.unblock", self.key(kind, player)).await?;
         }
         Ok(())
     }
@@ -366,14 +359,8 @@ impl Attempts for RedisHotState {
     }
 
     async fn forget_attempts(&self, key: &str) -> PortResult<()> {
-        let _: i64 = self
-            .conn
-            .query(
-                "hot.forget_attempts",
-                redis::cmd("DEL").arg(self.key("attempts", key)),
-            )
-            .await?;
-        Ok(())
+        self.delete("hot.forget_attempts", self.key("attempts", key))
+            .await
     }
 }
 
@@ -404,14 +391,7 @@ impl ViewCache for RedisHotState {
     }
 
     async fn cache_del(&self, key: &str) -> PortResult<()> {
-        let _: i64 = self
-            .conn
-            .query(
-                "hot.cache_del",
-                redis::cmd("DEL").arg(self.key("cache", key)),
-            )
-            .await?;
-        Ok(())
+        self.delete("hot.cache_del", self.key("cache", key)).await
     }
 }
 

@@ -426,20 +426,7 @@ impl Health for RedisRankStore {
 mod tests {
     use super::*;
 
-    fn board(window: Window, period: &str) -> Board {
-        Board {
-            window,
-            period: period.to_owned(),
-        }
-    }
-
-    fn delta(b: &Board, p: &str, d: i64) -> ScoreDelta {
-        ScoreDelta {
-            board: b.clone(),
-            player_id: p.to_owned(),
-            delta: d,
-        }
-    }
+    use liveops_testkit::fixtures::{board, score_delta as delta};
 
     async fn store() -> RedisRankStore {
         // Nothing listens on port 1; `connect` only parses, and the plan needs no server.

@@ -13,17 +13,7 @@ use liveops_core::ports::{Bus, BusOptions, Health, Message, PortError};
 use liveops_redis::bus::RedisBus;
 use liveops_redis::{RedisConn, RedisHotState, RedisRankStore};
 use liveops_testkit::conformance;
-
-fn env(var: &str) -> String {
-    match std::env::var(var) {
-        Ok(v) if !v.trim().is_empty() => v,
-        _ => panic!(
-            "{var} is not set: start the TLS test servers (scripts/services-tls.sh start) and \
-             `source /tmp/liveops-services-tls/env` (plain ones: scripts/services.sh, \
-             /tmp/liveops-services/env)"
-        ),
-    }
-}
+use liveops_testkit::fixtures::server_env as env;
 
 fn read(var: &str) -> Vec<u8> {
     let path = env(var);

@@ -87,17 +87,21 @@ impl<DB: Dialect> Replica<DB> {
             *slot = note;
         }
     }
+}
 
+/// What the probe needs of the backend to read positions on both sides.
+impl<DB> Replica<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+    for<'q> i64: sqlx::Decode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> super::dialect::Text: sqlx::Decode<'q, DB> + sqlx::Type<DB>,
+{
     /// One measurement, given the primary's pool; updates what reads use.
-    pub(crate) async fn probe(&self, primary: &Pool<DB>)
-    where
-        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-        for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-        usize: sqlx::ColumnIndex<DB::Row>,
-        for<'q> i64: sqlx::Decode<'q, DB> + sqlx::Type<DB>,
-        for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-        for<'q> super::dialect::Text: sqlx::Decode<'q, DB> + sqlx::Type<DB>,
-    {
+    pub(crate) async fn probe(&self, primary: &Pool<DB>) {
         match tokio::time::timeout(PROBE_TIMEOUT, self.lag(primary)).await {
             Err(_) => self.set(
                 false,
@@ -125,15 +129,7 @@ impl<DB: Dialect> Replica<DB> {
     }
 
     /// The replica's lag now (see the module docs); an error when either side does not answer.
-    async fn lag(&self, primary: &Pool<DB>) -> Result<Duration, String>
-    where
-        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-        for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-        usize: sqlx::ColumnIndex<DB::Row>,
-        for<'q> i64: sqlx::Decode<'q, DB> + sqlx::Type<DB>,
-        for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-        for<'q> super::dialect::Text: sqlx::Decode<'q, DB> + sqlx::Type<DB>,
-    {
+    async fn lag(&self, primary: &Pool<DB>) -> Result<Duration, String> {
         let Some(position) = DB::REPLICA_POSITION else {
             // No way to compare positions on this backend: reachable is all it can tell.
             sqlx::query("SELECT 1")

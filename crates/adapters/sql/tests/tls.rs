@@ -14,17 +14,7 @@ use std::time::{Duration, Instant};
 use liveops_core::ports::PortError;
 use liveops_sql::{connect_repository, Repository};
 use liveops_testkit::conformance;
-
-fn env(var: &str) -> String {
-    match std::env::var(var) {
-        Ok(v) if !v.trim().is_empty() => v,
-        _ => panic!(
-            "{var} is not set: start the TLS test servers (scripts/services-tls.sh start) and \
-             `source /tmp/liveops-services-tls/env` (plain ones: scripts/services.sh, \
-             /tmp/liveops-services/env)"
-        ),
-    }
-}
+use liveops_testkit::fixtures::server_env as env;
 
 /// The password in `url` (`scheme://user:password@host...`), to check errors never show it.
 fn password(url: &str) -> String {
@@ -59,56 +49,105 @@ fn wrong_host(url: &str) -> String {
     url.replace("127.0.0.1", "127.0.0.2")
 }
 
-#[cfg(feature = "postgres")]
-mod postgres {
-    use super::*;
+/// What differs between the two TLS servers: how a URL asks for TLS, and how each turns a
+/// plain session away.
+struct Server {
+    /// The TLS server's URL variable.
+    tls: &'static str,
+    /// The plain server's URL variable.
+    plain: &'static str,
+    /// The query that verifies the certificate and its name against the CA file `ca`.
+    verify: fn(&str) -> String,
+    /// The query that encrypts without checking the certificate.
+    require: &'static str,
+    /// The query that asks for no encryption, and what the refusal then says.
+    disable: (&'static str, &'static [&'static str]),
+}
 
-    fn url(params: &str) -> String {
-        format!("{}?{params}", env("LIVEOPS_TEST_PG_TLS_URL"))
+impl Server {
+    fn url(&self, params: &str) -> String {
+        format!("{}?{params}", env(self.tls))
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn verify_full_with_the_ca_passes_the_repository_suite() {
+    /// Verifying against the test CA, the repository suite passes on what `open` opens.
+    async fn verified_passes_the_suite<R, F, Fut>(&self, open: F)
+    where
+        R: Repository,
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = Result<R, PortError>>,
+    {
         let ca = env("LIVEOPS_TEST_TLS_CA");
-        let repo =
-            liveops_sql::PgRepository::open(&url(&format!("sslmode=verify-full&sslrootcert={ca}")))
-                .await
-                .unwrap();
+        let repo = open(self.url(&(self.verify)(&ca))).await.unwrap();
         repo.migrate().await.unwrap();
         conformance::stores::run_all(&repo).await;
     }
 
-    #[tokio::test]
-    async fn require_encrypts_without_checking_the_certificate() {
-        let repo = open(&url("sslmode=require")).await.unwrap();
+    /// Encrypting without checking connects.
+    async fn required_connects(&self) {
+        let repo = open(&self.url(self.require)).await.unwrap();
         repo.healthcheck().await.unwrap();
     }
 
-    #[tokio::test]
-    async fn another_ca_another_name_or_no_tls_is_refused() {
+    /// Another CA, another name, or no TLS: refused, saying why.
+    async fn refuses_the_wrong_ca_name_or_no_tls(&self) {
         let ca = env("LIVEOPS_TEST_TLS_CA");
         let other = env("LIVEOPS_TEST_TLS_OTHER_CA");
         assert_refused(
-            &url(&format!("sslmode=verify-full&sslrootcert={other}")),
+            &self.url(&(self.verify)(&other)),
             &["certificate", "unknownissuer"],
         )
         .await;
         assert_refused(
-            &wrong_host(&url(&format!("sslmode=verify-full&sslrootcert={ca}"))),
+            &wrong_host(&self.url(&(self.verify)(&ca))),
             &["certificate not valid for name", "notvalidforname"],
         )
         .await;
+        let (disable, why) = self.disable;
+        assert_refused(&self.url(disable), why).await;
+    }
+
+    /// The plain server still works in this build.
+    async fn plain_url_connects(&self) {
+        // Connect only: the shared plain database may hold other branches' migrations.
+        let repo = connect_repository(&env(self.plain)).await.unwrap();
+        repo.healthcheck().await.unwrap();
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::*;
+
+    const PG: Server = Server {
+        tls: "LIVEOPS_TEST_PG_TLS_URL",
+        plain: "LIVEOPS_TEST_PG_URL",
+        verify: |ca| format!("sslmode=verify-full&sslrootcert={ca}"),
+        require: "sslmode=require",
         // The server takes TLS only (hostssl): a plain session is turned away.
-        assert_refused(&url("sslmode=disable"), &["pg_hba.conf", "no encryption"]).await;
+        disable: ("sslmode=disable", &["pg_hba.conf", "no encryption"]),
+    };
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn verify_full_with_the_ca_passes_the_repository_suite() {
+        PG.verified_passes_the_suite(
+            |url| async move { liveops_sql::PgRepository::open(&url).await },
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn require_encrypts_without_checking_the_certificate() {
+        PG.required_connects().await;
+    }
+
+    #[tokio::test]
+    async fn another_ca_another_name_or_no_tls_is_refused() {
+        PG.refuses_the_wrong_ca_name_or_no_tls().await;
     }
 
     #[tokio::test]
     async fn plain_urls_still_work() {
-        // Connect only: the shared plain database may hold other branches' migrations.
-        let repo = connect_repository(&env("LIVEOPS_TEST_PG_URL"))
-            .await
-            .unwrap();
-        repo.healthcheck().await.unwrap();
+        PG.plain_url_connects().await;
     }
 }
 
@@ -116,56 +155,35 @@ mod postgres {
 mod mysql {
     use super::*;
 
-    fn url(params: &str) -> String {
-        format!("{}?{params}", env("LIVEOPS_TEST_MYSQL_TLS_URL"))
-    }
+    const MY: Server = Server {
+        tls: "LIVEOPS_TEST_MYSQL_TLS_URL",
+        plain: "LIVEOPS_TEST_MYSQL_URL",
+        verify: |ca| format!("ssl-mode=VERIFY_IDENTITY&ssl-ca={ca}"),
+        require: "ssl-mode=REQUIRED",
+        // require_secure_transport: a plain session is turned away.
+        disable: ("ssl-mode=DISABLED", &["secure transport", "access denied"]),
+    };
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn verify_identity_with_the_ca_passes_the_repository_suite() {
-        let ca = env("LIVEOPS_TEST_TLS_CA");
-        let repo = liveops_sql::MySqlRepository::open(&url(&format!(
-            "ssl-mode=VERIFY_IDENTITY&ssl-ca={ca}"
-        )))
-        .await
-        .unwrap();
-        repo.migrate().await.unwrap();
-        conformance::stores::run_all(&repo).await;
+        MY.verified_passes_the_suite(|url| async move {
+            liveops_sql::MySqlRepository::open(&url).await
+        })
+        .await;
     }
 
     #[tokio::test]
     async fn required_encrypts_without_checking_the_certificate() {
-        let repo = open(&url("ssl-mode=REQUIRED")).await.unwrap();
-        repo.healthcheck().await.unwrap();
+        MY.required_connects().await;
     }
 
     #[tokio::test]
     async fn another_ca_another_name_or_no_tls_is_refused() {
-        let ca = env("LIVEOPS_TEST_TLS_CA");
-        let other = env("LIVEOPS_TEST_TLS_OTHER_CA");
-        assert_refused(
-            &url(&format!("ssl-mode=VERIFY_IDENTITY&ssl-ca={other}")),
-            &["certificate", "unknownissuer"],
-        )
-        .await;
-        assert_refused(
-            &wrong_host(&url(&format!("ssl-mode=VERIFY_IDENTITY&ssl-ca={ca}"))),
-            &["certificate not valid for name", "notvalidforname"],
-        )
-        .await;
-        // require_secure_transport: a plain session is turned away.
-        assert_refused(
-            &url("ssl-mode=DISABLED"),
-            &["secure transport", "access denied"],
-        )
-        .await;
+        MY.refuses_the_wrong_ca_name_or_no_tls().await;
     }
 
     #[tokio::test]
     async fn plain_urls_still_work() {
-        // Connect only: the shared plain database may hold other branches' migrations.
-        let repo = connect_repository(&env("LIVEOPS_TEST_MYSQL_URL"))
-            .await
-            .unwrap();
-        repo.healthcheck().await.unwrap();
+        MY.plain_url_connects().await;
     }
 }

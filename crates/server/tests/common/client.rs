@@ -73,6 +73,16 @@ impl Client {
         self.get(&url).await.1
     }
 
+    /// The id of the player's first pending reward, once they have one.
+    pub async fn pending_reward(&self, player: &str) -> Option<String> {
+        let progress = self.progress(player).await?;
+        progress
+            .pending_rewards
+            .into_iter()
+            .next()
+            .map(|r| r.reward_id)
+    }
+
     /// The player's standing on the current `window` board with `around` neighbours.
     pub async fn rank(
         &self,

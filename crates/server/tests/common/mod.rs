@@ -5,8 +5,8 @@
 pub mod campaign;
 pub mod load;
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use liveops::config::parse_args;
@@ -447,6 +447,59 @@ pub fn succeed(cmd: &mut std::process::Command) -> std::process::Output {
 
 /// The `liveops` binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_liveops");
+
+/// A POST of the JSON `body` to `url`, signed now with `ring`'s key `kid` (its primary if
+/// `None`) the way a game server signs; the caller adds headers, then sends it.
+pub fn signed_post(
+    client: &reqwest::Client,
+    ring: &Keyring,
+    kid: Option<&str>,
+    url: impl reqwest::IntoUrl,
+    body: Vec<u8>,
+) -> reqwest::RequestBuilder {
+    let ts = now();
+    let sig = ring.sign_request(kid, ts, &body).expect("sign");
+    let req = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-timestamp", ts.to_string())
+        .header("x-signature", sig);
+    match kid {
+        Some(kid) => req.header("x-key-id", kid),
+        None => req,
+    }
+    .body(body)
+}
+
+/// A `liveops serve` command on 127.0.0.1:`port` over `data_dir`, its output discarded: the
+/// caller adds the secret, flags and environment it wants, then spawns it.
+pub fn serve_command(data_dir: &Path, port: u16) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// `liveops serve` as a child process: the test secret, warn logs, then the `extra` flags.
+pub fn spawn_serve(data_dir: &Path, port: u16, extra: &[&str]) -> Child {
+    serve_command(data_dir, port)
+        .args(["--hmac-secret", SECRET, "--log-level", "warn"])
+        .args(extra)
+        .spawn()
+        .expect("spawn liveops")
+}
+
+/// The flag that lifts the per-player rate limit, for tests that send fast on purpose.
+pub const NO_RATE_LIMIT: [&str; 2] = ["--rate-limit-max", "100000"];
 
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {

@@ -42,13 +42,7 @@ pub struct CampaignsArgs {
 impl CampaignsArgs {
     /// The scheduler's period, checked.
     pub fn tick(&self) -> Result<Duration, ConfigError> {
-        if !(50..=60_000).contains(&self.campaign_tick_ms) {
-            return Err(ConfigError::new(
-                "CAMPAIGN_TICK_MS",
-                "must be between 50 and 60000",
-            ));
-        }
-        Ok(Duration::from_millis(self.campaign_tick_ms))
+        liveops_module::tick::period("CAMPAIGN_TICK_MS", self.campaign_tick_ms)
     }
 }
 

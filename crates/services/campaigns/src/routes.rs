@@ -43,6 +43,40 @@ async fn load(state: &CampaignsState, id: &str) -> Result<Campaign, Problem> {
         .ok_or_else(|| Problem::not_found(format!("no campaign {id:?}")))
 }
 
+/// The campaign `id`, which must be a draft (the only state whose settings change).
+async fn load_draft(state: &CampaignsState, id: &str) -> Result<Campaign, Problem> {
+    let c = load(state, id).await?;
+    if c.state != CampaignState::Draft {
+        return Err(Problem::conflict(
+            "campaign-not-draft",
+            format!(
+                "campaign {} is {}; only drafts change",
+                c.id,
+                c.state.as_str()
+            ),
+        ));
+    }
+    Ok(c)
+}
+
+/// Writes `next` over `before`, stamped after both `now` and `before`, audited as `action` by
+/// `op`; whether it was written (false: something changed the campaign meanwhile).
+async fn replace(
+    state: &CampaignsState,
+    op: &Operator,
+    action: &str,
+    before: &Campaign,
+    next: &mut Campaign,
+    now: i64,
+) -> Result<bool, Problem> {
+    next.updated_at_ms = now.max(before.updated_at_ms + 1);
+    let audit = audit(op, action, Some(before), next);
+    Ok(state
+        .campaigns
+        .update_campaign(before, next, &audit)
+        .await?)
+}
+
 /// Creates a draft campaign.
 #[utoipa::path(
     post,
@@ -182,10 +216,7 @@ pub(crate) async fn update(
     Json(change): Json<CampaignChange>,
 ) -> Result<Json<CampaignView>, Problem> {
     op.require(WRITERS)?;
-    let before = load(&state, &id).await?;
-    if before.state != CampaignState::Draft {
-        return Err(not_draft(&before));
-    }
+    let before = load_draft(&state, &id).await?;
     let now = now_ms();
     let mut next = before.clone();
     if let Some(t) = change.title {
@@ -209,28 +240,11 @@ pub(crate) async fn update(
     if let Some(r) = change.reward {
         next.reward = r;
     }
-    next.updated_at_ms = now.max(before.updated_at_ms + 1);
     check(&next, &state.config.calendar, now)?;
-    let audit = audit(&op, "campaign.update", Some(&before), &next);
-    if !state
-        .campaigns
-        .update_campaign(&before, &next, &audit)
-        .await?
-    {
+    if !replace(&state, &op, "campaign.update", &before, &mut next, now).await? {
         return Err(changed_meanwhile());
     }
     Ok(Json(CampaignView::from(&next)))
-}
-
-fn not_draft(c: &Campaign) -> Problem {
-    Problem::conflict(
-        "campaign-not-draft",
-        format!(
-            "campaign {} is {}; only drafts change",
-            c.id,
-            c.state.as_str()
-        ),
-    )
 }
 
 fn changed_meanwhile() -> Problem {
@@ -265,10 +279,7 @@ pub(crate) async fn schedule(
     IdPath(id): IdPath,
 ) -> Result<Json<CampaignView>, Problem> {
     op.require(WRITERS)?;
-    let before = load(&state, &id).await?;
-    if before.state != CampaignState::Draft {
-        return Err(not_draft(&before));
-    }
+    let before = load_draft(&state, &id).await?;
     let now = now_ms();
     if before.ends_at_ms <= now {
         return Err(Problem::conflict(
@@ -282,13 +293,7 @@ pub(crate) async fn schedule(
     next.state = CampaignState::Scheduled;
     next.commitment = Some(draw::commitment(&seed));
     next.seed = Some(hex::encode(seed));
-    next.updated_at_ms = now.max(before.updated_at_ms + 1);
-    let audit = audit(&op, "campaign.schedule", Some(&before), &next);
-    if !state
-        .campaigns
-        .update_campaign(&before, &next, &audit)
-        .await?
-    {
+    if !replace(&state, &op, "campaign.schedule", &before, &mut next, now).await? {
         return Err(changed_meanwhile());
     }
     metrics::counter!("campaigns_total", "state" => "scheduled").increment(1);
@@ -337,13 +342,7 @@ pub(crate) async fn cancel(
         }
         let mut next = before.clone();
         next.state = CampaignState::Cancelled;
-        next.updated_at_ms = now_ms().max(before.updated_at_ms + 1);
-        let audit = audit(&op, "campaign.cancel", Some(&before), &next);
-        if state
-            .campaigns
-            .update_campaign(&before, &next, &audit)
-            .await?
-        {
+        if replace(&state, &op, "campaign.cancel", &before, &mut next, now_ms()).await? {
             metrics::counter!("campaigns_total", "state" => "cancelled").increment(1);
             tracing::info!("campaign cancelled");
             return Ok(Json(CampaignView::from(&next)));

@@ -10,8 +10,8 @@ use std::time::Duration;
 use liveops_core::stores::{Campaign, CampaignEvent, CampaignState, CampaignStore};
 use liveops_core::{now_ms, PortError, PortResult};
 use liveops_http::rfc3339;
+use liveops_module::tick::every_tick;
 use serde_json::json;
-use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 /// Most campaigns moved per tick.
@@ -23,23 +23,9 @@ pub async fn run_scheduler(
     tick: Duration,
     stop: CancellationToken,
 ) -> Result<(), PortError> {
-    let mut timer = tokio::time::interval(tick);
-    timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut failing = false;
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            _ = timer.tick() => {}
-        }
-        match step(store.as_ref(), now_ms()).await {
-            Ok(_) => failing = false,
-            Err(error) if !failing => {
-                failing = true;
-                tracing::warn!(%error, "campaign scheduler cannot reach the repository; retrying");
-            }
-            Err(_) => {}
-        }
-    }
+    let failing = "campaign scheduler cannot reach the repository";
+    let store = store.as_ref();
+    every_tick(tick, stop, failing, move || step(store, now_ms())).await
 }
 
 /// The event written when a campaign moves to `state`.

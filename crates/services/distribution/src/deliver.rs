@@ -15,9 +15,9 @@ use hmac::{Hmac, Mac};
 use liveops_core::stores::{Attempt, Delivery, DeliveryState, DueDelivery};
 use liveops_core::{now_ms, PortError, PortResult};
 use liveops_http::rfc3339;
+use liveops_module::tick::every_tick;
 use serde_json::{json, Value};
 use sha2::Sha256;
-use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::{target, DistributionState};
@@ -49,31 +49,13 @@ pub async fn run_webhooks(
     state: DistributionState,
     stop: CancellationToken,
 ) -> Result<(), PortError> {
-    let mut timer = tokio::time::interval(TICK);
-    timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut failing = false;
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            _ = timer.tick() => {}
-        }
-        let round = async {
-            fan_out(&state).await?;
-            deliver_due(&state).await
-        };
-        let result = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            r = round => r,
-        };
-        match result {
-            Ok(()) => failing = false,
-            Err(error) if !failing => {
-                failing = true;
-                tracing::warn!(%error, "webhook queue cannot reach the repository; retrying");
-            }
-            Err(_) => {}
-        }
-    }
+    let failing = "webhook queue cannot reach the repository";
+    let state = &state;
+    every_tick(TICK, stop, failing, move || async move {
+        fan_out(state).await?;
+        deliver_due(state).await
+    })
+    .await
 }
 
 /// Turns new outbox events into deliveries, one per webhook subscribed to their kind.

@@ -74,43 +74,28 @@ pub struct DistributionConfig {
 impl DistributionArgs {
     /// Checks the values.
     pub fn config(&self) -> Result<DistributionConfig, ConfigError> {
-        if !(1..=3650).contains(&self.inbox_claim_days) {
-            return Err(ConfigError::new(
-                "INBOX_CLAIM_DAYS",
-                "must be between 1 and 3650",
-            ));
-        }
-        if !(50..=60_000).contains(&self.settle_tick_ms) {
-            return Err(ConfigError::new(
-                "SETTLE_TICK_MS",
-                "must be between 50 and 60000",
-            ));
-        }
+        let claim_days = ConfigError::within("INBOX_CLAIM_DAYS", self.inbox_claim_days, 1..=3650)?;
+        let settle_tick = liveops_module::tick::period("SETTLE_TICK_MS", self.settle_tick_ms)?;
         if self.settle_delay_ms > 10_000 {
             return Err(ConfigError::new(
                 "SETTLE_DELAY_MS",
                 "must be at most 10000 (tests only)",
             ));
         }
-        if !(100..=60_000).contains(&self.webhook_timeout_ms) {
-            return Err(ConfigError::new(
-                "WEBHOOK_TIMEOUT_MS",
-                "must be between 100 and 60000",
-            ));
-        }
-        if !(10..=3_600_000).contains(&self.webhook_backoff_ms) {
-            return Err(ConfigError::new(
-                "WEBHOOK_BACKOFF_MS",
-                "must be between 10 and 3600000",
-            ));
-        }
+        let timeout_ms =
+            ConfigError::within("WEBHOOK_TIMEOUT_MS", self.webhook_timeout_ms, 100..=60_000)?;
+        let backoff_ms = ConfigError::within(
+            "WEBHOOK_BACKOFF_MS",
+            self.webhook_backoff_ms,
+            10..=3_600_000,
+        )?;
         Ok(DistributionConfig {
-            claim_window: Duration::from_secs(u64::from(self.inbox_claim_days) * 86_400),
-            settle_tick: Duration::from_millis(self.settle_tick_ms),
+            claim_window: Duration::from_secs(u64::from(claim_days) * 86_400),
+            settle_tick,
             settle_delay: Duration::from_millis(self.settle_delay_ms),
             allow_private: self.webhook_allow_private,
-            webhook_timeout: Duration::from_millis(self.webhook_timeout_ms),
-            webhook_backoff: Duration::from_millis(self.webhook_backoff_ms),
+            webhook_timeout: Duration::from_millis(timeout_ms),
+            webhook_backoff: Duration::from_millis(backoff_ms),
         })
     }
 }

@@ -6,8 +6,8 @@
 
 use liveops_core::stores::{Award, Campaign, CampaignEvent, CampaignState, InboxMessage, Outcome};
 use liveops_core::{now_ms, PortError, PortResult};
+use liveops_module::tick::every_tick;
 use serde_json::json;
-use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::DistributionState;
@@ -20,27 +20,11 @@ pub async fn run_settler(
     state: DistributionState,
     stop: CancellationToken,
 ) -> Result<(), PortError> {
-    let mut timer = tokio::time::interval(state.config.settle_tick);
-    timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut failing = false;
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            _ = timer.tick() => {}
-        }
-        let settled = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            r = settle_ended(&state) => r,
-        };
-        match settled {
-            Ok(_) => failing = false,
-            Err(error) if !failing => {
-                failing = true;
-                tracing::warn!(%error, "cannot settle ended campaigns; retrying");
-            }
-            Err(_) => {}
-        }
-    }
+    let (tick, state) = (state.config.settle_tick, &state);
+    every_tick(tick, stop, "cannot settle ended campaigns", move || {
+        settle_ended(state)
+    })
+    .await
 }
 
 fn message(

@@ -12,8 +12,8 @@ use liveops_core::ports::Board;
 use liveops_core::stores::{Award, Campaign, CampaignEvent, CampaignState, Outcome, Reward, Tier};
 use liveops_core::{now_ms, PortError, PortResult, Window};
 use liveops_http::rfc3339;
+use liveops_module::tick::every_tick;
 use serde_json::json;
-use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::ParticipationState;
@@ -31,23 +31,11 @@ pub async fn run_decider(
     state: ParticipationState,
     stop: CancellationToken,
 ) -> Result<(), PortError> {
-    let mut timer = tokio::time::interval(state.config.tick);
-    timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut failing = false;
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            _ = timer.tick() => {}
-        }
-        match decide_ended(&state, now_ms()).await {
-            Ok(_) => failing = false,
-            Err(error) if !failing => {
-                failing = true;
-                tracing::warn!(%error, "cannot decide ended campaigns; retrying");
-            }
-            Err(_) => {}
-        }
-    }
+    let (tick, state) = (state.config.tick, &state);
+    every_tick(tick, stop, "cannot decide ended campaigns", move || {
+        decide_ended(state, now_ms())
+    })
+    .await
 }
 
 /// Decides every ended campaign that has no outcome yet and can be decided at `now_ms`;

@@ -36,13 +36,7 @@ pub struct ParticipationArgs {
 impl ParticipationArgs {
     /// The decider's period, checked.
     pub fn tick(&self) -> Result<Duration, ConfigError> {
-        if !(50..=60_000).contains(&self.draw_tick_ms) {
-            return Err(ConfigError::new(
-                "DRAW_TICK_MS",
-                "must be between 50 and 60000",
-            ));
-        }
-        Ok(Duration::from_millis(self.draw_tick_ms))
+        liveops_module::tick::period("DRAW_TICK_MS", self.draw_tick_ms)
     }
 }
 

@@ -12,6 +12,8 @@ use std::time::Duration;
 use liveops_core::ports::{Bus, BusOptions, Delivery, Message, PortResult};
 use tokio::time::Instant;
 
+use super::ok;
+
 /// Slack for timers and a busy machine.
 const MARGIN: Duration = Duration::from_millis(500);
 
@@ -55,13 +57,6 @@ pub async fn run_all_with(bus: Arc<dyn Bus>, opts: BusOptions, crowd: Crowd) {
         acked_messages_never_come_back(b, &opts),
         dead_letter_after_max_deliveries_then_replay(b, &opts),
     );
-}
-
-fn ok<T>(result: PortResult<T>, what: &str) -> T {
-    match result {
-        Ok(v) => v,
-        Err(e) => panic!("{what}: {e}"),
-    }
 }
 
 /// A topic or group name unique to this run.

@@ -9,9 +9,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use liveops_core::now_ms;
 use liveops_core::ports::{
-    Attempts, Blocklist, Health, IdemState, Idempotency, PortResult, RateDecision, RateLimiter,
-    ReplayGuard, StoredAnswer, ViewCache,
+    Attempts, Blocklist, Health, IdemState, Idempotency, RateDecision, RateLimiter, ReplayGuard,
+    StoredAnswer, ViewCache,
 };
+
+use super::ok;
 
 /// An adapter serving every hot-state concern, as the suite exercises them together.
 pub trait HotState:
@@ -51,13 +53,6 @@ pub async fn run_all(hot: Arc<dyn HotState>) {
         blocks_hold_until_they_expire(h),
         cache_entries_expire(h),
     );
-}
-
-fn ok<T>(result: PortResult<T>, what: &str) -> T {
-    match result {
-        Ok(value) => value,
-        Err(err) => panic!("{what} failed: {err}"),
-    }
 }
 
 /// A key no other run uses.

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use liveops_core::ports::{Health, PortResult};
+use liveops_core::ports::Health;
 use liveops_core::stores::{
     ActiveKeys, ApiKeyInfo, ApiKeyStore, Attempt, AuditEntry, AuditLog, Award, Campaign,
     CampaignEvent, CampaignState, CampaignStore, ClaimOutcome, Delivery, DeliveryState, Entered,
@@ -16,6 +16,8 @@ use liveops_core::stores::{
     Sessions, Webhook, WebhookStore, XpGain,
 };
 use liveops_core::{now_ms, Receipt};
+
+use super::{ok, suffix};
 
 /// An adapter serving every live-event store trait (and progression's, for the XP read).
 pub trait LiveStores:
@@ -67,18 +69,6 @@ pub async fn run_all<S: LiveStores + 'static>(repo: Arc<S>) {
     claims_issue_one_set_of_receipts(r).await;
     webhook_deliveries_are_queued_once_and_leased_once(r).await;
     concurrent_writers_agree(repo).await;
-}
-
-fn ok<T>(result: PortResult<T>, what: &str) -> T {
-    match result {
-        Ok(v) => v,
-        Err(e) => panic!("{what}: {e}"),
-    }
-}
-
-/// A suffix unique to this run.
-fn suffix() -> String {
-    format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
 }
 
 fn audit(action: &str, target: &str) -> AuditEntry {

@@ -7,3 +7,18 @@ pub mod hot;
 pub mod live;
 pub mod rank;
 pub mod stores;
+
+use liveops_core::ports::PortResult;
+
+/// The value of a call that must succeed; a failure panics naming the call.
+fn ok<T>(result: PortResult<T>, what: &str) -> T {
+    match result {
+        Ok(value) => value,
+        Err(err) => panic!("{what} failed: {err}"),
+    }
+}
+
+/// A suffix unique to this run (letters and digits: it fits ids, names and periods).
+fn suffix() -> String {
+    format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
+}

@@ -6,10 +6,13 @@
 
 use std::collections::HashMap;
 
-use liveops_core::ports::{Board, PortResult, RankEntry, RankStore, ScoreDelta};
+use liveops_core::ports::{Board, RankEntry, RankStore, ScoreDelta};
 use liveops_core::Window;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+use super::ok;
+use crate::fixtures::score_delta;
 
 /// Runs every check of the suite.
 pub async fn run_all(store: &dyn RankStore) {
@@ -27,26 +30,11 @@ pub async fn run_all(store: &dyn RankStore) {
     random_changes_match_a_model(store).await;
 }
 
-fn ok<T>(result: PortResult<T>, what: &str) -> T {
-    match result {
-        Ok(value) => value,
-        Err(err) => panic!("{what} failed: {err}"),
-    }
-}
-
 /// A board no other run uses.
 pub fn fresh_board(tag: &str) -> Board {
     Board {
         window: Window::Weekly,
         period: format!("conformance-{tag}-{:016x}", rand::random::<u64>()),
-    }
-}
-
-fn delta(board: &Board, player: &str, delta: i64) -> ScoreDelta {
-    ScoreDelta {
-        board: board.clone(),
-        player_id: player.to_owned(),
-        delta,
     }
 }
 
@@ -59,7 +47,10 @@ fn entry(rank: u64, player: &str, score: i64) -> RankEntry {
 }
 
 async fn add(store: &dyn RankStore, board: &Board, changes: &[(&str, i64)]) {
-    let deltas: Vec<ScoreDelta> = changes.iter().map(|(p, d)| delta(board, p, *d)).collect();
+    let deltas: Vec<ScoreDelta> = changes
+        .iter()
+        .map(|(p, d)| score_delta(board, p, *d))
+        .collect();
     ok(store.incr(&deltas).await, "incr");
 }
 
@@ -178,10 +169,10 @@ pub async fn one_batch_spans_boards(store: &dyn RankStore) {
         period: b1.period.clone(),
     };
     let deltas = vec![
-        delta(&b1, "a", 1),
-        delta(&b2, "a", 10),
-        delta(&b1, "b", 2),
-        delta(&b2, "a", 10),
+        score_delta(&b1, "a", 1),
+        score_delta(&b2, "a", 10),
+        score_delta(&b1, "b", 2),
+        score_delta(&b2, "a", 10),
     ];
     ok(store.incr(&deltas).await, "incr");
     assert_eq!(
@@ -336,7 +327,7 @@ pub async fn random_changes_match_a_model(store: &dyn RankStore) {
         let batch: Vec<ScoreDelta> = (0..rng.gen_range(1..=8))
             .map(|_| {
                 let player = format!("m{}", rng.gen_range(0..30));
-                delta(&b, &player, rng.gen_range(-50..=50))
+                score_delta(&b, &player, rng.gen_range(-50..=50))
             })
             .collect();
         for d in &batch {

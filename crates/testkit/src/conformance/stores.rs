@@ -7,13 +7,16 @@
 
 use std::collections::HashSet;
 
-use liveops_core::ports::{Board, Health, PortResult, RankEntry, ScoreDelta};
+use liveops_core::ports::{Board, Health, RankEntry, ScoreDelta};
 use liveops_core::stores::{
     FairnessCommit, FairnessStore, Flag, InventoryItem, ItemGrant, PendingReward, ProcessedEvents,
     ProgressCommit, ProgressStore, RewardClaim, ScoreStore, Snapshot, XpGain,
 };
 use liveops_core::{EventType, Receipt, Welford, Window};
 use uuid::Uuid;
+
+use super::{ok, suffix};
+use crate::fixtures::score_delta;
 
 /// An adapter serving every store trait, as the suite exercises them together.
 pub trait Stores: ProgressStore + ScoreStore + FairnessStore + ProcessedEvents + Health {}
@@ -31,18 +34,6 @@ pub async fn run_all(repo: &dyn Stores) {
     fairness_state_round_trips(repo).await;
     flags_newest_first(repo).await;
     large_batches_are_chunked(repo).await;
-}
-
-fn ok<T>(result: PortResult<T>, what: &str) -> T {
-    match result {
-        Ok(v) => v,
-        Err(e) => panic!("{what}: {e}"),
-    }
-}
-
-/// A suffix unique to this run (letters and digits, fits player ids and periods).
-fn suffix() -> String {
-    format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
 }
 
 fn id() -> Uuid {
@@ -92,14 +83,6 @@ fn receipt(player: &str, item: &str, receipt_id: &str) -> Receipt {
         item: item.to_owned(),
         timestamp: 1_700_000_000,
         sig: format!("sig-{receipt_id}"),
-    }
-}
-
-fn delta(board: &Board, player: &str, delta: i64) -> ScoreDelta {
-    ScoreDelta {
-        board: board.clone(),
-        player_id: player.to_owned(),
-        delta,
     }
 }
 
@@ -374,10 +357,10 @@ pub async fn scores_commit_once(repo: &dyn Stores) {
             &consumer,
             &[e1, e2],
             &[
-                delta(&daily, &p1, 10),
-                delta(&daily, &p2, 5),
-                delta(&daily, &p1, 7),
-                delta(&weekly, &p1, 3),
+                score_delta(&daily, &p1, 10),
+                score_delta(&daily, &p2, 5),
+                score_delta(&daily, &p1, 7),
+                score_delta(&weekly, &p1, 3),
             ],
         )
         .await,
@@ -401,7 +384,7 @@ pub async fn scores_commit_once(repo: &dyn Stores) {
     );
 
     assert!(
-        repo.commit_scores(&consumer, &[e3, e1], &[delta(&daily, &p1, 100)])
+        repo.commit_scores(&consumer, &[e3, e1], &[score_delta(&daily, &p1, 100)])
             .await
             .is_err(),
         "a commit with an already processed id must fail"
@@ -412,7 +395,7 @@ pub async fn scores_commit_once(repo: &dyn Stores) {
     assert!(ok(repo.processed(&consumer, &[e3]).await, "processed").is_empty());
 
     ok(
-        repo.commit_scores(&consumer, &[e3], &[delta(&daily, &p2, 20)])
+        repo.commit_scores(&consumer, &[e3], &[score_delta(&daily, &p2, 20)])
             .await,
         "commit_scores",
     );
@@ -664,7 +647,7 @@ pub async fn large_batches_are_chunked(repo: &dyn Stores) {
         window: Window::Daily,
         period: format!("t-{s}"),
     };
-    let deltas: Vec<ScoreDelta> = players.iter().map(|p| delta(&board, p, 1)).collect();
+    let deltas: Vec<ScoreDelta> = players.iter().map(|p| score_delta(&board, p, 1)).collect();
     ok(
         repo.commit_scores(&consumer, &fresh, &deltas).await,
         "commit_scores",

@@ -7,8 +7,8 @@ use liveops_core::stores::{
 };
 use liveops_core::{PortError, PortResult};
 
-use super::{bind_audit, from_json, sql_impl, to_json, INSERT_AUDIT};
-use crate::dialect::{db_error, to_i64, Text};
+use super::{from_json, sql_impl, to_json};
+use crate::dialect::{to_i64, Text};
 use crate::repository::within;
 
 /// A campaign row, in [`select_campaigns`]'s column order.
@@ -99,7 +99,7 @@ sql_impl! {
                  entry_limit, reward, state, seed, commitment, created_by, created_at, \
                  updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             );
-            sqlx::query(&sql)
+            let insert = sqlx::query(&sql)
                 .bind(c.id.as_str())
                 .bind(c.title.as_str())
                 .bind(c.description.as_str())
@@ -113,30 +113,16 @@ sql_impl! {
                 .bind(c.commitment.as_deref())
                 .bind(c.created_by.as_str())
                 .bind(c.created_at_ms)
-                .bind(c.updated_at_ms)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            bind_audit(sqlx::query(&DB::placeholders(INSERT_AUDIT)), audit)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            tx.commit().await.map_err(db_error::<DB>)
+                .bind(c.updated_at_ms);
+            Self::run(&mut tx, insert).await?;
+            Self::commit_audited(tx, audit).await
         })
         .await
     }
 
     pub(crate) async fn campaign(&self, id: &str) -> PortResult<Option<Campaign>> {
-        within::<DB, _>(async {
-            let sql = DB::placeholders(select_campaigns!(" WHERE id = ?"));
-            let row: Option<CampaignRow> = sqlx::query_as(&sql)
-                .bind(id)
-                .fetch_optional(self.pool())
-                .await
-                .map_err(db_error::<DB>)?;
-            row.map(campaign_of).transpose()
-        })
-        .await
+        let sql = DB::placeholders(select_campaigns!(" WHERE id = ?"));
+        self.optional_row(sqlx::query_as(&sql).bind(id), campaign_of).await
     }
 
     pub(crate) async fn campaigns(
@@ -144,32 +130,15 @@ sql_impl! {
         state: Option<CampaignState>,
         limit: u32,
     ) -> PortResult<Vec<Campaign>> {
-        within::<DB, _>(async {
-            let rows: Vec<CampaignRow> = match state {
-                Some(state) => {
-                    let sql = DB::placeholders(select_campaigns!(
-                        " WHERE state = ? ORDER BY created_at DESC, id DESC LIMIT ?"
-                    ));
-                    sqlx::query_as(&sql)
-                        .bind(state.as_str())
-                        .bind(i64::from(limit))
-                        .fetch_all(self.pool())
-                        .await
-                }
-                None => {
-                    let sql = DB::placeholders(select_campaigns!(
-                        " ORDER BY created_at DESC, id DESC LIMIT ?"
-                    ));
-                    sqlx::query_as(&sql)
-                        .bind(i64::from(limit))
-                        .fetch_all(self.pool())
-                        .await
-                }
-            }
-            .map_err(db_error::<DB>)?;
-            rows.into_iter().map(campaign_of).collect()
-        })
-        .await
+        let in_state = DB::placeholders(select_campaigns!(
+            " WHERE state = ? ORDER BY created_at DESC, id DESC LIMIT ?"
+        ));
+        let any = DB::placeholders(select_campaigns!(" ORDER BY created_at DESC, id DESC LIMIT ?"));
+        let query = match state {
+            Some(state) => sqlx::query_as(&in_state).bind(state.as_str()),
+            None => sqlx::query_as(&any),
+        };
+        self.all_rows(query.bind(i64::from(limit)), campaign_of).await
     }
 
     pub(crate) async fn update_campaign(
@@ -187,7 +156,7 @@ sql_impl! {
                  commitment = ?, updated_at = ? \
                  WHERE id = ? AND state = ? AND updated_at = ?",
             );
-            let done = sqlx::query(&sql)
+            let update = sqlx::query(&sql)
                 .bind(next.title.as_str())
                 .bind(next.description.as_str())
                 .bind(next.starts_at_ms)
@@ -201,19 +170,11 @@ sql_impl! {
                 .bind(next.updated_at_ms)
                 .bind(before.id.as_str())
                 .bind(before.state.as_str())
-                .bind(before.updated_at_ms)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            if DB::rows_affected(&done) != 1 {
-                tx.rollback().await.map_err(db_error::<DB>)?;
-                return Ok(false);
+                .bind(before.updated_at_ms);
+            if !Self::changed_one(&mut tx, update).await? {
+                return Self::rolled_back(tx, false).await;
             }
-            bind_audit(sqlx::query(&DB::placeholders(INSERT_AUDIT)), audit)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            tx.commit().await.map_err(db_error::<DB>)?;
+            Self::commit_audited(tx, audit).await?;
             Ok(true)
         })
         .await
@@ -231,58 +192,46 @@ sql_impl! {
             let sql = DB::placeholders(
                 "UPDATE campaigns SET state = ?, updated_at = ? WHERE id = ? AND state = ?",
             );
-            let done = sqlx::query(&sql)
+            let update = sqlx::query(&sql)
                 .bind(to.as_str())
                 .bind(liveops_core::now_ms())
                 .bind(id)
-                .bind(from.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            if DB::rows_affected(&done) != 1 {
-                tx.rollback().await.map_err(db_error::<DB>)?;
-                return Ok(false);
+                .bind(from.as_str());
+            if !Self::changed_one(&mut tx, update).await? {
+                return Self::rolled_back(tx, false).await;
             }
-            if let Some(e) = event {
-                Self::insert_event(&mut tx, e).await?;
-            }
-            tx.commit().await.map_err(db_error::<DB>)?;
+            Self::commit_with_event(tx, event).await?;
             Ok(true)
         })
         .await
     }
 
-    /// Writes an outbox event on `conn` (inside the caller's transaction).
-    pub(crate) async fn insert_event(
-        conn: &mut DB::Connection,
-        e: &CampaignEvent,
+    /// Writes the outbox event, if any, in `tx`, then commits it.
+    pub(crate) async fn commit_with_event(
+        mut tx: sqlx::Transaction<'static, DB>,
+        event: Option<&CampaignEvent>,
     ) -> PortResult<()> {
-        sqlx::query(&DB::placeholders(INSERT_EVENT))
-            .bind(e.campaign_id.as_str())
-            .bind(e.kind.as_str())
-            .bind(e.at_ms)
-            .bind(e.data.as_str())
-            .execute(&mut *conn)
-            .await
-            .map(drop)
-            .map_err(db_error::<DB>)
+        if let Some(e) = event {
+            let sql = DB::placeholders(INSERT_EVENT);
+            let insert = sqlx::query(&sql)
+                .bind(e.campaign_id.as_str())
+                .bind(e.kind.as_str())
+                .bind(e.at_ms)
+                .bind(e.data.as_str());
+            Self::run(&mut tx, insert).await?;
+        }
+        tx.commit().await.map_err(crate::dialect::db_error::<DB>)
     }
 
     pub(crate) async fn due(&self, now_ms: i64, limit: u32) -> PortResult<Vec<Campaign>> {
-        within::<DB, _>(async {
-            let sql = DB::placeholders(select_campaigns!(
-                " WHERE (state = 'scheduled' AND starts_at <= ?) \
-                 OR (state = 'live' AND ends_at <= ?) ORDER BY starts_at, id LIMIT ?"
-            ));
-            let rows: Vec<CampaignRow> = sqlx::query_as(&sql)
-                .bind(now_ms)
-                .bind(now_ms)
-                .bind(to_i64(u64::from(limit)))
-                .fetch_all(self.pool())
-                .await
-                .map_err(db_error::<DB>)?;
-            rows.into_iter().map(campaign_of).collect()
-        })
-        .await
+        let sql = DB::placeholders(select_campaigns!(
+            " WHERE (state = 'scheduled' AND starts_at <= ?) \
+             OR (state = 'live' AND ends_at <= ?) ORDER BY starts_at, id LIMIT ?"
+        ));
+        let query = sqlx::query_as(&sql)
+            .bind(now_ms)
+            .bind(now_ms)
+            .bind(to_i64(u64::from(limit)));
+        self.all_rows(query, campaign_of).await
     }
 }

@@ -13,7 +13,7 @@ use liveops_core::stores::{
 };
 use liveops_core::{PortError, PortResult, Receipt};
 
-use super::{bind_audit, from_json, sql_impl, to_json, INSERT_AUDIT};
+use super::{from_json, sql_impl, to_json, with_tail};
 use crate::dialect::{db_error, to_u64, Text};
 use crate::repository::within;
 use crate::statement::Statement;
@@ -48,8 +48,17 @@ fn claim_of((message_id, player_id, at, receipts, sig): ClaimRow) -> PortResult<
     })
 }
 
-const SELECT_CLAIM: &str = "SELECT message_id, player_id, claimed_at, receipts, request_sig \
-     FROM inbox_claims WHERE message_id = ? AND player_id = ?";
+/// `SELECT` of a claim row, with `$tail` after the table.
+macro_rules! select_claims {
+    ($tail:literal) => {
+        concat!(
+            "SELECT message_id, player_id, claimed_at, receipts, request_sig FROM inbox_claims",
+            $tail
+        )
+    };
+}
+
+const SELECT_CLAIM: &str = select_claims!(" WHERE message_id = ? AND player_id = ?");
 
 /// A delivery row: id, webhook, event, kind, body, state, attempts, next, created.
 /// A webhook attempt as selected: delivery id, attempt, at, status, error, duration.
@@ -96,35 +105,25 @@ sql_impl! {
         let attachments = to_json("message attachments", &message.attachments)?;
         within::<DB, _>(async {
             let (mut tx, _turn) = self.begin_write().await?;
-            let sql = format!(
-                "{}{}",
-                DB::placeholders(
-                    "INSERT INTO campaign_settlements \
-                     (campaign_id, player_id, message_id, settled_at) VALUES (?, ?, ?, ?)"
-                ),
-                DB::keep_existing("campaign_id, player_id", "message_id")
+            let sql = with_tail::<DB>(
+                "INSERT INTO campaign_settlements \
+                 (campaign_id, player_id, message_id, settled_at) VALUES (?, ?, ?, ?)",
+                DB::keep_existing("campaign_id, player_id", "message_id"),
             );
-            sqlx::query(&sql)
+            let insert = sqlx::query(&sql)
                 .bind(campaign_id)
                 .bind(player_id)
                 .bind(message.message_id.as_str())
-                .bind(message.created_at_ms)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
+                .bind(message.created_at_ms);
+            Self::run(&mut tx, insert).await?;
             let sql = DB::placeholders(
                 "SELECT message_id FROM campaign_settlements \
                  WHERE campaign_id = ? AND player_id = ?",
             );
-            let (kept,): (Text,) = sqlx::query_as(&sql)
-                .bind(campaign_id)
-                .bind(player_id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
+            let kept = sqlx::query_as(&sql).bind(campaign_id).bind(player_id);
+            let (kept,): (Text,) = Self::row_on(&mut tx, kept).await?;
             if kept.0 != message.message_id {
-                tx.rollback().await.map_err(db_error::<DB>)?;
-                return Ok(false);
+                return Self::rolled_back(tx, false).await;
             }
             Self::insert_messages(&mut tx, std::slice::from_ref(message), &[attachments]).await?;
             tx.commit().await.map_err(db_error::<DB>)?;
@@ -177,11 +176,7 @@ sql_impl! {
         within::<DB, _>(async {
             let (mut tx, _turn) = self.begin_write().await?;
             Self::insert_messages(&mut tx, messages, &attachments).await?;
-            bind_audit(sqlx::query(&DB::placeholders(INSERT_AUDIT)), audit)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            tx.commit().await.map_err(db_error::<DB>)
+            Self::commit_audited(tx, audit).await
         })
         .await
     }
@@ -191,21 +186,13 @@ sql_impl! {
         player_id: &str,
         message_id: &str,
     ) -> PortResult<Option<InboxMessage>> {
-        within::<DB, _>(async {
-            let sql = DB::placeholders(
-                "SELECT message_id, player_id, campaign_id, title, body, attachments, created_at, \
-                 expires_at FROM inbox_messages \
-                 WHERE message_id = ? AND (player_id = ? OR player_id IS NULL)",
-            );
-            let row: Option<MessageRow> = sqlx::query_as(&sql)
-                .bind(message_id)
-                .bind(player_id)
-                .fetch_optional(self.pool())
-                .await
-                .map_err(db_error::<DB>)?;
-            row.map(message_of).transpose()
-        })
-        .await
+        let sql = DB::placeholders(
+            "SELECT message_id, player_id, campaign_id, title, body, attachments, created_at, \
+             expires_at FROM inbox_messages \
+             WHERE message_id = ? AND (player_id = ? OR player_id IS NULL)",
+        );
+        let query = sqlx::query_as(&sql).bind(message_id).bind(player_id);
+        self.optional_row(query, message_of).await
     }
 
     pub(crate) async fn inbox(
@@ -213,52 +200,45 @@ sql_impl! {
         player_id: &str,
         limit: u32,
     ) -> PortResult<Vec<(InboxMessage, Option<InboxClaim>)>> {
-        within::<DB, _>(async {
-            let sql = DB::placeholders(
-                "SELECT m.message_id, m.player_id, m.campaign_id, m.title, m.body, \
-                 m.attachments, m.created_at, m.expires_at, \
-                 c.claimed_at, c.receipts, c.request_sig \
-                 FROM inbox_messages m LEFT JOIN inbox_claims c \
-                 ON c.message_id = m.message_id AND c.player_id = ? \
-                 WHERE m.player_id = ? OR m.player_id IS NULL \
-                 ORDER BY m.created_at DESC, m.message_id DESC LIMIT ?",
-            );
-            type Row = (
-                Text,
-                Option<Text>,
-                Option<Text>,
-                Text,
-                Text,
-                Text,
-                i64,
-                i64,
-                Option<i64>,
-                Option<Text>,
-                Option<Text>,
-            );
-            let rows: Vec<Row> = sqlx::query_as(&sql)
-                .bind(player_id)
-                .bind(player_id)
-                .bind(i64::from(limit))
-                .fetch_all(self.pool())
-                .await
-                .map_err(db_error::<DB>)?;
-            rows.into_iter()
-                .map(|r| {
-                    let message = message_of((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7))?;
-                    let claim = match (r.8, r.9, r.10) {
-                        (Some(at), Some(receipts), Some(sig)) => Some(claim_of((
-                            Text(message.message_id.clone()),
-                            Text(player_id.to_owned()),
-                            at,
-                            receipts,
-                            sig,
-                        ))?),
-                        _ => None,
-                    };
-                    Ok((message, claim))
-                })
-                .collect()
+        let sql = DB::placeholders(
+            "SELECT m.message_id, m.player_id, m.campaign_id, m.title, m.body, \
+             m.attachments, m.created_at, m.expires_at, \
+             c.claimed_at, c.receipts, c.request_sig \
+             FROM inbox_messages m LEFT JOIN inbox_claims c \
+             ON c.message_id = m.message_id AND c.player_id = ? \
+             WHERE m.player_id = ? OR m.player_id IS NULL \
+             ORDER BY m.created_at DESC, m.message_id DESC LIMIT ?",
+        );
+        type Row = (
+            Text,
+            Option<Text>,
+            Option<Text>,
+            Text,
+            Text,
+            Text,
+            i64,
+            i64,
+            Option<i64>,
+            Option<Text>,
+            Option<Text>,
+        );
+        let query = sqlx::query_as(&sql)
+            .bind(player_id)
+            .bind(player_id)
+            .bind(i64::from(limit));
+        self.all_rows(query, |r: Row| {
+            let message = message_of((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7))?;
+            let claim = match (r.8, r.9, r.10) {
+                (Some(at), Some(receipts), Some(sig)) => Some(claim_of((
+                    Text(message.message_id.clone()),
+                    Text(player_id.to_owned()),
+                    at,
+                    receipts,
+                    sig,
+                ))?),
+                _ => None,
+            };
+            Ok((message, claim))
         })
         .await
     }
@@ -268,52 +248,39 @@ sql_impl! {
         within::<DB, _>(async {
             let (mut tx, _turn) = self.begin_write().await?;
             // The message, locked: a concurrent claim of it waits here, then sees this one.
-            let sql = format!(
-                "{}{}",
-                DB::placeholders(
-                    "SELECT expires_at FROM inbox_messages WHERE message_id = ? \
-                     AND (player_id = ? OR player_id IS NULL)"
-                ),
-                DB::LOCK_ROWS
+            let sql = with_tail::<DB>(
+                "SELECT expires_at FROM inbox_messages WHERE message_id = ? \
+                 AND (player_id = ? OR player_id IS NULL)",
+                DB::LOCK_ROWS,
             );
-            let message: Option<(i64,)> = sqlx::query_as(&sql)
+            let message = sqlx::query_as(&sql)
                 .bind(claim.message_id.as_str())
-                .bind(claim.player_id.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            let Some((expires_at,)) = message else {
-                tx.rollback().await.map_err(db_error::<DB>)?;
-                return Ok(ClaimOutcome::NotFound);
+                .bind(claim.player_id.as_str());
+            let Some((expires_at,)): Option<(i64,)> = Self::optional_on(&mut tx, message).await?
+            else {
+                return Self::rolled_back(tx, ClaimOutcome::NotFound).await;
             };
             let sql = DB::placeholders(SELECT_CLAIM);
-            let earlier: Option<ClaimRow> = sqlx::query_as(&sql)
+            let earlier = sqlx::query_as(&sql)
                 .bind(claim.message_id.as_str())
-                .bind(claim.player_id.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            if let Some(row) = earlier {
-                tx.rollback().await.map_err(db_error::<DB>)?;
-                return Ok(ClaimOutcome::AlreadyClaimed(claim_of(row)?));
+                .bind(claim.player_id.as_str());
+            if let Some(row) = Self::optional_on(&mut tx, earlier).await? {
+                return Self::rolled_back(tx, ClaimOutcome::AlreadyClaimed(claim_of(row)?)).await;
             }
             if expires_at <= now_ms {
-                tx.rollback().await.map_err(db_error::<DB>)?;
-                return Ok(ClaimOutcome::Expired(expires_at));
+                return Self::rolled_back(tx, ClaimOutcome::Expired(expires_at)).await;
             }
             let sql = DB::placeholders(
                 "INSERT INTO inbox_claims (message_id, player_id, claimed_at, receipts, \
                  request_sig) VALUES (?, ?, ?, ?, ?)",
             );
-            sqlx::query(&sql)
+            let insert = sqlx::query(&sql)
                 .bind(claim.message_id.as_str())
                 .bind(claim.player_id.as_str())
                 .bind(claim.claimed_at_ms)
                 .bind(receipts.as_str())
-                .bind(claim.request_sig.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
+                .bind(claim.request_sig.as_str());
+            Self::run(&mut tx, insert).await?;
             tx.commit().await.map_err(db_error::<DB>)?;
             Ok(ClaimOutcome::Claimed(claim.clone()))
         })
@@ -324,19 +291,8 @@ sql_impl! {
         &self,
         request_sig: &str,
     ) -> PortResult<Option<InboxClaim>> {
-        within::<DB, _>(async {
-            let sql = DB::placeholders(
-                "SELECT message_id, player_id, claimed_at, receipts, request_sig \
-                 FROM inbox_claims WHERE request_sig = ?",
-            );
-            let row: Option<ClaimRow> = sqlx::query_as(&sql)
-                .bind(request_sig)
-                .fetch_optional(self.pool())
-                .await
-                .map_err(db_error::<DB>)?;
-            row.map(claim_of).transpose()
-        })
-        .await
+        let sql = DB::placeholders(select_claims!(" WHERE request_sig = ?"));
+        self.optional_row(sqlx::query_as(&sql).bind(request_sig), claim_of).await
     }
 
     pub(crate) async fn claim_of(
@@ -344,17 +300,9 @@ sql_impl! {
         player_id: &str,
         message_id: &str,
     ) -> PortResult<Option<InboxClaim>> {
-        within::<DB, _>(async {
-            let sql = DB::placeholders(SELECT_CLAIM);
-            let row: Option<ClaimRow> = sqlx::query_as(&sql)
-                .bind(message_id)
-                .bind(player_id)
-                .fetch_optional(self.pool())
-                .await
-                .map_err(db_error::<DB>)?;
-            row.map(claim_of).transpose()
-        })
-        .await
+        let sql = DB::placeholders(SELECT_CLAIM);
+        let query = sqlx::query_as(&sql).bind(message_id).bind(player_id);
+        self.optional_row(query, claim_of).await
     }
 
     pub(crate) async fn create_webhook(&self, hook: &Webhook, audit: &AuditEntry) -> PortResult<()> {
@@ -365,46 +313,34 @@ sql_impl! {
                 "INSERT INTO webhooks (id, url, events, secret, created_by, created_at) \
                  VALUES (?, ?, ?, ?, ?, ?)",
             );
-            sqlx::query(&sql)
+            let insert = sqlx::query(&sql)
                 .bind(hook.id.as_str())
                 .bind(hook.url.as_str())
                 .bind(events.as_str())
                 .bind(hook.secret.as_str())
                 .bind(hook.created_by.as_str())
-                .bind(hook.created_at_ms)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            bind_audit(sqlx::query(&DB::placeholders(INSERT_AUDIT)), audit)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            tx.commit().await.map_err(db_error::<DB>)
+                .bind(hook.created_at_ms);
+            Self::run(&mut tx, insert).await?;
+            Self::commit_audited(tx, audit).await
         })
         .await
     }
 
     pub(crate) async fn webhooks(&self) -> PortResult<Vec<Webhook>> {
-        within::<DB, _>(async {
-            let rows: Vec<(Text, Text, Text, Text, Text, i64)> = sqlx::query_as(
-                "SELECT id, url, events, secret, created_by, created_at FROM webhooks \
-                 WHERE deleted_at IS NULL ORDER BY created_at, id",
-            )
-            .fetch_all(self.pool())
-            .await
-            .map_err(db_error::<DB>)?;
-            rows.into_iter()
-                .map(|(id, url, events, secret, created_by, created_at_ms)| {
-                    Ok(Webhook {
-                        id: id.0,
-                        url: url.0,
-                        events: from_json("webhook events", &events.0)?,
-                        secret: secret.0,
-                        created_by: created_by.0,
-                        created_at_ms,
-                    })
-                })
-                .collect()
+        let all = sqlx::query_as(
+            "SELECT id, url, events, secret, created_by, created_at FROM webhooks \
+             WHERE deleted_at IS NULL ORDER BY created_at, id",
+        );
+        type Row = (Text, Text, Text, Text, Text, i64);
+        self.all_rows(all, |(id, url, events, secret, created_by, created_at_ms): Row| {
+            Ok(Webhook {
+                id: id.0,
+                url: url.0,
+                events: from_json("webhook events", &events.0)?,
+                secret: secret.0,
+                created_by: created_by.0,
+                created_at_ms,
+            })
         })
         .await
     }
@@ -415,30 +351,15 @@ sql_impl! {
             let sql = DB::placeholders(
                 "UPDATE webhooks SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
             );
-            let done = sqlx::query(&sql)
-                .bind(audit.at_ms)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            if DB::rows_affected(&done) != 1 {
-                tx.rollback().await.map_err(db_error::<DB>)?;
-                return Ok(false);
+            if !Self::changed_one(&mut tx, sqlx::query(&sql).bind(audit.at_ms).bind(id)).await? {
+                return Self::rolled_back(tx, false).await;
             }
             let sql = DB::placeholders(
                 "UPDATE webhook_deliveries SET state = 'dead' \
                  WHERE webhook_id = ? AND state = 'pending'",
             );
-            sqlx::query(&sql)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            bind_audit(sqlx::query(&DB::placeholders(INSERT_AUDIT)), audit)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            tx.commit().await.map_err(db_error::<DB>)?;
+            Self::run(&mut tx, sqlx::query(&sql).bind(id)).await?;
+            Self::commit_audited(tx, audit).await?;
             Ok(true)
         })
         .await
@@ -448,30 +369,20 @@ sql_impl! {
         &self,
         limit: u32,
     ) -> PortResult<Vec<(i64, CampaignEvent)>> {
-        within::<DB, _>(async {
-            let sql = DB::placeholders(
-                "SELECT id, campaign_id, kind, at_ms, data FROM campaign_events \
-                 WHERE dispatched = 0 ORDER BY id LIMIT ?",
-            );
-            let rows: Vec<(i64, Text, Text, i64, Text)> = sqlx::query_as(&sql)
-                .bind(i64::from(limit))
-                .fetch_all(self.pool())
-                .await
-                .map_err(db_error::<DB>)?;
-            Ok(rows
-                .into_iter()
-                .map(|(id, campaign_id, kind, at_ms, data)| {
-                    (
-                        id,
-                        CampaignEvent {
-                            kind: kind.0,
-                            campaign_id: campaign_id.0,
-                            at_ms,
-                            data: data.0,
-                        },
-                    )
-                })
-                .collect())
+        let sql = DB::placeholders(
+            "SELECT id, campaign_id, kind, at_ms, data FROM campaign_events \
+             WHERE dispatched = 0 ORDER BY id LIMIT ?",
+        );
+        let query = sqlx::query_as(&sql).bind(i64::from(limit));
+        type Row = (i64, Text, Text, i64, Text);
+        self.all_rows(query, |(id, campaign_id, kind, at_ms, data): Row| {
+            let event = CampaignEvent {
+                kind: kind.0,
+                campaign_id: campaign_id.0,
+                at_ms,
+                data: data.0,
+            };
+            Ok((id, event))
         })
         .await
     }
@@ -547,13 +458,11 @@ sql_impl! {
             for r in rows {
                 let mut delivery = delivery_of((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8))?;
                 // Leased only if nobody leased or tried it since it was read.
-                let done = sqlx::query(&take)
+                let lease = sqlx::query(&take)
                     .bind(until_ms)
                     .bind(delivery.id.as_str())
-                    .bind(delivery.next_attempt_at_ms)
-                    .execute(self.pool())
-                    .await
-                    .map_err(db_error::<DB>)?;
+                    .bind(delivery.next_attempt_at_ms);
+                let done = lease.execute(self.pool()).await.map_err(db_error::<DB>)?;
                 if DB::rows_affected(&done) == 1 {
                     delivery.next_attempt_at_ms = until_ms;
                     leased.push(DueDelivery {
@@ -575,33 +484,26 @@ sql_impl! {
                 "UPDATE webhook_deliveries SET state = ?, attempts = ?, next_attempt_at = ? \
                  WHERE id = ?",
             );
-            sqlx::query(&sql)
+            let update = sqlx::query(&sql)
                 .bind(d.state.as_str())
                 .bind(i64::from(d.attempts))
                 .bind(d.next_attempt_at_ms)
-                .bind(d.id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            let sql = format!(
-                "{}{}",
-                DB::placeholders(
-                    "INSERT INTO webhook_attempts \
-                     (delivery_id, attempt, at_ms, status, error, duration_ms) \
-                     VALUES (?, ?, ?, ?, ?, ?)"
-                ),
-                DB::keep_existing("delivery_id, attempt", "attempt")
+                .bind(d.id.as_str());
+            Self::run(&mut tx, update).await?;
+            let sql = with_tail::<DB>(
+                "INSERT INTO webhook_attempts \
+                 (delivery_id, attempt, at_ms, status, error, duration_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+                DB::keep_existing("delivery_id, attempt", "attempt"),
             );
-            sqlx::query(&sql)
+            let insert = sqlx::query(&sql)
                 .bind(d.id.as_str())
                 .bind(i64::from(a.attempt))
                 .bind(a.at_ms)
                 .bind(a.status.map(i64::from))
                 .bind(a.error.as_deref())
-                .bind(a.duration_ms)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
+                .bind(a.duration_ms);
+            Self::run(&mut tx, insert).await?;
             tx.commit().await.map_err(db_error::<DB>)
         })
         .await

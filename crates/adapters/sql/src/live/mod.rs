@@ -11,6 +11,11 @@ use liveops_core::stores::AuditEntry;
 use liveops_core::{PortError, PortResult};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use sqlx::query::{Query, QueryAs};
+use sqlx::Transaction;
+
+use crate::dialect::db_error;
+use crate::repository::within;
 
 /// Opens an `impl SqlRepository<DB>` block with the bounds the generic SQL code needs (the same
 /// as the repository's own), so each file states them once.
@@ -48,6 +53,14 @@ pub(crate) fn from_json<T: DeserializeOwned>(what: &str, text: &str) -> PortResu
     serde_json::from_str(text).map_err(|e| PortError::Corrupt(format!("{what}: {e}")))
 }
 
+/// `sql` in the dialect's placeholders, followed by `tail` (a lock clause or an upsert's end).
+pub(crate) fn with_tail<DB: crate::Dialect>(
+    sql: &'static str,
+    tail: impl std::fmt::Display,
+) -> String {
+    format!("{}{}", DB::placeholders(sql), tail)
+}
+
 /// The SQL that writes an audit entry; bind with [`bind_audit`].
 pub(crate) const INSERT_AUDIT: &str =
     "INSERT INTO audit_log (at_ms, actor, action, target, before_json, after_json) \
@@ -71,4 +84,107 @@ where
         .bind(audit.target.as_str())
         .bind(audit.before.as_deref())
         .bind(audit.after.as_deref())
+}
+
+sql_impl! {
+    /// The row `query` selects on the primary, if any, made a value by `of`.
+    pub(crate) async fn optional_row<'q, R, T>(
+        &self,
+        query: QueryAs<'q, DB, R, DB::Arguments<'q>>,
+        of: impl FnOnce(R) -> PortResult<T>,
+    ) -> PortResult<Option<T>>
+    where
+        R: for<'r> sqlx::FromRow<'r, DB::Row> + Send + Unpin,
+    {
+        within::<DB, _>(async {
+            let row = query
+                .fetch_optional(self.pool())
+                .await
+                .map_err(db_error::<DB>)?;
+            row.map(of).transpose()
+        })
+        .await
+    }
+
+    /// Every row `query` selects on the primary, each made a value by `of`.
+    pub(crate) async fn all_rows<'q, R, T>(
+        &self,
+        query: QueryAs<'q, DB, R, DB::Arguments<'q>>,
+        of: impl FnMut(R) -> PortResult<T>,
+    ) -> PortResult<Vec<T>>
+    where
+        R: for<'r> sqlx::FromRow<'r, DB::Row> + Send + Unpin,
+    {
+        within::<DB, _>(async {
+            let rows = query.fetch_all(self.pool()).await.map_err(db_error::<DB>)?;
+            rows.into_iter().map(of).collect()
+        })
+        .await
+    }
+
+    /// The one row `query` selects on `conn` (a transaction's connection).
+    pub(crate) async fn row_on<'q, R>(
+        conn: &mut DB::Connection,
+        query: QueryAs<'q, DB, R, DB::Arguments<'q>>,
+    ) -> PortResult<R>
+    where
+        R: for<'r> sqlx::FromRow<'r, DB::Row> + Send + Unpin,
+    {
+        query.fetch_one(&mut *conn).await.map_err(db_error::<DB>)
+    }
+
+    /// The row `query` selects on `conn` (a transaction's connection), if any.
+    pub(crate) async fn optional_on<'q, R>(
+        conn: &mut DB::Connection,
+        query: QueryAs<'q, DB, R, DB::Arguments<'q>>,
+    ) -> PortResult<Option<R>>
+    where
+        R: for<'r> sqlx::FromRow<'r, DB::Row> + Send + Unpin,
+    {
+        query.fetch_optional(&mut *conn).await.map_err(db_error::<DB>)
+    }
+
+    /// Runs `query` on `conn` (a transaction's connection).
+    pub(crate) async fn run<'q>(
+        conn: &mut DB::Connection,
+        query: Query<'q, DB, DB::Arguments<'q>>,
+    ) -> PortResult<DB::QueryResult> {
+        query.execute(&mut *conn).await.map_err(db_error::<DB>)
+    }
+
+    /// Runs `query` on the primary, within the call bound.
+    pub(crate) async fn run_alone<'q>(&self, query: Query<'q, DB, DB::Arguments<'q>>) -> PortResult<()> {
+        within::<DB, _>(async {
+            query
+                .execute(self.pool())
+                .await
+                .map(drop)
+                .map_err(db_error::<DB>)
+        })
+        .await
+    }
+
+    /// Whether `query`, run on `conn`, changed exactly one row (a conditional write that matched).
+    pub(crate) async fn changed_one<'q>(
+        conn: &mut DB::Connection,
+        query: Query<'q, DB, DB::Arguments<'q>>,
+    ) -> PortResult<bool> {
+        Ok(DB::rows_affected(&Self::run(conn, query).await?) == 1)
+    }
+
+    /// Writes `audit` in `tx`, then commits it: every audited change ends this way.
+    pub(crate) async fn commit_audited(
+        mut tx: Transaction<'static, DB>,
+        audit: &AuditEntry,
+    ) -> PortResult<()> {
+        let sql = DB::placeholders(INSERT_AUDIT);
+        Self::run(&mut tx, bind_audit(sqlx::query(&sql), audit)).await?;
+        tx.commit().await.map_err(db_error::<DB>)
+    }
+
+    /// Rolls `tx` back and answers `value`: how a write that finds nothing to do ends.
+    pub(crate) async fn rolled_back<T>(tx: Transaction<'static, DB>, value: T) -> PortResult<T> {
+        tx.rollback().await.map_err(db_error::<DB>)?;
+        Ok(value)
+    }
 }

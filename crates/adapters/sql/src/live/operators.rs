@@ -3,8 +3,8 @@
 use liveops_core::stores::{ApiKeyInfo, AuditEntry, OperatorRecord, Role, Session};
 use liveops_core::{PortError, PortResult};
 
-use super::{bind_audit, sql_impl, INSERT_AUDIT};
-use crate::dialect::{db_error, to_u64, Text};
+use super::{bind_audit, sql_impl, with_tail, INSERT_AUDIT};
+use crate::dialect::{to_u64, Text};
 use crate::repository::within;
 
 /// An audit row as selected: at, actor, action, target, before, after.
@@ -44,26 +44,33 @@ fn operator_of(row: OperatorRow) -> PortResult<OperatorRecord> {
 /// An API key row without its secret: id, name, creator, created, revoked.
 type ApiKeyRow = (Text, Text, Text, i64, Option<i64>);
 
-fn api_key_of((key_id, name, created_by, created_at_ms, revoked_at_ms): ApiKeyRow) -> ApiKeyInfo {
-    ApiKeyInfo {
+fn api_key_of(
+    (key_id, name, created_by, created_at_ms, revoked_at_ms): ApiKeyRow,
+) -> PortResult<ApiKeyInfo> {
+    Ok(ApiKeyInfo {
         key_id: key_id.0,
         name: name.0,
         created_by: created_by.0,
         created_at_ms,
         revoked_at_ms,
-    }
+    })
+}
+
+/// `SELECT` of an API key row without its secret, with `$tail` after the table.
+macro_rules! select_api_keys {
+    ($tail:literal) => {
+        concat!(
+            "SELECT key_id, name, created_by, created_at, revoked_at FROM api_keys",
+            $tail
+        )
+    };
 }
 
 sql_impl! {
     pub(crate) async fn operator_count(&self) -> PortResult<u64> {
-        within::<DB, _>(async {
-            let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM operators")
-                .fetch_one(self.pool())
-                .await
-                .map_err(db_error::<DB>)?;
-            Ok(to_u64(n))
-        })
-        .await
+        let count = sqlx::query_as("SELECT COUNT(*) FROM operators");
+        let n = self.optional_row(count, |(n,): (i64,)| Ok(to_u64(n))).await?;
+        Ok(n.unwrap_or(0))
     }
 
     pub(crate) async fn create_operator(
@@ -73,82 +80,46 @@ sql_impl! {
     ) -> PortResult<bool> {
         within::<DB, _>(async {
             let (mut tx, _turn) = self.begin_write().await?;
-            let sql = format!(
-                "{}{}",
-                DB::placeholders(
-                    "INSERT INTO operators \
-                     (id, email, password_hash, role, disabled, created_at, updated_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?)"
-                ),
-                DB::keep_existing("email", "email")
+            let sql = with_tail::<DB>(
+                "INSERT INTO operators \
+                 (id, email, password_hash, role, disabled, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                DB::keep_existing("email", "email"),
             );
-            sqlx::query(&sql)
+            let insert = sqlx::query(&sql)
                 .bind(op.id.as_str())
                 .bind(op.email.as_str())
                 .bind(op.password_hash.as_str())
                 .bind(op.role.as_str())
                 .bind(i16::from(op.disabled))
                 .bind(op.created_at_ms)
-                .bind(op.updated_at_ms)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
+                .bind(op.updated_at_ms);
+            Self::run(&mut tx, insert).await?;
             let sql = DB::placeholders("SELECT id FROM operators WHERE email = ?");
-            let (id,): (Text,) = sqlx::query_as(&sql)
-                .bind(op.email.as_str())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
+            let (id,): (Text,) =
+                Self::row_on(&mut tx, sqlx::query_as(&sql).bind(op.email.as_str())).await?;
             if id.0 != op.id {
-                tx.rollback().await.map_err(db_error::<DB>)?;
-                return Ok(false);
+                return Self::rolled_back(tx, false).await;
             }
-            bind_audit(sqlx::query(&DB::placeholders(INSERT_AUDIT)), audit)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            tx.commit().await.map_err(db_error::<DB>)?;
+            Self::commit_audited(tx, audit).await?;
             Ok(true)
         })
         .await
     }
 
     pub(crate) async fn operator_by_email(&self, email: &str) -> PortResult<Option<OperatorRecord>> {
-        self.operator_where(select_operators!(" WHERE email = ?"), email)
-            .await
+        let sql = DB::placeholders(select_operators!(" WHERE email = ?"));
+        self.optional_row(sqlx::query_as(&sql).bind(email), operator_of).await
     }
 
     pub(crate) async fn operator(&self, id: &str) -> PortResult<Option<OperatorRecord>> {
-        self.operator_where(select_operators!(" WHERE id = ?"), id).await
-    }
-
-    async fn operator_where(
-        &self,
-        sql: &'static str,
-        value: &str,
-    ) -> PortResult<Option<OperatorRecord>> {
-        within::<DB, _>(async {
-            let sql = DB::placeholders(sql);
-            let row: Option<OperatorRow> = sqlx::query_as(&sql)
-                .bind(value)
-                .fetch_optional(self.pool())
-                .await
-                .map_err(db_error::<DB>)?;
-            row.map(operator_of).transpose()
-        })
-        .await
+        let sql = DB::placeholders(select_operators!(" WHERE id = ?"));
+        self.optional_row(sqlx::query_as(&sql).bind(id), operator_of).await
     }
 
     pub(crate) async fn operators(&self) -> PortResult<Vec<OperatorRecord>> {
-        within::<DB, _>(async {
-            let rows: Vec<OperatorRow> =
-                sqlx::query_as(select_operators!(" ORDER BY created_at, id"))
-                .fetch_all(self.pool())
-                .await
-                .map_err(db_error::<DB>)?;
-            rows.into_iter().map(operator_of).collect()
-        })
-        .await
+        let all = sqlx::query_as(select_operators!(" ORDER BY created_at, id"));
+        self.all_rows(all, operator_of).await
     }
 
     pub(crate) async fn update_operator(
@@ -163,47 +134,30 @@ sql_impl! {
                 "UPDATE operators SET role = ?, disabled = ?, password_hash = ?, updated_at = ? \
                  WHERE id = ? AND updated_at = ?",
             );
-            let done = sqlx::query(&sql)
+            let update = sqlx::query(&sql)
                 .bind(after.role.as_str())
                 .bind(i16::from(after.disabled))
                 .bind(after.password_hash.as_str())
                 .bind(after.updated_at_ms)
                 .bind(before.id.as_str())
-                .bind(before.updated_at_ms)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            if DB::rows_affected(&done) != 1 {
-                tx.rollback().await.map_err(db_error::<DB>)?;
-                return Ok(false);
+                .bind(before.updated_at_ms);
+            if !Self::changed_one(&mut tx, update).await? {
+                return Self::rolled_back(tx, false).await;
             }
             if after.disabled {
                 let sql = DB::placeholders("DELETE FROM operator_sessions WHERE operator_id = ?");
-                sqlx::query(&sql)
-                    .bind(before.id.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error::<DB>)?;
+                Self::run(&mut tx, sqlx::query(&sql).bind(before.id.as_str())).await?;
             }
-            bind_audit(sqlx::query(&DB::placeholders(INSERT_AUDIT)), audit)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            tx.commit().await.map_err(db_error::<DB>)?;
+            Self::commit_audited(tx, audit).await?;
             Ok(true)
         })
         .await
     }
 
     pub(crate) async fn any_operator(&self) -> PortResult<bool> {
-        within::<DB, _>(async {
-            let row: Option<(Text,)> = sqlx::query_as("SELECT id FROM operators LIMIT 1")
-                .fetch_optional(self.pool())
-                .await
-                .map_err(db_error::<DB>)?;
-            Ok(row.is_some())
-        })
-        .await
+        let first = sqlx::query_as("SELECT id FROM operators LIMIT 1");
+        let row = self.optional_row(first, |(id,): (Text,)| Ok(id)).await?;
+        Ok(row.is_some())
     }
 
     pub(crate) async fn open_session(
@@ -212,37 +166,28 @@ sql_impl! {
         operator_id: &str,
         expires_at_ms: i64,
     ) -> PortResult<()> {
-        within::<DB, _>(async {
-            let sql = DB::placeholders(
-                "INSERT INTO operator_sessions (token_hash, operator_id, created_at, expires_at) \
-                 VALUES (?, ?, ?, ?)",
-            );
-            sqlx::query(&sql)
-                .bind(token_hash)
-                .bind(operator_id)
-                .bind(liveops_core::now_ms())
-                .bind(expires_at_ms)
-                .execute(self.pool())
-                .await
-                .map(drop)
-                .map_err(db_error::<DB>)
-        })
-        .await
+        let sql = DB::placeholders(
+            "INSERT INTO operator_sessions (token_hash, operator_id, created_at, expires_at) \
+             VALUES (?, ?, ?, ?)",
+        );
+        let insert = sqlx::query(&sql)
+            .bind(token_hash)
+            .bind(operator_id)
+            .bind(liveops_core::now_ms())
+            .bind(expires_at_ms);
+        self.run_alone(insert).await
     }
 
     pub(crate) async fn session(&self, token_hash: &str) -> PortResult<Option<Session>> {
-        within::<DB, _>(async {
-            let sql = DB::placeholders(
-                "SELECT s.operator_id, o.email, o.role, o.disabled, s.expires_at \
-                 FROM operator_sessions s JOIN operators o ON o.id = s.operator_id \
-                 WHERE s.token_hash = ?",
-            );
-            let row: Option<(Text, Text, Text, i16, i64)> = sqlx::query_as(&sql)
-                .bind(token_hash)
-                .fetch_optional(self.pool())
-                .await
-                .map_err(db_error::<DB>)?;
-            row.map(|(operator_id, email, role, disabled, expires_at_ms)| {
+        let sql = DB::placeholders(
+            "SELECT s.operator_id, o.email, o.role, o.disabled, s.expires_at \
+             FROM operator_sessions s JOIN operators o ON o.id = s.operator_id \
+             WHERE s.token_hash = ?",
+        );
+        let query = sqlx::query_as(&sql).bind(token_hash);
+        self.optional_row(
+            query,
+            |(operator_id, email, role, disabled, expires_at_ms): (Text, Text, Text, i16, i64)| {
                 Ok(Session {
                     operator_id: operator_id.0,
                     email: email.0,
@@ -250,59 +195,36 @@ sql_impl! {
                     disabled: disabled != 0,
                     expires_at_ms,
                 })
-            })
-            .transpose()
-        })
+            },
+        )
         .await
     }
 
     pub(crate) async fn close_session(&self, token_hash: &str) -> PortResult<()> {
-        within::<DB, _>(async {
-            let sql = DB::placeholders("DELETE FROM operator_sessions WHERE token_hash = ?");
-            sqlx::query(&sql)
-                .bind(token_hash)
-                .execute(self.pool())
-                .await
-                .map(drop)
-                .map_err(db_error::<DB>)
-        })
-        .await
+        let sql = DB::placeholders("DELETE FROM operator_sessions WHERE token_hash = ?");
+        self.run_alone(sqlx::query(&sql).bind(token_hash)).await
     }
 
     pub(crate) async fn record_audit(&self, entry: &AuditEntry) -> PortResult<()> {
-        within::<DB, _>(async {
-            bind_audit(sqlx::query(&DB::placeholders(INSERT_AUDIT)), entry)
-                .execute(self.pool())
-                .await
-                .map(drop)
-                .map_err(db_error::<DB>)
-        })
-        .await
+        let sql = DB::placeholders(INSERT_AUDIT);
+        self.run_alone(bind_audit(sqlx::query(&sql), entry)).await
     }
 
     pub(crate) async fn audit(&self, limit: u32) -> PortResult<Vec<AuditEntry>> {
-        within::<DB, _>(async {
-            let sql = DB::placeholders(
-                "SELECT at_ms, actor, action, target, before_json, after_json FROM audit_log \
-                 ORDER BY id DESC LIMIT ?",
-            );
-            let rows: Vec<AuditRow> =
-                sqlx::query_as(&sql)
-                    .bind(i64::from(limit))
-                    .fetch_all(self.pool())
-                    .await
-                    .map_err(db_error::<DB>)?;
-            Ok(rows
-                .into_iter()
-                .map(|(at_ms, actor, action, target, before, after)| AuditEntry {
-                    at_ms,
-                    actor: actor.0,
-                    action: action.0,
-                    target: target.0,
-                    before: before.map(String::from),
-                    after: after.map(String::from),
-                })
-                .collect())
+        let sql = DB::placeholders(
+            "SELECT at_ms, actor, action, target, before_json, after_json FROM audit_log \
+             ORDER BY id DESC LIMIT ?",
+        );
+        let query = sqlx::query_as(&sql).bind(i64::from(limit));
+        self.all_rows(query, |(at_ms, actor, action, target, before, after): AuditRow| {
+            Ok(AuditEntry {
+                at_ms,
+                actor: actor.0,
+                action: action.0,
+                target: target.0,
+                before: before.map(String::from),
+                after: after.map(String::from),
+            })
         })
         .await
     }
@@ -319,37 +241,22 @@ sql_impl! {
                 "INSERT INTO api_keys (key_id, name, secret, created_by, created_at, revoked_at) \
                  VALUES (?, ?, ?, ?, ?, ?)",
             );
-            sqlx::query(&sql)
+            let insert = sqlx::query(&sql)
                 .bind(key.key_id.as_str())
                 .bind(key.name.as_str())
                 .bind(secret)
                 .bind(key.created_by.as_str())
                 .bind(key.created_at_ms)
-                .bind(key.revoked_at_ms)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            bind_audit(sqlx::query(&DB::placeholders(INSERT_AUDIT)), audit)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            tx.commit().await.map_err(db_error::<DB>)
+                .bind(key.revoked_at_ms);
+            Self::run(&mut tx, insert).await?;
+            Self::commit_audited(tx, audit).await
         })
         .await
     }
 
     pub(crate) async fn api_keys(&self) -> PortResult<Vec<ApiKeyInfo>> {
-        within::<DB, _>(async {
-            let rows: Vec<ApiKeyRow> = sqlx::query_as(
-                "SELECT key_id, name, created_by, created_at, revoked_at FROM api_keys \
-                 ORDER BY created_at DESC, key_id DESC",
-            )
-            .fetch_all(self.pool())
-            .await
-            .map_err(db_error::<DB>)?;
-            Ok(rows.into_iter().map(api_key_of).collect())
-        })
-        .await
+        let all = sqlx::query_as(select_api_keys!(" ORDER BY created_at DESC, key_id DESC"));
+        self.all_rows(all, api_key_of).await
     }
 
     pub(crate) async fn revoke_api_key(
@@ -362,49 +269,24 @@ sql_impl! {
             let sql = DB::placeholders(
                 "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
             );
-            let done = sqlx::query(&sql)
-                .bind(audit.at_ms)
-                .bind(key_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            if DB::rows_affected(&done) != 1 {
-                tx.rollback().await.map_err(db_error::<DB>)?;
-                return Ok(None);
+            let revoke = sqlx::query(&sql).bind(audit.at_ms).bind(key_id);
+            if !Self::changed_one(&mut tx, revoke).await? {
+                return Self::rolled_back(tx, None).await;
             }
-            let sql = DB::placeholders(
-                "SELECT key_id, name, created_by, created_at, revoked_at FROM api_keys \
-                 WHERE key_id = ?",
-            );
-            let row: ApiKeyRow = sqlx::query_as(&sql)
-                .bind(key_id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            bind_audit(sqlx::query(&DB::placeholders(INSERT_AUDIT)), audit)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            tx.commit().await.map_err(db_error::<DB>)?;
-            Ok(Some(api_key_of(row)))
+            let sql = DB::placeholders(select_api_keys!(" WHERE key_id = ?"));
+            let row: ApiKeyRow = Self::row_on(&mut tx, sqlx::query_as(&sql).bind(key_id)).await?;
+            Self::commit_audited(tx, audit).await?;
+            api_key_of(row).map(Some)
         })
         .await
     }
 
     pub(crate) async fn active_api_keys(&self) -> PortResult<Vec<(String, Vec<u8>)>> {
-        within::<DB, _>(async {
-            let rows: Vec<(Text, Text)> = sqlx::query_as(
-                "SELECT key_id, secret FROM api_keys WHERE revoked_at IS NULL \
-                 ORDER BY created_at, key_id",
-            )
-            .fetch_all(self.pool())
+        let active = sqlx::query_as(
+            "SELECT key_id, secret FROM api_keys WHERE revoked_at IS NULL \
+             ORDER BY created_at, key_id",
+        );
+        self.all_rows(active, |(k, s): (Text, Text)| Ok((k.0, s.0.into_bytes())))
             .await
-            .map_err(db_error::<DB>)?;
-            Ok(rows
-                .into_iter()
-                .map(|(k, s)| (k.0, s.0.into_bytes()))
-                .collect())
-        })
-        .await
     }
 }

@@ -6,7 +6,7 @@ use liveops_core::stores::{Award, CampaignEvent, CampaignState, Entered, Entry, 
 use liveops_core::PortResult;
 
 use super::campaigns::parse_state;
-use super::{from_json, sql_impl, to_json};
+use super::{from_json, sql_impl, to_json, with_tail};
 use crate::dialect::{db_error, to_u64, Text};
 use crate::repository::within;
 use crate::statement::Statement;
@@ -25,15 +25,17 @@ macro_rules! select_entries {
     };
 }
 
-fn entry_of((entry_id, campaign_id, player_id, slot, entered_at_ms, sig): EntryRow) -> Entry {
-    Entry {
+fn entry_of(
+    (entry_id, campaign_id, player_id, slot, entered_at_ms, sig): EntryRow,
+) -> PortResult<Entry> {
+    Ok(Entry {
         entry_id: entry_id.0,
         campaign_id: campaign_id.0,
         player_id: player_id.0,
         slot: slot.0,
         entered_at_ms,
         request_sig: sig.0,
-    }
+    })
 }
 
 /// An outcome row, in [`SELECT_OUTCOME`]'s order.
@@ -72,52 +74,38 @@ sql_impl! {
     pub(crate) async fn enter(&self, entry: &Entry) -> PortResult<Entered> {
         within::<DB, _>(async {
             let (mut tx, _turn) = self.begin_write().await?;
-            let sql = format!(
-                "{}{}",
-                DB::placeholders("SELECT state FROM campaigns WHERE id = ?"),
-                DB::LOCK_SHARED
-            );
-            let state: Option<(Text,)> = sqlx::query_as(&sql)
-                .bind(entry.campaign_id.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
+            let sql = with_tail::<DB>("SELECT state FROM campaigns WHERE id = ?", DB::LOCK_SHARED);
+            let state: Option<(Text,)> =
+                Self::optional_on(&mut tx, sqlx::query_as(&sql).bind(entry.campaign_id.as_str()))
+                    .await?;
             let state = state.map(|(s,)| parse_state(&s.0)).transpose()?;
             if state != Some(CampaignState::Live) {
-                tx.rollback().await.map_err(db_error::<DB>)?;
-                return Ok(Entered::NotLive(state));
+                return Self::rolled_back(tx, Entered::NotLive(state)).await;
             }
-            let sql = format!(
-                "{}{}",
-                DB::placeholders(
-                    "INSERT INTO campaign_entries \
-                     (entry_id, campaign_id, player_id, slot, entered_at, request_sig) \
-                     VALUES (?, ?, ?, ?, ?, ?)"
-                ),
-                DB::keep_existing("campaign_id, player_id, slot", "entry_id")
+            let sql = with_tail::<DB>(
+                "INSERT INTO campaign_entries \
+                 (entry_id, campaign_id, player_id, slot, entered_at, request_sig) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+                DB::keep_existing("campaign_id, player_id, slot", "entry_id"),
             );
-            sqlx::query(&sql)
+            let insert = sqlx::query(&sql)
                 .bind(entry.entry_id.as_str())
                 .bind(entry.campaign_id.as_str())
                 .bind(entry.player_id.as_str())
                 .bind(entry.slot.as_str())
                 .bind(entry.entered_at_ms)
-                .bind(entry.request_sig.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
+                .bind(entry.request_sig.as_str());
+            Self::run(&mut tx, insert).await?;
             let sql = DB::placeholders(select_entries!(
                 " WHERE campaign_id = ? AND player_id = ? AND slot = ?"
             ));
-            let row: EntryRow = sqlx::query_as(&sql)
+            let kept = sqlx::query_as(&sql)
                 .bind(entry.campaign_id.as_str())
                 .bind(entry.player_id.as_str())
-                .bind(entry.slot.as_str())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
+                .bind(entry.slot.as_str());
+            let row: EntryRow = Self::row_on(&mut tx, kept).await?;
             tx.commit().await.map_err(db_error::<DB>)?;
-            let stored = entry_of(row);
+            let stored = entry_of(row)?;
             Ok(if stored.entry_id == entry.entry_id {
                 Entered::Created(stored)
             } else {
@@ -128,32 +116,17 @@ sql_impl! {
     }
 
     pub(crate) async fn entry_by_request(&self, request_sig: &str) -> PortResult<Option<Entry>> {
-        within::<DB, _>(async {
-            let sql = DB::placeholders(select_entries!(" WHERE request_sig = ?"));
-            let row: Option<EntryRow> = sqlx::query_as(&sql)
-                .bind(request_sig)
-                .fetch_optional(self.pool())
-                .await
-                .map_err(db_error::<DB>)?;
-            Ok(row.map(entry_of))
-        })
-        .await
+        let sql = DB::placeholders(select_entries!(" WHERE request_sig = ?"));
+        self.optional_row(sqlx::query_as(&sql).bind(request_sig), entry_of).await
     }
 
     pub(crate) async fn entrants(&self, campaign_id: &str) -> PortResult<Vec<String>> {
-        within::<DB, _>(async {
-            let sql = DB::placeholders(
-                "SELECT DISTINCT player_id FROM campaign_entries WHERE campaign_id = ?",
-            );
-            let rows: Vec<(Text,)> = sqlx::query_as(&sql)
-                .bind(campaign_id)
-                .fetch_all(self.pool())
-                .await
-                .map_err(db_error::<DB>)?;
-            // Sorted here, by bytes, whatever the database's collation.
-            Ok(liveops_core::draw::entrants(rows.into_iter().map(|(p,)| p.0)))
-        })
-        .await
+        let sql =
+            DB::placeholders("SELECT DISTINCT player_id FROM campaign_entries WHERE campaign_id = ?");
+        let query = sqlx::query_as(&sql).bind(campaign_id);
+        let players = self.all_rows(query, |(p,): (Text,)| Ok(p.0)).await?;
+        // Sorted here, by bytes, whatever the database's collation.
+        Ok(liveops_core::draw::entrants(players))
     }
 
     pub(crate) async fn entries_of(
@@ -174,7 +147,9 @@ sql_impl! {
                     .fetch_all(self.pool())
                     .await
                     .map_err(db_error::<DB>)?;
-                out.extend(rows.into_iter().map(entry_of));
+                for row in rows {
+                    out.push(entry_of(row)?);
+                }
             }
             Ok(out)
         })
@@ -190,34 +165,24 @@ sql_impl! {
         let awards = to_json("outcome awards", &outcome.awards)?;
         within::<DB, _>(async {
             let (mut tx, _turn) = self.begin_write().await?;
+            let campaign_id = outcome.campaign_id.as_str();
             // The campaign's row, locked: replicas deciding the same campaign take turns here.
-            let sql = format!(
-                "{}{}",
-                DB::placeholders("SELECT id FROM campaigns WHERE id = ?"),
-                DB::LOCK_ROWS
-            );
-            let _: Option<(Text,)> = sqlx::query_as(&sql)
-                .bind(outcome.campaign_id.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
+            let sql = with_tail::<DB>("SELECT id FROM campaigns WHERE id = ?", DB::LOCK_ROWS);
+            let _: Option<(Text,)> =
+                Self::optional_on(&mut tx, sqlx::query_as(&sql).bind(campaign_id)).await?;
             let sql = DB::placeholders(SELECT_OUTCOME);
-            let existing: Option<OutcomeRow> = sqlx::query_as(&sql)
-                .bind(outcome.campaign_id.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
+            let existing: Option<OutcomeRow> =
+                Self::optional_on(&mut tx, sqlx::query_as(&sql).bind(campaign_id)).await?;
             if let Some(row) = existing {
-                tx.rollback().await.map_err(db_error::<DB>)?;
-                return outcome_of(&outcome.campaign_id, row);
+                return Self::rolled_back(tx, outcome_of(campaign_id, row)?).await;
             }
             let sql = DB::placeholders(
                 "INSERT INTO campaign_outcomes (campaign_id, algorithm, entrants, entrants_hash, \
                  seed, commitment, winner_count, source, awards, decided_at) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             );
-            sqlx::query(&sql)
-                .bind(outcome.campaign_id.as_str())
+            let insert = sqlx::query(&sql)
+                .bind(campaign_id)
                 .bind(outcome.algorithm.as_str())
                 .bind(entrants.as_str())
                 .bind(outcome.entrants_hash.as_str())
@@ -226,44 +191,24 @@ sql_impl! {
                 .bind(outcome.winner_count.map(i64::from))
                 .bind(outcome.source.as_deref())
                 .bind(awards.as_str())
-                .bind(outcome.decided_at_ms)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            if let Some(e) = event {
-                Self::insert_event(&mut tx, e).await?;
-            }
-            tx.commit().await.map_err(db_error::<DB>)?;
+                .bind(outcome.decided_at_ms);
+            Self::run(&mut tx, insert).await?;
+            Self::commit_with_event(tx, event).await?;
             Ok(outcome.clone())
         })
         .await
     }
 
     pub(crate) async fn outcome(&self, campaign_id: &str) -> PortResult<Option<Outcome>> {
-        within::<DB, _>(async {
-            let sql = DB::placeholders(SELECT_OUTCOME);
-            let row: Option<OutcomeRow> = sqlx::query_as(&sql)
-                .bind(campaign_id)
-                .fetch_optional(self.pool())
-                .await
-                .map_err(db_error::<DB>)?;
-            row.map(|r| outcome_of(campaign_id, r)).transpose()
-        })
-        .await
+        let sql = DB::placeholders(SELECT_OUTCOME);
+        let query = sqlx::query_as(&sql).bind(campaign_id);
+        self.optional_row(query, |row| outcome_of(campaign_id, row)).await
     }
 
     pub(crate) async fn season_xp(&self, player_id: &str, season: i64) -> PortResult<u64> {
-        within::<DB, _>(async {
-            let sql =
-                DB::placeholders("SELECT xp FROM player_xp WHERE player_id = ? AND season = ?");
-            let row: Option<(i64,)> = sqlx::query_as(&sql)
-                .bind(player_id)
-                .bind(season)
-                .fetch_optional(self.pool())
-                .await
-                .map_err(db_error::<DB>)?;
-            Ok(row.map_or(0, |(xp,)| to_u64(xp)))
-        })
-        .await
+        let sql = DB::placeholders("SELECT xp FROM player_xp WHERE player_id = ? AND season = ?");
+        let query = sqlx::query_as(&sql).bind(player_id).bind(season);
+        let xp = self.optional_row(query, |(xp,): (i64,)| Ok(to_u64(xp))).await?;
+        Ok(xp.unwrap_or(0))
     }
 }

@@ -4,6 +4,8 @@
 #![allow(dead_code)] // each test file uses its own share
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
+pub mod server;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,172 @@
+//! The tests of a server backend (PostgreSQL, MySQL), written once over [`Server`]: what differs
+//! between the two is the URL variable, how a migration lock is held from another session, how
+//! tables are counted and how a database in use is dropped.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use liveops_core::ports::PortError;
+use liveops_sql::Repository;
+use liveops_testkit::conformance;
+use liveops_testkit::conformance::live::LiveStores;
+
+use super::{address, server_url, suffix, with_address, with_database, Proxy};
+
+/// What lets a held migration lock go.
+pub type Release = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
+
+/// A server backend, as its tests see it.
+pub trait Server {
+    /// Its sqlx driver.
+    type DB: sqlx::Database;
+    /// Its repository.
+    type Repo: Repository + LiveStores + 'static;
+    /// The variable holding its test server's URL.
+    const VAR: &'static str;
+    /// The URL schemes that pick it.
+    const SCHEMES: &'static [&'static str];
+    /// The other server backend's scheme, when this build has it (it must not speak to this one).
+    const FOREIGN: Option<&'static str>;
+    /// Counts the tables of the current database, the migration history aside.
+    const TABLES: &'static str;
+    /// Opens the repository at `url` (no migration).
+    fn open(url: String) -> BoxFuture<'static, Result<Self::Repo, PortError>>;
+    /// The repository's pool.
+    fn pool(repo: &Self::Repo) -> &sqlx::Pool<Self::DB>;
+    /// Takes the migration lock of the database at `url` in a session of its own.
+    fn hold_migrations(url: String) -> BoxFuture<'static, Release>;
+    /// The statement dropping database `db` though sessions may still be open on it.
+    fn drop_database(db: &str) -> String;
+}
+
+async fn migrated<S: Server>(url: &str) -> S::Repo {
+    let repo = S::open(url.to_owned()).await.unwrap();
+    repo.migrate().await.unwrap();
+    repo
+}
+
+/// The repository suite passes, twice on one database (the suite shares a database between runs).
+pub async fn passes_the_repository_suite<S: Server>() {
+    let repo = migrated::<S>(&server_url(S::VAR)).await;
+    conformance::stores::run_all(&repo).await;
+    conformance::stores::run_all(&repo).await;
+}
+
+/// The live-event suite passes, twice on one database.
+pub async fn passes_the_live_event_suite<S: Server>() {
+    let repo = Arc::new(migrated::<S>(&server_url(S::VAR)).await);
+    conformance::live::run_all(repo.clone()).await;
+    conformance::live::run_all(repo).await;
+}
+
+/// Migrations of a fresh database apply once, however many migrate at once, and a migration
+/// waits for another migrator holding the lock.
+pub async fn migrations_apply_once_and_wait_for_each_other<S: Server>()
+where
+    for<'c> &'c mut <S::DB as sqlx::Database>::Connection: sqlx::Executor<'c, Database = S::DB>,
+    for<'q> <S::DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, S::DB>,
+    (i64, bool): for<'r> sqlx::FromRow<'r, <S::DB as sqlx::Database>::Row>,
+    (i64,): for<'r> sqlx::FromRow<'r, <S::DB as sqlx::Database>::Row>,
+{
+    let url = server_url(S::VAR);
+    let admin = sqlx::Pool::<S::DB>::connect(&url).await.unwrap();
+    let db = format!("liveops_migrate_{}", suffix());
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let fresh = with_database(&url, &db);
+
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let open = S::open(fresh.clone());
+            tokio::spawn(async move {
+                let repo = open.await?;
+                repo.migrate().await?;
+                Ok::<_, PortError>(repo)
+            })
+        })
+        .collect();
+    let mut repos = Vec::new();
+    for t in tasks {
+        repos.push(t.await.unwrap().unwrap());
+    }
+    // And again, now that everything is applied.
+    repos[0].migrate().await.unwrap();
+
+    let pool = S::pool(&repos[0]);
+    let applied: Vec<(i64, bool)> =
+        sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert_eq!(applied, [(1, true), (3, true), (4, true)]);
+    let (tables,): (i64,) = sqlx::query_as(S::TABLES).fetch_one(pool).await.unwrap();
+    assert_eq!(tables, 9 + 14, "0001's tables and 0003's");
+    conformance::stores::healthcheck(&repos[1]).await;
+    super::purge_removes_only_rows_past_the_cutoff(&repos[1]).await;
+
+    // Another migrator holding the lock for 3 s (longer than the 2 s row-lock bound of
+    // ordinary sessions): migrating waits for it, then succeeds.
+    let release = S::hold_migrations(fresh.clone()).await;
+    let started = Instant::now();
+    let (waited, _) = tokio::join!(repos[2].migrate(), async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        release().await;
+    });
+    waited.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(2_900),
+        "{:?}",
+        started.elapsed()
+    );
+
+    for r in &repos {
+        S::pool(r).close().await;
+    }
+    sqlx::query(&S::drop_database(&db))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
+
+/// `connect_repository` picks this backend by its schemes, and the other server backend does not
+/// speak to it.
+pub async fn picks_it_by_scheme<S: Server>() {
+    let url = server_url(S::VAR);
+    let direct = migrated::<S>(&url).await;
+    super::picks_backend_by_scheme(&url, S::SCHEMES, &direct, S::FOREIGN).await;
+}
+
+/// Ids compare case-sensitively and by bytes; a large snapshot round-trips.
+pub async fn ids_are_case_sensitive_and_large_snapshots_fit<S: Server>() {
+    let repo = migrated::<S>(&server_url(S::VAR)).await;
+    super::ids_are_case_sensitive_and_sorted_by_bytes(&repo).await;
+    super::large_snapshots_round_trip(&repo).await;
+}
+
+/// Opening a server that is not there fails within the connect bound.
+pub async fn opening_a_missing_server_fails_fast<S: Server>() {
+    super::opening_a_missing_server_fails_fast(&server_url(S::VAR), S::open).await;
+}
+
+/// Through a proxy that plays an outage: calls answer `Unavailable` quickly, and the pool
+/// recovers when the server is back.
+pub async fn outage_then_recovery<S: Server>() {
+    let url = server_url(S::VAR);
+    migrated::<S>(&url).await;
+    let proxy = Proxy::start(&address(&url)).await;
+    let repo = S::open(with_address(&url, &proxy.address)).await.unwrap();
+    super::outage_then_recovery(&repo, &proxy).await;
+}
+
+/// A [`Release`] that runs `f`.
+pub fn release_with<F, Fut>(f: F) -> Release
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    Box::new(move || Box::pin(f()))
+}

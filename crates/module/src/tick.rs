@@ -1,0 +1,122 @@
+//! The loop every periodic background task runs (the campaign scheduler, settlement, the webhook
+//! queue, the decider): one round per tick until stopped, a failing round logged once until
+//! one succeeds again.
+
+use std::future::Future;
+use std::time::Duration;
+
+use liveops_core::{PortError, PortResult};
+
+use crate::ConfigError;
+
+/// A task's period from `var`, in milliseconds: between 50 ms and a minute.
+pub fn period(var: &'static str, ms: u64) -> Result<Duration, ConfigError> {
+    ConfigError::within(var, ms, 50..=60_000).map(Duration::from_millis)
+}
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+/// Runs `round` every `tick` until `stop` is cancelled, which also cuts a round short (every
+/// round is a set of transactions a crash may interrupt anyway). The first error of a run of
+/// failures is logged as a warning after `failing` (what cannot be done), the first success after
+/// it as an info line; a failing round is retried on the next tick.
+pub async fn every_tick<T, F, Fut>(
+    tick: Duration,
+    stop: CancellationToken,
+    failing: &'static str,
+    mut round: F,
+) -> Result<(), PortError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = PortResult<T>>,
+{
+    let mut timer = tokio::time::interval(tick);
+    timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut failed = false;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = timer.tick() => {}
+        }
+        let result = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            r = round() => r,
+        };
+        match result {
+            Ok(_) if failed => {
+                failed = false;
+                tracing::info!("{failing}: recovered");
+            }
+            Ok(_) => {}
+            Err(error) if !failed => {
+                failed = true;
+                tracing::warn!(%error, "{failing}; retrying");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn rounds_run_until_stopped_and_errors_do_not_end_the_loop() {
+        let stop = CancellationToken::new();
+        let rounds = Arc::new(AtomicUsize::new(0));
+        let counted = rounds.clone();
+        let stopper = stop.clone();
+        let run = every_tick(Duration::from_millis(1), stop, "cannot count", move || {
+            let counted = counted.clone();
+            let stopper = stopper.clone();
+            async move {
+                let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+                if n == 5 {
+                    stopper.cancel();
+                }
+                if n % 2 == 1 {
+                    Ok(n)
+                } else {
+                    Err(PortError::Unavailable("even round".into()))
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the loop ends once stopped")
+            .expect("a stopped loop ends without error");
+        assert_eq!(rounds.load(Ordering::SeqCst), 5);
+    }
+
+    #[test]
+    fn periods_are_bounded_and_name_their_variable() {
+        assert_eq!(period("T", 50), Ok(Duration::from_millis(50)));
+        assert_eq!(period("T", 60_000), Ok(Duration::from_secs(60)));
+        for bad in [0, 49, 60_001] {
+            let e = period("TICK_MS", bad).unwrap_err();
+            assert_eq!(e.to_string(), "TICK_MS: must be between 50 and 60000");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stop_cuts_a_round_short() {
+        let stop = CancellationToken::new();
+        let stopper = stop.clone();
+        let run = every_tick(Duration::from_millis(1), stop, "cannot wait", move || {
+            let stopper = stopper.clone();
+            async move {
+                stopper.cancel();
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("a round that never ends is cut short by the stop")
+            .expect("a stopped loop ends without error");
+    }
+}
