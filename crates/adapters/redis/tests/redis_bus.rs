@@ -5,11 +5,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use liveops_core::ports::{Bus, BusOptions, Health, Message, PortError};
+use liveops_core::ports::{Bus, BusOptions, Message};
 use liveops_redis::bus::{partition_of, RedisBus};
 use liveops_testkit::conformance;
 use liveops_testkit::conformance::bus::{body, ids, msg, unique};

@@ -205,8 +205,10 @@ impl Live {
         }
     }
 
-    /// Waits until `key` signs events the gateway accepts (every process reads new keys within
-    /// a second or two).
+    /// Waits until `key` is known to every process that checks signatures (each reads new keys
+    /// within a second or two, on its own tick): the gateway accepts an event signed with it, and
+    /// participation and distribution answer 404, not 401, to a request signed with it for a
+    /// campaign and an inbox message that do not exist.
     pub async fn wait_key_works(&self, key: &ApiKey) {
         eventually(Duration::from_secs(10), "the API key works", || async {
             let (s, _) = self
@@ -217,7 +219,33 @@ impl Live {
                             "payload": {"deltaXp": 1, "activity": "probe"}}),
                 )
                 .await;
-            (s == 202).then_some(())
+            if s != 202 {
+                return None;
+            }
+            let (s, _) = self
+                .signed(
+                    format!(
+                        "{}/campaigns/cmp_key_probe/entries",
+                        self.urls.participation
+                    ),
+                    key,
+                    &json!({"playerId": "key_probe"}),
+                )
+                .await;
+            if s != 404 {
+                return None;
+            }
+            let (s, _) = self
+                .signed(
+                    format!(
+                        "{}/players/key_probe/inbox/msg_key_probe/claim",
+                        self.urls.distribution
+                    ),
+                    key,
+                    &json!({"playerId": "key_probe"}),
+                )
+                .await;
+            (s == 404).then_some(())
         })
         .await;
     }

@@ -173,7 +173,12 @@ pub async fn unavailable_then_recovers(
     )
     .await;
     if let Some(id) = &outage.ack_while_down {
-        assert_unavailable("ack (down)", within, bus.ack(&t, &g, &[id.clone()])).await;
+        assert_unavailable(
+            "ack (down)",
+            within,
+            bus.ack(&t, &g, std::slice::from_ref(id)),
+        )
+        .await;
     }
 
     // Back on the same address: the same bus recovers by itself.
