@@ -255,15 +255,15 @@ fn forgeries(body: &[u8], revoked: &(String, String)) -> Vec<(String, Headers)> 
         (
             "stale timestamp".into(),
             vec![
-                ("x-timestamp", t(ts - 301)),
-                ("x-signature", sign(SECRET.as_bytes(), ts - 301, body)),
+                ("x-timestamp", t(ts - 330)),
+                ("x-signature", sign(SECRET.as_bytes(), ts - 330, body)),
             ],
         ),
         (
             "future timestamp".into(),
             vec![
-                ("x-timestamp", t(ts + 301)),
-                ("x-signature", sign(SECRET.as_bytes(), ts + 301, body)),
+                ("x-timestamp", t(ts + 330)),
+                ("x-signature", sign(SECRET.as_bytes(), ts + 330, body)),
             ],
         ),
         ("no signature".into(), vec![("x-timestamp", t(ts))]),
@@ -871,7 +871,16 @@ async fn malformed_input_is_a_4xx_problem_never_a_5xx() {
         format!("/players/{}/inbox/{}/claim", a.player, a.message),
     ] {
         for (what, body) in &bodies {
-            let ans = app.post_signed(&path, body, now(), &[]).await;
+            let ans = match app.try_post_signed(&path, body, now(), &[]).await {
+                Ok(ans) => ans,
+                // Over the body limit the server answers 413 from the Content-Length alone and
+                // closes; a client still writing the body may see the pipe break first.
+                Err(e) if body.len() > 1024 * 1024 && e.is_request() => {
+                    tried += 1;
+                    continue;
+                }
+                Err(e) => panic!("{path} {what}: {e}"),
+            };
             let s = ans.status.as_u16();
             // A batch judges items one by one: a 200 with every item refused is fine.
             if path == "/events/batch" && s == 200 {

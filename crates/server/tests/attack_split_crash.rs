@@ -8,13 +8,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::load::{assert_exactly_once, stream, Counts};
-use common::{free_port, fresh_database, redis_db, wait_ready, Fleet, Urls, BIN, SECRET};
+use common::{free_port, fresh_database, redis_db, split_process, wait_ready, Fleet, Urls};
 
 const TARGETS: [&str; 4] = ["gateway", "fairness", "progression", "leaderboard"];
 
@@ -25,21 +25,10 @@ fn env_var(name: &str) -> String {
 }
 
 fn serve(dir: &Path, target: &str, port: u16, db: &str, redis: &str) -> Child {
-    Command::new(BIN)
-        .arg("serve")
-        .env("LIVEOPS_TARGET", target)
-        .env("PORT", port.to_string())
-        .env("BIND", "127.0.0.1")
-        .env("DATA_DIR", dir.join(target))
-        .env("HMAC_SECRET", SECRET)
-        .env("DB_URL", db)
-        .env("REDIS_URL", redis)
+    split_process(dir, target, port, db, redis)
         .env("BUS_KIND", "redis")
         .env("BUS_PARTITIONS", "4")
         .env("RATE_LIMIT_MAX", "100000")
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn liveops")
 }

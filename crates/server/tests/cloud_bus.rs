@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::load::{assert_exactly_once, stream, Counts};
-use common::{free_port, play_scenario, wait_ready, Fleet, Urls, BIN, SECRET};
+use common::{free_port, play_scenario, redis_db, split_process, wait_ready, Fleet, Urls, SECRET};
 use liveops_core::Keyring;
 use liveops_testkit::relay::Relay;
 use serde_json::Value;
@@ -67,21 +67,6 @@ fn fresh_database(name: &str) -> String {
         );
         std::thread::sleep(Duration::from_millis(200 * tries));
     }
-}
-
-/// Database `db` of the shared Redis, emptied.
-fn redis_db(db: u32) -> String {
-    let url = env_var("LIVEOPS_TEST_REDIS_URL");
-    let host = url.trim_start_matches("redis://");
-    let host = host.split('/').next().expect("host");
-    let (h, p) = host.split_once(':').expect("host:port");
-    let ok = Command::new("redis-cli")
-        .args(["-h", h, "-p", p, "-n", &db.to_string(), "FLUSHDB"])
-        .status()
-        .expect("redis-cli")
-        .success();
-    assert!(ok, "cannot flush redis db {db}");
-    format!("redis://{host}/{db}")
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -186,21 +171,10 @@ impl TestBus {
 
 /// `liveops serve --target <target>` on `port` with the test's bus, Redis and database.
 fn spawn(target: &str, port: u16, data: &Path, db: &str, redis: &str, bus: &TestBus) -> Child {
-    Command::new(BIN)
-        .arg("serve")
-        .env("LIVEOPS_TARGET", target)
-        .env("PORT", port.to_string())
-        .env("BIND", "127.0.0.1")
-        .env("DATA_DIR", data.join(target))
-        .env("HMAC_SECRET", SECRET)
-        .env("DB_URL", db)
-        .env("REDIS_URL", redis)
+    split_process(data, target, port, db, redis)
         .envs(bus.env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("BUS_VISIBILITY_SEC", "5")
         .env("RATE_LIMIT_MAX", "100000")
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn liveops")
 }

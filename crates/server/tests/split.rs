@@ -7,11 +7,10 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-
 use common::campaign::{campaign_story, Live, LiveUrls, ADMIN_EMAIL, ADMIN_PASSWORD};
 use common::{
-    free_port, fresh_database, play_scenario, redis_db, wait_ready, Fleet, Urls, BIN, SECRET,
+    free_port, fresh_database, play_scenario, redis_db, split_process, wait_ready, Fleet, Urls,
+    SECRET,
 };
 use liveops_core::Keyring;
 
@@ -36,26 +35,15 @@ async fn split_deployment(db_url: String, redis_url: String, tag: &str) {
         "distribution",
     ] {
         let port = free_port();
-        let child = Command::new(BIN)
-            .arg("serve")
-            .env("LIVEOPS_TARGET", target)
-            .env("PORT", port.to_string())
-            .env("BIND", "127.0.0.1")
-            .env("DATA_DIR", dir.path().join(target))
-            .env("HMAC_SECRET", SECRET)
-            .env("DB_URL", &db_url)
-            .env("REDIS_URL", &redis_url)
+        let child = split_process(dir.path(), target, port, &db_url, &redis_url)
             .env("BUS_KIND", "redis")
             .env("BUS_PARTITIONS", "4")
-            .env("LOG_LEVEL", "warn")
             .env("ADMIN_EMAIL", ADMIN_EMAIL)
             .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("WEBHOOK_ALLOW_PRIVATE", "true")
             .env("CAMPAIGN_TICK_MS", "200")
             .env("DRAW_TICK_MS", "200")
             .env("SETTLE_TICK_MS", "200")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn liveops");
         fleet.0.push(child);

@@ -210,42 +210,35 @@ impl Live {
     /// participation and distribution answer 404, not 401, to a request signed with it for a
     /// campaign and an inbox message that do not exist.
     pub async fn wait_key_works(&self, key: &ApiKey) {
+        let u = &self.urls;
         eventually(Duration::from_secs(10), "the API key works", || async {
-            let (s, _) = self
-                .signed(
-                    format!("{}/events", self.urls.gateway),
-                    key,
-                    &json!({"type": "progression", "playerId": "key_probe", "ts": now(),
-                            "payload": {"deltaXp": 1, "activity": "probe"}}),
-                )
-                .await;
-            if s != 202 {
-                return None;
-            }
-            let (s, _) = self
-                .signed(
-                    format!(
-                        "{}/campaigns/cmp_key_probe/entries",
-                        self.urls.participation
-                    ),
-                    key,
-                    &json!({"playerId": "key_probe"}),
-                )
-                .await;
-            if s != 404 {
-                return None;
-            }
-            let (s, _) = self
-                .signed(
+            let probes = [
+                (
+                    format!("{}/events", u.gateway),
+                    json!({"type": "progression", "playerId": "key_probe", "ts": now(),
+                           "payload": {"deltaXp": 1, "activity": "probe"}}),
+                    202,
+                ),
+                (
+                    format!("{}/campaigns/cmp_key_probe/entries", u.participation),
+                    json!({"playerId": "key_probe"}),
+                    404,
+                ),
+                (
                     format!(
                         "{}/players/key_probe/inbox/msg_key_probe/claim",
-                        self.urls.distribution
+                        u.distribution
                     ),
-                    key,
-                    &json!({"playerId": "key_probe"}),
-                )
-                .await;
-            (s == 404).then_some(())
+                    json!({"playerId": "key_probe"}),
+                    404,
+                ),
+            ];
+            for (url, body, want) in probes {
+                if self.signed(url, key, &body).await.0 != want {
+                    return None;
+                }
+            }
+            Some(())
         })
         .await;
     }

@@ -186,6 +186,20 @@ impl TestApp {
         ts: i64,
         headers: &[(&str, &str)],
     ) -> Answer {
+        self.try_post_signed(path, body, ts, headers)
+            .await
+            .expect("request")
+    }
+
+    /// [`Self::post_signed`], giving back the client's error (a connection the server closed
+    /// while the body was still being written) instead of panicking.
+    pub async fn try_post_signed(
+        &self,
+        path: &str,
+        body: &[u8],
+        ts: i64,
+        headers: &[(&str, &str)],
+    ) -> Result<Answer, reqwest::Error> {
         let sig = self.keyring.sign_request(None, ts, body).expect("sign");
         let mut req = self
             .client
@@ -196,7 +210,7 @@ impl TestApp {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        answer(req.body(body.to_vec()).send().await.expect("request")).await
+        Ok(answer(req.body(body.to_vec()).send().await?).await)
     }
 
     pub async fn post_raw(&self, path: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Answer {
@@ -496,6 +510,25 @@ pub fn spawn_serve(data_dir: &Path, port: u16, extra: &[&str]) -> Child {
         .args(extra)
         .spawn()
         .expect("spawn liveops")
+}
+
+/// One process (`liveops serve --target <target>`) of a split deployment on 127.0.0.1:`port`,
+/// over the database `db` and the Redis `redis`, its state under `data/<target>`, warn logs on
+/// stderr: the caller adds its bus and settings, then spawns it.
+pub fn split_process(data: &Path, target: &str, port: u16, db: &str, redis: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .env("LIVEOPS_TARGET", target)
+        .env("PORT", port.to_string())
+        .env("BIND", "127.0.0.1")
+        .env("DATA_DIR", data.join(target))
+        .env("HMAC_SECRET", SECRET)
+        .env("DB_URL", db)
+        .env("REDIS_URL", redis)
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    cmd
 }
 
 /// The flag that lifts the per-player rate limit, for tests that send fast on purpose.
