@@ -34,11 +34,14 @@ where
     timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut failed = false;
     loop {
+        // Biased: once stopped, no further round starts even if a tick is due as well.
         tokio::select! {
+            biased;
             _ = stop.cancelled() => return Ok(()),
             _ = timer.tick() => {}
         }
         let result = tokio::select! {
+            biased;
             _ = stop.cancelled() => return Ok(()),
             r = round() => r,
         };
