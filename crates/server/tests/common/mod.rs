@@ -136,6 +136,18 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// Asserts a 429 problem whose `Retry-After` is a whole number of seconds from 1 to 60.
+    pub fn assert_retry_later(&self) {
+        self.assert_problem(429);
+        let retry: u64 = self
+            .retry_after
+            .as_deref()
+            .expect("Retry-After")
+            .parse()
+            .expect("seconds");
+        assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    }
+
     pub fn assert_problem(&self, status: u16) -> &Self {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
         assert_eq!(
