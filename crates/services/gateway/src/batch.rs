@@ -118,14 +118,17 @@ pub(crate) async fn post_batch(
         dropped("invalid", 1);
     })?;
     tracing::Span::current().record("events", items.len());
-    let ids: Vec<Uuid> = (0..items.len())
-        .map(|i| {
+    let ids: Vec<Uuid> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
             event_id(
                 &signed.headers,
                 &signed.signature,
                 "events.batch",
                 &signed.body,
                 i,
+                item["ts"].as_i64().unwrap_or(0),
             )
         })
         .collect();
@@ -208,6 +211,7 @@ fn expand(signed: &Signed, stored: String) -> String {
                     "events.batch",
                     &signed.body,
                     i,
+                    item["ts"].as_i64().unwrap_or(0),
                 ),
             };
             serde_json::to_value(ItemAccepted {

@@ -89,6 +89,7 @@ pub(crate) async fn post_event(
             "events",
             &signed.body,
             0,
+            event.ts,
         ),
     };
     let work = {
