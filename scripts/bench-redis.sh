@@ -16,8 +16,9 @@ if ! { [ -f "$ENV_FILE" ] && redis-cli -p 16379 ping >/dev/null 2>&1; }; then
 fi
 # shellcheck disable=SC1090
 source "$ENV_FILE"
-cargo build --release -q -p liveops --features redis
-BIN="${CARGO_TARGET_DIR:-target}/release/liveops"
+# LIVEOPS_BIN: a release build with these features already made (none is built then).
+BIN="${LIVEOPS_BIN:-${CARGO_TARGET_DIR:-target}/release/liveops}"
+[ -n "${LIVEOPS_BIN:-}" ] || cargo build --release -q -p liveops --features redis
 export LOG_LEVEL=warn RATE_LIMIT_MAX=100000
 R=(redis-cli -u "$LIVEOPS_TEST_REDIS_URL")
 # redis-benchmark rewrites a progress line with carriage returns; keep its final line only.
