@@ -17,7 +17,7 @@ use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::types::messaging::{Body, Message, MessageId, Modified, Outcome, Target};
 use fe2o3_amqp::types::primitives::{SimpleValue, Value};
 use fe2o3_amqp::{Connection, Delivery as AmqpDelivery, Receiver, Sender, Session};
-use liveops_core::ports::{Delivery, Message as BusMessage};
+use liveops_core::ports::{Delivery, Message as BusMessage, PollRequest};
 use liveops_core::{Bus, Health, PortError, PortResult};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -999,18 +999,9 @@ impl Bus for ServiceBusBus {
         Ok(())
     }
 
-    async fn poll(
-        &self,
-        topic: &str,
-        group: &str,
-        consumer: &str,
-        max: usize,
-        wait: Duration,
-    ) -> PortResult<Vec<Delivery>> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        let g = self.inner.group(topic, group);
+    async fn receive(&self, request: PollRequest<'_>) -> PortResult<Vec<Delivery>> {
+        let g = self.inner.group(request.topic, request.group);
+        let (consumer, max, wait) = (request.consumer, request.max, request.wait);
         self.inner.poll_group(&g, consumer, max, wait).await
     }
 

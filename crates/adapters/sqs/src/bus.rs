@@ -21,7 +21,7 @@ use aws_sdk_sqs::Client;
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
-use liveops_core::ports::{Delivery, Message};
+use liveops_core::ports::{Delivery, Message, PollRequest};
 use liveops_core::{Bus, Health, PortError, PortResult};
 use tokio::time::Instant;
 
@@ -1101,14 +1101,14 @@ impl Inner {
         h.buffer = keep;
     }
 
-    async fn poll_once(
-        &self,
-        topic: &str,
-        group: &str,
-        consumer: &str,
-        max: usize,
-        wait: Duration,
-    ) -> Result<Vec<Delivery>, CallError> {
+    async fn poll_once(&self, request: PollRequest<'_>) -> Result<Vec<Delivery>, CallError> {
+        let PollRequest {
+            topic,
+            group,
+            consumer,
+            max,
+            wait,
+        } = request;
         let q = self
             .group(topic, group, true)
             .await
@@ -1436,28 +1436,15 @@ impl Bus for SqsBus {
         result
     }
 
-    async fn poll(
-        &self,
-        topic: &str,
-        group: &str,
-        consumer: &str,
-        max: usize,
-        wait: Duration,
-    ) -> PortResult<Vec<Delivery>> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
+    async fn receive(&self, request: PollRequest<'_>) -> PortResult<Vec<Delivery>> {
         let inner = &self.inner;
-        match inner.poll_once(topic, group, consumer, max, wait).await {
+        match inner.poll_once(request).await {
             Ok(got) => Ok(got),
             Err(CallError::NoQueue(_)) => {
                 // SQS lost the queue (deleted, emulator restarted): create it again, once.
-                inner.forget_group(topic, group);
-                inner.forget_topic(topic);
-                inner
-                    .poll_once(topic, group, consumer, max, wait)
-                    .await
-                    .map_err(CallError::port)
+                inner.forget_group(request.topic, request.group);
+                inner.forget_topic(request.topic);
+                inner.poll_once(request).await.map_err(CallError::port)
             }
             Err(e) => Err(e.port()),
         }

@@ -91,6 +91,22 @@ impl Default for BusOptions {
     }
 }
 
+/// One poll: up to `max` (at least 1) messages of `topic` for `consumer` in `group`, waiting up
+/// to `wait` for one.
+#[derive(Clone, Copy, Debug)]
+pub struct PollRequest<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The consumer group.
+    pub group: &'a str,
+    /// The consumer within the group.
+    pub consumer: &'a str,
+    /// How many messages at most.
+    pub max: usize,
+    /// How long to wait for a first one.
+    pub wait: Duration,
+}
+
 /// Topics with consumer groups, at-least-once delivery, ack, redelivery after a visibility
 /// timeout, and a dead letter after too many deliveries.
 #[async_trait]
@@ -101,7 +117,7 @@ pub trait Bus: Health {
     async fn publish(&self, topic: &str, messages: Vec<Message>) -> PortResult<()>;
     /// Takes up to `max` messages for `consumer` in `group`, waiting up to `wait` for one.
     /// Unacked messages come back after the visibility timeout; after too many deliveries they
-    /// go to the group's dead letters instead.
+    /// go to the group's dead letters instead. A poll for none answers at once, asking no one.
     async fn poll(
         &self,
         topic: &str,
@@ -109,7 +125,21 @@ pub trait Bus: Health {
         consumer: &str,
         max: usize,
         wait: Duration,
-    ) -> PortResult<Vec<Delivery>>;
+    ) -> PortResult<Vec<Delivery>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let request = PollRequest {
+            topic,
+            group,
+            consumer,
+            max,
+            wait,
+        };
+        self.receive(request).await
+    }
+    /// What `poll` asks the backend for, `max` at least 1 (adapters implement this one).
+    async fn receive(&self, request: PollRequest<'_>) -> PortResult<Vec<Delivery>>;
     /// Marks deliveries done.
     async fn ack(&self, topic: &str, group: &str, ids: &[String]) -> PortResult<()>;
     /// Messages the group has not acked yet (new plus in flight).
