@@ -64,15 +64,15 @@ pub fn score_delta(board: &Board, player: &str, delta: i64) -> ScoreDelta {
     }
 }
 
-/// The variable `var` of the test servers' env files (TLS or plain), or a panic saying how to
-/// start them: tests that need a real server never skip silently.
+/// The variable `var` of the test servers' env files (plain, TLS or cloud), or a panic saying
+/// how to start them: tests that need a real server never skip silently.
 pub fn server_env(var: &str) -> String {
     match std::env::var(var) {
         Ok(v) if !v.trim().is_empty() => v,
         _ => panic!(
-            "{var} is not set: start the TLS test servers (scripts/services-tls.sh start) and \
-             `source /tmp/liveops-services-tls/env` (plain ones: scripts/services.sh, \
-             /tmp/liveops-services/env)"
+            "{var} is not set: start the test servers and source their env file \
+             (scripts/services.sh start: /tmp/liveops-services/env; scripts/services-tls.sh: \
+             /tmp/liveops-services-tls/env; scripts/services-cloud.sh: /tmp/liveops-cloud/env)"
         ),
     }
 }
