@@ -277,17 +277,11 @@ impl Inner {
             key,
             u64::try_from(expiry_ms / 1000).unwrap_or(0),
         );
-        let id = self.name("cbs");
-        let req = self.requester(live, frames::CBS).await?;
-        let mut req = req.lock().await;
-        let reply_to = req.reply_to.clone();
-        let answer = request(
-            &mut req,
-            frames::put_token(&id, &reply_to, &audience, &token, expiry_ms),
-            &id,
-            self.config.call_timeout,
-        )
-        .await?;
+        let answer = self
+            .ask(live, frames::CBS, "cbs", |id, reply_to| {
+                frames::put_token(id, reply_to, &audience, &token, expiry_ms)
+            })
+            .await?;
         let status = status_code(&answer, "status-code");
         if status != Some(200) && status != Some(202) {
             return Err(PortError::Unavailable(format!(
@@ -296,6 +290,22 @@ impl Inner {
         }
         live.tokens.insert(audience, expiry_ms);
         Ok(())
+    }
+
+    /// Sends the request `build(id, reply_to)` to `node` (`what` names its id) and waits for the
+    /// answer.
+    async fn ask(
+        &self,
+        live: &mut Live,
+        node: &str,
+        what: &str,
+        build: impl FnOnce(&str, &str) -> Message<Body<Value>>,
+    ) -> PortResult<Message<Body<Value>>> {
+        let req = self.requester(live, node).await?;
+        let mut req = req.lock().await;
+        let id = self.name(what);
+        let message = build(&id, &req.reply_to);
+        request(&mut req, message, &id, self.config.call_timeout).await
     }
 
     /// The request/response links to `node`, attached on first use.
@@ -388,18 +398,9 @@ impl Inner {
                     me.authorize(live, "").await
                 } else {
                     let node = frames::management("$health");
-                    let req = me.requester(live, &node).await?;
-                    let mut req = req.lock().await;
-                    let id = me.name("health");
-                    let reply_to = req.reply_to.clone();
-                    request(
-                        &mut req,
-                        frames::message_count(&id, &reply_to),
-                        &id,
-                        me.config.call_timeout,
-                    )
-                    .await
-                    .map(|_| ())
+                    me.ask(live, &node, "health", frames::message_count)
+                        .await
+                        .map(|_| ())
                 }
             })
         })
@@ -733,15 +734,12 @@ impl Inner {
                     Box::pin(async move {
                         let node = frames::management(&entity);
                         me.authorize(live, &node).await?;
-                        let req = me.requester(live, &node).await?;
-                        let mut req = req.lock().await;
-                        let id = me.name("renew");
-                        let reply_to = req.reply_to.clone();
-                        let msg = match &session {
-                            Some(s) => frames::renew_session_lock(&id, &reply_to, s),
-                            None => frames::renew_lock(&id, &reply_to, &tokens),
-                        };
-                        let answer = request(&mut req, msg, &id, me.config.call_timeout).await?;
+                        let answer = me
+                            .ask(live, &node, "renew", |id, reply_to| match &session {
+                                Some(s) => frames::renew_session_lock(id, reply_to, s),
+                                None => frames::renew_lock(id, reply_to, &tokens),
+                            })
+                            .await?;
                         match status_code(&answer, "statusCode") {
                             Some(200) => Ok(()),
                             other => Err(PortError::Unavailable(format!(
@@ -1046,17 +1044,7 @@ impl Bus for ServiceBusBus {
             .with_live(|live, me| {
                 Box::pin(async move {
                     let node = frames::management(&entity);
-                    let req = me.requester(live, &node).await?;
-                    let mut req = req.lock().await;
-                    let id = me.name("count");
-                    let reply_to = req.reply_to.clone();
-                    request(
-                        &mut req,
-                        frames::message_count(&id, &reply_to),
-                        &id,
-                        me.config.call_timeout,
-                    )
-                    .await
+                    me.ask(live, &node, "count", frames::message_count).await
                 })
             })
             .await?;
