@@ -11,7 +11,7 @@ use liveops_core::event::is_label;
 use liveops_core::stores::{AuditEntry, ClaimOutcome, InboxClaim, InboxMessage, Role};
 use liveops_core::{now_ms, PlayerId, Receipt};
 use liveops_http::responses::{
-    BadRequest, Forbidden, NotFound, TooLarge, Unauthenticated, Unauthorized, Unavailable,
+    BadRequest, NotFound, OperatorInputFailures, TooLarge, Unauthorized, Unavailable,
 };
 use liveops_http::{
     check_id, parse_json, rfc3339, Bounded, Json, Operator, Path, PlayerPath, Problem, Query,
@@ -323,11 +323,8 @@ fn recipients(req: &SendRequest) -> Result<Vec<Option<String>>, Problem> {
     request_body = SendRequest,
     responses(
         (status = 201, description = "Sent", body = Sent),
-        BadRequest,
-        Unauthenticated,
-        Forbidden,
         TooLarge,
-        Unavailable,
+        OperatorInputFailures,
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email))]
