@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,12 +17,12 @@ use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::types::messaging::{Body, Message, MessageId, Modified, Outcome, Target};
 use fe2o3_amqp::types::primitives::{SimpleValue, Value};
 use fe2o3_amqp::{Connection, Delivery as AmqpDelivery, Receiver, Sender, Session};
-use liveops_core::ports::{Delivery, Message as BusMessage, PollRequest};
+use liveops_core::ports::{every_while_alive, Delivery, Message as BusMessage, PollRequest};
 use liveops_core::{Bus, Health, PortError, PortResult};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::config::{BusError, Mode, ServiceBusConfig};
+use crate::config::{config_error, BusError, Mode, ServiceBusConfig};
 use crate::frames;
 use crate::sas;
 
@@ -150,7 +150,7 @@ impl ServiceBusBus {
     /// the call timeout.
     pub async fn connect(config: ServiceBusConfig) -> Result<Self, BusError> {
         if config.max_deliveries == 0 {
-            return Err(BusError::Config("max_deliveries must be at least 1".into()));
+            return Err(config_error("max_deliveries must be at least 1"));
         }
         let inner = Arc::new(Inner {
             config,
@@ -161,20 +161,13 @@ impl ServiceBusBus {
         });
         inner.healthcheck().await?;
         let tick = (inner.config.visibility_timeout / 3).max(Duration::from_millis(200));
-        tokio::spawn(renew_forever(Arc::downgrade(&inner), tick));
+        tokio::spawn(every_while_alive(
+            Arc::downgrade(&inner),
+            tick,
+            |inner| async move { inner.renew().await },
+            |error| tracing::warn!(%error, "amqp lock or token renewal failed; retrying"),
+        ));
         Ok(Self { inner })
-    }
-}
-
-async fn renew_forever(inner: Weak<Inner>, tick: Duration) {
-    loop {
-        tokio::time::sleep(tick).await;
-        let Some(inner) = inner.upgrade() else {
-            return;
-        };
-        if let Err(error) = inner.renew().await {
-            tracing::warn!(%error, "amqp lock or token renewal failed; retrying");
-        }
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,11 +21,11 @@ use aws_sdk_sqs::Client;
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
-use liveops_core::ports::{Delivery, Message, PollRequest};
+use liveops_core::ports::{every_while_alive, Delivery, Message, PollRequest};
 use liveops_core::{Bus, Health, PortError, PortResult};
 use tokio::time::Instant;
 
-use crate::config::{BusError, SqsConfig};
+use crate::config::{config_error, BusError, SqsConfig};
 use crate::names::{self, Names};
 
 /// Most entries of one `SendMessageBatch`, `DeleteMessageBatch` or
@@ -316,7 +316,7 @@ impl SqsBus {
             Some(c) => {
                 // Static credentials: no provider chain, so no instance-metadata lookups.
                 let region = config.region.clone().ok_or_else(|| {
-                    BusError::Config("AWS_REGION is required with static credentials".into())
+                    config_error("AWS_REGION is required with static credentials")
                 })?;
                 aws_sdk_sqs::Config::builder()
                     .behavior_version(BehaviorVersion::latest())
@@ -338,7 +338,7 @@ impl SqsBus {
                 }
                 let shared = loader.load().await;
                 if shared.region().is_none() {
-                    return Err(BusError::Config("no AWS region: set AWS_REGION".to_owned()));
+                    return Err(config_error("no AWS region: set AWS_REGION"));
                 }
                 aws_sdk_sqs::config::Builder::from(&shared)
             }
@@ -369,7 +369,12 @@ impl SqsBus {
         if !inner.config.max_hold.is_zero() {
             let weak = Arc::downgrade(&inner);
             let tick = (inner.config.visibility_timeout / 3).max(Duration::from_millis(200));
-            tokio::spawn(extend_forever(weak, tick));
+            tokio::spawn(every_while_alive(
+                weak,
+                tick,
+                |inner| async move { inner.extend().await },
+                |error| tracing::warn!(%error, "sqs visibility extension failed; retrying"),
+            ));
         }
         Ok(Self { inner })
     }
@@ -410,18 +415,6 @@ impl SqsBus {
         inner.forget_topic(topic);
         lock(&inner.groups).remove(&(topic.to_owned(), group.to_owned()));
         Ok(())
-    }
-}
-
-async fn extend_forever(inner: Weak<Inner>, tick: Duration) {
-    loop {
-        tokio::time::sleep(tick).await;
-        let Some(inner) = inner.upgrade() else {
-            return;
-        };
-        if let Err(error) = inner.extend().await {
-            tracing::warn!(%error, "sqs visibility extension failed; retrying");
-        }
     }
 }
 

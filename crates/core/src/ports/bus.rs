@@ -1,12 +1,13 @@
 //! The event bus: topics, consumer groups, at-least-once delivery.
 
 use std::future::Future;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{Health, PortResult};
+use super::{Health, PortError, PortResult};
 
 /// A long poll for a bus whose publishers ring `published`: `look` until it finds something or
 /// `wait` has passed, sleeping between looks until a publish or `recheck` (other processes and
@@ -87,6 +88,64 @@ impl Default for BusOptions {
         Self {
             visibility_timeout: Duration::from_secs(30),
             max_deliveries: 10,
+        }
+    }
+}
+
+/// Runs `work` on the owner every `every` until the owner is dropped: a bus's lock renewal or
+/// visibility extension, held by a `Weak` so the task ends with the bus. A failure goes to
+/// `failed` and is retried at the next tick.
+pub async fn every_while_alive<T, F, Fut>(
+    owner: Weak<T>,
+    every: Duration,
+    work: F,
+    failed: impl Fn(PortError),
+) where
+    F: Fn(Arc<T>) -> Fut,
+    Fut: Future<Output = PortResult<()>>,
+{
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(owner) = owner.upgrade() else {
+            return;
+        };
+        if let Err(e) = work(owner).await {
+            failed(e);
+        }
+    }
+}
+
+/// Why a bus adapter could not be set up.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BusSetupError {
+    /// A setting is missing or malformed (`what`: which bus).
+    #[error("{what} configuration: {reason}")]
+    Config {
+        /// Which bus (`sqs bus`, `service bus`).
+        what: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The backend did not answer, or refused the first call.
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+impl BusSetupError {
+    /// A missing or malformed setting of the bus `what`.
+    pub fn config(what: &'static str, reason: impl Into<String>) -> Self {
+        Self::Config {
+            what,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<BusSetupError> for PortError {
+    fn from(e: BusSetupError) -> Self {
+        match e {
+            BusSetupError::Port(p) => p,
+            BusSetupError::Config { reason, .. } => PortError::Unavailable(reason),
         }
     }
 }
