@@ -254,6 +254,21 @@ impl Live {
         b
     }
 
+    /// Creates `campaign` (a draft, 201) and schedules it (200); the campaign as scheduled.
+    pub async fn schedule_new(&self, token: &str, campaign: Value) -> Value {
+        let base = &self.urls.campaigns;
+        let (s, c) = self
+            .post(format!("{base}/campaigns"), token, campaign)
+            .await;
+        assert_eq!(s, 201, "{c}");
+        let id = c["id"].as_str().expect("id");
+        let (s, c) = self
+            .post(format!("{base}/campaigns/{id}/schedule"), token, json!({}))
+            .await;
+        assert_eq!(s, 200, "{c}");
+        c
+    }
+
     pub async fn wait_state(&self, token: &str, id: &str, state: &str, within: Duration) -> Value {
         eventually(within, &format!("campaign {id} {state}"), || async {
             let c = self.campaign(token, id).await;
