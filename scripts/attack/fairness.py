@@ -4,8 +4,9 @@ traffic, and how soon a scripted cheater is blocked.
 
 Starts `liveops serve` (the embedded default) on a free loopback port with a fresh data
 directory, sends EVENTS honest events from PLAYERS players in signed batches of 500 (a fixed
-random seed, so a rerun sends the same traffic), with a scripted cheater among them: after the
-honest traffic it sends maximal boss kills one at a time until the gateway answers 403. Then it
+random seed, so a rerun sends the same traffic), with two scripted cheaters among them: after the
+honest traffic one sends maximal boss kills one at a time until the gateway answers 403, the other
+ten times the median honest kill (at most 50 events; a subtler cheat, reported). Then it
 reads, from the server's own answers: how many anomaly flags there were (/metrics), which
 honest players were flagged or blocked (/fairness/players/{id}), and the cheater's standing on
 the leaderboard (absent: quarantined points never count).
@@ -15,8 +16,9 @@ the leaderboard (absent: quarantined points never count).
 
 `bands`: every boss kill is worth tier x U(200, 300) points and XP ticks U(10, 500) (bounded,
 like most game rewards); `lognormal`: points and XP drawn from a log-normal with sigma 0.5 (a
-long right tail of honest lucky runs). Exits 1 if the cheater was not blocked within 10 events
-or any quarantined point reached a leaderboard; false positives are reported, not judged.
+long right tail of honest lucky runs). Exits 1 if the maximal cheater was not blocked within 10
+events, any quarantined point reached a leaderboard, or any honest player was blocked; false flags
+are reported.
 """
 import argparse
 import hashlib
@@ -126,8 +128,10 @@ def main():
         honest_refused = 0
         started = time.time()
         batch = []
+        honest_sent = []
         for n in range(a.events):
             batch.append(honest_event(rng, players[n % a.players], a.dist, n))
+            honest_sent.append(batch[-1])
             if len(batch) == 500 or n == a.events - 1:
                 s, body = call(base, "POST", "/events/batch", {"events": batch})
                 if s != 200:
@@ -141,25 +145,17 @@ def main():
                 honest_refused += len(refused)
                 batch = []
         send_s = time.time() - started
+        kills = sorted(e["payload"]["points"] for e in honest_sent if e["type"] == "boss_kill")
+        median_kill = kills[len(kills) // 2] if kills else 1000
         # Let every consumer catch up: each group has taken in every event.
         wait("consumers", lambda: caught_up(base, sent), 900)
         honest_flags = flags_total(base)
-        # The cheater: maximal kills, one at a time, until the gateway refuses.
+        # The cheaters: maximal kills, then ten times the median kill, one at a time, until the
+        # gateway refuses.
         cheater = "cheater_0001"
-        tries = 0
-        blocked_after = None
-        for i in range(50):
-            ev = {"type": "boss_kill", "playerId": cheater, "ts": int(time.time()),
-                  "messageId": "c%d" % i,
-                  "payload": {"bossId": "boss_10", "tier": 10, "points": 1_000_000 - i}}
-            s, body = call(base, "POST", "/events", ev)
-            tries += 1
-            if s == 403:
-                blocked_after = tries - 1
-                break
-            if s != 202:
-                sys.exit("cheater event answered %d: %s" % (s, body[:300]))
-            time.sleep(0.2)
+        blocked_after = cheat(base, cheater, lambda i: 1_000_000 - i)
+        tenfold = "cheater_0002"
+        tenfold_blocked_after = cheat(base, tenfold, lambda i: 10 * median_kill - i)
         s, body = call(base, "GET", "/leaderboard/players/%s?window=seasonal&around=0" % cheater)
         cheater_ranked = s == 200
         blocked_honest, flagged_honest = 0, 0
@@ -178,10 +174,13 @@ def main():
             "honest_players_blocked": blocked_honest,
             "honest_events_refused_403": honest_refused,
             "cheater_events_until_403": blocked_after,
+            "median_honest_kill": median_kill,
+            "tenfold_cheater_events_until_403": tenfold_blocked_after,
             "cheater_on_leaderboard": cheater_ranked,
         }
         print(json.dumps(result) if a.json else "\n".join("%s: %s" % kv for kv in result.items()))
-        ok = blocked_after is not None and blocked_after <= 10 and not cheater_ranked
+        ok = (blocked_after is not None and blocked_after <= 10 and not cheater_ranked
+              and blocked_honest == 0)
         return 0 if ok else 1
     finally:
         server.send_signal(signal.SIGTERM)
@@ -189,6 +188,22 @@ def main():
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def cheat(base, player, points, most=50):
+    """Sends `points(i)` boss kills one at a time until the gateway answers 403; how many were
+    sent before it did, None if it never did within `most`."""
+    for i in range(most):
+        ev = {"type": "boss_kill", "playerId": player, "ts": int(time.time()),
+              "messageId": "c%d" % i,
+              "payload": {"bossId": "boss_10", "tier": 10, "points": points(i)}}
+        s, body = call(base, "POST", "/events", ev)
+        if s == 403:
+            return i
+        if s != 202:
+            sys.exit("cheater event answered %d: %s" % (s, body[:300]))
+        time.sleep(0.2)
+    return None
 
 
 def caught_up(base, sent):

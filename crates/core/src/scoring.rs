@@ -80,10 +80,10 @@ impl Welford {
         }
     }
 
-    /// How many standard deviations `x` lies above the mean; the deviation is floored at 1 unit
+    /// How many standard deviations `x` lies above the mean; the deviation is floored at `floor`
     /// so a perfectly constant history still flags a wild value.
-    pub fn z(&self, x: f64) -> f64 {
-        (x - self.mean) / self.stddev().max(1.0)
+    pub fn z(&self, x: f64, floor: f64) -> f64 {
+        (x - self.mean) / self.stddev().max(floor)
     }
 }
 
@@ -121,6 +121,6 @@ mod tests {
         xs.iter().for_each(|&x| w.push(x));
         assert!((w.mean - 5.0).abs() < 1e-12);
         assert!((w.stddev() - (32.0f64 / 7.0).sqrt()).abs() < 1e-12);
-        assert!(w.z(100.0) > 3.5);
+        assert!(w.z(100.0, 1.0) > 3.5);
     }
 }

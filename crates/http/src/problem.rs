@@ -56,6 +56,12 @@ impl Problem {
         Self::new(400, "invalid-request", "Invalid request", detail).with_field(field)
     }
 
+    /// 422: a well-formed body whose `field` names another resource than the path: the schema
+    /// cannot say "equal to the path", so it is not a malformed request (400).
+    pub fn path_mismatch(field: &str, detail: impl Into<String>) -> Self {
+        Self::new(422, "path-mismatch", "Body contradicts the path", detail).with_field(field)
+    }
+
     /// 401: unsigned, badly signed or stale.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(401, "unauthorized", "Signature check failed", detail)

@@ -49,6 +49,8 @@ problem_responses! {
     TooLarge = 413, "Body over the route's limit";
     /// 422: an `Idempotency-Key` reused with another body.
     KeyReused = 422, "Idempotency-Key reused with another body";
+    /// 422: a well-formed body that contradicts the path (another player, campaign or message).
+    PathContradicted = 422, "The body names another resource than the path (`path-mismatch`); `field` names it";
     /// 429: the player is over the rate limit; see `Retry-After`.
     TooManyRequests = 429, "Over the rate limit; see Retry-After";
     /// 503: a backend is unavailable; retry.

@@ -499,7 +499,7 @@ async fn honest_repeats_count_and_byte_identical_replays_count_once() {
         &[],
     )
     .await
-    .assert_problem(400);
+    .assert_problem(422);
     assert_eq!(a.entrants().await.len(), 2);
 
     // Inbox: two messages claimed in the same second, each naming its message.
@@ -525,7 +525,7 @@ async fn honest_repeats_count_and_byte_identical_replays_count_once() {
     assert_eq!((c1b.status.as_u16(), &c1b.body), (200, &c1.body));
     app.post_signed(&c_path(&m2), &claim(&a.message), ts, &[])
         .await
-        .assert_problem(400);
+        .assert_problem(422);
 
     // Reward claims: the same request again is the same receipt.
     let rc =

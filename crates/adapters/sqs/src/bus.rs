@@ -283,6 +283,8 @@ struct Inner {
     /// The publisher's order stamp counter.
     seq: AtomicU64,
     trips: [AtomicU64; 7],
+    /// Deliveries whose visibility ran out while their consumer still held them.
+    lapsed: AtomicU64,
 }
 
 impl fmt::Debug for SqsBus {
@@ -364,11 +366,14 @@ impl SqsBus {
             outboxes: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
             trips: Default::default(),
+            lapsed: AtomicU64::new(0),
         });
         inner.healthcheck().await?;
         if !inner.config.max_hold.is_zero() {
             let weak = Arc::downgrade(&inner);
-            let tick = (inner.config.visibility_timeout / 3).max(Duration::from_millis(200));
+            // Every sixth of the timeout, for those with less than two thirds left: an extension
+            // goes out with a half to two thirds of the timeout to spare.
+            let tick = (inner.config.visibility_timeout / 6).max(Duration::from_millis(200));
             tokio::spawn(every_while_alive(
                 weak,
                 tick,
@@ -386,6 +391,12 @@ impl SqsBus {
             .zip(&self.inner.trips)
             .map(|(op, n)| (*op, n.load(Ordering::Relaxed)))
             .collect()
+    }
+
+    /// Deliveries whose visibility ran out while their consumer still held them (SQS hands each
+    /// out again: a redelivery, as `bus_visibility_lapsed_total` counts).
+    pub fn lapsed(&self) -> u64 {
+        self.inner.lapsed.load(Ordering::Relaxed)
     }
 
     /// The queue names this bus uses.
@@ -419,6 +430,17 @@ impl SqsBus {
 }
 
 impl Inner {
+    /// Counts a held delivery whose visibility ran out before an extension or its ack reached
+    /// SQS (a slow or unreachable endpoint): it will be delivered again.
+    fn lapse(&self, message_id: &str) {
+        self.lapsed.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("bus_visibility_lapsed_total", "bus" => "sqs").increment(1);
+        tracing::warn!(
+            message_id,
+            "sqs visibility ran out while the delivery was held; SQS will deliver it again"
+        );
+    }
+
     fn count(&self, op: Op) {
         let i = Op::ALL.iter().position(|o| *o == op).unwrap_or(0);
         self.trips[i].fetch_add(1, Ordering::Relaxed);
@@ -1001,7 +1023,13 @@ impl Inner {
             let mut held = lock(&self.held);
             for h in held.values_mut() {
                 // Forget deliveries whose time ran out: SQS hands them out again.
-                h.out.retain(|_, o| o.visible_until > now);
+                h.out.retain(|id, o| {
+                    let live = o.visible_until > now;
+                    if !live && o.handed_at + self.config.max_hold > now {
+                        self.lapse(id);
+                    }
+                    live
+                });
                 for o in h.out.values() {
                     let holding = o.handed_at + self.config.max_hold > now;
                     if holding && o.visible_until < now + vis * 2 / 3 {

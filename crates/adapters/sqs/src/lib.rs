@@ -56,8 +56,10 @@
 //! messages are never in flight to two consumers at once.
 //!
 //! While a consumer holds a delivery (not acked), a background task extends its visibility
-//! (`ChangeMessageVisibilityBatch`, every third of the visibility timeout) for up to `max_hold`
-//! from when it was handed out, so a slow batch is not handed to another consumer meanwhile.
+//! (`ChangeMessageVisibilityBatch`, once less than two thirds of the visibility timeout is left,
+//! checked every sixth) for up to `max_hold` from when it was handed out, so a slow batch is not
+//! handed to another consumer meanwhile. One whose visibility runs out all the same (SQS slower
+//! than the margin) is counted in `bus_visibility_lapsed_total` and logged: SQS delivers it again.
 //! When the process dies the extension stops and SQS hands the messages out again after the
 //! visibility timeout. A consumer that gives up on a batch without acking gets it back after
 //! `max_hold` (set `max_hold` to zero for plain visibility-timeout semantics).

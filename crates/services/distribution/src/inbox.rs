@@ -11,7 +11,8 @@ use liveops_core::event::is_label;
 use liveops_core::stores::{AuditEntry, ClaimOutcome, InboxClaim, InboxMessage, Role};
 use liveops_core::{now_ms, PlayerId, Receipt};
 use liveops_http::responses::{
-    BadRequest, NotFound, OperatorInputFailures, TooLarge, Unauthorized, Unavailable,
+    BadRequest, NotFound, OperatorInputFailures, PathContradicted, TooLarge, Unauthorized,
+    Unavailable,
 };
 use liveops_http::{
     check_id, parse_json, rfc3339, Bounded, Json, Operator, Path, PlayerPath, Problem, Query,
@@ -174,6 +175,7 @@ pub(crate) async fn inbox(
         NotFound,
         (status = 409, description = "This signed request claimed another message (`signed-request-reused`)", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "Expired before it was claimed", body = Problem, content_type = "application/problem+json"),
+        PathContradicted,
         TooLarge,
         Unavailable,
     )
@@ -189,13 +191,13 @@ pub(crate) async fn claim(
     check_id("messageId", &message_id)?;
     let body: ClaimBody = parse_json(&signed.body)?;
     if body.player_id != player.as_str() {
-        return Err(Problem::invalid(
+        return Err(Problem::path_mismatch(
             "playerId",
             "must be the player of the path",
         ));
     }
     if body.message_id.as_ref().is_some_and(|m| *m != message_id) {
-        return Err(Problem::invalid(
+        return Err(Problem::path_mismatch(
             "messageId",
             "must be the message of the path",
         ));

@@ -1,6 +1,9 @@
-//! The anomaly rule: per event type, running statistics of the value an event carries; after a
-//! warm-up, a value more than `anomaly_z` standard deviations above the mean is flagged.
+//! The anomaly rule: per event type, running statistics of the logarithm of the value an event
+//! carries (`ln(1 + value)`); after a warm-up, a value whose logarithm is more than `anomaly_z`
+//! standard deviations above the mean is flagged.
 //!
+//! On the log scale a long-tailed honest reward (log-normal, common in games) is judged by how
+//! many times larger than typical it is, not by its distance from the mean in points: ADR 0018.
 //! Pure logic: the consumer feeds it batches and stores what it decides.
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,6 +32,16 @@ pub(crate) struct Ruling {
     /// The statistics of the types this batch changed, after it.
     pub(crate) stats: Vec<(EventType, Welford)>,
 }
+
+/// The scale values are judged on: `ln(1 + value)`, defined for every value an event carries (0
+/// and up).
+fn scale(value: f64) -> f64 {
+    value.max(0.0).ln_1p()
+}
+
+/// The smallest spread judged against, on the log scale: a history of equal values still flags a
+/// value about 20 % larger at `anomaly_z` 3.5 (ln 1.19 = 3.5 x 0.05), not every value above it.
+const MIN_SPREAD: f64 = 0.05;
 
 impl Judge {
     /// A judge starting from stored statistics.
@@ -72,16 +85,17 @@ impl Judge {
             }
             let kind = env.event.kind();
             let mut flagged = false;
-            if let Some(x) = env.event.anomaly_value() {
+            if let Some(value) = env.event.anomaly_value() {
+                let x = scale(value);
                 let s = stats.entry(kind).or_default();
-                let z = s.z(x);
+                let z = s.z(x, MIN_SPREAD);
                 if s.count >= self.warmup && z > self.anomaly_z {
                     flagged = true;
                     ruling.flags.push(Flag {
                         event_id: id,
                         player_id: env.event.player_id.as_str().to_owned(),
                         event_type: kind,
-                        value: x,
+                        value,
                         z_score: z,
                         at_ms: now_ms,
                     });
@@ -162,7 +176,7 @@ mod tests {
             r.stats,
             vec![(EventType::BossKill, {
                 let mut s = before;
-                s.push(105.0);
+                s.push(scale(105.0));
                 s
             })]
         );
@@ -191,6 +205,81 @@ mod tests {
         assert_eq!(r.flagged, vec![false, false]);
         assert_eq!(r.verdicts.len(), 1);
         assert_eq!(r.stats[0].1.count, 1);
+    }
+
+    /// `n` values of a log-normal with median `e^mu` and log-scale spread `sigma`, from a fixed
+    /// seed (Box-Muller over a 64-bit LCG).
+    fn log_normal(n: usize, mu: f64, sigma: f64) -> Vec<u32> {
+        let mut state: u64 = 0x853c_49e6_748f_ea9b;
+        let mut uniform = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        (0..n)
+            .map(|_| {
+                let (u, v) = (uniform(), uniform());
+                let z = (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos();
+                (mu + sigma * z).exp().min(1e9) as u32
+            })
+            .collect()
+    }
+
+    fn flags_among(judge: &mut Judge, points: &[u32]) -> usize {
+        let evs: Vec<Envelope> = points.iter().map(|&p| boss(p)).collect();
+        let refs: Vec<&Envelope> = evs.iter().collect();
+        let r = judge.rule(&refs, &HashMap::new(), 1);
+        judge.adopt(&r);
+        r.flags.len()
+    }
+
+    #[test]
+    fn a_long_tailed_honest_reward_is_not_flagged_but_a_cheat_is() {
+        let honest = log_normal(20_000, 7.0, 0.5);
+        let mut judge = Judge::new(3.5, 100, vec![]);
+        let flagged = flags_among(&mut judge, &honest);
+        // On the log scale a log-normal is a normal: P(z > 3.5) = 2.3e-4, about 5 of 20 000.
+        assert!(flagged <= 20, "{flagged} of 20 000 honest values flagged");
+        // Judged on the points themselves, the same values put 1-2 % above 3.5 sigma: the
+        // reason for the log scale (ADR 0018).
+        let mut linear = Welford::default();
+        let mut linear_flags = 0;
+        for &p in &honest {
+            let x = f64::from(p);
+            if linear.count >= 100 && linear.z(x, 1.0) > 3.5 {
+                linear_flags += 1;
+            } else {
+                linear.push(x);
+            }
+        }
+        assert!(linear_flags > 100, "{linear_flags}");
+        // A maximal score, or ten times the median, is still far out.
+        let wild = boss(1_000_000);
+        let tenfold = boss(10 * 1097);
+        let r = judge.rule(&[&wild, &tenfold], &HashMap::new(), 1);
+        assert_eq!(r.flagged, vec![true, true]);
+        assert!(r.flags[0].z_score > 10.0, "{}", r.flags[0].z_score);
+        assert_eq!(r.flags[0].value, 1_000_000.0);
+    }
+
+    #[test]
+    fn a_constant_history_flags_a_fifth_more_not_a_tenth() {
+        let mut judge = Judge::new(3.5, 50, vec![]);
+        assert_eq!(flags_among(&mut judge, &[50; 60]), 0);
+        let (tenth, fifth) = (boss(55), boss(62));
+        let r = judge.rule(&[&tenth, &fifth], &HashMap::new(), 1);
+        assert_eq!(r.flagged, vec![false, true]);
+    }
+
+    #[test]
+    fn a_zero_value_is_judged_not_refused() {
+        let mut judge = Judge::new(3.5, 0, vec![]);
+        assert_eq!(flags_among(&mut judge, &[0, 0, 0]), 0);
+        let s = judge.stats(EventType::BossKill);
+        assert_eq!((s.count, s.mean), (3, 0.0));
+        // After a history of zeros, any reward is many times the typical one.
+        assert_eq!(flags_among(&mut judge, &[5]), 1);
     }
 
     #[test]

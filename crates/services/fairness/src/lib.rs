@@ -1,7 +1,8 @@
 //! The fairness service (ARCHITECTURE §3.2): screens ingested events for score anomalies.
 //!
-//! Per event type it keeps a running mean and variance (Welford) of the points an event carries.
-//! After a warm-up, an event more than `anomaly_z` standard deviations above the mean is flagged:
+//! Per event type it keeps a running mean and variance (Welford) of `ln(1 + points)` an event
+//! carries. After a warm-up, an event more than `anomaly_z` standard deviations above that mean
+//! is flagged (the log scale keeps long-tailed honest rewards unflagged: ADR 0018):
 //! quarantined on `events.flagged` instead of forwarded to `events.accepted`, and a strike for its
 //! player; enough strikes within the window block the player, and the gateway then refuses them.
 

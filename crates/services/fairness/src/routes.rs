@@ -51,7 +51,7 @@ pub struct PlayerFlag {
     /// Its type.
     #[serde(rename = "type")]
     pub event_type: EventType,
-    /// How far above the mean, in standard deviations.
+    /// How far `ln(1 + value)` lies above its mean for the type, in standard deviations.
     pub z_score: f64,
     /// When flagged (RFC 3339).
     pub at: String,
@@ -77,7 +77,7 @@ pub struct FlagView {
     pub event_type: EventType,
     /// The value judged.
     pub value: f64,
-    /// How far above the mean, in standard deviations.
+    /// How far `ln(1 + value)` lies above its mean for the type, in standard deviations.
     pub z_score: f64,
     /// When flagged (RFC 3339).
     pub at: String,

@@ -10,7 +10,9 @@ use axum::http::StatusCode;
 use liveops_core::draw::{self, PublishedDraw, ALGORITHM};
 use liveops_core::stores::{Campaign, CampaignState, Entered, Entry, Reward};
 use liveops_core::PlayerId;
-use liveops_http::responses::{BadRequest, NotFound, TooLarge, Unauthorized, Unavailable};
+use liveops_http::responses::{
+    BadRequest, NotFound, PathContradicted, TooLarge, Unauthorized, Unavailable,
+};
 use liveops_http::{parse_json, rfc3339, IdPath, Json, Problem, SignatureHeaders, Signed};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -101,6 +103,7 @@ fn not_live(id: &str, state: Option<CampaignState>) -> Problem {
         Unauthorized,
         NotFound,
         (status = 409, description = "Not live (`campaign-not-live`), the player's level is too low (`not-eligible`), they entered in this slot already (`entry-limit-reached`), or this signed request made an entry in another campaign (`signed-request-reused`)", body = Problem, content_type = "application/problem+json"),
+        PathContradicted,
         TooLarge,
         Unavailable,
     )
@@ -113,7 +116,7 @@ pub(crate) async fn enter(
 ) -> Result<(StatusCode, Json<EntryView>), Problem> {
     let body: EntryRequest = parse_json(&signed.body)?;
     if body.campaign_id.as_ref().is_some_and(|c| *c != id) {
-        return Err(Problem::invalid(
+        return Err(Problem::path_mismatch(
             "campaignId",
             "must be the campaign of the path",
         ));

@@ -304,9 +304,12 @@ pub async fn concurrent_publishers_lose_nothing_with(bus: Arc<dyn Bus>, crowd: C
         );
     }
 
-    let mut seen: HashSet<String> = HashSet::new();
+    // Body → (its delivery count, when it was delivered): a second delivery names both, which
+    // tells a redelivery by the bus (count 2) from a copy handed out twice (count 1 again).
+    let mut seen: HashMap<String, (u32, Duration)> = HashMap::new();
     let mut last: HashMap<String, usize> = HashMap::new();
-    let until = Instant::now() + Duration::from_secs(30);
+    let start = Instant::now();
+    let until = start + Duration::from_secs(30);
     while seen.len() < publishers * each && Instant::now() < until {
         let batch = ok(
             bus.poll(&t, &g, "c1", 500, Duration::from_secs(1)).await,
@@ -314,7 +317,10 @@ pub async fn concurrent_publishers_lose_nothing_with(bus: Arc<dyn Bus>, crowd: C
         );
         for d in &batch {
             let b = body(d);
-            assert!(seen.insert(b.clone()), "{b} delivered twice");
+            let now = (d.deliveries, start.elapsed());
+            if let Some(first) = seen.insert(b.clone(), now) {
+                panic!("{b} delivered twice: (delivery, at) {first:?} then {now:?}");
+            }
             let i: usize = b
                 .split_once(':')
                 .and_then(|(_, i)| i.parse().ok())
