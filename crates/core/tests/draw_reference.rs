@@ -4,34 +4,9 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use liveops_core::draw::{self, PublishedDraw, ALGORITHM};
+use liveops_testkit::fixtures::reference_draw as reference;
 use serde_json::{json, Value};
-
-/// The reference implementation, fed `request` on stdin.
-fn reference(request: &Value) -> Value {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../scripts/liveops_draw_v1.py"
-    );
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 runs the reference draw");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "reference draw failed");
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 /// Seed 00 01 .. 1f, seven players (one entered twice), three winners: computed by the Python
 /// reference and written down here, so a change to either side shows.

@@ -78,4 +78,34 @@ problem_sets! {
     ReadFailures = [BadRequest, Unavailable];
     /// A read of one resource: bad input (400), no such resource (404), a backend down (503).
     LookupFailures = [BadRequest, NotFound, Unavailable];
+    /// What any operator route may answer besides its 2xx: no valid token (401), a role that may
+    /// not (403), a backend down (503).
+    OperatorFailures = [Unauthenticated, Forbidden, Unavailable];
+    /// An operator route that takes input: bad input (400) besides what any operator route may answer.
+    OperatorInputFailures = [BadRequest, OperatorFailures];
+    /// An operator route on one resource: no such resource (404) besides bad input and what any
+    /// operator route may answer.
+    OperatorLookupFailures = [NotFound, OperatorInputFailures];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statuses<T: IntoResponses>() -> Vec<String> {
+        T::responses().into_keys().collect()
+    }
+
+    #[test]
+    fn operator_sets_list_exactly_their_statuses() {
+        assert_eq!(statuses::<OperatorFailures>(), ["401", "403", "503"]);
+        assert_eq!(
+            statuses::<OperatorInputFailures>(),
+            ["400", "401", "403", "503"]
+        );
+        assert_eq!(
+            statuses::<OperatorLookupFailures>(),
+            ["400", "401", "403", "404", "503"]
+        );
+    }
 }

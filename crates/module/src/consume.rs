@@ -54,6 +54,34 @@ impl Backoff {
             _ = tokio::time::sleep(pause) => true,
         }
     }
+
+    /// Runs `attempt` until it succeeds (`true`, and the pause is back to [`Backoff::FIRST`]) or
+    /// shutdown comes first (`false`), logging each failure as `what`: a consumer's start-up.
+    pub async fn retry<F, Fut>(
+        &mut self,
+        shutdown: &CancellationToken,
+        what: &str,
+        mut attempt: F,
+    ) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(), PortError>>,
+    {
+        loop {
+            match attempt().await {
+                Ok(()) => {
+                    self.reset();
+                    return true;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "{what}; retrying");
+                    if !self.wait(shutdown).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Default for Backoff {

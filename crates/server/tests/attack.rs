@@ -61,7 +61,7 @@ async fn arena(tag: &str, extra: &[&str]) -> Arena {
         .as_str()
         .expect("a pending reward")
         .to_owned();
-    let campaign = live_campaign(&app, &live, &admin, tag).await;
+    let campaign = live_campaign(&live, &admin, tag).await;
     let message = send_message(&app, &live, &admin, &player, "abc:gem").await;
     Arena {
         app,
@@ -75,11 +75,10 @@ async fn arena(tag: &str, extra: &[&str]) -> Arena {
 }
 
 /// A campaign open to every level that is live now.
-async fn live_campaign(app: &TestApp, live: &Live, admin: &str, tag: &str) -> String {
+async fn live_campaign(live: &Live, admin: &str, tag: &str) -> String {
     let start = chrono::Utc::now();
-    let (s, c) = live
-        .post(
-            format!("{}/campaigns", app.base),
+    let c = live
+        .schedule_new(
             admin,
             json!({"title": format!("Open {tag}"), "startsAt": start.to_rfc3339(),
                    "endsAt": (start + chrono::Duration::hours(1)).to_rfc3339(),
@@ -87,16 +86,7 @@ async fn live_campaign(app: &TestApp, live: &Live, admin: &str, tag: &str) -> St
                    "reward": {"kind": "draw", "winners": 1, "item": "chest"}}),
         )
         .await;
-    assert_eq!(s, 201, "{c}");
     let id = c["id"].as_str().expect("id").to_owned();
-    let (s, b) = live
-        .post(
-            format!("{}/campaigns/{id}/schedule", app.base),
-            admin,
-            json!({}),
-        )
-        .await;
-    assert_eq!(s, 200, "{b}");
     live.wait_state(admin, &id, "live", WAIT).await;
     id
 }
@@ -466,7 +456,7 @@ async fn honest_repeats_count_and_byte_identical_replays_count_once() {
 
     // Entries: one player enters two campaigns in the same second; naming the campaign in the
     // body makes the two requests different.
-    let second = live_campaign(app, &a.live, &a.admin, "honest-2").await;
+    let second = live_campaign(&a.live, &a.admin, "honest-2").await;
     let entry = |c: &str| {
         serde_json::to_vec(&json!({"playerId": a.player, "campaignId": c})).expect("json")
     };

@@ -69,13 +69,7 @@ async fn kill_9_of_each_split_process_in_turn_loses_and_doubles_nothing() {
         counts.other.load(Ordering::Relaxed),
         counts.slowest_ms.load(Ordering::Relaxed)
     );
-    let urls = Urls {
-        gateway: bases[0].clone(),
-        fairness: bases[1].clone(),
-        progression: bases[2].clone(),
-        leaderboard: bases[3].clone(),
-        operator: None,
-    };
+    let urls = Urls::split(&bases);
     assert_exactly_once(&urls, &want).await;
     drop(fleet);
 }

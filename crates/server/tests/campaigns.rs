@@ -57,26 +57,14 @@ async fn failing_webhooks_are_retried_with_backoff_then_dead_lettered_after_ten_
     let hook_id = hook["id"].as_str().expect("id").to_owned();
     // A campaign that goes live at once produces `campaign.live`.
     let start = chrono::Utc::now();
-    let (s, c) = live
-        .post(
-            format!("{}/campaigns", app.base),
-            &admin,
-            json!({"title": "Flash", "startsAt": start.to_rfc3339(),
-                   "endsAt": (start + chrono::Duration::hours(1)).to_rfc3339(),
-                   "eligibility": {"minLevel": 1}, "entryLimit": "daily",
-                   "reward": {"kind": "draw", "winners": 1, "item": "chest"}}),
-        )
-        .await;
-    assert_eq!(s, 201, "{c}");
-    let id = c["id"].as_str().expect("id");
-    let (s, _) = live
-        .post(
-            format!("{}/campaigns/{id}/schedule", app.base),
-            &admin,
-            json!({}),
-        )
-        .await;
-    assert_eq!(s, 200);
+    live.schedule_new(
+        &admin,
+        json!({"title": "Flash", "startsAt": start.to_rfc3339(),
+               "endsAt": (start + chrono::Duration::hours(1)).to_rfc3339(),
+               "eligibility": {"minLevel": 1}, "entryLimit": "daily",
+               "reward": {"kind": "draw", "winners": 1, "item": "chest"}}),
+    )
+    .await;
     let deliveries = eventually(Duration::from_secs(60), "ten attempts", || async {
         let (s, d) = live
             .get(
@@ -249,9 +237,8 @@ async fn kill_9_in_the_middle_of_a_settlement_leaves_one_message_and_one_receipt
 
     let players: Vec<String> = (0..120).map(|i| format!("crash_{i:03}")).collect();
     let start_at = chrono::Utc::now() + chrono::Duration::seconds(2);
-    let (s, c) = live
-        .post(
-            format!("{base}/campaigns"),
+    let c = live
+        .schedule_new(
             &admin,
             json!({"title": "Everyone wins", "startsAt": start_at.to_rfc3339(),
                    "endsAt": (start_at + chrono::Duration::seconds(6)).to_rfc3339(),
@@ -259,10 +246,7 @@ async fn kill_9_in_the_middle_of_a_settlement_leaves_one_message_and_one_receipt
                    "reward": {"kind": "draw", "winners": 120, "item": "crash_token"}}),
         )
         .await;
-    assert_eq!(s, 201, "{c}");
     let id = c["id"].as_str().expect("id").to_owned();
-    live.post(format!("{base}/campaigns/{id}/schedule"), &admin, json!({}))
-        .await;
     live.wait_state(&admin, &id, "live", Duration::from_secs(10))
         .await;
     for p in &players {

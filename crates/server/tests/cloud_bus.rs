@@ -193,14 +193,11 @@ async fn start_split(data: &Path, db: &str, redis: &str, bus: &TestBus) -> (Flee
 }
 
 fn urls(ports: &[u16]) -> Urls {
-    let at = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
-    Urls {
-        gateway: at(0),
-        fairness: at(1),
-        progression: at(2),
-        leaderboard: at(3),
-        operator: None,
-    }
+    let bases: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    Urls::split(&bases)
 }
 
 async fn split_deployment_passes_the_scenario(kind: Kind, redis: u32) {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::load::{assert_exactly_once, stream, Counts};
-use common::{free_port, fresh_database, succeed, wait_ready, Fleet, Urls, BIN, SECRET};
+use common::{free_port, fresh_database, succeed, wait_ready, xp_now, Fleet, Urls, BIN, SECRET};
 
 /// A Redis of our own that persists every write (AOF, fsync always), so a crash loses nothing acked.
 fn start_redis(dir: &Path, port: u16) -> Child {
@@ -306,29 +306,15 @@ async fn the_split_deployment_resumes_within_seconds_after_kill_9_of_every_proce
     }
 
     let want = load.await.expect("load");
-    let urls = Urls {
-        gateway: bases[0].clone(),
-        fairness: bases[1].clone(),
-        progression: bases[2].clone(),
-        leaderboard: bases[3].clone(),
-        operator: None,
-    };
+    let urls = Urls::split(&bases);
     let client = reqwest::Client::new();
     common::eventually(
         Duration::from_secs(15),
         "every accepted event applied within 15 s of the stream's end",
         || async {
             for (player, (want_xp, _)) in &want {
-                let p: serde_json::Value = client
-                    .get(format!("{}/players/{player}/progress", urls.progression))
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
                 // More is left to assert_exactly_once, which names it.
-                if p["xp"].as_u64().unwrap_or_default() < *want_xp {
+                if xp_now(&client, &urls.progression, player).await? < *want_xp {
                     return None;
                 }
             }

@@ -13,9 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{eventually, free_port, now, spawn_serve, wait_ready, xp, NO_RATE_LIMIT, SECRET};
+use common::{
+    eventually, free_port, now, spawn_serve, wait_ready, xp, xp_now, NO_RATE_LIMIT, SECRET,
+};
 use liveops_core::Keyring;
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const DELAY: Duration = Duration::from_secs(3);
@@ -219,15 +220,7 @@ async fn sigterm_keeps_serving_for_the_delay_then_drains_and_loses_nothing() {
     wait_ready(&base).await;
     for (player, xp) in &expected {
         eventually(Duration::from_secs(30), player, || async {
-            let p: Value = probe
-                .get(format!("{base}/players/{player}/progress"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            let got = p["xp"].as_u64().unwrap_or_default();
+            let got = xp_now(&probe, &base, player).await.unwrap_or_default();
             assert!(
                 got <= *xp,
                 "{player}: {got} XP counts an event twice (want {xp})"

@@ -65,11 +65,8 @@ async fn split_deployment(db_url: String, redis_url: String, tag: &str) {
         .token(ADMIN_EMAIL, ADMIN_PASSWORD)
         .await;
     let urls = Urls {
-        gateway: bases[0].clone(),
-        fairness: bases[1].clone(),
-        progression: bases[2].clone(),
-        leaderboard: bases[3].clone(),
         operator: Some(token),
+        ..Urls::split(&bases)
     };
     // Each process serves only its own routes.
     let client = reqwest::Client::new();

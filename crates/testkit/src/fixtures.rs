@@ -1,7 +1,9 @@
 //! Events for tests: the reference events of `../shared/sample_events/` and small builders, each
 //! with `ts` set to now so the gateway's timestamp window accepts them.
 
+use std::io::Write;
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
 use liveops_core::ports::{Board, ScoreDelta};
 use liveops_core::Window;
@@ -64,15 +66,40 @@ pub fn score_delta(board: &Board, player: &str, delta: i64) -> ScoreDelta {
     }
 }
 
-/// The variable `var` of the test servers' env files (TLS or plain), or a panic saying how to
-/// start them: tests that need a real server never skip silently.
+/// The variable `var` of the test servers' env files (plain, TLS or cloud), or a panic saying
+/// how to start them: tests that need a real server never skip silently.
 pub fn server_env(var: &str) -> String {
     match std::env::var(var) {
         Ok(v) if !v.trim().is_empty() => v,
         _ => panic!(
-            "{var} is not set: start the TLS test servers (scripts/services-tls.sh start) and \
-             `source /tmp/liveops-services-tls/env` (plain ones: scripts/services.sh, \
-             /tmp/liveops-services/env)"
+            "{var} is not set: start the test servers and source their env file \
+             (scripts/services.sh start: /tmp/liveops-services/env; scripts/services-tls.sh: \
+             /tmp/liveops-services-tls/env; scripts/services-cloud.sh: /tmp/liveops-cloud/env)"
         ),
     }
+}
+
+/// `liveops-draw-v1` as the independent reference (`scripts/liveops_draw_v1.py`, Python's
+/// standard library only) computes it: `request` is one draw (`seed`, `entrants`, `winners`) or
+/// a list of them, the answer likewise.
+pub fn reference_draw(request: &Value) -> Value {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/liveops_draw_v1.py"
+    );
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs the reference draw");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(request.to_string().as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("python3 ran");
+    assert!(out.status.success(), "the reference draw failed");
+    serde_json::from_slice(&out.stdout).expect("json")
 }

@@ -2,10 +2,11 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use liveops_core::ports::{topics, Bus, Delivery, Health, Message, PortError, PortResult};
+use liveops_core::ports::{
+    topics, Bus, Delivery, Health, Message, PollRequest, PortError, PortResult,
+};
 
 /// Wraps a bus; every switch is off until a test turns it on.
 pub struct FlakyBus {
@@ -58,15 +59,8 @@ impl Bus for FlakyBus {
         self.inner.publish(topic, messages).await
     }
 
-    async fn poll(
-        &self,
-        topic: &str,
-        group: &str,
-        consumer: &str,
-        max: usize,
-        wait: Duration,
-    ) -> PortResult<Vec<Delivery>> {
-        self.inner.poll(topic, group, consumer, max, wait).await
+    async fn receive(&self, request: PollRequest<'_>) -> PortResult<Vec<Delivery>> {
+        self.inner.receive(request).await
     }
 
     async fn ack(&self, topic: &str, group: &str, ids: &[String]) -> PortResult<()> {

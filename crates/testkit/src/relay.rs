@@ -19,6 +19,18 @@ pub struct Relay {
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
+/// The address a server URL (`scheme://[user@]host:port[/path]`) points at, for a relay to
+/// forward to.
+pub fn upstream_of(url: &str) -> SocketAddr {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let host = rest.split('/').next().unwrap_or(rest);
+    std::net::ToSocketAddrs::to_socket_addrs(host)
+        .unwrap()
+        .next()
+        .unwrap_or_else(|| panic!("{url} names no address"))
+}
+
 impl Relay {
     /// Listens on `addr` (port 0: any) and forwards each connection to `upstream`.
     pub async fn start(addr: SocketAddr, upstream: SocketAddr) -> Self {

@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use liveops_core::ports::{long_poll, BusOptions, Delivery, Health, Message};
+use liveops_core::ports::{long_poll, BusOptions, Delivery, Health, Message, PollRequest};
 use liveops_core::{Bus, PortResult};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -195,19 +195,9 @@ impl Bus for MemoryBus {
         Ok(())
     }
 
-    async fn poll(
-        &self,
-        topic: &str,
-        group: &str,
-        _consumer: &str,
-        max: usize,
-        wait: Duration,
-    ) -> PortResult<Vec<Delivery>> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        long_poll(&self.published, wait, RECHECK, || async {
-            Ok(self.take(topic, group, max))
+    async fn receive(&self, request: PollRequest<'_>) -> PortResult<Vec<Delivery>> {
+        long_poll(&self.published, request.wait, RECHECK, || async {
+            Ok(self.take(request.topic, request.group, request.max))
         })
         .await
     }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use liveops_core::ports::{BusOptions, Delivery, Health, Message};
+use liveops_core::ports::{BusOptions, Delivery, Health, Message, PollRequest};
 use liveops_core::{Bus, PortError, PortResult};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, Script, Value};
@@ -999,20 +999,11 @@ impl Bus for RedisBus {
         Ok(())
     }
 
-    async fn poll(
-        &self,
-        topic: &str,
-        group: &str,
-        consumer: &str,
-        max: usize,
-        wait: Duration,
-    ) -> PortResult<Vec<Delivery>> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        let max = max.min(MAX_POLL);
+    async fn receive(&self, request: PollRequest<'_>) -> PortResult<Vec<Delivery>> {
+        let (topic, group, consumer) = (request.topic, request.group, request.consumer);
+        let max = request.max.min(MAX_POLL);
         let keys = Keys::new(topic, self.topic_partitions(topic).await?);
-        let until = Instant::now() + wait;
+        let until = Instant::now() + request.wait;
         let slice_max = (self.lease / 3).min(SLICE_MAX);
         loop {
             let fresh = self.holds_nothing(topic, group, consumer);

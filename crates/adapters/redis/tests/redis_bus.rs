@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,16 +14,15 @@ use liveops_testkit::conformance::bus::{body, ids, msg, unique};
 use liveops_testkit::conformance::bus_faults::{
     assert_unavailable, unavailable_then_recovers, Outage,
 };
-use liveops_testkit::relay::Relay;
+use liveops_testkit::fixtures::server_env;
+use liveops_testkit::relay::{upstream_of, Relay};
 use tokio::time::Instant;
 
 /// The tests share one Redis and a 2-core machine; timing-sensitive checks run one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn redis_url() -> String {
-    std::env::var("LIVEOPS_TEST_REDIS_URL").unwrap_or_else(|_| {
-        panic!("LIVEOPS_TEST_REDIS_URL is not set: source /tmp/liveops-services/env (scripts/services.sh start)")
-    })
+    server_env("LIVEOPS_TEST_REDIS_URL")
 }
 
 async fn bus(opts: BusOptions, partitions: u32) -> RedisBus {
@@ -458,21 +456,6 @@ async fn publish_throughput_in_batches_of_100() {
     drop_topic(&t).await;
 }
 
-fn redis_addr() -> SocketAddr {
-    let url = redis_url();
-    let host = url
-        .trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .rsplit('@')
-        .next()
-        .unwrap()
-        .to_owned();
-    std::net::ToSocketAddrs::to_socket_addrs(&host)
-        .unwrap()
-        .next()
-        .unwrap()
-}
-
 /// Redis unreachable, hung or gone: every call answers `Unavailable` within 3 s; when Redis is
 /// back the same bus works again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -491,7 +474,7 @@ async fn unavailable_within_3s_then_recovers() {
     )
     .await;
 
-    let relay = Relay::start("127.0.0.1:0".parse().unwrap(), redis_addr()).await;
+    let relay = Relay::start("127.0.0.1:0".parse().unwrap(), upstream_of(&redis_url())).await;
     let bus = RedisBus::connect(&format!("redis://{}/", relay.addr), opts, 4)
         .await
         .unwrap();
@@ -500,7 +483,8 @@ async fn unavailable_within_3s_then_recovers() {
         poll_while_hung: true,
         ack_while_down: Some("0:1-0".to_owned()),
     };
-    let (t, relay) = unavailable_then_recovers(&bus, relay, redis_addr(), outage).await;
+    let (t, relay) =
+        unavailable_then_recovers(&bus, relay, upstream_of(&redis_url()), outage).await;
     relay.kill();
     drop_topic(&t).await;
 }

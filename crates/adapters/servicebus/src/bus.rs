@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,12 +17,12 @@ use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::types::messaging::{Body, Message, MessageId, Modified, Outcome, Target};
 use fe2o3_amqp::types::primitives::{SimpleValue, Value};
 use fe2o3_amqp::{Connection, Delivery as AmqpDelivery, Receiver, Sender, Session};
-use liveops_core::ports::{Delivery, Message as BusMessage};
+use liveops_core::ports::{every_while_alive, Delivery, Message as BusMessage, PollRequest};
 use liveops_core::{Bus, Health, PortError, PortResult};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::config::{BusError, Mode, ServiceBusConfig};
+use crate::config::{config_error, BusError, Mode, ServiceBusConfig};
 use crate::frames;
 use crate::sas;
 
@@ -150,7 +150,7 @@ impl ServiceBusBus {
     /// the call timeout.
     pub async fn connect(config: ServiceBusConfig) -> Result<Self, BusError> {
         if config.max_deliveries == 0 {
-            return Err(BusError::Config("max_deliveries must be at least 1".into()));
+            return Err(config_error("max_deliveries must be at least 1"));
         }
         let inner = Arc::new(Inner {
             config,
@@ -161,20 +161,13 @@ impl ServiceBusBus {
         });
         inner.healthcheck().await?;
         let tick = (inner.config.visibility_timeout / 3).max(Duration::from_millis(200));
-        tokio::spawn(renew_forever(Arc::downgrade(&inner), tick));
+        tokio::spawn(every_while_alive(
+            Arc::downgrade(&inner),
+            tick,
+            |inner| async move { inner.renew().await },
+            |error| tracing::warn!(%error, "amqp lock or token renewal failed; retrying"),
+        ));
         Ok(Self { inner })
-    }
-}
-
-async fn renew_forever(inner: Weak<Inner>, tick: Duration) {
-    loop {
-        tokio::time::sleep(tick).await;
-        let Some(inner) = inner.upgrade() else {
-            return;
-        };
-        if let Err(error) = inner.renew().await {
-            tracing::warn!(%error, "amqp lock or token renewal failed; retrying");
-        }
     }
 }
 
@@ -277,17 +270,11 @@ impl Inner {
             key,
             u64::try_from(expiry_ms / 1000).unwrap_or(0),
         );
-        let id = self.name("cbs");
-        let req = self.requester(live, frames::CBS).await?;
-        let mut req = req.lock().await;
-        let reply_to = req.reply_to.clone();
-        let answer = request(
-            &mut req,
-            frames::put_token(&id, &reply_to, &audience, &token, expiry_ms),
-            &id,
-            self.config.call_timeout,
-        )
-        .await?;
+        let answer = self
+            .ask(live, frames::CBS, "cbs", |id, reply_to| {
+                frames::put_token(id, reply_to, &audience, &token, expiry_ms)
+            })
+            .await?;
         let status = status_code(&answer, "status-code");
         if status != Some(200) && status != Some(202) {
             return Err(PortError::Unavailable(format!(
@@ -296,6 +283,22 @@ impl Inner {
         }
         live.tokens.insert(audience, expiry_ms);
         Ok(())
+    }
+
+    /// Sends the request `build(id, reply_to)` to `node` (`what` names its id) and waits for the
+    /// answer.
+    async fn ask(
+        &self,
+        live: &mut Live,
+        node: &str,
+        what: &str,
+        build: impl FnOnce(&str, &str) -> Message<Body<Value>>,
+    ) -> PortResult<Message<Body<Value>>> {
+        let req = self.requester(live, node).await?;
+        let mut req = req.lock().await;
+        let id = self.name(what);
+        let message = build(&id, &req.reply_to);
+        request(&mut req, message, &id, self.config.call_timeout).await
     }
 
     /// The request/response links to `node`, attached on first use.
@@ -388,18 +391,9 @@ impl Inner {
                     me.authorize(live, "").await
                 } else {
                     let node = frames::management("$health");
-                    let req = me.requester(live, &node).await?;
-                    let mut req = req.lock().await;
-                    let id = me.name("health");
-                    let reply_to = req.reply_to.clone();
-                    request(
-                        &mut req,
-                        frames::message_count(&id, &reply_to),
-                        &id,
-                        me.config.call_timeout,
-                    )
-                    .await
-                    .map(|_| ())
+                    me.ask(live, &node, "health", frames::message_count)
+                        .await
+                        .map(|_| ())
                 }
             })
         })
@@ -733,15 +727,12 @@ impl Inner {
                     Box::pin(async move {
                         let node = frames::management(&entity);
                         me.authorize(live, &node).await?;
-                        let req = me.requester(live, &node).await?;
-                        let mut req = req.lock().await;
-                        let id = me.name("renew");
-                        let reply_to = req.reply_to.clone();
-                        let msg = match &session {
-                            Some(s) => frames::renew_session_lock(&id, &reply_to, s),
-                            None => frames::renew_lock(&id, &reply_to, &tokens),
-                        };
-                        let answer = request(&mut req, msg, &id, me.config.call_timeout).await?;
+                        let answer = me
+                            .ask(live, &node, "renew", |id, reply_to| match &session {
+                                Some(s) => frames::renew_session_lock(id, reply_to, s),
+                                None => frames::renew_lock(id, reply_to, &tokens),
+                            })
+                            .await?;
                         match status_code(&answer, "statusCode") {
                             Some(200) => Ok(()),
                             other => Err(PortError::Unavailable(format!(
@@ -999,18 +990,9 @@ impl Bus for ServiceBusBus {
         Ok(())
     }
 
-    async fn poll(
-        &self,
-        topic: &str,
-        group: &str,
-        consumer: &str,
-        max: usize,
-        wait: Duration,
-    ) -> PortResult<Vec<Delivery>> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        let g = self.inner.group(topic, group);
+    async fn receive(&self, request: PollRequest<'_>) -> PortResult<Vec<Delivery>> {
+        let g = self.inner.group(request.topic, request.group);
+        let (consumer, max, wait) = (request.consumer, request.max, request.wait);
         self.inner.poll_group(&g, consumer, max, wait).await
     }
 
@@ -1055,17 +1037,7 @@ impl Bus for ServiceBusBus {
             .with_live(|live, me| {
                 Box::pin(async move {
                     let node = frames::management(&entity);
-                    let req = me.requester(live, &node).await?;
-                    let mut req = req.lock().await;
-                    let id = me.name("count");
-                    let reply_to = req.reply_to.clone();
-                    request(
-                        &mut req,
-                        frames::message_count(&id, &reply_to),
-                        &id,
-                        me.config.call_timeout,
-                    )
-                    .await
+                    me.ask(live, &node, "count", frames::message_count).await
                 })
             })
             .await?;

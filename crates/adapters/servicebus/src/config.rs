@@ -2,24 +2,14 @@
 
 use std::time::Duration;
 
-/// Why the Service Bus bus could not be set up.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum BusError {
-    /// The connection string or a setting is malformed.
-    #[error("service bus configuration: {0}")]
-    Config(String),
-    /// The broker did not answer, or refused the connection.
-    #[error(transparent)]
-    Port(#[from] liveops_core::PortError),
-}
+use liveops_core::ports::BusSetupError;
 
-impl From<BusError> for liveops_core::PortError {
-    fn from(e: BusError) -> Self {
-        match e {
-            BusError::Port(p) => p,
-            BusError::Config(c) => liveops_core::PortError::Unavailable(c),
-        }
-    }
+/// Why the bus could not be set up (the shared [`BusSetupError`]).
+pub type BusError = BusSetupError;
+
+/// A malformed or missing setting.
+pub(crate) fn config_error(reason: impl Into<String>) -> BusError {
+    BusError::config("service bus", reason)
 }
 
 /// Which broker the connection string names.
@@ -91,8 +81,7 @@ impl std::fmt::Debug for ServiceBusConfig {
 impl ServiceBusConfig {
     /// Reads `BUS_CONN` from the environment (see [`ServiceBusConfig::parse`]).
     pub fn from_env() -> Result<Self, BusError> {
-        let conn = std::env::var("BUS_CONN")
-            .map_err(|_| BusError::Config("BUS_CONN is not set".to_owned()))?;
+        let conn = std::env::var("BUS_CONN").map_err(|_| config_error("BUS_CONN is not set"))?;
         Self::parse(&conn)
     }
 
@@ -111,7 +100,7 @@ impl ServiceBusConfig {
         } else {
             for part in conn.split(';').map(str::trim).filter(|p| !p.is_empty()) {
                 let (k, v) = part.split_once('=').ok_or_else(|| {
-                    BusError::Config(format!("connection string part {part:?} is not key=value"))
+                    config_error(format!("connection string part {part:?} is not key=value"))
                 })?;
                 match k.trim().to_ascii_lowercase().as_str() {
                     "endpoint" => endpoint = Some(v.trim().to_owned()),
@@ -120,7 +109,7 @@ impl ServiceBusConfig {
                     "usedevelopmentemulator" => emulator = v.trim().eq_ignore_ascii_case("true"),
                     "sessions" => sessions = !v.trim().eq_ignore_ascii_case("false"),
                     "entitypath" => {
-                        return Err(BusError::Config(
+                        return Err(config_error(
                             "EntityPath: use a namespace-level connection string".to_owned(),
                         ))
                     }
@@ -128,30 +117,28 @@ impl ServiceBusConfig {
                 }
             }
         }
-        let endpoint =
-            endpoint.ok_or_else(|| BusError::Config("no Endpoint in BUS_CONN".to_owned()))?;
+        let endpoint = endpoint.ok_or_else(|| config_error("no Endpoint in BUS_CONN"))?;
         let (scheme, rest) = endpoint
             .split_once("://")
-            .ok_or_else(|| BusError::Config(format!("endpoint {endpoint:?} has no scheme")))?;
+            .ok_or_else(|| config_error(format!("endpoint {endpoint:?} has no scheme")))?;
         let authority = rest.split('/').next().unwrap_or_default();
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) => (
-                h.to_owned(),
-                Some(p.parse::<u16>().map_err(|_| {
-                    BusError::Config(format!("endpoint {endpoint:?} has a bad port"))
-                })?),
-            ),
-            None => (authority.to_owned(), None),
-        };
+        let (host, port) =
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (
+                    h.to_owned(),
+                    Some(p.parse::<u16>().map_err(|_| {
+                        config_error(format!("endpoint {endpoint:?} has a bad port"))
+                    })?),
+                ),
+                None => (authority.to_owned(), None),
+            };
         if host.is_empty() {
-            return Err(BusError::Config(format!(
-                "endpoint {endpoint:?} has no host"
-            )));
+            return Err(config_error(format!("endpoint {endpoint:?} has no host")));
         }
         let tls = match scheme {
             "sb" | "amqps" => !emulator,
             "amqp" => false,
-            other => return Err(BusError::Config(format!("endpoint scheme {other:?}"))),
+            other => return Err(config_error(format!("endpoint scheme {other:?}"))),
         };
         let mode = match (key_name, key) {
             (Some(key_name), Some(key)) => Mode::Azure {
@@ -161,7 +148,7 @@ impl ServiceBusConfig {
             },
             (None, None) => Mode::Plain,
             _ => {
-                return Err(BusError::Config(
+                return Err(config_error(
                     "SharedAccessKeyName and SharedAccessKey go together".to_owned(),
                 ))
             }

@@ -4,7 +4,6 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,16 +13,12 @@ use liveops_servicebus::{ServiceBusBus, ServiceBusConfig};
 use liveops_testkit::conformance;
 use liveops_testkit::conformance::bus::{body, ids, msg, unique};
 use liveops_testkit::conformance::bus_faults::{self, Outage};
-use liveops_testkit::relay::Relay;
+use liveops_testkit::fixtures::server_env;
+use liveops_testkit::relay::{upstream_of, Relay};
 use tokio::time::Instant;
 
 fn url() -> String {
-    std::env::var("LIVEOPS_TEST_AMQP_URL").unwrap_or_else(|_| {
-        panic!(
-            "LIVEOPS_TEST_AMQP_URL is not set: run scripts/services-cloud.sh start, then \
-             source /tmp/liveops-cloud/env"
-        )
-    })
+    server_env("LIVEOPS_TEST_AMQP_URL")
 }
 
 fn config_at(url: &str) -> ServiceBusConfig {
@@ -130,59 +125,7 @@ async fn a_held_batch_is_not_abandoned_until_max_hold() {
 async fn dead_letters_are_per_subscription_and_replay_reaches_one_group() {
     let bus = ServiceBusBus::connect(config()).await.unwrap();
     let t = unique("dlq");
-    bus.ensure_group(&t, "a").await.unwrap();
-    bus.ensure_group(&t, "b").await.unwrap();
-    bus.publish(&t, vec![msg("alice", "poison")]).await.unwrap();
-    let b = bus
-        .poll(&t, "b", "cb", 10, Duration::from_secs(2))
-        .await
-        .unwrap();
-    bus.ack(&t, "b", &ids(&b)).await.unwrap();
-    for n in 1..=3 {
-        let got = bus
-            .poll(&t, "a", "ca", 10, Duration::from_secs(4))
-            .await
-            .unwrap();
-        assert_eq!(got.len(), 1, "delivery {n}");
-        assert_eq!(got[0].deliveries, n);
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-    }
-    let none = bus
-        .poll(&t, "a", "ca", 10, Duration::from_millis(500))
-        .await
-        .unwrap();
-    assert!(none.is_empty(), "{none:?}");
-    let dead = bus.dead_letters(&t, "a", 10).await.unwrap();
-    assert_eq!(dead.len(), 1);
-    assert_eq!(
-        (
-            body(&dead[0]).as_str(),
-            dead[0].key.as_str(),
-            dead[0].deliveries
-        ),
-        ("poison", "alice", 3)
-    );
-    assert_eq!(
-        bus.dead_letters(&t, "a", 10).await.unwrap().len(),
-        1,
-        "a peek leaves it"
-    );
-    assert!(bus.dead_letters(&t, "b", 10).await.unwrap().is_empty());
-    assert_eq!(bus.replay_dead_letters(&t, "a").await.unwrap(), 1);
-    let none = bus
-        .poll(&t, "b", "cb", 10, Duration::from_millis(500))
-        .await
-        .unwrap();
-    assert!(none.is_empty(), "replay leaked into group b: {none:?}");
-    let again = bus
-        .poll(&t, "a", "ca", 10, Duration::from_secs(2))
-        .await
-        .unwrap();
-    assert_eq!(
-        (body(&again[0]).as_str(), again[0].deliveries),
-        ("poison", 1)
-    );
-    bus.ack(&t, "a", &ids(&again)).await.unwrap();
+    bus_faults::dead_letters_stay_with_their_group(&bus, &t, Some(3)).await;
     assert_eq!(bus.lag(&t, "a").await.unwrap(), 0);
 }
 
@@ -192,7 +135,7 @@ async fn dead_letters_are_per_subscription_and_replay_reaches_one_group() {
 /// good: the `kill -9` test of the split deployment lost an event to it.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vanished_consumers_deliveries_go_to_the_next_one() {
-    let relay = Relay::start("127.0.0.1:0".parse().unwrap(), upstream()).await;
+    let relay = Relay::start("127.0.0.1:0".parse().unwrap(), upstream_of(&url())).await;
     let doomed = ServiceBusBus::connect(config_at(&format!("amqp://{}", relay.addr)))
         .await
         .unwrap();
@@ -226,15 +169,6 @@ async fn a_vanished_consumers_deliveries_go_to_the_next_one() {
     assert_eq!(next.lag(&t, &g).await.unwrap(), 0);
 }
 
-fn upstream() -> SocketAddr {
-    let u = url();
-    let host = u.trim_start_matches("amqp://").trim_end_matches('/');
-    std::net::ToSocketAddrs::to_socket_addrs(host)
-        .unwrap()
-        .next()
-        .unwrap()
-}
-
 /// Broker unreachable, hung or gone: every call answers `Unavailable` within 5 s (call timeout
 /// 1 s); when the broker is back the same bus works again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,7 +182,7 @@ async fn unavailable_within_bounds_then_recovers() {
     })
     .await;
 
-    let relay = Relay::start("127.0.0.1:0".parse().unwrap(), upstream()).await;
+    let relay = Relay::start("127.0.0.1:0".parse().unwrap(), upstream_of(&url())).await;
     let mut c = config_at(&format!("amqp://{}", relay.addr));
     c.call_timeout = Duration::from_secs(1);
     let bus = ServiceBusBus::connect(c).await.unwrap();
@@ -259,5 +193,5 @@ async fn unavailable_within_bounds_then_recovers() {
         poll_while_hung: false,
         ack_while_down: None,
     };
-    bus_faults::unavailable_then_recovers(&bus, relay, upstream(), outage).await;
+    bus_faults::unavailable_then_recovers(&bus, relay, upstream_of(&url()), outage).await;
 }

@@ -89,7 +89,7 @@ impl<DB: Dialect> Replica<DB> {
     }
 }
 
-/// What the probe needs of the backend to read positions on both sides.
+/// What the probe and its loop need of the backend to read positions on both sides.
 impl<DB> Replica<DB>
 where
     DB: Dialect,
@@ -100,6 +100,17 @@ where
     for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> super::dialect::Text: sqlx::Decode<'q, DB> + sqlx::Type<DB>,
 {
+    /// The probe loop: measures `replica` every [`PROBE_EVERY`] until it is dropped.
+    pub(crate) async fn watch(replica: std::sync::Weak<Self>, primary: Pool<DB>) {
+        let mut tick = tokio::time::interval(PROBE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(r) = replica.upgrade() else { return };
+            r.probe(&primary).await;
+        }
+    }
+
     /// One measurement, given the primary's pool; updates what reads use.
     pub(crate) async fn probe(&self, primary: &Pool<DB>) {
         match tokio::time::timeout(PROBE_TIMEOUT, self.lag(primary)).await {
@@ -183,25 +194,6 @@ pub struct ReplicaPosition {
     pub primary: &'static str,
     /// On the replica, with that position bound: one row, one BIGINT column, 1 once replayed.
     pub replayed: &'static str,
-}
-
-/// The probe loop: measures `replica` every [`PROBE_EVERY`] until it is dropped.
-pub(crate) async fn watch<DB: Dialect>(replica: std::sync::Weak<Replica<DB>>, primary: Pool<DB>)
-where
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    usize: sqlx::ColumnIndex<DB::Row>,
-    for<'q> i64: sqlx::Decode<'q, DB> + sqlx::Type<DB>,
-    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> super::dialect::Text: sqlx::Decode<'q, DB> + sqlx::Type<DB>,
-{
-    let mut tick = tokio::time::interval(PROBE_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(r) = replica.upgrade() else { return };
-        r.probe(&primary).await;
-    }
 }
 
 /// Shared by the repository: the replica, if one is configured.

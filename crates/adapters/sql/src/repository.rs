@@ -261,7 +261,10 @@ where
     /// The replica probe's loop, to run while the process runs; `None` without a replica.
     pub fn replica_watch(&self) -> Option<futures_util::future::BoxFuture<'static, ()>> {
         let replica = Arc::downgrade(self.replica.as_ref()?);
-        Some(Box::pin(super::replica::watch(replica, self.pool.clone())))
+        Some(Box::pin(super::replica::Replica::watch(
+            replica,
+            self.pool.clone(),
+        )))
     }
 
     /// Records `ids` as processed by `consumer`; fails (leaving the transaction to roll back)

@@ -8,17 +8,10 @@
 //! a few acked messages again, which consumers skip by event id.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use liveops_core::PortError;
-use rusqlite::backup::{Backup, StepResult};
-use rusqlite::{Connection, OpenFlags};
 
 use crate::{bus_file, db_error, BUSY_TIMEOUT, SCHEMA_VERSION};
-
-/// How long a copy waits for a lock it needs (a WAL reader waits only while the log is
-/// recovered) before giving up.
-const LOCK_WAIT: Duration = Duration::from_secs(30);
 
 impl crate::SqliteBus {
     /// Writes a consistent copy of the live bus file at `location` (a path or a `sqlite:` URL)
@@ -32,15 +25,13 @@ impl crate::SqliteBus {
                 src.display()
             )));
         }
-        copy_live(&src, dest)
+        liveops_sqlite_file::copy_live(&src, dest, BUSY_TIMEOUT)
     }
 
     /// Checks that `file` is a sound bus file this build can open: SQLite's `quick_check`, and
     /// a schema version it knows. Blocking.
     pub fn check_copy(file: &Path) -> Result<(), PortError> {
-        let conn = Connection::open_with_flags(file, OpenFlags::SQLITE_OPEN_READ_WRITE)
-            .map_err(db_error)?;
-        quick_check(&conn)?;
+        let conn = liveops_sqlite_file::open_checked(file)?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(db_error)?;
@@ -51,71 +42,5 @@ impl crate::SqliteBus {
             )));
         }
         Ok(())
-    }
-}
-
-/// Copies the database `src` into the new file `dest` in one backup step (one read
-/// transaction on `src`), syncs it, and returns its size.
-fn copy_live(src: &Path, dest: &Path) -> Result<u64, PortError> {
-    if dest.exists() {
-        return Err(PortError::Unavailable(format!(
-            "{} exists already",
-            dest.display()
-        )));
-    }
-    // Read-write without create: a WAL reader may need to create the shared-memory file, and a
-    // missing source must be an error, not a new empty database.
-    let from = Connection::open_with_flags(
-        src,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(db_error)?;
-    from.busy_timeout(BUSY_TIMEOUT).map_err(db_error)?;
-    let mut to = Connection::open(dest).map_err(db_error)?;
-    {
-        let backup = Backup::new(&from, &mut to).map_err(db_error)?;
-        let deadline = Instant::now() + LOCK_WAIT;
-        loop {
-            // -1: every page in one step, so no writer can restart the copy half-way.
-            match backup.step(-1).map_err(db_error)? {
-                StepResult::Done => break,
-                StepResult::More => {}
-                StepResult::Busy | StepResult::Locked if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                StepResult::Busy | StepResult::Locked => {
-                    return Err(PortError::Unavailable(format!(
-                        "{} stayed locked for {LOCK_WAIT:?}",
-                        src.display()
-                    )))
-                }
-                other => {
-                    return Err(PortError::Unavailable(format!(
-                        "backup of {} stopped: {other:?}",
-                        src.display()
-                    )))
-                }
-            }
-        }
-    }
-    quick_check(&to)?;
-    to.close().map_err(|(_, e)| db_error(e))?;
-    let file = std::fs::File::open(dest)
-        .map_err(|e| PortError::Unavailable(format!("{}: {e}", dest.display())))?;
-    file.sync_all()
-        .map_err(|e| PortError::Unavailable(format!("syncing {}: {e}", dest.display())))?;
-    file.metadata()
-        .map(|m| m.len())
-        .map_err(|e| PortError::Unavailable(format!("{}: {e}", dest.display())))
-}
-
-fn quick_check(conn: &Connection) -> Result<(), PortError> {
-    let verdict: String = conn
-        .query_row("PRAGMA quick_check", [], |r| r.get(0))
-        .map_err(db_error)?;
-    if verdict == "ok" {
-        Ok(())
-    } else {
-        Err(PortError::Corrupt(format!("quick_check: {verdict}")))
     }
 }

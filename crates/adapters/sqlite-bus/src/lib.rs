@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use liveops_core::ports::{long_poll, BusOptions, Delivery, Health, Message};
+use liveops_core::ports::{long_poll, BusOptions, Delivery, Health, Message, PollRequest};
 use liveops_core::{Bus, PortError, PortResult};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -338,24 +338,14 @@ impl Bus for SqliteBus {
         .map(|_| ())
     }
 
-    async fn poll(
-        &self,
-        topic: &str,
-        group: &str,
-        _consumer: &str,
-        max: usize,
-        wait: Duration,
-    ) -> PortResult<Vec<Delivery>> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
+    async fn receive(&self, request: PollRequest<'_>) -> PortResult<Vec<Delivery>> {
         // Another process may publish to the same file, and in-flight messages time out:
         // the long poll looks again every so often even without a wake-up.
-        long_poll(&self.published, wait, RECHECK, || async {
+        long_poll(&self.published, request.wait, RECHECK, || async {
             let poll = Op::Poll {
-                topic: topic.to_owned(),
-                group: group.to_owned(),
-                max,
+                topic: request.topic.to_owned(),
+                group: request.group.to_owned(),
+                max: request.max,
             };
             match self.call(poll).await? {
                 Answer::Deliveries(d) => Ok(d),

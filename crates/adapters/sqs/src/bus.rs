@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,11 +21,11 @@ use aws_sdk_sqs::Client;
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
-use liveops_core::ports::{Delivery, Message};
+use liveops_core::ports::{every_while_alive, Delivery, Message, PollRequest};
 use liveops_core::{Bus, Health, PortError, PortResult};
 use tokio::time::Instant;
 
-use crate::config::{BusError, SqsConfig};
+use crate::config::{config_error, BusError, SqsConfig};
 use crate::names::{self, Names};
 
 /// Most entries of one `SendMessageBatch`, `DeleteMessageBatch` or
@@ -318,7 +318,7 @@ impl SqsBus {
             Some(c) => {
                 // Static credentials: no provider chain, so no instance-metadata lookups.
                 let region = config.region.clone().ok_or_else(|| {
-                    BusError::Config("AWS_REGION is required with static credentials".into())
+                    config_error("AWS_REGION is required with static credentials")
                 })?;
                 aws_sdk_sqs::Config::builder()
                     .behavior_version(BehaviorVersion::latest())
@@ -340,7 +340,7 @@ impl SqsBus {
                 }
                 let shared = loader.load().await;
                 if shared.region().is_none() {
-                    return Err(BusError::Config("no AWS region: set AWS_REGION".to_owned()));
+                    return Err(config_error("no AWS region: set AWS_REGION"));
                 }
                 aws_sdk_sqs::config::Builder::from(&shared)
             }
@@ -374,7 +374,12 @@ impl SqsBus {
             // Every sixth of the timeout, for those with less than two thirds left: an extension
             // goes out with a half to two thirds of the timeout to spare.
             let tick = (inner.config.visibility_timeout / 6).max(Duration::from_millis(200));
-            tokio::spawn(extend_forever(weak, tick));
+            tokio::spawn(every_while_alive(
+                weak,
+                tick,
+                |inner| async move { inner.extend().await },
+                |error| tracing::warn!(%error, "sqs visibility extension failed; retrying"),
+            ));
         }
         Ok(Self { inner })
     }
@@ -424,25 +429,16 @@ impl SqsBus {
     }
 }
 
-async fn extend_forever(inner: Weak<Inner>, tick: Duration) {
-    loop {
-        tokio::time::sleep(tick).await;
-        let Some(inner) = inner.upgrade() else {
-            return;
-        };
-        if let Err(error) = inner.extend().await {
-            tracing::warn!(%error, "sqs visibility extension failed; retrying");
-        }
-    }
-}
-
 impl Inner {
     /// Counts a held delivery whose visibility ran out before an extension or its ack reached
     /// SQS (a slow or unreachable endpoint): it will be delivered again.
     fn lapse(&self, message_id: &str) {
         self.lapsed.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("bus_visibility_lapsed_total", "bus" => "sqs").increment(1);
-        tracing::warn!(message_id, "sqs visibility ran out while the delivery was held; SQS will deliver it again");
+        tracing::warn!(
+            message_id,
+            "sqs visibility ran out while the delivery was held; SQS will deliver it again"
+        );
     }
 
     fn count(&self, op: Op) {
@@ -1126,14 +1122,14 @@ impl Inner {
         h.buffer = keep;
     }
 
-    async fn poll_once(
-        &self,
-        topic: &str,
-        group: &str,
-        consumer: &str,
-        max: usize,
-        wait: Duration,
-    ) -> Result<Vec<Delivery>, CallError> {
+    async fn poll_once(&self, request: PollRequest<'_>) -> Result<Vec<Delivery>, CallError> {
+        let PollRequest {
+            topic,
+            group,
+            consumer,
+            max,
+            wait,
+        } = request;
         let q = self
             .group(topic, group, true)
             .await
@@ -1461,28 +1457,15 @@ impl Bus for SqsBus {
         result
     }
 
-    async fn poll(
-        &self,
-        topic: &str,
-        group: &str,
-        consumer: &str,
-        max: usize,
-        wait: Duration,
-    ) -> PortResult<Vec<Delivery>> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
+    async fn receive(&self, request: PollRequest<'_>) -> PortResult<Vec<Delivery>> {
         let inner = &self.inner;
-        match inner.poll_once(topic, group, consumer, max, wait).await {
+        match inner.poll_once(request).await {
             Ok(got) => Ok(got),
             Err(CallError::NoQueue(_)) => {
                 // SQS lost the queue (deleted, emulator restarted): create it again, once.
-                inner.forget_group(topic, group);
-                inner.forget_topic(topic);
-                inner
-                    .poll_once(topic, group, consumer, max, wait)
-                    .await
-                    .map_err(CallError::port)
+                inner.forget_group(request.topic, request.group);
+                inner.forget_topic(request.topic);
+                inner.poll_once(request).await.map_err(CallError::port)
             }
             Err(e) => Err(e.port()),
         }

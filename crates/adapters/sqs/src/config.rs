@@ -2,24 +2,14 @@
 
 use std::time::Duration;
 
-/// Why the SQS bus could not be set up.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum BusError {
-    /// A setting is missing or malformed.
-    #[error("sqs bus configuration: {0}")]
-    Config(String),
-    /// SQS did not answer, or refused the first call.
-    #[error(transparent)]
-    Port(#[from] liveops_core::PortError),
-}
+use liveops_core::ports::BusSetupError;
 
-impl From<BusError> for liveops_core::PortError {
-    fn from(e: BusError) -> Self {
-        match e {
-            BusError::Port(p) => p,
-            BusError::Config(c) => liveops_core::PortError::Unavailable(c),
-        }
-    }
+/// Why the bus could not be set up (the shared [`BusSetupError`]).
+pub type BusError = BusSetupError;
+
+/// A malformed or missing setting.
+pub(crate) fn config_error(reason: impl Into<String>) -> BusError {
+    BusError::config("sqs bus", reason)
 }
 
 /// Static credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`).
@@ -130,24 +120,24 @@ impl SqsConfig {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return Err(BusError::Config(format!(
+            return Err(config_error(format!(
                 "SQS_QUEUE_PREFIX {p:?}: 1 to {MAX_PREFIX} of [A-Za-z0-9_-]"
             )));
         }
         if let Some(e) = &self.endpoint {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
-                return Err(BusError::Config(format!(
+                return Err(config_error(format!(
                     "SQS endpoint {e:?} must start with http:// or https://"
                 )));
             }
         }
         if self.max_deliveries == 0 || self.max_deliveries > 1000 {
-            return Err(BusError::Config(
+            return Err(config_error(
                 "max_deliveries must be 1..=1000 (SQS maxReceiveCount)".to_owned(),
             ));
         }
         if self.visibility_timeout > Duration::from_secs(12 * 3600) {
-            return Err(BusError::Config(
+            return Err(config_error(
                 "visibility timeout above SQS's 12 hours".to_owned(),
             ));
         }
@@ -214,10 +204,10 @@ mod tests {
             if prefix.is_empty() {
                 assert!(r.is_ok(), "an empty value means the default");
             } else {
-                assert!(matches!(r, Err(BusError::Config(_))), "{prefix}: {r:?}");
+                assert!(matches!(r, Err(BusError::Config { .. })), "{prefix}: {r:?}");
             }
         }
         let r = SqsConfig::from_vars(vars(&[("SQS_ENDPOINT", "127.0.0.1:15000")]));
-        assert!(matches!(r, Err(BusError::Config(_))), "{r:?}");
+        assert!(matches!(r, Err(BusError::Config { .. })), "{r:?}");
     }
 }

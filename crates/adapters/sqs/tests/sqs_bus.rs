@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,16 +15,12 @@ use liveops_sqs::{Op, SqsBus, SqsConfig, StaticCredentials};
 use liveops_testkit::conformance;
 use liveops_testkit::conformance::bus::{body, ids, msg, unique};
 use liveops_testkit::conformance::bus_faults::{self, Outage};
-use liveops_testkit::relay::Relay;
+use liveops_testkit::fixtures::server_env;
+use liveops_testkit::relay::{upstream_of, Relay};
 use tokio::time::Instant;
 
 fn endpoint() -> String {
-    std::env::var("LIVEOPS_TEST_SQS_ENDPOINT").unwrap_or_else(|_| {
-        panic!(
-            "LIVEOPS_TEST_SQS_ENDPOINT is not set: run scripts/services-cloud.sh start, then \
-             source /tmp/liveops-cloud/env"
-        )
-    })
+    server_env("LIVEOPS_TEST_SQS_ENDPOINT")
 }
 
 /// Static test credentials against the loopback emulator; never the instance-metadata service.
@@ -343,50 +338,7 @@ async fn dead_letters_sit_in_the_groups_own_fifo_queue() {
         "{redrive}"
     );
 
-    bus.publish(&t, vec![msg("alice", "poison")]).await.unwrap();
-    let b = bus
-        .poll(&t, "b", "cb", 10, Duration::from_secs(2))
-        .await
-        .unwrap();
-    bus.ack(&t, "b", &ids(&b)).await.unwrap();
-    for n in 1..=3 {
-        let got = bus
-            .poll(&t, "a", "ca", 10, Duration::from_secs(3))
-            .await
-            .unwrap();
-        assert_eq!(got.len(), 1, "delivery {n}");
-        assert_eq!(got[0].deliveries, n);
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-    }
-    let none = bus
-        .poll(&t, "a", "ca", 10, Duration::from_millis(500))
-        .await
-        .unwrap();
-    assert!(none.is_empty(), "{none:?}");
-    let dead = bus.dead_letters(&t, "a", 10).await.unwrap();
-    assert_eq!(dead.len(), 1);
-    assert_eq!(
-        (body(&dead[0]).as_str(), dead[0].key.as_str()),
-        ("poison", "alice")
-    );
-    assert!(bus.dead_letters(&t, "b", 10).await.unwrap().is_empty());
-    // Peeking twice leaves them there.
-    assert_eq!(bus.dead_letters(&t, "a", 10).await.unwrap().len(), 1);
-    assert_eq!(bus.replay_dead_letters(&t, "a").await.unwrap(), 1);
-    let none = bus
-        .poll(&t, "b", "cb", 10, Duration::from_millis(500))
-        .await
-        .unwrap();
-    assert!(none.is_empty(), "replay leaked into group b: {none:?}");
-    let again = bus
-        .poll(&t, "a", "ca", 10, Duration::from_secs(2))
-        .await
-        .unwrap();
-    assert_eq!(
-        (body(&again[0]).as_str(), again[0].deliveries),
-        ("poison", 1)
-    );
-    bus.ack(&t, "a", &ids(&again)).await.unwrap();
+    bus_faults::dead_letters_stay_with_their_group(&bus, &t, None).await;
 }
 
 /// SQS lost the group's queues (deleted, or the emulator restarted): the next poll and publish
@@ -412,15 +364,6 @@ async fn recovers_when_sqs_lost_the_queues() {
     bus.ack(&t, &g, &ids(&got)).await.unwrap();
 }
 
-fn upstream() -> SocketAddr {
-    let e = endpoint();
-    let host = e.trim_start_matches("http://").trim_end_matches('/');
-    std::net::ToSocketAddrs::to_socket_addrs(host)
-        .unwrap()
-        .next()
-        .unwrap()
-}
-
 /// SQS unreachable, hung or gone: every call answers `Unavailable` within 6 s (call timeout
 /// 2 s, publish deadline 1 s); when SQS is back the same bus works again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -432,7 +375,7 @@ async fn unavailable_within_bounds_then_recovers() {
     })
     .await;
 
-    let relay = Relay::start("127.0.0.1:0".parse().unwrap(), upstream()).await;
+    let relay = Relay::start("127.0.0.1:0".parse().unwrap(), upstream_of(&endpoint())).await;
     let mut c = config_at(&format!("http://{}", relay.addr));
     c.call_timeout = Duration::from_secs(2);
     c.publish_deadline = Duration::from_secs(1);
@@ -450,5 +393,5 @@ async fn unavailable_within_bounds_then_recovers() {
         poll_while_hung: true,
         ack_while_down: None,
     };
-    bus_faults::unavailable_then_recovers(&bus, relay, upstream(), outage).await;
+    bus_faults::unavailable_then_recovers(&bus, relay, upstream_of(&endpoint()), outage).await;
 }

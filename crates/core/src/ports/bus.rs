@@ -1,12 +1,13 @@
 //! The event bus: topics, consumer groups, at-least-once delivery.
 
 use std::future::Future;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{Health, PortResult};
+use super::{Health, PortError, PortResult};
 
 /// A long poll for a bus whose publishers ring `published`: `look` until it finds something or
 /// `wait` has passed, sleeping between looks until a publish or `recheck` (other processes and
@@ -91,6 +92,80 @@ impl Default for BusOptions {
     }
 }
 
+/// Runs `work` on the owner every `every` until the owner is dropped: a bus's lock renewal or
+/// visibility extension, held by a `Weak` so the task ends with the bus. A failure goes to
+/// `failed` and is retried at the next tick.
+pub async fn every_while_alive<T, F, Fut>(
+    owner: Weak<T>,
+    every: Duration,
+    work: F,
+    failed: impl Fn(PortError),
+) where
+    F: Fn(Arc<T>) -> Fut,
+    Fut: Future<Output = PortResult<()>>,
+{
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(owner) = owner.upgrade() else {
+            return;
+        };
+        if let Err(e) = work(owner).await {
+            failed(e);
+        }
+    }
+}
+
+/// Why a bus adapter could not be set up.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BusSetupError {
+    /// A setting is missing or malformed (`what`: which bus).
+    #[error("{what} configuration: {reason}")]
+    Config {
+        /// Which bus (`sqs bus`, `service bus`).
+        what: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The backend did not answer, or refused the first call.
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+impl BusSetupError {
+    /// A missing or malformed setting of the bus `what`.
+    pub fn config(what: &'static str, reason: impl Into<String>) -> Self {
+        Self::Config {
+            what,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<BusSetupError> for PortError {
+    fn from(e: BusSetupError) -> Self {
+        match e {
+            BusSetupError::Port(p) => p,
+            BusSetupError::Config { reason, .. } => PortError::Unavailable(reason),
+        }
+    }
+}
+
+/// One poll: up to `max` (at least 1) messages of `topic` for `consumer` in `group`, waiting up
+/// to `wait` for one.
+#[derive(Clone, Copy, Debug)]
+pub struct PollRequest<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The consumer group.
+    pub group: &'a str,
+    /// The consumer within the group.
+    pub consumer: &'a str,
+    /// How many messages at most.
+    pub max: usize,
+    /// How long to wait for a first one.
+    pub wait: Duration,
+}
+
 /// Topics with consumer groups, at-least-once delivery, ack, redelivery after a visibility
 /// timeout, and a dead letter after too many deliveries.
 #[async_trait]
@@ -101,7 +176,7 @@ pub trait Bus: Health {
     async fn publish(&self, topic: &str, messages: Vec<Message>) -> PortResult<()>;
     /// Takes up to `max` messages for `consumer` in `group`, waiting up to `wait` for one.
     /// Unacked messages come back after the visibility timeout; after too many deliveries they
-    /// go to the group's dead letters instead.
+    /// go to the group's dead letters instead. A poll for none answers at once, asking no one.
     async fn poll(
         &self,
         topic: &str,
@@ -109,7 +184,21 @@ pub trait Bus: Health {
         consumer: &str,
         max: usize,
         wait: Duration,
-    ) -> PortResult<Vec<Delivery>>;
+    ) -> PortResult<Vec<Delivery>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let request = PollRequest {
+            topic,
+            group,
+            consumer,
+            max,
+            wait,
+        };
+        self.receive(request).await
+    }
+    /// What `poll` asks the backend for, `max` at least 1 (adapters implement this one).
+    async fn receive(&self, request: PollRequest<'_>) -> PortResult<Vec<Delivery>>;
     /// Marks deliveries done.
     async fn ack(&self, topic: &str, group: &str, ids: &[String]) -> PortResult<()>;
     /// Messages the group has not acked yet (new plus in flight).

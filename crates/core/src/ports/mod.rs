@@ -11,7 +11,10 @@ pub mod rank;
 use async_trait::async_trait;
 
 pub use archive::Archive;
-pub use bus::{long_poll, topics, Bus, BusOptions, Delivery, Message};
+pub use bus::{
+    every_while_alive, long_poll, topics, Bus, BusOptions, BusSetupError, Delivery, Message,
+    PollRequest,
+};
 pub use hot::{
     Attempts, Blocklist, IdemState, Idempotency, RateDecision, RateLimiter, ReplayGuard,
     StoredAnswer, ViewCache,

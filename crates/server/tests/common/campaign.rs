@@ -7,15 +7,15 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use liveops_core::Keyring;
+use liveops_testkit::fixtures::reference_draw;
 use serde_json::{json, Value};
 
 use super::{eventually, now, BIN};
@@ -254,6 +254,21 @@ impl Live {
         b
     }
 
+    /// Creates `campaign` (a draft, 201) and schedules it (200); the campaign as scheduled.
+    pub async fn schedule_new(&self, token: &str, campaign: Value) -> Value {
+        let base = &self.urls.campaigns;
+        let (s, c) = self
+            .post(format!("{base}/campaigns"), token, campaign)
+            .await;
+        assert_eq!(s, 201, "{c}");
+        let id = c["id"].as_str().expect("id");
+        let (s, c) = self
+            .post(format!("{base}/campaigns/{id}/schedule"), token, json!({}))
+            .await;
+        assert_eq!(s, 200, "{c}");
+        c
+    }
+
     pub async fn wait_state(&self, token: &str, id: &str, state: &str, within: Duration) -> Value {
         eventually(within, &format!("campaign {id} {state}"), || async {
             let c = self.campaign(token, id).await;
@@ -309,31 +324,6 @@ impl Live {
         assert_eq!(s, 200, "{b}");
         b
     }
-}
-
-/// The draw `liveops-draw-v1` as the independent reference (`scripts/liveops_draw_v1.py`,
-/// Python's standard library only) computes it.
-pub fn reference_draw(seed: &str, entrants: &[String], winners: u64) -> Value {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../scripts/liveops_draw_v1.py"
-    );
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let request = json!({"seed": seed, "entrants": entrants, "winners": winners});
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(request.to_string().as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("python3 ran");
-    assert!(out.status.success(), "the reference draw failed");
-    serde_json::from_slice(&out.stdout).expect("json")
 }
 
 /// What a webhook receiver got: (event type, body, signature valid).
@@ -602,7 +592,7 @@ pub async fn campaign_story(urls: LiveUrls, tag: &str) {
     // An independent implementation of liveops-draw-v1 agrees, and the seed is the one
     // committed to before anyone entered.
     let seed = draw["seed"].as_str().expect("seed");
-    let reference = reference_draw(seed, &entrants, 5);
+    let reference = reference_draw(&json!({"seed": seed, "entrants": entrants, "winners": 5}));
     assert_eq!(
         reference["winners"],
         json!(winners),

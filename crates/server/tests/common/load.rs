@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use liveops_core::Keyring;
 use serde_json::Value;
 
-use super::{kill, now, xp, Urls, SECRET};
+use super::{kill, now, xp, xp_now, Urls, SECRET};
 
 /// What the clients saw: 503s, other failures (timeouts, refused connections), the slowest answer.
 #[derive(Default)]
@@ -108,14 +108,7 @@ pub async fn assert_exactly_once(urls: &Urls, want: &HashMap<String, (u64, u64)>
     let deadline = Instant::now() + Duration::from_secs(60);
     for (player, (want_xp, want_score)) in want {
         loop {
-            let p: Value = client
-                .get(format!("{progress}/players/{player}/progress"))
-                .send()
-                .await
-                .expect("get")
-                .json()
-                .await
-                .unwrap_or_default();
+            let xp = xp_now(&client, progress, player).await.unwrap_or_default();
             let b: Value = client
                 .get(format!(
                     "{board}/leaderboard/players/{player}?window=seasonal&around=0"
@@ -126,10 +119,7 @@ pub async fn assert_exactly_once(urls: &Urls, want: &HashMap<String, (u64, u64)>
                 .json()
                 .await
                 .unwrap_or_default();
-            let (xp, score) = (
-                p["xp"].as_u64().unwrap_or_default(),
-                b["score"].as_u64().unwrap_or_default(),
-            );
+            let score = b["score"].as_u64().unwrap_or_default();
             assert!(
                 xp <= *want_xp && score <= *want_score,
                 "{player}: counted twice: xp {xp}/{want_xp} score {score}/{want_score}"
@@ -147,14 +137,7 @@ pub async fn assert_exactly_once(urls: &Urls, want: &HashMap<String, (u64, u64)>
     // Stays exact: nothing is applied again later.
     tokio::time::sleep(Duration::from_secs(2)).await;
     for (player, (want_xp, _)) in want {
-        let p: Value = client
-            .get(format!("{progress}/players/{player}/progress"))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .unwrap_or_default();
-        assert_eq!(p["xp"].as_u64(), Some(*want_xp), "{player}");
+        let xp = xp_now(&client, progress, player).await;
+        assert_eq!(xp, Some(*want_xp), "{player}");
     }
 }

@@ -348,6 +348,31 @@ impl Urls {
             operator: None,
         }
     }
+
+    /// The split deployment: `bases` of gateway, fairness, progression and leaderboard, in that
+    /// order (more may follow).
+    pub fn split(bases: &[String]) -> Self {
+        Self {
+            gateway: bases[0].clone(),
+            fairness: bases[1].clone(),
+            progression: bases[2].clone(),
+            leaderboard: bases[3].clone(),
+            operator: None,
+        }
+    }
+}
+
+/// The player's XP this season as progression at `base` shows it now (`None`: no answer).
+pub async fn xp_now(client: &reqwest::Client, base: &str, player: &str) -> Option<u64> {
+    let p: Value = client
+        .get(format!("{base}/players/{player}/progress"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    p["xp"].as_u64()
 }
 
 /// The product's story, told through its HTTP contract, whatever the deployment shape: events

@@ -6,7 +6,8 @@ use liveops_core::draw;
 use liveops_core::now_ms;
 use liveops_core::stores::{AuditEntry, Campaign, CampaignState, Role};
 use liveops_http::responses::{
-    BadRequest, Forbidden, NotFound, TooLarge, Unauthenticated, Unavailable,
+    BadRequest, NotFound, OperatorInputFailures, OperatorLookupFailures, TooLarge, Unauthenticated,
+    Unavailable,
 };
 use liveops_http::{Bounded, IdPath, Json, Operator, Problem, Query};
 use serde::Deserialize;
@@ -86,11 +87,8 @@ async fn replace(
     request_body = NewCampaign,
     responses(
         (status = 201, description = "The draft", body = CampaignView),
-        BadRequest,
-        Unauthenticated,
-        Forbidden,
         TooLarge,
-        Unavailable,
+        OperatorInputFailures,
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email))]
@@ -200,12 +198,8 @@ pub(crate) async fn one(
     request_body = CampaignChange,
     responses(
         (status = 200, description = "The draft after the change", body = CampaignView),
-        BadRequest,
-        Unauthenticated,
-        Forbidden,
-        NotFound,
         (status = 409, description = "Not a draft any more, or changed meanwhile", body = Problem, content_type = "application/problem+json"),
-        Unavailable,
+        OperatorLookupFailures,
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email, campaign = %id))]
@@ -264,12 +258,8 @@ fn changed_meanwhile() -> Problem {
     params(IdPath),
     responses(
         (status = 200, description = "Scheduled, with its commitment", body = CampaignView),
-        BadRequest,
-        Unauthenticated,
-        Forbidden,
-        NotFound,
         (status = 409, description = "Not a draft, its end has passed, or it changed meanwhile", body = Problem, content_type = "application/problem+json"),
-        Unavailable,
+        OperatorLookupFailures,
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email, campaign = %id))]
@@ -313,12 +303,8 @@ pub(crate) async fn schedule(
     params(IdPath),
     responses(
         (status = 200, description = "Cancelled", body = CampaignView),
-        BadRequest,
-        Unauthenticated,
-        Forbidden,
-        NotFound,
         (status = 409, description = "Already ended, settled or cancelled", body = Problem, content_type = "application/problem+json"),
-        Unavailable,
+        OperatorLookupFailures,
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email, campaign = %id))]

@@ -11,7 +11,7 @@ use liveops_core::event::is_label;
 use liveops_core::stores::{AuditEntry, ClaimOutcome, InboxClaim, InboxMessage, Role};
 use liveops_core::{now_ms, PlayerId, Receipt};
 use liveops_http::responses::{
-    BadRequest, Forbidden, NotFound, PathContradicted, TooLarge, Unauthenticated, Unauthorized,
+    BadRequest, NotFound, OperatorInputFailures, PathContradicted, TooLarge, Unauthorized,
     Unavailable,
 };
 use liveops_http::{
@@ -325,11 +325,8 @@ fn recipients(req: &SendRequest) -> Result<Vec<Option<String>>, Problem> {
     request_body = SendRequest,
     responses(
         (status = 201, description = "Sent", body = Sent),
-        BadRequest,
-        Unauthenticated,
-        Forbidden,
         TooLarge,
-        Unavailable,
+        OperatorInputFailures,
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email))]

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use liveops_core::now_ms;
 use liveops_core::stores::{Attempt, AuditEntry, Delivery, DeliveryState, Role, Webhook};
-use liveops_http::responses::{BadRequest, Forbidden, NotFound, Unauthenticated, Unavailable};
+use liveops_http::responses::{OperatorFailures, OperatorInputFailures, OperatorLookupFailures};
 use liveops_http::{rfc3339, Bounded, IdPath, Json, Operator, Problem, Query};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -155,10 +155,7 @@ fn delivery_view((d, attempts): (Delivery, Vec<Attempt>)) -> DeliveryView {
     request_body = NewWebhook,
     responses(
         (status = 201, description = "Subscribed", body = WebhookView),
-        BadRequest,
-        Unauthenticated,
-        Forbidden,
-        Unavailable,
+        OperatorInputFailures,
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email))]
@@ -224,9 +221,7 @@ pub(crate) async fn create(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The webhooks", body = WebhookList),
-        Unauthenticated,
-        Forbidden,
-        Unavailable,
+        OperatorFailures,
     )
 )]
 pub(crate) async fn list(
@@ -249,11 +244,7 @@ pub(crate) async fn list(
     params(IdPath),
     responses(
         (status = 204, description = "Deleted"),
-        BadRequest,
-        Unauthenticated,
-        Forbidden,
-        NotFound,
-        Unavailable,
+        OperatorLookupFailures,
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email, webhook = %id))]
@@ -297,10 +288,7 @@ pub(crate) struct DeliveriesQuery {
     params(IdPath, DeliveriesQuery),
     responses(
         (status = 200, description = "Deliveries, newest first", body = DeliveryList),
-        BadRequest,
-        Unauthenticated,
-        Forbidden,
-        Unavailable,
+        OperatorInputFailures,
     )
 )]
 pub(crate) async fn deliveries(

@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::FairnessState;
-use liveops_http::responses::{BadRequest, Forbidden, ReadFailures, Unauthenticated, Unavailable};
+use liveops_http::responses::{OperatorInputFailures, ReadFailures, Unauthenticated};
 
 /// Flags listed on a player's page.
 const PLAYER_FLAGS: u32 = 100;
@@ -181,10 +181,7 @@ pub(crate) async fn flags(
     params(PlayerPath),
     responses(
         (status = 200, description = "The player's standing after the unblock", body = PlayerFairness),
-        BadRequest,
-        Unauthenticated,
-        Forbidden,
-        Unavailable,
+        OperatorInputFailures,
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email, player = %player.as_str()))]

@@ -73,23 +73,18 @@ pub async fn run_consumer(
     state: LeaderboardState,
     shutdown: CancellationToken,
 ) -> Result<(), PortError> {
+    let st = &state;
+    let ready = move || async move {
+        st.bus.ensure_group(topics::ACCEPTED, GROUP).await?;
+        rebuild(st, now_ms()).await
+    };
     let mut backoff = Backoff::new();
-    loop {
-        let ready = match state.bus.ensure_group(topics::ACCEPTED, GROUP).await {
-            Ok(()) => rebuild(&state, now_ms()).await,
-            Err(e) => Err(e),
-        };
-        match ready {
-            Ok(()) => break,
-            Err(error) => {
-                tracing::warn!(%error, "cannot start consuming; retrying");
-                if !backoff.wait(&shutdown).await {
-                    return Ok(());
-                }
-            }
-        }
+    if !backoff
+        .retry(&shutdown, "cannot start consuming", ready)
+        .await
+    {
+        return Ok(());
     }
-    backoff.reset();
     tracing::info!("leaderboard consumer started");
     let sub = Subscription {
         bus: state.bus.as_ref(),

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use liveops_core::now_ms;
 use liveops_core::stores::{AuditEntry, OperatorRecord, Role};
-use liveops_http::responses::{BadRequest, Forbidden, NotFound, Unauthenticated, Unavailable};
+use liveops_http::responses::{OperatorFailures, OperatorInputFailures, OperatorLookupFailures};
 use liveops_http::{rfc3339, Bounded, IdPath, Json, Operator, Problem, Query};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -145,11 +145,8 @@ pub(crate) struct AuditQuery {
     request_body = NewOperator,
     responses(
         (status = 201, description = "Created", body = OperatorView),
-        BadRequest,
-        Unauthenticated,
-        Forbidden,
         (status = 409, description = "The email is taken", body = Problem, content_type = "application/problem+json"),
-        Unavailable,
+        OperatorInputFailures,
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email))]
@@ -192,9 +189,7 @@ pub(crate) async fn create(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Every operator, oldest first", body = OperatorsList),
-        Unauthenticated,
-        Forbidden,
-        Unavailable,
+        OperatorFailures,
     )
 )]
 pub(crate) async fn list(
@@ -219,12 +214,8 @@ pub(crate) async fn list(
     request_body = OperatorChange,
     responses(
         (status = 200, description = "The operator after the change", body = OperatorView),
-        BadRequest,
-        Unauthenticated,
-        Forbidden,
-        NotFound,
         (status = 409, description = "It would leave no enabled admin, or it changed meanwhile", body = Problem, content_type = "application/problem+json"),
-        Unavailable,
+        OperatorLookupFailures,
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email, operator = %id))]
@@ -289,10 +280,7 @@ pub(crate) async fn update(
     params(AuditQuery),
     responses(
         (status = 200, description = "The latest changes, newest first", body = AuditList),
-        BadRequest,
-        Unauthenticated,
-        Forbidden,
-        Unavailable,
+        OperatorInputFailures,
     )
 )]
 pub(crate) async fn audit(

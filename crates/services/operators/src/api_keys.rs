@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use liveops_core::now_ms;
 use liveops_core::stores::{ApiKeyInfo, AuditEntry, Role};
-use liveops_http::responses::{BadRequest, Forbidden, NotFound, Unauthenticated, Unavailable};
+use liveops_http::responses::{OperatorFailures, OperatorInputFailures, OperatorLookupFailures};
 use liveops_http::{check_id, rfc3339, Json, Operator, Path, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -93,10 +93,7 @@ fn audit_json(k: &ApiKeyInfo) -> String {
     request_body = NewApiKey,
     responses(
         (status = 201, description = "The key, with its secret (shown this once)", body = CreatedApiKey),
-        BadRequest,
-        Unauthenticated,
-        Forbidden,
-        Unavailable,
+        OperatorInputFailures,
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email))]
@@ -157,9 +154,7 @@ pub(crate) async fn create(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Every key, newest first", body = ApiKeyList),
-        Unauthenticated,
-        Forbidden,
-        Unavailable,
+        OperatorFailures,
     )
 )]
 pub(crate) async fn list(
@@ -182,11 +177,7 @@ pub(crate) async fn list(
     params(("keyId" = String, Path, description = "The key's id", pattern = "^[A-Za-z0-9_.:-]{1,64}$", min_length = 1, max_length = 64)),
     responses(
         (status = 200, description = "The key, revoked", body = ApiKeyView),
-        BadRequest,
-        Unauthenticated,
-        Forbidden,
-        NotFound,
-        Unavailable,
+        OperatorLookupFailures,
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email, key_id = %key_id))]

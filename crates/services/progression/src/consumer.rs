@@ -26,17 +26,13 @@ pub async fn run_consumer(
     state: ProgressionState,
     shutdown: CancellationToken,
 ) -> Result<(), PortError> {
+    let ready = || state.bus.ensure_group(topics::ACCEPTED, GROUP);
     let mut backoff = Backoff::new();
-    loop {
-        match state.bus.ensure_group(topics::ACCEPTED, GROUP).await {
-            Ok(()) => break,
-            Err(error) => {
-                tracing::warn!(%error, "cannot create consumer group; retrying");
-                if !backoff.wait(&shutdown).await {
-                    return Ok(());
-                }
-            }
-        }
+    if !backoff
+        .retry(&shutdown, "cannot create consumer group", ready)
+        .await
+    {
+        return Ok(());
     }
     tracing::info!("progression consumer started");
     let sub = Subscription {

@@ -1,7 +1,7 @@
 //! Scenarios every networked bus plays beside the [`super::bus`] suite, each bus test saying only
 //! how to build its bus (and the [`Relay`] in front of its server): two consumers of one process
-//! keep each player in order, and the server hung or gone gives bounded `Unavailable` answers,
-//! then the same bus recovers by itself.
+//! keep each player in order, a cloud bus's dead letters stay with their group, and the server
+//! hung or gone gives bounded `Unavailable` answers, then the same bus recovers by itself.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -102,6 +102,71 @@ pub async fn two_consumers_keep_each_player_in_order(bus: Arc<dyn Bus>) {
         "both consumers got work: {counts:?}"
     );
     assert_eq!(bus.lag(&t, &g).await.unwrap(), 0);
+}
+
+/// Build the bus with a visibility timeout of 1 s and 3 deliveries at most. A message group
+/// `a` of `topic` never acks is delivered 3 times, then sits in `a`'s dead letters alone (group
+/// `b`, which acked it, has none); a peek leaves it there (`dead_deliveries`: the count a dead
+/// letter reports, where the bus keeps it); a replay hands it to `a` alone, counting from 1, and
+/// `a` acks it.
+pub async fn dead_letters_stay_with_their_group(
+    bus: &dyn Bus,
+    topic: &str,
+    dead_deliveries: Option<u32>,
+) {
+    let t = topic;
+    bus.ensure_group(t, "a").await.unwrap();
+    bus.ensure_group(t, "b").await.unwrap();
+    bus.publish(t, vec![msg("alice", "poison")]).await.unwrap();
+    let b = bus
+        .poll(t, "b", "cb", 10, Duration::from_secs(2))
+        .await
+        .unwrap();
+    bus.ack(t, "b", &ids(&b)).await.unwrap();
+    for n in 1..=3 {
+        let got = bus
+            .poll(t, "a", "ca", 10, Duration::from_secs(4))
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1, "delivery {n}");
+        assert_eq!(got[0].deliveries, n);
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let none = bus
+        .poll(t, "a", "ca", 10, Duration::from_millis(500))
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "{none:?}");
+    let dead = bus.dead_letters(t, "a", 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (body(&dead[0]).as_str(), dead[0].key.as_str()),
+        ("poison", "alice")
+    );
+    if let Some(n) = dead_deliveries {
+        assert_eq!(dead[0].deliveries, n);
+    }
+    assert_eq!(
+        bus.dead_letters(t, "a", 10).await.unwrap().len(),
+        1,
+        "a peek leaves it"
+    );
+    assert!(bus.dead_letters(t, "b", 10).await.unwrap().is_empty());
+    assert_eq!(bus.replay_dead_letters(t, "a").await.unwrap(), 1);
+    let none = bus
+        .poll(t, "b", "cb", 10, Duration::from_millis(500))
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "replay leaked into group b: {none:?}");
+    let again = bus
+        .poll(t, "a", "ca", 10, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        (body(&again[0]).as_str(), again[0].deliveries),
+        ("poison", 1)
+    );
+    bus.ack(t, "a", &ids(&again)).await.unwrap();
 }
 
 /// How a bus meets an outage in [`unavailable_then_recovers`].
