@@ -181,7 +181,14 @@ async fn a_redis_outage_answers_503_then_recovers_with_exactly_once_effect() {
     let slowest = counts.slowest_ms.load(Ordering::Relaxed);
     assert!(slowest < 8_000, "a request hung for {slowest} ms");
     eprintln!("redis outage: {unavailable} answers were 503, {} other retries, slowest answer {slowest} ms", counts.other.load(Ordering::Relaxed));
+    let ended = Instant::now();
     assert_exactly_once(&Urls::all(&base), &want).await;
+    // The figure of docs/BENCHMARKS.md (issue 13): how long after the stream's end every
+    // accepted event was applied.
+    eprintln!(
+        "redis outage: caught up {:.1} s after the stream's end",
+        ended.elapsed().as_secs_f64()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -306,6 +313,7 @@ async fn the_split_deployment_resumes_within_seconds_after_kill_9_of_every_proce
     }
 
     let want = load.await.expect("load");
+    let ended = Instant::now();
     let urls = Urls::split(&bases);
     let client = reqwest::Client::new();
     common::eventually(
@@ -323,8 +331,9 @@ async fn the_split_deployment_resumes_within_seconds_after_kill_9_of_every_proce
     )
     .await;
     eprintln!(
-        "kill -9: {} retries while the processes were down",
-        counts.other.load(Ordering::Relaxed) + counts.unavailable.load(Ordering::Relaxed)
+        "kill -9: {} retries while the processes were down; caught up {:.1} s after the stream's end",
+        counts.other.load(Ordering::Relaxed) + counts.unavailable.load(Ordering::Relaxed),
+        ended.elapsed().as_secs_f64()
     );
     assert_exactly_once(&urls, &want).await;
 }

@@ -291,8 +291,11 @@ pub(crate) fn replay(answer: StoredAnswer) -> Response {
     res
 }
 
-/// How long an unanswered hold on an idempotency key lasts.
-const IN_FLIGHT_TTL: Duration = Duration::from_secs(30);
+/// How long an unanswered hold on an idempotency key lasts: the key of a request whose gateway
+/// died (`kill -9`) is refused 409 that long. Short, because a retry that overlaps a slow first
+/// attempt is harmless: both carry the same derived event id, which every consumer applies once.
+/// (At 30 s, clients of a restarted split deployment waited half a minute: docs/BENCHMARKS.md.)
+const IN_FLIGHT_TTL: Duration = Duration::from_secs(5);
 
 /// Ownership of a fresh idempotency key: finish it with [`KeyHold::complete`] or
 /// [`KeyHold::release`]. A hold dropped unfinished (the client went away mid-request) is released
