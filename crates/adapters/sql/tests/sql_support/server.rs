@@ -102,7 +102,7 @@ where
             .fetch_all(pool)
             .await
             .unwrap();
-    assert_eq!(applied, [(1, true), (3, true), (4, true)]);
+    assert_eq!(applied, [(1, true), (3, true), (4, true), (5, true)]);
     let (tables,): (i64,) = sqlx::query_as(S::TABLES).fetch_one(pool).await.unwrap();
     assert_eq!(tables, 9 + 14, "0001's tables and 0003's");
     conformance::stores::healthcheck(&repos[1]).await;
