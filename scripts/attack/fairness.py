@@ -128,10 +128,11 @@ def main():
         honest_refused = 0
         started = time.time()
         batch = []
-        honest_sent = []
+        kills = []  # the honest kills' points, for the tenfold cheater
         for n in range(a.events):
             batch.append(honest_event(rng, players[n % a.players], a.dist, n))
-            honest_sent.append(batch[-1])
+            if batch[-1]["type"] == "boss_kill":
+                kills.append(batch[-1]["payload"]["points"])
             if len(batch) == 500 or n == a.events - 1:
                 s, body = call(base, "POST", "/events/batch", {"events": batch})
                 if s != 200:
@@ -145,7 +146,7 @@ def main():
                 honest_refused += len(refused)
                 batch = []
         send_s = time.time() - started
-        kills = sorted(e["payload"]["points"] for e in honest_sent if e["type"] == "boss_kill")
+        kills.sort()
         median_kill = kills[len(kills) // 2] if kills else 1000
         # Let every consumer catch up: each group has taken in every event.
         wait("consumers", lambda: caught_up(base, sent), 900)
