@@ -283,8 +283,6 @@ struct Inner {
     /// The publisher's order stamp counter.
     seq: AtomicU64,
     trips: [AtomicU64; 7],
-    /// Deliveries whose visibility ran out while their consumer still held them.
-    lapsed: AtomicU64,
 }
 
 impl fmt::Debug for SqsBus {
@@ -366,7 +364,6 @@ impl SqsBus {
             outboxes: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
             trips: Default::default(),
-            lapsed: AtomicU64::new(0),
         });
         inner.healthcheck().await?;
         if !inner.config.max_hold.is_zero() {
@@ -391,12 +388,6 @@ impl SqsBus {
             .zip(&self.inner.trips)
             .map(|(op, n)| (*op, n.load(Ordering::Relaxed)))
             .collect()
-    }
-
-    /// Deliveries whose visibility ran out while their consumer still held them (SQS hands each
-    /// out again: a redelivery, as `bus_visibility_lapsed_total` counts).
-    pub fn lapsed(&self) -> u64 {
-        self.inner.lapsed.load(Ordering::Relaxed)
     }
 
     /// The queue names this bus uses.
@@ -433,7 +424,6 @@ impl Inner {
     /// Counts a held delivery whose visibility ran out before an extension or its ack reached
     /// SQS (a slow or unreachable endpoint): it will be delivered again.
     fn lapse(&self, message_id: &str) {
-        self.lapsed.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("bus_visibility_lapsed_total", "bus" => "sqs").increment(1);
         tracing::warn!(
             message_id,
