@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{bad, ConfigError};
+use super::{bad, duration, ConfigError};
 
 /// Backup settings as given.
 #[derive(Args, Clone, Debug)]
@@ -66,21 +66,11 @@ impl std::fmt::Debug for AzureTarget {
 
 /// Parses `15m`, `900s`, `1h`, `900` (seconds); `0` and `off` are `None`.
 pub fn parse_every(text: &str) -> Result<Option<Duration>, String> {
-    let t = text.trim();
-    if t.eq_ignore_ascii_case("off") {
+    if text.trim().eq_ignore_ascii_case("off") {
         return Ok(None);
     }
-    let (number, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 15m, 900s or 1h"))?;
-    let seconds = match unit {
-        "" | "s" => n,
-        "m" => n.saturating_mul(60),
-        "h" => n.saturating_mul(3600),
-        _ => return Err(format!("{text:?}: the unit must be s, m or h")),
-    };
-    Ok((seconds > 0).then(|| Duration::from_secs(seconds)))
+    let every = duration::parse(text, &[duration::S, duration::M, duration::H])?;
+    Ok((!every.is_zero()).then_some(every))
 }
 
 impl BackupConfig {

@@ -8,10 +8,12 @@
 mod backends;
 pub mod backup;
 mod bus;
+mod duration;
 mod keys;
 mod kinds;
 mod raw;
 pub mod reads;
+pub mod retention;
 mod secrets;
 
 pub use bus::{BusArgs, BusChoice, AZURE_SECRETS_DIR};
@@ -131,6 +133,8 @@ pub struct Settings {
     pub backup: backup::BackupSettings,
     /// The read replica, if any.
     pub reads: Option<reads::ReadReplica>,
+    /// How long per-event rows are kept and how often older ones are purged.
+    pub retention: retention::Retention,
 }
 
 impl std::fmt::Debug for Settings {
@@ -196,6 +200,7 @@ impl Settings {
             .map_err(|e| bad("LOG_LEVEL", e.to_string()))?;
         let backup = raw.backup.resolve(&raw.data_dir)?;
         let reads = raw.reads.resolve(&backends.db_url)?;
+        let retention = raw.retention.resolve(&raw.bus.options())?;
         Ok(Self {
             args,
             table: table.clone(),
@@ -213,6 +218,7 @@ impl Settings {
             calendar,
             backup,
             reads,
+            retention,
             level_curve,
             raw,
         })

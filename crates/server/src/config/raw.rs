@@ -96,6 +96,9 @@ pub struct RawConfig {
     /// The read replica (`DB_READ_URL`).
     #[command(flatten)]
     pub reads: super::reads::ReadConfig,
+    /// Retention of the per-event rows (`EVENT_RETENTION`).
+    #[command(flatten)]
+    pub retention: super::retention::RetentionConfig,
 }
 
 impl std::fmt::Debug for RawConfig {

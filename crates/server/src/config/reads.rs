@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{bad, ConfigError};
+use super::{bad, duration, ConfigError};
 
 /// Read replica settings as given.
 #[derive(Args, Clone, Debug)]
@@ -37,23 +37,11 @@ impl std::fmt::Debug for ReadReplica {
     }
 }
 
-fn parse_lag(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let (number, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 5s or 500ms"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => Ok(Duration::from_secs(n)),
-        _ => Err(format!("{text:?}: the unit must be ms or s")),
-    }
-}
-
 impl ReadConfig {
     /// The replica, checked against the primary's URL `db_url`; `None` without one.
     pub fn resolve(&self, db_url: &str) -> Result<Option<ReadReplica>, ConfigError> {
-        let max_lag = parse_lag(&self.db_read_max_lag).map_err(|e| bad("DB_READ_MAX_LAG", e))?;
+        let max_lag = duration::parse(&self.db_read_max_lag, &[duration::MS, duration::S])
+            .map_err(|e| bad("DB_READ_MAX_LAG", e))?;
         if max_lag < Duration::from_millis(100) {
             return Err(bad("DB_READ_MAX_LAG", "must be at least 100ms"));
         }

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::named;
 use crate::config::reads::ReadReplica;
+use crate::config::retention::Retention;
 
 /// The repository, connected and migrated once for every adapter over it.
 type Shared = Arc<OnceCell<Arc<dyn Repository>>>;
@@ -46,28 +47,22 @@ async fn open(
     .cloned()
 }
 
-/// How long processed event ids and fairness verdicts are kept: far longer than any redelivery
-/// (a visibility timeout times the deliveries before a dead letter, minutes), so only a dead
-/// letter replayed later than this could be applied a second time. See docs/adr/0016.
-pub const EVENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// How often the per-event rows older than [`EVENT_RETENTION`] are purged; the first purge runs
-/// [`FIRST_PURGE`] after start-up.
-const PURGE_EVERY: Duration = Duration::from_secs(3600);
+/// How long after start-up the first purge of per-event rows runs (then every
+/// `EVENT_PURGE_EVERY`, if that is sooner).
 const FIRST_PURGE: Duration = Duration::from_secs(60);
 
-/// Purges per-event rows older than [`EVENT_RETENTION`] every [`PURGE_EVERY`] until `stop`
+/// Purges per-event rows older than `EVENT_RETENTION` every `EVENT_PURGE_EVERY` until `stop`
 /// (`events_purged_total`); a failed purge is logged and tried again at the next.
-async fn purge_old_events(repo: &dyn Repository, stop: &CancellationToken) {
-    let mut pause = FIRST_PURGE;
+async fn purge_old_events(repo: &dyn Repository, retention: Retention, stop: &CancellationToken) {
+    let mut pause = FIRST_PURGE.min(retention.every);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(pause) => {}
         }
-        pause = PURGE_EVERY;
-        let retention = i64::try_from(EVENT_RETENTION.as_millis()).unwrap_or(i64::MAX);
-        let cutoff = liveops_core::now_ms().saturating_sub(retention);
+        pause = retention.every;
+        let keep = i64::try_from(retention.keep.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = liveops_core::now_ms().saturating_sub(keep);
         let purge = repo.purge_before(cutoff);
         let result = tokio::select! {
             () = stop.cancelled() => return,
@@ -100,7 +95,7 @@ impl Health for Advisory {
 /// Registers the repository for every store trait.
 pub(super) fn provide(ports: &mut Ports, s: &crate::config::Settings) {
     let cell: Shared = Arc::default();
-    let (c, url, reads) = (cell.clone(), s.db_url.clone(), s.reads.clone());
+    let (c, url, reads, retention) = (cell.clone(), s.db_url.clone(), s.reads.clone(), s.retention);
     let repo: Arc<Adapter<dyn Repository>> = Adapter::new_dyn(
         "repository",
         |a| a,
@@ -120,7 +115,7 @@ pub(super) fn provide(ports: &mut Ports, s: &crate::config::Settings) {
                 });
                 let purged = repo.clone();
                 let retention = Task::new("event retention", move |stop| async move {
-                    purge_old_events(purged.as_ref(), &stop).await;
+                    purge_old_events(purged.as_ref(), retention, &stop).await;
                     Ok(())
                 });
                 Ok(Opened {

@@ -1,0 +1,90 @@
+//! How long the per-event rows that make effects exactly-once are kept (`EVENT_RETENTION`) and
+//! how often the older ones are purged (`EVENT_PURGE_EVERY`). See docs/adr/0016.
+
+use std::time::Duration;
+
+use clap::Args;
+use liveops_core::ports::BusOptions;
+
+use super::{bad, duration, ConfigError};
+
+/// Retention settings as given.
+#[derive(Args, Clone, Debug)]
+pub struct RetentionConfig {
+    /// How long processed event ids and fairness verdicts are kept (`7d`, `12h`, `30m`): a
+    /// redelivery or a dead-letter replay later than this would be applied again. At least the
+    /// bus's redelivery horizon (`BUS_VISIBILITY_SEC` × `BUS_MAX_DELIVERIES`).
+    #[arg(long, env = "EVENT_RETENTION", default_value = "7d")]
+    pub event_retention: String,
+    /// Time between purges of the rows older than `EVENT_RETENTION` (`1h`, `30s`).
+    #[arg(long, env = "EVENT_PURGE_EVERY", default_value = "1h")]
+    pub event_purge_every: String,
+}
+
+/// Checked retention settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Age past which per-event rows are purged.
+    pub keep: Duration,
+    /// Time between purges.
+    pub every: Duration,
+}
+
+/// The shortest purge interval: each purge walks the per-event tables.
+const MIN_PURGE_EVERY: Duration = Duration::from_secs(10);
+
+impl RetentionConfig {
+    /// Checks the settings against the bus's redelivery horizon.
+    pub fn resolve(&self, bus: &BusOptions) -> Result<Retention, ConfigError> {
+        use duration::{D, H, M, S};
+        let keep = duration::parse(&self.event_retention, &[S, M, H, D])
+            .map_err(|e| bad("EVENT_RETENTION", e))?;
+        let horizon = bus.visibility_timeout.saturating_mul(bus.max_deliveries);
+        if keep < horizon {
+            return Err(bad(
+                "EVENT_RETENTION",
+                format!(
+                    "must be at least the bus's redelivery horizon, {} s \
+                     (BUS_VISIBILITY_SEC x BUS_MAX_DELIVERIES)",
+                    horizon.as_secs()
+                ),
+            ));
+        }
+        let every = duration::parse(&self.event_purge_every, &[S, M, H])
+            .map_err(|e| bad("EVENT_PURGE_EVERY", e))?;
+        if every < MIN_PURGE_EVERY {
+            return Err(bad("EVENT_PURGE_EVERY", "must be at least 10s"));
+        }
+        Ok(Retention { keep, every })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(keep: &str, every: &str) -> Result<Retention, ConfigError> {
+        RetentionConfig {
+            event_retention: keep.into(),
+            event_purge_every: every.into(),
+        }
+        .resolve(&BusOptions::default())
+    }
+
+    #[test]
+    fn retention_outlasts_every_redelivery_and_purges_are_spaced() {
+        let week = Duration::from_secs(7 * 86_400);
+        assert_eq!(
+            resolve("7d", "1h").expect("defaults"),
+            Retention {
+                keep: week,
+                every: Duration::from_secs(3600)
+            }
+        );
+        // The default bus redelivers for 30 s x 10 deliveries.
+        assert!(resolve("5m", "30s").is_ok());
+        for (keep, every) in [("299s", "1h"), ("0", "1h"), ("7d", "9s"), ("7 days", "1h")] {
+            assert!(resolve(keep, every).is_err(), "{keep} {every}");
+        }
+    }
+}
