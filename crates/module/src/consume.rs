@@ -182,6 +182,29 @@ pub struct Subscription<'a> {
     pub batch: usize,
 }
 
+/// A consumer's whole run: retries `ready` (creating its group, loading what it needs) until it
+/// works, then [`run_batches`] until `shutdown`, logging when it starts and stops.
+pub async fn consume<F, Fut>(
+    sub: Subscription<'_>,
+    ready: F,
+    handler: &mut impl Apply,
+    shutdown: &CancellationToken,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), PortError>>,
+{
+    let group = sub.group;
+    if !Backoff::new()
+        .retry(shutdown, "cannot start consuming", ready)
+        .await
+    {
+        return;
+    }
+    tracing::info!("{group} consumer started");
+    run_batches(sub, handler, shutdown).await;
+    tracing::info!("{group} consumer stopped");
+}
+
 /// Polls `sub` until `shutdown`: decodes and de-duplicates each batch, applies it (up to
 /// [`MAX_ATTEMPTS`] tries, then leaves it to redelivery), runs [`Apply::after_commit`], then
 /// acks it. Failures

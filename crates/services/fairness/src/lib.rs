@@ -9,12 +9,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::FromRef;
 use axum::routing::{delete, get};
 use axum::Router;
 use clap::Args;
 use liveops_core::ports::{topics, Blocklist};
-use liveops_core::stores::{AuditLog, FairnessStore, Sessions};
+use liveops_core::stores::{AuditLog, FairnessStore};
 use liveops_core::Bus;
 use liveops_http::{BearerScheme, OperatorAuth};
 use liveops_module::{BuildError, ConfigError, Context, Definition, Group, Service, Task};
@@ -131,11 +130,7 @@ pub struct FairnessState {
     pub audit: Arc<dyn AuditLog>,
 }
 
-impl FromRef<FairnessState> for OperatorAuth {
-    fn from_ref(state: &FairnessState) -> Self {
-        state.auth.clone()
-    }
-}
+liveops_http::from_state!(FairnessState { auth: OperatorAuth });
 
 /// The fairness routes: `GET /fairness/players/{id}`, `GET /fairness/flags` (any operator once
 /// operators exist) and `DELETE /fairness/players/{id}/block` (admins and operators, audited).
@@ -183,17 +178,9 @@ async fn build(ctx: &Context, args: FairnessArgs) -> Result<Service, BuildError>
         bus: ctx.ports.get::<dyn Bus>().await?,
         blocks: ctx.ports.get::<dyn Blocklist>().await?,
         store: ctx.ports.get::<dyn FairnessStore>().await?,
-        auth: OperatorAuth {
-            sessions: ctx.ports.get::<dyn Sessions>().await?,
-        },
+        auth: ctx.operator_auth().await?,
         audit: ctx.ports.get::<dyn AuditLog>().await?,
     };
-    let consumer = state.clone();
-    Ok(Service {
-        router: router(state),
-        tasks: vec![Task::new("fairness consumer", move |stop| {
-            run_consumer(consumer, stop)
-        })],
-        readiness: None,
-    })
+    let consumer = Task::over("fairness consumer", state.clone(), run_consumer);
+    Ok(Service::routes(router(state)).with_task(consumer))
 }

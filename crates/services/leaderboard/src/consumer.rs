@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use liveops_core::ports::{topics, Board, ScoreDelta};
 use liveops_core::{now_ms, Envelope, PortError};
-use liveops_module::consume::{run_batches, unapplied, Apply, Backoff, Subscription};
+use liveops_module::consume::{consume, unapplied, Apply, Backoff, Subscription};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -78,14 +78,6 @@ pub async fn run_consumer(
         st.bus.ensure_group(topics::ACCEPTED, GROUP).await?;
         rebuild(st, now_ms()).await
     };
-    let mut backoff = Backoff::new();
-    if !backoff
-        .retry(&shutdown, "cannot start consuming", ready)
-        .await
-    {
-        return Ok(());
-    }
-    tracing::info!("leaderboard consumer started");
     let sub = Subscription {
         bus: state.bus.as_ref(),
         topic: topics::ACCEPTED,
@@ -97,8 +89,7 @@ pub async fn run_consumer(
         state: &state,
         deltas: Vec::new(),
     };
-    run_batches(sub, &mut handler, &shutdown).await;
-    tracing::info!("leaderboard consumer stopped");
+    consume(sub, ready, &mut handler, &shutdown).await;
     Ok(())
 }
 

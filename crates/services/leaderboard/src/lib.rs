@@ -222,19 +222,13 @@ async fn build(ctx: &Context, args: LeaderboardArgs) -> Result<Service, BuildErr
         top_cache: Arc::default(),
     };
     let loaded = state.loaded.clone();
-    let (consumer, snapshots) = (state.clone(), state.clone());
-    Ok(Service {
-        router: router(state),
-        tasks: vec![
-            Task::new("leaderboard consumer", move |stop| {
-                run_consumer(consumer, stop)
-            }),
-            Task::new("leaderboard snapshots", move |stop| {
-                run_snapshots(snapshots, stop)
-            }),
-        ],
-        readiness: Some(Arc::new(move || {
-            (!loaded.load(Ordering::Acquire)).then(|| "leaderboard: rebuilding boards".into())
-        })),
-    })
+    let consumer = Task::over("leaderboard consumer", state.clone(), run_consumer);
+    let snapshots = Task::over("leaderboard snapshots", state.clone(), run_snapshots);
+    let mut service = Service::routes(router(state))
+        .with_task(consumer)
+        .with_task(snapshots);
+    service.readiness = Some(Arc::new(move || {
+        (!loaded.load(Ordering::Acquire)).then(|| "leaderboard: rebuilding boards".into())
+    }));
+    Ok(service)
 }

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use liveops_core::ports::topics;
 use liveops_core::{Envelope, PortError};
-use liveops_module::consume::{run_batches, unapplied, Apply, Backoff, Subscription};
+use liveops_module::consume::{consume, unapplied, Apply, Subscription};
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::{plan, xp_keys};
@@ -27,14 +27,6 @@ pub async fn run_consumer(
     shutdown: CancellationToken,
 ) -> Result<(), PortError> {
     let ready = || state.bus.ensure_group(topics::ACCEPTED, GROUP);
-    let mut backoff = Backoff::new();
-    if !backoff
-        .retry(&shutdown, "cannot create consumer group", ready)
-        .await
-    {
-        return Ok(());
-    }
-    tracing::info!("progression consumer started");
     let sub = Subscription {
         bus: state.bus.as_ref(),
         topic: topics::ACCEPTED,
@@ -42,8 +34,7 @@ pub async fn run_consumer(
         consumer: &state.config.consumer_name,
         batch: state.config.batch_size,
     };
-    run_batches(sub, &mut Progression(&state), &shutdown).await;
-    tracing::info!("progression consumer stopped");
+    consume(sub, ready, &mut Progression(&state), &shutdown).await;
     Ok(())
 }
 
