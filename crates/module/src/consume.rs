@@ -16,6 +16,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::trace::BatchSpans;
+use crate::Group;
 
 /// How long one poll waits for a message.
 pub const POLL_WAIT: Duration = Duration::from_millis(200);
@@ -172,10 +173,8 @@ pub trait Apply: Send {
 pub struct Subscription<'a> {
     /// The bus.
     pub bus: &'a dyn Bus,
-    /// The topic.
-    pub topic: &'static str,
-    /// The consumer group.
-    pub group: &'static str,
+    /// The topic and consumer group (the module's row in its table lists the same).
+    pub reads: Group,
     /// This replica's name in the group.
     pub consumer: &'a str,
     /// Most messages taken per poll.
@@ -193,7 +192,7 @@ pub async fn consume<F, Fut>(
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), PortError>>,
 {
-    let group = sub.group;
+    let group = sub.reads.group;
     if !Backoff::new()
         .retry(shutdown, "cannot start consuming", ready)
         .await
@@ -219,7 +218,7 @@ pub async fn run_batches(
     while !shutdown.is_cancelled() {
         let polled = tokio::select! {
             _ = shutdown.cancelled() => break,
-            polled = sub.bus.poll(sub.topic, sub.group, sub.consumer, sub.batch.max(1), POLL_WAIT) => polled,
+            polled = sub.bus.poll(sub.reads.topic, sub.reads.group, sub.consumer, sub.batch.max(1), POLL_WAIT) => polled,
         };
         let deliveries = match polled {
             Ok(d) => d,
@@ -237,7 +236,7 @@ pub async fn run_batches(
         let taken = deliveries.len();
         let events = dedupe(decode(&deliveries));
         // Ended when dropped, after the ack.
-        let spans = BatchSpans::start(sub.group, &events);
+        let spans = BatchSpans::start(sub.reads.group, &events);
 
         let mut attempts = 0;
         let applied = loop {
@@ -272,7 +271,7 @@ pub async fn run_batches(
 
         let ids: Vec<String> = deliveries.into_iter().map(|d| d.id).collect();
         loop {
-            match sub.bus.ack(sub.topic, sub.group, &ids).await {
+            match sub.bus.ack(sub.reads.topic, sub.reads.group, &ids).await {
                 Ok(()) => break,
                 Err(error) => {
                     // Unacked events come back and are skipped as already processed.
@@ -284,6 +283,6 @@ pub async fn run_batches(
             }
         }
         backoff.reset();
-        record_batch(sub.group, taken, started.elapsed());
+        record_batch(sub.reads.group, taken, started.elapsed());
     }
 }

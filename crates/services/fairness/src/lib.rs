@@ -28,6 +28,11 @@ pub use routes::{FlagList, FlagView, PlayerFairness, PlayerFlag};
 
 /// The consumer group fairness reads `events.ingested` with.
 pub const GROUP: &str = "fairness";
+/// What fairness consumes: [`topics::INGESTED`] as [`GROUP`].
+pub const READS: Group = Group {
+    topic: topics::INGESTED,
+    group: GROUP,
+};
 
 /// Fairness settings, as flags and environment variables.
 #[derive(Args, Clone, Debug)]
@@ -162,10 +167,7 @@ struct ApiDoc;
 pub static MODULE: Definition<FairnessArgs> = Definition {
     name: "fairness",
     port: 8081,
-    groups: &[Group {
-        topic: topics::INGESTED,
-        group: GROUP,
-    }],
+    groups: &[READS],
     openapi: |_| ApiDoc::openapi(),
     check: |args| args.config("check", 1).map(drop),
     build: |ctx, args| Box::pin(build(ctx, args)),

@@ -32,6 +32,11 @@ pub use top_cache::TopCache;
 
 /// The consumer group the leaderboard reads `events.accepted` with.
 pub const GROUP: &str = "leaderboard";
+/// What the leaderboard consumes: [`topics::ACCEPTED`] as [`GROUP`].
+pub const READS: Group = Group {
+    topic: topics::ACCEPTED,
+    group: GROUP,
+};
 /// The consumer name under which applied event ids are recorded in the repository.
 pub const CONSUMER_ID: &str = "leaderboard";
 
@@ -190,10 +195,7 @@ struct ApiDoc;
 pub static MODULE: Definition<LeaderboardArgs> = Definition {
     name: "leaderboard",
     port: 8082,
-    groups: &[Group {
-        topic: topics::ACCEPTED,
-        group: GROUP,
-    }],
+    groups: &[READS],
     openapi: |args| {
         let windows = args
             .config(Calendar::default(), "openapi", 1)

@@ -26,6 +26,11 @@ pub use routes::{ClaimRequest, ProgressView};
 
 /// The consumer group progression reads `events.accepted` with.
 pub const GROUP: &str = "progression";
+/// What progression consumes: [`topics::ACCEPTED`] as [`GROUP`].
+pub const READS: Group = Group {
+    topic: topics::ACCEPTED,
+    group: GROUP,
+};
 /// The consumer name under which applied event ids are recorded in the repository.
 pub const CONSUMER_ID: &str = "progression";
 
@@ -96,10 +101,7 @@ struct ApiDoc;
 pub static MODULE: Definition<ProgressionArgs> = Definition {
     name: "progression",
     port: 8083,
-    groups: &[Group {
-        topic: topics::ACCEPTED,
-        group: GROUP,
-    }],
+    groups: &[READS],
     openapi: |_| ApiDoc::openapi(),
     check: |_| Ok(()),
     build: |ctx, args| Box::pin(build(ctx, args)),
