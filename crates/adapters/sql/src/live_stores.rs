@@ -10,15 +10,17 @@ macro_rules! impl_live_stores {
             use liveops_core::stores::{
                 ActiveKeys, ApiKeyInfo, ApiKeyStore, Attempt, AuditEntry, AuditLog, Campaign,
                 CampaignEvent, CampaignState, CampaignStore, ClaimOutcome, Delivery, DueDelivery,
-                Entered, Entry, EntryStore, InboxClaim, InboxMessage, InboxStore, OperatorRecord,
-                OperatorStore, Outcome, OutcomeStore, PlayerXp, Session, Sessions, Webhook,
-                WebhookStore,
+                Entered, Entry, EntryStore, InboxClaim, InboxMessage, InboxStore, LiveEventStores,
+                OperatorRecord, OperatorStore, Outcome, OutcomeStore, PlayerXp, Session, Sessions,
+                Webhook, WebhookStore,
             };
             use liveops_core::PortResult;
 
             use $crate::SqlRepository;
 
             type Repo = SqlRepository<$db>;
+
+            impl LiveEventStores for Repo {}
 
             $crate::stores::delegate! {
                 impl OperatorStore {

@@ -9,50 +9,18 @@ use std::sync::Arc;
 
 use liveops_core::ports::Health;
 use liveops_core::stores::{
-    ActiveKeys, ApiKeyInfo, ApiKeyStore, Attempt, AuditEntry, AuditLog, Award, Campaign,
-    CampaignEvent, CampaignState, CampaignStore, ClaimOutcome, Delivery, DeliveryState, Entered,
-    Entry, EntryLimit, EntryStore, InboxClaim, InboxMessage, InboxStore, OperatorRecord,
-    OperatorStore, Outcome, OutcomeStore, PlayerXp, ProgressCommit, ProgressStore, Reward, Role,
-    Sessions, Webhook, WebhookStore, XpGain,
+    ApiKeyInfo, Attempt, AuditEntry, Award, Campaign, CampaignEvent, CampaignState, ClaimOutcome,
+    Delivery, DeliveryState, Entered, Entry, EntryLimit, InboxClaim, InboxMessage, LiveEventStores,
+    OperatorRecord, Outcome, ProgressCommit, ProgressStore, Reward, Role, Webhook, XpGain,
 };
 use liveops_core::{now_ms, Receipt};
 
 use super::{ok, suffix};
 
 /// An adapter serving every live-event store trait (and progression's, for the XP read).
-pub trait LiveStores:
-    OperatorStore
-    + Sessions
-    + AuditLog
-    + ApiKeyStore
-    + ActiveKeys
-    + CampaignStore
-    + EntryStore
-    + OutcomeStore
-    + PlayerXp
-    + ProgressStore
-    + InboxStore
-    + WebhookStore
-    + Health
-{
-}
+pub trait LiveStores: LiveEventStores + ProgressStore + Health {}
 
-impl<T> LiveStores for T where
-    T: OperatorStore
-        + Sessions
-        + AuditLog
-        + ApiKeyStore
-        + ActiveKeys
-        + CampaignStore
-        + EntryStore
-        + OutcomeStore
-        + PlayerXp
-        + ProgressStore
-        + InboxStore
-        + WebhookStore
-        + Health
-{
-}
+impl<T> LiveStores for T where T: LiveEventStores + ProgressStore + Health {}
 
 /// Runs every check of the suite.
 pub async fn run_all<S: LiveStores + 'static>(repo: Arc<S>) {
