@@ -88,19 +88,22 @@ pub fn campaign(tag: &str) -> Campaign {
     }
 }
 
-/// Creates `c` and moves it to live.
-async fn live(repo: &dyn LiveStores, c: &Campaign) {
+/// Creates `c` and schedules it.
+async fn scheduled(repo: &dyn LiveStores, c: &Campaign) {
     ok(
         repo.create_campaign(c, &audit("campaign.create", &c.id))
             .await,
         "create_campaign",
     );
-    for (from, to) in [
-        (CampaignState::Draft, CampaignState::Scheduled),
-        (CampaignState::Scheduled, CampaignState::Live),
-    ] {
-        assert!(ok(repo.advance(&c.id, from, to, None).await, "advance"));
-    }
+    let moved = repo.advance(&c.id, CampaignState::Draft, CampaignState::Scheduled, None);
+    assert!(ok(moved.await, "advance"));
+}
+
+/// Creates `c` and moves it to live.
+async fn live(repo: &dyn LiveStores, c: &Campaign) {
+    scheduled(repo, c).await;
+    let moved = repo.advance(&c.id, CampaignState::Scheduled, CampaignState::Live, None);
+    assert!(ok(moved.await, "advance"));
 }
 
 /// An entry whose request signature is unique to this run (`tag` tells them apart).
@@ -378,16 +381,7 @@ pub async fn due_lists_what_the_scheduler_must_move(repo: &dyn LiveStores) {
     let mut ending = campaign("ending");
     ending.ends_at_ms = now - 1;
     for c in [&starting, &later] {
-        ok(
-            repo.create_campaign(c, &audit("campaign.create", &c.id))
-                .await,
-            "create_campaign",
-        );
-        assert!(ok(
-            repo.advance(&c.id, CampaignState::Draft, CampaignState::Scheduled, None)
-                .await,
-            "advance"
-        ));
+        scheduled(repo, c).await;
     }
     live(repo, &ending).await;
     let due: Vec<String> = ok(repo.due(now, 10_000).await, "due")
@@ -781,16 +775,7 @@ pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveS
 /// Replicas racing: one state move, one entry per slot, one settlement, one claim win.
 pub async fn concurrent_writers_agree<S: LiveStores + 'static>(repo: Arc<S>) {
     let c = campaign("race");
-    ok(
-        repo.create_campaign(&c, &audit("campaign.create", &c.id))
-            .await,
-        "create_campaign",
-    );
-    assert!(ok(
-        repo.advance(&c.id, CampaignState::Draft, CampaignState::Scheduled, None)
-            .await,
-        "advance"
-    ));
+    scheduled(repo.as_ref(), &c).await;
     let moved = race("advance", |_| {
         let (repo, id) = (repo.clone(), c.id.clone());
         async move {
