@@ -238,21 +238,21 @@ pub fn id_param(name: &str, description: &str) -> Parameter {
 
 /// The schema of an id: `^[A-Za-z0-9_.:-]{1,64}$`.
 pub fn id_schema() -> RefOr<Schema> {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .pattern(Some(liveops_core::event::LABEL_PATTERN))
-        .min_length(Some(1))
-        .max_length(Some(64))
-        .into()
+    string_schema(liveops_core::event::LABEL_PATTERN, 1, 64)
 }
 
 /// The schema of a player id: what [`PlayerId::parse`] accepts.
 pub fn player_id_schema() -> RefOr<Schema> {
+    string_schema(liveops_core::event::PLAYER_ID_PATTERN, 3, 50)
+}
+
+/// A string of `pattern`, `min` to `max` characters long.
+fn string_schema(pattern: &str, min: usize, max: usize) -> RefOr<Schema> {
     ObjectBuilder::new()
         .schema_type(Type::String)
-        .pattern(Some(liveops_core::event::PLAYER_ID_PATTERN))
-        .min_length(Some(3))
-        .max_length(Some(50))
+        .pattern(Some(pattern))
+        .min_length(Some(min))
+        .max_length(Some(max))
         .into()
 }
 

@@ -22,3 +22,19 @@ pub use liveops_core::time::{rfc3339, rfc3339_or_never};
 pub use metrics_layer::{count_unmatched, track};
 pub use problem::Problem;
 pub use signed::{header, Signature, SignatureCheck, SignatureHeaders, Signed};
+
+#[doc(hidden)]
+pub use axum::extract::FromRef;
+
+/// Lets handlers take parts of a module's state as their own (`State<OperatorAuth>` over a
+/// `CampaignsState`): `from_state!(CampaignsState { auth: OperatorAuth })` clones the field.
+#[macro_export]
+macro_rules! from_state {
+    ($state:ty { $($field:ident: $part:ty),+ $(,)? }) => {$(
+        impl $crate::FromRef<$state> for $part {
+            fn from_ref(state: &$state) -> Self {
+                state.$field.clone()
+            }
+        }
+    )+};
+}

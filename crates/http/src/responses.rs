@@ -86,6 +86,15 @@ problem_sets! {
     /// An operator route on one resource: no such resource (404) besides bad input and what any
     /// operator route may answer.
     OperatorLookupFailures = [NotFound, OperatorInputFailures];
+    /// What any signed write may answer besides its 2xx: bad input (400), a missing or bad
+    /// signature (401), a body over the limit (413), a backend down (503).
+    SignedFailures = [BadRequest, Unauthorized, TooLarge, Unavailable];
+    /// A signed write on the resource its path names: no such resource (404), a body naming
+    /// another (422), besides what any signed write may answer.
+    SignedLookupFailures = [NotFound, PathContradicted, SignedFailures];
+    /// A signed write under an `Idempotency-Key`: the same request still in progress (409), the
+    /// key reused with another body (422), besides what any signed write may answer.
+    IdempotentFailures = [Conflict, KeyReused, SignedFailures];
 }
 
 #[cfg(test)]
@@ -106,6 +115,19 @@ mod tests {
         assert_eq!(
             statuses::<OperatorLookupFailures>(),
             ["400", "401", "403", "404", "503"]
+        );
+    }
+
+    #[test]
+    fn signed_sets_list_exactly_their_statuses() {
+        assert_eq!(statuses::<SignedFailures>(), ["400", "401", "413", "503"]);
+        assert_eq!(
+            statuses::<SignedLookupFailures>(),
+            ["400", "401", "404", "413", "422", "503"]
+        );
+        assert_eq!(
+            statuses::<IdempotentFailures>(),
+            ["400", "401", "409", "413", "422", "503"]
         );
     }
 }

@@ -16,6 +16,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::trace::BatchSpans;
+use crate::Group;
 
 /// How long one poll waits for a message.
 pub const POLL_WAIT: Duration = Duration::from_millis(200);
@@ -172,14 +173,35 @@ pub trait Apply: Send {
 pub struct Subscription<'a> {
     /// The bus.
     pub bus: &'a dyn Bus,
-    /// The topic.
-    pub topic: &'static str,
-    /// The consumer group.
-    pub group: &'static str,
+    /// The topic and consumer group (the module's row in its table lists the same).
+    pub reads: Group,
     /// This replica's name in the group.
     pub consumer: &'a str,
     /// Most messages taken per poll.
     pub batch: usize,
+}
+
+/// A consumer's whole run: retries `ready` (creating its group, loading what it needs) until it
+/// works, then [`run_batches`] until `shutdown`, logging when it starts and stops.
+pub async fn consume<F, Fut>(
+    sub: Subscription<'_>,
+    ready: F,
+    handler: &mut impl Apply,
+    shutdown: &CancellationToken,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), PortError>>,
+{
+    let group = sub.reads.group;
+    if !Backoff::new()
+        .retry(shutdown, "cannot start consuming", ready)
+        .await
+    {
+        return;
+    }
+    tracing::info!("{group} consumer started");
+    run_batches(sub, handler, shutdown).await;
+    tracing::info!("{group} consumer stopped");
 }
 
 /// Polls `sub` until `shutdown`: decodes and de-duplicates each batch, applies it (up to
@@ -196,7 +218,7 @@ pub async fn run_batches(
     while !shutdown.is_cancelled() {
         let polled = tokio::select! {
             _ = shutdown.cancelled() => break,
-            polled = sub.bus.poll(sub.topic, sub.group, sub.consumer, sub.batch.max(1), POLL_WAIT) => polled,
+            polled = sub.bus.poll(sub.reads.topic, sub.reads.group, sub.consumer, sub.batch.max(1), POLL_WAIT) => polled,
         };
         let deliveries = match polled {
             Ok(d) => d,
@@ -214,7 +236,7 @@ pub async fn run_batches(
         let taken = deliveries.len();
         let events = dedupe(decode(&deliveries));
         // Ended when dropped, after the ack.
-        let spans = BatchSpans::start(sub.group, &events);
+        let spans = BatchSpans::start(sub.reads.group, &events);
 
         let mut attempts = 0;
         let applied = loop {
@@ -249,7 +271,7 @@ pub async fn run_batches(
 
         let ids: Vec<String> = deliveries.into_iter().map(|d| d.id).collect();
         loop {
-            match sub.bus.ack(sub.topic, sub.group, &ids).await {
+            match sub.bus.ack(sub.reads.topic, sub.reads.group, &ids).await {
                 Ok(()) => break,
                 Err(error) => {
                     // Unacked events come back and are skipped as already processed.
@@ -261,6 +283,6 @@ pub async fn run_batches(
             }
         }
         backoff.reset();
-        record_batch(sub.group, taken, started.elapsed());
+        record_batch(sub.reads.group, taken, started.elapsed());
     }
 }

@@ -18,8 +18,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use axum::Router;
 use futures_util::future::BoxFuture;
-use liveops_core::stores::ActiveKeys;
+use liveops_core::stores::{ActiveKeys, Sessions};
 use liveops_core::{Calendar, KeyStore, LevelCurve, PortError};
+use liveops_http::{OperatorAuth, SignatureCheck};
 use tokio_util::sync::CancellationToken;
 
 pub use ports::{Adapter, Ports};
@@ -110,6 +111,16 @@ impl Task {
         }
     }
 
+    /// A task running `work(state, stop)`: a consumer or scheduler over its module's state.
+    pub fn over<S, F, Fut>(name: &'static str, state: S, work: F) -> Self
+    where
+        S: Send + 'static,
+        F: FnOnce(S, CancellationToken) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), PortError>> + Send + 'static,
+    {
+        Self::new(name, move |stop| work(state, stop))
+    }
+
     /// Starts the work; it should return soon after `stop` is cancelled.
     pub fn start(self, stop: CancellationToken) -> BoxFuture<'static, Result<(), PortError>> {
         (self.run)(stop)
@@ -143,6 +154,13 @@ impl Service {
             tasks: Vec::new(),
             readiness: None,
         }
+    }
+
+    /// The same service, running `task` too.
+    #[must_use]
+    pub fn with_task(mut self, task: Task) -> Self {
+        self.tasks.push(task);
+        self
     }
 }
 
@@ -208,6 +226,22 @@ impl Context {
             }
         }
         keys
+    }
+
+    /// How a module with signed routes checks signatures: [`Context::signing_keys`] and the
+    /// shared clock tolerance.
+    pub async fn signature_check(&self) -> SignatureCheck {
+        SignatureCheck {
+            keys: self.signing_keys().await,
+            tolerance_s: self.shared.signature_tolerance_s,
+        }
+    }
+
+    /// How a module with operator routes checks bearer tokens: over the ports' sessions.
+    pub async fn operator_auth(&self) -> Result<OperatorAuth, BuildError> {
+        Ok(OperatorAuth {
+            sessions: self.ports.get::<dyn Sessions>().await?,
+        })
     }
 
     /// Tasks the context started for the modules it built (the API key sync), handed out once.

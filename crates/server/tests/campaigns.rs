@@ -250,13 +250,7 @@ async fn kill_9_in_the_middle_of_a_settlement_leaves_one_message_and_one_receipt
     live.wait_state(&admin, &id, "live", Duration::from_secs(10))
         .await;
     for p in &players {
-        let (s, b) = live
-            .signed(
-                format!("{base}/campaigns/{id}/entries"),
-                &key,
-                &json!({"playerId": p}),
-            )
-            .await;
+        let (s, b) = live.enter(&key, &id, p).await;
         assert_eq!(s, 201, "{b}");
     }
     // Drawn: the winners in the order they are paid.
@@ -365,13 +359,7 @@ async fn a_rank_campaign_rewards_the_entrants_by_the_snapshot_taken_after_its_en
         ("rank_d", 300),
     ];
     for (p, _) in points {
-        let (s, b) = live
-            .signed(
-                format!("{base}/campaigns/{id}/entries"),
-                &key,
-                &json!({"playerId": p}),
-            )
-            .await;
+        let (s, b) = live.enter(&key, &id, p).await;
         assert_eq!(s, 201, "{b}");
     }
     for (p, pts) in points.iter().copied().chain([("rank_outsider", 5000)]) {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use liveops_core::ports::{
-    topics, Bus, Delivery, Health, Message, PollRequest, PortError, PortResult,
+    topics, Bus, DeadLetterRequest, Delivery, Health, Message, PollRequest, PortError, PortResult,
 };
 
 /// Wraps a bus; every switch is off until a test turns it on.
@@ -74,13 +74,8 @@ impl Bus for FlakyBus {
         self.inner.lag(topic, group).await
     }
 
-    async fn dead_letters(
-        &self,
-        topic: &str,
-        group: &str,
-        limit: usize,
-    ) -> PortResult<Vec<Delivery>> {
-        self.inner.dead_letters(topic, group, limit).await
+    async fn read_dead_letters(&self, request: DeadLetterRequest<'_>) -> PortResult<Vec<Delivery>> {
+        self.inner.read_dead_letters(request).await
     }
 
     async fn replay_dead_letters(&self, topic: &str, group: &str) -> PortResult<u64> {

@@ -1,5 +1,6 @@
 //! A service's router called in-process, and its consumer waited on: what service tests share.
 
+use std::future::Future;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -7,7 +8,9 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use liveops_core::ports::Bus;
+use liveops_core::PortError;
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 /// An answer: status, `content-type` (empty if none) and the body as JSON (`Null` if not JSON).
@@ -42,4 +45,27 @@ pub async fn wait_acked(bus: &dyn Bus, topic: &str, group: &str) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Runs a consumer (`run(stop)`) until `group` has acked everything on `topic`, then stops it;
+/// it must end without an error.
+pub async fn drain<F, Fut>(bus: &dyn Bus, topic: &str, group: &str, run: F)
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: Future<Output = Result<(), PortError>> + Send + 'static,
+{
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(run(stop.clone()));
+    wait_acked(bus, topic, group).await;
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}
+
+/// A service's OpenAPI document as JSON, checked to describe every one of `paths`.
+pub fn openapi_with_paths(doc: utoipa::openapi::OpenApi, paths: &[&str]) -> Value {
+    let spec = serde_json::to_value(doc).unwrap();
+    for path in paths {
+        assert!(spec["paths"][path].is_object(), "{path}");
+    }
+    spec
 }

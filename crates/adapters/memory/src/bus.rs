@@ -9,7 +9,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use liveops_core::ports::{long_poll, BusOptions, Delivery, Health, Message, PollRequest};
+use liveops_core::ports::{
+    long_poll, BusOptions, DeadLetterRequest, Delivery, Health, Message, PollRequest,
+};
 use liveops_core::{Bus, PortResult};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -227,12 +229,8 @@ impl Bus for MemoryBus {
         Ok((t.messages.range(cursor..).count() + in_flight) as u64)
     }
 
-    async fn dead_letters(
-        &self,
-        topic: &str,
-        group: &str,
-        limit: usize,
-    ) -> PortResult<Vec<Delivery>> {
+    async fn read_dead_letters(&self, request: DeadLetterRequest<'_>) -> PortResult<Vec<Delivery>> {
+        let (topic, group, limit) = (request.topic, request.group, request.limit);
         let topics = self.topics();
         let Some(t) = topics.get(topic) else {
             return Ok(Vec::new());

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use liveops_core::ports::{BusOptions, Delivery, Health, Message, PollRequest};
+use liveops_core::ports::{BusOptions, DeadLetterRequest, Delivery, Health, Message, PollRequest};
 use liveops_core::{Bus, PortError, PortResult};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, Script, Value};
@@ -1078,15 +1078,8 @@ impl Bus for RedisBus {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    async fn dead_letters(
-        &self,
-        topic: &str,
-        group: &str,
-        limit: usize,
-    ) -> PortResult<Vec<Delivery>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
+    async fn read_dead_letters(&self, request: DeadLetterRequest<'_>) -> PortResult<Vec<Delivery>> {
+        let (topic, group, limit) = (request.topic, request.group, request.limit);
         let keys = Keys::new(topic, self.topic_partitions(topic).await?);
         let reply: redis::streams::StreamRangeReply = bounded(
             "dead_letters",

@@ -17,7 +17,9 @@ use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::types::messaging::{Body, Message, MessageId, Modified, Outcome, Target};
 use fe2o3_amqp::types::primitives::{SimpleValue, Value};
 use fe2o3_amqp::{Connection, Delivery as AmqpDelivery, Receiver, Sender, Session};
-use liveops_core::ports::{every_while_alive, Delivery, Message as BusMessage, PollRequest};
+use liveops_core::ports::{
+    every_while_alive, DeadLetterRequest, Delivery, Message as BusMessage, PollRequest,
+};
 use liveops_core::{Bus, Health, PortError, PortResult};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -1059,15 +1061,8 @@ impl Bus for ServiceBusBus {
         }
     }
 
-    async fn dead_letters(
-        &self,
-        topic: &str,
-        group: &str,
-        limit: usize,
-    ) -> PortResult<Vec<Delivery>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
+    async fn read_dead_letters(&self, request: DeadLetterRequest<'_>) -> PortResult<Vec<Delivery>> {
+        let (topic, group, limit) = (request.topic, request.group, request.limit);
         let n = u32::try_from(limit).unwrap_or(u32::MAX);
         let call = self.inner.config.call_timeout;
         self.inner

@@ -23,9 +23,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use liveops_core::stores::{
-    ActiveKeys, ApiKeyStore, AuditLog, CampaignStore, EntryStore, FairnessStore, InboxStore,
-    OperatorStore, OutcomeStore, PlayerXp, ProcessedEvents, ProgressStore, ScoreStore, Sessions,
-    WebhookStore,
+    FairnessStore, LiveEventStores, ProcessedEvents, ProgressStore, ScoreStore,
 };
 use liveops_core::{Health, PortError, PortResult};
 
@@ -40,22 +38,7 @@ pub use sqlite::SqliteRepository;
 /// A repository on any backend: every store trait this adapter serves, plus its migrations.
 #[async_trait]
 pub trait Repository:
-    ProgressStore
-    + ScoreStore
-    + FairnessStore
-    + ProcessedEvents
-    + OperatorStore
-    + Sessions
-    + AuditLog
-    + ApiKeyStore
-    + ActiveKeys
-    + CampaignStore
-    + EntryStore
-    + OutcomeStore
-    + PlayerXp
-    + InboxStore
-    + WebhookStore
-    + Health
+    ProgressStore + ScoreStore + FairnessStore + ProcessedEvents + LiveEventStores + Health
 {
     /// Applies pending schema migrations.
     async fn migrate(&self) -> PortResult<()>;

@@ -46,50 +46,19 @@ macro_rules! impl_stores {
                 }
             }
 
-            #[async_trait]
-            impl ProcessedEvents for Repo {
-                async fn processed(
-                    &self,
-                    consumer: &str,
-                    ids: &[Uuid],
-                ) -> PortResult<HashSet<Uuid>> {
-                    Repo::processed(self, consumer, ids).await
+            $crate::stores::delegate! {
+                impl ProcessedEvents {
+                    fn processed(consumer: &str, ids: &[Uuid]) -> HashSet<Uuid>;
                 }
-            }
 
-            #[async_trait]
-            impl ProgressStore for Repo {
-                async fn progress(
-                    &self,
-                    player_id: &str,
-                    season: i64,
-                ) -> PortResult<PlayerProgress> {
-                    Repo::progress(self, player_id, season).await
-                }
-                async fn progress_latest(
-                    &self,
-                    player_id: &str,
-                    season: i64,
-                ) -> PortResult<PlayerProgress> {
-                    Repo::progress_latest(self, player_id, season).await
-                }
-                async fn xp_of(&self, players: &[(String, i64)]) -> PortResult<Vec<u64>> {
-                    Repo::xp_of(self, players).await
-                }
-                async fn commit_progress(
-                    &self,
-                    consumer: &str,
-                    commit: &ProgressCommit,
-                ) -> PortResult<()> {
-                    Repo::commit_progress(self, consumer, commit).await
-                }
-                async fn claim_reward(
-                    &self,
-                    player_id: &str,
-                    reward_id: &str,
-                    receipt: Receipt,
-                ) -> PortResult<RewardClaim> {
-                    Repo::claim_reward(self, player_id, reward_id, receipt).await
+                impl ProgressStore {
+                    fn progress(player_id: &str, season: i64) -> PlayerProgress;
+                    fn progress_latest(player_id: &str, season: i64) -> PlayerProgress;
+                    fn xp_of(players: &[(String, i64)]) -> Vec<u64>;
+                    fn commit_progress(consumer: &str, commit: &ProgressCommit) -> ();
+                    fn claim_reward(
+                        player_id: &str, reward_id: &str, receipt: Receipt,
+                    ) -> RewardClaim;
                 }
             }
 
@@ -124,23 +93,12 @@ macro_rules! impl_stores {
                 }
             }
 
-            #[async_trait]
-            impl FairnessStore for Repo {
-                async fn fairness_stats(&self) -> PortResult<Vec<(EventType, Welford)>> {
-                    Repo::fairness_stats(self).await
-                }
-                async fn verdicts(&self, ids: &[Uuid]) -> PortResult<Vec<(Uuid, bool)>> {
-                    Repo::verdicts(self, ids).await
-                }
-                async fn commit_fairness(&self, commit: &FairnessCommit) -> PortResult<()> {
-                    Repo::commit_fairness(self, commit).await
-                }
-                async fn flags(
-                    &self,
-                    player_id: Option<&str>,
-                    limit: u32,
-                ) -> PortResult<Vec<Flag>> {
-                    Repo::flags(self, player_id, limit).await
+            $crate::stores::delegate! {
+                impl FairnessStore {
+                    fn fairness_stats() -> Vec<(EventType, Welford)>;
+                    fn verdicts(ids: &[Uuid]) -> Vec<(Uuid, bool)>;
+                    fn commit_fairness(commit: &FairnessCommit) -> ();
+                    fn flags(player_id: Option<&str>, limit: u32) -> Vec<Flag>;
                 }
             }
         };
@@ -148,3 +106,21 @@ macro_rules! impl_stores {
 }
 
 pub(crate) use impl_stores;
+
+/// Implements each listed store trait for `Repo` (the backend's `SqlRepository`, under that name
+/// where this is used), every method delegating to the repository's async inherent method of
+/// the same name: `impl PlayerXp { fn season_xp(player_id: &str, season: i64) -> u64; }`.
+macro_rules! delegate {
+    ($(impl $store:ident {
+        $(fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty;)*
+    })*) => {$(
+        #[async_trait::async_trait]
+        impl $store for Repo {
+            $(async fn $name(&self, $($arg: $ty),*) -> liveops_core::PortResult<$ret> {
+                Repo::$name(self, $($arg),*).await
+            })*
+        }
+    )*};
+}
+
+pub(crate) use delegate;

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use liveops_core::ports::{long_poll, BusOptions, Delivery, Health, Message, PollRequest};
+use liveops_core::ports::{
+    long_poll, BusOptions, DeadLetterRequest, Delivery, Health, Message, PollRequest,
+};
 use liveops_core::{Bus, PortError, PortResult};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -377,12 +379,8 @@ impl Bus for SqliteBus {
         .await
     }
 
-    async fn dead_letters(
-        &self,
-        topic: &str,
-        group: &str,
-        limit: usize,
-    ) -> PortResult<Vec<Delivery>> {
+    async fn read_dead_letters(&self, request: DeadLetterRequest<'_>) -> PortResult<Vec<Delivery>> {
+        let (topic, group, limit) = (request.topic, request.group, request.limit);
         match self
             .call(Op::DeadLetters {
                 topic: topic.to_owned(),

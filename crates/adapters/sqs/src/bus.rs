@@ -21,7 +21,7 @@ use aws_sdk_sqs::Client;
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
-use liveops_core::ports::{every_while_alive, Delivery, Message, PollRequest};
+use liveops_core::ports::{every_while_alive, DeadLetterRequest, Delivery, Message, PollRequest};
 use liveops_core::{Bus, Health, PortError, PortResult};
 use tokio::time::Instant;
 
@@ -1533,16 +1533,9 @@ impl Bus for SqsBus {
         .sum())
     }
 
-    async fn dead_letters(
-        &self,
-        topic: &str,
-        group: &str,
-        limit: usize,
-    ) -> PortResult<Vec<Delivery>> {
+    async fn read_dead_letters(&self, request: DeadLetterRequest<'_>) -> PortResult<Vec<Delivery>> {
+        let (topic, group, limit) = (request.topic, request.group, request.limit);
         let inner = &self.inner;
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
         let Some(q) = inner.group(topic, group, false).await? else {
             return Ok(Vec::new());
         };

@@ -166,6 +166,17 @@ pub struct PollRequest<'a> {
     pub wait: Duration,
 }
 
+/// One read of a group's dead letters: up to `limit` (at least 1), oldest first.
+#[derive(Clone, Copy, Debug)]
+pub struct DeadLetterRequest<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The consumer group.
+    pub group: &'a str,
+    /// How many dead letters at most.
+    pub limit: usize,
+}
+
 /// Topics with consumer groups, at-least-once delivery, ack, redelivery after a visibility
 /// timeout, and a dead letter after too many deliveries.
 #[async_trait]
@@ -203,13 +214,26 @@ pub trait Bus: Health {
     async fn ack(&self, topic: &str, group: &str, ids: &[String]) -> PortResult<()>;
     /// Messages the group has not acked yet (new plus in flight).
     async fn lag(&self, topic: &str, group: &str) -> PortResult<u64>;
-    /// The group's dead letters, oldest first.
+    /// The group's dead letters, oldest first, `limit` at most. A request for none answers at
+    /// once, asking no one.
     async fn dead_letters(
         &self,
         topic: &str,
         group: &str,
         limit: usize,
-    ) -> PortResult<Vec<Delivery>>;
+    ) -> PortResult<Vec<Delivery>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let request = DeadLetterRequest {
+            topic,
+            group,
+            limit,
+        };
+        self.read_dead_letters(request).await
+    }
+    /// What `dead_letters` asks the backend for, `limit` at least 1 (adapters implement this one).
+    async fn read_dead_letters(&self, request: DeadLetterRequest<'_>) -> PortResult<Vec<Delivery>>;
     /// Puts the group's dead letters back for delivery; returns how many.
     async fn replay_dead_letters(&self, topic: &str, group: &str) -> PortResult<u64>;
 }

@@ -31,3 +31,20 @@ pub use progress::{
     RewardClaim, XpGain,
 };
 pub use scores::{ScoreStore, Snapshot};
+
+/// Every live-event store (operators, sessions, the audit log, API keys, campaigns, entries,
+/// outcomes, the XP read, the inbox, webhooks): what a backend serving them all declares.
+pub trait LiveEventStores:
+    OperatorStore
+    + Sessions
+    + AuditLog
+    + ApiKeyStore
+    + ActiveKeys
+    + CampaignStore
+    + EntryStore
+    + OutcomeStore
+    + PlayerXp
+    + InboxStore
+    + WebhookStore
+{
+}

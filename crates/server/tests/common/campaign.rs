@@ -299,6 +299,12 @@ impl Live {
             .collect()
     }
 
+    /// `player` enters `campaign`, signed with `key`.
+    pub async fn enter(&self, key: &ApiKey, campaign: &str, player: &str) -> Answer {
+        let url = format!("{}/campaigns/{campaign}/entries", self.urls.participation);
+        self.signed(url, key, &json!({"playerId": player})).await
+    }
+
     pub async fn claim(&self, key: &ApiKey, player: &str, message: &str) -> Answer {
         self.signed(
             format!(

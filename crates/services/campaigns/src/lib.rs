@@ -9,11 +9,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::FromRef;
 use axum::routing::{get, post};
 use axum::Router;
 use clap::Args;
-use liveops_core::stores::{CampaignStore, EntryStore, PlayerXp, Sessions};
+use liveops_core::stores::{CampaignStore, EntryStore, PlayerXp};
 use liveops_core::{Calendar, LevelCurve};
 use liveops_http::{body_limit, BearerScheme, OperatorAuth};
 use liveops_module::{BuildError, ConfigError, Context, Definition, Service, Task};
@@ -72,11 +71,7 @@ pub struct CampaignsState {
     pub xp: Arc<dyn PlayerXp>,
 }
 
-impl FromRef<CampaignsState> for OperatorAuth {
-    fn from_ref(state: &CampaignsState) -> Self {
-        state.auth.clone()
-    }
-}
+liveops_http::from_state!(CampaignsState { auth: OperatorAuth });
 
 /// The campaign routes.
 pub fn router(state: CampaignsState) -> Router {
@@ -138,19 +133,14 @@ async fn build(ctx: &Context, args: CampaignsArgs) -> Result<Service, BuildError
             curve: ctx.shared.level_curve.clone(),
             tick,
         }),
-        auth: OperatorAuth {
-            sessions: ctx.ports.get::<dyn Sessions>().await?,
-        },
+        auth: ctx.operator_auth().await?,
         campaigns: ctx.ports.get::<dyn CampaignStore>().await?,
         entries: ctx.ports.get::<dyn EntryStore>().await?,
         xp: ctx.ports.get::<dyn PlayerXp>().await?,
     };
-    let scheduler = state.campaigns.clone();
-    Ok(Service {
-        router: router(state),
-        tasks: vec![Task::new("campaign scheduler", move |stop| {
-            run_scheduler(scheduler, tick, stop)
-        })],
-        readiness: None,
-    })
+    let campaigns = state.campaigns.clone();
+    let scheduler = Task::new("campaign scheduler", move |stop| {
+        run_scheduler(campaigns, tick, stop)
+    });
+    Ok(Service::routes(router(state)).with_task(scheduler))
 }

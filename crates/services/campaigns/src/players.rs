@@ -4,7 +4,7 @@
 use axum::extract::State;
 use liveops_core::stores::{CampaignState, EntryLimit, Reward};
 use liveops_core::{now_ms, PlayerId};
-use liveops_http::responses::{BadRequest, Unavailable};
+use liveops_http::responses::ReadFailures;
 use liveops_http::{rfc3339, Json, PlayerPath, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -58,8 +58,7 @@ pub struct PlayerCampaigns {
     params(PlayerPath),
     responses(
         (status = 200, description = "Live campaigns the player is eligible for", body = PlayerCampaigns),
-        BadRequest,
-        Unavailable,
+        ReadFailures,
     )
 )]
 #[tracing::instrument(skip_all, fields(player = %player.as_str()))]

@@ -6,8 +6,8 @@ use liveops_core::draw;
 use liveops_core::now_ms;
 use liveops_core::stores::{AuditEntry, Campaign, CampaignState, Role};
 use liveops_http::responses::{
-    BadRequest, NotFound, OperatorInputFailures, OperatorLookupFailures, TooLarge, Unauthenticated,
-    Unavailable,
+    LookupFailures, OperatorInputFailures, OperatorLookupFailures, ReadFailures, TooLarge,
+    Unauthenticated,
 };
 use liveops_http::{Bounded, IdPath, Json, Operator, Problem, Query};
 use serde::Deserialize;
@@ -146,9 +146,8 @@ pub(crate) struct ListQuery {
     params(ListQuery),
     responses(
         (status = 200, description = "Campaigns", body = CampaignList),
-        BadRequest,
+        ReadFailures,
         Unauthenticated,
-        Unavailable,
     )
 )]
 pub(crate) async fn list(
@@ -173,10 +172,8 @@ pub(crate) async fn list(
     params(IdPath),
     responses(
         (status = 200, description = "The campaign", body = CampaignView),
-        BadRequest,
+        LookupFailures,
         Unauthenticated,
-        NotFound,
-        Unavailable,
     )
 )]
 pub(crate) async fn one(

@@ -11,8 +11,7 @@ use liveops_core::event::is_label;
 use liveops_core::stores::{AuditEntry, ClaimOutcome, InboxClaim, InboxMessage, Role};
 use liveops_core::{now_ms, PlayerId, Receipt};
 use liveops_http::responses::{
-    BadRequest, NotFound, OperatorInputFailures, PathContradicted, TooLarge, Unauthorized,
-    Unavailable,
+    OperatorInputFailures, ReadFailures, SignedLookupFailures, TooLarge,
 };
 use liveops_http::{
     check_id, parse_json, rfc3339, Bounded, Json, Operator, Path, PlayerPath, Problem, Query,
@@ -137,8 +136,7 @@ fn view(m: InboxMessage, claimed_at: Option<i64>) -> MessageView {
     params(PlayerPath, InboxQuery),
     responses(
         (status = 200, description = "The messages", body = InboxView),
-        BadRequest,
-        Unavailable,
+        ReadFailures,
     )
 )]
 pub(crate) async fn inbox(
@@ -170,14 +168,9 @@ pub(crate) async fn inbox(
     request_body = ClaimBody,
     responses(
         (status = 200, description = "The receipts (the first claim's, if claimed before)", body = ClaimAnswer),
-        BadRequest,
-        Unauthorized,
-        NotFound,
         (status = 409, description = "This signed request claimed another message (`signed-request-reused`)", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "Expired before it was claimed", body = Problem, content_type = "application/problem+json"),
-        PathContradicted,
-        TooLarge,
-        Unavailable,
+        SignedLookupFailures,
     )
 )]
 #[tracing::instrument(skip_all, fields(player = %raw.0, message = %raw.1))]

@@ -7,11 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::FromRef;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use clap::Args;
-use liveops_core::stores::{CampaignStore, InboxStore, OutcomeStore, Sessions, WebhookStore};
+use liveops_core::stores::{CampaignStore, InboxStore, OutcomeStore, WebhookStore};
 use liveops_http::{body_limit, BearerScheme, OperatorAuth, SignatureCheck};
 use liveops_module::{BuildError, ConfigError, Context, Definition, Service, Task};
 use utoipa::OpenApi;
@@ -119,17 +118,10 @@ pub struct DistributionState {
     pub webhooks: Arc<dyn WebhookStore>,
 }
 
-impl FromRef<DistributionState> for OperatorAuth {
-    fn from_ref(state: &DistributionState) -> Self {
-        state.auth.clone()
-    }
-}
-
-impl FromRef<DistributionState> for SignatureCheck {
-    fn from_ref(state: &DistributionState) -> Self {
-        state.signatures.clone()
-    }
-}
+liveops_http::from_state!(DistributionState {
+    auth: OperatorAuth,
+    signatures: SignatureCheck
+});
 
 /// Distribution's routes.
 pub fn router(state: DistributionState) -> Router {
@@ -196,25 +188,16 @@ async fn build(ctx: &Context, args: DistributionArgs) -> Result<Service, BuildEr
     }
     let state = DistributionState {
         config: Arc::new(config),
-        auth: OperatorAuth {
-            sessions: ctx.ports.get::<dyn Sessions>().await?,
-        },
-        signatures: SignatureCheck {
-            keys: ctx.signing_keys().await,
-            tolerance_s: ctx.shared.signature_tolerance_s,
-        },
+        auth: ctx.operator_auth().await?,
+        signatures: ctx.signature_check().await,
         campaigns: ctx.ports.get::<dyn CampaignStore>().await?,
         outcomes: ctx.ports.get::<dyn OutcomeStore>().await?,
         inbox: ctx.ports.get::<dyn InboxStore>().await?,
         webhooks: ctx.ports.get::<dyn WebhookStore>().await?,
     };
-    let (settler, hooks) = (state.clone(), state.clone());
-    Ok(Service {
-        router: router(state),
-        tasks: vec![
-            Task::new("settlement", move |stop| run_settler(settler, stop)),
-            Task::new("webhook deliveries", move |stop| run_webhooks(hooks, stop)),
-        ],
-        readiness: None,
-    })
+    let settler = Task::over("settlement", state.clone(), run_settler);
+    let hooks = Task::over("webhook deliveries", state.clone(), run_webhooks);
+    Ok(Service::routes(router(state))
+        .with_task(settler)
+        .with_task(hooks))
 }

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::judge::{Judge, Ruling};
-use crate::{FairnessState, GROUP};
+use crate::{FairnessState, GROUP, READS};
 
 /// Marker: shutdown was requested while a batch was in progress (it stays un-acked).
 struct Stopped;
@@ -37,7 +37,7 @@ pub async fn run_consumer(
     let mut backoff = Backoff::new();
     let stats = loop {
         let setup = async {
-            state.bus.ensure_group(topics::INGESTED, GROUP).await?;
+            state.bus.ensure_group(READS.topic, READS.group).await?;
             state.store.fairness_stats().await
         };
         match setup.await {
@@ -61,8 +61,8 @@ pub async fn run_consumer(
         let polled = tokio::select! {
             _ = shutdown.cancelled() => break,
             polled = state.bus.poll(
-                topics::INGESTED,
-                GROUP,
+                READS.topic,
+                READS.group,
                 &cfg.consumer_name,
                 cfg.batch_size.max(1),
                 POLL_WAIT,
@@ -223,7 +223,7 @@ async fn handle_batch(
         backoff,
         shutdown,
         "ack",
-        state.bus.ack(topics::INGESTED, GROUP, &ack_ids).await
+        state.bus.ack(READS.topic, READS.group, &ack_ids).await
     );
     Ok(())
 }

@@ -9,12 +9,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::FromRef;
 use axum::routing::{delete, get};
 use axum::Router;
 use clap::Args;
 use liveops_core::ports::{topics, Blocklist};
-use liveops_core::stores::{AuditLog, FairnessStore, Sessions};
+use liveops_core::stores::{AuditLog, FairnessStore};
 use liveops_core::Bus;
 use liveops_http::{BearerScheme, OperatorAuth};
 use liveops_module::{BuildError, ConfigError, Context, Definition, Group, Service, Task};
@@ -29,6 +28,11 @@ pub use routes::{FlagList, FlagView, PlayerFairness, PlayerFlag};
 
 /// The consumer group fairness reads `events.ingested` with.
 pub const GROUP: &str = "fairness";
+/// What fairness consumes: [`topics::INGESTED`] as [`GROUP`].
+pub const READS: Group = Group {
+    topic: topics::INGESTED,
+    group: GROUP,
+};
 
 /// Fairness settings, as flags and environment variables.
 #[derive(Args, Clone, Debug)]
@@ -131,11 +135,7 @@ pub struct FairnessState {
     pub audit: Arc<dyn AuditLog>,
 }
 
-impl FromRef<FairnessState> for OperatorAuth {
-    fn from_ref(state: &FairnessState) -> Self {
-        state.auth.clone()
-    }
-}
+liveops_http::from_state!(FairnessState { auth: OperatorAuth });
 
 /// The fairness routes: `GET /fairness/players/{id}`, `GET /fairness/flags` (any operator once
 /// operators exist) and `DELETE /fairness/players/{id}/block` (admins and operators, audited).
@@ -167,10 +167,7 @@ struct ApiDoc;
 pub static MODULE: Definition<FairnessArgs> = Definition {
     name: "fairness",
     port: 8081,
-    groups: &[Group {
-        topic: topics::INGESTED,
-        group: GROUP,
-    }],
+    groups: &[READS],
     openapi: |_| ApiDoc::openapi(),
     check: |args| args.config("check", 1).map(drop),
     build: |ctx, args| Box::pin(build(ctx, args)),
@@ -183,17 +180,9 @@ async fn build(ctx: &Context, args: FairnessArgs) -> Result<Service, BuildError>
         bus: ctx.ports.get::<dyn Bus>().await?,
         blocks: ctx.ports.get::<dyn Blocklist>().await?,
         store: ctx.ports.get::<dyn FairnessStore>().await?,
-        auth: OperatorAuth {
-            sessions: ctx.ports.get::<dyn Sessions>().await?,
-        },
+        auth: ctx.operator_auth().await?,
         audit: ctx.ports.get::<dyn AuditLog>().await?,
     };
-    let consumer = state.clone();
-    Ok(Service {
-        router: router(state),
-        tasks: vec![Task::new("fairness consumer", move |stop| {
-            run_consumer(consumer, stop)
-        })],
-        readiness: None,
-    })
+    let consumer = Task::over("fairness consumer", state.clone(), run_consumer);
+    Ok(Service::routes(router(state)).with_task(consumer))
 }

@@ -18,9 +18,7 @@ use crate::guard::{dropped, ingested, refused, screen};
 use crate::idempotency::{event_id, message_event_id, respond_once, IdempotencyHeader};
 use crate::ingest::envelope;
 use crate::{GatewayConfig, GatewayState};
-use liveops_http::responses::{
-    BadRequest, Conflict, KeyReused, TooLarge, Unauthorized, Unavailable,
-};
+use liveops_http::responses::IdempotentFailures;
 
 /// A batch of events: `{"events": [...]}` or a bare array. Only documents the shape: batches are
 /// read as raw JSON so each event is judged on its own, with a result per event.
@@ -99,12 +97,7 @@ impl ItemResult {
         (status = 200, description = "A result per event", body = BatchAnswer),
         (status = 208, description = "The same request again (same Idempotency-Key, or without one the same signed request): the first answer, nothing done twice", body = BatchAnswer,
             headers(("Idempotent-Replayed" = String, description = "`true`: this is the stored answer of the first request"))),
-        BadRequest,
-        Unauthorized,
-        Conflict,
-        TooLarge,
-        KeyReused,
-        Unavailable,
+        IdempotentFailures,
     )
 )]
 #[tracing::instrument(skip_all, fields(events = tracing::field::Empty, accepted = tracing::field::Empty))]

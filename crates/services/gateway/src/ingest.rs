@@ -15,10 +15,7 @@ use uuid::Uuid;
 use crate::guard::{dropped, ingested, refused, screen};
 use crate::idempotency::{event_id, message_event_id, respond_once, IdempotencyHeader};
 use crate::GatewayState;
-use liveops_http::responses::{
-    BadRequest, Conflict, Forbidden, KeyReused, TooLarge, TooManyRequests, Unauthorized,
-    Unavailable,
-};
+use liveops_http::responses::{Forbidden, IdempotentFailures, TooManyRequests};
 
 /// The answer to an accepted event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -58,14 +55,9 @@ pub(crate) fn envelope(event: Event, event_id: Uuid, received_at: i64) -> (Uuid,
         (status = 202, description = "On the bus", body = EventAccepted),
         (status = 208, description = "The same request again (same Idempotency-Key, or without one the same signed request): the first answer, nothing done twice", body = EventAccepted,
             headers(("Idempotent-Replayed" = String, description = "`true`: this is the stored answer of the first request"))),
-        BadRequest,
-        Unauthorized,
         Forbidden,
-        Conflict,
-        TooLarge,
-        KeyReused,
         TooManyRequests,
-        Unavailable,
+        IdempotentFailures,
     )
 )]
 #[tracing::instrument(skip_all, fields(player = tracing::field::Empty, event_id = tracing::field::Empty))]

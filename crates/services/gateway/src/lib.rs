@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::FromRef;
 use axum::routing::post;
 use axum::Router;
 use clap::Args;
@@ -121,11 +120,9 @@ impl GatewayState {
     }
 }
 
-impl FromRef<GatewayState> for SignatureCheck {
-    fn from_ref(state: &GatewayState) -> Self {
-        state.signatures.clone()
-    }
-}
+liveops_http::from_state!(GatewayState {
+    signatures: SignatureCheck
+});
 
 /// The gateway's routes: `POST /events` and `POST /events/batch`, each under its body limit.
 pub fn router(state: GatewayState) -> Router {
@@ -166,10 +163,7 @@ pub static MODULE: Definition<GatewayArgs> = Definition {
 async fn build(ctx: &Context, args: GatewayArgs) -> Result<Service, BuildError> {
     let state = GatewayState {
         config: Arc::new(args.config()?),
-        signatures: SignatureCheck {
-            keys: ctx.signing_keys().await,
-            tolerance_s: ctx.shared.signature_tolerance_s,
-        },
+        signatures: ctx.signature_check().await,
         bus: ctx.ports.get::<dyn Bus>().await?,
         idem: ctx.ports.get::<dyn Idempotency>().await?,
         rates: ctx.ports.get::<dyn RateLimiter>().await?,

@@ -2,14 +2,14 @@
 
 use std::collections::BTreeSet;
 
-use liveops_core::ports::{topics, Board, ScoreDelta};
+use liveops_core::ports::{Board, ScoreDelta};
 use liveops_core::{now_ms, Envelope, PortError};
-use liveops_module::consume::{run_batches, unapplied, Apply, Backoff, Subscription};
+use liveops_module::consume::{consume, unapplied, Apply, Backoff, Subscription};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::scores::{deltas, is_live, live_periods};
-use crate::{LeaderboardState, CONSUMER_ID, GROUP};
+use crate::{LeaderboardState, CONSUMER_ID, GROUP, READS};
 
 /// Loads the live boards (current and previous period of each window) from the repository, all
 /// at once: each board's read and build run side by side on the repository's connections.
@@ -75,21 +75,12 @@ pub async fn run_consumer(
 ) -> Result<(), PortError> {
     let st = &state;
     let ready = move || async move {
-        st.bus.ensure_group(topics::ACCEPTED, GROUP).await?;
+        st.bus.ensure_group(READS.topic, READS.group).await?;
         rebuild(st, now_ms()).await
     };
-    let mut backoff = Backoff::new();
-    if !backoff
-        .retry(&shutdown, "cannot start consuming", ready)
-        .await
-    {
-        return Ok(());
-    }
-    tracing::info!("leaderboard consumer started");
     let sub = Subscription {
         bus: state.bus.as_ref(),
-        topic: topics::ACCEPTED,
-        group: GROUP,
+        reads: READS,
         consumer: &state.config.consumer_name,
         batch: state.config.batch_size,
     };
@@ -97,8 +88,7 @@ pub async fn run_consumer(
         state: &state,
         deltas: Vec::new(),
     };
-    run_batches(sub, &mut handler, &shutdown).await;
-    tracing::info!("leaderboard consumer stopped");
+    consume(sub, ready, &mut handler, &shutdown).await;
     Ok(())
 }
 

@@ -32,6 +32,11 @@ pub use top_cache::TopCache;
 
 /// The consumer group the leaderboard reads `events.accepted` with.
 pub const GROUP: &str = "leaderboard";
+/// What the leaderboard consumes: [`topics::ACCEPTED`] as [`GROUP`].
+pub const READS: Group = Group {
+    topic: topics::ACCEPTED,
+    group: GROUP,
+};
 /// The consumer name under which applied event ids are recorded in the repository.
 pub const CONSUMER_ID: &str = "leaderboard";
 
@@ -190,10 +195,7 @@ struct ApiDoc;
 pub static MODULE: Definition<LeaderboardArgs> = Definition {
     name: "leaderboard",
     port: 8082,
-    groups: &[Group {
-        topic: topics::ACCEPTED,
-        group: GROUP,
-    }],
+    groups: &[READS],
     openapi: |args| {
         let windows = args
             .config(Calendar::default(), "openapi", 1)
@@ -222,19 +224,13 @@ async fn build(ctx: &Context, args: LeaderboardArgs) -> Result<Service, BuildErr
         top_cache: Arc::default(),
     };
     let loaded = state.loaded.clone();
-    let (consumer, snapshots) = (state.clone(), state.clone());
-    Ok(Service {
-        router: router(state),
-        tasks: vec![
-            Task::new("leaderboard consumer", move |stop| {
-                run_consumer(consumer, stop)
-            }),
-            Task::new("leaderboard snapshots", move |stop| {
-                run_snapshots(snapshots, stop)
-            }),
-        ],
-        readiness: Some(Arc::new(move || {
-            (!loaded.load(Ordering::Acquire)).then(|| "leaderboard: rebuilding boards".into())
-        })),
-    })
+    let consumer = Task::over("leaderboard consumer", state.clone(), run_consumer);
+    let snapshots = Task::over("leaderboard snapshots", state.clone(), run_snapshots);
+    let mut service = Service::routes(router(state))
+        .with_task(consumer)
+        .with_task(snapshots);
+    service.readiness = Some(Arc::new(move || {
+        (!loaded.load(Ordering::Acquire)).then(|| "leaderboard: rebuilding boards".into())
+    }));
+    Ok(service)
 }

@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::FromRef;
 use axum::routing::{delete, get, patch, post};
 use axum::Router;
 use clap::Args;
@@ -166,11 +165,7 @@ pub struct OperatorsState {
     pub attempts: Arc<dyn Attempts>,
 }
 
-impl FromRef<OperatorsState> for OperatorAuth {
-    fn from_ref(state: &OperatorsState) -> Self {
-        state.auth.clone()
-    }
-}
+liveops_http::from_state!(OperatorsState { auth: OperatorAuth });
 
 /// The operators' routes.
 pub fn router(state: OperatorsState) -> Router {

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::FromRef;
 use axum::routing::{get, post};
 use axum::Router;
 use clap::Args;
@@ -70,11 +69,9 @@ pub struct ParticipationState {
     pub scores: Arc<dyn ScoreStore>,
 }
 
-impl FromRef<ParticipationState> for SignatureCheck {
-    fn from_ref(state: &ParticipationState) -> Self {
-        state.signatures.clone()
-    }
-}
+liveops_http::from_state!(ParticipationState {
+    signatures: SignatureCheck
+});
 
 /// Participation's routes.
 pub fn router(state: ParticipationState) -> Router {
@@ -117,22 +114,13 @@ async fn build(ctx: &Context, args: ParticipationArgs) -> Result<Service, BuildE
             curve: ctx.shared.level_curve.clone(),
             tick,
         }),
-        signatures: SignatureCheck {
-            keys: ctx.signing_keys().await,
-            tolerance_s: ctx.shared.signature_tolerance_s,
-        },
+        signatures: ctx.signature_check().await,
         campaigns: ctx.ports.get::<dyn CampaignStore>().await?,
         entries: ctx.ports.get::<dyn EntryStore>().await?,
         outcomes: ctx.ports.get::<dyn OutcomeStore>().await?,
         xp: ctx.ports.get::<dyn PlayerXp>().await?,
         scores: ctx.ports.get::<dyn ScoreStore>().await?,
     };
-    let decider = state.clone();
-    Ok(Service {
-        router: router(state),
-        tasks: vec![Task::new("campaign decider", move |stop| {
-            run_decider(decider, stop)
-        })],
-        readiness: None,
-    })
+    let decider = Task::over("campaign decider", state.clone(), run_decider);
+    Ok(Service::routes(router(state)).with_task(decider))
 }

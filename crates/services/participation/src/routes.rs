@@ -10,9 +10,7 @@ use axum::http::StatusCode;
 use liveops_core::draw::{self, PublishedDraw, ALGORITHM};
 use liveops_core::stores::{Campaign, CampaignState, Entered, Entry, Reward};
 use liveops_core::PlayerId;
-use liveops_http::responses::{
-    BadRequest, NotFound, PathContradicted, TooLarge, Unauthorized, Unavailable,
-};
+use liveops_http::responses::{LookupFailures, SignedLookupFailures};
 use liveops_http::{parse_json, rfc3339, IdPath, Json, Problem, SignatureHeaders, Signed};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -99,13 +97,8 @@ fn not_live(id: &str, state: Option<CampaignState>) -> Problem {
     responses(
         (status = 201, description = "Entered", body = EntryView),
         (status = 200, description = "The same signed request again: the entry it made", body = EntryView),
-        BadRequest,
-        Unauthorized,
-        NotFound,
         (status = 409, description = "Not live (`campaign-not-live`), the player's level is too low (`not-eligible`), they entered in this slot already (`entry-limit-reached`), or this signed request made an entry in another campaign (`signed-request-reused`)", body = Problem, content_type = "application/problem+json"),
-        PathContradicted,
-        TooLarge,
-        Unavailable,
+        SignedLookupFailures,
     )
 )]
 #[tracing::instrument(skip_all, fields(campaign = %id, player))]
@@ -201,9 +194,7 @@ pub(crate) async fn enter(
     params(IdPath),
     responses(
         (status = 200, description = "The entrants", body = EntrantList),
-        BadRequest,
-        NotFound,
-        Unavailable,
+        LookupFailures,
     )
 )]
 pub(crate) async fn entrants(
@@ -228,10 +219,8 @@ pub(crate) async fn entrants(
     params(IdPath),
     responses(
         (status = 200, description = "The draw (seed and winners once drawn)", body = PublishedDraw),
-        BadRequest,
-        NotFound,
         (status = 409, description = "A rank campaign, or a draft (no commitment yet)", body = Problem, content_type = "application/problem+json"),
-        Unavailable,
+        LookupFailures,
     )
 )]
 pub(crate) async fn draw(

@@ -2,13 +2,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use liveops_core::ports::topics;
 use liveops_core::{Envelope, PortError};
-use liveops_module::consume::{run_batches, unapplied, Apply, Backoff, Subscription};
+use liveops_module::consume::{consume, unapplied, Apply, Subscription};
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::{plan, xp_keys};
-use crate::{ProgressionState, CONSUMER_ID, GROUP};
+use crate::{ProgressionState, CONSUMER_ID, GROUP, READS};
 
 /// The progression's part of each batch.
 struct Progression<'a>(&'a ProgressionState);
@@ -26,24 +25,14 @@ pub async fn run_consumer(
     state: ProgressionState,
     shutdown: CancellationToken,
 ) -> Result<(), PortError> {
-    let ready = || state.bus.ensure_group(topics::ACCEPTED, GROUP);
-    let mut backoff = Backoff::new();
-    if !backoff
-        .retry(&shutdown, "cannot create consumer group", ready)
-        .await
-    {
-        return Ok(());
-    }
-    tracing::info!("progression consumer started");
+    let ready = || state.bus.ensure_group(READS.topic, READS.group);
     let sub = Subscription {
         bus: state.bus.as_ref(),
-        topic: topics::ACCEPTED,
-        group: GROUP,
+        reads: READS,
         consumer: &state.config.consumer_name,
         batch: state.config.batch_size,
     };
-    run_batches(sub, &mut Progression(&state), &shutdown).await;
-    tracing::info!("progression consumer stopped");
+    consume(sub, ready, &mut Progression(&state), &shutdown).await;
     Ok(())
 }
 

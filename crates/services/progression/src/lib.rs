@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use axum::extract::FromRef;
 use axum::routing::{get, post};
 use axum::Router;
 use clap::Args;
@@ -27,6 +26,11 @@ pub use routes::{ClaimRequest, ProgressView};
 
 /// The consumer group progression reads `events.accepted` with.
 pub const GROUP: &str = "progression";
+/// What progression consumes: [`topics::ACCEPTED`] as [`GROUP`].
+pub const READS: Group = Group {
+    topic: topics::ACCEPTED,
+    group: GROUP,
+};
 /// The consumer name under which applied event ids are recorded in the repository.
 pub const CONSUMER_ID: &str = "progression";
 
@@ -64,11 +68,9 @@ pub struct ProgressionState {
     pub processed: Arc<dyn ProcessedEvents>,
 }
 
-impl FromRef<ProgressionState> for SignatureCheck {
-    fn from_ref(state: &ProgressionState) -> Self {
-        state.signatures.clone()
-    }
-}
+liveops_http::from_state!(ProgressionState {
+    signatures: SignatureCheck
+});
 
 /// The progression routes, ready to be merged or served.
 pub fn router(state: ProgressionState) -> Router {
@@ -99,10 +101,7 @@ struct ApiDoc;
 pub static MODULE: Definition<ProgressionArgs> = Definition {
     name: "progression",
     port: 8083,
-    groups: &[Group {
-        topic: topics::ACCEPTED,
-        group: GROUP,
-    }],
+    groups: &[READS],
     openapi: |_| ApiDoc::openapi(),
     check: |_| Ok(()),
     build: |ctx, args| Box::pin(build(ctx, args)),
@@ -117,21 +116,12 @@ async fn build(ctx: &Context, _args: ProgressionArgs) -> Result<Service, BuildEr
             batch_size: shared.batch_size,
             consumer_name: shared.consumer_name.clone(),
         }),
-        signatures: SignatureCheck {
-            keys: ctx.signing_keys().await,
-            tolerance_s: shared.signature_tolerance_s,
-        },
+        signatures: ctx.signature_check().await,
         bus: ctx.ports.get::<dyn Bus>().await?,
         cache: ctx.ports.get::<dyn ViewCache>().await?,
         store: ctx.ports.get::<dyn ProgressStore>().await?,
         processed: ctx.ports.get::<dyn ProcessedEvents>().await?,
     };
-    let consumer = state.clone();
-    Ok(Service {
-        router: router(state),
-        tasks: vec![Task::new("progression consumer", move |stop| {
-            run_consumer(consumer, stop)
-        })],
-        readiness: None,
-    })
+    let consumer = Task::over("progression consumer", state.clone(), run_consumer);
+    Ok(Service::routes(router(state)).with_task(consumer))
 }

@@ -18,9 +18,7 @@ use uuid::Uuid;
 use crate::apply::{item_of_level_reward, season_of};
 use crate::cache::{self, CACHE_TTL};
 use crate::ProgressionState;
-use liveops_http::responses::{
-    BadRequest, Conflict, ReadFailures, TooLarge, Unauthorized, Unavailable,
-};
+use liveops_http::responses::{BadRequest, Conflict, ReadFailures, SignedFailures, TooLarge};
 
 /// Largest accepted body on `POST /rewards/claim` and `POST /receipts/verify`.
 pub(crate) const BODY_LIMIT: usize = 16 * 1024;
@@ -176,11 +174,8 @@ fn parse_claim(body: &[u8]) -> Result<(PlayerId, String), Problem> {
     params(SignatureHeaders),
     responses(
         (status = 200, description = "The receipt (the first one, if claimed before)", body = Receipt),
-        BadRequest,
-        Unauthorized,
         Conflict,
-        TooLarge,
-        Unavailable,
+        SignedFailures,
     )
 )]
 #[tracing::instrument(skip_all, fields(player, reward))]

@@ -18,7 +18,6 @@ use liveops_sql::SqliteRepository;
 use liveops_testkit::received::{self, envelope};
 use liveops_testkit::served;
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
@@ -95,11 +94,8 @@ impl TestApp {
 
     /// Runs the consumer until everything published is acked.
     async fn drain(&self) {
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run_consumer(self.state.clone(), shutdown.clone()));
-        served::wait_acked(&*self.bus, topics::ACCEPTED, GROUP).await;
-        shutdown.cancel();
-        task.await.unwrap().unwrap();
+        let run = |stop| run_consumer(self.state.clone(), stop);
+        served::drain(&*self.bus, topics::ACCEPTED, GROUP, run).await;
     }
 
     async fn call(&self, req: Request<Body>) -> served::Reply {
@@ -490,15 +486,14 @@ async fn bad_player_ids_and_seasons_are_400_problems() {
 
 #[tokio::test]
 async fn the_openapi_lists_every_route() {
-    let spec =
-        serde_json::to_value(liveops_progression::MODULE.default_openapi().unwrap()).unwrap();
-    for path in [
-        "/players/{id}/progress",
-        "/rewards/claim",
-        "/receipts/verify",
-    ] {
-        assert!(spec["paths"][path].is_object(), "{path}");
-    }
+    let spec = served::openapi_with_paths(
+        liveops_progression::MODULE.default_openapi().unwrap(),
+        &[
+            "/players/{id}/progress",
+            "/rewards/claim",
+            "/receipts/verify",
+        ],
+    );
     let schemas = &spec["components"]["schemas"];
     assert!(schemas["ProgressView"]["properties"]["pendingRewards"].is_object());
     let reward = &schemas["PendingReward"]["properties"];

@@ -5,54 +5,23 @@
 //! Ids carry a random suffix, so runs can share a database. The outbox and the delivery queue
 //! are shared by every run: checks look only at their own campaign's rows.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use liveops_core::ports::Health;
 use liveops_core::stores::{
-    ActiveKeys, ApiKeyInfo, ApiKeyStore, Attempt, AuditEntry, AuditLog, Award, Campaign,
-    CampaignEvent, CampaignState, CampaignStore, ClaimOutcome, Delivery, DeliveryState, Entered,
-    Entry, EntryLimit, EntryStore, InboxClaim, InboxMessage, InboxStore, OperatorRecord,
-    OperatorStore, Outcome, OutcomeStore, PlayerXp, ProgressCommit, ProgressStore, Reward, Role,
-    Sessions, Webhook, WebhookStore, XpGain,
+    ApiKeyInfo, Attempt, AuditEntry, Award, Campaign, CampaignEvent, CampaignState, ClaimOutcome,
+    Delivery, DeliveryState, Entered, Entry, EntryLimit, InboxClaim, InboxMessage, LiveEventStores,
+    OperatorRecord, Outcome, ProgressCommit, ProgressStore, Reward, Role, Webhook, XpGain,
 };
-use liveops_core::{now_ms, Receipt};
+use liveops_core::{now_ms, PortResult, Receipt};
 
 use super::{ok, suffix};
 
 /// An adapter serving every live-event store trait (and progression's, for the XP read).
-pub trait LiveStores:
-    OperatorStore
-    + Sessions
-    + AuditLog
-    + ApiKeyStore
-    + ActiveKeys
-    + CampaignStore
-    + EntryStore
-    + OutcomeStore
-    + PlayerXp
-    + ProgressStore
-    + InboxStore
-    + WebhookStore
-    + Health
-{
-}
+pub trait LiveStores: LiveEventStores + ProgressStore + Health {}
 
-impl<T> LiveStores for T where
-    T: OperatorStore
-        + Sessions
-        + AuditLog
-        + ApiKeyStore
-        + ActiveKeys
-        + CampaignStore
-        + EntryStore
-        + OutcomeStore
-        + PlayerXp
-        + ProgressStore
-        + InboxStore
-        + WebhookStore
-        + Health
-{
-}
+impl<T> LiveStores for T where T: LiveEventStores + ProgressStore + Health {}
 
 /// Runs every check of the suite.
 pub async fn run_all<S: LiveStores + 'static>(repo: Arc<S>) {
@@ -119,19 +88,22 @@ pub fn campaign(tag: &str) -> Campaign {
     }
 }
 
-/// Creates `c` and moves it to live.
-async fn live(repo: &dyn LiveStores, c: &Campaign) {
+/// Creates `c` and schedules it.
+async fn scheduled(repo: &dyn LiveStores, c: &Campaign) {
     ok(
         repo.create_campaign(c, &audit("campaign.create", &c.id))
             .await,
         "create_campaign",
     );
-    for (from, to) in [
-        (CampaignState::Draft, CampaignState::Scheduled),
-        (CampaignState::Scheduled, CampaignState::Live),
-    ] {
-        assert!(ok(repo.advance(&c.id, from, to, None).await, "advance"));
-    }
+    let moved = repo.advance(&c.id, CampaignState::Draft, CampaignState::Scheduled, None);
+    assert!(ok(moved.await, "advance"));
+}
+
+/// Creates `c` and moves it to live.
+async fn live(repo: &dyn LiveStores, c: &Campaign) {
+    scheduled(repo, c).await;
+    let moved = repo.advance(&c.id, CampaignState::Scheduled, CampaignState::Live, None);
+    assert!(ok(moved.await, "advance"));
 }
 
 /// An entry whose request signature is unique to this run (`tag` tells them apart).
@@ -375,44 +347,21 @@ pub async fn campaigns_move_once_with_their_event(repo: &dyn LiveStores) {
     );
 
     let e = event("campaign.live", &c.id);
-    assert!(
-        !ok(
-            repo.advance(
-                &c.id,
-                CampaignState::Scheduled,
-                CampaignState::Live,
-                Some(&e)
-            )
-            .await,
-            "advance"
-        ),
-        "not in that state"
+    let (draft, scheduled, live) = (
+        CampaignState::Draft,
+        CampaignState::Scheduled,
+        CampaignState::Live,
     );
-    assert!(ok(
-        repo.advance(&c.id, CampaignState::Draft, CampaignState::Scheduled, None)
-            .await,
-        "advance"
-    ));
-    assert!(ok(
-        repo.advance(
-            &c.id,
-            CampaignState::Scheduled,
-            CampaignState::Live,
-            Some(&e)
-        )
-        .await,
-        "advance"
-    ));
-    assert!(!ok(
-        repo.advance(
-            &c.id,
-            CampaignState::Scheduled,
-            CampaignState::Live,
-            Some(&e)
-        )
-        .await,
-        "advance"
-    ));
+    // Not in that state yet; then each move once.
+    for (from, to, event, moves) in [
+        (scheduled, live, Some(&e), false),
+        (draft, scheduled, None, true),
+        (scheduled, live, Some(&e), true),
+        (scheduled, live, Some(&e), false),
+    ] {
+        let moved = ok(repo.advance(&c.id, from, to, event).await, "advance");
+        assert_eq!(moved, moves, "{from:?} to {to:?}");
+    }
     let events = ok(repo.undelivered_events(10_000).await, "undelivered_events");
     let mine: Vec<&CampaignEvent> = events
         .iter()
@@ -432,16 +381,7 @@ pub async fn due_lists_what_the_scheduler_must_move(repo: &dyn LiveStores) {
     let mut ending = campaign("ending");
     ending.ends_at_ms = now - 1;
     for c in [&starting, &later] {
-        ok(
-            repo.create_campaign(c, &audit("campaign.create", &c.id))
-                .await,
-            "create_campaign",
-        );
-        assert!(ok(
-            repo.advance(&c.id, CampaignState::Draft, CampaignState::Scheduled, None)
-                .await,
-            "advance"
-        ));
+        scheduled(repo, c).await;
     }
     live(repo, &ending).await;
     let due: Vec<String> = ok(repo.due(now, 10_000).await, "due")
@@ -512,20 +452,13 @@ pub async fn entries_need_a_live_campaign_and_one_per_slot(repo: &dyn LiveStores
         ok(repo.entrants(&c.id).await, "entrants"),
         ["Player_z", "player_a", "player_b", "player_c"]
     );
-    assert_eq!(
-        ok(
-            repo.entry_by_request(&e.request_sig).await,
-            "entry_by_request"
-        ),
-        Some(e.clone())
-    );
-    assert_eq!(
-        ok(
-            repo.entry_by_request("sha256=never").await,
-            "entry_by_request"
-        ),
-        None
-    );
+    for (sig, want) in [
+        (e.request_sig.as_str(), Some(e.clone())),
+        ("sha256=never", None),
+    ] {
+        let got = ok(repo.entry_by_request(sig).await, "entry_by_request");
+        assert_eq!(got, want, "{sig}");
+    }
 
     let mine = ok(
         repo.entries_of("player_b", &[c.id.clone(), "cmp_other".into()])
@@ -706,20 +639,13 @@ pub async fn claims_issue_one_set_of_receipts(repo: &dyn LiveStores) {
         ok(repo.claim_of(&player, &m.message_id).await, "claim_of"),
         Some(first.clone())
     );
-    assert_eq!(
-        ok(
-            repo.claim_by_request(&first.request_sig).await,
-            "claim_by_request"
-        ),
-        Some(first.clone())
-    );
-    assert_eq!(
-        ok(
-            repo.claim_by_request("sha256=never").await,
-            "claim_by_request"
-        ),
-        None
-    );
+    for (sig, want) in [
+        (first.request_sig.as_str(), Some(first.clone())),
+        ("sha256=never", None),
+    ] {
+        let got = ok(repo.claim_by_request(sig).await, "claim_by_request");
+        assert_eq!(got, want, "{sig}");
+    }
     assert_eq!(
         ok(repo.message(&player, &m.message_id).await, "message"),
         Some(m.clone())
@@ -849,62 +775,38 @@ pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveS
 /// Replicas racing: one state move, one entry per slot, one settlement, one claim win.
 pub async fn concurrent_writers_agree<S: LiveStores + 'static>(repo: Arc<S>) {
     let c = campaign("race");
-    ok(
-        repo.create_campaign(&c, &audit("campaign.create", &c.id))
-            .await,
-        "create_campaign",
-    );
-    assert!(ok(
-        repo.advance(&c.id, CampaignState::Draft, CampaignState::Scheduled, None)
-            .await,
-        "advance"
-    ));
-    let moves: Vec<_> = (0..6)
-        .map(|_| {
-            let (repo, id) = (repo.clone(), c.id.clone());
-            tokio::spawn(async move {
-                repo.advance(&id, CampaignState::Scheduled, CampaignState::Live, None)
-                    .await
-            })
-        })
-        .collect();
-    let mut won = 0;
-    for m in moves {
-        if ok(m.await.expect("join"), "advance") {
-            won += 1;
+    scheduled(repo.as_ref(), &c).await;
+    let moved = race("advance", |_| {
+        let (repo, id) = (repo.clone(), c.id.clone());
+        async move {
+            repo.advance(&id, CampaignState::Scheduled, CampaignState::Live, None)
+                .await
         }
-    }
+    })
+    .await;
+    let won = moved.into_iter().filter(|m| *m).count();
     assert_eq!(won, 1, "one replica moves the campaign");
 
-    let enters: Vec<_> = (0..6)
-        .map(|i| {
-            let repo = repo.clone();
-            let e = entry(&c.id, "player_race", "once", &format!("r{i}"));
-            tokio::spawn(async move { repo.enter(&e).await })
-        })
-        .collect();
-    let mut created = 0;
-    for e in enters {
-        if matches!(ok(e.await.expect("join"), "enter"), Entered::Created(_)) {
-            created += 1;
-        }
-    }
+    let entered = race("enter", |i| {
+        let repo = repo.clone();
+        let e = entry(&c.id, "player_race", "once", &format!("r{i}"));
+        async move { repo.enter(&e).await }
+    })
+    .await;
+    let created = entered
+        .iter()
+        .filter(|e| matches!(e, Entered::Created(_)))
+        .count();
     assert_eq!(created, 1, "one entry per slot");
 
     let player = format!("race_{}", suffix());
-    let settles: Vec<_> = (0..6)
-        .map(|_| {
-            let (repo, c, p) = (repo.clone(), c.id.clone(), player.clone());
-            let m = message(Some(&player), Some(&c), 3_600_000);
-            tokio::spawn(async move { repo.settle(&c, &p, &m).await })
-        })
-        .collect();
-    let mut settled = 0;
-    for s in settles {
-        if ok(s.await.expect("join"), "settle") {
-            settled += 1;
-        }
-    }
+    let settles = race("settle", |_| {
+        let (repo, c, p) = (repo.clone(), c.id.clone(), player.clone());
+        let m = message(Some(&player), Some(&c), 3_600_000);
+        async move { repo.settle(&c, &p, &m).await }
+    })
+    .await;
+    let settled = settles.into_iter().filter(|s| *s).count();
     assert_eq!(settled, 1, "one settlement per winner");
     let inbox: Vec<InboxMessage> = ok(repo.inbox(&player, 1000).await, "inbox")
         .into_iter()
@@ -913,15 +815,14 @@ pub async fn concurrent_writers_agree<S: LiveStores + 'static>(repo: Arc<S>) {
         .collect();
     assert_eq!(inbox.len(), 1, "one message");
     let m = inbox[0].clone();
-    let claims: Vec<_> = (0..6)
-        .map(|i| {
-            let (repo, claim) = (repo.clone(), claim(&m, &player, &format!("c{i}")));
-            tokio::spawn(async move { repo.claim(&claim, now_ms()).await })
-        })
-        .collect();
+    let claims = race("claim", |i| {
+        let (repo, claim) = (repo.clone(), claim(&m, &player, &format!("c{i}")));
+        async move { repo.claim(&claim, now_ms()).await }
+    })
+    .await;
     let mut first = Vec::new();
     for c in claims {
-        match ok(c.await.expect("join"), "claim") {
+        match c {
             ClaimOutcome::Claimed(c) => first.push(c),
             ClaimOutcome::AlreadyClaimed(_) => {}
             other => panic!("unexpected {other:?}"),
@@ -932,4 +833,19 @@ pub async fn concurrent_writers_agree<S: LiveStores + 'static>(repo: Arc<S>) {
         ok(repo.claim_of(&player, &m.message_id).await, "claim_of"),
         first.pop()
     );
+}
+
+/// Runs six copies of a write at once, as racing replicas would: their answers, in order.
+async fn race<T, F, Fut>(what: &str, mut call: F) -> Vec<T>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = PortResult<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let tasks: Vec<_> = (0..6).map(|i| tokio::spawn(call(i))).collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(ok(task.await.expect("join"), what));
+    }
+    answers
 }

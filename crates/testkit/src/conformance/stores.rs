@@ -257,32 +257,18 @@ pub async fn rewards_are_claimed_once(repo: &dyn Stores) {
         ok(repo.claim_reward(&p, "drop:x", r2.clone()).await, "claim"),
         RewardClaim::Issued(r2)
     );
-    // A receipt for another item than the reward's is refused; the reward stays pending.
-    assert_eq!(
-        ok(
-            repo.claim_reward(&p, "level:1:3", receipt(&p, "sword", "r3"))
-                .await,
-            "claim"
-        ),
-        RewardClaim::NotEarned
-    );
-    assert_eq!(
-        ok(
-            repo.claim_reward(&p, "level:9:9", receipt(&p, "x", "r4"))
-                .await,
-            "claim"
-        ),
-        RewardClaim::NotEarned
-    );
+    // A receipt for another item than the reward's, a reward never earned and another player's
+    // claim are refused; the reward stays pending.
     let thief = format!("p{s}_thief");
-    assert_eq!(
-        ok(
-            repo.claim_reward(&thief, "level:1:3", receipt(&thief, "chest_3", "r5"))
-                .await,
-            "claim"
-        ),
-        RewardClaim::NotEarned
-    );
+    for (who, reward_id, item, id) in [
+        (&p, "level:1:3", "sword", "r3"),
+        (&p, "level:9:9", "x", "r4"),
+        (&thief, "level:1:3", "chest_3", "r5"),
+    ] {
+        let claim = repo.claim_reward(who, reward_id, receipt(who, item, id));
+        let got = ok(claim.await, "claim");
+        assert_eq!(got, RewardClaim::NotEarned, "{who} {reward_id} {item}");
+    }
 
     let pr = ok(repo.progress(&p, 1).await, "progress");
     assert_eq!(pr.inventory, inv(&[("chest_2", 1), ("sword", 1)]));
