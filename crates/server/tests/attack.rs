@@ -903,7 +903,12 @@ async fn malformed_input_is_a_4xx_problem_never_a_5xx() {
         format!("/campaigns/{}/entrants", "c".repeat(65)),
         format!("/players/{}/campaigns", "%FF"),
     ] {
-        let ans = app.get(&path).await;
+        // The last body above got a 413 and its connection closed: the first read may find
+        // that pooled connection dead, and a second try goes out on a fresh one.
+        let ans = match app.try_get(&path).await {
+            Err(e) if e.is_request() => app.get(&path).await,
+            sent => sent.expect("request"),
+        };
         let s = ans.status.as_u16();
         assert!((400..500).contains(&s), "{path}: {s} {}", ans.body);
         ans.assert_problem(s);

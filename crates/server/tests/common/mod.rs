@@ -262,14 +262,18 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> Answer {
-        answer(
-            self.client
-                .get(format!("{}{path}", self.base))
-                .send()
-                .await
-                .expect("request"),
-        )
-        .await
+        self.try_get(path).await.expect("request")
+    }
+
+    /// A GET whose transport error is the caller's to judge (after a 413 the server closed the
+    /// connection, and the pooled one may be dead).
+    pub async fn try_get(&self, path: &str) -> Result<Answer, reqwest::Error> {
+        let res = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await?;
+        Ok(answer(res).await)
     }
 
     pub async fn progress(&self, player: &str) -> Value {
