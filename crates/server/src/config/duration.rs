@@ -22,14 +22,12 @@ pub fn parse(text: &str, units: &[Unit]) -> Result<Duration, String> {
     let t = text.trim();
     let (number, suffix) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
     let names = || {
-        let mut names: Vec<String> = units.iter().map(|u| format!("5{}", u.0)).collect();
-        if let Some(last) = names.pop() {
-            if names.is_empty() {
-                return last;
-            }
-            return format!("{} or {last}", names.join(", "));
+        let names: Vec<String> = units.iter().map(|u| format!("5{}", u.0)).collect();
+        match names.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
         }
-        String::new()
     };
     let n: u32 = number
         .parse()

@@ -1,5 +1,6 @@
 //! How long the per-event rows that make effects exactly-once are kept (`EVENT_RETENTION`) and
-//! how often the older ones are purged (`EVENT_PURGE_EVERY`). See docs/adr/0016.
+//! how often the older ones are purged (`EVENT_PURGE_EVERY`). See docs/ARCHITECTURE.md (delivery)
+//! and docs/adr/0019 (the design that drops these rows).
 
 use std::time::Duration;
 
