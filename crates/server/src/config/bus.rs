@@ -117,9 +117,13 @@ pub fn resolve(
         return Err(bad("BUS_PARTITIONS", "must be between 1 and 1024"));
     }
     let kind = kind(args, cloud);
-    // On Azure the Service Bus connection string comes from the Key Vault mount by default.
+    // On Azure the Service Bus connection string comes from the Key Vault mount by default (in a
+    // build that has the Service Bus; one without it says so rather than read a file).
     let file = args.bus_conn_file.clone().or_else(|| {
-        (kind == BusKind::ServiceBus && cloud == Cloud::Azure && args.bus_conn.is_none())
+        (cfg!(feature = "servicebus")
+            && kind == BusKind::ServiceBus
+            && cloud == Cloud::Azure
+            && args.bus_conn.is_none())
             .then(|| Path::new(AZURE_SECRETS_DIR).join("bus-conn"))
     });
     let conn = either("BUS_CONN", &args.bus_conn, "BUS_CONN_FILE", &file)?;
