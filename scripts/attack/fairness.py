@@ -21,46 +21,20 @@ events, any quarantined point reached a leaderboard, or any honest player was bl
 are reported.
 """
 import argparse
-import hashlib
-import hmac
 import json
-import os
 import random
 import re
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
+
+import served
+from served import Served
 
 SECRET = b"fairness-attack-secret-0123456789abcdef"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def call(base, method, path, body=None, timeout=30):
-    data = None
-    headers = {"content-type": "application/json"}
-    if body is not None:
-        data = json.dumps(body, separators=(",", ":")).encode()
-        ts = str(int(time.time()))
-        mac = hmac.new(SECRET, ts.encode() + b"." + data, hashlib.sha256).hexdigest()
-        headers.update({"x-timestamp": ts, "x-signature": "sha256=" + mac})
-    req = urllib.request.Request(base + path, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-    except OSError:
-        return 0, b""
+    return served.call(base, method, path, SECRET, body, timeout)
 
 
 def honest_event(rng, player, dist, n):
@@ -114,15 +88,8 @@ def main():
     a = ap.parse_args()
 
     rng = random.Random(14)
-    port = free_port()
-    base = "http://127.0.0.1:%d" % port
-    data = tempfile.mkdtemp(prefix="liveops-fairness-")
-    env = dict(os.environ, PORT=str(port), BIND="127.0.0.1", DATA_DIR=data,
-               HMAC_SECRET=SECRET.decode(), LOG_LEVEL="warn", RATE_LIMIT_MAX="100000")
-    server = subprocess.Popen([a.bin, "serve"], env=env, stdout=subprocess.DEVNULL)
-    try:
-        wait("ready", lambda: call(base, "GET", "/readyz")[0] == 200
-             if server.poll() is None else sys.exit("server exited"), 120)
+    with Served(a.bin, SECRET, "liveops-fairness-") as server:
+        base = server.base
         players = ["honest_%04d" % i for i in range(a.players)]
         sent = 0
         honest_refused = 0
@@ -183,12 +150,6 @@ def main():
         ok = (blocked_after is not None and blocked_after <= 10 and not cheater_ranked
               and blocked_honest == 0)
         return 0 if ok else 1
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 def cheat(base, player, points, most=50):

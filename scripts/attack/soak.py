@@ -12,54 +12,28 @@ first and last sample, the p50/p99 latency of the first and last minute, the lar
 and every status seen (a 5xx fails the run).
 """
 import argparse
-import hashlib
-import hmac
 import json
 import os
 import random
 import re
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
+
+import served
+from served import Served
 
 SECRET = b"soak-secret-0123456789abcdef-0123456789"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def post(base, path, body):
-    data = json.dumps(body, separators=(",", ":")).encode()
-    ts = str(int(time.time()))
-    mac = hmac.new(SECRET, ts.encode() + b"." + data, hashlib.sha256).hexdigest()
-    req = urllib.request.Request(base + path, data=data, method="POST", headers={
-        "content-type": "application/json", "x-timestamp": ts, "x-signature": "sha256=" + mac})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, None
-    except OSError:
-        return 0, None
+    status, raw = served.call(base, "POST", path, SECRET, body)
+    return status, json.loads(raw) if 200 <= status < 300 else None
 
 
 def get(base, path):
-    try:
-        with urllib.request.urlopen(base + path, timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, ""
-    except OSError:
-        return 0, ""
+    status, raw = served.call(base, "GET", path, timeout=10)
+    return status, raw.decode()
 
 
 class Load:
@@ -171,19 +145,9 @@ def main():
     ap.add_argument("--purge-every", default="30s", help="EVENT_PURGE_EVERY of the server")
     a = ap.parse_args()
 
-    port = free_port()
-    base = "http://127.0.0.1:%d" % port
-    data = tempfile.mkdtemp(prefix="liveops-soak-")
-    env = dict(os.environ, PORT=str(port), BIND="127.0.0.1", DATA_DIR=data,
-               HMAC_SECRET=SECRET.decode(), LOG_LEVEL="warn", RATE_LIMIT_MAX="100000",
-               EVENT_RETENTION=a.retention, EVENT_PURGE_EVERY=a.purge_every)
-    server = subprocess.Popen([a.bin, "serve"], env=env, stdout=subprocess.DEVNULL)
-    try:
-        end = time.time() + 120
-        while get(base, "/readyz")[0] != 200:
-            if time.time() > end or server.poll() is not None:
-                sys.exit("the server did not get ready")
-            time.sleep(0.5)
+    settings = {"EVENT_RETENTION": a.retention, "EVENT_PURGE_EVERY": a.purge_every}
+    with Served(a.bin, SECRET, "liveops-soak-", **settings) as run:
+        base, data, server = run.base, run.data, run.process
         load = Load(base, a.threads, a.batch, a.players)
         began = time.time()
         load.run(15)
@@ -229,12 +193,6 @@ def main():
         }
         print(json.dumps(summary), flush=True)
         return 1 if any(int(k) >= 500 or int(k) == 0 for k in load.statuses) else 0
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 if __name__ == "__main__":
