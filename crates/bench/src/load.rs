@@ -23,6 +23,22 @@ use crate::BenchError;
 /// Highest latency recorded, in microseconds (an hour).
 const MAX_MICROS: u64 = 3_600_000_000;
 
+/// What each of `tasks` returned, in order; the first failure (`what` names the tasks when one
+/// panicked).
+pub(crate) async fn join_all<T>(
+    tasks: Vec<tokio::task::JoinHandle<Result<T, BenchError>>>,
+    what: &str,
+) -> Result<Vec<T>, BenchError> {
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(
+            t.await
+                .map_err(|e| BenchError::Internal(format!("{what}: {e}")))??,
+        );
+    }
+    Ok(out)
+}
+
 /// An empty latency histogram in microseconds, 3 significant digits.
 pub(crate) fn histogram() -> Result<Histogram<u64>, BenchError> {
     Histogram::new_with_bounds(1, MAX_MICROS, 3).map_err(|e| BenchError::Internal(e.to_string()))
@@ -486,10 +502,7 @@ pub(crate) async fn drive(
         .map(|k| tokio::spawn(connection(ctx.clone(), k)))
         .collect();
     let mut total = Tally::new()?;
-    for t in tasks {
-        let tally = t
-            .await
-            .map_err(|e| BenchError::Internal(format!("generator task: {e}")))??;
+    for tally in join_all(tasks, "generator task").await? {
         total.merge(&tally)?;
     }
     let ended = Instant::now();

@@ -12,7 +12,7 @@ use rand::Rng;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::load::{delta_xp, histogram, micros, percentiles, unix_s, write_event};
+use crate::load::{delta_xp, histogram, join_all, micros, percentiles, unix_s, write_event};
 use crate::report::Visibility;
 use crate::BenchError;
 
@@ -203,10 +203,7 @@ pub(crate) async fn run_probes(
         })
         .collect();
     let mut all = Tracker::new()?;
-    for t in tasks {
-        let tracker = t
-            .await
-            .map_err(|e| BenchError::Internal(format!("probe task: {e}")))??;
+    for tracker in join_all(tasks, "probe task").await? {
         all.merge(&tracker)?;
     }
     Ok(all)

@@ -464,60 +464,37 @@ mod tests {
 
     #[test]
     fn names_the_offending_field() {
+        // An event of `kind` from player_1 at NOW with `payload`.
+        let of = |kind: &str, payload: &str| {
+            format!(r#"{{"type":"{kind}","playerId":"player_1","ts":{NOW},"payload":{payload}}}"#)
+        };
         let cases = [
             (
-                r#"{"type":"progression","playerId":"p1","ts":1638360000,"payload":{"deltaXp":1,"activity":"a"}}"#,
+                r#"{"type":"progression","playerId":"p1","ts":1638360000,"payload":{"deltaXp":1,"activity":"a"}}"#.to_owned(),
                 "playerId",
             ),
+            (of("progression", r#"{"deltaXp":0,"activity":"a"}"#), "payload.deltaXp"),
+            (of("progression", r#"{"deltaXp":100001,"activity":"a"}"#), "payload.deltaXp"),
+            (of("progression", r#"{"deltaXp":1.5,"activity":"a"}"#), "payload.deltaXp"),
+            (of("boss_kill", r#"{"bossId":"b","tier":11,"points":1}"#), "payload.tier"),
+            (of("boss_kill", r#"{"bossId":"b","tier":1,"points":-1}"#), "payload.points"),
+            (of("boss_kill", r#"{"bossId":"b c","tier":1,"points":1}"#), "payload.bossId"),
+            (of("drop_claimed", r#"{"dropId":"d","weight":1.5,"source":"s"}"#), "payload.weight"),
+            (of("teleport", "{}"), "type"),
             (
-                r#"{"type":"progression","playerId":"player_1","ts":1638360000,"payload":{"deltaXp":0,"activity":"a"}}"#,
-                "payload.deltaXp",
-            ),
-            (
-                r#"{"type":"progression","playerId":"player_1","ts":1638360000,"payload":{"deltaXp":100001,"activity":"a"}}"#,
-                "payload.deltaXp",
-            ),
-            (
-                r#"{"type":"progression","playerId":"player_1","ts":1638360000,"payload":{"deltaXp":1.5,"activity":"a"}}"#,
-                "payload.deltaXp",
-            ),
-            (
-                r#"{"type":"boss_kill","playerId":"player_1","ts":1638360000,"payload":{"bossId":"b","tier":11,"points":1}}"#,
-                "payload.tier",
-            ),
-            (
-                r#"{"type":"boss_kill","playerId":"player_1","ts":1638360000,"payload":{"bossId":"b","tier":1,"points":-1}}"#,
-                "payload.points",
-            ),
-            (
-                r#"{"type":"boss_kill","playerId":"player_1","ts":1638360000,"payload":{"bossId":"b c","tier":1,"points":1}}"#,
-                "payload.bossId",
-            ),
-            (
-                r#"{"type":"drop_claimed","playerId":"player_1","ts":1638360000,"payload":{"dropId":"d","weight":1.5,"source":"s"}}"#,
-                "payload.weight",
-            ),
-            (
-                r#"{"type":"teleport","playerId":"player_1","ts":1638360000,"payload":{}}"#,
-                "type",
-            ),
-            (
-                r#"{"type":"progression","playerId":"player_1","ts":1638000000,"payload":{"deltaXp":1,"activity":"a"}}"#,
+                r#"{"type":"progression","playerId":"player_1","ts":1638000000,"payload":{"deltaXp":1,"activity":"a"}}"#.to_owned(),
                 "ts",
             ),
             (
-                r#"{"type":"progression","playerId":"player_1","ts":1638370000,"payload":{"deltaXp":1,"activity":"a"}}"#,
+                r#"{"type":"progression","playerId":"player_1","ts":1638370000,"payload":{"deltaXp":1,"activity":"a"}}"#.to_owned(),
                 "ts",
             ),
-            (
-                r#"{"type":"progression","playerId":"player_1","ts":1638360000,"payload":{"deltaXp":1,"activity":"a","x":1}}"#,
-                "payload.x",
-            ),
-            (r#"[1,2]"#, "body"),
-            (r#"{"type":"#, "body"),
+            (of("progression", r#"{"deltaXp":1,"activity":"a","x":1}"#), "payload.x"),
+            ("[1,2]".to_owned(), "body"),
+            (r#"{"type":"#.to_owned(), "body"),
         ];
         for (body, field) in cases {
-            assert_eq!(parse(body).unwrap_err().field, field, "{body}");
+            assert_eq!(parse(&body).unwrap_err().field, field, "{body}");
         }
     }
 

@@ -32,6 +32,13 @@ fn label(description: &str) -> ObjectBuilder {
         .description(Some(description))
 }
 
+/// A string that can only be `value`.
+fn constant(value: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some([value]))
+}
+
 /// The payload of one event type.
 fn payload(kind: EventType, l: &Limits) -> Object {
     let o = ObjectBuilder::new().schema_type(Type::Object);
@@ -80,12 +87,7 @@ fn event(kind: EventType, l: &Limits) -> Object {
         ObjectBuilder::new()
             .schema_type(Type::Object)
             .title(Some(kind.as_str()))
-            .property(
-                "type",
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .enum_values(Some([kind.as_str()])),
-            )
+            .property("type", constant(kind.as_str()))
             .property(
                 "playerId",
                 ObjectBuilder::new()

@@ -17,7 +17,61 @@ pub use scoring::{LevelCurve, Welford};
 pub use signing::{AuthError, KeyStore, Keyring, Receipt, Verification};
 pub use window::{Calendar, Period, Window};
 
+/// Implements `Debug` for a struct showing only the fields named, so secrets stay out of logs:
+/// `debug_fields!(Webhook { id, url })`; a trailing `..` marks that fields were left out
+/// (`finish_non_exhaustive`).
+#[macro_export]
+macro_rules! debug_fields {
+    ($ty:ident { $($field:ident),+ $(,)? }) => {
+        $crate::debug_fields!(@impl $ty, finish, $($field),+);
+    };
+    ($ty:ident { $($field:ident,)* .. }) => {
+        $crate::debug_fields!(@impl $ty, finish_non_exhaustive, $($field),*);
+    };
+    (@impl $ty:ident, $finish:ident, $($field:ident),*) => {
+        impl ::std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($field), &self.$field))*
+                    .$finish()
+            }
+        }
+    };
+}
+
 /// Current server time in unix milliseconds.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    struct Account {
+        id: u32,
+        password: &'static str,
+    }
+    crate::debug_fields!(Account { id });
+
+    struct Replica {
+        lag_ms: u64,
+        url: &'static str,
+    }
+    crate::debug_fields!(Replica { lag_ms, .. });
+
+    #[test]
+    fn debug_fields_prints_only_the_fields_named() {
+        let account = Account {
+            id: 7,
+            password: "hunter2",
+        };
+        let shown = format!("{account:?}");
+        assert_eq!(shown, "Account { id: 7 }");
+        assert!(!shown.contains(account.password));
+        let replica = Replica {
+            lag_ms: 5,
+            url: "postgres://u:p@h/db",
+        };
+        assert_eq!(format!("{replica:?}"), "Replica { lag_ms: 5, .. }");
+        assert!(!replica.url.is_empty());
+    }
 }

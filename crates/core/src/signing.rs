@@ -484,17 +484,21 @@ mod tests {
         assert!(Keyring::parse_list("a=b,broken").is_err());
     }
 
+    /// A receipt for `item` signed by `ring`.
+    fn signed_receipt(ring: &Keyring, id: &str, player: &str, item: &str, ts: i64) -> Receipt {
+        Receipt {
+            receipt_id: id.into(),
+            player_id: player.into(),
+            item: item.into(),
+            timestamp: ts,
+            sig: ring.sign_receipt(id, player, item, ts),
+        }
+    }
+
     #[test]
     fn receipts_detect_any_tampered_field() {
         let ring = ring();
-        let sig = ring.sign_receipt("r1", "player_1", "sword", 42);
-        let r = Receipt {
-            receipt_id: "r1".into(),
-            player_id: "player_1".into(),
-            item: "sword".into(),
-            timestamp: 42,
-            sig,
-        };
+        let r = signed_receipt(&ring, "r1", "player_1", "sword", 42);
         assert!(ring.verify_receipt(&r).valid);
         let tampered = [
             Receipt {
@@ -529,14 +533,7 @@ mod tests {
         .unwrap();
         assert!(rotated.verify_receipt(&r).valid);
         // Fields shifted across the ':' that joins them sign the same text: refused.
-        let sig = ring.sign_receipt("r1", "player_1", "abc:gem", 42);
-        let honest = Receipt {
-            receipt_id: "r1".into(),
-            player_id: "player_1".into(),
-            item: "abc:gem".into(),
-            timestamp: 42,
-            sig,
-        };
+        let honest = signed_receipt(&ring, "r1", "player_1", "abc:gem", 42);
         assert!(ring.verify_receipt(&honest).valid);
         let shifted = Receipt {
             receipt_id: "r1:player_1".into(),

@@ -146,9 +146,8 @@ impl OperatorAuth {
     }
 }
 
-impl<S> FromRequestParts<S> for Operator
+impl<S: Send + Sync> FromRequestParts<S> for Operator
 where
-    S: Send + Sync,
     OperatorAuth: FromRef<S>,
 {
     type Rejection = Unauthenticated;
@@ -168,9 +167,8 @@ where
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reader(pub Option<Operator>);
 
-impl<S> FromRequestParts<S> for Reader
+impl<S: Send + Sync> FromRequestParts<S> for Reader
 where
-    S: Send + Sync,
     OperatorAuth: FromRef<S>,
 {
     type Rejection = Unauthenticated;

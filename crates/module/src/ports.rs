@@ -249,18 +249,28 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn an_adapter_opens_once_on_first_use_and_serves_every_port_it_was_given() {
+    /// An adapter `name` whose open number `n` (from 0) answers `open(n)`, and how many times it
+    /// was opened.
+    fn counted_adapter(
+        name: &'static str,
+        open: impl Fn(usize) -> PortResult<Opened<Both>> + Send + Sync + 'static,
+    ) -> (Arc<AtomicUsize>, Arc<Adapter<Both>>) {
         let opens = Arc::new(AtomicUsize::new(0));
         let counted = opens.clone();
-        let adapter = Adapter::new("both", move || {
-            let n = counted.fetch_add(1, Ordering::SeqCst);
-            async move {
-                Ok(Opened {
-                    adapter: Arc::new(Both(n + 41)),
-                    upkeep: vec![Task::new("upkeep", |_| async { Ok(()) })],
-                })
-            }
+        let adapter = Adapter::new(name, move || {
+            let answer = open(counted.fetch_add(1, Ordering::SeqCst));
+            async move { answer }
+        });
+        (opens, adapter)
+    }
+
+    #[tokio::test]
+    async fn an_adapter_opens_once_on_first_use_and_serves_every_port_it_was_given() {
+        let (opens, adapter) = counted_adapter("both", |n| {
+            Ok(Opened {
+                adapter: Arc::new(Both(n + 41)),
+                upkeep: vec![Task::new("upkeep", |_| async { Ok(()) })],
+            })
         });
         let mut ports = Ports::new();
         ports.provide::<_, dyn Greeter>(&adapter, |a| a);
@@ -286,16 +296,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_open_is_retried_on_the_next_use() {
-        let tries = Arc::new(AtomicUsize::new(0));
-        let t = tries.clone();
-        let adapter = Adapter::new("flaky", move || {
-            let n = t.fetch_add(1, Ordering::SeqCst);
-            async move {
-                if n == 0 {
-                    Err(PortError::Unavailable("down".into()))
-                } else {
-                    Ok(Opened::plain(Arc::new(Both(n))))
-                }
+        let (_, adapter) = counted_adapter("flaky", |n| {
+            if n == 0 {
+                Err(PortError::Unavailable("down".into()))
+            } else {
+                Ok(Opened::plain(Arc::new(Both(n))))
             }
         });
         let mut ports = Ports::new();

@@ -213,33 +213,26 @@ async fn every_bad_input_class_is_a_problem_never_a_500() {
     .assert_problem(413);
 
     // Unsigned, badly signed, stale, future, unknown key: 401.
-    app.post_raw("/events", good.clone(), &[])
-        .await
-        .assert_problem(401);
     let ts = now().to_string();
-    app.post_raw(
-        "/events",
-        good.clone(),
-        &[("x-timestamp", &ts), ("x-signature", "sha256=00")],
-    )
-    .await
-    .assert_problem(401);
-    app.post_raw(
-        "/events",
-        good.clone(),
-        &[("x-timestamp", &ts), ("x-signature", "garbage")],
-    )
-    .await
-    .assert_problem(401);
-    app.post_signed("/events", &good, now() - 301, &[])
-        .await
-        .assert_problem(401);
-    app.post_signed("/events", &good, now() + 301, &[])
-        .await
-        .assert_problem(401);
-    app.post_signed("/events", &good, now(), &[("x-key-id", "nope")])
-        .await
-        .assert_problem(401);
+    for signature in [None, Some("sha256=00"), Some("garbage")] {
+        let headers = match signature {
+            Some(sig) => vec![("x-timestamp", ts.as_str()), ("x-signature", sig)],
+            None => vec![],
+        };
+        app.post_raw("/events", good.clone(), &headers)
+            .await
+            .assert_problem(401);
+    }
+    let unknown_key: &[(&str, &str)] = &[("x-key-id", "nope")];
+    for (ts, headers) in [
+        (now() - 301, &[][..]),
+        (now() + 301, &[][..]),
+        (now(), unknown_key),
+    ] {
+        app.post_signed("/events", &good, ts, headers)
+            .await
+            .assert_problem(401);
+    }
     // Signed with the rotated-in second key and named by X-Key-Id: accepted.
     let ts = now();
     let sig = app.keyring.sign_request(Some("k2"), ts, &good).expect("k2");
@@ -366,13 +359,7 @@ async fn rate_limit_answers_429_with_retry_after() {
     }
     let a = limited.expect("a 429 within 20 fast events");
     a.assert_retry_later();
-    assert!(app
-        .get("/metrics")
-        .await
-        .body
-        .as_str()
-        .unwrap_or_default()
-        .contains("reason=\"rate\""));
+    assert!(app.metrics().await.contains("reason=\"rate\""));
     app.shutdown().await;
 }
 
@@ -420,13 +407,7 @@ async fn anomalies_are_quarantined_and_repeat_offenders_blocked() {
         .expect("flags")
         .iter()
         .any(|f| f["playerId"] == "player_cheat"));
-    let metrics = app
-        .get("/metrics")
-        .await
-        .body
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("anomaly_flags_total{type=\"boss_kill\"}"),
         "{metrics}"
@@ -478,13 +459,7 @@ async fn rewards_are_claimed_once_with_a_verifiable_receipt() {
         .await
         .assert_problem(409);
 
-    let ok = app
-        .post_raw(
-            "/receipts/verify",
-            serde_json::to_vec(&receipt).expect("json"),
-            &[],
-        )
-        .await;
+    let ok = app.verify_receipt(&receipt).await;
     assert_eq!(ok.status, 200);
     assert_eq!(ok.body["valid"], true, "{}", ok.body);
     for (field, value) in [
@@ -499,13 +474,7 @@ async fn rewards_are_claimed_once_with_a_verifiable_receipt() {
     ] {
         let mut t = receipt.clone();
         t[field] = value;
-        let a = app
-            .post_raw(
-                "/receipts/verify",
-                serde_json::to_vec(&t).expect("json"),
-                &[],
-            )
-            .await;
+        let a = app.verify_receipt(&t).await;
         assert_eq!(a.status, 200, "{}", a.body);
         assert_eq!(a.body["valid"], false, "tampered {field}");
     }
@@ -522,13 +491,7 @@ async fn operations_routes_answer() {
     assert_eq!(r.body["checks"]["repository"], "ok");
     assert_eq!(app.send_event(&sample("boss_kill")).await.status, 202);
     eventually(WAIT, "bus lag gauge", || async {
-        let m = app
-            .get("/metrics")
-            .await
-            .body
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let m = app.metrics().await;
         m.contains("bus_lag{").then_some(())
     })
     .await;

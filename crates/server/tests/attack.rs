@@ -8,8 +8,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::campaign::{Live, LiveUrls, ADMIN_EMAIL, ADMIN_PASSWORD};
-use common::{eventually, now, spawn_app, Answer, TestApp, SECRET};
+use common::campaign::{open_campaign, Live, LiveUrls, ADMIN_EMAIL, ADMIN_PASSWORD};
+use common::{eventually, now, spawn_app, xp, Answer, TestApp, SECRET};
 use liveops_core::Keyring;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{json, Value};
@@ -45,13 +45,7 @@ async fn arena(tag: &str, extra: &[&str]) -> Arena {
     let admin = live.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let player = format!("target_{tag}");
     // Level 2, so a level reward is pending.
-    let a = app
-        .send_event(
-            &json!({"type": "progression", "playerId": player, "ts": now(),
-                            "payload": {"deltaXp": 1200, "activity": "quest"}}),
-        )
-        .await;
-    assert_eq!(a.status, 202, "{}", a.body);
+    accepted(&app, xp(&player, 1200)).await;
     let progress = eventually(WAIT, "level 2", || async {
         let p = app.progress(&player).await;
         (p["level"] == 2).then_some(p)
@@ -74,18 +68,22 @@ async fn arena(tag: &str, extra: &[&str]) -> Arena {
     }
 }
 
+/// Sends `event` and asserts it is accepted (202).
+async fn accepted(app: &TestApp, event: Value) {
+    let a = app.send_event(&event).await;
+    assert_eq!(a.status, 202, "{}", a.body);
+}
+
 /// A campaign open to every level that is live now.
 async fn live_campaign(live: &Live, admin: &str, tag: &str) -> String {
-    let start = chrono::Utc::now();
-    let c = live
-        .schedule_new(
-            admin,
-            json!({"title": format!("Open {tag}"), "startsAt": start.to_rfc3339(),
-                   "endsAt": (start + chrono::Duration::hours(1)).to_rfc3339(),
-                   "eligibility": {"minLevel": 1}, "entryLimit": "once",
-                   "reward": {"kind": "draw", "winners": 1, "item": "chest"}}),
-        )
-        .await;
+    let campaign = open_campaign(
+        &format!("Open {tag}"),
+        chrono::Utc::now(),
+        chrono::Duration::hours(1),
+        "once",
+        json!({"kind": "draw", "winners": 1, "item": "chest"}),
+    );
+    let c = live.schedule_new(admin, campaign).await;
     let id = c["id"].as_str().expect("id").to_owned();
     live.wait_state(admin, &id, "live", WAIT).await;
     id
@@ -363,14 +361,9 @@ async fn forged_requests_on_every_signed_route_are_401_and_change_nothing() {
 
     // Nothing was published: a genuine event after them is the only one counted (one partition
     // per player, so a forged event, had it been published, would have been applied first).
-    let ok = a
-        .app
-        .send_event(
-            &json!({"type": "progression", "playerId": victim, "ts": now(),
-                            "payload": {"deltaXp": 1, "activity": "genuine"}}),
-        )
-        .await;
-    assert_eq!(ok.status, 202, "{}", ok.body);
+    let genuine = json!({"type": "progression", "playerId": victim, "ts": now(),
+                         "payload": {"deltaXp": 1, "activity": "genuine"}});
+    accepted(&a.app, genuine).await;
     let p = eventually(WAIT, "the genuine event applied", || async {
         let p = a.app.progress(&victim).await;
         (p["xp"] != 1200).then_some(p)
@@ -622,6 +615,43 @@ fn statuses(answers: &[Answer]) -> std::collections::BTreeMap<u16, usize> {
     m
 }
 
+/// Asserts every one of `answers` has `status`.
+fn assert_all(answers: &[Answer], status: u16) {
+    let counts = statuses(answers);
+    assert_eq!(counts.get(&status), Some(&answers.len()), "{counts:?}");
+}
+
+/// `body` posted to `path` 100 times at once, copy `i` signed at `ts - i` (so each differs).
+async fn hundred_signed(a: &Arc<Arena>, path: String, body: Value, ts: i64) -> Vec<Answer> {
+    let body = serde_json::to_vec(&body).expect("json");
+    at_once(100, |i| {
+        let (a, path, body) = (a.clone(), path.clone(), body.clone());
+        async move { a.app.post_signed(&path, &body, ts - (i as i64), &[]).await }
+    })
+    .await
+}
+
+/// `n` progression events of 1 XP from `player` sent at once, with message ids `{prefix}{i}`.
+async fn burst(
+    app: &Arc<TestApp>,
+    n: usize,
+    player: &str,
+    prefix: &str,
+    activity: &str,
+) -> Vec<Answer> {
+    let events: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"type": "progression", "playerId": player, "ts": now(),
+                   "messageId": format!("{prefix}{i}"), "payload": {"deltaXp": 1, "activity": activity}})
+        })
+        .collect();
+    at_once(n, |i| {
+        let (app, event) = (app.clone(), events[i].clone());
+        async move { app.send_event(&event).await }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_concurrent_copies_have_one_effect() {
     let a = Arc::new(arena("race", &[]).await);
@@ -660,23 +690,9 @@ async fn a_hundred_concurrent_copies_have_one_effect() {
 
     // 100 claims of one reward at once, each signed differently: one receipt.
     let base = now();
-    let claims = at_once(100, |i| {
-        let a = a.clone();
-        async move {
-            let body = serde_json::to_vec(&json!({"playerId": a.player, "rewardId": a.reward}))
-                .expect("json");
-            a.app
-                .post_signed("/rewards/claim", &body, base - (i as i64), &[])
-                .await
-        }
-    })
-    .await;
-    assert_eq!(
-        statuses(&claims).get(&200),
-        Some(&100),
-        "{:?}",
-        statuses(&claims)
-    );
+    let claim = json!({"playerId": a.player, "rewardId": a.reward});
+    let claims = hundred_signed(&a, "/rewards/claim".into(), claim, base).await;
+    assert_all(&claims, 200);
     let ids: std::collections::HashSet<_> = claims
         .iter()
         .map(|c| c.body["receiptId"].as_str().expect("receiptId").to_owned())
@@ -684,48 +700,17 @@ async fn a_hundred_concurrent_copies_have_one_effect() {
     assert_eq!(ids.len(), 1, "one receipt");
 
     // 100 entries of one player into one campaign at once, each signed differently: one entry.
-    let entries = at_once(100, |i| {
-        let a = a.clone();
-        async move {
-            let body = serde_json::to_vec(&json!({"playerId": a.player})).expect("json");
-            a.app
-                .post_signed(
-                    &format!("/campaigns/{}/entries", a.campaign),
-                    &body,
-                    base - (i as i64),
-                    &[],
-                )
-                .await
-        }
-    })
-    .await;
+    let path = format!("/campaigns/{}/entries", a.campaign);
+    let entries = hundred_signed(&a, path, json!({"playerId": a.player}), base).await;
     let counts = statuses(&entries);
     assert_eq!(counts.get(&201), Some(&1), "{counts:?}");
     assert_eq!(counts.get(&409), Some(&99), "{counts:?}");
     assert_eq!(a.entrants().await.len(), 1);
 
     // 100 claims of one inbox message at once: the same receipts for all.
-    let inbox = at_once(100, |i| {
-        let a = a.clone();
-        async move {
-            let body = serde_json::to_vec(&json!({"playerId": a.player})).expect("json");
-            a.app
-                .post_signed(
-                    &format!("/players/{}/inbox/{}/claim", a.player, a.message),
-                    &body,
-                    base - (i as i64),
-                    &[],
-                )
-                .await
-        }
-    })
-    .await;
-    assert_eq!(
-        statuses(&inbox).get(&200),
-        Some(&100),
-        "{:?}",
-        statuses(&inbox)
-    );
+    let path = format!("/players/{}/inbox/{}/claim", a.player, a.message);
+    let inbox = hundred_signed(&a, path, json!({"playerId": a.player}), base).await;
+    assert_all(&inbox, 200);
     assert!(inbox
         .iter()
         .all(|c| c.body["receipts"] == inbox[0].body["receipts"]));
@@ -743,26 +728,8 @@ async fn a_hundred_concurrent_copies_have_one_effect() {
 async fn a_flooding_player_gets_429_and_another_player_is_not_slowed() {
     let app = Arc::new(spawn_app(&["--rate-limit-max", "20"]).await);
     // 200 events at once from one player, and an honest player's 10 in the same second.
-    let flood = at_once(200, |i| {
-        let app = app.clone();
-        async move {
-            app.send_event(
-                &json!({"type": "progression", "playerId": "flooder_1", "ts": now(),
-                "messageId": format!("f{i}"), "payload": {"deltaXp": 1, "activity": "spam"}}),
-            )
-            .await
-        }
-    });
-    let honest = at_once(10, |i| {
-        let app = app.clone();
-        async move {
-            app.send_event(
-                &json!({"type": "progression", "playerId": "honest_1", "ts": now(),
-                "messageId": format!("h{i}"), "payload": {"deltaXp": 1, "activity": "play"}}),
-            )
-            .await
-        }
-    });
+    let flood = burst(&app, 200, "flooder_1", "f", "spam");
+    let honest = burst(&app, 10, "honest_1", "h", "play");
     let (flood, honest) = tokio::join!(flood, honest);
     let counts = statuses(&flood);
     let accepted = counts.get(&202).copied().unwrap_or(0);
@@ -771,12 +738,7 @@ async fn a_flooding_player_gets_429_and_another_player_is_not_slowed() {
     for a in flood.iter().filter(|a| a.status == 429) {
         a.assert_retry_later();
     }
-    assert_eq!(
-        statuses(&honest).get(&202),
-        Some(&10),
-        "{:?}",
-        statuses(&honest)
-    );
+    assert_all(&honest, 202);
     // What was accepted is counted, exactly.
     eventually(WAIT, "the accepted flood counted", || async {
         let p = app.progress("flooder_1").await;

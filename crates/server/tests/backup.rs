@@ -41,6 +41,27 @@ fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// `liveops backup` of `data` into `backups`, with `extra` flags.
+fn backup(data: &Path, backups: &Path, extra: &[&str]) -> (bool, String, String) {
+    let args = ["backup", "--data-dir", path_str(data)];
+    liveops(&[&args[..], &["--backup-dir", path_str(backups)], extra].concat())
+}
+
+/// `liveops restore` of the set at `set` into `data`.
+fn restore(set: &Path, data: &Path) -> (bool, String, String) {
+    let args = ["restore", "--from", path_str(set)];
+    liveops(&[&args[..], &["--data-dir", path_str(data)]].concat())
+}
+
+/// [`start`] on a free port; the server and its base URL once it is ready.
+async fn serve_ready(data_dir: &Path, extra: &[&str]) -> (Child, String) {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let server = start(data_dir, port, extra);
+    wait_ready(&base).await;
+    (server, base)
+}
+
 /// One event a client sent: its XP, when it was sent and when (if ever) it got its 202.
 #[derive(Clone, Copy, Debug)]
 struct Sent {
@@ -118,10 +139,7 @@ async fn a_backup_taken_under_traffic_restores_what_was_acknowledged_before_it_o
 ) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (data, backups) = (dir.path().join("data"), dir.path().join("backups"));
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut server = start(&data, port, &["--backup-every", "0"]);
-    wait_ready(&base).await;
+    let (mut server, base) = serve_ready(&data, &["--backup-every", "0"]).await;
 
     // Players play; a backup is taken while they do; they play on.
     let ledger: Ledger = Arc::default();
@@ -131,22 +149,11 @@ async fn a_backup_taken_under_traffic_restores_what_was_acknowledged_before_it_o
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let backup_started = Instant::now();
-    let (ok, out, err) = liveops(&[
-        "backup",
-        "--data-dir",
-        path_str(&data),
-        "--backup-dir",
-        path_str(&backups),
-    ]);
+    let (ok, out, err) = backup(&data, &backups, &[]);
     let backup_ended = Instant::now();
     assert!(ok, "liveops backup failed: {err}");
     let report: Value = serde_json::from_str(out.trim()).expect("backup report");
-    let roles: Vec<&str> = report["files"]
-        .as_array()
-        .expect("files")
-        .iter()
-        .filter_map(|f| f["role"].as_str())
-        .collect();
+    let roles = common::strings_of(&report["files"], "role");
     assert_eq!(
         roles,
         ["bus", "repository"],
@@ -183,33 +190,18 @@ async fn a_backup_taken_under_traffic_restores_what_was_acknowledged_before_it_o
 
     // Restore into a new directory (an existing one is refused), start from it.
     let restored = dir.path().join("restored");
-    let (ok, _, err) = liveops(&[
-        "restore",
-        "--from",
-        path_str(&set),
-        "--data-dir",
-        path_str(&data),
-    ]);
+    let (ok, _, err) = restore(&set, &data);
     assert!(
         !ok && err.contains("not empty"),
         "restore over live data must be refused: {err}"
     );
-    let (ok, out, err) = liveops(&[
-        "restore",
-        "--from",
-        path_str(&set),
-        "--data-dir",
-        path_str(&restored),
-    ]);
+    let (ok, out, err) = restore(&set, &restored);
     assert!(ok, "liveops restore failed: {err}");
     assert!(
         out.contains(&report["name"].as_str().expect("name").to_owned()),
         "{out}"
     );
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut server = start(&restored, port, &["--backup-every", "0"]);
-    wait_ready(&base).await;
+    let (mut server, base) = serve_ready(&restored, &["--backup-every", "0"]).await;
 
     // Per player, the restored XP and score are each the sum of a prefix of the player's
     // events: at least every event acknowledged before the backup started, at most those sent
@@ -286,14 +278,8 @@ async fn a_backup_taken_under_traffic_restores_what_was_acknowledged_before_it_o
 }
 
 async fn metric(client: &reqwest::Client, base: &str, name: &str) -> Option<f64> {
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+    let answer = client.get(format!("{base}/metrics")).send().await.ok()?;
+    let text = answer.text().await.ok()?;
     text.lines()
         .find(|l| l.starts_with(name) && !l.starts_with('#'))
         .and_then(|l| l.rsplit(' ').next())
@@ -304,21 +290,12 @@ async fn metric(client: &reqwest::Client, base: &str, name: &str) -> Option<f64>
 async fn serve_backs_up_on_schedule_keeps_the_newest_sets_and_reports_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (data, backups) = (dir.path().join("data"), dir.path().join("backups"));
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut server = start(
+    let schedule = ["--backup-every", "10s", "--backup-keep", "1"];
+    let (mut server, base) = serve_ready(
         &data,
-        port,
-        &[
-            "--backup-every",
-            "10s",
-            "--backup-keep",
-            "1",
-            "--backup-dir",
-            path_str(&backups),
-        ],
-    );
-    wait_ready(&base).await;
+        &[&schedule[..], &["--backup-dir", path_str(&backups)]].concat(),
+    )
+    .await;
     let client = reqwest::Client::new();
     assert_eq!(
         metric(&client, &base, "backup_last_success_timestamp_seconds").await,
@@ -367,13 +344,7 @@ async fn serve_backs_up_on_schedule_keeps_the_newest_sets_and_reports_it() {
         .collect();
     assert_eq!(sets.len(), 1, "{sets:?}");
     let restored = dir.path().join("restored");
-    let (ok, _, err) = liveops(&[
-        "restore",
-        "--from",
-        path_str(&sets[0]),
-        "--data-dir",
-        path_str(&restored),
-    ]);
+    let (ok, _, err) = restore(&sets[0], &restored);
     assert!(ok, "{err}");
     assert!(restored.join("bus.db").is_file() && restored.join("liveops.db").is_file());
     server.kill().expect("stop");
@@ -386,13 +357,7 @@ fn restore_refuses_damaged_sets_and_backup_refuses_nothing_to_copy() {
     let (data, backups) = (dir.path().join("data"), dir.path().join("backups"));
     let (ok, _, err) = liveops(&["migrate", "--data-dir", path_str(&data)]);
     assert!(ok, "{err}");
-    let (ok, out, err) = liveops(&[
-        "backup",
-        "--data-dir",
-        path_str(&data),
-        "--backup-dir",
-        path_str(&backups),
-    ]);
+    let (ok, out, err) = backup(&data, &backups, &[]);
     assert!(ok, "{err}");
     let report: Value = serde_json::from_str(out.trim()).expect("report");
     let set = PathBuf::from(report["path"].as_str().expect("path"));
@@ -404,24 +369,12 @@ fn restore_refuses_damaged_sets_and_backup_refuses_nothing_to_copy() {
     bytes[last] ^= 0xff;
     std::fs::write(&bus, bytes).expect("write");
     let target = dir.path().join("restored");
-    let (ok, _, err) = liveops(&[
-        "restore",
-        "--from",
-        path_str(&set),
-        "--data-dir",
-        path_str(&target),
-    ]);
+    let (ok, _, err) = restore(&set, &target);
     assert!(!ok && err.contains("does not match its manifest"), "{err}");
     assert!(!target.join("bus.db").exists() && !target.join("liveops.db").exists());
 
     // A directory that is not a set.
-    let (ok, _, err) = liveops(&[
-        "restore",
-        "--from",
-        path_str(&data),
-        "--data-dir",
-        path_str(&dir.path().join("r2")),
-    ]);
+    let (ok, _, err) = restore(&data, &dir.path().join("r2"));
     assert!(!ok && err.contains("not a backup set"), "{err}");
 
     // A configuration with nothing on local disk has nothing to back up.
@@ -451,10 +404,7 @@ async fn a_backup_goes_to_azure_blob_storage_and_restores_from_there_in_a_new_pl
     // A server with one player's progress.
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut server = start(&data, port, &["--backup-every", "0"]);
-    wait_ready(&base).await;
+    let (mut server, base) = serve_ready(&data, &["--backup-every", "0"]).await;
     let app = common::Urls::all(&base);
     let ring = Keyring::single(SECRET).expect("key");
     let client = reqwest::Client::new();
@@ -484,15 +434,7 @@ async fn a_backup_goes_to_azure_blob_storage_and_restores_from_there_in_a_new_pl
         "--backup-azure-key",
         KEY,
     ];
-    let mut args = vec![
-        "backup",
-        "--data-dir",
-        path_str(&data),
-        "--backup-dir",
-        path_str(&backups),
-    ];
-    args.extend(azure);
-    let (ok, out, err) = liveops(&args);
+    let (ok, out, err) = backup(&data, &backups, &azure);
     assert!(ok, "{err}");
     let report: Value = serde_json::from_str(out.trim()).expect("report");
     let name = report["name"].as_str().expect("name").to_owned();
@@ -526,30 +468,20 @@ async fn a_backup_goes_to_azure_blob_storage_and_restores_from_there_in_a_new_pl
     let (ok, out, err) = liveops(&args);
     assert!(ok, "{err}");
     assert!(out.contains(&name), "{out}");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut server = start(&elsewhere, port, &["--backup-every", "0"]);
-    wait_ready(&base).await;
+    let (mut server, base) = serve_ready(&elsewhere, &["--backup-every", "0"]).await;
     let (_, p) = get(&client, &format!("{base}/players/player_archived/progress")).await;
     assert_eq!(p["xp"], 420, "{p}");
     server.kill().expect("stop");
     let _ = server.wait();
 
     // A wrong key: the local set is made, the upload fails and says why.
-    let mut args = vec![
-        "backup",
-        "--data-dir",
-        path_str(&data),
-        "--backup-dir",
-        path_str(&backups),
-    ];
-    args.extend([
+    let wrong_key = [
         "--backup-azure-url",
         container.as_str(),
         "--backup-azure-key",
         "d3Jvbmcga2V5",
-    ]);
-    let (ok, _, err) = liveops(&args);
+    ];
+    let (ok, _, err) = backup(&data, &backups, &wrong_key);
     assert!(!ok && err.contains("403") && err.contains("is in"), "{err}");
     assert!(!err.contains(KEY));
 }

@@ -9,8 +9,10 @@ use std::path::Path;
 use std::process::Child;
 use std::time::Duration;
 
-use common::campaign::{campaign_story, receiver, Live, LiveUrls, ADMIN_EMAIL, ADMIN_PASSWORD};
-use common::{eventually, free_port, spawn_app, spawn_serve, wait_ready};
+use common::campaign::{
+    campaign_story, open_campaign, receiver, Live, LiveUrls, ADMIN_EMAIL, ADMIN_PASSWORD,
+};
+use common::{eventually, free_port, spawn_app, spawn_serve, wait_ready, TestApp};
 use serde_json::json;
 
 /// The flags every in-process app of this file starts with: the bootstrap admin, local
@@ -30,6 +32,15 @@ const LIVE: &[&str] = &[
     "200",
 ];
 
+/// An in-process app started with [`LIVE`] and `extra`, a client of it, and the bootstrap admin's
+/// token.
+async fn live_app(extra: &[&str]) -> (TestApp, Live, String) {
+    let app = spawn_app(&[LIVE, extra].concat()).await;
+    let live = Live::new(LiveUrls::all(&app.base));
+    let admin = live.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    (app, live, admin)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_draw_campaign_runs_from_creation_to_claimed_receipts_on_the_embedded_default() {
     let app = spawn_app(LIVE).await;
@@ -39,39 +50,30 @@ async fn a_draw_campaign_runs_from_creation_to_claimed_receipts_on_the_embedded_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_webhooks_are_retried_with_backoff_then_dead_lettered_after_ten_attempts() {
-    let mut flags = LIVE.to_vec();
-    flags.extend(["--webhook-backoff-ms", "20"]);
-    let app = spawn_app(&flags).await;
-    let live = Live::new(LiveUrls::all(&app.base));
-    let admin = live.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (app, live, admin) = live_app(&["--webhook-backoff-ms", "20"]).await;
     let (addr, received) = receiver("whsec_failing_0123456789", 500).await;
     let (s, hook) = live
-        .post(
-            format!("{}/webhooks", app.base),
+        .add_webhook(
             &admin,
-            json!({"url": format!("http://{addr}/hook"), "secret": "whsec_failing_0123456789",
-                   "events": ["campaign.live"]}),
+            &format!("http://{addr}/hook"),
+            "whsec_failing_0123456789",
+            &["campaign.live"],
         )
         .await;
     assert_eq!(s, 201, "{hook}");
     let hook_id = hook["id"].as_str().expect("id").to_owned();
     // A campaign that goes live at once produces `campaign.live`.
-    let start = chrono::Utc::now();
-    live.schedule_new(
-        &admin,
-        json!({"title": "Flash", "startsAt": start.to_rfc3339(),
-               "endsAt": (start + chrono::Duration::hours(1)).to_rfc3339(),
-               "eligibility": {"minLevel": 1}, "entryLimit": "daily",
-               "reward": {"kind": "draw", "winners": 1, "item": "chest"}}),
-    )
-    .await;
+    let flash = open_campaign(
+        "Flash",
+        chrono::Utc::now(),
+        chrono::Duration::hours(1),
+        "daily",
+        json!({"kind": "draw", "winners": 1, "item": "chest"}),
+    );
+    live.schedule_new(&admin, flash).await;
+    let deliveries_url = format!("{}/webhooks/{hook_id}/deliveries", app.base);
     let deliveries = eventually(Duration::from_secs(60), "ten attempts", || async {
-        let (s, d) = live
-            .get(
-                format!("{}/webhooks/{hook_id}/deliveries", app.base),
-                Some(&admin),
-            )
-            .await;
+        let (s, d) = live.get(deliveries_url.clone(), Some(&admin)).await;
         assert_eq!(s, 200, "{d}");
         (d["deliveries"][0]["state"] == "dead").then_some(d)
     })
@@ -123,19 +125,16 @@ async fn webhooks_to_private_addresses_are_refused_unless_allowed() {
         "ftp://example.com/hook",
     ] {
         let (s, b) = live
-            .post(
-                format!("{}/webhooks", app.base),
-                &admin,
-                json!({"url": url, "secret": "whsec_0123456789abcdef", "events": ["campaign.live"]}),
-            )
+            .add_webhook(&admin, url, "whsec_0123456789abcdef", &["campaign.live"])
             .await;
         assert_eq!((s, b["field"].as_str()), (400, Some("url")), "{url}: {b}");
     }
     let (s, b) = live
-        .post(
-            format!("{}/webhooks", app.base),
+        .add_webhook(
             &admin,
-            json!({"url": "https://93.184.216.34/hook", "secret": "whsec_0123456789abcdef", "events": ["campaign.nope"]}),
+            "https://93.184.216.34/hook",
+            "whsec_0123456789abcdef",
+            &["campaign.nope"],
         )
         .await;
     assert_eq!((s, b["field"].as_str()), (400, Some("events[0]")), "{b}");
@@ -154,26 +153,20 @@ async fn fairness_reads_need_an_operator_once_one_exists_and_unblocks_are_audite
 
     let app = spawn_app(LIVE).await;
     let live = Live::new(LiveUrls::all(&app.base));
-    let (s, b) = live.get(format!("{}/fairness/flags", app.base), None).await;
+    let url = |path: &str| format!("{}{path}", app.base);
+    let (s, b) = live.get(url("/fairness/flags"), None).await;
     assert_eq!(s, 401, "{b}");
     let admin = live.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let (s, _) = live
-        .post(
-            format!("{}/operators", app.base),
-            &admin,
-            json!({"email": "viewer@example.com", "password": "viewer password 1", "role": "viewer"}),
-        )
+        .add_operator(&admin, "viewer@example.com", "viewer password 1", "viewer")
         .await;
     assert_eq!(s, 201);
     let viewer = live.token("viewer@example.com", "viewer password 1").await;
     let (s, _) = live
-        .get(
-            format!("{}/fairness/players/player_x1", app.base),
-            Some(&viewer),
-        )
+        .get(url("/fairness/players/player_x1"), Some(&viewer))
         .await;
     assert_eq!(s, 200, "any role reads");
-    let unblock = format!("{}/fairness/players/player_x1/block", app.base);
+    let unblock = url("/fairness/players/player_x1/block");
     let (s, _) = live
         .call(
             reqwest::Method::DELETE,
@@ -187,9 +180,7 @@ async fn fairness_reads_need_an_operator_once_one_exists_and_unblocks_are_audite
         .call(reqwest::Method::DELETE, unblock, Some(&admin), None)
         .await;
     assert_eq!((s, &b["blocked"]), (200, &json!(false)), "{b}");
-    let (_, audit) = live
-        .get(format!("{}/audit?limit=5", app.base), Some(&admin))
-        .await;
+    let (_, audit) = live.get(url("/audit?limit=5"), Some(&admin)).await;
     let e = &audit["entries"][0];
     assert_eq!(
         (
@@ -204,15 +195,13 @@ async fn fairness_reads_need_an_operator_once_one_exists_and_unblocks_are_audite
     let (s, _) = live
         .call(
             reqwest::Method::POST,
-            format!("{}/auth/logout", app.base),
+            url("/auth/logout"),
             Some(&viewer),
             None,
         )
         .await;
     assert_eq!(s, 204);
-    let (s, _) = live
-        .get(format!("{}/auth/me", app.base), Some(&viewer))
-        .await;
+    let (s, _) = live.get(url("/auth/me"), Some(&viewer)).await;
     assert_eq!(s, 401);
     app.shutdown().await;
 }
@@ -236,16 +225,14 @@ async fn kill_9_in_the_middle_of_a_settlement_leaves_one_message_and_one_receipt
     live.wait_key_works(&key).await;
 
     let players: Vec<String> = (0..120).map(|i| format!("crash_{i:03}")).collect();
-    let start_at = chrono::Utc::now() + chrono::Duration::seconds(2);
-    let c = live
-        .schedule_new(
-            &admin,
-            json!({"title": "Everyone wins", "startsAt": start_at.to_rfc3339(),
-                   "endsAt": (start_at + chrono::Duration::seconds(6)).to_rfc3339(),
-                   "eligibility": {"minLevel": 1}, "entryLimit": "once",
-                   "reward": {"kind": "draw", "winners": 120, "item": "crash_token"}}),
-        )
-        .await;
+    let everyone_wins = open_campaign(
+        "Everyone wins",
+        chrono::Utc::now() + chrono::Duration::seconds(2),
+        chrono::Duration::seconds(6),
+        "once",
+        json!({"kind": "draw", "winners": 120, "item": "crash_token"}),
+    );
+    let c = live.schedule_new(&admin, everyone_wins).await;
     let id = c["id"].as_str().expect("id").to_owned();
     live.wait_state(&admin, &id, "live", Duration::from_secs(10))
         .await;
@@ -303,23 +290,21 @@ async fn kill_9_in_the_middle_of_a_settlement_leaves_one_message_and_one_receipt
 /// player who out-scored everyone without entering gets nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rank_campaign_rewards_the_entrants_by_the_snapshot_taken_after_its_end() {
-    let mut flags = LIVE.to_vec();
-    flags.extend(["--snapshot-cron", "*/2 * * * * *"]);
-    let app = spawn_app(&flags).await;
-    let live = Live::new(LiveUrls::all(&app.base));
+    let (app, live, admin) = live_app(&["--snapshot-cron", "*/2 * * * * *"]).await;
     let base = &app.base;
-    let admin = live.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let key = live.create_key(&admin, "rank test").await;
     live.wait_key_works(&key).await;
 
     // A tier that overlaps another, and an unknown window, are refused.
-    let start = chrono::Utc::now() + chrono::Duration::seconds(2);
-    let end = start + chrono::Duration::seconds(5);
-    let campaign = json!({"title": "Boss week", "startsAt": start.to_rfc3339(),
-        "endsAt": end.to_rfc3339(), "eligibility": {"minLevel": 1}, "entryLimit": "once",
-        "reward": {"kind": "rank", "window": "seasonal", "tiers": [
+    let campaign = open_campaign(
+        "Boss week",
+        chrono::Utc::now() + chrono::Duration::seconds(2),
+        chrono::Duration::seconds(5),
+        "once",
+        json!({"kind": "rank", "window": "seasonal", "tiers": [
             {"fromRank": 1, "toRank": 1, "item": "gold_trophy"},
-            {"fromRank": 2, "toRank": 3, "item": "silver_trophy"}]}});
+            {"fromRank": 2, "toRank": 3, "item": "silver_trophy"}]}),
+    );
     for (bad, field) in [
         (
             json!([{"fromRank": 1, "toRank": 2, "item": "a"}, {"fromRank": 2, "toRank": 3, "item": "b"}]),
@@ -364,8 +349,7 @@ async fn a_rank_campaign_rewards_the_entrants_by_the_snapshot_taken_after_its_en
     }
     for (p, pts) in points.iter().copied().chain([("rank_outsider", 5000)]) {
         let (s, b) = live
-            .signed(
-                format!("{base}/events"),
+            .send_event(
                 &key,
                 &json!({"type": "boss_kill", "playerId": p, "ts": common::now(),
                         "payload": {"bossId": "dragon", "tier": 3, "points": pts}}),

@@ -26,9 +26,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::load::{assert_exactly_once, stream, Counts};
-use common::{free_port, play_scenario, redis_db, split_process, wait_ready, Fleet, Urls, SECRET};
+use common::{
+    free_port, play_scenario, redis_db, split_process, wait_ready, wait_until, Fleet, Urls, SECRET,
+};
 use liveops_core::Keyring;
-use liveops_testkit::relay::Relay;
+use liveops_testkit::relay::{upstream_of, Relay};
 use serde_json::Value;
 
 const TARGETS: [&str; 4] = ["gateway", "fairness", "progression", "leaderboard"];
@@ -84,12 +86,6 @@ struct TestBus {
     _broker: Fleet,
 }
 
-fn addr_of(url: &str) -> SocketAddr {
-    let rest = url.split("://").nth(1).expect("scheme");
-    let host = rest.split('/').next().expect("host");
-    host.parse().expect("host:port on loopback")
-}
-
 /// The AMQP 1.0 test broker (`scripts/amqp-broker.py`) on a port of its own.
 fn start_broker() -> (Child, u16) {
     let port = free_port();
@@ -101,14 +97,9 @@ fn start_broker() -> (Child, u16) {
         .stderr(Stdio::null())
         .spawn()
         .expect("python3 with python3-qpid-proton (scripts/services-cloud.sh installs it)");
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "broker did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until("the broker listening", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
     (child, port)
 }
 
@@ -116,7 +107,7 @@ impl TestBus {
     async fn new(kind: Kind, with_relay: bool) -> Self {
         let mut broker = Fleet::default();
         let upstream = match kind {
-            Kind::Sqs => addr_of(&env_var("LIVEOPS_TEST_SQS_ENDPOINT")),
+            Kind::Sqs => upstream_of(&env_var("LIVEOPS_TEST_SQS_ENDPOINT")),
             Kind::ServiceBus => {
                 let (child, port) = start_broker();
                 broker.0.push(child);
@@ -293,42 +284,49 @@ async fn consumer_killed_mid_stream_loses_nothing(kind: Kind, redis: u32) {
     drop(fleet);
 }
 
-#[cfg(feature = "sqs")]
-mod sqs {
-    use super::*;
+/// The three tests over one bus, in a module of their own behind the bus's feature; each test has
+/// a Redis database of its own (`redis`, in the order of the tests).
+macro_rules! bus_tests {
+    ($module:ident, $feature:literal, $kind:expr, $redis:expr,
+     $scenario:ident, $outage:ident, $crash:ident) => {
+        #[cfg(feature = $feature)]
+        mod $module {
+            use super::*;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn four_processes_over_sqs_pass_the_scenario() {
-        split_deployment_passes_the_scenario(Kind::Sqs, 7).await;
-    }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() {
+                split_deployment_passes_the_scenario($kind, $redis[0]).await;
+            }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn sqs_out_of_reach_answers_503_then_recovers_with_exactly_once_effect() {
-        bus_outage_answers_503_then_recovers(Kind::Sqs, 8).await;
-    }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $outage() {
+                bus_outage_answers_503_then_recovers($kind, $redis[1]).await;
+            }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn kill_9_of_a_consumer_over_sqs_loses_nothing_and_doubles_nothing() {
-        consumer_killed_mid_stream_loses_nothing(Kind::Sqs, 9).await;
-    }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $crash() {
+                consumer_killed_mid_stream_loses_nothing($kind, $redis[2]).await;
+            }
+        }
+    };
 }
 
-#[cfg(feature = "servicebus")]
-mod servicebus {
-    use super::*;
+bus_tests!(
+    sqs,
+    "sqs",
+    Kind::Sqs,
+    [7, 8, 9],
+    four_processes_over_sqs_pass_the_scenario,
+    sqs_out_of_reach_answers_503_then_recovers_with_exactly_once_effect,
+    kill_9_of_a_consumer_over_sqs_loses_nothing_and_doubles_nothing
+);
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn four_processes_over_amqp_pass_the_scenario() {
-        split_deployment_passes_the_scenario(Kind::ServiceBus, 10).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn amqp_broker_out_of_reach_answers_503_then_recovers_with_exactly_once_effect() {
-        bus_outage_answers_503_then_recovers(Kind::ServiceBus, 11).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn kill_9_of_a_consumer_over_amqp_loses_nothing_and_doubles_nothing() {
-        consumer_killed_mid_stream_loses_nothing(Kind::ServiceBus, 12).await;
-    }
-}
+bus_tests!(
+    servicebus,
+    "servicebus",
+    Kind::ServiceBus,
+    [10, 11, 12],
+    four_processes_over_amqp_pass_the_scenario,
+    amqp_broker_out_of_reach_answers_503_then_recovers_with_exactly_once_effect,
+    kill_9_of_a_consumer_over_amqp_loses_nothing_and_doubles_nothing
+);

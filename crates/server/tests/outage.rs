@@ -6,14 +6,19 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::task::JoinHandle;
+
 use common::load::{assert_exactly_once, stream, Counts};
-use common::{free_port, fresh_database, succeed, wait_ready, xp_now, Fleet, Urls, BIN, SECRET};
+use common::{
+    free_port, fresh_database, succeed, wait_ready, wait_until, xp_now, Fleet, Urls, BIN, SECRET,
+};
 
 /// A Redis of our own that persists every write (AOF, fsync always), so a crash loses nothing acked.
 fn start_redis(dir: &Path, port: u16) -> Child {
@@ -33,19 +38,12 @@ fn start_redis(dir: &Path, port: u16) -> Child {
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server (scripts/services.sh installs it)");
-    let start = Instant::now();
-    while Command::new("redis-cli")
-        .args(["-p", &port.to_string(), "ping"])
-        .output()
-        .map(|o| !o.stdout.starts_with(b"PONG"))
-        .unwrap_or(true)
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "redis did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("redis answering PONG", Duration::from_secs(10), || {
+        Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "ping"])
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"PONG"))
+    });
     child
 }
 
@@ -65,7 +63,8 @@ fn pg_bin() -> String {
     bin
 }
 
-fn pg_ctl(dir: &Path, port: u16, action: &str) {
+/// `pg_ctl <action>` of the PostgreSQL in `dir`: `start` on `port`, or an immediate `stop`.
+fn pg_ctl_command(dir: &Path, port: u16, action: &str) -> Command {
     let mut cmd = Command::new("runuser");
     cmd.args(["-u", "postgres", "--"])
         .arg(format!("{}/pg_ctl", pg_bin()))
@@ -80,12 +79,12 @@ fn pg_ctl(dir: &Path, port: u16, action: &str) {
     } else {
         cmd.args(["-m", "immediate"]);
     }
-    let out = cmd.arg(action).output().expect("pg_ctl");
-    assert!(
-        out.status.success(),
-        "pg_ctl {action}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cmd.arg(action);
+    cmd
+}
+
+fn pg_ctl(dir: &Path, port: u16, action: &str) {
+    succeed(&mut pg_ctl_command(dir, port, action));
 }
 
 /// A PostgreSQL of our own, so stopping it disturbs no other test. Returns its URL.
@@ -141,6 +140,32 @@ fn start_liveops(data: &Path, port: u16, db_url: &str, redis_url: &str) -> Child
         .expect("spawn liveops")
 }
 
+/// [`start_liveops`] on a free port with its data in `dir`, killed with `guard`; returns its base
+/// URL once it is ready.
+async fn serve_ready(guard: &mut Fleet, dir: &Path, db_url: &str, redis_url: &str) -> String {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    guard
+        .0
+        .push(start_liveops(&dir.join("data"), port, db_url, redis_url));
+    wait_ready(&base).await;
+    base
+}
+
+/// The bounded stream of events against `base`, under way for 1.5 s when this returns: what the
+/// clients saw, and the stream itself (it yields what each player must end with).
+async fn stream_under_way(base: &str) -> (Arc<Counts>, JoinHandle<HashMap<String, (u64, u64)>>) {
+    let counts = Arc::new(Counts::default());
+    let load = tokio::spawn(stream(base.to_owned(), 6, 80, counts.clone()));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    (counts, load)
+}
+
+/// The status `GET url` answers with.
+async fn status_of(client: &reqwest::Client, url: String) -> reqwest::StatusCode {
+    client.get(url).send().await.expect("get").status()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redis_outage_answers_503_then_recovers_with_exactly_once_effect() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -148,30 +173,16 @@ async fn a_redis_outage_answers_503_then_recovers_with_exactly_once_effect() {
     let mut guard = Fleet(vec![start_redis(dir.path(), redis_port)], Vec::new());
     let redis_url = format!("redis://127.0.0.1:{redis_port}/");
     let db = shared_pg_database("liveops_outage_redis");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    guard.0.push(start_liveops(
-        &dir.path().join("data"),
-        port,
-        &db,
-        &redis_url,
-    ));
-    wait_ready(&base).await;
+    let base = serve_ready(&mut guard, dir.path(), &db, &redis_url).await;
 
-    let counts = Arc::new(Counts::default());
-    let load = tokio::spawn(stream(base.clone(), 6, 80, counts.clone()));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (counts, load) = stream_under_way(&base).await;
     // Crash Redis, keep it down for three seconds, bring it back from its append-only file.
     guard.0[0].kill().expect("kill redis");
     let _ = guard.0[0].wait();
     let down = Instant::now();
     let client = reqwest::Client::new();
-    let ready = client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .expect("readyz");
-    assert_eq!(ready.status(), 503, "not ready while Redis is down");
+    let ready = status_of(&client, format!("{base}/readyz")).await;
+    assert_eq!(ready, 503, "not ready while Redis is down");
     tokio::time::sleep(Duration::from_secs(3).saturating_sub(down.elapsed())).await;
     guard.0[0] = start_redis(dir.path(), redis_port);
 
@@ -202,50 +213,31 @@ async fn a_database_outage_answers_503_then_recovers_with_exactly_once_effect() 
     let mut guard = Fleet(
         vec![start_redis(dir.path(), redis_port)],
         vec![Box::new(move || {
-            let _ = Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(format!("{}/pg_ctl", pg_bin()))
-                .arg("-D")
-                .arg(stop_dir.join("data"))
-                .args(["-m", "immediate", "stop"])
-                .output();
+            let _ = pg_ctl_command(&stop_dir, pg_port, "stop").output();
         })],
     );
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    guard.0.push(start_liveops(
-        &dir.path().join("data"),
-        port,
-        &db,
-        &format!("redis://127.0.0.1:{redis_port}/"),
-    ));
-    wait_ready(&base).await;
+    let redis_url = format!("redis://127.0.0.1:{redis_port}/");
+    let base = serve_ready(&mut guard, dir.path(), &db, &redis_url).await;
 
-    let counts = Arc::new(Counts::default());
-    let load = tokio::spawn(stream(base.clone(), 6, 80, counts.clone()));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (counts, load) = stream_under_way(&base).await;
     pg_ctl(&pg_dir, pg_port, "stop");
     let client = reqwest::Client::new();
     // Reads that need the database (a player not in the cache) answer 503 promptly; ingest keeps
     // going on the bus.
     let started = Instant::now();
-    let r = client
-        .get(format!("{base}/players/player_never_seen/progress"))
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(r.status(), 503, "progress needs the database");
+    let r = status_of(
+        &client,
+        format!("{base}/players/player_never_seen/progress"),
+    )
+    .await;
+    assert_eq!(r, 503, "progress needs the database");
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "the 503 took {:?}",
         started.elapsed()
     );
-    let r = client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .expect("readyz");
-    assert_eq!(r.status(), 503, "not ready while the database is down");
+    let r = status_of(&client, format!("{base}/readyz")).await;
+    assert_eq!(r, 503, "not ready while the database is down");
     tokio::time::sleep(Duration::from_secs(3)).await;
     pg_ctl(&pg_dir, pg_port, "start");
 
@@ -299,9 +291,7 @@ async fn the_split_deployment_resumes_within_seconds_after_kill_9_of_every_proce
         wait_ready(b).await;
     }
 
-    let counts = Arc::new(Counts::default());
-    let load = tokio::spawn(stream(bases[0].clone(), 6, 80, counts.clone()));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (counts, load) = stream_under_way(&bases[0]).await;
     // kill -9 of the four, then the same four again on the same ports.
     for mut child in guard.0.drain(1..) {
         child.kill().expect("kill -9");

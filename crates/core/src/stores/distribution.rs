@@ -103,15 +103,8 @@ pub struct Webhook {
     pub created_at_ms: i64,
 }
 
-impl std::fmt::Debug for Webhook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Webhook")
-            .field("id", &self.id)
-            .field("url", &self.url)
-            .field("events", &self.events)
-            .finish()
-    }
-}
+// The secret stays out of logs.
+crate::debug_fields!(Webhook { id, url, events });
 
 /// Where a delivery stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -60,17 +60,13 @@ pub struct OperatorRecord {
     pub updated_at_ms: i64,
 }
 
-impl std::fmt::Debug for OperatorRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The hash stays out of logs.
-        f.debug_struct("OperatorRecord")
-            .field("id", &self.id)
-            .field("email", &self.email)
-            .field("role", &self.role)
-            .field("disabled", &self.disabled)
-            .finish()
-    }
-}
+// The hash stays out of logs.
+crate::debug_fields!(OperatorRecord {
+    id,
+    email,
+    role,
+    disabled
+});
 
 /// One change, as `GET /audit` lists it: who, what, when, before and after.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

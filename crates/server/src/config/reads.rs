@@ -28,14 +28,8 @@ pub struct ReadReplica {
     pub max_lag: Duration,
 }
 
-impl std::fmt::Debug for ReadReplica {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The URL may hold a password.
-        f.debug_struct("ReadReplica")
-            .field("max_lag", &self.max_lag)
-            .finish_non_exhaustive()
-    }
-}
+// The URL may hold a password.
+liveops_core::debug_fields!(ReadReplica { max_lag, .. });
 
 impl ReadConfig {
     /// The replica, checked against the primary's URL `db_url`; `None` without one.

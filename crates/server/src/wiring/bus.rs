@@ -74,54 +74,60 @@ where
     )
 }
 
-#[cfg(feature = "redis")]
+/// Redis Streams, verifying TLS against `ca` when given.
 async fn redis_bus(
     url: String,
     ca: Option<Vec<u8>>,
     opts: BusOptions,
     partitions: u32,
 ) -> Result<Arc<dyn Bus>, PortError> {
-    let bus = liveops_redis::bus::RedisBus::connect_with_ca(&url, ca.as_deref(), opts, partitions)
-        .await
-        .map_err(named("BUS_CONN"))?;
-    Ok(Arc::new(bus))
-}
-
-#[cfg(not(feature = "redis"))]
-async fn redis_bus(
-    _: String,
-    _: Option<Vec<u8>>,
-    _: BusOptions,
-    _: u32,
-) -> Result<Arc<dyn Bus>, PortError> {
-    Err(missing("redis"))
+    #[cfg(feature = "redis")]
+    {
+        let bus =
+            liveops_redis::bus::RedisBus::connect_with_ca(&url, ca.as_deref(), opts, partitions)
+                .await
+                .map_err(named("BUS_CONN"))?;
+        Ok(Arc::new(bus))
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = (url, ca, opts, partitions);
+        Err(missing("redis"))
+    }
 }
 
 /// SQS with the standard AWS credential chain (static keys only from `AWS_ACCESS_KEY_ID` and
 /// `AWS_SECRET_ACCESS_KEY`, which the chain also reads first).
-#[cfg(feature = "sqs")]
 async fn sqs_bus(
     region: Option<String>,
     endpoint: Option<String>,
     queue_prefix: String,
     opts: BusOptions,
 ) -> Result<Arc<dyn Bus>, PortError> {
-    use liveops_sqs::{SqsBus, SqsConfig};
-    let env = SqsConfig::from_env().map_err(|e| named("SQS_QUEUE_PREFIX")(e.into()))?;
-    let config = SqsConfig {
-        region: region.or(env.region.clone()),
-        endpoint,
-        queue_prefix,
-        visibility_timeout: opts.visibility_timeout,
-        max_deliveries: opts.max_deliveries,
-        // A gateway answers 503 (the client retries) rather than hold a request longer.
-        publish_deadline: SQS_PUBLISH_DEADLINE,
-        ..env
-    };
-    let bus = SqsBus::connect(config)
-        .await
-        .map_err(|e| named("SQS_ENDPOINT")(e.into()))?;
-    Ok(Arc::new(bus))
+    #[cfg(feature = "sqs")]
+    {
+        use liveops_sqs::{SqsBus, SqsConfig};
+        let env = SqsConfig::from_env().map_err(|e| named("SQS_QUEUE_PREFIX")(e.into()))?;
+        let config = SqsConfig {
+            region: region.or(env.region.clone()),
+            endpoint,
+            queue_prefix,
+            visibility_timeout: opts.visibility_timeout,
+            max_deliveries: opts.max_deliveries,
+            // A gateway answers 503 (the client retries) rather than hold a request longer.
+            publish_deadline: SQS_PUBLISH_DEADLINE,
+            ..env
+        };
+        let bus = SqsBus::connect(config)
+            .await
+            .map_err(|e| named("SQS_ENDPOINT")(e.into()))?;
+        Ok(Arc::new(bus))
+    }
+    #[cfg(not(feature = "sqs"))]
+    {
+        let _ = (region, endpoint, queue_prefix, opts);
+        Err(missing("sqs"))
+    }
 }
 
 /// How long an SQS publish retries refused or failed entries before it answers `Unavailable`
@@ -129,33 +135,26 @@ async fn sqs_bus(
 #[cfg(feature = "sqs")]
 const SQS_PUBLISH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 
-#[cfg(not(feature = "sqs"))]
-async fn sqs_bus(
-    _: Option<String>,
-    _: Option<String>,
-    _: String,
-    _: BusOptions,
-) -> Result<Arc<dyn Bus>, PortError> {
-    Err(missing("sqs"))
-}
-
-#[cfg(feature = "servicebus")]
+/// Azure Service Bus (AMQP 1.0) at the connection string `conn`.
 async fn service_bus(conn: String, opts: BusOptions) -> Result<Arc<dyn Bus>, PortError> {
-    use liveops_servicebus::{ServiceBusBus, ServiceBusConfig};
-    let config = ServiceBusConfig {
-        visibility_timeout: opts.visibility_timeout,
-        max_deliveries: opts.max_deliveries,
-        ..ServiceBusConfig::parse(&conn).map_err(|e| named("BUS_CONN")(e.into()))?
-    };
-    let bus = ServiceBusBus::connect(config)
-        .await
-        .map_err(|e| named("BUS_CONN")(e.into()))?;
-    Ok(Arc::new(bus))
-}
-
-#[cfg(not(feature = "servicebus"))]
-async fn service_bus(_: String, _: BusOptions) -> Result<Arc<dyn Bus>, PortError> {
-    Err(missing("servicebus"))
+    #[cfg(feature = "servicebus")]
+    {
+        use liveops_servicebus::{ServiceBusBus, ServiceBusConfig};
+        let config = ServiceBusConfig {
+            visibility_timeout: opts.visibility_timeout,
+            max_deliveries: opts.max_deliveries,
+            ..ServiceBusConfig::parse(&conn).map_err(|e| named("BUS_CONN")(e.into()))?
+        };
+        let bus = ServiceBusBus::connect(config)
+            .await
+            .map_err(|e| named("BUS_CONN")(e.into()))?;
+        Ok(Arc::new(bus))
+    }
+    #[cfg(not(feature = "servicebus"))]
+    {
+        let _ = (conn, opts);
+        Err(missing("servicebus"))
+    }
 }
 
 /// Settings::resolve refuses a bus this build lacks; this is the answer should one get here.

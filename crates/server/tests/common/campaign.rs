@@ -18,7 +18,7 @@ use liveops_core::Keyring;
 use liveops_testkit::fixtures::reference_draw;
 use serde_json::{json, Value};
 
-use super::{eventually, now, BIN};
+use super::{eventually, now, succeed, BIN};
 
 /// The bootstrap admin every story starts from (`ADMIN_EMAIL`, `ADMIN_PASSWORD`).
 pub const ADMIN_EMAIL: &str = "admin@example.com";
@@ -190,6 +190,38 @@ impl Live {
         self.send_signed(&self.sign(url, key, body)).await
     }
 
+    /// Asks, as `admin`, for an operator `email` with `password` and `role`.
+    pub async fn add_operator(
+        &self,
+        admin: &str,
+        email: &str,
+        password: &str,
+        role: &str,
+    ) -> Answer {
+        let body = json!({"email": email, "password": password, "role": role});
+        self.post(format!("{}/operators", self.urls.operators), admin, body)
+            .await
+    }
+
+    /// Asks, as `token`, for a webhook to `url` signed with `secret` for `events`.
+    pub async fn add_webhook(
+        &self,
+        token: &str,
+        url: &str,
+        secret: &str,
+        events: &[&str],
+    ) -> Answer {
+        let body = json!({"url": url, "secret": secret, "events": events});
+        self.post(format!("{}/webhooks", self.urls.distribution), token, body)
+            .await
+    }
+
+    /// Sends `event` to the gateway, signed with `key`.
+    pub async fn send_event(&self, key: &ApiKey, event: &Value) -> Answer {
+        self.signed(format!("{}/events", self.urls.gateway), key, event)
+            .await
+    }
+
     pub async fn create_key(&self, admin: &str, name: &str) -> ApiKey {
         let (s, b) = self
             .post(
@@ -332,6 +364,20 @@ impl Live {
     }
 }
 
+/// A campaign `title` open to every level from `start` for `length`, entered once or daily
+/// (`entry_limit`), paying `reward`.
+pub fn open_campaign(
+    title: &str,
+    start: chrono::DateTime<chrono::Utc>,
+    length: chrono::Duration,
+    entry_limit: &str,
+    reward: Value,
+) -> Value {
+    json!({"title": title, "startsAt": start.to_rfc3339(),
+           "endsAt": (start + length).to_rfc3339(),
+           "eligibility": {"minLevel": 1}, "entryLimit": entry_limit, "reward": reward})
+}
+
 /// What a webhook receiver got: (event type, body, signature valid).
 pub type Received = Arc<Mutex<Vec<(String, Value, bool)>>>;
 
@@ -385,19 +431,11 @@ pub async fn campaign_story(urls: LiveUrls, tag: &str) {
     assert_eq!(s, 401);
     let ops_email = format!("ops_{tag}@example.com");
     let (s, b) = live
-        .post(
-            format!("{}/operators", u.operators),
-            &admin,
-            json!({"email": ops_email, "password": "operator password 1", "role": "operator"}),
-        )
+        .add_operator(&admin, &ops_email, "operator password 1", "operator")
         .await;
     assert_eq!(s, 201, "{b}");
     let (s, _) = live
-        .post(
-            format!("{}/operators", u.operators),
-            &admin,
-            json!({"email": ops_email, "password": "operator password 2", "role": "viewer"}),
-        )
+        .add_operator(&admin, &ops_email, "operator password 2", "viewer")
         .await;
     assert_eq!(s, 409, "the email is taken");
     let ops = live.token(&ops_email, "operator password 1").await;
@@ -419,8 +457,7 @@ pub async fn campaign_story(urls: LiveUrls, tag: &str) {
     // Twenty players reach level 2 (1200 XP); five stay at level 1.
     for i in 0..20 {
         let (s, b) = live
-            .signed(
-                format!("{}/events", u.gateway),
+            .send_event(
                 &key,
                 &json!({"type": "progression", "playerId": p(i), "ts": now(),
                         "payload": {"deltaXp": 1200, "activity": "quest"}}),
@@ -441,12 +478,18 @@ pub async fn campaign_story(urls: LiveUrls, tag: &str) {
 
     // Webhooks: a receiver for every event.
     let (addr, received) = receiver("whsec_story_0123456789", 200).await;
+    let events = [
+        "campaign.live",
+        "campaign.ended",
+        "draw.completed",
+        "campaign.settled",
+    ];
     let (s, hook) = live
-        .post(
-            format!("{}/webhooks", u.distribution),
+        .add_webhook(
             &ops,
-            json!({"url": format!("http://{addr}/hook"), "secret": "whsec_story_0123456789",
-                   "events": ["campaign.live", "campaign.ended", "draw.completed", "campaign.settled"]}),
+            &format!("http://{addr}/hook"),
+            "whsec_story_0123456789",
+            &events,
         )
         .await;
     assert_eq!(s, 201, "{hook}");
@@ -614,17 +657,12 @@ pub async fn campaign_story(urls: LiveUrls, tag: &str) {
     );
     std::fs::write(&draw_file, draw.to_string()).expect("write");
     std::fs::write(&entrants_file, entrants.join("\n")).expect("write");
-    let out = Command::new(BIN)
-        .arg("verify-draw")
-        .arg(&draw_file)
-        .arg(&entrants_file)
-        .output()
-        .expect("verify-draw");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let verify_draw = || {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("verify-draw").arg(&draw_file).arg(&entrants_file);
+        cmd
+    };
+    let out = succeed(&mut verify_draw());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("valid"));
     let mut forged = draw.clone();
     forged["winners"][0] = json!(sorted
@@ -632,12 +670,7 @@ pub async fn campaign_story(urls: LiveUrls, tag: &str) {
         .find(|e| !winners.contains(e))
         .expect("a loser"));
     std::fs::write(&draw_file, forged.to_string()).expect("write");
-    let out = Command::new(BIN)
-        .arg("verify-draw")
-        .arg(&draw_file)
-        .arg(&entrants_file)
-        .output()
-        .expect("verify-draw");
+    let out = verify_draw().output().expect("verify-draw");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("invalid"));
 
@@ -703,12 +736,7 @@ pub async fn campaign_story(urls: LiveUrls, tag: &str) {
         .get(format!("{}/audit?limit=200", u.operators), Some(&admin))
         .await;
     assert_eq!(s, 200, "{audit}");
-    let actions: Vec<&str> = audit["entries"]
-        .as_array()
-        .expect("entries")
-        .iter()
-        .filter_map(|e| e["action"].as_str())
-        .collect();
+    let actions = super::strings_of(&audit["entries"], "action");
     for a in [
         "operator.create",
         "api_key.create",

@@ -168,17 +168,12 @@ impl Answer {
 /// Reads a response into an [`Answer`].
 pub async fn answer(res: reqwest::Response) -> Answer {
     let status = res.status();
-    let content_type = res
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let retry_after = res
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let header = |name: &str| {
+        let value = res.headers().get(name)?;
+        value.to_str().ok().map(str::to_owned)
+    };
+    let content_type = header("content-type").unwrap_or_default();
+    let retry_after = header("retry-after");
     let text = res.text().await.unwrap_or_default();
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     Answer {
@@ -306,6 +301,18 @@ impl TestApp {
         self.post_signed("/rewards/claim", &body, now(), &[]).await
     }
 
+    /// The text of `/metrics` (empty if it is not text).
+    pub async fn metrics(&self) -> String {
+        let a = self.get("/metrics").await;
+        a.body.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Asks `/receipts/verify` about `receipt` (unsigned, as anyone may).
+    pub async fn verify_receipt(&self, receipt: &Value) -> Answer {
+        let body = serde_json::to_vec(receipt).expect("json");
+        self.post_raw("/receipts/verify", body, &[]).await
+    }
+
     /// Stops the app gracefully and returns how long it took.
     pub async fn shutdown(self) -> Duration {
         let start = Instant::now();
@@ -364,6 +371,14 @@ impl Urls {
             operator: None,
         }
     }
+}
+
+/// The `field` of each item of the JSON array `list` that has it as a string.
+pub fn strings_of<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
+    let items = list
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {list}"));
+    items.iter().filter_map(|i| i[field].as_str()).collect()
 }
 
 /// The player's XP this season as progression at `base` shows it now (`None`: no answer).
@@ -600,6 +615,15 @@ pub fn redis_db(db: u32) -> String {
         .success();
     assert!(ok, "cannot flush redis db {db}");
     format!("redis://{host}/{db}")
+}
+
+/// Polls `ready` every 100 ms until it holds; fails the test if that takes longer than `within`.
+pub fn wait_until(what: &str, within: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < within, "not within {within:?}: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Waits until `base/readyz` answers 200.
