@@ -56,6 +56,18 @@ impl ConfigError {
             Err(Self::new(var, format!("must be between {low} and {high}")))
         }
     }
+
+    /// `value` of `var` if it is at least `min`, else "must be at least" `min`.
+    pub fn at_least<T>(var: &'static str, value: T, min: T) -> Result<T, Self>
+    where
+        T: PartialOrd + std::fmt::Display,
+    {
+        if value >= min {
+            Ok(value)
+        } else {
+            Err(Self::new(var, format!("must be at least {min}")))
+        }
+    }
 }
 
 /// Why a module could not be built.
@@ -85,6 +97,13 @@ pub struct Group {
     pub topic: &'static str,
     /// The group's name.
     pub group: &'static str,
+}
+
+impl Group {
+    /// The group `group` reading `topic`.
+    pub const fn new(topic: &'static str, group: &'static str) -> Self {
+        Self { topic, group }
+    }
 }
 
 type TaskFn =
@@ -244,12 +263,87 @@ impl Context {
         })
     }
 
+    /// The part `T` of a module's state this context supplies ([`FromContext`]).
+    pub async fn part<T: FromContext>(&self) -> Result<T, BuildError> {
+        T::from_context(self).await
+    }
+
     /// Tasks the context started for the modules it built (the API key sync), handed out once.
     pub fn take_tasks(&self) -> Vec<Task> {
         match self.tasks.lock() {
             Ok(mut tasks) => std::mem::take(&mut *tasks),
             Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
         }
+    }
+}
+
+/// A part of a module's state the [`Context`] supplies: a port (`Arc<dyn Trait>`), the
+/// signature check or the operator auth. [`from_context!`] fills a state's fields with them.
+#[async_trait]
+pub trait FromContext: Sized {
+    /// Takes it from `ctx`, opening the adapter behind it on first use.
+    async fn from_context(ctx: &Context) -> Result<Self, BuildError>;
+}
+
+#[async_trait]
+impl<P: ?Sized + Send + Sync + 'static> FromContext for Arc<P> {
+    async fn from_context(ctx: &Context) -> Result<Self, BuildError> {
+        ctx.ports.get::<P>().await
+    }
+}
+
+#[async_trait]
+impl FromContext for SignatureCheck {
+    async fn from_context(ctx: &Context) -> Result<Self, BuildError> {
+        Ok(ctx.signature_check().await)
+    }
+}
+
+#[async_trait]
+impl FromContext for OperatorAuth {
+    async fn from_context(ctx: &Context) -> Result<Self, BuildError> {
+        ctx.operator_auth().await
+    }
+}
+
+/// Gives a module's state struct an `async fn from_context(ctx, args…)`: the fields named in
+/// parentheses from its arguments, every field named in braces from the context
+/// ([`FromContext`]), taken in the order written.
+///
+/// `from_context!(GatewayState(config: Arc<GatewayConfig>) { signatures, bus, idem });`
+#[macro_export]
+macro_rules! from_context {
+    ($state:ident($($arg:ident: $ty:ty),* $(,)?) { $($field:ident),+ $(,)? }) => {
+        impl $state {
+            /// The state of the given fields, every other one taken from `ctx`.
+            pub async fn from_context(
+                ctx: &$crate::Context,
+                $($arg: $ty),*
+            ) -> Result<Self, $crate::BuildError> {
+                Ok(Self {
+                    $($arg,)*
+                    $($field: ctx.part().await?,)+
+                })
+            }
+        }
+    };
+}
+
+/// A module's settings (a clap `Args`) as a [`Definition::new`] row uses them: they check
+/// themselves, shape the module's OpenAPI document and build the module.
+pub trait ModuleArgs: clap::Args + clap::FromArgMatches + Send + Sync + 'static {
+    /// Builds the module's service over the ports it needs.
+    fn build(self, ctx: &Context) -> impl Future<Output = Result<Service, BuildError>> + Send;
+
+    /// Checks the values, so a bad one stops start-up whatever the target; none by default.
+    fn check(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
+    /// The module's OpenAPI document `doc` as these settings shape it (bounds and choices);
+    /// `doc` as it is by default.
+    fn openapi(&self, doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+        doc
     }
 }
 
@@ -298,6 +392,25 @@ pub struct Definition<A> {
     pub check: fn(&A) -> Result<(), ConfigError>,
     /// Builds it.
     pub build: BuildFn<A>,
+}
+
+impl<A: ModuleArgs> Definition<A> {
+    /// The row of module `name` on `port` reading `groups`, documented by `D`, whose settings
+    /// check themselves and build it ([`ModuleArgs`]).
+    pub const fn new<D: utoipa::OpenApi>(
+        name: &'static str,
+        port: u16,
+        groups: &'static [Group],
+    ) -> Self {
+        Self {
+            name,
+            port,
+            groups,
+            openapi: |args| args.openapi(D::openapi()),
+            check: A::check,
+            build: |ctx, args| Box::pin(args.build(ctx)),
+        }
+    }
 }
 
 impl<A> Definition<A>
@@ -355,3 +468,18 @@ where
 /// The settings of a module that has none.
 #[derive(clap::Args, Clone, Copy, Debug, Default)]
 pub struct NoSettings;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_checks_pass_the_value_or_name_the_variable_and_the_bound() {
+        assert_eq!(ConfigError::at_least("N", 1u32, 1), Ok(1));
+        let low = ConfigError::at_least("N", 0u64, 1).unwrap_err();
+        assert_eq!(low.to_string(), "N: must be at least 1");
+        assert_eq!(ConfigError::within("T", 5, 1..=10), Ok(5));
+        let high = ConfigError::within("T", 11, 1..=10).unwrap_err();
+        assert_eq!(high.to_string(), "T: must be between 1 and 10");
+    }
+}

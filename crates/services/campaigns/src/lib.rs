@@ -15,7 +15,7 @@ use clap::Args;
 use liveops_core::stores::{CampaignStore, EntryStore, PlayerXp};
 use liveops_core::{Calendar, LevelCurve};
 use liveops_http::{body_limit, BearerScheme, OperatorAuth};
-use liveops_module::{BuildError, ConfigError, Context, Definition, Service, Task};
+use liveops_module::{BuildError, ConfigError, Context, Definition, ModuleArgs, Service, Task};
 use utoipa::OpenApi;
 
 mod model;
@@ -72,6 +72,9 @@ pub struct CampaignsState {
 }
 
 liveops_http::from_state!(CampaignsState { auth: OperatorAuth });
+liveops_module::from_context!(CampaignsState(config: Arc<CampaignsConfig>) {
+    auth, campaigns, entries, xp
+});
 
 /// The campaign routes.
 pub fn router(state: CampaignsState) -> Router {
@@ -115,32 +118,26 @@ pub fn router(state: CampaignsState) -> Router {
 )]
 struct ApiDoc;
 
-/// The campaigns service's row in the module table: `--target campaigns`, port 8085.
-pub static MODULE: Definition<CampaignsArgs> = Definition {
-    name: "campaigns",
-    port: 8085,
-    groups: &[],
-    openapi: |_| ApiDoc::openapi(),
-    check: |args| args.tick().map(drop),
-    build: |ctx, args| Box::pin(build(ctx, args)),
-};
-
-async fn build(ctx: &Context, args: CampaignsArgs) -> Result<Service, BuildError> {
-    let tick = args.tick()?;
-    let state = CampaignsState {
-        config: Arc::new(CampaignsConfig {
+impl ModuleArgs for CampaignsArgs {
+    async fn build(self, ctx: &Context) -> Result<Service, BuildError> {
+        let tick = self.tick()?;
+        let config = CampaignsConfig {
             calendar: ctx.shared.calendar.clone(),
             curve: ctx.shared.level_curve.clone(),
             tick,
-        }),
-        auth: ctx.operator_auth().await?,
-        campaigns: ctx.ports.get::<dyn CampaignStore>().await?,
-        entries: ctx.ports.get::<dyn EntryStore>().await?,
-        xp: ctx.ports.get::<dyn PlayerXp>().await?,
-    };
-    let campaigns = state.campaigns.clone();
-    let scheduler = Task::new("campaign scheduler", move |stop| {
-        run_scheduler(campaigns, tick, stop)
-    });
-    Ok(Service::routes(router(state)).with_task(scheduler))
+        };
+        let state = CampaignsState::from_context(ctx, Arc::new(config)).await?;
+        let campaigns = state.campaigns.clone();
+        let scheduler = Task::new("campaign scheduler", move |stop| {
+            run_scheduler(campaigns, tick, stop)
+        });
+        Ok(Service::routes(router(state)).with_task(scheduler))
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        self.tick().map(drop)
+    }
 }
+
+/// The campaigns service's row in the module table: `--target campaigns`, port 8085.
+pub static MODULE: Definition<CampaignsArgs> = Definition::new::<ApiDoc>("campaigns", 8085, &[]);

@@ -12,7 +12,7 @@ use axum::Router;
 use clap::Args;
 use liveops_core::stores::{CampaignStore, InboxStore, OutcomeStore, WebhookStore};
 use liveops_http::{body_limit, BearerScheme, OperatorAuth, SignatureCheck};
-use liveops_module::{BuildError, ConfigError, Context, Definition, Service, Task};
+use liveops_module::{BuildError, ConfigError, Context, Definition, ModuleArgs, Service, Task};
 use utoipa::OpenApi;
 
 mod deliver;
@@ -122,6 +122,9 @@ liveops_http::from_state!(DistributionState {
     auth: OperatorAuth,
     signatures: SignatureCheck
 });
+liveops_module::from_context!(DistributionState(config: Arc<DistributionConfig>) {
+    auth, signatures, campaigns, outcomes, inbox, webhooks
+});
 
 /// Distribution's routes.
 pub fn router(state: DistributionState) -> Router {
@@ -168,36 +171,28 @@ pub fn router(state: DistributionState) -> Router {
 )]
 struct ApiDoc;
 
-/// Distribution's row in the module table: `--target distribution`, port 8087.
-pub static MODULE: Definition<DistributionArgs> = Definition {
-    name: "distribution",
-    port: 8087,
-    groups: &[],
-    openapi: |_| ApiDoc::openapi(),
-    check: |args| args.config().map(drop),
-    build: |ctx, args| Box::pin(build(ctx, args)),
-};
-
-async fn build(ctx: &Context, args: DistributionArgs) -> Result<Service, BuildError> {
-    let config = args.config()?;
-    if config.settle_delay > Duration::ZERO {
-        tracing::warn!(
-            delay_ms = config.settle_delay.as_millis() as u64,
-            "SETTLE_DELAY_MS is set: settlement is slowed down (tests only)"
-        );
+impl ModuleArgs for DistributionArgs {
+    async fn build(self, ctx: &Context) -> Result<Service, BuildError> {
+        let config = self.config()?;
+        if config.settle_delay > Duration::ZERO {
+            tracing::warn!(
+                delay_ms = config.settle_delay.as_millis() as u64,
+                "SETTLE_DELAY_MS is set: settlement is slowed down (tests only)"
+            );
+        }
+        let state = DistributionState::from_context(ctx, Arc::new(config)).await?;
+        let settler = Task::over("settlement", state.clone(), run_settler);
+        let hooks = Task::over("webhook deliveries", state.clone(), run_webhooks);
+        Ok(Service::routes(router(state))
+            .with_task(settler)
+            .with_task(hooks))
     }
-    let state = DistributionState {
-        config: Arc::new(config),
-        auth: ctx.operator_auth().await?,
-        signatures: ctx.signature_check().await,
-        campaigns: ctx.ports.get::<dyn CampaignStore>().await?,
-        outcomes: ctx.ports.get::<dyn OutcomeStore>().await?,
-        inbox: ctx.ports.get::<dyn InboxStore>().await?,
-        webhooks: ctx.ports.get::<dyn WebhookStore>().await?,
-    };
-    let settler = Task::over("settlement", state.clone(), run_settler);
-    let hooks = Task::over("webhook deliveries", state.clone(), run_webhooks);
-    Ok(Service::routes(router(state))
-        .with_task(settler)
-        .with_task(hooks))
+
+    fn check(&self) -> Result<(), ConfigError> {
+        self.config().map(drop)
+    }
 }
+
+/// Distribution's row in the module table: `--target distribution`, port 8087.
+pub static MODULE: Definition<DistributionArgs> =
+    Definition::new::<ApiDoc>("distribution", 8087, &[]);

@@ -16,7 +16,9 @@ use liveops_core::ports::{topics, Blocklist};
 use liveops_core::stores::{AuditLog, FairnessStore};
 use liveops_core::Bus;
 use liveops_http::{BearerScheme, OperatorAuth};
-use liveops_module::{BuildError, ConfigError, Context, Definition, Group, Service, Task};
+use liveops_module::{
+    BuildError, ConfigError, Context, Definition, Group, ModuleArgs, Service, Task,
+};
 use utoipa::OpenApi;
 
 mod consumer;
@@ -29,10 +31,7 @@ pub use routes::{FlagList, FlagView, PlayerFairness, PlayerFlag};
 /// The consumer group fairness reads `events.ingested` with.
 pub const GROUP: &str = "fairness";
 /// What fairness consumes: [`topics::INGESTED`] as [`GROUP`].
-pub const READS: Group = Group {
-    topic: topics::INGESTED,
-    group: GROUP,
-};
+pub const READS: Group = Group::new(topics::INGESTED, GROUP);
 
 /// Fairness settings, as flags and environment variables.
 #[derive(Args, Clone, Debug)]
@@ -64,21 +63,16 @@ impl FairnessArgs {
         if !(self.anomaly_z.is_finite() && self.anomaly_z > 0.0) {
             return Err(ConfigError::new("ANOMALY_Z", "must be a positive number"));
         }
-        if self.block_sec == 0 {
-            return Err(ConfigError::new("BLOCK_SEC", "must be at least 1"));
-        }
-        if self.strikes_to_block == 0 {
-            return Err(ConfigError::new("STRIKES_TO_BLOCK", "must be at least 1"));
-        }
-        if self.strike_window_sec == 0 {
-            return Err(ConfigError::new("STRIKE_WINDOW_SEC", "must be at least 1"));
-        }
+        let block_sec = ConfigError::at_least("BLOCK_SEC", self.block_sec, 1)?;
+        let strikes_to_block = ConfigError::at_least("STRIKES_TO_BLOCK", self.strikes_to_block, 1)?;
+        let strike_window_sec =
+            ConfigError::at_least("STRIKE_WINDOW_SEC", self.strike_window_sec, 1)?;
         Ok(FairnessConfig {
             anomaly_z: self.anomaly_z,
             warmup: self.anomaly_warmup,
-            strikes_to_block: self.strikes_to_block,
-            strike_window: Duration::from_secs(self.strike_window_sec),
-            block: Duration::from_secs(self.block_sec),
+            strikes_to_block,
+            strike_window: Duration::from_secs(strike_window_sec),
+            block: Duration::from_secs(block_sec),
             batch_size,
             consumer_name: consumer_name.to_owned(),
         })
@@ -136,6 +130,9 @@ pub struct FairnessState {
 }
 
 liveops_http::from_state!(FairnessState { auth: OperatorAuth });
+liveops_module::from_context!(FairnessState(config: Arc<FairnessConfig>) {
+    bus, blocks, store, auth, audit
+});
 
 /// The fairness routes: `GET /fairness/players/{id}`, `GET /fairness/flags` (any operator once
 /// operators exist) and `DELETE /fairness/players/{id}/block` (admins and operators, audited).
@@ -163,26 +160,19 @@ pub fn router(state: FairnessState) -> Router {
 )]
 struct ApiDoc;
 
-/// Fairness's row in the module table: `--target fairness`, port 8081.
-pub static MODULE: Definition<FairnessArgs> = Definition {
-    name: "fairness",
-    port: 8081,
-    groups: &[READS],
-    openapi: |_| ApiDoc::openapi(),
-    check: |args| args.config("check", 1).map(drop),
-    build: |ctx, args| Box::pin(build(ctx, args)),
-};
+impl ModuleArgs for FairnessArgs {
+    async fn build(self, ctx: &Context) -> Result<Service, BuildError> {
+        let shared = &ctx.shared;
+        let config = self.config(&shared.consumer_name, shared.batch_size)?;
+        let state = FairnessState::from_context(ctx, Arc::new(config)).await?;
+        let consumer = Task::over("fairness consumer", state.clone(), run_consumer);
+        Ok(Service::routes(router(state)).with_task(consumer))
+    }
 
-async fn build(ctx: &Context, args: FairnessArgs) -> Result<Service, BuildError> {
-    let shared = &ctx.shared;
-    let state = FairnessState {
-        config: Arc::new(args.config(&shared.consumer_name, shared.batch_size)?),
-        bus: ctx.ports.get::<dyn Bus>().await?,
-        blocks: ctx.ports.get::<dyn Blocklist>().await?,
-        store: ctx.ports.get::<dyn FairnessStore>().await?,
-        auth: ctx.operator_auth().await?,
-        audit: ctx.ports.get::<dyn AuditLog>().await?,
-    };
-    let consumer = Task::over("fairness consumer", state.clone(), run_consumer);
-    Ok(Service::routes(router(state)).with_task(consumer))
+    fn check(&self) -> Result<(), ConfigError> {
+        self.config("check", 1).map(drop)
+    }
 }
+
+/// Fairness's row in the module table: `--target fairness`, port 8081.
+pub static MODULE: Definition<FairnessArgs> = Definition::new::<ApiDoc>("fairness", 8081, &[READS]);

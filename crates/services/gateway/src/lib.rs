@@ -14,7 +14,7 @@ use clap::Args;
 use liveops_core::ports::{Blocklist, Idempotency, RateLimiter};
 use liveops_core::{Bus, Limits};
 use liveops_http::{body_limit, SignatureCheck};
-use liveops_module::{BuildError, ConfigError, Context, Definition, Service};
+use liveops_module::{BuildError, ConfigError, Context, Definition, ModuleArgs, Service};
 use utoipa::OpenApi;
 
 mod batch;
@@ -36,14 +36,12 @@ pub struct GatewayArgs {
 impl GatewayArgs {
     /// Checks the values and turns them into the gateway's settings.
     pub fn config(&self) -> Result<GatewayConfig, ConfigError> {
-        if self.rate_limit_max == 0 {
-            return Err(ConfigError::new("RATE_LIMIT_MAX", "must be at least 1"));
-        }
+        let rate_limit_max = ConfigError::at_least("RATE_LIMIT_MAX", self.rate_limit_max, 1)?;
         if self.idemp_ttl == 0 {
             return Err(ConfigError::new("IDEMP_TTL", "must be at least 1 second"));
         }
         Ok(GatewayConfig {
-            rate_limit_max: self.rate_limit_max,
+            rate_limit_max,
             idempotency_ttl: Duration::from_secs(self.idemp_ttl),
             ..GatewayConfig::default()
         })
@@ -123,6 +121,9 @@ impl GatewayState {
 liveops_http::from_state!(GatewayState {
     signatures: SignatureCheck
 });
+liveops_module::from_context!(GatewayState(config: Arc<GatewayConfig>) {
+    signatures, bus, idem, rates, blocks
+});
 
 /// The gateway's routes: `POST /events` and `POST /events/batch`, each under its body limit.
 pub fn router(state: GatewayState) -> Router {
@@ -150,24 +151,16 @@ pub fn router(state: GatewayState) -> Router {
 )]
 struct ApiDoc;
 
-/// The gateway's row in the module table: `--target gateway`, port 8080.
-pub static MODULE: Definition<GatewayArgs> = Definition {
-    name: "gateway",
-    port: 8080,
-    groups: &[],
-    openapi: |_| ApiDoc::openapi(),
-    check: |args| args.config().map(drop),
-    build: |ctx, args| Box::pin(build(ctx, args)),
-};
+impl ModuleArgs for GatewayArgs {
+    async fn build(self, ctx: &Context) -> Result<Service, BuildError> {
+        let state = GatewayState::from_context(ctx, Arc::new(self.config()?)).await?;
+        Ok(Service::routes(router(state)))
+    }
 
-async fn build(ctx: &Context, args: GatewayArgs) -> Result<Service, BuildError> {
-    let state = GatewayState {
-        config: Arc::new(args.config()?),
-        signatures: ctx.signature_check().await,
-        bus: ctx.ports.get::<dyn Bus>().await?,
-        idem: ctx.ports.get::<dyn Idempotency>().await?,
-        rates: ctx.ports.get::<dyn RateLimiter>().await?,
-        blocks: ctx.ports.get::<dyn Blocklist>().await?,
-    };
-    Ok(Service::routes(router(state)))
+    fn check(&self) -> Result<(), ConfigError> {
+        self.config().map(drop)
+    }
 }
+
+/// The gateway's row in the module table: `--target gateway`, port 8080.
+pub static MODULE: Definition<GatewayArgs> = Definition::new::<ApiDoc>("gateway", 8080, &[]);

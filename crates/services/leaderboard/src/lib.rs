@@ -15,7 +15,9 @@ use clap::Args;
 use liveops_core::ports::topics;
 use liveops_core::stores::{ProcessedEvents, ScoreStore};
 use liveops_core::{Bus, Calendar, RankStore, Window};
-use liveops_module::{BuildError, ConfigError, Context, Definition, Group, Service, Task};
+use liveops_module::{
+    BuildError, ConfigError, Context, Definition, Group, ModuleArgs, Service, Task,
+};
 use utoipa::OpenApi;
 
 mod consumer;
@@ -33,10 +35,7 @@ pub use top_cache::TopCache;
 /// The consumer group the leaderboard reads `events.accepted` with.
 pub const GROUP: &str = "leaderboard";
 /// What the leaderboard consumes: [`topics::ACCEPTED`] as [`GROUP`].
-pub const READS: Group = Group {
-    topic: topics::ACCEPTED,
-    group: GROUP,
-};
+pub const READS: Group = Group::new(topics::ACCEPTED, GROUP);
 /// The consumer name under which applied event ids are recorded in the repository.
 pub const CONSUMER_ID: &str = "leaderboard";
 
@@ -82,13 +81,11 @@ impl LeaderboardArgs {
                 "at least one window is required",
             ));
         }
-        if !(1..=1000).contains(&self.lb_topn) {
-            return Err(ConfigError::new("LB_TOPN", "must be between 1 and 1000"));
-        }
+        let top_n = ConfigError::within("LB_TOPN", self.lb_topn, 1..=1000)?;
         parse_cron(&self.snapshot_cron).map_err(|e| ConfigError::new("SNAPSHOT_CRON", e))?;
         Ok(LeaderboardConfig {
             windows,
-            top_n: self.lb_topn,
+            top_n,
             calendar,
             snapshot_cron: self.snapshot_cron.clone(),
             batch_size,
@@ -157,6 +154,12 @@ impl LeaderboardState {
     }
 }
 
+liveops_module::from_context!(LeaderboardState(
+    config: Arc<LeaderboardConfig>,
+    loaded: Arc<AtomicBool>,
+    top_cache: Arc<TopCache>,
+) { bus, ranks, store, processed });
+
 /// The leaderboard routes, ready to be merged or served.
 pub fn router(state: LeaderboardState) -> Router {
     Router::new()
@@ -191,46 +194,42 @@ pub fn router(state: LeaderboardState) -> Router {
 )]
 struct ApiDoc;
 
-/// The leaderboard's row in the module table: `--target leaderboard`, port 8082.
-pub static MODULE: Definition<LeaderboardArgs> = Definition {
-    name: "leaderboard",
-    port: 8082,
-    groups: &[READS],
-    openapi: |args| {
-        let windows = args
+impl ModuleArgs for LeaderboardArgs {
+    async fn build(self, ctx: &Context) -> Result<Service, BuildError> {
+        let shared = &ctx.shared;
+        let config = self.config(
+            shared.calendar.clone(),
+            &shared.consumer_name,
+            shared.batch_size,
+        )?;
+        let loaded = Arc::<AtomicBool>::default();
+        let state =
+            LeaderboardState::from_context(ctx, Arc::new(config), loaded.clone(), Arc::default())
+                .await?;
+        let consumer = Task::over("leaderboard consumer", state.clone(), run_consumer);
+        let snapshots = Task::over("leaderboard snapshots", state.clone(), run_snapshots);
+        let mut service = Service::routes(router(state))
+            .with_task(consumer)
+            .with_task(snapshots);
+        service.readiness = Some(Arc::new(move || {
+            (!loaded.load(Ordering::Acquire)).then(|| "leaderboard: rebuilding boards".into())
+        }));
+        Ok(service)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        self.config(Calendar::default(), "check", 1).map(drop)
+    }
+
+    fn openapi(&self, doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+        let windows = self
             .config(Calendar::default(), "openapi", 1)
             .map(|c| c.windows)
             .unwrap_or_default();
-        openapi::for_windows(ApiDoc::openapi(), &windows)
-    },
-    check: |args| args.config(Calendar::default(), "check", 1).map(drop),
-    build: |ctx, args| Box::pin(build(ctx, args)),
-};
-
-async fn build(ctx: &Context, args: LeaderboardArgs) -> Result<Service, BuildError> {
-    let shared = &ctx.shared;
-    let config = args.config(
-        shared.calendar.clone(),
-        &shared.consumer_name,
-        shared.batch_size,
-    )?;
-    let state = LeaderboardState {
-        config: Arc::new(config),
-        bus: ctx.ports.get::<dyn Bus>().await?,
-        ranks: ctx.ports.get::<dyn RankStore>().await?,
-        store: ctx.ports.get::<dyn ScoreStore>().await?,
-        processed: ctx.ports.get::<dyn ProcessedEvents>().await?,
-        loaded: Arc::default(),
-        top_cache: Arc::default(),
-    };
-    let loaded = state.loaded.clone();
-    let consumer = Task::over("leaderboard consumer", state.clone(), run_consumer);
-    let snapshots = Task::over("leaderboard snapshots", state.clone(), run_snapshots);
-    let mut service = Service::routes(router(state))
-        .with_task(consumer)
-        .with_task(snapshots);
-    service.readiness = Some(Arc::new(move || {
-        (!loaded.load(Ordering::Acquire)).then(|| "leaderboard: rebuilding boards".into())
-    }));
-    Ok(service)
+        openapi::for_windows(doc, &windows)
+    }
 }
+
+/// The leaderboard's row in the module table: `--target leaderboard`, port 8082.
+pub static MODULE: Definition<LeaderboardArgs> =
+    Definition::new::<ApiDoc>("leaderboard", 8082, &[READS]);

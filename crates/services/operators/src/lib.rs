@@ -19,7 +19,7 @@ use liveops_core::stores::{
 };
 use liveops_core::{now_ms, PortError};
 use liveops_http::{body_limit, BearerScheme, OperatorAuth};
-use liveops_module::{BuildError, ConfigError, Context, Definition, Service};
+use liveops_module::{BuildError, ConfigError, Context, Definition, ModuleArgs, Service};
 use utoipa::OpenApi;
 
 mod accounts;
@@ -86,15 +86,9 @@ impl OperatorsArgs {
                 "must be between 60 and 2592000 (30 days)",
             ));
         }
-        if self.login_max_per_address == 0 {
-            return Err(ConfigError::new(
-                "LOGIN_MAX_PER_ADDRESS",
-                "must be at least 1",
-            ));
-        }
-        if self.login_max_failures == 0 {
-            return Err(ConfigError::new("LOGIN_MAX_FAILURES", "must be at least 1"));
-        }
+        let max_per_address =
+            ConfigError::at_least("LOGIN_MAX_PER_ADDRESS", self.login_max_per_address, 1)?;
+        let max_failures = ConfigError::at_least("LOGIN_MAX_FAILURES", self.login_max_failures, 1)?;
         if self.admin_password.is_some() && self.admin_password_file.is_some() {
             return Err(ConfigError::new(
                 "ADMIN_PASSWORD_FILE",
@@ -116,8 +110,8 @@ impl OperatorsArgs {
         }
         Ok(OperatorsConfig {
             session_ttl: Duration::from_secs(self.session_ttl_sec),
-            max_per_address: self.login_max_per_address,
-            max_failures: self.login_max_failures,
+            max_per_address,
+            max_failures,
             trusted_proxies: self.trusted_proxies,
         })
     }
@@ -166,6 +160,9 @@ pub struct OperatorsState {
 }
 
 liveops_http::from_state!(OperatorsState { auth: OperatorAuth });
+liveops_module::from_context!(OperatorsState(config: Arc<OperatorsConfig>) {
+    auth, operators, sessions, audit, keys, attempts
+});
 
 /// The operators' routes.
 pub fn router(state: OperatorsState) -> Router {
@@ -262,35 +259,22 @@ pub enum CreateError {
     Port(#[from] PortError),
 }
 
-/// The operators service's row in the module table: `--target operators`, port 8084.
-pub static MODULE: Definition<OperatorsArgs> = Definition {
-    name: "operators",
-    port: 8084,
-    groups: &[],
-    openapi: |_| ApiDoc::openapi(),
-    check: |args| args.config().map(drop),
-    build: |ctx, args| Box::pin(build(ctx, args)),
-};
-
-async fn build(ctx: &Context, args: OperatorsArgs) -> Result<Service, BuildError> {
-    let config = args.config()?;
-    let sessions = ctx.ports.get::<dyn Sessions>().await?;
-    let state = OperatorsState {
-        config: Arc::new(config),
-        auth: OperatorAuth {
-            sessions: sessions.clone(),
-        },
-        operators: ctx.ports.get::<dyn OperatorStore>().await?,
-        sessions,
-        audit: ctx.ports.get::<dyn AuditLog>().await?,
-        keys: ctx.ports.get::<dyn ApiKeyStore>().await?,
-        attempts: ctx.ports.get::<dyn Attempts>().await?,
-    };
-    if let Some((email, password)) = args.bootstrap()? {
-        bootstrap_admin(state.operators.as_ref(), &email, password).await?;
+impl ModuleArgs for OperatorsArgs {
+    async fn build(self, ctx: &Context) -> Result<Service, BuildError> {
+        let state = OperatorsState::from_context(ctx, Arc::new(self.config()?)).await?;
+        if let Some((email, password)) = self.bootstrap()? {
+            bootstrap_admin(state.operators.as_ref(), &email, password).await?;
+        }
+        Ok(Service::routes(router(state)))
     }
-    Ok(Service::routes(router(state)))
+
+    fn check(&self) -> Result<(), ConfigError> {
+        self.config().map(drop)
+    }
 }
+
+/// The operators service's row in the module table: `--target operators`, port 8084.
+pub static MODULE: Definition<OperatorsArgs> = Definition::new::<ApiDoc>("operators", 8084, &[]);
 
 /// Creates the first admin if no operator exists yet.
 async fn bootstrap_admin(

@@ -12,7 +12,7 @@ use clap::Args;
 use liveops_core::stores::{CampaignStore, EntryStore, OutcomeStore, PlayerXp, ScoreStore};
 use liveops_core::{Calendar, LevelCurve};
 use liveops_http::{body_limit, SignatureCheck};
-use liveops_module::{BuildError, ConfigError, Context, Definition, Service, Task};
+use liveops_module::{BuildError, ConfigError, Context, Definition, ModuleArgs, Service, Task};
 use utoipa::OpenApi;
 
 mod decide;
@@ -72,6 +72,9 @@ pub struct ParticipationState {
 liveops_http::from_state!(ParticipationState {
     signatures: SignatureCheck
 });
+liveops_module::from_context!(ParticipationState(config: Arc<ParticipationConfig>) {
+    signatures, campaigns, entries, outcomes, xp, scores
+});
 
 /// Participation's routes.
 pub fn router(state: ParticipationState) -> Router {
@@ -96,31 +99,23 @@ pub fn router(state: ParticipationState) -> Router {
 )]
 struct ApiDoc;
 
-/// Participation's row in the module table: `--target participation`, port 8086.
-pub static MODULE: Definition<ParticipationArgs> = Definition {
-    name: "participation",
-    port: 8086,
-    groups: &[],
-    openapi: |_| ApiDoc::openapi(),
-    check: |args| args.tick().map(drop),
-    build: |ctx, args| Box::pin(build(ctx, args)),
-};
-
-async fn build(ctx: &Context, args: ParticipationArgs) -> Result<Service, BuildError> {
-    let tick = args.tick()?;
-    let state = ParticipationState {
-        config: Arc::new(ParticipationConfig {
+impl ModuleArgs for ParticipationArgs {
+    async fn build(self, ctx: &Context) -> Result<Service, BuildError> {
+        let config = ParticipationConfig {
             calendar: ctx.shared.calendar.clone(),
             curve: ctx.shared.level_curve.clone(),
-            tick,
-        }),
-        signatures: ctx.signature_check().await,
-        campaigns: ctx.ports.get::<dyn CampaignStore>().await?,
-        entries: ctx.ports.get::<dyn EntryStore>().await?,
-        outcomes: ctx.ports.get::<dyn OutcomeStore>().await?,
-        xp: ctx.ports.get::<dyn PlayerXp>().await?,
-        scores: ctx.ports.get::<dyn ScoreStore>().await?,
-    };
-    let decider = Task::over("campaign decider", state.clone(), run_decider);
-    Ok(Service::routes(router(state)).with_task(decider))
+            tick: self.tick()?,
+        };
+        let state = ParticipationState::from_context(ctx, Arc::new(config)).await?;
+        let decider = Task::over("campaign decider", state.clone(), run_decider);
+        Ok(Service::routes(router(state)).with_task(decider))
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        self.tick().map(drop)
+    }
 }
+
+/// Participation's row in the module table: `--target participation`, port 8086.
+pub static MODULE: Definition<ParticipationArgs> =
+    Definition::new::<ApiDoc>("participation", 8086, &[]);

@@ -13,7 +13,7 @@ use liveops_core::ports::{topics, ViewCache};
 use liveops_core::stores::{ProcessedEvents, ProgressStore};
 use liveops_core::{Bus, Calendar, LevelCurve};
 use liveops_http::{body_limit, SignatureCheck};
-use liveops_module::{BuildError, Context, Definition, Group, Service, Task};
+use liveops_module::{BuildError, Context, Definition, Group, ModuleArgs, Service, Task};
 use utoipa::OpenApi;
 
 mod apply;
@@ -27,10 +27,7 @@ pub use routes::{ClaimRequest, ProgressView};
 /// The consumer group progression reads `events.accepted` with.
 pub const GROUP: &str = "progression";
 /// What progression consumes: [`topics::ACCEPTED`] as [`GROUP`].
-pub const READS: Group = Group {
-    topic: topics::ACCEPTED,
-    group: GROUP,
-};
+pub const READS: Group = Group::new(topics::ACCEPTED, GROUP);
 /// The consumer name under which applied event ids are recorded in the repository.
 pub const CONSUMER_ID: &str = "progression";
 
@@ -71,6 +68,9 @@ pub struct ProgressionState {
 liveops_http::from_state!(ProgressionState {
     signatures: SignatureCheck
 });
+liveops_module::from_context!(ProgressionState(config: Arc<ProgressionConfig>) {
+    signatures, bus, cache, store, processed
+});
 
 /// The progression routes, ready to be merged or served.
 pub fn router(state: ProgressionState) -> Router {
@@ -97,31 +97,21 @@ pub fn router(state: ProgressionState) -> Router {
 )]
 struct ApiDoc;
 
-/// Progression's row in the module table: `--target progression`, port 8083.
-pub static MODULE: Definition<ProgressionArgs> = Definition {
-    name: "progression",
-    port: 8083,
-    groups: &[READS],
-    openapi: |_| ApiDoc::openapi(),
-    check: |_| Ok(()),
-    build: |ctx, args| Box::pin(build(ctx, args)),
-};
-
-async fn build(ctx: &Context, _args: ProgressionArgs) -> Result<Service, BuildError> {
-    let shared = &ctx.shared;
-    let state = ProgressionState {
-        config: Arc::new(ProgressionConfig {
+impl ModuleArgs for ProgressionArgs {
+    async fn build(self, ctx: &Context) -> Result<Service, BuildError> {
+        let shared = &ctx.shared;
+        let config = ProgressionConfig {
             curve: shared.level_curve.clone(),
             calendar: shared.calendar.clone(),
             batch_size: shared.batch_size,
             consumer_name: shared.consumer_name.clone(),
-        }),
-        signatures: ctx.signature_check().await,
-        bus: ctx.ports.get::<dyn Bus>().await?,
-        cache: ctx.ports.get::<dyn ViewCache>().await?,
-        store: ctx.ports.get::<dyn ProgressStore>().await?,
-        processed: ctx.ports.get::<dyn ProcessedEvents>().await?,
-    };
-    let consumer = Task::over("progression consumer", state.clone(), run_consumer);
-    Ok(Service::routes(router(state)).with_task(consumer))
+        };
+        let state = ProgressionState::from_context(ctx, Arc::new(config)).await?;
+        let consumer = Task::over("progression consumer", state.clone(), run_consumer);
+        Ok(Service::routes(router(state)).with_task(consumer))
+    }
 }
+
+/// Progression's row in the module table: `--target progression`, port 8083.
+pub static MODULE: Definition<ProgressionArgs> =
+    Definition::new::<ApiDoc>("progression", 8083, &[READS]);
