@@ -130,10 +130,7 @@ fn view(m: InboxMessage, claimed_at: Option<i64>) -> MessageView {
 
 /// A player's inbox: their messages and everyone's, newest first.
 #[utoipa::path(
-    get,
-    path = "/players/{id}/inbox",
-    tag = "distribution",
-    params(PlayerPath, InboxQuery),
+    get, path = "/players/{id}/inbox", tag = "distribution", params(PlayerPath, InboxQuery),
     responses(
         (status = 200, description = "The messages", body = InboxView),
         ReadFailures,
@@ -157,9 +154,7 @@ pub(crate) async fn inbox(
 
 /// Claims a message: one receipt per attachment; claiming again answers the same receipts.
 #[utoipa::path(
-    post,
-    path = "/players/{id}/inbox/{messageId}/claim",
-    tag = "distribution",
+    post, path = "/players/{id}/inbox/{messageId}/claim", tag = "distribution",
     params(
         PlayerPath,
         ("messageId" = String, Path, description = "The message", pattern = "^[A-Za-z0-9_.:-]{1,64}$", min_length = 1, max_length = 64),
@@ -311,10 +306,7 @@ fn recipients(req: &SendRequest) -> Result<Vec<Option<String>>, Problem> {
 
 /// Sends a message to some players' inboxes, or to every player's.
 #[utoipa::path(
-    post,
-    path = "/inbox/messages",
-    tag = "distribution",
-    security(("bearer" = [])),
+    post, path = "/inbox/messages", tag = "distribution", security(("bearer" = [])),
     request_body = SendRequest,
     responses(
         (status = 201, description = "Sent", body = Sent),

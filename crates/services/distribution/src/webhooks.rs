@@ -148,10 +148,7 @@ fn delivery_view((d, attempts): (Delivery, Vec<Attempt>)) -> DeliveryView {
 
 /// Subscribes a URL to campaign events.
 #[utoipa::path(
-    post,
-    path = "/webhooks",
-    tag = "distribution",
-    security(("bearer" = [])),
+    post, path = "/webhooks", tag = "distribution", security(("bearer" = [])),
     request_body = NewWebhook,
     responses(
         (status = 201, description = "Subscribed", body = WebhookView),
@@ -215,10 +212,7 @@ pub(crate) async fn create(
 
 /// Every active webhook.
 #[utoipa::path(
-    get,
-    path = "/webhooks",
-    tag = "distribution",
-    security(("bearer" = [])),
+    get, path = "/webhooks", tag = "distribution", security(("bearer" = [])),
     responses(
         (status = 200, description = "The webhooks", body = WebhookList),
         OperatorFailures,
@@ -237,10 +231,7 @@ pub(crate) async fn list(
 
 /// Deletes a webhook; its pending deliveries are dead-lettered.
 #[utoipa::path(
-    delete,
-    path = "/webhooks/{id}",
-    tag = "distribution",
-    security(("bearer" = [])),
+    delete, path = "/webhooks/{id}", tag = "distribution", security(("bearer" = [])),
     params(IdPath),
     responses(
         (status = 204, description = "Deleted"),
@@ -281,10 +272,7 @@ pub(crate) struct DeliveriesQuery {
 
 /// A webhook's deliveries and every attempt at each.
 #[utoipa::path(
-    get,
-    path = "/webhooks/{id}/deliveries",
-    tag = "distribution",
-    security(("bearer" = [])),
+    get, path = "/webhooks/{id}/deliveries", tag = "distribution", security(("bearer" = [])),
     params(IdPath, DeliveriesQuery),
     responses(
         (status = 200, description = "Deliveries, newest first", body = DeliveryList),

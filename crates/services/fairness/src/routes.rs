@@ -98,10 +98,7 @@ impl From<Flag> for FlagView {
 
 /// A player's fairness standing: block, strikes and recent flags.
 #[utoipa::path(
-    get,
-    path = "/fairness/players/{id}",
-    tag = "fairness",
-    security((), ("bearer" = [])),
+    get, path = "/fairness/players/{id}", tag = "fairness", security((), ("bearer" = [])),
     params(PlayerPath),
     responses(
         (status = 200, description = "The player's standing", body = PlayerFairness),
@@ -145,10 +142,7 @@ async fn player_view(state: &FairnessState, player: &str) -> Result<PlayerFairne
 
 /// Recent flagged events across all players, newest first.
 #[utoipa::path(
-    get,
-    path = "/fairness/flags",
-    tag = "fairness",
-    security((), ("bearer" = [])),
+    get, path = "/fairness/flags", tag = "fairness", security((), ("bearer" = [])),
     params(FlagsQuery),
     responses(
         (status = 200, description = "Recent flags", body = FlagList),
@@ -174,10 +168,7 @@ pub(crate) async fn flags(
 
 /// Lifts a player's block and forgets their strikes at once; recorded in the audit log.
 #[utoipa::path(
-    delete,
-    path = "/fairness/players/{id}/block",
-    tag = "fairness",
-    security(("bearer" = [])),
+    delete, path = "/fairness/players/{id}/block", tag = "fairness", security(("bearer" = [])),
     params(PlayerPath),
     responses(
         (status = 200, description = "The player's standing after the unblock", body = PlayerFairness),

@@ -86,10 +86,7 @@ fn audit_json(k: &ApiKeyInfo) -> String {
 
 /// Creates an API key for a game server.
 #[utoipa::path(
-    post,
-    path = "/api-keys",
-    tag = "operators",
-    security(("bearer" = [])),
+    post, path = "/api-keys", tag = "operators", security(("bearer" = [])),
     request_body = NewApiKey,
     responses(
         (status = 201, description = "The key, with its secret (shown this once)", body = CreatedApiKey),
@@ -148,10 +145,7 @@ pub(crate) async fn create(
 
 /// Every API key, without secrets.
 #[utoipa::path(
-    get,
-    path = "/api-keys",
-    tag = "operators",
-    security(("bearer" = [])),
+    get, path = "/api-keys", tag = "operators", security(("bearer" = [])),
     responses(
         (status = 200, description = "Every key, newest first", body = ApiKeyList),
         OperatorFailures,
@@ -170,10 +164,7 @@ pub(crate) async fn list(
 
 /// Revokes a key: every process refuses its signatures within a few seconds.
 #[utoipa::path(
-    delete,
-    path = "/api-keys/{keyId}",
-    tag = "operators",
-    security(("bearer" = [])),
+    delete, path = "/api-keys/{keyId}", tag = "operators", security(("bearer" = [])),
     params(("keyId" = String, Path, description = "The key's id", pattern = "^[A-Za-z0-9_.:-]{1,64}$", min_length = 1, max_length = 64)),
     responses(
         (status = 200, description = "The key, revoked", body = ApiKeyView),
