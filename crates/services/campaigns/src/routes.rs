@@ -26,14 +26,13 @@ const READERS: &[Role] = &[Role::Admin, Role::Operator, Role::Analyst, Role::Vie
 const RETRIES: usize = 3;
 
 fn audit(op: &Operator, action: &str, before: Option<&Campaign>, after: &Campaign) -> AuditEntry {
-    AuditEntry {
-        at_ms: after.updated_at_ms,
-        actor: op.email.clone(),
-        action: action.to_owned(),
-        target: after.id.clone(),
-        before: before.map(audit_json),
-        after: Some(audit_json(after)),
-    }
+    op.audit(
+        after.updated_at_ms,
+        action,
+        &after.id,
+        before.map(audit_json),
+        Some(audit_json(after)),
+    )
 }
 
 async fn load(state: &CampaignsState, id: &str) -> Result<Campaign, Problem> {

@@ -8,7 +8,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use liveops_core::event::is_label;
-use liveops_core::stores::{AuditEntry, ClaimOutcome, InboxClaim, InboxMessage, Role};
+use liveops_core::stores::{ClaimOutcome, InboxClaim, InboxMessage, Role};
 use liveops_core::{now_ms, PlayerId, Receipt};
 use liveops_http::responses::{
     OperatorInputFailures, ReadFailures, SignedLookupFailures, TooLarge,
@@ -362,26 +362,18 @@ pub(crate) async fn send(
         })
         .collect();
     let ids: Vec<String> = messages.iter().map(|m| m.message_id.clone()).collect();
-    let audit = AuditEntry {
-        at_ms: now,
-        actor: op.email.clone(),
-        action: "inbox.send".into(),
-        target: if req.all == Some(true) {
-            "all".into()
-        } else {
-            format!("{} players", ids.len())
-        },
-        before: None,
-        after: Some(
-            serde_json::json!({
-                "messageIds": ids,
-                "title": title,
-                "attachments": req.attachments,
-                "expiresAt": rfc3339(expires),
-            })
-            .to_string(),
-        ),
+    let target = if req.all == Some(true) {
+        "all".into()
+    } else {
+        format!("{} players", ids.len())
     };
+    let after = serde_json::json!({
+        "messageIds": ids,
+        "title": title,
+        "attachments": req.attachments,
+        "expiresAt": rfc3339(expires),
+    });
+    let audit = op.audit(now, "inbox.send", target, None, Some(after.to_string()));
     state.inbox.send_messages(&messages, &audit).await?;
     tracing::info!(messages = ids.len(), "inbox messages sent");
     Ok((StatusCode::CREATED, Json(Sent { message_ids: ids })))

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use liveops_core::now_ms;
-use liveops_core::stores::{Attempt, AuditEntry, Delivery, DeliveryState, Role, Webhook};
+use liveops_core::stores::{Attempt, Delivery, DeliveryState, Role, Webhook};
 use liveops_http::responses::{OperatorFailures, OperatorInputFailures, OperatorLookupFailures};
 use liveops_http::{rfc3339, Bounded, IdPath, Json, Operator, Problem, Query};
 use serde::{Deserialize, Serialize};
@@ -197,14 +197,8 @@ pub(crate) async fn create(
         created_at_ms: now_ms(),
     };
     let view = WebhookView::from(&hook);
-    let audit = AuditEntry {
-        at_ms: hook.created_at_ms,
-        actor: op.email.clone(),
-        action: "webhook.create".into(),
-        target: hook.id.clone(),
-        before: None,
-        after: serde_json::to_string(&view).ok(),
-    };
+    let after = serde_json::to_string(&view).ok();
+    let audit = op.audit(hook.created_at_ms, "webhook.create", &hook.id, None, after);
     state.webhooks.create_webhook(&hook, &audit).await?;
     tracing::info!(webhook = %hook.id, url = %hook.url, "webhook created");
     Ok((StatusCode::CREATED, Json(view)))
@@ -245,14 +239,7 @@ pub(crate) async fn remove(
     IdPath(id): IdPath,
 ) -> Result<StatusCode, Problem> {
     op.require(WRITERS)?;
-    let audit = AuditEntry {
-        at_ms: now_ms(),
-        actor: op.email.clone(),
-        action: "webhook.delete".into(),
-        target: id.clone(),
-        before: None,
-        after: None,
-    };
+    let audit = op.audit(now_ms(), "webhook.delete", &id, None, None);
     if state.webhooks.delete_webhook(&id, &audit).await? {
         tracing::info!("webhook deleted");
         Ok(StatusCode::NO_CONTENT)

@@ -1,7 +1,7 @@
 //! `GET /fairness/players/{id}` and `GET /fairness/flags`.
 
 use axum::extract::State;
-use liveops_core::stores::{AuditEntry, Flag, Role};
+use liveops_core::stores::{Flag, Role};
 use liveops_core::{now_ms, EventType};
 use liveops_http::{rfc3339, Bounded, Json, Operator, PlayerPath, Problem, Query, Reader};
 use serde::{Deserialize, Serialize};
@@ -196,17 +196,14 @@ pub(crate) async fn unblock(
         "strikes": strikes,
     });
     let after = serde_json::json!({"blocked": false, "blockedUntil": null, "strikes": 0});
-    state
-        .audit
-        .record(&AuditEntry {
-            at_ms: now,
-            actor: op.email.clone(),
-            action: "player.unblock".into(),
-            target: p.to_owned(),
-            before: Some(before.to_string()),
-            after: Some(after.to_string()),
-        })
-        .await?;
+    let audit = op.audit(
+        now,
+        "player.unblock",
+        p,
+        Some(before.to_string()),
+        Some(after.to_string()),
+    );
+    state.audit.record(&audit).await?;
     tracing::info!(was_blocked = until.is_some(), "player unblocked");
     player_view(&state, p).await.map(Json)
 }

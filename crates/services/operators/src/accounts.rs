@@ -235,14 +235,13 @@ pub(crate) async fn update(
             ));
         }
     }
-    let audit = AuditEntry {
-        at_ms: after.updated_at_ms,
-        actor: op.email.clone(),
-        action: "operator.update".into(),
-        target: before.id.clone(),
-        before: Some(audit_json(&before)),
-        after: Some(audit_json(&after)),
-    };
+    let audit = op.audit(
+        after.updated_at_ms,
+        "operator.update",
+        &before.id,
+        Some(audit_json(&before)),
+        Some(audit_json(&after)),
+    );
     if !state
         .operators
         .update_operator(&before, &after, &audit)

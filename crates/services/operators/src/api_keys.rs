@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use liveops_core::now_ms;
-use liveops_core::stores::{ApiKeyInfo, AuditEntry, Role};
+use liveops_core::stores::{ApiKeyInfo, Role};
 use liveops_http::responses::{OperatorFailures, OperatorInputFailures, OperatorLookupFailures};
 use liveops_http::{check_id, rfc3339, Json, Operator, Path, Problem};
 use serde::{Deserialize, Serialize};
@@ -122,14 +122,13 @@ pub(crate) async fn create(
         revoked_at_ms: None,
     };
     let secret = hex::encode(rand::random::<[u8; 32]>());
-    let audit = AuditEntry {
-        at_ms: now,
-        actor: op.email.clone(),
-        action: "api_key.create".into(),
-        target: key.key_id.clone(),
-        before: None,
-        after: Some(audit_json(&key)),
-    };
+    let audit = op.audit(
+        now,
+        "api_key.create",
+        &key.key_id,
+        None,
+        Some(audit_json(&key)),
+    );
     state.keys.create_api_key(&key, &secret, &audit).await?;
     tracing::info!(key_id = %key.key_id, "API key created");
     Ok((
@@ -191,14 +190,13 @@ pub(crate) async fn revoke(
         revoked_at_ms: Some(now),
         ..before.clone()
     };
-    let audit = AuditEntry {
-        at_ms: now,
-        actor: op.email.clone(),
-        action: "api_key.revoke".into(),
-        target: key_id.clone(),
-        before: Some(audit_json(&before)),
-        after: Some(audit_json(&after)),
-    };
+    let audit = op.audit(
+        now,
+        "api_key.revoke",
+        &key_id,
+        Some(audit_json(&before)),
+        Some(audit_json(&after)),
+    );
     let revoked = state
         .keys
         .revoke_api_key(&key_id, &audit)
