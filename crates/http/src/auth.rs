@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use liveops_core::now_ms;
-use liveops_core::stores::{Role, Sessions};
+use liveops_core::stores::{AuditEntry, Role, Sessions};
 use sha2::{Digest, Sha256};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::Modify;
@@ -65,6 +65,26 @@ impl Operator {
             self.email,
             self.role.as_str()
         )))
+    }
+
+    /// The audit-log entry of this operator's `action` on `target` at `at_ms`, with the
+    /// target's state (JSON) `before` and `after` it, `None` where there was none.
+    pub fn audit(
+        &self,
+        at_ms: i64,
+        action: &str,
+        target: impl Into<String>,
+        before: Option<String>,
+        after: Option<String>,
+    ) -> AuditEntry {
+        AuditEntry {
+            at_ms,
+            actor: self.email.clone(),
+            action: action.to_owned(),
+            target: target.into(),
+            before,
+            after,
+        }
     }
 }
 

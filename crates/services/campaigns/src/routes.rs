@@ -26,14 +26,13 @@ const READERS: &[Role] = &[Role::Admin, Role::Operator, Role::Analyst, Role::Vie
 const RETRIES: usize = 3;
 
 fn audit(op: &Operator, action: &str, before: Option<&Campaign>, after: &Campaign) -> AuditEntry {
-    AuditEntry {
-        at_ms: after.updated_at_ms,
-        actor: op.email.clone(),
-        action: action.to_owned(),
-        target: after.id.clone(),
-        before: before.map(audit_json),
-        after: Some(audit_json(after)),
-    }
+    op.audit(
+        after.updated_at_ms,
+        action,
+        &after.id,
+        before.map(audit_json),
+        Some(audit_json(after)),
+    )
 }
 
 async fn load(state: &CampaignsState, id: &str) -> Result<Campaign, Problem> {
@@ -80,10 +79,7 @@ async fn replace(
 
 /// Creates a draft campaign.
 #[utoipa::path(
-    post,
-    path = "/campaigns",
-    tag = "campaigns",
-    security(("bearer" = [])),
+    post, path = "/campaigns", tag = "campaigns", security(("bearer" = [])),
     request_body = NewCampaign,
     responses(
         (status = 201, description = "The draft", body = CampaignView),
@@ -139,11 +135,7 @@ pub(crate) struct ListQuery {
 
 /// Campaigns, newest first.
 #[utoipa::path(
-    get,
-    path = "/campaigns",
-    tag = "campaigns",
-    security(("bearer" = [])),
-    params(ListQuery),
+    get, path = "/campaigns", tag = "campaigns", security(("bearer" = [])), params(ListQuery),
     responses(
         (status = 200, description = "Campaigns", body = CampaignList),
         ReadFailures,
@@ -165,11 +157,7 @@ pub(crate) async fn list(
 
 /// One campaign.
 #[utoipa::path(
-    get,
-    path = "/campaigns/{id}",
-    tag = "campaigns",
-    security(("bearer" = [])),
-    params(IdPath),
+    get, path = "/campaigns/{id}", tag = "campaigns", security(("bearer" = [])), params(IdPath),
     responses(
         (status = 200, description = "The campaign", body = CampaignView),
         LookupFailures,
@@ -187,11 +175,7 @@ pub(crate) async fn one(
 
 /// Changes a draft.
 #[utoipa::path(
-    patch,
-    path = "/campaigns/{id}",
-    tag = "campaigns",
-    security(("bearer" = [])),
-    params(IdPath),
+    patch, path = "/campaigns/{id}", tag = "campaigns", security(("bearer" = [])), params(IdPath),
     request_body = CampaignChange,
     responses(
         (status = 200, description = "The draft after the change", body = CampaignView),
@@ -248,10 +232,7 @@ fn changed_meanwhile() -> Problem {
 /// Schedules a draft: it is fixed from now on, a 32-byte random seed is drawn for its draw and
 /// `commitment = hex(SHA-256(seed))` published; it goes live at `startsAt`.
 #[utoipa::path(
-    post,
-    path = "/campaigns/{id}/schedule",
-    tag = "campaigns",
-    security(("bearer" = [])),
+    post, path = "/campaigns/{id}/schedule", tag = "campaigns", security(("bearer" = [])),
     params(IdPath),
     responses(
         (status = 200, description = "Scheduled, with its commitment", body = CampaignView),
@@ -293,10 +274,7 @@ pub(crate) async fn schedule(
 
 /// Cancels a campaign that has not ended: it takes no more entries and pays nothing.
 #[utoipa::path(
-    post,
-    path = "/campaigns/{id}/cancel",
-    tag = "campaigns",
-    security(("bearer" = [])),
+    post, path = "/campaigns/{id}/cancel", tag = "campaigns", security(("bearer" = [])),
     params(IdPath),
     responses(
         (status = 200, description = "Cancelled", body = CampaignView),

@@ -8,7 +8,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use liveops_core::event::is_label;
-use liveops_core::stores::{AuditEntry, ClaimOutcome, InboxClaim, InboxMessage, Role};
+use liveops_core::stores::{ClaimOutcome, InboxClaim, InboxMessage, Role};
 use liveops_core::{now_ms, PlayerId, Receipt};
 use liveops_http::responses::{
     OperatorInputFailures, ReadFailures, SignedLookupFailures, TooLarge,
@@ -130,10 +130,7 @@ fn view(m: InboxMessage, claimed_at: Option<i64>) -> MessageView {
 
 /// A player's inbox: their messages and everyone's, newest first.
 #[utoipa::path(
-    get,
-    path = "/players/{id}/inbox",
-    tag = "distribution",
-    params(PlayerPath, InboxQuery),
+    get, path = "/players/{id}/inbox", tag = "distribution", params(PlayerPath, InboxQuery),
     responses(
         (status = 200, description = "The messages", body = InboxView),
         ReadFailures,
@@ -157,9 +154,7 @@ pub(crate) async fn inbox(
 
 /// Claims a message: one receipt per attachment; claiming again answers the same receipts.
 #[utoipa::path(
-    post,
-    path = "/players/{id}/inbox/{messageId}/claim",
-    tag = "distribution",
+    post, path = "/players/{id}/inbox/{messageId}/claim", tag = "distribution",
     params(
         PlayerPath,
         ("messageId" = String, Path, description = "The message", pattern = "^[A-Za-z0-9_.:-]{1,64}$", min_length = 1, max_length = 64),
@@ -311,10 +306,7 @@ fn recipients(req: &SendRequest) -> Result<Vec<Option<String>>, Problem> {
 
 /// Sends a message to some players' inboxes, or to every player's.
 #[utoipa::path(
-    post,
-    path = "/inbox/messages",
-    tag = "distribution",
-    security(("bearer" = [])),
+    post, path = "/inbox/messages", tag = "distribution", security(("bearer" = [])),
     request_body = SendRequest,
     responses(
         (status = 201, description = "Sent", body = Sent),
@@ -370,26 +362,18 @@ pub(crate) async fn send(
         })
         .collect();
     let ids: Vec<String> = messages.iter().map(|m| m.message_id.clone()).collect();
-    let audit = AuditEntry {
-        at_ms: now,
-        actor: op.email.clone(),
-        action: "inbox.send".into(),
-        target: if req.all == Some(true) {
-            "all".into()
-        } else {
-            format!("{} players", ids.len())
-        },
-        before: None,
-        after: Some(
-            serde_json::json!({
-                "messageIds": ids,
-                "title": title,
-                "attachments": req.attachments,
-                "expiresAt": rfc3339(expires),
-            })
-            .to_string(),
-        ),
+    let target = if req.all == Some(true) {
+        "all".into()
+    } else {
+        format!("{} players", ids.len())
     };
+    let after = serde_json::json!({
+        "messageIds": ids,
+        "title": title,
+        "attachments": req.attachments,
+        "expiresAt": rfc3339(expires),
+    });
+    let audit = op.audit(now, "inbox.send", target, None, Some(after.to_string()));
     state.inbox.send_messages(&messages, &audit).await?;
     tracing::info!(messages = ids.len(), "inbox messages sent");
     Ok((StatusCode::CREATED, Json(Sent { message_ids: ids })))

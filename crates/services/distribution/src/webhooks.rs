@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use liveops_core::now_ms;
-use liveops_core::stores::{Attempt, AuditEntry, Delivery, DeliveryState, Role, Webhook};
+use liveops_core::stores::{Attempt, Delivery, DeliveryState, Role, Webhook};
 use liveops_http::responses::{OperatorFailures, OperatorInputFailures, OperatorLookupFailures};
 use liveops_http::{rfc3339, Bounded, IdPath, Json, Operator, Problem, Query};
 use serde::{Deserialize, Serialize};
@@ -148,10 +148,7 @@ fn delivery_view((d, attempts): (Delivery, Vec<Attempt>)) -> DeliveryView {
 
 /// Subscribes a URL to campaign events.
 #[utoipa::path(
-    post,
-    path = "/webhooks",
-    tag = "distribution",
-    security(("bearer" = [])),
+    post, path = "/webhooks", tag = "distribution", security(("bearer" = [])),
     request_body = NewWebhook,
     responses(
         (status = 201, description = "Subscribed", body = WebhookView),
@@ -200,14 +197,8 @@ pub(crate) async fn create(
         created_at_ms: now_ms(),
     };
     let view = WebhookView::from(&hook);
-    let audit = AuditEntry {
-        at_ms: hook.created_at_ms,
-        actor: op.email.clone(),
-        action: "webhook.create".into(),
-        target: hook.id.clone(),
-        before: None,
-        after: serde_json::to_string(&view).ok(),
-    };
+    let after = serde_json::to_string(&view).ok();
+    let audit = op.audit(hook.created_at_ms, "webhook.create", &hook.id, None, after);
     state.webhooks.create_webhook(&hook, &audit).await?;
     tracing::info!(webhook = %hook.id, url = %hook.url, "webhook created");
     Ok((StatusCode::CREATED, Json(view)))
@@ -215,10 +206,7 @@ pub(crate) async fn create(
 
 /// Every active webhook.
 #[utoipa::path(
-    get,
-    path = "/webhooks",
-    tag = "distribution",
-    security(("bearer" = [])),
+    get, path = "/webhooks", tag = "distribution", security(("bearer" = [])),
     responses(
         (status = 200, description = "The webhooks", body = WebhookList),
         OperatorFailures,
@@ -237,10 +225,7 @@ pub(crate) async fn list(
 
 /// Deletes a webhook; its pending deliveries are dead-lettered.
 #[utoipa::path(
-    delete,
-    path = "/webhooks/{id}",
-    tag = "distribution",
-    security(("bearer" = [])),
+    delete, path = "/webhooks/{id}", tag = "distribution", security(("bearer" = [])),
     params(IdPath),
     responses(
         (status = 204, description = "Deleted"),
@@ -254,14 +239,7 @@ pub(crate) async fn remove(
     IdPath(id): IdPath,
 ) -> Result<StatusCode, Problem> {
     op.require(WRITERS)?;
-    let audit = AuditEntry {
-        at_ms: now_ms(),
-        actor: op.email.clone(),
-        action: "webhook.delete".into(),
-        target: id.clone(),
-        before: None,
-        after: None,
-    };
+    let audit = op.audit(now_ms(), "webhook.delete", &id, None, None);
     if state.webhooks.delete_webhook(&id, &audit).await? {
         tracing::info!("webhook deleted");
         Ok(StatusCode::NO_CONTENT)
@@ -281,10 +259,7 @@ pub(crate) struct DeliveriesQuery {
 
 /// A webhook's deliveries and every attempt at each.
 #[utoipa::path(
-    get,
-    path = "/webhooks/{id}/deliveries",
-    tag = "distribution",
-    security(("bearer" = [])),
+    get, path = "/webhooks/{id}/deliveries", tag = "distribution", security(("bearer" = [])),
     params(IdPath, DeliveriesQuery),
     responses(
         (status = 200, description = "Deliveries, newest first", body = DeliveryList),

@@ -95,7 +95,7 @@ pub async fn run_consumer(
 
 /// Retries `$call` (an expression yielding a `PortResult`) until it succeeds or shutdown.
 macro_rules! retrying {
-    ($backoff:expr, $shutdown:expr, $what:literal, $call:expr) => {
+    ($backoff:expr, $shutdown:expr, $what:expr, $call:expr) => {
         loop {
             match $call {
                 Ok(v) => break v,
@@ -176,21 +176,18 @@ async fn handle_batch(
             accepted.push(message);
         }
     }
-    if !accepted.is_empty() {
-        retrying!(
-            backoff,
-            shutdown,
-            "forward",
-            state.bus.publish(topics::ACCEPTED, accepted.clone()).await
-        );
-    }
-    if !flagged.is_empty() {
-        retrying!(
-            backoff,
-            shutdown,
-            "quarantine",
-            state.bus.publish(topics::FLAGGED, flagged.clone()).await
-        );
+    for (step, topic, messages) in [
+        ("forward", topics::ACCEPTED, &accepted),
+        ("quarantine", topics::FLAGGED, &flagged),
+    ] {
+        if !messages.is_empty() {
+            retrying!(
+                backoff,
+                shutdown,
+                step,
+                state.bus.publish(topic, messages.clone()).await
+            );
+        }
     }
 
     let cfg = &state.config;

@@ -1,7 +1,7 @@
 //! `GET /fairness/players/{id}` and `GET /fairness/flags`.
 
 use axum::extract::State;
-use liveops_core::stores::{AuditEntry, Flag, Role};
+use liveops_core::stores::{Flag, Role};
 use liveops_core::{now_ms, EventType};
 use liveops_http::{rfc3339, Bounded, Json, Operator, PlayerPath, Problem, Query, Reader};
 use serde::{Deserialize, Serialize};
@@ -98,10 +98,7 @@ impl From<Flag> for FlagView {
 
 /// A player's fairness standing: block, strikes and recent flags.
 #[utoipa::path(
-    get,
-    path = "/fairness/players/{id}",
-    tag = "fairness",
-    security((), ("bearer" = [])),
+    get, path = "/fairness/players/{id}", tag = "fairness", security((), ("bearer" = [])),
     params(PlayerPath),
     responses(
         (status = 200, description = "The player's standing", body = PlayerFairness),
@@ -145,10 +142,7 @@ async fn player_view(state: &FairnessState, player: &str) -> Result<PlayerFairne
 
 /// Recent flagged events across all players, newest first.
 #[utoipa::path(
-    get,
-    path = "/fairness/flags",
-    tag = "fairness",
-    security((), ("bearer" = [])),
+    get, path = "/fairness/flags", tag = "fairness", security((), ("bearer" = [])),
     params(FlagsQuery),
     responses(
         (status = 200, description = "Recent flags", body = FlagList),
@@ -174,10 +168,7 @@ pub(crate) async fn flags(
 
 /// Lifts a player's block and forgets their strikes at once; recorded in the audit log.
 #[utoipa::path(
-    delete,
-    path = "/fairness/players/{id}/block",
-    tag = "fairness",
-    security(("bearer" = [])),
+    delete, path = "/fairness/players/{id}/block", tag = "fairness", security(("bearer" = [])),
     params(PlayerPath),
     responses(
         (status = 200, description = "The player's standing after the unblock", body = PlayerFairness),
@@ -205,17 +196,14 @@ pub(crate) async fn unblock(
         "strikes": strikes,
     });
     let after = serde_json::json!({"blocked": false, "blockedUntil": null, "strikes": 0});
-    state
-        .audit
-        .record(&AuditEntry {
-            at_ms: now,
-            actor: op.email.clone(),
-            action: "player.unblock".into(),
-            target: p.to_owned(),
-            before: Some(before.to_string()),
-            after: Some(after.to_string()),
-        })
-        .await?;
+    let audit = op.audit(
+        now,
+        "player.unblock",
+        p,
+        Some(before.to_string()),
+        Some(after.to_string()),
+    );
+    state.audit.record(&audit).await?;
     tracing::info!(was_blocked = until.is_some(), "player unblocked");
     player_view(&state, p).await.map(Json)
 }

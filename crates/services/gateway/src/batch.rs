@@ -88,9 +88,7 @@ impl ItemResult {
 
 /// Accepts a batch of gameplay events signed as one request.
 #[utoipa::path(
-    post,
-    path = "/events/batch",
-    tag = "gateway",
+    post, path = "/events/batch", tag = "gateway",
     request_body(content = BatchBody, description = "`{\"events\": [...]}` or a bare array; 1..=500 events, at most 1 MiB, one signature over the whole body"),
     params(SignatureHeaders, IdempotencyHeader),
     responses(

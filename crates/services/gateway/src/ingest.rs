@@ -46,9 +46,7 @@ pub(crate) fn envelope(event: Event, event_id: Uuid, received_at: i64) -> (Uuid,
 
 /// Accepts one gameplay event.
 #[utoipa::path(
-    post,
-    path = "/events",
-    tag = "gateway",
+    post, path = "/events", tag = "gateway",
     request_body(content = Event, description = "A gameplay event (see `sample_events/`)"),
     params(SignatureHeaders, IdempotencyHeader),
     responses(

@@ -201,10 +201,7 @@ fn not_found_board(board: &Board) -> Problem {
 
 /// The top of a board: live for the current and previous period, else its archived snapshot.
 #[utoipa::path(
-    get,
-    path = "/leaderboard",
-    tag = "leaderboard",
-    params(TopQuery),
+    get, path = "/leaderboard", tag = "leaderboard", params(TopQuery),
     responses(
         (status = 200, description = "Ranked players", body = LeaderboardView),
         LookupFailures,
@@ -283,10 +280,7 @@ fn ensure_loaded(state: &LeaderboardState) -> Result<(), Problem> {
 
 /// A player's rank and score with neighbours above and below.
 #[utoipa::path(
-    get,
-    path = "/leaderboard/players/{id}",
-    tag = "leaderboard",
-    params(PlayerPath, RankQuery),
+    get, path = "/leaderboard/players/{id}", tag = "leaderboard", params(PlayerPath, RankQuery),
     responses(
         (status = 200, description = "The player's standing", body = PlayerRankView),
         LookupFailures,
@@ -382,10 +376,7 @@ fn history_view(state: &LeaderboardState, s: Snapshot) -> Result<HistoryView, Pr
 
 /// An archived board; without `period`, the most recent final one (the latest hall of fame).
 #[utoipa::path(
-    get,
-    path = "/leaderboard/history",
-    tag = "leaderboard",
-    params(HistoryQuery),
+    get, path = "/leaderboard/history", tag = "leaderboard", params(HistoryQuery),
     responses(
         (status = 200, description = "The archived snapshot", body = HistoryView),
         LookupFailures,
@@ -427,10 +418,7 @@ pub(crate) async fn get_history(
 
 /// Periods of a window with an archived snapshot, newest first (the hall of fame index).
 #[utoipa::path(
-    get,
-    path = "/leaderboard/history/periods",
-    tag = "leaderboard",
-    params(PeriodsQuery),
+    get, path = "/leaderboard/history/periods", tag = "leaderboard", params(PeriodsQuery),
     responses(
         (status = 200, description = "Archived periods", body = PeriodsView),
         ReadFailures,

@@ -107,7 +107,7 @@ fn period(window: Window, at: i64) -> String {
     Calendar::default().period_at_ms(window, at).id
 }
 
-fn ranking(body: &Value) -> Vec<(u64, String, i64)> {
+fn ranking(body: &Value) -> Vec<(u64, &str, i64)> {
     body["entries"]
         .as_array()
         .unwrap()
@@ -115,7 +115,7 @@ fn ranking(body: &Value) -> Vec<(u64, String, i64)> {
         .map(|e| {
             (
                 e["rank"].as_u64().unwrap(),
-                e["playerId"].as_str().unwrap().to_owned(),
+                e["playerId"].as_str().unwrap(),
                 e["score"].as_i64().unwrap(),
             )
         })
@@ -144,7 +144,7 @@ async fn scores_count_in_every_window() {
         assert!(body["to"].as_str().unwrap() > body["from"].as_str().unwrap());
         assert_eq!(
             ranking(&body),
-            [(1, "player_1".to_owned(), 2650)],
+            [(1, "player_1", 2650)],
             "{window}: a drop scores nothing"
         );
     }
@@ -169,11 +169,7 @@ async fn the_top_is_ordered_and_limited() {
         .await;
     assert_eq!(
         ranking(&body),
-        [
-            (1, "bob".to_owned(), 900),
-            (2, "alice".to_owned(), 350),
-            (3, "carol".to_owned(), 300)
-        ]
+        [(1, "bob", 900), (2, "alice", 350), (3, "carol", 300)]
     );
     // The first configured window is the default, and so is LB_TOPN.
     let body = app.ok(&format!("/leaderboard?period={p}")).await;
@@ -248,13 +244,7 @@ async fn a_redelivered_event_counts_once() {
     let body = app
         .ok(&format!("/leaderboard?window=seasonal&period={p}"))
         .await;
-    assert_eq!(
-        ranking(&body),
-        [
-            (1, "player_1".to_owned(), 1000),
-            (2, "player_2".to_owned(), 10)
-        ]
-    );
+    assert_eq!(ranking(&body), [(1, "player_1", 1000), (2, "player_2", 10)]);
     let board = Board {
         window: Window::Seasonal,
         period: p,

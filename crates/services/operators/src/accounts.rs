@@ -138,10 +138,7 @@ pub(crate) struct AuditQuery {
 
 /// Adds an operator.
 #[utoipa::path(
-    post,
-    path = "/operators",
-    tag = "operators",
-    security(("bearer" = [])),
+    post, path = "/operators", tag = "operators", security(("bearer" = [])),
     request_body = NewOperator,
     responses(
         (status = 201, description = "Created", body = OperatorView),
@@ -183,10 +180,7 @@ pub(crate) async fn create(
 
 /// Every operator.
 #[utoipa::path(
-    get,
-    path = "/operators",
-    tag = "operators",
-    security(("bearer" = [])),
+    get, path = "/operators", tag = "operators", security(("bearer" = [])),
     responses(
         (status = 200, description = "Every operator, oldest first", body = OperatorsList),
         OperatorFailures,
@@ -206,11 +200,7 @@ pub(crate) async fn list(
 /// Changes an operator's role or disables them (closing their sessions at once). The last
 /// enabled admin cannot be demoted or disabled.
 #[utoipa::path(
-    patch,
-    path = "/operators/{id}",
-    tag = "operators",
-    security(("bearer" = [])),
-    params(IdPath),
+    patch, path = "/operators/{id}", tag = "operators", security(("bearer" = [])), params(IdPath),
     request_body = OperatorChange,
     responses(
         (status = 200, description = "The operator after the change", body = OperatorView),
@@ -245,14 +235,13 @@ pub(crate) async fn update(
             ));
         }
     }
-    let audit = AuditEntry {
-        at_ms: after.updated_at_ms,
-        actor: op.email.clone(),
-        action: "operator.update".into(),
-        target: before.id.clone(),
-        before: Some(audit_json(&before)),
-        after: Some(audit_json(&after)),
-    };
+    let audit = op.audit(
+        after.updated_at_ms,
+        "operator.update",
+        &before.id,
+        Some(audit_json(&before)),
+        Some(audit_json(&after)),
+    );
     if !state
         .operators
         .update_operator(&before, &after, &audit)
@@ -273,11 +262,7 @@ pub(crate) async fn update(
 
 /// The audit log: every change, who made it, when, before and after.
 #[utoipa::path(
-    get,
-    path = "/audit",
-    tag = "operators",
-    security(("bearer" = [])),
-    params(AuditQuery),
+    get, path = "/audit", tag = "operators", security(("bearer" = [])), params(AuditQuery),
     responses(
         (status = 200, description = "The latest changes, newest first", body = AuditList),
         OperatorInputFailures,

@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use liveops_core::now_ms;
-use liveops_core::stores::{ApiKeyInfo, AuditEntry, Role};
+use liveops_core::stores::{ApiKeyInfo, Role};
 use liveops_http::responses::{OperatorFailures, OperatorInputFailures, OperatorLookupFailures};
 use liveops_http::{check_id, rfc3339, Json, Operator, Path, Problem};
 use serde::{Deserialize, Serialize};
@@ -86,10 +86,7 @@ fn audit_json(k: &ApiKeyInfo) -> String {
 
 /// Creates an API key for a game server.
 #[utoipa::path(
-    post,
-    path = "/api-keys",
-    tag = "operators",
-    security(("bearer" = [])),
+    post, path = "/api-keys", tag = "operators", security(("bearer" = [])),
     request_body = NewApiKey,
     responses(
         (status = 201, description = "The key, with its secret (shown this once)", body = CreatedApiKey),
@@ -125,14 +122,13 @@ pub(crate) async fn create(
         revoked_at_ms: None,
     };
     let secret = hex::encode(rand::random::<[u8; 32]>());
-    let audit = AuditEntry {
-        at_ms: now,
-        actor: op.email.clone(),
-        action: "api_key.create".into(),
-        target: key.key_id.clone(),
-        before: None,
-        after: Some(audit_json(&key)),
-    };
+    let audit = op.audit(
+        now,
+        "api_key.create",
+        &key.key_id,
+        None,
+        Some(audit_json(&key)),
+    );
     state.keys.create_api_key(&key, &secret, &audit).await?;
     tracing::info!(key_id = %key.key_id, "API key created");
     Ok((
@@ -148,10 +144,7 @@ pub(crate) async fn create(
 
 /// Every API key, without secrets.
 #[utoipa::path(
-    get,
-    path = "/api-keys",
-    tag = "operators",
-    security(("bearer" = [])),
+    get, path = "/api-keys", tag = "operators", security(("bearer" = [])),
     responses(
         (status = 200, description = "Every key, newest first", body = ApiKeyList),
         OperatorFailures,
@@ -170,10 +163,7 @@ pub(crate) async fn list(
 
 /// Revokes a key: every process refuses its signatures within a few seconds.
 #[utoipa::path(
-    delete,
-    path = "/api-keys/{keyId}",
-    tag = "operators",
-    security(("bearer" = [])),
+    delete, path = "/api-keys/{keyId}", tag = "operators", security(("bearer" = [])),
     params(("keyId" = String, Path, description = "The key's id", pattern = "^[A-Za-z0-9_.:-]{1,64}$", min_length = 1, max_length = 64)),
     responses(
         (status = 200, description = "The key, revoked", body = ApiKeyView),
@@ -200,14 +190,13 @@ pub(crate) async fn revoke(
         revoked_at_ms: Some(now),
         ..before.clone()
     };
-    let audit = AuditEntry {
-        at_ms: now,
-        actor: op.email.clone(),
-        action: "api_key.revoke".into(),
-        target: key_id.clone(),
-        before: Some(audit_json(&before)),
-        after: Some(audit_json(&after)),
-    };
+    let audit = op.audit(
+        now,
+        "api_key.revoke",
+        &key_id,
+        Some(audit_json(&before)),
+        Some(audit_json(&after)),
+    );
     let revoked = state
         .keys
         .revoke_api_key(&key_id, &audit)

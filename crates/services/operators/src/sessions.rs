@@ -94,9 +94,7 @@ fn bad_login() -> Problem {
 
 /// Logs an operator in: an opaque bearer token valid for `SESSION_TTL_SEC` (12 h by default).
 #[utoipa::path(
-    post,
-    path = "/auth/login",
-    tag = "operators",
+    post, path = "/auth/login", tag = "operators",
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in", body = LoginAnswer),
@@ -173,10 +171,7 @@ pub(crate) async fn login(
 
 /// Closes the session of the token sent.
 #[utoipa::path(
-    post,
-    path = "/auth/logout",
-    tag = "operators",
-    security(("bearer" = [])),
+    post, path = "/auth/logout", tag = "operators", security(("bearer" = [])),
     responses(
         (status = 204, description = "Signed out: the token no longer works"),
         Unauthenticated,
@@ -195,10 +190,7 @@ pub(crate) async fn logout(
 
 /// Who the token belongs to.
 #[utoipa::path(
-    get,
-    path = "/auth/me",
-    tag = "operators",
-    security(("bearer" = [])),
+    get, path = "/auth/me", tag = "operators", security(("bearer" = [])),
     responses(
         (status = 200, description = "The signed-in operator", body = OperatorView),
         Unauthenticated,

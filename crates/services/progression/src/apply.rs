@@ -170,6 +170,15 @@ mod tests {
         envelope(player, received::drop(item), T)
     }
 
+    /// The ids of the rewards a plan grants, in order.
+    fn reward_ids(plan: &Plan) -> Vec<&str> {
+        plan.commit
+            .rewards
+            .iter()
+            .map(|(_, r)| r.reward_id.as_str())
+            .collect()
+    }
+
     #[test]
     fn accumulates_xp_in_order_and_rewards_every_level_crossed() {
         let cal = Calendar::default();
@@ -184,13 +193,7 @@ mod tests {
         let plan = plan(&events, &cal, &curve, &before);
         // 500 → 1100 (level 2) → 1700 → 3700 (levels 3 and 4).
         assert_eq!(plan.level_ups, 3);
-        let ids: Vec<_> = plan
-            .commit
-            .rewards
-            .iter()
-            .map(|(_, r)| r.reward_id.as_str())
-            .collect();
-        assert_eq!(ids, ["level:1:2", "level:1:3", "level:1:4"]);
+        assert_eq!(reward_ids(&plan), ["level:1:2", "level:1:3", "level:1:4"]);
         assert_eq!(plan.commit.rewards[2].1.item, "level_4_chest");
         assert!(plan
             .commit
@@ -220,13 +223,7 @@ mod tests {
             vec![("player_1".to_owned(), 1), ("player_1".to_owned(), 2)]
         );
         let plan = plan(&events, &cal, &LevelCurve::default(), &HashMap::new());
-        let ids: Vec<_> = plan
-            .commit
-            .rewards
-            .iter()
-            .map(|(_, r)| r.reward_id.clone())
-            .collect();
-        assert_eq!(ids, ["level:1:2", "level:2:2"]);
+        assert_eq!(reward_ids(&plan), ["level:1:2", "level:2:2"]);
         assert_eq!(plan.commit.xp.len(), 2);
     }
 

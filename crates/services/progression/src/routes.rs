@@ -75,10 +75,7 @@ fn json_bytes(body: Bytes) -> Response {
 
 /// A player's XP, level, inventory and pending rewards.
 #[utoipa::path(
-    get,
-    path = "/players/{id}/progress",
-    tag = "progression",
-    params(PlayerPath, ProgressQuery),
+    get, path = "/players/{id}/progress", tag = "progression", params(PlayerPath, ProgressQuery),
     responses(
         (status = 200, description = "The player's progress (zeros for an unknown player)", body = ProgressView),
         ReadFailures,
@@ -167,9 +164,7 @@ fn parse_claim(body: &[u8]) -> Result<(PlayerId, String), Problem> {
 
 /// Claims a pending reward and returns its signed receipt; claiming again returns the same one.
 #[utoipa::path(
-    post,
-    path = "/rewards/claim",
-    tag = "progression",
+    post, path = "/rewards/claim", tag = "progression",
     request_body = ClaimRequest,
     params(SignatureHeaders),
     responses(
@@ -242,9 +237,7 @@ pub(crate) async fn claim_reward(
 
 /// Checks a receipt's signature: any tampered field makes it invalid.
 #[utoipa::path(
-    post,
-    path = "/receipts/verify",
-    tag = "progression",
+    post, path = "/receipts/verify", tag = "progression",
     request_body = Receipt,
     responses(
         (status = 200, description = "Whether the receipt is authentic", body = Verification),

@@ -102,15 +102,29 @@ impl TestApp {
         served::call(&self.router, req).await
     }
 
+    async fn get(&self, uri: &str) -> served::Reply {
+        served::get(&self.router, uri).await
+    }
+
     async fn progress(&self, player: &str) -> (StatusCode, Value) {
-        let (s, _, v) = self
-            .call(
-                Request::get(format!("/players/{player}/progress"))
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await;
+        let (s, _, v) = self.get(&format!("/players/{player}/progress")).await;
         (s, v)
+    }
+
+    /// Gives `player` `delta` XP (enough for a level) and answers the id of the first reward
+    /// it made pending.
+    async fn earn_reward(&self, player: &str, delta: u32) -> String {
+        self.publish(&[xp(player, delta)]).await;
+        self.drain().await;
+        let (_, body) = self.progress(player).await;
+        reward_ids(&body).remove(0)
+    }
+
+    /// Asserts `player` holds one `item` and nothing else, and has no reward left to claim.
+    async fn assert_claimed_only(&self, player: &str, item: &str) {
+        let (_, body) = self.progress(player).await;
+        assert_eq!(body["inventory"], json!([{"item": item, "quantity": 1}]));
+        assert_eq!(body["pendingRewards"], json!([]));
     }
 
     async fn claim_raw(&self, body: Vec<u8>, sign: bool) -> (StatusCode, String, Value) {
@@ -228,21 +242,13 @@ async fn a_drop_goes_to_the_inventory_and_waits_for_its_receipt() {
     let (status, receipt) = app.claim("player_3", &format!("drop:{}", d.event_id)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(receipt["item"], "epic_sword_001");
-    let (_, body) = app.progress("player_3").await;
-    assert_eq!(
-        body["inventory"],
-        json!([{"item": "epic_sword_001", "quantity": 1}])
-    );
-    assert_eq!(body["pendingRewards"], json!([]));
+    app.assert_claimed_only("player_3", "epic_sword_001").await;
 }
 
 #[tokio::test]
 async fn a_claim_issues_a_receipt_that_verifies_and_claiming_again_returns_it() {
     let app = spawn_app().await;
-    app.publish(&[xp("player_4", 1500)]).await;
-    app.drain().await;
-    let (_, body) = app.progress("player_4").await;
-    let reward = reward_ids(&body).remove(0);
+    let reward = app.earn_reward("player_4", 1500).await;
 
     let (status, receipt) = app.claim("player_4", &reward).await;
     assert_eq!(status, StatusCode::OK, "{receipt}");
@@ -261,12 +267,7 @@ async fn a_claim_issues_a_receipt_that_verifies_and_claiming_again_returns_it() 
     assert_eq!(again, receipt, "the same receipt, not a new one");
 
     // The level chest went to the inventory and the reward is no longer pending.
-    let (_, body) = app.progress("player_4").await;
-    assert_eq!(
-        body["inventory"],
-        json!([{"item": "level_2_chest", "quantity": 1}])
-    );
-    assert_eq!(body["pendingRewards"], json!([]));
+    app.assert_claimed_only("player_4", "level_2_chest").await;
 }
 
 #[tokio::test]
@@ -291,10 +292,7 @@ async fn claiming_what_was_not_earned_is_a_conflict() {
         assert_eq!(body["status"], 409);
     }
     // Another player's reward is not yours.
-    app.publish(&[xp("player_6", 1000)]).await;
-    app.drain().await;
-    let (_, body) = app.progress("player_6").await;
-    let reward = reward_ids(&body).remove(0);
+    let reward = app.earn_reward("player_6", 1000).await;
     let (status, _) = app.claim("player_5", &reward).await;
     assert_eq!(status, StatusCode::CONFLICT);
 }
@@ -365,10 +363,7 @@ async fn malformed_claims_name_the_field_and_big_bodies_are_refused() {
 #[tokio::test]
 async fn a_tampered_receipt_does_not_verify() {
     let app = spawn_app().await;
-    app.publish(&[xp("player_10", 1000)]).await;
-    app.drain().await;
-    let (_, body) = app.progress("player_10").await;
-    let reward = reward_ids(&body).remove(0);
+    let reward = app.earn_reward("player_10", 1000).await;
     let (_, receipt) = app.claim("player_10", &reward).await;
     assert_eq!(app.verify(&receipt).await.1["valid"], true);
 
@@ -454,11 +449,7 @@ async fn boss_kills_do_not_change_progression_and_seasons_are_separate() {
     let cal = Calendar::default();
     let past = cal.season_at(chrono::Utc::now() - chrono::Duration::days(200));
     let (_, _, body) = app
-        .call(
-            Request::get(format!("/players/player_14/progress?season={past}"))
-                .body(Body::empty())
-                .unwrap(),
-        )
+        .get(&format!("/players/player_14/progress?season={past}"))
         .await;
     assert_eq!(body["season"], past);
     assert_eq!(body["xp"], 1000);
@@ -475,9 +466,7 @@ async fn bad_player_ids_and_seasons_are_400_problems() {
         "/players/player_1/progress?season=x",
         "/players/player_1/progress?season=99999999999",
     ] {
-        let (status, ctype, body) = app
-            .call(Request::get(uri).body(Body::empty()).unwrap())
-            .await;
+        let (status, ctype, body) = app.get(uri).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
         assert_eq!(ctype, "application/problem+json");
         assert!(body["field"].is_string(), "{uri}: {body}");

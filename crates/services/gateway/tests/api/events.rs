@@ -154,24 +154,17 @@ async fn bad_signatures_are_401_problems() {
 #[tokio::test]
 async fn a_rotated_key_is_picked_by_key_id() {
     let app = spawn_app();
-    let body = serde_json::to_vec(&sample("progression")).unwrap();
-    let res = app
-        .send(
-            "/events",
-            body.clone(),
-            &app.sign(&body, now_s(), Some("k2")),
-        )
-        .await;
-    assert_eq!(res.status, 202, "{:?}", res.body);
-    let body = serde_json::to_vec(&sample("boss_kill")).unwrap();
-    let res = app
-        .send(
-            "/events",
-            body.clone(),
-            &app.sign(&body, now_s(), Some("k1")),
-        )
-        .await;
-    assert_eq!(res.status, 202, "{:?}", res.body);
+    for (event, key_id) in [("progression", "k2"), ("boss_kill", "k1")] {
+        let body = serde_json::to_vec(&sample(event)).unwrap();
+        let res = app
+            .send(
+                "/events",
+                body.clone(),
+                &app.sign(&body, now_s(), Some(key_id)),
+            )
+            .await;
+        assert_eq!(res.status, 202, "{key_id}: {:?}", res.body);
+    }
     assert_eq!(app.ingested().await.len(), 2);
 }
 
