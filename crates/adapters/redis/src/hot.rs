@@ -106,10 +106,7 @@ pub struct RedisHotState {
 
 impl std::fmt::Debug for RedisHotState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisHotState")
-            .field("conn", &self.conn)
-            .field("prefix", &self.prefix)
-            .finish()
+        super::conn::fmt_store(f, "RedisHotState", &self.conn, &self.prefix)
     }
 }
 
