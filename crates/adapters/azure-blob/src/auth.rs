@@ -15,22 +15,26 @@ pub(crate) enum Auth {
     Sas(String),
 }
 
+/// What of a request the Shared Key signature covers.
+#[derive(Clone, Copy)]
+pub(crate) struct Signed<'a> {
+    pub(crate) method: &'a Method,
+    pub(crate) url: &'a Url,
+    /// The request's `x-ms-*` headers.
+    pub(crate) ms: &'a [(String, String)],
+    /// The body's length in bytes.
+    pub(crate) length: usize,
+    /// The body's content type ("" for none).
+    pub(crate) content_type: &'a str,
+}
+
 impl Auth {
-    /// The `Authorization` header for a request, if this scheme uses one. `ms` are the
-    /// request's `x-ms-*` headers; `length` and `content_type` describe its body.
-    pub(crate) fn authorization(
-        &self,
-        account: &str,
-        method: &Method,
-        url: &Url,
-        ms: &[(String, String)],
-        length: usize,
-        content_type: &str,
-    ) -> Option<String> {
+    /// The `Authorization` header for `request` to `account`, if this scheme uses one.
+    pub(crate) fn authorization(&self, account: &str, request: &Signed<'_>) -> Option<String> {
         let Auth::SharedKey(key) = self else {
             return None;
         };
-        let to_sign = string_to_sign(account, method, url, ms, length, content_type);
+        let to_sign = string_to_sign(account, request);
         let mut mac = Hmac::<Sha256>::new_from_slice(key).ok()?;
         mac.update(to_sign.as_bytes());
         let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
@@ -39,14 +43,14 @@ impl Auth {
 }
 
 /// The Blob service's string to sign (versions 2015-02-21 and later: a zero length is empty).
-fn string_to_sign(
-    account: &str,
-    method: &Method,
-    url: &Url,
-    ms: &[(String, String)],
-    length: usize,
-    content_type: &str,
-) -> String {
+fn string_to_sign(account: &str, request: &Signed<'_>) -> String {
+    let Signed {
+        method,
+        url,
+        ms,
+        length,
+        content_type,
+    } = *request;
     let length = if length == 0 {
         String::new()
     } else {
@@ -104,14 +108,32 @@ mod tests {
                 "Mon, 01 Dec 2026 10:15:00 GMT".to_owned(),
             ),
         ];
-        let s = string_to_sign("devstoreaccount1", &Method::PUT, &url, &ms, 5, "");
+        let s = string_to_sign(
+            "devstoreaccount1",
+            &Signed {
+                method: &Method::PUT,
+                url: &url,
+                ms: &ms,
+                length: 5,
+                content_type: "",
+            },
+        );
         assert_eq!(
             s,
             "PUT\n\n\n5\n\n\n\n\n\n\n\n\n\
              x-ms-date:Mon, 01 Dec 2026 10:15:00 GMT\nx-ms-version:2021-08-06\n\
              /devstoreaccount1/devstoreaccount1/backups/a.db\nblockid:YmxvY2s=\ncomp:block"
         );
-        let empty = string_to_sign("acct", &Method::GET, &url, &[], 0, "");
+        let empty = string_to_sign(
+            "acct",
+            &Signed {
+                method: &Method::GET,
+                url: &url,
+                ms: &[],
+                length: 0,
+                content_type: "",
+            },
+        );
         assert!(empty.starts_with("GET\n\n\n\n"), "{empty:?}");
     }
 }

@@ -164,10 +164,14 @@ impl BlobContainer {
         );
         let (length, content_type) = body.as_ref().map_or((0, ""), |(b, t)| (b.len(), *t));
         let mut req = self.http.request(method.clone(), url.clone());
-        if let Some(authorization) =
-            self.auth
-                .authorization(&self.account, &method, &url, &ms, length, content_type)
-        {
+        let signed = auth::Signed {
+            method: &method,
+            url: &url,
+            ms: &ms,
+            length,
+            content_type,
+        };
+        if let Some(authorization) = self.auth.authorization(&self.account, &signed) {
             req = req.header("authorization", authorization);
         }
         for (k, v) in &ms {

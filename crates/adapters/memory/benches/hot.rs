@@ -37,6 +37,13 @@ where
     })
 }
 
+/// `count` keys not used before, named by `name`; `next` counts the keys made so far.
+fn fresh_keys(next: &mut u64, count: u64, name: impl Fn(u64) -> String) -> Vec<String> {
+    let keys = (*next..*next + count).map(name).collect();
+    *next += count;
+    keys
+}
+
 fn bench(c: &mut Criterion) {
     let rt = runtime();
     let mut g = c.benchmark_group("hot_state");
@@ -48,10 +55,7 @@ fn bench(c: &mut Criterion) {
     let mut next = 0u64;
     g.bench_function("idem_begin/fresh", |b| {
         b.iter_custom(|iters| {
-            let keys: Vec<String> = (next..next + iters)
-                .map(|i| format!("gateway:events:{i}"))
-                .collect();
-            next += iters;
+            let keys = fresh_keys(&mut next, iters, |i| format!("gateway:events:{i}"));
             let d = timed(&rt, iters, 0, |i| {
                 hot.idem_begin(&keys[i as usize], FINGERPRINT, TTL)
             });
@@ -86,10 +90,7 @@ fn bench(c: &mut Criterion) {
     let mut next = 0u64;
     g.bench_function("first_use", |b| {
         b.iter_custom(|iters| {
-            let sigs: Vec<String> = (next..next + iters)
-                .map(|i| format!("sha256={i:064x}"))
-                .collect();
-            next += iters;
+            let sigs = fresh_keys(&mut next, iters, |i| format!("sha256={i:064x}"));
             timed(&rt, iters, 0, |i| guard.first_use(&sigs[i as usize], TTL))
         })
     });

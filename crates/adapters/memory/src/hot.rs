@@ -90,19 +90,30 @@ impl Strikes {
         let older = self.at.partition_point(|&t| t <= after);
         (self.at.len() - older) as u32
     }
+}
 
-    /// How many of `map[key]` fall within `window` before `now_ms`.
-    fn count(map: &HashMap<Box<str>, Strikes>, key: &str, now_ms: i64, window: Duration) -> u32 {
-        let after = now_ms.saturating_sub(millis(window));
-        map.get(key).map_or(0, |s| s.count_after(after))
+/// Strike times per key: the strikes of each player, or the attempts on each key.
+#[derive(Debug, Default)]
+struct StrikeLog(HashMap<Box<str>, Strikes>);
+
+impl StrikeLog {
+    fn len(&self) -> usize {
+        self.0.len()
     }
 
-    /// Records one at `at_ms` in `map[key]`; returns how many fall within `window` of it.
-    fn record(map: &mut HashMap<Box<str>, Strikes>, key: &str, at_ms: i64, window: i64) -> u32 {
+    /// How many of `key`'s fall within `window` before `now_ms`.
+    fn count(&self, key: &str, now_ms: i64, window: Duration) -> u32 {
+        let after = now_ms.saturating_sub(millis(window));
+        self.0.get(key).map_or(0, |s| s.count_after(after))
+    }
+
+    /// Records one of `key`'s at `at_ms`; returns how many fall within `window` of it.
+    fn record(&mut self, key: &str, at_ms: i64, window: Duration) -> u32 {
+        let window = millis(window);
         let after = at_ms.saturating_sub(window);
-        let strikes = match map.get_mut(key) {
+        let strikes = match self.0.get_mut(key) {
             Some(s) => s,
-            None => map.entry(key.into()).or_default(),
+            None => self.0.entry(key.into()).or_default(),
         };
         let pos = strikes.at.partition_point(|&t| t <= at_ms);
         strikes.at.insert(pos, at_ms);
@@ -112,6 +123,16 @@ impl Strikes {
         strikes.keep_until = strikes.keep_until.max(at_ms.saturating_add(window));
         strikes.count_after(after)
     }
+
+    /// Forgets all of `key`'s.
+    fn forget(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+
+    /// Drops the keys none of whose times is inside its window at `now_ms` any more.
+    fn purge(&mut self, now_ms: i64) {
+        self.0.retain(|_, s| s.keep_until > now_ms);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -120,8 +141,8 @@ struct Shard {
     seen: HashMap<Box<str>, Deadline>,
     rate: HashMap<Box<str>, RateWindow>,
     blocks: HashMap<Box<str>, i64>,
-    strikes: HashMap<Box<str>, Strikes>,
-    attempts: HashMap<Box<str>, Strikes>,
+    strikes: StrikeLog,
+    attempts: StrikeLog,
     cache: HashMap<Box<str>, Expiring<Bytes>>,
 }
 
@@ -144,8 +165,8 @@ impl Shard {
         let second = now_ms.div_euclid(1000);
         self.rate.retain(|_, w| w.second >= second);
         self.blocks.retain(|_, until| *until > now_ms);
-        self.strikes.retain(|_, s| s.keep_until > now_ms);
-        self.attempts.retain(|_, s| s.keep_until > now_ms);
+        self.strikes.purge(now_ms);
+        self.attempts.purge(now_ms);
         self.cache.retain(|_, e| alive(e.until, now));
         before - self.len()
     }
@@ -344,28 +365,17 @@ impl Blocklist for MemoryHotState {
     }
 
     async fn add_strike(&self, player: &str, at_ms: i64, window: Duration) -> PortResult<u32> {
-        let mut shard = self.shard(player);
-        Ok(Strikes::record(
-            &mut shard.strikes,
-            player,
-            at_ms,
-            millis(window),
-        ))
+        Ok(self.shard(player).strikes.record(player, at_ms, window))
     }
 
     async fn strikes(&self, player: &str, now_ms: i64, window: Duration) -> PortResult<u32> {
-        Ok(Strikes::count(
-            &self.shard(player).strikes,
-            player,
-            now_ms,
-            window,
-        ))
+        Ok(self.shard(player).strikes.count(player, now_ms, window))
     }
 
     async fn unblock(&self, player: &str) -> PortResult<()> {
         let mut shard = self.shard(player);
         shard.blocks.remove(player);
-        shard.strikes.remove(player);
+        shard.strikes.forget(player);
         Ok(())
     }
 }
@@ -373,26 +383,15 @@ impl Blocklist for MemoryHotState {
 #[async_trait]
 impl Attempts for MemoryHotState {
     async fn attempt(&self, key: &str, at_ms: i64, window: Duration) -> PortResult<u32> {
-        let mut shard = self.shard(key);
-        Ok(Strikes::record(
-            &mut shard.attempts,
-            key,
-            at_ms,
-            millis(window),
-        ))
+        Ok(self.shard(key).attempts.record(key, at_ms, window))
     }
 
     async fn attempts(&self, key: &str, now_ms: i64, window: Duration) -> PortResult<u32> {
-        Ok(Strikes::count(
-            &self.shard(key).attempts,
-            key,
-            now_ms,
-            window,
-        ))
+        Ok(self.shard(key).attempts.count(key, now_ms, window))
     }
 
     async fn forget_attempts(&self, key: &str) -> PortResult<()> {
-        self.shard(key).attempts.remove(key);
+        self.shard(key).attempts.forget(key);
         Ok(())
     }
 }

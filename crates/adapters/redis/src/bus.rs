@@ -742,6 +742,25 @@ impl RedisBus {
         Ok(())
     }
 
+    /// Runs `script` with every slot stream of `group` on `topic` as its keys and the group as
+    /// its argument (creating the group, or summing its lag).
+    async fn on_group_slots(
+        &self,
+        op: &str,
+        script: &Script,
+        topic: &str,
+        group: &str,
+    ) -> PortResult<i64> {
+        let keys = Keys::new(topic, self.topic_partitions(topic).await?);
+        let mut inv = script.prepare_invoke();
+        for slot in 0..keys.slots() {
+            inv.key(keys.slot_stream(group, slot));
+        }
+        inv.arg(group);
+        let mut conn = self.conn.clone();
+        bounded(op, CALL_TIMEOUT, inv.invoke_async(&mut conn)).await
+    }
+
     /// The partition count of `topic`: pinned in Redis by its first user, cached here.
     async fn topic_partitions(&self, topic: &str) -> PortResult<u32> {
         if let Some(p) = lock(&self.pinned).get(topic) {
@@ -953,15 +972,9 @@ impl RedisBus {
 #[async_trait]
 impl Bus for RedisBus {
     async fn ensure_group(&self, topic: &str, group: &str) -> PortResult<()> {
-        let keys = Keys::new(topic, self.topic_partitions(topic).await?);
-        let mut inv = self.scripts.ensure.prepare_invoke();
-        for slot in 0..keys.slots() {
-            inv.key(keys.slot_stream(group, slot));
-        }
-        inv.arg(group);
-        let mut conn = self.conn.clone();
-        let _: i64 = bounded("ensure_group", CALL_TIMEOUT, inv.invoke_async(&mut conn)).await?;
-        Ok(())
+        self.on_group_slots("ensure_group", &self.scripts.ensure, topic, group)
+            .await
+            .map(drop)
     }
 
     async fn publish(&self, topic: &str, messages: Vec<Message>) -> PortResult<()> {
@@ -1067,14 +1080,9 @@ impl Bus for RedisBus {
     }
 
     async fn lag(&self, topic: &str, group: &str) -> PortResult<u64> {
-        let keys = Keys::new(topic, self.topic_partitions(topic).await?);
-        let mut inv = self.scripts.lag.prepare_invoke();
-        for slot in 0..keys.slots() {
-            inv.key(keys.slot_stream(group, slot));
-        }
-        inv.arg(group);
-        let mut conn = self.conn.clone();
-        let n: i64 = bounded("lag", CALL_TIMEOUT, inv.invoke_async(&mut conn)).await?;
+        let n = self
+            .on_group_slots("lag", &self.scripts.lag, topic, group)
+            .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -1145,13 +1153,7 @@ impl Health for RedisBus {
             redis::cmd("PING").query_async(&mut self.conn.clone()),
         )
         .await?;
-        if pong == "PONG" {
-            Ok(())
-        } else {
-            Err(PortError::Unavailable(format!(
-                "redis ping answered {pong}"
-            )))
-        }
+        crate::conn::expect_pong(&pong)
     }
 }
 

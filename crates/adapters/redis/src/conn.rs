@@ -70,6 +70,19 @@ impl std::fmt::Debug for RedisConn {
     }
 }
 
+/// Formats a store named `name` over `conn` with keys under `prefix` (its scripts left out).
+pub(crate) fn fmt_store(
+    f: &mut std::fmt::Formatter<'_>,
+    name: &str,
+    conn: &RedisConn,
+    prefix: &str,
+) -> std::fmt::Result {
+    f.debug_struct(name)
+        .field("conn", conn)
+        .field("prefix", &prefix)
+        .finish()
+}
+
 /// A connection as parsed from a URL, before any I/O.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum ParsedUrl {
@@ -471,13 +484,18 @@ impl RedisConn {
     /// Pings the server (every master of a cluster answers through its own slots in time).
     pub async fn ping(&self) -> PortResult<()> {
         let pong: String = self.query("ping", &redis::cmd("PING")).await?;
-        if pong == "PONG" {
-            Ok(())
-        } else {
-            Err(PortError::Unavailable(format!(
-                "redis ping: unexpected answer {pong:?}"
-            )))
-        }
+        expect_pong(&pong)
+    }
+}
+
+/// Ok if `answer` is what a healthy server answers to `PING`.
+pub(crate) fn expect_pong(answer: &str) -> PortResult<()> {
+    if answer == "PONG" {
+        Ok(())
+    } else {
+        Err(PortError::Unavailable(format!(
+            "redis ping: unexpected answer {answer:?}"
+        )))
     }
 }
 

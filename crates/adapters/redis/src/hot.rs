@@ -106,10 +106,33 @@ pub struct RedisHotState {
 
 impl std::fmt::Debug for RedisHotState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisHotState")
-            .field("conn", &self.conn)
-            .field("prefix", &self.prefix)
-            .finish()
+        super::conn::fmt_store(f, "RedisHotState", &self.conn, &self.prefix)
+    }
+}
+
+/// The logs of times kept in sorted sets, one per key: a player's strikes, or the attempts on
+/// a key.
+#[derive(Clone, Copy)]
+enum TimeLog {
+    Strikes,
+    Attempts,
+}
+
+impl TimeLog {
+    /// The key kind of its sets.
+    fn kind(self) -> &'static str {
+        match self {
+            TimeLog::Strikes => "strikes",
+            TimeLog::Attempts => "attempts",
+        }
+    }
+
+    /// The op names (for metrics and errors) of a record and of a count.
+    fn ops(self) -> (&'static str, &'static str) {
+        match self {
+            TimeLog::Strikes => ("hot.add_strike", "hot.strikes"),
+            TimeLog::Attempts => ("hot.attempt", "hot.attempts"),
+        }
     }
 }
 
@@ -279,18 +302,16 @@ impl Blocklist for RedisHotState {
     }
 
     async fn add_strike(&self, player: &str, at_ms: i64, window: Duration) -> PortResult<u32> {
-        self.record("strikes", player, at_ms, window, "hot.add_strike")
-            .await
+        self.record(TimeLog::Strikes, player, at_ms, window).await
     }
 
     async fn strikes(&self, player: &str, now_ms: i64, window: Duration) -> PortResult<u32> {
-        self.count("strikes", player, now_ms, window, "hot.strikes")
-            .await
+        self.count(TimeLog::Strikes, player, now_ms, window).await
     }
 
     async fn unblock(&self, player: &str) -> PortResult<()> {
         // Two keys: two commands (each may live on another cluster node).
-        for kind in ["block", "strikes"] {
+        for kind in ["block", TimeLog::Strikes.kind()] {
             self.delete("hot.unblock", self.key(kind, player)).await?;
         }
         Ok(())
@@ -298,15 +319,14 @@ impl Blocklist for RedisHotState {
 }
 
 impl RedisHotState {
-    /// Records a time at `at_ms` in the sorted set `kind:key`, trimmed to `window` and capped;
+    /// Records a time at `at_ms` in `key`'s set of `log`, trimmed to `window` and capped;
     /// returns how many fall within `window` of it.
     async fn record(
         &self,
-        kind: &str,
+        log: TimeLog,
         key: &str,
         at_ms: i64,
         window: Duration,
-        op: &'static str,
     ) -> PortResult<u32> {
         let window = millis(window);
         let after = at_ms.saturating_sub(window);
@@ -315,30 +335,29 @@ impl RedisHotState {
         let keep = ttl_ms(Duration::from_millis(keep.max(0).unsigned_abs()));
         let member = format!("{at_ms}:{:016x}", rand::random::<u64>());
         let mut call = self.scripts.strike.prepare_invoke();
-        call.key(self.key(kind, key))
+        call.key(self.key(log.kind(), key))
             .arg(at_ms)
             .arg(member)
             .arg(after)
             .arg(MAX_STRIKES)
             .arg(keep);
-        self.conn.invoke(op, &call).await
+        self.conn.invoke(log.ops().0, &call).await
     }
 
-    /// How many times in `kind:key` fall within `window` before `now_ms`.
+    /// How many times in `key`'s set of `log` fall within `window` before `now_ms`.
     async fn count(
         &self,
-        kind: &str,
+        log: TimeLog,
         key: &str,
         now_ms: i64,
         window: Duration,
-        op: &'static str,
     ) -> PortResult<u32> {
         let after = now_ms.saturating_sub(millis(window));
         self.conn
             .query(
-                op,
+                log.ops().1,
                 redis::cmd("ZCOUNT")
-                    .arg(self.key(kind, key))
+                    .arg(self.key(log.kind(), key))
                     .arg(format!("({after}"))
                     .arg("+inf"),
             )
@@ -349,18 +368,19 @@ impl RedisHotState {
 #[async_trait]
 impl Attempts for RedisHotState {
     async fn attempt(&self, key: &str, at_ms: i64, window: Duration) -> PortResult<u32> {
-        self.record("attempts", key, at_ms, window, "hot.attempt")
-            .await
+        self.record(TimeLog::Attempts, key, at_ms, window).await
     }
 
     async fn attempts(&self, key: &str, now_ms: i64, window: Duration) -> PortResult<u32> {
-        self.count("attempts", key, now_ms, window, "hot.attempts")
-            .await
+        self.count(TimeLog::Attempts, key, now_ms, window).await
     }
 
     async fn forget_attempts(&self, key: &str) -> PortResult<()> {
-        self.delete("hot.forget_attempts", self.key("attempts", key))
-            .await
+        self.delete(
+            "hot.forget_attempts",
+            self.key(TimeLog::Attempts.kind(), key),
+        )
+        .await
     }
 }
 

@@ -48,10 +48,7 @@ pub struct RedisRankStore {
 
 impl std::fmt::Debug for RedisRankStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisRankStore")
-            .field("conn", &self.conn)
-            .field("prefix", &self.prefix)
-            .finish()
+        super::conn::fmt_store(f, "RedisRankStore", &self.conn, &self.prefix)
     }
 }
 
@@ -122,6 +119,13 @@ impl RedisRankStore {
         format!("{}lb:boards", self.prefix)
     }
 
+    /// A pipeline running `cmd` (`SADD` or `SREM`) on the registry with the board names `names`.
+    fn registry_pipe(&self, cmd: &str, names: impl redis::ToRedisArgs) -> Pipeline {
+        let mut pipe = redis::pipe();
+        pipe.cmd(cmd).arg(self.registry()).arg(names).ignore();
+        pipe
+    }
+
     /// Lets a board's scores expire after `ttl` (for a period whose final snapshot is taken).
     /// Until then it reads and counts as usual (late increments keep the expiry); once gone,
     /// `boards()` no longer lists it.
@@ -170,17 +174,8 @@ impl RedisRankStore {
                     .ignore();
             }
         };
-        let mut register = redis::pipe();
-        register
-            .cmd("SADD")
-            .arg(self.registry())
-            .arg(
-                boards
-                    .iter()
-                    .map(|(b, _)| board_name(b))
-                    .collect::<Vec<_>>(),
-            )
-            .ignore();
+        let names: Vec<String> = boards.iter().map(|(b, _)| board_name(b)).collect();
+        let register = self.registry_pipe("SADD", names);
         if cluster {
             let mut pipes: Vec<Pipeline> = boards
                 .iter()
@@ -243,12 +238,7 @@ impl RankStore for RedisRankStore {
     /// `RENAME` (readers see the old board or the new one, never a mix).
     async fn load(&self, board: &Board, scores: Vec<(String, i64)>) -> PortResult<()> {
         let key = self.key(board);
-        let mut register = redis::pipe();
-        register
-            .cmd("SADD")
-            .arg(self.registry())
-            .arg(board_name(board))
-            .ignore();
+        let register = self.registry_pipe("SADD", board_name(board));
         if scores.is_empty() {
             let mut pipe = redis::pipe();
             pipe.cmd("DEL").arg(&key).ignore();
@@ -350,12 +340,7 @@ impl RankStore for RedisRankStore {
     async fn drop_board(&self, board: &Board) -> PortResult<()> {
         let mut del = redis::pipe();
         del.cmd("DEL").arg(self.key(board)).ignore();
-        let mut unregister = redis::pipe();
-        unregister
-            .cmd("SREM")
-            .arg(self.registry())
-            .arg(board_name(board))
-            .ignore();
+        let unregister = self.registry_pipe("SREM", board_name(board));
         if self.conn.is_cluster() {
             self.send("rank.drop_board", vec![del, unregister]).await
         } else {

@@ -65,34 +65,39 @@ fn delta(board: &Board, player: &str, delta: i64) -> ScoreDelta {
 
 // ---- conformance ----
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn single_node_hot_state_conforms() {
-    let conn = connect(&single_url()).await;
-    assert!(!conn.is_cluster());
+/// The hot-state suite passes on the server(s) at `url`, a cluster or not as `cluster` says.
+async fn hot_state_conforms(url: &str, cluster: bool) {
+    let conn = connect(url).await;
+    assert_eq!(conn.is_cluster(), cluster);
     let hot = RedisHotState::new(conn).with_prefix(&prefix("hot"));
     conformance::hot::run_all(Arc::new(hot)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn single_node_rank_store_conforms() {
-    let conn = connect(&single_url()).await;
+/// The rank-store suite passes on the server(s) at `url`.
+async fn rank_store_conforms(url: &str) {
+    let conn = connect(url).await;
     let store = RedisRankStore::new(conn).with_prefix(&prefix("rank"));
     conformance::rank::run_all(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_node_hot_state_conforms() {
+    hot_state_conforms(&single_url(), false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_hot_state_conforms() {
-    let conn = connect(&cluster_urls()).await;
-    assert!(conn.is_cluster());
-    let hot = RedisHotState::new(conn).with_prefix(&prefix("hot"));
-    conformance::hot::run_all(Arc::new(hot)).await;
+    hot_state_conforms(&cluster_urls(), true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_node_rank_store_conforms() {
+    rank_store_conforms(&single_url()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_rank_store_conforms() {
-    let conn = connect(&cluster_urls()).await;
-    let store = RedisRankStore::new(conn).with_prefix(&prefix("rank"));
-    conformance::rank::run_all(&store).await;
+    rank_store_conforms(&cluster_urls()).await;
 }
 
 #[tokio::test]

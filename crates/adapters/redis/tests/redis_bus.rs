@@ -10,9 +10,9 @@ use std::time::Duration;
 use liveops_core::ports::{Bus, BusOptions, Message};
 use liveops_redis::bus::{partition_of, RedisBus};
 use liveops_testkit::conformance;
-use liveops_testkit::conformance::bus::{body, ids, msg, unique};
+use liveops_testkit::conformance::bus::{body, ids, msg, poll, publish, unique, SUITE_OPTIONS};
 use liveops_testkit::conformance::bus_faults::{
-    assert_unavailable, unavailable_then_recovers, Outage,
+    assert_unavailable, each_next_in_order, unavailable_then_recovers, Outage,
 };
 use liveops_testkit::fixtures::server_env;
 use liveops_testkit::relay::{upstream_of, Relay};
@@ -66,10 +66,7 @@ async fn drop_topic(topic: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_bus_passes_the_bus_suite() {
     let _serial = SERIAL.lock().await;
-    let opts = BusOptions {
-        visibility_timeout: Duration::from_secs(1),
-        max_deliveries: 3,
-    };
+    let opts = SUITE_OPTIONS;
     conformance::bus::run_all(Arc::new(bus(opts, 4).await), opts).await;
 }
 
@@ -96,7 +93,7 @@ async fn each_key_stays_in_order_with_two_consumers_of_one_group() {
             .map(|j| &keys[(j * 5 + i) % KEYS])
             .map(|k| msg(k, &format!("{k}:{i}")))
             .collect();
-        bus.publish(&t, batch).await.unwrap();
+        publish(&*bus, &t, batch).await;
     }
     assert_eq!(bus.lag(&t, &g).await.unwrap(), (KEYS * EACH) as u64);
 
@@ -113,10 +110,7 @@ async fn each_key_stays_in_order_with_two_consumers_of_one_group() {
                 if next.lock().unwrap().values().sum::<usize>() == KEYS * EACH {
                     break;
                 }
-                let got = bus
-                    .poll(&t, &g, name, 25, Duration::from_millis(300))
-                    .await
-                    .unwrap();
+                let got = poll(&*bus, &t, &g, name, 25, Duration::from_millis(300)).await;
                 let parts: HashSet<String> = got
                     .iter()
                     .map(|d| d.id.split(':').next().unwrap().to_owned())
@@ -127,17 +121,7 @@ async fn each_key_stays_in_order_with_two_consumers_of_one_group() {
                         panic!("partition {p}: {name} got messages while {other} handles it");
                     }
                 }
-                for d in &got {
-                    let (key, i) = body(d)
-                        .split_once(':')
-                        .map(|(k, i)| (k.to_owned(), i.parse::<usize>().unwrap()))
-                        .unwrap();
-                    assert_eq!(key, d.key);
-                    let mut next = next.lock().unwrap();
-                    let want = next.entry(key.clone()).or_insert(0);
-                    assert_eq!(i, *want, "{key}: got #{i}, expected #{want} ({name})");
-                    *want += 1;
-                }
+                each_next_in_order(&next, &got, name);
                 // Some work, then done with these partitions, then ack.
                 tokio::time::sleep(Duration::from_millis(3)).await;
                 for p in &parts {
@@ -180,13 +164,10 @@ async fn dead_letters_are_replayed_to_their_group_only() {
         msg("bob", "fine1"),
         msg("carol", "fine2"),
     ];
-    bus.publish(&t, sent).await.unwrap();
+    publish(&bus, &t, sent).await;
 
     // Group b handles everything.
-    let got_b = bus
-        .poll(&t, &b, "cb", 10, Duration::from_secs(2))
-        .await
-        .unwrap();
+    let got_b = poll(&bus, &t, &b, "cb", 10, Duration::from_secs(2)).await;
     assert_eq!(
         got_b.iter().map(body).collect::<Vec<_>>(),
         ["poison", "fine1", "fine2"]
@@ -197,10 +178,7 @@ async fn dead_letters_are_replayed_to_their_group_only() {
     let mut deliveries = Vec::new();
     let until = Instant::now() + Duration::from_secs(15);
     while Instant::now() < until && bus.dead_letters(&t, &a, 10).await.unwrap().is_empty() {
-        let got = bus
-            .poll(&t, &a, "ca", 10, Duration::from_millis(500))
-            .await
-            .unwrap();
+        let got = poll(&bus, &t, &a, "ca", 10, Duration::from_millis(500)).await;
         let fine: Vec<String> = got
             .iter()
             .filter(|d| body(d) != "poison")
@@ -239,19 +217,13 @@ async fn dead_letters_are_replayed_to_their_group_only() {
         "the replayed message is lag again"
     );
     assert_eq!(bus.lag(&t, &b).await.unwrap(), 0, "b is not concerned");
-    let none = bus
-        .poll(&t, &b, "cb", 10, Duration::from_millis(800))
-        .await
-        .unwrap();
+    let none = poll(&bus, &t, &b, "cb", 10, Duration::from_millis(800)).await;
     assert!(
         none.is_empty(),
         "replay leaked into another group: {none:?}"
     );
 
-    let again = bus
-        .poll(&t, &a, "ca", 10, Duration::from_secs(2))
-        .await
-        .unwrap();
+    let again = poll(&bus, &t, &a, "ca", 10, Duration::from_secs(2)).await;
     assert_eq!(again.len(), 1, "{again:?}");
     assert_eq!(
         (
@@ -277,11 +249,8 @@ async fn a_new_owner_finishes_what_the_old_one_left_before_reading_on() {
     let (t, g) = (unique("handover"), unique("g"));
     bus.ensure_group(&t, &g).await.unwrap();
     let sent = (0..4).map(|i| msg("alice", &format!("m{i}"))).collect();
-    bus.publish(&t, sent).await.unwrap();
-    let first = bus
-        .poll(&t, &g, "c1", 2, Duration::from_secs(1))
-        .await
-        .unwrap();
+    publish(&bus, &t, sent).await;
+    let first = poll(&bus, &t, &g, "c1", 2, Duration::from_secs(1)).await;
     assert_eq!(first.iter().map(body).collect::<Vec<_>>(), ["m0", "m1"]);
     // c1 goes away holding m0 and m1; c2 may take its partitions at once.
     bus.leave(&t, &g, "c1").await.unwrap();
@@ -289,10 +258,7 @@ async fn a_new_owner_finishes_what_the_old_one_left_before_reading_on() {
     let start = Instant::now();
     let mut got: Vec<(String, u32)> = Vec::new();
     while got.len() < 4 && start.elapsed() < Duration::from_secs(10) {
-        let batch = bus
-            .poll(&t, &g, "c2", 10, Duration::from_millis(300))
-            .await
-            .unwrap();
+        let batch = poll(&bus, &t, &g, "c2", 10, Duration::from_millis(300)).await;
         if got.is_empty() && !batch.is_empty() {
             assert!(
                 start.elapsed() >= Duration::from_millis(700),
@@ -323,7 +289,7 @@ async fn messages_land_in_the_partition_of_their_key() {
         let batch = (0..b + 1)
             .map(|i| msg(&format!("k{}", (i * 7 + b * 3) % 13), &format!("{b}:{i}")))
             .collect();
-        bus.publish(&t, batch).await.unwrap();
+        publish(&bus, &t, batch).await;
     }
     let client = redis::Client::open(redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -354,25 +320,15 @@ async fn recovers_when_redis_lost_the_topic() {
     let bus = bus(BusOptions::default(), 4).await;
     let (t, g) = (unique("lost"), unique("g"));
     bus.ensure_group(&t, &g).await.unwrap();
-    bus.publish(&t, vec![msg("p1", "old1"), msg("p2", "old2")])
-        .await
-        .unwrap();
-    let got = bus
-        .poll(&t, &g, "c", 10, Duration::from_secs(1))
-        .await
-        .unwrap();
+    publish(&bus, &t, vec![msg("p1", "old1"), msg("p2", "old2")]).await;
+    let got = poll(&bus, &t, &g, "c", 10, Duration::from_secs(1)).await;
     assert_eq!(got.len(), 2);
 
     drop_topic(&t).await;
     bus.ack(&t, &g, &ids(&got)).await.unwrap();
     assert_eq!(bus.lag(&t, &g).await.unwrap(), 0);
-    bus.publish(&t, vec![msg("p1", "new1"), msg("p3", "new2")])
-        .await
-        .unwrap();
-    let got = bus
-        .poll(&t, &g, "c", 10, Duration::from_secs(1))
-        .await
-        .unwrap();
+    publish(&bus, &t, vec![msg("p1", "new1"), msg("p3", "new2")]).await;
+    let got = poll(&bus, &t, &g, "c", 10, Duration::from_secs(1)).await;
     assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["new1", "new2"]);
     assert!(got.iter().all(|d| d.deliveries == 1));
     bus.ack(&t, &g, &ids(&got)).await.unwrap();
@@ -390,7 +346,7 @@ async fn maxlen_keeps_the_streams_bounded() {
         let batch = (0..100)
             .map(|i| msg(&format!("p{i}"), &format!("{b}:{i}")))
             .collect();
-        bus.publish(&t, batch).await.unwrap();
+        publish(&bus, &t, batch).await;
     }
     let len = bus.stream_len(&t).await.unwrap();
     // Approximate trimming removes whole stream nodes (100 entries by default) at a time.
@@ -401,10 +357,7 @@ async fn maxlen_keeps_the_streams_bounded() {
     // Newest entries survive: a new group reads the tail.
     let g = unique("g");
     bus.ensure_group(&t, &g).await.unwrap();
-    let got = bus
-        .poll(&t, &g, "c", 1000, Duration::from_secs(1))
-        .await
-        .unwrap();
+    let got = poll(&bus, &t, &g, "c", 1000, Duration::from_secs(1)).await;
     assert_eq!(got.len() as u64, len);
     assert!(got.iter().any(|d| body(d) == "29:99"));
     drop_topic(&t).await;
@@ -461,10 +414,7 @@ async fn publish_throughput_in_batches_of_100() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unavailable_within_3s_then_recovers() {
     let _serial = SERIAL.lock().await;
-    let opts = BusOptions {
-        visibility_timeout: Duration::from_secs(1),
-        max_deliveries: 3,
-    };
+    let opts = SUITE_OPTIONS;
     let within = Duration::from_secs(3);
     // Nothing listens there.
     assert_unavailable(

@@ -11,7 +11,7 @@ use liveops_core::ports::BusOptions;
 use liveops_core::ports::{Bus, PortError};
 use liveops_servicebus::{ServiceBusBus, ServiceBusConfig};
 use liveops_testkit::conformance;
-use liveops_testkit::conformance::bus::{body, ids, msg, unique};
+use liveops_testkit::conformance::bus::{body, ids, msg, poll, publish, unique};
 use liveops_testkit::conformance::bus_faults::{self, Outage};
 use liveops_testkit::fixtures::server_env;
 use liveops_testkit::relay::{upstream_of, Relay};
@@ -54,15 +54,9 @@ async fn every_subscription_gets_what_another_process_published() {
     let t = unique("fan");
     fairness.ensure_group(&t, "fairness").await.unwrap();
     audit.ensure_group(&t, "audit").await.unwrap();
-    gateway
-        .publish(&t, vec![msg("p", "one"), msg("q", "two")])
-        .await
-        .unwrap();
+    publish(&gateway, &t, vec![msg("p", "one"), msg("q", "two")]).await;
     for (bus, g) in [(&fairness, "fairness"), (&audit, "audit")] {
-        let got = bus
-            .poll(&t, g, "c", 10, Duration::from_secs(2))
-            .await
-            .unwrap();
+        let got = poll(bus, &t, g, "c", 10, Duration::from_secs(2)).await;
         assert_eq!(
             got.iter().map(body).collect::<Vec<_>>(),
             ["one", "two"],
@@ -93,24 +87,15 @@ async fn a_held_batch_is_not_abandoned_until_max_hold() {
     let bus = ServiceBusBus::connect(c).await.unwrap();
     let (t, g) = (unique("hold"), unique("g"));
     bus.ensure_group(&t, &g).await.unwrap();
-    bus.publish(&t, vec![msg("p", "slow")]).await.unwrap();
-    let got = bus
-        .poll(&t, &g, "c1", 10, Duration::from_secs(2))
-        .await
-        .unwrap();
+    publish(&bus, &t, vec![msg("p", "slow")]).await;
+    let got = poll(&bus, &t, &g, "c1", 10, Duration::from_secs(2)).await;
     assert_eq!(got.len(), 1);
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
-        let again = bus
-            .poll(&t, &g, "c2", 10, Duration::from_millis(300))
-            .await
-            .unwrap();
+        let again = poll(&bus, &t, &g, "c2", 10, Duration::from_millis(300)).await;
         assert!(again.is_empty(), "redelivered while held: {again:?}");
     }
-    let back = bus
-        .poll(&t, &g, "c2", 10, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let back = poll(&bus, &t, &g, "c2", 10, Duration::from_secs(5)).await;
     assert_eq!(back.iter().map(body).collect::<Vec<_>>(), ["slow"]);
     assert_eq!(
         (back[0].id.as_str(), back[0].deliveries),
@@ -142,14 +127,8 @@ async fn a_vanished_consumers_deliveries_go_to_the_next_one() {
     let (t, g) = (unique("vanish"), unique("g"));
     doomed.ensure_group(&t, &g).await.unwrap();
     let sent: Vec<String> = (0..5).map(|i| format!("m{i}")).collect();
-    doomed
-        .publish(&t, sent.iter().map(|b| msg("p", b)).collect())
-        .await
-        .unwrap();
-    let got = doomed
-        .poll(&t, &g, "c1", 10, Duration::from_secs(2))
-        .await
-        .unwrap();
+    publish(&doomed, &t, sent.iter().map(|b| msg("p", b)).collect()).await;
+    let got = poll(&doomed, &t, &g, "c1", 10, Duration::from_secs(2)).await;
     assert_eq!(got.len(), 5);
     relay.kill();
 
@@ -157,11 +136,7 @@ async fn a_vanished_consumers_deliveries_go_to_the_next_one() {
     let mut back = Vec::new();
     let until = Instant::now() + Duration::from_secs(10);
     while back.len() < 5 && Instant::now() < until {
-        back.extend(
-            next.poll(&t, &g, "c2", 10, Duration::from_secs(1))
-                .await
-                .unwrap(),
-        );
+        back.extend(poll(&next, &t, &g, "c2", 10, Duration::from_secs(1)).await);
     }
     assert_eq!(back.iter().map(body).collect::<Vec<_>>(), sent);
     assert!(back.iter().all(|d| d.deliveries == 2), "{back:?}");

@@ -144,6 +144,12 @@ pub(crate) mod server {
     /// How long a call waits for a connection, establishing one included: with the server down
     /// a call answers `Unavailable` after this.
     pub(crate) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+    /// A pool's options within [`MAX_CONNECTIONS`] and [`ACQUIRE_TIMEOUT`].
+    pub(crate) fn pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
+        sqlx::pool::PoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+    }
     /// How long a statement waits for a row lock another transaction holds.
     pub(crate) const LOCK_WAIT_S: u64 = 2;
     /// Upper bound on one repository call.
@@ -166,6 +172,31 @@ impl From<Text> for String {
         t.0
     }
 }
+
+/// Makes [`Text`] read on backend `$db` exactly as a `String` does (every backend but MySQL,
+/// whose binary collations need more).
+macro_rules! text_as_string {
+    ($db:ty) => {
+        impl sqlx::Type<$db> for $crate::dialect::Text {
+            fn type_info() -> <$db as sqlx::Database>::TypeInfo {
+                <String as sqlx::Type<$db>>::type_info()
+            }
+
+            fn compatible(ty: &<$db as sqlx::Database>::TypeInfo) -> bool {
+                <String as sqlx::Type<$db>>::compatible(ty)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, $db> for $crate::dialect::Text {
+            fn decode(
+                value: <$db as sqlx::Database>::ValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                <String as sqlx::Decode<'r, $db>>::decode(value).map($crate::dialect::Text)
+            }
+        }
+    };
+}
+pub(crate) use text_as_string;
 
 /// Maps a sqlx error of backend `name`: anything about reaching, locking or timing out on the
 /// database is `Unavailable` (the caller answers 503 or leaves the message for redelivery); rows

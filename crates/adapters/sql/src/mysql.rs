@@ -7,7 +7,7 @@ use std::time::Duration;
 use liveops_core::PortError;
 use sqlx::decode::Decode;
 use sqlx::migrate::Migrator;
-use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlTypeInfo, MySqlValueRef};
+use sqlx::mysql::{MySqlConnectOptions, MySqlTypeInfo, MySqlValueRef};
 use sqlx::{Executor, MySql, Type};
 
 use super::dialect::{db_error, server, Dialect, MigrationLock, Text, Upserts};
@@ -87,6 +87,16 @@ impl<'r> Decode<'r, MySql> for Text {
     }
 }
 
+/// The options `url` gives (`mariadb://` read as `mysql://`); `what` names the URL in the error.
+fn connect_options(url: &str, what: &str) -> Result<MySqlConnectOptions, PortError> {
+    let url = match url.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("mariadb") => format!("mysql://{rest}"),
+        _ => url.to_owned(),
+    };
+    MySqlConnectOptions::from_str(&url)
+        .map_err(|e| PortError::Unavailable(format!("bad {what}: {e}")))
+}
+
 impl SqlRepository<MySql> {
     /// Connects to the server at `url` (`mysql://user:pass@host:3306/db`; `mariadb://` is
     /// accepted as a synonym). Fails with `Unavailable` within about 2 s when the server cannot
@@ -95,17 +105,8 @@ impl SqlRepository<MySql> {
     /// Every session is set to READ COMMITTED with a 2 s row-lock wait; pooled connections that
     /// broke while the server was away are replaced on the next call.
     pub async fn open(url: &str) -> Result<Self, PortError> {
-        let url = match url.split_once("://") {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("mariadb") => {
-                format!("mysql://{rest}")
-            }
-            _ => url.to_owned(),
-        };
-        let options = MySqlConnectOptions::from_str(&url)
-            .map_err(|e| PortError::Unavailable(format!("bad MySQL URL: {e}")))?;
-        let pool = MySqlPoolOptions::new()
-            .max_connections(server::MAX_CONNECTIONS)
-            .acquire_timeout(server::ACQUIRE_TIMEOUT)
+        let options = connect_options(url, "MySQL URL")?;
+        let pool = server::pool_options::<MySql>()
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
@@ -130,18 +131,8 @@ impl SqlRepository<MySql> {
     /// A pool on the read replica at `url`, connecting on first use (a replica that is down at
     /// start only sends the reads to the primary); see [`SqlRepository::with_replica`].
     pub fn replica_pool(url: &str) -> Result<sqlx::MySqlPool, PortError> {
-        let url = match url.split_once("://") {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("mariadb") => {
-                format!("mysql://{rest}")
-            }
-            _ => url.to_owned(),
-        };
-        let options = MySqlConnectOptions::from_str(&url)
-            .map_err(|e| PortError::Unavailable(format!("bad MySQL replica URL: {e}")))?;
-        Ok(MySqlPoolOptions::new()
-            .max_connections(server::MAX_CONNECTIONS)
-            .acquire_timeout(server::ACQUIRE_TIMEOUT)
-            .connect_lazy_with(options))
+        let options = connect_options(url, "MySQL replica URL")?;
+        Ok(server::pool_options::<MySql>().connect_lazy_with(options))
     }
 }
 

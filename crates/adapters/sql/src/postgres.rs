@@ -10,13 +10,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use liveops_core::PortError;
-use sqlx::decode::Decode;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgTypeInfo, PgValueRef};
-use sqlx::{Postgres, Type};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::Postgres;
 
 use super::dialect::{
-    db_error, number_placeholders, server, Dialect, MigrationLock, Text, Upserts, ON_CONFLICT,
+    db_error, number_placeholders, server, Dialect, MigrationLock, Upserts, ON_CONFLICT,
 };
 use super::replica::ReplicaPosition;
 use super::repository::SqlRepository;
@@ -61,21 +60,7 @@ impl Dialect for Postgres {
     }
 }
 
-impl Type<Postgres> for Text {
-    fn type_info() -> PgTypeInfo {
-        <String as Type<Postgres>>::type_info()
-    }
-
-    fn compatible(ty: &PgTypeInfo) -> bool {
-        <String as Type<Postgres>>::compatible(ty)
-    }
-}
-
-impl<'r> Decode<'r, Postgres> for Text {
-    fn decode(value: PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-        <String as Decode<'r, Postgres>>::decode(value).map(Text)
-    }
-}
+crate::dialect::text_as_string!(Postgres);
 
 impl SqlRepository<Postgres> {
     /// Connects to the server at `url` (`postgres://user:pass@host:5432/db`, `postgresql://..`
@@ -92,9 +77,7 @@ impl SqlRepository<Postgres> {
         if options.get_application_name().is_none() {
             options = options.application_name("liveops");
         }
-        let pool = PgPoolOptions::new()
-            .max_connections(server::MAX_CONNECTIONS)
-            .acquire_timeout(server::ACQUIRE_TIMEOUT)
+        let pool = server::pool_options::<Postgres>()
             .connect_with(options)
             .await
             .map_err(db_error::<Postgres>)?;
@@ -109,10 +92,7 @@ impl SqlRepository<Postgres> {
         if options.get_application_name().is_none() {
             options = options.application_name("liveops-reads");
         }
-        Ok(PgPoolOptions::new()
-            .max_connections(server::MAX_CONNECTIONS)
-            .acquire_timeout(server::ACQUIRE_TIMEOUT)
-            .connect_lazy_with(options))
+        Ok(server::pool_options::<Postgres>().connect_lazy_with(options))
     }
 }
 

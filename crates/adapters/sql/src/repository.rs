@@ -212,7 +212,7 @@ where
 
     /// Inserts `rows`, `width` values each, in statements under the bound-parameter limit:
     /// `head` names the table and columns, `bind` binds one row, `tail` says what a conflict does.
-    async fn insert_rows<T>(
+    pub(crate) async fn insert_rows<T>(
         conn: &mut DB::Connection,
         (head, width, tail): (&str, usize, &str),
         rows: &[T],
@@ -234,7 +234,7 @@ where
 
     /// Runs one query per chunk of `keys` (`write` puts a chunk into the statement) and gathers
     /// the rows of all.
-    async fn select_chunked<K, R>(
+    pub(crate) async fn select_chunked<K, R>(
         &self,
         keys: &[K],
         per_chunk: usize,

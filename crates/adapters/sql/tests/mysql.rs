@@ -64,37 +64,4 @@ impl Server for MySql {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mysql_repository_passes_the_repository_suite() {
-    server::passes_the_repository_suite::<MySql>().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mysql_repository_passes_the_live_event_suite() {
-    server::passes_the_live_event_suite::<MySql>().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migrations_of_a_fresh_database_apply_once_and_wait_for_each_other() {
-    server::migrations_apply_once_and_wait_for_each_other::<MySql>().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connect_repository_picks_mysql_by_scheme() {
-    server::picks_it_by_scheme::<MySql>().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ids_are_case_sensitive_and_large_snapshots_fit() {
-    server::ids_are_case_sensitive_and_large_snapshots_fit::<MySql>().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn opening_a_server_that_is_not_there_fails_fast() {
-    server::opening_a_missing_server_fails_fast::<MySql>().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_outage_answers_unavailable_quickly_and_the_pool_recovers() {
-    server::outage_then_recovery::<MySql>().await;
-}
+server::server_tests!(MySql);

@@ -55,37 +55,4 @@ impl Server for Postgres {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_repository_passes_the_repository_suite() {
-    server::passes_the_repository_suite::<Postgres>().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_repository_passes_the_live_event_suite() {
-    server::passes_the_live_event_suite::<Postgres>().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migrations_of_a_fresh_database_apply_once_and_wait_for_each_other() {
-    server::migrations_apply_once_and_wait_for_each_other::<Postgres>().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connect_repository_picks_postgres_by_scheme() {
-    server::picks_it_by_scheme::<Postgres>().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ids_are_case_sensitive_and_large_snapshots_fit() {
-    server::ids_are_case_sensitive_and_large_snapshots_fit::<Postgres>().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn opening_a_server_that_is_not_there_fails_fast() {
-    server::opening_a_missing_server_fails_fast::<Postgres>().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_outage_answers_unavailable_quickly_and_the_pool_recovers() {
-    server::outage_then_recovery::<Postgres>().await;
-}
+server::server_tests!(Postgres);

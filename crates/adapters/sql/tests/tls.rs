@@ -114,6 +114,27 @@ impl Server {
     }
 }
 
+/// The tests of `$server` that need nothing but its [`Server`]: `require` connects, a wrong CA,
+/// a wrong name or no TLS is refused, and the plain URL connects.
+macro_rules! connection_checks {
+    ($server:ident) => {
+        #[tokio::test]
+        async fn require_encrypts_without_checking_the_certificate() {
+            $server.required_connects().await;
+        }
+
+        #[tokio::test]
+        async fn another_ca_another_name_or_no_tls_is_refused() {
+            $server.refuses_the_wrong_ca_name_or_no_tls().await;
+        }
+
+        #[tokio::test]
+        async fn plain_urls_still_work() {
+            $server.plain_url_connects().await;
+        }
+    };
+}
+
 #[cfg(feature = "postgres")]
 mod postgres {
     use super::*;
@@ -135,20 +156,7 @@ mod postgres {
         .await;
     }
 
-    #[tokio::test]
-    async fn require_encrypts_without_checking_the_certificate() {
-        PG.required_connects().await;
-    }
-
-    #[tokio::test]
-    async fn another_ca_another_name_or_no_tls_is_refused() {
-        PG.refuses_the_wrong_ca_name_or_no_tls().await;
-    }
-
-    #[tokio::test]
-    async fn plain_urls_still_work() {
-        PG.plain_url_connects().await;
-    }
+    connection_checks!(PG);
 }
 
 #[cfg(feature = "mysql")]
@@ -172,18 +180,5 @@ mod mysql {
         .await;
     }
 
-    #[tokio::test]
-    async fn required_encrypts_without_checking_the_certificate() {
-        MY.required_connects().await;
-    }
-
-    #[tokio::test]
-    async fn another_ca_another_name_or_no_tls_is_refused() {
-        MY.refuses_the_wrong_ca_name_or_no_tls().await;
-    }
-
-    #[tokio::test]
-    async fn plain_urls_still_work() {
-        MY.plain_url_connects().await;
-    }
+    connection_checks!(MY);
 }

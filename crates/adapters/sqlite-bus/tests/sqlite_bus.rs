@@ -13,12 +13,15 @@ use liveops_core::ports::BusOptions;
 use liveops_core::ports::{Bus, Delivery, Health, Message};
 use liveops_sqlite_bus::SqliteBus;
 use liveops_testkit::conformance;
+use liveops_testkit::conformance::bus::{poll, publish, SUITE_OPTIONS};
 
-fn quick() -> BusOptions {
-    BusOptions {
-        visibility_timeout: Duration::from_secs(1),
-        max_deliveries: 3,
-    }
+/// A bus with [`SUITE_OPTIONS`] in a file of a new temporary directory (gone when dropped).
+async fn temp_bus() -> (tempfile::TempDir, SqliteBus) {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = SqliteBus::open(dir.path().join("bus.db"), SUITE_OPTIONS)
+        .await
+        .unwrap();
+    (dir, bus)
 }
 
 fn msg(key: &str, body: String) -> Message {
@@ -41,11 +44,8 @@ fn ids(ds: &[Delivery]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_bus_passes_the_bus_suite() {
-    let dir = tempfile::tempdir().unwrap();
-    let bus = SqliteBus::open(dir.path().join("bus.db"), quick())
-        .await
-        .unwrap();
-    conformance::bus::run_all(Arc::new(bus), quick()).await;
+    let (_dir, bus) = temp_bus().await;
+    conformance::bus::run_all(Arc::new(bus), SUITE_OPTIONS).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,28 +64,22 @@ async fn published_messages_survive_reopening_and_in_flight_ones_come_back_first
             let msgs = (0..10)
                 .map(|i| msg("p", format!("m{:02}", batch * 10 + i)))
                 .collect();
-            bus.publish("t", msgs).await.unwrap();
+            publish(&bus, "t", msgs).await;
         }
-        let first = bus
-            .poll("t", "g", "c1", 10, Duration::from_secs(1))
-            .await
-            .unwrap();
+        let first = poll(&bus, "t", "g", "c1", 10, Duration::from_secs(1)).await;
         assert_eq!(first.len(), 10);
         bus.ack("t", "g", &ids(&first)).await.unwrap();
         // The group's position is written at close (and every PERSIST_EVERY).
-        let taken = bus
-            .poll("t", "g", "c1", 10, Duration::from_secs(1))
-            .await
-            .unwrap();
+        let taken = poll(&bus, "t", "g", "c1", 10, Duration::from_secs(1)).await;
         assert_eq!(bodies(&taken)[0], "m10");
         // In this process the 10 in flight stay hidden for 300 s...
         assert_eq!(bus.lag("t", "g").await.unwrap(), 40);
-        let fresh = bus.poll("t", "g", "c1", 5, Duration::ZERO).await.unwrap();
+        let fresh = poll(&bus, "t", "g", "c1", 5, Duration::ZERO).await;
         assert_eq!(bodies(&fresh)[0], "m20");
         bus.ack("t", "g", &ids(&fresh)).await.unwrap();
         // ...unless reclaimed.
         assert_eq!(bus.reclaim("t", "g").await.unwrap(), 10);
-        let back = bus.poll("t", "g", "c1", 100, Duration::ZERO).await.unwrap();
+        let back = poll(&bus, "t", "g", "c1", 100, Duration::ZERO).await;
         assert_eq!(ids(&back)[..10], ids(&taken)[..]);
         assert!(back[..10].iter().all(|d| d.deliveries == 2));
         assert_eq!(bodies(&back[10..])[0], "m25");
@@ -97,7 +91,7 @@ async fn published_messages_survive_reopening_and_in_flight_ones_come_back_first
     // comes back first, delivered anew, followed by everything after it.
     let bus = SqliteBus::open(path, long).await.unwrap();
     assert_eq!(bus.lag("t", "g").await.unwrap(), 40);
-    let back = bus.poll("t", "g", "c1", 100, Duration::ZERO).await.unwrap();
+    let back = poll(&bus, "t", "g", "c1", 100, Duration::ZERO).await;
     assert_eq!(ids(&back[..10]), ids(&in_flight));
     assert_eq!(bodies(&back[..10]), bodies(&in_flight));
     let want: Vec<String> = (10..50).map(|i| format!("m{i:02}")).collect();
@@ -111,23 +105,17 @@ async fn published_messages_survive_reopening_and_in_flight_ones_come_back_first
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_keeps_what_any_group_still_needs() {
-    let dir = tempfile::tempdir().unwrap();
-    let bus = SqliteBus::open(dir.path().join("bus.db"), quick())
-        .await
-        .unwrap();
+    let (_dir, bus) = temp_bus().await;
     bus.ensure_group("t", "fast").await.unwrap();
     bus.ensure_group("t", "slow").await.unwrap();
     let msgs = (0..6).map(|i| msg("p", format!("m{i}"))).collect();
-    bus.publish("t", msgs).await.unwrap();
+    publish(&bus, "t", msgs).await;
     // Messages of a topic without groups are kept for the group that will come.
     bus.publish("orphan", vec![msg("p", "o".into())])
         .await
         .unwrap();
 
-    let fast = bus
-        .poll("t", "fast", "c", 10, Duration::ZERO)
-        .await
-        .unwrap();
+    let fast = poll(&bus, "t", "fast", "c", 10, Duration::ZERO).await;
     bus.ack("t", "fast", &ids(&fast)).await.unwrap();
     assert_eq!(
         bus.compact().await.unwrap(),
@@ -135,7 +123,7 @@ async fn compaction_keeps_what_any_group_still_needs() {
         "slow has not read anything"
     );
 
-    let slow = bus.poll("t", "slow", "c", 4, Duration::ZERO).await.unwrap();
+    let slow = poll(&bus, "t", "slow", "c", 4, Duration::ZERO).await;
     // slow acks m1..m3 but m0 stays in flight: its position stays at m0, so all is kept.
     bus.ack("t", "slow", &ids(&slow[1..])).await.unwrap();
     assert_eq!(bus.compact().await.unwrap(), 0);
@@ -143,17 +131,11 @@ async fn compaction_keeps_what_any_group_still_needs() {
     bus.ack("t", "slow", &ids(&slow[..1])).await.unwrap();
     assert_eq!(bus.compact().await.unwrap(), 4);
     assert_eq!(bus.compact().await.unwrap(), 0);
-    let rest = bus
-        .poll("t", "slow", "c", 10, Duration::ZERO)
-        .await
-        .unwrap();
+    let rest = poll(&bus, "t", "slow", "c", 10, Duration::ZERO).await;
     assert_eq!(bodies(&rest), ["m4", "m5"]);
 
     bus.ensure_group("orphan", "late").await.unwrap();
-    let o = bus
-        .poll("orphan", "late", "c", 10, Duration::ZERO)
-        .await
-        .unwrap();
+    let o = poll(&bus, "orphan", "late", "c", 10, Duration::ZERO).await;
     assert_eq!(bodies(&o), ["o"]);
 }
 
@@ -165,16 +147,14 @@ const CHILD_ENV: &str = "LIVEOPS_KILL9_BUS";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_publishes_survive_kill_9() {
     if let Ok(path) = std::env::var(CHILD_ENV) {
-        let bus = Arc::new(SqliteBus::open(&path, quick()).await.unwrap());
+        let bus = Arc::new(SqliteBus::open(&path, SUITE_OPTIONS).await.unwrap());
         let mut tasks = Vec::new();
         for task in 0..4 {
             let bus = bus.clone();
             tasks.push(tokio::spawn(async move {
                 for i in 0.. {
                     let body = format!("{task}:{i}");
-                    bus.publish("t", vec![msg("p", body.clone())])
-                        .await
-                        .unwrap();
+                    publish(&*bus, "t", vec![msg("p", body.clone())]).await;
                     println!("ACKED {body}");
                 }
             }));
@@ -225,11 +205,11 @@ async fn acknowledged_publishes_survive_kill_9() {
         start.elapsed()
     );
 
-    let bus = SqliteBus::open(&path, quick()).await.unwrap();
+    let bus = SqliteBus::open(&path, SUITE_OPTIONS).await.unwrap();
     bus.ensure_group("t", "g").await.unwrap();
     let mut stored = HashSet::new();
     loop {
-        let got = bus.poll("t", "g", "c", 1000, Duration::ZERO).await.unwrap();
+        let got = poll(&bus, "t", "g", "c", 1000, Duration::ZERO).await;
         if got.is_empty() {
             break;
         }
@@ -255,12 +235,8 @@ async fn acknowledged_publishes_survive_kill_9() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_publish_throughput() {
     for (publishers, each) in [(16, 1000), (256, 100)] {
-        let dir = tempfile::tempdir().unwrap();
-        let bus = Arc::new(
-            SqliteBus::open(dir.path().join("bus.db"), quick())
-                .await
-                .unwrap(),
-        );
+        let (_dir, bus) = temp_bus().await;
+        let bus = Arc::new(bus);
         bus.ensure_group("t", "g").await.unwrap();
         let payload = "x".repeat(200);
         let start = Instant::now();
@@ -317,8 +293,8 @@ async fn a_schema_1_bus_file_is_upgraded_in_place() {
         )
         .unwrap();
     }
-    let bus = SqliteBus::open(&path, quick()).await.unwrap();
-    let got = bus.poll("t", "g", "c", 10, Duration::ZERO).await.unwrap();
+    let bus = SqliteBus::open(&path, SUITE_OPTIONS).await.unwrap();
+    let got = poll(&bus, "t", "g", "c", 10, Duration::ZERO).await;
     assert_eq!(bodies(&got), ["m2", "m3", "m4"]);
     let dead = bus.dead_letters("t", "g", 10).await.unwrap();
     assert_eq!(bodies(&dead), ["m1"]);
@@ -338,20 +314,12 @@ async fn a_replay_from_another_process_reaches_the_consuming_one() {
     };
     let server = SqliteBus::open(&path, opts).await.unwrap();
     server.ensure_group("t", "g").await.unwrap();
-    server
-        .publish("t", vec![msg("p", "poison".into())])
-        .await
-        .unwrap();
-    let first = server
-        .poll("t", "g", "c", 10, Duration::ZERO)
-        .await
-        .unwrap();
+    publish(&server, "t", vec![msg("p", "poison".into())]).await;
+    let first = poll(&server, "t", "g", "c", 10, Duration::ZERO).await;
     assert_eq!(bodies(&first), ["poison"]);
     tokio::time::sleep(Duration::from_millis(150)).await;
-    assert!(server
-        .poll("t", "g", "c", 10, Duration::ZERO)
+    assert!(poll(&server, "t", "g", "c", 10, Duration::ZERO)
         .await
-        .unwrap()
         .is_empty());
 
     let cli = SqliteBus::open(&path, opts).await.unwrap();
@@ -364,47 +332,34 @@ async fn a_replay_from_another_process_reaches_the_consuming_one() {
     drop(cli);
 
     // The consuming process looks for put-back letters every second.
-    let back = server
-        .poll("t", "g", "c", 10, Duration::from_secs(3))
-        .await
-        .unwrap();
+    let back = poll(&server, "t", "g", "c", 10, Duration::from_secs(3)).await;
     assert_eq!(bodies(&back), ["poison"]);
     assert_eq!(back[0].deliveries, 1);
     // Not acked before a restart: it is delivered again after it.
     server.flush().await.unwrap();
     drop(server);
     let restarted = SqliteBus::open(&path, opts).await.unwrap();
-    let again = restarted
-        .poll("t", "g", "c", 10, Duration::from_secs(1))
-        .await
-        .unwrap();
+    let again = poll(&restarted, "t", "g", "c", 10, Duration::from_secs(1)).await;
     assert_eq!(bodies(&again), ["poison"]);
     restarted.ack("t", "g", &ids(&again)).await.unwrap();
     assert_eq!(restarted.lag("t", "g").await.unwrap(), 0);
-    assert!(restarted
-        .poll("t", "g", "c", 10, Duration::from_millis(200))
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(
+        poll(&restarted, "t", "g", "c", 10, Duration::from_millis(200))
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_taken_while_publishing_holds_whole_commits_and_the_stored_positions() {
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("bus.db");
-    let bus = Arc::new(SqliteBus::open(&live, quick()).await.unwrap());
+    let bus = Arc::new(SqliteBus::open(&live, SUITE_OPTIONS).await.unwrap());
     bus.ensure_group("t", "g").await.unwrap();
     // Ten messages acked and their position written: the copy must know it.
-    bus.publish(
-        "t",
-        (0..10).map(|i| msg("k", format!("early-{i}"))).collect(),
-    )
-    .await
-    .unwrap();
-    let first = bus
-        .poll("t", "g", "c", 10, Duration::from_secs(1))
-        .await
-        .unwrap();
+    let early = (0..10).map(|i| msg("k", format!("early-{i}"))).collect();
+    publish(&*bus, "t", early).await;
+    let first = poll(&*bus, "t", "g", "c", 10, Duration::from_secs(1)).await;
     bus.ack("t", "g", &ids(&first)).await.unwrap();
     bus.flush().await.unwrap();
 
@@ -418,7 +373,7 @@ async fn a_backup_taken_while_publishing_holds_whole_commits_and_the_stored_posi
                 let batch = (0..10)
                     .map(|j| msg("k", format!("b{batches}-{j}")))
                     .collect();
-                bus.publish("t", batch).await.unwrap();
+                publish(&*bus, "t", batch).await;
                 batches += 1;
             }
             batches
@@ -436,19 +391,21 @@ async fn a_backup_taken_while_publishing_holds_whole_commits_and_the_stored_posi
     let published = publisher.await.unwrap();
     SqliteBus::check_copy(&copy).unwrap();
 
-    let restored = SqliteBus::open(&copy, quick()).await.unwrap();
+    let restored = SqliteBus::open(&copy, SUITE_OPTIONS).await.unwrap();
     // The acked messages stay acked for their group...
-    let next = restored
-        .poll("t", "g", "c", 1, Duration::from_secs(1))
-        .await
-        .unwrap();
+    let next = poll(&restored, "t", "g", "c", 1, Duration::from_secs(1)).await;
     assert_eq!(bodies(&next), vec!["b0-0"]);
     // ...and a fresh group sees every message of the copy: whole batches, a prefix of them.
     restored.ensure_group("t", "audit").await.unwrap();
-    let all = restored
-        .poll("t", "audit", "c", 100_000, Duration::from_secs(1))
-        .await
-        .unwrap();
+    let all = poll(
+        &restored,
+        "t",
+        "audit",
+        "c",
+        100_000,
+        Duration::from_secs(1),
+    )
+    .await;
     let batch_msgs = all.len() - 10;
     assert!(batch_msgs > 0 && batch_msgs % 10 == 0, "{batch_msgs}");
     let batches = u32::try_from(batch_msgs / 10).unwrap();

@@ -249,6 +249,23 @@ fn unix_ms() -> u128 {
         .unwrap_or(0)
 }
 
+/// One batch entry per receipt of `receipts`, its index for id, as `entry` builds it; `what`
+/// names the batch in an error.
+fn batch_entries<T, E: std::fmt::Display>(
+    receipts: &[String],
+    what: &str,
+    entry: impl Fn(String, &str) -> Result<T, E>,
+) -> PortResult<Vec<T>> {
+    receipts
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            entry(i.to_string(), r)
+                .map_err(|e| PortError::Unavailable(format!("sqs {what} entry: {e}")))
+        })
+        .collect()
+}
+
 fn string_attr(value: &str) -> PortResult<MessageAttributeValue> {
     MessageAttributeValue::builder()
         .data_type("String")
@@ -917,17 +934,12 @@ impl Inner {
         let chunks: Vec<Vec<String>> = receipts.chunks(BATCH).map(<[String]>::to_vec).collect();
         let results: Vec<PortResult<()>> = stream::iter(chunks)
             .map(|chunk| async move {
-                let entries = chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| {
-                        DeleteMessageBatchRequestEntry::builder()
-                            .id(i.to_string())
-                            .receipt_handle(r)
-                            .build()
-                            .map_err(|e| PortError::Unavailable(format!("sqs delete entry: {e}")))
-                    })
-                    .collect::<PortResult<Vec<_>>>()?;
+                let entries = batch_entries(&chunk, "delete", |id, r| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(id)
+                        .receipt_handle(r)
+                        .build()
+                })?;
                 match self
                     .call(
                         Op::Delete,
@@ -971,18 +983,13 @@ impl Inner {
     ) -> PortResult<BTreeSet<String>> {
         let mut done = BTreeSet::new();
         for chunk in receipts.chunks(BATCH) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, r)| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(r)
-                        .visibility_timeout(timeout)
-                        .build()
-                        .map_err(|e| PortError::Unavailable(format!("sqs visibility entry: {e}")))
-                })
-                .collect::<PortResult<Vec<_>>>()?;
+            let entries = batch_entries(chunk, "visibility", |id, r| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(id)
+                    .receipt_handle(r)
+                    .visibility_timeout(timeout)
+                    .build()
+            })?;
             let out = self
                 .call(
                     Op::Visibility,

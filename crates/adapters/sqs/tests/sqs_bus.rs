@@ -13,7 +13,7 @@ use liveops_core::ports::BusOptions;
 use liveops_core::ports::{Bus, Message, PortError};
 use liveops_sqs::{Op, SqsBus, SqsConfig, StaticCredentials};
 use liveops_testkit::conformance;
-use liveops_testkit::conformance::bus::{body, ids, msg, unique};
+use liveops_testkit::conformance::bus::{body, ids, msg, poll, publish, unique};
 use liveops_testkit::conformance::bus_faults::{self, Outage};
 use liveops_testkit::fixtures::server_env;
 use liveops_testkit::relay::{upstream_of, Relay};
@@ -112,22 +112,16 @@ async fn publishers_find_groups_other_processes_created() {
     let audit = SqsBus::connect(c).await.unwrap();
     let t = unique("fan");
     fairness.ensure_group(&t, "fairness").await.unwrap();
-    gateway.publish(&t, vec![msg("p", "one")]).await.unwrap();
-    let got = fairness
-        .poll(&t, "fairness", "c", 10, Duration::from_secs(2))
-        .await
-        .unwrap();
+    publish(&gateway, &t, vec![msg("p", "one")]).await;
+    let got = poll(&fairness, &t, "fairness", "c", 10, Duration::from_secs(2)).await;
     assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["one"]);
     fairness.ack(&t, "fairness", &ids(&got)).await.unwrap();
 
     audit.ensure_group(&t, "audit").await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    gateway.publish(&t, vec![msg("p", "two")]).await.unwrap();
+    publish(&gateway, &t, vec![msg("p", "two")]).await;
     for (bus, g) in [(&fairness, "fairness"), (&audit, "audit")] {
-        let got = bus
-            .poll(&t, g, "c", 10, Duration::from_secs(2))
-            .await
-            .unwrap();
+        let got = poll(bus, &t, g, "c", 10, Duration::from_secs(2)).await;
         assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["two"], "{g}");
         bus.ack(&t, g, &ids(&got)).await.unwrap();
     }
@@ -140,20 +134,15 @@ async fn a_republished_id_is_stored_once() {
     let (t, g) = (unique("dedup"), unique("g"));
     bus.ensure_group(&t, &g).await.unwrap();
     let id = uuid::Uuid::now_v7().to_string();
-    bus.publish(&t, vec![message(&id, "p", "first")])
-        .await
-        .unwrap();
-    bus.publish(
+    publish(&bus, &t, vec![message(&id, "p", "first")]).await;
+    publish(
+        &bus,
         &t,
         vec![message(&id, "p", "retry"), message("other", "p", "next")],
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(bus.lag(&t, &g).await.unwrap(), 2);
-    let got = bus
-        .poll(&t, &g, "c", 10, Duration::from_secs(2))
-        .await
-        .unwrap();
+    let got = poll(&bus, &t, &g, "c", 10, Duration::from_secs(2)).await;
     assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["first", "next"]);
     bus.ack(&t, &g, &ids(&got)).await.unwrap();
 }
@@ -166,12 +155,12 @@ async fn a_publish_takes_ceil_n_over_10_batches_per_group() {
     for g in ["a", "b", "c"] {
         bus.ensure_group(&t, g).await.unwrap();
     }
-    bus.publish(&t, vec![msg("warm", "up")]).await.unwrap();
+    publish(&bus, &t, vec![msg("warm", "up")]).await;
     let before = bus.round_trips();
     let batch: Vec<Message> = (0..25)
         .map(|i| msg(&format!("player_{}", i % 7), &format!("m{i}")))
         .collect();
-    bus.publish(&t, batch).await.unwrap();
+    publish(&bus, &t, batch).await;
     let after = bus.round_trips();
     let sends = after[&Op::Send] - before[&Op::Send];
     assert_eq!(sends, 9, "25 messages × 3 groups = 3 batches × 3 groups");
@@ -200,12 +189,9 @@ async fn a_poll_stops_receiving_once_a_call_comes_back_short() {
 
     // 5 of one player: one call brings all 5; the poll ends there.
     let five: Vec<Message> = (0..5).map(|i| msg("p", &format!("{i}"))).collect();
-    bus.publish(&t, five).await.unwrap();
+    publish(&bus, &t, five).await;
     let before = receives(&bus);
-    let got = bus
-        .poll(&t, &g, "c", 500, Duration::from_secs(2))
-        .await
-        .unwrap();
+    let got = poll(&bus, &t, &g, "c", 500, Duration::from_secs(2)).await;
     assert_eq!(got.len(), 5);
     assert_eq!(receives(&bus) - before, 1, "one short call ends the poll");
     bus.ack(&t, &g, &ids(&got)).await.unwrap();
@@ -213,12 +199,9 @@ async fn a_poll_stops_receiving_once_a_call_comes_back_short() {
     // 25 of one player: a full call (10), then one round of 2 calls that find the player's
     // group locked by this very poll, and the poll ends with 10.
     let many: Vec<Message> = (0..25).map(|i| msg("q", &format!("{i}"))).collect();
-    bus.publish(&t, many).await.unwrap();
+    publish(&bus, &t, many).await;
     let before = receives(&bus);
-    let got = bus
-        .poll(&t, &g, "c", 500, Duration::from_secs(2))
-        .await
-        .unwrap();
+    let got = poll(&bus, &t, &g, "c", 500, Duration::from_secs(2)).await;
     assert_eq!(
         got.len(),
         10,
@@ -233,10 +216,7 @@ async fn a_poll_stops_receiving_once_a_call_comes_back_short() {
     bus.ack(&t, &g, &ids(&got)).await.unwrap();
     let mut left = 15;
     while left > 0 {
-        let got = bus
-            .poll(&t, &g, "c", 500, Duration::from_secs(2))
-            .await
-            .unwrap();
+        let got = poll(&bus, &t, &g, "c", 500, Duration::from_secs(2)).await;
         assert!(!got.is_empty(), "{left} never came");
         left -= got.len();
         bus.ack(&t, &g, &ids(&got)).await.unwrap();
@@ -269,31 +249,20 @@ async fn visibility_extension_keeps_a_slow_batch_from_redelivery() {
     let other = SqsBus::connect(plain).await.unwrap();
     let (t, g) = (unique("hold"), unique("g"));
     slow.ensure_group(&t, &g).await.unwrap();
-    slow.publish(&t, vec![msg("p", "slow"), msg("q", "held too")])
-        .await
-        .unwrap();
-    let got = slow
-        .poll(&t, &g, "c1", 10, Duration::from_secs(2))
-        .await
-        .unwrap();
+    publish(&slow, &t, vec![msg("p", "slow"), msg("q", "held too")]).await;
+    let got = poll(&slow, &t, &g, "c1", 10, Duration::from_secs(2)).await;
     assert_eq!(got.len(), 2);
     // Three visibility timeouts go by; the other consumer sees nothing meanwhile.
     let until = Instant::now() + Duration::from_secs(6);
     while Instant::now() < until {
-        let stolen = other
-            .poll(&t, &g, "c2", 10, Duration::from_millis(500))
-            .await
-            .unwrap();
+        let stolen = poll(&other, &t, &g, "c2", 10, Duration::from_millis(500)).await;
         assert!(stolen.is_empty(), "redelivered while held: {stolen:?}");
     }
     assert!(slow.round_trips()[&Op::Visibility] >= 2, "extended");
     slow.ack(&t, &g, &[got[0].id.clone()]).await.unwrap();
     // The holder goes away without acking the other one: it comes back after the timeout.
     drop(slow);
-    let back = other
-        .poll(&t, &g, "c2", 10, Duration::from_secs(5))
-        .await
-        .unwrap();
+    let back = poll(&other, &t, &g, "c2", 10, Duration::from_secs(5)).await;
     assert_eq!(back.iter().map(body).collect::<Vec<_>>(), ["held too"]);
     assert_eq!(back[0].deliveries, 2);
     other.ack(&t, &g, &ids(&back)).await.unwrap();
@@ -348,18 +317,12 @@ async fn recovers_when_sqs_lost_the_queues() {
     let bus = SqsBus::connect(config()).await.unwrap();
     let (t, g) = (unique("lost"), unique("g"));
     bus.ensure_group(&t, &g).await.unwrap();
-    bus.publish(&t, vec![msg("p", "old")]).await.unwrap();
+    publish(&bus, &t, vec![msg("p", "old")]).await;
     bus.delete_group(&t, &g).await.unwrap();
-    let none = bus
-        .poll(&t, &g, "c", 10, Duration::from_millis(300))
-        .await
-        .unwrap();
+    let none = poll(&bus, &t, &g, "c", 10, Duration::from_millis(300)).await;
     assert!(none.is_empty(), "a new queue is empty: {none:?}");
-    bus.publish(&t, vec![msg("p", "new")]).await.unwrap();
-    let got = bus
-        .poll(&t, &g, "c", 10, Duration::from_secs(2))
-        .await
-        .unwrap();
+    publish(&bus, &t, vec![msg("p", "new")]).await;
+    let got = poll(&bus, &t, &g, "c", 10, Duration::from_secs(2)).await;
     assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["new"]);
     bus.ack(&t, &g, &ids(&got)).await.unwrap();
 }

@@ -32,6 +32,13 @@ pub const CROWD: Crowd = Crowd {
     each: 200,
 };
 
+/// The options the suite's timed checks are written for: a visibility timeout of 1 s and 3
+/// deliveries at most.
+pub const SUITE_OPTIONS: BusOptions = BusOptions {
+    visibility_timeout: Duration::from_secs(1),
+    max_deliveries: 3,
+};
+
 /// Runs every check of the suite.
 pub async fn run_all(bus: Arc<dyn Bus>, opts: BusOptions) {
     run_all_with(bus, opts, CROWD).await;
@@ -81,6 +88,24 @@ pub fn body(d: &Delivery) -> String {
 /// The ids to ack deliveries with.
 pub fn ids(ds: &[Delivery]) -> Vec<String> {
     ds.iter().map(|d| d.id.clone()).collect()
+}
+
+/// Publishes `messages` to `topic`; an error panics.
+pub async fn publish(bus: &dyn Bus, topic: &str, messages: Vec<Message>) {
+    ok(bus.publish(topic, messages).await, "publish");
+}
+
+/// What one poll of `topic` by `consumer` in `group` brings (at most `max`, waiting up to
+/// `wait`); an error panics.
+pub async fn poll(
+    bus: &dyn Bus,
+    topic: &str,
+    group: &str,
+    consumer: &str,
+    max: usize,
+    wait: Duration,
+) -> Vec<Delivery> {
+    ok(bus.poll(topic, group, consumer, max, wait).await, "poll")
 }
 
 /// Polls until `n` messages arrived or `within` passed.

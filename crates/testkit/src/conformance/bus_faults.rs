@@ -9,10 +9,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use liveops_core::ports::{Bus, PortError};
+use liveops_core::ports::{Bus, Delivery, PortError};
 use tokio::time::Instant;
 
-use super::bus::{body, ids, msg, unique};
+use super::bus::{body, ids, msg, poll, publish, unique};
 use crate::relay::Relay;
 
 /// Asserts that `call` answers `Unavailable` within `within`.
@@ -31,6 +31,43 @@ pub async fn assert_unavailable<T: std::fmt::Debug>(
     assert!(took <= within, "{what} took {took:?}");
 }
 
+/// In an outage (`state`: "hung" or "down"), a health check, a publish to `topic` and, given
+/// `poll_wait`, a poll of `group` waiting that long each answer `Unavailable` within `within`.
+async fn first_calls_unavailable(
+    bus: &dyn Bus,
+    topic: &str,
+    group: &str,
+    state: &str,
+    within: Duration,
+    poll_wait: Option<Duration>,
+) {
+    let what = |call: &str| format!("{call} ({state})");
+    assert_unavailable(&what("healthcheck"), within, bus.healthcheck()).await;
+    let lost = vec![msg("p", "lost")];
+    assert_unavailable(&what("publish"), within, bus.publish(topic, lost)).await;
+    if let Some(wait) = poll_wait {
+        let call = bus.poll(topic, group, "c", 10, wait);
+        assert_unavailable(&what("poll"), within, call).await;
+    }
+}
+
+/// Checks that every delivery of `got` (bodies `key:i`, as the order checks publish them, `i`
+/// counting from 0 per key) is the next of its key; `next` counts what each key had so far, and
+/// `consumer` names who got them in a failure.
+pub fn each_next_in_order(next: &Mutex<HashMap<String, usize>>, got: &[Delivery], consumer: &str) {
+    for d in got {
+        let (key, i) = body(d)
+            .split_once(':')
+            .map(|(k, i)| (k.to_owned(), i.parse::<usize>().unwrap()))
+            .unwrap();
+        assert_eq!(key, d.key);
+        let mut next = next.lock().unwrap();
+        let want = next.entry(key.clone()).or_insert(0);
+        assert_eq!(i, *want, "{key}: got #{i}, expected #{want} ({consumer})");
+        *want += 1;
+    }
+}
+
 /// Two consumers of one group in one process (build the bus with a visibility timeout of 10 s):
 /// every player's messages arrive in order, exactly once, never in flight to both at once, and
 /// both consumers get work.
@@ -43,7 +80,7 @@ pub async fn two_consumers_keep_each_player_in_order(bus: Arc<dyn Bus>) {
         let batch = (0..KEYS)
             .map(|k| msg(&format!("player_{k}"), &format!("player_{k}:{i}")))
             .collect();
-        bus.publish(&t, batch).await.unwrap();
+        publish(&*bus, &t, batch).await;
     }
     let next: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let busy: Arc<Mutex<HashMap<String, String>>> = Arc::default();
@@ -62,26 +99,14 @@ pub async fn two_consumers_keep_each_player_in_order(bus: Arc<dyn Bus>) {
             while Instant::now() < until
                 && next.lock().unwrap().values().sum::<usize>() < KEYS * EACH
             {
-                let got = bus
-                    .poll(&t, &g, name, 15, Duration::from_millis(300))
-                    .await
-                    .unwrap();
+                let got = poll(&*bus, &t, &g, name, 15, Duration::from_millis(300)).await;
                 let keys: BTreeSet<String> = got.iter().map(|d| d.key.clone()).collect();
                 for k in &keys {
                     if let Some(other) = busy.lock().unwrap().insert(k.clone(), name.into()) {
                         panic!("{k}: {name} got messages while {other} holds some");
                     }
                 }
-                for d in &got {
-                    let (key, i) = body(d)
-                        .split_once(':')
-                        .map(|(k, i)| (k.to_owned(), i.parse::<usize>().unwrap()))
-                        .unwrap();
-                    let mut next = next.lock().unwrap();
-                    let want = next.entry(key.clone()).or_insert(0);
-                    assert_eq!(i, *want, "{key}: got #{i}, expected #{want} ({name})");
-                    *want += 1;
-                }
+                each_next_in_order(&next, &got, name);
                 handled += got.len();
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 for k in &keys {
@@ -117,25 +142,16 @@ pub async fn dead_letters_stay_with_their_group(
     let t = topic;
     bus.ensure_group(t, "a").await.unwrap();
     bus.ensure_group(t, "b").await.unwrap();
-    bus.publish(t, vec![msg("alice", "poison")]).await.unwrap();
-    let b = bus
-        .poll(t, "b", "cb", 10, Duration::from_secs(2))
-        .await
-        .unwrap();
+    publish(bus, t, vec![msg("alice", "poison")]).await;
+    let b = poll(bus, t, "b", "cb", 10, Duration::from_secs(2)).await;
     bus.ack(t, "b", &ids(&b)).await.unwrap();
     for n in 1..=3 {
-        let got = bus
-            .poll(t, "a", "ca", 10, Duration::from_secs(4))
-            .await
-            .unwrap();
+        let got = poll(bus, t, "a", "ca", 10, Duration::from_secs(4)).await;
         assert_eq!(got.len(), 1, "delivery {n}");
         assert_eq!(got[0].deliveries, n);
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
-    let none = bus
-        .poll(t, "a", "ca", 10, Duration::from_millis(500))
-        .await
-        .unwrap();
+    let none = poll(bus, t, "a", "ca", 10, Duration::from_millis(500)).await;
     assert!(none.is_empty(), "{none:?}");
     let dead = bus.dead_letters(t, "a", 10).await.unwrap();
     assert_eq!(dead.len(), 1);
@@ -153,15 +169,9 @@ pub async fn dead_letters_stay_with_their_group(
     );
     assert!(bus.dead_letters(t, "b", 10).await.unwrap().is_empty());
     assert_eq!(bus.replay_dead_letters(t, "a").await.unwrap(), 1);
-    let none = bus
-        .poll(t, "b", "cb", 10, Duration::from_millis(500))
-        .await
-        .unwrap();
+    let none = poll(bus, t, "b", "cb", 10, Duration::from_millis(500)).await;
     assert!(none.is_empty(), "replay leaked into group b: {none:?}");
-    let again = bus
-        .poll(t, "a", "ca", 10, Duration::from_secs(2))
-        .await
-        .unwrap();
+    let again = poll(bus, t, "a", "ca", 10, Duration::from_secs(2)).await;
     assert_eq!(
         (body(&again[0]).as_str(), again[0].deliveries),
         ("poison", 1)
@@ -195,48 +205,21 @@ pub async fn unavailable_then_recovers(
     let within = outage.within;
     let (t, g) = (unique("outage"), unique("g"));
     bus.ensure_group(&t, &g).await.unwrap();
-    bus.publish(&t, vec![msg("p", "before")]).await.unwrap();
-    let got = bus
-        .poll(&t, &g, "c", 10, Duration::from_secs(2))
-        .await
-        .unwrap();
+    publish(bus, &t, vec![msg("p", "before")]).await;
+    let got = poll(bus, &t, &g, "c", 10, Duration::from_secs(2)).await;
     assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["before"]);
     bus.ack(&t, &g, &ids(&got)).await.unwrap();
 
     // Hung: connections open, no answers.
     relay.stalled.store(true, Ordering::SeqCst);
-    assert_unavailable("healthcheck (hung)", within, bus.healthcheck()).await;
-    assert_unavailable(
-        "publish (hung)",
-        within,
-        bus.publish(&t, vec![msg("p", "lost")]),
-    )
-    .await;
-    if outage.poll_while_hung {
-        assert_unavailable(
-            "poll (hung)",
-            within,
-            bus.poll(&t, &g, "c", 10, Duration::ZERO),
-        )
-        .await;
-    }
+    let poll_wait = outage.poll_while_hung.then_some(Duration::ZERO);
+    first_calls_unavailable(bus, &t, &g, "hung", within, poll_wait).await;
     assert_unavailable("lag (hung)", within, bus.lag(&t, &g)).await;
 
     // Gone: connections closed, nothing listening.
     relay.kill();
-    assert_unavailable("healthcheck (down)", within, bus.healthcheck()).await;
-    assert_unavailable(
-        "publish (down)",
-        within,
-        bus.publish(&t, vec![msg("p", "lost")]),
-    )
-    .await;
-    assert_unavailable(
-        "poll (down)",
-        within,
-        bus.poll(&t, &g, "c", 10, Duration::from_millis(500)),
-    )
-    .await;
+    let poll_wait = Some(Duration::from_millis(500));
+    first_calls_unavailable(bus, &t, &g, "down", within, poll_wait).await;
     if let Some(id) = &outage.ack_while_down {
         assert_unavailable(
             "ack (down)",
@@ -256,14 +239,11 @@ pub async fn unavailable_then_recovers(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    bus.publish(&t, vec![msg("p", "after")]).await.unwrap();
+    publish(bus, &t, vec![msg("p", "after")]).await;
     let mut bodies = Vec::new();
     let until = Instant::now() + Duration::from_secs(10);
     while !bodies.contains(&"after".to_owned()) && Instant::now() < until {
-        let got = bus
-            .poll(&t, &g, "c", 10, Duration::from_secs(1))
-            .await
-            .unwrap();
+        let got = poll(bus, &t, &g, "c", 10, Duration::from_secs(1)).await;
         bus.ack(&t, &g, &ids(&got)).await.unwrap();
         bodies.extend(got.iter().map(body));
     }

@@ -359,21 +359,18 @@ pub async fn strikes_count_within_the_window(hot: &dyn HotState) {
     assert_eq!(ok(hot.strikes(&q, t0 + 1, ten_s).await, "strikes"), 2);
 }
 
+/// Caches `value` under `key` for `ttl` and reads it back.
+async fn put_and_read_back(hot: &dyn HotState, key: &str, value: Bytes, ttl: Duration) {
+    ok(hot.cache_put(key, value.clone(), ttl).await, "cache_put");
+    assert_eq!(ok(hot.cache_get(key).await, "cache_get"), Some(value));
+}
+
 /// Put, overwrite, read, delete.
 pub async fn cache_round_trip(hot: &dyn HotState) {
     let key = fresh_key("cache");
     assert_eq!(ok(hot.cache_get(&key).await, "cache_get"), None);
-    ok(
-        hot.cache_put(&key, Bytes::from_static(b"one"), LONG).await,
-        "cache_put",
-    );
-    assert_eq!(
-        ok(hot.cache_get(&key).await, "cache_get"),
-        Some(Bytes::from_static(b"one"))
-    );
-    let binary = Bytes::from(vec![0u8, 255, 10, 13]);
-    ok(hot.cache_put(&key, binary.clone(), LONG).await, "cache_put");
-    assert_eq!(ok(hot.cache_get(&key).await, "cache_get"), Some(binary));
+    put_and_read_back(hot, &key, Bytes::from_static(b"one"), LONG).await;
+    put_and_read_back(hot, &key, Bytes::from(vec![0u8, 255, 10, 13]), LONG).await;
     ok(hot.cache_del(&key).await, "cache_del");
     assert_eq!(ok(hot.cache_get(&key).await, "cache_get"), None);
     ok(hot.cache_del(&key).await, "cache_del of a missing key");
@@ -382,14 +379,7 @@ pub async fn cache_round_trip(hot: &dyn HotState) {
 /// Cached values disappear after their TTL.
 pub async fn cache_entries_expire(hot: &dyn HotState) {
     let key = fresh_key("cache-ttl");
-    ok(
-        hot.cache_put(&key, Bytes::from_static(b"v"), TTL).await,
-        "cache_put",
-    );
-    assert_eq!(
-        ok(hot.cache_get(&key).await, "cache_get"),
-        Some(Bytes::from_static(b"v"))
-    );
+    put_and_read_back(hot, &key, Bytes::from_static(b"v"), TTL).await;
     tokio::time::sleep(PAST_TTL).await;
     assert_eq!(
         ok(hot.cache_get(&key).await, "cache_get"),

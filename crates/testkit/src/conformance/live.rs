@@ -88,13 +88,15 @@ pub fn campaign(tag: &str) -> Campaign {
     }
 }
 
+/// Creates `c` (a draft).
+async fn create(repo: &dyn LiveStores, c: &Campaign) {
+    let audit = audit("campaign.create", &c.id);
+    ok(repo.create_campaign(c, &audit).await, "create_campaign");
+}
+
 /// Creates `c` and schedules it.
 async fn scheduled(repo: &dyn LiveStores, c: &Campaign) {
-    ok(
-        repo.create_campaign(c, &audit("campaign.create", &c.id))
-            .await,
-        "create_campaign",
-    );
+    create(repo, c).await;
     let moved = repo.advance(&c.id, CampaignState::Draft, CampaignState::Scheduled, None);
     assert!(ok(moved.await, "advance"));
 }
@@ -305,11 +307,7 @@ fn event(kind: &str, campaign_id: &str) -> CampaignEvent {
 /// once from the state it is in, with its outbox event.
 pub async fn campaigns_move_once_with_their_event(repo: &dyn LiveStores) {
     let c = campaign("moves");
-    ok(
-        repo.create_campaign(&c, &audit("campaign.create", &c.id))
-            .await,
-        "create_campaign",
-    );
+    create(repo, &c).await;
     assert_eq!(
         ok(repo.campaign(&c.id).await, "campaign").as_ref(),
         Some(&c)
@@ -399,11 +397,7 @@ pub async fn due_lists_what_the_scheduler_must_move(repo: &dyn LiveStores) {
 /// distinct and sorted by bytes.
 pub async fn entries_need_a_live_campaign_and_one_per_slot(repo: &dyn LiveStores) {
     let c = campaign("entries");
-    ok(
-        repo.create_campaign(&c, &audit("campaign.create", &c.id))
-            .await,
-        "create_campaign",
-    );
+    create(repo, &c).await;
     let e = entry(&c.id, "player_b", "once", "aa");
     assert_eq!(
         ok(repo.enter(&e).await, "enter"),

@@ -54,6 +54,10 @@ async fn add(store: &dyn RankStore, board: &Board, changes: &[(&str, i64)]) {
     ok(store.incr(&deltas).await, "incr");
 }
 
+async fn rank(store: &dyn RankStore, board: &Board, player: &str) -> Option<RankEntry> {
+    ok(store.rank(board, player).await, "rank")
+}
+
 async fn top(store: &dyn RankStore, board: &Board, offset: u64, limit: u64) -> Vec<RankEntry> {
     ok(store.top(board, offset, limit).await, "top")
 }
@@ -98,44 +102,23 @@ pub async fn orders_by_score_then_id_descending(store: &dyn RankStore) {
         ],
         "order: score desc, then id desc"
     );
-    assert_eq!(
-        ok(store.rank(&b, "p10").await, "rank"),
-        Some(entry(7, "p10", 5))
-    );
+    assert_eq!(rank(store, &b, "p10").await, Some(entry(7, "p10", 5)));
 }
 
 /// Ranks and scores follow increments, including several for one player in one batch.
 pub async fn ranks_follow_increments(store: &dyn RankStore) {
     let b = fresh_board("incr");
     add(store, &b, &[("a", 5), ("b", 3)]).await;
-    assert_eq!(
-        ok(store.rank(&b, "a").await, "rank"),
-        Some(entry(1, "a", 5))
-    );
-    assert_eq!(
-        ok(store.rank(&b, "b").await, "rank"),
-        Some(entry(2, "b", 3))
-    );
+    assert_eq!(rank(store, &b, "a").await, Some(entry(1, "a", 5)));
+    assert_eq!(rank(store, &b, "b").await, Some(entry(2, "b", 3)));
     add(store, &b, &[("b", 4)]).await;
-    assert_eq!(
-        ok(store.rank(&b, "b").await, "rank"),
-        Some(entry(1, "b", 7))
-    );
-    assert_eq!(
-        ok(store.rank(&b, "a").await, "rank"),
-        Some(entry(2, "a", 5))
-    );
+    assert_eq!(rank(store, &b, "b").await, Some(entry(1, "b", 7)));
+    assert_eq!(rank(store, &b, "a").await, Some(entry(2, "a", 5)));
     add(store, &b, &[("a", 1), ("a", 1), ("a", 1)]).await;
-    assert_eq!(
-        ok(store.rank(&b, "a").await, "rank"),
-        Some(entry(1, "a", 8))
-    );
+    assert_eq!(rank(store, &b, "a").await, Some(entry(1, "a", 8)));
     // A zero delta ranks a new player with 0 points.
     add(store, &b, &[("c", 0)]).await;
-    assert_eq!(
-        ok(store.rank(&b, "c").await, "rank"),
-        Some(entry(3, "c", 0))
-    );
+    assert_eq!(rank(store, &b, "c").await, Some(entry(3, "c", 0)));
     assert_eq!(
         top(store, &b, 0, 10).await,
         vec![entry(1, "a", 8), entry(2, "b", 7), entry(3, "c", 0)]
@@ -155,10 +138,7 @@ pub async fn negative_deltas_move_players_down(store: &dyn RankStore) {
         top(store, &b, 0, 10).await,
         vec![entry(1, "b", 0), entry(2, "c", -5), entry(3, "a", -10)]
     );
-    assert_eq!(
-        ok(store.rank(&b, "a").await, "rank"),
-        Some(entry(3, "a", -10))
-    );
+    assert_eq!(rank(store, &b, "a").await, Some(entry(3, "a", -10)));
 }
 
 /// One `incr` call can touch several boards; each board only sees its own deltas.
@@ -193,22 +173,19 @@ pub async fn top_honours_offset_and_limit(store: &dyn RankStore) {
         let i = 25 - rank as i64;
         entry(rank, &format!("p{i:02}"), i * 10)
     };
-    assert_eq!(
-        top(store, &b, 0, 5).await,
-        (1..=5).map(expect).collect::<Vec<_>>()
-    );
-    assert_eq!(
-        top(store, &b, 5, 10).await,
-        (6..=15).map(expect).collect::<Vec<_>>()
-    );
-    assert_eq!(
-        top(store, &b, 20, 10).await,
-        (21..=25).map(expect).collect::<Vec<_>>()
-    );
-    assert_eq!(
-        top(store, &b, 0, 1000).await,
-        (1..=25).map(expect).collect::<Vec<_>>()
-    );
+    // (offset, limit, the ranks it returns)
+    for (offset, limit, ranks) in [
+        (0, 5, 1..=5),
+        (5, 10, 6..=15),
+        (20, 10, 21..=25),
+        (0, 1000, 1..=25),
+    ] {
+        assert_eq!(
+            top(store, &b, offset, limit).await,
+            ranks.map(expect).collect::<Vec<_>>(),
+            "top({offset}, {limit})"
+        );
+    }
     assert!(top(store, &b, 25, 5).await.is_empty());
     assert!(top(store, &b, 100, 5).await.is_empty());
     assert!(top(store, &b, 3, 0).await.is_empty());
@@ -266,17 +243,14 @@ pub async fn load_replaces_a_board(store: &dyn RankStore) {
     ];
     ok(store.load(&b, scores).await, "load");
     assert_eq!(ok(store.size(&b).await, "size"), 3);
-    assert_eq!(ok(store.rank(&b, "x").await, "rank"), None);
+    assert_eq!(rank(store, &b, "x").await, None);
     assert_eq!(
         top(store, &b, 0, 10).await,
         vec![entry(1, "b", 7), entry(2, "c", 5), entry(3, "a", 5)]
     );
     // Increments apply on top of loaded scores.
     add(store, &b, &[("a", 3)]).await;
-    assert_eq!(
-        ok(store.rank(&b, "a").await, "rank"),
-        Some(entry(1, "a", 8))
-    );
+    assert_eq!(rank(store, &b, "a").await, Some(entry(1, "a", 8)));
 
     let fresh = fresh_board("load-new");
     ok(
@@ -298,7 +272,7 @@ pub async fn drop_board_forgets_it(store: &dyn RankStore) {
     ok(store.drop_board(&b).await, "drop_board");
     assert_eq!(ok(store.size(&b).await, "size"), 0);
     assert!(top(store, &b, 0, 10).await.is_empty());
-    assert_eq!(ok(store.rank(&b, "a").await, "rank"), None);
+    assert_eq!(rank(store, &b, "a").await, None);
     assert!(!ok(store.boards().await, "boards").contains(&b));
     ok(store.drop_board(&b).await, "drop_board again");
     add(store, &b, &[("a", 1)]).await;
@@ -309,11 +283,11 @@ pub async fn drop_board_forgets_it(store: &dyn RankStore) {
 pub async fn unknown_boards_and_players(store: &dyn RankStore) {
     let b = fresh_board("unknown");
     assert!(top(store, &b, 0, 10).await.is_empty());
-    assert_eq!(ok(store.rank(&b, "a").await, "rank"), None);
+    assert_eq!(rank(store, &b, "a").await, None);
     assert_eq!(ok(store.around(&b, "a", 3).await, "around"), None);
     assert_eq!(ok(store.size(&b).await, "size"), 0);
     add(store, &b, &[("a", 1)]).await;
-    assert_eq!(ok(store.rank(&b, "b").await, "rank"), None);
+    assert_eq!(rank(store, &b, "b").await, None);
     assert_eq!(ok(store.around(&b, "b", 3).await, "around"), None);
 }
 

@@ -395,6 +395,15 @@ pub async fn scores_commit_once(repo: &dyn Stores) {
     assert!(ok(repo.board_scores(&empty).await, "board_scores").is_empty());
 }
 
+/// The snapshot periods of `window` (up to 100 000, newest first) that start with `prefix`.
+async fn periods_from(repo: &dyn Stores, window: Window, prefix: &str) -> Vec<String> {
+    let all = ok(
+        repo.snapshot_periods(window, 100_000).await,
+        "snapshot_periods",
+    );
+    all.into_iter().filter(|p| p.starts_with(prefix)).collect()
+}
+
 /// A snapshot replaces the board's older one; periods list newest first.
 pub async fn snapshots_replace_and_list_newest_first(repo: &dyn Stores) {
     let s = suffix();
@@ -433,17 +442,9 @@ pub async fn snapshots_replace_and_list_newest_first(repo: &dyn Stores) {
         Some(snap("b", base + 1, false, 20))
     );
     assert_eq!(ok(repo.snapshot(&board("zz")).await, "snapshot"), None);
-    let ours = |all: Vec<String>| -> Vec<String> {
-        all.into_iter()
-            .filter(|p| p.starts_with(&format!("t-{s}-")))
-            .collect()
-    };
-    let listed = ok(
-        repo.snapshot_periods(Window::Weekly, 100_000).await,
-        "snapshot_periods",
-    );
+    let ours = format!("t-{s}-");
     assert_eq!(
-        ours(listed),
+        periods_from(repo, Window::Weekly, &ours).await,
         [format!("t-{s}-c"), format!("t-{s}-b"), format!("t-{s}-a")]
     );
     assert_eq!(
@@ -462,19 +463,12 @@ pub async fn snapshots_replace_and_list_newest_first(repo: &dyn Stores) {
         ok(repo.snapshot(&board("a")).await, "snapshot"),
         Some(newer)
     );
-    let listed = ok(
-        repo.snapshot_periods(Window::Weekly, 100_000).await,
-        "snapshot_periods",
-    );
     assert_eq!(
-        ours(listed),
+        periods_from(repo, Window::Weekly, &ours).await,
         [format!("t-{s}-a"), format!("t-{s}-c"), format!("t-{s}-b")]
     );
-    let daily = ok(
-        repo.snapshot_periods(Window::Daily, 100_000).await,
-        "snapshot_periods",
-    );
-    assert!(ours(daily).is_empty(), "periods are per window");
+    let daily = periods_from(repo, Window::Daily, &ours).await;
+    assert!(daily.is_empty(), "periods are per window");
 }
 
 /// Statistics are replaced per event type; verdicts are written once and read back by id.

@@ -86,38 +86,42 @@ pub(crate) const INSERT_EVENT: &str =
      VALUES (?, ?, ?, ?, 0)";
 
 sql_impl! {
+    /// Binds a campaign's columns from `title` to `commitment` in table order (`reward` is its
+    /// reward as JSON): the part of a row that both an insert and an update write.
+    fn bind_editable<'q>(
+        query: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
+        c: &'q Campaign,
+        reward: &'q str,
+    ) -> sqlx::query::Query<'q, DB, DB::Arguments<'q>> {
+        query
+            .bind(c.title.as_str())
+            .bind(c.description.as_str())
+            .bind(c.starts_at_ms)
+            .bind(c.ends_at_ms)
+            .bind(i64::from(c.min_level))
+            .bind(c.entry_limit.as_str())
+            .bind(reward)
+            .bind(c.state.as_str())
+            .bind(c.seed.as_deref())
+            .bind(c.commitment.as_deref())
+    }
+
     pub(crate) async fn create_campaign(
         &self,
         c: &Campaign,
         audit: &AuditEntry,
     ) -> PortResult<()> {
         let reward = to_json("campaign reward", &c.reward)?;
-        within::<DB, _>(async {
-            let (mut tx, _turn) = self.begin_write().await?;
-            let sql = DB::placeholders(
-                "INSERT INTO campaigns (id, title, description, starts_at, ends_at, min_level, \
-                 entry_limit, reward, state, seed, commitment, created_by, created_at, \
-                 updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            );
-            let insert = sqlx::query(&sql)
-                .bind(c.id.as_str())
-                .bind(c.title.as_str())
-                .bind(c.description.as_str())
-                .bind(c.starts_at_ms)
-                .bind(c.ends_at_ms)
-                .bind(i64::from(c.min_level))
-                .bind(c.entry_limit.as_str())
-                .bind(reward.as_str())
-                .bind(c.state.as_str())
-                .bind(c.seed.as_deref())
-                .bind(c.commitment.as_deref())
-                .bind(c.created_by.as_str())
-                .bind(c.created_at_ms)
-                .bind(c.updated_at_ms);
-            Self::run(&mut tx, insert).await?;
-            Self::commit_audited(tx, audit).await
-        })
-        .await
+        let sql = DB::placeholders(
+            "INSERT INTO campaigns (id, title, description, starts_at, ends_at, min_level, \
+             entry_limit, reward, state, seed, commitment, created_by, created_at, \
+             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        );
+        let insert = Self::bind_editable(sqlx::query(&sql).bind(c.id.as_str()), c, &reward)
+            .bind(c.created_by.as_str())
+            .bind(c.created_at_ms)
+            .bind(c.updated_at_ms);
+        self.run_audited(insert, audit).await
     }
 
     pub(crate) async fn campaign(&self, id: &str) -> PortResult<Option<Campaign>> {
@@ -156,17 +160,7 @@ sql_impl! {
                  commitment = ?, updated_at = ? \
                  WHERE id = ? AND state = ? AND updated_at = ?",
             );
-            let update = sqlx::query(&sql)
-                .bind(next.title.as_str())
-                .bind(next.description.as_str())
-                .bind(next.starts_at_ms)
-                .bind(next.ends_at_ms)
-                .bind(i64::from(next.min_level))
-                .bind(next.entry_limit.as_str())
-                .bind(reward.as_str())
-                .bind(next.state.as_str())
-                .bind(next.seed.as_deref())
-                .bind(next.commitment.as_deref())
+            let update = Self::bind_editable(sqlx::query(&sql), next, &reward)
                 .bind(next.updated_at_ms)
                 .bind(before.id.as_str())
                 .bind(before.state.as_str())

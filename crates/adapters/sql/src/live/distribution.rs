@@ -139,12 +139,16 @@ sql_impl! {
         attachments: &[String],
     ) -> PortResult<()> {
         let rows: Vec<(&InboxMessage, &String)> = messages.iter().zip(attachments).collect();
-        for chunk in rows.chunks(DB::MAX_BIND / 8) {
-            let mut qb = Statement::<DB>::new(
+        Self::insert_rows(
+            conn,
+            (
                 "INSERT INTO inbox_messages (message_id, player_id, campaign_id, title, body, \
                  attachments, created_at, expires_at) ",
-            );
-            qb.values(chunk, |row, (m, att)| {
+                8,
+                "",
+            ),
+            &rows,
+            |row, (m, att)| {
                 row.bind(m.message_id.as_str())
                     .bind(m.player_id.as_deref())
                     .bind(m.campaign_id.as_deref())
@@ -153,15 +157,10 @@ sql_impl! {
                     .bind(att.as_str())
                     .bind(m.created_at_ms)
                     .bind(m.expires_at_ms);
-            });
-            let (sql, args) = qb.finish()?;
-            sqlx::query_with(&sql, args)
-                .persistent(false)
-                .execute(&mut *conn)
-                .await
-                .map_err(db_error::<DB>)?;
-        }
-        Ok(())
+            },
+            db_error::<DB>,
+        )
+        .await
     }
 
     pub(crate) async fn send_messages(
@@ -307,23 +306,18 @@ sql_impl! {
 
     pub(crate) async fn create_webhook(&self, hook: &Webhook, audit: &AuditEntry) -> PortResult<()> {
         let events = to_json("webhook events", &hook.events)?;
-        within::<DB, _>(async {
-            let (mut tx, _turn) = self.begin_write().await?;
-            let sql = DB::placeholders(
-                "INSERT INTO webhooks (id, url, events, secret, created_by, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            );
-            let insert = sqlx::query(&sql)
-                .bind(hook.id.as_str())
-                .bind(hook.url.as_str())
-                .bind(events.as_str())
-                .bind(hook.secret.as_str())
-                .bind(hook.created_by.as_str())
-                .bind(hook.created_at_ms);
-            Self::run(&mut tx, insert).await?;
-            Self::commit_audited(tx, audit).await
-        })
-        .await
+        let sql = DB::placeholders(
+            "INSERT INTO webhooks (id, url, events, secret, created_by, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        );
+        let insert = sqlx::query(&sql)
+            .bind(hook.id.as_str())
+            .bind(hook.url.as_str())
+            .bind(events.as_str())
+            .bind(hook.secret.as_str())
+            .bind(hook.created_by.as_str())
+            .bind(hook.created_at_ms);
+        self.run_audited(insert, audit).await
     }
 
     pub(crate) async fn webhooks(&self) -> PortResult<Vec<Webhook>> {
@@ -390,12 +384,16 @@ sql_impl! {
     pub(crate) async fn enqueue(&self, event_ids: &[i64], deliveries: &[Delivery]) -> PortResult<()> {
         within::<DB, _>(async {
             let (mut tx, _turn) = self.begin_write().await?;
-            for chunk in deliveries.chunks(DB::MAX_BIND / 9) {
-                let mut qb = Statement::<DB>::new(
+            Self::insert_rows(
+                &mut tx,
+                (
                     "INSERT INTO webhook_deliveries (id, webhook_id, event_id, kind, body, state, \
                      attempts, next_attempt_at, created_at) ",
-                );
-                qb.values(chunk, |row, d| {
+                    9,
+                    &DB::keep_existing("webhook_id, event_id", "id"),
+                ),
+                deliveries,
+                |row, d| {
                     row.bind(d.id.as_str())
                         .bind(d.webhook_id.as_str())
                         .bind(d.event_id)
@@ -405,15 +403,10 @@ sql_impl! {
                         .bind(i64::from(d.attempts))
                         .bind(d.next_attempt_at_ms)
                         .bind(d.created_at_ms);
-                });
-                qb.push(&DB::keep_existing("webhook_id, event_id", "id"));
-                let (sql, args) = qb.finish()?;
-                sqlx::query_with(&sql, args)
-                    .persistent(false)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error::<DB>)?;
-            }
+                },
+                db_error::<DB>,
+            )
+            .await?;
             for chunk in event_ids.chunks(DB::MAX_BIND) {
                 let mut qb =
                     Statement::<DB>::new("UPDATE campaign_events SET dispatched = 1 WHERE id");
@@ -519,31 +512,21 @@ sql_impl! {
                 "",
                 " WHERE d.webhook_id = ? ORDER BY d.created_at DESC, d.id DESC LIMIT ?"
             ));
-            let rows: Vec<DeliveryRow> = sqlx::query_as(&sql)
+            let query = sqlx::query_as(&sql)
                 .bind(webhook_id)
-                .bind(i64::from(limit))
-                .fetch_all(self.pool())
-                .await
-                .map_err(db_error::<DB>)?;
-            let deliveries = rows
-                .into_iter()
-                .map(delivery_of)
-                .collect::<PortResult<Vec<_>>>()?;
+                .bind(i64::from(limit));
+            let deliveries = self.all_rows(query, delivery_of).await?;
+            let rows: Vec<AttemptRow> = self
+                .select_chunked(&deliveries, DB::MAX_BIND, |qb, chunk| {
+                    qb.push(
+                        "SELECT delivery_id, attempt, at_ms, status, error, duration_ms \
+                         FROM webhook_attempts WHERE delivery_id",
+                    )
+                    .in_list(chunk.iter().map(|d| d.id.as_str()))
+                    .push(" ORDER BY delivery_id, attempt");
+                })
+                .await?;
             let mut attempts: HashMap<String, Vec<Attempt>> = HashMap::new();
-            for chunk in deliveries.chunks(DB::MAX_BIND) {
-                let mut qb = Statement::<DB>::new(
-                    "SELECT delivery_id, attempt, at_ms, status, error, duration_ms \
-                     FROM webhook_attempts WHERE delivery_id",
-                );
-                qb.in_list(chunk.iter().map(|d| d.id.as_str()));
-                qb.push(" ORDER BY delivery_id, attempt");
-                let (sql, args) = qb.finish()?;
-                let rows: Vec<AttemptRow> =
-                    sqlx::query_as_with(&sql, args)
-                        .persistent(false)
-                        .fetch_all(self.pool())
-                        .await
-                        .map_err(db_error::<DB>)?;
                 for (id, attempt, at_ms, status, error, duration_ms) in rows {
                     attempts.entry(id.0).or_default().push(Attempt {
                         attempt: u32::try_from(to_u64(attempt)).unwrap_or(u32::MAX),
@@ -553,7 +536,6 @@ sql_impl! {
                         duration_ms,
                     });
                 }
-            }
             Ok(deliveries
                 .into_iter()
                 .map(|d| {

@@ -182,6 +182,20 @@ sql_impl! {
         tx.commit().await.map_err(db_error::<DB>)
     }
 
+    /// Runs `query` and writes `audit`, in one write transaction: an audited insert.
+    pub(crate) async fn run_audited<'q>(
+        &self,
+        query: Query<'q, DB, DB::Arguments<'q>>,
+        audit: &AuditEntry,
+    ) -> PortResult<()> {
+        within::<DB, _>(async {
+            let (mut tx, _turn) = self.begin_write().await?;
+            Self::run(&mut tx, query).await?;
+            Self::commit_audited(tx, audit).await
+        })
+        .await
+    }
+
     /// Rolls `tx` back and answers `value`: how a write that finds nothing to do ends.
     pub(crate) async fn rolled_back<T>(tx: Transaction<'static, DB>, value: T) -> PortResult<T> {
         tx.rollback().await.map_err(db_error::<DB>)?;

@@ -235,23 +235,18 @@ sql_impl! {
         secret: &str,
         audit: &AuditEntry,
     ) -> PortResult<()> {
-        within::<DB, _>(async {
-            let (mut tx, _turn) = self.begin_write().await?;
-            let sql = DB::placeholders(
-                "INSERT INTO api_keys (key_id, name, secret, created_by, created_at, revoked_at) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            );
-            let insert = sqlx::query(&sql)
-                .bind(key.key_id.as_str())
-                .bind(key.name.as_str())
-                .bind(secret)
-                .bind(key.created_by.as_str())
-                .bind(key.created_at_ms)
-                .bind(key.revoked_at_ms);
-            Self::run(&mut tx, insert).await?;
-            Self::commit_audited(tx, audit).await
-        })
-        .await
+        let sql = DB::placeholders(
+            "INSERT INTO api_keys (key_id, name, secret, created_by, created_at, revoked_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        );
+        let insert = sqlx::query(&sql)
+            .bind(key.key_id.as_str())
+            .bind(key.name.as_str())
+            .bind(secret)
+            .bind(key.created_by.as_str())
+            .bind(key.created_at_ms)
+            .bind(key.revoked_at_ms);
+        self.run_audited(insert, audit).await
     }
 
     pub(crate) async fn api_keys(&self) -> PortResult<Vec<ApiKeyInfo>> {

@@ -9,7 +9,6 @@ use super::campaigns::parse_state;
 use super::{from_json, sql_impl, to_json, with_tail};
 use crate::dialect::{db_error, to_u64, Text};
 use crate::repository::within;
-use crate::statement::Statement;
 
 /// An entry row: id, campaign, player, slot, time, request signature.
 type EntryRow = (Text, Text, Text, Text, i64, Text);
@@ -135,23 +134,16 @@ sql_impl! {
         campaign_ids: &[String],
     ) -> PortResult<Vec<Entry>> {
         within::<DB, _>(async {
-            let mut out = Vec::new();
-            for chunk in campaign_ids.chunks(DB::MAX_BIND - 1) {
-                let mut qb = Statement::<DB>::new(select_entries!(" WHERE player_id = "));
-                qb.bind(player_id).push(" AND campaign_id");
-                qb.in_list(chunk.iter().map(String::as_str));
-                qb.push(" ORDER BY entered_at");
-                let (sql, args) = qb.finish()?;
-                let rows: Vec<EntryRow> = sqlx::query_as_with(&sql, args)
-                    .persistent(false)
-                    .fetch_all(self.pool())
-                    .await
-                    .map_err(db_error::<DB>)?;
-                for row in rows {
-                    out.push(entry_of(row)?);
-                }
-            }
-            Ok(out)
+            let rows: Vec<EntryRow> = self
+                .select_chunked(campaign_ids, DB::MAX_BIND - 1, |qb, chunk| {
+                    qb.push(select_entries!(" WHERE player_id = "))
+                        .bind(player_id.to_owned())
+                        .push(" AND campaign_id")
+                        .in_list(chunk.iter().map(String::as_str))
+                        .push(" ORDER BY entered_at");
+                })
+                .await?;
+            rows.into_iter().map(entry_of).collect()
         })
         .await
     }

@@ -13,16 +13,13 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use liveops_core::ports::Board;
 use liveops_core::PortError;
-use sqlx::decode::Decode;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::SqlitePoolOptions;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous, SqliteTypeInfo, SqliteValueRef,
-};
-use sqlx::{Sqlite, Type};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::Sqlite;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::dialect::{db_error, BulkRead, Dialect, MigrationLock, Text, Upserts, ON_CONFLICT};
+use super::dialect::{db_error, BulkRead, Dialect, MigrationLock, Upserts, ON_CONFLICT};
 use super::repository::SqlRepository;
 
 mod backup;
@@ -147,21 +144,7 @@ impl Dialect for Sqlite {
     }
 }
 
-impl Type<Sqlite> for Text {
-    fn type_info() -> SqliteTypeInfo {
-        <String as Type<Sqlite>>::type_info()
-    }
-
-    fn compatible(ty: &SqliteTypeInfo) -> bool {
-        <String as Type<Sqlite>>::compatible(ty)
-    }
-}
-
-impl<'r> Decode<'r, Sqlite> for Text {
-    fn decode(value: SqliteValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-        <String as Decode<'r, Sqlite>>::decode(value).map(Text)
-    }
-}
+crate::dialect::text_as_string!(Sqlite);
 
 /// Every score on a board, read on a connection of its own with no per-row round trip: what a
 /// restart's rebuild of a million-player board waits for. Blocking; run it off the async threads.

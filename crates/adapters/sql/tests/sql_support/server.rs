@@ -41,6 +41,32 @@ pub trait Server {
     fn drop_database(db: &str) -> String;
 }
 
+/// The tests of the server backend `$server` (a [`Server`]): one per check of this module.
+#[allow(unused_macros)] // the SQLite tests include this module too and run none of these
+macro_rules! server_tests {
+    ($server:ty) => {
+        server::server_tests!(@each $server:
+            repository_passes_the_repository_suite => passes_the_repository_suite,
+            repository_passes_the_live_event_suite => passes_the_live_event_suite,
+            migrations_of_a_fresh_database_apply_once_and_wait_for_each_other
+                => migrations_apply_once_and_wait_for_each_other,
+            connect_repository_picks_it_by_scheme => picks_it_by_scheme,
+            ids_are_case_sensitive_and_large_snapshots_fit
+                => ids_are_case_sensitive_and_large_snapshots_fit,
+            opening_a_server_that_is_not_there_fails_fast => opening_a_missing_server_fails_fast,
+            an_outage_answers_unavailable_quickly_and_the_pool_recovers => outage_then_recovery,
+        );
+    };
+    (@each $server:ty: $($test:ident => $check:ident,)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $test() {
+            server::$check::<$server>().await;
+        }
+    )*};
+}
+#[allow(unused_imports)]
+pub(crate) use server_tests;
+
 async fn migrated<S: Server>(url: &str) -> S::Repo {
     let repo = S::open(url.to_owned()).await.unwrap();
     repo.migrate().await.unwrap();
