@@ -124,7 +124,7 @@ pub fn resolve(
             && kind == BusKind::ServiceBus
             && cloud == Cloud::Azure
             && args.bus_conn.is_none())
-            .then(|| Path::new(AZURE_SECRETS_DIR).join("bus-conn"))
+        .then(|| Path::new(AZURE_SECRETS_DIR).join("bus-conn"))
     });
     let conn = either("BUS_CONN", &args.bus_conn, "BUS_CONN_FILE", &file)?;
     Ok(match kind {
