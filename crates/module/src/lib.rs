@@ -332,9 +332,6 @@ macro_rules! from_context {
 /// A module's settings (a clap `Args`) as a [`Definition::new`] row uses them: they check
 /// themselves, shape the module's OpenAPI document and build the module.
 pub trait ModuleArgs: clap::Args + clap::FromArgMatches + Send + Sync + 'static {
-    /// Builds the module's service over the ports it needs.
-    fn build(self, ctx: &Context) -> impl Future<Output = Result<Service, BuildError>> + Send;
-
     /// Checks the values, so a bad one stops start-up whatever the target; none by default.
     fn check(&self) -> Result<(), ConfigError> {
         Ok(())
@@ -345,6 +342,9 @@ pub trait ModuleArgs: clap::Args + clap::FromArgMatches + Send + Sync + 'static 
     fn openapi(&self, doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
         doc
     }
+
+    /// Builds the module's service over the ports it needs.
+    fn build(self, ctx: &Context) -> impl Future<Output = Result<Service, BuildError>> + Send;
 }
 
 /// One service of LiveOps, as the binary's module table sees it.

@@ -118,7 +118,14 @@ pub fn router(state: CampaignsState) -> Router {
 )]
 struct ApiDoc;
 
+/// The campaigns service's row in the module table: `--target campaigns`, port 8085.
+pub static MODULE: Definition<CampaignsArgs> = Definition::new::<ApiDoc>("campaigns", 8085, &[]);
+
 impl ModuleArgs for CampaignsArgs {
+    fn check(&self) -> Result<(), ConfigError> {
+        self.tick().map(drop)
+    }
+
     async fn build(self, ctx: &Context) -> Result<Service, BuildError> {
         let tick = self.tick()?;
         let config = CampaignsConfig {
@@ -133,11 +140,4 @@ impl ModuleArgs for CampaignsArgs {
         });
         Ok(Service::routes(router(state)).with_task(scheduler))
     }
-
-    fn check(&self) -> Result<(), ConfigError> {
-        self.tick().map(drop)
-    }
 }
-
-/// The campaigns service's row in the module table: `--target campaigns`, port 8085.
-pub static MODULE: Definition<CampaignsArgs> = Definition::new::<ApiDoc>("campaigns", 8085, &[]);

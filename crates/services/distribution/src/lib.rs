@@ -171,7 +171,15 @@ pub fn router(state: DistributionState) -> Router {
 )]
 struct ApiDoc;
 
+/// Distribution's row in the module table: `--target distribution`, port 8087.
+pub static MODULE: Definition<DistributionArgs> =
+    Definition::new::<ApiDoc>("distribution", 8087, &[]);
+
 impl ModuleArgs for DistributionArgs {
+    fn check(&self) -> Result<(), ConfigError> {
+        self.config().map(drop)
+    }
+
     async fn build(self, ctx: &Context) -> Result<Service, BuildError> {
         let config = self.config()?;
         if config.settle_delay > Duration::ZERO {
@@ -187,12 +195,4 @@ impl ModuleArgs for DistributionArgs {
             .with_task(settler)
             .with_task(hooks))
     }
-
-    fn check(&self) -> Result<(), ConfigError> {
-        self.config().map(drop)
-    }
 }
-
-/// Distribution's row in the module table: `--target distribution`, port 8087.
-pub static MODULE: Definition<DistributionArgs> =
-    Definition::new::<ApiDoc>("distribution", 8087, &[]);

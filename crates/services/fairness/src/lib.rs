@@ -160,7 +160,14 @@ pub fn router(state: FairnessState) -> Router {
 )]
 struct ApiDoc;
 
+/// Fairness's row in the module table: `--target fairness`, port 8081.
+pub static MODULE: Definition<FairnessArgs> = Definition::new::<ApiDoc>("fairness", 8081, &[READS]);
+
 impl ModuleArgs for FairnessArgs {
+    fn check(&self) -> Result<(), ConfigError> {
+        self.config("check", 1).map(drop)
+    }
+
     async fn build(self, ctx: &Context) -> Result<Service, BuildError> {
         let shared = &ctx.shared;
         let config = self.config(&shared.consumer_name, shared.batch_size)?;
@@ -168,11 +175,4 @@ impl ModuleArgs for FairnessArgs {
         let consumer = Task::over("fairness consumer", state.clone(), run_consumer);
         Ok(Service::routes(router(state)).with_task(consumer))
     }
-
-    fn check(&self) -> Result<(), ConfigError> {
-        self.config("check", 1).map(drop)
-    }
 }
-
-/// Fairness's row in the module table: `--target fairness`, port 8081.
-pub static MODULE: Definition<FairnessArgs> = Definition::new::<ApiDoc>("fairness", 8081, &[READS]);

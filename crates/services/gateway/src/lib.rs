@@ -151,16 +151,16 @@ pub fn router(state: GatewayState) -> Router {
 )]
 struct ApiDoc;
 
+/// The gateway's row in the module table: `--target gateway`, port 8080.
+pub static MODULE: Definition<GatewayArgs> = Definition::new::<ApiDoc>("gateway", 8080, &[]);
+
 impl ModuleArgs for GatewayArgs {
+    fn check(&self) -> Result<(), ConfigError> {
+        self.config().map(drop)
+    }
+
     async fn build(self, ctx: &Context) -> Result<Service, BuildError> {
         let state = GatewayState::from_context(ctx, Arc::new(self.config()?)).await?;
         Ok(Service::routes(router(state)))
     }
-
-    fn check(&self) -> Result<(), ConfigError> {
-        self.config().map(drop)
-    }
 }
-
-/// The gateway's row in the module table: `--target gateway`, port 8080.
-pub static MODULE: Definition<GatewayArgs> = Definition::new::<ApiDoc>("gateway", 8080, &[]);

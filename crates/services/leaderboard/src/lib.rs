@@ -194,7 +194,23 @@ pub fn router(state: LeaderboardState) -> Router {
 )]
 struct ApiDoc;
 
+/// The leaderboard's row in the module table: `--target leaderboard`, port 8082.
+pub static MODULE: Definition<LeaderboardArgs> =
+    Definition::new::<ApiDoc>("leaderboard", 8082, &[READS]);
+
 impl ModuleArgs for LeaderboardArgs {
+    fn check(&self) -> Result<(), ConfigError> {
+        self.config(Calendar::default(), "check", 1).map(drop)
+    }
+
+    fn openapi(&self, doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+        let windows = self
+            .config(Calendar::default(), "openapi", 1)
+            .map(|c| c.windows)
+            .unwrap_or_default();
+        openapi::for_windows(doc, &windows)
+    }
+
     async fn build(self, ctx: &Context) -> Result<Service, BuildError> {
         let shared = &ctx.shared;
         let config = self.config(
@@ -216,20 +232,4 @@ impl ModuleArgs for LeaderboardArgs {
         }));
         Ok(service)
     }
-
-    fn check(&self) -> Result<(), ConfigError> {
-        self.config(Calendar::default(), "check", 1).map(drop)
-    }
-
-    fn openapi(&self, doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
-        let windows = self
-            .config(Calendar::default(), "openapi", 1)
-            .map(|c| c.windows)
-            .unwrap_or_default();
-        openapi::for_windows(doc, &windows)
-    }
 }
-
-/// The leaderboard's row in the module table: `--target leaderboard`, port 8082.
-pub static MODULE: Definition<LeaderboardArgs> =
-    Definition::new::<ApiDoc>("leaderboard", 8082, &[READS]);

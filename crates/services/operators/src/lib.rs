@@ -259,7 +259,14 @@ pub enum CreateError {
     Port(#[from] PortError),
 }
 
+/// The operators service's row in the module table: `--target operators`, port 8084.
+pub static MODULE: Definition<OperatorsArgs> = Definition::new::<ApiDoc>("operators", 8084, &[]);
+
 impl ModuleArgs for OperatorsArgs {
+    fn check(&self) -> Result<(), ConfigError> {
+        self.config().map(drop)
+    }
+
     async fn build(self, ctx: &Context) -> Result<Service, BuildError> {
         let state = OperatorsState::from_context(ctx, Arc::new(self.config()?)).await?;
         if let Some((email, password)) = self.bootstrap()? {
@@ -267,14 +274,7 @@ impl ModuleArgs for OperatorsArgs {
         }
         Ok(Service::routes(router(state)))
     }
-
-    fn check(&self) -> Result<(), ConfigError> {
-        self.config().map(drop)
-    }
 }
-
-/// The operators service's row in the module table: `--target operators`, port 8084.
-pub static MODULE: Definition<OperatorsArgs> = Definition::new::<ApiDoc>("operators", 8084, &[]);
 
 /// Creates the first admin if no operator exists yet.
 async fn bootstrap_admin(

@@ -99,7 +99,15 @@ pub fn router(state: ParticipationState) -> Router {
 )]
 struct ApiDoc;
 
+/// Participation's row in the module table: `--target participation`, port 8086.
+pub static MODULE: Definition<ParticipationArgs> =
+    Definition::new::<ApiDoc>("participation", 8086, &[]);
+
 impl ModuleArgs for ParticipationArgs {
+    fn check(&self) -> Result<(), ConfigError> {
+        self.tick().map(drop)
+    }
+
     async fn build(self, ctx: &Context) -> Result<Service, BuildError> {
         let config = ParticipationConfig {
             calendar: ctx.shared.calendar.clone(),
@@ -110,12 +118,4 @@ impl ModuleArgs for ParticipationArgs {
         let decider = Task::over("campaign decider", state.clone(), run_decider);
         Ok(Service::routes(router(state)).with_task(decider))
     }
-
-    fn check(&self) -> Result<(), ConfigError> {
-        self.tick().map(drop)
-    }
 }
-
-/// Participation's row in the module table: `--target participation`, port 8086.
-pub static MODULE: Definition<ParticipationArgs> =
-    Definition::new::<ApiDoc>("participation", 8086, &[]);

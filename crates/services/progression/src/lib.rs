@@ -97,6 +97,10 @@ pub fn router(state: ProgressionState) -> Router {
 )]
 struct ApiDoc;
 
+/// Progression's row in the module table: `--target progression`, port 8083.
+pub static MODULE: Definition<ProgressionArgs> =
+    Definition::new::<ApiDoc>("progression", 8083, &[READS]);
+
 impl ModuleArgs for ProgressionArgs {
     async fn build(self, ctx: &Context) -> Result<Service, BuildError> {
         let shared = &ctx.shared;
@@ -111,7 +115,3 @@ impl ModuleArgs for ProgressionArgs {
         Ok(Service::routes(router(state)).with_task(consumer))
     }
 }
-
-/// Progression's row in the module table: `--target progression`, port 8083.
-pub static MODULE: Definition<ProgressionArgs> =
-    Definition::new::<ApiDoc>("progression", 8083, &[READS]);
