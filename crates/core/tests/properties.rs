@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 const NOW: i64 = 1_700_000_000;
 const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 
-/// Any JSON value, nested a few levels (an `u64` as likely as each other kind of scalar).
+/// Any JSON value, nested a few levels (a `u64` as likely as each other kind of scalar).
 fn any_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         5 => json::scalar(".{0,70}"),
