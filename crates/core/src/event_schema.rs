@@ -11,7 +11,8 @@ use utoipa::{PartialSchema, ToSchema};
 
 use crate::event::{Event, EventType, Limits, LABEL_PATTERN, PLAYER_ID_PATTERN};
 
-fn closed(object: ObjectBuilder) -> Object {
+/// `object` closed to unknown properties (`additionalProperties: false`), built.
+pub fn closed(object: ObjectBuilder) -> Object {
     object
         .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)))
         .build()
@@ -32,8 +33,8 @@ fn label(description: &str) -> ObjectBuilder {
         .description(Some(description))
 }
 
-/// A string that can only be `value`.
-fn constant(value: &str) -> ObjectBuilder {
+/// A string schema that can only be `value`.
+pub fn constant(value: &str) -> ObjectBuilder {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .enum_values(Some([value]))

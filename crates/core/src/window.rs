@@ -110,6 +110,11 @@ impl Default for Calendar {
     }
 }
 
+/// Unix milliseconds as a UTC time; the epoch if out of range.
+fn utc_ms(at_ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(at_ms).single().unwrap_or_default()
+}
+
 fn midnight(d: NaiveDate) -> DateTime<Utc> {
     Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default())
 }
@@ -119,6 +124,11 @@ impl Calendar {
     pub fn season_at(&self, at: DateTime<Utc>) -> i64 {
         let len = i64::from(self.season_days.max(1)) * 86_400;
         (at - self.season_start).num_seconds().div_euclid(len) + 1
+    }
+
+    /// The season number at unix milliseconds `at_ms` (the epoch's season if out of range).
+    pub fn season_at_ms(&self, at_ms: i64) -> i64 {
+        self.season_at(utc_ms(at_ms))
     }
 
     fn season_period(&self, n: i64) -> Period {
@@ -161,10 +171,7 @@ impl Calendar {
 
     /// The period of `window` at unix milliseconds `at_ms`.
     pub fn period_at_ms(&self, window: Window, at_ms: i64) -> Period {
-        self.period_at(
-            window,
-            Utc.timestamp_millis_opt(at_ms).single().unwrap_or_default(),
-        )
+        self.period_at(window, utc_ms(at_ms))
     }
 
     /// The period just before `p`.
@@ -235,6 +242,24 @@ mod tests {
         assert_eq!(w.from, at("2026-11-16T00:00:00Z"));
         assert_eq!(w.to, at("2026-11-23T00:00:00Z"));
         assert_eq!(cal.previous(&w).id, "2026-W46");
+    }
+
+    #[test]
+    fn seasons_at_unix_milliseconds() {
+        let cal = Calendar::default();
+        let ms = |s: &str| at(s).timestamp_millis();
+        assert_eq!(cal.season_at_ms(ms("2026-01-01T00:00:00Z")), 1);
+        assert_eq!(cal.season_at_ms(ms("2026-03-31T23:59:59.999Z")), 1);
+        assert_eq!(cal.season_at_ms(ms("2026-04-01T00:00:00Z")), 2);
+        assert_eq!(cal.season_at_ms(ms("2026-11-21T23:59:59Z")), 4);
+        assert_eq!(cal.season_at_ms(ms("2025-12-31T23:59:59Z")), 0);
+        // Out of range reads as the epoch, as `period_at_ms` does.
+        let epoch = cal.season_at(DateTime::<Utc>::default());
+        assert_eq!(cal.season_at_ms(i64::MAX), epoch);
+        assert_eq!(
+            cal.period_at_ms(Window::Seasonal, i64::MAX).id,
+            format!("season-{epoch}")
+        );
     }
 
     #[test]

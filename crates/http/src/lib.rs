@@ -2,11 +2,13 @@
 //! signed requests ([`Signed`]), typed paths and queries whose rejections are problems and whose
 //! bounds are in the OpenAPI document ([`Path`], [`Query`], [`PlayerPath`]), request bodies under
 //! a limit ([`read_body`], [`body_limit`]), operators' bearer tokens and roles ([`Operator`],
-//! [`Reader`], [`BearerScheme`]), and the request metrics layer ([`track`]).
+//! [`Reader`], [`BearerScheme`]), a campaign or 404 ([`campaign_or_404`]), and the request
+//! metrics layer ([`track`]).
 
 mod auth;
 mod body;
 mod extract;
+mod lookup;
 mod metrics_layer;
 mod problem;
 pub mod responses;
@@ -19,6 +21,7 @@ pub use extract::{
     PlayerPath, Query,
 };
 pub use liveops_core::time::{rfc3339, rfc3339_or_never};
+pub use lookup::campaign_or_404;
 pub use metrics_layer::{count_unmatched, track};
 pub use problem::Problem;
 pub use signed::{header, Signature, SignatureCheck, SignatureHeaders, Signed};

@@ -65,9 +65,7 @@ pub(crate) async fn campaigns(
 ) -> Result<Json<PlayerCampaigns>, Problem> {
     let now = now_ms();
     let cfg = &state.config;
-    let season = cfg
-        .calendar
-        .season_at(chrono::DateTime::from_timestamp_millis(now).unwrap_or_default());
+    let season = cfg.calendar.season_at_ms(now);
     let level = cfg
         .curve
         .level(state.xp.season_xp(player.as_str(), season).await?);

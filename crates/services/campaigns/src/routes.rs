@@ -9,7 +9,7 @@ use liveops_http::responses::{
     LookupFailures, OperatorInputFailures, OperatorLookupFailures, ReadFailures, TooLarge,
     Unauthenticated,
 };
-use liveops_http::{Bounded, IdPath, Json, Operator, Problem, Query};
+use liveops_http::{campaign_or_404, Bounded, IdPath, Json, Operator, Problem, Query};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -35,17 +35,9 @@ fn audit(op: &Operator, action: &str, before: Option<&Campaign>, after: &Campaig
     )
 }
 
-async fn load(state: &CampaignsState, id: &str) -> Result<Campaign, Problem> {
-    state
-        .campaigns
-        .campaign(id)
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("no campaign {id:?}")))
-}
-
 /// The campaign `id`, which must be a draft (the only state whose settings change).
 async fn load_draft(state: &CampaignsState, id: &str) -> Result<Campaign, Problem> {
-    let c = load(state, id).await?;
+    let c = campaign_or_404(&*state.campaigns, id).await?;
     if c.state != CampaignState::Draft {
         return Err(Problem::conflict(
             "campaign-not-draft",
@@ -170,7 +162,9 @@ pub(crate) async fn one(
     IdPath(id): IdPath,
 ) -> Result<Json<CampaignView>, Problem> {
     op.require(READERS)?;
-    Ok(Json(CampaignView::from(&load(&state, &id).await?)))
+    Ok(Json(CampaignView::from(
+        &campaign_or_404(&*state.campaigns, &id).await?,
+    )))
 }
 
 /// Changes a draft.
@@ -291,7 +285,7 @@ pub(crate) async fn cancel(
     op.require(WRITERS)?;
     // The scheduler may move it between our read and our write: read again and retry.
     for _ in 0..RETRIES {
-        let before = load(&state, &id).await?;
+        let before = campaign_or_404(&*state.campaigns, &id).await?;
         if !matches!(
             before.state,
             CampaignState::Draft | CampaignState::Scheduled | CampaignState::Live

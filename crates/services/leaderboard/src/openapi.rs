@@ -4,9 +4,10 @@
 //! exploded object with one alternative per window, so a request the document calls valid is one
 //! the server takes.
 
+use liveops_core::event_schema::{closed, constant};
 use liveops_core::Window;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn, ParameterStyle};
-use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
 use utoipa::openapi::{OpenApi, Required};
 
 /// The routes that take `window` and `period`.
@@ -28,28 +29,19 @@ fn period(window: Window) -> ObjectBuilder {
 
 /// `window` and `period` together, for `windows` (the first is the default).
 fn board(windows: &[Window]) -> Parameter {
-    let closed = |o: ObjectBuilder| {
-        o.schema_type(Type::Object)
-            .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)))
-            .build()
-    };
+    let alternative = |o: ObjectBuilder| closed(o.schema_type(Type::Object));
     let mut alternatives = OneOfBuilder::new();
     for &w in windows {
-        alternatives = alternatives.item(closed(
+        alternatives = alternatives.item(alternative(
             ObjectBuilder::new()
                 .title(Some(w.as_str()))
-                .property(
-                    "window",
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .enum_values(Some([w.as_str()])),
-                )
+                .property("window", constant(w.as_str()))
                 .property("period", period(w))
                 .required("window"),
         ));
     }
     if let Some(&default) = windows.first() {
-        alternatives = alternatives.item(closed(
+        alternatives = alternatives.item(alternative(
             ObjectBuilder::new()
                 .title(Some(format!("default window ({default})")))
                 .property("period", period(default)),

@@ -8,10 +8,12 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use liveops_core::draw::{self, PublishedDraw, ALGORITHM};
-use liveops_core::stores::{Campaign, CampaignState, Entered, Entry, Reward};
+use liveops_core::stores::{CampaignState, Entered, Entry, Reward};
 use liveops_core::PlayerId;
 use liveops_http::responses::{LookupFailures, SignedLookupFailures};
-use liveops_http::{parse_json, rfc3339, IdPath, Json, Problem, SignatureHeaders, Signed};
+use liveops_http::{
+    campaign_or_404, parse_json, rfc3339, IdPath, Json, Problem, SignatureHeaders, Signed,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -71,14 +73,6 @@ pub struct EntrantList {
     pub entrants: Vec<String>,
 }
 
-async fn load(state: &ParticipationState, id: &str) -> Result<Campaign, Problem> {
-    state
-        .campaigns
-        .campaign(id)
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("no campaign {id:?}")))
-}
-
 fn not_live(id: &str, state: Option<CampaignState>) -> Problem {
     let state = state.map_or("unknown", CampaignState::as_str);
     Problem::conflict(
@@ -127,14 +121,12 @@ pub(crate) async fn enter(
             "this signed request was already used for another campaign; sign a new one (with `campaignId` in the body, the signature covers the campaign)",
         ));
     }
-    let campaign = load(&state, &id).await?;
+    let campaign = campaign_or_404(&*state.campaigns, &id).await?;
     if campaign.state != CampaignState::Live {
         return Err(not_live(&id, Some(campaign.state)));
     }
     let cfg = &state.config;
-    let season = cfg
-        .calendar
-        .season_at(chrono::DateTime::from_timestamp_millis(now).unwrap_or_default());
+    let season = cfg.calendar.season_at_ms(now);
     let level = cfg
         .curve
         .level(state.xp.season_xp(player.as_str(), season).await?);
@@ -195,7 +187,7 @@ pub(crate) async fn entrants(
     State(state): State<ParticipationState>,
     IdPath(id): IdPath,
 ) -> Result<Json<EntrantList>, Problem> {
-    load(&state, &id).await?;
+    campaign_or_404(&*state.campaigns, &id).await?;
     let entrants = state.entries.entrants(&id).await?;
     Ok(Json(EntrantList {
         campaign_id: id,
@@ -218,7 +210,7 @@ pub(crate) async fn draw(
     State(state): State<ParticipationState>,
     IdPath(id): IdPath,
 ) -> Result<Json<PublishedDraw>, Problem> {
-    let campaign = load(&state, &id).await?;
+    let campaign = campaign_or_404(&*state.campaigns, &id).await?;
     let Reward::Draw { winners, .. } = campaign.reward else {
         return Err(Problem::conflict(
             "not-a-draw",

@@ -2,21 +2,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use chrono::{TimeZone, Utc};
 use liveops_core::stores::{ItemGrant, PendingReward, ProgressCommit, XpGain};
 use liveops_core::{Calendar, Envelope, EventType, LevelCurve, Payload};
 
 /// The `source` of a level-up reward.
 pub(crate) const LEVEL_UP_SOURCE: &str = "level_up";
-
-/// The season an event counts in: by server receive time, never the client's clock.
-pub(crate) fn season_of(calendar: &Calendar, received_at_ms: i64) -> i64 {
-    let at = Utc
-        .timestamp_millis_opt(received_at_ms)
-        .single()
-        .unwrap_or_default();
-    calendar.season_at(at)
-}
 
 /// The reward id for reaching `level` in `season`.
 pub(crate) fn level_reward_id(season: i64, level: u32) -> String {
@@ -46,7 +36,7 @@ pub(crate) fn xp_keys(events: &[Envelope], calendar: &Calendar) -> Vec<(String, 
         if let Payload::Progression(_) = env.event.payload {
             let key = (
                 env.event.player_id.as_str().to_owned(),
-                season_of(calendar, env.received_at),
+                calendar.season_at_ms(env.received_at),
             );
             if seen.insert(key.clone()) {
                 keys.push(key);
@@ -88,7 +78,8 @@ pub(crate) fn plan(
         plan.commit.event_ids.push(env.event_id);
         *plan.applied.entry(env.event.kind()).or_default() += 1;
         let player = env.event.player_id.as_str();
-        let season = season_of(calendar, env.received_at);
+        // An event counts in its season by server receive time, never the client's clock.
+        let season = calendar.season_at_ms(env.received_at);
         plan.touched.insert((player.to_owned(), season));
         match &env.event.payload {
             Payload::Progression(p) => {
@@ -183,7 +174,7 @@ mod tests {
     fn accumulates_xp_in_order_and_rewards_every_level_crossed() {
         let cal = Calendar::default();
         let curve = LevelCurve::default();
-        assert_eq!(season_of(&cal, T), 1);
+        assert_eq!(cal.season_at_ms(T), 1);
         let events = vec![
             xp("player_1", 600, T),
             xp("player_1", 600, T + 5),

@@ -15,7 +15,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::apply::{item_of_level_reward, season_of};
+use crate::apply::item_of_level_reward;
 use crate::cache::{self, CACHE_TTL};
 use crate::ProgressionState;
 use liveops_http::responses::{BadRequest, Conflict, ReadFailures, SignedFailures, TooLarge};
@@ -88,9 +88,10 @@ pub(crate) async fn get_progress(
     Query(query): Query<ProgressQuery>,
 ) -> Result<Response, Problem> {
     tracing::Span::current().record("player", player.as_str());
-    let season = query
-        .season
-        .map_or_else(|| season_of(&state.config.calendar, now_ms()), Bounded::get);
+    let season = query.season.map_or_else(
+        || state.config.calendar.season_at_ms(now_ms()),
+        Bounded::get,
+    );
 
     let key = match cache::view_key(state.cache.as_ref(), player.as_str(), season).await {
         Ok(key) => match state.cache.cache_get(&key).await {
@@ -185,7 +186,7 @@ pub(crate) async fn claim_reward(
     span.record("player", player.as_str());
     span.record("reward", reward_id.as_str());
 
-    let current = season_of(&cfg.calendar, now);
+    let current = cfg.calendar.season_at_ms(now);
     // `progress` lists the pending rewards of every season.
     let progress = state
         .store
