@@ -10,7 +10,10 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use liveops_core::ports::{BusOptions, DeadLetterRequest, Delivery, Health, Message, PollRequest};
+use liveops_core::ports::{
+    drain_in_chunks, logged_replay, BusOptions, DeadLetterRequest, Delivery, Health, Message,
+    PollRequest,
+};
 use liveops_core::{Bus, PortError, PortResult};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, Script, Value};
@@ -1122,8 +1125,7 @@ impl Bus for RedisBus {
 
     async fn replay_dead_letters(&self, topic: &str, group: &str) -> PortResult<u64> {
         let keys = Keys::new(topic, self.topic_partitions(topic).await?);
-        let mut total = 0_u64;
-        loop {
+        let replay = drain_in_chunks(REPLAY_CHUNK as u64, || async {
             let mut inv = self.scripts.replay.prepare_invoke();
             inv.key(keys.dead(group))
                 .key(keys.retry(group))
@@ -1132,15 +1134,9 @@ impl Bus for RedisBus {
                 .arg(REPLAY_CHUNK);
             let mut conn = self.conn.clone();
             let n: i64 = bounded("replay", CALL_TIMEOUT, inv.invoke_async(&mut conn)).await?;
-            let n = u64::try_from(n).unwrap_or(0);
-            total += n;
-            if n < REPLAY_CHUNK as u64 {
-                if total > 0 {
-                    tracing::info!(topic, group, messages = total, "replayed dead letters");
-                }
-                return Ok(total);
-            }
-        }
+            Ok(u64::try_from(n).unwrap_or(0))
+        });
+        logged_replay(topic, group, replay).await
     }
 }
 

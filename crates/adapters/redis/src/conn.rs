@@ -70,18 +70,28 @@ impl std::fmt::Debug for RedisConn {
     }
 }
 
-/// Formats a store named `name` over `conn` with keys under `prefix` (its scripts left out).
-pub(crate) fn fmt_store(
-    f: &mut std::fmt::Formatter<'_>,
-    name: &str,
-    conn: &RedisConn,
-    prefix: &str,
-) -> std::fmt::Result {
-    f.debug_struct(name)
-        .field("conn", conn)
-        .field("prefix", &prefix)
-        .finish()
+/// `Debug` (its connection and key prefix, scripts left out) and `Health` (a `PING`) for a
+/// store type with `conn: RedisConn` and `prefix: String` fields.
+macro_rules! store_debug_and_health {
+    ($store:ident) => {
+        impl std::fmt::Debug for $store {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($store))
+                    .field("conn", &self.conn)
+                    .field("prefix", &self.prefix)
+                    .finish()
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl liveops_core::ports::Health for $store {
+            async fn healthcheck(&self) -> liveops_core::ports::PortResult<()> {
+                self.conn.ping().await
+            }
+        }
+    };
 }
+pub(crate) use store_debug_and_health;
 
 /// A connection as parsed from a URL, before any I/O.
 #[derive(Clone, Debug, PartialEq, Eq)]

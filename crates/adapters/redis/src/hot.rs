@@ -21,8 +21,8 @@ use bytes::Bytes;
 use liveops_core::now_ms;
 use liveops_core::ports::hot::MAX_STRIKES;
 use liveops_core::ports::{
-    Attempts, Blocklist, Health, IdemState, Idempotency, PortError, PortResult, RateDecision,
-    RateLimiter, ReplayGuard, StoredAnswer, ViewCache,
+    Attempts, Blocklist, IdemState, Idempotency, PortError, PortResult, RateDecision, RateLimiter,
+    ReplayGuard, StoredAnswer, ViewCache,
 };
 use redis::Script;
 use serde::{Deserialize, Serialize};
@@ -104,11 +104,7 @@ pub struct RedisHotState {
     scripts: Scripts,
 }
 
-impl std::fmt::Debug for RedisHotState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        super::conn::fmt_store(f, "RedisHotState", &self.conn, &self.prefix)
-    }
-}
+super::conn::store_debug_and_health!(RedisHotState);
 
 /// The logs of times kept in sorted sets, one per key: a player's strikes, or the attempts on
 /// a key.
@@ -412,13 +408,6 @@ impl ViewCache for RedisHotState {
 
     async fn cache_del(&self, key: &str) -> PortResult<()> {
         self.delete("hot.cache_del", self.key("cache", key)).await
-    }
-}
-
-#[async_trait]
-impl Health for RedisHotState {
-    async fn healthcheck(&self) -> PortResult<()> {
-        self.conn.ping().await
     }
 }
 

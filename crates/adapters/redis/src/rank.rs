@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use liveops_core::ports::{Board, Health, PortError, PortResult, RankEntry, RankStore, ScoreDelta};
+use liveops_core::ports::{Board, PortError, PortResult, RankEntry, RankStore, ScoreDelta};
 use liveops_core::Window;
 use redis::{Pipeline, Script};
 
@@ -46,11 +46,7 @@ pub struct RedisRankStore {
     around: Script,
 }
 
-impl std::fmt::Debug for RedisRankStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        super::conn::fmt_store(f, "RedisRankStore", &self.conn, &self.prefix)
-    }
-}
+super::conn::store_debug_and_health!(RedisRankStore);
 
 /// The registry member naming a board: `weekly:2026-W47`.
 fn board_name(board: &Board) -> String {
@@ -396,13 +392,6 @@ impl RankStore for RedisRankStore {
             .zip(exists)
             .filter_map(|(b, e)| e.then_some(b))
             .collect())
-    }
-}
-
-#[async_trait]
-impl Health for RedisRankStore {
-    async fn healthcheck(&self) -> PortResult<()> {
-        self.conn.ping().await
     }
 }
 

@@ -18,7 +18,8 @@ use fe2o3_amqp::types::messaging::{Body, Message, MessageId, Modified, Outcome, 
 use fe2o3_amqp::types::primitives::{SimpleValue, Value};
 use fe2o3_amqp::{Connection, Delivery as AmqpDelivery, Receiver, Sender, Session};
 use liveops_core::ports::{
-    every_while_alive, DeadLetterRequest, Delivery, Message as BusMessage, PollRequest,
+    drain_in_chunks, every_while_alive, hand_out, held_by_others, logged_replay, DeadLetterRequest,
+    Delivery, Message as BusMessage, PollRequest,
 };
 use liveops_core::{Bus, Health, PortError, PortResult};
 use tokio::net::TcpStream;
@@ -75,13 +76,16 @@ struct Requester {
     reply_to: String,
 }
 
+/// A link the calls that use it share, one at a time.
+type Shared<T> = Arc<tokio::sync::Mutex<T>>;
+
 /// The connection, its session, and the links made on it.
 struct Live {
     generation: u64,
     connection: ConnectionHandle<()>,
     session: SessionHandle<()>,
-    senders: HashMap<String, Arc<tokio::sync::Mutex<Sender>>>,
-    requesters: HashMap<String, Arc<tokio::sync::Mutex<Requester>>>,
+    senders: HashMap<String, Shared<Sender>>,
+    requesters: HashMap<String, Shared<Requester>>,
     /// Audience → when its token expires (unix ms).
     tokens: HashMap<String, i64>,
 }
@@ -304,11 +308,7 @@ impl Inner {
     }
 
     /// The request/response links to `node`, attached on first use.
-    async fn requester(
-        &self,
-        live: &mut Live,
-        node: &str,
-    ) -> PortResult<Arc<tokio::sync::Mutex<Requester>>> {
+    async fn requester(&self, live: &mut Live, node: &str) -> PortResult<Shared<Requester>> {
         if let Some(r) = live.requesters.get(node) {
             return Ok(r.clone());
         }
@@ -342,11 +342,7 @@ impl Inner {
     }
 
     /// The sender to a topic, attached (and authorized) on first use.
-    async fn sender(
-        &self,
-        live: &mut Live,
-        topic: &str,
-    ) -> PortResult<Arc<tokio::sync::Mutex<Sender>>> {
+    async fn sender(&self, live: &mut Live, topic: &str) -> PortResult<Shared<Sender>> {
         if let Some(s) = live.senders.get(topic) {
             return Ok(s.clone());
         }
@@ -525,18 +521,13 @@ impl Inner {
         let Some((generation, _)) = state.disposer.clone() else {
             return;
         };
-        let busy: BTreeSet<String> = state
+        let held = state
             .out
             .values()
-            .filter(|o| o.consumer != consumer)
-            .map(|o| o.key.clone())
-            .collect();
-        let mut keep = VecDeque::new();
-        while let Some(m) = state.buffer.pop_front() {
-            if out.len() >= max || busy.contains(&m.key) {
-                keep.push_back(m);
-                continue;
-            }
+            .map(|o| (o.consumer.as_str(), o.key.as_str()));
+        let busy = held_by_others(consumer, held);
+        let buffer = std::mem::take(&mut state.buffer);
+        let hand = |m: Got, out: &mut Vec<Delivery>| {
             let mut id = m.id.clone();
             let mut n = 1;
             while state.out.contains_key(&id) {
@@ -561,8 +552,8 @@ impl Inner {
                     lock_token: m.lock_token,
                 },
             );
-        }
-        state.buffer = keep;
+        };
+        state.buffer = hand_out(buffer, |m| &m.key, &busy, max, out, hand);
     }
 
     async fn poll_group(
@@ -1081,14 +1072,12 @@ impl Bus for ServiceBusBus {
     }
 
     async fn replay_dead_letters(&self, topic: &str, group: &str) -> PortResult<u64> {
-        let mut total = 0_u64;
         let sessions = self.inner.config.sessions();
         let call = self.inner.config.call_timeout;
-        loop {
+        let replay = drain_in_chunks(u64::from(REPLAY_CHUNK), || async {
             let inner = self.inner.clone();
             let (topic_s, group_s) = (topic.to_owned(), group.to_owned());
-            let moved = self
-                .inner
+            self.inner
                 .with_dead_letters(topic, group, REPLAY_CHUNK, move |receiver, got| {
                     Box::pin(async move {
                         if got.is_empty() {
@@ -1111,15 +1100,9 @@ impl Bus for ServiceBusBus {
                         Ok(n)
                     })
                 })
-                .await?;
-            total += moved;
-            if moved < u64::from(REPLAY_CHUNK) {
-                if total > 0 {
-                    tracing::info!(topic, group, messages = total, "replayed dead letters");
-                }
-                return Ok(total);
-            }
-        }
+                .await
+        });
+        logged_replay(topic, group, replay).await
     }
 }
 

@@ -21,7 +21,10 @@ use aws_sdk_sqs::Client;
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
-use liveops_core::ports::{every_while_alive, DeadLetterRequest, Delivery, Message, PollRequest};
+use liveops_core::ports::{
+    drain_in_chunks, every_while_alive, hand_out, held_by_others, logged_replay, DeadLetterRequest,
+    Delivery, Message, PollRequest,
+};
 use liveops_core::{Bus, Health, PortError, PortResult};
 use tokio::time::Instant;
 
@@ -1073,18 +1076,13 @@ impl Inner {
         h.buffer.retain(|r| r.received_at + ttl > now);
         // Deliveries whose time ran out long ago: SQS has handed them out again.
         h.out.retain(|_, o| o.visible_until + vis > now);
-        let busy: BTreeSet<String> = h
-            .out
-            .values()
-            .filter(|o| o.consumer != consumer && o.visible_until > now)
-            .map(|o| o.key.clone())
-            .collect();
-        let mut keep = VecDeque::new();
-        while let Some(r) = h.buffer.pop_front() {
-            if out.len() >= max || busy.contains(&r.key) {
-                keep.push_back(r);
-                continue;
-            }
+        let held = h.out.values().filter(|o| o.visible_until > now);
+        let busy = held_by_others(
+            consumer,
+            held.map(|o| (o.consumer.as_str(), o.key.as_str())),
+        );
+        let buffer = std::mem::take(&mut h.buffer);
+        let hand = |r: Received, out: &mut Vec<Delivery>| {
             if let Some(o) = h
                 .out
                 .get_mut(&r.message_id)
@@ -1095,7 +1093,7 @@ impl Inner {
                     // newest receipt.
                     o.receipt = r.receipt;
                     o.visible_until = r.received_at + vis;
-                    continue;
+                    return;
                 }
             }
             out.push(Delivery {
@@ -1115,8 +1113,8 @@ impl Inner {
                     visible_until: r.received_at + vis,
                 },
             );
-        }
-        h.buffer = keep;
+        };
+        h.buffer = hand_out(buffer, |r| &r.key, &busy, max, out, hand);
     }
 
     async fn poll_once(&self, request: PollRequest<'_>) -> Result<Vec<Delivery>, CallError> {
@@ -1211,40 +1209,44 @@ impl Inner {
     /// Moves everything in `from` to the queues `to` (keeping each message's deduplication id
     /// unless `fresh`), deleting it from `from` once every target has it. Returns how many.
     async fn move_all(&self, from: &str, to: &BTreeSet<String>, fresh: bool) -> PortResult<u64> {
-        let mut moved = 0_u64;
-        loop {
-            let got = self
-                .receive(from, 1, Duration::ZERO, self.config.call_timeout * 4)
-                .await
-                .map_err(CallError::port)?;
-            if got.is_empty() {
-                return Ok(moved);
-            }
-            let messages: Vec<Message> = got
-                .iter()
-                .map(|r| Message {
-                    id: r.id.clone(),
-                    key: r.key.clone(),
-                    payload: r.payload.clone(),
-                })
-                .collect();
-            let gone = self
-                .send_all(to, &messages, |m| {
-                    if fresh {
-                        names::replay_dedup_id()
-                    } else {
-                        names::dedup_id(&m.id)
-                    }
-                })
-                .await?;
-            if !gone.is_empty() {
-                tracing::warn!(?gone, "sqs queues disappeared while moving messages");
-            }
-            let receipts: Vec<String> = got.iter().map(|r| r.receipt.clone()).collect();
-            self.delete(from, &receipts).await?;
-            moved += got.len() as u64;
-        }
+        // A receive can come back short while more is waiting: only an empty one ends it.
+        drain_in_chunks(1, || self.move_some(from, to, fresh)).await
     }
+
+    /// One receive's worth of [`Inner::move_all`]: how many it moved, 0 once `from` is empty.
+    async fn move_some(&self, from: &str, to: &BTreeSet<String>, fresh: bool) -> PortResult<u64> {
+        let got = self
+            .receive(from, 1, Duration::ZERO, self.config.call_timeout * 4)
+            .await
+            .map_err(CallError::port)?;
+        if got.is_empty() {
+            return Ok(0);
+        }
+        let messages: Vec<Message> = got
+            .iter()
+            .map(|r| Message {
+                id: r.id.clone(),
+                key: r.key.clone(),
+                payload: r.payload.clone(),
+            })
+            .collect();
+        let gone = self
+            .send_all(to, &messages, |m| {
+                if fresh {
+                    names::replay_dedup_id()
+                } else {
+                    names::dedup_id(&m.id)
+                }
+            })
+            .await?;
+        if !gone.is_empty() {
+            tracing::warn!(?gone, "sqs queues disappeared while moving messages");
+        }
+        let receipts: Vec<String> = got.iter().map(|r| r.receipt.clone()).collect();
+        self.delete(from, &receipts).await?;
+        Ok(got.len() as u64)
+    }
+
     /// Sends one publish (or several queued ones together) to the topic's group queues.
     async fn publish_now(&self, topic: &str, messages: Vec<Message>) -> PortResult<()> {
         let inner = self;
@@ -1580,13 +1582,8 @@ impl Bus for SqsBus {
         let Some(q) = inner.group(topic, group, false).await? else {
             return Ok(0);
         };
-        let n = inner
-            .move_all(&q.dlq, &BTreeSet::from([q.url.clone()]), true)
-            .await?;
-        if n > 0 {
-            tracing::info!(topic, group, messages = n, "replayed dead letters");
-        }
-        Ok(n)
+        let to = BTreeSet::from([q.url.clone()]);
+        logged_replay(topic, group, inner.move_all(&q.dlq, &to, true)).await
     }
 }
 

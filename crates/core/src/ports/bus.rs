@@ -1,5 +1,6 @@
 //! The event bus: topics, consumer groups, at-least-once delivery.
 
+use std::collections::{BTreeSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -113,6 +114,72 @@ pub async fn every_while_alive<T, F, Fut>(
             failed(e);
         }
     }
+}
+
+/// Runs `step` (one chunk of work that says how many messages it moved) until a step moves
+/// fewer than `full`, and returns the total. A bus whose reads can come back short while more
+/// is waiting passes `full` = 1: only an empty step ends it.
+pub async fn drain_in_chunks<F, Fut>(full: u64, mut step: F) -> PortResult<u64>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = PortResult<u64>>,
+{
+    let mut total = 0_u64;
+    loop {
+        let n = step().await?;
+        total += n;
+        if n < full {
+            return Ok(total);
+        }
+    }
+}
+
+/// Awaits a [`Bus::replay_dead_letters`] of `topic`/`group` and logs how many it replayed, if
+/// any.
+pub async fn logged_replay(
+    topic: &str,
+    group: &str,
+    replay: impl Future<Output = PortResult<u64>>,
+) -> PortResult<u64> {
+    let total = replay.await?;
+    if total > 0 {
+        tracing::info!(topic, group, messages = total, "replayed dead letters");
+    }
+    Ok(total)
+}
+
+/// The keys held by consumers other than `consumer`, from the (consumer, key) of each delivery
+/// handed out and not acked.
+pub fn held_by_others<'a>(
+    consumer: &str,
+    out: impl Iterator<Item = (&'a str, &'a str)>,
+) -> BTreeSet<String> {
+    out.filter(|(c, _)| *c != consumer)
+        .map(|(_, key)| key.to_owned())
+        .collect()
+}
+
+/// Hands out `buffer` in order to one consumer: a message whose `key` is in `busy` (held by
+/// another consumer), and every message once `out` holds `max`, stays buffered in order (the
+/// returned queue); each other message goes to `hand`, which pushes its delivery to `out`
+/// (or folds it into one already there).
+pub fn hand_out<T>(
+    buffer: VecDeque<T>,
+    key: impl Fn(&T) -> &str,
+    busy: &BTreeSet<String>,
+    max: usize,
+    out: &mut Vec<Delivery>,
+    mut hand: impl FnMut(T, &mut Vec<Delivery>),
+) -> VecDeque<T> {
+    let mut keep = VecDeque::new();
+    for m in buffer {
+        if out.len() >= max || busy.contains(key(&m)) {
+            keep.push_back(m);
+        } else {
+            hand(m, out);
+        }
+    }
+    keep
 }
 
 /// Why a bus adapter could not be set up.
@@ -236,4 +303,55 @@ pub trait Bus: Health {
     async fn read_dead_letters(&self, request: DeadLetterRequest<'_>) -> PortResult<Vec<Delivery>>;
     /// Puts the group's dead letters back for delivery; returns how many.
     async fn replay_dead_letters(&self, topic: &str, group: &str) -> PortResult<u64>;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn draining_stops_at_the_first_short_chunk() {
+        let mut chunks = vec![3_u64, 3, 1, 3].into_iter();
+        let total = drain_in_chunks(3, || {
+            let n = chunks.next().unwrap();
+            async move { Ok(n) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(total, 7);
+        assert_eq!(chunks.next(), Some(3));
+    }
+
+    #[test]
+    fn handing_out_skips_busy_keys_and_keeps_order() {
+        let buffer: VecDeque<(&str, &str)> = VecDeque::from([
+            ("a", "p1"),
+            ("b", "p2"),
+            ("c", "p1"),
+            ("d", "p3"),
+            ("e", "p4"),
+        ]);
+        let held = [("other", "p2"), ("me", "p3")];
+        let busy = held_by_others("me", held.into_iter());
+        let mut out = Vec::new();
+        let keep = hand_out(
+            buffer,
+            |m| m.1,
+            &busy,
+            2,
+            &mut out,
+            |m, out| {
+                out.push(Delivery {
+                    id: m.0.to_owned(),
+                    key: m.1.to_owned(),
+                    payload: Bytes::new(),
+                    deliveries: 1,
+                });
+            },
+        );
+        let ids: Vec<&str> = out.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["a", "c"]);
+        assert_eq!(Vec::from(keep), [("b", "p2"), ("d", "p3"), ("e", "p4")]);
+    }
 }
