@@ -28,6 +28,9 @@ pub async fn run(
     let bus = wiring::ports(settings).get::<dyn Bus>().await?;
     if replay {
         let n = bus.replay_dead_letters(topic, group).await?;
+        if n > 0 {
+            tracing::info!(topic, group, messages = n, "replayed dead letters");
+        }
         println!("{}", json!({"topic": topic, "group": group, "replayed": n}));
     } else {
         for d in bus.dead_letters(topic, group, limit).await? {

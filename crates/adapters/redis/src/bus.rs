@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use liveops_core::ports::{
-    drain_in_chunks, logged_replay, BusOptions, DeadLetterRequest, Delivery, Health, Message,
-    PollRequest,
+    drain_in_chunks, BusOptions, DeadLetterRequest, Delivery, Health, Message, PollRequest,
 };
 use liveops_core::{Bus, PortError, PortResult};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
@@ -1125,7 +1124,7 @@ impl Bus for RedisBus {
 
     async fn replay_dead_letters(&self, topic: &str, group: &str) -> PortResult<u64> {
         let keys = Keys::new(topic, self.topic_partitions(topic).await?);
-        let replay = drain_in_chunks(REPLAY_CHUNK as u64, || async {
+        drain_in_chunks(REPLAY_CHUNK as u64, || async {
             let mut inv = self.scripts.replay.prepare_invoke();
             inv.key(keys.dead(group))
                 .key(keys.retry(group))
@@ -1135,8 +1134,8 @@ impl Bus for RedisBus {
             let mut conn = self.conn.clone();
             let n: i64 = bounded("replay", CALL_TIMEOUT, inv.invoke_async(&mut conn)).await?;
             Ok(u64::try_from(n).unwrap_or(0))
-        });
-        logged_replay(topic, group, replay).await
+        })
+        .await
     }
 }
 

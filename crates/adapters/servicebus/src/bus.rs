@@ -18,8 +18,8 @@ use fe2o3_amqp::types::messaging::{Body, Message, MessageId, Modified, Outcome, 
 use fe2o3_amqp::types::primitives::{SimpleValue, Value};
 use fe2o3_amqp::{Connection, Delivery as AmqpDelivery, Receiver, Sender, Session};
 use liveops_core::ports::{
-    drain_in_chunks, every_while_alive, hand_out, held_by_others, logged_replay, DeadLetterRequest,
-    Delivery, Message as BusMessage, PollRequest,
+    drain_in_chunks, every_while_alive, hand_out, held_by_others, DeadLetterRequest, Delivery,
+    Message as BusMessage, PollRequest,
 };
 use liveops_core::{Bus, Health, PortError, PortResult};
 use tokio::net::TcpStream;
@@ -1074,7 +1074,7 @@ impl Bus for ServiceBusBus {
     async fn replay_dead_letters(&self, topic: &str, group: &str) -> PortResult<u64> {
         let sessions = self.inner.config.sessions();
         let call = self.inner.config.call_timeout;
-        let replay = drain_in_chunks(u64::from(REPLAY_CHUNK), || async {
+        drain_in_chunks(u64::from(REPLAY_CHUNK), || async {
             let inner = self.inner.clone();
             let (topic_s, group_s) = (topic.to_owned(), group.to_owned());
             self.inner
@@ -1101,8 +1101,8 @@ impl Bus for ServiceBusBus {
                     })
                 })
                 .await
-        });
-        logged_replay(topic, group, replay).await
+        })
+        .await
     }
 }
 

@@ -22,8 +22,8 @@ use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
 use liveops_core::ports::{
-    drain_in_chunks, every_while_alive, hand_out, held_by_others, logged_replay, DeadLetterRequest,
-    Delivery, Message, PollRequest,
+    drain_in_chunks, every_while_alive, hand_out, held_by_others, DeadLetterRequest, Delivery,
+    Message, PollRequest,
 };
 use liveops_core::{Bus, Health, PortError, PortResult};
 use tokio::time::Instant;
@@ -1582,8 +1582,9 @@ impl Bus for SqsBus {
         let Some(q) = inner.group(topic, group, false).await? else {
             return Ok(0);
         };
-        let to = BTreeSet::from([q.url.clone()]);
-        logged_replay(topic, group, inner.move_all(&q.dlq, &to, true)).await
+        inner
+            .move_all(&q.dlq, &BTreeSet::from([q.url.clone()]), true)
+            .await
     }
 }
 

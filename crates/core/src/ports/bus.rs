@@ -134,20 +134,6 @@ where
     }
 }
 
-/// Awaits a [`Bus::replay_dead_letters`] of `topic`/`group` and logs how many it replayed, if
-/// any.
-pub async fn logged_replay(
-    topic: &str,
-    group: &str,
-    replay: impl Future<Output = PortResult<u64>>,
-) -> PortResult<u64> {
-    let total = replay.await?;
-    if total > 0 {
-        tracing::info!(topic, group, messages = total, "replayed dead letters");
-    }
-    Ok(total)
-}
-
 /// The keys held by consumers other than `consumer`, from the (consumer, key) of each delivery
 /// handed out and not acked.
 pub fn held_by_others<'a>(

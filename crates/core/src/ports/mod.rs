@@ -12,8 +12,8 @@ use async_trait::async_trait;
 
 pub use archive::Archive;
 pub use bus::{
-    drain_in_chunks, every_while_alive, hand_out, held_by_others, logged_replay, long_poll, topics,
-    Bus, BusOptions, BusSetupError, DeadLetterRequest, Delivery, Message, PollRequest,
+    drain_in_chunks, every_while_alive, hand_out, held_by_others, long_poll, topics, Bus,
+    BusOptions, BusSetupError, DeadLetterRequest, Delivery, Message, PollRequest,
 };
 pub use hot::{
     Attempts, Blocklist, IdemState, Idempotency, RateDecision, RateLimiter, ReplayGuard,
