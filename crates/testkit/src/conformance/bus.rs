@@ -123,17 +123,15 @@ async fn drain(
         if left.is_zero() {
             break;
         }
-        let batch = ok(
-            bus.poll(
-                topic,
-                group,
-                "c1",
-                n - got.len(),
-                left.min(Duration::from_secs(1)),
-            )
-            .await,
-            "poll",
-        );
+        let batch = poll(
+            bus,
+            topic,
+            group,
+            "c1",
+            n - got.len(),
+            left.min(Duration::from_secs(1)),
+        )
+        .await;
         got.extend(batch);
     }
     got
@@ -148,22 +146,16 @@ pub async fn healthcheck(bus: &dyn Bus) {
 pub async fn publish_then_poll_in_order(bus: &dyn Bus) {
     let (t, g) = (unique("order"), unique("g"));
     ok(bus.ensure_group(&t, &g).await, "ensure_group");
-    ok(
-        bus.publish(&t, vec![msg("p1", "m0"), msg("p2", "m1"), msg("p1", "m2")])
-            .await,
-        "publish",
-    );
-    ok(
-        bus.publish(&t, vec![msg("p3", "m3"), msg("p1", "m4")])
-            .await,
-        "publish",
-    );
+    publish(
+        bus,
+        &t,
+        vec![msg("p1", "m0"), msg("p2", "m1"), msg("p1", "m2")],
+    )
+    .await;
+    publish(bus, &t, vec![msg("p3", "m3"), msg("p1", "m4")]).await;
     ok(bus.publish(&t, Vec::new()).await, "publish nothing");
 
-    let first = ok(
-        bus.poll(&t, &g, "c1", 2, Duration::from_secs(2)).await,
-        "poll",
-    );
+    let first = poll(bus, &t, &g, "c1", 2, Duration::from_secs(2)).await;
     assert!(
         (1..=2).contains(&first.len()),
         "poll(max=2) gave {}",
@@ -182,7 +174,7 @@ pub async fn publish_then_poll_in_order(bus: &dyn Bus) {
         "ids must be distinct"
     );
 
-    let more = ok(bus.poll(&t, &g, "c1", 10, Duration::ZERO).await, "poll");
+    let more = poll(bus, &t, &g, "c1", 10, Duration::ZERO).await;
     assert!(
         more.is_empty(),
         "in-flight messages were handed out again: {more:?}"
@@ -201,7 +193,7 @@ pub async fn every_group_gets_every_message(bus: &dyn Bus) {
     ok(bus.ensure_group(&t, &a).await, "ensure_group a");
     ok(bus.ensure_group(&t, &b).await, "ensure_group b");
     let sent: Vec<Message> = (0..4).map(|i| msg("p", &format!("m{i}"))).collect();
-    ok(bus.publish(&t, sent).await, "publish");
+    publish(bus, &t, sent).await;
 
     let got_a = drain(bus, &t, &a, 4, Duration::from_secs(5)).await;
     let got_b = drain(bus, &t, &b, 4, Duration::from_secs(5)).await;
@@ -220,11 +212,7 @@ pub async fn every_group_gets_every_message(bus: &dyn Bus) {
 /// nothing.
 pub async fn new_group_starts_at_the_oldest_message(bus: &dyn Bus) {
     let (t, g) = (unique("late"), unique("g"));
-    ok(
-        bus.publish(&t, vec![msg("p", "early0"), msg("p", "early1")])
-            .await,
-        "publish",
-    );
+    publish(bus, &t, vec![msg("p", "early0"), msg("p", "early1")]).await;
     ok(bus.ensure_group(&t, &g).await, "ensure_group");
     let got = drain(bus, &t, &g, 2, Duration::from_secs(5)).await;
     assert_eq!(
@@ -233,7 +221,7 @@ pub async fn new_group_starts_at_the_oldest_message(bus: &dyn Bus) {
     );
     ok(bus.ack(&t, &g, &ids(&got)).await, "ack");
     ok(bus.ensure_group(&t, &g).await, "ensure_group again");
-    let again = ok(bus.poll(&t, &g, "c1", 10, Duration::ZERO).await, "poll");
+    let again = poll(bus, &t, &g, "c1", 10, Duration::ZERO).await;
     assert!(again.is_empty(), "ensure_group reset the group: {again:?}");
 }
 
@@ -243,7 +231,7 @@ pub async fn lag_counts_new_and_in_flight(bus: &dyn Bus) {
     ok(bus.ensure_group(&t, &g).await, "ensure_group");
     assert_eq!(ok(bus.lag(&t, &g).await, "lag"), 0);
     let sent: Vec<Message> = (0..5).map(|i| msg("p", &format!("m{i}"))).collect();
-    ok(bus.publish(&t, sent).await, "publish");
+    publish(bus, &t, sent).await;
     assert_eq!(ok(bus.lag(&t, &g).await, "lag"), 5);
     let two = drain(bus, &t, &g, 2, Duration::from_secs(5)).await;
     assert_eq!(two.len(), 2);
@@ -264,10 +252,7 @@ pub async fn poll_waits_then_wakes_on_publish(bus: Arc<dyn Bus>) {
     let (t, g) = (unique("wake"), unique("g"));
     ok(bus.ensure_group(&t, &g).await, "ensure_group");
     let start = Instant::now();
-    let none = ok(
-        bus.poll(&t, &g, "c1", 10, Duration::from_millis(400)).await,
-        "poll",
-    );
+    let none = poll(&*bus, &t, &g, "c1", 10, Duration::from_millis(400)).await;
     assert!(none.is_empty());
     let waited = start.elapsed();
     assert!(
@@ -283,10 +268,7 @@ pub async fn poll_waits_then_wakes_on_publish(bus: Arc<dyn Bus>) {
         })
     };
     let start = Instant::now();
-    let got = ok(
-        bus.poll(&t, &g, "c1", 10, Duration::from_secs(10)).await,
-        "poll",
-    );
+    let got = poll(&*bus, &t, &g, "c1", 10, Duration::from_secs(10)).await;
     let waited = start.elapsed();
     ok(
         publisher.await.unwrap_or_else(|e| panic!("publisher: {e}")),
@@ -336,10 +318,7 @@ pub async fn concurrent_publishers_lose_nothing_with(bus: Arc<dyn Bus>, crowd: C
     let start = Instant::now();
     let until = start + Duration::from_secs(30);
     while seen.len() < publishers * each && Instant::now() < until {
-        let batch = ok(
-            bus.poll(&t, &g, "c1", 500, Duration::from_secs(1)).await,
-            "poll",
-        );
+        let batch = poll(&*bus, &t, &g, "c1", 500, Duration::from_secs(1)).await;
         for d in &batch {
             let b = body(d);
             let now = (d.deliveries, start.elapsed());
@@ -358,7 +337,7 @@ pub async fn concurrent_publishers_lose_nothing_with(bus: Arc<dyn Bus>, crowd: C
     }
     assert_eq!(seen.len(), publishers * each, "messages lost");
     assert_eq!(ok(bus.lag(&t, &g).await, "lag"), 0);
-    let extra = ok(bus.poll(&t, &g, "c1", 10, Duration::ZERO).await, "poll");
+    let extra = poll(&*bus, &t, &g, "c1", 10, Duration::ZERO).await;
     assert!(extra.is_empty(), "acked messages came back: {extra:?}");
 }
 
@@ -366,19 +345,15 @@ pub async fn concurrent_publishers_lose_nothing_with(bus: Arc<dyn Bus>, crowd: C
 pub async fn unacked_messages_come_back_after_the_timeout(bus: &dyn Bus, opts: &BusOptions) {
     let (t, g) = (unique("redeliver"), unique("g"));
     ok(bus.ensure_group(&t, &g).await, "ensure_group");
-    ok(bus.publish(&t, vec![msg("p", "again")]).await, "publish");
+    publish(bus, &t, vec![msg("p", "again")]).await;
     let first = drain(bus, &t, &g, 1, Duration::from_secs(5)).await;
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].deliveries, 1);
-    let hidden = ok(bus.poll(&t, &g, "c2", 10, Duration::ZERO).await, "poll");
+    let hidden = poll(bus, &t, &g, "c2", 10, Duration::ZERO).await;
     assert!(hidden.is_empty(), "visible before its timeout: {hidden:?}");
 
     tokio::time::sleep(opts.visibility_timeout).await;
-    let second = ok(
-        bus.poll(&t, &g, "c2", 10, MARGIN + Duration::from_secs(2))
-            .await,
-        "poll",
-    );
+    let second = poll(bus, &t, &g, "c2", 10, MARGIN + Duration::from_secs(2)).await;
     assert_eq!(second.len(), 1, "not redelivered: {second:?}");
     assert_eq!(second[0].id, first[0].id);
     assert_eq!(body(&second[0]), "again");
@@ -392,18 +367,12 @@ pub async fn unacked_messages_come_back_after_the_timeout(bus: &dyn Bus, opts: &
 pub async fn acked_messages_never_come_back(bus: &dyn Bus, opts: &BusOptions) {
     let (t, g) = (unique("acked"), unique("g"));
     ok(bus.ensure_group(&t, &g).await, "ensure_group");
-    ok(
-        bus.publish(&t, vec![msg("p", "a"), msg("p", "b")]).await,
-        "publish",
-    );
+    publish(bus, &t, vec![msg("p", "a"), msg("p", "b")]).await;
     let got = drain(bus, &t, &g, 2, Duration::from_secs(5)).await;
     assert_eq!(got.len(), 2);
     ok(bus.ack(&t, &g, &[got[0].id.clone()]).await, "ack");
     tokio::time::sleep(opts.visibility_timeout + MARGIN).await;
-    let back = ok(
-        bus.poll(&t, &g, "c1", 10, Duration::from_secs(2)).await,
-        "poll",
-    );
+    let back = poll(bus, &t, &g, "c1", 10, Duration::from_secs(2)).await;
     assert_eq!(
         back.iter().map(body).collect::<Vec<_>>(),
         ["b"],
@@ -417,11 +386,7 @@ pub async fn acked_messages_never_come_back(bus: &dyn Bus, opts: &BusOptions) {
 pub async fn dead_letter_after_max_deliveries_then_replay(bus: &dyn Bus, opts: &BusOptions) {
     let (t, g) = (unique("dead"), unique("g"));
     ok(bus.ensure_group(&t, &g).await, "ensure_group");
-    ok(
-        bus.publish(&t, vec![msg("p", "poison"), msg("p", "fine")])
-            .await,
-        "publish",
-    );
+    publish(bus, &t, vec![msg("p", "poison"), msg("p", "fine")]).await;
     let wait = opts.visibility_timeout + MARGIN + Duration::from_secs(2);
     for n in 1..=opts.max_deliveries {
         let got = drain(bus, &t, &g, if n == 1 { 2 } else { 1 }, wait).await;
@@ -440,7 +405,7 @@ pub async fn dead_letter_after_max_deliveries_then_replay(bus: &dyn Bus, opts: &
     }
     // One more timeout: the next poll moves it to the dead letters instead of delivering it.
     tokio::time::sleep(opts.visibility_timeout + MARGIN).await;
-    let none = ok(bus.poll(&t, &g, "c1", 10, MARGIN).await, "poll");
+    let none = poll(bus, &t, &g, "c1", 10, MARGIN).await;
     assert!(none.is_empty(), "delivered past max_deliveries: {none:?}");
     let dead = ok(bus.dead_letters(&t, &g, 10).await, "dead_letters");
     assert_eq!(dead.len(), 1, "{dead:?}");
