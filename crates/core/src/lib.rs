@@ -15,7 +15,7 @@ pub use event::{Envelope, Event, EventType, InvalidEvent, Limits, Payload, Playe
 pub use ports::{Board, Bus, Health, PortError, PortResult, RankEntry, RankStore};
 pub use scoring::{LevelCurve, Welford};
 pub use signing::{AuthError, KeyStore, Keyring, Receipt, Verification};
-pub use window::{Calendar, Period, Window};
+pub use window::{utc_ms, Calendar, Period, Window};
 
 /// Implements `Debug` for a struct showing only the fields named, so secrets stay out of logs:
 /// `debug_fields!(Webhook { id, url })`; a trailing `..` marks that fields were left out

@@ -111,7 +111,7 @@ impl Default for Calendar {
 }
 
 /// Unix milliseconds as a UTC time; the epoch if out of range.
-fn utc_ms(at_ms: i64) -> DateTime<Utc> {
+pub fn utc_ms(at_ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(at_ms).single().unwrap_or_default()
 }
 

@@ -4,11 +4,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use croner::Cron;
 use liveops_core::ports::Board;
 use liveops_core::stores::Snapshot;
-use liveops_core::{now_ms, Calendar, Period, PortError, Window};
+use liveops_core::{now_ms, utc_ms, Calendar, Period, PortError, Window};
 use tokio_util::sync::CancellationToken;
 
 use crate::scores::{live_periods, rank_entries};
@@ -71,10 +71,6 @@ pub(crate) fn rollovers(
             }
         })
         .collect()
-}
-
-fn at(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
 /// The snapshot schedule and what is still due.
@@ -153,7 +149,7 @@ impl Snapshotter {
         }
         self.settle(now_ms).await;
 
-        if self.next_cron.is_some_and(|next| at(now_ms) >= next) {
+        if self.next_cron.is_some_and(|next| utc_ms(now_ms) >= next) {
             for &window in &cfg.windows {
                 let current = cfg.calendar.period_at_ms(window, now_ms);
                 if let Err(error) = self.live_snapshot(window, current.id, now_ms).await {
@@ -166,7 +162,7 @@ impl Snapshotter {
 
     fn next_after(&self, now_ms: i64) -> Option<DateTime<Utc>> {
         let cron = self.cron.as_ref()?;
-        match cron.find_next_occurrence(&at(now_ms), false) {
+        match cron.find_next_occurrence(&utc_ms(now_ms), false) {
             Ok(next) => Some(next),
             Err(error) => {
                 tracing::error!(%error, "SNAPSHOT_CRON has no next occurrence");
