@@ -12,7 +12,7 @@ pub mod time;
 pub mod window;
 
 pub use event::{Envelope, Event, EventType, InvalidEvent, Limits, Payload, PlayerId};
-pub use ports::{Board, Bus, Health, PortError, PortResult, RankEntry, RankStore};
+pub use ports::{Board, Bus, BusExt, Health, PortError, PortResult, RankEntry, RankStore};
 pub use scoring::{LevelCurve, Welford};
 pub use signing::{AuthError, KeyStore, Keyring, Receipt, Verification};
 pub use window::{utc_ms, Calendar, Period, Window};

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-use liveops_core::ports::{Bus, Delivery};
+use liveops_core::ports::{Bus, BusExt, Delivery};
 use liveops_core::stores::ProcessedEvents;
 use liveops_core::{Envelope, PortError};
 use tracing::Instrument;

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use liveops_core::Bus;
+use liveops_core::{Bus, BusExt};
 use serde_json::json;
 
 use crate::config::Settings;

@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::Router;
 use liveops::Table;
 use liveops_core::ports::Message;
-use liveops_core::Bus;
+use liveops_core::{Bus, BusExt};
 use liveops_module::{BuildError, Context, Definition, Group, NoSettings, Service, Task};
 use liveops_sqlite_bus::SqliteBus;
 

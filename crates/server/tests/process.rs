@@ -306,7 +306,7 @@ async fn cli_sends_sample_events_with_the_dev_secret_and_verifies_receipts() {
 async fn dead_letters_can_be_listed_and_replayed_from_the_cli() {
     use liveops_core::ports::BusOptions;
     use liveops_core::ports::{topics, Message};
-    use liveops_core::Bus;
+    use liveops_core::{Bus, BusExt};
     use liveops_sqlite_bus::SqliteBus;
 
     let dir = tempfile::tempdir().expect("tempdir");

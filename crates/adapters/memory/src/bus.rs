@@ -280,6 +280,7 @@ impl Health for MemoryBus {
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
+    use liveops_core::BusExt;
 
     fn msg(i: u32) -> Message {
         Message {

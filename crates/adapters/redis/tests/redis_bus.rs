@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use liveops_core::ports::{Bus, BusOptions, Message};
+use liveops_core::ports::{Bus, BusExt, BusOptions, Message};
 use liveops_redis::bus::{partition_of, RedisBus};
 use liveops_testkit::conformance;
 use liveops_testkit::conformance::bus::{body, ids, msg, poll, publish, unique, SUITE_OPTIONS};

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use liveops_core::ports::{Bus, BusOptions, Health, Message, PortError};
+use liveops_core::ports::{Bus, BusExt, BusOptions, Health, Message, PortError};
 use liveops_redis::bus::RedisBus;
 use liveops_redis::{RedisConn, RedisHotState, RedisRankStore};
 use liveops_testkit::conformance;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use liveops_core::ports::BusOptions;
-use liveops_core::ports::{Bus, Delivery, Health, Message};
+use liveops_core::ports::{Bus, BusExt, Delivery, Health, Message};
 use liveops_sqlite_bus::SqliteBus;
 use liveops_testkit::conformance;
 use liveops_testkit::conformance::bus::{poll, publish, SUITE_OPTIONS};

@@ -238,6 +238,22 @@ pub trait Bus: Health {
     async fn ensure_group(&self, topic: &str, group: &str) -> PortResult<()>;
     /// Appends messages; when this returns `Ok`, they survive a crash.
     async fn publish(&self, topic: &str, messages: Vec<Message>) -> PortResult<()>;
+    /// What [`BusExt::poll`] asks the backend for, `max` at least 1 (adapters implement this one).
+    async fn receive(&self, request: PollRequest<'_>) -> PortResult<Vec<Delivery>>;
+    /// Marks deliveries done.
+    async fn ack(&self, topic: &str, group: &str, ids: &[String]) -> PortResult<()>;
+    /// Messages the group has not acked yet (new plus in flight).
+    async fn lag(&self, topic: &str, group: &str) -> PortResult<u64>;
+    /// What [`BusExt::dead_letters`] asks the backend for, `limit` at least 1 (adapters implement this one).
+    async fn read_dead_letters(&self, request: DeadLetterRequest<'_>) -> PortResult<Vec<Delivery>>;
+    /// Puts the group's dead letters back for delivery; returns how many.
+    async fn replay_dead_letters(&self, topic: &str, group: &str) -> PortResult<u64>;
+}
+
+/// The calls services make on a [`Bus`], over the methods adapters implement: a request for
+/// nothing is answered here, once, without asking the backend. Every bus has them.
+#[async_trait]
+pub trait BusExt: Bus {
     /// Takes up to `max` messages for `consumer` in `group`, waiting up to `wait` for one.
     /// Unacked messages come back after the visibility timeout; after too many deliveries they
     /// go to the group's dead letters instead. A poll for none answers at once, asking no one.
@@ -261,12 +277,6 @@ pub trait Bus: Health {
         };
         self.receive(request).await
     }
-    /// What `poll` asks the backend for, `max` at least 1 (adapters implement this one).
-    async fn receive(&self, request: PollRequest<'_>) -> PortResult<Vec<Delivery>>;
-    /// Marks deliveries done.
-    async fn ack(&self, topic: &str, group: &str, ids: &[String]) -> PortResult<()>;
-    /// Messages the group has not acked yet (new plus in flight).
-    async fn lag(&self, topic: &str, group: &str) -> PortResult<u64>;
     /// The group's dead letters, oldest first, `limit` at most. A request for none answers at
     /// once, asking no one.
     async fn dead_letters(
@@ -285,11 +295,10 @@ pub trait Bus: Health {
         };
         self.read_dead_letters(request).await
     }
-    /// What `dead_letters` asks the backend for, `limit` at least 1 (adapters implement this one).
-    async fn read_dead_letters(&self, request: DeadLetterRequest<'_>) -> PortResult<Vec<Delivery>>;
-    /// Puts the group's dead letters back for delivery; returns how many.
-    async fn replay_dead_letters(&self, topic: &str, group: &str) -> PortResult<u64>;
 }
+
+#[async_trait]
+impl<B: Bus + ?Sized> BusExt for B {}
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap

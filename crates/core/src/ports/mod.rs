@@ -12,7 +12,7 @@ use async_trait::async_trait;
 
 pub use archive::Archive;
 pub use bus::{
-    drain_in_chunks, every_while_alive, hand_out, held_by_others, long_poll, topics, Bus,
+    drain_in_chunks, every_while_alive, hand_out, held_by_others, long_poll, topics, Bus, BusExt,
     BusOptions, BusSetupError, DeadLetterRequest, Delivery, Message, PollRequest,
 };
 pub use hot::{

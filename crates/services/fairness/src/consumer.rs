@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use liveops_core::ports::{topics, Delivery, Message};
 use liveops_core::stores::FairnessCommit;
-use liveops_core::{now_ms, Envelope, PortError};
+use liveops_core::{now_ms, BusExt, Envelope, PortError};
 use liveops_module::consume::{record_batch, Backoff, POLL_WAIT};
 use liveops_module::trace::BatchSpans;
 use tokio_util::sync::CancellationToken;

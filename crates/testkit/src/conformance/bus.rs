@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use liveops_core::ports::{Bus, BusOptions, Delivery, Message, PortResult};
+use liveops_core::ports::{Bus, BusExt, BusOptions, Delivery, Message, PortResult};
 use tokio::time::Instant;
 
 use super::ok;

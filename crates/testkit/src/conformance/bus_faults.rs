@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use liveops_core::ports::{Bus, Delivery, PortError};
+use liveops_core::ports::{Bus, BusExt, Delivery, PortError};
 use tokio::time::Instant;
 
 use super::bus::{body, ids, msg, poll, publish, unique};

@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::Router;
 use bytes::Bytes;
 use liveops_core::ports::{topics, Blocklist, BusOptions, Delivery, Message};
-use liveops_core::{now_ms, Bus, Envelope, PortError};
+use liveops_core::{now_ms, Bus, BusExt, Envelope, PortError};
 use liveops_fairness::{router, run_consumer, FairnessConfig, FairnessState, GROUP};
 use liveops_memory::{MemoryBus, MemoryHotState};
 use liveops_sql::SqliteRepository;

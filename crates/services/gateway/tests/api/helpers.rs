@@ -9,7 +9,7 @@ use axum::Router;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use liveops_core::ports::{topics, Delivery};
-use liveops_core::{now_ms, Bus, Envelope, Keyring};
+use liveops_core::{now_ms, Bus, BusExt, Envelope, Keyring};
 use liveops_gateway::{router, GatewayConfig, GatewayState};
 use liveops_http::SignatureCheck;
 use liveops_memory::{MemoryBus, MemoryHotState};
