@@ -138,3 +138,63 @@ fn generic_code_does_not_name_sqlite() {
     }
     assert!(naming.is_empty(), "generic code naming SQLite: {naming:#?}");
 }
+
+/// The `liveops-*` crates named in a manifest's `[dependencies]` (not dev or build ones).
+fn liveops_dependencies(manifest: &Path) -> Vec<String> {
+    let text =
+        fs::read_to_string(manifest).unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+    let mut in_deps = false;
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_deps = line == "[dependencies]";
+        } else if in_deps && line.starts_with("liveops-") {
+            let name = line.split(['.', ' ', '=']).next().unwrap_or_default();
+            out.push(name.to_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn dependencies_only_point_down() {
+    let rules: [(&str, &[&str]); 5] = [
+        ("core", &[]),
+        ("http", &["liveops-core"]),
+        ("module", &["liveops-core", "liveops-http"]),
+        (
+            "services",
+            &["liveops-core", "liveops-http", "liveops-module"],
+        ),
+        ("adapters", &["liveops-core", "liveops-sqlite-file"]),
+    ];
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for (folder, allowed) in rules {
+        let dir = crates().join(folder);
+        let manifests = if dir.join("Cargo.toml").exists() {
+            vec![dir.join("Cargo.toml")]
+        } else {
+            let mut found: Vec<PathBuf> = fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .map(|e| e.expect("dir entry").path().join("Cargo.toml"))
+                .filter(|m| m.exists())
+                .collect();
+            found.sort();
+            found
+        };
+        for manifest in manifests {
+            checked += 1;
+            for dep in liveops_dependencies(&manifest) {
+                if !allowed.contains(&dep.as_str()) {
+                    wrong.push(format!("{} depends on {dep}", manifest.display()));
+                }
+            }
+        }
+    }
+    assert!(checked >= 19, "only {checked} manifests found");
+    assert!(
+        wrong.is_empty(),
+        "dependencies pointing sideways or up: {wrong:#?}"
+    );
+}
