@@ -55,9 +55,9 @@ pub trait EntryStore: Health {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Award {
-    /// Who.
+    /// The winning player.
     pub player_id: String,
-    /// What.
+    /// The item they win.
     pub item: String,
     /// Their rank among the entrants (rank campaigns), or their draw position (1 = drawn first).
     pub rank: u32,

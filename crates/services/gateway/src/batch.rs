@@ -72,7 +72,7 @@ pub(crate) struct ItemRejected {
     pub(crate) index: usize,
     /// 400, 403 or 429.
     pub(crate) status: u16,
-    /// Why.
+    /// Why it was refused.
     pub(crate) error: Problem,
 }
 

@@ -129,7 +129,7 @@ impl Snapshotter {
             }
         }
         self.next_cron = self.next_after(now_ms);
-        self.settle(now_ms).await;
+        self.write_finals_due(now_ms).await;
     }
 
     /// One check at `now_ms`: rollovers, due final snapshots, and the cron snapshot.
@@ -147,7 +147,7 @@ impl Snapshotter {
             }
             self.sweep_due.insert(r.window);
         }
-        self.settle(now_ms).await;
+        self.write_finals_due(now_ms).await;
 
         if self.next_cron.is_some_and(|next| utc_ms(now_ms) >= next) {
             for &window in &cfg.windows {
@@ -172,7 +172,7 @@ impl Snapshotter {
     }
 
     /// Writes the final snapshots due, then drops archived boards from the rank store.
-    async fn settle(&mut self, now_ms: i64) {
+    async fn write_finals_due(&mut self, now_ms: i64) {
         for board in std::mem::take(&mut self.finals_due) {
             if let Err(error) = self.final_snapshot(&board, now_ms).await {
                 tracing::warn!(window = %board.window, period = %board.period, %error,
