@@ -4,7 +4,7 @@
 //! OpenAPI document, so the spec says exactly what the server enforces.
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use liveops_core::PlayerId;
@@ -161,7 +161,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PlayerPath {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state).await?;
+        let raw = path_param(parts, state, "id").await?;
         PlayerId::parse(&raw)
             .map(PlayerPath)
             .map_err(|reason| Problem::invalid("id", reason))
@@ -180,10 +180,11 @@ impl IntoParams for PlayerPath {
     }
 }
 
-/// The `{id}` of a route naming a stored thing (a campaign, webhook, operator, API key), checked
-/// against `^[A-Za-z0-9_.:-]{1,64}$` (400 naming `id`); the OpenAPI says the same.
-#[derive(Clone, Debug)]
-pub struct IdPath(pub String);
+crate::id_path! {
+    /// The `{id}` of a route naming a stored thing (a campaign, webhook, operator), checked
+    /// against `^[A-Za-z0-9_.:-]{1,64}$` (400 naming `id`); the OpenAPI says the same.
+    pub IdPath = "id", "Id"
+}
 
 /// Checks an id taken from a path or body (`^[A-Za-z0-9_.:-]{1,64}$`), naming `field`.
 pub fn check_id(field: &str, value: &str) -> Result<(), Problem> {
@@ -197,20 +198,62 @@ pub fn check_id(field: &str, value: &str) -> Result<(), Problem> {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for IdPath {
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state).await?;
-        check_id("id", &raw)?;
-        Ok(IdPath(raw))
-    }
+/// The path parameter `name`, found by name so that a route with several parameters
+/// (`/players/{id}/inbox/{messageId}/claim`) can take each with its own extractor.
+pub async fn path_param<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+    name: &str,
+) -> Result<String, Problem> {
+    let params = RawPathParams::from_request_parts(parts, state)
+        .await
+        .map_err(|e| Problem::invalid(name, format!("bad path: {}", e.body_text())))?;
+    params
+        .iter()
+        .find_map(|(key, value)| (key == name).then(|| value.to_owned()))
+        .ok_or_else(|| Problem::invalid(name, "missing from the path"))
 }
 
-impl IntoParams for IdPath {
-    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
-        vec![id_param("id", "Id")]
-    }
+/// The path parameter `name`, checked as an id (`^[A-Za-z0-9_.:-]{1,64}$`, 400 naming it).
+pub async fn path_id<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+    name: &str,
+) -> Result<String, Problem> {
+    let raw = path_param(parts, state, name).await?;
+    check_id(name, &raw)?;
+    Ok(raw)
+}
+
+/// Defines the extractor of a path id named `$param` (`{id}`, `{keyId}`, `{messageId}`):
+/// checked against `^[A-Za-z0-9_.:-]{1,64}$` (400 naming `$param`), and documented the same in
+/// the OpenAPI (`params(KeyIdPath)`), so no route writes the pattern by hand.
+#[macro_export]
+macro_rules! id_path {
+    ($(#[$meta:meta])* $vis:vis $name:ident = $param:literal, $description:literal) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug)]
+        $vis struct $name(pub String);
+
+        impl<S: Send + Sync> $crate::__private::FromRequestParts<S> for $name {
+            type Rejection = $crate::Problem;
+
+            async fn from_request_parts(
+                parts: &mut $crate::__private::Parts,
+                state: &S,
+            ) -> Result<Self, Self::Rejection> {
+                $crate::path_id(parts, state, $param).await.map($name)
+            }
+        }
+
+        impl $crate::__private::IntoParams for $name {
+            fn into_params(
+                _: impl Fn() -> Option<$crate::__private::ParameterIn>,
+            ) -> Vec<$crate::__private::Parameter> {
+                vec![$crate::id_param($param, $description)]
+            }
+        }
+    };
 }
 
 /// A path parameter documented as an id (`^[A-Za-z0-9_.:-]{1,64}$`).
@@ -356,5 +399,62 @@ mod tests {
         assert_eq!(p.field.as_deref(), Some("n"));
         let p = parse_json::<B>(b"{").expect_err("syntax");
         assert_eq!(p.field.as_deref(), Some("body"));
+    }
+
+    id_path! {
+        /// `{messageId}` in the test route.
+        MessageId = "messageId", "The message"
+    }
+
+    /// Answers `(status, field)` of `POST uri` on a route taking a player and a message id.
+    async fn claim(uri: &str) -> (u16, Option<String>) {
+        use axum::body::Body;
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let app = axum::Router::new().route(
+            "/players/{id}/inbox/{messageId}/claim",
+            axum::routing::post(
+                |PlayerPath(p): PlayerPath, MessageId(m): MessageId| async move {
+                    format!("{}/{m}", p.as_str())
+                },
+            ),
+        );
+        let request = axum::http::Request::post(uri)
+            .body(Body::empty())
+            .expect("request");
+        let answer = app.oneshot(request).await.expect("answer");
+        let status = answer.status().as_u16();
+        let body = answer.into_body().collect().await.expect("body").to_bytes();
+        if status == 200 {
+            assert_eq!(&body[..], b"player_1/msg_1");
+            return (status, None);
+        }
+        let problem: serde_json::Value = serde_json::from_slice(&body).expect("a problem");
+        (status, problem["field"].as_str().map(str::to_owned))
+    }
+
+    #[tokio::test]
+    async fn path_ids_are_found_by_name_and_refusals_name_them() {
+        let ok = claim("/players/player_1/inbox/msg_1/claim").await;
+        assert_eq!(ok, (200, None));
+        let bad_player = claim("/players/x/inbox/msg_1/claim").await;
+        assert_eq!(bad_player, (400, Some("id".to_owned())));
+        let bad_message = claim("/players/player_1/inbox/m%20x/claim").await;
+        assert_eq!(bad_message, (400, Some("messageId".to_owned())));
+        let long = format!("/players/player_1/inbox/{}/claim", "m".repeat(65));
+        assert_eq!(claim(&long).await, (400, Some("messageId".to_owned())));
+    }
+
+    #[test]
+    fn a_named_id_documents_its_own_name_and_pattern() {
+        let params = MessageId::into_params(|| None);
+        let json = serde_json::to_value(&params).expect("json");
+        assert_eq!(json[0]["name"], "messageId");
+        assert_eq!(json[0]["in"], "path");
+        assert_eq!(
+            json[0]["schema"]["pattern"],
+            liveops_core::event::LABEL_PATTERN
+        );
+        assert_eq!(json[0]["schema"]["maxLength"], 64);
     }
 }

@@ -17,8 +17,8 @@ mod signed;
 pub use auth::{token_hash, BearerScheme, Operator, OperatorAuth, Reader, Unauthenticated, BEARER};
 pub use body::{body_limit, read_body, BodyLimit};
 pub use extract::{
-    check_id, id_param, id_schema, parse_json, player_id_schema, Bounded, IdPath, Json, Path,
-    PlayerPath, Query,
+    check_id, id_param, id_schema, parse_json, path_id, path_param, player_id_schema, Bounded,
+    IdPath, Json, Path, PlayerPath, Query,
 };
 pub use liveops_core::time::{rfc3339, rfc3339_or_never};
 pub use lookup::campaign_or_404;
@@ -28,6 +28,15 @@ pub use signed::{header, Signature, SignatureCheck, SignatureHeaders, Signed};
 
 #[doc(hidden)]
 pub use axum::extract::FromRef;
+
+/// What the crate's macros name in the code they write.
+#[doc(hidden)]
+pub mod __private {
+    pub use axum::extract::FromRequestParts;
+    pub use axum::http::request::Parts;
+    pub use utoipa::openapi::path::{Parameter, ParameterIn};
+    pub use utoipa::IntoParams;
+}
 
 /// Lets handlers take parts of a module's state as their own (`State<OperatorAuth>` over a
 /// `CampaignsState`): `from_state!(CampaignsState { auth: OperatorAuth })` clones the field.

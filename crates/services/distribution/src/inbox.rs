@@ -14,8 +14,8 @@ use liveops_http::responses::{
     OperatorInputFailures, ReadFailures, SignedLookupFailures, TooLarge,
 };
 use liveops_http::{
-    check_id, parse_json, rfc3339, Bounded, Json, Operator, Path, PlayerPath, Problem, Query,
-    SignatureHeaders, Signed,
+    parse_json, rfc3339, Bounded, Json, Operator, PlayerPath, Problem, Query, SignatureHeaders,
+    Signed,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -152,12 +152,17 @@ pub(crate) async fn inbox(
     }))
 }
 
+liveops_http::id_path! {
+    /// The `{messageId}` of `POST /players/{id}/inbox/{messageId}/claim`.
+    pub(crate) MessageIdPath = "messageId", "The message"
+}
+
 /// Claims a message: one receipt per attachment; claiming again answers the same receipts.
 #[utoipa::path(
     post, path = "/players/{id}/inbox/{messageId}/claim", tag = "distribution",
     params(
         PlayerPath,
-        ("messageId" = String, Path, description = "The message", pattern = "^[A-Za-z0-9_.:-]{1,64}$", min_length = 1, max_length = 64),
+        MessageIdPath,
         SignatureHeaders,
     ),
     request_body = ClaimBody,
@@ -168,15 +173,13 @@ pub(crate) async fn inbox(
         SignedLookupFailures,
     )
 )]
-#[tracing::instrument(skip_all, fields(player = %raw.0, message = %raw.1))]
+#[tracing::instrument(skip_all, fields(player = %player, message = %message_id))]
 pub(crate) async fn claim(
     State(state): State<DistributionState>,
-    Path(raw): Path<(String, String)>,
+    PlayerPath(player): PlayerPath,
+    MessageIdPath(message_id): MessageIdPath,
     signed: Signed,
 ) -> Result<Json<ClaimAnswer>, Problem> {
-    let (player, message_id) = raw;
-    let player = PlayerId::parse(&player).map_err(|r| Problem::invalid("id", r))?;
-    check_id("messageId", &message_id)?;
     let body: ClaimBody = parse_json(&signed.body)?;
     if body.player_id != player.as_str() {
         return Err(Problem::path_mismatch(

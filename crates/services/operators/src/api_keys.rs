@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use liveops_core::now_ms;
 use liveops_core::stores::{ApiKeyInfo, Role};
 use liveops_http::responses::{OperatorFailures, OperatorInputFailures, OperatorLookupFailures};
-use liveops_http::{check_id, rfc3339, Json, Operator, Path, Problem};
+use liveops_http::{rfc3339, Json, Operator, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -161,10 +161,15 @@ pub(crate) async fn list(
     }))
 }
 
+liveops_http::id_path! {
+    /// The `{keyId}` of `DELETE /api-keys/{keyId}`.
+    pub(crate) KeyIdPath = "keyId", "The key's id"
+}
+
 /// Revokes a key: every process refuses its signatures within a few seconds.
 #[utoipa::path(
     delete, path = "/api-keys/{keyId}", tag = "operators", security(("bearer" = [])),
-    params(("keyId" = String, Path, description = "The key's id", pattern = "^[A-Za-z0-9_.:-]{1,64}$", min_length = 1, max_length = 64)),
+    params(KeyIdPath),
     responses(
         (status = 200, description = "The key, revoked", body = ApiKeyView),
         OperatorLookupFailures,
@@ -174,10 +179,9 @@ pub(crate) async fn list(
 pub(crate) async fn revoke(
     State(state): State<OperatorsState>,
     op: Operator,
-    Path(key_id): Path<String>,
+    KeyIdPath(key_id): KeyIdPath,
 ) -> Result<Json<ApiKeyView>, Problem> {
     op.require(&[Role::Admin])?;
-    check_id("keyId", &key_id)?;
     let before = state
         .keys
         .api_keys()
