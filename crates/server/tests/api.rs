@@ -537,6 +537,55 @@ async fn operations_routes_answer() {
     );
 }
 
+/// What a client generator needs of the document: every operation has its own operationId, no
+/// parameter is declared twice, and the path parameters are exactly those of the path template.
+#[tokio::test]
+async fn the_openapi_document_is_well_formed() {
+    let app = spawn_app(&[]).await;
+    let spec = app.get("/openapi.json").await;
+    assert_eq!(spec.status, 200);
+    let paths = spec.body["paths"].as_object().expect("paths");
+    let mut ids = std::collections::BTreeMap::<String, String>::new();
+    let mut operations = 0;
+    for (path, item) in paths {
+        let template: std::collections::BTreeSet<&str> = path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .collect();
+        for (method, op) in item.as_object().expect("path item") {
+            operations += 1;
+            let at = format!("{method} {path}");
+            let id = op["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{at}: no operationId"));
+            if let Some(other) = ids.insert(id.to_owned(), at.clone()) {
+                panic!("operationId {id:?} of {at} is also that of {other}");
+            }
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let mut seen = std::collections::BTreeSet::new();
+            let mut in_path = std::collections::BTreeSet::new();
+            for p in &params {
+                let (name, place) = (
+                    p["name"].as_str().expect("name"),
+                    p["in"].as_str().expect("in"),
+                );
+                assert!(
+                    seen.insert((name, place)),
+                    "{at}: {place} parameter {name:?} declared twice"
+                );
+                if place == "path" {
+                    in_path.insert(name);
+                }
+            }
+            assert_eq!(
+                in_path, template,
+                "{at}: path parameters against the template"
+            );
+        }
+    }
+    assert!(operations >= 40, "only {operations} operations");
+}
+
 #[tokio::test]
 async fn leaderboard_history_holds_snapshots() {
     // A snapshot every second makes the current period appear in the history quickly.

@@ -52,7 +52,8 @@ pub struct PlayerCampaigns {
 
 /// The live campaigns a player may enter, with whether they have.
 #[utoipa::path(
-    get, path = "/players/{id}/campaigns", tag = "campaigns", params(PlayerPath),
+    get, path = "/players/{id}/campaigns", operation_id = "list_player_campaigns",
+    tag = "campaigns", params(PlayerPath),
     responses(
         (status = 200, description = "Live campaigns the player is eligible for", body = PlayerCampaigns),
         ReadFailures,

@@ -71,7 +71,8 @@ async fn replace(
 
 /// Creates a draft campaign.
 #[utoipa::path(
-    post, path = "/campaigns", tag = "campaigns", security(("bearer" = [])),
+    post, path = "/campaigns", operation_id = "create_campaign",
+    tag = "campaigns", security(("bearer" = [])),
     request_body = NewCampaign,
     responses(
         (status = 201, description = "The draft", body = CampaignView),
@@ -127,7 +128,8 @@ pub(crate) struct ListQuery {
 
 /// Campaigns, newest first.
 #[utoipa::path(
-    get, path = "/campaigns", tag = "campaigns", security(("bearer" = [])), params(ListQuery),
+    get, path = "/campaigns", operation_id = "list_campaigns",
+    tag = "campaigns", security(("bearer" = [])), params(ListQuery),
     responses(
         (status = 200, description = "Campaigns", body = CampaignList),
         ReadFailures,
@@ -149,7 +151,8 @@ pub(crate) async fn list(
 
 /// One campaign.
 #[utoipa::path(
-    get, path = "/campaigns/{id}", tag = "campaigns", security(("bearer" = [])), params(IdPath),
+    get, path = "/campaigns/{id}", operation_id = "get_campaign",
+    tag = "campaigns", security(("bearer" = [])), params(IdPath),
     responses(
         (status = 200, description = "The campaign", body = CampaignView),
         LookupFailures,
@@ -169,7 +172,8 @@ pub(crate) async fn one(
 
 /// Changes a draft.
 #[utoipa::path(
-    patch, path = "/campaigns/{id}", tag = "campaigns", security(("bearer" = [])), params(IdPath),
+    patch, path = "/campaigns/{id}", operation_id = "update_campaign",
+    tag = "campaigns", security(("bearer" = [])), params(IdPath),
     request_body = CampaignChange,
     responses(
         (status = 200, description = "The draft after the change", body = CampaignView),
@@ -226,7 +230,8 @@ fn changed_meanwhile() -> Problem {
 /// Schedules a draft: it is fixed from now on, a 32-byte random seed is drawn for its draw and
 /// `commitment = hex(SHA-256(seed))` published; it goes live at `startsAt`.
 #[utoipa::path(
-    post, path = "/campaigns/{id}/schedule", tag = "campaigns", security(("bearer" = [])),
+    post, path = "/campaigns/{id}/schedule", operation_id = "schedule_campaign",
+    tag = "campaigns", security(("bearer" = [])),
     params(IdPath),
     responses(
         (status = 200, description = "Scheduled, with its commitment", body = CampaignView),
@@ -268,7 +273,8 @@ pub(crate) async fn schedule(
 
 /// Cancels a campaign that has not ended: it takes no more entries and pays nothing.
 #[utoipa::path(
-    post, path = "/campaigns/{id}/cancel", tag = "campaigns", security(("bearer" = [])),
+    post, path = "/campaigns/{id}/cancel", operation_id = "cancel_campaign",
+    tag = "campaigns", security(("bearer" = [])),
     params(IdPath),
     responses(
         (status = 200, description = "Cancelled", body = CampaignView),

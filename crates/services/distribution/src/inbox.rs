@@ -130,7 +130,8 @@ fn view(m: InboxMessage, claimed_at: Option<i64>) -> MessageView {
 
 /// A player's inbox: their messages and everyone's, newest first.
 #[utoipa::path(
-    get, path = "/players/{id}/inbox", tag = "distribution", params(PlayerPath, InboxQuery),
+    get, path = "/players/{id}/inbox", operation_id = "get_inbox",
+    tag = "distribution", params(PlayerPath, InboxQuery),
     responses(
         (status = 200, description = "The messages", body = InboxView),
         ReadFailures,
@@ -159,7 +160,8 @@ liveops_http::id_path! {
 
 /// Claims a message: one receipt per attachment; claiming again answers the same receipts.
 #[utoipa::path(
-    post, path = "/players/{id}/inbox/{messageId}/claim", tag = "distribution",
+    post, path = "/players/{id}/inbox/{messageId}/claim", operation_id = "claim_message",
+    tag = "distribution",
     params(
         PlayerPath,
         MessageIdPath,
@@ -309,7 +311,8 @@ fn recipients(req: &SendRequest) -> Result<Vec<Option<String>>, Problem> {
 
 /// Sends a message to some players' inboxes, or to every player's.
 #[utoipa::path(
-    post, path = "/inbox/messages", tag = "distribution", security(("bearer" = [])),
+    post, path = "/inbox/messages", operation_id = "send_message",
+    tag = "distribution", security(("bearer" = [])),
     request_body = SendRequest,
     responses(
         (status = 201, description = "Sent", body = Sent),

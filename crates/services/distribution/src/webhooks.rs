@@ -148,7 +148,8 @@ fn delivery_view((d, attempts): (Delivery, Vec<Attempt>)) -> DeliveryView {
 
 /// Subscribes a URL to campaign events.
 #[utoipa::path(
-    post, path = "/webhooks", tag = "distribution", security(("bearer" = [])),
+    post, path = "/webhooks", operation_id = "create_webhook",
+    tag = "distribution", security(("bearer" = [])),
     request_body = NewWebhook,
     responses(
         (status = 201, description = "Subscribed", body = WebhookView),
@@ -206,7 +207,8 @@ pub(crate) async fn create(
 
 /// Every active webhook.
 #[utoipa::path(
-    get, path = "/webhooks", tag = "distribution", security(("bearer" = [])),
+    get, path = "/webhooks", operation_id = "list_webhooks",
+    tag = "distribution", security(("bearer" = [])),
     responses(
         (status = 200, description = "The webhooks", body = WebhookList),
         OperatorFailures,
@@ -225,7 +227,8 @@ pub(crate) async fn list(
 
 /// Deletes a webhook; its pending deliveries are dead-lettered.
 #[utoipa::path(
-    delete, path = "/webhooks/{id}", tag = "distribution", security(("bearer" = [])),
+    delete, path = "/webhooks/{id}", operation_id = "delete_webhook",
+    tag = "distribution", security(("bearer" = [])),
     params(IdPath),
     responses(
         (status = 204, description = "Deleted"),
@@ -259,7 +262,8 @@ pub(crate) struct DeliveriesQuery {
 
 /// A webhook's deliveries and every attempt at each.
 #[utoipa::path(
-    get, path = "/webhooks/{id}/deliveries", tag = "distribution", security(("bearer" = [])),
+    get, path = "/webhooks/{id}/deliveries", operation_id = "list_deliveries",
+    tag = "distribution", security(("bearer" = [])),
     params(IdPath, DeliveriesQuery),
     responses(
         (status = 200, description = "Deliveries, newest first", body = DeliveryList),

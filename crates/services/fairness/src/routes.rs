@@ -98,7 +98,8 @@ impl From<Flag> for FlagView {
 
 /// A player's fairness standing: block, strikes and recent flags.
 #[utoipa::path(
-    get, path = "/fairness/players/{id}", tag = "fairness", security((), ("bearer" = [])),
+    get, path = "/fairness/players/{id}", operation_id = "get_player_fairness",
+    tag = "fairness", security((), ("bearer" = [])),
     params(PlayerPath),
     responses(
         (status = 200, description = "The player's standing", body = PlayerFairness),
@@ -142,7 +143,8 @@ async fn player_view(state: &FairnessState, player: &str) -> Result<PlayerFairne
 
 /// Recent flagged events across all players, newest first.
 #[utoipa::path(
-    get, path = "/fairness/flags", tag = "fairness", security((), ("bearer" = [])),
+    get, path = "/fairness/flags", operation_id = "list_flags",
+    tag = "fairness", security((), ("bearer" = [])),
     params(FlagsQuery),
     responses(
         (status = 200, description = "Recent flags", body = FlagList),
@@ -168,7 +170,8 @@ pub(crate) async fn flags(
 
 /// Lifts a player's block and forgets their strikes at once; recorded in the audit log.
 #[utoipa::path(
-    delete, path = "/fairness/players/{id}/block", tag = "fairness", security(("bearer" = [])),
+    delete, path = "/fairness/players/{id}/block", operation_id = "unblock_player",
+    tag = "fairness", security(("bearer" = [])),
     params(PlayerPath),
     responses(
         (status = 200, description = "The player's standing after the unblock", body = PlayerFairness),

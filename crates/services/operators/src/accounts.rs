@@ -138,7 +138,8 @@ pub(crate) struct AuditQuery {
 
 /// Adds an operator.
 #[utoipa::path(
-    post, path = "/operators", tag = "operators", security(("bearer" = [])),
+    post, path = "/operators", operation_id = "create_operator",
+    tag = "operators", security(("bearer" = [])),
     request_body = NewOperator,
     responses(
         (status = 201, description = "Created", body = OperatorView),
@@ -180,7 +181,8 @@ pub(crate) async fn create(
 
 /// Every operator.
 #[utoipa::path(
-    get, path = "/operators", tag = "operators", security(("bearer" = [])),
+    get, path = "/operators", operation_id = "list_operators",
+    tag = "operators", security(("bearer" = [])),
     responses(
         (status = 200, description = "Every operator, oldest first", body = OperatorsList),
         OperatorFailures,
@@ -200,7 +202,8 @@ pub(crate) async fn list(
 /// Changes an operator's role or disables them (closing their sessions at once). The last
 /// enabled admin cannot be demoted or disabled.
 #[utoipa::path(
-    patch, path = "/operators/{id}", tag = "operators", security(("bearer" = [])), params(IdPath),
+    patch, path = "/operators/{id}", operation_id = "update_operator",
+    tag = "operators", security(("bearer" = [])), params(IdPath),
     request_body = OperatorChange,
     responses(
         (status = 200, description = "The operator after the change", body = OperatorView),
@@ -262,7 +265,8 @@ pub(crate) async fn update(
 
 /// The audit log: every change, who made it, when, before and after.
 #[utoipa::path(
-    get, path = "/audit", tag = "operators", security(("bearer" = [])), params(AuditQuery),
+    get, path = "/audit", operation_id = "list_audit_entries",
+    tag = "operators", security(("bearer" = [])), params(AuditQuery),
     responses(
         (status = 200, description = "The latest changes, newest first", body = AuditList),
         OperatorInputFailures,

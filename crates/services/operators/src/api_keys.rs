@@ -86,7 +86,8 @@ fn audit_json(k: &ApiKeyInfo) -> String {
 
 /// Creates an API key for a game server.
 #[utoipa::path(
-    post, path = "/api-keys", tag = "operators", security(("bearer" = [])),
+    post, path = "/api-keys", operation_id = "create_api_key",
+    tag = "operators", security(("bearer" = [])),
     request_body = NewApiKey,
     responses(
         (status = 201, description = "The key, with its secret (shown this once)", body = CreatedApiKey),
@@ -144,7 +145,8 @@ pub(crate) async fn create(
 
 /// Every API key, without secrets.
 #[utoipa::path(
-    get, path = "/api-keys", tag = "operators", security(("bearer" = [])),
+    get, path = "/api-keys", operation_id = "list_api_keys",
+    tag = "operators", security(("bearer" = [])),
     responses(
         (status = 200, description = "Every key, newest first", body = ApiKeyList),
         OperatorFailures,
@@ -168,7 +170,8 @@ liveops_http::id_path! {
 
 /// Revokes a key: every process refuses its signatures within a few seconds.
 #[utoipa::path(
-    delete, path = "/api-keys/{keyId}", tag = "operators", security(("bearer" = [])),
+    delete, path = "/api-keys/{keyId}", operation_id = "revoke_api_key",
+    tag = "operators", security(("bearer" = [])),
     params(KeyIdPath),
     responses(
         (status = 200, description = "The key, revoked", body = ApiKeyView),

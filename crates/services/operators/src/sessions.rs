@@ -190,7 +190,8 @@ pub(crate) async fn logout(
 
 /// Who the token belongs to.
 #[utoipa::path(
-    get, path = "/auth/me", tag = "operators", security(("bearer" = [])),
+    get, path = "/auth/me", operation_id = "get_current_operator",
+    tag = "operators", security(("bearer" = [])),
     responses(
         (status = 200, description = "The signed-in operator", body = OperatorView),
         Unauthenticated,
