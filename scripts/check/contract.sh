@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Contract fuzzing: schemathesis (every check) against the OpenAPI document a running
 # `liveops serve` serves, with requests signed like a client signs them and operator routes
-# given a bearer token (scripts/check/contract_hooks.py). Fails on any 5xx, any response that
+# given a bearer token (scripts/check/contract_hooks.py), after openapi-spec-validator checked the
+# document itself. Fails on an invalid document, any 5xx, any response that
 # breaks the spec, and any schema-valid request the server refuses. Time-bounded: CONTRACT_SECONDS (default 240).
 #
 #   LIVEOPS_BIN=target/debug/liveops scripts/check/contract.sh
@@ -16,6 +17,7 @@ scripts/tools.sh install
 # shellcheck disable=SC1090
 source <(scripts/tools.sh env)
 command -v schemathesis >/dev/null || { echo "contract: schemathesis missing (scripts/tools/requirements-contract.txt)" >&2; exit 1; }
+command -v openapi-spec-validator >/dev/null || { echo "contract: openapi-spec-validator missing (scripts/tools/requirements-contract.txt)" >&2; exit 1; }
 
 WORK="$(mktemp -d /tmp/liveops-contract.XXXXXX)"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
@@ -37,10 +39,14 @@ for _ in $(seq 1 150); do
 done
 curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null || { echo "contract: liveops did not become ready" >&2; cat "$WORK/liveops.log" >&2; exit 1; }
 
+status=0
+echo "== openapi-spec-validator: the served document is valid OpenAPI (unique operation ids, parameters)"
+curl -fsS "http://127.0.0.1:$PORT/openapi.json" > "$WORK/openapi.json"
+openapi-spec-validator "$WORK/openapi.json" || status=1
+
 echo "== schemathesis: every check, ${SECONDS_BUDGET}s, signed like a client"
 # One worker: with two, Hypothesis describing its strategies parses Python source with `ast` from
 # two threads, which Python 3.11 does not support ("AST constructor recursion depth mismatch").
-status=0
 PYTHONPATH="$ROOT/scripts/check" SCHEMATHESIS_HOOKS=contract_hooks \
   schemathesis --config-file "$ROOT/scripts/check/schemathesis.toml" run "http://127.0.0.1:$PORT/openapi.json" \
     --checks all --max-time "$SECONDS_BUDGET" --workers 1 \
@@ -51,5 +57,5 @@ if grep -q '"level":"ERROR"' "$WORK/liveops.log"; then
   grep '"level":"ERROR"' "$WORK/liveops.log" | head -20 >&2
   status=1
 fi
-echo "contract: schemathesis exited $status (report in $WORK/report)"
+echo "contract: exit $status (document check and schemathesis; report in $WORK/report)"
 exit "$status"
