@@ -429,8 +429,8 @@ mod tests {
             assert_eq!(&body[..], b"player_1/msg_1");
             return (status, None);
         }
-        let problem: serde_json::Value = serde_json::from_slice(&body).expect("a problem");
-        (status, problem["field"].as_str().map(str::to_owned))
+        let problem: Problem = serde_json::from_slice(&body).expect("a problem");
+        (status, problem.field)
     }
 
     #[tokio::test]

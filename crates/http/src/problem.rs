@@ -1,12 +1,13 @@
 //! RFC 9457 problem details: the one error body every route answers with.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use liveops_core::PortError;
 
-/// An `application/problem+json` body plus the status and headers it travels with.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+/// An `application/problem+json` body plus the status and headers it travels with (clients and
+/// tests read it back with `Deserialize`; `retry_after` travels as a header, not in the body).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Problem {
     /// A URI naming the kind of problem (`/problems/invalid-event`).
     #[serde(rename = "type")]
@@ -16,10 +17,10 @@ pub struct Problem {
     /// HTTP status.
     pub status: u16,
     /// What went wrong this time, for a human.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// The offending request field (`payload.deltaXp`), when there is one.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// Seconds to wait before retrying (sent as `Retry-After`).
     #[serde(skip)]
