@@ -25,8 +25,8 @@ pub struct SignatureCheck {
     pub tolerance_s: i64,
 }
 
-/// A verified signature in canonical form (trimmed, lower case): the identity a replay guard
-/// remembers, so re-casing the hex cannot slip a replay through.
+/// A verified signature in canonical form (trimmed, lower case): the identity an unkeyed request
+/// is held and answered under, so re-casing the hex cannot make a repeat look new.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Signature(pub String);
 

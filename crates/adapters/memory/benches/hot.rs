@@ -1,5 +1,5 @@
-//! `MemoryHotState` on the gateway's hot path: the idempotency check (`idem_begin`), the replay
-//! guard every unkeyed request passes (`first_use`), and the per-player rate window (`rate_hit`).
+//! `MemoryHotState` on the gateway's hot path: the idempotency check (`idem_begin`, by key or by
+//! signature for unkeyed requests) and the per-player rate window (`rate_hit`).
 //!
 //! `cargo bench -p liveops-memory --bench hot` (add `-- --quick` for a fast pass). The port is
 //! async; each measurement runs its whole loop inside one `block_on` so the runtime's cost per
@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use liveops_core::ports::{IdemState, Idempotency, RateLimiter, ReplayGuard};
+use liveops_core::ports::{IdemState, Idempotency, RateLimiter};
 use liveops_memory::MemoryHotState;
 
 const TTL: Duration = Duration::from_secs(86_400);
@@ -82,16 +82,6 @@ fn bench(c: &mut Criterion) {
             timed(&rt, iters, 0, |i| {
                 done.idem_begin(&keys[(i & 4095) as usize], FINGERPRINT, TTL)
             })
-        })
-    });
-
-    // The replay guard: every request without an Idempotency-Key records its signature.
-    let guard = MemoryHotState::new();
-    let mut next = 0u64;
-    g.bench_function("first_use", |b| {
-        b.iter_custom(|iters| {
-            let sigs = fresh_keys(&mut next, iters, |i| format!("sha256={i:064x}"));
-            timed(&rt, iters, 0, |i| guard.first_use(&sigs[i as usize], TTL))
         })
     });
 

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use liveops_core::now_ms;
 use liveops_core::ports::{
     Attempts, Blocklist, Health, IdemState, Idempotency, PortResult, RateDecision, RateLimiter,
-    ReplayGuard, StoredAnswer, ViewCache,
+    StoredAnswer, ViewCache,
 };
 
 /// Number of shards (a power of two).
@@ -138,7 +138,6 @@ impl StrikeLog {
 #[derive(Debug, Default)]
 struct Shard {
     idem: HashMap<Box<str>, Expiring<Idem>>,
-    seen: HashMap<Box<str>, Deadline>,
     rate: HashMap<Box<str>, RateWindow>,
     blocks: HashMap<Box<str>, i64>,
     strikes: StrikeLog,
@@ -149,7 +148,6 @@ struct Shard {
 impl Shard {
     fn len(&self) -> usize {
         self.idem.len()
-            + self.seen.len()
             + self.rate.len()
             + self.blocks.len()
             + self.strikes.len()
@@ -161,7 +159,6 @@ impl Shard {
     fn purge(&mut self, now: Instant, now_ms: i64) -> usize {
         let before = self.len();
         self.idem.retain(|_, e| alive(e.until, now));
-        self.seen.retain(|_, until| alive(*until, now));
         let second = now_ms.div_euclid(1000);
         self.rate.retain(|_, w| w.second >= second);
         self.blocks.retain(|_, until| *until > now_ms);
@@ -294,21 +291,6 @@ impl Idempotency for MemoryHotState {
     async fn idem_release(&self, key: &str) -> PortResult<()> {
         self.shard(key).idem.remove(key);
         Ok(())
-    }
-}
-
-#[async_trait]
-impl ReplayGuard for MemoryHotState {
-    async fn first_use(&self, signature: &str, ttl: Duration) -> PortResult<bool> {
-        let now = Instant::now();
-        let mut shard = self.shard(signature);
-        if let Some(until) = shard.seen.get(signature) {
-            if alive(*until, now) {
-                return Ok(false);
-            }
-        }
-        shard.seen.insert(signature.into(), deadline(now, ttl));
-        Ok(true)
     }
 }
 
@@ -446,7 +428,6 @@ mod tests {
         for i in 0..100 {
             let k = format!("k{i}");
             hot.idem_begin(&k, "fp", SHORT).await.unwrap();
-            hot.first_use(&k, SHORT).await.unwrap();
             hot.cache_put(&k, Bytes::from_static(b"v"), SHORT)
                 .await
                 .unwrap();
@@ -462,10 +443,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(hot.purge_expired(), 0);
-        assert_eq!(hot.entries(), 502);
+        assert_eq!(hot.entries(), 402);
         hot.rate_hit("gone", 1, 10).await.unwrap();
         tokio::time::sleep(Duration::from_millis(1200)).await;
-        assert_eq!(hot.purge_expired(), 501);
+        assert_eq!(hot.purge_expired(), 401);
         // The long-lived entries stay; the rate window of a past second goes.
         assert_eq!(hot.entries(), 2);
         assert_eq!(
@@ -481,11 +462,8 @@ mod tests {
         hot.cache_put("c", Bytes::from_static(b"x"), SHORT)
             .await
             .unwrap();
-        assert!(hot.first_use("s", SHORT).await.unwrap());
-        assert!(!hot.first_use("s", SHORT).await.unwrap());
         tokio::time::sleep(SHORT * 2).await;
         assert_eq!(hot.cache_get("c").await.unwrap(), None);
-        assert!(hot.first_use("s", SHORT).await.unwrap());
         assert_eq!(
             hot.idem_begin("i", "a", SHORT).await.unwrap(),
             IdemState::Fresh

@@ -1,10 +1,9 @@
-//! Hot state on Redis (idempotency, replay guard, rate windows, blocks, view cache), single node
+//! Hot state on Redis (idempotency, rate windows, blocks, login attempts, view cache), single node
 //! or Redis Cluster.
 //!
 //! Every operation touches one key, so it is atomic and cluster-safe without hash tags. Keys
 //! (after an optional prefix):
 //! - `hot:idem:<key>` — JSON `{"fp": <fingerprint>, "answer": {status, body}?}` with a TTL;
-//! - `hot:seen:<signature>` — the replay guard (`SET NX PX`);
 //! - `hot:rate:<player>:<unix second>` — the count of one one-second window, gone 2 s later;
 //! - `hot:block:<player>` — the block's end (unix ms), expiring with it;
 //! - `hot:strikes:<player>` — a ZSET of strike times, trimmed to the window and capped;
@@ -22,7 +21,7 @@ use liveops_core::now_ms;
 use liveops_core::ports::hot::MAX_STRIKES;
 use liveops_core::ports::{
     Attempts, Blocklist, IdemState, Idempotency, PortError, PortResult, RateDecision, RateLimiter,
-    ReplayGuard, StoredAnswer, ViewCache,
+    StoredAnswer, ViewCache,
 };
 use redis::Script;
 use serde::{Deserialize, Serialize};
@@ -220,25 +219,6 @@ impl Idempotency for RedisHotState {
 
     async fn idem_release(&self, key: &str) -> PortResult<()> {
         self.delete("hot.idem_release", self.key("idem", key)).await
-    }
-}
-
-#[async_trait]
-impl ReplayGuard for RedisHotState {
-    async fn first_use(&self, signature: &str, ttl: Duration) -> PortResult<bool> {
-        let set: Option<String> = self
-            .conn
-            .query(
-                "hot.first_use",
-                redis::cmd("SET")
-                    .arg(self.key("seen", signature))
-                    .arg(1)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl_ms(ttl)),
-            )
-            .await?;
-        Ok(set.is_some())
     }
 }
 

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use liveops_core::ports::{
-    Board, Health, Idempotency, PortError, RankStore, RateLimiter, ReplayGuard, ScoreDelta,
-    ViewCache,
+    Board, Health, Idempotency, PortError, RankStore, RateLimiter, ScoreDelta, ViewCache,
 };
 use liveops_core::Window;
 use liveops_redis::{RedisConn, RedisHotState, RedisRankStore};
@@ -358,5 +357,8 @@ async fn connections_recover_after_a_server_restart() {
     assert_eq!(rank.size(&b).await.unwrap(), 0);
     rank.incr(&[delta(&b, "a", 2)]).await.unwrap();
     assert_eq!(rank.rank(&b, "a").await.unwrap().unwrap().score, 2);
-    assert!(hot.first_use("sig", Duration::from_secs(5)).await.unwrap());
+    assert_eq!(
+        hot.rate_hit("a", 1, 10).await.unwrap(),
+        liveops_core::ports::RateDecision::Allowed
+    );
 }

@@ -1,5 +1,6 @@
-//! Short-lived shared state, one small trait per concern: idempotency keys, the replay guard,
-//! per-player rate windows, blocks and strikes, and the view cache.
+//! Short-lived shared state, one small trait per concern: idempotency keys (a signed request
+//! without a key is held and answered under its signature, ADR 0017), per-player rate windows,
+//! blocks and strikes, login attempts, and the view cache.
 
 use std::time::Duration;
 
@@ -61,13 +62,6 @@ pub trait Idempotency: Health {
         -> PortResult<()>;
     /// Gives up a key taken with `Fresh` (the request failed and may be retried).
     async fn idem_release(&self, key: &str) -> PortResult<()>;
-}
-
-/// Remembers request signatures so a captured request cannot be sent again.
-#[async_trait]
-pub trait ReplayGuard: Health {
-    /// Remembers a request signature for `ttl`; returns `false` if it was already seen (a replay).
-    async fn first_use(&self, signature: &str, ttl: Duration) -> PortResult<bool>;
 }
 
 /// Per-player event rate windows.

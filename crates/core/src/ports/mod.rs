@@ -16,8 +16,7 @@ pub use bus::{
     BusOptions, BusSetupError, DeadLetterRequest, Delivery, Message, PollRequest,
 };
 pub use hot::{
-    Attempts, Blocklist, IdemState, Idempotency, RateDecision, RateLimiter, ReplayGuard,
-    StoredAnswer, ViewCache,
+    Attempts, Blocklist, IdemState, Idempotency, RateDecision, RateLimiter, StoredAnswer, ViewCache,
 };
 pub use rank::{Board, RankEntry, RankStore, ScoreDelta};
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use liveops_core::ports::{Attempts, Blocklist, Idempotency, RateLimiter, ReplayGuard, ViewCache};
+use liveops_core::ports::{Attempts, Blocklist, Idempotency, RateLimiter, ViewCache};
 use liveops_core::RankStore;
 use liveops_memory::{MemoryHotState, MemoryRankStore};
 use liveops_module::ports::Opened;
@@ -23,10 +23,9 @@ pub(super) fn provide(ports: &mut Ports, s: &crate::config::Settings) {
 /// Registers every hot-state concern on one adapter.
 fn provide_hot<H>(ports: &mut Ports, hot: &Arc<Adapter<H>>)
 where
-    H: Idempotency + ReplayGuard + RateLimiter + Blocklist + Attempts + ViewCache + 'static,
+    H: Idempotency + RateLimiter + Blocklist + Attempts + ViewCache + 'static,
 {
     ports.provide::<_, dyn Idempotency>(hot, |a| a);
-    ports.provide::<_, dyn ReplayGuard>(hot, |a| a);
     ports.provide::<_, dyn RateLimiter>(hot, |a| a);
     ports.provide::<_, dyn Blocklist>(hot, |a| a);
     ports.provide::<_, dyn Attempts>(hot, |a| a);

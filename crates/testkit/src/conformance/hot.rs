@@ -9,22 +9,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use liveops_core::now_ms;
 use liveops_core::ports::{
-    Attempts, Blocklist, Health, IdemState, Idempotency, RateDecision, RateLimiter, ReplayGuard,
-    StoredAnswer, ViewCache,
+    Attempts, Blocklist, Health, IdemState, Idempotency, RateDecision, RateLimiter, StoredAnswer,
+    ViewCache,
 };
 
 use super::ok;
 
 /// An adapter serving every hot-state concern, as the suite exercises them together.
-pub trait HotState:
-    Idempotency + ReplayGuard + RateLimiter + Blocklist + Attempts + ViewCache + Health
-{
-}
+pub trait HotState: Idempotency + RateLimiter + Blocklist + Attempts + ViewCache + Health {}
 
-impl<T: Idempotency + ReplayGuard + RateLimiter + Blocklist + Attempts + ViewCache + Health>
-    HotState for T
-{
-}
+impl<T: Idempotency + RateLimiter + Blocklist + Attempts + ViewCache + Health> HotState for T {}
 
 /// The TTL used by expiry checks.
 const TTL: Duration = Duration::from_secs(1);
@@ -40,7 +34,6 @@ pub async fn run_all(hot: Arc<dyn HotState>) {
     idem_lifecycle(h).await;
     idem_release_frees_the_key(h).await;
     idem_begin_is_atomic(hot.clone()).await;
-    first_use_spots_replays(h).await;
     strikes_count_within_the_window(h).await;
     unblock_lifts_the_block_and_forgets_strikes(h).await;
     attempts_count_per_key_and_are_forgotten(h).await;
@@ -48,7 +41,6 @@ pub async fn run_all(hot: Arc<dyn HotState>) {
     // The checks that wait for the clock run side by side.
     tokio::join!(
         idem_claims_expire(h),
-        first_use_expires(h),
         rate_window_per_second(h),
         blocks_hold_until_they_expire(h),
         cache_entries_expire(h),
@@ -167,27 +159,6 @@ pub async fn idem_claims_expire(hot: &dyn HotState) {
         IdemState::Fresh,
         "a stored answer outlived its TTL"
     );
-}
-
-/// A signature is new once, then a replay.
-pub async fn first_use_spots_replays(hot: &dyn HotState) {
-    let sig = fresh_key("sig");
-    assert!(ok(hot.first_use(&sig, LONG).await, "first_use"));
-    assert!(!ok(hot.first_use(&sig, LONG).await, "first_use"));
-    assert!(!ok(hot.first_use(&sig, LONG).await, "first_use"));
-    assert!(ok(
-        hot.first_use(&fresh_key("sig-other"), LONG).await,
-        "first_use"
-    ));
-}
-
-/// A remembered signature is forgotten after its TTL.
-pub async fn first_use_expires(hot: &dyn HotState) {
-    let sig = fresh_key("sig-ttl");
-    assert!(ok(hot.first_use(&sig, TTL).await, "first_use"));
-    assert!(!ok(hot.first_use(&sig, TTL).await, "first_use"));
-    tokio::time::sleep(PAST_TTL).await;
-    assert!(ok(hot.first_use(&sig, TTL).await, "first_use after TTL"));
 }
 
 /// Sleeps until just after the next wall-clock second starts.
