@@ -79,24 +79,33 @@ liveops_module::from_context!(CampaignsState(config: Arc<CampaignsConfig>) {
 /// The campaign routes.
 pub fn router(state: CampaignsState) -> Router {
     let routes = Router::new()
-        .route("/campaigns", post(routes::create).get(routes::list))
-        .route("/campaigns/{id}", get(routes::one).patch(routes::update))
-        .route("/campaigns/{id}/schedule", post(routes::schedule))
-        .route("/campaigns/{id}/cancel", post(routes::cancel))
-        .route("/players/{id}/campaigns", get(players::campaigns));
+        .route(
+            "/campaigns",
+            post(routes::create_campaign).get(routes::list_campaigns),
+        )
+        .route(
+            "/campaigns/{id}",
+            get(routes::get_campaign).patch(routes::update_campaign),
+        )
+        .route("/campaigns/{id}/schedule", post(routes::schedule_campaign))
+        .route("/campaigns/{id}/cancel", post(routes::cancel_campaign))
+        .route(
+            "/players/{id}/campaigns",
+            get(players::list_player_campaigns),
+        );
     body_limit(routes, BODY_LIMIT).with_state(state)
 }
 
 #[derive(OpenApi)]
 #[openapi(
     paths(
-        routes::create,
-        routes::list,
-        routes::one,
-        routes::update,
-        routes::schedule,
-        routes::cancel,
-        players::campaigns,
+        routes::create_campaign,
+        routes::list_campaigns,
+        routes::get_campaign,
+        routes::update_campaign,
+        routes::schedule_campaign,
+        routes::cancel_campaign,
+        players::list_player_campaigns,
     ),
     components(schemas(
         NewCampaign,

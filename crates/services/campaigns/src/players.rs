@@ -52,15 +52,14 @@ pub struct PlayerCampaigns {
 
 /// The live campaigns a player may enter, with whether they have.
 #[utoipa::path(
-    get, path = "/players/{id}/campaigns", operation_id = "list_player_campaigns",
-    tag = "campaigns", params(PlayerPath),
+    get, path = "/players/{id}/campaigns", tag = "campaigns", params(PlayerPath),
     responses(
         (status = 200, description = "Live campaigns the player is eligible for", body = PlayerCampaigns),
         ReadFailures,
     )
 )]
 #[tracing::instrument(skip_all, fields(player = %player.as_str()))]
-pub(crate) async fn campaigns(
+pub(crate) async fn list_player_campaigns(
     State(state): State<CampaignsState>,
     PlayerPath(player): PlayerPath,
 ) -> Result<Json<PlayerCampaigns>, Problem> {

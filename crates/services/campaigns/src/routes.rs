@@ -71,8 +71,7 @@ async fn replace(
 
 /// Creates a draft campaign.
 #[utoipa::path(
-    post, path = "/campaigns", operation_id = "create_campaign",
-    tag = "campaigns", security(("bearer" = [])),
+    post, path = "/campaigns", tag = "campaigns", security(("bearer" = [])),
     request_body = NewCampaign,
     responses(
         (status = 201, description = "The draft", body = CampaignView),
@@ -81,7 +80,7 @@ async fn replace(
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email))]
-pub(crate) async fn create(
+pub(crate) async fn create_campaign(
     State(state): State<CampaignsState>,
     op: Operator,
     Json(body): Json<NewCampaign>,
@@ -128,15 +127,14 @@ pub(crate) struct ListQuery {
 
 /// Campaigns, newest first.
 #[utoipa::path(
-    get, path = "/campaigns", operation_id = "list_campaigns",
-    tag = "campaigns", security(("bearer" = [])), params(ListQuery),
+    get, path = "/campaigns", tag = "campaigns", security(("bearer" = [])), params(ListQuery),
     responses(
         (status = 200, description = "Campaigns", body = CampaignList),
         ReadFailures,
         Unauthenticated,
     )
 )]
-pub(crate) async fn list(
+pub(crate) async fn list_campaigns(
     State(state): State<CampaignsState>,
     op: Operator,
     Query(query): Query<ListQuery>,
@@ -151,15 +149,14 @@ pub(crate) async fn list(
 
 /// One campaign.
 #[utoipa::path(
-    get, path = "/campaigns/{id}", operation_id = "get_campaign",
-    tag = "campaigns", security(("bearer" = [])), params(IdPath),
+    get, path = "/campaigns/{id}", tag = "campaigns", security(("bearer" = [])), params(IdPath),
     responses(
         (status = 200, description = "The campaign", body = CampaignView),
         LookupFailures,
         Unauthenticated,
     )
 )]
-pub(crate) async fn one(
+pub(crate) async fn get_campaign(
     State(state): State<CampaignsState>,
     op: Operator,
     IdPath(id): IdPath,
@@ -172,8 +169,7 @@ pub(crate) async fn one(
 
 /// Changes a draft.
 #[utoipa::path(
-    patch, path = "/campaigns/{id}", operation_id = "update_campaign",
-    tag = "campaigns", security(("bearer" = [])), params(IdPath),
+    patch, path = "/campaigns/{id}", tag = "campaigns", security(("bearer" = [])), params(IdPath),
     request_body = CampaignChange,
     responses(
         (status = 200, description = "The draft after the change", body = CampaignView),
@@ -182,7 +178,7 @@ pub(crate) async fn one(
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email, campaign = %id))]
-pub(crate) async fn update(
+pub(crate) async fn update_campaign(
     State(state): State<CampaignsState>,
     op: Operator,
     IdPath(id): IdPath,
@@ -230,8 +226,7 @@ fn changed_meanwhile() -> Problem {
 /// Schedules a draft: it is fixed from now on, a 32-byte random seed is drawn for its draw and
 /// `commitment = hex(SHA-256(seed))` published; it goes live at `startsAt`.
 #[utoipa::path(
-    post, path = "/campaigns/{id}/schedule", operation_id = "schedule_campaign",
-    tag = "campaigns", security(("bearer" = [])),
+    post, path = "/campaigns/{id}/schedule", tag = "campaigns", security(("bearer" = [])),
     params(IdPath),
     responses(
         (status = 200, description = "Scheduled, with its commitment", body = CampaignView),
@@ -240,7 +235,7 @@ fn changed_meanwhile() -> Problem {
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email, campaign = %id))]
-pub(crate) async fn schedule(
+pub(crate) async fn schedule_campaign(
     State(state): State<CampaignsState>,
     op: Operator,
     IdPath(id): IdPath,
@@ -273,8 +268,7 @@ pub(crate) async fn schedule(
 
 /// Cancels a campaign that has not ended: it takes no more entries and pays nothing.
 #[utoipa::path(
-    post, path = "/campaigns/{id}/cancel", operation_id = "cancel_campaign",
-    tag = "campaigns", security(("bearer" = [])),
+    post, path = "/campaigns/{id}/cancel", tag = "campaigns", security(("bearer" = [])),
     params(IdPath),
     responses(
         (status = 200, description = "Cancelled", body = CampaignView),
@@ -283,7 +277,7 @@ pub(crate) async fn schedule(
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email, campaign = %id))]
-pub(crate) async fn cancel(
+pub(crate) async fn cancel_campaign(
     State(state): State<CampaignsState>,
     op: Operator,
     IdPath(id): IdPath,

@@ -130,14 +130,13 @@ fn view(m: InboxMessage, claimed_at: Option<i64>) -> MessageView {
 
 /// A player's inbox: their messages and everyone's, newest first.
 #[utoipa::path(
-    get, path = "/players/{id}/inbox", operation_id = "get_inbox",
-    tag = "distribution", params(PlayerPath, InboxQuery),
+    get, path = "/players/{id}/inbox", tag = "distribution", params(PlayerPath, InboxQuery),
     responses(
         (status = 200, description = "The messages", body = InboxView),
         ReadFailures,
     )
 )]
-pub(crate) async fn inbox(
+pub(crate) async fn get_inbox(
     State(state): State<DistributionState>,
     PlayerPath(player): PlayerPath,
     Query(query): Query<InboxQuery>,
@@ -160,8 +159,7 @@ liveops_http::id_path! {
 
 /// Claims a message: one receipt per attachment; claiming again answers the same receipts.
 #[utoipa::path(
-    post, path = "/players/{id}/inbox/{messageId}/claim", operation_id = "claim_message",
-    tag = "distribution",
+    post, path = "/players/{id}/inbox/{messageId}/claim", tag = "distribution",
     params(
         PlayerPath,
         MessageIdPath,
@@ -176,7 +174,7 @@ liveops_http::id_path! {
     )
 )]
 #[tracing::instrument(skip_all, fields(player = %player, message = %message_id))]
-pub(crate) async fn claim(
+pub(crate) async fn claim_message(
     State(state): State<DistributionState>,
     PlayerPath(player): PlayerPath,
     MessageIdPath(message_id): MessageIdPath,
@@ -311,8 +309,7 @@ fn recipients(req: &SendRequest) -> Result<Vec<Option<String>>, Problem> {
 
 /// Sends a message to some players' inboxes, or to every player's.
 #[utoipa::path(
-    post, path = "/inbox/messages", operation_id = "send_message",
-    tag = "distribution", security(("bearer" = [])),
+    post, path = "/inbox/messages", tag = "distribution", security(("bearer" = [])),
     request_body = SendRequest,
     responses(
         (status = 201, description = "Sent", body = Sent),
@@ -321,7 +318,7 @@ fn recipients(req: &SendRequest) -> Result<Vec<Option<String>>, Problem> {
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email))]
-pub(crate) async fn send(
+pub(crate) async fn send_message(
     State(state): State<DistributionState>,
     op: Operator,
     Json(req): Json<SendRequest>,

@@ -129,25 +129,31 @@ liveops_module::from_context!(DistributionState(config: Arc<DistributionConfig>)
 /// Distribution's routes.
 pub fn router(state: DistributionState) -> Router {
     let routes = Router::new()
-        .route("/players/{id}/inbox", get(inbox::inbox))
-        .route("/players/{id}/inbox/{messageId}/claim", post(inbox::claim))
-        .route("/inbox/messages", post(inbox::send))
-        .route("/webhooks", post(webhooks::create).get(webhooks::list))
-        .route("/webhooks/{id}", delete(webhooks::remove))
-        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries));
+        .route("/players/{id}/inbox", get(inbox::get_inbox))
+        .route(
+            "/players/{id}/inbox/{messageId}/claim",
+            post(inbox::claim_message),
+        )
+        .route("/inbox/messages", post(inbox::send_message))
+        .route(
+            "/webhooks",
+            post(webhooks::create_webhook).get(webhooks::list_webhooks),
+        )
+        .route("/webhooks/{id}", delete(webhooks::delete_webhook))
+        .route("/webhooks/{id}/deliveries", get(webhooks::list_deliveries));
     body_limit(routes, BODY_LIMIT).with_state(state)
 }
 
 #[derive(OpenApi)]
 #[openapi(
     paths(
-        inbox::inbox,
-        inbox::claim,
-        inbox::send,
-        webhooks::create,
-        webhooks::list,
-        webhooks::remove,
-        webhooks::deliveries,
+        inbox::get_inbox,
+        inbox::claim_message,
+        inbox::send_message,
+        webhooks::create_webhook,
+        webhooks::list_webhooks,
+        webhooks::delete_webhook,
+        webhooks::list_deliveries,
     ),
     components(schemas(
         inbox::InboxView,

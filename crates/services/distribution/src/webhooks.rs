@@ -148,8 +148,7 @@ fn delivery_view((d, attempts): (Delivery, Vec<Attempt>)) -> DeliveryView {
 
 /// Subscribes a URL to campaign events.
 #[utoipa::path(
-    post, path = "/webhooks", operation_id = "create_webhook",
-    tag = "distribution", security(("bearer" = [])),
+    post, path = "/webhooks", tag = "distribution", security(("bearer" = [])),
     request_body = NewWebhook,
     responses(
         (status = 201, description = "Subscribed", body = WebhookView),
@@ -157,7 +156,7 @@ fn delivery_view((d, attempts): (Delivery, Vec<Attempt>)) -> DeliveryView {
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email))]
-pub(crate) async fn create(
+pub(crate) async fn create_webhook(
     State(state): State<DistributionState>,
     op: Operator,
     liveops_http::Json(body): liveops_http::Json<NewWebhook>,
@@ -207,14 +206,13 @@ pub(crate) async fn create(
 
 /// Every active webhook.
 #[utoipa::path(
-    get, path = "/webhooks", operation_id = "list_webhooks",
-    tag = "distribution", security(("bearer" = [])),
+    get, path = "/webhooks", tag = "distribution", security(("bearer" = [])),
     responses(
         (status = 200, description = "The webhooks", body = WebhookList),
         OperatorFailures,
     )
 )]
-pub(crate) async fn list(
+pub(crate) async fn list_webhooks(
     State(state): State<DistributionState>,
     op: Operator,
 ) -> Result<Json<WebhookList>, Problem> {
@@ -227,8 +225,7 @@ pub(crate) async fn list(
 
 /// Deletes a webhook; its pending deliveries are dead-lettered.
 #[utoipa::path(
-    delete, path = "/webhooks/{id}", operation_id = "delete_webhook",
-    tag = "distribution", security(("bearer" = [])),
+    delete, path = "/webhooks/{id}", tag = "distribution", security(("bearer" = [])),
     params(IdPath),
     responses(
         (status = 204, description = "Deleted"),
@@ -236,7 +233,7 @@ pub(crate) async fn list(
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email, webhook = %id))]
-pub(crate) async fn remove(
+pub(crate) async fn delete_webhook(
     State(state): State<DistributionState>,
     op: Operator,
     IdPath(id): IdPath,
@@ -262,15 +259,14 @@ pub(crate) struct DeliveriesQuery {
 
 /// A webhook's deliveries and every attempt at each.
 #[utoipa::path(
-    get, path = "/webhooks/{id}/deliveries", operation_id = "list_deliveries",
-    tag = "distribution", security(("bearer" = [])),
+    get, path = "/webhooks/{id}/deliveries", tag = "distribution", security(("bearer" = [])),
     params(IdPath, DeliveriesQuery),
     responses(
         (status = 200, description = "Deliveries, newest first", body = DeliveryList),
         OperatorInputFailures,
     )
 )]
-pub(crate) async fn deliveries(
+pub(crate) async fn list_deliveries(
     State(state): State<DistributionState>,
     op: Operator,
     IdPath(id): IdPath,

@@ -138,15 +138,18 @@ liveops_module::from_context!(FairnessState(config: Arc<FairnessConfig>) {
 /// operators exist) and `DELETE /fairness/players/{id}/block` (admins and operators, audited).
 pub fn router(state: FairnessState) -> Router {
     Router::new()
-        .route("/fairness/players/{id}", get(routes::player))
-        .route("/fairness/players/{id}/block", delete(routes::unblock))
-        .route("/fairness/flags", get(routes::flags))
+        .route("/fairness/players/{id}", get(routes::get_player_fairness))
+        .route(
+            "/fairness/players/{id}/block",
+            delete(routes::unblock_player),
+        )
+        .route("/fairness/flags", get(routes::list_flags))
         .with_state(state)
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(routes::player, routes::flags, routes::unblock),
+    paths(routes::get_player_fairness, routes::list_flags, routes::unblock_player),
     components(schemas(
         routes::PlayerFairness,
         routes::PlayerFlag,

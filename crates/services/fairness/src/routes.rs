@@ -98,8 +98,7 @@ impl From<Flag> for FlagView {
 
 /// A player's fairness standing: block, strikes and recent flags.
 #[utoipa::path(
-    get, path = "/fairness/players/{id}", operation_id = "get_player_fairness",
-    tag = "fairness", security((), ("bearer" = [])),
+    get, path = "/fairness/players/{id}", tag = "fairness", security((), ("bearer" = [])),
     params(PlayerPath),
     responses(
         (status = 200, description = "The player's standing", body = PlayerFairness),
@@ -108,7 +107,7 @@ impl From<Flag> for FlagView {
     )
 )]
 #[tracing::instrument(skip_all)]
-pub(crate) async fn player(
+pub(crate) async fn get_player_fairness(
     State(state): State<FairnessState>,
     _reader: Reader,
     PlayerPath(player): PlayerPath,
@@ -143,8 +142,7 @@ async fn player_view(state: &FairnessState, player: &str) -> Result<PlayerFairne
 
 /// Recent flagged events across all players, newest first.
 #[utoipa::path(
-    get, path = "/fairness/flags", operation_id = "list_flags",
-    tag = "fairness", security((), ("bearer" = [])),
+    get, path = "/fairness/flags", tag = "fairness", security((), ("bearer" = [])),
     params(FlagsQuery),
     responses(
         (status = 200, description = "Recent flags", body = FlagList),
@@ -153,7 +151,7 @@ async fn player_view(state: &FairnessState, player: &str) -> Result<PlayerFairne
     )
 )]
 #[tracing::instrument(skip_all)]
-pub(crate) async fn flags(
+pub(crate) async fn list_flags(
     State(state): State<FairnessState>,
     _reader: Reader,
     Query(query): Query<FlagsQuery>,
@@ -170,8 +168,7 @@ pub(crate) async fn flags(
 
 /// Lifts a player's block and forgets their strikes at once; recorded in the audit log.
 #[utoipa::path(
-    delete, path = "/fairness/players/{id}/block", operation_id = "unblock_player",
-    tag = "fairness", security(("bearer" = [])),
+    delete, path = "/fairness/players/{id}/block", tag = "fairness", security(("bearer" = [])),
     params(PlayerPath),
     responses(
         (status = 200, description = "The player's standing after the unblock", body = PlayerFairness),
@@ -179,7 +176,7 @@ pub(crate) async fn flags(
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email, player = %player.as_str()))]
-pub(crate) async fn unblock(
+pub(crate) async fn unblock_player(
     State(state): State<FairnessState>,
     op: Operator,
     PlayerPath(player): PlayerPath,

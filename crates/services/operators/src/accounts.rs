@@ -138,8 +138,7 @@ pub(crate) struct AuditQuery {
 
 /// Adds an operator.
 #[utoipa::path(
-    post, path = "/operators", operation_id = "create_operator",
-    tag = "operators", security(("bearer" = [])),
+    post, path = "/operators", tag = "operators", security(("bearer" = [])),
     request_body = NewOperator,
     responses(
         (status = 201, description = "Created", body = OperatorView),
@@ -148,7 +147,7 @@ pub(crate) struct AuditQuery {
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email))]
-pub(crate) async fn create(
+pub(crate) async fn add_operator(
     State(state): State<OperatorsState>,
     op: Operator,
     Json(body): Json<NewOperator>,
@@ -181,14 +180,13 @@ pub(crate) async fn create(
 
 /// Every operator.
 #[utoipa::path(
-    get, path = "/operators", operation_id = "list_operators",
-    tag = "operators", security(("bearer" = [])),
+    get, path = "/operators", tag = "operators", security(("bearer" = [])),
     responses(
         (status = 200, description = "Every operator, oldest first", body = OperatorsList),
         OperatorFailures,
     )
 )]
-pub(crate) async fn list(
+pub(crate) async fn list_operators(
     State(state): State<OperatorsState>,
     op: Operator,
 ) -> Result<Json<OperatorsList>, Problem> {
@@ -202,8 +200,7 @@ pub(crate) async fn list(
 /// Changes an operator's role or disables them (closing their sessions at once). The last
 /// enabled admin cannot be demoted or disabled.
 #[utoipa::path(
-    patch, path = "/operators/{id}", operation_id = "update_operator",
-    tag = "operators", security(("bearer" = [])), params(IdPath),
+    patch, path = "/operators/{id}", tag = "operators", security(("bearer" = [])), params(IdPath),
     request_body = OperatorChange,
     responses(
         (status = 200, description = "The operator after the change", body = OperatorView),
@@ -212,7 +209,7 @@ pub(crate) async fn list(
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email, operator = %id))]
-pub(crate) async fn update(
+pub(crate) async fn update_operator(
     State(state): State<OperatorsState>,
     op: Operator,
     IdPath(id): IdPath,
@@ -265,14 +262,13 @@ pub(crate) async fn update(
 
 /// The audit log: every change, who made it, when, before and after.
 #[utoipa::path(
-    get, path = "/audit", operation_id = "list_audit_entries",
-    tag = "operators", security(("bearer" = [])), params(AuditQuery),
+    get, path = "/audit", tag = "operators", security(("bearer" = [])), params(AuditQuery),
     responses(
         (status = 200, description = "The latest changes, newest first", body = AuditList),
         OperatorInputFailures,
     )
 )]
-pub(crate) async fn audit(
+pub(crate) async fn list_audit_entries(
     State(state): State<OperatorsState>,
     op: Operator,
     Query(query): Query<AuditQuery>,

@@ -86,8 +86,7 @@ fn audit_json(k: &ApiKeyInfo) -> String {
 
 /// Creates an API key for a game server.
 #[utoipa::path(
-    post, path = "/api-keys", operation_id = "create_api_key",
-    tag = "operators", security(("bearer" = [])),
+    post, path = "/api-keys", tag = "operators", security(("bearer" = [])),
     request_body = NewApiKey,
     responses(
         (status = 201, description = "The key, with its secret (shown this once)", body = CreatedApiKey),
@@ -95,7 +94,7 @@ fn audit_json(k: &ApiKeyInfo) -> String {
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email))]
-pub(crate) async fn create(
+pub(crate) async fn create_api_key(
     State(state): State<OperatorsState>,
     op: Operator,
     Json(body): Json<NewApiKey>,
@@ -145,14 +144,13 @@ pub(crate) async fn create(
 
 /// Every API key, without secrets.
 #[utoipa::path(
-    get, path = "/api-keys", operation_id = "list_api_keys",
-    tag = "operators", security(("bearer" = [])),
+    get, path = "/api-keys", tag = "operators", security(("bearer" = [])),
     responses(
         (status = 200, description = "Every key, newest first", body = ApiKeyList),
         OperatorFailures,
     )
 )]
-pub(crate) async fn list(
+pub(crate) async fn list_api_keys(
     State(state): State<OperatorsState>,
     op: Operator,
 ) -> Result<Json<ApiKeyList>, Problem> {
@@ -170,8 +168,7 @@ liveops_http::id_path! {
 
 /// Revokes a key: every process refuses its signatures within a few seconds.
 #[utoipa::path(
-    delete, path = "/api-keys/{keyId}", operation_id = "revoke_api_key",
-    tag = "operators", security(("bearer" = [])),
+    delete, path = "/api-keys/{keyId}", tag = "operators", security(("bearer" = [])),
     params(KeyIdPath),
     responses(
         (status = 200, description = "The key, revoked", body = ApiKeyView),
@@ -179,7 +176,7 @@ liveops_http::id_path! {
     )
 )]
 #[tracing::instrument(skip_all, fields(actor = %op.email, key_id = %key_id))]
-pub(crate) async fn revoke(
+pub(crate) async fn revoke_api_key(
     State(state): State<OperatorsState>,
     op: Operator,
     KeyIdPath(key_id): KeyIdPath,

@@ -169,12 +169,18 @@ pub fn router(state: OperatorsState) -> Router {
     let routes = Router::new()
         .route("/auth/login", post(sessions::login))
         .route("/auth/logout", post(sessions::logout))
-        .route("/auth/me", get(sessions::me))
-        .route("/operators", post(accounts::create).get(accounts::list))
-        .route("/operators/{id}", patch(accounts::update))
-        .route("/audit", get(accounts::audit))
-        .route("/api-keys", post(api_keys::create).get(api_keys::list))
-        .route("/api-keys/{keyId}", delete(api_keys::revoke));
+        .route("/auth/me", get(sessions::get_current_operator))
+        .route(
+            "/operators",
+            post(accounts::add_operator).get(accounts::list_operators),
+        )
+        .route("/operators/{id}", patch(accounts::update_operator))
+        .route("/audit", get(accounts::list_audit_entries))
+        .route(
+            "/api-keys",
+            post(api_keys::create_api_key).get(api_keys::list_api_keys),
+        )
+        .route("/api-keys/{keyId}", delete(api_keys::revoke_api_key));
     body_limit(routes, BODY_LIMIT).with_state(state)
 }
 
@@ -183,14 +189,14 @@ pub fn router(state: OperatorsState) -> Router {
     paths(
         sessions::login,
         sessions::logout,
-        sessions::me,
-        accounts::create,
-        accounts::list,
-        accounts::update,
-        accounts::audit,
-        api_keys::create,
-        api_keys::list,
-        api_keys::revoke,
+        sessions::get_current_operator,
+        accounts::add_operator,
+        accounts::list_operators,
+        accounts::update_operator,
+        accounts::list_audit_entries,
+        api_keys::create_api_key,
+        api_keys::list_api_keys,
+        api_keys::revoke_api_key,
     ),
     components(schemas(
         sessions::LoginRequest,

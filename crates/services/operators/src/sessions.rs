@@ -190,15 +190,14 @@ pub(crate) async fn logout(
 
 /// Who the token belongs to.
 #[utoipa::path(
-    get, path = "/auth/me", operation_id = "get_current_operator",
-    tag = "operators", security(("bearer" = [])),
+    get, path = "/auth/me", tag = "operators", security(("bearer" = [])),
     responses(
         (status = 200, description = "The signed-in operator", body = OperatorView),
         Unauthenticated,
         Unavailable,
     )
 )]
-pub(crate) async fn me(
+pub(crate) async fn get_current_operator(
     State(state): State<OperatorsState>,
     op: Operator,
 ) -> Result<Json<OperatorView>, Problem> {

@@ -78,16 +78,16 @@ liveops_module::from_context!(ParticipationState(config: Arc<ParticipationConfig
 
 /// Participation's routes.
 pub fn router(state: ParticipationState) -> Router {
-    let entries = Router::new().route("/campaigns/{id}/entries", post(routes::enter));
+    let entries = Router::new().route("/campaigns/{id}/entries", post(routes::enter_campaign));
     body_limit(entries, BODY_LIMIT)
-        .route("/campaigns/{id}/entrants", get(routes::entrants))
-        .route("/campaigns/{id}/draw", get(routes::draw))
+        .route("/campaigns/{id}/entrants", get(routes::list_entrants))
+        .route("/campaigns/{id}/draw", get(routes::get_draw))
         .with_state(state)
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(routes::enter, routes::entrants, routes::draw),
+    paths(routes::enter_campaign, routes::list_entrants, routes::get_draw),
     components(schemas(
         EntryRequest,
         EntryView,

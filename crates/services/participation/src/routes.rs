@@ -83,8 +83,7 @@ fn not_live(id: &str, state: Option<CampaignState>) -> Problem {
 
 /// Enters a player into a live campaign, signed like events.
 #[utoipa::path(
-    post, path = "/campaigns/{id}/entries", operation_id = "enter_campaign",
-    tag = "participation", params(IdPath, SignatureHeaders),
+    post, path = "/campaigns/{id}/entries", tag = "participation", params(IdPath, SignatureHeaders),
     request_body = EntryRequest,
     responses(
         (status = 201, description = "Entered", body = EntryView),
@@ -94,7 +93,7 @@ fn not_live(id: &str, state: Option<CampaignState>) -> Problem {
     )
 )]
 #[tracing::instrument(skip_all, fields(campaign = %id, player))]
-pub(crate) async fn enter(
+pub(crate) async fn enter_campaign(
     State(state): State<ParticipationState>,
     IdPath(id): IdPath,
     signed: Signed,
@@ -178,14 +177,13 @@ pub(crate) async fn enter(
 
 /// The distinct players who entered a campaign, sorted by bytes.
 #[utoipa::path(
-    get, path = "/campaigns/{id}/entrants", operation_id = "list_entrants",
-    tag = "participation", params(IdPath),
+    get, path = "/campaigns/{id}/entrants", tag = "participation", params(IdPath),
     responses(
         (status = 200, description = "The entrants", body = EntrantList),
         LookupFailures,
     )
 )]
-pub(crate) async fn entrants(
+pub(crate) async fn list_entrants(
     State(state): State<ParticipationState>,
     IdPath(id): IdPath,
 ) -> Result<Json<EntrantList>, Problem> {
@@ -201,15 +199,14 @@ pub(crate) async fn entrants(
 /// A draw campaign's draw: the commitment from scheduling on; the entrants so far and their
 /// hash; the seed and the winners once drawn. Re-run it with `liveops verify-draw`.
 #[utoipa::path(
-    get, path = "/campaigns/{id}/draw", operation_id = "get_draw",
-    tag = "participation", params(IdPath),
+    get, path = "/campaigns/{id}/draw", tag = "participation", params(IdPath),
     responses(
         (status = 200, description = "The draw (seed and winners once drawn)", body = PublishedDraw),
         (status = 409, description = "A rank campaign, or a draft (no commitment yet)", body = Problem, content_type = "application/problem+json"),
         LookupFailures,
     )
 )]
-pub(crate) async fn draw(
+pub(crate) async fn get_draw(
     State(state): State<ParticipationState>,
     IdPath(id): IdPath,
 ) -> Result<Json<PublishedDraw>, Problem> {
