@@ -17,10 +17,10 @@ pub struct Problem {
     /// HTTP status.
     pub status: u16,
     /// What went wrong this time, for a human.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// The offending request field (`payload.deltaXp`), when there is one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// Seconds to wait before retrying (sent as `Retry-After`).
     #[serde(skip)]
@@ -167,5 +167,22 @@ mod http {
             }
             res
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_problem_reads_back_as_written_with_or_without_its_optional_members() {
+        let p = Problem::invalid("payload.deltaXp", "must be positive");
+        let text = serde_json::to_string(&p).expect("json");
+        let back: Problem = serde_json::from_str(&text).expect("reads back");
+        assert_eq!(back, p);
+        let bare: Problem =
+            serde_json::from_str(r#"{"type":"/problems/x","title":"T","status":503}"#)
+                .expect("no detail, no field");
+        assert_eq!((bare.status, bare.detail, bare.field), (503, None, None));
     }
 }
