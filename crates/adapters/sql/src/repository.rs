@@ -103,11 +103,6 @@ impl<DB: Dialect> SqlRepository<DB> {
         self.replica.as_ref().and_then(|r| r.note())
     }
 
-    /// Whether reads go to the replica now.
-    pub fn reads_on_replica(&self) -> bool {
-        self.replica.as_ref().is_some_and(|r| r.usable())
-    }
-
     /// The connection pool.
     pub fn pool(&self) -> &Pool<DB> {
         &self.pool
