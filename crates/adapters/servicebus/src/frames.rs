@@ -21,8 +21,6 @@ pub const SAS_TOKEN_TYPE: &str = "servicebus.windows.net:sastoken";
 pub const SESSION_FILTER: &str = "com.microsoft:session-filter";
 /// The session filter's descriptor code, `00000013:7000000C`.
 pub const SESSION_FILTER_CODE: u64 = 0x0000_0013_7000_000C;
-/// Link property asking the broker to wait this long (ms) for a free session.
-pub const TIMEOUT_PROPERTY: &str = "com.microsoft:timeout";
 /// Condition of a rejection that dead-letters.
 pub const DEAD_LETTER: &str = "com.microsoft:dead-letter";
 /// Operation renewing message locks (non-session entities).
@@ -33,10 +31,6 @@ pub const RENEW_SESSION_LOCK: &str = "com.microsoft:renew-session-lock";
 pub const MESSAGE_COUNT: &str = "liveops:message-count";
 /// Message annotation carrying the partition key.
 pub const PARTITION_KEY: &str = "x-opt-partition-key";
-/// Message annotation telling until when the receiver holds the message's lock.
-pub const LOCKED_UNTIL: &str = "x-opt-locked-until";
-/// Message annotation carrying the lock token.
-pub const LOCK_TOKEN: &str = "x-opt-lock-token";
 /// Application property with the player key (the session id holds it too, on Azure).
 pub const KEY_PROPERTY: &str = "liveops-key";
 /// Application property that routes a replayed dead letter to one subscription only (a
