@@ -10,12 +10,16 @@ use axum::Router;
 use liveops_core::ports::{topics, Board, BusOptions, Message};
 use liveops_core::stores::Snapshot;
 use liveops_core::{now_ms, Bus, Calendar, Envelope, RankEntry, Window};
-use liveops_leaderboard::{router, run_consumer, LeaderboardConfig, LeaderboardState, GROUP};
+use liveops_http::Problem;
+use liveops_leaderboard::{
+    router, run_consumer, HistoryView, LeaderboardConfig, LeaderboardState, LeaderboardView,
+    PeriodsView, PlayerRankView, GROUP,
+};
 use liveops_memory::{MemoryBus, MemoryRankStore};
 use liveops_sql::SqliteRepository;
 use liveops_testkit::received::{self, envelope};
 use liveops_testkit::served;
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
 
 struct TestApp {
     state: LeaderboardState,
@@ -96,10 +100,19 @@ impl TestApp {
         served::get(&self.router, uri).await
     }
 
-    async fn ok(&self, uri: &str) -> Value {
+    /// `GET uri`, which must answer 200 with a `T`.
+    async fn ok<T: DeserializeOwned>(&self, uri: &str) -> T {
         let (status, _, body) = self.get(uri).await;
         assert_eq!(status, StatusCode::OK, "{uri}: {body}");
-        body
+        serde_json::from_value(body).unwrap_or_else(|e| panic!("{uri}: {e}"))
+    }
+
+    /// `GET uri`, which must be refused with `status` and a problem, returned.
+    async fn refused(&self, uri: &str, status: StatusCode) -> Problem {
+        let (got, ctype, body) = self.get(uri).await;
+        assert_eq!(got, status, "{uri}: {body}");
+        assert_eq!(ctype, "application/problem+json", "{uri}");
+        serde_json::from_value(body).unwrap_or_else(|e| panic!("{uri}: {e}"))
     }
 }
 
@@ -107,18 +120,11 @@ fn period(window: Window, at: i64) -> String {
     Calendar::default().period_at_ms(window, at).id
 }
 
-fn ranking(body: &Value) -> Vec<(u64, &str, i64)> {
-    body["entries"]
-        .as_array()
-        .unwrap()
+/// Rank, player and score of each entry.
+fn ranking(entries: &[RankEntry]) -> Vec<(u64, &str, i64)> {
+    entries
         .iter()
-        .map(|e| {
-            (
-                e["rank"].as_u64().unwrap(),
-                e["playerId"].as_str().unwrap(),
-                e["score"].as_i64().unwrap(),
-            )
-        })
+        .map(|e| (e.rank, e.player_id.as_str(), e.score))
         .collect()
 }
 
@@ -135,15 +141,15 @@ async fn scores_count_in_every_window() {
     app.drain().await;
     for window in Window::ALL {
         let p = period(window, now);
-        let body = app
+        let board: LeaderboardView = app
             .ok(&format!("/leaderboard?window={window}&period={p}"))
             .await;
-        assert_eq!(body["window"], window.as_str());
-        assert_eq!(body["period"], p);
-        assert!(body["from"].as_str().unwrap().ends_with('Z'));
-        assert!(body["to"].as_str().unwrap() > body["from"].as_str().unwrap());
+        assert_eq!(board.window, window);
+        assert_eq!(board.period, p);
+        assert!(board.from.ends_with('Z'));
+        assert!(board.to > board.from);
         assert_eq!(
-            ranking(&body),
+            ranking(&board.entries),
             [(1, "player_1", 2650)],
             "{window}: a drop scores nothing"
         );
@@ -164,17 +170,17 @@ async fn the_top_is_ordered_and_limited() {
     .await;
     app.drain().await;
     let p = period(Window::Daily, now);
-    let body = app
+    let board: LeaderboardView = app
         .ok(&format!("/leaderboard?window=daily&period={p}&limit=3"))
         .await;
     assert_eq!(
-        ranking(&body),
+        ranking(&board.entries),
         [(1, "bob", 900), (2, "alice", 350), (3, "carol", 300)]
     );
     // The first configured window is the default, and so is LB_TOPN.
-    let body = app.ok(&format!("/leaderboard?period={p}")).await;
-    assert_eq!(body["window"], "daily");
-    assert_eq!(ranking(&body).len(), 4);
+    let board: LeaderboardView = app.ok(&format!("/leaderboard?period={p}")).await;
+    assert_eq!(board.window, Window::Daily);
+    assert_eq!(board.entries.len(), 4);
 }
 
 #[tokio::test]
@@ -187,21 +193,16 @@ async fn a_player_sees_neighbours_around_them() {
     app.publish(&events).await;
     app.drain().await;
     let p = period(Window::Weekly, now);
-    let body = app
+    let me: PlayerRankView = app
         .ok(&format!(
             "/leaderboard/players/player_06?window=weekly&period={p}&around=2"
         ))
         .await;
-    assert_eq!(body["playerId"], "player_06");
-    assert_eq!(body["rank"], 6);
-    assert_eq!(body["score"], 600);
-    assert_eq!(body["period"], p);
-    let names: Vec<_> = body["neighbours"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["playerId"].as_str().unwrap().to_owned())
-        .collect();
+    assert_eq!(me.player_id, "player_06");
+    assert_eq!(me.rank, 6);
+    assert_eq!(me.score, 600);
+    assert_eq!(me.period, p);
+    let names: Vec<_> = me.neighbours.iter().map(|e| e.player_id.as_str()).collect();
     assert_eq!(
         names,
         [
@@ -213,21 +214,19 @@ async fn a_player_sees_neighbours_around_them() {
         ]
     );
     // At the top there is nobody above; the default is 5 each side.
-    let body = app
+    let top: PlayerRankView = app
         .ok(&format!(
             "/leaderboard/players/player_11?window=weekly&period={p}"
         ))
         .await;
-    assert_eq!(body["rank"], 1);
-    assert_eq!(body["neighbours"].as_array().unwrap().len(), 6);
+    assert_eq!(top.rank, 1);
+    assert_eq!(top.neighbours.len(), 6);
 
-    let (status, ctype, _) = app
-        .get(&format!(
-            "/leaderboard/players/player_99?window=weekly&period={p}"
-        ))
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(ctype, "application/problem+json");
+    app.refused(
+        &format!("/leaderboard/players/player_99?window=weekly&period={p}"),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -241,10 +240,13 @@ async fn a_redelivered_event_counts_once() {
     app.publish(std::slice::from_ref(&e)).await;
     app.drain().await;
     let p = period(Window::Seasonal, now);
-    let body = app
+    let board: LeaderboardView = app
         .ok(&format!("/leaderboard?window=seasonal&period={p}"))
         .await;
-    assert_eq!(ranking(&body), [(1, "player_1", 1000), (2, "player_2", 10)]);
+    assert_eq!(
+        ranking(&board.entries),
+        [(1, "player_1", 1000), (2, "player_2", 10)]
+    );
     let board = Board {
         window: Window::Seasonal,
         period: p,
@@ -287,10 +289,14 @@ async fn a_restart_rebuilds_the_same_ranks_from_the_repository() {
             "/leaderboard?window={window}&period={}",
             period(window, now)
         );
-        let before = app.ok(&uri).await;
-        let after = again.ok(&uri).await;
-        assert_eq!(ranking(&before), ranking(&after), "{window}");
-        assert_eq!(ranking(&after).len(), 7);
+        let before: LeaderboardView = app.ok(&uri).await;
+        let after: LeaderboardView = again.ok(&uri).await;
+        assert_eq!(
+            ranking(&before.entries),
+            ranking(&after.entries),
+            "{window}"
+        );
+        assert_eq!(after.entries.len(), 7);
     }
     // And it keeps counting from there.
     again.publish(&[kill("player_00", 1, now)]).await;
@@ -323,8 +329,9 @@ async fn past_periods_are_served_from_their_snapshot() {
             score: 100 - i as i64,
         })
         .collect();
-    let (status, _, _) = app.get("/leaderboard/history?window=daily").await;
-    assert_eq!(status, StatusCode::NOT_FOUND, "no final snapshot yet");
+    // No final snapshot yet.
+    app.refused("/leaderboard/history?window=daily", StatusCode::NOT_FOUND)
+        .await;
 
     app.state
         .store
@@ -337,40 +344,44 @@ async fn past_periods_are_served_from_their_snapshot() {
         })
         .await
         .unwrap();
-    let body = app
+    let board: LeaderboardView = app
         .ok("/leaderboard?window=daily&period=2026-01-05&limit=2")
         .await;
-    assert_eq!(ranking(&body).len(), 2);
-    assert_eq!(body["from"], "2026-01-05T00:00:00Z");
-    assert_eq!(body["to"], "2026-01-06T00:00:00Z");
+    assert_eq!(board.entries.len(), 2);
+    assert_eq!(board.from, "2026-01-05T00:00:00Z");
+    assert_eq!(board.to, "2026-01-06T00:00:00Z");
 
-    let body = app.ok("/leaderboard/history?window=daily").await;
-    assert_eq!(body["period"], "2026-01-05");
-    assert_eq!(body["final"], true);
-    assert_eq!(body["takenAt"], "2026-01-06T00:00:00Z");
-    assert_eq!(ranking(&body).len(), 5);
-    let body = app
+    let history: HistoryView = app.ok("/leaderboard/history?window=daily").await;
+    assert_eq!(history.period, "2026-01-05");
+    assert!(history.is_final);
+    assert_eq!(history.taken_at, "2026-01-06T00:00:00Z");
+    assert_eq!(history.entries.len(), 5);
+    let history: HistoryView = app
         .ok("/leaderboard/history?window=daily&period=2026-01-05")
         .await;
-    assert_eq!(body["entries"][0]["playerId"], "player_1");
-    let body = app.ok("/leaderboard/history/periods?window=daily").await;
-    assert_eq!(body, json!({"window": "daily", "periods": ["2026-01-05"]}));
+    assert_eq!(history.entries[0].player_id, "player_1");
+    let periods: PeriodsView = app.ok("/leaderboard/history/periods?window=daily").await;
+    assert_eq!(
+        periods,
+        PeriodsView {
+            window: Window::Daily,
+            periods: vec!["2026-01-05".into()],
+        }
+    );
 
-    let body = app
+    let me: PlayerRankView = app
         .ok("/leaderboard/players/player_3?window=daily&period=2026-01-05&around=1")
         .await;
-    assert_eq!(body["rank"], 3);
-    assert_eq!(body["neighbours"].as_array().unwrap().len(), 3);
+    assert_eq!(me.rank, 3);
+    assert_eq!(me.neighbours.len(), 3);
 
     for uri in [
         "/leaderboard?window=daily&period=2020-01-01",
         "/leaderboard/history?window=daily&period=2020-01-01",
         "/leaderboard/history?window=weekly",
     ] {
-        let (status, ctype, body) = app.get(uri).await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
-        assert_eq!(ctype, "application/problem+json");
-        assert_eq!(body["status"], 404);
+        let problem = app.refused(uri, StatusCode::NOT_FOUND).await;
+        assert_eq!(problem.status, 404, "{uri}");
     }
 }
 
@@ -398,14 +409,12 @@ async fn bad_query_parameters_are_400_problems_naming_them() {
         ("/leaderboard/history/periods?limit=0", "limit"),
     ];
     for (uri, field) in cases {
-        let (status, ctype, body) = app.get(uri).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
-        assert_eq!(ctype, "application/problem+json", "{uri}");
-        assert_eq!(body["field"], field, "{uri}");
+        let problem = app.refused(uri, StatusCode::BAD_REQUEST).await;
+        assert_eq!(problem.field.as_deref(), Some(field), "{uri}");
     }
     // Limits at the edges are fine.
-    app.ok("/leaderboard?limit=1000").await;
-    app.ok("/leaderboard/history/periods").await;
+    let _: LeaderboardView = app.ok("/leaderboard?limit=1000").await;
+    let _: PeriodsView = app.ok("/leaderboard/history/periods").await;
 }
 
 #[tokio::test]
@@ -419,6 +428,7 @@ async fn the_openapi_lists_every_route() {
             "/leaderboard/history/periods",
         ],
     );
+    // The document itself, as JSON: the member names are what is checked.
     let schemas = &spec["components"]["schemas"];
     assert!(schemas["HistoryView"]["properties"]["final"].is_object());
     assert!(schemas["LeaderboardView"]["properties"]["entries"].is_object());
@@ -439,11 +449,9 @@ async fn late_events_of_archived_periods_are_stored_without_reviving_the_board()
         [("player_1".to_owned(), 40)]
     );
     assert!(!app.state.ranks.boards().await.unwrap().contains(&board));
-    let (status, _, _) = app
-        .get(&format!(
-            "/leaderboard?window=daily&period={}",
-            board.period
-        ))
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    app.refused(
+        &format!("/leaderboard?window=daily&period={}", board.period),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
 }

@@ -8,11 +8,13 @@ use bytes::Bytes;
 use liveops_core::ports::{topics, Blocklist, BusOptions, Delivery, Message};
 use liveops_core::{now_ms, Bus, BusExt, Envelope, PortError};
 use liveops_fairness::{router, run_consumer, FairnessConfig, FairnessState, GROUP};
+use liveops_http::Problem;
 use liveops_memory::{MemoryBus, MemoryHotState};
 use liveops_sql::SqliteRepository;
 pub use liveops_testkit::flaky::FlakyBus;
 use liveops_testkit::received::{self, envelope};
 use liveops_testkit::served;
+use serde::de::DeserializeOwned;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -170,5 +172,27 @@ impl TestApp {
 
     pub async fn get(&self, uri: &str) -> served::Reply {
         served::get(&self.router, uri).await
+    }
+
+    /// `GET uri`, which must answer 200 `application/json` with a `T`.
+    pub async fn ok<T: DeserializeOwned>(&self, uri: &str) -> T {
+        let (status, ct, body) = self.get(uri).await;
+        assert_eq!(
+            (status.as_u16(), ct.as_str()),
+            (200, "application/json"),
+            "{uri}: {body}"
+        );
+        serde_json::from_value(body).unwrap_or_else(|e| panic!("{uri}: {e}"))
+    }
+
+    /// `GET uri`, which must be refused with `status` and a problem saying so, returned.
+    pub async fn refused(&self, uri: &str, status: u16) -> Problem {
+        let (got, ct, body) = self.get(uri).await;
+        assert_eq!(got, status, "{uri}: {body}");
+        assert_eq!(ct, "application/problem+json", "{uri}");
+        let problem: Problem =
+            serde_json::from_value(body).unwrap_or_else(|e| panic!("{uri}: {e}"));
+        assert_eq!(problem.status, status, "{uri}: {problem:?}");
+        problem
     }
 }

@@ -1,13 +1,14 @@
 //! `GET /fairness/players/{id}` and `GET /fairness/flags`.
 
 use liveops_core::ports::topics;
+use liveops_core::EventType;
+use liveops_fairness::{FlagList, PlayerFairness};
 use serde_json::Value;
 
 use crate::helpers::*;
 
-fn is_rfc3339(v: &Value) -> bool {
-    v.as_str()
-        .is_some_and(|s| chrono::DateTime::parse_from_rfc3339(s).is_ok())
+fn is_rfc3339(s: &str) -> bool {
+    chrono::DateTime::parse_from_rfc3339(s).is_ok()
 }
 
 #[tokio::test]
@@ -22,52 +23,55 @@ async fn flags_and_player_standing_are_served() {
     app.process().await;
     assert_eq!(app.drain(topics::FLAGGED).await.len(), 3);
 
-    let (status, ct, body) = app.get("/fairness/flags").await;
-    assert_eq!((status.as_u16(), ct.as_str()), (200, "application/json"));
-    let flags = body["flags"].as_array().unwrap();
+    let FlagList { flags } = app.ok("/fairness/flags").await;
     assert_eq!(flags.len(), 3);
     let f = &flags[0];
-    assert_eq!(f["playerId"], "player_cheat");
-    assert_eq!(f["type"], "boss_kill");
-    assert!(f["value"].as_f64().unwrap() >= 40_000.0);
-    assert!(f["zScore"].as_f64().unwrap() > 3.5);
-    assert!(is_rfc3339(&f["at"]), "{f}");
-    let ids: Vec<&str> = flags
-        .iter()
-        .map(|f| f["eventId"].as_str().unwrap())
-        .collect();
+    assert_eq!(f.player_id, "player_cheat");
+    assert_eq!(f.event_type, EventType::BossKill);
+    assert!(f.value >= 40_000.0);
+    assert!(f.z_score > 3.5);
+    assert!(is_rfc3339(&f.at), "{f:?}");
+    let ids: Vec<_> = flags.iter().map(|f| f.event_id).collect();
     for c in &cheats {
-        assert!(ids.contains(&c.event_id.to_string().as_str()));
+        assert!(ids.contains(&c.event_id));
     }
 
-    let (_, _, body) = app.get("/fairness/flags?limit=1").await;
-    assert_eq!(body["flags"].as_array().unwrap().len(), 1);
+    let latest: FlagList = app.ok("/fairness/flags?limit=1").await;
+    assert_eq!(latest.flags.len(), 1);
 
-    let (status, _, body) = app.get("/fairness/players/player_cheat").await;
-    assert_eq!(status, 200);
-    assert_eq!(body["playerId"], "player_cheat");
-    assert_eq!(body["blocked"], true);
-    assert!(is_rfc3339(&body["blockedUntil"]), "{body}");
-    assert_eq!(body["strikes"], 3);
-    let flags = body["flags"].as_array().unwrap();
-    assert_eq!(flags.len(), 3);
-    assert_eq!(flags[0]["type"], "boss_kill");
-    assert!(flags[0]["zScore"].as_f64().unwrap() > 3.5);
-    assert!(is_rfc3339(&flags[0]["at"]));
+    let standing: PlayerFairness = app.ok("/fairness/players/player_cheat").await;
+    assert_eq!(standing.player_id, "player_cheat");
+    assert!(standing.blocked);
+    assert!(
+        standing.blocked_until.as_deref().is_some_and(is_rfc3339),
+        "{standing:?}"
+    );
+    assert_eq!(standing.strikes, 3);
+    assert_eq!(standing.flags.len(), 3);
+    assert_eq!(standing.flags[0].event_type, EventType::BossKill);
+    assert!(standing.flags[0].z_score > 3.5);
+    assert!(is_rfc3339(&standing.flags[0].at));
 }
 
 #[tokio::test]
 async fn a_clean_player_has_a_clean_record() {
     let app = spawn_app().await;
-    let (status, _, body) = app.get("/fairness/players/player_good").await;
-    assert_eq!(status, 200);
+    let standing: PlayerFairness = app.ok("/fairness/players/player_good").await;
     assert_eq!(
-        body,
-        serde_json::json!({"playerId": "player_good", "blocked": false, "blockedUntil": null,
-                           "strikes": 0, "flags": []})
+        standing,
+        PlayerFairness {
+            player_id: "player_good".into(),
+            blocked: false,
+            blocked_until: None,
+            strikes: 0,
+            flags: vec![],
+        }
     );
-    let (_, _, body) = app.get("/fairness/flags").await;
-    assert_eq!(body, serde_json::json!({"flags": []}));
+    // Wire format: an unblocked player's `blockedUntil` is there, as null (not left out).
+    let (_, _, raw) = app.get("/fairness/players/player_good").await;
+    assert_eq!(raw.get("blockedUntil"), Some(&Value::Null), "{raw}");
+    let all: FlagList = app.ok("/fairness/flags").await;
+    assert_eq!(all, FlagList { flags: vec![] });
 }
 
 #[tokio::test]
@@ -84,16 +88,14 @@ async fn bad_requests_are_400_problems() {
         ("/fairness/players/%FF%FE", "id"),
     ];
     for (uri, field) in cases {
-        let (status, ct, body) = app.get(uri).await;
-        assert_eq!(status, 400, "{uri}: {body}");
-        assert_eq!(ct, "application/problem+json", "{uri}");
-        assert_eq!(body["status"], 400);
-        assert_eq!(body["field"], field, "{uri}: {body}");
+        let problem = app.refused(uri, 400).await;
+        assert_eq!(problem.field.as_deref(), Some(field), "{uri}: {problem:?}");
     }
 }
 
 #[tokio::test]
 async fn the_openapi_lists_both_routes() {
+    // The document itself, as JSON: its paths are what is checked.
     let doc = serde_json::to_value(liveops_fairness::MODULE.default_openapi().unwrap()).unwrap();
     assert!(doc["paths"]["/fairness/players/{id}"]["get"].is_object());
     assert!(doc["paths"]["/fairness/flags"]["get"].is_object());

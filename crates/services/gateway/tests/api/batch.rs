@@ -4,6 +4,7 @@ use std::sync::atomic::Ordering;
 
 use liveops_core::now_ms;
 use liveops_core::ports::Blocklist;
+use liveops_gateway::BatchAnswer;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
@@ -15,6 +16,7 @@ async fn a_mixed_batch_gets_a_result_per_event_and_one_publish() {
         .block("player_banned", now_ms() + 60_000)
         .await
         .unwrap();
+    // Request bodies are raw JSON: invalid ones must be sendable.
     let mut invalid = boss_kill("player_ok", 1);
     invalid["payload"]["tier"] = json!(0);
     let batch = json!({"events": [
@@ -30,28 +32,26 @@ async fn a_mixed_batch_gets_a_result_per_event_and_one_publish() {
     let res = app.post_batch(&batch).await;
     assert_eq!(res.status, 200, "{:?}", res.body);
     assert_eq!(res.content_type(), "application/json");
-    assert_eq!(res.body["accepted"], 4);
-    assert_eq!(res.body["rejected"], 3);
-    let results = res.body["results"].as_array().unwrap();
-    let statuses: Vec<u64> = results
-        .iter()
-        .map(|r| r["status"].as_u64().unwrap())
-        .collect();
+    let answer: BatchAnswer = res.view();
+    assert_eq!((answer.accepted, answer.rejected), (4, 3));
+    let results = &answer.results;
+    let statuses: Vec<u16> = results.iter().map(BatchItem::status).collect();
     assert_eq!(statuses, [202, 400, 403, 202, 202, 429, 202]);
     for (i, r) in results.iter().enumerate() {
-        assert_eq!(r["index"], i);
+        assert_eq!(r.index(), i);
     }
-    assert_eq!(results[1]["error"]["field"], "events[1].payload.tier");
-    assert_eq!(results[1]["error"]["status"], 400);
-    assert_eq!(results[2]["error"]["type"], "/problems/blocked");
-    assert_eq!(results[5]["error"]["type"], "/problems/rate-limited");
+    let invalid = results[1].error().unwrap();
+    assert_eq!(invalid.field.as_deref(), Some("events[1].payload.tier"));
+    assert_eq!(invalid.status, 400);
+    assert_eq!(results[2].error().unwrap().kind, "/problems/blocked");
+    assert_eq!(results[5].error().unwrap().kind, "/problems/rate-limited");
 
     let on_bus = app.ingested().await;
-    let ids: Vec<&str> = [0, 3, 4, 6]
+    let ids: Vec<_> = [0, 3, 4, 6]
         .iter()
-        .map(|&i| results[i]["eventId"].as_str().unwrap())
+        .map(|&i| results[i].event_id().unwrap())
         .collect();
-    let bus_ids: Vec<String> = on_bus.iter().map(|(_, e)| e.event_id.to_string()).collect();
+    let bus_ids: Vec<_> = on_bus.iter().map(|(_, e)| e.event_id).collect();
     assert_eq!(
         bus_ids, ids,
         "accepted events are published in request order"
@@ -67,7 +67,7 @@ async fn a_bare_array_is_a_batch_too() {
         .post_batch(&json!([sample("boss_kill"), sample("drop_claimed")]))
         .await;
     assert_eq!(res.status, 200, "{:?}", res.body);
-    assert_eq!(res.body["accepted"], 2);
+    assert_eq!(res.view::<BatchAnswer>().accepted, 2);
     assert_eq!(app.ingested().await.len(), 2);
 }
 
@@ -76,7 +76,7 @@ async fn malformed_or_oversized_batches_are_refused_whole() {
     let app = spawn_app();
     let too_many: Vec<Value> = (0..501).map(|i| boss_kill("player_1", i)).collect();
     let res = app.post_batch(&json!({ "events": too_many })).await;
-    assert_eq!(res.problem(413)["field"], "events");
+    assert_eq!(res.problem(413).field.as_deref(), Some("events"));
     app.post_batch(&json!({"events": []})).await.problem(400);
     app.post_batch(&json!({"events": {}})).await.problem(400);
     app.post_batch(&json!({"evts": [sample("boss_kill")]}))
@@ -120,10 +120,11 @@ async fn an_idempotent_batch_retry_gets_208_and_the_same_answer() {
     assert_eq!(first.status, 200);
     let again = app.send("/events/batch", body, &headers).await;
     assert_eq!(again.status, 208);
-    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(again.header("idempotent-replayed"), "true");
     assert_eq!(again.body, first.body);
-    assert_eq!(first.body["accepted"], 2);
-    assert_eq!(first.body["results"][1]["status"], 400);
+    let answer: BatchAnswer = first.view();
+    assert_eq!(answer.accepted, 2);
+    assert_eq!(answer.results[1].status(), 400);
     assert_eq!(app.ingested().await.len(), 2, "two more, once");
 }
 

@@ -4,8 +4,9 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use liveops_core::now_ms;
 use liveops_core::ports::Blocklist;
+use liveops_core::{now_ms, Event};
+use liveops_gateway::EventAccepted;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
@@ -20,25 +21,27 @@ async fn sample_events_are_accepted_and_land_on_the_bus() {
         let res = app.post_event(&event).await;
         assert_eq!(res.status, 202, "{name}: {:?}", res.body);
         assert_eq!(res.content_type(), "application/json");
-        let id: uuid::Uuid = res.body["eventId"].as_str().unwrap().parse().unwrap();
+        let id = res.view::<EventAccepted>().event_id;
         // Derived from the request (its signature here), so a repeat carries the same id.
         assert_eq!(id.get_version_num(), 8);
-        ids.push((id, event, before));
+        let sent: Event = serde_json::from_value(event).unwrap();
+        ids.push((id, sent, before));
     }
     let on_bus = app.ingested().await;
     assert_eq!(on_bus.len(), 3);
-    for ((delivery, env), (id, event, before)) in on_bus.iter().zip(&ids) {
+    for ((delivery, env), (id, sent, before)) in on_bus.iter().zip(&ids) {
         assert_eq!(env.event_id, *id);
-        assert_eq!(delivery.key, event["playerId"].as_str().unwrap());
+        assert_eq!(delivery.key, sent.player_id.as_str());
         assert!(env.received_at >= *before && env.received_at <= now_ms());
-        assert_eq!(env.event.kind().as_str(), event["type"].as_str().unwrap());
-        assert_eq!(env.event.ts, event["ts"].as_i64().unwrap());
+        assert_eq!(env.event.kind(), sent.kind());
+        assert_eq!(env.event.ts, sent.ts);
     }
 }
 
 #[tokio::test]
 async fn invalid_events_are_400_problems_naming_the_field() {
     let app = spawn_app();
+    // Request bodies are raw JSON: each is a valid sample with one member made invalid.
     let mut wrong_type = sample("progression");
     wrong_type["payload"]["deltaXp"] = json!("lots");
     let mut out_of_range = sample("boss_kill");
@@ -70,7 +73,7 @@ async fn invalid_events_are_400_problems_naming_the_field() {
     for (body, field) in cases {
         let res = app.send_signed("/events", &body, &[]).await;
         let p = res.problem(400);
-        assert_eq!(p["field"], field, "{p}");
+        assert_eq!(p.field.as_deref(), Some(field), "{p:?}");
     }
     assert!(app.ingested().await.is_empty());
 }
@@ -140,8 +143,8 @@ async fn bad_signatures_are_401_problems() {
         let res = app.send("/events", body.clone(), &headers).await;
         let p = res.problem(401);
         assert!(
-            p["detail"].as_str().unwrap().contains(reason),
-            "{p} should say {reason}"
+            p.detail.as_deref().unwrap().contains(reason),
+            "{p:?} should say {reason}"
         );
     }
     // A tampered body fails too.
@@ -172,10 +175,10 @@ async fn a_rotated_key_is_picked_by_key_id() {
 async fn an_oversized_body_is_413() {
     let app = spawn_app();
     let mut event = sample("boss_kill");
-    event["pad"] = json!("x".repeat(64 * 1024));
+    event["pad"] = json!("x".repeat(64 * 1024)); // a raw request: padded with an unknown member
     let res = app.post_event(&event).await;
     let p = res.problem(413);
-    assert!(p["detail"].as_str().unwrap().contains("65536"));
+    assert!(p.detail.as_deref().unwrap().contains("65536"), "{p:?}");
     // A body just under the limit is read (and then judged on its content).
     let app = spawn_with(|c| c.max_body_bytes = 200);
     let small = sample("boss_kill");
@@ -191,14 +194,10 @@ async fn a_blocked_player_gets_403_until_the_block_ends() {
     let res = app.post_event(&sample("boss_kill")).await;
     let p = res.problem(403);
     assert!(
-        p["detail"].as_str().unwrap().contains("blocked until"),
-        "{p}"
+        p.detail.as_deref().unwrap().contains("blocked until"),
+        "{p:?}"
     );
-    let retry: u64 = res.headers["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry = res.retry_after();
     assert!((59..=60).contains(&retry), "{retry}");
     // Other players are unaffected.
     assert_eq!(app.post_event(&sample("progression")).await.status, 202);
@@ -219,12 +218,7 @@ async fn a_player_over_the_rate_limit_gets_429_with_retry_after() {
     }
     let res = app.post_event(&boss_kill("player_fast", 3)).await;
     res.problem(429);
-    let retry: u64 = res.headers["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(retry >= 1);
+    assert!(res.retry_after() >= 1);
     // The limit is per player.
     assert_eq!(
         app.post_event(&boss_kill("player_slow", 3)).await.status,
@@ -244,7 +238,7 @@ async fn the_same_signed_request_again_gets_the_first_answer_and_publishes_once(
     let again = app.send("/events", body.clone(), &headers).await;
     assert_eq!(again.status, 208, "{:?}", again.body);
     assert_eq!(again.body, first.body);
-    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(again.header("idempotent-replayed"), "true");
     // Re-casing the hex does not make it a new request.
     let shouted: Vec<(&str, String)> = headers
         .iter()
@@ -266,21 +260,20 @@ async fn equal_events_with_different_message_ids_are_two_events() {
     let app = spawn_app();
     fresh_second().await;
     let ts = now_s();
-    let tick = |m: &str| {
+    let tick = |m: &str, ts: i64| {
         json!({"type": "progression", "playerId": "player_1", "ts": ts, "messageId": m,
                "payload": {"deltaXp": 10, "activity": "tick"}})
     };
-    let a = app.post_event(&tick("tick-1")).await;
-    let b = app.post_event(&tick("tick-2")).await;
+    let a = app.post_event(&tick("tick-1", ts)).await;
+    let b = app.post_event(&tick("tick-2", ts)).await;
     assert_eq!((a.status.as_u16(), b.status.as_u16()), (202, 202));
-    assert_ne!(a.body["eventId"], b.body["eventId"]);
+    let a = a.view::<EventAccepted>();
+    assert_ne!(a, b.view::<EventAccepted>());
     // The same messageId again, signed anew: the same event id, so consumers apply it once.
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let mut later = tick("tick-1");
-    later["ts"] = json!(now_s());
-    let c = app.post_event(&later).await;
+    let c = app.post_event(&tick("tick-1", now_s())).await;
     assert_eq!(c.status, 202);
-    assert_eq!(c.body["eventId"], a.body["eventId"]);
+    assert_eq!(c.view::<EventAccepted>(), a);
     let ids: HashSet<_> = app
         .ingested()
         .await
@@ -300,8 +293,9 @@ async fn a_bad_message_id_is_400() {
         json!(7),
     ] {
         let mut e = sample("progression");
-        e["messageId"] = bad;
-        assert_eq!(app.post_event(&e).await.problem(400)["field"], "messageId");
+        e["messageId"] = bad; // a raw request: the bad value may not even be a string
+        let p = app.post_event(&e).await.problem(400);
+        assert_eq!(p.field.as_deref(), Some("messageId"));
     }
     assert!(app.ingested().await.is_empty());
 }
@@ -330,7 +324,8 @@ async fn an_idempotency_key_reused_with_another_body_is_422() {
         202
     );
     let res = app.post_event_with_key(&sample("boss_kill"), "k-1").await;
-    assert_eq!(res.problem(422)["field"], "Idempotency-Key");
+    let p = res.problem(422);
+    assert_eq!(p.field.as_deref(), Some("Idempotency-Key"));
     assert_eq!(app.ingested().await.len(), 1);
 }
 
@@ -341,7 +336,8 @@ async fn a_malformed_idempotency_key_is_400() {
         let res = app
             .post_event_with_key(&boss_kill("player_1", 1), key)
             .await;
-        assert_eq!(res.problem(400)["field"], "Idempotency-Key");
+        let p = res.problem(400);
+        assert_eq!(p.field.as_deref(), Some("Idempotency-Key"));
     }
 }
 
@@ -361,7 +357,7 @@ async fn a_hundred_concurrent_duplicates_publish_once() {
     for t in tasks {
         let res = t.await.unwrap();
         statuses.push(res.status.as_u16());
-        ids.insert(res.body["eventId"].as_str().unwrap().to_owned());
+        ids.insert(res.view::<EventAccepted>().event_id);
     }
     assert_eq!(
         statuses.iter().filter(|&&s| s == 202).count(),
@@ -405,6 +401,7 @@ async fn a_rate_limited_request_releases_its_key() {
 
 #[tokio::test]
 async fn the_openapi_lists_both_routes() {
+    // The document itself, as JSON: its paths and schema names are what is checked.
     let doc: Value =
         serde_json::to_value(liveops_gateway::MODULE.default_openapi().unwrap()).unwrap();
     assert!(doc["paths"]["/events"]["post"].is_object());

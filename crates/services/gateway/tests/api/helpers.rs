@@ -10,12 +10,14 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use liveops_core::ports::{topics, Delivery};
 use liveops_core::{now_ms, Bus, BusExt, Envelope, Keyring};
-use liveops_gateway::{router, GatewayConfig, GatewayState};
-use liveops_http::SignatureCheck;
+use liveops_gateway::{router, GatewayConfig, GatewayState, ItemResult};
+use liveops_http::{Problem, SignatureCheck};
 use liveops_memory::{MemoryBus, MemoryHotState};
 pub use liveops_testkit::flaky::FlakyBus;
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use tower::ServiceExt;
+use uuid::Uuid;
 
 pub const K1: &[u8] = b"k1-secret-0123456789abcdef0123456789";
 pub const K2: &[u8] = b"k2-secret-fedcba9876543210fedcba9876";
@@ -36,16 +38,42 @@ pub struct Answer {
 }
 
 impl Answer {
-    pub fn content_type(&self) -> &str {
+    /// The value of header `name`, or `""` if absent or not text.
+    pub fn header(&self, name: &str) -> &str {
         self.headers
-            .get("content-type")
+            .get(name)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
     }
 
+    pub fn content_type(&self) -> &str {
+        self.header("content-type")
+    }
+
+    /// `Retry-After`, in seconds (panics if absent or not a number).
+    #[track_caller]
+    pub fn retry_after(&self) -> u64 {
+        let v = self.header("retry-after");
+        v.parse()
+            .unwrap_or_else(|_| panic!("Retry-After {v:?}: {:?}", self.body))
+    }
+
+    /// The body read as the view `T` the route answers with (an [`liveops_gateway::EventAccepted`],
+    /// a [`liveops_gateway::BatchAnswer`]).
+    #[track_caller]
+    pub fn view<T: DeserializeOwned>(&self) -> T {
+        serde_json::from_value(self.body.clone())
+            .unwrap_or_else(|e| panic!("{}: {e}: {:?}", self.status, self.body))
+    }
+
+    /// The body read as a [`Problem`], if it is one.
+    pub fn try_problem(&self) -> Option<Problem> {
+        serde_json::from_value(self.body.clone()).ok()
+    }
+
     /// Asserts a Problem answer with `status`, and returns it.
     #[track_caller]
-    pub fn problem(&self, status: u16) -> &Value {
+    pub fn problem(&self, status: u16) -> Problem {
         assert_eq!(self.status.as_u16(), status, "{:?}", self.body);
         assert_eq!(
             self.content_type(),
@@ -53,12 +81,52 @@ impl Answer {
             "{:?}",
             self.body
         );
-        assert_eq!(self.body["status"], status);
-        assert!(self.body["type"]
-            .as_str()
-            .unwrap()
-            .starts_with("/problems/"));
-        &self.body
+        let problem: Problem = self.view();
+        assert_eq!(problem.status, status);
+        assert!(problem.kind.starts_with("/problems/"), "{problem:?}");
+        problem
+    }
+}
+
+/// What every result of a batch answer says, accepted or refused.
+pub trait BatchItem {
+    /// Position in the request.
+    fn index(&self) -> usize;
+    /// 202, or the refusal's status.
+    fn status(&self) -> u16;
+    /// The event id, if accepted.
+    fn event_id(&self) -> Option<Uuid>;
+    /// The refusal, if refused.
+    fn error(&self) -> Option<&Problem>;
+}
+
+impl BatchItem for ItemResult {
+    fn index(&self) -> usize {
+        match self {
+            ItemResult::Accepted(a) => a.index,
+            ItemResult::Rejected(r) => r.index,
+        }
+    }
+
+    fn status(&self) -> u16 {
+        match self {
+            ItemResult::Accepted(a) => a.status,
+            ItemResult::Rejected(r) => r.status,
+        }
+    }
+
+    fn event_id(&self) -> Option<Uuid> {
+        match self {
+            ItemResult::Accepted(a) => Some(a.event_id),
+            ItemResult::Rejected(_) => None,
+        }
+    }
+
+    fn error(&self) -> Option<&Problem> {
+        match self {
+            ItemResult::Accepted(_) => None,
+            ItemResult::Rejected(r) => Some(&r.error),
+        }
     }
 }
 
