@@ -9,7 +9,7 @@ use liveops_core::event::validate_event;
 use liveops_core::ports::topics;
 use liveops_core::Event;
 use liveops_http::{Problem, SignatureHeaders, Signed};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -33,20 +33,20 @@ impl utoipa::PartialSchema for BatchBody {
 impl ToSchema for BatchBody {}
 
 /// The answer to a batch: how many events were accepted, and a result for each.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-pub(crate) struct BatchAnswer {
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchAnswer {
     /// Events on the bus.
-    pub(crate) accepted: usize,
+    pub accepted: usize,
     /// Events refused.
-    pub(crate) rejected: usize,
+    pub rejected: usize,
     /// One result per event, in request order.
-    pub(crate) results: Vec<ItemResult>,
+    pub results: Vec<ItemResult>,
 }
 
 /// The outcome for one event of a batch.
-#[derive(Clone, Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
-pub(crate) enum ItemResult {
+pub enum ItemResult {
     /// Accepted (status 202).
     Accepted(ItemAccepted),
     /// Refused (status 400, 403 or 429).
@@ -54,26 +54,26 @@ pub(crate) enum ItemResult {
 }
 
 /// An accepted event of a batch.
-#[derive(Clone, Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct ItemAccepted {
+pub struct ItemAccepted {
     /// Position in the request.
-    pub(crate) index: usize,
+    pub index: usize,
     /// Always 202.
-    pub(crate) status: u16,
+    pub status: u16,
     /// The id the gateway gave the event.
-    pub(crate) event_id: Uuid,
+    pub event_id: Uuid,
 }
 
 /// A refused event of a batch.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-pub(crate) struct ItemRejected {
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ItemRejected {
     /// Position in the request.
-    pub(crate) index: usize,
+    pub index: usize,
     /// 400, 403 or 429.
-    pub(crate) status: u16,
+    pub status: u16,
     /// Why it was refused.
-    pub(crate) error: Problem,
+    pub error: Problem,
 }
 
 impl ItemResult {

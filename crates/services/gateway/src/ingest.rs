@@ -20,10 +20,10 @@ use liveops_http::responses::{Forbidden, IdempotentFailures, TooManyRequests};
 /// The answer to an accepted event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct EventAccepted {
+pub struct EventAccepted {
     /// The id the gateway gave the event; every consumer dedupes on it. Derived from the
     /// `messageId` if the event has one, else from the request (its key or signature).
-    pub(crate) event_id: Uuid,
+    pub event_id: Uuid,
 }
 
 /// Wraps a validated event for the bus with its id, receive time and, when traces are

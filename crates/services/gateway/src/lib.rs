@@ -22,6 +22,9 @@ mod guard;
 mod idempotency;
 mod ingest;
 
+pub use batch::{BatchAnswer, ItemAccepted, ItemRejected, ItemResult};
+pub use ingest::EventAccepted;
+
 /// The gateway's settings, as flags and environment variables.
 #[derive(Args, Clone, Debug)]
 pub struct GatewayArgs {
