@@ -5,9 +5,16 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use liveops_core::{Receipt, Verification};
+use liveops_fairness::{FlagList, PlayerFairness};
+use liveops_gateway::{BatchAnswer, EventAccepted, ItemResult};
+use liveops_leaderboard::{HistoryView, PlayerRankView};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(15);
+
+/// A receipt's field and how a forger alters it.
+type Tampering = (&'static str, fn(&mut Receipt));
 
 #[tokio::test]
 async fn sample_events_flow_to_progression_and_leaderboards() {
@@ -15,35 +22,29 @@ async fn sample_events_flow_to_progression_and_leaderboards() {
     for name in ["progression", "boss_kill", "drop_claimed"] {
         let a = app.send_event(&sample(name)).await;
         assert_eq!(a.status, 202, "{name}: {}", a.body);
-        let id = a.body["eventId"].as_str().expect("eventId");
+        let id = a.json::<EventAccepted>().event_id;
         // Derived from the signed request (ADR 0017): a repeat carries the same id.
-        assert_eq!(
-            uuid::Uuid::parse_str(id).expect("uuid").get_version_num(),
-            8
-        );
+        assert_eq!(id.get_version_num(), 8);
     }
+    // A `ProgressView` has a numeric season: reading the answer as one checks it.
     let p = eventually(WAIT, "xp of player_12345", || async {
-        let p = app.progress("player_12345").await;
-        (p["xp"] == 150).then_some(p)
+        Some(app.progress("player_12345").await).filter(|p| p.xp == 150)
     })
     .await;
-    assert_eq!(p["level"], 1);
-    assert_eq!(p["playerId"], "player_12345");
-    assert!(p["season"].is_number(), "{p}");
-    assert!(p["updatedAt"].is_string(), "{p}");
+    assert_eq!(p.level, 1);
+    assert_eq!(p.player_id, "player_12345");
+    assert!(p.updated_at.is_some(), "{p:?}");
 
     let drop = eventually(WAIT, "drop in inventory", || async {
-        let p = app.progress("player_abcde").await;
-        (!p["inventory"].as_array()?.is_empty()).then_some(p)
+        Some(app.progress("player_abcde").await).filter(|p| !p.inventory.is_empty())
     })
     .await;
-    assert_eq!(drop["inventory"][0]["item"], "epic_sword_001");
-    let pending = drop["pendingRewards"].as_array().expect("pending");
+    assert_eq!(drop.inventory[0].item, "epic_sword_001");
     assert!(
-        pending
+        drop.pending_rewards
             .iter()
-            .any(|r| r["item"] == "epic_sword_001" && r["source"] == "raid_chest"),
-        "{drop}"
+            .any(|r| r.item == "epic_sword_001" && r.source == "raid_chest"),
+        "{drop:?}"
     );
 
     for window in ["daily", "weekly", "seasonal"] {
@@ -57,26 +58,21 @@ async fn sample_events_flow_to_progression_and_leaderboards() {
             Some(150),
             "{window}"
         );
+        // Its period, from and to are strings: a `LeaderboardView` reads them as such.
         let board = app.leaderboard(window).await;
-        assert_eq!(board["window"], window);
-        assert!(
-            board["period"].is_string() && board["from"].is_string() && board["to"].is_string(),
-            "{board}"
-        );
-        assert_eq!(board["entries"][0]["rank"], 1);
-        assert_eq!(board["entries"][0]["playerId"], "player_67890");
+        assert_eq!(board.window.as_str(), window);
+        assert_eq!(board.entries[0].rank, 1);
+        assert_eq!(board.entries[0].player_id, "player_67890");
     }
-    let me = app
+    let a = app
         .get("/leaderboard/players/player_12345?window=weekly&around=1")
         .await;
-    assert_eq!(me.status, 200, "{}", me.body);
-    assert_eq!(me.body["rank"], 2);
-    assert_eq!(me.body["score"], 150);
-    let neighbours = me.body["neighbours"].as_array().expect("neighbours");
+    assert_eq!(a.status, 200, "{}", a.body);
+    let me: PlayerRankView = a.json();
+    assert_eq!((me.rank, me.score), (2, 150));
     assert!(
-        neighbours.iter().any(|n| n["playerId"] == "player_67890"),
-        "{}",
-        me.body
+        me.neighbours.iter().any(|n| n.player_id == "player_67890"),
+        "{me:?}"
     );
     app.shutdown().await;
 }
@@ -95,22 +91,24 @@ async fn batch_gives_a_result_per_item() {
         ])
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
-    assert_eq!(a.body["accepted"], 2, "{}", a.body);
-    assert_eq!(a.body["rejected"], 2, "{}", a.body);
-    let results = a.body["results"].as_array().expect("results");
+    let batch: BatchAnswer = a.json();
+    assert_eq!((batch.accepted, batch.rejected), (2, 2), "{batch:?}");
+    let results = &batch.results;
     assert_eq!(results.len(), 4);
-    assert_eq!(results[0]["status"], 202);
-    assert!(results[0]["eventId"].is_string());
-    assert_eq!(results[1]["status"], 400);
+    // An accepted item has an event id: `ItemResult::Accepted` requires one.
     assert!(
-        results[1]["error"]["field"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("deltaXp"),
-        "{}",
-        a.body
+        matches!(&results[0], ItemResult::Accepted(i) if i.status == 202),
+        "{batch:?}"
     );
-    assert_eq!(results[3]["status"], 400);
+    assert!(
+        matches!(&results[1], ItemResult::Rejected(i)
+            if i.status == 400 && i.error.field.as_deref().unwrap_or_default().contains("deltaXp")),
+        "{batch:?}"
+    );
+    assert!(
+        matches!(&results[3], ItemResult::Rejected(i) if i.status == 400),
+        "{batch:?}"
+    );
     let score = eventually(WAIT, "batch scores", || async {
         app.score("daily", "player_batch_1")
             .await
@@ -190,8 +188,12 @@ async fn every_bad_input_class_is_a_problem_never_a_500() {
     ];
     for (body, field) in cases {
         let a = app.send_event(&body).await;
-        a.assert_problem(400);
-        assert_eq!(a.body["field"], field, "{body} -> {}", a.body);
+        let problem = a.assert_problem(400);
+        assert_eq!(
+            problem.field.as_deref(),
+            Some(field),
+            "{body} -> {problem:?}"
+        );
     }
     app.post_signed("/events", b"{not json", now(), &[])
         .await
@@ -323,7 +325,7 @@ async fn a_hundred_concurrent_repeats_give_exactly_one_202() {
             208 => repeats += 1,
             other => panic!("unexpected {other}: {}", a.body),
         }
-        ids.insert(a.body["eventId"].as_str().expect("eventId").to_owned());
+        ids.insert(a.json::<EventAccepted>().event_id);
     }
     assert_eq!(created, 1);
     assert_eq!(repeats, 99);
@@ -333,16 +335,11 @@ async fn a_hundred_concurrent_repeats_give_exactly_one_202() {
         .await
         .assert_problem(422);
     let xp_now = eventually(WAIT, "idempotent xp", || async {
-        let p = app.progress("player_idem").await;
-        (p["xp"] == 77).then_some(p["xp"].clone())
+        Some(app.progress("player_idem").await.xp).filter(|xp| *xp == 77)
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        app.progress("player_idem").await["xp"],
-        xp_now,
-        "counted once"
-    );
+    assert_eq!(app.progress("player_idem").await.xp, xp_now, "counted once");
 }
 
 #[tokio::test]
@@ -370,7 +367,10 @@ async fn anomalies_are_quarantined_and_repeat_offenders_blocked() {
     let normal: Vec<Value> = (0..40)
         .map(|i| kill(&format!("player_norm_{i}"), 900 + (i % 7) * 40))
         .collect();
-    assert_eq!(app.send_batch(&normal).await.body["accepted"], 40);
+    assert_eq!(
+        app.send_batch(&normal).await.json::<BatchAnswer>().accepted,
+        40
+    );
     eventually(WAIT, "warm-up applied", || async {
         app.score("weekly", "player_norm_39").await
     })
@@ -382,17 +382,14 @@ async fn anomalies_are_quarantined_and_repeat_offenders_blocked() {
         assert_eq!(a.status, 202, "{}", a.body);
     }
     let f = eventually(WAIT, "cheater blocked", || async {
-        let f = app.get("/fairness/players/player_cheat").await.body;
-        (f["blocked"] == true).then_some(f)
+        let a = app.get("/fairness/players/player_cheat").await;
+        a.try_json::<PlayerFairness>().filter(|f| f.blocked)
     })
     .await;
-    assert_eq!(f["strikes"], 3, "{f}");
-    assert!(f["blockedUntil"].is_string(), "{f}");
-    assert_eq!(f["flags"].as_array().map(Vec::len), Some(3), "{f}");
-    assert!(
-        f["flags"][0]["zScore"].as_f64().unwrap_or_default() > 3.5,
-        "{f}"
-    );
+    assert_eq!(f.strikes, 3, "{f:?}");
+    assert!(f.blocked_until.is_some(), "{f:?}");
+    assert_eq!(f.flags.len(), 3, "{f:?}");
+    assert!(f.flags[0].z_score > 3.5, "{f:?}");
 
     // The gateway now refuses the player.
     app.send_event(&kill("player_cheat", 10))
@@ -402,11 +399,11 @@ async fn anomalies_are_quarantined_and_repeat_offenders_blocked() {
     assert_eq!(app.score("weekly", "player_cheat").await, None);
     let flags = app.get("/fairness/flags?limit=10").await;
     assert_eq!(flags.status, 200);
-    assert!(flags.body["flags"]
-        .as_array()
-        .expect("flags")
+    assert!(flags
+        .json::<FlagList>()
+        .flags
         .iter()
-        .any(|f| f["playerId"] == "player_cheat"));
+        .any(|f| f.player_id == "player_cheat"));
     let metrics = app.metrics().await;
     assert!(
         metrics.contains("anomaly_flags_total{type=\"boss_kill\"}"),
@@ -422,38 +419,30 @@ async fn rewards_are_claimed_once_with_a_verifiable_receipt() {
     assert_eq!(app.send_event(&xp("player_lvl", 600)).await.status, 202);
     assert_eq!(app.send_event(&xp("player_lvl", 650)).await.status, 202);
     let p = eventually(WAIT, "level up", || async {
-        let p = app.progress("player_lvl").await;
-        (p["level"] == 2).then_some(p)
+        Some(app.progress("player_lvl").await).filter(|p| p.level == 2)
     })
     .await;
-    assert_eq!(p["xp"], 1250);
-    let reward = p["pendingRewards"][0].clone();
-    let reward_id = reward["rewardId"].as_str().expect("rewardId").to_owned();
-    assert_eq!(reward["source"], "level_up");
+    assert_eq!(p.xp, 1250);
+    let reward = p.pending_rewards[0].clone();
+    let reward_id = reward.reward_id.clone();
+    assert_eq!(reward.source, "level_up");
 
     let first = app.claim("player_lvl", &reward_id).await;
     assert_eq!(first.status, 200, "{}", first.body);
-    let receipt = first.body.clone();
-    assert_eq!(receipt["playerId"], "player_lvl");
-    assert_eq!(receipt["item"], reward["item"]);
+    let receipt: Receipt = first.json();
+    assert_eq!(receipt.player_id, "player_lvl");
+    assert_eq!(receipt.item, reward.item);
     let again = app.claim("player_lvl", &reward_id).await;
     assert_eq!(again.status, 200);
     assert_eq!(
-        again.body, receipt,
+        again.json::<Receipt>(),
+        receipt,
         "claiming twice returns the same receipt"
     );
     // Claimed rewards leave the pending list and land in the inventory.
     let p = app.progress("player_lvl").await;
-    assert!(p["pendingRewards"]
-        .as_array()
-        .expect("pending")
-        .iter()
-        .all(|r| r["rewardId"] != reward_id.as_str()));
-    assert!(p["inventory"]
-        .as_array()
-        .expect("inventory")
-        .iter()
-        .any(|i| i["item"] == reward["item"]));
+    assert!(p.pending_rewards.iter().all(|r| r.reward_id != reward_id));
+    assert!(p.inventory.iter().any(|i| i.item == reward.item));
     // Someone else cannot claim it.
     app.claim("player_other", &reward_id)
         .await
@@ -461,22 +450,20 @@ async fn rewards_are_claimed_once_with_a_verifiable_receipt() {
 
     let ok = app.verify_receipt(&receipt).await;
     assert_eq!(ok.status, 200);
-    assert_eq!(ok.body["valid"], true, "{}", ok.body);
-    for (field, value) in [
-        ("receiptId", json!("forged")),
-        ("playerId", json!("player_thief")),
-        ("item", json!("legendary_crown")),
-        (
-            "timestamp",
-            json!(receipt["timestamp"].as_i64().unwrap_or_default() + 1),
-        ),
-        ("sig", json!("00".repeat(32))),
-    ] {
+    assert!(ok.json::<Verification>().valid, "{}", ok.body);
+    let tamperings: [Tampering; 5] = [
+        ("receiptId", |r| r.receipt_id = "forged".into()),
+        ("playerId", |r| r.player_id = "player_thief".into()),
+        ("item", |r| r.item = "legendary_crown".into()),
+        ("timestamp", |r| r.timestamp += 1),
+        ("sig", |r| r.sig = "00".repeat(32)),
+    ];
+    for (field, tamper) in tamperings {
         let mut t = receipt.clone();
-        t[field] = value;
+        tamper(&mut t);
         let a = app.verify_receipt(&t).await;
         assert_eq!(a.status, 200, "{}", a.body);
-        assert_eq!(a.body["valid"], false, "tampered {field}");
+        assert!(!a.json::<Verification>().valid, "tampered {field}");
     }
     app.shutdown().await;
 }
@@ -488,6 +475,7 @@ async fn operations_routes_answer() {
     assert_eq!(h.status, 200);
     let r = app.get("/readyz").await;
     assert_eq!(r.status, 200, "{}", r.body);
+    // `/readyz` has no view type: its checks are a JSON object built on the spot.
     assert_eq!(r.body["checks"]["repository"], "ok");
     assert_eq!(app.send_event(&sample("boss_kill")).await.status, 202);
     eventually(WAIT, "bus lag gauge", || async {
@@ -512,6 +500,7 @@ async fn operations_routes_answer() {
     }
     let spec = app.get("/openapi.json").await;
     assert_eq!(spec.status, 200);
+    // The served document itself, read as JSON.
     let paths = spec.body["paths"].as_object().expect("paths");
     for p in [
         "/events",
@@ -544,6 +533,7 @@ async fn the_openapi_document_is_well_formed() {
     let app = spawn_app(&[]).await;
     let spec = app.get("/openapi.json").await;
     assert_eq!(spec.status, 200);
+    // About the served document's JSON itself: its members, as a client generator reads them.
     let paths = spec.body["paths"].as_object().expect("paths");
     let mut ids = std::collections::BTreeMap::<String, String>::new();
     let mut operations = 0;
@@ -591,20 +581,19 @@ async fn leaderboard_history_holds_snapshots() {
     // A snapshot every second makes the current period appear in the history quickly.
     let app = spawn_app(&["--snapshot-cron", "* * * * * *"]).await;
     assert_eq!(app.send_event(&kill("player_hist", 4242)).await.status, 202);
-    let board = app.leaderboard("daily").await;
-    let period = board["period"].as_str().expect("period").to_owned();
+    let period = app.leaderboard("daily").await.period;
     let snap = eventually(WAIT, "snapshot", || async {
         let a = app
             .get(&format!(
                 "/leaderboard/history?window=daily&period={period}"
             ))
             .await;
-        (a.status == 200 && a.body["entries"].as_array().is_some_and(|e| !e.is_empty()))
-            .then_some(a.body)
+        let snap: HistoryView = (a.status == 200).then(|| a.json())?;
+        (!snap.entries.is_empty()).then_some(snap)
     })
     .await;
-    assert_eq!(snap["entries"][0]["playerId"], "player_hist");
-    assert_eq!(snap["entries"][0]["score"], 4242);
+    assert_eq!(snap.entries[0].player_id, "player_hist");
+    assert_eq!(snap.entries[0].score, 4242);
     app.get("/leaderboard/history?window=daily&period=2020-01-01")
         .await
         .assert_problem(404);
@@ -638,8 +627,7 @@ async fn state_survives_a_graceful_restart() {
         "ranks rebuilt from the repository"
     );
     let p = app.progress("player_restart").await;
-    assert_eq!(p["xp"], 1500);
-    assert_eq!(p["level"], 2);
+    assert_eq!((p.xp, p.level), (1500, 2));
     app.shutdown().await;
 }
 

@@ -8,9 +8,13 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::campaign::{open_campaign, Live, LiveUrls, ADMIN_EMAIL, ADMIN_PASSWORD};
+use common::campaign::{open_campaign, read, Live, LiveUrls, ADMIN_EMAIL, ADMIN_PASSWORD};
 use common::{eventually, now, spawn_app, xp, Answer, TestApp, SECRET};
-use liveops_core::Keyring;
+use liveops_core::stores::CampaignState;
+use liveops_core::{Keyring, Receipt};
+use liveops_distribution::{ClaimAnswer, MessageView};
+use liveops_gateway::BatchAnswer;
+use liveops_participation::EntrantList;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{json, Value};
 
@@ -47,14 +51,15 @@ async fn arena(tag: &str, extra: &[&str]) -> Arena {
     // Level 2, so a level reward is pending.
     accepted(&app, xp(&player, 1200)).await;
     let progress = eventually(WAIT, "level 2", || async {
-        let p = app.progress(&player).await;
-        (p["level"] == 2).then_some(p)
+        Some(app.progress(&player).await).filter(|p| p.level == 2)
     })
     .await;
-    let reward = progress["pendingRewards"][0]["rewardId"]
-        .as_str()
+    let reward = progress
+        .pending_rewards
+        .first()
         .expect("a pending reward")
-        .to_owned();
+        .reward_id
+        .clone();
     let campaign = live_campaign(&live, &admin, tag).await;
     let message = send_message(&app, &live, &admin, &player, "abc:gem").await;
     Arena {
@@ -83,9 +88,8 @@ async fn live_campaign(live: &Live, admin: &str, tag: &str) -> String {
         "once",
         json!({"kind": "draw", "winners": 1, "item": "chest"}),
     );
-    let c = live.schedule_new(admin, campaign).await;
-    let id = c["id"].as_str().expect("id").to_owned();
-    live.wait_state(admin, &id, "live", WAIT).await;
+    let id = live.schedule_new(admin, campaign).await.id;
+    live.wait_state(admin, &id, CampaignState::Live, WAIT).await;
     id
 }
 
@@ -101,7 +105,8 @@ async fn send_message(app: &TestApp, live: &Live, admin: &str, player: &str, ite
         )
         .await;
     assert_eq!(s, 201, "{b}");
-    b["messageIds"][0].as_str().expect("message id").to_owned()
+    let sent: liveops_distribution::Sent = read(&b);
+    sent.message_ids.into_iter().next().expect("message id")
 }
 
 /// One signed route: where it is and a valid body for it.
@@ -146,23 +151,21 @@ impl Arena {
         ]
     }
 
-    async fn entrants(&self) -> Vec<Value> {
+    async fn entrants(&self) -> Vec<String> {
         let a = self
             .app
             .get(&format!("/campaigns/{}/entrants", self.campaign))
             .await;
         assert_eq!(a.status, 200, "{}", a.body);
-        a.body["entrants"].as_array().expect("entrants").clone()
+        a.json::<EntrantList>().entrants
     }
 
-    async fn message_view(&self, player: &str, message: &str) -> Value {
+    async fn message_view(&self, player: &str, message: &str) -> MessageView {
         let inbox = self.live.inbox(player).await;
-        inbox["messages"]
-            .as_array()
-            .expect("messages")
-            .iter()
-            .find(|m| m["messageId"] == message)
-            .cloned()
+        inbox
+            .messages
+            .into_iter()
+            .find(|m| m.message_id == message)
             .expect("the message")
     }
 }
@@ -365,26 +368,18 @@ async fn forged_requests_on_every_signed_route_are_401_and_change_nothing() {
                          "payload": {"deltaXp": 1, "activity": "genuine"}});
     accepted(&a.app, genuine).await;
     let p = eventually(WAIT, "the genuine event applied", || async {
-        let p = a.app.progress(&victim).await;
-        (p["xp"] != 1200).then_some(p)
+        Some(a.app.progress(&victim).await).filter(|p| p.xp != 1200)
     })
     .await;
-    assert_eq!(p["xp"], 1201, "{p}");
+    assert_eq!(p.xp, 1201, "{p:?}");
     assert_eq!(a.app.score("seasonal", &victim).await, Some(1201));
     // Nothing claimed, entered or taken from the inbox.
     assert!(
-        p["pendingRewards"]
-            .as_array()
-            .expect("pending")
-            .iter()
-            .any(|r| r["rewardId"] == a.reward.as_str()),
-        "the reward is still pending: {p}"
+        p.pending_rewards.iter().any(|r| r.reward_id == a.reward),
+        "the reward is still pending: {p:?}"
     );
     assert!(a.entrants().await.is_empty());
-    assert_eq!(
-        a.message_view(&victim, &a.message).await["claimedAt"],
-        Value::Null
-    );
+    assert_eq!(a.message_view(&victim, &a.message).await.claimed_at, None);
     // And each route still works for the genuine request.
     for route in a.routes(&victim) {
         let ans = a
@@ -398,7 +393,7 @@ async fn forged_requests_on_every_signed_route_are_401_and_change_nothing() {
             ans.body
         );
     }
-    assert_eq!(a.entrants().await, vec![json!(victim)]);
+    assert_eq!(a.entrants().await, vec![victim.clone()]);
     a.app.shutdown().await;
 }
 
@@ -428,7 +423,8 @@ async fn honest_repeats_count_and_byte_identical_replays_count_once() {
     };
     let batch = serde_json::to_vec(&json!({"events": [item("b-1"), item("b-2")]})).expect("json");
     let b1 = app.post_signed("/events/batch", &batch, ts, &[]).await;
-    assert_eq!((b1.status.as_u16(), &b1.body["accepted"]), (200, &json!(2)));
+    assert_eq!(b1.status.as_u16(), 200, "{}", b1.body);
+    assert_eq!(b1.json::<BatchAnswer>().accepted, 2, "{}", b1.body);
     let b2 = app.post_signed("/events/batch", &batch, ts, &[]).await;
     assert_eq!((b2.status.as_u16(), &b2.body), (208, &b1.body));
     // The same messageId resent in a new request (signed a second later): one event.
@@ -439,12 +435,11 @@ async fn honest_repeats_count_and_byte_identical_replays_count_once() {
     assert_eq!((r.status.as_u16(), &r.body), (202, &t2.body));
 
     let xp = eventually(WAIT, "ticks applied", || async {
-        let p = app.progress(player).await;
-        (p["xp"] == 40).then_some(p["xp"].clone())
+        Some(app.progress(player).await.xp).filter(|xp| *xp == 40)
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(app.progress(player).await["xp"], xp, "40 once, never more");
+    assert_eq!(app.progress(player).await.xp, xp, "40 once, never more");
     assert_eq!(app.score("seasonal", player).await, Some(40));
 
     // Entries: one player enters two campaigns in the same second; naming the campaign in the
@@ -511,7 +506,10 @@ async fn honest_repeats_count_and_byte_identical_replays_count_once() {
         c1.body,
         c2.body
     );
-    assert_ne!(c1.body["receipts"], c2.body["receipts"]);
+    assert_ne!(
+        c1.json::<ClaimAnswer>().receipts,
+        c2.json::<ClaimAnswer>().receipts
+    );
     let c1b = app
         .post_signed(&c_path(&a.message), &claim(&a.message), ts, &[])
         .await;
@@ -540,56 +538,50 @@ async fn a_receipt_with_any_field_altered_is_invalid() {
     let a = arena("receipt", &[]).await;
     let body = serde_json::to_vec(&json!({"playerId": a.player})).expect("json");
     let path = format!("/players/{}/inbox/{}/claim", a.player, a.message);
-    let claimed = a.app.post_signed(&path, &body, now(), &[]).await.body;
-    assert!(claimed["receipts"].is_array(), "{claimed}");
-    let (s, reward) = {
-        let r = a.app.claim(&a.player, &a.reward).await;
-        (r.status.as_u16(), r.body)
-    };
-    assert_eq!(s, 200, "{reward}");
-    let mut receipts = claimed["receipts"].as_array().expect("receipts").clone();
-    receipts.push(reward);
+    // The claim reads as a `ClaimAnswer`: its receipts are a list.
+    let claimed: ClaimAnswer = a.app.post_signed(&path, &body, now(), &[]).await.json();
+    let reward = a.app.claim(&a.player, &a.reward).await;
+    assert_eq!(reward.status, 200, "{}", reward.body);
+    let mut receipts = claimed.receipts.clone();
+    receipts.push(reward.json());
     let mut tried = 0;
     for receipt in receipts {
-        assert_eq!(
-            a.live.verify_receipt(&receipt).await["valid"],
-            true,
-            "{receipt}"
-        );
-        let altered = |field: &str, v: Value| {
+        assert!(a.live.verify_receipt(&receipt).await.valid, "{receipt:?}");
+        let altered = |alter: &dyn Fn(&mut Receipt)| {
             let mut r = receipt.clone();
-            r[field] = v;
+            alter(&mut r);
             r
         };
-        let ts = receipt["timestamp"].as_i64().expect("timestamp");
-        let sig = receipt["sig"].as_str().expect("sig");
+        let sig = receipt.sig.as_str();
         let flipped = format!(
             "{}{}",
             if sig.starts_with('0') { '1' } else { '0' },
             &sig[1..]
         );
-        let id = receipt["receiptId"].as_str().expect("id");
-        let item = receipt["item"].as_str().expect("item");
         for bad in [
-            altered("receiptId", json!(format!("{id}x"))),
-            altered("playerId", json!("someone_else")),
-            altered("item", json!(format!("{item}x"))),
-            altered("timestamp", json!(ts + 1)),
-            altered("sig", json!(flipped)),
-            altered("sig", json!(sig.to_uppercase() + "00")),
+            altered(&|r| r.receipt_id.push('x')),
+            altered(&|r| r.player_id = "someone_else".into()),
+            altered(&|r| r.item.push('x')),
+            altered(&|r| r.timestamp += 1),
+            altered(&|r| r.sig = flipped.clone()),
+            altered(&|r| r.sig = sig.to_uppercase() + "00"),
         ] {
             let v = a.live.verify_receipt(&bad).await;
-            assert_eq!(v["valid"], false, "{bad} -> {v}");
+            assert!(!v.valid, "{bad:?} -> {v:?}");
             tried += 1;
         }
     }
     assert_eq!(tried, 12);
     // Fields shifted across the ':' that joins them in the signed text: refused too.
-    let r = &claimed["receipts"][0];
-    assert_eq!(r["item"], "abc:gem");
-    let shifted = json!({"receiptId": format!("{}:{}", r["receiptId"].as_str().expect("id"), a.player),
-        "playerId": "abc", "item": "gem", "timestamp": r["timestamp"], "sig": r["sig"]});
-    assert_eq!(a.live.verify_receipt(&shifted).await["valid"], false);
+    let r = &claimed.receipts[0];
+    assert_eq!(r.item, "abc:gem");
+    let shifted = Receipt {
+        receipt_id: format!("{}:{}", r.receipt_id, a.player),
+        player_id: "abc".into(),
+        item: "gem".into(),
+        ..r.clone()
+    };
+    assert!(!a.live.verify_receipt(&shifted).await.valid);
     a.app.shutdown().await;
 }
 
@@ -695,7 +687,7 @@ async fn a_hundred_concurrent_copies_have_one_effect() {
     assert_all(&claims, 200);
     let ids: std::collections::HashSet<_> = claims
         .iter()
-        .map(|c| c.body["receiptId"].as_str().expect("receiptId").to_owned())
+        .map(|c| c.json::<Receipt>().receipt_id)
         .collect();
     assert_eq!(ids.len(), 1, "one receipt");
 
@@ -711,17 +703,17 @@ async fn a_hundred_concurrent_copies_have_one_effect() {
     let path = format!("/players/{}/inbox/{}/claim", a.player, a.message);
     let inbox = hundred_signed(&a, path, json!({"playerId": a.player}), base).await;
     assert_all(&inbox, 200);
+    let first = inbox[0].json::<ClaimAnswer>().receipts;
     assert!(inbox
         .iter()
-        .all(|c| c.body["receipts"] == inbox[0].body["receipts"]));
+        .all(|c| c.json::<ClaimAnswer>().receipts == first));
 
     let xp = eventually(WAIT, "the race event", || async {
-        let p = a.app.progress("racer_1").await;
-        (p["xp"] == 5).then_some(p["xp"].clone())
+        Some(a.app.progress("racer_1").await.xp).filter(|xp| *xp == 5)
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(a.app.progress("racer_1").await["xp"], xp);
+    assert_eq!(a.app.progress("racer_1").await.xp, xp);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -742,11 +734,11 @@ async fn a_flooding_player_gets_429_and_another_player_is_not_slowed() {
     // What was accepted is counted, exactly.
     eventually(WAIT, "the accepted flood counted", || async {
         let p = app.progress("flooder_1").await;
-        (p["xp"] == accepted as u64).then_some(())
+        (p.xp == accepted as u64).then_some(())
     })
     .await;
     eventually(WAIT, "the honest player counted", || async {
-        (app.progress("honest_1").await["xp"] == 10).then_some(())
+        (app.progress("honest_1").await.xp == 10).then_some(())
     })
     .await;
 }
@@ -835,7 +827,12 @@ async fn malformed_input_is_a_4xx_problem_never_a_5xx() {
             let s = ans.status.as_u16();
             // A batch judges items one by one: a 200 with every item refused is fine.
             if path == "/events/batch" && s == 200 {
-                assert_eq!(ans.body["accepted"], 0, "{what}: {}", ans.body);
+                assert_eq!(
+                    ans.json::<BatchAnswer>().accepted,
+                    0,
+                    "{what}: {}",
+                    ans.body
+                );
             } else {
                 assert!((400..500).contains(&s), "{path} {what}: {s} {}", ans.body);
                 ans.assert_problem(s);
@@ -876,7 +873,7 @@ async fn malformed_input_is_a_4xx_problem_never_a_5xx() {
         ans.assert_problem(s);
     }
     // Nothing got through.
-    assert_eq!(app.progress("player_1").await["xp"], 0);
+    assert_eq!(app.progress("player_1").await.xp, 0);
     // And deep nesting on an operator route, with a token.
     let (s, b) = a
         .live

@@ -10,9 +10,16 @@ use std::process::Child;
 use std::time::Duration;
 
 use common::campaign::{
-    campaign_story, open_campaign, receiver, Live, LiveUrls, ADMIN_EMAIL, ADMIN_PASSWORD,
+    campaign_story, open_campaign, problem, read, receiver, Live, LiveUrls, ADMIN_EMAIL,
+    ADMIN_PASSWORD,
 };
 use common::{eventually, free_port, spawn_app, spawn_serve, wait_ready, TestApp};
+use liveops_campaigns::CampaignView;
+use liveops_core::draw::PublishedDraw;
+use liveops_core::stores::CampaignState;
+use liveops_distribution::{ClaimAnswer, DeliveryList, MessageView, WebhookView};
+use liveops_fairness::PlayerFairness;
+use liveops_operators::AuditList;
 use serde_json::json;
 
 /// The flags every in-process app of this file starts with: the bootstrap admin, local
@@ -61,7 +68,7 @@ async fn failing_webhooks_are_retried_with_backoff_then_dead_lettered_after_ten_
         )
         .await;
     assert_eq!(s, 201, "{hook}");
-    let hook_id = hook["id"].as_str().expect("id").to_owned();
+    let hook_id = read::<WebhookView>(&hook).id;
     // A campaign that goes live at once produces `campaign.live`.
     let flash = open_campaign(
         "Flash",
@@ -75,17 +82,18 @@ async fn failing_webhooks_are_retried_with_backoff_then_dead_lettered_after_ten_
     let deliveries = eventually(Duration::from_secs(60), "ten attempts", || async {
         let (s, d) = live.get(deliveries_url.clone(), Some(&admin)).await;
         assert_eq!(s, 200, "{d}");
-        (d["deliveries"][0]["state"] == "dead").then_some(d)
+        let first = read::<DeliveryList>(&d).deliveries.into_iter().next();
+        first.filter(|d| d.state == "dead")
     })
     .await;
-    let d = &deliveries["deliveries"][0];
-    assert_eq!(d["attempts"], 10);
-    let tries = d["tries"].as_array().expect("tries");
+    let d = &deliveries;
+    assert_eq!(d.attempts, 10);
+    let tries = &d.tries;
     assert_eq!(tries.len(), 10, "every attempt is listed");
-    assert!(tries.iter().all(|t| t["status"] == 500));
+    assert!(tries.iter().all(|t| t.status == Some(500)));
     // The waits grow: the last gap is far longer than the first.
     let at = |i: usize| {
-        chrono::DateTime::parse_from_rfc3339(tries[i]["at"].as_str().expect("at"))
+        chrono::DateTime::parse_from_rfc3339(&tries[i].at)
             .expect("time")
             .timestamp_millis()
     };
@@ -127,7 +135,8 @@ async fn webhooks_to_private_addresses_are_refused_unless_allowed() {
         let (s, b) = live
             .add_webhook(&admin, url, "whsec_0123456789abcdef", &["campaign.live"])
             .await;
-        assert_eq!((s, b["field"].as_str()), (400, Some("url")), "{url}: {b}");
+        assert_eq!(s, 400, "{url}: {b}");
+        assert_eq!(problem(&b).field.as_deref(), Some("url"), "{url}: {b}");
     }
     let (s, b) = live
         .add_webhook(
@@ -137,7 +146,8 @@ async fn webhooks_to_private_addresses_are_refused_unless_allowed() {
             &["campaign.nope"],
         )
         .await;
-    assert_eq!((s, b["field"].as_str()), (400, Some("events[0]")), "{b}");
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(problem(&b).field.as_deref(), Some("events[0]"), "{b}");
     app.shutdown().await;
 }
 
@@ -179,16 +189,14 @@ async fn fairness_reads_need_an_operator_once_one_exists_and_unblocks_are_audite
     let (s, b) = live
         .call(reqwest::Method::DELETE, unblock, Some(&admin), None)
         .await;
-    assert_eq!((s, &b["blocked"]), (200, &json!(false)), "{b}");
+    assert_eq!(s, 200, "{b}");
+    assert!(!read::<PlayerFairness>(&b).blocked, "{b}");
     let (_, audit) = live.get(url("/audit?limit=5"), Some(&admin)).await;
-    let e = &audit["entries"][0];
+    let audit: AuditList = read(&audit);
+    let e = &audit.entries[0];
     assert_eq!(
-        (
-            e["action"].as_str(),
-            e["target"].as_str(),
-            e["actor"].as_str()
-        ),
-        (Some("player.unblock"), Some("player_x1"), Some(ADMIN_EMAIL))
+        (e.action.as_str(), e.target.as_str(), e.actor.as_str()),
+        ("player.unblock", "player_x1", ADMIN_EMAIL)
     );
 
     // Logging out closes the session; disabling an operator closes theirs.
@@ -232,9 +240,8 @@ async fn kill_9_in_the_middle_of_a_settlement_leaves_one_message_and_one_receipt
         "once",
         json!({"kind": "draw", "winners": 120, "item": "crash_token"}),
     );
-    let c = live.schedule_new(&admin, everyone_wins).await;
-    let id = c["id"].as_str().expect("id").to_owned();
-    live.wait_state(&admin, &id, "live", Duration::from_secs(10))
+    let id = live.schedule_new(&admin, everyone_wins).await.id;
+    live.wait_state(&admin, &id, CampaignState::Live, Duration::from_secs(10))
         .await;
     for p in &players {
         let (s, b) = live.enter(&key, &id, p).await;
@@ -243,7 +250,7 @@ async fn kill_9_in_the_middle_of_a_settlement_leaves_one_message_and_one_receipt
     // Drawn: the winners in the order they are paid.
     let winners: Vec<String> = eventually(Duration::from_secs(30), "drawn", || async {
         let (_, d) = live.get(format!("{base}/campaigns/{id}/draw"), None).await;
-        serde_json::from_value(d["winners"].clone()).ok()
+        serde_json::from_value::<PublishedDraw>(d).ok()?.winners
     })
     .await;
     assert_eq!(winners.len(), 120);
@@ -264,22 +271,24 @@ async fn kill_9_in_the_middle_of_a_settlement_leaves_one_message_and_one_receipt
     wait_ready(&base).await;
     let admin = live.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let c = live
-        .wait_state(&admin, &id, "settled", Duration::from_secs(30))
+        .wait_state(&admin, &id, CampaignState::Settled, Duration::from_secs(30))
         .await;
-    assert_eq!(c["state"], "settled");
+    assert_eq!(c.state, CampaignState::Settled);
     for w in &winners {
         let prizes = live.prizes(w, &id).await;
         assert_eq!(prizes.len(), 1, "{w} has one message: {prizes:?}");
-        let m = prizes[0]["messageId"].as_str().expect("id");
+        let m = prizes[0].message_id.as_str();
         let (s, first) = live.claim(&key, w, m).await;
         assert_eq!(s, 200, "{first}");
+        let first: ClaimAnswer = read(&first);
         let (s, second) = live.claim(&key, w, m).await;
+        assert_eq!(s, 200, "{second}");
         assert_eq!(
-            (s, &second["receipts"]),
-            (200, &first["receipts"]),
+            read::<ClaimAnswer>(&second).receipts,
+            first.receipts,
             "one receipt"
         );
-        assert_eq!(first["receipts"].as_array().map(Vec::len), Some(1));
+        assert_eq!(first.receipts.len(), 1);
     }
     let _ = child.kill();
     let _ = child.wait();
@@ -328,12 +337,12 @@ async fn a_rank_campaign_rewards_the_entrants_by_the_snapshot_taken_after_its_en
         .post(format!("{base}/campaigns"), &admin, campaign)
         .await;
     assert_eq!(s, 201, "{c}");
-    let id = c["id"].as_str().expect("id").to_owned();
+    let id = read::<CampaignView>(&c).id;
     let (s, c) = live
         .post(format!("{base}/campaigns/{id}/schedule"), &admin, json!({}))
         .await;
     assert_eq!(s, 200, "{c}");
-    live.wait_state(&admin, &id, "live", Duration::from_secs(10))
+    live.wait_state(&admin, &id, CampaignState::Live, Duration::from_secs(10))
         .await;
 
     // Four players enter; they and an outsider score boss kills (the outsider most of all).
@@ -360,10 +369,10 @@ async fn a_rank_campaign_rewards_the_entrants_by_the_snapshot_taken_after_its_en
 
     // Ended, ranked on a snapshot taken after the end, settled.
     let c = live
-        .wait_state(&admin, &id, "settled", Duration::from_secs(40))
+        .wait_state(&admin, &id, CampaignState::Settled, Duration::from_secs(40))
         .await;
-    assert_eq!(c["state"], "settled");
-    let item = |m: &serde_json::Value| m["attachments"][0]["item"].as_str().map(str::to_owned);
+    assert_eq!(c.state, CampaignState::Settled);
+    let item = |m: &MessageView| m.attachments.first().map(|a| a.item.clone());
     let mut got = Vec::new();
     for p in ["rank_a", "rank_b", "rank_c", "rank_d", "rank_outsider"] {
         let prizes = live.prizes(p, &id).await;

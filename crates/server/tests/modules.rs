@@ -79,11 +79,10 @@ async fn a_module_registered_in_one_line_is_served_documented_consumed_and_asked
     let app = start(Table::standard().with(&PROBE), dir.path().into(), &[]).await;
 
     // Readiness: the probe's own say counts.
-    let not_yet = app.get("/readyz").await;
-    not_yet.assert_problem(503);
-    assert!(not_yet.body["detail"]
-        .as_str()
-        .unwrap()
+    let not_yet = app.get("/readyz").await.assert_problem(503);
+    assert!(not_yet
+        .detail
+        .expect("detail")
         .contains("probe: warming up"));
     READY.store(true, Ordering::SeqCst);
     wait_ready(&app.base).await;
@@ -104,7 +103,7 @@ async fn a_module_registered_in_one_line_is_served_documented_consumed_and_asked
         "the probe's requests are labelled with its name"
     );
 
-    // Its path in the one OpenAPI document.
+    // Its path in the one OpenAPI document (the served document's JSON itself).
     let spec = app.get("/openapi.json").await.body;
     assert!(spec["paths"]["/probe"]["get"].is_object());
     assert!(

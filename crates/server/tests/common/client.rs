@@ -1,7 +1,7 @@
 //! A game client of a running deployment: it signs what it sends like a game server would and
 //! reads answers into the services' public view types.
 
-use liveops_core::Keyring;
+use liveops_core::{Keyring, Verification};
 use liveops_fairness::PlayerFairness;
 use liveops_leaderboard::PlayerRankView;
 use liveops_progression::ProgressView;
@@ -127,7 +127,7 @@ impl Client {
     }
 
     /// Whether the progression service says `receipt` is genuine.
-    pub async fn verify(&self, receipt: &Value) -> bool {
+    pub async fn verify(&self, receipt: &impl serde::Serialize) -> bool {
         let url = format!("{}/receipts/verify", self.urls.progression);
         let r = self
             .http
@@ -136,7 +136,7 @@ impl Client {
             .send()
             .await
             .expect("verify");
-        let v: Value = r.json().await.expect("json");
-        v["valid"] == true
+        let v: Verification = r.json().await.expect("a verification");
+        v.valid
     }
 }

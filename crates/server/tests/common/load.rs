@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use liveops_core::Keyring;
-use serde_json::Value;
+use liveops_leaderboard::PlayerRankView;
 
 use super::{kill, now, xp, xp_now, Urls, SECRET};
 
@@ -109,7 +109,7 @@ pub async fn assert_exactly_once(urls: &Urls, want: &HashMap<String, (u64, u64)>
     for (player, (want_xp, want_score)) in want {
         loop {
             let xp = xp_now(&client, progress, player).await.unwrap_or_default();
-            let b: Value = client
+            let rank: Option<PlayerRankView> = client
                 .get(format!(
                     "{board}/leaderboard/players/{player}?window=seasonal&around=0"
                 ))
@@ -118,8 +118,8 @@ pub async fn assert_exactly_once(urls: &Urls, want: &HashMap<String, (u64, u64)>
                 .expect("get")
                 .json()
                 .await
-                .unwrap_or_default();
-            let score = b["score"].as_u64().unwrap_or_default();
+                .ok();
+            let score = rank.map_or(0, |r| u64::try_from(r.score).unwrap_or(0));
             assert!(
                 xp <= *want_xp && score <= *want_score,
                 "{player}: counted twice: xp {xp}/{want_xp} score {score}/{want_score}"

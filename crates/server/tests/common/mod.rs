@@ -11,8 +11,13 @@ use std::time::{Duration, Instant};
 
 use liveops::config::parse_args;
 use liveops::{Application, Settings, Table};
-use liveops_core::Keyring;
+use liveops_core::{Keyring, Receipt};
+use liveops_gateway::BatchAnswer;
+use liveops_http::Problem;
+use liveops_leaderboard::LeaderboardView;
+use liveops_progression::ProgressView;
 use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -148,20 +153,35 @@ impl Answer {
         assert!((1..=60).contains(&retry), "Retry-After {retry}");
     }
 
-    pub fn assert_problem(&self, status: u16) -> &Self {
+    /// The body read as `T`, the view type the server wrote (panics, showing the body, if it is
+    /// not one).
+    pub fn json<T: DeserializeOwned>(&self) -> T {
+        serde_json::from_value(self.body.clone())
+            .unwrap_or_else(|e| panic!("not a {}: {e}: {}", std::any::type_name::<T>(), self.body))
+    }
+
+    /// The body read as `T`, or `None` if it is not one (an answer still on its way).
+    pub fn try_json<T: DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_value(self.body.clone()).ok()
+    }
+
+    /// The refusal this answer carries.
+    pub fn problem(&self) -> Problem {
+        self.json()
+    }
+
+    /// Asserts a `status` refusal written as `application/problem+json` (a type, a title and
+    /// the same status in the body); the refusal.
+    pub fn assert_problem(&self, status: u16) -> Problem {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
         assert_eq!(
             self.content_type, "application/problem+json",
             "body: {}",
             self.body
         );
-        assert_eq!(self.body["status"], status, "body: {}", self.body);
-        assert!(
-            self.body["type"].is_string() && self.body["title"].is_string(),
-            "{}",
-            self.body
-        );
-        self
+        let problem = self.problem();
+        assert_eq!(problem.status, status, "body: {}", self.body);
+        problem
     }
 }
 
@@ -271,28 +291,30 @@ impl TestApp {
         Ok(answer(res).await)
     }
 
-    pub async fn progress(&self, player: &str) -> Value {
+    /// The player's progression this season (asserts a 200).
+    pub async fn progress(&self, player: &str) -> ProgressView {
         let a = self.get(&format!("/players/{player}/progress")).await;
         assert_eq!(a.status, 200, "{}", a.body);
-        a.body
+        a.json()
     }
 
-    pub async fn leaderboard(&self, window: &str) -> Value {
+    /// The current `window` board's top 1000 (asserts a 200).
+    pub async fn leaderboard(&self, window: &str) -> LeaderboardView {
         let a = self
             .get(&format!("/leaderboard?window={window}&limit=1000"))
             .await;
         assert_eq!(a.status, 200, "{}", a.body);
-        a.body
+        a.json()
     }
 
+    /// The player's score on the current `window` board, if they are in its top 1000.
     pub async fn score(&self, window: &str, player: &str) -> Option<i64> {
         let board = self.leaderboard(window).await;
-        board["entries"]
-            .as_array()
-            .expect("entries")
-            .iter()
-            .find(|e| e["playerId"] == player)
-            .and_then(|e| e["score"].as_i64())
+        board
+            .entries
+            .into_iter()
+            .find(|e| e.player_id == player)
+            .map(|e| e.score)
     }
 
     pub async fn claim(&self, player: &str, reward: &str) -> Answer {
@@ -308,7 +330,7 @@ impl TestApp {
     }
 
     /// Asks `/receipts/verify` about `receipt` (unsigned, as anyone may).
-    pub async fn verify_receipt(&self, receipt: &Value) -> Answer {
+    pub async fn verify_receipt(&self, receipt: &impl serde::Serialize) -> Answer {
         let body = serde_json::to_vec(receipt).expect("json");
         self.post_raw("/receipts/verify", body, &[]).await
     }
@@ -383,7 +405,7 @@ pub fn strings_of<'a>(list: &'a Value, field: &str) -> Vec<&'a str> {
 
 /// The player's XP this season as progression at `base` shows it now (`None`: no answer).
 pub async fn xp_now(client: &reqwest::Client, base: &str, player: &str) -> Option<u64> {
-    let p: Value = client
+    let p: ProgressView = client
         .get(format!("{base}/players/{player}/progress"))
         .send()
         .await
@@ -391,7 +413,7 @@ pub async fn xp_now(client: &reqwest::Client, base: &str, player: &str) -> Optio
         .json()
         .await
         .ok()?;
-    p["xp"].as_u64()
+    Some(p.xp)
 }
 
 /// The product's story, told through its HTTP contract, whatever the deployment shape: events
@@ -408,7 +430,8 @@ pub async fn play_scenario(urls: &Urls, ring: &Keyring, tag: &str) {
     assert_eq!(s, 202, "{b}");
     let drop = json!({"type": "drop_claimed", "playerId": p("looter"), "ts": now(), "payload": {"dropId": "epic_sword_001", "weight": 0.05, "source": "raid_chest"}});
     let (s, b) = game.send_batch(&[drop, xp(&p("sidekick"), 300)]).await;
-    assert_eq!((s, b["accepted"].clone()), (200, json!(2)), "{b}");
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(campaign::read::<BatchAnswer>(&b).accepted, 2, "{b}");
 
     // Progression and leaderboards catch up.
     let hero = eventually(wait, "hero progress", || async {
@@ -435,11 +458,15 @@ pub async fn play_scenario(urls: &Urls, ring: &Keyring, tag: &str) {
         .reward_id;
     let (s, receipt) = game.claim(&p("hero"), reward).await;
     assert_eq!(s, 200, "{receipt}");
+    let receipt: Receipt = campaign::read(&receipt);
     let (s, again) = game.claim(&p("hero"), reward).await;
-    assert_eq!((s, &again), (200, &receipt));
+    assert_eq!(s, 200, "{again}");
+    assert_eq!(campaign::read::<Receipt>(&again), receipt);
     assert!(game.verify(&receipt).await);
-    let mut forged = receipt.clone();
-    forged["item"] = json!("crown");
+    let forged = Receipt {
+        item: "crown".into(),
+        ..receipt.clone()
+    };
     assert!(!game.verify(&forged).await);
 
     // Fairness: after a warm-up, absurd scores are quarantined and the cheater is blocked.
@@ -447,7 +474,8 @@ pub async fn play_scenario(urls: &Urls, ring: &Keyring, tag: &str) {
         .map(|i| kill(&p(&format!("n{i}")), 900 + (i % 7) * 40))
         .collect();
     let (s, b) = game.send_batch(&warm).await;
-    assert_eq!((s, b["accepted"].clone()), (200, json!(60)), "{b}");
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(campaign::read::<BatchAnswer>(&b).accepted, 60, "{b}");
     eventually(wait, "warm-up applied", || async {
         (game.rank(&p("n59"), "daily", 0).await.0 == 200).then_some(())
     })

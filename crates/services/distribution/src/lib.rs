@@ -22,8 +22,9 @@ pub mod target;
 mod webhooks;
 
 pub use deliver::{run_webhooks, signature, MAX_ATTEMPTS};
-pub use inbox::{ClaimAnswer, InboxView, MessageView};
+pub use inbox::{ClaimAnswer, InboxView, MessageView, Sent};
 pub use settle::{run_settler, settle_ended};
+pub use webhooks::{AttemptView, DeliveryList, DeliveryView, WebhookView};
 
 /// Largest request body on the distribution routes.
 const BODY_LIMIT: usize = 256 * 1024;

@@ -40,17 +40,17 @@ pub(crate) struct NewWebhook {
 /// A webhook (never its secret).
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct WebhookView {
+pub struct WebhookView {
     /// Its id.
-    id: String,
+    pub id: String,
     /// Where it posts.
-    url: String,
+    pub url: String,
     /// What it receives.
-    events: Vec<String>,
+    pub events: Vec<String>,
     /// Who created it.
-    created_by: String,
+    pub created_by: String,
     /// Created (RFC 3339).
-    created_at: String,
+    pub created_at: String,
 }
 
 impl From<&Webhook> for WebhookView {
@@ -75,17 +75,17 @@ pub(crate) struct WebhookList {
 /// One attempt at a delivery.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct AttemptView {
+pub struct AttemptView {
     /// 1 for the first.
-    attempt: u32,
+    pub attempt: u32,
     /// When (RFC 3339).
-    at: String,
+    pub at: String,
     /// The HTTP status answered, if any.
-    status: Option<u16>,
+    pub status: Option<u16>,
     /// What went wrong, if it did.
-    error: Option<String>,
+    pub error: Option<String>,
     /// How long it took.
-    duration_ms: i64,
+    pub duration_ms: i64,
 }
 
 impl From<Attempt> for AttemptView {
@@ -103,34 +103,34 @@ impl From<Attempt> for AttemptView {
 /// A delivery and its attempts.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct DeliveryView {
+pub struct DeliveryView {
     /// Its id (`X-LiveOps-Delivery`).
-    delivery_id: String,
+    pub delivery_id: String,
     /// The event's id (`evt_<n>`, the body's `id`).
-    event_id: String,
+    pub event_id: String,
     /// The event's kind.
     #[serde(rename = "type")]
-    kind: String,
+    pub kind: String,
     /// `pending`, `delivered` or `dead` (dead-lettered after 10 attempts).
-    state: String,
+    pub state: String,
     /// Attempts made.
-    attempts: u32,
+    pub attempts: u32,
     /// When it is tried next (RFC 3339), while pending.
-    next_attempt_at: Option<String>,
+    pub next_attempt_at: Option<String>,
     /// Queued (RFC 3339).
-    created_at: String,
+    pub created_at: String,
     /// Each attempt, first first.
-    tries: Vec<AttemptView>,
+    pub tries: Vec<AttemptView>,
 }
 
 /// A webhook's deliveries.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct DeliveryList {
+pub struct DeliveryList {
     /// Which webhook.
-    webhook_id: String,
+    pub webhook_id: String,
     /// Newest first.
-    deliveries: Vec<DeliveryView>,
+    pub deliveries: Vec<DeliveryView>,
 }
 
 fn delivery_view((d, attempts): (Delivery, Vec<Attempt>)) -> DeliveryView {

@@ -105,26 +105,26 @@ pub(crate) struct OperatorChange {
 
 /// One change in the audit log.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub(crate) struct AuditView {
+pub struct AuditView {
     /// When (RFC 3339).
-    at: String,
+    pub at: String,
     /// Who: an operator's email, `bootstrap` or `cli`.
-    actor: String,
+    pub actor: String,
     /// What (`operator.create`, `api_key.revoke`, `campaign.schedule`, `player.unblock`).
-    action: String,
+    pub action: String,
     /// What it was done to.
-    target: String,
+    pub target: String,
     /// The target before, if it existed.
-    before: Option<Value>,
+    pub before: Option<Value>,
     /// The target after, if it still exists.
-    after: Option<Value>,
+    pub after: Option<Value>,
 }
 
 /// The latest changes.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub(crate) struct AuditList {
+pub struct AuditList {
     /// Newest first.
-    entries: Vec<AuditView>,
+    pub entries: Vec<AuditView>,
 }
 
 /// The query of `GET /audit`.

@@ -31,33 +31,33 @@ pub(crate) struct NewApiKey {
 /// secret is never shown again.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct CreatedApiKey {
+pub struct CreatedApiKey {
     /// The `X-Key-Id` to send.
-    key_id: String,
+    pub key_id: String,
     /// The HMAC key: 64 hex characters, used as text.
-    secret: String,
+    pub secret: String,
     /// What it is for.
-    name: String,
+    pub name: String,
     /// Created (RFC 3339).
-    created_at: String,
+    pub created_at: String,
 }
 
 /// A key as listed (never its secret).
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct ApiKeyView {
+pub struct ApiKeyView {
     /// Its `X-Key-Id`.
-    key_id: String,
+    pub key_id: String,
     /// What it is for.
-    name: String,
+    pub name: String,
     /// Who created it.
-    created_by: String,
+    pub created_by: String,
     /// Created (RFC 3339).
-    created_at: String,
+    pub created_at: String,
     /// Revoked (RFC 3339), if it was.
-    revoked_at: Option<String>,
+    pub revoked_at: Option<String>,
     /// Whether it signs requests now.
-    active: bool,
+    pub active: bool,
 }
 
 impl From<ApiKeyInfo> for ApiKeyView {

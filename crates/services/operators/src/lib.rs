@@ -27,7 +27,9 @@ mod api_keys;
 pub mod password;
 mod sessions;
 
-pub use accounts::{OperatorView, OperatorsList};
+pub use accounts::{AuditList, AuditView, OperatorView, OperatorsList};
+pub use api_keys::{ApiKeyView, CreatedApiKey};
+pub use sessions::LoginAnswer;
 
 /// Largest request body on the operators' routes.
 const BODY_LIMIT: usize = 16 * 1024;

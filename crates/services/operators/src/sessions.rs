@@ -32,15 +32,15 @@ pub(crate) struct LoginRequest {
 }
 
 /// A session: the bearer token and when it expires.
-#[derive(Clone, Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct LoginAnswer {
+pub struct LoginAnswer {
     /// Send as `Authorization: Bearer <token>`.
-    token: String,
+    pub token: String,
     /// When the token stops working (RFC 3339).
-    expires_at: String,
+    pub expires_at: String,
     /// Who is signed in.
-    operator: OperatorView,
+    pub operator: OperatorView,
 }
 
 /// The client's address: the peer's, or the one `TRUSTED_PROXIES` proxies forwarded.
