@@ -44,6 +44,8 @@ run_bg deploy scripts/check/deploy.sh
 
 echo "== cargo clippy (all features)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+echo "== cargo doc: every intra-doc link resolves (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked --quiet
 echo "== the default (embedded) build compiles on its own"
 cargo check -p liveops --locked
 echo "== each cloud bus builds on its own"

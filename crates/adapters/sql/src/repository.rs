@@ -1,4 +1,4 @@
-//! [`SqlRepository`]: the durable [`Repository`] on SQL, written once for every backend: SQLite
+//! [`SqlRepository`]: the durable [`Repository`](crate::Repository) on SQL, written once for every backend: SQLite
 //! (the embedded default), PostgreSQL and MySQL/MariaDB.
 //!
 //! The statements are shared; what a backend spells its own way (upserts, row locks, how a

@@ -27,7 +27,7 @@ struct Cached {
 }
 
 /// Serialized top-N answers, invalidated by [`TopCache::invalidate`] on every change this process
-/// makes to a live board, and after [`MAX_AGE`] in any case.
+/// makes to a live board, and after `MAX_AGE` (250 ms) in any case.
 #[derive(Default)]
 pub struct TopCache {
     generation: AtomicU64,
