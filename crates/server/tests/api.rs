@@ -576,6 +576,44 @@ async fn the_openapi_document_is_well_formed() {
     assert!(operations >= 40, "only {operations} operations");
 }
 
+/// The README's route table (`| service | port | routes |`) names every operation the document
+/// serves, and no other (`/openapi.json` serves the document itself).
+#[tokio::test]
+async fn the_readme_route_table_matches_the_served_operations() {
+    let app = spawn_app(&[]).await;
+    let spec = app.get("/openapi.json").await;
+    let served: std::collections::BTreeSet<String> = spec.body["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, item)| {
+            let methods = item.as_object().expect("path item").keys();
+            methods.map(move |m| format!("{} {path}", m.to_uppercase()))
+        })
+        .collect();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .expect("README.md");
+    let table = readme
+        .split("| service | port | routes |")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .expect("the route table");
+    // Cells list routes as `METHOD /path` or `POST/GET /path`.
+    let mut listed = std::collections::BTreeSet::new();
+    for code in table.split('`').skip(1).step_by(2) {
+        if let Some((methods, path)) = code.split_once(' ') {
+            for method in methods.split('/') {
+                listed.insert(format!("{method} {path}"));
+            }
+        }
+    }
+    listed.remove("GET /openapi.json");
+    assert_eq!(
+        listed, served,
+        "README route table against the served operations"
+    );
+}
+
 #[tokio::test]
 async fn leaderboard_history_holds_snapshots() {
     // A snapshot every second makes the current period appear in the history quickly.
