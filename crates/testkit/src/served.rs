@@ -9,6 +9,8 @@ use axum::Router;
 use http_body_util::BodyExt;
 use liveops_core::ports::Bus;
 use liveops_core::PortError;
+use liveops_http::Problem;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -33,6 +35,22 @@ pub async fn call(router: &Router, req: Request<Body>) -> Reply {
 /// `GET uri` on `router`.
 pub async fn get(router: &Router, uri: &str) -> Reply {
     call(router, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+/// An answer's JSON `body` read as the view `T` the route serves (panics, showing the body, if
+/// it is not one).
+pub fn read<T: DeserializeOwned>(body: Value) -> T {
+    serde_json::from_value(body.clone())
+        .unwrap_or_else(|e| panic!("not a {}: {e}: {body}", std::any::type_name::<T>()))
+}
+
+/// The refusal an answer carries, checked to be an `application/problem+json` body whose own
+/// status is the answer's.
+pub fn problem((status, content_type, body): Reply) -> Problem {
+    assert_eq!(content_type, "application/problem+json", "{status}: {body}");
+    let problem: Problem = read(body);
+    assert_eq!(problem.status, status.as_u16(), "{problem:?}");
+    problem
 }
 
 /// Waits (10 s at most, else panics) until `group` has acked everything on `topic`.

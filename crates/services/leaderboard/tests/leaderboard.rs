@@ -104,15 +104,14 @@ impl TestApp {
     async fn ok<T: DeserializeOwned>(&self, uri: &str) -> T {
         let (status, _, body) = self.get(uri).await;
         assert_eq!(status, StatusCode::OK, "{uri}: {body}");
-        serde_json::from_value(body).unwrap_or_else(|e| panic!("{uri}: {e}"))
+        served::read(body)
     }
 
     /// `GET uri`, which must be refused with `status` and a problem, returned.
     async fn refused(&self, uri: &str, status: StatusCode) -> Problem {
-        let (got, ctype, body) = self.get(uri).await;
-        assert_eq!(got, status, "{uri}: {body}");
-        assert_eq!(ctype, "application/problem+json", "{uri}");
-        serde_json::from_value(body).unwrap_or_else(|e| panic!("{uri}: {e}"))
+        let reply = self.get(uri).await;
+        assert_eq!(reply.0, status, "{uri}: {}", reply.2);
+        served::problem(reply)
     }
 }
 

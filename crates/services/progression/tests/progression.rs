@@ -80,14 +80,12 @@ fn drop(player: &str, item: &str) -> Envelope {
 
 /// A 2xx answer read as a `T`, or else the problem it was refused with (checked to be an
 /// `application/problem+json` body whose status is the answer's).
-fn typed<T: DeserializeOwned>((status, ctype, body): served::Reply) -> Result<T, Problem> {
-    if status.is_success() {
-        return Ok(serde_json::from_value(body).expect("the view the route serves"));
+fn typed<T: DeserializeOwned>(reply: served::Reply) -> Result<T, Problem> {
+    if reply.0.is_success() {
+        Ok(served::read(reply.2))
+    } else {
+        Err(served::problem(reply))
     }
-    assert_eq!(ctype, "application/problem+json", "{status}: {body}");
-    let problem: Problem = serde_json::from_value(body).expect("a problem");
-    assert_eq!(problem.status, status.as_u16(), "{problem:?}");
-    Err(problem)
 }
 
 /// Item and quantity of each inventory line.
