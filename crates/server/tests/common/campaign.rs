@@ -80,8 +80,7 @@ async fn answer(res: reqwest::Response) -> Answer {
 /// The JSON `body` of an answer read as `T`, the view type the server wrote (panics, showing
 /// the body, if it is not one).
 pub fn read<T: DeserializeOwned>(body: &Value) -> T {
-    serde_json::from_value(body.clone())
-        .unwrap_or_else(|e| panic!("not a {}: {e}: {body}", std::any::type_name::<T>()))
+    liveops_testkit::served::read(body.clone())
 }
 
 /// The refusal an answer's `body` carries.

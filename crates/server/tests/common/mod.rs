@@ -156,8 +156,7 @@ impl Answer {
     /// The body read as `T`, the view type the server wrote (panics, showing the body, if it is
     /// not one).
     pub fn json<T: DeserializeOwned>(&self) -> T {
-        serde_json::from_value(self.body.clone())
-            .unwrap_or_else(|e| panic!("not a {}: {e}: {}", std::any::type_name::<T>(), self.body))
+        campaign::read(&self.body)
     }
 
     /// The body read as `T`, or `None` if it is not one (an answer still on its way).
