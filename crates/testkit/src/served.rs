@@ -39,8 +39,8 @@ pub async fn get(router: &Router, uri: &str) -> Reply {
 
 /// An answer's JSON `body` read as the view `T` the route serves (panics, showing the body, if
 /// it is not one).
-pub fn read<T: DeserializeOwned>(body: Value) -> T {
-    serde_json::from_value(body.clone())
+pub fn read<T: DeserializeOwned>(body: &Value) -> T {
+    T::deserialize(body)
         .unwrap_or_else(|e| panic!("not a {}: {e}: {body}", std::any::type_name::<T>()))
 }
 
@@ -48,7 +48,7 @@ pub fn read<T: DeserializeOwned>(body: Value) -> T {
 /// status is the answer's.
 pub fn problem((status, content_type, body): Reply) -> Problem {
     assert_eq!(content_type, "application/problem+json", "{status}: {body}");
-    let problem: Problem = read(body);
+    let problem: Problem = read(&body);
     assert_eq!(problem.status, status.as_u16(), "{problem:?}");
     problem
 }

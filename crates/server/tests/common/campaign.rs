@@ -24,7 +24,6 @@ use liveops_operators::{ApiKeyView, AuditList, CreatedApiKey, LoginAnswer};
 use liveops_participation::EntryView;
 use liveops_progression::ProgressView;
 use liveops_testkit::fixtures::reference_draw;
-use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use super::{eventually, now, succeed, BIN};
@@ -77,11 +76,7 @@ async fn answer(res: reqwest::Response) -> Answer {
     )
 }
 
-/// The JSON `body` of an answer read as `T`, the view type the server wrote (panics, showing
-/// the body, if it is not one).
-pub fn read<T: DeserializeOwned>(body: &Value) -> T {
-    liveops_testkit::served::read(body.clone())
-}
+pub use liveops_testkit::served::read;
 
 /// The refusal an answer's `body` carries.
 pub fn problem(body: &Value) -> Problem {

@@ -104,7 +104,7 @@ impl TestApp {
     async fn ok<T: DeserializeOwned>(&self, uri: &str) -> T {
         let (status, _, body) = self.get(uri).await;
         assert_eq!(status, StatusCode::OK, "{uri}: {body}");
-        served::read(body)
+        served::read(&body)
     }
 
     /// `GET uri`, which must be refused with `status` and a problem, returned.

@@ -82,7 +82,7 @@ fn drop(player: &str, item: &str) -> Envelope {
 /// `application/problem+json` body whose status is the answer's).
 fn typed<T: DeserializeOwned>(reply: served::Reply) -> Result<T, Problem> {
     if reply.0.is_success() {
-        Ok(served::read(reply.2))
+        Ok(served::read(&reply.2))
     } else {
         Err(served::problem(reply))
     }

@@ -182,7 +182,7 @@ impl TestApp {
             (200, "application/json"),
             "{uri}: {body}"
         );
-        served::read(body)
+        served::read(&body)
     }
 
     /// `GET uri`, which must be refused with `status` and a problem saying so, returned.
