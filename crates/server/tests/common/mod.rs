@@ -161,7 +161,7 @@ impl Answer {
 
     /// The body read as `T`, or `None` if it is not one (an answer still on its way).
     pub fn try_json<T: DeserializeOwned>(&self) -> Option<T> {
-        serde_json::from_value(self.body.clone()).ok()
+        T::deserialize(&self.body).ok()
     }
 
     /// The refusal this answer carries.

@@ -62,13 +62,13 @@ impl Answer {
     /// a [`liveops_gateway::BatchAnswer`]).
     #[track_caller]
     pub fn view<T: DeserializeOwned>(&self) -> T {
-        serde_json::from_value(self.body.clone())
+        T::deserialize(&self.body)
             .unwrap_or_else(|e| panic!("{}: {e}: {:?}", self.status, self.body))
     }
 
     /// The body read as a [`Problem`], if it is one.
     pub fn try_problem(&self) -> Option<Problem> {
-        serde_json::from_value(self.body.clone()).ok()
+        <Problem as serde::Deserialize>::deserialize(&self.body).ok()
     }
 
     /// Asserts a Problem answer with `status`, and returns it.
