@@ -13,3 +13,15 @@ pub mod json;
 pub mod received;
 pub mod relay;
 pub mod served;
+
+/// Runs `cmd` to the end and asserts it succeeded (its stderr and stdout tell why not).
+pub fn succeed(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out
+}

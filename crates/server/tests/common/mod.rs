@@ -530,17 +530,7 @@ fn url_parts(url: &str) -> (String, String, String, String) {
     (h.into(), p.into(), user.into(), pass.into())
 }
 
-/// Runs `cmd` to the end and asserts it succeeded (its stderr and stdout tell why not).
-pub fn succeed(cmd: &mut std::process::Command) -> std::process::Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    out
-}
+pub use liveops_testkit::succeed;
 
 /// The `liveops` binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_liveops");
