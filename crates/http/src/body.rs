@@ -2,7 +2,7 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::DefaultBodyLimit;
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::Problem;
 
@@ -10,8 +10,12 @@ use crate::Problem;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BodyLimit(pub usize);
 
-/// Sets a route's body limit: axum's [`DefaultBodyLimit`] plus the [`BodyLimit`] extension.
-pub fn body_limit<S: Clone + Send + Sync + 'static>(router: Router<S>, limit: usize) -> Router<S> {
+/// Sets the body limit of `router`'s routes: axum's [`DefaultBodyLimit`] plus the [`BodyLimit`]
+/// extension.
+pub fn body_limit<S: Clone + Send + Sync + 'static>(
+    router: OpenApiRouter<S>,
+    limit: usize,
+) -> OpenApiRouter<S> {
     router
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::Extension(BodyLimit(limit)))

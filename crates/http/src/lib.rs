@@ -1,10 +1,12 @@
 //! The HTTP edge every LiveOps service shares, written once: [`Problem`] answers (RFC 9457),
 //! signed requests ([`Signed`]), typed paths and queries whose rejections are problems and whose
 //! bounds are in the OpenAPI document ([`Path`], [`Query`], [`PlayerPath`]), request bodies under
-//! a limit ([`read_body`], [`body_limit`]), operators' bearer tokens and roles ([`Operator`],
+//! a limit ([`read_body`], [`body_limit`]), routes and their OpenAPI from one list
+//! ([`OpenApiRouter`], [`routes!`]), operators' bearer tokens and roles ([`Operator`],
 //! [`Reader`], [`BearerScheme`]), a campaign or 404 ([`campaign_or_404`]), and the request
 //! metrics layer ([`track`]).
 
+mod api;
 mod auth;
 mod body;
 mod extract;
@@ -14,6 +16,7 @@ mod problem;
 pub mod responses;
 mod signed;
 
+pub use api::{operator_routes, service_routes};
 pub use auth::{token_hash, BearerScheme, Operator, OperatorAuth, Reader, Unauthenticated, BEARER};
 pub use body::{body_limit, read_body, BodyLimit};
 pub use extract::{
@@ -25,6 +28,9 @@ pub use lookup::campaign_or_404;
 pub use metrics_layer::{count_unmatched, track};
 pub use problem::Problem;
 pub use signed::{header, Signature, SignatureCheck, SignatureHeaders, Signed};
+/// A service's routes and their OpenAPI operations, from one list of handlers: each route's path
+/// and method are written once, in its `#[utoipa::path]`.
+pub use utoipa_axum::{router::OpenApiRouter, routes};
 
 #[doc(hidden)]
 pub use axum::extract::FromRef;

@@ -386,8 +386,10 @@ pub struct Definition<A> {
     pub port: u16,
     /// Its consumer groups.
     pub groups: &'static [Group],
-    /// Its OpenAPI document, for its settings.
-    pub openapi: fn(&A) -> utoipa::openapi::OpenApi,
+    /// The OpenAPI document of its routes (with settings at no effect).
+    pub doc: fn() -> utoipa::openapi::OpenApi,
+    /// Shapes that document for its settings (bounds and choices that depend on them).
+    pub openapi: fn(&A, utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi,
     /// Checks its settings.
     pub check: fn(&A) -> Result<(), ConfigError>,
     /// Builds it.
@@ -395,18 +397,20 @@ pub struct Definition<A> {
 }
 
 impl<A: ModuleArgs> Definition<A> {
-    /// The row of module `name` on `port` reading `groups`, documented by `D`, whose settings
+    /// The row of module `name` on `port` reading `groups`, documented by `doc`, whose settings
     /// check themselves and build it ([`ModuleArgs`]).
-    pub const fn new<D: utoipa::OpenApi>(
+    pub const fn new(
         name: &'static str,
         port: u16,
         groups: &'static [Group],
+        doc: fn() -> utoipa::openapi::OpenApi,
     ) -> Self {
         Self {
             name,
             port,
             groups,
-            openapi: |args| args.openapi(D::openapi()),
+            doc,
+            openapi: A::openapi,
             check: A::check,
             build: |ctx, args| Box::pin(args.build(ctx)),
         }
@@ -423,7 +427,7 @@ where
         let matches = cmd
             .try_get_matches_from([self.name])
             .map_err(|e| ConfigError::new("arguments", e.to_string()))?;
-        Ok((self.openapi)(&settings::<A>(&matches)?))
+        Ok((self.openapi)(&settings::<A>(&matches)?, (self.doc)()))
     }
 }
 
@@ -454,7 +458,7 @@ where
 
     fn openapi(&self, args: &clap::ArgMatches) -> utoipa::openapi::OpenApi {
         match settings::<A>(args) {
-            Ok(a) => (self.openapi)(&a),
+            Ok(a) => (self.openapi)(&a, (self.doc)()),
             // Settings are checked at start; a process never gets here with bad ones.
             Err(_) => utoipa::openapi::OpenApi::default(),
         }

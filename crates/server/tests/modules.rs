@@ -32,12 +32,13 @@ static PROBE: Definition<NoSettings> = Definition {
         topic: "probe.events",
         group: "probe",
     }],
-    openapi: probe_openapi,
+    doc: probe_openapi,
+    openapi: |_, doc| doc,
     check: |_| Ok(()),
     build: |ctx, _| Box::pin(build_probe(ctx)),
 };
 
-fn probe_openapi(_: &NoSettings) -> utoipa::openapi::OpenApi {
+fn probe_openapi() -> utoipa::openapi::OpenApi {
     use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
     use utoipa::openapi::{OpenApiBuilder, PathsBuilder, ResponseBuilder};
     let op = OperationBuilder::new()

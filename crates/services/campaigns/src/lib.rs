@@ -9,14 +9,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::{get, post};
 use axum::Router;
 use clap::Args;
 use liveops_core::stores::{CampaignStore, EntryStore, PlayerXp};
 use liveops_core::{Calendar, LevelCurve};
-use liveops_http::{body_limit, BearerScheme, OperatorAuth};
+use liveops_http::{body_limit, operator_routes, routes, OpenApiRouter, OperatorAuth};
 use liveops_module::{BuildError, ConfigError, Context, Definition, ModuleArgs, Service, Task};
-use utoipa::OpenApi;
 
 mod model;
 mod players;
@@ -76,59 +74,28 @@ liveops_module::from_context!(CampaignsState(config: Arc<CampaignsConfig>) {
     auth, campaigns, entries, xp
 });
 
-/// The campaign routes.
-pub fn router(state: CampaignsState) -> Router {
-    let routes = Router::new()
-        .route(
-            "/campaigns",
-            post(routes::create_campaign).get(routes::list_campaigns),
-        )
-        .route(
-            "/campaigns/{id}",
-            get(routes::get_campaign).patch(routes::update_campaign),
-        )
-        .route("/campaigns/{id}/schedule", post(routes::schedule_campaign))
-        .route("/campaigns/{id}/cancel", post(routes::cancel_campaign))
-        .route(
-            "/players/{id}/campaigns",
-            get(players::list_player_campaigns),
-        );
-    body_limit(routes, BODY_LIMIT).with_state(state)
+/// The campaign routes with their OpenAPI operations.
+fn api() -> OpenApiRouter<CampaignsState> {
+    let routes = operator_routes(
+        "campaigns",
+        "Live events: create, schedule, go live, end, cancel",
+    )
+    .routes(routes!(routes::create_campaign, routes::list_campaigns))
+    .routes(routes!(routes::get_campaign, routes::update_campaign))
+    .routes(routes!(routes::schedule_campaign))
+    .routes(routes!(routes::cancel_campaign))
+    .routes(routes!(players::list_player_campaigns));
+    body_limit(routes, BODY_LIMIT)
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    paths(
-        routes::create_campaign,
-        routes::list_campaigns,
-        routes::get_campaign,
-        routes::update_campaign,
-        routes::schedule_campaign,
-        routes::cancel_campaign,
-        players::list_player_campaigns,
-    ),
-    components(schemas(
-        NewCampaign,
-        CampaignChange,
-        CampaignView,
-        CampaignList,
-        Eligibility,
-        PlayerCampaign,
-        PlayerCampaigns,
-        liveops_core::stores::CampaignState,
-        liveops_core::stores::EntryLimit,
-        liveops_core::stores::Reward,
-        liveops_core::stores::Tier,
-        liveops_core::Window,
-        liveops_http::Problem,
-    )),
-    modifiers(&BearerScheme),
-    tags((name = "campaigns", description = "Live events: create, schedule, go live, end, cancel"))
-)]
-struct ApiDoc;
+/// The campaign routes.
+pub fn router(state: CampaignsState) -> Router {
+    api().split_for_parts().0.with_state(state)
+}
 
 /// The campaigns service's row in the module table: `--target campaigns`, port 8085.
-pub static MODULE: Definition<CampaignsArgs> = Definition::new::<ApiDoc>("campaigns", 8085, &[]);
+pub static MODULE: Definition<CampaignsArgs> =
+    Definition::new("campaigns", 8085, &[], || api().into_openapi());
 
 impl ModuleArgs for CampaignsArgs {
     fn check(&self) -> Result<(), ConfigError> {

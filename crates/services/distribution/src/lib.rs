@@ -7,13 +7,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::{delete, get, post};
 use axum::Router;
 use clap::Args;
 use liveops_core::stores::{CampaignStore, InboxStore, OutcomeStore, WebhookStore};
-use liveops_http::{body_limit, BearerScheme, OperatorAuth, SignatureCheck};
+use liveops_http::{
+    body_limit, operator_routes, routes, OpenApiRouter, OperatorAuth, SignatureCheck,
+};
 use liveops_module::{BuildError, ConfigError, Context, Definition, ModuleArgs, Service, Task};
-use utoipa::OpenApi;
 
 mod deliver;
 mod inbox;
@@ -127,60 +127,29 @@ liveops_module::from_context!(DistributionState(config: Arc<DistributionConfig>)
     auth, signatures, campaigns, outcomes, inbox, webhooks
 });
 
-/// Distribution's routes.
-pub fn router(state: DistributionState) -> Router {
-    let routes = Router::new()
-        .route("/players/{id}/inbox", get(inbox::get_inbox))
-        .route(
-            "/players/{id}/inbox/{messageId}/claim",
-            post(inbox::claim_message),
-        )
-        .route("/inbox/messages", post(inbox::send_message))
-        .route(
-            "/webhooks",
-            post(webhooks::create_webhook).get(webhooks::list_webhooks),
-        )
-        .route("/webhooks/{id}", delete(webhooks::delete_webhook))
-        .route("/webhooks/{id}/deliveries", get(webhooks::list_deliveries));
-    body_limit(routes, BODY_LIMIT).with_state(state)
+/// Distribution's routes with their OpenAPI operations.
+fn api() -> OpenApiRouter<DistributionState> {
+    let routes = operator_routes(
+        "distribution",
+        "The player inbox, prize claims and webhooks",
+    )
+    .routes(routes!(inbox::get_inbox))
+    .routes(routes!(inbox::claim_message))
+    .routes(routes!(inbox::send_message))
+    .routes(routes!(webhooks::create_webhook, webhooks::list_webhooks))
+    .routes(routes!(webhooks::delete_webhook))
+    .routes(routes!(webhooks::list_deliveries));
+    body_limit(routes, BODY_LIMIT)
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    paths(
-        inbox::get_inbox,
-        inbox::claim_message,
-        inbox::send_message,
-        webhooks::create_webhook,
-        webhooks::list_webhooks,
-        webhooks::delete_webhook,
-        webhooks::list_deliveries,
-    ),
-    components(schemas(
-        inbox::InboxView,
-        inbox::MessageView,
-        inbox::Attachment,
-        inbox::ClaimBody,
-        inbox::ClaimAnswer,
-        inbox::SendRequest,
-        inbox::Sent,
-        webhooks::NewWebhook,
-        webhooks::WebhookView,
-        webhooks::WebhookList,
-        webhooks::DeliveryList,
-        webhooks::DeliveryView,
-        webhooks::AttemptView,
-        liveops_core::Receipt,
-        liveops_http::Problem,
-    )),
-    modifiers(&BearerScheme),
-    tags((name = "distribution", description = "The player inbox, prize claims and webhooks"))
-)]
-struct ApiDoc;
+/// Distribution's routes.
+pub fn router(state: DistributionState) -> Router {
+    api().split_for_parts().0.with_state(state)
+}
 
 /// Distribution's row in the module table: `--target distribution`, port 8087.
 pub static MODULE: Definition<DistributionArgs> =
-    Definition::new::<ApiDoc>("distribution", 8087, &[]);
+    Definition::new("distribution", 8087, &[], || api().into_openapi());
 
 impl ModuleArgs for DistributionArgs {
     fn check(&self) -> Result<(), ConfigError> {

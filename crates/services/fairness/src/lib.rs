@@ -9,17 +9,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::{delete, get};
 use axum::Router;
 use clap::Args;
 use liveops_core::ports::{topics, Blocklist};
 use liveops_core::stores::{AuditLog, FairnessStore};
 use liveops_core::Bus;
-use liveops_http::{BearerScheme, OperatorAuth};
+use liveops_http::{operator_routes, routes, OpenApiRouter, OperatorAuth};
 use liveops_module::{
     BuildError, ConfigError, Context, Definition, Group, ModuleArgs, Service, Task,
 };
-use utoipa::OpenApi;
 
 mod consumer;
 mod judge;
@@ -134,37 +132,24 @@ liveops_module::from_context!(FairnessState(config: Arc<FairnessConfig>) {
     bus, blocks, store, auth, audit
 });
 
-/// The fairness routes: `GET /fairness/players/{id}`, `GET /fairness/flags` (any operator once
-/// operators exist) and `DELETE /fairness/players/{id}/block` (admins and operators, audited).
-pub fn router(state: FairnessState) -> Router {
-    Router::new()
-        .route("/fairness/players/{id}", get(routes::get_player_fairness))
-        .route(
-            "/fairness/players/{id}/block",
-            delete(routes::unblock_player),
-        )
-        .route("/fairness/flags", get(routes::list_flags))
-        .with_state(state)
+/// The fairness routes with their OpenAPI operations: `GET /fairness/players/{id}`,
+/// `GET /fairness/flags` (any operator once operators exist) and
+/// `DELETE /fairness/players/{id}/block` (admins and operators, audited).
+fn api() -> OpenApiRouter<FairnessState> {
+    operator_routes("fairness", "Anomaly flags, strikes and blocks")
+        .routes(routes!(routes::get_player_fairness))
+        .routes(routes!(routes::unblock_player))
+        .routes(routes!(routes::list_flags))
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    paths(routes::get_player_fairness, routes::list_flags, routes::unblock_player),
-    components(schemas(
-        routes::PlayerFairness,
-        routes::PlayerFlag,
-        routes::FlagList,
-        routes::FlagView,
-        liveops_core::EventType,
-        liveops_http::Problem,
-    )),
-    modifiers(&BearerScheme),
-    tags((name = "fairness", description = "Anomaly flags, strikes and blocks"))
-)]
-struct ApiDoc;
+/// The fairness routes.
+pub fn router(state: FairnessState) -> Router {
+    api().split_for_parts().0.with_state(state)
+}
 
 /// Fairness's row in the module table: `--target fairness`, port 8081.
-pub static MODULE: Definition<FairnessArgs> = Definition::new::<ApiDoc>("fairness", 8081, &[READS]);
+pub static MODULE: Definition<FairnessArgs> =
+    Definition::new("fairness", 8081, &[READS], || api().into_openapi());
 
 impl ModuleArgs for FairnessArgs {
     fn check(&self) -> Result<(), ConfigError> {

@@ -8,14 +8,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::post;
 use axum::Router;
 use clap::Args;
 use liveops_core::ports::{Blocklist, Idempotency, RateLimiter};
 use liveops_core::{Bus, Limits};
-use liveops_http::{body_limit, SignatureCheck};
+use liveops_http::{body_limit, routes, service_routes, OpenApiRouter, SignatureCheck};
 use liveops_module::{BuildError, ConfigError, Context, Definition, ModuleArgs, Service};
-use utoipa::OpenApi;
 
 mod batch;
 mod guard;
@@ -128,34 +126,26 @@ liveops_module::from_context!(GatewayState(config: Arc<GatewayConfig>) {
     signatures, bus, idem, rates, blocks
 });
 
-/// The gateway's routes: `POST /events` and `POST /events/batch`, each under its body limit.
-pub fn router(state: GatewayState) -> Router {
-    let events = Router::new().route("/events", post(ingest::post_event));
-    let batch = Router::new().route("/events/batch", post(batch::post_batch));
-    body_limit(events, state.config.max_body_bytes)
-        .merge(body_limit(batch, state.config.max_batch_body_bytes))
-        .with_state(state)
+/// The gateway's routes with their OpenAPI operations: `POST /events` and `POST /events/batch`,
+/// each under its body limit (the limits are not part of the document).
+fn api(max_body_bytes: usize, max_batch_body_bytes: usize) -> OpenApiRouter<GatewayState> {
+    let events = OpenApiRouter::new().routes(routes!(ingest::post_event));
+    let batch = OpenApiRouter::new().routes(routes!(batch::post_batch));
+    service_routes("gateway", "Event ingestion")
+        .merge(body_limit(events, max_body_bytes))
+        .merge(body_limit(batch, max_batch_body_bytes))
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    paths(ingest::post_event, batch::post_batch),
-    components(schemas(
-        ingest::EventAccepted,
-        batch::BatchBody,
-        batch::BatchAnswer,
-        batch::ItemResult,
-        batch::ItemAccepted,
-        batch::ItemRejected,
-        liveops_core::Event,
-        liveops_http::Problem,
-    )),
-    tags((name = "gateway", description = "Event ingestion"))
-)]
-struct ApiDoc;
+/// The gateway's routes.
+pub fn router(state: GatewayState) -> Router {
+    let config = &state.config;
+    let routes = api(config.max_body_bytes, config.max_batch_body_bytes);
+    routes.split_for_parts().0.with_state(state)
+}
 
 /// The gateway's row in the module table: `--target gateway`, port 8080.
-pub static MODULE: Definition<GatewayArgs> = Definition::new::<ApiDoc>("gateway", 8080, &[]);
+pub static MODULE: Definition<GatewayArgs> =
+    Definition::new("gateway", 8080, &[], || api(0, 0).into_openapi());
 
 impl ModuleArgs for GatewayArgs {
     fn check(&self) -> Result<(), ConfigError> {

@@ -9,16 +9,15 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::routing::get;
 use axum::Router;
 use clap::Args;
 use liveops_core::ports::topics;
 use liveops_core::stores::{ProcessedEvents, ScoreStore};
 use liveops_core::{Bus, Calendar, RankStore, Window};
+use liveops_http::{routes, service_routes, OpenApiRouter};
 use liveops_module::{
     BuildError, ConfigError, Context, Definition, Group, ModuleArgs, Service, Task,
 };
-use utoipa::OpenApi;
 
 mod consumer;
 mod openapi;
@@ -160,43 +159,26 @@ liveops_module::from_context!(LeaderboardState(
     top_cache: Arc<TopCache>,
 ) { bus, ranks, store, processed });
 
-/// The leaderboard routes, ready to be merged or served.
-pub fn router(state: LeaderboardState) -> Router {
-    Router::new()
-        .route("/leaderboard", get(routes::get_leaderboard))
-        .route("/leaderboard/players/{id}", get(routes::get_player_rank))
-        .route("/leaderboard/history", get(routes::get_history))
-        .route(
-            "/leaderboard/history/periods",
-            get(routes::get_history_periods),
-        )
-        .with_state(state)
+/// The leaderboard routes with their OpenAPI operations.
+fn api() -> OpenApiRouter<LeaderboardState> {
+    service_routes(
+        "leaderboard",
+        "Rankings per window, snapshots and hall of fame",
+    )
+    .routes(routes!(routes::get_leaderboard))
+    .routes(routes!(routes::get_player_rank))
+    .routes(routes!(routes::get_history))
+    .routes(routes!(routes::get_history_periods))
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    paths(
-        routes::get_leaderboard,
-        routes::get_player_rank,
-        routes::get_history,
-        routes::get_history_periods
-    ),
-    components(schemas(
-        LeaderboardView,
-        PlayerRankView,
-        HistoryView,
-        PeriodsView,
-        liveops_core::RankEntry,
-        liveops_core::Window,
-        liveops_http::Problem,
-    )),
-    tags((name = "leaderboard", description = "Rankings per window, snapshots and hall of fame"))
-)]
-struct ApiDoc;
+/// The leaderboard routes, ready to be merged or served.
+pub fn router(state: LeaderboardState) -> Router {
+    api().split_for_parts().0.with_state(state)
+}
 
 /// The leaderboard's row in the module table: `--target leaderboard`, port 8082.
 pub static MODULE: Definition<LeaderboardArgs> =
-    Definition::new::<ApiDoc>("leaderboard", 8082, &[READS]);
+    Definition::new("leaderboard", 8082, &[READS], || api().into_openapi());
 
 impl ModuleArgs for LeaderboardArgs {
     fn check(&self) -> Result<(), ConfigError> {

@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::{delete, get, patch, post};
 use axum::Router;
 use clap::Args;
 use liveops_core::ports::Attempts;
@@ -18,9 +17,8 @@ use liveops_core::stores::{
     ApiKeyStore, AuditEntry, AuditLog, OperatorRecord, OperatorStore, Role, Sessions,
 };
 use liveops_core::{now_ms, PortError};
-use liveops_http::{body_limit, BearerScheme, OperatorAuth};
+use liveops_http::{body_limit, operator_routes, routes, OpenApiRouter, OperatorAuth};
 use liveops_module::{BuildError, ConfigError, Context, Definition, ModuleArgs, Service};
-use utoipa::OpenApi;
 
 mod accounts;
 mod api_keys;
@@ -166,60 +164,27 @@ liveops_module::from_context!(OperatorsState(config: Arc<OperatorsConfig>) {
     auth, operators, sessions, audit, keys, attempts
 });
 
-/// The operators' routes.
-pub fn router(state: OperatorsState) -> Router {
-    let routes = Router::new()
-        .route("/auth/login", post(sessions::login))
-        .route("/auth/logout", post(sessions::logout))
-        .route("/auth/me", get(sessions::get_current_operator))
-        .route(
-            "/operators",
-            post(accounts::add_operator).get(accounts::list_operators),
-        )
-        .route("/operators/{id}", patch(accounts::update_operator))
-        .route("/audit", get(accounts::list_audit_entries))
-        .route(
-            "/api-keys",
-            post(api_keys::create_api_key).get(api_keys::list_api_keys),
-        )
-        .route("/api-keys/{keyId}", delete(api_keys::revoke_api_key));
-    body_limit(routes, BODY_LIMIT).with_state(state)
+/// The operators' routes with their OpenAPI operations.
+fn api() -> OpenApiRouter<OperatorsState> {
+    let routes = operator_routes(
+        "operators",
+        "Operator accounts, sessions, the audit log and API keys",
+    )
+    .routes(routes!(sessions::login))
+    .routes(routes!(sessions::logout))
+    .routes(routes!(sessions::get_current_operator))
+    .routes(routes!(accounts::add_operator, accounts::list_operators))
+    .routes(routes!(accounts::update_operator))
+    .routes(routes!(accounts::list_audit_entries))
+    .routes(routes!(api_keys::create_api_key, api_keys::list_api_keys))
+    .routes(routes!(api_keys::revoke_api_key));
+    body_limit(routes, BODY_LIMIT)
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    paths(
-        sessions::login,
-        sessions::logout,
-        sessions::get_current_operator,
-        accounts::add_operator,
-        accounts::list_operators,
-        accounts::update_operator,
-        accounts::list_audit_entries,
-        api_keys::create_api_key,
-        api_keys::list_api_keys,
-        api_keys::revoke_api_key,
-    ),
-    components(schemas(
-        sessions::LoginRequest,
-        sessions::LoginAnswer,
-        accounts::OperatorView,
-        accounts::OperatorsList,
-        accounts::NewOperator,
-        accounts::OperatorChange,
-        accounts::AuditList,
-        accounts::AuditView,
-        api_keys::NewApiKey,
-        api_keys::CreatedApiKey,
-        api_keys::ApiKeyView,
-        api_keys::ApiKeyList,
-        Role,
-        liveops_http::Problem,
-    )),
-    modifiers(&BearerScheme),
-    tags((name = "operators", description = "Operator accounts, sessions, the audit log and API keys"))
-)]
-struct ApiDoc;
+/// The operators' routes.
+pub fn router(state: OperatorsState) -> Router {
+    api().split_for_parts().0.with_state(state)
+}
 
 /// Creates an operator (`liveops operators create`, and the first admin at start): `Ok(None)`
 /// if the email is taken. `actor` is who the audit log names.
@@ -268,7 +233,8 @@ pub enum CreateError {
 }
 
 /// The operators service's row in the module table: `--target operators`, port 8084.
-pub static MODULE: Definition<OperatorsArgs> = Definition::new::<ApiDoc>("operators", 8084, &[]);
+pub static MODULE: Definition<OperatorsArgs> =
+    Definition::new("operators", 8084, &[], || api().into_openapi());
 
 impl ModuleArgs for OperatorsArgs {
     fn check(&self) -> Result<(), ConfigError> {

@@ -6,14 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::{get, post};
 use axum::Router;
 use clap::Args;
 use liveops_core::stores::{CampaignStore, EntryStore, OutcomeStore, PlayerXp, ScoreStore};
 use liveops_core::{Calendar, LevelCurve};
-use liveops_http::{body_limit, SignatureCheck};
+use liveops_http::{body_limit, routes, service_routes, OpenApiRouter, SignatureCheck};
 use liveops_module::{BuildError, ConfigError, Context, Definition, ModuleArgs, Service, Task};
-use utoipa::OpenApi;
 
 mod decide;
 mod routes;
@@ -76,32 +74,23 @@ liveops_module::from_context!(ParticipationState(config: Arc<ParticipationConfig
     signatures, campaigns, entries, outcomes, xp, scores
 });
 
-/// Participation's routes.
-pub fn router(state: ParticipationState) -> Router {
-    let entries = Router::new().route("/campaigns/{id}/entries", post(routes::enter_campaign));
+/// Participation's routes with their OpenAPI operations; only entries take a body.
+fn api() -> OpenApiRouter<ParticipationState> {
+    let entries = service_routes("participation", "Campaign entries and provably fair draws")
+        .routes(routes!(routes::enter_campaign));
     body_limit(entries, BODY_LIMIT)
-        .route("/campaigns/{id}/entrants", get(routes::list_entrants))
-        .route("/campaigns/{id}/draw", get(routes::get_draw))
-        .with_state(state)
+        .routes(routes!(routes::list_entrants))
+        .routes(routes!(routes::get_draw))
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    paths(routes::enter_campaign, routes::list_entrants, routes::get_draw),
-    components(schemas(
-        EntryRequest,
-        EntryView,
-        EntrantList,
-        liveops_core::draw::PublishedDraw,
-        liveops_http::Problem,
-    )),
-    tags((name = "participation", description = "Campaign entries and provably fair draws"))
-)]
-struct ApiDoc;
+/// Participation's routes.
+pub fn router(state: ParticipationState) -> Router {
+    api().split_for_parts().0.with_state(state)
+}
 
 /// Participation's row in the module table: `--target participation`, port 8086.
 pub static MODULE: Definition<ParticipationArgs> =
-    Definition::new::<ApiDoc>("participation", 8086, &[]);
+    Definition::new("participation", 8086, &[], || api().into_openapi());
 
 impl ModuleArgs for ParticipationArgs {
     fn check(&self) -> Result<(), ConfigError> {

@@ -6,15 +6,13 @@
 
 use std::sync::Arc;
 
-use axum::routing::{get, post};
 use axum::Router;
 use clap::Args;
 use liveops_core::ports::{topics, ViewCache};
 use liveops_core::stores::{ProcessedEvents, ProgressStore};
 use liveops_core::{Bus, Calendar, LevelCurve};
-use liveops_http::{body_limit, SignatureCheck};
+use liveops_http::{body_limit, routes, service_routes, OpenApiRouter, SignatureCheck};
 use liveops_module::{BuildError, Context, Definition, Group, ModuleArgs, Service, Task};
-use utoipa::OpenApi;
 
 mod apply;
 mod cache;
@@ -72,34 +70,23 @@ liveops_module::from_context!(ProgressionState(config: Arc<ProgressionConfig>) {
     signatures, bus, cache, store, processed
 });
 
-/// The progression routes, ready to be merged or served.
-pub fn router(state: ProgressionState) -> Router {
-    let routes = Router::new()
-        .route("/players/{id}/progress", get(routes::get_progress))
-        .route("/rewards/claim", post(routes::claim_reward))
-        .route("/receipts/verify", post(routes::verify_receipt));
-    body_limit(routes, routes::BODY_LIMIT).with_state(state)
+/// The progression routes with their OpenAPI operations.
+fn api() -> OpenApiRouter<ProgressionState> {
+    let routes = service_routes("progression", "XP, levels, inventory, rewards and receipts")
+        .routes(routes!(routes::get_progress))
+        .routes(routes!(routes::claim_reward))
+        .routes(routes!(routes::verify_receipt));
+    body_limit(routes, routes::BODY_LIMIT)
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    paths(routes::get_progress, routes::claim_reward, routes::verify_receipt),
-    components(schemas(
-        ProgressView,
-        ClaimRequest,
-        liveops_core::Receipt,
-        liveops_core::Verification,
-        liveops_http::Problem,
-        liveops_core::stores::InventoryItem,
-        liveops_core::stores::PendingReward,
-    )),
-    tags((name = "progression", description = "XP, levels, inventory, rewards and receipts"))
-)]
-struct ApiDoc;
+/// The progression routes, ready to be merged or served.
+pub fn router(state: ProgressionState) -> Router {
+    api().split_for_parts().0.with_state(state)
+}
 
 /// Progression's row in the module table: `--target progression`, port 8083.
 pub static MODULE: Definition<ProgressionArgs> =
-    Definition::new::<ApiDoc>("progression", 8083, &[READS]);
+    Definition::new("progression", 8083, &[READS], || api().into_openapi());
 
 impl ModuleArgs for ProgressionArgs {
     async fn build(self, ctx: &Context) -> Result<Service, BuildError> {
