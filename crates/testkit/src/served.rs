@@ -47,9 +47,17 @@ pub fn read<T: DeserializeOwned>(body: &Value) -> T {
 /// The refusal an answer carries, checked to be an `application/problem+json` body whose own
 /// status is the answer's.
 pub fn problem((status, content_type, body): Reply) -> Problem {
+    refusal(status.as_u16(), &content_type, &body)
+}
+
+/// The refusal in an answer of `status` with `content_type` and `body`, checked to be an
+/// `application/problem+json` body whose own status is `status` (for clients with their own
+/// answer type).
+#[track_caller]
+pub fn refusal(status: u16, content_type: &str, body: &Value) -> Problem {
     assert_eq!(content_type, "application/problem+json", "{status}: {body}");
-    let problem: Problem = read(&body);
-    assert_eq!(problem.status, status.as_u16(), "{problem:?}");
+    let problem: Problem = read(body);
+    assert_eq!(problem.status, status, "{problem:?}");
     problem
 }
 

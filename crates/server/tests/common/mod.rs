@@ -164,23 +164,11 @@ impl Answer {
         T::deserialize(&self.body).ok()
     }
 
-    /// The refusal this answer carries.
-    pub fn problem(&self) -> Problem {
-        self.json()
-    }
-
     /// Asserts a `status` refusal written as `application/problem+json` (a type, a title and
     /// the same status in the body); the refusal.
     pub fn assert_problem(&self, status: u16) -> Problem {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
-        assert_eq!(
-            self.content_type, "application/problem+json",
-            "body: {}",
-            self.body
-        );
-        let problem = self.problem();
-        assert_eq!(problem.status, status, "body: {}", self.body);
-        problem
+        liveops_testkit::served::refusal(status, &self.content_type, &self.body)
     }
 }
 

@@ -14,6 +14,7 @@ use liveops_gateway::{router, GatewayConfig, GatewayState, ItemResult};
 use liveops_http::{Problem, SignatureCheck};
 use liveops_memory::{MemoryBus, MemoryHotState};
 pub use liveops_testkit::flaky::FlakyBus;
+use liveops_testkit::served;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -62,8 +63,7 @@ impl Answer {
     /// a [`liveops_gateway::BatchAnswer`]).
     #[track_caller]
     pub fn view<T: DeserializeOwned>(&self) -> T {
-        T::deserialize(&self.body)
-            .unwrap_or_else(|e| panic!("{}: {e}: {:?}", self.status, self.body))
+        served::read(&self.body)
     }
 
     /// The body read as a [`Problem`], if it is one.
@@ -75,14 +75,7 @@ impl Answer {
     #[track_caller]
     pub fn problem(&self, status: u16) -> Problem {
         assert_eq!(self.status.as_u16(), status, "{:?}", self.body);
-        assert_eq!(
-            self.content_type(),
-            "application/problem+json",
-            "{:?}",
-            self.body
-        );
-        let problem: Problem = self.view();
-        assert_eq!(problem.status, status);
+        let problem = served::refusal(status, self.content_type(), &self.body);
         assert!(problem.kind.starts_with("/problems/"), "{problem:?}");
         problem
     }
