@@ -173,8 +173,8 @@ impl Players {
 
 /// The `deltaXp` of a player's `count`-th event in a second: distinct for counts 1..=100, so no
 /// two events of a player signed in the same second have the same body (the second would be
-/// answered as a repeat of the first, ADR 0017), and spread evenly over 1..=100 across players, so the fairness z-score
-/// never flags them.
+/// answered as a repeat of the first, ADR 0017), and spread evenly over 1..=100 across players,
+/// so the fairness z-score never flags them.
 pub(crate) fn delta_xp(player: usize, count: u32) -> u32 {
     1 + ((count as usize * 37 + player) % 100) as u32
 }

@@ -1,5 +1,5 @@
-//! [`SqlRepository`]: the durable [`Repository`](crate::Repository) on SQL, written once for every backend: SQLite
-//! (the embedded default), PostgreSQL and MySQL/MariaDB.
+//! [`SqlRepository`]: the durable [`Repository`](crate::Repository) on SQL, written once for
+//! every backend: SQLite (the embedded default), PostgreSQL and MySQL/MariaDB.
 //!
 //! The statements are shared; what a backend spells its own way (upserts, row locks, how a
 //! transaction starts, placeholders) comes from its [`Dialect`]. Every batch write is one

@@ -238,13 +238,15 @@ pub trait Bus: Health {
     async fn ensure_group(&self, topic: &str, group: &str) -> PortResult<()>;
     /// Appends messages; when this returns `Ok`, they survive a crash.
     async fn publish(&self, topic: &str, messages: Vec<Message>) -> PortResult<()>;
-    /// What [`BusExt::poll`] asks the backend for, `max` at least 1 (adapters implement this one).
+    /// What [`BusExt::poll`] asks the backend for, `max` at least 1 (adapters implement this
+    /// one).
     async fn receive(&self, request: PollRequest<'_>) -> PortResult<Vec<Delivery>>;
     /// Marks deliveries done.
     async fn ack(&self, topic: &str, group: &str, ids: &[String]) -> PortResult<()>;
     /// Messages the group has not acked yet (new plus in flight).
     async fn lag(&self, topic: &str, group: &str) -> PortResult<u64>;
-    /// What [`BusExt::dead_letters`] asks the backend for, `limit` at least 1 (adapters implement this one).
+    /// What [`BusExt::dead_letters`] asks the backend for, `limit` at least 1 (adapters
+    /// implement this one).
     async fn read_dead_letters(&self, request: DeadLetterRequest<'_>) -> PortResult<Vec<Delivery>>;
     /// Puts the group's dead letters back for delivery; returns how many.
     async fn replay_dead_letters(&self, topic: &str, group: &str) -> PortResult<u64>;
