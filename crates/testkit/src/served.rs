@@ -37,6 +37,24 @@ pub async fn get(router: &Router, uri: &str) -> Reply {
     call(router, Request::get(uri).body(Body::empty()).unwrap()).await
 }
 
+/// `GET uri` on `router`, which must answer 200 `application/json` with a `T`.
+pub async fn get_view<T: DeserializeOwned>(router: &Router, uri: &str) -> T {
+    let (status, content_type, body) = get(router, uri).await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (StatusCode::OK, "application/json"),
+        "{uri}: {body}"
+    );
+    read(&body)
+}
+
+/// `GET uri` on `router`, which must be refused with `status` and a problem saying so, returned.
+pub async fn get_refused(router: &Router, uri: &str, status: u16) -> Problem {
+    let reply = get(router, uri).await;
+    assert_eq!(reply.0, status, "{uri}: {}", reply.2);
+    problem(reply)
+}
+
 /// An answer's JSON `body` read as the view `T` the route serves (panics, showing the body, if
 /// it is not one).
 pub fn read<T: DeserializeOwned>(body: &Value) -> T {

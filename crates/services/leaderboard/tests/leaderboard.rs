@@ -96,22 +96,14 @@ impl TestApp {
         served::drain(&*self.bus, topics::ACCEPTED, GROUP, run).await;
     }
 
-    async fn get(&self, uri: &str) -> served::Reply {
-        served::get(&self.router, uri).await
-    }
-
-    /// `GET uri`, which must answer 200 with a `T`.
+    /// `GET uri`, which must answer 200 `application/json` with a `T`.
     async fn ok<T: DeserializeOwned>(&self, uri: &str) -> T {
-        let (status, _, body) = self.get(uri).await;
-        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
-        served::read(&body)
+        served::get_view(&self.router, uri).await
     }
 
     /// `GET uri`, which must be refused with `status` and a problem, returned.
     async fn refused(&self, uri: &str, status: StatusCode) -> Problem {
-        let reply = self.get(uri).await;
-        assert_eq!(reply.0, status, "{uri}: {}", reply.2);
-        served::problem(reply)
+        served::get_refused(&self.router, uri, status.as_u16()).await
     }
 }
 

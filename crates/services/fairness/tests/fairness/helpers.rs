@@ -176,19 +176,11 @@ impl TestApp {
 
     /// `GET uri`, which must answer 200 `application/json` with a `T`.
     pub async fn ok<T: DeserializeOwned>(&self, uri: &str) -> T {
-        let (status, ct, body) = self.get(uri).await;
-        assert_eq!(
-            (status.as_u16(), ct.as_str()),
-            (200, "application/json"),
-            "{uri}: {body}"
-        );
-        served::read(&body)
+        served::get_view(&self.router, uri).await
     }
 
     /// `GET uri`, which must be refused with `status` and a problem saying so, returned.
     pub async fn refused(&self, uri: &str, status: u16) -> Problem {
-        let reply = self.get(uri).await;
-        assert_eq!(reply.0, status, "{uri}: {}", reply.2);
-        served::problem(reply)
+        served::get_refused(&self.router, uri, status).await
     }
 }
