@@ -127,25 +127,25 @@ liveops_module::from_context!(GatewayState(config: Arc<GatewayConfig>) {
 });
 
 /// The gateway's routes with their OpenAPI operations: `POST /events` and `POST /events/batch`,
-/// each under its body limit (the limits are not part of the document).
-fn api(max_body_bytes: usize, max_batch_body_bytes: usize) -> OpenApiRouter<GatewayState> {
+/// each under its body limit from `config` (the limits are not part of the document).
+fn api(config: &GatewayConfig) -> OpenApiRouter<GatewayState> {
     let events = OpenApiRouter::new().routes(routes!(ingest::post_event));
     let batch = OpenApiRouter::new().routes(routes!(batch::post_batch));
     service_routes("gateway", "Event ingestion")
-        .merge(body_limit(events, max_body_bytes))
-        .merge(body_limit(batch, max_batch_body_bytes))
+        .merge(body_limit(events, config.max_body_bytes))
+        .merge(body_limit(batch, config.max_batch_body_bytes))
 }
 
 /// The gateway's routes.
 pub fn router(state: GatewayState) -> Router {
-    let config = &state.config;
-    let routes = api(config.max_body_bytes, config.max_batch_body_bytes);
+    let routes = api(&state.config);
     routes.split_for_parts().0.with_state(state)
 }
 
 /// The gateway's row in the module table: `--target gateway`, port 8080.
-pub static MODULE: Definition<GatewayArgs> =
-    Definition::new("gateway", 8080, &[], || api(0, 0).into_openapi());
+pub static MODULE: Definition<GatewayArgs> = Definition::new("gateway", 8080, &[], || {
+    api(&GatewayConfig::default()).into_openapi()
+});
 
 impl ModuleArgs for GatewayArgs {
     fn check(&self) -> Result<(), ConfigError> {
