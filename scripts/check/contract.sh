@@ -3,7 +3,8 @@
 # `liveops serve` serves, with requests signed like a client signs them and operator routes
 # given a bearer token (scripts/check/contract_hooks.py), after openapi-spec-validator checked the
 # document itself. Fails on an invalid document, any 5xx, any response that
-# breaks the spec, and any schema-valid request the server refuses. Time-bounded: CONTRACT_SECONDS (default 240).
+# breaks the spec, and any schema-valid request the server refuses for a reason the document could
+# state (scripts/check/refusals.py reads the run's HAR). Time-bounded: CONTRACT_SECONDS (default 240).
 #
 #   LIVEOPS_BIN=target/debug/liveops scripts/check/contract.sh
 set -euo pipefail
@@ -51,7 +52,13 @@ PYTHONPATH="$ROOT/scripts/check" SCHEMATHESIS_HOOKS=contract_hooks \
   schemathesis --config-file "$ROOT/scripts/check/schemathesis.toml" run "http://127.0.0.1:$PORT/openapi.json" \
     --checks all --max-time "$SECONDS_BUDGET" --workers 1 \
     --suppress-health-check all --no-color \
-    --report junit --report-dir "$WORK/report" || status=$?
+    --report junit,har --report-dir "$WORK/report" || status=$?
+echo "== refusals: no schema-valid request refused for a reason the document could state"
+if python3 "$ROOT/scripts/check/refusals.py" "$WORK/openapi.json" "$WORK"/report/har-*.json; then
+  rm -f "$WORK"/report/har-*.json  # tens of MB; kept only when it shows a failure
+else
+  status=1
+fi
 if grep -q '"level":"ERROR"' "$WORK/liveops.log"; then
   echo "contract: the server logged errors during the run:" >&2
   grep '"level":"ERROR"' "$WORK/liveops.log" | head -20 >&2

@@ -365,12 +365,7 @@ fn int_in(
     let v = obj
         .get(key)
         .ok_or_else(|| invalid(path, "required integer"))?;
-    let n = v
-        .as_i64()
-        .map(i128::from)
-        .or_else(|| v.as_u64().map(i128::from))
-        .or_else(|| v.as_f64().and_then(integral))
-        .ok_or_else(|| invalid(path, "must be an integer"))?;
+    let n = as_whole(v).ok_or_else(|| invalid(path, "must be an integer"))?;
     if n < min || n > max {
         return Err(invalid(path, format!("must be between {min} and {max}")));
     }
@@ -380,14 +375,29 @@ fn int_in(
 /// Deserializes an `i64` from a JSON integer or a whole number written with a fraction (`982.0`),
 /// as JSON Schema's `integer` allows.
 pub fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    let v = Value::deserialize(d)?;
-    v.as_i64()
-        .or_else(|| {
-            v.as_f64()
-                .and_then(integral)
-                .and_then(|n| i64::try_from(n).ok())
-        })
+    as_whole(&Value::deserialize(d)?)
+        .and_then(|n| i64::try_from(n).ok())
         .ok_or_else(|| serde::de::Error::custom("must be a whole number of seconds"))
+}
+
+/// Deserializes an integer field of a request body the way its OpenAPI `integer` reads: a JSON
+/// integer or a whole number written with a fraction (`59.0`), in the range of `T`.
+pub fn whole<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i128>,
+{
+    let v = Value::deserialize(d)?;
+    let n = as_whole(&v).ok_or_else(|| serde::de::Error::custom("must be an integer"))?;
+    T::try_from(n).map_err(|_| serde::de::Error::custom(format!("{n} is out of range")))
+}
+
+/// The value of a JSON number that is a whole number, written with a fraction or not.
+fn as_whole(v: &Value) -> Option<i128> {
+    v.as_i64()
+        .map(i128::from)
+        .or_else(|| v.as_u64().map(i128::from))
+        .or_else(|| v.as_f64().and_then(integral))
 }
 
 /// A JSON number written with a fraction that is still a whole number (`400.0`), as JSON Schema's

@@ -148,6 +148,18 @@ async fn webhooks_to_private_addresses_are_refused_unless_allowed() {
         .await;
     assert_eq!(s, 400, "{b}");
     assert_eq!(problem(&b).field.as_deref(), Some("events[0]"), "{b}");
+    // The document allows at most four names (one of each kind); a fifth is refused even when
+    // it repeats one.
+    let (s, b) = live
+        .add_webhook(
+            &admin,
+            "https://93.184.216.34/hook",
+            "whsec_0123456789abcdef",
+            &["campaign.live"; 5],
+        )
+        .await;
+    assert_eq!(s, 400, "{b}");
+    assert_eq!(problem(&b).field.as_deref(), Some("events"), "{b}");
     app.shutdown().await;
 }
 

@@ -100,9 +100,11 @@ impl EntryLimit {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Tier {
     /// First rank of the band (1 is the top).
+    #[serde(deserialize_with = "crate::event::whole")]
     #[schema(minimum = 1, maximum = 1000)]
     pub from_rank: u32,
     /// Last rank of the band, inclusive.
+    #[serde(deserialize_with = "crate::event::whole")]
     #[schema(minimum = 1, maximum = 1000)]
     pub to_rank: u32,
     /// The item each player in the band receives.
@@ -117,6 +119,7 @@ pub enum Reward {
     /// `winners` entrants drawn by `liveops-draw-v1` each receive `item`.
     Draw {
         /// How many winners.
+        #[serde(deserialize_with = "crate::event::whole")]
         #[schema(minimum = 1, maximum = 10000)]
         winners: u32,
         /// The item each winner receives.
@@ -129,6 +132,7 @@ pub enum Reward {
         /// The leaderboard window.
         window: Window,
         /// Rewarded bands of ranks (among entrants), not overlapping.
+        #[schema(min_items = 1, max_items = 20)]
         tiers: Vec<Tier>,
     },
 }

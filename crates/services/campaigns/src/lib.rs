@@ -13,7 +13,9 @@ use axum::Router;
 use clap::Args;
 use liveops_core::stores::{CampaignStore, EntryStore, PlayerXp};
 use liveops_core::{Calendar, LevelCurve};
-use liveops_http::{body_limit, operator_routes, routes, OpenApiRouter, OperatorAuth};
+use liveops_http::{
+    body_limit, close_variants, operator_routes, routes, OpenApiRouter, OperatorAuth,
+};
 use liveops_module::{BuildError, ConfigError, Context, Definition, ModuleArgs, Service, Task};
 
 mod model;
@@ -94,8 +96,9 @@ pub fn router(state: CampaignsState) -> Router {
 }
 
 /// The campaigns service's row in the module table: `--target campaigns`, port 8085.
-pub static MODULE: Definition<CampaignsArgs> =
-    Definition::new("campaigns", 8085, &[], || api().into_openapi());
+pub static MODULE: Definition<CampaignsArgs> = Definition::new("campaigns", 8085, &[], || {
+    close_variants(api().into_openapi(), "Reward")
+});
 
 impl ModuleArgs for CampaignsArgs {
     fn check(&self) -> Result<(), ConfigError> {

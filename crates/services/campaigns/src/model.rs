@@ -25,6 +25,7 @@ pub(crate) const MAX_LEVEL: u32 = 10_000;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Eligibility {
     /// Lowest level (in the current season) that may enter.
+    #[serde(deserialize_with = "liveops_core::event::whole")]
     #[schema(minimum = 1, maximum = 10000)]
     pub min_level: u32,
 }
@@ -34,7 +35,7 @@ pub struct Eligibility {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewCampaign {
     /// Shown to players.
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub title: String,
     /// Shown to players.
     #[serde(default)]
@@ -59,7 +60,7 @@ pub struct NewCampaign {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CampaignChange {
     /// Shown to players.
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub title: Option<String>,
     /// Shown to players.
     #[schema(max_length = 2000)]
@@ -357,5 +358,25 @@ mod tests {
                 .is_err()
         );
         assert!(serde_json::from_str::<Reward>(r#"{"kind":"lottery"}"#).is_err());
+    }
+
+    #[test]
+    fn integers_may_be_written_with_a_zero_fraction_as_json_schema_allows() {
+        let r: Reward = serde_json::from_str(r#"{"kind":"draw","winners":3.0,"item":"chest"}"#)
+            .expect("3.0 winners");
+        assert!(matches!(r, Reward::Draw { winners: 3, .. }));
+        let e: Eligibility = serde_json::from_str(r#"{"minLevel":5.0}"#).expect("5.0");
+        assert_eq!(e.min_level, 5);
+        let tier =
+            r#"{"kind":"rank","window":"daily","tiers":[{"fromRank":1.0,"toRank":2,"item":"x"}]}"#;
+        assert!(serde_json::from_str::<Reward>(tier).is_ok());
+        for bad in [
+            r#"{"kind":"draw","winners":2.5,"item":"chest"}"#,
+            r#"{"kind":"draw","winners":-1,"item":"chest"}"#,
+            r#"{"kind":"draw","winners":4294967296,"item":"chest"}"#,
+            r#"{"kind":"draw","winners":"3","item":"chest"}"#,
+        ] {
+            assert!(serde_json::from_str::<Reward>(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -256,12 +256,12 @@ pub(crate) async fn claim_message(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SendRequest {
     /// The players (1..=1000), unless `all`.
-    #[schema(max_items = 1000)]
+    #[schema(value_type = Option<Vec<PlayerId>>, min_items = 1, max_items = 1000)]
     pub players: Option<Vec<String>>,
     /// Every player (one message everyone's inbox shows), instead of `players`.
     pub all: Option<bool>,
     /// Title.
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub title: String,
     /// Body.
     #[serde(default)]
@@ -326,7 +326,7 @@ pub(crate) async fn send_message(
     op.require(&[Role::Admin, Role::Operator])?;
     let to = recipients(&req)?;
     let title = req.title.trim();
-    if title.is_empty() || title.chars().count() > 200 {
+    if title.is_empty() || req.title.chars().count() > 200 {
         return Err(Problem::invalid("title", "must be 1..=200 characters"));
     }
     if req.body.chars().count() > 4000 {

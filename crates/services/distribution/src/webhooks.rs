@@ -25,16 +25,39 @@ const WRITERS: &[Role] = &[Role::Admin, Role::Operator];
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewWebhook {
-    /// Where to post (http or https; public addresses only unless `WEBHOOK_ALLOW_PRIVATE`).
-    #[schema(max_length = 2048)]
+    /// Where to post: http or https, a host and no user name or password; public addresses only
+    /// unless `WEBHOOK_ALLOW_PRIVATE`.
+    #[schema(
+        format = "uri",
+        max_length = 2048,
+        pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\s]+([/?#]|$)"
+    )]
     url: String,
-    /// Events to receive: `campaign.live`, `campaign.ended`, `draw.completed`,
-    /// `campaign.settled`.
-    #[schema(min_items = 1, max_items = 4)]
+    /// Events to receive (a repeat counts once).
+    #[schema(schema_with = event_names)]
     events: Vec<String>,
-    /// Signs every delivery (`X-LiveOps-Signature`); never shown again.
-    #[schema(min_length = 16, max_length = 256)]
+    /// Signs every delivery (`X-LiveOps-Signature`); never shown again. No control characters.
+    #[schema(
+        min_length = 16,
+        max_length = 256,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*$"
+    )]
     secret: String,
+}
+
+/// The OpenAPI schema of [`NewWebhook::events`]: 1 to 4 names, each one of [`KINDS`].
+fn event_names() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(KINDS)),
+        )
+        .min_items(Some(1))
+        .max_items(Some(KINDS.len()))
+        .description(Some("Events to receive (a repeat counts once)."))
+        .build()
 }
 
 /// A webhook (never its secret).
@@ -166,6 +189,12 @@ pub(crate) async fn create_webhook(
     target::resolve(&url, state.config.allow_private)
         .await
         .map_err(|r| Problem::invalid("url", r))?;
+    if body.events.len() > KINDS.len() {
+        return Err(Problem::invalid(
+            "events",
+            format!("name at most {} events", KINDS.len()),
+        ));
+    }
     let mut events: Vec<String> = Vec::new();
     for (i, e) in body.events.iter().enumerate() {
         if !KINDS.contains(&e.as_str()) {

@@ -10,7 +10,9 @@ use axum::Router;
 use clap::Args;
 use liveops_core::stores::{CampaignStore, EntryStore, OutcomeStore, PlayerXp, ScoreStore};
 use liveops_core::{Calendar, LevelCurve};
-use liveops_http::{body_limit, routes, service_routes, OpenApiRouter, SignatureCheck};
+use liveops_http::{
+    body_limit, close_variants, routes, service_routes, OpenApiRouter, SignatureCheck,
+};
 use liveops_module::{BuildError, ConfigError, Context, Definition, ModuleArgs, Service, Task};
 
 mod decide;
@@ -90,7 +92,9 @@ pub fn router(state: ParticipationState) -> Router {
 
 /// Participation's row in the module table: `--target participation`, port 8086.
 pub static MODULE: Definition<ParticipationArgs> =
-    Definition::new("participation", 8086, &[], || api().into_openapi());
+    Definition::new("participation", 8086, &[], || {
+        close_variants(api().into_openapi(), "Reward")
+    });
 
 impl ModuleArgs for ParticipationArgs {
     fn check(&self) -> Result<(), ConfigError> {
