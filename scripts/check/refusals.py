@@ -21,7 +21,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-# (operation, status, detail pattern): why a schema-valid request may still be refused.
+# (operation or "*", status, detail pattern): why a schema-valid request may still be refused.
 ALLOWED = [
     # Between fields of a campaign (model.rs `check`): the end after the start, at most 366 days
     # long, in the future, a rank campaign inside one leaderboard period, tiers in order and apart.
@@ -42,14 +42,16 @@ ALLOWED = [
     ("POST /inbox/messages", 400, r"must be in the future, within a year"),
     # The URL's host is looked up when the webhook is created: no answer, or a private address.
     ("POST /webhooks", 400, r"cannot resolve|resolves to"),
-    # A host name in Unicode must also pass IDNA (UTS #46) mapping, which no pattern states.
-    ("POST /webhooks", 400, r"not a URL: invalid international domain name"),
+    # The URL's host and port as the URL standard parses them (IDNA mapping of a Unicode name, an
+    # IP literal's form, a port up to 65535, a non-empty host), which the pattern states only in
+    # part and `format: uri` names but this checker's `jsonschema` does not test.
+    ("POST /webhooks", 400, r"not a URL: (invalid (international domain name|port number|"
+     r"IPv4 address|IPv6 address|domain character)|empty host)"),
     # The body names the campaign or message of the path (it is signed; the path is not).
     ("POST /campaigns/{id}/entries", 422, r"must be the campaign of the path"),
-    ("POST /players/{id}/inbox/{messageId}/claim", 422, r"must be the message of the path"),
-    # The same Idempotency-Key sent before with another body (the IETF draft's 422).
-    ("POST /events", 422, r"Idempotency-Key was already used"),
-    ("POST /events/batch", 422, r"Idempotency-Key was already used"),
+    ("POST /players/{id}/inbox/{messageId}/claim", 422, r"must be the (player|message) of the path"),
+    # The same Idempotency-Key sent before with another body (the IETF draft's 422), on any route.
+    ("*", 422, r"Idempotency-Key was already used"),
 ]
 
 RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
@@ -180,7 +182,7 @@ def main(doc_path, har_path):
                 detail = None
             detail = detail or ""
             if not any(
-                o == name and s == status and re.search(p, detail) for o, s, p in ALLOWED
+                o in (name, "*") and s == status and re.search(p, detail) for o, s, p in ALLOWED
             ):
                 unexplained[(name, status, detail[:160])] += 1
             break
