@@ -14,15 +14,25 @@ own each time, so the shared one is never revoked. A generated `PATCH /operators
 the bootstrap admin (found by following links from `GET /operators`) is pointed at an id that
 does not exist instead: disabling or demoting the account every later case signs in with would
 turn the rest of the run into 401s and 403s. A claim's `playerId` is set to the path's player, as a client sends
-it (a body naming another player is refused by design, which the schema cannot say).
+it (a body naming another player is refused by design, which the schema cannot say); likewise an
+entry's or claim's optional `campaignId` / `messageId`, when it is a well-formed id.
+
+Times a client takes from its clock are set the same way, when the generated value is a
+well-formed RFC 3339 instant (so a case meant to be refused for its format stays refused): a
+campaign's `startsAt` and `endsAt` to a minute and ten minutes from now, an inbox message's
+`expiresAt` to a day from now. Without this, nearly every generated campaign ends before it starts,
+so schemathesis never gets a campaign id to follow into its schedule, cancel, draw and entry
+operations.
 """
 
 import hashlib
 import hmac
 import json
 import os
+import re
 import time
 import urllib.request
+from datetime import datetime, timedelta, timezone
 
 import schemathesis
 
@@ -91,6 +101,40 @@ def _stamp(event, now):
         event["ts"] = now
 
 
+ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+# (METHOD, path) → {field: seconds from now} for instants a client sets from its clock.
+CLOCK = {
+    ("POST", "/campaigns"): {"startsAt": 60, "endsAt": 600},
+    ("PATCH", "/campaigns/{id}"): {"startsAt": 60, "endsAt": 600},
+    ("POST", "/inbox/messages"): {"expiresAt": 86400},
+}
+# (METHOD, path) → {body field: path parameter} for ids a client copies from the path.
+FROM_PATH = {
+    ("POST", "/campaigns/{id}/entries"): {"campaignId": "id"},
+    ("POST", "/players/{id}/inbox/{messageId}/claim"): {"playerId": "id", "messageId": "messageId"},
+}
+
+
+def _instant(seconds):
+    at = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _like_a_client(case, body):
+    """Sets the clock-taken instants and path-copied ids of `body` as a client would."""
+    if not isinstance(body, dict):
+        return
+    key = (case.method.upper(), case.path)
+    for field, seconds in CLOCK.get(key, {}).items():
+        if isinstance(body.get(field), str) and RFC3339.match(body[field]):
+            body[field] = _instant(seconds)
+    for field, param in FROM_PATH.get(key, {}).items():
+        value = (case.path_parameters or {}).get(param)
+        if isinstance(body.get(field), str) and ID.match(body[field]) and isinstance(value, str):
+            body[field] = value
+
+
 @schemathesis.auth()
 class OperatorBearer:
     """The bootstrap admin's bearer token on the operations that declare the `bearer` scheme.
@@ -117,6 +161,7 @@ class OperatorBearer:
 
 @schemathesis.hook
 def before_call(ctx, case, kwargs):
+    _like_a_client(case, case.body)
     if (case.method.upper(), case.path) not in SIGNED:
         return
     headers = case.headers or {}
@@ -134,9 +179,6 @@ def before_call(ctx, case, kwargs):
         if isinstance(items, list):
             for item in items:
                 _stamp(item, now)
-    elif case.path.endswith("/claim") and isinstance(body, dict) and case.path_parameters:
-        if "playerId" in body and "id" in case.path_parameters:
-            body["playerId"] = case.path_parameters["id"]
     raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
     ts = str(now)
     sig = hmac.new(SECRET, ts.encode() + b"." + raw, hashlib.sha256).hexdigest()
