@@ -58,12 +58,16 @@ RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 
 
 def main(doc_path, har_path):
-    doc = json.load(open(doc_path, encoding="utf-8"))
+    # Every `#/components/...` reference made absolute once, so any part of the document is a
+    # schema the registry resolves on its own.
+    text = open(doc_path, encoding="utf-8").read()
+    doc = json.loads(text.replace('"#/components', '"urn:doc#/components'))
     har = json.load(open(har_path, encoding="utf-8"))
     registry = Registry().with_resource(
         "urn:doc", Resource.from_contents(doc, default_specification=DRAFT202012)
     )
     schemas = doc.get("components", {}).get("schemas", {})
+    formats = FormatChecker()
 
     def in_format(schema, value):
         """Whether the integers in `value` fit the int32/int64 formats `schema` gives them."""
@@ -90,10 +94,7 @@ def main(doc_path, har_path):
     def valid(schema, value):
         if not in_format(schema, value):
             return False
-        text = json.dumps(schema).replace('"#/components', '"urn:doc#/components')
-        validator = Draft202012Validator(
-            json.loads(text), registry=registry, format_checker=FormatChecker()
-        )
+        validator = Draft202012Validator(schema, registry=registry, format_checker=formats)
         return validator.is_valid(value)
 
     def typed(schema, text):
