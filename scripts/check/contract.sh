@@ -28,12 +28,28 @@ export LIVEOPS_CONTRACT_SECRET="contract-secret-0123456789abcdef-0123"
 export LIVEOPS_CONTRACT_ADMIN_EMAIL="contract-admin@example.com"
 export LIVEOPS_CONTRACT_ADMIN_PASSWORD="contract admin password 0123"
 export LIVEOPS_CONTRACT_BASE="http://127.0.0.1:$PORT"
-HMAC_SECRET="$LIVEOPS_CONTRACT_SECRET" RATE_LIMIT_MAX=100000 LOG_LEVEL=warn \
+# Where the webhooks the fuzzer registers point (contract_hooks.py): a sink answering 204, on
+# loopback, which the server may target with WEBHOOK_ALLOW_PRIVATE.
+SINK_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+export LIVEOPS_CONTRACT_SINK="127.0.0.1:$SINK_PORT"
+python3 - "$SINK_PORT" > "$WORK/sink.log" 2>&1 <<'PY' &
+import http.server, sys
+class Sink(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(204)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
+PY
+SINK_PID=$!
+HMAC_SECRET="$LIVEOPS_CONTRACT_SECRET" RATE_LIMIT_MAX=100000 LOG_LEVEL=warn WEBHOOK_ALLOW_PRIVATE=true \
   ADMIN_EMAIL="$LIVEOPS_CONTRACT_ADMIN_EMAIL" ADMIN_PASSWORD="$LIVEOPS_CONTRACT_ADMIN_PASSWORD" \
   LOGIN_MAX_PER_ADDRESS=1000000 LOGIN_MAX_FAILURES=1000000 \
   "$BIN" serve --bind 127.0.0.1 --port "$PORT" --data-dir "$WORK/data" > "$WORK/liveops.log" 2>&1 &
 PID=$!
-trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true' EXIT
+trap 'kill "$PID" "$SINK_PID" 2>/dev/null || true; wait "$PID" "$SINK_PID" 2>/dev/null || true' EXIT
 for _ in $(seq 1 150); do
   curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
   sleep 0.2

@@ -20,7 +20,8 @@ entry's or claim's optional `campaignId` / `messageId`, when it is a well-formed
 Times a client takes from its clock are set the same way, when the generated value is a
 well-formed RFC 3339 instant (so a case meant to be refused for its format stays refused): a
 campaign's `startsAt` and `endsAt` to a minute and ten minutes from now, an inbox message's
-`expiresAt` to a day from now. Without this, nearly every generated campaign ends before it starts,
+`expiresAt` to a day from now. A webhook's URL with a plain host name is pointed at a local sink
+(`LIVEOPS_CONTRACT_SINK`), the one kind of host that resolves here. Without this, nearly every generated campaign ends before it starts,
 so schemathesis never gets a campaign id to follow into its schedule, cancel, draw and entry
 operations.
 """
@@ -109,6 +110,14 @@ CLOCK = {
     ("PATCH", "/campaigns/{id}"): {"startsAt": 60, "endsAt": 600},
     ("POST", "/inbox/messages"): {"expiresAt": 86400},
 }
+# A webhook a client registers points at a host of its own that resolves; here the one that does
+# is loopback (contract.sh runs the server with WEBHOOK_ALLOW_PRIVATE), where a sink answers 204.
+# Only a generated URL whose host is a plain DNS name is pointed there, keeping its scheme, path and
+# query: hosts the URL standard refuses (bad IDNA, IP literals, ports) are still sent as generated.
+SINK = os.environ.get("LIVEOPS_CONTRACT_SINK", "")
+NAMED_HOST = re.compile(
+    r"^([Hh][Tt][Tt][Pp][Ss]?://)[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?(:[0-9]{1,5})?([/?#].*)?$", re.S
+)
 # (METHOD, path) → {body field: path parameter} for ids a client copies from the path.
 FROM_PATH = {
     ("POST", "/campaigns/{id}/entries"): {"campaignId": "id"},
@@ -129,6 +138,11 @@ def _like_a_client(case, body):
     for field, seconds in CLOCK.get(key, {}).items():
         if isinstance(body.get(field), str) and RFC3339.match(body[field]):
             body[field] = _instant(seconds)
+    url = body.get("url")
+    if key == ("POST", "/webhooks") and SINK and isinstance(url, str):
+        named = NAMED_HOST.match(url)
+        if named:
+            body["url"] = named.group(1) + SINK + (named.group(4) or "")
     for field, param in FROM_PATH.get(key, {}).items():
         value = (case.path_parameters or {}).get(param)
         if isinstance(body.get(field), str) and ID.match(body[field]) and isinstance(value, str):

@@ -37,8 +37,7 @@ ALLOWED = [
             r"tiers must not overlap",
         )
     ],
-    # `players` or `all: true`, not both or neither; the expiry relative to the server's clock.
-    ("POST /inbox/messages", 400, r"give either players"),
+    # The expiry relative to the server's clock.
     ("POST /inbox/messages", 400, r"must be in the future, within a year"),
     # The URL's host is looked up when the webhook is created: no answer, or a private address.
     ("POST /webhooks", 400, r"cannot resolve|resolves to"),

@@ -2,6 +2,8 @@
 //! method are written once, in its `#[utoipa::path]`, and [`routes!`](crate::routes) serves and
 //! documents it.
 
+use serde_json::Value;
+use utoipa::openapi::extensions::Extensions;
 use utoipa::openapi::schema::{AdditionalProperties, Schema};
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{OpenApi, OpenApiBuilder, RefOr};
@@ -36,11 +38,7 @@ pub fn operator_routes<S: Clone + Send + Sync + 'static>(
 /// Closes each object variant of the `oneOf` component `name` (`additionalProperties: false`):
 /// utoipa cannot say so for an internally tagged enum whose variants deny unknown fields.
 pub fn close_variants(mut doc: OpenApi, name: &str) -> OpenApi {
-    let schema = doc
-        .components
-        .as_mut()
-        .and_then(|c| c.schemas.get_mut(name));
-    if let Some(RefOr::T(Schema::OneOf(one_of))) = schema {
+    if let Some(RefOr::T(Schema::OneOf(one_of))) = component(&mut doc, name) {
         for item in &mut one_of.items {
             if let RefOr::T(Schema::Object(object)) = item {
                 object.additional_properties =
@@ -51,6 +49,25 @@ pub fn close_variants(mut doc: OpenApi, name: &str) -> OpenApi {
     doc
 }
 
+/// Adds the JSON Schema keyword `keyword` (such as `oneOf` for a rule between fields) to the
+/// object component `name`: utoipa has no field for it, but writes an object's extensions map as
+/// its own keys.
+pub fn add_keyword(mut doc: OpenApi, name: &str, keyword: &str, value: Value) -> OpenApi {
+    if let Some(RefOr::T(Schema::Object(object))) = component(&mut doc, name) {
+        object
+            .extensions
+            .get_or_insert_with(Extensions::default)
+            .insert(keyword.to_owned(), value);
+    }
+    doc
+}
+
+fn component<'a>(doc: &'a mut OpenApi, name: &str) -> Option<&'a mut RefOr<Schema>> {
+    doc.components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut(name))
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;
@@ -58,7 +75,7 @@ mod tests {
     use utoipa::openapi::{ComponentsBuilder, OpenApiBuilder, RefOr};
     use utoipa::{PartialSchema, ToSchema};
 
-    use super::close_variants;
+    use super::{add_keyword, close_variants};
 
     /// A tagged enum whose variants refuse unknown fields, as `Reward` does.
     #[derive(Deserialize, ToSchema)]
@@ -67,6 +84,12 @@ mod tests {
     enum Shape {
         Circle { radius: u32 },
         Square { side: u32 },
+    }
+
+    /// A document whose one component is `schema`, named `name`.
+    fn document(name: &str, schema: RefOr<Schema>) -> utoipa::openapi::OpenApi {
+        let components = ComponentsBuilder::new().schema(name, schema).build();
+        OpenApiBuilder::new().components(Some(components)).build()
     }
 
     fn closed(doc: &utoipa::openapi::OpenApi) -> Vec<bool> {
@@ -89,18 +112,38 @@ mod tests {
 
     #[test]
     fn close_variants_marks_each_variant_of_the_named_schema_closed() {
-        let doc = OpenApiBuilder::new()
-            .components(Some(
-                ComponentsBuilder::new()
-                    .schema("Shape", Shape::schema())
-                    .build(),
-            ))
-            .build();
+        let doc = document("Shape", Shape::schema());
         assert_eq!(closed(&doc), [false, false], "utoipa leaves them open");
         assert_eq!(
             closed(&close_variants(doc.clone(), "Other")),
             [false, false]
         );
         assert_eq!(closed(&close_variants(doc, "Shape")), [true, true]);
+    }
+
+    /// A plain object, as `SendRequest` is.
+    #[derive(Deserialize, ToSchema)]
+    #[allow(dead_code)]
+    struct Pair {
+        left: Option<u32>,
+        right: Option<u32>,
+    }
+
+    #[test]
+    fn add_keyword_writes_the_keyword_into_the_named_object_as_json_schema() {
+        let doc = document("Pair", Pair::schema());
+        let rule = serde_json::json!([{ "required": ["left"] }, { "required": ["right"] }]);
+        let served = |doc: utoipa::openapi::OpenApi| {
+            serde_json::to_value(doc).expect("serialises")["components"]["schemas"]["Pair"].clone()
+        };
+        assert_eq!(served(doc.clone())["oneOf"], serde_json::Value::Null);
+        let pair = served(add_keyword(doc.clone(), "Pair", "oneOf", rule.clone()));
+        assert_eq!(pair["oneOf"], rule);
+        assert_eq!(
+            pair["properties"]["left"]["type"][0], "integer",
+            "the rest stays"
+        );
+        let other = served(add_keyword(doc, "Other", "oneOf", rule));
+        assert_eq!(other["oneOf"], serde_json::Value::Null);
     }
 }

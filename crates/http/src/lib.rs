@@ -16,7 +16,7 @@ mod problem;
 pub mod responses;
 mod signed;
 
-pub use api::{close_variants, operator_routes, service_routes};
+pub use api::{add_keyword, close_variants, operator_routes, service_routes};
 pub use auth::{token_hash, BearerScheme, Operator, OperatorAuth, Reader, Unauthenticated, BEARER};
 pub use body::{body_limit, read_body, BodyLimit};
 pub use extract::{

@@ -284,6 +284,21 @@ pub struct Sent {
     pub message_ids: Vec<String>,
 }
 
+/// `recipients`' rule as JSON Schema, for `SendRequest`'s `oneOf`: a list of `players` with `all`
+/// absent, false or null, or `all: true` with `players` absent or null.
+pub(crate) fn players_or_all() -> serde_json::Value {
+    serde_json::json!([
+        {
+            "required": ["players"],
+            "properties": { "players": { "type": "array" }, "all": { "enum": [false, null] } }
+        },
+        {
+            "required": ["all"],
+            "properties": { "all": { "const": true }, "players": { "type": "null" } }
+        }
+    ])
+}
+
 fn recipients(req: &SendRequest) -> Result<Vec<Option<String>>, Problem> {
     match (&req.players, req.all) {
         (Some(_), Some(true)) | (None, None | Some(false)) => Err(Problem::invalid(
@@ -380,4 +395,65 @@ pub(crate) async fn send_message(
     state.inbox.send_messages(&messages, &audit).await?;
     tracing::info!(messages = ids.len(), "inbox messages sent");
     Ok((StatusCode::CREATED, Json(Sent { message_ids: ids })))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::{players_or_all, recipients, SendRequest};
+
+    /// Whether `body` meets `branch`, for the keywords `players_or_all` uses.
+    fn meets(branch: &Value, body: &Value) -> bool {
+        let required = branch["required"].as_array().into_iter().flatten();
+        let present = required
+            .into_iter()
+            .all(|k| body.get(k.as_str().unwrap_or("")).is_some());
+        let properties = branch["properties"].as_object().into_iter().flatten();
+        present
+            && properties
+                .into_iter()
+                .all(|(key, rule)| match body.get(key) {
+                    None => true,
+                    Some(v) => match (rule.get("type"), rule.get("enum"), rule.get("const")) {
+                        (Some(t), _, _) => {
+                            t == "array" && v.is_array() || t == "null" && v.is_null()
+                        }
+                        (_, Some(Value::Array(allowed)), _) => allowed.contains(v),
+                        (_, _, Some(c)) => c == v,
+                        _ => panic!("a keyword the rule does not use: {rule}"),
+                    },
+                })
+    }
+
+    #[test]
+    fn the_documented_rule_accepts_exactly_what_recipients_accepts() {
+        let rule = players_or_all();
+        let branches = rule.as_array().expect("a oneOf list");
+        let players = [None, Some(Value::Null), Some(json!(["player_1"]))];
+        let all = [
+            None,
+            Some(Value::Null),
+            Some(json!(false)),
+            Some(json!(true)),
+        ];
+        for p in &players {
+            for a in &all {
+                let mut body = json!({"title": "t", "expiresAt": "2030-01-01T00:00:00Z"});
+                if let Some(p) = p {
+                    body["players"] = p.clone();
+                }
+                if let Some(a) = a {
+                    body["all"] = a.clone();
+                }
+                let matched = branches.iter().filter(|b| meets(b, &body)).count();
+                let req: SendRequest = serde_json::from_value(body.clone()).expect("parses");
+                assert_eq!(
+                    matched == 1,
+                    recipients(&req).is_ok(),
+                    "{body}: {matched} branches"
+                );
+            }
+        }
+    }
 }

@@ -11,7 +11,7 @@ use axum::Router;
 use clap::Args;
 use liveops_core::stores::{CampaignStore, InboxStore, OutcomeStore, WebhookStore};
 use liveops_http::{
-    body_limit, operator_routes, routes, OpenApiRouter, OperatorAuth, SignatureCheck,
+    add_keyword, body_limit, operator_routes, routes, OpenApiRouter, OperatorAuth, SignatureCheck,
 };
 use liveops_module::{BuildError, ConfigError, Context, Definition, ModuleArgs, Service, Task};
 
@@ -149,7 +149,14 @@ pub fn router(state: DistributionState) -> Router {
 
 /// Distribution's row in the module table: `--target distribution`, port 8087.
 pub static MODULE: Definition<DistributionArgs> =
-    Definition::new("distribution", 8087, &[], || api().into_openapi());
+    Definition::new("distribution", 8087, &[], || {
+        add_keyword(
+            api().into_openapi(),
+            "SendRequest",
+            "oneOf",
+            inbox::players_or_all(),
+        )
+    });
 
 impl ModuleArgs for DistributionArgs {
     fn check(&self) -> Result<(), ConfigError> {
