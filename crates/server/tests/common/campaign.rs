@@ -388,6 +388,13 @@ impl Live {
         .await
     }
 
+    /// Claims a prize message that must pay (asserts a 200) and reads its receipts.
+    pub async fn claim_paid(&self, key: &ApiKey, player: &str, message: &str) -> ClaimAnswer {
+        let (s, answer) = self.claim(key, player, message).await;
+        assert_eq!(s, 200, "{player} claims {message}: {answer}");
+        read(&answer)
+    }
+
     /// What `/receipts/verify` says of `receipt` (asserts a 200).
     pub async fn verify_receipt(&self, receipt: &impl serde::Serialize) -> Verification {
         let (s, b) = answer(
@@ -719,9 +726,7 @@ pub async fn campaign_story(urls: LiveUrls, tag: &str) {
             .map(|a| a.item.as_str())
             .collect();
         assert_eq!(items, ["gold_chest"]);
-        let (s, claim) = live.claim(&key, w, m).await;
-        assert_eq!(s, 200, "{claim}");
-        let claim: ClaimAnswer = read(&claim);
+        let claim = live.claim_paid(&key, w, m).await;
         let receipt: &Receipt = &claim.receipts[0];
         assert_eq!(
             (receipt.player_id.as_str(), receipt.item.as_str()),
@@ -731,10 +736,8 @@ pub async fn campaign_story(urls: LiveUrls, tag: &str) {
         let mut tampered = receipt.clone();
         tampered.item = "platinum_chest".into();
         assert!(!live.verify_receipt(&tampered).await.valid);
-        let (s, again) = live.claim(&key, w, m).await;
-        assert_eq!(s, 200, "{again}");
         assert_eq!(
-            read::<ClaimAnswer>(&again).receipts,
+            live.claim_paid(&key, w, m).await.receipts,
             claim.receipts,
             "the same receipt"
         );
