@@ -20,10 +20,10 @@ entry's or claim's optional `campaignId` / `messageId`, when it is a well-formed
 Times a client takes from its clock are set the same way, when the generated value is a
 well-formed RFC 3339 instant (so a case meant to be refused for its format stays refused): a
 campaign's `startsAt` and `endsAt` to a minute and ten minutes from now, an inbox message's
-`expiresAt` to a day from now. A webhook's URL with a plain host name is pointed at a local sink
-(`LIVEOPS_CONTRACT_SINK`), the one kind of host that resolves here. Without this, nearly every generated campaign ends before it starts,
+`expiresAt` to a day from now. Without this, nearly every generated campaign ends before it starts,
 so schemathesis never gets a campaign id to follow into its schedule, cancel, draw and entry
-operations.
+operations. Likewise a webhook's URL whose host is a plain name is pointed at a loopback sink
+(`LIVEOPS_CONTRACT_SINK`), the one kind of host that resolves here.
 """
 
 import hashlib
