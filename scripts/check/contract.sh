@@ -21,7 +21,8 @@ command -v schemathesis >/dev/null || { echo "contract: schemathesis missing (sc
 command -v openapi-spec-validator >/dev/null || { echo "contract: openapi-spec-validator missing (scripts/tools/requirements-contract.txt)" >&2; exit 1; }
 
 WORK="$(mktemp -d /tmp/liveops-contract.XXXXXX)"
-PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PORT="$(free_port)"
 export LIVEOPS_CONTRACT_SECRET="contract-secret-0123456789abcdef-0123"
 # The bootstrap admin the hooks log in as for the operator routes; login limits out of the way
 # (the fuzzer's own logins with random credentials would otherwise lock the hooks out).
@@ -30,7 +31,7 @@ export LIVEOPS_CONTRACT_ADMIN_PASSWORD="contract admin password 0123"
 export LIVEOPS_CONTRACT_BASE="http://127.0.0.1:$PORT"
 # Where the webhooks the fuzzer registers point (contract_hooks.py): a sink answering 204, on
 # loopback, which the server may target with WEBHOOK_ALLOW_PRIVATE.
-SINK_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+SINK_PORT="$(free_port)"
 export LIVEOPS_CONTRACT_SINK="127.0.0.1:$SINK_PORT"
 python3 - "$SINK_PORT" > "$WORK/sink.log" 2>&1 <<'PY' &
 import http.server, sys

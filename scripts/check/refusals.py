@@ -90,10 +90,15 @@ def main(doc_path, har_path):
                 return False
         return True
 
+    validators = {}  # by the id of a schema of `doc`, which lives as long as this call
+
     def valid(schema, value):
         if not in_format(schema, value):
             return False
-        validator = Draft202012Validator(schema, registry=registry, format_checker=formats)
+        validator = validators.get(id(schema))
+        if validator is None:
+            validator = Draft202012Validator(schema, registry=registry, format_checker=formats)
+            validators[id(schema)] = validator
         return validator.is_valid(value)
 
     def typed(schema, text):

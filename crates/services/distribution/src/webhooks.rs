@@ -187,31 +187,7 @@ pub(crate) async fn create_webhook(
 ) -> Result<(StatusCode, Json<WebhookView>), Problem> {
     op.require(WRITERS)?;
     let url = target::parse_url(body.url.trim()).map_err(|r| Problem::invalid("url", r))?;
-    // Before the host lookup: a count the document states needs no network.
-    if body.events.len() > KINDS.len() {
-        return Err(Problem::invalid(
-            "events",
-            format!("name at most {} events", KINDS.len()),
-        ));
-    }
-    target::resolve(&url, state.config.allow_private)
-        .await
-        .map_err(|r| Problem::invalid("url", r))?;
-    let mut events: Vec<String> = Vec::new();
-    for (i, e) in body.events.iter().enumerate() {
-        if !KINDS.contains(&e.as_str()) {
-            return Err(Problem::invalid(
-                &format!("events[{i}]"),
-                format!("unknown event; use {}", KINDS.join(", ")),
-            ));
-        }
-        if !events.contains(e) {
-            events.push(e.clone());
-        }
-    }
-    if events.is_empty() {
-        return Err(Problem::invalid("events", "name at least one event"));
-    }
+    let events = event_kinds(&body.events)?;
     let n = body.secret.chars().count();
     if !(16..=256).contains(&n) || body.secret.chars().any(char::is_control) {
         return Err(Problem::invalid(
@@ -219,6 +195,10 @@ pub(crate) async fn create_webhook(
             "must be 16..=256 printable characters",
         ));
     }
+    // Last: the only check that needs the network.
+    target::resolve(&url, state.config.allow_private)
+        .await
+        .map_err(|r| Problem::invalid("url", r))?;
     let hook = Webhook {
         id: format!("whk_{}", uuid::Uuid::now_v7().simple()),
         url: url.to_string(),
@@ -233,6 +213,33 @@ pub(crate) async fn create_webhook(
     state.webhooks.create_webhook(&hook, &audit).await?;
     tracing::info!(webhook = %hook.id, url = %hook.url, "webhook created");
     Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// The distinct event kinds `names` asks for: 1 to 4 names (a repeat counts in that bound, as the
+/// document's `maxItems` does, and once in the answer), each one of [`KINDS`].
+fn event_kinds(names: &[String]) -> Result<Vec<String>, Problem> {
+    if names.len() > KINDS.len() {
+        return Err(Problem::invalid(
+            "events",
+            format!("name at most {} events", KINDS.len()),
+        ));
+    }
+    let mut events: Vec<String> = Vec::new();
+    for (i, e) in names.iter().enumerate() {
+        if !KINDS.contains(&e.as_str()) {
+            return Err(Problem::invalid(
+                &format!("events[{i}]"),
+                format!("unknown event; use {}", KINDS.join(", ")),
+            ));
+        }
+        if !events.contains(e) {
+            events.push(e.clone());
+        }
+    }
+    if events.is_empty() {
+        return Err(Problem::invalid("events", "name at least one event"));
+    }
+    Ok(events)
 }
 
 /// Every active webhook.
