@@ -416,6 +416,21 @@ async fn honest_repeats_count_and_byte_identical_replays_count_once() {
     // answer, marked as a repeat, and no second effect.
     let again = app.post_signed("/events", &tick("t-1"), ts, &[]).await;
     assert_eq!((again.status.as_u16(), &again.body), (208, &t1.body));
+    // A keyed request captured and sent again under keys of the sender's choosing (the key is
+    // not signed), or under none: the first answer each time, no second effect.
+    let keyed = tick("k-1");
+    let key = |k| [("idempotency-key", k)];
+    let k1 = app.post_signed("/events", &keyed, ts, &key("key-1")).await;
+    assert_eq!(k1.status.as_u16(), 202, "{}", k1.body);
+    for headers in [&key("key-2")[..], &key("key-3"), &[]] {
+        let r = app.post_signed("/events", &keyed, ts, headers).await;
+        assert_eq!((r.status.as_u16(), &r.body), (208, &k1.body), "{headers:?}");
+    }
+    // The client's own retry, signed anew under its key, gets the first answer too.
+    let retry = app
+        .post_signed("/events", &keyed, ts + 1, &key("key-1"))
+        .await;
+    assert_eq!((retry.status.as_u16(), &retry.body), (208, &k1.body));
     // A batch of two equal items with their own messageIds, sent twice.
     let item = |m: &str| {
         json!({"type": "progression", "playerId": player, "ts": ts, "messageId": m,
@@ -435,12 +450,12 @@ async fn honest_repeats_count_and_byte_identical_replays_count_once() {
     assert_eq!((r.status.as_u16(), &r.body), (202, &t2.body));
 
     let xp = eventually(WAIT, "ticks applied", || async {
-        Some(app.progress(player).await.xp).filter(|xp| *xp == 40)
+        Some(app.progress(player).await.xp).filter(|xp| *xp == 50)
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(app.progress(player).await.xp, xp, "40 once, never more");
-    assert_eq!(app.score("seasonal", player).await, Some(40));
+    assert_eq!(app.progress(player).await.xp, xp, "50 once, never more");
+    assert_eq!(app.score("seasonal", player).await, Some(50));
 
     // Entries: one player enters two campaigns in the same second; naming the campaign in the
     // body makes the two requests different.

@@ -1,11 +1,12 @@
-//! Answering each signed request once: by its `Idempotency-Key` if it has one, else by its
-//! signature (ADR 0016).
+//! Answering each signed request once: by its signature, and by its `Idempotency-Key` too if it
+//! has one (ADR 0017).
 //!
 //! The first request holds the key and its answer is stored; repeats get that answer back with
 //! `208` and `Idempotent-Replayed: true`, and a repeat that arrives while the first is still
-//! running waits for it. Without a key the signature stands in for it, remembered for as long as
-//! the signature could be accepted: a byte-identical repeat (a client retry, or someone replaying
-//! what they saw) is the same request, answered the same, never a second effect and never a 401.
+//! running waits for it. The signature is held with or without a key, for as long as it could be
+//! accepted: a byte-identical repeat (a client retry, or someone replaying what they saw, under
+//! any `Idempotency-Key`, which is not signed) is the same request, answered the same, never a
+//! second effect and never a 401.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -34,8 +35,8 @@ const WAIT_AT_MOST: Duration = Duration::from_secs(2);
 #[into_params(parameter_in = Header)]
 #[allow(dead_code)] // documents the header; `admit` reads it from the request
 pub(crate) struct IdempotencyHeader {
-    /// 1..=255 visible ASCII characters; a repeat gets the first answer back with 208. Without it
-    /// the signature is the key: the same signed request again gets the first answer with 208.
+    /// 1..=255 visible ASCII characters; a repeat gets the first answer back with 208. The
+    /// signature counts too: the same signed request again, under any key, gets it with 208.
     #[param(rename = "Idempotency-Key", pattern = "^[!-~]{1,255}$")]
     idempotency_key: Option<String>,
 }
@@ -139,7 +140,10 @@ fn fingerprint(body: &[u8]) -> String {
     hex::encode(Sha256::digest(body))
 }
 
-/// Runs the idempotency step for a request to `scope` (one key space per route).
+/// Runs the idempotency step for a request to `scope` (one key space per route). The signature
+/// is always held, and the `Idempotency-Key` too when sent: the key lets a client's re-signed
+/// retry get the first answer, and the signature stops a captured request from being sent again
+/// under a new key of the sender's choosing (the key is not signed).
 pub(crate) async fn admit(
     state: &GatewayState,
     scope: &str,
@@ -147,36 +151,59 @@ pub(crate) async fn admit(
     body: &[u8],
     signature: &Signature,
 ) -> Result<Admission, Problem> {
-    let (key, ttl) = match idempotency_key(headers)? {
-        Some(key) => (
+    // A signature is accepted while its timestamp is within the tolerance of server time:
+    // remembered twice that long, it is remembered for as long as it could come back.
+    let mut keys = vec![(
+        format!("gateway-signed:{scope}:{}", signature.0),
+        Duration::from_secs(2 * state.signatures.tolerance_s.max(1) as u64 + 1),
+    )];
+    if let Some(key) = idempotency_key(headers)? {
+        keys.push((
             format!("gateway:{scope}:{key}"),
             state.config.idempotency_ttl,
-        ),
-        // A signature is accepted while its timestamp is within the tolerance of server time:
-        // remembered twice that long, it is remembered for as long as it could come back.
-        None => (
-            format!("gateway-signed:{scope}:{}", signature.0),
-            Duration::from_secs(2 * state.signatures.tolerance_s.max(1) as u64 + 1),
-        ),
-    };
+        ));
+    }
     let print = fingerprint(body);
+    let mut hold = KeyHold {
+        idem: Arc::clone(&state.idem),
+        keys: Vec::with_capacity(keys.len()),
+        finished: false,
+    };
+    for (key, ttl) in keys {
+        match take(state, &key, &print, ttl).await {
+            Ok(None) => hold.keys.push((key, ttl)),
+            Ok(Some(answer)) => {
+                // A retry under a new signature: that signature gets the same answer too.
+                hold.complete(answer.clone()).await;
+                return Ok(Admission::Replay(answer));
+            }
+            Err(problem) => {
+                hold.release().await;
+                return Err(problem);
+            }
+        }
+    }
+    Ok(Admission::Proceed(hold))
+}
+
+/// Takes `key` for a request with body fingerprint `print`: `None` when it is fresh (now held
+/// for a short while), the first answer when it was answered before.
+async fn take(
+    state: &GatewayState,
+    key: &str,
+    print: &str,
+    ttl: Duration,
+) -> Result<Option<StoredAnswer>, Problem> {
     // The in-flight hold lives briefly: if the request dies with its backend (and cannot release
     // the key), a retry may go through once the hold lapses instead of being refused for a day.
     let hold_ttl = ttl.min(IN_FLIGHT_TTL);
     let deadline = tokio::time::Instant::now() + WAIT_AT_MOST;
     loop {
-        match state.idem.idem_begin(&key, &print, hold_ttl).await? {
-            IdemState::Fresh => {
-                return Ok(Admission::Proceed(KeyHold {
-                    idem: Arc::clone(&state.idem),
-                    key,
-                    ttl,
-                    finished: false,
-                }))
-            }
+        match state.idem.idem_begin(key, print, hold_ttl).await? {
+            IdemState::Fresh => return Ok(None),
             IdemState::Done(answer) => {
                 dropped("duplicate", 1);
-                return Ok(Admission::Replay(answer));
+                return Ok(Some(answer));
             }
             IdemState::Mismatch => {
                 dropped("invalid", 1);
@@ -297,49 +324,54 @@ pub(crate) fn replay(answer: StoredAnswer) -> Response {
 /// (At 30 s, clients of a restarted split deployment waited half a minute: docs/BENCHMARKS.md.)
 const IN_FLIGHT_TTL: Duration = Duration::from_secs(5);
 
-/// Ownership of a fresh idempotency key: finish it with [`KeyHold::complete`] or
-/// [`KeyHold::release`]. A hold dropped unfinished (the client went away mid-request) is released
-/// in the background so retries are not stuck behind it.
+/// Ownership of the fresh keys of a request (its signature, and its `Idempotency-Key` if sent):
+/// finish them with [`KeyHold::complete`] or [`KeyHold::release`]. A hold dropped unfinished (the
+/// client went away mid-request) is released in the background so retries are not stuck behind
+/// it.
 pub(crate) struct KeyHold {
     idem: Arc<dyn Idempotency>,
-    key: String,
-    ttl: Duration,
+    keys: Vec<(String, Duration)>,
     finished: bool,
 }
 
 impl KeyHold {
-    /// Stores the answer repeats will get.
+    /// Stores the answer repeats will get, under every key held.
     pub(crate) async fn complete(mut self, answer: StoredAnswer) {
         self.finished = true;
-        if let Err(error) = self.idem.idem_complete(&self.key, answer, self.ttl).await {
-            // The events are on the bus already: answering an error would invite a retry that
-            // duplicates them. Repeats see the key in flight (409) until it expires.
-            tracing::error!(%error, key = %self.key, "idempotent answer could not be stored");
+        for (key, ttl) in &self.keys {
+            if let Err(error) = self.idem.idem_complete(key, answer.clone(), *ttl).await {
+                // The events are on the bus already: answering an error would invite a retry
+                // that duplicates them. Repeats see the key in flight (409) until it expires.
+                tracing::error!(%error, %key, "idempotent answer could not be stored");
+            }
         }
     }
 
-    /// Gives the key up so a retry can go through.
+    /// Gives the keys up so a retry can go through.
     pub(crate) async fn release(mut self) {
         self.finished = true;
-        if let Err(error) = self.idem.idem_release(&self.key).await {
-            tracing::warn!(%error, key = %self.key, "idempotency key could not be released");
+        release_all(&*self.idem, &self.keys).await;
+    }
+}
+
+/// Releases every key of `keys`, logging what cannot be.
+async fn release_all(idem: &dyn Idempotency, keys: &[(String, Duration)]) {
+    for (key, _) in keys {
+        if let Err(error) = idem.idem_release(key).await {
+            tracing::warn!(%error, %key, "idempotency key could not be released");
         }
     }
 }
 
 impl Drop for KeyHold {
     fn drop(&mut self) {
-        if self.finished {
+        if self.finished || self.keys.is_empty() {
             return;
         }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let idem = Arc::clone(&self.idem);
-            let key = std::mem::take(&mut self.key);
-            rt.spawn(async move {
-                if let Err(error) = idem.idem_release(&key).await {
-                    tracing::warn!(%error, %key, "abandoned idempotency key could not be released");
-                }
-            });
+            let keys = std::mem::take(&mut self.keys);
+            rt.spawn(async move { release_all(&*idem, &keys).await });
         }
     }
 }
