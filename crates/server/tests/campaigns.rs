@@ -110,6 +110,19 @@ async fn failing_webhooks_are_retried_with_backoff_then_dead_lettered_after_ten_
             || metrics.contains("result=\"dead\""),
         "{metrics}"
     );
+    // Deleted, the webhook and its deliveries are gone from the API, like one never made.
+    let hook_url = format!("{}/webhooks/{hook_id}", app.base);
+    let (s, b) = live
+        .call(reqwest::Method::DELETE, hook_url, Some(&admin), None)
+        .await;
+    assert_eq!(s, 204, "{b}");
+    let unknown = format!("{}/webhooks/whk_unknown/deliveries", app.base);
+    for url in [deliveries_url, unknown] {
+        let (s, b) = live.get(url, Some(&admin)).await;
+        assert_eq!(s, 404, "{b}");
+        let detail = problem(&b).detail.unwrap_or_default();
+        assert!(detail.contains("no webhook"), "{b}");
+    }
     app.shutdown().await;
 }
 

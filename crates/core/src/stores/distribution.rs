@@ -191,7 +191,8 @@ pub trait WebhookStore: Health {
     async fn create_webhook(&self, hook: &Webhook, audit: &AuditEntry) -> PortResult<()>;
     /// Active webhooks, oldest first.
     async fn webhooks(&self) -> PortResult<Vec<Webhook>>;
-    /// Deletes a webhook (its pending deliveries are dropped); `false` if there is none.
+    /// Deletes a webhook and marks its pending deliveries dead (the rows stay); `false` if there
+    /// is none.
     async fn delete_webhook(&self, id: &str, audit: &AuditEntry) -> PortResult<bool>;
     /// Outbox events not yet turned into deliveries, oldest first.
     async fn undelivered_events(&self, limit: u32) -> PortResult<Vec<(i64, CampaignEvent)>>;

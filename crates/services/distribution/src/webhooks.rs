@@ -295,13 +295,14 @@ pub(crate) struct DeliveriesQuery {
     limit: Option<Bounded<1, 500>>,
 }
 
-/// A webhook's deliveries and every attempt at each.
+/// A webhook's deliveries and every attempt at each; 404 once the webhook is deleted (the rows
+/// stay in the store for the record).
 #[utoipa::path(
     get, path = "/webhooks/{id}/deliveries", tag = "distribution", security(("bearer" = [])),
     params(IdPath, DeliveriesQuery),
     responses(
         (status = 200, description = "Deliveries, newest first", body = DeliveryList),
-        OperatorInputFailures,
+        OperatorLookupFailures,
     )
 )]
 pub(crate) async fn list_deliveries(
@@ -312,6 +313,10 @@ pub(crate) async fn list_deliveries(
 ) -> Result<Json<DeliveryList>, Problem> {
     op.require(WRITERS)?;
     let limit = u32::try_from(query.limit.map_or(100, Bounded::get)).unwrap_or(100);
+    // Webhooks are few (`GET /webhooks` lists them all), so the active set is read whole.
+    if !state.webhooks.webhooks().await?.iter().any(|h| h.id == id) {
+        return Err(Problem::not_found(format!("no webhook {id:?}")));
+    }
     let list = state.webhooks.deliveries(&id, limit).await?;
     Ok(Json(DeliveryList {
         webhook_id: id,
