@@ -46,6 +46,10 @@ ALLOWED = [
     # part and `format: uri` names but this checker's `jsonschema` does not test.
     ("POST /webhooks", 400, r"not a URL: (invalid (international domain name|port number|"
      r"IPv4 address|IPv6 address|domain character)|empty host)"),
+    # An email's length in lower case, as stored (a few letters lengthen: `İ` is two).
+    ("POST /operators", 400, r"at most 254 characters in lower case"),
+    # The URL as stored, percent-encoded by the URL standard, within the same 2048 characters.
+    ("POST /webhooks", 400, r"once percent-encoded"),
     # The body names the campaign or message of the path (it is signed; the path is not).
     ("POST /campaigns/{id}/entries", 422, r"must be the campaign of the path"),
     ("POST /players/{id}/inbox/{messageId}/claim", 422, r"must be the (player|message) of the path"),

@@ -131,14 +131,26 @@ impl Calendar {
         self.season_at(utc_ms(at_ms))
     }
 
+    /// Season `n`; a bound past the range of dates (a far season of long seasons) is the
+    /// range's end, so every well-formed id has a period instead of overflowing.
     fn season_period(&self, n: i64) -> Period {
-        let len = Duration::days(i64::from(self.season_days.max(1)));
-        let from = self.season_start + len * (n - 1) as i32;
+        let days = i64::from(self.season_days.max(1));
+        let edge = if n > 0 {
+            DateTime::<Utc>::MAX_UTC
+        } else {
+            DateTime::<Utc>::MIN_UTC
+        };
+        let start_of = |k: i64| {
+            k.checked_mul(days)
+                .and_then(Duration::try_days)
+                .and_then(|d| self.season_start.checked_add_signed(d))
+                .unwrap_or(edge)
+        };
         Period {
             window: Window::Seasonal,
             id: format!("season-{n}"),
-            from,
-            to: from + len,
+            from: start_of(n.saturating_sub(1)),
+            to: start_of(n),
         }
     }
 
@@ -176,7 +188,8 @@ impl Calendar {
 
     /// The period just before `p`.
     pub fn previous(&self, p: &Period) -> Period {
-        self.period_at(p.window, p.from - Duration::seconds(1))
+        let before = p.from.checked_sub_signed(Duration::seconds(1));
+        self.period_at(p.window, before.unwrap_or(p.from))
     }
 
     /// Reads a period id of `window`: exactly the ids [`Window::period_pattern`] describes.
@@ -223,6 +236,27 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn far_seasons_of_long_seasons_are_periods_not_overflows() {
+        let cal = Calendar {
+            season_days: 3660,
+            ..Calendar::default()
+        };
+        for id in ["season-100000", "season--100000", "season-0"] {
+            let p = cal.parse_period(Window::Seasonal, id).unwrap();
+            assert_eq!(p.id, id);
+            assert!(p.from <= p.to, "{p:?}");
+        }
+        let far = cal.parse_period(Window::Seasonal, "season-100000").unwrap();
+        assert_eq!(far.to, DateTime::<Utc>::MAX_UTC);
+        assert_eq!(cal.previous(&far).window, Window::Seasonal);
+        let first = cal
+            .parse_period(Window::Seasonal, "season--100000")
+            .unwrap();
+        assert_eq!(first.from, DateTime::<Utc>::MIN_UTC);
+        assert_eq!(cal.previous(&first).window, Window::Seasonal);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use chrono::DateTime;
 use liveops_core::event::is_label;
 use liveops_core::stores::{Campaign, CampaignState, EntryLimit, Reward};
 use liveops_core::Calendar;
-use liveops_http::{rfc3339, Problem};
+use liveops_http::{check_text, rfc3339, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -35,11 +35,15 @@ pub struct Eligibility {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewCampaign {
     /// Shown to players.
-    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000]*[^\u0000\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$"
+    )]
     pub title: String,
     /// Shown to players.
     #[serde(default)]
-    #[schema(max_length = 2000)]
+    #[schema(max_length = 2000, pattern = r"^[^\u0000]*$")]
     pub description: String,
     /// When it goes live (RFC 3339).
     #[schema(format = DateTime)]
@@ -60,10 +64,14 @@ pub struct NewCampaign {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CampaignChange {
     /// Shown to players.
-    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000]*[^\u0000\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$"
+    )]
     pub title: Option<String>,
     /// Shown to players.
-    #[schema(max_length = 2000)]
+    #[schema(max_length = 2000, pattern = r"^[^\u0000]*$")]
     pub description: Option<String>,
     /// When it goes live (RFC 3339).
     #[schema(format = DateTime)]
@@ -155,16 +163,8 @@ pub(crate) fn instant(field: &str, text: &str) -> Result<i64, Problem> {
 
 /// Checks everything an operator can set on `c`, at `now_ms`: 400 naming the field at fault.
 pub(crate) fn check(c: &Campaign, calendar: &Calendar, now_ms: i64) -> Result<(), Problem> {
-    let title_len = c.title.trim().chars().count();
-    if title_len == 0 || c.title.chars().count() > 200 {
-        return Err(Problem::invalid("title", "must be 1..=200 characters"));
-    }
-    if c.description.chars().count() > 2000 {
-        return Err(Problem::invalid(
-            "description",
-            "must be at most 2000 characters",
-        ));
-    }
+    check_text("title", &c.title, 200, true)?;
+    check_text("description", &c.description, 2000, false)?;
     if c.ends_at_ms <= c.starts_at_ms {
         return Err(Problem::invalid("endsAt", "must be after startsAt"));
     }
@@ -253,8 +253,21 @@ fn check_item(field: &str, item: &str) -> Result<(), Problem> {
 mod tests {
     use liveops_core::stores::Tier;
     use liveops_core::Window;
+    use liveops_http::{NONBLANK_TEXT_PATTERN, TEXT_PATTERN};
+    use utoipa::PartialSchema;
 
     use super::*;
+
+    /// The document's text patterns are the ones `check_text` is tested against.
+    #[test]
+    fn titles_and_descriptions_are_documented_as_checked() {
+        for schema in [NewCampaign::schema(), CampaignChange::schema()] {
+            let doc = serde_json::to_value(schema).expect("schema");
+            let pattern = |f: &str| doc["properties"][f]["pattern"].as_str().map(str::to_owned);
+            assert_eq!(pattern("title").as_deref(), Some(NONBLANK_TEXT_PATTERN));
+            assert_eq!(pattern("description").as_deref(), Some(TEXT_PATTERN));
+        }
+    }
 
     fn draft(reward: Reward) -> Campaign {
         let start = 1_800_000_000_000;

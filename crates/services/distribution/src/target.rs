@@ -13,12 +13,18 @@ use reqwest::Url;
 pub const MAX_URL_LEN: usize = 2048;
 
 /// Reads a webhook URL: `http` or `https`, a host, no user name or password, at most
-/// [`MAX_URL_LEN`] characters.
+/// [`MAX_URL_LEN`] characters as given and as stored (percent-encoded, which can lengthen it).
 pub fn parse_url(raw: &str) -> Result<Url, String> {
-    if raw.len() > MAX_URL_LEN {
+    if raw.chars().count() > MAX_URL_LEN {
         return Err(format!("must be at most {MAX_URL_LEN} characters"));
     }
     let url = Url::parse(raw).map_err(|e| format!("not a URL: {e}"))?;
+    if url.as_str().len() > MAX_URL_LEN {
+        return Err(format!(
+            "must be at most {MAX_URL_LEN} characters once percent-encoded ({})",
+            url.as_str().len()
+        ));
+    }
     if !matches!(url.scheme(), "http" | "https") {
         return Err("must be http:// or https://".into());
     }
@@ -136,6 +142,10 @@ mod tests {
         assert!(parse_url("https://user:pw@hooks.example.com/").is_err());
         assert!(parse_url("not a url").is_err());
         assert!(parse_url(&format!("https://a.example/{}", "x".repeat(MAX_URL_LEN))).is_err());
+        // Within the limit as given, but three times as long percent-encoded (as stored).
+        let braces = format!("https://93.184.216.34/{}", "{".repeat(2000));
+        let err = parse_url(&braces).unwrap_err();
+        assert!(err.contains("once percent-encoded"), "{err}");
     }
 
     #[tokio::test]
