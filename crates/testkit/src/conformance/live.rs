@@ -14,7 +14,7 @@ use liveops_core::stores::{
     Delivery, DeliveryState, Entered, Entry, EntryLimit, InboxClaim, InboxMessage, LiveEventStores,
     OperatorRecord, Outcome, ProgressCommit, ProgressStore, Reward, Role, Webhook, XpGain,
 };
-use liveops_core::{now_ms, PortResult, Receipt};
+use liveops_core::{now_ms, PortError, PortResult, Receipt};
 
 use super::{ok, suffix};
 
@@ -453,6 +453,18 @@ pub async fn entries_need_a_live_campaign_and_one_per_slot(repo: &dyn LiveStores
         let got = ok(repo.entry_by_request(sig).await, "entry_by_request");
         assert_eq!(got, want, "{sig}");
     }
+    // A signed request already entered, entering again for someone else (the race the
+    // handler's `entry_by_request` check cannot see): a conflicting write to retry, which adds
+    // nothing; never corrupt.
+    let reused = Entry {
+        request_sig: e.request_sig.clone(),
+        ..entry(&c.id, "player_e", "once", "ee")
+    };
+    assert!(
+        matches!(repo.enter(&reused).await, Err(PortError::Unavailable(_))),
+        "a reused request_sig"
+    );
+    assert_eq!(ok(repo.entrants(&c.id).await, "entrants").len(), 4);
 
     let mine = ok(
         repo.entries_of("player_b", &[c.id.clone(), "cmp_other".into()])
