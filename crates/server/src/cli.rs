@@ -9,9 +9,10 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use crate::config::RawConfig;
 use crate::modules::Table;
 
-/// LiveOps: ingest gameplay events, keep play fair, track progression, rank players, pay rewards.
+/// LiveOps: ingest gameplay events, keep play fair, track progression, rank players, run
+/// campaigns and pay rewards.
 #[derive(Parser)]
-#[command(name = "liveops", version, about)]
+#[command(name = "liveops", version)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

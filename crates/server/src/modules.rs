@@ -64,6 +64,42 @@ impl Table {
         if let Some(long) = long {
             cmd = cmd.long_about(long);
         }
+        self.describe_targets(cmd)
+    }
+
+    /// `--target`'s and `--port`'s help, written from this table so a new module or group is
+    /// listed there with its port (commands without them are left as they are).
+    fn describe_targets(&self, cmd: clap::Command) -> clap::Command {
+        let has = |id: &str| cmd.get_arguments().any(|a| a.get_id() == id);
+        let (target, port) = (has("target"), has("port"));
+        let modules: Vec<&str> = self.modules.iter().map(|m| m.name()).collect();
+        let groups: Vec<String> = GROUPS
+            .iter()
+            .map(|(g, members, _)| format!("{g} = {}", members.join("+")))
+            .collect();
+        let ports: Vec<String> = std::iter::once(("all", 8080))
+            .chain(GROUPS.iter().map(|(g, _, p)| (*g, *p)))
+            .chain(self.modules.iter().map(|m| (m.name(), m.port())))
+            .map(|(name, p)| format!("{name} {p}"))
+            .collect();
+        let mut cmd = cmd;
+        if target {
+            cmd = cmd.mut_arg("target", |a| {
+                a.help(format!(
+                    "Services to run: all, a module ({}), a group ({}), or several, comma separated",
+                    modules.join(", "),
+                    groups.join(", ")
+                ))
+            });
+        }
+        if port {
+            cmd = cmd.mut_arg("port", |a| {
+                a.help(format!(
+                    "Listen port (default by target, the first one's if several: {})",
+                    ports.join(", ")
+                ))
+            });
+        }
         cmd
     }
 
@@ -206,5 +242,36 @@ mod tests {
         let err = table.target("warehouse").unwrap_err();
         assert_eq!(err.var, "LIVEOPS_TARGET");
         assert!(err.reason.contains("ingest"), "{err}");
+    }
+
+    #[test]
+    fn the_target_and_port_help_lists_every_module_and_group_of_the_table() {
+        let table = Table::standard();
+        let cmd = table.args(<crate::config::RawConfig as clap::Args>::augment_args(
+            clap::Command::new("serve"),
+        ));
+        let help = |id: &str| {
+            let arg = cmd.get_arguments().find(|a| a.get_id() == id).unwrap();
+            arg.get_help().unwrap().to_string()
+        };
+        let (target, port) = (help("target"), help("port"));
+        for m in table.modules() {
+            assert!(target.contains(m.name()), "{target}");
+            assert!(
+                port.contains(&format!("{} {}", m.name(), m.port())),
+                "{port}"
+            );
+        }
+        assert!(
+            target.contains("game = progression+leaderboard"),
+            "{target}"
+        );
+        assert!(
+            port.contains("all 8080") && port.contains("game 8083"),
+            "{port}"
+        );
+        // A command without the shared settings is left alone.
+        let bare = table.args(clap::Command::new("bare"));
+        assert!(bare.get_arguments().all(|a| a.get_id() != "target"));
     }
 }

@@ -16,15 +16,14 @@ pub struct RawConfig {
     /// local | azure | aws: picks the bus when BUS_KIND is unset (sqlite, servicebus, sqs).
     #[arg(long, env = "CLOUD", value_enum, default_value = "local")]
     pub cloud: Cloud,
-    /// Listen port (default by target: 8080 all/gateway, 8081 fairness, 8082 leaderboard,
-    /// 8083 progression).
+    /// Listen port (default by target; the module table writes the list into `--help`).
     #[arg(long, env = "PORT")]
     pub port: Option<u16>,
     /// Listen address.
     #[arg(long, env = "BIND", default_value = "0.0.0.0")]
     pub bind: String,
-    /// Services to run: a module (gateway, fairness, leaderboard, progression), a group (all,
-    /// ingest, game), or several, comma separated.
+    /// Services to run: all, a module, a group, or several, comma separated (the module table
+    /// writes the names into `--help`).
     #[arg(long = "target", env = "LIVEOPS_TARGET", default_value = "all")]
     pub target: String,
     /// Where the embedded default keeps its files.

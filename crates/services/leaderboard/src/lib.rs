@@ -47,7 +47,7 @@ pub struct LeaderboardArgs {
     /// Default and snapshot size of a leaderboard.
     #[arg(long, env = "LB_TOPN", default_value_t = 100)]
     pub lb_topn: u64,
-    /// Snapshot schedule (5-field cron, UTC).
+    /// Snapshot schedule (cron, UTC: 5 fields, or 6 with seconds first).
     #[arg(long, env = "SNAPSHOT_CRON", default_value = "*/5 * * * *")]
     pub snapshot_cron: String,
 }
@@ -102,7 +102,8 @@ pub struct LeaderboardConfig {
     pub top_n: u64,
     /// Maps receive time to periods.
     pub calendar: Calendar,
-    /// When to snapshot the current boards (`SNAPSHOT_CRON`, 5-field cron, default `*/5 * * * *`).
+    /// When to snapshot the current boards (`SNAPSHOT_CRON`, cron of 5 fields or 6 with seconds,
+    /// default `*/5 * * * *`).
     pub snapshot_cron: String,
     /// Most events taken from the bus at once.
     pub batch_size: usize,
