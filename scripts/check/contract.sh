@@ -45,7 +45,9 @@ class Sink(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
 PY
 SINK_PID=$!
+# Boards are snapshotted every 5 s, so the archived boards the hooks ask for exist early.
 HMAC_SECRET="$LIVEOPS_CONTRACT_SECRET" RATE_LIMIT_MAX=100000 LOG_LEVEL=warn WEBHOOK_ALLOW_PRIVATE=true \
+  SNAPSHOT_CRON="*/5 * * * * *" \
   ADMIN_EMAIL="$LIVEOPS_CONTRACT_ADMIN_EMAIL" ADMIN_PASSWORD="$LIVEOPS_CONTRACT_ADMIN_PASSWORD" \
   LOGIN_MAX_PER_ADDRESS=1000000 LOGIN_MAX_FAILURES=1000000 \
   "$BIN" serve --bind 127.0.0.1 --port "$PORT" --data-dir "$WORK/data" > "$WORK/liveops.log" 2>&1 &
@@ -56,6 +58,16 @@ for _ in $(seq 1 150); do
   sleep 0.2
 done
 curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null || { echo "contract: liveops did not become ready" >&2; cat "$WORK/liveops.log" >&2; exit 1; }
+
+# The reference events, sent as a client sends them, put players on every board; the run starts
+# once the default window has an archived snapshot for the hooks to point `period` at.
+SAMPLES="${LIVEOPS_SAMPLES:-$ROOT/../shared/sample_events}"
+HMAC_SECRET="$LIVEOPS_CONTRACT_SECRET" "$BIN" send --url "http://127.0.0.1:$PORT" \
+  --data-dir "$WORK/send" "$SAMPLES"/*.json > "$WORK/send.log" 2>&1 \
+  || { echo "contract: liveops send failed:" >&2; cat "$WORK/send.log" >&2; exit 1; }
+archived() { [[ "$(curl -fsS "http://127.0.0.1:$PORT/leaderboard/history/periods" || true)" == *'"periods":["'* ]]; }
+for _ in $(seq 1 100); do archived && break; sleep 0.2; done
+archived || { echo "contract: no snapshot was archived after the sample events" >&2; exit 1; }
 
 status=0
 echo "== openapi-spec-validator: the served document is valid OpenAPI (unique operation ids, parameters)"

@@ -23,7 +23,11 @@ campaign's `startsAt` and `endsAt` to a minute and ten minutes from now, an inbo
 `expiresAt` to a day from now. Without this, nearly every generated campaign ends before it starts,
 so schemathesis never gets a campaign id to follow into its schedule, cancel, draw and entry
 operations. Likewise a webhook's URL whose host is a plain name is pointed at a loopback sink
-(`LIVEOPS_CONTRACT_SINK`), the one kind of host that resolves here.
+(`LIVEOPS_CONTRACT_SINK`), the one kind of host that resolves here. And a board's `period`
+(`GET /leaderboard`, `GET /leaderboard/history`) that is a well-formed id of its window is set to
+one that window has archived, as a client picks one from `GET /leaderboard/history/periods`
+(contract.sh sends the sample events and waits for a snapshot first); a random date almost never
+has a snapshot, so the archived boards' responses would otherwise go unchecked.
 """
 
 import hashlib
@@ -125,16 +129,53 @@ FROM_PATH = {
 }
 
 
+# Operations whose `board` query names an archived period.
+BOARDS = {("GET", "/leaderboard"), ("GET", "/leaderboard/history")}
+_period_patterns = None
+
+
+def _period_pattern(window):
+    """The served document's period pattern for `window` (None: the default window's)."""
+    global _period_patterns
+    if _period_patterns is None:
+        _period_patterns = {}
+        spec = _http("GET", "/openapi.json")
+        for param in spec["paths"]["/leaderboard/history"]["get"].get("parameters", []):
+            for shape in param.get("schema", {}).get("oneOf", []):
+                props = shape.get("properties", {})
+                name = props.get("window", {}).get("enum", [None])[0]
+                if "pattern" in props.get("period", {}):
+                    _period_patterns[name] = re.compile(props["period"]["pattern"])
+    return _period_patterns.get(window)
+
+
+def _archived_period(query):
+    """The newest archived period of the query's window, when its `period` is well-formed."""
+    window, period = query.get("window"), query.get("period")
+    if not isinstance(period, str) or not (window is None or isinstance(window, str)):
+        return None
+    pattern = _period_pattern(window)
+    if pattern is None or not pattern.search(period):
+        return None
+    path = "/leaderboard/history/periods" + ("" if window is None else "?window=" + window)
+    periods = _http("GET", path).get("periods", [])
+    return periods[0] if periods else None
+
+
 def _instant(seconds):
     at = datetime.now(timezone.utc) + timedelta(seconds=seconds)
     return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _like_a_client(case, body):
-    """Sets the clock-taken instants and path-copied ids of `body` as a client would."""
+    """Sets the clock-taken instants, path-copied ids and archived periods as a client would."""
+    key = (case.method.upper(), case.path)
+    if key in BOARDS and BASE and isinstance(case.query, dict):
+        archived = _archived_period(case.query)
+        if archived is not None:
+            case.query = {**case.query, "period": archived}
     if not isinstance(body, dict):
         return
-    key = (case.method.upper(), case.path)
     for field, seconds in CLOCK.get(key, {}).items():
         if isinstance(body.get(field), str) and RFC3339.match(body[field]):
             body[field] = _instant(seconds)
