@@ -10,6 +10,7 @@ use utoipa::openapi::{KnownFormat, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::event::{Event, EventType, Limits, LABEL_PATTERN, PLAYER_ID_PATTERN};
+use crate::Window;
 
 /// `object` closed to unknown properties (`additionalProperties: false`), built.
 pub fn closed(object: ObjectBuilder) -> Object {
@@ -38,6 +39,13 @@ pub fn constant(value: &str) -> ObjectBuilder {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .enum_values(Some([value]))
+}
+
+/// A string naming one of `windows` (the ranked ones, `LB_WINDOWS`).
+pub fn window_of(windows: &[Window]) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(windows.iter().map(|w| w.as_str())))
 }
 
 /// The payload of one event type.

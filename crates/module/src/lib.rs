@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use axum::Router;
 use futures_util::future::BoxFuture;
 use liveops_core::stores::{ActiveKeys, Sessions};
-use liveops_core::{Calendar, KeyStore, LevelCurve, PortError};
+use liveops_core::{Calendar, KeyStore, LevelCurve, PortError, Window};
 use liveops_http::{OperatorAuth, SignatureCheck};
 use tokio_util::sync::CancellationToken;
 
@@ -183,6 +183,43 @@ impl Service {
     }
 }
 
+/// Settings more than one module reads that also shape their OpenAPI documents, as flags and
+/// environment variables (the binary flattens them into its shared settings).
+#[derive(clap::Args, Clone, Debug)]
+pub struct SharedArgs {
+    /// Leaderboard windows, comma separated: the leaderboard ranks them (the first is its routes'
+    /// default) and rank campaigns may pay only on them.
+    #[arg(long, env = "LB_WINDOWS", default_value = "daily,weekly,seasonal")]
+    pub lb_windows: String,
+}
+
+impl SharedArgs {
+    /// The windows of `LB_WINDOWS`, checked: known names, at least one.
+    pub fn windows(&self) -> Result<Vec<Window>, ConfigError> {
+        let windows = self
+            .lb_windows
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|w| {
+                Window::parse(w).ok_or_else(|| {
+                    ConfigError::new(
+                        "LB_WINDOWS",
+                        format!("unknown window {w:?}: use daily, weekly, seasonal"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if windows.is_empty() {
+            return Err(ConfigError::new(
+                "LB_WINDOWS",
+                "at least one window is required",
+            ));
+        }
+        Ok(windows)
+    }
+}
+
 /// Settings every module may use, resolved once by the binary.
 #[derive(Clone, Debug)]
 pub struct Shared {
@@ -195,6 +232,9 @@ pub struct Shared {
     /// XP needed per level (`LEVEL_CURVE`): progression levels players, participation checks
     /// campaigns' minimum levels.
     pub level_curve: LevelCurve,
+    /// Leaderboard windows ranked (`LB_WINDOWS`), the first the default: the leaderboard ranks
+    /// them, campaigns pay rank rewards only on them.
+    pub windows: Vec<Window>,
     /// This replica's name in its consumer groups (host and pid).
     pub consumer_name: String,
     /// Most events a consumer takes per poll.
@@ -337,9 +377,13 @@ pub trait ModuleArgs: clap::Args + clap::FromArgMatches + Send + Sync + 'static 
         Ok(())
     }
 
-    /// The module's OpenAPI document `doc` as these settings shape it (bounds and choices);
-    /// `doc` as it is by default.
-    fn openapi(&self, doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    /// The module's OpenAPI document `doc` as these settings and the `shared` ones shape it
+    /// (bounds and choices); `doc` as it is by default.
+    fn openapi(
+        &self,
+        doc: utoipa::openapi::OpenApi,
+        _shared: &SharedArgs,
+    ) -> utoipa::openapi::OpenApi {
         doc
     }
 
@@ -388,8 +432,9 @@ pub struct Definition<A> {
     pub groups: &'static [Group],
     /// The OpenAPI document of its routes (with settings at no effect).
     pub doc: fn() -> utoipa::openapi::OpenApi,
-    /// Shapes that document for its settings (bounds and choices that depend on them).
-    pub openapi: fn(&A, utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi,
+    /// Shapes that document for its settings and the shared ones (bounds and choices that
+    /// depend on them).
+    pub openapi: fn(&A, utoipa::openapi::OpenApi, &SharedArgs) -> utoipa::openapi::OpenApi,
     /// Checks its settings.
     pub check: fn(&A) -> Result<(), ConfigError>,
     /// Builds it.
@@ -424,10 +469,16 @@ where
     /// Its OpenAPI document with every setting at its default (and the environment's).
     pub fn default_openapi(&self) -> Result<utoipa::openapi::OpenApi, ConfigError> {
         let cmd = A::augment_args(clap::Command::new(self.name));
+        let cmd = <SharedArgs as clap::Args>::augment_args(cmd);
         let matches = cmd
             .try_get_matches_from([self.name])
             .map_err(|e| ConfigError::new("arguments", e.to_string()))?;
-        Ok((self.openapi)(&settings::<A>(&matches)?, (self.doc)()))
+        let shared = settings::<SharedArgs>(&matches)?;
+        Ok((self.openapi)(
+            &settings::<A>(&matches)?,
+            (self.doc)(),
+            &shared,
+        ))
     }
 }
 
@@ -457,10 +508,10 @@ where
     }
 
     fn openapi(&self, args: &clap::ArgMatches) -> utoipa::openapi::OpenApi {
-        match settings::<A>(args) {
-            Ok(a) => (self.openapi)(&a, (self.doc)()),
+        match (settings::<A>(args), settings::<SharedArgs>(args)) {
+            (Ok(a), Ok(shared)) => (self.openapi)(&a, (self.doc)(), &shared),
             // Settings are checked at start; a process never gets here with bad ones.
-            Err(_) => utoipa::openapi::OpenApi::default(),
+            _ => utoipa::openapi::OpenApi::default(),
         }
     }
 

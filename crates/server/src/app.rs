@@ -182,6 +182,7 @@ fn shared(s: &Settings, keys: Arc<liveops_core::KeyStore>) -> Shared {
         signature_tolerance_s: s.raw.sig_tolerance_sec,
         calendar: s.calendar.clone(),
         level_curve: s.level_curve.clone(),
+        windows: s.windows.clone(),
         consumer_name: consumer_name(),
         batch_size: CONSUMER_BATCH,
     }

@@ -9,7 +9,6 @@ use async_trait::async_trait;
 use liveops_bench::{own_runtime, BenchError, Product, Served, Signer, Spawn, Startup};
 use liveops_core::now_ms;
 use liveops_core::ports::{Board, ScoreDelta};
-use liveops_leaderboard::LeaderboardArgs;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::oneshot;
@@ -125,12 +124,9 @@ async fn preload(settings: &Settings, players: usize) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     repo.migrate().await.map_err(|e| e.to_string())?;
-    let windows = liveops_module::settings::<LeaderboardArgs>(&settings.args)
-        .and_then(|a| a.config(settings.calendar.clone(), "bench", 1))
-        .map_err(|e| e.to_string())?
-        .windows;
     let now = now_ms();
-    let boards: Vec<Board> = windows
+    let boards: Vec<Board> = settings
+        .windows
         .iter()
         .map(|&window| Board {
             window,

@@ -56,6 +56,42 @@ async fn a_draw_campaign_runs_from_creation_to_claimed_receipts_on_the_embedded_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rank_campaigns_pay_only_on_the_windows_the_leaderboard_ranks() {
+    let (app, live, admin) = live_app(&["--lb-windows", "daily,weekly"]).await;
+    // The document offers a rank reward only the ranked windows...
+    let (s, doc) = live.get(format!("{}/openapi.json", app.base), None).await;
+    assert_eq!(s, 200);
+    let variants = doc["components"]["schemas"]["Reward"]["oneOf"].as_array();
+    let rank = variants
+        .into_iter()
+        .flatten()
+        .find_map(|v| v["properties"].get("window"))
+        .expect("a rank variant");
+    assert_eq!(rank["enum"], json!(["daily", "weekly"]), "{rank}");
+    // ...and the server refuses another, naming the field.
+    let start = chrono::Utc::now() + chrono::Duration::minutes(1);
+    let tiers = json!([{"fromRank": 1, "toRank": 1, "item": "crown"}]);
+    for (window, status) in [("seasonal", 400), ("weekly", 201)] {
+        let reward = json!({"kind": "rank", "window": window, "tiers": tiers});
+        let body = open_campaign(
+            "Ranked",
+            start,
+            chrono::Duration::minutes(5),
+            "once",
+            reward,
+        );
+        let (s, b) = live
+            .post(format!("{}/campaigns", app.base), &admin, body)
+            .await;
+        assert_eq!(s, status, "{window}: {b}");
+        if s == 400 {
+            assert_eq!(problem(&b).field.as_deref(), Some("reward.window"), "{b}");
+        }
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_webhooks_are_retried_with_backoff_then_dead_lettered_after_ten_attempts() {
     let (app, live, admin) = live_app(&["--webhook-backoff-ms", "20"]).await;
     let (addr, received) = receiver("whsec_failing_0123456789", 500).await;

@@ -33,7 +33,7 @@ static PROBE: Definition<NoSettings> = Definition {
         group: "probe",
     }],
     doc: probe_openapi,
-    openapi: |_, doc| doc,
+    openapi: |_, doc, _| doc,
     check: |_| Ok(()),
     build: |ctx, _| Box::pin(build_probe(ctx)),
 };

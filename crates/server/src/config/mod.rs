@@ -129,6 +129,8 @@ pub struct Settings {
     pub calendar: Calendar,
     /// XP per level.
     pub level_curve: LevelCurve,
+    /// Leaderboard windows ranked (`LB_WINDOWS`).
+    pub windows: Vec<liveops_core::Window>,
     /// Where backups of the embedded files go.
     pub backup: backup::BackupSettings,
     /// The read replica, if any.
@@ -193,6 +195,7 @@ impl Settings {
         };
         let level_curve =
             LevelCurve::parse(&raw.level_curve).map_err(|e| bad("LEVEL_CURVE", e.to_string()))?;
+        let windows = raw.modules.windows()?;
         if raw.sig_tolerance_sec <= 0 {
             return Err(bad("SIG_TOLERANCE_SEC", "must be at least 1 second"));
         }
@@ -220,6 +223,7 @@ impl Settings {
             reads,
             retention,
             level_curve,
+            windows,
             raw,
         })
     }

@@ -71,6 +71,9 @@ pub struct RawConfig {
     /// Length of a season in days.
     #[arg(long, env = "SEASON_DAYS", default_value_t = 90)]
     pub season_days: u32,
+    /// Settings several modules read: the leaderboard windows.
+    #[command(flatten)]
+    pub modules: liveops_module::SharedArgs,
     /// Level curve: one step (`1000`) or cumulative thresholds (`100,300,600`).
     #[arg(long, env = "LEVEL_CURVE", default_value = "1000")]
     pub level_curve: String,

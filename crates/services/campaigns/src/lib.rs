@@ -11,12 +11,16 @@ use std::time::Duration;
 
 use axum::Router;
 use clap::Args;
+use liveops_core::event_schema::window_of;
 use liveops_core::stores::{CampaignStore, EntryStore, PlayerXp};
-use liveops_core::{Calendar, LevelCurve};
+use liveops_core::{Calendar, LevelCurve, Window};
 use liveops_http::{
     body_limit, close_variants, operator_routes, routes, OpenApiRouter, OperatorAuth,
 };
-use liveops_module::{BuildError, ConfigError, Context, Definition, ModuleArgs, Service, Task};
+use liveops_module::{
+    BuildError, ConfigError, Context, Definition, ModuleArgs, Service, SharedArgs, Task,
+};
+use utoipa::openapi::{OpenApi, RefOr, Schema};
 
 mod model;
 mod players;
@@ -50,6 +54,8 @@ impl CampaignsArgs {
 pub struct CampaignsConfig {
     /// Seasons and periods (rank campaigns lie within one period).
     pub calendar: Calendar,
+    /// Leaderboard windows ranked (`LB_WINDOWS`): the only ones a rank campaign may use.
+    pub windows: Vec<Window>,
     /// XP per level (who may enter).
     pub curve: LevelCurve,
     /// How often the scheduler runs.
@@ -95,6 +101,26 @@ pub fn router(state: CampaignsState) -> Router {
     api().split_for_parts().0.with_state(state)
 }
 
+/// `doc` with a rank reward's `window` limited to the ranked `windows`, as the server checks it.
+fn ranked_only(mut doc: OpenApi, windows: &[Window]) -> OpenApi {
+    let reward = doc
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut("Reward"));
+    if let Some(RefOr::T(Schema::OneOf(variants))) = reward {
+        for variant in &mut variants.items {
+            if let RefOr::T(Schema::Object(object)) = variant {
+                if let Some(window) = object.properties.get_mut("window") {
+                    *window = window_of(windows)
+                        .description(Some("A leaderboard window that is ranked (`LB_WINDOWS`)"))
+                        .into();
+                }
+            }
+        }
+    }
+    doc
+}
+
 /// The campaigns service's row in the module table: `--target campaigns`, port 8085.
 pub static MODULE: Definition<CampaignsArgs> = Definition::new("campaigns", 8085, &[], || {
     close_variants(api().into_openapi(), "Reward")
@@ -105,10 +131,15 @@ impl ModuleArgs for CampaignsArgs {
         self.tick().map(drop)
     }
 
+    fn openapi(&self, doc: OpenApi, shared: &SharedArgs) -> OpenApi {
+        ranked_only(doc, &shared.windows().unwrap_or_default())
+    }
+
     async fn build(self, ctx: &Context) -> Result<Service, BuildError> {
         let tick = self.tick()?;
         let config = CampaignsConfig {
             calendar: ctx.shared.calendar.clone(),
+            windows: ctx.shared.windows.clone(),
             curve: ctx.shared.level_curve.clone(),
             tick,
         };

@@ -4,7 +4,7 @@
 use chrono::DateTime;
 use liveops_core::event::is_label;
 use liveops_core::stores::{Campaign, CampaignState, EntryLimit, Reward};
-use liveops_core::Calendar;
+use liveops_core::{Calendar, Window};
 use liveops_http::{check_text, rfc3339, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -161,8 +161,14 @@ pub(crate) fn instant(field: &str, text: &str) -> Result<i64, Problem> {
         .map_err(|e| Problem::invalid(field, format!("must be an RFC 3339 instant: {e}")))
 }
 
-/// Checks everything an operator can set on `c`, at `now_ms`: 400 naming the field at fault.
-pub(crate) fn check(c: &Campaign, calendar: &Calendar, now_ms: i64) -> Result<(), Problem> {
+/// Checks everything an operator can set on `c`, at `now_ms`, a rank reward against the ranked
+/// `windows`: 400 naming the field at fault.
+pub(crate) fn check(
+    c: &Campaign,
+    calendar: &Calendar,
+    windows: &[Window],
+    now_ms: i64,
+) -> Result<(), Problem> {
     check_text("title", &c.title, 200, true)?;
     check_text("description", &c.description, 2000, false)?;
     if c.ends_at_ms <= c.starts_at_ms {
@@ -194,6 +200,13 @@ pub(crate) fn check(c: &Campaign, calendar: &Calendar, now_ms: i64) -> Result<()
             check_item("reward.item", item)?;
         }
         Reward::Rank { window, tiers } => {
+            if !windows.contains(window) {
+                let ranked: Vec<&str> = windows.iter().map(|w| w.as_str()).collect();
+                return Err(Problem::invalid(
+                    "reward.window",
+                    format!("must be a ranked window ({})", ranked.join(", ")),
+                ));
+            }
             if tiers.is_empty() || tiers.len() > MAX_TIERS {
                 return Err(Problem::invalid(
                     "reward.tiers",
@@ -290,7 +303,8 @@ mod tests {
     }
 
     fn field(c: &Campaign) -> Option<String> {
-        check(c, &Calendar::default(), 1_700_000_000_000)
+        let ranked = [Window::Daily, Window::Weekly];
+        check(c, &Calendar::default(), &ranked, 1_700_000_000_000)
             .err()
             .and_then(|p| p.field)
     }
@@ -335,6 +349,11 @@ mod tests {
             Some("reward.tiers[0]")
         );
         assert_eq!(field(&draft(rank(vec![]))).as_deref(), Some("reward.tiers"));
+        let seasonal = Reward::Rank {
+            window: Window::Seasonal,
+            tiers: vec![tier(1, 1)],
+        };
+        assert_eq!(field(&draft(seasonal)).as_deref(), Some("reward.window"));
         let mut two_days = draft(rank(vec![tier(1, 1)]));
         two_days.ends_at_ms = two_days.starts_at_ms + 2 * 86_400_000;
         assert_eq!(

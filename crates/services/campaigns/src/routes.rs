@@ -103,7 +103,7 @@ pub(crate) async fn create_campaign(
         created_at_ms: now,
         updated_at_ms: now,
     };
-    check(&c, &state.config.calendar, now)?;
+    check(&c, &state.config.calendar, &state.config.windows, now)?;
     state
         .campaigns
         .create_campaign(&c, &audit(&op, "campaign.create", None, &c))
@@ -209,7 +209,7 @@ pub(crate) async fn update_campaign(
     if let Some(r) = change.reward {
         next.reward = r;
     }
-    check(&next, &state.config.calendar, now)?;
+    check(&next, &state.config.calendar, &state.config.windows, now)?;
     if !replace(&state, &op, "campaign.update", &before, &mut next, now).await? {
         return Err(changed_meanwhile());
     }

@@ -16,7 +16,7 @@ use liveops_core::stores::{ProcessedEvents, ScoreStore};
 use liveops_core::{Bus, Calendar, RankStore, Window};
 use liveops_http::{routes, service_routes, OpenApiRouter};
 use liveops_module::{
-    BuildError, ConfigError, Context, Definition, Group, ModuleArgs, Service, Task,
+    BuildError, ConfigError, Context, Definition, Group, ModuleArgs, Service, SharedArgs, Task,
 };
 
 mod consumer;
@@ -38,12 +38,10 @@ pub const READS: Group = Group::new(topics::ACCEPTED, GROUP);
 /// The consumer name under which applied event ids are recorded in the repository.
 pub const CONSUMER_ID: &str = "leaderboard";
 
-/// The leaderboard's settings, as flags and environment variables.
+/// The leaderboard's settings, as flags and environment variables (its windows, `LB_WINDOWS`,
+/// are shared: rank campaigns read them too).
 #[derive(Args, Clone, Debug)]
 pub struct LeaderboardArgs {
-    /// Leaderboard windows, comma separated.
-    #[arg(long, env = "LB_WINDOWS", default_value = "daily,weekly,seasonal")]
-    pub lb_windows: String,
     /// Default and snapshot size of a leaderboard.
     #[arg(long, env = "LB_TOPN", default_value_t = 100)]
     pub lb_topn: u64,
@@ -53,33 +51,15 @@ pub struct LeaderboardArgs {
 }
 
 impl LeaderboardArgs {
-    /// Checks the values and turns them into settings around the shared calendar and consumer.
+    /// Checks the values and turns them into settings around the shared calendar, windows and
+    /// consumer.
     pub fn config(
         &self,
         calendar: Calendar,
+        windows: Vec<Window>,
         consumer_name: &str,
         batch_size: usize,
     ) -> Result<LeaderboardConfig, ConfigError> {
-        let windows = self
-            .lb_windows
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|w| {
-                Window::parse(w).ok_or_else(|| {
-                    ConfigError::new(
-                        "LB_WINDOWS",
-                        format!("unknown window {w:?}: use daily, weekly, seasonal"),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if windows.is_empty() {
-            return Err(ConfigError::new(
-                "LB_WINDOWS",
-                "at least one window is required",
-            ));
-        }
         let top_n = ConfigError::within("LB_TOPN", self.lb_topn, 1..=1000)?;
         parse_cron(&self.snapshot_cron).map_err(|e| ConfigError::new("SNAPSHOT_CRON", e))?;
         Ok(LeaderboardConfig {
@@ -183,21 +163,23 @@ pub static MODULE: Definition<LeaderboardArgs> =
 
 impl ModuleArgs for LeaderboardArgs {
     fn check(&self) -> Result<(), ConfigError> {
-        self.config(Calendar::default(), "check", 1).map(drop)
+        self.config(Calendar::default(), Vec::new(), "check", 1)
+            .map(drop)
     }
 
-    fn openapi(&self, doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
-        let windows = self
-            .config(Calendar::default(), "openapi", 1)
-            .map(|c| c.windows)
-            .unwrap_or_default();
-        openapi::for_windows(doc, &windows)
+    fn openapi(
+        &self,
+        doc: utoipa::openapi::OpenApi,
+        shared: &SharedArgs,
+    ) -> utoipa::openapi::OpenApi {
+        openapi::for_windows(doc, &shared.windows().unwrap_or_default())
     }
 
     async fn build(self, ctx: &Context) -> Result<Service, BuildError> {
         let shared = &ctx.shared;
         let config = self.config(
             shared.calendar.clone(),
+            shared.windows.clone(),
             &shared.consumer_name,
             shared.batch_size,
         )?;

@@ -4,7 +4,7 @@
 //! exploded object with one alternative per window, so a request the document calls valid is one
 //! the server takes.
 
-use liveops_core::event_schema::{closed, constant};
+use liveops_core::event_schema::{closed, constant, window_of};
 use liveops_core::Window;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn, ParameterStyle};
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
@@ -74,13 +74,7 @@ pub(crate) fn for_windows(mut doc: OpenApi, windows: &[Window]) -> OpenApi {
             params.retain(|p| p.name != "window" && p.name != "period");
             params.push(board(windows));
         } else if let Some(p) = params.iter_mut().find(|p| p.name == "window") {
-            let names: Vec<&str> = windows.iter().map(|w| w.as_str()).collect();
-            p.schema = Some(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .enum_values(Some(names))
-                    .into(),
-            );
+            p.schema = Some(window_of(windows).into());
         }
     }
     doc
