@@ -29,7 +29,7 @@ pub use lookup::campaign_or_404;
 pub use metrics_layer::{count_unmatched, track};
 pub use problem::Problem;
 pub use signed::{header, Signature, SignatureCheck, SignatureHeaders, Signed};
-pub use text::{check_text, NONBLANK_TEXT_PATTERN, TEXT_PATTERN};
+pub use text::{Text, Title};
 /// A service's routes and their OpenAPI operations, from one list of handlers: each route's path
 /// and method are written once, in its `#[utoipa::path]`.
 pub use utoipa_axum::{router::OpenApiRouter, routes};

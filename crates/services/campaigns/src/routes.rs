@@ -89,8 +89,8 @@ pub(crate) async fn create_campaign(
     let now = now_ms();
     let c = Campaign {
         id: format!("cmp_{}", uuid::Uuid::now_v7().simple()),
-        title: body.title.trim().to_owned(),
-        description: body.description,
+        title: body.title.as_str().trim().to_owned(),
+        description: body.description.into_inner(),
         starts_at_ms: instant("startsAt", &body.starts_at)?,
         ends_at_ms: instant("endsAt", &body.ends_at)?,
         min_level: body.eligibility.min_level,
@@ -189,10 +189,10 @@ pub(crate) async fn update_campaign(
     let now = now_ms();
     let mut next = before.clone();
     if let Some(t) = change.title {
-        next.title = t.trim().to_owned();
+        next.title = t.as_str().trim().to_owned();
     }
     if let Some(d) = change.description {
-        next.description = d;
+        next.description = d.into_inner();
     }
     if let Some(s) = change.starts_at {
         next.starts_at_ms = instant("startsAt", &s)?;
