@@ -95,10 +95,13 @@ fn play(
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let gain = 10 + i % 7;
-                    let body = serde_json::to_vec(&xp(&player, gain)).expect("json");
+                    // Equal events in one second are told apart by their messageId, as a client
+                    // tells them (the same signed body is one request, whatever its key).
+                    let mut event = xp(&player, gain);
+                    event["messageId"] = format!("{player}-{i}").into();
+                    let body = serde_json::to_vec(&event).expect("json");
                     let sent = Instant::now();
                     let answer = signed_post(&client, &ring, None, format!("{base}/events"), body)
-                        // Equal bodies within a second would be refused as replays without it.
                         .header("idempotency-key", format!("{player}-{i}"))
                         .timeout(Duration::from_secs(5))
                         .send()
