@@ -106,7 +106,21 @@ async fn send_message(app: &TestApp, live: &Live, admin: &str, player: &str, ite
         .await;
     assert_eq!(s, 201, "{b}");
     let sent: liveops_distribution::Sent = read(&b);
-    sent.message_ids.into_iter().next().expect("message id")
+    let id = sent.message_ids.into_iter().next().expect("message id");
+    // The audit log says who got it.
+    let (s, audit) = live
+        .get(format!("{}/audit?limit=5", app.base), Some(admin))
+        .await;
+    assert_eq!(s, 200, "{audit}");
+    let audit: liveops_operators::AuditList = read(&audit);
+    let entry = audit.entries.iter().find(|e| e.action == "inbox.send");
+    let after = entry.and_then(|e| e.after.clone()).expect("inbox.send");
+    assert_eq!(
+        after["messages"],
+        json!([{"messageId": id, "playerId": player}]),
+        "{after}"
+    );
+    id
 }
 
 /// One signed route: where it is and a valid body for it.

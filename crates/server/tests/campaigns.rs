@@ -55,6 +55,29 @@ async fn a_draw_campaign_runs_from_creation_to_claimed_receipts_on_the_embedded_
     app.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_password_guesses_get_no_more_tries_than_the_account_limit() {
+    let (app, live, _admin) = live_app(&["--login-max-failures", "3"]).await;
+    let guesses = (0..12).map(|i| {
+        let live = live.clone();
+        tokio::spawn(async move {
+            live.login(ADMIN_EMAIL, &format!("not the password {i}"))
+                .await
+        })
+    });
+    let mut statuses = Vec::new();
+    for g in guesses {
+        statuses.push(g.await.expect("join").0);
+    }
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((checked, refused), (3, 9), "{statuses:?}");
+    // Locked: the right password waits out the window too.
+    let (s, b) = live.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(s, 429, "{b}");
+    app.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rank_campaigns_pay_only_on_the_windows_the_leaderboard_ranks() {
     let (app, live, admin) = live_app(&["--lb-windows", "daily,weekly"]).await;
@@ -159,6 +182,22 @@ async fn failing_webhooks_are_retried_with_backoff_then_dead_lettered_after_ten_
         let detail = problem(&b).detail.unwrap_or_default();
         assert!(detail.contains("no webhook"), "{b}");
     }
+    // The audit log keeps what was deleted, without its secret.
+    let (s, audit) = live
+        .get(format!("{}/audit?limit=5", app.base), Some(&admin))
+        .await;
+    assert_eq!(s, 200, "{audit}");
+    let audit: AuditList = read(&audit);
+    let deleted = audit.entries.iter().find(|e| e.action == "webhook.delete");
+    let before = deleted
+        .and_then(|e| e.before.clone())
+        .expect("the webhook before");
+    assert_eq!(
+        before["url"],
+        json!(format!("http://{addr}/hook")),
+        "{before}"
+    );
+    assert!(!before.to_string().contains("whsec_"), "{before}");
     app.shutdown().await;
 }
 

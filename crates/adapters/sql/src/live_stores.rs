@@ -11,8 +11,8 @@ macro_rules! impl_live_stores {
                 ActiveKeys, ApiKeyInfo, ApiKeyStore, Attempt, AuditEntry, AuditLog, Campaign,
                 CampaignEvent, CampaignState, CampaignStore, ClaimOutcome, Delivery, DueDelivery,
                 Entered, Entry, EntryStore, InboxClaim, InboxMessage, InboxStore, LiveEventStores,
-                OperatorRecord, OperatorStore, Outcome, OutcomeStore, PlayerXp, Session, Sessions,
-                Webhook, WebhookStore,
+                OperatorRecord, OperatorStore, OperatorUpdate, Outcome, OutcomeStore, PlayerXp,
+                Session, Sessions, Webhook, WebhookStore,
             };
             use liveops_core::PortResult;
 
@@ -31,7 +31,7 @@ macro_rules! impl_live_stores {
                     fn operators() -> Vec<OperatorRecord>;
                     fn update_operator(
                         before: &OperatorRecord, after: &OperatorRecord, audit: &AuditEntry,
-                    ) -> bool;
+                    ) -> OperatorUpdate;
                 }
 
                 impl Sessions {

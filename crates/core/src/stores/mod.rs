@@ -21,8 +21,8 @@ pub use distribution::{
 };
 pub use fairness::{FairnessCommit, FairnessStore, Flag};
 pub use operators::{
-    ActiveKeys, ApiKeyInfo, ApiKeyStore, AuditEntry, AuditLog, OperatorRecord, OperatorStore, Role,
-    Session, Sessions,
+    ActiveKeys, ApiKeyInfo, ApiKeyStore, AuditEntry, AuditLog, OperatorRecord, OperatorStore,
+    OperatorUpdate, Role, Session, Sessions,
 };
 pub use participation::{Award, Entered, Entry, EntryStore, Outcome, OutcomeStore, PlayerXp};
 pub use processed::ProcessedEvents;

@@ -85,6 +85,17 @@ pub struct AuditEntry {
     pub after: Option<String>,
 }
 
+/// What [`OperatorStore::update_operator`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OperatorUpdate {
+    /// The change is written.
+    Updated,
+    /// The operator changed since `before` was read: nothing written.
+    ChangedMeanwhile,
+    /// It would leave no enabled admin: nothing written.
+    LastAdmin,
+}
+
 /// Operator accounts; every change is written with its audit entry, atomically.
 #[async_trait]
 pub trait OperatorStore: Health {
@@ -98,14 +109,15 @@ pub trait OperatorStore: Health {
     async fn operator(&self, id: &str) -> PortResult<Option<OperatorRecord>>;
     /// Every operator, oldest first.
     async fn operators(&self) -> PortResult<Vec<OperatorRecord>>;
-    /// Replaces `before` by `after` if nobody changed it since (same `updated_at_ms`); closes the
-    /// operator's sessions when `after` is disabled. `false`: changed meanwhile, nothing written.
+    /// Replaces `before` by `after` if nobody changed it since (same `updated_at_ms`) and an
+    /// enabled admin remains (checked under lock, so two concurrent changes cannot remove the
+    /// last two); closes the operator's sessions when `after` is disabled.
     async fn update_operator(
         &self,
         before: &OperatorRecord,
         after: &OperatorRecord,
         audit: &AuditEntry,
-    ) -> PortResult<bool>;
+    ) -> PortResult<OperatorUpdate>;
 }
 
 /// An open login session, as a bearer token's lookup finds it.

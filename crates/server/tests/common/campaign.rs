@@ -59,6 +59,7 @@ impl LiveUrls {
 }
 
 /// A client of the live-event API.
+#[derive(Clone)]
 pub struct Live {
     pub urls: LiveUrls,
     pub http: reqwest::Client,

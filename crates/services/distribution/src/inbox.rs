@@ -379,9 +379,15 @@ pub(crate) async fn send_message(
     } else {
         format!("{} players", ids.len())
     };
+    // Who got what: each message with its player, and the text they read.
+    let sent: Vec<_> = messages
+        .iter()
+        .map(|m| serde_json::json!({"messageId": m.message_id, "playerId": m.player_id}))
+        .collect();
     let after = serde_json::json!({
-        "messageIds": ids,
+        "messages": sent,
         "title": title,
+        "body": req.body.as_str(),
         "attachments": req.attachments,
         "expiresAt": rfc3339(expires),
     });

@@ -277,12 +277,17 @@ pub(crate) async fn delete_webhook(
     IdPath(id): IdPath,
 ) -> Result<StatusCode, Problem> {
     op.require(WRITERS)?;
-    let audit = op.audit(now_ms(), "webhook.delete", &id, None, None);
+    let unknown = || Problem::not_found(format!("no webhook {id:?}"));
+    // The audit entry keeps what was deleted (its URL and events; never the secret).
+    let hooks = state.webhooks.webhooks().await?;
+    let hook = hooks.iter().find(|h| h.id == id).ok_or_else(unknown)?;
+    let before = serde_json::to_string(&WebhookView::from(hook)).ok();
+    let audit = op.audit(now_ms(), "webhook.delete", &id, before, None);
     if state.webhooks.delete_webhook(&id, &audit).await? {
         tracing::info!("webhook deleted");
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(Problem::not_found(format!("no webhook {id:?}")))
+        Err(unknown())
     }
 }
 

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use liveops_core::now_ms;
-use liveops_core::stores::{AuditEntry, OperatorRecord, Role};
+use liveops_core::stores::{AuditEntry, OperatorRecord, OperatorUpdate, Role};
 use liveops_http::responses::{OperatorFailures, OperatorInputFailures, OperatorLookupFailures};
 use liveops_http::{rfc3339, Bounded, IdPath, Json, Operator, Problem, Query};
 use serde::{Deserialize, Serialize};
@@ -232,16 +232,6 @@ pub(crate) async fn update_operator(
     after.role = change.role.unwrap_or(before.role);
     after.disabled = change.disabled.unwrap_or(before.disabled);
     after.updated_at_ms = now_ms().max(before.updated_at_ms + 1);
-    let active_admin = |o: &OperatorRecord| o.role == Role::Admin && !o.disabled;
-    if active_admin(&before) && !active_admin(&after) {
-        let others = state.operators.operators().await?;
-        if !others.iter().any(|o| o.id != before.id && active_admin(o)) {
-            return Err(Problem::conflict(
-                "last-admin",
-                "this is the last enabled admin: make another admin first",
-            ));
-        }
-    }
     let audit = op.audit(
         after.updated_at_ms,
         "operator.update",
@@ -249,15 +239,24 @@ pub(crate) async fn update_operator(
         Some(audit_json(&before)),
         Some(audit_json(&after)),
     );
-    if !state
+    match state
         .operators
         .update_operator(&before, &after, &audit)
         .await?
     {
-        return Err(Problem::conflict(
-            "changed-meanwhile",
-            "the operator changed meanwhile: read it again and retry",
-        ));
+        OperatorUpdate::Updated => {}
+        OperatorUpdate::LastAdmin => {
+            return Err(Problem::conflict(
+                "last-admin",
+                "this is the last enabled admin: make another admin first",
+            ))
+        }
+        OperatorUpdate::ChangedMeanwhile => {
+            return Err(Problem::conflict(
+                "changed-meanwhile",
+                "the operator changed meanwhile: read it again and retry",
+            ))
+        }
     }
     tracing::info!(
         role = after.role.as_str(),

@@ -70,10 +70,19 @@ impl FromRequestParts<OperatorsState> for ClientAddr {
             .len()
             .checked_sub(hops)
             .and_then(|i| entries.get(i))
-            .and_then(|e| e.parse::<IpAddr>().ok())
+            .and_then(|e| forwarded_ip(e))
             .map_or(peer, |ip| ip.to_string());
         Ok(Self(client))
     }
+}
+
+/// The address of an `X-Forwarded-For` entry: a bare IP, or with a port as Azure Application
+/// Gateway writes it (`203.0.113.7:51234`, `[2001:db8::7]:51234`).
+fn forwarded_ip(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<SocketAddr>().map(|a| a.ip()))
+        .ok()
 }
 
 fn too_many(what: &str, window_s: u64) -> Problem {
@@ -125,11 +134,13 @@ pub(crate) async fn login(
     }
     let email = normalize_email(&body.email).map_err(|_| bad_login())?;
     let account_key = format!("login:account:{email}");
-    let failures = state
+    // Counted before the (slow) password check, so parallel guesses cannot all pass a count read
+    // before any of them failed; a right password clears the count.
+    let tried = state
         .attempts
-        .attempts(&account_key, now, ACCOUNT_WINDOW)
+        .attempt(&account_key, now, ACCOUNT_WINDOW)
         .await?;
-    if failures >= cfg.max_failures {
+    if tried > cfg.max_failures {
         metrics::counter!("operator_logins_total", "result" => "throttled").increment(1);
         return Err(too_many("on this account", ACCOUNT_WINDOW.as_secs()));
     }
@@ -139,10 +150,6 @@ pub(crate) async fn login(
     let op = match op {
         Some(op) if matches => op,
         _ => {
-            state
-                .attempts
-                .attempt(&account_key, now, ACCOUNT_WINDOW)
-                .await?;
             metrics::counter!("operator_logins_total", "result" => "failed").increment(1);
             tracing::info!("login failed");
             return Err(bad_login());
@@ -207,4 +214,27 @@ pub(crate) async fn get_current_operator(
         .await?
         .ok_or_else(|| Problem::not_found("this operator no longer exists"))?;
     Ok(Json(OperatorView::from(&record)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forwarded_ip;
+
+    #[test]
+    fn forwarded_entries_may_carry_a_port() {
+        for (entry, ip) in [
+            ("203.0.113.7", Some("203.0.113.7")),
+            ("203.0.113.7:51234", Some("203.0.113.7")),
+            ("2001:db8::7", Some("2001:db8::7")),
+            ("[2001:db8::7]:51234", Some("2001:db8::7")),
+            ("unknown", None),
+            ("203.0.113.7:port", None),
+        ] {
+            assert_eq!(
+                forwarded_ip(entry).map(|a| a.to_string()).as_deref(),
+                ip,
+                "{entry}"
+            );
+        }
+    }
 }

@@ -12,7 +12,8 @@ use liveops_core::ports::Health;
 use liveops_core::stores::{
     ApiKeyInfo, Attempt, AuditEntry, Award, Campaign, CampaignEvent, CampaignState, ClaimOutcome,
     Delivery, DeliveryState, Entered, Entry, EntryLimit, InboxClaim, InboxMessage, LiveEventStores,
-    OperatorRecord, Outcome, ProgressCommit, ProgressStore, Reward, Role, Webhook, XpGain,
+    OperatorRecord, OperatorUpdate, Outcome, ProgressCommit, ProgressStore, Reward, Role, Webhook,
+    XpGain,
 };
 use liveops_core::{now_ms, PortError, PortResult, Receipt};
 
@@ -154,7 +155,7 @@ fn claim(m: &InboxMessage, player: &str, tag: &str) -> InboxClaim {
 /// leaves an audit entry.
 pub async fn operators_are_unique_by_email_and_change_once(repo: &dyn LiveStores) {
     let email = format!("admin_{}@example.com", suffix());
-    let first = operator(&email, Role::Admin);
+    let first = operator(&email, Role::Operator);
     let before = ok(repo.operator_count().await, "operator_count");
     assert!(ok(
         repo.create_operator(&first, &audit("operator.create", &first.id))
@@ -181,23 +182,27 @@ pub async fn operators_are_unique_by_email_and_change_once(repo: &dyn LiveStores
     assert!(ok(repo.operators().await, "operators").contains(&first));
 
     let mut after = first.clone();
-    after.role = Role::Operator;
+    after.role = Role::Viewer;
     after.updated_at_ms = first.updated_at_ms + 1;
     let change = audit("operator.update", &first.id);
-    assert!(ok(
-        repo.update_operator(&first, &after, &change).await,
-        "update_operator"
-    ));
-    assert!(
-        !ok(
+    assert_eq!(
+        ok(
             repo.update_operator(&first, &after, &change).await,
             "update_operator"
         ),
+        OperatorUpdate::Updated
+    );
+    assert_eq!(
+        ok(
+            repo.update_operator(&first, &after, &change).await,
+            "update_operator"
+        ),
+        OperatorUpdate::ChangedMeanwhile,
         "a change against a stale version is refused"
     );
     assert_eq!(
         ok(repo.operator(&first.id).await, "operator").map(|o| o.role),
-        Some(Role::Operator)
+        Some(Role::Viewer)
     );
     let log = ok(repo.audit(500).await, "audit");
     let mine: Vec<&str> = log
@@ -243,11 +248,14 @@ pub async fn sessions_follow_their_operator(repo: &dyn LiveStores) {
     let mut disabled = op.clone();
     disabled.disabled = true;
     disabled.updated_at_ms += 1;
-    assert!(ok(
-        repo.update_operator(&op, &disabled, &audit("operator.disable", &op.id))
-            .await,
-        "update_operator"
-    ));
+    assert_eq!(
+        ok(
+            repo.update_operator(&op, &disabled, &audit("operator.disable", &op.id))
+                .await,
+            "update_operator"
+        ),
+        OperatorUpdate::Updated
+    );
     assert_eq!(
         ok(repo.session(&b).await, "session"),
         None,
@@ -839,6 +847,91 @@ pub async fn concurrent_writers_agree<S: LiveStores + 'static>(repo: Arc<S>) {
         ok(repo.claim_of(&player, &m.message_id).await, "claim_of"),
         first.pop()
     );
+    let [a, b] = the_last_two_admins_cannot_both_go(repo.as_ref()).await;
+    let changes = race("update_operator", |i| {
+        let repo = repo.clone();
+        let before = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let mut after = before.clone();
+        after.disabled = true;
+        after.updated_at_ms += 1;
+        async move {
+            let change = audit("operator.disable", &before.id);
+            repo.update_operator(&before, &after, &change).await
+        }
+    })
+    .await;
+    let done = changes
+        .iter()
+        .filter(|c| **c == OperatorUpdate::Updated)
+        .count();
+    assert_eq!(done, 1, "one of the last two admins goes: {changes:?}");
+    assert_eq!(enabled_admins(repo.as_ref()).await.len(), 1);
+}
+
+/// The enabled admins, oldest first.
+async fn enabled_admins(repo: &dyn LiveStores) -> Vec<OperatorRecord> {
+    let all = ok(repo.operators().await, "operators");
+    all.into_iter()
+        .filter(|o| o.role == Role::Admin && !o.disabled)
+        .collect()
+}
+
+/// Leaves exactly two enabled admins (every other admin disabled), after showing that, one at a
+/// time, the second cannot be disabled or demoted once the first is demoted; returns them.
+async fn the_last_two_admins_cannot_both_go(repo: &dyn LiveStores) -> [OperatorRecord; 2] {
+    let pair = [
+        operator(&format!("last-a-{}@example.com", suffix()), Role::Admin),
+        operator(&format!("last-b-{}@example.com", suffix()), Role::Admin),
+    ];
+    for o in &pair {
+        assert!(ok(
+            repo.create_operator(o, &audit("operator.create", &o.id))
+                .await,
+            "create_operator"
+        ));
+    }
+    let changed = |o: &OperatorRecord, disabled: bool, role: Role| {
+        let mut after = o.clone();
+        after.disabled = disabled;
+        after.role = role;
+        after.updated_at_ms += 1;
+        after
+    };
+    for o in enabled_admins(repo).await {
+        if pair.iter().all(|p| p.id != o.id) {
+            let off = changed(&o, true, o.role);
+            let change = audit("operator.disable", &o.id);
+            let answer = repo.update_operator(&o, &off, &change).await;
+            assert_eq!(ok(answer, "update_operator"), OperatorUpdate::Updated);
+        }
+    }
+    assert_eq!(enabled_admins(repo).await.len(), 2);
+    // Demote the first; the second is then the last and stays, disabled or demoted alike.
+    let demoted = changed(&pair[0], false, Role::Operator);
+    let change = audit("operator.update", &pair[0].id);
+    let answer = repo.update_operator(&pair[0], &demoted, &change).await;
+    assert_eq!(ok(answer, "update_operator"), OperatorUpdate::Updated);
+    for (disabled, role) in [(true, Role::Admin), (false, Role::Viewer)] {
+        let after = changed(&pair[1], disabled, role);
+        let change = audit("operator.update", &pair[1].id);
+        let answer = repo.update_operator(&pair[1], &after, &change).await;
+        assert_eq!(ok(answer, "update_operator"), OperatorUpdate::LastAdmin);
+    }
+    // Promote the first again: two enabled admins, for the race.
+    let back = changed(&demoted, false, Role::Admin);
+    let change = audit("operator.update", &pair[0].id);
+    let answer = repo.update_operator(&demoted, &back, &change).await;
+    assert_eq!(ok(answer, "update_operator"), OperatorUpdate::Updated);
+    let mut ids: Vec<String> = enabled_admins(repo)
+        .await
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    ids.sort();
+    let mut want = vec![back.id.clone(), pair[1].id.clone()];
+    want.sort();
+    assert_eq!(ids, want, "the two admins left");
+    [back, pair[1].clone()]
 }
 
 /// Runs six copies of a write at once, as racing replicas would: their answers, in order.

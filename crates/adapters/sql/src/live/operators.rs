@@ -1,10 +1,10 @@
 //! Operators, sessions, the audit log and API keys on SQL.
 
-use liveops_core::stores::{ApiKeyInfo, AuditEntry, OperatorRecord, Role, Session};
+use liveops_core::stores::{ApiKeyInfo, AuditEntry, OperatorRecord, OperatorUpdate, Role, Session};
 use liveops_core::{PortError, PortResult};
 
 use super::{bind_audit, sql_impl, with_tail, INSERT_AUDIT};
-use crate::dialect::{to_u64, Text};
+use crate::dialect::{db_error, to_u64, Text};
 use crate::repository::within;
 
 /// An audit row as selected: at, actor, action, target, before, after.
@@ -127,9 +127,25 @@ sql_impl! {
         before: &OperatorRecord,
         after: &OperatorRecord,
         audit: &AuditEntry,
-    ) -> PortResult<bool> {
+    ) -> PortResult<OperatorUpdate> {
+        let active_admin = |o: &OperatorRecord| o.role == Role::Admin && !o.disabled;
         within::<DB, _>(async {
             let (mut tx, _turn) = self.begin_write().await?;
+            if active_admin(before) && !active_admin(after) {
+                // Every enabled admin's row, locked in id order (writes on SQLite take turns):
+                // a concurrent change of another admin waits here and then sees this one.
+                let sql = with_tail::<DB>(
+                    "SELECT id FROM operators WHERE role = 'admin' AND disabled = 0 ORDER BY id",
+                    DB::LOCK_ROWS,
+                );
+                let admins: Vec<(Text,)> = sqlx::query_as(&sql)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db_error::<DB>)?;
+                if !admins.iter().any(|(id,)| id.0 != before.id) {
+                    return Self::rolled_back(tx, OperatorUpdate::LastAdmin).await;
+                }
+            }
             let sql = DB::placeholders(
                 "UPDATE operators SET role = ?, disabled = ?, password_hash = ?, updated_at = ? \
                  WHERE id = ? AND updated_at = ?",
@@ -142,14 +158,14 @@ sql_impl! {
                 .bind(before.id.as_str())
                 .bind(before.updated_at_ms);
             if !Self::changed_one(&mut tx, update).await? {
-                return Self::rolled_back(tx, false).await;
+                return Self::rolled_back(tx, OperatorUpdate::ChangedMeanwhile).await;
             }
             if after.disabled {
                 let sql = DB::placeholders("DELETE FROM operator_sessions WHERE operator_id = ?");
                 Self::run(&mut tx, sqlx::query(&sql).bind(before.id.as_str())).await?;
             }
             Self::commit_audited(tx, audit).await?;
-            Ok(true)
+            Ok(OperatorUpdate::Updated)
         })
         .await
     }
