@@ -203,7 +203,9 @@ impl Settings {
             .map_err(|e| bad("LOG_LEVEL", e.to_string()))?;
         let backup = raw.backup.resolve(&raw.data_dir)?;
         let reads = raw.reads.resolve(&backends.db_url)?;
-        let retention = raw.retention.resolve(&raw.bus.options())?;
+        let retention = raw
+            .retention
+            .resolve(&raw.bus.options(), raw.sig_tolerance_sec)?;
         Ok(Self {
             args,
             table: table.clone(),

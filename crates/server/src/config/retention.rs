@@ -13,8 +13,9 @@ use super::{bad, duration, ConfigError};
 #[derive(Args, Clone, Debug)]
 pub struct RetentionConfig {
     /// How long processed event ids and fairness verdicts are kept (`7d`, `12h`, `30m`): a
-    /// redelivery or a dead-letter replay later than this would be applied again. At least the
-    /// bus's redelivery horizon (`BUS_VISIBILITY_SEC` × `BUS_MAX_DELIVERIES`).
+    /// redelivery, a dead-letter replay or a client's repeat later than this would be applied
+    /// again. At least the bus's redelivery horizon (`BUS_VISIBILITY_SEC` × `BUS_MAX_DELIVERIES`)
+    /// and the time a signature can be sent again (2 × `SIG_TOLERANCE_SEC`).
     #[arg(long, env = "EVENT_RETENTION", default_value = "7d")]
     pub event_retention: String,
     /// Time between purges of the rows older than `EVENT_RETENTION` (`1h`, `30s`).
@@ -35,19 +36,30 @@ pub struct Retention {
 const MIN_PURGE_EVERY: Duration = Duration::from_secs(10);
 
 impl RetentionConfig {
-    /// Checks the settings against the bus's redelivery horizon.
-    pub fn resolve(&self, bus: &BusOptions) -> Result<Retention, ConfigError> {
+    /// Checks the settings against the bus's redelivery horizon and the time a signed request
+    /// stays acceptable (`signature_tolerance_s` either side of the server's clock): a repeat
+    /// the gateway publishes again (its stored answer lost with in-process hot state) carries
+    /// the same event id, which the consumers must still remember.
+    pub fn resolve(
+        &self,
+        bus: &BusOptions,
+        signature_tolerance_s: i64,
+    ) -> Result<Retention, ConfigError> {
         use duration::{D, H, M, S};
         let keep = duration::parse(&self.event_retention, &[S, M, H, D])
             .map_err(|e| bad("EVENT_RETENTION", e))?;
         let horizon = bus.visibility_timeout.saturating_mul(bus.max_deliveries);
-        if keep < horizon {
+        let tolerance = u64::try_from(signature_tolerance_s).unwrap_or(0);
+        let signatures = Duration::from_secs(tolerance.saturating_mul(2).saturating_add(1));
+        if keep < horizon.max(signatures) {
             return Err(bad(
                 "EVENT_RETENTION",
                 format!(
                     "must be at least the bus's redelivery horizon, {} s \
-                     (BUS_VISIBILITY_SEC x BUS_MAX_DELIVERIES)",
-                    horizon.as_secs()
+                     (BUS_VISIBILITY_SEC x BUS_MAX_DELIVERIES), and the time a signature can be \
+                     sent again, {} s (2 x SIG_TOLERANCE_SEC + 1)",
+                    horizon.as_secs(),
+                    signatures.as_secs()
                 ),
             ));
         }
@@ -69,7 +81,7 @@ mod tests {
             event_retention: keep.into(),
             event_purge_every: every.into(),
         }
-        .resolve(&BusOptions::default())
+        .resolve(&BusOptions::default(), 300)
     }
 
     #[test]
@@ -82,9 +94,9 @@ mod tests {
                 every: Duration::from_secs(3600)
             }
         );
-        // The default bus redelivers for 30 s x 10 deliveries.
-        assert!(resolve("5m", "30s").is_ok());
-        for (keep, every) in [("299s", "1h"), ("0", "1h"), ("7d", "9s"), ("7 days", "1h")] {
+        // The default bus redelivers for 30 s x 10 deliveries; a signature is good for 601 s.
+        assert!(resolve("601s", "30s").is_ok());
+        for (keep, every) in [("600s", "1h"), ("0", "1h"), ("7d", "9s"), ("7 days", "1h")] {
             assert!(resolve(keep, every).is_err(), "{keep} {every}");
         }
     }
