@@ -405,6 +405,11 @@ def leaderboards(L):
     L.add(timeseries("Snapshots saved (last hour), by window",
                      [(summed("leaderboard_snapshots_total", by="window, final", fn="increase", window="1h"),
                        "{{window}} final={{final}}")], "short"))
+    L.add(timeseries("Boards reloaded from the repository (last hour), by reason",
+                     [(summed("leaderboard_board_reloads_total", by="reason", fn="increase", window="1h"),
+                       "{{reason}}")], "short",
+                     "A rank store update failed, or a score commit failed and may have landed: "
+                     "the boards concerned are read again from the database."))
 
 
 @board("liveops-datastores", "LiveOps / MySQL VM and Redis",

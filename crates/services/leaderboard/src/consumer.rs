@@ -51,19 +51,51 @@ struct Leaderboard<'a> {
     state: &'a LeaderboardState,
     /// The score changes of the batch just committed, for the rank store.
     deltas: Vec<ScoreDelta>,
+    /// Boards of batches whose commit failed: it may have landed all the same (its answer lost
+    /// with the connection), and then the retry finds the events applied and has no deltas, so
+    /// these boards are reloaded from the repository once a batch goes through.
+    suspect: BTreeSet<Board>,
 }
 
 #[async_trait::async_trait]
 impl Apply for Leaderboard<'_> {
     async fn apply(&mut self, events: &[Envelope]) -> Result<(), PortError> {
-        self.deltas = commit_batch(self.state, events).await?;
-        Ok(())
+        match commit_batch(self.state, events).await {
+            Ok(deltas) => {
+                self.deltas = deltas;
+                Ok(())
+            }
+            Err(error) => {
+                let cfg = &self.state.config;
+                let (deltas, _) = deltas(events, &cfg.windows, &cfg.calendar);
+                self.suspect.extend(deltas.into_iter().map(|d| d.board));
+                Err(error)
+            }
+        }
     }
 
     /// The scores are durable now; the rank store must follow even if it is down for a while.
     async fn after_commit(&mut self, backoff: &mut Backoff, shutdown: &CancellationToken) -> bool {
         let deltas = std::mem::take(&mut self.deltas);
-        update_ranks(self.state, &deltas, backoff, shutdown).await
+        if !update_ranks(self.state, &deltas, backoff, shutdown).await {
+            return false;
+        }
+        let suspect = std::mem::take(&mut self.suspect);
+        let now = now_ms();
+        let live: BTreeSet<Board> = suspect
+            .into_iter()
+            .filter(|b| is_live(&self.state.config.calendar, b, now))
+            .collect();
+        if live.is_empty() {
+            return true;
+        }
+        tracing::info!(
+            boards = live.len(),
+            "reloading boards after a failed commit"
+        );
+        metrics::counter!("leaderboard_board_reloads_total", "reason" => "commit_failed")
+            .increment(live.len() as u64);
+        reload_until(self.state, &live, backoff, shutdown).await
     }
 }
 
@@ -87,6 +119,7 @@ pub async fn run_consumer(
     let mut handler = Leaderboard {
         state: &state,
         deltas: Vec::new(),
+        suspect: BTreeSet::new(),
     };
     consume(sub, ready, &mut handler, &shutdown).await;
     Ok(())
@@ -141,13 +174,28 @@ pub(crate) async fn update_ranks(
     };
     tracing::warn!(%error, "rank store update failed; reloading the boards");
     let boards: BTreeSet<Board> = live.into_iter().map(|d| d.board).collect();
+    metrics::counter!("leaderboard_board_reloads_total", "reason" => "rank_store_failed")
+        .increment(boards.len() as u64);
+    if !backoff.wait(shutdown).await {
+        return false;
+    }
+    reload_until(state, &boards, backoff, shutdown).await
+}
+
+/// Reloads `boards` from the repository until it works or shutdown; `false` on shutdown.
+async fn reload_until(
+    state: &LeaderboardState,
+    boards: &BTreeSet<Board>,
+    backoff: &mut Backoff,
+    shutdown: &CancellationToken,
+) -> bool {
     loop {
-        if !backoff.wait(shutdown).await {
-            return false;
-        }
-        match reload(state, &boards).await {
+        match reload(state, boards).await {
             Ok(()) => return true,
             Err(error) => tracing::warn!(%error, "board reload failed; retrying"),
+        }
+        if !backoff.wait(shutdown).await {
+            return false;
         }
     }
 }

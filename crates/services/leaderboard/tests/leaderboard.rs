@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::Router;
-use liveops_core::ports::{topics, Board, BusOptions, Message};
-use liveops_core::stores::Snapshot;
-use liveops_core::{now_ms, Bus, Calendar, Envelope, RankEntry, Window};
+use liveops_core::ports::{topics, Board, BusOptions, Health, Message, ScoreDelta};
+use liveops_core::stores::{ScoreStore, Snapshot};
+use liveops_core::{now_ms, Bus, Calendar, Envelope, PortError, PortResult, RankEntry, Window};
 use liveops_http::Problem;
 use liveops_leaderboard::{
     router, run_consumer, HistoryView, LeaderboardConfig, LeaderboardState, LeaderboardView,
@@ -20,6 +20,7 @@ use liveops_sql::SqliteRepository;
 use liveops_testkit::received::{self, envelope};
 use liveops_testkit::served;
 use serde::de::DeserializeOwned;
+use uuid::Uuid;
 
 struct TestApp {
     state: LeaderboardState,
@@ -145,6 +146,74 @@ async fn scores_count_in_every_window() {
             "{window}: a drop scores nothing"
         );
     }
+}
+
+/// The repository, except that the first `commit_scores` answers an error after committing:
+/// the answer lost with the connection, as a database can lose it.
+struct LostAnswer {
+    repo: Arc<dyn ScoreStore>,
+    lost: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Health for LostAnswer {
+    async fn healthcheck(&self) -> PortResult<()> {
+        self.repo.healthcheck().await
+    }
+}
+
+#[async_trait::async_trait]
+impl ScoreStore for LostAnswer {
+    async fn commit_scores(
+        &self,
+        consumer: &str,
+        event_ids: &[Uuid],
+        deltas: &[ScoreDelta],
+    ) -> PortResult<()> {
+        self.repo.commit_scores(consumer, event_ids, deltas).await?;
+        if self.lost.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(PortError::Unavailable(
+                "the commit's answer was lost".into(),
+            ))
+        }
+    }
+    async fn board_scores(&self, board: &Board) -> PortResult<Vec<(String, i64)>> {
+        self.repo.board_scores(board).await
+    }
+    async fn boards(&self) -> PortResult<Vec<Board>> {
+        self.repo.boards().await
+    }
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> PortResult<()> {
+        self.repo.save_snapshot(snapshot).await
+    }
+    async fn snapshot(&self, board: &Board) -> PortResult<Option<Snapshot>> {
+        self.repo.snapshot(board).await
+    }
+    async fn snapshot_periods(&self, window: Window, limit: u32) -> PortResult<Vec<String>> {
+        self.repo.snapshot_periods(window, limit).await
+    }
+}
+
+#[tokio::test]
+async fn a_commit_whose_answer_was_lost_still_reaches_the_ranks() {
+    let mut app = spawn_app_with(vec![Window::Daily]).await;
+    app.state.store = Arc::new(LostAnswer {
+        repo: app.state.store.clone(),
+        lost: Default::default(),
+    });
+    app.router = router(app.state.clone());
+    let now = now_ms();
+    app.publish(&[kill("player_lost", 700, now)]).await;
+    // The consumer starts (an empty board), its first commit lands but answers an error, and the
+    // retry finds the event applied: the board is read again from the repository.
+    app.drain().await;
+    let p = period(Window::Daily, now);
+    let board: LeaderboardView = app
+        .ok(&format!("/leaderboard?window=daily&period={p}"))
+        .await;
+    assert_eq!(ranking(&board.entries), [(1, "player_lost", 700)]);
 }
 
 #[tokio::test]
