@@ -340,6 +340,11 @@ def pipeline(L):
                      [(summed("bus_dead_letters_total", by="topic, group", fn="increase", window="1h"),
                        "{{group}} on {{topic}}")], "short",
                      "Inspect with `liveops dead-letters`, replay with --replay."))
+    L.add(timeseries("Batch retries held through a store outage (last hour) by group",
+                     [(summed("consumer_outage_retries_total", by="group", fn="increase", window="1h"),
+                       "{{group}}")], "short",
+                     "A consumer whose database does not answer keeps its batch and retries "
+                     "instead of polling: nothing is redelivered towards the dead letters."))
 
     L.row("Progression")
     L.add(timeseries("Progression events applied, by type",

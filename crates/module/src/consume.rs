@@ -157,6 +157,14 @@ pub trait Apply: Send {
     /// ids in one commit, skipping ids committed before. An error is retried with back-off.
     async fn apply(&mut self, events: &[Envelope]) -> Result<(), PortError>;
 
+    /// Whether the stores batches are applied to answer now. While they do not, a batch failing
+    /// as unavailable is retried in place, past [`MAX_ATTEMPTS`], without polling: left to
+    /// redelivery, every delivery during a long outage would count towards the dead letters. A
+    /// batch that keeps failing while they answer is left to redelivery as before.
+    async fn stores_answer(&mut self) -> bool {
+        true
+    }
+
     /// Runs after a successful [`Apply::apply`] and before the ack, for follow-up work that must
     /// happen before the batch is let go; `false` stops the consumer (shutdown came first).
     async fn after_commit(
@@ -193,6 +201,8 @@ pub async fn consume<F, Fut>(
     Fut: std::future::Future<Output = Result<(), PortError>>,
 {
     let group = sub.reads.group;
+    // The series exists from the start, so a dashboard's increase() sees the first outage.
+    metrics::counter!("consumer_outage_retries_total", "group" => group).increment(0);
     if !Backoff::new()
         .retry(shutdown, "cannot start consuming", ready)
         .await
@@ -205,10 +215,9 @@ pub async fn consume<F, Fut>(
 }
 
 /// Polls `sub` until `shutdown`: decodes and de-duplicates each batch, applies it (up to
-/// [`MAX_ATTEMPTS`] tries, then leaves it to redelivery), runs [`Apply::after_commit`], then
-/// acks it. Failures
-/// back off; nothing is acked before it is applied, so a crash means redelivery, which
-/// [`Apply::apply`] absorbs.
+/// [`MAX_ATTEMPTS`] tries, or for as long as its stores do not answer, then leaves it to
+/// redelivery), runs [`Apply::after_commit`], then acks it. Failures back off; nothing is acked
+/// before it is applied, so a crash means redelivery, which [`Apply::apply`] absorbs.
 pub async fn run_batches(
     sub: Subscription<'_>,
     handler: &mut impl Apply,
@@ -241,23 +250,29 @@ pub async fn run_batches(
         let mut attempts = 0;
         let applied = loop {
             attempts += 1;
-            match handler
+            let error = match handler
                 .apply(&events)
                 .instrument(spans.batch().clone())
                 .await
             {
                 Ok(()) => break true,
-                Err(error) if attempts < MAX_ATTEMPTS => {
-                    tracing::warn!(%error, attempts, "batch failed; retrying");
-                    if !backoff.wait(shutdown).await {
-                        break false;
-                    }
+                Err(error) => error,
+            };
+            if attempts < MAX_ATTEMPTS {
+                tracing::warn!(%error, attempts, "batch failed; retrying");
+            } else if matches!(error, PortError::Unavailable(_)) && !handler.stores_answer().await {
+                if attempts == MAX_ATTEMPTS {
+                    tracing::error!(%error, "stores unreachable; holding the batch until they answer");
                 }
-                Err(error) => {
-                    tracing::error!(%error, attempts, events = events.len(),
-                        "batch keeps failing; leaving it to redelivery");
-                    break false;
-                }
+                metrics::counter!("consumer_outage_retries_total", "group" => sub.reads.group)
+                    .increment(1);
+            } else {
+                tracing::error!(%error, attempts, events = events.len(),
+                    "batch keeps failing; leaving it to redelivery");
+                break false;
+            }
+            if !backoff.wait(shutdown).await {
+                break false;
             }
         };
         backoff.reset();

@@ -74,6 +74,10 @@ impl Apply for Leaderboard<'_> {
         }
     }
 
+    async fn stores_answer(&mut self) -> bool {
+        self.state.store.healthcheck().await.is_ok()
+    }
+
     /// The scores are durable now; the rank store must follow even if it is down for a while.
     async fn after_commit(&mut self, backoff: &mut Backoff, shutdown: &CancellationToken) -> bool {
         let deltas = std::mem::take(&mut self.deltas);
@@ -105,6 +109,10 @@ pub async fn run_consumer(
     state: LeaderboardState,
     shutdown: CancellationToken,
 ) -> Result<(), PortError> {
+    // Both series exist from the start, so a dashboard's increase() sees the first reload.
+    for reason in ["commit_failed", "rank_store_failed"] {
+        metrics::counter!("leaderboard_board_reloads_total", "reason" => reason).increment(0);
+    }
     let st = &state;
     let ready = move || async move {
         st.bus.ensure_group(READS.topic, READS.group).await?;

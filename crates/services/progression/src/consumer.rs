@@ -17,6 +17,10 @@ impl Apply for Progression<'_> {
     async fn apply(&mut self, events: &[Envelope]) -> Result<(), PortError> {
         apply_batch(self.0, events).await
     }
+
+    async fn stores_answer(&mut self) -> bool {
+        self.0.store.healthcheck().await.is_ok()
+    }
 }
 
 /// Consumes `events.accepted` until `shutdown`.
