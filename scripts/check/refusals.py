@@ -17,9 +17,25 @@ import re
 import sys
 import urllib.parse
 
-from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators as _validators
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
+
+
+def _ecma(pattern):
+    """`pattern` for Python's `re` as ECMA-262 reads it: an unescaped `$` ends the string, where
+    Python's also matches before a final newline (so `"0x8\\n"` would pass `^[0-9a-z]+$`)."""
+    return re.sub(r"(?<!\\)\$", r"\\Z", pattern)
+
+
+def _pattern(validator, pattern, instance, schema):
+    if validator.is_type(instance, "string") and not re.search(_ecma(pattern), instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+# The 2020-12 validator with `pattern` read the ECMA way, as the document's readers (and the
+# server's checks) read it.
+Validator = _validators.extend(Draft202012Validator, {"pattern": _pattern})
 
 # (operation or "*", status, detail pattern): why a schema-valid request may still be refused.
 ALLOWED = [
@@ -101,7 +117,7 @@ def main(doc_path, har_path):
             return False
         validator = validators.get(id(schema))
         if validator is None:
-            validator = Draft202012Validator(schema, registry=registry, format_checker=formats)
+            validator = Validator(schema, registry=registry, format_checker=formats)
             validators[id(schema)] = validator
         return validator.is_valid(value)
 

@@ -7,6 +7,7 @@ use liveops_http::responses::{
     BadRequest, Forbidden, TooLarge, TooManyRequests, Unauthenticated, Unavailable,
 };
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
@@ -85,11 +86,22 @@ fn forwarded_ip(entry: &str) -> Option<IpAddr> {
         .ok()
 }
 
-fn too_many(what: &str, window_s: u64) -> Problem {
-    Problem::too_many(
+/// Counts a login attempt on `key` (at `now`, within `window`); 429 naming `what` past `max`.
+async fn count_attempt(
+    state: &OperatorsState,
+    key: &str,
+    now: i64,
+    (window, max): (Duration, u32),
+    what: &str,
+) -> Result<(), Problem> {
+    if state.attempts.attempt(key, now, window).await? <= max {
+        return Ok(());
+    }
+    metrics::counter!("operator_logins_total", "result" => "throttled").increment(1);
+    Err(Problem::too_many(
         format!("too many login attempts {what}; wait and retry"),
-        window_s,
-    )
+        window.as_secs(),
+    ))
 }
 
 fn bad_login() -> Problem {
@@ -124,26 +136,14 @@ pub(crate) async fn login(
     let now = now_ms();
     let cfg = &state.config;
     let address_key = format!("login:address:{}", addr.0);
-    let tried = state
-        .attempts
-        .attempt(&address_key, now, ADDRESS_WINDOW)
-        .await?;
-    if tried > cfg.max_per_address {
-        metrics::counter!("operator_logins_total", "result" => "throttled").increment(1);
-        return Err(too_many("from this address", ADDRESS_WINDOW.as_secs()));
-    }
+    let per_address = (ADDRESS_WINDOW, cfg.max_per_address);
+    count_attempt(&state, &address_key, now, per_address, "from this address").await?;
     let email = normalize_email(&body.email).map_err(|_| bad_login())?;
     let account_key = format!("login:account:{email}");
     // Counted before the (slow) password check, so parallel guesses cannot all pass a count read
     // before any of them failed; a right password clears the count.
-    let tried = state
-        .attempts
-        .attempt(&account_key, now, ACCOUNT_WINDOW)
-        .await?;
-    if tried > cfg.max_failures {
-        metrics::counter!("operator_logins_total", "result" => "throttled").increment(1);
-        return Err(too_many("on this account", ACCOUNT_WINDOW.as_secs()));
-    }
+    let per_account = (ACCOUNT_WINDOW, cfg.max_failures);
+    count_attempt(&state, &account_key, now, per_account, "on this account").await?;
     let op = state.operators.operator_by_email(&email).await?;
     let matches =
         password::verify(body.password, op.as_ref().map(|o| o.password_hash.clone())).await;
