@@ -4,6 +4,9 @@
 
 use liveops_module::{ConfigError, Group, Module};
 
+/// The port of `all`, every module in one process.
+const ALL_PORT: u16 = 8080;
+
 /// Named groups of modules, with the port they listen on together.
 const GROUPS: &[(&str, &[&str], u16)] = &[
     ("ingest", &["gateway", "fairness"], 8080),
@@ -77,7 +80,7 @@ impl Table {
             .iter()
             .map(|(g, members, _)| format!("{g} = {}", members.join("+")))
             .collect();
-        let ports: Vec<String> = std::iter::once(("all", 8080))
+        let ports: Vec<String> = std::iter::once(("all", ALL_PORT))
             .chain(GROUPS.iter().map(|(g, _, p)| (*g, *p)))
             .chain(self.modules.iter().map(|m| (m.name(), m.port())))
             .map(|(name, p)| format!("{name} {p}"))
@@ -136,7 +139,7 @@ impl Table {
         let mut port = None;
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (members, p): (Vec<&str>, u16) = if part == "all" {
-                (self.modules.iter().map(|m| m.name()).collect(), 8080)
+                (self.modules.iter().map(|m| m.name()).collect(), ALL_PORT)
             } else if let Some((_, members, p)) = GROUPS.iter().find(|(g, _, _)| *g == part) {
                 (members.to_vec(), *p)
             } else if let Some(m) = self.modules.iter().find(|m| m.name() == part) {
@@ -171,7 +174,7 @@ impl Table {
         Ok(Target {
             name,
             modules,
-            port: port.unwrap_or(8080),
+            port: port.unwrap_or(ALL_PORT),
         })
     }
 

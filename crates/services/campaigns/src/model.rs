@@ -6,11 +6,11 @@ use liveops_core::event::is_label;
 use liveops_core::stores::{Campaign, CampaignState, EntryLimit, Reward};
 use liveops_core::{Calendar, Window};
 use liveops_http::{rfc3339, Problem, Text, Title};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// A campaign's description: at most 2000 characters.
 pub type Description = Text<2000, false>;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 /// Longest campaign: a year.
 pub(crate) const MAX_DURATION_MS: i64 = 366 * 86_400_000;

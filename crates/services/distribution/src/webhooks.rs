@@ -277,18 +277,30 @@ pub(crate) async fn delete_webhook(
     IdPath(id): IdPath,
 ) -> Result<StatusCode, Problem> {
     op.require(WRITERS)?;
-    let unknown = || Problem::not_found(format!("no webhook {id:?}"));
     // The audit entry keeps what was deleted (its URL and events; never the secret).
-    let hooks = state.webhooks.webhooks().await?;
-    let hook = hooks.iter().find(|h| h.id == id).ok_or_else(unknown)?;
-    let before = serde_json::to_string(&WebhookView::from(hook)).ok();
+    let hook = active_webhook(&state, &id).await?;
+    let before = serde_json::to_string(&WebhookView::from(&hook)).ok();
     let audit = op.audit(now_ms(), "webhook.delete", &id, before, None);
     if state.webhooks.delete_webhook(&id, &audit).await? {
         tracing::info!("webhook deleted");
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(unknown())
+        Err(no_webhook(&id))
     }
+}
+
+/// The active webhook `id`; 404 if there is none (never made, or deleted). Webhooks are few
+/// (`GET /webhooks` lists them all), so the active set is read whole.
+async fn active_webhook(state: &DistributionState, id: &str) -> Result<Webhook, Problem> {
+    let hooks = state.webhooks.webhooks().await?;
+    hooks
+        .into_iter()
+        .find(|h| h.id == id)
+        .ok_or_else(|| no_webhook(id))
+}
+
+fn no_webhook(id: &str) -> Problem {
+    Problem::not_found(format!("no webhook {id:?}"))
 }
 
 /// The query of `GET /webhooks/{id}/deliveries`.
@@ -318,10 +330,7 @@ pub(crate) async fn list_deliveries(
 ) -> Result<Json<DeliveryList>, Problem> {
     op.require(WRITERS)?;
     let limit = u32::try_from(query.limit.map_or(100, Bounded::get)).unwrap_or(100);
-    // Webhooks are few (`GET /webhooks` lists them all), so the active set is read whole.
-    if !state.webhooks.webhooks().await?.iter().any(|h| h.id == id) {
-        return Err(Problem::not_found(format!("no webhook {id:?}")));
-    }
+    active_webhook(&state, &id).await?;
     let list = state.webhooks.deliveries(&id, limit).await?;
     Ok(Json(DeliveryList {
         webhook_id: id,

@@ -84,9 +84,8 @@ impl Apply for Leaderboard<'_> {
         if !update_ranks(self.state, &deltas, backoff, shutdown).await {
             return false;
         }
-        let suspect = std::mem::take(&mut self.suspect);
         let now = now_ms();
-        let live: BTreeSet<Board> = suspect
+        let live: BTreeSet<Board> = std::mem::take(&mut self.suspect)
             .into_iter()
             .filter(|b| is_live(&self.state.config.calendar, b, now))
             .collect();
@@ -97,9 +96,7 @@ impl Apply for Leaderboard<'_> {
             boards = live.len(),
             "reloading boards after a failed commit"
         );
-        metrics::counter!("leaderboard_board_reloads_total", "reason" => "commit_failed")
-            .increment(live.len() as u64);
-        reload_until(self.state, &live, backoff, shutdown).await
+        reload_until(self.state, &live, "commit_failed", backoff, shutdown).await
     }
 }
 
@@ -182,21 +179,23 @@ pub(crate) async fn update_ranks(
     };
     tracing::warn!(%error, "rank store update failed; reloading the boards");
     let boards: BTreeSet<Board> = live.into_iter().map(|d| d.board).collect();
-    metrics::counter!("leaderboard_board_reloads_total", "reason" => "rank_store_failed")
-        .increment(boards.len() as u64);
     if !backoff.wait(shutdown).await {
         return false;
     }
-    reload_until(state, &boards, backoff, shutdown).await
+    reload_until(state, &boards, "rank_store_failed", backoff, shutdown).await
 }
 
-/// Reloads `boards` from the repository until it works or shutdown; `false` on shutdown.
+/// Reloads `boards` from the repository until it works or shutdown, counted under `reason` in
+/// `leaderboard_board_reloads_total`; `false` on shutdown.
 async fn reload_until(
     state: &LeaderboardState,
     boards: &BTreeSet<Board>,
+    reason: &'static str,
     backoff: &mut Backoff,
     shutdown: &CancellationToken,
 ) -> bool {
+    metrics::counter!("leaderboard_board_reloads_total", "reason" => reason)
+        .increment(boards.len() as u64);
     loop {
         match reload(state, boards).await {
             Ok(()) => return true,
