@@ -74,6 +74,9 @@ echo "== openapi-spec-validator: the served document is valid OpenAPI (unique op
 curl -fsS "http://127.0.0.1:$PORT/openapi.json" > "$WORK/openapi.json"
 openapi-spec-validator "$WORK/openapi.json" || status=1
 
+echo "== contract hooks: their examples"
+PYTHONPATH="$ROOT/scripts/check" python3 -m doctest "$ROOT/scripts/check/contract_hooks.py" || status=1
+
 echo "== schemathesis: every check, ${SECONDS_BUDGET}s, signed like a client"
 # One worker: with two, Hypothesis describing its strategies parses Python source with `ast` from
 # two threads, which Python 3.11 does not support ("AST constructor recursion depth mismatch").
