@@ -63,6 +63,17 @@ impl Problem {
         Self::new(422, "path-mismatch", "Body contradicts the path", detail).with_field(field)
     }
 
+    /// 422: an `Idempotency-Key` used before with another request (the IETF draft's answer).
+    pub fn key_reused() -> Self {
+        Self::new(
+            422,
+            "idempotency-key-reused",
+            "Idempotency-Key reused",
+            "this Idempotency-Key was already used with a different request body",
+        )
+        .with_field("Idempotency-Key")
+    }
+
     /// 401: unsigned, badly signed or stale.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(401, "unauthorized", "Signature check failed", detail)

@@ -17,7 +17,7 @@ use common::{eventually, free_port, spawn_app, spawn_serve, wait_ready, TestApp}
 use liveops_campaigns::CampaignView;
 use liveops_core::draw::PublishedDraw;
 use liveops_core::stores::CampaignState;
-use liveops_distribution::{DeliveryList, MessageView, WebhookView};
+use liveops_distribution::{DeliveryList, MessageView, Sent, WebhookView};
 use liveops_fairness::PlayerFairness;
 use liveops_operators::AuditList;
 use serde_json::json;
@@ -111,6 +111,91 @@ async fn rank_campaigns_pay_only_on_the_windows_the_leaderboard_ranks() {
             assert_eq!(problem(&b).field.as_deref(), Some("reward.window"), "{b}");
         }
     }
+    app.shutdown().await;
+}
+
+/// `POST /inbox/messages` under `key` as `token`: status, `Idempotent-Replayed`, body.
+async fn send_keyed(
+    live: &Live,
+    token: &str,
+    key: &str,
+    body: &serde_json::Value,
+) -> (u16, bool, serde_json::Value) {
+    let res = live
+        .http
+        .post(format!("{}/inbox/messages", live.urls.distribution))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .json(body)
+        .send()
+        .await
+        .expect("send");
+    let status = res.status().as_u16();
+    let replayed = res
+        .headers()
+        .get("idempotent-replayed")
+        .is_some_and(|v| v == "true");
+    (status, replayed, res.json().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_send_retried_under_its_idempotency_key_reaches_the_player_once() {
+    let (app, live, admin) = live_app(&[]).await;
+    let expires = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+    let gift = json!({"players": ["keyed_player"], "title": "Gift",
+                      "attachments": [{"item": "gem"}], "expiresAt": expires});
+    let (s, replayed, first) = send_keyed(&live, &admin, "gift-2026-12", &gift).await;
+    assert_eq!((s, replayed), (201, false), "{first}");
+    let first: Sent = read(&first);
+    // The answer was lost; the client sends the same request again, as often as it likes.
+    for _ in 0..2 {
+        let (s, replayed, again) = send_keyed(&live, &admin, "gift-2026-12", &gift).await;
+        assert_eq!((s, replayed), (201, true), "{again}");
+        assert_eq!(read::<Sent>(&again).message_ids, first.message_ids);
+    }
+    let inbox = live.inbox("keyed_player").await.messages;
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    assert_eq!(inbox[0].message_id, first.message_ids[0]);
+
+    // The key with another request is refused, and sends nothing.
+    let other = json!({"players": ["keyed_player"], "title": "Another gift",
+                       "attachments": [{"item": "gem"}], "expiresAt": expires});
+    let (s, _, body) = send_keyed(&live, &admin, "gift-2026-12", &other).await;
+    assert_eq!(s, 422, "{body}");
+    assert_eq!(problem(&body).field.as_deref(), Some("Idempotency-Key"));
+    for bad in ["two words", ""] {
+        let (s, _, body) = send_keyed(&live, &admin, bad, &gift).await;
+        assert_eq!(s, 400, "{bad:?}: {body}");
+    }
+    assert_eq!(live.inbox("keyed_player").await.messages.len(), 1);
+
+    // Keys are each sender's own: another operator's send under the same key is a new send.
+    let (s, b) = live
+        .add_operator(
+            &admin,
+            "keyed-op@example.com",
+            "a long operator password",
+            "operator",
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let op = live
+        .token("keyed-op@example.com", "a long operator password")
+        .await;
+    let (s, replayed, theirs) = send_keyed(&live, &op, "gift-2026-12", &gift).await;
+    assert_eq!((s, replayed), (201, false), "{theirs}");
+    assert_ne!(read::<Sent>(&theirs).message_ids, first.message_ids);
+    assert_eq!(live.inbox("keyed_player").await.messages.len(), 2);
+    let (s, audit) = live
+        .get(format!("{}/audit?limit=50", app.base), Some(&admin))
+        .await;
+    assert_eq!(s, 200, "{audit}");
+    let sends = read::<AuditList>(&audit)
+        .entries
+        .iter()
+        .filter(|e| e.action == "inbox.send")
+        .count();
+    assert_eq!(sends, 2, "one audit entry per send, none for the repeats");
     app.shutdown().await;
 }
 

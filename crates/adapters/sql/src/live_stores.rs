@@ -12,7 +12,7 @@ macro_rules! impl_live_stores {
                 CampaignEvent, CampaignState, CampaignStore, ClaimOutcome, Delivery, DueDelivery,
                 Entered, Entry, EntryStore, InboxClaim, InboxMessage, InboxStore, LiveEventStores,
                 OperatorRecord, OperatorStore, OperatorUpdate, Outcome, OutcomeStore, PlayerXp,
-                Session, Sessions, Webhook, WebhookStore,
+                SendKey, SendOutcome, Session, Sessions, Webhook, WebhookStore,
             };
             use liveops_core::PortResult;
 
@@ -97,7 +97,9 @@ macro_rules! impl_live_stores {
 
                 impl InboxStore {
                     fn settle(campaign_id: &str, player_id: &str, message: &InboxMessage) -> bool;
-                    fn send_messages(messages: &[InboxMessage], audit: &AuditEntry) -> ();
+                    fn send_messages(
+                        key: Option<&SendKey>, messages: &[InboxMessage], audit: &AuditEntry,
+                    ) -> SendOutcome;
                     fn message(player_id: &str, message_id: &str) -> Option<InboxMessage>;
                     fn inbox(
                         player_id: &str, limit: u32,

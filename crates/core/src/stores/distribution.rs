@@ -56,6 +56,28 @@ pub enum ClaimOutcome {
     Expired(i64),
 }
 
+/// An operator send under an `Idempotency-Key`: whose key it is and what was asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendKey {
+    /// The operator (or API key) that sent it: keys are theirs alone.
+    pub operator_id: String,
+    /// The `Idempotency-Key` as sent.
+    pub key: String,
+    /// A digest of the request, telling a retry from another request under the same key.
+    pub request_hash: String,
+}
+
+/// What became of an operator send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Written now.
+    Sent,
+    /// Its key was used before with the same request: the message ids sent then; nothing written.
+    Replayed(Vec<String>),
+    /// Its key was used before with another request; nothing written.
+    KeyReused,
+}
+
 /// The player inbox.
 #[async_trait]
 pub trait InboxStore: Health {
@@ -67,8 +89,14 @@ pub trait InboxStore: Health {
         player_id: &str,
         message: &InboxMessage,
     ) -> PortResult<bool>;
-    /// Sends operator messages.
-    async fn send_messages(&self, messages: &[InboxMessage], audit: &AuditEntry) -> PortResult<()>;
+    /// Sends operator messages with their audit entry, once per `key` if given: a send under
+    /// a key used before writes nothing and says what the first send did.
+    async fn send_messages(
+        &self,
+        key: Option<&SendKey>,
+        messages: &[InboxMessage],
+        audit: &AuditEntry,
+    ) -> PortResult<SendOutcome>;
     /// A message in a player's inbox (theirs or everyone's).
     async fn message(&self, player_id: &str, message_id: &str) -> PortResult<Option<InboxMessage>>;
     /// A player's messages (theirs and everyone's), newest first, each with its claim.

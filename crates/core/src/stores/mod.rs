@@ -17,7 +17,7 @@ pub use campaigns::{
 };
 pub use distribution::{
     Attempt, ClaimOutcome, Delivery, DeliveryState, DueDelivery, InboxClaim, InboxMessage,
-    InboxStore, Webhook, WebhookStore,
+    InboxStore, SendKey, SendOutcome, Webhook, WebhookStore,
 };
 pub use fairness::{FairnessCommit, FairnessStore, Flag};
 pub use operators::{

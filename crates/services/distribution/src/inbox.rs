@@ -6,18 +6,20 @@
 //! the message answers the same receipts.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use liveops_core::event::is_label;
-use liveops_core::stores::{ClaimOutcome, InboxClaim, InboxMessage, Role};
+use liveops_core::stores::{ClaimOutcome, InboxClaim, InboxMessage, Role, SendKey, SendOutcome};
 use liveops_core::{now_ms, PlayerId, Receipt};
 use liveops_http::responses::{
-    OperatorInputFailures, ReadFailures, SignedLookupFailures, TooLarge,
+    KeyReused, OperatorInputFailures, ReadFailures, SignedLookupFailures, TooLarge,
 };
 use liveops_http::{
-    parse_json, rfc3339, Bounded, Json, Operator, PlayerPath, Problem, Query, SignatureHeaders,
-    Signed, Text, Title,
+    idempotency_key, parse_json, rfc3339, Bounded, Json, Operator, PlayerPath, Problem, Query,
+    SignatureHeaders, Signed, Text, Title, REPLAYED,
 };
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::DistributionState;
@@ -322,13 +324,28 @@ fn recipients(req: &SendRequest) -> Result<Vec<Option<String>>, Problem> {
     }
 }
 
+/// The `Idempotency-Key` header of `POST /inbox/messages`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // documents the header; `send_message` reads it from the request
+pub(crate) struct SendKeyHeader {
+    /// 1..=255 visible ASCII characters, the sender's own: the same request again under it
+    /// gets the first send's ids (201, `Idempotent-Replayed: true`) and sends nothing twice;
+    /// another request under it is refused (422).
+    #[param(rename = "Idempotency-Key", pattern = "^[!-~]{1,255}$")]
+    idempotency_key: Option<String>,
+}
+
 /// Sends a message to some players' inboxes, or to every player's.
 #[utoipa::path(
     post, path = "/inbox/messages", tag = "distribution", security(("bearer" = [])),
+    params(SendKeyHeader),
     request_body = SendRequest,
     responses(
-        (status = 201, description = "Sent", body = Sent),
+        (status = 201, description = "Sent (or, again under its `Idempotency-Key`, sent before: \
+            the same ids, with `Idempotent-Replayed: true`)", body = Sent),
         TooLarge,
+        KeyReused,
         OperatorInputFailures,
     )
 )]
@@ -336,9 +353,11 @@ fn recipients(req: &SendRequest) -> Result<Vec<Option<String>>, Problem> {
 pub(crate) async fn send_message(
     State(state): State<DistributionState>,
     op: Operator,
+    headers: HeaderMap,
     Json(req): Json<SendRequest>,
-) -> Result<(StatusCode, Json<Sent>), Problem> {
+) -> Result<Response, Problem> {
     op.require(&[Role::Admin, Role::Operator])?;
+    let key = idempotency_key(&headers)?;
     let to = recipients(&req)?;
     let title = req.title.as_str().trim();
     if req.attachments.len() > 10 {
@@ -392,9 +411,51 @@ pub(crate) async fn send_message(
         "expiresAt": rfc3339(expires),
     });
     let audit = op.audit(now, "inbox.send", target, None, Some(after.to_string()));
-    state.inbox.send_messages(&messages, &audit).await?;
-    tracing::info!(messages = ids.len(), "inbox messages sent");
-    Ok((StatusCode::CREATED, Json(Sent { message_ids: ids })))
+    let key = key.map(|key| SendKey {
+        operator_id: op.id.clone(),
+        key: key.to_owned(),
+        request_hash: fingerprint(&after),
+    });
+    let outcome = state
+        .inbox
+        .send_messages(key.as_ref(), &messages, &audit)
+        .await?;
+    match outcome {
+        SendOutcome::Sent => {
+            tracing::info!(messages = ids.len(), "inbox messages sent");
+            Ok(created(ids, false))
+        }
+        SendOutcome::Replayed(first) => {
+            tracing::info!(messages = first.len(), "inbox send repeated: sent before");
+            Ok(created(first, true))
+        }
+        SendOutcome::KeyReused => Err(Problem::key_reused()),
+    }
+}
+
+/// A digest of what a send asks for (recipients, text, items, expiry; not the ids it mints), so
+/// a retry under the same `Idempotency-Key` is told from another request.
+fn fingerprint(after: &serde_json::Value) -> String {
+    let mut asked = after.clone();
+    if let Some(messages) = asked.get_mut("messages").and_then(|m| m.as_array_mut()) {
+        for m in messages {
+            if let Some(m) = m.as_object_mut() {
+                m.remove("messageId");
+            }
+        }
+    }
+    hex::encode(Sha256::digest(asked.to_string().as_bytes()))
+}
+
+/// The 201 answer naming the messages sent, marked when it repeats an earlier send's.
+fn created(message_ids: Vec<String>, replayed: bool) -> Response {
+    let mut response = (StatusCode::CREATED, Json(Sent { message_ids })).into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert(REPLAYED, HeaderValue::from_static("true"));
+    }
+    response
 }
 
 #[cfg(test)]

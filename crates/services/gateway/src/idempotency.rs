@@ -15,15 +15,12 @@ use std::time::Duration;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use liveops_core::ports::{IdemState, Idempotency, StoredAnswer};
-use liveops_http::{header, Problem, Signature, Signed};
+use liveops_http::{idempotency_key, Problem, Signature, Signed, REPLAYED};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use crate::guard::dropped;
 use crate::GatewayState;
-
-/// The header on a repeat's answer (`true`), as Stripe sends it.
-pub(crate) const REPLAYED: &str = "idempotent-replayed";
 
 /// How often a repeat polls for the first request's answer.
 const POLL_EVERY: Duration = Duration::from_millis(5);
@@ -47,25 +44,6 @@ pub(crate) enum Admission {
     Proceed(KeyHold),
     /// It was answered before: send that answer again.
     Replay(StoredAnswer),
-}
-
-/// The `Idempotency-Key` header, if sent: 1..=255 visible ASCII characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Problem> {
-    let Some(raw) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let bytes = raw.as_bytes();
-    let visible = bytes.iter().all(|b| (0x21..=0x7e).contains(b));
-    if (1..=255).contains(&bytes.len()) && visible {
-        // Visible ASCII is valid UTF-8.
-        Ok(Some(header(headers, "idempotency-key").unwrap_or_default()))
-    } else {
-        dropped("invalid", 1);
-        Err(Problem::invalid(
-            "Idempotency-Key",
-            "must be 1 to 255 visible ASCII characters",
-        ))
-    }
 }
 
 /// What makes a request the same request again: its `Idempotency-Key` header as sent, else its
@@ -157,7 +135,8 @@ pub(crate) async fn admit(
         format!("gateway-signed:{scope}:{}", signature.0),
         Duration::from_secs(2 * state.signatures.tolerance_s.max(1) as u64 + 1),
     )];
-    if let Some(key) = idempotency_key(headers)? {
+    let key = idempotency_key(headers).inspect_err(|_| dropped("invalid", 1))?;
+    if let Some(key) = key {
         keys.push((
             format!("gateway:{scope}:{key}"),
             state.config.idempotency_ttl,
@@ -207,13 +186,7 @@ async fn take(
             }
             IdemState::Mismatch => {
                 dropped("invalid", 1);
-                return Err(Problem::new(
-                    422,
-                    "idempotency-key-reused",
-                    "Idempotency-Key reused",
-                    "this Idempotency-Key was already used with a different request body",
-                )
-                .with_field("Idempotency-Key"));
+                return Err(Problem::key_reused());
             }
             IdemState::InFlight if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(POLL_EVERY).await;
@@ -380,30 +353,6 @@ impl Drop for KeyHold {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    fn with_key(v: &[u8]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(
-            "idempotency-key",
-            HeaderValue::from_bytes(v).expect("test header"),
-        );
-        h
-    }
-
-    #[test]
-    fn keys_must_be_short_visible_ascii() {
-        assert_eq!(idempotency_key(&HeaderMap::new()), Ok(None));
-        assert_eq!(idempotency_key(&with_key(b"abc-123")), Ok(Some("abc-123")));
-        assert_eq!(
-            idempotency_key(&with_key(&[b'k'; 255])).map(|k| k.map(str::len)),
-            Ok(Some(255))
-        );
-        for bad in [&b""[..], &[b'k'; 256][..], b"a b", "é".as_bytes()] {
-            let p = idempotency_key(&with_key(bad)).unwrap_err();
-            assert_eq!(p.status, 400);
-            assert_eq!(p.field.as_deref(), Some("Idempotency-Key"));
-        }
-    }
 
     #[test]
     fn requests_get_a_stable_event_id_per_identity_body_and_item() {

@@ -12,8 +12,8 @@ use liveops_core::ports::Health;
 use liveops_core::stores::{
     ApiKeyInfo, Attempt, AuditEntry, Award, Campaign, CampaignEvent, CampaignState, ClaimOutcome,
     Delivery, DeliveryState, Entered, Entry, EntryLimit, InboxClaim, InboxMessage, LiveEventStores,
-    OperatorRecord, OperatorUpdate, Outcome, ProgressCommit, ProgressStore, Reward, Role, Webhook,
-    XpGain,
+    OperatorRecord, OperatorUpdate, Outcome, ProgressCommit, ProgressStore, Reward, Role, SendKey,
+    SendOutcome, Webhook, XpGain,
 };
 use liveops_core::{now_ms, PortError, PortResult, Receipt};
 
@@ -36,6 +36,7 @@ pub async fn run_all<S: LiveStores + 'static>(repo: Arc<S>) {
     outcomes_are_recorded_once(r).await;
     season_xp_reads_progression(r).await;
     settlement_writes_one_message_per_winner(r).await;
+    keyed_sends_write_once(r).await;
     claims_issue_one_set_of_receipts(r).await;
     webhook_deliveries_are_queued_once_and_leased_once(r).await;
     concurrent_writers_agree(repo).await;
@@ -591,21 +592,12 @@ pub async fn settlement_writes_one_message_per_winner(repo: &dyn LiveStores) {
         "settle"
     ));
     let broadcast = message(None, None, 3_600_000);
-    ok(
-        repo.send_messages(
-            std::slice::from_ref(&broadcast),
-            &audit("inbox.send", &broadcast.message_id),
-        )
-        .await,
-        "send_messages",
-    );
-    let inbox = ok(repo.inbox(&player, 1000).await, "inbox");
-    let of_campaign: Vec<&InboxMessage> = inbox
-        .iter()
-        .map(|(m, _)| m)
-        .filter(|m| m.campaign_id.as_deref() == Some(campaign_id.as_str()))
-        .collect();
-    assert_eq!(of_campaign, [&first]);
+    let sent = send(repo, None, std::slice::from_ref(&broadcast)).await;
+    assert_eq!(sent, SendOutcome::Sent);
+    let of_campaign = inbox_of(repo, &player, |m| {
+        m.campaign_id.as_deref() == Some(campaign_id.as_str())
+    });
+    assert_eq!(of_campaign.await, [first.clone()]);
     let someone_else = ok(
         repo.inbox(&format!("other_{}", suffix()), 1000).await,
         "inbox",
@@ -614,17 +606,81 @@ pub async fn settlement_writes_one_message_per_winner(repo: &dyn LiveStores) {
     assert!(!someone_else.iter().any(|(m, _)| m == &first));
 }
 
+/// A send under a key writes once: the same request again writes nothing and gets the first
+/// send's ids, another request under the key writes nothing either; keys are per operator.
+pub async fn keyed_sends_write_once(repo: &dyn LiveStores) {
+    let player = format!("keyed_{}", suffix());
+    let key = send_key("op_a", "digest-1");
+    let first = [message(Some(&player), None, 3_600_000)];
+    assert_eq!(send(repo, Some(&key), &first).await, SendOutcome::Sent);
+    let retry = [message(Some(&player), None, 3_600_000)];
+    let first_ids = vec![first[0].message_id.clone()];
+    let again = send(repo, Some(&key), &retry).await;
+    assert_eq!(again, SendOutcome::Replayed(first_ids));
+    let other = SendKey {
+        request_hash: "digest-2".into(),
+        ..key.clone()
+    };
+    assert_eq!(
+        send(repo, Some(&other), &retry).await,
+        SendOutcome::KeyReused
+    );
+    let mine = inbox_of(repo, &player, |m| m.player_id.is_some()).await;
+    assert_eq!(
+        mine,
+        [first[0].clone()],
+        "one message for three sends under one key"
+    );
+    let theirs = SendKey {
+        operator_id: format!("op_b_{}", suffix()),
+        ..key
+    };
+    assert_eq!(send(repo, Some(&theirs), &retry).await, SendOutcome::Sent);
+}
+
+/// The messages in `player`'s inbox that `keep` keeps, newest first.
+async fn inbox_of(
+    repo: &dyn LiveStores,
+    player: &str,
+    keep: impl Fn(&InboxMessage) -> bool,
+) -> Vec<InboxMessage> {
+    let inbox = ok(repo.inbox(player, 1000).await, "inbox");
+    inbox
+        .into_iter()
+        .map(|(m, _)| m)
+        .filter(|m| keep(m))
+        .collect()
+}
+
+/// Sends `messages` (under `key`, if given) with an audit entry.
+async fn send(
+    repo: &dyn LiveStores,
+    key: Option<&SendKey>,
+    messages: &[InboxMessage],
+) -> SendOutcome {
+    let audit = audit("inbox.send", "players");
+    ok(
+        repo.send_messages(key, messages, &audit).await,
+        "send_messages",
+    )
+}
+
+fn send_key(operator: &str, digest: &str) -> SendKey {
+    SendKey {
+        operator_id: format!("{operator}_{}", suffix()),
+        key: "retry-me".into(),
+        request_hash: digest.into(),
+    }
+}
+
 /// A claim issues its receipts once; a second claim gets the first one's; another player's
 /// message is not found; an expired one says when it expired.
 pub async fn claims_issue_one_set_of_receipts(repo: &dyn LiveStores) {
     let player = format!("claimer_{}", suffix());
     let m = message(Some(&player), None, 3_600_000);
     let expired = message(Some(&player), None, -1);
-    ok(
-        repo.send_messages(&[m.clone(), expired.clone()], &audit("inbox.send", &player))
-            .await,
-        "send_messages",
-    );
+    let sent = send(repo, None, &[m.clone(), expired.clone()]).await;
+    assert_eq!(sent, SendOutcome::Sent);
     let first = claim(&m, &player, "one");
     let now = now_ms();
     assert_eq!(
@@ -822,11 +878,10 @@ pub async fn concurrent_writers_agree<S: LiveStores + 'static>(repo: Arc<S>) {
     .await;
     let settled = settles.into_iter().filter(|s| *s).count();
     assert_eq!(settled, 1, "one settlement per winner");
-    let inbox: Vec<InboxMessage> = ok(repo.inbox(&player, 1000).await, "inbox")
-        .into_iter()
-        .map(|(m, _)| m)
-        .filter(|m| m.campaign_id.as_deref() == Some(c.id.as_str()))
-        .collect();
+    let inbox = inbox_of(repo.as_ref(), &player, |m| {
+        m.campaign_id.as_deref() == Some(c.id.as_str())
+    })
+    .await;
     assert_eq!(inbox.len(), 1, "one message");
     let m = inbox[0].clone();
     let claims = race("claim", |i| {
@@ -847,6 +902,19 @@ pub async fn concurrent_writers_agree<S: LiveStores + 'static>(repo: Arc<S>) {
         ok(repo.claim_of(&player, &m.message_id).await, "claim_of"),
         first.pop()
     );
+    let key = send_key("op_race", "digest");
+    let sends = race("send_messages", |_| {
+        let (repo, key) = (repo.clone(), key.clone());
+        let m = message(Some(&player), None, 3_600_000);
+        async move {
+            let audit = audit("inbox.send", &key.key);
+            repo.send_messages(Some(&key), std::slice::from_ref(&m), &audit)
+                .await
+        }
+    })
+    .await;
+    let written = sends.iter().filter(|s| **s == SendOutcome::Sent).count();
+    assert_eq!(written, 1, "one send per key: {sends:?}");
     let [a, b] = the_last_two_admins_cannot_both_go(repo.as_ref()).await;
     let changes = race("update_operator", |i| {
         let repo = repo.clone();

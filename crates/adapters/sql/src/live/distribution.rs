@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use liveops_core::stores::{
     Attempt, AuditEntry, CampaignEvent, ClaimOutcome, Delivery, DeliveryState, DueDelivery,
-    InboxClaim, InboxMessage, Webhook,
+    InboxClaim, InboxMessage, SendKey, SendOutcome, Webhook,
 };
 use liveops_core::{PortError, PortResult, Receipt};
 
@@ -165,17 +165,53 @@ sql_impl! {
 
     pub(crate) async fn send_messages(
         &self,
+        key: Option<&SendKey>,
         messages: &[InboxMessage],
         audit: &AuditEntry,
-    ) -> PortResult<()> {
+    ) -> PortResult<SendOutcome> {
         let attachments = messages
             .iter()
             .map(|m| to_json("message attachments", &m.attachments))
             .collect::<PortResult<Vec<_>>>()?;
+        let ids: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
+        let ids = to_json("sent message ids", &ids)?;
         within::<DB, _>(async {
             let (mut tx, _turn) = self.begin_write().await?;
+            if let Some(key) = key {
+                // The key's row is written first: a concurrent send under it waits for this
+                // transaction and then finds the row, so one of them writes messages.
+                let sql = with_tail::<DB>(
+                    "INSERT INTO inbox_sends \
+                     (operator_id, idem_key, request_hash, message_ids, sent_at) \
+                     VALUES (?, ?, ?, ?, ?)",
+                    DB::keep_existing("operator_id, idem_key", "request_hash"),
+                );
+                let insert = sqlx::query(&sql)
+                    .bind(key.operator_id.as_str())
+                    .bind(key.key.as_str())
+                    .bind(key.request_hash.as_str())
+                    .bind(ids.as_str())
+                    .bind(audit.at_ms);
+                Self::run(&mut tx, insert).await?;
+                let sql = DB::placeholders(
+                    "SELECT request_hash, message_ids FROM inbox_sends \
+                     WHERE operator_id = ? AND idem_key = ?",
+                );
+                let kept = sqlx::query_as(&sql)
+                    .bind(key.operator_id.as_str())
+                    .bind(key.key.as_str());
+                let (hash, kept): (Text, Text) = Self::row_on(&mut tx, kept).await?;
+                if hash.0 != key.request_hash {
+                    return Self::rolled_back(tx, SendOutcome::KeyReused).await;
+                }
+                if kept.0 != ids {
+                    let first = from_json("sent message ids", &kept.0)?;
+                    return Self::rolled_back(tx, SendOutcome::Replayed(first)).await;
+                }
+            }
             Self::insert_messages(&mut tx, messages, &attachments).await?;
-            Self::commit_audited(tx, audit).await
+            Self::commit_audited(tx, audit).await?;
+            Ok(SendOutcome::Sent)
         })
         .await
     }
