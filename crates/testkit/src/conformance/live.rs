@@ -597,7 +597,7 @@ pub async fn settlement_writes_one_message_per_winner(repo: &dyn LiveStores) {
     let of_campaign = inbox_of(repo, &player, |m| {
         m.campaign_id.as_deref() == Some(campaign_id.as_str())
     });
-    assert_eq!(of_campaign.await, [first.clone()]);
+    assert_eq!(of_campaign.await, std::slice::from_ref(&first));
     let someone_else = ok(
         repo.inbox(&format!("other_{}", suffix()), 1000).await,
         "inbox",
