@@ -413,8 +413,9 @@ def leaderboards(L):
     L.add(timeseries("Boards reloaded from the repository (last hour), by reason",
                      [(summed("leaderboard_board_reloads_total", by="reason", fn="increase", window="1h"),
                        "{{reason}}")], "short",
-                     "A rank store update failed, or a score commit failed and may have landed: "
-                     "the boards concerned are read again from the database."))
+                     "A rank store update failed, a score commit failed and may have landed, or "
+                     "the reconcile found the rank store short of a board's players (Redis "
+                     "restarted empty): the boards concerned are raised again from the database."))
 
 
 @board("liveops-datastores", "LiveOps / MySQL VM and Redis",

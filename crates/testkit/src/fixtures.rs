@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use liveops_core::ports::{Board, ScoreDelta};
+use liveops_core::ports::{Board, ScoreDelta, ScoreTotal};
 use liveops_core::Window;
 use serde_json::{json, Value};
 
@@ -63,6 +63,15 @@ pub fn score_delta(board: &Board, player: &str, delta: i64) -> ScoreDelta {
         board: board.clone(),
         player_id: player.to_owned(),
         delta,
+    }
+}
+
+/// `player`'s total of `total` on `board`.
+pub fn score_total(board: &Board, player: &str, total: i64) -> ScoreTotal {
+    ScoreTotal {
+        board: board.clone(),
+        player_id: player.to_owned(),
+        total,
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
-use liveops_core::ports::{Board, Health, PortError, PortResult, RankEntry, RankStore, ScoreDelta};
+use liveops_core::ports::{Board, Health, PortError, PortResult, RankEntry, RankStore, ScoreTotal};
 
 use super::ranktree::{ranks_before, RankTree, RankTreeError};
 
@@ -60,8 +60,16 @@ impl BoardState {
         self.tree.read().map_err(|_| corrupt(board))
     }
 
-    fn write(&self, board: &Board) -> PortResult<RwLockWriteGuard<'_, RankTree>> {
-        self.tree.write().map_err(|_| corrupt(board))
+    /// The tree to change; one a panic left inconsistent starts over empty (the leaderboard's
+    /// reconcile then finds the board short and raises it from the repository again).
+    fn write(&self) -> RwLockWriteGuard<'_, RankTree> {
+        self.tree.write().unwrap_or_else(|poisoned| {
+            let mut tree = poisoned.into_inner();
+            *tree = RankTree::default();
+            self.tree.clear_poison();
+            self.set_top(None);
+            tree
+        })
     }
 
     fn cached_top(&self) -> Option<Arc<Vec<RankEntry>>> {
@@ -88,23 +96,48 @@ impl BoardState {
         Ok(top)
     }
 
-    /// Applies deltas for this board under one write lock.
-    fn apply(&self, board: &Board, deltas: &[&ScoreDelta]) -> PortResult<()> {
-        let mut tree = self.write(board)?;
+    /// Raises this board's scores to `totals` under one write lock; a board still empty takes
+    /// a large set whole, built off the lock (a rebuild after a restart).
+    async fn raise(&self, totals: Vec<(String, i64)>) -> PortResult<()> {
+        if totals.len() > BLOCKING_LOAD && self.write().is_empty() {
+            let built = tokio::task::spawn_blocking(move || RankTree::from_scores(totals))
+                .await
+                .map_err(|e| PortError::Unavailable(format!("building the board failed: {e}")))?
+                .map_err(full)?;
+            let mut tree = self.write();
+            if tree.is_empty() {
+                *tree = built;
+                self.set_top(None);
+                return Ok(());
+            }
+            // Raised meanwhile: merge instead.
+            let merged: Vec<(String, i64)> = built
+                .range(0, built.len() as u64)
+                .into_iter()
+                .map(|(p, s)| (p.to_owned(), s))
+                .collect();
+            drop(tree);
+            return self.raise_each(&merged);
+        }
+        self.raise_each(&totals)
+    }
+
+    fn raise_each(&self, totals: &[(String, i64)]) -> PortResult<()> {
+        let mut tree = self.write();
         let mut cache = self.cached_top();
         let mut dropped = false;
         let mut result = Ok(());
-        for d in deltas {
-            let old = tree.score(&d.player_id);
-            let new = match tree.incr(&d.player_id, d.delta) {
-                Ok(new) => new,
+        for (player, total) in totals {
+            let old = match tree.raise(player, *total) {
+                Ok(old) => old,
                 Err(err) => {
                     result = Err(full(err));
                     break;
                 }
             };
+            let new = old.map_or(*total, |old| old.max(*total));
             if let Some(top) = &cache {
-                if Some(new) != old && moves_top(top, &d.player_id, old, new) {
+                if Some(new) != old && moves_top(top, player, old, new) {
                     cache = None;
                     dropped = true;
                 }
@@ -157,37 +190,19 @@ impl MemoryRankStore {
 
 #[async_trait]
 impl RankStore for MemoryRankStore {
-    async fn incr(&self, deltas: &[ScoreDelta]) -> PortResult<()> {
-        // Group by board, keeping each board's deltas in order.
-        let mut by_board: Vec<(&Board, Vec<&ScoreDelta>)> = Vec::new();
-        for d in deltas {
-            match by_board.iter_mut().find(|(b, _)| **b == d.board) {
-                Some((_, ds)) => ds.push(d),
-                None => by_board.push((&d.board, vec![d])),
+    async fn raise(&self, totals: &[ScoreTotal]) -> PortResult<()> {
+        // Group by board, keeping each board's totals in order.
+        let mut by_board: Vec<(&Board, Vec<(String, i64)>)> = Vec::new();
+        for t in totals {
+            let total = (t.player_id.clone(), t.total);
+            match by_board.iter_mut().find(|(b, _)| **b == t.board) {
+                Some((_, ts)) => ts.push(total),
+                None => by_board.push((&t.board, vec![total])),
             }
         }
-        for (board, ds) in by_board {
-            self.board_or_new(board).apply(board, &ds)?;
+        for (board, ts) in by_board {
+            self.board_or_new(board).raise(ts).await?;
         }
-        Ok(())
-    }
-
-    async fn load(&self, board: &Board, scores: Vec<(String, i64)>) -> PortResult<()> {
-        let tree = if scores.len() > BLOCKING_LOAD {
-            tokio::task::spawn_blocking(move || RankTree::from_scores(scores))
-                .await
-                .map_err(|e| PortError::Unavailable(format!("building the board failed: {e}")))?
-        } else {
-            RankTree::from_scores(scores)
-        }
-        .map_err(full)?;
-        let state = self.board_or_new(board);
-        // Replacing the whole tree also heals a board poisoned by a panic.
-        let mut guard = state.tree.write().unwrap_or_else(PoisonError::into_inner);
-        *guard = tree;
-        state.set_top(None);
-        state.tree.clear_poison();
-        drop(guard);
         Ok(())
     }
 
@@ -278,7 +293,7 @@ mod tests {
     use super::*;
     use liveops_core::Window;
 
-    use liveops_testkit::fixtures::score_delta as delta;
+    use liveops_testkit::fixtures::score_total as total;
 
     fn board(period: &str) -> Board {
         liveops_testkit::fixtures::board(Window::Daily, period)
@@ -292,35 +307,39 @@ mod tests {
     async fn top_cache_survives_changes_below_it_only() {
         let store = MemoryRankStore::new();
         let b = board("cache");
-        let scores = (0..2000).map(|i| (format!("p{i:04}"), i)).collect();
-        store.load(&b, scores).await.unwrap();
+        let scores: Vec<ScoreTotal> = (0..2000)
+            .map(|i| total(&b, &format!("p{i:04}"), i))
+            .collect();
+        store.raise(&scores).await.unwrap();
         let top = store.top(&b, 0, 10).await.unwrap();
         assert_eq!(top[0].player_id, "p1999");
         assert!(cached(&store, &b));
 
         // Rank 1000 holds p1000 (score 1000). A change wholly below it keeps the cache.
-        store.incr(&[delta(&b, "p0005", 10)]).await.unwrap();
-        store.incr(&[delta(&b, "new", 3)]).await.unwrap();
+        store.raise(&[total(&b, "p0005", 15)]).await.unwrap();
+        store.raise(&[total(&b, "new", 3)]).await.unwrap();
         assert!(cached(&store, &b));
         // A player entering the top drops it, and the next read sees the change.
-        store.incr(&[delta(&b, "p0001", 5000)]).await.unwrap();
+        store.raise(&[total(&b, "p0001", 5000)]).await.unwrap();
         assert!(!cached(&store, &b));
         let top = store.top(&b, 0, 1).await.unwrap();
         assert_eq!(top[0].player_id, "p0001");
-        // So does a player leaving it, including the last cached one.
-        store.incr(&[delta(&b, "p1001", -2000)]).await.unwrap();
-        assert!(!cached(&store, &b));
+        // So does a change of the last cached player.
         store.top(&b, 0, 1).await.unwrap();
         let last = store.top(&b, 999, 1).await.unwrap();
         store
-            .incr(&[delta(&b, &last[0].player_id, -1)])
+            .raise(&[total(&b, &last[0].player_id, last[0].score + 1)])
             .await
             .unwrap();
         assert!(!cached(&store, &b));
-        // A zero delta for a known player changes nothing.
+        // A total no higher than the score changes nothing, and keeps the cache.
         store.top(&b, 0, 1).await.unwrap();
-        store.incr(&[delta(&b, "p1999", 0)]).await.unwrap();
+        store
+            .raise(&[total(&b, "p1999", 1999), total(&b, "p1998", 5)])
+            .await
+            .unwrap();
         assert!(cached(&store, &b));
+        assert_eq!(store.rank(&b, "p1998").await.unwrap().unwrap().score, 1998);
         // Whatever happened, cached and uncached reads agree.
         let via_cache = store.top(&b, 0, 1000).await.unwrap();
         let direct = store.top(&b, 0, 1001).await.unwrap();
@@ -332,31 +351,35 @@ mod tests {
     async fn small_board_cache_is_dropped_by_any_change() {
         let store = MemoryRankStore::new();
         let b = board("small");
-        store.incr(&[delta(&b, "a", 1)]).await.unwrap();
+        store.raise(&[total(&b, "a", 1)]).await.unwrap();
         assert_eq!(store.top(&b, 0, 5).await.unwrap().len(), 1);
-        store.incr(&[delta(&b, "b", -100)]).await.unwrap();
+        store.raise(&[total(&b, "b", 0)]).await.unwrap();
         assert_eq!(store.top(&b, 0, 5).await.unwrap().len(), 2);
     }
 
     #[tokio::test]
-    async fn big_load_goes_through_the_blocking_pool() {
+    async fn a_big_raise_into_an_empty_board_is_built_on_the_blocking_pool() {
         let store = MemoryRankStore::new();
         let b = board("big");
         let n = BLOCKING_LOAD as i64 + 10;
-        store
-            .load(&b, (0..n).map(|i| (format!("p{i}"), i)).collect())
-            .await
-            .unwrap();
+        let totals: Vec<ScoreTotal> = (0..n).map(|i| total(&b, &format!("p{i}"), i)).collect();
+        store.raise(&totals).await.unwrap();
         assert_eq!(store.size(&b).await.unwrap(), n as u64);
         let e = store.rank(&b, "p0").await.unwrap().unwrap();
         assert_eq!(e.rank, n as u64);
+        // Into a board that holds players, it merges: nobody goes down.
+        store.raise(&[total(&b, "p5", 1_000_000)]).await.unwrap();
+        let lower: Vec<ScoreTotal> = (0..n).map(|i| total(&b, &format!("p{i}"), i / 2)).collect();
+        store.raise(&lower).await.unwrap();
+        assert_eq!(store.rank(&b, "p5").await.unwrap().unwrap().rank, 1);
+        assert_eq!(store.rank(&b, "p0").await.unwrap().unwrap().rank, n as u64);
     }
 
     #[tokio::test]
-    async fn a_poisoned_board_reports_corrupt_until_loaded() {
+    async fn a_poisoned_board_reports_corrupt_until_raised_again() {
         let store = Arc::new(MemoryRankStore::new());
         let b = board("poison");
-        store.incr(&[delta(&b, "a", 1)]).await.unwrap();
+        store.raise(&[total(&b, "a", 1)]).await.unwrap();
         let state = store.board(&b).unwrap();
         let poisoner = state.clone();
         let _ = std::thread::spawn(move || {
@@ -368,7 +391,10 @@ mod tests {
             store.rank(&b, "a").await,
             Err(PortError::Corrupt(_))
         ));
-        store.load(&b, vec![("a".into(), 2)]).await.unwrap();
-        assert_eq!(store.rank(&b, "a").await.unwrap().unwrap().score, 2);
+        // Raising starts the board over: what it held must be raised again (the reconcile
+        // finds it short).
+        store.raise(&[total(&b, "b", 2)]).await.unwrap();
+        assert_eq!(store.rank(&b, "b").await.unwrap().unwrap().score, 2);
+        assert_eq!(store.size(&b).await.unwrap(), 1);
     }
 }

@@ -319,6 +319,17 @@ impl RankTree {
         self.upsert(player, |old| old.unwrap_or(0).saturating_add(delta))
     }
 
+    /// Raises a player's score to `score` unless it is already as high (a new player gets it);
+    /// returns the previous score.
+    pub fn raise(&mut self, player: &str, score: i64) -> Result<Option<i64>, RankTreeError> {
+        let mut previous = None;
+        self.upsert(player, |old| {
+            previous = old;
+            old.map_or(score, |old| old.max(score))
+        })?;
+        Ok(previous)
+    }
+
     /// Sets a player's score; returns the previous one.
     pub fn set(&mut self, player: &str, score: i64) -> Result<Option<i64>, RankTreeError> {
         let mut previous = None;

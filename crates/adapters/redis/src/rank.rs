@@ -1,8 +1,8 @@
 //! `RankStore` on Redis sorted sets, single node or Redis Cluster.
 //!
 //! Keys (after an optional prefix):
-//! - `lb:{<window>:<period>}` — one ZSET per board (score = points, member = player id). The hash
-//!   tag keeps a board, and the temporary key a `load` builds, in one cluster slot.
+//! - `lb:{<window>:<period>}` — one ZSET per board (score = points, member = player id), changed
+//!   only by `ZADD … GT` of totals, so replicas and reloads can raise it in any order.
 //! - `lb:boards` — a SET of `<window>:<period>` names, so `boards()` needs no cluster-wide SCAN.
 //!
 //! Ordering comes from Redis itself: `ZREVRANGE` gives score descending, then member descending
@@ -13,18 +13,16 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use liveops_core::ports::{Board, PortError, PortResult, RankEntry, RankStore, ScoreDelta};
+use liveops_core::ports::{Board, PortError, PortResult, RankEntry, RankStore, ScoreTotal};
 use liveops_core::Window;
 use redis::{Pipeline, Script};
 
 use super::conn::{clean_prefix, ttl_ms, RedisConn};
 
-/// Players per `ZADD` when loading a board.
-const LOAD_CHUNK: usize = 1000;
-/// `ZADD`s per round trip when loading a board.
-const LOAD_CHUNKS_PER_TRIP: usize = 10;
-/// A half-built board left by a crashed `load` disappears after this long.
-const LOAD_TEMP_TTL_MS: u64 = 600_000;
+/// Players per `ZADD`.
+const ZADD_CHUNK: usize = 1000;
+/// `ZADD`s per round trip (a whole board reloaded takes several trips).
+const ZADDS_PER_TRIP: usize = 10;
 /// `around` neighbours are capped so the window bounds stay exact integers inside Lua.
 const MAX_AROUND: u64 = u32::MAX as u64;
 
@@ -136,65 +134,71 @@ impl RedisRankStore {
         Ok(())
     }
 
-    /// The pipelines applying `deltas`: on a single node one MULTI/EXEC pipeline for the whole
-    /// batch (one round trip); on a cluster one per board (each board is one slot) plus one for
-    /// the registry, sent side by side. Deltas for the same player and board are summed first.
-    pub(crate) fn incr_plan(&self, deltas: &[ScoreDelta], cluster: bool) -> Vec<Pipeline> {
-        if deltas.is_empty() {
-            return Vec::new();
-        }
-        // Per board, per player, in order of first appearance.
+    /// The round trips raising `totals`, each a set of pipelines sent side by side: on a single
+    /// node one pipeline, on a cluster one per board (a board is one slot), of up to
+    /// [`ZADDS_PER_TRIP`] `ZADD … GT` commands of [`ZADD_CHUNK`] players; the registry rides
+    /// the first trip. A player's highest total in the batch is the one sent. No trip needs to
+    /// be atomic: a partly applied raise is completed by raising again.
+    pub(crate) fn raise_plan(&self, totals: &[ScoreTotal], cluster: bool) -> Vec<Vec<Pipeline>> {
+        // Per board, per player the highest total, in order of first appearance.
         let mut boards: Vec<(&Board, Vec<(&str, i64)>)> = Vec::new();
         let mut board_index: HashMap<&Board, usize> = HashMap::new();
         let mut player_index: HashMap<(usize, &str), usize> = HashMap::new();
-        for d in deltas {
-            let b = *board_index.entry(&d.board).or_insert_with(|| {
-                boards.push((&d.board, Vec::new()));
+        for t in totals {
+            let b = *board_index.entry(&t.board).or_insert_with(|| {
+                boards.push((&t.board, Vec::new()));
                 boards.len() - 1
             });
             let players = &mut boards[b].1;
-            match player_index.get(&(b, d.player_id.as_str())) {
-                Some(&i) => players[i].1 = players[i].1.saturating_add(d.delta),
+            match player_index.get(&(b, t.player_id.as_str())) {
+                Some(&i) => players[i].1 = players[i].1.max(t.total),
                 None => {
-                    player_index.insert((b, d.player_id.as_str()), players.len());
-                    players.push((d.player_id.as_str(), d.delta));
+                    player_index.insert((b, t.player_id.as_str()), players.len());
+                    players.push((t.player_id.as_str(), t.total));
                 }
             }
         }
-        let zincr = |pipe: &mut Pipeline, key: &str, players: &[(&str, i64)]| {
-            for (player, delta) in players {
-                pipe.cmd("ZINCRBY")
-                    .arg(key)
-                    .arg(*delta)
-                    .arg(*player)
-                    .ignore();
-            }
-        };
+        let commands: Vec<(String, &[(&str, i64)])> = boards
+            .iter()
+            .flat_map(|(board, players)| {
+                let key = self.key(board);
+                players.chunks(ZADD_CHUNK).map(move |c| (key.clone(), c))
+            })
+            .collect();
         let names: Vec<String> = boards.iter().map(|(b, _)| board_name(b)).collect();
-        let register = self.registry_pipe("SADD", names);
-        if cluster {
-            let mut pipes: Vec<Pipeline> = boards
-                .iter()
-                .map(|(board, players)| {
-                    let mut pipe = redis::pipe();
-                    pipe.atomic();
-                    zincr(&mut pipe, &self.key(board), players);
-                    pipe
-                })
-                .collect();
-            pipes.push(register);
-            pipes
-        } else {
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            for (board, players) in &boards {
-                zincr(&mut pipe, &self.key(board), players);
+        let mut trips = Vec::new();
+        for (i, trip) in commands.chunks(ZADDS_PER_TRIP).enumerate() {
+            let mut pipes: Vec<(&str, Pipeline)> = Vec::new();
+            for (key, players) in trip {
+                let at = match pipes.iter().position(|(k, _)| cluster && k == key) {
+                    Some(at) => at,
+                    None if cluster || pipes.is_empty() => {
+                        pipes.push((key, redis::pipe()));
+                        pipes.len() - 1
+                    }
+                    None => 0,
+                };
+                let cmd = pipes[at].1.cmd("ZADD").arg(key).arg("GT");
+                for (player, total) in players.iter() {
+                    cmd.arg(*total).arg(*player);
+                }
+                cmd.ignore();
             }
-            for cmd in register.cmd_iter() {
-                pipe.add_command(cmd.clone()).ignore();
+            let mut pipes: Vec<Pipeline> = pipes.into_iter().map(|(_, p)| p).collect();
+            if i == 0 {
+                let register = self.registry_pipe("SADD", names.clone());
+                match pipes.first_mut() {
+                    Some(pipe) if !cluster => {
+                        for cmd in register.cmd_iter() {
+                            pipe.add_command(cmd.clone()).ignore();
+                        }
+                    }
+                    _ => pipes.push(register),
+                }
             }
-            vec![pipe]
+            trips.push(pipes);
         }
+        trips
     }
 
     /// Sends pipelines of commands returning nothing of interest.
@@ -202,70 +206,15 @@ impl RedisRankStore {
         let _: Vec<()> = self.conn.query_pipelines(op, pipes).await?;
         Ok(())
     }
-
-    /// Fills `tmp` with `scores`, in round trips of up to `LOAD_CHUNKS_PER_TRIP` ZADDs.
-    async fn fill(&self, tmp: &str, scores: &[(String, i64)]) -> PortResult<()> {
-        for (trip, batch) in scores.chunks(LOAD_CHUNK * LOAD_CHUNKS_PER_TRIP).enumerate() {
-            let mut pipe = redis::pipe();
-            for chunk in batch.chunks(LOAD_CHUNK) {
-                let cmd = pipe.cmd("ZADD").arg(tmp);
-                for (player, score) in chunk {
-                    cmd.arg(*score).arg(player);
-                }
-                cmd.ignore();
-            }
-            if trip == 0 {
-                pipe.cmd("PEXPIRE").arg(tmp).arg(LOAD_TEMP_TTL_MS).ignore();
-            }
-            let () = self.conn.query_pipeline("rank.load", &pipe).await?;
-        }
-        Ok(())
-    }
 }
 
 #[async_trait]
 impl RankStore for RedisRankStore {
-    async fn incr(&self, deltas: &[ScoreDelta]) -> PortResult<()> {
-        let plan = self.incr_plan(deltas, self.conn.is_cluster());
-        self.send("rank.incr", plan).await
-    }
-
-    /// Builds the new board under a temporary key in the board's slot, then swaps it in with
-    /// `RENAME` (readers see the old board or the new one, never a mix).
-    async fn load(&self, board: &Board, scores: Vec<(String, i64)>) -> PortResult<()> {
-        let key = self.key(board);
-        let register = self.registry_pipe("SADD", board_name(board));
-        if scores.is_empty() {
-            let mut pipe = redis::pipe();
-            pipe.cmd("DEL").arg(&key).ignore();
-            return self.send("rank.load", vec![pipe]).await;
+    async fn raise(&self, totals: &[ScoreTotal]) -> PortResult<()> {
+        for trip in self.raise_plan(totals, self.conn.is_cluster()) {
+            self.send("rank.raise", trip).await?;
         }
-        let tmp = format!("{key}:load:{:016x}", rand::random::<u64>());
-        if let Err(err) = self.fill(&tmp, &scores).await {
-            // Best effort: the temporary key expires by itself anyway.
-            let _: PortResult<i64> = self
-                .conn
-                .query("rank.load.cleanup", redis::cmd("DEL").arg(&tmp))
-                .await;
-            return Err(err);
-        }
-        let mut swap = redis::pipe();
-        swap.atomic()
-            .cmd("RENAME")
-            .arg(&tmp)
-            .arg(&key)
-            .ignore()
-            .cmd("PERSIST")
-            .arg(&key)
-            .ignore();
-        if self.conn.is_cluster() {
-            self.send("rank.load", vec![swap, register]).await
-        } else {
-            for cmd in register.cmd_iter() {
-                swap.add_command(cmd.clone()).ignore();
-            }
-            self.send("rank.load", vec![swap]).await
-        }
+        Ok(())
     }
 
     async fn top(&self, board: &Board, offset: u64, limit: u64) -> PortResult<Vec<RankEntry>> {
@@ -400,7 +349,7 @@ impl RankStore for RedisRankStore {
 mod tests {
     use super::*;
 
-    use liveops_testkit::fixtures::{board, score_delta as delta};
+    use liveops_testkit::fixtures::{board, score_total as total};
 
     async fn store() -> RedisRankStore {
         // Nothing listens on port 1; `connect` only parses, and the plan needs no server.
@@ -424,32 +373,9 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test]
-    async fn a_batch_of_500_on_one_node_is_one_pipeline() {
-        let store = store().await;
-        let b = board(Window::Weekly, "2026-W47");
-        let deltas: Vec<_> = (0..500).map(|i| delta(&b, &format!("p{i}"), i)).collect();
-        let plan = store.incr_plan(&deltas, false);
-        assert_eq!(plan.len(), 1, "one round trip");
-        assert!(plan[0].is_transaction());
-        let cmds = commands(&plan[0]);
-        assert_eq!(cmds.len(), 501);
-        assert!(cmds[..500]
-            .iter()
-            .all(|(c, k)| c == "ZINCRBY" && k == "t:lb:{weekly:2026-W47}"));
-        assert_eq!(cmds[500], ("SADD".into(), "t:lb:boards".into()));
-    }
-
-    #[tokio::test]
-    async fn repeated_players_are_summed_in_order() {
-        let store = store().await;
-        let b = board(Window::Daily, "2026-11-21");
-        let plan = store.incr_plan(
-            &[delta(&b, "a", 1), delta(&b, "b", 2), delta(&b, "a", -1)],
-            false,
-        );
-        let args: Vec<Vec<String>> = plan[0]
-            .cmd_iter()
+    /// Every argument of every command of `pipe`, as text.
+    fn args(pipe: &Pipeline) -> Vec<Vec<String>> {
+        pipe.cmd_iter()
             .map(|c| {
                 c.args_iter()
                     .map(|a| match a {
@@ -458,10 +384,57 @@ mod tests {
                     })
                     .collect()
             })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_500_on_one_node_is_one_round_trip() {
+        let store = store().await;
+        let b = board(Window::Weekly, "2026-W47");
+        let totals: Vec<_> = (0..500).map(|i| total(&b, &format!("p{i}"), i)).collect();
+        let plan = store.raise_plan(&totals, false);
+        assert_eq!(plan.len(), 1, "one round trip");
+        assert_eq!(plan[0].len(), 1, "one pipeline");
+        let cmds = commands(&plan[0][0]);
+        assert_eq!(
+            cmds,
+            [
+                ("ZADD".to_owned(), "t:lb:{weekly:2026-W47}".to_owned()),
+                ("SADD".to_owned(), "t:lb:boards".to_owned())
+            ]
+        );
+        let zadd = &args(&plan[0][0])[0];
+        assert_eq!(zadd[2], "GT");
+        assert_eq!(zadd.len(), 3 + 2 * 500);
+    }
+
+    #[tokio::test]
+    async fn a_player_repeated_in_a_batch_is_sent_its_highest_total() {
+        let store = store().await;
+        let b = board(Window::Daily, "2026-11-21");
+        let plan = store.raise_plan(
+            &[total(&b, "a", 5), total(&b, "b", 2), total(&b, "a", 3)],
+            false,
+        );
+        let args = args(&plan[0][0]);
+        assert_eq!(
+            args[0],
+            ["ZADD", "t:lb:{daily:2026-11-21}", "GT", "5", "a", "2", "b"]
+        );
+        assert_eq!(args[1], ["SADD", "t:lb:boards", "daily:2026-11-21"]);
+    }
+
+    #[tokio::test]
+    async fn a_whole_board_takes_trips_of_ten_zadds_of_a_thousand() {
+        let store = store().await;
+        let b = board(Window::Seasonal, "season-4");
+        let totals: Vec<_> = (0..25_001)
+            .map(|i| total(&b, &format!("p{i}"), i))
             .collect();
-        assert_eq!(args[0], ["ZINCRBY", "t:lb:{daily:2026-11-21}", "0", "a"]);
-        assert_eq!(args[1], ["ZINCRBY", "t:lb:{daily:2026-11-21}", "2", "b"]);
-        assert_eq!(args[2], ["SADD", "t:lb:boards", "daily:2026-11-21"]);
+        let plan = store.raise_plan(&totals, false);
+        assert_eq!(plan.len(), 3);
+        let sizes: Vec<usize> = plan.iter().map(|trip| commands(&trip[0]).len()).collect();
+        assert_eq!(sizes, [11, 10, 6], "the registry rides the first trip");
     }
 
     #[tokio::test]
@@ -471,20 +444,24 @@ mod tests {
             board(Window::Weekly, "2026-W47"),
             board(Window::Daily, "2026-11-21"),
         );
-        let deltas = vec![delta(&w, "a", 1), delta(&d, "a", 2), delta(&w, "b", 3)];
-        let plan = store.incr_plan(&deltas, true);
-        assert_eq!(plan.len(), 3);
-        for pipe in &plan {
+        let totals = vec![total(&w, "a", 1), total(&d, "a", 2), total(&w, "b", 3)];
+        let plan = store.raise_plan(&totals, true);
+        assert_eq!(plan.len(), 1);
+        let trip = &plan[0];
+        assert_eq!(trip.len(), 3);
+        for pipe in trip {
             let keys: Vec<String> = commands(pipe).into_iter().map(|(_, k)| k).collect();
             assert!(keys.windows(2).all(|k| k[0] == k[1]), "{keys:?}");
         }
-        assert_eq!(commands(&plan[0]).len(), 2);
-        assert_eq!(commands(&plan[1]).len(), 1);
         assert_eq!(
-            commands(&plan[2]),
+            args(&trip[0])[0],
+            ["ZADD", "t:lb:{weekly:2026-W47}", "GT", "1", "a", "3", "b"]
+        );
+        assert_eq!(
+            commands(&trip[2]),
             vec![("SADD".to_owned(), "t:lb:boards".to_owned())]
         );
-        assert!(store.incr_plan(&[], true).is_empty());
+        assert!(store.raise_plan(&[], true).is_empty());
     }
 
     #[test]

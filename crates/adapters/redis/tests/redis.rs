@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use liveops_core::ports::{
-    Board, Health, Idempotency, PortError, RankStore, RateLimiter, ScoreDelta, ViewCache,
+    Board, Health, Idempotency, PortError, RankStore, RateLimiter, ScoreTotal, ViewCache,
 };
 use liveops_core::Window;
 use liveops_redis::{RedisConn, RedisHotState, RedisRankStore};
 use liveops_testkit::conformance;
+use liveops_testkit::fixtures::score_total as total;
 
 fn env(var: &str) -> String {
     match std::env::var(var) {
@@ -51,14 +52,6 @@ fn board(window: Window, tag: &str) -> Board {
     Board {
         window,
         period: format!("{tag}-{:016x}", rand::random::<u64>()),
-    }
-}
-
-fn delta(board: &Board, player: &str, delta: i64) -> ScoreDelta {
-    ScoreDelta {
-        board: board.clone(),
-        player_id: player.to_owned(),
-        delta,
     }
 }
 
@@ -113,8 +106,8 @@ async fn the_cluster_is_reached_through_any_url_form() {
         // Boards land on different masters: the cluster routes each to its slot.
         let store = RedisRankStore::new(conn).with_prefix(&prefix("forms"));
         let boards: Vec<Board> = (0..8).map(|_| board(Window::Daily, "forms")).collect();
-        let deltas: Vec<ScoreDelta> = boards.iter().map(|b| delta(b, "a", 5)).collect();
-        store.incr(&deltas).await.unwrap();
+        let totals: Vec<ScoreTotal> = boards.iter().map(|b| total(b, "a", 5)).collect();
+        store.raise(&totals).await.unwrap();
         for b in &boards {
             assert_eq!(store.rank(b, "a").await.unwrap().unwrap().score, 5);
             store.drop_board(b).await.unwrap();
@@ -125,25 +118,30 @@ async fn the_cluster_is_reached_through_any_url_form() {
 // ---- round trips ----
 
 #[tokio::test]
-async fn a_batch_of_500_deltas_on_one_board_is_one_round_trip() {
+async fn a_batch_of_500_totals_on_one_board_is_one_round_trip() {
     let conn = connect(&single_url()).await;
     let store = RedisRankStore::new(conn.clone()).with_prefix(&prefix("trips"));
     let b = board(Window::Weekly, "trips");
-    let deltas: Vec<ScoreDelta> = (0..500)
-        .map(|i| delta(&b, &format!("p{:03}", i % 250), i))
+    let totals: Vec<ScoreTotal> = (0..500)
+        .map(|i| total(&b, &format!("p{:03}", i % 250), i))
         .collect();
     let before = conn.round_trips();
-    store.incr(&deltas).await.unwrap();
-    assert_eq!(
-        conn.round_trips() - before,
-        1,
-        "one incr batch, one round trip"
-    );
-    // And every delta landed: p000 got 0 + 250, p249 got 249 + 499.
+    store.raise(&totals).await.unwrap();
+    assert_eq!(conn.round_trips() - before, 1, "one batch, one round trip");
+    // Each player holds its highest total: p000 250 (not 0), p249 499.
     assert_eq!(store.size(&b).await.unwrap(), 250);
     let top = store.top(&b, 0, 1).await.unwrap();
-    assert_eq!((top[0].player_id.as_str(), top[0].score), ("p249", 748));
+    assert_eq!((top[0].player_id.as_str(), top[0].score), ("p249", 499));
     assert_eq!(store.rank(&b, "p000").await.unwrap().unwrap().score, 250);
+    // A whole board of 25 000 (a reload) takes three round trips, and lowers nobody.
+    let reload: Vec<ScoreTotal> = (0..25_000)
+        .map(|i| total(&b, &format!("p{i:03}"), 1))
+        .collect();
+    let before = conn.round_trips();
+    store.raise(&reload).await.unwrap();
+    assert_eq!(conn.round_trips() - before, 3);
+    assert_eq!(store.size(&b).await.unwrap(), 25_000);
+    assert_eq!(store.rank(&b, "p249").await.unwrap().unwrap().rank, 1);
     store.drop_board(&b).await.unwrap();
 }
 
@@ -156,11 +154,11 @@ async fn on_the_cluster_a_batch_is_one_pipeline_per_board_plus_the_registry() {
         board(Window::Weekly, "trips"),
         board(Window::Seasonal, "trips"),
     ];
-    let deltas: Vec<ScoreDelta> = (0..500)
-        .map(|i| delta(&boards[i % 3], &format!("p{i}"), 1))
+    let totals: Vec<ScoreTotal> = (0..500)
+        .map(|i| total(&boards[i % 3], &format!("p{i}"), 1))
         .collect();
     let before = conn.round_trips();
-    store.incr(&deltas).await.unwrap();
+    store.raise(&totals).await.unwrap();
     assert_eq!(conn.round_trips() - before, 4);
     let sizes = [167, 167, 166];
     for (b, size) in boards.iter().zip(sizes) {
@@ -178,7 +176,7 @@ async fn an_expired_board_disappears_from_boards() {
         let store = RedisRankStore::new(conn).with_prefix(&prefix("expire"));
         let (old, live) = (board(Window::Daily, "old"), board(Window::Daily, "live"));
         store
-            .incr(&[delta(&old, "a", 1), delta(&live, "a", 2)])
+            .raise(&[total(&old, "a", 1), total(&live, "a", 2)])
             .await
             .unwrap();
         store
@@ -241,9 +239,9 @@ async fn every_call_is_unavailable_promptly(url: &str) {
             unavailable(hot.rate_hit("p", 1, 5).await, "rate_hit");
             t.elapsed()
         }),
-        ("incr", {
+        ("raise", {
             let t = Instant::now();
-            unavailable(rank.incr(&[delta(&b, "a", 1)]).await, "incr");
+            unavailable(rank.raise(&[total(&b, "a", 1)]).await, "raise");
             t.elapsed()
         }),
         ("top", {
@@ -343,7 +341,7 @@ async fn connections_recover_after_a_server_restart() {
     let server = OwnServer::start(port);
     wait_until_healthy(&hot, Duration::from_secs(10)).await;
     let b = board(Window::Daily, "restart");
-    rank.incr(&[delta(&b, "a", 1)]).await.unwrap();
+    rank.raise(&[total(&b, "a", 1)]).await.unwrap();
 
     server.stop();
     let t = Instant::now();
@@ -355,7 +353,7 @@ async fn connections_recover_after_a_server_restart() {
     wait_until_healthy(&hot, Duration::from_secs(10)).await;
     // The new server is empty; the same handles work again without being rebuilt.
     assert_eq!(rank.size(&b).await.unwrap(), 0);
-    rank.incr(&[delta(&b, "a", 2)]).await.unwrap();
+    rank.raise(&[total(&b, "a", 2)]).await.unwrap();
     assert_eq!(rank.rank(&b, "a").await.unwrap().unwrap().score, 2);
     assert_eq!(
         hot.rate_hit("a", 1, 10).await.unwrap(),

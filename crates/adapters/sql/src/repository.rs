@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 
-use liveops_core::ports::{Board, RankEntry, ScoreDelta};
+use liveops_core::ports::{Board, RankEntry, ScoreDelta, ScoreTotal};
 use liveops_core::stores::{
     FairnessCommit, Flag, InventoryItem, PendingReward, PlayerProgress, ProgressCommit,
     RewardClaim, Snapshot,
@@ -633,7 +633,7 @@ where
         consumer: &str,
         event_ids: &[Uuid],
         deltas: &[ScoreDelta],
-    ) -> PortResult<()> {
+    ) -> PortResult<Vec<ScoreTotal>> {
         let mut sums: BTreeMap<(Window, &str, &str), i64> = BTreeMap::new();
         for d in deltas {
             let s = sums
@@ -666,7 +666,60 @@ where
                 db_error::<DB>,
             )
             .await?;
-            tx.commit().await.map_err(db_error::<DB>)
+            // The rows are this transaction's until it commits: what it reads is what it leaves.
+            let mut totals = Vec::with_capacity(sums.len());
+            let mut rest = sums.as_slice();
+            while let Some(((window, period, _), _)) = rest.first() {
+                let on_board = rest
+                    .iter()
+                    .take_while(|((w, p, _), _)| w == window && p == period)
+                    .count();
+                let (board, after) = rest.split_at(on_board);
+                rest = after;
+                let players: Vec<&str> = board.iter().map(|((_, _, p), _)| *p).collect();
+                for chunk in players.chunks(DB::MAX_BIND - 2) {
+                    let mut qb = Statement::<DB>::new(
+                        "SELECT player_id, score FROM scores WHERE board_window = ",
+                    );
+                    qb.bind(window.as_str())
+                        .push(" AND period = ")
+                        .bind(*period)
+                        .push(" AND player_id")
+                        .in_list(chunk.iter().copied());
+                    let (sql, args) = qb.finish()?;
+                    let rows: Vec<(Text, i64)> = sqlx::query_as_with(&sql, args)
+                        .persistent(false)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(db_error::<DB>)?;
+                    totals.extend(rows.into_iter().map(|(player, total)| ScoreTotal {
+                        board: Board {
+                            window: *window,
+                            period: (*period).to_owned(),
+                        },
+                        player_id: player.0,
+                        total,
+                    }));
+                }
+            }
+            tx.commit().await.map_err(db_error::<DB>)?;
+            Ok(totals)
+        })
+        .await
+    }
+
+    pub(crate) async fn board_size(&self, board: &Board) -> PortResult<u64> {
+        within::<DB, _>(async {
+            let sql = DB::placeholders(
+                "SELECT COUNT(*) FROM scores WHERE board_window = ? AND period = ?",
+            );
+            let (n,): (i64,) = sqlx::query_as(&sql)
+                .bind(board.window.as_str())
+                .bind(board.period.as_str())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_error::<DB>)?;
+            Ok(to_u64(n))
         })
         .await
     }

@@ -11,7 +11,7 @@ macro_rules! impl_stores {
             use std::collections::HashSet;
 
             use async_trait::async_trait;
-            use liveops_core::ports::{Board, Health, ScoreDelta};
+            use liveops_core::ports::{Board, Health, ScoreDelta, ScoreTotal};
             use liveops_core::stores::{
                 FairnessCommit, FairnessStore, Flag, PlayerProgress, ProcessedEvents,
                 ProgressCommit, ProgressStore, RewardClaim, ScoreStore, Snapshot,
@@ -69,8 +69,11 @@ macro_rules! impl_stores {
                     consumer: &str,
                     event_ids: &[Uuid],
                     deltas: &[ScoreDelta],
-                ) -> PortResult<()> {
+                ) -> PortResult<Vec<ScoreTotal>> {
                     Repo::commit_scores(self, consumer, event_ids, deltas).await
+                }
+                async fn board_size(&self, board: &Board) -> PortResult<u64> {
+                    Repo::board_size(self, board).await
                 }
                 async fn board_scores(&self, board: &Board) -> PortResult<Vec<(String, i64)>> {
                     Repo::board_scores(self, board).await

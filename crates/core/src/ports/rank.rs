@@ -40,13 +40,26 @@ pub struct ScoreDelta {
     pub delta: i64,
 }
 
+/// A player's score on one board as the repository holds it after a commit. Scores only grow
+/// (points are never negative), so of two totals the larger is the newer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScoreTotal {
+    /// The board.
+    pub board: Board,
+    /// The player.
+    pub player_id: String,
+    /// Their score on the board.
+    pub total: i64,
+}
+
 /// Per-board sorted scores.
 #[async_trait]
 pub trait RankStore: Health {
-    /// Applies a batch of score changes.
-    async fn incr(&self, deltas: &[ScoreDelta]) -> PortResult<()>;
-    /// Replaces a board with the given scores (used to rebuild from the repository).
-    async fn load(&self, board: &Board, scores: Vec<(String, i64)>) -> PortResult<()>;
+    /// Raises each player's score on its board to `total` unless it is already as high (adding
+    /// the player if absent). Totals only grow, so raising is order-free and repeatable: replicas
+    /// that apply commits or reload a board from the repository concurrently, in any order or
+    /// twice, leave each score at the newest total (ADR 0020).
+    async fn raise(&self, totals: &[ScoreTotal]) -> PortResult<()>;
     /// Entries at positions `offset+1 ..= offset+limit`.
     async fn top(&self, board: &Board, offset: u64, limit: u64) -> PortResult<Vec<RankEntry>>;
     /// A player's entry, if ranked.

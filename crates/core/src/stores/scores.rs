@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::ports::{Board, Health, PortResult, RankEntry, ScoreDelta};
+use crate::ports::{Board, Health, PortResult, RankEntry, ScoreDelta, ScoreTotal};
 use crate::window::Window;
 
 /// A leaderboard archived at a point in time.
@@ -25,13 +25,16 @@ pub struct Snapshot {
 /// Durable scores and snapshots.
 #[async_trait]
 pub trait ScoreStore: Health {
-    /// Applies leaderboard score changes and records their event ids for `consumer`, atomically.
+    /// Applies leaderboard score changes and records their event ids for `consumer`, atomically;
+    /// the totals they leave, one per (board, player) changed, for the rank store.
     async fn commit_scores(
         &self,
         consumer: &str,
         event_ids: &[Uuid],
         deltas: &[ScoreDelta],
-    ) -> PortResult<()>;
+    ) -> PortResult<Vec<ScoreTotal>>;
+    /// How many players have a score on a board (a rank store holding fewer lost some).
+    async fn board_size(&self, board: &Board) -> PortResult<u64>;
     /// Every score on a board, in no particular order (callers rank them; sorting a million rows
     /// in the database would double a restart's rebuild).
     async fn board_scores(&self, board: &Board) -> PortResult<Vec<(String, i64)>>;

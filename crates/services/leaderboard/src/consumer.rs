@@ -1,38 +1,31 @@
-//! The `events.accepted` consumer: adds each event's score to every window exactly once.
+//! The `events.accepted` consumer: adds each event's score to every window exactly once, then
+//! raises the rank store to the totals the commit left (ADR 0020).
 
 use std::collections::BTreeSet;
 
-use liveops_core::ports::{Board, ScoreDelta};
+use liveops_core::ports::{Board, ScoreTotal};
 use liveops_core::{now_ms, Envelope, PortError};
 use liveops_module::consume::{consume, unapplied, Apply, Backoff, Subscription};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::scores::{deltas, is_live, live_periods};
+use crate::scores::{deltas, is_live, live_boards};
 use crate::{LeaderboardState, CONSUMER_ID, GROUP, READS};
 
-/// Loads the live boards (current and previous period of each window) from the repository, all
-/// at once: each board's read and build run side by side on the repository's connections.
+/// Raises the live boards (current and previous period of each window) to the repository's
+/// scores, all at once: each board's read and raise run side by side on the repository's
+/// connections.
 pub(crate) async fn rebuild(state: &LeaderboardState, now_ms: i64) -> Result<(), PortError> {
     let started = std::time::Instant::now();
     let mut loads = tokio::task::JoinSet::new();
-    for &window in &state.config.windows {
-        let (current, previous) = live_periods(&state.config.calendar, window, now_ms);
-        for period in [previous, current] {
-            let board = Board {
-                window,
-                period: period.id,
-            };
-            let state = state.clone();
-            loads.spawn(async move {
-                let scores = state.store.board_scores(&board).await?;
-                let players = scores.len();
-                state.ranks.load(&board, scores).await?;
-                state.top_cache.invalidate();
-                tracing::info!(window = %board.window, period = %board.period, players, "board rebuilt");
-                Ok::<_, PortError>(())
-            });
-        }
+    let cfg = &state.config;
+    for board in live_boards(&cfg.calendar, &cfg.windows, now_ms) {
+        let state = state.clone();
+        loads.spawn(async move {
+            let players = raise_board(&state, &board).await?;
+            tracing::info!(window = %board.window, period = %board.period, players, "board rebuilt");
+            Ok::<_, PortError>(())
+        });
     }
     while let Some(done) = loads.join_next().await {
         done.map_err(|e| PortError::Unavailable(format!("rebuilding a board failed: {e}")))??;
@@ -49,8 +42,8 @@ pub(crate) async fn rebuild(state: &LeaderboardState, now_ms: i64) -> Result<(),
 /// The leaderboard's part of each batch: durable scores first, then the rank store.
 struct Leaderboard<'a> {
     state: &'a LeaderboardState,
-    /// The score changes of the batch just committed, for the rank store.
-    deltas: Vec<ScoreDelta>,
+    /// The totals the batch just committed left, for the rank store.
+    totals: Vec<ScoreTotal>,
     /// Boards of batches whose commit failed: it may have landed all the same (its answer lost
     /// with the connection), and then the retry finds the events applied and has no deltas, so
     /// these boards are reloaded from the repository once a batch goes through.
@@ -61,8 +54,8 @@ struct Leaderboard<'a> {
 impl Apply for Leaderboard<'_> {
     async fn apply(&mut self, events: &[Envelope]) -> Result<(), PortError> {
         match commit_batch(self.state, events).await {
-            Ok(deltas) => {
-                self.deltas = deltas;
+            Ok(totals) => {
+                self.totals = totals;
                 Ok(())
             }
             Err(error) => {
@@ -80,8 +73,8 @@ impl Apply for Leaderboard<'_> {
 
     /// The scores are durable now; the rank store must follow even if it is down for a while.
     async fn after_commit(&mut self, backoff: &mut Backoff, shutdown: &CancellationToken) -> bool {
-        let deltas = std::mem::take(&mut self.deltas);
-        if !update_ranks(self.state, &deltas, backoff, shutdown).await {
+        let totals = std::mem::take(&mut self.totals);
+        if !update_ranks(self.state, &totals, backoff, shutdown).await {
             return false;
         }
         let now = now_ms();
@@ -107,7 +100,7 @@ pub async fn run_consumer(
     shutdown: CancellationToken,
 ) -> Result<(), PortError> {
     // Both series exist from the start, so a dashboard's increase() sees the first reload.
-    for reason in ["commit_failed", "rank_store_failed"] {
+    for reason in ["commit_failed", "rank_store_failed", "reconcile"] {
         metrics::counter!("leaderboard_board_reloads_total", "reason" => reason).increment(0);
     }
     let st = &state;
@@ -123,7 +116,7 @@ pub async fn run_consumer(
     };
     let mut handler = Leaderboard {
         state: &state,
-        deltas: Vec::new(),
+        totals: Vec::new(),
         suspect: BTreeSet::new(),
     };
     consume(sub, ready, &mut handler, &shutdown).await;
@@ -131,11 +124,11 @@ pub async fn run_consumer(
 }
 
 /// Records the scores of the events not applied before, atomically with their ids; returns the
-/// score changes to apply to the rank store.
+/// totals they left, to raise the rank store to.
 pub(crate) async fn commit_batch(
     state: &LeaderboardState,
     events: &[Envelope],
-) -> Result<Vec<ScoreDelta>, PortError> {
+) -> Result<Vec<ScoreTotal>, PortError> {
     let fresh = unapplied(&*state.processed, CONSUMER_ID, events).await?;
     if fresh.is_empty() {
         return Ok(Vec::new());
@@ -143,42 +136,42 @@ pub(crate) async fn commit_batch(
     let cfg = &state.config;
     let (deltas, updates) = deltas(&fresh, &cfg.windows, &cfg.calendar);
     let fresh_ids: Vec<Uuid> = fresh.iter().map(|e| e.event_id).collect();
-    state
+    let totals = state
         .store
         .commit_scores(CONSUMER_ID, &fresh_ids, &deltas)
         .await?;
     for (window, n) in updates {
         metrics::counter!("leaderboard_updates_total", "window" => window.as_str()).increment(n);
     }
-    Ok(deltas)
+    Ok(totals)
 }
 
-/// Applies committed deltas to the live boards of the rank store. On failure the affected boards
-/// are reloaded from the repository instead (an increment may have half-applied), until it works
-/// or shutdown; returns `false` on shutdown.
+/// Raises the live boards of the rank store to committed totals. On failure the affected boards
+/// are raised from the repository instead, until it works or shutdown; returns `false` on
+/// shutdown.
 pub(crate) async fn update_ranks(
     state: &LeaderboardState,
-    deltas: &[ScoreDelta],
+    totals: &[ScoreTotal],
     backoff: &mut Backoff,
     shutdown: &CancellationToken,
 ) -> bool {
     // Boards older than the previous period are archived: only the repository keeps them.
     let now = now_ms();
-    let live: Vec<ScoreDelta> = deltas
+    let live: Vec<ScoreTotal> = totals
         .iter()
-        .filter(|d| is_live(&state.config.calendar, &d.board, now))
+        .filter(|t| is_live(&state.config.calendar, &t.board, now))
         .cloned()
         .collect();
     if live.is_empty() {
         return true;
     }
-    let result = state.ranks.incr(&live).await;
+    let result = state.ranks.raise(&live).await;
     state.top_cache.invalidate();
     let Err(error) = result else {
         return true;
     };
     tracing::warn!(%error, "rank store update failed; reloading the boards");
-    let boards: BTreeSet<Board> = live.into_iter().map(|d| d.board).collect();
+    let boards: BTreeSet<Board> = live.into_iter().map(|t| t.board).collect();
     if !backoff.wait(shutdown).await {
         return false;
     }
@@ -209,9 +202,65 @@ async fn reload_until(
 
 async fn reload(state: &LeaderboardState, boards: &BTreeSet<Board>) -> Result<(), PortError> {
     for board in boards {
-        let scores = state.store.board_scores(board).await?;
-        state.ranks.load(board, scores).await?;
-        state.top_cache.invalidate();
+        raise_board(state, board).await?;
+    }
+    Ok(())
+}
+
+/// Raises `board` in the rank store to every score the repository holds on it (merging: a
+/// replica's newer total raised meanwhile stays); returns how many players it has.
+async fn raise_board(state: &LeaderboardState, board: &Board) -> Result<usize, PortError> {
+    let totals: Vec<ScoreTotal> = state
+        .store
+        .board_scores(board)
+        .await?
+        .into_iter()
+        .map(|(player_id, total)| ScoreTotal {
+            board: board.clone(),
+            player_id,
+            total,
+        })
+        .collect();
+    state.ranks.raise(&totals).await?;
+    state.top_cache.invalidate();
+    Ok(totals.len())
+}
+
+/// Every `every`, raises each live board the rank store holds fewer players of than the
+/// repository (a Redis restarted empty, a failover to a replica behind), counted as
+/// `reconcile` in `leaderboard_board_reloads_total`, until `shutdown`.
+pub async fn run_reconcile(
+    state: LeaderboardState,
+    shutdown: CancellationToken,
+) -> Result<(), PortError> {
+    let every = state.config.reconcile_every;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(every) => {}
+        }
+        if !state.loaded.load(std::sync::atomic::Ordering::Acquire) {
+            continue;
+        }
+        if let Err(error) = reconcile(&state, now_ms()).await {
+            tracing::warn!(%error, "cannot reconcile the live boards; will retry");
+        }
+    }
+}
+
+/// One reconcile pass over the live boards.
+pub(crate) async fn reconcile(state: &LeaderboardState, now_ms: i64) -> Result<(), PortError> {
+    let cfg = &state.config;
+    for board in live_boards(&cfg.calendar, &cfg.windows, now_ms) {
+        let held = state.ranks.size(&board).await?;
+        let durable = state.store.board_size(&board).await?;
+        if held >= durable {
+            continue;
+        }
+        tracing::warn!(window = %board.window, period = %board.period, held, durable,
+            "rank store short of the repository; raising the board");
+        metrics::counter!("leaderboard_board_reloads_total", "reason" => "reconcile").increment(1);
+        raise_board(state, &board).await?;
     }
     Ok(())
 }

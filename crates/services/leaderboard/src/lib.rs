@@ -1,10 +1,11 @@
 //! The leaderboard service (ARCHITECTURE §3.4): daily, weekly and seasonal rankings from accepted
 //! events, snapshots, and the hall of fame.
 //!
-//! Three tasks over the ports only: [`router`] serves `/leaderboard*`; [`run_consumer`] rebuilds
-//! the rank store from the repository and then applies `events.accepted` exactly once per event
-//! id (durable scores first, rank store second); [`run_snapshots`] archives boards on
-//! `SNAPSHOT_CRON` and at every rollover.
+//! Four tasks over the ports only: [`router`] serves `/leaderboard*`; [`run_consumer`] raises
+//! the rank store to the repository's scores and then applies `events.accepted` exactly once per
+//! event id (durable scores first, then the rank store raised to the totals they left);
+//! [`run_snapshots`] archives boards on `SNAPSHOT_CRON` and at every rollover; [`run_reconcile`]
+//! raises a live board again when the rank store holds fewer of its players than the repository.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,7 +27,7 @@ mod scores;
 mod snapshots;
 mod top_cache;
 
-pub use consumer::run_consumer;
+pub use consumer::{run_consumer, run_reconcile};
 pub use routes::{HistoryView, LeaderboardView, PeriodsView, PlayerRankView};
 pub use snapshots::{parse_cron, run_snapshots};
 pub use top_cache::TopCache;
@@ -48,6 +49,10 @@ pub struct LeaderboardArgs {
     /// Snapshot schedule (cron, UTC: 5 fields, or 6 with seconds first).
     #[arg(long, env = "SNAPSHOT_CRON", default_value = "*/5 * * * *")]
     pub snapshot_cron: String,
+    /// Seconds between checks that the rank store holds every player of each live board (a
+    /// board found short is raised from the repository).
+    #[arg(long, env = "LB_RECONCILE_SEC", default_value_t = 60)]
+    pub lb_reconcile_sec: u64,
 }
 
 impl LeaderboardArgs {
@@ -61,12 +66,14 @@ impl LeaderboardArgs {
         batch_size: usize,
     ) -> Result<LeaderboardConfig, ConfigError> {
         let top_n = ConfigError::within("LB_TOPN", self.lb_topn, 1..=1000)?;
+        let reconcile = ConfigError::within("LB_RECONCILE_SEC", self.lb_reconcile_sec, 1..=86_400)?;
         parse_cron(&self.snapshot_cron).map_err(|e| ConfigError::new("SNAPSHOT_CRON", e))?;
         Ok(LeaderboardConfig {
             windows,
             top_n,
             calendar,
             snapshot_cron: self.snapshot_cron.clone(),
+            reconcile_every: std::time::Duration::from_secs(reconcile),
             batch_size,
             consumer_name: consumer_name.to_owned(),
         })
@@ -85,6 +92,8 @@ pub struct LeaderboardConfig {
     /// When to snapshot the current boards (`SNAPSHOT_CRON`, cron of 5 fields or 6 with seconds,
     /// default `*/5 * * * *`).
     pub snapshot_cron: String,
+    /// How often the live boards are checked against the repository (`LB_RECONCILE_SEC`).
+    pub reconcile_every: std::time::Duration,
     /// Most events taken from the bus at once.
     pub batch_size: usize,
     /// This replica's consumer name within [`GROUP`].
@@ -189,9 +198,11 @@ impl ModuleArgs for LeaderboardArgs {
                 .await?;
         let consumer = Task::over("leaderboard consumer", state.clone(), run_consumer);
         let snapshots = Task::over("leaderboard snapshots", state.clone(), run_snapshots);
+        let reconcile = Task::over("leaderboard reconcile", state.clone(), run_reconcile);
         let mut service = Service::routes(router(state))
             .with_task(consumer)
-            .with_task(snapshots);
+            .with_task(snapshots)
+            .with_task(reconcile);
         service.readiness = Some(Arc::new(move || {
             (!loaded.load(Ordering::Acquire)).then(|| "leaderboard: rebuilding boards".into())
         }));

@@ -48,6 +48,20 @@ pub(crate) fn live_periods(calendar: &Calendar, window: Window, now_ms: i64) -> 
     (current, previous)
 }
 
+/// The boards the rank store holds at `now_ms`: each of `windows`' previous and current period.
+pub(crate) fn live_boards(calendar: &Calendar, windows: &[Window], now_ms: i64) -> Vec<Board> {
+    windows
+        .iter()
+        .flat_map(|&window| {
+            let (current, previous) = live_periods(calendar, window, now_ms);
+            [previous, current].map(|period| Board {
+                window,
+                period: period.id,
+            })
+        })
+        .collect()
+}
+
 /// Whether the rank store holds `board` at `now_ms`.
 pub(crate) fn is_live(calendar: &Calendar, board: &Board, now_ms: i64) -> bool {
     let (current, previous) = live_periods(calendar, board.window, now_ms);

@@ -352,6 +352,7 @@ mod tests {
                 top_n: 3,
                 calendar: Calendar::default(),
                 snapshot_cron: "*/5 * * * *".into(),
+                reconcile_every: std::time::Duration::from_secs(60),
                 batch_size: 16,
                 consumer_name: "test".into(),
             },
@@ -378,12 +379,12 @@ mod tests {
             }
         }
         let ids: Vec<Uuid> = scores.iter().map(|_| Uuid::now_v7()).collect();
-        state
+        let totals = state
             .store
             .commit_scores(crate::CONSUMER_ID, &ids, &deltas)
             .await
             .unwrap();
-        state.ranks.incr(&deltas).await.unwrap();
+        state.ranks.raise(&totals).await.unwrap();
     }
 
     fn board(window: Window, at_ms: i64) -> Board {

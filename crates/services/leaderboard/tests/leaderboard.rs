@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::Router;
-use liveops_core::ports::{topics, Board, BusOptions, Health, Message, ScoreDelta};
+use liveops_core::ports::{topics, Board, BusOptions, Health, Message, ScoreDelta, ScoreTotal};
 use liveops_core::stores::{ScoreStore, Snapshot};
 use liveops_core::{now_ms, Bus, Calendar, Envelope, PortError, PortResult, RankEntry, Window};
 use liveops_http::Problem;
 use liveops_leaderboard::{
-    router, run_consumer, HistoryView, LeaderboardConfig, LeaderboardState, LeaderboardView,
-    PeriodsView, PlayerRankView, GROUP,
+    router, run_consumer, run_reconcile, HistoryView, LeaderboardConfig, LeaderboardState,
+    LeaderboardView, PeriodsView, PlayerRankView, GROUP,
 };
 use liveops_memory::{MemoryBus, MemoryRankStore};
 use liveops_sql::SqliteRepository;
@@ -35,6 +35,7 @@ fn config(windows: Vec<Window>) -> LeaderboardConfig {
         top_n: 100,
         calendar: Calendar::default(),
         snapshot_cron: "*/5 * * * *".into(),
+        reconcile_every: std::time::Duration::from_secs(60),
         batch_size: 64,
         consumer_name: "test-1".into(),
     }
@@ -169,10 +170,10 @@ impl ScoreStore for LostAnswer {
         consumer: &str,
         event_ids: &[Uuid],
         deltas: &[ScoreDelta],
-    ) -> PortResult<()> {
-        self.repo.commit_scores(consumer, event_ids, deltas).await?;
+    ) -> PortResult<Vec<ScoreTotal>> {
+        let totals = self.repo.commit_scores(consumer, event_ids, deltas).await?;
         if self.lost.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            Ok(())
+            Ok(totals)
         } else {
             Err(PortError::Unavailable(
                 "the commit's answer was lost".into(),
@@ -181,6 +182,9 @@ impl ScoreStore for LostAnswer {
     }
     async fn board_scores(&self, board: &Board) -> PortResult<Vec<(String, i64)>> {
         self.repo.board_scores(board).await
+    }
+    async fn board_size(&self, board: &Board) -> PortResult<u64> {
+        self.repo.board_size(board).await
     }
     async fn boards(&self) -> PortResult<Vec<Board>> {
         self.repo.boards().await
@@ -214,6 +218,44 @@ async fn a_commit_whose_answer_was_lost_still_reaches_the_ranks() {
         .ok(&format!("/leaderboard?window=daily&period={p}"))
         .await;
     assert_eq!(ranking(&board.entries), [(1, "player_lost", 700)]);
+}
+
+#[tokio::test]
+async fn a_board_lost_with_the_rank_store_is_raised_again_without_a_restart() {
+    let mut app = spawn_app_with(vec![Window::Daily]).await;
+    let mut config = (*app.state.config).clone();
+    config.reconcile_every = std::time::Duration::from_millis(50);
+    app.state.config = Arc::new(config);
+    app.router = router(app.state.clone());
+    let now = now_ms();
+    app.publish(&[kill("kept", 500, now), kill("also_kept", 300, now)])
+        .await;
+    app.drain().await;
+    let board = Board {
+        window: Window::Daily,
+        period: period(Window::Daily, now),
+    };
+    // Redis restarted empty: the board is gone, the repository still has it.
+    app.state.ranks.drop_board(&board).await.unwrap();
+    assert_eq!(app.state.ranks.size(&board).await.unwrap(), 0);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let reconcile = tokio::spawn(run_reconcile(app.state.clone(), stop.clone()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.state.ranks.size(&board).await.unwrap() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the board was not raised again"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    reconcile.await.unwrap().unwrap();
+    let uri = format!("/leaderboard?window=daily&period={}", board.period);
+    let view: LeaderboardView = app.ok(&uri).await;
+    assert_eq!(
+        ranking(&view.entries),
+        [(1, "kept", 500), (2, "also_kept", 300)]
+    );
 }
 
 #[tokio::test]

@@ -6,25 +6,25 @@
 
 use std::collections::HashMap;
 
-use liveops_core::ports::{Board, RankEntry, RankStore, ScoreDelta};
+use liveops_core::ports::{Board, RankEntry, RankStore, ScoreTotal};
 use liveops_core::Window;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::ok;
-use crate::fixtures::score_delta;
+use crate::fixtures::score_total;
 
 /// Runs every check of the suite.
 pub async fn run_all(store: &dyn RankStore) {
     healthcheck(store).await;
     orders_by_score_then_id_descending(store).await;
-    ranks_follow_increments(store).await;
-    negative_deltas_move_players_down(store).await;
+    scores_only_rise_whatever_the_order(store).await;
     one_batch_spans_boards(store).await;
     top_honours_offset_and_limit(store).await;
     around_stops_at_the_edges(store).await;
     size_and_boards(store).await;
-    load_replaces_a_board(store).await;
+    a_raise_merges_into_a_board(store).await;
+    replicas_raising_at_once_end_at_the_newest_totals(store).await;
     drop_board_forgets_it(store).await;
     unknown_boards_and_players(store).await;
     random_changes_match_a_model(store).await;
@@ -46,12 +46,13 @@ fn entry(rank: u64, player: &str, score: i64) -> RankEntry {
     }
 }
 
-async fn add(store: &dyn RankStore, board: &Board, changes: &[(&str, i64)]) {
-    let deltas: Vec<ScoreDelta> = changes
+/// Raises `board`'s players to the given totals in one call.
+async fn add(store: &dyn RankStore, board: &Board, totals: &[(&str, i64)]) {
+    let totals: Vec<ScoreTotal> = totals
         .iter()
-        .map(|(p, d)| score_delta(board, p, *d))
+        .map(|(p, t)| score_total(board, p, *t))
         .collect();
-    ok(store.incr(&deltas).await, "incr");
+    ok(store.raise(&totals).await, "raise");
 }
 
 async fn rank(store: &dyn RankStore, board: &Board, player: &str) -> Option<RankEntry> {
@@ -105,62 +106,48 @@ pub async fn orders_by_score_then_id_descending(store: &dyn RankStore) {
     assert_eq!(rank(store, &b, "p10").await, Some(entry(7, "p10", 5)));
 }
 
-/// Ranks and scores follow increments, including several for one player in one batch.
-pub async fn ranks_follow_increments(store: &dyn RankStore) {
-    let b = fresh_board("incr");
+/// A total raises a score; a lower or equal one (an older commit, a repeat, a reload that
+/// read the repository before it) changes nothing, in one batch or across batches.
+pub async fn scores_only_rise_whatever_the_order(store: &dyn RankStore) {
+    let b = fresh_board("raise");
     add(store, &b, &[("a", 5), ("b", 3)]).await;
     assert_eq!(rank(store, &b, "a").await, Some(entry(1, "a", 5)));
     assert_eq!(rank(store, &b, "b").await, Some(entry(2, "b", 3)));
-    add(store, &b, &[("b", 4)]).await;
+    add(store, &b, &[("b", 7)]).await;
     assert_eq!(rank(store, &b, "b").await, Some(entry(1, "b", 7)));
     assert_eq!(rank(store, &b, "a").await, Some(entry(2, "a", 5)));
-    add(store, &b, &[("a", 1), ("a", 1), ("a", 1)]).await;
+    add(store, &b, &[("a", 8), ("a", 6), ("a", 7)]).await;
     assert_eq!(rank(store, &b, "a").await, Some(entry(1, "a", 8)));
-    // A zero delta ranks a new player with 0 points.
+    add(store, &b, &[("a", 2), ("b", 7), ("b", 1)]).await;
+    add(store, &b, &[("a", 8)]).await;
+    // A total of zero ranks a new player with 0 points.
     add(store, &b, &[("c", 0)]).await;
-    assert_eq!(rank(store, &b, "c").await, Some(entry(3, "c", 0)));
     assert_eq!(
         top(store, &b, 0, 10).await,
         vec![entry(1, "a", 8), entry(2, "b", 7), entry(3, "c", 0)]
     );
 }
 
-/// Negative deltas lower scores, below zero too.
-pub async fn negative_deltas_move_players_down(store: &dyn RankStore) {
-    let b = fresh_board("negative");
-    add(store, &b, &[("a", 10), ("b", 0), ("c", -5)]).await;
-    assert_eq!(
-        top(store, &b, 0, 10).await,
-        vec![entry(1, "a", 10), entry(2, "b", 0), entry(3, "c", -5)]
-    );
-    add(store, &b, &[("a", -20)]).await;
-    assert_eq!(
-        top(store, &b, 0, 10).await,
-        vec![entry(1, "b", 0), entry(2, "c", -5), entry(3, "a", -10)]
-    );
-    assert_eq!(rank(store, &b, "a").await, Some(entry(3, "a", -10)));
-}
-
-/// One `incr` call can touch several boards; each board only sees its own deltas.
+/// One `raise` call can touch several boards; each board only sees its own totals.
 pub async fn one_batch_spans_boards(store: &dyn RankStore) {
     let b1 = fresh_board("batch1");
     let b2 = Board {
         window: Window::Daily,
         period: b1.period.clone(),
     };
-    let deltas = vec![
-        score_delta(&b1, "a", 1),
-        score_delta(&b2, "a", 10),
-        score_delta(&b1, "b", 2),
-        score_delta(&b2, "a", 10),
+    let totals = vec![
+        score_total(&b1, "a", 1),
+        score_total(&b2, "a", 10),
+        score_total(&b1, "b", 2),
+        score_total(&b2, "a", 20),
     ];
-    ok(store.incr(&deltas).await, "incr");
+    ok(store.raise(&totals).await, "raise");
     assert_eq!(
         top(store, &b1, 0, 10).await,
         vec![entry(1, "b", 2), entry(2, "a", 1)]
     );
     assert_eq!(top(store, &b2, 0, 10).await, vec![entry(1, "a", 20)]);
-    ok(store.incr(&[]).await, "empty incr");
+    ok(store.raise(&[]).await, "empty raise");
 }
 
 /// `top(offset, limit)` returns positions `offset+1 ..= offset+limit`, cut at the end.
@@ -226,43 +213,71 @@ pub async fn size_and_boards(store: &dyn RankStore) {
     assert_eq!(ok(store.size(&b).await, "size"), 0);
     add(store, &b, &[("a", 1), ("b", 2), ("c", 3)]).await;
     assert_eq!(ok(store.size(&b).await, "size"), 3);
-    add(store, &b, &[("a", 5), ("b", -2)]).await;
+    add(store, &b, &[("a", 5), ("b", 1)]).await;
     assert_eq!(ok(store.size(&b).await, "size"), 3);
     let boards = ok(store.boards().await, "boards");
     assert!(boards.contains(&b), "boards() misses {b:?}");
 }
 
-/// `load` replaces a board's players and scores wholesale, and creates a missing board.
-pub async fn load_replaces_a_board(store: &dyn RankStore) {
-    let b = fresh_board("load");
+/// A whole board's totals (a reload from the repository) merge into what the board holds: new
+/// players are added, nobody goes down, and a board that did not exist is created.
+pub async fn a_raise_merges_into_a_board(store: &dyn RankStore) {
+    let b = fresh_board("merge");
     add(store, &b, &[("x", 100), ("y", 50)]).await;
-    let scores = vec![
-        ("a".to_owned(), 5),
-        ("b".to_owned(), 7),
-        ("c".to_owned(), 5),
-    ];
-    ok(store.load(&b, scores).await, "load");
-    assert_eq!(ok(store.size(&b).await, "size"), 3);
-    assert_eq!(rank(store, &b, "x").await, None);
+    let reload: Vec<(String, i64)> = (0..2500).map(|i| (format!("r{i:04}"), i % 50)).collect();
+    let mut totals: Vec<(&str, i64)> = reload.iter().map(|(p, t)| (p.as_str(), *t)).collect();
+    totals.extend([("x", 60), ("y", 70)]);
+    add(store, &b, &totals).await;
+    assert_eq!(ok(store.size(&b).await, "size"), 2502);
     assert_eq!(
-        top(store, &b, 0, 10).await,
-        vec![entry(1, "b", 7), entry(2, "c", 5), entry(3, "a", 5)]
+        top(store, &b, 0, 2).await,
+        vec![entry(1, "x", 100), entry(2, "y", 70)]
     );
-    // Increments apply on top of loaded scores.
-    add(store, &b, &[("a", 3)]).await;
-    assert_eq!(rank(store, &b, "a").await, Some(entry(1, "a", 8)));
-
-    let fresh = fresh_board("load-new");
-    ok(
-        store.load(&fresh, vec![("solo".to_owned(), 42)]).await,
-        "load",
-    );
+    let r49 = rank(store, &b, "r0049").await.map(|e| e.score);
+    assert_eq!(r49, Some(49));
+    let fresh = fresh_board("merge-new");
+    add(store, &fresh, &[("solo", 42)]).await;
     assert_eq!(top(store, &fresh, 0, 10).await, vec![entry(1, "solo", 42)]);
     assert!(ok(store.boards().await, "boards").contains(&fresh));
+}
 
-    ok(store.load(&b, Vec::new()).await, "load empty");
-    assert_eq!(ok(store.size(&b).await, "size"), 0);
-    assert!(top(store, &b, 0, 10).await.is_empty());
+/// Two replicas raising one board at once, each with its own commits' totals in its own order
+/// (one also reloading the whole board from an older read), end at each player's newest total.
+pub async fn replicas_raising_at_once_end_at_the_newest_totals(store: &dyn RankStore) {
+    let b = fresh_board("replicas");
+    let players: Vec<String> = (0..40).map(|i| format!("q{i:02}")).collect();
+    // Player i's commits leave totals 10, 20, .., 10 * (i % 5 + 1).
+    let newest = |i: usize| 10 * (i as i64 % 5 + 1);
+    let commits = |odd: bool| -> Vec<Vec<ScoreTotal>> {
+        (0..5)
+            .map(|step| {
+                players
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| (i % 2 == 1) == odd && step as i64 * 10 < newest(*i))
+                    .map(|(_, p)| score_total(&b, p, (step as i64 + 1) * 10))
+                    .collect()
+            })
+            .collect()
+    };
+    let stale_reload: Vec<ScoreTotal> = players.iter().map(|p| score_total(&b, p, 10)).collect();
+    let first = async {
+        for batch in commits(false) {
+            ok(store.raise(&batch).await, "raise");
+        }
+        ok(store.raise(&stale_reload).await, "raise");
+    };
+    let second = async {
+        ok(store.raise(&stale_reload).await, "raise");
+        for batch in commits(true).into_iter().rev() {
+            ok(store.raise(&batch).await, "raise");
+        }
+    };
+    tokio::join!(first, second);
+    for (i, p) in players.iter().enumerate() {
+        let got = rank(store, &b, p).await.map(|e| e.score);
+        assert_eq!(got, Some(newest(i)), "{p}");
+    }
 }
 
 /// `drop_board` forgets every player; the board can be used again afterwards.
@@ -291,23 +306,25 @@ pub async fn unknown_boards_and_players(store: &dyn RankStore) {
     assert_eq!(ok(store.around(&b, "b", 3).await, "around"), None);
 }
 
-/// Random batches of increments agree with a simple model at every step checked.
+/// Random batches of totals, higher and lower than the scores held, agree with a model that
+/// keeps each player's highest, at every step checked.
 pub async fn random_changes_match_a_model(store: &dyn RankStore) {
     let seed = rand::random::<u64>();
     let mut rng = StdRng::seed_from_u64(seed);
     let b = fresh_board("model");
     let mut model: HashMap<String, i64> = HashMap::new();
     for round in 0..60 {
-        let batch: Vec<ScoreDelta> = (0..rng.gen_range(1..=8))
+        let batch: Vec<ScoreTotal> = (0..rng.gen_range(1..=8))
             .map(|_| {
                 let player = format!("m{}", rng.gen_range(0..30));
-                score_delta(&b, &player, rng.gen_range(-50..=50))
+                score_total(&b, &player, rng.gen_range(0..=500))
             })
             .collect();
-        for d in &batch {
-            *model.entry(d.player_id.clone()).or_default() += d.delta;
+        for t in &batch {
+            let held = model.entry(t.player_id.clone()).or_insert(t.total);
+            *held = (*held).max(t.total);
         }
-        ok(store.incr(&batch).await, "incr");
+        ok(store.raise(&batch).await, "raise");
         if round % 6 != 5 {
             continue;
         }

@@ -16,7 +16,7 @@ use liveops_core::{EventType, Receipt, Welford, Window};
 use uuid::Uuid;
 
 use super::{ok, suffix};
-use crate::fixtures::score_delta;
+use crate::fixtures::{score_delta, score_total};
 
 /// An adapter serving every store trait, as the suite exercises them together.
 pub trait Stores: ProgressStore + ScoreStore + FairnessStore + ProcessedEvents + Health {}
@@ -324,7 +324,8 @@ pub async fn concurrent_claims_issue_one_receipt(repo: &dyn Stores) {
     assert!(pr.pending.is_empty());
 }
 
-/// Score commits add per board and player with their event ids, once.
+/// Score commits add per board and player with their event ids, once, and answer the totals
+/// they leave.
 pub async fn scores_commit_once(repo: &dyn Stores) {
     let s = suffix();
     let consumer = format!("leaderboard_{s}");
@@ -338,20 +339,24 @@ pub async fn scores_commit_once(repo: &dyn Stores) {
     };
     let (p1, p2) = (format!("p{s}_1"), format!("p{s}_2"));
     let (e1, e2, e3) = (id(), id(), id());
-    ok(
-        repo.commit_scores(
-            &consumer,
-            &[e1, e2],
-            &[
-                score_delta(&daily, &p1, 10),
-                score_delta(&daily, &p2, 5),
-                score_delta(&daily, &p1, 7),
-                score_delta(&weekly, &p1, 3),
-            ],
-        )
-        .await,
-        "commit_scores",
+    let deltas = [
+        score_delta(&daily, &p1, 10),
+        score_delta(&daily, &p2, 5),
+        score_delta(&daily, &p1, 7),
+        score_delta(&weekly, &p1, 3),
+    ];
+    let first = repo.commit_scores(&consumer, &[e1, e2], &deltas).await;
+    let mut totals = ok(first, "commit_scores");
+    totals.sort_by(|a, b| (&a.board, &a.player_id).cmp(&(&b.board, &b.player_id)));
+    assert_eq!(
+        totals,
+        [
+            score_total(&daily, &p1, 17),
+            score_total(&daily, &p2, 5),
+            score_total(&weekly, &p1, 3)
+        ]
     );
+    assert_eq!(ok(repo.board_size(&daily).await, "board_size"), 2);
     let mut scores = ok(repo.board_scores(&daily).await, "board_scores");
     scores.sort();
     assert_eq!(scores, [(p1.clone(), 17), (p2.clone(), 5)]);
@@ -380,10 +385,13 @@ pub async fn scores_commit_once(repo: &dyn Stores) {
     assert_eq!(unchanged, scores, "partial effect");
     assert!(ok(repo.processed(&consumer, &[e3]).await, "processed").is_empty());
 
-    ok(
-        repo.commit_scores(&consumer, &[e3], &[score_delta(&daily, &p2, 20)])
-            .await,
-        "commit_scores",
+    let totals = repo
+        .commit_scores(&consumer, &[e3], &[score_delta(&daily, &p2, 20)])
+        .await;
+    assert_eq!(
+        ok(totals, "commit_scores"),
+        [score_total(&daily, &p2, 25)],
+        "the total, not the delta"
     );
     let mut after = ok(repo.board_scores(&daily).await, "board_scores");
     after.sort();
@@ -393,6 +401,7 @@ pub async fn scores_commit_once(repo: &dyn Stores) {
         period: format!("t-{s}"),
     };
     assert!(ok(repo.board_scores(&empty).await, "board_scores").is_empty());
+    assert_eq!(ok(repo.board_size(&empty).await, "board_size"), 0);
 }
 
 /// The snapshot periods of `window` (up to 100 000, newest first) that start with `prefix`.
@@ -628,11 +637,14 @@ pub async fn large_batches_are_chunked(repo: &dyn Stores) {
         period: format!("t-{s}"),
     };
     let deltas: Vec<ScoreDelta> = players.iter().map(|p| score_delta(&board, p, 1)).collect();
-    ok(
+    let totals = ok(
         repo.commit_scores(&consumer, &fresh, &deltas).await,
         "commit_scores",
     );
+    assert_eq!(totals.len(), N, "a total per player");
+    assert!(totals.iter().all(|t| t.total == 1 && t.board == board));
     assert_eq!(ok(repo.board_scores(&board).await, "board_scores").len(), N);
+    assert_eq!(ok(repo.board_size(&board).await, "board_size"), N as u64);
     assert!(repo
         .commit_progress(
             &consumer,

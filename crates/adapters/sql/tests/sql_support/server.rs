@@ -128,9 +128,12 @@ where
             .fetch_all(pool)
             .await
             .unwrap();
-    assert_eq!(applied, [(1, true), (3, true), (4, true), (5, true)]);
+    assert_eq!(
+        applied,
+        [(1, true), (3, true), (4, true), (5, true), (6, true)]
+    );
     let (tables,): (i64,) = sqlx::query_as(S::TABLES).fetch_one(pool).await.unwrap();
-    assert_eq!(tables, 9 + 14, "0001's tables and 0003's");
+    assert_eq!(tables, 9 + 14 + 1, "0001's tables, 0003's and 0006's");
     conformance::stores::healthcheck(&repos[1]).await;
     super::purge_removes_only_rows_past_the_cutoff(&repos[1]).await;
 
