@@ -183,17 +183,27 @@ impl Service {
     }
 }
 
-/// Settings more than one module reads that also shape their OpenAPI documents, as flags and
-/// environment variables (the binary flattens them into its shared settings).
+/// Settings more than one module reads (the windows also shape their OpenAPI documents), as
+/// flags and environment variables (the binary flattens them into its shared settings).
 #[derive(clap::Args, Clone, Debug)]
 pub struct SharedArgs {
     /// Leaderboard windows, comma separated: the leaderboard ranks them (the first is its routes'
     /// default) and rank campaigns may pay only on them.
     #[arg(long, env = "LB_WINDOWS", default_value = "daily,weekly,seasonal")]
     pub lb_windows: String,
+    /// Seconds a ranking waits after its end for events received before it and still on their
+    /// way: a period's final snapshot is taken, and a rank campaign decided, no sooner.
+    #[arg(long, env = "LB_SETTLE_SEC", default_value_t = 60)]
+    pub lb_settle_sec: u64,
 }
 
 impl SharedArgs {
+    /// `LB_SETTLE_SEC`, checked: at most an hour.
+    pub fn settle(&self) -> Result<std::time::Duration, ConfigError> {
+        let s = ConfigError::within("LB_SETTLE_SEC", self.lb_settle_sec, 0..=3600)?;
+        Ok(std::time::Duration::from_secs(s))
+    }
+
     /// The windows of `LB_WINDOWS`, checked: known names, at least one.
     pub fn windows(&self) -> Result<Vec<Window>, ConfigError> {
         let windows = self
@@ -235,6 +245,9 @@ pub struct Shared {
     /// Leaderboard windows ranked (`LB_WINDOWS`), the first the default: the leaderboard ranks
     /// them, campaigns pay rank rewards only on them.
     pub windows: Vec<Window>,
+    /// How long a ranking waits after its end for events still on their way (`LB_SETTLE_SEC`):
+    /// final snapshots and rank campaigns.
+    pub settle: std::time::Duration,
     /// This replica's name in its consumer groups (host and pid).
     pub consumer_name: String,
     /// Most events a consumer takes per poll.

@@ -183,6 +183,7 @@ fn shared(s: &Settings, keys: Arc<liveops_core::KeyStore>) -> Shared {
         calendar: s.calendar.clone(),
         level_curve: s.level_curve.clone(),
         windows: s.windows.clone(),
+        settle: s.settle,
         consumer_name: consumer_name(),
         batch_size: CONSUMER_BATCH,
     }

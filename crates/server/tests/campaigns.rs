@@ -463,7 +463,9 @@ async fn kill_9_in_the_middle_of_a_settlement_leaves_one_message_and_one_receipt
 /// player who out-scored everyone without entering gets nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rank_campaign_rewards_the_entrants_by_the_snapshot_taken_after_its_end() {
-    let (app, live, admin) = live_app(&["--snapshot-cron", "*/2 * * * * *"]).await;
+    // Ranked on a snapshot taken at least 2 s after the end (`LB_SETTLE_SEC`).
+    let flags = ["--snapshot-cron", "*/2 * * * * *", "--lb-settle-sec", "2"];
+    let (app, live, admin) = live_app(&flags).await;
     let base = &app.base;
     let key = live.create_key(&admin, "rank test").await;
     live.wait_key_works(&key).await;

@@ -131,6 +131,8 @@ pub struct Settings {
     pub level_curve: LevelCurve,
     /// Leaderboard windows ranked (`LB_WINDOWS`).
     pub windows: Vec<liveops_core::Window>,
+    /// How long a ranking waits after its end (`LB_SETTLE_SEC`).
+    pub settle: std::time::Duration,
     /// Where backups of the embedded files go.
     pub backup: backup::BackupSettings,
     /// The read replica, if any.
@@ -196,6 +198,7 @@ impl Settings {
         let level_curve =
             LevelCurve::parse(&raw.level_curve).map_err(|e| bad("LEVEL_CURVE", e.to_string()))?;
         let windows = raw.modules.windows()?;
+        let settle = raw.modules.settle()?;
         if raw.sig_tolerance_sec <= 0 {
             return Err(bad("SIG_TOLERANCE_SEC", "must be at least 1 second"));
         }
@@ -226,6 +229,7 @@ impl Settings {
             retention,
             level_curve,
             windows,
+            settle,
             raw,
         })
     }

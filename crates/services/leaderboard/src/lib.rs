@@ -4,11 +4,13 @@
 //! Four tasks over the ports only: [`router`] serves `/leaderboard*`; [`run_consumer`] raises
 //! the rank store to the repository's scores and then applies `events.accepted` exactly once per
 //! event id (durable scores first, then the rank store raised to the totals they left);
-//! [`run_snapshots`] archives boards on `SNAPSHOT_CRON` and at every rollover; [`run_reconcile`]
-//! raises a live board again when the rank store holds fewer of its players than the repository.
+//! [`run_snapshots`] archives boards on `SNAPSHOT_CRON` and `LB_SETTLE_SEC` after every
+//! rollover; [`run_reconcile`] raises a live board again when the rank store holds fewer of its
+//! players than the repository.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use clap::Args;
@@ -56,12 +58,12 @@ pub struct LeaderboardArgs {
 }
 
 impl LeaderboardArgs {
-    /// Checks the values and turns them into settings around the shared calendar, windows and
-    /// consumer.
+    /// Checks the values and turns them into settings around the shared calendar, windows (with
+    /// how long their rankings settle) and consumer.
     pub fn config(
         &self,
         calendar: Calendar,
-        windows: Vec<Window>,
+        (windows, settle): (Vec<Window>, Duration),
         consumer_name: &str,
         batch_size: usize,
     ) -> Result<LeaderboardConfig, ConfigError> {
@@ -73,7 +75,8 @@ impl LeaderboardArgs {
             top_n,
             calendar,
             snapshot_cron: self.snapshot_cron.clone(),
-            reconcile_every: std::time::Duration::from_secs(reconcile),
+            reconcile_every: Duration::from_secs(reconcile),
+            settle,
             batch_size,
             consumer_name: consumer_name.to_owned(),
         })
@@ -93,7 +96,10 @@ pub struct LeaderboardConfig {
     /// default `*/5 * * * *`).
     pub snapshot_cron: String,
     /// How often the live boards are checked against the repository (`LB_RECONCILE_SEC`).
-    pub reconcile_every: std::time::Duration,
+    pub reconcile_every: Duration,
+    /// How long after a period ends its final snapshot waits for events received before the
+    /// end and still on their way (`LB_SETTLE_SEC`).
+    pub settle: Duration,
     /// Most events taken from the bus at once.
     pub batch_size: usize,
     /// This replica's consumer name within [`GROUP`].
@@ -172,8 +178,13 @@ pub static MODULE: Definition<LeaderboardArgs> =
 
 impl ModuleArgs for LeaderboardArgs {
     fn check(&self) -> Result<(), ConfigError> {
-        self.config(Calendar::default(), Vec::new(), "check", 1)
-            .map(drop)
+        self.config(
+            Calendar::default(),
+            (Vec::new(), Duration::ZERO),
+            "check",
+            1,
+        )
+        .map(drop)
     }
 
     fn openapi(
@@ -188,7 +199,7 @@ impl ModuleArgs for LeaderboardArgs {
         let shared = &ctx.shared;
         let config = self.config(
             shared.calendar.clone(),
-            shared.windows.clone(),
+            (shared.windows.clone(), shared.settle),
             &shared.consumer_name,
             shared.batch_size,
         )?;

@@ -1,5 +1,6 @@
 //! Snapshots: the top of each current board on `SNAPSHOT_CRON`, and a final one of each period
-//! that ends (the hall of fame). The clock is a parameter, so tests can move time.
+//! that ends (the hall of fame), taken `LB_SETTLE_SEC` after the end so that events received
+//! before it and still in the pipeline count. The clock is a parameter, so tests can move time.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -80,8 +81,9 @@ pub(crate) struct Snapshotter {
     next_cron: Option<DateTime<Utc>>,
     /// Period id of each window at the last check.
     last: BTreeMap<Window, String>,
-    /// Final snapshots due and not yet written (retried every tick).
-    finals_due: BTreeSet<Board>,
+    /// Final snapshots owed, each with when it is due (unix ms: its period's end plus the
+    /// settle time), not yet written (retried every tick).
+    finals_due: BTreeMap<Board, i64>,
     /// Windows whose archived boards still have to leave the rank store.
     sweep_due: BTreeSet<Window>,
 }
@@ -101,9 +103,15 @@ impl Snapshotter {
             cron,
             next_cron: None,
             last: BTreeMap::new(),
-            finals_due: BTreeSet::new(),
+            finals_due: BTreeMap::new(),
             sweep_due: BTreeSet::new(),
         }
+    }
+
+    /// When the final snapshot of a period that ended at `end` is due.
+    fn due(&self, end: DateTime<Utc>) -> i64 {
+        let settle = i64::try_from(self.state.config.settle.as_millis()).unwrap_or(i64::MAX);
+        end.timestamp_millis().saturating_add(settle)
     }
 
     /// First check: remembers the current periods and owes a final snapshot of each previous
@@ -112,6 +120,7 @@ impl Snapshotter {
         let cfg = self.state.config.clone();
         for &window in &cfg.windows {
             let (current, previous) = live_periods(&cfg.calendar, window, now_ms);
+            let due = self.due(previous.to);
             self.last.insert(window, current.id);
             let board = Board {
                 window,
@@ -120,11 +129,11 @@ impl Snapshotter {
             match self.state.store.snapshot(&board).await {
                 Ok(Some(s)) if s.is_final => {}
                 Ok(_) => {
-                    self.finals_due.insert(board);
+                    self.finals_due.insert(board, due);
                 }
                 Err(error) => {
                     tracing::warn!(%window, %error, "cannot read the last final snapshot");
-                    self.finals_due.insert(board);
+                    self.finals_due.insert(board, due);
                 }
             }
         }
@@ -138,12 +147,15 @@ impl Snapshotter {
         for r in rollovers(&cfg.calendar, &cfg.windows, now_ms, &self.last) {
             tracing::info!(window = %r.window, ended = ?r.ended, current = %r.current.id,
                 "period rolled over");
+            // Every period that ended did so by the start of the current one.
+            let due = self.due(r.current.from);
             self.last.insert(r.window, r.current.id);
             for period in r.ended {
-                self.finals_due.insert(Board {
+                let board = Board {
                     window: r.window,
                     period,
-                });
+                };
+                self.finals_due.insert(board, due);
             }
             self.sweep_due.insert(r.window);
         }
@@ -171,13 +183,19 @@ impl Snapshotter {
         }
     }
 
-    /// Writes the final snapshots due, then drops archived boards from the rank store.
+    /// Writes the final snapshots due by `now_ms`, then drops archived boards from the rank
+    /// store.
     async fn write_finals_due(&mut self, now_ms: i64) {
-        for board in std::mem::take(&mut self.finals_due) {
+        let owed = std::mem::take(&mut self.finals_due);
+        for (board, due) in owed {
+            if due > now_ms {
+                self.finals_due.insert(board, due);
+                continue;
+            }
             if let Err(error) = self.final_snapshot(&board, now_ms).await {
                 tracing::warn!(window = %board.window, period = %board.period, %error,
                     "final snapshot failed; will retry");
-                self.finals_due.insert(board);
+                self.finals_due.insert(board, due);
             }
         }
         for window in std::mem::take(&mut self.sweep_due) {
@@ -353,6 +371,7 @@ mod tests {
                 calendar: Calendar::default(),
                 snapshot_cron: "*/5 * * * *".into(),
                 reconcile_every: std::time::Duration::from_secs(60),
+                settle: std::time::Duration::ZERO,
                 batch_size: 16,
                 consumer_name: "test".into(),
             },
@@ -493,6 +512,44 @@ mod tests {
         assert_eq!(players(&snap)[0], (1, "alice", 110));
         let weekly = stored(&state, Window::Weekly, noon).await.unwrap();
         assert!(!weekly.is_final);
+    }
+
+    /// `state` with final snapshots taken `settle` after their period ends.
+    fn settling(mut state: LeaderboardState, settle: Duration) -> LeaderboardState {
+        let mut config = (*state.config).clone();
+        config.settle = settle;
+        state.config = Arc::new(config);
+        state
+    }
+
+    #[tokio::test]
+    async fn the_final_snapshot_waits_for_events_still_on_their_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = settling(state(&dir).await, Duration::from_secs(60));
+        score(&state, T, &[("alice", 10)]).await;
+        let mut s = Snapshotter::new(state.clone());
+        s.start(T).await;
+        // The day ends (T is its last second): its final snapshot is due 60 s later.
+        s.tick(T + 1_000).await;
+        assert!(stored(&state, Window::Daily, T).await.is_none());
+        // An event received in the day's last second reaches the consumer 30 s later.
+        score(&state, T, &[("bob", 20)]).await;
+        s.tick(T + 31_000).await;
+        assert!(stored(&state, Window::Daily, T).await.is_none());
+        s.tick(T + 61_000).await;
+        let fame = stored(&state, Window::Daily, T).await.unwrap();
+        assert!(fame.is_final);
+        assert_eq!(players(&fame), [(1, "bob", 20), (2, "alice", 10)]);
+
+        // A process started within the settle time owes the final snapshot, due as before.
+        let dir = tempfile::tempdir().unwrap();
+        let state = settling(self::state(&dir).await, Duration::from_secs(60));
+        score(&state, T, &[("carol", 5)]).await;
+        let mut s = Snapshotter::new(state.clone());
+        s.start(T + 10_000).await;
+        assert!(stored(&state, Window::Daily, T).await.is_none());
+        s.tick(T + 61_000).await;
+        assert!(stored(&state, Window::Daily, T).await.unwrap().is_final);
     }
 
     #[tokio::test]

@@ -36,6 +36,7 @@ fn config(windows: Vec<Window>) -> LeaderboardConfig {
         calendar: Calendar::default(),
         snapshot_cron: "*/5 * * * *".into(),
         reconcile_every: std::time::Duration::from_secs(60),
+        settle: std::time::Duration::ZERO,
         batch_size: 64,
         consumer_name: "test-1".into(),
     }

@@ -1,8 +1,8 @@
 //! Deciding winners once a campaign ended: every tick, each ended campaign without an outcome
 //! gets one. Draws run `liveops-draw-v1` over the entrants with the seed committed to at
 //! scheduling; rank rewards read the leaderboard window's snapshot of the campaign's period,
-//! once one taken after the campaign ended exists (or the period's final one), and rank the
-//! entrants in its order. The first outcome recorded stands, whichever replica records it.
+//! once one taken `LB_SETTLE_SEC` after the campaign ended exists (or the period's final one),
+//! and rank the entrants in its order. The first outcome recorded stands, whichever replica records it.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -150,9 +150,11 @@ async fn rank_outcome(
             period: period.id.clone(),
         })
         .await?;
+    // Taken once the events received before the end had time to arrive.
+    let settle = i64::try_from(state.config.settle.as_millis()).unwrap_or(i64::MAX);
     let fresh = snapshot
         .as_ref()
-        .is_some_and(|s| s.is_final || s.taken_at_ms >= c.ends_at_ms);
+        .is_some_and(|s| s.is_final || s.taken_at_ms >= c.ends_at_ms.saturating_add(settle));
     let waited = now_ms - c.ends_at_ms > i64::try_from(RANK_WAIT.as_millis()).unwrap_or(i64::MAX);
     if !fresh && !waited {
         return Ok(None);

@@ -48,6 +48,9 @@ pub struct ParticipationConfig {
     pub curve: LevelCurve,
     /// How often ended campaigns are decided.
     pub tick: Duration,
+    /// How long after its end a rank campaign's snapshot must be taken (`LB_SETTLE_SEC`): events
+    /// received before the end and still on their way count.
+    pub settle: Duration,
 }
 
 /// What participation's handlers and decider share.
@@ -106,6 +109,7 @@ impl ModuleArgs for ParticipationArgs {
             calendar: ctx.shared.calendar.clone(),
             curve: ctx.shared.level_curve.clone(),
             tick: self.tick()?,
+            settle: ctx.shared.settle,
         };
         let state = ParticipationState::from_context(ctx, Arc::new(config)).await?;
         let decider = Task::over("campaign decider", state.clone(), run_decider);
