@@ -34,7 +34,7 @@ struct BoardState {
 
 fn corrupt(board: &Board) -> PortError {
     PortError::Corrupt(format!(
-        "board {}/{} was left inconsistent by a panic; load it again",
+        "board {}/{} was left inconsistent by a panic; the next raise starts it over",
         board.window, board.period
     ))
 }
@@ -100,10 +100,18 @@ impl BoardState {
     /// a large set whole, built off the lock (a rebuild after a restart).
     async fn raise(&self, totals: Vec<(String, i64)>) -> PortResult<()> {
         if totals.len() > BLOCKING_LOAD && self.write().is_empty() {
-            let built = tokio::task::spawn_blocking(move || RankTree::from_scores(totals))
-                .await
-                .map_err(|e| PortError::Unavailable(format!("building the board failed: {e}")))?
-                .map_err(full)?;
+            // A player listed twice keeps the highest total, as a raise one by one would.
+            let built = tokio::task::spawn_blocking(move || {
+                let mut highest: HashMap<String, i64> = HashMap::with_capacity(totals.len());
+                for (player, total) in totals {
+                    let held = highest.entry(player).or_insert(total);
+                    *held = (*held).max(total);
+                }
+                RankTree::from_scores(highest)
+            })
+            .await
+            .map_err(|e| PortError::Unavailable(format!("building the board failed: {e}")))?
+            .map_err(full)?;
             let mut tree = self.write();
             if tree.is_empty() {
                 *tree = built;
@@ -362,9 +370,12 @@ mod tests {
         let store = MemoryRankStore::new();
         let b = board("big");
         let n = BLOCKING_LOAD as i64 + 10;
-        let totals: Vec<ScoreTotal> = (0..n).map(|i| total(&b, &format!("p{i}"), i)).collect();
+        let mut totals: Vec<ScoreTotal> = (0..n).map(|i| total(&b, &format!("p{i}"), i)).collect();
+        totals.push(total(&b, "p3", 1));
         store.raise(&totals).await.unwrap();
         assert_eq!(store.size(&b).await.unwrap(), n as u64);
+        let p3 = store.rank(&b, "p3").await.unwrap().unwrap().score;
+        assert_eq!(p3, 3, "a player listed twice keeps the highest total");
         let e = store.rank(&b, "p0").await.unwrap().unwrap();
         assert_eq!(e.rank, n as u64);
         // Into a board that holds players, it merges: nobody goes down.

@@ -2,7 +2,8 @@
 //!
 //! Keys (after an optional prefix):
 //! - `lb:{<window>:<period>}` — one ZSET per board (score = points, member = player id), changed
-//!   only by `ZADD … GT` of totals, so replicas and reloads can raise it in any order.
+//!   only by raising scores to totals ([`RAISE_LUA`]), so replicas and reloads can raise it in
+//!   any order.
 //! - `lb:boards` — a SET of `<window>:<period>` names, so `boards()` needs no cluster-wide SCAN.
 //!
 //! Ordering comes from Redis itself: `ZREVRANGE` gives score descending, then member descending
@@ -19,10 +20,22 @@ use redis::{Pipeline, Script};
 
 use super::conn::{clean_prefix, ttl_ms, RedisConn};
 
-/// Players per `ZADD`.
-const ZADD_CHUNK: usize = 1000;
-/// `ZADD`s per round trip (a whole board reloaded takes several trips).
-const ZADDS_PER_TRIP: usize = 10;
+/// Raises members of the board `KEYS[1]` to totals (`ARGV`: total, member, total, member, ..),
+/// adding absent ones; a lower or equal total changes nothing. `ZADD … GT` does the same but
+/// needs Redis 6.2, and Azure Cache for Redis runs 6.0.
+const RAISE_LUA: &str = r"
+for i = 1, #ARGV, 2 do
+  local held = redis.call('ZSCORE', KEYS[1], ARGV[i + 1])
+  if not held or tonumber(held) < tonumber(ARGV[i]) then
+    redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return 0
+";
+/// Players per raise (one script call).
+const RAISE_CHUNK: usize = 1000;
+/// Raises per round trip (a whole board reloaded takes several trips).
+const RAISES_PER_TRIP: usize = 10;
 /// `around` neighbours are capped so the window bounds stay exact integers inside Lua.
 const MAX_AROUND: u64 = u32::MAX as u64;
 
@@ -136,7 +149,7 @@ impl RedisRankStore {
 
     /// The round trips raising `totals`, each a set of pipelines sent side by side: on a single
     /// node one pipeline, on a cluster one per board (a board is one slot), of up to
-    /// [`ZADDS_PER_TRIP`] `ZADD … GT` commands of [`ZADD_CHUNK`] players; the registry rides
+    /// [`RAISES_PER_TRIP`] [`RAISE_LUA`] calls of [`RAISE_CHUNK`] players; the registry rides
     /// the first trip. A player's highest total in the batch is the one sent. No trip needs to
     /// be atomic: a partly applied raise is completed by raising again.
     pub(crate) fn raise_plan(&self, totals: &[ScoreTotal], cluster: bool) -> Vec<Vec<Pipeline>> {
@@ -162,12 +175,12 @@ impl RedisRankStore {
             .iter()
             .flat_map(|(board, players)| {
                 let key = self.key(board);
-                players.chunks(ZADD_CHUNK).map(move |c| (key.clone(), c))
+                players.chunks(RAISE_CHUNK).map(move |c| (key.clone(), c))
             })
             .collect();
         let names: Vec<String> = boards.iter().map(|(b, _)| board_name(b)).collect();
         let mut trips = Vec::new();
-        for (i, trip) in commands.chunks(ZADDS_PER_TRIP).enumerate() {
+        for (i, trip) in commands.chunks(RAISES_PER_TRIP).enumerate() {
             let mut pipes: Vec<(&str, Pipeline)> = Vec::new();
             for (key, players) in trip {
                 let at = match pipes.iter().position(|(k, _)| cluster && k == key) {
@@ -178,7 +191,7 @@ impl RedisRankStore {
                     }
                     None => 0,
                 };
-                let cmd = pipes[at].1.cmd("ZADD").arg(key).arg("GT");
+                let cmd = pipes[at].1.cmd("EVAL").arg(RAISE_LUA).arg(1).arg(key);
                 for (player, total) in players.iter() {
                     cmd.arg(*total).arg(*player);
                 }
@@ -362,15 +375,20 @@ mod tests {
 
     /// (command name, first key) of every command, MULTI/EXEC left out.
     fn commands(pipe: &Pipeline) -> Vec<(String, String)> {
-        pipe.cmd_iter()
-            .map(|c| {
-                let mut args = c.args_iter().map(|a| match a {
-                    redis::Arg::Simple(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-                    redis::Arg::Cursor => String::new(),
-                });
-                (args.next().unwrap(), args.next().unwrap_or_default())
+        args(pipe)
+            .into_iter()
+            .map(|a| {
+                // EVAL script numkeys key ..
+                let key = if a[0] == "EVAL" { &a[3] } else { &a[1] };
+                (a[0].clone(), key.clone())
             })
             .collect()
+    }
+
+    /// The arguments of a raise after the script: numkeys, key, totals and members.
+    fn raised(args: &[String]) -> &[String] {
+        assert_eq!(args[..2], ["EVAL", RAISE_LUA]);
+        &args[2..]
     }
 
     /// Every argument of every command of `pipe`, as text.
@@ -399,13 +417,12 @@ mod tests {
         assert_eq!(
             cmds,
             [
-                ("ZADD".to_owned(), "t:lb:{weekly:2026-W47}".to_owned()),
+                ("EVAL".to_owned(), "t:lb:{weekly:2026-W47}".to_owned()),
                 ("SADD".to_owned(), "t:lb:boards".to_owned())
             ]
         );
-        let zadd = &args(&plan[0][0])[0];
-        assert_eq!(zadd[2], "GT");
-        assert_eq!(zadd.len(), 3 + 2 * 500);
+        let raise = &args(&plan[0][0])[0];
+        assert_eq!(raised(raise).len(), 2 + 2 * 500);
     }
 
     #[tokio::test]
@@ -418,14 +435,14 @@ mod tests {
         );
         let args = args(&plan[0][0]);
         assert_eq!(
-            args[0],
-            ["ZADD", "t:lb:{daily:2026-11-21}", "GT", "5", "a", "2", "b"]
+            raised(&args[0]),
+            ["1", "t:lb:{daily:2026-11-21}", "5", "a", "2", "b"]
         );
         assert_eq!(args[1], ["SADD", "t:lb:boards", "daily:2026-11-21"]);
     }
 
     #[tokio::test]
-    async fn a_whole_board_takes_trips_of_ten_zadds_of_a_thousand() {
+    async fn a_whole_board_takes_trips_of_ten_raises_of_a_thousand() {
         let store = store().await;
         let b = board(Window::Seasonal, "season-4");
         let totals: Vec<_> = (0..25_001)
@@ -454,8 +471,8 @@ mod tests {
             assert!(keys.windows(2).all(|k| k[0] == k[1]), "{keys:?}");
         }
         assert_eq!(
-            args(&trip[0])[0],
-            ["ZADD", "t:lb:{weekly:2026-W47}", "GT", "1", "a", "3", "b"]
+            raised(&args(&trip[0])[0]),
+            ["1", "t:lb:{weekly:2026-W47}", "1", "a", "3", "b"]
         );
         assert_eq!(
             commands(&trip[2]),

@@ -343,7 +343,8 @@ pub(crate) struct SendKeyHeader {
     request_body = SendRequest,
     responses(
         (status = 201, description = "Sent (or, again under its `Idempotency-Key`, sent before: \
-            the same ids, with `Idempotent-Replayed: true`)", body = Sent),
+            the same ids, with `Idempotent-Replayed: true`)", body = Sent,
+            headers(("Idempotent-Replayed" = String, description = "`true`: the messages of an earlier send under the same key; nothing was sent now"))),
         TooLarge,
         KeyReused,
         OperatorInputFailures,

@@ -226,8 +226,9 @@ async fn raise_board(state: &LeaderboardState, board: &Board) -> Result<usize, P
     Ok(totals.len())
 }
 
-/// Every `every`, raises each live board the rank store holds fewer players of than the
-/// repository (a Redis restarted empty, a failover to a replica behind), counted as
+/// Every `LB_RECONCILE_SEC`, raises each live board the rank store holds fewer players of than
+/// the repository (a Redis restarted empty or failed over to an empty replica; only the counts
+/// are compared, so a score left behind waits for its player's next event), counted as
 /// `reconcile` in `leaderboard_board_reloads_total`, until `shutdown`.
 pub async fn run_reconcile(
     state: LeaderboardState,
@@ -251,16 +252,31 @@ pub async fn run_reconcile(
 /// One reconcile pass over the live boards.
 pub(crate) async fn reconcile(state: &LeaderboardState, now_ms: i64) -> Result<(), PortError> {
     let cfg = &state.config;
+    let mut failed = None;
     for board in live_boards(&cfg.calendar, &cfg.windows, now_ms) {
-        let held = state.ranks.size(&board).await?;
-        let durable = state.store.board_size(&board).await?;
-        if held >= durable {
-            continue;
+        if let Err(error) = reconcile_board(state, &board).await {
+            tracing::warn!(window = %board.window, period = %board.period, %error,
+                "cannot reconcile the board");
+            failed = Some(error);
         }
-        tracing::warn!(window = %board.window, period = %board.period, held, durable,
-            "rank store short of the repository; raising the board");
-        metrics::counter!("leaderboard_board_reloads_total", "reason" => "reconcile").increment(1);
-        raise_board(state, &board).await?;
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
+}
+
+/// Raises `board` if the rank store holds fewer of its players than the repository, or cannot
+/// read it (a board a panic left inconsistent counts as empty: raising starts it over).
+async fn reconcile_board(state: &LeaderboardState, board: &Board) -> Result<(), PortError> {
+    let held = match state.ranks.size(board).await {
+        Ok(held) => held,
+        Err(PortError::Corrupt(_)) => 0,
+        Err(error) => return Err(error),
+    };
+    let durable = state.store.board_size(board).await?;
+    if held >= durable {
+        return Ok(());
+    }
+    tracing::warn!(window = %board.window, period = %board.period, held, durable,
+        "rank store short of the repository; raising the board");
+    metrics::counter!("leaderboard_board_reloads_total", "reason" => "reconcile").increment(1);
+    raise_board(state, board).await.map(drop)
 }

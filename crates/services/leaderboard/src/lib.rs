@@ -51,8 +51,8 @@ pub struct LeaderboardArgs {
     /// Snapshot schedule (cron, UTC: 5 fields, or 6 with seconds first).
     #[arg(long, env = "SNAPSHOT_CRON", default_value = "*/5 * * * *")]
     pub snapshot_cron: String,
-    /// Seconds between checks that the rank store holds every player of each live board (a
-    /// board found short is raised from the repository).
+    /// Seconds between checks that the rank store holds as many players of each live board as
+    /// the repository (a board found short is raised from it).
     #[arg(long, env = "LB_RECONCILE_SEC", default_value_t = 60)]
     pub lb_reconcile_sec: u64,
 }
