@@ -157,6 +157,23 @@ async fn an_operator_send_retried_under_its_idempotency_key_reaches_the_player_o
     assert_eq!(inbox.len(), 1, "{inbox:?}");
     assert_eq!(inbox[0].message_id, first.message_ids[0]);
 
+    // A retry that comes after the first send's expiry still gets its answer.
+    let soon = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+    let brief = json!({"players": ["keyed_player"], "title": "Flash sale",
+                       "expiresAt": soon});
+    let (s, _, sent) = send_keyed(&live, &admin, "flash-1", &brief).await;
+    assert_eq!(s, 201, "{sent}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (s, replayed, again) = send_keyed(&live, &admin, "flash-1", &brief).await;
+    assert_eq!((s, replayed), (201, true), "{again}");
+    assert_eq!(
+        read::<Sent>(&again).message_ids,
+        read::<Sent>(&sent).message_ids
+    );
+    let (s, _, body) = send_keyed(&live, &admin, "flash-2", &brief).await;
+    assert_eq!(s, 400, "a new send must still expire in the future: {body}");
+    assert_eq!(live.inbox("keyed_player").await.messages.len(), 2);
+
     // The key with another request is refused, and sends nothing.
     let other = json!({"players": ["keyed_player"], "title": "Another gift",
                        "attachments": [{"item": "gem"}], "expiresAt": expires});
@@ -167,7 +184,7 @@ async fn an_operator_send_retried_under_its_idempotency_key_reaches_the_player_o
         let (s, _, body) = send_keyed(&live, &admin, bad, &gift).await;
         assert_eq!(s, 400, "{bad:?}: {body}");
     }
-    assert_eq!(live.inbox("keyed_player").await.messages.len(), 1);
+    assert_eq!(live.inbox("keyed_player").await.messages.len(), 2);
 
     // Keys are each sender's own: another operator's send under the same key is a new send.
     let (s, b) = live
@@ -185,7 +202,7 @@ async fn an_operator_send_retried_under_its_idempotency_key_reaches_the_player_o
     let (s, replayed, theirs) = send_keyed(&live, &op, "gift-2026-12", &gift).await;
     assert_eq!((s, replayed), (201, false), "{theirs}");
     assert_ne!(read::<Sent>(&theirs).message_ids, first.message_ids);
-    assert_eq!(live.inbox("keyed_player").await.messages.len(), 2);
+    assert_eq!(live.inbox("keyed_player").await.messages.len(), 3);
     let (s, audit) = live
         .get(format!("{}/audit?limit=50", app.base), Some(&admin))
         .await;
@@ -195,7 +212,7 @@ async fn an_operator_send_retried_under_its_idempotency_key_reaches_the_player_o
         .iter()
         .filter(|e| e.action == "inbox.send")
         .count();
-    assert_eq!(sends, 2, "one audit entry per send, none for the repeats");
+    assert_eq!(sends, 3, "one audit entry per send, none for the repeats");
     app.shutdown().await;
 }
 

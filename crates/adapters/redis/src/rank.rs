@@ -2,8 +2,8 @@
 //!
 //! Keys (after an optional prefix):
 //! - `lb:{<window>:<period>}` — one ZSET per board (score = points, member = player id), changed
-//!   only by raising scores to totals ([`RAISE_LUA`]), so replicas and reloads can raise it in
-//!   any order.
+//!   only by raising scores to totals (a Lua script: `ZSCORE`, then `ZADD` if higher), so
+//!   replicas and reloads can raise it in any order.
 //! - `lb:boards` — a SET of `<window>:<period>` names, so `boards()` needs no cluster-wide SCAN.
 //!
 //! Ordering comes from Redis itself: `ZREVRANGE` gives score descending, then member descending

@@ -100,6 +100,7 @@ macro_rules! impl_live_stores {
                     fn send_messages(
                         key: Option<&SendKey>, messages: &[InboxMessage], audit: &AuditEntry,
                     ) -> SendOutcome;
+                    fn sent_before(key: &SendKey) -> Option<SendOutcome>;
                     fn message(player_id: &str, message_id: &str) -> Option<InboxMessage>;
                     fn inbox(
                         player_id: &str, limit: u32,

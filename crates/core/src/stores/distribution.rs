@@ -97,6 +97,9 @@ pub trait InboxStore: Health {
         messages: &[InboxMessage],
         audit: &AuditEntry,
     ) -> PortResult<SendOutcome>;
+    /// What a send under `key` would meet without writing anything: the first send's ids
+    /// (`Replayed`), the key taken by another request (`KeyReused`), or `None` if it is unused.
+    async fn sent_before(&self, key: &SendKey) -> PortResult<Option<SendOutcome>>;
     /// A message in a player's inbox (theirs or everyone's).
     async fn message(&self, player_id: &str, message_id: &str) -> PortResult<Option<InboxMessage>>;
     /// A player's messages (theirs and everyone's), newest first, each with its claim.

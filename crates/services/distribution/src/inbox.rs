@@ -374,12 +374,6 @@ pub(crate) async fn send_message(
     let expires = chrono::DateTime::parse_from_rfc3339(req.expires_at.trim())
         .map(|t| t.timestamp_millis())
         .map_err(|e| Problem::invalid("expiresAt", format!("must be an RFC 3339 instant: {e}")))?;
-    if expires <= now || expires - now > 366 * 86_400_000 {
-        return Err(Problem::invalid(
-            "expiresAt",
-            "must be in the future, within a year",
-        ));
-    }
     let messages: Vec<InboxMessage> = to
         .into_iter()
         .map(|player_id| InboxMessage {
@@ -411,16 +405,36 @@ pub(crate) async fn send_message(
         "attachments": req.attachments,
         "expiresAt": rfc3339(expires),
     });
-    let audit = op.audit(now, "inbox.send", target, None, Some(after.to_string()));
     let key = key.map(|key| SendKey {
         operator_id: op.id.clone(),
         key: key.to_owned(),
         request_hash: fingerprint(&after),
     });
+    if expires <= now || expires - now > 366 * 86_400_000 {
+        // A retry that comes after the first send's expiry still gets its answer.
+        let before = match &key {
+            Some(key) => state.inbox.sent_before(key).await?,
+            None => None,
+        };
+        return match before {
+            Some(outcome) => answer(outcome, ids),
+            None => Err(Problem::invalid(
+                "expiresAt",
+                "must be in the future, within a year",
+            )),
+        };
+    }
+    let audit = op.audit(now, "inbox.send", target, None, Some(after.to_string()));
     let outcome = state
         .inbox
         .send_messages(key.as_ref(), &messages, &audit)
         .await?;
+    answer(outcome, ids)
+}
+
+/// The answer to a send: 201 with the ids sent now (`ids`) or by the first send under its key,
+/// or 422 for a key taken by another request.
+fn answer(outcome: SendOutcome, ids: Vec<String>) -> Result<Response, Problem> {
     match outcome {
         SendOutcome::Sent => {
             tracing::info!(messages = ids.len(), "inbox messages sent");

@@ -621,6 +621,14 @@ pub async fn keyed_sends_write_once(repo: &dyn LiveStores) {
         request_hash: "digest-2".into(),
         ..key.clone()
     };
+    // Looking, without writing: what a send under the key would meet.
+    let first_ids = vec![first[0].message_id.clone()];
+    let looked = ok(repo.sent_before(&key).await, "sent_before");
+    assert_eq!(looked, Some(SendOutcome::Replayed(first_ids)));
+    let looked = ok(repo.sent_before(&other).await, "sent_before");
+    assert_eq!(looked, Some(SendOutcome::KeyReused));
+    let unused = send_key("op_a", "digest-1");
+    assert_eq!(ok(repo.sent_before(&unused).await, "sent_before"), None);
     assert_eq!(
         send(repo, Some(&other), &retry).await,
         SendOutcome::KeyReused

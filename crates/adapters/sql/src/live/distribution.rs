@@ -216,6 +216,24 @@ sql_impl! {
         .await
     }
 
+    pub(crate) async fn sent_before(&self, key: &SendKey) -> PortResult<Option<SendOutcome>> {
+        let sql = DB::placeholders(
+            "SELECT request_hash, message_ids FROM inbox_sends \
+             WHERE operator_id = ? AND idem_key = ?",
+        );
+        let query = sqlx::query_as(&sql)
+            .bind(key.operator_id.as_str())
+            .bind(key.key.as_str());
+        self.optional_row(query, |(hash, ids): (Text, Text)| {
+            Ok(if hash.0 == key.request_hash {
+                SendOutcome::Replayed(from_json("sent message ids", &ids.0)?)
+            } else {
+                SendOutcome::KeyReused
+            })
+        })
+        .await
+    }
+
     pub(crate) async fn message(
         &self,
         player_id: &str,
