@@ -48,6 +48,24 @@ fn claim_of((message_id, player_id, at, receipts, sig): ClaimRow) -> PortResult<
     })
 }
 
+/// A keyed send row: request hash, message ids (JSON).
+type SendRow = (Text, Text);
+
+const SELECT_SEND: &str =
+    "SELECT request_hash, message_ids FROM inbox_sends WHERE operator_id = ? AND idem_key = ?";
+
+/// What a send under `key` meets in the row kept for it: another request's (`KeyReused`), or
+/// the same request's first ids (`Replayed`).
+fn send_outcome(key: &SendKey, (hash, ids): SendRow) -> PortResult<SendOutcome> {
+    if hash.0 != key.request_hash {
+        return Ok(SendOutcome::KeyReused);
+    }
+    Ok(SendOutcome::Replayed(from_json(
+        "sent message ids",
+        &ids.0,
+    )?))
+}
+
 /// `SELECT` of a claim row, with `$tail` after the table.
 macro_rules! select_claims {
     ($tail:literal) => {
@@ -193,20 +211,14 @@ sql_impl! {
                     .bind(ids.as_str())
                     .bind(audit.at_ms);
                 Self::run(&mut tx, insert).await?;
-                let sql = DB::placeholders(
-                    "SELECT request_hash, message_ids FROM inbox_sends \
-                     WHERE operator_id = ? AND idem_key = ?",
-                );
+                let sql = DB::placeholders(SELECT_SEND);
                 let kept = sqlx::query_as(&sql)
                     .bind(key.operator_id.as_str())
                     .bind(key.key.as_str());
-                let (hash, kept): (Text, Text) = Self::row_on(&mut tx, kept).await?;
-                if hash.0 != key.request_hash {
-                    return Self::rolled_back(tx, SendOutcome::KeyReused).await;
-                }
-                if kept.0 != ids {
-                    let first = from_json("sent message ids", &kept.0)?;
-                    return Self::rolled_back(tx, SendOutcome::Replayed(first)).await;
+                let row: SendRow = Self::row_on(&mut tx, kept).await?;
+                if row.1 .0 != ids {
+                    // Another request's, or the first send's ids: nothing is written.
+                    return Self::rolled_back(tx, send_outcome(key, row)?).await;
                 }
             }
             Self::insert_messages(&mut tx, messages, &attachments).await?;
@@ -217,21 +229,11 @@ sql_impl! {
     }
 
     pub(crate) async fn sent_before(&self, key: &SendKey) -> PortResult<Option<SendOutcome>> {
-        let sql = DB::placeholders(
-            "SELECT request_hash, message_ids FROM inbox_sends \
-             WHERE operator_id = ? AND idem_key = ?",
-        );
+        let sql = DB::placeholders(SELECT_SEND);
         let query = sqlx::query_as(&sql)
             .bind(key.operator_id.as_str())
             .bind(key.key.as_str());
-        self.optional_row(query, |(hash, ids): (Text, Text)| {
-            Ok(if hash.0 == key.request_hash {
-                SendOutcome::Replayed(from_json("sent message ids", &ids.0)?)
-            } else {
-                SendOutcome::KeyReused
-            })
-        })
-        .await
+        self.optional_row(query, |row| send_outcome(key, row)).await
     }
 
     pub(crate) async fn message(
