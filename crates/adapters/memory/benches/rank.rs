@@ -1,4 +1,5 @@
-//! `RankTree` at 10k, 100k and 1M players: increment, rank of a player, top 100, around(10).
+//! `RankTree` at 10k, 100k and 1M players: increment, raise to a total (what the leaderboard
+//! does since ADR 0020), rank of a player, top 100, around(10).
 //!
 //! `cargo bench -p liveops-memory --bench rank` (add `-- --quick` for a fast pass). Also prints the
 //! heap bytes per player of each tree.
@@ -56,6 +57,18 @@ fn bench(c: &mut Criterion) {
                 let i = next();
                 black_box(tree.incr(&ids[i], (i as i64 % 201) - 100))
             })
+        });
+        // A newer total (always above the score held: the player moves up) and a stale one
+        // (below it, as in a reload that read the repository earlier: nothing moves).
+        let mut newer = n as i64 * 10;
+        group.bench_function(BenchmarkId::new("raise", n), |b| {
+            b.iter(|| {
+                newer += 1;
+                black_box(tree.raise(&ids[next()], newer))
+            })
+        });
+        group.bench_function(BenchmarkId::new("raise_stale", n), |b| {
+            b.iter(|| black_box(tree.raise(&ids[next()], -1)))
         });
         group.bench_function(BenchmarkId::new("rank", n), |b| {
             b.iter(|| black_box(tree.rank(&ids[next()])))
