@@ -127,7 +127,7 @@ pub const ON_CONFLICT: Upserts = Upserts {
                 DO UPDATE SET score = scores.score + excluded.score",
     replace_snapshot: " ON CONFLICT (board_window, period) DO UPDATE SET \
                        taken_at = excluded.taken_at, is_final = excluded.is_final, \
-                       entries = excluded.entries",
+                       entries = excluded.entries WHERE snapshots.is_final = 0",
     keep_verdict: " ON CONFLICT (event_id) DO NOTHING",
     keep_flag: " ON CONFLICT (event_id) DO NOTHING",
     replace_stats: " ON CONFLICT (event_type) DO UPDATE SET samples = excluded.samples, \

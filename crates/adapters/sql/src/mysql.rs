@@ -19,15 +19,18 @@ pub type MySqlRepository = SqlRepository<MySql>;
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/mysql");
 
 /// MySQL and MariaDB: `ON DUPLICATE KEY UPDATE`. Assignments apply left to right, and each one
-/// here reads only its own column, so every right-hand side sees the row as it was.
+/// here reads only its own column, so every right-hand side sees the row as it was (a snapshot's
+/// `is_final`, which the others read, is assigned last).
 pub const ON_DUPLICATE_KEY: Upserts = Upserts {
     add_xp: " ON DUPLICATE KEY UPDATE xp = xp + VALUES(xp), \
              updated_at = GREATEST(updated_at, VALUES(updated_at))",
     add_items: " ON DUPLICATE KEY UPDATE quantity = quantity + VALUES(quantity)",
     keep_reward: " ON DUPLICATE KEY UPDATE reward_id = reward_id",
     add_score: " ON DUPLICATE KEY UPDATE score = score + VALUES(score)",
-    replace_snapshot: " ON DUPLICATE KEY UPDATE taken_at = VALUES(taken_at), \
-                       is_final = VALUES(is_final), entries = VALUES(entries)",
+    replace_snapshot: " ON DUPLICATE KEY UPDATE \
+                       taken_at = IF(is_final = 1, taken_at, VALUES(taken_at)), \
+                       entries = IF(is_final = 1, entries, VALUES(entries)), \
+                       is_final = GREATEST(is_final, VALUES(is_final))",
     keep_verdict: " ON DUPLICATE KEY UPDATE event_id = event_id",
     keep_flag: " ON DUPLICATE KEY UPDATE event_id = event_id",
     replace_stats: " ON DUPLICATE KEY UPDATE samples = VALUES(samples), \

@@ -40,7 +40,8 @@ pub trait ScoreStore: Health {
     async fn board_scores(&self, board: &Board) -> PortResult<Vec<(String, i64)>>;
     /// Boards that have scores, for rebuilding.
     async fn boards(&self) -> PortResult<Vec<Board>>;
-    /// Stores a snapshot (replacing an older one of the same board).
+    /// Stores a snapshot, replacing the board's older one unless that one is final: the hall of
+    /// fame is written once, whichever replica writes it first.
     async fn save_snapshot(&self, snapshot: &Snapshot) -> PortResult<()>;
     /// The snapshot of a board.
     async fn snapshot(&self, board: &Board) -> PortResult<Option<Snapshot>>;

@@ -273,7 +273,8 @@ pub struct SendRequest {
     #[serde(default)]
     #[schema(max_items = 10)]
     pub attachments: Vec<Attachment>,
-    /// Claimable until (RFC 3339), in the future, within a year.
+    /// Claimable until (RFC 3339), in the future, within a year (a retry under the first send's
+    /// `Idempotency-Key` is answered even once it has passed).
     #[schema(format = DateTime)]
     pub expires_at: String,
 }

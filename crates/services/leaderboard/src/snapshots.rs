@@ -277,8 +277,8 @@ impl Snapshotter {
     }
 }
 
-/// Snapshots on `SNAPSHOT_CRON` and at every window rollover (final snapshot = hall of fame),
-/// until `shutdown`.
+/// Snapshots on `SNAPSHOT_CRON`, and a final one (the hall of fame) `LB_SETTLE_SEC` after every
+/// window rollover, until `shutdown`.
 #[tracing::instrument(skip_all)]
 pub async fn run_snapshots(
     state: LeaderboardState,
