@@ -188,6 +188,10 @@ struct System {
     tolerance_s: i64,
     served: Option<Served>,
     startup: Option<Startup>,
+    /// What spawned the product, kept until the product is stopped: it owns the product's
+    /// files (a temporary directory deleted under a running product fails every connection the
+    /// database pool opens afterwards).
+    _spawner: Option<Box<dyn Spawn>>,
 }
 
 async fn open_system(
@@ -195,12 +199,13 @@ async fn open_system(
     signer: Signer,
     preload: usize,
 ) -> Result<System, BenchError> {
-    let (endpoint, served, startup) = match product {
+    let (endpoint, served, startup, spawner) = match product {
         Product::Spawned(spawner) => {
             let (served, startup) = spawner.spawn(preload).await?;
-            (served.endpoint.clone(), Some(served), Some(startup))
+            let endpoint = served.endpoint.clone();
+            (endpoint, Some(served), Some(startup), Some(spawner))
         }
-        Product::Url(url) => (Endpoint::parse(&url).await?, None, None),
+        Product::Url(url) => (Endpoint::parse(&url).await?, None, None, None),
     };
     Ok(System {
         endpoint,
@@ -208,6 +213,7 @@ async fn open_system(
         tolerance_s: signer.tolerance_s,
         served,
         startup,
+        _spawner: spawner,
     })
 }
 
