@@ -10,19 +10,8 @@ use common::{spawn_app, succeed, SECRET};
 use liveops::bench::{measure, BenchOpts, Mode, Phase, Report};
 use liveops::config::Given;
 
-/// The settings of a spawned product, its files in `dir`: tests running side by side must not
-/// share a data directory (two products on one bus file take each other's events).
-fn config(dir: &tempfile::TempDir) -> Given {
-    let data = dir.path().to_str().expect("a UTF-8 temporary path");
-    Given::from_args([
-        "--hmac-secret",
-        SECRET,
-        "--log-level",
-        "warn",
-        "--data-dir",
-        data,
-    ])
-    .expect("args")
+fn config() -> Given {
+    Given::from_args(["--hmac-secret", SECRET, "--log-level", "warn"]).expect("args")
 }
 
 fn tiny() -> BenchOpts {
@@ -59,13 +48,12 @@ fn assert_accepting(p: &Phase, ok_status: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_events_against_the_ceiling_and_the_spawned_product() {
-    let dir = tempfile::tempdir().expect("a data directory");
     let opts = BenchOpts {
         spawn: true,
         ceiling: true,
         ..tiny()
     };
-    let report = round_trip(&measure(&config(&dir), &opts).await.expect("bench runs"));
+    let report = round_trip(&measure(&config(), &opts).await.expect("bench runs"));
     assert_eq!(report.mode, "ingest");
     assert_eq!(report.target, "spawn");
     assert_eq!(report.ceiling.len(), 1);
@@ -102,11 +90,8 @@ async fn single_events_against_the_ceiling_and_the_spawned_product() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_sends_batches_at_a_fixed_rate_and_prints_json() {
-    let dir = tempfile::tempdir().expect("a data directory");
     let out = succeed(Command::new(env!("CARGO_BIN_EXE_liveops")).args([
         "bench",
-        "--data-dir",
-        dir.path().to_str().expect("a UTF-8 temporary path"),
         "--spawn",
         "--ceiling",
         "--json",
@@ -142,7 +127,6 @@ async fn the_cli_sends_batches_at_a_fixed_rate_and_prints_json() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_on_a_preloaded_board_of_the_spawned_product() {
-    let dir = tempfile::tempdir().expect("a data directory");
     let opts = BenchOpts {
         mode: Mode::Read,
         spawn: true,
@@ -150,7 +134,7 @@ async fn reads_on_a_preloaded_board_of_the_spawned_product() {
         players: 5_000,
         ..tiny()
     };
-    let report = round_trip(&measure(&config(&dir), &opts).await.expect("bench runs"));
+    let report = round_trip(&measure(&config(), &opts).await.expect("bench runs"));
     assert_eq!(report.mode, "read");
     let names: Vec<&str> = report.system.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["top100", "rank"]);
@@ -169,7 +153,6 @@ async fn reads_on_a_preloaded_board_of_the_spawned_product() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_against_a_url_seed_the_board_over_http() {
-    let dir = tempfile::tempdir().expect("a data directory");
     let app = spawn_app(&[]).await;
     let opts = BenchOpts {
         mode: Mode::Read,
@@ -177,7 +160,7 @@ async fn reads_against_a_url_seed_the_board_over_http() {
         players: 1_200,
         ..tiny()
     };
-    let report = round_trip(&measure(&config(&dir), &opts).await.expect("bench runs"));
+    let report = round_trip(&measure(&config(), &opts).await.expect("bench runs"));
     assert_eq!(report.target, app.base);
     let startup = report.startup.clone().expect("seeding figures");
     assert_eq!(startup.seed, "http");
