@@ -668,14 +668,10 @@ where
             .await?;
             // The rows are this transaction's until it commits: what it reads is what it leaves.
             let mut totals = Vec::with_capacity(sums.len());
-            let mut rest = sums.as_slice();
-            while let Some(((window, period, _), _)) = rest.first() {
-                let on_board = rest
-                    .iter()
-                    .take_while(|((w, p, _), _)| w == window && p == period)
-                    .count();
-                let (board, after) = rest.split_at(on_board);
-                rest = after;
+            // `sums` is in key order: each board's players are together.
+            let same_board = |((w1, p1, _), _): &_, ((w2, p2, _), _): &_| w1 == w2 && p1 == p2;
+            for board in sums.chunk_by(same_board) {
+                let ((window, period, _), _) = &board[0];
                 let players: Vec<&str> = board.iter().map(|((_, _, p), _)| *p).collect();
                 for chunk in players.chunks(DB::MAX_BIND - 2) {
                     let mut qb = Statement::<DB>::new(

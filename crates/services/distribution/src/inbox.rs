@@ -375,6 +375,16 @@ pub(crate) async fn send_message(
     let expires = chrono::DateTime::parse_from_rfc3339(req.expires_at.trim())
         .map(|t| t.timestamp_millis())
         .map_err(|e| Problem::invalid("expiresAt", format!("must be an RFC 3339 instant: {e}")))?;
+    // What the send asks for; with the messages it mints, what the audit log records.
+    let mut after = serde_json::json!({
+        "title": title,
+        "body": req.body.as_str(),
+        "attachments": req.attachments,
+        "expiresAt": rfc3339(expires),
+    });
+    // Tells a retry under the same `Idempotency-Key` from another request.
+    let asked = serde_json::json!({"to": to, "asked": after}).to_string();
+    let request_hash = hex::encode(Sha256::digest(asked.as_bytes()));
     let messages: Vec<InboxMessage> = to
         .into_iter()
         .map(|player_id| InboxMessage {
@@ -399,17 +409,11 @@ pub(crate) async fn send_message(
         .iter()
         .map(|m| serde_json::json!({"messageId": m.message_id, "playerId": m.player_id}))
         .collect();
-    let after = serde_json::json!({
-        "messages": sent,
-        "title": title,
-        "body": req.body.as_str(),
-        "attachments": req.attachments,
-        "expiresAt": rfc3339(expires),
-    });
+    after["messages"] = sent.into();
     let key = key.map(|key| SendKey {
         operator_id: op.id.clone(),
         key: key.to_owned(),
-        request_hash: fingerprint(&after),
+        request_hash,
     });
     if expires <= now || expires - now > 366 * 86_400_000 {
         // A retry that comes after the first send's expiry still gets its answer.
@@ -447,20 +451,6 @@ fn answer(outcome: SendOutcome, ids: Vec<String>) -> Result<Response, Problem> {
         }
         SendOutcome::KeyReused => Err(Problem::key_reused()),
     }
-}
-
-/// A digest of what a send asks for (recipients, text, items, expiry; not the ids it mints), so
-/// a retry under the same `Idempotency-Key` is told from another request.
-fn fingerprint(after: &serde_json::Value) -> String {
-    let mut asked = after.clone();
-    if let Some(messages) = asked.get_mut("messages").and_then(|m| m.as_array_mut()) {
-        for m in messages {
-            if let Some(m) = m.as_object_mut() {
-                m.remove("messageId");
-            }
-        }
-    }
-    hex::encode(Sha256::digest(asked.to_string().as_bytes()))
 }
 
 /// The 201 answer naming the messages sent, marked when it repeats an earlier send's.

@@ -8,7 +8,7 @@ use axum::response::Response;
 use liveops_core::event::validate_event;
 use liveops_core::ports::topics;
 use liveops_core::Event;
-use liveops_http::{Problem, SignatureHeaders, Signed};
+use liveops_http::{Problem, SignatureHeaders, Signed, IDEMPOTENCY_KEY};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -123,7 +123,7 @@ pub(crate) async fn post_batch(
             )
         })
         .collect();
-    let keyed = signed.headers.contains_key("idempotency-key");
+    let keyed = signed.headers.contains_key(IDEMPOTENCY_KEY);
     let work = {
         let state = state.clone();
         async move {
@@ -181,7 +181,7 @@ struct CompactAnswer<'a> {
 /// one, rebuilt from the compact form and the repeat itself, which is byte for byte the first
 /// request, so each accepted item's id follows from it as it did the first time.
 fn expand(signed: &Signed, stored: String) -> String {
-    if signed.headers.contains_key("idempotency-key") {
+    if signed.headers.contains_key(IDEMPOTENCY_KEY) {
         return stored;
     }
     let Ok(compact) = serde_json::from_str::<Value>(&stored) else {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use liveops_core::ports::{IdemState, Idempotency, StoredAnswer};
-use liveops_http::{idempotency_key, Problem, Signature, Signed, REPLAYED};
+use liveops_http::{idempotency_key, Problem, Signature, Signed, IDEMPOTENCY_KEY, REPLAYED};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
@@ -49,7 +49,7 @@ pub(crate) enum Admission {
 /// What makes a request the same request again: its `Idempotency-Key` header as sent, else its
 /// signature (a space never appears in a valid key, so the two cannot collide).
 fn identity(headers: &HeaderMap, signature: &Signature) -> Vec<u8> {
-    match headers.get("idempotency-key") {
+    match headers.get(IDEMPOTENCY_KEY) {
         Some(key) => key.as_bytes().to_vec(),
         None => format!("signature {}", signature.0).into_bytes(),
     }
