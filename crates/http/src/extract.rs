@@ -39,13 +39,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = Problem;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let limit = req
-            .extensions()
-            .get::<BodyLimit>()
-            .map_or(DEFAULT_LIMIT, |l| l.0);
-        let body = read_body(req.into_body(), limit).await?;
-        parse_json(&body).map(Json)
+        parse_json(&read_limited(req).await?).map(Json)
     }
+}
+
+/// A request's body, read under its route's limit ([`crate::body_limit`], 64 KiB if none).
+pub(crate) async fn read_limited(req: Request) -> Result<bytes::Bytes, Problem> {
+    let limit = req
+        .extensions()
+        .get::<BodyLimit>()
+        .map_or(DEFAULT_LIMIT, |l| l.0);
+    read_body(req.into_body(), limit).await
 }
 
 /// Parses a JSON body, naming the field that failed. A body read into a struct must be a JSON

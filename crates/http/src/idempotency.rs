@@ -1,9 +1,19 @@
 //! The `Idempotency-Key` request header (IETF draft-ietf-httpapi-idempotency-key-header), read
-//! the same way on every route that takes one.
+//! the same way on every route that takes one, and the keyed operator creates built on it: the
+//! body with its key and digest ([`KeyedJson`]), the header's document ([`CreateKeyHeader`]) and
+//! the answers to a first request and its retries ([`replayed`], [`created`]).
 
-use axum::http::HeaderMap;
+use axum::extract::{FromRequest, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use liveops_core::stores::{Keyed, KeyedOutcome, RequestKey, RequestKeys};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
 
-use crate::Problem;
+use crate::extract::{parse_json, read_limited};
+use crate::{Operator, Problem};
 
 /// The header's name, as axum stores it.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -31,11 +41,153 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Problem> {
     }
 }
 
+/// An operator create's JSON body with its `Idempotency-Key`, if sent, and a digest of the
+/// request (method, path and body, as JSON values: spacing and key order do not count).
+#[derive(Clone, Debug)]
+pub struct KeyedJson<T> {
+    /// The `Idempotency-Key`, if sent.
+    pub key: Option<String>,
+    /// Hex SHA-256 of the request, telling a retry from another request under the same key.
+    pub digest: String,
+    /// The body.
+    pub body: T,
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for KeyedJson<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let key = idempotency_key(req.headers())?.map(str::to_owned);
+        let route = format!("{} {}", req.method(), req.uri().path());
+        let bytes = read_limited(req).await?;
+        let body = parse_json(&bytes)?;
+        // Parsed above, so this cannot fail; a map's keys come out sorted.
+        let value: serde_json::Value = parse_json(&bytes)?;
+        let mut hash = Sha256::new();
+        hash.update(route.as_bytes());
+        hash.update(b"\n");
+        hash.update(value.to_string().as_bytes());
+        Ok(Self {
+            key,
+            digest: hex::encode(hash.finalize()),
+            body,
+        })
+    }
+}
+
+impl<T> KeyedJson<T> {
+    /// The request's key as `op`'s (keys are each sender's own), if one was sent.
+    pub fn request_key(&self, op: &Operator) -> Option<RequestKey> {
+        self.key.as_ref().map(|key| RequestKey {
+            operator_id: op.id.clone(),
+            key: key.clone(),
+            request_hash: self.digest.clone(),
+        })
+    }
+}
+
+/// The `Idempotency-Key` header of an operator create.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // documents the header; `KeyedJson` reads it from the request
+pub struct CreateKeyHeader {
+    /// 1..=255 visible ASCII characters, the sender's own: the same request again under it
+    /// gets the first answer (201, `Idempotent-Replayed: true`) and nothing is done twice;
+    /// another request under it is refused (422). Kept as long as `EVENT_RETENTION`.
+    #[param(rename = "Idempotency-Key", pattern = "^[!-~]{1,255}$")]
+    idempotency_key: Option<String>,
+}
+
+/// The answer to a retry found before any work (`key` used before), or `None` for a request to
+/// carry out. A retry is answered even where the request would no longer pass its checks.
+pub async fn replayed(
+    keys: &dyn RequestKeys,
+    key: Option<&RequestKey>,
+) -> Result<Option<Response>, Problem> {
+    let Some(key) = key else { return Ok(None) };
+    match keys.answered(key).await? {
+        None | Some(KeyedOutcome::Written) => Ok(None),
+        Some(KeyedOutcome::Replayed(body)) => Ok(Some(again(body))),
+        Some(KeyedOutcome::KeyReused) => Err(Problem::key_reused()),
+    }
+}
+
+/// `fresh` (the 201 body of a create) with `key`, ready for the store: what a retry gets.
+pub fn keyed<T: Serialize>(key: Option<RequestKey>, fresh: &T) -> Result<Option<Keyed>, Problem> {
+    key.map(|key| {
+        let answer = serde_json::to_string(fresh).map_err(|e| {
+            tracing::error!(%e, "an answer that does not serialize");
+            Problem::internal()
+        })?;
+        Ok(Keyed { key, answer })
+    })
+    .transpose()
+}
+
+/// The answer to a create the store carried out or refused: 201 with `fresh` if written now,
+/// the first answer again if its key was used before by the same request, 422 if by another.
+pub fn created<T: Serialize>(outcome: KeyedOutcome, fresh: &T) -> Result<Response, Problem> {
+    match outcome {
+        KeyedOutcome::Written => Ok((StatusCode::CREATED, axum::Json(fresh)).into_response()),
+        KeyedOutcome::Replayed(body) => Ok(again(body)),
+        KeyedOutcome::KeyReused => Err(Problem::key_reused()),
+    }
+}
+
+/// A stored 201 body again, marked `Idempotent-Replayed: true`.
+fn again(body: String) -> Response {
+    metrics::counter!("operator_requests_replayed_total").increment(1);
+    tracing::info!("a keyed request repeated: its first answer again");
+    let headers = [
+        (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+        (
+            HeaderName::from_static(REPLAYED),
+            HeaderValue::from_static("true"),
+        ),
+    ];
+    (StatusCode::CREATED, headers, body).into_response()
+}
+
 #[cfg(test)]
 mod tests {
+    use axum::extract::{FromRequest, Request};
     use axum::http::{HeaderMap, HeaderValue};
 
-    use super::{idempotency_key, IDEMPOTENCY_KEY};
+    use super::{idempotency_key, KeyedJson, IDEMPOTENCY_KEY};
+
+    /// `body` POSTed to `path` under `key` (if any), read as a keyed body of JSON values.
+    async fn keyed(
+        path: &str,
+        key: Option<&str>,
+        body: &str,
+    ) -> Result<KeyedJson<serde_json::Value>, crate::Problem> {
+        let mut req = Request::post(path);
+        if let Some(key) = key {
+            req = req.header(IDEMPOTENCY_KEY, key);
+        }
+        let req = req
+            .body(axum::body::Body::from(body.to_owned()))
+            .expect("a request");
+        KeyedJson::from_request(req, &()).await
+    }
+
+    #[tokio::test]
+    async fn a_digest_names_the_route_and_the_json_not_its_spelling() {
+        let first = keyed("/webhooks", Some("k1"), r#"{"a":1,"b":[1,2]}"#)
+            .await
+            .expect("read");
+        assert_eq!(first.key.as_deref(), Some("k1"));
+        let respelled = keyed("/webhooks", None, "{ \"b\" : [1, 2],\n \"a\": 1 }").await;
+        assert_eq!(respelled.expect("read").digest, first.digest);
+        let other_body = keyed("/webhooks", None, r#"{"a":2,"b":[1,2]}"#).await;
+        assert_ne!(other_body.expect("read").digest, first.digest);
+        let other_route = keyed("/campaigns", None, r#"{"a":1,"b":[1,2]}"#).await;
+        assert_ne!(other_route.expect("read").digest, first.digest);
+        let bad_key = keyed("/webhooks", Some("two words"), "{}")
+            .await
+            .expect_err("refused");
+        assert_eq!(bad_key.status, 400);
+    }
 
     fn with(values: &[&[u8]]) -> HeaderMap {
         let mut h = HeaderMap::new();

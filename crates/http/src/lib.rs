@@ -25,7 +25,10 @@ pub use extract::{
     check_id, id_param, id_schema, parse_json, path_id, path_param, player_id_schema, Bounded,
     IdPath, Json, Path, PlayerPath, Query,
 };
-pub use idempotency::{idempotency_key, IDEMPOTENCY_KEY, REPLAYED};
+pub use idempotency::{
+    created, idempotency_key, keyed, replayed, CreateKeyHeader, KeyedJson, IDEMPOTENCY_KEY,
+    REPLAYED,
+};
 pub use liveops_core::time::{rfc3339, rfc3339_or_never};
 pub use lookup::campaign_or_404;
 pub use metrics_layer::{count_unmatched, track};

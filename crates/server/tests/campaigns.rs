@@ -121,9 +121,22 @@ async fn send_keyed(
     key: &str,
     body: &serde_json::Value,
 ) -> (u16, bool, serde_json::Value) {
+    let url = format!("{}/inbox/messages", live.urls.distribution);
+    post_keyed(live, token, url, key, body).await
+}
+
+/// POSTs `body` to `url` as `token` under the `Idempotency-Key` `key`: the status, whether the
+/// answer is marked a replay, and its body.
+async fn post_keyed(
+    live: &Live,
+    token: &str,
+    url: String,
+    key: &str,
+    body: &serde_json::Value,
+) -> (u16, bool, serde_json::Value) {
     let res = live
         .http
-        .post(format!("{}/inbox/messages", live.urls.distribution))
+        .post(url)
         .bearer_auth(token)
         .header("idempotency-key", key)
         .json(body)
@@ -136,6 +149,66 @@ async fn send_keyed(
         .get("idempotent-replayed")
         .is_some_and(|v| v == "true");
     (status, replayed, res.json().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_creates_retried_under_their_idempotency_key_create_once() {
+    let (app, live, admin) = live_app(&[]).await;
+    let start = chrono::Utc::now() + chrono::Duration::hours(1);
+    let draft = open_campaign(
+        "Keyed",
+        start,
+        chrono::Duration::hours(2),
+        "once",
+        json!({"kind": "draw", "winners": 1, "item": "gem"}),
+    );
+    let (addr, _received) = receiver("whsec_keyed_0123456789", 204).await;
+    let hook = json!({"url": format!("http://{addr}/hook"), "events": ["campaign.live"],
+                      "secret": "whsec_keyed_0123456789"});
+    let mut other_draft = draft.clone();
+    other_draft["title"] = json!("Another");
+    let mut other_hook = hook.clone();
+    other_hook["secret"] = json!("whsec_another_0123456789");
+    // (audit action, route, body, another body)
+    let creates = [
+        ("campaign.create", "campaigns", draft, other_draft),
+        ("webhook.create", "webhooks", hook, other_hook),
+        (
+            "api_key.create",
+            "api-keys",
+            json!({"name": "eu-1"}),
+            json!({"name": "eu-2"}),
+        ),
+    ];
+    for (action, route, body, other) in &creates {
+        let (key, url) = (format!("create-{action}"), format!("{}/{route}", app.base));
+        let (s, replayed, first) = post_keyed(&live, &admin, url.clone(), &key, body).await;
+        assert_eq!((s, replayed), (201, false), "{action}: {first}");
+        // The answer was lost; the client sends the same request again (spaced and ordered
+        // differently: the same JSON).
+        let respelled: serde_json::Value = serde_json::from_str(&body.to_string()).expect("json");
+        let (s, replayed, again) = post_keyed(&live, &admin, url.clone(), &key, &respelled).await;
+        assert_eq!((s, replayed), (201, true), "{action}: {again}");
+        assert_eq!(again, first, "{action}: the first answer again");
+        // The key with another request is refused.
+        let (s, _, refused) = post_keyed(&live, &admin, url.clone(), &key, other).await;
+        assert_eq!(s, 422, "{action}: {refused}");
+        assert_eq!(problem(&refused).field.as_deref(), Some("Idempotency-Key"));
+    }
+    // One key per request whatever the route: the campaign's key on another route is refused.
+    let (url, body) = (format!("{}/api-keys", app.base), &creates[2].2);
+    let (s, _, refused) = post_keyed(&live, &admin, url, "create-campaign.create", body).await;
+    assert_eq!(s, 422, "{refused}");
+    let (s, audit) = live
+        .get(format!("{}/audit?limit=100", app.base), Some(&admin))
+        .await;
+    assert_eq!(s, 200, "{audit}");
+    let entries = read::<AuditList>(&audit).entries;
+    for (action, ..) in &creates {
+        let n = entries.iter().filter(|e| e.action == *action).count();
+        assert_eq!(n, 1, "{action}: created once");
+    }
+    app.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

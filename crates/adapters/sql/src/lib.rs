@@ -47,8 +47,9 @@ pub trait Repository:
     fn replica_watch(&self) -> Option<futures_util::future::BoxFuture<'static, ()>> {
         None
     }
-    /// Deletes the per-event rows (processed event ids, fairness verdicts) written before
-    /// `cutoff_ms` (unix milliseconds), a bounded step at a time; returns how many went.
+    /// Deletes the per-event rows (processed event ids, fairness verdicts) and the operators'
+    /// request keys written before `cutoff_ms` (unix milliseconds), a bounded step at a time;
+    /// returns how many went.
     async fn purge_before(&self, cutoff_ms: i64) -> PortResult<u64>;
 }
 

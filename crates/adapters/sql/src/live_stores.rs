@@ -10,9 +10,10 @@ macro_rules! impl_live_stores {
             use liveops_core::stores::{
                 ActiveKeys, ApiKeyInfo, ApiKeyStore, Attempt, AuditEntry, AuditLog, Campaign,
                 CampaignEvent, CampaignState, CampaignStore, ClaimOutcome, Delivery, DueDelivery,
-                Entered, Entry, EntryStore, InboxClaim, InboxMessage, InboxStore, LiveEventStores,
-                OperatorRecord, OperatorStore, OperatorUpdate, Outcome, OutcomeStore, PlayerXp,
-                SendKey, SendOutcome, Session, Sessions, Webhook, WebhookStore,
+                Entered, Entry, EntryStore, InboxClaim, InboxMessage, InboxStore, Keyed,
+                KeyedOutcome, LiveEventStores, OperatorRecord, OperatorStore, OperatorUpdate,
+                Outcome, OutcomeStore, PlayerXp, RequestKey, RequestKeys, Session, Sessions,
+                Webhook, WebhookStore,
             };
             use liveops_core::PortResult;
 
@@ -54,7 +55,9 @@ macro_rules! impl_live_stores {
 
             $crate::stores::delegate! {
                 impl ApiKeyStore {
-                    fn create_api_key(key: &ApiKeyInfo, secret: &str, audit: &AuditEntry) -> ();
+                    fn create_api_key(
+                        keyed: Option<&Keyed>, key: &ApiKeyInfo, secret: &str, audit: &AuditEntry,
+                    ) -> KeyedOutcome;
                     fn api_keys() -> Vec<ApiKeyInfo>;
                     fn revoke_api_key(key_id: &str, audit: &AuditEntry) -> Option<ApiKeyInfo>;
                 }
@@ -64,7 +67,9 @@ macro_rules! impl_live_stores {
                 }
 
                 impl CampaignStore {
-                    fn create_campaign(campaign: &Campaign, audit: &AuditEntry) -> ();
+                    fn create_campaign(
+                        keyed: Option<&Keyed>, campaign: &Campaign, audit: &AuditEntry,
+                    ) -> KeyedOutcome;
                     fn campaign(id: &str) -> Option<Campaign>;
                     fn campaigns(state: Option<CampaignState>, limit: u32) -> Vec<Campaign>;
                     fn update_campaign(
@@ -98,9 +103,8 @@ macro_rules! impl_live_stores {
                 impl InboxStore {
                     fn settle(campaign_id: &str, player_id: &str, message: &InboxMessage) -> bool;
                     fn send_messages(
-                        key: Option<&SendKey>, messages: &[InboxMessage], audit: &AuditEntry,
-                    ) -> SendOutcome;
-                    fn sent_before(key: &SendKey) -> Option<SendOutcome>;
+                        keyed: Option<&Keyed>, messages: &[InboxMessage], audit: &AuditEntry,
+                    ) -> KeyedOutcome;
                     fn message(player_id: &str, message_id: &str) -> Option<InboxMessage>;
                     fn inbox(
                         player_id: &str, limit: u32,
@@ -111,7 +115,9 @@ macro_rules! impl_live_stores {
                 }
 
                 impl WebhookStore {
-                    fn create_webhook(hook: &Webhook, audit: &AuditEntry) -> ();
+                    fn create_webhook(
+                        keyed: Option<&Keyed>, hook: &Webhook, audit: &AuditEntry,
+                    ) -> KeyedOutcome;
                     fn webhooks() -> Vec<Webhook>;
                     fn delete_webhook(id: &str, audit: &AuditEntry) -> bool;
                     fn undelivered_events(limit: u32) -> Vec<(i64, CampaignEvent)>;
@@ -119,6 +125,10 @@ macro_rules! impl_live_stores {
                     fn lease_due(now_ms: i64, until_ms: i64, limit: u32) -> Vec<DueDelivery>;
                     fn record_attempt(delivery: &Delivery, attempt: &Attempt) -> ();
                     fn deliveries(webhook_id: &str, limit: u32) -> Vec<(Delivery, Vec<Attempt>)>;
+                }
+
+                impl RequestKeys {
+                    fn answered(key: &RequestKey) -> Option<KeyedOutcome>;
                 }
             }
         };

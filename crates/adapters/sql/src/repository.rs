@@ -960,7 +960,7 @@ where
 
     /// Deletes the processed event ids and fairness verdicts written before `cutoff_ms`, walking
     /// each table in key order, 2000 keys per write transaction so writers are held up
-    /// for one step at a time. Returns how many rows went.
+    /// for one step at a time, then the operators' request keys. Returns how many rows went.
     pub(crate) async fn purge_before(&self, cutoff_ms: i64) -> PortResult<u64> {
         let mut purged = 0;
         let mut consumer = String::new();
@@ -980,6 +980,19 @@ where
             purged += self.purge_table(Some(&consumer), cutoff_ms).await?;
         }
         purged += self.purge_table(None, cutoff_ms).await?;
+        // Operators' request keys: a few per operator action, so one statement.
+        let sql = DB::placeholders("DELETE FROM operator_requests WHERE created_at < ?");
+        purged += within::<DB, _>(async {
+            let (mut tx, _turn) = self.begin_write().await?;
+            let done = sqlx::query(&sql)
+                .bind(cutoff_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            tx.commit().await.map_err(db_error::<DB>)?;
+            Ok(DB::rows_affected(&done))
+        })
+        .await?;
         Ok(purged)
     }
 

@@ -20,6 +20,7 @@ impl Server for MySql {
     type DB = sqlx::MySql;
     type Repo = MySqlRepository;
     const VAR: &'static str = "LIVEOPS_TEST_MYSQL_URL";
+    const MIGRATIONS: &'static str = "migrations/mysql";
     const SCHEMES: &'static [&'static str] = &["mysql", "mariadb", "MariaDB"];
     const FOREIGN: Option<&'static str> = if cfg!(feature = "postgres") {
         Some("postgres")

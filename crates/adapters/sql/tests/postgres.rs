@@ -17,6 +17,7 @@ impl Server for Postgres {
     type DB = sqlx::Postgres;
     type Repo = PgRepository;
     const VAR: &'static str = "LIVEOPS_TEST_PG_URL";
+    const MIGRATIONS: &'static str = "migrations/postgres";
     const SCHEMES: &'static [&'static str] = &["postgres", "postgresql", "PostgreSQL"];
     const FOREIGN: Option<&'static str> = if cfg!(feature = "mysql") {
         Some("mysql")

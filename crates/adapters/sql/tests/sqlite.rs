@@ -36,6 +36,18 @@ async fn sqlite_repository_passes_the_live_event_suite() {
 }
 
 #[tokio::test]
+async fn migration_0007_carries_keyed_sends_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("liveops.db").display()
+    );
+    let repo = SqliteRepository::connect(&url).await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sql_support::keyed_sends_carry_over(&pool, "migrations/sqlite", repo.migrate(), &repo).await;
+}
+
+#[tokio::test]
 async fn repository_state_survives_reopening_and_migrations_rerun() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/state.db");

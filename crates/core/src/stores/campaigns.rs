@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::ports::{Health, PortResult};
-use crate::stores::AuditEntry;
+use crate::stores::{AuditEntry, Keyed, KeyedOutcome};
 use crate::window::Window;
 
 /// Where a campaign is in its life: `draft → scheduled → live → ended → settled`, or `cancelled`.
@@ -187,8 +187,13 @@ pub struct CampaignEvent {
 /// change happens once however many replicas try it, crashes included.
 #[async_trait]
 pub trait CampaignStore: Health {
-    /// Adds a campaign.
-    async fn create_campaign(&self, campaign: &Campaign, audit: &AuditEntry) -> PortResult<()>;
+    /// Adds a campaign, once per key if `keyed`.
+    async fn create_campaign(
+        &self,
+        keyed: Option<&Keyed>,
+        campaign: &Campaign,
+        audit: &AuditEntry,
+    ) -> PortResult<KeyedOutcome>;
     /// The campaign with this id.
     async fn campaign(&self, id: &str) -> PortResult<Option<Campaign>>;
     /// Campaigns, newest first, optionally in one state.

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use crate::ports::{Health, PortResult};
 use crate::signing::Receipt;
-use crate::stores::{AuditEntry, CampaignEvent};
+use crate::stores::{AuditEntry, CampaignEvent, Keyed, KeyedOutcome};
 
 /// A message in players' inboxes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,28 +56,6 @@ pub enum ClaimOutcome {
     Expired(i64),
 }
 
-/// An operator send under an `Idempotency-Key`: whose key it is and what was asked.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SendKey {
-    /// The operator (or API key) that sent it: keys are theirs alone.
-    pub operator_id: String,
-    /// The `Idempotency-Key` as sent.
-    pub key: String,
-    /// A digest of the request, telling a retry from another request under the same key.
-    pub request_hash: String,
-}
-
-/// What became of an operator send.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SendOutcome {
-    /// Written now.
-    Sent,
-    /// Its key was used before with the same request: the message ids sent then; nothing written.
-    Replayed(Vec<String>),
-    /// Its key was used before with another request; nothing written.
-    KeyReused,
-}
-
 /// The player inbox.
 #[async_trait]
 pub trait InboxStore: Health {
@@ -89,17 +67,14 @@ pub trait InboxStore: Health {
         player_id: &str,
         message: &InboxMessage,
     ) -> PortResult<bool>;
-    /// Sends operator messages with their audit entry, once per `key` if given: a send under
-    /// a key used before writes nothing and says what the first send did.
+    /// Sends operator messages with their audit entry, once per key if `keyed`: a send under
+    /// a key used before writes nothing and says what the first send answered.
     async fn send_messages(
         &self,
-        key: Option<&SendKey>,
+        keyed: Option<&Keyed>,
         messages: &[InboxMessage],
         audit: &AuditEntry,
-    ) -> PortResult<SendOutcome>;
-    /// What a send under `key` would meet without writing anything: the first send's ids
-    /// (`Replayed`), the key taken by another request (`KeyReused`), or `None` if it is unused.
-    async fn sent_before(&self, key: &SendKey) -> PortResult<Option<SendOutcome>>;
+    ) -> PortResult<KeyedOutcome>;
     /// A message in a player's inbox (theirs or everyone's).
     async fn message(&self, player_id: &str, message_id: &str) -> PortResult<Option<InboxMessage>>;
     /// A player's messages (theirs and everyone's), newest first, each with its claim.
@@ -218,8 +193,13 @@ pub struct DueDelivery {
 /// Webhooks and their delivery queue.
 #[async_trait]
 pub trait WebhookStore: Health {
-    /// Adds a webhook.
-    async fn create_webhook(&self, hook: &Webhook, audit: &AuditEntry) -> PortResult<()>;
+    /// Adds a webhook, once per key if `keyed`.
+    async fn create_webhook(
+        &self,
+        keyed: Option<&Keyed>,
+        hook: &Webhook,
+        audit: &AuditEntry,
+    ) -> PortResult<KeyedOutcome>;
     /// Active webhooks, oldest first.
     async fn webhooks(&self) -> PortResult<Vec<Webhook>>;
     /// Deletes a webhook and marks its pending deliveries dead (the rows stay); `false` if there

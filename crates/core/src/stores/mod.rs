@@ -10,6 +10,7 @@ pub mod operators;
 pub mod participation;
 pub mod processed;
 pub mod progress;
+pub mod requests;
 pub mod scores;
 
 pub use campaigns::{
@@ -17,7 +18,7 @@ pub use campaigns::{
 };
 pub use distribution::{
     Attempt, ClaimOutcome, Delivery, DeliveryState, DueDelivery, InboxClaim, InboxMessage,
-    InboxStore, SendKey, SendOutcome, Webhook, WebhookStore,
+    InboxStore, Webhook, WebhookStore,
 };
 pub use fairness::{FairnessCommit, FairnessStore, Flag};
 pub use operators::{
@@ -30,10 +31,12 @@ pub use progress::{
     InventoryItem, ItemGrant, PendingReward, PlayerProgress, ProgressCommit, ProgressStore,
     RewardClaim, XpGain,
 };
+pub use requests::{Keyed, KeyedOutcome, RequestKey, RequestKeys};
 pub use scores::{ScoreStore, Snapshot};
 
 /// Every live-event store (operators, sessions, the audit log, API keys, campaigns, entries,
-/// outcomes, the XP read, the inbox, webhooks): what a backend serving them all declares.
+/// outcomes, the XP read, the inbox, webhooks, the keys of operator writes): what a backend
+/// serving them all declares.
 pub trait LiveEventStores:
     OperatorStore
     + Sessions
@@ -46,5 +49,6 @@ pub trait LiveEventStores:
     + PlayerXp
     + InboxStore
     + WebhookStore
+    + RequestKeys
 {
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::ports::{Health, PortResult};
+use crate::stores::{Keyed, KeyedOutcome};
 
 /// What an operator may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -180,13 +181,14 @@ pub struct ApiKeyInfo {
 /// API keys for game servers, managed by admins.
 #[async_trait]
 pub trait ApiKeyStore: Health {
-    /// Stores a new key with its secret.
+    /// Stores a new key with its secret, once per key if `keyed`.
     async fn create_api_key(
         &self,
+        keyed: Option<&Keyed>,
         key: &ApiKeyInfo,
         secret: &str,
         audit: &AuditEntry,
-    ) -> PortResult<()>;
+    ) -> PortResult<KeyedOutcome>;
     /// Every key, newest first, without secrets.
     async fn api_keys(&self) -> PortResult<Vec<ApiKeyInfo>>;
     /// Revokes an active key at `audit.at_ms`; `None` if there is no such active key.

@@ -12,9 +12,9 @@ use super::{bad, duration, ConfigError};
 /// Retention settings as given.
 #[derive(Args, Clone, Debug)]
 pub struct RetentionConfig {
-    /// How long processed event ids and fairness verdicts are kept (`7d`, `12h`, `30m`): a
-    /// redelivery, a dead-letter replay or a client's repeat later than this would be applied
-    /// again. At least the bus's redelivery horizon (`BUS_VISIBILITY_SEC` × `BUS_MAX_DELIVERIES`)
+    /// How long processed event ids, fairness verdicts and operators' `Idempotency-Key`s are kept
+    /// (`7d`, `12h`, `30m`): a redelivery, a dead-letter replay or a client's repeat later than
+    /// this would be applied again. At least the bus's redelivery horizon (`BUS_VISIBILITY_SEC` × `BUS_MAX_DELIVERIES`)
     /// and the time a signature can be sent again (2 × `SIG_TOLERANCE_SEC`).
     #[arg(long, env = "EVENT_RETENTION", default_value = "7d")]
     pub event_retention: String,

@@ -12,8 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use liveops_core::stores::{
     ActiveKeys, ApiKeyStore, AuditLog, CampaignStore, EntryStore, FairnessStore, InboxStore,
-    OperatorStore, OutcomeStore, PlayerXp, ProcessedEvents, ProgressStore, ScoreStore, Sessions,
-    WebhookStore,
+    OperatorStore, OutcomeStore, PlayerXp, ProcessedEvents, ProgressStore, RequestKeys, ScoreStore,
+    Sessions, WebhookStore,
 };
 use liveops_core::{Health, PortError, PortResult};
 use liveops_module::ports::Opened;
@@ -73,7 +73,7 @@ async fn purge_old_events(repo: &dyn Repository, retention: Retention, stop: &Ca
                 metrics::counter!("events_purged_total").increment(rows);
                 tracing::info!(
                     rows,
-                    "purged processed event ids and verdicts past retention"
+                    "purged processed event ids, verdicts and operator keys past retention"
                 );
             }
             Err(error) => tracing::warn!(%error, "purging old processed event ids failed"),
@@ -139,6 +139,7 @@ pub(super) fn provide(ports: &mut Ports, s: &crate::config::Settings) {
     ports.provide::<_, dyn PlayerXp>(&repo, |a| a);
     ports.provide::<_, dyn InboxStore>(&repo, |a| a);
     ports.provide::<_, dyn WebhookStore>(&repo, |a| a);
+    ports.provide::<_, dyn RequestKeys>(&repo, |a| a);
     ports.provide::<_, dyn Repository>(&repo, |a| a);
 
     let (url, reads) = (s.db_url.clone(), s.reads.clone());

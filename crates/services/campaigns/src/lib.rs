@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::Router;
 use clap::Args;
 use liveops_core::event_schema::window_of;
-use liveops_core::stores::{CampaignStore, EntryStore, PlayerXp};
+use liveops_core::stores::{CampaignStore, EntryStore, PlayerXp, RequestKeys};
 use liveops_core::{Calendar, LevelCurve, Window};
 use liveops_http::{
     body_limit, close_variants, operator_routes, routes, OpenApiRouter, OperatorAuth,
@@ -75,11 +75,13 @@ pub struct CampaignsState {
     pub entries: Arc<dyn EntryStore>,
     /// Players' XP (who may enter).
     pub xp: Arc<dyn PlayerXp>,
+    /// The answers of creates under an `Idempotency-Key`.
+    pub requests: Arc<dyn RequestKeys>,
 }
 
 liveops_http::from_state!(CampaignsState { auth: OperatorAuth });
 liveops_module::from_context!(CampaignsState(config: Arc<CampaignsConfig>) {
-    auth, campaigns, entries, xp
+    auth, campaigns, entries, xp, requests
 });
 
 /// The campaign routes with their OpenAPI operations.

@@ -1,15 +1,18 @@
 //! The operators' campaign routes: create, list, read, change a draft, schedule, cancel.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::response::Response;
 use liveops_core::draw;
 use liveops_core::now_ms;
-use liveops_core::stores::{AuditEntry, Campaign, CampaignState, Role};
+use liveops_core::stores::{AuditEntry, Campaign, CampaignState, KeyedOutcome, Role};
 use liveops_http::responses::{
-    LookupFailures, OperatorInputFailures, OperatorLookupFailures, ReadFailures, TooLarge,
-    Unauthenticated,
+    KeyReused, LookupFailures, OperatorInputFailures, OperatorLookupFailures, ReadFailures,
+    TooLarge, Unauthenticated,
 };
-use liveops_http::{campaign_or_404, Bounded, IdPath, Json, Operator, Problem, Query};
+use liveops_http::{
+    campaign_or_404, created, keyed, replayed, Bounded, CreateKeyHeader, IdPath, Json, KeyedJson,
+    Operator, Problem, Query,
+};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -72,10 +75,14 @@ async fn replace(
 /// Creates a draft campaign.
 #[utoipa::path(
     post, path = "/campaigns", tag = "campaigns", security(("bearer" = [])),
+    params(CreateKeyHeader),
     request_body = NewCampaign,
     responses(
-        (status = 201, description = "The draft", body = CampaignView),
+        (status = 201, description = "The draft (or, again under its `Idempotency-Key`, the \
+            draft created then, as it was: `Idempotent-Replayed: true`)", body = CampaignView,
+            headers(("Idempotent-Replayed" = String, description = "`true`: the answer of an earlier request under the same key; nothing was created now"))),
         TooLarge,
+        KeyReused,
         OperatorInputFailures,
     )
 )]
@@ -83,9 +90,14 @@ async fn replace(
 pub(crate) async fn create_campaign(
     State(state): State<CampaignsState>,
     op: Operator,
-    Json(body): Json<NewCampaign>,
-) -> Result<(StatusCode, Json<CampaignView>), Problem> {
+    req: KeyedJson<NewCampaign>,
+) -> Result<Response, Problem> {
     op.require(WRITERS)?;
+    let key = req.request_key(&op);
+    if let Some(again) = replayed(&*state.requests, key.as_ref()).await? {
+        return Ok(again);
+    }
+    let body = req.body;
     let now = now_ms();
     let c = Campaign {
         id: format!("cmp_{}", uuid::Uuid::now_v7().simple()),
@@ -104,13 +116,20 @@ pub(crate) async fn create_campaign(
         updated_at_ms: now,
     };
     check(&c, &state.config.calendar, &state.config.windows, now)?;
-    state
+    let view = CampaignView::from(&c);
+    let outcome = state
         .campaigns
-        .create_campaign(&c, &audit(&op, "campaign.create", None, &c))
+        .create_campaign(
+            keyed(key, &view)?.as_ref(),
+            &c,
+            &audit(&op, "campaign.create", None, &c),
+        )
         .await?;
-    metrics::counter!("campaigns_total", "state" => "draft").increment(1);
-    tracing::info!(campaign = %c.id, "campaign created");
-    Ok((StatusCode::CREATED, Json(CampaignView::from(&c))))
+    if outcome == KeyedOutcome::Written {
+        metrics::counter!("campaigns_total", "state" => "draft").increment(1);
+        tracing::info!(campaign = %c.id, "campaign created");
+    }
+    created(outcome, &view)
 }
 
 /// The query of `GET /campaigns`.

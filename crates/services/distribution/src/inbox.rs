@@ -6,20 +6,18 @@
 //! the message answers the same receipts.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use liveops_core::event::is_label;
-use liveops_core::stores::{ClaimOutcome, InboxClaim, InboxMessage, Role, SendKey, SendOutcome};
+use liveops_core::stores::{ClaimOutcome, InboxClaim, InboxMessage, KeyedOutcome, Role};
 use liveops_core::{now_ms, PlayerId, Receipt};
 use liveops_http::responses::{
     KeyReused, OperatorInputFailures, ReadFailures, SignedLookupFailures, TooLarge,
 };
 use liveops_http::{
-    idempotency_key, parse_json, rfc3339, Bounded, Json, Operator, PlayerPath, Problem, Query,
-    SignatureHeaders, Signed, Text, Title, REPLAYED,
+    created, keyed, parse_json, replayed, rfc3339, Bounded, CreateKeyHeader, Json, KeyedJson,
+    Operator, PlayerPath, Problem, Query, SignatureHeaders, Signed, Text, Title,
 };
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::DistributionState;
@@ -325,22 +323,10 @@ fn recipients(req: &SendRequest) -> Result<Vec<Option<String>>, Problem> {
     }
 }
 
-/// The `Idempotency-Key` header of `POST /inbox/messages`.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Header)]
-#[allow(dead_code)] // documents the header; `send_message` reads it from the request
-pub(crate) struct SendKeyHeader {
-    /// 1..=255 visible ASCII characters, the sender's own: the same request again under it
-    /// gets the first send's ids (201, `Idempotent-Replayed: true`) and sends nothing twice;
-    /// another request under it is refused (422).
-    #[param(rename = "Idempotency-Key", pattern = "^[!-~]{1,255}$")]
-    idempotency_key: Option<String>,
-}
-
 /// Sends a message to some players' inboxes, or to every player's.
 #[utoipa::path(
     post, path = "/inbox/messages", tag = "distribution", security(("bearer" = [])),
-    params(SendKeyHeader),
+    params(CreateKeyHeader),
     request_body = SendRequest,
     responses(
         (status = 201, description = "Sent (or, again under its `Idempotency-Key`, sent before: \
@@ -355,11 +341,15 @@ pub(crate) struct SendKeyHeader {
 pub(crate) async fn send_message(
     State(state): State<DistributionState>,
     op: Operator,
-    headers: HeaderMap,
-    Json(req): Json<SendRequest>,
+    req: KeyedJson<SendRequest>,
 ) -> Result<Response, Problem> {
     op.require(&[Role::Admin, Role::Operator])?;
-    let key = idempotency_key(&headers)?;
+    // A retry that comes after the first send's expiry still gets its answer.
+    let key = req.request_key(&op);
+    if let Some(again) = replayed(&*state.requests, key.as_ref()).await? {
+        return Ok(again);
+    }
+    let req = req.body;
     let to = recipients(&req)?;
     let title = req.title.as_str().trim();
     if req.attachments.len() > 10 {
@@ -375,16 +365,12 @@ pub(crate) async fn send_message(
     let expires = chrono::DateTime::parse_from_rfc3339(req.expires_at.trim())
         .map(|t| t.timestamp_millis())
         .map_err(|e| Problem::invalid("expiresAt", format!("must be an RFC 3339 instant: {e}")))?;
-    // What the send asks for; with the messages it mints, what the audit log records.
-    let mut after = serde_json::json!({
-        "title": title,
-        "body": req.body.as_str(),
-        "attachments": req.attachments,
-        "expiresAt": rfc3339(expires),
-    });
-    // Tells a retry under the same `Idempotency-Key` from another request.
-    let asked = serde_json::json!({"to": to, "asked": after}).to_string();
-    let request_hash = hex::encode(Sha256::digest(asked.as_bytes()));
+    if expires <= now || expires - now > 366 * 86_400_000 {
+        return Err(Problem::invalid(
+            "expiresAt",
+            "must be in the future, within a year",
+        ));
+    }
     let messages: Vec<InboxMessage> = to
         .into_iter()
         .map(|player_id| InboxMessage {
@@ -398,70 +384,34 @@ pub(crate) async fn send_message(
             expires_at_ms: expires,
         })
         .collect();
-    let ids: Vec<String> = messages.iter().map(|m| m.message_id.clone()).collect();
+    let sent = Sent {
+        message_ids: messages.iter().map(|m| m.message_id.clone()).collect(),
+    };
     let target = if req.all == Some(true) {
         "all".into()
     } else {
-        format!("{} players", ids.len())
+        format!("{} players", sent.message_ids.len())
     };
-    // Who got what: each message with its player, and the text they read.
-    let sent: Vec<_> = messages
-        .iter()
-        .map(|m| serde_json::json!({"messageId": m.message_id, "playerId": m.player_id}))
-        .collect();
-    after["messages"] = sent.into();
-    let key = key.map(|key| SendKey {
-        operator_id: op.id.clone(),
-        key: key.to_owned(),
-        request_hash,
+    // What the send asked for, and who got what: each message with its player.
+    let after = serde_json::json!({
+        "title": title,
+        "body": req.body.as_str(),
+        "attachments": req.attachments,
+        "expiresAt": rfc3339(expires),
+        "messages": messages
+            .iter()
+            .map(|m| serde_json::json!({"messageId": m.message_id, "playerId": m.player_id}))
+            .collect::<Vec<_>>(),
     });
-    if expires <= now || expires - now > 366 * 86_400_000 {
-        // A retry that comes after the first send's expiry still gets its answer.
-        let before = match &key {
-            Some(key) => state.inbox.sent_before(key).await?,
-            None => None,
-        };
-        return match before {
-            Some(outcome) => answer(outcome, ids),
-            None => Err(Problem::invalid(
-                "expiresAt",
-                "must be in the future, within a year",
-            )),
-        };
-    }
     let audit = op.audit(now, "inbox.send", target, None, Some(after.to_string()));
     let outcome = state
         .inbox
-        .send_messages(key.as_ref(), &messages, &audit)
+        .send_messages(keyed(key, &sent)?.as_ref(), &messages, &audit)
         .await?;
-    answer(outcome, ids)
-}
-
-/// The answer to a send: 201 with the ids sent now (`ids`) or by the first send under its key,
-/// or 422 for a key taken by another request.
-fn answer(outcome: SendOutcome, ids: Vec<String>) -> Result<Response, Problem> {
-    match outcome {
-        SendOutcome::Sent => {
-            tracing::info!(messages = ids.len(), "inbox messages sent");
-            Ok(created(ids, false))
-        }
-        SendOutcome::Replayed(first) => {
-            tracing::info!(messages = first.len(), "inbox send repeated: sent before");
-            Ok(created(first, true))
-        }
-        SendOutcome::KeyReused => Err(Problem::key_reused()),
+    if outcome == KeyedOutcome::Written {
+        tracing::info!(messages = sent.message_ids.len(), "inbox messages sent");
     }
-}
-
-/// The 201 answer naming the messages sent, marked when it repeats an earlier send's.
-fn created(message_ids: Vec<String>, replayed: bool) -> Response {
-    let mut response = (StatusCode::CREATED, Json(Sent { message_ids })).into_response();
-    if replayed {
-        response
-            .headers_mut()
-            .insert(REPLAYED, HeaderValue::from_static("true"));
-    }
-    response
+    created(outcome, &sent)
 }
 
 #[cfg(test)]

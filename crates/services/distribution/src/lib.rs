@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::Router;
 use clap::Args;
-use liveops_core::stores::{CampaignStore, InboxStore, OutcomeStore, WebhookStore};
+use liveops_core::stores::{CampaignStore, InboxStore, OutcomeStore, RequestKeys, WebhookStore};
 use liveops_http::{
     add_keyword, body_limit, operator_routes, routes, OpenApiRouter, OperatorAuth, SignatureCheck,
 };
@@ -117,6 +117,8 @@ pub struct DistributionState {
     pub inbox: Arc<dyn InboxStore>,
     /// Webhooks and deliveries.
     pub webhooks: Arc<dyn WebhookStore>,
+    /// The answers of sends and creates under an `Idempotency-Key`.
+    pub requests: Arc<dyn RequestKeys>,
 }
 
 liveops_http::from_state!(DistributionState {
@@ -124,7 +126,7 @@ liveops_http::from_state!(DistributionState {
     signatures: SignatureCheck
 });
 liveops_module::from_context!(DistributionState(config: Arc<DistributionConfig>) {
-    auth, signatures, campaigns, outcomes, inbox, webhooks
+    auth, signatures, campaigns, outcomes, inbox, webhooks, requests
 });
 
 /// Distribution's routes with their OpenAPI operations.

@@ -3,10 +3,16 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use liveops_core::now_ms;
-use liveops_core::stores::{Attempt, Delivery, DeliveryState, Role, Webhook};
-use liveops_http::responses::{OperatorFailures, OperatorInputFailures, OperatorLookupFailures};
-use liveops_http::{rfc3339, Bounded, IdPath, Json, Operator, Problem, Query};
+use liveops_core::stores::{Attempt, Delivery, DeliveryState, KeyedOutcome, Role, Webhook};
+use liveops_http::responses::{
+    KeyReused, OperatorFailures, OperatorInputFailures, OperatorLookupFailures,
+};
+use liveops_http::{
+    created, keyed, replayed, rfc3339, Bounded, CreateKeyHeader, IdPath, Json, KeyedJson, Operator,
+    Problem, Query,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -173,9 +179,13 @@ fn delivery_view((d, attempts): (Delivery, Vec<Attempt>)) -> DeliveryView {
 /// Subscribes a URL to campaign events.
 #[utoipa::path(
     post, path = "/webhooks", tag = "distribution", security(("bearer" = [])),
+    params(CreateKeyHeader),
     request_body = NewWebhook,
     responses(
-        (status = 201, description = "Subscribed", body = WebhookView),
+        (status = 201, description = "Subscribed (or, again under its `Idempotency-Key`, the \
+            webhook created then: `Idempotent-Replayed: true`)", body = WebhookView,
+            headers(("Idempotent-Replayed" = String, description = "`true`: the answer of an earlier request under the same key; nothing was created now"))),
+        KeyReused,
         OperatorInputFailures,
     )
 )]
@@ -183,9 +193,14 @@ fn delivery_view((d, attempts): (Delivery, Vec<Attempt>)) -> DeliveryView {
 pub(crate) async fn create_webhook(
     State(state): State<DistributionState>,
     op: Operator,
-    liveops_http::Json(body): liveops_http::Json<NewWebhook>,
-) -> Result<(StatusCode, Json<WebhookView>), Problem> {
+    req: KeyedJson<NewWebhook>,
+) -> Result<Response, Problem> {
     op.require(WRITERS)?;
+    let key = req.request_key(&op);
+    if let Some(again) = replayed(&*state.requests, key.as_ref()).await? {
+        return Ok(again);
+    }
+    let body = req.body;
     let url = target::parse_url(body.url.trim()).map_err(|r| Problem::invalid("url", r))?;
     let events = event_kinds(&body.events)?;
     let n = body.secret.chars().count();
@@ -210,9 +225,14 @@ pub(crate) async fn create_webhook(
     let view = WebhookView::from(&hook);
     let after = serde_json::to_string(&view).ok();
     let audit = op.audit(hook.created_at_ms, "webhook.create", &hook.id, None, after);
-    state.webhooks.create_webhook(&hook, &audit).await?;
-    tracing::info!(webhook = %hook.id, url = %hook.url, "webhook created");
-    Ok((StatusCode::CREATED, Json(view)))
+    let outcome = state
+        .webhooks
+        .create_webhook(keyed(key, &view)?.as_ref(), &hook, &audit)
+        .await?;
+    if outcome == KeyedOutcome::Written {
+        tracing::info!(webhook = %hook.id, url = %hook.url, "webhook created");
+    }
+    created(outcome, &view)
 }
 
 /// The distinct event kinds `names` asks for: 1 to 4 names (a repeat counts in that bound, as the

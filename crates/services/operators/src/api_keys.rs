@@ -3,11 +3,15 @@
 //! new and revoked keys within a second or two (`liveops_module::keys`).
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::response::Response;
 use liveops_core::now_ms;
-use liveops_core::stores::{ApiKeyInfo, Role};
-use liveops_http::responses::{OperatorFailures, OperatorInputFailures, OperatorLookupFailures};
-use liveops_http::{rfc3339, Json, Operator, Problem};
+use liveops_core::stores::{ApiKeyInfo, KeyedOutcome, Role};
+use liveops_http::responses::{
+    KeyReused, OperatorFailures, OperatorInputFailures, OperatorLookupFailures,
+};
+use liveops_http::{
+    created, keyed, replayed, rfc3339, CreateKeyHeader, Json, KeyedJson, Operator, Problem,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -87,9 +91,13 @@ fn audit_json(k: &ApiKeyInfo) -> String {
 /// Creates an API key for a game server.
 #[utoipa::path(
     post, path = "/api-keys", tag = "operators", security(("bearer" = [])),
+    params(CreateKeyHeader),
     request_body = NewApiKey,
     responses(
-        (status = 201, description = "The key, with its secret (shown this once)", body = CreatedApiKey),
+        (status = 201, description = "The key, with its secret: shown this once, and again only \
+            to a retry under the same `Idempotency-Key` (`Idempotent-Replayed: true`)", body = CreatedApiKey,
+            headers(("Idempotent-Replayed" = String, description = "`true`: the answer of an earlier request under the same key; nothing was created now"))),
+        KeyReused,
         OperatorInputFailures,
     )
 )]
@@ -97,11 +105,15 @@ fn audit_json(k: &ApiKeyInfo) -> String {
 pub(crate) async fn create_api_key(
     State(state): State<OperatorsState>,
     op: Operator,
-    Json(body): Json<NewApiKey>,
-) -> Result<(StatusCode, Json<CreatedApiKey>), Problem> {
+    req: KeyedJson<NewApiKey>,
+) -> Result<Response, Problem> {
     op.require(&[Role::Admin])?;
+    let request = req.request_key(&op);
+    if let Some(again) = replayed(&*state.requests, request.as_ref()).await? {
+        return Ok(again);
+    }
     // What the pattern in the OpenAPI says.
-    let name = body.name;
+    let name = req.body.name;
     let edge = |c: Option<char>| c.is_none_or(char::is_whitespace);
     if name.chars().count() > 100
         || name.chars().any(char::is_control)
@@ -129,17 +141,20 @@ pub(crate) async fn create_api_key(
         None,
         Some(audit_json(&key)),
     );
-    state.keys.create_api_key(&key, &secret, &audit).await?;
-    tracing::info!(key_id = %key.key_id, "API key created");
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedApiKey {
-            key_id: key.key_id,
-            secret,
-            name: key.name,
-            created_at: rfc3339(now),
-        }),
-    ))
+    let answer = CreatedApiKey {
+        key_id: key.key_id.clone(),
+        secret: secret.clone(),
+        name: key.name.clone(),
+        created_at: rfc3339(now),
+    };
+    let outcome = state
+        .keys
+        .create_api_key(keyed(request, &answer)?.as_ref(), &key, &secret, &audit)
+        .await?;
+    if outcome == KeyedOutcome::Written {
+        tracing::info!(key_id = %key.key_id, "API key created");
+    }
+    created(outcome, &answer)
 }
 
 /// Every API key, without secrets.

@@ -14,7 +14,7 @@ use axum::Router;
 use clap::Args;
 use liveops_core::ports::Attempts;
 use liveops_core::stores::{
-    ApiKeyStore, AuditEntry, AuditLog, OperatorRecord, OperatorStore, Role, Sessions,
+    ApiKeyStore, AuditEntry, AuditLog, OperatorRecord, OperatorStore, RequestKeys, Role, Sessions,
 };
 use liveops_core::{now_ms, PortError};
 use liveops_http::{body_limit, operator_routes, routes, OpenApiRouter, OperatorAuth};
@@ -157,11 +157,13 @@ pub struct OperatorsState {
     pub keys: Arc<dyn ApiKeyStore>,
     /// Login attempts per address and account.
     pub attempts: Arc<dyn Attempts>,
+    /// The answers of creates under an `Idempotency-Key`.
+    pub requests: Arc<dyn RequestKeys>,
 }
 
 liveops_http::from_state!(OperatorsState { auth: OperatorAuth });
 liveops_module::from_context!(OperatorsState(config: Arc<OperatorsConfig>) {
-    auth, operators, sessions, audit, keys, attempts
+    auth, operators, sessions, audit, keys, attempts, requests
 });
 
 /// The operators' routes with their OpenAPI operations.

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use liveops_core::ports::Health;
 use liveops_core::stores::{
     ApiKeyInfo, Attempt, AuditEntry, Award, Campaign, CampaignEvent, CampaignState, ClaimOutcome,
-    Delivery, DeliveryState, Entered, Entry, EntryLimit, InboxClaim, InboxMessage, LiveEventStores,
-    OperatorRecord, OperatorUpdate, Outcome, ProgressCommit, ProgressStore, Reward, Role, SendKey,
-    SendOutcome, Webhook, XpGain,
+    Delivery, DeliveryState, Entered, Entry, EntryLimit, InboxClaim, InboxMessage, Keyed,
+    KeyedOutcome, LiveEventStores, OperatorRecord, OperatorUpdate, Outcome, ProgressCommit,
+    ProgressStore, RequestKey, Reward, Role, Webhook, XpGain,
 };
 use liveops_core::{now_ms, PortError, PortResult, Receipt};
 
@@ -36,7 +36,7 @@ pub async fn run_all<S: LiveStores + 'static>(repo: Arc<S>) {
     outcomes_are_recorded_once(r).await;
     season_xp_reads_progression(r).await;
     settlement_writes_one_message_per_winner(r).await;
-    keyed_sends_write_once(r).await;
+    keyed_writes_happen_once(r).await;
     claims_issue_one_set_of_receipts(r).await;
     webhook_deliveries_are_queued_once_and_leased_once(r).await;
     concurrent_writers_agree(repo).await;
@@ -93,7 +93,11 @@ pub fn campaign(tag: &str) -> Campaign {
 /// Creates `c` (a draft).
 async fn create(repo: &dyn LiveStores, c: &Campaign) {
     let audit = audit("campaign.create", &c.id);
-    ok(repo.create_campaign(c, &audit).await, "create_campaign");
+    let created = ok(
+        repo.create_campaign(None, c, &audit).await,
+        "create_campaign",
+    );
+    assert_eq!(created, KeyedOutcome::Written);
 }
 
 /// Creates `c` and schedules it.
@@ -276,7 +280,7 @@ pub async fn api_keys_are_listed_without_secrets_and_revoked_once(repo: &dyn Liv
     };
     let secret = format!("{}{}", suffix(), "s".repeat(40));
     ok(
-        repo.create_api_key(&key, &secret, &audit("api_key.create", &key.key_id))
+        repo.create_api_key(None, &key, &secret, &audit("api_key.create", &key.key_id))
             .await,
         "create_api_key",
     );
@@ -593,7 +597,7 @@ pub async fn settlement_writes_one_message_per_winner(repo: &dyn LiveStores) {
     ));
     let broadcast = message(None, None, 3_600_000);
     let sent = send(repo, None, std::slice::from_ref(&broadcast)).await;
-    assert_eq!(sent, SendOutcome::Sent);
+    assert_eq!(sent, KeyedOutcome::Written);
     let of_campaign = inbox_of(repo, &player, |m| {
         m.campaign_id.as_deref() == Some(campaign_id.as_str())
     });
@@ -606,44 +610,129 @@ pub async fn settlement_writes_one_message_per_winner(repo: &dyn LiveStores) {
     assert!(!someone_else.iter().any(|(m, _)| m == &first));
 }
 
-/// A send under a key writes once: the same request again writes nothing and gets the first
-/// send's ids, another request under the key writes nothing either; keys are per operator.
-pub async fn keyed_sends_write_once(repo: &dyn LiveStores) {
+/// A write under a key happens once: the same request again writes nothing and gets the first
+/// answer, another request under the key writes nothing either, and looking a key up tells the
+/// same without writing; keys are per operator, one key for all of an operator's creates.
+pub async fn keyed_writes_happen_once(repo: &dyn LiveStores) {
+    // Sends: one message for three sends under one key.
     let player = format!("keyed_{}", suffix());
-    let key = send_key("op_a", "digest-1");
+    let key = request_key("op_a", "digest-1");
     let first = [message(Some(&player), None, 3_600_000)];
-    assert_eq!(send(repo, Some(&key), &first).await, SendOutcome::Sent);
+    let first_keyed = keyed(&key, &first);
+    assert_eq!(
+        send(repo, Some(&first_keyed), &first).await,
+        KeyedOutcome::Written
+    );
     let retry = [message(Some(&player), None, 3_600_000)];
-    let first_ids = vec![first[0].message_id.clone()];
-    let again = send(repo, Some(&key), &retry).await;
-    assert_eq!(again, SendOutcome::Replayed(first_ids));
-    let other = SendKey {
+    let again = send(repo, Some(&keyed(&key, &retry)), &retry).await;
+    assert_eq!(again, KeyedOutcome::Replayed(first_keyed.answer.clone()));
+    let other = RequestKey {
         request_hash: "digest-2".into(),
         ..key.clone()
     };
-    // Looking, without writing: what a send under the key would meet.
-    let first_ids = vec![first[0].message_id.clone()];
-    let looked = ok(repo.sent_before(&key).await, "sent_before");
-    assert_eq!(looked, Some(SendOutcome::Replayed(first_ids)));
-    let looked = ok(repo.sent_before(&other).await, "sent_before");
-    assert_eq!(looked, Some(SendOutcome::KeyReused));
-    let unused = send_key("op_a", "digest-1");
-    assert_eq!(ok(repo.sent_before(&unused).await, "sent_before"), None);
-    assert_eq!(
-        send(repo, Some(&other), &retry).await,
-        SendOutcome::KeyReused
-    );
+    let looked = ok(repo.answered(&key).await, "answered");
+    assert_eq!(looked, Some(KeyedOutcome::Replayed(first_keyed.answer)));
+    let looked = ok(repo.answered(&other).await, "answered");
+    assert_eq!(looked, Some(KeyedOutcome::KeyReused));
+    let unused = request_key("op_a", "digest-1");
+    assert_eq!(ok(repo.answered(&unused).await, "answered"), None);
+    let reused = send(repo, Some(&keyed(&other, &retry)), &retry).await;
+    assert_eq!(reused, KeyedOutcome::KeyReused);
     let mine = inbox_of(repo, &player, |m| m.player_id.is_some()).await;
-    assert_eq!(
-        mine,
-        [first[0].clone()],
-        "one message for three sends under one key"
-    );
-    let theirs = SendKey {
+    assert_eq!(mine, [first[0].clone()], "one message for three sends");
+    let theirs = RequestKey {
         operator_id: format!("op_b_{}", suffix()),
-        ..key
+        ..key.clone()
     };
-    assert_eq!(send(repo, Some(&theirs), &retry).await, SendOutcome::Sent);
+    let sent = send(repo, Some(&keyed(&theirs, &retry)), &retry).await;
+    assert_eq!(sent, KeyedOutcome::Written, "another operator's key");
+
+    // Creates: a campaign, a webhook, an API key, each once under its key.
+    let campaign_key = request_key("op_c", "campaign");
+    let (one, two) = (campaign("keyed"), campaign("keyed"));
+    assert_eq!(
+        create_keyed(repo, &campaign_key, &one).await,
+        KeyedOutcome::Written
+    );
+    let again = create_keyed(repo, &campaign_key, &two).await;
+    assert_eq!(
+        again,
+        KeyedOutcome::Replayed(keyed(&campaign_key, &one.id).answer)
+    );
+    assert!(ok(repo.campaign(&one.id).await, "campaign").is_some());
+    assert_eq!(
+        ok(repo.campaign(&two.id).await, "campaign"),
+        None,
+        "not created twice"
+    );
+    let hook = webhook();
+    let audit_hook = audit("webhook.create", &hook.id);
+    let in_use = RequestKey {
+        request_hash: "webhook".into(),
+        ..campaign_key.clone()
+    };
+    let refused = repo
+        .create_webhook(Some(&keyed(&in_use, &hook.id)), &hook, &audit_hook)
+        .await;
+    assert_eq!(
+        ok(refused, "create_webhook"),
+        KeyedOutcome::KeyReused,
+        "the campaign's key"
+    );
+    assert!(!ok(repo.webhooks().await, "webhooks").contains(&hook));
+    let hook_key = request_key("op_c", "webhook");
+    let written = repo
+        .create_webhook(Some(&keyed(&hook_key, &hook.id)), &hook, &audit_hook)
+        .await;
+    assert_eq!(ok(written, "create_webhook"), KeyedOutcome::Written);
+    let api_key = request_key("op_d", "api-key");
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let info = ApiKeyInfo {
+            key_id: format!("ak_{}", suffix()),
+            name: "keyed".into(),
+            created_by: "admin@example.com".into(),
+            created_at_ms: now_ms(),
+            revoked_at_ms: None,
+        };
+        let keyed = keyed(&api_key, &info.key_id);
+        let audit = audit("api_key.create", &info.key_id);
+        let made = repo.create_api_key(Some(&keyed), &info, "secret", &audit);
+        answers.push((info.key_id.clone(), ok(made.await, "create_api_key")));
+    }
+    assert_eq!(answers[0].1, KeyedOutcome::Written);
+    assert_eq!(
+        answers[1].1,
+        KeyedOutcome::Replayed(keyed(&api_key, &answers[0].0).answer)
+    );
+    let listed = ok(repo.api_keys().await, "api_keys");
+    assert!(listed.iter().any(|k| k.key_id == answers[0].0));
+    assert!(
+        !listed.iter().any(|k| k.key_id == answers[1].0),
+        "not created twice"
+    );
+}
+
+/// Creates `c` under `key`.
+async fn create_keyed(repo: &dyn LiveStores, key: &RequestKey, c: &Campaign) -> KeyedOutcome {
+    let audit = audit("campaign.create", &c.id);
+    let keyed = keyed(key, &c.id);
+    ok(
+        repo.create_campaign(Some(&keyed), c, &audit).await,
+        "create_campaign",
+    )
+}
+
+/// A webhook to a public host, subscribed to one event.
+fn webhook() -> Webhook {
+    Webhook {
+        id: format!("whk_{}", suffix()),
+        url: "https://hooks.example.com/liveops".into(),
+        events: vec!["campaign.live".into()],
+        secret: "whsec_0123456789abcdef".into(),
+        created_by: "ops@example.com".into(),
+        created_at_ms: now_ms(),
+    }
 }
 
 /// The messages in `player`'s inbox that `keep` keeps, newest first.
@@ -660,24 +749,33 @@ async fn inbox_of(
         .collect()
 }
 
-/// Sends `messages` (under `key`, if given) with an audit entry.
+/// Sends `messages` (under a key, if `keyed`) with an audit entry.
 async fn send(
     repo: &dyn LiveStores,
-    key: Option<&SendKey>,
+    keyed: Option<&Keyed>,
     messages: &[InboxMessage],
-) -> SendOutcome {
+) -> KeyedOutcome {
     let audit = audit("inbox.send", "players");
     ok(
-        repo.send_messages(key, messages, &audit).await,
+        repo.send_messages(keyed, messages, &audit).await,
         "send_messages",
     )
 }
 
-fn send_key(operator: &str, digest: &str) -> SendKey {
-    SendKey {
+/// A key of `operator` (made unique) for a request whose digest is `digest`.
+fn request_key(operator: &str, digest: &str) -> RequestKey {
+    RequestKey {
         operator_id: format!("{operator}_{}", suffix()),
         key: "retry-me".into(),
         request_hash: digest.into(),
+    }
+}
+
+/// `key` with an answer naming what the write makes (`made`: ids, or anything serializable).
+fn keyed(key: &RequestKey, made: &impl std::fmt::Debug) -> Keyed {
+    Keyed {
+        key: key.clone(),
+        answer: format!("{made:?}"),
     }
 }
 
@@ -688,7 +786,7 @@ pub async fn claims_issue_one_set_of_receipts(repo: &dyn LiveStores) {
     let m = message(Some(&player), None, 3_600_000);
     let expired = message(Some(&player), None, -1);
     let sent = send(repo, None, &[m.clone(), expired.clone()]).await;
-    assert_eq!(sent, SendOutcome::Sent);
+    assert_eq!(sent, KeyedOutcome::Written);
     let first = claim(&m, &player, "one");
     let now = now_ms();
     assert_eq!(
@@ -740,16 +838,9 @@ pub async fn claims_issue_one_set_of_receipts(repo: &dyn LiveStores) {
 /// Events become deliveries once per webhook; a due delivery is leased by one caller; attempts
 /// read back with the delivery; deleting a webhook dead-letters what it had pending.
 pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveStores) {
-    let hook = Webhook {
-        id: format!("whk_{}", suffix()),
-        url: "https://hooks.example.com/liveops".into(),
-        events: vec!["campaign.live".into()],
-        secret: "whsec_0123456789abcdef".into(),
-        created_by: "ops@example.com".into(),
-        created_at_ms: now_ms(),
-    };
+    let hook = webhook();
     ok(
-        repo.create_webhook(&hook, &audit("webhook.create", &hook.id))
+        repo.create_webhook(None, &hook, &audit("webhook.create", &hook.id))
             .await,
         "create_webhook",
     );
@@ -910,19 +1001,33 @@ pub async fn concurrent_writers_agree<S: LiveStores + 'static>(repo: Arc<S>) {
         ok(repo.claim_of(&player, &m.message_id).await, "claim_of"),
         first.pop()
     );
-    let key = send_key("op_race", "digest");
+    let key = request_key("op_race", "digest");
     let sends = race("send_messages", |_| {
-        let (repo, key) = (repo.clone(), key.clone());
         let m = message(Some(&player), None, 3_600_000);
+        let (repo, keyed) = (repo.clone(), keyed(&key, &m.message_id));
         async move {
-            let audit = audit("inbox.send", &key.key);
-            repo.send_messages(Some(&key), std::slice::from_ref(&m), &audit)
+            let audit = audit("inbox.send", &keyed.key.key);
+            repo.send_messages(Some(&keyed), std::slice::from_ref(&m), &audit)
                 .await
         }
     })
     .await;
-    let written = sends.iter().filter(|s| **s == SendOutcome::Sent).count();
+    let written = sends
+        .iter()
+        .filter(|s| **s == KeyedOutcome::Written)
+        .count();
     assert_eq!(written, 1, "one send per key: {sends:?}");
+    let key = request_key("op_race", "campaign");
+    let creates = race("create_campaign", |_| {
+        let (repo, key) = (repo.clone(), key.clone());
+        async move { Ok(create_keyed(repo.as_ref(), &key, &campaign("keyed_race")).await) }
+    })
+    .await;
+    let written = creates
+        .iter()
+        .filter(|s| **s == KeyedOutcome::Written)
+        .count();
+    assert_eq!(written, 1, "one campaign per key: {creates:?}");
     let [a, b] = the_last_two_admins_cannot_both_go(repo.as_ref()).await;
     let changes = race("update_operator", |i| {
         let repo = repo.clone();

@@ -3,7 +3,7 @@
 //! campaign, the others match nothing.
 
 use liveops_core::stores::{
-    AuditEntry, Campaign, CampaignEvent, CampaignState, EntryLimit, Reward,
+    AuditEntry, Campaign, CampaignEvent, CampaignState, EntryLimit, Keyed, KeyedOutcome, Reward,
 };
 use liveops_core::{PortError, PortResult};
 
@@ -108,9 +108,10 @@ sql_impl! {
 
     pub(crate) async fn create_campaign(
         &self,
+        keyed: Option<&Keyed>,
         c: &Campaign,
         audit: &AuditEntry,
-    ) -> PortResult<()> {
+    ) -> PortResult<KeyedOutcome> {
         let reward = to_json("campaign reward", &c.reward)?;
         let sql = DB::placeholders(
             "INSERT INTO campaigns (id, title, description, starts_at, ends_at, min_level, \
@@ -121,7 +122,7 @@ sql_impl! {
             .bind(c.created_by.as_str())
             .bind(c.created_at_ms)
             .bind(c.updated_at_ms);
-        self.run_audited(insert, audit).await
+        self.run_keyed(keyed, insert, audit).await
     }
 
     pub(crate) async fn campaign(&self, id: &str) -> PortResult<Option<Campaign>> {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use liveops_core::stores::{
     Attempt, AuditEntry, CampaignEvent, ClaimOutcome, Delivery, DeliveryState, DueDelivery,
-    InboxClaim, InboxMessage, SendKey, SendOutcome, Webhook,
+    InboxClaim, InboxMessage, Keyed, KeyedOutcome, Webhook,
 };
 use liveops_core::{PortError, PortResult, Receipt};
 
@@ -46,24 +46,6 @@ fn claim_of((message_id, player_id, at, receipts, sig): ClaimRow) -> PortResult<
         receipts: from_json::<Vec<Receipt>>("claim receipts", &receipts.0)?,
         request_sig: sig.0,
     })
-}
-
-/// A keyed send row: request hash, message ids (JSON).
-type SendRow = (Text, Text);
-
-const SELECT_SEND: &str =
-    "SELECT request_hash, message_ids FROM inbox_sends WHERE operator_id = ? AND idem_key = ?";
-
-/// What a send under `key` meets in the row kept for it: another request's (`KeyReused`), or
-/// the same request's first ids (`Replayed`).
-fn send_outcome(key: &SendKey, (hash, ids): SendRow) -> PortResult<SendOutcome> {
-    if hash.0 != key.request_hash {
-        return Ok(SendOutcome::KeyReused);
-    }
-    Ok(SendOutcome::Replayed(from_json(
-        "sent message ids",
-        &ids.0,
-    )?))
 }
 
 /// `SELECT` of a claim row, with `$tail` after the table.
@@ -183,57 +165,26 @@ sql_impl! {
 
     pub(crate) async fn send_messages(
         &self,
-        key: Option<&SendKey>,
+        keyed: Option<&Keyed>,
         messages: &[InboxMessage],
         audit: &AuditEntry,
-    ) -> PortResult<SendOutcome> {
+    ) -> PortResult<KeyedOutcome> {
         let attachments = messages
             .iter()
             .map(|m| to_json("message attachments", &m.attachments))
             .collect::<PortResult<Vec<_>>>()?;
-        let ids: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
-        let ids = to_json("sent message ids", &ids)?;
         within::<DB, _>(async {
             let (mut tx, _turn) = self.begin_write().await?;
-            if let Some(key) = key {
-                // The key's row is written first: a concurrent send under it waits for this
-                // transaction and then finds the row, so one of them writes messages.
-                let sql = with_tail::<DB>(
-                    "INSERT INTO inbox_sends \
-                     (operator_id, idem_key, request_hash, message_ids, sent_at) \
-                     VALUES (?, ?, ?, ?, ?)",
-                    DB::keep_existing("operator_id, idem_key", "request_hash"),
-                );
-                let insert = sqlx::query(&sql)
-                    .bind(key.operator_id.as_str())
-                    .bind(key.key.as_str())
-                    .bind(key.request_hash.as_str())
-                    .bind(ids.as_str())
-                    .bind(audit.at_ms);
-                Self::run(&mut tx, insert).await?;
-                let sql = DB::placeholders(SELECT_SEND);
-                let kept = sqlx::query_as(&sql)
-                    .bind(key.operator_id.as_str())
-                    .bind(key.key.as_str());
-                let row: SendRow = Self::row_on(&mut tx, kept).await?;
-                if row.1 .0 != ids {
-                    // Another request's, or the first send's ids: nothing is written.
-                    return Self::rolled_back(tx, send_outcome(key, row)?).await;
+            if let Some(keyed) = keyed {
+                if let Some(before) = Self::take_key(&mut tx, keyed, audit.at_ms).await? {
+                    return Self::rolled_back(tx, before).await;
                 }
             }
             Self::insert_messages(&mut tx, messages, &attachments).await?;
             Self::commit_audited(tx, audit).await?;
-            Ok(SendOutcome::Sent)
+            Ok(KeyedOutcome::Written)
         })
         .await
-    }
-
-    pub(crate) async fn sent_before(&self, key: &SendKey) -> PortResult<Option<SendOutcome>> {
-        let sql = DB::placeholders(SELECT_SEND);
-        let query = sqlx::query_as(&sql)
-            .bind(key.operator_id.as_str())
-            .bind(key.key.as_str());
-        self.optional_row(query, |row| send_outcome(key, row)).await
     }
 
     pub(crate) async fn message(
@@ -360,7 +311,12 @@ sql_impl! {
         self.optional_row(query, claim_of).await
     }
 
-    pub(crate) async fn create_webhook(&self, hook: &Webhook, audit: &AuditEntry) -> PortResult<()> {
+    pub(crate) async fn create_webhook(
+        &self,
+        keyed: Option<&Keyed>,
+        hook: &Webhook,
+        audit: &AuditEntry,
+    ) -> PortResult<KeyedOutcome> {
         let events = to_json("webhook events", &hook.events)?;
         let sql = DB::placeholders(
             "INSERT INTO webhooks (id, url, events, secret, created_by, created_at) \
@@ -373,7 +329,7 @@ sql_impl! {
             .bind(hook.secret.as_str())
             .bind(hook.created_by.as_str())
             .bind(hook.created_at_ms);
-        self.run_audited(insert, audit).await
+        self.run_keyed(keyed, insert, audit).await
     }
 
     pub(crate) async fn webhooks(&self) -> PortResult<Vec<Webhook>> {

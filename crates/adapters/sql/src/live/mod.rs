@@ -6,6 +6,7 @@ mod campaigns;
 mod distribution;
 mod operators;
 mod participation;
+mod requests;
 
 use liveops_core::stores::AuditEntry;
 use liveops_core::{PortError, PortResult};
@@ -180,20 +181,6 @@ sql_impl! {
         let sql = DB::placeholders(INSERT_AUDIT);
         Self::run(&mut tx, bind_audit(sqlx::query(&sql), audit)).await?;
         tx.commit().await.map_err(db_error::<DB>)
-    }
-
-    /// Runs `query` and writes `audit`, in one write transaction: an audited insert.
-    pub(crate) async fn run_audited<'q>(
-        &self,
-        query: Query<'q, DB, DB::Arguments<'q>>,
-        audit: &AuditEntry,
-    ) -> PortResult<()> {
-        within::<DB, _>(async {
-            let (mut tx, _turn) = self.begin_write().await?;
-            Self::run(&mut tx, query).await?;
-            Self::commit_audited(tx, audit).await
-        })
-        .await
     }
 
     /// Rolls `tx` back and answers `value`: how a write that finds nothing to do ends.

@@ -1,6 +1,8 @@
 //! Operators, sessions, the audit log and API keys on SQL.
 
-use liveops_core::stores::{ApiKeyInfo, AuditEntry, OperatorRecord, OperatorUpdate, Role, Session};
+use liveops_core::stores::{
+    ApiKeyInfo, AuditEntry, Keyed, KeyedOutcome, OperatorRecord, OperatorUpdate, Role, Session,
+};
 use liveops_core::{PortError, PortResult};
 
 use super::{bind_audit, sql_impl, with_tail, INSERT_AUDIT};
@@ -247,10 +249,11 @@ sql_impl! {
 
     pub(crate) async fn create_api_key(
         &self,
+        keyed: Option<&Keyed>,
         key: &ApiKeyInfo,
         secret: &str,
         audit: &AuditEntry,
-    ) -> PortResult<()> {
+    ) -> PortResult<KeyedOutcome> {
         let sql = DB::placeholders(
             "INSERT INTO api_keys (key_id, name, secret, created_by, created_at, revoked_at) \
              VALUES (?, ?, ?, ?, ?, ?)",
@@ -262,7 +265,7 @@ sql_impl! {
             .bind(key.created_by.as_str())
             .bind(key.created_at_ms)
             .bind(key.revoked_at_ms);
-        self.run_audited(insert, audit).await
+        self.run_keyed(keyed, insert, audit).await
     }
 
     pub(crate) async fn api_keys(&self) -> PortResult<Vec<ApiKeyInfo>> {

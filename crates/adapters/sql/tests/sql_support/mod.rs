@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use liveops_core::ports::{Board, PortError, RankEntry, ScoreDelta};
-use liveops_core::stores::{ItemGrant, ProgressCommit, Snapshot};
+use liveops_core::stores::{
+    ItemGrant, KeyedOutcome, ProgressCommit, RequestKey, RequestKeys, Snapshot,
+};
 use liveops_core::Window;
 use liveops_sql::Repository;
 use uuid::Uuid;
@@ -468,4 +470,51 @@ pub async fn purge_removes_only_rows_past_the_cutoff(repo: &dyn Repository) {
     repo.commit_progress(&a, &progress(&old[..1]))
         .await
         .unwrap();
+}
+
+/// Migration 0007 carries the keyed sends of 0006 (`inbox_sends`) over as the answers they gave:
+/// applies the migrations in `dir` up to 0006 on `pool`, keeps a send, then `migrate` (the
+/// repository's own migrations, 0007 among them) and looks the send's key up in `repo`.
+pub async fn keyed_sends_carry_over<DB, F>(
+    pool: &sqlx::Pool<DB>,
+    dir: &str,
+    migrate: F,
+    repo: impl std::ops::Deref<Target = impl RequestKeys + ?Sized>,
+) where
+    DB: sqlx::Database,
+    DB::Connection: sqlx::migrate::Migrate,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    F: std::future::Future<Output = Result<(), PortError>>,
+{
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut before = sqlx::migrate::Migrator::new(path).await.unwrap();
+    let upto_6: Vec<_> = before
+        .migrations
+        .iter()
+        .filter(|m| m.version <= 6)
+        .cloned()
+        .collect();
+    assert!(upto_6.iter().any(|m| m.version == 6), "0006 in {dir}");
+    before.migrations = upto_6.into();
+    before.run(pool).await.unwrap();
+    sqlx::query(
+        "INSERT INTO inbox_sends (operator_id, idem_key, request_hash, message_ids, sent_at) \
+         VALUES ('op_1', 'retry-1', 'digest', '[\"msg_a\",\"msg_b\"]', 5)",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    migrate.await.unwrap();
+    let key = RequestKey {
+        operator_id: "op_1".into(),
+        key: "retry-1".into(),
+        request_hash: "digest".into(),
+    };
+    assert_eq!(
+        repo.answered(&key).await.unwrap(),
+        Some(KeyedOutcome::Replayed(
+            r#"{"messageIds":["msg_a","msg_b"]}"#.into()
+        ))
+    );
 }

@@ -25,6 +25,8 @@ pub trait Server {
     type Repo: Repository + LiveStores + 'static;
     /// The variable holding its test server's URL.
     const VAR: &'static str;
+    /// Its migrations' folder, under the crate.
+    const MIGRATIONS: &'static str;
     /// The URL schemes that pick it.
     const SCHEMES: &'static [&'static str];
     /// The other server backend's scheme, when this build has it (it must not speak to this one).
@@ -50,6 +52,7 @@ macro_rules! server_tests {
             repository_passes_the_live_event_suite => passes_the_live_event_suite,
             migrations_of_a_fresh_database_apply_once_and_wait_for_each_other
                 => migrations_apply_once_and_wait_for_each_other,
+            migration_0007_carries_keyed_sends_over => keyed_sends_carry_over,
             connect_repository_picks_it_by_scheme => picks_it_by_scheme,
             ids_are_case_sensitive_and_large_snapshots_fit
                 => ids_are_case_sensitive_and_large_snapshots_fit,
@@ -130,10 +133,17 @@ where
             .unwrap();
     assert_eq!(
         applied,
-        [(1, true), (3, true), (4, true), (5, true), (6, true)]
+        [
+            (1, true),
+            (3, true),
+            (4, true),
+            (5, true),
+            (6, true),
+            (7, true)
+        ]
     );
     let (tables,): (i64,) = sqlx::query_as(S::TABLES).fetch_one(pool).await.unwrap();
-    assert_eq!(tables, 9 + 14 + 1, "0001's tables, 0003's and 0006's");
+    assert_eq!(tables, 9 + 14 + 1, "0001's tables, 0003's and 0007's");
     conformance::stores::healthcheck(&repos[1]).await;
     super::purge_removes_only_rows_past_the_cutoff(&repos[1]).await;
 
@@ -155,6 +165,30 @@ where
     for r in &repos {
         S::pool(r).close().await;
     }
+    sqlx::query(&S::drop_database(&db))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
+
+/// Migration 0007 carries 0006's keyed sends over, on a fresh database.
+pub async fn keyed_sends_carry_over<S: Server>()
+where
+    <S::DB as sqlx::Database>::Connection: sqlx::migrate::Migrate,
+    for<'c> &'c mut <S::DB as sqlx::Database>::Connection: sqlx::Executor<'c, Database = S::DB>,
+    for<'q> <S::DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, S::DB>,
+{
+    let url = server_url(S::VAR);
+    let admin = sqlx::Pool::<S::DB>::connect(&url).await.unwrap();
+    let db = format!("liveops_carry_{}", suffix());
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let repo = S::open(with_database(&url, &db)).await.unwrap();
+    let pool = S::pool(&repo);
+    super::keyed_sends_carry_over(pool, S::MIGRATIONS, repo.migrate(), &repo).await;
+    pool.close().await;
     sqlx::query(&S::drop_database(&db))
         .execute(&admin)
         .await
