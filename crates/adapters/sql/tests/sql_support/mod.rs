@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use liveops_core::ports::{Board, PortError, RankEntry, ScoreDelta};
 use liveops_core::stores::{
-    ItemGrant, KeyedOutcome, ProgressCommit, RequestKey, RequestKeys, Snapshot,
+    ItemGrant, Keyed, KeyedOutcome, ProgressCommit, RequestKey, RequestKeys, Snapshot,
 };
 use liveops_core::Window;
 use liveops_sql::Repository;
@@ -445,12 +445,50 @@ pub async fn purge_removes_only_rows_past_the_cutoff(repo: &dyn Repository) {
     tokio::time::sleep(Duration::from_millis(20)).await;
     repo.commit_progress(&a, &progress(&new)).await.unwrap();
     repo.commit_fairness(&verdicts(&new)).await.unwrap();
+    // An operator's keyed create each side of the cutoff: the earlier key goes with the rows.
+    let keys = [cutoff - 10, cutoff + 10].map(|at_ms| {
+        let key = RequestKey {
+            operator_id: format!("op_purge_{}", suffix()),
+            key: "k".into(),
+            request_hash: "h".into(),
+        };
+        (at_ms, key)
+    });
+    for (at_ms, key) in &keys {
+        let c = liveops_testkit::conformance::live::campaign("purge");
+        let audit = liveops_core::stores::AuditEntry {
+            at_ms: *at_ms,
+            actor: "purge@example.com".into(),
+            action: "campaign.create".into(),
+            target: c.id.clone(),
+            before: None,
+            after: None,
+        };
+        let keyed = Keyed {
+            key: key.clone(),
+            answer: c.id.clone(),
+        };
+        let made = repo
+            .create_campaign(Some(&keyed), &c, &audit)
+            .await
+            .unwrap();
+        assert_eq!(made, KeyedOutcome::Written);
+    }
 
     assert_eq!(repo.purge_before(cutoff - 60_000).await.unwrap(), 0);
     assert_eq!(repo.processed(&a, &ids).await.unwrap().len(), 5000);
 
     let purged = repo.purge_before(cutoff).await.unwrap();
-    assert_eq!(purged, 4500 + 10 + 4500);
+    assert_eq!(purged, 4500 + 10 + 4500 + 1);
+    assert_eq!(
+        repo.answered(&keys[0].1).await.unwrap(),
+        None,
+        "the earlier key"
+    );
+    assert!(
+        repo.answered(&keys[1].1).await.unwrap().is_some(),
+        "the later key"
+    );
     let left = repo.processed(&a, &ids).await.unwrap();
     assert_eq!(
         left,
