@@ -746,6 +746,62 @@ async fn a_hundred_concurrent_copies_have_one_effect() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_signed_request_sent_for_two_targets_at_once_gets_one_effect_and_a_409() {
+    let a = Arc::new(arena("twice", &[]).await);
+    let app = &a.app;
+    // The bodies name no target, so one signature fits both paths; sent to both at once, both
+    // pass the signature's lookup and the second write clashes on its unique key. A player per
+    // round keeps each round's signature its own.
+    let body = |player: &str| serde_json::to_vec(&json!({"playerId": player})).expect("json");
+    for round in 0..8 {
+        let player = format!("twice_claim_{round}");
+        let (m1, m2) = (
+            send_message(app, &a.live, &a.admin, &player, "gem").await,
+            send_message(app, &a.live, &a.admin, &player, "gem").await,
+        );
+        let paths = [m1, m2].map(|m| format!("/players/{player}/inbox/{m}/claim"));
+        let (b, ts) = (body(&player), now());
+        let (c1, c2) = tokio::join!(
+            app.post_signed(&paths[0], &b, ts, &[]),
+            app.post_signed(&paths[1], &b, ts, &[]),
+        );
+        let mut got = [c1.status.as_u16(), c2.status.as_u16()];
+        got.sort_unstable();
+        assert_eq!(
+            got,
+            [200, 409],
+            "claims, round {round}: {} {}",
+            c1.body,
+            c2.body
+        );
+        let refused = if c1.status == 409 { &c1 } else { &c2 };
+        refused.assert_problem(409);
+    }
+    for round in 0..4 {
+        let player = format!("twice_entry_{round}");
+        let (k1, k2) = (
+            live_campaign(&a.live, &a.admin, &format!("twice{round}a")).await,
+            live_campaign(&a.live, &a.admin, &format!("twice{round}b")).await,
+        );
+        let paths = [k1, k2].map(|k| format!("/campaigns/{k}/entries"));
+        let (b, ts) = (body(&player), now());
+        let (e1, e2) = tokio::join!(
+            app.post_signed(&paths[0], &b, ts, &[]),
+            app.post_signed(&paths[1], &b, ts, &[]),
+        );
+        let mut got = [e1.status.as_u16(), e2.status.as_u16()];
+        got.sort_unstable();
+        assert_eq!(
+            got,
+            [201, 409],
+            "entries, round {round}: {} {}",
+            e1.body,
+            e2.body
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flooding_player_gets_429_and_another_player_is_not_slowed() {
     let app = Arc::new(spawn_app(&["--rate-limit-max", "20"]).await);
     // 200 events at once from one player, and an honest player's 10 in the same second.

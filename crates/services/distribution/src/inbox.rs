@@ -157,6 +157,27 @@ liveops_http::id_path! {
     pub(crate) MessageIdPath = "messageId", "The message"
 }
 
+/// A signature claims one message: the same request again gets its receipts back; sent for
+/// another message, it is refused as a reuse (409: the signature is good, so not a 401);
+/// `None` if it claimed nothing yet.
+async fn claimed_before(
+    state: &DistributionState,
+    sig: &str,
+    player: &PlayerId,
+    message_id: &str,
+) -> Result<Option<Json<ClaimAnswer>>, Problem> {
+    match state.inbox.claim_by_request(sig).await? {
+        Some(c) if c.message_id == message_id && c.player_id == player.as_str() => {
+            Ok(Some(Json(ClaimAnswer::from(c))))
+        }
+        Some(_) => Err(Problem::conflict(
+            "signed-request-reused",
+            "this signed request was already used for another message; sign a new one (with `messageId` in the body, the signature covers the message)",
+        )),
+        None => Ok(None),
+    }
+}
+
 /// Claims a message: one receipt per attachment; claiming again answers the same receipts.
 #[utoipa::path(
     post, path = "/players/{id}/inbox/{messageId}/claim", tag = "distribution",
@@ -194,16 +215,8 @@ pub(crate) async fn claim_message(
         ));
     }
     let sig = signed.signature.0;
-    // A signature claims one message: the same request again gets its receipts back; sent for
-    // another message, it is refused as a reuse (the signature is good, so not a 401).
-    if let Some(c) = state.inbox.claim_by_request(&sig).await? {
-        if c.message_id == message_id && c.player_id == player.as_str() {
-            return Ok(Json(ClaimAnswer::from(c)));
-        }
-        return Err(Problem::conflict(
-            "signed-request-reused",
-            "this signed request was already used for another message; sign a new one (with `messageId` in the body, the signature covers the message)",
-        ));
+    if let Some(answer) = claimed_before(&state, &sig, &player, &message_id).await? {
+        return Ok(answer);
     }
     let message = state
         .inbox
@@ -234,7 +247,16 @@ pub(crate) async fn claim_message(
         receipts,
         request_sig: sig,
     };
-    match state.inbox.claim(&claim, now_ms()).await? {
+    let outcome = match state.inbox.claim(&claim, now_ms()).await {
+        Ok(outcome) => outcome,
+        // The signature's own claim written meanwhile (the same request sent for two messages
+        // at once) clashes on the request's unique key: answered as if it came first.
+        Err(error) => {
+            let before = claimed_before(&state, &claim.request_sig, &player, &message_id).await?;
+            return before.ok_or(error.into());
+        }
+    };
+    match outcome {
         ClaimOutcome::Claimed(c) => {
             metrics::counter!("inbox_claims_total").increment(1);
             tracing::info!(receipts = c.receipts.len(), "message claimed");

@@ -110,16 +110,8 @@ pub(crate) async fn enter_campaign(
     let sig = signed.signature.0;
     let now = signed.at_ms;
 
-    // A signature makes one entry: the very same request again (a retry) gets it back; sent to
-    // another campaign, it is refused as a reuse (the signature is good, so not a 401).
-    if let Some(e) = state.entries.entry_by_request(&sig).await? {
-        if e.campaign_id == id {
-            return Ok((StatusCode::OK, Json(EntryView::from(e))));
-        }
-        return Err(Problem::conflict(
-            "signed-request-reused",
-            "this signed request was already used for another campaign; sign a new one (with `campaignId` in the body, the signature covers the campaign)",
-        ));
+    if let Some(answer) = entered_before(&state, &sig, &id).await? {
+        return Ok(answer);
     }
     let campaign = campaign_or_404(&*state.campaigns, &id).await?;
     if campaign.state != CampaignState::Live {
@@ -148,7 +140,13 @@ pub(crate) async fn enter_campaign(
         entered_at_ms: now,
         request_sig: sig.clone(),
     };
-    match state.entries.enter(&entry).await? {
+    let entered = match state.entries.enter(&entry).await {
+        Ok(entered) => entered,
+        // The signature's own entry written meanwhile (the same request sent to two campaigns
+        // at once) clashes on the request's unique key: answered as if it came first.
+        Err(error) => return entered_before(&state, &sig, &id).await?.ok_or(error.into()),
+    };
+    match entered {
         Entered::Created(e) => {
             metrics::counter!("entries_total").increment(1);
             tracing::info!(entry = %e.entry_id, "player entered");
@@ -172,6 +170,24 @@ pub(crate) async fn enter_campaign(
             },
         )),
         Entered::NotLive(s) => Err(not_live(&id, s)),
+    }
+}
+
+/// A signature makes one entry: the very same request again (a retry) gets it back (200); sent
+/// to another campaign, it is refused as a reuse (409: the signature is good, so not a 401);
+/// `None` if it made no entry yet.
+async fn entered_before(
+    state: &ParticipationState,
+    sig: &str,
+    campaign_id: &str,
+) -> Result<Option<(StatusCode, Json<EntryView>)>, Problem> {
+    match state.entries.entry_by_request(sig).await? {
+        Some(e) if e.campaign_id == campaign_id => Ok(Some((StatusCode::OK, Json(e.into())))),
+        Some(_) => Err(Problem::conflict(
+            "signed-request-reused",
+            "this signed request was already used for another campaign; sign a new one (with `campaignId` in the body, the signature covers the campaign)",
+        )),
+        None => Ok(None),
     }
 }
 
