@@ -104,10 +104,19 @@ pub async fn replayed(
     keys: &dyn RequestKeys,
     key: Option<&RequestKey>,
 ) -> Result<Option<Response>, Problem> {
+    Ok(first_answer(keys, key).await?.map(replay))
+}
+
+/// The body of the first answer under `key` (a 422 problem if another request used it), or
+/// `None` for a request to carry out: for a route whose answer names what may be gone since.
+pub async fn first_answer(
+    keys: &dyn RequestKeys,
+    key: Option<&RequestKey>,
+) -> Result<Option<String>, Problem> {
     let Some(key) = key else { return Ok(None) };
     match keys.answered(key).await? {
         None | Some(KeyedOutcome::Written) => Ok(None),
-        Some(KeyedOutcome::Replayed(body)) => Ok(Some(again(body))),
+        Some(KeyedOutcome::Replayed(body)) => Ok(Some(body)),
         Some(KeyedOutcome::KeyReused) => Err(Problem::key_reused()),
     }
 }
@@ -129,13 +138,26 @@ pub fn keyed<T: Serialize>(key: Option<RequestKey>, fresh: &T) -> Result<Option<
 pub fn created<T: Serialize>(outcome: KeyedOutcome, fresh: &T) -> Result<Response, Problem> {
     match outcome {
         KeyedOutcome::Written => Ok((StatusCode::CREATED, axum::Json(fresh)).into_response()),
-        KeyedOutcome::Replayed(body) => Ok(again(body)),
+        KeyedOutcome::Replayed(body) => Ok(replay(body)),
         KeyedOutcome::KeyReused => Err(Problem::key_reused()),
     }
 }
 
+/// A first answer again if what it created is still there (`there`), else a 410 problem
+/// (`created-then-removed`) saying what became of it (`removed`).
+pub fn replay_if_there(first: String, there: bool, removed: &str) -> Result<Response, Problem> {
+    if there {
+        Ok(replay(first))
+    } else {
+        Err(Problem::gone(
+            "created-then-removed",
+            format!("{removed} since it was created under this Idempotency-Key"),
+        ))
+    }
+}
+
 /// A stored 201 body again, marked `Idempotent-Replayed: true`.
-fn again(body: String) -> Response {
+pub fn replay(body: String) -> Response {
     metrics::counter!("operator_requests_replayed_total").increment(1);
     tracing::info!("a keyed request repeated: its first answer again");
     let headers = [

@@ -26,8 +26,8 @@ pub use extract::{
     IdPath, Json, Path, PlayerPath, Query,
 };
 pub use idempotency::{
-    created, idempotency_key, keyed, replayed, CreateKeyHeader, KeyedJson, IDEMPOTENCY_KEY,
-    REPLAYED,
+    created, first_answer, idempotency_key, keyed, replay, replay_if_there, replayed,
+    CreateKeyHeader, KeyedJson, IDEMPOTENCY_KEY, REPLAYED,
 };
 pub use liveops_core::time::{rfc3339, rfc3339_or_never};
 pub use lookup::campaign_or_404;

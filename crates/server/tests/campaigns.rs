@@ -19,7 +19,7 @@ use liveops_core::draw::PublishedDraw;
 use liveops_core::stores::CampaignState;
 use liveops_distribution::{DeliveryList, MessageView, Sent, WebhookView};
 use liveops_fairness::PlayerFairness;
-use liveops_operators::AuditList;
+use liveops_operators::{AuditList, CreatedApiKey};
 use serde_json::json;
 
 /// The flags every in-process app of this file starts with: the bootstrap admin, local
@@ -180,6 +180,7 @@ async fn operator_creates_retried_under_their_idempotency_key_create_once() {
             json!({"name": "eu-2"}),
         ),
     ];
+    let mut firsts = Vec::new();
     for (action, route, body, other) in &creates {
         let (key, url) = (format!("create-{action}"), format!("{}/{route}", app.base));
         let (s, replayed, first) = post_keyed(&live, &admin, url.clone(), &key, body).await;
@@ -194,6 +195,7 @@ async fn operator_creates_retried_under_their_idempotency_key_create_once() {
         let (s, _, refused) = post_keyed(&live, &admin, url.clone(), &key, other).await;
         assert_eq!(s, 422, "{action}: {refused}");
         assert_eq!(problem(&refused).field.as_deref(), Some("Idempotency-Key"));
+        firsts.push(first);
     }
     // One key per request whatever the route: the campaign's key on another route is refused.
     let (url, body) = (format!("{}/api-keys", app.base), &creates[2].2);
@@ -207,6 +209,32 @@ async fn operator_creates_retried_under_their_idempotency_key_create_once() {
     for (action, ..) in &creates {
         let n = entries.iter().filter(|e| e.action == *action).count();
         assert_eq!(n, 1, "{action}: created once");
+    }
+    // Once the webhook is deleted and the key revoked, a retry is told so (410), not handed a
+    // webhook or a secret that no longer works; the draft still exists and is answered again.
+    let hook_id = read::<WebhookView>(&firsts[1]).id;
+    let key_id = read::<CreatedApiKey>(&firsts[2]).key_id;
+    for path in [format!("webhooks/{hook_id}"), format!("api-keys/{key_id}")] {
+        let (s, b) = live
+            .call(
+                reqwest::Method::DELETE,
+                format!("{}/{path}", app.base),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert!(s == 200 || s == 204, "{path}: {s} {b}");
+    }
+    for (i, (action, route, body, _)) in creates.iter().enumerate() {
+        let url = format!("{}/{route}", app.base);
+        let (s, replayed, b) =
+            post_keyed(&live, &admin, url, &format!("create-{action}"), body).await;
+        if i == 0 {
+            assert_eq!((s, replayed), (201, true), "{action}: {b}");
+        } else {
+            assert_eq!(s, 410, "{action}: {b}");
+            assert_eq!(problem(&b).kind, "/problems/created-then-removed");
+        }
     }
     app.shutdown().await;
 }

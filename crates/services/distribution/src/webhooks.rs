@@ -10,8 +10,8 @@ use liveops_http::responses::{
     KeyReused, OperatorFailures, OperatorInputFailures, OperatorLookupFailures,
 };
 use liveops_http::{
-    created, keyed, replayed, rfc3339, Bounded, CreateKeyHeader, IdPath, Json, KeyedJson, Operator,
-    Problem, Query,
+    created, first_answer, keyed, replay_if_there, rfc3339, Bounded, CreateKeyHeader, IdPath, Json,
+    KeyedJson, Operator, Problem, Query,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -185,6 +185,7 @@ fn delivery_view((d, attempts): (Delivery, Vec<Attempt>)) -> DeliveryView {
         (status = 201, description = "Subscribed (or, again under its `Idempotency-Key`, the \
             webhook created then: `Idempotent-Replayed: true`)", body = WebhookView,
             headers(("Idempotent-Replayed" = String, description = "`true`: the answer of an earlier request under the same key; nothing was created now"))),
+        (status = 410, description = "Created under this `Idempotency-Key` before, and deleted since (`created-then-removed`)", body = Problem, content_type = "application/problem+json"),
         KeyReused,
         OperatorInputFailures,
     )
@@ -197,8 +198,12 @@ pub(crate) async fn create_webhook(
 ) -> Result<Response, Problem> {
     op.require(WRITERS)?;
     let key = req.request_key(&op);
-    if let Some(again) = replayed(&*state.requests, key.as_ref()).await? {
-        return Ok(again);
+    if let Some(first) = first_answer(&*state.requests, key.as_ref()).await? {
+        // The webhook created then, unless deleted since.
+        let id = serde_json::from_str::<WebhookView>(&first).map(|v| v.id);
+        let hooks = state.webhooks.webhooks().await?;
+        let there = id.is_ok_and(|id| hooks.iter().any(|h| h.id == id));
+        return replay_if_there(first, there, "the webhook was deleted");
     }
     let body = req.body;
     let url = target::parse_url(body.url.trim()).map_err(|r| Problem::invalid("url", r))?;

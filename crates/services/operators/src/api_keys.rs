@@ -10,7 +10,8 @@ use liveops_http::responses::{
     KeyReused, OperatorFailures, OperatorInputFailures, OperatorLookupFailures,
 };
 use liveops_http::{
-    created, keyed, replayed, rfc3339, CreateKeyHeader, Json, KeyedJson, Operator, Problem,
+    created, first_answer, keyed, replay_if_there, rfc3339, CreateKeyHeader, Json, KeyedJson,
+    Operator, Problem,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -97,6 +98,7 @@ fn audit_json(k: &ApiKeyInfo) -> String {
         (status = 201, description = "The key, with its secret: shown this once, and again only \
             to a retry under the same `Idempotency-Key` (`Idempotent-Replayed: true`)", body = CreatedApiKey,
             headers(("Idempotent-Replayed" = String, description = "`true`: the answer of an earlier request under the same key; nothing was created now"))),
+        (status = 410, description = "Created under this `Idempotency-Key` before, and revoked since (`created-then-removed`)", body = Problem, content_type = "application/problem+json"),
         KeyReused,
         OperatorInputFailures,
     )
@@ -109,8 +111,15 @@ pub(crate) async fn create_api_key(
 ) -> Result<Response, Problem> {
     op.require(&[Role::Admin])?;
     let request = req.request_key(&op);
-    if let Some(again) = replayed(&*state.requests, request.as_ref()).await? {
-        return Ok(again);
+    if let Some(first) = first_answer(&*state.requests, request.as_ref()).await? {
+        // The key created then, unless revoked since (its secret then signs nothing).
+        let id = serde_json::from_str::<CreatedApiKey>(&first).map(|k| k.key_id);
+        let keys = state.keys.api_keys().await?;
+        let active = |id: String| {
+            keys.iter()
+                .any(|k| k.key_id == id && k.revoked_at_ms.is_none())
+        };
+        return replay_if_there(first, id.is_ok_and(active), "the API key was revoked");
     }
     // What the pattern in the OpenAPI says.
     let name = req.body.name;
