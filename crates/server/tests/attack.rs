@@ -752,7 +752,6 @@ async fn one_signed_request_sent_for_two_targets_at_once_gets_one_effect_and_a_4
     // The bodies name no target, so one signature fits both paths; sent to both at once, both
     // pass the signature's lookup and the second write clashes on its unique key. A player per
     // round keeps each round's signature its own.
-    let body = |player: &str| serde_json::to_vec(&json!({"playerId": player})).expect("json");
     for round in 0..8 {
         let player = format!("twice_claim_{round}");
         let (m1, m2) = (
@@ -760,44 +759,37 @@ async fn one_signed_request_sent_for_two_targets_at_once_gets_one_effect_and_a_4
             send_message(app, &a.live, &a.admin, &player, "gem").await,
         );
         let paths = [m1, m2].map(|m| format!("/players/{player}/inbox/{m}/claim"));
-        let (b, ts) = (body(&player), now());
-        let (c1, c2) = tokio::join!(
-            app.post_signed(&paths[0], &b, ts, &[]),
-            app.post_signed(&paths[1], &b, ts, &[]),
-        );
-        let mut got = [c1.status.as_u16(), c2.status.as_u16()];
-        got.sort_unstable();
-        assert_eq!(
-            got,
-            [200, 409],
-            "claims, round {round}: {} {}",
-            c1.body,
-            c2.body
-        );
-        let refused = if c1.status == 409 { &c1 } else { &c2 };
+        let refused = one_effect(app, &paths, &player, 200).await;
         refused.assert_problem(409);
     }
     for round in 0..4 {
-        let player = format!("twice_entry_{round}");
         let (k1, k2) = (
             live_campaign(&a.live, &a.admin, &format!("twice{round}a")).await,
             live_campaign(&a.live, &a.admin, &format!("twice{round}b")).await,
         );
         let paths = [k1, k2].map(|k| format!("/campaigns/{k}/entries"));
-        let (b, ts) = (body(&player), now());
-        let (e1, e2) = tokio::join!(
-            app.post_signed(&paths[0], &b, ts, &[]),
-            app.post_signed(&paths[1], &b, ts, &[]),
-        );
-        let mut got = [e1.status.as_u16(), e2.status.as_u16()];
-        got.sort_unstable();
-        assert_eq!(
-            got,
-            [201, 409],
-            "entries, round {round}: {} {}",
-            e1.body,
-            e2.body
-        );
+        one_effect(app, &paths, &format!("twice_entry_{round}"), 201).await;
+    }
+}
+
+/// `{"playerId": player}` signed once and sent to both `paths` at the same moment: asserts one
+/// answer is `done` and the other 409; the refused one.
+async fn one_effect(app: &TestApp, paths: &[String; 2], player: &str, done: u16) -> Answer {
+    let (body, ts) = (
+        serde_json::to_vec(&json!({"playerId": player})).expect("json"),
+        now(),
+    );
+    let (a1, a2) = tokio::join!(
+        app.post_signed(&paths[0], &body, ts, &[]),
+        app.post_signed(&paths[1], &body, ts, &[]),
+    );
+    let mut got = [a1.status.as_u16(), a2.status.as_u16()];
+    got.sort_unstable();
+    assert_eq!(got, [done, 409], "{paths:?}: {} {}", a1.body, a2.body);
+    if a1.status == 409 {
+        a1
+    } else {
+        a2
     }
 }
 

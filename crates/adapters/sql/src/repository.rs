@@ -982,18 +982,24 @@ where
         purged += self.purge_table(None, cutoff_ms).await?;
         // Operators' request keys: a few per operator action, so one statement.
         let sql = DB::placeholders("DELETE FROM operator_requests WHERE created_at < ?");
-        purged += within::<DB, _>(async {
+        purged += self
+            .delete_in_turn(sqlx::query(&sql).bind(cutoff_ms))
+            .await?;
+        Ok(purged)
+    }
+
+    /// Runs the `DELETE` `query` in a write transaction of its own; how many rows went.
+    async fn delete_in_turn<'q>(
+        &self,
+        query: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
+    ) -> PortResult<u64> {
+        within::<DB, _>(async {
             let (mut tx, _turn) = self.begin_write().await?;
-            let done = sqlx::query(&sql)
-                .bind(cutoff_ms)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
+            let done = query.execute(&mut *tx).await.map_err(db_error::<DB>)?;
             tx.commit().await.map_err(db_error::<DB>)?;
             Ok(DB::rows_affected(&done))
         })
-        .await?;
-        Ok(purged)
+        .await
     }
 
     /// [`SqlRepository::purge_before`] on `processed_events` of `consumer`, or with `None` on
@@ -1018,28 +1024,17 @@ where
                 q.fetch_optional(&self.pool).await.map_err(db_error::<DB>)
             })
             .await?;
-            let deleted = within::<DB, _>(async {
-                let (mut tx, _turn) = self.begin_write().await?;
-                let q = match &end {
-                    Some(end) => sqlx::query(&delete_to)
-                        .bind(after.as_str())
-                        .bind(end.0.as_str()),
-                    None => sqlx::query(&delete_rest).bind(after.as_str()),
-                };
-                let q = match consumer {
-                    Some(c) => q.bind(c),
-                    None => q,
-                };
-                let done = q
-                    .bind(cutoff_ms)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error::<DB>)?;
-                tx.commit().await.map_err(db_error::<DB>)?;
-                Ok(DB::rows_affected(&done))
-            })
-            .await?;
-            purged += deleted;
+            let q = match &end {
+                Some(end) => sqlx::query(&delete_to)
+                    .bind(after.as_str())
+                    .bind(end.0.as_str()),
+                None => sqlx::query(&delete_rest).bind(after.as_str()),
+            };
+            let q = match consumer {
+                Some(c) => q.bind(c),
+                None => q,
+            };
+            purged += self.delete_in_turn(q.bind(cutoff_ms)).await?;
             match end {
                 Some(end) => after = end.0,
                 None => return Ok(purged),
