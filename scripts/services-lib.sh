@@ -38,6 +38,7 @@ mariadb_root() { # mariadb client as root on the local socket
 }
 
 start_mariadb_on() { # port, user host, password, extra server options: makes user and database liveops
+  # (max_allowed_packet as the deployed server's, infra/terraform/modules/stack/mysql-cloud-init)
   local port=$1 host=$2 pass=$3 server=mariadbd; shift 3
   command -v mariadbd >/dev/null || server=mysqld
   mkdir -p "$DIR/mysql"
@@ -45,7 +46,7 @@ start_mariadb_on() { # port, user host, password, extra server options: makes us
     --skip-test-db >/dev/null 2>&1
   "$server" --no-defaults --datadir="$DIR/mysql/data" --user=root --port="$port" \
     --socket="$DIR/mysql/mysql.sock" --pid-file="$DIR/mysql/mysql.pid" --innodb-flush-log-at-trx-commit=2 \
-    --log-error="$DIR/mysql/error.log" "$@" &
+    --log-error="$DIR/mysql/error.log" --max-allowed-packet=256M "$@" &
   wait_for "mariadb on $port" mariadb_root -e "SELECT 1"
   mariadb_root -e "
     CREATE DATABASE liveops;

@@ -34,6 +34,7 @@ pub async fn run_all<S: LiveStores + 'static>(repo: Arc<S>) {
     due_lists_what_the_scheduler_must_move(r).await;
     entries_need_a_live_campaign_and_one_per_slot(r).await;
     outcomes_are_recorded_once(r).await;
+    a_large_draw_is_recorded_whole(r).await;
     season_xp_reads_progression(r).await;
     settlement_writes_one_message_per_winner(r).await;
     keyed_writes_happen_once(r).await;
@@ -520,6 +521,26 @@ fn outcome(campaign_id: &str, winners: &[&str]) -> Outcome {
             .collect(),
         decided_at_ms: now_ms(),
     }
+}
+
+/// A draw of 400 000 entrants with 50-character ids (21 MB of entrants, past MySQL's
+/// MEDIUMTEXT and MariaDB's default packet) and 20 000 awards is recorded and read back whole.
+pub async fn a_large_draw_is_recorded_whole(repo: &dyn LiveStores) {
+    let c = campaign("large_draw");
+    live(repo, &c).await;
+    let mut large = outcome(&c.id, &[]);
+    large.entrants = (0..400_000).map(|i| format!("player_{i:043}")).collect();
+    large.awards = (0..20_000)
+        .map(|i| Award {
+            player_id: large.entrants[i * 20].clone(),
+            item: "gold_chest".into(),
+            rank: u32::try_from(i).unwrap_or(u32::MAX) + 1,
+        })
+        .collect();
+    let recorded = ok(repo.record_outcome(&large, None).await, "record_outcome");
+    assert!(recorded == large, "the outcome as recorded");
+    let read = ok(repo.outcome(&c.id).await, "outcome");
+    assert!(read.as_ref() == Some(&large), "the outcome read back whole");
 }
 
 /// The first outcome recorded stands; its event is written once.
