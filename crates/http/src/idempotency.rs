@@ -47,6 +47,8 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Problem> {
 pub struct KeyedJson<T> {
     /// The `Idempotency-Key`, if sent.
     pub key: Option<String>,
+    /// The method and path (`POST /webhooks`).
+    pub route: String,
     /// Hex SHA-256 of the request, telling a retry from another request under the same key.
     pub digest: String,
     /// The body.
@@ -61,7 +63,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for KeyedJson<T> {
         let route = format!("{} {}", req.method(), req.uri().path());
         let bytes = read_limited(req).await?;
         let body = parse_json(&bytes)?;
-        // Parsed above, so this cannot fail; a map's keys come out sorted.
+        // As JSON values, a map's keys come out sorted.
         let value: serde_json::Value = parse_json(&bytes)?;
         let mut hash = Sha256::new();
         hash.update(route.as_bytes());
@@ -69,6 +71,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for KeyedJson<T> {
         hash.update(value.to_string().as_bytes());
         Ok(Self {
             key,
+            route,
             digest: hex::encode(hash.finalize()),
             body,
         })
@@ -81,6 +84,7 @@ impl<T> KeyedJson<T> {
         self.key.as_ref().map(|key| RequestKey {
             operator_id: op.id.clone(),
             key: key.clone(),
+            route: self.route.clone(),
             request_hash: self.digest.clone(),
         })
     }

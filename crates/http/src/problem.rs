@@ -69,7 +69,7 @@ impl Problem {
             422,
             "idempotency-key-reused",
             "Idempotency-Key reused",
-            "this Idempotency-Key was already used with a different request body",
+            "this Idempotency-Key was already used with another request (another body or route)",
         )
         .with_field("Idempotency-Key")
     }

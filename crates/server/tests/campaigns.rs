@@ -122,24 +122,30 @@ async fn send_keyed(
     body: &serde_json::Value,
 ) -> (u16, bool, serde_json::Value) {
     let url = format!("{}/inbox/messages", live.urls.distribution);
-    post_keyed(live, token, url, key, body).await
+    let (status, replayed, text) = post_keyed(live, token, url, key, body.to_string()).await;
+    (
+        status,
+        replayed,
+        serde_json::from_str(&text).expect("a JSON answer"),
+    )
 }
 
-/// POSTs `body` to `url` as `token` under the `Idempotency-Key` `key`: the status, whether the
-/// answer is marked a replay, and its body.
+/// POSTs the JSON text `body` to `url` as `token` under the `Idempotency-Key` `key`: the status,
+/// whether the answer is marked a replay, and its body as sent.
 async fn post_keyed(
     live: &Live,
     token: &str,
     url: String,
     key: &str,
-    body: &serde_json::Value,
-) -> (u16, bool, serde_json::Value) {
+    body: String,
+) -> (u16, bool, String) {
     let res = live
         .http
         .post(url)
         .bearer_auth(token)
         .header("idempotency-key", key)
-        .json(body)
+        .header("content-type", "application/json")
+        .body(body)
         .send()
         .await
         .expect("send");
@@ -148,7 +154,24 @@ async fn post_keyed(
         .headers()
         .get("idempotent-replayed")
         .is_some_and(|v| v == "true");
-    (status, replayed, res.json().await.unwrap_or_default())
+    (status, replayed, res.text().await.expect("a body"))
+}
+
+/// `body` (an object) spelled otherwise: its keys in reverse order, spaced and on lines.
+fn respelled(body: &serde_json::Value) -> String {
+    let fields: Vec<String> = body
+        .as_object()
+        .expect("an object")
+        .iter()
+        .rev()
+        .map(|(k, v)| {
+            format!(
+                "\n  {k:?} :  {}",
+                serde_json::to_string_pretty(v).expect("json")
+            )
+        })
+        .collect();
+    format!("{{{}\n}}", fields.join(" ,"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,22 +206,29 @@ async fn operator_creates_retried_under_their_idempotency_key_create_once() {
     let mut firsts = Vec::new();
     for (action, route, body, other) in &creates {
         let (key, url) = (format!("create-{action}"), format!("{}/{route}", app.base));
-        let (s, replayed, first) = post_keyed(&live, &admin, url.clone(), &key, body).await;
+        let sent = body.to_string();
+        let (s, replayed, first) = post_keyed(&live, &admin, url.clone(), &key, sent).await;
         assert_eq!((s, replayed), (201, false), "{action}: {first}");
-        // The answer was lost; the client sends the same request again (spaced and ordered
-        // differently: the same JSON).
-        let respelled: serde_json::Value = serde_json::from_str(&body.to_string()).expect("json");
-        let (s, replayed, again) = post_keyed(&live, &admin, url.clone(), &key, &respelled).await;
+        // The answer was lost; the client sends the same request again, spelled otherwise (key
+        // order, spacing): the same JSON, so the same request.
+        let again = respelled(body);
+        assert_ne!(again, body.to_string());
+        let (s, replayed, again) = post_keyed(&live, &admin, url.clone(), &key, again).await;
         assert_eq!((s, replayed), (201, true), "{action}: {again}");
-        assert_eq!(again, first, "{action}: the first answer again");
+        assert_eq!(
+            again, first,
+            "{action}: the first answer again, byte for byte"
+        );
         // The key with another request is refused.
-        let (s, _, refused) = post_keyed(&live, &admin, url.clone(), &key, other).await;
+        let (s, _, refused) = post_keyed(&live, &admin, url.clone(), &key, other.to_string()).await;
         assert_eq!(s, 422, "{action}: {refused}");
+        let refused: serde_json::Value = serde_json::from_str(&refused).expect("a problem");
         assert_eq!(problem(&refused).field.as_deref(), Some("Idempotency-Key"));
-        firsts.push(first);
+        firsts.push(serde_json::from_str::<serde_json::Value>(&first).expect("json"));
     }
-    // One key per request whatever the route: the campaign's key on another route is refused.
-    let (url, body) = (format!("{}/api-keys", app.base), &creates[2].2);
+    // A key is its operator's across routes, not one per route: the campaign's key on another
+    // route is refused.
+    let (url, body) = (format!("{}/api-keys", app.base), creates[2].2.to_string());
     let (s, _, refused) = post_keyed(&live, &admin, url, "create-campaign.create", body).await;
     assert_eq!(s, 422, "{refused}");
     let (s, audit) = live
@@ -210,6 +240,11 @@ async fn operator_creates_retried_under_their_idempotency_key_create_once() {
         let n = entries.iter().filter(|e| e.action == *action).count();
         assert_eq!(n, 1, "{action}: created once");
     }
+    let reveals = entries
+        .iter()
+        .filter(|e| e.action == "api_key.reveal")
+        .count();
+    assert_eq!(reveals, 1, "the secret shown again once, and audited");
     // Once the webhook is deleted and the key revoked, a retry is told so (410), not handed a
     // webhook or a secret that no longer works; the draft still exists and is answered again.
     let hook_id = read::<WebhookView>(&firsts[1]).id;
@@ -227,12 +262,13 @@ async fn operator_creates_retried_under_their_idempotency_key_create_once() {
     }
     for (i, (action, route, body, _)) in creates.iter().enumerate() {
         let url = format!("{}/{route}", app.base);
-        let (s, replayed, b) =
-            post_keyed(&live, &admin, url, &format!("create-{action}"), body).await;
+        let key = format!("create-{action}");
+        let (s, replayed, b) = post_keyed(&live, &admin, url, &key, body.to_string()).await;
         if i == 0 {
             assert_eq!((s, replayed), (201, true), "{action}: {b}");
         } else {
             assert_eq!(s, 410, "{action}: {b}");
+            let b: serde_json::Value = serde_json::from_str(&b).expect("a problem");
             assert_eq!(problem(&b).kind, "/problems/created-then-removed");
         }
     }

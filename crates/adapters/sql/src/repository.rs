@@ -980,12 +980,37 @@ where
             purged += self.purge_table(Some(&consumer), cutoff_ms).await?;
         }
         purged += self.purge_table(None, cutoff_ms).await?;
-        // Operators' request keys: a few per operator action, so one statement.
-        let sql = DB::placeholders("DELETE FROM operator_requests WHERE created_at < ?");
-        purged += self
-            .delete_in_turn(sqlx::query(&sql).bind(cutoff_ms))
-            .await?;
+        purged += self.purge_request_keys(cutoff_ms).await?;
         Ok(purged)
+    }
+
+    /// Deletes the operators' request keys taken before `cutoff_ms`, oldest first, about 2000
+    /// per write transaction (every key of one instant at once).
+    async fn purge_request_keys(&self, cutoff_ms: i64) -> PortResult<u64> {
+        let step = DB::placeholders(
+            "SELECT created_at FROM operator_requests WHERE created_at < ? \
+             ORDER BY created_at LIMIT 1 OFFSET 2000",
+        );
+        let through = DB::placeholders("DELETE FROM operator_requests WHERE created_at <= ?");
+        let before = DB::placeholders("DELETE FROM operator_requests WHERE created_at < ?");
+        let mut purged = 0;
+        loop {
+            let end: Option<i64> = within::<DB, _>(async {
+                sqlx::query_scalar(&step)
+                    .bind(cutoff_ms)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_error::<DB>)
+            })
+            .await?;
+            let Some(end) = end else {
+                let rest = sqlx::query(&before).bind(cutoff_ms);
+                return Ok(purged + self.delete_in_turn(rest).await?);
+            };
+            purged += self.delete_in_turn(sqlx::query(&through).bind(end)).await?;
+            // Let the writers in between steps.
+            tokio::task::yield_now().await;
+        }
     }
 
     /// Runs the `DELETE` `query` in a write transaction of its own; how many rows went.

@@ -8,12 +8,20 @@ use crate::ports::{Health, PortResult};
 /// An operator's request under an `Idempotency-Key`: whose key it is and what was asked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestKey {
-    /// The operator (or API key) that sent it: keys are theirs alone.
+    /// The operator that sent it: keys are theirs alone, one per request across routes.
     pub operator_id: String,
     /// The `Idempotency-Key` as sent.
     pub key: String,
+    /// Its route (`POST /inbox/messages`), which a key kept from before its digest reads by.
+    pub route: String,
     /// A digest of the route and body, telling a retry from another request under the same key.
     pub request_hash: String,
+}
+
+/// The request hash of a key carried over from `inbox_sends` (migration 0007), whose digest was
+/// taken another way: any send under the key on `route` is its retry.
+pub fn legacy_hash(route: &str) -> String {
+    format!("legacy:{route}")
 }
 
 /// A write under a key, with the answer (a JSON body) a retry gets if this write stands.

@@ -7,7 +7,7 @@ use axum::response::Response;
 use liveops_core::now_ms;
 use liveops_core::stores::{Attempt, Delivery, DeliveryState, KeyedOutcome, Role, Webhook};
 use liveops_http::responses::{
-    KeyReused, OperatorFailures, OperatorInputFailures, OperatorLookupFailures,
+    KeyReused, OperatorFailures, OperatorInputFailures, OperatorLookupFailures, TooLarge,
 };
 use liveops_http::{
     created, first_answer, keyed, replay_if_there, rfc3339, Bounded, CreateKeyHeader, IdPath, Json,
@@ -186,6 +186,7 @@ fn delivery_view((d, attempts): (Delivery, Vec<Attempt>)) -> DeliveryView {
             webhook created then: `Idempotent-Replayed: true`)", body = WebhookView,
             headers(("Idempotent-Replayed" = String, description = "`true`: the answer of an earlier request under the same key; nothing was created now"))),
         (status = 410, description = "Created under this `Idempotency-Key` before, and deleted since (`created-then-removed`)", body = Problem, content_type = "application/problem+json"),
+        TooLarge,
         KeyReused,
         OperatorInputFailures,
     )
@@ -199,11 +200,7 @@ pub(crate) async fn create_webhook(
     op.require(WRITERS)?;
     let key = req.request_key(&op);
     if let Some(first) = first_answer(&*state.requests, key.as_ref()).await? {
-        // The webhook created then, unless deleted since.
-        let id = serde_json::from_str::<WebhookView>(&first).map(|v| v.id);
-        let hooks = state.webhooks.webhooks().await?;
-        let there = id.is_ok_and(|id| hooks.iter().any(|h| h.id == id));
-        return replay_if_there(first, there, "the webhook was deleted");
+        return again_unless_deleted(&state, first).await;
     }
     let body = req.body;
     let url = target::parse_url(body.url.trim()).map_err(|r| Problem::invalid("url", r))?;
@@ -234,10 +231,25 @@ pub(crate) async fn create_webhook(
         .webhooks
         .create_webhook(keyed(key, &view)?.as_ref(), &hook, &audit)
         .await?;
-    if outcome == KeyedOutcome::Written {
-        tracing::info!(webhook = %hook.id, url = %hook.url, "webhook created");
+    match outcome {
+        KeyedOutcome::Replayed(first) => again_unless_deleted(&state, first).await,
+        KeyedOutcome::Written => {
+            tracing::info!(webhook = %hook.id, url = %hook.url, "webhook created");
+            created(KeyedOutcome::Written, &view)
+        }
+        KeyedOutcome::KeyReused => Err(Problem::key_reused()),
     }
-    created(outcome, &view)
+}
+
+/// A webhook create's first answer again, unless its webhook was deleted since (410).
+async fn again_unless_deleted(
+    state: &DistributionState,
+    first: String,
+) -> Result<Response, Problem> {
+    let id = serde_json::from_str::<WebhookView>(&first).map(|v| v.id);
+    let hooks = state.webhooks.webhooks().await?;
+    let there = id.is_ok_and(|id| hooks.iter().any(|h| h.id == id));
+    replay_if_there(first, there, "the webhook was deleted")
 }
 
 /// The distinct event kinds `names` asks for: 1 to 4 names (a repeat counts in that bound, as the

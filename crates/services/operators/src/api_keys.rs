@@ -7,7 +7,7 @@ use axum::response::Response;
 use liveops_core::now_ms;
 use liveops_core::stores::{ApiKeyInfo, KeyedOutcome, Role};
 use liveops_http::responses::{
-    KeyReused, OperatorFailures, OperatorInputFailures, OperatorLookupFailures,
+    KeyReused, OperatorFailures, OperatorInputFailures, OperatorLookupFailures, TooLarge,
 };
 use liveops_http::{
     created, first_answer, keyed, replay_if_there, rfc3339, CreateKeyHeader, Json, KeyedJson,
@@ -99,6 +99,7 @@ fn audit_json(k: &ApiKeyInfo) -> String {
             to a retry under the same `Idempotency-Key` (`Idempotent-Replayed: true`)", body = CreatedApiKey,
             headers(("Idempotent-Replayed" = String, description = "`true`: the answer of an earlier request under the same key; nothing was created now"))),
         (status = 410, description = "Created under this `Idempotency-Key` before, and revoked since (`created-then-removed`)", body = Problem, content_type = "application/problem+json"),
+        TooLarge,
         KeyReused,
         OperatorInputFailures,
     )
@@ -112,14 +113,7 @@ pub(crate) async fn create_api_key(
     op.require(&[Role::Admin])?;
     let request = req.request_key(&op);
     if let Some(first) = first_answer(&*state.requests, request.as_ref()).await? {
-        // The key created then, unless revoked since (its secret then signs nothing).
-        let id = serde_json::from_str::<CreatedApiKey>(&first).map(|k| k.key_id);
-        let keys = state.keys.api_keys().await?;
-        let active = |id: String| {
-            keys.iter()
-                .any(|k| k.key_id == id && k.revoked_at_ms.is_none())
-        };
-        return replay_if_there(first, id.is_ok_and(active), "the API key was revoked");
+        return again_unless_revoked(&state, &op, first).await;
     }
     // What the pattern in the OpenAPI says.
     let name = req.body.name;
@@ -160,10 +154,36 @@ pub(crate) async fn create_api_key(
         .keys
         .create_api_key(keyed(request, &answer)?.as_ref(), &key, &secret, &audit)
         .await?;
-    if outcome == KeyedOutcome::Written {
-        tracing::info!(key_id = %key.key_id, "API key created");
+    match outcome {
+        KeyedOutcome::Replayed(first) => again_unless_revoked(&state, &op, first).await,
+        KeyedOutcome::Written => {
+            tracing::info!(key_id = %key.key_id, "API key created");
+            created(KeyedOutcome::Written, &answer)
+        }
+        KeyedOutcome::KeyReused => Err(Problem::key_reused()),
     }
-    created(outcome, &answer)
+}
+
+/// An API key create's first answer again, its secret included, unless the key was revoked
+/// since (410; its secret signs nothing). Showing a secret again is audited (`api_key.reveal`).
+async fn again_unless_revoked(
+    state: &OperatorsState,
+    op: &Operator,
+    first: String,
+) -> Result<Response, Problem> {
+    let id = serde_json::from_str::<CreatedApiKey>(&first).map(|k| k.key_id);
+    let keys = state.keys.api_keys().await?;
+    let active = id.ok().filter(|id| {
+        keys.iter()
+            .any(|k| k.key_id == *id && k.revoked_at_ms.is_none())
+    });
+    if let Some(id) = &active {
+        state
+            .audit
+            .record(&op.audit(now_ms(), "api_key.reveal", id, None, None))
+            .await?;
+    }
+    replay_if_there(first, active.is_some(), "the API key was revoked")
 }
 
 /// Every API key, without secrets.

@@ -734,6 +734,23 @@ pub async fn keyed_writes_happen_once(repo: &dyn LiveStores) {
     );
 }
 
+/// Asserts one of the racing writes under `key` was written and every other one was answered
+/// with the answer the key now holds (the written one's).
+async fn one_written(repo: &dyn LiveStores, key: &RequestKey, got: &[KeyedOutcome], what: &str) {
+    let held = ok(repo.answered(key).await, "answered");
+    let Some(KeyedOutcome::Replayed(answer)) = held else {
+        panic!("{what}: the key holds no answer: {held:?}");
+    };
+    let written = got.iter().filter(|o| **o == KeyedOutcome::Written).count();
+    assert_eq!(written, 1, "{what}: {got:?}");
+    let replayed = KeyedOutcome::Replayed(answer);
+    let others = got.iter().filter(|o| **o != KeyedOutcome::Written);
+    assert!(
+        others.into_iter().all(|o| *o == replayed),
+        "{what}: {got:?}"
+    );
+}
+
 /// Creates `c` under `key`.
 async fn create_keyed(repo: &dyn LiveStores, key: &RequestKey, c: &Campaign) -> KeyedOutcome {
     let audit = audit("campaign.create", &c.id);
@@ -788,6 +805,7 @@ fn request_key(operator: &str, digest: &str) -> RequestKey {
     RequestKey {
         operator_id: format!("{operator}_{}", suffix()),
         key: "retry-me".into(),
+        route: "POST /conformance".into(),
         request_hash: digest.into(),
     }
 }
@@ -1033,22 +1051,14 @@ pub async fn concurrent_writers_agree<S: LiveStores + 'static>(repo: Arc<S>) {
         }
     })
     .await;
-    let written = sends
-        .iter()
-        .filter(|s| **s == KeyedOutcome::Written)
-        .count();
-    assert_eq!(written, 1, "one send per key: {sends:?}");
+    one_written(repo.as_ref(), &key, &sends, "one send per key").await;
     let key = request_key("op_race", "campaign");
     let creates = race("create_campaign", |_| {
         let (repo, key) = (repo.clone(), key.clone());
         async move { Ok(create_keyed(repo.as_ref(), &key, &campaign("keyed_race")).await) }
     })
     .await;
-    let written = creates
-        .iter()
-        .filter(|s| **s == KeyedOutcome::Written)
-        .count();
-    assert_eq!(written, 1, "one campaign per key: {creates:?}");
+    one_written(repo.as_ref(), &key, &creates, "one campaign per key").await;
     let [a, b] = the_last_two_admins_cannot_both_go(repo.as_ref()).await;
     let changes = race("update_operator", |i| {
         let repo = repo.clone();

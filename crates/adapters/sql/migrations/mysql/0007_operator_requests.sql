@@ -9,6 +9,6 @@ CREATE TABLE IF NOT EXISTS operator_requests (
     KEY operator_requests_created (created_at)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 INSERT IGNORE INTO operator_requests (operator_id, idem_key, request_hash, answer, created_at)
-SELECT operator_id, idem_key, request_hash, CONCAT('{"messageIds":', message_ids, '}'), sent_at
+SELECT operator_id, idem_key, 'legacy:POST /inbox/messages',
+       CONCAT('{"messageIds":', message_ids, '}'), sent_at
 FROM inbox_sends;
-DROP TABLE IF EXISTS inbox_sends;

@@ -9,6 +9,6 @@ CREATE TABLE operator_requests (
 );
 CREATE INDEX operator_requests_created ON operator_requests (created_at);
 INSERT INTO operator_requests (operator_id, idem_key, request_hash, answer, created_at)
-SELECT operator_id, idem_key, request_hash, '{"messageIds":' || message_ids || '}', sent_at
+SELECT operator_id, idem_key, 'legacy:POST /inbox/messages', '{"messageIds":' || message_ids || '}',
+       sent_at
 FROM inbox_sends;
-DROP TABLE inbox_sends;

@@ -1,8 +1,8 @@
 //! The keys of operator writes (`operator_requests`): each key's row is written in its write's
 //! transaction, so concurrent retries under one key write once.
 
-use liveops_core::stores::{AuditEntry, Keyed, KeyedOutcome, RequestKey};
-use liveops_core::PortResult;
+use liveops_core::stores::{legacy_hash, AuditEntry, Keyed, KeyedOutcome, RequestKey};
+use liveops_core::{PortError, PortResult};
 use sqlx::query::Query;
 use sqlx::Transaction;
 
@@ -16,10 +16,14 @@ type RequestRow = (Text, Text);
 const SELECT_REQUEST: &str =
     "SELECT request_hash, answer FROM operator_requests WHERE operator_id = ? AND idem_key = ?";
 
-/// What a write under `key` meets in the row kept for it: another request's (`KeyReused`), or
-/// the same request's answer (`Replayed`).
+/// The route whose keys `inbox_sends` kept before migration 0007.
+const INBOX_SEND: &str = "POST /inbox/messages";
+
+/// What a write under `key` meets in the row kept for it: the same request's answer
+/// (`Replayed`; for a key carried over from `inbox_sends`, any send's), or another request's
+/// (`KeyReused`).
 fn outcome(key: &RequestKey, (hash, answer): RequestRow) -> KeyedOutcome {
-    if hash.0 == key.request_hash {
+    if hash.0 == key.request_hash || hash.0 == legacy_hash(&key.route) {
         KeyedOutcome::Replayed(answer.0)
     } else {
         KeyedOutcome::KeyReused
@@ -36,28 +40,38 @@ sql_impl! {
         at_ms: i64,
     ) -> PortResult<Option<KeyedOutcome>> {
         let key = &keyed.key;
-        let sql = with_tail::<DB>(
+        let insert_sql = with_tail::<DB>(
             "INSERT INTO operator_requests \
              (operator_id, idem_key, request_hash, answer, created_at) VALUES (?, ?, ?, ?, ?)",
             DB::keep_existing("operator_id, idem_key", "request_hash"),
         );
-        let insert = sqlx::query(&sql)
-            .bind(key.operator_id.as_str())
-            .bind(key.key.as_str())
-            .bind(key.request_hash.as_str())
-            .bind(keyed.answer.as_str())
-            .bind(at_ms);
-        Self::run(tx, insert).await?;
-        let sql = DB::placeholders(SELECT_REQUEST);
-        let kept = sqlx::query_as(&sql)
-            .bind(key.operator_id.as_str())
-            .bind(key.key.as_str());
-        let row: RequestRow = Self::row_on(tx, kept).await?;
-        // The answer holds the ids this write minted: equal only if the row is this write's.
-        if row.0 .0 == key.request_hash && row.1 .0 == keyed.answer {
-            return Ok(None);
+        let select_sql = DB::placeholders(SELECT_REQUEST);
+        // Twice at most: a row kept but purged (past the retention) between the insert and the
+        // read is gone, and the insert then takes the key.
+        for _ in 0..2 {
+            let insert = sqlx::query(&insert_sql)
+                .bind(key.operator_id.as_str())
+                .bind(key.key.as_str())
+                .bind(key.request_hash.as_str())
+                .bind(keyed.answer.as_str())
+                .bind(at_ms);
+            Self::run(tx, insert).await?;
+            let kept = sqlx::query_as(&select_sql)
+                .bind(key.operator_id.as_str())
+                .bind(key.key.as_str());
+            let Some(row): Option<RequestRow> = Self::optional_on(tx, kept).await? else {
+                continue;
+            };
+            // The answer holds the ids this write minted: equal only if the row is this write's.
+            if row.0 .0 == key.request_hash && row.1 .0 == keyed.answer {
+                return Ok(None);
+            }
+            return Ok(Some(outcome(key, row)));
         }
-        Ok(Some(outcome(key, row)))
+        Err(PortError::Unavailable(format!(
+            "{}: conflicting write, retry: the key's row came and went",
+            DB::NAME
+        )))
     }
 
     /// Runs `query` and writes `audit` in one write transaction, once per key if `keyed`: an
@@ -87,6 +101,21 @@ sql_impl! {
         let query = sqlx::query_as(&sql)
             .bind(key.operator_id.as_str())
             .bind(key.key.as_str());
-        self.optional_row(query, |row| Ok(outcome(key, row))).await
+        let found = self.optional_row(query, |row| Ok(outcome(key, row))).await?;
+        if found.is_some() || key.route != INBOX_SEND {
+            return Ok(found);
+        }
+        // A send that a process of the release before 0007 wrote during a rolling upgrade,
+        // after the migration copied the table (`inbox_sends` is dropped one release later).
+        let sql = DB::placeholders(
+            "SELECT message_ids FROM inbox_sends WHERE operator_id = ? AND idem_key = ?",
+        );
+        let query = sqlx::query_as(&sql)
+            .bind(key.operator_id.as_str())
+            .bind(key.key.as_str());
+        self.optional_row(query, |(ids,): (Text,)| {
+            Ok(KeyedOutcome::Replayed(format!("{{\"messageIds\":{}}}", ids.0)))
+        })
+        .await
     }
 }

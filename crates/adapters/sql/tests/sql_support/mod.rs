@@ -450,6 +450,7 @@ pub async fn purge_removes_only_rows_past_the_cutoff(repo: &dyn Repository) {
         let key = RequestKey {
             operator_id: format!("op_purge_{}", suffix()),
             key: "k".into(),
+            route: "POST /campaigns".into(),
             request_hash: "h".into(),
         };
         (at_ms, key)
@@ -512,7 +513,10 @@ pub async fn purge_removes_only_rows_past_the_cutoff(repo: &dyn Repository) {
 
 /// Migration 0007 carries the keyed sends of 0006 (`inbox_sends`) over as the answers they gave:
 /// applies the migrations in `dir` up to 0006 on `pool`, keeps a send, then `migrate` (the
-/// repository's own migrations, 0007 among them) and looks the send's key up in `repo`.
+/// repository's own migrations, 0007 among them) and looks the send's key up in `repo`: a send
+/// under it (whatever its digest, taken another way before) gets the answer, another route's
+/// request is refused; a send that a process of the release before writes after the migration
+/// (a rolling upgrade) is found as well.
 pub async fn keyed_sends_carry_over<DB, F>(
     pool: &sqlx::Pool<DB>,
     dir: &str,
@@ -536,23 +540,49 @@ pub async fn keyed_sends_carry_over<DB, F>(
     assert!(upto_6.iter().any(|m| m.version == 6), "0006 in {dir}");
     before.migrations = upto_6.into();
     before.run(pool).await.unwrap();
-    sqlx::query(
-        "INSERT INTO inbox_sends (operator_id, idem_key, request_hash, message_ids, sent_at) \
-         VALUES ('op_1', 'retry-1', 'digest', '[\"msg_a\",\"msg_b\"]', 5)",
-    )
-    .execute(pool)
-    .await
-    .unwrap();
-    migrate.await.unwrap();
-    let key = RequestKey {
-        operator_id: "op_1".into(),
-        key: "retry-1".into(),
-        request_hash: "digest".into(),
+    let keep = |key: &str, ids: &str| {
+        format!(
+            "INSERT INTO inbox_sends (operator_id, idem_key, request_hash, message_ids, sent_at) \
+             VALUES ('op_1', '{key}', 'old-digest', '{ids}', 5)"
+        )
     };
+    sqlx::raw_sql(&keep("retry-1", r#"["msg_a","msg_b"]"#))
+        .execute(pool)
+        .await
+        .unwrap();
+    migrate.await.unwrap();
+    let key = |key: &str, route: &str| RequestKey {
+        operator_id: "op_1".into(),
+        key: key.into(),
+        route: route.into(),
+        request_hash: "new-digest".into(),
+    };
+    let send = key("retry-1", "POST /inbox/messages");
     assert_eq!(
-        repo.answered(&key).await.unwrap(),
+        repo.answered(&send).await.unwrap(),
         Some(KeyedOutcome::Replayed(
             r#"{"messageIds":["msg_a","msg_b"]}"#.into()
         ))
+    );
+    let elsewhere = key("retry-1", "POST /campaigns");
+    assert_eq!(
+        repo.answered(&elsewhere).await.unwrap(),
+        Some(KeyedOutcome::KeyReused)
+    );
+    // The release before, still serving during the upgrade, keeps a send in its table.
+    sqlx::raw_sql(&keep("retry-2", r#"["msg_c"]"#))
+        .execute(pool)
+        .await
+        .unwrap();
+    let late = key("retry-2", "POST /inbox/messages");
+    assert_eq!(
+        repo.answered(&late).await.unwrap(),
+        Some(KeyedOutcome::Replayed(r#"{"messageIds":["msg_c"]}"#.into()))
+    );
+    assert_eq!(
+        repo.answered(&key("retry-3", "POST /inbox/messages"))
+            .await
+            .unwrap(),
+        None
     );
 }

@@ -136,7 +136,11 @@ where
     let all: Vec<(i64, bool)> = S::VERSIONS.iter().map(|v| (*v, true)).collect();
     assert_eq!(applied, all);
     let (tables,): (i64,) = sqlx::query_as(S::TABLES).fetch_one(pool).await.unwrap();
-    assert_eq!(tables, 9 + 14 + 1, "0001's tables, 0003's and 0007's");
+    assert_eq!(
+        tables,
+        9 + 14 + 2,
+        "0001's tables, 0003's, 0006's and 0007's"
+    );
     conformance::stores::healthcheck(&repos[1]).await;
     super::purge_removes_only_rows_past_the_cutoff(&repos[1]).await;
 
