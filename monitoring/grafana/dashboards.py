@@ -416,6 +416,12 @@ def leaderboards(L):
                      "A rank store update failed, a score commit failed and may have landed, or "
                      "the reconcile found the rank store short of a board's players (Redis "
                      "restarted empty): the boards concerned are raised again from the database."))
+    L.add(timeseries("Latest totals raised again by the reconcile (last 5 minutes)",
+                     [(summed("leaderboard_reraised_total", fn="increase", window="5m"),
+                       "totals")], "short",
+                     "Every LB_RECONCILE_SEC each replica raises again what it raised in that pass "
+                     "and the one before, so a Redis failover that lost the last writes heals "
+                     "within a pass. Follows the score update rate; raising is idempotent."))
 
 
 @board("liveops-datastores", "LiveOps / MySQL VM and Redis",

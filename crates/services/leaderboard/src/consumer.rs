@@ -103,6 +103,7 @@ pub async fn run_consumer(
     for reason in ["commit_failed", "rank_store_failed", "reconcile"] {
         metrics::counter!("leaderboard_board_reloads_total", "reason" => reason).increment(0);
     }
+    metrics::counter!("leaderboard_reraised_total").increment(0);
     let st = &state;
     let ready = move || async move {
         st.bus.ensure_group(READS.topic, READS.group).await?;
@@ -168,6 +169,7 @@ pub(crate) async fn update_ranks(
     let result = state.ranks.raise(&live).await;
     state.top_cache.invalidate();
     let Err(error) = result else {
+        state.recent.note(&live);
         return true;
     };
     tracing::warn!(%error, "rank store update failed; reloading the boards");
@@ -226,10 +228,11 @@ async fn raise_board(state: &LeaderboardState, board: &Board) -> Result<usize, P
     Ok(totals.len())
 }
 
-/// Every `LB_RECONCILE_SEC`, raises each live board the rank store holds fewer players of than
-/// the repository (a Redis restarted empty or failed over to an empty replica; only the counts
-/// are compared, so a score left behind waits for its player's next event), counted as
-/// `reconcile` in `leaderboard_board_reloads_total`, until `shutdown`.
+/// Every `LB_RECONCILE_SEC` until `shutdown`: raises again the totals this replica raised in
+/// that pass and the one before (a Redis failed over to a replica that had not received them:
+/// `leaderboard_reraised_total`), then each live board the rank store holds fewer players of
+/// than the repository (a Redis restarted empty), counted as `reconcile` in
+/// `leaderboard_board_reloads_total`.
 pub async fn run_reconcile(
     state: LeaderboardState,
     shutdown: CancellationToken,
@@ -253,6 +256,10 @@ pub async fn run_reconcile(
 pub(crate) async fn reconcile(state: &LeaderboardState, now_ms: i64) -> Result<(), PortError> {
     let cfg = &state.config;
     let mut failed = None;
+    if let Err(error) = raise_again(state, now_ms).await {
+        tracing::warn!(%error, "cannot raise the latest totals again");
+        failed = Some(error);
+    }
     for board in live_boards(&cfg.calendar, &cfg.windows, now_ms) {
         if let Err(error) = reconcile_board(state, &board).await {
             tracing::warn!(window = %board.window, period = %board.period, %error,
@@ -261,6 +268,31 @@ pub(crate) async fn reconcile(state: &LeaderboardState, now_ms: i64) -> Result<(
         }
     }
     failed.map_or(Ok(()), Err)
+}
+
+/// Raises again what [`crate::Recent`] holds for the live boards; on failure it is noted again
+/// for the next pass.
+async fn raise_again(state: &LeaderboardState, now_ms: i64) -> Result<(), PortError> {
+    let again = state.recent.take();
+    let calendar = &state.config.calendar;
+    let totals: Vec<ScoreTotal> = again
+        .totals
+        .into_iter()
+        .filter(|t| is_live(calendar, &t.board, now_ms))
+        .collect();
+    if !totals.is_empty() {
+        if let Err(error) = state.ranks.raise(&totals).await {
+            state.recent.note(&totals);
+            return Err(error);
+        }
+        state.top_cache.invalidate();
+        metrics::counter!("leaderboard_reraised_total").increment(totals.len() as u64);
+    }
+    for board in again.boards.iter().filter(|b| is_live(calendar, b, now_ms)) {
+        metrics::counter!("leaderboard_board_reloads_total", "reason" => "reconcile").increment(1);
+        raise_board(state, board).await?;
+    }
+    Ok(())
 }
 
 /// Raises `board` if the rank store holds fewer of its players than the repository, or cannot

@@ -5,8 +5,9 @@
 //! the rank store to the repository's scores and then applies `events.accepted` exactly once per
 //! event id (durable scores first, then the rank store raised to the totals they left);
 //! [`run_snapshots`] archives boards on `SNAPSHOT_CRON` and `LB_SETTLE_SEC` after every
-//! rollover; [`run_reconcile`] raises a live board again when the rank store holds fewer of its
-//! players than the repository.
+//! rollover; [`run_reconcile`] raises again what this replica raised lately (a rank store failed
+//! over to a replica that missed it) and a live board the rank store holds fewer players of than
+//! the repository.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,12 +25,14 @@ use liveops_module::{
 
 mod consumer;
 mod openapi;
+mod recent;
 mod routes;
 mod scores;
 mod snapshots;
 mod top_cache;
 
 pub use consumer::{run_consumer, run_reconcile};
+pub use recent::{Again, Recent};
 pub use routes::{HistoryView, LeaderboardView, PeriodsView, PlayerRankView};
 pub use snapshots::{parse_cron, run_snapshots};
 pub use top_cache::TopCache;
@@ -51,8 +54,8 @@ pub struct LeaderboardArgs {
     /// Snapshot schedule (cron, UTC: 5 fields, or 6 with seconds first).
     #[arg(long, env = "SNAPSHOT_CRON", default_value = "*/5 * * * *")]
     pub snapshot_cron: String,
-    /// Seconds between checks that the rank store holds as many players of each live board as
-    /// the repository (a board found short is raised from it).
+    /// Seconds between reconcile passes: each raises again the totals raised lately (a failover
+    /// that lost them) and a live board the rank store holds fewer players of than the repository.
     #[arg(long, env = "LB_RECONCILE_SEC", default_value_t = 60)]
     pub lb_reconcile_sec: u64,
 }
@@ -124,6 +127,8 @@ pub struct LeaderboardState {
     pub loaded: Arc<AtomicBool>,
     /// Serialized top-N answers of live boards, dropped whenever this process changes one.
     pub top_cache: Arc<TopCache>,
+    /// The totals raised lately, raised again by the reconcile (a failover that lost them).
+    pub recent: Arc<Recent>,
 }
 
 impl LeaderboardState {
@@ -145,6 +150,7 @@ impl LeaderboardState {
             processed: repo,
             loaded: Arc::default(),
             top_cache: Arc::default(),
+            recent: Arc::default(),
         }
     }
 }
@@ -153,6 +159,7 @@ liveops_module::from_context!(LeaderboardState(
     config: Arc<LeaderboardConfig>,
     loaded: Arc<AtomicBool>,
     top_cache: Arc<TopCache>,
+    recent: Arc<Recent>,
 ) { bus, ranks, store, processed });
 
 /// The leaderboard routes with their OpenAPI operations.
@@ -204,9 +211,14 @@ impl ModuleArgs for LeaderboardArgs {
             shared.batch_size,
         )?;
         let loaded = Arc::<AtomicBool>::default();
-        let state =
-            LeaderboardState::from_context(ctx, Arc::new(config), loaded.clone(), Arc::default())
-                .await?;
+        let state = LeaderboardState::from_context(
+            ctx,
+            Arc::new(config),
+            loaded.clone(),
+            Arc::default(),
+            Arc::default(),
+        )
+        .await?;
         let consumer = Task::over("leaderboard consumer", state.clone(), run_consumer);
         let snapshots = Task::over("leaderboard snapshots", state.clone(), run_snapshots);
         let reconcile = Task::over("leaderboard reconcile", state.clone(), run_reconcile);

@@ -9,7 +9,9 @@ use axum::http::StatusCode;
 use axum::Router;
 use liveops_core::ports::{topics, Board, BusOptions, Health, Message, ScoreDelta, ScoreTotal};
 use liveops_core::stores::{ScoreStore, Snapshot};
-use liveops_core::{now_ms, Bus, Calendar, Envelope, PortError, PortResult, RankEntry, Window};
+use liveops_core::{
+    now_ms, Bus, Calendar, Envelope, PortError, PortResult, RankEntry, RankStore, Window,
+};
 use liveops_http::Problem;
 use liveops_leaderboard::{
     router, run_consumer, run_reconcile, HistoryView, LeaderboardConfig, LeaderboardState,
@@ -257,6 +259,81 @@ async fn a_board_lost_with_the_rank_store_is_raised_again_without_a_restart() {
         ranking(&view.entries),
         [(1, "kept", 500), (2, "also_kept", 300)]
     );
+}
+
+#[tokio::test]
+async fn scores_a_failover_lost_are_raised_again_within_a_reconcile_pass() {
+    let mut app = spawn_app_with(vec![Window::Daily]).await;
+    let mut config = (*app.state.config).clone();
+    config.reconcile_every = std::time::Duration::from_millis(50);
+    app.state.config = Arc::new(config);
+    let now = now_ms();
+    app.publish(&[kill("steady", 500, now), kill("climber", 100, now)])
+        .await;
+    app.drain().await;
+    let board = Board {
+        window: Window::Daily,
+        period: period(Window::Daily, now),
+    };
+    // The replica, in step with the primary so far.
+    let replica = Arc::new(MemoryRankStore::new());
+    let synced: Vec<ScoreTotal> = app
+        .state
+        .ranks
+        .top(&board, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| ScoreTotal {
+            board: board.clone(),
+            player_id: e.player_id,
+            total: e.score,
+        })
+        .collect();
+    replica.raise(&synced).await.unwrap();
+    // The primary acknowledges a last write the replica never receives, then fails over to
+    // it: the same players, so the counts agree and only the raised totals tell.
+    app.publish(&[kill("climber", 900, now)]).await;
+    app.drain().await;
+    let failed_over = LeaderboardState {
+        ranks: replica.clone(),
+        top_cache: Arc::default(),
+        ..app.state.clone()
+    };
+    assert_eq!(
+        replica
+            .rank(&board, "climber")
+            .await
+            .unwrap()
+            .unwrap()
+            .score,
+        100
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let reconcile = tokio::spawn(run_reconcile(failed_over, stop.clone()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while replica
+        .rank(&board, "climber")
+        .await
+        .unwrap()
+        .unwrap()
+        .score
+        < 1000
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lost total was not raised again"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    reconcile.await.unwrap().unwrap();
+    let top = replica.top(&board, 0, 10).await.unwrap();
+    let ranked: Vec<(&str, i64)> = top
+        .iter()
+        .map(|e| (e.player_id.as_str(), e.score))
+        .collect();
+    assert_eq!(ranked, [("climber", 1000), ("steady", 500)]);
 }
 
 #[tokio::test]
