@@ -418,10 +418,13 @@ def leaderboards(L):
                      "restarted empty): the boards concerned are raised again from the database."))
     L.add(timeseries("Latest totals raised again by the reconcile (last 5 minutes)",
                      [(summed("leaderboard_reraised_total", fn="increase", window="5m"),
-                       "totals")], "short",
-                     "Every LB_RECONCILE_SEC each replica raises again what it raised in that pass "
-                     "and the one before, so a Redis failover that lost the last writes heals "
-                     "within a pass. Follows the score update rate; raising is idempotent."))
+                       "raised again"),
+                      (summed("leaderboard_reraise_skipped_total", fn="increase", window="5m"),
+                       "not noted (past 200 000 a pass)")], "short",
+                     "Every LB_RECONCILE_SEC each replica raises again the totals its commits "
+                     "raised in that pass and the one before, so a Redis failover that lost the "
+                     "last writes heals within a pass or two. Follows the score update rate "
+                     "(raising is idempotent). Not noted: those players heal at their next event."))
 
 
 @board("liveops-datastores", "LiveOps / MySQL VM and Redis",

@@ -104,6 +104,7 @@ pub async fn run_consumer(
         metrics::counter!("leaderboard_board_reloads_total", "reason" => reason).increment(0);
     }
     metrics::counter!("leaderboard_reraised_total").increment(0);
+    metrics::counter!("leaderboard_reraise_skipped_total").increment(0);
     let st = &state;
     let ready = move || async move {
         st.bus.ensure_group(READS.topic, READS.group).await?;
@@ -169,15 +170,20 @@ pub(crate) async fn update_ranks(
     let result = state.ranks.raise(&live).await;
     state.top_cache.invalidate();
     let Err(error) = result else {
-        state.recent.note(&live);
+        note(state, &live);
         return true;
     };
     tracing::warn!(%error, "rank store update failed; reloading the boards");
-    let boards: BTreeSet<Board> = live.into_iter().map(|t| t.board).collect();
+    let boards: BTreeSet<Board> = live.iter().map(|t| t.board.clone()).collect();
     if !backoff.wait(shutdown).await {
         return false;
     }
-    reload_until(state, &boards, "rank_store_failed", backoff, shutdown).await
+    let reloaded = reload_until(state, &boards, "rank_store_failed", backoff, shutdown).await;
+    if reloaded {
+        // The reload raised them: a failover right after it must not lose them either.
+        note(state, &live);
+    }
+    reloaded
 }
 
 /// Reloads `boards` from the repository until it works or shutdown, counted under `reason` in
@@ -228,10 +234,10 @@ async fn raise_board(state: &LeaderboardState, board: &Board) -> Result<usize, P
     Ok(totals.len())
 }
 
-/// Every `LB_RECONCILE_SEC` until `shutdown`: raises again the totals this replica raised in
-/// that pass and the one before (a Redis failed over to a replica that had not received them:
-/// `leaderboard_reraised_total`), then each live board the rank store holds fewer players of
-/// than the repository (a Redis restarted empty), counted as `reconcile` in
+/// Every `LB_RECONCILE_SEC` until `shutdown`: raises again the totals this replica's commits
+/// raised in that pass and the one before (a Redis failed over to a replica that had not
+/// received them: `leaderboard_reraised_total`), then each live board the rank store holds
+/// fewer players of than the repository (a Redis restarted empty), counted as `reconcile` in
 /// `leaderboard_board_reloads_total`.
 pub async fn run_reconcile(
     state: LeaderboardState,
@@ -273,26 +279,32 @@ pub(crate) async fn reconcile(state: &LeaderboardState, now_ms: i64) -> Result<(
 /// Raises again what [`crate::Recent`] holds for the live boards; on failure it is noted again
 /// for the next pass.
 async fn raise_again(state: &LeaderboardState, now_ms: i64) -> Result<(), PortError> {
-    let again = state.recent.take();
     let calendar = &state.config.calendar;
-    let totals: Vec<ScoreTotal> = again
-        .totals
+    let totals: Vec<ScoreTotal> = state
+        .recent
+        .take()
         .into_iter()
         .filter(|t| is_live(calendar, &t.board, now_ms))
         .collect();
-    if !totals.is_empty() {
-        if let Err(error) = state.ranks.raise(&totals).await {
-            state.recent.note(&totals);
-            return Err(error);
-        }
-        state.top_cache.invalidate();
-        metrics::counter!("leaderboard_reraised_total").increment(totals.len() as u64);
+    if totals.is_empty() {
+        return Ok(());
     }
-    for board in again.boards.iter().filter(|b| is_live(calendar, b, now_ms)) {
-        metrics::counter!("leaderboard_board_reloads_total", "reason" => "reconcile").increment(1);
-        raise_board(state, board).await?;
+    if let Err(error) = state.ranks.raise(&totals).await {
+        note(state, &totals);
+        return Err(error);
     }
+    state.top_cache.invalidate();
+    metrics::counter!("leaderboard_reraised_total").increment(totals.len() as u64);
     Ok(())
+}
+
+/// Notes totals the rank store acknowledged, for the reconcile to raise again; what does not
+/// fit counts in `leaderboard_reraise_skipped_total`.
+fn note(state: &LeaderboardState, totals: &[ScoreTotal]) {
+    let skipped = state.recent.note(totals);
+    if skipped > 0 {
+        metrics::counter!("leaderboard_reraise_skipped_total").increment(skipped as u64);
+    }
 }
 
 /// Raises `board` if the rank store holds fewer of its players than the repository, or cannot

@@ -32,7 +32,7 @@ mod snapshots;
 mod top_cache;
 
 pub use consumer::{run_consumer, run_reconcile};
-pub use recent::{Again, Recent};
+pub use recent::Recent;
 pub use routes::{HistoryView, LeaderboardView, PeriodsView, PlayerRankView};
 pub use snapshots::{parse_cron, run_snapshots};
 pub use top_cache::TopCache;

@@ -1,18 +1,22 @@
 //! The totals this replica raised lately, raised again at each reconcile pass: a rank store that
 //! failed over to a replica which had not received the last writes (Redis replicates
-//! asynchronously) gets them back within a pass, instead of at each player's next event.
+//! asynchronously) gets them back within a pass or two, instead of at each player's next event.
+//! Bounded: past [`MAX_NOTED`] (board, player) pairs a pass, further totals are not noted (and
+//! counted), so a busy game degrades to the old behaviour for those players, not to more load.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::mem;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use liveops_core::ports::{Board, ScoreTotal};
 
-/// Players noted per pass before a board is raised whole from the repository instead: bounds
-/// the memory of a replica under a load spike.
+/// (board, player) pairs noted per pass: about 15 MB of memory per generation.
 const MAX_NOTED: usize = 200_000;
 
-/// Two passes' worth of raised totals, the highest per (board, player).
+/// Per board, per player, the highest total raised.
+type Noted = HashMap<Board, HashMap<String, i64>>;
+
+/// Two passes' worth of raised totals.
 #[derive(Debug, Default)]
 pub struct Recent {
     passes: Mutex<Passes>,
@@ -21,64 +25,54 @@ pub struct Recent {
 #[derive(Debug, Default)]
 struct Passes {
     /// Raised since the last pass.
-    current: HashMap<(Board, String), i64>,
+    current: Noted,
+    /// How many pairs `current` holds.
+    count: usize,
     /// Raised in the pass before: a failover during the last pass's own raise lost those too.
-    previous: HashMap<(Board, String), i64>,
-    /// Boards with more players than [`MAX_NOTED`] raised since the last pass.
-    whole: BTreeSet<Board>,
-}
-
-/// What a reconcile pass raises again.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Again {
-    /// Totals raised in this pass and the one before.
-    pub totals: Vec<ScoreTotal>,
-    /// Boards to raise whole from the repository.
-    pub boards: BTreeSet<Board>,
+    previous: Arc<Noted>,
 }
 
 impl Recent {
-    /// Notes totals the rank store acknowledged.
-    pub fn note(&self, totals: &[ScoreTotal]) {
+    /// Notes totals the rank store acknowledged; returns how many did not fit this pass.
+    pub fn note(&self, totals: &[ScoreTotal]) -> usize {
         let mut p = self.passes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut dropped = 0;
         for t in totals {
-            if p.whole.contains(&t.board) {
-                continue;
+            let Passes { current, count, .. } = &mut *p;
+            let players = current.entry(t.board.clone()).or_default();
+            match players.get_mut(&t.player_id) {
+                Some(held) => *held = (*held).max(t.total),
+                None if *count < MAX_NOTED => {
+                    players.insert(t.player_id.clone(), t.total);
+                    *count += 1;
+                }
+                None => dropped += 1,
             }
-            if p.current.len() >= MAX_NOTED {
-                let board = t.board.clone();
-                p.current.retain(|(b, _), _| *b != board);
-                p.whole.insert(board);
-                continue;
-            }
-            let held = p
-                .current
-                .entry((t.board.clone(), t.player_id.clone()))
-                .or_insert(t.total);
-            *held = (*held).max(t.total);
         }
+        dropped
     }
 
-    /// What to raise again now (this pass's totals and the last one's), starting a new pass.
-    pub fn take(&self) -> Again {
-        let mut p = self.passes.lock().unwrap_or_else(|e| e.into_inner());
-        let current = mem::take(&mut p.current);
-        let mut all = mem::replace(&mut p.previous, current.clone());
-        for (k, v) in current {
-            let held = all.entry(k).or_insert(v);
-            *held = (*held).max(v);
-        }
-        Again {
-            totals: all
-                .into_iter()
-                .map(|((board, player_id), total)| ScoreTotal {
-                    board,
-                    player_id,
-                    total,
+    /// What to raise again now: this pass's totals and the last one's (a player may appear in
+    /// both; raising keeps the higher). Starts a new pass.
+    pub fn take(&self) -> Vec<ScoreTotal> {
+        let (current, previous) = {
+            let mut p = self.passes.lock().unwrap_or_else(|e| e.into_inner());
+            p.count = 0;
+            let current = Arc::new(mem::take(&mut p.current));
+            let previous = mem::replace(&mut p.previous, current.clone());
+            (current, previous)
+        };
+        [current, previous]
+            .iter()
+            .flat_map(|noted| noted.iter())
+            .flat_map(|(board, players)| {
+                players.iter().map(|(player_id, total)| ScoreTotal {
+                    board: board.clone(),
+                    player_id: player_id.clone(),
+                    total: *total,
                 })
-                .collect(),
-            boards: mem::take(&mut p.whole),
-        }
+            })
+            .collect()
     }
 }
 
@@ -100,9 +94,19 @@ mod tests {
         }
     }
 
-    fn sorted(mut totals: Vec<ScoreTotal>) -> Vec<(String, i64)> {
-        totals.sort_by(|a, b| a.player_id.cmp(&b.player_id));
-        totals.into_iter().map(|t| (t.player_id, t.total)).collect()
+    /// The highest total per player, sorted by player.
+    fn highest(totals: Vec<ScoreTotal>) -> Vec<(String, i64)> {
+        let mut out: Vec<(String, i64)> = Vec::new();
+        let mut totals: Vec<(String, i64)> =
+            totals.into_iter().map(|t| (t.player_id, t.total)).collect();
+        totals.sort();
+        for (p, t) in totals {
+            match out.last_mut() {
+                Some((q, held)) if *q == p => *held = (*held).max(t),
+                _ => out.push((p, t)),
+            }
+        }
+        out
     }
 
     #[test]
@@ -114,30 +118,31 @@ mod tests {
             total("d1", "b", 3),
         ]);
         recent.note(&[total("d1", "a", 7)]);
-        let first = recent.take();
-        assert_eq!(sorted(first.totals), [("a".into(), 9), ("b".into(), 3)]);
+        assert_eq!(highest(recent.take()), [("a".into(), 9), ("b".into(), 3)]);
         recent.note(&[total("d1", "b", 4)]);
         assert_eq!(
-            sorted(recent.take().totals),
+            highest(recent.take()),
             [("a".into(), 9), ("b".into(), 4)],
             "the pass before too"
         );
-        assert_eq!(sorted(recent.take().totals), [("b".into(), 4)]);
-        assert!(recent.take().totals.is_empty());
+        assert_eq!(highest(recent.take()), [("b".into(), 4)]);
+        assert!(recent.take().is_empty());
     }
 
     #[test]
-    fn a_board_past_the_bound_is_raised_whole() {
+    fn past_the_bound_totals_are_not_noted_and_counted() {
         let recent = Recent::default();
-        let many: Vec<ScoreTotal> = (0..=MAX_NOTED)
+        let many: Vec<ScoreTotal> = (0..MAX_NOTED)
             .map(|i| total("d1", &format!("p{i}"), 1))
             .collect();
-        recent.note(&many);
-        recent.note(&[total("d2", "q", 2)]);
-        let again = recent.take();
-        assert_eq!(sorted(again.totals), [("q".into(), 2)]);
-        let boards: Vec<&str> = again.boards.iter().map(|b| b.period.as_str()).collect();
-        assert_eq!(boards, ["d1"]);
-        assert!(recent.take().boards.is_empty());
+        assert_eq!(recent.note(&many), 0);
+        assert_eq!(recent.note(&[total("d2", "q", 2), total("d2", "r", 2)]), 2);
+        // A player already noted still gets their newer total.
+        assert_eq!(recent.note(&[total("d1", "p7", 5)]), 0);
+        let again = highest(recent.take());
+        assert_eq!(again.len(), MAX_NOTED);
+        assert!(again.contains(&("p7".into(), 5)));
+        // A new pass has room again.
+        assert_eq!(recent.note(&[total("d2", "q", 2)]), 0);
     }
 }

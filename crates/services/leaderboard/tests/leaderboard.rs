@@ -223,6 +223,23 @@ async fn a_commit_whose_answer_was_lost_still_reaches_the_ranks() {
     assert_eq!(ranking(&board.entries), [(1, "player_lost", 700)]);
 }
 
+/// Runs the reconcile over `state` until `done` (10 s at most, else fails naming `what`).
+async fn reconcile_until<F, Fut>(state: LeaderboardState, what: &str, done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let stop = tokio_util::sync::CancellationToken::new();
+    let reconcile = tokio::spawn(run_reconcile(state, stop.clone()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done().await {
+        assert!(std::time::Instant::now() < deadline, "not done: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    reconcile.await.unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn a_board_lost_with_the_rank_store_is_raised_again_without_a_restart() {
     let mut app = spawn_app_with(vec![Window::Daily]).await;
@@ -241,18 +258,11 @@ async fn a_board_lost_with_the_rank_store_is_raised_again_without_a_restart() {
     // Redis restarted empty: the board is gone, the repository still has it.
     app.state.ranks.drop_board(&board).await.unwrap();
     assert_eq!(app.state.ranks.size(&board).await.unwrap(), 0);
-    let stop = tokio_util::sync::CancellationToken::new();
-    let reconcile = tokio::spawn(run_reconcile(app.state.clone(), stop.clone()));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while app.state.ranks.size(&board).await.unwrap() < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the board was not raised again"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    stop.cancel();
-    reconcile.await.unwrap().unwrap();
+    let ranks = app.state.ranks.clone();
+    reconcile_until(app.state.clone(), "the board raised again", || async {
+        ranks.size(&board).await.unwrap() >= 2
+    })
+    .await;
     let uri = format!("/leaderboard?window=daily&period={}", board.period);
     let view: LeaderboardView = app.ok(&uri).await;
     assert_eq!(
@@ -309,25 +319,16 @@ async fn scores_a_failover_lost_are_raised_again_within_a_reconcile_pass() {
             .score,
         100
     );
-    let stop = tokio_util::sync::CancellationToken::new();
-    let reconcile = tokio::spawn(run_reconcile(failed_over, stop.clone()));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while replica
-        .rank(&board, "climber")
-        .await
-        .unwrap()
-        .unwrap()
-        .score
-        < 1000
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the lost total was not raised again"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    stop.cancel();
-    reconcile.await.unwrap().unwrap();
+    reconcile_until(failed_over, "the lost total raised again", || async {
+        replica
+            .rank(&board, "climber")
+            .await
+            .unwrap()
+            .unwrap()
+            .score
+            >= 1000
+    })
+    .await;
     let top = replica.top(&board, 0, 10).await.unwrap();
     let ranked: Vec<(&str, i64)> = top
         .iter()

@@ -72,6 +72,23 @@ macro_rules! server_tests {
 #[allow(unused_imports)]
 pub(crate) use server_tests;
 
+/// A new, empty database on the test server: a pool on the server, its name, its URL.
+async fn fresh_database<S: Server>(tag: &str) -> (sqlx::Pool<S::DB>, String, String)
+where
+    for<'c> &'c mut <S::DB as sqlx::Database>::Connection: sqlx::Executor<'c, Database = S::DB>,
+    for<'q> <S::DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, S::DB>,
+{
+    let url = server_url(S::VAR);
+    let admin = sqlx::Pool::<S::DB>::connect(&url).await.unwrap();
+    let db = format!("liveops_{tag}_{}", suffix());
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let fresh = with_database(&url, &db);
+    (admin, db, fresh)
+}
+
 async fn migrated<S: Server>(url: &str) -> S::Repo {
     let repo = S::open(url.to_owned()).await.unwrap();
     repo.migrate().await.unwrap();
@@ -101,14 +118,7 @@ where
     (i64, bool): for<'r> sqlx::FromRow<'r, <S::DB as sqlx::Database>::Row>,
     (i64,): for<'r> sqlx::FromRow<'r, <S::DB as sqlx::Database>::Row>,
 {
-    let url = server_url(S::VAR);
-    let admin = sqlx::Pool::<S::DB>::connect(&url).await.unwrap();
-    let db = format!("liveops_migrate_{}", suffix());
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let fresh = with_database(&url, &db);
+    let (admin, db, fresh) = fresh_database::<S>("migrate").await;
 
     let tasks: Vec<_> = (0..4)
         .map(|_| {
@@ -175,14 +185,8 @@ where
     for<'c> &'c mut <S::DB as sqlx::Database>::Connection: sqlx::Executor<'c, Database = S::DB>,
     for<'q> <S::DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, S::DB>,
 {
-    let url = server_url(S::VAR);
-    let admin = sqlx::Pool::<S::DB>::connect(&url).await.unwrap();
-    let db = format!("liveops_carry_{}", suffix());
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let repo = S::open(with_database(&url, &db)).await.unwrap();
+    let (admin, db, fresh) = fresh_database::<S>("carry").await;
+    let repo = S::open(fresh).await.unwrap();
     let pool = S::pool(&repo);
     super::keyed_sends_carry_over(pool, S::MIGRATIONS, repo.migrate(), &repo).await;
     pool.close().await;
