@@ -105,6 +105,9 @@ pub struct Upserts {
     pub keep_reward: &'static str,
     /// `scores`: add points.
     pub add_score: &'static str,
+    /// After [`Upserts::add_score`]: the rows as the upsert left them, where the backend can
+    /// answer them from the upsert itself (`RETURNING`); `None`: read them back.
+    pub returning_scores: Option<&'static str>,
     /// `snapshots`: replace the board's snapshot.
     pub replace_snapshot: &'static str,
     /// `fairness_verdicts`: the first verdict stands.
@@ -125,6 +128,7 @@ pub const ON_CONFLICT: Upserts = Upserts {
     keep_reward: " ON CONFLICT (player_id, reward_id) DO NOTHING",
     add_score: " ON CONFLICT (board_window, period, player_id) \
                 DO UPDATE SET score = scores.score + excluded.score",
+    returning_scores: Some(" RETURNING board_window, period, player_id, score"),
     replace_snapshot: " ON CONFLICT (board_window, period) DO UPDATE SET \
                        taken_at = excluded.taken_at, is_final = excluded.is_final, \
                        entries = excluded.entries WHERE snapshots.is_final = 0",

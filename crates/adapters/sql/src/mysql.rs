@@ -27,6 +27,7 @@ pub const ON_DUPLICATE_KEY: Upserts = Upserts {
     add_items: " ON DUPLICATE KEY UPDATE quantity = quantity + VALUES(quantity)",
     keep_reward: " ON DUPLICATE KEY UPDATE reward_id = reward_id",
     add_score: " ON DUPLICATE KEY UPDATE score = score + VALUES(score)",
+    returning_scores: None,
     replace_snapshot: " ON DUPLICATE KEY UPDATE \
                        taken_at = IF(is_final = 1, taken_at, VALUES(taken_at)), \
                        entries = IF(is_final = 1, entries, VALUES(entries)), \

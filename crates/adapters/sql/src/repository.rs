@@ -649,59 +649,117 @@ where
         within::<DB, _>(async {
             let (mut tx, _turn) = self.begin_write().await?;
             Self::insert_processed(&mut tx, consumer, event_ids).await?;
-            Self::insert_rows(
-                &mut tx,
-                (
-                    "INSERT INTO scores (board_window, period, player_id, score) ",
-                    4,
-                    DB::UPSERTS.add_score,
-                ),
-                &sums,
-                |row, ((window, period, player), delta)| {
-                    row.bind(window.as_str())
-                        .bind(*period)
-                        .bind(*player)
-                        .bind(*delta);
-                },
-                db_error::<DB>,
-            )
-            .await?;
-            // The rows are this transaction's until it commits: what it reads is what it leaves.
-            let mut totals = Vec::with_capacity(sums.len());
-            // `sums` is in key order: each board's players are together.
-            let same_board = |((w1, p1, _), _): &_, ((w2, p2, _), _): &_| w1 == w2 && p1 == p2;
-            for board in sums.chunk_by(same_board) {
-                let ((window, period, _), _) = &board[0];
-                let players: Vec<&str> = board.iter().map(|((_, _, p), _)| *p).collect();
-                for chunk in players.chunks(DB::MAX_BIND - 2) {
-                    let mut qb = Statement::<DB>::new(
-                        "SELECT player_id, score FROM scores WHERE board_window = ",
-                    );
-                    qb.bind(window.as_str())
-                        .push(" AND period = ")
-                        .bind(*period)
-                        .push(" AND player_id")
-                        .in_list(chunk.iter().copied());
-                    let (sql, args) = qb.finish()?;
-                    let rows: Vec<(Text, i64)> = sqlx::query_as_with(&sql, args)
-                        .persistent(false)
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(db_error::<DB>)?;
-                    totals.extend(rows.into_iter().map(|(player, total)| ScoreTotal {
-                        board: Board {
-                            window: *window,
-                            period: (*period).to_owned(),
-                        },
-                        player_id: player.0,
-                        total,
-                    }));
+            let head = "INSERT INTO scores (board_window, period, player_id, score) ";
+            let totals = match DB::UPSERTS.returning_scores {
+                Some(returning) => {
+                    Self::upsert_returning(&mut tx, (head, returning), &sums, |row, sum| {
+                        let ((window, period, player), delta) = sum;
+                        row.bind(window.as_str())
+                            .bind(*period)
+                            .bind(*player)
+                            .bind(*delta);
+                    })
+                    .await?
                 }
-            }
+                None => {
+                    let upsert = (head, 4, DB::UPSERTS.add_score);
+                    Self::insert_rows(
+                        &mut tx,
+                        upsert,
+                        &sums,
+                        |row, sum| {
+                            let ((window, period, player), delta) = sum;
+                            row.bind(window.as_str())
+                                .bind(*period)
+                                .bind(*player)
+                                .bind(*delta);
+                        },
+                        db_error::<DB>,
+                    )
+                    .await?;
+                    Self::read_back(&mut tx, &sums).await?
+                }
+            };
             tx.commit().await.map_err(db_error::<DB>)?;
             Ok(totals)
         })
         .await
+    }
+
+    /// Adds `sums` to the scores and answers the rows as the upsert left them (`RETURNING`).
+    async fn upsert_returning<T>(
+        tx: &mut DB::Connection,
+        (head, returning): (&str, &str),
+        sums: &[T],
+        bind: impl for<'q> Fn(&mut Tuple<'_, 'q, DB>, &'q T),
+    ) -> PortResult<Vec<ScoreTotal>> {
+        let mut totals = Vec::with_capacity(sums.len());
+        for chunk in sums.chunks(DB::MAX_BIND / 4) {
+            let mut qb = Statement::<DB>::new(head);
+            qb.values(chunk, &bind)
+                .push(DB::UPSERTS.add_score)
+                .push(returning);
+            let (sql, args) = qb.finish()?;
+            let rows: Vec<(Text, Text, Text, i64)> = sqlx::query_as_with(&sql, args)
+                .persistent(false)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            for (window, period, player, total) in rows {
+                let window = Window::parse(&window.0).ok_or_else(|| {
+                    PortError::Corrupt(format!("scores: unknown window {:?}", window.0))
+                })?;
+                totals.push(ScoreTotal {
+                    board: Board {
+                        window,
+                        period: period.0,
+                    },
+                    player_id: player.0,
+                    total,
+                });
+            }
+        }
+        Ok(totals)
+    }
+
+    /// The rows of `sums` as this transaction left them, read back (where the upsert cannot
+    /// answer them).
+    async fn read_back(
+        tx: &mut DB::Connection,
+        sums: &[((Window, &str, &str), i64)],
+    ) -> PortResult<Vec<ScoreTotal>> {
+        let mut totals = Vec::with_capacity(sums.len());
+        // `sums` is in key order: each board's players are together.
+        let same_board = |((w1, p1, _), _): &_, ((w2, p2, _), _): &_| w1 == w2 && p1 == p2;
+        for board in sums.chunk_by(same_board) {
+            let ((window, period, _), _) = &board[0];
+            let players: Vec<&str> = board.iter().map(|((_, _, p), _)| *p).collect();
+            for chunk in players.chunks(DB::MAX_BIND - 2) {
+                let mut qb = Statement::<DB>::new(
+                    "SELECT player_id, score FROM scores WHERE board_window = ",
+                );
+                qb.bind(window.as_str())
+                    .push(" AND period = ")
+                    .bind(*period)
+                    .push(" AND player_id")
+                    .in_list(chunk.iter().copied());
+                let (sql, args) = qb.finish()?;
+                let rows: Vec<(Text, i64)> = sqlx::query_as_with(&sql, args)
+                    .persistent(false)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db_error::<DB>)?;
+                totals.extend(rows.into_iter().map(|(player, total)| ScoreTotal {
+                    board: Board {
+                        window: *window,
+                        period: (*period).to_owned(),
+                    },
+                    player_id: player.0,
+                    total,
+                }));
+            }
+        }
+        Ok(totals)
     }
 
     pub(crate) async fn board_size(&self, board: &Board) -> PortResult<u64> {
