@@ -41,18 +41,18 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Problem> {
     }
 }
 
-/// An operator create's JSON body with its `Idempotency-Key`, if sent, and a digest of the
-/// request (method, path and body, as JSON values: spacing and key order do not count).
+/// An operator create's JSON body with its `Idempotency-Key`, if sent, and what tells a retry
+/// from another request: the route and the body as sent ([`KeyedJson::digest`]).
 #[derive(Clone, Debug)]
 pub struct KeyedJson<T> {
     /// The `Idempotency-Key`, if sent.
     pub key: Option<String>,
     /// The method and path (`POST /webhooks`).
     pub route: String,
-    /// Hex SHA-256 of the request, telling a retry from another request under the same key.
-    pub digest: String,
     /// The body.
     pub body: T,
+    /// The body as sent, digested only for a keyed request.
+    raw: bytes::Bytes,
 }
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for KeyedJson<T> {
@@ -61,31 +61,39 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for KeyedJson<T> {
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let key = idempotency_key(req.headers())?.map(str::to_owned);
         let route = format!("{} {}", req.method(), req.uri().path());
-        let bytes = read_limited(req).await?;
-        let body = parse_json(&bytes)?;
-        // As JSON values, a map's keys come out sorted.
-        let value: serde_json::Value = parse_json(&bytes)?;
-        let mut hash = Sha256::new();
-        hash.update(route.as_bytes());
-        hash.update(b"\n");
-        hash.update(value.to_string().as_bytes());
+        let raw = read_limited(req).await?;
+        let body = parse_json(&raw)?;
         Ok(Self {
             key,
             route,
-            digest: hex::encode(hash.finalize()),
             body,
+            raw,
         })
     }
 }
 
 impl<T> KeyedJson<T> {
+    /// Hex SHA-256 of the route and the body as a JSON value (spacing and key order do not
+    /// count; a map's keys come out sorted), telling a retry from another request.
+    pub fn digest(&self) -> String {
+        let mut hash = Sha256::new();
+        hash.update(self.route.as_bytes());
+        hash.update(b"\n");
+        match serde_json::from_slice::<serde_json::Value>(&self.raw) {
+            Ok(value) => hash.update(value.to_string().as_bytes()),
+            // A body the typed read took but a JSON value cannot hold (a number out of range).
+            Err(_) => hash.update(&self.raw),
+        }
+        hex::encode(hash.finalize())
+    }
+
     /// The request's key as `op`'s (keys are each sender's own), if one was sent.
     pub fn request_key(&self, op: &Operator) -> Option<RequestKey> {
         self.key.as_ref().map(|key| RequestKey {
             operator_id: op.id.clone(),
             key: key.clone(),
             route: self.route.clone(),
-            request_hash: self.digest.clone(),
+            request_hash: self.digest(),
         })
     }
 }
@@ -204,11 +212,11 @@ mod tests {
             .expect("read");
         assert_eq!(first.key.as_deref(), Some("k1"));
         let respelled = keyed("/webhooks", None, "{ \"b\" : [1, 2],\n \"a\": 1 }").await;
-        assert_eq!(respelled.expect("read").digest, first.digest);
+        assert_eq!(respelled.expect("read").digest(), first.digest());
         let other_body = keyed("/webhooks", None, r#"{"a":2,"b":[1,2]}"#).await;
-        assert_ne!(other_body.expect("read").digest, first.digest);
+        assert_ne!(other_body.expect("read").digest(), first.digest());
         let other_route = keyed("/campaigns", None, r#"{"a":1,"b":[1,2]}"#).await;
-        assert_ne!(other_route.expect("read").digest, first.digest);
+        assert_ne!(other_route.expect("read").digest(), first.digest());
         let bad_key = keyed("/webhooks", Some("two words"), "{}")
             .await
             .expect_err("refused");

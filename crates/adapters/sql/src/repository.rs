@@ -145,6 +145,9 @@ struct PurgeSql {
     delete_rest: &'static str,
 }
 
+/// The head of the score upsert; rows bound by `SqlRepository::bind_sum`.
+const INSERT_SCORES: &str = "INSERT INTO scores (board_window, period, player_id, score) ";
+
 const PURGE_PROCESSED: PurgeSql = PurgeSql {
     step_end: "SELECT event_id FROM processed_events WHERE event_id > ? AND consumer = ? \
                ORDER BY event_id LIMIT 1 OFFSET 1999",
@@ -649,34 +652,12 @@ where
         within::<DB, _>(async {
             let (mut tx, _turn) = self.begin_write().await?;
             Self::insert_processed(&mut tx, consumer, event_ids).await?;
-            let head = "INSERT INTO scores (board_window, period, player_id, score) ";
             let totals = match DB::UPSERTS.returning_scores {
-                Some(returning) => {
-                    Self::upsert_returning(&mut tx, (head, returning), &sums, |row, sum| {
-                        let ((window, period, player), delta) = sum;
-                        row.bind(window.as_str())
-                            .bind(*period)
-                            .bind(*player)
-                            .bind(*delta);
-                    })
-                    .await?
-                }
+                Some(returning) => Self::upsert_returning(&mut tx, returning, &sums).await?,
                 None => {
-                    let upsert = (head, 4, DB::UPSERTS.add_score);
-                    Self::insert_rows(
-                        &mut tx,
-                        upsert,
-                        &sums,
-                        |row, sum| {
-                            let ((window, period, player), delta) = sum;
-                            row.bind(window.as_str())
-                                .bind(*period)
-                                .bind(*player)
-                                .bind(*delta);
-                        },
-                        db_error::<DB>,
-                    )
-                    .await?;
+                    let upsert = (INSERT_SCORES, 4, DB::UPSERTS.add_score);
+                    Self::insert_rows(&mut tx, upsert, &sums, Self::bind_sum, db_error::<DB>)
+                        .await?;
                     Self::read_back(&mut tx, &sums).await?
                 }
             };
@@ -686,17 +667,26 @@ where
         .await
     }
 
-    /// Adds `sums` to the scores and answers the rows as the upsert left them (`RETURNING`).
-    async fn upsert_returning<T>(
+    /// Binds one summed score, `((window, period, player), delta)`, as a row of [`INSERT_SCORES`].
+    fn bind_sum<'q>(row: &mut Tuple<'_, 'q, DB>, sum: &'q ((Window, &str, &str), i64)) {
+        let ((window, period, player), delta) = sum;
+        let (period, player): (&'q str, &'q str) = (period, player);
+        row.bind(window.as_str())
+            .bind(period)
+            .bind(player)
+            .bind(*delta);
+    }
+
+    /// Adds `sums` to the scores and answers the rows as the upsert left them (`returning`).
+    async fn upsert_returning(
         tx: &mut DB::Connection,
-        (head, returning): (&str, &str),
-        sums: &[T],
-        bind: impl for<'q> Fn(&mut Tuple<'_, 'q, DB>, &'q T),
+        returning: &str,
+        sums: &[((Window, &str, &str), i64)],
     ) -> PortResult<Vec<ScoreTotal>> {
         let mut totals = Vec::with_capacity(sums.len());
         for chunk in sums.chunks(DB::MAX_BIND / 4) {
-            let mut qb = Statement::<DB>::new(head);
-            qb.values(chunk, &bind)
+            let mut qb = Statement::<DB>::new(INSERT_SCORES);
+            qb.values(chunk, Self::bind_sum)
                 .push(DB::UPSERTS.add_score)
                 .push(returning);
             let (sql, args) = qb.finish()?;

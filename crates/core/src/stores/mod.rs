@@ -31,7 +31,7 @@ pub use progress::{
     InventoryItem, ItemGrant, PendingReward, PlayerProgress, ProgressCommit, ProgressStore,
     RewardClaim, XpGain,
 };
-pub use requests::{legacy_hash, Keyed, KeyedOutcome, RequestKey, RequestKeys};
+pub use requests::{Keyed, KeyedOutcome, RequestKey, RequestKeys};
 pub use scores::{ScoreStore, Snapshot};
 
 /// Every live-event store (operators, sessions, the audit log, API keys, campaigns, entries,

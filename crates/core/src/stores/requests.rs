@@ -12,16 +12,10 @@ pub struct RequestKey {
     pub operator_id: String,
     /// The `Idempotency-Key` as sent.
     pub key: String,
-    /// Its route (`POST /inbox/messages`), which a key kept from before its digest reads by.
+    /// Its method and path (`POST /inbox/messages`).
     pub route: String,
     /// A digest of the route and body, telling a retry from another request under the same key.
     pub request_hash: String,
-}
-
-/// The request hash of a key carried over from `inbox_sends` (migration 0007), whose digest was
-/// taken another way: any send under the key on `route` is its retry.
-pub fn legacy_hash(route: &str) -> String {
-    format!("legacy:{route}")
 }
 
 /// A write under a key, with the answer (a JSON body) a retry gets if this write stands.

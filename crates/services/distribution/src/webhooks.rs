@@ -231,14 +231,13 @@ pub(crate) async fn create_webhook(
         .webhooks
         .create_webhook(keyed(key, &view)?.as_ref(), &hook, &audit)
         .await?;
-    match outcome {
-        KeyedOutcome::Replayed(first) => again_unless_deleted(&state, first).await,
-        KeyedOutcome::Written => {
-            tracing::info!(webhook = %hook.id, url = %hook.url, "webhook created");
-            created(KeyedOutcome::Written, &view)
-        }
-        KeyedOutcome::KeyReused => Err(Problem::key_reused()),
+    if let KeyedOutcome::Replayed(first) = outcome {
+        return again_unless_deleted(&state, first).await;
     }
+    if outcome == KeyedOutcome::Written {
+        tracing::info!(webhook = %hook.id, url = %hook.url, "webhook created");
+    }
+    created(outcome, &view)
 }
 
 /// A webhook create's first answer again, unless its webhook was deleted since (410).

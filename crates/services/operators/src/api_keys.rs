@@ -154,14 +154,13 @@ pub(crate) async fn create_api_key(
         .keys
         .create_api_key(keyed(request, &answer)?.as_ref(), &key, &secret, &audit)
         .await?;
-    match outcome {
-        KeyedOutcome::Replayed(first) => again_unless_revoked(&state, &op, first).await,
-        KeyedOutcome::Written => {
-            tracing::info!(key_id = %key.key_id, "API key created");
-            created(KeyedOutcome::Written, &answer)
-        }
-        KeyedOutcome::KeyReused => Err(Problem::key_reused()),
+    if let KeyedOutcome::Replayed(first) = outcome {
+        return again_unless_revoked(&state, &op, first).await;
     }
+    if outcome == KeyedOutcome::Written {
+        tracing::info!(key_id = %key.key_id, "API key created");
+    }
+    created(outcome, &answer)
 }
 
 /// An API key create's first answer again, its secret included, unless the key was revoked

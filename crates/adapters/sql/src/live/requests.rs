@@ -1,7 +1,7 @@
 //! The keys of operator writes (`operator_requests`): each key's row is written in its write's
 //! transaction, so concurrent retries under one key write once.
 
-use liveops_core::stores::{legacy_hash, AuditEntry, Keyed, KeyedOutcome, RequestKey};
+use liveops_core::stores::{AuditEntry, Keyed, KeyedOutcome, RequestKey};
 use liveops_core::{PortError, PortResult};
 use sqlx::query::Query;
 use sqlx::Transaction;
@@ -19,11 +19,16 @@ const SELECT_REQUEST: &str =
 /// The route whose keys `inbox_sends` kept before migration 0007.
 const INBOX_SEND: &str = "POST /inbox/messages";
 
+/// The request hash migration 0007 gave the keys it carried over from `inbox_sends` (their
+/// digests were taken another way): any send under such a key is its retry.
+const LEGACY_INBOX_SEND: &str = "legacy:POST /inbox/messages";
+
 /// What a write under `key` meets in the row kept for it: the same request's answer
 /// (`Replayed`; for a key carried over from `inbox_sends`, any send's), or another request's
 /// (`KeyReused`).
 fn outcome(key: &RequestKey, (hash, answer): RequestRow) -> KeyedOutcome {
-    if hash.0 == key.request_hash || hash.0 == legacy_hash(&key.route) {
+    let legacy = hash.0 == LEGACY_INBOX_SEND && key.route == INBOX_SEND;
+    if hash.0 == key.request_hash || legacy {
         KeyedOutcome::Replayed(answer.0)
     } else {
         KeyedOutcome::KeyReused
