@@ -223,12 +223,16 @@ async fn a_commit_whose_answer_was_lost_still_reaches_the_ranks() {
     assert_eq!(ranking(&board.entries), [(1, "player_lost", 700)]);
 }
 
-/// Runs the reconcile over `state` until `done` (10 s at most, else fails naming `what`).
-async fn reconcile_until<F, Fut>(state: LeaderboardState, what: &str, done: F)
+/// Runs the reconcile over `state`, a pass every 50 ms, until `done` (10 s at most, else fails
+/// naming `what`).
+async fn reconcile_until<F, Fut>(mut state: LeaderboardState, what: &str, done: F)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
+    let mut config = (*state.config).clone();
+    config.reconcile_every = std::time::Duration::from_millis(50);
+    state.config = Arc::new(config);
     let stop = tokio_util::sync::CancellationToken::new();
     let reconcile = tokio::spawn(run_reconcile(state, stop.clone()));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -242,11 +246,7 @@ where
 
 #[tokio::test]
 async fn a_board_lost_with_the_rank_store_is_raised_again_without_a_restart() {
-    let mut app = spawn_app_with(vec![Window::Daily]).await;
-    let mut config = (*app.state.config).clone();
-    config.reconcile_every = std::time::Duration::from_millis(50);
-    app.state.config = Arc::new(config);
-    app.router = router(app.state.clone());
+    let app = spawn_app_with(vec![Window::Daily]).await;
     let now = now_ms();
     app.publish(&[kill("kept", 500, now), kill("also_kept", 300, now)])
         .await;
@@ -273,10 +273,7 @@ async fn a_board_lost_with_the_rank_store_is_raised_again_without_a_restart() {
 
 #[tokio::test]
 async fn scores_a_failover_lost_are_raised_again_within_a_reconcile_pass() {
-    let mut app = spawn_app_with(vec![Window::Daily]).await;
-    let mut config = (*app.state.config).clone();
-    config.reconcile_every = std::time::Duration::from_millis(50);
-    app.state.config = Arc::new(config);
+    let app = spawn_app_with(vec![Window::Daily]).await;
     let now = now_ms();
     app.publish(&[kill("steady", 500, now), kill("climber", 100, now)])
         .await;
