@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Starts (or stops) throw-away Redis, a 3-master Redis Cluster, PostgreSQL and MariaDB on loopback
-# ports for the test suite, installing Debian's packages if they are missing.
+# Starts (or stops) throw-away Redis (and a replica of it), a 3-master Redis Cluster, PostgreSQL
+# and MariaDB on loopback ports for the test suite, installing Debian's packages if they are
+# missing.
 #
 #   scripts/services.sh start   # installs if needed, starts, writes $LIVEOPS_SERVICES_DIR/env
 #   scripts/services.sh stop    # stops them and deletes their data
@@ -9,6 +10,7 @@ set -euo pipefail
 
 DIR="${LIVEOPS_SERVICES_DIR:-/tmp/liveops-services}"
 REDIS_PORT="${LIVEOPS_REDIS_PORT:-16379}"
+REDIS_REPLICA_PORT="${LIVEOPS_REDIS_REPLICA_PORT:-16380}"
 read -r -a CLUSTER_PORTS <<< "${LIVEOPS_CLUSTER_PORTS:-17001 17002 17003}"
 PG_PORT="${LIVEOPS_PG_PORT:-15432}"
 MY_PORT="${LIVEOPS_MYSQL_PORT:-13306}"
@@ -47,6 +49,10 @@ redis_at() { # dir, port, more server options...
     --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" "$@"
 }
 
+replica_up() {
+  cli "$REDIS_REPLICA_PORT" info replication | grep -q '^master_link_status:up'
+}
+
 cluster_node() { # dir, port
   redis_at "$1" "$2" --cluster-enabled yes --cluster-config-file "$1/nodes.conf" --cluster-node-timeout 2000
 }
@@ -55,6 +61,10 @@ start_redis() {
   mkdir -p "$DIR/redis"
   redis_at "$DIR/redis" "$REDIS_PORT"
   wait_for "redis" cli "$REDIS_PORT" ping
+  # A replica, for the bus that waits until one holds each event (BUS_REDIS_REPLICAS).
+  mkdir -p "$DIR/redis-replica"
+  redis_at "$DIR/redis-replica" "$REDIS_REPLICA_PORT" --replicaof 127.0.0.1 "$REDIS_PORT"
+  wait_for "redis replica" replica_up
   start_redis_cluster cli "redis" cluster_node "${CLUSTER_PORTS[@]}"
 }
 

@@ -312,6 +312,12 @@ def pipeline(L):
     L.add(timeseries("Messages published to the bus",
                      [(summed("bus_published_total"), "published / s")],
                      "short"))
+    L.add(timeseries("Redis bus: wait for replicas p99 / events refused unconfirmed",
+                     [(hq(0.99, "bus_replica_wait_seconds", "namespace", NS), "wait p99 (s)"),
+                      (summed("bus_unreplicated_total"), "refused / s")],
+                     "short", "Only with BUS_REDIS_REPLICAS > 0: each publish waits until that many "
+                     "replicas hold it; fewer within BUS_REDIS_REPLICA_WAIT_MS and the gateway "
+                     "answers 503."))
     L.add(timeseries("Messages per bus group commit (mean)",
                      [(ratio(summed("bus_group_commit_messages_sum"),
                              summed("bus_group_commit_messages_count")), "mean")],

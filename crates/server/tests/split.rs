@@ -2,7 +2,8 @@
 //! progression|leaderboard|operators|campaigns|participation|distribution` over Redis (hot
 //! state, ranks, Streams bus) and PostgreSQL or MariaDB pass the same scenarios as the embedded
 //! default: the event flow, and the live-event campaign story (a key revoked in one process is
-//! refused by the others within 5 s). Needs the servers of `scripts/services.sh`.
+//! refused by the others within 5 s). Over MariaDB every event also waits for the test Redis's
+//! replica (`BUS_REDIS_REPLICAS=1`). Needs the servers of `scripts/services.sh`.
 #![cfg(all(feature = "redis", any(feature = "postgres", feature = "mysql")))]
 
 mod common;
@@ -20,7 +21,8 @@ fn env_var(name: &str) -> String {
     })
 }
 
-async fn split_deployment(db_url: String, redis_url: String, tag: &str) {
+/// Runs the scenarios on eight processes; each event waits for `replicas` Redis replicas.
+async fn split_deployment(db_url: String, redis_url: String, replicas: u32, tag: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut fleet = Fleet::default();
     let mut bases = Vec::new();
@@ -38,6 +40,7 @@ async fn split_deployment(db_url: String, redis_url: String, tag: &str) {
         let child = split_process(dir.path(), target, port, &db_url, &redis_url)
             .env("BUS_KIND", "redis")
             .env("BUS_PARTITIONS", "4")
+            .env("BUS_REDIS_REPLICAS", replicas.to_string())
             .env("ADMIN_EMAIL", ADMIN_EMAIL)
             .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("WEBHOOK_ALLOW_PRIVATE", "true")
@@ -89,12 +92,12 @@ async fn split_deployment(db_url: String, redis_url: String, tag: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_processes_over_redis_and_postgresql_pass_the_scenarios() {
     let db = fresh_database(&env_var("LIVEOPS_TEST_PG_URL"), "liveops_split_pg");
-    split_deployment(db, redis_db(5), "split_pg").await;
+    split_deployment(db, redis_db(5), 0, "split_pg").await;
 }
 
 #[cfg(feature = "mysql")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_processes_over_redis_and_mariadb_pass_the_scenarios() {
     let db = fresh_database(&env_var("LIVEOPS_TEST_MYSQL_URL"), "liveops_split_my");
-    split_deployment(db, redis_db(6), "split_my").await;
+    split_deployment(db, redis_db(6), 1, "split_my").await;
 }

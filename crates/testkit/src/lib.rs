@@ -1,7 +1,7 @@
 //! What LiveOps's tests share, used as a dev-dependency only: the conformance suite of every port
 //! (an adapter is done when it passes its port's suite), a bus that fails on demand, the
-//! reference events, typed bus events, arbitrary JSON for property tests, a router caller and an
-//! Azure Storage emulator to run against.
+//! reference events, typed bus events, arbitrary JSON for property tests, a router caller, a
+//! `redis-server` of a test's own and an Azure Storage emulator to run against.
 
 #![allow(clippy::unwrap_used)] // test support may unwrap
 
@@ -11,6 +11,7 @@ pub mod fixtures;
 pub mod flaky;
 pub mod json;
 pub mod received;
+pub mod redis_server;
 pub mod relay;
 pub mod served;
 

@@ -36,8 +36,20 @@ const REPLAY_CHUNK: usize = 1000;
 /// Most partitions per topic.
 const MAX_PARTITIONS: u32 = 1024;
 
-/// Idle blocking connections kept for later waits.
-const IDLE_BLOCKERS: usize = 8;
+/// Idle connections of their own kept for later blocking waits and replicated publishes.
+const IDLE_BLOCKERS: usize = 64;
+
+/// How many replicas must hold a publish before it counts as done (Redis `WAIT`), and how long
+/// to wait for them (`BUS_REDIS_REPLICAS`, `BUS_REDIS_REPLICA_WAIT_MS`). With none (the default) a
+/// publish is done once the primary has it, and a failover to a replica that had not yet copied
+/// it loses it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplicaAcks {
+    /// Replicas that must acknowledge every publish.
+    pub replicas: u32,
+    /// Longest wait for them; fewer by then makes the publish `Unavailable`.
+    pub wait: Duration,
+}
 
 /// Shortest and longest lease on a slot (and membership of a group): a consumer renews both at
 /// every poll and, while it holds deliveries, every third of a lease ([`HEARTBEAT`]), so a
@@ -624,6 +636,8 @@ pub struct RedisBus {
     scripts: Scripts,
     /// What this process's consumers hold; shared with their heartbeats.
     hands: Arc<Mutex<Hands>>,
+    /// Replicas each publish waits for, if any.
+    acks: Option<ReplicaAcks>,
 }
 
 impl fmt::Debug for RedisBus {
@@ -633,6 +647,7 @@ impl fmt::Debug for RedisBus {
             .field("partitions", &self.partitions)
             .field("max_len", &self.max_len)
             .field("lease", &self.lease)
+            .field("acks", &self.acks)
             .finish_non_exhaustive()
     }
 }
@@ -701,6 +716,7 @@ impl RedisBus {
             pinned: Mutex::new(HashMap::new()),
             scripts: Scripts::new(),
             hands: Arc::default(),
+            acks: None,
         };
         bus.healthcheck().await?;
         Ok(bus)
@@ -709,6 +725,12 @@ impl RedisBus {
     /// Sets the `MAXLEN ~` of every stream this bus appends to (at least 1).
     pub fn with_max_len(mut self, max_len: u64) -> Self {
         self.max_len = max_len.max(1);
+        self
+    }
+
+    /// Makes every publish wait until `acks.replicas` replicas hold it (none: not at all).
+    pub fn with_replica_acks(mut self, acks: ReplicaAcks) -> Self {
+        self.acks = (acks.replicas > 0).then_some(acks);
         self
     }
 
@@ -920,71 +942,11 @@ impl RedisBus {
         tokio::spawn(beat.run(self.conn.clone()));
     }
 
-    /// A connection for a blocking wait: an idle one, or a new one.
-    async fn blocker(&self) -> PortResult<(MultiplexedConnection, bool)> {
-        if let Some(conn) = lock(&self.blockers).pop() {
-            return Ok((conn, true));
-        }
-        let config = AsyncConnectionConfig::new().set_connection_timeout(CALL_TIMEOUT);
-        let conn = bounded(
-            "connect",
-            CALL_TIMEOUT,
-            self.client
-                .get_multiplexed_async_connection_with_config(&config),
-        )
-        .await?;
-        Ok((conn, false))
-    }
-
-    /// Waits up to `slice` for an entry after the given ids in the given streams.
-    async fn wait_for_new(&self, wake: &[(String, String)], slice: Duration) -> PortResult<()> {
-        let block_ms = millis(slice).max(1);
-        let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT")
-            .arg(1)
-            .arg("BLOCK")
-            .arg(block_ms)
-            .arg("STREAMS");
-        for (stream, _) in wake {
-            cmd.arg(stream);
-        }
-        for (_, id) in wake {
-            cmd.arg(id);
-        }
-        let limit = slice + CALL_TIMEOUT;
-        // A pooled connection may have died with a Redis restart: then try once with a new one.
-        for _ in 0..2 {
-            let (mut conn, reused) = self.blocker().await?;
-            match bounded("wait", limit, cmd.query_async::<Value>(&mut conn)).await {
-                Ok(_) => {
-                    let mut idle = lock(&self.blockers);
-                    if idle.len() < IDLE_BLOCKERS {
-                        idle.push(conn);
-                    }
-                    return Ok(());
-                }
-                Err(e) if !reused => return Err(e),
-                Err(e) => tracing::debug!(error = %e, "idle redis connection failed; reconnecting"),
-            }
-        }
-        Err(PortError::Unavailable("redis wait: no connection".into()))
-    }
-}
-
-#[async_trait]
-impl Bus for RedisBus {
-    async fn ensure_group(&self, topic: &str, group: &str) -> PortResult<()> {
-        self.on_group_slots("ensure_group", &self.scripts.ensure, topic, group)
-            .await
-            .map(drop)
-    }
-
-    async fn publish(&self, topic: &str, messages: Vec<Message>) -> PortResult<()> {
-        if messages.is_empty() {
-            return Ok(());
-        }
-        let keys = Keys::new(topic, self.topic_partitions(topic).await?);
-        let mut conn = self.conn.clone();
+    /// Appends `messages` to their partition streams on `conn`, [`PUBLISH_CHUNK`] a script.
+    async fn append<C>(&self, keys: &Keys, messages: &[Message], conn: &mut C) -> PortResult<()>
+    where
+        C: redis::aio::ConnectionLike + Send,
+    {
         for chunk in messages.chunks(PUBLISH_CHUNK) {
             let mut inv = self.scripts.publish.prepare_invoke();
             inv.key(keys.seq()).key(keys.pin());
@@ -1008,8 +970,120 @@ impl Bus for RedisBus {
             for (m, at) in chunk.iter().zip(slots) {
                 inv.arg(at).arg(m.key.as_str()).arg(m.payload.as_ref());
             }
-            let _: i64 = bounded("publish", CALL_TIMEOUT, inv.invoke_async(&mut conn)).await?;
+            let _: i64 = bounded("publish", CALL_TIMEOUT, inv.invoke_async(conn)).await?;
             metrics::counter!("bus_published_total").increment(chunk.len() as u64);
+        }
+        Ok(())
+    }
+
+    /// A connection of our own for a blocking command: an idle one, or a new one; `true` if
+    /// it was idle (and may have died since).
+    async fn blocker(&self) -> PortResult<(MultiplexedConnection, bool)> {
+        if let Some(conn) = lock(&self.blockers).pop() {
+            return Ok((conn, true));
+        }
+        Ok((self.blocker_new().await?, false))
+    }
+
+    /// A new connection of our own.
+    async fn blocker_new(&self) -> PortResult<MultiplexedConnection> {
+        let config = AsyncConnectionConfig::new().set_connection_timeout(CALL_TIMEOUT);
+        bounded(
+            "connect",
+            CALL_TIMEOUT,
+            self.client
+                .get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+    }
+
+    /// Keeps `conn` for later, up to [`IDLE_BLOCKERS`].
+    fn idle(&self, conn: MultiplexedConnection) {
+        let mut idle = lock(&self.blockers);
+        if idle.len() < IDLE_BLOCKERS {
+            idle.push(conn);
+        }
+    }
+
+    /// Waits up to `slice` for an entry after the given ids in the given streams.
+    async fn wait_for_new(&self, wake: &[(String, String)], slice: Duration) -> PortResult<()> {
+        let block_ms = millis(slice).max(1);
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(1)
+            .arg("BLOCK")
+            .arg(block_ms)
+            .arg("STREAMS");
+        for (stream, _) in wake {
+            cmd.arg(stream);
+        }
+        for (_, id) in wake {
+            cmd.arg(id);
+        }
+        let limit = slice + CALL_TIMEOUT;
+        // A pooled connection may have died with a Redis restart: then try once with a new one.
+        for _ in 0..2 {
+            let (mut conn, reused) = self.blocker().await?;
+            match bounded("wait", limit, cmd.query_async::<Value>(&mut conn)).await {
+                Ok(_) => {
+                    self.idle(conn);
+                    return Ok(());
+                }
+                Err(e) if !reused => return Err(e),
+                Err(e) => tracing::debug!(error = %e, "idle redis connection failed; reconnecting"),
+            }
+        }
+        Err(PortError::Unavailable("redis wait: no connection".into()))
+    }
+}
+
+#[async_trait]
+impl Bus for RedisBus {
+    async fn ensure_group(&self, topic: &str, group: &str) -> PortResult<()> {
+        self.on_group_slots("ensure_group", &self.scripts.ensure, topic, group)
+            .await
+            .map(drop)
+    }
+
+    async fn publish(&self, topic: &str, messages: Vec<Message>) -> PortResult<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let keys = Keys::new(topic, self.topic_partitions(topic).await?);
+        let Some(acks) = self.acks else {
+            return self.append(&keys, &messages, &mut self.conn.clone()).await;
+        };
+        // `WAIT` counts the writes of its own connection and blocks it: one of ours, not the shared one.
+        let (mut conn, reused) = self.blocker().await?;
+        let appended = match self.append(&keys, &messages, &mut conn).await {
+            // A pooled connection may have died with a Redis restart: once more on a new one (an
+            // append that ran after all is a duplicate, which consumers drop by event id).
+            Err(e) if reused && matches!(e, PortError::Unavailable(_)) => {
+                tracing::debug!(error = %e, "idle redis connection failed; reconnecting");
+                conn = self.blocker_new().await?;
+                self.append(&keys, &messages, &mut conn).await
+            }
+            other => other,
+        };
+        appended?;
+        let started = Instant::now();
+        let reached: i64 = bounded(
+            "wait for replicas",
+            acks.wait + CALL_TIMEOUT,
+            redis::cmd("WAIT")
+                .arg(acks.replicas)
+                .arg(millis(acks.wait).max(1))
+                .query_async(&mut conn),
+        )
+        .await?;
+        metrics::histogram!("bus_replica_wait_seconds").record(started.elapsed().as_secs_f64());
+        self.idle(conn);
+        if reached < i64::from(acks.replicas) {
+            metrics::counter!("bus_unreplicated_total").increment(messages.len() as u64);
+            return Err(PortError::Unavailable(format!(
+                "redis bus: {reached} of {} replicas acknowledged within {:?}",
+                acks.replicas, acks.wait
+            )));
         }
         Ok(())
     }

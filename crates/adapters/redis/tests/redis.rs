@@ -3,8 +3,6 @@
 //! trips, unreachable servers and a server restart.
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +13,7 @@ use liveops_core::Window;
 use liveops_redis::{RedisConn, RedisHotState, RedisRankStore};
 use liveops_testkit::conformance;
 use liveops_testkit::fixtures::score_total as total;
+use liveops_testkit::redis_server::{closed_port, OwnRedis};
 
 fn env(var: &str) -> String {
     match std::env::var(var) {
@@ -198,14 +197,6 @@ async fn an_expired_board_disappears_from_boards() {
 
 // ---- unreachable and restarted servers ----
 
-/// A loopback port nothing listens on.
-fn closed_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    port
-}
-
 fn unavailable<T: std::fmt::Debug>(result: Result<T, PortError>, what: &str) {
     assert!(
         matches!(result, Err(PortError::Unavailable(_))),
@@ -282,41 +273,6 @@ async fn a_silent_server_gives_unavailable_within_three_seconds() {
     keep.abort();
 }
 
-/// A throw-away `redis-server` of this test's own, on `port`.
-struct OwnServer(Child);
-
-impl OwnServer {
-    fn start(port: u16) -> Self {
-        let bin =
-            std::env::var("LIVEOPS_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-        let child = Command::new(&bin)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run {bin:?} ({e}): the restart test needs a redis-server binary \
-                     (on PATH, or set LIVEOPS_TEST_REDIS_SERVER)"
-                )
-            });
-        Self(child)
-    }
-
-    fn stop(mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for OwnServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 async fn wait_until_healthy(hot: &RedisHotState, within: Duration) -> Duration {
     let started = Instant::now();
     loop {
@@ -338,7 +294,7 @@ async fn connections_recover_after_a_server_restart() {
     let rank = RedisRankStore::new(conn);
     unavailable(hot.healthcheck().await, "healthcheck before start");
 
-    let server = OwnServer::start(port);
+    let server = OwnRedis::start(port, &[]);
     wait_until_healthy(&hot, Duration::from_secs(10)).await;
     let b = board(Window::Daily, "restart");
     rank.raise(&[total(&b, "a", 1)]).await.unwrap();
@@ -349,7 +305,7 @@ async fn connections_recover_after_a_server_restart() {
     unavailable(rank.size(&b).await, "size while down");
     assert!(t.elapsed() < Duration::from_secs(5));
 
-    let _server = OwnServer::start(port);
+    let _server = OwnRedis::start(port, &[]);
     wait_until_healthy(&hot, Duration::from_secs(10)).await;
     // The new server is empty; the same handles work again without being rebuilt.
     assert_eq!(rank.size(&b).await.unwrap(), 0);

@@ -29,6 +29,13 @@ pub struct BusArgs {
     /// Streams per topic on the Redis bus; a player's events always go to the same one.
     #[arg(long, env = "BUS_PARTITIONS", default_value_t = 8)]
     pub bus_partitions: u32,
+    /// Replicas of the Redis bus's Redis that must hold an event before the gateway accepts it
+    /// (Redis `WAIT`): 0 accepts once the primary has it; 1 keeps every 202 across a failover.
+    #[arg(long, env = "BUS_REDIS_REPLICAS", default_value_t = 0)]
+    pub bus_redis_replicas: u32,
+    /// Milliseconds a publish waits for those replicas before the gateway answers 503 instead.
+    #[arg(long, env = "BUS_REDIS_REPLICA_WAIT_MS", default_value_t = 500)]
+    pub bus_redis_replica_wait_ms: u64,
     /// Seconds before an unacked bus message is delivered again.
     #[arg(long, env = "BUS_VISIBILITY_SEC", default_value_t = 30)]
     pub bus_visibility_sec: u64,
@@ -45,6 +52,12 @@ pub struct BusArgs {
     #[arg(long, env = "SQS_QUEUE_PREFIX", default_value = "liveops")]
     pub sqs_queue_prefix: String,
 }
+
+/// Most replicas `BUS_REDIS_REPLICAS` may ask for.
+pub const MAX_REDIS_REPLICAS: u32 = 16;
+
+/// Longest `BUS_REDIS_REPLICA_WAIT_MS`: a request waits for it before its answer.
+pub const MAX_REPLICA_WAIT_MS: u64 = 10_000;
 
 /// Where the Key Vault secrets are mounted on Azure (the SecretProviderClass of deploy/k8s).
 pub const AZURE_SECRETS_DIR: &str = "/mnt/secrets-store";
@@ -116,7 +129,25 @@ pub fn resolve(
     if !(1..=1024).contains(&args.bus_partitions) {
         return Err(bad("BUS_PARTITIONS", "must be between 1 and 1024"));
     }
+    if args.bus_redis_replicas > MAX_REDIS_REPLICAS {
+        return Err(bad(
+            "BUS_REDIS_REPLICAS",
+            format!("must be between 0 and {MAX_REDIS_REPLICAS}"),
+        ));
+    }
+    if !(1..=MAX_REPLICA_WAIT_MS).contains(&args.bus_redis_replica_wait_ms) {
+        return Err(bad(
+            "BUS_REDIS_REPLICA_WAIT_MS",
+            format!("must be between 1 and {MAX_REPLICA_WAIT_MS}"),
+        ));
+    }
     let kind = kind(args, cloud);
+    if args.bus_redis_replicas > 0 && kind != BusKind::Redis {
+        return Err(bad(
+            "BUS_REDIS_REPLICAS",
+            "applies to the Redis bus only (BUS_KIND=redis)",
+        ));
+    }
     // On Azure the Service Bus connection string comes from the Key Vault mount by default (in a
     // build that has the Service Bus; one without it says so rather than read a file).
     let file = args.bus_conn_file.clone().or_else(|| {

@@ -106,6 +106,16 @@ fn bad_values_name_their_variable() {
         (vec![s, "--level-curve", "0"], "LEVEL_CURVE"),
         (vec![s, "--db-url", "oracle://x"], "DB_URL"),
         (vec![s, "--bus-partitions", "0"], "BUS_PARTITIONS"),
+        (vec![s, "--bus-redis-replicas", "17"], "BUS_REDIS_REPLICAS"),
+        (vec![s, "--bus-redis-replicas", "1"], "BUS_REDIS_REPLICAS"),
+        (
+            vec![s, "--bus-redis-replica-wait-ms", "0"],
+            "BUS_REDIS_REPLICA_WAIT_MS",
+        ),
+        (
+            vec![s, "--bus-redis-replica-wait-ms", "10001"],
+            "BUS_REDIS_REPLICA_WAIT_MS",
+        ),
         (vec![s, "--lb-topn", "0"], "LB_TOPN"),
         (vec![s, "--target", "warehouse"], "LIVEOPS_TARGET"),
         (vec![s, "--rate-limit-max", "0"], "RATE_LIMIT_MAX"),

@@ -12,7 +12,7 @@ use liveops_module::{Adapter, Ports, Task};
 use liveops_sqlite_bus::SqliteBus;
 
 use super::named;
-use crate::config::{BusChoice, Settings};
+use crate::config::{BusArgs, BusChoice, Settings};
 
 /// Registers the bus the settings name.
 pub(super) fn provide(ports: &mut Ports, s: &Settings) {
@@ -44,9 +44,9 @@ pub(super) fn provide(ports: &mut Ports, s: &Settings) {
             plain(move || async move { Ok(Arc::new(MemoryBus::new(opts)) as Arc<dyn Bus>) })
         }
         BusChoice::Redis(url) => {
-            let partitions = s.raw.bus.bus_partitions;
+            let bus = s.raw.bus.clone();
             let ca = s.redis_ca.clone();
-            plain(move || redis_bus(url.clone(), ca.clone(), opts, partitions))
+            plain(move || redis_bus(url.clone(), ca.clone(), opts, bus.clone()))
         }
         BusChoice::Sqs {
             region,
@@ -74,24 +74,29 @@ where
     )
 }
 
-/// Redis Streams, verifying TLS against `ca` when given.
+/// Redis Streams with `args`' partitions and replica acknowledgements, verifying TLS against
+/// `ca` when given.
 async fn redis_bus(
     url: String,
     ca: Option<Vec<u8>>,
     opts: BusOptions,
-    partitions: u32,
+    args: BusArgs,
 ) -> Result<Arc<dyn Bus>, PortError> {
     #[cfg(feature = "redis")]
     {
-        let bus =
-            liveops_redis::bus::RedisBus::connect_with_ca(&url, ca.as_deref(), opts, partitions)
-                .await
-                .map_err(named("BUS_CONN"))?;
+        use liveops_redis::bus::{RedisBus, ReplicaAcks};
+        let bus = RedisBus::connect_with_ca(&url, ca.as_deref(), opts, args.bus_partitions)
+            .await
+            .map_err(named("BUS_CONN"))?
+            .with_replica_acks(ReplicaAcks {
+                replicas: args.bus_redis_replicas,
+                wait: std::time::Duration::from_millis(args.bus_redis_replica_wait_ms),
+            });
         Ok(Arc::new(bus))
     }
     #[cfg(not(feature = "redis"))]
     {
-        let _ = (url, ca, opts, partitions);
+        let _ = (url, ca, opts, args);
         Err(missing("redis"))
     }
 }

@@ -1,0 +1,166 @@
+//! The Redis bus waiting for replicas (`BUS_REDIS_REPLICAS`), against a primary and a replica of
+//! this test's own: a failover keeps every publish the bus acknowledged, and a publish the
+//! replicas did not confirm in time is refused rather than acknowledged.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use liveops_core::ports::{Bus, BusOptions};
+use liveops_core::PortError;
+use liveops_redis::bus::{RedisBus, ReplicaAcks};
+use liveops_testkit::conformance::bus::{body, ids, msg, poll, SUITE_OPTIONS};
+use liveops_testkit::redis_server::{closed_port, OwnRedis};
+use liveops_testkit::relay::Relay;
+
+const TOPIC: &str = "replicated";
+const GROUP: &str = "g";
+const WAIT: Duration = Duration::from_millis(300);
+
+/// Runs a Redis command on the server at `port`.
+async fn command<T: redis::FromRedisValue>(
+    port: u16,
+    cmd: &mut redis::Cmd,
+) -> redis::RedisResult<T> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    cmd.query_async(&mut conn).await
+}
+
+/// `INFO replication` of the server at `port` ("" while it does not answer).
+async fn replication(port: u16) -> String {
+    command(port, redis::cmd("INFO").arg("replication"))
+        .await
+        .unwrap_or_default()
+}
+
+/// Waits up to 10 s until `port`'s replication section holds `line`.
+async fn until_replication(port: u16, line: &str) {
+    let started = Instant::now();
+    while !replication(port).await.contains(line) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no {line:?} on port {port}: {}",
+            replication(port).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn connect(port: u16, opts: BusOptions) -> RedisBus {
+    RedisBus::connect(&format!("redis://127.0.0.1:{port}/"), opts, 2)
+        .await
+        .unwrap()
+}
+
+/// Every body the group still has to read on `bus`.
+async fn bodies(bus: &RedisBus) -> HashSet<String> {
+    let mut seen = HashSet::new();
+    loop {
+        let got = poll(bus, TOPIC, GROUP, "reader", 100, Duration::from_millis(300)).await;
+        if got.is_empty() {
+            return seen;
+        }
+        bus.ack(TOPIC, GROUP, &ids(&got)).await.unwrap();
+        seen.extend(got.iter().map(body));
+    }
+}
+
+#[tokio::test]
+async fn a_failover_keeps_every_publish_the_replica_acknowledged() {
+    let (p, r) = (closed_port(), closed_port());
+    let primary = OwnRedis::start(p, &[]);
+    until_replication(p, "role:master").await;
+    // The replica follows through a relay that can hold back the replication stream.
+    let link = Relay::start(
+        "127.0.0.1:0".parse().unwrap(),
+        format!("127.0.0.1:{p}").parse().unwrap(),
+    )
+    .await;
+    let relay_port = link.addr.port().to_string();
+    let _replica = OwnRedis::start(r, &["--replicaof", "127.0.0.1", &relay_port]);
+    until_replication(r, "master_link_status:up").await;
+    until_replication(p, "connected_slaves:1").await;
+
+    let acks = ReplicaAcks {
+        replicas: 1,
+        wait: WAIT,
+    };
+    let acked = connect(p, SUITE_OPTIONS).await.with_replica_acks(acks);
+    let plain = connect(p, SUITE_OPTIONS).await;
+    acked.ensure_group(TOPIC, GROUP).await.unwrap();
+
+    // While the replica follows, every publish (one message or many) is acknowledged.
+    let mut confirmed = HashSet::new();
+    for i in 0..20 {
+        let batch: Vec<_> = (0..i % 4 + 1).map(|j| format!("acked-{i}-{j}")).collect();
+        let messages = batch.iter().map(|b| msg(&format!("p{i}"), b)).collect();
+        acked.publish(TOPIC, messages).await.unwrap();
+        confirmed.extend(batch);
+    }
+
+    // The link stalls: the primary still takes writes, the replica no longer gets them.
+    link.stalled.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let refused = acked.publish(TOPIC, vec![msg("p", "refused")]).await;
+    let took = started.elapsed();
+    assert!(
+        matches!(refused, Err(PortError::Unavailable(ref m)) if m.contains("0 of 1 replicas")),
+        "{refused:?}"
+    );
+    assert!(
+        took >= WAIT && took < WAIT + Duration::from_secs(2),
+        "{took:?}"
+    );
+    // Without waiting for replicas the same write is acknowledged, on the primary alone.
+    plain
+        .publish(TOPIC, vec![msg("p", "unreplicated")])
+        .await
+        .unwrap();
+
+    // The primary dies (SIGKILL) with what it had not yet sent, and the replica takes over.
+    primary.stop();
+    link.kill();
+    let _: String = command(r, redis::cmd("REPLICAOF").arg("NO").arg("ONE"))
+        .await
+        .unwrap();
+    until_replication(r, "role:master").await;
+
+    let promoted = connect(r, SUITE_OPTIONS).await;
+    let kept = bodies(&promoted).await;
+    let lost: Vec<_> = confirmed.difference(&kept).collect();
+    assert!(lost.is_empty(), "acknowledged and lost: {lost:?}");
+    assert!(!kept.contains("refused"));
+    // The write acknowledged without a replica is what a failover loses.
+    assert!(!kept.contains("unreplicated"), "{kept:?}");
+    assert_eq!(kept.len(), confirmed.len());
+}
+
+#[tokio::test]
+async fn without_a_replica_every_publish_waiting_for_one_is_refused() {
+    let port = closed_port();
+    let _alone = OwnRedis::start(port, &[]);
+    until_replication(port, "role:master").await;
+    let bus = connect(port, SUITE_OPTIONS)
+        .await
+        .with_replica_acks(ReplicaAcks {
+            replicas: 1,
+            wait: WAIT,
+        });
+    bus.ensure_group(TOPIC, GROUP).await.unwrap();
+    for _ in 0..3 {
+        let refused = bus.publish(TOPIC, vec![msg("p", "x")]).await;
+        assert!(
+            matches!(refused, Err(PortError::Unavailable(_))),
+            "{refused:?}"
+        );
+    }
+    // No replicas asked for: the same bus acknowledges.
+    let bus = bus.with_replica_acks(ReplicaAcks {
+        replicas: 0,
+        wait: WAIT,
+    });
+    bus.publish(TOPIC, vec![msg("p", "y")]).await.unwrap();
+}

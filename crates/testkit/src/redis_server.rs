@@ -1,0 +1,61 @@
+//! A throw-away `redis-server` of a test's own (Debian's, on `PATH`, or `LIVEOPS_TEST_REDIS_SERVER`),
+//! for tests that stop, pause or kill the server they talk to.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+
+/// A port nothing listens on now (the OS's pick, released again).
+pub fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    port
+}
+
+/// A `redis-server` on 127.0.0.1 whose files (a replica's copy of its primary) go to a
+/// directory of its own; killed (`SIGKILL`) when dropped.
+pub struct OwnRedis {
+    child: Child,
+    /// Removed when the server is dropped.
+    _dir: tempfile::TempDir,
+}
+
+impl OwnRedis {
+    /// Starts one on `port` with `extra` arguments (for example `--replicaof 127.0.0.1 6379`).
+    pub fn start(port: u16, extra: &[&str]) -> Self {
+        let bin =
+            std::env::var("LIVEOPS_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(&bin)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(dir.path())
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {bin:?} ({e}): this test needs a redis-server binary \
+                     (on PATH, or set LIVEOPS_TEST_REDIS_SERVER)"
+                )
+            });
+        Self { child, _dir: dir }
+    }
+
+    /// Kills it (`SIGKILL`: no shutdown, nothing flushed) and waits for it to end.
+    pub fn stop(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
