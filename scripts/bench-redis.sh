@@ -3,7 +3,8 @@
 #  1. redis-benchmark: ZINCRBY on a board, and ZREVRANGE 0 99 WITHSCORES on a 1M-member board,
 #     the operations the leaderboard issues;
 #  2. liveops bench --spawn with hot state and ranks on that Redis (bus: the local SQLite file),
-#     then with the Redis Streams bus as well: single-event ingest and top-100 / rank reads;
+#     then with the Redis Streams bus as well, without and with waiting for the replica
+#     (BUS_REDIS_REPLICAS=1): single-event ingest and top-100 / rank reads;
 #  3. the embedded default, same load, for the ratio.
 # Needs the loopback servers of scripts/services.sh (started here if not running).
 # Usage: scripts/bench-redis.sh [duration-seconds]
@@ -42,6 +43,10 @@ REDIS_URL="$LIVEOPS_TEST_REDIS_URL" "$BIN" bench --spawn --mode read --players 1
 echo "== liveops, everything on Redis (Streams bus)"
 "${R[@]}" flushdb >/dev/null
 REDIS_URL="$LIVEOPS_TEST_REDIS_URL" BUS_KIND=redis "$BIN" bench --spawn --players 10000 --connections 32 --duration "$DURATION"
+"${R[@]}" flushdb >/dev/null
+
+echo "== liveops, everything on Redis, each event waiting for the replica (BUS_REDIS_REPLICAS=1)"
+REDIS_URL="$LIVEOPS_TEST_REDIS_URL" BUS_KIND=redis BUS_REDIS_REPLICAS=1 "$BIN" bench --spawn --players 10000 --connections 32 --duration "$DURATION"
 "${R[@]}" flushdb >/dev/null
 
 echo "== liveops, embedded default"

@@ -431,6 +431,12 @@ def leaderboards(L):
                      "raised in that pass and the one before, so a Redis failover that lost the "
                      "last writes heals within a pass or two. Follows the score update rate "
                      "(raising is idempotent). Not noted: those players heal at their next event."))
+    L.add(timeseries("Scores committed after their final snapshot was due (last hour), by window",
+                     [(summed("leaderboard_late_scores_total", by="window", fn="increase", window="1h"),
+                       "{{window}}")], "short",
+                     "Events held up longer than LB_SETTLE_SEC (a consumer outage across a "
+                     "period's end): the hall of fame of that period is taken again; a rank "
+                     "campaign already decided keeps what it paid."))
 
 
 @board("liveops-datastores", "LiveOps / MySQL VM and Redis",

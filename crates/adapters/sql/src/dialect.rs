@@ -108,7 +108,7 @@ pub struct Upserts {
     /// After [`Upserts::add_score`]: the rows as the upsert left them, where the backend can
     /// answer them from the upsert itself (`RETURNING`); `None`: read them back.
     pub returning_scores: Option<&'static str>,
-    /// `snapshots`: replace the board's snapshot.
+    /// `snapshots`: replace the board's snapshot unless final, a final one by a later final.
     pub replace_snapshot: &'static str,
     /// `fairness_verdicts`: the first verdict stands.
     pub keep_verdict: &'static str,
@@ -131,7 +131,8 @@ pub const ON_CONFLICT: Upserts = Upserts {
     returning_scores: Some(" RETURNING board_window, period, player_id, score"),
     replace_snapshot: " ON CONFLICT (board_window, period) DO UPDATE SET \
                        taken_at = excluded.taken_at, is_final = excluded.is_final, \
-                       entries = excluded.entries WHERE snapshots.is_final = 0",
+                       entries = excluded.entries WHERE snapshots.is_final = 0 \
+                       OR (excluded.is_final = 1 AND excluded.taken_at > snapshots.taken_at)",
     keep_verdict: " ON CONFLICT (event_id) DO NOTHING",
     keep_flag: " ON CONFLICT (event_id) DO NOTHING",
     replace_stats: " ON CONFLICT (event_type) DO UPDATE SET samples = excluded.samples, \

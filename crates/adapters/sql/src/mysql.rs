@@ -28,9 +28,13 @@ pub const ON_DUPLICATE_KEY: Upserts = Upserts {
     keep_reward: " ON DUPLICATE KEY UPDATE reward_id = reward_id",
     add_score: " ON DUPLICATE KEY UPDATE score = score + VALUES(score)",
     returning_scores: None,
+    // Assignments run in order and later ones see earlier results: `taken_at` changes last
+    // but one, after `entries` compared against its old value.
     replace_snapshot: " ON DUPLICATE KEY UPDATE \
-                       taken_at = IF(is_final = 1, taken_at, VALUES(taken_at)), \
-                       entries = IF(is_final = 1, entries, VALUES(entries)), \
+                       entries = IF(is_final = 0 OR (VALUES(is_final) = 1 \
+                         AND VALUES(taken_at) > taken_at), VALUES(entries), entries), \
+                       taken_at = IF(is_final = 0 OR (VALUES(is_final) = 1 \
+                         AND VALUES(taken_at) > taken_at), VALUES(taken_at), taken_at), \
                        is_final = GREATEST(is_final, VALUES(is_final))",
     keep_verdict: " ON DUPLICATE KEY UPDATE event_id = event_id",
     keep_flag: " ON DUPLICATE KEY UPDATE event_id = event_id",

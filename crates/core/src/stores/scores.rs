@@ -40,8 +40,9 @@ pub trait ScoreStore: Health {
     async fn board_scores(&self, board: &Board) -> PortResult<Vec<(String, i64)>>;
     /// Boards that have scores, for rebuilding.
     async fn boards(&self) -> PortResult<Vec<Board>>;
-    /// Stores a snapshot, replacing the board's older one unless that one is final: the hall of
-    /// fame is written once, whichever replica writes it first.
+    /// Stores a snapshot, replacing the board's one unless that is final; a final one is replaced
+    /// only by a final one taken later (read later, so it holds at least the same scores: the
+    /// hall of fame taken again after late scores, or by the replica that read last).
     async fn save_snapshot(&self, snapshot: &Snapshot) -> PortResult<()>;
     /// The snapshot of a board.
     async fn snapshot(&self, board: &Board) -> PortResult<Option<Snapshot>>;

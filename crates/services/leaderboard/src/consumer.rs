@@ -125,8 +125,9 @@ pub async fn run_consumer(
     Ok(())
 }
 
-/// Records the scores of the events not applied before, atomically with their ids; returns the
-/// totals they left, to raise the rank store to.
+/// Records the scores of the events not applied before, atomically with their ids; notes the
+/// ended boards whose final snapshot is due again; returns the totals they left, to raise the
+/// rank store to.
 pub(crate) async fn commit_batch(
     state: &LeaderboardState,
     events: &[Envelope],
@@ -145,6 +146,7 @@ pub(crate) async fn commit_batch(
     for (window, n) in updates {
         metrics::counter!("leaderboard_updates_total", "window" => window.as_str()).increment(n);
     }
+    state.late.note(cfg, &totals, now_ms());
     Ok(totals)
 }
 

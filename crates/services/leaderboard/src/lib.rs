@@ -34,7 +34,7 @@ mod top_cache;
 pub use consumer::{run_consumer, run_reconcile};
 pub use recent::Recent;
 pub use routes::{HistoryView, LeaderboardView, PeriodsView, PlayerRankView};
-pub use snapshots::{parse_cron, run_snapshots};
+pub use snapshots::{parse_cron, run_snapshots, LateBoards};
 pub use top_cache::TopCache;
 
 /// The consumer group the leaderboard reads `events.accepted` with.
@@ -129,6 +129,8 @@ pub struct LeaderboardState {
     pub top_cache: Arc<TopCache>,
     /// The totals raised lately, raised again by the reconcile (a failover that lost them).
     pub recent: Arc<Recent>,
+    /// Ended boards with scores committed after their final snapshot was due.
+    pub late: Arc<LateBoards>,
 }
 
 impl LeaderboardState {
@@ -151,6 +153,7 @@ impl LeaderboardState {
             loaded: Arc::default(),
             top_cache: Arc::default(),
             recent: Arc::default(),
+            late: Arc::default(),
         }
     }
 }
@@ -160,6 +163,7 @@ liveops_module::from_context!(LeaderboardState(
     loaded: Arc<AtomicBool>,
     top_cache: Arc<TopCache>,
     recent: Arc<Recent>,
+    late: Arc<LateBoards>,
 ) { bus, ranks, store, processed });
 
 /// The leaderboard routes with their OpenAPI operations.
@@ -215,6 +219,7 @@ impl ModuleArgs for LeaderboardArgs {
             ctx,
             Arc::new(config),
             loaded.clone(),
+            Arc::default(),
             Arc::default(),
             Arc::default(),
         )

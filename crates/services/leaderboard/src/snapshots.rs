@@ -3,17 +3,60 @@
 //! before it and still in the pipeline count. The clock is a parameter, so tests can move time.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use croner::Cron;
-use liveops_core::ports::Board;
+use liveops_core::ports::{Board, ScoreTotal};
 use liveops_core::stores::Snapshot;
 use liveops_core::{now_ms, utc_ms, Calendar, Period, PortError, Window};
 use tokio_util::sync::CancellationToken;
 
 use crate::scores::{live_periods, rank_entries};
-use crate::LeaderboardState;
+use crate::{LeaderboardConfig, LeaderboardState};
+
+/// Ended boards whose scores changed after their final snapshot was due (events held up longer
+/// than `LB_SETTLE_SEC`, by a consumer outage across the end), for the snapshotter to take
+/// their final snapshot again: the hall of fame follows the durable scores.
+#[derive(Debug, Default)]
+pub struct LateBoards(Mutex<BTreeSet<Board>>);
+
+impl LateBoards {
+    /// Notes the boards among `totals` (just committed at `now_ms`) whose final snapshot was
+    /// due already, counting their totals in `leaderboard_late_scores_total`.
+    pub(crate) fn note(&self, config: &LeaderboardConfig, totals: &[ScoreTotal], now_ms: i64) {
+        let settle = i64::try_from(config.settle.as_millis()).unwrap_or(i64::MAX);
+        let mut late = BTreeMap::<&Board, u64>::new();
+        for t in totals {
+            let Ok(period) = config
+                .calendar
+                .parse_period(t.board.window, &t.board.period)
+            else {
+                continue;
+            };
+            if period.to.timestamp_millis().saturating_add(settle) <= now_ms {
+                *late.entry(&t.board).or_default() += 1;
+            }
+        }
+        if late.is_empty() {
+            return;
+        }
+        let mut boards = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for (board, scores) in late {
+            tracing::warn!(window = %board.window, period = %board.period, scores,
+                "scores changed after the final snapshot was due; taking it again");
+            metrics::counter!("leaderboard_late_scores_total", "window" => board.window.as_str())
+                .increment(scores);
+            boards.insert(board.clone());
+        }
+    }
+
+    /// The boards noted since the last call.
+    fn take(&self) -> BTreeSet<Board> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
 
 /// How often the clock is checked for a rollover.
 const TICK: Duration = Duration::from_secs(1);
@@ -141,9 +184,18 @@ impl Snapshotter {
         self.write_finals_due(now_ms).await;
     }
 
-    /// One check at `now_ms`: rollovers, due final snapshots, and the cron snapshot.
+    /// One check at `now_ms`: rollovers, due final snapshots (again for boards with late
+    /// scores), and the cron snapshot.
     pub(crate) async fn tick(&mut self, now_ms: i64) {
         let cfg = self.state.config.clone();
+        for board in self.state.late.take() {
+            // One not due yet by this clock is owed by its rollover anyway.
+            if let Ok(period) = cfg.calendar.parse_period(board.window, &board.period) {
+                if self.due(period.to) <= now_ms {
+                    self.finals_due.insert(board, now_ms);
+                }
+            }
+        }
         for r in rollovers(&cfg.calendar, &cfg.windows, now_ms, &self.last) {
             tracing::info!(window = %r.window, ended = ?r.ended, current = %r.current.id,
                 "period rolled over");
@@ -306,6 +358,7 @@ mod tests {
     use liveops_core::ports::{BusOptions, ScoreDelta};
     use liveops_memory::{MemoryBus, MemoryRankStore};
     use liveops_sql::SqliteRepository;
+    use liveops_testkit::received::{envelope, kill};
     use uuid::Uuid;
 
     use super::*;
@@ -550,6 +603,39 @@ mod tests {
         assert!(stored(&state, Window::Daily, T).await.is_none());
         s.tick(T + 61_000).await;
         assert!(stored(&state, Window::Daily, T).await.unwrap().is_final);
+    }
+
+    #[tokio::test]
+    async fn scores_committed_after_the_final_snapshot_take_it_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = settling(state(&dir).await, Duration::from_secs(60));
+        score(&state, T, &[("alice", 10)]).await;
+        let mut s = Snapshotter::new(state.clone());
+        s.start(T).await;
+        s.tick(T + 61_000).await;
+        let first = stored(&state, Window::Daily, T).await.unwrap();
+        assert_eq!(players(&first), [(1, "alice", 10)]);
+
+        // The consumer was down across the end: an event received in the day's last second is
+        // committed long after the final snapshot (now, in real time).
+        let late = envelope("bob", kill(25), T);
+        let totals = crate::consumer::commit_batch(&state, &[late])
+            .await
+            .unwrap();
+        assert_eq!(totals.len(), 2, "the day's board and the week's");
+        s.tick(T + 62_000).await;
+        let fame = stored(&state, Window::Daily, T).await.unwrap();
+        assert!(fame.is_final);
+        assert_eq!(fame.taken_at_ms, T + 62_000);
+        assert_eq!(players(&fame), [(1, "bob", 25), (2, "alice", 10)]);
+        // The week has not ended: its board is live, and no final snapshot is taken for it.
+        assert!(stored(&state, Window::Weekly, T)
+            .await
+            .is_none_or(|w| !w.is_final));
+
+        // Nothing late since: the next check leaves the hall of fame as it is.
+        s.tick(T + 63_000).await;
+        assert_eq!(stored(&state, Window::Daily, T).await.unwrap(), fame);
     }
 
     #[tokio::test]

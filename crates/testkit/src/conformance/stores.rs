@@ -413,8 +413,8 @@ async fn periods_from(repo: &dyn Stores, window: Window, prefix: &str) -> Vec<St
     all.into_iter().filter(|p| p.starts_with(prefix)).collect()
 }
 
-/// A snapshot replaces the board's older one unless that one is final; periods list newest
-/// first.
+/// A snapshot replaces the board's older one unless that one is final, which only a later final
+/// one replaces; periods list newest first.
 pub async fn snapshots_replace_and_list_newest_first(repo: &dyn Stores) {
     let s = suffix();
     let base = liveops_core::now_ms() + 1_000_000;
@@ -480,13 +480,26 @@ pub async fn snapshots_replace_and_list_newest_first(repo: &dyn Stores) {
     let daily = periods_from(repo, Window::Daily, &ours).await;
     assert!(daily.is_empty(), "periods are per window");
 
-    // A final snapshot stays: neither another replica's final nor a running one replaces it.
-    for later in [snap("a", base + 4, true, 5), snap("a", base + 5, false, 7)] {
-        ok(repo.save_snapshot(&later).await, "save_snapshot");
+    // A final snapshot stays against a running one, and against a final one taken before it
+    // (a replica that read earlier and wrote later).
+    for stale in [snap("a", base + 5, false, 7), snap("a", base + 2, true, 5)] {
+        ok(repo.save_snapshot(&stale).await, "save_snapshot");
     }
     assert_eq!(
         ok(repo.snapshot(&board("a")).await, "snapshot"),
         Some(snap("a", base + 3, true, 99))
+    );
+    // A final one taken later replaces it (taken again after late scores), and still no
+    // running one does.
+    let revised = snap("a", base + 6, true, 120);
+    ok(repo.save_snapshot(&revised).await, "save_snapshot");
+    ok(
+        repo.save_snapshot(&snap("a", base + 7, false, 1)).await,
+        "save_snapshot",
+    );
+    assert_eq!(
+        ok(repo.snapshot(&board("a")).await, "snapshot"),
+        Some(revised)
     );
 }
 
