@@ -413,10 +413,9 @@ mod tests {
     }
 
     async fn state(dir: &tempfile::TempDir) -> LeaderboardState {
-        let repo = SqliteRepository::connect(dir.path().join("db").to_str().unwrap())
+        let repo = SqliteRepository::open_migrated(&dir.path().join("db"))
             .await
             .unwrap();
-        repo.migrate().await.unwrap();
         let state = LeaderboardState::new(
             LeaderboardConfig {
                 windows: vec![Window::Daily, Window::Weekly],
@@ -567,21 +566,27 @@ mod tests {
         assert!(!weekly.is_final);
     }
 
-    /// `state` with final snapshots taken `settle` after their period ends.
-    fn settling(mut state: LeaderboardState, settle: Duration) -> LeaderboardState {
+    /// A leaderboard whose final snapshots are taken 60 s after their period ends, with
+    /// `scores` at `T`, and its snapshotter started at `started`.
+    async fn settling(
+        dir: &tempfile::TempDir,
+        scores: &[(&str, i64)],
+        started: i64,
+    ) -> (LeaderboardState, Snapshotter) {
+        let mut state = state(dir).await;
         let mut config = (*state.config).clone();
-        config.settle = settle;
+        config.settle = Duration::from_secs(60);
         state.config = Arc::new(config);
-        state
+        score(&state, T, scores).await;
+        let mut s = Snapshotter::new(state.clone());
+        s.start(started).await;
+        (state, s)
     }
 
     #[tokio::test]
     async fn the_final_snapshot_waits_for_events_still_on_their_way() {
         let dir = tempfile::tempdir().unwrap();
-        let state = settling(state(&dir).await, Duration::from_secs(60));
-        score(&state, T, &[("alice", 10)]).await;
-        let mut s = Snapshotter::new(state.clone());
-        s.start(T).await;
+        let (state, mut s) = settling(&dir, &[("alice", 10)], T).await;
         // The day ends (T is its last second): its final snapshot is due 60 s later.
         s.tick(T + 1_000).await;
         assert!(stored(&state, Window::Daily, T).await.is_none());
@@ -596,10 +601,7 @@ mod tests {
 
         // A process started within the settle time owes the final snapshot, due as before.
         let dir = tempfile::tempdir().unwrap();
-        let state = settling(self::state(&dir).await, Duration::from_secs(60));
-        score(&state, T, &[("carol", 5)]).await;
-        let mut s = Snapshotter::new(state.clone());
-        s.start(T + 10_000).await;
+        let (state, mut s) = settling(&dir, &[("carol", 5)], T + 10_000).await;
         assert!(stored(&state, Window::Daily, T).await.is_none());
         s.tick(T + 61_000).await;
         assert!(stored(&state, Window::Daily, T).await.unwrap().is_final);
@@ -608,10 +610,7 @@ mod tests {
     #[tokio::test]
     async fn scores_committed_after_the_final_snapshot_take_it_again() {
         let dir = tempfile::tempdir().unwrap();
-        let state = settling(state(&dir).await, Duration::from_secs(60));
-        score(&state, T, &[("alice", 10)]).await;
-        let mut s = Snapshotter::new(state.clone());
-        s.start(T).await;
+        let (state, mut s) = settling(&dir, &[("alice", 10)], T).await;
         s.tick(T + 61_000).await;
         let first = stored(&state, Window::Daily, T).await.unwrap();
         assert_eq!(players(&first), [(1, "alice", 10)]);

@@ -50,11 +50,9 @@ async fn spawn_app() -> TestApp {
 
 async fn spawn_app_with(windows: Vec<Window>) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("liveops.db");
-    let repo = SqliteRepository::connect(db.to_str().unwrap())
+    let repo = SqliteRepository::open_migrated(&dir.path().join("liveops.db"))
         .await
         .unwrap();
-    repo.migrate().await.unwrap();
     let bus = Arc::new(MemoryBus::new(BusOptions::default()));
     bus.ensure_group(topics::ACCEPTED, GROUP).await.unwrap();
     let state = LeaderboardState::new(

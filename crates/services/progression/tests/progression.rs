@@ -36,11 +36,9 @@ struct TestApp {
 
 async fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("liveops.db");
-    let repo = SqliteRepository::connect(db.to_str().unwrap())
+    let repo = SqliteRepository::open_migrated(&dir.path().join("liveops.db"))
         .await
         .unwrap();
-    repo.migrate().await.unwrap();
     let bus = Arc::new(MemoryBus::new(BusOptions::default()));
     bus.ensure_group(topics::ACCEPTED, GROUP).await.unwrap();
     let keyring = Keyring::single(SECRET).unwrap();

@@ -41,6 +41,14 @@ impl SqlRepository<Sqlite> {
             .map_err(db_error::<Sqlite>)?;
         Ok(Self::from_pool(pool))
     }
+
+    /// Opens the database file at `path` (created if missing) with its schema brought up to
+    /// date: a ready repository in one call, as a single process or a test wants it.
+    pub async fn open_migrated(path: &Path) -> Result<Self, PortError> {
+        let repo = Self::connect(&path.to_string_lossy()).await?;
+        repo.migrate().await?;
+        Ok(repo)
+    }
 }
 
 /// How long a statement waits for another writer's lock before giving up with "busy".

@@ -33,10 +33,9 @@ pub struct TestApp {
 
 pub async fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let repo = SqliteRepository::connect(dir.path().join("liveops.db").to_str().unwrap())
+    let repo = SqliteRepository::open_migrated(&dir.path().join("liveops.db"))
         .await
         .unwrap();
-    repo.migrate().await.unwrap();
     let repo = Arc::new(repo);
     let bus = Arc::new(FlakyBus::new(MemoryBus::new(BusOptions {
         visibility_timeout: Duration::from_millis(300),
