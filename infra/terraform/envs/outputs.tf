@@ -36,6 +36,11 @@ output "redis_ssl_port" {
   value       = module.stack.redis.ssl_port
 }
 
+output "redis_replicas" {
+  description = "Replicas per primary of the cache: set BUS_REDIS_REPLICAS to it when the bus is on Redis (bus-redis), so that every 202 survives a failover."
+  value       = module.stack.redis.replicas
+}
+
 output "postgres_fqdn" {
   description = "PostgreSQL primary FQDN."
   value       = module.stack.postgres.fqdn

@@ -46,6 +46,7 @@ wanted = {
     "KEY_VAULT_NAME": "key_vault_name",
     "REDIS_HOST": "redis_host",
     "REDIS_PORT": "redis_ssl_port",
+    "REDIS_REPLICAS": "redis_replicas",
     "POSTGRES_FQDN": "postgres_fqdn",
     "SERVICEBUS_NAMESPACE": "servicebus_namespace",
     "MYSQL_PRIVATE_IP": "mysql_private_ip",

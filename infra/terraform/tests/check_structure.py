@@ -45,7 +45,7 @@ README = ROOT / "README.md"
 META_ARGS = {"source", "version", "providers", "count", "for_each", "depends_on"}
 KUSTOMIZE_OUTPUTS = [
     "acr_login_server", "workload_identity_client_id", "tenant_id", "key_vault_name", "redis_host",
-    "redis_ssl_port", "postgres_fqdn", "servicebus_namespace", "mysql_private_ip", "app_gateway_id",
+    "redis_ssl_port", "redis_replicas", "postgres_fqdn", "servicebus_namespace", "mysql_private_ip", "app_gateway_id",
     "waf_policy_id", "appgw_subnet_cidr", "data_subnet_cidr", "vm_subnet_cidr",
 ]
 # Names Terraform defines itself, not declared in the configuration.
@@ -409,6 +409,7 @@ def check_outputs_to_kustomize_script(t: Tree) -> list[str]:
     script = ROOT / "scripts" / "outputs-to-kustomize.sh"
     sample = {o: {"sensitive": False, "type": "string", "value": f"value-of-{o}"} for o in KUSTOMIZE_OUTPUTS}
     sample["redis_ssl_port"] = {"sensitive": False, "type": "number", "value": 6380}
+    sample["redis_replicas"] = {"sensitive": False, "type": "number", "value": 2}
     problems = []
     with tempfile.TemporaryDirectory() as tmp:
         # The script writes under <repo>/deploy/k8s/overlays/<env>: run it on a copy of itself

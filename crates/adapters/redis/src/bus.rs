@@ -500,6 +500,12 @@ fn timed_out(what: &str, after: Duration) -> PortError {
     PortError::Unavailable(format!("redis {what}: no answer within {after:?}"))
 }
 
+/// A publish that reached the primary but not its replicas in time: counted, and `Unavailable`.
+fn unreplicated(messages: &[Message], why: &str) -> PortError {
+    metrics::counter!("bus_unreplicated_total").increment(messages.len() as u64);
+    PortError::Unavailable(format!("redis bus: {why}"))
+}
+
 /// Runs one Redis call bounded by `limit`.
 async fn bounded<T>(
     what: &str,
@@ -638,6 +644,8 @@ pub struct RedisBus {
     hands: Arc<Mutex<Hands>>,
     /// Replicas each publish waits for, if any.
     acks: Option<ReplicaAcks>,
+    /// Publishes waiting for replicas at once, at most [`IDLE_BLOCKERS`].
+    replicated: tokio::sync::Semaphore,
 }
 
 impl fmt::Debug for RedisBus {
@@ -717,6 +725,7 @@ impl RedisBus {
             scripts: Scripts::new(),
             hands: Arc::default(),
             acks: None,
+            replicated: tokio::sync::Semaphore::new(IDLE_BLOCKERS),
         };
         bus.healthcheck().await?;
         Ok(bus)
@@ -1053,6 +1062,16 @@ impl Bus for RedisBus {
         let Some(acks) = self.acks else {
             return self.append(&keys, &messages, &mut self.conn.clone()).await;
         };
+        // At most IDLE_BLOCKERS at once: a replica that does not answer holds each publish for
+        // the whole wait, which must not open a connection per request.
+        let Ok(Ok(_permit)) =
+            tokio::time::timeout(acks.wait + CALL_TIMEOUT, self.replicated.acquire()).await
+        else {
+            return Err(unreplicated(
+                &messages,
+                "too many publishes waiting for replicas",
+            ));
+        };
         // `WAIT` counts the writes of its own connection and blocks it: one of ours, not the shared one.
         let (mut conn, reused) = self.blocker().await?;
         let appended = match self.append(&keys, &messages, &mut conn).await {
@@ -1067,25 +1086,33 @@ impl Bus for RedisBus {
         };
         appended?;
         let started = Instant::now();
-        let reached: i64 = bounded(
+        let reached = bounded(
             "wait for replicas",
             acks.wait + CALL_TIMEOUT,
             redis::cmd("WAIT")
                 .arg(acks.replicas)
                 .arg(millis(acks.wait).max(1))
-                .query_async(&mut conn),
+                .query_async::<i64>(&mut conn),
         )
-        .await?;
+        .await;
         metrics::histogram!("bus_replica_wait_seconds").record(started.elapsed().as_secs_f64());
-        self.idle(conn);
-        if reached < i64::from(acks.replicas) {
-            metrics::counter!("bus_unreplicated_total").increment(messages.len() as u64);
-            return Err(PortError::Unavailable(format!(
-                "redis bus: {reached} of {} replicas acknowledged within {:?}",
-                acks.replicas, acks.wait
-            )));
+        match reached {
+            Ok(n) if n >= i64::from(acks.replicas) => {
+                self.idle(conn);
+                Ok(())
+            }
+            Ok(n) => {
+                self.idle(conn);
+                Err(unreplicated(
+                    &messages,
+                    &format!(
+                        "{n} of {} replicas acknowledged within {:?}",
+                        acks.replicas, acks.wait
+                    ),
+                ))
+            }
+            Err(e) => Err(unreplicated(&messages, &e.to_string())),
         }
-        Ok(())
     }
 
     async fn receive(&self, request: PollRequest<'_>) -> PortResult<Vec<Delivery>> {

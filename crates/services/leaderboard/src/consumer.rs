@@ -53,7 +53,8 @@ struct Leaderboard<'a> {
 #[async_trait::async_trait]
 impl Apply for Leaderboard<'_> {
     async fn apply(&mut self, events: &[Envelope]) -> Result<(), PortError> {
-        match commit_batch(self.state, events).await {
+        let now = now_ms();
+        match commit_batch(self.state, events, now).await {
             Ok(totals) => {
                 self.totals = totals;
                 Ok(())
@@ -61,6 +62,10 @@ impl Apply for Leaderboard<'_> {
             Err(error) => {
                 let cfg = &self.state.config;
                 let (deltas, _) = deltas(events, &cfg.windows, &cfg.calendar);
+                // Landed or not, the retry will find nothing to commit: note ended boards now.
+                self.state
+                    .late
+                    .note_boards(cfg, deltas.iter().map(|d| &d.board), now);
                 self.suspect.extend(deltas.into_iter().map(|d| d.board));
                 Err(error)
             }
@@ -126,11 +131,12 @@ pub async fn run_consumer(
 }
 
 /// Records the scores of the events not applied before, atomically with their ids; notes the
-/// ended boards whose final snapshot is due again; returns the totals they left, to raise the
+/// ended boards whose final snapshot is due again (by `now_ms`); returns the totals they left, to raise the
 /// rank store to.
 pub(crate) async fn commit_batch(
     state: &LeaderboardState,
     events: &[Envelope],
+    now_ms: i64,
 ) -> Result<Vec<ScoreTotal>, PortError> {
     let fresh = unapplied(&*state.processed, CONSUMER_ID, events).await?;
     if fresh.is_empty() {
@@ -146,7 +152,7 @@ pub(crate) async fn commit_batch(
     for (window, n) in updates {
         metrics::counter!("leaderboard_updates_total", "window" => window.as_str()).increment(n);
     }
-    state.late.note(cfg, &totals, now_ms());
+    state.late.note(cfg, &totals, now_ms);
     Ok(totals)
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use croner::Cron;
@@ -18,44 +18,107 @@ use crate::{LeaderboardConfig, LeaderboardState};
 
 /// Ended boards whose scores changed after their final snapshot was due (events held up longer
 /// than `LB_SETTLE_SEC`, by a consumer outage across the end), for the snapshotter to take
-/// their final snapshot again: the hall of fame follows the durable scores.
-#[derive(Debug, Default)]
-pub struct LateBoards(Mutex<BTreeSet<Board>>);
+/// their final snapshot again once no late score came for a while: the hall of fame follows
+/// the durable scores. Process memory only: what a crash loses, the next start
+/// finds by comparing the last ended boards with their final snapshots.
+#[derive(Debug)]
+pub struct LateBoards {
+    /// Per board, when a late score last came.
+    noted: Mutex<BTreeMap<Board, Instant>>,
+    /// How long a board must go without late scores before it is taken again: a backlog
+    /// draining after an outage retakes each board once, not once a tick.
+    quiet: Duration,
+}
+
+/// Boards are noted from this long before their final snapshot is due: a commit that races the
+/// snapshot, or clocks a little apart, still takes it again.
+const LATE_MARGIN_MS: i64 = 10_000;
+
+impl Default for LateBoards {
+    fn default() -> Self {
+        Self::with_quiet(Duration::from_secs(5))
+    }
+}
 
 impl LateBoards {
-    /// Notes the boards among `totals` (just committed at `now_ms`) whose final snapshot was
-    /// due already, counting their totals in `leaderboard_late_scores_total`.
+    /// Boards retaken once they have gone `quiet` without late scores.
+    pub fn with_quiet(quiet: Duration) -> Self {
+        Self {
+            noted: Mutex::default(),
+            quiet,
+        }
+    }
+
+    /// Notes the boards among `totals` (just committed at `now_ms`) whose final snapshot is
+    /// due or nearly, counting the totals past due in `leaderboard_late_scores_total`.
     pub(crate) fn note(&self, config: &LeaderboardConfig, totals: &[ScoreTotal], now_ms: i64) {
-        let settle = i64::try_from(config.settle.as_millis()).unwrap_or(i64::MAX);
-        let mut late = BTreeMap::<&Board, u64>::new();
+        let mut past_due = BTreeMap::<&Board, u64>::new();
         for t in totals {
-            let Ok(period) = config
-                .calendar
-                .parse_period(t.board.window, &t.board.period)
-            else {
-                continue;
-            };
-            if period.to.timestamp_millis().saturating_add(settle) <= now_ms {
-                *late.entry(&t.board).or_default() += 1;
+            if let Some(due) = final_due(config, &t.board) {
+                if due <= now_ms {
+                    *past_due.entry(&t.board).or_default() += 1;
+                }
             }
         }
+        for (board, scores) in past_due {
+            tracing::warn!(window = %board.window, period = %board.period, scores,
+                "scores committed after the final snapshot was due; it will be taken again");
+            metrics::counter!("leaderboard_late_scores_total", "window" => board.window.as_str())
+                .increment(scores);
+        }
+        self.note_boards(config, totals.iter().map(|t| &t.board), now_ms);
+    }
+
+    /// Notes those of `boards` whose final snapshot is due by `now_ms` or nearly (a commit that
+    /// failed may have landed all the same).
+    pub(crate) fn note_boards<'a>(
+        &self,
+        config: &LeaderboardConfig,
+        boards: impl IntoIterator<Item = &'a Board>,
+        now_ms: i64,
+    ) {
+        let late: BTreeSet<&Board> = boards
+            .into_iter()
+            .filter(|b| final_due(config, b).is_some_and(|due| due - LATE_MARGIN_MS <= now_ms))
+            .collect();
         if late.is_empty() {
             return;
         }
-        let mut boards = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        for (board, scores) in late {
-            tracing::warn!(window = %board.window, period = %board.period, scores,
-                "scores changed after the final snapshot was due; taking it again");
-            metrics::counter!("leaderboard_late_scores_total", "window" => board.window.as_str())
-                .increment(scores);
-            boards.insert(board.clone());
+        let now = Instant::now();
+        let mut noted = self.noted.lock().unwrap_or_else(|e| e.into_inner());
+        for board in late {
+            noted.insert(board.clone(), now);
         }
     }
 
-    /// The boards noted since the last call.
-    fn take(&self) -> BTreeSet<Board> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    /// The boards that have gone quiet, no longer noted.
+    fn take_quiet(&self) -> Vec<Board> {
+        let mut noted = self.noted.lock().unwrap_or_else(|e| e.into_inner());
+        let quiet: Vec<Board> = noted
+            .iter()
+            .filter(|(_, at)| at.elapsed() >= self.quiet)
+            .map(|(b, _)| b.clone())
+            .collect();
+        for b in &quiet {
+            noted.remove(b);
+        }
+        quiet
     }
+}
+
+/// When the final snapshot of `board` is due (unix ms): its period's end plus the settle time.
+fn final_due(config: &LeaderboardConfig, board: &Board) -> Option<i64> {
+    let period = config
+        .calendar
+        .parse_period(board.window, &board.period)
+        .ok()?;
+    Some(settled(config, period.to))
+}
+
+/// When a ranking that ended at `end` has settled (unix ms).
+fn settled(config: &LeaderboardConfig, end: DateTime<Utc>) -> i64 {
+    let settle = i64::try_from(config.settle.as_millis()).unwrap_or(i64::MAX);
+    end.timestamp_millis().saturating_add(settle)
 }
 
 /// How often the clock is checked for a rollover.
@@ -153,12 +216,12 @@ impl Snapshotter {
 
     /// When the final snapshot of a period that ended at `end` is due.
     fn due(&self, end: DateTime<Utc>) -> i64 {
-        let settle = i64::try_from(self.state.config.settle.as_millis()).unwrap_or(i64::MAX);
-        end.timestamp_millis().saturating_add(settle)
+        settled(&self.state.config, end)
     }
 
     /// First check: remembers the current periods and owes a final snapshot of each previous
-    /// period that has none (the process may have been down at the rollover).
+    /// period that has none (the process may have been down at the rollover) or whose scores
+    /// moved since it was taken (late scores noted by a process that stopped first).
     pub(crate) async fn start(&mut self, now_ms: i64) {
         let cfg = self.state.config.clone();
         for &window in &cfg.windows {
@@ -170,7 +233,12 @@ impl Snapshotter {
                 period: previous.id,
             };
             match self.state.store.snapshot(&board).await {
-                Ok(Some(s)) if s.is_final => {}
+                Ok(Some(s)) if s.is_final => {
+                    // Late scores a process noted and could not take again before it stopped.
+                    if self.moved_since(&board, &s).await {
+                        self.finals_due.insert(board, due);
+                    }
+                }
                 Ok(_) => {
                     self.finals_due.insert(board, due);
                 }
@@ -184,16 +252,27 @@ impl Snapshotter {
         self.write_finals_due(now_ms).await;
     }
 
+    /// Whether `board`'s scores rank otherwise than its final snapshot `s` (an error counts as
+    /// yes: taking it again reads the scores anew).
+    async fn moved_since(&self, board: &Board, s: &Snapshot) -> bool {
+        match self.state.store.board_scores(board).await {
+            Ok(scores) => rank_entries(scores, self.state.config.top_n) != s.entries,
+            Err(error) => {
+                tracing::warn!(window = %board.window, period = %board.period, %error,
+                    "cannot compare the final snapshot with the scores; taking it again");
+                true
+            }
+        }
+    }
+
     /// One check at `now_ms`: rollovers, due final snapshots (again for boards with late
     /// scores), and the cron snapshot.
     pub(crate) async fn tick(&mut self, now_ms: i64) {
         let cfg = self.state.config.clone();
-        for board in self.state.late.take() {
+        for board in self.state.late.take_quiet() {
             // One not due yet by this clock is owed by its rollover anyway.
-            if let Ok(period) = cfg.calendar.parse_period(board.window, &board.period) {
-                if self.due(period.to) <= now_ms {
-                    self.finals_due.insert(board, now_ms);
-                }
+            if final_due(&cfg, &board).is_some_and(|due| due <= now_ms) {
+                self.finals_due.insert(board, now_ms);
             }
         }
         for r in rollovers(&cfg.calendar, &cfg.windows, now_ms, &self.last) {
@@ -434,7 +513,10 @@ mod tests {
         state
             .loaded
             .store(true, std::sync::atomic::Ordering::Release);
-        state
+        LeaderboardState {
+            late: Arc::new(LateBoards::with_quiet(Duration::ZERO)),
+            ..state
+        }
     }
 
     /// Scores as the consumer records them: durable first, then the rank store.
@@ -616,9 +698,9 @@ mod tests {
         assert_eq!(players(&first), [(1, "alice", 10)]);
 
         // The consumer was down across the end: an event received in the day's last second is
-        // committed long after the final snapshot (now, in real time).
+        // committed after the final snapshot.
         let late = envelope("bob", kill(25), T);
-        let totals = crate::consumer::commit_batch(&state, &[late])
+        let totals = crate::consumer::commit_batch(&state, &[late], T + 61_500)
             .await
             .unwrap();
         assert_eq!(totals.len(), 2, "the day's board and the week's");
@@ -637,8 +719,33 @@ mod tests {
         assert_eq!(stored(&state, Window::Daily, T).await.unwrap(), fame);
     }
 
+    #[test]
+    fn a_board_is_taken_again_once_its_late_scores_stop() {
+        let late = LateBoards::with_quiet(Duration::from_millis(200));
+        let config = LeaderboardConfig {
+            windows: vec![Window::Daily],
+            top_n: 3,
+            calendar: Calendar::default(),
+            snapshot_cron: "*/5 * * * *".into(),
+            reconcile_every: Duration::from_secs(60),
+            settle: Duration::from_secs(60),
+            batch_size: 16,
+            consumer_name: "test".into(),
+        };
+        let ended = board(Window::Daily, T);
+        let live = board(Window::Daily, T + 86_400_000);
+        // At T + 55 s the day's final snapshot is nearly due (60 s after its end): noted; the
+        // next day's board is not.
+        late.note_boards(&config, [&ended, &live], T + 55_000);
+        assert!(late.take_quiet().is_empty(), "still getting late scores");
+        std::thread::sleep(Duration::from_millis(250));
+        late.note_boards(&config, [&live], T + 56_000);
+        assert_eq!(late.take_quiet(), [ended]);
+        assert!(late.take_quiet().is_empty());
+    }
+
     #[tokio::test]
-    async fn a_restart_after_a_final_snapshot_does_not_retake_it() {
+    async fn a_restart_retakes_a_final_snapshot_only_if_the_scores_moved() {
         let dir = tempfile::tempdir().unwrap();
         let state = state(&dir).await;
         score(&state, T, &[("alice", 10)]).await;
@@ -646,11 +753,16 @@ mod tests {
         s.start(T).await;
         s.tick(T + 1_000).await;
         let first = stored(&state, Window::Daily, T).await.unwrap();
-        // Late points land after the archive; a restart must not rewrite history.
+        // Nothing changed: a restart leaves it as it is.
+        Snapshotter::new(state.clone()).start(T + 2_000).await;
+        assert_eq!(stored(&state, Window::Daily, T).await.unwrap(), first);
+        // Late points landed, and the process that noted them stopped before taking it again:
+        // the next start does.
         score(&state, T, &[("alice", 5)]).await;
-        let mut again = Snapshotter::new(state.clone());
-        again.start(T + 2_000).await;
-        let after = stored(&state, Window::Daily, T).await.unwrap();
-        assert_eq!(after, first);
+        Snapshotter::new(state.clone()).start(T + 3_000).await;
+        let again = stored(&state, Window::Daily, T).await.unwrap();
+        assert!(again.is_final);
+        assert_eq!(again.taken_at_ms, T + 3_000);
+        assert_eq!(players(&again), [(1, "alice", 15)]);
     }
 }

@@ -44,8 +44,12 @@ output "key_vault" {
 }
 
 output "redis" {
-  description = "Host name and TLS port of the cache."
-  value       = { hostname = azurerm_redis_cache.this.hostname, ssl_port = azurerm_redis_cache.this.ssl_port }
+  description = "Host name and TLS port of the cache, and its replicas per primary (Basic 0, Standard 1, Premium replicas_per_primary): BUS_REDIS_REPLICAS of the bus-redis component."
+  value = {
+    hostname = azurerm_redis_cache.this.hostname
+    ssl_port = azurerm_redis_cache.this.ssl_port
+    replicas = var.redis.sku_name == "Basic" ? 0 : (local.redis_premium ? var.redis.replicas_per_primary : 1)
+  }
 }
 
 output "postgres" {
