@@ -192,6 +192,13 @@ def summed(metric, sel=NS, by="", fn="rate", window=RI):
     return f"{total}({fn}({metric}{{{sel}}}[{window}]))"
 
 
+def last_hour(title, metric, by, legend, description=""):
+    """A panel of a counter's increase over the last hour, per `by`."""
+    return timeseries(f"{title} (last hour), by {by.split(', ')[-1]}",
+                      [(summed(metric, by=by, fn="increase", window="1h"), legend)],
+                      "short", description)
+
+
 def per_second(metric, sel):
     """The per-second rate of each series of a counter."""
     return f"rate({metric}{{{sel}}}[{RI}])"
@@ -342,14 +349,12 @@ def pipeline(L):
                      [(ratio(summed("consumer_batch_events_sum", by="group"),
                              summed("consumer_batch_events_count", by="group")),
                        "{{group}}")], "short"))
-    L.add(timeseries("Dead letters (last hour) by group",
-                     [(summed("bus_dead_letters_total", by="topic, group", fn="increase", window="1h"),
-                       "{{group}} on {{topic}}")], "short",
-                     "Inspect with `liveops dead-letters`, replay with --replay."))
-    L.add(timeseries("Batch retries held through a store outage (last hour) by group",
-                     [(summed("consumer_outage_retries_total", by="group", fn="increase", window="1h"),
-                       "{{group}}")], "short",
-                     "A consumer whose database does not answer keeps its batch and retries "
+    L.add(last_hour("Dead letters", "bus_dead_letters_total", "topic, group",
+                    "{{group}} on {{topic}}",
+                    "Inspect with `liveops dead-letters`, replay with --replay."))
+    L.add(last_hour("Batch retries held through a store outage", "consumer_outage_retries_total",
+                    "group", "{{group}}",
+                    "A consumer whose database does not answer keeps its batch and retries "
                      "instead of polling: nothing is redelivered towards the dead letters."))
 
     L.row("Progression")
@@ -413,13 +418,11 @@ def leaderboards(L):
     L.add(timeseries("Last rebuild time per pod",
                      [(f"max by (pod) (leaderboard_rebuild_seconds{{{NS}}})", "{{pod}}")], "s",
                      "How long the last start-up rebuild of the live boards took."))
-    L.add(timeseries("Snapshots saved (last hour), by window",
-                     [(summed("leaderboard_snapshots_total", by="window, final", fn="increase", window="1h"),
-                       "{{window}} final={{final}}")], "short"))
-    L.add(timeseries("Boards reloaded from the repository (last hour), by reason",
-                     [(summed("leaderboard_board_reloads_total", by="reason", fn="increase", window="1h"),
-                       "{{reason}}")], "short",
-                     "A rank store update failed, a score commit failed and may have landed, or "
+    L.add(last_hour("Snapshots saved", "leaderboard_snapshots_total", "window, final",
+                    "{{window}} final={{final}}"))
+    L.add(last_hour("Boards reloaded from the repository", "leaderboard_board_reloads_total",
+                    "reason", "{{reason}}",
+                    "A rank store update failed, a score commit failed and may have landed, or "
                      "the reconcile found the rank store short of a board's players (Redis "
                      "restarted empty): the boards concerned are raised again from the database."))
     L.add(timeseries("Latest totals raised again by the reconcile (last 5 minutes)",
@@ -431,10 +434,9 @@ def leaderboards(L):
                      "raised in that pass and the one before, so a Redis failover that lost the "
                      "last writes heals within a pass or two. Follows the score update rate "
                      "(raising is idempotent). Not noted: those players heal at their next event."))
-    L.add(timeseries("Scores committed after their final snapshot was due (last hour), by window",
-                     [(summed("leaderboard_late_scores_total", by="window", fn="increase", window="1h"),
-                       "{{window}}")], "short",
-                     "Events held up longer than LB_SETTLE_SEC (a consumer outage across a "
+    L.add(last_hour("Scores committed after their final snapshot was due",
+                    "leaderboard_late_scores_total", "window", "{{window}}",
+                    "Events held up longer than LB_SETTLE_SEC (a consumer outage across a "
                      "period's end): the hall of fame of that period is taken again; a rank "
                      "campaign already decided keeps what it paid."))
 
