@@ -1,18 +1,22 @@
 //! Outages: Redis, then (separately) the database, stop for a few seconds under a bounded stream of
-//! events. While down, writes answer 503 (never 500, never hang); after, everything recovers on its
-//! own and every event that got 202 counts exactly once. Each test runs its own server instance so
-//! stopping it disturbs no other test.
+//! events; Redis fails over to a replica that missed the last writes. While down, writes answer 503
+//! (never 500, never hang); after, everything recovers on its own and every event that got 202
+//! counts exactly once. Each test runs its own server instance so stopping it disturbs no other
+//! test.
 #![cfg(all(feature = "redis", feature = "postgres"))]
 
 mod common;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use liveops_testkit::redis_server::OwnRedis;
+use liveops_testkit::relay::Relay;
 use tokio::task::JoinHandle;
 
 use common::load::{assert_exactly_once, stream, Counts};
@@ -199,6 +203,73 @@ async fn a_redis_outage_answers_503_then_recovers_with_exactly_once_effect() {
         "redis outage: caught up {:.1} s after the stream's end",
         ended.elapsed().as_secs_f64()
     );
+}
+
+/// Waits until `INFO replication` of the Redis on `port` has `line`.
+fn until_replication(port: u16, line: &str) {
+    wait_until(line, Duration::from_secs(10), || {
+        Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "info", "replication"])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(line))
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_failover_to_a_replica_that_missed_writes_keeps_every_202() {
+    // The primary, and its replica following through `link` (so the test can hold back the
+    // replication stream); the process reaches Redis through `front`, which a failover moves to
+    // the replica (as Azure Cache moves its address).
+    let (p, r) = (free_port(), free_port());
+    let primary = OwnRedis::start(p, &[]);
+    until_replication(p, "role:master");
+    let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let link = Relay::start(at(0), at(p)).await;
+    let _replica = OwnRedis::start(
+        r,
+        &["--replicaof", "127.0.0.1", &link.addr.port().to_string()],
+    );
+    until_replication(r, "master_link_status:up");
+    let front = Relay::start(at(0), at(p)).await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut guard = Fleet::default();
+    let db = shared_pg_database("liveops_failover");
+    let redis_url = format!("redis://{}/", front.addr);
+    let env = [
+        ("BUS_REDIS_REPLICAS", "1"),
+        ("BUS_REDIS_REPLICA_WAIT_MS", "300"),
+        // Ranks the failover lost come back from the repository within a pass.
+        ("LB_RECONCILE_SEC", "1"),
+    ];
+    let base = serve_ready(&mut guard, dir.path(), &db, &redis_url, &env).await;
+
+    let (counts, load) = stream_under_way(&base).await;
+    // The replica stops receiving: the primary takes writes the replica will never see, and no
+    // publish among them is acknowledged.
+    link.stalled.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The primary dies with them; the replica is promoted and the address moves to it.
+    primary.stop();
+    link.kill();
+    succeed(Command::new("redis-cli").args(["-p", &r.to_string(), "replicaof", "no", "one"]));
+    until_replication(r, "role:master");
+    front.retarget(at(r));
+    // The cache gets a new replica; until it follows, publishes are still refused.
+    let r2 = free_port();
+    let _new_replica = OwnRedis::start(r2, &["--replicaof", "127.0.0.1", &r.to_string()]);
+
+    let want = load.await.expect("load");
+    let unavailable = counts.unavailable.load(Ordering::Relaxed);
+    assert!(
+        unavailable > 0,
+        "publishes the replica did not confirm were refused"
+    );
+    eprintln!(
+        "redis failover: {unavailable} answers were 503, {} other retries",
+        counts.other.load(Ordering::Relaxed)
+    );
+    assert_exactly_once(&Urls::all(&base), &want).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -10,12 +10,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-/// The relay; [`Relay::kill`] closes the listener and every connection.
+/// The relay; [`Relay::kill`] closes the listener and every connection, [`Relay::retarget`]
+/// sends new connections elsewhere.
 pub struct Relay {
     /// Where clients connect.
     pub addr: SocketAddr,
     /// While set, every byte is held back (a stalled backend).
     pub stalled: Arc<AtomicBool>,
+    /// Where new connections go.
+    upstream: Arc<Mutex<SocketAddr>>,
+    /// The listener's task, then each connection's two pumps.
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
@@ -37,12 +41,14 @@ impl Relay {
         let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stalled = Arc::new(AtomicBool::new(false));
+        let upstream = Arc::new(Mutex::new(upstream));
         let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let accept = {
-            let (stalled, tasks) = (stalled.clone(), tasks.clone());
+            let (stalled, tasks, upstream) = (stalled.clone(), tasks.clone(), upstream.clone());
             tokio::spawn(async move {
                 while let Ok((client, _)) = listener.accept().await {
-                    let Ok(server) = TcpStream::connect(upstream).await else {
+                    let to = *upstream.lock().unwrap();
+                    let Ok(server) = TcpStream::connect(to).await else {
                         continue;
                     };
                     let (cr, cw) = client.into_split();
@@ -57,6 +63,7 @@ impl Relay {
         Self {
             addr,
             stalled,
+            upstream,
             tasks,
         }
     }
@@ -65,6 +72,18 @@ impl Relay {
     pub fn kill(&self) {
         for task in self.tasks.lock().unwrap().drain(..) {
             task.abort();
+        }
+    }
+
+    /// Cuts every connection and sends new ones to `upstream`, as a failover that moves a
+    /// service's address to its replica.
+    pub fn retarget(&self, upstream: SocketAddr) {
+        *self.upstream.lock().unwrap() = upstream;
+        let mut tasks = self.tasks.lock().unwrap();
+        // The first task listens; the rest are the connections' pumps.
+        let listener = tasks.len().min(1);
+        for pump in tasks.drain(listener..) {
+            pump.abort();
         }
     }
 }
