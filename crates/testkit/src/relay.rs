@@ -17,10 +17,20 @@ pub struct Relay {
     pub addr: SocketAddr,
     /// While set, every byte is held back (a stalled backend).
     pub stalled: Arc<AtomicBool>,
-    /// Where new connections go.
-    upstream: Arc<Mutex<SocketAddr>>,
-    /// The listener's task, then each connection's two pumps.
-    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// The listener's task.
+    listener: JoinHandle<()>,
+    /// Where new connections go, and the pumps of the connections made.
+    links: Arc<Mutex<Links>>,
+}
+
+/// What the accept loop and the relay's owner share, under one lock.
+struct Links {
+    upstream: SocketAddr,
+    /// Bumped by `retarget` and `kill`: a connection made before is not kept.
+    generation: u64,
+    /// Set by `kill`: no connection is kept any more.
+    killed: bool,
+    pumps: Vec<JoinHandle<()>>,
 }
 
 /// The address a server URL (`scheme://[user@]host:port[/path]`) points at, for a relay to
@@ -41,48 +51,61 @@ impl Relay {
         let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stalled = Arc::new(AtomicBool::new(false));
-        let upstream = Arc::new(Mutex::new(upstream));
-        let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let accept = {
-            let (stalled, tasks, upstream) = (stalled.clone(), tasks.clone(), upstream.clone());
+        let links = Arc::new(Mutex::new(Links {
+            upstream,
+            generation: 0,
+            killed: false,
+            pumps: Vec::new(),
+        }));
+        let listener = {
+            let (stalled, links) = (stalled.clone(), links.clone());
             tokio::spawn(async move {
                 while let Ok((client, _)) = listener.accept().await {
-                    let to = *upstream.lock().unwrap();
+                    let (to, generation) = {
+                        let l = links.lock().unwrap();
+                        (l.upstream, l.generation)
+                    };
                     let Ok(server) = TcpStream::connect(to).await else {
                         continue;
                     };
+                    let mut l = links.lock().unwrap();
+                    // Retargeted or killed while connecting: this connection is not kept.
+                    if l.killed || l.generation != generation {
+                        continue;
+                    }
                     let (cr, cw) = client.into_split();
                     let (sr, sw) = server.into_split();
-                    let mut tasks = tasks.lock().unwrap();
-                    tasks.push(tokio::spawn(pump(cr, sw, stalled.clone())));
-                    tasks.push(tokio::spawn(pump(sr, cw, stalled.clone())));
+                    l.pumps.push(tokio::spawn(pump(cr, sw, stalled.clone())));
+                    l.pumps.push(tokio::spawn(pump(sr, cw, stalled.clone())));
                 }
             })
         };
-        tasks.lock().unwrap().push(accept);
         Self {
             addr,
             stalled,
-            upstream,
-            tasks,
+            listener,
+            links,
         }
     }
 
     /// Closes the listener and every connection.
     pub fn kill(&self) {
-        for task in self.tasks.lock().unwrap().drain(..) {
-            task.abort();
+        self.listener.abort();
+        let mut l = self.links.lock().unwrap();
+        l.killed = true;
+        l.generation += 1;
+        for pump in l.pumps.drain(..) {
+            pump.abort();
         }
     }
 
     /// Cuts every connection and sends new ones to `upstream`, as a failover that moves a
     /// service's address to its replica.
     pub fn retarget(&self, upstream: SocketAddr) {
-        *self.upstream.lock().unwrap() = upstream;
-        let mut tasks = self.tasks.lock().unwrap();
-        // The first task listens; the rest are the connections' pumps.
-        let listener = tasks.len().min(1);
-        for pump in tasks.drain(listener..) {
+        let mut l = self.links.lock().unwrap();
+        l.upstream = upstream;
+        l.generation += 1;
+        for pump in l.pumps.drain(..) {
             pump.abort();
         }
     }

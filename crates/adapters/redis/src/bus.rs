@@ -1067,9 +1067,9 @@ impl Bus for RedisBus {
         let Ok(Ok(_permit)) =
             tokio::time::timeout(acks.wait + CALL_TIMEOUT, self.replicated.acquire()).await
         else {
-            return Err(unreplicated(
-                &messages,
-                "too many publishes waiting for replicas",
+            // Local saturation, not the replicas: not counted as unreplicated.
+            return Err(PortError::Unavailable(
+                "redis bus: too many publishes waiting for replicas".into(),
             ));
         };
         // `WAIT` counts the writes of its own connection and blocks it: one of ours, not the shared one.

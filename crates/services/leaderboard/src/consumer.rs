@@ -53,8 +53,7 @@ struct Leaderboard<'a> {
 #[async_trait::async_trait]
 impl Apply for Leaderboard<'_> {
     async fn apply(&mut self, events: &[Envelope]) -> Result<(), PortError> {
-        let now = now_ms();
-        match commit_batch(self.state, events, now).await {
+        match commit_batch(self.state, events, now_ms).await {
             Ok(totals) => {
                 self.totals = totals;
                 Ok(())
@@ -65,7 +64,7 @@ impl Apply for Leaderboard<'_> {
                 // Landed or not, the retry will find nothing to commit: note ended boards now.
                 self.state
                     .late
-                    .note_boards(cfg, deltas.iter().map(|d| &d.board), now);
+                    .note_boards(cfg, deltas.iter().map(|d| &d.board), now_ms());
                 self.suspect.extend(deltas.into_iter().map(|d| d.board));
                 Err(error)
             }
@@ -131,12 +130,12 @@ pub async fn run_consumer(
 }
 
 /// Records the scores of the events not applied before, atomically with their ids; notes the
-/// ended boards whose final snapshot is due again (by `now_ms`); returns the totals they left, to raise the
+/// ended boards whose final snapshot is due again (by `clock`, read once committed); returns the totals they left, to raise the
 /// rank store to.
 pub(crate) async fn commit_batch(
     state: &LeaderboardState,
     events: &[Envelope],
-    now_ms: i64,
+    clock: fn() -> i64,
 ) -> Result<Vec<ScoreTotal>, PortError> {
     let fresh = unapplied(&*state.processed, CONSUMER_ID, events).await?;
     if fresh.is_empty() {
@@ -152,7 +151,8 @@ pub(crate) async fn commit_batch(
     for (window, n) in updates {
         metrics::counter!("leaderboard_updates_total", "window" => window.as_str()).increment(n);
     }
-    state.late.note(cfg, &totals, now_ms);
+    // Read after the commit: one that took long may have landed after the final snapshot.
+    state.late.note(cfg, &totals, clock());
     Ok(totals)
 }
 

@@ -700,7 +700,7 @@ mod tests {
         // The consumer was down across the end: an event received in the day's last second is
         // committed after the final snapshot.
         let late = envelope("bob", kill(25), T);
-        let totals = crate::consumer::commit_batch(&state, &[late], T + 61_500)
+        let totals = crate::consumer::commit_batch(&state, &[late], || T + 61_500)
             .await
             .unwrap();
         assert_eq!(totals.len(), 2, "the day's board and the week's");
@@ -721,7 +721,7 @@ mod tests {
 
     #[test]
     fn a_board_is_taken_again_once_its_late_scores_stop() {
-        let late = LateBoards::with_quiet(Duration::from_millis(200));
+        let late = LateBoards::with_quiet(Duration::from_millis(500));
         let config = LeaderboardConfig {
             windows: vec![Window::Daily],
             top_n: 3,
@@ -738,7 +738,7 @@ mod tests {
         // next day's board is not.
         late.note_boards(&config, [&ended, &live], T + 55_000);
         assert!(late.take_quiet().is_empty(), "still getting late scores");
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(600));
         late.note_boards(&config, [&live], T + 56_000);
         assert_eq!(late.take_quiet(), [ended]);
         assert!(late.take_quiet().is_empty());
