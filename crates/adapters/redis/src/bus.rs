@@ -951,6 +951,66 @@ impl RedisBus {
         tokio::spawn(beat.run(self.conn.clone()));
     }
 
+    /// Appends `messages` and waits until `acks.replicas` replicas hold them.
+    async fn publish_replicated(
+        &self,
+        keys: &Keys,
+        messages: &[Message],
+        acks: ReplicaAcks,
+    ) -> PortResult<()> {
+        // At most IDLE_BLOCKERS at once: a replica that does not answer holds each publish for
+        // the whole wait, which must not open a connection per request.
+        let Ok(Ok(_permit)) =
+            tokio::time::timeout(acks.wait + CALL_TIMEOUT, self.replicated.acquire()).await
+        else {
+            // Local saturation, not the replicas: not counted as unreplicated.
+            return Err(PortError::Unavailable(
+                "redis bus: too many publishes waiting for replicas".into(),
+            ));
+        };
+        // `WAIT` counts the writes of its own connection and blocks it: one of ours, not the shared one.
+        let (mut conn, reused) = self.blocker().await?;
+        let appended = match self.append(keys, messages, &mut conn).await {
+            // A pooled connection may have died with a Redis restart: once more on a new one (an
+            // append that ran after all is a duplicate, which consumers drop by event id).
+            Err(e) if reused && matches!(e, PortError::Unavailable(_)) => {
+                tracing::debug!(error = %e, "idle redis connection failed; reconnecting");
+                conn = self.blocker_new().await?;
+                self.append(keys, messages, &mut conn).await
+            }
+            other => other,
+        };
+        appended?;
+        let started = Instant::now();
+        let reached = bounded(
+            "wait for replicas",
+            acks.wait + CALL_TIMEOUT,
+            redis::cmd("WAIT")
+                .arg(acks.replicas)
+                .arg(millis(acks.wait).max(1))
+                .query_async::<i64>(&mut conn),
+        )
+        .await;
+        metrics::histogram!("bus_replica_wait_seconds").record(started.elapsed().as_secs_f64());
+        match reached {
+            Ok(n) if n >= i64::from(acks.replicas) => {
+                self.idle(conn);
+                Ok(())
+            }
+            Ok(n) => {
+                self.idle(conn);
+                Err(unreplicated(
+                    messages,
+                    &format!(
+                        "{n} of {} replicas acknowledged within {:?}",
+                        acks.replicas, acks.wait
+                    ),
+                ))
+            }
+            Err(e) => Err(unreplicated(messages, &e.to_string())),
+        }
+    }
+
     /// Appends `messages` to their partition streams on `conn`, [`PUBLISH_CHUNK`] a script.
     async fn append<C>(&self, keys: &Keys, messages: &[Message], conn: &mut C) -> PortResult<()>
     where
@@ -1062,57 +1122,15 @@ impl Bus for RedisBus {
         let Some(acks) = self.acks else {
             return self.append(&keys, &messages, &mut self.conn.clone()).await;
         };
-        // At most IDLE_BLOCKERS at once: a replica that does not answer holds each publish for
-        // the whole wait, which must not open a connection per request.
-        let Ok(Ok(_permit)) =
-            tokio::time::timeout(acks.wait + CALL_TIMEOUT, self.replicated.acquire()).await
-        else {
-            // Local saturation, not the replicas: not counted as unreplicated.
-            return Err(PortError::Unavailable(
-                "redis bus: too many publishes waiting for replicas".into(),
-            ));
-        };
-        // `WAIT` counts the writes of its own connection and blocks it: one of ours, not the shared one.
-        let (mut conn, reused) = self.blocker().await?;
-        let appended = match self.append(&keys, &messages, &mut conn).await {
-            // A pooled connection may have died with a Redis restart: once more on a new one (an
-            // append that ran after all is a duplicate, which consumers drop by event id).
-            Err(e) if reused && matches!(e, PortError::Unavailable(_)) => {
-                tracing::debug!(error = %e, "idle redis connection failed; reconnecting");
-                conn = self.blocker_new().await?;
-                self.append(&keys, &messages, &mut conn).await
-            }
-            other => other,
-        };
-        appended?;
-        let started = Instant::now();
-        let reached = bounded(
-            "wait for replicas",
-            acks.wait + CALL_TIMEOUT,
-            redis::cmd("WAIT")
-                .arg(acks.replicas)
-                .arg(millis(acks.wait).max(1))
-                .query_async::<i64>(&mut conn),
-        )
-        .await;
-        metrics::histogram!("bus_replica_wait_seconds").record(started.elapsed().as_secs_f64());
-        match reached {
-            Ok(n) if n >= i64::from(acks.replicas) => {
-                self.idle(conn);
-                Ok(())
-            }
-            Ok(n) => {
-                self.idle(conn);
-                Err(unreplicated(
-                    &messages,
-                    &format!(
-                        "{n} of {} replicas acknowledged within {:?}",
-                        acks.replicas, acks.wait
-                    ),
-                ))
-            }
-            Err(e) => Err(unreplicated(&messages, &e.to_string())),
-        }
+        // One deadline for the whole publish (slot, append, wait), so a request's answer is bounded.
+        let limit = acks.wait + 2 * CALL_TIMEOUT;
+        tokio::time::timeout(limit, self.publish_replicated(&keys, &messages, acks))
+            .await
+            .unwrap_or_else(|_| {
+                Err(PortError::Unavailable(format!(
+                    "redis bus: a publish waiting for replicas took over {limit:?}"
+                )))
+            })
     }
 
     async fn receive(&self, request: PollRequest<'_>) -> PortResult<Vec<Delivery>> {
