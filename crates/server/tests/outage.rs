@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use liveops_testkit::redis_server::OwnRedis;
+use liveops_testkit::redis_server::{redis_cli, until_replication, OwnRedis};
 use liveops_testkit::relay::Relay;
 use tokio::task::JoinHandle;
 
@@ -205,16 +205,6 @@ async fn a_redis_outage_answers_503_then_recovers_with_exactly_once_effect() {
     );
 }
 
-/// Waits until `INFO replication` of the Redis on `port` has `line`.
-fn until_replication(port: u16, line: &str) {
-    wait_until(line, Duration::from_secs(10), || {
-        Command::new("redis-cli")
-            .args(["-p", &port.to_string(), "info", "replication"])
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(line))
-    });
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_redis_failover_to_a_replica_that_missed_writes_keeps_every_202() {
     // The primary, and its replica following through `link` (so the test can hold back the
@@ -222,14 +212,14 @@ async fn a_redis_failover_to_a_replica_that_missed_writes_keeps_every_202() {
     // the replica (as Azure Cache moves its address).
     let (p, r) = (free_port(), free_port());
     let primary = OwnRedis::start(p, &[]);
-    until_replication(p, "role:master");
+    until_replication(p, "role:master").await;
     let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
     let link = Relay::start(at(0), at(p)).await;
     let _replica = OwnRedis::start(
         r,
         &["--replicaof", "127.0.0.1", &link.addr.port().to_string()],
     );
-    until_replication(r, "master_link_status:up");
+    until_replication(r, "master_link_status:up").await;
     let front = Relay::start(at(0), at(p)).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -265,8 +255,8 @@ async fn a_redis_failover_to_a_replica_that_missed_writes_keeps_every_202() {
     // The primary dies with them; the replica is promoted and the address moves to it.
     primary.stop();
     link.kill();
-    succeed(Command::new("redis-cli").args(["-p", &r.to_string(), "replicaof", "no", "one"]));
-    until_replication(r, "role:master");
+    redis_cli(r, &["replicaof", "no", "one"]).await;
+    until_replication(r, "role:master").await;
     front.retarget(at(r));
     // The cache gets a new replica; until it follows, publishes are still refused.
     let r2 = free_port();

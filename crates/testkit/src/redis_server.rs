@@ -3,6 +3,7 @@
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// A port nothing listens on now (the OS's pick, released again).
 pub fn closed_port() -> u16 {
@@ -57,5 +58,32 @@ impl OwnRedis {
 impl Drop for OwnRedis {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// What `redis-cli -p <port> <args>` prints ("" if it cannot run).
+pub async fn redis_cli(port: u16, args: &[&str]) -> String {
+    tokio::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .await
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// Waits up to 10 s until `INFO replication` of the server on `port` has `line`.
+pub async fn until_replication(port: u16, line: &str) {
+    let started = Instant::now();
+    loop {
+        let info = redis_cli(port, &["info", "replication"]).await;
+        if info.contains(line) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no {line:?} on port {port}: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -968,19 +968,12 @@ impl RedisBus {
                 "redis bus: too many publishes waiting for replicas".into(),
             ));
         };
-        // `WAIT` counts the writes of its own connection and blocks it: one of ours, not the shared one.
-        let (mut conn, reused) = self.blocker().await?;
-        let appended = match self.append(keys, messages, &mut conn).await {
-            // A pooled connection may have died with a Redis restart: once more on a new one (an
-            // append that ran after all is a duplicate, which consumers drop by event id).
-            Err(e) if reused && matches!(e, PortError::Unavailable(_)) => {
-                tracing::debug!(error = %e, "idle redis connection failed; reconnecting");
-                conn = self.blocker_new().await?;
-                self.append(keys, messages, &mut conn).await
-            }
-            other => other,
-        };
-        appended?;
+        // `WAIT` counts the writes of its own connection and blocks it: one of ours, not the
+        // shared one (an append retried on a new one after all ran is a duplicate, which
+        // consumers drop by event id).
+        let ((), mut conn) = self
+            .on_own_connection(|mut c| async move { self.append(keys, messages, &mut c).await })
+            .await?;
         let started = Instant::now();
         let reached = bounded(
             "wait for replicas",
@@ -1045,13 +1038,27 @@ impl RedisBus {
         Ok(())
     }
 
-    /// A connection of our own for a blocking command: an idle one, or a new one; `true` if
-    /// it was idle (and may have died since).
-    async fn blocker(&self) -> PortResult<(MultiplexedConnection, bool)> {
-        if let Some(conn) = lock(&self.blockers).pop() {
-            return Ok((conn, true));
+    /// Runs `call` on a connection of our own (for a blocking command): an idle one, and if
+    /// that fails (it may have died with a Redis restart) once more on a new one; hands back the
+    /// connection it succeeded on (`call` gets a handle to it), for [`RedisBus::idle`].
+    async fn on_own_connection<T, F, Fut>(
+        &self,
+        mut call: F,
+    ) -> PortResult<(T, MultiplexedConnection)>
+    where
+        F: FnMut(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = PortResult<T>>,
+    {
+        let pooled = lock(&self.blockers).pop();
+        if let Some(conn) = pooled {
+            match call(conn.clone()).await {
+                Ok(v) => return Ok((v, conn)),
+                Err(e) => tracing::debug!(error = %e, "idle redis connection failed; reconnecting"),
+            }
         }
-        Ok((self.blocker_new().await?, false))
+        let conn = self.blocker_new().await?;
+        let v = call(conn.clone()).await?;
+        Ok((v, conn))
     }
 
     /// A new connection of our own.
@@ -1090,19 +1097,14 @@ impl RedisBus {
             cmd.arg(id);
         }
         let limit = slice + CALL_TIMEOUT;
-        // A pooled connection may have died with a Redis restart: then try once with a new one.
-        for _ in 0..2 {
-            let (mut conn, reused) = self.blocker().await?;
-            match bounded("wait", limit, cmd.query_async::<Value>(&mut conn)).await {
-                Ok(_) => {
-                    self.idle(conn);
-                    return Ok(());
-                }
-                Err(e) if !reused => return Err(e),
-                Err(e) => tracing::debug!(error = %e, "idle redis connection failed; reconnecting"),
-            }
-        }
-        Err(PortError::Unavailable("redis wait: no connection".into()))
+        let (_, conn) = self
+            .on_own_connection(|mut c| {
+                let cmd = &cmd;
+                async move { bounded("wait", limit, cmd.query_async::<Value>(&mut c)).await }
+            })
+            .await?;
+        self.idle(conn);
+        Ok(())
     }
 }
 

@@ -12,42 +12,12 @@ use liveops_core::ports::{Bus, BusOptions};
 use liveops_core::PortError;
 use liveops_redis::bus::{RedisBus, ReplicaAcks};
 use liveops_testkit::conformance::bus::{body, ids, msg, poll, SUITE_OPTIONS};
-use liveops_testkit::redis_server::{closed_port, OwnRedis};
+use liveops_testkit::redis_server::{closed_port, redis_cli, until_replication, OwnRedis};
 use liveops_testkit::relay::Relay;
 
 const TOPIC: &str = "replicated";
 const GROUP: &str = "g";
 const WAIT: Duration = Duration::from_millis(300);
-
-/// Runs a Redis command on the server at `port`.
-async fn command<T: redis::FromRedisValue>(
-    port: u16,
-    cmd: &mut redis::Cmd,
-) -> redis::RedisResult<T> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    cmd.query_async(&mut conn).await
-}
-
-/// `INFO replication` of the server at `port` ("" while it does not answer).
-async fn replication(port: u16) -> String {
-    command(port, redis::cmd("INFO").arg("replication"))
-        .await
-        .unwrap_or_default()
-}
-
-/// Waits up to 10 s until `port`'s replication section holds `line`.
-async fn until_replication(port: u16, line: &str) {
-    let started = Instant::now();
-    while !replication(port).await.contains(line) {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no {line:?} on port {port}: {}",
-            replication(port).await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn connect(port: u16, opts: BusOptions) -> RedisBus {
     RedisBus::connect(&format!("redis://127.0.0.1:{port}/"), opts, 2)
@@ -123,9 +93,7 @@ async fn a_failover_keeps_every_publish_the_replica_acknowledged() {
     // The primary dies (SIGKILL) with what it had not yet sent, and the replica takes over.
     primary.stop();
     link.kill();
-    let _: String = command(r, redis::cmd("REPLICAOF").arg("NO").arg("ONE"))
-        .await
-        .unwrap();
+    redis_cli(r, &["replicaof", "no", "one"]).await;
     until_replication(r, "role:master").await;
 
     let promoted = connect(r, SUITE_OPTIONS).await;

@@ -30,7 +30,8 @@ pub struct BusArgs {
     #[arg(long, env = "BUS_PARTITIONS", default_value_t = 8)]
     pub bus_partitions: u32,
     /// Replicas of the Redis bus's Redis that must hold an event before the gateway accepts it
-    /// (Redis `WAIT`): 0 accepts once the primary has it; 1 keeps every 202 across a failover.
+    /// (Redis `WAIT`): 0 accepts once the primary has it; as many as the Redis has keeps every
+    /// 202 across a failover.
     #[arg(long, env = "BUS_REDIS_REPLICAS", default_value_t = 0)]
     pub bus_redis_replicas: u32,
     /// Milliseconds a publish waits for those replicas before the gateway answers 503 instead.
@@ -129,18 +130,16 @@ pub fn resolve(
     if !(1..=1024).contains(&args.bus_partitions) {
         return Err(bad("BUS_PARTITIONS", "must be between 1 and 1024"));
     }
-    if args.bus_redis_replicas > MAX_REDIS_REPLICAS {
-        return Err(bad(
-            "BUS_REDIS_REPLICAS",
-            format!("must be between 0 and {MAX_REDIS_REPLICAS}"),
-        ));
-    }
-    if !(1..=MAX_REPLICA_WAIT_MS).contains(&args.bus_redis_replica_wait_ms) {
-        return Err(bad(
-            "BUS_REDIS_REPLICA_WAIT_MS",
-            format!("must be between 1 and {MAX_REPLICA_WAIT_MS}"),
-        ));
-    }
+    ConfigError::within(
+        "BUS_REDIS_REPLICAS",
+        args.bus_redis_replicas,
+        0..=MAX_REDIS_REPLICAS,
+    )?;
+    ConfigError::within(
+        "BUS_REDIS_REPLICA_WAIT_MS",
+        args.bus_redis_replica_wait_ms,
+        1..=MAX_REPLICA_WAIT_MS,
+    )?;
     let kind = kind(args, cloud);
     if args.bus_redis_replicas > 0 && kind != BusKind::Redis {
         return Err(bad(

@@ -130,8 +130,8 @@ pub async fn run_consumer(
 }
 
 /// Records the scores of the events not applied before, atomically with their ids; notes the
-/// ended boards whose final snapshot is due again (by `clock`, read once committed); returns the totals they left, to raise the
-/// rank store to.
+/// ended boards whose final snapshot is due again (by `clock`, read once committed); returns
+/// the totals they left, to raise the rank store to.
 pub(crate) async fn commit_batch(
     state: &LeaderboardState,
     events: &[Envelope],

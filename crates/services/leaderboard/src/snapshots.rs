@@ -52,35 +52,43 @@ impl LateBoards {
     /// Notes the boards among `totals` (just committed at `now_ms`) whose final snapshot is
     /// due or nearly, counting the totals past due in `leaderboard_late_scores_total`.
     pub(crate) fn note(&self, config: &LeaderboardConfig, totals: &[ScoreTotal], now_ms: i64) {
-        let mut past_due = BTreeMap::<&Board, u64>::new();
+        let mut per_board = BTreeMap::<&Board, u64>::new();
         for t in totals {
-            if let Some(due) = final_due(config, &t.board) {
-                if due <= now_ms {
-                    *past_due.entry(&t.board).or_default() += 1;
-                }
-            }
+            *per_board.entry(&t.board).or_default() += 1;
         }
-        for (board, scores) in past_due {
-            tracing::warn!(window = %board.window, period = %board.period, scores,
-                "scores committed after the final snapshot was due; it will be taken again");
-            metrics::counter!("leaderboard_late_scores_total", "window" => board.window.as_str())
-                .increment(scores);
-        }
-        self.note_boards(config, totals.iter().map(|t| &t.board), now_ms);
+        self.note_counted(config, per_board, now_ms);
     }
 
     /// Notes those of `boards` whose final snapshot is due by `now_ms` or nearly (a commit that
-    /// failed may have landed all the same).
+    /// failed may have landed all the same); nothing is counted.
     pub(crate) fn note_boards<'a>(
         &self,
         config: &LeaderboardConfig,
         boards: impl IntoIterator<Item = &'a Board>,
         now_ms: i64,
     ) {
-        let late: BTreeSet<&Board> = boards
-            .into_iter()
-            .filter(|b| final_due(config, b).is_some_and(|due| due - LATE_MARGIN_MS <= now_ms))
-            .collect();
+        let uncounted = boards.into_iter().map(|b| (b, 0)).collect();
+        self.note_counted(config, uncounted, now_ms);
+    }
+
+    /// Notes those of `boards` due or nearly, counting each one's `scores` if past due: one
+    /// period id parsed per board of a batch, not per score.
+    fn note_counted(&self, config: &LeaderboardConfig, boards: BTreeMap<&Board, u64>, now_ms: i64) {
+        let mut late = Vec::new();
+        for (board, scores) in boards {
+            let Some(due) = final_due(config, board) else {
+                continue;
+            };
+            if due <= now_ms && scores > 0 {
+                tracing::warn!(window = %board.window, period = %board.period, scores,
+                    "scores committed after the final snapshot was due; it will be taken again");
+                metrics::counter!("leaderboard_late_scores_total", "window" => board.window.as_str())
+                    .increment(scores);
+            }
+            if due - LATE_MARGIN_MS <= now_ms {
+                late.push(board);
+            }
+        }
         if late.is_empty() {
             return;
         }
@@ -93,15 +101,15 @@ impl LateBoards {
 
     /// The boards that have gone quiet, no longer noted.
     fn take_quiet(&self) -> Vec<Board> {
+        let mut quiet = Vec::new();
         let mut noted = self.noted.lock().unwrap_or_else(|e| e.into_inner());
-        let quiet: Vec<Board> = noted
-            .iter()
-            .filter(|(_, at)| at.elapsed() >= self.quiet)
-            .map(|(b, _)| b.clone())
-            .collect();
-        for b in &quiet {
-            noted.remove(b);
-        }
+        noted.retain(|board, at| {
+            let gone_quiet = at.elapsed() >= self.quiet;
+            if gone_quiet {
+                quiet.push(board.clone());
+            }
+            !gone_quiet
+        });
         quiet
     }
 }
@@ -214,11 +222,6 @@ impl Snapshotter {
         }
     }
 
-    /// When the final snapshot of a period that ended at `end` is due.
-    fn due(&self, end: DateTime<Utc>) -> i64 {
-        settled(&self.state.config, end)
-    }
-
     /// First check: remembers the current periods and owes a final snapshot of each previous
     /// period that has none (the process may have been down at the rollover) or whose scores
     /// moved since it was taken (late scores noted by a process that stopped first).
@@ -226,7 +229,7 @@ impl Snapshotter {
         let cfg = self.state.config.clone();
         for &window in &cfg.windows {
             let (current, previous) = live_periods(&cfg.calendar, window, now_ms);
-            let due = self.due(previous.to);
+            let due = settled(&cfg, previous.to);
             self.last.insert(window, current.id);
             let board = Board {
                 window,
@@ -279,7 +282,7 @@ impl Snapshotter {
             tracing::info!(window = %r.window, ended = ?r.ended, current = %r.current.id,
                 "period rolled over");
             // Every period that ended did so by the start of the current one.
-            let due = self.due(r.current.from);
+            let due = settled(&cfg, r.current.from);
             self.last.insert(r.window, r.current.id);
             for period in r.ended {
                 let board = Board {

@@ -242,17 +242,26 @@ where
     reconcile.await.unwrap().unwrap();
 }
 
-#[tokio::test]
-async fn a_board_lost_with_the_rank_store_is_raised_again_without_a_restart() {
+/// A daily leaderboard with one boss kill per `(player, points)` applied, and today's board.
+async fn daily_board_with(kills: &[(&str, u32)]) -> (TestApp, Board) {
     let app = spawn_app_with(vec![Window::Daily]).await;
     let now = now_ms();
-    app.publish(&[kill("kept", 500, now), kill("also_kept", 300, now)])
-        .await;
+    let events: Vec<Envelope> = kills
+        .iter()
+        .map(|(p, points)| kill(p, *points, now))
+        .collect();
+    app.publish(&events).await;
     app.drain().await;
     let board = Board {
         window: Window::Daily,
         period: period(Window::Daily, now),
     };
+    (app, board)
+}
+
+#[tokio::test]
+async fn a_board_lost_with_the_rank_store_is_raised_again_without_a_restart() {
+    let (app, board) = daily_board_with(&[("kept", 500), ("also_kept", 300)]).await;
     // Redis restarted empty: the board is gone, the repository still has it.
     app.state.ranks.drop_board(&board).await.unwrap();
     assert_eq!(app.state.ranks.size(&board).await.unwrap(), 0);
@@ -271,15 +280,8 @@ async fn a_board_lost_with_the_rank_store_is_raised_again_without_a_restart() {
 
 #[tokio::test]
 async fn scores_a_failover_lost_are_raised_again_within_a_reconcile_pass() {
-    let app = spawn_app_with(vec![Window::Daily]).await;
+    let (app, board) = daily_board_with(&[("steady", 500), ("climber", 100)]).await;
     let now = now_ms();
-    app.publish(&[kill("steady", 500, now), kill("climber", 100, now)])
-        .await;
-    app.drain().await;
-    let board = Board {
-        window: Window::Daily,
-        period: period(Window::Daily, now),
-    };
     // The replica, in step with the primary so far.
     let replica = Arc::new(MemoryRankStore::new());
     let synced: Vec<ScoreTotal> = app
