@@ -80,6 +80,11 @@ const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 /// Most values bound in one statement (SQLite's historic limit is 999; stay well below it).
 const MAX_BIND: usize = 500;
 
+/// Rows a statement's worker thread may send ahead of the task reading them (sqlx's default is
+/// 50). Past it the worker waits for that task to be scheduled again, with the write turn held:
+/// a score upsert answers up to `MAX_BIND / 4` rows (`RETURNING`), so it never waits.
+const ROW_BUFFER: usize = 512;
+
 /// Connection options for `location`: a `sqlite:` URL or a plain file path. The file and its
 /// parent directories are created if missing. WAL with `synchronous=FULL`: a committed
 /// transaction is on disk before the commit returns, so it survives `kill -9` and power loss.
@@ -106,7 +111,8 @@ fn options(location: &Path) -> Result<SqliteConnectOptions, PortError> {
         .pragma("mmap_size", MMAP_SIZE)
         .pragma("temp_store", TEMP_STORE)
         .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT)
-        .foreign_keys(false))
+        .foreign_keys(false)
+        .row_buffer_size(ROW_BUFFER))
 }
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
