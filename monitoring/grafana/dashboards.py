@@ -303,6 +303,19 @@ def services(L):
     L.add(timeseries("Redis errors per second",
                      [(summed("redis_errors_total", by="op, kind"),
                        "{{op}} {{kind}}")], "short"), w=12)
+    L.add(timeseries("Database errors per second",
+                     [(summed("db_errors_total", by="backend, call, kind"),
+                       "{{call}} {{kind}}")], "short",
+                     "Repository calls that failed, by store method: unavailable or timeout "
+                     "(503, retried), corrupt (unreadable rows)."), w=8)
+    L.add(timeseries("Database call p99 by call",
+                     [(hq(0.99, "db_call_seconds", "backend, call", NS), "{{call}}")], "s",
+                     "Each repository call, pool wait and retries of a transaction included."),
+          w=8)
+    L.add(timeseries("SQLite write turn wait p99 per pod",
+                     [(hq(0.99, "db_write_turn_wait_seconds", "pod", NS), "{{pod}}")], "s",
+                     "Embedded only: a process writes its SQLite file one transaction at a "
+                     "time; this is how long a write waited for its turn."), w=8)
 
 
 @board("liveops-pipeline", "LiveOps / Event pipeline",

@@ -9,6 +9,7 @@ use liveops_core::{Receipt, Verification};
 use liveops_fairness::{FlagList, PlayerFairness};
 use liveops_gateway::{BatchAnswer, EventAccepted, ItemResult};
 use liveops_leaderboard::{HistoryView, PlayerRankView};
+use liveops_testkit::served::metric_sum;
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -498,6 +499,15 @@ async fn operations_routes_answer() {
     ] {
         assert!(text.contains(needle), "missing {needle} in metrics");
     }
+    // The repository's calls, timed by call, and the waits for SQLite's one writer.
+    eventually(WAIT, "the leaderboard's commit timed", || async {
+        let m = app.metrics().await;
+        let commits = ["backend=\"SQLite\"", "call=\"commit_scores\""];
+        let timed = metric_sum(&m, "db_call_seconds_count", &commits) >= 1.0;
+        let turns = metric_sum(&m, "db_write_turn_wait_seconds_count", &[]) >= 1.0;
+        (timed && turns).then_some(())
+    })
+    .await;
     let spec = app.get("/openapi.json").await;
     assert_eq!(spec.status, 200);
     // The served document itself, read as JSON.

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use liveops_testkit::redis_server::{redis_cli, until_replication, OwnRedis};
 use liveops_testkit::relay::Relay;
+use liveops_testkit::served::metric_sum;
 use tokio::task::JoinHandle;
 
 use common::load::{assert_exactly_once, stream, Counts};
@@ -240,17 +241,7 @@ async fn a_redis_failover_to_a_replica_that_missed_writes_keeps_every_202() {
     link.stalled.store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(2)).await;
     // The stall held writes back: publishes were refused for want of the replica.
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    let refused: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("bus_unreplicated_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0);
+    let refused = metric_sum(&metrics_of(&base).await, "bus_unreplicated_total", &[]);
     assert!(refused > 0.0, "no publish waited in vain during the stall");
     // The primary dies with them; the replica is promoted and the address moves to it.
     primary.stop();
@@ -326,6 +317,17 @@ async fn database_outage(down: Duration, env: &[(&str, &str)]) {
     );
     let r = status_of(&client, format!("{base}/readyz")).await;
     assert_eq!(r, 503, "not ready while the database is down");
+    // Operators see which calls failed, and why.
+    let failed = [
+        "backend=\"PostgreSQL\"",
+        "call=\"progress\"",
+        "kind=\"unavailable\"",
+    ];
+    let metrics = metrics_of(&base).await;
+    assert!(
+        metric_sum(&metrics, "db_errors_total", &failed) >= 1.0,
+        "{metrics}"
+    );
     tokio::time::sleep(down.saturating_sub(stopped.elapsed())).await;
     pg_ctl(&pg_dir, pg_port, "start");
 
@@ -336,7 +338,24 @@ async fn database_outage(down: Duration, env: &[(&str, &str)]) {
         counts.slowest_ms.load(Ordering::Relaxed)
     );
     assert_exactly_once(&Urls::all(&base), &want).await;
+    // The leaderboard's commits are timed by call.
+    let commits = ["backend=\"PostgreSQL\"", "call=\"commit_scores\""];
+    let metrics = metrics_of(&base).await;
+    assert!(
+        metric_sum(&metrics, "db_call_seconds_count", &commits) >= 1.0,
+        "{metrics}"
+    );
     drop(guard);
+}
+
+/// The `/metrics` text of the process at `base`.
+async fn metrics_of(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
 }
 
 /// One process of the split deployment over the Redis Streams bus, with the default visibility

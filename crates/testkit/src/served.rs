@@ -113,3 +113,46 @@ pub fn openapi_with_paths(doc: utoipa::openapi::OpenApi, paths: &[&str]) -> Valu
     }
     spec
 }
+
+/// The sum of the samples of metric `name` in Prometheus text `metrics` whose labels include
+/// every one of `labels` (each written `key="value"`); 0 when none match.
+pub fn metric_sum(metrics: &str, name: &str, labels: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let set = match series.strip_prefix(name)? {
+                "" => String::new(),
+                rest => format!(",{}", rest.strip_prefix('{')?),
+            };
+            let matches = labels
+                .iter()
+                .all(|l| set.contains(&format!(",{l},")) || set.contains(&format!(",{l}}}")));
+            matches.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metric_sum;
+
+    #[test]
+    fn metric_sum_adds_the_samples_whose_labels_match() {
+        let text = "# TYPE db_errors_total counter\n\
+                    db_errors_total{backend=\"SQLite\",call=\"progress\",kind=\"timeout\"} 2\n\
+                    db_errors_total{backend=\"SQLite\",call=\"progress_of\",kind=\"corrupt\"} 5\n\
+                    db_errors_total{backend=\"MySQL\",call=\"progress\",kind=\"unavailable\"} 3\n\
+                    db_errors_total_other 7\n\
+                    bus_unreplicated_total 4\n";
+        assert_eq!(metric_sum(text, "db_errors_total", &[]), 10.0);
+        assert_eq!(
+            metric_sum(text, "db_errors_total", &["call=\"progress\""]),
+            5.0
+        );
+        let sqlite_progress = ["backend=\"SQLite\"", "call=\"progress\""];
+        assert_eq!(metric_sum(text, "db_errors_total", &sqlite_progress), 2.0);
+        assert_eq!(metric_sum(text, "bus_unreplicated_total", &[]), 4.0);
+        assert_eq!(metric_sum(text, "bus_lag", &[]), 0.0);
+    }
+}

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use liveops_core::ports::{Board, RankEntry, ScoreDelta, ScoreTotal};
 use liveops_core::stores::{
@@ -121,19 +122,43 @@ fn parse_event_type(s: &str) -> PortResult<EventType> {
     EventType::parse(s).ok_or_else(|| PortError::Corrupt(format!("unknown event type {s:?}")))
 }
 
-/// Runs one repository call within the dialect's time bound.
+/// Runs repository call `call` (the store method's name) within the dialect's time bound and
+/// records it: its duration in `db_call_seconds` and, if it fails, `db_errors_total` by kind
+/// (`unavailable`, `timeout`, `corrupt`), both labelled with the backend and the call.
 pub(crate) async fn within<DB: Dialect, T>(
-    call: impl Future<Output = PortResult<T>>,
+    call: &'static str,
+    work: impl Future<Output = PortResult<T>>,
 ) -> PortResult<T> {
-    match DB::CALL_TIMEOUT {
-        None => call.await,
-        Some(limit) => tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
-            Err(PortError::Unavailable(format!(
-                "{}: no answer within {limit:?}",
-                DB::NAME
-            )))
-        }),
+    let started = Instant::now();
+    let (result, timed_out) = match DB::CALL_TIMEOUT {
+        None => (work.await, false),
+        Some(limit) => match tokio::time::timeout(limit, work).await {
+            Ok(result) => (result, false),
+            Err(_) => (
+                Err(PortError::Unavailable(format!(
+                    "{}: no answer within {limit:?}",
+                    DB::NAME
+                ))),
+                true,
+            ),
+        },
+    };
+    let backend = DB::NAME;
+    metrics::histogram!("db_call_seconds", "backend" => backend, "call" => call)
+        .record(started.elapsed().as_secs_f64());
+    if let Err(error) = &result {
+        let kind = match error {
+            _ if timed_out => "timeout",
+            PortError::Unavailable(_) => "unavailable",
+            PortError::Corrupt(_) => "corrupt",
+        };
+        metrics::counter!("db_errors_total", "backend" => backend, "call" => call, "kind" => kind)
+            .increment(1);
+        if let PortError::Corrupt(_) = error {
+            tracing::error!(backend, call, %error, "stored data could not be read");
+        }
     }
+    result
 }
 
 /// The statements of one step of a purge (2000 keys): the step's last key, then a delete up to it (or, for
@@ -186,7 +211,12 @@ where
     pub(crate) async fn begin_write(
         &self,
     ) -> PortResult<(Transaction<'static, DB>, Option<OwnedMutexGuard<()>>)> {
+        let asked = Instant::now();
         let turn = DB::write_turn(&self.writes).await;
+        if turn.is_some() {
+            metrics::histogram!("db_write_turn_wait_seconds", "backend" => DB::NAME)
+                .record(asked.elapsed().as_secs_f64());
+        }
         Ok((self.begin(DB::BEGIN_WRITE).await?, turn))
     }
 
@@ -360,7 +390,7 @@ where
 
     /// Whether the database answers now, within the call bound.
     pub async fn healthcheck(&self) -> PortResult<()> {
-        within::<DB, _>(async {
+        within::<DB, _>("healthcheck", async {
             sqlx::query("SELECT 1")
                 .execute(&self.pool)
                 .await
@@ -375,7 +405,7 @@ where
         consumer: &str,
         ids: &[Uuid],
     ) -> PortResult<HashSet<Uuid>> {
-        within::<DB, _>(async {
+        within::<DB, _>("processed", async {
             let rows: Vec<(Text,)> = self
                 .select_chunked(ids, DB::MAX_BIND - 1, |qb, chunk| {
                     qb.push("SELECT event_id FROM processed_events WHERE consumer = ")
@@ -413,7 +443,7 @@ where
         player_id: &str,
         season: i64,
     ) -> PortResult<PlayerProgress> {
-        within::<DB, _>(async {
+        within::<DB, _>("progress", async {
             // One read transaction: a consistent view of the three tables.
             let mut tx = Self::begin_on(pool, DB::BEGIN_READ).await?;
             let sql = DB::placeholders(
@@ -470,7 +500,7 @@ where
     }
 
     pub(crate) async fn xp_of(&self, players: &[(String, i64)]) -> PortResult<Vec<u64>> {
-        within::<DB, _>(async {
+        within::<DB, _>("xp_of", async {
             let unique: Vec<&str> = players
                 .iter()
                 .map(|(p, _)| p.as_str())
@@ -518,7 +548,7 @@ where
         let items: Vec<_> = items.into_iter().collect();
         let now = liveops_core::now_ms();
 
-        within::<DB, _>(async {
+        within::<DB, _>("commit_progress", async {
             let (mut tx, _turn) = self.begin_write().await?;
             Self::insert_processed(&mut tx, consumer, &commit.event_ids).await?;
             Self::insert_rows(
@@ -570,7 +600,7 @@ where
         reward_id: &str,
         receipt: Receipt,
     ) -> PortResult<RewardClaim> {
-        within::<DB, _>(async {
+        within::<DB, _>("claim_reward", async {
             let (mut tx, _turn) = self.begin_write().await?;
             // Lock the reward: a concurrent claim of it waits here, then sees this one's receipt.
             let sql = format!(
@@ -649,7 +679,7 @@ where
             *s = s.saturating_add(d.delta);
         }
         let sums: Vec<_> = sums.into_iter().collect();
-        within::<DB, _>(async {
+        within::<DB, _>("commit_scores", async {
             let (mut tx, _turn) = self.begin_write().await?;
             Self::insert_processed(&mut tx, consumer, event_ids).await?;
             let totals = match DB::UPSERTS.returning_scores {
@@ -753,7 +783,7 @@ where
     }
 
     pub(crate) async fn board_size(&self, board: &Board) -> PortResult<u64> {
-        within::<DB, _>(async {
+        within::<DB, _>("board_size", async {
             let sql = DB::placeholders(
                 "SELECT COUNT(*) FROM scores WHERE board_window = ? AND period = ?",
             );
@@ -772,7 +802,7 @@ where
         if let Some(read) = DB::bulk_board_scores(&self.pool, board) {
             return read.await;
         }
-        within::<DB, _>(async {
+        within::<DB, _>("board_scores", async {
             let sql = DB::placeholders(
                 // Unordered: every caller ranks the scores itself, and sorting a million rows
                 // in the database would double a restart's rebuild time.
@@ -790,7 +820,7 @@ where
     }
 
     pub(crate) async fn boards(&self) -> PortResult<Vec<Board>> {
-        within::<DB, _>(async {
+        within::<DB, _>("boards", async {
             let rows: Vec<(Text, Text)> = sqlx::query_as(
                 "SELECT DISTINCT board_window, period FROM scores ORDER BY board_window, period",
             )
@@ -812,7 +842,7 @@ where
     pub(crate) async fn save_snapshot(&self, snapshot: &Snapshot) -> PortResult<()> {
         let entries = serde_json::to_string(&snapshot.entries)
             .map_err(|e| PortError::Corrupt(format!("snapshot entries: {e}")))?;
-        within::<DB, _>(async {
+        within::<DB, _>("save_snapshot", async {
             let sql = format!(
                 "{}{}",
                 DB::placeholders(
@@ -840,7 +870,7 @@ where
     }
 
     async fn snapshot_on(&self, pool: &Pool<DB>, board: &Board) -> PortResult<Option<Snapshot>> {
-        within::<DB, _>(async {
+        within::<DB, _>("snapshot", async {
             let sql = DB::placeholders(
                 "SELECT taken_at, is_final, entries FROM snapshots \
                  WHERE board_window = ? AND period = ?",
@@ -883,7 +913,7 @@ where
         window: Window,
         limit: u32,
     ) -> PortResult<Vec<String>> {
-        within::<DB, _>(async {
+        within::<DB, _>("snapshot_periods", async {
             let sql = DB::placeholders(
                 "SELECT period FROM snapshots WHERE board_window = ? \
                  ORDER BY taken_at DESC, period DESC LIMIT ?",
@@ -900,7 +930,7 @@ where
     }
 
     pub(crate) async fn fairness_stats(&self) -> PortResult<Vec<(EventType, Welford)>> {
-        within::<DB, _>(async {
+        within::<DB, _>("fairness_stats", async {
             let rows: Vec<(Text, i64, f64, f64)> = sqlx::query_as(
                 "SELECT event_type, samples, mean, m2 FROM fairness_stats ORDER BY event_type",
             )
@@ -924,7 +954,7 @@ where
     }
 
     pub(crate) async fn verdicts(&self, ids: &[Uuid]) -> PortResult<Vec<(Uuid, bool)>> {
-        within::<DB, _>(async {
+        within::<DB, _>("verdicts", async {
             let rows: Vec<(Text, i16)> = self
                 .select_chunked(ids, DB::MAX_BIND, |qb, chunk| {
                     qb.push("SELECT event_id, flagged FROM fairness_verdicts WHERE event_id")
@@ -948,7 +978,7 @@ where
             .into_iter()
             .collect();
         let now = liveops_core::now_ms();
-        within::<DB, _>(async {
+        within::<DB, _>("commit_fairness", async {
             let (mut tx, _turn) = self.begin_write().await?;
             Self::insert_rows(
                 &mut tx,
@@ -1015,7 +1045,7 @@ where
         loop {
             let sql =
                 DB::placeholders("SELECT MIN(consumer) FROM processed_events WHERE consumer > ?");
-            let next: Option<Text> = within::<DB, _>(async {
+            let next: Option<Text> = within::<DB, _>("purge_before", async {
                 sqlx::query_scalar(&sql)
                     .bind(consumer.as_str())
                     .fetch_one(&self.pool)
@@ -1043,7 +1073,7 @@ where
         let before = DB::placeholders("DELETE FROM operator_requests WHERE created_at < ?");
         let mut purged = 0;
         loop {
-            let end: Option<i64> = within::<DB, _>(async {
+            let end: Option<i64> = within::<DB, _>("purge_request_keys", async {
                 sqlx::query_scalar(&step)
                     .bind(cutoff_ms)
                     .fetch_optional(&self.pool)
@@ -1066,7 +1096,7 @@ where
         &self,
         query: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
     ) -> PortResult<u64> {
-        within::<DB, _>(async {
+        within::<DB, _>("delete_in_turn", async {
             let (mut tx, _turn) = self.begin_write().await?;
             let done = query.execute(&mut *tx).await.map_err(db_error::<DB>)?;
             tx.commit().await.map_err(db_error::<DB>)?;
@@ -1089,7 +1119,7 @@ where
         let mut after = String::new();
         let mut purged = 0;
         loop {
-            let end: Option<Text> = within::<DB, _>(async {
+            let end: Option<Text> = within::<DB, _>("purge_table", async {
                 let mut q = sqlx::query_scalar(&step_end).bind(after.as_str());
                 if let Some(c) = consumer {
                     q = q.bind(c);
@@ -1127,7 +1157,7 @@ where
         player_id: Option<&str>,
         limit: u32,
     ) -> PortResult<Vec<Flag>> {
-        within::<DB, _>(async {
+        within::<DB, _>("flags", async {
             let mut qb = Statement::<DB>::new(
                 "SELECT event_id, player_id, event_type, flag_value, z_score, at_ms \
                  FROM fairness_flags",

@@ -127,7 +127,7 @@ sql_impl! {
 
     pub(crate) async fn campaign(&self, id: &str) -> PortResult<Option<Campaign>> {
         let sql = DB::placeholders(select_campaigns!(" WHERE id = ?"));
-        self.optional_row(sqlx::query_as(&sql).bind(id), campaign_of).await
+        self.optional_row("campaign", sqlx::query_as(&sql).bind(id), campaign_of).await
     }
 
     pub(crate) async fn campaigns(
@@ -143,7 +143,7 @@ sql_impl! {
             Some(state) => sqlx::query_as(&in_state).bind(state.as_str()),
             None => sqlx::query_as(&any),
         };
-        self.all_rows(query.bind(i64::from(limit)), campaign_of).await
+        self.all_rows("campaigns", query.bind(i64::from(limit)), campaign_of).await
     }
 
     pub(crate) async fn update_campaign(
@@ -153,7 +153,7 @@ sql_impl! {
         audit: &AuditEntry,
     ) -> PortResult<bool> {
         let reward = to_json("campaign reward", &next.reward)?;
-        within::<DB, _>(async {
+        within::<DB, _>("update_campaign", async {
             let (mut tx, _turn) = self.begin_write().await?;
             let sql = DB::placeholders(
                 "UPDATE campaigns SET title = ?, description = ?, starts_at = ?, ends_at = ?, \
@@ -182,7 +182,7 @@ sql_impl! {
         to: CampaignState,
         event: Option<&CampaignEvent>,
     ) -> PortResult<bool> {
-        within::<DB, _>(async {
+        within::<DB, _>("advance", async {
             let (mut tx, _turn) = self.begin_write().await?;
             let sql = DB::placeholders(
                 "UPDATE campaigns SET state = ?, updated_at = ? WHERE id = ? AND state = ?",
@@ -227,6 +227,6 @@ sql_impl! {
             .bind(now_ms)
             .bind(now_ms)
             .bind(to_i64(u64::from(limit)));
-        self.all_rows(query, campaign_of).await
+        self.all_rows("due", query, campaign_of).await
     }
 }

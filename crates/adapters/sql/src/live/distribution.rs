@@ -103,7 +103,7 @@ sql_impl! {
         message: &InboxMessage,
     ) -> PortResult<bool> {
         let attachments = to_json("message attachments", &message.attachments)?;
-        within::<DB, _>(async {
+        within::<DB, _>("settle", async {
             let (mut tx, _turn) = self.begin_write().await?;
             let sql = with_tail::<DB>(
                 "INSERT INTO campaign_settlements \
@@ -173,7 +173,7 @@ sql_impl! {
             .iter()
             .map(|m| to_json("message attachments", &m.attachments))
             .collect::<PortResult<Vec<_>>>()?;
-        within::<DB, _>(async {
+        within::<DB, _>("send_messages", async {
             let (mut tx, _turn) = self.begin_write().await?;
             if let Some(keyed) = keyed {
                 if let Some(before) = Self::take_key(&mut tx, keyed, audit.at_ms).await? {
@@ -198,7 +198,7 @@ sql_impl! {
              WHERE message_id = ? AND (player_id = ? OR player_id IS NULL)",
         );
         let query = sqlx::query_as(&sql).bind(message_id).bind(player_id);
-        self.optional_row(query, message_of).await
+        self.optional_row("message", query, message_of).await
     }
 
     pub(crate) async fn inbox(
@@ -232,7 +232,7 @@ sql_impl! {
             .bind(player_id)
             .bind(player_id)
             .bind(i64::from(limit));
-        self.all_rows(query, |r: Row| {
+        self.all_rows("inbox", query, |r: Row| {
             let message = message_of((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7))?;
             let claim = match (r.8, r.9, r.10) {
                 (Some(at), Some(receipts), Some(sig)) => Some(claim_of((
@@ -251,7 +251,7 @@ sql_impl! {
 
     pub(crate) async fn claim(&self, claim: &InboxClaim, now_ms: i64) -> PortResult<ClaimOutcome> {
         let receipts = to_json("claim receipts", &claim.receipts)?;
-        within::<DB, _>(async {
+        within::<DB, _>("claim", async {
             let (mut tx, _turn) = self.begin_write().await?;
             // The message, locked: a concurrent claim of it waits here, then sees this one.
             let sql = with_tail::<DB>(
@@ -298,7 +298,7 @@ sql_impl! {
         request_sig: &str,
     ) -> PortResult<Option<InboxClaim>> {
         let sql = DB::placeholders(select_claims!(" WHERE request_sig = ?"));
-        self.optional_row(sqlx::query_as(&sql).bind(request_sig), claim_of).await
+        self.optional_row("claim_by_request", sqlx::query_as(&sql).bind(request_sig), claim_of).await
     }
 
     pub(crate) async fn claim_of(
@@ -308,7 +308,7 @@ sql_impl! {
     ) -> PortResult<Option<InboxClaim>> {
         let sql = DB::placeholders(SELECT_CLAIM);
         let query = sqlx::query_as(&sql).bind(message_id).bind(player_id);
-        self.optional_row(query, claim_of).await
+        self.optional_row("claim_of", query, claim_of).await
     }
 
     pub(crate) async fn create_webhook(
@@ -338,7 +338,7 @@ sql_impl! {
              WHERE deleted_at IS NULL ORDER BY created_at, id",
         );
         type Row = (Text, Text, Text, Text, Text, i64);
-        self.all_rows(all, |(id, url, events, secret, created_by, created_at_ms): Row| {
+        self.all_rows("webhooks", all, |(id, url, events, secret, created_by, created_at_ms): Row| {
             Ok(Webhook {
                 id: id.0,
                 url: url.0,
@@ -352,7 +352,7 @@ sql_impl! {
     }
 
     pub(crate) async fn delete_webhook(&self, id: &str, audit: &AuditEntry) -> PortResult<bool> {
-        within::<DB, _>(async {
+        within::<DB, _>("delete_webhook", async {
             let (mut tx, _turn) = self.begin_write().await?;
             let sql = DB::placeholders(
                 "UPDATE webhooks SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL",
@@ -381,7 +381,7 @@ sql_impl! {
         );
         let query = sqlx::query_as(&sql).bind(i64::from(limit));
         type Row = (i64, Text, Text, i64, Text);
-        self.all_rows(query, |(id, campaign_id, kind, at_ms, data): Row| {
+        self.all_rows("undelivered_events", query, |(id, campaign_id, kind, at_ms, data): Row| {
             let event = CampaignEvent {
                 kind: kind.0,
                 campaign_id: campaign_id.0,
@@ -394,7 +394,7 @@ sql_impl! {
     }
 
     pub(crate) async fn enqueue(&self, event_ids: &[i64], deliveries: &[Delivery]) -> PortResult<()> {
-        within::<DB, _>(async {
+        within::<DB, _>("enqueue", async {
             let (mut tx, _turn) = self.begin_write().await?;
             Self::insert_rows(
                 &mut tx,
@@ -441,7 +441,7 @@ sql_impl! {
         until_ms: i64,
         limit: u32,
     ) -> PortResult<Vec<DueDelivery>> {
-        within::<DB, _>(async {
+        within::<DB, _>("lease_due", async {
             let sql = DB::placeholders(select_deliveries!(
                 ", w.url, w.secret",
                 " JOIN webhooks w ON w.id = d.webhook_id \
@@ -483,7 +483,7 @@ sql_impl! {
     }
 
     pub(crate) async fn record_attempt(&self, d: &Delivery, a: &Attempt) -> PortResult<()> {
-        within::<DB, _>(async {
+        within::<DB, _>("record_attempt", async {
             let (mut tx, _turn) = self.begin_write().await?;
             let sql = DB::placeholders(
                 "UPDATE webhook_deliveries SET state = ?, attempts = ?, next_attempt_at = ? \
@@ -519,7 +519,7 @@ sql_impl! {
         webhook_id: &str,
         limit: u32,
     ) -> PortResult<Vec<(Delivery, Vec<Attempt>)>> {
-        within::<DB, _>(async {
+        within::<DB, _>("deliveries", async {
             let sql = DB::placeholders(select_deliveries!(
                 "",
                 " WHERE d.webhook_id = ? ORDER BY d.created_at DESC, d.id DESC LIMIT ?"
@@ -527,7 +527,12 @@ sql_impl! {
             let query = sqlx::query_as(&sql)
                 .bind(webhook_id)
                 .bind(i64::from(limit));
-            let deliveries = self.all_rows(query, delivery_of).await?;
+            let rows: Vec<DeliveryRow> =
+                query.fetch_all(self.pool()).await.map_err(db_error::<DB>)?;
+            let deliveries = rows
+                .into_iter()
+                .map(delivery_of)
+                .collect::<PortResult<Vec<_>>>()?;
             let rows: Vec<AttemptRow> = self
                 .select_chunked(&deliveries, DB::MAX_BIND, |qb, chunk| {
                     qb.push(

@@ -88,16 +88,18 @@ where
 }
 
 sql_impl! {
-    /// The row `query` selects on the primary, if any, made a value by `of`.
+    /// The row `query` selects on the primary, if any, made a value by `of` (`call`: the store
+    /// method, for [`within`]'s metrics).
     pub(crate) async fn optional_row<'q, R, T>(
         &self,
+        call: &'static str,
         query: QueryAs<'q, DB, R, DB::Arguments<'q>>,
         of: impl FnOnce(R) -> PortResult<T>,
     ) -> PortResult<Option<T>>
     where
         R: for<'r> sqlx::FromRow<'r, DB::Row> + Send + Unpin,
     {
-        within::<DB, _>(async {
+        within::<DB, _>(call, async {
             let row = query
                 .fetch_optional(self.pool())
                 .await
@@ -110,13 +112,14 @@ sql_impl! {
     /// Every row `query` selects on the primary, each made a value by `of`.
     pub(crate) async fn all_rows<'q, R, T>(
         &self,
+        call: &'static str,
         query: QueryAs<'q, DB, R, DB::Arguments<'q>>,
         of: impl FnMut(R) -> PortResult<T>,
     ) -> PortResult<Vec<T>>
     where
         R: for<'r> sqlx::FromRow<'r, DB::Row> + Send + Unpin,
     {
-        within::<DB, _>(async {
+        within::<DB, _>(call, async {
             let rows = query.fetch_all(self.pool()).await.map_err(db_error::<DB>)?;
             rows.into_iter().map(of).collect()
         })
@@ -154,8 +157,12 @@ sql_impl! {
     }
 
     /// Runs `query` on the primary, within the call bound.
-    pub(crate) async fn run_alone<'q>(&self, query: Query<'q, DB, DB::Arguments<'q>>) -> PortResult<()> {
-        within::<DB, _>(async {
+    pub(crate) async fn run_alone<'q>(
+        &self,
+        call: &'static str,
+        query: Query<'q, DB, DB::Arguments<'q>>,
+    ) -> PortResult<()> {
+        within::<DB, _>(call, async {
             query
                 .execute(self.pool())
                 .await

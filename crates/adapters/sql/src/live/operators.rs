@@ -71,7 +71,7 @@ macro_rules! select_api_keys {
 sql_impl! {
     pub(crate) async fn operator_count(&self) -> PortResult<u64> {
         let count = sqlx::query_as("SELECT COUNT(*) FROM operators");
-        let n = self.optional_row(count, |(n,): (i64,)| Ok(to_u64(n))).await?;
+        let n = self.optional_row("operator_count", count, |(n,): (i64,)| Ok(to_u64(n))).await?;
         Ok(n.unwrap_or(0))
     }
 
@@ -80,7 +80,7 @@ sql_impl! {
         op: &OperatorRecord,
         audit: &AuditEntry,
     ) -> PortResult<bool> {
-        within::<DB, _>(async {
+        within::<DB, _>("create_operator", async {
             let (mut tx, _turn) = self.begin_write().await?;
             let sql = with_tail::<DB>(
                 "INSERT INTO operators \
@@ -111,17 +111,17 @@ sql_impl! {
 
     pub(crate) async fn operator_by_email(&self, email: &str) -> PortResult<Option<OperatorRecord>> {
         let sql = DB::placeholders(select_operators!(" WHERE email = ?"));
-        self.optional_row(sqlx::query_as(&sql).bind(email), operator_of).await
+        self.optional_row("operator_by_email", sqlx::query_as(&sql).bind(email), operator_of).await
     }
 
     pub(crate) async fn operator(&self, id: &str) -> PortResult<Option<OperatorRecord>> {
         let sql = DB::placeholders(select_operators!(" WHERE id = ?"));
-        self.optional_row(sqlx::query_as(&sql).bind(id), operator_of).await
+        self.optional_row("operator", sqlx::query_as(&sql).bind(id), operator_of).await
     }
 
     pub(crate) async fn operators(&self) -> PortResult<Vec<OperatorRecord>> {
         let all = sqlx::query_as(select_operators!(" ORDER BY created_at, id"));
-        self.all_rows(all, operator_of).await
+        self.all_rows("operators", all, operator_of).await
     }
 
     pub(crate) async fn update_operator(
@@ -131,7 +131,7 @@ sql_impl! {
         audit: &AuditEntry,
     ) -> PortResult<OperatorUpdate> {
         let active_admin = |o: &OperatorRecord| o.role == Role::Admin && !o.disabled;
-        within::<DB, _>(async {
+        within::<DB, _>("update_operator", async {
             let (mut tx, _turn) = self.begin_write().await?;
             if active_admin(before) && !active_admin(after) {
                 // Every enabled admin's row, locked in id order (writes on SQLite take turns):
@@ -174,7 +174,7 @@ sql_impl! {
 
     pub(crate) async fn any_operator(&self) -> PortResult<bool> {
         let first = sqlx::query_as("SELECT id FROM operators LIMIT 1");
-        let row = self.optional_row(first, |(id,): (Text,)| Ok(id)).await?;
+        let row = self.optional_row("any_operator", first, |(id,): (Text,)| Ok(id)).await?;
         Ok(row.is_some())
     }
 
@@ -193,7 +193,7 @@ sql_impl! {
             .bind(operator_id)
             .bind(liveops_core::now_ms())
             .bind(expires_at_ms);
-        self.run_alone(insert).await
+        self.run_alone("open_session", insert).await
     }
 
     pub(crate) async fn session(&self, token_hash: &str) -> PortResult<Option<Session>> {
@@ -203,7 +203,7 @@ sql_impl! {
              WHERE s.token_hash = ?",
         );
         let query = sqlx::query_as(&sql).bind(token_hash);
-        self.optional_row(
+        self.optional_row("session",
             query,
             |(operator_id, email, role, disabled, expires_at_ms): (Text, Text, Text, i16, i64)| {
                 Ok(Session {
@@ -220,12 +220,12 @@ sql_impl! {
 
     pub(crate) async fn close_session(&self, token_hash: &str) -> PortResult<()> {
         let sql = DB::placeholders("DELETE FROM operator_sessions WHERE token_hash = ?");
-        self.run_alone(sqlx::query(&sql).bind(token_hash)).await
+        self.run_alone("close_session", sqlx::query(&sql).bind(token_hash)).await
     }
 
     pub(crate) async fn record_audit(&self, entry: &AuditEntry) -> PortResult<()> {
         let sql = DB::placeholders(INSERT_AUDIT);
-        self.run_alone(bind_audit(sqlx::query(&sql), entry)).await
+        self.run_alone("record_audit", bind_audit(sqlx::query(&sql), entry)).await
     }
 
     pub(crate) async fn audit(&self, limit: u32) -> PortResult<Vec<AuditEntry>> {
@@ -234,7 +234,7 @@ sql_impl! {
              ORDER BY id DESC LIMIT ?",
         );
         let query = sqlx::query_as(&sql).bind(i64::from(limit));
-        self.all_rows(query, |(at_ms, actor, action, target, before, after): AuditRow| {
+        self.all_rows("audit", query, |(at_ms, actor, action, target, before, after): AuditRow| {
             Ok(AuditEntry {
                 at_ms,
                 actor: actor.0,
@@ -270,7 +270,7 @@ sql_impl! {
 
     pub(crate) async fn api_keys(&self) -> PortResult<Vec<ApiKeyInfo>> {
         let all = sqlx::query_as(select_api_keys!(" ORDER BY created_at DESC, key_id DESC"));
-        self.all_rows(all, api_key_of).await
+        self.all_rows("api_keys", all, api_key_of).await
     }
 
     pub(crate) async fn revoke_api_key(
@@ -278,7 +278,7 @@ sql_impl! {
         key_id: &str,
         audit: &AuditEntry,
     ) -> PortResult<Option<ApiKeyInfo>> {
-        within::<DB, _>(async {
+        within::<DB, _>("revoke_api_key", async {
             let (mut tx, _turn) = self.begin_write().await?;
             let sql = DB::placeholders(
                 "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
@@ -300,7 +300,7 @@ sql_impl! {
             "SELECT key_id, secret FROM api_keys WHERE revoked_at IS NULL \
              ORDER BY created_at, key_id",
         );
-        self.all_rows(active, |(k, s): (Text, Text)| Ok((k.0, s.0.into_bytes())))
+        self.all_rows("active_api_keys", active, |(k, s): (Text, Text)| Ok((k.0, s.0.into_bytes())))
             .await
     }
 }

@@ -71,7 +71,7 @@ fn outcome_of(campaign_id: &str, row: OutcomeRow) -> PortResult<Outcome> {
 
 sql_impl! {
     pub(crate) async fn enter(&self, entry: &Entry) -> PortResult<Entered> {
-        within::<DB, _>(async {
+        within::<DB, _>("enter", async {
             let (mut tx, _turn) = self.begin_write().await?;
             let sql = with_tail::<DB>("SELECT state FROM campaigns WHERE id = ?", DB::LOCK_SHARED);
             let state: Option<(Text,)> =
@@ -126,14 +126,14 @@ sql_impl! {
 
     pub(crate) async fn entry_by_request(&self, request_sig: &str) -> PortResult<Option<Entry>> {
         let sql = DB::placeholders(select_entries!(" WHERE request_sig = ?"));
-        self.optional_row(sqlx::query_as(&sql).bind(request_sig), entry_of).await
+        self.optional_row("entry_by_request", sqlx::query_as(&sql).bind(request_sig), entry_of).await
     }
 
     pub(crate) async fn entrants(&self, campaign_id: &str) -> PortResult<Vec<String>> {
         let sql =
             DB::placeholders("SELECT DISTINCT player_id FROM campaign_entries WHERE campaign_id = ?");
         let query = sqlx::query_as(&sql).bind(campaign_id);
-        let players = self.all_rows(query, |(p,): (Text,)| Ok(p.0)).await?;
+        let players = self.all_rows("entrants", query, |(p,): (Text,)| Ok(p.0)).await?;
         // Sorted here, by bytes, whatever the database's collation.
         Ok(liveops_core::draw::entrants(players))
     }
@@ -143,7 +143,7 @@ sql_impl! {
         player_id: &str,
         campaign_ids: &[String],
     ) -> PortResult<Vec<Entry>> {
-        within::<DB, _>(async {
+        within::<DB, _>("entries_of", async {
             let rows: Vec<EntryRow> = self
                 .select_chunked(campaign_ids, DB::MAX_BIND - 1, |qb, chunk| {
                     qb.push(select_entries!(" WHERE player_id = "))
@@ -165,7 +165,7 @@ sql_impl! {
     ) -> PortResult<Outcome> {
         let entrants = to_json("outcome entrants", &outcome.entrants)?;
         let awards = to_json("outcome awards", &outcome.awards)?;
-        within::<DB, _>(async {
+        within::<DB, _>("record_outcome", async {
             let (mut tx, _turn) = self.begin_write().await?;
             let campaign_id = outcome.campaign_id.as_str();
             // The campaign's row, locked: replicas deciding the same campaign take turns here.
@@ -204,13 +204,13 @@ sql_impl! {
     pub(crate) async fn outcome(&self, campaign_id: &str) -> PortResult<Option<Outcome>> {
         let sql = DB::placeholders(SELECT_OUTCOME);
         let query = sqlx::query_as(&sql).bind(campaign_id);
-        self.optional_row(query, |row| outcome_of(campaign_id, row)).await
+        self.optional_row("outcome", query, |row| outcome_of(campaign_id, row)).await
     }
 
     pub(crate) async fn season_xp(&self, player_id: &str, season: i64) -> PortResult<u64> {
         let sql = DB::placeholders("SELECT xp FROM player_xp WHERE player_id = ? AND season = ?");
         let query = sqlx::query_as(&sql).bind(player_id).bind(season);
-        let xp = self.optional_row(query, |(xp,): (i64,)| Ok(to_u64(xp))).await?;
+        let xp = self.optional_row("season_xp", query, |(xp,): (i64,)| Ok(to_u64(xp))).await?;
         Ok(xp.unwrap_or(0))
     }
 }

@@ -87,7 +87,7 @@ sql_impl! {
         query: Query<'q, DB, DB::Arguments<'q>>,
         audit: &AuditEntry,
     ) -> PortResult<KeyedOutcome> {
-        within::<DB, _>(async {
+        within::<DB, _>("run_keyed", async {
             let (mut tx, _turn) = self.begin_write().await?;
             if let Some(keyed) = keyed {
                 if let Some(before) = Self::take_key(&mut tx, keyed, audit.at_ms).await? {
@@ -106,7 +106,7 @@ sql_impl! {
         let query = sqlx::query_as(&sql)
             .bind(key.operator_id.as_str())
             .bind(key.key.as_str());
-        let found = self.optional_row(query, |row| Ok(outcome(key, row))).await?;
+        let found = self.optional_row("answered", query, |row| Ok(outcome(key, row))).await?;
         if found.is_some() || key.route != INBOX_SEND {
             return Ok(found);
         }
@@ -118,7 +118,7 @@ sql_impl! {
         let query = sqlx::query_as(&sql)
             .bind(key.operator_id.as_str())
             .bind(key.key.as_str());
-        self.optional_row(query, |(ids,): (Text,)| {
+        self.optional_row("answered", query, |(ids,): (Text,)| {
             Ok(KeyedOutcome::Replayed(format!("{{\"messageIds\":{}}}", ids.0)))
         })
         .await
