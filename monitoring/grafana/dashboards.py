@@ -312,10 +312,17 @@ def services(L):
                      [(hq(0.99, "db_call_seconds", "backend, call", NS), "{{call}}")], "s",
                      "Each repository call, pool wait and retries of a transaction included."),
           w=8)
+    L.add(timeseries("Database connections in use / max per pod",
+                     [(f'sum by (pod, pool) (db_pool_connections{{state="in_use", {NS}}})',
+                       "in use {{pod}} {{pool}}"),
+                      (f"max by (pod, pool) (db_pool_max_connections{{{NS}}})",
+                       "max {{pod}} {{pool}}")], "short",
+                     "Sampled every 5 s. The pool-saturated alert fires above 80 % for 10 "
+                     "minutes."), w=12)
     L.add(timeseries("SQLite write turn wait p99 per pod",
                      [(hq(0.99, "db_write_turn_wait_seconds", "pod", NS), "{{pod}}")], "s",
                      "Embedded only: a process writes its SQLite file one transaction at a "
-                     "time; this is how long a write waited for its turn."), w=8)
+                     "time; this is how long a write waited for its turn."), w=12)
 
 
 @board("liveops-pipeline", "LiveOps / Event pipeline",

@@ -64,6 +64,7 @@ repository_check() { readyz | python3 -c 'import json,sys; print(json.load(sys.s
 xp() { curl -s "$BASE/players/$PLAYER/progress" | python3 -c 'import json,sys; print(json.load(sys.stdin)["xp"])'; }
 primary_xp() { sql "$PRIMARY_PORT" "SELECT coalesce(sum(xp), 0) FROM player_xp WHERE player_id = '$PLAYER'"; }
 usable() { curl -s "$BASE/metrics" | awk '$1 == "db_read_replica_usable" {print $2}'; }
+replica_pool() { curl -s "$BASE/metrics" | awk '$1 ~ /^db_pool_max_connections[{]/ && $1 ~ /pool="replica"/ {print $2}'; }
 send_xp() { # amount
   printf '{"events":[{"type":"progression","playerId":"%s","ts":%s,"payload":{"deltaXp":%s,"activity":"quest_completion"}}]}' \
     "$PLAYER" "$(date +%s)" "$1" > "$WORK/event.json"
@@ -95,6 +96,8 @@ ok "/readyz: repository ok, db_read_replica_usable 1"
 send_xp 100
 wait_until 20 "100 XP visible (through the replica)" bash -c "[ \"\$(curl -s $BASE/players/$PLAYER/progress | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"xp\"])')\" = 100 ]"
 ok "an event's XP reaches the reads (100)"
+[ "$(replica_pool)" = 10 ] || fail "db_pool_max_connections of the replica pool is '$(replica_pool)', expected 10: $(curl -s $BASE/metrics | grep db_pool)"
+ok "the replica's pool is reported beside the primary's (db_pool_max_connections 10)"
 
 echo "== replay paused: reads stay on the replica (stale) until it lags more than 4s"
 sql "$REPLICA_PORT" "SELECT pg_wal_replay_pause()" >/dev/null

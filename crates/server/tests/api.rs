@@ -499,13 +499,15 @@ async fn operations_routes_answer() {
     ] {
         assert!(text.contains(needle), "missing {needle} in metrics");
     }
-    // The repository's calls, timed by call, and the waits for SQLite's one writer.
+    // The repository's calls, timed by call, the waits for SQLite's one writer, and its pool.
     eventually(WAIT, "the leaderboard's commit timed", || async {
         let m = app.metrics().await;
         let commits = ["backend=\"SQLite\"", "call=\"commit_scores\""];
         let timed = metric_sum(&m, "db_call_seconds_count", &commits) >= 1.0;
         let turns = metric_sum(&m, "db_write_turn_wait_seconds_count", &[]) >= 1.0;
-        (timed && turns).then_some(())
+        let primary = ["backend=\"SQLite\"", "pool=\"primary\""];
+        let pool = metric_sum(&m, "db_pool_max_connections", &primary) == 4.0;
+        (timed && turns && pool).then_some(())
     })
     .await;
     let spec = app.get("/openapi.json").await;

@@ -345,6 +345,16 @@ async fn database_outage(down: Duration, env: &[(&str, &str)]) {
         metric_sum(&metrics, "db_call_seconds_count", &commits) >= 1.0,
         "{metrics}"
     );
+    // And its pool: ten connections at most, some open again.
+    let primary = ["backend=\"PostgreSQL\"", "pool=\"primary\""];
+    assert_eq!(
+        metric_sum(&metrics, "db_pool_max_connections", &primary),
+        10.0
+    );
+    assert!(
+        metric_sum(&metrics, "db_pool_connections", &primary) >= 1.0,
+        "{metrics}"
+    );
     drop(guard);
 }
 

@@ -47,6 +47,8 @@ pub trait Repository:
     fn replica_watch(&self) -> Option<futures_util::future::BoxFuture<'static, ()>> {
         None
     }
+    /// The loop that reports the connection pools' use as gauges, to run while the process runs.
+    fn pool_watch(&self) -> futures_util::future::BoxFuture<'static, ()>;
     /// Deletes the per-event rows (processed event ids, fairness verdicts) and the operators'
     /// request keys written before `cutoff_ms` (unix milliseconds), a bounded step at a time;
     /// returns how many went.

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use liveops_core::ports::{Board, RankEntry, ScoreDelta, ScoreTotal};
 use liveops_core::stores::{
@@ -161,6 +161,26 @@ pub(crate) async fn within<DB: Dialect, T>(
     result
 }
 
+/// How often [`SqlRepository::pool_watch`] reports the pools.
+pub const POOL_EVERY: Duration = Duration::from_secs(5);
+
+/// Sets the gauges of `pool` (`primary` or `replica`) of backend `DB`.
+fn report_pool<DB: Dialect>(pool: &Pool<DB>, which: &'static str) {
+    let (size, idle) = (
+        pool.size(),
+        u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+    );
+    let backend = DB::NAME;
+    let gauge = |state: &'static str, n: u32| {
+        metrics::gauge!("db_pool_connections", "backend" => backend, "pool" => which, "state" => state)
+            .set(f64::from(n));
+    };
+    gauge("in_use", size.saturating_sub(idle));
+    gauge("idle", idle);
+    metrics::gauge!("db_pool_max_connections", "backend" => backend, "pool" => which)
+        .set(f64::from(pool.options().get_max_connections()));
+}
+
 /// The statements of one step of a purge (2000 keys): the step's last key, then a delete up to it (or, for
 /// the last step, to the end). Placeholders: the key after which the step starts, the step's last
 /// key (`delete_to` only), the consumer (`processed_events` only), the cutoff.
@@ -293,6 +313,28 @@ where
             replica,
             self.pool.clone(),
         )))
+    }
+
+    /// Reports the connection pools every [`POOL_EVERY`] while the process runs:
+    /// `db_pool_connections{backend, pool, state}` (`in_use`, `idle`) and
+    /// `db_pool_max_connections{backend, pool}`, for the primary and the read replica if any:
+    /// a pool in use up to its maximum makes calls wait, then fail after the acquire timeout.
+    pub fn pool_watch(&self) -> futures_util::future::BoxFuture<'static, ()> {
+        let primary = self.pool.clone();
+        let replica = self.replica.as_ref().map(Arc::downgrade);
+        Box::pin(async move {
+            let mut tick = tokio::time::interval(POOL_EVERY);
+            loop {
+                tick.tick().await;
+                report_pool(&primary, "primary");
+                if let Some(replica) = &replica {
+                    match replica.upgrade() {
+                        Some(r) => report_pool(&r.pool, "replica"),
+                        None => return,
+                    }
+                }
+            }
+        })
     }
 
     /// Records `ids` as processed by `consumer`; fails (leaving the transaction to roll back)

@@ -31,6 +31,9 @@ macro_rules! impl_stores {
                 fn replica_watch(&self) -> Option<futures_util::future::BoxFuture<'static, ()>> {
                     Repo::replica_watch(self)
                 }
+                fn pool_watch(&self) -> futures_util::future::BoxFuture<'static, ()> {
+                    Repo::pool_watch(self)
+                }
                 async fn purge_before(&self, cutoff_ms: i64) -> PortResult<u64> {
                     Repo::purge_before(self, cutoff_ms).await
                 }

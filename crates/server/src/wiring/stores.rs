@@ -6,6 +6,7 @@
 //! signature-checking process makes each second, and does not count (a gateway keeps verifying
 //! with the keys it last read while the database is away, instead of leaving the load balancer).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,6 +93,17 @@ impl Health for Advisory {
     }
 }
 
+/// A task that runs `work` until it ends or the process stops.
+fn until_stopped(name: &'static str, work: impl Future<Output = ()> + Send + 'static) -> Task {
+    Task::new(name, move |stop| async move {
+        tokio::select! {
+            () = work => {}
+            () = stop.cancelled() => {}
+        }
+        Ok(())
+    })
+}
+
 /// Registers the repository for every store trait.
 pub(super) fn provide(ports: &mut Ports, s: &crate::config::Settings) {
     let cell: Shared = Arc::default();
@@ -104,15 +116,10 @@ pub(super) fn provide(ports: &mut Ports, s: &crate::config::Settings) {
             async move {
                 let repo = open(c, url, reads).await?;
                 // The replica is measured while the process runs; reads use it once it is.
-                let upkeep = repo.replica_watch().map(|watch| {
-                    Task::new("read-replica", move |stop| async move {
-                        tokio::select! {
-                            () = watch => {}
-                            () = stop.cancelled() => {}
-                        }
-                        Ok(())
-                    })
-                });
+                let upkeep = repo
+                    .replica_watch()
+                    .map(|w| until_stopped("read-replica", w));
+                let pools = until_stopped("database pools", repo.pool_watch());
                 let purged = repo.clone();
                 let retention = Task::new("event retention", move |stop| async move {
                     purge_old_events(purged.as_ref(), retention, &stop).await;
@@ -120,7 +127,7 @@ pub(super) fn provide(ports: &mut Ports, s: &crate::config::Settings) {
                 });
                 Ok(Opened {
                     adapter: repo,
-                    upkeep: upkeep.into_iter().chain([retention]).collect(),
+                    upkeep: upkeep.into_iter().chain([pools, retention]).collect(),
                 })
             }
         },
