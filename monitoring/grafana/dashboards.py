@@ -306,11 +306,13 @@ def services(L):
     L.add(timeseries("Database errors per second",
                      [(summed("db_errors_total", by="backend, call, kind"),
                        "{{call}} {{kind}}")], "short",
-                     "Repository calls that failed, by store method: unavailable or timeout "
-                     "(503, retried), corrupt (unreadable rows)."), w=8)
+                     "Repository calls that did not succeed, by store method: unavailable or "
+                     "timeout (503, retried), corrupt (unreadable rows), cancelled (the caller "
+                     "gave up first)."), w=8)
     L.add(timeseries("Database call p99 by call",
                      [(hq(0.99, "db_call_seconds", "backend, call", NS), "{{call}}")], "s",
-                     "Each repository call, pool wait and retries of a transaction included."),
+                     "Each repository call, the wait for a connection (and on SQLite for the "
+                     "write turn) included."),
           w=8)
     L.add(timeseries("Database connections in use / max per pod",
                      [(f'sum by (pod, pool) (db_pool_connections{{state="in_use", {NS}}})',

@@ -339,7 +339,11 @@ async fn database_outage(down: Duration, env: &[(&str, &str)]) {
     );
     assert_exactly_once(&Urls::all(&base), &want).await;
     // The leaderboard's commits are timed by call.
-    let commits = ["backend=\"PostgreSQL\"", "call=\"commit_scores\""];
+    let commits = [
+        "backend=\"PostgreSQL\"",
+        "pool=\"primary\"",
+        "call=\"commit_scores\"",
+    ];
     let metrics = metrics_of(&base).await;
     assert!(
         metric_sum(&metrics, "db_call_seconds_count", &commits) >= 1.0,

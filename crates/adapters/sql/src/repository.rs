@@ -108,6 +108,14 @@ impl<DB: Dialect> SqlRepository<DB> {
     pub fn pool(&self) -> &Pool<DB> {
         &self.pool
     }
+
+    /// The `pool` label of `pool`: `replica` when it is the read replica's, else `primary`.
+    fn which(&self, pool: &Pool<DB>) -> &'static str {
+        match &self.replica {
+            Some(r) if std::ptr::eq(&r.pool, pool) => "replica",
+            _ => "primary",
+        }
+    }
 }
 
 fn parse_uuid(s: &str) -> PortResult<Uuid> {
@@ -122,43 +130,72 @@ fn parse_event_type(s: &str) -> PortResult<EventType> {
     EventType::parse(s).ok_or_else(|| PortError::Corrupt(format!("unknown event type {s:?}")))
 }
 
-/// Runs repository call `call` (the store method's name) within the dialect's time bound and
-/// records it: its duration in `db_call_seconds` and, if it fails, `db_errors_total` by kind
-/// (`unavailable`, `timeout`, `corrupt`), both labelled with the backend and the call.
+/// Runs repository call `call` (the store method's name) on the primary: [`within_on`].
 pub(crate) async fn within<DB: Dialect, T>(
     call: &'static str,
     work: impl Future<Output = PortResult<T>>,
 ) -> PortResult<T> {
-    let started = Instant::now();
-    let (result, timed_out) = match DB::CALL_TIMEOUT {
-        None => (work.await, false),
+    within_on::<DB, T>(call, "primary", work).await
+}
+
+/// Runs repository call `call` on pool `pool` (`primary` or `replica`) within the dialect's time
+/// bound, and records it: its duration in `db_call_seconds` and, unless it succeeds,
+/// `db_errors_total` by kind (`unavailable`, `timeout`, `corrupt`, or `cancelled` when the
+/// caller gave up first), both labelled with the backend, the pool and the call.
+pub(crate) async fn within_on<DB: Dialect, T>(
+    call: &'static str,
+    pool: &'static str,
+    work: impl Future<Output = PortResult<T>>,
+) -> PortResult<T> {
+    let mut observed = Observed {
+        labels: [DB::NAME, pool, call],
+        started: Instant::now(),
+        kind: Some("cancelled"),
+    };
+    let result = match DB::CALL_TIMEOUT {
+        None => work.await,
         Some(limit) => match tokio::time::timeout(limit, work).await {
-            Ok(result) => (result, false),
-            Err(_) => (
-                Err(PortError::Unavailable(format!(
+            Ok(result) => result,
+            Err(_) => {
+                observed.kind = Some("timeout");
+                return Err(PortError::Unavailable(format!(
                     "{}: no answer within {limit:?}",
                     DB::NAME
-                ))),
-                true,
-            ),
+                )));
+            }
         },
     };
-    let backend = DB::NAME;
-    metrics::histogram!("db_call_seconds", "backend" => backend, "call" => call)
-        .record(started.elapsed().as_secs_f64());
-    if let Err(error) = &result {
-        let kind = match error {
-            _ if timed_out => "timeout",
-            PortError::Unavailable(_) => "unavailable",
-            PortError::Corrupt(_) => "corrupt",
-        };
-        metrics::counter!("db_errors_total", "backend" => backend, "call" => call, "kind" => kind)
-            .increment(1);
-        if let PortError::Corrupt(_) = error {
-            tracing::error!(backend, call, %error, "stored data could not be read");
+    observed.kind = match &result {
+        Ok(_) => None,
+        Err(PortError::Unavailable(_)) => Some("unavailable"),
+        Err(error @ PortError::Corrupt(_)) => {
+            tracing::error!(backend = DB::NAME, pool, call, %error, "stored data could not be read");
+            Some("corrupt")
+        }
+    };
+    result
+}
+
+/// One repository call being timed; recorded when dropped, so a call whose caller gave up
+/// (a client gone, a probe timed out) is counted too.
+struct Observed {
+    /// Backend, pool and call.
+    labels: [&'static str; 3],
+    started: Instant,
+    /// How it failed; `None` once it succeeded.
+    kind: Option<&'static str>,
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        let [backend, pool, call] = self.labels;
+        metrics::histogram!("db_call_seconds", "backend" => backend, "pool" => pool, "call" => call)
+            .record(self.started.elapsed().as_secs_f64());
+        if let Some(kind) = self.kind {
+            metrics::counter!("db_errors_total", "backend" => backend, "pool" => pool, "call" => call, "kind" => kind)
+                .increment(1);
         }
     }
-    result
 }
 
 /// How often [`SqlRepository::pool_watch`] reports the pools.
@@ -485,7 +522,7 @@ where
         player_id: &str,
         season: i64,
     ) -> PortResult<PlayerProgress> {
-        within::<DB, _>("progress", async {
+        within_on::<DB, _>("progress", self.which(pool), async {
             // One read transaction: a consistent view of the three tables.
             let mut tx = Self::begin_on(pool, DB::BEGIN_READ).await?;
             let sql = DB::placeholders(
@@ -842,7 +879,7 @@ where
 
     pub(crate) async fn board_scores(&self, board: &Board) -> PortResult<Vec<(String, i64)>> {
         if let Some(read) = DB::bulk_board_scores(&self.pool, board) {
-            return read.await;
+            return within::<DB, _>("board_scores", read).await;
         }
         within::<DB, _>("board_scores", async {
             let sql = DB::placeholders(
@@ -912,7 +949,7 @@ where
     }
 
     async fn snapshot_on(&self, pool: &Pool<DB>, board: &Board) -> PortResult<Option<Snapshot>> {
-        within::<DB, _>("snapshot", async {
+        within_on::<DB, _>("snapshot", self.which(pool), async {
             let sql = DB::placeholders(
                 "SELECT taken_at, is_final, entries FROM snapshots \
                  WHERE board_window = ? AND period = ?",
@@ -955,7 +992,7 @@ where
         window: Window,
         limit: u32,
     ) -> PortResult<Vec<String>> {
-        within::<DB, _>("snapshot_periods", async {
+        within_on::<DB, _>("snapshot_periods", self.which(pool), async {
             let sql = DB::placeholders(
                 "SELECT period FROM snapshots WHERE board_window = ? \
                  ORDER BY taken_at DESC, period DESC LIMIT ?",
@@ -1115,7 +1152,7 @@ where
         let before = DB::placeholders("DELETE FROM operator_requests WHERE created_at < ?");
         let mut purged = 0;
         loop {
-            let end: Option<i64> = within::<DB, _>("purge_request_keys", async {
+            let end: Option<i64> = within::<DB, _>("purge_before", async {
                 sqlx::query_scalar(&step)
                     .bind(cutoff_ms)
                     .fetch_optional(&self.pool)
@@ -1138,7 +1175,7 @@ where
         &self,
         query: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
     ) -> PortResult<u64> {
-        within::<DB, _>("delete_in_turn", async {
+        within::<DB, _>("purge_before", async {
             let (mut tx, _turn) = self.begin_write().await?;
             let done = query.execute(&mut *tx).await.map_err(db_error::<DB>)?;
             tx.commit().await.map_err(db_error::<DB>)?;
@@ -1161,7 +1198,7 @@ where
         let mut after = String::new();
         let mut purged = 0;
         loop {
-            let end: Option<Text> = within::<DB, _>("purge_table", async {
+            let end: Option<Text> = within::<DB, _>("purge_before", async {
                 let mut q = sqlx::query_scalar(&step_end).bind(after.as_str());
                 if let Some(c) = consumer {
                     q = q.bind(c);
@@ -1199,7 +1236,7 @@ where
         player_id: Option<&str>,
         limit: u32,
     ) -> PortResult<Vec<Flag>> {
-        within::<DB, _>("flags", async {
+        within_on::<DB, _>("flags", self.which(pool), async {
             let mut qb = Statement::<DB>::new(
                 "SELECT event_id, player_id, event_type, flag_value, z_score, at_ms \
                  FROM fairness_flags",
@@ -1229,5 +1266,66 @@ where
                 .collect()
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll};
+
+    use liveops_core::PortError;
+    use liveops_testkit::served::metric_sum;
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    use super::within;
+
+    /// Polls `call` once (no runtime: SQLite calls have no timer) and drops it if still pending.
+    fn poll_once<T>(call: impl Future<Output = T>) -> Poll<T> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        pin!(call).as_mut().poll(&mut cx)
+    }
+
+    #[test]
+    fn every_call_is_timed_and_each_failure_counted_by_kind() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let ok = poll_once(within::<sqlx::Sqlite, _>("progress", async { Ok(1) }));
+            assert!(matches!(ok, Poll::Ready(Ok(1))));
+            let down = within::<sqlx::Sqlite, ()>("progress", async {
+                Err(PortError::Unavailable("down".into()))
+            });
+            assert!(matches!(poll_once(down), Poll::Ready(Err(_))));
+            let corrupt = within::<sqlx::Sqlite, ()>("boards", async {
+                Err(PortError::Corrupt("unknown window".into()))
+            });
+            assert!(matches!(poll_once(corrupt), Poll::Ready(Err(_))));
+            // A caller that gives up (a client gone) drops the call unfinished.
+            let abandoned = within::<sqlx::Sqlite, ()>("boards", std::future::pending());
+            assert!(poll_once(abandoned).is_pending());
+        });
+        let text = handle.render();
+        let sum = |name: &str, labels: &[&str]| metric_sum(&text, name, labels);
+        let (progress, boards) = ("call=\"progress\"", "call=\"boards\"");
+        let primary = ["backend=\"SQLite\"", "pool=\"primary\""];
+        assert_eq!(sum("db_call_seconds_count", &primary), 4.0, "{text}");
+        assert_eq!(sum("db_call_seconds_count", &[progress]), 2.0, "{text}");
+        assert_eq!(sum("db_errors_total", &[progress]), 1.0, "{text}");
+        assert_eq!(
+            sum("db_errors_total", &[progress, "kind=\"unavailable\""]),
+            1.0
+        );
+        assert_eq!(
+            sum("db_errors_total", &[boards, "kind=\"corrupt\""]),
+            1.0,
+            "{text}"
+        );
+        assert_eq!(
+            sum("db_errors_total", &[boards, "kind=\"cancelled\""]),
+            1.0,
+            "{text}"
+        );
     }
 }

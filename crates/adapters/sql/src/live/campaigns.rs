@@ -122,7 +122,7 @@ sql_impl! {
             .bind(c.created_by.as_str())
             .bind(c.created_at_ms)
             .bind(c.updated_at_ms);
-        self.run_keyed(keyed, insert, audit).await
+        self.run_keyed("create_campaign", keyed, insert, audit).await
     }
 
     pub(crate) async fn campaign(&self, id: &str) -> PortResult<Option<Campaign>> {

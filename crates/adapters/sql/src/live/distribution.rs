@@ -329,7 +329,7 @@ sql_impl! {
             .bind(hook.secret.as_str())
             .bind(hook.created_by.as_str())
             .bind(hook.created_at_ms);
-        self.run_keyed(keyed, insert, audit).await
+        self.run_keyed("create_webhook", keyed, insert, audit).await
     }
 
     pub(crate) async fn webhooks(&self) -> PortResult<Vec<Webhook>> {

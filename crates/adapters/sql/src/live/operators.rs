@@ -265,7 +265,7 @@ sql_impl! {
             .bind(key.created_by.as_str())
             .bind(key.created_at_ms)
             .bind(key.revoked_at_ms);
-        self.run_keyed(keyed, insert, audit).await
+        self.run_keyed("create_api_key", keyed, insert, audit).await
     }
 
     pub(crate) async fn api_keys(&self) -> PortResult<Vec<ApiKeyInfo>> {

@@ -80,14 +80,15 @@ sql_impl! {
     }
 
     /// Runs `query` and writes `audit` in one write transaction, once per key if `keyed`: an
-    /// audited, keyed insert.
+    /// audited, keyed insert (`call`: the store method, for [`within`]'s metrics).
     pub(crate) async fn run_keyed<'q>(
         &self,
+        call: &'static str,
         keyed: Option<&Keyed>,
         query: Query<'q, DB, DB::Arguments<'q>>,
         audit: &AuditEntry,
     ) -> PortResult<KeyedOutcome> {
-        within::<DB, _>("run_keyed", async {
+        within::<DB, _>(call, async {
             let (mut tx, _turn) = self.begin_write().await?;
             if let Some(keyed) = keyed {
                 if let Some(before) = Self::take_key(&mut tx, keyed, audit.at_ms).await? {
@@ -118,7 +119,8 @@ sql_impl! {
         let query = sqlx::query_as(&sql)
             .bind(key.operator_id.as_str())
             .bind(key.key.as_str());
-        self.optional_row("answered", query, |(ids,): (Text,)| {
+        // Its own call name: how often the old table is still read says when it can go.
+        self.optional_row("answered_inbox_sends", query, |(ids,): (Text,)| {
             Ok(KeyedOutcome::Replayed(format!("{{\"messageIds\":{}}}", ids.0)))
         })
         .await
