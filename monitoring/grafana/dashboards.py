@@ -304,8 +304,8 @@ def services(L):
                      [(summed("redis_errors_total", by="op, kind"),
                        "{{op}} {{kind}}")], "short"), w=12)
     L.add(timeseries("Database errors per second",
-                     [(summed("db_errors_total", by="backend, call, kind"),
-                       "{{call}} {{kind}}")], "short",
+                     [(summed("db_errors_total", by="backend, pool, call, kind"),
+                       "{{call}} {{kind}} ({{pool}})")], "short",
                      "Repository calls that did not succeed, by store method: unavailable or "
                      "timeout (503, retried), corrupt (unreadable rows), cancelled (the caller "
                      "gave up first)."), w=8)

@@ -65,6 +65,7 @@ xp() { curl -s "$BASE/players/$PLAYER/progress" | python3 -c 'import json,sys; p
 primary_xp() { sql "$PRIMARY_PORT" "SELECT coalesce(sum(xp), 0) FROM player_xp WHERE player_id = '$PLAYER'"; }
 usable() { curl -s "$BASE/metrics" | awk '$1 == "db_read_replica_usable" {print $2}'; }
 replica_pool() { curl -s "$BASE/metrics" | awk '$1 ~ /^db_pool_max_connections[{]/ && $1 ~ /pool="replica"/ {print $2}'; }
+replica_reads() { curl -s "$BASE/metrics" | awk '$1 ~ /^db_call_seconds_count[{]/ && $1 ~ /pool="replica"/ && $1 ~ /call="progress"/ {n += $2} END {print n + 0}'; }
 send_xp() { # amount
   printf '{"events":[{"type":"progression","playerId":"%s","ts":%s,"payload":{"deltaXp":%s,"activity":"quest_completion"}}]}' \
     "$PLAYER" "$(date +%s)" "$1" > "$WORK/event.json"
@@ -98,6 +99,8 @@ wait_until 20 "100 XP visible (through the replica)" bash -c "[ \"\$(curl -s $BA
 ok "an event's XP reaches the reads (100)"
 [ "$(replica_pool)" = 10 ] || fail "db_pool_max_connections of the replica pool is '$(replica_pool)', expected 10: $(curl -s $BASE/metrics | grep db_pool)"
 ok "the replica's pool is reported beside the primary's (db_pool_max_connections 10)"
+[ "$(replica_reads)" -gt 0 ] || fail "no progress read counted on the replica pool (db_call_seconds_count{pool=\"replica\"})"
+ok "reads through the replica are timed as such ($(replica_reads) progress calls with pool=\"replica\")"
 
 echo "== replay paused: reads stay on the replica (stale) until it lags more than 4s"
 sql "$REPLICA_PORT" "SELECT pg_wal_replay_pause()" >/dev/null

@@ -478,7 +478,8 @@ async fn operations_routes_answer() {
     assert_eq!(r.status, 200, "{}", r.body);
     // `/readyz` has no view type: its checks are a JSON object built on the spot.
     assert_eq!(r.body["checks"]["repository"], "ok");
-    // What this app's event adds to the repository's metrics (the recorder is per process).
+    // What the event adds to the repository's metrics (the recorder is per process: nextest
+    // runs each test alone; under `cargo test` another app may add to them as well).
     let commits = [
         "backend=\"SQLite\"",
         "pool=\"primary\"",

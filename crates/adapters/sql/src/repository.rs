@@ -353,7 +353,8 @@ where
     }
 
     /// Reports the connection pools every [`POOL_EVERY`] while the process runs:
-    /// `db_pool_connections{backend, pool, state}` (`in_use`, `idle`) and
+    /// `db_pool_connections{backend, pool, state}` (`in_use`: checked out or being opened;
+    /// `idle`) and
     /// `db_pool_max_connections{backend, pool}`, for the primary and the read replica if any:
     /// a pool in use up to its maximum makes calls wait, then fail after the acquire timeout.
     pub fn pool_watch(&self) -> futures_util::future::BoxFuture<'static, ()> {
@@ -1324,6 +1325,41 @@ mod tests {
         );
         assert_eq!(
             sum("db_errors_total", &[boards, "kind=\"cancelled\""]),
+            1.0,
+            "{text}"
+        );
+    }
+
+    /// A server backend's call bound (5 s) ends a call that does not answer: counted once, as a
+    /// timeout, not also as cancelled.
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn a_call_past_the_bound_is_one_timeout() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            let hung = within::<sqlx::Postgres, ()>("commit_scores", std::future::pending());
+            let answer = runtime.block_on(hung);
+            assert!(
+                matches!(answer, Err(PortError::Unavailable(_))),
+                "{answer:?}"
+            );
+        });
+        let text = handle.render();
+        let call = ["backend=\"PostgreSQL\"", "call=\"commit_scores\""];
+        assert_eq!(
+            metric_sum(&text, "db_call_seconds_count", &call),
+            1.0,
+            "{text}"
+        );
+        assert_eq!(metric_sum(&text, "db_errors_total", &call), 1.0, "{text}");
+        let timeouts = [call[0], call[1], "kind=\"timeout\""];
+        assert_eq!(
+            metric_sum(&text, "db_errors_total", &timeouts),
             1.0,
             "{text}"
         );
