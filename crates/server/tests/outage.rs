@@ -241,7 +241,7 @@ async fn a_redis_failover_to_a_replica_that_missed_writes_keeps_every_202() {
     link.stalled.store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(2)).await;
     // The stall held writes back: publishes were refused for want of the replica.
-    let refused = metric_sum(&metrics_of(&base).await, "bus_unreplicated_total", &[]);
+    let refused = counted(&base, "bus_unreplicated_total", &[]).await;
     assert!(refused > 0.0, "no publish waited in vain during the stall");
     // The primary dies with them; the replica is promoted and the address moves to it.
     primary.stop();
@@ -318,16 +318,8 @@ async fn database_outage(down: Duration, env: &[(&str, &str)]) {
     let r = status_of(&client, format!("{base}/readyz")).await;
     assert_eq!(r, 503, "not ready while the database is down");
     // Operators see which calls failed, and why.
-    let failed = [
-        "backend=\"PostgreSQL\"",
-        "call=\"progress\"",
-        "kind=\"unavailable\"",
-    ];
-    let metrics = metrics_of(&base).await;
-    assert!(
-        metric_sum(&metrics, "db_errors_total", &failed) >= 1.0,
-        "{metrics}"
-    );
+    let failed = [PG, "call=\"progress\"", "kind=\"unavailable\""];
+    assert!(counted(&base, "db_errors_total", &failed).await >= 1.0);
     tokio::time::sleep(down.saturating_sub(stopped.elapsed())).await;
     pg_ctl(&pg_dir, pg_port, "start");
 
@@ -338,43 +330,36 @@ async fn database_outage(down: Duration, env: &[(&str, &str)]) {
         counts.slowest_ms.load(Ordering::Relaxed)
     );
     assert_exactly_once(&Urls::all(&base), &want).await;
-    // The leaderboard's commits are timed by call.
-    let commits = [
-        "backend=\"PostgreSQL\"",
-        "pool=\"primary\"",
-        "call=\"commit_scores\"",
-    ];
-    let metrics = metrics_of(&base).await;
-    assert!(
-        metric_sum(&metrics, "db_call_seconds_count", &commits) >= 1.0,
-        "{metrics}"
-    );
-    // And its pool: ten connections at most, some open again (sampled every 5 s).
-    let primary = ["backend=\"PostgreSQL\"", "pool=\"primary\""];
+    // The leaderboard's commits are timed by call; its pool has ten connections at most, some
+    // open again once sampled (every 5 s).
+    let commits = [PG, "pool=\"primary\"", "call=\"commit_scores\""];
+    assert!(counted(&base, "db_call_seconds_count", &commits).await >= 1.0);
+    let primary = [PG, "pool=\"primary\""];
     assert_eq!(
-        metric_sum(&metrics, "db_pool_max_connections", &primary),
+        counted(&base, "db_pool_max_connections", &primary).await,
         10.0
     );
     common::eventually(
         Duration::from_secs(15),
         "the pool sampled after the outage",
-        || async {
-            let open = metric_sum(&metrics_of(&base).await, "db_pool_connections", &primary);
-            (open >= 1.0).then_some(())
-        },
+        || async { (counted(&base, "db_pool_connections", &primary).await >= 1.0).then_some(()) },
     )
     .await;
     drop(guard);
 }
 
-/// The `/metrics` text of the process at `base`.
-async fn metrics_of(base: &str) -> String {
-    reqwest::get(format!("{base}/metrics"))
+/// The label of the repository's metrics on PostgreSQL.
+const PG: &str = "backend=\"PostgreSQL\"";
+
+/// The sum of the samples of `name` with `labels` on the `/metrics` of the process at `base`.
+async fn counted(base: &str, name: &str, labels: &[&str]) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
         .await
         .expect("metrics")
         .text()
         .await
-        .expect("metrics text")
+        .expect("metrics text");
+    metric_sum(&text, name, labels)
 }
 
 /// One process of the split deployment over the Redis Streams bus, with the default visibility
