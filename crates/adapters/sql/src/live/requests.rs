@@ -119,7 +119,7 @@ sql_impl! {
         let query = sqlx::query_as(&sql)
             .bind(key.operator_id.as_str())
             .bind(key.key.as_str());
-        // Its own call name: how often the old table is still read says when it can go.
+        // Its own call name: the old table's reads (one per new keyed send) are seen apart.
         self.optional_row("answered_inbox_sends", query, |(ids,): (Text,)| {
             Ok(KeyedOutcome::Replayed(format!("{{\"messageIds\":{}}}", ids.0)))
         })
