@@ -352,11 +352,10 @@ where
         )))
     }
 
-    /// Reports the connection pools every [`POOL_EVERY`] while the process runs:
-    /// `db_pool_connections{backend, pool, state}` (`in_use`: checked out or being opened;
-    /// `idle`) and
-    /// `db_pool_max_connections{backend, pool}`, for the primary and the read replica if any:
-    /// a pool in use up to its maximum makes calls wait, then fail after the acquire timeout.
+    /// Reports the connection pools every [`POOL_EVERY`] while the process runs, the primary's
+    /// and the read replica's if any: `db_pool_connections{backend, pool, state}` (`in_use`:
+    /// checked out or being opened; `idle`) and `db_pool_max_connections{backend, pool}`. A pool
+    /// in use up to its maximum makes calls wait, then fail after the acquire timeout.
     pub fn pool_watch(&self) -> futures_util::future::BoxFuture<'static, ()> {
         let primary = self.pool.clone();
         let replica = self.replica.as_ref().map(Arc::downgrade);

@@ -527,12 +527,7 @@ sql_impl! {
             let query = sqlx::query_as(&sql)
                 .bind(webhook_id)
                 .bind(i64::from(limit));
-            let rows: Vec<DeliveryRow> =
-                query.fetch_all(self.pool()).await.map_err(db_error::<DB>)?;
-            let deliveries = rows
-                .into_iter()
-                .map(delivery_of)
-                .collect::<PortResult<Vec<_>>>()?;
+            let deliveries = self.rows(query, delivery_of).await?;
             let rows: Vec<AttemptRow> = self
                 .select_chunked(&deliveries, DB::MAX_BIND, |qb, chunk| {
                     qb.push(

@@ -109,7 +109,8 @@ sql_impl! {
         .await
     }
 
-    /// Every row `query` selects on the primary, each made a value by `of`.
+    /// Every row `query` selects on the primary, each made a value by `of`: repository call
+    /// `call` ([`within`]).
     pub(crate) async fn all_rows<'q, R, T>(
         &self,
         call: &'static str,
@@ -119,11 +120,20 @@ sql_impl! {
     where
         R: for<'r> sqlx::FromRow<'r, DB::Row> + Send + Unpin,
     {
-        within::<DB, _>(call, async {
-            let rows = query.fetch_all(self.pool()).await.map_err(db_error::<DB>)?;
-            rows.into_iter().map(of).collect()
-        })
-        .await
+        within::<DB, _>(call, self.rows(query, of)).await
+    }
+
+    /// [`Self::all_rows`] as one step of a call already timed and bounded.
+    pub(crate) async fn rows<'q, R, T>(
+        &self,
+        query: QueryAs<'q, DB, R, DB::Arguments<'q>>,
+        of: impl FnMut(R) -> PortResult<T>,
+    ) -> PortResult<Vec<T>>
+    where
+        R: for<'r> sqlx::FromRow<'r, DB::Row> + Send + Unpin,
+    {
+        let rows = query.fetch_all(self.pool()).await.map_err(db_error::<DB>)?;
+        rows.into_iter().map(of).collect()
     }
 
     /// The one row `query` selects on `conn` (a transaction's connection).
