@@ -310,7 +310,7 @@ def services(L):
                      "timeout (503, retried), corrupt (unreadable rows), cancelled (the caller "
                      "gave up first)."), w=8)
     L.add(timeseries("Database call p99 by call",
-                     [(hq(0.99, "db_call_seconds", "backend, call", NS), "{{call}}")], "s",
+                     [(hq(0.99, "db_call_seconds", "backend, pool, call", NS), "{{call}} ({{pool}})")], "s",
                      "Each repository call, the wait for a connection (and on SQLite for the "
                      "write turn) included."),
           w=8)
