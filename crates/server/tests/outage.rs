@@ -263,6 +263,62 @@ async fn a_redis_failover_to_a_replica_that_missed_writes_keeps_every_202() {
     assert_exactly_once(&Urls::all(&base), &want).await;
 }
 
+/// ADR 0022: with `BUS_REDIS_WAIT_ATTACHED` and a minimum of none (a Standard cache), the only
+/// replica going away for a few seconds (a node being patched) costs no 503: publishes wait for
+/// it while it follows, go on without it while it is away, and wait for it again once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_patched_under_load_costs_no_503_when_waiting_for_attached_replicas() {
+    let (p, r) = (free_port(), free_port());
+    let _primary = OwnRedis::start(p, &[]);
+    until_replication(p, "role:master").await;
+    let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let link = Relay::start(at(0), at(p)).await;
+    let _replica = OwnRedis::start(
+        r,
+        &["--replicaof", "127.0.0.1", &link.addr.port().to_string()],
+    );
+    until_replication(r, "master_link_status:up").await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut guard = Fleet::default();
+    let db = shared_pg_database("liveops_patched");
+    let redis_url = format!("redis://127.0.0.1:{p}/");
+    let env = [
+        ("BUS_REDIS_REPLICAS", "0"),
+        ("BUS_REDIS_WAIT_ATTACHED", "true"),
+        ("BUS_REDIS_REPLICA_WAIT_MS", "300"),
+    ];
+    let base = serve_ready(&mut guard, dir.path(), &db, &redis_url, &env).await;
+    let followed = |want: f64| {
+        let base = base.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while counted(&base, "bus_replicas_followed", &[]).await != want {
+                assert!(Instant::now() < deadline, "never followed {want} replicas");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    followed(1.0).await;
+
+    let (counts, load) = stream_under_way(&base).await;
+    // The replica's link stalls for five seconds, then it follows again.
+    link.stalled.store(true, Ordering::SeqCst);
+    followed(0.0).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    link.stalled.store(false, Ordering::SeqCst);
+    followed(1.0).await;
+
+    let want = load.await.expect("load");
+    assert_eq!(
+        counts.unavailable.load(Ordering::Relaxed),
+        0,
+        "a 503 during the patch"
+    );
+    assert_eq!(counted(&base, "bus_unreplicated_total", &[]).await, 0.0);
+    assert_exactly_once(&Urls::all(&base), &want).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_database_outage_answers_503_then_recovers_with_exactly_once_effect() {
     database_outage(Duration::from_secs(3), &[]).await;

@@ -18,6 +18,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, Script, Value};
 use tokio::time::Instant;
 
+use crate::replicas::Followers;
+
 /// Default `MAXLEN ~` of each stream (per partition, retry and dead-letter stream).
 pub const DEFAULT_MAX_LEN: u64 = 1_000_000;
 
@@ -40,15 +42,18 @@ const MAX_PARTITIONS: u32 = 1024;
 const IDLE_BLOCKERS: usize = 64;
 
 /// How many replicas must hold a publish before it counts as done (Redis `WAIT`), and how long
-/// to wait for them (`BUS_REDIS_REPLICAS`, `BUS_REDIS_REPLICA_WAIT_MS`). With none (the default) a
-/// publish is done once the primary has it, and a failover to a replica that had not yet copied
-/// it loses it.
+/// to wait for them (`BUS_REDIS_REPLICAS`, `BUS_REDIS_REPLICA_WAIT_MS`,
+/// `BUS_REDIS_WAIT_ATTACHED`). With none (the default) a publish is done once the primary has it,
+/// and a failover to a replica that had not yet copied it loses it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReplicaAcks {
-    /// Replicas that must acknowledge every publish.
+    /// Replicas that must acknowledge every publish (with `attached`, the minimum).
     pub replicas: u32,
     /// Longest wait for them; fewer by then makes the publish `Unavailable`.
     pub wait: Duration,
+    /// Also wait for every other replica that is attached and caught up (ADR 0022): as durable as
+    /// waiting for all while all are there, and intake goes on while one is being patched.
+    pub attached: bool,
 }
 
 /// Shortest and longest lease on a slot (and membership of a group): a consumer renews both at
@@ -646,6 +651,8 @@ pub struct RedisBus {
     acks: Option<ReplicaAcks>,
     /// Publishes waiting for replicas at once, at most [`IDLE_BLOCKERS`].
     replicated: tokio::sync::Semaphore,
+    /// The attached, caught-up replicas, with `acks.attached`.
+    followers: Option<Arc<Followers>>,
 }
 
 impl fmt::Debug for RedisBus {
@@ -726,6 +733,7 @@ impl RedisBus {
             hands: Arc::default(),
             acks: None,
             replicated: tokio::sync::Semaphore::new(IDLE_BLOCKERS),
+            followers: None,
         };
         bus.healthcheck().await?;
         Ok(bus)
@@ -737,10 +745,42 @@ impl RedisBus {
         self
     }
 
-    /// Makes every publish wait until `acks.replicas` replicas hold it (none: not at all).
+    /// Makes every publish wait until `acks.replicas` replicas hold it (none: not at all), and
+    /// with `acks.attached` every attached, caught-up one too, read by a task of its own (inside
+    /// a Tokio runtime; outside one, each publish reads them).
     pub fn with_replica_acks(mut self, acks: ReplicaAcks) -> Self {
-        self.acks = (acks.replicas > 0).then_some(acks);
+        self.acks = (acks.replicas > 0 || acks.attached).then_some(acks);
+        self.followers = acks.attached.then(|| {
+            let followers = Arc::new(Followers::default());
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(Followers::run(
+                    Arc::downgrade(&followers),
+                    self.conn.clone(),
+                ));
+            }
+            followers
+        });
         self
+    }
+
+    /// With `attached` acknowledgements: the replicas attached and caught up at the last read
+    /// (`None` before it, or without them).
+    pub fn replicas_followed(&self) -> Option<u32> {
+        self.followers.as_ref().and_then(|f| f.counted())
+    }
+
+    /// How many replicas a publish waits for now: the minimum, or with `acks.attached` as many as
+    /// are attached and caught up if more (read now if never read).
+    async fn replicas_to_wait_for(&self, acks: ReplicaAcks) -> u32 {
+        let Some(followers) = &self.followers else {
+            return acks.replicas;
+        };
+        let counted = match followers.counted() {
+            Some(n) => Some(n),
+            None => followers.refresh(&mut self.conn.clone()).await.ok(),
+        };
+        // Unknown (Redis did not answer): the publish fails or succeeds on the minimum alone.
+        counted.map_or(acks.replicas, |n| n.max(acks.replicas))
     }
 
     /// Entries currently retained in the topic's partition streams.
@@ -951,13 +991,19 @@ impl RedisBus {
         tokio::spawn(beat.run(self.conn.clone()));
     }
 
-    /// Appends `messages` and waits until `acks.replicas` replicas hold them.
+    /// Appends `messages` and waits until the replicas of [`Self::replicas_to_wait_for`] hold
+    /// them; done once `acks.replicas` do.
     async fn publish_replicated(
         &self,
         keys: &Keys,
         messages: &[Message],
         acks: ReplicaAcks,
     ) -> PortResult<()> {
+        let want = self.replicas_to_wait_for(acks).await;
+        if want == 0 {
+            // A minimum of none and no replica there (Standard while its replica is patched).
+            return self.append(keys, messages, &mut self.conn.clone()).await;
+        }
         // At most IDLE_BLOCKERS at once: a replica that does not answer holds each publish for
         // the whole wait, which must not open a connection per request.
         let Ok(Ok(_permit)) =
@@ -979,7 +1025,7 @@ impl RedisBus {
             "wait for replicas",
             acks.wait + CALL_TIMEOUT,
             redis::cmd("WAIT")
-                .arg(acks.replicas)
+                .arg(want)
                 .arg(millis(acks.wait).max(1))
                 .query_async::<i64>(&mut conn),
         )
@@ -995,8 +1041,8 @@ impl RedisBus {
                 Err(unreplicated(
                     messages,
                     &format!(
-                        "{n} of {} replicas acknowledged within {:?}",
-                        acks.replicas, acks.wait
+                        "{n} of {want} replicas acknowledged within {:?} ({} needed)",
+                        acks.wait, acks.replicas
                     ),
                 ))
             }

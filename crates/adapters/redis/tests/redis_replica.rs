@@ -1,6 +1,7 @@
 //! The Redis bus waiting for replicas (`BUS_REDIS_REPLICAS`), against a primary and a replica of
-//! this test's own: a failover keeps every publish the bus acknowledged, and a publish the
-//! replicas did not confirm in time is refused rather than acknowledged.
+//! this test's own: a failover keeps every publish the bus acknowledged, a publish the replicas
+//! did not confirm in time is refused rather than acknowledged, and with `attached` (ADR 0022)
+//! intake goes on while the only replica is away and waits for it again once it is back.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
@@ -57,6 +58,7 @@ async fn a_failover_keeps_every_publish_the_replica_acknowledged() {
     let acks = ReplicaAcks {
         replicas: 1,
         wait: WAIT,
+        attached: false,
     };
     let acked = connect(p, SUITE_OPTIONS).await.with_replica_acks(acks);
     let plain = connect(p, SUITE_OPTIONS).await;
@@ -116,6 +118,7 @@ async fn without_a_replica_every_publish_waiting_for_one_is_refused() {
         .with_replica_acks(ReplicaAcks {
             replicas: 1,
             wait: WAIT,
+            attached: false,
         });
     bus.ensure_group(TOPIC, GROUP).await.unwrap();
     for _ in 0..3 {
@@ -129,6 +132,94 @@ async fn without_a_replica_every_publish_waiting_for_one_is_refused() {
     let bus = bus.with_replica_acks(ReplicaAcks {
         replicas: 0,
         wait: WAIT,
+        attached: false,
     });
     bus.publish(TOPIC, vec![msg("p", "y")]).await.unwrap();
+}
+
+/// Until `bus` follows `want` replicas (read about once a second), at most 20 s.
+async fn until_followed(bus: &RedisBus, want: u32) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while bus.replicas_followed() != Some(want) {
+        assert!(
+            Instant::now() < deadline,
+            "follows {:?}, not {want}",
+            bus.replicas_followed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Publishes `count` single messages named `{name}-{i}`; each must be acknowledged. Returns
+/// their bodies and the longest a publish took.
+async fn publish_all(bus: &RedisBus, name: &str, count: usize) -> (HashSet<String>, Duration) {
+    let (mut bodies, mut slowest) = (HashSet::new(), Duration::ZERO);
+    for i in 0..count {
+        let b = format!("{name}-{i}");
+        let started = Instant::now();
+        bus.publish(TOPIC, vec![msg(&format!("p{i}"), &b)])
+            .await
+            .unwrap_or_else(|e| panic!("{b}: {e}"));
+        slowest = slowest.max(started.elapsed());
+        bodies.insert(b);
+    }
+    (bodies, slowest)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_attached_replicas_goes_on_while_the_only_one_is_away() {
+    let (p, r) = (closed_port(), closed_port());
+    let primary = OwnRedis::start(p, &[]);
+    until_replication(p, "role:master").await;
+    let link = Relay::start(
+        "127.0.0.1:0".parse().unwrap(),
+        format!("127.0.0.1:{p}").parse().unwrap(),
+    )
+    .await;
+    let relay_port = link.addr.port().to_string();
+    let _replica = OwnRedis::start(r, &["--replicaof", "127.0.0.1", &relay_port]);
+    until_replication(r, "master_link_status:up").await;
+    until_replication(p, "connected_slaves:1").await;
+
+    // A minimum of none, as on a Standard cache with its one replica.
+    let bus = connect(p, SUITE_OPTIONS)
+        .await
+        .with_replica_acks(ReplicaAcks {
+            replicas: 0,
+            wait: WAIT,
+            attached: true,
+        });
+    bus.ensure_group(TOPIC, GROUP).await.unwrap();
+    until_followed(&bus, 1).await;
+    let (before, _) = publish_all(&bus, "before", 20).await;
+
+    // The replica's link stalls (a node being patched): no publish is refused. The first ones
+    // wait for it in vain; once the primary has heard nothing from it for a few seconds it is
+    // no longer waited for and publishes are prompt again.
+    link.stalled.store(true, Ordering::SeqCst);
+    let (_, slowest) = publish_all(&bus, "stalled", 3).await;
+    assert!(
+        slowest >= WAIT,
+        "waited for the stalled replica: {slowest:?}"
+    );
+    until_followed(&bus, 0).await;
+    let (_, slowest) = publish_all(&bus, "away", 20).await;
+    assert!(slowest < WAIT, "{slowest:?}");
+
+    // It follows again: once it has caught up, every publish waits for it again.
+    link.stalled.store(false, Ordering::SeqCst);
+    until_followed(&bus, 1).await;
+    let (after, _) = publish_all(&bus, "after", 20).await;
+
+    // A failover to that replica keeps every publish made while it was waited for.
+    primary.stop();
+    link.kill();
+    redis_cli(r, &["replicaof", "no", "one"]).await;
+    until_replication(r, "role:master").await;
+    let kept = bodies(&connect(r, SUITE_OPTIONS).await).await;
+    let lost: Vec<_> = before
+        .union(&after)
+        .filter(|b| !kept.contains(*b))
+        .collect();
+    assert!(lost.is_empty(), "waited for and lost: {lost:?}");
 }

@@ -37,6 +37,11 @@ pub struct BusArgs {
     /// Milliseconds a publish waits for those replicas before the gateway answers 503 instead.
     #[arg(long, env = "BUS_REDIS_REPLICA_WAIT_MS", default_value_t = 500)]
     pub bus_redis_replica_wait_ms: u64,
+    /// Also wait for every other replica that is attached and caught up: `BUS_REDIS_REPLICAS`
+    /// becomes the minimum, so intake goes on while a replica is patched (ADR 0022).
+    #[arg(long, env = "BUS_REDIS_WAIT_ATTACHED", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub bus_redis_wait_attached: bool,
     /// Seconds before an unacked bus message is delivered again.
     #[arg(long, env = "BUS_VISIBILITY_SEC", default_value_t = 30)]
     pub bus_visibility_sec: u64,
@@ -141,11 +146,13 @@ pub fn resolve(
         1..=MAX_REPLICA_WAIT_MS,
     )?;
     let kind = kind(args, cloud);
-    if args.bus_redis_replicas > 0 && kind != BusKind::Redis {
-        return Err(bad(
-            "BUS_REDIS_REPLICAS",
-            "applies to the Redis bus only (BUS_KIND=redis)",
-        ));
+    for (name, set) in [
+        ("BUS_REDIS_REPLICAS", args.bus_redis_replicas > 0),
+        ("BUS_REDIS_WAIT_ATTACHED", args.bus_redis_wait_attached),
+    ] {
+        if set && kind != BusKind::Redis {
+            return Err(bad(name, "applies to the Redis bus only (BUS_KIND=redis)"));
+        }
     }
     // On Azure the Service Bus connection string comes from the Key Vault mount by default (in a
     // build that has the Service Bus; one without it says so rather than read a file).

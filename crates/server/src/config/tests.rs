@@ -109,6 +109,10 @@ fn bad_values_name_their_variable() {
         (vec![s, "--bus-redis-replicas", "17"], "BUS_REDIS_REPLICAS"),
         (vec![s, "--bus-redis-replicas", "1"], "BUS_REDIS_REPLICAS"),
         (
+            vec![s, "--bus-redis-wait-attached", "true"],
+            "BUS_REDIS_WAIT_ATTACHED",
+        ),
+        (
             vec![s, "--bus-redis-replica-wait-ms", "0"],
             "BUS_REDIS_REPLICA_WAIT_MS",
         ),

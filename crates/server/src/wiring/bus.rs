@@ -91,6 +91,7 @@ async fn redis_bus(
             .with_replica_acks(ReplicaAcks {
                 replicas: args.bus_redis_replicas,
                 wait: std::time::Duration::from_millis(args.bus_redis_replica_wait_ms),
+                attached: args.bus_redis_wait_attached,
             });
         Ok(Arc::new(bus))
     }

@@ -1,0 +1,247 @@
+//! Which replicas of the bus's Redis are attached and caught up, read from `INFO replication`
+//! about once a second, so that a publish waits for every replica that is there and not for one
+//! being patched (`BUS_REDIS_WAIT_ATTACHED`, ADR 0022).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, Weak};
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use tokio::time::Instant;
+
+/// How often the upkeep task reads `INFO replication`.
+pub const READ_EVERY: Duration = Duration::from_secs(1);
+
+/// Longest a read of `INFO replication` may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A replica whose last acknowledgement is older than this many seconds is not waited for.
+/// Replicas acknowledge every second; a link that has stalled stops them.
+const LAG_MAX_SECS: u64 = 3;
+
+/// A replica counts once its acknowledged offset reaches where the primary was this long ago
+/// (twice the acknowledgement interval): a replica resyncing after a restart is `online` long
+/// before it has caught up.
+const BEHIND: Duration = Duration::from_secs(2);
+
+/// Not read yet.
+const UNKNOWN: u32 = u32::MAX;
+
+/// One replica as the primary reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Replica {
+    /// `state=online`: the initial copy is done and the stream flows.
+    pub online: bool,
+    /// Replication offset the replica last acknowledged.
+    pub offset: u64,
+    /// Seconds since its last acknowledgement.
+    pub lag: u64,
+}
+
+/// The parts of an `INFO replication` answer the count needs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Replication {
+    /// The primary's own replication offset.
+    pub primary_offset: u64,
+    /// Its attached replicas.
+    pub replicas: Vec<Replica>,
+}
+
+impl Replication {
+    /// Reads an `INFO replication` answer; lines it does not know are passed over.
+    pub fn parse(info: &str) -> Self {
+        let mut out = Self::default();
+        for line in info.lines() {
+            let Some((key, value)) = line.trim().split_once(':') else {
+                continue;
+            };
+            if key == "master_repl_offset" {
+                out.primary_offset = value.parse().unwrap_or(0);
+            } else if key
+                .strip_prefix("slave")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            {
+                let field = |name: &str| {
+                    value
+                        .split(',')
+                        .filter_map(|kv| kv.split_once('='))
+                        .find(|(k, _)| *k == name)
+                        .map(|(_, v)| v)
+                };
+                out.replicas.push(Replica {
+                    online: field("state") == Some("online"),
+                    offset: field("offset").and_then(|v| v.parse().ok()).unwrap_or(0),
+                    lag: field("lag")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(u64::MAX),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Counts caught-up replicas over successive reads, remembering the primary's recent offsets.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    /// The primary's offset at each read, oldest first; none older than the newest one that is
+    /// at least [`BEHIND`] old.
+    offsets: VecDeque<(Instant, u64)>,
+}
+
+impl Tracker {
+    /// The replicas of `now` (read at `at`) that are online, acknowledged within
+    /// [`LAG_MAX_SECS`], and have reached where the primary was [`BEHIND`] before (any offset,
+    /// before a read that old).
+    pub fn count(&mut self, now: &Replication, at: Instant) -> u32 {
+        // A primary whose offset went back is another one (a failover): its history starts anew.
+        if self
+            .offsets
+            .back()
+            .is_some_and(|&(_, last)| now.primary_offset < last)
+        {
+            self.offsets.clear();
+        }
+        let old_enough = |&(read, _): &(Instant, u64)| at.saturating_duration_since(read) >= BEHIND;
+        while self.offsets.get(1).is_some_and(old_enough) {
+            self.offsets.pop_front();
+        }
+        let reference = self
+            .offsets
+            .front()
+            .filter(|e| old_enough(e))
+            .map_or(0, |&(_, offset)| offset);
+        self.offsets.push_back((at, now.primary_offset));
+        let counted = now
+            .replicas
+            .iter()
+            .filter(|r| r.online && r.lag <= LAG_MAX_SECS && r.offset >= reference)
+            .count();
+        u32::try_from(counted).unwrap_or(UNKNOWN - 1)
+    }
+}
+
+/// The replicas a publish waits for, kept current by [`Followers::run`].
+#[derive(Debug)]
+pub struct Followers {
+    counted: AtomicU32,
+    tracker: Mutex<Tracker>,
+}
+
+impl Default for Followers {
+    fn default() -> Self {
+        Self {
+            counted: AtomicU32::new(UNKNOWN),
+            tracker: Mutex::default(),
+        }
+    }
+}
+
+impl Followers {
+    /// Caught-up replicas at the last read, or `None` before the first.
+    pub fn counted(&self) -> Option<u32> {
+        Some(self.counted.load(Ordering::Relaxed)).filter(|&n| n != UNKNOWN)
+    }
+
+    /// Reads `INFO replication` on `conn` and counts again; records the gauges
+    /// `bus_replicas_attached` and `bus_replicas_followed`.
+    pub async fn refresh(&self, conn: &mut ConnectionManager) -> Result<u32, String> {
+        let info = tokio::time::timeout(
+            READ_TIMEOUT,
+            redis::cmd("INFO")
+                .arg("replication")
+                .query_async::<String>(conn),
+        )
+        .await
+        .map_err(|_| format!("no answer within {READ_TIMEOUT:?}"))?
+        .map_err(|e| e.to_string())?;
+        let now = Replication::parse(&info);
+        let at = Instant::now();
+        let counted = match self.tracker.lock() {
+            Ok(mut t) => t.count(&now, at),
+            Err(poisoned) => poisoned.into_inner().count(&now, at),
+        };
+        self.counted.store(counted, Ordering::Relaxed);
+        metrics::gauge!("bus_replicas_attached").set(now.replicas.len() as f64);
+        metrics::gauge!("bus_replicas_followed").set(f64::from(counted));
+        Ok(counted)
+    }
+
+    /// Refreshes every [`READ_EVERY`] until the bus holding `followers` is dropped. A failed
+    /// read keeps the last count (a publish then fails on the same Redis anyway).
+    pub async fn run(followers: Weak<Self>, mut conn: ConnectionManager) {
+        loop {
+            let Some(f) = followers.upgrade() else {
+                return;
+            };
+            if let Err(error) = f.refresh(&mut conn).await {
+                tracing::debug!(%error, "redis bus: INFO replication failed");
+            }
+            drop(f);
+            tokio::time::sleep(READ_EVERY).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INFO: &str = "# Replication\r\nrole:master\r\nconnected_slaves:2\r\n\
+        slave0:ip=10.0.0.5,port=6379,state=online,offset=1000,lag=0\r\n\
+        slave1:ip=10.0.0.6,port=6379,state=wait_bgsave,offset=0,lag=7\r\n\
+        master_failover_state:no-failover\r\nmaster_replid:abc\r\n\
+        master_repl_offset:1200\r\nsecond_repl_offset:-1\r\n";
+
+    fn replica(online: bool, offset: u64, lag: u64) -> Replica {
+        Replica {
+            online,
+            offset,
+            lag,
+        }
+    }
+
+    fn at(primary_offset: u64, replicas: Vec<Replica>) -> Replication {
+        Replication {
+            primary_offset,
+            replicas,
+        }
+    }
+
+    #[test]
+    fn an_info_answer_is_read_replica_by_replica() {
+        assert_eq!(
+            Replication::parse(INFO),
+            at(1200, vec![replica(true, 1000, 0), replica(false, 0, 7)])
+        );
+        // A replica line without its numbers is not caught up; unknown lines are passed over.
+        let odd = Replication::parse("slave0:state=online\nslaves:9\nmaster_repl_offset:x\n");
+        assert_eq!(odd, at(0, vec![replica(true, 0, u64::MAX)]));
+    }
+
+    #[test]
+    fn a_replica_counts_once_online_recent_and_caught_up() {
+        let start = Instant::now();
+        let sec = |s: u64| start + Duration::from_secs(s);
+        let mut t = Tracker::default();
+        // Before a read 2 s old: every online replica that acknowledged lately counts.
+        assert_eq!(t.count(&Replication::parse(INFO), sec(0)), 1);
+        assert_eq!(t.count(&at(1500, vec![replica(true, 1400, 0)]), sec(1)), 1);
+        // Reads close together (a publish's own read) do not make the reference newer.
+        assert_eq!(t.count(&at(1600, vec![replica(true, 1400, 0)]), sec(1)), 1);
+        // From then on, a replica must have reached the primary's offset of 2 s before (1200).
+        assert_eq!(t.count(&at(1900, vec![replica(true, 1199, 0)]), sec(2)), 0);
+        assert_eq!(t.count(&at(2000, vec![replica(true, 1600, 1)]), sec(3)), 1);
+        assert_eq!(t.count(&at(2000, vec![replica(true, 1599, 1)]), sec(3)), 0);
+        // Silent for too long: a stalled link.
+        assert_eq!(t.count(&at(2000, vec![replica(true, 2000, 4)]), sec(4)), 0);
+        // Resyncing: online but far behind.
+        assert_eq!(t.count(&at(9000, vec![replica(true, 10, 0)]), sec(7)), 0);
+        // Not online at all.
+        assert_eq!(t.count(&at(9000, vec![replica(false, 9000, 0)]), sec(8)), 0);
+        // Several, and another primary (a failover: its offset went back) starts a new history.
+        let two = vec![replica(true, 100, 0), replica(true, 90, 1)];
+        assert_eq!(t.count(&at(100, two), sec(9)), 2);
+    }
+}
