@@ -347,12 +347,14 @@ def pipeline(L):
                      "short", "Only with BUS_REDIS_REPLICAS > 0: each publish waits until that many "
                      "replicas hold it; fewer within BUS_REDIS_REPLICA_WAIT_MS and the gateway "
                      "answers 503."))
-    L.add(timeseries("Redis bus: replicas attached / waited for",
-                     [(f"max by (namespace) (bus_replicas_attached{{{NS}}})", "attached"),
-                      (f"min by (namespace) (bus_replicas_followed{{{NS}}})", "waited for")],
-                     "short", "Only with BUS_REDIS_WAIT_ATTACHED: each publish waits for every "
-                     "replica attached and caught up (at least BUS_REDIS_REPLICAS). Below the "
-                     "usual count: a replica is away (a patch) and events are confirmed by fewer."))
+    L.add(timeseries("Redis bus: replicas expected / attached / followed",
+                     [(f"max by (namespace) (bus_replicas_expected{{{NS}}})", "expected"),
+                      (f"max by (namespace) (bus_replicas_attached{{{NS}}})", "attached"),
+                      (f"min by (namespace) (bus_replicas_followed{{{NS}}})", "followed")],
+                     "short", "Only with BUS_REDIS_REPLICAS_AWAY: each publish waits for every "
+                     "followed replica (attached and caught up), and at least BUS_REDIS_REPLICAS "
+                     "minus BUS_REDIS_REPLICAS_AWAY. Followed below expected: a replica is away "
+                     "(a patch) and events are confirmed by fewer."))
     L.add(timeseries("Messages per bus group commit (mean)",
                      [(ratio(summed("bus_group_commit_messages_sum"),
                              summed("bus_group_commit_messages_count")), "mean")],

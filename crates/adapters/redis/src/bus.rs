@@ -43,17 +43,25 @@ const IDLE_BLOCKERS: usize = 64;
 
 /// How many replicas must hold a publish before it counts as done (Redis `WAIT`), and how long
 /// to wait for them (`BUS_REDIS_REPLICAS`, `BUS_REDIS_REPLICA_WAIT_MS`,
-/// `BUS_REDIS_WAIT_ATTACHED`). With none (the default) a publish is done once the primary has it,
+/// `BUS_REDIS_REPLICAS_AWAY`). With none (the default) a publish is done once the primary has it,
 /// and a failover to a replica that had not yet copied it loses it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReplicaAcks {
-    /// Replicas that must acknowledge every publish (with `attached`, the minimum).
+    /// Replicas that must acknowledge every publish: all of the cache's.
     pub replicas: u32,
     /// Longest wait for them; fewer by then makes the publish `Unavailable`.
     pub wait: Duration,
-    /// Also wait for every other replica that is attached and caught up (ADR 0022): as durable as
-    /// waiting for all while all are there, and intake goes on while one is being patched.
-    pub attached: bool,
+    /// How many of `replicas` may be away (a node being patched) while publishes go on
+    /// (ADR 0022): then each waits for every replica attached and caught up, and needs
+    /// `replicas - away` of them.
+    pub away: u32,
+}
+
+impl ReplicaAcks {
+    /// The fewest confirmations a publish is accepted with.
+    pub fn minimum(&self) -> u32 {
+        self.replicas.saturating_sub(self.away)
+    }
 }
 
 /// Shortest and longest lease on a slot (and membership of a group): a consumer renews both at
@@ -651,7 +659,7 @@ pub struct RedisBus {
     acks: Option<ReplicaAcks>,
     /// Publishes waiting for replicas at once, at most [`IDLE_BLOCKERS`].
     replicated: tokio::sync::Semaphore,
-    /// The attached, caught-up replicas, with `acks.attached`.
+    /// The attached, caught-up replicas, with `acks.away`.
     followers: Option<Arc<Followers>>,
 }
 
@@ -745,42 +753,50 @@ impl RedisBus {
         self
     }
 
-    /// Makes every publish wait until `acks.replicas` replicas hold it (none: not at all), and
-    /// with `acks.attached` every attached, caught-up one too, read by a task of its own (inside
-    /// a Tokio runtime; outside one, each publish reads them).
+    /// Makes every publish wait until `acks.replicas` replicas hold it (none: not at all); with
+    /// `acks.away`, until every replica attached and caught up does, and at least
+    /// `acks.minimum()`, read from `INFO replication` by a task of its own.
     pub fn with_replica_acks(mut self, acks: ReplicaAcks) -> Self {
-        self.acks = (acks.replicas > 0 || acks.attached).then_some(acks);
-        self.followers = acks.attached.then(|| {
-            let followers = Arc::new(Followers::default());
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(Followers::run(
-                    Arc::downgrade(&followers),
-                    self.conn.clone(),
-                ));
-            }
+        self.acks = (acks.replicas > 0).then_some(acks);
+        self.followers = (acks.replicas > 0 && acks.away > 0).then(|| {
+            let followers = Arc::new(Followers::new(acks.replicas));
+            followers.start(&self.conn);
             followers
         });
         self
     }
 
-    /// With `attached` acknowledgements: the replicas attached and caught up at the last read
+    /// With `away` acknowledgements: reads the replicas now (at start, so a Redis that refuses
+    /// `INFO` is an error then), and returns how many are attached and caught up.
+    pub async fn follow_replicas(&self) -> PortResult<Option<u32>> {
+        match &self.followers {
+            None => Ok(None),
+            Some(f) => {
+                f.start(&self.conn);
+                f.refresh(&mut self.conn.clone()).await.map(Some)
+            }
+        }
+    }
+
+    /// With `away` acknowledgements: the replicas attached and caught up at the last read
     /// (`None` before it, or without them).
     pub fn replicas_followed(&self) -> Option<u32> {
         self.followers.as_ref().and_then(|f| f.counted())
     }
 
-    /// How many replicas a publish waits for now: the minimum, or with `acks.attached` as many as
-    /// are attached and caught up if more (read now if never read).
+    /// How many replicas a publish waits for now: all of `acks.replicas`, or with `acks.away`
+    /// those attached and caught up, and at least the minimum.
     async fn replicas_to_wait_for(&self, acks: ReplicaAcks) -> u32 {
         let Some(followers) = &self.followers else {
             return acks.replicas;
         };
+        followers.start(&self.conn);
         let counted = match followers.counted() {
             Some(n) => Some(n),
             None => followers.refresh(&mut self.conn.clone()).await.ok(),
         };
-        // Unknown (Redis did not answer): the publish fails or succeeds on the minimum alone.
-        counted.map_or(acks.replicas, |n| n.max(acks.replicas))
+        // Never read: all of them, the durable side.
+        counted.map_or(acks.replicas, |n| n.max(acks.minimum()))
     }
 
     /// Entries currently retained in the topic's partition streams.
@@ -992,16 +1008,16 @@ impl RedisBus {
     }
 
     /// Appends `messages` and waits until the replicas of [`Self::replicas_to_wait_for`] hold
-    /// them; done once `acks.replicas` do.
+    /// them (`WAIT` returns once all do, or at the timeout); done if `acks.minimum()` did.
     async fn publish_replicated(
         &self,
         keys: &Keys,
         messages: &[Message],
         acks: ReplicaAcks,
     ) -> PortResult<()> {
-        let want = self.replicas_to_wait_for(acks).await;
-        if want == 0 {
-            // A minimum of none and no replica there (Standard while its replica is patched).
+        let minimum = acks.minimum();
+        // A minimum of none and no replica there (Standard while its replica is patched).
+        if self.replicas_to_wait_for(acks).await == 0 {
             return self.append(keys, messages, &mut self.conn.clone()).await;
         }
         // At most IDLE_BLOCKERS at once: a replica that does not answer holds each publish for
@@ -1009,6 +1025,11 @@ impl RedisBus {
         let Ok(Ok(_permit)) =
             tokio::time::timeout(acks.wait + CALL_TIMEOUT, self.replicated.acquire()).await
         else {
+            if minimum == 0 {
+                // Nothing required, and every slot is taken by publishes waiting for a replica
+                // that went away silently and is still counted: go on without it.
+                return self.append(keys, messages, &mut self.conn.clone()).await;
+            }
             // Local saturation, not the replicas: not counted as unreplicated.
             return Err(PortError::Unavailable(
                 "redis bus: too many publishes waiting for replicas".into(),
@@ -1020,6 +1041,12 @@ impl RedisBus {
         let ((), mut conn) = self
             .on_own_connection(|mut c| async move { self.append(keys, messages, &mut c).await })
             .await?;
+        // Counted again after the wait for a slot: a replica may have gone meanwhile.
+        let want = self.replicas_to_wait_for(acks).await;
+        if want == 0 {
+            self.idle(conn);
+            return Ok(());
+        }
         let started = Instant::now();
         let reached = bounded(
             "wait for replicas",
@@ -1032,7 +1059,7 @@ impl RedisBus {
         .await;
         metrics::histogram!("bus_replica_wait_seconds").record(started.elapsed().as_secs_f64());
         match reached {
-            Ok(n) if n >= i64::from(acks.replicas) => {
+            Ok(n) if n >= i64::from(minimum) => {
                 self.idle(conn);
                 Ok(())
             }
@@ -1041,10 +1068,15 @@ impl RedisBus {
                 Err(unreplicated(
                     messages,
                     &format!(
-                        "{n} of {want} replicas acknowledged within {:?} ({} needed)",
-                        acks.wait, acks.replicas
+                        "{n} of {want} replicas acknowledged within {:?} ({minimum} needed)",
+                        acks.wait
                     ),
                 ))
+            }
+            Err(e) if minimum == 0 => {
+                // The append succeeded and nothing was required of the replicas.
+                tracing::warn!(error = %e, "redis bus: WAIT failed; accepted without replicas");
+                Ok(())
             }
             Err(e) => Err(unreplicated(messages, &e.to_string())),
         }

@@ -5,7 +5,7 @@ pub mod bus;
 pub mod conn;
 pub mod hot;
 pub mod rank;
-pub mod replicas;
+mod replicas;
 
 pub use conn::{RedisConn, RedisHandle};
 pub use hot::RedisHotState;

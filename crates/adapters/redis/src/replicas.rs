@@ -1,17 +1,18 @@
 //! Which replicas of the bus's Redis are attached and caught up, read from `INFO replication`
 //! about once a second, so that a publish waits for every replica that is there and not for one
-//! being patched (`BUS_REDIS_WAIT_ATTACHED`, ADR 0022).
+//! being patched (`BUS_REDIS_REPLICAS_AWAY`, ADR 0022).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use liveops_core::{PortError, PortResult};
 use redis::aio::ConnectionManager;
 use tokio::time::Instant;
 
 /// How often the upkeep task reads `INFO replication`.
-pub const READ_EVERY: Duration = Duration::from_secs(1);
+const READ_EVERY: Duration = Duration::from_secs(1);
 
 /// Longest a read of `INFO replication` may take.
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
@@ -30,27 +31,27 @@ const UNKNOWN: u32 = u32::MAX;
 
 /// One replica as the primary reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Replica {
+pub(crate) struct Replica {
     /// `state=online`: the initial copy is done and the stream flows.
-    pub online: bool,
+    pub(crate) online: bool,
     /// Replication offset the replica last acknowledged.
-    pub offset: u64,
+    pub(crate) offset: u64,
     /// Seconds since its last acknowledgement.
-    pub lag: u64,
+    pub(crate) lag: u64,
 }
 
 /// The parts of an `INFO replication` answer the count needs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Replication {
+pub(crate) struct Replication {
     /// The primary's own replication offset.
-    pub primary_offset: u64,
+    pub(crate) primary_offset: u64,
     /// Its attached replicas.
-    pub replicas: Vec<Replica>,
+    pub(crate) replicas: Vec<Replica>,
 }
 
 impl Replication {
     /// Reads an `INFO replication` answer; lines it does not know are passed over.
-    pub fn parse(info: &str) -> Self {
+    pub(crate) fn parse(info: &str) -> Self {
         let mut out = Self::default();
         for line in info.lines() {
             let Some((key, value)) = line.trim().split_once(':') else {
@@ -84,7 +85,7 @@ impl Replication {
 
 /// Counts caught-up replicas over successive reads, remembering the primary's recent offsets.
 #[derive(Debug, Default)]
-pub struct Tracker {
+pub(crate) struct Tracker {
     /// The primary's offset at each read, oldest first; none older than the newest one that is
     /// at least [`BEHIND`] old.
     offsets: VecDeque<(Instant, u64)>,
@@ -94,7 +95,7 @@ impl Tracker {
     /// The replicas of `now` (read at `at`) that are online, acknowledged within
     /// [`LAG_MAX_SECS`], and have reached where the primary was [`BEHIND`] before (any offset,
     /// before a read that old).
-    pub fn count(&mut self, now: &Replication, at: Instant) -> u32 {
+    pub(crate) fn count(&mut self, now: &Replication, at: Instant) -> u32 {
         // A primary whose offset went back is another one (a failover): its history starts anew.
         if self
             .offsets
@@ -122,40 +123,78 @@ impl Tracker {
     }
 }
 
-/// The replicas a publish waits for, kept current by [`Followers::run`].
+/// The replicas a publish waits for, kept current by a task of its own ([`Followers::start`]).
 #[derive(Debug)]
-pub struct Followers {
+pub(crate) struct Followers {
+    /// `BUS_REDIS_REPLICAS`: how many the cache has (the gauge `bus_replicas_expected`).
+    expected: u32,
     counted: AtomicU32,
     tracker: Mutex<Tracker>,
-}
-
-impl Default for Followers {
-    fn default() -> Self {
-        Self {
-            counted: AtomicU32::new(UNKNOWN),
-            tracker: Mutex::default(),
-        }
-    }
+    /// The task is running (or being started).
+    running: AtomicBool,
+    /// The last read failed (logged once when reads start and stop failing).
+    failing: AtomicBool,
 }
 
 impl Followers {
-    /// Caught-up replicas at the last read, or `None` before the first.
-    pub fn counted(&self) -> Option<u32> {
+    /// Followers of a cache with `expected` replicas, none read yet.
+    pub(crate) fn new(expected: u32) -> Self {
+        Self {
+            expected,
+            counted: AtomicU32::new(UNKNOWN),
+            tracker: Mutex::default(),
+            running: AtomicBool::new(false),
+            failing: AtomicBool::new(false),
+        }
+    }
+
+    /// Caught-up replicas at the last good read, or `None` before the first.
+    pub(crate) fn counted(&self) -> Option<u32> {
         Some(self.counted.load(Ordering::Relaxed)).filter(|&n| n != UNKNOWN)
     }
 
+    /// Starts the task that reads every [`READ_EVERY`] on `conn` until `self` is dropped, once;
+    /// outside a Tokio runtime it waits for the next call from inside one.
+    pub(crate) fn start(self: &Arc<Self>, conn: &ConnectionManager) {
+        if self.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(Self::run(Arc::downgrade(self), conn.clone()))),
+            Err(_) => self.running.store(false, Ordering::Release),
+        }
+    }
+
     /// Reads `INFO replication` on `conn` and counts again; records the gauges
-    /// `bus_replicas_attached` and `bus_replicas_followed`.
-    pub async fn refresh(&self, conn: &mut ConnectionManager) -> Result<u32, String> {
-        let info = tokio::time::timeout(
+    /// `bus_replicas_expected`, `bus_replicas_attached` and `bus_replicas_followed`. A failed
+    /// read keeps the last count (the replicas waited for until then), logged when it starts.
+    pub(crate) async fn refresh(&self, conn: &mut ConnectionManager) -> PortResult<u32> {
+        let read = tokio::time::timeout(
             READ_TIMEOUT,
             redis::cmd("INFO")
                 .arg("replication")
                 .query_async::<String>(conn),
         )
-        .await
-        .map_err(|_| format!("no answer within {READ_TIMEOUT:?}"))?
-        .map_err(|e| e.to_string())?;
+        .await;
+        let info = match read {
+            Ok(Ok(info)) => info,
+            failed => {
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("no answer within {READ_TIMEOUT:?}"),
+                };
+                if !self.failing.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(error = %why, "redis bus: INFO replication failed; waiting for \
+                        the replicas of the last read until it answers again");
+                }
+                return Err(PortError::Unavailable(format!(
+                    "redis bus: INFO replication: {why}"
+                )));
+            }
+        };
+        if self.failing.swap(false, Ordering::AcqRel) {
+            tracing::info!("redis bus: INFO replication answers again");
+        }
         let now = Replication::parse(&info);
         let at = Instant::now();
         let counted = match self.tracker.lock() {
@@ -163,21 +202,20 @@ impl Followers {
             Err(poisoned) => poisoned.into_inner().count(&now, at),
         };
         self.counted.store(counted, Ordering::Relaxed);
+        metrics::gauge!("bus_replicas_expected").set(f64::from(self.expected));
         metrics::gauge!("bus_replicas_attached").set(now.replicas.len() as f64);
         metrics::gauge!("bus_replicas_followed").set(f64::from(counted));
         Ok(counted)
     }
 
-    /// Refreshes every [`READ_EVERY`] until the bus holding `followers` is dropped. A failed
-    /// read keeps the last count (a publish then fails on the same Redis anyway).
-    pub async fn run(followers: Weak<Self>, mut conn: ConnectionManager) {
+    /// Refreshes every [`READ_EVERY`] until the bus holding `followers` is dropped.
+    async fn run(followers: Weak<Self>, mut conn: ConnectionManager) {
         loop {
             let Some(f) = followers.upgrade() else {
                 return;
             };
-            if let Err(error) = f.refresh(&mut conn).await {
-                tracing::debug!(%error, "redis bus: INFO replication failed");
-            }
+            // Failures are logged by `refresh` and leave the last count.
+            let _ = f.refresh(&mut conn).await;
             drop(f);
             tokio::time::sleep(READ_EVERY).await;
         }

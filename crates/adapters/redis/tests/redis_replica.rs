@@ -41,24 +41,13 @@ async fn bodies(bus: &RedisBus) -> HashSet<String> {
 
 #[tokio::test]
 async fn a_failover_keeps_every_publish_the_replica_acknowledged() {
-    let (p, r) = (closed_port(), closed_port());
-    let primary = OwnRedis::start(p, &[]);
-    until_replication(p, "role:master").await;
     // The replica follows through a relay that can hold back the replication stream.
-    let link = Relay::start(
-        "127.0.0.1:0".parse().unwrap(),
-        format!("127.0.0.1:{p}").parse().unwrap(),
-    )
-    .await;
-    let relay_port = link.addr.port().to_string();
-    let _replica = OwnRedis::start(r, &["--replicaof", "127.0.0.1", &relay_port]);
-    until_replication(r, "master_link_status:up").await;
-    until_replication(p, "connected_slaves:1").await;
+    let (primary, p, link, _replica, r) = primary_and_relayed_replica().await;
 
     let acks = ReplicaAcks {
         replicas: 1,
         wait: WAIT,
-        attached: false,
+        away: 0,
     };
     let acked = connect(p, SUITE_OPTIONS).await.with_replica_acks(acks);
     let plain = connect(p, SUITE_OPTIONS).await;
@@ -118,7 +107,7 @@ async fn without_a_replica_every_publish_waiting_for_one_is_refused() {
         .with_replica_acks(ReplicaAcks {
             replicas: 1,
             wait: WAIT,
-            attached: false,
+            away: 0,
         });
     bus.ensure_group(TOPIC, GROUP).await.unwrap();
     for _ in 0..3 {
@@ -132,7 +121,7 @@ async fn without_a_replica_every_publish_waiting_for_one_is_refused() {
     let bus = bus.with_replica_acks(ReplicaAcks {
         replicas: 0,
         wait: WAIT,
-        attached: false,
+        away: 0,
     });
     bus.publish(TOPIC, vec![msg("p", "y")]).await.unwrap();
 }
@@ -166,8 +155,18 @@ async fn publish_all(bus: &RedisBus, name: &str, count: usize) -> (HashSet<Strin
     (bodies, slowest)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn waiting_for_attached_replicas_goes_on_while_the_only_one_is_away() {
+/// The time one publish of `body` takes on `bus`; it must be acknowledged.
+async fn timed_publish(bus: &RedisBus, body: &str) -> Duration {
+    let started = Instant::now();
+    bus.publish(TOPIC, vec![msg("p", body)])
+        .await
+        .unwrap_or_else(|e| panic!("{body}: {e}"));
+    started.elapsed()
+}
+
+/// A primary on a port of its own and a replica following it through a relay that can stall
+/// the replication stream (a node being patched): (primary, its port, relay, replica, its port).
+async fn primary_and_relayed_replica() -> (OwnRedis, u16, Relay, OwnRedis, u16) {
     let (p, r) = (closed_port(), closed_port());
     let primary = OwnRedis::start(p, &[]);
     until_replication(p, "role:master").await;
@@ -177,25 +176,30 @@ async fn waiting_for_attached_replicas_goes_on_while_the_only_one_is_away() {
     )
     .await;
     let relay_port = link.addr.port().to_string();
-    let _replica = OwnRedis::start(r, &["--replicaof", "127.0.0.1", &relay_port]);
+    let replica = OwnRedis::start(r, &["--replicaof", "127.0.0.1", &relay_port]);
     until_replication(r, "master_link_status:up").await;
     until_replication(p, "connected_slaves:1").await;
+    (primary, p, link, replica, r)
+}
 
-    // A minimum of none, as on a Standard cache with its one replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_its_one_replica_away_publishes_go_on_and_wait_for_it_again_once_back() {
+    let (primary, p, link, _replica, r) = primary_and_relayed_replica().await;
+    // A Standard cache: one replica, which may be away (a minimum of none).
     let bus = connect(p, SUITE_OPTIONS)
         .await
         .with_replica_acks(ReplicaAcks {
-            replicas: 0,
+            replicas: 1,
             wait: WAIT,
-            attached: true,
+            away: 1,
         });
+    assert_eq!(bus.follow_replicas().await.unwrap(), Some(1));
     bus.ensure_group(TOPIC, GROUP).await.unwrap();
-    until_followed(&bus, 1).await;
     let (before, _) = publish_all(&bus, "before", 20).await;
 
-    // The replica's link stalls (a node being patched): no publish is refused. The first ones
-    // wait for it in vain; once the primary has heard nothing from it for a few seconds it is
-    // no longer waited for and publishes are prompt again.
+    // The replica's link stalls: no publish is refused. The first ones wait for it in vain;
+    // once the primary has heard nothing from it for a few seconds it is no longer waited for
+    // and publishes are prompt again.
     link.stalled.store(true, Ordering::SeqCst);
     let (_, slowest) = publish_all(&bus, "stalled", 3).await;
     assert!(
@@ -206,10 +210,16 @@ async fn waiting_for_attached_replicas_goes_on_while_the_only_one_is_away() {
     let (_, slowest) = publish_all(&bus, "away", 20).await;
     assert!(slowest < WAIT, "{slowest:?}");
 
-    // It follows again: once it has caught up, every publish waits for it again.
+    // It follows again: once it has caught up, publishes wait for it again (shown by stalling
+    // it once more: the next publish waits).
     link.stalled.store(false, Ordering::SeqCst);
     until_followed(&bus, 1).await;
     let (after, _) = publish_all(&bus, "after", 20).await;
+    link.stalled.store(true, Ordering::SeqCst);
+    let took = timed_publish(&bus, "waited-again").await;
+    assert!(took >= WAIT, "not waited for once back: {took:?}");
+    link.stalled.store(false, Ordering::SeqCst);
+    until_followed(&bus, 1).await;
 
     // A failover to that replica keeps every publish made while it was waited for.
     primary.stop();
@@ -222,4 +232,48 @@ async fn waiting_for_attached_replicas_goes_on_while_the_only_one_is_away() {
         .filter(|b| !kept.contains(*b))
         .collect();
     assert!(lost.is_empty(), "waited for and lost: {lost:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_replicas_one_may_be_away_but_never_both() {
+    let (_primary, p, link, _relayed, _) = primary_and_relayed_replica().await;
+    // A second replica, following the primary directly.
+    let d = closed_port();
+    let direct = OwnRedis::start(d, &["--replicaof", "127.0.0.1", &p.to_string()]);
+    until_replication(d, "master_link_status:up").await;
+    until_replication(p, "connected_slaves:2").await;
+    // A Premium cache with two replicas per primary, one of which may be patched at a time.
+    let acks = ReplicaAcks {
+        replicas: 2,
+        wait: WAIT,
+        away: 1,
+    };
+    let bus = connect(p, SUITE_OPTIONS).await.with_replica_acks(acks);
+    assert_eq!(bus.follow_replicas().await.unwrap(), Some(2));
+    bus.ensure_group(TOPIC, GROUP).await.unwrap();
+    let strict = connect(p, SUITE_OPTIONS)
+        .await
+        .with_replica_acks(ReplicaAcks { away: 0, ..acks });
+    publish_all(&bus, "both", 10).await;
+
+    // One replica stalls: publishes go on, confirmed by the other; without `away` they are
+    // refused.
+    link.stalled.store(true, Ordering::SeqCst);
+    until_followed(&bus, 1).await;
+    let (_, slowest) = publish_all(&bus, "one", 10).await;
+    assert!(slowest < WAIT, "{slowest:?}");
+    let refused = strict.publish(TOPIC, vec![msg("p", "strict")]).await;
+    assert!(
+        matches!(refused, Err(PortError::Unavailable(ref m)) if m.contains("1 of 2 replicas")),
+        "{refused:?}"
+    );
+
+    // The other goes too: below the minimum of one, publishes are refused.
+    direct.stop();
+    until_followed(&bus, 0).await;
+    let refused = bus.publish(TOPIC, vec![msg("p", "none")]).await;
+    assert!(
+        matches!(refused, Err(PortError::Unavailable(ref m)) if m.contains("0 of 1 replicas")),
+        "{refused:?}"
+    );
 }

@@ -37,11 +37,10 @@ pub struct BusArgs {
     /// Milliseconds a publish waits for those replicas before the gateway answers 503 instead.
     #[arg(long, env = "BUS_REDIS_REPLICA_WAIT_MS", default_value_t = 500)]
     pub bus_redis_replica_wait_ms: u64,
-    /// Also wait for every other replica that is attached and caught up: `BUS_REDIS_REPLICAS`
-    /// becomes the minimum, so intake goes on while a replica is patched (ADR 0022).
-    #[arg(long, env = "BUS_REDIS_WAIT_ATTACHED", default_value_t = false,
-          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
-    pub bus_redis_wait_attached: bool,
+    /// How many of those replicas may be away (a node being patched) while events are still
+    /// accepted: then each waits for every replica attached and caught up (ADR 0022).
+    #[arg(long, env = "BUS_REDIS_REPLICAS_AWAY", default_value_t = 0)]
+    pub bus_redis_replicas_away: u32,
     /// Seconds before an unacked bus message is delivered again.
     #[arg(long, env = "BUS_VISIBILITY_SEC", default_value_t = 30)]
     pub bus_visibility_sec: u64,
@@ -140,6 +139,12 @@ pub fn resolve(
         args.bus_redis_replicas,
         0..=MAX_REDIS_REPLICAS,
     )?;
+    if args.bus_redis_replicas_away > args.bus_redis_replicas {
+        return Err(bad(
+            "BUS_REDIS_REPLICAS_AWAY",
+            "must be at most BUS_REDIS_REPLICAS (the replicas that may be away)",
+        ));
+    }
     ConfigError::within(
         "BUS_REDIS_REPLICA_WAIT_MS",
         args.bus_redis_replica_wait_ms,
@@ -148,7 +153,7 @@ pub fn resolve(
     let kind = kind(args, cloud);
     for (name, set) in [
         ("BUS_REDIS_REPLICAS", args.bus_redis_replicas > 0),
-        ("BUS_REDIS_WAIT_ATTACHED", args.bus_redis_wait_attached),
+        ("BUS_REDIS_REPLICAS_AWAY", args.bus_redis_replicas_away > 0),
     ] {
         if set && kind != BusKind::Redis {
             return Err(bad(name, "applies to the Redis bus only (BUS_KIND=redis)"));

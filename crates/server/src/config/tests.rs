@@ -109,8 +109,18 @@ fn bad_values_name_their_variable() {
         (vec![s, "--bus-redis-replicas", "17"], "BUS_REDIS_REPLICAS"),
         (vec![s, "--bus-redis-replicas", "1"], "BUS_REDIS_REPLICAS"),
         (
-            vec![s, "--bus-redis-wait-attached", "true"],
-            "BUS_REDIS_WAIT_ATTACHED",
+            vec![s, "--bus-redis-replicas-away", "1"],
+            "BUS_REDIS_REPLICAS_AWAY",
+        ),
+        (
+            vec![
+                s,
+                "--bus-kind=redis",
+                "--redis-url=redis://127.0.0.1:1/",
+                "--bus-redis-replicas=1",
+                "--bus-redis-replicas-away=2",
+            ],
+            "BUS_REDIS_REPLICAS_AWAY",
         ),
         (
             vec![s, "--bus-redis-replica-wait-ms", "0"],

@@ -91,8 +91,12 @@ async fn redis_bus(
             .with_replica_acks(ReplicaAcks {
                 replicas: args.bus_redis_replicas,
                 wait: std::time::Duration::from_millis(args.bus_redis_replica_wait_ms),
-                attached: args.bus_redis_wait_attached,
+                away: args.bus_redis_replicas_away,
             });
+        // A Redis that does not answer `INFO replication` to this user cannot be followed.
+        bus.follow_replicas()
+            .await
+            .map_err(named("BUS_REDIS_REPLICAS_AWAY"))?;
         Ok(Arc::new(bus))
     }
     #[cfg(not(feature = "redis"))]
