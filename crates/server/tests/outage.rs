@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use liveops_testkit::redis_server::{redis_cli, until_replication, OwnRedis};
+use liveops_testkit::redis_server::{redis_cli, until_replication, OwnRedis, RelayedReplica};
 use liveops_testkit::relay::Relay;
 use liveops_testkit::served::metric_sum;
 use tokio::task::JoinHandle;
@@ -211,16 +211,9 @@ async fn a_redis_failover_to_a_replica_that_missed_writes_keeps_every_202() {
     // The primary, and its replica following through `link` (so the test can hold back the
     // replication stream); the process reaches Redis through `front`, which a failover moves to
     // the replica (as Azure Cache moves its address).
-    let (p, r) = (free_port(), free_port());
-    let primary = OwnRedis::start(p, &[]);
-    until_replication(p, "role:master").await;
+    let pair = RelayedReplica::start().await;
+    let (p, r) = (pair.primary_port, pair.replica_port);
     let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
-    let link = Relay::start(at(0), at(p)).await;
-    let _replica = OwnRedis::start(
-        r,
-        &["--replicaof", "127.0.0.1", &link.addr.port().to_string()],
-    );
-    until_replication(r, "master_link_status:up").await;
     let front = Relay::start(at(0), at(p)).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -238,14 +231,14 @@ async fn a_redis_failover_to_a_replica_that_missed_writes_keeps_every_202() {
     let (counts, load) = stream_under_way(&base).await;
     // The replica stops receiving: the primary takes writes the replica will never see, and no
     // publish among them is acknowledged.
-    link.stalled.store(true, Ordering::SeqCst);
+    pair.link.stalled.store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(2)).await;
     // The stall held writes back: publishes were refused for want of the replica.
     let refused = counted(&base, "bus_unreplicated_total", &[]).await;
     assert!(refused > 0.0, "no publish waited in vain during the stall");
     // The primary dies with them; the replica is promoted and the address moves to it.
-    primary.stop();
-    link.kill();
+    pair.primary.stop();
+    pair.link.kill();
     redis_cli(r, &["replicaof", "no", "one"]).await;
     until_replication(r, "role:master").await;
     front.retarget(at(r));
@@ -278,16 +271,8 @@ async fn more_accepted(base: &str, seen: &mut f64, phase: &str) {
 /// while it follows, while it is away and once it is back, and each is applied once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_patched_under_load_costs_no_503_when_it_may_be_away() {
-    let (p, r) = (free_port(), free_port());
-    let _primary = OwnRedis::start(p, &[]);
-    until_replication(p, "role:master").await;
-    let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
-    let link = Relay::start(at(0), at(p)).await;
-    let _replica = OwnRedis::start(
-        r,
-        &["--replicaof", "127.0.0.1", &link.addr.port().to_string()],
-    );
-    until_replication(r, "master_link_status:up").await;
+    let pair = RelayedReplica::start().await;
+    let p = pair.primary_port;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let mut guard = Fleet::default();
@@ -319,12 +304,12 @@ async fn a_replica_patched_under_load_costs_no_503_when_it_may_be_away() {
     let mut seen = counted(&base, ACCEPTED, &[]).await;
     // The replica's link stalls (the patch begins); after a few seconds it is no longer waited
     // for; it stays away two seconds; then it follows again.
-    link.stalled.store(true, Ordering::SeqCst);
+    pair.link.stalled.store(true, Ordering::SeqCst);
     followed(0.0).await;
     more_accepted(&base, &mut seen, "while it was being left").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     more_accepted(&base, &mut seen, "while it was away").await;
-    link.stalled.store(false, Ordering::SeqCst);
+    pair.link.stalled.store(false, Ordering::SeqCst);
     followed(1.0).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     more_accepted(&base, &mut seen, "once it was back").await;

@@ -1,9 +1,11 @@
 //! A throw-away `redis-server` of a test's own (Debian's, on `PATH`, or `LIVEOPS_TEST_REDIS_SERVER`),
 //! for tests that stop, pause or kill the server they talk to.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::relay::Relay;
 
 /// A port nothing listens on now (the OS's pick, released again).
 pub fn closed_port() -> u16 {
@@ -85,5 +87,42 @@ pub async fn until_replication(port: u16, line: &str) {
             "no {line:?} on port {port}: {info}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A primary and a replica following it through a [`Relay`] that can stall or cut the
+/// replication stream (a replica being patched, a failover that loses writes).
+pub struct RelayedReplica {
+    /// The primary.
+    pub primary: OwnRedis,
+    /// Its port.
+    pub primary_port: u16,
+    /// The replica's way to the primary.
+    pub link: Relay,
+    /// The replica.
+    pub replica: OwnRedis,
+    /// Its port.
+    pub replica_port: u16,
+}
+
+impl RelayedReplica {
+    /// Starts both and returns once the replica follows.
+    pub async fn start() -> Self {
+        let (p, r) = (closed_port(), closed_port());
+        let primary = OwnRedis::start(p, &[]);
+        until_replication(p, "role:master").await;
+        let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let link = Relay::start(loopback(0), loopback(p)).await;
+        let relay_port = link.addr.port().to_string();
+        let replica = OwnRedis::start(r, &["--replicaof", "127.0.0.1", &relay_port]);
+        until_replication(r, "master_link_status:up").await;
+        until_replication(p, "connected_slaves:1").await;
+        Self {
+            primary,
+            primary_port: p,
+            link,
+            replica,
+            replica_port: r,
+        }
     }
 }

@@ -13,12 +13,22 @@ use liveops_core::ports::{Bus, BusOptions};
 use liveops_core::PortError;
 use liveops_redis::bus::{RedisBus, ReplicaAcks};
 use liveops_testkit::conformance::bus::{body, ids, msg, poll, SUITE_OPTIONS};
-use liveops_testkit::redis_server::{closed_port, redis_cli, until_replication, OwnRedis};
-use liveops_testkit::relay::Relay;
+use liveops_testkit::redis_server::{
+    closed_port, redis_cli, until_replication, OwnRedis, RelayedReplica,
+};
 
 const TOPIC: &str = "replicated";
 const GROUP: &str = "g";
 const WAIT: Duration = Duration::from_millis(300);
+
+/// Waits for `replicas`, `away` of which may be away, for [`WAIT`] at most.
+fn acks(replicas: u32, away: u32) -> ReplicaAcks {
+    ReplicaAcks {
+        replicas,
+        wait: WAIT,
+        away,
+    }
+}
 
 async fn connect(port: u16, opts: BusOptions) -> RedisBus {
     RedisBus::connect(&format!("redis://127.0.0.1:{port}/"), opts, 2)
@@ -42,14 +52,12 @@ async fn bodies(bus: &RedisBus) -> HashSet<String> {
 #[tokio::test]
 async fn a_failover_keeps_every_publish_the_replica_acknowledged() {
     // The replica follows through a relay that can hold back the replication stream.
-    let (primary, p, link, _replica, r) = primary_and_relayed_replica().await;
+    let pair = RelayedReplica::start().await;
+    let (p, r) = (pair.primary_port, pair.replica_port);
 
-    let acks = ReplicaAcks {
-        replicas: 1,
-        wait: WAIT,
-        away: 0,
-    };
-    let acked = connect(p, SUITE_OPTIONS).await.with_replica_acks(acks);
+    let acked = connect(p, SUITE_OPTIONS)
+        .await
+        .with_replica_acks(acks(1, 0));
     let plain = connect(p, SUITE_OPTIONS).await;
     acked.ensure_group(TOPIC, GROUP).await.unwrap();
 
@@ -63,7 +71,7 @@ async fn a_failover_keeps_every_publish_the_replica_acknowledged() {
     }
 
     // The link stalls: the primary still takes writes, the replica no longer gets them.
-    link.stalled.store(true, Ordering::SeqCst);
+    pair.link.stalled.store(true, Ordering::SeqCst);
     let started = Instant::now();
     let refused = acked.publish(TOPIC, vec![msg("p", "refused")]).await;
     let took = started.elapsed();
@@ -82,8 +90,8 @@ async fn a_failover_keeps_every_publish_the_replica_acknowledged() {
         .unwrap();
 
     // The primary dies (SIGKILL) with what it had not yet sent, and the replica takes over.
-    primary.stop();
-    link.kill();
+    pair.primary.stop();
+    pair.link.kill();
     redis_cli(r, &["replicaof", "no", "one"]).await;
     until_replication(r, "role:master").await;
 
@@ -104,11 +112,7 @@ async fn without_a_replica_every_publish_waiting_for_one_is_refused() {
     until_replication(port, "role:master").await;
     let bus = connect(port, SUITE_OPTIONS)
         .await
-        .with_replica_acks(ReplicaAcks {
-            replicas: 1,
-            wait: WAIT,
-            away: 0,
-        });
+        .with_replica_acks(acks(1, 0));
     bus.ensure_group(TOPIC, GROUP).await.unwrap();
     for _ in 0..3 {
         let refused = bus.publish(TOPIC, vec![msg("p", "x")]).await;
@@ -118,11 +122,7 @@ async fn without_a_replica_every_publish_waiting_for_one_is_refused() {
         );
     }
     // No replicas asked for: the same bus acknowledges.
-    let bus = bus.with_replica_acks(ReplicaAcks {
-        replicas: 0,
-        wait: WAIT,
-        away: 0,
-    });
+    let bus = bus.with_replica_acks(acks(0, 0));
     bus.publish(TOPIC, vec![msg("p", "y")]).await.unwrap();
 }
 
@@ -164,35 +164,14 @@ async fn timed_publish(bus: &RedisBus, body: &str) -> Duration {
     started.elapsed()
 }
 
-/// A primary on a port of its own and a replica following it through a relay that can stall
-/// the replication stream (a node being patched): (primary, its port, relay, replica, its port).
-async fn primary_and_relayed_replica() -> (OwnRedis, u16, Relay, OwnRedis, u16) {
-    let (p, r) = (closed_port(), closed_port());
-    let primary = OwnRedis::start(p, &[]);
-    until_replication(p, "role:master").await;
-    let link = Relay::start(
-        "127.0.0.1:0".parse().unwrap(),
-        format!("127.0.0.1:{p}").parse().unwrap(),
-    )
-    .await;
-    let relay_port = link.addr.port().to_string();
-    let replica = OwnRedis::start(r, &["--replicaof", "127.0.0.1", &relay_port]);
-    until_replication(r, "master_link_status:up").await;
-    until_replication(p, "connected_slaves:1").await;
-    (primary, p, link, replica, r)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_its_one_replica_away_publishes_go_on_and_wait_for_it_again_once_back() {
-    let (primary, p, link, _replica, r) = primary_and_relayed_replica().await;
+    let pair = RelayedReplica::start().await;
+    let (p, r) = (pair.primary_port, pair.replica_port);
     // A Standard cache: one replica, which may be away (a minimum of none).
     let bus = connect(p, SUITE_OPTIONS)
         .await
-        .with_replica_acks(ReplicaAcks {
-            replicas: 1,
-            wait: WAIT,
-            away: 1,
-        });
+        .with_replica_acks(acks(1, 1));
     assert_eq!(bus.follow_replicas().await.unwrap(), Some(1));
     bus.ensure_group(TOPIC, GROUP).await.unwrap();
     let (before, _) = publish_all(&bus, "before", 20).await;
@@ -200,7 +179,7 @@ async fn with_its_one_replica_away_publishes_go_on_and_wait_for_it_again_once_ba
     // The replica's link stalls: no publish is refused. The first ones wait for it in vain;
     // once the primary has heard nothing from it for a few seconds it is no longer waited for
     // and publishes are prompt again.
-    link.stalled.store(true, Ordering::SeqCst);
+    pair.link.stalled.store(true, Ordering::SeqCst);
     let (_, slowest) = publish_all(&bus, "stalled", 3).await;
     assert!(
         slowest >= WAIT,
@@ -212,18 +191,18 @@ async fn with_its_one_replica_away_publishes_go_on_and_wait_for_it_again_once_ba
 
     // It follows again: once it has caught up, publishes wait for it again (shown by stalling
     // it once more: the next publish waits).
-    link.stalled.store(false, Ordering::SeqCst);
+    pair.link.stalled.store(false, Ordering::SeqCst);
     until_followed(&bus, 1).await;
     let (after, _) = publish_all(&bus, "after", 20).await;
-    link.stalled.store(true, Ordering::SeqCst);
+    pair.link.stalled.store(true, Ordering::SeqCst);
     let took = timed_publish(&bus, "waited-again").await;
     assert!(took >= WAIT, "not waited for once back: {took:?}");
-    link.stalled.store(false, Ordering::SeqCst);
+    pair.link.stalled.store(false, Ordering::SeqCst);
     until_followed(&bus, 1).await;
 
     // A failover to that replica keeps every publish made while it was waited for.
-    primary.stop();
-    link.kill();
+    pair.primary.stop();
+    pair.link.kill();
     redis_cli(r, &["replicaof", "no", "one"]).await;
     until_replication(r, "role:master").await;
     let kept = bodies(&connect(r, SUITE_OPTIONS).await).await;
@@ -236,29 +215,27 @@ async fn with_its_one_replica_away_publishes_go_on_and_wait_for_it_again_once_ba
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_two_replicas_one_may_be_away_but_never_both() {
-    let (_primary, p, link, _relayed, _) = primary_and_relayed_replica().await;
+    let pair = RelayedReplica::start().await;
+    let p = pair.primary_port;
     // A second replica, following the primary directly.
     let d = closed_port();
     let direct = OwnRedis::start(d, &["--replicaof", "127.0.0.1", &p.to_string()]);
     until_replication(d, "master_link_status:up").await;
     until_replication(p, "connected_slaves:2").await;
     // A Premium cache with two replicas per primary, one of which may be patched at a time.
-    let acks = ReplicaAcks {
-        replicas: 2,
-        wait: WAIT,
-        away: 1,
-    };
-    let bus = connect(p, SUITE_OPTIONS).await.with_replica_acks(acks);
+    let bus = connect(p, SUITE_OPTIONS)
+        .await
+        .with_replica_acks(acks(2, 1));
     assert_eq!(bus.follow_replicas().await.unwrap(), Some(2));
     bus.ensure_group(TOPIC, GROUP).await.unwrap();
     let strict = connect(p, SUITE_OPTIONS)
         .await
-        .with_replica_acks(ReplicaAcks { away: 0, ..acks });
+        .with_replica_acks(acks(2, 0));
     publish_all(&bus, "both", 10).await;
 
     // One replica stalls: publishes go on, confirmed by the other; without `away` they are
     // refused.
-    link.stalled.store(true, Ordering::SeqCst);
+    pair.link.stalled.store(true, Ordering::SeqCst);
     until_followed(&bus, 1).await;
     let (_, slowest) = publish_all(&bus, "one", 10).await;
     assert!(slowest < WAIT, "{slowest:?}");
