@@ -299,7 +299,7 @@ async fn a_replica_patched_under_load_costs_no_503_when_it_may_be_away() {
 
     // Long enough to go on through every phase below.
     let counts = Arc::new(Counts::default());
-    let load = tokio::spawn(stream(base.clone(), 6, 400, counts.clone()));
+    let load = tokio::spawn(stream(base.clone(), 6, 600, counts.clone()));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut seen = counted(&base, ACCEPTED, &[]).await;
     // The replica's link stalls (the patch begins); after a few seconds it is no longer waited
@@ -320,7 +320,6 @@ async fn a_replica_patched_under_load_costs_no_503_when_it_may_be_away() {
         0,
         "a 503 during the patch"
     );
-    assert_eq!(counted(&base, "bus_unreplicated_total", &[]).await, 0.0);
     assert_exactly_once(&Urls::all(&base), &want).await;
 }
 

@@ -47,9 +47,10 @@ const IDLE_BLOCKERS: usize = 64;
 /// and a failover to a replica that had not yet copied it loses it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReplicaAcks {
-    /// Replicas that must acknowledge every publish: all of the cache's.
+    /// The cache's replicas; without `away`, every publish needs all of them.
     pub replicas: u32,
-    /// Longest wait for them; fewer by then makes the publish `Unavailable`.
+    /// Longest wait for them; fewer than [`ReplicaAcks::minimum`] by then makes the publish
+    /// `Unavailable`.
     pub wait: Duration,
     /// How many of `replicas` may be away (a node being patched) while publishes go on
     /// (ADR 0022): then each waits for every replica attached and caught up, and needs
@@ -1022,18 +1023,23 @@ impl RedisBus {
         }
         // At most IDLE_BLOCKERS at once: a replica that does not answer holds each publish for
         // the whole wait, which must not open a connection per request.
-        let Ok(Ok(_permit)) =
-            tokio::time::timeout(acks.wait + CALL_TIMEOUT, self.replicated.acquire()).await
-        else {
-            if minimum == 0 {
-                // Nothing required, and every slot is taken by publishes waiting for a replica
-                // that went away silently and is still counted: go on without it.
-                return self.append(keys, messages, &mut self.conn.clone()).await;
+        let _permit = if minimum == 0 {
+            // Nothing required: with every slot taken (by publishes waiting for a replica that
+            // went away silently and is still counted), go on without waiting.
+            match self.replicated.try_acquire() {
+                Ok(permit) => permit,
+                Err(_) => return self.append(keys, messages, &mut self.conn.clone()).await,
             }
-            // Local saturation, not the replicas: not counted as unreplicated.
-            return Err(PortError::Unavailable(
-                "redis bus: too many publishes waiting for replicas".into(),
-            ));
+        } else {
+            let Ok(Ok(permit)) =
+                tokio::time::timeout(acks.wait + CALL_TIMEOUT, self.replicated.acquire()).await
+            else {
+                // Local saturation, not the replicas: not counted as unreplicated.
+                return Err(PortError::Unavailable(
+                    "redis bus: too many publishes waiting for replicas".into(),
+                ));
+            };
+            permit
         };
         // `WAIT` counts the writes of its own connection and blocks it: one of ours, not the
         // shared one (an append retried on a new one after all ran is a duplicate, which

@@ -43,6 +43,8 @@ pub(crate) struct Replica {
 /// The parts of an `INFO replication` answer the count needs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Replication {
+    /// The primary's replication id (`master_replid`): another one after a failover.
+    pub(crate) replid: String,
     /// The primary's own replication offset.
     pub(crate) primary_offset: u64,
     /// Its attached replicas.
@@ -57,7 +59,9 @@ impl Replication {
             let Some((key, value)) = line.trim().split_once(':') else {
                 continue;
             };
-            if key == "master_repl_offset" {
+            if key == "master_replid" {
+                value.clone_into(&mut out.replid);
+            } else if key == "master_repl_offset" {
                 out.primary_offset = value.parse().unwrap_or(0);
             } else if key
                 .strip_prefix("slave")
@@ -86,6 +90,8 @@ impl Replication {
 /// Counts caught-up replicas over successive reads, remembering the primary's recent offsets.
 #[derive(Debug, Default)]
 pub(crate) struct Tracker {
+    /// The replication id the offsets belong to.
+    replid: String,
     /// The primary's offset at each read, oldest first; none older than the newest one that is
     /// at least [`BEHIND`] old.
     offsets: VecDeque<(Instant, u64)>,
@@ -96,13 +102,10 @@ impl Tracker {
     /// [`LAG_MAX_SECS`], and have reached where the primary was [`BEHIND`] before (any offset,
     /// before a read that old).
     pub(crate) fn count(&mut self, now: &Replication, at: Instant) -> u32 {
-        // A primary whose offset went back is another one (a failover): its history starts anew.
-        if self
-            .offsets
-            .back()
-            .is_some_and(|&(_, last)| now.primary_offset < last)
-        {
+        // Another primary (a failover): offsets of the old one say nothing of the new one's.
+        if now.replid != self.replid {
             self.offsets.clear();
+            now.replid.clone_into(&mut self.replid);
         }
         let old_enough = |&(read, _): &(Instant, u64)| at.saturating_duration_since(read) >= BEHIND;
         while self.offsets.get(1).is_some_and(old_enough) {
@@ -130,7 +133,7 @@ pub(crate) struct Followers {
     expected: u32,
     counted: AtomicU32,
     tracker: Mutex<Tracker>,
-    /// The task is running (or being started).
+    /// The task is running (or being started); reset by the task as it ends.
     running: AtomicBool,
     /// The last read failed (logged once when reads start and stop failing).
     failing: AtomicBool,
@@ -156,7 +159,7 @@ impl Followers {
     /// Starts the task that reads every [`READ_EVERY`] on `conn` until `self` is dropped, once;
     /// outside a Tokio runtime it waits for the next call from inside one.
     pub(crate) fn start(self: &Arc<Self>, conn: &ConnectionManager) {
-        if self.running.swap(true, Ordering::AcqRel) {
+        if self.running.load(Ordering::Acquire) || self.running.swap(true, Ordering::AcqRel) {
             return;
         }
         match tokio::runtime::Handle::try_current() {
@@ -166,8 +169,9 @@ impl Followers {
     }
 
     /// Reads `INFO replication` on `conn` and counts again; records the gauges
-    /// `bus_replicas_expected`, `bus_replicas_attached` and `bus_replicas_followed`. A failed
-    /// read keeps the last count (the replicas waited for until then), logged when it starts.
+    /// `bus_replicas_expected`, `bus_replicas_attached`, `bus_replicas_followed` and
+    /// `bus_replicas_read_at_seconds`. A failed read keeps the last count (the replicas waited for
+    /// until then), counts `bus_replicas_read_failures_total` and is logged when failures start.
     pub(crate) async fn refresh(&self, conn: &mut ConnectionManager) -> PortResult<u32> {
         let read = tokio::time::timeout(
             READ_TIMEOUT,
@@ -183,6 +187,7 @@ impl Followers {
                     Ok(Err(e)) => e.to_string(),
                     _ => format!("no answer within {READ_TIMEOUT:?}"),
                 };
+                metrics::counter!("bus_replicas_read_failures_total").increment(1);
                 if !self.failing.swap(true, Ordering::AcqRel) {
                     tracing::warn!(error = %why, "redis bus: INFO replication failed; waiting for \
                         the replicas of the last read until it answers again");
@@ -196,20 +201,39 @@ impl Followers {
             tracing::info!("redis bus: INFO replication answers again");
         }
         let now = Replication::parse(&info);
-        let at = Instant::now();
-        let counted = match self.tracker.lock() {
-            Ok(mut t) => t.count(&now, at),
-            Err(poisoned) => poisoned.into_inner().count(&now, at),
+        let counted = {
+            // The time is taken under the lock, so the history's reads stay in order.
+            let mut tracker = match self.tracker.lock() {
+                Ok(t) => t,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let counted = tracker.count(&now, Instant::now());
+            self.counted.store(counted, Ordering::Relaxed);
+            counted
         };
-        self.counted.store(counted, Ordering::Relaxed);
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        metrics::gauge!("bus_replicas_read_at_seconds").set(unix);
         metrics::gauge!("bus_replicas_expected").set(f64::from(self.expected));
         metrics::gauge!("bus_replicas_attached").set(now.replicas.len() as f64);
         metrics::gauge!("bus_replicas_followed").set(f64::from(counted));
         Ok(counted)
     }
 
-    /// Refreshes every [`READ_EVERY`] until the bus holding `followers` is dropped.
+    /// Refreshes every [`READ_EVERY`] until the bus holding `followers` is dropped; however it
+    /// ends (a runtime shut down), the next [`Followers::start`] starts it again.
     async fn run(followers: Weak<Self>, mut conn: ConnectionManager) {
+        /// Clears `running` when the task ends or is dropped.
+        struct Ended(Weak<Followers>);
+        impl Drop for Ended {
+            fn drop(&mut self) {
+                if let Some(f) = self.0.upgrade() {
+                    f.running.store(false, Ordering::Release);
+                }
+            }
+        }
+        let _ended = Ended(followers.clone());
         loop {
             let Some(f) = followers.upgrade() else {
                 return;
@@ -240,8 +264,10 @@ mod tests {
         }
     }
 
+    /// The primary `abc` at `primary_offset`, with `replicas`.
     fn at(primary_offset: u64, replicas: Vec<Replica>) -> Replication {
         Replication {
+            replid: "abc".into(),
             primary_offset,
             replicas,
         }
@@ -255,7 +281,11 @@ mod tests {
         );
         // A replica line without its numbers is not caught up; unknown lines are passed over.
         let odd = Replication::parse("slave0:state=online\nslaves:9\nmaster_repl_offset:x\n");
-        assert_eq!(odd, at(0, vec![replica(true, 0, u64::MAX)]));
+        let want = Replication {
+            replid: String::new(),
+            ..at(0, vec![replica(true, 0, u64::MAX)])
+        };
+        assert_eq!(odd, want);
     }
 
     #[test]
@@ -278,8 +308,13 @@ mod tests {
         assert_eq!(t.count(&at(9000, vec![replica(true, 10, 0)]), sec(7)), 0);
         // Not online at all.
         assert_eq!(t.count(&at(9000, vec![replica(false, 9000, 0)]), sec(8)), 0);
-        // Several, and another primary (a failover: its offset went back) starts a new history.
+        // Another primary (a failover) starts a new history, even at a higher offset: its
+        // replicas are not measured against the old one's offsets (9000 two seconds ago).
         let two = vec![replica(true, 100, 0), replica(true, 90, 1)];
-        assert_eq!(t.count(&at(100, two), sec(9)), 2);
+        let promoted = Replication {
+            replid: "def".into(),
+            ..at(9100, two)
+        };
+        assert_eq!(t.count(&promoted, sec(9)), 2);
     }
 }

@@ -1,7 +1,7 @@
 //! The Redis bus waiting for replicas (`BUS_REDIS_REPLICAS`), against a primary and a replica of
 //! this test's own: a failover keeps every publish the bus acknowledged, a publish the replicas
-//! did not confirm in time is refused rather than acknowledged, and with `attached` (ADR 0022)
-//! intake goes on while the only replica is away and waits for it again once it is back.
+//! did not confirm in time is refused rather than acknowledged, and with `away` (ADR 0022)
+//! intake goes on while a replica is away and waits for it again once it is back.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
@@ -140,25 +140,23 @@ async fn until_followed(bus: &RedisBus, want: u32) {
 }
 
 /// Publishes `count` single messages named `{name}-{i}`; each must be acknowledged. Returns
-/// their bodies and the longest a publish took.
-async fn publish_all(bus: &RedisBus, name: &str, count: usize) -> (HashSet<String>, Duration) {
-    let (mut bodies, mut slowest) = (HashSet::new(), Duration::ZERO);
+/// their bodies and how many took [`WAIT`] or longer (waited for a replica in vain).
+async fn publish_all(bus: &RedisBus, name: &str, count: usize) -> (HashSet<String>, usize) {
+    let (mut bodies, mut waited) = (HashSet::new(), 0);
     for i in 0..count {
         let b = format!("{name}-{i}");
-        let started = Instant::now();
-        bus.publish(TOPIC, vec![msg(&format!("p{i}"), &b)])
-            .await
-            .unwrap_or_else(|e| panic!("{b}: {e}"));
-        slowest = slowest.max(started.elapsed());
+        if timed_publish(bus, &b).await >= WAIT {
+            waited += 1;
+        }
         bodies.insert(b);
     }
-    (bodies, slowest)
+    (bodies, waited)
 }
 
 /// The time one publish of `body` takes on `bus`; it must be acknowledged.
 async fn timed_publish(bus: &RedisBus, body: &str) -> Duration {
     let started = Instant::now();
-    bus.publish(TOPIC, vec![msg("p", body)])
+    bus.publish(TOPIC, vec![msg(&format!("p-{body}"), body)])
         .await
         .unwrap_or_else(|e| panic!("{body}: {e}"));
     started.elapsed()
@@ -172,7 +170,8 @@ async fn with_its_one_replica_away_publishes_go_on_and_wait_for_it_again_once_ba
     let bus = connect(p, SUITE_OPTIONS)
         .await
         .with_replica_acks(acks(1, 1));
-    assert_eq!(bus.follow_replicas().await.unwrap(), Some(1));
+    assert!(bus.follow_replicas().await.unwrap().is_some());
+    until_followed(&bus, 1).await;
     bus.ensure_group(TOPIC, GROUP).await.unwrap();
     let (before, _) = publish_all(&bus, "before", 20).await;
 
@@ -180,14 +179,15 @@ async fn with_its_one_replica_away_publishes_go_on_and_wait_for_it_again_once_ba
     // once the primary has heard nothing from it for a few seconds it is no longer waited for
     // and publishes are prompt again.
     pair.link.stalled.store(true, Ordering::SeqCst);
-    let (_, slowest) = publish_all(&bus, "stalled", 3).await;
-    assert!(
-        slowest >= WAIT,
-        "waited for the stalled replica: {slowest:?}"
-    );
+    let (_, waited) = publish_all(&bus, "stalled", 3).await;
+    assert!(waited >= 1, "never waited for the stalled replica");
     until_followed(&bus, 0).await;
-    let (_, slowest) = publish_all(&bus, "away", 20).await;
-    assert!(slowest < WAIT, "{slowest:?}");
+    // (A publish still waiting would make all 20 slow; one or two may be slow on a busy machine.)
+    let (_, waited) = publish_all(&bus, "away", 20).await;
+    assert!(
+        waited <= 2,
+        "{waited} of 20 waited for the replica that is away"
+    );
 
     // It follows again: once it has caught up, publishes wait for it again (shown by stalling
     // it once more: the next publish waits).
@@ -226,7 +226,8 @@ async fn with_two_replicas_one_may_be_away_but_never_both() {
     let bus = connect(p, SUITE_OPTIONS)
         .await
         .with_replica_acks(acks(2, 1));
-    assert_eq!(bus.follow_replicas().await.unwrap(), Some(2));
+    assert!(bus.follow_replicas().await.unwrap().is_some());
+    until_followed(&bus, 2).await;
     bus.ensure_group(TOPIC, GROUP).await.unwrap();
     let strict = connect(p, SUITE_OPTIONS)
         .await
@@ -237,8 +238,8 @@ async fn with_two_replicas_one_may_be_away_but_never_both() {
     // refused.
     pair.link.stalled.store(true, Ordering::SeqCst);
     until_followed(&bus, 1).await;
-    let (_, slowest) = publish_all(&bus, "one", 10).await;
-    assert!(slowest < WAIT, "{slowest:?}");
+    let (_, waited) = publish_all(&bus, "one", 10).await;
+    assert!(waited <= 2, "{waited} of 10 waited for the stalled replica");
     let refused = strict.publish(TOPIC, vec![msg("p", "strict")]).await;
     assert!(
         matches!(refused, Err(PortError::Unavailable(ref m)) if m.contains("1 of 2 replicas")),

@@ -227,3 +227,19 @@ fn sqs_settings_are_checked_at_start() {
         assert_eq!(resolve(&args).unwrap_err().var, var, "{args:?}");
     }
 }
+
+#[test]
+fn redis_replicas_may_be_away_up_to_the_cache_count() {
+    let s = "--hmac-secret=0123456789abcdef0123456789abcdef";
+    let redis = [s, "--bus-kind=redis", "--redis-url=redis://127.0.0.1:1/"];
+    for (replicas, away) in [("2", "1"), ("2", "2"), ("1", "0")] {
+        let mut args = redis.to_vec();
+        let (r, a) = (
+            format!("--bus-redis-replicas={replicas}"),
+            format!("--bus-redis-replicas-away={away}"),
+        );
+        args.extend([r.as_str(), a.as_str()]);
+        let ok = resolve(&args).unwrap_or_else(|e| panic!("{args:?}: {e:?}"));
+        assert!(matches!(ok.bus, BusChoice::Redis(_)), "{args:?}");
+    }
+}
