@@ -4,7 +4,8 @@
 #     the operations the leaderboard issues;
 #  2. liveops bench --spawn with hot state and ranks on that Redis (bus: the local SQLite file),
 #     then with the Redis Streams bus as well, without and with waiting for the replica
-#     (BUS_REDIS_REPLICAS=1): single-event ingest and top-100 / rank reads;
+#     (BUS_REDIS_REPLICAS=1): single-event ingest and top-100 / rank reads; then the replica
+#     leaving mid-run without and with BUS_REDIS_REPLICAS_AWAY=1;
 #  3. the embedded default, same load, for the ratio.
 # Needs the loopback servers of scripts/services.sh (started here if not running).
 # Usage: scripts/bench-redis.sh [duration-seconds]
@@ -48,6 +49,22 @@ REDIS_URL="$LIVEOPS_TEST_REDIS_URL" BUS_KIND=redis "$BIN" bench --spawn --player
 echo "== liveops, everything on Redis, each event waiting for the replica (BUS_REDIS_REPLICAS=1)"
 REDIS_URL="$LIVEOPS_TEST_REDIS_URL" BUS_KIND=redis BUS_REDIS_REPLICAS=1 "$BIN" bench --spawn --players 10000 --connections 32 --duration "$DURATION"
 "${R[@]}" flushdb >/dev/null
+
+echo "== liveops, the replica leaving mid-run, without and with BUS_REDIS_REPLICAS_AWAY=1 (ADR 0022)"
+# 3 s into a 10 s run the replica stops following (REPLICAOF NO ONE) for 3 s, then follows again
+# (a full resync): the statuses show the 503s, the latencies the wait for the replica.
+REPLICA_PORT="${LIVEOPS_REDIS_REPLICA_PORT:-16380}"
+PRIMARY_PORT="$("${R[@]}" config get port | tail -1)"
+for away in 0 1; do
+    echo "-- BUS_REDIS_REPLICAS_AWAY=$away"
+    (sleep 3; redis-cli -p "$REPLICA_PORT" replicaof no one >/dev/null
+     sleep 3; redis-cli -p "$REPLICA_PORT" replicaof 127.0.0.1 "$PRIMARY_PORT" >/dev/null) &
+    REDIS_URL="$LIVEOPS_TEST_REDIS_URL" BUS_KIND=redis BUS_REDIS_REPLICAS=1 BUS_REDIS_REPLICAS_AWAY="$away" \
+        BUS_REDIS_REPLICA_WAIT_MS=500 "$BIN" bench --spawn --players 10000 --connections 32 --duration 10
+    wait
+    "${R[@]}" flushdb >/dev/null
+    until redis-cli -p "$REPLICA_PORT" info replication | grep -q '^master_link_status:up'; do sleep 1; done
+done
 
 echo "== liveops, embedded default"
 "$BIN" bench --spawn --players 10000 --connections 32 --duration "$DURATION"
