@@ -521,7 +521,7 @@ fn unreplicated(messages: &[Message], why: &str) -> PortError {
 }
 
 /// Runs one Redis call bounded by `limit`.
-async fn bounded<T>(
+pub(crate) async fn bounded<T>(
     what: &str,
     limit: Duration,
     call: impl Future<Output = RedisResult<T>>,
@@ -676,7 +676,7 @@ impl fmt::Debug for RedisBus {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // No code path panics while holding these locks; recover the data if one ever did.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

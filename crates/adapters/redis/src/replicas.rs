@@ -7,9 +7,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use liveops_core::{PortError, PortResult};
+use liveops_core::{now_ms, PortResult};
 use redis::aio::ConnectionManager;
 use tokio::time::Instant;
+
+use crate::bus::{bounded, lock};
 
 /// How often the upkeep task reads `INFO replication`.
 const READ_EVERY: Duration = Duration::from_secs(1);
@@ -173,7 +175,8 @@ impl Followers {
     /// `bus_replicas_read_at_seconds`. A failed read keeps the last count (the replicas waited for
     /// until then), counts `bus_replicas_read_failures_total` and is logged when failures start.
     pub(crate) async fn refresh(&self, conn: &mut ConnectionManager) -> PortResult<u32> {
-        let read = tokio::time::timeout(
+        let read = bounded(
+            "INFO replication",
             READ_TIMEOUT,
             redis::cmd("INFO")
                 .arg("replication")
@@ -181,20 +184,14 @@ impl Followers {
         )
         .await;
         let info = match read {
-            Ok(Ok(info)) => info,
-            failed => {
-                let why = match failed {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => format!("no answer within {READ_TIMEOUT:?}"),
-                };
+            Ok(info) => info,
+            Err(error) => {
                 metrics::counter!("bus_replicas_read_failures_total").increment(1);
                 if !self.failing.swap(true, Ordering::AcqRel) {
-                    tracing::warn!(error = %why, "redis bus: INFO replication failed; waiting for \
-                        the replicas of the last read until it answers again");
+                    tracing::warn!(%error, "redis bus: INFO replication failed; waiting for the \
+                        replicas of the last read until it answers again");
                 }
-                return Err(PortError::Unavailable(format!(
-                    "redis bus: INFO replication: {why}"
-                )));
+                return Err(error);
             }
         };
         if self.failing.swap(false, Ordering::AcqRel) {
@@ -203,18 +200,12 @@ impl Followers {
         let now = Replication::parse(&info);
         let counted = {
             // The time is taken under the lock, so the history's reads stay in order.
-            let mut tracker = match self.tracker.lock() {
-                Ok(t) => t,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let mut tracker = lock(&self.tracker);
             let counted = tracker.count(&now, Instant::now());
             self.counted.store(counted, Ordering::Relaxed);
             counted
         };
-        let unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        metrics::gauge!("bus_replicas_read_at_seconds").set(unix);
+        metrics::gauge!("bus_replicas_read_at_seconds").set(now_ms() as f64 / 1000.0);
         metrics::gauge!("bus_replicas_expected").set(f64::from(self.expected));
         metrics::gauge!("bus_replicas_attached").set(now.replicas.len() as f64);
         metrics::gauge!("bus_replicas_followed").set(f64::from(counted));
