@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use liveops_testkit::redis_server::{redis_cli, until_replication, OwnRedis, RelayedReplica};
+use liveops_testkit::redis_server::{OwnRedis, RelayedReplica};
 use liveops_testkit::relay::Relay;
 use liveops_testkit::served::metric_sum;
 use tokio::task::JoinHandle;
@@ -237,10 +237,7 @@ async fn a_redis_failover_to_a_replica_that_missed_writes_keeps_every_202() {
     let refused = counted(&base, "bus_unreplicated_total", &[]).await;
     assert!(refused > 0.0, "no publish waited in vain during the stall");
     // The primary dies with them; the replica is promoted and the address moves to it.
-    pair.primary.stop();
-    pair.link.kill();
-    redis_cli(r, &["replicaof", "no", "one"]).await;
-    until_replication(r, "role:master").await;
+    let _promoted = pair.fail_over().await;
     front.retarget(at(r));
     // The cache gets a new replica; until it follows, publishes are still refused.
     let r2 = free_port();

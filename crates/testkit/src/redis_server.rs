@@ -125,4 +125,14 @@ impl RelayedReplica {
             replica_port: r,
         }
     }
+
+    /// A failover that loses what the replica had not copied: the primary is killed
+    /// (`SIGKILL`), the link cut and the replica promoted. Returns the replica, now a primary.
+    pub async fn fail_over(self) -> OwnRedis {
+        self.primary.stop();
+        self.link.kill();
+        redis_cli(self.replica_port, &["replicaof", "no", "one"]).await;
+        until_replication(self.replica_port, "role:master").await;
+        self.replica
+    }
 }

@@ -13,9 +13,7 @@ use liveops_core::ports::{Bus, BusOptions};
 use liveops_core::PortError;
 use liveops_redis::bus::{RedisBus, ReplicaAcks};
 use liveops_testkit::conformance::bus::{body, ids, msg, poll, SUITE_OPTIONS};
-use liveops_testkit::redis_server::{
-    closed_port, redis_cli, until_replication, OwnRedis, RelayedReplica,
-};
+use liveops_testkit::redis_server::{closed_port, until_replication, OwnRedis, RelayedReplica};
 
 const TOPIC: &str = "replicated";
 const GROUP: &str = "g";
@@ -28,6 +26,13 @@ fn acks(replicas: u32, away: u32) -> ReplicaAcks {
         wait: WAIT,
         away,
     }
+}
+
+/// A bus on the Redis at `port` waiting for [`acks`]`(replicas, away)`.
+async fn acked(port: u16, replicas: u32, away: u32) -> RedisBus {
+    connect(port, SUITE_OPTIONS)
+        .await
+        .with_replica_acks(acks(replicas, away))
 }
 
 async fn connect(port: u16, opts: BusOptions) -> RedisBus {
@@ -55,9 +60,7 @@ async fn a_failover_keeps_every_publish_the_replica_acknowledged() {
     let pair = RelayedReplica::start().await;
     let (p, r) = (pair.primary_port, pair.replica_port);
 
-    let acked = connect(p, SUITE_OPTIONS)
-        .await
-        .with_replica_acks(acks(1, 0));
+    let acked = acked(p, 1, 0).await;
     let plain = connect(p, SUITE_OPTIONS).await;
     acked.ensure_group(TOPIC, GROUP).await.unwrap();
 
@@ -90,10 +93,7 @@ async fn a_failover_keeps_every_publish_the_replica_acknowledged() {
         .unwrap();
 
     // The primary dies (SIGKILL) with what it had not yet sent, and the replica takes over.
-    pair.primary.stop();
-    pair.link.kill();
-    redis_cli(r, &["replicaof", "no", "one"]).await;
-    until_replication(r, "role:master").await;
+    let _promoted = pair.fail_over().await;
 
     let promoted = connect(r, SUITE_OPTIONS).await;
     let kept = bodies(&promoted).await;
@@ -110,9 +110,7 @@ async fn without_a_replica_every_publish_waiting_for_one_is_refused() {
     let port = closed_port();
     let _alone = OwnRedis::start(port, &[]);
     until_replication(port, "role:master").await;
-    let bus = connect(port, SUITE_OPTIONS)
-        .await
-        .with_replica_acks(acks(1, 0));
+    let bus = acked(port, 1, 0).await;
     bus.ensure_group(TOPIC, GROUP).await.unwrap();
     for _ in 0..3 {
         let refused = bus.publish(TOPIC, vec![msg("p", "x")]).await;
@@ -167,9 +165,7 @@ async fn with_its_one_replica_away_publishes_go_on_and_wait_for_it_again_once_ba
     let pair = RelayedReplica::start().await;
     let (p, r) = (pair.primary_port, pair.replica_port);
     // A Standard cache: one replica, which may be away (a minimum of none).
-    let bus = connect(p, SUITE_OPTIONS)
-        .await
-        .with_replica_acks(acks(1, 1));
+    let bus = acked(p, 1, 1).await;
     assert!(bus.follow_replicas().await.unwrap().is_some());
     until_followed(&bus, 1).await;
     bus.ensure_group(TOPIC, GROUP).await.unwrap();
@@ -201,10 +197,7 @@ async fn with_its_one_replica_away_publishes_go_on_and_wait_for_it_again_once_ba
     until_followed(&bus, 1).await;
 
     // A failover to that replica keeps every publish made while it was waited for.
-    pair.primary.stop();
-    pair.link.kill();
-    redis_cli(r, &["replicaof", "no", "one"]).await;
-    until_replication(r, "role:master").await;
+    let _promoted = pair.fail_over().await;
     let kept = bodies(&connect(r, SUITE_OPTIONS).await).await;
     let lost: Vec<_> = before
         .union(&after)
@@ -223,15 +216,11 @@ async fn with_two_replicas_one_may_be_away_but_never_both() {
     until_replication(d, "master_link_status:up").await;
     until_replication(p, "connected_slaves:2").await;
     // A Premium cache with two replicas per primary, one of which may be patched at a time.
-    let bus = connect(p, SUITE_OPTIONS)
-        .await
-        .with_replica_acks(acks(2, 1));
+    let bus = acked(p, 2, 1).await;
     assert!(bus.follow_replicas().await.unwrap().is_some());
     until_followed(&bus, 2).await;
     bus.ensure_group(TOPIC, GROUP).await.unwrap();
-    let strict = connect(p, SUITE_OPTIONS)
-        .await
-        .with_replica_acks(acks(2, 0));
+    let strict = acked(p, 2, 0).await;
     publish_all(&bus, "both", 10).await;
 
     // One replica stalls: publishes go on, confirmed by the other; without `away` they are
