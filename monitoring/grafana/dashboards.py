@@ -341,12 +341,14 @@ def pipeline(L):
     L.add(timeseries("Messages published to the bus",
                      [(summed("bus_published_total"), "published / s")],
                      "short"))
-    L.add(timeseries("Redis bus: wait for replicas p99 / events refused unconfirmed",
+    L.add(timeseries("Redis bus: wait for replicas p99 / events refused unconfirmed / shortfalls",
                      [(hq(0.99, "bus_replica_wait_seconds", "namespace", NS), "wait p99 (s)"),
-                      (summed("bus_unreplicated_total"), "refused / s")],
+                      (summed("bus_unreplicated_total"), "refused / s"),
+                      (summed("bus_replica_shortfalls_total"), "shortfalls / s")],
                      "short", "Only with BUS_REDIS_REPLICAS > 0: each publish waits until that many "
                      "replicas hold it; fewer within BUS_REDIS_REPLICA_WAIT_MS and the gateway "
-                     "answers 503."))
+                     "answers 503. With BUS_REDIS_REPLICAS_AWAY, a shortfall (fewer confirmed "
+                     "than waited for) stops the next publishes waiting for the missing replica."))
     L.add(timeseries("Redis bus: replicas expected / attached / followed",
                      [(f"max by (namespace) (bus_replicas_expected{{{NS}}})", "expected"),
                       (f"max by (namespace) (bus_replicas_attached{{{NS}}})", "attached"),

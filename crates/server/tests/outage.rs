@@ -299,10 +299,12 @@ async fn a_replica_patched_under_load_costs_no_503_when_it_may_be_away() {
     let load = tokio::spawn(stream(base.clone(), 6, 600, counts.clone()));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut seen = counted(&base, ACCEPTED, &[]).await;
-    // The replica's link stalls (the patch begins); after a few seconds it is no longer waited
-    // for; it stays away two seconds; then it follows again.
+    // The replica's link stalls (the patch begins); once publishes find it does not confirm,
+    // it is no longer waited for; it stays away two seconds; then it follows again.
     pair.link.stalled.store(true, Ordering::SeqCst);
     followed(0.0).await;
+    let shortfalls = counted(&base, "bus_replica_shortfalls_total", &[]).await;
+    assert!(shortfalls >= 1.0, "no publish fell short: {shortfalls}");
     more_accepted(&base, &mut seen, "while it was being left").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     more_accepted(&base, &mut seen, "while it was away").await;

@@ -1064,6 +1064,12 @@ impl RedisBus {
         )
         .await;
         metrics::histogram!("bus_replica_wait_seconds").record(started.elapsed().as_secs_f64());
+        if let (Ok(n), Some(followers)) = (&reached, &self.followers) {
+            if *n < i64::from(want) {
+                // A replica stalled without the primary noticing yet: stop waiting for it now.
+                followers.fell_short(u32::try_from(*n).unwrap_or(0));
+            }
+        }
         match reached {
             Ok(n) if n >= i64::from(minimum) => {
                 self.idle(conn);

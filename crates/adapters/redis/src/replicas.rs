@@ -1,6 +1,7 @@
 //! Which replicas of the bus's Redis are attached and caught up, read from `INFO replication`
 //! about once a second, so that a publish waits for every replica that is there and not for one
-//! being patched (`BUS_REDIS_REPLICAS_AWAY`, ADR 0022).
+//! being patched (`BUS_REDIS_REPLICAS_AWAY`, ADR 0022). A publish that a replica did not confirm
+//! in time stops the others waiting for it at once, not only once `INFO` shows its lag.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -89,6 +90,17 @@ impl Replication {
     }
 }
 
+/// A publish's `WAIT` saw fewer replicas than it waited for: one stalled, silently so far.
+#[derive(Clone, Copy, Debug)]
+struct Shortfall {
+    /// When the publish found out.
+    at: Instant,
+    /// How many replicas it did see confirm (the fewest, over shortfalls since).
+    confirmed: u32,
+    /// The primary's offset at the first read asked after `at`: past it, a replica is back.
+    mark: Option<u64>,
+}
+
 /// Counts caught-up replicas over successive reads, remembering the primary's recent offsets.
 #[derive(Debug, Default)]
 pub(crate) struct Tracker {
@@ -97,16 +109,20 @@ pub(crate) struct Tracker {
     /// The primary's offset at each read, oldest first; none older than the newest one that is
     /// at least [`BEHIND`] old.
     offsets: VecDeque<(Instant, u64)>,
+    /// The last shortfall, until every replica counted has acknowledged past its mark.
+    shortfall: Option<Shortfall>,
 }
 
 impl Tracker {
-    /// The replicas of `now` (read at `at`) that are online, acknowledged within
-    /// [`LAG_MAX_SECS`], and have reached where the primary was [`BEHIND`] before (any offset,
-    /// before a read that old).
-    pub(crate) fn count(&mut self, now: &Replication, at: Instant) -> u32 {
+    /// The replicas of `now` (asked for at `asked`, read at `at`) that are online, acknowledged
+    /// within [`LAG_MAX_SECS`], and have reached where the primary was [`BEHIND`] before (any
+    /// offset, before a read that old); after a shortfall, at most those past its mark (and at
+    /// least as many as confirmed then).
+    pub(crate) fn count(&mut self, now: &Replication, asked: Instant, at: Instant) -> u32 {
         // Another primary (a failover): offsets of the old one say nothing of the new one's.
         if now.replid != self.replid {
             self.offsets.clear();
+            self.shortfall = None;
             now.replid.clone_into(&mut self.replid);
         }
         let old_enough = |&(read, _): &(Instant, u64)| at.saturating_duration_since(read) >= BEHIND;
@@ -119,12 +135,42 @@ impl Tracker {
             .filter(|e| old_enough(e))
             .map_or(0, |&(_, offset)| offset);
         self.offsets.push_back((at, now.primary_offset));
-        let counted = now
-            .replicas
-            .iter()
-            .filter(|r| r.online && r.lag <= LAG_MAX_SECS && r.offset >= reference)
-            .count();
-        u32::try_from(counted).unwrap_or(UNKNOWN - 1)
+        let followed = |r: &&Replica| r.online && r.lag <= LAG_MAX_SECS && r.offset >= reference;
+        let counted = now.replicas.iter().filter(followed).count();
+        let counted = u32::try_from(counted).unwrap_or(UNKNOWN - 1);
+        let Some(short) = &mut self.shortfall else {
+            return counted;
+        };
+        // A read answered before the shortfall may show the stalled replica still acknowledging.
+        if short.mark.is_none() && asked >= short.at {
+            short.mark = Some(now.primary_offset);
+        }
+        let past = short.mark.map_or(0, |mark| {
+            let past = now.replicas.iter().filter(followed);
+            u32::try_from(past.filter(|r| r.offset >= mark).count()).unwrap_or(0)
+        });
+        if short.mark.is_some() && past >= counted {
+            // Each replica still counted has caught up since; one that has not is left out by
+            // its lag and offset from now on.
+            self.shortfall = None;
+            return counted;
+        }
+        counted.min(past.max(short.confirmed))
+    }
+
+    /// Records that a publish at `at` saw `confirmed` replicas, fewer than it waited for; true if
+    /// none was recorded before (the first of a stall).
+    pub(crate) fn fell_short(&mut self, confirmed: u32, at: Instant) -> bool {
+        let first = self.shortfall.is_none();
+        let confirmed = self
+            .shortfall
+            .map_or(confirmed, |s| s.confirmed.min(confirmed));
+        self.shortfall = Some(Shortfall {
+            at,
+            confirmed,
+            mark: None,
+        });
+        first
     }
 }
 
@@ -175,6 +221,7 @@ impl Followers {
     /// `bus_replicas_read_at_seconds`. A failed read keeps the last count (the replicas waited for
     /// until then), counts `bus_replicas_read_failures_total` and is logged when failures start.
     pub(crate) async fn refresh(&self, conn: &mut ConnectionManager) -> PortResult<u32> {
+        let asked = Instant::now();
         let read = bounded(
             "INFO replication",
             READ_TIMEOUT,
@@ -201,7 +248,7 @@ impl Followers {
         let counted = {
             // The time is taken under the lock, so the history's reads stay in order.
             let mut tracker = lock(&self.tracker);
-            let counted = tracker.count(&now, Instant::now());
+            let counted = tracker.count(&now, asked, Instant::now());
             self.counted.store(counted, Ordering::Relaxed);
             counted
         };
@@ -210,6 +257,27 @@ impl Followers {
         metrics::gauge!("bus_replicas_attached").set(now.replicas.len() as f64);
         metrics::gauge!("bus_replicas_followed").set(f64::from(counted));
         Ok(counted)
+    }
+
+    /// A publish's `WAIT` saw `confirmed` replicas, fewer than it waited for: from now until a
+    /// read shows them caught up again, publishes wait for at most that many (unless reads are
+    /// failing: then for those of the last read). Counts `bus_replica_shortfalls_total`.
+    pub(crate) fn fell_short(&self, confirmed: u32) {
+        metrics::counter!("bus_replica_shortfalls_total").increment(1);
+        let first = {
+            let mut tracker = lock(&self.tracker);
+            if !self.failing.load(Ordering::Acquire) {
+                self.counted.fetch_min(confirmed, Ordering::Relaxed);
+            }
+            tracker.fell_short(confirmed, Instant::now())
+        };
+        if first {
+            tracing::warn!(
+                confirmed,
+                "redis bus: a replica did not confirm a publish in time; not waited for until \
+                 it has caught up"
+            );
+        }
     }
 
     /// Refreshes every [`READ_EVERY`] until the bus holding `followers` is dropped; however it
@@ -284,21 +352,23 @@ mod tests {
         let start = Instant::now();
         let sec = |s: u64| start + Duration::from_secs(s);
         let mut t = Tracker::default();
+        // A read asked and answered at second `s`.
+        let mut read = |now: &Replication, s: u64| t.count(now, sec(s), sec(s));
         // Before a read 2 s old: every online replica that acknowledged lately counts.
-        assert_eq!(t.count(&Replication::parse(INFO), sec(0)), 1);
-        assert_eq!(t.count(&at(1500, vec![replica(true, 1400, 0)]), sec(1)), 1);
+        assert_eq!(read(&Replication::parse(INFO), 0), 1);
+        assert_eq!(read(&at(1500, vec![replica(true, 1400, 0)]), 1), 1);
         // Reads close together (a publish's own read) do not make the reference newer.
-        assert_eq!(t.count(&at(1600, vec![replica(true, 1400, 0)]), sec(1)), 1);
+        assert_eq!(read(&at(1600, vec![replica(true, 1400, 0)]), 1), 1);
         // From then on, a replica must have reached the primary's offset of 2 s before (1200).
-        assert_eq!(t.count(&at(1900, vec![replica(true, 1199, 0)]), sec(2)), 0);
-        assert_eq!(t.count(&at(2000, vec![replica(true, 1600, 1)]), sec(3)), 1);
-        assert_eq!(t.count(&at(2000, vec![replica(true, 1599, 1)]), sec(3)), 0);
+        assert_eq!(read(&at(1900, vec![replica(true, 1199, 0)]), 2), 0);
+        assert_eq!(read(&at(2000, vec![replica(true, 1600, 1)]), 3), 1);
+        assert_eq!(read(&at(2000, vec![replica(true, 1599, 1)]), 3), 0);
         // Silent for too long: a stalled link.
-        assert_eq!(t.count(&at(2000, vec![replica(true, 2000, 4)]), sec(4)), 0);
+        assert_eq!(read(&at(2000, vec![replica(true, 2000, 4)]), 4), 0);
         // Resyncing: online but far behind.
-        assert_eq!(t.count(&at(9000, vec![replica(true, 10, 0)]), sec(7)), 0);
+        assert_eq!(read(&at(9000, vec![replica(true, 10, 0)]), 7), 0);
         // Not online at all.
-        assert_eq!(t.count(&at(9000, vec![replica(false, 9000, 0)]), sec(8)), 0);
+        assert_eq!(read(&at(9000, vec![replica(false, 9000, 0)]), 8), 0);
         // Another primary (a failover) starts a new history, even at a higher offset: its
         // replicas are not measured against the old one's offsets (9000 two seconds ago).
         let two = vec![replica(true, 100, 0), replica(true, 90, 1)];
@@ -306,6 +376,45 @@ mod tests {
             replid: "def".into(),
             ..at(9100, two)
         };
-        assert_eq!(t.count(&promoted, sec(9)), 2);
+        assert_eq!(read(&promoted, 9), 2);
+    }
+
+    #[test]
+    fn a_shortfall_leaves_a_stalled_replica_out_until_it_has_caught_up() {
+        let start = Instant::now();
+        let ms = |m: u64| start + Duration::from_millis(m);
+        let two = |a: u64, b: u64| at(5000, vec![replica(true, a, 0), replica(true, b, 0)]);
+        let mut t = Tracker::default();
+        assert_eq!(t.count(&two(5000, 5000), ms(0), ms(0)), 2);
+        // A publish at 1.5 s saw one of the two confirm; a read asked before it does not set the
+        // mark, and counts only the one confirmed.
+        assert!(t.fell_short(1, ms(1500)));
+        assert_eq!(t.count(&two(5000, 5000), ms(1400), ms(1600)), 1);
+        // The first read asked after it marks the primary's offset (6000); the stalled replica
+        // still looks recent (lag 1) but never gets past the mark.
+        let stalled = |ok: u64| at(6000, vec![replica(true, 5000, 1), replica(true, ok, 0)]);
+        assert_eq!(t.count(&stalled(5900), ms(2000), ms(2000)), 1);
+        assert_eq!(t.count(&stalled(6000), ms(3000), ms(3000)), 1);
+        // Another shortfall meanwhile (none confirmed) lowers the floor to none; the healthy
+        // replica, past the new mark too, still counts.
+        assert!(!t.fell_short(0, ms(3100)));
+        assert_eq!(t.count(&stalled(6000), ms(3200), ms(3200)), 1);
+        // Once its lag leaves it out anyway, the shortfall is over; back and caught up, it counts.
+        let gone = at(7000, vec![replica(true, 5000, 4), replica(true, 7000, 0)]);
+        assert_eq!(t.count(&gone, ms(4200), ms(4200)), 1);
+        let back = at(8000, vec![replica(true, 8000, 0), replica(true, 8000, 0)]);
+        assert_eq!(t.count(&back, ms(9000), ms(9000)), 2);
+
+        // A publish that was only slow (both replicas fine): counted again at the next read
+        // that shows them past the mark.
+        assert!(t.fell_short(0, ms(9100)));
+        assert_eq!(t.count(&back, ms(9200), ms(9200)), 2);
+        // A failover forgets a shortfall of the old primary.
+        assert!(t.fell_short(0, ms(9300)));
+        let promoted = Replication {
+            replid: "def".into(),
+            ..at(100, vec![replica(true, 90, 0)])
+        };
+        assert_eq!(t.count(&promoted, ms(9400), ms(9400)), 1);
     }
 }

@@ -171,19 +171,19 @@ async fn with_its_one_replica_away_publishes_go_on_and_wait_for_it_again_once_ba
     bus.ensure_group(TOPIC, GROUP).await.unwrap();
     let (before, _) = publish_all(&bus, "before", 20).await;
 
-    // The replica's link stalls: no publish is refused. The first ones wait for it in vain;
-    // once the primary has heard nothing from it for a few seconds it is no longer waited for
-    // and publishes are prompt again.
+    // The replica's link stalls: no publish is refused. The first one waits for it in vain;
+    // from then on publishes are prompt, though the primary still reports the replica as
+    // recent for a few seconds (waiting until then would make about ten of them slow; one or
+    // two may be slow on a busy machine).
     pair.link.stalled.store(true, Ordering::SeqCst);
-    let (_, waited) = publish_all(&bus, "stalled", 3).await;
-    assert!(waited >= 1, "never waited for the stalled replica");
-    until_followed(&bus, 0).await;
-    // (A publish still waiting would make all 20 slow; one or two may be slow on a busy machine.)
+    let took = timed_publish(&bus, "stalled").await;
+    assert!(took >= WAIT, "not waited for the stalled replica: {took:?}");
     let (_, waited) = publish_all(&bus, "away", 20).await;
     assert!(
         waited <= 2,
         "{waited} of 20 waited for the replica that is away"
     );
+    until_followed(&bus, 0).await;
 
     // It follows again: once it has caught up, publishes wait for it again (shown by stalling
     // it once more: the next publish waits).
@@ -223,12 +223,15 @@ async fn with_two_replicas_one_may_be_away_but_never_both() {
     let strict = acked(p, 2, 0).await;
     publish_all(&bus, "both", 10).await;
 
-    // One replica stalls: publishes go on, confirmed by the other; without `away` they are
-    // refused.
+    // One replica stalls: publishes go on, confirmed by the other, and after the first one
+    // without waiting for the stalled one; without `away` they are refused.
     pair.link.stalled.store(true, Ordering::SeqCst);
-    until_followed(&bus, 1).await;
     let (_, waited) = publish_all(&bus, "one", 10).await;
-    assert!(waited <= 2, "{waited} of 10 waited for the stalled replica");
+    assert!(
+        (1..=3).contains(&waited),
+        "{waited} of 10 waited for the stalled replica"
+    );
+    until_followed(&bus, 1).await;
     let refused = strict.publish(TOPIC, vec![msg("p", "strict")]).await;
     assert!(
         matches!(refused, Err(PortError::Unavailable(ref m)) if m.contains("1 of 2 replicas")),
