@@ -5,7 +5,7 @@
 #  2. liveops bench --spawn with hot state and ranks on that Redis (bus: the local SQLite file),
 #     then with the Redis Streams bus as well, without and with waiting for the replica
 #     (BUS_REDIS_REPLICAS=1): single-event ingest and top-100 / rank reads; then the replica
-#     leaving mid-run without and with BUS_REDIS_REPLICAS_AWAY=1;
+#     leaving mid-run without and with BUS_REDIS_REPLICAS_AWAY=1, and stalling silently with it;
 #  3. the embedded default, same load, for the ratio.
 # Needs the loopback servers of scripts/services.sh (started here if not running).
 # Usage: scripts/bench-redis.sh [duration-seconds]
@@ -65,6 +65,17 @@ for away in 0 1; do
     "${R[@]}" flushdb >/dev/null
     until redis-cli -p "$REPLICA_PORT" info replication | grep -q '^master_link_status:up'; do sleep 1; done
 done
+
+echo "== liveops, the replica stalling silently mid-run, with BUS_REDIS_REPLICAS_AWAY=1 (ADR 0022)"
+# 3 s into a 10 s run the replica process is stopped (SIGSTOP) for 3 s: its connection stays
+# open and the primary reports it as recent for 3 s more, so only a publish that it fails to
+# confirm (a shortfall) tells the bus to stop waiting for it.
+REPLICA_PID="$(redis-cli -p "$REPLICA_PORT" info server | tr -d '\r' | sed -n 's/^process_id://p')"
+(sleep 3; kill -STOP "$REPLICA_PID"; sleep 3; kill -CONT "$REPLICA_PID") &
+REDIS_URL="$LIVEOPS_TEST_REDIS_URL" BUS_KIND=redis BUS_REDIS_REPLICAS=1 BUS_REDIS_REPLICAS_AWAY=1 \
+    BUS_REDIS_REPLICA_WAIT_MS=500 "$BIN" bench --spawn --players 10000 --connections 32 --duration 10
+wait
+"${R[@]}" flushdb >/dev/null
 
 echo "== liveops, embedded default"
 "$BIN" bench --spawn --players 10000 --connections 32 --duration "$DURATION"
