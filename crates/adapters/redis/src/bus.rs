@@ -779,8 +779,8 @@ impl RedisBus {
         }
     }
 
-    /// With `away` acknowledgements: the replicas attached and caught up at the last read
-    /// (`None` before it, or without them).
+    /// With `away` acknowledgements: the replicas a publish waits for, those attached and caught
+    /// up at the last read or fewer after a shortfall since (`None` before it, or without them).
     pub fn replicas_followed(&self) -> Option<u32> {
         self.followers.as_ref().and_then(|f| f.counted())
     }
@@ -1017,7 +1017,8 @@ impl RedisBus {
         acks: ReplicaAcks,
     ) -> PortResult<()> {
         let minimum = acks.minimum();
-        // A minimum of none and no replica there (Standard while its replica is patched).
+        // A minimum of none and no replica there (Standard while its replica is patched, or
+        // after a publish it did not confirm).
         if self.replicas_to_wait_for(acks).await == 0 {
             return self.append(keys, messages, &mut self.conn.clone()).await;
         }
@@ -1065,8 +1066,9 @@ impl RedisBus {
         .await;
         metrics::histogram!("bus_replica_wait_seconds").record(started.elapsed().as_secs_f64());
         if let (Ok(n), Some(followers)) = (&reached, &self.followers) {
-            if *n < i64::from(want) {
-                // A replica stalled without the primary noticing yet: stop waiting for it now.
+            // A replica counted as followed did not confirm (stalled, and the primary has not
+            // noticed yet): stop waiting for it now. Below the minimum alone is not that.
+            if followers.counted().is_some_and(|c| *n < i64::from(c)) {
                 followers.fell_short(u32::try_from(*n).unwrap_or(0));
             }
         }

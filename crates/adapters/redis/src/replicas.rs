@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use liveops_core::{now_ms, PortResult};
+use liveops_core::{now_ms, PortError, PortResult};
 use redis::aio::ConnectionManager;
 use tokio::time::Instant;
 
@@ -111,18 +111,24 @@ pub(crate) struct Tracker {
     offsets: VecDeque<(Instant, u64)>,
     /// The last shortfall, until every replica counted has acknowledged past its mark.
     shortfall: Option<Shortfall>,
+    /// The count of the last read by the rules above alone, without a shortfall.
+    followed: Option<u32>,
 }
 
 impl Tracker {
     /// The replicas of `now` (asked for at `asked`, read at `at`) that are online, acknowledged
     /// within [`LAG_MAX_SECS`], and have reached where the primary was [`BEHIND`] before (any
-    /// offset, before a read that old); after a shortfall, at most those past its mark (and at
-    /// least as many as confirmed then).
+    /// offset, before a read that old); during a shortfall, `min(that, max(past its mark,
+    /// confirmed))`.
     pub(crate) fn count(&mut self, now: &Replication, asked: Instant, at: Instant) -> u32 {
-        // Another primary (a failover): offsets of the old one say nothing of the new one's.
+        // Another primary (a failover): offsets of the old one say nothing of the new one's. A
+        // shortfall may be the new one's (a publish may have met it first): it stays, marked
+        // anew on this primary's offsets.
         if now.replid != self.replid {
             self.offsets.clear();
-            self.shortfall = None;
+            if let Some(short) = &mut self.shortfall {
+                short.mark = None;
+            }
             now.replid.clone_into(&mut self.replid);
         }
         let old_enough = |&(read, _): &(Instant, u64)| at.saturating_duration_since(read) >= BEHIND;
@@ -138,6 +144,7 @@ impl Tracker {
         let followed = |r: &&Replica| r.online && r.lag <= LAG_MAX_SECS && r.offset >= reference;
         let counted = now.replicas.iter().filter(followed).count();
         let counted = u32::try_from(counted).unwrap_or(UNKNOWN - 1);
+        self.followed = Some(counted);
         let Some(short) = &mut self.shortfall else {
             return counted;
         };
@@ -151,7 +158,7 @@ impl Tracker {
         });
         if short.mark.is_some() && past >= counted {
             // Each replica still counted has caught up since; one that has not is left out by
-            // its lag and offset from now on.
+            // its offset or lag from now on.
             self.shortfall = None;
             return counted;
         }
@@ -199,7 +206,8 @@ impl Followers {
         }
     }
 
-    /// Caught-up replicas at the last good read, or `None` before the first.
+    /// Replicas a publish waits for now: those caught up at the last good read, fewer after a
+    /// shortfall since; `None` before the first read.
     pub(crate) fn counted(&self) -> Option<u32> {
         Some(self.counted.load(Ordering::Relaxed)).filter(|&n| n != UNKNOWN)
     }
@@ -233,11 +241,7 @@ impl Followers {
         let info = match read {
             Ok(info) => info,
             Err(error) => {
-                metrics::counter!("bus_replicas_read_failures_total").increment(1);
-                if !self.failing.swap(true, Ordering::AcqRel) {
-                    tracing::warn!(%error, "redis bus: INFO replication failed; waiting for the \
-                        replicas of the last read until it answers again");
-                }
+                self.read_failed(&error);
                 return Err(error);
             }
         };
@@ -245,13 +249,7 @@ impl Followers {
             tracing::info!("redis bus: INFO replication answers again");
         }
         let now = Replication::parse(&info);
-        let counted = {
-            // The time is taken under the lock, so the history's reads stay in order.
-            let mut tracker = lock(&self.tracker);
-            let counted = tracker.count(&now, asked, Instant::now());
-            self.counted.store(counted, Ordering::Relaxed);
-            counted
-        };
+        let counted = self.read(&now, asked);
         metrics::gauge!("bus_replicas_read_at_seconds").set(now_ms() as f64 / 1000.0);
         metrics::gauge!("bus_replicas_expected").set(f64::from(self.expected));
         metrics::gauge!("bus_replicas_attached").set(now.replicas.len() as f64);
@@ -259,23 +257,59 @@ impl Followers {
         Ok(counted)
     }
 
-    /// A publish's `WAIT` saw `confirmed` replicas, fewer than it waited for: from now until a
-    /// read shows them caught up again, publishes wait for at most that many (unless reads are
-    /// failing: then for those of the last read). Counts `bus_replica_shortfalls_total`.
+    /// Counts the replicas of `now` (asked for at `asked`) and keeps the count for publishes.
+    fn read(&self, now: &Replication, asked: Instant) -> u32 {
+        // The time is taken under the lock, so the history's reads stay in order.
+        let mut tracker = lock(&self.tracker);
+        let counted = tracker.count(now, asked, Instant::now());
+        self.counted.store(counted, Ordering::Relaxed);
+        counted
+    }
+
+    /// A read of `INFO` failed: until one answers, publishes wait for the replicas of the last
+    /// good read (not fewer by a shortfall since, which no read can end while blind).
+    fn read_failed(&self, error: &PortError) {
+        metrics::counter!("bus_replicas_read_failures_total").increment(1);
+        let was_failing = {
+            // Under the lock, so that no shortfall lowers the count once this is set.
+            let tracker = lock(&self.tracker);
+            if let Some(followed) = tracker.followed {
+                self.counted.store(followed, Ordering::Relaxed);
+                metrics::gauge!("bus_replicas_followed").set(f64::from(followed));
+            }
+            self.failing.swap(true, Ordering::AcqRel)
+        };
+        if !was_failing {
+            tracing::warn!(%error, "redis bus: INFO replication failed; waiting for the \
+                replicas of the last read until it answers again");
+        }
+    }
+
+    /// A publish's `WAIT` saw `confirmed` replicas, fewer than were counted: the next publishes
+    /// wait for only that many, until reads show the others caught up ([`Tracker::count`]);
+    /// while reads fail, for those of the last good read. Counts `bus_replica_shortfalls_total`.
     pub(crate) fn fell_short(&self, confirmed: u32) {
         metrics::counter!("bus_replica_shortfalls_total").increment(1);
-        let first = {
+        let (blind, first) = {
             let mut tracker = lock(&self.tracker);
-            if !self.failing.load(Ordering::Acquire) {
-                self.counted.fetch_min(confirmed, Ordering::Relaxed);
+            let blind = self.failing.load(Ordering::Acquire);
+            if !blind {
+                let before = self.counted.fetch_min(confirmed, Ordering::Relaxed);
+                metrics::gauge!("bus_replicas_followed").set(f64::from(before.min(confirmed)));
             }
-            tracker.fell_short(confirmed, Instant::now())
+            (blind, tracker.fell_short(confirmed, Instant::now()))
         };
-        if first {
+        if first && !blind {
             tracing::warn!(
                 confirmed,
                 "redis bus: a replica did not confirm a publish in time; not waited for until \
                  it has caught up"
+            );
+        } else if first {
+            tracing::warn!(
+                confirmed,
+                "redis bus: a replica did not confirm a publish in time; still waited for \
+                 until INFO replication answers again"
             );
         }
     }
@@ -379,42 +413,104 @@ mod tests {
         assert_eq!(read(&promoted, 9), 2);
     }
 
+    /// A tracker on a clock of milliseconds since the test's start.
+    struct Clocked {
+        t: Tracker,
+        start: Instant,
+    }
+
+    impl Default for Clocked {
+        fn default() -> Self {
+            Self {
+                t: Tracker::default(),
+                start: Instant::now(),
+            }
+        }
+    }
+
+    impl Clocked {
+        /// [`Tracker::count`] of `now`, asked for at `asked` ms and read at `at` ms.
+        fn read(&mut self, now: &Replication, asked: u64, at: u64) -> u32 {
+            let ms = |m: u64| self.start + Duration::from_millis(m);
+            self.t.count(now, ms(asked), ms(at))
+        }
+
+        /// [`Tracker::fell_short`] at `at` ms.
+        fn short(&mut self, confirmed: u32, at: u64) -> bool {
+            self.t
+                .fell_short(confirmed, self.start + Duration::from_millis(at))
+        }
+    }
+
     #[test]
     fn a_shortfall_leaves_a_stalled_replica_out_until_it_has_caught_up() {
-        let start = Instant::now();
-        let ms = |m: u64| start + Duration::from_millis(m);
-        let two = |a: u64, b: u64| at(5000, vec![replica(true, a, 0), replica(true, b, 0)]);
-        let mut t = Tracker::default();
-        assert_eq!(t.count(&two(5000, 5000), ms(0), ms(0)), 2);
-        // A publish at 1.5 s saw one of the two confirm; a read asked before it does not set the
-        // mark, and counts only the one confirmed.
-        assert!(t.fell_short(1, ms(1500)));
-        assert_eq!(t.count(&two(5000, 5000), ms(1400), ms(1600)), 1);
-        // The first read asked after it marks the primary's offset (6000); the stalled replica
-        // still looks recent (lag 1) but never gets past the mark.
-        let stalled = |ok: u64| at(6000, vec![replica(true, 5000, 1), replica(true, ok, 0)]);
-        assert_eq!(t.count(&stalled(5900), ms(2000), ms(2000)), 1);
-        assert_eq!(t.count(&stalled(6000), ms(3000), ms(3000)), 1);
-        // Another shortfall meanwhile (none confirmed) lowers the floor to none; the healthy
-        // replica, past the new mark too, still counts.
-        assert!(!t.fell_short(0, ms(3100)));
-        assert_eq!(t.count(&stalled(6000), ms(3200), ms(3200)), 1);
-        // Once its lag leaves it out anyway, the shortfall is over; back and caught up, it counts.
-        let gone = at(7000, vec![replica(true, 5000, 4), replica(true, 7000, 0)]);
-        assert_eq!(t.count(&gone, ms(4200), ms(4200)), 1);
-        let back = at(8000, vec![replica(true, 8000, 0), replica(true, 8000, 0)]);
-        assert_eq!(t.count(&back, ms(9000), ms(9000)), 2);
-
-        // A publish that was only slow (both replicas fine): counted again at the next read
-        // that shows them past the mark.
-        assert!(t.fell_short(0, ms(9100)));
-        assert_eq!(t.count(&back, ms(9200), ms(9200)), 2);
-        // A failover forgets a shortfall of the old primary.
-        assert!(t.fell_short(0, ms(9300)));
-        let promoted = Replication {
-            replid: "def".into(),
-            ..at(100, vec![replica(true, 90, 0)])
+        let mut t = Clocked::default();
+        // Two replicas, `a` and `b` at those offsets (lags), the primary at `primary`.
+        let two = |primary: u64, (a, lag_a): (u64, u64), (b, lag_b): (u64, u64)| {
+            at(
+                primary,
+                vec![replica(true, a, lag_a), replica(true, b, lag_b)],
+            )
         };
-        assert_eq!(t.count(&promoted, ms(9400), ms(9400)), 1);
+        assert_eq!(t.read(&two(5000, (5000, 0), (5000, 0)), 0, 0), 2);
+        // A publish at 1.5 s saw one of the two confirm. A read asked before it does not set
+        // the mark and counts only the one confirmed.
+        assert!(t.short(1, 1500));
+        assert_eq!(t.read(&two(5000, (5000, 0), (5000, 0)), 1400, 1600), 1);
+        // The first read asked after it marks the primary's offset (6000); `a`, stalled, still
+        // looks recent (lag 1) but never gets past the mark; `b` counts once past it.
+        assert_eq!(t.read(&two(6000, (5000, 1), (5900, 0)), 2000, 2000), 1);
+        assert_eq!(t.read(&two(6000, (5000, 1), (6000, 0)), 3000, 3000), 1);
+        // Another shortfall (none confirmed) lowers the floor to none: a read asked before it
+        // counts none; the next one marks 6000 again, which `b` has passed.
+        assert!(!t.short(0, 3100));
+        assert_eq!(t.read(&two(6000, (5000, 1), (6000, 0)), 3050, 3150), 0);
+        assert_eq!(t.read(&two(6000, (5000, 1), (6000, 0)), 3200, 3200), 1);
+        // `a` acknowledges again, past the mark: the shortfall is over (the next one is a first).
+        assert_eq!(t.read(&two(8000, (7000, 0), (8000, 0)), 4000, 4000), 2);
+        assert!(t.short(1, 4100));
+
+        // `a` stalls again; the mark is 9000. Two seconds on, its offset is below the primary's
+        // of two seconds before: left out by the count itself, which ends the shortfall.
+        assert_eq!(t.read(&two(9000, (8000, 1), (9000, 0)), 4200, 4200), 1);
+        assert_eq!(t.read(&two(10000, (8000, 3), (10000, 0)), 6300, 6300), 1);
+        assert!(t.short(0, 6400));
+
+        // Back and caught up by the count's rules, but not past the mark (10500): still out;
+        // past it, counted, and the shortfall is over.
+        assert_eq!(t.read(&two(10500, (9800, 0), (10500, 0)), 6500, 6500), 1);
+        assert_eq!(t.read(&two(11000, (10600, 0), (11000, 0)), 7500, 7500), 2);
+        assert!(t.short(0, 7600));
+
+        // A failover: the shortfall stays, marked on the new primary's offsets (its replica at
+        // 90 of 100 is not past it), until its replica has caught up.
+        let promoted = |primary: u64, offset: u64| Replication {
+            replid: "def".into(),
+            ..at(primary, vec![replica(true, offset, 0)])
+        };
+        assert_eq!(t.read(&promoted(100, 90), 7700, 7700), 0);
+        assert_eq!(t.read(&promoted(200, 200), 8700, 8700), 1);
+        assert!(t.short(0, 8800));
+    }
+
+    #[test]
+    fn a_shortfall_lowers_the_count_at_once_but_not_while_reads_fail() {
+        let f = Followers::new(2);
+        let both = at(5000, vec![replica(true, 5000, 0), replica(true, 5000, 0)]);
+        assert_eq!(f.counted(), None);
+        assert_eq!(f.read(&both, Instant::now()), 2);
+        // A publish saw one of them confirm: the next ones wait for one.
+        f.fell_short(1);
+        assert_eq!(f.counted(), Some(1));
+        // Reads fail: the last read's two are waited for again, and another shortfall does not
+        // lower that while blind.
+        f.read_failed(&PortError::Unavailable("INFO timed out".into()));
+        assert_eq!(f.counted(), Some(2));
+        f.fell_short(0);
+        assert_eq!(f.counted(), Some(2));
+        // A read answers: the shortfall applies again (not yet marked by a read asked after it).
+        f.failing.store(false, Ordering::Release);
+        let asked_before = Instant::now() - Duration::from_secs(1);
+        assert_eq!(f.read(&both, asked_before), 0);
     }
 }
