@@ -786,10 +786,11 @@ impl RedisBus {
     }
 
     /// How many replicas a publish waits for now: all of `acks.replicas`, or with `acks.away`
-    /// those attached and caught up, and at least the minimum.
-    async fn replicas_to_wait_for(&self, acks: ReplicaAcks) -> u32 {
+    /// those attached and caught up, and at least the minimum; with the followed count it came
+    /// from (`None` without `acks.away` or before a read).
+    async fn replicas_to_wait_for(&self, acks: ReplicaAcks) -> (u32, Option<u32>) {
         let Some(followers) = &self.followers else {
-            return acks.replicas;
+            return (acks.replicas, None);
         };
         followers.start(&self.conn);
         let counted = match followers.counted() {
@@ -797,7 +798,8 @@ impl RedisBus {
             None => followers.refresh(&mut self.conn.clone()).await.ok(),
         };
         // Never read: all of them, the durable side.
-        counted.map_or(acks.replicas, |n| n.max(acks.minimum()))
+        let want = counted.map_or(acks.replicas, |n| n.max(acks.minimum()));
+        (want, counted)
     }
 
     /// Entries currently retained in the topic's partition streams.
@@ -1019,7 +1021,7 @@ impl RedisBus {
         let minimum = acks.minimum();
         // A minimum of none and no replica there (Standard while its replica is patched, or
         // after a publish it did not confirm).
-        if self.replicas_to_wait_for(acks).await == 0 {
+        if self.replicas_to_wait_for(acks).await.0 == 0 {
             return self.append(keys, messages, &mut self.conn.clone()).await;
         }
         // At most IDLE_BLOCKERS at once: a replica that does not answer holds each publish for
@@ -1049,7 +1051,7 @@ impl RedisBus {
             .on_own_connection(|mut c| async move { self.append(keys, messages, &mut c).await })
             .await?;
         // Counted again after the wait for a slot: a replica may have gone meanwhile.
-        let want = self.replicas_to_wait_for(acks).await;
+        let (want, followed) = self.replicas_to_wait_for(acks).await;
         if want == 0 {
             self.idle(conn);
             return Ok(());
@@ -1065,10 +1067,11 @@ impl RedisBus {
         )
         .await;
         metrics::histogram!("bus_replica_wait_seconds").record(started.elapsed().as_secs_f64());
-        if let (Ok(n), Some(followers)) = (&reached, &self.followers) {
-            // A replica counted as followed did not confirm (stalled, and the primary has not
-            // noticed yet): stop waiting for it now. Below the minimum alone is not that.
-            if followers.counted().is_some_and(|c| *n < i64::from(c)) {
+        if let (Ok(n), Some(followers), Some(followed)) = (&reached, &self.followers, followed) {
+            // A replica followed when the wait began did not confirm (stalled, and the primary
+            // has not noticed yet): stop waiting for it now. Below the minimum alone is not that,
+            // nor fewer than a count raised meanwhile (`WAIT` returns once `want` confirmed).
+            if *n < i64::from(followed) {
                 followers.fell_short(u32::try_from(*n).unwrap_or(0));
             }
         }

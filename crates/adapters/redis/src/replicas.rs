@@ -111,8 +111,6 @@ pub(crate) struct Tracker {
     offsets: VecDeque<(Instant, u64)>,
     /// The last shortfall, until every replica counted has acknowledged past its mark.
     shortfall: Option<Shortfall>,
-    /// The count of the last read by the rules above alone, without a shortfall.
-    followed: Option<u32>,
 }
 
 impl Tracker {
@@ -144,7 +142,6 @@ impl Tracker {
         let followed = |r: &&Replica| r.online && r.lag <= LAG_MAX_SECS && r.offset >= reference;
         let counted = now.replicas.iter().filter(followed).count();
         let counted = u32::try_from(counted).unwrap_or(UNKNOWN - 1);
-        self.followed = Some(counted);
         let Some(short) = &mut self.shortfall else {
             return counted;
         };
@@ -226,8 +223,8 @@ impl Followers {
 
     /// Reads `INFO replication` on `conn` and counts again; records the gauges
     /// `bus_replicas_expected`, `bus_replicas_attached`, `bus_replicas_followed` and
-    /// `bus_replicas_read_at_seconds`. A failed read keeps the last count (the replicas waited for
-    /// until then), counts `bus_replicas_read_failures_total` and is logged when failures start.
+    /// `bus_replicas_read_at_seconds`. A failed read keeps the count as it stands, counts
+    /// `bus_replicas_read_failures_total` and is logged when failures start.
     pub(crate) async fn refresh(&self, conn: &mut ConnectionManager) -> PortResult<u32> {
         let asked = Instant::now();
         let read = bounded(
@@ -253,63 +250,47 @@ impl Followers {
         metrics::gauge!("bus_replicas_read_at_seconds").set(now_ms() as f64 / 1000.0);
         metrics::gauge!("bus_replicas_expected").set(f64::from(self.expected));
         metrics::gauge!("bus_replicas_attached").set(now.replicas.len() as f64);
-        metrics::gauge!("bus_replicas_followed").set(f64::from(counted));
         Ok(counted)
     }
 
-    /// Counts the replicas of `now` (asked for at `asked`) and keeps the count for publishes.
+    /// Counts the replicas of `now` (asked for at `asked`) and keeps the count for publishes
+    /// and in the gauge `bus_replicas_followed`.
     fn read(&self, now: &Replication, asked: Instant) -> u32 {
-        // The time is taken under the lock, so the history's reads stay in order.
+        // The time is taken under the lock, so the history's reads stay in order; the gauge is
+        // set under it, so that a shortfall's lower count is not overwritten by an older one.
         let mut tracker = lock(&self.tracker);
         let counted = tracker.count(now, asked, Instant::now());
         self.counted.store(counted, Ordering::Relaxed);
+        metrics::gauge!("bus_replicas_followed").set(f64::from(counted));
         counted
     }
 
-    /// A read of `INFO` failed: until one answers, publishes wait for the replicas of the last
-    /// good read (not fewer by a shortfall since, which no read can end while blind).
+    /// A read of `INFO` failed: the count stays as it stands (the last good read's, or lower by
+    /// a shortfall since, which no read can end until one answers); logged when failures start.
     fn read_failed(&self, error: &PortError) {
         metrics::counter!("bus_replicas_read_failures_total").increment(1);
-        let was_failing = {
-            // Under the lock, so that no shortfall lowers the count once this is set.
-            let tracker = lock(&self.tracker);
-            if let Some(followed) = tracker.followed {
-                self.counted.store(followed, Ordering::Relaxed);
-                metrics::gauge!("bus_replicas_followed").set(f64::from(followed));
-            }
-            self.failing.swap(true, Ordering::AcqRel)
-        };
-        if !was_failing {
+        if !self.failing.swap(true, Ordering::AcqRel) {
             tracing::warn!(%error, "redis bus: INFO replication failed; waiting for the \
                 replicas of the last read until it answers again");
         }
     }
 
-    /// A publish's `WAIT` saw `confirmed` replicas, fewer than were counted: the next publishes
-    /// wait for only that many, until reads show the others caught up ([`Tracker::count`]);
-    /// while reads fail, for those of the last good read. Counts `bus_replica_shortfalls_total`.
+    /// A publish's `WAIT` saw `confirmed` replicas, fewer than were counted when it began: the
+    /// next publishes wait for only that many, until reads show the others caught up
+    /// ([`Tracker::count`]). Counts `bus_replica_shortfalls_total`.
     pub(crate) fn fell_short(&self, confirmed: u32) {
         metrics::counter!("bus_replica_shortfalls_total").increment(1);
-        let (blind, first) = {
+        let first = {
             let mut tracker = lock(&self.tracker);
-            let blind = self.failing.load(Ordering::Acquire);
-            if !blind {
-                let before = self.counted.fetch_min(confirmed, Ordering::Relaxed);
-                metrics::gauge!("bus_replicas_followed").set(f64::from(before.min(confirmed)));
-            }
-            (blind, tracker.fell_short(confirmed, Instant::now()))
+            let before = self.counted.fetch_min(confirmed, Ordering::Relaxed);
+            metrics::gauge!("bus_replicas_followed").set(f64::from(before.min(confirmed)));
+            tracker.fell_short(confirmed, Instant::now())
         };
-        if first && !blind {
+        if first {
             tracing::warn!(
                 confirmed,
                 "redis bus: a replica did not confirm a publish in time; not waited for until \
                  it has caught up"
-            );
-        } else if first {
-            tracing::warn!(
-                confirmed,
-                "redis bus: a replica did not confirm a publish in time; still waited for \
-                 until INFO replication answers again"
             );
         }
     }
@@ -458,7 +439,7 @@ mod tests {
         assert!(t.short(1, 1500));
         assert_eq!(t.read(&two(5000, (5000, 0), (5000, 0)), 1400, 1600), 1);
         // The first read asked after it marks the primary's offset (6000); `a`, stalled, still
-        // looks recent (lag 1) but never gets past the mark; `b` counts once past it.
+        // looks recent (lag 1) but never gets past the mark; one is counted, the one confirmed.
         assert_eq!(t.read(&two(6000, (5000, 1), (5900, 0)), 2000, 2000), 1);
         assert_eq!(t.read(&two(6000, (5000, 1), (6000, 0)), 3000, 3000), 1);
         // Another shortfall (none confirmed) lowers the floor to none: a read asked before it
@@ -481,9 +462,10 @@ mod tests {
         assert_eq!(t.read(&two(10500, (9800, 0), (10500, 0)), 6500, 6500), 1);
         assert_eq!(t.read(&two(11000, (10600, 0), (11000, 0)), 7500, 7500), 2);
         assert!(t.short(0, 7600));
+        assert_eq!(t.read(&two(11500, (11000, 0), (11500, 0)), 7650, 7650), 1);
 
-        // A failover: the shortfall stays, marked on the new primary's offsets (its replica at
-        // 90 of 100 is not past it), until its replica has caught up.
+        // A failover: the shortfall stays, marked anew on the new primary's offsets (its replica
+        // at 90 of 100 is not past it; 200 is, though far below the old mark of 11500).
         let promoted = |primary: u64, offset: u64| Replication {
             replid: "def".into(),
             ..at(primary, vec![replica(true, offset, 0)])
@@ -494,7 +476,7 @@ mod tests {
     }
 
     #[test]
-    fn a_shortfall_lowers_the_count_at_once_but_not_while_reads_fail() {
+    fn a_shortfall_lowers_the_count_at_once_and_a_failed_read_keeps_it() {
         let f = Followers::new(2);
         let both = at(5000, vec![replica(true, 5000, 0), replica(true, 5000, 0)]);
         assert_eq!(f.counted(), None);
@@ -502,15 +484,15 @@ mod tests {
         // A publish saw one of them confirm: the next ones wait for one.
         f.fell_short(1);
         assert_eq!(f.counted(), Some(1));
-        // Reads fail: the last read's two are waited for again, and another shortfall does not
-        // lower that while blind.
+        // A read fails: the count stays as it is, and a shortfall still lowers it.
         f.read_failed(&PortError::Unavailable("INFO timed out".into()));
-        assert_eq!(f.counted(), Some(2));
+        assert_eq!(f.counted(), Some(1));
+        let before_it = Instant::now();
         f.fell_short(0);
-        assert_eq!(f.counted(), Some(2));
-        // A read answers: the shortfall applies again (not yet marked by a read asked after it).
-        f.failing.store(false, Ordering::Release);
-        let asked_before = Instant::now() - Duration::from_secs(1);
-        assert_eq!(f.read(&both, asked_before), 0);
+        assert_eq!(f.counted(), Some(0));
+        // Reads answer again: one asked before the last shortfall does not mark it; one asked
+        // after it does, and both replicas past the mark end it.
+        assert_eq!(f.read(&both, before_it), 0);
+        assert_eq!(f.read(&both, Instant::now()), 2);
     }
 }
