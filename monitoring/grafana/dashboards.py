@@ -348,7 +348,7 @@ def pipeline(L):
                      "short", "Only with BUS_REDIS_REPLICAS > 0: each publish waits until that many "
                      "replicas hold it; fewer within BUS_REDIS_REPLICA_WAIT_MS and the gateway "
                      "answers 503. With BUS_REDIS_REPLICAS_AWAY, a shortfall (fewer confirmed "
-                     "than waited for) stops the next publishes waiting for the missing replica."))
+                     "than were followed) stops the next publishes waiting for the missing replica."))
     L.add(timeseries("Redis bus: replicas expected / attached / followed",
                      [(f"max by (namespace) (bus_replicas_expected{{{NS}}})", "expected"),
                       (f"max by (namespace) (bus_replicas_attached{{{NS}}})", "attached"),

@@ -90,7 +90,7 @@ impl Replication {
     }
 }
 
-/// A publish's `WAIT` saw fewer replicas than it waited for: one stalled, silently so far.
+/// A publish's `WAIT` saw fewer replicas than were followed: one stalled, silently so far.
 #[derive(Clone, Copy, Debug)]
 struct Shortfall {
     /// When the publish found out.
@@ -270,14 +270,14 @@ impl Followers {
     fn read_failed(&self, error: &PortError) {
         metrics::counter!("bus_replicas_read_failures_total").increment(1);
         if !self.failing.swap(true, Ordering::AcqRel) {
-            tracing::warn!(%error, "redis bus: INFO replication failed; waiting for the \
-                replicas of the last read until it answers again");
+            tracing::warn!(%error, "redis bus: INFO replication failed; keeping the count of \
+                replicas as it stands (a shortfall still lowers it) until it answers again");
         }
     }
 
-    /// A publish's `WAIT` saw `confirmed` replicas, fewer than were counted when it began: the
-    /// next publishes wait for only that many, until reads show the others caught up
-    /// ([`Tracker::count`]). Counts `bus_replica_shortfalls_total`.
+    /// A publish's `WAIT` saw `confirmed` replicas, fewer than were counted when it began and
+    /// are now: the next publishes wait for only that many, until reads show the others caught
+    /// up ([`Tracker::count`]). Counts `bus_replica_shortfalls_total`.
     pub(crate) fn fell_short(&self, confirmed: u32) {
         metrics::counter!("bus_replica_shortfalls_total").increment(1);
         let first = {
@@ -487,7 +487,7 @@ mod tests {
         // A read fails: the count stays as it is, and a shortfall still lowers it.
         f.read_failed(&PortError::Unavailable("INFO timed out".into()));
         assert_eq!(f.counted(), Some(1));
-        let before_it = Instant::now();
+        let before_it = Instant::now() - Duration::from_millis(1);
         f.fell_short(0);
         assert_eq!(f.counted(), Some(0));
         // Reads answer again: one asked before the last shortfall does not mark it; one asked
