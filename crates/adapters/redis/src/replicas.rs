@@ -1,7 +1,7 @@
 //! Which replicas of the bus's Redis are attached and caught up, read from `INFO replication`
 //! about once a second, so that a publish waits for every replica that is there and not for one
 //! being patched (`BUS_REDIS_REPLICAS_AWAY`, ADR 0022). A publish that a replica did not confirm
-//! in time stops the others waiting for it at once, not only once `INFO` shows its lag.
+//! in time stops the others waiting for it at once, not only once `INFO` shows it behind.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -162,7 +162,7 @@ impl Tracker {
         counted.min(past.max(short.confirmed))
     }
 
-    /// Records that a publish at `at` saw `confirmed` replicas, fewer than it waited for; true if
+    /// Records that a publish at `at` saw `confirmed` replicas, fewer than were followed; true if
     /// none was recorded before (the first of a stall).
     pub(crate) fn fell_short(&mut self, confirmed: u32, at: Instant) -> bool {
         let first = self.shortfall.is_none();
