@@ -495,4 +495,79 @@ mod tests {
         assert_eq!(f.read(&both, before_it), 0);
         assert_eq!(f.read(&both, Instant::now()), 2);
     }
+
+    use proptest::prelude::*;
+
+    /// One step of a run: a read of two replicas, or a publish falling short.
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// `dt` ms on, the primary `advance` further; asked `early` ms before it was answered;
+        /// each replica `(online, lag, behind the primary)`.
+        Read {
+            dt: u64,
+            early: u64,
+            advance: u64,
+            replicas: [(bool, u64, u64); 2],
+        },
+        /// `dt` ms on, a publish saw `confirmed` replicas.
+        Short { dt: u64, confirmed: u32 },
+    }
+
+    /// Reads three times as often as shortfalls; offsets may go back (a resync).
+    fn step() -> impl Strategy<Value = Step> {
+        let replica = (any::<bool>(), 0..6_u64, 0..3000_u64);
+        prop_oneof![
+            3 => (1..1500_u64, 0..1500_u64, 0..2000_u64, [replica.clone(), replica]).prop_map(
+                |(dt, early, advance, replicas)| Step::Read { dt, early, advance, replicas }
+            ),
+            1 => (1..1500_u64, 0..3_u32).prop_map(|(dt, confirmed)| Step::Short { dt, confirmed }),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the reads and shortfalls, a shortfall never counts more than the rules do,
+        /// and once both replicas have acknowledged past the primary's offset at the first read
+        /// asked after the last shortfall, the count is the rules' again.
+        #[test]
+        fn a_shortfall_only_lowers_the_count_and_ends_once_replicas_are_past_its_mark(
+            steps in prop::collection::vec(step(), 1..60)
+        ) {
+            let start = Instant::now();
+            let ms = |m: u64| start + Duration::from_millis(m);
+            let (mut t, mut rules) = (Tracker::default(), Tracker::default());
+            let (mut now_ms, mut primary) = (0_u64, 10_000_u64);
+            // The last shortfall's time, the primary's offset at the first read asked after
+            // it, and whether a read has since shown both replicas past that.
+            let (mut short_at, mut mark, mut over) = (None::<u64>, None::<u64>, true);
+            for s in steps {
+                match s {
+                    Step::Short { dt, confirmed } => {
+                        now_ms += dt;
+                        t.fell_short(confirmed, ms(now_ms));
+                        (short_at, mark, over) = (Some(now_ms), None, false);
+                    }
+                    Step::Read { dt, early, advance, replicas } => {
+                        now_ms += dt;
+                        primary += advance;
+                        let asked = now_ms.saturating_sub(early);
+                        let read = at(primary, replicas.iter().map(|&(online, lag, behind)| {
+                            replica(online, primary.saturating_sub(behind), lag)
+                        }).collect());
+                        let counted = t.count(&read, ms(asked), ms(now_ms));
+                        let by_rules = rules.count(&read, ms(asked), ms(now_ms));
+                        prop_assert!(counted <= by_rules, "{counted} > {by_rules}");
+                        let asked_after = short_at.is_some_and(|at| asked >= at);
+                        match mark {
+                            None if asked_after => mark = Some(primary),
+                            Some(m) if read.replicas.iter().all(|r| r.offset >= m) => over = true,
+                            _ => {}
+                        }
+                        if over {
+                            prop_assert_eq!(counted, by_rules);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
