@@ -55,15 +55,20 @@ echo "== liveops, the replica leaving mid-run, without and with BUS_REDIS_REPLIC
 # (a full resync): the statuses show the 503s, the latencies the wait for the replica.
 REPLICA_PORT="${LIVEOPS_REDIS_REPLICA_PORT:-16380}"
 PRIMARY_PORT="$("${R[@]}" config get port | tail -1)"
-for away in 0 1; do
-    echo "-- BUS_REDIS_REPLICAS_AWAY=$away"
-    (sleep 3; redis-cli -p "$REPLICA_PORT" replicaof no one >/dev/null
-     sleep 3; redis-cli -p "$REPLICA_PORT" replicaof 127.0.0.1 "$PRIMARY_PORT" >/dev/null) &
-    REDIS_URL="$LIVEOPS_TEST_REDIS_URL" BUS_KIND=redis BUS_REDIS_REPLICAS=1 BUS_REDIS_REPLICAS_AWAY="$away" \
+# A 10 s ingest run waiting for the replica, BUS_REDIS_REPLICAS_AWAY=$1, while the background
+# job started before it acts on the replica; then an empty Redis and the replica following.
+replica_run() {
+    REDIS_URL="$LIVEOPS_TEST_REDIS_URL" BUS_KIND=redis BUS_REDIS_REPLICAS=1 BUS_REDIS_REPLICAS_AWAY="$1" \
         BUS_REDIS_REPLICA_WAIT_MS=500 "$BIN" bench --spawn --players 10000 --connections 32 --duration 10
     wait
     "${R[@]}" flushdb >/dev/null
     until redis-cli -p "$REPLICA_PORT" info replication | grep -q '^master_link_status:up'; do sleep 1; done
+}
+for away in 0 1; do
+    echo "-- BUS_REDIS_REPLICAS_AWAY=$away"
+    (sleep 3; redis-cli -p "$REPLICA_PORT" replicaof no one >/dev/null
+     sleep 3; redis-cli -p "$REPLICA_PORT" replicaof 127.0.0.1 "$PRIMARY_PORT" >/dev/null) &
+    replica_run "$away"
 done
 
 echo "== liveops, the replica stalling silently mid-run, with BUS_REDIS_REPLICAS_AWAY=1 (ADR 0022)"
@@ -72,10 +77,7 @@ echo "== liveops, the replica stalling silently mid-run, with BUS_REDIS_REPLICAS
 # read shows it behind, only a publish it fails to confirm (a shortfall) stops the waiting.
 REPLICA_PID="$(redis-cli -p "$REPLICA_PORT" info server | tr -d '\r' | sed -n 's/^process_id://p')"
 (sleep 3; kill -STOP "$REPLICA_PID"; sleep 3; kill -CONT "$REPLICA_PID") &
-REDIS_URL="$LIVEOPS_TEST_REDIS_URL" BUS_KIND=redis BUS_REDIS_REPLICAS=1 BUS_REDIS_REPLICAS_AWAY=1 \
-    BUS_REDIS_REPLICA_WAIT_MS=500 "$BIN" bench --spawn --players 10000 --connections 32 --duration 10
-wait
-"${R[@]}" flushdb >/dev/null
+replica_run 1
 
 echo "== liveops, embedded default"
 "$BIN" bench --spawn --players 10000 --connections 32 --duration "$DURATION"

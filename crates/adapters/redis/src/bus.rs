@@ -1068,14 +1068,7 @@ impl RedisBus {
         .await;
         metrics::histogram!("bus_replica_wait_seconds").record(started.elapsed().as_secs_f64());
         if let (Ok(n), Some(followers), Some(followed)) = (&reached, &self.followers, followed) {
-            // A replica followed when the wait began, and still, did not confirm (stalled, and
-            // the primary has not noticed yet): stop waiting for it now. Below the minimum alone
-            // is not that, nor fewer than a count raised meanwhile (`WAIT` returns once `want`
-            // confirmed), nor a publish that waited alongside one that already fell short.
-            let now = followers.counted().unwrap_or(followed);
-            if *n < i64::from(followed.min(now)) {
-                followers.fell_short(u32::try_from(*n).unwrap_or(0));
-            }
+            followers.waited(followed, u32::try_from(*n).unwrap_or(0));
         }
         match reached {
             Ok(n) if n >= i64::from(minimum) => {

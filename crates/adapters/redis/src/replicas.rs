@@ -149,11 +149,12 @@ impl Tracker {
         if short.mark.is_none() && asked >= short.at {
             short.mark = Some(now.primary_offset);
         }
-        let past = short.mark.map_or(0, |mark| {
-            let past = now.replicas.iter().filter(followed);
-            u32::try_from(past.filter(|r| r.offset >= mark).count()).unwrap_or(0)
-        });
-        if short.mark.is_some() && past >= counted {
+        let Some(mark) = short.mark else {
+            return counted.min(short.confirmed);
+        };
+        let past = now.replicas.iter().filter(followed);
+        let past = u32::try_from(past.filter(|r| r.offset >= mark).count()).unwrap_or(0);
+        if past >= counted {
             // Each replica still counted has caught up since; one that has not is left out by
             // its offset or lag from now on.
             self.shortfall = None;
@@ -275,15 +276,23 @@ impl Followers {
         }
     }
 
-    /// A publish's `WAIT` saw `confirmed` replicas, fewer than were counted when it began and
-    /// are now: the next publishes wait for only that many, until reads show the others caught
-    /// up ([`Tracker::count`]). Counts `bus_replica_shortfalls_total`.
-    pub(crate) fn fell_short(&self, confirmed: u32) {
-        metrics::counter!("bus_replica_shortfalls_total").increment(1);
+    /// A publish's `WAIT`, begun with `followed` replicas followed, saw `confirmed` confirm. Fewer
+    /// than were followed then and are now is a shortfall (one stalled, and the primary has not
+    /// noticed yet): the next publishes wait for only that many, until reads show the others
+    /// caught up ([`Tracker::count`]); counted in `bus_replica_shortfalls_total`. Below the
+    /// minimum alone is not one, nor fewer than a count raised meanwhile (`WAIT` returns once
+    /// the number it was given confirmed), nor a publish that waited alongside one that already
+    /// fell short.
+    pub(crate) fn waited(&self, followed: u32, confirmed: u32) {
         let first = {
             let mut tracker = lock(&self.tracker);
-            let before = self.counted.fetch_min(confirmed, Ordering::Relaxed);
-            metrics::gauge!("bus_replicas_followed").set(f64::from(before.min(confirmed)));
+            let now = self.counted.load(Ordering::Relaxed);
+            if confirmed >= followed.min(now) {
+                return;
+            }
+            metrics::counter!("bus_replica_shortfalls_total").increment(1);
+            self.counted.store(confirmed, Ordering::Relaxed);
+            metrics::gauge!("bus_replicas_followed").set(f64::from(confirmed));
             tracker.fell_short(confirmed, Instant::now())
         };
         if first {
@@ -362,13 +371,45 @@ mod tests {
         assert_eq!(odd, want);
     }
 
+    /// A tracker on a clock of milliseconds since the test's start.
+    struct Clocked {
+        t: Tracker,
+        start: Instant,
+    }
+
+    impl Default for Clocked {
+        fn default() -> Self {
+            Self {
+                t: Tracker::default(),
+                start: Instant::now(),
+            }
+        }
+    }
+
+    impl Clocked {
+        /// `m` ms after the start.
+        fn ms(&self, m: u64) -> Instant {
+            self.start + Duration::from_millis(m)
+        }
+
+        /// [`Tracker::count`] of `now`, asked for at `asked` ms and read at `at` ms.
+        fn read(&mut self, now: &Replication, asked: u64, at: u64) -> u32 {
+            let (asked, at) = (self.ms(asked), self.ms(at));
+            self.t.count(now, asked, at)
+        }
+
+        /// [`Tracker::fell_short`] at `at` ms.
+        fn short(&mut self, confirmed: u32, at: u64) -> bool {
+            let at = self.ms(at);
+            self.t.fell_short(confirmed, at)
+        }
+    }
+
     #[test]
     fn a_replica_counts_once_online_recent_and_caught_up() {
-        let start = Instant::now();
-        let sec = |s: u64| start + Duration::from_secs(s);
-        let mut t = Tracker::default();
+        let mut t = Clocked::default();
         // A read asked and answered at second `s`.
-        let mut read = |now: &Replication, s: u64| t.count(now, sec(s), sec(s));
+        let mut read = |now: &Replication, s: u64| t.read(now, s * 1000, s * 1000);
         // Before a read 2 s old: every online replica that acknowledged lately counts.
         assert_eq!(read(&Replication::parse(INFO), 0), 1);
         assert_eq!(read(&at(1500, vec![replica(true, 1400, 0)]), 1), 1);
@@ -392,35 +433,6 @@ mod tests {
             ..at(9100, two)
         };
         assert_eq!(read(&promoted, 9), 2);
-    }
-
-    /// A tracker on a clock of milliseconds since the test's start.
-    struct Clocked {
-        t: Tracker,
-        start: Instant,
-    }
-
-    impl Default for Clocked {
-        fn default() -> Self {
-            Self {
-                t: Tracker::default(),
-                start: Instant::now(),
-            }
-        }
-    }
-
-    impl Clocked {
-        /// [`Tracker::count`] of `now`, asked for at `asked` ms and read at `at` ms.
-        fn read(&mut self, now: &Replication, asked: u64, at: u64) -> u32 {
-            let ms = |m: u64| self.start + Duration::from_millis(m);
-            self.t.count(now, ms(asked), ms(at))
-        }
-
-        /// [`Tracker::fell_short`] at `at` ms.
-        fn short(&mut self, confirmed: u32, at: u64) -> bool {
-            self.t
-                .fell_short(confirmed, self.start + Duration::from_millis(at))
-        }
     }
 
     #[test]
@@ -482,13 +494,13 @@ mod tests {
         assert_eq!(f.counted(), None);
         assert_eq!(f.read(&both, Instant::now()), 2);
         // A publish saw one of them confirm: the next ones wait for one.
-        f.fell_short(1);
+        f.waited(2, 1);
         assert_eq!(f.counted(), Some(1));
         // A read fails: the count stays as it is, and a shortfall still lowers it.
         f.read_failed(&PortError::Unavailable("INFO timed out".into()));
         assert_eq!(f.counted(), Some(1));
         let before_it = Instant::now() - Duration::from_millis(1);
-        f.fell_short(0);
+        f.waited(1, 0);
         assert_eq!(f.counted(), Some(0));
         // Reads answer again: one asked before the last shortfall does not mark it; one asked
         // after it does, and both replicas past the mark end it.
@@ -532,9 +544,7 @@ mod tests {
         fn a_shortfall_only_lowers_the_count_and_ends_once_replicas_are_past_its_mark(
             steps in prop::collection::vec(step(), 1..60)
         ) {
-            let start = Instant::now();
-            let ms = |m: u64| start + Duration::from_millis(m);
-            let (mut t, mut rules) = (Tracker::default(), Tracker::default());
+            let (mut t, mut rules) = (Clocked::default(), Clocked::default());
             let (mut now_ms, mut primary) = (0_u64, 10_000_u64);
             // The last shortfall's time, the primary's offset at the first read asked after
             // it, and whether a read has since shown both replicas past that.
@@ -543,7 +553,7 @@ mod tests {
                 match s {
                     Step::Short { dt, confirmed } => {
                         now_ms += dt;
-                        t.fell_short(confirmed, ms(now_ms));
+                        t.short(confirmed, now_ms);
                         (short_at, mark, over) = (Some(now_ms), None, false);
                     }
                     Step::Read { dt, early, advance, replicas } => {
@@ -553,8 +563,8 @@ mod tests {
                         let read = at(primary, replicas.iter().map(|&(online, lag, behind)| {
                             replica(online, primary.saturating_sub(behind), lag)
                         }).collect());
-                        let counted = t.count(&read, ms(asked), ms(now_ms));
-                        let by_rules = rules.count(&read, ms(asked), ms(now_ms));
+                        let counted = t.read(&read, asked, now_ms);
+                        let by_rules = rules.read(&read, asked, now_ms);
                         prop_assert!(counted <= by_rules, "{counted} > {by_rules}");
                         let asked_after = short_at.is_some_and(|at| asked >= at);
                         match mark {
