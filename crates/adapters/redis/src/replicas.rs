@@ -508,6 +508,33 @@ mod tests {
         assert_eq!(f.read(&both, Instant::now()), 2);
     }
 
+    #[test]
+    fn a_wait_is_a_shortfall_only_below_the_count_it_began_with_and_the_count_now() {
+        let f = Followers::new(2);
+        let one = at(5000, vec![replica(true, 5000, 0), replica(false, 0, 9)]);
+        let both = at(6000, vec![replica(true, 6000, 0), replica(true, 6000, 0)]);
+        assert_eq!(f.read(&one, Instant::now()), 1);
+        // A publish begins with one followed; a read raises the count to two while its `WAIT 1`
+        // runs, which returns once one confirmed: not a shortfall.
+        let began = f.counted().unwrap_or_default();
+        assert_eq!(f.read(&both, Instant::now()), 2);
+        f.waited(began, 1);
+        assert_eq!(f.counted(), Some(2));
+        assert!(lock(&f.tracker).shortfall.is_none());
+        // Three publishes begin with two followed and a replica stalls: the first to return is
+        // a shortfall; the next, seeing as many as the count now, is not one more (it would
+        // move the shortfall's time on); one seeing fewer still is.
+        f.waited(2, 1);
+        assert_eq!(f.counted(), Some(1));
+        let first = lock(&f.tracker).shortfall.map(|s| s.at);
+        std::thread::sleep(Duration::from_millis(2));
+        f.waited(2, 1);
+        assert_eq!(lock(&f.tracker).shortfall.map(|s| s.at), first);
+        f.waited(2, 0);
+        assert_eq!(f.counted(), Some(0));
+        assert_ne!(lock(&f.tracker).shortfall.map(|s| s.at), first);
+    }
+
     use proptest::prelude::*;
 
     /// One step of a run: a read of two replicas, or a publish falling short.
