@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use liveops_core::event::validate_event;
 use liveops_core::ports::topics;
@@ -177,16 +177,18 @@ struct CompactAnswer<'a> {
     refused: Vec<&'a ItemResult>,
 }
 
-/// The first answer again for a repeat of a batch: as stored with an Idempotency-Key; without
-/// one, rebuilt from the compact form and the repeat itself, which is byte for byte the first
-/// request, so each accepted item's id follows from it as it did the first time.
+/// The first answer again for a repeat of a batch: as stored if the first request had an
+/// Idempotency-Key (whole); if it had none, rebuilt from the compact form and the repeat, which is
+/// byte for byte the first request, so each accepted item's id follows from its signature as it
+/// did the first time. Which it was is told by what was stored, not by the repeat, whose key may
+/// differ from the first's (the same signed request under any key is the same request).
 fn expand(signed: &Signed, stored: String) -> String {
-    if signed.headers.contains_key(IDEMPOTENCY_KEY) {
-        return stored;
-    }
     let Ok(compact) = serde_json::from_str::<Value>(&stored) else {
         return stored;
     };
+    if compact.get("results").is_some() {
+        return stored;
+    }
     let Ok(items) = parse_batch(&signed.body, usize::MAX) else {
         return stored;
     };
@@ -197,7 +199,7 @@ fn expand(signed: &Signed, stored: String) -> String {
             let id = match (item["playerId"].as_str(), item["messageId"].as_str()) {
                 (Some(player), Some(m)) => message_event_id(player, m),
                 _ => event_id(
-                    &signed.headers,
+                    &HeaderMap::new(),
                     &signed.signature,
                     "events.batch",
                     &signed.body,

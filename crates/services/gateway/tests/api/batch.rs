@@ -128,6 +128,41 @@ async fn an_idempotent_batch_retry_gets_208_and_the_same_answer() {
     assert_eq!(app.ingested().await.len(), 2, "two more, once");
 }
 
+/// The same signed batch is the same request under any key or none (ADR 0017): a repeat that
+/// adds or drops the `Idempotency-Key` gets the first answer, each item's result and id as
+/// they were.
+#[tokio::test]
+async fn a_batch_repeated_with_or_without_a_key_gets_the_first_answer() {
+    let app = spawn_app();
+    for (first_key, again_key) in [(Some("batch-a"), None), (None, Some("batch-b"))] {
+        let (mut kill, mut xp) = (sample("boss_kill"), sample("progression"));
+        let player = json!(if first_key.is_some() {
+            "player_keyed"
+        } else {
+            "player_unkeyed"
+        });
+        (kill["playerId"], xp["playerId"]) = (player.clone(), player);
+        let batch = json!([kill, {"type": "nope"}, xp]);
+        let body = serde_json::to_vec(&batch).unwrap();
+        let signed = app.sign(&body, now_s(), None);
+        let with = |key: Option<&str>| {
+            let mut headers = signed.clone();
+            headers.extend(key.map(|k| ("idempotency-key", k.to_owned())));
+            headers
+        };
+        let first = app
+            .send("/events/batch", body.clone(), &with(first_key))
+            .await;
+        assert_eq!(first.status, 200, "{:?}", first.body);
+        let again = app.send("/events/batch", body, &with(again_key)).await;
+        assert_eq!(again.status, 208, "{:?}", again.body);
+        assert_eq!(again.body, first.body, "first key {first_key:?}");
+        let answer: BatchAnswer = again.view();
+        assert_eq!(answer.results[1].status(), 400);
+    }
+    assert_eq!(app.ingested().await.len(), 4, "two from each, once");
+}
+
 #[tokio::test]
 async fn a_bus_outage_fails_the_whole_batch_with_503() {
     let app = spawn_app();
