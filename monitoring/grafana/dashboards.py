@@ -555,11 +555,14 @@ def campaigns(L):
     LIVE = f'{NS}, service=~"operators|campaigns|participation|distribution"'
     L.row("Campaigns")
     L.add(stat("Campaigns settled (last 24 h)",
-               f'sum(increase(campaigns_total{{{NS}, state="settled"}}[24h]))'), w=8, h=4)
-    L.add(stat("Draws (last 24 h)", f"sum(increase(draws_total{{{NS}}}[24h]))"), w=8, h=4)
+               f'sum(increase(campaigns_total{{{NS}, state="settled"}}[24h]))'), w=6, h=4)
+    L.add(stat("Draws (last 24 h)", f"sum(increase(draws_total{{{NS}}}[24h]))"), w=6, h=4)
+    L.add(stat("Rank campaigns ranked late (last 24 h)",
+               f'sum(increase(campaign_rankings_total{{{NS}, read="late"}}[24h]))',
+               thresholds=[(1, "orange")]), w=6, h=4)
     L.add(stat("Webhook deliveries dead-lettered (last 24 h)",
                f'sum(increase(webhook_deliveries_total{{{NS}, result="dead"}}[24h]))',
-               thresholds=[(1, "orange")]), w=8, h=4)
+               thresholds=[(1, "orange")]), w=6, h=4)
     L.add(timeseries("Campaign state changes (per hour), by state",
                      [(f"sum by (state) (increase(campaigns_total{{{NS}}}[1h]))", "{{state}}")],
                      "short", "draft, scheduled, live, ended, settled, cancelled: each change "

@@ -1,5 +1,5 @@
 //! The hot pure functions of ingestion and rewards: request signature check, event validation,
-//! the bus encoding of an event, and receipt signing.
+//! the bus encoding of an event, receipt signing, and the provably fair draw.
 //!
 //! `cargo bench -p liveops-core --bench core` (add `-- --quick` for a fast pass).
 
@@ -7,6 +7,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
+use liveops_core::draw;
 use liveops_core::event::{parse_event, validate_event};
 use liveops_core::{Envelope, Keyring, Limits, Receipt};
 use serde_json::Value;
@@ -151,6 +152,27 @@ fn receipts(c: &mut Criterion) {
     g.finish();
 }
 
+/// The draw of a large campaign: 10 000 winners among 200 000 entrants (the most winners a
+/// campaign may ask for), and 10 among as many.
+fn draws(c: &mut Criterion) {
+    let entrants = draw::entrants((0..200_000).map(|i| format!("player_{i:07}")));
+    let seed = [7u8; 32];
+    let mut g = c.benchmark_group("draw");
+    g.sample_size(10);
+    for winners in [10, 10_000] {
+        g.bench_function(format!("entrants_200k_winners_{winners}"), |b| {
+            b.iter(|| {
+                black_box(liveops_core::draw::draw(
+                    &seed,
+                    black_box(&entrants),
+                    winners,
+                ))
+            });
+        });
+    }
+    g.finish();
+}
+
 fn main() {
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -160,5 +182,6 @@ fn main() {
     validation(&mut c);
     envelope(&mut c);
     receipts(&mut c);
+    draws(&mut c);
     c.final_summary();
 }

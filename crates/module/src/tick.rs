@@ -60,6 +60,36 @@ where
     }
 }
 
+/// One round over `items` (campaigns, deliveries): `one` runs on each in turn, and how many it
+/// did something for (`true`) is returned. An item that fails is logged with its `name` and
+/// passed over, so that one stuck item does not hold up the rest; an unavailable backend ends the
+/// round at once (the rest would fail too). The round then fails with the first error, which
+/// [`every_tick`] logs and retries.
+pub async fn each<T, F, Fut>(
+    items: Vec<T>,
+    failing: &'static str,
+    name: impl Fn(&T) -> &str,
+    mut one: F,
+) -> PortResult<usize>
+where
+    F: FnMut(T) -> Fut,
+    Fut: Future<Output = PortResult<bool>>,
+{
+    let (mut done, mut failed) = (0, None);
+    for item in items {
+        let named = name(&item).to_owned();
+        match one(item).await {
+            Ok(did) => done += usize::from(did),
+            Err(e @ PortError::Unavailable(_)) => return Err(e),
+            Err(error) => {
+                tracing::warn!(item = named, %error, "{failing}; passed over");
+                failed.get_or_insert(error);
+            }
+        }
+    }
+    failed.map_or(Ok(done), Err)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -93,6 +123,51 @@ mod tests {
             .expect("the loop ends once stopped")
             .expect("a stopped loop ends without error");
         assert_eq!(rounds.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn a_failing_item_is_passed_over_and_an_outage_ends_the_round() {
+        let mut seen = Vec::new();
+        let round = each(
+            vec![1, 2, 3, 4],
+            "cannot count",
+            |_| "n",
+            |n: i32| {
+                seen.push(n);
+                std::future::ready(match n {
+                    2 => Err(PortError::Corrupt("two".into())),
+                    _ => Ok(n % 2 == 1),
+                })
+            },
+        )
+        .await;
+        assert_eq!(round, Err(PortError::Corrupt("two".into())));
+        assert_eq!(
+            seen,
+            [1, 2, 3, 4],
+            "the items after the failing one still run"
+        );
+        let done = each(
+            vec![1, 3],
+            "cannot count",
+            |_| "n",
+            |_| std::future::ready(Ok(true)),
+        )
+        .await;
+        assert_eq!(done, Ok(2));
+        let mut seen = Vec::new();
+        let round = each(
+            vec![1, 2, 3],
+            "cannot count",
+            |_| "n",
+            |n: i32| {
+                seen.push(n);
+                std::future::ready(Err(PortError::Unavailable("down".into())))
+            },
+        )
+        .await;
+        assert!(matches!(round, Err(PortError::Unavailable(_))));
+        assert_eq!(seen, [1], "an outage ends the round");
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub use bus::{
 pub use hot::{
     Attempts, Blocklist, IdemState, Idempotency, RateDecision, RateLimiter, StoredAnswer, ViewCache,
 };
-pub use rank::{Board, RankEntry, RankStore, ScoreDelta, ScoreTotal};
+pub use rank::{rank_entries, Board, RankEntry, RankStore, ScoreDelta, ScoreTotal};
 
 /// Why a port call failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

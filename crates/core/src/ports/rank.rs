@@ -29,6 +29,22 @@ pub struct RankEntry {
     pub score: i64,
 }
 
+/// The first `limit` of a board's scores ranked in the rank store's order (score descending,
+/// then player id descending): snapshots and rank campaigns rank as the live board does.
+pub fn rank_entries(mut scores: Vec<(String, i64)>, limit: u64) -> Vec<RankEntry> {
+    scores.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+    scores
+        .into_iter()
+        .zip(1u64..)
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .map(|((player_id, score), rank)| RankEntry {
+            rank,
+            player_id,
+            score,
+        })
+        .collect()
+}
+
 /// A score change on one board.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScoreDelta {
@@ -77,4 +93,25 @@ pub trait RankStore: Health {
     async fn drop_board(&self, board: &Board) -> PortResult<()>;
     /// Boards currently held.
     async fn boards(&self) -> PortResult<Vec<Board>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_like_the_rank_store() {
+        let scores = vec![
+            ("alice".to_owned(), 10),
+            ("bob".to_owned(), 30),
+            ("carol".to_owned(), 10),
+            ("dave".to_owned(), 5),
+        ];
+        let top = rank_entries(scores, 3);
+        let order: Vec<_> = top
+            .iter()
+            .map(|e| (e.rank, e.player_id.as_str(), e.score))
+            .collect();
+        assert_eq!(order, [(1, "bob", 30), (2, "carol", 10), (3, "alice", 10)]);
+    }
 }

@@ -80,7 +80,8 @@ pub struct Outcome {
     pub commitment: Option<String>,
     /// How many winners were asked for (draws only).
     pub winner_count: Option<u32>,
-    /// For ranks: the leaderboard snapshot read (`weekly 2026-W49 taken 2026-12-06T10:00:00Z`).
+    /// For ranks: the board read and when (`weekly 2026-W49 scores of the entrants, read
+    /// 2026-12-06T10:01:00Z`, and whether that was late).
     pub source: Option<String>,
     /// The prizes, in order.
     pub awards: Vec<Award>,

@@ -74,7 +74,8 @@ pub(crate) async fn list_player_campaigns(
         .campaigns(Some(CampaignState::Live), LIVE_LIMIT)
         .await?
         .into_iter()
-        .filter(|c| c.min_level <= level)
+        // Still live until the scheduler's next tick moves it, but past its end: not enterable.
+        .filter(|c| c.min_level <= level && c.ends_at_ms > now)
         .collect();
     live.sort_by_key(|c| (c.ends_at_ms, c.id.clone()));
     let ids: Vec<String> = live.iter().map(|c| c.id.clone()).collect();

@@ -6,7 +6,7 @@
 
 use liveops_core::stores::{Award, Campaign, CampaignEvent, CampaignState, InboxMessage, Outcome};
 use liveops_core::{now_ms, PortError, PortResult};
-use liveops_module::tick::every_tick;
+use liveops_module::tick::{each, every_tick};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -58,59 +58,62 @@ fn message(
 }
 
 /// Settles every ended campaign that has an outcome; returns how many this call moved to
-/// `settled`.
+/// `settled`. One that cannot be settled is passed over ([`each`]).
 pub async fn settle_ended(state: &DistributionState) -> PortResult<usize> {
     let claim_ms = i64::try_from(state.config.claim_window.as_millis()).unwrap_or(i64::MAX);
-    let mut done = 0;
-    for c in state
-        .campaigns
-        .campaigns(Some(CampaignState::Ended), BATCH)
-        .await?
-    {
-        let Some(outcome) = state.outcomes.outcome(&c.id).await? else {
-            continue;
-        };
-        let mut written = 0usize;
-        for award in &outcome.awards {
-            let m = message(&c, &outcome, award, now_ms(), claim_ms);
-            if state.inbox.settle(&c.id, &award.player_id, &m).await? {
-                written += 1;
-            }
-            if !state.config.settle_delay.is_zero() {
-                tokio::time::sleep(state.config.settle_delay).await;
-            }
+    let ended = state.campaigns.campaigns(Some(CampaignState::Ended), BATCH);
+    each(
+        ended.await?,
+        "cannot settle a campaign",
+        |c| &c.id,
+        |c| async move { settle(state, &c, claim_ms).await },
+    )
+    .await
+}
+
+/// Pays each winner of campaign `c` into their inbox and moves it to `settled`, if it has an
+/// outcome; true if this call moved it.
+async fn settle(state: &DistributionState, c: &Campaign, claim_ms: i64) -> PortResult<bool> {
+    let Some(outcome) = state.outcomes.outcome(&c.id).await? else {
+        return Ok(false);
+    };
+    let mut written = 0usize;
+    for award in &outcome.awards {
+        let m = message(c, &outcome, award, now_ms(), claim_ms);
+        if state.inbox.settle(&c.id, &award.player_id, &m).await? {
+            written += 1;
         }
-        let event = CampaignEvent {
-            kind: "campaign.settled".into(),
-            campaign_id: c.id.clone(),
-            at_ms: now_ms(),
-            data: json!({
-                "campaignId": c.id,
-                "title": c.title,
-                "state": CampaignState::Settled,
-                "winners": outcome.awards.len(),
-            })
-            .to_string(),
-        };
-        if state
-            .campaigns
-            .advance(
-                &c.id,
-                CampaignState::Ended,
-                CampaignState::Settled,
-                Some(&event),
-            )
-            .await?
-        {
-            done += 1;
-            metrics::counter!("campaigns_total", "state" => "settled").increment(1);
-            tracing::info!(
-                campaign = %c.id,
-                winners = outcome.awards.len(),
-                written,
-                "campaign settled"
-            );
+        if !state.config.settle_delay.is_zero() {
+            tokio::time::sleep(state.config.settle_delay).await;
         }
     }
-    Ok(done)
+    let event = CampaignEvent {
+        kind: "campaign.settled".into(),
+        campaign_id: c.id.clone(),
+        at_ms: now_ms(),
+        data: json!({
+            "campaignId": c.id,
+            "title": c.title,
+            "state": CampaignState::Settled,
+            "winners": outcome.awards.len(),
+        })
+        .to_string(),
+    };
+    let moved = state.campaigns.advance(
+        &c.id,
+        CampaignState::Ended,
+        CampaignState::Settled,
+        Some(&event),
+    );
+    if !moved.await? {
+        return Ok(false);
+    }
+    metrics::counter!("campaigns_total", "state" => "settled").increment(1);
+    tracing::info!(
+        campaign = %c.id,
+        winners = outcome.awards.len(),
+        written,
+        "campaign settled"
+    );
+    Ok(true)
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use liveops_core::ports::{Board, RankEntry, ScoreDelta};
+use liveops_core::ports::{Board, ScoreDelta};
 use liveops_core::{Calendar, Envelope, Period, Window};
 
 /// The score changes of a batch, one per (board, player), plus how many events scored per window.
@@ -68,22 +68,6 @@ pub(crate) fn is_live(calendar: &Calendar, board: &Board, now_ms: i64) -> bool {
     board.period == current.id || board.period == previous.id
 }
 
-/// The first `limit` entries of a board's scores, in the rank store's order: score descending,
-/// then player id descending.
-pub(crate) fn rank_entries(mut scores: Vec<(String, i64)>, limit: u64) -> Vec<RankEntry> {
-    scores.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
-    scores
-        .into_iter()
-        .zip(1u64..)
-        .take(usize::try_from(limit).unwrap_or(usize::MAX))
-        .map(|((player_id, score), rank)| RankEntry {
-            rank,
-            player_id,
-            score,
-        })
-        .collect()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
@@ -130,22 +114,6 @@ mod tests {
         windows: &[Window],
     ) -> (Vec<ScoreDelta>, BTreeMap<Window, u64>) {
         deltas(events, windows, &Calendar::default())
-    }
-
-    #[test]
-    fn ranks_like_the_rank_store() {
-        let scores = vec![
-            ("alice".to_owned(), 10),
-            ("bob".to_owned(), 30),
-            ("carol".to_owned(), 10),
-            ("dave".to_owned(), 5),
-        ];
-        let top = rank_entries(scores, 3);
-        let order: Vec<_> = top
-            .iter()
-            .map(|e| (e.rank, e.player_id.as_str(), e.score))
-            .collect();
-        assert_eq!(order, [(1, "bob", 30), (2, "carol", 10), (3, "alice", 10)]);
     }
 
     #[test]

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use croner::Cron;
-use liveops_core::ports::{Board, ScoreTotal};
+use liveops_core::ports::{rank_entries, Board, ScoreTotal};
 use liveops_core::stores::Snapshot;
 use liveops_core::{now_ms, utc_ms, Calendar, Period, PortError, Window};
 use tokio_util::sync::CancellationToken;
 
-use crate::scores::{live_periods, rank_entries};
+use crate::scores::live_periods;
 use crate::{LeaderboardConfig, LeaderboardState};
 
 /// Ended boards whose scores changed after their final snapshot was due (events held up longer

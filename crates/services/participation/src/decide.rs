@@ -1,18 +1,18 @@
 //! Deciding winners once a campaign ended: every tick, each ended campaign without an outcome
 //! gets one. Draws run `liveops-draw-v1` over the entrants with the seed committed to at
-//! scheduling; rank rewards read the leaderboard window's snapshot of the campaign's period,
-//! once one taken `LB_SETTLE_SEC` after the campaign ended exists (or the period's final one),
-//! and rank the entrants in its order. The first outcome recorded stands, whichever replica records it.
+//! scheduling; rank rewards rank every entrant by their durable score on the leaderboard window's
+//! board of the campaign's period, read at the first tick `LB_SETTLE_SEC` after the campaign
+//! ended. The first outcome recorded stands, whichever replica records it.
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::fmt::Write as _;
 
 use liveops_core::draw::{self, ALGORITHM};
-use liveops_core::ports::Board;
+use liveops_core::ports::{rank_entries, Board};
 use liveops_core::stores::{Award, Campaign, CampaignEvent, CampaignState, Outcome, Reward, Tier};
 use liveops_core::{now_ms, PortError, PortResult, Window};
 use liveops_http::rfc3339;
-use liveops_module::tick::every_tick;
+use liveops_module::tick::{each, every_tick};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -20,9 +20,6 @@ use crate::ParticipationState;
 
 /// The algorithm of rank results.
 pub const RANK_ALGORITHM: &str = "liveops-rank-v1";
-/// How long after its end a rank campaign waits for a snapshot taken after it; then it is
-/// decided on the latest snapshot of its period (or none).
-pub const RANK_WAIT: Duration = Duration::from_secs(24 * 3600);
 /// Most ended campaigns looked at per tick.
 const BATCH: u32 = 100;
 
@@ -39,63 +36,72 @@ pub async fn run_decider(
 }
 
 /// Decides every ended campaign that has no outcome yet and can be decided at `now_ms`;
-/// returns how many this call recorded.
+/// returns how many this call recorded. One that cannot be decided is passed over ([`each`]).
 pub async fn decide_ended(state: &ParticipationState, now_ms: i64) -> PortResult<usize> {
-    let mut decided = 0;
-    for c in state
-        .campaigns
-        .campaigns(Some(CampaignState::Ended), BATCH)
-        .await?
-    {
-        if state.outcomes.outcome(&c.id).await?.is_some() {
-            continue;
-        }
-        let outcome = match &c.reward {
-            Reward::Draw { winners, item } => {
-                draw_outcome(state, &c, *winners, item, now_ms).await?
-            }
-            Reward::Rank { window, tiers } => {
-                match rank_outcome(state, &c, *window, tiers, now_ms).await? {
-                    Some(o) => o,
-                    None => continue,
-                }
-            }
-        };
-        let event = CampaignEvent {
-            kind: "draw.completed".into(),
-            campaign_id: c.id.clone(),
-            at_ms: now_ms,
-            data: json!({
-                "campaignId": c.id,
-                "algorithm": outcome.algorithm,
-                "commitment": outcome.commitment,
-                "entrantsHash": outcome.entrants_hash,
-                "entrantCount": outcome.entrants.len(),
-                "seed": outcome.seed,
-                "source": outcome.source,
-                "winners": outcome.awards,
-            })
-            .to_string(),
-        };
-        let stored = state
-            .outcomes
-            .record_outcome(&outcome, Some(&event))
-            .await?;
-        if stored == outcome {
-            decided += 1;
-            if outcome.algorithm == ALGORITHM {
-                metrics::counter!("draws_total").increment(1);
-            }
-            tracing::info!(
-                campaign = %c.id,
-                algorithm = %outcome.algorithm,
-                entrants = outcome.entrants.len(),
-                winners = outcome.awards.len(),
-                "winners decided"
-            );
-        }
+    let ended = state.campaigns.campaigns(Some(CampaignState::Ended), BATCH);
+    each(
+        ended.await?,
+        "cannot decide a campaign",
+        |c| &c.id,
+        |c| async move { decide(state, &c, now_ms).await },
+    )
+    .await
+}
+
+/// Decides one ended campaign if it has no outcome and can be decided at `now_ms`; true if this
+/// call recorded its outcome.
+async fn decide(state: &ParticipationState, c: &Campaign, now_ms: i64) -> PortResult<bool> {
+    if state.outcomes.outcome(&c.id).await?.is_some() {
+        return Ok(false);
     }
-    Ok(decided)
+    let (outcome, late) = match &c.reward {
+        Reward::Draw { winners, item } => {
+            (draw_outcome(state, c, *winners, item, now_ms).await?, false)
+        }
+        Reward::Rank { window, tiers } => {
+            match rank_outcome(state, c, *window, tiers, now_ms).await? {
+                Some(ranked) => ranked,
+                None => return Ok(false),
+            }
+        }
+    };
+    let event = CampaignEvent {
+        kind: "draw.completed".into(),
+        campaign_id: c.id.clone(),
+        at_ms: now_ms,
+        data: json!({
+            "campaignId": c.id,
+            "algorithm": outcome.algorithm,
+            "commitment": outcome.commitment,
+            "entrantsHash": outcome.entrants_hash,
+            "entrantCount": outcome.entrants.len(),
+            "seed": outcome.seed,
+            "source": outcome.source,
+            "winners": outcome.awards,
+        })
+        .to_string(),
+    };
+    let stored = state
+        .outcomes
+        .record_outcome(&outcome, Some(&event))
+        .await?;
+    if stored != outcome {
+        return Ok(false);
+    }
+    if outcome.algorithm == ALGORITHM {
+        metrics::counter!("draws_total").increment(1);
+    } else {
+        let read = if late { "late" } else { "on_time" };
+        metrics::counter!("campaign_rankings_total", "read" => read).increment(1);
+    }
+    tracing::info!(
+        campaign = %c.id,
+        algorithm = %outcome.algorithm,
+        entrants = outcome.entrants.len(),
+        winners = outcome.awards.len(),
+        "winners decided"
+    );
+    Ok(true)
 }
 
 async fn draw_outcome(
@@ -135,67 +141,69 @@ async fn draw_outcome(
     })
 }
 
+/// A rank campaign's outcome once `LB_SETTLE_SEC` past its end: its entrants ranked by their
+/// scores on the board (as the board ranks, ties by player id descending), each tier's item to
+/// the ranks it covers; true if read late enough that scores after its end count.
 async fn rank_outcome(
     state: &ParticipationState,
     c: &Campaign,
     window: Window,
     tiers: &[Tier],
     now_ms: i64,
-) -> PortResult<Option<Outcome>> {
-    let period = state.config.calendar.period_at_ms(window, c.starts_at_ms);
-    let snapshot = state
-        .scores
-        .snapshot(&Board {
-            window,
-            period: period.id.clone(),
-        })
-        .await?;
-    // Taken once the events received before the end had time to arrive.
+) -> PortResult<Option<(Outcome, bool)>> {
+    // Read once the events received before the end had time to arrive.
     let settle = i64::try_from(state.config.settle.as_millis()).unwrap_or(i64::MAX);
-    let fresh = snapshot
-        .as_ref()
-        .is_some_and(|s| s.is_final || s.taken_at_ms >= c.ends_at_ms.saturating_add(settle));
-    let waited = now_ms - c.ends_at_ms > i64::try_from(RANK_WAIT.as_millis()).unwrap_or(i64::MAX);
-    if !fresh && !waited {
+    let settled_at = c.ends_at_ms.saturating_add(settle);
+    if now_ms < settled_at {
         return Ok(None);
     }
+    let period = state.config.calendar.period_at_ms(window, c.starts_at_ms);
+    let board = Board {
+        window,
+        period: period.id.clone(),
+    };
     let entrants = state.entries.entrants(&c.id).await?;
     let entered: HashSet<&str> = entrants.iter().map(String::as_str).collect();
+    let mut scores = state.scores.board_scores(&board).await?;
+    scores.retain(|(player, _)| entered.contains(player.as_str()));
+    let last = tiers.iter().map(|t| t.to_rank).max().unwrap_or(0);
     let mut awards = Vec::new();
-    let ranked = snapshot
-        .iter()
-        .flat_map(|s| s.entries.iter())
-        .filter(|e| entered.contains(e.player_id.as_str()));
-    for (i, e) in ranked.enumerate() {
-        let rank = i as u32 + 1;
+    for e in rank_entries(scores, u64::from(last)) {
+        let Ok(rank) = u32::try_from(e.rank) else {
+            break;
+        };
         if let Some(t) = tiers
             .iter()
             .find(|t| (t.from_rank..=t.to_rank).contains(&rank))
         {
             awards.push(Award {
-                player_id: e.player_id.clone(),
+                player_id: e.player_id,
                 item: t.item.clone(),
                 rank,
             });
         }
     }
-    let source = match &snapshot {
-        Some(s) => format!(
-            "{window} {} snapshot taken {}{}",
-            period.id,
-            rfc3339(s.taken_at_ms),
-            if fresh {
-                ""
-            } else {
-                " (none taken after the campaign ended)"
-            }
-        ),
-        None => format!("{window} {}: no snapshot", period.id),
-    };
-    if !fresh {
-        tracing::warn!(campaign = %c.id, %source, "ranking without a snapshot taken after the end");
+    // Scores received after the period's end go to the next period's board: read late, a
+    // campaign that ends with its period ranks the same; one that ends before counts what its
+    // entrants scored since (a decider that was down at its settle time).
+    let tick = i64::try_from(state.config.tick.as_millis()).unwrap_or(i64::MAX);
+    let late_by = now_ms - settled_at;
+    let late = late_by > tick.saturating_mul(2).saturating_add(1000)
+        && c.ends_at_ms < period.to.timestamp_millis();
+    let mut source = format!(
+        "{window} {} scores of the entrants, read {}",
+        period.id,
+        rfc3339(now_ms)
+    );
+    if late {
+        let _ = write!(
+            source,
+            " ({} s after its settle time: scores received since its end count)",
+            late_by / 1000
+        );
+        tracing::warn!(campaign = %c.id, %source, "rank campaign ranked late");
     }
-    Ok(Some(Outcome {
+    let outcome = Outcome {
         campaign_id: c.id.clone(),
         algorithm: RANK_ALGORITHM.into(),
         entrants_hash: draw::entrants_hash(&entrants),
@@ -206,5 +214,6 @@ async fn rank_outcome(
         source: Some(source),
         awards,
         decided_at_ms: now_ms,
-    }))
+    };
+    Ok(Some((outcome, late)))
 }

@@ -1,7 +1,7 @@
 //! The participation service: players enter live campaigns (signed requests from game servers,
 //! eligibility from the player's level), and when a campaign ends its winners are decided once:
 //! drawn by `liveops-draw-v1` (anyone can re-run it from what `GET /campaigns/{id}/draw`
-//! publishes) or ranked from the leaderboard window's snapshot of the campaign's period.
+//! publishes) or ranked by their scores on the leaderboard window's board of the campaign's period.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,7 @@ use liveops_module::{BuildError, ConfigError, Context, Definition, ModuleArgs, S
 mod decide;
 mod routes;
 
-pub use decide::{decide_ended, run_decider, RANK_WAIT};
+pub use decide::{decide_ended, run_decider};
 pub use routes::{EntrantList, EntryRequest, EntryView};
 
 /// Largest request body on `POST /campaigns/{id}/entries`.
@@ -48,7 +48,7 @@ pub struct ParticipationConfig {
     pub curve: LevelCurve,
     /// How often ended campaigns are decided.
     pub tick: Duration,
-    /// How long after its end a rank campaign's snapshot must be taken (`LB_SETTLE_SEC`): events
+    /// How long after its end a rank campaign's scores are read (`LB_SETTLE_SEC`): events
     /// received before the end and still on their way count.
     pub settle: Duration,
 }
@@ -68,7 +68,7 @@ pub struct ParticipationState {
     pub outcomes: Arc<dyn OutcomeStore>,
     /// Players' XP (eligibility).
     pub xp: Arc<dyn PlayerXp>,
-    /// Leaderboard snapshots (rank rewards).
+    /// Leaderboard scores (rank rewards).
     pub scores: Arc<dyn ScoreStore>,
 }
 

@@ -117,6 +117,18 @@ pub(crate) async fn enter_campaign(
     if campaign.state != CampaignState::Live {
         return Err(not_live(&id, Some(campaign.state)));
     }
+    // Live until the scheduler's next tick moves it, which may come late; a live campaign's
+    // times no longer change, so this holds in the store's transaction too.
+    if now >= campaign.ends_at_ms || now < campaign.starts_at_ms {
+        return Err(Problem::conflict(
+            "campaign-not-live",
+            format!(
+                "campaign {id} runs from {} to {}: it takes entries only then",
+                rfc3339(campaign.starts_at_ms),
+                rfc3339(campaign.ends_at_ms)
+            ),
+        ));
+    }
     let cfg = &state.config;
     let season = cfg.calendar.season_at_ms(now);
     let level = cfg

@@ -1,0 +1,322 @@
+//! Participation as a studio sees it: entries while a campaign runs, and winners decided once it
+//! ended. Real adapters: the SQLite repository; the decider is called with the time it runs at.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::Request;
+use liveops_core::ports::{Board, ScoreDelta};
+use liveops_core::stores::{
+    AuditEntry, Campaign, CampaignState, CampaignStore, Entry, EntryStore, OutcomeStore, Reward,
+    ScoreStore, Tier,
+};
+use liveops_core::{now_ms, Calendar, KeyStore, Keyring, LevelCurve, Window};
+use liveops_http::SignatureCheck;
+use liveops_participation::{decide_ended, router, ParticipationConfig, ParticipationState};
+use liveops_sql::SqliteRepository;
+use liveops_testkit::conformance::live::campaign;
+use liveops_testkit::served;
+use uuid::Uuid;
+
+const SECRET: &str = "participation-test-secret-0123456789";
+const SETTLE_MS: i64 = 60_000;
+
+struct TestApp {
+    state: ParticipationState,
+    repo: Arc<SqliteRepository>,
+    keyring: Keyring,
+    _dir: tempfile::TempDir,
+}
+
+async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = SqliteRepository::open_migrated(&dir.path().join("liveops.db"))
+        .await
+        .unwrap();
+    let repo = Arc::new(repo);
+    let keyring = Keyring::single(SECRET).unwrap();
+    let state = ParticipationState {
+        config: Arc::new(ParticipationConfig {
+            calendar: Calendar::default(),
+            curve: LevelCurve::default(),
+            tick: Duration::from_secs(1),
+            settle: Duration::from_millis(SETTLE_MS.unsigned_abs()),
+        }),
+        signatures: SignatureCheck {
+            keys: Arc::new(KeyStore::new(keyring.clone())),
+            tolerance_s: 300,
+        },
+        campaigns: repo.clone(),
+        entries: repo.clone(),
+        outcomes: repo.clone(),
+        xp: repo.clone(),
+        scores: repo.clone(),
+    };
+    TestApp {
+        state,
+        repo,
+        keyring,
+        _dir: dir,
+    }
+}
+
+fn audit(target: &str) -> AuditEntry {
+    AuditEntry {
+        at_ms: now_ms(),
+        actor: "test@example.com".into(),
+        action: "campaign.create".into(),
+        target: target.into(),
+        before: None,
+        after: None,
+    }
+}
+
+/// The states a campaign passes through, in order.
+const PATH: [CampaignState; 4] = [
+    CampaignState::Draft,
+    CampaignState::Scheduled,
+    CampaignState::Live,
+    CampaignState::Ended,
+];
+
+impl TestApp {
+    /// Creates `c` and moves it through the states up to `to`.
+    async fn create_in(&self, c: &Campaign, to: CampaignState) {
+        self.repo
+            .create_campaign(None, c, &audit(&c.id))
+            .await
+            .unwrap();
+        for step in PATH.windows(2) {
+            if step[0] == to {
+                break;
+            }
+            let moved = self.repo.advance(&c.id, step[0], step[1], None).await;
+            assert!(moved.unwrap(), "{:?} → {:?}", step[0], step[1]);
+        }
+    }
+
+    /// Enters `player` into campaign `c` straight into the store, as entered at `at_ms`.
+    async fn entered(&self, c: &Campaign, player: &str, at_ms: i64) {
+        let entry = Entry {
+            entry_id: format!("ent_{}", Uuid::now_v7().simple()),
+            campaign_id: c.id.clone(),
+            player_id: player.into(),
+            slot: c.entry_limit.slot(at_ms),
+            entered_at_ms: at_ms,
+            request_sig: format!("sig_{}", Uuid::now_v7().simple()),
+        };
+        self.repo.enter(&entry).await.unwrap();
+    }
+
+    /// Sends a signed entry of `player` into campaign `id`: the status and the body.
+    async fn enter(&self, id: &str, player: &str) -> (u16, serde_json::Value) {
+        let body =
+            serde_json::to_vec(&serde_json::json!({"playerId": player, "campaignId": id})).unwrap();
+        let ts = now_ms() / 1000;
+        let sig = self.keyring.sign_request(None, ts, &body).unwrap();
+        let req = Request::post(format!("/campaigns/{id}/entries"))
+            .header("content-type", "application/json")
+            .header("X-Timestamp", ts.to_string())
+            .header("X-Signature", sig)
+            .body(Body::from(body))
+            .unwrap();
+        let (status, _, body) = served::call(&router(self.state.clone()), req).await;
+        (status.as_u16(), body)
+    }
+
+    /// Adds `points` to each player's score on `board`.
+    async fn score(&self, board: &Board, points: &[(&str, i64)]) {
+        let deltas: Vec<ScoreDelta> = points
+            .iter()
+            .map(|&(p, delta)| ScoreDelta {
+                board: board.clone(),
+                player_id: p.into(),
+                delta,
+            })
+            .collect();
+        let ids: Vec<Uuid> = points.iter().map(|_| Uuid::now_v7()).collect();
+        self.repo
+            .commit_scores("leaderboard", &ids, &deltas)
+            .await
+            .unwrap();
+    }
+
+    /// The (player, item, rank) awards of campaign `id`'s outcome, and its source.
+    async fn awards(&self, id: &str) -> (Vec<(String, String, u32)>, String) {
+        let o = self.repo.outcome(id).await.unwrap().expect("decided");
+        let awards = o
+            .awards
+            .into_iter()
+            .map(|a| (a.player_id, a.item, a.rank))
+            .collect();
+        (awards, o.source.unwrap_or_default())
+    }
+}
+
+/// A weekly rank campaign from `starts` to `ends` paying rank 1 gold and ranks 2–3 silver.
+fn rank_campaign(tag: &str, starts: i64, ends: i64) -> Campaign {
+    let tier = |from_rank, to_rank, item: &str| Tier {
+        from_rank,
+        to_rank,
+        item: item.into(),
+    };
+    Campaign {
+        starts_at_ms: starts,
+        ends_at_ms: ends,
+        reward: Reward::Rank {
+            window: Window::Weekly,
+            tiers: vec![tier(1, 1, "gold"), tier(2, 3, "silver")],
+        },
+        ..campaign(tag)
+    }
+}
+
+/// The weekly board of the period at `at_ms`.
+fn weekly(calendar: &Calendar, at_ms: i64) -> Board {
+    Board {
+        window: Window::Weekly,
+        period: calendar.period_at_ms(Window::Weekly, at_ms).id,
+    }
+}
+
+/// Entrants are ranked among themselves by their scores on the board, however far down the
+/// whole board they stand, once `LB_SETTLE_SEC` has passed since the end; ties go by player id
+/// descending, as on the board.
+#[tokio::test]
+async fn a_rank_campaign_ranks_every_entrant_by_their_scores_once_settled() {
+    let app = spawn_app().await;
+    let cal = Calendar::default();
+    let now = now_ms();
+    let week = cal.period_at_ms(Window::Weekly, now);
+    let starts = week.from.timestamp_millis();
+    // Within this week: it ended a second ago, or just after the week began if that is later.
+    let ends = (now - 1000).max(starts + 2);
+    let c = rank_campaign("ranked", starts, ends);
+    app.create_in(&c, CampaignState::Live).await;
+    let entrants = ["e_low", "e_mid", "e_tie_a", "e_tie_b", "e_top"];
+    for p in entrants {
+        app.entered(&c, p, ends - 1).await;
+    }
+    let moved = app
+        .repo
+        .advance(&c.id, CampaignState::Live, CampaignState::Ended, None)
+        .await;
+    assert!(moved.unwrap());
+    // 150 players who did not enter out-score every entrant: the entrants stand below the
+    // board's top 100.
+    let board = weekly(&cal, starts);
+    let outsiders: Vec<String> = (0..150).map(|i| format!("outsider_{i:03}")).collect();
+    let high: Vec<(&str, i64)> = outsiders.iter().map(|p| (p.as_str(), 10_000)).collect();
+    app.score(&board, &high).await;
+    let points = [
+        ("e_low", 10),
+        ("e_mid", 50),
+        ("e_tie_a", 70),
+        ("e_tie_b", 70),
+        ("e_top", 90),
+    ];
+    app.score(&board, &points).await;
+
+    // Not before its settle time; then at once, and once.
+    let settled_at = ends + SETTLE_MS;
+    assert_eq!(decide_ended(&app.state, settled_at - 1).await.unwrap(), 0);
+    assert!(app.repo.outcome(&c.id).await.unwrap().is_none());
+    assert_eq!(decide_ended(&app.state, settled_at).await.unwrap(), 1);
+    let (awards, source) = app.awards(&c.id).await;
+    let want = [
+        ("e_top", "gold", 1),
+        ("e_tie_b", "silver", 2),
+        ("e_tie_a", "silver", 3),
+    ];
+    let want: Vec<_> = want
+        .iter()
+        .map(|&(p, item, rank)| (p.to_owned(), item.to_owned(), rank))
+        .collect();
+    assert_eq!(awards, want);
+    assert!(source.contains(&board.period), "{source}");
+    assert!(!source.contains("after its settle time"), "{source}");
+    assert_eq!(
+        decide_ended(&app.state, settled_at + 5000).await.unwrap(),
+        0
+    );
+}
+
+/// A decider that was down at a campaign's settle time says so in the outcome when the campaign
+/// ended before its period did (scores since its end count); not when it ended with its period,
+/// whose board takes no later scores.
+#[tokio::test]
+async fn a_rank_campaign_decided_late_says_so_unless_it_ended_with_its_period() {
+    let app = spawn_app().await;
+    let cal = Calendar::default();
+    // Last week: both campaigns are long over.
+    let last_week = cal.period_at_ms(Window::Weekly, now_ms() - 7 * 86_400_000);
+    let (from, to) = (
+        last_week.from.timestamp_millis(),
+        last_week.to.timestamp_millis(),
+    );
+    let early = rank_campaign("early", from, from + 3_600_000);
+    let whole = rank_campaign("whole", from, to);
+    for c in [&early, &whole] {
+        app.create_in(c, CampaignState::Live).await;
+        app.entered(c, "entrant", from + 1).await;
+        let moved = app
+            .repo
+            .advance(&c.id, CampaignState::Live, CampaignState::Ended, None)
+            .await;
+        assert!(moved.unwrap());
+    }
+    app.score(&weekly(&cal, from), &[("entrant", 5)]).await;
+    assert_eq!(decide_ended(&app.state, now_ms()).await.unwrap(), 2);
+    let (awards, source) = app.awards(&early.id).await;
+    let gold = vec![("entrant".to_owned(), "gold".to_owned(), 1)];
+    assert_eq!(awards, gold);
+    assert!(source.contains("after its settle time"), "{source}");
+    let (awards, source) = app.awards(&whole.id).await;
+    assert_eq!(awards, gold);
+    assert!(!source.contains("after its settle time"), "{source}");
+}
+
+/// A campaign that cannot be decided (stored without its seed) is passed over: the others are
+/// still decided, and the round reports the failure.
+#[tokio::test]
+async fn one_campaign_that_cannot_be_decided_does_not_hold_up_the_others() {
+    let app = spawn_app().await;
+    let ended = |tag| Campaign {
+        ends_at_ms: now_ms() - 1000,
+        ..campaign(tag)
+    };
+    let good = Campaign {
+        seed: Some(hex::encode([7u8; 32])),
+        ..ended("good")
+    };
+    app.create_in(&good, CampaignState::Ended).await;
+    // Created last, so listed first.
+    let broken = ended("broken");
+    app.create_in(&broken, CampaignState::Ended).await;
+    let round = decide_ended(&app.state, now_ms()).await;
+    assert!(round.is_err(), "{round:?}");
+    assert!(app.repo.outcome(&good.id).await.unwrap().is_some());
+    assert!(app.repo.outcome(&broken.id).await.unwrap().is_none());
+}
+
+/// A campaign still live past its end (the scheduler has not moved it yet) takes no entries.
+#[tokio::test]
+async fn a_live_campaign_past_its_end_takes_no_entries() {
+    let app = spawn_app().await;
+    let open = campaign("open");
+    app.create_in(&open, CampaignState::Live).await;
+    let (status, body) = app.enter(&open.id, "player_one").await;
+    assert_eq!(status, 201, "{body}");
+    let over = Campaign {
+        ends_at_ms: now_ms() - 1,
+        ..campaign("over")
+    };
+    app.create_in(&over, CampaignState::Live).await;
+    let (status, body) = app.enter(&over.id, "player_one").await;
+    assert_eq!(status, 409, "{body}");
+    let kind = body["type"].as_str().unwrap_or_default();
+    assert!(kind.ends_with("campaign-not-live"), "{body}");
+}
