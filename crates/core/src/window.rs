@@ -122,8 +122,10 @@ fn midnight(d: NaiveDate) -> DateTime<Utc> {
 impl Calendar {
     /// The season number at `at` (1 for the first season; ≤ 0 before `season_start`).
     pub fn season_at(&self, at: DateTime<Utc>) -> i64 {
-        let len = i64::from(self.season_days.max(1)) * 86_400;
-        (at - self.season_start).num_seconds().div_euclid(len) + 1
+        let len = i64::from(self.season_days.max(1)) * 86_400_000;
+        // Milliseconds since the epoch round down; a difference's seconds (`num_seconds`) round
+        // toward zero, which put the last second before a season ≤ 0 into the next one.
+        (at.timestamp_millis() - self.season_start.timestamp_millis()).div_euclid(len) + 1
     }
 
     /// The season number at unix milliseconds `at_ms` (the epoch's season if out of range).
@@ -287,6 +289,13 @@ mod tests {
         assert_eq!(cal.season_at_ms(ms("2026-04-01T00:00:00Z")), 2);
         assert_eq!(cal.season_at_ms(ms("2026-11-21T23:59:59Z")), 4);
         assert_eq!(cal.season_at_ms(ms("2025-12-31T23:59:59Z")), 0);
+        // The last fraction of a second before a season ≤ 0 belongs to the season before, and
+        // its period holds it.
+        assert_eq!(cal.season_at_ms(ms("2025-12-31T23:59:59.500Z")), 0);
+        assert_eq!(cal.season_at_ms(ms("2025-10-02T23:59:59.999Z")), -1);
+        let late = at("2025-12-31T23:59:59.999Z");
+        let p = cal.period_at(Window::Seasonal, late);
+        assert!(p.from <= late && late < p.to, "{p:?}");
         // Out of range reads as the epoch, as `period_at_ms` does.
         let epoch = cal.season_at(DateTime::<Utc>::default());
         assert_eq!(cal.season_at_ms(i64::MAX), epoch);
