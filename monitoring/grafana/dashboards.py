@@ -574,7 +574,8 @@ def campaigns(L):
     L.add(timeseries("Webhook delivery attempts per second, by result",
                      [(f"sum by (result) (rate(webhook_deliveries_total{{{NS}}}[{RI}]))",
                        "{{result}}")], "short",
-                     "failed: retried with backoff; dead: gave up after 10 attempts."))
+                     "failed: retried with backoff (up to hourly); dead: gave up after WEBHOOK_RETRY_SEC "
+                     "(a day by default) and at least 10 attempts."))
     L.add(timeseries("Operator logins per second, by result",
                      [(f"sum by (result) (rate(operator_logins_total{{{NS}}}[{RI}]))",
                        "{{result}}")], "short",

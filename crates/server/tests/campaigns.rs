@@ -355,7 +355,8 @@ async fn an_operator_send_retried_under_its_idempotency_key_reaches_the_player_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_webhooks_are_retried_with_backoff_then_dead_lettered_after_ten_attempts() {
-    let (app, live, admin) = live_app(&["--webhook-backoff-ms", "20"]).await;
+    let flags = ["--webhook-backoff-ms", "20", "--webhook-retry-sec", "0"];
+    let (app, live, admin) = live_app(&flags).await;
     let (addr, received) = receiver("whsec_failing_0123456789", 500).await;
     let (s, hook) = live
         .add_webhook(

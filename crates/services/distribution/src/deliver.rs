@@ -2,7 +2,9 @@
 //! one delivery per subscribed webhook; due deliveries are leased (so replicas do not send the
 //! same one at once, and a crashed sender's lease runs out), posted, and their attempt recorded.
 //! A failed attempt is retried after `WEBHOOK_BACKOFF_MS · 2^(attempt−1)` (plus up to 10 %
-//! jitter, at most an hour); after [`MAX_ATTEMPTS`] the delivery is dead-lettered.
+//! jitter, at most an hour); once it has failed [`MAX_ATTEMPTS`] times and is `WEBHOOK_RETRY_SEC`
+//! old (a day by default, so a receiver down for a deploy or a night loses nothing), the
+//! delivery is dead-lettered.
 //!
 //! Each delivery is signed: `X-LiveOps-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret,
 //! "<t>.<body>")>`, with `X-LiveOps-Event` (its kind) and `X-LiveOps-Delivery` (its id, the same
@@ -22,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{target, DistributionState};
 
-/// Attempts before a delivery is dead-lettered.
+/// Attempts before a delivery may be dead-lettered (once it is also `WEBHOOK_RETRY_SEC` old).
 pub const MAX_ATTEMPTS: u32 = 10;
 /// How often the queue is looked at.
 const TICK: Duration = Duration::from_millis(500);
@@ -52,8 +54,9 @@ pub async fn run_webhooks(
     let failing = "webhook queue cannot reach the repository";
     let state = &state;
     every_tick(TICK, stop, failing, move || async move {
-        fan_out(state).await?;
-        deliver_due(state).await
+        // Queued retries go on even while new events cannot be queued (and the reverse).
+        let queued = fan_out(state).await;
+        deliver_due(state).await.and(queued)
     })
     .await
 }
@@ -107,6 +110,11 @@ async fn deliver_due(state: &DistributionState) -> PortResult<()> {
     Ok(())
 }
 
+/// Whether a delivery `age_ms` old whose attempt `attempts` just failed is dead-lettered.
+fn gives_up(attempts: u32, age_ms: i64, retry: Duration) -> bool {
+    attempts >= MAX_ATTEMPTS && age_ms >= i64::try_from(retry.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// The wait before attempt `attempts + 1`, after `attempts` failed.
 fn backoff(base: Duration, attempts: u32) -> Duration {
     let exp = base.saturating_mul(1u32 << attempts.saturating_sub(1).min(20));
@@ -117,7 +125,12 @@ fn backoff(base: Duration, attempts: u32) -> Duration {
 async fn attempt(state: &DistributionState, due: DueDelivery) -> PortResult<()> {
     let started_ms = now_ms();
     let clock = Instant::now();
-    let result = send(state, &due).await;
+    // The whole attempt, the name's lookup included, ends well within the lease: a second
+    // replica never sends it meanwhile.
+    let timeout = state.config.webhook_timeout;
+    let result = tokio::time::timeout(timeout, send(state, &due))
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {} ms", timeout.as_millis())));
     let n = due.delivery.attempts + 1;
     let mut d = due.delivery;
     d.attempts = n;
@@ -131,7 +144,7 @@ async fn attempt(state: &DistributionState, due: DueDelivery) -> PortResult<()> 
                 Ok(s) => (Some(s), format!("answered HTTP {s}")),
                 Err(e) => (None, e),
             };
-            if n >= MAX_ATTEMPTS {
+            if gives_up(n, now_ms() - d.created_at_ms, state.config.webhook_retry) {
                 d.state = DeliveryState::Dead;
                 tracing::warn!(delivery = %d.id, webhook = %d.webhook_id, attempts = n, %error, "webhook delivery dead-lettered");
                 (status, Some(error), "dead")
@@ -166,6 +179,8 @@ async fn send(state: &DistributionState, due: &DueDelivery) -> Result<u16, Strin
         .timeout(cfg.webhook_timeout)
         .connect_timeout(cfg.webhook_timeout)
         .redirect(reqwest::redirect::Policy::none())
+        // A proxy from the environment would resolve the name itself, past the address check.
+        .no_proxy()
         .resolve_to_addrs(&host, &addrs)
         .user_agent("liveops-webhooks/1")
         .build()
@@ -218,5 +233,25 @@ mod tests {
             );
         }
         assert_eq!(backoff(base, 30), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn a_delivery_is_dead_after_ten_failures_once_it_is_old_enough() {
+        let day = Duration::from_secs(86_400);
+        let day_ms = 86_400_000;
+        // Ten failures within minutes (the default backoff): retried on, hourly.
+        assert!(!gives_up(10, 511_000, day));
+        assert!(!gives_up(30, day_ms - 1, day));
+        assert!(gives_up(30, day_ms, day));
+        // However old, fewer than ten attempts go on.
+        assert!(!gives_up(9, 10 * day_ms, day));
+        // With no retry time, ten attempts as before.
+        assert!(gives_up(10, 0, Duration::ZERO));
+        // The default schedule makes 10 attempts in 8.5 minutes, then one an hour: a receiver
+        // down for a day still gets every event.
+        let waits: Duration = (1..MAX_ATTEMPTS)
+            .map(|n| backoff(Duration::from_secs(1), n))
+            .sum();
+        assert!(waits < Duration::from_secs(600), "{waits:?}");
     }
 }

@@ -2,7 +2,7 @@
 //! ([`settle_ended`]: each winner's message and settlement mark in one transaction), lets
 //! players claim messages for signed receipts (the same receipts on every later claim), lets
 //! operators send messages, and delivers campaign events to webhooks (signed, retried with
-//! exponential backoff, dead-lettered after [`MAX_ATTEMPTS`]).
+//! exponential backoff, dead-lettered after [`MAX_ATTEMPTS`] once `WEBHOOK_RETRY_SEC` old).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +52,10 @@ pub struct DistributionArgs {
     /// The first retry's delay, milliseconds; each next one doubles (up to an hour).
     #[arg(long, env = "WEBHOOK_BACKOFF_MS", default_value_t = 1000)]
     pub webhook_backoff_ms: u64,
+    /// How long a failing delivery is retried (hourly once the backoff reaches an hour) before
+    /// it is dead-lettered, seconds; at least ten attempts are made whatever this is.
+    #[arg(long, env = "WEBHOOK_RETRY_SEC", default_value_t = 86_400)]
+    pub webhook_retry_sec: u64,
 }
 
 /// Distribution's settings, checked.
@@ -69,6 +73,8 @@ pub struct DistributionConfig {
     pub webhook_timeout: Duration,
     /// The first retry's delay.
     pub webhook_backoff: Duration,
+    /// How long a failing delivery is retried.
+    pub webhook_retry: Duration,
 }
 
 impl DistributionArgs {
@@ -89,6 +95,8 @@ impl DistributionArgs {
             self.webhook_backoff_ms,
             10..=3_600_000,
         )?;
+        let retry_s =
+            ConfigError::within("WEBHOOK_RETRY_SEC", self.webhook_retry_sec, 0..=604_800)?;
         Ok(DistributionConfig {
             claim_window: Duration::from_secs(u64::from(claim_days) * 86_400),
             settle_tick,
@@ -96,6 +104,7 @@ impl DistributionArgs {
             allow_private: self.webhook_allow_private,
             webhook_timeout: Duration::from_millis(timeout_ms),
             webhook_backoff: Duration::from_millis(backoff_ms),
+            webhook_retry: Duration::from_secs(retry_s),
         })
     }
 }

@@ -1040,6 +1040,27 @@ pub async fn concurrent_writers_agree<S: LiveStores + 'static>(repo: Arc<S>) {
         ok(repo.claim_of(&player, &m.message_id).await, "claim_of"),
         first.pop()
     );
+    // A message to all: players claiming it at once each get their own receipts.
+    let all = message(None, None, 3_600_000);
+    assert_eq!(
+        send(repo.as_ref(), None, std::slice::from_ref(&all)).await,
+        KeyedOutcome::Written
+    );
+    let claims = race("claim all", |i| {
+        let claim = claim(
+            &all,
+            &format!("everyone_{i}_{}", suffix()),
+            &format!("a{i}"),
+        );
+        let repo = repo.clone();
+        async move { repo.claim(&claim, now_ms()).await }
+    })
+    .await;
+    let claimed = claims
+        .iter()
+        .filter(|c| matches!(c, ClaimOutcome::Claimed(_)))
+        .count();
+    assert_eq!(claimed, claims.len(), "{claims:?}");
     let key = request_key("op_race", "digest");
     let sends = race("send_messages", |_| {
         let m = message(Some(&player), None, 3_600_000);

@@ -253,11 +253,13 @@ sql_impl! {
         let receipts = to_json("claim receipts", &claim.receipts)?;
         within::<DB, _>("claim", async {
             let (mut tx, _turn) = self.begin_write().await?;
-            // The message, locked: a concurrent claim of it waits here, then sees this one.
+            // The message, under a shared lock: claims of one message by many players (a
+            // message to all) run side by side instead of one at a time; two claims of it by one
+            // player at once meet on the claims' key below.
             let sql = with_tail::<DB>(
                 "SELECT expires_at FROM inbox_messages WHERE message_id = ? \
                  AND (player_id = ? OR player_id IS NULL)",
-                DB::LOCK_ROWS,
+                DB::LOCK_SHARED,
             );
             let message = sqlx::query_as(&sql)
                 .bind(claim.message_id.as_str())
@@ -276,9 +278,10 @@ sql_impl! {
             if expires_at <= now_ms {
                 return Self::rolled_back(tx, ClaimOutcome::Expired(expires_at)).await;
             }
-            let sql = DB::placeholders(
+            let sql = with_tail::<DB>(
                 "INSERT INTO inbox_claims (message_id, player_id, claimed_at, receipts, \
                  request_sig) VALUES (?, ?, ?, ?, ?)",
+                DB::keep_existing("message_id, player_id", "message_id"),
             );
             let insert = sqlx::query(&sql)
                 .bind(claim.message_id.as_str())
@@ -287,8 +290,30 @@ sql_impl! {
                 .bind(receipts.as_str())
                 .bind(claim.request_sig.as_str());
             Self::run(&mut tx, insert).await?;
+            // This claim, or the one another request of the player wrote meanwhile (read
+            // committed: each statement sees what is committed when it runs).
+            let sql = DB::placeholders(SELECT_CLAIM);
+            let kept = sqlx::query_as(&sql)
+                .bind(claim.message_id.as_str())
+                .bind(claim.player_id.as_str());
+            let Some(row) = Self::optional_on(&mut tx, kept).await? else {
+                // MySQL's upsert also absorbs a clash on `request_sig` (one signed request
+                // claiming another message at the same moment): answered as the other
+                // databases' unique violation is, a conflicting write (the handler then finds
+                // the signature's claim).
+                drop(tx);
+                return Err(PortError::Unavailable(format!(
+                    "{}: conflicting write, retry: request_sig already claimed",
+                    DB::NAME
+                )));
+            };
             tx.commit().await.map_err(db_error::<DB>)?;
-            Ok(ClaimOutcome::Claimed(claim.clone()))
+            let stored = claim_of(row)?;
+            Ok(if stored.request_sig == claim.request_sig {
+                ClaimOutcome::Claimed(stored)
+            } else {
+                ClaimOutcome::AlreadyClaimed(stored)
+            })
         })
         .await
     }
