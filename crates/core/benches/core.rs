@@ -161,13 +161,11 @@ fn draws(c: &mut Criterion) {
     g.sample_size(10);
     for winners in [10, 10_000] {
         g.bench_function(format!("entrants_200k_winners_{winners}"), |b| {
-            b.iter(|| {
-                black_box(liveops_core::draw::draw(
-                    &seed,
-                    black_box(&entrants),
-                    winners,
-                ))
-            });
+            b.iter(|| black_box(draw::draw(&seed, black_box(&entrants), winners)));
+        });
+        // The same picks by removing from a list: the cost before the tree.
+        g.bench_function(format!("by_list/entrants_200k_winners_{winners}"), |b| {
+            b.iter(|| black_box(draw::draw_by_list(&seed, black_box(&entrants), winners)));
         });
     }
     g.finish();

@@ -126,8 +126,9 @@ pub enum Reward {
         #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
         item: String,
     },
-    /// Entrants ranked on the leaderboard `window` in the campaign's period receive their tier's
-    /// item.
+    /// Entrants ranked among themselves by their score on the leaderboard `window` in the
+    /// campaign's period, `LB_SETTLE_SEC` after its end (equal scores by player id descending,
+    /// as the board orders them), receive their tier's item.
     Rank {
         /// The leaderboard window.
         window: Window,
