@@ -50,8 +50,8 @@ pub trait Repository:
     /// The loop that reports the connection pools' use as gauges, to run while the process runs.
     fn pool_watch(&self) -> futures_util::future::BoxFuture<'static, ()>;
     /// Deletes the per-event rows (processed event ids, fairness verdicts) and the operators'
-    /// request keys written before `cutoff_ms` (unix milliseconds), a bounded step at a time;
-    /// returns how many went.
+    /// request keys written before `cutoff_ms` (unix milliseconds), a bounded step at a time,
+    /// and the operators' sessions expired by now; returns how many went.
     async fn purge_before(&self, cutoff_ms: i64) -> PortResult<u64>;
 }
 

@@ -1117,7 +1117,8 @@ where
 
     /// Deletes the processed event ids and fairness verdicts written before `cutoff_ms`, walking
     /// each table in key order, 2000 keys per write transaction so writers are held up
-    /// for one step at a time, then the operators' request keys. Returns how many rows went.
+    /// for one step at a time, then the operators' request keys, then the operators' sessions
+    /// expired by now (their own expiry, not the cutoff). Returns how many rows went.
     pub(crate) async fn purge_before(&self, cutoff_ms: i64) -> PortResult<u64> {
         let mut purged = 0;
         let mut consumer = String::new();
@@ -1138,6 +1139,11 @@ where
         }
         purged += self.purge_table(None, cutoff_ms).await?;
         purged += self.purge_request_keys(cutoff_ms).await?;
+        // Sessions past their expiry open nothing any more: a few per operator and day, so one
+        // step deletes them.
+        let expired = DB::placeholders("DELETE FROM operator_sessions WHERE expires_at <= ?");
+        let now = liveops_core::now_ms();
+        purged += self.delete_in_turn(sqlx::query(&expired).bind(now)).await?;
         Ok(purged)
     }
 

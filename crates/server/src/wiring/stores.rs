@@ -74,7 +74,7 @@ async fn purge_old_events(repo: &dyn Repository, retention: Retention, stop: &Ca
                 metrics::counter!("events_purged_total").increment(rows);
                 tracing::info!(
                     rows,
-                    "purged processed event ids, verdicts and operator keys past retention"
+                    "purged processed event ids, verdicts and operator keys past retention, and expired sessions"
                 );
             }
             Err(error) => tracing::warn!(%error, "purging old processed event ids failed"),

@@ -18,7 +18,7 @@ pub(crate) const MAX_DURATION_MS: i64 = 366 * 86_400_000;
 pub(crate) const MAX_WINNERS: u32 = 10_000;
 /// Most tiers of a rank reward.
 pub(crate) const MAX_TIERS: usize = 20;
-/// Lowest rank a tier may reach (a leaderboard snapshot holds at most 1000 entries).
+/// Lowest rank a tier may reach: prizes for the best thousand entrants at most.
 pub(crate) const MAX_RANK: u32 = 1000;
 /// Highest minimum level.
 pub(crate) const MAX_LEVEL: u32 = 10_000;

@@ -242,8 +242,9 @@ fn changed_meanwhile() -> Problem {
     )
 }
 
-/// Schedules a draft: it is fixed from now on, a 32-byte random seed is drawn for its draw and
-/// `commitment = hex(SHA-256(seed))` published; it goes live at `startsAt`.
+/// Schedules a draft, checked again against the current settings: it is fixed from now on, a
+/// 32-byte random seed is drawn for its draw and `commitment = hex(SHA-256(seed))` published; it
+/// goes live at `startsAt`.
 #[utoipa::path(
     post, path = "/campaigns/{id}/schedule", tag = "campaigns", security(("bearer" = [])),
     params(IdPath),
@@ -268,6 +269,9 @@ pub(crate) async fn schedule_campaign(
             "its end has passed: change endsAt first",
         ));
     }
+    // The settings may have changed since the draft was written (`LB_WINDOWS`, the calendar):
+    // a campaign scheduled against rules it no longer meets could never pay.
+    check(&before, &state.config.calendar, &state.config.windows, now)?;
     // The operating system's generator (rand's thread RNG is a CSPRNG seeded from it).
     let seed: [u8; draw::SEED_LEN] = rand::random();
     let mut next = before.clone();
@@ -291,7 +295,7 @@ pub(crate) async fn schedule_campaign(
     params(IdPath),
     responses(
         (status = 200, description = "Cancelled", body = CampaignView),
-        (status = 409, description = "Already ended, settled or cancelled", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already ended, settled or cancelled, its end has passed (`campaign-over`), or it changed meanwhile", body = Problem, content_type = "application/problem+json"),
         OperatorLookupFailures,
     )
 )]
@@ -314,9 +318,19 @@ pub(crate) async fn cancel_campaign(
                 format!("campaign {} is {}", before.id, before.state.as_str()),
             ));
         }
+        let now = now_ms();
+        // Past its end a scheduled or live campaign is over even before the scheduler's next
+        // tick marks it ended: cancelling it then would void its draw or ranking. (A draft past
+        // its end never ran, and may still be cancelled.)
+        if before.state != CampaignState::Draft && before.ends_at_ms <= now {
+            return Err(Problem::conflict(
+                "campaign-over",
+                format!("campaign {}: its end has passed", before.id),
+            ));
+        }
         let mut next = before.clone();
         next.state = CampaignState::Cancelled;
-        if replace(&state, &op, "campaign.cancel", &before, &mut next, now_ms()).await? {
+        if replace(&state, &op, "campaign.cancel", &before, &mut next, now).await? {
             metrics::counter!("campaigns_total", "state" => "cancelled").increment(1);
             tracing::info!("campaign cancelled");
             return Ok(Json(CampaignView::from(&next)));

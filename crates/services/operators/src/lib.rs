@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use axum::Router;
 use clap::Args;
+use liveops_core::ports::hot::MAX_STRIKES;
 use liveops_core::ports::Attempts;
 use liveops_core::stores::{
     ApiKeyStore, AuditEntry, AuditLog, OperatorRecord, OperatorStore, RequestKeys, Role, Sessions,
@@ -47,10 +48,11 @@ pub struct OperatorsArgs {
     /// How long a login session lasts, seconds.
     #[arg(long, env = "SESSION_TTL_SEC", default_value_t = 12 * 3600)]
     pub session_ttl_sec: u64,
-    /// Login attempts per client address per minute.
+    /// Login attempts per client address per minute (1 to 255).
     #[arg(long, env = "LOGIN_MAX_PER_ADDRESS", default_value_t = 30)]
     pub login_max_per_address: u32,
-    /// Failed logins per account per 15 minutes before its logins are refused for a while.
+    /// Failed logins per account and client address per 15 minutes before that address's
+    /// logins to the account are refused for a while (1 to 255).
     #[arg(long, env = "LOGIN_MAX_FAILURES", default_value_t = 10)]
     pub login_max_failures: u32,
     /// Proxies in front of the service whose `X-Forwarded-For` entries are trusted for the
@@ -66,7 +68,7 @@ pub struct OperatorsConfig {
     pub session_ttl: Duration,
     /// Login attempts per address per [`ADDRESS_WINDOW`].
     pub max_per_address: u32,
-    /// Failed logins per account per [`ACCOUNT_WINDOW`].
+    /// Failed logins per account and address per [`ACCOUNT_WINDOW`].
     pub max_failures: u32,
     /// `X-Forwarded-For` entries to trust.
     pub trusted_proxies: u32,
@@ -74,8 +76,11 @@ pub struct OperatorsConfig {
 
 /// The window of the per-address login limit.
 pub const ADDRESS_WINDOW: Duration = Duration::from_secs(60);
-/// The window of the per-account failure limit.
+/// The window of the per-account-and-address failure limit.
 pub const ACCOUNT_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Highest login limit: the hot state counts at most [`MAX_STRIKES`] attempts per key, so a
+/// limit of that many or more would never be exceeded.
+pub const MAX_LOGIN_LIMIT: u32 = MAX_STRIKES as u32 - 1;
 
 impl OperatorsArgs {
     /// Checks the values (the password file is read when the service starts).
@@ -86,9 +91,14 @@ impl OperatorsArgs {
                 "must be between 60 and 2592000 (30 days)",
             ));
         }
-        let max_per_address =
-            ConfigError::at_least("LOGIN_MAX_PER_ADDRESS", self.login_max_per_address, 1)?;
-        let max_failures = ConfigError::at_least("LOGIN_MAX_FAILURES", self.login_max_failures, 1)?;
+        let limits = 1..=MAX_LOGIN_LIMIT;
+        let max_per_address = ConfigError::within(
+            "LOGIN_MAX_PER_ADDRESS",
+            self.login_max_per_address,
+            limits.clone(),
+        )?;
+        let max_failures =
+            ConfigError::within("LOGIN_MAX_FAILURES", self.login_max_failures, limits)?;
         if self.admin_password.is_some() && self.admin_password_file.is_some() {
             return Err(ConfigError::new(
                 "ADMIN_PASSWORD_FILE",
@@ -271,4 +281,33 @@ async fn bootstrap_admin(
         Err(CreateError::Port(e)) => return Err(e.into()),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(login_max_per_address: u32, login_max_failures: u32) -> OperatorsArgs {
+        OperatorsArgs {
+            admin_email: None,
+            admin_password: None,
+            admin_password_file: None,
+            session_ttl_sec: 3600,
+            login_max_per_address,
+            login_max_failures,
+            trusted_proxies: 0,
+        }
+    }
+
+    #[test]
+    fn login_limits_the_attempt_counts_cannot_reach_are_refused() {
+        let var = |a: OperatorsArgs| a.config().err().map(|e| e.var);
+        assert_eq!(var(args(255, 255)), None);
+        assert_eq!(var(args(1, 1)), None);
+        assert_eq!(var(args(256, 10)), Some("LOGIN_MAX_PER_ADDRESS"));
+        assert_eq!(var(args(30, 256)), Some("LOGIN_MAX_FAILURES"));
+        assert_eq!(var(args(30, 1000)), Some("LOGIN_MAX_FAILURES"));
+        assert_eq!(var(args(0, 10)), Some("LOGIN_MAX_PER_ADDRESS"));
+        assert_eq!(var(args(30, 0)), Some("LOGIN_MAX_FAILURES"));
+    }
 }

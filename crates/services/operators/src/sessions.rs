@@ -1,7 +1,8 @@
 //! `POST /auth/login`, `POST /auth/logout`, `GET /auth/me`.
 //!
 //! A login answers an opaque token (32 random bytes, hex) that only its SHA-256 is stored of.
-//! Attempts are limited per client address (every attempt) and per account (failures).
+//! Attempts are limited per client address (every attempt) and per account and address
+//! (failures), so failures from one address never lock the account out for the others.
 
 use liveops_http::responses::{
     BadRequest, Forbidden, TooLarge, TooManyRequests, Unauthenticated, Unavailable,
@@ -97,11 +98,22 @@ async fn count_attempt(
     if state.attempts.attempt(key, now, window).await? <= max {
         return Ok(());
     }
+    Err(throttled(what, window))
+}
+
+/// The 429 of a login refused by a limit on `what` over `window`.
+fn throttled(what: &str, window: Duration) -> Problem {
     metrics::counter!("operator_logins_total", "result" => "throttled").increment(1);
-    Err(Problem::too_many(
+    Problem::too_many(
         format!("too many login attempts {what}; wait and retry"),
         window.as_secs(),
-    ))
+    )
+}
+
+/// The key failed logins on the account `email` from the client address `addr` are counted
+/// under (neither has white space in it).
+fn failures_key(email: &str, addr: &str) -> String {
+    format!("login:account:{email} {addr}")
 }
 
 fn bad_login() -> Problem {
@@ -139,11 +151,24 @@ pub(crate) async fn login(
     let per_address = (ADDRESS_WINDOW, cfg.max_per_address);
     count_attempt(&state, &address_key, now, per_address, "from this address").await?;
     let email = normalize_email(&body.email).map_err(|_| bad_login())?;
-    let account_key = format!("login:account:{email}");
+    // Failures are counted per account *and* address: someone guessing from one address can
+    // only lock that address out of the account, never its owner elsewhere.
+    let account_key = failures_key(&email, &addr.0);
+    let what = "on this account from this address";
+    // Refused while over the limit without being counted, so the refusals do not keep the
+    // window full: it empties ACCOUNT_WINDOW after the failures that filled it.
+    if state
+        .attempts
+        .attempts(&account_key, now, ACCOUNT_WINDOW)
+        .await?
+        >= cfg.max_failures
+    {
+        return Err(throttled(what, ACCOUNT_WINDOW));
+    }
     // Counted before the (slow) password check, so parallel guesses cannot all pass a count read
     // before any of them failed; a right password clears the count.
     let per_account = (ACCOUNT_WINDOW, cfg.max_failures);
-    count_attempt(&state, &account_key, now, per_account, "on this account").await?;
+    count_attempt(&state, &account_key, now, per_account, what).await?;
     let op = state.operators.operator_by_email(&email).await?;
     let matches =
         password::verify(body.password, op.as_ref().map(|o| o.password_hash.clone())).await;

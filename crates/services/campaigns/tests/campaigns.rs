@@ -1,0 +1,306 @@
+//! Campaigns as operators run them: scheduled and cancelled over HTTP, by an operator signed in
+//! with a session the repository holds. Real adapters: the SQLite repository; settings changed
+//! between writing a draft and scheduling it are two routers over one repository.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::Request;
+use axum::Router;
+use liveops_campaigns::{router, CampaignView, CampaignsConfig, CampaignsState};
+use liveops_core::stores::{
+    AuditEntry, Campaign, CampaignState, CampaignStore, OperatorRecord, OperatorStore, Reward,
+    Role, Sessions, Tier,
+};
+use liveops_core::{now_ms, utc_ms, Calendar, LevelCurve, Window};
+use liveops_http::{rfc3339, token_hash, OperatorAuth, Problem};
+use liveops_sql::SqliteRepository;
+use liveops_testkit::conformance::live::campaign;
+use liveops_testkit::served;
+use serde_json::{json, Value};
+
+const TOKEN: &str = "campaigns-test-operator-token";
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 86_400_000;
+
+struct TestApp {
+    repo: Arc<SqliteRepository>,
+    _dir: tempfile::TempDir,
+}
+
+fn audit(action: &str, target: &str) -> AuditEntry {
+    AuditEntry {
+        at_ms: now_ms(),
+        actor: "test@example.com".into(),
+        action: action.into(),
+        target: target.into(),
+        before: None,
+        after: None,
+    }
+}
+
+/// A migrated repository holding an operator (role `operator`) signed in as [`TOKEN`].
+async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = SqliteRepository::open_migrated(&dir.path().join("liveops.db"))
+        .await
+        .unwrap();
+    let now = now_ms();
+    let op = OperatorRecord {
+        id: "op_campaigns_test".into(),
+        email: "ops@example.com".into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        role: Role::Operator,
+        disabled: false,
+        created_at_ms: now,
+        updated_at_ms: now,
+    };
+    let audit = audit("operator.create", &op.id);
+    assert!(repo.create_operator(&op, &audit).await.unwrap());
+    repo.open_session(&token_hash(TOKEN), &op.id, now + HOUR_MS)
+        .await
+        .unwrap();
+    TestApp {
+        repo: Arc::new(repo),
+        _dir: dir,
+    }
+}
+
+/// The states a campaign passes through, in order.
+const PATH: [CampaignState; 3] = [
+    CampaignState::Draft,
+    CampaignState::Scheduled,
+    CampaignState::Live,
+];
+
+/// A 2xx answer read as a `T`, or else the problem it was refused with.
+fn typed<T: serde::de::DeserializeOwned>(reply: served::Reply) -> Result<T, Problem> {
+    if reply.0.is_success() {
+        Ok(served::read(&reply.2))
+    } else {
+        Err(served::problem(reply))
+    }
+}
+
+impl TestApp {
+    /// The campaign routes over this repository, ranking `windows` on `calendar`.
+    fn router(&self, calendar: Calendar, windows: Vec<Window>) -> Router {
+        router(CampaignsState {
+            config: Arc::new(CampaignsConfig {
+                calendar,
+                windows,
+                curve: LevelCurve::default(),
+                tick: Duration::from_secs(1),
+            }),
+            auth: OperatorAuth {
+                sessions: self.repo.clone(),
+            },
+            campaigns: self.repo.clone(),
+            entries: self.repo.clone(),
+            xp: self.repo.clone(),
+            requests: self.repo.clone(),
+        })
+    }
+
+    /// Creates `c` straight in the store and moves it through the states up to `to`.
+    async fn create_in(&self, c: &Campaign, to: CampaignState) {
+        let audit = audit("campaign.create", &c.id);
+        self.repo.create_campaign(None, c, &audit).await.unwrap();
+        for step in PATH.windows(2) {
+            if step[0] == to {
+                break;
+            }
+            let moved = self.repo.advance(&c.id, step[0], step[1], None).await;
+            assert!(moved.unwrap(), "{:?} → {:?}", step[0], step[1]);
+        }
+    }
+}
+
+/// `method uri` on `router` as the signed-in operator, with `body` as JSON if any.
+async fn send<T: serde::de::DeserializeOwned>(
+    router: &Router,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> Result<T, Problem> {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json");
+    let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+    typed(served::call(router, req.body(body).unwrap()).await)
+}
+
+async fn cancel(router: &Router, id: &str) -> Result<CampaignView, Problem> {
+    send(router, "POST", &format!("/campaigns/{id}/cancel"), None).await
+}
+
+async fn schedule(router: &Router, id: &str) -> Result<CampaignView, Problem> {
+    send(router, "POST", &format!("/campaigns/{id}/schedule"), None).await
+}
+
+/// Campaign `id` as `GET /campaigns/{id}` answers it.
+async fn view(router: &Router, id: &str) -> CampaignView {
+    send(router, "GET", &format!("/campaigns/{id}"), None)
+        .await
+        .unwrap()
+}
+
+/// Creates a draft over `POST /campaigns`: a rank campaign on `window` from `starts` to `ends`.
+async fn create_rank_draft(
+    router: &Router,
+    window: Window,
+    starts: i64,
+    ends: i64,
+) -> Result<CampaignView, Problem> {
+    let reward = Reward::Rank {
+        window,
+        tiers: vec![Tier {
+            from_rank: 1,
+            to_rank: 3,
+            item: "crown".into(),
+        }],
+    };
+    let body = json!({
+        "title": "Winter",
+        "startsAt": rfc3339(starts),
+        "endsAt": rfc3339(ends),
+        "eligibility": {"minLevel": 1},
+        "entryLimit": "once",
+        "reward": serde_json::to_value(reward).unwrap(),
+    });
+    send(router, "POST", "/campaigns", Some(body)).await
+}
+
+/// Past its end a live (or scheduled) campaign is over even before the scheduler's next tick
+/// marks it ended: cancelling it would void its draw, so it is refused; a draft past its end
+/// never ran and may still be cancelled.
+#[tokio::test]
+async fn a_campaign_past_its_end_is_not_cancelled_before_the_scheduler_ends_it() {
+    let app = spawn_app().await;
+    let routes = app.router(Calendar::default(), vec![Window::Daily]);
+    let now = now_ms();
+    // 300 ms after its end: the scheduler has not marked it ended yet.
+    let over = |tag| Campaign {
+        starts_at_ms: now - HOUR_MS,
+        ends_at_ms: now - 300,
+        ..campaign(tag)
+    };
+
+    for state in [CampaignState::Live, CampaignState::Scheduled] {
+        let c = over("over");
+        app.create_in(&c, state).await;
+        let p = cancel(&routes, &c.id).await.expect_err("refused");
+        assert_eq!(
+            (p.status, p.kind.as_str()),
+            (409, "/problems/campaign-over"),
+            "{state:?}: {p:?}"
+        );
+        assert_eq!(view(&routes, &c.id).await.state, state, "left as it was");
+    }
+
+    // Before its end it is cancelled.
+    let running = Campaign {
+        starts_at_ms: now - HOUR_MS,
+        ends_at_ms: now + HOUR_MS,
+        ..campaign("running")
+    };
+    app.create_in(&running, CampaignState::Live).await;
+    let cancelled = cancel(&routes, &running.id).await.unwrap();
+    assert_eq!(cancelled.state, CampaignState::Cancelled);
+    assert_eq!(
+        view(&routes, &running.id).await.state,
+        CampaignState::Cancelled
+    );
+
+    // A draft past its end never ran: it may still be cancelled.
+    let stale = over("stale");
+    app.create_in(&stale, CampaignState::Draft).await;
+    let cancelled = cancel(&routes, &stale.id).await.unwrap();
+    assert_eq!(cancelled.state, CampaignState::Cancelled);
+    assert_eq!(
+        view(&routes, &stale.id).await.state,
+        CampaignState::Cancelled
+    );
+}
+
+/// A draft is checked again when scheduled, against the settings then: one whose rank window is
+/// no longer ranked (`LB_WINDOWS`), or that spans two seasons of the calendar now, is refused
+/// with 400 naming the field and stays a draft; under the settings it was written for it is
+/// scheduled.
+#[tokio::test]
+async fn scheduling_checks_the_draft_against_the_current_windows_and_calendar() {
+    let app = spawn_app().await;
+    let now = now_ms();
+
+    // A weekly rank draft, written while weekly boards were ranked; LB_WINDOWS dropped them since.
+    let calendar = Calendar::default();
+    let week = calendar.period_at_ms(Window::Weekly, now);
+    let (starts, ends) = (
+        week.from.timestamp_millis(),
+        week.to.timestamp_millis().min(now + HOUR_MS),
+    );
+    let then = app.router(calendar.clone(), vec![Window::Daily, Window::Weekly]);
+    let weekly = create_rank_draft(&then, Window::Weekly, starts, ends)
+        .await
+        .unwrap();
+    let daily_only = app.router(calendar, vec![Window::Daily]);
+    let p = schedule(&daily_only, &weekly.id)
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        (p.status, p.field.as_deref()),
+        (400, Some("reward.window")),
+        "{p:?}"
+    );
+    assert_eq!(
+        view(&daily_only, &weekly.id).await,
+        weekly,
+        "still the draft"
+    );
+
+    // A seasonal rank draft within one season of 90 days, across the next UTC midnight, which
+    // ends a season once seasons last a day.
+    let midnight = now - now.rem_euclid(DAY_MS) + DAY_MS;
+    let long = Calendar {
+        season_start: utc_ms(midnight - DAY_MS),
+        season_days: 90,
+    };
+    let short = Calendar {
+        season_days: 1,
+        ..long.clone()
+    };
+    let seasonal = app.router(long, vec![Window::Seasonal]);
+    let draft = create_rank_draft(
+        &seasonal,
+        Window::Seasonal,
+        midnight - HOUR_MS,
+        midnight + HOUR_MS,
+    )
+    .await
+    .expect("valid when written");
+    let day_seasons = app.router(short, vec![Window::Seasonal]);
+    let p = schedule(&day_seasons, &draft.id)
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        (p.status, p.field.as_deref()),
+        (400, Some("endsAt")),
+        "{p:?}"
+    );
+    assert_eq!(
+        view(&day_seasons, &draft.id).await,
+        draft,
+        "still the draft"
+    );
+
+    // Under the calendar it was written for, it is scheduled.
+    let scheduled = schedule(&seasonal, &draft.id).await.unwrap();
+    assert_eq!(scheduled.state, CampaignState::Scheduled);
+    assert!(scheduled.commitment.is_some());
+    assert_eq!(view(&seasonal, &draft.id).await, scheduled);
+}

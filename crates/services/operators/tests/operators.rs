@@ -1,0 +1,163 @@
+//! Operators signing in over HTTP: the failed-login limit and sessions. Real adapters: the SQLite
+//! repository and the in-memory hot state (login attempts); the client's address is the
+//! connection's, as the server gives it (`TRUSTED_PROXIES=0`).
+
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use axum::Router;
+use liveops_core::now_ms;
+use liveops_core::ports::Attempts;
+use liveops_core::stores::{Role, Sessions};
+use liveops_http::{token_hash, OperatorAuth, Problem};
+use liveops_memory::MemoryHotState;
+use liveops_operators::{
+    create_operator, router, LoginAnswer, OperatorView, OperatorsConfig, OperatorsState,
+    ACCOUNT_WINDOW,
+};
+use liveops_sql::{Repository, SqliteRepository};
+use liveops_testkit::served;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+const EMAIL: &str = "admin@example.com";
+const PASSWORD: &str = "correct horse battery";
+/// Two client addresses.
+const A: &str = "198.51.100.7";
+const B: &str = "203.0.113.9";
+
+struct TestApp {
+    router: Router,
+    repo: Arc<SqliteRepository>,
+    hot: Arc<MemoryHotState>,
+    _dir: tempfile::TempDir,
+}
+
+/// The operators' routes over one admin ([`EMAIL`], [`PASSWORD`]), refusing an address's logins
+/// to an account after `max_failures` failures.
+async fn spawn_app(max_failures: u32) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = SqliteRepository::open_migrated(&dir.path().join("liveops.db"))
+        .await
+        .unwrap();
+    let repo = Arc::new(repo);
+    let admin = create_operator(&*repo, EMAIL, PASSWORD.into(), Role::Admin, "test").await;
+    assert!(admin.unwrap().is_some());
+    let hot = Arc::new(MemoryHotState::new());
+    let state = OperatorsState {
+        config: Arc::new(OperatorsConfig {
+            session_ttl: Duration::from_secs(3600),
+            max_per_address: 30,
+            max_failures,
+            trusted_proxies: 0,
+        }),
+        auth: OperatorAuth {
+            sessions: repo.clone(),
+        },
+        operators: repo.clone(),
+        sessions: repo.clone(),
+        audit: repo.clone(),
+        keys: repo.clone(),
+        attempts: hot.clone(),
+        requests: repo.clone(),
+    };
+    TestApp {
+        router: router(state),
+        repo,
+        hot,
+        _dir: dir,
+    }
+}
+
+/// A 2xx answer read as a `T`, or else the problem it was refused with.
+fn typed<T: DeserializeOwned>(reply: served::Reply) -> Result<T, Problem> {
+    if reply.0.is_success() {
+        Ok(served::read(&reply.2))
+    } else {
+        Err(served::problem(reply))
+    }
+}
+
+impl TestApp {
+    /// `POST /auth/login` as [`EMAIL`] with `password`, over a connection from `addr`.
+    async fn login(&self, addr: &str, password: &str) -> Result<LoginAnswer, Problem> {
+        let body = json!({"email": EMAIL, "password": password}).to_string();
+        let mut req = Request::post("/auth/login")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        let peer = SocketAddr::new(addr.parse().unwrap(), 50_000);
+        req.extensions_mut().insert(ConnectInfo(peer));
+        typed(served::call(&self.router, req).await)
+    }
+
+    /// The status of a login with `password` from `addr`.
+    async fn status(&self, addr: &str, password: &str) -> u16 {
+        match self.login(addr, password).await {
+            Ok(_) => 200,
+            Err(p) => p.status,
+        }
+    }
+
+    /// `GET /auth/me` with `token`.
+    async fn me(&self, token: &str) -> Result<OperatorView, Problem> {
+        let req = Request::get("/auth/me")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        typed(served::call(&self.router, req).await)
+    }
+}
+
+/// Failed logins are counted per account and address: past the limit that address's logins to
+/// the account are refused (429), the right password included, while the right password from
+/// another address still signs in; and the refusals are not counted, so the refusal lifts
+/// `ACCOUNT_WINDOW` after the failures.
+#[tokio::test]
+async fn failures_from_one_address_do_not_lock_the_account_out_elsewhere() {
+    let app = spawn_app(3).await;
+    for _ in 0..3 {
+        assert_eq!(app.status(A, "wrong password!").await, 401);
+    }
+    assert_eq!(app.status(A, PASSWORD).await, 429, "A is over the limit");
+    let signed_in = app.login(B, PASSWORD).await.expect("B is not");
+    assert_eq!(signed_in.operator.email, EMAIL);
+    assert_eq!(app.me(&signed_in.token).await.unwrap().email, EMAIL);
+    assert_eq!(app.status(A, PASSWORD).await, 429, "A still is");
+    // The refusals were not counted: A's failures on the account (the hot-state key the login
+    // route counts them under) are the three that filled the window, which empties
+    // ACCOUNT_WINDOW after them.
+    let key = format!("login:account:{EMAIL} {A}");
+    let counted = app.hot.attempts(&key, now_ms(), ACCOUNT_WINDOW).await;
+    assert_eq!(counted.unwrap(), 3);
+}
+
+/// The repository's periodic purge deletes the sessions whose expiry has passed, by the time it
+/// runs rather than the retention cutoff it is given, and leaves current ones signed in.
+#[tokio::test]
+async fn the_purge_deletes_expired_sessions_and_keeps_current_ones() {
+    let app = spawn_app(10).await;
+    let current = app.login(A, PASSWORD).await.unwrap();
+    let expired = "an-expired-session-token";
+    let just_now = now_ms() - 1;
+    let opened = app
+        .repo
+        .open_session(&token_hash(expired), &current.operator.id, just_now)
+        .await;
+    opened.unwrap();
+    assert_eq!(app.me(expired).await.unwrap_err().status, 401);
+
+    // A week's retention: the session expired long after the cutoff, and still goes.
+    let cutoff = now_ms() - 7 * 86_400_000;
+    Repository::purge_before(&*app.repo, cutoff).await.unwrap();
+    assert_eq!(app.repo.session(&token_hash(expired)).await.unwrap(), None);
+    let kept = app.repo.session(&token_hash(&current.token)).await.unwrap();
+    assert!(kept.is_some(), "the current session stays");
+    assert_eq!(app.me(&current.token).await.unwrap().email, EMAIL);
+}
