@@ -107,7 +107,7 @@ macro_rules! impl_live_stores {
                     ) -> KeyedOutcome;
                     fn message(player_id: &str, message_id: &str) -> Option<InboxMessage>;
                     fn inbox(
-                        player_id: &str, limit: u32,
+                        player_id: &str, limit: u32, live_at_ms: Option<i64>,
                     ) -> Vec<(InboxMessage, Option<InboxClaim>)>;
                     fn claim(claim: &InboxClaim, now_ms: i64) -> ClaimOutcome;
                     fn claim_by_request(request_sig: &str) -> Option<InboxClaim>;

@@ -77,11 +77,13 @@ pub trait InboxStore: Health {
     ) -> PortResult<KeyedOutcome>;
     /// A message in a player's inbox (theirs or everyone's).
     async fn message(&self, player_id: &str, message_id: &str) -> PortResult<Option<InboxMessage>>;
-    /// A player's messages (theirs and everyone's), newest first, each with its claim.
+    /// A player's messages (theirs and everyone's), newest first, each with its claim; with
+    /// `live_at_ms`, only those that have not expired by then.
     async fn inbox(
         &self,
         player_id: &str,
         limit: u32,
+        live_at_ms: Option<i64>,
     ) -> PortResult<Vec<(InboxMessage, Option<InboxClaim>)>>;
     /// Claims a message with `claim`'s receipts unless it was claimed (then the first claim
     /// stands) or expired at `now_ms`.

@@ -109,6 +109,9 @@ pub(crate) struct InboxQuery {
     /// How many messages, newest first (default 100).
     #[param(inline)]
     limit: Option<Bounded<1, 500>>,
+    /// Also the messages past their expiry (default false: those can no longer be claimed, and
+    /// would crowd out the ones that can).
+    expired: Option<bool>,
 }
 
 fn view(m: InboxMessage, claimed_at: Option<i64>) -> MessageView {
@@ -128,7 +131,8 @@ fn view(m: InboxMessage, claimed_at: Option<i64>) -> MessageView {
     }
 }
 
-/// A player's inbox: their messages and everyone's, newest first.
+/// A player's inbox: their messages and everyone's that have not expired (all with
+/// `expired=true`), newest first.
 #[utoipa::path(
     get, path = "/players/{id}/inbox", tag = "distribution", params(PlayerPath, InboxQuery),
     responses(
@@ -142,7 +146,8 @@ pub(crate) async fn get_inbox(
     Query(query): Query<InboxQuery>,
 ) -> Result<Json<InboxView>, Problem> {
     let limit = u32::try_from(query.limit.map_or(100, Bounded::get)).unwrap_or(100);
-    let messages = state.inbox.inbox(player.as_str(), limit).await?;
+    let live_at = (!query.expired.unwrap_or(false)).then(now_ms);
+    let messages = state.inbox.inbox(player.as_str(), limit, live_at).await?;
     Ok(Json(InboxView {
         player_id: player.as_str().to_owned(),
         messages: messages

@@ -624,7 +624,7 @@ pub async fn settlement_writes_one_message_per_winner(repo: &dyn LiveStores) {
     });
     assert_eq!(of_campaign.await, std::slice::from_ref(&first));
     let someone_else = ok(
-        repo.inbox(&format!("other_{}", suffix()), 1000).await,
+        repo.inbox(&format!("other_{}", suffix()), 1000, None).await,
         "inbox",
     );
     assert!(someone_else.iter().any(|(m, _)| m == &broadcast));
@@ -779,7 +779,7 @@ async fn inbox_of(
     player: &str,
     keep: impl Fn(&InboxMessage) -> bool,
 ) -> Vec<InboxMessage> {
-    let inbox = ok(repo.inbox(player, 1000).await, "inbox");
+    let inbox = ok(repo.inbox(player, 1000, None).await, "inbox");
     inbox
         .into_iter()
         .map(|(m, _)| m)
@@ -869,9 +869,20 @@ pub async fn claims_issue_one_set_of_receipts(repo: &dyn LiveStores) {
         ok(repo.message("someone_else", &m.message_id).await, "message"),
         None
     );
-    let inbox = ok(repo.inbox(&player, 10).await, "inbox");
+    let inbox = ok(repo.inbox(&player, 10, None).await, "inbox");
     let claimed = inbox.iter().find(|(msg, _)| msg.message_id == m.message_id);
     assert_eq!(claimed.map(|(_, c)| c.clone()), Some(Some(first)));
+    // Live at a time: the expired message is left out, the claimable one kept.
+    let ids = |inbox: Vec<(InboxMessage, Option<InboxClaim>)>| -> Vec<String> {
+        inbox.into_iter().map(|(m, _)| m.message_id).collect()
+    };
+    let all = ids(ok(repo.inbox(&player, 10, None).await, "inbox"));
+    assert!(all.contains(&expired.message_id), "{all:?}");
+    let live = ids(ok(repo.inbox(&player, 10, Some(now)).await, "inbox"));
+    assert!(
+        live.contains(&m.message_id) && !live.contains(&expired.message_id),
+        "{live:?}"
+    );
 }
 
 /// Events become deliveries once per webhook; a due delivery is leased by one caller; attempts

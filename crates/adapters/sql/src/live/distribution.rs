@@ -205,6 +205,7 @@ sql_impl! {
         &self,
         player_id: &str,
         limit: u32,
+        live_at_ms: Option<i64>,
     ) -> PortResult<Vec<(InboxMessage, Option<InboxClaim>)>> {
         let sql = DB::placeholders(
             "SELECT m.message_id, m.player_id, m.campaign_id, m.title, m.body, \
@@ -212,7 +213,7 @@ sql_impl! {
              c.claimed_at, c.receipts, c.request_sig \
              FROM inbox_messages m LEFT JOIN inbox_claims c \
              ON c.message_id = m.message_id AND c.player_id = ? \
-             WHERE m.player_id = ? OR m.player_id IS NULL \
+             WHERE (m.player_id = ? OR m.player_id IS NULL) AND m.expires_at > ? \
              ORDER BY m.created_at DESC, m.message_id DESC LIMIT ?",
         );
         type Row = (
@@ -231,6 +232,7 @@ sql_impl! {
         let query = sqlx::query_as(&sql)
             .bind(player_id)
             .bind(player_id)
+            .bind(live_at_ms.unwrap_or(i64::MIN))
             .bind(i64::from(limit));
         self.all_rows("inbox", query, |r: Row| {
             let message = message_of((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7))?;
