@@ -37,7 +37,7 @@ macro_rules! impl_live_stores {
 
                 impl Sessions {
                     fn any_operator() -> bool;
-                    fn open_session(token_hash: &str, operator_id: &str, expires_at_ms: i64) -> ();
+                    fn open_session(token_hash: &str, operator_id: &str, expires_at_ms: i64) -> bool;
                     fn session(token_hash: &str) -> Option<Session>;
                     fn close_session(token_hash: &str) -> ();
                 }

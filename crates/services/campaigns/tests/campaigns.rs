@@ -60,9 +60,11 @@ async fn spawn_app() -> TestApp {
     };
     let audit = audit("operator.create", &op.id);
     assert!(repo.create_operator(&op, &audit).await.unwrap());
-    repo.open_session(&token_hash(TOKEN), &op.id, now + HOUR_MS)
+    let hash = token_hash(TOKEN);
+    assert!(repo
+        .open_session(&hash, &op.id, now + HOUR_MS)
         .await
-        .unwrap();
+        .unwrap());
     TestApp {
         repo: Arc::new(repo),
         _dir: dir,

@@ -188,10 +188,13 @@ pub(crate) async fn login(
     let token = hex::encode(rand::random::<[u8; 32]>());
     let expires =
         now.saturating_add(i64::try_from(cfg.session_ttl.as_millis()).unwrap_or(i64::MAX));
-    state
-        .sessions
-        .open_session(&token_hash(&token), &op.id, expires)
-        .await?;
+    let hash = token_hash(&token);
+    let opened = state.sessions.open_session(&hash, &op.id, expires);
+    if !opened.await? {
+        // Disabled (or removed) since it was read above.
+        metrics::counter!("operator_logins_total", "result" => "disabled").increment(1);
+        return Err(Problem::forbidden("this operator is disabled"));
+    }
     metrics::counter!("operator_logins_total", "result" => "ok").increment(1);
     tracing::info!(operator = %op.id, "operator signed in");
     Ok(Json(LoginAnswer {

@@ -150,7 +150,7 @@ async fn the_purge_deletes_expired_sessions_and_keeps_current_ones() {
         .repo
         .open_session(&token_hash(expired), &current.operator.id, just_now)
         .await;
-    opened.unwrap();
+    assert!(opened.unwrap());
     assert_eq!(app.me(expired).await.unwrap_err().status, 401);
 
     // A week's retention: the session expired long after the cutoff, and still goes.

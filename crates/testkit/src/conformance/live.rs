@@ -240,8 +240,17 @@ pub async fn sessions_follow_their_operator(repo: &dyn LiveStores) {
     let (a, b) = (format!("{:064x}", 1), format!("{}{:052x}", suffix(), 2));
     let expires = now_ms() + 3_600_000;
     for t in [&a, &b] {
-        ok(repo.open_session(t, &op.id, expires).await, "open_session");
+        assert!(ok(
+            repo.open_session(t, &op.id, expires).await,
+            "open_session"
+        ));
     }
+    let nobody = format!("{}{:052x}", suffix(), 3);
+    let opened = repo.open_session(&nobody, "op_nobody", expires).await;
+    assert!(
+        !ok(opened, "open_session"),
+        "no session for an unknown operator"
+    );
     let s = ok(repo.session(&b).await, "session").expect("open");
     assert_eq!(
         (s.operator_id.as_str(), s.role, s.disabled, s.expires_at_ms),
@@ -267,6 +276,14 @@ pub async fn sessions_follow_their_operator(repo: &dyn LiveStores) {
         None,
         "disabling closes every session"
     );
+    // A login that read the operator before the disable opens nothing after it.
+    let late = format!("{}{:052x}", suffix(), 4);
+    let opened = repo.open_session(&late, &op.id, expires).await;
+    assert!(
+        !ok(opened, "open_session"),
+        "no session for a disabled operator"
+    );
+    assert_eq!(ok(repo.session(&late).await, "session"), None);
 }
 
 /// Keys list without secrets, newest first; active keys carry the secret; a revoked key is

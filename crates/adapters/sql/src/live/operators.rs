@@ -183,17 +183,31 @@ sql_impl! {
         token_hash: &str,
         operator_id: &str,
         expires_at_ms: i64,
-    ) -> PortResult<()> {
-        let sql = DB::placeholders(
-            "INSERT INTO operator_sessions (token_hash, operator_id, created_at, expires_at) \
-             VALUES (?, ?, ?, ?)",
-        );
-        let insert = sqlx::query(&sql)
-            .bind(token_hash)
-            .bind(operator_id)
-            .bind(liveops_core::now_ms())
-            .bind(expires_at_ms);
-        self.run_alone("open_session", insert).await
+    ) -> PortResult<bool> {
+        within::<DB, _>("open_session", async {
+            let (mut tx, _turn) = self.begin_write().await?;
+            // Under a shared lock on the operator: a disable (an update of the row, deleting the
+            // operator's sessions in the same transaction) runs wholly before or after this.
+            let sql = with_tail::<DB>("SELECT disabled FROM operators WHERE id = ?", DB::LOCK_SHARED);
+            let read = sqlx::query_as(&sql).bind(operator_id);
+            let state: Option<(i16,)> = Self::optional_on(&mut tx, read).await?;
+            if state.is_none_or(|(disabled,)| disabled != 0) {
+                return Self::rolled_back(tx, false).await;
+            }
+            let sql = DB::placeholders(
+                "INSERT INTO operator_sessions (token_hash, operator_id, created_at, expires_at) \
+                 VALUES (?, ?, ?, ?)",
+            );
+            let insert = sqlx::query(&sql)
+                .bind(token_hash)
+                .bind(operator_id)
+                .bind(liveops_core::now_ms())
+                .bind(expires_at_ms);
+            Self::run(&mut tx, insert).await?;
+            tx.commit().await.map_err(db_error::<DB>)?;
+            Ok(true)
+        })
+        .await
     }
 
     pub(crate) async fn session(&self, token_hash: &str) -> PortResult<Option<Session>> {
