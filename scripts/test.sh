@@ -72,6 +72,8 @@ source "${LIVEOPS_CLOUD_DIR:-/tmp/liveops-cloud}/env"
 
 echo "== tests (all features, real servers)"
 cargo nextest run --workspace --all-features --locked --no-fail-fast "$@"
+echo "== the Redis bus and hot state on an older Redis (Azure Cache runs 6.0)"
+scripts/check/redis-compat.sh
 echo "== doc tests"
 cargo test --workspace --all-features --locked --doc
 
