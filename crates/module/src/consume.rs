@@ -91,19 +91,27 @@ impl Default for Backoff {
     }
 }
 
-/// Decodes deliveries; undecodable ones are counted, logged and left to be acked.
-pub fn decode(deliveries: &[Delivery]) -> Vec<Envelope> {
-    deliveries
+/// Decodes deliveries for `group`: the envelopes, and the ids of the deliveries that do not
+/// decode (an event of a newer release during a rolling upgrade or after a rollback, or a
+/// corrupt one). Those are counted (`events_undecodable_total`), logged and not to be acked: the
+/// bus hands them out again, to a replica that can read them, and dead-letters them after its
+/// most deliveries, from where they are replayed once every replica reads them.
+pub fn decode(group: &'static str, deliveries: &[Delivery]) -> (Vec<Envelope>, HashSet<String>) {
+    let mut unread = HashSet::new();
+    let events = deliveries
         .iter()
         .filter_map(|d| match Envelope::decode(&d.payload) {
             Ok(env) => Some(env),
             Err(error) => {
-                metrics::counter!("dropped_events_total", "reason" => "corrupt").increment(1);
-                tracing::error!(delivery = %d.id, %error, "undecodable event dropped");
+                metrics::counter!("events_undecodable_total", "group" => group).increment(1);
+                tracing::error!(delivery = %d.id, deliveries = d.deliveries, %error,
+                    "undecodable event left to redelivery and the dead letters");
+                unread.insert(d.id.clone());
                 None
             }
         })
-        .collect()
+        .collect();
+    (events, unread)
 }
 
 /// Keeps the first occurrence of each event id.
@@ -243,7 +251,8 @@ pub async fn run_batches(
         }
         let started = Instant::now();
         let taken = deliveries.len();
-        let events = dedupe(decode(&deliveries));
+        let (events, unread) = decode(sub.reads.group, &deliveries);
+        let events = dedupe(events);
         // Ended when dropped, after the ack.
         let spans = BatchSpans::start(sub.reads.group, &events);
 
@@ -284,7 +293,11 @@ pub async fn run_batches(
         }
         backoff.reset();
 
-        let ids: Vec<String> = deliveries.into_iter().map(|d| d.id).collect();
+        let ids: Vec<String> = deliveries
+            .into_iter()
+            .map(|d| d.id)
+            .filter(|id| !unread.contains(id))
+            .collect();
         loop {
             match sub.bus.ack(sub.reads.topic, sub.reads.group, &ids).await {
                 Ok(()) => break,

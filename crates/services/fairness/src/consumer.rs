@@ -13,7 +13,7 @@ use bytes::Bytes;
 use liveops_core::ports::{topics, Delivery, Message};
 use liveops_core::stores::FairnessCommit;
 use liveops_core::{now_ms, BusExt, Envelope, PortError};
-use liveops_module::consume::{record_batch, Backoff, POLL_WAIT};
+use liveops_module::consume::{decode, record_batch, Backoff, POLL_WAIT};
 use liveops_module::trace::BatchSpans;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -118,17 +118,15 @@ async fn handle_batch(
     shutdown: &CancellationToken,
     backoff: &mut Backoff,
 ) -> Result<(), Stopped> {
-    let ack_ids: Vec<String> = batch.iter().map(|d| d.id.clone()).collect();
-    let mut items: Vec<(Delivery, Envelope)> = Vec::with_capacity(batch.len());
-    for d in batch {
-        match Envelope::decode(&d.payload) {
-            Ok(env) => items.push((d, env)),
-            Err(error) => {
-                tracing::error!(%error, delivery = %d.id, key = %d.key, "undecodable event dropped");
-                metrics::counter!("dropped_events_total", "reason" => "corrupt").increment(1);
-            }
-        }
-    }
+    // Undecodable deliveries are not acked (see `liveops_module::consume::decode`).
+    let (envs, unread) = decode(GROUP, &batch);
+    let ack_ids: Vec<String> = batch
+        .iter()
+        .map(|d| d.id.clone())
+        .filter(|id| !unread.contains(id))
+        .collect();
+    let decoded = batch.into_iter().filter(|d| !unread.contains(&d.id));
+    let items: Vec<(Delivery, Envelope)> = decoded.zip(envs).collect();
 
     let envs: Vec<&Envelope> = items.iter().map(|(_, e)| e).collect();
     // Ended when dropped, after the ack; each traced event's span is forwarded as its parent.

@@ -10,7 +10,9 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use liveops_core::ports::BusOptions;
 use liveops_core::ports::{topics, Message};
-use liveops_core::{now_ms, Bus, Calendar, Envelope, Keyring, LevelCurve, Receipt, Verification};
+use liveops_core::{
+    now_ms, Bus, BusExt, Calendar, Envelope, Keyring, LevelCurve, Receipt, Verification,
+};
 use liveops_http::{Problem, SignatureCheck};
 use liveops_memory::{MemoryBus, MemoryHotState};
 use liveops_progression::{
@@ -35,11 +37,16 @@ struct TestApp {
 }
 
 async fn spawn_app() -> TestApp {
+    spawn_app_on(BusOptions::default()).await
+}
+
+/// The app over an in-memory bus with `options`.
+async fn spawn_app_on(options: BusOptions) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let repo = SqliteRepository::open_migrated(&dir.path().join("liveops.db"))
         .await
         .unwrap();
-    let bus = Arc::new(MemoryBus::new(BusOptions::default()));
+    let bus = Arc::new(MemoryBus::new(options));
     bus.ensure_group(topics::ACCEPTED, GROUP).await.unwrap();
     let keyring = Keyring::single(SECRET).unwrap();
     let repo = Arc::new(repo);
@@ -479,14 +486,24 @@ async fn a_redelivered_event_counts_once() {
     assert_eq!(progress.pending_rewards.len(), 2);
 }
 
+/// A message this release cannot read (a newer release's event during a rolling upgrade, or a
+/// corrupt one) is not acked: handed out again until the bus dead-letters it, from where it can
+/// be replayed; the rest of its batch is applied.
 #[tokio::test]
-async fn corrupt_messages_are_dropped_and_the_rest_applied() {
-    let app = spawn_app().await;
+async fn undecodable_messages_go_to_the_dead_letters_and_the_rest_is_applied() {
+    let app = spawn_app_on(BusOptions {
+        visibility_timeout: std::time::Duration::from_millis(50),
+        max_deliveries: 2,
+    })
+    .await;
     app.publish_raw(vec![b"not json".to_vec(), xp("player_13", 5).encode()])
         .await;
     app.drain().await;
     assert_eq!(app.bus.lag(topics::ACCEPTED, GROUP).await.unwrap(), 0);
     assert_eq!(app.progress("player_13").await.xp, 5);
+    let dead = app.bus.dead_letters(topics::ACCEPTED, GROUP, 10).await;
+    let dead: Vec<_> = dead.unwrap().into_iter().map(|d| d.payload).collect();
+    assert_eq!(dead, [b"not json".as_slice()]);
 }
 
 #[tokio::test]
