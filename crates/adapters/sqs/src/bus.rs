@@ -907,10 +907,18 @@ impl Inner {
                     )
                     .await?;
                 let now = Instant::now();
-                out.messages()
-                    .iter()
-                    .map(|m| received(m, now))
-                    .collect::<Result<Vec<_>, _>>()
+                // One message that is not ours (sent by hand) must not hold back the others of
+                // the same receive: it stays with SQS, whose redrive policy dead-letters it.
+                let ours = out.messages().iter().filter_map(|m| match received(m, now) {
+                    Ok(r) => Some(r),
+                    Err(error) => {
+                        let id = m.message_id().unwrap_or_default();
+                        tracing::warn!(message = id, error = %error.port(), "sqs message passed over");
+                        metrics::counter!("bus_foreign_messages_total").increment(1);
+                        None
+                    }
+                });
+                Ok::<_, CallError>(ours.collect::<Vec<_>>())
             })
             .buffer_unordered(CONCURRENCY)
             .collect()

@@ -74,9 +74,12 @@
 //! # Failures
 //!
 //! Every SQS call is bounded by `call_timeout` (a long poll by its wait plus that) and fails
-//! with `PortError::Unavailable`; the SDK retries a call at most twice, 50–500 ms apart. A queue
-//! SQS no longer has (deleted, or an emulator restarted) is created again by the next poll or
-//! publish.
+//! with `PortError::Unavailable`; the SDK retries a call at most twice, 50–500 ms apart. A group
+//! queue SQS no longer has (deleted, or an emulator restarted) is created again by the next poll
+//! of its group (SQS refuses the name for 60 s after a delete); until then publishes, which list
+//! the topic's queues again, skip it, so what is published meanwhile does not reach that group:
+//! reset a group by purging its queue, never by deleting it. A lost holding queue is created
+//! again by the next publish.
 //!
 //! # Known limits
 //!

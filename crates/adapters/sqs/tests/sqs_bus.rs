@@ -310,6 +310,36 @@ async fn dead_letters_sit_in_the_groups_own_fifo_queue() {
     bus_faults::dead_letters_stay_with_their_group(&bus, &t, None).await;
 }
 
+/// A message that is not the bus's (a body that is not base64, sent by hand) is passed over:
+/// the messages received with it are handed out, and it is left to the redrive policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_message_does_not_hold_back_the_others() {
+    let bus = SqsBus::connect(config()).await.unwrap();
+    let (t, g) = (unique("foreign"), unique("g"));
+    bus.ensure_group(&t, &g).await.unwrap();
+    let raw = raw_client();
+    let name = bus.names().group_queue(&t, &g);
+    let url = raw.get_queue_url().queue_name(name).send().await.unwrap();
+    raw.send_message()
+        .queue_url(url.queue_url().unwrap())
+        .message_body("not base64 at all!")
+        .message_group_id("by_hand")
+        .message_deduplication_id("by_hand_1")
+        .send()
+        .await
+        .unwrap();
+    publish(&bus, &t, vec![msg("p", "one"), msg("q", "two")]).await;
+    let mut got = Vec::new();
+    let until = Instant::now() + Duration::from_secs(10);
+    while got.len() < 2 && Instant::now() < until {
+        got.extend(poll(&bus, &t, &g, "c", 10, Duration::from_millis(500)).await);
+    }
+    let mut bodies: Vec<_> = got.iter().map(body).collect();
+    bodies.sort();
+    assert_eq!(bodies, ["one", "two"]);
+    bus.ack(&t, &g, &ids(&got)).await.unwrap();
+}
+
 /// SQS lost the group's queues (deleted, or the emulator restarted): the next poll and publish
 /// create them again, with no restart of the bus.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
