@@ -574,12 +574,11 @@ def campaigns(L):
     L.add(timeseries("Webhook delivery attempts per second, by result",
                      [(f"sum by (result) (rate(webhook_deliveries_total{{{NS}}}[{RI}]))",
                        "{{result}}")], "short",
-                     "failed: retried with backoff (up to hourly); dead: gave up after WEBHOOK_RETRY_SEC "
-                     "(a day by default) and at least 10 attempts."))
+                     "failed: retried, up to hourly; dead: failing for WEBHOOK_RETRY_SEC (a day)."))
     L.add(timeseries("Operator logins per second, by result",
                      [(f"sum by (result) (rate(operator_logins_total{{{NS}}}[{RI}]))",
                        "{{result}}")], "short",
-                     "throttled: over the per-address or per-account limit."))
+                     "throttled: over the per-address or the per-account-and-address limit."))
     L.add(timeseries("Operator creates answered again (per hour), by service",
                      [(f"sum by (service) (increase(operator_requests_replayed_total{{{NS}}}[1h]))",
                        "{{service}}")], "short",

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use liveops_core::stores::{Campaign, CampaignState, CampaignStore};
 use liveops_core::{PortError, PortResult};
 
 use crate::ConfigError;
@@ -88,6 +89,24 @@ where
         }
     }
     failed.map_or(Ok(done), Err)
+}
+
+/// A round over the ended campaigns (the decider's and the settler's), at most `limit`: [`each`]
+/// with `one` on each.
+pub async fn each_ended<F, Fut>(
+    campaigns: &dyn CampaignStore,
+    limit: u32,
+    failing: &'static str,
+    one: F,
+) -> PortResult<usize>
+where
+    F: FnMut(Campaign) -> Fut,
+    Fut: Future<Output = PortResult<bool>>,
+{
+    let ended = campaigns
+        .campaigns(Some(CampaignState::Ended), limit)
+        .await?;
+    each(ended, failing, |c| &c.id, one).await
 }
 
 #[cfg(test)]

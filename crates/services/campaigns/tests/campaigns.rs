@@ -153,6 +153,13 @@ async fn view(router: &Router, id: &str) -> CampaignView {
 }
 
 /// Creates a draft over `POST /campaigns`: a rank campaign on `window` from `starts` to `ends`.
+/// Scheduling `draft` on `router` is refused with a 400 naming `field`, and it stays the draft.
+async fn schedule_refused(router: &Router, draft: &CampaignView, field: &str) {
+    let p = schedule(router, &draft.id).await.expect_err("refused");
+    assert_eq!((p.status, p.field.as_deref()), (400, Some(field)), "{p:?}");
+    assert_eq!(&view(router, &draft.id).await, draft, "still the draft");
+}
+
 async fn create_rank_draft(
     router: &Router,
     window: Window,
@@ -205,29 +212,22 @@ async fn a_campaign_past_its_end_is_not_cancelled_before_the_scheduler_ends_it()
         assert_eq!(view(&routes, &c.id).await.state, state, "left as it was");
     }
 
-    // Before its end it is cancelled.
+    // Before its end it is cancelled; so is a draft past its end, which never ran.
     let running = Campaign {
         starts_at_ms: now - HOUR_MS,
         ends_at_ms: now + HOUR_MS,
         ..campaign("running")
     };
-    app.create_in(&running, CampaignState::Live).await;
-    let cancelled = cancel(&routes, &running.id).await.unwrap();
-    assert_eq!(cancelled.state, CampaignState::Cancelled);
-    assert_eq!(
-        view(&routes, &running.id).await.state,
-        CampaignState::Cancelled
-    );
-
-    // A draft past its end never ran: it may still be cancelled.
-    let stale = over("stale");
-    app.create_in(&stale, CampaignState::Draft).await;
-    let cancelled = cancel(&routes, &stale.id).await.unwrap();
-    assert_eq!(cancelled.state, CampaignState::Cancelled);
-    assert_eq!(
-        view(&routes, &stale.id).await.state,
-        CampaignState::Cancelled
-    );
+    for (c, state) in [
+        (running, CampaignState::Live),
+        (over("stale"), CampaignState::Draft),
+    ] {
+        app.create_in(&c, state).await;
+        let cancelled = cancel(&routes, &c.id).await.unwrap();
+        assert_eq!(cancelled.state, CampaignState::Cancelled, "{state:?}");
+        let stored = view(&routes, &c.id).await.state;
+        assert_eq!(stored, CampaignState::Cancelled, "{state:?}");
+    }
 }
 
 /// A draft is checked again when scheduled, against the settings then: one whose rank window is
@@ -251,19 +251,7 @@ async fn scheduling_checks_the_draft_against_the_current_windows_and_calendar() 
         .await
         .unwrap();
     let daily_only = app.router(calendar, vec![Window::Daily]);
-    let p = schedule(&daily_only, &weekly.id)
-        .await
-        .expect_err("refused");
-    assert_eq!(
-        (p.status, p.field.as_deref()),
-        (400, Some("reward.window")),
-        "{p:?}"
-    );
-    assert_eq!(
-        view(&daily_only, &weekly.id).await,
-        weekly,
-        "still the draft"
-    );
+    schedule_refused(&daily_only, &weekly, "reward.window").await;
 
     // A seasonal rank draft within one season of 90 days, across the next UTC midnight, which
     // ends a season once seasons last a day.
@@ -286,19 +274,7 @@ async fn scheduling_checks_the_draft_against_the_current_windows_and_calendar() 
     .await
     .expect("valid when written");
     let day_seasons = app.router(short, vec![Window::Seasonal]);
-    let p = schedule(&day_seasons, &draft.id)
-        .await
-        .expect_err("refused");
-    assert_eq!(
-        (p.status, p.field.as_deref()),
-        (400, Some("endsAt")),
-        "{p:?}"
-    );
-    assert_eq!(
-        view(&day_seasons, &draft.id).await,
-        draft,
-        "still the draft"
-    );
+    schedule_refused(&day_seasons, &draft, "endsAt").await;
 
     // Under the calendar it was written for, it is scheduled.
     let scheduled = schedule(&seasonal, &draft.id).await.unwrap();

@@ -6,7 +6,7 @@
 
 use liveops_core::stores::{Award, Campaign, CampaignEvent, CampaignState, InboxMessage, Outcome};
 use liveops_core::{now_ms, PortError, PortResult};
-use liveops_module::tick::{each, every_tick};
+use liveops_module::tick::{each_ended, every_tick};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -58,16 +58,13 @@ fn message(
 }
 
 /// Settles every ended campaign that has an outcome; returns how many this call moved to
-/// `settled`. One that cannot be settled is passed over ([`each`]).
+/// `settled`. One that cannot be settled is passed over ([`each_ended`]).
 pub async fn settle_ended(state: &DistributionState) -> PortResult<usize> {
     let claim_ms = i64::try_from(state.config.claim_window.as_millis()).unwrap_or(i64::MAX);
-    let ended = state.campaigns.campaigns(Some(CampaignState::Ended), BATCH);
-    each(
-        ended.await?,
-        "cannot settle a campaign",
-        |c| &c.id,
-        |c| async move { settle(state, &c, claim_ms).await },
-    )
+    let failing = "cannot settle a campaign";
+    each_ended(&*state.campaigns, BATCH, failing, |c| async move {
+        settle(state, &c, claim_ms).await
+    })
     .await
 }
 

@@ -9,10 +9,10 @@ use std::fmt::Write as _;
 
 use liveops_core::draw::{self, ALGORITHM};
 use liveops_core::ports::{rank_entries, Board};
-use liveops_core::stores::{Award, Campaign, CampaignEvent, CampaignState, Outcome, Reward, Tier};
+use liveops_core::stores::{Award, Campaign, CampaignEvent, Outcome, Reward, Tier};
 use liveops_core::{now_ms, PortError, PortResult, Window};
 use liveops_http::rfc3339;
-use liveops_module::tick::{each, every_tick};
+use liveops_module::tick::{each_ended, every_tick};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -36,15 +36,12 @@ pub async fn run_decider(
 }
 
 /// Decides every ended campaign that has no outcome yet and can be decided at `now_ms`;
-/// returns how many this call recorded. One that cannot be decided is passed over ([`each`]).
+/// returns how many this call recorded. One that cannot be decided is passed over ([`each_ended`]).
 pub async fn decide_ended(state: &ParticipationState, now_ms: i64) -> PortResult<usize> {
-    let ended = state.campaigns.campaigns(Some(CampaignState::Ended), BATCH);
-    each(
-        ended.await?,
-        "cannot decide a campaign",
-        |c| &c.id,
-        |c| async move { decide(state, &c, now_ms).await },
-    )
+    let failing = "cannot decide a campaign";
+    each_ended(&*state.campaigns, BATCH, failing, |c| async move {
+        decide(state, &c, now_ms).await
+    })
     .await
 }
 

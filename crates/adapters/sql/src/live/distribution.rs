@@ -13,7 +13,7 @@ use liveops_core::stores::{
 };
 use liveops_core::{PortError, PortResult, Receipt};
 
-use super::{from_json, sql_impl, to_json, with_tail};
+use super::{from_json, request_sig_clash, sql_impl, to_json, with_tail};
 use crate::dialect::{db_error, to_u64, Text};
 use crate::repository::within;
 use crate::statement::Statement;
@@ -299,15 +299,8 @@ sql_impl! {
                 .bind(claim.message_id.as_str())
                 .bind(claim.player_id.as_str());
             let Some(row) = Self::optional_on(&mut tx, kept).await? else {
-                // MySQL's upsert also absorbs a clash on `request_sig` (one signed request
-                // claiming another message at the same moment): answered as the other
-                // databases' unique violation is, a conflicting write (the handler then finds
-                // the signature's claim).
                 drop(tx);
-                return Err(PortError::Unavailable(format!(
-                    "{}: conflicting write, retry: request_sig already claimed",
-                    DB::NAME
-                )));
+                return Err(request_sig_clash::<DB>("claimed"));
             };
             tx.commit().await.map_err(db_error::<DB>)?;
             let stored = claim_of(row)?;

@@ -55,6 +55,17 @@ pub(crate) fn from_json<T: DeserializeOwned>(what: &str, text: &str) -> PortResu
 }
 
 /// `sql` in the dialect's placeholders, followed by `tail` (a lock clause or an upsert's end).
+/// The error of a keyed insert that left no row under its key: MySQL's upsert also absorbs a clash
+/// on the unique `request_sig` (one signed request used for another campaign or message at the
+/// same moment), answered as the other databases' unique violation is, a conflicting write to
+/// retry (the handler then finds what the signature made).
+pub(crate) fn request_sig_clash<DB: crate::Dialect>(what: &str) -> PortError {
+    PortError::Unavailable(format!(
+        "{}: conflicting write, retry: request_sig already {what}",
+        DB::NAME
+    ))
+}
+
 pub(crate) fn with_tail<DB: crate::Dialect>(
     sql: &'static str,
     tail: impl std::fmt::Display,

@@ -3,10 +3,10 @@
 //! that sees the new state), so every entry that got 201 is in the draw.
 
 use liveops_core::stores::{Award, CampaignEvent, CampaignState, Entered, Entry, Outcome};
-use liveops_core::{PortError, PortResult};
+use liveops_core::PortResult;
 
 use super::campaigns::parse_state;
-use super::{from_json, sql_impl, to_json, with_tail};
+use super::{from_json, request_sig_clash, sql_impl, to_json, with_tail};
 use crate::dialect::{db_error, to_u64, Text};
 use crate::repository::within;
 
@@ -103,15 +103,8 @@ sql_impl! {
                 .bind(entry.player_id.as_str())
                 .bind(entry.slot.as_str());
             let Some(row): Option<EntryRow> = Self::optional_on(&mut tx, kept).await? else {
-                // MySQL's upsert also absorbs a clash on `request_sig` (one signed request
-                // entering another campaign at the same moment): answered as the other
-                // databases' unique violation is, a conflicting write to retry (the retry is
-                // then told the signature was used).
                 drop(tx);
-                return Err(PortError::Unavailable(format!(
-                    "{}: conflicting write, retry: request_sig already entered",
-                    DB::NAME
-                )));
+                return Err(request_sig_clash::<DB>("entered"));
             };
             tx.commit().await.map_err(db_error::<DB>)?;
             let stored = entry_of(row)?;
