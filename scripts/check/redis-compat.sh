@@ -36,16 +36,32 @@ if [ ! -x "$DIR/redis-server" ]; then
   rm -rf "$work"
 fi
 
+# A server left by a run that was killed (no EXIT trap runs on SIGKILL) would answer instead.
+if redis-cli -p "$PORT" ping > /dev/null 2>&1; then
+  echo "redis-compat: port $PORT is taken; set LIVEOPS_OLD_REDIS_PORT" >&2
+  exit 1
+fi
 data="$(mktemp -d)"
 "$DIR/redis-server" --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$data" \
   > "$data/log" 2>&1 &
 pid=$!
-trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$data"' EXIT
+stop() { kill "$pid" 2> /dev/null; wait "$pid" 2> /dev/null; rm -rf "$data"; }
+trap stop EXIT
+trap 'exit 1' INT TERM
 for _ in $(seq 100); do
   redis-cli -p "$PORT" ping > /dev/null 2>&1 && break
+  if ! kill -0 "$pid" 2> /dev/null; then
+    echo "redis-compat: the server did not start:" >&2
+    cat "$data/log" >&2
+    exit 1
+  fi
   sleep 0.1
 done
-redis-cli -p "$PORT" info server | grep -q '^redis_version:5.0.6'
+if ! redis-cli -p "$PORT" info server | grep -q '^redis_version:5.0.6'; then
+  echo "redis-compat: no Redis 5.0.6 on port $PORT:" >&2
+  cat "$data/log" >&2
+  exit 1
+fi
 # The same selection of the workspace's test binaries as the suite's run: nothing is rebuilt.
 LIVEOPS_TEST_REDIS_URL="redis://127.0.0.1:$PORT/" cargo nextest run --workspace --all-features \
   --locked --no-fail-fast -E 'package(liveops-redis) & (binary(redis_bus) | binary(redis))'

@@ -140,6 +140,8 @@ struct Round {
     got: Vec<Received>,
     /// How many calls came back full: only those say there may be more to receive now.
     full: usize,
+    /// How many messages SQS handed out, those that are not the bus's included.
+    received: usize,
 }
 
 /// Calls of the next fill round of a poll, after a round in which `full` calls came back with
@@ -869,9 +871,15 @@ impl Inner {
         wait: Duration,
         visibility: Duration,
     ) -> Result<Vec<Received>, CallError> {
-        self.receive_round(url, calls, wait, visibility)
-            .await
-            .map(|r| r.got)
+        // A receive of only messages that are not the bus's is not the end of the queue: they
+        // stay hidden for `visibility`, so the next receive gets what is behind them.
+        for _ in 0..BATCH {
+            let round = self.receive_round(url, calls, wait, visibility).await?;
+            if !round.got.is_empty() || round.received == 0 {
+                return Ok(round.got);
+            }
+        }
+        Ok(Vec::new())
     }
 
     /// [`Inner::receive`], also telling how many of its calls came back full (10 messages).
@@ -883,7 +891,7 @@ impl Inner {
         visibility: Duration,
     ) -> Result<Round, CallError> {
         let wait_secs = i32::try_from(wait.min(MAX_WAIT).as_secs()).unwrap_or(20);
-        let rounds: Vec<Result<Vec<Received>, CallError>> = stream::iter(0..calls.max(1))
+        let rounds: Vec<Result<(Vec<Received>, usize), CallError>> = stream::iter(0..calls.max(1))
             .map(|_| async move {
                 let out = self
                     .call_for(
@@ -918,23 +926,28 @@ impl Inner {
                         None
                     }
                 });
-                Ok::<_, CallError>(ours.collect::<Vec<_>>())
+                Ok::<_, CallError>((ours.collect::<Vec<_>>(), out.messages().len()))
             })
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
-        let mut lists = Vec::new();
+        let (mut lists, mut full, mut received) = (Vec::new(), 0, 0);
         let mut error = None;
         for r in rounds {
             match r {
-                Ok(list) => lists.push(list),
+                Ok((list, n)) => {
+                    full += usize::from(n >= BATCH);
+                    received += n;
+                    lists.push(list);
+                }
                 Err(e) => error = Some(e),
             }
         }
         match error {
-            Some(e) if lists.iter().all(Vec::is_empty) => Err(e),
+            Some(e) if received == 0 => Err(e),
             _ => Ok(Round {
-                full: lists.iter().filter(|l| l.len() >= BATCH).count(),
+                full,
+                received,
                 got: merge(lists),
             }),
         }

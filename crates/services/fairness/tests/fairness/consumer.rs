@@ -6,7 +6,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use liveops_core::ports::{topics, Message};
 use liveops_core::stores::FairnessStore;
-use liveops_core::{now_ms, Bus, EventType};
+use liveops_core::{now_ms, Bus, BusExt, EventType};
+use liveops_fairness::GROUP;
 use uuid::Uuid;
 
 use crate::helpers::*;
@@ -171,8 +172,10 @@ async fn a_failed_forward_is_retried_without_rejudging() {
     assert_eq!(boss_kill_samples(&app).await, 5);
 }
 
+/// A message this release cannot read is not acked: handed out again until the bus dead-letters
+/// it (to be replayed once every replica reads it); the rest is judged and forwarded.
 #[tokio::test]
-async fn undecodable_messages_are_acked_and_dropped() {
+async fn undecodable_messages_go_to_the_dead_letters_and_the_rest_is_forwarded() {
     let app = spawn_app().await;
     app.bus
         .publish(
@@ -193,4 +196,11 @@ async fn undecodable_messages_are_acked_and_dropped() {
     assert_eq!(accepted[0].1, fine);
     // Drops carry no value to judge.
     assert!(app.repo.fairness_stats().await.unwrap().is_empty());
+    let dead = app
+        .bus
+        .dead_letters(topics::INGESTED, GROUP, 10)
+        .await
+        .unwrap();
+    let dead: Vec<&[u8]> = dead.iter().map(|d| d.payload.as_ref()).collect();
+    assert_eq!(dead, [b"\x00not an envelope".as_slice()]);
 }
