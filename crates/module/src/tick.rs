@@ -62,10 +62,10 @@ where
 }
 
 /// One round over `items` (campaigns, deliveries): `one` runs on each in turn, and how many it
-/// did something for (`true`) is returned. An item that fails is logged with its `name` and
-/// passed over, so that one stuck item does not hold up the rest; an unavailable backend ends the
-/// round at once (the rest would fail too). The round then fails with the first error, which
-/// [`every_tick`] logs and retries.
+/// did something for (`true`) is returned. An item that fails is passed over (logged at debug),
+/// so that one stuck item does not hold up the rest; an unavailable backend ends the round at
+/// once (the rest would fail too). The round then fails with the first error, named by its item,
+/// which [`every_tick`] logs once per run of failing rounds, however many ticks it lasts.
 pub async fn each<T, F, Fut>(
     items: Vec<T>,
     failing: &'static str,
@@ -81,10 +81,12 @@ where
         let named = name(&item).to_owned();
         match one(item).await {
             Ok(did) => done += usize::from(did),
-            Err(e @ PortError::Unavailable(_)) => return Err(e),
-            Err(error) => {
-                tracing::warn!(item = named, %error, "{failing}; passed over");
-                failed.get_or_insert(error);
+            Err(PortError::Unavailable(m)) => {
+                return Err(PortError::Unavailable(format!("{named}: {m}")))
+            }
+            Err(PortError::Corrupt(m)) => {
+                tracing::debug!(item = named, error = %m, "{failing}; passed over");
+                failed.get_or_insert(PortError::Corrupt(format!("{named}: {m}")));
             }
         }
     }
@@ -160,7 +162,7 @@ mod tests {
             },
         )
         .await;
-        assert_eq!(round, Err(PortError::Corrupt("two".into())));
+        assert_eq!(round, Err(PortError::Corrupt("n: two".into())));
         assert_eq!(
             seen,
             [1, 2, 3, 4],

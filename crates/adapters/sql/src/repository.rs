@@ -898,6 +898,35 @@ where
         .await
     }
 
+    pub(crate) async fn scores_of(
+        &self,
+        board: &Board,
+        players: &[String],
+    ) -> PortResult<Vec<(String, i64)>> {
+        within::<DB, _>("scores_of", async {
+            let mut scores = Vec::with_capacity(players.len());
+            for chunk in players.chunks(DB::MAX_BIND - 2) {
+                let mut qb = Statement::<DB>::new(
+                    "SELECT player_id, score FROM scores WHERE board_window = ",
+                );
+                qb.bind(board.window.as_str())
+                    .push(" AND period = ")
+                    .bind(board.period.as_str())
+                    .push(" AND player_id")
+                    .in_list(chunk.iter().map(String::as_str));
+                let (sql, args) = qb.finish()?;
+                let rows: Vec<(Text, i64)> = sqlx::query_as_with(&sql, args)
+                    .persistent(false)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_error::<DB>)?;
+                scores.extend(rows.into_iter().map(|(p, s)| (p.0, s)));
+            }
+            Ok(scores)
+        })
+        .await
+    }
+
     pub(crate) async fn boards(&self) -> PortResult<Vec<Board>> {
         within::<DB, _>("boards", async {
             let rows: Vec<(Text, Text)> = sqlx::query_as(

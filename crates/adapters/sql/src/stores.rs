@@ -81,6 +81,13 @@ macro_rules! impl_stores {
                 async fn board_scores(&self, board: &Board) -> PortResult<Vec<(String, i64)>> {
                     Repo::board_scores(self, board).await
                 }
+                async fn scores_of(
+                    &self,
+                    board: &Board,
+                    players: &[String],
+                ) -> PortResult<Vec<(String, i64)>> {
+                    Repo::scores_of(self, board, players).await
+                }
                 async fn boards(&self) -> PortResult<Vec<Board>> {
                     Repo::boards(self).await
                 }

@@ -127,8 +127,10 @@ pub enum Reward {
         item: String,
     },
     /// Entrants ranked among themselves by their score on the leaderboard `window` in the
-    /// campaign's period, `LB_SETTLE_SEC` after its end (equal scores by player id descending,
-    /// as the board orders them), receive their tier's item.
+    /// campaign's period, read `LB_SETTLE_SEC` after its end (equal scores by player id
+    /// descending, as the board orders them), receive their tier's item. The score is the
+    /// period's: what an entrant scored in it before the campaign began counts, and, for a
+    /// campaign that ends before its period, what they scored in the `LB_SETTLE_SEC` after.
     Rank {
         /// The leaderboard window.
         window: Window,

@@ -38,6 +38,9 @@ pub trait ScoreStore: Health {
     /// Every score on a board, in no particular order (callers rank them; sorting a million rows
     /// in the database would double a restart's rebuild).
     async fn board_scores(&self, board: &Board) -> PortResult<Vec<(String, i64)>>;
+    /// The scores of those of `players` who have one on a board, in no particular order (a rank
+    /// campaign ranks its entrants without reading the whole board).
+    async fn scores_of(&self, board: &Board, players: &[String]) -> PortResult<Vec<(String, i64)>>;
     /// Boards that have scores, for rebuilding.
     async fn boards(&self) -> PortResult<Vec<Board>>;
     /// Stores a snapshot, replacing the board's one unless that is final; a final one is replaced

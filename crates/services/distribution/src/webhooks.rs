@@ -141,7 +141,8 @@ pub struct DeliveryView {
     /// The event's kind.
     #[serde(rename = "type")]
     pub kind: String,
-    /// `pending`, `delivered` or `dead` (dead-lettered after 10 attempts).
+    /// `pending`, `delivered` or `dead` (dead-lettered once failing for `WEBHOOK_RETRY_SEC`, a
+    /// day by default, and at least 10 attempts).
     pub state: String,
     /// Attempts made.
     pub attempts: u32,

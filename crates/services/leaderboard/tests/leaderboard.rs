@@ -187,6 +187,9 @@ impl ScoreStore for LostAnswer {
     async fn board_size(&self, board: &Board) -> PortResult<u64> {
         self.repo.board_size(board).await
     }
+    async fn scores_of(&self, board: &Board, players: &[String]) -> PortResult<Vec<(String, i64)>> {
+        self.repo.scores_of(board, players).await
+    }
     async fn boards(&self) -> PortResult<Vec<Board>> {
         self.repo.boards().await
     }

@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::accounts::{normalize_email, OperatorView};
-use crate::{password, OperatorsState, ACCOUNT_WINDOW, ADDRESS_WINDOW};
+use crate::{
+    password, OperatorsConfig, OperatorsState, ACCOUNT_WINDOW, ADDRESS_WINDOW, MAX_LOGIN_LIMIT,
+};
 
 /// The body of `POST /auth/login`.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
@@ -58,7 +60,7 @@ impl FromRequestParts<OperatorsState> for ClientAddr {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(a)| a.ip().to_string())
+            .map(|ConnectInfo(a)| limited(a.ip()))
             .unwrap_or_else(|| "unknown".into());
         let hops = state.config.trusted_proxies as usize;
         if hops == 0 {
@@ -73,8 +75,23 @@ impl FromRequestParts<OperatorsState> for ClientAddr {
             .checked_sub(hops)
             .and_then(|i| entries.get(i))
             .and_then(|e| forwarded_ip(e))
-            .map_or(peer, |ip| ip.to_string());
+            .map_or(peer, limited);
         Ok(Self(client))
+    }
+}
+
+/// The address the login limits count under: an IPv4 address as it is (also when mapped into
+/// IPv6), an IPv6 address by its /64, which one host or customer is commonly given whole.
+fn limited(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
     }
 }
 
@@ -114,6 +131,13 @@ fn throttled(what: &str, window: Duration) -> Problem {
 /// under (neither has white space in it).
 fn failures_key(email: &str, addr: &str) -> String {
     format!("login:account:{email} {addr}")
+}
+
+/// How many failed logins on one account, from all addresses together, within [`ACCOUNT_WINDOW`]
+/// stop its logins from everywhere: ten times the per-address limit, so that guessing from many
+/// addresses stays bounded while one address alone can never lock the owner out.
+fn account_wide(cfg: &OperatorsConfig) -> u32 {
+    cfg.max_failures.saturating_mul(10).min(MAX_LOGIN_LIMIT)
 }
 
 fn bad_login() -> Problem {
@@ -165,6 +189,14 @@ pub(crate) async fn login(
     {
         return Err(throttled(what, ACCOUNT_WINDOW));
     }
+    let all_key = format!("login:account:{email}");
+    let all = state
+        .attempts
+        .attempts(&all_key, now, ACCOUNT_WINDOW)
+        .await?;
+    if all >= account_wide(cfg) {
+        return Err(throttled("on this account", ACCOUNT_WINDOW));
+    }
     // Counted before the (slow) password check, so parallel guesses cannot all pass a count read
     // before any of them failed; a right password clears the count.
     let per_account = (ACCOUNT_WINDOW, cfg.max_failures);
@@ -175,6 +207,12 @@ pub(crate) async fn login(
     let op = match op {
         Some(op) if matches => op,
         _ => {
+            // Every failure counts for the account as a whole too (a right password does not
+            // clear that count: the guesses it bounds are someone else's).
+            state
+                .attempts
+                .attempt(&all_key, now, ACCOUNT_WINDOW)
+                .await?;
             metrics::counter!("operator_logins_total", "result" => "failed").increment(1);
             tracing::info!("login failed");
             return Err(bad_login());

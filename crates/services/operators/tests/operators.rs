@@ -138,6 +138,37 @@ async fn failures_from_one_address_do_not_lock_the_account_out_elsewhere() {
     assert_eq!(counted.unwrap(), 3);
 }
 
+/// Guessing from many addresses stays bounded: past ten times the per-address limit of failures
+/// on one account, its logins are refused from everywhere for `ACCOUNT_WINDOW`; and the
+/// addresses of one IPv6 /64 count as one.
+#[tokio::test]
+async fn failures_from_many_addresses_are_bounded_per_account() {
+    let app = spawn_app(2).await;
+    // Two failures from each of ten addresses: twenty, the account-wide bound.
+    for i in 0..10 {
+        let addr = format!("198.51.100.{}", i + 1);
+        for _ in 0..2 {
+            assert_eq!(app.status(&addr, "wrong password!").await, 401, "{addr}");
+        }
+    }
+    assert_eq!(app.status("203.0.113.9", PASSWORD).await, 429, "bounded");
+    let app = spawn_app(2).await;
+    // One /64: two failures from one of its addresses are the limit of all of them.
+    for _ in 0..2 {
+        assert_eq!(app.status("2001:db8:1:2::1", "wrong password!").await, 401);
+    }
+    assert_eq!(
+        app.status("2001:db8:1:2::99", PASSWORD).await,
+        429,
+        "same /64"
+    );
+    assert_eq!(
+        app.status("2001:db8:1:3::1", PASSWORD).await,
+        200,
+        "another /64"
+    );
+}
+
 /// The repository's periodic purge deletes the sessions whose expiry has passed, by the time it
 /// runs rather than the retention cutoff it is given, and leaves current ones signed in.
 #[tokio::test]

@@ -4,7 +4,6 @@
 //! board of the campaign's period, read at the first tick `LB_SETTLE_SEC` after the campaign
 //! ended. The first outcome recorded stands, whichever replica records it.
 
-use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use liveops_core::draw::{self, ALGORITHM};
@@ -160,9 +159,7 @@ async fn rank_outcome(
         period: period.id.clone(),
     };
     let entrants = state.entries.entrants(&c.id).await?;
-    let entered: HashSet<&str> = entrants.iter().map(String::as_str).collect();
-    let mut scores = state.scores.board_scores(&board).await?;
-    scores.retain(|(player, _)| entered.contains(player.as_str()));
+    let scores = state.scores.scores_of(&board, &entrants).await?;
     let last = tiers.iter().map(|t| t.to_rank).max().unwrap_or(0);
     let mut awards = Vec::new();
     for e in rank_entries(scores, u64::from(last)) {

@@ -276,7 +276,9 @@ pub async fn sessions_follow_their_operator(repo: &dyn LiveStores) {
         None,
         "disabling closes every session"
     );
-    // A login that read the operator before the disable opens nothing after it.
+    // A login that read the operator before the disable, and opens its session after the disable
+    // committed, opens nothing. (A session opened first is closed by the disable, above; the
+    // shared lock that orders the two when they overlap is not raced here.)
     let late = format!("{}{:052x}", suffix(), 4);
     let opened = repo.open_session(&late, &op.id, expires).await;
     assert!(

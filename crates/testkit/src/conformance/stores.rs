@@ -395,7 +395,15 @@ pub async fn scores_commit_once(repo: &dyn Stores) {
     );
     let mut after = ok(repo.board_scores(&daily).await, "board_scores");
     after.sort();
-    assert_eq!(after, [(p1, 17), (p2, 25)]);
+    assert_eq!(after, [(p1.clone(), 17), (p2.clone(), 25)]);
+    let asked = [p2.clone(), format!("p{s}_none")];
+    let some = ok(repo.scores_of(&daily, &asked).await, "scores_of");
+    assert_eq!(
+        some,
+        [(p2, 25)],
+        "only the players asked for who have a score"
+    );
+    assert!(ok(repo.scores_of(&daily, &[]).await, "scores_of").is_empty());
     let empty = Board {
         window: Window::Seasonal,
         period: format!("t-{s}"),

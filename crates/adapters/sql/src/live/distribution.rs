@@ -2,8 +2,9 @@
 //!
 //! Settlement writes a winner's `campaign_settlements` row and inbox message in one
 //! transaction; the row's key (campaign, player) lets only one of them ever exist, so a re-run
-//! after a crash writes nothing twice. A claim locks its message row, so concurrent claims of
-//! one message issue one set of receipts.
+//! after a crash writes nothing twice. A claim reads its message under a shared lock, so claims of
+//! one message by many players run side by side; the claims' key (message, player) lets one
+//! claim of a player stand, which the others read back: one set of receipts.
 
 use std::collections::HashMap;
 
@@ -304,7 +305,9 @@ sql_impl! {
             };
             tx.commit().await.map_err(db_error::<DB>)?;
             let stored = claim_of(row)?;
-            Ok(if stored.request_sig == claim.request_sig {
+            // This call's own row (the same signed request sent twice at once reads back the
+            // other's receipts: answered, not counted, as already claimed).
+            Ok(if stored == *claim {
                 ClaimOutcome::Claimed(stored)
             } else {
                 ClaimOutcome::AlreadyClaimed(stored)
