@@ -95,7 +95,9 @@ impl Default for Backoff {
 /// decode (an event of a newer release during a rolling upgrade or after a rollback, or a
 /// corrupt one). Those are counted (`events_undecodable_total`), logged and not to be acked: the
 /// bus hands them out again, to a replica that can read them, and dead-letters them after its
-/// most deliveries, from where they are replayed once every replica reads them.
+/// most deliveries, from where they are replayed once every replica reads them. On SQS and
+/// Service Bus an unacked delivery is held (its visibility extended) for up to `max_hold`, five
+/// minutes, before it comes back, and holds up its player's later events meanwhile.
 pub fn decode(group: &'static str, deliveries: &[Delivery]) -> (Vec<Envelope>, HashSet<String>) {
     let mut unread = HashSet::new();
     let events = deliveries
