@@ -309,7 +309,10 @@ async fn an_operator_send_retried_under_its_idempotency_key_reaches_the_player_o
     );
     let (s, _, body) = send_keyed(&live, &admin, "flash-2", &brief).await;
     assert_eq!(s, 400, "a new send must still expire in the future: {body}");
-    assert_eq!(live.inbox("keyed_player").await.messages.len(), 2);
+    // The flash sale has expired: listed only on asking for expired messages too.
+    assert_eq!(live.inbox("keyed_player").await.messages.len(), 1);
+    let all = live.inbox_with_expired("keyed_player").await.messages;
+    assert_eq!(all.len(), 2);
 
     // The key with another request is refused, and sends nothing.
     let other = json!({"players": ["keyed_player"], "title": "Another gift",
@@ -321,7 +324,10 @@ async fn an_operator_send_retried_under_its_idempotency_key_reaches_the_player_o
         let (s, _, body) = send_keyed(&live, &admin, bad, &gift).await;
         assert_eq!(s, 400, "{bad:?}: {body}");
     }
-    assert_eq!(live.inbox("keyed_player").await.messages.len(), 2);
+    assert_eq!(
+        live.inbox_with_expired("keyed_player").await.messages.len(),
+        2
+    );
 
     // Keys are each sender's own: another operator's send under the same key is a new send.
     let (s, b) = live
@@ -339,7 +345,10 @@ async fn an_operator_send_retried_under_its_idempotency_key_reaches_the_player_o
     let (s, replayed, theirs) = send_keyed(&live, &op, "gift-2026-12", &gift).await;
     assert_eq!((s, replayed), (201, false), "{theirs}");
     assert_ne!(read::<Sent>(&theirs).message_ids, first.message_ids);
-    assert_eq!(live.inbox("keyed_player").await.messages.len(), 3);
+    assert_eq!(
+        live.inbox_with_expired("keyed_player").await.messages.len(),
+        3
+    );
     let (s, audit) = live
         .get(format!("{}/audit?limit=50", app.base), Some(&admin))
         .await;

@@ -343,12 +343,18 @@ impl Live {
 
     /// The player's inbox (asserts a 200).
     pub async fn inbox(&self, player: &str) -> InboxView {
-        let (s, b) = self
-            .get(
-                format!("{}/players/{player}/inbox", self.urls.distribution),
-                None,
-            )
-            .await;
+        self.inbox_at(player, "").await
+    }
+
+    /// `player`'s whole inbox, the messages past their expiry included (asserts a 200).
+    pub async fn inbox_with_expired(&self, player: &str) -> InboxView {
+        self.inbox_at(player, "?expired=true").await
+    }
+
+    /// `GET /players/{player}/inbox` with `query` (asserts a 200).
+    async fn inbox_at(&self, player: &str, query: &str) -> InboxView {
+        let url = format!("{}/players/{player}/inbox{query}", self.urls.distribution);
+        let (s, b) = self.get(url, None).await;
         assert_eq!(s, 200, "{b}");
         read(&b)
     }
