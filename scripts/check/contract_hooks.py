@@ -39,6 +39,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import re
 import time
 import urllib.request
@@ -62,10 +63,17 @@ ADMIN = (
 _bearer_ops = None
 
 
+def _an_address():
+    """A client address of its own for one login (contract.sh trusts one proxy's entry)."""
+    return "10.%d.%d.%d" % tuple(random.randrange(256) for _ in range(3))
+
+
 def _http(method, path, body=None):
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(BASE + path, data=data, method=method)
     req.add_header("Content-Type", "application/json")
+    if path == "/auth/login":
+        req.add_header("X-Forwarded-For", _an_address())
     with urllib.request.urlopen(req, timeout=60) as resp:
         return json.loads(resp.read())
 
@@ -244,6 +252,8 @@ class OperatorBearer:
 @schemathesis.hook
 def before_call(ctx, case, kwargs):
     _like_a_client(case, case.body)
+    if case.path == "/auth/login":
+        case.headers = {**(case.headers or {}), "X-Forwarded-For": _an_address()}
     if (case.method.upper(), case.path) not in SIGNED:
         return
     headers = case.headers or {}
