@@ -821,6 +821,22 @@ where
         Ok(totals)
     }
 
+    /// The statement reading the scores of `players` (at most `MAX_BIND - 2`) on one board.
+    fn select_scores<'q>(
+        window: &'q str,
+        period: &'q str,
+        players: &[&'q str],
+    ) -> PortResult<(String, DB::Arguments<'q>)> {
+        let mut qb =
+            Statement::<DB>::new("SELECT player_id, score FROM scores WHERE board_window = ");
+        qb.bind(window)
+            .push(" AND period = ")
+            .bind(period)
+            .push(" AND player_id")
+            .in_list(players.iter().copied());
+        qb.finish()
+    }
+
     /// The rows of `sums` as this transaction left them, read back (where the upsert cannot
     /// answer them).
     async fn read_back(
@@ -834,15 +850,7 @@ where
             let ((window, period, _), _) = &board[0];
             let players: Vec<&str> = board.iter().map(|((_, _, p), _)| *p).collect();
             for chunk in players.chunks(DB::MAX_BIND - 2) {
-                let mut qb = Statement::<DB>::new(
-                    "SELECT player_id, score FROM scores WHERE board_window = ",
-                );
-                qb.bind(window.as_str())
-                    .push(" AND period = ")
-                    .bind(*period)
-                    .push(" AND player_id")
-                    .in_list(chunk.iter().copied());
-                let (sql, args) = qb.finish()?;
+                let (sql, args) = Self::select_scores(window.as_str(), period, chunk)?;
                 let rows: Vec<(Text, i64)> = sqlx::query_as_with(&sql, args)
                     .persistent(false)
                     .fetch_all(&mut *tx)
@@ -906,15 +914,9 @@ where
         within::<DB, _>("scores_of", async {
             let mut scores = Vec::with_capacity(players.len());
             for chunk in players.chunks(DB::MAX_BIND - 2) {
-                let mut qb = Statement::<DB>::new(
-                    "SELECT player_id, score FROM scores WHERE board_window = ",
-                );
-                qb.bind(board.window.as_str())
-                    .push(" AND period = ")
-                    .bind(board.period.as_str())
-                    .push(" AND player_id")
-                    .in_list(chunk.iter().map(String::as_str));
-                let (sql, args) = qb.finish()?;
+                let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                let (sql, args) =
+                    Self::select_scores(board.window.as_str(), &board.period, &chunk)?;
                 let rows: Vec<(Text, i64)> = sqlx::query_as_with(&sql, args)
                     .persistent(false)
                     .fetch_all(&self.pool)

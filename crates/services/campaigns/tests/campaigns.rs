@@ -12,13 +12,12 @@ use axum::http::Request;
 use axum::Router;
 use liveops_campaigns::{router, CampaignView, CampaignsConfig, CampaignsState};
 use liveops_core::stores::{
-    AuditEntry, Campaign, CampaignState, CampaignStore, OperatorRecord, OperatorStore, Reward,
-    Role, Sessions, Tier,
+    Campaign, CampaignState, OperatorRecord, OperatorStore, Reward, Role, Sessions, Tier,
 };
 use liveops_core::{now_ms, utc_ms, Calendar, LevelCurve, Window};
 use liveops_http::{rfc3339, token_hash, OperatorAuth, Problem};
 use liveops_sql::SqliteRepository;
-use liveops_testkit::conformance::live::campaign;
+use liveops_testkit::conformance::live::{audit, campaign, create_in};
 use liveops_testkit::served;
 use serde_json::{json, Value};
 
@@ -29,17 +28,6 @@ const DAY_MS: i64 = 86_400_000;
 struct TestApp {
     repo: Arc<SqliteRepository>,
     _dir: tempfile::TempDir,
-}
-
-fn audit(action: &str, target: &str) -> AuditEntry {
-    AuditEntry {
-        at_ms: now_ms(),
-        actor: "test@example.com".into(),
-        action: action.into(),
-        target: target.into(),
-        before: None,
-        after: None,
-    }
 }
 
 /// A migrated repository holding an operator (role `operator`) signed in as [`TOKEN`].
@@ -71,13 +59,6 @@ async fn spawn_app() -> TestApp {
     }
 }
 
-/// The states a campaign passes through, in order.
-const PATH: [CampaignState; 3] = [
-    CampaignState::Draft,
-    CampaignState::Scheduled,
-    CampaignState::Live,
-];
-
 /// A 2xx answer read as a `T`, or else the problem it was refused with.
 fn typed<T: serde::de::DeserializeOwned>(reply: served::Reply) -> Result<T, Problem> {
     if reply.0.is_success() {
@@ -105,19 +86,6 @@ impl TestApp {
             xp: self.repo.clone(),
             requests: self.repo.clone(),
         })
-    }
-
-    /// Creates `c` straight in the store and moves it through the states up to `to`.
-    async fn create_in(&self, c: &Campaign, to: CampaignState) {
-        let audit = audit("campaign.create", &c.id);
-        self.repo.create_campaign(None, c, &audit).await.unwrap();
-        for step in PATH.windows(2) {
-            if step[0] == to {
-                break;
-            }
-            let moved = self.repo.advance(&c.id, step[0], step[1], None).await;
-            assert!(moved.unwrap(), "{:?} → {:?}", step[0], step[1]);
-        }
     }
 }
 
@@ -202,7 +170,7 @@ async fn a_campaign_past_its_end_is_not_cancelled_before_the_scheduler_ends_it()
 
     for state in [CampaignState::Live, CampaignState::Scheduled] {
         let c = over("over");
-        app.create_in(&c, state).await;
+        create_in(&*app.repo, &c, state).await;
         let p = cancel(&routes, &c.id).await.expect_err("refused");
         assert_eq!(
             (p.status, p.kind.as_str()),
@@ -222,7 +190,7 @@ async fn a_campaign_past_its_end_is_not_cancelled_before_the_scheduler_ends_it()
         (running, CampaignState::Live),
         (over("stale"), CampaignState::Draft),
     ] {
-        app.create_in(&c, state).await;
+        create_in(&*app.repo, &c, state).await;
         let cancelled = cancel(&routes, &c.id).await.unwrap();
         assert_eq!(cancelled.state, CampaignState::Cancelled, "{state:?}");
         let stored = view(&routes, &c.id).await.state;

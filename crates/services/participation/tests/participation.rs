@@ -10,14 +10,14 @@ use axum::body::Body;
 use axum::http::Request;
 use liveops_core::ports::{Board, ScoreDelta};
 use liveops_core::stores::{
-    AuditEntry, Campaign, CampaignState, CampaignStore, Entry, EntryStore, OutcomeStore, Reward,
-    ScoreStore, Tier,
+    Campaign, CampaignState, CampaignStore, Entry, EntryStore, OutcomeStore, Reward, ScoreStore,
+    Tier,
 };
 use liveops_core::{now_ms, Calendar, KeyStore, Keyring, LevelCurve, Window};
 use liveops_http::SignatureCheck;
 use liveops_participation::{decide_ended, router, ParticipationConfig, ParticipationState};
 use liveops_sql::SqliteRepository;
-use liveops_testkit::conformance::live::campaign;
+use liveops_testkit::conformance::live::{campaign, create_in};
 use liveops_testkit::served;
 use uuid::Uuid;
 
@@ -63,41 +63,7 @@ async fn spawn_app() -> TestApp {
     }
 }
 
-fn audit(target: &str) -> AuditEntry {
-    AuditEntry {
-        at_ms: now_ms(),
-        actor: "test@example.com".into(),
-        action: "campaign.create".into(),
-        target: target.into(),
-        before: None,
-        after: None,
-    }
-}
-
-/// The states a campaign passes through, in order.
-const PATH: [CampaignState; 4] = [
-    CampaignState::Draft,
-    CampaignState::Scheduled,
-    CampaignState::Live,
-    CampaignState::Ended,
-];
-
 impl TestApp {
-    /// Creates `c` and moves it through the states up to `to`.
-    async fn create_in(&self, c: &Campaign, to: CampaignState) {
-        self.repo
-            .create_campaign(None, c, &audit(&c.id))
-            .await
-            .unwrap();
-        for step in PATH.windows(2) {
-            if step[0] == to {
-                break;
-            }
-            let moved = self.repo.advance(&c.id, step[0], step[1], None).await;
-            assert!(moved.unwrap(), "{:?} → {:?}", step[0], step[1]);
-        }
-    }
-
     /// Enters `player` into campaign `c` straight into the store, as entered at `at_ms`.
     async fn entered(&self, c: &Campaign, player: &str, at_ms: i64) {
         let entry = Entry {
@@ -195,7 +161,7 @@ async fn a_rank_campaign_ranks_every_entrant_by_their_scores_once_settled() {
     // Within this week: it ended a second ago, or just after the week began if that is later.
     let ends = (now - 1000).max(starts + 2);
     let c = rank_campaign("ranked", starts, ends);
-    app.create_in(&c, CampaignState::Live).await;
+    create_in(&*app.repo, &c, CampaignState::Live).await;
     let entrants = ["e_low", "e_mid", "e_tie_a", "e_tie_b", "e_top"];
     for p in entrants {
         app.entered(&c, p, ends - 1).await;
@@ -260,7 +226,7 @@ async fn a_rank_campaign_decided_late_says_so_unless_it_ended_with_its_period() 
     let early = rank_campaign("early", from, from + 3_600_000);
     let whole = rank_campaign("whole", from, to);
     for c in [&early, &whole] {
-        app.create_in(c, CampaignState::Live).await;
+        create_in(&*app.repo, c, CampaignState::Live).await;
         app.entered(c, "entrant", from + 1).await;
         let moved = app
             .repo
@@ -292,10 +258,10 @@ async fn one_campaign_that_cannot_be_decided_does_not_hold_up_the_others() {
         seed: Some(hex::encode([7u8; 32])),
         ..ended("good")
     };
-    app.create_in(&good, CampaignState::Ended).await;
+    create_in(&*app.repo, &good, CampaignState::Ended).await;
     // Created last, so listed first.
     let broken = ended("broken");
-    app.create_in(&broken, CampaignState::Ended).await;
+    create_in(&*app.repo, &broken, CampaignState::Ended).await;
     let round = decide_ended(&app.state, now_ms()).await;
     assert!(round.is_err(), "{round:?}");
     assert!(app.repo.outcome(&good.id).await.unwrap().is_some());
@@ -307,14 +273,14 @@ async fn one_campaign_that_cannot_be_decided_does_not_hold_up_the_others() {
 async fn a_live_campaign_past_its_end_takes_no_entries() {
     let app = spawn_app().await;
     let open = campaign("open");
-    app.create_in(&open, CampaignState::Live).await;
+    create_in(&*app.repo, &open, CampaignState::Live).await;
     let (status, body) = app.enter(&open.id, "player_one").await;
     assert_eq!(status, 201, "{body}");
     let over = Campaign {
         ends_at_ms: now_ms() - 1,
         ..campaign("over")
     };
-    app.create_in(&over, CampaignState::Live).await;
+    create_in(&*app.repo, &over, CampaignState::Live).await;
     let (status, body) = app.enter(&over.id, "player_one").await;
     assert_eq!(status, 409, "{body}");
     let kind = body["type"].as_str().unwrap_or_default();

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use liveops_core::ports::Health;
 use liveops_core::stores::{
-    ApiKeyInfo, Attempt, AuditEntry, Award, Campaign, CampaignEvent, CampaignState, ClaimOutcome,
-    Delivery, DeliveryState, Entered, Entry, EntryLimit, InboxClaim, InboxMessage, Keyed,
-    KeyedOutcome, LiveEventStores, OperatorRecord, OperatorUpdate, Outcome, ProgressCommit,
+    ApiKeyInfo, Attempt, AuditEntry, Award, Campaign, CampaignEvent, CampaignState, CampaignStore,
+    ClaimOutcome, Delivery, DeliveryState, Entered, Entry, EntryLimit, InboxClaim, InboxMessage,
+    Keyed, KeyedOutcome, LiveEventStores, OperatorRecord, OperatorUpdate, Outcome, ProgressCommit,
     ProgressStore, RequestKey, Reward, Role, Webhook, XpGain,
 };
 use liveops_core::{now_ms, PortError, PortResult, Receipt};
@@ -43,7 +43,8 @@ pub async fn run_all<S: LiveStores + 'static>(repo: Arc<S>) {
     concurrent_writers_agree(repo).await;
 }
 
-fn audit(action: &str, target: &str) -> AuditEntry {
+/// An audit entry of `action` on `target` by the conformance actor, now.
+pub fn audit(action: &str, target: &str) -> AuditEntry {
     AuditEntry {
         at_ms: now_ms(),
         actor: "conformance@example.com".into(),
@@ -92,7 +93,7 @@ pub fn campaign(tag: &str) -> Campaign {
 }
 
 /// Creates `c` (a draft).
-async fn create(repo: &dyn LiveStores, c: &Campaign) {
+async fn create(repo: &dyn CampaignStore, c: &Campaign) {
     let audit = audit("campaign.create", &c.id);
     let created = ok(
         repo.create_campaign(None, c, &audit).await,
@@ -101,18 +102,33 @@ async fn create(repo: &dyn LiveStores, c: &Campaign) {
     assert_eq!(created, KeyedOutcome::Written);
 }
 
+/// Creates `c` and moves it through the states up to `to` (draft, scheduled, live or ended), as
+/// the scheduler would.
+pub async fn create_in(repo: &dyn CampaignStore, c: &Campaign, to: CampaignState) {
+    create(repo, c).await;
+    let path = [
+        CampaignState::Draft,
+        CampaignState::Scheduled,
+        CampaignState::Live,
+        CampaignState::Ended,
+    ];
+    for step in path.windows(2) {
+        if step[0] == to {
+            break;
+        }
+        let moved = repo.advance(&c.id, step[0], step[1], None).await;
+        assert!(ok(moved, "advance"), "{:?} → {:?}", step[0], step[1]);
+    }
+}
+
 /// Creates `c` and schedules it.
 async fn scheduled(repo: &dyn LiveStores, c: &Campaign) {
-    create(repo, c).await;
-    let moved = repo.advance(&c.id, CampaignState::Draft, CampaignState::Scheduled, None);
-    assert!(ok(moved.await, "advance"));
+    create_in(repo, c, CampaignState::Scheduled).await;
 }
 
 /// Creates `c` and moves it to live.
 async fn live(repo: &dyn LiveStores, c: &Campaign) {
-    scheduled(repo, c).await;
-    let moved = repo.advance(&c.id, CampaignState::Scheduled, CampaignState::Live, None);
-    assert!(ok(moved.await, "advance"));
+    create_in(repo, c, CampaignState::Live).await;
 }
 
 /// An entry whose request signature is unique to this run (`tag` tells them apart).
