@@ -395,7 +395,13 @@ def pipeline(L):
                        "{{type}}")], "short", stack=True))
     L.add(timeseries("Level-ups and reward claims",
                      [(summed("level_ups_total"), "level-ups / s"),
-                      (summed("rewards_claimed_total"), "claims / s")], "short"))
+                      (summed("rewards_claimed_total"), "claims / s"),
+                      (summed("progression_replans_total"), "batches planned again / s")],
+                     "short",
+                     description="A batch is planned again when another consumer changed its "
+                                 "players' XP between the read and the commit (a replayed dead "
+                                 "letter beside its partition); steady replans mean two "
+                                 "consumers share players."))
 
 
 @board("liveops-fairness", "LiveOps / Fairness",

@@ -47,6 +47,9 @@ macro_rules! on_reader {
     }};
 }
 
+/// A batch's XP for one `(player, season)`: the sum and the latest time earned.
+type XpSum<'a> = ((&'a str, i64), (u64, i64));
+
 /// Every store trait on a SQL database; `DB` picks the backend.
 ///
 /// Open it through [`super::connect_repository`] by URL scheme, or with a backend's own
@@ -328,6 +331,21 @@ where
     where
         R: for<'r> FromRow<'r, DB::Row> + Send + Unpin,
     {
+        let mut conn = self.pool.acquire().await.map_err(db_error::<DB>)?;
+        Self::fetch_chunked(&mut conn, keys, per_chunk, write).await
+    }
+
+    /// [`SqlRepository::select_chunked`] on one connection (a transaction's, to read its own
+    /// writes).
+    async fn fetch_chunked<K, R>(
+        conn: &mut DB::Connection,
+        keys: &[K],
+        per_chunk: usize,
+        write: impl for<'q> Fn(&mut Statement<'q, DB>, &'q [K]),
+    ) -> PortResult<Vec<R>>
+    where
+        R: for<'r> FromRow<'r, DB::Row> + Send + Unpin,
+    {
         let mut all = Vec::new();
         for chunk in keys.chunks(per_chunk) {
             let mut qb = Statement::<DB>::new("");
@@ -335,7 +353,7 @@ where
             let (sql, args) = qb.finish()?;
             let rows: Vec<R> = sqlx::query_as_with(&sql, args)
                 .persistent(false)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *conn)
                 .await
                 .map_err(db_error::<DB>)?;
             all.extend(rows);
@@ -586,16 +604,8 @@ where
                 .collect::<HashSet<_>>()
                 .into_iter()
                 .collect();
-            let rows: Vec<(Text, i64, i64)> = self
-                .select_chunked(&unique, DB::MAX_BIND, |qb, chunk| {
-                    qb.push("SELECT player_id, season, xp FROM player_xp WHERE player_id")
-                        .in_list(chunk.iter().copied());
-                })
-                .await?;
-            let found: HashMap<(String, i64), u64> = rows
-                .into_iter()
-                .map(|(p, s, xp)| ((p.0, s), to_u64(xp)))
-                .collect();
+            let mut conn = self.pool.acquire().await.map_err(db_error::<DB>)?;
+            let found = Self::xp_rows(&mut conn, &unique).await?;
             Ok(players
                 .iter()
                 .map(|key| found.get(key).copied().unwrap_or(0))
@@ -604,11 +614,28 @@ where
         .await
     }
 
+    /// The XP rows of `players` in every season, as `conn` sees them.
+    async fn xp_rows(
+        conn: &mut DB::Connection,
+        players: &[&str],
+    ) -> PortResult<HashMap<(String, i64), u64>> {
+        let rows: Vec<(Text, i64, i64)> =
+            Self::fetch_chunked(conn, players, DB::MAX_BIND, |qb, chunk| {
+                qb.push("SELECT player_id, season, xp FROM player_xp WHERE player_id")
+                    .in_list(chunk.iter().copied());
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(p, s, xp)| ((p.0, s), to_u64(xp)))
+            .collect())
+    }
+
     pub(crate) async fn commit_progress(
         &self,
         consumer: &str,
         commit: &ProgressCommit,
-    ) -> PortResult<()> {
+    ) -> PortResult<bool> {
         // Sum per key first: one upsert row per key, in key order.
         let mut xp: BTreeMap<(&str, i64), (u64, i64)> = BTreeMap::new();
         for g in &commit.xp {
@@ -647,6 +674,10 @@ where
                 db_error::<DB>,
             )
             .await?;
+            if !Self::xp_as_planned(&mut tx, &commit.xp_before, &xp).await? {
+                tx.rollback().await.map_err(db_error::<DB>)?;
+                return Ok(false);
+            }
             Self::add_inventory(&mut tx, &items).await?;
             Self::insert_rows(
                 &mut tx,
@@ -668,9 +699,37 @@ where
                 db_error::<DB>,
             )
             .await?;
-            tx.commit().await.map_err(db_error::<DB>)
+            tx.commit().await.map_err(db_error::<DB>)?;
+            Ok(true)
         })
         .await
+    }
+
+    /// Whether every XP in `before`, plus this transaction's `gains` (summed per key), is what
+    /// the rows hold now: read back after the upsert, whose row locks (or SQLite's single
+    /// writer) keep them so until commit.
+    async fn xp_as_planned(
+        tx: &mut DB::Connection,
+        before: &[((String, i64), u64)],
+        gains: &[XpSum<'_>],
+    ) -> PortResult<bool> {
+        if before.is_empty() {
+            return Ok(true);
+        }
+        let players: Vec<&str> = before
+            .iter()
+            .map(|((p, _), _)| p.as_str())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let now = Self::xp_rows(tx, &players).await?;
+        let gains: HashMap<(&str, i64), u64> =
+            gains.iter().map(|(key, (gain, _))| (*key, *gain)).collect();
+        Ok(before.iter().all(|((player, season), xp)| {
+            let gain = gains.get(&(player.as_str(), *season)).copied().unwrap_or(0);
+            let held = now.get(&(player.clone(), *season)).copied().unwrap_or(0);
+            held == xp.saturating_add(gain)
+        }))
     }
 
     pub(crate) async fn claim_reward(

@@ -58,7 +58,7 @@ macro_rules! impl_stores {
                     fn progress(player_id: &str, season: i64) -> PlayerProgress;
                     fn progress_latest(player_id: &str, season: i64) -> PlayerProgress;
                     fn xp_of(players: &[(String, i64)]) -> Vec<u64>;
-                    fn commit_progress(consumer: &str, commit: &ProgressCommit) -> ();
+                    fn commit_progress(consumer: &str, commit: &ProgressCommit) -> bool;
                     fn claim_reward(
                         player_id: &str, reward_id: &str, receipt: Receipt,
                     ) -> RewardClaim;

@@ -84,6 +84,9 @@ pub struct ProgressCommit {
     pub items: Vec<ItemGrant>,
     /// Rewards earned (ignored if the same reward id already exists).
     pub rewards: Vec<(String, PendingReward)>,
+    /// The XP each `(player, season)` had when the batch was planned: its level-up rewards
+    /// are right only if no other batch of those players committed since.
+    pub xp_before: Vec<((String, i64), u64)>,
 }
 
 /// Outcome of claiming a reward.
@@ -111,8 +114,9 @@ pub trait ProgressStore: Health {
     /// XP of several players in `season` (absent players have 0).
     async fn xp_of(&self, players: &[(String, i64)]) -> PortResult<Vec<u64>>;
     /// Applies a progression batch and records its event ids for `consumer`, atomically;
-    /// fails without effect if any id was already recorded.
-    async fn commit_progress(&self, consumer: &str, commit: &ProgressCommit) -> PortResult<()>;
+    /// fails without effect if any id was already recorded, and is `false` without effect if
+    /// any XP in [`ProgressCommit::xp_before`] has changed since (plan the batch again).
+    async fn commit_progress(&self, consumer: &str, commit: &ProgressCommit) -> PortResult<bool>;
     /// Claims a pending reward with the receipt to issue if it is claimable.
     async fn claim_reward(
         &self,

@@ -6,7 +6,7 @@ use liveops_core::{Envelope, PortError};
 use liveops_module::consume::{consume, unapplied, Apply, Subscription};
 use tokio_util::sync::CancellationToken;
 
-use crate::apply::{plan, xp_keys};
+use crate::apply::{plan, xp_keys, Plan};
 use crate::{ProgressionState, CONSUMER_ID, GROUP, READS};
 
 /// The progression's part of each batch.
@@ -40,18 +40,44 @@ pub async fn run_consumer(
     Ok(())
 }
 
+/// Times a batch is planned again when another consumer moved its players' XP meanwhile,
+/// before the batch is left to the consumer's back-off.
+const REPLANS: u32 = 4;
+
 /// Applies the events not applied before, atomically with their ids, then drops stale cache.
+///
+/// Level-ups are computed from the XP read before the commit; the commit takes effect only if
+/// that XP is still the players' (another consumer may apply the same players' events, e.g. a
+/// replayed dead letter), else the batch is read and planned again.
 pub(crate) async fn apply_batch(
     state: &ProgressionState,
     events: &[Envelope],
 ) -> Result<(), PortError> {
-    let fresh = unapplied(&*state.processed, CONSUMER_ID, events).await?;
-    if fresh.is_empty() {
-        return Ok(());
+    for _ in 0..REPLANS {
+        let fresh = unapplied(&*state.processed, CONSUMER_ID, events).await?;
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let plan = plan_fresh(state, &fresh).await?;
+        if state
+            .store
+            .commit_progress(CONSUMER_ID, &plan.commit)
+            .await?
+        {
+            return committed(state, fresh.len(), plan).await;
+        }
+        metrics::counter!("progression_replans_total").increment(1);
+        tracing::debug!("players' XP changed since the batch was planned; planning again");
     }
+    Err(PortError::Unavailable(format!(
+        "players' XP changed under the batch {REPLANS} times in a row"
+    )))
+}
 
+/// Reads the XP of the players in `fresh` and plans the batch from it.
+async fn plan_fresh(state: &ProgressionState, fresh: &[Envelope]) -> Result<Plan, PortError> {
     let cfg = &state.config;
-    let keys = xp_keys(&fresh, &cfg.calendar);
+    let keys = xp_keys(fresh, &cfg.calendar);
     let xp = if keys.is_empty() {
         Vec::new()
     } else {
@@ -65,12 +91,13 @@ pub(crate) async fn apply_batch(
         )));
     }
     let before: HashMap<(String, i64), u64> = keys.into_iter().zip(xp).collect();
-    let plan = plan(&fresh, &cfg.calendar, &cfg.curve, &before);
-    state
-        .store
-        .commit_progress(CONSUMER_ID, &plan.commit)
-        .await?;
+    let mut plan = plan(fresh, &cfg.calendar, &cfg.curve, &before);
+    plan.commit.xp_before = before.into_iter().collect();
+    Ok(plan)
+}
 
+/// Counts a committed batch and drops the cached views it changed.
+async fn committed(state: &ProgressionState, applied: usize, plan: Plan) -> Result<(), PortError> {
     for (kind, n) in &plan.applied {
         metrics::counter!("progression_events_applied_total", "type" => kind.as_str())
             .increment(*n);
@@ -82,9 +109,83 @@ pub(crate) async fn apply_batch(
     let players: HashSet<&str> = plan.touched.iter().map(|(p, _)| p.as_str()).collect();
     crate::cache::invalidate_all(state.cache.as_ref(), players).await;
     tracing::debug!(
-        applied = fresh.len(),
+        applied,
         level_ups = plan.level_ups,
         "progression batch committed"
     );
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use std::sync::Arc;
+
+    use liveops_core::ports::BusOptions;
+    use liveops_core::stores::ProgressStore;
+    use liveops_core::{now_ms, Calendar, KeyStore, Keyring};
+    use liveops_http::SignatureCheck;
+    use liveops_memory::{MemoryBus, MemoryHotState};
+    use liveops_sql::SqliteRepository;
+    use liveops_testkit::received::{self, envelope};
+
+    use super::*;
+    use crate::ProgressionConfig;
+
+    /// Two consumers apply batches of the same players at once (a replayed dead letter beside
+    /// its partition), each batch too small to cross a level alone: every level the players'
+    /// XP reaches still leaves its reward, once.
+    #[tokio::test]
+    async fn concurrent_batches_of_one_player_leave_every_level_reward() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = SqliteRepository::open_migrated(&dir.path().join("liveops.db"))
+            .await
+            .unwrap();
+        let repo = Arc::new(repo);
+        let state = ProgressionState {
+            config: Arc::new(ProgressionConfig {
+                curve: liveops_core::LevelCurve::parse("100").unwrap(),
+                calendar: Calendar::default(),
+                batch_size: 256,
+                consumer_name: "test-1".into(),
+            }),
+            signatures: SignatureCheck {
+                keys: Arc::new(KeyStore::new(Keyring::single("k".repeat(32)).unwrap())),
+                tolerance_s: 300,
+            },
+            bus: Arc::new(MemoryBus::new(BusOptions::default())),
+            cache: Arc::new(MemoryHotState::new()),
+            store: repo.clone(),
+            processed: repo.clone(),
+        };
+        let players: Vec<String> = (0..8).map(|i| format!("player_{i}")).collect();
+        let batch = || -> Vec<Envelope> {
+            let at = now_ms();
+            players
+                .iter()
+                .map(|p| envelope(p, received::xp(30), at))
+                .collect()
+        };
+        // 2 × 30 XP a round, a level every 100: in some rounds 30 crosses nothing but 60 does.
+        for _ in 0..40 {
+            let (a, b) = (batch(), batch());
+            let (ra, rb) = tokio::join!(apply_batch(&state, &a), apply_batch(&state, &b));
+            ra.unwrap();
+            rb.unwrap();
+        }
+        let season = state.config.calendar.season_at_ms(now_ms());
+        for p in &players {
+            let progress = repo.progress(p, season).await.unwrap();
+            assert_eq!(progress.xp, 2_400, "{p}");
+            let rewards: Vec<&str> = progress
+                .pending
+                .iter()
+                .map(|r| r.reward_id.as_str())
+                .collect();
+            let want: Vec<String> = (2..=25)
+                .map(|level| crate::apply::level_reward_id(season, level))
+                .collect();
+            assert_eq!(rewards, want, "{p}");
+        }
+    }
 }

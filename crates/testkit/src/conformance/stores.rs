@@ -119,11 +119,12 @@ pub async fn progress_commits_apply_once(repo: &dyn Stores) {
             (p.clone(), reward("level:4:2", "chest_2", "level_up", true)),
             (p.clone(), reward(&drop, "sword", "raid_chest", false)),
         ],
+        xp_before: vec![((p.clone(), 4), 0)],
     };
-    ok(
+    assert!(ok(
         repo.commit_progress(&consumer, &first).await,
         "commit_progress",
-    );
+    ));
 
     let done = ok(repo.processed(&consumer, &[e1, e2, e3]).await, "processed");
     assert_eq!(done, set(&[e1, e2]));
@@ -159,6 +160,7 @@ pub async fn progress_commits_apply_once(repo: &dyn Stores) {
         xp: vec![xp(&p, 4, 1_000, 9_000)],
         items: vec![item(&p, "gem", 1)],
         rewards: vec![(p.clone(), reward("level:4:3", "chest_3", "level_up", true))],
+        xp_before: vec![],
     };
     assert!(
         repo.commit_progress(&consumer, &replay).await.is_err(),
@@ -183,11 +185,12 @@ pub async fn progress_commits_apply_once(repo: &dyn Stores) {
             (p.clone(), reward("level:4:2", "other", "level_up", true)),
             (p.clone(), reward("level:4:3", "chest_3", "level_up", true)),
         ],
+        xp_before: vec![],
     };
-    ok(
+    assert!(ok(
         repo.commit_progress(&consumer, &next).await,
         "commit_progress",
-    );
+    ));
     let pr = ok(repo.progress(&p, 4).await, "progress");
     assert_eq!((pr.xp, pr.updated_at_ms), (600, 2_000));
     assert_eq!(
@@ -212,6 +215,51 @@ pub async fn progress_commits_apply_once(repo: &dyn Stores) {
     );
     assert_eq!(xps, [600, 50, 0, 0, 600]);
     assert!(ok(repo.xp_of(&[]).await, "xp_of").is_empty());
+
+    // Planned from XP another batch has changed since (season 4 held 500 then): `false`, and
+    // nothing of it is written.
+    let newcomer = format!("p{s}_new");
+    let (e4, e5) = (id(), id());
+    let stale = ProgressCommit {
+        event_ids: vec![e4],
+        xp: vec![xp(&p, 4, 400, 3_000), xp(&newcomer, 4, 10, 3_000)],
+        items: vec![item(&p, "gem", 1)],
+        rewards: vec![(p.clone(), reward("level:4:4", "chest_4", "level_up", true))],
+        xp_before: vec![((p.clone(), 4), 500), ((newcomer.clone(), 4), 0)],
+    };
+    assert!(
+        !ok(
+            repo.commit_progress(&consumer, &stale).await,
+            "commit_progress"
+        ),
+        "a commit planned from stale XP must not apply"
+    );
+    assert!(ok(repo.processed(&consumer, &[e4]).await, "processed").is_empty());
+    assert_eq!(
+        ok(repo.progress(&p, 4).await, "progress"),
+        pr,
+        "partial effect"
+    );
+    let keys = [(p.clone(), 4), (newcomer.clone(), 4), (p.clone(), 5)];
+    assert_eq!(ok(repo.xp_of(&keys).await, "xp_of"), [600, 0, 50]);
+
+    // Planned from the XP as it is (an absent row is 0, a key without a gain is checked too).
+    let current = ProgressCommit {
+        event_ids: vec![e5],
+        xp_before: vec![
+            ((p.clone(), 4), 600),
+            ((newcomer.clone(), 4), 0),
+            ((p.clone(), 5), 50),
+        ],
+        ..stale
+    };
+    assert!(ok(
+        repo.commit_progress(&consumer, &current).await,
+        "commit_progress"
+    ));
+    assert_eq!(ok(repo.xp_of(&keys).await, "xp_of"), [1_000, 10, 50]);
+    let pending = ok(repo.progress(&p, 4).await, "progress").pending;
+    assert_eq!(pending.last().map(|r| r.item.as_str()), Some("chest_4"));
 }
 
 /// Claiming issues the caller's receipt once, adds level rewards to the inventory (drops are
@@ -222,13 +270,13 @@ pub async fn rewards_are_claimed_once(repo: &dyn Stores) {
     let consumer = format!("progression_{s}");
     let commit = ProgressCommit {
         event_ids: vec![id()],
-        xp: vec![],
         items: vec![item(&p, "sword", 1)],
         rewards: vec![
             (p.clone(), reward("level:1:2", "chest_2", "level_up", true)),
             (p.clone(), reward("drop:x", "sword", "raid_chest", false)),
             (p.clone(), reward("level:1:3", "chest_3", "level_up", true)),
         ],
+        ..Default::default()
     };
     ok(
         repo.commit_progress(&consumer, &commit).await,
@@ -638,11 +686,13 @@ pub async fn large_batches_are_chunked(repo: &dyn Stores) {
                 )
             })
             .collect(),
+        // Read back in chunks too.
+        xp_before: players.iter().map(|p| ((p.clone(), 1), 0)).collect(),
     };
-    ok(
+    assert!(ok(
         repo.commit_progress(&consumer, &commit).await,
         "commit_progress",
-    );
+    ));
 
     let mut asked = ids.clone();
     let fresh: Vec<Uuid> = (0..100).map(|_| id()).collect();
