@@ -388,6 +388,10 @@ def pipeline(L):
                     "group", "{{group}}",
                     "A consumer whose database does not answer keeps its batch and retries "
                      "instead of polling: nothing is redelivered towards the dead letters."))
+    L.add(last_hour("Events failing alone", "consumer_failing_events_total", "group", "{{group}}",
+                    "A batch that keeps failing while its database answers is applied one event "
+                    "at a time: the rest is acked, these go back to the bus and, after "
+                    "BUS_MAX_DELIVERIES, to the dead letters. Their errors are in the logs."))
 
     L.row("Progression")
     L.add(timeseries("Progression events applied, by type",

@@ -152,6 +152,27 @@ pub async fn unapplied(
     Ok(fresh)
 }
 
+/// Applies a batch that keeps failing one event at a time, so that one event that cannot be
+/// applied does not hold up the others (and take them to the dead letters with it); the ids of
+/// the events that still fail, left to redelivery and the dead letters alone
+/// (`consumer_failing_events_total`).
+async fn one_at_a_time(
+    handler: &mut impl Apply,
+    group: &'static str,
+    events: &[Envelope],
+) -> HashSet<Uuid> {
+    let mut failing = HashSet::new();
+    for event in events {
+        if let Err(error) = handler.apply(std::slice::from_ref(event)).await {
+            metrics::counter!("consumer_failing_events_total", "group" => group).increment(1);
+            tracing::error!(%error, event_id = %event.event_id, player = %event.event.player_id,
+                "event keeps failing; leaving it to redelivery and the dead letters");
+            failing.insert(event.event_id);
+        }
+    }
+    failing
+}
+
 /// Records one consumer batch, from its poll to its ack: how many messages
 /// (`consumer_batch_events`) and how long (`consumer_batch_seconds`), per group. A consumer
 /// falling behind shows here whether its batches grow or each one got slower.
@@ -176,7 +197,9 @@ pub trait Apply: Send {
     }
 
     /// Runs after a successful [`Apply::apply`] and before the ack, for follow-up work that must
-    /// happen before the batch is let go; `false` stops the consumer (shutdown came first).
+    /// happen before the batch is let go; `false` stops the consumer (shutdown came first). A
+    /// batch that kept failing is applied one event at a time, and this runs once after all of
+    /// them, if any was applied.
     async fn after_commit(
         &mut self,
         _backoff: &mut Backoff,
@@ -211,8 +234,9 @@ pub async fn consume<F, Fut>(
     Fut: std::future::Future<Output = Result<(), PortError>>,
 {
     let group = sub.reads.group;
-    // The series exists from the start, so a dashboard's increase() sees the first outage.
+    // The series exist from the start, so a dashboard's increase() sees the first of each.
     metrics::counter!("consumer_outage_retries_total", "group" => group).increment(0);
+    metrics::counter!("consumer_failing_events_total", "group" => group).increment(0);
     if !Backoff::new()
         .retry(shutdown, "cannot start consuming", ready)
         .await
@@ -225,8 +249,9 @@ pub async fn consume<F, Fut>(
 }
 
 /// Polls `sub` until `shutdown`: decodes and de-duplicates each batch, applies it (up to
-/// [`MAX_ATTEMPTS`] tries, or for as long as its stores do not answer, then leaves it to
-/// redelivery), runs [`Apply::after_commit`], then acks it. Failures back off; nothing is acked
+/// [`MAX_ATTEMPTS`] tries, or for as long as its stores do not answer; then one event at a time,
+/// leaving those that still fail to redelivery), runs [`Apply::after_commit`], then acks what
+/// was applied. Failures back off; nothing is acked
 /// before it is applied, so a crash means redelivery, which [`Apply::apply`] absorbs.
 pub async fn run_batches(
     sub: Subscription<'_>,
@@ -254,19 +279,26 @@ pub async fn run_batches(
         let started = Instant::now();
         let taken = deliveries.len();
         let (events, unread) = decode(sub.reads.group, &deliveries);
+        // Each decoded delivery's event, to ack only what was applied.
+        let decoded: Vec<(String, Uuid)> = deliveries
+            .into_iter()
+            .map(|d| d.id)
+            .filter(|id| !unread.contains(id))
+            .zip(events.iter().map(|e| e.event_id))
+            .collect();
         let events = dedupe(events);
         // Ended when dropped, after the ack.
         let spans = BatchSpans::start(sub.reads.group, &events);
 
         let mut attempts = 0;
-        let applied = loop {
+        let failing = loop {
             attempts += 1;
             let error = match handler
                 .apply(&events)
                 .instrument(spans.batch().clone())
                 .await
             {
-                Ok(()) => break true,
+                Ok(()) => break Some(HashSet::new()),
                 Err(error) => error,
             };
             if attempts < MAX_ATTEMPTS {
@@ -279,26 +311,30 @@ pub async fn run_batches(
                     .increment(1);
             } else {
                 tracing::error!(%error, attempts, events = events.len(),
-                    "batch keeps failing; leaving it to redelivery");
-                break false;
+                    "batch keeps failing; applying its events one at a time");
+                let failing = one_at_a_time(handler, sub.reads.group, &events)
+                    .instrument(spans.batch().clone())
+                    .await;
+                break (failing.len() < events.len()).then_some(failing);
             }
             if !backoff.wait(shutdown).await {
-                break false;
+                break None;
             }
         };
         backoff.reset();
-        if !applied {
+        // `None`: nothing applied, all is left to redelivery.
+        let Some(failing) = failing else {
             continue;
-        }
+        };
         if !handler.after_commit(&mut backoff, shutdown).await {
             break;
         }
         backoff.reset();
 
-        let ids: Vec<String> = deliveries
+        let ids: Vec<String> = decoded
             .into_iter()
-            .map(|d| d.id)
-            .filter(|id| !unread.contains(id))
+            .filter(|(_, event)| !failing.contains(event))
+            .map(|(id, _)| id)
             .collect();
         loop {
             match sub.bus.ack(sub.reads.topic, sub.reads.group, &ids).await {
@@ -314,5 +350,124 @@ pub async fn run_batches(
         }
         backoff.reset();
         record_batch(sub.reads.group, taken, started.elapsed());
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use liveops_core::now_ms;
+    use liveops_core::ports::{BusOptions, Message};
+    use liveops_memory::MemoryBus;
+    use liveops_testkit::received::{self, envelope};
+
+    use super::*;
+
+    /// Applies every event but one, which fails as corrupt data would, every time.
+    struct AllBut {
+        poison: Uuid,
+        applied: Arc<Mutex<Vec<Uuid>>>,
+        after_commits: usize,
+    }
+
+    #[async_trait]
+    impl Apply for AllBut {
+        async fn apply(&mut self, events: &[Envelope]) -> Result<(), PortError> {
+            if events.iter().any(|e| e.event_id == self.poison) {
+                return Err(PortError::Corrupt("cannot apply this event".into()));
+            }
+            let mut applied = self.applied.lock().unwrap();
+            applied.extend(events.iter().map(|e| e.event_id));
+            Ok(())
+        }
+
+        async fn after_commit(&mut self, _: &mut Backoff, _: &CancellationToken) -> bool {
+            self.after_commits += 1;
+            true
+        }
+    }
+
+    /// One event that can never be applied holds up its batch for the batch's tries, then the
+    /// rest of the batch is applied and acked, and only that event goes to the dead letters.
+    #[tokio::test]
+    async fn one_failing_event_does_not_take_its_batch_to_the_dead_letters() {
+        let reads = Group {
+            topic: "events.accepted",
+            group: "test",
+        };
+        let bus = MemoryBus::new(BusOptions {
+            visibility_timeout: Duration::from_millis(300),
+            max_deliveries: 1,
+        });
+        bus.ensure_group(reads.topic, reads.group).await.unwrap();
+        let events: Vec<Envelope> = (0..6)
+            .map(|i| envelope(&format!("player_{}", i % 2), received::xp(10), now_ms()))
+            .collect();
+        let messages = events
+            .iter()
+            .map(|e| Message {
+                id: e.event_id.to_string(),
+                key: e.event.player_id.as_str().to_owned(),
+                payload: Bytes::from(e.encode()),
+            })
+            .collect();
+        bus.publish(reads.topic, messages).await.unwrap();
+
+        let poison = events[2].event_id;
+        let applied = Arc::new(Mutex::new(Vec::new()));
+        let mut handler = AllBut {
+            poison,
+            applied: applied.clone(),
+            after_commits: 0,
+        };
+        let shutdown = CancellationToken::new();
+        let sub = Subscription {
+            bus: &bus,
+            reads,
+            consumer: "c1",
+            batch: 16,
+        };
+        let stop = shutdown.clone();
+        let dead = async {
+            // The batch's 8 tries back off about 16 s; its one delivery of the poison is its last.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let dead = bus
+                    .dead_letters(reads.topic, reads.group, 10)
+                    .await
+                    .unwrap();
+                if !dead.is_empty() || Instant::now() > deadline {
+                    stop.cancel();
+                    return dead;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let ((), dead) = tokio::join!(run_batches(sub, &mut handler, &shutdown), dead);
+
+        assert_eq!(dead.len(), 1, "only the failing event is dead-lettered");
+        assert_eq!(Envelope::decode(&dead[0].payload).unwrap().event_id, poison);
+        let mut want: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+        want.retain(|id| *id != poison);
+        assert_eq!(
+            *applied.lock().unwrap(),
+            want,
+            "the rest applied once, in order"
+        );
+        assert!(handler.after_commits >= 1);
+        let again = bus
+            .poll(
+                reads.topic,
+                reads.group,
+                "c2",
+                16,
+                Duration::from_millis(400),
+            )
+            .await
+            .unwrap();
+        assert!(again.is_empty(), "the applied events were acked: {again:?}");
     }
 }

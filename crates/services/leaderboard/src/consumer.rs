@@ -42,7 +42,7 @@ pub(crate) async fn rebuild(state: &LeaderboardState, now_ms: i64) -> Result<(),
 /// The leaderboard's part of each batch: durable scores first, then the rank store.
 struct Leaderboard<'a> {
     state: &'a LeaderboardState,
-    /// The totals the batch just committed left, for the rank store.
+    /// The totals the batch's commits left since the last `after_commit`, for the rank store.
     totals: Vec<ScoreTotal>,
     /// Boards of batches whose commit failed: it may have landed all the same (its answer lost
     /// with the connection), and then the retry finds the events applied and has no deltas, so
@@ -55,7 +55,8 @@ impl Apply for Leaderboard<'_> {
     async fn apply(&mut self, events: &[Envelope]) -> Result<(), PortError> {
         match commit_batch(self.state, events, now_ms).await {
             Ok(totals) => {
-                self.totals = totals;
+                // Several applies (a failing batch's events one at a time) share one after_commit.
+                self.totals.extend(totals);
                 Ok(())
             }
             Err(error) => {
