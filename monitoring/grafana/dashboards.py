@@ -414,8 +414,9 @@ def fairness(L):
     L.row("Flags and blocks")
     L.add(stat("Flags (last hour)", summed("anomaly_flags_total", fn="increase", window="1h")), w=8, h=4)
     L.add(stat("Strikes given (last hour)", summed("anomaly_flags_total", fn="increase", window="1h"),
-               description="Every flag gives its player one strike; strikes are not counted "
-               "separately."), w=8, h=4)
+               description="Every flag gives its player one strike, once per event (a "
+               "redelivered batch strikes again without counting twice); strikes are not "
+               "counted separately."), w=8, h=4)
     L.add(stat("Players blocked (last hour)", summed("fairness_blocks_total", fn="increase", window="1h"),
                thresholds=[(20, "orange")]), w=8, h=4)
     L.add(timeseries("Anomaly flags per second, by event type",
@@ -426,7 +427,10 @@ def fairness(L):
                       (summed("anomaly_flags_total", by="type", window="1h"), "1 h avg {{type}}")],
                      "short", "The spike alert fires above three times the hour's average."))
     L.add(timeseries("Players blocked per second",
-                     [(summed("fairness_blocks_total"), "blocks / s")], "short"))
+                     [(summed("fairness_blocks_total"), "blocks / s"),
+                      (summed("fairness_rejudged_total"), "batches judged again / s")], "short",
+                     "A batch is judged again when another replica stored a verdict on one of its "
+                     "events first (both judged a redelivery): its verdict stands."))
     L.add(timeseries("Gateway refusals of blocked players (403)",
                      [(summed("http_requests_total", f'{NS}, service="gateway", status="403"'),
                        "403 / s")], "reqps"))

@@ -79,15 +79,15 @@ struct RateWindow {
 
 #[derive(Debug, Default)]
 struct Strikes {
-    /// Strike times (unix ms), ascending.
-    at: VecDeque<i64>,
+    /// Strike times (unix ms), ascending, each with its id if it has one.
+    at: VecDeque<(i64, Option<Box<str>>)>,
     /// After this (unix ms) no strike is inside any window it was recorded with.
     keep_until: i64,
 }
 
 impl Strikes {
     fn count_after(&self, after: i64) -> u32 {
-        let older = self.at.partition_point(|&t| t <= after);
+        let older = self.at.partition_point(|(t, _)| *t <= after);
         (self.at.len() - older) as u32
     }
 }
@@ -107,17 +107,22 @@ impl StrikeLog {
         self.0.get(key).map_or(0, |s| s.count_after(after))
     }
 
-    /// Records one of `key`'s at `at_ms`; returns how many fall within `window` of it.
-    fn record(&mut self, key: &str, at_ms: i64, window: Duration) -> u32 {
+    /// Records one of `key`'s at `at_ms`, unless one with the same `id` is kept already; returns
+    /// how many fall within `window` of `at_ms`.
+    fn record(&mut self, key: &str, id: Option<&str>, at_ms: i64, window: Duration) -> u32 {
         let window = millis(window);
         let after = at_ms.saturating_sub(window);
         let strikes = match self.0.get_mut(key) {
             Some(s) => s,
             None => self.0.entry(key.into()).or_default(),
         };
-        let pos = strikes.at.partition_point(|&t| t <= at_ms);
-        strikes.at.insert(pos, at_ms);
-        while strikes.at.front().is_some_and(|&t| t <= after) || strikes.at.len() > MAX_STRIKES {
+        if id.is_some() && strikes.at.iter().any(|(_, kept)| kept.as_deref() == id) {
+            return strikes.count_after(after);
+        }
+        let pos = strikes.at.partition_point(|(t, _)| *t <= at_ms);
+        strikes.at.insert(pos, (at_ms, id.map(Into::into)));
+        while strikes.at.front().is_some_and(|(t, _)| *t <= after) || strikes.at.len() > MAX_STRIKES
+        {
             strikes.at.pop_front();
         }
         strikes.keep_until = strikes.keep_until.max(at_ms.saturating_add(window));
@@ -346,8 +351,15 @@ impl Blocklist for MemoryHotState {
         }
     }
 
-    async fn add_strike(&self, player: &str, at_ms: i64, window: Duration) -> PortResult<u32> {
-        Ok(self.shard(player).strikes.record(player, at_ms, window))
+    async fn add_strike(
+        &self,
+        player: &str,
+        strike: &str,
+        at_ms: i64,
+        window: Duration,
+    ) -> PortResult<u32> {
+        let mut shard = self.shard(player);
+        Ok(shard.strikes.record(player, Some(strike), at_ms, window))
     }
 
     async fn strikes(&self, player: &str, now_ms: i64, window: Duration) -> PortResult<u32> {
@@ -365,7 +377,7 @@ impl Blocklist for MemoryHotState {
 #[async_trait]
 impl Attempts for MemoryHotState {
     async fn attempt(&self, key: &str, at_ms: i64, window: Duration) -> PortResult<u32> {
-        Ok(self.shard(key).attempts.record(key, at_ms, window))
+        Ok(self.shard(key).attempts.record(key, None, at_ms, window))
     }
 
     async fn attempts(&self, key: &str, now_ms: i64, window: Duration) -> PortResult<u32> {
@@ -432,7 +444,7 @@ mod tests {
                 .await
                 .unwrap();
             hot.block(&k, now + 100).await.unwrap();
-            hot.add_strike(&k, now - 1000, Duration::from_millis(1100))
+            hot.add_strike(&k, "s", now - 1000, Duration::from_millis(1100))
                 .await
                 .unwrap();
         }
@@ -496,7 +508,9 @@ mod tests {
         let hot = MemoryHotState::new();
         let w = Duration::from_secs(3600);
         for i in 0..(MAX_STRIKES as i64 + 50) {
-            hot.add_strike("p", 1_000_000 + i, w).await.unwrap();
+            hot.add_strike("p", &i.to_string(), 1_000_000 + i, w)
+                .await
+                .unwrap();
         }
         assert_eq!(
             hot.strikes("p", 1_000_000 + 1000, w).await.unwrap(),
@@ -504,8 +518,8 @@ mod tests {
         );
         // A late strike lands in order and counts.
         let hot2 = MemoryHotState::new();
-        assert_eq!(hot2.add_strike("q", 5_000, w).await.unwrap(), 1);
-        assert_eq!(hot2.add_strike("q", 3_000, w).await.unwrap(), 2);
+        assert_eq!(hot2.add_strike("q", "a", 5_000, w).await.unwrap(), 1);
+        assert_eq!(hot2.add_strike("q", "b", 3_000, w).await.unwrap(), 2);
         assert_eq!(
             hot2.strikes("q", 4_000, Duration::from_millis(1500))
                 .await

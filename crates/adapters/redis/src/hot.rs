@@ -69,7 +69,7 @@ return 1
 /// but the newest ARGV[4], keeps the set at least ARGV[5] ms, and returns the strikes after
 /// ARGV[3].
 const STRIKE_LUA: &str = r"
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
 local n = redis.call('ZCARD', KEYS[1])
 local max = tonumber(ARGV[4])
@@ -277,8 +277,15 @@ impl Blocklist for RedisHotState {
         Ok((until > now_ms()).then_some(until))
     }
 
-    async fn add_strike(&self, player: &str, at_ms: i64, window: Duration) -> PortResult<u32> {
-        self.record(TimeLog::Strikes, player, at_ms, window).await
+    async fn add_strike(
+        &self,
+        player: &str,
+        strike: &str,
+        at_ms: i64,
+        window: Duration,
+    ) -> PortResult<u32> {
+        self.record(TimeLog::Strikes, player, Some(strike), at_ms, window)
+            .await
     }
 
     async fn strikes(&self, player: &str, now_ms: i64, window: Duration) -> PortResult<u32> {
@@ -295,12 +302,13 @@ impl Blocklist for RedisHotState {
 }
 
 impl RedisHotState {
-    /// Records a time at `at_ms` in `key`'s set of `log`, trimmed to `window` and capped;
-    /// returns how many fall within `window` of it.
+    /// Records a time at `at_ms` in `key`'s set of `log` (unless `id` is in it already),
+    /// trimmed to `window` and capped; returns how many fall within `window` of `at_ms`.
     async fn record(
         &self,
         log: TimeLog,
         key: &str,
+        id: Option<&str>,
         at_ms: i64,
         window: Duration,
     ) -> PortResult<u32> {
@@ -309,7 +317,11 @@ impl RedisHotState {
         // Keep the set while this entry can still fall inside a window it was counted with.
         let keep = at_ms.saturating_add(window).saturating_sub(now_ms());
         let keep = ttl_ms(Duration::from_millis(keep.max(0).unsigned_abs()));
-        let member = format!("{at_ms}:{:016x}", rand::random::<u64>());
+        // An id is recorded once (`ZADD NX` keeps its first time); a time without one is new.
+        let member = match id {
+            Some(id) => format!("id:{id}"),
+            None => format!("{at_ms}:{:016x}", rand::random::<u64>()),
+        };
         let mut call = self.scripts.strike.prepare_invoke();
         call.key(self.key(log.kind(), key))
             .arg(at_ms)
@@ -344,7 +356,8 @@ impl RedisHotState {
 #[async_trait]
 impl Attempts for RedisHotState {
     async fn attempt(&self, key: &str, at_ms: i64, window: Duration) -> PortResult<u32> {
-        self.record(TimeLog::Attempts, key, at_ms, window).await
+        self.record(TimeLog::Attempts, key, None, at_ms, window)
+            .await
     }
 
     async fn attempts(&self, key: &str, now_ms: i64, window: Duration) -> PortResult<u32> {

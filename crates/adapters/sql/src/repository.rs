@@ -1124,20 +1124,30 @@ where
 
     pub(crate) async fn verdicts(&self, ids: &[Uuid]) -> PortResult<Vec<(Uuid, bool)>> {
         within::<DB, _>("verdicts", async {
-            let rows: Vec<(Text, i16)> = self
-                .select_chunked(ids, DB::MAX_BIND, |qb, chunk| {
-                    qb.push("SELECT event_id, flagged FROM fairness_verdicts WHERE event_id")
-                        .in_list(chunk.iter().map(Uuid::to_string));
-                })
-                .await?;
-            rows.into_iter()
-                .map(|(id, flagged)| Ok((parse_uuid(&id.0)?, flagged != 0)))
-                .collect()
+            let mut conn = self.pool.acquire().await.map_err(db_error::<DB>)?;
+            Self::verdict_rows(&mut conn, ids, "").await
         })
         .await
     }
 
-    pub(crate) async fn commit_fairness(&self, commit: &FairnessCommit) -> PortResult<()> {
+    /// The stored verdicts of any of `ids`, as `conn` sees them, the statement ending in `lock`.
+    async fn verdict_rows(
+        conn: &mut DB::Connection,
+        ids: &[Uuid],
+        lock: &'static str,
+    ) -> PortResult<Vec<(Uuid, bool)>> {
+        let rows: Vec<(Text, i16)> = Self::fetch_chunked(conn, ids, DB::MAX_BIND, |qb, chunk| {
+            qb.push("SELECT event_id, flagged FROM fairness_verdicts WHERE event_id")
+                .in_list(chunk.iter().map(Uuid::to_string))
+                .push(lock);
+        })
+        .await?;
+        rows.into_iter()
+            .map(|(id, flagged)| Ok((parse_uuid(&id.0)?, flagged != 0)))
+            .collect()
+    }
+
+    pub(crate) async fn commit_fairness(&self, commit: &FairnessCommit) -> PortResult<bool> {
         // The last statistics given for a type win; one row per type per statement.
         let stats: Vec<(EventType, Welford)> = commit
             .stats
@@ -1163,6 +1173,21 @@ where
                 db_error::<DB>,
             )
             .await?;
+            // Another replica may have judged some of these events since they were read: its
+            // verdict stands, and this batch is judged again from it.
+            let ids: Vec<Uuid> = commit.verdicts.iter().map(|(id, _)| *id).collect();
+            let stored: HashMap<Uuid, bool> = Self::verdict_rows(&mut tx, &ids, DB::LOCK_SHARED)
+                .await?
+                .into_iter()
+                .collect();
+            if commit
+                .verdicts
+                .iter()
+                .any(|(id, v)| stored.get(id) != Some(v))
+            {
+                tx.rollback().await.map_err(db_error::<DB>)?;
+                return Ok(false);
+            }
             Self::insert_rows(
                 &mut tx,
                 (
@@ -1200,7 +1225,8 @@ where
                 db_error::<DB>,
             )
             .await?;
-            tx.commit().await.map_err(db_error::<DB>)
+            tx.commit().await.map_err(db_error::<DB>)?;
+            Ok(true)
         })
         .await
     }

@@ -110,7 +110,7 @@ macro_rules! impl_stores {
                 impl FairnessStore {
                     fn fairness_stats() -> Vec<(EventType, Welford)>;
                     fn verdicts(ids: &[Uuid]) -> Vec<(Uuid, bool)>;
-                    fn commit_fairness(commit: &FairnessCommit) -> ();
+                    fn commit_fairness(commit: &FairnessCommit) -> bool;
                     fn flags(player_id: Option<&str>, limit: u32) -> Vec<Flag>;
                 }
             }

@@ -79,8 +79,16 @@ pub trait Blocklist: Health {
     async fn block(&self, player: &str, until_ms: i64) -> PortResult<()>;
     /// When the player's block ends (unix ms), if blocked now.
     async fn blocked_until(&self, player: &str) -> PortResult<Option<i64>>;
-    /// Records a strike at `at_ms`; returns the strikes within the last `window`.
-    async fn add_strike(&self, player: &str, at_ms: i64, window: Duration) -> PortResult<u32>;
+    /// Records the strike `strike` (the flagged event's id) at `at_ms`, unless it is recorded
+    /// already (a redelivered batch strikes again harmlessly); returns the strikes within the
+    /// last `window` of `at_ms`.
+    async fn add_strike(
+        &self,
+        player: &str,
+        strike: &str,
+        at_ms: i64,
+        window: Duration,
+    ) -> PortResult<u32>;
     /// Strikes within the last `window` before `now_ms`.
     async fn strikes(&self, player: &str, now_ms: i64, window: Duration) -> PortResult<u32>;
     /// Lifts a player's block and forgets their strikes (an operator's decision).

@@ -46,8 +46,9 @@ pub trait FairnessStore: Health {
     async fn fairness_stats(&self) -> PortResult<Vec<(EventType, Welford)>>;
     /// Earlier verdicts (flagged?) for any of `ids` already judged.
     async fn verdicts(&self, ids: &[Uuid]) -> PortResult<Vec<(Uuid, bool)>>;
-    /// Stores a fairness batch atomically.
-    async fn commit_fairness(&self, commit: &FairnessCommit) -> PortResult<()>;
+    /// Stores a fairness batch atomically; `false`, storing nothing, if another verdict for one
+    /// of its events was stored since [`FairnessStore::verdicts`] was read (judge it again).
+    async fn commit_fairness(&self, commit: &FairnessCommit) -> PortResult<bool>;
     /// Recent flags, newest first, optionally for one player.
     async fn flags(&self, player_id: Option<&str>, limit: u32) -> PortResult<Vec<Flag>>;
 }

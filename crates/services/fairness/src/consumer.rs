@@ -189,28 +189,29 @@ async fn handle_batch(
     }
 
     let cfg = &state.config;
-    for flag in &ruling.flags {
-        let now = now_ms();
+    for (player, event_id, at_ms) in strikes_of(&items, &ruling) {
+        let strike = event_id.to_string();
         let strikes = retrying!(
             backoff,
             shutdown,
             "strike",
             state
                 .blocks
-                .add_strike(&flag.player_id, now, cfg.strike_window)
+                .add_strike(player, &strike, at_ms, cfg.strike_window)
                 .await
         );
         if strikes >= cfg.strikes_to_block {
+            let now = now_ms();
             let until =
                 now.saturating_add(i64::try_from(cfg.block.as_millis()).unwrap_or(i64::MAX));
             retrying!(
                 backoff,
                 shutdown,
                 "block",
-                state.blocks.block(&flag.player_id, until).await
+                state.blocks.block(player, until).await
             );
             metrics::counter!("fairness_blocks_total").increment(1);
-            tracing::warn!(player = %flag.player_id, strikes, until, "player blocked");
+            tracing::warn!(player, strikes, until, "player blocked");
         }
     }
 
@@ -223,37 +224,71 @@ async fn handle_batch(
     Ok(())
 }
 
+/// The strikes a batch gives, once per flagged event: `(player, event id, time)`. Events judged
+/// flagged before (a redelivered batch) strike again with the time now, in case the process
+/// stopped between their verdict and their strike; the hot state counts each event once.
+fn strikes_of<'a>(items: &'a [(Delivery, Envelope)], ruling: &Ruling) -> Vec<(&'a str, Uuid, i64)> {
+    let new: HashMap<Uuid, i64> = ruling.flags.iter().map(|f| (f.event_id, f.at_ms)).collect();
+    let mut seen = std::collections::HashSet::new();
+    let now = now_ms();
+    items
+        .iter()
+        .zip(&ruling.flagged)
+        .filter(|((_, env), flagged)| **flagged && seen.insert(env.event_id))
+        .map(|((_, env), _)| {
+            let at = new.get(&env.event_id).copied().unwrap_or(now);
+            (env.event.player_id.as_str(), env.event_id, at)
+        })
+        .collect()
+}
+
+/// Times a batch is judged again when another replica stored a verdict for one of its events
+/// meanwhile, before the step backs off.
+const REJUDGES: u32 = 4;
+
 /// Judges the batch against earlier verdicts and stores the ruling atomically; the judge takes
 /// on the new statistics only once they are stored. After a failed store the statistics are
-/// reloaded first (`stale`), in case the store went through after all.
+/// reloaded first (`stale`), in case the store went through after all. If another replica
+/// stored a verdict for one of the events meanwhile (it judged a redelivery of the same batch),
+/// its verdict stands: the batch is judged again from the stored verdicts and statistics, so
+/// an event is never both forwarded and quarantined.
 async fn judge_and_store(
     state: &FairnessState,
     judge: &mut Judge,
     envs: &[&Envelope],
     stale: &mut bool,
 ) -> Result<Ruling, PortError> {
-    if *stale {
-        judge.reset(state.store.fairness_stats().await?);
-        *stale = false;
-    }
-    let ids: Vec<Uuid> = envs.iter().map(|e| e.event_id).collect();
-    let earlier: HashMap<Uuid, bool> = if ids.is_empty() {
-        HashMap::new()
-    } else {
-        state.store.verdicts(&ids).await?.into_iter().collect()
-    };
-    let ruling = judge.rule(envs, &earlier, now_ms());
-    if !ruling.verdicts.is_empty() {
+    for _ in 0..REJUDGES {
+        if *stale {
+            judge.reset(state.store.fairness_stats().await?);
+            *stale = false;
+        }
+        let ids: Vec<Uuid> = envs.iter().map(|e| e.event_id).collect();
+        let earlier: HashMap<Uuid, bool> = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            state.store.verdicts(&ids).await?.into_iter().collect()
+        };
+        let ruling = judge.rule(envs, &earlier, now_ms());
+        if ruling.verdicts.is_empty() {
+            return Ok(ruling);
+        }
         let commit = FairnessCommit {
             verdicts: ruling.verdicts.clone(),
             flags: ruling.flags.clone(),
             stats: ruling.stats.clone(),
         };
-        if let Err(error) = state.store.commit_fairness(&commit).await {
-            *stale = true;
-            return Err(error);
+        // Stale either way: the store may have gone through, or another replica's did.
+        *stale = true;
+        if state.store.commit_fairness(&commit).await? {
+            *stale = false;
+            judge.adopt(&ruling);
+            return Ok(ruling);
         }
-        judge.adopt(&ruling);
+        metrics::counter!("fairness_rejudged_total").increment(1);
+        tracing::info!("another replica judged events of this batch; judging it again");
     }
-    Ok(ruling)
+    Err(PortError::Unavailable(format!(
+        "other replicas judged events of this batch {REJUDGES} times in a row"
+    )))
 }

@@ -247,7 +247,10 @@ pub async fn unblock_lifts_the_block_and_forgets_strikes(hot: &dyn HotState) {
     let (p, other) = (fresh_key("unblock"), fresh_key("unblock-other"));
     let window = Duration::from_secs(600);
     for player in [&p, &other] {
-        ok(hot.add_strike(player, now - 10, window).await, "add_strike");
+        ok(
+            hot.add_strike(player, "e1", now - 10, window).await,
+            "add_strike",
+        );
         ok(hot.block(player, now + 60_000).await, "block");
     }
     ok(hot.unblock(&p).await, "unblock");
@@ -300,15 +303,24 @@ pub async fn strikes_count_within_the_window(hot: &dyn HotState) {
     let p = fresh_key("strikes");
     assert_eq!(ok(hot.strikes(&p, t0, ten_min).await, "strikes"), 0);
     assert_eq!(
-        ok(hot.add_strike(&p, t0 - 3000, ten_min).await, "add_strike"),
+        ok(
+            hot.add_strike(&p, "e1", t0 - 3000, ten_min).await,
+            "add_strike"
+        ),
         1
     );
     assert_eq!(
-        ok(hot.add_strike(&p, t0 - 2000, ten_min).await, "add_strike"),
+        ok(
+            hot.add_strike(&p, "e2", t0 - 2000, ten_min).await,
+            "add_strike"
+        ),
         2
     );
     assert_eq!(
-        ok(hot.add_strike(&p, t0 - 1000, ten_min).await, "add_strike"),
+        ok(
+            hot.add_strike(&p, "e3", t0 - 1000, ten_min).await,
+            "add_strike"
+        ),
         3
     );
     assert_eq!(ok(hot.strikes(&p, t0, ten_min).await, "strikes"), 3);
@@ -322,12 +334,42 @@ pub async fn strikes_count_within_the_window(hot: &dyn HotState) {
     let q = fresh_key("strikes-q");
     let ten_s = Duration::from_secs(10);
     assert_eq!(
-        ok(hot.add_strike(&q, t0 - 20_000, ten_s).await, "add_strike"),
+        ok(
+            hot.add_strike(&q, "e1", t0 - 20_000, ten_s).await,
+            "add_strike"
+        ),
         1
     );
-    assert_eq!(ok(hot.add_strike(&q, t0, ten_s).await, "add_strike"), 1);
-    assert_eq!(ok(hot.add_strike(&q, t0 + 1, ten_s).await, "add_strike"), 2);
+    assert_eq!(
+        ok(hot.add_strike(&q, "e2", t0, ten_s).await, "add_strike"),
+        1
+    );
+    assert_eq!(
+        ok(hot.add_strike(&q, "e3", t0 + 1, ten_s).await, "add_strike"),
+        2
+    );
     assert_eq!(ok(hot.strikes(&q, t0 + 1, ten_s).await, "strikes"), 2);
+
+    // The same strike again (a redelivered batch), at its time or later, counts once; its first
+    // time is kept.
+    for at in [t0 + 1, t0 + 5_000] {
+        assert_eq!(
+            ok(hot.add_strike(&q, "e3", at, ten_s).await, "add_strike"),
+            2
+        );
+    }
+    assert_eq!(ok(hot.strikes(&q, t0 + 1, ten_s).await, "strikes"), 2);
+    assert_eq!(
+        ok(hot.strikes(&q, t0 + 10_001, ten_s).await, "strikes"),
+        0,
+        "kept at its first time"
+    );
+    // Strike ids are per player.
+    let r = fresh_key("strikes-r");
+    assert_eq!(
+        ok(hot.add_strike(&r, "e3", t0, ten_s).await, "add_strike"),
+        1
+    );
 }
 
 /// Caches `value` under `key` for `ttl` and reads it back.

@@ -572,7 +572,7 @@ pub async fn fairness_state_round_trips(repo: &dyn Stores) {
         m2: 0.1,
     };
     let (v1, v2, v3) = (id(), id(), id());
-    ok(
+    assert!(ok(
         repo.commit_fairness(&FairnessCommit {
             verdicts: vec![(v1, true), (v2, false)],
             flags: vec![],
@@ -580,22 +580,30 @@ pub async fn fairness_state_round_trips(repo: &dyn Stores) {
         })
         .await,
         "commit_fairness",
-    );
+    ));
     let stats = ok(repo.fairness_stats().await, "fairness_stats");
     assert!(stats.contains(&(EventType::BossKill, w1)), "{stats:?}");
     assert!(stats.contains(&(EventType::Progression, w2)), "{stats:?}");
 
+    // Another verdict on v1 (a second replica judged it): nothing is stored, v3 included.
     let mut w3 = w1;
     w3.push(4.0);
-    ok(
-        repo.commit_fairness(&FairnessCommit {
-            verdicts: vec![(v1, false), (v3, true)],
-            flags: vec![],
-            stats: vec![(EventType::BossKill, w3)],
-        })
-        .await,
-        "commit_fairness",
+    let mut commit = FairnessCommit {
+        verdicts: vec![(v1, false), (v3, true)],
+        flags: vec![],
+        stats: vec![(EventType::BossKill, w3)],
+    };
+    assert!(
+        !ok(repo.commit_fairness(&commit).await, "commit_fairness"),
+        "a verdict other than the stored one must not commit"
     );
+    assert_eq!(ok(repo.verdicts(&[v3]).await, "verdicts"), []);
+    let stats = ok(repo.fairness_stats().await, "fairness_stats");
+    assert!(stats.contains(&(EventType::BossKill, w1)), "{stats:?}");
+
+    // The same verdict as stored commits (both replicas agreed).
+    commit.verdicts[0].1 = true;
+    assert!(ok(repo.commit_fairness(&commit).await, "commit_fairness"));
     let stats = ok(repo.fairness_stats().await, "fairness_stats");
     let boss: Vec<_> = stats
         .iter()

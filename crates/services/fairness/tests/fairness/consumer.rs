@@ -153,6 +153,37 @@ async fn a_redelivered_batch_is_not_judged_twice() {
 }
 
 #[tokio::test]
+async fn a_verdict_stored_before_a_crash_still_strikes_once() {
+    let app = spawn_app().await;
+    // The process stopped after storing a flagged verdict and before the strike: the batch
+    // comes back with the verdict stored and no strike given.
+    let cheat = boss_kill("player_cheat", 100_000);
+    let commit = liveops_core::stores::FairnessCommit {
+        verdicts: vec![(cheat.event_id, true)],
+        flags: vec![liveops_core::stores::Flag {
+            event_id: cheat.event_id,
+            player_id: "player_cheat".into(),
+            event_type: EventType::BossKill,
+            value: 100_000.0,
+            z_score: 9.0,
+            at_ms: now_ms(),
+        }],
+        stats: vec![],
+    };
+    assert!(app.repo.commit_fairness(&commit).await.unwrap());
+    app.ingest(&[cheat.clone(), cheat.clone()]).await;
+    app.process().await;
+    assert_eq!(app.strikes("player_cheat").await, 1, "struck once");
+    assert_eq!(app.drained_ids(topics::FLAGGED).await.len(), 2);
+    assert!(app.drain(topics::ACCEPTED).await.is_empty());
+
+    // Delivered once more: still one strike.
+    app.ingest(std::slice::from_ref(&cheat)).await;
+    app.process().await;
+    assert_eq!(app.strikes("player_cheat").await, 1, "no second strike");
+}
+
+#[tokio::test]
 async fn a_failed_forward_is_retried_without_rejudging() {
     let app = spawn_app().await;
     app.bus.fail_forwards.store(2, Ordering::SeqCst);
