@@ -21,7 +21,8 @@ use crate::Group;
 /// How long one poll waits for a message.
 pub const POLL_WAIT: Duration = Duration::from_millis(200);
 
-/// Attempts at one batch before leaving it to the bus's redelivery (and dead letters).
+/// Attempts at one batch before applying it one event at a time (what still fails is left to
+/// the bus's redelivery and dead letters).
 pub const MAX_ATTEMPTS: u32 = 8;
 
 /// Exponential pause between retries of a failed port call, cut short by shutdown.
@@ -154,21 +155,32 @@ pub async fn unapplied(
 
 /// Applies a batch that keeps failing one event at a time, so that one event that cannot be
 /// applied does not hold up the others (and take them to the dead letters with it); the ids of
-/// the events that still fail, left to redelivery and the dead letters alone
-/// (`consumer_failing_events_total`).
+/// the events not applied, left to redelivery: those that still fail
+/// (`consumer_failing_events_total`), and all after them if shutdown comes or the stores stop
+/// answering meanwhile (an outage is held through, not blamed on the events).
 async fn one_at_a_time(
     handler: &mut impl Apply,
     group: &'static str,
     events: &[Envelope],
+    shutdown: &CancellationToken,
 ) -> HashSet<Uuid> {
     let mut failing = HashSet::new();
-    for event in events {
-        if let Err(error) = handler.apply(std::slice::from_ref(event)).await {
-            metrics::counter!("consumer_failing_events_total", "group" => group).increment(1);
-            tracing::error!(%error, event_id = %event.event_id, player = %event.event.player_id,
-                "event keeps failing; leaving it to redelivery and the dead letters");
-            failing.insert(event.event_id);
+    for (i, event) in events.iter().enumerate() {
+        let error = match handler.apply(std::slice::from_ref(event)).await {
+            Ok(()) => continue,
+            Err(error) => error,
+        };
+        let outage = matches!(error, PortError::Unavailable(_)) && !handler.stores_answer().await;
+        if outage || shutdown.is_cancelled() {
+            tracing::warn!(%error, left = events.len() - i,
+                "stores unreachable or shutting down; leaving the rest of the batch to redelivery");
+            failing.extend(events[i..].iter().map(|e| e.event_id));
+            break;
         }
+        metrics::counter!("consumer_failing_events_total", "group" => group).increment(1);
+        tracing::error!(%error, event_id = %event.event_id, player = %event.event.player_id,
+            "event keeps failing; leaving it to redelivery and the dead letters");
+        failing.insert(event.event_id);
     }
     failing
 }
@@ -191,7 +203,7 @@ pub trait Apply: Send {
     /// Whether the stores batches are applied to answer now. While they do not, a batch failing
     /// as unavailable is retried in place, past [`MAX_ATTEMPTS`], without polling: left to
     /// redelivery, every delivery during a long outage would count towards the dead letters. A
-    /// batch that keeps failing while they answer is left to redelivery as before.
+    /// batch that keeps failing while they answer is applied one event at a time.
     async fn stores_answer(&mut self) -> bool {
         true
     }
@@ -312,7 +324,7 @@ pub async fn run_batches(
             } else {
                 tracing::error!(%error, attempts, events = events.len(),
                     "batch keeps failing; applying its events one at a time");
-                let failing = one_at_a_time(handler, sub.reads.group, &events)
+                let failing = one_at_a_time(handler, sub.reads.group, &events, shutdown)
                     .instrument(spans.batch().clone())
                     .await;
                 break (failing.len() < events.len()).then_some(failing);

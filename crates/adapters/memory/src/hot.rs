@@ -328,14 +328,15 @@ impl RateLimiter for MemoryHotState {
 
 #[async_trait]
 impl Blocklist for MemoryHotState {
-    async fn block(&self, player: &str, until_ms: i64) -> PortResult<()> {
+    async fn block(&self, player: &str, until_ms: i64) -> PortResult<bool> {
+        let now = now_ms();
         let mut shard = self.shard(player);
-        if until_ms > now_ms() {
-            shard.blocks.insert(player.into(), until_ms);
-        } else {
-            shard.blocks.remove(player);
+        let current = shard.blocks.get(player).copied().filter(|&u| u > now);
+        if until_ms <= now || current.is_some_and(|u| u >= until_ms) {
+            return Ok(false);
         }
-        Ok(())
+        shard.blocks.insert(player.into(), until_ms);
+        Ok(true)
     }
 
     async fn blocked_until(&self, player: &str) -> PortResult<Option<i64>> {

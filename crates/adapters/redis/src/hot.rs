@@ -65,9 +65,18 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 ";
 
-/// Records a strike at ARGV[1] (member ARGV[2]), forgets strikes at or before ARGV[3] and all
-/// but the newest ARGV[4], keeps the set at least ARGV[5] ms, and returns the strikes after
-/// ARGV[3].
+/// Sets the block KEYS[1] to end at ARGV[1] (living ARGV[2] ms) unless it ends later already;
+/// returns 1 if its end moved.
+const BLOCK_LUA: &str = r"
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current ~= nil and current >= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+";
+
+/// Records a strike at ARGV[1] (member ARGV[2]; a member already there keeps its first time),
+/// forgets strikes at or before ARGV[3] and all but the newest ARGV[4], keeps the set at least
+/// ARGV[5] ms, and returns the strikes after ARGV[3].
 const STRIKE_LUA: &str = r"
 redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
@@ -94,6 +103,7 @@ struct Scripts {
     idem_complete: Script,
     rate: Script,
     strike: Script,
+    block: Script,
 }
 
 /// Hot state on Redis: shared by every replica of every service.
@@ -150,6 +160,7 @@ impl RedisHotState {
                 idem_complete: Script::new(IDEM_COMPLETE_LUA),
                 rate: Script::new(RATE_LUA),
                 strike: Script::new(STRIKE_LUA),
+                block: Script::new(BLOCK_LUA),
             },
         }
     }
@@ -242,22 +253,16 @@ impl RateLimiter for RedisHotState {
 
 #[async_trait]
 impl Blocklist for RedisHotState {
-    async fn block(&self, player: &str, until_ms: i64) -> PortResult<()> {
-        let key = self.key("block", player);
+    async fn block(&self, player: &str, until_ms: i64) -> PortResult<bool> {
         let left = until_ms.saturating_sub(now_ms());
-        if left > 0 {
-            let ttl = ttl_ms(Duration::from_millis(left.unsigned_abs()));
-            let () = self
-                .conn
-                .query(
-                    "hot.block",
-                    redis::cmd("SET").arg(key).arg(until_ms).arg("PX").arg(ttl),
-                )
-                .await?;
-        } else {
-            self.delete("hot.block", key).await?;
+        if left <= 0 {
+            return Ok(false);
         }
-        Ok(())
+        let ttl = ttl_ms(Duration::from_millis(left.unsigned_abs()));
+        let mut call = self.scripts.block.prepare_invoke();
+        call.key(self.key("block", player)).arg(until_ms).arg(ttl);
+        let moved: i64 = self.conn.invoke("hot.block", &call).await?;
+        Ok(moved == 1)
     }
 
     async fn blocked_until(&self, player: &str) -> PortResult<Option<i64>> {

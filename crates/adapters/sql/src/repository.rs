@@ -337,7 +337,7 @@ where
 
     /// [`SqlRepository::select_chunked`] on one connection (a transaction's, to read its own
     /// writes).
-    async fn fetch_chunked<K, R>(
+    pub(crate) async fn fetch_chunked<K, R>(
         conn: &mut DB::Connection,
         keys: &[K],
         per_chunk: usize,
@@ -1122,7 +1122,7 @@ where
         .await
     }
 
-    pub(crate) async fn verdicts(&self, ids: &[Uuid]) -> PortResult<Vec<(Uuid, bool)>> {
+    pub(crate) async fn verdicts(&self, ids: &[Uuid]) -> PortResult<Vec<(Uuid, bool, i64)>> {
         within::<DB, _>("verdicts", async {
             let mut conn = self.pool.acquire().await.map_err(db_error::<DB>)?;
             Self::verdict_rows(&mut conn, ids, "").await
@@ -1130,20 +1130,22 @@ where
         .await
     }
 
-    /// The stored verdicts of any of `ids`, as `conn` sees them, the statement ending in `lock`.
+    /// The stored verdicts of any of `ids` (flagged, and when), as `conn` sees them, the
+    /// statement ending in `lock`.
     async fn verdict_rows(
         conn: &mut DB::Connection,
         ids: &[Uuid],
         lock: &'static str,
-    ) -> PortResult<Vec<(Uuid, bool)>> {
-        let rows: Vec<(Text, i16)> = Self::fetch_chunked(conn, ids, DB::MAX_BIND, |qb, chunk| {
-            qb.push("SELECT event_id, flagged FROM fairness_verdicts WHERE event_id")
-                .in_list(chunk.iter().map(Uuid::to_string))
-                .push(lock);
-        })
-        .await?;
+    ) -> PortResult<Vec<(Uuid, bool, i64)>> {
+        let rows: Vec<(Text, i16, i64)> =
+            Self::fetch_chunked(conn, ids, DB::MAX_BIND, |qb, chunk| {
+                qb.push("SELECT event_id, flagged, done_at FROM fairness_verdicts WHERE event_id")
+                    .in_list(chunk.iter().map(Uuid::to_string))
+                    .push(lock);
+            })
+            .await?;
         rows.into_iter()
-            .map(|(id, flagged)| Ok((parse_uuid(&id.0)?, flagged != 0)))
+            .map(|(id, flagged, at)| Ok((parse_uuid(&id.0)?, flagged != 0, at)))
             .collect()
     }
 
@@ -1179,6 +1181,7 @@ where
             let stored: HashMap<Uuid, bool> = Self::verdict_rows(&mut tx, &ids, DB::LOCK_SHARED)
                 .await?
                 .into_iter()
+                .map(|(id, flagged, _)| (id, flagged))
                 .collect();
             if commit
                 .verdicts

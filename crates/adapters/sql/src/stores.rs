@@ -109,7 +109,7 @@ macro_rules! impl_stores {
             $crate::stores::delegate! {
                 impl FairnessStore {
                     fn fairness_stats() -> Vec<(EventType, Welford)>;
-                    fn verdicts(ids: &[Uuid]) -> Vec<(Uuid, bool)>;
+                    fn verdicts(ids: &[Uuid]) -> Vec<(Uuid, bool, i64)>;
                     fn commit_fairness(commit: &FairnessCommit) -> bool;
                     fn flags(player_id: Option<&str>, limit: u32) -> Vec<Flag>;
                 }

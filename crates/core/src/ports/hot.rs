@@ -75,8 +75,10 @@ pub trait RateLimiter: Health {
 /// Fairness strikes and the blocks they lead to.
 #[async_trait]
 pub trait Blocklist: Health {
-    /// Blocks `player` until unix milliseconds `until_ms`.
-    async fn block(&self, player: &str, until_ms: i64) -> PortResult<()>;
+    /// Blocks `player` until unix milliseconds `until_ms`, unless blocked longer already (a
+    /// redelivered strike never shortens nor needlessly restarts a block); whether the block's
+    /// end moved.
+    async fn block(&self, player: &str, until_ms: i64) -> PortResult<bool>;
     /// When the player's block ends (unix ms), if blocked now.
     async fn blocked_until(&self, player: &str) -> PortResult<Option<i64>>;
     /// Records the strike `strike` (the flagged event's id) at `at_ms`, unless it is recorded

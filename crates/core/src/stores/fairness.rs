@@ -44,8 +44,9 @@ pub struct FairnessCommit {
 pub trait FairnessStore: Health {
     /// Running statistics per event type.
     async fn fairness_stats(&self) -> PortResult<Vec<(EventType, Welford)>>;
-    /// Earlier verdicts (flagged?) for any of `ids` already judged.
-    async fn verdicts(&self, ids: &[Uuid]) -> PortResult<Vec<(Uuid, bool)>>;
+    /// Earlier verdicts for any of `ids` already judged: the event, whether it was flagged and
+    /// when it was judged (unix ms: a redelivered flag strikes at that time, not now).
+    async fn verdicts(&self, ids: &[Uuid]) -> PortResult<Vec<(Uuid, bool, i64)>>;
     /// Stores a fairness batch atomically; `false`, storing nothing, if another verdict for one
     /// of its events was stored since [`FairnessStore::verdicts`] was read (judge it again).
     async fn commit_fairness(&self, commit: &FairnessCommit) -> PortResult<bool>;

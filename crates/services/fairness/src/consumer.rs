@@ -34,6 +34,8 @@ pub async fn run_consumer(
     shutdown: CancellationToken,
 ) -> Result<(), PortError> {
     let cfg = &state.config;
+    // The series exists from the start, so a dashboard's increase() sees the first.
+    metrics::counter!("fairness_rejudged_total").increment(0);
     let mut backoff = Backoff::new();
     let stats = loop {
         let setup = async {
@@ -132,7 +134,7 @@ async fn handle_batch(
     // Ended when dropped, after the ack; each traced event's span is forwarded as its parent.
     let spans = BatchSpans::start(GROUP, envs.iter().copied());
     let mut stale = false;
-    let ruling = retrying!(
+    let (ruling, flagged_at) = retrying!(
         backoff,
         shutdown,
         "judge",
@@ -189,7 +191,7 @@ async fn handle_batch(
     }
 
     let cfg = &state.config;
-    for (player, event_id, at_ms) in strikes_of(&items, &ruling) {
+    for (player, event_id, at_ms) in strikes_of(&items, &ruling, &flagged_at, cfg.strike_window) {
         let strike = event_id.to_string();
         let strikes = retrying!(
             backoff,
@@ -200,16 +202,18 @@ async fn handle_batch(
                 .add_strike(player, &strike, at_ms, cfg.strike_window)
                 .await
         );
-        if strikes >= cfg.strikes_to_block {
-            let now = now_ms();
-            let until =
-                now.saturating_add(i64::try_from(cfg.block.as_millis()).unwrap_or(i64::MAX));
-            retrying!(
+        // Blocked from the strike that reached the limit: a redelivered strike neither
+        // restarts the block nor lengthens it.
+        let until = at_ms.saturating_add(i64::try_from(cfg.block.as_millis()).unwrap_or(i64::MAX));
+        if strikes >= cfg.strikes_to_block
+            && until > now_ms()
+            && retrying!(
                 backoff,
                 shutdown,
                 "block",
                 state.blocks.block(player, until).await
-            );
+            )
+        {
             metrics::counter!("fairness_blocks_total").increment(1);
             tracing::warn!(player, strikes, until, "player blocked");
         }
@@ -224,27 +228,33 @@ async fn handle_batch(
     Ok(())
 }
 
-/// The strikes a batch gives, once per flagged event: `(player, event id, time)`. Events judged
-/// flagged before (a redelivered batch) strike again with the time now, in case the process
-/// stopped between their verdict and their strike; the hot state counts each event once.
-fn strikes_of<'a>(items: &'a [(Delivery, Envelope)], ruling: &Ruling) -> Vec<(&'a str, Uuid, i64)> {
-    let new: HashMap<Uuid, i64> = ruling.flags.iter().map(|f| (f.event_id, f.at_ms)).collect();
+/// The strikes a batch gives, once per flagged event: `(player, event id, time)`, at the time
+/// it was flagged (`flagged_at`). Events judged flagged before (a redelivered batch) strike
+/// again, in case the process stopped between their verdict and their strike; the hot state
+/// counts each event once, and a strike already past the `window` is not given again.
+fn strikes_of<'a>(
+    items: &'a [(Delivery, Envelope)],
+    ruling: &Ruling,
+    flagged_at: &HashMap<Uuid, i64>,
+    window: std::time::Duration,
+) -> Vec<(&'a str, Uuid, i64)> {
+    let window = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    let after = now_ms().saturating_sub(window);
     let mut seen = std::collections::HashSet::new();
-    let now = now_ms();
     items
         .iter()
         .zip(&ruling.flagged)
         .filter(|((_, env), flagged)| **flagged && seen.insert(env.event_id))
-        .map(|((_, env), _)| {
-            let at = new.get(&env.event_id).copied().unwrap_or(now);
-            (env.event.player_id.as_str(), env.event_id, at)
+        .filter_map(|((_, env), _)| {
+            let at = *flagged_at.get(&env.event_id)?;
+            (at > after).then(|| (env.event.player_id.as_str(), env.event_id, at))
         })
         .collect()
 }
 
-/// Times a batch is judged again when another replica stored a verdict for one of its events
-/// meanwhile, before the step backs off.
-const REJUDGES: u32 = 4;
+/// Times a batch is judged in a row while other replicas store verdicts for its events first,
+/// before the step backs off.
+const JUDGINGS: u32 = 4;
 
 /// Judges the batch against earlier verdicts and stores the ruling atomically; the judge takes
 /// on the new statistics only once they are stored. After a failed store the statistics are
@@ -257,21 +267,29 @@ async fn judge_and_store(
     judge: &mut Judge,
     envs: &[&Envelope],
     stale: &mut bool,
-) -> Result<Ruling, PortError> {
-    for _ in 0..REJUDGES {
+) -> Result<(Ruling, HashMap<Uuid, i64>), PortError> {
+    for tries in 1..=JUDGINGS {
         if *stale {
             judge.reset(state.store.fairness_stats().await?);
             *stale = false;
         }
         let ids: Vec<Uuid> = envs.iter().map(|e| e.event_id).collect();
-        let earlier: HashMap<Uuid, bool> = if ids.is_empty() {
-            HashMap::new()
+        let stored = if ids.is_empty() {
+            Vec::new()
         } else {
-            state.store.verdicts(&ids).await?.into_iter().collect()
+            state.store.verdicts(&ids).await?
         };
+        let earlier: HashMap<Uuid, bool> = stored.iter().map(|(id, f, _)| (*id, *f)).collect();
         let ruling = judge.rule(envs, &earlier, now_ms());
+        // When each flagged event was flagged: now for this ruling's flags, else when stored.
+        let flagged_at: HashMap<Uuid, i64> = stored
+            .iter()
+            .filter(|(_, flagged, _)| *flagged)
+            .map(|(id, _, at)| (*id, *at))
+            .chain(ruling.flags.iter().map(|f| (f.event_id, f.at_ms)))
+            .collect();
         if ruling.verdicts.is_empty() {
-            return Ok(ruling);
+            return Ok((ruling, flagged_at));
         }
         let commit = FairnessCommit {
             verdicts: ruling.verdicts.clone(),
@@ -283,12 +301,14 @@ async fn judge_and_store(
         if state.store.commit_fairness(&commit).await? {
             *stale = false;
             judge.adopt(&ruling);
-            return Ok(ruling);
+            return Ok((ruling, flagged_at));
         }
-        metrics::counter!("fairness_rejudged_total").increment(1);
-        tracing::info!("another replica judged events of this batch; judging it again");
+        if tries < JUDGINGS {
+            metrics::counter!("fairness_rejudged_total").increment(1);
+            tracing::info!("another replica judged events of this batch; judging it again");
+        }
     }
     Err(PortError::Unavailable(format!(
-        "other replicas judged events of this batch {REJUDGES} times in a row"
+        "other replicas judged events of this batch {JUDGINGS} times in a row"
     )))
 }

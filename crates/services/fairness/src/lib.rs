@@ -62,7 +62,10 @@ impl FairnessArgs {
             return Err(ConfigError::new("ANOMALY_Z", "must be a positive number"));
         }
         let block_sec = ConfigError::at_least("BLOCK_SEC", self.block_sec, 1)?;
-        let strikes_to_block = ConfigError::at_least("STRIKES_TO_BLOCK", self.strikes_to_block, 1)?;
+        // The hot state keeps at most MAX_STRIKES a player: a higher limit would never block.
+        let most = u32::try_from(liveops_core::ports::hot::MAX_STRIKES).unwrap_or(u32::MAX);
+        let strikes_to_block =
+            ConfigError::within("STRIKES_TO_BLOCK", self.strikes_to_block, 1..=most)?;
         let strike_window_sec =
             ConfigError::at_least("STRIKE_WINDOW_SEC", self.strike_window_sec, 1)?;
         Ok(FairnessConfig {

@@ -203,7 +203,8 @@ pub async fn rate_window_per_second(hot: &dyn HotState) {
     }
 }
 
-/// A block reads back while in the future, can be extended, and ends by itself.
+/// A block reads back while in the future, can be extended but not shortened, and ends by
+/// itself.
 pub async fn blocks_hold_until_they_expire(hot: &dyn HotState) {
     let now = now_ms();
     let (long, short, past) = (
@@ -212,19 +213,27 @@ pub async fn blocks_hold_until_they_expire(hot: &dyn HotState) {
         fresh_key("block-past"),
     );
     assert_eq!(ok(hot.blocked_until(&long).await, "blocked_until"), None);
-    ok(hot.block(&long, now + 60_000).await, "block");
+    assert!(ok(hot.block(&long, now + 60_000).await, "block"));
     assert_eq!(
         ok(hot.blocked_until(&long).await, "blocked_until"),
         Some(now + 60_000)
     );
-    ok(hot.block(&long, now + 120_000).await, "block");
+    assert!(ok(hot.block(&long, now + 120_000).await, "block"));
     assert_eq!(
         ok(hot.blocked_until(&long).await, "blocked_until"),
         Some(now + 120_000)
     );
-    ok(hot.block(&past, now - 1000).await, "block");
+    // A block that ends sooner, or at the same time, changes nothing.
+    for until in [now + 90_000, now + 120_000] {
+        assert!(!ok(hot.block(&long, until).await, "block"), "{until}");
+    }
+    assert_eq!(
+        ok(hot.blocked_until(&long).await, "blocked_until"),
+        Some(now + 120_000)
+    );
+    assert!(!ok(hot.block(&past, now - 1000).await, "block"));
     assert_eq!(ok(hot.blocked_until(&past).await, "blocked_until"), None);
-    ok(hot.block(&short, now + 1000).await, "block");
+    assert!(ok(hot.block(&short, now + 1000).await, "block"));
     assert_eq!(
         ok(hot.blocked_until(&short).await, "blocked_until"),
         Some(now + 1000)

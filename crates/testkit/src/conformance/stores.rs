@@ -615,7 +615,16 @@ pub async fn fairness_state_round_trips(repo: &dyn Stores) {
         "one row per type, replaced"
     );
 
-    let mut verdicts = ok(repo.verdicts(&[v1, v2, v3, id()]).await, "verdicts");
+    let verdicts = ok(repo.verdicts(&[v1, v2, v3, id()]).await, "verdicts");
+    // Judged when stored: within this test's run.
+    let now = liveops_core::now_ms();
+    assert!(
+        verdicts
+            .iter()
+            .all(|(_, _, at)| *at > now - 600_000 && *at <= now),
+        "{verdicts:?}"
+    );
+    let mut verdicts: Vec<(Uuid, bool)> = verdicts.into_iter().map(|(v, f, _)| (v, f)).collect();
     verdicts.sort();
     let mut want = vec![(v1, true), (v2, false), (v3, true)];
     want.sort();
@@ -765,7 +774,8 @@ pub async fn large_batches_are_chunked(repo: &dyn Stores) {
         .await,
         "commit_fairness",
     );
-    let mut read = ok(repo.verdicts(&ids).await, "verdicts");
+    let read = ok(repo.verdicts(&ids).await, "verdicts");
+    let mut read: Vec<(Uuid, bool)> = read.into_iter().map(|(v, f, _)| (v, f)).collect();
     read.sort();
     let mut want = verdicts;
     want.sort();

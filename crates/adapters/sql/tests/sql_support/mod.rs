@@ -501,7 +501,7 @@ pub async fn purge_removes_only_rows_past_the_cutoff(repo: &dyn Repository) {
     assert_eq!(
         judged
             .into_iter()
-            .map(|(id, _)| id)
+            .map(|(id, _, _)| id)
             .collect::<std::collections::HashSet<_>>(),
         new.iter().copied().collect()
     );
