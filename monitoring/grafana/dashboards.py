@@ -587,8 +587,12 @@ def campaigns(L):
     L.row("Webhooks and operators")
     L.add(timeseries("Webhook delivery attempts per second, by result",
                      [(f"sum by (result) (rate(webhook_deliveries_total{{{NS}}}[{RI}]))",
-                       "{{result}}")], "short",
-                     "failed: retried, up to hourly; dead: failing for WEBHOOK_RETRY_SEC (a day)."))
+                       "{{result}}"),
+                      (f"sum(rate(webhook_redeliveries_total{{{NS}}}[{RI}]))", "redelivered")],
+                     "short",
+                     "failed: retried, up to hourly; dead: failing for WEBHOOK_RETRY_SEC (a day); "
+                     "redelivered: dead deliveries an operator sent again "
+                     "(POST /webhooks/{id}/redeliver)."))
     L.add(timeseries("Operator logins per second, by result",
                      [(f"sum by (result) (rate(operator_logins_total{{{NS}}}[{RI}]))",
                        "{{result}}")], "short",

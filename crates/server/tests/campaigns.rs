@@ -7,17 +7,19 @@ mod common;
 
 use std::path::Path;
 use std::process::Child;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::campaign::{
-    campaign_story, open_campaign, problem, read, receiver, Live, LiveUrls, ADMIN_EMAIL,
-    ADMIN_PASSWORD,
+    campaign_story, open_campaign, problem, read, receiver, receiver_answering, Live, LiveUrls,
+    ADMIN_EMAIL, ADMIN_PASSWORD,
 };
 use common::{eventually, free_port, spawn_app, spawn_serve, wait_ready, TestApp};
 use liveops_campaigns::CampaignView;
 use liveops_core::draw::PublishedDraw;
 use liveops_core::stores::CampaignState;
-use liveops_distribution::{DeliveryList, MessageView, Sent, WebhookView};
+use liveops_distribution::{DeliveryList, MessageView, RedeliveryView, Sent, WebhookView};
 use liveops_fairness::PlayerFairness;
 use liveops_operators::{AuditList, CreatedApiKey};
 use serde_json::json;
@@ -366,7 +368,8 @@ async fn an_operator_send_retried_under_its_idempotency_key_reaches_the_player_o
 async fn failing_webhooks_are_retried_with_backoff_then_dead_lettered_after_ten_attempts() {
     let flags = ["--webhook-backoff-ms", "20", "--webhook-retry-sec", "0"];
     let (app, live, admin) = live_app(&flags).await;
-    let (addr, received) = receiver("whsec_failing_0123456789", 500).await;
+    let status = Arc::new(AtomicU16::new(500));
+    let (addr, received) = receiver_answering("whsec_failing_0123456789", status.clone()).await;
     let (s, hook) = live
         .add_webhook(
             &admin,
@@ -418,6 +421,72 @@ async fn failing_webhooks_are_retried_with_backoff_then_dead_lettered_after_ten_
             || metrics.contains("result=\"dead\""),
         "{metrics}"
     );
+
+    // The receiver is fixed: an operator sends the dead delivery again, and it is delivered.
+    status.store(200, Ordering::SeqCst);
+    let redeliver_url = format!("{}/webhooks/{hook_id}/redeliver", app.base);
+    let (s, b) = live
+        .call(
+            reqwest::Method::POST,
+            redeliver_url.clone(),
+            Some(&admin),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let again: RedeliveryView = read(&b);
+    assert_eq!(
+        (again.redelivered, again.more),
+        (vec![d.delivery_id.clone()], false)
+    );
+    let delivered = eventually(Duration::from_secs(30), "the redelivery", || async {
+        let (_, d) = live.get(deliveries_url.clone(), Some(&admin)).await;
+        let first = read::<DeliveryList>(&d).deliveries.into_iter().next();
+        first.filter(|d| d.state == "delivered")
+    })
+    .await;
+    assert_eq!(delivered.attempts, 11);
+    assert_eq!(delivered.tries.last().and_then(|t| t.status), Some(200));
+    assert_eq!(received.lock().expect("lock").len(), 11);
+    // Nothing dead is left; bad bodies and unknown webhooks are refused.
+    let (s, b) = live
+        .call(
+            reqwest::Method::POST,
+            redeliver_url.clone(),
+            Some(&admin),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        (s, read::<RedeliveryView>(&b).redelivered.len()),
+        (200, 0),
+        "{b}"
+    );
+    for body in [
+        json!({"deliveryIds": []}),
+        json!({"deliveryIds": ["dlv/../x"]}),
+        json!({"deliveryIds": "dlv_1"}),
+        json!({"deliveryIds": null}),
+        json!({"ids": []}),
+    ] {
+        let url = redeliver_url.clone();
+        let (s, b) = live
+            .call(reqwest::Method::POST, url, Some(&admin), Some(body))
+            .await;
+        assert_eq!(s, 400, "{b}");
+        assert!(problem(&b).field.is_some(), "{b}");
+    }
+    let unknown = format!("{}/webhooks/whk_unknown/redeliver", app.base);
+    let (s, b) = live
+        .call(
+            reqwest::Method::POST,
+            unknown,
+            Some(&admin),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(s, 404, "{b}");
+
     // Deleted, the webhook and its deliveries are gone from the API, like one never made.
     let hook_url = format!("{}/webhooks/{hook_id}", app.base);
     let (s, b) = live

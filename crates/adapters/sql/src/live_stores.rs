@@ -9,11 +9,11 @@ macro_rules! impl_live_stores {
             use async_trait::async_trait;
             use liveops_core::stores::{
                 ActiveKeys, ApiKeyInfo, ApiKeyStore, Attempt, AuditEntry, AuditLog, Campaign,
-                CampaignEvent, CampaignState, CampaignStore, ClaimOutcome, Delivery, DueDelivery,
-                Entered, Entry, EntryStore, InboxClaim, InboxMessage, InboxStore, Keyed,
-                KeyedOutcome, LiveEventStores, OperatorRecord, OperatorStore, OperatorUpdate,
-                Outcome, OutcomeStore, PlayerXp, RequestKey, RequestKeys, Session, Sessions,
-                Webhook, WebhookStore,
+                CampaignEvent, CampaignState, CampaignStore, ClaimOutcome, Delivery, DeliveryLog,
+                DueDelivery, Entered, Entry, EntryStore, InboxClaim, InboxMessage, InboxStore,
+                Keyed, KeyedOutcome, LiveEventStores, OperatorRecord, OperatorStore,
+                OperatorUpdate, Outcome, OutcomeStore, PlayerXp, Redelivery, RequestKey,
+                RequestKeys, Session, Sessions, Webhook, WebhookStore,
             };
             use liveops_core::PortResult;
 
@@ -124,7 +124,14 @@ macro_rules! impl_live_stores {
                     fn enqueue(event_ids: &[i64], deliveries: &[Delivery]) -> ();
                     fn lease_due(now_ms: i64, until_ms: i64, limit: u32) -> Vec<DueDelivery>;
                     fn record_attempt(delivery: &Delivery, attempt: &Attempt) -> ();
+                }
+
+                impl DeliveryLog {
                     fn deliveries(webhook_id: &str, limit: u32) -> Vec<(Delivery, Vec<Attempt>)>;
+                    fn redeliver(
+                        webhook_id: &str, ids: &[String], limit: u32, now_ms: i64,
+                        audit: &AuditEntry,
+                    ) -> Option<Redelivery>;
                 }
 
                 impl RequestKeys {

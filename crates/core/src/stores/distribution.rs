@@ -222,10 +222,36 @@ pub trait WebhookStore: Health {
     ) -> PortResult<Vec<DueDelivery>>;
     /// Records an attempt and the delivery's new state, attempts and next time.
     async fn record_attempt(&self, delivery: &Delivery, attempt: &Attempt) -> PortResult<()>;
+}
+
+/// What a redelivery set pending again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Redelivery {
+    /// The deliveries due again, oldest first.
+    pub ids: Vec<String>,
+    /// Whether more dead deliveries of the webhook wait (a call for all of them takes `limit`).
+    pub more: bool,
+}
+
+/// A webhook's deliveries as operators see them, and sending the dead ones again once the
+/// receiver is fixed.
+#[async_trait]
+pub trait DeliveryLog: Health {
     /// A webhook's deliveries, newest first, each with its attempts.
     async fn deliveries(
         &self,
         webhook_id: &str,
         limit: u32,
     ) -> PortResult<Vec<(Delivery, Vec<Attempt>)>>;
+    /// Sets dead deliveries of the active webhook `webhook_id` pending, due at `now_ms`: those
+    /// named in `ids`, or with `ids` empty its oldest `limit`; audited. `None` if the webhook
+    /// is not active (never made, or deleted).
+    async fn redeliver(
+        &self,
+        webhook_id: &str,
+        ids: &[String],
+        limit: u32,
+        now_ms: i64,
+        audit: &AuditEntry,
+    ) -> PortResult<Option<Redelivery>>;
 }

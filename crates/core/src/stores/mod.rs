@@ -17,8 +17,8 @@ pub use campaigns::{
     Campaign, CampaignEvent, CampaignState, CampaignStore, EntryLimit, Reward, Tier,
 };
 pub use distribution::{
-    Attempt, ClaimOutcome, Delivery, DeliveryState, DueDelivery, InboxClaim, InboxMessage,
-    InboxStore, Webhook, WebhookStore,
+    Attempt, ClaimOutcome, Delivery, DeliveryLog, DeliveryState, DueDelivery, InboxClaim,
+    InboxMessage, InboxStore, Redelivery, Webhook, WebhookStore,
 };
 pub use fairness::{FairnessCommit, FairnessStore, Flag};
 pub use operators::{
@@ -35,8 +35,8 @@ pub use requests::{Keyed, KeyedOutcome, RequestKey, RequestKeys};
 pub use scores::{ScoreStore, Snapshot};
 
 /// Every live-event store (operators, sessions, the audit log, API keys, campaigns, entries,
-/// outcomes, the XP read, the inbox, webhooks, the keys of operator writes): what a backend
-/// serving them all declares.
+/// outcomes, the XP read, the inbox, webhooks and their deliveries, the keys of operator
+/// writes): what a backend serving them all declares.
 pub trait LiveEventStores:
     OperatorStore
     + Sessions
@@ -49,6 +49,7 @@ pub trait LiveEventStores:
     + PlayerXp
     + InboxStore
     + WebhookStore
+    + DeliveryLog
     + RequestKeys
 {
 }

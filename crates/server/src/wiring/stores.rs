@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use liveops_core::stores::{
-    ActiveKeys, ApiKeyStore, AuditLog, CampaignStore, EntryStore, FairnessStore, InboxStore,
-    OperatorStore, OutcomeStore, PlayerXp, ProcessedEvents, ProgressStore, RequestKeys, ScoreStore,
-    Sessions, WebhookStore,
+    ActiveKeys, ApiKeyStore, AuditLog, CampaignStore, DeliveryLog, EntryStore, FairnessStore,
+    InboxStore, OperatorStore, OutcomeStore, PlayerXp, ProcessedEvents, ProgressStore, RequestKeys,
+    ScoreStore, Sessions, WebhookStore,
 };
 use liveops_core::{Health, PortError, PortResult};
 use liveops_module::ports::Opened;
@@ -146,6 +146,7 @@ pub(super) fn provide(ports: &mut Ports, s: &crate::config::Settings) {
     ports.provide::<_, dyn PlayerXp>(&repo, |a| a);
     ports.provide::<_, dyn InboxStore>(&repo, |a| a);
     ports.provide::<_, dyn WebhookStore>(&repo, |a| a);
+    ports.provide::<_, dyn DeliveryLog>(&repo, |a| a);
     ports.provide::<_, dyn RequestKeys>(&repo, |a| a);
     ports.provide::<_, dyn Repository>(&repo, |a| a);
 

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::Command;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -438,12 +439,20 @@ pub type Received = Arc<Mutex<Vec<(String, Value, bool)>>>;
 /// A webhook receiver on 127.0.0.1 checking `X-LiveOps-Signature` with `secret`; answers
 /// `status` to everything.
 pub async fn receiver(secret: &'static str, status: u16) -> (SocketAddr, Received) {
+    receiver_answering(secret, Arc::new(AtomicU16::new(status))).await
+}
+
+/// [`receiver`] answering whatever `status` holds at the time (a receiver that recovers).
+pub async fn receiver_answering(
+    secret: &'static str,
+    status: Arc<AtomicU16>,
+) -> (SocketAddr, Received) {
     let got: Received = Arc::default();
     let keep = got.clone();
     let app = axum::Router::new().route(
         "/hook",
         axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-            let keep = keep.clone();
+            let (keep, status) = (keep.clone(), status.clone());
             async move {
                 let sig = headers
                     .get("x-liveops-signature")
@@ -461,7 +470,7 @@ pub async fn receiver(secret: &'static str, status: u16) -> (SocketAddr, Receive
                 let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                 let kind = v["type"].as_str().unwrap_or_default().to_owned();
                 keep.lock().expect("lock").push((kind, v, valid));
-                axum::http::StatusCode::from_u16(status).expect("status")
+                axum::http::StatusCode::from_u16(status.load(Ordering::SeqCst)).expect("status")
             }
         }),
     );

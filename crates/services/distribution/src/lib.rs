@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use axum::Router;
 use clap::Args;
-use liveops_core::stores::{CampaignStore, InboxStore, OutcomeStore, RequestKeys, WebhookStore};
+use liveops_core::stores::{
+    CampaignStore, DeliveryLog, InboxStore, OutcomeStore, RequestKeys, WebhookStore,
+};
 use liveops_http::{
     add_keyword, body_limit, operator_routes, routes, OpenApiRouter, OperatorAuth, SignatureCheck,
 };
@@ -24,7 +26,7 @@ mod webhooks;
 pub use deliver::{run_webhooks, signature, MAX_ATTEMPTS};
 pub use inbox::{ClaimAnswer, InboxView, MessageView, Sent};
 pub use settle::{run_settler, settle_ended};
-pub use webhooks::{AttemptView, DeliveryList, DeliveryView, WebhookView};
+pub use webhooks::{AttemptView, DeliveryList, DeliveryView, RedeliveryView, WebhookView};
 
 /// Largest request body on the distribution routes.
 const BODY_LIMIT: usize = 256 * 1024;
@@ -124,8 +126,10 @@ pub struct DistributionState {
     pub outcomes: Arc<dyn OutcomeStore>,
     /// The inbox.
     pub inbox: Arc<dyn InboxStore>,
-    /// Webhooks and deliveries.
+    /// Webhooks and their delivery queue.
     pub webhooks: Arc<dyn WebhookStore>,
+    /// Deliveries as operators see them, and redelivery.
+    pub deliveries: Arc<dyn DeliveryLog>,
     /// The answers of sends and creates under an `Idempotency-Key`.
     pub requests: Arc<dyn RequestKeys>,
 }
@@ -135,7 +139,7 @@ liveops_http::from_state!(DistributionState {
     signatures: SignatureCheck
 });
 liveops_module::from_context!(DistributionState(config: Arc<DistributionConfig>) {
-    auth, signatures, campaigns, outcomes, inbox, webhooks, requests
+    auth, signatures, campaigns, outcomes, inbox, webhooks, deliveries, requests
 });
 
 /// Distribution's routes with their OpenAPI operations.
@@ -149,7 +153,8 @@ fn api() -> OpenApiRouter<DistributionState> {
     .routes(routes!(inbox::send_message))
     .routes(routes!(webhooks::create_webhook, webhooks::list_webhooks))
     .routes(routes!(webhooks::delete_webhook))
-    .routes(routes!(webhooks::list_deliveries));
+    .routes(routes!(webhooks::list_deliveries))
+    .routes(routes!(webhooks::redeliver));
     body_limit(routes, BODY_LIMIT)
 }
 

@@ -1,5 +1,5 @@
-//! `POST /webhooks`, `GET /webhooks`, `DELETE /webhooks/{id}`, `GET /webhooks/{id}/deliveries`
-//! (admins and operators).
+//! `POST /webhooks`, `GET /webhooks`, `DELETE /webhooks/{id}`, `GET /webhooks/{id}/deliveries`,
+//! `POST /webhooks/{id}/redeliver` (admins and operators).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,8 +10,8 @@ use liveops_http::responses::{
     KeyReused, OperatorFailures, OperatorInputFailures, OperatorLookupFailures, TooLarge,
 };
 use liveops_http::{
-    created, first_answer, keyed, replay_if_there, rfc3339, Bounded, CreateKeyHeader, IdPath, Json,
-    KeyedJson, Operator, Problem, Query,
+    check_id, created, first_answer, id_schema, keyed, replay_if_there, rfc3339, Bounded,
+    CreateKeyHeader, IdPath, Json, KeyedJson, Operator, Problem, Query,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -368,9 +368,109 @@ pub(crate) async fn list_deliveries(
     op.require(WRITERS)?;
     let limit = u32::try_from(query.limit.map_or(100, Bounded::get)).unwrap_or(100);
     active_webhook(&state, &id).await?;
-    let list = state.webhooks.deliveries(&id, limit).await?;
+    let list = state.deliveries.deliveries(&id, limit).await?;
     Ok(Json(DeliveryList {
         webhook_id: id,
         deliveries: list.into_iter().map(delivery_view).collect(),
+    }))
+}
+
+/// Most deliveries one redelivery sends again.
+const REDELIVER_MAX: usize = 500;
+
+/// The body of `POST /webhooks/{id}/redeliver`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RedeliverRequest {
+    /// The dead deliveries to send again (ids not dead, or of another webhook, are left as
+    /// they are); absent: the webhook's oldest 500 dead deliveries.
+    #[serde(default, deserialize_with = "a_list")]
+    #[schema(schema_with = delivery_ids)]
+    delivery_ids: Option<Vec<String>>,
+}
+
+/// A list that is present: `null` is refused like any other non-list, as the schema says.
+fn a_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    Vec::<String>::deserialize(d).map(Some)
+}
+
+/// The OpenAPI schema of [`RedeliverRequest::delivery_ids`]: 1 to 500 ids.
+fn delivery_ids() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(id_schema())
+        .min_items(Some(1))
+        .max_items(Some(REDELIVER_MAX))
+        .build()
+}
+
+/// What a redelivery set due again.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedeliveryView {
+    /// Which webhook.
+    pub webhook_id: String,
+    /// The deliveries due now, oldest first.
+    pub redelivered: Vec<String>,
+    /// Whether dead deliveries of the webhook remain (ask again for the next 500).
+    pub more: bool,
+}
+
+/// Sends dead deliveries again, due now, once the receiver is fixed: those named, or the
+/// webhook's oldest 500. Each gets one more attempt; one that fails again is dead again.
+#[utoipa::path(
+    post, path = "/webhooks/{id}/redeliver", tag = "distribution", security(("bearer" = [])),
+    params(IdPath),
+    request_body = RedeliverRequest,
+    responses(
+        (status = 200, description = "The deliveries due again", body = RedeliveryView),
+        TooLarge,
+        OperatorLookupFailures,
+    )
+)]
+#[tracing::instrument(skip_all, fields(actor = %op.email, webhook = %id))]
+pub(crate) async fn redeliver(
+    State(state): State<DistributionState>,
+    op: Operator,
+    IdPath(id): IdPath,
+    Json(body): Json<RedeliverRequest>,
+) -> Result<Json<RedeliveryView>, Problem> {
+    op.require(WRITERS)?;
+    let ids = match body.delivery_ids {
+        Some(ids) if ids.is_empty() || ids.len() > REDELIVER_MAX => {
+            return Err(Problem::invalid(
+                "deliveryIds",
+                format!("must name 1..={REDELIVER_MAX} deliveries, or be left out"),
+            ))
+        }
+        Some(ids) => ids,
+        None => Vec::new(),
+    };
+    for d in &ids {
+        check_id("deliveryIds", d)?;
+    }
+    let asked = serde_json::json!({ "deliveryIds": (!ids.is_empty()).then_some(&ids) });
+    let audit = op.audit(
+        now_ms(),
+        "webhook.redeliver",
+        &id,
+        None,
+        Some(asked.to_string()),
+    );
+    let limit = u32::try_from(REDELIVER_MAX).unwrap_or(u32::MAX);
+    let done = state
+        .deliveries
+        .redeliver(&id, &ids, limit, audit.at_ms, &audit)
+        .await?
+        .ok_or_else(|| no_webhook(&id))?;
+    tracing::info!(
+        redelivered = done.ids.len(),
+        more = done.more,
+        "webhook deliveries due again"
+    );
+    metrics::counter!("webhook_redeliveries_total").increment(done.ids.len() as u64);
+    Ok(Json(RedeliveryView {
+        webhook_id: id,
+        redelivered: done.ids,
+        more: done.more,
     }))
 }

@@ -40,6 +40,7 @@ pub async fn run_all<S: LiveStores + 'static>(repo: Arc<S>) {
     keyed_writes_happen_once(r).await;
     claims_issue_one_set_of_receipts(r).await;
     webhook_deliveries_are_queued_once_and_leased_once(r).await;
+    dead_deliveries_are_sent_again_on_request(r).await;
     concurrent_writers_agree(repo).await;
 }
 
@@ -1024,6 +1025,127 @@ pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveS
             .state,
         DeliveryState::Dead
     );
+}
+
+/// Dead deliveries of an active webhook go back to pending, due now: those named, or the
+/// oldest up to a limit; others (pending, another webhook's, unknown) are left as they are, and
+/// a deleted webhook's are not sent again.
+pub async fn dead_deliveries_are_sent_again_on_request(repo: &dyn LiveStores) {
+    let (hook, other) = (webhook(), webhook());
+    for h in [&hook, &other] {
+        let entry = audit("webhook.create", &h.id);
+        ok(repo.create_webhook(None, h, &entry).await, "create_webhook");
+    }
+    let now = now_ms();
+    // Event ids of their own: one delivery per webhook and event.
+    let base = i64::from(rand::random::<u32>()) + (1 << 40);
+    let delivery = |hook: &Webhook, n: i64| Delivery {
+        id: format!("dlv_{}_{n}", suffix()),
+        webhook_id: hook.id.clone(),
+        event_id: base + n,
+        kind: "campaign.live".into(),
+        body: "{}".into(),
+        state: DeliveryState::Pending,
+        attempts: 0,
+        next_attempt_at_ms: now + 3_600_000,
+        created_at_ms: now - 10_000 + n,
+    };
+    let (d1, d2, d3, d4) = (
+        delivery(&hook, 1),
+        delivery(&hook, 2),
+        delivery(&hook, 3),
+        delivery(&other, 4),
+    );
+    let all = [d1.clone(), d2.clone(), d3.clone(), d4.clone()];
+    ok(repo.enqueue(&[], &all).await, "enqueue");
+    let dead = |d: &Delivery| Delivery {
+        state: DeliveryState::Dead,
+        attempts: 10,
+        ..d.clone()
+    };
+    let failed = Attempt {
+        attempt: 10,
+        at_ms: now,
+        status: Some(503),
+        error: Some("answered HTTP 503".into()),
+        duration_ms: 5,
+    };
+    for d in [&d1, &d2, &d4] {
+        ok(
+            repo.record_attempt(&dead(d), &failed).await,
+            "record_attempt",
+        );
+    }
+    let redeliver = |ids: Vec<String>, limit: u32| {
+        let (id, entry) = (hook.id.clone(), audit("webhook.redeliver", &hook.id));
+        async move {
+            ok(
+                repo.redeliver(&id, &ids, limit, now, &entry).await,
+                "redeliver",
+            )
+        }
+    };
+
+    // All of them, oldest first, `limit` at a time.
+    let first = redeliver(vec![], 1).await.expect("active webhook");
+    assert_eq!((first.ids, first.more), (vec![d1.id.clone()], true));
+    let rest = redeliver(vec![], 500).await.expect("active webhook");
+    assert_eq!((rest.ids, rest.more), (vec![d2.id.clone()], false));
+    let due = ok(repo.lease_due(now, now + 30_000, 100).await, "lease_due");
+    let due: Vec<&str> = due.iter().map(|d| d.delivery.id.as_str()).collect();
+    assert!(
+        due.contains(&d1.id.as_str()) && due.contains(&d2.id.as_str()),
+        "{due:?}"
+    );
+    let listed = ok(repo.deliveries(&hook.id, 10).await, "deliveries");
+    let d1_now = listed.iter().find(|(d, _)| d.id == d1.id).expect("listed");
+    assert_eq!(d1_now.0.state, DeliveryState::Pending);
+    assert_eq!(d1_now.0.attempts, 10, "its attempts are kept");
+    assert_eq!(d1_now.1, std::slice::from_ref(&failed));
+
+    // Named: only this webhook's dead ones.
+    let names = vec![d3.id.clone(), d4.id.clone(), "dlv_none".into()];
+    let none = redeliver(names, 500).await.expect("active webhook");
+    assert_eq!((none.ids.len(), none.more), (0, false));
+    let again = Attempt {
+        attempt: 11,
+        ..failed.clone()
+    };
+    let d1_dead = Delivery {
+        attempts: 11,
+        ..dead(&d1)
+    };
+    ok(
+        repo.record_attempt(&d1_dead, &again).await,
+        "record_attempt",
+    );
+    let named = redeliver(vec![d1.id.clone()], 500)
+        .await
+        .expect("active webhook");
+    assert_eq!(named.ids, std::slice::from_ref(&d1.id));
+    let log = ok(repo.audit(1_000).await, "audit");
+    let redelivered = log
+        .iter()
+        .filter(|e| e.action == "webhook.redeliver" && e.target == hook.id)
+        .count();
+    assert_eq!(redelivered, 4, "every call is audited");
+
+    // The other webhook's dead delivery stays dead; a deleted webhook sends nothing again.
+    let entry = audit("webhook.delete", &other.id);
+    assert!(ok(
+        repo.delete_webhook(&other.id, &entry).await,
+        "delete_webhook"
+    ));
+    let entry = audit("webhook.redeliver", &other.id);
+    assert_eq!(
+        ok(
+            repo.redeliver(&other.id, &[], 500, now, &entry).await,
+            "redeliver"
+        ),
+        None
+    );
+    let d4_now = ok(repo.deliveries(&other.id, 10).await, "deliveries");
+    assert_eq!(d4_now[0].0.state, DeliveryState::Dead);
 }
 
 /// Replicas racing: one state move, one entry per slot, one settlement, one claim win.

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use liveops_core::stores::{
     Attempt, AuditEntry, CampaignEvent, ClaimOutcome, Delivery, DeliveryState, DueDelivery,
-    InboxClaim, InboxMessage, Keyed, KeyedOutcome, Webhook,
+    InboxClaim, InboxMessage, Keyed, KeyedOutcome, Redelivery, Webhook,
 };
 use liveops_core::{PortError, PortResult, Receipt};
 
@@ -578,6 +578,74 @@ sql_impl! {
                     (d, a)
                 })
                 .collect())
+        })
+        .await
+    }
+
+    pub(crate) async fn redeliver(
+        &self,
+        webhook_id: &str,
+        ids: &[String],
+        limit: u32,
+        now_ms: i64,
+        audit: &AuditEntry,
+    ) -> PortResult<Option<Redelivery>> {
+        within::<DB, _>("redeliver", async {
+            let (mut tx, _turn) = self.begin_write().await?;
+            // Held against a delete, which dead-letters the webhook's pending deliveries.
+            let sql = with_tail::<DB>(
+                "SELECT id FROM webhooks WHERE id = ? AND deleted_at IS NULL",
+                DB::LOCK_SHARED,
+            );
+            let active: Option<(Text,)> =
+                Self::optional_on(&mut tx, sqlx::query_as(&sql).bind(webhook_id)).await?;
+            if active.is_none() {
+                return Self::rolled_back(tx, None).await;
+            }
+            let hook = webhook_id.to_owned();
+            let dead: Vec<(i64, Text)> = if ids.is_empty() {
+                let sql = with_tail::<DB>(
+                    "SELECT created_at, id FROM webhook_deliveries \
+                     WHERE webhook_id = ? AND state = 'dead' ORDER BY created_at, id LIMIT ?",
+                    DB::LOCK_ROWS,
+                );
+                let query = sqlx::query_as(&sql)
+                    .bind(webhook_id)
+                    .bind(i64::from(limit));
+                query.fetch_all(&mut *tx).await.map_err(db_error::<DB>)?
+            } else {
+                Self::fetch_chunked(&mut tx, ids, DB::MAX_BIND - 1, |qb, chunk| {
+                    qb.push("SELECT created_at, id FROM webhook_deliveries WHERE webhook_id = ")
+                        .bind(hook.clone())
+                        .push(" AND state = 'dead' AND id")
+                        .in_list(chunk.iter().map(String::as_str))
+                        .push(DB::LOCK_ROWS);
+                })
+                .await?
+            };
+            let mut dead: Vec<(i64, String)> = dead.into_iter().map(|(at, id)| (at, id.0)).collect();
+            dead.sort();
+            let ids: Vec<String> = dead.into_iter().map(|(_, id)| id).collect();
+            for chunk in ids.chunks(DB::MAX_BIND - 1) {
+                let mut qb = Statement::<DB>::new(
+                    "UPDATE webhook_deliveries SET state = 'pending', next_attempt_at = ",
+                );
+                qb.bind(now_ms)
+                    .push(" WHERE state = 'dead' AND id")
+                    .in_list(chunk.iter().map(String::as_str));
+                let (sql, args) = qb.finish()?;
+                Self::run(&mut tx, sqlx::query_with(&sql, args).persistent(false)).await?;
+            }
+            let sql = DB::placeholders(
+                "SELECT id FROM webhook_deliveries WHERE webhook_id = ? AND state = 'dead' LIMIT 1",
+            );
+            let more: Option<(Text,)> =
+                Self::optional_on(&mut tx, sqlx::query_as(&sql).bind(webhook_id)).await?;
+            Self::commit_audited(tx, audit).await?;
+            Ok(Some(Redelivery {
+                ids,
+                more: more.is_some(),
+            }))
         })
         .await
     }
