@@ -98,6 +98,31 @@ async fn three_outliers_block_the_player() {
 }
 
 #[tokio::test]
+async fn a_redelivered_batch_neither_strikes_again_nor_restarts_the_block() {
+    let app = spawn_app().await;
+    let mut events = warm_up();
+    let cheats: Vec<_> = (0..3)
+        .map(|i| boss_kill("player_cheat", 50_000 + i))
+        .collect();
+    events.extend(cheats.iter().cloned());
+    app.ingest(&events).await;
+    app.process().await;
+    let until = app.blocked_until("player_cheat").await.expect("blocked");
+    assert_eq!(app.strikes("player_cheat").await, 3);
+
+    // The same events again a little later (a redelivery, or a resend under their messageIds).
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    app.ingest(&cheats).await;
+    app.process().await;
+    assert_eq!(app.strikes("player_cheat").await, 3, "no strike twice");
+    assert_eq!(
+        app.blocked_until("player_cheat").await,
+        Some(until),
+        "the block still ends when it did"
+    );
+}
+
+#[tokio::test]
 async fn a_redelivered_batch_is_not_judged_twice() {
     let app = spawn_app().await;
     app.ingest(&warm_up()).await;
