@@ -315,6 +315,42 @@ async fn an_operator_send_retried_under_its_idempotency_key_reaches_the_player_o
     assert_eq!(live.inbox("keyed_player").await.messages.len(), 1);
     let all = live.inbox_with_expired("keyed_player").await.messages;
     assert_eq!(all.len(), 2);
+    // A page at a time: one message, a cursor to the next, and the last page says no more.
+    let first_page = live.inbox_at("keyed_player", "?expired=true&limit=1").await;
+    let cursor = first_page.next_cursor.expect("a full page has a cursor");
+    let rest = live
+        .inbox_at(
+            "keyed_player",
+            &format!("?expired=true&limit=1&cursor={cursor}"),
+        )
+        .await;
+    let paged: Vec<_> = first_page
+        .messages
+        .into_iter()
+        .chain(rest.messages)
+        .collect();
+    assert_eq!(paged, all, "the pages list the inbox once, in order");
+    let after = rest.next_cursor.expect("a full page has a cursor");
+    let end = live
+        .inbox_at(
+            "keyed_player",
+            &format!("?expired=true&limit=1&cursor={after}"),
+        )
+        .await;
+    assert!(
+        end.messages.is_empty() && end.next_cursor.is_none(),
+        "{end:?}"
+    );
+    let url = format!(
+        "{}/players/keyed_player/inbox?cursor=12:a/b",
+        live.urls.distribution
+    );
+    let (s, b) = live.get(url, None).await;
+    assert_eq!(
+        (s, problem(&b).field.as_deref()),
+        (400, Some("cursor")),
+        "{b}"
+    );
 
     // The key with another request is refused, and sends nothing.
     let other = json!({"players": ["keyed_player"], "title": "Another gift",

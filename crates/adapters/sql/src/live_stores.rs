@@ -10,7 +10,7 @@ macro_rules! impl_live_stores {
             use liveops_core::stores::{
                 ActiveKeys, ApiKeyInfo, ApiKeyStore, Attempt, AuditEntry, AuditLog, Campaign,
                 CampaignEvent, CampaignState, CampaignStore, ClaimOutcome, Delivery, DeliveryLog,
-                DueDelivery, Entered, Entry, EntryStore, InboxClaim, InboxMessage, InboxStore,
+                DueDelivery, Entered, Entry, EntryStore, InboxClaim, InboxMessage, InboxPage, InboxStore,
                 Keyed, KeyedOutcome, LiveEventStores, OperatorRecord, OperatorStore,
                 OperatorUpdate, Outcome, OutcomeStore, PlayerXp, Redelivery, RequestKey,
                 RequestKeys, Session, Sessions, Webhook, WebhookStore,
@@ -107,7 +107,7 @@ macro_rules! impl_live_stores {
                     ) -> KeyedOutcome;
                     fn message(player_id: &str, message_id: &str) -> Option<InboxMessage>;
                     fn inbox(
-                        player_id: &str, limit: u32, live_at_ms: Option<i64>,
+                        player_id: &str, page: InboxPage<'_>,
                     ) -> Vec<(InboxMessage, Option<InboxClaim>)>;
                     fn claim(claim: &InboxClaim, now_ms: i64) -> ClaimOutcome;
                     fn claim_by_request(request_sig: &str) -> Option<InboxClaim>;

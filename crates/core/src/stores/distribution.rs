@@ -77,13 +77,11 @@ pub trait InboxStore: Health {
     ) -> PortResult<KeyedOutcome>;
     /// A message in a player's inbox (theirs or everyone's).
     async fn message(&self, player_id: &str, message_id: &str) -> PortResult<Option<InboxMessage>>;
-    /// A player's messages (theirs and everyone's), newest first, each with its claim; with
-    /// `live_at_ms`, only those that have not expired by then.
+    /// A page of a player's messages (theirs and everyone's), newest first, each with its claim.
     async fn inbox(
         &self,
         player_id: &str,
-        limit: u32,
-        live_at_ms: Option<i64>,
+        page: InboxPage<'_>,
     ) -> PortResult<Vec<(InboxMessage, Option<InboxClaim>)>>;
     /// Claims a message with `claim`'s receipts unless it was claimed (then the first claim
     /// stands) or expired at `now_ms`.
@@ -190,6 +188,18 @@ pub struct DueDelivery {
     pub url: String,
     /// The webhook's secret.
     pub secret: String,
+}
+
+/// Which page of an inbox to read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InboxPage<'a> {
+    /// Most messages.
+    pub limit: u32,
+    /// Only the messages not expired by then (unix ms); `None`: expired ones too.
+    pub live_at_ms: Option<i64>,
+    /// Only the messages after this one in the listing (its creation time and id: the last of
+    /// the previous page); `None`: from the newest.
+    pub after: Option<(i64, &'a str)>,
 }
 
 /// Webhooks and their delivery queue.

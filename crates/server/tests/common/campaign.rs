@@ -353,7 +353,7 @@ impl Live {
     }
 
     /// `GET /players/{player}/inbox` with `query` (asserts a 200).
-    async fn inbox_at(&self, player: &str, query: &str) -> InboxView {
+    pub async fn inbox_at(&self, player: &str, query: &str) -> InboxView {
         let url = format!("{}/players/{player}/inbox{query}", self.urls.distribution);
         let (s, b) = self.get(url, None).await;
         assert_eq!(s, 200, "{b}");

@@ -8,7 +8,7 @@
 use axum::extract::State;
 use axum::response::Response;
 use liveops_core::event::is_label;
-use liveops_core::stores::{ClaimOutcome, InboxClaim, InboxMessage, KeyedOutcome, Role};
+use liveops_core::stores::{ClaimOutcome, InboxClaim, InboxMessage, InboxPage, KeyedOutcome, Role};
 use liveops_core::{now_ms, PlayerId, Receipt};
 use liveops_http::responses::{
     KeyReused, OperatorInputFailures, ReadFailures, SignedLookupFailures, TooLarge,
@@ -61,6 +61,9 @@ pub struct InboxView {
     pub player_id: String,
     /// Newest first.
     pub messages: Vec<MessageView>,
+    /// Where the next page starts (`?cursor=`), when this page is full: more may follow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// The body of a claim: the player of the path (so the signature covers who claims).
@@ -112,6 +115,25 @@ pub(crate) struct InboxQuery {
     /// Also the messages past their expiry (default false: those can no longer be claimed, and
     /// would crowd out the ones that can).
     expired: Option<bool>,
+    /// The `nextCursor` of the previous page: this page lists the messages after it.
+    #[param(pattern = r"^[0-9]{1,15}:[A-Za-z0-9_.:-]{1,64}$", max_length = 80)]
+    cursor: Option<String>,
+}
+
+/// The cursor after `m`: its creation time and id, as `<unix ms>:<id>`.
+fn cursor_after(m: &InboxMessage) -> String {
+    format!("{}:{}", m.created_at_ms, m.message_id)
+}
+
+/// The creation time and id a cursor names; 400 naming `cursor` if it is not one.
+fn parse_cursor(cursor: &str) -> Result<(i64, &str), Problem> {
+    let bad = || Problem::invalid("cursor", "must be a nextCursor of an earlier page");
+    let (at, id) = cursor.split_once(':').ok_or_else(bad)?;
+    let digits = !at.is_empty() && at.len() <= 15 && at.bytes().all(|b| b.is_ascii_digit());
+    if !digits || !is_label(id) {
+        return Err(bad());
+    }
+    Ok((at.parse().map_err(|_| bad())?, id))
 }
 
 fn view(m: InboxMessage, claimed_at: Option<i64>) -> MessageView {
@@ -132,7 +154,7 @@ fn view(m: InboxMessage, claimed_at: Option<i64>) -> MessageView {
 }
 
 /// A player's inbox: their messages and everyone's that have not expired (all with
-/// `expired=true`), newest first.
+/// `expired=true`), newest first, a page at a time (`cursor`).
 #[utoipa::path(
     get, path = "/players/{id}/inbox", tag = "distribution", params(PlayerPath, InboxQuery),
     responses(
@@ -146,14 +168,24 @@ pub(crate) async fn get_inbox(
     Query(query): Query<InboxQuery>,
 ) -> Result<Json<InboxView>, Problem> {
     let limit = u32::try_from(query.limit.map_or(100, Bounded::get)).unwrap_or(100);
-    let live_at = (!query.expired.unwrap_or(false)).then(now_ms);
-    let messages = state.inbox.inbox(player.as_str(), limit, live_at).await?;
+    let page = InboxPage {
+        limit,
+        live_at_ms: (!query.expired.unwrap_or(false)).then(now_ms),
+        after: query.cursor.as_deref().map(parse_cursor).transpose()?,
+    };
+    let messages = state.inbox.inbox(player.as_str(), page).await?;
+    let full = messages.len() >= limit as usize;
+    let next_cursor = messages
+        .last()
+        .filter(|_| full)
+        .map(|(m, _)| cursor_after(m));
     Ok(Json(InboxView {
         player_id: player.as_str().to_owned(),
         messages: messages
             .into_iter()
             .map(|(m, c)| view(m, c.map(|c| c.claimed_at_ms)))
             .collect(),
+        next_cursor,
     }))
 }
 

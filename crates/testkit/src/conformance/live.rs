@@ -12,8 +12,8 @@ use liveops_core::ports::Health;
 use liveops_core::stores::{
     ApiKeyInfo, Attempt, AuditEntry, Award, Campaign, CampaignEvent, CampaignState, CampaignStore,
     ClaimOutcome, Delivery, DeliveryState, Entered, Entry, EntryLimit, InboxClaim, InboxMessage,
-    Keyed, KeyedOutcome, LiveEventStores, OperatorRecord, OperatorUpdate, Outcome, ProgressCommit,
-    ProgressStore, RequestKey, Reward, Role, Webhook, XpGain,
+    InboxPage, Keyed, KeyedOutcome, LiveEventStores, OperatorRecord, OperatorUpdate, Outcome,
+    ProgressCommit, ProgressStore, RequestKey, Reward, Role, Webhook, XpGain,
 };
 use liveops_core::{now_ms, PortError, PortResult, Receipt};
 
@@ -39,6 +39,7 @@ pub async fn run_all<S: LiveStores + 'static>(repo: Arc<S>) {
     settlement_writes_one_message_per_winner(r).await;
     keyed_writes_happen_once(r).await;
     claims_issue_one_set_of_receipts(r).await;
+    inbox_pages_continue_where_the_last_ended(r).await;
     webhook_deliveries_are_queued_once_and_leased_once(r).await;
     dead_deliveries_are_sent_again_on_request(r).await;
     concurrent_writers_agree(repo).await;
@@ -155,6 +156,15 @@ fn message(player: Option<&str>, campaign: Option<&str>, expires_in_ms: i64) -> 
         attachments: vec!["gold_chest".into()],
         created_at_ms: now,
         expires_at_ms: now + expires_in_ms,
+    }
+}
+
+/// The first page of `limit` messages, only those live at `live_at_ms` if given.
+fn page(limit: u32, live_at_ms: Option<i64>) -> InboxPage<'static> {
+    InboxPage {
+        limit,
+        live_at_ms,
+        after: None,
     }
 }
 
@@ -660,7 +670,8 @@ pub async fn settlement_writes_one_message_per_winner(repo: &dyn LiveStores) {
     });
     assert_eq!(of_campaign.await, std::slice::from_ref(&first));
     let someone_else = ok(
-        repo.inbox(&format!("other_{}", suffix()), 1000, None).await,
+        repo.inbox(&format!("other_{}", suffix()), page(1000, None))
+            .await,
         "inbox",
     );
     assert!(someone_else.iter().any(|(m, _)| m == &broadcast));
@@ -815,7 +826,7 @@ async fn inbox_of(
     player: &str,
     keep: impl Fn(&InboxMessage) -> bool,
 ) -> Vec<InboxMessage> {
-    let inbox = ok(repo.inbox(player, 1000, None).await, "inbox");
+    let inbox = ok(repo.inbox(player, page(1000, None)).await, "inbox");
     inbox
         .into_iter()
         .map(|(m, _)| m)
@@ -905,20 +916,65 @@ pub async fn claims_issue_one_set_of_receipts(repo: &dyn LiveStores) {
         ok(repo.message("someone_else", &m.message_id).await, "message"),
         None
     );
-    let inbox = ok(repo.inbox(&player, 10, None).await, "inbox");
+    let inbox = ok(repo.inbox(&player, page(10, None)).await, "inbox");
     let claimed = inbox.iter().find(|(msg, _)| msg.message_id == m.message_id);
     assert_eq!(claimed.map(|(_, c)| c.clone()), Some(Some(first)));
     // Live at a time: the expired message is left out, the claimable one kept.
     let ids = |inbox: Vec<(InboxMessage, Option<InboxClaim>)>| -> Vec<String> {
         inbox.into_iter().map(|(m, _)| m.message_id).collect()
     };
-    let all = ids(ok(repo.inbox(&player, 10, None).await, "inbox"));
+    let all = ids(ok(repo.inbox(&player, page(10, None)).await, "inbox"));
     assert!(all.contains(&expired.message_id), "{all:?}");
-    let live = ids(ok(repo.inbox(&player, 10, Some(now)).await, "inbox"));
+    let live = ids(ok(repo.inbox(&player, page(10, Some(now))).await, "inbox"));
     assert!(
         live.contains(&m.message_id) && !live.contains(&expired.message_id),
         "{live:?}"
     );
+}
+
+/// An inbox read page by page lists every message once, in the listing's order: each page
+/// starts after the last message of the one before, ties on the creation time broken by id.
+pub async fn inbox_pages_continue_where_the_last_ended(repo: &dyn LiveStores) {
+    let player = format!("pager_{}", suffix());
+    // Created in the future: ahead of every broadcast other runs sent to the shared database.
+    let t = now_ms() + 365 * 86_400_000;
+    let mine: Vec<InboxMessage> = [t, t, t, t - 1_000, t - 2_000]
+        .into_iter()
+        .enumerate()
+        .map(|(i, at)| InboxMessage {
+            message_id: format!("msg_page{i}_{}", suffix()),
+            created_at_ms: at,
+            expires_at_ms: at + 3_600_000,
+            ..message(Some(&player), None, 0)
+        })
+        .collect();
+    assert_eq!(send(repo, None, &mine).await, KeyedOutcome::Written);
+    let mut want: Vec<(i64, String)> = mine
+        .iter()
+        .map(|m| (m.created_at_ms, m.message_id.clone()))
+        .collect();
+    want.sort_by(|a, b| b.cmp(a));
+
+    let mut seen: Vec<(i64, String)> = Vec::new();
+    let mut after: Option<(i64, String)> = None;
+    for _ in 0..3 {
+        let next = InboxPage {
+            limit: 2,
+            live_at_ms: None,
+            after: after.as_ref().map(|(at, id)| (*at, id.as_str())),
+        };
+        let got = ok(repo.inbox(&player, next).await, "inbox");
+        assert!(!got.is_empty() && got.len() <= 2, "{got:?}");
+        let listed: Vec<(i64, String)> = got
+            .iter()
+            .map(|(m, _)| (m.created_at_ms, m.message_id.clone()))
+            .collect();
+        after = listed.last().cloned();
+        seen.extend(listed);
+    }
+    // Three pages of two: the five messages in order, then at most an older broadcast.
+    assert_eq!(seen[..5], want[..]);
+    assert!(seen[5..].iter().all(|m| !want.contains(m)), "{seen:?}");
 }
 
 /// Events become deliveries once per webhook; a due delivery is leased by one caller; attempts

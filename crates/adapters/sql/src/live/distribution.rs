@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use liveops_core::stores::{
     Attempt, AuditEntry, CampaignEvent, ClaimOutcome, Delivery, DeliveryState, DueDelivery,
-    InboxClaim, InboxMessage, Keyed, KeyedOutcome, Redelivery, Webhook,
+    InboxClaim, InboxMessage, InboxPage, Keyed, KeyedOutcome, Redelivery, Webhook,
 };
 use liveops_core::{PortError, PortResult, Receipt};
 
@@ -205,18 +205,29 @@ sql_impl! {
     pub(crate) async fn inbox(
         &self,
         player_id: &str,
-        limit: u32,
-        live_at_ms: Option<i64>,
+        page: InboxPage<'_>,
     ) -> PortResult<Vec<(InboxMessage, Option<InboxClaim>)>> {
-        let sql = DB::placeholders(
-            "SELECT m.message_id, m.player_id, m.campaign_id, m.title, m.body, \
-             m.attachments, m.created_at, m.expires_at, \
-             c.claimed_at, c.receipts, c.request_sig \
-             FROM inbox_messages m LEFT JOIN inbox_claims c \
-             ON c.message_id = m.message_id AND c.player_id = ? \
-             WHERE (m.player_id = ? OR m.player_id IS NULL) AND m.expires_at > ? \
-             ORDER BY m.created_at DESC, m.message_id DESC LIMIT ?",
-        );
+        macro_rules! inbox_page {
+            ($after:literal) => {
+                concat!(
+                    "SELECT m.message_id, m.player_id, m.campaign_id, m.title, m.body, \
+                     m.attachments, m.created_at, m.expires_at, \
+                     c.claimed_at, c.receipts, c.request_sig \
+                     FROM inbox_messages m LEFT JOIN inbox_claims c \
+                     ON c.message_id = m.message_id AND c.player_id = ? \
+                     WHERE (m.player_id = ? OR m.player_id IS NULL) AND m.expires_at > ?",
+                    $after,
+                    " ORDER BY m.created_at DESC, m.message_id DESC LIMIT ?"
+                )
+            };
+        }
+        // The listing's order, continued after the last message of the previous page.
+        let sql = DB::placeholders(match page.after {
+            Some(_) => inbox_page!(
+                " AND (m.created_at < ? OR (m.created_at = ? AND m.message_id < ?))"
+            ),
+            None => inbox_page!(""),
+        });
         type Row = (
             Text,
             Option<Text>,
@@ -230,11 +241,14 @@ sql_impl! {
             Option<Text>,
             Option<Text>,
         );
-        let query = sqlx::query_as(&sql)
+        let mut query = sqlx::query_as(&sql)
             .bind(player_id)
             .bind(player_id)
-            .bind(live_at_ms.unwrap_or(i64::MIN))
-            .bind(i64::from(limit));
+            .bind(page.live_at_ms.unwrap_or(i64::MIN));
+        if let Some((at_ms, message_id)) = page.after {
+            query = query.bind(at_ms).bind(at_ms).bind(message_id);
+        }
+        let query = query.bind(i64::from(page.limit));
         self.all_rows("inbox", query, |r: Row| {
             let message = message_of((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7))?;
             let claim = match (r.8, r.9, r.10) {
