@@ -450,6 +450,17 @@ impl Envelope {
     pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
     }
+
+    /// The bus message that carries it: its event id as the message id (buses with duplicate
+    /// detection drop a re-published copy), keyed by its player (one player's events stay in
+    /// order).
+    pub fn to_message(&self) -> crate::ports::Message {
+        crate::ports::Message {
+            id: self.event_id.to_string(),
+            key: self.event.player_id.as_str().to_owned(),
+            payload: self.encode().into(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -370,9 +370,8 @@ pub async fn run_batches(
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use bytes::Bytes;
     use liveops_core::now_ms;
-    use liveops_core::ports::{BusOptions, Message};
+    use liveops_core::ports::BusOptions;
     use liveops_memory::MemoryBus;
     use liveops_testkit::received::{self, envelope};
 
@@ -418,14 +417,7 @@ mod tests {
         let events: Vec<Envelope> = (0..6)
             .map(|i| envelope(&format!("player_{}", i % 2), received::xp(10), now_ms()))
             .collect();
-        let messages = events
-            .iter()
-            .map(|e| Message {
-                id: e.event_id.to_string(),
-                key: e.event.player_id.as_str().to_owned(),
-                payload: Bytes::from(e.encode()),
-            })
-            .collect();
+        let messages = events.iter().map(Envelope::to_message).collect();
         bus.publish(reads.topic, messages).await.unwrap();
 
         let poison = events[2].event_id;

@@ -3,7 +3,6 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use bytes::Bytes;
 use liveops_core::event::parse_event;
 use liveops_core::ports::{topics, Message};
 use liveops_core::{Envelope, Event};
@@ -29,19 +28,13 @@ pub struct EventAccepted {
 /// Wraps a validated event for the bus with its id, receive time and, when traces are
 /// exported, the trace context of the request that brought it.
 pub(crate) fn envelope(event: Event, event_id: Uuid, received_at: i64) -> (Uuid, Message) {
-    let key = event.player_id.as_str().to_owned();
     let env = Envelope {
         event_id,
         received_at,
         event,
         traceparent: liveops_module::trace::current_traceparent(),
     };
-    let message = Message {
-        id: event_id.to_string(),
-        key,
-        payload: Bytes::from(env.encode()),
-    };
-    (event_id, message)
+    (event_id, env.to_message())
 }
 
 /// Accepts one gameplay event.

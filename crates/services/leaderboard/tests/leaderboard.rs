@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::Router;
-use liveops_core::ports::{topics, Board, BusOptions, Health, Message, ScoreDelta, ScoreTotal};
+use liveops_core::ports::{topics, Board, BusOptions, Health, ScoreDelta, ScoreTotal};
 use liveops_core::stores::{ScoreStore, Snapshot};
 use liveops_core::{
     now_ms, Bus, Calendar, Envelope, PortError, PortResult, RankEntry, RankStore, Window,
@@ -82,14 +82,7 @@ fn xp(player: &str, delta: u32, at: i64) -> Envelope {
 
 impl TestApp {
     async fn publish(&self, events: &[Envelope]) {
-        let messages = events
-            .iter()
-            .map(|e| Message {
-                id: e.event_id.to_string(),
-                key: e.event.player_id.to_string(),
-                payload: e.encode().into(),
-            })
-            .collect();
+        let messages = events.iter().map(Envelope::to_message).collect();
         self.bus.publish(topics::ACCEPTED, messages).await.unwrap();
     }
 

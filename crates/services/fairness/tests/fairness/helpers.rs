@@ -4,8 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use bytes::Bytes;
-use liveops_core::ports::{topics, Blocklist, BusOptions, Delivery, Message};
+use liveops_core::ports::{topics, Blocklist, BusOptions, Delivery};
 use liveops_core::{now_ms, Bus, BusExt, Envelope, PortError};
 use liveops_fairness::{router, run_consumer, FairnessConfig, FairnessState, GROUP};
 use liveops_http::Problem;
@@ -103,14 +102,7 @@ impl Running {
 
 impl TestApp {
     pub async fn ingest(&self, events: &[Envelope]) {
-        let messages = events
-            .iter()
-            .map(|e| Message {
-                id: e.event_id.to_string(),
-                key: e.event.player_id.as_str().to_owned(),
-                payload: Bytes::from(e.encode()),
-            })
-            .collect();
+        let messages = events.iter().map(Envelope::to_message).collect();
         self.bus.publish(topics::INGESTED, messages).await.unwrap();
     }
 
