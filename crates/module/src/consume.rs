@@ -156,8 +156,9 @@ pub async fn unapplied(
 /// Applies a batch that keeps failing one event at a time, so that one event that cannot be
 /// applied does not hold up the others (and take them to the dead letters with it); the ids of
 /// the events not applied, left to redelivery: those that still fail
-/// (`consumer_failing_events_total`), and all after them if shutdown comes or the stores stop
-/// answering meanwhile (an outage is held through, not blamed on the events).
+/// (`consumer_failing_events_total`), and all after them, uncounted, if shutdown comes or the
+/// stores stop answering meanwhile (an outage is not blamed on the events; they come back
+/// with the bus's redelivery).
 async fn one_at_a_time(
     handler: &mut impl Apply,
     group: &'static str,

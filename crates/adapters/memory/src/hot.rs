@@ -87,8 +87,14 @@ struct Strikes {
 
 impl Strikes {
     fn count_after(&self, after: i64) -> u32 {
+        self.count_between(after, i64::MAX)
+    }
+
+    /// How many fall in `(after, until]`.
+    fn count_between(&self, after: i64, until: i64) -> u32 {
         let older = self.at.partition_point(|(t, _)| *t <= after);
-        (self.at.len() - older) as u32
+        let upto = self.at.partition_point(|(t, _)| *t <= until);
+        upto.saturating_sub(older) as u32
     }
 }
 
@@ -108,8 +114,10 @@ impl StrikeLog {
     }
 
     /// Records one of `key`'s at `at_ms`, unless one with the same `id` is kept already; returns
-    /// how many fall within `window` of `at_ms`.
+    /// how many fall after `window` before `at_ms`, up to `id`'s own time if it has an id (a
+    /// strike is judged on the window ending at it), else all later ones too (attempts).
     fn record(&mut self, key: &str, id: Option<&str>, at_ms: i64, window: Duration) -> u32 {
+        let upto = if id.is_some() { at_ms } else { i64::MAX };
         let window = millis(window);
         let after = at_ms.saturating_sub(window);
         let strikes = match self.0.get_mut(key) {
@@ -117,7 +125,7 @@ impl StrikeLog {
             None => self.0.entry(key.into()).or_default(),
         };
         if id.is_some() && strikes.at.iter().any(|(_, kept)| kept.as_deref() == id) {
-            return strikes.count_after(after);
+            return strikes.count_between(after, upto);
         }
         let pos = strikes.at.partition_point(|(t, _)| *t <= at_ms);
         strikes.at.insert(pos, (at_ms, id.map(Into::into)));
@@ -126,7 +134,7 @@ impl StrikeLog {
             strikes.at.pop_front();
         }
         strikes.keep_until = strikes.keep_until.max(at_ms.saturating_add(window));
-        strikes.count_after(after)
+        strikes.count_between(after, upto)
     }
 
     /// Forgets all of `key`'s.
@@ -517,10 +525,10 @@ mod tests {
             hot.strikes("p", 1_000_000 + 1000, w).await.unwrap(),
             MAX_STRIKES as u32
         );
-        // A late strike lands in order and counts.
+        // A late strike lands in order and counts; it is judged on the window ending at it.
         let hot2 = MemoryHotState::new();
         assert_eq!(hot2.add_strike("q", "a", 5_000, w).await.unwrap(), 1);
-        assert_eq!(hot2.add_strike("q", "b", 3_000, w).await.unwrap(), 2);
+        assert_eq!(hot2.add_strike("q", "b", 3_000, w).await.unwrap(), 1);
         assert_eq!(
             hot2.strikes("q", 4_000, Duration::from_millis(1500))
                 .await

@@ -65,10 +65,11 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 ";
 
-/// Sets the block KEYS[1] to end at ARGV[1] (living ARGV[2] ms) unless it ends later already;
-/// returns 1 if its end moved.
+/// Sets the block KEYS[1] to end at ARGV[1] (living ARGV[2] ms) unless it ends later already
+/// (a key that is not a block's end is replaced); returns 1 if its end moved.
 const BLOCK_LUA: &str = r"
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local ok, held = pcall(redis.call, 'GET', KEYS[1])
+local current = ok and tonumber(held or '0') or nil
 if current ~= nil and current >= tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
@@ -76,7 +77,7 @@ return 1
 
 /// Records a strike at ARGV[1] (member ARGV[2]; a member already there keeps its first time),
 /// forgets strikes at or before ARGV[3] and all but the newest ARGV[4], keeps the set at least
-/// ARGV[5] ms, and returns the strikes after ARGV[3].
+/// ARGV[5] ms, and returns the strikes after ARGV[3] up to ARGV[6].
 const STRIKE_LUA: &str = r"
 redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
@@ -87,7 +88,7 @@ local keep = tonumber(ARGV[5])
 if keep < 1 then keep = 1 end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 or keep > ttl then redis.call('PEXPIRE', KEYS[1], keep) end
-return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[3], '+inf')
+return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[3], ARGV[6])
 ";
 
 /// The stored state of an idempotency key.
@@ -308,7 +309,8 @@ impl Blocklist for RedisHotState {
 
 impl RedisHotState {
     /// Records a time at `at_ms` in `key`'s set of `log` (unless `id` is in it already),
-    /// trimmed to `window` and capped; returns how many fall within `window` of `at_ms`.
+    /// trimmed to `window` and capped; returns how many fall in the `window` that ends at
+    /// `at_ms`.
     async fn record(
         &self,
         log: TimeLog,
@@ -322,10 +324,14 @@ impl RedisHotState {
         // Keep the set while this entry can still fall inside a window it was counted with.
         let keep = at_ms.saturating_add(window).saturating_sub(now_ms());
         let keep = ttl_ms(Duration::from_millis(keep.max(0).unsigned_abs()));
-        // An id is recorded once (`ZADD NX` keeps its first time); a time without one is new.
-        let member = match id {
-            Some(id) => format!("id:{id}"),
-            None => format!("{at_ms}:{:016x}", rand::random::<u64>()),
+        // An id is recorded once (`ZADD NX` keeps its first time) and counts the window ending
+        // at it; a time without one is new, and counts the later ones too (attempts).
+        let (member, upto) = match id {
+            Some(id) => (format!("id:{id}"), at_ms.to_string()),
+            None => (
+                format!("{at_ms}:{:016x}", rand::random::<u64>()),
+                "+inf".to_owned(),
+            ),
         };
         let mut call = self.scripts.strike.prepare_invoke();
         call.key(self.key(log.kind(), key))
@@ -333,7 +339,8 @@ impl RedisHotState {
             .arg(member)
             .arg(after)
             .arg(MAX_STRIKES)
-            .arg(keep);
+            .arg(keep)
+            .arg(upto);
         self.conn.invoke(log.ops().0, &call).await
     }
 

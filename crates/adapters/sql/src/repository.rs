@@ -1158,7 +1158,6 @@ where
             .collect::<BTreeMap<_, _>>()
             .into_iter()
             .collect();
-        let now = liveops_core::now_ms();
         within::<DB, _>("commit_fairness", async {
             let (mut tx, _turn) = self.begin_write().await?;
             Self::insert_rows(
@@ -1170,7 +1169,9 @@ where
                 ),
                 &commit.verdicts,
                 |row, (id, flagged)| {
-                    row.bind(id.to_string()).bind(i16::from(*flagged)).bind(now);
+                    row.bind(id.to_string())
+                        .bind(i16::from(*flagged))
+                        .bind(commit.at_ms);
                 },
                 db_error::<DB>,
             )

@@ -82,8 +82,9 @@ pub trait Blocklist: Health {
     /// When the player's block ends (unix ms), if blocked now.
     async fn blocked_until(&self, player: &str) -> PortResult<Option<i64>>;
     /// Records the strike `strike` (the flagged event's id) at `at_ms`, unless it is recorded
-    /// already (a redelivered batch strikes again harmlessly); returns the strikes within the
-    /// last `window` of `at_ms`.
+    /// already (a redelivered batch strikes again harmlessly); returns the strikes in the
+    /// `window` that ends at `at_ms` (later ones not counted: a late strike is judged on its
+    /// own window).
     async fn add_strike(
         &self,
         player: &str,

@@ -37,6 +37,9 @@ pub struct FairnessCommit {
     pub flags: Vec<Flag>,
     /// Updated statistics per event type.
     pub stats: Vec<(EventType, Welford)>,
+    /// When the batch was judged (unix ms): the time its verdicts are stored with, which a
+    /// redelivered flag strikes at again.
+    pub at_ms: i64,
 }
 
 /// Fairness's durable state.

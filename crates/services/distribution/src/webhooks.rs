@@ -397,6 +397,10 @@ fn a_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>,
 /// The OpenAPI schema of [`RedeliverRequest::delivery_ids`]: 1 to 500 ids.
 fn delivery_ids() -> utoipa::openapi::schema::Array {
     utoipa::openapi::schema::ArrayBuilder::new()
+        .description(Some(
+            "The dead deliveries to send again (ids not dead, or of another webhook, are left \
+             as they are); absent: the webhook's oldest 500 dead deliveries.",
+        ))
         .items(id_schema())
         .min_items(Some(1))
         .max_items(Some(REDELIVER_MAX))
@@ -416,7 +420,8 @@ pub struct RedeliveryView {
 }
 
 /// Sends dead deliveries again, due now, once the receiver is fixed: those named, or the
-/// webhook's oldest 500. Each gets one more attempt; one that fails again is dead again.
+/// webhook's oldest 500. Each gets one more attempt; one that fails again is dead again once
+/// it is `WEBHOOK_RETRY_SEC` old (at once, unless that setting was raised since it died).
 #[utoipa::path(
     post, path = "/webhooks/{id}/redeliver", tag = "distribution", security(("bearer" = [])),
     params(IdPath),
@@ -445,8 +450,8 @@ pub(crate) async fn redeliver(
         Some(ids) => ids,
         None => Vec::new(),
     };
-    for d in &ids {
-        check_id("deliveryIds", d)?;
+    for (i, d) in ids.iter().enumerate() {
+        check_id(&format!("deliveryIds[{i}]"), d)?;
     }
     let asked = serde_json::json!({ "deliveryIds": (!ids.is_empty()).then_some(&ids) });
     let audit = op.audit(

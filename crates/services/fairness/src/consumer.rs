@@ -191,7 +191,7 @@ async fn handle_batch(
     }
 
     let cfg = &state.config;
-    for (player, event_id, at_ms) in strikes_of(&items, &ruling, &flagged_at, cfg.strike_window) {
+    for (player, event_id, at_ms) in strikes_of(&items, &ruling, &flagged_at) {
         let strike = event_id.to_string();
         let strikes = retrying!(
             backoff,
@@ -202,8 +202,8 @@ async fn handle_batch(
                 .add_strike(player, &strike, at_ms, cfg.strike_window)
                 .await
         );
-        // Blocked from the strike that reached the limit: a redelivered strike neither
-        // restarts the block nor lengthens it.
+        // `strikes` counts the window ending at this strike: if it reaches the limit, the block
+        // runs from it, so a redelivered strike neither restarts a block nor lengthens it.
         let until = at_ms.saturating_add(i64::try_from(cfg.block.as_millis()).unwrap_or(i64::MAX));
         if strikes >= cfg.strikes_to_block
             && until > now_ms()
@@ -229,17 +229,15 @@ async fn handle_batch(
 }
 
 /// The strikes a batch gives, once per flagged event: `(player, event id, time)`, at the time
-/// it was flagged (`flagged_at`). Events judged flagged before (a redelivered batch) strike
-/// again, in case the process stopped between their verdict and their strike; the hot state
-/// counts each event once, and a strike already past the `window` is not given again.
+/// it was flagged (`flagged_at`). Events judged flagged before (a redelivered batch, a resend
+/// under its `messageId`) strike again at that same time, in case the process stopped between
+/// their verdict and their strike: the hot state keeps each event's strike once, and one long
+/// past counts in no window that matters now.
 fn strikes_of<'a>(
     items: &'a [(Delivery, Envelope)],
     ruling: &Ruling,
     flagged_at: &HashMap<Uuid, i64>,
-    window: std::time::Duration,
 ) -> Vec<(&'a str, Uuid, i64)> {
-    let window = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-    let after = now_ms().saturating_sub(window);
     let mut seen = std::collections::HashSet::new();
     items
         .iter()
@@ -247,7 +245,7 @@ fn strikes_of<'a>(
         .filter(|((_, env), flagged)| **flagged && seen.insert(env.event_id))
         .filter_map(|((_, env), _)| {
             let at = *flagged_at.get(&env.event_id)?;
-            (at > after).then(|| (env.event.player_id.as_str(), env.event_id, at))
+            Some((env.event.player_id.as_str(), env.event_id, at))
         })
         .collect()
 }
@@ -280,8 +278,10 @@ async fn judge_and_store(
             state.store.verdicts(&ids).await?
         };
         let earlier: HashMap<Uuid, bool> = stored.iter().map(|(id, f, _)| (*id, *f)).collect();
-        let ruling = judge.rule(envs, &earlier, now_ms());
-        // When each flagged event was flagged: now for this ruling's flags, else when stored.
+        let judged_at = now_ms();
+        let ruling = judge.rule(envs, &earlier, judged_at);
+        // When each flagged event was flagged: now for this ruling's flags, else when stored
+        // (the same time: a verdict is stored with the time of its ruling).
         let flagged_at: HashMap<Uuid, i64> = stored
             .iter()
             .filter(|(_, flagged, _)| *flagged)
@@ -295,6 +295,7 @@ async fn judge_and_store(
             verdicts: ruling.verdicts.clone(),
             flags: ruling.flags.clone(),
             stats: ruling.stats.clone(),
+            at_ms: judged_at,
         };
         // Stale either way: the store may have gone through, or another replica's did.
         *stale = true;

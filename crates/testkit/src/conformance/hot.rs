@@ -333,6 +333,15 @@ pub async fn strikes_count_within_the_window(hot: &dyn HotState) {
         3
     );
     assert_eq!(ok(hot.strikes(&p, t0, ten_min).await, "strikes"), 3);
+    // A late strike (a redelivered one) counts the window ending at it, not the later ones.
+    assert_eq!(
+        ok(
+            hot.add_strike(&p, "e0", t0 - 2500, ten_min).await,
+            "add_strike"
+        ),
+        2
+    );
+    assert_eq!(ok(hot.strikes(&p, t0, ten_min).await, "strikes"), 4);
     assert_eq!(ok(hot.strikes(&p, t0, ms(2500)).await, "strikes"), 2);
     // The bound is exclusive: a strike exactly `window` ago is out.
     assert_eq!(ok(hot.strikes(&p, t0, ms(2000)).await, "strikes"), 1);

@@ -577,6 +577,7 @@ pub async fn fairness_state_round_trips(repo: &dyn Stores) {
             verdicts: vec![(v1, true), (v2, false)],
             flags: vec![],
             stats: vec![(EventType::BossKill, w1), (EventType::Progression, w2)],
+            at_ms: liveops_core::now_ms(),
         })
         .await,
         "commit_fairness",
@@ -592,6 +593,7 @@ pub async fn fairness_state_round_trips(repo: &dyn Stores) {
         verdicts: vec![(v1, false), (v3, true)],
         flags: vec![],
         stats: vec![(EventType::BossKill, w3)],
+        at_ms: liveops_core::now_ms(),
     };
     assert!(
         !ok(repo.commit_fairness(&commit).await, "commit_fairness"),
@@ -655,6 +657,7 @@ pub async fn flags_newest_first(repo: &dyn Stores) {
             ],
             flags: vec![f1.clone(), f2.clone(), f3.clone()],
             stats: vec![],
+            at_ms: now,
         })
         .await,
         "commit_fairness",
@@ -769,6 +772,7 @@ pub async fn large_batches_are_chunked(repo: &dyn Stores) {
     ok(
         repo.commit_fairness(&FairnessCommit {
             verdicts: verdicts.clone(),
+            at_ms: liveops_core::now_ms(),
             ..Default::default()
         })
         .await,

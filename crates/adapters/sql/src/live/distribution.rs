@@ -633,12 +633,16 @@ sql_impl! {
                         .bind(hook.clone())
                         .push(" AND state = 'dead' AND id")
                         .in_list(chunk.iter().map(String::as_str))
+                        // Rows locked in one order by every redelivery: no deadlock.
+                        .push(" ORDER BY created_at, id")
                         .push(DB::LOCK_ROWS);
                 })
                 .await?
             };
             let mut dead: Vec<(i64, String)> = dead.into_iter().map(|(at, id)| (at, id.0)).collect();
             dead.sort();
+            // A name given twice may come back from two chunks.
+            dead.dedup();
             let ids: Vec<String> = dead.into_iter().map(|(_, id)| id).collect();
             for chunk in ids.chunks(DB::MAX_BIND - 1) {
                 let mut qb = Statement::<DB>::new(

@@ -433,6 +433,7 @@ pub async fn purge_removes_only_rows_past_the_cutoff(repo: &dyn Repository) {
     };
     let verdicts = |ids: &[Uuid]| FairnessCommit {
         verdicts: ids.iter().map(|id| (*id, false)).collect(),
+        at_ms: liveops_core::now_ms(),
         ..Default::default()
     };
     repo.commit_progress(&a, &progress(&old)).await.unwrap();

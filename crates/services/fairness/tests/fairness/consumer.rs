@@ -194,6 +194,7 @@ async fn a_verdict_stored_before_a_crash_still_strikes_once() {
             at_ms: now_ms(),
         }],
         stats: vec![],
+        at_ms: now_ms(),
     };
     assert!(app.repo.commit_fairness(&commit).await.unwrap());
     app.ingest(&[cheat.clone(), cheat.clone()]).await;
