@@ -309,8 +309,8 @@ impl Blocklist for RedisHotState {
 
 impl RedisHotState {
     /// Records a time at `at_ms` in `key`'s set of `log` (unless `id` is in it already),
-    /// trimmed to `window` and capped; returns how many fall in the `window` that ends at
-    /// `at_ms`.
+    /// trimmed to `window` and capped; returns how many fall after `window` before `at_ms`: up
+    /// to `at_ms` for a time with an id (a strike), all later ones too without (an attempt).
     async fn record(
         &self,
         log: TimeLog,

@@ -75,6 +75,11 @@ const QUEUE: usize = 4096;
 /// Most messages one compaction step deletes per topic (bounds the time the write lock is held).
 const COMPACT_STEP: i64 = 10_000;
 
+/// Messages kept of a topic no group reads (the quarantine, `events.flagged`), newest first:
+/// enough for a group that comes later to read back the recent ones, without the file
+/// growing for as long as the process runs.
+pub const UNGROUPED_KEEP: u64 = 100_000;
+
 /// Longest time a group's moved position stays unwritten (what a crash may redeliver).
 pub const PERSIST_EVERY: Duration = Duration::from_millis(200);
 
@@ -176,7 +181,9 @@ enum Op {
         group: String,
         limit: usize,
     },
-    Compact,
+    Compact {
+        ungrouped_keep: i64,
+    },
     Flush,
     Health,
 }
@@ -303,12 +310,19 @@ impl SqliteBus {
         }
     }
 
-    /// Deletes messages below every group's position on their topic (dead letters are kept).
-    /// Call it periodically. Returns how many were deleted.
+    /// Deletes messages below every group's position on their topic (dead letters are kept),
+    /// and of a topic no group reads (the quarantine, `events.flagged`) all but the newest
+    /// [`UNGROUPED_KEEP`]. Call it periodically. Returns how many were deleted.
     pub async fn compact(&self) -> PortResult<u64> {
+        self.compact_keeping(UNGROUPED_KEEP).await
+    }
+
+    /// [`SqliteBus::compact`], keeping `ungrouped_keep` messages of each topic no group reads.
+    pub async fn compact_keeping(&self, ungrouped_keep: u64) -> PortResult<u64> {
+        let ungrouped_keep = i64::try_from(ungrouped_keep).unwrap_or(i64::MAX);
         let mut total = 0;
         loop {
-            let n = self.count(Op::Compact).await?;
+            let n = self.count(Op::Compact { ungrouped_keep }).await?;
             total += n;
             if n < COMPACT_STEP as u64 {
                 return Ok(total);
@@ -648,9 +662,9 @@ impl Writer {
                 self.store_positions(true)?;
                 Answer::Done
             }
-            Op::Compact => {
+            Op::Compact { ungrouped_keep } => {
                 self.store_positions(true)?;
-                Answer::Count(self.compact()?)
+                Answer::Count(self.compact(*ungrouped_keep)?)
             }
             Op::Health => {
                 self.conn
@@ -928,9 +942,10 @@ impl Writer {
     }
 
     /// One step of retention: per topic, deletes up to [`COMPACT_STEP`] messages below every
-    /// group's stored position that are not dead letters.
-    fn compact(&self) -> PortResult<u64> {
-        let floors: Vec<(String, i64)> = {
+    /// group's stored position that are not dead letters; of a topic no group reads, those
+    /// older than its newest `ungrouped_keep`.
+    fn compact(&self, ungrouped_keep: i64) -> PortResult<u64> {
+        let mut floors: Vec<(String, i64)> = {
             let mut stmt = self
                 .conn
                 .prepare_cached("SELECT topic, MIN(next_seq) FROM bus_groups GROUP BY topic")
@@ -940,6 +955,27 @@ impl Writer {
                 .map_err(db_error)?;
             rows.collect::<Result<_, _>>().map_err(db_error)?
         };
+        for topic in self.topics()? {
+            if floors.iter().any(|(t, _)| *t == topic) {
+                continue;
+            }
+            let mut newest = self
+                .conn
+                .prepare_cached(
+                    "SELECT seq FROM bus_messages WHERE topic = ?1 \
+                     ORDER BY seq DESC LIMIT 1 OFFSET ?2",
+                )
+                .map_err(db_error)?;
+            let floor: Option<i64> = newest
+                .query_row(params![topic, ungrouped_keep.saturating_sub(1)], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(db_error)?;
+            if let Some(floor) = floor {
+                floors.push((topic, floor));
+            }
+        }
         let mut delete = self
             .conn
             .prepare_cached(
@@ -956,6 +992,25 @@ impl Writer {
                 .map_err(db_error)? as u64;
         }
         Ok(deleted)
+    }
+}
+
+impl Writer {
+    /// The topics that hold messages, each found by one index seek.
+    fn topics(&self) -> PortResult<Vec<String>> {
+        let mut next = self
+            .conn
+            .prepare_cached("SELECT MIN(topic) FROM bus_messages WHERE topic > ?1")
+            .map_err(db_error)?;
+        let mut topics: Vec<String> = Vec::new();
+        loop {
+            let after = topics.last().map_or("", String::as_str);
+            let topic: Option<String> = next.query_row([after], |r| r.get(0)).map_err(db_error)?;
+            match topic {
+                Some(t) => topics.push(t),
+                None => return Ok(topics),
+            }
+        }
     }
 }
 

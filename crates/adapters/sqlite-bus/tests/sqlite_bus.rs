@@ -104,6 +104,22 @@ async fn published_messages_survive_reopening_and_in_flight_ones_come_back_first
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_no_group_reads_keeps_only_its_newest_messages() {
+    let (_dir, bus) = temp_bus().await;
+    let msgs = (0..30).map(|i| msg("p", format!("m{i:02}"))).collect();
+    publish(&bus, "quarantine", msgs).await;
+    assert_eq!(bus.compact_keeping(10).await.unwrap(), 20);
+    assert_eq!(bus.compact_keeping(10).await.unwrap(), 0);
+    // The default keeps far more: nothing more goes.
+    assert_eq!(bus.compact().await.unwrap(), 0);
+    // A group that comes later reads the newest ten.
+    bus.ensure_group("quarantine", "late").await.unwrap();
+    let got = poll(&bus, "quarantine", "late", "c", 100, Duration::ZERO).await;
+    let want: Vec<String> = (20..30).map(|i| format!("m{i:02}")).collect();
+    assert_eq!(bodies(&got), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_keeps_what_any_group_still_needs() {
     let (_dir, bus) = temp_bus().await;
     bus.ensure_group("t", "fast").await.unwrap();

@@ -63,6 +63,7 @@ pub struct InboxView {
     pub messages: Vec<MessageView>,
     /// Where the next page starts (`?cursor=`), when this page is full: more may follow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub next_cursor: Option<String>,
 }
 
@@ -116,7 +117,7 @@ pub(crate) struct InboxQuery {
     /// would crowd out the ones that can).
     expired: Option<bool>,
     /// The `nextCursor` of the previous page: this page lists the messages after it.
-    #[param(pattern = r"^[0-9]{1,15}:[A-Za-z0-9_.:-]{1,64}$", max_length = 80)]
+    #[param(pattern = r"^-?[0-9]{1,18}:[A-Za-z0-9_.:-]{1,64}$", max_length = 84)]
     cursor: Option<String>,
 }
 
@@ -129,8 +130,9 @@ fn cursor_after(m: &InboxMessage) -> String {
 fn parse_cursor(cursor: &str) -> Result<(i64, &str), Problem> {
     let bad = || Problem::invalid("cursor", "must be a nextCursor of an earlier page");
     let (at, id) = cursor.split_once(':').ok_or_else(bad)?;
-    let digits = !at.is_empty() && at.len() <= 15 && at.bytes().all(|b| b.is_ascii_digit());
-    if !digits || !is_label(id) {
+    let digits = at.strip_prefix('-').unwrap_or(at);
+    let number = (1..=18).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
+    if !number || !is_label(id) {
         return Err(bad());
     }
     Ok((at.parse().map_err(|_| bad())?, id))
@@ -477,7 +479,7 @@ pub(crate) async fn send_message(
 mod tests {
     use serde_json::{json, Value};
 
-    use super::{players_or_all, recipients, SendRequest};
+    use super::{cursor_after, parse_cursor, players_or_all, recipients, SendRequest};
 
     /// Whether `body` meets `branch`, for the keywords `players_or_all` uses.
     fn meets(branch: &Value, body: &Value) -> bool {
@@ -530,6 +532,44 @@ mod tests {
                     "{body}: {matched} branches"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn cursors_read_back_what_they_name_and_refuse_the_rest() {
+        let message = liveops_core::stores::InboxMessage {
+            message_id: "msg_0a1b".into(),
+            player_id: None,
+            campaign_id: None,
+            title: String::new(),
+            body: String::new(),
+            attachments: vec![],
+            created_at_ms: 1_796_400_000_123,
+            expires_at_ms: 0,
+        };
+        let cursor = cursor_after(&message);
+        assert_eq!(cursor, "1796400000123:msg_0a1b");
+        assert_eq!(
+            parse_cursor(&cursor).ok(),
+            Some((1_796_400_000_123, "msg_0a1b"))
+        );
+        // The pattern's extremes: 18 digits, a sign, an id with colons.
+        assert_eq!(
+            parse_cursor("-999999999999999999:a:b").ok(),
+            Some((-999_999_999_999_999_999, "a:b"))
+        );
+        for bad in [
+            "",
+            ":",
+            "12",
+            "12:",
+            ":msg",
+            "1x:msg",
+            "1234567890123456789:m",
+            "12:a/b",
+            "+1:m",
+        ] {
+            assert!(parse_cursor(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -942,7 +942,8 @@ pub async fn inbox_pages_continue_where_the_last_ended(repo: &dyn LiveStores) {
         .into_iter()
         .enumerate()
         .map(|(i, at)| InboxMessage {
-            message_id: format!("msg_page{i}_{}", suffix()),
+            // Ids that differ in case among the ties: the order is by bytes everywhere.
+            message_id: format!("msg_{}{i}_{}", if i % 2 == 0 { "P" } else { "p" }, suffix()),
             created_at_ms: at,
             expires_at_ms: at + 3_600_000,
             ..message(Some(&player), None, 0)

@@ -223,8 +223,11 @@ sql_impl! {
         }
         // The listing's order, continued after the last message of the previous page.
         let sql = DB::placeholders(match page.after {
+            // The first bound repeats the second's so that the index on the creation time is
+            // read from the cursor on.
             Some(_) => inbox_page!(
-                " AND (m.created_at < ? OR (m.created_at = ? AND m.message_id < ?))"
+                " AND m.created_at <= ? \
+                 AND (m.created_at < ? OR (m.created_at = ? AND m.message_id < ?))"
             ),
             None => inbox_page!(""),
         });
@@ -246,7 +249,7 @@ sql_impl! {
             .bind(player_id)
             .bind(page.live_at_ms.unwrap_or(i64::MIN));
         if let Some((at_ms, message_id)) = page.after {
-            query = query.bind(at_ms).bind(at_ms).bind(message_id);
+            query = query.bind(at_ms).bind(at_ms).bind(at_ms).bind(message_id);
         }
         let query = query.bind(i64::from(page.limit));
         self.all_rows("inbox", query, |r: Row| {
