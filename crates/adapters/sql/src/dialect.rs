@@ -99,6 +99,9 @@ pub struct MigrationLock {
 pub struct Upserts {
     /// `player_xp`: add XP, keep the latest update time.
     pub add_xp: &'static str,
+    /// After [`Upserts::add_xp`]: the rows as the upsert left them (`RETURNING`), where the
+    /// backend can answer them from the upsert itself; `None`: read them back.
+    pub returning_xp: Option<&'static str>,
     /// `inventory`: add quantities.
     pub add_items: &'static str,
     /// `rewards`: keep the reward first earned under an id.
@@ -112,6 +115,9 @@ pub struct Upserts {
     pub replace_snapshot: &'static str,
     /// `fairness_verdicts`: the first verdict stands.
     pub keep_verdict: &'static str,
+    /// Whether an insert under [`Upserts::keep_verdict`] counts only the rows it inserted: then
+    /// a full count proves no verdict was there, and nothing needs reading back.
+    pub counts_only_inserted: bool,
     /// `fairness_flags`: one flag per event.
     pub keep_flag: &'static str,
     /// `fairness_stats`: replace the statistics of a type.
@@ -123,6 +129,7 @@ pub const ON_CONFLICT: Upserts = Upserts {
     add_xp: " ON CONFLICT (player_id, season) DO UPDATE SET xp = player_xp.xp + excluded.xp, \
              updated_at = CASE WHEN excluded.updated_at > player_xp.updated_at \
              THEN excluded.updated_at ELSE player_xp.updated_at END",
+    returning_xp: Some(" RETURNING player_id, season, xp"),
     add_items: " ON CONFLICT (player_id, item) DO UPDATE SET \
                 quantity = inventory.quantity + excluded.quantity",
     keep_reward: " ON CONFLICT (player_id, reward_id) DO NOTHING",
@@ -134,6 +141,7 @@ pub const ON_CONFLICT: Upserts = Upserts {
                        entries = excluded.entries WHERE snapshots.is_final = 0 \
                        OR (excluded.is_final = 1 AND excluded.taken_at > snapshots.taken_at)",
     keep_verdict: " ON CONFLICT (event_id) DO NOTHING",
+    counts_only_inserted: true,
     keep_flag: " ON CONFLICT (event_id) DO NOTHING",
     replace_stats: " ON CONFLICT (event_type) DO UPDATE SET samples = excluded.samples, \
                     mean = excluded.mean, m2 = excluded.m2",

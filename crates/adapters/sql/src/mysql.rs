@@ -24,6 +24,7 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/mysql");
 pub const ON_DUPLICATE_KEY: Upserts = Upserts {
     add_xp: " ON DUPLICATE KEY UPDATE xp = xp + VALUES(xp), \
              updated_at = GREATEST(updated_at, VALUES(updated_at))",
+    returning_xp: None,
     add_items: " ON DUPLICATE KEY UPDATE quantity = quantity + VALUES(quantity)",
     keep_reward: " ON DUPLICATE KEY UPDATE reward_id = reward_id",
     add_score: " ON DUPLICATE KEY UPDATE score = score + VALUES(score)",
@@ -37,6 +38,8 @@ pub const ON_DUPLICATE_KEY: Upserts = Upserts {
                          AND VALUES(taken_at) > taken_at), VALUES(taken_at), taken_at), \
                        is_final = GREATEST(is_final, VALUES(is_final))",
     keep_verdict: " ON DUPLICATE KEY UPDATE event_id = event_id",
+    // A duplicate counts as found rows where the driver asks for them: read back instead.
+    counts_only_inserted: false,
     keep_flag: " ON DUPLICATE KEY UPDATE event_id = event_id",
     replace_stats: " ON DUPLICATE KEY UPDATE samples = VALUES(samples), \
                     mean = VALUES(mean), m2 = VALUES(m2)",

@@ -50,6 +50,13 @@ macro_rules! on_reader {
 /// A batch's XP for one `(player, season)`: the sum and the latest time earned.
 type XpSum<'a> = ((&'a str, i64), (u64, i64));
 
+/// `player_xp` rows `(player, season, xp)` by `(player, season)`.
+fn xp_map(rows: Vec<(Text, i64, i64)>) -> HashMap<(String, i64), u64> {
+    rows.into_iter()
+        .map(|(p, s, xp)| ((p.0, s), to_u64(xp)))
+        .collect()
+}
+
 /// Every store trait on a SQL database; `DB` picks the backend.
 ///
 /// Open it through [`super::connect_repository`] by URL scheme, or with a backend's own
@@ -306,18 +313,47 @@ where
         rows: &[T],
         bind: impl for<'q> Fn(&mut Tuple<'_, 'q, DB>, &'q T),
         on_error: impl Fn(sqlx::Error) -> PortError,
-    ) -> PortResult<()> {
+    ) -> PortResult<u64> {
+        let mut affected = 0;
         for chunk in rows.chunks(DB::MAX_BIND / width) {
             let mut qb = Statement::<DB>::new(head);
             qb.values(chunk, &bind).push(tail);
             let (sql, args) = qb.finish()?;
-            sqlx::query_with(&sql, args)
+            let done = sqlx::query_with(&sql, args)
                 .persistent(false)
                 .execute(&mut *conn)
                 .await
                 .map_err(&on_error)?;
+            affected += DB::rows_affected(&done);
         }
-        Ok(())
+        Ok(affected)
+    }
+
+    /// [`SqlRepository::insert_rows`] with `returning` after the conflict clause: the rows as
+    /// the statements left them.
+    async fn upsert_fetch<T, R>(
+        conn: &mut DB::Connection,
+        (head, width, tail): (&str, usize, &str),
+        returning: &str,
+        rows: &[T],
+        bind: impl for<'q> Fn(&mut Tuple<'_, 'q, DB>, &'q T),
+    ) -> PortResult<Vec<R>>
+    where
+        R: for<'r> FromRow<'r, DB::Row> + Send + Unpin,
+    {
+        let mut all = Vec::with_capacity(rows.len());
+        for chunk in rows.chunks(DB::MAX_BIND / width) {
+            let mut qb = Statement::<DB>::new(head);
+            qb.values(chunk, &bind).push(tail).push(returning);
+            let (sql, args) = qb.finish()?;
+            let got: Vec<R> = sqlx::query_as_with(&sql, args)
+                .persistent(false)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db_error::<DB>)?;
+            all.extend(got);
+        }
+        Ok(all)
     }
 
     /// Runs one query per chunk of `keys` (`write` puts a chunk into the statement) and gathers
@@ -422,6 +458,7 @@ where
             },
         )
         .await
+        .map(drop)
     }
 
     async fn add_inventory(
@@ -442,6 +479,7 @@ where
             db_error::<DB>,
         )
         .await
+        .map(drop)
     }
 
     /// Applies this backend's pending schema migrations (`migrations/<backend>`), under a lock
@@ -625,10 +663,7 @@ where
                     .in_list(chunk.iter().copied());
             })
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(p, s, xp)| ((p.0, s), to_u64(xp)))
-            .collect())
+        Ok(xp_map(rows))
     }
 
     pub(crate) async fn commit_progress(
@@ -657,24 +692,25 @@ where
         within::<DB, _>("commit_progress", async {
             let (mut tx, _turn) = self.begin_write().await?;
             Self::insert_processed(&mut tx, consumer, &commit.event_ids).await?;
-            Self::insert_rows(
-                &mut tx,
-                (
-                    "INSERT INTO player_xp (player_id, season, xp, updated_at) ",
-                    4,
-                    DB::UPSERTS.add_xp,
-                ),
-                &xp,
-                |row, ((player, season), (gain, at))| {
-                    row.bind(*player)
-                        .bind(*season)
-                        .bind(to_i64(*gain))
-                        .bind(*at);
-                },
-                db_error::<DB>,
-            )
-            .await?;
-            if !Self::xp_as_planned(&mut tx, &commit.xp_before, &xp).await? {
+            let upsert = (
+                "INSERT INTO player_xp (player_id, season, xp, updated_at) ",
+                4,
+                DB::UPSERTS.add_xp,
+            );
+            let bind = Self::bind_xp;
+            // The rows as the upsert left them where it can answer them, else read back.
+            let held = match DB::UPSERTS.returning_xp {
+                Some(returning) => {
+                    let rows: Vec<(Text, i64, i64)> =
+                        Self::upsert_fetch(&mut tx, upsert, returning, &xp, bind).await?;
+                    Some(xp_map(rows))
+                }
+                None => {
+                    Self::insert_rows(&mut tx, upsert, &xp, bind, db_error::<DB>).await?;
+                    None
+                }
+            };
+            if !Self::xp_as_planned(&mut tx, &commit.xp_before, &xp, held).await? {
                 tx.rollback().await.map_err(db_error::<DB>)?;
                 return Ok(false);
             }
@@ -706,23 +742,29 @@ where
     }
 
     /// Whether every XP in `before`, plus this transaction's `gains` (summed per key), is what
-    /// the rows hold now: read back after the upsert, whose row locks (or SQLite's single
-    /// writer) keep them so until commit.
+    /// the rows hold now (`held`, as the upsert answered them, or read back after it): the
+    /// upsert's row locks (or SQLite's single writer) keep them so until commit.
     async fn xp_as_planned(
         tx: &mut DB::Connection,
         before: &[((String, i64), u64)],
         gains: &[XpSum<'_>],
+        held: Option<HashMap<(String, i64), u64>>,
     ) -> PortResult<bool> {
         if before.is_empty() {
             return Ok(true);
         }
-        let players: Vec<&str> = before
-            .iter()
-            .map(|((p, _), _)| p.as_str())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let now = Self::xp_rows(tx, &players).await?;
+        let now = match held {
+            Some(held) if before.iter().all(|(key, _)| held.contains_key(key)) => held,
+            _ => {
+                let players: Vec<&str> = before
+                    .iter()
+                    .map(|((p, _), _)| p.as_str())
+                    .collect::<HashSet<_>>()
+                    .into_iter()
+                    .collect();
+                Self::xp_rows(tx, &players).await?
+            }
+        };
         let gains: HashMap<(&str, i64), u64> =
             gains.iter().map(|(key, (gain, _))| (*key, *gain)).collect();
         Ok(before.iter().all(|((player, season), xp)| {
@@ -835,6 +877,13 @@ where
         .await
     }
 
+    /// Binds one summed XP gain as a row of `player_xp`.
+    fn bind_xp<'q>(row: &mut Tuple<'_, 'q, DB>, sum: &'q XpSum<'_>) {
+        let ((player, season), (gain, at)) = sum;
+        let player: &'q str = player;
+        row.bind(player).bind(*season).bind(to_i64(*gain)).bind(*at);
+    }
+
     /// Binds one summed score, `((window, period, player), delta)`, as a row of [`INSERT_SCORES`].
     fn bind_sum<'q>(row: &mut Tuple<'_, 'q, DB>, sum: &'q ((Window, &str, &str), i64)) {
         let ((window, period, player), delta) = sum;
@@ -851,33 +900,24 @@ where
         returning: &str,
         sums: &[((Window, &str, &str), i64)],
     ) -> PortResult<Vec<ScoreTotal>> {
-        let mut totals = Vec::with_capacity(sums.len());
-        for chunk in sums.chunks(DB::MAX_BIND / 4) {
-            let mut qb = Statement::<DB>::new(INSERT_SCORES);
-            qb.values(chunk, Self::bind_sum)
-                .push(DB::UPSERTS.add_score)
-                .push(returning);
-            let (sql, args) = qb.finish()?;
-            let rows: Vec<(Text, Text, Text, i64)> = sqlx::query_as_with(&sql, args)
-                .persistent(false)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            for (window, period, player, total) in rows {
+        let upsert = (INSERT_SCORES, 4, DB::UPSERTS.add_score);
+        let rows: Vec<(Text, Text, Text, i64)> =
+            Self::upsert_fetch(tx, upsert, returning, sums, Self::bind_sum).await?;
+        rows.into_iter()
+            .map(|(window, period, player, total)| {
                 let window = Window::parse(&window.0).ok_or_else(|| {
                     PortError::Corrupt(format!("scores: unknown window {:?}", window.0))
                 })?;
-                totals.push(ScoreTotal {
+                Ok(ScoreTotal {
                     board: Board {
                         window,
                         period: period.0,
                     },
                     player_id: player.0,
                     total,
-                });
-            }
-        }
-        Ok(totals)
+                })
+            })
+            .collect()
     }
 
     /// The statement reading the scores of `players` (at most `MAX_BIND - 2`) on one board.
@@ -1149,6 +1189,21 @@ where
             .collect()
     }
 
+    /// Whether the stored verdicts of `verdicts`' events are those verdicts (none stored by
+    /// another replica since they were judged).
+    async fn verdicts_as_ruled(
+        tx: &mut DB::Connection,
+        verdicts: &[(Uuid, bool)],
+    ) -> PortResult<bool> {
+        let ids: Vec<Uuid> = verdicts.iter().map(|(id, _)| *id).collect();
+        let stored: HashMap<Uuid, bool> = Self::verdict_rows(tx, &ids, DB::LOCK_SHARED)
+            .await?
+            .into_iter()
+            .map(|(id, flagged, _)| (id, flagged))
+            .collect();
+        Ok(verdicts.iter().all(|(id, v)| stored.get(id) == Some(v)))
+    }
+
     pub(crate) async fn commit_fairness(&self, commit: &FairnessCommit) -> PortResult<bool> {
         // The last statistics given for a type win; one row per type per statement.
         let stats: Vec<(EventType, Welford)> = commit
@@ -1160,7 +1215,7 @@ where
             .collect();
         within::<DB, _>("commit_fairness", async {
             let (mut tx, _turn) = self.begin_write().await?;
-            Self::insert_rows(
+            let inserted = Self::insert_rows(
                 &mut tx,
                 (
                     "INSERT INTO fairness_verdicts (event_id, flagged, done_at) ",
@@ -1178,17 +1233,10 @@ where
             .await?;
             // Another replica may have judged some of these events since they were read: its
             // verdict stands, and this batch is judged again from it.
-            let ids: Vec<Uuid> = commit.verdicts.iter().map(|(id, _)| *id).collect();
-            let stored: HashMap<Uuid, bool> = Self::verdict_rows(&mut tx, &ids, DB::LOCK_SHARED)
-                .await?
-                .into_iter()
-                .map(|(id, flagged, _)| (id, flagged))
-                .collect();
-            if commit
-                .verdicts
-                .iter()
-                .any(|(id, v)| stored.get(id) != Some(v))
-            {
+            // All inserted: no verdict was there. Else the stored ones are read back.
+            let all_new = DB::UPSERTS.counts_only_inserted
+                && usize::try_from(inserted).is_ok_and(|n| n == commit.verdicts.len());
+            if !all_new && !Self::verdicts_as_ruled(&mut tx, &commit.verdicts).await? {
                 tx.rollback().await.map_err(db_error::<DB>)?;
                 return Ok(false);
             }

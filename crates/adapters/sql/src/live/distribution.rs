@@ -162,6 +162,7 @@ sql_impl! {
             db_error::<DB>,
         )
         .await
+        .map(drop)
     }
 
     pub(crate) async fn send_messages(
