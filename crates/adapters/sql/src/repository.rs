@@ -767,10 +767,9 @@ where
         };
         let gains: HashMap<(&str, i64), u64> =
             gains.iter().map(|(key, (gain, _))| (*key, *gain)).collect();
-        Ok(before.iter().all(|((player, season), xp)| {
-            let gain = gains.get(&(player.as_str(), *season)).copied().unwrap_or(0);
-            let held = now.get(&(player.clone(), *season)).copied().unwrap_or(0);
-            held == xp.saturating_add(gain)
+        Ok(before.iter().all(|(key, xp)| {
+            let gain = gains.get(&(key.0.as_str(), key.1)).copied().unwrap_or(0);
+            now.get(key).copied().unwrap_or(0) == xp.saturating_add(gain)
         }))
     }
 
@@ -920,20 +919,24 @@ where
             .collect()
     }
 
-    /// The statement reading the scores of `players` (at most `MAX_BIND - 2`) on one board.
-    fn select_scores<'q>(
-        window: &'q str,
-        period: &'q str,
-        players: &[&'q str],
-    ) -> PortResult<(String, DB::Arguments<'q>)> {
-        let mut qb =
-            Statement::<DB>::new("SELECT player_id, score FROM scores WHERE board_window = ");
-        qb.bind(window)
-            .push(" AND period = ")
-            .bind(period)
-            .push(" AND player_id")
-            .in_list(players.iter().copied());
-        qb.finish()
+    /// The scores of `players` on `board`, as `conn` sees them, `(player, score)`.
+    async fn scores_on(
+        conn: &mut DB::Connection,
+        (window, period): (Window, &str),
+        players: &[&str],
+    ) -> PortResult<Vec<(String, i64)>> {
+        let period = period.to_owned();
+        let rows: Vec<(Text, i64)> =
+            Self::fetch_chunked(conn, players, DB::MAX_BIND - 2, |qb, chunk| {
+                qb.push("SELECT player_id, score FROM scores WHERE board_window = ")
+                    .bind(window.as_str())
+                    .push(" AND period = ")
+                    .bind(period.clone())
+                    .push(" AND player_id")
+                    .in_list(chunk.iter().copied());
+            })
+            .await?;
+        Ok(rows.into_iter().map(|(p, s)| (p.0, s)).collect())
     }
 
     /// The rows of `sums` as this transaction left them, read back (where the upsert cannot
@@ -948,22 +951,15 @@ where
         for board in sums.chunk_by(same_board) {
             let ((window, period, _), _) = &board[0];
             let players: Vec<&str> = board.iter().map(|((_, _, p), _)| *p).collect();
-            for chunk in players.chunks(DB::MAX_BIND - 2) {
-                let (sql, args) = Self::select_scores(window.as_str(), period, chunk)?;
-                let rows: Vec<(Text, i64)> = sqlx::query_as_with(&sql, args)
-                    .persistent(false)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(db_error::<DB>)?;
-                totals.extend(rows.into_iter().map(|(player, total)| ScoreTotal {
-                    board: Board {
-                        window: *window,
-                        period: (*period).to_owned(),
-                    },
-                    player_id: player.0,
-                    total,
-                }));
-            }
+            let rows = Self::scores_on(tx, (*window, period), &players).await?;
+            totals.extend(rows.into_iter().map(|(player_id, total)| ScoreTotal {
+                board: Board {
+                    window: *window,
+                    period: (*period).to_owned(),
+                },
+                player_id,
+                total,
+            }));
         }
         Ok(totals)
     }
@@ -1011,19 +1007,9 @@ where
         players: &[String],
     ) -> PortResult<Vec<(String, i64)>> {
         within::<DB, _>("scores_of", async {
-            let mut scores = Vec::with_capacity(players.len());
-            for chunk in players.chunks(DB::MAX_BIND - 2) {
-                let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
-                let (sql, args) =
-                    Self::select_scores(board.window.as_str(), &board.period, &chunk)?;
-                let rows: Vec<(Text, i64)> = sqlx::query_as_with(&sql, args)
-                    .persistent(false)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(db_error::<DB>)?;
-                scores.extend(rows.into_iter().map(|(p, s)| (p.0, s)));
-            }
-            Ok(scores)
+            let players: Vec<&str> = players.iter().map(String::as_str).collect();
+            let mut conn = self.pool.acquire().await.map_err(db_error::<DB>)?;
+            Self::scores_on(&mut conn, (board.window, &board.period), &players).await
         })
         .await
     }

@@ -941,6 +941,23 @@ impl Writer {
         Ok(())
     }
 
+    /// The topics that hold messages, each found by one index seek.
+    fn topics(&self) -> PortResult<Vec<String>> {
+        let mut next = self
+            .conn
+            .prepare_cached("SELECT MIN(topic) FROM bus_messages WHERE topic > ?1")
+            .map_err(db_error)?;
+        let mut topics: Vec<String> = Vec::new();
+        loop {
+            let after = topics.last().map_or("", String::as_str);
+            let topic: Option<String> = next.query_row([after], |r| r.get(0)).map_err(db_error)?;
+            match topic {
+                Some(t) => topics.push(t),
+                None => return Ok(topics),
+            }
+        }
+    }
+
     /// One step of retention: per topic, deletes up to [`COMPACT_STEP`] messages below every
     /// group's stored position that are not dead letters; of a topic no group reads, those
     /// older than its newest `ungrouped_keep`.
@@ -992,25 +1009,6 @@ impl Writer {
                 .map_err(db_error)? as u64;
         }
         Ok(deleted)
-    }
-}
-
-impl Writer {
-    /// The topics that hold messages, each found by one index seek.
-    fn topics(&self) -> PortResult<Vec<String>> {
-        let mut next = self
-            .conn
-            .prepare_cached("SELECT MIN(topic) FROM bus_messages WHERE topic > ?1")
-            .map_err(db_error)?;
-        let mut topics: Vec<String> = Vec::new();
-        loop {
-            let after = topics.last().map_or("", String::as_str);
-            let topic: Option<String> = next.query_row([after], |r| r.get(0)).map_err(db_error)?;
-            match topic {
-                Some(t) => topics.push(t),
-                None => return Ok(topics),
-            }
-        }
     }
 }
 

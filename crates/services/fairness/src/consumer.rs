@@ -266,12 +266,12 @@ async fn judge_and_store(
     envs: &[&Envelope],
     stale: &mut bool,
 ) -> Result<(Ruling, HashMap<Uuid, i64>), PortError> {
+    let ids: Vec<Uuid> = envs.iter().map(|e| e.event_id).collect();
     for tries in 1..=JUDGINGS {
         if *stale {
             judge.reset(state.store.fairness_stats().await?);
             *stale = false;
         }
-        let ids: Vec<Uuid> = envs.iter().map(|e| e.event_id).collect();
         let stored = if ids.is_empty() {
             Vec::new()
         } else {
