@@ -338,9 +338,13 @@ def pipeline(L):
                      [(summed("dropped_events_total", by="reason"), "{{reason}}")],
                      "short", "rate: over RATE_LIMIT_MAX; anomaly: quarantined by fairness; "
                      "corrupt: unreadable bus message."))
-    L.add(timeseries("Messages published to the bus",
-                     [(summed("bus_published_total"), "published / s")],
-                     "short"))
+    L.add(timeseries("Messages published to the bus / trimmed once every group acked them",
+                     [(summed("bus_published_total"), "published / s"),
+                      (summed("bus_trimmed_total"), "trimmed / s")],
+                     "short", "Trimmed: the Redis bus removes what every consumer group has "
+                     "acked as the groups poll; published well above trimmed for long means a "
+                     "group is behind (see the lag below) and the streams grow toward "
+                     "BUS_REDIS_MAX_LEN."))
     L.add(timeseries("Redis bus: wait for replicas p99 / events refused unconfirmed / shortfalls",
                      [(hq(0.99, "bus_replica_wait_seconds", "namespace", NS), "wait p99 (s)"),
                       (summed("bus_unreplicated_total"), "refused / s"),

@@ -363,6 +363,87 @@ async fn maxlen_keeps_the_streams_bounded() {
     drop_topic(&t).await;
 }
 
+/// Reads `group` to the end, acking each batch, and returns the bodies in the order read.
+async fn read_to_the_end(bus: &RedisBus, topic: &str, group: &str) -> Vec<String> {
+    let mut bodies = Vec::new();
+    loop {
+        let got = poll(bus, topic, group, "c", 1000, Duration::from_millis(200)).await;
+        if got.is_empty() {
+            return bodies;
+        }
+        bus.ack(topic, group, &ids(&got)).await.unwrap();
+        bodies.extend(got.iter().map(body));
+    }
+}
+
+/// A partition stream keeps every entry some group has not acked (unread, or in a consumer's
+/// hands) and loses what every group acked as the groups' consumers poll: the bus holds what is
+/// still to do, not its last million events, and the slow group still gets everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_keep_what_a_group_still_needs_and_drop_what_all_acked() {
+    let _serial = SERIAL.lock().await;
+    let bus = bus(BusOptions::default(), 2).await;
+    let (t, fast, slow) = (unique("progress"), unique("fast"), unique("slow"));
+    bus.ensure_group(&t, &fast).await.unwrap();
+    bus.ensure_group(&t, &slow).await.unwrap();
+    let mut sent = Vec::new();
+    for b in 0..30 {
+        let batch: Vec<Message> = (0..100)
+            .map(|i| msg(&format!("p{i}"), &format!("{b}:{i}")))
+            .collect();
+        sent.extend(
+            batch
+                .iter()
+                .map(|m| String::from_utf8_lossy(&m.payload).into_owned()),
+        );
+        publish(&bus, &t, batch).await;
+    }
+    assert_eq!(read_to_the_end(&bus, &t, &fast).await.len(), 3000);
+    assert_eq!(
+        bus.stream_len(&t).await.unwrap(),
+        3000,
+        "the slow group read nothing yet"
+    );
+
+    // In the slow group's hands, not acked: still kept after the fast group polls again.
+    let held = poll(&bus, &t, &slow, "c", 1000, Duration::from_secs(1)).await;
+    assert_eq!(held.len(), 1000);
+    assert!(poll(&bus, &t, &fast, "c", 10, Duration::from_millis(50))
+        .await
+        .is_empty());
+    assert_eq!(
+        bus.stream_len(&t).await.unwrap(),
+        3000,
+        "pending entries are kept"
+    );
+
+    // Acked: the next poll drops them (Redis 6.2 whole nodes of at most 100 entries, else exactly
+    // all but the last read of each partition).
+    bus.ack(&t, &slow, &ids(&held)).await.unwrap();
+    assert!(poll(&bus, &t, &fast, "c", 10, Duration::from_millis(50))
+        .await
+        .is_empty());
+    let len = bus.stream_len(&t).await.unwrap();
+    assert!(
+        (2000..=2200).contains(&len),
+        "2000 unread by the slow group: {len} kept"
+    );
+
+    let mut got: Vec<String> = held.iter().map(body).collect();
+    got.extend(read_to_the_end(&bus, &t, &slow).await);
+    for _ in 0..3 {
+        assert!(poll(&bus, &t, &fast, "c", 10, Duration::from_millis(50))
+            .await
+            .is_empty());
+    }
+    let len = bus.stream_len(&t).await.unwrap();
+    assert!(len <= 200, "all acked by both groups: {len} kept");
+    got.sort();
+    sent.sort();
+    assert_eq!(got, sent, "the slow group got every message once");
+    drop_topic(&t).await;
+}
+
 /// Publishing batches of 100 messages: every message lands, and the rate is printed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_throughput_in_batches_of_100() {

@@ -41,6 +41,11 @@ pub struct BusArgs {
     /// accepted: then each waits for every replica attached and caught up (ADR 0022).
     #[arg(long, env = "BUS_REDIS_REPLICAS_AWAY", default_value_t = 0)]
     pub bus_redis_replicas_away: u32,
+    /// Most entries a Redis bus stream keeps (`MAXLEN ~`, per partition): streams drop what every
+    /// group acked as the groups read; this bounds a stream a group has stopped reading (its
+    /// oldest unread events then go: size it to the cache's memory) and one no group reads.
+    #[arg(long, env = "BUS_REDIS_MAX_LEN", default_value_t = 1_000_000)]
+    pub bus_redis_max_len: u64,
     /// Seconds before an unacked bus message is delivered again.
     #[arg(long, env = "BUS_VISIBILITY_SEC", default_value_t = 30)]
     pub bus_visibility_sec: u64,
@@ -60,6 +65,13 @@ pub struct BusArgs {
 
 /// Most replicas `BUS_REDIS_REPLICAS` may ask for.
 pub const MAX_REDIS_REPLICAS: u32 = 16;
+
+/// Fewest entries `BUS_REDIS_MAX_LEN` may keep a stream: fewer would drop unread events within
+/// seconds of ordinary intake.
+pub const MIN_REDIS_MAX_LEN: u64 = 10_000;
+
+/// Most entries `BUS_REDIS_MAX_LEN` may keep a stream (beyond any cache's memory).
+pub const MAX_REDIS_MAX_LEN: u64 = 1_000_000_000;
 
 /// Longest `BUS_REDIS_REPLICA_WAIT_MS`: a request waits for it before its answer.
 pub const MAX_REPLICA_WAIT_MS: u64 = 10_000;
@@ -149,6 +161,11 @@ pub fn resolve(
         "BUS_REDIS_REPLICA_WAIT_MS",
         args.bus_redis_replica_wait_ms,
         1..=MAX_REPLICA_WAIT_MS,
+    )?;
+    ConfigError::within(
+        "BUS_REDIS_MAX_LEN",
+        args.bus_redis_max_len,
+        MIN_REDIS_MAX_LEN..=MAX_REDIS_MAX_LEN,
     )?;
     let kind = kind(args, cloud);
     // (BUS_REDIS_REPLICAS_AWAY is at most BUS_REDIS_REPLICAS, so this covers it too.)

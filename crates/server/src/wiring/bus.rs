@@ -88,6 +88,7 @@ async fn redis_bus(
         let bus = RedisBus::connect_with_ca(&url, ca.as_deref(), opts, args.bus_partitions)
             .await
             .map_err(named("BUS_CONN"))?
+            .with_max_len(args.bus_redis_max_len)
             .with_replica_acks(ReplicaAcks {
                 replicas: args.bus_redis_replicas,
                 wait: std::time::Duration::from_millis(args.bus_redis_replica_wait_ms),
