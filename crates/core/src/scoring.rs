@@ -71,6 +71,20 @@ impl Welford {
         self.m2 += d * (x - self.mean);
     }
 
+    /// Adds the samples `other` summarises (Chan et al.'s parallel update): replicas each store
+    /// what their batches saw and the stored statistics become those of all the samples.
+    pub fn merge(&mut self, other: &Welford) {
+        if other.count == 0 {
+            return;
+        }
+        let count = self.count + other.count;
+        let d = other.mean - self.mean;
+        let (n_a, n_b, n) = (self.count as f64, other.count as f64, count as f64);
+        self.mean += d * n_b / n;
+        self.m2 += other.m2 + d * d * n_a * n_b / n;
+        self.count = count;
+    }
+
     /// Sample standard deviation (0 with fewer than two samples).
     pub fn stddev(&self) -> f64 {
         if self.count < 2 {
@@ -90,6 +104,27 @@ impl Welford {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merged_halves_match_one_pass() {
+        let xs: Vec<f64> = (0..100).map(|i| f64::from(i * i % 37) / 3.0).collect();
+        let (mut all, mut a, mut b) = (Welford::default(), Welford::default(), Welford::default());
+        for (i, x) in xs.iter().enumerate() {
+            all.push(*x);
+            if i % 3 == 0 {
+                a.push(*x)
+            } else {
+                b.push(*x)
+            }
+        }
+        let mut merged = Welford::default();
+        merged.merge(&a);
+        merged.merge(&b);
+        merged.merge(&Welford::default());
+        assert_eq!(merged.count, all.count);
+        assert!((merged.mean - all.mean).abs() < 1e-9, "{merged:?} {all:?}");
+        assert!((merged.m2 - all.m2).abs() < 1e-6, "{merged:?} {all:?}");
+    }
 
     #[test]
     fn default_curve_is_a_level_per_thousand_xp() {

@@ -120,8 +120,9 @@ pub struct Upserts {
     pub counts_only_inserted: bool,
     /// `fairness_flags`: one flag per event.
     pub keep_flag: &'static str,
-    /// `fairness_stats`: replace the statistics of a type.
-    pub replace_stats: &'static str,
+    /// `fairness_stats`: add a batch's statistics to a type's (Chan et al.'s parallel update, as
+    /// `Welford::merge`).
+    pub merge_stats: &'static str,
 }
 
 /// SQLite and PostgreSQL: `ON CONFLICT (key) DO ..` with `excluded`.
@@ -143,8 +144,14 @@ pub const ON_CONFLICT: Upserts = Upserts {
     keep_verdict: " ON CONFLICT (event_id) DO NOTHING",
     counts_only_inserted: true,
     keep_flag: " ON CONFLICT (event_id) DO NOTHING",
-    replace_stats: " ON CONFLICT (event_type) DO UPDATE SET samples = excluded.samples, \
-                    mean = excluded.mean, m2 = excluded.m2",
+    // Every right-hand side reads the row as it was.
+    merge_stats: " ON CONFLICT (event_type) DO UPDATE SET \
+                  samples = fairness_stats.samples + excluded.samples, \
+                  mean = fairness_stats.mean + (excluded.mean - fairness_stats.mean) \
+                    * excluded.samples / (fairness_stats.samples + excluded.samples), \
+                  m2 = fairness_stats.m2 + excluded.m2 + (excluded.mean - fairness_stats.mean) \
+                    * (excluded.mean - fairness_stats.mean) * fairness_stats.samples \
+                    * excluded.samples / (fairness_stats.samples + excluded.samples)",
 };
 
 /// Pool and call bounds shared by the server backends (PostgreSQL, MySQL).

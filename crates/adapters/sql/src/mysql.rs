@@ -41,8 +41,14 @@ pub const ON_DUPLICATE_KEY: Upserts = Upserts {
     // A duplicate counts as found rows where the driver asks for them: read back instead.
     counts_only_inserted: false,
     keep_flag: " ON DUPLICATE KEY UPDATE event_id = event_id",
-    replace_stats: " ON DUPLICATE KEY UPDATE samples = VALUES(samples), \
-                    mean = VALUES(mean), m2 = VALUES(m2)",
+    // MySQL assigns left to right, each later one reading the earlier ones' results: m2 and mean
+    // first, from the old mean and count, the count last.
+    merge_stats: " ON DUPLICATE KEY UPDATE \
+                  m2 = m2 + VALUES(m2) + (VALUES(mean) - mean) * (VALUES(mean) - mean) \
+                    * samples * VALUES(samples) / (samples + VALUES(samples)), \
+                  mean = mean + (VALUES(mean) - mean) * VALUES(samples) \
+                    / (samples + VALUES(samples)), \
+                  samples = samples + VALUES(samples)",
 };
 
 impl Dialect for MySql {

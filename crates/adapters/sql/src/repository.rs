@@ -1191,14 +1191,12 @@ where
     }
 
     pub(crate) async fn commit_fairness(&self, commit: &FairnessCommit) -> PortResult<bool> {
-        // The last statistics given for a type win; one row per type per statement.
-        let stats: Vec<(EventType, Welford)> = commit
-            .stats
-            .iter()
-            .copied()
-            .collect::<BTreeMap<_, _>>()
-            .into_iter()
-            .collect();
+        // One row per type per statement: a type given twice is merged first.
+        let mut by_type: BTreeMap<EventType, Welford> = BTreeMap::new();
+        for (t, w) in commit.stats.iter().filter(|(_, w)| w.count > 0) {
+            by_type.entry(*t).or_default().merge(w);
+        }
+        let stats: Vec<(EventType, Welford)> = by_type.into_iter().collect();
         within::<DB, _>("commit_fairness", async {
             let (mut tx, _turn) = self.begin_write().await?;
             let inserted = Self::insert_rows(
@@ -1251,7 +1249,7 @@ where
                 (
                     "INSERT INTO fairness_stats (event_type, samples, mean, m2) ",
                     4,
-                    DB::UPSERTS.replace_stats,
+                    DB::UPSERTS.merge_stats,
                 ),
                 &stats,
                 |row, (t, w)| {

@@ -35,7 +35,8 @@ pub struct FairnessCommit {
     pub verdicts: Vec<(Uuid, bool)>,
     /// Flags raised.
     pub flags: Vec<Flag>,
-    /// Updated statistics per event type.
+    /// The statistics of this batch's own samples per event type, added to the stored ones (so
+    /// replicas judging at once each add theirs instead of replacing the other's).
     pub stats: Vec<(EventType, Welford)>,
     /// When the batch was judged (unix ms): the time its verdicts are stored with, which a
     /// redelivered flag strikes at again.
@@ -50,8 +51,9 @@ pub trait FairnessStore: Health {
     /// Earlier verdicts for any of `ids` already judged: the event, whether it was flagged and
     /// when it was judged (unix ms: a redelivered flag strikes at that time, not now).
     async fn verdicts(&self, ids: &[Uuid]) -> PortResult<Vec<(Uuid, bool, i64)>>;
-    /// Stores a fairness batch atomically; `false`, storing nothing, if another verdict for one
-    /// of its events was stored since [`FairnessStore::verdicts`] was read (judge it again).
+    /// Stores a fairness batch atomically, merging its statistics into the stored ones; `false`,
+    /// storing nothing, if another verdict for one of its events was stored since
+    /// [`FairnessStore::verdicts`] was read (judge it again).
     async fn commit_fairness(&self, commit: &FairnessCommit) -> PortResult<bool>;
     /// Recent flags, newest first, optionally for one player.
     async fn flags(&self, player_id: Option<&str>, limit: u32) -> PortResult<Vec<Flag>>;

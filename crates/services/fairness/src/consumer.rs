@@ -7,6 +7,7 @@
 //! is done, so a crash means redelivery, and redelivered events reuse their stored verdicts.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -254,6 +255,10 @@ fn strikes_of<'a>(
 /// before the step backs off.
 const JUDGINGS: u32 = 4;
 
+/// How often the statistics are read again from the store, where the other fairness replicas
+/// add their samples.
+const STATS_REFRESH: Duration = Duration::from_secs(5);
+
 /// Judges the batch against earlier verdicts and stores the ruling atomically; the judge takes
 /// on the new statistics only once they are stored. After a failed store the statistics are
 /// reloaded first (`stale`), in case the store went through after all. If another replica
@@ -268,7 +273,7 @@ async fn judge_and_store(
 ) -> Result<(Ruling, HashMap<Uuid, i64>), PortError> {
     let ids: Vec<Uuid> = envs.iter().map(|e| e.event_id).collect();
     for tries in 1..=JUDGINGS {
-        if *stale {
+        if *stale || judge.older_than(STATS_REFRESH) {
             judge.reset(state.store.fairness_stats().await?);
             *stale = false;
         }

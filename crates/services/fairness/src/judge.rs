@@ -7,6 +7,7 @@
 //! Pure logic: the consumer feeds it batches and stores what it decides.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 use liveops_core::stores::Flag;
 use liveops_core::{Envelope, EventType, Welford};
@@ -18,6 +19,8 @@ pub(crate) struct Judge {
     anomaly_z: f64,
     warmup: u64,
     stats: BTreeMap<EventType, Welford>,
+    /// When `stats` were last read from the store (other replicas add to them there).
+    loaded: Instant,
 }
 
 /// What a batch was judged to be, before it is stored.
@@ -29,7 +32,7 @@ pub(crate) struct Ruling {
     pub(crate) verdicts: Vec<(Uuid, bool)>,
     /// Flags raised now, in input order.
     pub(crate) flags: Vec<Flag>,
-    /// The statistics of the types this batch changed, after it.
+    /// The statistics of the samples this batch added, per type (merged into the stored ones).
     pub(crate) stats: Vec<(EventType, Welford)>,
 }
 
@@ -50,12 +53,19 @@ impl Judge {
             anomaly_z,
             warmup,
             stats: stats.into_iter().collect(),
+            loaded: Instant::now(),
         }
     }
 
     /// Replaces the statistics (after reloading them from the repository).
     pub(crate) fn reset(&mut self, stats: Vec<(EventType, Welford)>) {
         self.stats = stats.into_iter().collect();
+        self.loaded = Instant::now();
+    }
+
+    /// Whether the statistics were read from the store longer than `every` ago.
+    pub(crate) fn older_than(&self, every: Duration) -> bool {
+        self.loaded.elapsed() > every
     }
 
     /// The statistics of one type.
@@ -74,8 +84,8 @@ impl Judge {
         now_ms: i64,
     ) -> Ruling {
         let mut stats = self.stats.clone();
+        let mut added: BTreeMap<EventType, Welford> = BTreeMap::new();
         let mut seen: HashMap<Uuid, bool> = HashMap::new();
-        let mut changed: Vec<EventType> = Vec::new();
         let mut ruling = Ruling::default();
         for env in events {
             let id = env.event_id;
@@ -101,25 +111,22 @@ impl Judge {
                     });
                 } else {
                     s.push(x);
-                    if !changed.contains(&kind) {
-                        changed.push(kind);
-                    }
+                    added.entry(kind).or_default().push(x);
                 }
             }
             seen.insert(id, flagged);
             ruling.verdicts.push((id, flagged));
             ruling.flagged.push(flagged);
         }
-        ruling.stats = changed
-            .into_iter()
-            .map(|k| (k, stats.get(&k).copied().unwrap_or_default()))
-            .collect();
+        ruling.stats = added.into_iter().collect();
         ruling
     }
 
-    /// Takes on the statistics of a stored ruling.
+    /// Adds the samples of a stored ruling to the statistics.
     pub(crate) fn adopt(&mut self, ruling: &Ruling) {
-        self.stats.extend(ruling.stats.iter().copied());
+        for (kind, added) in &ruling.stats {
+            self.stats.entry(*kind).or_default().merge(added);
+        }
     }
 }
 
@@ -153,7 +160,10 @@ mod tests {
         let wild = boss(1_000_000);
         let r = judge.rule(&[&wild], &HashMap::new(), 1);
         assert_eq!(r.flagged, vec![false]);
-        assert_eq!(r.stats[0].1.count, 50);
+        // The batch's own sample, to be added to the 49 stored.
+        assert_eq!(r.stats[0].1.count, 1);
+        judge.adopt(&r);
+        assert_eq!(judge.stats(EventType::BossKill).count, 50);
     }
 
     #[test]
@@ -175,7 +185,7 @@ mod tests {
         assert_eq!(
             r.stats,
             vec![(EventType::BossKill, {
-                let mut s = before;
+                let mut s = Welford::default();
                 s.push(scale(105.0));
                 s
             })]
@@ -183,7 +193,11 @@ mod tests {
         // Not adopted yet: the judge is unchanged until the ruling is stored.
         assert_eq!(judge.stats(EventType::BossKill), before);
         judge.adopt(&r);
-        assert_eq!(judge.stats(EventType::BossKill).count, 61);
+        let mut learned = before;
+        learned.push(scale(105.0));
+        let after = judge.stats(EventType::BossKill);
+        assert_eq!(after.count, 61);
+        assert!((after.mean - learned.mean).abs() < 1e-12 && (after.m2 - learned.m2).abs() < 1e-9);
     }
 
     #[test]

@@ -559,7 +559,8 @@ pub async fn snapshots_replace_and_list_newest_first(repo: &dyn Stores) {
     );
 }
 
-/// Statistics are replaced per event type; verdicts are written once and read back by id.
+/// Statistics add up per event type (each commit brings its batch's samples, so replicas judging
+/// at once both count); verdicts are written once and read back by id.
 pub async fn fairness_state_round_trips(repo: &dyn Stores) {
     let w1 = Welford {
         count: 10,
@@ -572,6 +573,11 @@ pub async fn fairness_state_round_trips(repo: &dyn Stores) {
         m2: 0.1,
     };
     let (v1, v2, v3) = (id(), id(), id());
+    // What the database holds already (a suite sharing it ran before), and after each commit.
+    let (mut boss, mut progression) = (
+        stats_of(repo, EventType::BossKill).await,
+        stats_of(repo, EventType::Progression).await,
+    );
     assert!(ok(
         repo.commit_fairness(&FairnessCommit {
             verdicts: vec![(v1, true), (v2, false)],
@@ -582,17 +588,18 @@ pub async fn fairness_state_round_trips(repo: &dyn Stores) {
         .await,
         "commit_fairness",
     ));
-    let stats = ok(repo.fairness_stats().await, "fairness_stats");
-    assert!(stats.contains(&(EventType::BossKill, w1)), "{stats:?}");
-    assert!(stats.contains(&(EventType::Progression, w2)), "{stats:?}");
+    boss.merge(&w1);
+    progression.merge(&w2);
+    assert_near(stats_of(repo, EventType::BossKill).await, boss);
+    assert_near(stats_of(repo, EventType::Progression).await, progression);
 
     // Another verdict on v1 (a second replica judged it): nothing is stored, v3 included.
-    let mut w3 = w1;
-    w3.push(4.0);
+    let mut batch = Welford::default();
+    batch.push(4.0);
     let mut commit = FairnessCommit {
         verdicts: vec![(v1, false), (v3, true)],
         flags: vec![],
-        stats: vec![(EventType::BossKill, w3)],
+        stats: vec![(EventType::BossKill, batch)],
         at_ms: liveops_core::now_ms(),
     };
     assert!(
@@ -600,22 +607,35 @@ pub async fn fairness_state_round_trips(repo: &dyn Stores) {
         "a verdict other than the stored one must not commit"
     );
     assert_eq!(ok(repo.verdicts(&[v3]).await, "verdicts"), []);
-    let stats = ok(repo.fairness_stats().await, "fairness_stats");
-    assert!(stats.contains(&(EventType::BossKill, w1)), "{stats:?}");
+    assert_near(stats_of(repo, EventType::BossKill).await, boss);
 
-    // The same verdict as stored commits (both replicas agreed).
+    // The same verdict as stored commits (both replicas agreed), adding its sample.
     commit.verdicts[0].1 = true;
     assert!(ok(repo.commit_fairness(&commit).await, "commit_fairness"));
-    let stats = ok(repo.fairness_stats().await, "fairness_stats");
-    let boss: Vec<_> = stats
-        .iter()
-        .filter(|(t, _)| *t == EventType::BossKill)
-        .collect();
-    assert_eq!(
-        boss,
-        [&(EventType::BossKill, w3)],
-        "one row per type, replaced"
-    );
+    boss.merge(&batch);
+    assert_near(stats_of(repo, EventType::BossKill).await, boss);
+
+    // Another replica's batch, judged from the same stored statistics, adds its samples too;
+    // one type given twice in a commit counts both.
+    let mut other = Welford::default();
+    for x in [1.5, 9.0, 0.25] {
+        other.push(x);
+    }
+    let mut more = Welford::default();
+    more.push(2.0);
+    assert!(ok(
+        repo.commit_fairness(&FairnessCommit {
+            verdicts: vec![(id(), false)],
+            flags: vec![],
+            stats: vec![(EventType::BossKill, other), (EventType::BossKill, more)],
+            at_ms: liveops_core::now_ms(),
+        })
+        .await,
+        "commit_fairness",
+    ));
+    boss.merge(&other);
+    boss.merge(&more);
+    assert_near(stats_of(repo, EventType::BossKill).await, boss);
 
     let verdicts = ok(repo.verdicts(&[v1, v2, v3, id()]).await, "verdicts");
     // Judged when stored: within this test's run.
@@ -632,6 +652,28 @@ pub async fn fairness_state_round_trips(repo: &dyn Stores) {
     want.sort();
     assert_eq!(verdicts, want, "the first verdict on an event stands");
     assert!(ok(repo.verdicts(&[]).await, "verdicts").is_empty());
+}
+
+/// The stored statistics of `kind` (none yet: empty); one row per type.
+async fn stats_of(repo: &dyn Stores, kind: EventType) -> Welford {
+    let stats = ok(repo.fairness_stats().await, "fairness_stats");
+    let rows: Vec<Welford> = stats
+        .iter()
+        .filter(|(t, _)| *t == kind)
+        .map(|(_, w)| *w)
+        .collect();
+    assert!(rows.len() <= 1, "one row per type: {stats:?}");
+    rows.first().copied().unwrap_or_default()
+}
+
+/// `got` summarises the same samples as `want`, within rounding.
+fn assert_near(got: Welford, want: Welford) {
+    assert_eq!(got.count, want.count, "{got:?} against {want:?}");
+    let near = |a: f64, b: f64| (a - b).abs() <= 1e-9 * (1.0 + b.abs());
+    assert!(
+        near(got.mean, want.mean) && near(got.m2, want.m2),
+        "{got:?} against {want:?}"
+    );
 }
 
 /// Flags list newest first, per player or overall; a flag is stored once per event.

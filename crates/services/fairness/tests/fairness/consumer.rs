@@ -61,6 +61,25 @@ async fn an_outlier_after_warm_up_is_quarantined_not_forwarded() {
     assert_eq!(app.blocked_until("player_cheat").await, None);
 }
 
+/// Two replicas judging at once each add their batches' samples to the stored statistics:
+/// neither replaces what the other stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_both_add_to_the_statistics() {
+    let app = spawn_app().await;
+    let (a, b) = (app.start_as("replica-a"), app.start_as("replica-b"));
+    for round in 0..10u32 {
+        let events: Vec<_> = (0..40u32)
+            .map(|i| boss_kill(&format!("player_{i}"), 100 + (round + i) % 10))
+            .collect();
+        app.ingest(&events).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.settled().await;
+    a.stop().await;
+    b.stop().await;
+    assert_eq!(boss_kill_samples(&app).await, 400);
+}
+
 #[tokio::test]
 async fn nothing_is_flagged_during_warm_up() {
     let app = spawn_app().await;

@@ -107,8 +107,18 @@ impl TestApp {
     }
 
     pub fn start(&self) -> Running {
+        self.start_as("test-consumer")
+    }
+
+    /// Starts a consumer named `name` (another replica of the same group).
+    pub fn start_as(&self, name: &str) -> Running {
+        let mut state = self.state.clone();
+        state.config = Arc::new(FairnessConfig {
+            consumer_name: name.into(),
+            ..(*self.state.config).clone()
+        });
         let stop = CancellationToken::new();
-        let task = tokio::spawn(run_consumer(self.state.clone(), stop.clone()));
+        let task = tokio::spawn(run_consumer(state, stop.clone()));
         Running { stop, task }
     }
 
