@@ -3,7 +3,7 @@
 //! stay in order, dead letters and replays per group. The design, the key layout and the failure
 //! handling: `docs/adr/0010-redis-streams-bus.md`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -23,6 +23,10 @@ use crate::replicas::Followers;
 /// Default `MAXLEN ~` of each stream (per partition, retry and dead-letter stream): the bound of
 /// one a group stopped reading (polls drop what every group acked).
 pub const DEFAULT_MAX_LEN: u64 = 1_000_000;
+
+/// `MAXLEN ~` of a group's dead letters and of its retry stream, whatever `BUS_REDIS_MAX_LEN`
+/// says: dead letters are the last copy of the events they hold.
+pub const DEAD_MAX_LEN: u64 = DEFAULT_MAX_LEN;
 
 /// Longest any single Redis call may take before the bus answers `Unavailable`.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -210,9 +214,10 @@ return #KEYS
 
 /// One poll step for one consumer: membership, leases, reclaim / dead-letter, read new entries.
 /// KEYS: members, dead letters, then per slot i (0-based): stream, lease.
-/// ARGV: consumer, group, lease_ms, visibility_ms, max, max_deliveries, max_len, first slot to try,
-/// `1` if this consumer holds no delivery (its own pending entries are then lost answers or left
-/// from a previous life under the same name, and come back at once), orphans' name.
+/// ARGV: consumer, group, lease_ms, visibility_ms, max, max_deliveries, dead letters' max_len,
+/// first slot to try, `1` if this consumer holds no delivery (its own pending entries are then
+/// lost answers or left from a previous life under the same name, and come back at once),
+/// orphans' name, then the topic's groups this process ensured.
 /// Returns {dead letters made, {stream, id to wait after, ...}, {slot, id, deliveries, s, k, p, ...},
 /// entries trimmed}.
 const STEP: &str = r"
@@ -310,13 +315,19 @@ end
 -- The group on each held slot (re-created if Redis lost it) and its last delivered id; and the
 -- slot's stream trimmed before the oldest entry a group still needs: its oldest pending one,
 -- else the one after its last delivered.
+-- A partition (not the retry stream, which is its group's own) missing a group this process
+-- ensured gets it back at 0, as `ensure_group` made it, and is not trimmed this time: Redis lost
+-- the groups (a restart without persistence) and the others have not come back yet.
+local known = {}
+for j = 11, #ARGV do known[#known + 1] = ARGV[j] end
 local last, trimmed = {}, 0
 for _, i in ipairs(held) do
   local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', stream(i))
-  local found, floor = nil, nil
+  local found, floor, present = nil, nil, {}
   if ok then
     for _, g in ipairs(groups) do
       local f = fields(g)
+      present[f['name']] = true
       if f['name'] == grp then found = f['last-delivered-id'] end
       local need = f['last-delivered-id']
       if tonumber(f['pending']) > 0 then
@@ -328,7 +339,17 @@ for _, i in ipairs(held) do
   if not found then
     redis.call('XGROUP', 'CREATE', stream(i), grp, '0', 'MKSTREAM')
     found = '0-0'
-  elseif floor ~= '0-0' then
+    floor = '0-0'
+  end
+  if i < slots - 1 then
+    for _, g in ipairs(known) do
+      if not present[g] and g ~= grp then
+        pcall(redis.call, 'XGROUP', 'CREATE', stream(i), g, '0', 'MKSTREAM')
+        floor = '0-0'
+      end
+    end
+  end
+  if floor and floor ~= '0-0' then
     trimmed = trimmed + trim_below(stream(i), floor)
   end
   last[i] = found
@@ -721,6 +742,9 @@ pub struct RedisBus {
     lease: Duration,
     /// Partition count per topic as pinned in Redis.
     pinned: Mutex<HashMap<String, u32>>,
+    /// The groups this process ensured, per topic: a poll re-creates any Redis lost (a restart
+    /// without persistence) before it trims what the groups it finds have acked.
+    groups: Mutex<HashMap<String, BTreeSet<String>>>,
     scripts: Scripts,
     /// What this process's consumers hold; shared with their heartbeats.
     hands: Arc<Mutex<Hands>>,
@@ -806,6 +830,7 @@ impl RedisBus {
             max_len: DEFAULT_MAX_LEN,
             lease,
             pinned: Mutex::new(HashMap::new()),
+            groups: Mutex::new(HashMap::new()),
             scripts: Scripts::new(),
             hands: Arc::default(),
             acks: None,
@@ -987,10 +1012,13 @@ impl RedisBus {
             .arg(millis(self.opts.visibility_timeout))
             .arg(max)
             .arg(self.opts.max_deliveries.max(1))
-            .arg(self.max_len)
+            .arg(DEAD_MAX_LEN)
             .arg(Self::start_slot(consumer, keys.slots()))
             .arg(if fresh { "1" } else { "0" })
             .arg(ORPHANS);
+        for other in lock(&self.groups).get(topic).into_iter().flatten() {
+            inv.arg(other);
+        }
         let mut conn = self.conn.clone();
         let reply: Value = bounded("poll", CALL_TIMEOUT, inv.invoke_async(&mut conn)).await?;
         let mut parts = array(reply, "poll")?.into_iter();
@@ -1276,8 +1304,12 @@ impl RedisBus {
 impl Bus for RedisBus {
     async fn ensure_group(&self, topic: &str, group: &str) -> PortResult<()> {
         self.on_group_slots("ensure_group", &self.scripts.ensure, topic, group)
-            .await
-            .map(drop)
+            .await?;
+        lock(&self.groups)
+            .entry(topic.to_owned())
+            .or_default()
+            .insert(group.to_owned());
+        Ok(())
     }
 
     async fn publish(&self, topic: &str, messages: Vec<Message>) -> PortResult<()> {
@@ -1414,7 +1446,7 @@ impl Bus for RedisBus {
             inv.key(keys.dead(group))
                 .key(keys.retry(group))
                 .arg(group)
-                .arg(self.max_len)
+                .arg(DEAD_MAX_LEN)
                 .arg(REPLAY_CHUNK);
             let mut conn = self.conn.clone();
             let n: i64 = bounded("replay", CALL_TIMEOUT, inv.invoke_async(&mut conn)).await?;

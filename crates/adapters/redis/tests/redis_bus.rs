@@ -444,6 +444,35 @@ async fn streams_keep_what_a_group_still_needs_and_drop_what_all_acked() {
     drop_topic(&t).await;
 }
 
+/// Redis lost everything (a restart without persistence) and the gateway published again: the
+/// first group to poll brings back the other groups this process ensured, so what it acks is
+/// not trimmed before the others have read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_redis_lost_come_back_before_anything_is_trimmed() {
+    let _serial = SERIAL.lock().await;
+    let bus = bus(BusOptions::default(), 2).await;
+    let (t, first, later) = (unique("lostgroups"), unique("first"), unique("later"));
+    bus.ensure_group(&t, &first).await.unwrap();
+    bus.ensure_group(&t, &later).await.unwrap();
+    drop_topic(&t).await;
+    let sent: Vec<Message> = (0..300)
+        .map(|i| msg(&format!("p{i}"), &format!("m{i}")))
+        .collect();
+    publish(&bus, &t, sent).await;
+
+    assert_eq!(read_to_the_end(&bus, &t, &first).await.len(), 300);
+    assert!(poll(&bus, &t, &first, "c", 10, Duration::from_millis(50))
+        .await
+        .is_empty());
+    assert_eq!(
+        bus.stream_len(&t).await.unwrap(),
+        300,
+        "the later group read nothing yet"
+    );
+    assert_eq!(read_to_the_end(&bus, &t, &later).await.len(), 300);
+    drop_topic(&t).await;
+}
+
 /// Publishing batches of 100 messages: every message lands, and the rate is printed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_throughput_in_batches_of_100() {

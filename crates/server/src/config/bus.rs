@@ -41,9 +41,9 @@ pub struct BusArgs {
     /// accepted: then each waits for every replica attached and caught up (ADR 0022).
     #[arg(long, env = "BUS_REDIS_REPLICAS_AWAY", default_value_t = 0)]
     pub bus_redis_replicas_away: u32,
-    /// Most entries a Redis bus stream keeps (`MAXLEN ~`, per partition): streams drop what every
-    /// group acked as the groups read; this bounds a stream a group has stopped reading (its
-    /// oldest unread events then go: size it to the cache's memory) and one no group reads.
+    /// Most entries a Redis bus partition stream keeps (`MAXLEN ~`): streams drop what every
+    /// group acked as the groups read; this bounds one a group has stopped reading (its oldest
+    /// unread events then go: size it to the cache's memory) and one no group reads.
     #[arg(long, env = "BUS_REDIS_MAX_LEN", default_value_t = 1_000_000)]
     pub bus_redis_max_len: u64,
     /// Seconds before an unacked bus message is delivered again.
@@ -66,9 +66,9 @@ pub struct BusArgs {
 /// Most replicas `BUS_REDIS_REPLICAS` may ask for.
 pub const MAX_REDIS_REPLICAS: u32 = 16;
 
-/// Fewest entries `BUS_REDIS_MAX_LEN` may keep a stream: fewer would drop unread events within
-/// seconds of ordinary intake.
-pub const MIN_REDIS_MAX_LEN: u64 = 10_000;
+/// Fewest entries `BUS_REDIS_MAX_LEN` may keep a stream: about 3 minutes of a stopped group at
+/// 4 000 events/s over 8 partitions, time for a database failover.
+pub const MIN_REDIS_MAX_LEN: u64 = 100_000;
 
 /// Most entries `BUS_REDIS_MAX_LEN` may keep a stream (beyond any cache's memory).
 pub const MAX_REDIS_MAX_LEN: u64 = 1_000_000_000;

@@ -107,7 +107,7 @@ fn bad_values_name_their_variable() {
         (vec![s, "--db-url", "oracle://x"], "DB_URL"),
         (vec![s, "--bus-partitions", "0"], "BUS_PARTITIONS"),
         (vec![s, "--bus-redis-replicas", "17"], "BUS_REDIS_REPLICAS"),
-        (vec![s, "--bus-redis-max-len", "9999"], "BUS_REDIS_MAX_LEN"),
+        (vec![s, "--bus-redis-max-len", "99999"], "BUS_REDIS_MAX_LEN"),
         (
             vec![s, "--bus-redis-max-len", "1000000001"],
             "BUS_REDIS_MAX_LEN",
