@@ -113,11 +113,9 @@ pub struct Upserts {
     pub returning_scores: Option<&'static str>,
     /// `snapshots`: replace the board's snapshot unless final, a final one by a later final.
     pub replace_snapshot: &'static str,
-    /// `fairness_verdicts`: the first verdict stands.
-    pub keep_verdict: &'static str,
-    /// Whether an insert under [`Upserts::keep_verdict`] counts only the rows it inserted: then
-    /// a full count proves no verdict was there, and nothing needs reading back.
-    pub counts_only_inserted: bool,
+    /// `fairness_verdicts`: the statement's start and end, such that a stored verdict stands and
+    /// the count is of the rows inserted only.
+    pub keep_verdict: (&'static str, &'static str),
     /// `fairness_flags`: one flag per event.
     pub keep_flag: &'static str,
     /// `fairness_stats`: add a batch's statistics to a type's (Chan et al.'s parallel update, as
@@ -141,8 +139,10 @@ pub const ON_CONFLICT: Upserts = Upserts {
                        taken_at = excluded.taken_at, is_final = excluded.is_final, \
                        entries = excluded.entries WHERE snapshots.is_final = 0 \
                        OR (excluded.is_final = 1 AND excluded.taken_at > snapshots.taken_at)",
-    keep_verdict: " ON CONFLICT (event_id) DO NOTHING",
-    counts_only_inserted: true,
+    keep_verdict: (
+        "INSERT INTO fairness_verdicts (event_id, flagged, done_at) ",
+        " ON CONFLICT (event_id) DO NOTHING",
+    ),
     keep_flag: " ON CONFLICT (event_id) DO NOTHING",
     // Every right-hand side reads the row as it was.
     merge_stats: " ON CONFLICT (event_type) DO UPDATE SET \

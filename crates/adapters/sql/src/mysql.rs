@@ -37,9 +37,13 @@ pub const ON_DUPLICATE_KEY: Upserts = Upserts {
                        taken_at = IF(is_final = 0 OR (VALUES(is_final) = 1 \
                          AND VALUES(taken_at) > taken_at), VALUES(taken_at), taken_at), \
                        is_final = GREATEST(is_final, VALUES(is_final))",
-    keep_verdict: " ON DUPLICATE KEY UPDATE event_id = event_id",
-    // A duplicate counts as found rows where the driver asks for them: read back instead.
-    counts_only_inserted: false,
+    // Not `ON DUPLICATE KEY UPDATE`: a duplicate counts there as a found row (the driver asks
+    // for found rows); an ignored one counts nothing. The values cannot raise what IGNORE would
+    // also turn into warnings (a uuid, 0 or 1, a time).
+    keep_verdict: (
+        "INSERT IGNORE INTO fairness_verdicts (event_id, flagged, done_at) ",
+        "",
+    ),
     keep_flag: " ON DUPLICATE KEY UPDATE event_id = event_id",
     // MySQL assigns left to right, each later one reading the earlier ones' results: m2 and mean
     // first, from the old mean and count, the count last.

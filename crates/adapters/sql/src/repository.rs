@@ -1151,43 +1151,19 @@ where
     pub(crate) async fn verdicts(&self, ids: &[Uuid]) -> PortResult<Vec<(Uuid, bool, i64)>> {
         within::<DB, _>("verdicts", async {
             let mut conn = self.pool.acquire().await.map_err(db_error::<DB>)?;
-            Self::verdict_rows(&mut conn, ids, "").await
+            let rows: Vec<(Text, i16, i64)> =
+                Self::fetch_chunked(&mut conn, ids, DB::MAX_BIND, |qb, chunk| {
+                    qb.push(
+                        "SELECT event_id, flagged, done_at FROM fairness_verdicts WHERE event_id",
+                    )
+                    .in_list(chunk.iter().map(Uuid::to_string));
+                })
+                .await?;
+            rows.into_iter()
+                .map(|(id, flagged, at)| Ok((parse_uuid(&id.0)?, flagged != 0, at)))
+                .collect()
         })
         .await
-    }
-
-    /// The stored verdicts of any of `ids` (flagged, and when), as `conn` sees them, the
-    /// statement ending in `lock`.
-    async fn verdict_rows(
-        conn: &mut DB::Connection,
-        ids: &[Uuid],
-        lock: &'static str,
-    ) -> PortResult<Vec<(Uuid, bool, i64)>> {
-        let rows: Vec<(Text, i16, i64)> =
-            Self::fetch_chunked(conn, ids, DB::MAX_BIND, |qb, chunk| {
-                qb.push("SELECT event_id, flagged, done_at FROM fairness_verdicts WHERE event_id")
-                    .in_list(chunk.iter().map(Uuid::to_string))
-                    .push(lock);
-            })
-            .await?;
-        rows.into_iter()
-            .map(|(id, flagged, at)| Ok((parse_uuid(&id.0)?, flagged != 0, at)))
-            .collect()
-    }
-
-    /// Whether the stored verdicts of `verdicts`' events are those verdicts (none stored by
-    /// another replica since they were judged).
-    async fn verdicts_as_ruled(
-        tx: &mut DB::Connection,
-        verdicts: &[(Uuid, bool)],
-    ) -> PortResult<bool> {
-        let ids: Vec<Uuid> = verdicts.iter().map(|(id, _)| *id).collect();
-        let stored: HashMap<Uuid, bool> = Self::verdict_rows(tx, &ids, DB::LOCK_SHARED)
-            .await?
-            .into_iter()
-            .map(|(id, flagged, _)| (id, flagged))
-            .collect();
-        Ok(verdicts.iter().all(|(id, v)| stored.get(id) == Some(v)))
     }
 
     pub(crate) async fn commit_fairness(&self, commit: &FairnessCommit) -> PortResult<bool> {
@@ -1199,13 +1175,10 @@ where
         let stats: Vec<(EventType, Welford)> = by_type.into_iter().collect();
         within::<DB, _>("commit_fairness", async {
             let (mut tx, _turn) = self.begin_write().await?;
+            let (head, tail) = DB::UPSERTS.keep_verdict;
             let inserted = Self::insert_rows(
                 &mut tx,
-                (
-                    "INSERT INTO fairness_verdicts (event_id, flagged, done_at) ",
-                    3,
-                    DB::UPSERTS.keep_verdict,
-                ),
+                (head, 3, tail),
                 &commit.verdicts,
                 |row, (id, flagged)| {
                     row.bind(id.to_string())
@@ -1215,12 +1188,10 @@ where
                 db_error::<DB>,
             )
             .await?;
-            // Another replica may have judged some of these events since they were read: its
-            // verdict stands, and this batch is judged again from it.
-            // All inserted: no verdict was there. Else the stored ones are read back.
-            let all_new = DB::UPSERTS.counts_only_inserted
-                && usize::try_from(inserted).is_ok_and(|n| n == commit.verdicts.len());
-            if !all_new && !Self::verdicts_as_ruled(&mut tx, &commit.verdicts).await? {
+            // Another replica (or this one's earlier commit that timed out yet went through) may
+            // have judged some of these events since they were read: its verdict stands and its
+            // samples are stored, so this batch is judged again from it, even if they agree.
+            if usize::try_from(inserted).ok() != Some(commit.verdicts.len()) {
                 tx.rollback().await.map_err(db_error::<DB>)?;
                 return Ok(false);
             }

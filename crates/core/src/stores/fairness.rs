@@ -52,8 +52,9 @@ pub trait FairnessStore: Health {
     /// when it was judged (unix ms: a redelivered flag strikes at that time, not now).
     async fn verdicts(&self, ids: &[Uuid]) -> PortResult<Vec<(Uuid, bool, i64)>>;
     /// Stores a fairness batch atomically, merging its statistics into the stored ones; `false`,
-    /// storing nothing, if another verdict for one of its events was stored since
-    /// [`FairnessStore::verdicts`] was read (judge it again).
+    /// storing nothing, if a verdict for one of its events was stored since
+    /// [`FairnessStore::verdicts`] was read, even the same one (judge it again: its samples are
+    /// in the stored statistics already).
     async fn commit_fairness(&self, commit: &FairnessCommit) -> PortResult<bool>;
     /// Recent flags, newest first, optionally for one player.
     async fn flags(&self, player_id: Option<&str>, limit: u32) -> PortResult<Vec<Flag>>;

@@ -560,7 +560,8 @@ pub async fn snapshots_replace_and_list_newest_first(repo: &dyn Stores) {
 }
 
 /// Statistics add up per event type (each commit brings its batch's samples, so replicas judging
-/// at once both count); verdicts are written once and read back by id.
+/// at once both count); verdicts are written once, a commit naming one stored already stores
+/// nothing, and they read back by id.
 pub async fn fairness_state_round_trips(repo: &dyn Stores) {
     let w1 = Welford {
         count: 10,
@@ -609,8 +610,18 @@ pub async fn fairness_state_round_trips(repo: &dyn Stores) {
     assert_eq!(ok(repo.verdicts(&[v3]).await, "verdicts"), []);
     assert_near(stats_of(repo, EventType::BossKill).await, boss);
 
-    // The same verdict as stored commits (both replicas agreed), adding its sample.
+    // Even the same verdict as stored does not commit (both replicas agreed, or this one's
+    // earlier commit went through unseen): that event's sample is stored already.
     commit.verdicts[0].1 = true;
+    assert!(
+        !ok(repo.commit_fairness(&commit).await, "commit_fairness"),
+        "a verdict stored already must not commit again, nor add its samples twice"
+    );
+    assert_eq!(ok(repo.verdicts(&[v3]).await, "verdicts"), []);
+    assert_near(stats_of(repo, EventType::BossKill).await, boss);
+
+    // Judged again without it, the rest commits and adds its sample.
+    commit.verdicts.remove(0);
     assert!(ok(repo.commit_fairness(&commit).await, "commit_fairness"));
     boss.merge(&batch);
     assert_near(stats_of(repo, EventType::BossKill).await, boss);
