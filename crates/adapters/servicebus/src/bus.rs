@@ -687,7 +687,9 @@ impl Inner {
         }))
     }
 
-    /// Renews what consumers still hold (up to `max_hold`) and tokens near expiry.
+    /// Renews what consumers still hold (up to `max_hold`) on the link they came from, and tokens
+    /// near expiry. A failure ends the round: it has dropped the connection, and with it every
+    /// link whose locks the rest of the round would renew.
     async fn renew(&self) -> PortResult<()> {
         let vis = self.config.visibility_timeout;
         let now = Instant::now();
@@ -695,11 +697,13 @@ impl Inner {
         for g in groups {
             let (tokens, session, ids) = {
                 let state = lock(&g.state);
+                let link = state.disposer.as_ref().map(|(generation, _)| *generation);
                 let mut tokens = Vec::new();
                 let mut ids = Vec::new();
                 for (id, o) in &state.out {
                     let holding = o.handed_at + self.config.max_hold > now;
-                    if holding && o.deadline < now + vis * 2 / 3 {
+                    let current = link == Some(o.generation);
+                    if current && holding && o.deadline < now + vis * 2 / 3 {
                         ids.push(id.clone());
                         if let Some(t) = o.lock_token {
                             tokens.push(t);
@@ -711,6 +715,8 @@ impl Inner {
             if ids.is_empty() {
                 continue;
             }
+            // The broker's lock runs from when it took the request: counted from the send.
+            let sent = Instant::now();
             if self.config.is_azure() {
                 let entity = frames::subscription(&g.topic, &g.group);
                 self.with_live(|live, me| {
@@ -736,7 +742,7 @@ impl Inner {
                 })
                 .await?;
             }
-            let until = Instant::now() + vis;
+            let until = sent + vis;
             let mut state = lock(&g.state);
             for id in ids {
                 if let Some(o) = state.out.get_mut(&id) {
