@@ -53,8 +53,8 @@ pub trait FairnessStore: Health {
     async fn verdicts(&self, ids: &[Uuid]) -> PortResult<Vec<(Uuid, bool, i64)>>;
     /// Stores a fairness batch atomically, merging its statistics into the stored ones; `false`,
     /// storing nothing, if a verdict for one of its events was stored since
-    /// [`FairnessStore::verdicts`] was read, even the same one (judge it again: its samples are
-    /// in the stored statistics already).
+    /// [`FairnessStore::verdicts`] was read, even the same one (judge it again: its sample is in
+    /// the stored statistics already). The verdicts name distinct events.
     async fn commit_fairness(&self, commit: &FairnessCommit) -> PortResult<bool>;
     /// Recent flags, newest first, optionally for one player.
     async fn flags(&self, player_id: Option<&str>, limit: u32) -> PortResult<Vec<Flag>>;
