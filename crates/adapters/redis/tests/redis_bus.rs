@@ -10,7 +10,9 @@ use std::time::Duration;
 use liveops_core::ports::{Bus, BusExt, BusOptions, Message};
 use liveops_redis::bus::{partition_of, RedisBus};
 use liveops_testkit::conformance;
-use liveops_testkit::conformance::bus::{body, ids, msg, poll, publish, unique, SUITE_OPTIONS};
+use liveops_testkit::conformance::bus::{
+    body, ids, msg, poll, publish, read_to_the_end, unique, SUITE_OPTIONS,
+};
 use liveops_testkit::conformance::bus_faults::{
     assert_unavailable, each_next_in_order, unavailable_then_recovers, Outage,
 };
@@ -363,17 +365,29 @@ async fn maxlen_keeps_the_streams_bounded() {
     drop_topic(&t).await;
 }
 
-/// Reads `group` to the end, acking each batch, and returns the bodies in the order read.
-async fn read_to_the_end(bus: &RedisBus, topic: &str, group: &str) -> Vec<String> {
-    let mut bodies = Vec::new();
-    loop {
-        let got = poll(bus, topic, group, "c", 1000, Duration::from_millis(200)).await;
-        if got.is_empty() {
-            return bodies;
-        }
-        bus.ack(topic, group, &ids(&got)).await.unwrap();
-        bodies.extend(got.iter().map(body));
+/// Reads `group` of `topic` to the end as consumer `c`: the bodies in the order read.
+async fn read_all(bus: &RedisBus, topic: &str, group: &str) -> Vec<String> {
+    read_to_the_end(bus, topic, group, "c", Duration::from_millis(200)).await
+}
+
+/// Polls `group` once with nothing for it (the poll only trims) and returns the topic's length.
+async fn idle_poll_then_len(bus: &RedisBus, topic: &str, group: &str) -> u64 {
+    let got = poll(bus, topic, group, "c", 10, Duration::from_millis(50)).await;
+    assert!(got.is_empty(), "{} unexpected deliveries", got.len());
+    bus.stream_len(topic).await.unwrap()
+}
+
+/// The serial lock, a bus of 2 partitions, and a fresh topic with two groups, ensured.
+async fn topic_of_two_groups(
+    tag: &str,
+) -> (tokio::sync::MutexGuard<'static, ()>, RedisBus, [String; 3]) {
+    let serial = SERIAL.lock().await;
+    let bus = bus(BusOptions::default(), 2).await;
+    let names = [unique(tag), unique("g1"), unique("g2")];
+    for g in &names[1..] {
+        bus.ensure_group(&names[0], g).await.unwrap();
     }
+    (serial, bus, names)
 }
 
 /// A partition stream keeps every entry some group has not acked (unread, or in a consumer's
@@ -381,11 +395,7 @@ async fn read_to_the_end(bus: &RedisBus, topic: &str, group: &str) -> Vec<String
 /// still to do, not its last million events, and the slow group still gets everything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_keep_what_a_group_still_needs_and_drop_what_all_acked() {
-    let _serial = SERIAL.lock().await;
-    let bus = bus(BusOptions::default(), 2).await;
-    let (t, fast, slow) = (unique("progress"), unique("fast"), unique("slow"));
-    bus.ensure_group(&t, &fast).await.unwrap();
-    bus.ensure_group(&t, &slow).await.unwrap();
+    let (_serial, bus, [t, fast, slow]) = topic_of_two_groups("progress").await;
     let mut sent = Vec::new();
     for b in 0..30 {
         let batch: Vec<Message> = (0..100)
@@ -398,7 +408,7 @@ async fn streams_keep_what_a_group_still_needs_and_drop_what_all_acked() {
         );
         publish(&bus, &t, batch).await;
     }
-    assert_eq!(read_to_the_end(&bus, &t, &fast).await.len(), 3000);
+    assert_eq!(read_all(&bus, &t, &fast).await.len(), 3000);
     assert_eq!(
         bus.stream_len(&t).await.unwrap(),
         3000,
@@ -408,11 +418,8 @@ async fn streams_keep_what_a_group_still_needs_and_drop_what_all_acked() {
     // In the slow group's hands, not acked: still kept after the fast group polls again.
     let held = poll(&bus, &t, &slow, "c", 1000, Duration::from_secs(1)).await;
     assert_eq!(held.len(), 1000);
-    assert!(poll(&bus, &t, &fast, "c", 10, Duration::from_millis(50))
-        .await
-        .is_empty());
     assert_eq!(
-        bus.stream_len(&t).await.unwrap(),
+        idle_poll_then_len(&bus, &t, &fast).await,
         3000,
         "pending entries are kept"
     );
@@ -420,23 +427,17 @@ async fn streams_keep_what_a_group_still_needs_and_drop_what_all_acked() {
     // Acked: the next poll drops them (Redis 6.2 whole nodes of at most 100 entries, else exactly
     // all but the last read of each partition).
     bus.ack(&t, &slow, &ids(&held)).await.unwrap();
-    assert!(poll(&bus, &t, &fast, "c", 10, Duration::from_millis(50))
-        .await
-        .is_empty());
-    let len = bus.stream_len(&t).await.unwrap();
+    let len = idle_poll_then_len(&bus, &t, &fast).await;
     assert!(
         (2000..=2200).contains(&len),
         "2000 unread by the slow group: {len} kept"
     );
 
     let mut got: Vec<String> = held.iter().map(body).collect();
-    got.extend(read_to_the_end(&bus, &t, &slow).await);
-    for _ in 0..3 {
-        assert!(poll(&bus, &t, &fast, "c", 10, Duration::from_millis(50))
-            .await
-            .is_empty());
-    }
-    let len = bus.stream_len(&t).await.unwrap();
+    got.extend(read_all(&bus, &t, &slow).await);
+    idle_poll_then_len(&bus, &t, &fast).await;
+    idle_poll_then_len(&bus, &t, &fast).await;
+    let len = idle_poll_then_len(&bus, &t, &fast).await;
     assert!(len <= 200, "all acked by both groups: {len} kept");
     got.sort();
     sent.sort();
@@ -449,27 +450,20 @@ async fn streams_keep_what_a_group_still_needs_and_drop_what_all_acked() {
 /// not trimmed before the others have read it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_redis_lost_come_back_before_anything_is_trimmed() {
-    let _serial = SERIAL.lock().await;
-    let bus = bus(BusOptions::default(), 2).await;
-    let (t, first, later) = (unique("lostgroups"), unique("first"), unique("later"));
-    bus.ensure_group(&t, &first).await.unwrap();
-    bus.ensure_group(&t, &later).await.unwrap();
+    let (_serial, bus, [t, first, later]) = topic_of_two_groups("lostgroups").await;
     drop_topic(&t).await;
     let sent: Vec<Message> = (0..300)
         .map(|i| msg(&format!("p{i}"), &format!("m{i}")))
         .collect();
     publish(&bus, &t, sent).await;
 
-    assert_eq!(read_to_the_end(&bus, &t, &first).await.len(), 300);
-    assert!(poll(&bus, &t, &first, "c", 10, Duration::from_millis(50))
-        .await
-        .is_empty());
+    assert_eq!(read_all(&bus, &t, &first).await.len(), 300);
     assert_eq!(
-        bus.stream_len(&t).await.unwrap(),
+        idle_poll_then_len(&bus, &t, &first).await,
         300,
         "the later group read nothing yet"
     );
-    assert_eq!(read_to_the_end(&bus, &t, &later).await.len(), 300);
+    assert_eq!(read_all(&bus, &t, &later).await.len(), 300);
     drop_topic(&t).await;
 }
 

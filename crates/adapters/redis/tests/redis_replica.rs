@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use liveops_core::ports::{Bus, BusOptions};
 use liveops_core::PortError;
 use liveops_redis::bus::{RedisBus, ReplicaAcks};
-use liveops_testkit::conformance::bus::{body, ids, msg, poll, SUITE_OPTIONS};
+use liveops_testkit::conformance::bus::{msg, read_to_the_end, SUITE_OPTIONS};
 use liveops_testkit::redis_server::{closed_port, until_replication, OwnRedis, RelayedReplica};
 
 const TOPIC: &str = "replicated";
@@ -43,15 +43,10 @@ async fn connect(port: u16, opts: BusOptions) -> RedisBus {
 
 /// Every body the group still has to read on `bus`.
 async fn bodies(bus: &RedisBus) -> HashSet<String> {
-    let mut seen = HashSet::new();
-    loop {
-        let got = poll(bus, TOPIC, GROUP, "reader", 100, Duration::from_millis(300)).await;
-        if got.is_empty() {
-            return seen;
-        }
-        bus.ack(TOPIC, GROUP, &ids(&got)).await.unwrap();
-        seen.extend(got.iter().map(body));
-    }
+    read_to_the_end(bus, TOPIC, GROUP, "reader", Duration::from_millis(300))
+        .await
+        .into_iter()
+        .collect()
 }
 
 #[tokio::test]

@@ -108,6 +108,26 @@ pub async fn poll(
     ok(bus.poll(topic, group, consumer, max, wait).await, "poll")
 }
 
+/// Reads `group` as `consumer` until a poll of `wait` finds nothing, acking each batch, and
+/// returns the bodies in the order read.
+pub async fn read_to_the_end(
+    bus: &dyn Bus,
+    topic: &str,
+    group: &str,
+    consumer: &str,
+    wait: Duration,
+) -> Vec<String> {
+    let mut bodies = Vec::new();
+    loop {
+        let got = poll(bus, topic, group, consumer, 1000, wait).await;
+        if got.is_empty() {
+            return bodies;
+        }
+        ok(bus.ack(topic, group, &ids(&got)).await, "ack");
+        bodies.extend(got.iter().map(body));
+    }
+}
+
 /// Polls until `n` messages arrived or `within` passed.
 async fn drain(
     bus: &dyn Bus,

@@ -579,16 +579,17 @@ pub async fn fairness_state_round_trips(repo: &dyn Stores) {
         stats_of(repo, EventType::BossKill).await,
         stats_of(repo, EventType::Progression).await,
     );
-    assert!(ok(
-        repo.commit_fairness(&FairnessCommit {
-            verdicts: vec![(v1, true), (v2, false)],
-            flags: vec![],
-            stats: vec![(EventType::BossKill, w1), (EventType::Progression, w2)],
-            at_ms: liveops_core::now_ms(),
-        })
-        .await,
-        "commit_fairness",
-    ));
+    let commit_of = |verdicts, stats| FairnessCommit {
+        verdicts,
+        flags: vec![],
+        stats,
+        at_ms: liveops_core::now_ms(),
+    };
+    let first = commit_of(
+        vec![(v1, true), (v2, false)],
+        vec![(EventType::BossKill, w1), (EventType::Progression, w2)],
+    );
+    assert!(ok(repo.commit_fairness(&first).await, "commit_fairness"));
     boss.merge(&w1);
     progression.merge(&w2);
     assert_near(stats_of(repo, EventType::BossKill).await, boss);
@@ -597,12 +598,10 @@ pub async fn fairness_state_round_trips(repo: &dyn Stores) {
     // Another verdict on v1 (a second replica judged it): nothing is stored, v3 included.
     let mut batch = Welford::default();
     batch.push(4.0);
-    let mut commit = FairnessCommit {
-        verdicts: vec![(v1, false), (v3, true)],
-        flags: vec![],
-        stats: vec![(EventType::BossKill, batch)],
-        at_ms: liveops_core::now_ms(),
-    };
+    let mut commit = commit_of(
+        vec![(v1, false), (v3, true)],
+        vec![(EventType::BossKill, batch)],
+    );
     assert!(
         !ok(repo.commit_fairness(&commit).await, "commit_fairness"),
         "a verdict other than the stored one must not commit"
@@ -634,16 +633,11 @@ pub async fn fairness_state_round_trips(repo: &dyn Stores) {
     }
     let mut more = Welford::default();
     more.push(2.0);
-    assert!(ok(
-        repo.commit_fairness(&FairnessCommit {
-            verdicts: vec![(id(), false)],
-            flags: vec![],
-            stats: vec![(EventType::BossKill, other), (EventType::BossKill, more)],
-            at_ms: liveops_core::now_ms(),
-        })
-        .await,
-        "commit_fairness",
-    ));
+    let both = commit_of(
+        vec![(id(), false)],
+        vec![(EventType::BossKill, other), (EventType::BossKill, more)],
+    );
+    assert!(ok(repo.commit_fairness(&both).await, "commit_fairness"));
     boss.merge(&other);
     boss.merge(&more);
     assert_near(stats_of(repo, EventType::BossKill).await, boss);
