@@ -96,6 +96,16 @@ impl Strikes {
         let upto = self.at.partition_point(|(t, _)| *t <= until);
         upto.saturating_sub(older) as u32
     }
+
+    /// Each time in `[from, from + window)` with how many fall in the `window` ending at it.
+    fn windows_from(&self, from: i64, window: i64) -> Vec<(i64, u32)> {
+        let end = from.saturating_add(window);
+        self.at
+            .iter()
+            .filter(|(t, _)| (from..end).contains(t))
+            .map(|(t, _)| (*t, self.count_between(t.saturating_sub(window), *t)))
+            .collect()
+    }
 }
 
 /// Strike times per key: the strikes of each player, or the attempts on each key.
@@ -369,6 +379,20 @@ impl Blocklist for MemoryHotState {
     ) -> PortResult<u32> {
         let mut shard = self.shard(player);
         Ok(shard.strikes.record(player, Some(strike), at_ms, window))
+    }
+
+    async fn strike_windows(
+        &self,
+        player: &str,
+        from_ms: i64,
+        window: Duration,
+    ) -> PortResult<Vec<(i64, u32)>> {
+        let shard = self.shard(player);
+        Ok(shard
+            .strikes
+            .0
+            .get(player)
+            .map_or_else(Vec::new, |s| s.windows_from(from_ms, millis(window))))
     }
 
     async fn strikes(&self, player: &str, now_ms: i64, window: Duration) -> PortResult<u32> {

@@ -91,6 +91,21 @@ if ttl < 0 or keep > ttl then redis.call('PEXPIRE', KEYS[1], keep) end
 return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[3], ARGV[6])
 ";
 
+/// Each strike with a score in `[ARGV[1], ARGV[2])`, oldest first, and the strikes in the
+/// `ARGV[3]` ms ending at it: a flat list of (time, count).
+const STRIKE_WINDOWS_LUA: &str = r"
+local w = tonumber(ARGV[3])
+local got = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '(' .. ARGV[2], 'WITHSCORES')
+local out = {}
+for j = 2, #got, 2 do
+  local s = tonumber(got[j])
+  out[#out + 1] = s
+  out[#out + 1] = redis.call('ZCOUNT', KEYS[1], '(' .. string.format('%d', s - w),
+    string.format('%d', s))
+end
+return out
+";
+
 /// The stored state of an idempotency key.
 #[derive(Debug, Serialize, Deserialize)]
 struct IdemRecord {
@@ -104,6 +119,7 @@ struct Scripts {
     idem_complete: Script,
     rate: Script,
     strike: Script,
+    strike_windows: Script,
     block: Script,
 }
 
@@ -161,6 +177,7 @@ impl RedisHotState {
                 idem_complete: Script::new(IDEM_COMPLETE_LUA),
                 rate: Script::new(RATE_LUA),
                 strike: Script::new(STRIKE_LUA),
+                strike_windows: Script::new(STRIKE_WINDOWS_LUA),
                 block: Script::new(BLOCK_LUA),
             },
         }
@@ -292,6 +309,25 @@ impl Blocklist for RedisHotState {
     ) -> PortResult<u32> {
         self.record(TimeLog::Strikes, player, Some(strike), at_ms, window)
             .await
+    }
+
+    async fn strike_windows(
+        &self,
+        player: &str,
+        from_ms: i64,
+        window: Duration,
+    ) -> PortResult<Vec<(i64, u32)>> {
+        let window = millis(window);
+        let mut call = self.scripts.strike_windows.prepare_invoke();
+        call.key(self.key(TimeLog::Strikes.kind(), player))
+            .arg(from_ms)
+            .arg(from_ms.saturating_add(window))
+            .arg(window);
+        let flat: Vec<i64> = self.conn.invoke("hot.strike_windows", &call).await?;
+        Ok(flat
+            .chunks_exact(2)
+            .map(|p| (p[0], u32::try_from(p[1]).unwrap_or(u32::MAX)))
+            .collect())
     }
 
     async fn strikes(&self, player: &str, now_ms: i64, window: Duration) -> PortResult<u32> {

@@ -92,6 +92,15 @@ pub trait Blocklist: Health {
         at_ms: i64,
         window: Duration,
     ) -> PortResult<u32>;
+    /// The windows a strike at `from_ms` counts in: each of the player's strikes from `from_ms`
+    /// to a `window` later, oldest first, with the strikes in the `window` ending at it. A
+    /// strike recorded late (after a crash) can fill the window of a later one.
+    async fn strike_windows(
+        &self,
+        player: &str,
+        from_ms: i64,
+        window: Duration,
+    ) -> PortResult<Vec<(i64, u32)>>;
     /// Strikes within the last `window` before `now_ms`.
     async fn strikes(&self, player: &str, now_ms: i64, window: Duration) -> PortResult<u32>;
     /// Lifts a player's block and forgets their strikes (an operator's decision).

@@ -194,7 +194,7 @@ async fn handle_batch(
     let cfg = &state.config;
     for (player, event_id, at_ms) in strikes_of(&items, &ruling, &flagged_at) {
         let strike = event_id.to_string();
-        let strikes = retrying!(
+        let own = retrying!(
             backoff,
             shutdown,
             "strike",
@@ -203,11 +203,32 @@ async fn handle_batch(
                 .add_strike(player, &strike, at_ms, cfg.strike_window)
                 .await
         );
-        // `strikes` counts the window ending at this strike: if it reaches the limit, the block
-        // runs from it, so a redelivered strike neither restarts a block nor lengthens it.
-        let until = at_ms.saturating_add(i64::try_from(cfg.block.as_millis()).unwrap_or(i64::MAX));
-        if strikes >= cfg.strikes_to_block
-            && until > now_ms()
+        // Unless its own window is full, the windows of later strikes too: a strike recorded
+        // late (a redelivery after a crash) can fill one of them.
+        let windows = if own >= cfg.strikes_to_block {
+            vec![(at_ms, own)]
+        } else {
+            retrying!(
+                backoff,
+                shutdown,
+                "strike windows",
+                state
+                    .blocks
+                    .strike_windows(player, at_ms, cfg.strike_window)
+                    .await
+            )
+        };
+        // The block runs from the latest strike whose window holds enough, so a redelivered
+        // strike neither restarts a block nor lengthens it.
+        let Some((from, strikes)) = windows
+            .into_iter()
+            .filter(|(_, n)| *n >= cfg.strikes_to_block)
+            .max_by_key(|(t, _)| *t)
+        else {
+            continue;
+        };
+        let until = from.saturating_add(i64::try_from(cfg.block.as_millis()).unwrap_or(i64::MAX));
+        if until > now_ms()
             && retrying!(
                 backoff,
                 shutdown,

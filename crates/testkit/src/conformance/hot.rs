@@ -342,6 +342,29 @@ pub async fn strikes_count_within_the_window(hot: &dyn HotState) {
         2
     );
     assert_eq!(ok(hot.strikes(&p, t0, ten_min).await, "strikes"), 4);
+    // ... but it fills the windows of the later ones, which say so.
+    assert_eq!(
+        ok(
+            hot.strike_windows(&p, t0 - 2500, ten_min).await,
+            "strike_windows"
+        ),
+        [(t0 - 2500, 2), (t0 - 2000, 3), (t0 - 1000, 4)]
+    );
+    assert_eq!(
+        ok(
+            hot.strike_windows(&p, t0 - 2500, ms(1000)).await,
+            "strike_windows"
+        ),
+        [(t0 - 2500, 2), (t0 - 2000, 2)],
+        "strikes up to a window later, each window's start exclusive"
+    );
+    assert_eq!(
+        ok(
+            hot.strike_windows(&fresh_key("none"), t0, ten_min).await,
+            "strike_windows"
+        ),
+        []
+    );
     assert_eq!(ok(hot.strikes(&p, t0, ms(2500)).await, "strikes"), 2);
     // The bound is exclusive: a strike exactly `window` ago is out.
     assert_eq!(ok(hot.strikes(&p, t0, ms(2000)).await, "strikes"), 1);

@@ -228,6 +228,42 @@ async fn a_verdict_stored_before_a_crash_still_strikes_once() {
     assert_eq!(app.strikes("player_cheat").await, 1, "no second strike");
 }
 
+/// A strike recorded late (its batch redelivered after a crash) that fills the window of a
+/// later strike blocks the player from that later strike.
+#[tokio::test]
+async fn a_late_strike_that_fills_a_later_window_blocks() {
+    use liveops_core::ports::Blocklist;
+    let app = spawn_app().await;
+    let now = now_ms();
+    let (early, late, last) = (now - 3000, now - 2000, now - 1000);
+    let cheat = boss_kill("player_cheat", 100_000);
+    // Strikes before and after the late one, two in each window: not blocked.
+    for (id, at) in [("early", early), ("last", last)] {
+        app.hot
+            .add_strike("player_cheat", id, at, WINDOW)
+            .await
+            .unwrap();
+    }
+    let commit = liveops_core::stores::FairnessCommit {
+        verdicts: vec![(cheat.event_id, true)],
+        flags: vec![],
+        stats: vec![],
+        at_ms: late,
+    };
+    assert!(app.repo.commit_fairness(&commit).await.unwrap());
+    assert_eq!(app.blocked_until("player_cheat").await, None);
+
+    app.ingest(std::slice::from_ref(&cheat)).await;
+    app.process().await;
+    assert_eq!(app.strikes("player_cheat").await, 3);
+    let block = i64::try_from(app.state.config.block.as_millis()).unwrap();
+    assert_eq!(
+        app.blocked_until("player_cheat").await,
+        Some(last + block),
+        "blocked from the strike whose window the late one filled"
+    );
+}
+
 #[tokio::test]
 async fn a_failed_forward_is_retried_without_rejudging() {
     let app = spawn_app().await;
