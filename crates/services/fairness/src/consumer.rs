@@ -194,7 +194,7 @@ async fn handle_batch(
     let cfg = &state.config;
     for (player, event_id, at_ms) in strikes_of(&items, &ruling, &flagged_at) {
         let strike = event_id.to_string();
-        let own = retrying!(
+        retrying!(
             backoff,
             shutdown,
             "strike",
@@ -203,21 +203,17 @@ async fn handle_batch(
                 .add_strike(player, &strike, at_ms, cfg.strike_window)
                 .await
         );
-        // Unless its own window is full, the windows of later strikes too: a strike recorded
-        // late (a redelivery after a crash) can fill one of them.
-        let windows = if own >= cfg.strikes_to_block {
-            vec![(at_ms, own)]
-        } else {
-            retrying!(
-                backoff,
-                shutdown,
-                "strike windows",
-                state
-                    .blocks
-                    .strike_windows(player, at_ms, cfg.strike_window)
-                    .await
-            )
-        };
+        // Its own window and those of later strikes: a strike recorded late (a redelivery after
+        // a crash) can fill one of them, whether or not its own is full.
+        let windows = retrying!(
+            backoff,
+            shutdown,
+            "strike windows",
+            state
+                .blocks
+                .strike_windows(player, at_ms, cfg.strike_window)
+                .await
+        );
         // The block runs from the latest strike whose window holds enough, so a redelivered
         // strike neither restarts a block nor lengthens it.
         let Some((from, strikes)) = windows

@@ -264,6 +264,37 @@ async fn a_late_strike_that_fills_a_later_window_blocks() {
     );
 }
 
+/// A late strike whose own window is full (a block long over) still fills a later window, and
+/// the block runs from that later strike.
+#[tokio::test]
+async fn a_late_strike_with_a_full_window_still_fills_a_later_one() {
+    use liveops_core::ports::Blocklist;
+    let app = spawn_app().await;
+    let s = |seconds: i64| now_ms() - seconds * 1000;
+    // Strikes at -616 s, -606 s, -316 s and -1 s (600 s windows, 3 to block; recorded newest
+    // first, so none prunes another): the window ending at -1 s holds two of them. The late
+    // one, at -596 s, fills its own window (with -616 s and -606 s) and the one ending at -1 s.
+    let last = s(1);
+    for (id, at) in [("c", last), ("d", s(316)), ("a", s(616)), ("b", s(606))] {
+        app.hot
+            .add_strike("player_cheat", id, at, WINDOW)
+            .await
+            .unwrap();
+    }
+    let cheat = boss_kill("player_cheat", 100_000);
+    let commit = liveops_core::stores::FairnessCommit {
+        verdicts: vec![(cheat.event_id, true)],
+        flags: vec![],
+        stats: vec![],
+        at_ms: s(596),
+    };
+    assert!(app.repo.commit_fairness(&commit).await.unwrap());
+    app.ingest(std::slice::from_ref(&cheat)).await;
+    app.process().await;
+    let block = i64::try_from(app.state.config.block.as_millis()).unwrap();
+    assert_eq!(app.blocked_until("player_cheat").await, Some(last + block));
+}
+
 #[tokio::test]
 async fn a_failed_forward_is_retried_without_rejudging() {
     let app = spawn_app().await;
