@@ -841,7 +841,8 @@ impl RedisBus {
         Ok(bus)
     }
 
-    /// Sets the `MAXLEN ~` of every stream this bus appends to (at least 1), `BUS_REDIS_MAX_LEN`.
+    /// Sets the `MAXLEN ~` of the partition streams publishes append to (at least 1;
+    /// `BUS_REDIS_MAX_LEN`): the bound of one a group stopped reading, or no group reads.
     pub fn with_max_len(mut self, max_len: u64) -> Self {
         self.max_len = max_len.max(1);
         self
