@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::campaign::{
-    campaign_story, open_campaign, problem, read, receiver, receiver_answering, Live, LiveUrls,
-    ADMIN_EMAIL, ADMIN_PASSWORD,
+    campaign_story, open_campaign, problem, read, receiver, receiver_answering, slow_receiver,
+    Live, LiveUrls, ADMIN_EMAIL, ADMIN_PASSWORD,
 };
 use common::{eventually, free_port, spawn_app, spawn_serve, wait_ready, TestApp};
 use liveops_campaigns::CampaignView;
@@ -531,6 +531,62 @@ async fn failing_webhooks_are_retried_with_backoff_then_dead_lettered_after_ten_
         "{before}"
     );
     assert!(!before.to_string().contains("whsec_"), "{before}");
+    app.shutdown().await;
+}
+
+/// A webhook deleted while one of its deliveries is on the wire: the sender's attempt, answered
+/// after the delete, is not recorded over the dead delivery (its lease is gone) and is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_deleted_during_an_attempt_is_not_brought_back_by_its_answer() {
+    let (app, live, admin) = live_app(&[]).await;
+    let secret = "whsec_deleted_0123456789";
+    let ok = Arc::new(AtomicU16::new(200));
+    let (addr, received) = slow_receiver(secret, ok, Duration::from_millis(1500)).await;
+    let (s, hook) = live
+        .add_webhook(
+            &admin,
+            &format!("http://{addr}/hook"),
+            secret,
+            &["campaign.live"],
+        )
+        .await;
+    assert_eq!(s, 201, "{hook}");
+    let hook_id = read::<WebhookView>(&hook).id;
+    let flash = open_campaign(
+        "Flash",
+        chrono::Utc::now(),
+        chrono::Duration::hours(1),
+        "daily",
+        json!({"kind": "draw", "winners": 1, "item": "chest"}),
+    );
+    live.schedule_new(&admin, flash).await;
+    eventually(Duration::from_secs(30), "the first post", || async {
+        (!received.lock().expect("lock").is_empty()).then_some(())
+    })
+    .await;
+    let hook_url = format!("{}/webhooks/{hook_id}", app.base);
+    let (s, b) = live
+        .call(reqwest::Method::DELETE, hook_url, Some(&admin), None)
+        .await;
+    assert_eq!(s, 204, "{b}");
+    let metrics_url = format!("{}/metrics", app.base);
+    eventually(
+        Duration::from_secs(15),
+        "the lost lease counted",
+        || async {
+            let (_, text) = live.get(metrics_url.clone(), None).await;
+            let text = text.as_str().unwrap_or_default().to_owned();
+            let lost = text.contains("webhook_deliveries_total{result=\"lease_lost\"");
+            let delivered = text.contains("webhook_deliveries_total{result=\"delivered\"");
+            assert!(
+                !delivered,
+                "the answer after the delete counted as delivered"
+            );
+            lost.then_some(())
+        },
+    )
+    .await;
+    assert_eq!(received.lock().expect("lock").len(), 1, "posted once");
     app.shutdown().await;
 }
 

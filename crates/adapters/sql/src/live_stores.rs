@@ -123,7 +123,7 @@ macro_rules! impl_live_stores {
                     fn undelivered_events(limit: u32) -> Vec<(i64, CampaignEvent)>;
                     fn enqueue(event_ids: &[i64], deliveries: &[Delivery]) -> ();
                     fn lease_due(now_ms: i64, until_ms: i64, limit: u32) -> Vec<DueDelivery>;
-                    fn record_attempt(delivery: &Delivery, attempt: &Attempt) -> ();
+                    fn record_attempt(leased_until_ms: i64, delivery: &Delivery, attempt: &Attempt) -> bool;
                 }
 
                 impl DeliveryLog {

@@ -341,19 +341,13 @@ where
     where
         R: for<'r> FromRow<'r, DB::Row> + Send + Unpin,
     {
-        let mut all = Vec::with_capacity(rows.len());
-        for chunk in rows.chunks(DB::MAX_BIND / width) {
-            let mut qb = Statement::<DB>::new(head);
-            qb.values(chunk, &bind).push(tail).push(returning);
-            let (sql, args) = qb.finish()?;
-            let got: Vec<R> = sqlx::query_as_with(&sql, args)
-                .persistent(false)
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(db_error::<DB>)?;
-            all.extend(got);
-        }
-        Ok(all)
+        Self::fetch_chunked(conn, rows, DB::MAX_BIND / width, |qb, chunk| {
+            qb.push(head)
+                .values(chunk, &bind)
+                .push(tail)
+                .push(returning);
+        })
+        .await
     }
 
     /// Runs one query per chunk of `keys` (`write` puts a chunk into the statement) and gathers

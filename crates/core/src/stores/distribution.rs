@@ -230,8 +230,15 @@ pub trait WebhookStore: Health {
         until_ms: i64,
         limit: u32,
     ) -> PortResult<Vec<DueDelivery>>;
-    /// Records an attempt and the delivery's new state, attempts and next time.
-    async fn record_attempt(&self, delivery: &Delivery, attempt: &Attempt) -> PortResult<()>;
+    /// Records an attempt and the delivery's new state, attempts and next time if it is still
+    /// pending under the lease that ends at `leased_until_ms`; `false`, writing nothing, if that
+    /// lease was lost (it ran out and another replica leased it, or the webhook was deleted).
+    async fn record_attempt(
+        &self,
+        leased_until_ms: i64,
+        delivery: &Delivery,
+        attempt: &Attempt,
+    ) -> PortResult<bool>;
 }
 
 /// What a redelivery set pending again.

@@ -447,6 +447,15 @@ pub async fn receiver_answering(
     secret: &'static str,
     status: Arc<AtomicU16>,
 ) -> (SocketAddr, Received) {
+    slow_receiver(secret, status, Duration::ZERO).await
+}
+
+/// [`receiver_answering`] that answers `delay` after it has recorded a post.
+pub async fn slow_receiver(
+    secret: &'static str,
+    status: Arc<AtomicU16>,
+    delay: Duration,
+) -> (SocketAddr, Received) {
     let got: Received = Arc::default();
     let keep = got.clone();
     let app = axum::Router::new().route(
@@ -470,6 +479,7 @@ pub async fn receiver_answering(
                 let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                 let kind = v["type"].as_str().unwrap_or_default().to_owned();
                 keep.lock().expect("lock").push((kind, v, valid));
+                tokio::time::sleep(delay).await;
                 axum::http::StatusCode::from_u16(status.load(Ordering::SeqCst)).expect("status")
             }
         }),

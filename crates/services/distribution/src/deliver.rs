@@ -1,6 +1,8 @@
 //! Webhook deliveries, a durable queue in the repository: campaign events in the outbox become
 //! one delivery per subscribed webhook; due deliveries are leased (so replicas do not send the
-//! same one at once, and a crashed sender's lease runs out), posted, and their attempt recorded.
+//! same one at once, and a crashed sender's lease runs out), posted, and their attempt recorded
+//! under that lease only (a sender that outlived its lease, or whose webhook was deleted
+//! meanwhile, changes nothing).
 //! A failed attempt is retried after `WEBHOOK_BACKOFF_MS · 2^(attempt−1)` (plus up to 10 %
 //! jitter, at most an hour); once it has failed [`MAX_ATTEMPTS`] times and is `WEBHOOK_RETRY_SEC`
 //! old (a day by default, so a receiver down for a deploy or a night loses nothing), the
@@ -132,6 +134,7 @@ async fn attempt(state: &DistributionState, due: DueDelivery) -> PortResult<()> 
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {} ms", timeout.as_millis())));
     let n = due.delivery.attempts + 1;
+    let leased_until = due.delivery.next_attempt_at_ms;
     let mut d = due.delivery;
     d.attempts = n;
     let (status, error, result_label) = match result {
@@ -164,7 +167,14 @@ async fn attempt(state: &DistributionState, due: DueDelivery) -> PortResult<()> 
         error: error.map(|e| e.chars().take(500).collect()),
         duration_ms: i64::try_from(clock.elapsed().as_millis()).unwrap_or(i64::MAX),
     };
-    state.webhooks.record_attempt(&d, &a).await?;
+    let result_label = if state.webhooks.record_attempt(leased_until, &d, &a).await? {
+        result_label
+    } else {
+        // Sent past its lease (a stalled write), or its webhook was deleted meanwhile: what the
+        // delivery now holds (another replica's attempt, its dead state) stands.
+        tracing::warn!(delivery = %d.id, webhook = %d.webhook_id, attempt = n, "webhook attempt not recorded: its lease was lost");
+        "lease_lost"
+    };
     metrics::counter!("webhook_deliveries_total", "result" => result_label).increment(1);
     Ok(())
 }

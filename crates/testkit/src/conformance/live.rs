@@ -979,7 +979,8 @@ pub async fn inbox_pages_continue_where_the_last_ended(repo: &dyn LiveStores) {
 }
 
 /// Events become deliveries once per webhook; a due delivery is leased by one caller; attempts
-/// read back with the delivery; deleting a webhook dead-letters what it had pending.
+/// read back with the delivery, recorded only under the lease they were sent under; deleting a
+/// webhook dead-letters what it had pending, and a late attempt does not bring it back.
 pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveStores) {
     let hook = webhook();
     ok(
@@ -1057,13 +1058,48 @@ pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveS
     let mut tried = mine.delivery.clone();
     tried.attempts = 1;
     tried.next_attempt_at_ms = now + 1000;
-    ok(
-        repo.record_attempt(&tried, &attempt).await,
-        "record_attempt",
+    let record = |until: i64, d: Delivery, a: Attempt| async move {
+        ok(repo.record_attempt(until, &d, &a).await, "record_attempt")
+    };
+    assert!(
+        !record(now - 1, tried.clone(), attempt.clone()).await,
+        "not under a lease it no longer holds"
     );
+    assert!(record(now + 30_000, tried.clone(), attempt.clone()).await);
     let listed = ok(repo.deliveries(&hook.id, 10).await, "deliveries");
     assert_eq!(listed[0].0.attempts, 1);
-    assert_eq!(listed[0].1, [attempt]);
+    assert_eq!(listed[0].1, std::slice::from_ref(&attempt));
+
+    // Due again: a second lease; the first sender, late, records nothing over it.
+    let leased = ok(
+        repo.lease_due(now + 2000, now + 60_000, 100).await,
+        "lease_due",
+    );
+    assert!(leased.iter().any(|d| d.delivery.id == delivery.id));
+    let second = Attempt {
+        attempt: 2,
+        status: Some(200),
+        error: None,
+        ..attempt.clone()
+    };
+    let delivered = Delivery {
+        state: DeliveryState::Delivered,
+        attempts: 2,
+        ..tried.clone()
+    };
+    assert!(!record(now + 30_000, delivered.clone(), second.clone()).await);
+    let failed_again = Delivery {
+        attempts: 2,
+        next_attempt_at_ms: now + 5000,
+        ..tried.clone()
+    };
+    assert!(record(now + 60_000, failed_again, attempt_2_failed(&second)).await);
+    let listed = ok(repo.deliveries(&hook.id, 10).await, "deliveries");
+    assert_eq!(
+        (listed[0].0.state, listed[0].0.attempts),
+        (DeliveryState::Pending, 2)
+    );
+    assert_eq!(listed[0].1, [attempt.clone(), attempt_2_failed(&second)]);
 
     assert!(ok(
         repo.delete_webhook(&hook.id, &audit("webhook.delete", &hook.id))
@@ -1076,12 +1112,22 @@ pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveS
         "delete_webhook"
     ));
     assert!(!ok(repo.webhooks().await, "webhooks").contains(&hook));
+    // A sender that leased it before the delete records nothing: it stays dead.
+    assert!(!record(now + 5000, delivered, second).await);
+    let listed = ok(repo.deliveries(&hook.id, 10).await, "deliveries");
     assert_eq!(
-        ok(repo.deliveries(&hook.id, 10).await, "deliveries")[0]
-            .0
-            .state,
-        DeliveryState::Dead
+        (listed[0].0.state, listed[0].0.attempts, listed[0].1.len()),
+        (DeliveryState::Dead, 2, 2)
     );
+}
+
+/// `second` as a failure (HTTP 502).
+fn attempt_2_failed(second: &Attempt) -> Attempt {
+    Attempt {
+        status: Some(502),
+        error: Some("answered HTTP 502".into()),
+        ..second.clone()
+    }
 }
 
 /// Dead deliveries of an active webhook go back to pending, due now: those named, or the
@@ -1128,10 +1174,9 @@ pub async fn dead_deliveries_are_sent_again_on_request(repo: &dyn LiveStores) {
         duration_ms: 5,
     };
     for d in [&d1, &d2, &d4] {
-        ok(
-            repo.record_attempt(&dead(d), &failed).await,
-            "record_attempt",
-        );
+        let gave_up = dead(d);
+        let recorded = repo.record_attempt(d.next_attempt_at_ms, &gave_up, &failed);
+        assert!(ok(recorded.await, "record_attempt"));
     }
     let redeliver = |ids: Vec<String>, limit: u32| {
         let (id, entry) = (hook.id.clone(), audit("webhook.redeliver", &hook.id));
@@ -1173,10 +1218,11 @@ pub async fn dead_deliveries_are_sent_again_on_request(repo: &dyn LiveStores) {
         attempts: 11,
         ..dead(&d1)
     };
-    ok(
-        repo.record_attempt(&d1_dead, &again).await,
-        "record_attempt",
-    );
+    // Pending again, due now: as if leased at `now`.
+    assert!(ok(
+        repo.record_attempt(now, &d1_dead, &again).await,
+        "record_attempt"
+    ));
     let named = redeliver(vec![d1.id.clone()], 500)
         .await
         .expect("active webhook");

@@ -523,19 +523,29 @@ sql_impl! {
         .await
     }
 
-    pub(crate) async fn record_attempt(&self, d: &Delivery, a: &Attempt) -> PortResult<()> {
+    pub(crate) async fn record_attempt(
+        &self,
+        leased_until_ms: i64,
+        d: &Delivery,
+        a: &Attempt,
+    ) -> PortResult<bool> {
         within::<DB, _>("record_attempt", async {
             let (mut tx, _turn) = self.begin_write().await?;
+            // Only under the lease it was sent under: leases of one delivery end ever later, and
+            // a deleted webhook's deliveries are dead.
             let sql = DB::placeholders(
                 "UPDATE webhook_deliveries SET state = ?, attempts = ?, next_attempt_at = ? \
-                 WHERE id = ?",
+                 WHERE id = ? AND state = 'pending' AND next_attempt_at = ?",
             );
             let update = sqlx::query(&sql)
                 .bind(d.state.as_str())
                 .bind(i64::from(d.attempts))
                 .bind(d.next_attempt_at_ms)
-                .bind(d.id.as_str());
-            Self::run(&mut tx, update).await?;
+                .bind(d.id.as_str())
+                .bind(leased_until_ms);
+            if !Self::changed_one(&mut tx, update).await? {
+                return Self::rolled_back(tx, false).await;
+            }
             let sql = with_tail::<DB>(
                 "INSERT INTO webhook_attempts \
                  (delivery_id, attempt, at_ms, status, error, duration_ms) \
@@ -550,7 +560,8 @@ sql_impl! {
                 .bind(a.error.as_deref())
                 .bind(a.duration_ms);
             Self::run(&mut tx, insert).await?;
-            tx.commit().await.map_err(db_error::<DB>)
+            tx.commit().await.map_err(db_error::<DB>)?;
+            Ok(true)
         })
         .await
     }
