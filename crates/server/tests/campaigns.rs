@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::campaign::{
-    campaign_story, open_campaign, problem, read, receiver, receiver_answering, slow_receiver,
+    campaign_story, gated_receiver, open_campaign, problem, read, receiver, receiver_answering,
     Live, LiveUrls, ADMIN_EMAIL, ADMIN_PASSWORD,
 };
 use common::{eventually, free_port, spawn_app, spawn_serve, wait_ready, TestApp};
@@ -22,6 +22,7 @@ use liveops_core::stores::CampaignState;
 use liveops_distribution::{DeliveryList, MessageView, RedeliveryView, Sent, WebhookView};
 use liveops_fairness::PlayerFairness;
 use liveops_operators::{AuditList, CreatedApiKey};
+use liveops_testkit::served::metric_sum;
 use serde_json::json;
 
 /// The flags every in-process app of this file starts with: the bootstrap admin, local
@@ -541,7 +542,8 @@ async fn a_webhook_deleted_during_an_attempt_is_not_brought_back_by_its_answer()
     let (app, live, admin) = live_app(&[]).await;
     let secret = "whsec_deleted_0123456789";
     let ok = Arc::new(AtomicU16::new(200));
-    let (addr, received) = slow_receiver(secret, ok, Duration::from_millis(1500)).await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (addr, received) = gated_receiver(secret, ok, gate.clone()).await;
     let (s, hook) = live
         .add_webhook(
             &admin,
@@ -552,6 +554,18 @@ async fn a_webhook_deleted_during_an_attempt_is_not_brought_back_by_its_answer()
         .await;
     assert_eq!(s, 201, "{hook}");
     let hook_id = read::<WebhookView>(&hook).id;
+    // Counters are per process (other tests' apps may count too): compare with before.
+    let deliveries = |result: &'static str| {
+        let app = &app;
+        async move {
+            let label = format!("result=\"{result}\"");
+            metric_sum(&app.metrics().await, "webhook_deliveries_total", &[&label])
+        }
+    };
+    let (lost_before, delivered_before) = (
+        deliveries("lease_lost").await,
+        deliveries("delivered").await,
+    );
     let flash = open_campaign(
         "Flash",
         chrono::Utc::now(),
@@ -564,28 +578,24 @@ async fn a_webhook_deleted_during_an_attempt_is_not_brought_back_by_its_answer()
         (!received.lock().expect("lock").is_empty()).then_some(())
     })
     .await;
+    // The post is on the wire, unanswered: the webhook goes, then the receiver answers 200.
     let hook_url = format!("{}/webhooks/{hook_id}", app.base);
     let (s, b) = live
         .call(reqwest::Method::DELETE, hook_url, Some(&admin), None)
         .await;
     assert_eq!(s, 204, "{b}");
-    let metrics_url = format!("{}/metrics", app.base);
+    gate.add_permits(1);
     eventually(
         Duration::from_secs(15),
         "the lost lease counted",
-        || async {
-            let (_, text) = live.get(metrics_url.clone(), None).await;
-            let text = text.as_str().unwrap_or_default().to_owned();
-            let lost = text.contains("webhook_deliveries_total{result=\"lease_lost\"");
-            let delivered = text.contains("webhook_deliveries_total{result=\"delivered\"");
-            assert!(
-                !delivered,
-                "the answer after the delete counted as delivered"
-            );
-            lost.then_some(())
-        },
+        || async { (deliveries("lease_lost").await > lost_before).then_some(()) },
     )
     .await;
+    assert_eq!(
+        deliveries("delivered").await,
+        delivered_before,
+        "the answer after the delete counted as delivered"
+    );
     assert_eq!(received.lock().expect("lock").len(), 1, "posted once");
     app.shutdown().await;
 }

@@ -447,21 +447,23 @@ pub async fn receiver_answering(
     secret: &'static str,
     status: Arc<AtomicU16>,
 ) -> (SocketAddr, Received) {
-    slow_receiver(secret, status, Duration::ZERO).await
+    let open = tokio::sync::Semaphore::MAX_PERMITS;
+    gated_receiver(secret, status, Arc::new(tokio::sync::Semaphore::new(open))).await
 }
 
-/// [`receiver_answering`] that answers `delay` after it has recorded a post.
-pub async fn slow_receiver(
+/// [`receiver_answering`] that answers a post it has recorded only once it takes a permit of
+/// `gate` (the test decides when).
+pub async fn gated_receiver(
     secret: &'static str,
     status: Arc<AtomicU16>,
-    delay: Duration,
+    gate: Arc<tokio::sync::Semaphore>,
 ) -> (SocketAddr, Received) {
     let got: Received = Arc::default();
     let keep = got.clone();
     let app = axum::Router::new().route(
         "/hook",
         axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-            let (keep, status) = (keep.clone(), status.clone());
+            let (keep, status, gate) = (keep.clone(), status.clone(), gate.clone());
             async move {
                 let sig = headers
                     .get("x-liveops-signature")
@@ -479,7 +481,9 @@ pub async fn slow_receiver(
                 let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                 let kind = v["type"].as_str().unwrap_or_default().to_owned();
                 keep.lock().expect("lock").push((kind, v, valid));
-                tokio::time::sleep(delay).await;
+                if let Ok(permit) = gate.acquire().await {
+                    permit.forget();
+                }
                 axum::http::StatusCode::from_u16(status.load(Ordering::SeqCst)).expect("status")
             }
         }),

@@ -1,8 +1,8 @@
 //! Webhook deliveries, a durable queue in the repository: campaign events in the outbox become
 //! one delivery per subscribed webhook; due deliveries are leased (so replicas do not send the
 //! same one at once, and a crashed sender's lease runs out), posted, and their attempt recorded
-//! under that lease only (a sender that outlived its lease, or whose webhook was deleted
-//! meanwhile, changes nothing).
+//! under that lease only (a sender whose delivery another replica leased after its lease ran
+//! out, or whose webhook was deleted meanwhile, changes nothing).
 //! A failed attempt is retried after `WEBHOOK_BACKOFF_MS · 2^(attempt−1)` (plus up to 10 %
 //! jitter, at most an hour); once it has failed [`MAX_ATTEMPTS`] times and is `WEBHOOK_RETRY_SEC`
 //! old (a day by default, so a receiver down for a deploy or a night loses nothing), the
