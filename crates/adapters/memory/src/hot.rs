@@ -139,8 +139,9 @@ impl StrikeLog {
         }
         let pos = strikes.at.partition_point(|(t, _)| *t <= at_ms);
         strikes.at.insert(pos, (at_ms, id.map(Into::into)));
-        while strikes.at.front().is_some_and(|(t, _)| *t <= after) || strikes.at.len() > MAX_STRIKES
-        {
+        // Bounded by count, not by a window before the newest: a late strike (a redelivered
+        // batch) still finds the earlier ones in its window. The key goes at `keep_until`.
+        while strikes.at.len() > MAX_STRIKES {
             strikes.at.pop_front();
         }
         strikes.keep_until = strikes.keep_until.max(at_ms.saturating_add(window));

@@ -76,11 +76,11 @@ return 1
 ";
 
 /// Records a strike at ARGV[1] (member ARGV[2]; a member already there keeps its first time),
-/// forgets strikes at or before ARGV[3] and all but the newest ARGV[4], keeps the set at least
-/// ARGV[5] ms, and returns the strikes after ARGV[3] up to ARGV[6].
+/// forgets all but the newest ARGV[4] (not those a window before the newest: a late strike still
+/// finds them in its window), keeps the set at least ARGV[5] ms, and returns the strikes after
+/// ARGV[3] up to ARGV[6].
 const STRIKE_LUA: &str = r"
 redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
 local n = redis.call('ZCARD', KEYS[1])
 local max = tonumber(ARGV[4])
 if n > max then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - max - 1) end

@@ -405,6 +405,23 @@ pub async fn strikes_count_within_the_window(hot: &dyn HotState) {
         0,
         "kept at its first time"
     );
+    // A late strike more than a window before the newest still finds the earlier ones in its
+    // window: the newest did not make the set forget them.
+    assert_eq!(
+        ok(
+            hot.add_strike(&q, "e-late", t0 - 12_000, ten_s).await,
+            "add_strike"
+        ),
+        2,
+        "e1, 8 s before it"
+    );
+    assert_eq!(
+        ok(
+            hot.strike_windows(&q, t0 - 12_000, ten_s).await,
+            "strike_windows"
+        ),
+        [(t0 - 12_000, 2)]
+    );
     // Strike ids are per player.
     let r = fresh_key("strikes-r");
     assert_eq!(
