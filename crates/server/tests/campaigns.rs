@@ -392,6 +392,18 @@ async fn an_operator_send_retried_under_its_idempotency_key_reaches_the_player_o
     app.shutdown().await;
 }
 
+/// Schedules a draw campaign that goes live at once, which produces `campaign.live`.
+async fn flash_goes_live(live: &Live, admin: &str) {
+    let flash = open_campaign(
+        "Flash",
+        chrono::Utc::now(),
+        chrono::Duration::hours(1),
+        "daily",
+        json!({"kind": "draw", "winners": 1, "item": "chest"}),
+    );
+    live.schedule_new(admin, flash).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_webhooks_are_retried_with_backoff_then_dead_lettered_after_ten_attempts() {
     let flags = ["--webhook-backoff-ms", "20", "--webhook-retry-sec", "0"];
@@ -408,15 +420,7 @@ async fn failing_webhooks_are_retried_with_backoff_then_dead_lettered_after_ten_
         .await;
     assert_eq!(s, 201, "{hook}");
     let hook_id = read::<WebhookView>(&hook).id;
-    // A campaign that goes live at once produces `campaign.live`.
-    let flash = open_campaign(
-        "Flash",
-        chrono::Utc::now(),
-        chrono::Duration::hours(1),
-        "daily",
-        json!({"kind": "draw", "winners": 1, "item": "chest"}),
-    );
-    live.schedule_new(&admin, flash).await;
+    flash_goes_live(&live, &admin).await;
     let deliveries_url = format!("{}/webhooks/{hook_id}/deliveries", app.base);
     let deliveries = eventually(Duration::from_secs(60), "ten attempts", || async {
         let (s, d) = live.get(deliveries_url.clone(), Some(&admin)).await;
@@ -566,14 +570,7 @@ async fn a_webhook_deleted_during_an_attempt_is_not_brought_back_by_its_answer()
         deliveries("lease_lost").await,
         deliveries("delivered").await,
     );
-    let flash = open_campaign(
-        "Flash",
-        chrono::Utc::now(),
-        chrono::Duration::hours(1),
-        "daily",
-        json!({"kind": "draw", "winners": 1, "item": "chest"}),
-    );
-    live.schedule_new(&admin, flash).await;
+    flash_goes_live(&live, &admin).await;
     eventually(Duration::from_secs(30), "the first post", || async {
         (!received.lock().expect("lock").is_empty()).then_some(())
     })
