@@ -134,6 +134,10 @@ impl StrikeLog {
             Some(s) => s,
             None => self.0.entry(key.into()).or_default(),
         };
+        // Gone by now, as a Redis key expiring then is, whether purged yet or not.
+        if strikes.keep_until <= now_ms() {
+            strikes.at.clear();
+        }
         if id.is_some() && strikes.at.iter().any(|(_, kept)| kept.as_deref() == id) {
             return strikes.count_between(after, upto);
         }
@@ -393,6 +397,7 @@ impl Blocklist for MemoryHotState {
             .strikes
             .0
             .get(player)
+            .filter(|s| s.keep_until > now_ms())
             .map_or_else(Vec::new, |s| s.windows_from(from_ms, millis(window))))
     }
 
@@ -538,30 +543,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_set_past_its_window_is_gone_before_it_is_purged() {
+        let hot = MemoryHotState::new();
+        let (t, w) = (now_ms(), Duration::from_secs(10));
+        hot.add_strike("p", "old", t - 20_000, w).await.unwrap();
+        assert_eq!(hot.strike_windows("p", t - 20_000, w).await.unwrap(), []);
+        // A late strike within its window does not find it either, as on Redis, whose key
+        // expired a window after the strike.
+        assert_eq!(hot.add_strike("p", "late", t - 15_000, w).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
     async fn strikes_are_capped_and_kept_in_order() {
         let hot = MemoryHotState::new();
         let w = Duration::from_secs(3600);
+        // Times from now: a set whose window has passed is gone.
+        let t = now_ms();
         for i in 0..(MAX_STRIKES as i64 + 50) {
-            hot.add_strike("p", &i.to_string(), 1_000_000 + i, w)
-                .await
-                .unwrap();
+            hot.add_strike("p", &i.to_string(), t + i, w).await.unwrap();
         }
         assert_eq!(
-            hot.strikes("p", 1_000_000 + 1000, w).await.unwrap(),
+            hot.strikes("p", t + 1000, w).await.unwrap(),
             MAX_STRIKES as u32
         );
         // A late strike lands in order and counts; it is judged on the window ending at it.
         let hot2 = MemoryHotState::new();
-        assert_eq!(hot2.add_strike("q", "a", 5_000, w).await.unwrap(), 1);
-        assert_eq!(hot2.add_strike("q", "b", 3_000, w).await.unwrap(), 1);
+        assert_eq!(hot2.add_strike("q", "a", t + 5_000, w).await.unwrap(), 1);
+        assert_eq!(hot2.add_strike("q", "b", t + 3_000, w).await.unwrap(), 1);
         assert_eq!(
-            hot2.strikes("q", 4_000, Duration::from_millis(1500))
+            hot2.strikes("q", t + 4_000, Duration::from_millis(1500))
                 .await
                 .unwrap(),
             2
         );
         assert_eq!(
-            hot2.strikes("q", 6_000, Duration::from_millis(1500))
+            hot2.strikes("q", t + 6_000, Duration::from_millis(1500))
                 .await
                 .unwrap(),
             1

@@ -6,7 +6,8 @@
 //! - `hot:idem:<key>` — JSON `{"fp": <fingerprint>, "answer": {status, body}?}` with a TTL;
 //! - `hot:rate:<player>:<unix second>` — the count of one one-second window, gone 2 s later;
 //! - `hot:block:<player>` — the block's end (unix ms), expiring with it;
-//! - `hot:strikes:<player>` — a ZSET of strike times, trimmed to the window and capped;
+//! - `hot:strikes:<player>` — a ZSET of strike times, the newest `MAX_STRIKES`, expiring a
+//!   window after the latest;
 //! - `hot:attempts:<key>` — the same for attempts (logins per address and per account);
 //! - `hot:cache:<key>` — cached bytes with a TTL.
 //!
@@ -344,8 +345,8 @@ impl Blocklist for RedisHotState {
 }
 
 impl RedisHotState {
-    /// Records a time at `at_ms` in `key`'s set of `log` (unless `id` is in it already),
-    /// trimmed to `window` and capped; returns how many fall after `window` before `at_ms`: up
+    /// Records a time at `at_ms` in `key`'s set of `log` (unless `id` is in it already), the
+    /// newest `MAX_STRIKES` kept until `window` after the latest; returns how many fall after `window` before `at_ms`: up
     /// to `at_ms` for a time with an id (a strike), all later ones too without (an attempt).
     async fn record(
         &self,
