@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use liveops_core::ports::Health;
 use liveops_core::stores::{Campaign, CampaignState, CampaignStore};
 use liveops_core::{PortError, PortResult};
 
@@ -63,13 +64,16 @@ where
 
 /// One round over `items` (campaigns, deliveries): `one` runs on each in turn, and how many it
 /// did something for (`true`) is returned. An item that fails is passed over (logged at debug),
-/// so that one stuck item does not hold up the rest; an unavailable backend ends the round at
-/// once (the rest would fail too). The round then fails with the first error, named by its item,
-/// which [`every_tick`] logs once per run of failing rounds, however many ticks it lasts.
+/// so that one stuck item does not hold up the rest, also when its failure looks like an outage
+/// (a call past its time limit on one large item) while `backend` still answers; a `backend`
+/// that does not answer ends the round at once (the rest would fail too). The round then fails
+/// with the first error, named by its item, which [`every_tick`] logs once per run of failing
+/// rounds, however many ticks it lasts.
 pub async fn each<T, F, Fut>(
     items: Vec<T>,
     failing: &'static str,
     name: impl Fn(&T) -> &str,
+    backend: &dyn Health,
     mut one: F,
 ) -> PortResult<usize>
 where
@@ -79,16 +83,22 @@ where
     let (mut done, mut failed) = (0, None);
     for item in items {
         let named = name(&item).to_owned();
-        match one(item).await {
-            Ok(did) => done += usize::from(did),
+        let error = match one(item).await {
+            Ok(did) => {
+                done += usize::from(did);
+                continue;
+            }
             Err(PortError::Unavailable(m)) => {
-                return Err(PortError::Unavailable(format!("{named}: {m}")))
+                let error = PortError::Unavailable(format!("{named}: {m}"));
+                if backend.healthcheck().await.is_err() {
+                    return Err(error);
+                }
+                error
             }
-            Err(PortError::Corrupt(m)) => {
-                tracing::debug!(item = named, error = %m, "{failing}; passed over");
-                failed.get_or_insert(PortError::Corrupt(format!("{named}: {m}")));
-            }
-        }
+            Err(PortError::Corrupt(m)) => PortError::Corrupt(format!("{named}: {m}")),
+        };
+        tracing::debug!(item = named, %error, "{failing}; passed over");
+        failed.get_or_insert(error);
     }
     failed.map_or(Ok(done), Err)
 }
@@ -108,7 +118,7 @@ where
     let ended = campaigns
         .campaigns(Some(CampaignState::Ended), limit)
         .await?;
-    each(ended, failing, |c| &c.id, one).await
+    each(ended, failing, |c| &c.id, campaigns, one).await
 }
 
 #[cfg(test)]
@@ -146,6 +156,20 @@ mod tests {
         assert_eq!(rounds.load(Ordering::SeqCst), 5);
     }
 
+    /// A backend that answers its health check, or not.
+    struct Backend(bool);
+
+    #[async_trait::async_trait]
+    impl Health for Backend {
+        async fn healthcheck(&self) -> PortResult<()> {
+            if self.0 {
+                Ok(())
+            } else {
+                Err(PortError::Unavailable("down".into()))
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_failing_item_is_passed_over_and_an_outage_ends_the_round() {
         let mut seen = Vec::new();
@@ -153,6 +177,7 @@ mod tests {
             vec![1, 2, 3, 4],
             "cannot count",
             |_| "n",
+            &Backend(true),
             |n: i32| {
                 seen.push(n);
                 std::future::ready(match n {
@@ -172,21 +197,35 @@ mod tests {
             vec![1, 3],
             "cannot count",
             |_| "n",
+            &Backend(true),
             |_| std::future::ready(Ok(true)),
         )
         .await;
         assert_eq!(done, Ok(2));
-        let mut seen = Vec::new();
-        let round = each(
-            vec![1, 2, 3],
-            "cannot count",
-            |_| "n",
-            |n: i32| {
-                seen.push(n);
-                std::future::ready(Err(PortError::Unavailable("down".into())))
-            },
-        )
-        .await;
+        let timed_out = |up: bool| async move {
+            let mut seen = Vec::new();
+            let round = each(
+                vec![1, 2, 3],
+                "cannot count",
+                |_| "n",
+                &Backend(up),
+                |n: i32| {
+                    seen.push(n);
+                    std::future::ready(match n {
+                        1 => Err(PortError::Unavailable("timed out".into())),
+                        _ => Ok(true),
+                    })
+                },
+            )
+            .await;
+            (round, seen)
+        };
+        // One item's call timed out, the backend answers: the others go on.
+        let (round, seen) = timed_out(true).await;
+        assert_eq!(round, Err(PortError::Unavailable("n: timed out".into())));
+        assert_eq!(seen, [1, 2, 3], "one slow item does not hold up the rest");
+        // The backend does not answer: an outage ends the round.
+        let (round, seen) = timed_out(false).await;
         assert!(matches!(round, Err(PortError::Unavailable(_))));
         assert_eq!(seen, [1], "an outage ends the round");
     }
