@@ -1256,6 +1256,12 @@ where
         }
         purged += self.purge_table(None, cutoff_ms).await?;
         purged += self.purge_request_keys(cutoff_ms).await?;
+        // Until a release drops the table (ADR 0021): the keyed sends kept for processes of the
+        // release before 0007 (a rolling upgrade), a few per operator and day.
+        let legacy = DB::placeholders("DELETE FROM inbox_sends WHERE sent_at < ?");
+        purged += self
+            .delete_in_turn(sqlx::query(&legacy).bind(cutoff_ms))
+            .await?;
         // Sessions past their expiry open nothing any more: a few per operator and day, so one
         // step deletes them.
         let expired = DB::placeholders("DELETE FROM operator_sessions WHERE expires_at <= ?");

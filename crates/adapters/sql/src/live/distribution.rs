@@ -18,6 +18,7 @@ use super::{from_json, request_sig_clash, sql_impl, to_json, with_tail};
 use crate::dialect::{db_error, to_u64, Text};
 use crate::repository::within;
 use crate::statement::Statement;
+use sqlx::Transaction;
 
 /// A message row: id, player, campaign, title, body, attachments, created, expires.
 type MessageRow = (Text, Option<Text>, Option<Text>, Text, Text, Text, i64, i64);
@@ -175,10 +176,15 @@ sql_impl! {
             .iter()
             .map(|m| to_json("message attachments", &m.attachments))
             .collect::<PortResult<Vec<_>>>()?;
+        let ids: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
+        let ids = to_json("sent message ids", &ids)?;
         within::<DB, _>("send_messages", async {
             let (mut tx, _turn) = self.begin_write().await?;
             if let Some(keyed) = keyed {
                 if let Some(before) = Self::take_key(&mut tx, keyed, audit.at_ms).await? {
+                    return Self::rolled_back(tx, before).await;
+                }
+                if let Some(before) = Self::keep_legacy_send(&mut tx, keyed, &ids, audit.at_ms).await? {
                     return Self::rolled_back(tx, before).await;
                 }
             }
@@ -187,6 +193,41 @@ sql_impl! {
             Ok(KeyedOutcome::Written)
         })
         .await
+    }
+
+    /// Writes a keyed send's key to `inbox_sends` too, in `tx`, until that table is dropped: a
+    /// process of the release before migration 0007 (a rolling upgrade) looks its keys up there
+    /// only, so a retry it serves finds this send (it answers 422, its digest taken another way,
+    /// rather than sending again), and a send it wrote under the key first is answered here.
+    async fn keep_legacy_send(
+        tx: &mut Transaction<'static, DB>,
+        keyed: &Keyed,
+        ids: &str,
+        at_ms: i64,
+    ) -> PortResult<Option<KeyedOutcome>> {
+        let key = &keyed.key;
+        let insert = with_tail::<DB>(
+            "INSERT INTO inbox_sends (operator_id, idem_key, request_hash, message_ids, sent_at) \
+             VALUES (?, ?, ?, ?, ?)",
+            DB::keep_existing("operator_id, idem_key", "request_hash"),
+        );
+        let insert = sqlx::query(&insert)
+            .bind(key.operator_id.as_str())
+            .bind(key.key.as_str())
+            .bind(key.request_hash.as_str())
+            .bind(ids)
+            .bind(at_ms);
+        Self::run(tx, insert).await?;
+        let kept = DB::placeholders(
+            "SELECT message_ids FROM inbox_sends WHERE operator_id = ? AND idem_key = ?",
+        );
+        let kept = sqlx::query_as(&kept)
+            .bind(key.operator_id.as_str())
+            .bind(key.key.as_str());
+        let kept: Option<(Text,)> = Self::optional_on(tx, kept).await?;
+        Ok(kept
+            .filter(|(theirs,)| theirs.0 != ids)
+            .map(|(theirs,)| KeyedOutcome::Replayed(format!("{{\"messageIds\":{}}}", theirs.0))))
     }
 
     pub(crate) async fn message(

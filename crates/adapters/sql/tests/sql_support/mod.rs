@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use liveops_core::ports::{Board, PortError, RankEntry, ScoreDelta};
 use liveops_core::stores::{
-    ItemGrant, Keyed, KeyedOutcome, ProgressCommit, RequestKey, RequestKeys, Snapshot,
+    InboxMessage, InboxStore, ItemGrant, Keyed, KeyedOutcome, ProgressCommit, RequestKey,
+    RequestKeys, Snapshot,
 };
 use liveops_core::Window;
 use liveops_sql::Repository;
@@ -517,12 +518,13 @@ pub async fn purge_removes_only_rows_past_the_cutoff(repo: &dyn Repository) {
 /// repository's own migrations, 0007 among them) and looks the send's key up in `repo`: a send
 /// under it (whatever its digest, taken another way before) gets the answer, another route's
 /// request is refused; a send that a process of the release before writes after the migration
-/// (a rolling upgrade) is found as well.
+/// (a rolling upgrade) is found as well, also by the send's own write, and a send of this release
+/// is kept in the old table for such a process's retry to find.
 pub async fn keyed_sends_carry_over<DB, F>(
     pool: &sqlx::Pool<DB>,
     dir: &str,
     migrate: F,
-    repo: impl std::ops::Deref<Target = impl RequestKeys + ?Sized>,
+    repo: impl std::ops::Deref<Target = impl RequestKeys + InboxStore + ?Sized>,
 ) where
     DB: sqlx::Database,
     DB::Connection: sqlx::migrate::Migrate,
@@ -586,4 +588,50 @@ pub async fn keyed_sends_carry_over<DB, F>(
             .unwrap(),
         None
     );
+    // The old process's send committed after this retry's look-up: its write finds it.
+    let message = InboxMessage {
+        message_id: "msg_new".into(),
+        player_id: Some("p_1".into()),
+        campaign_id: None,
+        title: "Gift".into(),
+        body: String::new(),
+        attachments: vec![],
+        created_at_ms: 5,
+        expires_at_ms: 4_000_000_000_000,
+    };
+    let keyed = |key: RequestKey| Keyed {
+        key,
+        answer: r#"{"messageIds":["msg_new"]}"#.into(),
+    };
+    let entry = liveops_testkit::conformance::live::audit("inbox.send", "p_1");
+    let send = |k: RequestKey| {
+        let (message, entry) = (message.clone(), entry.clone());
+        let keyed = keyed(k);
+        let repo = &repo;
+        async move {
+            repo.send_messages(Some(&keyed), &[message], &entry)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        send(late).await,
+        KeyedOutcome::Replayed(r#"{"messageIds":["msg_c"]}"#.into())
+    );
+    assert_eq!(
+        repo.message("p_1", "msg_new").await.unwrap(),
+        None,
+        "nothing sent twice"
+    );
+    // A send of this release is kept in the old table too: an old process's retry under its key
+    // meets it there (here its insert fails on the key) instead of sending again.
+    assert_eq!(
+        send(key("retry-4", "POST /inbox/messages")).await,
+        KeyedOutcome::Written
+    );
+    assert!(repo.message("p_1", "msg_new").await.unwrap().is_some());
+    let retried = sqlx::raw_sql(&keep("retry-4", r#"["msg_d"]"#))
+        .execute(pool)
+        .await;
+    assert!(retried.is_err(), "the key is taken in inbox_sends too");
 }
