@@ -170,63 +170,53 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_failing_item_is_passed_over_and_an_outage_ends_the_round() {
+    /// A round over `items` against a backend that is `up`, each item answered by `answer`:
+    /// what the round returned and the items it ran.
+    async fn round(
+        up: bool,
+        items: Vec<i32>,
+        answer: impl Fn(i32) -> PortResult<bool>,
+    ) -> (PortResult<usize>, Vec<i32>) {
         let mut seen = Vec::new();
-        let round = each(
-            vec![1, 2, 3, 4],
+        let done = each(
+            items,
             "cannot count",
             |_| "n",
-            &Backend(true),
+            &Backend(up),
             |n: i32| {
                 seen.push(n);
-                std::future::ready(match n {
-                    2 => Err(PortError::Corrupt("two".into())),
-                    _ => Ok(n % 2 == 1),
-                })
+                std::future::ready(answer(n))
             },
         )
         .await;
-        assert_eq!(round, Err(PortError::Corrupt("n: two".into())));
+        (done, seen)
+    }
+
+    #[tokio::test]
+    async fn a_failing_item_is_passed_over_and_an_outage_ends_the_round() {
+        let (done, seen) = round(true, vec![1, 2, 3, 4], |n| match n {
+            2 => Err(PortError::Corrupt("two".into())),
+            _ => Ok(n % 2 == 1),
+        })
+        .await;
+        assert_eq!(done, Err(PortError::Corrupt("n: two".into())));
         assert_eq!(
             seen,
             [1, 2, 3, 4],
             "the items after the failing one still run"
         );
-        let done = each(
-            vec![1, 3],
-            "cannot count",
-            |_| "n",
-            &Backend(true),
-            |_| std::future::ready(Ok(true)),
-        )
-        .await;
-        assert_eq!(done, Ok(2));
-        let timed_out = |up: bool| async move {
-            let mut seen = Vec::new();
-            let round = each(
-                vec![1, 2, 3],
-                "cannot count",
-                |_| "n",
-                &Backend(up),
-                |n: i32| {
-                    seen.push(n);
-                    std::future::ready(match n {
-                        1 => Err(PortError::Unavailable("timed out".into())),
-                        _ => Ok(true),
-                    })
-                },
-            )
-            .await;
-            (round, seen)
+        assert_eq!(round(true, vec![1, 3], |_| Ok(true)).await.0, Ok(2));
+        let timed_out = |n| match n {
+            1 => Err(PortError::Unavailable("timed out".into())),
+            _ => Ok(true),
         };
         // One item's call timed out, the backend answers: the others go on.
-        let (round, seen) = timed_out(true).await;
-        assert_eq!(round, Err(PortError::Unavailable("n: timed out".into())));
+        let (done, seen) = round(true, vec![1, 2, 3], timed_out).await;
+        assert_eq!(done, Err(PortError::Unavailable("n: timed out".into())));
         assert_eq!(seen, [1, 2, 3], "one slow item does not hold up the rest");
         // The backend does not answer: an outage ends the round.
-        let (round, seen) = timed_out(false).await;
-        assert!(matches!(round, Err(PortError::Unavailable(_))));
+        let (done, seen) = round(false, vec![1, 2, 3], timed_out).await;
+        assert!(matches!(done, Err(PortError::Unavailable(_))));
         assert_eq!(seen, [1], "an outage ends the round");
     }
 
