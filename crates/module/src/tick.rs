@@ -11,6 +11,11 @@ use liveops_core::{PortError, PortResult};
 
 use crate::ConfigError;
 
+/// How long a round waits for its backend's health check after an item looked like an outage.
+pub const HEALTH_WAIT: Duration = Duration::from_secs(5);
+/// Items in a row that look like an outage, the backend answering its check, that end a round.
+pub const OUTAGE_RUN: usize = 3;
+
 /// A task's period from `var`, in milliseconds: between 50 ms and a minute.
 pub fn period(var: &'static str, ms: u64) -> Result<Duration, ConfigError> {
     ConfigError::within(var, ms, 50..=60_000).map(Duration::from_millis)
@@ -65,10 +70,11 @@ where
 /// One round over `items` (campaigns, deliveries): `one` runs on each in turn, and how many it
 /// did something for (`true`) is returned. An item that fails is passed over (logged at debug),
 /// so that one stuck item does not hold up the rest, also when its failure looks like an outage
-/// (a call past its time limit on one large item) while `backend` still answers; a `backend`
-/// that does not answer ends the round at once (the rest would fail too). The round then fails
-/// with the first error, named by its item, which [`every_tick`] logs once per run of failing
-/// rounds, however many ticks it lasts.
+/// (a call past its time limit on one large item) while `backend` still answers its health check
+/// within [`HEALTH_WAIT`]; a `backend` that does not, or [`OUTAGE_RUN`] such failures in a row (a
+/// struggling database that still answers the check), end the round at once. The round then
+/// fails with the first error, named by its item, which [`every_tick`] logs once per run of
+/// failing rounds, however many ticks it lasts.
 pub async fn each<T, F, Fut>(
     items: Vec<T>,
     failing: &'static str,
@@ -80,22 +86,28 @@ where
     F: FnMut(T) -> Fut,
     Fut: Future<Output = PortResult<bool>>,
 {
-    let (mut done, mut failed) = (0, None);
+    let (mut done, mut failed, mut in_a_row) = (0, None, 0);
     for item in items {
         let named = name(&item).to_owned();
         let error = match one(item).await {
             Ok(did) => {
                 done += usize::from(did);
+                in_a_row = 0;
                 continue;
             }
             Err(PortError::Unavailable(m)) => {
                 let error = PortError::Unavailable(format!("{named}: {m}"));
-                if backend.healthcheck().await.is_err() {
-                    return Err(error);
+                in_a_row += 1;
+                let answers = tokio::time::timeout(HEALTH_WAIT, backend.healthcheck()).await;
+                if in_a_row >= OUTAGE_RUN || !matches!(answers, Ok(Ok(()))) {
+                    return Err(failed.unwrap_or(error));
                 }
                 error
             }
-            Err(PortError::Corrupt(m)) => PortError::Corrupt(format!("{named}: {m}")),
+            Err(PortError::Corrupt(m)) => {
+                in_a_row = 0;
+                PortError::Corrupt(format!("{named}: {m}"))
+            }
         };
         tracing::debug!(item = named, %error, "{failing}; passed over");
         failed.get_or_insert(error);
@@ -218,6 +230,11 @@ mod tests {
         let (done, seen) = round(false, vec![1, 2, 3], timed_out).await;
         assert!(matches!(done, Err(PortError::Unavailable(_))));
         assert_eq!(seen, [1], "an outage ends the round");
+        // The backend answers its check but every item times out: a few, then the round ends.
+        let all_time_out = |_| Err(PortError::Unavailable("timed out".into()));
+        let (done, seen) = round(true, (1..=10).collect(), all_time_out).await;
+        assert_eq!(done, Err(PortError::Unavailable("n: timed out".into())));
+        assert_eq!(seen, [1, 2, 3], "{OUTAGE_RUN} in a row end the round");
     }
 
     #[test]

@@ -211,23 +211,32 @@ sql_impl! {
              VALUES (?, ?, ?, ?, ?)",
             DB::keep_existing("operator_id, idem_key", "request_hash"),
         );
-        let insert = sqlx::query(&insert)
-            .bind(key.operator_id.as_str())
-            .bind(key.key.as_str())
-            .bind(key.request_hash.as_str())
-            .bind(ids)
-            .bind(at_ms);
-        Self::run(tx, insert).await?;
         let kept = DB::placeholders(
             "SELECT message_ids FROM inbox_sends WHERE operator_id = ? AND idem_key = ?",
         );
-        let kept = sqlx::query_as(&kept)
-            .bind(key.operator_id.as_str())
-            .bind(key.key.as_str());
-        let kept: Option<(Text,)> = Self::optional_on(tx, kept).await?;
-        Ok(kept
-            .filter(|(theirs,)| theirs.0 != ids)
-            .map(|(theirs,)| KeyedOutcome::Replayed(format!("{{\"messageIds\":{}}}", theirs.0))))
+        // Twice at most, as in `take_key`: a row kept but purged between the insert and the
+        // read is gone, and the insert then takes the key.
+        for _ in 0..2 {
+            let write = sqlx::query(&insert)
+                .bind(key.operator_id.as_str())
+                .bind(key.key.as_str())
+                .bind(key.request_hash.as_str())
+                .bind(ids)
+                .bind(at_ms);
+            Self::run(tx, write).await?;
+            let read = sqlx::query_as(&kept)
+                .bind(key.operator_id.as_str())
+                .bind(key.key.as_str());
+            let Some((theirs,)): Option<(Text,)> = Self::optional_on(tx, read).await? else {
+                continue;
+            };
+            return Ok((theirs.0 != ids)
+                .then(|| KeyedOutcome::Replayed(format!("{{\"messageIds\":{}}}", theirs.0))));
+        }
+        Err(PortError::Unavailable(format!(
+            "{}: conflicting write, retry: the key's row in inbox_sends came and went",
+            DB::NAME
+        )))
     }
 
     pub(crate) async fn message(
