@@ -346,8 +346,9 @@ impl Blocklist for RedisHotState {
 
 impl RedisHotState {
     /// Records a time at `at_ms` in `key`'s set of `log` (unless `id` is in it already), the
-    /// newest `MAX_STRIKES` kept until `window` after the latest; returns how many fall after `window` before `at_ms`: up
-    /// to `at_ms` for a time with an id (a strike), all later ones too without (an attempt).
+    /// newest `MAX_STRIKES` kept until `window` after the latest; returns how many fall after
+    /// `window` before `at_ms`: up to `at_ms` for a time with an id (a strike), all later ones too
+    /// without (an attempt).
     async fn record(
         &self,
         log: TimeLog,

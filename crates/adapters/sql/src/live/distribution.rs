@@ -13,12 +13,12 @@ use liveops_core::stores::{
     InboxClaim, InboxMessage, InboxPage, Keyed, KeyedOutcome, Redelivery, Webhook,
 };
 use liveops_core::{PortError, PortResult, Receipt};
+use sqlx::Transaction;
 
 use super::{from_json, request_sig_clash, sql_impl, to_json, with_tail};
 use crate::dialect::{db_error, to_u64, Text};
 use crate::repository::within;
 use crate::statement::Statement;
-use sqlx::Transaction;
 
 /// A message row: id, player, campaign, title, body, attachments, created, expires.
 type MessageRow = (Text, Option<Text>, Option<Text>, Text, Text, Text, i64, i64);
@@ -176,15 +176,13 @@ sql_impl! {
             .iter()
             .map(|m| to_json("message attachments", &m.attachments))
             .collect::<PortResult<Vec<_>>>()?;
-        let ids: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
-        let ids = to_json("sent message ids", &ids)?;
         within::<DB, _>("send_messages", async {
             let (mut tx, _turn) = self.begin_write().await?;
             if let Some(keyed) = keyed {
                 if let Some(before) = Self::take_key(&mut tx, keyed, audit.at_ms).await? {
                     return Self::rolled_back(tx, before).await;
                 }
-                if let Some(before) = Self::keep_legacy_send(&mut tx, keyed, &ids, audit.at_ms).await? {
+                if let Some(before) = Self::keep_legacy_send(&mut tx, keyed, messages, audit.at_ms).await? {
                     return Self::rolled_back(tx, before).await;
                 }
             }
@@ -202,41 +200,36 @@ sql_impl! {
     async fn keep_legacy_send(
         tx: &mut Transaction<'static, DB>,
         keyed: &Keyed,
-        ids: &str,
+        messages: &[InboxMessage],
         at_ms: i64,
     ) -> PortResult<Option<KeyedOutcome>> {
+        let ids: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
+        let ids = to_json("sent message ids", &ids)?;
         let key = &keyed.key;
-        let insert = with_tail::<DB>(
+        let insert_sql = with_tail::<DB>(
             "INSERT INTO inbox_sends (operator_id, idem_key, request_hash, message_ids, sent_at) \
              VALUES (?, ?, ?, ?, ?)",
             DB::keep_existing("operator_id, idem_key", "request_hash"),
         );
-        let kept = DB::placeholders(
+        let select_sql = DB::placeholders(
             "SELECT message_ids FROM inbox_sends WHERE operator_id = ? AND idem_key = ?",
         );
-        // Twice at most, as in `take_key`: a row kept but purged between the insert and the
-        // read is gone, and the insert then takes the key.
-        for _ in 0..2 {
-            let write = sqlx::query(&insert)
+        let insert = || {
+            sqlx::query(&insert_sql)
                 .bind(key.operator_id.as_str())
                 .bind(key.key.as_str())
                 .bind(key.request_hash.as_str())
-                .bind(ids)
-                .bind(at_ms);
-            Self::run(tx, write).await?;
-            let read = sqlx::query_as(&kept)
+                .bind(ids.as_str())
+                .bind(at_ms)
+        };
+        let read = || {
+            sqlx::query_as(&select_sql)
                 .bind(key.operator_id.as_str())
-                .bind(key.key.as_str());
-            let Some((theirs,)): Option<(Text,)> = Self::optional_on(tx, read).await? else {
-                continue;
-            };
-            return Ok((theirs.0 != ids)
-                .then(|| KeyedOutcome::Replayed(format!("{{\"messageIds\":{}}}", theirs.0))));
-        }
-        Err(PortError::Unavailable(format!(
-            "{}: conflicting write, retry: the key's row in inbox_sends came and went",
-            DB::NAME
-        )))
+                .bind(key.key.as_str())
+        };
+        let (theirs,): (Text,) = Self::keep_then_read(tx, "inbox_sends", insert, read).await?;
+        Ok((theirs.0 != ids)
+            .then(|| KeyedOutcome::Replayed(format!("{{\"messageIds\":{}}}", theirs.0))))
     }
 
     pub(crate) async fn message(

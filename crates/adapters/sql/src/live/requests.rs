@@ -3,7 +3,7 @@
 
 use liveops_core::stores::{AuditEntry, Keyed, KeyedOutcome, RequestKey};
 use liveops_core::{PortError, PortResult};
-use sqlx::query::Query;
+use sqlx::query::{Query, QueryAs};
 use sqlx::Transaction;
 
 use super::{sql_impl, with_tail};
@@ -51,30 +51,47 @@ sql_impl! {
             DB::keep_existing("operator_id, idem_key", "request_hash"),
         );
         let select_sql = DB::placeholders(SELECT_REQUEST);
-        // Twice at most: a row kept but purged (past the retention) between the insert and the
-        // read is gone, and the insert then takes the key.
-        for _ in 0..2 {
-            let insert = sqlx::query(&insert_sql)
+        let insert = || {
+            sqlx::query(&insert_sql)
                 .bind(key.operator_id.as_str())
                 .bind(key.key.as_str())
                 .bind(key.request_hash.as_str())
                 .bind(keyed.answer.as_str())
-                .bind(at_ms);
-            Self::run(tx, insert).await?;
-            let kept = sqlx::query_as(&select_sql)
+                .bind(at_ms)
+        };
+        let read = || {
+            sqlx::query_as(&select_sql)
                 .bind(key.operator_id.as_str())
-                .bind(key.key.as_str());
-            let Some(row): Option<RequestRow> = Self::optional_on(tx, kept).await? else {
-                continue;
-            };
-            // The answer holds the ids this write minted: equal only if the row is this write's.
-            if row.0 .0 == key.request_hash && row.1 .0 == keyed.answer {
-                return Ok(None);
+                .bind(key.key.as_str())
+        };
+        let row: RequestRow = Self::keep_then_read(tx, "operator_requests", insert, read).await?;
+        // The answer holds the ids this write minted: equal only if the row is this write's.
+        if row.0 .0 == key.request_hash && row.1 .0 == keyed.answer {
+            return Ok(None);
+        }
+        Ok(Some(outcome(key, row)))
+    }
+
+    /// Runs `insert` (which keeps a row already under its key) and then `read` of the key's row,
+    /// in `tx`: this insert's row or an earlier one's. Twice at most: a row kept but purged (past
+    /// the retention) between the two is gone, and the insert then takes the key.
+    pub(crate) async fn keep_then_read<'q, R>(
+        tx: &mut Transaction<'static, DB>,
+        table: &str,
+        insert: impl Fn() -> Query<'q, DB, DB::Arguments<'q>>,
+        read: impl Fn() -> QueryAs<'q, DB, R, DB::Arguments<'q>>,
+    ) -> PortResult<R>
+    where
+        R: for<'r> sqlx::FromRow<'r, DB::Row> + Send + Unpin,
+    {
+        for _ in 0..2 {
+            Self::run(tx, insert()).await?;
+            if let Some(row) = Self::optional_on(tx, read()).await? {
+                return Ok(row);
             }
-            return Ok(Some(outcome(key, row)));
         }
         Err(PortError::Unavailable(format!(
-            "{}: conflicting write, retry: the key's row came and went",
+            "{}: conflicting write, retry: the key's row in {table} came and went",
             DB::NAME
         )))
     }

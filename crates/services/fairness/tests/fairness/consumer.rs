@@ -271,8 +271,8 @@ async fn a_late_strike_with_a_full_window_still_fills_a_later_one() {
     use liveops_core::ports::Blocklist;
     let app = spawn_app().await;
     let s = |seconds: i64| now_ms() - seconds * 1000;
-    // Strikes at -616 s, -606 s, -316 s and -1 s (600 s windows, 3 to block; recorded newest
-    // first, so none prunes another): the window ending at -1 s holds two of them. The late
+    // Strikes at -616 s, -606 s, -316 s and -1 s (600 s windows, 3 to block): the window ending
+    // at -1 s holds two of them. The late
     // one, at -596 s, fills its own window (with -616 s and -606 s) and the one ending at -1 s.
     let last = s(1);
     for (id, at) in [("c", last), ("d", s(316)), ("a", s(616)), ("b", s(606))] {
