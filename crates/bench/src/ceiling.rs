@@ -13,7 +13,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use liveops_core::{now_ms, Keyring};
+use liveops_core::{now_ms, Keyring, SignedRequest};
 use liveops_http::Problem;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -53,17 +53,18 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).map(|v| v.to_str().unwrap_or(""))
 }
 
-/// The two checks: signature, then JSON.
-fn check(c: &Ceiling, headers: &HeaderMap, body: &[u8]) -> Result<Value, Problem> {
+/// The two checks: signature (of a `POST` to `path`), then JSON.
+fn check(c: &Ceiling, headers: &HeaderMap, path: &str, body: &[u8]) -> Result<Value, Problem> {
+    let request = SignedRequest {
+        key_id: header_str(headers, "x-key-id"),
+        timestamp: header_str(headers, "x-timestamp"),
+        signature: header_str(headers, "x-signature"),
+        method: "POST",
+        path,
+        body,
+    };
     c.keyring
-        .verify_request(
-            header_str(headers, "x-key-id"),
-            header_str(headers, "x-timestamp"),
-            header_str(headers, "x-signature"),
-            body,
-            now_ms().div_euclid(1000),
-            c.tolerance_s,
-        )
+        .verify_request(&request, now_ms().div_euclid(1000), c.tolerance_s, true)
         .map_err(|e| Problem::unauthorized(e.to_string()))?;
     serde_json::from_slice(body).map_err(|e| Problem::invalid("body", e.to_string()))
 }
@@ -73,7 +74,7 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
 }
 
 async fn single(State(c): State<Arc<Ceiling>>, headers: HeaderMap, body: Bytes) -> Response {
-    match check(&c, &headers, &body) {
+    match check(&c, &headers, "/events", &body) {
         Ok(_) => json_response(
             StatusCode::ACCEPTED,
             serde_json::to_vec(&json!({"eventId": Uuid::now_v7()})).unwrap_or_default(),
@@ -83,7 +84,7 @@ async fn single(State(c): State<Arc<Ceiling>>, headers: HeaderMap, body: Bytes) 
 }
 
 async fn batch(State(c): State<Arc<Ceiling>>, headers: HeaderMap, body: Bytes) -> Response {
-    let doc = match check(&c, &headers, &body) {
+    let doc = match check(&c, &headers, "/events/batch", &body) {
         Ok(doc) => doc,
         Err(p) => return p.into_response(),
     };

@@ -437,7 +437,7 @@ async fn seed_over_http(system: &System, opts: &BenchOpts) -> Result<Startup, Be
                     }
                     body.push_str("]}");
                     let sig = keyring
-                        .sign_request(None, ts, body.as_bytes())
+                        .sign_request(None, ts, "POST", "/events/batch", body.as_bytes())
                         .ok_or_else(|| BenchError::Config("no signing key".into()))?;
                     let ok = conn
                         .send(Outgoing {

@@ -349,7 +349,9 @@ fn next_request(ctx: &Ctx, rng: &mut StdRng, buf: &mut String) -> Option<Prepare
             return Some(Prepared::get(""));
         }
     };
-    let sig = ctx.keyring.sign_request(None, ts, buf.as_bytes())?;
+    let sig = ctx
+        .keyring
+        .sign_request(None, ts, "POST", path, buf.as_bytes())?;
     Some(Prepared {
         path,
         signed: Some((ts.to_string(), sig)),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput};
 use liveops_core::draw;
 use liveops_core::event::{parse_event, validate_event};
-use liveops_core::{Envelope, Keyring, Limits, Receipt};
+use liveops_core::{Envelope, Keyring, Limits, Receipt, SignedRequest};
 use serde_json::Value;
 
 const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
@@ -41,42 +41,41 @@ fn ring() -> Keyring {
 fn signature(c: &mut Criterion) {
     let ring = ring();
     let body = EVENTS[1].1.as_bytes();
-    let sig = ring.sign_request(None, NOW, body).unwrap_or_default();
+    let sig = ring
+        .sign_request(None, NOW, "POST", "/events", body)
+        .unwrap_or_default();
     let ts = NOW.to_string();
+    let check = |(sig, body): &(String, Vec<u8>)| {
+        ring.verify_request(
+            &SignedRequest {
+                key_id: None,
+                timestamp: Some(black_box(&ts)),
+                signature: Some(black_box(sig)),
+                method: "POST",
+                path: "/events",
+                body: black_box(body),
+            },
+            NOW,
+            300,
+            false,
+        )
+    };
     let mut g = c.benchmark_group("signature");
     g.throughput(Throughput::Bytes(body.len() as u64));
-    g.bench_function("verify_request", |b| {
-        b.iter(|| {
-            black_box(ring.verify_request(
-                None,
-                Some(black_box(&ts)),
-                Some(black_box(&sig)),
-                black_box(body),
-                NOW,
-                300,
-            ))
-        })
-    });
+    let one = (sig, body.to_vec());
+    g.bench_function("verify_request", |b| b.iter(|| black_box(check(&one))));
     g.bench_function("sign_request", |b| {
-        b.iter(|| black_box(ring.sign_request(None, NOW, black_box(body))))
+        b.iter(|| black_box(ring.sign_request(None, NOW, "POST", "/events", black_box(body))))
     });
     // A 100-event batch body is signed (and checked) as one piece.
     let batch = format!(r#"{{"events":[{}]}}"#, vec![EVENTS[0].1; 100].join(","));
     let batch_sig = ring
-        .sign_request(None, NOW, batch.as_bytes())
+        .sign_request(None, NOW, "POST", "/events", batch.as_bytes())
         .unwrap_or_default();
     g.throughput(Throughput::Bytes(batch.len() as u64));
+    let hundred = (batch_sig, batch.into_bytes());
     g.bench_function("verify_request_batch100", |b| {
-        b.iter(|| {
-            black_box(ring.verify_request(
-                None,
-                Some(&ts),
-                Some(&batch_sig),
-                black_box(batch.as_bytes()),
-                NOW,
-                300,
-            ))
-        })
+        b.iter(|| black_box(check(&hundred)))
     });
     g.finish();
 }

@@ -1,4 +1,5 @@
-//! Request signatures (HMAC-SHA256 over `"<X-Timestamp>.<raw body>"`) and signed reward receipts.
+//! Request signatures (HMAC-SHA256 over the timestamp, method, path and raw body, or in the
+//! first scheme over the timestamp and body alone; ADR 0023) and signed reward receipts.
 
 use std::sync::{Arc, RwLock};
 
@@ -144,6 +145,43 @@ fn merge(layers: &[(&'static str, KeyList)], with_api: bool) -> Result<Keyring, 
     Keyring::new(merged)
 }
 
+/// A signed request as its signature covers it: the signature headers as sent (`None` where
+/// absent) and the request's method, path (without the query) and raw body.
+#[derive(Clone, Copy, Debug)]
+pub struct SignedRequest<'a> {
+    /// `X-Key-Id`.
+    pub key_id: Option<&'a str>,
+    /// `X-Timestamp`.
+    pub timestamp: Option<&'a str>,
+    /// `X-Signature`.
+    pub signature: Option<&'a str>,
+    /// The method, upper case (`POST`).
+    pub method: &'a str,
+    /// The path as in the request line, without the query (`/campaigns/c1/entries`).
+    pub path: &'a str,
+    /// The raw body.
+    pub body: &'a [u8],
+}
+
+/// Which scheme a request's signature uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// `sha256=`: timestamp and body only; any route with an equal body takes it (ADR 0023).
+    V1,
+    /// `v2=`: timestamp, method, path and body.
+    V2,
+}
+
+impl Scheme {
+    /// Its name in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V1 => "v1",
+            Self::V2 => "v2",
+        }
+    }
+}
+
 /// Why a signed request was refused (every variant answers 401).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -162,9 +200,12 @@ pub enum AuthError {
     /// `X-Key-Id` names no configured key.
     #[error("unknown X-Key-Id")]
     UnknownKey,
-    /// `X-Signature` is not `sha256=<hex>`.
-    #[error("X-Signature must be sha256=<hex>")]
+    /// `X-Signature` is neither `v2=<hex>` nor `sha256=<hex>`.
+    #[error("X-Signature must be v2=<hex> (or sha256=<hex>)")]
     MalformedSignature,
+    /// A first-scheme signature where only `v2` is accepted (`SIG_ACCEPT_V1=false`).
+    #[error("sha256= signatures (timestamp and body only) are not accepted: sign v2=<hex> over the timestamp, method, path and body")]
+    V1Refused,
     /// The signature does not match.
     #[error("signature does not match")]
     BadSignature,
@@ -240,38 +281,65 @@ impl Keyring {
         mac.finalize().into_bytes().into()
     }
 
-    /// The `X-Signature` value for a request body sent at `ts`, with key `kid` (primary if `None`).
-    pub fn sign_request(&self, kid: Option<&str>, ts: i64, body: &[u8]) -> Option<String> {
+    /// The `X-Signature` value (`v2=<hex>`) for a request `method path` with `body` sent at `ts`,
+    /// with key `kid` (primary if `None`): it covers where the request goes, so it cannot be
+    /// sent to another route or resource.
+    pub fn sign_request(
+        &self,
+        kid: Option<&str>,
+        ts: i64,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> Option<String> {
+        let key = self.key(kid)?;
+        let ts = ts.to_string();
+        let mac = Self::mac(key, &v2_message(&ts, method, path, body));
+        Some(format!("v2={}", hex::encode(mac)))
+    }
+
+    /// The first scheme's `X-Signature` value (`sha256=<hex>`, over `"<ts>.<body>"` only), for
+    /// clients not yet moved to [`Keyring::sign_request`] and the tests that check it still holds.
+    pub fn sign_request_v1(&self, kid: Option<&str>, ts: i64, body: &[u8]) -> Option<String> {
         let key = self.key(kid)?;
         let mac = Self::mac(key, &[ts.to_string().as_bytes(), b".", body]);
         Some(format!("sha256={}", hex::encode(mac)))
     }
 
-    /// Checks a request's signature headers against its raw body at server time `now_s`.
+    /// Checks a request's signature headers against what they sign at server time `now_s`;
+    /// a first-scheme signature only if `accept_v1`. Answers the scheme that matched.
     pub fn verify_request(
         &self,
-        kid: Option<&str>,
-        ts_header: Option<&str>,
-        sig_header: Option<&str>,
-        body: &[u8],
+        req: &SignedRequest<'_>,
         now_s: i64,
         tolerance_s: i64,
-    ) -> Result<(), AuthError> {
-        let sig = sig_header.ok_or(AuthError::MissingSignature)?;
-        let ts_raw = ts_header.ok_or(AuthError::MissingTimestamp)?.trim();
+        accept_v1: bool,
+    ) -> Result<Scheme, AuthError> {
+        let sig = req.signature.ok_or(AuthError::MissingSignature)?;
+        let ts_raw = req.timestamp.ok_or(AuthError::MissingTimestamp)?.trim();
         let ts: i64 = ts_raw.parse().map_err(|_| AuthError::BadTimestamp)?;
         if now_s.abs_diff(ts) > tolerance_s.unsigned_abs() {
             return Err(AuthError::StaleTimestamp(tolerance_s));
         }
-        let key = self.key(kid).ok_or(AuthError::UnknownKey)?;
-        let hex_sig = sig
-            .trim()
-            .strip_prefix("sha256=")
-            .ok_or(AuthError::MalformedSignature)?;
+        let key = self.key(req.key_id).ok_or(AuthError::UnknownKey)?;
+        let sig = sig.trim();
+        let (scheme, hex_sig) = if let Some(hex_sig) = sig.strip_prefix("v2=") {
+            (Scheme::V2, hex_sig)
+        } else if let Some(hex_sig) = sig.strip_prefix("sha256=") {
+            (Scheme::V1, hex_sig)
+        } else {
+            return Err(AuthError::MalformedSignature);
+        };
         let given = hex::decode(hex_sig).map_err(|_| AuthError::MalformedSignature)?;
-        let expected = Self::mac(key, &[ts_raw.as_bytes(), b".", body]);
+        if scheme == Scheme::V1 && !accept_v1 {
+            return Err(AuthError::V1Refused);
+        }
+        let expected = match scheme {
+            Scheme::V2 => Self::mac(key, &v2_message(ts_raw, req.method, req.path, req.body)),
+            Scheme::V1 => Self::mac(key, &[ts_raw.as_bytes(), b".", req.body]),
+        };
         if given.len() == expected.len() && bool::from(given.ct_eq(&expected)) {
-            Ok(())
+            Ok(scheme)
         } else {
             Err(AuthError::BadSignature)
         }
@@ -314,6 +382,21 @@ impl Keyring {
             Verification::invalid("signature does not match the receipt's fields")
         }
     }
+}
+
+/// What a `v2` signature covers: `"v2\n<ts>\n<METHOD>\n<path>\n<body>"` (no field but the
+/// body can hold a line break, so no two requests share a message).
+fn v2_message<'a>(ts: &'a str, method: &'a str, path: &'a str, body: &'a [u8]) -> [&'a [u8]; 8] {
+    [
+        b"v2\n",
+        ts.as_bytes(),
+        b"\n",
+        method.as_bytes(),
+        b"\n",
+        path.as_bytes(),
+        b"\n",
+        body,
+    ]
 }
 
 fn receipt_message(receipt_id: &str, player_id: &str, item: &str, timestamp: i64) -> String {
@@ -369,14 +452,14 @@ mod tests {
         let sig = |kid: Option<&str>, secret: &str| {
             Keyring::single(secret)
                 .unwrap()
-                .sign_request(None, 100, body)
+                .sign_request(None, 100, "POST", "/events", body)
                 .map(|s| (kid.map(str::to_owned), s))
                 .unwrap()
         };
         let ok = |(kid, s): (Option<String>, String)| {
             store
                 .current()
-                .verify_request(kid.as_deref(), Some("100"), Some(&s), body, 100, 300)
+                .verify_request(&req(kid.as_deref(), "100", &s, body), 100, 300, false)
                 .is_ok()
         };
         assert!(ok(sig(None, K1)));
@@ -435,43 +518,129 @@ mod tests {
         Keyring::new(vec![("k1".into(), K1.into()), ("k2".into(), K2.into())]).unwrap()
     }
 
+    /// A `POST /events` request with these headers and `body`.
+    fn req<'a>(
+        kid: Option<&'a str>,
+        ts: &'a str,
+        sig: &'a str,
+        body: &'a [u8],
+    ) -> SignedRequest<'a> {
+        SignedRequest {
+            key_id: kid,
+            timestamp: Some(ts),
+            signature: Some(sig),
+            method: "POST",
+            path: "/events",
+            body,
+        }
+    }
+
     #[test]
     fn request_signature_round_trips_and_rejects_tampering() {
         let ring = ring();
         let body = br#"{"a":1}"#;
-        let sig = ring.sign_request(None, 100, body).unwrap();
+        let check = |r: SignedRequest<'_>, now: i64| ring.verify_request(&r, now, 300, true);
+        let sig = ring
+            .sign_request(None, 100, "POST", "/events", body)
+            .unwrap();
+        assert!(sig.starts_with("v2="));
+        assert_eq!(check(req(None, "100", &sig, body), 100), Ok(Scheme::V2));
         assert_eq!(
-            ring.verify_request(None, Some("100"), Some(&sig), body, 100, 300),
-            Ok(())
-        );
-        assert_eq!(
-            ring.verify_request(None, Some("100"), Some(&sig), br#"{"a":2}"#, 100, 300),
+            check(req(None, "100", &sig, br#"{"a":2}"#), 100),
             Err(AuthError::BadSignature)
         );
         assert_eq!(
-            ring.verify_request(None, Some("100"), Some(&sig), body, 401, 300),
+            check(req(None, "100", &sig, body), 401),
             Err(AuthError::StaleTimestamp(300))
         );
         assert_eq!(
-            ring.verify_request(Some("k2"), Some("100"), Some(&sig), body, 100, 300),
+            check(req(Some("k2"), "100", &sig, body), 100),
             Err(AuthError::BadSignature)
         );
-        let sig2 = ring.sign_request(Some("k2"), 100, body).unwrap();
+        let sig2 = ring
+            .sign_request(Some("k2"), 100, "POST", "/events", body)
+            .unwrap();
         assert_eq!(
-            ring.verify_request(Some("k2"), Some("100"), Some(&sig2), body, 100, 300),
-            Ok(())
+            check(req(Some("k2"), "100", &sig2, body), 100),
+            Ok(Scheme::V2)
         );
         assert_eq!(
-            ring.verify_request(Some("nope"), Some("100"), Some(&sig2), body, 100, 300),
+            check(req(Some("nope"), "100", &sig2, body), 100),
             Err(AuthError::UnknownKey)
         );
         assert_eq!(
-            ring.verify_request(None, Some("x"), Some(&sig), body, 100, 300),
+            check(req(None, "x", &sig, body), 100),
             Err(AuthError::BadTimestamp)
         );
+        for bad in ["md5=00", "V2=00", "v2=zz", "v2"] {
+            assert_eq!(
+                check(req(None, "100", bad, body), 100),
+                Err(AuthError::MalformedSignature),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_v2_signature_holds_only_for_its_method_and_path() {
+        let ring = ring();
+        let body = br#"{"playerId":"p1"}"#;
+        let path = "/campaigns/c1/entries";
+        let sig = ring.sign_request(None, 100, "POST", path, body).unwrap();
+        let at = |method: &'static str, path: &'static str| {
+            let r = SignedRequest {
+                method,
+                path,
+                ..req(None, "100", &sig, body)
+            };
+            ring.verify_request(&r, 100, 300, true)
+        };
+        assert_eq!(at("POST", "/campaigns/c1/entries"), Ok(Scheme::V2));
+        for (method, path) in [
+            ("POST", "/campaigns/c2/entries"),
+            ("POST", "/players/p1/inbox/m1/claim"),
+            ("PUT", "/campaigns/c1/entries"),
+            ("POST", "/campaigns/c1/entries/"),
+        ] {
+            assert_eq!(
+                at(method, path),
+                Err(AuthError::BadSignature),
+                "{method} {path}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_v1_signature_covers_the_body_only_and_can_be_refused() {
+        let ring = ring();
+        let body = br#"{"playerId":"p1"}"#;
+        let sig = ring.sign_request_v1(None, 100, body).unwrap();
+        assert!(sig.starts_with("sha256="));
+        let anywhere = SignedRequest {
+            path: "/players/p1/inbox/m1/claim",
+            ..req(None, "100", &sig, body)
+        };
         assert_eq!(
-            ring.verify_request(None, Some("100"), Some("md5=00"), body, 100, 300),
-            Err(AuthError::MalformedSignature)
+            ring.verify_request(&anywhere, 100, 300, true),
+            Ok(Scheme::V1)
+        );
+        assert_eq!(
+            ring.verify_request(&anywhere, 100, 300, false),
+            Err(AuthError::V1Refused)
+        );
+        let forged = req(None, "100", "sha256=00", body);
+        assert_eq!(
+            ring.verify_request(&forged, 100, 300, true),
+            Err(AuthError::BadSignature)
+        );
+        // A v2 signature presented as v1 (or the reverse) is not the other scheme's.
+        let v2 = ring
+            .sign_request(None, 100, "POST", "/events", body)
+            .unwrap();
+        let swapped = v2.replacen("v2=", "sha256=", 1);
+        assert_eq!(
+            ring.verify_request(&req(None, "100", &swapped, body), 100, 300, true),
+            Err(AuthError::BadSignature)
         );
     }
 

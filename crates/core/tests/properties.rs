@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)] // Tests may unwrap.
 
 use liveops_core::event::{parse_event, validate_event, Limits, LABEL_PATTERN};
-use liveops_core::{Envelope, Keyring, Receipt};
+use liveops_core::{Envelope, Keyring, Receipt, Scheme, SignedRequest};
 use liveops_testkit::json;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
@@ -164,11 +164,22 @@ proptest! {
         body in prop::collection::vec(any::<u8>(), 0..64),
     ) {
         let ring = Keyring::single(KEY.to_vec()).unwrap();
-        let ok = ring.verify_request(kid.as_deref(), ts.as_deref(), sig.as_deref(), &body, NOW, 300);
-        let genuine = ts.as_deref().and_then(|t| t.trim().parse::<i64>().ok())
-            .and_then(|t| ring.sign_request(None, t, &body));
-        if ok.is_ok() {
+        let req = SignedRequest {
+            key_id: kid.as_deref(),
+            timestamp: ts.as_deref(),
+            signature: sig.as_deref(),
+            method: "POST",
+            path: "/events",
+            body: &body,
+        };
+        let ok = ring.verify_request(&req, NOW, 300, true);
+        let t = ts.as_deref().and_then(|t| t.trim().parse::<i64>().ok());
+        if let Ok(scheme) = ok {
             // Only the signature the key makes (any case, any surrounding space) passes.
+            let genuine = match scheme {
+                Scheme::V2 => ring.sign_request(None, t.unwrap(), "POST", "/events", &body),
+                Scheme::V1 => ring.sign_request_v1(None, t.unwrap(), &body),
+            };
             prop_assert_eq!(
                 sig.unwrap().trim().to_ascii_lowercase(),
                 genuine.unwrap().to_ascii_lowercase()
@@ -177,18 +188,35 @@ proptest! {
     }
 
     #[test]
-    fn a_genuine_request_signature_passes_and_any_other_body_fails(
+    fn a_genuine_request_signature_passes_and_any_other_body_or_path_fails(
         body in prop::collection::vec(any::<u8>(), 0..256),
         other in prop::collection::vec(any::<u8>(), 0..256),
+        path in "[A-Za-z0-9_.:-]{1,64}",
+        other_path in "/[ -~]{0,80}",
         skew in -300i64..=300,
     ) {
         let ring = Keyring::single(KEY.to_vec()).unwrap();
         let ts = NOW + skew;
-        let sig = ring.sign_request(None, ts, &body).unwrap();
         let t = ts.to_string();
-        prop_assert!(ring.verify_request(None, Some(&t), Some(&sig), &body, NOW, 300).is_ok());
+        let path = format!("/campaigns/{path}/entries");
+        let sig = ring.sign_request(None, ts, "POST", &path, &body).unwrap();
+        let req = SignedRequest {
+            key_id: None,
+            timestamp: Some(&t),
+            signature: Some(&sig),
+            method: "POST",
+            path: &path,
+            body: &body,
+        };
+        prop_assert_eq!(ring.verify_request(&req, NOW, 300, false), Ok(Scheme::V2));
         if other != body {
-            prop_assert!(ring.verify_request(None, Some(&t), Some(&sig), &other, NOW, 300).is_err());
+            let req = SignedRequest { body: &other, ..req };
+            prop_assert!(ring.verify_request(&req, NOW, 300, true).is_err());
+        }
+        // The same signature for any other path fails.
+        if other_path != path {
+            let req = SignedRequest { path: &other_path, ..req };
+            prop_assert!(ring.verify_request(&req, NOW, 300, true).is_err());
         }
     }
 

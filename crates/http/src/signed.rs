@@ -1,13 +1,15 @@
-//! Signed requests: `X-Signature: sha256=<hex HMAC-SHA256(key, "<X-Timestamp>.<raw body>")>` with
-//! `X-Timestamp` within the tolerance of server time and `X-Key-Id` picking a key. One check for
-//! every signed route (events, batches, reward claims).
+//! Signed requests: `X-Signature: v2=<hex HMAC-SHA256(key, "v2\n<X-Timestamp>\n<METHOD>\n<path>\n<raw
+//! body>")>` (or, while `SIG_ACCEPT_V1` allows it, the first scheme `sha256=<hex HMAC-SHA256(key,
+//! "<X-Timestamp>.<raw body>")>`) with `X-Timestamp` within the tolerance of server time and
+//! `X-Key-Id` picking a key. One check for every signed route (events, batches, reward claims,
+//! campaign entries, inbox claims); ADR 0023.
 
 use axum::body::Bytes;
-use axum::extract::{FromRef, FromRequest, Request};
-use axum::http::HeaderMap;
+use axum::extract::{FromRef, FromRequest, OriginalUri, Request};
+use axum::http::{HeaderMap, Method};
 use std::sync::Arc;
 
-use liveops_core::{now_ms, KeyStore};
+use liveops_core::{now_ms, KeyStore, SignedRequest};
 use utoipa::IntoParams;
 
 use crate::body::{read_body, BodyLimit};
@@ -23,6 +25,9 @@ pub struct SignatureCheck {
     pub keys: Arc<KeyStore>,
     /// How far `X-Timestamp` may be from server time, in seconds.
     pub tolerance_s: i64,
+    /// Whether first-scheme signatures (`sha256=`, not covering method and path) still pass
+    /// (`SIG_ACCEPT_V1`); `signatures_verified_total{scheme}` shows when none are left.
+    pub accept_v1: bool,
 }
 
 /// A verified signature in canonical form (trimmed, lower case): the identity an unkeyed request
@@ -43,25 +48,31 @@ pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 impl SignatureCheck {
-    /// Checks the signature headers against the raw body at server time `now_s`.
+    /// Checks the signature headers against the request `method path` and its raw body at
+    /// server time `now_s`, counting the scheme of each signature that passes.
     pub fn verify(
         &self,
         headers: &HeaderMap,
+        method: &Method,
+        path: &str,
         body: &[u8],
         now_s: i64,
     ) -> Result<Signature, Problem> {
         let sig = header(headers, "x-signature");
-        self.keys
+        let request = SignedRequest {
+            key_id: header(headers, "x-key-id"),
+            timestamp: header(headers, "x-timestamp"),
+            signature: sig,
+            method: method.as_str(),
+            path,
+            body,
+        };
+        let scheme = self
+            .keys
             .current()
-            .verify_request(
-                header(headers, "x-key-id"),
-                header(headers, "x-timestamp"),
-                sig,
-                body,
-                now_s,
-                self.tolerance_s,
-            )
+            .verify_request(&request, now_s, self.tolerance_s, self.accept_v1)
             .map_err(|e| Problem::unauthorized(e.to_string()))?;
+        metrics::counter!("signatures_verified_total", "scheme" => scheme.as_str()).increment(1);
         Ok(Signature(
             sig.unwrap_or_default().trim().to_ascii_lowercase(),
         ))
@@ -98,7 +109,18 @@ where
         let (parts, body) = req.into_parts();
         let body = read_body(body, limit).await?;
         let at_ms = now_ms();
-        let signature = check.verify(&parts.headers, &body, at_ms.div_euclid(1000))?;
+        // The path the client sent, also when a router nested this one under a prefix.
+        let uri = parts
+            .extensions
+            .get::<OriginalUri>()
+            .map_or(&parts.uri, |o| &o.0);
+        let signature = check.verify(
+            &parts.headers,
+            &parts.method,
+            uri.path(),
+            &body,
+            at_ms.div_euclid(1000),
+        )?;
         Ok(Self {
             body,
             signature,
@@ -117,8 +139,11 @@ pub struct SignatureHeaders {
     /// server time.
     #[param(rename = "X-Timestamp")]
     x_timestamp: i64,
-    /// `sha256=<hex HMAC-SHA256(key, "<X-Timestamp>.<raw body>")>`.
-    #[param(rename = "X-Signature", pattern = "^sha256=[0-9A-Fa-f]{64}$")]
+    /// `v2=<hex HMAC-SHA256(key, "v2\n<X-Timestamp>\n<METHOD>\n<path>\n<raw body>")>`, the path as in
+    /// the request line without the query; or, unless the server sets `SIG_ACCEPT_V1=false`,
+    /// `sha256=<hex HMAC-SHA256(key, "<X-Timestamp>.<raw body>")>`, which any signed route with
+    /// an equal body also takes.
+    #[param(rename = "X-Signature", pattern = "^(v2|sha256)=[0-9A-Fa-f]{64}$")]
     x_signature: String,
     /// Which key signed (rotation); the primary key if absent.
     #[param(rename = "X-Key-Id")]
@@ -136,63 +161,89 @@ mod tests {
         SignatureCheck {
             keys: Arc::new(KeyStore::new(ring.expect("key"))),
             tolerance_s: 300,
+            accept_v1: true,
         }
     }
 
+    const PATH: &str = "/campaigns/c1/entries";
+
     fn signed(ts: i64, body: &[u8]) -> HeaderMap {
-        let mut h = HeaderMap::new();
         let sig = check()
             .keys
             .current()
-            .sign_request(None, ts, body)
+            .sign_request(None, ts, "POST", PATH, body)
             .expect("sign");
+        headers(ts, &sig)
+    }
+
+    fn headers(ts: i64, sig: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
         h.insert("x-timestamp", HeaderValue::from(ts));
-        h.insert("x-signature", HeaderValue::from_str(&sig).expect("ascii"));
+        h.insert("x-signature", HeaderValue::from_str(sig).expect("ascii"));
         h
+    }
+
+    fn verify(
+        c: &SignatureCheck,
+        h: &HeaderMap,
+        path: &str,
+        body: &[u8],
+        now: i64,
+    ) -> Result<Signature, Problem> {
+        c.verify(h, &Method::POST, path, body, now)
     }
 
     #[test]
     fn a_good_signature_comes_back_canonical() {
         let mut h = signed(1000, b"{}");
         let upper = h["x-signature"].to_str().expect("ascii").to_uppercase();
-        let upper = upper.replacen("SHA256=", "sha256=", 1);
+        let upper = upper.replacen("V2=", "v2=", 1);
         h.insert(
             "x-signature",
             HeaderValue::from_str(&format!(" {upper} ")).expect("ascii"),
         );
-        let sig = check().verify(&h, b"{}", 1000).expect("valid");
+        let sig = verify(&check(), &h, PATH, b"{}", 1000).expect("valid");
         assert_eq!(sig.0, sig.0.trim().to_ascii_lowercase());
     }
 
     #[test]
     fn faults_are_401_problems() {
         let c = check();
+        let fault = |h: &HeaderMap, path: &str, body: &[u8], now: i64| {
+            verify(&c, h, path, body, now).unwrap_err().status
+        };
+        assert_eq!(fault(&signed(1000, b"{}"), PATH, b"{ }", 1000), 401);
+        assert_eq!(fault(&signed(1000, b"{}"), PATH, b"{}", 2000), 401);
+        assert_eq!(fault(&HeaderMap::new(), PATH, b"{}", 1000), 401);
         assert_eq!(
-            c.verify(&signed(1000, b"{}"), b"{ }", 1000)
-                .unwrap_err()
-                .status,
-            401
-        );
-        assert_eq!(
-            c.verify(&signed(1000, b"{}"), b"{}", 2000)
-                .unwrap_err()
-                .status,
-            401
-        );
-        assert_eq!(
-            c.verify(&HeaderMap::new(), b"{}", 1000).unwrap_err().status,
-            401
+            fault(&signed(1000, b"{}"), "/campaigns/c2/entries", b"{}", 1000),
+            401,
+            "another path"
         );
         let mut h = signed(1000, b"{}");
         h.insert(
             "x-key-id",
             HeaderValue::from_bytes("é".as_bytes()).expect("bytes"),
         );
-        assert_eq!(
-            c.verify(&h, b"{}", 1000).unwrap_err().status,
-            401,
-            "non-ASCII key id"
-        );
+        assert_eq!(fault(&h, PATH, b"{}", 1000), 401, "non-ASCII key id");
+    }
+
+    #[test]
+    fn a_first_scheme_signature_passes_only_while_accepted() {
+        let mut c = check();
+        let sig = c
+            .keys
+            .current()
+            .sign_request_v1(None, 1000, b"{}")
+            .expect("sign");
+        let h = headers(1000, &sig);
+        assert!(verify(&c, &h, "/events", b"{}", 1000).is_ok());
+        c.accept_v1 = false;
+        let refused = verify(&c, &h, "/events", b"{}", 1000).unwrap_err();
+        assert_eq!(refused.status, 401);
+        let detail = refused.detail.unwrap_or_default();
+        assert!(detail.contains("v2="), "{detail}");
+        assert!(verify(&c, &signed(1000, b"{}"), PATH, b"{}", 1000).is_ok());
     }
 
     #[test]
@@ -202,8 +253,12 @@ mod tests {
         for name in ["x-signature", "x-timestamp"] {
             let mut h = good.clone();
             h.append(name, good[name].clone());
-            assert_eq!(c.verify(&h, b"{}", 1000).unwrap_err().status, 401, "{name}");
+            assert_eq!(
+                verify(&c, &h, PATH, b"{}", 1000).unwrap_err().status,
+                401,
+                "{name}"
+            );
         }
-        assert!(c.verify(&good, b"{}", 1000).is_ok());
+        assert!(verify(&c, &good, PATH, b"{}", 1000).is_ok());
     }
 }

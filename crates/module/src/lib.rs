@@ -237,6 +237,8 @@ pub struct Shared {
     pub keys: Arc<KeyStore>,
     /// How far `X-Timestamp` may be from server time, in seconds.
     pub signature_tolerance_s: i64,
+    /// Whether first-scheme signatures still pass (`SIG_ACCEPT_V1`).
+    pub signature_accept_v1: bool,
     /// Seasons and periods.
     pub calendar: Calendar,
     /// XP needed per level (`LEVEL_CURVE`): progression levels players, participation checks
@@ -300,12 +302,13 @@ impl Context {
         keys
     }
 
-    /// How a module with signed routes checks signatures: [`Context::signing_keys`] and the
-    /// shared clock tolerance.
+    /// How a module with signed routes checks signatures: [`Context::signing_keys`], the
+    /// shared clock tolerance and whether first-scheme signatures pass.
     pub async fn signature_check(&self) -> SignatureCheck {
         SignatureCheck {
             keys: self.signing_keys().await,
             tolerance_s: self.shared.signature_tolerance_s,
+            accept_v1: self.shared.signature_accept_v1,
         }
     }
 

@@ -180,6 +180,7 @@ fn shared(s: &Settings, keys: Arc<liveops_core::KeyStore>) -> Shared {
     Shared {
         keys,
         signature_tolerance_s: s.raw.sig_tolerance_sec,
+        signature_accept_v1: s.raw.sig_accept_v1,
         calendar: s.calendar.clone(),
         level_curve: s.level_curve.clone(),
         windows: s.windows.clone(),

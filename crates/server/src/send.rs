@@ -69,12 +69,15 @@ pub async fn run(s: &Settings, opts: &SendOpts, files: &[PathBuf]) -> anyhow::Re
         let now = chrono::Utc::now().timestamp();
         let (path, body) =
             prepare(&raw, opts.keep_ts, now).with_context(|| file.display().to_string())?;
+        let url = reqwest::Url::parse(&format!("{base}{path}"))
+            .with_context(|| format!("{base}{path} is not a URL"))?;
+        // The signature covers the path as sent, with whatever prefix `--url` carries.
         let sig = s
             .keyring
-            .sign_request(opts.key_id.as_deref(), now, &body)
+            .sign_request(opts.key_id.as_deref(), now, "POST", url.path(), &body)
             .with_context(|| format!("no key with id {:?}", opts.key_id))?;
         let mut req = client
-            .post(format!("{base}{path}"))
+            .post(url)
             .header("content-type", "application/json")
             .header("x-timestamp", now.to_string())
             .header("x-signature", sig);

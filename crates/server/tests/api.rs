@@ -238,7 +238,10 @@ async fn every_bad_input_class_is_a_problem_never_a_500() {
     }
     // Signed with the rotated-in second key and named by X-Key-Id: accepted.
     let ts = now();
-    let sig = app.keyring.sign_request(Some("k2"), ts, &good).expect("k2");
+    let sig = app
+        .keyring
+        .sign_request(Some("k2"), ts, "POST", "/events", &good)
+        .expect("k2");
     let ts = ts.to_string();
     let k2 = [
         ("x-timestamp", ts.as_str()),

@@ -15,6 +15,7 @@ use liveops_core::{Keyring, Receipt};
 use liveops_distribution::{ClaimAnswer, MessageView};
 use liveops_gateway::BatchAnswer;
 use liveops_participation::EntrantList;
+use liveops_testkit::served::metric_sum;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{json, Value};
 
@@ -208,23 +209,39 @@ async fn post_with(app: &TestApp, path: &str, body: &[u8], headers: &[(&str, Vec
     common::answer(res).await
 }
 
-fn sign(secret: &[u8], ts: i64, body: &[u8]) -> Vec<u8> {
+/// The `v2=` signature of a POST of `body` to `path` with `secret` at `ts`.
+fn sign(secret: &[u8], ts: i64, path: &str, body: &[u8]) -> Vec<u8> {
     Keyring::single(secret.to_vec())
         .expect("key")
-        .sign_request(None, ts, body)
+        .sign_request(None, ts, "POST", path, body)
         .expect("sign")
         .into_bytes()
+}
+
+/// The first scheme's signature (`sha256=`, timestamp and body only) of `body` at `ts`.
+fn sign_v1(ts: i64, body: &[u8]) -> String {
+    Keyring::single(SECRET.as_bytes().to_vec())
+        .expect("key")
+        .sign_request_v1(None, ts, body)
+        .expect("sign")
 }
 
 /// Headers as sent: name and raw bytes, a name may repeat.
 type Headers = Vec<(&'static str, Vec<u8>)>;
 
-/// Every way to get a signature wrong, for `body` (named, with the headers to send).
-fn forgeries(body: &[u8], revoked: &(String, String)) -> Vec<(String, Headers)> {
+/// Every way to get a signature wrong, for `body` sent to `path` (named, with the headers to
+/// send).
+fn forgeries(path: &str, body: &[u8], revoked: &(String, String)) -> Vec<(String, Headers)> {
     let ts = now();
     let t = |ts: i64| ts.to_string().into_bytes();
-    let good = sign(SECRET.as_bytes(), ts, body);
-    let other_body = sign(SECRET.as_bytes(), ts, b"{\"playerId\":\"someone_else\"}");
+    let good = sign(SECRET.as_bytes(), ts, path, body);
+    let other_body = sign(
+        SECRET.as_bytes(),
+        ts,
+        path,
+        b"{\"playerId\":\"someone_else\"}",
+    );
+    let other_path = sign(SECRET.as_bytes(), ts, "/events/elsewhere", body);
     let (rk, rs) = revoked;
     vec![
         (
@@ -233,7 +250,7 @@ fn forgeries(body: &[u8], revoked: &(String, String)) -> Vec<(String, Headers)> 
                 ("x-timestamp", t(ts)),
                 (
                     "x-signature",
-                    sign(b"not-the-key-0123456789abcdef-0123456", ts, body),
+                    sign(b"not-the-key-0123456789abcdef-0123456", ts, path, body),
                 ),
             ],
         ),
@@ -249,7 +266,7 @@ fn forgeries(body: &[u8], revoked: &(String, String)) -> Vec<(String, Headers)> 
             "revoked key id".into(),
             vec![
                 ("x-timestamp", t(ts)),
-                ("x-signature", sign(rs.as_bytes(), ts, body)),
+                ("x-signature", sign(rs.as_bytes(), ts, path, body)),
                 ("x-key-id", rk.clone().into_bytes()),
             ],
         ),
@@ -258,17 +275,21 @@ fn forgeries(body: &[u8], revoked: &(String, String)) -> Vec<(String, Headers)> 
             vec![("x-timestamp", t(ts)), ("x-signature", other_body)],
         ),
         (
+            "signature for another path".into(),
+            vec![("x-timestamp", t(ts)), ("x-signature", other_path)],
+        ),
+        (
             "stale timestamp".into(),
             vec![
                 ("x-timestamp", t(ts - 330)),
-                ("x-signature", sign(SECRET.as_bytes(), ts - 330, body)),
+                ("x-signature", sign(SECRET.as_bytes(), ts - 330, path, body)),
             ],
         ),
         (
             "future timestamp".into(),
             vec![
                 ("x-timestamp", t(ts + 330)),
-                ("x-signature", sign(SECRET.as_bytes(), ts + 330, body)),
+                ("x-signature", sign(SECRET.as_bytes(), ts + 330, path, body)),
             ],
         ),
         ("no signature".into(), vec![("x-timestamp", t(ts))]),
@@ -342,7 +363,10 @@ async fn revoked_key(a: &Arena) -> (String, String) {
                 &body,
                 &[
                     ("x-timestamp", ts.to_string().into_bytes()),
-                    ("x-signature", sign(key.secret.as_bytes(), ts, &body)),
+                    (
+                        "x-signature",
+                        sign(key.secret.as_bytes(), ts, "/events", &body),
+                    ),
                     ("x-key-id", key.key_id.clone().into_bytes()),
                 ],
             )
@@ -361,7 +385,7 @@ async fn forged_requests_on_every_signed_route_are_401_and_change_nothing() {
     let victim = a.player.clone();
     let mut tried = 0;
     for route in a.routes(&victim) {
-        for (fault, headers) in forgeries(&route.body, &revoked) {
+        for (fault, headers) in forgeries(&route.path, &route.body, &revoked) {
             let ans = post_with(&a.app, &route.path, &route.body, &headers).await;
             assert_eq!(
                 ans.status.as_u16(),
@@ -374,7 +398,7 @@ async fn forged_requests_on_every_signed_route_are_401_and_change_nothing() {
             tried += 1;
         }
     }
-    assert_eq!(tried, 5 * 13);
+    assert_eq!(tried, 5 * 14);
 
     // Nothing was published: a genuine event after them is the only one counted (one partition
     // per player, so a forged event, had it been published, would have been applied first).
@@ -504,9 +528,12 @@ async fn honest_repeats_count_and_byte_identical_replays_count_once() {
     let path1 = format!("/campaigns/{}/entries", a.campaign);
     let e1b = app.post_signed(&path1, &entry(&a.campaign), ts, &[]).await;
     assert_eq!((e1b.status.as_u16(), &e1b.body), (200, &e1.body));
+    // A first-scheme signature covers no path: the one entry it made stands for it.
     let plain = serde_json::to_vec(&json!({"playerId": "entrant_3"})).expect("json");
-    assert_eq!(app.post_signed(&path1, &plain, ts, &[]).await.status, 201);
-    app.post_signed(&format!("/campaigns/{second}/entries"), &plain, ts, &[])
+    let (t, sig) = (ts.to_string(), sign_v1(ts, &plain));
+    let v1 = [("x-timestamp", t.as_str()), ("x-signature", sig.as_str())];
+    assert_eq!(app.post_raw(&path1, plain.clone(), &v1).await.status, 201);
+    app.post_raw(&format!("/campaigns/{second}/entries"), plain, &v1)
         .await
         .assert_problem(409);
     app.post_signed(
@@ -682,7 +709,7 @@ async fn a_hundred_concurrent_copies_have_one_effect() {
         "ts": now(), "payload": {"deltaXp": 5, "activity": "race"}}))
     .expect("json");
     let ts = now();
-    let sig = String::from_utf8(sign(SECRET.as_bytes(), ts, &body)).expect("ascii");
+    let sig = String::from_utf8(sign(SECRET.as_bytes(), ts, "/events", &body)).expect("ascii");
     let copies = at_once(100, |_| {
         let (a, body, sig) = (a.clone(), body.clone(), sig.clone());
         async move {
@@ -749,9 +776,9 @@ async fn a_hundred_concurrent_copies_have_one_effect() {
 async fn one_signed_request_sent_for_two_targets_at_once_gets_one_effect_and_a_409() {
     let a = Arc::new(arena("twice", &[]).await);
     let app = &a.app;
-    // The bodies name no target, so one signature fits both paths; sent to both at once, both
-    // pass the signature's lookup and the second write clashes on its unique key. A player per
-    // round keeps each round's signature its own.
+    // First-scheme signatures cover no path and the bodies name no target, so one signature
+    // fits both paths; sent to both at once, both pass the signature's lookup and the second
+    // write clashes on its unique key. A player per round keeps each round's signature its own.
     for round in 0..8 {
         let player = format!("twice_claim_{round}");
         let (m1, m2) = (
@@ -772,16 +799,104 @@ async fn one_signed_request_sent_for_two_targets_at_once_gets_one_effect_and_a_4
     }
 }
 
-/// `{"playerId": player}` signed once and sent to both `paths` at the same moment: asserts one
-/// answer is `done` and the other 409; the refused one.
+/// A `v2=` signature covers its method and path: a signed entry refused by one campaign cannot
+/// be sent to another, nor used as an inbox claim; with `SIG_ACCEPT_V1=false` a first-scheme
+/// signature is refused whatever it signs, and the schemes are counted apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_v2_signature_fits_only_its_own_route_and_v1_can_be_turned_off() {
+    let a = arena("bound", &["--sig-accept-v1", "false"]).await;
+    let app = &a.app;
+    let player = a.player.clone();
+    let body = serde_json::to_vec(&json!({"playerId": player})).expect("json");
+    let ts = now();
+    let for_path = |path: &str| {
+        let sig = String::from_utf8(sign(SECRET.as_bytes(), ts, path, &body)).expect("ascii");
+        [
+            ("x-timestamp".to_owned(), ts.to_string()),
+            ("x-signature".to_owned(), sig),
+        ]
+    };
+    let send = |path: String, headers: [(String, String); 2]| {
+        let body = body.clone();
+        async move {
+            let h: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            app.post_raw(&path, body, &h).await
+        }
+    };
+    // A campaign not live yet refuses the entry (nothing stored) ...
+    let later = open_campaign(
+        "Later",
+        chrono::Utc::now() + chrono::Duration::hours(1),
+        chrono::Duration::hours(1),
+        "once",
+        json!({"kind": "draw", "winners": 1, "item": "chest"}),
+    );
+    let closed = a.live.schedule_new(&a.admin, later).await.id;
+    let closed_path = format!("/campaigns/{closed}/entries");
+    let entry = for_path(&closed_path);
+    send(closed_path.clone(), entry.clone())
+        .await
+        .assert_problem(409);
+    // ... and its signature fits neither another campaign nor the player's inbox claim.
+    let live_path = format!("/campaigns/{}/entries", a.campaign);
+    let claim_path = format!("/players/{player}/inbox/{}/claim", a.message);
+    for path in [&live_path, &claim_path] {
+        let refused = send(path.clone(), entry.clone()).await;
+        refused.assert_problem(401);
+    }
+    assert!(a.entrants().await.is_empty());
+    assert_eq!(a.message_view(&player, &a.message).await.claimed_at, None);
+    // Signed for its own path, each goes through.
+    let before = app.metrics().await;
+    assert_eq!(
+        send(live_path.clone(), for_path(&live_path)).await.status,
+        201
+    );
+    assert_eq!(
+        send(claim_path.clone(), for_path(&claim_path)).await.status,
+        200
+    );
+    assert_eq!(a.entrants().await, vec![player.clone()]);
+    // The first scheme is refused here, also for a body and path it would otherwise fit.
+    let event = serde_json::to_vec(&xp("bound_v1", 5)).expect("json");
+    let (t, sig) = (ts.to_string(), sign_v1(ts, &event));
+    let v1 = app
+        .post_raw(
+            "/events",
+            event,
+            &[("x-timestamp", t.as_str()), ("x-signature", sig.as_str())],
+        )
+        .await;
+    v1.assert_problem(401);
+    assert!(v1.body.to_string().contains("v2="), "{}", v1.body);
+    let after = app.metrics().await;
+    let count = |m: &str, scheme: &str| {
+        metric_sum(
+            m,
+            "signatures_verified_total",
+            &[&format!("scheme=\"{scheme}\"")],
+        )
+    };
+    assert_eq!(count(&after, "v2") - count(&before, "v2"), 2.0);
+    assert_eq!(count(&after, "v1") - count(&before, "v1"), 0.0);
+    a.app.shutdown().await;
+}
+
+/// `{"playerId": player}` signed once (first scheme) and sent to both `paths` at the same
+/// moment: asserts one answer is `done` and the other 409; the refused one.
 async fn one_effect(app: &TestApp, paths: &[String; 2], player: &str, done: u16) -> Answer {
     let (body, ts) = (
         serde_json::to_vec(&json!({"playerId": player})).expect("json"),
         now(),
     );
+    let (t, sig) = (ts.to_string(), sign_v1(ts, &body));
+    let headers = [("x-timestamp", t.as_str()), ("x-signature", sig.as_str())];
     let (a1, a2) = tokio::join!(
-        app.post_signed(&paths[0], &body, ts, &[]),
-        app.post_signed(&paths[1], &body, ts, &[]),
+        app.post_raw(&paths[0], body.clone(), &headers),
+        app.post_raw(&paths[1], body.clone(), &headers),
     );
     let mut got = [a1.status.as_u16(), a2.status.as_u16()];
     got.sort_unstable();

@@ -34,7 +34,7 @@ fn signed(ring: &Keyring, player: &str) -> (Vec<u8>, String, String) {
     let body = serde_json::to_vec(&event).expect("json");
     let ts = now().to_string();
     let sig = ring
-        .sign_request(None, ts.parse().expect("ts"), &body)
+        .sign_request(None, ts.parse().expect("ts"), "POST", "/events", &body)
         .expect("sign");
     (body, ts, sig)
 }

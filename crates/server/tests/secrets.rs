@@ -143,7 +143,9 @@ fn file(dir: &Path, name: &str, contents: &str) -> String {
 /// Posts `body` signed by `ring`'s key `kid`; the answer's status and body.
 async fn post(base: &str, ring: &Keyring, kid: &str, body: &[u8]) -> (u16, String) {
     let ts = now();
-    let sig = ring.sign_request(Some(kid), ts, body).unwrap_or_default();
+    let sig = ring
+        .sign_request(Some(kid), ts, "POST", "/events", body)
+        .unwrap_or_default();
     let r = reqwest::Client::new()
         .post(format!("{base}/events"))
         .header("content-type", "application/json")

@@ -80,6 +80,11 @@ pub struct RawConfig {
     /// Allowed clock difference for X-Timestamp, seconds.
     #[arg(long, env = "SIG_TOLERANCE_SEC", default_value_t = 300)]
     pub sig_tolerance_sec: i64,
+    /// Accept first-scheme signatures (`sha256=`, over timestamp and body only, so a signed
+    /// request fits any route with an equal body); `false` once every client signs `v2=`.
+    #[arg(long, env = "SIG_ACCEPT_V1", default_value_t = true,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub sig_accept_v1: bool,
     /// Log filter (`info`, `liveops=debug,sqlx=warn`).
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,

@@ -18,8 +18,8 @@ fn dev_mode_generates_and_reuses_a_secret() {
     let path = a.dev_secret_path.clone().unwrap();
     assert!(path.exists());
     assert_eq!(
-        a.keyring.sign_request(None, 1, b"x"),
-        b.keyring.sign_request(None, 1, b"x")
+        a.keyring.sign_request(None, 1, "POST", "/events", b"x"),
+        b.keyring.sign_request(None, 1, "POST", "/events", b"x")
     );
 }
 

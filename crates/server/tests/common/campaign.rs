@@ -174,10 +174,7 @@ impl Live {
     /// Signs `body` for `url` with `key` at `ts` (unix seconds).
     pub fn sign_at(&self, url: String, key: &ApiKey, body: &Value, ts: i64) -> SignedRequest {
         let body = serde_json::to_vec(body).expect("json");
-        let sig = key
-            .ring()
-            .sign_request(Some(&key.key_id), ts, &body)
-            .expect("sign");
+        let sig = super::sign_post(&key.ring(), Some(&key.key_id), ts, &url, &body);
         SignedRequest {
             url,
             body,

@@ -31,7 +31,7 @@ impl Client {
     pub async fn post_signed(&self, url: &str, body: &Value) -> (u16, Value) {
         let body = serde_json::to_vec(body).expect("json");
         let ts = now();
-        let sig = self.ring.sign_request(None, ts, &body).expect("sign");
+        let sig = super::sign_post(&self.ring, None, ts, url, &body);
         let r = self
             .http
             .post(url)

@@ -60,7 +60,8 @@ pub async fn stream(
                         .header("x-timestamp", ts.to_string())
                         .header(
                             "x-signature",
-                            ring.sign_request(None, ts, &body).expect("sign"),
+                            ring.sign_request(None, ts, "POST", "/events", &body)
+                                .expect("sign"),
                         )
                         .header("idempotency-key", &key)
                         .body(body)

@@ -214,7 +214,10 @@ impl TestApp {
         ts: i64,
         headers: &[(&str, &str)],
     ) -> Result<Answer, reqwest::Error> {
-        let sig = self.keyring.sign_request(None, ts, body).expect("sign");
+        let sig = self
+            .keyring
+            .sign_request(None, ts, "POST", path, body)
+            .expect("sign");
         let mut req = self
             .client
             .post(format!("{}{path}", self.base))
@@ -523,6 +526,15 @@ pub use liveops_testkit::succeed;
 /// The `liveops` binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_liveops");
 
+/// The `v2=` signature of a POST of `body` to `target` (a URL, or a path) at `ts` with `ring`'s
+/// key `kid`: it covers the path, as a game server's does.
+pub fn sign_post(ring: &Keyring, kid: Option<&str>, ts: i64, target: &str, body: &[u8]) -> String {
+    let path =
+        reqwest::Url::parse(target).map_or_else(|_| target.to_owned(), |u| u.path().to_owned());
+    ring.sign_request(kid, ts, "POST", &path, body)
+        .expect("sign")
+}
+
 /// A POST of the JSON `body` to `url`, signed now with `ring`'s key `kid` (its primary if
 /// `None`) the way a game server signs; the caller adds headers, then sends it.
 pub fn signed_post(
@@ -532,8 +544,9 @@ pub fn signed_post(
     url: impl reqwest::IntoUrl,
     body: Vec<u8>,
 ) -> reqwest::RequestBuilder {
+    let url = url.into_url().expect("url");
     let ts = now();
-    let sig = ring.sign_request(kid, ts, &body).expect("sign");
+    let sig = sign_post(ring, kid, ts, url.as_str(), &body);
     let req = client
         .post(url)
         .header("content-type", "application/json")

@@ -48,6 +48,7 @@ async fn spawn_app() -> TestApp {
         signatures: SignatureCheck {
             keys: Arc::new(KeyStore::new(keyring.clone())),
             tolerance_s: 300,
+            accept_v1: true,
         },
         campaigns: repo.clone(),
         entries: repo.clone(),
@@ -82,8 +83,12 @@ impl TestApp {
         let body =
             serde_json::to_vec(&serde_json::json!({"playerId": player, "campaignId": id})).unwrap();
         let ts = now_ms() / 1000;
-        let sig = self.keyring.sign_request(None, ts, &body).unwrap();
-        let req = Request::post(format!("/campaigns/{id}/entries"))
+        let path = format!("/campaigns/{id}/entries");
+        let sig = self
+            .keyring
+            .sign_request(None, ts, "POST", &path, &body)
+            .unwrap();
+        let req = Request::post(path)
             .header("content-type", "application/json")
             .header("X-Timestamp", ts.to_string())
             .header("X-Signature", sig)

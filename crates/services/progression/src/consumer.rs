@@ -156,6 +156,7 @@ mod tests {
             signatures: SignatureCheck {
                 keys: Arc::new(KeyStore::new(Keyring::single("k".repeat(32)).unwrap())),
                 tolerance_s: 300,
+                accept_v1: true,
             },
             bus: Arc::new(MemoryBus::new(BusOptions::default())),
             cache: Arc::new(MemoryHotState::new()),

@@ -60,6 +60,7 @@ async fn spawn_app_on(options: BusOptions) -> TestApp {
         signatures: SignatureCheck {
             keys: Arc::new(liveops_core::KeyStore::new(keyring.clone())),
             tolerance_s: 300,
+            accept_v1: true,
         },
         bus: bus.clone(),
         cache: Arc::new(MemoryHotState::new()),
@@ -178,7 +179,10 @@ impl TestApp {
         let ts = now_ms() / 1000;
         let mut req = Request::post("/rewards/claim").header("content-type", "application/json");
         if sign {
-            let sig = self.keyring.sign_request(None, ts, &body).unwrap();
+            let sig = self
+                .keyring
+                .sign_request(None, ts, "POST", "/rewards/claim", &body)
+                .unwrap();
             req = req
                 .header("X-Timestamp", ts.to_string())
                 .header("X-Signature", sig);
@@ -344,7 +348,10 @@ async fn unsigned_or_badly_signed_claims_are_refused() {
     assert_eq!(problem.status, 401);
 
     let ts = now_ms() / 1000;
-    let sig = app.keyring.sign_request(None, ts, body.as_bytes()).unwrap();
+    let sig = app
+        .keyring
+        .sign_request(None, ts, "POST", "/rewards/claim", body.as_bytes())
+        .unwrap();
     let req = Request::post("/rewards/claim")
         .header("X-Timestamp", ts.to_string())
         .header("X-Signature", sig)
@@ -357,7 +364,7 @@ async fn unsigned_or_badly_signed_claims_are_refused() {
     let old = ts - 3600;
     let sig = app
         .keyring
-        .sign_request(None, old, body.as_bytes())
+        .sign_request(None, old, "POST", "/rewards/claim", body.as_bytes())
         .unwrap();
     let req = Request::post("/rewards/claim")
         .header("X-Timestamp", old.to_string())

@@ -91,7 +91,7 @@ async fn malformed_or_oversized_batches_are_refused_whole() {
     app.post_batch(&json!([big])).await.problem(413);
     // A bad signature refuses the whole batch.
     let body = serde_json::to_vec(&json!([sample("boss_kill")])).unwrap();
-    let mut headers = app.sign(&body, now_s(), None);
+    let mut headers = app.sign("/events/batch", &body, now_s(), None);
     headers[0].1 = (now_s() - 1000).to_string();
     app.send("/events/batch", body, &headers).await.problem(401);
     assert!(app.ingested().await.is_empty());
@@ -115,7 +115,7 @@ async fn an_idempotent_batch_retry_gets_208_and_the_same_answer() {
     tagged["messageId"] = json!("m-1");
     let batch = json!([sample("boss_kill"), {"type": "nope"}, tagged]);
     let body = serde_json::to_vec(&batch).unwrap();
-    let headers = app.sign(&body, now_s(), None);
+    let headers = app.sign("/events/batch", &body, now_s(), None);
     let first = app.send("/events/batch", body.clone(), &headers).await;
     assert_eq!(first.status, 200);
     let again = app.send("/events/batch", body, &headers).await;
@@ -144,7 +144,7 @@ async fn a_batch_repeated_with_or_without_a_key_gets_the_first_answer() {
         (kill["playerId"], xp["playerId"]) = (player.clone(), player);
         let batch = json!([kill, {"type": "nope"}, xp]);
         let body = serde_json::to_vec(&batch).unwrap();
-        let signed = app.sign(&body, now_s(), None);
+        let signed = app.sign("/events/batch", &body, now_s(), None);
         let with = |key: Option<&str>| {
             let mut headers = signed.clone();
             headers.extend(key.map(|k| ("idempotency-key", k.to_owned())));

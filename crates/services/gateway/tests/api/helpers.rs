@@ -139,6 +139,7 @@ pub fn spawn_with(tune: impl FnOnce(&mut GatewayConfig)) -> TestApp {
     let signatures = SignatureCheck {
         keys: Arc::new(liveops_core::KeyStore::new(ring.clone())),
         tolerance_s: 300,
+        accept_v1: true,
     };
     let state = GatewayState::new(config, signatures, bus.clone(), hot.clone());
     TestApp {
@@ -170,13 +171,20 @@ pub async fn fresh_second() {
 }
 
 impl TestApp {
-    /// Signature headers for `body` at `ts`, signed with `kid` (sent as `X-Key-Id` if given).
-    pub fn sign(&self, body: &[u8], ts: i64, kid: Option<&str>) -> Vec<(&'static str, String)> {
+    /// Signature headers for a POST of `body` to `path` at `ts`, signed with `kid` (sent as
+    /// `X-Key-Id` if given).
+    pub fn sign(
+        &self,
+        path: &str,
+        body: &[u8],
+        ts: i64,
+        kid: Option<&str>,
+    ) -> Vec<(&'static str, String)> {
         let mut h = vec![
             ("x-timestamp", ts.to_string()),
             (
                 "x-signature",
-                self.ring.sign_request(kid, ts, body).unwrap(),
+                self.ring.sign_request(kid, ts, "POST", path, body).unwrap(),
             ),
         ];
         if let Some(kid) = kid {
@@ -220,7 +228,7 @@ impl TestApp {
 
     /// Sends `body` to `path`, correctly signed now with the primary key, plus `extra` headers.
     pub async fn send_signed(&self, path: &str, body: &[u8], extra: &[(&str, String)]) -> Answer {
-        let mut headers = self.sign(body, now_s(), None);
+        let mut headers = self.sign(path, body, now_s(), None);
         headers.extend(extra.iter().cloned());
         self.send(path, body.to_vec(), &headers).await
     }
