@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -26,7 +26,7 @@ struct Ceiling {
 }
 
 /// The ceiling's routes: `POST /events`, `POST /events/batch`, `GET /leaderboard`,
-/// `GET /leaderboard/players/{id}`.
+/// `GET /leaderboard/players/{id}`, `POST /players/{id}/inbox/{messageId}/claim`.
 pub fn router(keyring: Keyring, tolerance_s: i64) -> Router {
     let entries: Vec<Value> = (1..=100u64)
         .map(|rank| json!({"rank": rank, "playerId": format!("bench_{rank}"), "score": 1_000_000 - rank}))
@@ -46,6 +46,7 @@ pub fn router(keyring: Keyring, tolerance_s: i64) -> Router {
         .route("/events/batch", post(batch))
         .route("/leaderboard", get(top))
         .route("/leaderboard/players/{id}", get(rank))
+        .route("/players/{id}/inbox/{message}/claim", post(claim))
         .with_state(state)
 }
 
@@ -100,6 +101,24 @@ async fn batch(State(c): State<Arc<Ceiling>>, headers: HeaderMap, body: Bytes) -
         serde_json::to_vec(&json!({"accepted": n, "rejected": 0, "results": results}))
             .unwrap_or_default(),
     )
+}
+
+/// A claim: the signature (over the request's own path) and the JSON checked, a fixed answer.
+async fn claim(
+    State(c): State<Arc<Ceiling>>,
+    Path((player, message)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match check(&c, &headers, uri.path(), &body) {
+        Ok(_) => json_response(
+            StatusCode::OK,
+            serde_json::to_vec(&json!({"messageId": message, "playerId": player, "receipts": []}))
+                .unwrap_or_default(),
+        ),
+        Err(p) => p.into_response(),
+    }
 }
 
 async fn top(State(c): State<Arc<Ceiling>>) -> Response {

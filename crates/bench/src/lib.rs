@@ -5,7 +5,9 @@
 //! `--player-rate` events per second, as the product's rate limit expects of real clients),
 //! drives C keep-alive connections at a fixed rate or flat out, and reports throughput, latency
 //! percentiles (HDR histograms), answers per status, and end-to-end visibility: how long after
-//! its `202` a probe event shows in progression and on the leaderboard.
+//! its `202` a probe event shows in progression and on the leaderboard. The claims mode sends one
+//! broadcast inbox message as an operator and has the players claim it, as after a live event's
+//! gift to everyone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +53,9 @@ pub enum Mode {
     Ingest,
     /// Top-100 and rank-of-player reads on a board of `--players` players.
     Read,
+    /// Claims of one broadcast inbox message (sent first, as the operator `ADMIN_EMAIL`) by
+    /// `--players` players in turn, each signed.
+    Claims,
 }
 
 /// Options of `liveops bench`.
@@ -67,7 +72,7 @@ pub struct BenchOpts {
     /// and parses the JSON; every result is then also given as a ratio to it.
     #[arg(long)]
     pub ceiling: bool,
-    /// `ingest` or `read`.
+    /// `ingest`, `read` or `claims`.
     #[arg(long, value_enum, default_value = "ingest")]
     pub mode: Mode,
     /// Players sending events (ingest) or on the board (read).
@@ -172,13 +177,16 @@ pub enum Product {
     Spawned(Box<dyn Spawn>),
 }
 
-/// How the bench signs requests: the product's keys and clock tolerance.
+/// How the bench signs requests: the product's keys and clock tolerance, and the operator it
+/// logs in as where a mode sets up through operator routes (claims).
 #[derive(Clone, Debug)]
 pub struct Signer {
     /// The keys (the primary signs).
     pub keyring: Keyring,
     /// The product's allowed clock difference, seconds.
     pub tolerance_s: i64,
+    /// An operator's email and password (`ADMIN_EMAIL`, `ADMIN_PASSWORD`), if given.
+    pub operator: Option<(String, String)>,
 }
 
 /// The product under test.
@@ -186,6 +194,7 @@ struct System {
     endpoint: Endpoint,
     keyring: Keyring,
     tolerance_s: i64,
+    operator: Option<(String, String)>,
     served: Option<Served>,
     startup: Option<Startup>,
     /// What spawned the product, kept until the product is stopped: it owns the product's
@@ -211,6 +220,7 @@ async fn open_system(
         endpoint,
         keyring: signer.keyring,
         tolerance_s: signer.tolerance_s,
+        operator: signer.operator,
         served,
         startup,
         _spawner: spawner,
@@ -245,6 +255,13 @@ pub async fn measure(
             "--rate must be a positive number".into(),
         ));
     }
+    if opts.mode == Mode::Claims && signer.operator.is_none() {
+        return Err(BenchError::Config(
+            "--mode claims sends its broadcast as an operator: set ADMIN_EMAIL and \
+             ADMIN_PASSWORD (with --spawn, the first admin the product creates)"
+                .into(),
+        ));
+    }
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let loadavg_before = loadavg();
     let preload = if opts.mode == Mode::Read && opts.spawn {
@@ -263,6 +280,7 @@ pub async fn measure(
         mode: match opts.mode {
             Mode::Ingest => "ingest".into(),
             Mode::Read => "read".into(),
+            Mode::Claims => "claims".into(),
         },
         target: if opts.spawn {
             "spawn".into()
@@ -298,8 +316,11 @@ async fn run_phases(system: &mut System, opts: &BenchOpts) -> Result<Phases, Ben
         Mode::Ingest if opts.batch > 1 => vec![("ingest", Work::Batch(opts.batch))],
         Mode::Ingest => vec![("ingest", Work::Single)],
         Mode::Read => vec![("top100", Work::Top100), ("rank", Work::Rank)],
+        Mode::Claims => vec![("claim", Work::Claim)],
     };
-    let drive_of = |name: &str, work: Work| Drive {
+    // The ceiling answers any message id; the product's is the broadcast sent below.
+    let mut message: Option<Arc<str>> = Some("bench_gift".into());
+    let drive_of = |name: &str, work: Work, message: &Option<Arc<str>>| Drive {
         name: name.to_owned(),
         work,
         connections: opts.connections,
@@ -307,6 +328,7 @@ async fn run_phases(system: &mut System, opts: &BenchOpts) -> Result<Phases, Ben
         warmup: secs(opts.warmup),
         duration: secs(opts.duration),
         seed,
+        message: message.clone(),
     };
 
     let mut startup = system.startup.clone();
@@ -322,7 +344,7 @@ async fn run_phases(system: &mut System, opts: &BenchOpts) -> Result<Phases, Ben
                 &served.endpoint,
                 &system.keyring,
                 &players,
-                drive_of(name, *work),
+                drive_of(name, *work, &message),
             )
             .await;
             match driven {
@@ -336,25 +358,80 @@ async fn run_phases(system: &mut System, opts: &BenchOpts) -> Result<Phases, Ben
         served.stop().await;
     }
 
+    if opts.mode == Mode::Claims {
+        message = Some(broadcast(system).await?);
+    }
     let mut phases = Vec::new();
     let mut pipeline = None;
     for (name, work) in &works {
-        if opts.mode == Mode::Read {
+        if opts.mode != Mode::Ingest {
             let d = load::drive(
                 &system.endpoint,
                 &system.keyring,
                 &players,
-                drive_of(name, *work),
+                drive_of(name, *work, &message),
             )
             .await?;
             phases.push(d.phase);
             continue;
         }
-        let (d, pl) = ingest_with_probes(system, opts, &players, drive_of(name, *work)).await?;
+        let (d, pl) =
+            ingest_with_probes(system, opts, &players, drive_of(name, *work, &message)).await?;
         phases.push(d);
         pipeline = Some(pl);
     }
     Ok((ceiling, phases, pipeline, startup))
+}
+
+/// Logs in as the system's operator and sends one message to every player, with one attachment
+/// and a day to claim it; its id.
+async fn broadcast(system: &System) -> Result<Arc<str>, BenchError> {
+    #[derive(serde::Deserialize)]
+    struct Login {
+        token: String,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Sent {
+        message_ids: Vec<String>,
+    }
+    let (email, password) = system
+        .operator
+        .clone()
+        .ok_or_else(|| BenchError::Config("no operator to send the broadcast".into()))?;
+    let base = &system.endpoint.base;
+    let client = reqwest::Client::new();
+    let refused = |what: &str, e: reqwest::Error| BenchError::Server(format!("{what}: {e}"));
+    let login: Login = client
+        .post(format!("{base}/auth/login"))
+        .json(&serde_json::json!({"email": email, "password": password}))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| refused("operator login", e))?
+        .json()
+        .await
+        .map_err(|e| refused("operator login", e))?;
+    let expires = chrono::Utc::now() + chrono::Duration::days(1);
+    let sent: Sent = client
+        .post(format!("{base}/inbox/messages"))
+        .bearer_auth(&login.token)
+        .json(&serde_json::json!({
+            "all": true, "title": "Bench gift", "attachments": [{"item": "bench_gift"}],
+            "expiresAt": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| refused("broadcast send", e))?
+        .json()
+        .await
+        .map_err(|e| refused("broadcast send", e))?;
+    sent.message_ids
+        .into_iter()
+        .next()
+        .map(Arc::from)
+        .ok_or_else(|| BenchError::Server("the broadcast send returned no message id".into()))
 }
 
 /// An ingest phase with visibility probes and bus-lag sampling alongside, then the drain.

@@ -2,8 +2,9 @@
 //! fixed rate (latency measured from the *intended* send time, so a slow server cannot hide its
 //! queueing: no coordinated omission) or flat out.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -198,6 +199,9 @@ pub(crate) enum Work {
     Top100,
     /// `GET /leaderboard/players/{id}?around=0`, players picked by popularity.
     Rank,
+    /// `POST /players/{id}/inbox/{messageId}/claim` of one broadcast message ([`Drive::message`]),
+    /// each player in turn (`bench_0`, `bench_1`, …, then again from the first: repeats).
+    Claim,
 }
 
 impl Work {
@@ -221,6 +225,8 @@ pub(crate) struct Drive {
     pub(crate) warmup: Duration,
     pub(crate) duration: Duration,
     pub(crate) seed: u64,
+    /// The broadcast message a [`Work::Claim`] phase claims.
+    pub(crate) message: Option<Arc<str>>,
 }
 
 struct Ctx {
@@ -231,6 +237,8 @@ struct Ctx {
     start: Instant,
     measure_from: Instant,
     end: Instant,
+    /// How many claims were built: the next claimant's index (modulo the players).
+    claims: AtomicUsize,
 }
 
 /// What one connection saw.
@@ -302,7 +310,7 @@ struct BatchCounts {
 /// The next request: its path (empty when the path is in the buffer), signature headers for a
 /// POST whose body is the buffer.
 struct Prepared {
-    path: &'static str,
+    path: Cow<'static, str>,
     signed: Option<(String, String)>,
     method: Method,
 }
@@ -310,7 +318,7 @@ struct Prepared {
 impl Prepared {
     fn get(path: &'static str) -> Self {
         Self {
-            path,
+            path: Cow::Borrowed(path),
             signed: None,
             method: Method::GET,
         }
@@ -348,12 +356,27 @@ fn next_request(ctx: &Ctx, rng: &mut StdRng, buf: &mut String) -> Option<Prepare
             let _ = write!(buf, "/leaderboard/players/bench_{p}?around=0");
             return Some(Prepared::get(""));
         }
+        Work::Claim => {
+            let message = ctx.drive.message.as_deref()?;
+            let turn = ctx.claims.fetch_add(1, Ordering::Relaxed);
+            let player = format!("bench_{}", turn % ctx.players.zipf.len());
+            let _ = write!(buf, r#"{{"playerId":"{player}","messageId":"{message}"}}"#);
+            let path = format!("/players/{player}/inbox/{message}/claim");
+            let sig = ctx
+                .keyring
+                .sign_request(None, ts, "POST", &path, buf.as_bytes())?;
+            return Some(Prepared {
+                path: Cow::Owned(path),
+                signed: Some((ts.to_string(), sig)),
+                method: Method::POST,
+            });
+        }
     };
     let sig = ctx
         .keyring
         .sign_request(None, ts, "POST", path, buf.as_bytes())?;
     Some(Prepared {
-        path,
+        path: Cow::Borrowed(path),
         signed: Some((ts.to_string(), sig)),
         method: Method::POST,
     })
@@ -420,7 +443,7 @@ async fn connection(ctx: Arc<Ctx>, k: usize) -> Result<Tally, BenchError> {
         let (path, body) = if path.is_empty() {
             (buf.as_str(), Bytes::new())
         } else {
-            (path, Bytes::copy_from_slice(buf.as_bytes()))
+            (path.as_ref(), Bytes::copy_from_slice(buf.as_bytes()))
         };
         let sent = Instant::now();
         let answer = conn
@@ -438,7 +461,7 @@ async fn connection(ctx: Arc<Ctx>, k: usize) -> Result<Tally, BenchError> {
                 Work::Batch(_) if *status == 200 => serde_json::from_slice::<BatchCounts>(body)
                     .map_or((0, events), |c| (c.accepted, c.rejected)),
                 Work::Single if *status == 202 => (1, 0),
-                Work::Top100 | Work::Rank if *status == 200 => (1, 0),
+                Work::Top100 | Work::Rank | Work::Claim if *status == 200 => (1, 0),
                 _ => (0, events),
             },
             Err(_) => (0, events),
@@ -499,6 +522,7 @@ pub(crate) async fn drive(
         measure_from: start + drive.warmup,
         end: start + drive.warmup + drive.duration,
         drive,
+        claims: AtomicUsize::new(0),
     });
     let tasks: Vec<_> = (0..ctx.drive.connections.max(1))
         .map(|k| tokio::spawn(connection(ctx.clone(), k)))
@@ -530,6 +554,7 @@ pub(crate) async fn drive(
             Work::Batch(n) => format!("POST /events/batch ({n} events)"),
             Work::Top100 => "GET /leaderboard?limit=100".into(),
             Work::Rank => "GET /leaderboard/players/{id}?around=0".into(),
+            Work::Claim => "POST /players/{id}/inbox/{messageId}/claim (one broadcast)".into(),
         },
         connections: ctx.drive.connections,
         target_rate: ctx.drive.rate,

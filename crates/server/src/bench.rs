@@ -57,8 +57,18 @@ impl Spawn for InProcess {
     }
 }
 
+/// The operator the bench logs in as (`ADMIN_EMAIL` and its password), if configured.
+fn operator(config: &Given) -> Result<Option<(String, String)>, BenchError> {
+    use clap::FromArgMatches;
+    let args = liveops_operators::OperatorsArgs::from_arg_matches(&config.args)
+        .map_err(|e| BenchError::Config(e.to_string()))?;
+    args.first_admin()
+        .map_err(|e| BenchError::Config(e.to_string()))
+}
+
 /// Runs the bench as `config` and `opts` say and returns its report.
 pub async fn measure(config: &Given, opts: &BenchOpts) -> Result<Report, BenchError> {
+    let operator = operator(config)?;
     let (product, signer) = if opts.spawn {
         let dir = tempfile::tempdir()
             .map_err(|e| BenchError::Server(format!("cannot create a temp dir: {e}")))?;
@@ -66,6 +76,7 @@ pub async fn measure(config: &Given, opts: &BenchOpts) -> Result<Report, BenchEr
         let signer = Signer {
             keyring: settings.keyring.clone(),
             tolerance_s: settings.raw.sig_tolerance_sec,
+            operator,
         };
         let spawned = InProcess {
             settings,
@@ -84,6 +95,7 @@ pub async fn measure(config: &Given, opts: &BenchOpts) -> Result<Report, BenchEr
         let signer = Signer {
             keyring: settings.keyring.clone(),
             tolerance_s: settings.raw.sig_tolerance_sec,
+            operator,
         };
         (Product::Url(url), signer)
     };

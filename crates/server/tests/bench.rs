@@ -6,12 +6,28 @@ mod common;
 
 use std::process::Command;
 
+use common::campaign::{ADMIN_EMAIL, ADMIN_PASSWORD};
 use common::{spawn_app, succeed, SECRET};
 use liveops::bench::{measure, BenchOpts, Mode, Phase, Report};
 use liveops::config::Given;
 
 fn config() -> Given {
     Given::from_args(["--hmac-secret", SECRET, "--log-level", "warn"]).expect("args")
+}
+
+/// The admin flags of a product that has (or, spawned, creates) the bench's operator.
+const ADMIN: [&str; 4] = [
+    "--admin-email",
+    ADMIN_EMAIL,
+    "--admin-password",
+    ADMIN_PASSWORD,
+];
+
+/// [`config`] with the operator the claims mode logs in as.
+fn config_with_admin() -> Given {
+    let mut args = vec!["--hmac-secret", SECRET, "--log-level", "warn"];
+    args.extend(ADMIN);
+    Given::from_args(args).expect("args")
 }
 
 fn tiny() -> BenchOpts {
@@ -171,5 +187,66 @@ async fn reads_against_a_url_seed_the_board_over_http() {
     // The seeded players really are on the board.
     let top = app.leaderboard("daily").await;
     assert!(top.entries.len() >= 1000, "{top:?}");
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_of_one_broadcast_against_the_ceiling_and_the_spawned_product() {
+    let opts = BenchOpts {
+        mode: Mode::Claims,
+        spawn: true,
+        ceiling: true,
+        ..tiny()
+    };
+    let report = round_trip(
+        &measure(&config_with_admin(), &opts)
+            .await
+            .expect("bench runs"),
+    );
+    assert_eq!(report.mode, "claims");
+    assert_eq!(report.ceiling.len(), 1);
+    assert_eq!(report.system.len(), 1);
+    for p in report.ceiling.iter().chain(&report.system) {
+        assert_eq!(p.name, "claim");
+        assert_accepting(p, "200");
+        // Every claim was signed for its own path and named the broadcast: none refused.
+        assert_eq!(p.rejected, 0, "{p:?}");
+        assert_eq!(p.status.keys().collect::<Vec<_>>(), ["200"], "{p:?}");
+    }
+    assert!(report.system[0].ratio_to_ceiling.is_some());
+    // Without an operator there is no broadcast to claim: refused before anything runs.
+    let refused = measure(&config(), &opts).await.expect_err("no operator");
+    assert!(refused.to_string().contains("ADMIN_EMAIL"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_against_a_url_leave_each_player_the_broadcast_claimed() {
+    let app = spawn_app(&ADMIN).await;
+    let opts = BenchOpts {
+        mode: Mode::Claims,
+        url: Some(app.base.clone()),
+        players: 50,
+        ..tiny()
+    };
+    let report = round_trip(
+        &measure(&config_with_admin(), &opts)
+            .await
+            .expect("bench runs"),
+    );
+    let claims = &report.system[0];
+    assert_accepting(claims, "200");
+    assert_eq!(claims.rejected, 0, "{claims:?}");
+    // The players claimed in turn: the first 50 claims (warm-up included) went to all 50.
+    for p in [0, 1, 49] {
+        let inbox = app.get(&format!("/players/bench_{p}/inbox")).await;
+        let messages = inbox.body["messages"].as_array().expect("messages").clone();
+        assert_eq!(messages.len(), 1, "bench_{p}: {}", inbox.body);
+        assert_eq!(messages[0]["title"], "Bench gift");
+        assert!(
+            messages[0]["claimedAt"].is_string(),
+            "bench_{p}: {}",
+            inbox.body
+        );
+    }
     app.shutdown().await;
 }

@@ -126,8 +126,9 @@ impl OperatorsArgs {
         })
     }
 
-    /// The first admin's email and password, if configured (reading the password file).
-    fn bootstrap(&self) -> Result<Option<(String, String)>, ConfigError> {
+    /// The first admin's email and password, if configured (reading the password file): what
+    /// the service creates at start, and what `liveops bench --mode claims` logs in with.
+    pub fn first_admin(&self) -> Result<Option<(String, String)>, ConfigError> {
         let Some(email) = &self.admin_email else {
             return Ok(None);
         };
@@ -255,7 +256,7 @@ impl ModuleArgs for OperatorsArgs {
 
     async fn build(self, ctx: &Context) -> Result<Service, BuildError> {
         let state = OperatorsState::from_context(ctx, Arc::new(self.config()?)).await?;
-        if let Some((email, password)) = self.bootstrap()? {
+        if let Some((email, password)) = self.first_admin()? {
             bootstrap_admin(state.operators.as_ref(), &email, password).await?;
         }
         Ok(Service::routes(router(state)))
