@@ -268,12 +268,14 @@ def services(L):
                      "Alerts: warning above 1 %, critical above 5 % for 5 minutes."))
     L.add(timeseries("4xx by status (refused input, blocked and rate-limited players)",
                      [(requests("service, status", "4.."), "{{service}} {{status}}")], "reqps"))
-    L.add(timeseries("Verified signatures per second, by scheme",
-                     [(summed("signatures_verified_total", by="scheme"), "{{scheme}}")],
+    L.add(timeseries("Verified signatures per second, by scheme (v1 by key id)",
+                     [(summed("signatures_verified_total", by="scheme"), "{{scheme}}"),
+                      (summed("signatures_verified_total", f'{NS}, scheme="v1"', by="key"),
+                       "v1 key {{key}}")],
                      "reqps",
                      "v2 signs method and path; v1 (sha256=) only timestamp and body, so any "
-                     "signed route with an equal body takes it. Set SIG_ACCEPT_V1=false once "
-                     "v1 stays at zero (ADR 0023)."))
+                     "signed route with an equal body takes it. The v1 key ids are the game "
+                     "servers to move; set SIG_ACCEPT_V1=false once v1 stays at zero (ADR 0023)."))
 
     L.row("Latency")
     L.add(timeseries("p50 / p95 / p99 by service",

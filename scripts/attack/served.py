@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 
@@ -23,15 +24,18 @@ def free_port():
 
 
 def call(base, method, path, secret=None, body=None, timeout=30):
-    """`(status, body bytes)`; a body is sent as compact JSON signed with `secret` (HMAC-SHA256
-    over `timestamp.body`, as the gateway checks it); status 0 when the server did not answer."""
+    """`(status, body bytes)`; a body is sent as compact JSON signed with `secret` (`v2=`:
+    HMAC-SHA256 over `v2\\n<ts>\\n<METHOD>\\n<path>\\n<body>`, as the server checks it); status 0
+    when the server did not answer."""
     data = None
     headers = {"content-type": "application/json"}
     if body is not None:
         data = json.dumps(body, separators=(",", ":")).encode()
         ts = str(int(time.time()))
-        mac = hmac.new(secret, ts.encode() + b"." + data, hashlib.sha256).hexdigest()
-        headers.update({"x-timestamp": ts, "x-signature": "sha256=" + mac})
+        signed_path = urllib.parse.urlsplit(base + path).path
+        text = f"v2\n{ts}\n{method.upper()}\n{signed_path}\n".encode() + data
+        mac = hmac.new(secret, text, hashlib.sha256).hexdigest()
+        headers.update({"x-timestamp": ts, "x-signature": "v2=" + mac})
     req = urllib.request.Request(base + path, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:

@@ -1,7 +1,8 @@
 """Schemathesis hooks for `scripts/check/contract.sh`: sign requests the way a game client does.
 
 For the signed routes, the body is serialized once, `X-Timestamp` is set to now and
-`X-Signature` to `sha256=<hex HMAC-SHA256(secret, "<ts>.<body>")>` over exactly those bytes, which
+`X-Signature` to `v2=<hex HMAC-SHA256(secret, "v2\\n<ts>\\n<METHOD>\\n<path>\\n<body>")>` over exactly
+those bytes and the path as requests sends it (the formatted path, re-quoted as requests does), which
 are then sent as they are. A request whose generated headers leave one of the two out (a
 "missing required header" case) is left unsigned, so the server must refuse it. An event's `ts`
 that is an integer is set to now, as a client stamps its events: the server accepts only
@@ -42,8 +43,11 @@ import os
 import random
 import re
 import time
+import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta, timezone
+
+from requests.utils import requote_uri
 
 import schemathesis
 
@@ -273,9 +277,11 @@ def before_call(ctx, case, kwargs):
                 _stamp(item, now)
     raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
     ts = str(now)
-    sig = hmac.new(SECRET, ts.encode() + b"." + raw, hashlib.sha256).hexdigest()
+    path = urllib.parse.urlsplit(requote_uri(case.formatted_path)).path
+    text = f"v2\n{ts}\n{case.method.upper()}\n{path}\n".encode() + raw
+    sig = hmac.new(SECRET, text, hashlib.sha256).hexdigest()
     kept = {k: v for k, v in headers.items() if k.lower() not in ("x-timestamp", "x-signature", "x-key-id")}
     kept["X-Timestamp"] = ts
-    kept["X-Signature"] = "sha256=" + sig
+    kept["X-Signature"] = "v2=" + sig
     case.headers = kept
     kwargs["data"] = raw

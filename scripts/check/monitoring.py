@@ -373,11 +373,13 @@ def prom_query(base, q):
 # --- live ------------------------------------------------------------------------------------
 
 def signed_post(base, path, secret, payload):
+    """POSTs `payload` signed `v2=` (over the timestamp, method, path and body)."""
     body = json.dumps(payload).encode()
     ts = str(int(time.time()))
-    sig = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    text = f"v2\n{ts}\nPOST\n{urllib.parse.urlsplit(base + path).path}\n".encode() + body
+    sig = hmac.new(secret.encode(), text, hashlib.sha256).hexdigest()
     return request("POST", base + path, body, {"content-type": "application/json",
-                                           "x-timestamp": ts, "x-signature": f"sha256={sig}"})
+                                           "x-timestamp": ts, "x-signature": f"v2={sig}"})
 
 
 def exercise(liveops, base, data_dir, env, work, secret):

@@ -188,6 +188,32 @@ proptest! {
     }
 
     #[test]
+    fn a_genuine_v2_signature_passes_in_any_hex_case_with_surrounding_space(
+        body in prop::collection::vec(any::<u8>(), 0..64),
+        upper in prop::collection::vec(any::<bool>(), 64),
+        pad in "[ \t]{0,3}",
+    ) {
+        let ring = Keyring::single(KEY.to_vec()).unwrap();
+        let sig = ring.sign_request(None, NOW, "POST", "/events", &body).unwrap();
+        let hex: String = sig["v2=".len()..]
+            .chars()
+            .zip(&upper)
+            .map(|(c, up)| if *up { c.to_ascii_uppercase() } else { c })
+            .collect();
+        let sent = format!("{pad}v2={hex}{pad}");
+        let t = NOW.to_string();
+        let req = SignedRequest {
+            key_id: None,
+            timestamp: Some(&t),
+            signature: Some(&sent),
+            method: "POST",
+            path: "/events",
+            body: &body,
+        };
+        prop_assert_eq!(ring.verify_request(&req, NOW, 300, false), Ok(Scheme::V2));
+    }
+
+    #[test]
     fn a_genuine_request_signature_passes_and_any_other_body_or_path_fails(
         body in prop::collection::vec(any::<u8>(), 0..256),
         other in prop::collection::vec(any::<u8>(), 0..256),

@@ -74,8 +74,9 @@ pub struct ClaimBody {
     /// The player of the path.
     #[schema(pattern = "^[A-Za-z0-9_]{3,50}$", min_length = 3, max_length = 50)]
     pub player_id: String,
-    /// Optional: the message of the path, so the signature covers it too (claiming two messages
-    /// within one second needs it: the two bodies would be equal).
+    /// Optional: the message of the path, so a first-scheme (`sha256=`) signature covers it too
+    /// (a `v2=` signature covers the path already); with `sha256=`, claiming two messages within
+    /// one second needs it: the two bodies would be equal.
     #[serde(default)]
     #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$", min_length = 1, max_length = 64)]
     pub message_id: Option<String>,
@@ -211,7 +212,7 @@ async fn claimed_before(
         }
         Some(_) => Err(Problem::conflict(
             "signed-request-reused",
-            "this signed request was already used for another message; sign a new one (with `messageId` in the body, the signature covers the message)",
+            "this signed request was already used for another message; sign a new one (a v2= signature covers the message's path; with sha256=, put `messageId` in the body)",
         )),
         None => Ok(None),
     }

@@ -26,8 +26,9 @@ pub struct EntryRequest {
     /// Who enters.
     #[schema(pattern = "^[A-Za-z0-9_]{3,50}$", min_length = 3, max_length = 50)]
     pub player_id: String,
-    /// Optional: the campaign of the path, so the signature covers it too (a player entering two
-    /// campaigns within one second needs it: the two bodies would be equal).
+    /// Optional: the campaign of the path, so a first-scheme (`sha256=`) signature covers it too
+    /// (a `v2=` signature covers the path already); with `sha256=`, a player entering two
+    /// campaigns within one second needs it: the two bodies would be equal.
     #[serde(default)]
     #[schema(pattern = "^[A-Za-z0-9_.:-]{1,64}$", min_length = 1, max_length = 64)]
     pub campaign_id: Option<String>,
@@ -197,7 +198,7 @@ async fn entered_before(
         Some(e) if e.campaign_id == campaign_id => Ok(Some((StatusCode::OK, Json(e.into())))),
         Some(_) => Err(Problem::conflict(
             "signed-request-reused",
-            "this signed request was already used for another campaign; sign a new one (with `campaignId` in the body, the signature covers the campaign)",
+            "this signed request was already used for another campaign; sign a new one (a v2= signature covers the campaign's path; with sha256=, put `campaignId` in the body)",
         )),
         None => Ok(None),
     }

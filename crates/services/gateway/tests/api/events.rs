@@ -98,7 +98,7 @@ async fn bad_signatures_are_401_problems() {
                 ("x-timestamp", ts.clone()),
                 ("x-signature", "md5=abc".into()),
             ],
-            "sha256=<hex>",
+            "v2=<hex>",
         ),
         // Right format, wrong MAC: the body was signed at another time.
         (
