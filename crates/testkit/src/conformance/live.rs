@@ -865,8 +865,8 @@ fn keyed(key: &RequestKey, made: &impl std::fmt::Debug) -> Keyed {
     }
 }
 
-/// A claim issues its receipts once; a second claim gets the first one's; another player's
-/// message is not found; an expired one says when it expired.
+/// A claim issues its receipts once; a second claim gets the first one's, also after the
+/// message expired; another player's message is not found; an expired one says when it expired.
 pub async fn claims_issue_one_set_of_receipts(repo: &dyn LiveStores) {
     let player = format!("claimer_{}", suffix());
     let m = message(Some(&player), None, 3_600_000);
@@ -896,6 +896,14 @@ pub async fn claims_issue_one_set_of_receipts(repo: &dyn LiveStores) {
             "claim"
         ),
         ClaimOutcome::Expired(expired.expires_at_ms)
+    );
+    // Claimed, then expired: the claim made still stands and is answered.
+    assert_eq!(
+        ok(
+            repo.claim(&claim(&m, &player, "after"), m.expires_at_ms + 1).await,
+            "claim"
+        ),
+        ClaimOutcome::AlreadyClaimed(first.clone())
     );
     assert_eq!(
         ok(repo.claim_of(&player, &m.message_id).await, "claim_of"),
