@@ -1,7 +1,7 @@
 //! The HTTP edge every LiveOps service shares, written once: [`Problem`] answers (RFC 9457),
 //! signed requests ([`Signed`]), typed paths and queries whose rejections are problems and whose
 //! bounds are in the OpenAPI document ([`Path`], [`Query`], [`PlayerPath`]), request bodies under
-//! a limit ([`read_body`], [`body_limit`]), routes and their OpenAPI from one list
+//! a limit ([`read_body`], [`body_limit`]), page cursors ([`parse_cursor`]), routes and their OpenAPI from one list
 //! ([`OpenApiRouter`], [`routes!`]), operators' bearer tokens and roles ([`Operator`],
 //! [`Reader`], [`BearerScheme`]), a campaign or 404 ([`campaign_or_404`]), and the request
 //! metrics layer ([`track`]).
@@ -9,6 +9,7 @@
 mod api;
 mod auth;
 mod body;
+mod cursor;
 mod extract;
 mod idempotency;
 mod lookup;
@@ -21,6 +22,7 @@ mod text;
 pub use api::{add_keyword, close_variants, operator_routes, service_routes};
 pub use auth::{token_hash, BearerScheme, Operator, OperatorAuth, Reader, Unauthenticated, BEARER};
 pub use body::{body_limit, read_body, BodyLimit};
+pub use cursor::{cursor_after, next_cursor, parse_cursor, CURSOR_PATTERN};
 pub use extract::{
     check_id, id_param, id_schema, parse_json, path_id, path_param, player_id_schema, Bounded,
     IdPath, Json, Path, PlayerPath, Query,

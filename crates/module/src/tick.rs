@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use liveops_core::ports::Health;
-use liveops_core::stores::{Campaign, CampaignState, CampaignStore};
+use liveops_core::stores::{Campaign, CampaignPage, CampaignState, CampaignStore};
 use liveops_core::{PortError, PortResult};
 
 use crate::ConfigError;
@@ -115,11 +115,42 @@ where
     failed.map_or(Ok(done), Err)
 }
 
-/// A round over the ended campaigns (the decider's and the settler's), at most `limit`: [`each`]
-/// with `one` on each.
+/// Where the next round over the ended campaigns starts: each round takes one page of them, the
+/// next round the page after, from the newest again after the last, so every ended campaign is
+/// visited in turn however many there are (a page of campaigns that keep failing holds up none
+/// of the others).
+#[derive(Debug, Default)]
+pub struct Rotation(std::sync::Mutex<Option<(i64, String)>>);
+
+impl Rotation {
+    /// Where the page to read now starts: after this campaign (creation time and id), or
+    /// from the newest.
+    fn at(&self) -> Option<(i64, String)> {
+        match self.0.lock() {
+            Ok(at) => at.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// After reading `page` (asked for `limit`): a full page is followed by the next one, a short
+    /// one by the first.
+    fn read(&self, page: &[Campaign], limit: u32) {
+        let next = (page.len() >= limit as usize)
+            .then(|| page.last().map(|c| (c.created_at_ms, c.id.clone())))
+            .flatten();
+        match self.0.lock() {
+            Ok(mut at) => *at = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
+        }
+    }
+}
+
+/// A round over one page of the ended campaigns (the decider's and the settler's), at most
+/// `limit`, where `rotation` says: [`each`] with `one` on each.
 pub async fn each_ended<F, Fut>(
     campaigns: &dyn CampaignStore,
     limit: u32,
+    rotation: &Rotation,
     failing: &'static str,
     one: F,
 ) -> PortResult<usize>
@@ -127,9 +158,14 @@ where
     F: FnMut(Campaign) -> Fut,
     Fut: Future<Output = PortResult<bool>>,
 {
-    let ended = campaigns
-        .campaigns(Some(CampaignState::Ended), limit)
-        .await?;
+    let after = rotation.at();
+    let page = CampaignPage {
+        state: Some(CampaignState::Ended),
+        limit,
+        after: after.as_ref().map(|(at, id)| (*at, id.as_str())),
+    };
+    let ended = campaigns.campaigns(page).await?;
+    rotation.read(&ended, limit);
     each(ended, failing, |c| &c.id, campaigns, one).await
 }
 

@@ -9,7 +9,7 @@ macro_rules! impl_live_stores {
             use async_trait::async_trait;
             use liveops_core::stores::{
                 ActiveKeys, ApiKeyInfo, ApiKeyStore, Attempt, AuditEntry, AuditLog, Campaign,
-                CampaignEvent, CampaignState, CampaignStore, ClaimOutcome, Delivery, DeliveryLog,
+                CampaignEvent, CampaignPage, CampaignState, CampaignStore, ClaimOutcome, Delivery, DeliveryLog,
                 DueDelivery, Entered, Entry, EntryStore, InboxClaim, InboxMessage, InboxPage, InboxStore,
                 Keyed, KeyedOutcome, LiveEventStores, OperatorRecord, OperatorStore,
                 OperatorUpdate, Outcome, OutcomeStore, PlayerXp, Redelivery, RequestKey,
@@ -71,7 +71,7 @@ macro_rules! impl_live_stores {
                         keyed: Option<&Keyed>, campaign: &Campaign, audit: &AuditEntry,
                     ) -> KeyedOutcome;
                     fn campaign(id: &str) -> Option<Campaign>;
-                    fn campaigns(state: Option<CampaignState>, limit: u32) -> Vec<Campaign>;
+                    fn campaigns(page: CampaignPage<'_>) -> Vec<Campaign>;
                     fn update_campaign(
                         before: &Campaign, next: &Campaign, audit: &AuditEntry,
                     ) -> bool;

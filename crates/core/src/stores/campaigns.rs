@@ -140,6 +140,52 @@ pub enum Reward {
     },
 }
 
+/// Which page of the campaigns to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CampaignPage<'a> {
+    /// Only the campaigns in this state; `None`: all.
+    pub state: Option<CampaignState>,
+    /// Most campaigns.
+    pub limit: u32,
+    /// Only the campaigns after this one in the listing (its creation time and id: the last of
+    /// the previous page); `None`: from the newest.
+    pub after: Option<(i64, &'a str)>,
+}
+
+impl CampaignPage<'_> {
+    /// The first `limit` campaigns in `state` (all with `None`).
+    pub fn first(state: Option<CampaignState>, limit: u32) -> Self {
+        Self {
+            state,
+            limit,
+            after: None,
+        }
+    }
+}
+
+/// Every campaign in `state`, newest created first, read from `store` `per_page` at a time.
+pub async fn all_in_state(
+    store: &dyn CampaignStore,
+    state: CampaignState,
+    per_page: u32,
+) -> PortResult<Vec<Campaign>> {
+    let mut all: Vec<Campaign> = Vec::new();
+    loop {
+        let last = all.last().map(|c| (c.created_at_ms, c.id.clone()));
+        let page = CampaignPage {
+            state: Some(state),
+            limit: per_page.max(1),
+            after: last.as_ref().map(|(at, id)| (*at, id.as_str())),
+        };
+        let read = store.campaigns(page).await?;
+        let full = read.len() >= page.limit as usize;
+        all.extend(read);
+        if !full {
+            return Ok(all);
+        }
+    }
+}
+
 /// A campaign as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Campaign {
@@ -199,12 +245,8 @@ pub trait CampaignStore: Health {
     ) -> PortResult<KeyedOutcome>;
     /// The campaign with this id.
     async fn campaign(&self, id: &str) -> PortResult<Option<Campaign>>;
-    /// Campaigns, newest first, optionally in one state.
-    async fn campaigns(
-        &self,
-        state: Option<CampaignState>,
-        limit: u32,
-    ) -> PortResult<Vec<Campaign>>;
+    /// A page of campaigns, newest created first (ties by id, descending).
+    async fn campaigns(&self, page: CampaignPage<'_>) -> PortResult<Vec<Campaign>>;
     /// Replaces `before` by `next` if nobody changed it since (same state and `updated_at_ms`).
     /// `false`: changed meanwhile, nothing written.
     async fn update_campaign(

@@ -14,7 +14,8 @@ pub mod requests;
 pub mod scores;
 
 pub use campaigns::{
-    Campaign, CampaignEvent, CampaignState, CampaignStore, EntryLimit, Reward, Tier,
+    all_in_state, Campaign, CampaignEvent, CampaignPage, CampaignState, CampaignStore, EntryLimit,
+    Reward, Tier,
 };
 pub use distribution::{
     Attempt, ClaimOutcome, Delivery, DeliveryLog, DeliveryState, DueDelivery, InboxClaim,

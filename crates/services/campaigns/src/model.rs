@@ -144,9 +144,14 @@ pub(crate) fn audit_json(c: &Campaign) -> String {
 
 /// Campaigns.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct CampaignList {
-    /// Newest first.
+    /// Newest created first.
     pub campaigns: Vec<CampaignView>,
+    /// Where the next page starts (`?cursor=`), when this page is full: more may follow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub next_cursor: Option<String>,
 }
 
 /// Unix ms of an RFC 3339 instant, or a 400 naming `field`.

@@ -2,7 +2,7 @@
 //! enough), each with whether they entered in its current slot.
 
 use axum::extract::State;
-use liveops_core::stores::{CampaignState, EntryLimit, Reward};
+use liveops_core::stores::{all_in_state, CampaignState, EntryLimit, Reward};
 use liveops_core::{now_ms, PlayerId};
 use liveops_http::responses::ReadFailures;
 use liveops_http::{rfc3339, Json, PlayerPath, Problem};
@@ -11,8 +11,8 @@ use utoipa::ToSchema;
 
 use crate::CampaignsState;
 
-/// Most live campaigns looked at.
-const LIVE_LIMIT: u32 = 500;
+/// Live campaigns read per query (all of them are read, a page at a time).
+const LIVE_PAGE: u32 = 500;
 
 /// A live campaign as a player sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -69,9 +69,7 @@ pub(crate) async fn list_player_campaigns(
     let level = cfg
         .curve
         .level(state.xp.season_xp(player.as_str(), season).await?);
-    let mut live: Vec<_> = state
-        .campaigns
-        .campaigns(Some(CampaignState::Live), LIVE_LIMIT)
+    let mut live: Vec<_> = all_in_state(&*state.campaigns, CampaignState::Live, LIVE_PAGE)
         .await?
         .into_iter()
         // Still live until the scheduler's next tick moves it, but past its end: not enterable.

@@ -4,14 +4,14 @@ use axum::extract::State;
 use axum::response::Response;
 use liveops_core::draw;
 use liveops_core::now_ms;
-use liveops_core::stores::{AuditEntry, Campaign, CampaignState, KeyedOutcome, Role};
+use liveops_core::stores::{AuditEntry, Campaign, CampaignPage, CampaignState, KeyedOutcome, Role};
 use liveops_http::responses::{
     KeyReused, LookupFailures, OperatorInputFailures, OperatorLookupFailures, ReadFailures,
     TooLarge, Unauthenticated,
 };
 use liveops_http::{
-    campaign_or_404, created, keyed, replayed, Bounded, CreateKeyHeader, IdPath, Json, KeyedJson,
-    Operator, Problem, Query,
+    campaign_or_404, created, keyed, next_cursor, parse_cursor, replayed, Bounded, CreateKeyHeader,
+    IdPath, Json, KeyedJson, Operator, Problem, Query,
 };
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -142,9 +142,12 @@ pub(crate) struct ListQuery {
     /// How many, newest first (default 100).
     #[param(inline)]
     limit: Option<Bounded<1, 500>>,
+    /// The `nextCursor` of the previous page: this page lists the campaigns after it.
+    #[param(pattern = r"^-?[0-9]{1,18}:[A-Za-z0-9_.:-]{1,64}$", max_length = 84)]
+    cursor: Option<String>,
 }
 
-/// Campaigns, newest first.
+/// Campaigns, newest created first, a page at a time (`cursor`).
 #[utoipa::path(
     get, path = "/campaigns", tag = "campaigns", security(("bearer" = [])), params(ListQuery),
     responses(
@@ -160,8 +163,14 @@ pub(crate) async fn list_campaigns(
 ) -> Result<Json<CampaignList>, Problem> {
     op.require(READERS)?;
     let limit = u32::try_from(query.limit.map_or(100, Bounded::get)).unwrap_or(100);
-    let all = state.campaigns.campaigns(query.state, limit).await?;
+    let page = CampaignPage {
+        state: query.state,
+        limit,
+        after: query.cursor.as_deref().map(parse_cursor).transpose()?,
+    };
+    let all = state.campaigns.campaigns(page).await?;
     Ok(Json(CampaignList {
+        next_cursor: next_cursor(&all, limit as usize, |c| (c.created_at_ms, c.id.as_str())),
         campaigns: all.iter().map(CampaignView::from).collect(),
     }))
 }

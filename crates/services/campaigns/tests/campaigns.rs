@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use axum::Router;
-use liveops_campaigns::{router, CampaignView, CampaignsConfig, CampaignsState};
+use liveops_campaigns::{router, CampaignList, CampaignView, CampaignsConfig, CampaignsState};
 use liveops_core::stores::{
     Campaign, CampaignState, OperatorRecord, OperatorStore, Reward, Role, Sessions, Tier,
 };
@@ -249,4 +249,73 @@ async fn scheduling_checks_the_draft_against_the_current_windows_and_calendar() 
     assert_eq!(scheduled.state, CampaignState::Scheduled);
     assert!(scheduled.commitment.is_some());
     assert_eq!(view(&seasonal, &draft.id).await, scheduled);
+}
+
+/// `GET /campaigns` a page at a time: each page's `nextCursor` leads to the next until a short
+/// page, together every campaign once, newest created first; with a state, only those; a cursor
+/// that no page gave is a 400 naming it.
+#[tokio::test]
+async fn the_campaign_list_pages_through_every_campaign() {
+    let app = spawn_app().await;
+    let routes = app.router(Calendar::default(), vec![Window::Daily]);
+    let mut made = Vec::new();
+    for k in 0..7 {
+        let c = Campaign {
+            created_at_ms: now_ms() - 1000 + k,
+            ..campaign(&format!("list{k}"))
+        };
+        let state = if k == 3 {
+            CampaignState::Scheduled
+        } else {
+            CampaignState::Draft
+        };
+        create_in(&*app.repo, &c, state).await;
+        made.push(c.id);
+    }
+    made.reverse();
+    let pages = |query: &'static str| {
+        let routes = routes.clone();
+        async move {
+            let (mut ids, mut cursor, mut pages) = (Vec::new(), None::<String>, 0);
+            loop {
+                let uri = match &cursor {
+                    Some(c) => format!("/campaigns?{query}&cursor={c}"),
+                    None => format!("/campaigns?{query}"),
+                };
+                let page: CampaignList = send(&routes, "GET", &uri, None).await.unwrap();
+                pages += 1;
+                ids.extend(page.campaigns.into_iter().map(|c| c.id));
+                match page.next_cursor {
+                    Some(next) => cursor = Some(next),
+                    None => return (ids, pages),
+                }
+            }
+        }
+    };
+    assert_eq!(pages("limit=3").await, (made.clone(), 3));
+    assert_eq!(
+        pages("limit=7").await,
+        (made.clone(), 2),
+        "a full last page"
+    );
+    let drafts: Vec<String> = made
+        .iter()
+        .filter(|id| !id.contains("list3"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        pages("limit=2&state=draft").await,
+        (drafts, 4),
+        "three full pages"
+    );
+    for bad in ["12", "x:cmp_a", "1:a/b"] {
+        let p = send::<CampaignList>(&routes, "GET", &format!("/campaigns?cursor={bad}"), None)
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            (p.status, p.field.as_deref()),
+            (400, Some("cursor")),
+            "{bad}: {p:?}"
+        );
+    }
 }

@@ -14,8 +14,9 @@ use liveops_http::responses::{
     KeyReused, OperatorInputFailures, ReadFailures, SignedLookupFailures, TooLarge,
 };
 use liveops_http::{
-    created, keyed, parse_json, replayed, rfc3339, Bounded, CreateKeyHeader, Json, KeyedJson,
-    Operator, PlayerPath, Problem, Query, SignatureHeaders, Signed, Text, Title,
+    created, keyed, next_cursor, parse_cursor, parse_json, replayed, rfc3339, Bounded,
+    CreateKeyHeader, Json, KeyedJson, Operator, PlayerPath, Problem, Query, SignatureHeaders,
+    Signed, Text, Title,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -122,23 +123,6 @@ pub(crate) struct InboxQuery {
     cursor: Option<String>,
 }
 
-/// The cursor after `m`: its creation time and id, as `<unix ms>:<id>`.
-fn cursor_after(m: &InboxMessage) -> String {
-    format!("{}:{}", m.created_at_ms, m.message_id)
-}
-
-/// The creation time and id a cursor names; 400 naming `cursor` if it is not one.
-fn parse_cursor(cursor: &str) -> Result<(i64, &str), Problem> {
-    let bad = || Problem::invalid("cursor", "must be a nextCursor of an earlier page");
-    let (at, id) = cursor.split_once(':').ok_or_else(bad)?;
-    let digits = at.strip_prefix('-').unwrap_or(at);
-    let number = (1..=18).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
-    if !number || !is_label(id) {
-        return Err(bad());
-    }
-    Ok((at.parse().map_err(|_| bad())?, id))
-}
-
 fn view(m: InboxMessage, claimed_at: Option<i64>) -> MessageView {
     MessageView {
         message_id: m.message_id,
@@ -177,11 +161,9 @@ pub(crate) async fn get_inbox(
         after: query.cursor.as_deref().map(parse_cursor).transpose()?,
     };
     let messages = state.inbox.inbox(player.as_str(), page).await?;
-    let full = messages.len() >= limit as usize;
-    let next_cursor = messages
-        .last()
-        .filter(|_| full)
-        .map(|(m, _)| cursor_after(m));
+    let next_cursor = next_cursor(&messages, limit as usize, |(m, _)| {
+        (m.created_at_ms, m.message_id.as_str())
+    });
     Ok(Json(InboxView {
         player_id: player.as_str().to_owned(),
         messages: messages
@@ -480,7 +462,7 @@ pub(crate) async fn send_message(
 mod tests {
     use serde_json::{json, Value};
 
-    use super::{cursor_after, parse_cursor, players_or_all, recipients, SendRequest};
+    use super::{players_or_all, recipients, SendRequest};
 
     /// Whether `body` meets `branch`, for the keywords `players_or_all` uses.
     fn meets(branch: &Value, body: &Value) -> bool {
@@ -533,44 +515,6 @@ mod tests {
                     "{body}: {matched} branches"
                 );
             }
-        }
-    }
-
-    #[test]
-    fn cursors_read_back_what_they_name_and_refuse_the_rest() {
-        let message = liveops_core::stores::InboxMessage {
-            message_id: "msg_0a1b".into(),
-            player_id: None,
-            campaign_id: None,
-            title: String::new(),
-            body: String::new(),
-            attachments: vec![],
-            created_at_ms: 1_796_400_000_123,
-            expires_at_ms: 0,
-        };
-        let cursor = cursor_after(&message);
-        assert_eq!(cursor, "1796400000123:msg_0a1b");
-        assert_eq!(
-            parse_cursor(&cursor).ok(),
-            Some((1_796_400_000_123, "msg_0a1b"))
-        );
-        // The pattern's extremes: 18 digits, a sign, an id with colons.
-        assert_eq!(
-            parse_cursor("-999999999999999999:a:b").ok(),
-            Some((-999_999_999_999_999_999, "a:b"))
-        );
-        for bad in [
-            "",
-            ":",
-            "12",
-            "12:",
-            ":msg",
-            "1x:msg",
-            "1234567890123456789:m",
-            "12:a/b",
-            "+1:m",
-        ] {
-            assert!(parse_cursor(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -6,13 +6,13 @@
 
 use liveops_core::stores::{Award, Campaign, CampaignEvent, CampaignState, InboxMessage, Outcome};
 use liveops_core::{now_ms, PortError, PortResult};
-use liveops_module::tick::{each_ended, every_tick};
+use liveops_module::tick::{each_ended, every_tick, Rotation};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::DistributionState;
 
-/// Most ended campaigns looked at per tick.
+/// Most ended campaigns looked at per tick (a page; the next tick takes the next page).
 const BATCH: u32 = 100;
 
 /// Runs settlement every tick until `stop`.
@@ -20,9 +20,9 @@ pub async fn run_settler(
     state: DistributionState,
     stop: CancellationToken,
 ) -> Result<(), PortError> {
-    let (tick, state) = (state.config.settle_tick, &state);
+    let (tick, state, rotation) = (state.config.settle_tick, &state, &Rotation::default());
     every_tick(tick, stop, "cannot settle ended campaigns", move || {
-        settle_ended(state)
+        settle_ended(state, rotation)
     })
     .await
 }
@@ -57,14 +57,18 @@ fn message(
     }
 }
 
-/// Settles every ended campaign that has an outcome; returns how many this call moved to
-/// `settled`. One that cannot be settled is passed over ([`each_ended`]).
-pub async fn settle_ended(state: &DistributionState) -> PortResult<usize> {
+/// Settles each ended campaign of the page `rotation` is at that has an outcome; returns how
+/// many this call moved to `settled`. One that cannot be settled is passed over ([`each_ended`]).
+pub async fn settle_ended(state: &DistributionState, rotation: &Rotation) -> PortResult<usize> {
     let claim_ms = i64::try_from(state.config.claim_window.as_millis()).unwrap_or(i64::MAX);
     let failing = "cannot settle a campaign";
-    each_ended(&*state.campaigns, BATCH, failing, |c| async move {
-        settle(state, &c, claim_ms).await
-    })
+    each_ended(
+        &*state.campaigns,
+        BATCH,
+        rotation,
+        failing,
+        |c| async move { settle(state, &c, claim_ms).await },
+    )
     .await
 }
 

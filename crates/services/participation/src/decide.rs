@@ -11,7 +11,7 @@ use liveops_core::ports::{rank_entries, Board};
 use liveops_core::stores::{Award, Campaign, CampaignEvent, Outcome, Reward, Tier};
 use liveops_core::{now_ms, PortError, PortResult, Window};
 use liveops_http::rfc3339;
-use liveops_module::tick::{each_ended, every_tick};
+use liveops_module::tick::{each_ended, every_tick, Rotation};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +19,7 @@ use crate::ParticipationState;
 
 /// The algorithm of rank results.
 pub const RANK_ALGORITHM: &str = "liveops-rank-v1";
-/// Most ended campaigns looked at per tick.
+/// Most ended campaigns looked at per tick (a page; the next tick takes the next page).
 const BATCH: u32 = 100;
 
 /// Runs the decider every tick until `stop`.
@@ -27,20 +27,29 @@ pub async fn run_decider(
     state: ParticipationState,
     stop: CancellationToken,
 ) -> Result<(), PortError> {
-    let (tick, state) = (state.config.tick, &state);
+    let (tick, state, rotation) = (state.config.tick, &state, &Rotation::default());
     every_tick(tick, stop, "cannot decide ended campaigns", move || {
-        decide_ended(state, now_ms())
+        decide_ended(state, rotation, now_ms())
     })
     .await
 }
 
-/// Decides every ended campaign that has no outcome yet and can be decided at `now_ms`;
-/// returns how many this call recorded. One that cannot be decided is passed over ([`each_ended`]).
-pub async fn decide_ended(state: &ParticipationState, now_ms: i64) -> PortResult<usize> {
+/// Decides each ended campaign of the page `rotation` is at that has no outcome yet and can be
+/// decided at `now_ms`; returns how many this call recorded. One that cannot be decided is passed
+/// over ([`each_ended`]).
+pub async fn decide_ended(
+    state: &ParticipationState,
+    rotation: &Rotation,
+    now_ms: i64,
+) -> PortResult<usize> {
     let failing = "cannot decide a campaign";
-    each_ended(&*state.campaigns, BATCH, failing, |c| async move {
-        decide(state, &c, now_ms).await
-    })
+    each_ended(
+        &*state.campaigns,
+        BATCH,
+        rotation,
+        failing,
+        |c| async move { decide(state, &c, now_ms).await },
+    )
     .await
 }
 

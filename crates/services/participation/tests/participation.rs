@@ -15,6 +15,7 @@ use liveops_core::stores::{
 };
 use liveops_core::{now_ms, Calendar, KeyStore, Keyring, LevelCurve, Window};
 use liveops_http::SignatureCheck;
+use liveops_module::tick::Rotation;
 use liveops_participation::{decide_ended, router, ParticipationConfig, ParticipationState};
 use liveops_sql::SqliteRepository;
 use liveops_testkit::conformance::live::{campaign, create_in};
@@ -193,9 +194,19 @@ async fn a_rank_campaign_ranks_every_entrant_by_their_scores_once_settled() {
 
     // Not before its settle time; then at once, and once.
     let settled_at = ends + SETTLE_MS;
-    assert_eq!(decide_ended(&app.state, settled_at - 1).await.unwrap(), 0);
+    assert_eq!(
+        decide_ended(&app.state, &Rotation::default(), settled_at - 1)
+            .await
+            .unwrap(),
+        0
+    );
     assert!(app.repo.outcome(&c.id).await.unwrap().is_none());
-    assert_eq!(decide_ended(&app.state, settled_at).await.unwrap(), 1);
+    assert_eq!(
+        decide_ended(&app.state, &Rotation::default(), settled_at)
+            .await
+            .unwrap(),
+        1
+    );
     let (awards, source) = app.awards(&c.id).await;
     let want = [
         ("e_top", "gold", 1),
@@ -210,7 +221,9 @@ async fn a_rank_campaign_ranks_every_entrant_by_their_scores_once_settled() {
     assert!(source.contains(&board.period), "{source}");
     assert!(!source.contains("after its settle time"), "{source}");
     assert_eq!(
-        decide_ended(&app.state, settled_at + 5000).await.unwrap(),
+        decide_ended(&app.state, &Rotation::default(), settled_at + 5000)
+            .await
+            .unwrap(),
         0
     );
 }
@@ -240,7 +253,12 @@ async fn a_rank_campaign_decided_late_says_so_unless_it_ended_with_its_period() 
         assert!(moved.unwrap());
     }
     app.score(&weekly(&cal, from), &[("entrant", 5)]).await;
-    assert_eq!(decide_ended(&app.state, now_ms()).await.unwrap(), 2);
+    assert_eq!(
+        decide_ended(&app.state, &Rotation::default(), now_ms())
+            .await
+            .unwrap(),
+        2
+    );
     let (awards, source) = app.awards(&early.id).await;
     let gold = vec![("entrant".to_owned(), "gold".to_owned(), 1)];
     assert_eq!(awards, gold);
@@ -267,10 +285,47 @@ async fn one_campaign_that_cannot_be_decided_does_not_hold_up_the_others() {
     // Created last, so listed first.
     let broken = ended("broken");
     create_in(&*app.repo, &broken, CampaignState::Ended).await;
-    let round = decide_ended(&app.state, now_ms()).await;
+    let round = decide_ended(&app.state, &Rotation::default(), now_ms()).await;
     assert!(round.is_err(), "{round:?}");
     assert!(app.repo.outcome(&good.id).await.unwrap().is_some());
     assert!(app.repo.outcome(&broken.id).await.unwrap().is_none());
+}
+
+/// Each round takes the next page of the ended campaigns: a full page of ones that cannot be
+/// decided (created last, so listed first) keeps an older one waiting one round, not forever.
+#[tokio::test]
+async fn ended_campaigns_beyond_a_page_are_decided_in_turn() {
+    let app = spawn_app().await;
+    let now = now_ms();
+    let ended = |tag: &str, created_at_ms| Campaign {
+        ends_at_ms: now - 1000,
+        created_at_ms,
+        ..campaign(tag)
+    };
+    let oldest = Campaign {
+        seed: Some(hex::encode([7u8; 32])),
+        ..ended("oldest", now - 60_000)
+    };
+    create_in(&*app.repo, &oldest, CampaignState::Ended).await;
+    for k in 0..100 {
+        create_in(
+            &*app.repo,
+            &ended(&format!("broken{k}"), now),
+            CampaignState::Ended,
+        )
+        .await;
+    }
+    let rotation = Rotation::default();
+    let first = decide_ended(&app.state, &rotation, now).await;
+    assert!(
+        first.is_err(),
+        "a page of 100 that cannot be decided: {first:?}"
+    );
+    assert!(app.repo.outcome(&oldest.id).await.unwrap().is_none());
+    assert_eq!(decide_ended(&app.state, &rotation, now).await.unwrap(), 1);
+    assert!(app.repo.outcome(&oldest.id).await.unwrap().is_some());
+    // Past the last page, the next round starts from the newest again.
+    assert!(decide_ended(&app.state, &rotation, now).await.is_err());
 }
 
 /// A campaign still live past its end (the scheduler has not moved it yet) takes no entries.

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use liveops_core::ports::Health;
 use liveops_core::stores::{
-    ApiKeyInfo, Attempt, AuditEntry, Award, Campaign, CampaignEvent, CampaignState, CampaignStore,
-    ClaimOutcome, Delivery, DeliveryState, Entered, Entry, EntryLimit, InboxClaim, InboxMessage,
-    InboxPage, Keyed, KeyedOutcome, LiveEventStores, OperatorRecord, OperatorUpdate, Outcome,
-    ProgressCommit, ProgressStore, RequestKey, Reward, Role, Webhook, XpGain,
+    ApiKeyInfo, Attempt, AuditEntry, Award, Campaign, CampaignEvent, CampaignPage, CampaignState,
+    CampaignStore, ClaimOutcome, Delivery, DeliveryState, Entered, Entry, EntryLimit, InboxClaim,
+    InboxMessage, InboxPage, Keyed, KeyedOutcome, LiveEventStores, OperatorRecord, OperatorUpdate,
+    Outcome, ProgressCommit, ProgressStore, RequestKey, Reward, Role, Webhook, XpGain,
 };
 use liveops_core::{now_ms, PortError, PortResult, Receipt};
 
@@ -31,6 +31,7 @@ pub async fn run_all<S: LiveStores + 'static>(repo: Arc<S>) {
     sessions_follow_their_operator(r).await;
     api_keys_are_listed_without_secrets_and_revoked_once(r).await;
     campaigns_move_once_with_their_event(r).await;
+    campaign_pages_continue_where_the_last_ended(r).await;
     due_lists_what_the_scheduler_must_move(r).await;
     entries_need_a_live_campaign_and_one_per_slot(r).await;
     outcomes_are_recorded_once(r).await;
@@ -363,6 +364,77 @@ fn event(kind: &str, campaign_id: &str) -> CampaignEvent {
     }
 }
 
+/// The campaigns `page` and every page after it (each after the last campaign of the one
+/// before, until a short one): their ids in order.
+async fn paged(repo: &dyn CampaignStore, page: CampaignPage<'_>) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut after = page.after.map(|(at, id)| (at, id.to_owned()));
+    loop {
+        let page = CampaignPage {
+            after: after.as_ref().map(|(at, id)| (*at, id.as_str())),
+            ..page
+        };
+        let read = ok(repo.campaigns(page).await, "campaigns");
+        ids.extend(read.iter().map(|c| c.id.clone()));
+        if read.len() < page.limit as usize {
+            return ids;
+        }
+        after = read.last().map(|c| (c.created_at_ms, c.id.clone()));
+    }
+}
+
+/// Pages of the campaigns list each one after the last of the page before, newest created first
+/// and ties by id, with or without a state: together every campaign once, in order.
+pub async fn campaign_pages_continue_where_the_last_ended(repo: &dyn LiveStores) {
+    // Created before anything else in a shared database: a listing from just after them holds
+    // only them (an earlier run's are newer: its base, ten times its clock negated, lies more
+    // than the four milliseconds these span above this one's).
+    let base = -now_ms() * 10;
+    let at = [base, base, base - 1, base - 2, base - 3];
+    let mut made: Vec<Campaign> = at
+        .iter()
+        .enumerate()
+        .map(|(k, at)| Campaign {
+            created_at_ms: *at,
+            ..campaign(&format!("page{k}"))
+        })
+        .collect();
+    for c in &made {
+        create(repo, c).await;
+    }
+    // The listing's order: creation time, then id, both descending.
+    made.sort_by(|a, b| (b.created_at_ms, &b.id).cmp(&(a.created_at_ms, &a.id)));
+    let ids: Vec<String> = made.iter().map(|c| c.id.clone()).collect();
+    let from_here = Some((base + 1, ""));
+    for limit in [1, 2, 5, 10] {
+        let page = CampaignPage {
+            state: None,
+            limit,
+            after: from_here,
+        };
+        assert_eq!(paged(repo, page).await, ids, "limit {limit}");
+    }
+    // One of them scheduled: the drafts' pages pass over it.
+    let moved = &made[2];
+    assert!(ok(
+        repo.advance(
+            &moved.id,
+            CampaignState::Draft,
+            CampaignState::Scheduled,
+            None
+        )
+        .await,
+        "advance"
+    ));
+    let drafts: Vec<String> = ids.iter().filter(|id| **id != moved.id).cloned().collect();
+    let page = CampaignPage {
+        state: Some(CampaignState::Draft),
+        limit: 2,
+        after: from_here,
+    };
+    assert_eq!(paged(repo, page).await, drafts);
+}
+
 /// A campaign reads back as written; an update applies against its version only; a state moves
 /// once from the state it is in, with its outbox event.
 pub async fn campaigns_move_once_with_their_event(repo: &dyn LiveStores) {
@@ -374,7 +446,8 @@ pub async fn campaigns_move_once_with_their_event(repo: &dyn LiveStores) {
     );
     assert_eq!(ok(repo.campaign("cmp_nope").await, "campaign"), None);
     let drafts = ok(
-        repo.campaigns(Some(CampaignState::Draft), 1000).await,
+        repo.campaigns(CampaignPage::first(Some(CampaignState::Draft), 1000))
+            .await,
         "campaigns",
     );
     assert!(drafts.iter().any(|d| d.id == c.id));
@@ -900,7 +973,8 @@ pub async fn claims_issue_one_set_of_receipts(repo: &dyn LiveStores) {
     // Claimed, then expired: the claim made still stands and is answered.
     assert_eq!(
         ok(
-            repo.claim(&claim(&m, &player, "after"), m.expires_at_ms + 1).await,
+            repo.claim(&claim(&m, &player, "after"), m.expires_at_ms + 1)
+                .await,
             "claim"
         ),
         ClaimOutcome::AlreadyClaimed(first.clone())

@@ -3,7 +3,8 @@
 //! campaign, the others match nothing.
 
 use liveops_core::stores::{
-    AuditEntry, Campaign, CampaignEvent, CampaignState, EntryLimit, Keyed, KeyedOutcome, Reward,
+    AuditEntry, Campaign, CampaignEvent, CampaignPage, CampaignState, EntryLimit, Keyed,
+    KeyedOutcome, Reward,
 };
 use liveops_core::{PortError, PortResult};
 
@@ -130,20 +131,33 @@ sql_impl! {
         self.optional_row("campaign", sqlx::query_as(&sql).bind(id), campaign_of).await
     }
 
-    pub(crate) async fn campaigns(
-        &self,
-        state: Option<CampaignState>,
-        limit: u32,
-    ) -> PortResult<Vec<Campaign>> {
-        let in_state = DB::placeholders(select_campaigns!(
-            " WHERE state = ? ORDER BY created_at DESC, id DESC LIMIT ?"
-        ));
-        let any = DB::placeholders(select_campaigns!(" ORDER BY created_at DESC, id DESC LIMIT ?"));
-        let query = match state {
-            Some(state) => sqlx::query_as(&in_state).bind(state.as_str()),
-            None => sqlx::query_as(&any),
-        };
-        self.all_rows("campaigns", query.bind(i64::from(limit)), campaign_of).await
+    pub(crate) async fn campaigns(&self, page: CampaignPage<'_>) -> PortResult<Vec<Campaign>> {
+        // The listing's order, continued after the last campaign of the previous page (the
+        // first bound repeats the second's so that the index on the creation time is read from
+        // the cursor on).
+        let sql = DB::placeholders(match (page.state.is_some(), page.after.is_some()) {
+            (false, false) => select_campaigns!(" ORDER BY created_at DESC, id DESC LIMIT ?"),
+            (true, false) => {
+                select_campaigns!(" WHERE state = ? ORDER BY created_at DESC, id DESC LIMIT ?")
+            }
+            (false, true) => select_campaigns!(
+                " WHERE created_at <= ? AND (created_at < ? OR (created_at = ? AND id < ?)) \
+                 ORDER BY created_at DESC, id DESC LIMIT ?"
+            ),
+            (true, true) => select_campaigns!(
+                " WHERE state = ? AND created_at <= ? AND (created_at < ? OR \
+                 (created_at = ? AND id < ?)) ORDER BY created_at DESC, id DESC LIMIT ?"
+            ),
+        });
+        let mut query = sqlx::query_as(&sql);
+        if let Some(state) = page.state {
+            query = query.bind(state.as_str());
+        }
+        if let Some((at_ms, id)) = page.after {
+            query = query.bind(at_ms).bind(at_ms).bind(at_ms).bind(id);
+        }
+        let query = query.bind(i64::from(page.limit));
+        self.all_rows("campaigns", query, campaign_of).await
     }
 
     pub(crate) async fn update_campaign(
