@@ -383,6 +383,22 @@ async fn run_phases(system: &mut System, opts: &BenchOpts) -> Result<Phases, Ben
     Ok((ceiling, phases, pipeline, startup))
 }
 
+/// The 2xx answer to `request` read as a `T`; anything else fails naming `what`.
+async fn answer<T: serde::de::DeserializeOwned>(
+    what: &str,
+    request: reqwest::RequestBuilder,
+) -> Result<T, BenchError> {
+    let refused = |e: reqwest::Error| BenchError::Server(format!("{what}: {e}"));
+    request
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(refused)?
+        .json()
+        .await
+        .map_err(refused)
+}
+
 /// Logs in as the system's operator and sends one message to every player, with one attachment
 /// and a day to claim it; its id.
 async fn broadcast(system: &System) -> Result<Arc<str>, BenchError> {
@@ -401,32 +417,25 @@ async fn broadcast(system: &System) -> Result<Arc<str>, BenchError> {
         .ok_or_else(|| BenchError::Config("no operator to send the broadcast".into()))?;
     let base = &system.endpoint.base;
     let client = reqwest::Client::new();
-    let refused = |what: &str, e: reqwest::Error| BenchError::Server(format!("{what}: {e}"));
-    let login: Login = client
-        .post(format!("{base}/auth/login"))
-        .json(&serde_json::json!({"email": email, "password": password}))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| refused("operator login", e))?
-        .json()
-        .await
-        .map_err(|e| refused("operator login", e))?;
+    let login: Login = answer(
+        "operator login",
+        client
+            .post(format!("{base}/auth/login"))
+            .json(&serde_json::json!({"email": email, "password": password})),
+    )
+    .await?;
     let expires = chrono::Utc::now() + chrono::Duration::days(1);
-    let sent: Sent = client
-        .post(format!("{base}/inbox/messages"))
-        .bearer_auth(&login.token)
-        .json(&serde_json::json!({
-            "all": true, "title": "Bench gift", "attachments": [{"item": "bench_gift"}],
-            "expiresAt": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        }))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| refused("broadcast send", e))?
-        .json()
-        .await
-        .map_err(|e| refused("broadcast send", e))?;
+    let sent: Sent = answer(
+        "broadcast send",
+        client
+            .post(format!("{base}/inbox/messages"))
+            .bearer_auth(&login.token)
+            .json(&serde_json::json!({
+                "all": true, "title": "Bench gift", "attachments": [{"item": "bench_gift"}],
+                "expiresAt": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            })),
+    )
+    .await?;
     sent.message_ids
         .into_iter()
         .next()
