@@ -75,7 +75,8 @@ pub struct BenchOpts {
     /// `ingest`, `read` or `claims`.
     #[arg(long, value_enum, default_value = "ingest")]
     pub mode: Mode,
-    /// Players sending events (ingest) or on the board (read).
+    /// Players sending events (ingest), on the board (read) or claiming (claims: each in turn,
+    /// then again from the first, answered as repeats; give more than the run claims).
     #[arg(long, default_value_t = 10_000)]
     pub players: usize,
     /// Zipf exponent of player activity (0 = uniform).
@@ -111,6 +112,10 @@ pub struct BenchOpts {
     /// Seconds to wait for the backlog to drain after an ingest load.
     #[arg(long, default_value_t = 120.0)]
     pub drain_timeout: f64,
+    /// Claims mode against `--url`: the broadcast goes to every player of that product (a real
+    /// message, claimable for a day), so it is sent only with this flag.
+    #[arg(long)]
+    pub broadcast_to_all: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -135,6 +140,7 @@ impl Default for BenchOpts {
             probe_every_ms: 50,
             no_seed: false,
             drain_timeout: 120.0,
+            broadcast_to_all: false,
             json: false,
         }
     }
@@ -253,6 +259,13 @@ pub async fn measure(
     if opts.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
         return Err(BenchError::Config(
             "--rate must be a positive number".into(),
+        ));
+    }
+    if opts.mode == Mode::Claims && !opts.spawn && !opts.broadcast_to_all {
+        return Err(BenchError::Config(
+            "--mode claims against --url sends every player of that product a real message: \
+             add --broadcast-to-all to mean it"
+                .into(),
         ));
     }
     if opts.mode == Mode::Claims && signer.operator.is_none() {
@@ -389,14 +402,13 @@ async fn answer<T: serde::de::DeserializeOwned>(
     request: reqwest::RequestBuilder,
 ) -> Result<T, BenchError> {
     let refused = |e: reqwest::Error| BenchError::Server(format!("{what}: {e}"));
-    request
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(refused)?
-        .json()
-        .await
-        .map_err(refused)
+    let response = request.send().await.map_err(refused)?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.text().await.unwrap_or_default();
+        return Err(BenchError::Server(format!("{what}: {status}: {body}")));
+    }
+    response.json().await.map_err(refused)
 }
 
 /// Logs in as the system's operator and sends one message to every player, with one attachment

@@ -115,16 +115,18 @@ where
     failed.map_or(Ok(done), Err)
 }
 
-/// Where the next round over the ended campaigns starts: each round takes one page of them, the
-/// next round the page after, from the newest again after the last, so every ended campaign is
-/// visited in turn however many there are (a page of campaigns that keep failing holds up none
-/// of the others).
+/// Where a round over the ended campaigns goes past the first page: every round takes the first
+/// page (the newest created, where a campaign that just ended usually is, so it is decided on
+/// time) and, while there are more, the next page after the one the round before took, from the
+/// second page again after the last. So every ended campaign is visited in turn however many
+/// there are (a page of campaigns that keep failing holds up none of the others), and each
+/// round reads at most two pages.
 #[derive(Debug, Default)]
 pub struct Rotation(std::sync::Mutex<Option<(i64, String)>>);
 
 impl Rotation {
-    /// Where the page to read now starts: after this campaign (creation time and id), or
-    /// from the newest.
+    /// Where the page past the first starts: after this campaign (creation time and id); `None`
+    /// when there is none to read (the first page was short, or the last was just read).
     fn at(&self) -> Option<(i64, String)> {
         match self.0.lock() {
             Ok(at) => at.clone(),
@@ -132,8 +134,8 @@ impl Rotation {
         }
     }
 
-    /// After reading `page` (asked for `limit`): a full page is followed by the next one, a short
-    /// one by the first.
+    /// After reading `page` (asked for `limit`): a full page is followed by the next one, a
+    /// short one by the second page again, once the first is full.
     fn read(&self, page: &[Campaign], limit: u32) {
         let next = (page.len() >= limit as usize)
             .then(|| page.last().map(|c| (c.created_at_ms, c.id.clone())))
@@ -145,8 +147,10 @@ impl Rotation {
     }
 }
 
-/// A round over one page of the ended campaigns (the decider's and the settler's), at most
-/// `limit`, where `rotation` says: [`each`] with `one` on each.
+/// A round over the ended campaigns (the decider's and the settler's): the first page of at
+/// most `limit` and the page `rotation` is at ([`Rotation`]), [`each`] with `one` on each. The
+/// rotation moves on whether or not the round ends early, so a page that keeps failing does not
+/// hold it.
 pub async fn each_ended<F, Fut>(
     campaigns: &dyn CampaignStore,
     limit: u32,
@@ -158,15 +162,31 @@ where
     F: FnMut(Campaign) -> Fut,
     Fut: Future<Output = PortResult<bool>>,
 {
-    let after = rotation.at();
-    let page = CampaignPage {
-        state: Some(CampaignState::Ended),
-        limit,
-        after: after.as_ref().map(|(at, id)| (*at, id.as_str())),
-    };
-    let ended = campaigns.campaigns(page).await?;
-    rotation.read(&ended, limit);
-    each(ended, failing, |c| &c.id, campaigns, one).await
+    let state = Some(CampaignState::Ended);
+    let mut round = campaigns
+        .campaigns(CampaignPage::first(state, limit))
+        .await?;
+    match rotation.at() {
+        Some((at, id)) => {
+            let page = CampaignPage {
+                state,
+                limit,
+                after: Some((at, id.as_str())),
+            };
+            let more = campaigns.campaigns(page).await?;
+            rotation.read(&more, limit);
+            if more.len() < limit as usize {
+                // Back to the second page next time, if the first is still full.
+                rotation.read(&round, limit);
+            }
+            // Campaigns that ended meanwhile push the pages down: one read twice is taken once.
+            let seen: std::collections::HashSet<String> =
+                round.iter().map(|c| c.id.clone()).collect();
+            round.extend(more.into_iter().filter(|c| !seen.contains(&c.id)));
+        }
+        None => rotation.read(&round, limit),
+    }
+    each(round, failing, |c| &c.id, campaigns, one).await
 }
 
 #[cfg(test)]

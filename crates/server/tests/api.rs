@@ -567,7 +567,7 @@ async fn the_openapi_document_is_well_formed() {
     // About the served document's JSON itself: its members, as a client generator reads them.
     let paths = spec.body["paths"].as_object().expect("paths");
     let mut ids = std::collections::BTreeMap::<String, String>::new();
-    let mut operations = 0;
+    let (mut operations, mut cursors) = (0, 0);
     for (path, item) in paths {
         let template: std::collections::BTreeSet<&str> = path
             .split('/')
@@ -602,9 +602,19 @@ async fn the_openapi_document_is_well_formed() {
                 in_path, template,
                 "{at}: path parameters against the template"
             );
+            // A page cursor is documented as what `parse_cursor` takes.
+            for p in params.iter().filter(|p| p["name"] == "cursor") {
+                assert_eq!(
+                    p["schema"]["pattern"].as_str(),
+                    Some(liveops_http::CURSOR_PATTERN),
+                    "{at}: cursor"
+                );
+                cursors += 1;
+            }
         }
     }
     assert!(operations >= 40, "only {operations} operations");
+    assert_eq!(cursors, 2, "the inbox's and the campaigns' cursors");
 }
 
 /// The README's route table (`| service | port | routes |`) names every operation the document

@@ -222,12 +222,21 @@ async fn claims_of_one_broadcast_against_the_ceiling_and_the_spawned_product() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_against_a_url_leave_each_player_the_broadcast_claimed() {
     let app = spawn_app(&ADMIN).await;
-    let opts = BenchOpts {
+    let mut opts = BenchOpts {
         mode: Mode::Claims,
         url: Some(app.base.clone()),
         players: 50,
         ..tiny()
     };
+    // A real product's players would all get the gift: not without saying so.
+    let refused = measure(&config_with_admin(), &opts)
+        .await
+        .expect_err("no --broadcast-to-all");
+    assert!(
+        refused.to_string().contains("--broadcast-to-all"),
+        "{refused}"
+    );
+    opts.broadcast_to_all = true;
     let report = round_trip(
         &measure(&config_with_admin(), &opts)
             .await

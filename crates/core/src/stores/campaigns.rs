@@ -163,29 +163,6 @@ impl CampaignPage<'_> {
     }
 }
 
-/// Every campaign in `state`, newest created first, read from `store` `per_page` at a time.
-pub async fn all_in_state(
-    store: &dyn CampaignStore,
-    state: CampaignState,
-    per_page: u32,
-) -> PortResult<Vec<Campaign>> {
-    let mut all: Vec<Campaign> = Vec::new();
-    loop {
-        let last = all.last().map(|c| (c.created_at_ms, c.id.clone()));
-        let page = CampaignPage {
-            state: Some(state),
-            limit: per_page.max(1),
-            after: last.as_ref().map(|(at, id)| (*at, id.as_str())),
-        };
-        let read = store.campaigns(page).await?;
-        let full = read.len() >= page.limit as usize;
-        all.extend(read);
-        if !full {
-            return Ok(all);
-        }
-    }
-}
-
 /// A campaign as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Campaign {

@@ -14,8 +14,7 @@ pub mod requests;
 pub mod scores;
 
 pub use campaigns::{
-    all_in_state, Campaign, CampaignEvent, CampaignPage, CampaignState, CampaignStore, EntryLimit,
-    Reward, Tier,
+    Campaign, CampaignEvent, CampaignPage, CampaignState, CampaignStore, EntryLimit, Reward, Tier,
 };
 pub use distribution::{
     Attempt, ClaimOutcome, Delivery, DeliveryLog, DeliveryState, DueDelivery, InboxClaim,

@@ -2,8 +2,10 @@
 //! enough), each with whether they entered in its current slot.
 
 use axum::extract::State;
-use liveops_core::stores::{all_in_state, CampaignState, EntryLimit, Reward};
-use liveops_core::{now_ms, PlayerId};
+use liveops_core::stores::{
+    Campaign, CampaignPage, CampaignState, CampaignStore, EntryLimit, Reward,
+};
+use liveops_core::{now_ms, PlayerId, PortResult};
 use liveops_http::responses::ReadFailures;
 use liveops_http::{rfc3339, Json, PlayerPath, Problem};
 use serde::{Deserialize, Serialize};
@@ -13,6 +15,33 @@ use crate::CampaignsState;
 
 /// Live campaigns read per query (all of them are read, a page at a time).
 const LIVE_PAGE: u32 = 500;
+/// Most pages read for one answer (10 000 live campaigns): a bound on what one unauthenticated
+/// request costs; past it the newest are answered and a warning logged.
+const LIVE_PAGES: usize = 20;
+
+/// Every live campaign, newest created first, up to [`LIVE_PAGES`] pages.
+async fn live_campaigns(store: &dyn CampaignStore) -> PortResult<Vec<Campaign>> {
+    let mut all: Vec<Campaign> = Vec::new();
+    for _ in 0..LIVE_PAGES {
+        let last = all.last().map(|c| (c.created_at_ms, c.id.clone()));
+        let page = CampaignPage {
+            state: Some(CampaignState::Live),
+            limit: LIVE_PAGE,
+            after: last.as_ref().map(|(at, id)| (*at, id.as_str())),
+        };
+        let read = store.campaigns(page).await?;
+        let full = read.len() >= LIVE_PAGE as usize;
+        all.extend(read);
+        if !full {
+            return Ok(all);
+        }
+    }
+    tracing::warn!(
+        read = all.len(),
+        "more live campaigns than one player's list reads; the oldest are left out"
+    );
+    Ok(all)
+}
 
 /// A live campaign as a player sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -69,7 +98,7 @@ pub(crate) async fn list_player_campaigns(
     let level = cfg
         .curve
         .level(state.xp.season_xp(player.as_str(), season).await?);
-    let mut live: Vec<_> = all_in_state(&*state.campaigns, CampaignState::Live, LIVE_PAGE)
+    let mut live: Vec<_> = live_campaigns(&*state.campaigns)
         .await?
         .into_iter()
         // Still live until the scheduler's next tick moves it, but past its end: not enterable.

@@ -2,7 +2,9 @@
 //! moves to `settled`. Each winner is one transaction writing their message and their settlement
 //! mark (campaign, player), so a crash at any point and a re-run (here or on another replica)
 //! never writes a second message; the move to `settled` is the conditional update every state
-//! change is, with the `campaign.settled` event.
+//! change is, with the `campaign.settled` event. A tick takes the newest-created page of ended
+//! campaigns and the next page past it ([`liveops_module::tick::Rotation`]), so with more than a
+//! page ended the older ones are settled a page per tick.
 
 use liveops_core::stores::{Award, Campaign, CampaignEvent, CampaignState, InboxMessage, Outcome};
 use liveops_core::{now_ms, PortError, PortResult};

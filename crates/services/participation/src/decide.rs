@@ -1,5 +1,6 @@
 //! Deciding winners once a campaign ended: every tick, each ended campaign without an outcome
-//! gets one. Draws run `liveops-draw-v1` over the entrants with the seed committed to at
+//! on the first page (newest created) and on the next page past it
+//! ([`liveops_module::tick::Rotation`]) gets one. Draws run `liveops-draw-v1` over the entrants with the seed committed to at
 //! scheduling; rank rewards rank every entrant by their durable score on the leaderboard window's
 //! board of the campaign's period, read at the first tick `LB_SETTLE_SEC` after the campaign
 //! ended. The first outcome recorded stands, whichever replica records it.

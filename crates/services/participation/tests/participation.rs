@@ -291,8 +291,9 @@ async fn one_campaign_that_cannot_be_decided_does_not_hold_up_the_others() {
     assert!(app.repo.outcome(&broken.id).await.unwrap().is_none());
 }
 
-/// Each round takes the next page of the ended campaigns: a full page of ones that cannot be
-/// decided (created last, so listed first) keeps an older one waiting one round, not forever.
+/// Each round takes the first page of the ended campaigns and the next page past it: a full page
+/// of ones that cannot be decided (created last, so listed first) keeps an older one waiting one
+/// round, not forever, and one that ends now is still decided in the next round.
 #[tokio::test]
 async fn ended_campaigns_beyond_a_page_are_decided_in_turn() {
     let app = spawn_app().await;
@@ -302,10 +303,11 @@ async fn ended_campaigns_beyond_a_page_are_decided_in_turn() {
         created_at_ms,
         ..campaign(tag)
     };
-    let oldest = Campaign {
+    let seeded = |c: Campaign| Campaign {
         seed: Some(hex::encode([7u8; 32])),
-        ..ended("oldest", now - 60_000)
+        ..c
     };
+    let oldest = seeded(ended("oldest", now - 60_000));
     create_in(&*app.repo, &oldest, CampaignState::Ended).await;
     for k in 0..100 {
         create_in(
@@ -322,10 +324,14 @@ async fn ended_campaigns_beyond_a_page_are_decided_in_turn() {
         "a page of 100 that cannot be decided: {first:?}"
     );
     assert!(app.repo.outcome(&oldest.id).await.unwrap().is_none());
-    assert_eq!(decide_ended(&app.state, &rotation, now).await.unwrap(), 1);
+    let second = decide_ended(&app.state, &rotation, now).await;
+    assert!(second.is_err(), "the first page still fails: {second:?}");
     assert!(app.repo.outcome(&oldest.id).await.unwrap().is_some());
-    // Past the last page, the next round starts from the newest again.
+    // Created last, so on the first page: decided in the next round, wherever the rotation is.
+    let newest = seeded(ended("newest", now + 1));
+    create_in(&*app.repo, &newest, CampaignState::Ended).await;
     assert!(decide_ended(&app.state, &rotation, now).await.is_err());
+    assert!(app.repo.outcome(&newest.id).await.unwrap().is_some());
 }
 
 /// A campaign still live past its end (the scheduler has not moved it yet) takes no entries.
