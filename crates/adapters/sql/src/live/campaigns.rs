@@ -133,8 +133,8 @@ sql_impl! {
 
     pub(crate) async fn campaigns(&self, page: CampaignPage<'_>) -> PortResult<Vec<Campaign>> {
         // The listing's order, continued after the last campaign of the previous page (the
-        // first bound repeats the second's so that the index on the creation time is read from
-        // the cursor on).
+        // first bound repeats the second's so that the index on the creation time, or on the
+        // state and creation time of migration 0009, is read from the cursor on).
         let sql = DB::placeholders(match (page.state.is_some(), page.after.is_some()) {
             (false, false) => select_campaigns!(" ORDER BY created_at DESC, id DESC LIMIT ?"),
             (true, false) => {
