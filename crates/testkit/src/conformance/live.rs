@@ -944,7 +944,8 @@ pub async fn claims_issue_one_set_of_receipts(repo: &dyn LiveStores) {
     let player = format!("claimer_{}", suffix());
     let m = message(Some(&player), None, 3_600_000);
     let expired = message(Some(&player), None, -1);
-    let sent = send(repo, None, &[m.clone(), expired.clone()]).await;
+    let other = message(Some(&player), None, 3_600_000);
+    let sent = send(repo, None, &[m.clone(), expired.clone(), other.clone()]).await;
     assert_eq!(sent, KeyedOutcome::Written);
     let first = claim(&m, &player, "one");
     let now = now_ms();
@@ -969,6 +970,21 @@ pub async fn claims_issue_one_set_of_receipts(repo: &dyn LiveStores) {
             "claim"
         ),
         ClaimOutcome::Expired(expired.expires_at_ms)
+    );
+    // A signed request that claimed one message, claiming another of the player's (the race
+    // the handler's `claim_by_request` check cannot see): a conflicting write to retry, which
+    // claims nothing; never corrupt.
+    let reused = InboxClaim {
+        request_sig: first.request_sig.clone(),
+        ..claim(&other, &player, "reused")
+    };
+    assert!(
+        matches!(repo.claim(&reused, now).await, Err(PortError::Unavailable(_))),
+        "a reused request_sig"
+    );
+    assert_eq!(
+        ok(repo.claim_of(&player, &other.message_id).await, "claim_of"),
+        None
     );
     // Claimed, then expired: the claim made still stands and is answered.
     assert_eq!(

@@ -317,66 +317,67 @@ sql_impl! {
         let receipts = to_json("claim receipts", &claim.receipts)?;
         within::<DB, _>("claim", async {
             let (mut tx, _turn) = self.begin_write().await?;
-            // The message, under a shared lock: claims of one message by many players (a
-            // message to all) run side by side instead of one at a time; two claims of it by one
-            // player at once meet on the claims' key below.
+            // The claim, if its message is there for the player and not expired, in one
+            // statement: messages are never changed or deleted, so the message needs no lock, and
+            // the claims of one message by many players (a message to all) run side by side.
+            // A claim the player made before is kept by the claims' key (message, player) and
+            // read back below, then answered as already claimed. One statement and one round
+            // trip in the write turn every claim of a broadcast queues for on SQLite.
             let sql = with_tail::<DB>(
-                "SELECT expires_at FROM inbox_messages WHERE message_id = ? \
-                 AND (player_id = ? OR player_id IS NULL)",
-                DB::LOCK_SHARED,
-            );
-            let message = sqlx::query_as(&sql)
-                .bind(claim.message_id.as_str())
-                .bind(claim.player_id.as_str());
-            let Some((expires_at,)): Option<(i64,)> = Self::optional_on(&mut tx, message).await?
-            else {
-                return Self::rolled_back(tx, ClaimOutcome::NotFound).await;
-            };
-            let sql = DB::placeholders(SELECT_CLAIM);
-            if expires_at <= now_ms {
-                // Expired: a claim made before still stands (and is answered); none is made now.
-                let earlier = sqlx::query_as(&sql)
-                    .bind(claim.message_id.as_str())
-                    .bind(claim.player_id.as_str());
-                let outcome = match Self::optional_on(&mut tx, earlier).await? {
-                    Some(row) => ClaimOutcome::AlreadyClaimed(claim_of(row)?),
-                    None => ClaimOutcome::Expired(expires_at),
-                };
-                return Self::rolled_back(tx, outcome).await;
-            }
-            // A claim the player made before is kept by the insert and read back below (then not
-            // this call's own row: answered as already claimed), so it needs no look-up first:
-            // one statement less in the write turn every claim of a broadcast queues for.
-            let sql_insert = with_tail::<DB>(
                 "INSERT INTO inbox_claims (message_id, player_id, claimed_at, receipts, \
-                 request_sig) VALUES (?, ?, ?, ?, ?)",
-                DB::keep_existing("message_id, player_id", "message_id"),
+                 request_sig) SELECT ?, ?, ?, ?, ? FROM inbox_messages WHERE message_id = ? \
+                 AND (player_id = ? OR player_id IS NULL) AND expires_at > ?",
+                // Qualified: MySQL would find the name in the SELECT's table too.
+                DB::keep_existing("message_id, player_id", "inbox_claims.message_id"),
             );
-            let insert = sqlx::query(&sql_insert)
+            let insert = sqlx::query(&sql)
                 .bind(claim.message_id.as_str())
                 .bind(claim.player_id.as_str())
                 .bind(claim.claimed_at_ms)
                 .bind(receipts.as_str())
-                .bind(claim.request_sig.as_str());
+                .bind(claim.request_sig.as_str())
+                .bind(claim.message_id.as_str())
+                .bind(claim.player_id.as_str())
+                .bind(now_ms);
             Self::run(&mut tx, insert).await?;
-            // This claim, or the one the player made before or another request of theirs wrote
-            // meanwhile (read committed: each statement sees what is committed when it runs).
+            // This claim, or the one the player made before (also before the message expired),
+            // or one another request of theirs wrote meanwhile (read committed: each statement
+            // sees what is committed when it runs).
+            let sql = DB::placeholders(SELECT_CLAIM);
             let kept = sqlx::query_as(&sql)
                 .bind(claim.message_id.as_str())
                 .bind(claim.player_id.as_str());
-            let Some(row) = Self::optional_on(&mut tx, kept).await? else {
-                drop(tx);
-                return Err(request_sig_clash::<DB>("claimed"));
-            };
-            tx.commit().await.map_err(db_error::<DB>)?;
-            let stored = claim_of(row)?;
-            // This call's own row (the same signed request sent twice at once reads back the
-            // other's receipts: answered, not counted, as already claimed).
-            Ok(if stored == *claim {
-                ClaimOutcome::Claimed(stored)
-            } else {
-                ClaimOutcome::AlreadyClaimed(stored)
-            })
+            if let Some(row) = Self::optional_on(&mut tx, kept).await? {
+                tx.commit().await.map_err(db_error::<DB>)?;
+                let stored = claim_of(row)?;
+                // This call's own row (the same signed request sent twice at once reads back
+                // the other's receipts: answered, not counted, as already claimed).
+                return Ok(if stored == *claim {
+                    ClaimOutcome::Claimed(stored)
+                } else {
+                    ClaimOutcome::AlreadyClaimed(stored)
+                });
+            }
+            // No claim: why (the rare path).
+            let sql = DB::placeholders(
+                "SELECT expires_at FROM inbox_messages WHERE message_id = ? \
+                 AND (player_id = ? OR player_id IS NULL)",
+            );
+            let message = sqlx::query_as(&sql)
+                .bind(claim.message_id.as_str())
+                .bind(claim.player_id.as_str());
+            match Self::optional_on(&mut tx, message).await? {
+                None => Self::rolled_back(tx, ClaimOutcome::NotFound).await,
+                Some((expires_at,)) if expires_at <= now_ms => {
+                    Self::rolled_back(tx, ClaimOutcome::Expired(expires_at)).await
+                }
+                // There and live, yet not claimed: the insert met this request's signature on
+                // another message's claim (MySQL keeps that row rather than failing).
+                Some(_) => {
+                    drop(tx);
+                    Err(request_sig_clash::<DB>("claimed"))
+                }
+            }
         })
         .await
     }
