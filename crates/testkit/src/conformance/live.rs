@@ -979,7 +979,10 @@ pub async fn claims_issue_one_set_of_receipts(repo: &dyn LiveStores) {
         ..claim(&other, &player, "reused")
     };
     assert!(
-        matches!(repo.claim(&reused, now).await, Err(PortError::Unavailable(_))),
+        matches!(
+            repo.claim(&reused, now).await,
+            Err(PortError::Unavailable(_))
+        ),
         "a reused request_sig"
     );
     assert_eq!(
