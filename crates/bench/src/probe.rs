@@ -76,18 +76,16 @@ impl Probe {
         let ts = unix_s();
         let mut body = String::new();
         write_event(&mut body, &self.player, ts, delta);
-        let url = format!("{}/events", self.base);
-        let path = reqwest::Url::parse(&url)
-            .map_or_else(|_| "/events".to_owned(), |u| u.path().to_owned());
+        // The base is `http://host:port` (no path: `Endpoint`), so the path sent is `/events`.
         let Some(sig) = self
             .keyring
-            .sign_request(None, ts, "POST", &path, body.as_bytes())
+            .sign_request(None, ts, "POST", "/events", body.as_bytes())
         else {
             return Seen::Refused(0);
         };
         let res = self
             .client
-            .post(url)
+            .post(format!("{}/events", self.base))
             .header("content-type", "application/json")
             .header("x-timestamp", ts.to_string())
             .header("x-signature", sig)

@@ -9,7 +9,7 @@ use crate::Problem;
 pub const CURSOR_PATTERN: &str = r"^-?[0-9]{1,18}:[A-Za-z0-9_.:-]{1,64}$";
 
 /// The cursor after the item created at `created_at_ms` with `id`: `<unix ms>:<id>`.
-pub fn cursor_after(created_at_ms: i64, id: &str) -> String {
+fn cursor_after(created_at_ms: i64, id: &str) -> String {
     format!("{created_at_ms}:{id}")
 }
 

@@ -134,8 +134,8 @@ impl Rotation {
         }
     }
 
-    /// After reading `page` (asked for `limit`): a full page is followed by the next one, a
-    /// short one by the second page again, once the first is full.
+    /// After reading `page` (asked for `limit`): the next page starts after it if it was full;
+    /// after a short one there is none.
     fn read(&self, page: &[Campaign], limit: u32) {
         let next = (page.len() >= limit as usize)
             .then(|| page.last().map(|c| (c.created_at_ms, c.id.clone())))
@@ -173,16 +173,14 @@ where
                 limit,
                 after: Some((at, id.as_str())),
             };
-            let more = campaigns.campaigns(page).await?;
-            rotation.read(&more, limit);
-            if more.len() < limit as usize {
-                // Back to the second page next time, if the first is still full.
-                rotation.read(&round, limit);
-            }
+            let mut more = campaigns.campaigns(page).await?;
+            // Past a full page the next one; past the last, the second page again (after the
+            // first, if that is still full).
+            let full = more.len() >= limit as usize;
+            rotation.read(if full { &more } else { &round }, limit);
             // Campaigns that ended meanwhile push the pages down: one read twice is taken once.
-            let seen: std::collections::HashSet<String> =
-                round.iter().map(|c| c.id.clone()).collect();
-            round.extend(more.into_iter().filter(|c| !seen.contains(&c.id)));
+            more.retain(|c| !round.iter().any(|r| r.id == c.id));
+            round.extend(more);
         }
         None => rotation.read(&round, limit),
     }

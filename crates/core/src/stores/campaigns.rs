@@ -196,6 +196,13 @@ pub struct Campaign {
     pub updated_at_ms: i64,
 }
 
+impl Campaign {
+    /// Its place in the listing (creation time, id): where the page after it starts.
+    pub fn position(&self) -> (i64, &str) {
+        (self.created_at_ms, &self.id)
+    }
+}
+
 /// Something that happened to a campaign, kept in an outbox the webhooks deliver from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CampaignEvent {

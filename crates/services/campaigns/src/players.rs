@@ -23,11 +23,10 @@ const LIVE_PAGES: usize = 20;
 async fn live_campaigns(store: &dyn CampaignStore) -> PortResult<Vec<Campaign>> {
     let mut all: Vec<Campaign> = Vec::new();
     for _ in 0..LIVE_PAGES {
-        let last = all.last().map(|c| (c.created_at_ms, c.id.clone()));
         let page = CampaignPage {
             state: Some(CampaignState::Live),
             limit: LIVE_PAGE,
-            after: last.as_ref().map(|(at, id)| (*at, id.as_str())),
+            after: all.last().map(Campaign::position),
         };
         let read = store.campaigns(page).await?;
         let full = read.len() >= LIVE_PAGE as usize;

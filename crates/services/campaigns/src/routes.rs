@@ -170,7 +170,7 @@ pub(crate) async fn list_campaigns(
     };
     let all = state.campaigns.campaigns(page).await?;
     Ok(Json(CampaignList {
-        next_cursor: next_cursor(&all, limit as usize, |c| (c.created_at_ms, c.id.as_str())),
+        next_cursor: next_cursor(&all, limit as usize, Campaign::position),
         campaigns: all.iter().map(CampaignView::from).collect(),
     }))
 }

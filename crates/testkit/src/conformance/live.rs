@@ -366,21 +366,19 @@ fn event(kind: &str, campaign_id: &str) -> CampaignEvent {
 
 /// The campaigns `page` and every page after it (each after the last campaign of the one
 /// before, until a short one): their ids in order.
-async fn paged(repo: &dyn CampaignStore, page: CampaignPage<'_>) -> Vec<String> {
-    let mut ids = Vec::new();
-    let mut after = page.after.map(|(at, id)| (at, id.to_owned()));
-    loop {
+async fn paged(repo: &dyn CampaignStore, first: CampaignPage<'_>) -> Vec<String> {
+    let mut read: Vec<Campaign> = ok(repo.campaigns(first).await, "campaigns");
+    let mut from = 0;
+    while read.len() - from >= first.limit as usize {
         let page = CampaignPage {
-            after: after.as_ref().map(|(at, id)| (*at, id.as_str())),
-            ..page
+            after: read.last().map(Campaign::position),
+            ..first
         };
-        let read = ok(repo.campaigns(page).await, "campaigns");
-        ids.extend(read.iter().map(|c| c.id.clone()));
-        if read.len() < page.limit as usize {
-            return ids;
-        }
-        after = read.last().map(|c| (c.created_at_ms, c.id.clone()));
+        let more = ok(repo.campaigns(page).await, "campaigns");
+        from = read.len();
+        read.extend(more);
     }
+    read.into_iter().map(|c| c.id).collect()
 }
 
 /// Pages of the campaigns list each one after the last of the page before, newest created first
