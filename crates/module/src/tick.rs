@@ -134,29 +134,35 @@ impl Rotation {
         }
     }
 
-    /// After reading `page` (asked for `limit`): the next page starts after it if it was full;
-    /// after a short one there is none.
-    fn read(&self, page: &[Campaign], limit: u32) {
-        let next = (page.len() >= limit as usize)
-            .then(|| page.last().map(|c| (c.created_at_ms, c.id.clone())))
-            .flatten();
+    /// Moves the next page's start to after `at` (`None`: no page past the first).
+    fn set(&self, at: Option<(i64, String)>) {
         match self.0.lock() {
-            Ok(mut at) => *at = next,
-            Err(poisoned) => *poisoned.into_inner() = next,
+            Ok(mut now) => *now = at,
+            Err(poisoned) => *poisoned.into_inner() = at,
         }
     }
 }
 
+/// Where the page after `page` (asked for `limit`) starts: after its last campaign if it was
+/// full; after a short one there is none.
+fn after(page: &[Campaign], limit: u32) -> Option<(i64, String)> {
+    (page.len() >= limit as usize)
+        .then(|| page.last().map(|c| (c.created_at_ms, c.id.clone())))
+        .flatten()
+}
+
 /// A round over the ended campaigns (the decider's and the settler's): the first page of at
 /// most `limit` and the page `rotation` is at ([`Rotation`]), [`each`] with `one` on each. The
-/// rotation moves on whether or not the round ends early, so a page that keeps failing does not
-/// hold it.
+/// rotation moves past what the round reached: past the whole page when the round ran through
+/// (failing campaigns are passed over, so a page that keeps failing does not hold it); past the
+/// last campaign it came to when an outage ended the round within that page, so the rest are
+/// next; not at all when the round ended within the first page, before it came to that page.
 pub async fn each_ended<F, Fut>(
     campaigns: &dyn CampaignStore,
     limit: u32,
     rotation: &Rotation,
     failing: &'static str,
-    one: F,
+    mut one: F,
 ) -> PortResult<usize>
 where
     F: FnMut(Campaign) -> Fut,
@@ -166,7 +172,8 @@ where
     let mut round = campaigns
         .campaigns(CampaignPage::first(state, limit))
         .await?;
-    match rotation.at() {
+    let first = round.len();
+    let next = match rotation.at() {
         Some((at, id)) => {
             let page = CampaignPage {
                 state,
@@ -176,15 +183,42 @@ where
             let mut more = campaigns.campaigns(page).await?;
             // Past a full page the next one; past the last, the second page again (after the
             // first, if that is still full).
-            let full = more.len() >= limit as usize;
-            rotation.read(if full { &more } else { &round }, limit);
+            let next = after(
+                if more.len() >= limit as usize {
+                    &more
+                } else {
+                    &round
+                },
+                limit,
+            );
             // Campaigns that ended meanwhile push the pages down: one read twice is taken once.
             more.retain(|c| !round.iter().any(|r| r.id == c.id));
             round.extend(more);
+            next
         }
-        None => rotation.read(&round, limit),
+        None => after(&round, limit),
+    };
+    let (total, mut came_to, mut reached) = (round.len(), 0, None);
+    let result = each(
+        round,
+        failing,
+        |c| &c.id,
+        campaigns,
+        |c: Campaign| {
+            came_to += 1;
+            if came_to > first {
+                reached = Some((c.created_at_ms, c.id.clone()));
+            }
+            one(c)
+        },
+    )
+    .await;
+    if came_to == total {
+        rotation.set(next);
+    } else if reached.is_some() {
+        rotation.set(reached);
     }
-    each(round, failing, |c| &c.id, campaigns, one).await
+    result
 }
 
 #[cfg(test)]
@@ -289,6 +323,114 @@ mod tests {
         let (done, seen) = round(true, (1..=10).collect(), all_time_out).await;
         assert_eq!(done, Err(PortError::Unavailable("n: timed out".into())));
         assert_eq!(seen, [1, 2, 3], "{OUTAGE_RUN} in a row end the round");
+    }
+
+    /// Ended campaigns in a list, paged as the stores page them; its health check fails while
+    /// `down` is set. Only the listing and the check are used by a round.
+    struct Ended {
+        all: Vec<Campaign>,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl Health for Ended {
+        async fn healthcheck(&self) -> PortResult<()> {
+            match self.down.load(Ordering::SeqCst) {
+                true => Err(PortError::Unavailable("down".into())),
+                false => Ok(()),
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl CampaignStore for Ended {
+        async fn create_campaign(
+            &self,
+            _: Option<&liveops_core::stores::Keyed>,
+            _: &Campaign,
+            _: &liveops_core::stores::AuditEntry,
+        ) -> PortResult<liveops_core::stores::KeyedOutcome> {
+            Err(PortError::Corrupt("not in a round".into()))
+        }
+        async fn campaign(&self, _: &str) -> PortResult<Option<Campaign>> {
+            Err(PortError::Corrupt("not in a round".into()))
+        }
+        async fn campaigns(&self, page: CampaignPage<'_>) -> PortResult<Vec<Campaign>> {
+            let after = |c: &&Campaign| page.after.is_none_or(|at| c.position() < at);
+            let limit = page.limit as usize;
+            Ok(self.all.iter().filter(after).take(limit).cloned().collect())
+        }
+        async fn update_campaign(
+            &self,
+            _: &Campaign,
+            _: &Campaign,
+            _: &liveops_core::stores::AuditEntry,
+        ) -> PortResult<bool> {
+            Err(PortError::Corrupt("not in a round".into()))
+        }
+        async fn advance(
+            &self,
+            _: &str,
+            _: CampaignState,
+            _: CampaignState,
+            _: Option<&liveops_core::stores::CampaignEvent>,
+        ) -> PortResult<bool> {
+            Err(PortError::Corrupt("not in a round".into()))
+        }
+        async fn due(&self, _: i64, _: u32) -> PortResult<Vec<Campaign>> {
+            Err(PortError::Corrupt("not in a round".into()))
+        }
+    }
+
+    /// A round over `store` in which the campaigns numbered in `outage` find the store down:
+    /// the numbers of the campaigns it came to.
+    async fn ended_round(store: &Ended, rotation: &Rotation, outage: &[usize]) -> Vec<usize> {
+        let number = |c: &Campaign| c.id.trim_start_matches("c").parse::<usize>().unwrap_or(0);
+        let mut came_to = Vec::new();
+        let _ = each_ended(store, 10, rotation, "cannot decide", |c| {
+            let n = number(&c);
+            came_to.push(n);
+            store.down.store(outage.contains(&n), Ordering::SeqCst);
+            std::future::ready(match outage.contains(&n) {
+                true => Err(PortError::Unavailable("down".into())),
+                false => Ok(true),
+            })
+        })
+        .await;
+        store.down.store(false, Ordering::SeqCst);
+        came_to
+    }
+
+    #[tokio::test]
+    async fn an_outage_holds_the_rotation_where_the_round_stopped() {
+        // 33 ended campaigns, c0 the newest; pages of 10.
+        let all = (0..33)
+            .map(|n: i64| Campaign {
+                id: format!("c{n:02}"),
+                created_at_ms: 1_000_000 - n,
+                state: CampaignState::Ended,
+                ..liveops_testkit::conformance::live::campaign("ended")
+            })
+            .collect();
+        let store = Ended {
+            all,
+            down: false.into(),
+        };
+        let rotation = Rotation::default();
+        let range = |r: std::ops::Range<usize>| r.collect::<Vec<_>>();
+        assert_eq!(ended_round(&store, &rotation, &[]).await, range(0..10));
+        // The store goes down at c14: the round ends there, and the next one goes on from c15.
+        let cut = ended_round(&store, &rotation, &[14]).await;
+        assert_eq!(cut, range(0..15));
+        let next = ended_round(&store, &rotation, &[]).await;
+        assert_eq!(next, [range(0..10), range(15..25)].concat());
+        // Down within the first page: the rotating page (c25..) was not come to, so it is next.
+        assert_eq!(ended_round(&store, &rotation, &[3]).await, range(0..4));
+        let next = ended_round(&store, &rotation, &[]).await;
+        assert_eq!(next, [range(0..10), range(25..33)].concat());
+        // Past the last page, the second page again.
+        let next = ended_round(&store, &rotation, &[]).await;
+        assert_eq!(next, [range(0..10), range(10..20)].concat());
     }
 
     #[test]
