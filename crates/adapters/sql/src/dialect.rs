@@ -68,8 +68,16 @@ pub trait Dialect: Database + HasStatementCache + Sized {
     }
 
     /// How many rows an `UPDATE` or `DELETE` matched. (Not for telling an insert from a kept
-    /// duplicate: MySQL counts both as 1; read the row back instead.)
+    /// duplicate: MySQL counts both as 1; read the row back, or insert with [`Self::skip_taken`].)
     fn rows_affected(result: &Self::QueryResult) -> u64;
+
+    /// Appended to an `INSERT` so that, its key `conflict` taken, it writes nothing and
+    /// `rows_affected` says 0 (1 for a row written); `None` where no clause can say it (MySQL
+    /// counts a kept duplicate as 1): there the taken key fails the statement alone, which
+    /// InnoDB rolls back while the transaction goes on, and the caller counts it as kept.
+    fn skip_taken(conflict: &str) -> Option<String> {
+        Some(format!(" ON CONFLICT ({conflict}) DO NOTHING"))
+    }
 
     /// Appended to an `INSERT .. VALUES ..` so a row whose key `conflict` (a column list) is
     /// taken is left as it is and nothing is written. `column` is any column of the table

@@ -89,6 +89,10 @@ impl Dialect for MySql {
     fn keep_existing(_conflict: &str, column: &str) -> String {
         format!(" ON DUPLICATE KEY UPDATE {column} = {column}")
     }
+
+    fn skip_taken(_conflict: &str) -> Option<String> {
+        None
+    }
 }
 
 impl Type<MySql> for Text {

@@ -936,8 +936,8 @@ fn keyed(key: &RequestKey, made: &impl std::fmt::Debug) -> Keyed {
     }
 }
 
-/// A claim issues its receipts once; a second claim gets the first one's, also after the
-/// message expired; another player's message is not found; an expired one says when it expired.
+/// A claim issues its receipts once; a second claim (the same one again included) gets the
+/// first one's, also after the message expired; another player's message is not found; an expired one says when it expired.
 pub async fn claims_issue_one_set_of_receipts(repo: &dyn LiveStores) {
     let player = format!("claimer_{}", suffix());
     let m = message(Some(&player), None, 3_600_000);
@@ -950,6 +950,12 @@ pub async fn claims_issue_one_set_of_receipts(repo: &dyn LiveStores) {
     assert_eq!(
         ok(repo.claim(&first, now).await, "claim"),
         ClaimOutcome::Claimed(first.clone())
+    );
+    // The very same claim again (one signed request sent twice, its message without
+    // attachments, so both carry the same receipts): the second is not a new claim.
+    assert_eq!(
+        ok(repo.claim(&first, now).await, "claim"),
+        ClaimOutcome::AlreadyClaimed(first.clone())
     );
     assert_eq!(
         ok(repo.claim(&claim(&m, &player, "two"), now).await, "claim"),

@@ -323,12 +323,12 @@ sql_impl! {
             // A claim the player made before is kept by the claims' key (message, player) and
             // read back below, then answered as already claimed. One statement and one round
             // trip in the write turn every claim of a broadcast queues for on SQLite.
+            let skip = DB::skip_taken("message_id, player_id");
             let sql = with_tail::<DB>(
                 "INSERT INTO inbox_claims (message_id, player_id, claimed_at, receipts, \
                  request_sig) SELECT ?, ?, ?, ?, ? FROM inbox_messages WHERE message_id = ? \
                  AND (player_id = ? OR player_id IS NULL) AND expires_at > ?",
-                // Qualified: MySQL would find the name in the SELECT's table too.
-                DB::keep_existing("message_id, player_id", "inbox_claims.message_id"),
+                skip.as_deref().unwrap_or_default(),
             );
             let insert = sqlx::query(&sql)
                 .bind(claim.message_id.as_str())
@@ -339,7 +339,13 @@ sql_impl! {
                 .bind(claim.message_id.as_str())
                 .bind(claim.player_id.as_str())
                 .bind(now_ms);
-            Self::run(&mut tx, insert).await?;
+            // Whether this call wrote the claim: the same signed request sent twice (identical
+            // claims when the message has no attachments) is claimed, and counted, once.
+            let wrote = match insert.execute(&mut *tx).await {
+                Ok(done) => DB::rows_affected(&done) > 0,
+                Err(sqlx::Error::Database(e)) if skip.is_none() && e.is_unique_violation() => false,
+                Err(e) => return Err(db_error::<DB>(e)),
+            };
             // This claim, or the one the player made before (also before the message expired),
             // or one another request of theirs wrote meanwhile (read committed: each statement
             // sees what is committed when it runs).
@@ -350,9 +356,7 @@ sql_impl! {
             if let Some(row) = Self::optional_on(&mut tx, kept).await? {
                 tx.commit().await.map_err(db_error::<DB>)?;
                 let stored = claim_of(row)?;
-                // This call's own row (the same signed request sent twice at once reads back
-                // the other's receipts: answered, not counted, as already claimed).
-                return Ok(if stored == *claim {
+                return Ok(if wrote {
                     ClaimOutcome::Claimed(stored)
                 } else {
                     ClaimOutcome::AlreadyClaimed(stored)
@@ -372,7 +376,7 @@ sql_impl! {
                     Self::rolled_back(tx, ClaimOutcome::Expired(expires_at)).await
                 }
                 // There and live, yet not claimed: the insert met this request's signature on
-                // another message's claim (MySQL keeps that row rather than failing).
+                // another message's claim (on MySQL, a taken key fails the insert alone).
                 Some(_) => {
                     drop(tx);
                     Err(request_sig_clash::<DB>("claimed"))
