@@ -332,7 +332,13 @@ def services(L):
     L.add(timeseries("SQLite write turn wait p99 per pod",
                      [(hq(0.99, "db_write_turn_wait_seconds", "pod", NS), "{{pod}}")], "s",
                      "Embedded only: a process writes its SQLite file one transaction at a "
-                     "time; this is how long a write waited for its turn."), w=12)
+                     "time; this is how long a write waited for its turn."), w=6)
+    L.add(timeseries("SQLite inbox claims per group (mean) per pod",
+                     [(f"{summed('db_write_group_claims_sum', by='pod')} / "
+                       f"{summed('db_write_group_claims_count', by='pod')}", "{{pod}}")], "short",
+                     "Embedded only: claims that wait for the write turn are committed "
+                     "together (ADR 0024); near 1 under light load, tens when a broadcast is "
+                     "claimed by many players at once."), w=6)
 
 
 @board("liveops-pipeline", "LiveOps / Event pipeline",

@@ -66,6 +66,9 @@ pub struct SqlRepository<DB: Dialect> {
     /// Where this process's write transactions wait for their turn, if the dialect wants turns
     /// ([`Dialect::write_turn`]).
     writes: Arc<tokio::sync::Mutex<()>>,
+    /// Inbox claims waiting for the write turn, to be written together
+    /// ([`Dialect::GROUP_CLAIMS`]).
+    pub(crate) claims: Arc<crate::live::ClaimQueue>,
     /// Where reads that may be a little stale go while it is usable (`DB_READ_URL`).
     replica: MaybeReplica<DB>,
 }
@@ -75,6 +78,7 @@ impl<DB: Dialect> Clone for SqlRepository<DB> {
         Self {
             pool: self.pool.clone(),
             writes: self.writes.clone(),
+            claims: self.claims.clone(),
             replica: self.replica.clone(),
         }
     }
@@ -96,6 +100,7 @@ impl<DB: Dialect> SqlRepository<DB> {
         Self {
             pool,
             writes: Arc::default(),
+            claims: Arc::default(),
             replica: None,
         }
     }
@@ -278,13 +283,20 @@ where
     pub(crate) async fn begin_write(
         &self,
     ) -> PortResult<(Transaction<'static, DB>, Option<OwnedMutexGuard<()>>)> {
+        let turn = self.write_turn().await;
+        Ok((self.begin(DB::BEGIN_WRITE).await?, turn))
+    }
+
+    /// Waits for this process's turn to write, where the dialect wants turns
+    /// ([`Dialect::write_turn`]), and records the wait.
+    pub(crate) async fn write_turn(&self) -> Option<OwnedMutexGuard<()>> {
         let asked = Instant::now();
         let turn = DB::write_turn(&self.writes).await;
         if turn.is_some() {
             metrics::histogram!("db_write_turn_wait_seconds", "backend" => DB::NAME)
                 .record(asked.elapsed().as_secs_f64());
         }
-        Ok((self.begin(DB::BEGIN_WRITE).await?, turn))
+        turn
     }
 
     pub(crate) async fn begin(

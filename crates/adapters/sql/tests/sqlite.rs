@@ -178,3 +178,33 @@ async fn per_event_rows_past_the_retention_are_purged() {
     let repo = repo_at(&dir.path().join("liveops.db")).await;
     sql_support::purge_removes_only_rows_past_the_cutoff(&repo).await;
 }
+
+/// Claims sent at once wait for the one writer together and are written in groups, each
+/// answered as if it came alone (`db_write_group_claims`: fewer groups than claims).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_sent_at_once_are_written_in_groups() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = std::sync::Arc::new(repo_at(&dir.path().join("liveops.db")).await);
+    conformance::live::claims_at_once_are_answered_each_alone(repo).await;
+    let text = handle.render();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .rsplit(' ')
+                    .next()?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    };
+    let (claims, groups) = (
+        value("db_write_group_claims_sum{backend=\"SQLite\"}"),
+        value("db_write_group_claims_count{backend=\"SQLite\"}"),
+    );
+    assert_eq!(claims, 31.0, "every claim went through a group");
+    assert!(groups < claims, "{groups} groups for {claims} claims");
+}

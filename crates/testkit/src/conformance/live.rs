@@ -43,7 +43,8 @@ pub async fn run_all<S: LiveStores + 'static>(repo: Arc<S>) {
     inbox_pages_continue_where_the_last_ended(r).await;
     webhook_deliveries_are_queued_once_and_leased_once(r).await;
     dead_deliveries_are_sent_again_on_request(r).await;
-    concurrent_writers_agree(repo).await;
+    concurrent_writers_agree(repo.clone()).await;
+    claims_at_once_are_answered_each_alone(repo).await;
 }
 
 /// An audit entry of `action` on `target` by the conformance actor, now.
@@ -1552,6 +1553,114 @@ async fn the_last_two_admins_cannot_both_go(repo: &dyn LiveStores) -> [OperatorR
     want.sort();
     assert_eq!(ids, want, "the two admins left");
     [back, pair[1].clone()]
+}
+
+/// Claims sent at once, of every kind (where claims are written in groups, one group holds
+/// them all): each is answered as if it came alone. Players claiming a message to all each get
+/// theirs; the same claim sent twice is claimed once; a missing message is not found, an expired
+/// one expired; one request's signature on two messages claims one of them, the other failing
+/// alone as a conflicting write.
+pub async fn claims_at_once_are_answered_each_alone<S: LiveStores + 'static>(repo: Arc<S>) {
+    let player = format!("burst_{}", suffix());
+    let all = message(None, None, 3_600_000);
+    let (mine, also_mine) = (
+        message(Some(&player), None, 3_600_000),
+        message(Some(&player), None, 3_600_000),
+    );
+    let expired = message(Some(&player), None, -1);
+    let sent = send(
+        repo.as_ref(),
+        None,
+        &[
+            all.clone(),
+            mine.clone(),
+            also_mine.clone(),
+            expired.clone(),
+        ],
+    )
+    .await;
+    assert_eq!(sent, KeyedOutcome::Written);
+    let twice = claim(&mine, &player, "twice");
+    let shared = claim(&all, &format!("{player}_other"), "shared");
+    let clash = InboxClaim {
+        request_sig: format!("sha256=one_request_{}", suffix()),
+        ..claim(&also_mine, &player, "clash")
+    };
+    let mut claims: Vec<InboxClaim> = (0..24)
+        .map(|i| claim(&all, &format!("{player}_{i}"), &format!("all{i}")))
+        .collect();
+    claims.extend([twice.clone(), twice.clone(), shared]);
+    claims.push(claim(&expired, &player, "late"));
+    claims.push(InboxClaim {
+        message_id: "msg_never_sent".into(),
+        ..claim(&all, &player, "none")
+    });
+    claims.push(clash.clone());
+    claims.push(InboxClaim {
+        message_id: all.message_id.clone(),
+        ..clash.clone()
+    });
+    let tasks: Vec<_> = claims
+        .iter()
+        .map(|c| {
+            let (repo, c) = (repo.clone(), c.clone());
+            tokio::spawn(async move { repo.claim(&c, now_ms()).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.expect("join"));
+    }
+    for (c, answer) in claims.iter().zip(&answers).take(24) {
+        assert_eq!(answer, &Ok(ClaimOutcome::Claimed(c.clone())));
+    }
+    let twice_answers = [&answers[24], &answers[25]];
+    assert!(
+        twice_answers.contains(&&Ok(ClaimOutcome::Claimed(twice.clone())))
+            && twice_answers.contains(&&Ok(ClaimOutcome::AlreadyClaimed(twice.clone()))),
+        "the same claim twice at once: {twice_answers:?}"
+    );
+    assert!(
+        matches!(answers[26], Ok(ClaimOutcome::Claimed(_))),
+        "{:?}",
+        answers[26]
+    );
+    assert_eq!(
+        answers[27],
+        Ok(ClaimOutcome::Expired(expired.expires_at_ms))
+    );
+    assert_eq!(answers[28], Ok(ClaimOutcome::NotFound));
+    // One request, two messages: one claimed, the other refused alone, nothing written for it.
+    let clashed = [&answers[29], &answers[30]];
+    let refused = clashed
+        .iter()
+        .filter(|a| matches!(a, Err(PortError::Unavailable(_))))
+        .count();
+    let claimed = clashed
+        .iter()
+        .filter(|a| matches!(a, Ok(ClaimOutcome::Claimed(_))))
+        .count();
+    assert_eq!((claimed, refused), (1, 1), "{clashed:?}");
+    let kept = [
+        ok(
+            repo.claim_of(&player, &also_mine.message_id).await,
+            "claim_of",
+        ),
+        ok(repo.claim_of(&player, &all.message_id).await, "claim_of"),
+    ];
+    assert_eq!(
+        kept.iter().flatten().count(),
+        1,
+        "one of the two messages claimed: {kept:?}"
+    );
+    assert_eq!(
+        ok(
+            repo.claim_by_request(&clash.request_sig).await,
+            "claim_by_request"
+        )
+        .map(|c| c.message_id),
+        kept.iter().flatten().next().map(|c| c.message_id.clone())
+    );
 }
 
 /// Runs six copies of a write at once, as racing replicas would: their answers, in order.

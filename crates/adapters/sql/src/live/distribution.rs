@@ -2,20 +2,19 @@
 //!
 //! Settlement writes a winner's `campaign_settlements` row and inbox message in one
 //! transaction; the row's key (campaign, player) lets only one of them ever exist, so a re-run
-//! after a crash writes nothing twice. A claim reads its message under a shared lock, so claims of
-//! one message by many players run side by side; the claims' key (message, player) lets one
-//! claim of a player stand, which the others read back: one set of receipts.
+//! after a crash writes nothing twice. Claims of messages are in `claims.rs`.
 
 use std::collections::HashMap;
 
 use liveops_core::stores::{
-    Attempt, AuditEntry, CampaignEvent, ClaimOutcome, Delivery, DeliveryState, DueDelivery,
-    InboxClaim, InboxMessage, InboxPage, Keyed, KeyedOutcome, Redelivery, Webhook,
+    Attempt, AuditEntry, CampaignEvent, Delivery, DeliveryState, DueDelivery, InboxClaim,
+    InboxMessage, InboxPage, Keyed, KeyedOutcome, Redelivery, Webhook,
 };
-use liveops_core::{PortError, PortResult, Receipt};
+use liveops_core::{PortError, PortResult};
 use sqlx::Transaction;
 
-use super::{from_json, request_sig_clash, sql_impl, to_json, with_tail};
+use super::claims::claim_of;
+use super::{from_json, sql_impl, to_json, with_tail};
 use crate::dialect::{db_error, to_u64, Text};
 use crate::repository::within;
 use crate::statement::Statement;
@@ -36,31 +35,6 @@ fn message_of(row: MessageRow) -> PortResult<InboxMessage> {
         expires_at_ms: expires,
     })
 }
-
-/// A claim row: message, player, time, receipts, request signature.
-type ClaimRow = (Text, Text, i64, Text, Text);
-
-fn claim_of((message_id, player_id, at, receipts, sig): ClaimRow) -> PortResult<InboxClaim> {
-    Ok(InboxClaim {
-        message_id: message_id.0,
-        player_id: player_id.0,
-        claimed_at_ms: at,
-        receipts: from_json::<Vec<Receipt>>("claim receipts", &receipts.0)?,
-        request_sig: sig.0,
-    })
-}
-
-/// `SELECT` of a claim row, with `$tail` after the table.
-macro_rules! select_claims {
-    ($tail:literal) => {
-        concat!(
-            "SELECT message_id, player_id, claimed_at, receipts, request_sig FROM inbox_claims",
-            $tail
-        )
-    };
-}
-
-const SELECT_CLAIM: &str = select_claims!(" WHERE message_id = ? AND player_id = ?");
 
 /// A delivery row: id, webhook, event, kind, body, state, attempts, next, created.
 /// A webhook attempt as selected: delivery id, attempt, at, status, error, duration.
@@ -311,97 +285,6 @@ sql_impl! {
             Ok((message, claim))
         })
         .await
-    }
-
-    pub(crate) async fn claim(&self, claim: &InboxClaim, now_ms: i64) -> PortResult<ClaimOutcome> {
-        let receipts = to_json("claim receipts", &claim.receipts)?;
-        within::<DB, _>("claim", async {
-            let (mut tx, _turn) = self.begin_write().await?;
-            // The claim, if its message is there for the player and not expired, in one
-            // statement: messages are never changed or deleted, so the message needs no lock, and
-            // the claims of one message by many players (a message to all) run side by side.
-            // A claim the player made before is kept by the claims' key (message, player) and
-            // read back below, then answered as already claimed. One statement and one round
-            // trip in the write turn every claim of a broadcast queues for on SQLite.
-            let skip = DB::skip_taken("message_id, player_id");
-            let sql = with_tail::<DB>(
-                "INSERT INTO inbox_claims (message_id, player_id, claimed_at, receipts, \
-                 request_sig) SELECT ?, ?, ?, ?, ? FROM inbox_messages WHERE message_id = ? \
-                 AND (player_id = ? OR player_id IS NULL) AND expires_at > ?",
-                skip.as_deref().unwrap_or_default(),
-            );
-            let insert = sqlx::query(&sql)
-                .bind(claim.message_id.as_str())
-                .bind(claim.player_id.as_str())
-                .bind(claim.claimed_at_ms)
-                .bind(receipts.as_str())
-                .bind(claim.request_sig.as_str())
-                .bind(claim.message_id.as_str())
-                .bind(claim.player_id.as_str())
-                .bind(now_ms);
-            // Whether this call wrote the claim: the same signed request sent twice (identical
-            // claims when the message has no attachments) is claimed, and counted, once.
-            let wrote = match insert.execute(&mut *tx).await {
-                Ok(done) => DB::rows_affected(&done) > 0,
-                Err(sqlx::Error::Database(e)) if skip.is_none() && e.is_unique_violation() => false,
-                Err(e) => return Err(db_error::<DB>(e)),
-            };
-            // This claim, or the one the player made before (also before the message expired),
-            // or one another request of theirs wrote meanwhile (read committed: each statement
-            // sees what is committed when it runs).
-            let sql = DB::placeholders(SELECT_CLAIM);
-            let kept = sqlx::query_as(&sql)
-                .bind(claim.message_id.as_str())
-                .bind(claim.player_id.as_str());
-            if let Some(row) = Self::optional_on(&mut tx, kept).await? {
-                tx.commit().await.map_err(db_error::<DB>)?;
-                let stored = claim_of(row)?;
-                return Ok(if wrote {
-                    ClaimOutcome::Claimed(stored)
-                } else {
-                    ClaimOutcome::AlreadyClaimed(stored)
-                });
-            }
-            // No claim: why (the rare path).
-            let sql = DB::placeholders(
-                "SELECT expires_at FROM inbox_messages WHERE message_id = ? \
-                 AND (player_id = ? OR player_id IS NULL)",
-            );
-            let message = sqlx::query_as(&sql)
-                .bind(claim.message_id.as_str())
-                .bind(claim.player_id.as_str());
-            match Self::optional_on(&mut tx, message).await? {
-                None => Self::rolled_back(tx, ClaimOutcome::NotFound).await,
-                Some((expires_at,)) if expires_at <= now_ms => {
-                    Self::rolled_back(tx, ClaimOutcome::Expired(expires_at)).await
-                }
-                // There and live, yet not claimed: the insert met this request's signature on
-                // another message's claim (on MySQL, a taken key fails the insert alone).
-                Some(_) => {
-                    drop(tx);
-                    Err(request_sig_clash::<DB>("claimed"))
-                }
-            }
-        })
-        .await
-    }
-
-    pub(crate) async fn claim_by_request(
-        &self,
-        request_sig: &str,
-    ) -> PortResult<Option<InboxClaim>> {
-        let sql = DB::placeholders(select_claims!(" WHERE request_sig = ?"));
-        self.optional_row("claim_by_request", sqlx::query_as(&sql).bind(request_sig), claim_of).await
-    }
-
-    pub(crate) async fn claim_of(
-        &self,
-        player_id: &str,
-        message_id: &str,
-    ) -> PortResult<Option<InboxClaim>> {
-        let sql = DB::placeholders(SELECT_CLAIM);
-        let query = sqlx::query_as(&sql).bind(message_id).bind(player_id);
-        self.optional_row("claim_of", query, claim_of).await
     }
 
     pub(crate) async fn create_webhook(

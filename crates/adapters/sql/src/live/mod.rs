@@ -3,6 +3,7 @@
 //! stores, all over the same [`crate::Dialect`].
 
 mod campaigns;
+mod claims;
 mod distribution;
 mod operators;
 mod participation;
@@ -17,6 +18,8 @@ use sqlx::Transaction;
 
 use crate::dialect::db_error;
 use crate::repository::within;
+
+pub(crate) use claims::ClaimQueue;
 
 /// Opens an `impl SqlRepository<DB>` block with the bounds the generic SQL code needs (the same
 /// as the repository's own), so each file states them once.

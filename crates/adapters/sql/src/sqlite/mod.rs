@@ -139,6 +139,8 @@ impl Dialect for Sqlite {
         result.rows_affected()
     }
 
+    const GROUP_CLAIMS: bool = true;
+
     fn write_turn(turns: &Arc<Mutex<()>>) -> BoxFuture<'static, Option<OwnedMutexGuard<()>>> {
         let turns = turns.clone();
         Box::pin(async move { Some(turns.lock_owned().await) })
