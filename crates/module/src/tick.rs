@@ -156,7 +156,9 @@ fn after(page: &[Campaign], limit: u32) -> Option<(i64, String)> {
 /// rotation moves past what the round reached: past the whole page when the round ran through
 /// (failing campaigns are passed over, so a page that keeps failing does not hold it); past the
 /// last campaign it came to when an outage ended the round within that page, so the rest are
-/// next; not at all when the round ended within the first page, before it came to that page.
+/// next (the one or few whose failures ended the round wait for the next cycle: retried first,
+/// a run that keeps failing would hold the rotation); not at all when the round ended within
+/// the first page, before it came to that page.
 pub async fn each_ended<F, Fut>(
     campaigns: &dyn CampaignStore,
     limit: u32,

@@ -180,15 +180,23 @@ async fn per_event_rows_past_the_retention_are_purged() {
 }
 
 /// Claims sent at once wait for the one writer together and are written in groups, each
-/// answered as if it came alone (`db_write_group_claims`: fewer groups than claims).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn claims_sent_at_once_are_written_in_groups() {
+/// answered as if it came alone (`db_write_group_claims`: fewer groups than claims). On one
+/// thread, so the tasks that write the groups record to this test's own recorder.
+#[test]
+fn claims_sent_at_once_are_written_in_groups() {
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
-    metrics::set_global_recorder(recorder).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let repo = std::sync::Arc::new(repo_at(&dir.path().join("liveops.db")).await);
-    conformance::live::claims_at_once_are_answered_each_alone(repo).await;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let repo = std::sync::Arc::new(repo_at(&dir.path().join("liveops.db")).await);
+            conformance::live::claims_at_once_are_answered_each_alone(repo).await;
+        })
+    });
     let text = handle.render();
     let value = |name: &str| {
         text.lines()

@@ -1555,8 +1555,8 @@ async fn the_last_two_admins_cannot_both_go(repo: &dyn LiveStores) -> [OperatorR
     [back, pair[1].clone()]
 }
 
-/// Claims sent at once, of every kind (where claims are written in groups, one group holds
-/// them all): each is answered as if it came alone. Players claiming a message to all each get
+/// Claims sent at once, of every kind (where claims are written in groups, they share
+/// groups): each is answered as if it came alone. Players claiming a message to all each get
 /// theirs; the same claim sent twice is claimed once; a missing message is not found, an expired
 /// one expired; one request's signature on two messages claims one of them, the other failing
 /// alone as a conflicting write.
@@ -1613,6 +1613,8 @@ pub async fn claims_at_once_are_answered_each_alone<S: LiveStores + 'static>(rep
     }
     for (c, answer) in claims.iter().zip(&answers).take(24) {
         assert_eq!(answer, &Ok(ClaimOutcome::Claimed(c.clone())));
+        let stored = ok(repo.claim_of(&c.player_id, &c.message_id).await, "claim_of");
+        assert_eq!(stored.as_ref(), Some(c), "as stored");
     }
     let twice_answers = [&answers[24], &answers[25]];
     assert!(

@@ -6,9 +6,11 @@
 //!
 //! Where writers take turns ([`crate::Dialect::GROUP_CLAIMS`], SQLite), every claim of a
 //! broadcast queues for the one writer, and each commit syncs the log. So the claims that wait
-//! are written together: each caller queues its claim, then waits for the turn; whoever gets it
-//! writes every queued claim in one transaction (a task of its own, so a caller that goes away
-//! takes no other's answer with it), commits once and answers each. A claim that fails alone (a
+//! are written together: each caller queues its claim, then waits for its answer or the turn,
+//! whichever comes first; whoever gets the turn writes the queued claims (up to 512) in one
+//! transaction (a task of its own, so a caller that goes away takes no other's answer with it),
+//! commits once, answers each and gives the turn back. A caller is answered as soon as its
+//! group is committed, and other writers queue for the turn between groups. A claim that fails alone (a
 //! request's signature already on another claim) fails only its caller, as a failed statement
 //! is undone alone; any other error fails the group, nothing of it written, and every caller
 //! gets it (503, to retry).
@@ -56,7 +58,7 @@ const INSERT_CLAIM: &str = "INSERT INTO inbox_claims (message_id, player_id, cla
      receipts, request_sig) SELECT ?, ?, ?, ?, ? FROM inbox_messages WHERE message_id = ? \
      AND (player_id = ? OR player_id IS NULL) AND expires_at > ?";
 
-/// Most claims one transaction of a group writes; more waiting go in the next, in the same turn.
+/// Most claims one group writes; more waiting go in the next group, at the next turn.
 const GROUP_MOST: usize = 512;
 
 /// Claims waiting for the write turn, where writers take turns.
@@ -101,63 +103,83 @@ sql_impl! {
         within::<DB, _>("claim", async {
             let (mut tx, _turn) = self.begin_write().await?;
             let outcome = Self::claim_on(&mut tx, claim, &receipts, now_ms).await;
-            let outcome = outcome.map_err(db_error::<DB>)??;
-            tx.commit().await.map_err(db_error::<DB>)?;
-            Ok(outcome)
+            match outcome.map_err(db_error::<DB>)? {
+                Ok(outcome) => {
+                    tx.commit().await.map_err(db_error::<DB>)?;
+                    Ok(outcome)
+                }
+                // The request's signature taken; on PostgreSQL also the same claim committed by
+                // another request meanwhile, when its signature's key is met before the claims'
+                // key: answered from that claim, if there is one.
+                Err(clash) => {
+                    Self::rolled_back(tx, ()).await?;
+                    match self.claim_of(&claim.player_id, &claim.message_id).await? {
+                        Some(stored) => Ok(ClaimOutcome::AlreadyClaimed(stored)),
+                        None => Err(clash),
+                    }
+                }
+            }
         })
         .await
     }
 
-    /// Queues `claim`, waits for the write turn, writes the waiting claims if there are any
-    /// (this one among them, unless a group before took it), and waits for its answer.
+    /// Queues `claim` and waits for its answer or for the write turn, whichever comes first;
+    /// with the turn, writes the claims waiting (this one among them, unless a group before
+    /// took it) in a task of its own, and waits again.
     async fn claim_in_group(
         &self,
         claim: &InboxClaim,
         receipts: String,
         now_ms: i64,
     ) -> PortResult<ClaimOutcome> {
-        let (answer, answered) = oneshot::channel();
+        let (answer, mut answered) = oneshot::channel();
         self.claims.lock().push(Waiting {
             claim: claim.clone(),
             receipts,
             now_ms,
             answer,
         });
-        let turn = self.write_turn().await;
-        let group = self.claims.next_group();
-        if !group.is_empty() {
-            let repo = self.clone();
-            tokio::spawn(async move { repo.write_groups(group, turn).await });
-        }
-        answered.await.unwrap_or_else(|_| {
-            Err(PortError::Unavailable(format!(
-                "{}: claim: the group it was queued in stopped",
-                DB::NAME
-            )))
-        })
-    }
-
-    /// Writes `group`, and the groups queued meanwhile, each in one transaction, holding the
-    /// write turn until none waits.
-    async fn write_groups(self, mut group: Vec<Waiting>, turn: Option<OwnedMutexGuard<()>>) {
-        while !group.is_empty() {
-            metrics::histogram!("db_write_group_claims", "backend" => DB::NAME)
-                .record(group.len() as f64);
-            match self.write_group(&group).await {
-                Ok(outcomes) => {
-                    for (waiting, outcome) in group.into_iter().zip(outcomes) {
-                        let _gone = waiting.answer.send(outcome);
-                    }
+        loop {
+            tokio::select! {
+                biased;
+                answer = &mut answered => {
+                    return answer.unwrap_or_else(|_| {
+                        Err(PortError::Unavailable(format!(
+                            "{}: claim: the group it was queued in stopped",
+                            DB::NAME
+                        )))
+                    });
                 }
-                Err(error) => {
-                    tracing::warn!(%error, claims = group.len(), "a group of claims was not written");
-                    for waiting in group {
-                        let _gone = waiting.answer.send(Err(error.clone()));
+                turn = self.write_turn() => {
+                    let group = self.claims.next_group();
+                    if !group.is_empty() {
+                        let repo = self.clone();
+                        tokio::spawn(async move { repo.write_and_answer(group, turn).await });
                     }
                 }
             }
-            group = self.claims.next_group();
         }
+    }
+
+    /// Writes `group` in one transaction under the write turn, answers each of its claims, and
+    /// gives the turn back (to the next writer, often a caller with claims queued meanwhile).
+    async fn write_and_answer(self, group: Vec<Waiting>, turn: Option<OwnedMutexGuard<()>>) {
+        metrics::histogram!("db_write_group_claims", "backend" => DB::NAME)
+            .record(group.len() as f64);
+        match self.write_group(&group).await {
+            Ok(outcomes) => {
+                for (waiting, outcome) in group.into_iter().zip(outcomes) {
+                    let _gone = waiting.answer.send(outcome);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, claims = group.len(), "a group of claims was not written");
+                for waiting in group {
+                    let _gone = waiting.answer.send(Err(error.clone()));
+                }
+            }
+        }
+        // After the answers: a caller that gets the turn next finds its own answered.
         drop(turn);
     }
 
