@@ -26,7 +26,8 @@ struct Ceiling {
 }
 
 /// The ceiling's routes: `POST /events`, `POST /events/batch`, `GET /leaderboard`,
-/// `GET /leaderboard/players/{id}`, `POST /players/{id}/inbox/{messageId}/claim`.
+/// `GET /leaderboard/players/{id}`, `POST /players/{id}/inbox/{messageId}/claim`,
+/// `POST /campaigns/{id}/entries`.
 pub fn router(keyring: Keyring, tolerance_s: i64) -> Router {
     let entries: Vec<Value> = (1..=100u64)
         .map(|rank| json!({"rank": rank, "playerId": format!("bench_{rank}"), "score": 1_000_000 - rank}))
@@ -47,6 +48,7 @@ pub fn router(keyring: Keyring, tolerance_s: i64) -> Router {
         .route("/leaderboard", get(top))
         .route("/leaderboard/players/{id}", get(rank))
         .route("/players/{id}/inbox/{message}/claim", post(claim))
+        .route("/campaigns/{id}/entries", post(enter))
         .with_state(state)
 }
 
@@ -115,6 +117,24 @@ async fn claim(
         Ok(_) => json_response(
             StatusCode::OK,
             serde_json::to_vec(&json!({"messageId": message, "playerId": player, "receipts": []}))
+                .unwrap_or_default(),
+        ),
+        Err(p) => p.into_response(),
+    }
+}
+
+/// An entry: the signature (over the request's own path) and the JSON checked, a fixed answer.
+async fn enter(
+    State(c): State<Arc<Ceiling>>,
+    Path(campaign): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match check(&c, &headers, uri.path(), &body) {
+        Ok(_) => json_response(
+            StatusCode::CREATED,
+            serde_json::to_vec(&json!({"entryId": "ent_bench", "campaignId": campaign}))
                 .unwrap_or_default(),
         ),
         Err(p) => p.into_response(),

@@ -7,7 +7,8 @@
 //! percentiles (HDR histograms), answers per status, and end-to-end visibility: how long after
 //! its `202` a probe event shows in progression and on the leaderboard. The claims mode sends one
 //! broadcast inbox message as an operator and has the players claim it, as after a live event's
-//! gift to everyone.
+//! gift to everyone; the entries mode opens a campaign as an operator and has the players enter
+//! it, as when a live event starts.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +57,9 @@ pub enum Mode {
     /// Claims of one broadcast inbox message (sent first, as the operator `ADMIN_EMAIL`) by
     /// `--players` players in turn, each signed.
     Claims,
+    /// Entries into one campaign (created and scheduled first, as the operator `ADMIN_EMAIL`,
+    /// live within a scheduler tick) by `--players` players in turn, each signed.
+    Entries,
 }
 
 /// Options of `liveops bench`.
@@ -116,6 +120,10 @@ pub struct BenchOpts {
     /// message, claimable for a day), so it is sent only with this flag.
     #[arg(long)]
     pub broadcast_to_all: bool,
+    /// Entries mode against `--url`: the campaign is a real one every player of that product
+    /// sees and may enter (for an hour), so it is opened only with this flag.
+    #[arg(long)]
+    pub open_campaign: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -141,6 +149,7 @@ impl Default for BenchOpts {
             no_seed: false,
             drain_timeout: 120.0,
             broadcast_to_all: false,
+            open_campaign: false,
             json: false,
         }
     }
@@ -268,10 +277,18 @@ pub async fn measure(
                 .into(),
         ));
     }
-    if opts.mode == Mode::Claims && signer.operator.is_none() {
+    if opts.mode == Mode::Entries && !opts.spawn && !opts.open_campaign {
         return Err(BenchError::Config(
-            "--mode claims sends its broadcast as an operator: set ADMIN_EMAIL and \
-             ADMIN_PASSWORD (with --spawn, the first admin the product creates)"
+            "--mode entries against --url opens a real campaign every player of that product \
+             sees: add --open-campaign to mean it"
+                .into(),
+        ));
+    }
+    if matches!(opts.mode, Mode::Claims | Mode::Entries) && signer.operator.is_none() {
+        return Err(BenchError::Config(
+            "--mode claims and --mode entries act as an operator first (a broadcast, a \
+             campaign): set ADMIN_EMAIL and ADMIN_PASSWORD (with --spawn, the first admin the \
+             product creates)"
                 .into(),
         ));
     }
@@ -294,6 +311,7 @@ pub async fn measure(
             Mode::Ingest => "ingest".into(),
             Mode::Read => "read".into(),
             Mode::Claims => "claims".into(),
+            Mode::Entries => "entries".into(),
         },
         target: if opts.spawn {
             "spawn".into()
@@ -330,10 +348,12 @@ async fn run_phases(system: &mut System, opts: &BenchOpts) -> Result<Phases, Ben
         Mode::Ingest => vec![("ingest", Work::Single)],
         Mode::Read => vec![("top100", Work::Top100), ("rank", Work::Rank)],
         Mode::Claims => vec![("claim", Work::Claim)],
+        Mode::Entries => vec![("enter", Work::Enter)],
     };
-    // The ceiling answers any message id; the product's is the broadcast sent below.
-    let mut message: Option<Arc<str>> = Some("bench_gift".into());
-    let drive_of = |name: &str, work: Work, message: &Option<Arc<str>>| Drive {
+    // The ceiling answers any message or campaign id; the product's is the broadcast sent, or
+    // the campaign opened, below.
+    let mut target: Option<Arc<str>> = Some("bench_target".into());
+    let drive_of = |name: &str, work: Work, target: &Option<Arc<str>>| Drive {
         name: name.to_owned(),
         work,
         connections: opts.connections,
@@ -341,7 +361,7 @@ async fn run_phases(system: &mut System, opts: &BenchOpts) -> Result<Phases, Ben
         warmup: secs(opts.warmup),
         duration: secs(opts.duration),
         seed,
-        message: message.clone(),
+        target: target.clone(),
     };
 
     let mut startup = system.startup.clone();
@@ -357,7 +377,7 @@ async fn run_phases(system: &mut System, opts: &BenchOpts) -> Result<Phases, Ben
                 &served.endpoint,
                 &system.keyring,
                 &players,
-                drive_of(name, *work, &message),
+                drive_of(name, *work, &target),
             )
             .await;
             match driven {
@@ -371,8 +391,10 @@ async fn run_phases(system: &mut System, opts: &BenchOpts) -> Result<Phases, Ben
         served.stop().await;
     }
 
-    if opts.mode == Mode::Claims {
-        message = Some(broadcast(system).await?);
+    match opts.mode {
+        Mode::Claims => target = Some(broadcast(system).await?),
+        Mode::Entries => target = Some(open_campaign(system).await?),
+        Mode::Ingest | Mode::Read => {}
     }
     let mut phases = Vec::new();
     let mut pipeline = None;
@@ -382,14 +404,14 @@ async fn run_phases(system: &mut System, opts: &BenchOpts) -> Result<Phases, Ben
                 &system.endpoint,
                 &system.keyring,
                 &players,
-                drive_of(name, *work, &message),
+                drive_of(name, *work, &target),
             )
             .await?;
             phases.push(d.phase);
             continue;
         }
         let (d, pl) =
-            ingest_with_probes(system, opts, &players, drive_of(name, *work, &message)).await?;
+            ingest_with_probes(system, opts, &players, drive_of(name, *work, &target)).await?;
         phases.push(d);
         pipeline = Some(pl);
     }
@@ -411,37 +433,42 @@ async fn answer<T: serde::de::DeserializeOwned>(
     response.json().await.map_err(refused)
 }
 
-/// Logs in as the system's operator and sends one message to every player, with one attachment
-/// and a day to claim it; its id.
-async fn broadcast(system: &System) -> Result<Arc<str>, BenchError> {
+/// Logs in as the system's operator: an HTTP client and the session's bearer token.
+async fn operator_login(system: &System) -> Result<(reqwest::Client, String), BenchError> {
     #[derive(serde::Deserialize)]
     struct Login {
         token: String,
     }
+    let (email, password) = system
+        .operator
+        .clone()
+        .ok_or_else(|| BenchError::Config("no operator to act as".into()))?;
+    let client = reqwest::Client::new();
+    let login: Login = answer(
+        "operator login",
+        client
+            .post(format!("{}/auth/login", system.endpoint.base))
+            .json(&serde_json::json!({"email": email, "password": password})),
+    )
+    .await?;
+    Ok((client, login.token))
+}
+
+/// Logs in as the system's operator and sends one message to every player, with one attachment
+/// and a day to claim it; its id.
+async fn broadcast(system: &System) -> Result<Arc<str>, BenchError> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Sent {
         message_ids: Vec<String>,
     }
-    let (email, password) = system
-        .operator
-        .clone()
-        .ok_or_else(|| BenchError::Config("no operator to send the broadcast".into()))?;
-    let base = &system.endpoint.base;
-    let client = reqwest::Client::new();
-    let login: Login = answer(
-        "operator login",
-        client
-            .post(format!("{base}/auth/login"))
-            .json(&serde_json::json!({"email": email, "password": password})),
-    )
-    .await?;
+    let (client, token) = operator_login(system).await?;
     let expires = chrono::Utc::now() + chrono::Duration::days(1);
     let sent: Sent = answer(
         "broadcast send",
         client
-            .post(format!("{base}/inbox/messages"))
-            .bearer_auth(&login.token)
+            .post(format!("{}/inbox/messages", system.endpoint.base))
+            .bearer_auth(&token)
             .json(&serde_json::json!({
                 "all": true, "title": "Bench gift", "attachments": [{"item": "bench_gift"}],
                 "expiresAt": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -453,6 +480,55 @@ async fn broadcast(system: &System) -> Result<Arc<str>, BenchError> {
         .next()
         .map(Arc::from)
         .ok_or_else(|| BenchError::Server("the broadcast send returned no message id".into()))
+}
+
+/// Logs in as the system's operator, creates a draw campaign open to every level from now for
+/// an hour (each player enters once), schedules it and waits until the scheduler has made it
+/// live (at most 30 s); its id.
+async fn open_campaign(system: &System) -> Result<Arc<str>, BenchError> {
+    #[derive(serde::Deserialize)]
+    struct Campaign {
+        id: String,
+        state: String,
+    }
+    let (client, token) = operator_login(system).await?;
+    let base = &system.endpoint.base;
+    let now = chrono::Utc::now();
+    let at =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let created: Campaign = answer(
+        "campaign create",
+        client
+            .post(format!("{base}/campaigns"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({
+                "title": "Bench entries", "startsAt": at(now),
+                "endsAt": at(now + chrono::Duration::hours(1)),
+                "eligibility": {"minLevel": 1}, "entryLimit": "once",
+                "reward": {"kind": "draw", "winners": 1, "item": "bench_prize"},
+            })),
+    )
+    .await?;
+    let url = format!("{base}/campaigns/{}", created.id);
+    let _: Campaign = answer(
+        "campaign schedule",
+        client.post(format!("{url}/schedule")).bearer_auth(&token),
+    )
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let c: Campaign = answer("campaign read", client.get(&url).bearer_auth(&token)).await?;
+        if c.state == "live" {
+            return Ok(Arc::from(c.id));
+        }
+        if Instant::now() >= deadline {
+            return Err(BenchError::Server(format!(
+                "campaign {} still {} after 30 s",
+                c.id, c.state
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// An ingest phase with visibility probes and bus-lag sampling alongside, then the drain.

@@ -199,9 +199,12 @@ pub(crate) enum Work {
     Top100,
     /// `GET /leaderboard/players/{id}?around=0`, players picked by popularity.
     Rank,
-    /// `POST /players/{id}/inbox/{messageId}/claim` of one broadcast message ([`Drive::message`]),
+    /// `POST /players/{id}/inbox/{messageId}/claim` of one broadcast message ([`Drive::target`]),
     /// each player in turn (`bench_0`, `bench_1`, …, then again from the first: repeats).
     Claim,
+    /// `POST /campaigns/{id}/entries` of one live campaign ([`Drive::target`]), each player in
+    /// turn like [`Work::Claim`].
+    Enter,
 }
 
 impl Work {
@@ -225,8 +228,9 @@ pub(crate) struct Drive {
     pub(crate) warmup: Duration,
     pub(crate) duration: Duration,
     pub(crate) seed: u64,
-    /// The broadcast message a [`Work::Claim`] phase claims.
-    pub(crate) message: Option<Arc<str>>,
+    /// The broadcast message a [`Work::Claim`] phase claims, or the campaign a [`Work::Enter`]
+    /// phase enters.
+    pub(crate) target: Option<Arc<str>>,
 }
 
 struct Ctx {
@@ -237,8 +241,8 @@ struct Ctx {
     start: Instant,
     measure_from: Instant,
     end: Instant,
-    /// How many claims were built: the next claimant's index (modulo the players).
-    claims: AtomicUsize,
+    /// How many claims or entries were built: the next player's index (modulo the players).
+    turns: AtomicUsize,
 }
 
 /// What one connection saw.
@@ -356,12 +360,17 @@ fn next_request(ctx: &Ctx, rng: &mut StdRng, buf: &mut String) -> Option<Prepare
             let _ = write!(buf, "/leaderboard/players/bench_{p}?around=0");
             return Some(Prepared::get(""));
         }
-        Work::Claim => {
-            let message = ctx.drive.message.as_deref()?;
-            let turn = ctx.claims.fetch_add(1, Ordering::Relaxed);
+        Work::Claim | Work::Enter => {
+            let target = ctx.drive.target.as_deref()?;
+            let turn = ctx.turns.fetch_add(1, Ordering::Relaxed);
             let player = format!("bench_{}", turn % ctx.players.zipf.len());
-            let _ = write!(buf, r#"{{"playerId":"{player}","messageId":"{message}"}}"#);
-            let path = format!("/players/{player}/inbox/{message}/claim");
+            let path = if ctx.drive.work == Work::Claim {
+                let _ = write!(buf, r#"{{"playerId":"{player}","messageId":"{target}"}}"#);
+                format!("/players/{player}/inbox/{target}/claim")
+            } else {
+                let _ = write!(buf, r#"{{"playerId":"{player}","campaignId":"{target}"}}"#);
+                format!("/campaigns/{target}/entries")
+            };
             let sig = ctx
                 .keyring
                 .sign_request(None, ts, "POST", &path, buf.as_bytes())?;
@@ -462,6 +471,8 @@ async fn connection(ctx: Arc<Ctx>, k: usize) -> Result<Tally, BenchError> {
                     .map_or((0, events), |c| (c.accepted, c.rejected)),
                 Work::Single if *status == 202 => (1, 0),
                 Work::Top100 | Work::Rank | Work::Claim if *status == 200 => (1, 0),
+                // A player entering again (past the last, from the first) is refused: 409.
+                Work::Enter if *status == 201 => (1, 0),
                 _ => (0, events),
             },
             Err(_) => (0, events),
@@ -522,7 +533,7 @@ pub(crate) async fn drive(
         measure_from: start + drive.warmup,
         end: start + drive.warmup + drive.duration,
         drive,
-        claims: AtomicUsize::new(0),
+        turns: AtomicUsize::new(0),
     });
     let tasks: Vec<_> = (0..ctx.drive.connections.max(1))
         .map(|k| tokio::spawn(connection(ctx.clone(), k)))
@@ -555,6 +566,7 @@ pub(crate) async fn drive(
             Work::Top100 => "GET /leaderboard?limit=100".into(),
             Work::Rank => "GET /leaderboard/players/{id}?around=0".into(),
             Work::Claim => "POST /players/{id}/inbox/{messageId}/claim (one broadcast)".into(),
+            Work::Enter => "POST /campaigns/{id}/entries (one live campaign)".into(),
         },
         connections: ctx.drive.connections,
         target_rate: ctx.drive.rate,

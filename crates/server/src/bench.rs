@@ -68,8 +68,8 @@ fn operator(config: &Given) -> Result<Option<(String, String)>, BenchError> {
 
 /// Runs the bench as `config` and `opts` say and returns its report.
 pub async fn measure(config: &Given, opts: &BenchOpts) -> Result<Report, BenchError> {
-    // Only the claims mode logs in: a bad password file fails nothing else.
-    let operator = if opts.mode == Mode::Claims {
+    // Only the claims and entries modes log in: a bad password file fails nothing else.
+    let operator = if matches!(opts.mode, Mode::Claims | Mode::Entries) {
         operator(config)?
     } else {
         None

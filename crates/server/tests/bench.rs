@@ -23,7 +23,7 @@ const ADMIN: [&str; 4] = [
     ADMIN_PASSWORD,
 ];
 
-/// [`config`] with the operator the claims mode logs in as.
+/// [`config`] with the operator the claims and entries modes log in as.
 fn config_with_admin() -> Given {
     let mut args = vec!["--hmac-secret", SECRET, "--log-level", "warn"];
     args.extend(ADMIN);
@@ -256,6 +256,84 @@ async fn claims_against_a_url_leave_each_player_the_broadcast_claimed() {
             "bench_{p}: {}",
             inbox.body
         );
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_into_one_campaign_against_the_ceiling_and_the_spawned_product() {
+    let opts = BenchOpts {
+        mode: Mode::Entries,
+        spawn: true,
+        ceiling: true,
+        // Each player enters once: more players than entries, so none enters again.
+        players: 1_000_000,
+        ..tiny()
+    };
+    let report = round_trip(
+        &measure(&config_with_admin(), &opts)
+            .await
+            .expect("bench runs"),
+    );
+    assert_eq!(report.mode, "entries");
+    assert_eq!((report.ceiling.len(), report.system.len()), (1, 1));
+    for p in report.ceiling.iter().chain(&report.system) {
+        assert_eq!(p.name, "enter");
+        assert_accepting(p, "201");
+        // Every entry was signed for its own path into the live campaign: none refused.
+        assert_eq!(p.rejected, 0, "{p:?}");
+    }
+    assert!(report.system[0].ratio_to_ceiling.is_some());
+    let refused = measure(&config(), &opts).await.expect_err("no operator");
+    assert!(refused.to_string().contains("ADMIN_EMAIL"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_against_a_url_enter_each_player_into_the_campaign_opened() {
+    let app = spawn_app(&ADMIN).await;
+    let mut opts = BenchOpts {
+        mode: Mode::Entries,
+        url: Some(app.base.clone()),
+        players: 50,
+        ..tiny()
+    };
+    // A real product's players would all see the campaign: not without saying so.
+    let refused = measure(&config_with_admin(), &opts)
+        .await
+        .expect_err("no --open-campaign");
+    assert!(refused.to_string().contains("--open-campaign"), "{refused}");
+    opts.open_campaign = true;
+    let report = round_trip(
+        &measure(&config_with_admin(), &opts)
+            .await
+            .expect("bench runs"),
+    );
+    let entries = &report.system[0];
+    assert!(entries.requests > 0, "{entries:?}");
+    assert_eq!(entries.transport_errors, 0, "{entries:?}");
+    // Past the 50th entry (within the warm-up) the players enter again, which the campaign
+    // (once each) refuses, or answers from the entry when the very same signed request comes
+    // again within its second.
+    let statuses: Vec<_> = entries.status.keys().collect();
+    assert!(
+        statuses
+            .iter()
+            .all(|s| ["200", "201", "409"].contains(&s.as_str())),
+        "{entries:?}"
+    );
+    // The players entered in turn: the first 50 entries (warm-up included) were all 50's.
+    for p in [0, 1, 49] {
+        let listed = app.get(&format!("/players/bench_{p}/campaigns")).await;
+        let campaigns = listed.body["campaigns"]
+            .as_array()
+            .expect("campaigns")
+            .clone();
+        let bench: Vec<_> = campaigns
+            .iter()
+            .filter(|c| c["title"] == "Bench entries")
+            .collect();
+        assert_eq!(bench.len(), 1, "bench_{p}: {}", listed.body);
+        assert_eq!(bench[0]["entered"], true, "bench_{p}: {}", listed.body);
     }
     app.shutdown().await;
 }
