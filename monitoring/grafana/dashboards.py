@@ -333,12 +333,12 @@ def services(L):
                      [(hq(0.99, "db_write_turn_wait_seconds", "pod", NS), "{{pod}}")], "s",
                      "Embedded only: a process writes its SQLite file one transaction at a "
                      "time; this is how long a write waited for its turn."), w=6)
-    L.add(timeseries("SQLite inbox claims per group (mean) per pod",
-                     [(f"{summed('db_write_group_claims_sum', by='pod')} / "
-                       f"{summed('db_write_group_claims_count', by='pod')}", "{{pod}}")], "short",
-                     "Embedded only: claims that wait for the write turn are committed "
-                     "together (ADR 0024); near 1 under light load, tens when a broadcast is "
-                     "claimed by many players at once."), w=6)
+    L.add(timeseries("SQLite claims and entries per group (mean) per pod",
+                     [(f"{summed('db_write_group_writes_sum', by='pod')} / "
+                       f"{summed('db_write_group_writes_count', by='pod')}", "{{pod}}")], "short",
+                     "Embedded only: inbox claims and campaign entries that wait for the write "
+                     "turn are committed together (ADR 0024); near 1 under light load, tens when "
+                     "many players claim a gift or enter a campaign at once."), w=6)
 
 
 @board("liveops-pipeline", "LiveOps / Event pipeline",

@@ -61,10 +61,10 @@ pub trait Dialect: Database + HasStatementCache + Sized {
         Box::pin(async { None })
     }
 
-    /// Whether inbox claims that wait for the write turn are written together, in one
-    /// transaction of the turn: where writers take turns and each commit syncs the log, one
-    /// commit for the claims of a broadcast that queue at once is what lifts claims per second.
-    const GROUP_CLAIMS: bool = false;
+    /// Whether inbox claims and campaign entries that wait for the write turn are written
+    /// together, in one transaction of the turn: where writers take turns and each commit syncs
+    /// the log, one commit for the many that queue at once is what lifts them per second.
+    const GROUP_WRITES: bool = false;
 
     /// A faster way than the pooled query to read every score of a board (a restart's rebuild),
     /// if this backend has one.

@@ -66,9 +66,9 @@ pub struct SqlRepository<DB: Dialect> {
     /// Where this process's write transactions wait for their turn, if the dialect wants turns
     /// ([`Dialect::write_turn`]).
     writes: Arc<tokio::sync::Mutex<()>>,
-    /// Inbox claims waiting for the write turn, to be written together
-    /// ([`Dialect::GROUP_CLAIMS`]).
-    pub(crate) claims: Arc<crate::live::ClaimQueue>,
+    /// Claims and entries waiting for the write turn, to be written together
+    /// ([`Dialect::GROUP_WRITES`]).
+    pub(crate) groups: Arc<crate::live::WriteQueue>,
     /// Where reads that may be a little stale go while it is usable (`DB_READ_URL`).
     replica: MaybeReplica<DB>,
 }
@@ -78,7 +78,7 @@ impl<DB: Dialect> Clone for SqlRepository<DB> {
         Self {
             pool: self.pool.clone(),
             writes: self.writes.clone(),
-            claims: self.claims.clone(),
+            groups: self.groups.clone(),
             replica: self.replica.clone(),
         }
     }
@@ -100,7 +100,7 @@ impl<DB: Dialect> SqlRepository<DB> {
         Self {
             pool,
             writes: Arc::default(),
-            claims: Arc::default(),
+            groups: Arc::default(),
             replica: None,
         }
     }

@@ -179,11 +179,12 @@ async fn per_event_rows_past_the_retention_are_purged() {
     sql_support::purge_removes_only_rows_past_the_cutoff(&repo).await;
 }
 
-/// Claims sent at once wait for the one writer together and are written in groups, each
-/// answered as if it came alone (`db_write_group_claims`: fewer groups than claims). On one
+/// Claims and entries sent at once wait for the one writer together and are written in
+/// groups, each answered as if it came alone (`db_write_group_writes`: fewer groups than
+/// writes). On one
 /// thread, so the tasks that write the groups record to this test's own recorder.
 #[test]
-fn claims_sent_at_once_are_written_in_groups() {
+fn claims_and_entries_sent_at_once_are_written_in_groups() {
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -194,7 +195,8 @@ fn claims_sent_at_once_are_written_in_groups() {
         runtime.block_on(async {
             let dir = tempfile::tempdir().unwrap();
             let repo = std::sync::Arc::new(repo_at(&dir.path().join("liveops.db")).await);
-            conformance::live::claims_at_once_are_answered_each_alone(repo).await;
+            conformance::live::claims_at_once_are_answered_each_alone(repo.clone()).await;
+            conformance::live::entries_at_once_are_answered_each_alone(repo).await;
         })
     });
     let text = handle.render();
@@ -209,10 +211,10 @@ fn claims_sent_at_once_are_written_in_groups() {
             })
             .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
     };
-    let (claims, groups) = (
-        value("db_write_group_claims_sum{backend=\"SQLite\"}"),
-        value("db_write_group_claims_count{backend=\"SQLite\"}"),
+    let (writes, groups) = (
+        value("db_write_group_writes_sum{backend=\"SQLite\"}"),
+        value("db_write_group_writes_count{backend=\"SQLite\"}"),
     );
-    assert_eq!(claims, 31.0, "every claim went through a group");
-    assert!(groups < claims, "{groups} groups for {claims} claims");
+    assert_eq!(writes, 62.0, "every claim and entry went through a group");
+    assert!(groups < writes, "{groups} groups for {writes} writes");
 }

@@ -109,7 +109,7 @@ const LATENCY_BUCKETS: &[f64] = &[
     5.0, 10.0,
 ];
 
-/// Batch size buckets (events, messages or claims per batch): 1 to 4096.
+/// Batch size buckets (events, messages or writes per batch): 1 to 4096.
 const SIZE_BUCKETS: &[f64] = &[1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 2048.0, 4096.0];
 
 /// The process-wide Prometheus recorder (installed once; tests start many apps in one process).
@@ -122,7 +122,7 @@ pub fn metrics() -> &'static PrometheusHandle {
             .and_then(|b| {
                 b.set_buckets_for_metric(Matcher::Suffix("_messages".into()), SIZE_BUCKETS)
             })
-            .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_claims".into()), SIZE_BUCKETS))
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_writes".into()), SIZE_BUCKETS))
             .unwrap_or_else(|_| PrometheusBuilder::new());
         match builder.install_recorder() {
             Ok(handle) => handle,

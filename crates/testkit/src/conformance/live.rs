@@ -44,7 +44,8 @@ pub async fn run_all<S: LiveStores + 'static>(repo: Arc<S>) {
     webhook_deliveries_are_queued_once_and_leased_once(r).await;
     dead_deliveries_are_sent_again_on_request(r).await;
     concurrent_writers_agree(repo.clone()).await;
-    claims_at_once_are_answered_each_alone(repo).await;
+    claims_at_once_are_answered_each_alone(repo.clone()).await;
+    entries_at_once_are_answered_each_alone(repo).await;
 }
 
 /// An audit entry of `action` on `target` by the conformance actor, now.
@@ -555,6 +556,11 @@ pub async fn entries_need_a_live_campaign_and_one_per_slot(repo: &dyn LiveStores
     assert_eq!(
         ok(repo.enter(&e).await, "enter"),
         Entered::Created(e.clone())
+    );
+    // The very same entry again (one signed request sent twice): not a new entry.
+    assert_eq!(
+        ok(repo.enter(&e).await, "enter"),
+        Entered::Existing(e.clone())
     );
     let again = entry(&c.id, "player_b", "once", "bb");
     assert_eq!(
@@ -1663,6 +1669,105 @@ pub async fn claims_at_once_are_answered_each_alone<S: LiveStores + 'static>(rep
         .map(|c| c.message_id),
         kept.iter().flatten().next().map(|c| c.message_id.clone())
     );
+}
+
+/// Entries sent at once, of every kind (where entries are written in groups, they share
+/// groups with each other and with claims): each is answered as if it came alone. Players
+/// entering a live campaign each get theirs; the same entry sent twice is made once; a player
+/// entering twice with two requests keeps one entry; a campaign not live takes none; one
+/// request's signature on two campaigns enters one of them, the other failing alone as a
+/// conflicting write.
+pub async fn entries_at_once_are_answered_each_alone<S: LiveStores + 'static>(repo: Arc<S>) {
+    let (live, other, draft) = (
+        campaign("burst"),
+        campaign("burst_other"),
+        campaign("burst_draft"),
+    );
+    create_in(repo.as_ref(), &live, CampaignState::Live).await;
+    create_in(repo.as_ref(), &other, CampaignState::Live).await;
+    create_in(repo.as_ref(), &draft, CampaignState::Draft).await;
+    let player = format!("burst_{}", suffix());
+    let twice = entry(&live.id, &player, "once", "twice");
+    let clash = entry(&other.id, &format!("{player}_clash"), "once", "clash");
+    let mut entries: Vec<Entry> = (0..24)
+        .map(|i| entry(&live.id, &format!("{player}_{i}"), "once", &format!("e{i}")))
+        .collect();
+    entries.extend([twice.clone(), twice.clone()]);
+    let second = format!("{player}_second");
+    entries.extend([
+        entry(&live.id, &second, "once", "first_try"),
+        entry(&live.id, &second, "once", "second_try"),
+    ]);
+    entries.push(entry(&draft.id, &player, "once", "draft"));
+    entries.push(clash.clone());
+    entries.push(Entry {
+        campaign_id: live.id.clone(),
+        ..clash.clone()
+    });
+    let tasks: Vec<_> = entries
+        .iter()
+        .map(|e| {
+            let (repo, e) = (repo.clone(), e.clone());
+            tokio::spawn(async move { repo.enter(&e).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.expect("join"));
+    }
+    for (e, answer) in entries.iter().zip(&answers).take(24) {
+        assert_eq!(answer, &Ok(Entered::Created(e.clone())));
+    }
+    let pair = [&answers[24], &answers[25]];
+    assert!(
+        pair.contains(&&Ok(Entered::Created(twice.clone())))
+            && pair.contains(&&Ok(Entered::Existing(twice.clone()))),
+        "the same entry twice at once: {pair:?}"
+    );
+    // Two requests of one player: one entry made, the other answered with it.
+    let (a, b) = (&answers[26], &answers[27]);
+    let made = [a, b]
+        .iter()
+        .filter_map(|x| match x {
+            Ok(Entered::Created(e)) => Some(e.clone()),
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(made.len(), 1, "{a:?} {b:?}");
+    assert!(
+        [a, b].contains(&&Ok(Entered::Existing(made[0].clone()))),
+        "{a:?} {b:?}"
+    );
+    assert_eq!(
+        answers[28],
+        Ok(Entered::NotLive(Some(CampaignState::Draft)))
+    );
+    let clashed = [&answers[29], &answers[30]];
+    let refused = clashed
+        .iter()
+        .filter(|a| matches!(a, Err(PortError::Unavailable(_))))
+        .count();
+    assert_eq!(refused, 1, "{clashed:?}");
+    assert_eq!(
+        ok(
+            repo.entry_by_request(&clash.request_sig).await,
+            "entry_by_request"
+        )
+        .map(|e| e.campaign_id),
+        clashed.iter().find_map(|a| match a {
+            Ok(Entered::Created(e)) => Some(e.campaign_id.clone()),
+            _ => None,
+        })
+    );
+    let mut entrants = ok(repo.entrants(&live.id).await, "entrants");
+    entrants.sort();
+    let mut want: Vec<String> = (0..24).map(|i| format!("{player}_{i}")).collect();
+    want.extend([player.clone(), second]);
+    if answers[30].is_ok() {
+        want.push(format!("{player}_clash"));
+    }
+    want.sort();
+    assert_eq!(entrants, want, "every entry made, once");
 }
 
 /// Runs six copies of a write at once, as racing replicas would: their answers, in order.

@@ -4,23 +4,13 @@
 //! claims' key (message, player) keeps a claim the player made before, which is read back and
 //! answered as already claimed: one set of receipts.
 //!
-//! Where writers take turns ([`crate::Dialect::GROUP_CLAIMS`], SQLite), every claim of a
-//! broadcast queues for the one writer, and each commit syncs the log. So the claims that wait
-//! are written together: each caller queues its claim, then waits for its answer or the turn,
-//! whichever comes first; whoever gets the turn writes the queued claims (up to 512) in one
-//! transaction (a task of its own, so a caller that goes away takes no other's answer with it),
-//! commits once, answers each and gives the turn back. A caller is answered as soon as its
-//! group is committed, and other writers queue for the turn between groups. A claim that fails alone (a
-//! request's signature already on another claim) fails only its caller, as a failed statement
-//! is undone alone; any other error fails the group, nothing of it written, and every caller
-//! gets it (503, to retry).
-
-use std::sync::{Mutex, MutexGuard};
+//! Where writers take turns (SQLite), the claims of a broadcast that wait for the one writer
+//! are written in groups ([`super::groups`]).
 
 use liveops_core::stores::{ClaimOutcome, InboxClaim};
-use liveops_core::{PortError, PortResult, Receipt};
-use tokio::sync::{oneshot, OwnedMutexGuard};
+use liveops_core::{PortResult, Receipt};
 
+use super::groups::{GroupWrite, InTransaction};
 use super::{from_json, request_sig_clash, sql_impl, to_json, with_tail};
 use crate::dialect::{db_error, Text};
 use crate::repository::within;
@@ -58,47 +48,16 @@ const INSERT_CLAIM: &str = "INSERT INTO inbox_claims (message_id, player_id, cla
      receipts, request_sig) SELECT ?, ?, ?, ?, ? FROM inbox_messages WHERE message_id = ? \
      AND (player_id = ? OR player_id IS NULL) AND expires_at > ?";
 
-/// Most claims one group writes; more waiting go in the next group, at the next turn.
-const GROUP_MOST: usize = 512;
-
-/// Claims waiting for the write turn, where writers take turns.
-#[derive(Debug, Default)]
-pub(crate) struct ClaimQueue(Mutex<Vec<Waiting>>);
-
-/// A queued claim and where its answer goes.
-#[derive(Debug)]
-struct Waiting {
-    claim: InboxClaim,
-    receipts: String,
-    now_ms: i64,
-    answer: oneshot::Sender<PortResult<ClaimOutcome>>,
-}
-
-impl ClaimQueue {
-    fn lock(&self) -> MutexGuard<'_, Vec<Waiting>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The next group: the oldest waiting claims whose callers still wait for the answer (one
-    /// that went away is dropped unwritten, as a transaction it had begun would be).
-    fn next_group(&self) -> Vec<Waiting> {
-        let mut queue = self.lock();
-        queue.retain(|w| !w.answer.is_closed());
-        let n = queue.len().min(GROUP_MOST);
-        queue.drain(..n).collect()
-    }
-}
-
-/// A claim's outcome, or why the transaction it ran in cannot go on.
-type InTransaction = Result<PortResult<ClaimOutcome>, sqlx::Error>;
-
 sql_impl! {
     pub(crate) async fn claim(&self, claim: &InboxClaim, now_ms: i64) -> PortResult<ClaimOutcome> {
         let receipts = to_json("claim receipts", &claim.receipts)?;
-        if DB::GROUP_CLAIMS {
-            return within::<DB, _>("claim", self.claim_in_group(claim, receipts, now_ms)).await;
+        if DB::GROUP_WRITES {
+            let write = GroupWrite::Claim {
+                claim: claim.clone(),
+                receipts,
+                now_ms,
+            };
+            return within::<DB, _>("claim", self.in_group(write)).await?.claimed();
         }
         within::<DB, _>("claim", async {
             let (mut tx, _turn) = self.begin_write().await?;
@@ -123,88 +82,16 @@ sql_impl! {
         .await
     }
 
-    /// Queues `claim` and waits for its answer or for the write turn, whichever comes first;
-    /// with the turn, writes the claims waiting (this one among them, unless a group before
-    /// took it) in a task of its own, and waits again.
-    async fn claim_in_group(
-        &self,
-        claim: &InboxClaim,
-        receipts: String,
-        now_ms: i64,
-    ) -> PortResult<ClaimOutcome> {
-        let (answer, mut answered) = oneshot::channel();
-        self.claims.lock().push(Waiting {
-            claim: claim.clone(),
-            receipts,
-            now_ms,
-            answer,
-        });
-        loop {
-            tokio::select! {
-                biased;
-                answer = &mut answered => {
-                    return answer.unwrap_or_else(|_| {
-                        Err(PortError::Unavailable(format!(
-                            "{}: claim: the group it was queued in stopped",
-                            DB::NAME
-                        )))
-                    });
-                }
-                turn = self.write_turn() => {
-                    let group = self.claims.next_group();
-                    if !group.is_empty() {
-                        let repo = self.clone();
-                        tokio::spawn(async move { repo.write_and_answer(group, turn).await });
-                    }
-                }
-            }
-        }
-    }
-
-    /// Writes `group` in one transaction under the write turn, answers each of its claims, and
-    /// gives the turn back (to the next writer, often a caller with claims queued meanwhile).
-    async fn write_and_answer(self, group: Vec<Waiting>, turn: Option<OwnedMutexGuard<()>>) {
-        metrics::histogram!("db_write_group_claims", "backend" => DB::NAME)
-            .record(group.len() as f64);
-        match self.write_group(&group).await {
-            Ok(outcomes) => {
-                for (waiting, outcome) in group.into_iter().zip(outcomes) {
-                    let _gone = waiting.answer.send(outcome);
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, claims = group.len(), "a group of claims was not written");
-                for waiting in group {
-                    let _gone = waiting.answer.send(Err(error.clone()));
-                }
-            }
-        }
-        // After the answers: a caller that gets the turn next finds its own answered.
-        drop(turn);
-    }
-
-    /// Writes `group` in one transaction: each claim's outcome, given once it is committed.
-    async fn write_group(&self, group: &[Waiting]) -> PortResult<Vec<PortResult<ClaimOutcome>>> {
-        let mut tx = self.begin(DB::BEGIN_WRITE).await?;
-        let mut outcomes = Vec::with_capacity(group.len());
-        for w in group {
-            let outcome = Self::claim_on(&mut tx, &w.claim, &w.receipts, w.now_ms).await;
-            outcomes.push(outcome.map_err(db_error::<DB>)?);
-        }
-        tx.commit().await.map_err(db_error::<DB>)?;
-        Ok(outcomes)
-    }
-
     /// Writes `claim` on `conn` (a write transaction's), or says why it was not: claimed before
     /// by the player (that claim), not found, or expired. The outer error ends the transaction;
     /// the inner one is this claim's alone (its request's signature already claimed another
     /// message: a conflicting write, retried by the handler).
-    async fn claim_on(
+    pub(super) async fn claim_on(
         conn: &mut DB::Connection,
         claim: &InboxClaim,
         receipts: &str,
         now_ms: i64,
-    ) -> InTransaction {
+    ) -> InTransaction<ClaimOutcome> {
         let skip = DB::skip_taken("message_id, player_id");
         let sql = with_tail::<DB>(INSERT_CLAIM, skip.as_deref().unwrap_or_default());
         let insert = sqlx::query(&sql)

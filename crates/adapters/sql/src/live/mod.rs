@@ -5,6 +5,7 @@
 mod campaigns;
 mod claims;
 mod distribution;
+mod groups;
 mod operators;
 mod participation;
 mod requests;
@@ -19,7 +20,7 @@ use sqlx::Transaction;
 use crate::dialect::db_error;
 use crate::repository::within;
 
-pub(crate) use claims::ClaimQueue;
+pub(crate) use groups::WriteQueue;
 
 /// Opens an `impl SqlRepository<DB>` block with the bounds the generic SQL code needs (the same
 /// as the repository's own), so each file states them once.

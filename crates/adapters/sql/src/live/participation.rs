@@ -1,11 +1,14 @@
 //! Entries, outcomes and the XP read on SQL. An entry is added in a transaction that holds the
 //! campaign's row shared: the scheduler's `UPDATE` to `ended` waits for it (and an entry after
-//! that sees the new state), so every entry that got 201 is in the draw.
+//! that sees the new state), so every entry that got 201 is in the draw. Where writers take
+//! turns (SQLite), the entries that wait for the one writer are written in groups
+//! ([`super::groups`]).
 
 use liveops_core::stores::{Award, CampaignEvent, CampaignState, Entered, Entry, Outcome};
 use liveops_core::PortResult;
 
 use super::campaigns::parse_state;
+use super::groups::{GroupWrite, InTransaction};
 use super::{from_json, request_sig_clash, sql_impl, to_json, with_tail};
 use crate::dialect::{db_error, to_u64, Text};
 use crate::repository::within;
@@ -23,6 +26,9 @@ macro_rules! select_entries {
         )
     };
 }
+
+/// The player's entry in a slot of a campaign.
+const SELECT_SLOT: &str = select_entries!(" WHERE campaign_id = ? AND player_id = ? AND slot = ?");
 
 fn entry_of(
     (entry_id, campaign_id, player_id, slot, entered_at_ms, sig): EntryRow,
@@ -71,50 +77,93 @@ fn outcome_of(campaign_id: &str, row: OutcomeRow) -> PortResult<Outcome> {
 
 sql_impl! {
     pub(crate) async fn enter(&self, entry: &Entry) -> PortResult<Entered> {
+        if DB::GROUP_WRITES {
+            let write = GroupWrite::Enter(entry.clone());
+            return within::<DB, _>("enter", self.in_group(write)).await?.entered();
+        }
         within::<DB, _>("enter", async {
             let (mut tx, _turn) = self.begin_write().await?;
-            let sql = with_tail::<DB>("SELECT state FROM campaigns WHERE id = ?", DB::LOCK_SHARED);
-            let state: Option<(Text,)> =
-                Self::optional_on(&mut tx, sqlx::query_as(&sql).bind(entry.campaign_id.as_str()))
-                    .await?;
-            let state = state.map(|(s,)| parse_state(&s.0)).transpose()?;
-            if state != Some(CampaignState::Live) {
-                return Self::rolled_back(tx, Entered::NotLive(state)).await;
+            match Self::enter_on(&mut tx, entry).await.map_err(db_error::<DB>)? {
+                Ok(outcome) => {
+                    tx.commit().await.map_err(db_error::<DB>)?;
+                    Ok(outcome)
+                }
+                // The request's signature taken; on PostgreSQL also the player's entry in this
+                // slot committed meanwhile by a concurrent request, when its signature's key is
+                // met before the slot's: answered from that entry, if there is one.
+                Err(clash) => {
+                    Self::rolled_back(tx, ()).await?;
+                    let sql = DB::placeholders(SELECT_SLOT);
+                    let query = sqlx::query_as(&sql)
+                        .bind(entry.campaign_id.as_str())
+                        .bind(entry.player_id.as_str())
+                        .bind(entry.slot.as_str());
+                    match self.optional_row("entry_in_slot", query, entry_of).await? {
+                        Some(stored) => Ok(Entered::Existing(stored)),
+                        None => Err(clash),
+                    }
+                }
             }
-            let sql = with_tail::<DB>(
-                "INSERT INTO campaign_entries \
-                 (entry_id, campaign_id, player_id, slot, entered_at, request_sig) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-                DB::keep_existing("campaign_id, player_id, slot", "entry_id"),
-            );
-            let insert = sqlx::query(&sql)
-                .bind(entry.entry_id.as_str())
-                .bind(entry.campaign_id.as_str())
-                .bind(entry.player_id.as_str())
-                .bind(entry.slot.as_str())
-                .bind(entry.entered_at_ms)
-                .bind(entry.request_sig.as_str());
-            Self::run(&mut tx, insert).await?;
-            let sql = DB::placeholders(select_entries!(
-                " WHERE campaign_id = ? AND player_id = ? AND slot = ?"
-            ));
-            let kept = sqlx::query_as(&sql)
-                .bind(entry.campaign_id.as_str())
-                .bind(entry.player_id.as_str())
-                .bind(entry.slot.as_str());
-            let Some(row): Option<EntryRow> = Self::optional_on(&mut tx, kept).await? else {
-                drop(tx);
-                return Err(request_sig_clash::<DB>("entered"));
-            };
-            tx.commit().await.map_err(db_error::<DB>)?;
-            let stored = entry_of(row)?;
-            Ok(if stored.entry_id == entry.entry_id {
-                Entered::Created(stored)
-            } else {
-                Entered::Existing(stored)
-            })
         })
         .await
+    }
+
+    /// Writes `entry` on `conn` (a write transaction's) if its campaign is live and the player
+    /// has no entry in its slot, reading the campaign's row shared (the scheduler's `UPDATE` to
+    /// `ended` waits for it); or says why not: the entry already there, the campaign not live.
+    /// The outer error ends the transaction; the inner one is this entry's alone (its request's
+    /// signature already made another entry: a conflicting write, retried by the handler).
+    pub(super) async fn enter_on(conn: &mut DB::Connection, entry: &Entry) -> InTransaction<Entered> {
+        let sql = with_tail::<DB>("SELECT state FROM campaigns WHERE id = ?", DB::LOCK_SHARED);
+        let state: Option<(Text,)> = sqlx::query_as(&sql)
+            .bind(entry.campaign_id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+        let state = match state.map(|(s,)| parse_state(&s.0)).transpose() {
+            Ok(state) => state,
+            Err(corrupt) => return Ok(Err(corrupt)),
+        };
+        if state != Some(CampaignState::Live) {
+            return Ok(Ok(Entered::NotLive(state)));
+        }
+        let skip = DB::skip_taken("campaign_id, player_id, slot");
+        let sql = with_tail::<DB>(
+            "INSERT INTO campaign_entries \
+             (entry_id, campaign_id, player_id, slot, entered_at, request_sig) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+            skip.as_deref().unwrap_or_default(),
+        );
+        let insert = sqlx::query(&sql)
+            .bind(entry.entry_id.as_str())
+            .bind(entry.campaign_id.as_str())
+            .bind(entry.player_id.as_str())
+            .bind(entry.slot.as_str())
+            .bind(entry.entered_at_ms)
+            .bind(entry.request_sig.as_str());
+        match insert.execute(&mut *conn).await {
+            Ok(done) if DB::rows_affected(&done) > 0 => return Ok(Ok(Entered::Created(entry.clone()))),
+            Ok(_) => {}
+            // MySQL, without the clause: a taken key fails the insert alone.
+            Err(sqlx::Error::Database(e)) if skip.is_none() && e.is_unique_violation() => {}
+            // The request's signature on another entry.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Ok(Err(db_error::<DB>(sqlx::Error::Database(e))))
+            }
+            Err(e) => return Err(e),
+        }
+        let sql = DB::placeholders(SELECT_SLOT);
+        let kept: Option<EntryRow> = sqlx::query_as(&sql)
+            .bind(entry.campaign_id.as_str())
+            .bind(entry.player_id.as_str())
+            .bind(entry.slot.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(match kept {
+            Some(row) => entry_of(row).map(Entered::Existing),
+            // Not there, yet not written: the insert met this request's signature on another
+            // entry (on MySQL, a taken key fails the insert alone).
+            None => Err(request_sig_clash::<DB>("entered")),
+        })
     }
 
     pub(crate) async fn entry_by_request(&self, request_sig: &str) -> PortResult<Option<Entry>> {

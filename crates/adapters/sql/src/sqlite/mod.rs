@@ -139,7 +139,7 @@ impl Dialect for Sqlite {
         result.rows_affected()
     }
 
-    const GROUP_CLAIMS: bool = true;
+    const GROUP_WRITES: bool = true;
 
     fn write_turn(turns: &Arc<Mutex<()>>) -> BoxFuture<'static, Option<OwnedMutexGuard<()>>> {
         let turns = turns.clone();

@@ -1,0 +1,173 @@
+//! Writes that wait for the write turn go in groups, where writers take turns
+//! ([`crate::Dialect::GROUP_WRITES`], SQLite). When a campaign goes live or a gift goes to
+//! every player, many players enter or claim at once; each write queued for the one writer, and
+//! each commit synced the log. So the waiting writes are written together: each caller queues
+//! its write, then waits for its answer or the turn, whichever comes first; whoever gets the
+//! turn writes the queued writes (up to 512) in one transaction (a task of its own, so a caller
+//! that goes away takes no other's answer with it), commits once, answers each and gives the
+//! turn back. A caller is answered as soon as its group is committed, never before, and other
+//! writers queue for the turn between groups.
+//!
+//! A write that fails alone (its request's signature already on another claim or entry) fails
+//! only its caller, as a failed statement is undone alone; any other error fails the group,
+//! nothing of it written, and every caller gets it (503, to retry).
+
+use std::sync::{Mutex, MutexGuard};
+
+use liveops_core::stores::{ClaimOutcome, Entered, Entry, InboxClaim};
+use liveops_core::{PortError, PortResult};
+use tokio::sync::{oneshot, OwnedMutexGuard};
+
+use super::sql_impl;
+use crate::dialect::db_error;
+
+/// Most writes one group holds; more waiting go in the next group, at the next turn.
+const GROUP_MOST: usize = 512;
+
+/// A write's outcome, or why the transaction it ran in cannot go on (the outer error).
+pub(super) type InTransaction<T> = Result<PortResult<T>, sqlx::Error>;
+
+/// A write that may go in a group.
+#[derive(Debug)]
+pub(super) enum GroupWrite {
+    /// An inbox claim (its receipts as the column's JSON) as of `now_ms`.
+    Claim {
+        claim: InboxClaim,
+        receipts: String,
+        now_ms: i64,
+    },
+    /// A campaign entry.
+    Enter(Entry),
+}
+
+/// What a [`GroupWrite`] came to.
+#[derive(Debug)]
+pub(super) enum Written {
+    /// A claim's outcome.
+    Claim(ClaimOutcome),
+    /// An entry's outcome.
+    Enter(Entered),
+}
+
+impl Written {
+    /// The claim's outcome.
+    pub(super) fn claimed(self) -> PortResult<ClaimOutcome> {
+        match self {
+            Self::Claim(outcome) => Ok(outcome),
+            Self::Enter(_) => Err(mismatched()),
+        }
+    }
+
+    /// The entry's outcome.
+    pub(super) fn entered(self) -> PortResult<Entered> {
+        match self {
+            Self::Enter(outcome) => Ok(outcome),
+            Self::Claim(_) => Err(mismatched()),
+        }
+    }
+}
+
+fn mismatched() -> PortError {
+    PortError::Corrupt("a grouped write was answered for another kind of write".into())
+}
+
+/// Writes waiting for the write turn.
+#[derive(Debug, Default)]
+pub(crate) struct WriteQueue(Mutex<Vec<Waiting>>);
+
+/// A queued write and where its answer goes.
+#[derive(Debug)]
+struct Waiting {
+    write: GroupWrite,
+    answer: oneshot::Sender<PortResult<Written>>,
+}
+
+impl WriteQueue {
+    fn lock(&self) -> MutexGuard<'_, Vec<Waiting>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The next group: the oldest waiting writes whose callers still wait for the answer (one
+    /// that went away is dropped unwritten, as a transaction it had begun would be).
+    fn next_group(&self) -> Vec<Waiting> {
+        let mut queue = self.lock();
+        queue.retain(|w| !w.answer.is_closed());
+        let n = queue.len().min(GROUP_MOST);
+        queue.drain(..n).collect()
+    }
+}
+
+sql_impl! {
+    /// Queues `write` and waits for its answer or for the write turn, whichever comes first;
+    /// with the turn, writes the queued writes (this one among them, unless a group before
+    /// took it) in a task of its own, and waits again.
+    pub(super) async fn in_group(&self, write: GroupWrite) -> PortResult<Written> {
+        let (answer, mut answered) = oneshot::channel();
+        self.groups.lock().push(Waiting { write, answer });
+        loop {
+            tokio::select! {
+                biased;
+                answer = &mut answered => {
+                    return answer.unwrap_or_else(|_| {
+                        Err(PortError::Unavailable(format!(
+                            "{}: the group a write was queued in stopped",
+                            DB::NAME
+                        )))
+                    });
+                }
+                turn = self.write_turn() => {
+                    let group = self.groups.next_group();
+                    if !group.is_empty() {
+                        let repo = self.clone();
+                        tokio::spawn(async move { repo.write_and_answer(group, turn).await });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes `group` in one transaction under the write turn, answers each of its writes, and
+    /// gives the turn back (to the next writer, often a caller with writes queued meanwhile).
+    async fn write_and_answer(self, group: Vec<Waiting>, turn: Option<OwnedMutexGuard<()>>) {
+        metrics::histogram!("db_write_group_writes", "backend" => DB::NAME)
+            .record(group.len() as f64);
+        match self.write_group(&group).await {
+            Ok(outcomes) => {
+                for (waiting, outcome) in group.into_iter().zip(outcomes) {
+                    let _gone = waiting.answer.send(outcome);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, writes = group.len(), "a group of writes was not written");
+                for waiting in group {
+                    let _gone = waiting.answer.send(Err(error.clone()));
+                }
+            }
+        }
+        // After the answers: a caller that gets the turn next finds its own answered.
+        drop(turn);
+    }
+
+    /// Writes `group` in one transaction: each write's outcome, given once it is committed.
+    async fn write_group(&self, group: &[Waiting]) -> PortResult<Vec<PortResult<Written>>> {
+        let mut tx = self.begin(DB::BEGIN_WRITE).await?;
+        let mut outcomes = Vec::with_capacity(group.len());
+        for w in group {
+            let outcome = match &w.write {
+                GroupWrite::Claim { claim, receipts, now_ms } => {
+                    Self::claim_on(&mut tx, claim, receipts, *now_ms)
+                        .await
+                        .map(|o| o.map(Written::Claim))
+                }
+                GroupWrite::Enter(entry) => {
+                    Self::enter_on(&mut tx, entry).await.map(|o| o.map(Written::Enter))
+                }
+            };
+            outcomes.push(outcome.map_err(db_error::<DB>)?);
+        }
+        tx.commit().await.map_err(db_error::<DB>)?;
+        Ok(outcomes)
+    }
+}
