@@ -113,14 +113,8 @@ async fn claim(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match check(&c, &headers, uri.path(), &body) {
-        Ok(_) => json_response(
-            StatusCode::OK,
-            serde_json::to_vec(&json!({"messageId": message, "playerId": player, "receipts": []}))
-                .unwrap_or_default(),
-        ),
-        Err(p) => p.into_response(),
-    }
+    let answer = json!({"messageId": message, "playerId": player, "receipts": []});
+    signed_answer(&c, &headers, &uri, &body, StatusCode::OK, &answer)
 }
 
 /// An entry: the signature (over the request's own path) and the JSON checked, a fixed answer.
@@ -131,12 +125,21 @@ async fn enter(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match check(&c, &headers, uri.path(), &body) {
-        Ok(_) => json_response(
-            StatusCode::CREATED,
-            serde_json::to_vec(&json!({"entryId": "ent_bench", "campaignId": campaign}))
-                .unwrap_or_default(),
-        ),
+    let answer = json!({"entryId": "ent_bench", "campaignId": campaign});
+    signed_answer(&c, &headers, &uri, &body, StatusCode::CREATED, &answer)
+}
+
+/// `answer` with `status` once the request's signature (over its own path) and JSON check out.
+fn signed_answer(
+    c: &Ceiling,
+    headers: &HeaderMap,
+    uri: &Uri,
+    body: &[u8],
+    status: StatusCode,
+    answer: &Value,
+) -> Response {
+    match check(c, headers, uri.path(), body) {
+        Ok(_) => json_response(status, serde_json::to_vec(answer).unwrap_or_default()),
         Err(p) => p.into_response(),
     }
 }

@@ -484,7 +484,7 @@ async fn broadcast(system: &System) -> Result<Arc<str>, BenchError> {
 
 /// Logs in as the system's operator, creates a draw campaign open to every level from now for
 /// an hour (each player enters once), schedules it and waits until the scheduler has made it
-/// live (at most 30 s); its id.
+/// live (at most 75 s, then cancels it); its id.
 async fn open_campaign(system: &System) -> Result<Arc<str>, BenchError> {
     #[derive(serde::Deserialize)]
     struct Campaign {
@@ -515,16 +515,22 @@ async fn open_campaign(system: &System) -> Result<Arc<str>, BenchError> {
         client.post(format!("{url}/schedule")).bearer_auth(&token),
     )
     .await?;
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Longer than the longest scheduler tick (`CAMPAIGN_TICK_MS` up to a minute).
+    let deadline = Instant::now() + Duration::from_secs(75);
     loop {
         let c: Campaign = answer("campaign read", client.get(&url).bearer_auth(&token)).await?;
         if c.state == "live" {
             return Ok(Arc::from(c.id));
         }
         if Instant::now() >= deadline {
+            // Not left to go live later, unmeasured.
+            let cancel = client.post(format!("{url}/cancel")).bearer_auth(&token);
+            let cancelled = answer::<Campaign>("campaign cancel", cancel).await;
             return Err(BenchError::Server(format!(
-                "campaign {} still {} after 30 s",
-                c.id, c.state
+                "campaign {} still {} after 75 s ({})",
+                c.id,
+                c.state,
+                cancelled.map_or_else(|e| e.to_string(), |_| "cancelled".into())
             )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -471,8 +471,9 @@ async fn connection(ctx: Arc<Ctx>, k: usize) -> Result<Tally, BenchError> {
                     .map_or((0, events), |c| (c.accepted, c.rejected)),
                 Work::Single if *status == 202 => (1, 0),
                 Work::Top100 | Work::Rank | Work::Claim if *status == 200 => (1, 0),
-                // A player entering again (past the last, from the first) is refused: 409.
-                Work::Enter if *status == 201 => (1, 0),
+                // A new entry, or the same signed request again answered with it; a player
+                // entering again (past the last, from the first) is refused: 409.
+                Work::Enter if *status == 201 || *status == 200 => (1, 0),
                 _ => (0, events),
             },
             Err(_) => (0, events),

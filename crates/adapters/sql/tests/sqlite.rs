@@ -179,10 +179,10 @@ async fn per_event_rows_past_the_retention_are_purged() {
     sql_support::purge_removes_only_rows_past_the_cutoff(&repo).await;
 }
 
-/// Claims and entries sent at once wait for the one writer together and are written in
-/// groups, each answered as if it came alone (`db_write_group_writes`: fewer groups than
-/// writes). On one
-/// thread, so the tasks that write the groups record to this test's own recorder.
+/// Claims, then entries, sent at once wait for the one writer together and are written in
+/// groups, each answered as if it came alone (`db_write_group_writes`: fewer groups than writes,
+/// for each burst). On one thread, so the tasks that write the groups record to this test's
+/// own recorder.
 #[test]
 fn claims_and_entries_sent_at_once_are_written_in_groups() {
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
@@ -191,30 +191,49 @@ fn claims_and_entries_sent_at_once_are_written_in_groups() {
         .enable_all()
         .build()
         .unwrap();
-    metrics::with_local_recorder(&recorder, || {
+    // Writes and groups so far.
+    let written = || {
+        let text = handle.render();
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| {
+                    l.strip_prefix(name)?
+                        .rsplit(' ')
+                        .next()?
+                        .parse::<f64>()
+                        .ok()
+                })
+                .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+        };
+        (
+            value("db_write_group_writes_sum{backend=\"SQLite\"}"),
+            value("db_write_group_writes_count{backend=\"SQLite\"}"),
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let repo = metrics::with_local_recorder(&recorder, || {
         runtime.block_on(async {
-            let dir = tempfile::tempdir().unwrap();
             let repo = std::sync::Arc::new(repo_at(&dir.path().join("liveops.db")).await);
             conformance::live::claims_at_once_are_answered_each_alone(repo.clone()).await;
-            conformance::live::entries_at_once_are_answered_each_alone(repo).await;
+            repo
         })
     });
-    let text = handle.render();
-    let value = |name: &str| {
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix(name)?
-                    .rsplit(' ')
-                    .next()?
-                    .parse::<f64>()
-                    .ok()
-            })
-            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
-    };
-    let (writes, groups) = (
-        value("db_write_group_writes_sum{backend=\"SQLite\"}"),
-        value("db_write_group_writes_count{backend=\"SQLite\"}"),
+    let (claims, claim_groups) = written();
+    assert_eq!(claims, 31.0, "every claim went through a group");
+    assert!(
+        claim_groups < claims,
+        "{claim_groups} groups for {claims} claims"
     );
-    assert_eq!(writes, 62.0, "every claim and entry went through a group");
-    assert!(groups < writes, "{groups} groups for {writes} writes");
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(conformance::live::entries_at_once_are_answered_each_alone(
+            repo,
+        ))
+    });
+    let (writes, groups) = written();
+    let (entries, entry_groups) = (writes - claims, groups - claim_groups);
+    assert_eq!(entries, 31.0, "every entry went through a group");
+    assert!(
+        entry_groups < entries,
+        "{entry_groups} groups for {entries} entries"
+    );
 }

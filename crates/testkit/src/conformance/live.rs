@@ -557,9 +557,18 @@ pub async fn entries_need_a_live_campaign_and_one_per_slot(repo: &dyn LiveStores
         ok(repo.enter(&e).await, "enter"),
         Entered::Created(e.clone())
     );
-    // The very same entry again (one signed request sent twice): not a new entry.
+    // The same call again (a retry of the store call), and the same signed request again as
+    // the handler sends it (a new entry id): not a new entry.
     assert_eq!(
         ok(repo.enter(&e).await, "enter"),
+        Entered::Existing(e.clone())
+    );
+    let resent = Entry {
+        entry_id: format!("ent_{}", suffix()),
+        ..e.clone()
+    };
+    assert_eq!(
+        ok(repo.enter(&resent).await, "enter"),
         Entered::Existing(e.clone())
     );
     let again = entry(&c.id, "player_b", "once", "bb");
@@ -1606,17 +1615,11 @@ pub async fn claims_at_once_are_answered_each_alone<S: LiveStores + 'static>(rep
         message_id: all.message_id.clone(),
         ..clash.clone()
     });
-    let tasks: Vec<_> = claims
-        .iter()
-        .map(|c| {
-            let (repo, c) = (repo.clone(), c.clone());
-            tokio::spawn(async move { repo.claim(&c, now_ms()).await })
-        })
-        .collect();
-    let mut answers = Vec::new();
-    for task in tasks {
-        answers.push(task.await.expect("join"));
-    }
+    let answers = at_once(&claims, |c| {
+        let repo = repo.clone();
+        async move { repo.claim(&c, now_ms()).await }
+    })
+    .await;
     for (c, answer) in claims.iter().zip(&answers).take(24) {
         assert_eq!(answer, &Ok(ClaimOutcome::Claimed(c.clone())));
         let stored = ok(repo.claim_of(&c.player_id, &c.message_id).await, "claim_of");
@@ -1672,8 +1675,8 @@ pub async fn claims_at_once_are_answered_each_alone<S: LiveStores + 'static>(rep
 }
 
 /// Entries sent at once, of every kind (where entries are written in groups, they share
-/// groups with each other and with claims): each is answered as if it came alone. Players
-/// entering a live campaign each get theirs; the same entry sent twice is made once; a player
+/// groups): each is answered as if it came alone. Players
+/// entering a live campaign each get theirs; the same signed request sent twice enters once; a player
 /// entering twice with two requests keeps one entry; a campaign not live takes none; one
 /// request's signature on two campaigns enters one of them, the other failing alone as a
 /// conflicting write.
@@ -1692,7 +1695,12 @@ pub async fn entries_at_once_are_answered_each_alone<S: LiveStores + 'static>(re
     let mut entries: Vec<Entry> = (0..24)
         .map(|i| entry(&live.id, &format!("{player}_{i}"), "once", &format!("e{i}")))
         .collect();
-    entries.extend([twice.clone(), twice.clone()]);
+    // The same signed request twice, as the handler sends it: a new entry id each time.
+    let resent = Entry {
+        entry_id: format!("ent_{}", suffix()),
+        ..twice.clone()
+    };
+    entries.extend([twice.clone(), resent.clone()]);
     let second = format!("{player}_second");
     entries.extend([
         entry(&live.id, &second, "once", "first_try"),
@@ -1701,29 +1709,26 @@ pub async fn entries_at_once_are_answered_each_alone<S: LiveStores + 'static>(re
     entries.push(entry(&draft.id, &player, "once", "draft"));
     entries.push(clash.clone());
     entries.push(Entry {
+        entry_id: format!("ent_{}", suffix()),
         campaign_id: live.id.clone(),
         ..clash.clone()
     });
-    let tasks: Vec<_> = entries
-        .iter()
-        .map(|e| {
-            let (repo, e) = (repo.clone(), e.clone());
-            tokio::spawn(async move { repo.enter(&e).await })
-        })
-        .collect();
-    let mut answers = Vec::new();
-    for task in tasks {
-        answers.push(task.await.expect("join"));
-    }
+    let answers = at_once(&entries, |e| {
+        let repo = repo.clone();
+        async move { repo.enter(&e).await }
+    })
+    .await;
     for (e, answer) in entries.iter().zip(&answers).take(24) {
         assert_eq!(answer, &Ok(Entered::Created(e.clone())));
     }
-    let pair = [&answers[24], &answers[25]];
-    assert!(
-        pair.contains(&&Ok(Entered::Created(twice.clone())))
-            && pair.contains(&&Ok(Entered::Existing(twice.clone()))),
-        "the same entry twice at once: {pair:?}"
-    );
+    // One of the two made the entry; the other is answered with it.
+    let made = match (&answers[24], &answers[25]) {
+        (Ok(Entered::Created(a)), Ok(Entered::Existing(b)))
+        | (Ok(Entered::Existing(b)), Ok(Entered::Created(a))) => (a.clone(), b.clone()),
+        other => panic!("the same request twice at once: {other:?}"),
+    };
+    assert_eq!(made.0, made.1);
+    assert!([&twice, &resent].contains(&&made.0), "{made:?}");
     // Two requests of one player: one entry made, the other answered with it.
     let (a, b) = (&answers[26], &answers[27]);
     let made = [a, b]
@@ -1770,17 +1775,33 @@ pub async fn entries_at_once_are_answered_each_alone<S: LiveStores + 'static>(re
     assert_eq!(entrants, want, "every entry made, once");
 }
 
+/// Runs `call` on each of `items` at once, each in a task of its own: the answers, in order.
+async fn at_once<T, R, F, Fut>(items: &[T], mut call: F) -> Vec<R>
+where
+    T: Clone,
+    F: FnMut(T) -> Fut,
+    Fut: Future<Output = R> + Send + 'static,
+    R: Send + 'static,
+{
+    let tasks: Vec<_> = items
+        .iter()
+        .map(|i| tokio::spawn(call(i.clone())))
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.expect("join"));
+    }
+    answers
+}
+
 /// Runs six copies of a write at once, as racing replicas would: their answers, in order.
-async fn race<T, F, Fut>(what: &str, mut call: F) -> Vec<T>
+async fn race<T, F, Fut>(what: &str, call: F) -> Vec<T>
 where
     F: FnMut(usize) -> Fut,
     Fut: Future<Output = PortResult<T>> + Send + 'static,
     T: Send + 'static,
 {
-    let tasks: Vec<_> = (0..6).map(|i| tokio::spawn(call(i))).collect();
-    let mut answers = Vec::new();
-    for task in tasks {
-        answers.push(ok(task.await.expect("join"), what));
-    }
-    answers
+    let copies: Vec<usize> = (0..6).collect();
+    let answers = at_once(&copies, call).await;
+    answers.into_iter().map(|a| ok(a, what)).collect()
 }

@@ -12,7 +12,7 @@ use liveops_core::{PortResult, Receipt};
 
 use super::groups::{GroupWrite, InTransaction};
 use super::{from_json, request_sig_clash, sql_impl, to_json, with_tail};
-use crate::dialect::{db_error, Text};
+use crate::dialect::Text;
 use crate::repository::within;
 
 /// A claim row: message, player, time, receipts, request signature.
@@ -50,42 +50,32 @@ const INSERT_CLAIM: &str = "INSERT INTO inbox_claims (message_id, player_id, cla
 
 sql_impl! {
     pub(crate) async fn claim(&self, claim: &InboxClaim, now_ms: i64) -> PortResult<ClaimOutcome> {
-        let receipts = to_json("claim receipts", &claim.receipts)?;
-        if DB::GROUP_WRITES {
-            let write = GroupWrite::Claim {
-                claim: claim.clone(),
-                receipts,
-                now_ms,
-            };
-            return within::<DB, _>("claim", self.in_group(write)).await?.claimed();
-        }
-        within::<DB, _>("claim", async {
-            let (mut tx, _turn) = self.begin_write().await?;
-            let outcome = Self::claim_on(&mut tx, claim, &receipts, now_ms).await;
-            match outcome.map_err(db_error::<DB>)? {
-                Ok(outcome) => {
-                    tx.commit().await.map_err(db_error::<DB>)?;
-                    Ok(outcome)
-                }
-                // The request's signature taken; on PostgreSQL also the same claim committed by
-                // another request meanwhile, when its signature's key is met before the claims'
-                // key: answered from that claim, if there is one.
-                Err(clash) => {
-                    Self::rolled_back(tx, ()).await?;
-                    match self.claim_of(&claim.player_id, &claim.message_id).await? {
-                        Some(stored) => Ok(ClaimOutcome::AlreadyClaimed(stored)),
-                        None => Err(clash),
-                    }
-                }
-            }
-        })
-        .await
+        let write = GroupWrite::Claim {
+            claim: claim.clone(),
+            receipts: to_json("claim receipts", &claim.receipts)?,
+            now_ms,
+        };
+        within::<DB, _>("claim", self.write_once(write)).await?.claimed()
+    }
+
+    /// The claim the player made of this message, as an answer, if there is one.
+    pub(super) async fn kept_claim(
+        conn: &mut DB::Connection,
+        claim: &InboxClaim,
+    ) -> Result<Option<PortResult<ClaimOutcome>>, sqlx::Error> {
+        let sql = DB::placeholders(SELECT_CLAIM);
+        let kept: Option<ClaimRow> = sqlx::query_as(&sql)
+            .bind(claim.message_id.as_str())
+            .bind(claim.player_id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(kept.map(|row| claim_of(row).map(ClaimOutcome::AlreadyClaimed)))
     }
 
     /// Writes `claim` on `conn` (a write transaction's), or says why it was not: claimed before
     /// by the player (that claim), not found, or expired. The outer error ends the transaction;
-    /// the inner one is this claim's alone (its request's signature already claimed another
-    /// message: a conflicting write, retried by the handler).
+    /// the inner one is this claim's alone: its request's signature already claimed another
+    /// message (a conflicting write, retried by the handler), or its row unreadable.
     pub(super) async fn claim_on(
         conn: &mut DB::Connection,
         claim: &InboxClaim,
@@ -103,32 +93,16 @@ sql_impl! {
             .bind(claim.message_id.as_str())
             .bind(claim.player_id.as_str())
             .bind(now_ms);
-        match insert.execute(&mut *conn).await {
-            // Written by this call: the same signed request sent twice (identical claims when
-            // the message has no attachments) is claimed, and counted, once.
-            Ok(done) if DB::rows_affected(&done) > 0 => {
-                return Ok(Ok(ClaimOutcome::Claimed(claim.clone())))
-            }
-            Ok(_) => {}
-            // MySQL, without the clause: a taken key fails the insert alone.
-            Err(sqlx::Error::Database(e)) if skip.is_none() && e.is_unique_violation() => {}
-            // The request's signature on another message's claim.
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Ok(Err(db_error::<DB>(sqlx::Error::Database(e))))
-            }
-            Err(e) => return Err(e),
+        match Self::insert_once(conn, insert, skip.is_some()).await? {
+            Ok(true) => return Ok(Ok(ClaimOutcome::Claimed(claim.clone()))),
+            Ok(false) => {}
+            Err(clash) => return Ok(Err(clash)),
         }
         // The claim the player made before (also before the message expired), or one another
         // request of theirs wrote meanwhile (read committed: each statement sees what is
         // committed when it runs).
-        let sql = DB::placeholders(SELECT_CLAIM);
-        let kept: Option<ClaimRow> = sqlx::query_as(&sql)
-            .bind(claim.message_id.as_str())
-            .bind(claim.player_id.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-        if let Some(row) = kept {
-            return Ok(claim_of(row).map(ClaimOutcome::AlreadyClaimed));
+        if let Some(kept) = Self::kept_claim(conn, claim).await? {
+            return Ok(kept);
         }
         // No claim: why (the rare path).
         let sql = DB::placeholders(

@@ -100,10 +100,83 @@ impl WriteQueue {
 }
 
 sql_impl! {
+    /// Runs `insert` on `conn`, an insert of a claim or entry ending with
+    /// [`crate::Dialect::skip_taken`] of its key (`skipping`: the clause was there): whether it
+    /// wrote; the inner error is this write's alone (its request's signature on another row: a
+    /// conflicting write), the outer one ends the transaction.
+    pub(super) async fn insert_once<'q>(
+        conn: &mut DB::Connection,
+        insert: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
+        skipping: bool,
+    ) -> InTransaction<bool> {
+        match insert.execute(&mut *conn).await {
+            // Written by this call: the same signed request sent twice (identical writes) is
+            // answered, and counted, as new once.
+            Ok(done) => Ok(Ok(DB::rows_affected(&done) > 0)),
+            // MySQL, without the clause: a taken key fails the insert alone.
+            Err(sqlx::Error::Database(e)) if !skipping && e.is_unique_violation() => Ok(Ok(false)),
+            // The request's signature on another row.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Ok(Err(db_error::<DB>(sqlx::Error::Database(e))))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes `write` once: in a group where writers take turns, else in a transaction of its
+    /// own. There, on PostgreSQL, a claim or entry committed meanwhile by a concurrent request
+    /// can fail this insert on the signature's key before its own key is seen: the write is
+    /// then answered from the row kept, if there is one, after the rollback.
+    pub(super) async fn write_once(&self, write: GroupWrite) -> PortResult<Written> {
+        if DB::GROUP_WRITES {
+            return self.in_group(write).await;
+        }
+        let (mut tx, _turn) = self.begin_write().await?;
+        match Self::write_on(&mut tx, &write).await.map_err(db_error::<DB>)? {
+            Ok(written) => {
+                tx.commit().await.map_err(db_error::<DB>)?;
+                Ok(written)
+            }
+            Err(PortError::Unavailable(clash)) => {
+                Self::rolled_back(tx, ()).await?;
+                let mut conn = self.pool().acquire().await.map_err(db_error::<DB>)?;
+                let kept = Self::kept_on(&mut conn, &write).await;
+                kept.map_err(db_error::<DB>)?
+                    .unwrap_or(Err(PortError::Unavailable(clash)))
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Writes `write` on `conn` (a write transaction's).
+    async fn write_on(conn: &mut DB::Connection, write: &GroupWrite) -> InTransaction<Written> {
+        Ok(match write {
+            GroupWrite::Claim { claim, receipts, now_ms } => {
+                Self::claim_on(conn, claim, receipts, *now_ms).await?.map(Written::Claim)
+            }
+            GroupWrite::Enter(entry) => Self::enter_on(conn, entry).await?.map(Written::Enter),
+        })
+    }
+
+    /// The claim or entry the player already has where `write` would go, as an answer.
+    async fn kept_on(
+        conn: &mut DB::Connection,
+        write: &GroupWrite,
+    ) -> Result<Option<PortResult<Written>>, sqlx::Error> {
+        Ok(match write {
+            GroupWrite::Claim { claim, .. } => {
+                Self::kept_claim(conn, claim).await?.map(|k| k.map(Written::Claim))
+            }
+            GroupWrite::Enter(entry) => {
+                Self::kept_entry(conn, entry).await?.map(|k| k.map(Written::Enter))
+            }
+        })
+    }
+
     /// Queues `write` and waits for its answer or for the write turn, whichever comes first;
     /// with the turn, writes the queued writes (this one among them, unless a group before
     /// took it) in a task of its own, and waits again.
-    pub(super) async fn in_group(&self, write: GroupWrite) -> PortResult<Written> {
+    async fn in_group(&self, write: GroupWrite) -> PortResult<Written> {
         let (answer, mut answered) = oneshot::channel();
         self.groups.lock().push(Waiting { write, answer });
         loop {
@@ -155,17 +228,7 @@ sql_impl! {
         let mut tx = self.begin(DB::BEGIN_WRITE).await?;
         let mut outcomes = Vec::with_capacity(group.len());
         for w in group {
-            let outcome = match &w.write {
-                GroupWrite::Claim { claim, receipts, now_ms } => {
-                    Self::claim_on(&mut tx, claim, receipts, *now_ms)
-                        .await
-                        .map(|o| o.map(Written::Claim))
-                }
-                GroupWrite::Enter(entry) => {
-                    Self::enter_on(&mut tx, entry).await.map(|o| o.map(Written::Enter))
-                }
-            };
-            outcomes.push(outcome.map_err(db_error::<DB>)?);
+            outcomes.push(Self::write_on(&mut tx, &w.write).await.map_err(db_error::<DB>)?);
         }
         tx.commit().await.map_err(db_error::<DB>)?;
         Ok(outcomes)

@@ -10,7 +10,7 @@ use liveops_core::PortResult;
 use super::campaigns::parse_state;
 use super::groups::{GroupWrite, InTransaction};
 use super::{from_json, request_sig_clash, sql_impl, to_json, with_tail};
-use crate::dialect::{db_error, to_u64, Text};
+use crate::dialect::{to_u64, Text};
 use crate::repository::within;
 
 /// An entry row: id, campaign, player, slot, time, request signature.
@@ -77,42 +77,31 @@ fn outcome_of(campaign_id: &str, row: OutcomeRow) -> PortResult<Outcome> {
 
 sql_impl! {
     pub(crate) async fn enter(&self, entry: &Entry) -> PortResult<Entered> {
-        if DB::GROUP_WRITES {
-            let write = GroupWrite::Enter(entry.clone());
-            return within::<DB, _>("enter", self.in_group(write)).await?.entered();
-        }
-        within::<DB, _>("enter", async {
-            let (mut tx, _turn) = self.begin_write().await?;
-            match Self::enter_on(&mut tx, entry).await.map_err(db_error::<DB>)? {
-                Ok(outcome) => {
-                    tx.commit().await.map_err(db_error::<DB>)?;
-                    Ok(outcome)
-                }
-                // The request's signature taken; on PostgreSQL also the player's entry in this
-                // slot committed meanwhile by a concurrent request, when its signature's key is
-                // met before the slot's: answered from that entry, if there is one.
-                Err(clash) => {
-                    Self::rolled_back(tx, ()).await?;
-                    let sql = DB::placeholders(SELECT_SLOT);
-                    let query = sqlx::query_as(&sql)
-                        .bind(entry.campaign_id.as_str())
-                        .bind(entry.player_id.as_str())
-                        .bind(entry.slot.as_str());
-                    match self.optional_row("entry_in_slot", query, entry_of).await? {
-                        Some(stored) => Ok(Entered::Existing(stored)),
-                        None => Err(clash),
-                    }
-                }
-            }
-        })
-        .await
+        let write = GroupWrite::Enter(entry.clone());
+        within::<DB, _>("enter", self.write_once(write)).await?.entered()
+    }
+
+    /// The player's entry in this entry's slot, as an answer, if there is one.
+    pub(super) async fn kept_entry(
+        conn: &mut DB::Connection,
+        entry: &Entry,
+    ) -> Result<Option<PortResult<Entered>>, sqlx::Error> {
+        let sql = DB::placeholders(SELECT_SLOT);
+        let kept: Option<EntryRow> = sqlx::query_as(&sql)
+            .bind(entry.campaign_id.as_str())
+            .bind(entry.player_id.as_str())
+            .bind(entry.slot.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(kept.map(|row| entry_of(row).map(Entered::Existing)))
     }
 
     /// Writes `entry` on `conn` (a write transaction's) if its campaign is live and the player
     /// has no entry in its slot, reading the campaign's row shared (the scheduler's `UPDATE` to
     /// `ended` waits for it); or says why not: the entry already there, the campaign not live.
-    /// The outer error ends the transaction; the inner one is this entry's alone (its request's
-    /// signature already made another entry: a conflicting write, retried by the handler).
+    /// The outer error ends the transaction; the inner one is this entry's alone: its request's
+    /// signature already made another entry (a conflicting write, retried by the handler), or
+    /// a row unreadable.
     pub(super) async fn enter_on(conn: &mut DB::Connection, entry: &Entry) -> InTransaction<Entered> {
         let sql = with_tail::<DB>("SELECT state FROM campaigns WHERE id = ?", DB::LOCK_SHARED);
         let state: Option<(Text,)> = sqlx::query_as(&sql)
@@ -140,30 +129,16 @@ sql_impl! {
             .bind(entry.slot.as_str())
             .bind(entry.entered_at_ms)
             .bind(entry.request_sig.as_str());
-        match insert.execute(&mut *conn).await {
-            Ok(done) if DB::rows_affected(&done) > 0 => return Ok(Ok(Entered::Created(entry.clone()))),
-            Ok(_) => {}
-            // MySQL, without the clause: a taken key fails the insert alone.
-            Err(sqlx::Error::Database(e)) if skip.is_none() && e.is_unique_violation() => {}
-            // The request's signature on another entry.
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                return Ok(Err(db_error::<DB>(sqlx::Error::Database(e))))
-            }
-            Err(e) => return Err(e),
+        match Self::insert_once(conn, insert, skip.is_some()).await? {
+            Ok(true) => return Ok(Ok(Entered::Created(entry.clone()))),
+            Ok(false) => {}
+            Err(clash) => return Ok(Err(clash)),
         }
-        let sql = DB::placeholders(SELECT_SLOT);
-        let kept: Option<EntryRow> = sqlx::query_as(&sql)
-            .bind(entry.campaign_id.as_str())
-            .bind(entry.player_id.as_str())
-            .bind(entry.slot.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-        Ok(match kept {
-            Some(row) => entry_of(row).map(Entered::Existing),
-            // Not there, yet not written: the insert met this request's signature on another
-            // entry (on MySQL, a taken key fails the insert alone).
-            None => Err(request_sig_clash::<DB>("entered")),
-        })
+        // Not there, yet not written: the insert met this request's signature on another
+        // entry (on MySQL, a taken key fails the insert alone).
+        Ok(Self::kept_entry(conn, entry)
+            .await?
+            .unwrap_or_else(|| Err(request_sig_clash::<DB>("entered"))))
     }
 
     pub(crate) async fn entry_by_request(&self, request_sig: &str) -> PortResult<Option<Entry>> {
