@@ -1,7 +1,7 @@
 //! Live-event campaigns end to end on the embedded default: the whole story in one process, the
 //! webhook queue's retries and dead letters, refused webhook targets, operators on the fairness
-//! routes, and settlement surviving `kill -9` of the real binary with one message and one
-//! receipt per winner.
+//! routes, settlement surviving `kill -9` of the real binary with one message and one receipt
+//! per winner, and bursts of entries and claims surviving it with nothing answered lost.
 
 mod common;
 
@@ -19,7 +19,9 @@ use common::{eventually, free_port, spawn_app, spawn_serve, wait_ready, TestApp}
 use liveops_campaigns::CampaignView;
 use liveops_core::draw::PublishedDraw;
 use liveops_core::stores::CampaignState;
-use liveops_distribution::{DeliveryList, MessageView, RedeliveryView, Sent, WebhookView};
+use liveops_distribution::{
+    ClaimAnswer, DeliveryList, MessageView, RedeliveryView, Sent, WebhookView,
+};
 use liveops_fairness::PlayerFairness;
 use liveops_operators::{AuditList, CreatedApiKey};
 use liveops_testkit::served::metric_sum;
@@ -764,6 +766,104 @@ async fn kill_9_in_the_middle_of_a_settlement_leaves_one_message_and_one_receipt
         let second = live.claim_paid(&key, w, m).await;
         assert_eq!(second.receipts, first.receipts, "one receipt");
         assert_eq!(first.receipts.len(), 1);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Entries and claims sent at once by many players (on the embedded default they share groups
+/// of one transaction, ADR 0024) through a `kill -9` of the real binary: after the restart,
+/// every entry answered 201 is among the campaign's entrants, and every claim answered 200 is
+/// answered again with the very receipts it got; none was lost, none made twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_during_bursts_of_entries_and_claims_loses_nothing_answered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = start(dir.path(), port, &[]);
+    wait_ready(&base).await;
+    let live = Live::new(LiveUrls::all(&base));
+    let admin = live.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let key = live.create_key(&admin, "burst crash test").await;
+    live.wait_key_works(&key).await;
+    let opens = open_campaign(
+        "Everyone enters",
+        chrono::Utc::now() + chrono::Duration::seconds(1),
+        chrono::Duration::hours(1),
+        "once",
+        json!({"kind": "draw", "winners": 1, "item": "crash_prize"}),
+    );
+    let id = live.schedule_new(&admin, opens).await.id;
+    live.wait_state(&admin, &id, CampaignState::Live, Duration::from_secs(10))
+        .await;
+    let expires = chrono::Utc::now() + chrono::Duration::days(1);
+    let gift = json!({"all": true, "title": "Gift", "attachments": [{"item": "crash_gift"}],
+                      "expiresAt": expires.to_rfc3339()});
+    let (s, b) = live
+        .post(format!("{base}/inbox/messages"), &admin, gift)
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let message = read::<Sent>(&b).message_ids[0].clone();
+
+    // 16 players at a time, each entering then claiming, new players until the process dies.
+    let entered = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let claimed = Arc::new(std::sync::Mutex::new(Vec::<ClaimAnswer>::new()));
+    let workers: Vec<_> = (0..16)
+        .map(|w| {
+            let (live, key, id, message) = (live.clone(), key.clone(), id.clone(), message.clone());
+            let (entered, claimed) = (entered.clone(), claimed.clone());
+            tokio::spawn(async move {
+                let urls = &live.urls;
+                for i in 0.. {
+                    let player = format!("burst_{w:02}_{i:05}");
+                    let entry = format!("{}/campaigns/{id}/entries", urls.participation);
+                    match live.try_signed_for(entry, &key, &player).await {
+                        Some((201, _)) => entered.lock().unwrap().push(player.clone()),
+                        None => return,
+                        Some((s, b)) => panic!("{player} enters: {s} {b}"),
+                    }
+                    let claim = format!(
+                        "{}/players/{player}/inbox/{message}/claim",
+                        urls.distribution
+                    );
+                    match live.try_signed_for(claim, &key, &player).await {
+                        Some((200, b)) => claimed.lock().unwrap().push(read(&b)),
+                        None => return,
+                        Some((s, b)) => panic!("{player} claims: {s} {b}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    eventually(Duration::from_secs(30), "300 answered", || async {
+        (claimed.lock().unwrap().len() >= 300).then_some(())
+    })
+    .await;
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    for w in workers {
+        w.await
+            .expect("a worker sees only answers, then the process gone");
+    }
+
+    let mut child = start(dir.path(), port, &[]);
+    wait_ready(&base).await;
+    let (s, b) = live
+        .get(format!("{base}/campaigns/{id}/entrants"), None)
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let entrants = read::<liveops_participation::EntrantList>(&b).entrants;
+    let entered = entered.lock().unwrap().clone();
+    let lost: Vec<_> = entered.iter().filter(|p| !entrants.contains(p)).collect();
+    assert!(lost.is_empty(), "entries answered 201, lost: {lost:?}");
+    let claimed = claimed.lock().unwrap().clone();
+    assert!(claimed.len() >= 300 && entered.len() >= claimed.len());
+    for before in &claimed {
+        let again = live
+            .claim_paid(&key, &before.player_id, &before.message_id)
+            .await;
+        assert_eq!(again.receipts, before.receipts, "{}", before.player_id);
+        assert_eq!(again.receipts.len(), 1);
     }
     let _ = child.kill();
     let _ = child.wait();

@@ -185,23 +185,33 @@ impl Live {
     }
 
     pub async fn send_signed(&self, r: &SignedRequest) -> Answer {
-        answer(
-            self.http
-                .post(&r.url)
-                .header("content-type", "application/json")
-                .header("x-timestamp", r.ts.to_string())
-                .header("x-signature", &r.sig)
-                .header("x-key-id", &r.key_id)
-                .body(r.body.clone())
-                .send()
-                .await
-                .expect("signed request"),
-        )
-        .await
+        self.try_send_signed(r).await.expect("signed request")
+    }
+
+    /// [`Live::send_signed`], `None` when no answer came (the server went away).
+    pub async fn try_send_signed(&self, r: &SignedRequest) -> Option<Answer> {
+        let sent = self
+            .http
+            .post(&r.url)
+            .header("content-type", "application/json")
+            .header("x-timestamp", r.ts.to_string())
+            .header("x-signature", &r.sig)
+            .header("x-key-id", &r.key_id)
+            .body(r.body.clone())
+            .send()
+            .await
+            .ok()?;
+        Some(answer(sent).await)
     }
 
     pub async fn signed(&self, url: String, key: &ApiKey, body: &Value) -> Answer {
         self.send_signed(&self.sign(url, key, body)).await
+    }
+
+    /// The signed request to `url` for `player` (entries and claims): `None` when no answer came.
+    pub async fn try_signed_for(&self, url: String, key: &ApiKey, player: &str) -> Option<Answer> {
+        let request = self.sign(url, key, &json!({"playerId": player}));
+        self.try_send_signed(&request).await
     }
 
     /// Asks, as `admin`, for an operator `email` with `password` and `role`.
