@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use common::campaign::{open_campaign, read, Live, LiveUrls, ADMIN_EMAIL, ADMIN_PASSWORD};
 use common::{eventually, now, spawn_app, xp, Answer, TestApp, SECRET};
-use liveops_core::stores::CampaignState;
 use liveops_core::{AuthError, Keyring, Receipt};
 use liveops_distribution::{ClaimAnswer, MessageView};
 use liveops_gateway::BatchAnswer;
@@ -89,9 +88,7 @@ async fn live_campaign(live: &Live, admin: &str, tag: &str) -> String {
         "once",
         json!({"kind": "draw", "winners": 1, "item": "chest"}),
     );
-    let id = live.schedule_new(admin, campaign).await.id;
-    live.wait_state(admin, &id, CampaignState::Live, WAIT).await;
-    id
+    live.schedule_live(admin, campaign).await
 }
 
 /// An inbox message to `player` with one attachment; its id.

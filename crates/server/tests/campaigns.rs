@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::campaign::{
     campaign_story, gated_receiver, open_campaign, problem, read, receiver, receiver_answering,
-    Live, LiveUrls, ADMIN_EMAIL, ADMIN_PASSWORD,
+    ApiKey, Live, LiveUrls, ADMIN_EMAIL, ADMIN_PASSWORD,
 };
 use common::{eventually, free_port, spawn_app, spawn_serve, wait_ready, TestApp};
 use liveops_campaigns::CampaignView;
@@ -702,19 +702,28 @@ fn start(data_dir: &Path, port: u16, extra: &[&str]) -> Child {
     spawn_serve(data_dir, port, &[LIVE, extra].concat())
 }
 
-/// Settlement killed with `kill -9` in the middle (a test-only pause after each winner makes
-/// the middle last seconds), then restarted: every winner has one message and one receipt.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn kill_9_in_the_middle_of_a_settlement_leaves_one_message_and_one_receipt_per_winner() {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// The real binary on a free port with its data in `data_dir` ([`start`]), ready: the process,
+/// its port, a client, the bootstrap admin's token and an API key that works.
+async fn serve_live(data_dir: &Path, extra: &[&str]) -> (Child, u16, Live, String, ApiKey) {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut child = start(dir.path(), port, &["--settle-delay-ms", "40"]);
+    let child = start(data_dir, port, extra);
     wait_ready(&base).await;
     let live = Live::new(LiveUrls::all(&base));
     let admin = live.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let key = live.create_key(&admin, "crash test").await;
     live.wait_key_works(&key).await;
+    (child, port, live, admin, key)
+}
+
+/// Settlement killed with `kill -9` in the middle (a test-only pause after each winner makes
+/// the middle last seconds), then restarted: every winner has one message and one receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_in_the_middle_of_a_settlement_leaves_one_message_and_one_receipt_per_winner() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut child, port, live, admin, key) =
+        serve_live(dir.path(), &["--settle-delay-ms", "40"]).await;
+    let base = format!("http://127.0.0.1:{port}");
 
     let players: Vec<String> = (0..120).map(|i| format!("crash_{i:03}")).collect();
     let everyone_wins = open_campaign(
@@ -724,9 +733,7 @@ async fn kill_9_in_the_middle_of_a_settlement_leaves_one_message_and_one_receipt
         "once",
         json!({"kind": "draw", "winners": 120, "item": "crash_token"}),
     );
-    let id = live.schedule_new(&admin, everyone_wins).await.id;
-    live.wait_state(&admin, &id, CampaignState::Live, Duration::from_secs(10))
-        .await;
+    let id = live.schedule_live(&admin, everyone_wins).await;
     for p in &players {
         let (s, b) = live.enter(&key, &id, p).await;
         assert_eq!(s, 201, "{b}");
@@ -778,24 +785,16 @@ async fn kill_9_in_the_middle_of_a_settlement_leaves_one_message_and_one_receipt
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_during_bursts_of_entries_and_claims_loses_nothing_answered() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
+    let (mut child, port, live, admin, key) = serve_live(dir.path(), &[]).await;
     let base = format!("http://127.0.0.1:{port}");
-    let mut child = start(dir.path(), port, &[]);
-    wait_ready(&base).await;
-    let live = Live::new(LiveUrls::all(&base));
-    let admin = live.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let key = live.create_key(&admin, "burst crash test").await;
-    live.wait_key_works(&key).await;
     let opens = open_campaign(
         "Everyone enters",
-        chrono::Utc::now() + chrono::Duration::seconds(1),
+        chrono::Utc::now(),
         chrono::Duration::hours(1),
         "once",
         json!({"kind": "draw", "winners": 1, "item": "crash_prize"}),
     );
-    let id = live.schedule_new(&admin, opens).await.id;
-    live.wait_state(&admin, &id, CampaignState::Live, Duration::from_secs(10))
-        .await;
+    let id = live.schedule_live(&admin, opens).await;
     let expires = chrono::Utc::now() + chrono::Duration::days(1);
     let gift = json!({"all": true, "title": "Gift", "attachments": [{"item": "crash_gift"}],
                       "expiresAt": expires.to_rfc3339()});

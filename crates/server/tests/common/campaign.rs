@@ -327,6 +327,14 @@ impl Live {
         read(&c)
     }
 
+    /// Creates and schedules `campaign`, then waits (30 s at most) until it is live; its id.
+    pub async fn schedule_live(&self, token: &str, campaign: Value) -> String {
+        let id = self.schedule_new(token, campaign).await.id;
+        let live = Duration::from_secs(30);
+        self.wait_state(token, &id, CampaignState::Live, live).await;
+        id
+    }
+
     /// Polls the campaign `id` until it is in `state`; the campaign then.
     pub async fn wait_state(
         &self,
