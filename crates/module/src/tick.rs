@@ -125,29 +125,35 @@ where
 pub struct Rotation(std::sync::Mutex<Option<(i64, String)>>);
 
 impl Rotation {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(i64, String)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Where the page past the first starts: after this campaign (creation time and id); `None`
     /// when there is none to read (the first page was short, or the last was just read).
     fn at(&self) -> Option<(i64, String)> {
-        match self.0.lock() {
-            Ok(at) => at.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.lock().clone()
     }
 
     /// Moves the next page's start to after `at` (`None`: no page past the first).
     fn set(&self, at: Option<(i64, String)>) {
-        match self.0.lock() {
-            Ok(mut now) => *now = at,
-            Err(poisoned) => *poisoned.into_inner() = at,
-        }
+        *self.lock() = at;
     }
+}
+
+/// `c`'s place in the listing ([`Campaign::position`]), kept past the page it was read in.
+fn place(c: &Campaign) -> (i64, String) {
+    let (at, id) = c.position();
+    (at, id.to_owned())
 }
 
 /// Where the page after `page` (asked for `limit`) starts: after its last campaign if it was
 /// full; after a short one there is none.
 fn after(page: &[Campaign], limit: u32) -> Option<(i64, String)> {
     (page.len() >= limit as usize)
-        .then(|| page.last().map(|c| (c.created_at_ms, c.id.clone())))
+        .then(|| page.last().map(place))
         .flatten()
 }
 
@@ -209,7 +215,7 @@ where
         |c: Campaign| {
             came_to += 1;
             if came_to > first {
-                reached = Some((c.created_at_ms, c.id.clone()));
+                reached = Some(place(&c));
             }
             one(c)
         },
