@@ -1,7 +1,8 @@
 //! Live-event campaigns end to end on the embedded default: the whole story in one process, the
 //! webhook queue's retries and dead letters, refused webhook targets, operators on the fairness
 //! routes, settlement surviving `kill -9` of the real binary with one message and one receipt
-//! per winner, and bursts of entries and claims surviving it with nothing answered lost.
+//! per winner, and bursts of entries and claims surviving it with nothing answered lost (both
+//! also with the campaigns on PostgreSQL and MariaDB).
 
 mod common;
 
@@ -720,9 +721,41 @@ async fn serve_live(data_dir: &Path, extra: &[&str]) -> (Child, u16, Live, Strin
 /// the middle last seconds), then restarted: every winner has one message and one receipt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_in_the_middle_of_a_settlement_leaves_one_message_and_one_receipt_per_winner() {
+    settlement_through_kill_9(&[]).await;
+}
+
+/// [`kill_9_in_the_middle_of_a_settlement_leaves_one_message_and_one_receipt_per_winner`] with
+/// the campaigns, outcomes and inbox on PostgreSQL.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_in_a_settlement_on_postgresql_pays_each_winner_once() {
+    settlement_through_kill_9(&["--db-url", &database("PG", "liveops_settle_crash_pg")]).await;
+}
+
+/// [`kill_9_in_the_middle_of_a_settlement_leaves_one_message_and_one_receipt_per_winner`] with
+/// the campaigns, outcomes and inbox on MariaDB.
+#[cfg(feature = "mysql")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_in_a_settlement_on_mariadb_pays_each_winner_once() {
+    settlement_through_kill_9(&["--db-url", &database("MYSQL", "liveops_settle_crash_my")]).await;
+}
+
+/// A new empty database `name` on the test server `LIVEOPS_TEST_<server>_URL` names; its URL.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn database(server: &str, name: &str) -> String {
+    let var = format!("LIVEOPS_TEST_{server}_URL");
+    let admin = std::env::var(&var).unwrap_or_else(|_| {
+        panic!("{var} is not set: start the servers with scripts/services.sh start")
+    });
+    common::fresh_database(&admin, name)
+}
+
+/// A draw paying 120 winners, the real binary (started with `extra`) killed with `kill -9` in
+/// the middle of its settlement, then restarted: each winner has one message and one receipt.
+async fn settlement_through_kill_9(extra: &[&str]) {
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut child, port, live, admin, key) =
-        serve_live(dir.path(), &["--settle-delay-ms", "40"]).await;
+        serve_live(dir.path(), &[extra, &["--settle-delay-ms", "40"]].concat()).await;
     let base = format!("http://127.0.0.1:{port}");
 
     let players: Vec<String> = (0..120).map(|i| format!("crash_{i:03}")).collect();
@@ -758,7 +791,7 @@ async fn kill_9_in_the_middle_of_a_settlement_leaves_one_message_and_one_receipt
     let _ = child.wait();
 
     // Restarted (without the pause), it finishes the settlement and writes nothing twice.
-    let mut child = start(dir.path(), port, &[]);
+    let mut child = start(dir.path(), port, extra);
     wait_ready(&base).await;
     let admin = live.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let c = live
@@ -784,8 +817,30 @@ async fn kill_9_in_the_middle_of_a_settlement_leaves_one_message_and_one_receipt
 /// answered again with the very receipts it got; none was lost, none made twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_during_bursts_of_entries_and_claims_loses_nothing_answered() {
+    bursts_through_kill_9(&[]).await;
+}
+
+/// [`kill_9_during_bursts_of_entries_and_claims_loses_nothing_answered`] with the campaigns,
+/// entries and inbox on PostgreSQL (a transaction per entry or claim).
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_during_bursts_on_postgresql_loses_nothing_answered() {
+    bursts_through_kill_9(&["--db-url", &database("PG", "liveops_burst_crash_pg")]).await;
+}
+
+/// [`kill_9_during_bursts_of_entries_and_claims_loses_nothing_answered`] with the campaigns,
+/// entries and inbox on MariaDB (a transaction per entry or claim).
+#[cfg(feature = "mysql")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_during_bursts_on_mariadb_loses_nothing_answered() {
+    bursts_through_kill_9(&["--db-url", &database("MYSQL", "liveops_burst_crash_my")]).await;
+}
+
+/// Bursts of entries and claims by 16 players at a time, the real binary (started with `extra`)
+/// killed with `kill -9` after 300 claims were answered, then restarted: nothing answered lost.
+async fn bursts_through_kill_9(extra: &[&str]) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut child, port, live, admin, key) = serve_live(dir.path(), &[]).await;
+    let (mut child, port, live, admin, key) = serve_live(dir.path(), extra).await;
     let base = format!("http://127.0.0.1:{port}");
     let opens = open_campaign(
         "Everyone enters",
@@ -845,7 +900,7 @@ async fn kill_9_during_bursts_of_entries_and_claims_loses_nothing_answered() {
             .expect("a worker sees only answers, then the process gone");
     }
 
-    let mut child = start(dir.path(), port, &[]);
+    let mut child = start(dir.path(), port, extra);
     wait_ready(&base).await;
     let (s, b) = live
         .get(format!("{base}/campaigns/{id}/entrants"), None)
