@@ -872,7 +872,7 @@ async fn bursts_through_kill_9(extra: &[&str]) {
                     let player = format!("burst_{w:02}_{i:05}");
                     let entry = format!("{}/campaigns/{id}/entries", urls.participation);
                     match live.try_signed_for(entry, &key, &player).await {
-                        Some((201, _)) => entered.lock().unwrap().push(player.clone()),
+                        Some((201, _)) => entered.lock().expect("entered").push(player.clone()),
                         None => return,
                         Some((s, b)) => panic!("{player} enters: {s} {b}"),
                     }
@@ -881,7 +881,7 @@ async fn bursts_through_kill_9(extra: &[&str]) {
                         urls.distribution
                     );
                     match live.try_signed_for(claim, &key, &player).await {
-                        Some((200, b)) => claimed.lock().unwrap().push(read(&b)),
+                        Some((200, b)) => claimed.lock().expect("claimed").push(read(&b)),
                         None => return,
                         Some((s, b)) => panic!("{player} claims: {s} {b}"),
                     }
@@ -890,7 +890,7 @@ async fn bursts_through_kill_9(extra: &[&str]) {
         })
         .collect();
     eventually(Duration::from_secs(30), "300 answered", || async {
-        (claimed.lock().unwrap().len() >= 300).then_some(())
+        (claimed.lock().expect("claimed").len() >= 300).then_some(())
     })
     .await;
     child.kill().expect("kill -9");
@@ -907,10 +907,10 @@ async fn bursts_through_kill_9(extra: &[&str]) {
         .await;
     assert_eq!(s, 200, "{b}");
     let entrants = read::<liveops_participation::EntrantList>(&b).entrants;
-    let entered = entered.lock().unwrap().clone();
+    let entered = entered.lock().expect("entered").clone();
     let lost: Vec<_> = entered.iter().filter(|p| !entrants.contains(p)).collect();
     assert!(lost.is_empty(), "entries answered 201, lost: {lost:?}");
-    let claimed = claimed.lock().unwrap().clone();
+    let claimed = claimed.lock().expect("claimed").clone();
     assert!(claimed.len() >= 300 && entered.len() >= claimed.len());
     for before in &claimed {
         let again = live

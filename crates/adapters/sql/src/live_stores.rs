@@ -11,7 +11,7 @@ macro_rules! impl_live_stores {
                 ActiveKeys, ApiKeyInfo, ApiKeyStore, Attempt, AuditEntry, AuditLog, Campaign,
                 CampaignEvent, CampaignPage, CampaignState, CampaignStore, ClaimOutcome, Delivery, DeliveryLog,
                 DueDelivery, Entered, Entry, EntryStore, InboxClaim, InboxMessage, InboxPage, InboxStore,
-                Keyed, KeyedOutcome, LiveEventStores, OperatorRecord, OperatorStore,
+                Keyed, KeyedOutcome, ListedMessage, LiveEventStores, OperatorRecord, OperatorStore,
                 OperatorUpdate, Outcome, OutcomeStore, PlayerXp, Redelivery, RequestKey,
                 RequestKeys, Session, Sessions, Webhook, WebhookStore,
             };
@@ -106,9 +106,7 @@ macro_rules! impl_live_stores {
                         keyed: Option<&Keyed>, messages: &[InboxMessage], audit: &AuditEntry,
                     ) -> KeyedOutcome;
                     fn message(player_id: &str, message_id: &str) -> Option<InboxMessage>;
-                    fn inbox(
-                        player_id: &str, page: InboxPage<'_>,
-                    ) -> Vec<(InboxMessage, Option<InboxClaim>)>;
+                    fn inbox(player_id: &str, page: InboxPage) -> Vec<ListedMessage>;
                     fn claim(claim: &InboxClaim, now_ms: i64) -> ClaimOutcome;
                     fn claim_by_request(request_sig: &str) -> Option<InboxClaim>;
                     fn claim_of(player_id: &str, message_id: &str) -> Option<InboxClaim>;

@@ -47,6 +47,19 @@ async fn migration_0007_carries_keyed_sends_over() {
     sql_support::keyed_sends_carry_over(&pool, "migrations/sqlite", repo.migrate(), &repo).await;
 }
 
+/// Migration 0010 numbers the messages already written in the order they were listed in.
+#[tokio::test]
+async fn migration_0010_keeps_the_inbox_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("liveops.db").display()
+    );
+    let repo = SqliteRepository::connect(&url).await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sql_support::inbox_order_carries_over(&pool, "migrations/sqlite", repo.migrate(), &repo).await;
+}
+
 #[tokio::test]
 async fn repository_state_survives_reopening_and_migrations_rerun() {
     let dir = tempfile::tempdir().unwrap();

@@ -28,6 +28,18 @@ pub struct InboxMessage {
     pub expires_at_ms: i64,
 }
 
+/// A message as its player's inbox lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedMessage {
+    /// The message.
+    pub message: InboxMessage,
+    /// Its claim by the player, if claimed.
+    pub claim: Option<InboxClaim>,
+    /// Where it stands in the listing: given in the order messages were written, so one written
+    /// after a read is listed above everything that read listed (ADR 0025).
+    pub position: i64,
+}
+
 /// A claimed message: the receipts issued for its attachments.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InboxClaim {
@@ -77,12 +89,9 @@ pub trait InboxStore: Health {
     ) -> PortResult<KeyedOutcome>;
     /// A message in a player's inbox (theirs or everyone's).
     async fn message(&self, player_id: &str, message_id: &str) -> PortResult<Option<InboxMessage>>;
-    /// A page of a player's messages (theirs and everyone's), newest first, each with its claim.
-    async fn inbox(
-        &self,
-        player_id: &str,
-        page: InboxPage<'_>,
-    ) -> PortResult<Vec<(InboxMessage, Option<InboxClaim>)>>;
+    /// A page of a player's messages (theirs and everyone's), last written first, each with its
+    /// claim and position.
+    async fn inbox(&self, player_id: &str, page: InboxPage) -> PortResult<Vec<ListedMessage>>;
     /// Claims a message with `claim`'s receipts unless it was claimed (then the first claim
     /// stands) or expired at `now_ms`.
     async fn claim(&self, claim: &InboxClaim, now_ms: i64) -> PortResult<ClaimOutcome>;
@@ -192,14 +201,14 @@ pub struct DueDelivery {
 
 /// Which page of an inbox to read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct InboxPage<'a> {
+pub struct InboxPage {
     /// Most messages.
     pub limit: u32,
     /// Only the messages not expired by then (unix ms); `None`: expired ones too.
     pub live_at_ms: Option<i64>,
-    /// Only the messages after this one in the listing (its creation time and id: the last of
-    /// the previous page); `None`: from the newest.
-    pub after: Option<(i64, &'a str)>,
+    /// Only the messages listed below this position (the last of the previous page); `None`:
+    /// from the top.
+    pub below: Option<i64>,
 }
 
 /// Webhooks and their delivery queue.

@@ -18,7 +18,7 @@ pub use campaigns::{
 };
 pub use distribution::{
     Attempt, ClaimOutcome, Delivery, DeliveryLog, DeliveryState, DueDelivery, InboxClaim,
-    InboxMessage, InboxPage, InboxStore, Redelivery, Webhook, WebhookStore,
+    InboxMessage, InboxPage, InboxStore, ListedMessage, Redelivery, Webhook, WebhookStore,
 };
 pub use fairness::{FairnessCommit, FairnessStore, Flag};
 pub use operators::{

@@ -112,7 +112,7 @@ impl From<InboxClaim> for ClaimAnswer {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct InboxQuery {
-    /// How many messages, newest first (default 100).
+    /// How many messages, newest (last written) first (default 100).
     #[param(inline)]
     limit: Option<Bounded<1, 500>>,
     /// Also the messages past their expiry (default false: those can no longer be claimed, and
@@ -141,7 +141,7 @@ fn view(m: InboxMessage, claimed_at: Option<i64>) -> MessageView {
 }
 
 /// A player's inbox: their messages and everyone's that have not expired (all with
-/// `expired=true`), newest first, a page at a time (`cursor`).
+/// `expired=true`), newest (last written) first, a page at a time (`cursor`).
 #[utoipa::path(
     get, path = "/players/{id}/inbox", tag = "distribution", params(PlayerPath, InboxQuery),
     responses(
@@ -158,17 +158,21 @@ pub(crate) async fn get_inbox(
     let page = InboxPage {
         limit,
         live_at_ms: (!query.expired.unwrap_or(false)).then(now_ms),
-        after: query.cursor.as_deref().map(parse_cursor).transpose()?,
+        // A cursor names the last message's position (and its id, for a reader's eye).
+        below: match query.cursor.as_deref() {
+            Some(cursor) => Some(parse_cursor(cursor)?.0),
+            None => None,
+        },
     };
     let messages = state.inbox.inbox(player.as_str(), page).await?;
-    let next_cursor = next_cursor(&messages, limit as usize, |(m, _)| {
-        (m.created_at_ms, m.message_id.as_str())
+    let next_cursor = next_cursor(&messages, limit as usize, |l| {
+        (l.position, l.message.message_id.as_str())
     });
     Ok(Json(InboxView {
         player_id: player.as_str().to_owned(),
         messages: messages
             .into_iter()
-            .map(|(m, c)| view(m, c.map(|c| c.claimed_at_ms)))
+            .map(|l| view(l.message, l.claim.map(|c| c.claimed_at_ms)))
             .collect(),
         next_cursor,
     }))

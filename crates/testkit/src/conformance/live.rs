@@ -12,8 +12,9 @@ use liveops_core::ports::Health;
 use liveops_core::stores::{
     ApiKeyInfo, Attempt, AuditEntry, Award, Campaign, CampaignEvent, CampaignPage, CampaignState,
     CampaignStore, ClaimOutcome, Delivery, DeliveryState, Entered, Entry, EntryLimit, InboxClaim,
-    InboxMessage, InboxPage, Keyed, KeyedOutcome, LiveEventStores, OperatorRecord, OperatorUpdate,
-    Outcome, ProgressCommit, ProgressStore, RequestKey, Reward, Role, Webhook, XpGain,
+    InboxMessage, InboxPage, Keyed, KeyedOutcome, ListedMessage, LiveEventStores, OperatorRecord,
+    OperatorUpdate, Outcome, ProgressCommit, ProgressStore, RequestKey, Reward, Role, Webhook,
+    XpGain,
 };
 use liveops_core::{now_ms, PortError, PortResult, Receipt};
 
@@ -41,6 +42,7 @@ pub async fn run_all<S: LiveStores + 'static>(repo: Arc<S>) {
     keyed_writes_happen_once(r).await;
     claims_issue_one_set_of_receipts(r).await;
     inbox_pages_continue_where_the_last_ended(r).await;
+    messages_written_since_a_read_are_listed_above_it(repo.clone()).await;
     webhook_deliveries_are_queued_once_and_leased_once(r).await;
     dead_deliveries_are_sent_again_on_request(r).await;
     concurrent_writers_agree(repo.clone()).await;
@@ -163,11 +165,11 @@ fn message(player: Option<&str>, campaign: Option<&str>, expires_in_ms: i64) -> 
 }
 
 /// The first page of `limit` messages, only those live at `live_at_ms` if given.
-fn page(limit: u32, live_at_ms: Option<i64>) -> InboxPage<'static> {
+fn page(limit: u32, live_at_ms: Option<i64>) -> InboxPage {
     InboxPage {
         limit,
         live_at_ms,
-        after: None,
+        below: None,
     }
 }
 
@@ -761,8 +763,8 @@ pub async fn settlement_writes_one_message_per_winner(repo: &dyn LiveStores) {
             .await,
         "inbox",
     );
-    assert!(someone_else.iter().any(|(m, _)| m == &broadcast));
-    assert!(!someone_else.iter().any(|(m, _)| m == &first));
+    assert!(someone_else.iter().any(|l| l.message == broadcast));
+    assert!(!someone_else.iter().any(|l| l.message == first));
 }
 
 /// A write under a key happens once: the same request again writes nothing and gets the first
@@ -916,7 +918,7 @@ async fn inbox_of(
     let inbox = ok(repo.inbox(player, page(1000, None)).await, "inbox");
     inbox
         .into_iter()
-        .map(|(m, _)| m)
+        .map(|l| l.message)
         .filter(|m| keep(m))
         .collect()
 }
@@ -1038,11 +1040,11 @@ pub async fn claims_issue_one_set_of_receipts(repo: &dyn LiveStores) {
         None
     );
     let inbox = ok(repo.inbox(&player, page(10, None)).await, "inbox");
-    let claimed = inbox.iter().find(|(msg, _)| msg.message_id == m.message_id);
-    assert_eq!(claimed.map(|(_, c)| c.clone()), Some(Some(first)));
+    let claimed = inbox.iter().find(|l| l.message.message_id == m.message_id);
+    assert_eq!(claimed.map(|l| l.claim.clone()), Some(Some(first)));
     // Live at a time: the expired message is left out, the claimable one kept.
-    let ids = |inbox: Vec<(InboxMessage, Option<InboxClaim>)>| -> Vec<String> {
-        inbox.into_iter().map(|(m, _)| m.message_id).collect()
+    let ids = |inbox: Vec<ListedMessage>| -> Vec<String> {
+        inbox.into_iter().map(|l| l.message.message_id).collect()
     };
     let all = ids(ok(repo.inbox(&player, page(10, None)).await, "inbox"));
     assert!(all.contains(&expired.message_id), "{all:?}");
@@ -1054,11 +1056,12 @@ pub async fn claims_issue_one_set_of_receipts(repo: &dyn LiveStores) {
 }
 
 /// An inbox read page by page lists every message once, in the listing's order: each page
-/// starts after the last message of the one before, ties on the creation time broken by id.
+/// starts below the last message of the one before; the messages of one send are listed by
+/// creation time, ties broken by id; a message written later is listed above them, whatever its
+/// creation time.
 pub async fn inbox_pages_continue_where_the_last_ended(repo: &dyn LiveStores) {
     let player = format!("pager_{}", suffix());
-    // Created in the future: ahead of every broadcast other runs sent to the shared database.
-    let t = now_ms() + 365 * 86_400_000;
+    let t = now_ms();
     let mine: Vec<InboxMessage> = [t, t, t, t - 1_000, t - 2_000]
         .into_iter()
         .enumerate()
@@ -1078,25 +1081,87 @@ pub async fn inbox_pages_continue_where_the_last_ended(repo: &dyn LiveStores) {
     want.sort_by(|a, b| b.cmp(a));
 
     let mut seen: Vec<(i64, String)> = Vec::new();
-    let mut after: Option<(i64, String)> = None;
+    let mut below = None;
     for _ in 0..3 {
         let next = InboxPage {
             limit: 2,
             live_at_ms: None,
-            after: after.as_ref().map(|(at, id)| (*at, id.as_str())),
+            below,
         };
         let got = ok(repo.inbox(&player, next).await, "inbox");
         assert!(!got.is_empty() && got.len() <= 2, "{got:?}");
-        let listed: Vec<(i64, String)> = got
-            .iter()
-            .map(|(m, _)| (m.created_at_ms, m.message_id.clone()))
-            .collect();
-        after = listed.last().cloned();
-        seen.extend(listed);
+        below = got.last().map(|l| l.position);
+        seen.extend(
+            got.iter()
+                .map(|l| (l.message.created_at_ms, l.message.message_id.clone())),
+        );
     }
     // Three pages of two: the five messages in order, then at most an older broadcast.
     assert_eq!(seen[..5], want[..]);
     assert!(seen[5..].iter().all(|m| !want.contains(m)), "{seen:?}");
+
+    // Written later, created before them all: listed first.
+    let later = InboxMessage {
+        created_at_ms: t - 60_000,
+        ..message(Some(&player), None, 3_600_000)
+    };
+    assert_eq!(
+        send(repo, None, std::slice::from_ref(&later)).await,
+        KeyedOutcome::Written
+    );
+    let top = ok(repo.inbox(&player, page(1, None)).await, "inbox");
+    assert_eq!(top.first().map(|l| &l.message), Some(&later));
+}
+
+/// A player's inbox read again from the top lists what was written since the last read above
+/// everything that read listed, also while eight senders write at once (each message made, as
+/// a handler makes it, a moment before its write): a client that syncs by reading down to the
+/// first message it has seen misses none.
+pub async fn messages_written_since_a_read_are_listed_above_it<S: LiveStores + 'static>(
+    repo: Arc<S>,
+) {
+    const SENDERS: usize = 8;
+    const EACH: usize = 12;
+    let player = format!("syncer_{}", suffix());
+    let senders: Vec<usize> = (0..SENDERS).collect();
+    let sending = at_once(&senders, |_| {
+        let (repo, player) = (repo.clone(), player.clone());
+        async move {
+            for _ in 0..EACH {
+                let m = message(Some(&player), None, 3_600_000);
+                let pause = rand::random::<u64>() % 3;
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                send(repo.as_ref(), None, std::slice::from_ref(&m)).await;
+            }
+        }
+    });
+    let reading = async {
+        let mut seen = std::collections::HashSet::<String>::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} of the messages listed",
+                seen.len()
+            );
+            let mine = |m: &InboxMessage| m.player_id.as_deref() == Some(player.as_str());
+            let listed = inbox_of(repo.as_ref(), &player, mine).await;
+            let ids: Vec<&str> = listed.iter().map(|m| m.message_id.as_str()).collect();
+            let first_seen = ids.iter().position(|id| seen.contains(*id));
+            let below = first_seen.map_or(&[][..], |k| &ids[k..]);
+            let missed: Vec<&&str> = below.iter().filter(|id| !seen.contains(**id)).collect();
+            assert!(
+                missed.is_empty(),
+                "written since the last read but listed below what it listed: {missed:?}"
+            );
+            seen.extend(ids.iter().map(|id| (*id).to_owned()));
+            if seen.len() == SENDERS * EACH {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    let ((), _) = tokio::join!(reading, sending);
 }
 
 /// Events become deliveries once per webhook; a due delivery is leased by one caller; attempts

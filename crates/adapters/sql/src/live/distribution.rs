@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 
 use liveops_core::stores::{
-    Attempt, AuditEntry, CampaignEvent, Delivery, DeliveryState, DueDelivery, InboxClaim,
-    InboxMessage, InboxPage, Keyed, KeyedOutcome, Redelivery, Webhook,
+    Attempt, AuditEntry, CampaignEvent, Delivery, DeliveryState, DueDelivery, InboxMessage,
+    InboxPage, Keyed, KeyedOutcome, ListedMessage, Redelivery, Webhook,
 };
 use liveops_core::{PortError, PortResult};
 use sqlx::Transaction;
@@ -108,23 +108,43 @@ sql_impl! {
         .await
     }
 
-    /// Writes messages on `conn`; `attachments[i]` is message i's attachments as JSON.
+    /// Writes messages on `conn` (a transaction's); `attachments[i]` is message i's attachments
+    /// as JSON. Their positions follow every position given before: the counter's row stays
+    /// locked until the transaction ends, so positions are given in the order messages commit
+    /// (ADR 0025); among these, in creation time and id order.
     async fn insert_messages(
         conn: &mut DB::Connection,
         messages: &[InboxMessage],
         attachments: &[String],
     ) -> PortResult<()> {
-        let rows: Vec<(&InboxMessage, &String)> = messages.iter().zip(attachments).collect();
+        let count = i64::try_from(messages.len()).unwrap_or(i64::MAX);
+        let take = DB::placeholders(
+            "UPDATE inbox_positions SET last_position = last_position + ? WHERE id = 1",
+        );
+        Self::run(conn, sqlx::query(&take).bind(count)).await?;
+        let last = sqlx::query_as("SELECT last_position FROM inbox_positions WHERE id = 1");
+        let (last,): (i64,) = Self::row_on(conn, last).await?;
+        let mut rows: Vec<(&InboxMessage, &String, i64)> = messages
+            .iter()
+            .zip(attachments)
+            .map(|(m, att)| (m, att, 0))
+            .collect();
+        rows.sort_by(|a, b| {
+            (a.0.created_at_ms, &a.0.message_id).cmp(&(b.0.created_at_ms, &b.0.message_id))
+        });
+        for (row, position) in rows.iter_mut().zip(last - count + 1..) {
+            row.2 = position;
+        }
         Self::insert_rows(
             conn,
             (
                 "INSERT INTO inbox_messages (message_id, player_id, campaign_id, title, body, \
-                 attachments, created_at, expires_at) ",
-                8,
+                 attachments, created_at, expires_at, position) ",
+                9,
                 "",
             ),
             &rows,
-            |row, (m, att)| {
+            |row, (m, att, position)| {
                 row.bind(m.message_id.as_str())
                     .bind(m.player_id.as_deref())
                     .bind(m.campaign_id.as_deref())
@@ -132,7 +152,8 @@ sql_impl! {
                     .bind(m.body.as_str())
                     .bind(att.as_str())
                     .bind(m.created_at_ms)
-                    .bind(m.expires_at_ms);
+                    .bind(m.expires_at_ms)
+                    .bind(*position);
             },
             db_error::<DB>,
         )
@@ -223,30 +244,25 @@ sql_impl! {
     pub(crate) async fn inbox(
         &self,
         player_id: &str,
-        page: InboxPage<'_>,
-    ) -> PortResult<Vec<(InboxMessage, Option<InboxClaim>)>> {
+        page: InboxPage,
+    ) -> PortResult<Vec<ListedMessage>> {
         macro_rules! inbox_page {
-            ($after:literal) => {
+            ($below:literal) => {
                 concat!(
                     "SELECT m.message_id, m.player_id, m.campaign_id, m.title, m.body, \
-                     m.attachments, m.created_at, m.expires_at, \
+                     m.attachments, m.created_at, m.expires_at, m.position, \
                      c.claimed_at, c.receipts, c.request_sig \
                      FROM inbox_messages m LEFT JOIN inbox_claims c \
                      ON c.message_id = m.message_id AND c.player_id = ? \
                      WHERE (m.player_id = ? OR m.player_id IS NULL) AND m.expires_at > ?",
-                    $after,
-                    " ORDER BY m.created_at DESC, m.message_id DESC LIMIT ?"
+                    $below,
+                    " ORDER BY m.position DESC LIMIT ?"
                 )
             };
         }
-        // The listing's order, continued after the last message of the previous page.
-        let sql = DB::placeholders(match page.after {
-            // The first bound repeats the second's so that the index on the creation time is
-            // read from the cursor on.
-            Some(_) => inbox_page!(
-                " AND m.created_at <= ? \
-                 AND (m.created_at < ? OR (m.created_at = ? AND m.message_id < ?))"
-            ),
+        // The listing's order, continued below the last message of the previous page.
+        let sql = DB::placeholders(match page.below {
+            Some(_) => inbox_page!(" AND m.position < ?"),
             None => inbox_page!(""),
         });
         type Row = (
@@ -258,6 +274,7 @@ sql_impl! {
             Text,
             i64,
             i64,
+            i64,
             Option<i64>,
             Option<Text>,
             Option<Text>,
@@ -266,13 +283,13 @@ sql_impl! {
             .bind(player_id)
             .bind(player_id)
             .bind(page.live_at_ms.unwrap_or(i64::MIN));
-        if let Some((at_ms, message_id)) = page.after {
-            query = query.bind(at_ms).bind(at_ms).bind(at_ms).bind(message_id);
+        if let Some(position) = page.below {
+            query = query.bind(position);
         }
         let query = query.bind(i64::from(page.limit));
         self.all_rows("inbox", query, |r: Row| {
             let message = message_of((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7))?;
-            let claim = match (r.8, r.9, r.10) {
+            let claim = match (r.9, r.10, r.11) {
                 (Some(at), Some(receipts), Some(sig)) => Some(claim_of((
                     Text(message.message_id.clone()),
                     Text(player_id.to_owned()),
@@ -282,7 +299,11 @@ sql_impl! {
                 ))?),
                 _ => None,
             };
-            Ok((message, claim))
+            Ok(ListedMessage {
+                message,
+                claim,
+                position: r.8,
+            })
         })
         .await
     }

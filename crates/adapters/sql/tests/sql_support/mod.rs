@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use liveops_core::ports::{Board, PortError, RankEntry, ScoreDelta};
 use liveops_core::stores::{
-    InboxMessage, InboxStore, ItemGrant, Keyed, KeyedOutcome, ProgressCommit, RequestKey,
-    RequestKeys, Snapshot,
+    InboxMessage, InboxPage, InboxStore, ItemGrant, Keyed, KeyedOutcome, ListedMessage,
+    ProgressCommit, RequestKey, RequestKeys, Snapshot,
 };
 use liveops_core::Window;
 use liveops_sql::Repository;
@@ -520,6 +520,96 @@ pub async fn purge_removes_only_rows_past_the_cutoff(repo: &dyn Repository) {
 /// request is refused; a send that a process of the release before writes after the migration
 /// (a rolling upgrade) is found as well, also by the send's own write, and a send of this release
 /// is kept in the old table for such a process's retry to find.
+/// Migration 0010 on a database holding messages: they keep the order they were listed in
+/// (creation time, then id: by bytes), and a message sent after the migration, created before
+/// them all, is listed above them.
+pub async fn inbox_order_carries_over<DB, F>(
+    pool: &sqlx::Pool<DB>,
+    dir: &str,
+    migrate: F,
+    repo: impl std::ops::Deref<Target = impl InboxStore + ?Sized>,
+) where
+    DB: sqlx::Database,
+    DB::Connection: sqlx::migrate::Migrate,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    F: std::future::Future<Output = Result<(), PortError>>,
+{
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut before = sqlx::migrate::Migrator::new(path).await.unwrap();
+    let upto_9: Vec<_> = before
+        .migrations
+        .iter()
+        .filter(|m| m.version <= 9)
+        .cloned()
+        .collect();
+    before.migrations = upto_9.into();
+    before.run(pool).await.unwrap();
+    // Written by the release before: ties on the time told apart by bytes ('B' < 'a').
+    let far = liveops_core::now_ms() + 86_400_000;
+    for (id, player, at) in [
+        ("msg_a", Some("p_1"), 20),
+        ("msg_B", Some("p_1"), 20),
+        ("msg_c", None, 30),
+        ("msg_d", Some("p_2"), 40),
+        ("msg_e", Some("p_1"), 10),
+    ] {
+        let player = player.map_or("NULL".to_owned(), |p| format!("'{p}'"));
+        sqlx::raw_sql(&format!(
+            "INSERT INTO inbox_messages (message_id, player_id, campaign_id, title, body, \
+             attachments, created_at, expires_at) \
+             VALUES ('{id}', {player}, NULL, 'Old', 'Old', '[]', {at}, {far})"
+        ))
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    migrate.await.unwrap();
+    let listed = |page: Vec<ListedMessage>| -> Vec<String> {
+        page.into_iter().map(|l| l.message.message_id).collect()
+    };
+    let top = InboxPage {
+        limit: 10,
+        live_at_ms: None,
+        below: None,
+    };
+    let inbox = listed(repo.inbox("p_1", top).await.unwrap());
+    assert_eq!(inbox, ["msg_c", "msg_a", "msg_B", "msg_e"]);
+    let later = InboxMessage {
+        message_id: "msg_later".into(),
+        player_id: Some("p_1".into()),
+        campaign_id: None,
+        title: "New".into(),
+        body: "New".into(),
+        attachments: vec![],
+        created_at_ms: 1,
+        expires_at_ms: far,
+    };
+    let audit = liveops_testkit::conformance::live::audit("inbox.send", "p_1");
+    repo.send_messages(None, &[later], &audit).await.unwrap();
+    let inbox = listed(repo.inbox("p_1", top).await.unwrap());
+    assert_eq!(inbox, ["msg_later", "msg_c", "msg_a", "msg_B", "msg_e"]);
+    // Page by page: each below the last of the one before.
+    let first = repo
+        .inbox("p_1", InboxPage { limit: 2, ..top })
+        .await
+        .unwrap();
+    let below = first.last().map(|l| l.position);
+    let second = repo
+        .inbox(
+            "p_1",
+            InboxPage {
+                limit: 2,
+                below,
+                ..top
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed(first), ["msg_later", "msg_c"]);
+    assert_eq!(listed(second), ["msg_a", "msg_B"]);
+}
+
 pub async fn keyed_sends_carry_over<DB, F>(
     pool: &sqlx::Pool<DB>,
     dir: &str,

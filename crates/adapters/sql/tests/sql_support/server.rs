@@ -55,6 +55,7 @@ macro_rules! server_tests {
             migrations_of_a_fresh_database_apply_once_and_wait_for_each_other
                 => migrations_apply_once_and_wait_for_each_other,
             migration_0007_carries_keyed_sends_over => keyed_sends_carry_over,
+            migration_0010_keeps_the_inbox_order => inbox_order_carries_over,
             connect_repository_picks_it_by_scheme => picks_it_by_scheme,
             ids_are_case_sensitive_and_large_snapshots_fit
                 => ids_are_case_sensitive_and_large_snapshots_fit,
@@ -148,8 +149,8 @@ where
     let (tables,): (i64,) = sqlx::query_as(S::TABLES).fetch_one(pool).await.unwrap();
     assert_eq!(
         tables,
-        9 + 14 + 2,
-        "0001's tables, 0003's, 0006's and 0007's"
+        9 + 14 + 2 + 1,
+        "0001's tables, 0003's, 0006's, 0007's and 0010's"
     );
     conformance::stores::healthcheck(&repos[1]).await;
     super::purge_removes_only_rows_past_the_cutoff(&repos[1]).await;
@@ -189,6 +190,24 @@ where
     let repo = S::open(fresh).await.unwrap();
     let pool = S::pool(&repo);
     super::keyed_sends_carry_over(pool, S::MIGRATIONS, repo.migrate(), &repo).await;
+    pool.close().await;
+    sqlx::query(&S::drop_database(&db))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
+
+/// Migration 0010 numbers the messages already written in the order they were listed in.
+pub async fn inbox_order_carries_over<S: Server>()
+where
+    <S::DB as sqlx::Database>::Connection: sqlx::migrate::Migrate,
+    for<'c> &'c mut <S::DB as sqlx::Database>::Connection: sqlx::Executor<'c, Database = S::DB>,
+    for<'q> <S::DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, S::DB>,
+{
+    let (admin, db, fresh) = fresh_database::<S>("positions").await;
+    let repo = S::open(fresh).await.unwrap();
+    let pool = S::pool(&repo);
+    super::inbox_order_carries_over(pool, S::MIGRATIONS, repo.migrate(), &repo).await;
     pool.close().await;
     sqlx::query(&S::drop_database(&db))
         .execute(&admin)
