@@ -35,8 +35,8 @@ async fn sqlite_repository_passes_the_live_event_suite() {
     conformance::live::run_all(repo).await;
 }
 
-#[tokio::test]
-async fn migration_0007_carries_keyed_sends_over() {
+/// A new database file, not migrated: its directory, a repository and a pool on it.
+async fn unmigrated() -> (tempfile::TempDir, SqliteRepository, sqlx::SqlitePool) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!(
         "sqlite://{}?mode=rwc",
@@ -44,19 +44,19 @@ async fn migration_0007_carries_keyed_sends_over() {
     );
     let repo = SqliteRepository::connect(&url).await.unwrap();
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    (dir, repo, pool)
+}
+
+#[tokio::test]
+async fn migration_0007_carries_keyed_sends_over() {
+    let (_dir, repo, pool) = unmigrated().await;
     sql_support::keyed_sends_carry_over(&pool, "migrations/sqlite", repo.migrate(), &repo).await;
 }
 
 /// Migration 0010 numbers the messages already written in the order they were listed in.
 #[tokio::test]
 async fn migration_0010_keeps_the_inbox_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("liveops.db").display()
-    );
-    let repo = SqliteRepository::connect(&url).await.unwrap();
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let (_dir, repo, pool) = unmigrated().await;
     sql_support::inbox_order_carries_over(&pool, "migrations/sqlite", repo.migrate(), &repo).await;
 }
 

@@ -520,6 +520,30 @@ pub async fn purge_removes_only_rows_past_the_cutoff(repo: &dyn Repository) {
 /// request is refused; a send that a process of the release before writes after the migration
 /// (a rolling upgrade) is found as well, also by the send's own write, and a send of this release
 /// is kept in the old table for such a process's retry to find.
+/// Runs the migrations in `dir` up to `version` (which must be one of them) on `pool`: a
+/// database as the release before left it.
+async fn migrate_up_to<DB>(pool: &sqlx::Pool<DB>, dir: &str, version: i64)
+where
+    DB: sqlx::Database,
+    DB::Connection: sqlx::migrate::Migrate,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut before = sqlx::migrate::Migrator::new(path).await.unwrap();
+    let upto: Vec<_> = before
+        .migrations
+        .iter()
+        .filter(|m| m.version <= version)
+        .cloned()
+        .collect();
+    assert!(
+        upto.iter().any(|m| m.version == version),
+        "{version} in {dir}"
+    );
+    before.migrations = upto.into();
+    before.run(pool).await.unwrap();
+}
+
 /// Migration 0010 on a database holding messages: they keep the order they were listed in
 /// (creation time, then id: by bytes), and a message sent after the migration, created before
 /// them all, is listed above them.
@@ -535,16 +559,7 @@ pub async fn inbox_order_carries_over<DB, F>(
     for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     F: std::future::Future<Output = Result<(), PortError>>,
 {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let mut before = sqlx::migrate::Migrator::new(path).await.unwrap();
-    let upto_9: Vec<_> = before
-        .migrations
-        .iter()
-        .filter(|m| m.version <= 9)
-        .cloned()
-        .collect();
-    before.migrations = upto_9.into();
-    before.run(pool).await.unwrap();
+    migrate_up_to(pool, dir, 9).await;
     // Written by the release before: ties on the time told apart by bytes ('B' < 'a').
     let far = liveops_core::now_ms() + 86_400_000;
     for (id, player, at) in [
@@ -642,17 +657,7 @@ pub async fn keyed_sends_carry_over<DB, F>(
     for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     F: std::future::Future<Output = Result<(), PortError>>,
 {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let mut before = sqlx::migrate::Migrator::new(path).await.unwrap();
-    let upto_6: Vec<_> = before
-        .migrations
-        .iter()
-        .filter(|m| m.version <= 6)
-        .cloned()
-        .collect();
-    assert!(upto_6.iter().any(|m| m.version == 6), "0006 in {dir}");
-    before.migrations = upto_6.into();
-    before.run(pool).await.unwrap();
+    migrate_up_to(pool, dir, 6).await;
     let keep = |key: &str, ids: &str| {
         format!(
             "INSERT INTO inbox_sends (operator_id, idem_key, request_hash, message_ids, sent_at) \

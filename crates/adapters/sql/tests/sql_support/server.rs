@@ -186,15 +186,7 @@ where
     for<'c> &'c mut <S::DB as sqlx::Database>::Connection: sqlx::Executor<'c, Database = S::DB>,
     for<'q> <S::DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, S::DB>,
 {
-    let (admin, db, fresh) = fresh_database::<S>("carry").await;
-    let repo = S::open(fresh).await.unwrap();
-    let pool = S::pool(&repo);
-    super::keyed_sends_carry_over(pool, S::MIGRATIONS, repo.migrate(), &repo).await;
-    pool.close().await;
-    sqlx::query(&S::drop_database(&db))
-        .execute(&admin)
-        .await
-        .unwrap();
+    carried_over::<S>(Upgrade::KeyedSends).await;
 }
 
 /// Migration 0010 numbers the messages already written in the order they were listed in.
@@ -204,10 +196,35 @@ where
     for<'c> &'c mut <S::DB as sqlx::Database>::Connection: sqlx::Executor<'c, Database = S::DB>,
     for<'q> <S::DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, S::DB>,
 {
-    let (admin, db, fresh) = fresh_database::<S>("positions").await;
+    carried_over::<S>(Upgrade::InboxOrder).await;
+}
+
+/// A migration that carries data of the release before over.
+enum Upgrade {
+    /// 0007: keyed sends.
+    KeyedSends,
+    /// 0010: the inbox order.
+    InboxOrder,
+}
+
+/// `upgrade`'s check on a fresh database, dropped after.
+async fn carried_over<S: Server>(upgrade: Upgrade)
+where
+    <S::DB as sqlx::Database>::Connection: sqlx::migrate::Migrate,
+    for<'c> &'c mut <S::DB as sqlx::Database>::Connection: sqlx::Executor<'c, Database = S::DB>,
+    for<'q> <S::DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, S::DB>,
+{
+    let (admin, db, fresh) = fresh_database::<S>("carry").await;
     let repo = S::open(fresh).await.unwrap();
     let pool = S::pool(&repo);
-    super::inbox_order_carries_over(pool, S::MIGRATIONS, repo.migrate(), &repo).await;
+    match upgrade {
+        Upgrade::KeyedSends => {
+            super::keyed_sends_carry_over(pool, S::MIGRATIONS, repo.migrate(), &repo).await;
+        }
+        Upgrade::InboxOrder => {
+            super::inbox_order_carries_over(pool, S::MIGRATIONS, repo.migrate(), &repo).await;
+        }
+    }
     pool.close().await;
     sqlx::query(&S::drop_database(&db))
         .execute(&admin)
