@@ -22,7 +22,10 @@ mod text;
 pub use api::{add_keyword, close_variants, operator_routes, service_routes};
 pub use auth::{token_hash, BearerScheme, Operator, OperatorAuth, Reader, Unauthenticated, BEARER};
 pub use body::{body_limit, read_body, BodyLimit};
-pub use cursor::{next_cursor, parse_cursor, CURSOR_PATTERN};
+pub use cursor::{
+    next_cursor, next_inbox_cursor, parse_cursor, parse_inbox_cursor, CURSOR_PATTERN,
+    INBOX_CURSOR_PATTERN,
+};
 pub use extract::{
     check_id, id_param, id_schema, parse_json, path_id, path_param, player_id_schema, Bounded,
     IdPath, Json, Path, PlayerPath, Query,

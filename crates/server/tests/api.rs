@@ -602,13 +602,15 @@ async fn the_openapi_document_is_well_formed() {
                 in_path, template,
                 "{at}: path parameters against the template"
             );
-            // A page cursor is documented as what `parse_cursor` takes.
+            // A page cursor is documented as what `parse_cursor` (`parse_inbox_cursor` for the
+            // inbox) takes.
             for p in params.iter().filter(|p| p["name"] == "cursor") {
-                assert_eq!(
-                    p["schema"]["pattern"].as_str(),
-                    Some(liveops_http::CURSOR_PATTERN),
-                    "{at}: cursor"
-                );
+                let takes = if path.ends_with("/inbox") {
+                    liveops_http::INBOX_CURSOR_PATTERN
+                } else {
+                    liveops_http::CURSOR_PATTERN
+                };
+                assert_eq!(p["schema"]["pattern"].as_str(), Some(takes), "{at}: cursor");
                 cursors += 1;
             }
         }

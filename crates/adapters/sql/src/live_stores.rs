@@ -106,7 +106,7 @@ macro_rules! impl_live_stores {
                         keyed: Option<&Keyed>, messages: &[InboxMessage], audit: &AuditEntry,
                     ) -> KeyedOutcome;
                     fn message(player_id: &str, message_id: &str) -> Option<InboxMessage>;
-                    fn inbox(player_id: &str, page: InboxPage) -> Vec<ListedMessage>;
+                    fn inbox(player_id: &str, page: InboxPage<'_>) -> Vec<ListedMessage>;
                     fn claim(claim: &InboxClaim, now_ms: i64) -> ClaimOutcome;
                     fn claim_by_request(request_sig: &str) -> Option<InboxClaim>;
                     fn claim_of(player_id: &str, message_id: &str) -> Option<InboxClaim>;

@@ -91,7 +91,7 @@ pub trait InboxStore: Health {
     async fn message(&self, player_id: &str, message_id: &str) -> PortResult<Option<InboxMessage>>;
     /// A page of a player's messages (theirs and everyone's), last written first, each with its
     /// claim and position.
-    async fn inbox(&self, player_id: &str, page: InboxPage) -> PortResult<Vec<ListedMessage>>;
+    async fn inbox(&self, player_id: &str, page: InboxPage<'_>) -> PortResult<Vec<ListedMessage>>;
     /// Claims a message with `claim`'s receipts unless it was claimed (then the first claim
     /// stands) or expired at `now_ms`.
     async fn claim(&self, claim: &InboxClaim, now_ms: i64) -> PortResult<ClaimOutcome>;
@@ -201,14 +201,23 @@ pub struct DueDelivery {
 
 /// Which page of an inbox to read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct InboxPage {
+pub struct InboxPage<'a> {
     /// Most messages.
     pub limit: u32,
     /// Only the messages not expired by then (unix ms); `None`: expired ones too.
     pub live_at_ms: Option<i64>,
-    /// Only the messages listed below this position (the last of the previous page); `None`:
-    /// from the top.
-    pub below: Option<i64>,
+    /// Only the messages listed below the last of the previous page; `None`: from the top.
+    pub below: Option<InboxBelow<'a>>,
+}
+
+/// The last message of an inbox's previous page, as its cursor names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InboxBelow<'a> {
+    /// Its position.
+    Position(i64),
+    /// Its id (a cursor given before positions named the message, not its position); a
+    /// message not found starts the page at the top.
+    Message(&'a str),
 }
 
 /// Webhooks and their delivery queue.

@@ -14,7 +14,7 @@ use liveops_http::responses::{
     KeyReused, OperatorInputFailures, ReadFailures, SignedLookupFailures, TooLarge,
 };
 use liveops_http::{
-    created, keyed, next_cursor, parse_cursor, parse_json, replayed, rfc3339, Bounded,
+    created, keyed, next_inbox_cursor, parse_inbox_cursor, parse_json, replayed, rfc3339, Bounded,
     CreateKeyHeader, Json, KeyedJson, Operator, PlayerPath, Problem, Query, SignatureHeaders,
     Signed, Text, Title,
 };
@@ -60,7 +60,8 @@ pub struct MessageView {
 pub struct InboxView {
     /// Whose.
     pub player_id: String,
-    /// Newest first.
+    /// Newest (last written) first: a message written late is listed above messages created
+    /// after it, so `createdAt` need not descend.
     pub messages: Vec<MessageView>,
     /// Where the next page starts (`?cursor=`), when this page is full: more may follow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,8 +119,8 @@ pub(crate) struct InboxQuery {
     /// Also the messages past their expiry (default false: those can no longer be claimed, and
     /// would crowd out the ones that can).
     expired: Option<bool>,
-    /// The `nextCursor` of the previous page: this page lists the messages after it.
-    #[param(pattern = r"^-?[0-9]{1,18}:[A-Za-z0-9_.:-]{1,64}$", max_length = 84)]
+    /// The `nextCursor` of the previous page: this page lists the messages below it.
+    #[param(pattern = r"^p?-?[0-9]{1,18}:[A-Za-z0-9_.:-]{1,64}$", max_length = 85)]
     cursor: Option<String>,
 }
 
@@ -158,14 +159,14 @@ pub(crate) async fn get_inbox(
     let page = InboxPage {
         limit,
         live_at_ms: (!query.expired.unwrap_or(false)).then(now_ms),
-        // A cursor names the last message's position (and its id, for a reader's eye).
-        below: match query.cursor.as_deref() {
-            Some(cursor) => Some(parse_cursor(cursor)?.0),
-            None => None,
-        },
+        below: query
+            .cursor
+            .as_deref()
+            .map(parse_inbox_cursor)
+            .transpose()?,
     };
     let messages = state.inbox.inbox(player.as_str(), page).await?;
-    let next_cursor = next_cursor(&messages, limit as usize, |l| {
+    let next_cursor = next_inbox_cursor(&messages, limit as usize, |l| {
         (l.position, l.message.message_id.as_str())
     });
     Ok(Json(InboxView {

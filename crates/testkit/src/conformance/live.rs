@@ -11,10 +11,10 @@ use std::sync::Arc;
 use liveops_core::ports::Health;
 use liveops_core::stores::{
     ApiKeyInfo, Attempt, AuditEntry, Award, Campaign, CampaignEvent, CampaignPage, CampaignState,
-    CampaignStore, ClaimOutcome, Delivery, DeliveryState, Entered, Entry, EntryLimit, InboxClaim,
-    InboxMessage, InboxPage, Keyed, KeyedOutcome, ListedMessage, LiveEventStores, OperatorRecord,
-    OperatorUpdate, Outcome, ProgressCommit, ProgressStore, RequestKey, Reward, Role, Webhook,
-    XpGain,
+    CampaignStore, ClaimOutcome, Delivery, DeliveryState, Entered, Entry, EntryLimit, InboxBelow,
+    InboxClaim, InboxMessage, InboxPage, Keyed, KeyedOutcome, ListedMessage, LiveEventStores,
+    OperatorRecord, OperatorUpdate, Outcome, ProgressCommit, ProgressStore, RequestKey, Reward,
+    Role, Webhook, XpGain,
 };
 use liveops_core::{now_ms, PortError, PortResult, Receipt};
 
@@ -165,7 +165,7 @@ fn message(player: Option<&str>, campaign: Option<&str>, expires_in_ms: i64) -> 
 }
 
 /// The first page of `limit` messages, only those live at `live_at_ms` if given.
-fn page(limit: u32, live_at_ms: Option<i64>) -> InboxPage {
+fn page(limit: u32, live_at_ms: Option<i64>) -> InboxPage<'static> {
     InboxPage {
         limit,
         live_at_ms,
@@ -1090,7 +1090,7 @@ pub async fn inbox_pages_continue_where_the_last_ended(repo: &dyn LiveStores) {
         };
         let got = ok(repo.inbox(&player, next).await, "inbox");
         assert!(!got.is_empty() && got.len() <= 2, "{got:?}");
-        below = got.last().map(|l| l.position);
+        below = got.last().map(|l| InboxBelow::Position(l.position));
         seen.extend(
             got.iter()
                 .map(|l| (l.message.created_at_ms, l.message.message_id.clone())),

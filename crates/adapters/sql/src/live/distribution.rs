@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 
 use liveops_core::stores::{
-    Attempt, AuditEntry, CampaignEvent, Delivery, DeliveryState, DueDelivery, InboxMessage,
-    InboxPage, Keyed, KeyedOutcome, ListedMessage, Redelivery, Webhook,
+    Attempt, AuditEntry, CampaignEvent, Delivery, DeliveryState, DueDelivery, InboxBelow,
+    InboxMessage, InboxPage, Keyed, KeyedOutcome, ListedMessage, Redelivery, Webhook,
 };
 use liveops_core::{PortError, PortResult};
 use sqlx::Transaction;
@@ -244,7 +244,7 @@ sql_impl! {
     pub(crate) async fn inbox(
         &self,
         player_id: &str,
-        page: InboxPage,
+        page: InboxPage<'_>,
     ) -> PortResult<Vec<ListedMessage>> {
         macro_rules! inbox_page {
             ($below:literal) => {
@@ -260,9 +260,14 @@ sql_impl! {
                 )
             };
         }
-        // The listing's order, continued below the last message of the previous page.
+        // The listing's order, continued below the last message of the previous page (named by
+        // its id in a cursor given before positions; from the top if it is not found).
         let sql = DB::placeholders(match page.below {
-            Some(_) => inbox_page!(" AND m.position < ?"),
+            Some(InboxBelow::Position(_)) => inbox_page!(" AND m.position < ?"),
+            Some(InboxBelow::Message(_)) => inbox_page!(
+                " AND m.position < COALESCE((SELECT b.position FROM inbox_messages b \
+                 WHERE b.message_id = ?), m.position + 1)"
+            ),
             None => inbox_page!(""),
         });
         type Row = (
@@ -283,8 +288,10 @@ sql_impl! {
             .bind(player_id)
             .bind(player_id)
             .bind(page.live_at_ms.unwrap_or(i64::MIN));
-        if let Some(position) = page.below {
-            query = query.bind(position);
+        match page.below {
+            Some(InboxBelow::Position(position)) => query = query.bind(position),
+            Some(InboxBelow::Message(id)) => query = query.bind(id),
+            None => {}
         }
         let query = query.bind(i64::from(page.limit));
         self.all_rows("inbox", query, |r: Row| {

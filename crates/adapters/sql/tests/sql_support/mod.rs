@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use liveops_core::ports::{Board, PortError, RankEntry, ScoreDelta};
 use liveops_core::stores::{
-    InboxMessage, InboxPage, InboxStore, ItemGrant, Keyed, KeyedOutcome, ListedMessage,
+    InboxBelow, InboxMessage, InboxPage, InboxStore, ItemGrant, Keyed, KeyedOutcome, ListedMessage,
     ProgressCommit, RequestKey, RequestKeys, Snapshot,
 };
 use liveops_core::Window;
@@ -580,26 +580,6 @@ pub async fn inbox_order_carries_over<DB, F>(
         .unwrap();
     }
     migrate.await.unwrap();
-    // A process of the release before, still writing during a rolling upgrade, names no
-    // position: its write fails (503, retried) on the servers; SQLite has no such process.
-    let old_write = sqlx::raw_sql(&format!(
-        "INSERT INTO inbox_messages (message_id, player_id, campaign_id, title, body, \
-         attachments, created_at, expires_at) VALUES ('msg_old', 'p_1', NULL, 'Old', 'Old', '[]', 50, {far})"
-    ))
-    .execute(pool)
-    .await
-    .map(drop);
-    assert_eq!(
-        old_write.is_err(),
-        !dir.ends_with("sqlite"),
-        "{old_write:?}"
-    );
-    if old_write.is_ok() {
-        sqlx::raw_sql("DELETE FROM inbox_messages WHERE message_id = 'msg_old'")
-            .execute(pool)
-            .await
-            .unwrap();
-    }
     let listed = |page: Vec<ListedMessage>| -> Vec<String> {
         page.into_iter().map(|l| l.message.message_id).collect()
     };
@@ -621,15 +601,18 @@ pub async fn inbox_order_carries_over<DB, F>(
         expires_at_ms: far,
     };
     let audit = liveops_testkit::conformance::live::audit("inbox.send", "p_1");
-    repo.send_messages(None, &[later], &audit).await.unwrap();
+    repo.send_messages(None, std::slice::from_ref(&later), &audit)
+        .await
+        .unwrap();
     let inbox = listed(repo.inbox("p_1", top).await.unwrap());
     assert_eq!(inbox, ["msg_later", "msg_c", "msg_a", "msg_B", "msg_e"]);
-    // Page by page: each below the last of the one before.
+    // Page by page: each below the last of the one before; a cursor of the release before
+    // (which named the message) continues below that message.
     let first = repo
         .inbox("p_1", InboxPage { limit: 2, ..top })
         .await
         .unwrap();
-    let below = first.last().map(|l| l.position);
+    let below = first.last().map(|l| InboxBelow::Position(l.position));
     let second = repo
         .inbox(
             "p_1",
@@ -643,6 +626,34 @@ pub async fn inbox_order_carries_over<DB, F>(
         .unwrap();
     assert_eq!(listed(first), ["msg_later", "msg_c"]);
     assert_eq!(listed(second), ["msg_a", "msg_B"]);
+    let below = Some(InboxBelow::Message("msg_a"));
+    let old_cursor = repo.inbox("p_1", InboxPage { below, ..top }).await.unwrap();
+    assert_eq!(listed(old_cursor), ["msg_B", "msg_e"]);
+    let below = Some(InboxBelow::Message("msg_gone"));
+    let unknown = repo.inbox("p_1", InboxPage { below, ..top }).await.unwrap();
+    assert_eq!(
+        listed(unknown).len(),
+        5,
+        "a message not found: from the top"
+    );
+
+    // A process of the release before, still writing during a rolling upgrade, names no
+    // position: the database gives it the next one, as this release's writes get.
+    sqlx::raw_sql(&format!(
+        "INSERT INTO inbox_messages (message_id, player_id, campaign_id, title, body, \
+         attachments, created_at, expires_at) \
+         VALUES ('msg_old_release', 'p_1', NULL, 'Old', 'Old', '[]', 50, {far})"
+    ))
+    .execute(pool)
+    .await
+    .unwrap();
+    let newest = InboxMessage {
+        message_id: "msg_newest".into(),
+        ..later
+    };
+    repo.send_messages(None, &[newest], &audit).await.unwrap();
+    let inbox = listed(repo.inbox("p_1", top).await.unwrap());
+    assert_eq!(inbox[..3], ["msg_newest", "msg_old_release", "msg_later"]);
 }
 
 pub async fn keyed_sends_carry_over<DB, F>(
