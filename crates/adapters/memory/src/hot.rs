@@ -81,8 +81,11 @@ struct RateWindow {
 struct Strikes {
     /// Strike times (unix ms), ascending, each with its id if it has one.
     at: VecDeque<(i64, Option<Box<str>>)>,
-    /// After this (unix ms) no strike is inside any window it was recorded with.
+    /// When the times go (unix ms): `keep` after the latest (at least its window), or after an
+    /// unblock.
     keep_until: i64,
+    /// Strikes at or before this (unix ms) were forgotten by an unblock: not recorded again.
+    forgotten_upto: Option<i64>,
 }
 
 impl Strikes {
@@ -125,8 +128,16 @@ impl StrikeLog {
 
     /// Records one of `key`'s at `at_ms`, unless one with the same `id` is kept already; returns
     /// how many fall after `window` before `at_ms`, up to `id`'s own time if it has an id (a
-    /// strike is judged on the window ending at it), else all later ones too (attempts).
-    fn record(&mut self, key: &str, id: Option<&str>, at_ms: i64, window: Duration) -> u32 {
+    /// strike is judged on the window ending at it), else all later ones too (attempts). The
+    /// key's times are kept until `keep` (at least `window`) after the latest.
+    fn record(
+        &mut self,
+        key: &str,
+        id: Option<&str>,
+        at_ms: i64,
+        (window, keep): (Duration, Duration),
+    ) -> u32 {
+        let keep = millis(keep.max(window));
         let upto = if id.is_some() { at_ms } else { i64::MAX };
         let window = millis(window);
         let after = at_ms.saturating_sub(window);
@@ -137,6 +148,10 @@ impl StrikeLog {
         // Gone by now, as a Redis key expiring then is, whether purged yet or not.
         if strikes.keep_until <= now_ms() {
             strikes.at.clear();
+            strikes.forgotten_upto = None;
+        }
+        if id.is_some() && strikes.forgotten_upto.is_some_and(|upto| at_ms <= upto) {
+            return strikes.count_between(after, upto);
         }
         if id.is_some() && strikes.at.iter().any(|(_, kept)| kept.as_deref() == id) {
             return strikes.count_between(after, upto);
@@ -148,7 +163,7 @@ impl StrikeLog {
         while strikes.at.len() > MAX_STRIKES {
             strikes.at.pop_front();
         }
-        strikes.keep_until = strikes.keep_until.max(at_ms.saturating_add(window));
+        strikes.keep_until = strikes.keep_until.max(at_ms.saturating_add(keep));
         strikes.count_between(after, upto)
     }
 
@@ -157,7 +172,15 @@ impl StrikeLog {
         self.0.remove(key);
     }
 
-    /// Drops the keys none of whose times is inside its window at `now_ms` any more.
+    /// Forgets `key`'s strikes, and until `keep_until` those at or before `now` recorded again.
+    fn forget_strikes(&mut self, key: &str, now: i64, keep_until: i64) {
+        let strikes = self.0.entry(key.into()).or_default();
+        strikes.at.clear();
+        strikes.forgotten_upto = Some(now);
+        strikes.keep_until = strikes.keep_until.max(keep_until);
+    }
+
+    /// Drops the keys past their `keep_until` at `now_ms`.
     fn purge(&mut self, now_ms: i64) {
         self.0.retain(|_, s| s.keep_until > now_ms);
     }
@@ -381,9 +404,12 @@ impl Blocklist for MemoryHotState {
         strike: &str,
         at_ms: i64,
         window: Duration,
+        keep: Duration,
     ) -> PortResult<u32> {
         let mut shard = self.shard(player);
-        Ok(shard.strikes.record(player, Some(strike), at_ms, window))
+        Ok(shard
+            .strikes
+            .record(player, Some(strike), at_ms, (window, keep)))
     }
 
     async fn strike_windows(
@@ -405,10 +431,12 @@ impl Blocklist for MemoryHotState {
         Ok(self.shard(player).strikes.count(player, now_ms, window))
     }
 
-    async fn unblock(&self, player: &str) -> PortResult<()> {
+    async fn unblock(&self, player: &str, keep: Duration) -> PortResult<()> {
         let mut shard = self.shard(player);
         shard.blocks.remove(player);
-        shard.strikes.forget(player);
+        let now = now_ms();
+        let keep_until = now.saturating_add(millis(keep));
+        shard.strikes.forget_strikes(player, now, keep_until);
         Ok(())
     }
 }
@@ -416,7 +444,10 @@ impl Blocklist for MemoryHotState {
 #[async_trait]
 impl Attempts for MemoryHotState {
     async fn attempt(&self, key: &str, at_ms: i64, window: Duration) -> PortResult<u32> {
-        Ok(self.shard(key).attempts.record(key, None, at_ms, window))
+        Ok(self
+            .shard(key)
+            .attempts
+            .record(key, None, at_ms, (window, window)))
     }
 
     async fn attempts(&self, key: &str, now_ms: i64, window: Duration) -> PortResult<u32> {
@@ -483,9 +514,15 @@ mod tests {
                 .await
                 .unwrap();
             hot.block(&k, now + 100).await.unwrap();
-            hot.add_strike(&k, "s", now - 1000, Duration::from_millis(1100))
-                .await
-                .unwrap();
+            hot.add_strike(
+                &k,
+                "s",
+                now - 1000,
+                Duration::from_millis(1100),
+                Duration::from_millis(1100),
+            )
+            .await
+            .unwrap();
         }
         hot.idem_begin("keep", "fp", Duration::from_secs(60))
             .await
@@ -546,11 +583,14 @@ mod tests {
     async fn a_set_past_its_window_is_gone_before_it_is_purged() {
         let hot = MemoryHotState::new();
         let (t, w) = (now_ms(), Duration::from_secs(10));
-        hot.add_strike("p", "old", t - 20_000, w).await.unwrap();
+        hot.add_strike("p", "old", t - 20_000, w, w).await.unwrap();
         assert_eq!(hot.strike_windows("p", t - 20_000, w).await.unwrap(), []);
         // A late strike within its window does not find it either, as on Redis, whose key
         // expired a window after the strike.
-        assert_eq!(hot.add_strike("p", "late", t - 15_000, w).await.unwrap(), 1);
+        assert_eq!(
+            hot.add_strike("p", "late", t - 15_000, w, w).await.unwrap(),
+            1
+        );
     }
 
     #[tokio::test]
@@ -560,7 +600,9 @@ mod tests {
         // Times from now: a set whose window has passed is gone.
         let t = now_ms();
         for i in 0..(MAX_STRIKES as i64 + 50) {
-            hot.add_strike("p", &i.to_string(), t + i, w).await.unwrap();
+            hot.add_strike("p", &i.to_string(), t + i, w, w)
+                .await
+                .unwrap();
         }
         assert_eq!(
             hot.strikes("p", t + 1000, w).await.unwrap(),
@@ -568,8 +610,8 @@ mod tests {
         );
         // A late strike lands in order and counts; it is judged on the window ending at it.
         let hot2 = MemoryHotState::new();
-        assert_eq!(hot2.add_strike("q", "a", t + 5_000, w).await.unwrap(), 1);
-        assert_eq!(hot2.add_strike("q", "b", t + 3_000, w).await.unwrap(), 1);
+        assert_eq!(hot2.add_strike("q", "a", t + 5_000, w, w).await.unwrap(), 1);
+        assert_eq!(hot2.add_strike("q", "b", t + 3_000, w, w).await.unwrap(), 1);
         assert_eq!(
             hot2.strikes("q", t + 4_000, Duration::from_millis(1500))
                 .await

@@ -6,8 +6,9 @@
 //! - `hot:idem:<key>` — JSON `{"fp": <fingerprint>, "answer": {status, body}?}` with a TTL;
 //! - `hot:rate:<player>:<unix second>` — the count of one one-second window, gone 2 s later;
 //! - `hot:block:<player>` — the block's end (unix ms), expiring with it;
-//! - `hot:strikes:<player>` — a ZSET of strike times, the newest `MAX_STRIKES`, expiring a
-//!   window after the latest;
+//! - `hot:strikes:<player>` — a ZSET of strike times, the newest `MAX_STRIKES`, expiring `keep`
+//!   (at least a window) after the latest; after an unblock, a member `forgotten` scored minus
+//!   the unblock's time (below every strike time) until then;
 //! - `hot:attempts:<key>` — the same for attempts (logins per address and per account);
 //! - `hot:cache:<key>` — cached bytes with a TTL.
 //!
@@ -76,20 +77,35 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 ";
 
-/// Records a strike at ARGV[1] (member ARGV[2]; a member already there keeps its first time),
-/// forgets all but the newest ARGV[4] (not those a window before the newest: a late strike still
-/// finds them in its window), keeps the set at least ARGV[5] ms, and returns the strikes after
-/// ARGV[3] up to ARGV[6].
+/// Records a strike at ARGV[1] (member ARGV[2]; a member already there keeps its first time;
+/// none at or before an unblock's `forgotten` time), forgets all but the newest ARGV[4] (not
+/// those a window before the newest: a late strike still finds them in its window), keeps the
+/// set at least ARGV[5] ms, and returns the strikes after ARGV[3] up to ARGV[6].
 const STRIKE_LUA: &str = r"
+local forgotten = redis.call('ZSCORE', KEYS[1], 'forgotten')
+if forgotten and tonumber(ARGV[1]) <= -tonumber(forgotten) then
+  return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[3], ARGV[6])
+end
 redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2])
-local n = redis.call('ZCARD', KEYS[1])
+local lo = forgotten and 1 or 0
+local n = redis.call('ZCARD', KEYS[1]) - lo
 local max = tonumber(ARGV[4])
-if n > max then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - max - 1) end
+if n > max then redis.call('ZREMRANGEBYRANK', KEYS[1], lo, lo + n - max - 1) end
 local keep = tonumber(ARGV[5])
 if keep < 1 then keep = 1 end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 or keep > ttl then redis.call('PEXPIRE', KEYS[1], keep) end
 return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[3], ARGV[6])
+";
+
+/// Forgets the strikes of KEYS[1]: only the member `forgotten` stays, scored minus ARGV[1] (the
+/// unblock's time, below every strike time), for ARGV[2] ms, so a strike at or before ARGV[1]
+/// recorded again (a redelivered batch) is not recorded.
+const FORGET_STRIKES_LUA: &str = r"
+redis.call('DEL', KEYS[1])
+redis.call('ZADD', KEYS[1], -tonumber(ARGV[1]), 'forgotten')
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
 ";
 
 /// Each strike with a score in `[ARGV[1], ARGV[2])`, oldest first, and the strikes in the
@@ -121,6 +137,7 @@ struct Scripts {
     rate: Script,
     strike: Script,
     strike_windows: Script,
+    forget_strikes: Script,
     block: Script,
 }
 
@@ -179,6 +196,7 @@ impl RedisHotState {
                 rate: Script::new(RATE_LUA),
                 strike: Script::new(STRIKE_LUA),
                 strike_windows: Script::new(STRIKE_WINDOWS_LUA),
+                forget_strikes: Script::new(FORGET_STRIKES_LUA),
                 block: Script::new(BLOCK_LUA),
             },
         }
@@ -307,9 +325,16 @@ impl Blocklist for RedisHotState {
         strike: &str,
         at_ms: i64,
         window: Duration,
+        keep: Duration,
     ) -> PortResult<u32> {
-        self.record(TimeLog::Strikes, player, Some(strike), at_ms, window)
-            .await
+        self.record(
+            TimeLog::Strikes,
+            player,
+            Some(strike),
+            at_ms,
+            (window, keep),
+        )
+        .await
     }
 
     async fn strike_windows(
@@ -335,32 +360,38 @@ impl Blocklist for RedisHotState {
         self.count(TimeLog::Strikes, player, now_ms, window).await
     }
 
-    async fn unblock(&self, player: &str) -> PortResult<()> {
+    async fn unblock(&self, player: &str, keep: Duration) -> PortResult<()> {
         // Two keys: two commands (each may live on another cluster node).
-        for kind in ["block", TimeLog::Strikes.kind()] {
-            self.delete("hot.unblock", self.key(kind, player)).await?;
-        }
+        self.delete("hot.unblock", self.key("block", player))
+            .await?;
+        let mut call = self.scripts.forget_strikes.prepare_invoke();
+        call.key(self.key(TimeLog::Strikes.kind(), player))
+            .arg(now_ms())
+            .arg(ttl_ms(keep));
+        let _: i64 = self.conn.invoke("hot.unblock", &call).await?;
         Ok(())
     }
 }
 
 impl RedisHotState {
     /// Records a time at `at_ms` in `key`'s set of `log` (unless `id` is in it already), the
-    /// newest `MAX_STRIKES` kept until `window` after the latest; returns how many fall after
-    /// `window` before `at_ms`: up to `at_ms` for a time with an id (a strike), all later ones too
-    /// without (an attempt).
+    /// newest `MAX_STRIKES` kept until `keep` (at least `window`) after the latest; returns how
+    /// many fall after `window` before `at_ms`: up to `at_ms` for a time with an id (a strike),
+    /// all later ones too without (an attempt).
     async fn record(
         &self,
         log: TimeLog,
         key: &str,
         id: Option<&str>,
         at_ms: i64,
-        window: Duration,
+        (window, keep): (Duration, Duration),
     ) -> PortResult<u32> {
+        let keep = millis(keep.max(window));
         let window = millis(window);
         let after = at_ms.saturating_sub(window);
-        // Keep the set while this entry can still fall inside a window it was counted with.
-        let keep = at_ms.saturating_add(window).saturating_sub(now_ms());
+        // Keep the set while this entry can still fall inside a window it was counted with, or
+        // a late one can still find it.
+        let keep = at_ms.saturating_add(keep).saturating_sub(now_ms());
         let keep = ttl_ms(Duration::from_millis(keep.max(0).unsigned_abs()));
         // An id is recorded once (`ZADD NX` keeps its first time) and counts the window ending
         // at it; a time without one is new, and counts the later ones too (attempts).
@@ -406,7 +437,7 @@ impl RedisHotState {
 #[async_trait]
 impl Attempts for RedisHotState {
     async fn attempt(&self, key: &str, at_ms: i64, window: Duration) -> PortResult<u32> {
-        self.record(TimeLog::Attempts, key, None, at_ms, window)
+        self.record(TimeLog::Attempts, key, None, at_ms, (window, window))
             .await
     }
 

@@ -84,13 +84,15 @@ pub trait Blocklist: Health {
     /// Records the strike `strike` (the flagged event's id) at `at_ms`, unless it is recorded
     /// already (a redelivered batch strikes again harmlessly); returns the strikes in the
     /// `window` that ends at `at_ms` (later ones not counted: a late strike is judged on its
-    /// own window).
+    /// own window). The player's strikes are kept until `keep` after the latest (at least a
+    /// `window`), so a strike redelivered that late still finds the ones of its window.
     async fn add_strike(
         &self,
         player: &str,
         strike: &str,
         at_ms: i64,
         window: Duration,
+        keep: Duration,
     ) -> PortResult<u32>;
     /// The windows a strike at `from_ms` counts in: each of the player's strikes from `from_ms`
     /// to a `window` later, oldest first, with the strikes in the `window` ending at it. A
@@ -103,8 +105,10 @@ pub trait Blocklist: Health {
     ) -> PortResult<Vec<(i64, u32)>>;
     /// Strikes within the last `window` before `now_ms`.
     async fn strikes(&self, player: &str, now_ms: i64, window: Duration) -> PortResult<u32>;
-    /// Lifts a player's block and forgets their strikes (an operator's decision).
-    async fn unblock(&self, player: &str) -> PortResult<()>;
+    /// Lifts a player's block and forgets their strikes (an operator's decision); for `keep`
+    /// (as long as strikes are kept) a strike from before now recorded again (a redelivered
+    /// batch) is not counted, so the decision is not undone.
+    async fn unblock(&self, player: &str, keep: Duration) -> PortResult<()>;
 }
 
 /// Attempts per key in a sliding window: what throttles logins per address and per account.

@@ -192,6 +192,7 @@ async fn handle_batch(
     }
 
     let cfg = &state.config;
+    let keep = cfg.strike_keep();
     for (player, event_id, at_ms) in strikes_of(&items, &ruling, &flagged_at) {
         let strike = event_id.to_string();
         retrying!(
@@ -200,7 +201,7 @@ async fn handle_batch(
             "strike",
             state
                 .blocks
-                .add_strike(player, &strike, at_ms, cfg.strike_window)
+                .add_strike(player, &strike, at_ms, cfg.strike_window, keep)
                 .await
         );
         // Its own window and those of later strikes: a strike recorded late (a redelivery after

@@ -99,6 +99,15 @@ pub struct FairnessConfig {
     pub consumer_name: String,
 }
 
+impl FairnessConfig {
+    /// How long a player's strikes are kept after the latest, and an unblock's forgetting
+    /// lasts: a window and a block, so a strike redelivered that late still finds the others
+    /// of its window while the block they make would run, and does not undo an unblock.
+    pub fn strike_keep(&self) -> Duration {
+        self.strike_window.saturating_add(self.block)
+    }
+}
+
 impl Default for FairnessConfig {
     fn default() -> Self {
         Self {

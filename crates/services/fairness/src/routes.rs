@@ -189,7 +189,7 @@ pub(crate) async fn unblock_player(
         .blocks
         .strikes(p, now, state.config.strike_window)
         .await?;
-    state.blocks.unblock(p).await?;
+    state.blocks.unblock(p, state.config.strike_keep()).await?;
     let before = serde_json::json!({
         "blocked": until.is_some(),
         "blockedUntil": until.map(rfc3339),

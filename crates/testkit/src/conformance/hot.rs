@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use liveops_core::now_ms;
+use liveops_core::ports::hot::MAX_STRIKES;
 use liveops_core::ports::{
     Attempts, Blocklist, Health, IdemState, Idempotency, RateDecision, RateLimiter, StoredAnswer,
     ViewCache,
@@ -257,12 +258,12 @@ pub async fn unblock_lifts_the_block_and_forgets_strikes(hot: &dyn HotState) {
     let window = Duration::from_secs(600);
     for player in [&p, &other] {
         ok(
-            hot.add_strike(player, "e1", now - 10, window).await,
+            hot.add_strike(player, "e1", now - 10, window, window).await,
             "add_strike",
         );
         ok(hot.block(player, now + 60_000).await, "block");
     }
-    ok(hot.unblock(&p).await, "unblock");
+    ok(hot.unblock(&p, window).await, "unblock");
     assert_eq!(ok(hot.blocked_until(&p).await, "blocked_until"), None);
     assert_eq!(ok(hot.strikes(&p, now, window).await, "strikes"), 0);
     assert_eq!(
@@ -270,7 +271,45 @@ pub async fn unblock_lifts_the_block_and_forgets_strikes(hot: &dyn HotState) {
         Some(now + 60_000),
         "only that player"
     );
-    ok(hot.unblock(&fresh_key("never-blocked")).await, "unblock");
+    // The forgotten strike recorded again (a redelivered batch) stays forgotten; a new one
+    // counts alone.
+    let again = hot.add_strike(&p, "e1", now - 10, window, window).await;
+    assert_eq!(ok(again, "add_strike"), 0);
+    let before = hot.add_strike(&p, "e0", now - 20, window, window).await;
+    assert_eq!(
+        ok(before, "add_strike"),
+        0,
+        "nor one from before the unblock"
+    );
+    assert_eq!(ok(hot.strikes(&p, now, window).await, "strikes"), 0);
+    let windows = hot.strike_windows(&p, now - 10, window).await;
+    assert_eq!(ok(windows, "strike_windows"), []);
+    let later = now_ms() + 1;
+    let new = hot.add_strike(&p, "e2", later, window, window).await;
+    assert_eq!(ok(new, "add_strike"), 1);
+    let windows = hot.strike_windows(&p, now - 10, window).await;
+    assert_eq!(ok(windows, "strike_windows"), [(later, 1)]);
+    ok(
+        hot.unblock(&fresh_key("never-blocked"), window).await,
+        "unblock",
+    );
+    // More strikes than are kept after an unblock: the newest are kept, still none forgotten.
+    let many = fresh_key("unblock-many");
+    ok(hot.unblock(&many, window).await, "unblock");
+    let from = now_ms() + 1;
+    let count = i64::try_from(MAX_STRIKES).unwrap_or(256) + 4;
+    for i in 0..count {
+        let at = from + i;
+        ok(
+            hot.add_strike(&many, &format!("m{i}"), at, window, window)
+                .await,
+            "add_strike",
+        );
+    }
+    let newest = hot.strikes(&many, from + count, window).await;
+    assert_eq!(ok(newest, "strikes") as usize, MAX_STRIKES);
+    let old = hot.add_strike(&many, "old", now - 5, window, window).await;
+    assert_eq!(ok(old, "add_strike"), 0, "still forgotten after the trim");
 }
 
 /// Attempts count per key within the window; forgetting a key starts it afresh.
@@ -313,21 +352,21 @@ pub async fn strikes_count_within_the_window(hot: &dyn HotState) {
     assert_eq!(ok(hot.strikes(&p, t0, ten_min).await, "strikes"), 0);
     assert_eq!(
         ok(
-            hot.add_strike(&p, "e1", t0 - 3000, ten_min).await,
+            hot.add_strike(&p, "e1", t0 - 3000, ten_min, ten_min).await,
             "add_strike"
         ),
         1
     );
     assert_eq!(
         ok(
-            hot.add_strike(&p, "e2", t0 - 2000, ten_min).await,
+            hot.add_strike(&p, "e2", t0 - 2000, ten_min, ten_min).await,
             "add_strike"
         ),
         2
     );
     assert_eq!(
         ok(
-            hot.add_strike(&p, "e3", t0 - 1000, ten_min).await,
+            hot.add_strike(&p, "e3", t0 - 1000, ten_min, ten_min).await,
             "add_strike"
         ),
         3
@@ -336,7 +375,7 @@ pub async fn strikes_count_within_the_window(hot: &dyn HotState) {
     // A late strike (a redelivered one) counts the window ending at it, not the later ones.
     assert_eq!(
         ok(
-            hot.add_strike(&p, "e0", t0 - 2500, ten_min).await,
+            hot.add_strike(&p, "e0", t0 - 2500, ten_min, ten_min).await,
             "add_strike"
         ),
         2
@@ -376,17 +415,23 @@ pub async fn strikes_count_within_the_window(hot: &dyn HotState) {
     let ten_s = Duration::from_secs(10);
     assert_eq!(
         ok(
-            hot.add_strike(&q, "e1", t0 - 20_000, ten_s).await,
+            hot.add_strike(&q, "e1", t0 - 20_000, ten_s, ten_s).await,
             "add_strike"
         ),
         1
     );
     assert_eq!(
-        ok(hot.add_strike(&q, "e2", t0, ten_s).await, "add_strike"),
+        ok(
+            hot.add_strike(&q, "e2", t0, ten_s, ten_s).await,
+            "add_strike"
+        ),
         1
     );
     assert_eq!(
-        ok(hot.add_strike(&q, "e3", t0 + 1, ten_s).await, "add_strike"),
+        ok(
+            hot.add_strike(&q, "e3", t0 + 1, ten_s, ten_s).await,
+            "add_strike"
+        ),
         2
     );
     assert_eq!(ok(hot.strikes(&q, t0 + 1, ten_s).await, "strikes"), 2);
@@ -395,7 +440,10 @@ pub async fn strikes_count_within_the_window(hot: &dyn HotState) {
     // time is kept.
     for at in [t0 + 1, t0 + 5_000] {
         assert_eq!(
-            ok(hot.add_strike(&q, "e3", at, ten_s).await, "add_strike"),
+            ok(
+                hot.add_strike(&q, "e3", at, ten_s, ten_s).await,
+                "add_strike"
+            ),
             2
         );
     }
@@ -411,7 +459,7 @@ pub async fn strikes_count_within_the_window(hot: &dyn HotState) {
     let s = fresh_key("strikes-late");
     let strike = |id: &'static str, at: i64| {
         let s = s.clone();
-        async move { ok(hot.add_strike(&s, id, at, ten_s).await, "add_strike") }
+        async move { ok(hot.add_strike(&s, id, at, ten_s, ten_s).await, "add_strike") }
     };
     assert_eq!(strike("s1", t0 - 5_000).await, 1);
     assert_eq!(strike("s2", t0 + 8_000).await, 1);
@@ -423,10 +471,33 @@ pub async fn strikes_count_within_the_window(hot: &dyn HotState) {
         ),
         [(t0 + 1_000, 2), (t0 + 8_000, 2)]
     );
+    // Kept `keep` after the latest (here a minute, the window 10 s): strikes flagged 20 s ago,
+    // recorded only now (a batch held by an outage), still find each other.
+    let kept = fresh_key("strikes-kept");
+    let minute = Duration::from_secs(60);
+    for (n, at) in [(1, t0 - 20_000), (2, t0 - 19_000), (3, t0 - 18_000)] {
+        let id = format!("k{n}");
+        let counted = hot.add_strike(&kept, &id, at, ten_s, minute).await;
+        assert_eq!(
+            ok(counted, "add_strike"),
+            n,
+            "{id} finds the ones before it"
+        );
+    }
+    // And still there a moment later (a set kept only its window would be gone at once).
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let windows = hot.strike_windows(&kept, t0 - 20_000, ten_s).await;
+    assert_eq!(
+        ok(windows, "strike_windows"),
+        [(t0 - 20_000, 1), (t0 - 19_000, 2), (t0 - 18_000, 3)]
+    );
     // Strike ids are per player.
     let r = fresh_key("strikes-r");
     assert_eq!(
-        ok(hot.add_strike(&r, "e3", t0, ten_s).await, "add_strike"),
+        ok(
+            hot.add_strike(&r, "e3", t0, ten_s, ten_s).await,
+            "add_strike"
+        ),
         1
     );
 }

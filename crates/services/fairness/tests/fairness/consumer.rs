@@ -141,6 +141,36 @@ async fn a_redelivered_batch_neither_strikes_again_nor_restarts_the_block() {
     );
 }
 
+/// An operator's unblock is not undone by a redelivered batch: the strikes it forgot, struck
+/// again at their times, do not count; a cheat after the unblock strikes anew.
+#[tokio::test]
+async fn a_redelivered_batch_does_not_undo_an_unblock() {
+    use liveops_core::ports::Blocklist;
+    let app = spawn_app().await;
+    let mut events = warm_up();
+    let cheats: Vec<_> = (0..3)
+        .map(|i| boss_kill("player_cheat", 50_000 + i))
+        .collect();
+    events.extend(cheats.iter().cloned());
+    app.ingest(&events).await;
+    app.process().await;
+    assert!(app.blocked_until("player_cheat").await.is_some());
+    let keep = app.state.config.strike_keep();
+    app.hot.unblock("player_cheat", keep).await.unwrap();
+
+    app.ingest(&cheats).await;
+    app.process().await;
+    assert_eq!(
+        app.blocked_until("player_cheat").await,
+        None,
+        "the unblock stands"
+    );
+    assert_eq!(app.strikes("player_cheat").await, 0);
+    app.ingest(&[boss_kill("player_cheat", 50_010)]).await;
+    app.process().await;
+    assert_eq!(app.strikes("player_cheat").await, 1);
+}
+
 #[tokio::test]
 async fn a_redelivered_batch_is_not_judged_twice() {
     let app = spawn_app().await;
@@ -240,7 +270,7 @@ async fn a_late_strike_that_fills_a_later_window_blocks() {
     // Strikes before and after the late one, two in each window: not blocked.
     for (id, at) in [("early", early), ("last", last)] {
         app.hot
-            .add_strike("player_cheat", id, at, WINDOW)
+            .add_strike("player_cheat", id, at, WINDOW, WINDOW)
             .await
             .unwrap();
     }
@@ -277,7 +307,7 @@ async fn a_late_strike_with_a_full_window_still_fills_a_later_one() {
     let last = s(1);
     for (id, at) in [("c", last), ("d", s(316)), ("a", s(616)), ("b", s(606))] {
         app.hot
-            .add_strike("player_cheat", id, at, WINDOW)
+            .add_strike("player_cheat", id, at, WINDOW, WINDOW)
             .await
             .unwrap();
     }
@@ -293,6 +323,44 @@ async fn a_late_strike_with_a_full_window_still_fills_a_later_one() {
     app.process().await;
     let block = i64::try_from(app.state.config.block.as_millis()).unwrap();
     assert_eq!(app.blocked_until("player_cheat").await, Some(last + block));
+}
+
+/// Strikes redelivered together long after they were flagged (verdicts stored, then a crash
+/// before the strikes, then an outage holding the batch past the strike window) still block
+/// while the block they make would run: a player's strikes are kept a window and a block's
+/// length after the latest, not only a window.
+#[tokio::test]
+async fn strikes_redelivered_past_their_window_still_block_while_the_block_would_run() {
+    let mut app = spawn_app().await;
+    let hour = Duration::from_secs(3600);
+    app.state.config = std::sync::Arc::new(liveops_fairness::FairnessConfig {
+        block: hour,
+        ..(*app.state.config).clone()
+    });
+    let s = |seconds: i64| now_ms() - seconds * 1000;
+    // Flagged 700, 690 and 680 s ago (600 s windows, 3 to block).
+    let times = [s(700), s(690), s(680)];
+    let cheats: Vec<_> = times
+        .iter()
+        .map(|_| boss_kill("player_cheat", 100_000))
+        .collect();
+    for (cheat, at) in cheats.iter().zip(times) {
+        let commit = liveops_core::stores::FairnessCommit {
+            verdicts: vec![(cheat.event_id, true)],
+            flags: vec![],
+            stats: vec![],
+            at_ms: at,
+        };
+        assert!(app.repo.commit_fairness(&commit).await.unwrap());
+    }
+    app.ingest(&cheats).await;
+    app.process().await;
+    let block = i64::try_from(hour.as_millis()).unwrap();
+    assert_eq!(
+        app.blocked_until("player_cheat").await,
+        Some(times[2] + block),
+        "blocked an hour from the third strike"
+    );
 }
 
 #[tokio::test]
