@@ -110,6 +110,7 @@ macro_rules! impl_live_stores {
                     fn claim(claim: &InboxClaim, now_ms: i64) -> ClaimOutcome;
                     fn claim_by_request(request_sig: &str) -> Option<InboxClaim>;
                     fn claim_of(player_id: &str, message_id: &str) -> Option<InboxClaim>;
+                    fn place_messages(limit: u32) -> u64;
                 }
 
                 impl WebhookStore {

@@ -99,6 +99,10 @@ pub trait InboxStore: Health {
     async fn claim_by_request(&self, request_sig: &str) -> PortResult<Option<InboxClaim>>;
     /// The claim of a player's message, if claimed.
     async fn claim_of(&self, player_id: &str, message_id: &str) -> PortResult<Option<InboxClaim>>;
+    /// Places messages written without a position (by a process of the release before positions,
+    /// during a rolling upgrade; listed only once placed) above all others, in creation order,
+    /// up to `limit`; how many.
+    async fn place_messages(&self, limit: u32) -> PortResult<u64>;
 }
 
 /// A webhook subscription.

@@ -108,22 +108,29 @@ sql_impl! {
         .await
     }
 
-    /// Writes messages on `conn` (a transaction's); `attachments[i]` is message i's attachments
-    /// as JSON. Their positions follow every position given before: the counter's row stays
-    /// locked until the transaction ends, so positions are given in the order messages commit
-    /// (ADR 0025); among these, in creation time and id order.
-    async fn insert_messages(
-        conn: &mut DB::Connection,
-        messages: &[InboxMessage],
-        attachments: &[String],
-    ) -> PortResult<()> {
-        let count = i64::try_from(messages.len()).unwrap_or(i64::MAX);
+    /// Takes `count` positions on `conn` (a transaction's): the first of them. They follow
+    /// every position given before, and the counter's row stays locked until the transaction
+    /// ends, so positions are given in the order messages commit (ADR 0025).
+    async fn take_positions(conn: &mut DB::Connection, count: usize) -> PortResult<i64> {
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
         let take = DB::placeholders(
             "UPDATE inbox_positions SET last_position = last_position + ? WHERE id = 1",
         );
         Self::run(conn, sqlx::query(&take).bind(count)).await?;
         let last = sqlx::query_as("SELECT last_position FROM inbox_positions WHERE id = 1");
         let (last,): (i64,) = Self::row_on(conn, last).await?;
+        Ok(last - count + 1)
+    }
+
+    /// Writes messages on `conn` (a transaction's) at positions taken for them
+    /// ([`Self::take_positions`]), in creation time and id order; `attachments[i]` is message
+    /// i's attachments as JSON.
+    async fn insert_messages(
+        conn: &mut DB::Connection,
+        messages: &[InboxMessage],
+        attachments: &[String],
+    ) -> PortResult<()> {
+        let first = Self::take_positions(conn, messages.len()).await?;
         let mut rows: Vec<(&InboxMessage, &String, i64)> = messages
             .iter()
             .zip(attachments)
@@ -132,7 +139,7 @@ sql_impl! {
         rows.sort_by(|a, b| {
             (a.0.created_at_ms, &a.0.message_id).cmp(&(b.0.created_at_ms, &b.0.message_id))
         });
-        for (row, position) in rows.iter_mut().zip(last - count + 1..) {
+        for (row, position) in rows.iter_mut().zip(first..) {
             row.2 = position;
         }
         Self::insert_rows(
@@ -254,7 +261,8 @@ sql_impl! {
                      c.claimed_at, c.receipts, c.request_sig \
                      FROM inbox_messages m LEFT JOIN inbox_claims c \
                      ON c.message_id = m.message_id AND c.player_id = ? \
-                     WHERE (m.player_id = ? OR m.player_id IS NULL) AND m.expires_at > ?",
+                     WHERE (m.player_id = ? OR m.player_id IS NULL) AND m.expires_at > ? \
+                     AND m.position IS NOT NULL",
                     $below,
                     " ORDER BY m.position DESC LIMIT ?"
                 )
@@ -266,7 +274,7 @@ sql_impl! {
             Some(InboxBelow::Position(_)) => inbox_page!(" AND m.position < ?"),
             Some(InboxBelow::Message(_)) => inbox_page!(
                 " AND m.position < COALESCE((SELECT b.position FROM inbox_messages b \
-                 WHERE b.message_id = ?), m.position + 1)"
+                 WHERE b.message_id = ?), 9223372036854775807)"
             ),
             None => inbox_page!(""),
         });
@@ -311,6 +319,41 @@ sql_impl! {
                 claim,
                 position: r.8,
             })
+        })
+        .await
+    }
+
+    pub(crate) async fn place_messages(&self, limit: u32) -> PortResult<u64> {
+        let unplaced = DB::placeholders(
+            "SELECT message_id FROM inbox_messages WHERE position IS NULL \
+             ORDER BY created_at, message_id LIMIT ?",
+        );
+        let place = DB::placeholders("UPDATE inbox_messages SET position = ? WHERE message_id = ?");
+        within::<DB, _>("place_messages", async {
+            // Read on the primary first: nearly always none, and then no write turn is taken.
+            let any: Vec<(Text,)> = sqlx::query_as(&unplaced)
+                .bind(1_i64)
+                .fetch_all(self.pool())
+                .await
+                .map_err(db_error::<DB>)?;
+            if any.is_empty() {
+                return Ok(0);
+            }
+            let (mut tx, _turn) = self.begin_write().await?;
+            // The counter's lock first: it orders this with every other message write and
+            // placer, so each message is read unplaced by one of them only.
+            Self::take_positions(&mut tx, 0).await?;
+            let ids: Vec<(Text,)> = sqlx::query_as(&unplaced)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            let first = Self::take_positions(&mut tx, ids.len()).await?;
+            for ((id,), position) in ids.iter().zip(first..) {
+                Self::run(&mut tx, sqlx::query(&place).bind(position).bind(id.0.as_str())).await?;
+            }
+            tx.commit().await.map_err(db_error::<DB>)?;
+            Ok(u64::try_from(ids.len()).unwrap_or(u64::MAX))
         })
         .await
     }

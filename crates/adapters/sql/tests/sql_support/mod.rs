@@ -638,7 +638,7 @@ pub async fn inbox_order_carries_over<DB, F>(
     );
 
     // A process of the release before, still writing during a rolling upgrade, names no
-    // position: the database gives it the next one, as this release's writes get.
+    // position: its message is listed once placed, above all, as if written then.
     sqlx::raw_sql(&format!(
         "INSERT INTO inbox_messages (message_id, player_id, campaign_id, title, body, \
          attachments, created_at, expires_at) \
@@ -653,7 +653,15 @@ pub async fn inbox_order_carries_over<DB, F>(
     };
     repo.send_messages(None, &[newest], &audit).await.unwrap();
     let inbox = listed(repo.inbox("p_1", top).await.unwrap());
-    assert_eq!(inbox[..3], ["msg_newest", "msg_old_release", "msg_later"]);
+    assert_eq!(
+        inbox[..2],
+        ["msg_newest", "msg_later"],
+        "not listed unplaced"
+    );
+    assert_eq!(repo.place_messages(1000).await.unwrap(), 1);
+    assert_eq!(repo.place_messages(1000).await.unwrap(), 0, "placed once");
+    let inbox = listed(repo.inbox("p_1", top).await.unwrap());
+    assert_eq!(inbox[..3], ["msg_old_release", "msg_newest", "msg_later"]);
 }
 
 pub async fn keyed_sends_carry_over<DB, F>(

@@ -119,13 +119,7 @@ async fn three_outliers_block_the_player() {
 #[tokio::test]
 async fn a_redelivered_batch_neither_strikes_again_nor_restarts_the_block() {
     let app = spawn_app().await;
-    let mut events = warm_up();
-    let cheats: Vec<_> = (0..3)
-        .map(|i| boss_kill("player_cheat", 50_000 + i))
-        .collect();
-    events.extend(cheats.iter().cloned());
-    app.ingest(&events).await;
-    app.process().await;
+    let cheats = app.three_cheats(50_000).await;
     let until = app.blocked_until("player_cheat").await.expect("blocked");
     assert_eq!(app.strikes("player_cheat").await, 3);
 
@@ -147,13 +141,7 @@ async fn a_redelivered_batch_neither_strikes_again_nor_restarts_the_block() {
 async fn a_redelivered_batch_does_not_undo_an_unblock() {
     use liveops_core::ports::Blocklist;
     let app = spawn_app().await;
-    let mut events = warm_up();
-    let cheats: Vec<_> = (0..3)
-        .map(|i| boss_kill("player_cheat", 50_000 + i))
-        .collect();
-    events.extend(cheats.iter().cloned());
-    app.ingest(&events).await;
-    app.process().await;
+    let cheats = app.three_cheats(50_000).await;
     assert!(app.blocked_until("player_cheat").await.is_some());
     let keep = app.state.config.strike_keep();
     app.hot.unblock("player_cheat", keep).await.unwrap();

@@ -101,6 +101,19 @@ impl Running {
 }
 
 impl TestApp {
+    /// The warm-up, then three outlier boss kills by `player_cheat` (`points` and up), all
+    /// processed: the three cheats, which block the player.
+    pub async fn three_cheats(&self, points: u32) -> Vec<Envelope> {
+        let mut events = warm_up();
+        let cheats: Vec<_> = (0..3)
+            .map(|i| boss_kill("player_cheat", points + i))
+            .collect();
+        events.extend(cheats.iter().cloned());
+        self.ingest(&events).await;
+        self.process().await;
+        cheats
+    }
+
     pub async fn ingest(&self, events: &[Envelope]) {
         let messages = events.iter().map(Envelope::to_message).collect();
         self.bus.publish(topics::INGESTED, messages).await.unwrap();

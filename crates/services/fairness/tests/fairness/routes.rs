@@ -14,13 +14,7 @@ fn is_rfc3339(s: &str) -> bool {
 #[tokio::test]
 async fn flags_and_player_standing_are_served() {
     let app = spawn_app().await;
-    let mut events = warm_up();
-    let cheats: Vec<_> = (0..3)
-        .map(|i| boss_kill("player_cheat", 40_000 + i))
-        .collect();
-    events.extend(cheats.iter().cloned());
-    app.ingest(&events).await;
-    app.process().await;
+    let cheats = app.three_cheats(40_000).await;
     assert_eq!(app.drain(topics::FLAGGED).await.len(), 3);
 
     let FlagList { flags } = app.ok("/fairness/flags").await;
