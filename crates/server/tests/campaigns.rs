@@ -281,6 +281,46 @@ async fn operator_creates_retried_under_their_idempotency_key_create_once() {
     app.shutdown().await;
 }
 
+/// A message written without a position, as a process of the release before positions writes
+/// one during a rolling upgrade (ADR 0025), is listed at the top once the settler places it.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_written_without_a_position_is_listed_once_placed() {
+    let db = database("PG", "liveops_unplaced_pg");
+    let (app, live, admin) = live_app(&["--db-url", &db]).await;
+    let expires = chrono::Utc::now() + chrono::Duration::days(1);
+    let gift = json!({"players": ["upgraded_player"], "title": "Gift",
+                      "attachments": [{"item": "gem"}], "expiresAt": expires.to_rfc3339()});
+    let (s, b) = live
+        .post(format!("{}/inbox/messages", app.base), &admin, gift)
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let old_release = format!(
+        "INSERT INTO inbox_messages (message_id, player_id, campaign_id, title, body, \
+         attachments, created_at, expires_at) VALUES ('msg_old_release', 'upgraded_player', \
+         NULL, 'Old', 'Old', '[\"gem\"]', 1, {})",
+        expires.timestamp_millis()
+    );
+    common::succeed(
+        std::process::Command::new("psql")
+            .arg(&db)
+            .args(["-qc", &old_release]),
+    );
+    eventually(
+        Duration::from_secs(10),
+        "placed and listed first",
+        || async {
+            let inbox = live.inbox("upgraded_player").await.messages;
+            (inbox.len() == 2 && inbox[0].message_id == "msg_old_release").then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        metric_sum(&app.metrics().await, "inbox_messages_placed_total", &[]),
+        1.0
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_send_retried_under_its_idempotency_key_reaches_the_player_once() {
     let (app, live, admin) = live_app(&[]).await;
