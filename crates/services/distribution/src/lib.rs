@@ -25,7 +25,7 @@ mod webhooks;
 
 pub use deliver::{run_webhooks, signature, MAX_ATTEMPTS};
 pub use inbox::{ClaimAnswer, InboxView, MessageView, Sent};
-pub use settle::{run_settler, settle_ended};
+pub use settle::{run_placer, run_settler, settle_ended};
 pub use webhooks::{AttemptView, DeliveryList, DeliveryView, RedeliveryView, WebhookView};
 
 /// Largest request body on the distribution routes.
@@ -189,9 +189,11 @@ impl ModuleArgs for DistributionArgs {
         }
         let state = DistributionState::from_context(ctx, Arc::new(config)).await?;
         let settler = Task::over("settlement", state.clone(), run_settler);
+        let placer = Task::over("inbox placing", state.clone(), run_placer);
         let hooks = Task::over("webhook deliveries", state.clone(), run_webhooks);
         Ok(Service::routes(router(state))
             .with_task(settler)
+            .with_task(placer)
             .with_task(hooks))
     }
 }

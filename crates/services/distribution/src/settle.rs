@@ -23,27 +23,34 @@ pub async fn run_settler(
     stop: CancellationToken,
 ) -> Result<(), PortError> {
     let (tick, state, rotation) = (state.config.settle_tick, &state, &Rotation::default());
-    every_tick(
-        tick,
-        stop,
-        "cannot settle ended campaigns",
-        move || async move {
-            place_messages(state).await?;
-            settle_ended(state, rotation).await
-        },
-    )
+    every_tick(tick, stop, "cannot settle ended campaigns", move || {
+        settle_ended(state, rotation)
+    })
     .await
 }
 
-/// Places the messages a process of the release before positions wrote during a rolling
-/// upgrade (ADR 0025), so that the inbox lists them; a page of 1 000 a tick.
-async fn place_messages(state: &DistributionState) -> PortResult<()> {
-    let placed = state.inbox.place_messages(1_000).await?;
-    if placed > 0 {
-        metrics::counter!("inbox_messages_placed_total").increment(placed);
-        tracing::info!(placed, "inbox messages written without a position placed");
-    }
-    Ok(())
+/// Places, every settlement tick until `stop`, the messages a process of the release before
+/// positions wrote during a rolling upgrade (ADR 0025), so that the inbox lists them: a page of
+/// 200 a tick, in a task of its own so that a long settlement round does not hold them back.
+pub async fn run_placer(
+    state: DistributionState,
+    stop: CancellationToken,
+) -> Result<(), PortError> {
+    let (tick, state) = (state.config.settle_tick, &state);
+    every_tick(
+        tick,
+        stop,
+        "cannot place inbox messages",
+        move || async move {
+            let placed = state.inbox.place_messages(200).await?;
+            if placed > 0 {
+                metrics::counter!("inbox_messages_placed_total").increment(placed);
+                tracing::info!(placed, "inbox messages written without a position placed");
+            }
+            Ok(placed)
+        },
+    )
+    .await
 }
 
 fn message(

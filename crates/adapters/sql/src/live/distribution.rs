@@ -328,7 +328,6 @@ sql_impl! {
             "SELECT message_id FROM inbox_messages WHERE position IS NULL \
              ORDER BY created_at, message_id LIMIT ?",
         );
-        let place = DB::placeholders("UPDATE inbox_messages SET position = ? WHERE message_id = ?");
         within::<DB, _>("place_messages", async {
             // Read on the primary first: nearly always none, and then no write turn is taken.
             let any: Vec<(Text,)> = sqlx::query_as(&unplaced)
@@ -349,8 +348,17 @@ sql_impl! {
                 .await
                 .map_err(db_error::<DB>)?;
             let first = Self::take_positions(&mut tx, ids.len()).await?;
-            for ((id,), position) in ids.iter().zip(first..) {
-                Self::run(&mut tx, sqlx::query(&place).bind(position).bind(id.0.as_str())).await?;
+            // One statement for the page: the counter's lock is held for one round trip more.
+            let placed: Vec<(&str, i64)> = ids.iter().map(|(id,)| id.0.as_str()).zip(first..).collect();
+            if !placed.is_empty() {
+                let mut qb = Statement::<DB>::new("UPDATE inbox_messages SET position = CASE message_id");
+                for (id, position) in &placed {
+                    qb.push(" WHEN ").bind(*id).push(" THEN ").bind(*position);
+                }
+                qb.push(" END WHERE message_id")
+                    .in_list(placed.iter().map(|(id, _)| *id));
+                let (sql, args) = qb.finish()?;
+                Self::run(&mut tx, sqlx::query_with(&sql, args)).await?;
             }
             tx.commit().await.map_err(db_error::<DB>)?;
             Ok(u64::try_from(ids.len()).unwrap_or(u64::MAX))

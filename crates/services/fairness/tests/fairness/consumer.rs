@@ -262,13 +262,7 @@ async fn a_late_strike_that_fills_a_later_window_blocks() {
             .await
             .unwrap();
     }
-    let commit = liveops_core::stores::FairnessCommit {
-        verdicts: vec![(cheat.event_id, true)],
-        flags: vec![],
-        stats: vec![],
-        at_ms: late,
-    };
-    assert!(app.repo.commit_fairness(&commit).await.unwrap());
+    app.flagged_before(&cheat, late).await;
     assert_eq!(app.blocked_until("player_cheat").await, None);
 
     app.ingest(std::slice::from_ref(&cheat)).await;
@@ -300,13 +294,7 @@ async fn a_late_strike_with_a_full_window_still_fills_a_later_one() {
             .unwrap();
     }
     let cheat = boss_kill("player_cheat", 100_000);
-    let commit = liveops_core::stores::FairnessCommit {
-        verdicts: vec![(cheat.event_id, true)],
-        flags: vec![],
-        stats: vec![],
-        at_ms: s(596),
-    };
-    assert!(app.repo.commit_fairness(&commit).await.unwrap());
+    app.flagged_before(&cheat, s(596)).await;
     app.ingest(std::slice::from_ref(&cheat)).await;
     app.process().await;
     let block = i64::try_from(app.state.config.block.as_millis()).unwrap();
@@ -333,13 +321,7 @@ async fn strikes_redelivered_past_their_window_still_block_while_the_block_would
         .map(|_| boss_kill("player_cheat", 100_000))
         .collect();
     for (cheat, at) in cheats.iter().zip(times) {
-        let commit = liveops_core::stores::FairnessCommit {
-            verdicts: vec![(cheat.event_id, true)],
-            flags: vec![],
-            stats: vec![],
-            at_ms: at,
-        };
-        assert!(app.repo.commit_fairness(&commit).await.unwrap());
+        app.flagged_before(cheat, at).await;
     }
     app.ingest(&cheats).await;
     app.process().await;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use axum::Router;
 use liveops_core::ports::{topics, Blocklist, BusOptions, Delivery};
+use liveops_core::stores::FairnessStore;
 use liveops_core::{now_ms, Bus, BusExt, Envelope, PortError};
 use liveops_fairness::{router, run_consumer, FairnessConfig, FairnessState, GROUP};
 use liveops_http::Problem;
@@ -112,6 +113,18 @@ impl TestApp {
         self.ingest(&events).await;
         self.process().await;
         cheats
+    }
+
+    /// `cheat` judged flagged at `at_ms`, its verdict stored (as before a crash that came
+    /// before its strike): processing it again strikes at that time.
+    pub async fn flagged_before(&self, cheat: &Envelope, at_ms: i64) {
+        let commit = liveops_core::stores::FairnessCommit {
+            verdicts: vec![(cheat.event_id, true)],
+            flags: vec![],
+            stats: vec![],
+            at_ms,
+        };
+        assert!(self.repo.commit_fairness(&commit).await.unwrap());
     }
 
     pub async fn ingest(&self, events: &[Envelope]) {
