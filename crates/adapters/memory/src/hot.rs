@@ -173,10 +173,15 @@ impl StrikeLog {
     }
 
     /// Forgets `key`'s strikes, and until `keep_until` those at or before `now` recorded again.
+    /// (Up to the newest strike or an earlier unblock if later: another replica's clock may run
+    /// ahead.)
     fn forget_strikes(&mut self, key: &str, now: i64, keep_until: i64) {
         let strikes = self.0.entry(key.into()).or_default();
+        let kept = strikes.keep_until > now;
+        let newest = strikes.at.back().map(|(t, _)| *t).filter(|_| kept);
+        let before = strikes.forgotten_upto.filter(|_| kept);
         strikes.at.clear();
-        strikes.forgotten_upto = Some(now);
+        strikes.forgotten_upto = [Some(now), newest, before].into_iter().flatten().max();
         strikes.keep_until = strikes.keep_until.max(keep_until);
     }
 

@@ -98,12 +98,18 @@ if ttl < 0 or keep > ttl then redis.call('PEXPIRE', KEYS[1], keep) end
 return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[3], ARGV[6])
 ";
 
-/// Forgets the strikes of KEYS[1]: only the member `forgotten` stays, scored minus ARGV[1] (the
-/// unblock's time, below every strike time), for ARGV[2] ms, so a strike at or before ARGV[1]
-/// recorded again (a redelivered batch) is not recorded.
+/// Forgets the strikes of KEYS[1]: only the member `forgotten` stays, scored minus the time it
+/// forgets up to (ARGV[1], the unblock's time, or the newest strike or earlier unblock if later:
+/// another replica's clock may run ahead), below every strike time, for ARGV[2] ms, so a strike
+/// at or before it recorded again (a redelivered batch) is not recorded.
 const FORGET_STRIKES_LUA: &str = r"
+local upto = tonumber(ARGV[1])
+local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if newest[2] and tonumber(newest[2]) > upto then upto = tonumber(newest[2]) end
+local before = redis.call('ZSCORE', KEYS[1], 'forgotten')
+if before and -tonumber(before) > upto then upto = -tonumber(before) end
 redis.call('DEL', KEYS[1])
-redis.call('ZADD', KEYS[1], -tonumber(ARGV[1]), 'forgotten')
+redis.call('ZADD', KEYS[1], -upto, 'forgotten')
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 ";
@@ -361,15 +367,15 @@ impl Blocklist for RedisHotState {
     }
 
     async fn unblock(&self, player: &str, keep: Duration) -> PortResult<()> {
-        // Two keys: two commands (each may live on another cluster node).
-        self.delete("hot.unblock", self.key("block", player))
-            .await?;
+        // Two keys: two commands (each may live on another cluster node). The strikes are
+        // forgotten first: if the second fails, the player is still blocked (and the caller,
+        // told so, may try again), never unblocked with strikes that would block again.
         let mut call = self.scripts.forget_strikes.prepare_invoke();
         call.key(self.key(TimeLog::Strikes.kind(), player))
             .arg(now_ms())
             .arg(ttl_ms(keep));
         let _: i64 = self.conn.invoke("hot.unblock", &call).await?;
-        Ok(())
+        self.delete("hot.unblock", self.key("block", player)).await
     }
 }
 

@@ -293,6 +293,18 @@ pub async fn unblock_lifts_the_block_and_forgets_strikes(hot: &dyn HotState) {
         hot.unblock(&fresh_key("never-blocked"), window).await,
         "unblock",
     );
+    // A strike timed ahead of the unblock (another replica's clock) is forgotten with the rest.
+    let ahead = fresh_key("unblock-ahead");
+    let ahead_at = now_ms() + 5_000;
+    let first = hot.add_strike(&ahead, "a1", ahead_at, window, window).await;
+    assert_eq!(ok(first, "add_strike"), 1);
+    ok(hot.unblock(&ahead, window).await, "unblock");
+    let again = hot.add_strike(&ahead, "a1", ahead_at, window, window).await;
+    assert_eq!(
+        ok(again, "add_strike"),
+        0,
+        "the strike ahead stays forgotten"
+    );
     // More strikes than are kept after an unblock: the newest are kept, still none forgotten.
     let many = fresh_key("unblock-many");
     ok(hot.unblock(&many, window).await, "unblock");
