@@ -150,10 +150,9 @@ impl StrikeLog {
             strikes.at.clear();
             strikes.forgotten_upto = None;
         }
-        if id.is_some() && strikes.forgotten_upto.is_some_and(|upto| at_ms <= upto) {
-            return strikes.count_between(after, upto);
-        }
-        if id.is_some() && strikes.at.iter().any(|(_, kept)| kept.as_deref() == id) {
+        // A strike an unblock forgot, or one kept already, is not recorded (again).
+        let forgotten = strikes.forgotten_upto.is_some_and(|upto| at_ms <= upto);
+        if id.is_some() && (forgotten || strikes.at.iter().any(|(_, kept)| kept.as_deref() == id)) {
             return strikes.count_between(after, upto);
         }
         let pos = strikes.at.partition_point(|(t, _)| *t <= at_ms);

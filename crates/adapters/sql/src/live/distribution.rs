@@ -130,18 +130,12 @@ sql_impl! {
         messages: &[InboxMessage],
         attachments: &[String],
     ) -> PortResult<()> {
-        let first = Self::take_positions(conn, messages.len()).await?;
-        let mut rows: Vec<(&InboxMessage, &String, i64)> = messages
-            .iter()
-            .zip(attachments)
-            .map(|(m, att)| (m, att, 0))
-            .collect();
-        rows.sort_by(|a, b| {
-            (a.0.created_at_ms, &a.0.message_id).cmp(&(b.0.created_at_ms, &b.0.message_id))
+        let mut sorted: Vec<(&InboxMessage, &String)> = messages.iter().zip(attachments).collect();
+        sorted.sort_by(|(a, _), (b, _)| {
+            (a.created_at_ms, &a.message_id).cmp(&(b.created_at_ms, &b.message_id))
         });
-        for (row, position) in rows.iter_mut().zip(first..) {
-            row.2 = position;
-        }
+        let first = Self::take_positions(conn, messages.len()).await?;
+        let rows: Vec<((&InboxMessage, &String), i64)> = sorted.into_iter().zip(first..).collect();
         Self::insert_rows(
             conn,
             (
@@ -151,7 +145,7 @@ sql_impl! {
                 "",
             ),
             &rows,
-            |row, (m, att, position)| {
+            |row, ((m, att), position)| {
                 row.bind(m.message_id.as_str())
                     .bind(m.player_id.as_deref())
                     .bind(m.campaign_id.as_deref())
@@ -330,12 +324,8 @@ sql_impl! {
         );
         within::<DB, _>("place_messages", async {
             // Read on the primary first: nearly always none, and then no write turn is taken.
-            let any: Vec<(Text,)> = sqlx::query_as(&unplaced)
-                .bind(1_i64)
-                .fetch_all(self.pool())
-                .await
-                .map_err(db_error::<DB>)?;
-            if any.is_empty() {
+            let any = self.rows(sqlx::query_as(&unplaced).bind(1_i64), |(id,): (Text,)| Ok(id));
+            if any.await?.is_empty() {
                 return Ok(0);
             }
             let (mut tx, _turn) = self.begin_write().await?;
@@ -349,14 +339,14 @@ sql_impl! {
                 .map_err(db_error::<DB>)?;
             let first = Self::take_positions(&mut tx, ids.len()).await?;
             // One statement for the page: the counter's lock is held for one round trip more.
-            let placed: Vec<(&str, i64)> = ids.iter().map(|(id,)| id.0.as_str()).zip(first..).collect();
-            if !placed.is_empty() {
-                let mut qb = Statement::<DB>::new("UPDATE inbox_messages SET position = CASE message_id");
-                for (id, position) in &placed {
-                    qb.push(" WHEN ").bind(*id).push(" THEN ").bind(*position);
+            if !ids.is_empty() {
+                let mut qb = Statement::<DB>::new(
+                    "UPDATE inbox_messages SET position = CASE message_id",
+                );
+                for ((id,), position) in ids.iter().zip(first..) {
+                    qb.push(" WHEN ").bind(id.0.as_str()).push(" THEN ").bind(position);
                 }
-                qb.push(" END WHERE message_id")
-                    .in_list(placed.iter().map(|(id, _)| *id));
+                qb.push(" END WHERE message_id").in_list(ids.iter().map(|(id,)| id.0.as_str()));
                 let (sql, args) = qb.finish()?;
                 Self::run(&mut tx, sqlx::query_with(&sql, args)).await?;
             }
