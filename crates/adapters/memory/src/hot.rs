@@ -184,6 +184,12 @@ impl StrikeLog {
         strikes.keep_until = strikes.keep_until.max(keep_until);
     }
 
+    /// Up to when an unblock forgot `key`'s strikes (unix ms), while that is kept at `now`.
+    fn forgotten_upto(&self, key: &str, now: i64) -> Option<i64> {
+        let strikes = self.0.get(key).filter(|s| s.keep_until > now)?;
+        strikes.forgotten_upto
+    }
+
     /// Drops the keys past their `keep_until` at `now_ms`.
     fn purge(&mut self, now_ms: i64) {
         self.0.retain(|_, s| s.keep_until > now_ms);
@@ -378,11 +384,15 @@ impl RateLimiter for MemoryHotState {
 
 #[async_trait]
 impl Blocklist for MemoryHotState {
-    async fn block(&self, player: &str, until_ms: i64) -> PortResult<bool> {
+    async fn block(&self, player: &str, from_ms: i64, until_ms: i64) -> PortResult<bool> {
         let now = now_ms();
         let mut shard = self.shard(player);
         let current = shard.blocks.get(player).copied().filter(|&u| u > now);
-        if until_ms <= now || current.is_some_and(|u| u >= until_ms) {
+        let unblocked = shard.strikes.forgotten_upto(player, now);
+        if until_ms <= now
+            || current.is_some_and(|u| u >= until_ms)
+            || unblocked.is_some_and(|upto| from_ms <= upto)
+        {
             return Ok(false);
         }
         shard.blocks.insert(player.into(), until_ms);
@@ -517,7 +527,7 @@ mod tests {
             hot.cache_put(&k, Bytes::from_static(b"v"), SHORT)
                 .await
                 .unwrap();
-            hot.block(&k, now + 100).await.unwrap();
+            hot.block(&k, now, now + 100).await.unwrap();
             hot.add_strike(
                 &k,
                 "s",

@@ -5,7 +5,9 @@
 //! (after an optional prefix):
 //! - `hot:idem:<key>` — JSON `{"fp": <fingerprint>, "answer": {status, body}?}` with a TTL;
 //! - `hot:rate:<player>:<unix second>` — the count of one one-second window, gone 2 s later;
-//! - `hot:block:<player>` — the block's end (unix ms), expiring with it;
+//! - `hot:block:<player>` — the block's end (unix ms), expiring with it; after an unblock, minus
+//!   the time its strikes were forgotten up to (read as a block long ended, also by a release
+//!   that knows no unblock marker), for as long as the strikes' marker;
 //! - `hot:strikes:<player>` — a ZSET of strike times, the newest `MAX_STRIKES`, expiring `keep`
 //!   (at least a window) after the latest; after an unblock, a member `forgotten` scored minus
 //!   the unblock's time (below every strike time) until then;
@@ -67,11 +69,13 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 ";
 
-/// Sets the block KEYS[1] to end at ARGV[1] (living ARGV[2] ms) unless it ends later already
-/// (a key that is not a block's end is replaced); returns 1 if its end moved.
+/// Sets the block KEYS[1] to end at ARGV[1] (living ARGV[2] ms) for strikes up to ARGV[3],
+/// unless it ends later already or an unblock (a negative value, minus the time it forgot up
+/// to) forgot those strikes (a key that is neither is replaced); returns 1 if its end moved.
 const BLOCK_LUA: &str = r"
 local ok, held = pcall(redis.call, 'GET', KEYS[1])
 local current = ok and tonumber(held or '0') or nil
+if current ~= nil and current < 0 and tonumber(ARGV[3]) <= -current then return 0 end
 if current ~= nil and current >= tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
@@ -101,7 +105,7 @@ return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[3], ARGV[6])
 /// Forgets the strikes of KEYS[1]: only the member `forgotten` stays, scored minus the time it
 /// forgets up to (ARGV[1], the unblock's time, or the newest strike or earlier unblock if later:
 /// another replica's clock may run ahead), below every strike time, for ARGV[2] ms, so a strike
-/// at or before it recorded again (a redelivered batch) is not recorded.
+/// at or before it recorded again (a redelivered batch) is not recorded; returns that time.
 const FORGET_STRIKES_LUA: &str = r"
 local upto = tonumber(ARGV[1])
 local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
@@ -111,7 +115,7 @@ if before and -tonumber(before) > upto then upto = -tonumber(before) end
 redis.call('DEL', KEYS[1])
 redis.call('ZADD', KEYS[1], -upto, 'forgotten')
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
+return upto
 ";
 
 /// Each strike with a score in `[ARGV[1], ARGV[2])`, oldest first, and the strikes in the
@@ -296,14 +300,17 @@ impl RateLimiter for RedisHotState {
 
 #[async_trait]
 impl Blocklist for RedisHotState {
-    async fn block(&self, player: &str, until_ms: i64) -> PortResult<bool> {
+    async fn block(&self, player: &str, from_ms: i64, until_ms: i64) -> PortResult<bool> {
         let left = until_ms.saturating_sub(now_ms());
         if left <= 0 {
             return Ok(false);
         }
         let ttl = ttl_ms(Duration::from_millis(left.unsigned_abs()));
         let mut call = self.scripts.block.prepare_invoke();
-        call.key(self.key("block", player)).arg(until_ms).arg(ttl);
+        call.key(self.key("block", player))
+            .arg(until_ms)
+            .arg(ttl)
+            .arg(from_ms);
         let moved: i64 = self.conn.invoke("hot.block", &call).await?;
         Ok(moved == 1)
     }
@@ -369,13 +376,26 @@ impl Blocklist for RedisHotState {
     async fn unblock(&self, player: &str, keep: Duration) -> PortResult<()> {
         // Two keys: two commands (each may live on another cluster node). The strikes are
         // forgotten first: if the second fails, the player is still blocked (and the caller,
-        // told so, may try again), never unblocked with strikes that would block again.
+        // told so, may try again), never unblocked with strikes that would block again. The
+        // block is replaced by the time forgotten up to, negated: a block being decided on
+        // those strikes meanwhile (read before they were forgotten) is refused when it lands.
+        let ttl = ttl_ms(keep);
         let mut call = self.scripts.forget_strikes.prepare_invoke();
         call.key(self.key(TimeLog::Strikes.kind(), player))
             .arg(now_ms())
-            .arg(ttl_ms(keep));
-        let _: i64 = self.conn.invoke("hot.unblock", &call).await?;
-        self.delete("hot.unblock", self.key("block", player)).await
+            .arg(ttl);
+        let upto: i64 = self.conn.invoke("hot.unblock", &call).await?;
+        let marker = upto.saturating_neg().min(-1);
+        self.conn
+            .query::<()>(
+                "hot.unblock",
+                redis::cmd("SET")
+                    .arg(self.key("block", player))
+                    .arg(marker)
+                    .arg("PX")
+                    .arg(ttl),
+            )
+            .await
     }
 }
 

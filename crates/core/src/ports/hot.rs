@@ -75,10 +75,11 @@ pub trait RateLimiter: Health {
 /// Fairness strikes and the blocks they lead to.
 #[async_trait]
 pub trait Blocklist: Health {
-    /// Blocks `player` until unix milliseconds `until_ms`, unless blocked longer already (a
-    /// redelivered strike never shortens nor needlessly restarts a block); whether the block's
-    /// end moved.
-    async fn block(&self, player: &str, until_ms: i64) -> PortResult<bool>;
+    /// Blocks `player` until unix milliseconds `until_ms` for strikes up to `from_ms`, unless
+    /// blocked longer already (a redelivered strike never shortens nor needlessly restarts a
+    /// block) or unblocked since (an unblock forgot those strikes, also one landing while the
+    /// block was being decided); whether the block's end moved.
+    async fn block(&self, player: &str, from_ms: i64, until_ms: i64) -> PortResult<bool>;
     /// When the player's block ends (unix ms), if blocked now.
     async fn blocked_until(&self, player: &str) -> PortResult<Option<i64>>;
     /// Records the strike `strike` (the flagged event's id) at `at_ms`, unless it is recorded
@@ -107,7 +108,7 @@ pub trait Blocklist: Health {
     async fn strikes(&self, player: &str, now_ms: i64, window: Duration) -> PortResult<u32>;
     /// Lifts a player's block and forgets their strikes (an operator's decision); for `keep`
     /// (as long as strikes are kept) a strike from before now recorded again (a redelivered
-    /// batch) is not counted, so the decision is not undone.
+    /// batch), or a block for such strikes, is not taken, so the decision is not undone.
     async fn unblock(&self, player: &str, keep: Duration) -> PortResult<()>;
 }
 

@@ -230,7 +230,7 @@ async fn handle_batch(
                 backoff,
                 shutdown,
                 "block",
-                state.blocks.block(player, until).await
+                state.blocks.block(player, from, until).await
             )
         {
             metrics::counter!("fairness_blocks_total").increment(1);

@@ -214,27 +214,27 @@ pub async fn blocks_hold_until_they_expire(hot: &dyn HotState) {
         fresh_key("block-past"),
     );
     assert_eq!(ok(hot.blocked_until(&long).await, "blocked_until"), None);
-    assert!(ok(hot.block(&long, now + 60_000).await, "block"));
+    assert!(ok(hot.block(&long, now, now + 60_000).await, "block"));
     assert_eq!(
         ok(hot.blocked_until(&long).await, "blocked_until"),
         Some(now + 60_000)
     );
-    assert!(ok(hot.block(&long, now + 120_000).await, "block"));
+    assert!(ok(hot.block(&long, now, now + 120_000).await, "block"));
     assert_eq!(
         ok(hot.blocked_until(&long).await, "blocked_until"),
         Some(now + 120_000)
     );
     // A block that ends sooner, or at the same time, changes nothing.
     for until in [now + 90_000, now + 120_000] {
-        assert!(!ok(hot.block(&long, until).await, "block"), "{until}");
+        assert!(!ok(hot.block(&long, now, until).await, "block"), "{until}");
     }
     assert_eq!(
         ok(hot.blocked_until(&long).await, "blocked_until"),
         Some(now + 120_000)
     );
-    assert!(!ok(hot.block(&past, now - 1000).await, "block"));
+    assert!(!ok(hot.block(&past, now, now - 1000).await, "block"));
     assert_eq!(ok(hot.blocked_until(&past).await, "blocked_until"), None);
-    assert!(ok(hot.block(&short, now + 1000).await, "block"));
+    assert!(ok(hot.block(&short, now, now + 1000).await, "block"));
     assert_eq!(
         ok(hot.blocked_until(&short).await, "blocked_until"),
         Some(now + 1000)
@@ -261,7 +261,7 @@ pub async fn unblock_lifts_the_block_and_forgets_strikes(hot: &dyn HotState) {
             hot.add_strike(player, "e1", now - 10, window, window).await,
             "add_strike",
         );
-        ok(hot.block(player, now + 60_000).await, "block");
+        ok(hot.block(player, now, now + 60_000).await, "block");
     }
     ok(hot.unblock(&p, window).await, "unblock");
     assert_eq!(ok(hot.blocked_until(&p).await, "blocked_until"), None);
@@ -284,11 +284,25 @@ pub async fn unblock_lifts_the_block_and_forgets_strikes(hot: &dyn HotState) {
     assert_eq!(ok(hot.strikes(&p, now, window).await, "strikes"), 0);
     let windows = hot.strike_windows(&p, now - 10, window).await;
     assert_eq!(ok(windows, "strike_windows"), []);
+    // A block decided on the forgotten strikes (their windows read just before the unblock)
+    // is refused when it lands: the player stays unblocked.
+    let late = hot.block(&p, now - 10, now + 90_000).await;
+    assert!(
+        !ok(late, "block"),
+        "a block for forgotten strikes was taken"
+    );
+    assert_eq!(ok(hot.blocked_until(&p).await, "blocked_until"), None);
     let later = now_ms() + 1;
     let new = hot.add_strike(&p, "e2", later, window, window).await;
     assert_eq!(ok(new, "add_strike"), 1);
     let windows = hot.strike_windows(&p, now - 10, window).await;
     assert_eq!(ok(windows, "strike_windows"), [(later, 1)]);
+    // A block for a strike after the unblock is taken.
+    assert!(ok(hot.block(&p, later, later + 60_000).await, "block"));
+    assert_eq!(
+        ok(hot.blocked_until(&p).await, "blocked_until"),
+        Some(later + 60_000)
+    );
     ok(
         hot.unblock(&fresh_key("never-blocked"), window).await,
         "unblock",
@@ -305,6 +319,9 @@ pub async fn unblock_lifts_the_block_and_forgets_strikes(hot: &dyn HotState) {
         0,
         "the strike ahead stays forgotten"
     );
+    let late = hot.block(&ahead, ahead_at, ahead_at + 60_000).await;
+    assert!(!ok(late, "block"), "a block for the strike ahead was taken");
+    assert_eq!(ok(hot.blocked_until(&ahead).await, "blocked_until"), None);
     // More strikes than are kept after an unblock: the newest are kept, still none forgotten.
     let many = fresh_key("unblock-many");
     ok(hot.unblock(&many, window).await, "unblock");

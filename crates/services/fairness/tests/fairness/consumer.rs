@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use liveops_core::ports::{topics, Message};
+use liveops_core::ports::{topics, Message, PortResult};
 use liveops_core::stores::FairnessStore;
 use liveops_core::{now_ms, Bus, BusExt, EventType};
 use liveops_fairness::GROUP;
@@ -157,6 +157,91 @@ async fn a_redelivered_batch_does_not_undo_an_unblock() {
     app.ingest(&[boss_kill("player_cheat", 50_010)]).await;
     app.process().await;
     assert_eq!(app.strikes("player_cheat").await, 1);
+}
+
+/// The memory hot state, with an operator's unblock landing each time the consumer has read
+/// strike windows that call for a block (`strikes` in one), before it writes the block.
+struct UnblockWhileDeciding {
+    hot: std::sync::Arc<liveops_memory::MemoryHotState>,
+    keep: Duration,
+    strikes: u32,
+}
+
+#[async_trait::async_trait]
+impl liveops_core::ports::Health for UnblockWhileDeciding {
+    async fn healthcheck(&self) -> liveops_core::ports::PortResult<()> {
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl liveops_core::ports::Blocklist for UnblockWhileDeciding {
+    async fn block(&self, player: &str, from_ms: i64, until_ms: i64) -> PortResult<bool> {
+        self.hot.block(player, from_ms, until_ms).await
+    }
+    async fn blocked_until(&self, player: &str) -> PortResult<Option<i64>> {
+        self.hot.blocked_until(player).await
+    }
+    async fn add_strike(
+        &self,
+        player: &str,
+        strike: &str,
+        at_ms: i64,
+        window: Duration,
+        keep: Duration,
+    ) -> PortResult<u32> {
+        self.hot
+            .add_strike(player, strike, at_ms, window, keep)
+            .await
+    }
+    async fn strike_windows(
+        &self,
+        player: &str,
+        from_ms: i64,
+        window: Duration,
+    ) -> PortResult<Vec<(i64, u32)>> {
+        let windows = self.hot.strike_windows(player, from_ms, window).await?;
+        if windows.iter().any(|(_, n)| *n >= self.strikes) {
+            self.hot.unblock(player, self.keep).await?;
+        }
+        Ok(windows)
+    }
+    async fn strikes(&self, player: &str, now_ms: i64, window: Duration) -> PortResult<u32> {
+        self.hot.strikes(player, now_ms, window).await
+    }
+    async fn unblock(&self, player: &str, keep: Duration) -> PortResult<()> {
+        self.hot.unblock(player, keep).await
+    }
+}
+
+#[tokio::test]
+async fn an_unblock_while_a_block_is_decided_stands() {
+    let mut app = spawn_app().await;
+    let keep = app.state.config.strike_keep();
+    app.state.blocks = std::sync::Arc::new(UnblockWhileDeciding {
+        hot: app.hot.clone(),
+        keep,
+        strikes: app.state.config.strikes_to_block,
+    });
+    app.three_cheats(50_000).await;
+    assert_eq!(
+        app.strikes("player_cheat").await,
+        0,
+        "the unblock forgot them"
+    );
+    assert_eq!(
+        app.blocked_until("player_cheat").await,
+        None,
+        "a block decided on strikes the unblock forgot was written after it"
+    );
+    // A cheat after the unblock blocks as ever (here without an unblock in between).
+    app.state.blocks = app.hot.clone();
+    let later: Vec<_> = (0..3)
+        .map(|i| boss_kill("player_cheat", 60_000 + i))
+        .collect();
+    app.ingest(&later).await;
+    app.process().await;
+    assert!(app.blocked_until("player_cheat").await.is_some());
 }
 
 #[tokio::test]

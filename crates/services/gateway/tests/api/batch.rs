@@ -13,7 +13,7 @@ use crate::helpers::*;
 async fn a_mixed_batch_gets_a_result_per_event_and_one_publish() {
     let app = spawn_with(|c| c.rate_limit_max = 2);
     app.hot
-        .block("player_banned", now_ms() + 60_000)
+        .block("player_banned", now_ms(), now_ms() + 60_000)
         .await
         .unwrap();
     // Request bodies are raw JSON: invalid ones must be sendable.

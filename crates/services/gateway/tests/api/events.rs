@@ -190,7 +190,10 @@ async fn an_oversized_body_is_413() {
 async fn a_blocked_player_gets_403_until_the_block_ends() {
     let app = spawn_app();
     let until = now_ms() + 60_000;
-    app.hot.block("player_67890", until).await.unwrap();
+    app.hot
+        .block("player_67890", now_ms(), until)
+        .await
+        .unwrap();
     let res = app.post_event(&sample("boss_kill")).await;
     let p = res.problem(403);
     assert!(
