@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::guard::{dropped, ingested, refused, screen};
-use crate::idempotency::{event_id, message_event_id, respond_once, IdempotencyHeader};
+use crate::idempotency::{message_event_id, respond_once, EventIds, IdempotencyHeader};
 use crate::ingest::envelope;
 use crate::{GatewayConfig, GatewayState};
 use liveops_http::responses::IdempotentFailures;
@@ -109,19 +109,16 @@ pub(crate) async fn post_batch(
         dropped("invalid", 1);
     })?;
     tracing::Span::current().record("events", items.len());
+    let request = EventIds::new(
+        &signed.headers,
+        &signed.signature,
+        "events.batch",
+        &signed.body,
+    );
     let ids: Vec<Uuid> = items
         .iter()
         .enumerate()
-        .map(|(i, item)| {
-            event_id(
-                &signed.headers,
-                &signed.signature,
-                "events.batch",
-                &signed.body,
-                i,
-                item["ts"].as_i64().unwrap_or(0),
-            )
-        })
+        .map(|(i, item)| request.of(i, item["ts"].as_i64().unwrap_or(0)))
         .collect();
     let keyed = signed.headers.contains_key(IDEMPOTENCY_KEY);
     let work = {
@@ -192,20 +189,19 @@ fn expand(signed: &Signed, stored: String) -> String {
     let Ok(items) = parse_batch(&signed.body, usize::MAX) else {
         return stored;
     };
+    let request = EventIds::new(
+        &HeaderMap::new(),
+        &signed.signature,
+        "events.batch",
+        &signed.body,
+    );
     let mut results: Vec<Value> = items
         .iter()
         .enumerate()
         .map(|(i, item)| {
             let id = match (item["playerId"].as_str(), item["messageId"].as_str()) {
                 (Some(player), Some(m)) => message_event_id(player, m),
-                _ => event_id(
-                    &HeaderMap::new(),
-                    &signed.signature,
-                    "events.batch",
-                    &signed.body,
-                    i,
-                    item["ts"].as_i64().unwrap_or(0),
-                ),
+                _ => request.of(i, item["ts"].as_i64().unwrap_or(0)),
             };
             serde_json::to_value(ItemAccepted {
                 index: i,

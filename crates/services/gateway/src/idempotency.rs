@@ -55,32 +55,42 @@ fn identity(headers: &HeaderMap, signature: &Signature) -> Vec<u8> {
     }
 }
 
-/// The id of item `index` of a request to `scope`: a UUIDv8 derived from the request's identity
-/// (its key or its signature) and body, so a repeat that publishes again after an unclear
-/// outcome (the bus took the event but the answer was lost in an outage) carries the same id,
-/// and every consumer, which dedupes by event id, applies it once. The event's own `ts` (from
-/// the body, so as stable as the rest) leads the id, so consumers' per-event rows are inserted
-/// in time order, as with UUIDv7, instead of at random places in their b-trees.
-pub(crate) fn event_id(
-    headers: &HeaderMap,
-    signature: &Signature,
-    scope: &str,
-    body: &[u8],
-    index: usize,
-    ts_s: i64,
-) -> uuid::Uuid {
-    let mut h = Sha256::new();
-    for part in [
-        scope.as_bytes(),
-        b"\0",
-        &identity(headers, signature),
-        b"\0",
-        &Sha256::digest(body)[..],
-    ] {
-        h.update(part);
+/// The ids of the items of one request to `scope`: UUIDv8s derived from the request's identity
+/// (its key or its signature), its body and the item's index, so a repeat that publishes again
+/// after an unclear outcome (the bus took the event but the answer was lost in an outage)
+/// carries the same ids, and every consumer, which dedupes by event id, applies each once. The
+/// body is hashed once per request, not once per item.
+pub(crate) struct EventIds(Sha256);
+
+impl EventIds {
+    /// The ids of the request with these `headers`, `signature` and `body` to `scope`.
+    pub(crate) fn new(
+        headers: &HeaderMap,
+        signature: &Signature,
+        scope: &str,
+        body: &[u8],
+    ) -> Self {
+        let mut h = Sha256::new();
+        for part in [
+            scope.as_bytes(),
+            b"\0",
+            &identity(headers, signature),
+            b"\0",
+            &Sha256::digest(body)[..],
+        ] {
+            h.update(part);
+        }
+        Self(h)
     }
-    h.update(index.to_be_bytes());
-    v8_at(ts_s, &h.finalize())
+
+    /// The id of item `index`, whose own `ts` (from the body, so as stable as the rest) leads
+    /// the id: consumers' per-event rows are inserted in time order, as with UUIDv7, instead of
+    /// at random places in their b-trees.
+    pub(crate) fn of(&self, index: usize, ts_s: i64) -> uuid::Uuid {
+        let mut h = self.0.clone();
+        h.update(index.to_be_bytes());
+        v8_at(ts_s, &h.finalize())
+    }
 }
 
 /// The id of an event that carries the client's `messageId`: a UUIDv8 of the player and that
@@ -353,6 +363,37 @@ impl Drop for KeyHold {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn event_id(
+        headers: &HeaderMap,
+        signature: &Signature,
+        scope: &str,
+        body: &[u8],
+        index: usize,
+        ts_s: i64,
+    ) -> uuid::Uuid {
+        EventIds::new(headers, signature, scope, body).of(index, ts_s)
+    }
+
+    #[test]
+    fn event_ids_keep_their_formula() {
+        // SHA-256(scope, 0, identity, 0, SHA-256(body), index as 8 bytes big-endian), its first
+        // 10 bytes after the event's time: ids must not change between releases, or a request
+        // retried across an upgrade would be applied twice.
+        let sig = Signature("sha256=ab".into());
+        let body = br#"[{"ts":1800000000},{"ts":1800000001}]"#;
+        let ids = EventIds::new(&HeaderMap::new(), &sig, "events.batch", body);
+        for (i, ts) in [(0usize, 1_800_000_000i64), (1, 1_800_000_001)] {
+            let mut input = b"events.batch\0signature sha256=ab\0".to_vec();
+            input.extend_from_slice(&Sha256::digest(body));
+            input.extend_from_slice(&i.to_be_bytes());
+            let digest = Sha256::digest(&input);
+            let mut bytes = [0u8; 16];
+            bytes[..6].copy_from_slice(&(ts * 1000).to_be_bytes()[2..]);
+            bytes[6..].copy_from_slice(&digest[..10]);
+            assert_eq!(ids.of(i, ts), uuid::Uuid::new_v8(bytes), "item {i}");
+        }
+    }
 
     #[test]
     fn requests_get_a_stable_event_id_per_identity_body_and_item() {

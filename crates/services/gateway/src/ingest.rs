@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::guard::{dropped, ingested, refused, screen};
-use crate::idempotency::{event_id, message_event_id, respond_once, IdempotencyHeader};
+use crate::idempotency::{message_event_id, respond_once, EventIds, IdempotencyHeader};
 use crate::GatewayState;
 use liveops_http::responses::{Forbidden, IdempotentFailures, TooManyRequests};
 
@@ -66,14 +66,8 @@ pub(crate) async fn post_event(
     tracing::Span::current().record("player", event.player_id.as_str());
     let event_id = match &event.message_id {
         Some(m) => message_event_id(event.player_id.as_str(), m),
-        None => event_id(
-            &signed.headers,
-            &signed.signature,
-            "events",
-            &signed.body,
-            0,
-            event.ts,
-        ),
+        None => EventIds::new(&signed.headers, &signed.signature, "events", &signed.body)
+            .of(0, event.ts),
     };
     let work = {
         let state = state.clone();
