@@ -115,6 +115,16 @@ pub fn utc_ms(at_ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(at_ms).single().unwrap_or_default()
 }
 
+/// A day's id, `YYYY-MM-DD` (as chrono's `%Y-%m-%d`, without parsing that format each time: a
+/// live board's period is computed per request and per event).
+fn day_id(d: NaiveDate) -> String {
+    if (0..=9999).contains(&d.year()) {
+        format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
+    } else {
+        d.format("%Y-%m-%d").to_string()
+    }
+}
+
 fn midnight(d: NaiveDate) -> DateTime<Utc> {
     Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default())
 }
@@ -163,7 +173,7 @@ impl Calendar {
                 let d = at.date_naive();
                 Period {
                     window,
-                    id: d.format("%Y-%m-%d").to_string(),
+                    id: day_id(d),
                     from: midnight(d),
                     to: midnight(d) + Duration::days(1),
                 }
@@ -235,6 +245,16 @@ impl Calendar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn day_ids_read_as_chrono_writes_them() {
+        for (y, m, d) in [(2026, 1, 1), (1, 2, 3), (0, 12, 31), (9999, 12, 31), (10_000, 1, 1)] {
+            let day = NaiveDate::from_ymd_opt(y, m, d).unwrap();
+            assert_eq!(day_id(day), day.format("%Y-%m-%d").to_string());
+        }
+        let before = NaiveDate::from_ymd_opt(-1, 6, 1).unwrap();
+        assert_eq!(day_id(before), before.format("%Y-%m-%d").to_string());
+    }
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
