@@ -248,7 +248,13 @@ mod tests {
 
     #[test]
     fn day_ids_read_as_chrono_writes_them() {
-        for (y, m, d) in [(2026, 1, 1), (1, 2, 3), (0, 12, 31), (9999, 12, 31), (10_000, 1, 1)] {
+        for (y, m, d) in [
+            (2026, 1, 1),
+            (1, 2, 3),
+            (0, 12, 31),
+            (9999, 12, 31),
+            (10_000, 1, 1),
+        ] {
             let day = NaiveDate::from_ymd_opt(y, m, d).unwrap();
             assert_eq!(day_id(day), day.format("%Y-%m-%d").to_string());
         }

@@ -233,33 +233,36 @@ fn report_pool<DB: Dialect>(pool: &Pool<DB>, which: &'static str) {
         .set(f64::from(pool.options().get_max_connections()));
 }
 
-/// The statements of one step of a purge (2000 keys): the step's last key, then a delete up to it (or, for
-/// the last step, to the end). Placeholders: the key after which the step starts, the step's last
-/// key (`delete_to` only), the consumer (`processed_events` only), the cutoff.
+/// The statements of one step of a purge: `step` reads the next [`PURGE_STEP`] keys (after a
+/// key) for the last of them, the earliest `done_at` among them and how many there are, and
+/// only a step holding a row written before the cutoff runs `delete` (in a write transaction),
+/// so a walk over rows still kept holds up no writer. Placeholders: the key after which the
+/// step starts, the step's last key (`delete` only), the consumer (`processed_events` only), the
+/// cutoff (`delete` only).
 struct PurgeSql {
-    step_end: &'static str,
-    delete_to: &'static str,
-    delete_rest: &'static str,
+    step: &'static str,
+    delete: &'static str,
 }
+
+/// Keys per step of a purge (the `LIMIT` of [`PurgeSql::step`]).
+const PURGE_STEP: i64 = 2000;
 
 /// The head of the score upsert; rows bound by `SqlRepository::bind_sum`.
 const INSERT_SCORES: &str = "INSERT INTO scores (board_window, period, player_id, score) ";
 
 const PURGE_PROCESSED: PurgeSql = PurgeSql {
-    step_end: "SELECT event_id FROM processed_events WHERE event_id > ? AND consumer = ? \
-               ORDER BY event_id LIMIT 1 OFFSET 1999",
-    delete_to: "DELETE FROM processed_events WHERE event_id > ? AND event_id <= ? \
-                AND consumer = ? AND done_at < ?",
-    delete_rest: "DELETE FROM processed_events WHERE event_id > ? AND consumer = ? \
-                  AND done_at < ?",
+    step: "SELECT MAX(event_id), MIN(done_at), COUNT(*) FROM (SELECT event_id, done_at \
+           FROM processed_events WHERE event_id > ? AND consumer = ? \
+           ORDER BY event_id LIMIT 2000) AS step",
+    delete: "DELETE FROM processed_events WHERE event_id > ? AND event_id <= ? \
+             AND consumer = ? AND done_at < ?",
 };
 
 const PURGE_VERDICTS: PurgeSql = PurgeSql {
-    step_end: "SELECT event_id FROM fairness_verdicts WHERE event_id > ? \
-               ORDER BY event_id LIMIT 1 OFFSET 1999",
-    delete_to: "DELETE FROM fairness_verdicts WHERE event_id > ? AND event_id <= ? \
-                AND done_at < ?",
-    delete_rest: "DELETE FROM fairness_verdicts WHERE event_id > ? AND done_at < ?",
+    step: "SELECT MAX(event_id), MIN(done_at), COUNT(*) FROM (SELECT event_id, done_at \
+           FROM fairness_verdicts WHERE event_id > ? ORDER BY event_id LIMIT 2000) AS step",
+    delete: "DELETE FROM fairness_verdicts WHERE event_id > ? AND event_id <= ? \
+             AND done_at < ?",
 };
 
 /// A reward as a claim sees it: item, claimed, adds to inventory, and the receipt if claimed.
@@ -1245,8 +1248,9 @@ where
     }
 
     /// Deletes the processed event ids and fairness verdicts written before `cutoff_ms`, walking
-    /// each table in key order, 2000 keys per write transaction so writers are held up
-    /// for one step at a time, then the operators' request keys, then the operators' sessions
+    /// each table in key order 2000 keys a step, each step with rows to delete in a write
+    /// transaction of its own (writers are held up for one step at a time, and not by steps
+    /// with nothing to delete), then the operators' request keys, then the operators' sessions
     /// expired by now (their own expiry, not the cutoff). Returns how many rows went.
     pub(crate) async fn purge_before(&self, cutoff_ms: i64) -> PortResult<u64> {
         let mut purged = 0;
@@ -1333,35 +1337,38 @@ where
         } else {
             &PURGE_VERDICTS
         };
-        let step_end = DB::placeholders(sql.step_end);
-        let delete_to = DB::placeholders(sql.delete_to);
-        let delete_rest = DB::placeholders(sql.delete_rest);
+        let step = DB::placeholders(sql.step);
+        let delete = DB::placeholders(sql.delete);
         let mut after = String::new();
         let mut purged = 0;
         loop {
-            let end: Option<Text> = within::<DB, _>("purge_before", async {
-                let mut q = sqlx::query_scalar(&step_end).bind(after.as_str());
-                if let Some(c) = consumer {
-                    q = q.bind(c);
-                }
-                q.fetch_optional(&self.pool).await.map_err(db_error::<DB>)
-            })
-            .await?;
-            let q = match &end {
-                Some(end) => sqlx::query(&delete_to)
+            let (end, earliest, keys): (Option<Text>, Option<i64>, i64) =
+                within::<DB, _>("purge_before", async {
+                    let mut q = sqlx::query_as(&step).bind(after.as_str());
+                    if let Some(c) = consumer {
+                        q = q.bind(c);
+                    }
+                    q.fetch_one(&self.pool).await.map_err(db_error::<DB>)
+                })
+                .await?;
+            let Some(end) = end else {
+                return Ok(purged);
+            };
+            // Rows written after the read are newer than the cutoff: the delete leaves them.
+            if earliest.is_some_and(|done_at| done_at < cutoff_ms) {
+                let q = sqlx::query(&delete)
                     .bind(after.as_str())
-                    .bind(end.0.as_str()),
-                None => sqlx::query(&delete_rest).bind(after.as_str()),
-            };
-            let q = match consumer {
-                Some(c) => q.bind(c),
-                None => q,
-            };
-            purged += self.delete_in_turn(q.bind(cutoff_ms)).await?;
-            match end {
-                Some(end) => after = end.0,
-                None => return Ok(purged),
+                    .bind(end.0.as_str());
+                let q = match consumer {
+                    Some(c) => q.bind(c),
+                    None => q,
+                };
+                purged += self.delete_in_turn(q.bind(cutoff_ms)).await?;
             }
+            if keys < PURGE_STEP {
+                return Ok(purged);
+            }
+            after = end.0;
             // Let the writers in between steps.
             tokio::task::yield_now().await;
         }
