@@ -118,6 +118,17 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return upto
 ";
 
+/// Marks the block KEYS[1] lifted by an unblock that forgot up to minus ARGV[1] (living ARGV[2]
+/// ms), unless a mark for as late a time or later is there (another unblock's, whose `SET`
+/// landed first); returns 1 if marked.
+const UNBLOCK_MARK_LUA: &str = r"
+local ok, held = pcall(redis.call, 'GET', KEYS[1])
+local current = ok and tonumber(held or '0') or nil
+if current ~= nil and current <= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+";
+
 /// Each strike with a score in `[ARGV[1], ARGV[2])`, oldest first, and the strikes in the
 /// `ARGV[3]` ms ending at it: a flat list of (time, count).
 const STRIKE_WINDOWS_LUA: &str = r"
@@ -148,6 +159,7 @@ struct Scripts {
     strike: Script,
     strike_windows: Script,
     forget_strikes: Script,
+    unblock_mark: Script,
     block: Script,
 }
 
@@ -207,6 +219,7 @@ impl RedisHotState {
                 strike: Script::new(STRIKE_LUA),
                 strike_windows: Script::new(STRIKE_WINDOWS_LUA),
                 forget_strikes: Script::new(FORGET_STRIKES_LUA),
+                unblock_mark: Script::new(UNBLOCK_MARK_LUA),
                 block: Script::new(BLOCK_LUA),
             },
         }
@@ -379,23 +392,19 @@ impl Blocklist for RedisHotState {
         // told so, may try again), never unblocked with strikes that would block again. The
         // block is replaced by the time forgotten up to, negated: a block being decided on
         // those strikes meanwhile (read before they were forgotten) is refused when it lands.
+        // Of two unblocks at once, the later time's mark stays whichever lands last.
         let ttl = ttl_ms(keep);
         let mut call = self.scripts.forget_strikes.prepare_invoke();
         call.key(self.key(TimeLog::Strikes.kind(), player))
             .arg(now_ms())
             .arg(ttl);
         let upto: i64 = self.conn.invoke("hot.unblock", &call).await?;
-        let marker = upto.saturating_neg().min(-1);
-        self.conn
-            .query::<()>(
-                "hot.unblock",
-                redis::cmd("SET")
-                    .arg(self.key("block", player))
-                    .arg(marker)
-                    .arg("PX")
-                    .arg(ttl),
-            )
-            .await
+        let mut call = self.scripts.unblock_mark.prepare_invoke();
+        call.key(self.key("block", player))
+            .arg(upto.saturating_neg().min(-1))
+            .arg(ttl);
+        let _marked: i64 = self.conn.invoke("hot.unblock", &call).await?;
+        Ok(())
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use liveops_core::ports::{
-    Board, Health, Idempotency, PortError, RankStore, RateLimiter, ScoreTotal, ViewCache,
+    Blocklist, Board, Health, Idempotency, PortError, RankStore, RateLimiter, ScoreTotal, ViewCache,
 };
 use liveops_core::Window;
 use liveops_redis::{RedisConn, RedisHotState, RedisRankStore};
@@ -55,6 +55,32 @@ fn board(window: Window, tag: &str) -> Board {
 }
 
 // ---- conformance ----
+
+/// Two unblocks at once, each forgetting strikes then marking the block: the mark of the one
+/// that forgot up to the later time stays whichever lands last, so a block being decided on
+/// strikes it forgot stays refused.
+#[tokio::test]
+async fn of_two_unblocks_the_later_mark_stays_whichever_lands_last() {
+    let conn = connect(&single_url()).await;
+    let prefix = prefix("unblock");
+    let hot = RedisHotState::new(conn.clone()).with_prefix(&prefix);
+    // The other unblock forgot up to an hour ahead (its replica's clock) and marked first.
+    let later = liveops_core::now_ms() + 3_600_000;
+    let set = redis::cmd("SET")
+        .arg(format!("{prefix}hot:block:p"))
+        .arg(-later)
+        .arg("PX")
+        .arg(60_000)
+        .clone();
+    conn.query::<()>("test", &set).await.unwrap();
+    hot.unblock("p", Duration::from_secs(60)).await.unwrap();
+    let until = later + 7_200_000;
+    assert!(
+        !hot.block("p", later, until).await.unwrap(),
+        "a block on strikes the later unblock forgot"
+    );
+    assert!(hot.block("p", later + 1, until).await.unwrap());
+}
 
 /// The hot-state suite passes on the server(s) at `url`, a cluster or not as `cluster` says.
 async fn hot_state_conforms(url: &str, cluster: bool) {
