@@ -244,7 +244,8 @@ struct PurgeSql {
     delete: &'static str,
 }
 
-/// Keys per step of a purge (the `LIMIT` of [`PurgeSql::step`]).
+/// Keys per step of a purge: the `LIMIT` written in each [`PurgeSql::step`] (a unit test holds
+/// them equal; a step read shorter than this is taken as the table's end).
 const PURGE_STEP: i64 = 2000;
 
 /// The head of the score upsert; rows bound by `SqlRepository::bind_sum`.
@@ -1427,7 +1428,14 @@ mod tests {
     use liveops_testkit::served::metric_sum;
     use metrics_exporter_prometheus::PrometheusBuilder;
 
-    use super::within;
+    use super::{within, PURGE_PROCESSED, PURGE_STEP, PURGE_VERDICTS};
+
+    #[test]
+    fn each_purge_step_reads_as_many_keys_as_a_full_step_counts() {
+        for sql in [PURGE_PROCESSED.step, PURGE_VERDICTS.step] {
+            assert!(sql.contains(&format!(" LIMIT {PURGE_STEP})")), "{sql}");
+        }
+    }
 
     /// Polls `call` once (no runtime: SQLite calls have no timer) and drops it if still pending.
     fn poll_once<T>(call: impl Future<Output = T>) -> Poll<T> {

@@ -511,7 +511,30 @@ pub async fn purge_removes_only_rows_past_the_cutoff(repo: &dyn Repository) {
     repo.commit_progress(&a, &progress(&old[..1]))
         .await
         .unwrap();
+
+    // Two full steps of one consumer, the first all kept and the second mostly past the cutoff
+    // (the walk goes on past a step it keeps, and ends on the empty read after the last full one).
+    let c = format!("purge_c_{}", suffix());
+    let mut walked: Vec<Uuid> = (0..2 * PURGE_KEYS).map(|_| Uuid::now_v7()).collect();
+    walked.sort_unstable(); // key order (bytes sort as their hex text does)
+    let (kept, gone) = walked.split_at(PURGE_KEYS + PURGE_KEYS / 4);
+    repo.commit_progress(&c, &progress(gone)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let later_cutoff = liveops_core::now_ms();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    repo.commit_progress(&c, &progress(kept)).await.unwrap();
+    // Also past it now: `a`'s later rows and its id applied again, the later verdicts and key.
+    let purged = repo.purge_before(later_cutoff).await.unwrap();
+    assert_eq!(purged, gone.len() as u64 + 500 + 1 + 500 + 1);
+    assert_eq!(
+        repo.processed(&c, &walked).await.unwrap(),
+        kept.iter().copied().collect(),
+        "the second step's earlier rows go, the first step's stay"
+    );
 }
+
+/// Keys per step of the repository's purge (`PURGE_STEP`), walked in the test above.
+const PURGE_KEYS: usize = 2000;
 
 /// Migration 0007 carries the keyed sends of 0006 (`inbox_sends`) over as the answers they gave:
 /// applies the migrations in `dir` up to 0006 on `pool`, keeps a send, then `migrate` (the
