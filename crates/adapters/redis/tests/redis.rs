@@ -56,32 +56,6 @@ fn board(window: Window, tag: &str) -> Board {
 
 // ---- conformance ----
 
-/// Two unblocks at once, each forgetting strikes then marking the block: the mark of the one
-/// that forgot up to the later time stays whichever lands last, so a block being decided on
-/// strikes it forgot stays refused.
-#[tokio::test]
-async fn of_two_unblocks_the_later_mark_stays_whichever_lands_last() {
-    let conn = connect(&single_url()).await;
-    let prefix = prefix("unblock");
-    let hot = RedisHotState::new(conn.clone()).with_prefix(&prefix);
-    // The other unblock forgot up to an hour ahead (its replica's clock) and marked first.
-    let later = liveops_core::now_ms() + 3_600_000;
-    let set = redis::cmd("SET")
-        .arg(format!("{prefix}hot:block:p"))
-        .arg(-later)
-        .arg("PX")
-        .arg(60_000)
-        .clone();
-    conn.query::<()>("test", &set).await.unwrap();
-    hot.unblock("p", Duration::from_secs(60)).await.unwrap();
-    let until = later + 7_200_000;
-    assert!(
-        !hot.block("p", later, until).await.unwrap(),
-        "a block on strikes the later unblock forgot"
-    );
-    assert!(hot.block("p", later + 1, until).await.unwrap());
-}
-
 /// The hot-state suite passes on the server(s) at `url`, a cluster or not as `cluster` says.
 async fn hot_state_conforms(url: &str, cluster: bool) {
     let conn = connect(url).await;
@@ -138,6 +112,33 @@ async fn the_cluster_is_reached_through_any_url_form() {
             store.drop_board(b).await.unwrap();
         }
     }
+}
+
+// ---- unblocks at once ----
+
+/// Two unblocks at once, each forgetting strikes then marking the block: the mark of the one
+/// that forgot up to the later time stays whichever lands last, so a block being decided on
+/// strikes it forgot stays refused.
+#[tokio::test]
+async fn of_two_unblocks_the_later_mark_stays_whichever_lands_last() {
+    let conn = connect(&single_url()).await;
+    let prefix = prefix("unblock");
+    let hot = RedisHotState::new(conn.clone()).with_prefix(&prefix);
+    // The other unblock forgot up to an hour ahead (its replica's clock) and marked first.
+    let later = liveops_core::now_ms() + 3_600_000;
+    let mut set = redis::cmd("SET");
+    set.arg(format!("{prefix}hot:block:p"))
+        .arg(-later)
+        .arg("PX")
+        .arg(60_000);
+    conn.query::<()>("test", &set).await.unwrap();
+    hot.unblock("p", Duration::from_secs(60)).await.unwrap();
+    let until = later + 7_200_000;
+    assert!(
+        !hot.block("p", later, until).await.unwrap(),
+        "a block on strikes the later unblock forgot"
+    );
+    assert!(hot.block("p", later + 1, until).await.unwrap());
 }
 
 // ---- round trips ----
