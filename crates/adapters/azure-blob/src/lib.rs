@@ -25,12 +25,29 @@ pub const BLOCK: usize = 8 * 1024 * 1024;
 /// The Blob service version the requests are written for.
 const VERSION: &str = "2021-08-06";
 
-/// How long one request may take (one block, one listing page, a whole download's headers).
+/// How long one request may take (one block, one listing page); a download may take as long as
+/// it needs while bytes keep coming, and fails after this long without any.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Tries per request: a network error or an answer Azure documents as transient (408, 429, 5xx)
+/// is retried, after 1, 2 and 4 seconds. Every request here is idempotent (Put Block, Put Block
+/// List of the same ids, GET, listing, creating the container).
+const ATTEMPTS: u32 = 4;
+
+/// Whether an answer is worth a retry: a timeout, throttling or a server error.
+fn transient(status: reqwest::StatusCode) -> bool {
+    status == reqwest::StatusCode::REQUEST_TIMEOUT
+        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+}
 
 /// An Azure Blob container (with an optional name prefix) holding whole files.
 pub struct BlobContainer {
     http: reqwest::Client,
+    /// [`REQUEST_TIMEOUT`], shorter in tests.
+    timeout: Duration,
+    /// The wait before the first retry (doubling after each), shorter in tests.
+    retry_wait: Duration,
     /// `scheme://host[:port]/[account/]container`, without a trailing slash.
     container_url: String,
     account: String,
@@ -113,18 +130,34 @@ impl BlobContainer {
             (None, Some(q)) if q.contains("sig=") => auth::Auth::Sas(q.to_owned()),
             (None, _) => return Err(unavailable("no account key and no SAS in the URL")),
         };
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .map_err(unavailable)?;
         Ok(Self {
-            http,
+            http: Self::client(REQUEST_TIMEOUT)?,
+            timeout: REQUEST_TIMEOUT,
+            retry_wait: Duration::from_secs(1),
             container_url,
             account,
             prefix,
             auth,
         })
+    }
+
+    /// A client whose reads fail after `timeout` without a byte (no deadline on a whole
+    /// response: a large download takes as long as it needs).
+    fn client(timeout: Duration) -> PortResult<reqwest::Client> {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(timeout)
+            .build()
+            .map_err(|e| unavailable(e.without_url()))
+    }
+
+    /// The same container with `timeout` for a request and a silent read, and `retry_wait`
+    /// before the first retry (tests).
+    pub fn with_timings(mut self, timeout: Duration, retry_wait: Duration) -> PortResult<Self> {
+        self.http = Self::client(timeout)?;
+        self.timeout = timeout;
+        self.retry_wait = retry_wait;
+        Ok(self)
     }
 
     fn url(&self, name: Option<&str>, query: &[(&str, &str)]) -> PortResult<Url> {
@@ -142,31 +175,66 @@ impl BlobContainer {
         Ok(url)
     }
 
-    /// Sends one signed request; a status other than 2xx is an error naming Azure's error code.
+    /// Sends one signed request, retrying transient failures ([`ATTEMPTS`]); a status other
+    /// than 2xx is an error naming Azure's error code. `whole` bounds the whole request by the
+    /// timeout; a download's body is bounded only between reads.
     async fn send(
         &self,
         method: Method,
         url: Url,
-        headers: &[(&str, &str)],
-        body: Option<(Vec<u8>, &str)>,
+        body: Option<(bytes::Bytes, &str)>,
+        whole: bool,
     ) -> PortResult<reqwest::Response> {
+        let mut wait = self.retry_wait;
+        for attempt in 1..=ATTEMPTS {
+            let last = attempt == ATTEMPTS;
+            let error = match self.send_once(&method, &url, body.clone(), whole).await {
+                Ok(res) if res.status().is_success() => return Ok(res),
+                Ok(res) if last || !transient(res.status()) => {
+                    return Err(self.refused(&method, &url, &res));
+                }
+                Ok(res) => self.refused(&method, &url, &res),
+                // Never the error's URL: it may hold a SAS signature.
+                Err(e) => unavailable(format!(
+                    "{method} {}: {}",
+                    self.location_of(url.path()),
+                    e.without_url()
+                )),
+            };
+            if last {
+                return Err(error);
+            }
+            tracing::warn!(%error, attempt, "azure blob request failed; retrying");
+            metrics::counter!("backup_archive_retries_total").increment(1);
+            tokio::time::sleep(wait).await;
+            wait *= 2;
+        }
+        Err(unavailable("no attempt made"))
+    }
+
+    /// One attempt of [`Self::send`].
+    async fn send_once(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: Option<(bytes::Bytes, &str)>,
+        whole: bool,
+    ) -> reqwest::Result<reqwest::Response> {
         let date = chrono::Utc::now()
             .format("%a, %d %b %Y %H:%M:%S GMT")
             .to_string();
-        let mut ms: Vec<(String, String)> = vec![
+        let ms: Vec<(String, String)> = vec![
             ("x-ms-date".into(), date),
             ("x-ms-version".into(), VERSION.into()),
         ];
-        ms.extend(
-            headers
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
         let (length, content_type) = body.as_ref().map_or((0, ""), |(b, t)| (b.len(), *t));
         let mut req = self.http.request(method.clone(), url.clone());
+        if whole {
+            req = req.timeout(self.timeout);
+        }
         let signed = auth::Signed {
-            method: &method,
-            url: &url,
+            method,
+            url,
             ms: &ms,
             length,
             content_type,
@@ -185,21 +253,21 @@ impl BlobContainer {
         } else if method == Method::PUT {
             req = req.header("content-length", "0");
         }
-        let res = req.send().await.map_err(unavailable)?;
-        if res.status().is_success() {
-            return Ok(res);
-        }
-        let status = res.status();
+        req.send().await
+    }
+
+    /// A non-2xx answer as an error naming the request (never its query) and Azure's code.
+    fn refused(&self, method: &Method, url: &Url, res: &reqwest::Response) -> PortError {
         let code = res
             .headers()
             .get("x-ms-error-code")
             .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        Err(unavailable(format!(
-            "{method} {} answered {status} {code}",
-            self.location_of(url.path())
-        )))
+            .unwrap_or_default();
+        unavailable(format!(
+            "{method} {} answered {} {code}",
+            self.location_of(url.path()),
+            res.status()
+        ))
     }
 
     fn location_of(&self, path: &str) -> String {
@@ -216,7 +284,7 @@ impl BlobContainer {
     /// against Azurite call this).
     pub async fn create_container(&self) -> PortResult<()> {
         let url = self.url(None, &[("restype", "container")])?;
-        match self.send(Method::PUT, url, &[], None).await {
+        match self.send(Method::PUT, url, None, true).await {
             Ok(_) => Ok(()),
             Err(PortError::Unavailable(m)) if m.contains("ContainerAlreadyExists") => Ok(()),
             Err(e) => Err(e),
@@ -261,8 +329,8 @@ impl Archive for BlobContainer {
             let id =
                 base64::engine::general_purpose::STANDARD.encode(format!("block-{:08}", ids.len()));
             let url = self.url(Some(name), &[("comp", "block"), ("blockid", &id)])?;
-            self.send(Method::PUT, url, &[], Some((buf[..n].to_vec(), "")))
-                .await?;
+            let block = bytes::Bytes::copy_from_slice(&buf[..n]);
+            self.send(Method::PUT, url, Some((block, "")), true).await?;
             ids.push(id);
             sent += n as u64;
         }
@@ -272,13 +340,9 @@ impl Archive for BlobContainer {
         }
         list.push_str("</BlockList>");
         let url = self.url(Some(name), &[("comp", "blocklist")])?;
-        self.send(
-            Method::PUT,
-            url,
-            &[],
-            Some((list.into_bytes(), "application/xml")),
-        )
-        .await?;
+        let list = bytes::Bytes::from(list.into_bytes());
+        self.send(Method::PUT, url, Some((list, "application/xml")), true)
+            .await?;
         tracing::debug!(name, bytes = sent, blocks = ids.len(), "uploaded");
         Ok(sent)
     }
@@ -286,7 +350,7 @@ impl Archive for BlobContainer {
     async fn get_file(&self, name: &str, to: &Path) -> PortResult<u64> {
         check_name(name)?;
         let url = self.url(Some(name), &[])?;
-        let mut res = self.send(Method::GET, url, &[], None).await?;
+        let mut res = self.send(Method::GET, url, None, false).await?;
         let expected = res.content_length();
         let io = |e: std::io::Error| unavailable(format!("{}: {e}", to.display()));
         let mut file = tokio::fs::OpenOptions::new()
@@ -296,7 +360,11 @@ impl Archive for BlobContainer {
             .await
             .map_err(io)?;
         let mut got = 0u64;
-        while let Some(chunk) = res.chunk().await.map_err(unavailable)? {
+        while let Some(chunk) = res
+            .chunk()
+            .await
+            .map_err(|e| unavailable(format!("{name}: {}", e.without_url())))?
+        {
             file.write_all(&chunk).await.map_err(io)?;
             got += chunk.len() as u64;
         }
@@ -323,8 +391,11 @@ impl Archive for BlobContainer {
                 query.push(("marker", marker.as_str()));
             }
             let url = self.url(None, &query)?;
-            let res = self.send(Method::GET, url, &[], None).await?;
-            let xml = res.text().await.map_err(unavailable)?;
+            let res = self.send(Method::GET, url, None, true).await?;
+            let xml = res
+                .text()
+                .await
+                .map_err(|e| unavailable(format!("listing: {}", e.without_url())))?;
             for name in elements(&xml, "Name") {
                 if let Some(own) = name.strip_prefix(&self.prefix) {
                     names.push(own.to_owned());
@@ -419,6 +490,127 @@ mod tests {
                    <Blob><Name>x&amp;y</Name></Blob></Blobs><NextMarker/></EnumerationResults>";
         assert_eq!(elements(xml, "Name"), vec!["a/b.db", "x&y"]);
         assert!(elements(xml, "NextMarker").is_empty());
+    }
+
+    /// A server on loopback that answers each connection with the next script: chunks, each
+    /// written after its delay. Returns its address and the request lines it read.
+    async fn scripted(
+        scripts: Vec<Vec<(u64, &'static str)>>,
+    ) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::AsyncBufReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            for script in scripts {
+                let (stream, _) = listener.accept().await.unwrap();
+                let mut stream = tokio::io::BufReader::new(stream);
+                let (mut line, mut length) = (String::new(), 0usize);
+                let mut first = true;
+                loop {
+                    line.clear();
+                    stream.read_line(&mut line).await.unwrap();
+                    if first {
+                        log.lock().unwrap().push(line.trim().to_owned());
+                        first = false;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0u8; length];
+                stream.read_exact(&mut body).await.unwrap();
+                for (delay, chunk) in script {
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                    if stream.get_mut().write_all(chunk.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        (format!("http://{addr}/devstoreaccount1/c"), seen)
+    }
+
+    fn container(url: &str, timeout_ms: u64) -> BlobContainer {
+        BlobContainer::new(url, Some(KEY))
+            .unwrap()
+            .with_timings(Duration::from_millis(timeout_ms), Duration::from_millis(20))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_download_takes_as_long_as_its_bytes_keep_coming_and_fails_when_they_stop() {
+        // Ten bytes, one every 150 ms: 1.5 s in all, past the 500 ms timeout, never silent
+        // that long.
+        let head = "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 10\r\n\r\n";
+        let mut slow = vec![(0, head)];
+        slow.extend(std::iter::repeat_n((150, "x"), 10));
+        let stalled = vec![(0, head), (0, "xxxxx"), (1_500, "xxxxx")];
+        let (url, _) = scripted(vec![slow, stalled]).await;
+        let c = container(&url, 500);
+        let dir = tempfile::tempdir().unwrap();
+        let got = c.get_file("a.db", &dir.path().join("a.db")).await;
+        assert_eq!(got.unwrap(), 10);
+        assert_eq!(
+            std::fs::read(dir.path().join("a.db")).unwrap(),
+            b"xxxxxxxxxx"
+        );
+        let err = c
+            .get_file("b.db", &dir.path().join("b.db"))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("b.db"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_transient_answer_is_retried_and_a_lasting_one_is_not() {
+        let busy = "HTTP/1.1 503 Service Unavailable\r\nx-ms-error-code: ServerBusy\r\n\
+                    Connection: close\r\nContent-Length: 0\r\n\r\n";
+        let created = "HTTP/1.1 201 Created\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+        let denied = "HTTP/1.1 403 Forbidden\r\nx-ms-error-code: AuthorizationFailure\r\n\
+                      Connection: close\r\nContent-Length: 0\r\n\r\n";
+        let (url, seen) = scripted(vec![
+            vec![(0, busy)],
+            vec![(0, created)],
+            vec![(0, created)],
+            vec![(0, denied)],
+        ])
+        .await;
+        let c = container(&url, 2_000);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"hello").unwrap();
+        // The block is sent again after the 503, then the block list.
+        assert_eq!(c.put_file("set/f", &file).await.unwrap(), 5);
+        assert_eq!(seen.lock().unwrap().len(), 3, "{:?}", seen.lock().unwrap());
+        assert!(seen.lock().unwrap()[1].contains("comp=block&"));
+        assert!(seen.lock().unwrap()[2].contains("comp=blocklist"));
+        // A refusal is final: one request, the code named.
+        let err = c.put_file("set/f", &file).await.unwrap_err();
+        assert!(err.to_string().contains("AuthorizationFailure"), "{err}");
+        assert_eq!(seen.lock().unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_failed_request_never_shows_the_sas_signature() {
+        // A port nothing listens on: every try fails to connect.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/acct/c?sv=2022-11-02&sp=rl&sig=SECRETSIG");
+        let c = BlobContainer::new(&url, None)
+            .unwrap()
+            .with_timings(Duration::from_secs(2), Duration::from_millis(10))
+            .unwrap();
+        let err = c.list("").await.unwrap_err().to_string();
+        assert!(!err.contains("SECRETSIG") && !err.contains("sig="), "{err}");
+        assert!(err.contains(&format!("127.0.0.1:{port}/acct/c")), "{err}");
     }
 
     #[test]
