@@ -95,12 +95,8 @@ fn main() -> ExitCode {
                 from,
                 from_archive,
             } => {
-                // Checked before the settings are resolved: in dev they would create a secret
-                // in DATA_DIR. A restore signs nothing, so any key does.
-                if let Err(e) = liveops::backup::restore::check_empty(&config.data_dir) {
-                    eprintln!("liveops: {e:#}");
-                    return Ok(ExitCode::FAILURE);
-                }
+                // A restore signs nothing, so any key does; without one, the settings would
+                // create a dev secret in DATA_DIR.
                 if config.hmac_secret.is_none()
                     && config.hmac_secret_file.is_none()
                     && config.hmac_keys.is_none()

@@ -4,9 +4,13 @@
 //! new set in `BACKUP_DIR` while the services keep running, keeps the newest `BACKUP_KEEP` sets,
 //! and uploads the set to the archive (`BACKUP_AZURE_URL`) when one is configured.
 //!
-//! Metrics: `backup_last_success_timestamp_seconds` (the newest set complete everywhere it
-//! goes), `backup_duration_seconds` and `backup_size_bytes` (of that run), and
-//! `backup_failures_total{target="directory"|"archive"}`.
+//! Runs start every `BACKUP_EVERY` from the previous run's start (not its end), so the newest
+//! set's age stays below `BACKUP_EVERY` plus one run's duration.
+//!
+//! Metrics: `backup_last_success_timestamp_seconds` (when the copies of the newest set complete
+//! everywhere it goes began: what is newer than that is not in any backup),
+//! `backup_duration_seconds` and `backup_size_bytes` (of that run),
+//! `backup_failures_total{target="directory"|"archive"}` and `backup_archive_retries_total`.
 
 pub mod restore;
 pub mod set;
@@ -36,6 +40,8 @@ pub struct Report {
     pub name: String,
     /// Its directory.
     pub path: PathBuf,
+    /// When its copies began (unix milliseconds): nothing later is in it.
+    pub created_at_ms: i64,
     /// Bytes copied.
     pub bytes: u64,
     /// How long the whole run took.
@@ -90,7 +96,7 @@ impl Backups {
         }
         report.seconds = started.elapsed().as_secs_f64();
         metrics::gauge!("backup_last_success_timestamp_seconds")
-            .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+            .set(report.created_at_ms as f64 / 1000.0);
         metrics::gauge!("backup_duration_seconds").set(report.seconds);
         metrics::gauge!("backup_size_bytes").set(report.bytes as f64);
         Ok(report)
@@ -109,7 +115,8 @@ impl Backups {
             .context("the backup thread failed")?
     }
 
-    /// The scheduled backup: every `every`, the first one within a minute of the start.
+    /// The scheduled backup: every `every` from one run's start to the next (a run longer than
+    /// `every` is followed at once), the first one within a minute of the start.
     pub fn task(self, every: Duration) -> Task {
         Task::new("backups", move |stop| async move {
             for target in ["directory", "archive"] {
@@ -121,6 +128,7 @@ impl Backups {
                     _ = stop.cancelled() => return Ok(()),
                     _ = tokio::time::sleep_until(next) => {}
                 }
+                let started = tokio::time::Instant::now();
                 let outcome = tokio::select! {
                     _ = stop.cancelled() => return Ok(()),
                     outcome = self.run_once() => outcome,
@@ -130,7 +138,7 @@ impl Backups {
                         archived = r.archived.as_deref().unwrap_or("-"), "backup done"),
                     Err(error) => tracing::error!(error = format!("{error:#}"), "backup failed"),
                 }
-                next = tokio::time::Instant::now() + every;
+                next = (started + every).max(tokio::time::Instant::now());
             }
         })
     }
@@ -196,6 +204,7 @@ fn write_set(files: &[LocalFile], dir: &std::path::Path, keep: usize) -> anyhow:
         bytes: entries.iter().map(|e| e.bytes).sum(),
         name,
         path,
+        created_at_ms: created.timestamp_millis(),
         seconds: 0.0,
         files: entries,
         archived: None,

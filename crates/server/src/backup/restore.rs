@@ -1,7 +1,9 @@
 //! `liveops restore`: puts a backup set's files where the settings place the live files (in
-//! `DATA_DIR` by default), refusing a target that holds anything. Each file is checked against
-//! the manifest's SHA-256 and by its adapter (`quick_check`, schema version) before it is moved
-//! into place, so a damaged set never becomes a live file.
+//! `DATA_DIR` by default), refusing while any of those files (or a `-wal`, `-shm` or `-journal`
+//! beside one) exists; anything else in the directory (the backup sets themselves, a volume's
+//! `lost+found`) is left alone. Every file is checked against the manifest's SHA-256 and by its
+//! adapter (`quick_check`, schema version) before any is moved into place, so a damaged set
+//! never becomes a live file.
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +12,7 @@ use serde::Serialize;
 
 use super::set;
 use crate::config::Settings;
-use crate::wiring::backup::{archive, local_files};
+use crate::wiring::backup::{archive, local_files, LocalFile};
 
 /// Where a set comes from.
 #[derive(Clone, Debug)]
@@ -33,43 +35,55 @@ pub struct Restored {
     pub files: Vec<(String, PathBuf)>,
 }
 
-/// Fails unless `dir` is missing or empty: a restore never mixes with existing files.
-pub fn check_empty(dir: &Path) -> anyhow::Result<()> {
-    match std::fs::read_dir(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("DATA_DIR: cannot read {}", dir.display())),
-        Ok(mut entries) => {
+/// The files SQLite keeps beside a database, which belong to the file they sit beside.
+const SIDECARS: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+/// Fails if a live file a restore would write, or a file SQLite keeps beside one, exists: a
+/// restore never mixes with existing state (a stale `-wal` would be read into the restored file).
+pub fn check_free(targets: &[LocalFile]) -> anyhow::Result<()> {
+    for target in targets {
+        let mut paths = vec![target.path.clone()];
+        for suffix in SIDECARS {
+            let mut p = target.path.clone().into_os_string();
+            p.push(suffix);
+            paths.push(PathBuf::from(p));
+        }
+        for path in paths {
             anyhow::ensure!(
-                entries.next().is_none(),
-                "DATA_DIR {} is not empty: restore only into a new or empty directory",
-                dir.display()
+                !path.exists(),
+                "{} exists already: a restore writes only where no {} is (move the old files \
+                 aside, with their -wal and -shm; after an interrupted restore, remove what it \
+                 placed and run it again)",
+                path.display(),
+                target.role
             );
-            Ok(())
         }
     }
+    Ok(())
 }
 
 /// Restores the set `from` into the places `settings` give the live files.
 pub async fn run(settings: &Settings, from: &Source) -> anyhow::Result<Restored> {
-    check_empty(&settings.raw.data_dir)?;
-    std::fs::create_dir_all(&settings.raw.data_dir)?;
-    // A download lands beside DATA_DIR (not in it) and is removed afterwards.
-    let parent = settings
-        .raw
-        .data_dir
-        .canonicalize()?
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(std::env::temp_dir);
+    let targets = local_files(settings);
+    anyhow::ensure!(
+        !targets.is_empty(),
+        "nothing to restore into: this configuration keeps no files on local disk"
+    );
+    check_free(&targets)?;
+    let data_dir = &settings.raw.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("DATA_DIR: cannot create {}", data_dir.display()))?;
+    // A download lands in DATA_DIR (on the volume the files go to, not on a container's
+    // read-only or small root filesystem) and is removed afterwards.
     let download = tempfile::Builder::new()
         .prefix(".liveops-restore-")
-        .tempdir_in(parent)?;
-    let set_dir = match from {
-        Source::Dir(dir) => dir.clone(),
-        Source::Archive(name) => fetch(settings, name, download.path()).await?,
+        .tempdir_in(data_dir)
+        .with_context(|| format!("DATA_DIR: cannot write in {}", data_dir.display()))?;
+    let (set_dir, owned) = match from {
+        Source::Dir(dir) => (dir.clone(), false),
+        Source::Archive(name) => (fetch(settings, name, download.path()).await?, true),
     };
-    let targets = local_files(settings);
-    tokio::task::spawn_blocking(move || place(&set_dir, &targets))
+    tokio::task::spawn_blocking(move || place(&set_dir, &targets, owned))
         .await
         .context("the restore thread failed")?
 }
@@ -106,8 +120,10 @@ async fn fetch(settings: &Settings, name: &str, into: &Path) -> anyhow::Result<P
     Ok(dir)
 }
 
-/// Checks every file of the set, then moves each into place (blocking).
-fn place(set_dir: &Path, targets: &[crate::wiring::backup::LocalFile]) -> anyhow::Result<Restored> {
+/// Checks every file of the set, stages and checks every copy beside its target, then moves
+/// them all into place, the bus last (blocking). `owned`: the set is a download of this restore,
+/// so its files are moved rather than copied.
+fn place(set_dir: &Path, targets: &[LocalFile], owned: bool) -> anyhow::Result<Restored> {
     let manifest = set::read_manifest(set_dir)?;
     let mut plan = Vec::new();
     for e in &manifest.files {
@@ -117,11 +133,6 @@ fn place(set_dir: &Path, targets: &[crate::wiring::backup::LocalFile]) -> anyhow
                 e.role, e.role
             )
         })?;
-        anyhow::ensure!(
-            !target.path.exists(),
-            "{} exists already: restore only into an empty place",
-            target.path.display()
-        );
         let src = set_dir.join(&e.file);
         let sha = set::sha256_file(&src).with_context(|| format!("reading {}", src.display()))?;
         anyhow::ensure!(
@@ -132,19 +143,39 @@ fn place(set_dir: &Path, targets: &[crate::wiring::backup::LocalFile]) -> anyhow
         );
         plan.push((e, target));
     }
-    let mut placed = Vec::new();
-    for (e, target) in plan {
-        let dir = target.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let staged = dir.join(format!(".{}.restoring", e.file));
-        std::fs::copy(set_dir.join(&e.file), &staged)?;
-        std::fs::File::open(&staged)?.sync_all()?;
-        if let Err(error) = (target.check)(&staged) {
-            let _ = std::fs::remove_file(&staged);
-            return Err(error).with_context(|| format!("the {} copy failed its check", e.role));
+    check_free(targets)?;
+    let mut staged: Vec<(&set::Entry, &LocalFile, PathBuf)> = Vec::new();
+    let outcome = (|| {
+        for &(e, target) in &plan {
+            let dir = target.path.parent().unwrap_or(Path::new("."));
+            std::fs::create_dir_all(dir)?;
+            let copy = dir.join(format!(".{}.restoring", e.file));
+            let src = set_dir.join(&e.file);
+            // A move within one filesystem; a copy otherwise or when the set is not ours.
+            if !owned || std::fs::rename(&src, &copy).is_err() {
+                std::fs::copy(&src, &copy)?;
+            }
+            staged.push((e, target, copy.clone()));
+            std::fs::File::open(&copy)?.sync_all()?;
+            (target.check)(&copy)
+                .with_context(|| format!("the {} copy failed its check", e.role))?;
         }
-        std::fs::rename(&staged, &target.path)?;
-        set::sync_dir(dir)?;
+        Ok::<_, anyhow::Error>(())
+    })();
+    if let Err(error) = outcome {
+        for (_, _, copy) in &staged {
+            let _ = std::fs::remove_file(copy);
+        }
+        return Err(error.context("nothing was restored"));
+    }
+    // The bus goes in last: a restore cut short between two moves leaves a repository without a
+    // bus (the bus's backlog lost), never a bus whose positions call acked the events of a
+    // repository that is not there.
+    staged.sort_by_key(|(e, _, _)| e.role == "bus");
+    let mut placed = Vec::new();
+    for (e, target, copy) in staged {
+        std::fs::rename(&copy, &target.path)?;
+        set::sync_dir(target.path.parent().unwrap_or(Path::new(".")))?;
         placed.push((e.role.clone(), target.path.clone()));
     }
     Ok(Restored {
