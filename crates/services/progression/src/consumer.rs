@@ -57,6 +57,17 @@ pub(crate) async fn apply_batch(
 ) -> Result<(), PortError> {
     for tries in 1..=PLANNINGS {
         let fresh = unapplied(&*state.processed, CONSUMER_ID, events).await?;
+        if tries == 1 && fresh.len() < events.len() {
+            // Applied before, maybe by a commit whose cache drop never ran (a crash after it,
+            // or a commit that timed out yet went through): drop those players' views now.
+            let new: HashSet<_> = fresh.iter().map(|e| e.event_id).collect();
+            let players: HashSet<&str> = events
+                .iter()
+                .filter(|e| !new.contains(&e.event_id))
+                .map(|e| e.event.player_id.as_str())
+                .collect();
+            crate::cache::invalidate_all(state.cache.as_ref(), players).await;
+        }
         if fresh.is_empty() {
             return Ok(());
         }
@@ -126,7 +137,6 @@ mod tests {
     use std::sync::Arc;
 
     use liveops_core::ports::BusOptions;
-    use liveops_core::stores::ProgressStore;
     use liveops_core::{now_ms, Calendar, KeyStore, Keyring};
     use liveops_http::SignatureCheck;
     use liveops_memory::{MemoryBus, MemoryHotState};
@@ -136,17 +146,51 @@ mod tests {
     use super::*;
     use crate::ProgressionConfig;
 
-    /// Two consumers apply batches of the same players at once (a replayed dead letter beside
-    /// its partition), each batch too small to cross a level alone: every level the players'
-    /// XP reaches still leaves its reward, once.
+    /// A batch committed before its cached views were dropped (the process died in between)
+    /// and delivered again: the views are dropped then, though nothing is applied twice.
     #[tokio::test]
-    async fn concurrent_batches_of_one_player_leave_every_level_reward() {
+    async fn a_batch_delivered_again_after_its_commit_drops_the_views_it_changed() {
         let dir = tempfile::tempdir().unwrap();
+        let state = state_on(&dir).await;
+        let cache = state.cache.as_ref();
+        let season = state.config.calendar.season_at_ms(now_ms());
+        let events = vec![envelope("player_1", received::xp(30), now_ms())];
+        let key = crate::cache::view_key(cache, "player_1", season)
+            .await
+            .unwrap();
+        cache
+            .cache_put(
+                &key,
+                bytes::Bytes::from_static(b"old"),
+                crate::cache::CACHE_TTL,
+            )
+            .await
+            .unwrap();
+        // The first delivery's commit, and no more.
+        let plan = plan_fresh(&state, &events).await.unwrap();
+        assert!(state
+            .store
+            .commit_progress(CONSUMER_ID, &plan.commit)
+            .await
+            .unwrap());
+        apply_batch(&state, &events).await.unwrap();
+        let now_key = crate::cache::view_key(cache, "player_1", season)
+            .await
+            .unwrap();
+        assert_eq!(cache.cache_get(&now_key).await.unwrap(), None);
+        assert_eq!(
+            state.store.progress("player_1", season).await.unwrap().xp,
+            30
+        );
+    }
+
+    /// A progression state over a migrated SQLite repository in `dir` and in-process hot state.
+    async fn state_on(dir: &tempfile::TempDir) -> ProgressionState {
         let repo = SqliteRepository::open_migrated(&dir.path().join("liveops.db"))
             .await
             .unwrap();
         let repo = Arc::new(repo);
-        let state = ProgressionState {
+        ProgressionState {
             config: Arc::new(ProgressionConfig {
                 curve: liveops_core::LevelCurve::parse("100").unwrap(),
                 calendar: Calendar::default(),
@@ -161,8 +205,18 @@ mod tests {
             bus: Arc::new(MemoryBus::new(BusOptions::default())),
             cache: Arc::new(MemoryHotState::new()),
             store: repo.clone(),
-            processed: repo.clone(),
-        };
+            processed: repo,
+        }
+    }
+
+    /// Two consumers apply batches of the same players at once (a replayed dead letter beside
+    /// its partition), each batch too small to cross a level alone: every level the players'
+    /// XP reaches still leaves its reward, once.
+    #[tokio::test]
+    async fn concurrent_batches_of_one_player_leave_every_level_reward() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state_on(&dir).await;
+        let repo = state.store.clone();
         let players: Vec<String> = (0..8).map(|i| format!("player_{i}")).collect();
         let batch = || -> Vec<Envelope> {
             let at = now_ms();

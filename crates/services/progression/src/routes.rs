@@ -225,7 +225,12 @@ pub(crate) async fn claim_reward(
             tracing::info!(receipt = %r.receipt_id, item = %r.item, "reward claimed");
             Ok(Json(r))
         }
-        RewardClaim::AlreadyClaimed(r) => Ok(Json(r)),
+        RewardClaim::AlreadyClaimed(r) => {
+            // The first claim may have committed yet failed before its own drop (a commit that
+            // timed out, a crash): a view listing the reward as pending goes now.
+            cache::invalidate(state.cache.as_ref(), player.as_str()).await;
+            Ok(Json(r))
+        }
         RewardClaim::NotEarned => Err(Problem::conflict(
             "reward-not-earned",
             format!(

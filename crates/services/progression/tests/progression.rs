@@ -10,6 +10,7 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use liveops_core::ports::BusOptions;
 use liveops_core::ports::{topics, Message};
+use liveops_core::stores::RewardClaim;
 use liveops_core::{
     now_ms, Bus, BusExt, Calendar, Envelope, Keyring, LevelCurve, Receipt, Verification,
 };
@@ -316,6 +317,41 @@ async fn a_claim_issues_a_receipt_that_verifies_and_claiming_again_returns_it() 
 
     // The level chest went to the inventory and the reward is no longer pending.
     app.assert_claimed_only("player_4", "level_2_chest").await;
+}
+
+/// The first claim committed but its answer (and its drop of the cached view) was lost: a
+/// commit that timed out yet went through, or a crash. The retry gets the first receipt, and the
+/// progress view stops listing the reward as pending then, not when the cache expires.
+#[tokio::test]
+async fn a_claim_retried_after_a_lost_answer_gets_the_first_receipt_and_a_fresh_view() {
+    let app = spawn_app().await;
+    let reward = app.earn_reward("player_8", 1500).await;
+    let (id, ts) = (Uuid::now_v7().to_string(), now_ms() / 1000);
+    let first = Receipt {
+        sig: app
+            .keyring
+            .sign_receipt(&id, "player_8", "level_2_chest", ts),
+        receipt_id: id,
+        player_id: "player_8".into(),
+        item: "level_2_chest".into(),
+        timestamp: ts,
+    };
+    let stored = app
+        .state
+        .store
+        .claim_reward("player_8", &reward, first.clone());
+    assert!(matches!(stored.await.unwrap(), RewardClaim::Issued(_)));
+    // The view cached before the claim still lists the reward.
+    assert_eq!(
+        reward_ids(&app.progress("player_8").await),
+        std::slice::from_ref(&reward)
+    );
+
+    assert_eq!(
+        app.claim("player_8", &reward).await.expect("claimed"),
+        first
+    );
+    app.assert_claimed_only("player_8", "level_2_chest").await;
 }
 
 #[tokio::test]
