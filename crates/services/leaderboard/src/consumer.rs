@@ -316,15 +316,28 @@ fn note(state: &LeaderboardState, totals: &[ScoreTotal]) {
     }
 }
 
-/// Raises `board` if the rank store holds fewer of its players than the repository, or cannot
-/// read it (a board a panic left inconsistent counts as empty: raising starts it over).
+/// How long a batch's raise may follow its commit: a board short of the repository by no more
+/// than commits this recent is looked at again after it, not read whole again.
+const RAISE_GAP: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Raises `board` if the rank store holds fewer of its players than the repository still
+/// [`RAISE_GAP`] after counting them (a batch raises its totals just after its commit, so a
+/// count between the two is no loss), or cannot read it (a board a panic left inconsistent
+/// counts as empty: raising starts it over).
 async fn reconcile_board(state: &LeaderboardState, board: &Board) -> Result<(), PortError> {
-    let held = match state.ranks.size(board).await {
-        Ok(held) => held,
-        Err(PortError::Corrupt(_)) => 0,
-        Err(error) => return Err(error),
+    let held = || async {
+        match state.ranks.size(board).await {
+            Ok(held) => Ok(held),
+            Err(PortError::Corrupt(_)) => Ok(0),
+            Err(error) => Err(error),
+        }
     };
     let durable = state.store.board_size(board).await?;
+    if held().await? >= durable {
+        return Ok(());
+    }
+    tokio::time::sleep(RAISE_GAP).await;
+    let held = held().await?;
     if held >= durable {
         return Ok(());
     }

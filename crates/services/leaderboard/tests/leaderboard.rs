@@ -143,11 +143,13 @@ async fn scores_count_in_every_window() {
     }
 }
 
-/// The repository, except that the first `commit_scores` answers an error after committing:
-/// the answer lost with the connection, as a database can lose it.
+/// The repository, except that the first `commit_scores` answers an error after committing
+/// (the answer lost with the connection, as a database can lose it) unless `lost` is set
+/// already; it counts the boards read whole.
 struct LostAnswer {
     repo: Arc<dyn ScoreStore>,
     lost: std::sync::atomic::AtomicBool,
+    board_reads: std::sync::atomic::AtomicU32,
 }
 
 #[async_trait::async_trait]
@@ -175,6 +177,8 @@ impl ScoreStore for LostAnswer {
         }
     }
     async fn board_scores(&self, board: &Board) -> PortResult<Vec<(String, i64)>> {
+        self.board_reads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.repo.board_scores(board).await
     }
     async fn board_size(&self, board: &Board) -> PortResult<u64> {
@@ -203,6 +207,7 @@ async fn a_commit_whose_answer_was_lost_still_reaches_the_ranks() {
     app.state.store = Arc::new(LostAnswer {
         repo: app.state.store.clone(),
         lost: Default::default(),
+        board_reads: Default::default(),
     });
     app.router = router(app.state.clone());
     let now = now_ms();
@@ -215,6 +220,48 @@ async fn a_commit_whose_answer_was_lost_still_reaches_the_ranks() {
         .ok(&format!("/leaderboard?window=daily&period={p}"))
         .await;
     assert_eq!(ranking(&board.entries), [(1, "player_lost", 700)]);
+}
+
+/// A batch committed but not raised yet when a reconcile pass counts the board (its raise
+/// follows its commit) is no loss: the board is not read whole again.
+#[tokio::test]
+async fn a_commit_not_raised_yet_is_not_taken_for_a_lost_board() {
+    let (mut app, board) = daily_board_with(&[("first", 500), ("second", 300)]).await;
+    let store = Arc::new(LostAnswer {
+        repo: app.state.store.clone(),
+        lost: true.into(),
+        board_reads: Default::default(),
+    });
+    app.state.store = store.clone();
+    let delta = ScoreDelta {
+        board: board.clone(),
+        player_id: "third".into(),
+        delta: 100,
+    };
+    let totals = store
+        .commit_scores("leaderboard", &[Uuid::now_v7()], &[delta])
+        .await
+        .unwrap();
+    // Its raise, 300 ms after the commit: passes run every 50 ms meanwhile.
+    let ranks = app.state.ranks.clone();
+    let raise = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        ranks.raise(&totals).await.unwrap();
+    });
+    let started = std::time::Instant::now();
+    let ranks = app.state.ranks.clone();
+    reconcile_until(app.state.clone(), "passes past the raise", || async {
+        // Until the first pass that saw the board short has looked again (2 s later).
+        ranks.size(&board).await.unwrap() == 3
+            && started.elapsed() > std::time::Duration::from_millis(2_600)
+    })
+    .await;
+    raise.await.unwrap();
+    assert_eq!(
+        store.board_reads.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the board was read whole again"
+    );
 }
 
 /// Runs the reconcile over `state`, a pass every 50 ms, until `done` (10 s at most, else fails
