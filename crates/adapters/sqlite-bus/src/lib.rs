@@ -83,6 +83,10 @@ pub const UNGROUPED_KEEP: u64 = 100_000;
 /// Longest time a group's moved position stays unwritten (what a crash may redeliver).
 pub const PERSIST_EVERY: Duration = Duration::from_millis(200);
 
+/// The most unread messages a lag counts one by one (a few milliseconds); a larger backlog
+/// reads as the span of its message numbers, an upper bound that grows as it grows.
+pub const LAG_COUNTED: i64 = 100_000;
+
 /// How often a consuming group looks for dead letters another process put back.
 const REPLAY_CHECK: Duration = Duration::from_secs(1);
 
@@ -877,11 +881,26 @@ impl Writer {
                 (stored.unwrap_or(0), 0)
             }
         };
-        let fresh: i64 = self
+        // Counted on the writer's thread, so at most LAG_COUNTED of them (a few milliseconds):
+        // a backlog of millions would otherwise hold publishes for a second every poll. Past
+        // that, the span of message numbers (other topics' messages among them) bounds it and
+        // still grows with the backlog.
+        let mut fresh: i64 = self
             .conn
-            .prepare_cached("SELECT COUNT(*) FROM bus_messages WHERE topic = ?1 AND seq >= ?2")
-            .and_then(|mut s| s.query_row(params![topic, from], |r| r.get(0)))
+            .prepare_cached(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM bus_messages WHERE topic = ?1 AND seq >= ?2 \
+                 LIMIT ?3)",
+            )
+            .and_then(|mut s| s.query_row(params![topic, from, LAG_COUNTED], |r| r.get(0)))
             .map_err(db_error)?;
+        if fresh >= LAG_COUNTED {
+            let last: Option<i64> = self
+                .conn
+                .prepare_cached("SELECT MAX(seq) FROM bus_messages WHERE topic = ?1")
+                .and_then(|mut s| s.query_row(params![topic], |r| r.get(0)))
+                .map_err(db_error)?;
+            fresh = fresh.max(last.unwrap_or(0).saturating_sub(from) + 1);
+        }
         Ok(to_u64(fresh) + in_flight)
     }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use liveops_core::ports::BusOptions;
 use liveops_core::ports::{Bus, BusExt, Delivery, Health, Message};
-use liveops_sqlite_bus::SqliteBus;
+use liveops_sqlite_bus::{SqliteBus, LAG_COUNTED, MAX_BATCH};
 use liveops_testkit::conformance;
 use liveops_testkit::conformance::bus::{poll, publish, SUITE_OPTIONS};
 
@@ -278,6 +278,38 @@ async fn concurrent_publish_throughput() {
         );
         assert_eq!(bus.lag("t", "g").await.unwrap(), n as u64);
     }
+}
+
+/// A backlog beyond [`LAG_COUNTED`] is not counted one by one on the writer's thread: it
+/// reads as the span of its message numbers, which bounds it (another topic's messages
+/// interleave) and grows with it; below, it is exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_lag_is_bounded_by_the_span_of_its_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = SqliteBus::open(&dir.path().join("bus.db"), BusOptions::default())
+        .await
+        .unwrap();
+    bus.ensure_group("t", "g").await.unwrap();
+    bus.ensure_group("u", "g").await.unwrap();
+    let batch = |n: usize| (0..n).map(|i| msg("p", i.to_string())).collect();
+    // 1 000 on "t", then 1 000 on "u": exact.
+    publish(&bus, "t", batch(1_000)).await;
+    publish(&bus, "u", batch(1_000)).await;
+    assert_eq!(bus.lag("t", "g").await.unwrap(), 1_000);
+    // Then "t" and "u" in turns until "t" holds more than the cap.
+    let mut on_t = 1_000;
+    while on_t <= LAG_COUNTED as u64 {
+        publish(&bus, "t", batch(MAX_BATCH)).await;
+        publish(&bus, "u", batch(MAX_BATCH)).await;
+        on_t += MAX_BATCH as u64;
+    }
+    let lag = bus.lag("t", "g").await.unwrap();
+    assert!(lag > on_t && lag < 2 * on_t, "{lag} for {on_t} unread");
+    publish(&bus, "t", batch(10)).await;
+    assert_eq!(
+        bus.lag("t", "g").await.unwrap(),
+        lag + MAX_BATCH as u64 + 10
+    );
 }
 
 /// A bus file written by schema 1 (which stored each in-flight delivery) opens under schema 2:
