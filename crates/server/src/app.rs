@@ -126,8 +126,8 @@ impl Application {
     }
 
     /// Serves and runs the modules' tasks until the shutdown token is cancelled (or a task ends
-    /// on its own); then, not ready any more, keeps serving for `SHUTDOWN_DELAY` and drains
-    /// within the grace period.
+    /// on its own: then `Err`, and the process exits with a failure); then, not ready any more,
+    /// keeps serving for `SHUTDOWN_DELAY` and drains within the grace period.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Self {
             listener,
@@ -170,8 +170,9 @@ impl Application {
             }
         }
         let upkeep = ports.take_upkeep();
-        supervisor::run(listener, router, tasks, upkeep, shutdown, how).await;
-        Ok(())
+        supervisor::run(listener, router, tasks, upkeep, shutdown, how)
+            .await
+            .map_err(|why| anyhow::anyhow!("{why}; the process stopped"))
     }
 }
 

@@ -60,7 +60,9 @@ fn start(set: &mut Running, tasks: Vec<Task>, stop: &CancellationToken) {
     }
 }
 
-/// Serves `router` and runs `tasks` and `upkeep` until `shutdown`, then drains them in order.
+/// Serves `router` and runs `tasks` and `upkeep` until `shutdown`, then drains them in order;
+/// `Err` names the task whose end stopped the process (a fatal error: the process exits with
+/// a failure, so whatever restarts it on failure does).
 pub async fn run(
     listener: TcpListener,
     router: Router,
@@ -68,7 +70,7 @@ pub async fn run(
     upkeep: Vec<Task>,
     shutdown: CancellationToken,
     how: Shutdown,
-) {
+) -> Result<(), String> {
     let workers = CancellationToken::new();
     let maintainers = CancellationToken::new();
     let mut running = JoinSet::new();
@@ -87,20 +89,21 @@ pub async fn run(
     });
 
     // Run until asked to stop, or until a task ends on its own (a fatal error).
-    let requested = tokio::select! {
-        _ = shutdown.cancelled() => true,
+    let fatal = tokio::select! {
+        _ = shutdown.cancelled() => None,
         Some(ended) = running.join_next() => {
-            match ended {
-                Ok((name, Ok(()))) => tracing::warn!(task = name, "background task ended early; shutting down"),
-                Ok((name, Err(e))) => tracing::error!(task = name, error = %e, "background task failed; shutting down"),
-                Err(e) => tracing::error!(error = %e, "background task panicked; shutting down"),
-            }
+            let why = match ended {
+                Ok((name, Ok(()))) => format!("background task {name} ended early"),
+                Ok((name, Err(e))) => format!("background task {name} failed: {e}"),
+                Err(e) => format!("a background task panicked: {e}"),
+            };
+            tracing::error!(reason = %why, "shutting down");
             shutdown.cancel();
-            false
+            Some(why)
         }
     };
     how.draining.start();
-    if requested && !how.delay.is_zero() {
+    if fatal.is_none() && !how.delay.is_zero() {
         tracing::info!(
             delay_s = how.delay.as_secs_f64(),
             "shutting down: not ready any more, still serving until load balancers stop sending"
@@ -128,6 +131,7 @@ pub async fn run(
         );
     }
     tracing::info!("liveops stopped");
+    fatal.map_or(Ok(()), Err)
 }
 
 async fn drain(set: &mut Running) {
@@ -160,4 +164,48 @@ pub fn lag_gauges(bus: Arc<dyn Bus>, groups: Vec<Group>) -> Task {
             }
         }
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+
+    async fn run_with(tasks: Vec<Task>, shutdown: CancellationToken) -> Result<(), String> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let how = Shutdown {
+            draining: Draining::default(),
+            delay: Duration::ZERO,
+        };
+        run(listener, Router::new(), tasks, Vec::new(), shutdown, how).await
+    }
+
+    #[tokio::test]
+    async fn a_failed_task_stops_the_process_as_a_failure_and_a_requested_stop_does_not() {
+        let failing = Task::new("consumer", |_| async {
+            Err(PortError::Unavailable("the store is gone".into()))
+        });
+        let waiting = Task::new("waiting", |stop| async move {
+            stop.cancelled().await;
+            Ok(())
+        });
+        let why = run_with(vec![waiting, failing], CancellationToken::new()).await;
+        let why = why.unwrap_err();
+        assert!(
+            why.contains("consumer") && why.contains("the store is gone"),
+            "{why}"
+        );
+
+        let stop = CancellationToken::new();
+        let waiting = Task::new("waiting", |stop| async move {
+            stop.cancelled().await;
+            Ok(())
+        });
+        let asked = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            asked.cancel();
+        });
+        assert_eq!(run_with(vec![waiting], stop).await, Ok(()));
+    }
 }
