@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use liveops_core::{Bus, BusExt};
 use serde_json::json;
 
-use crate::config::Settings;
+use crate::config::{BusChoice, Settings};
 use crate::wiring;
 
 /// Prints the dead letters of `group` on `topic` (at most `limit`), or replays them all.
@@ -24,6 +24,15 @@ pub async fn run(
         .any(|g| g.topic == topic && g.group == group)
     {
         anyhow::bail!("no consumer group {group:?} on topic {topic:?}");
+    }
+    // The local bus is a file: one that is not there holds no dead letters to read, and
+    // opening it would create an empty bus (the command run from the wrong place or DATA_DIR).
+    if let BusChoice::Sqlite(path) = &settings.bus {
+        anyhow::ensure!(
+            path.is_file(),
+            "no bus file at {} (is DATA_DIR or BUS_CONN right?)",
+            path.display()
+        );
     }
     let bus = wiring::ports(settings).get::<dyn Bus>().await?;
     if replay {

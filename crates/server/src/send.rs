@@ -59,7 +59,8 @@ fn prepare(raw: &str, keep_ts: bool, now: i64) -> anyhow::Result<(&'static str, 
 pub async fn run(s: &Settings, opts: &SendOpts, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let base = opts
         .url
-        .clone()
+        .as_deref()
+        .map(|u| u.trim_end_matches('/').to_owned())
         .unwrap_or_else(|| format!("http://127.0.0.1:{}", s.port));
     let client = reqwest::Client::new();
     let mut all_ok = true;

@@ -234,8 +234,9 @@ async fn cli_sends_sample_events_with_the_dev_secret_and_verifies_receipts() {
         .expect("spawn");
     wait_ready(&base).await;
     let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/sample_events");
+    // A base URL pasted with its trailing slash still posts to /events.
     let out = Command::new(BIN)
-        .args(["send", "--port", &port.to_string(), "--data-dir"])
+        .args(["send", "--url", &format!("{base}/"), "--data-dir"])
         .arg(dir.path())
         .arg(samples.join("boss_kill.json"))
         .arg(samples.join("progression.json"))
@@ -374,4 +375,18 @@ async fn dead_letters_can_be_listed_and_replayed_from_the_cli() {
         !run(&["--group", "nobody"]).status.success(),
         "unknown groups are refused"
     );
+    // Pointed at a directory without a bus: refused, and no empty bus is left there.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(BIN)
+        .args(["dead-letters", "--group", "progression", "--data-dir"])
+        .arg(elsewhere.path())
+        .args(["--hmac-secret", SECRET, "--log-level", "error"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no bus file"),
+        "{err}"
+    );
+    assert!(!elsewhere.path().join("bus.db").exists());
 }
