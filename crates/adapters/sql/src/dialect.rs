@@ -35,6 +35,8 @@ pub trait Dialect: Database + HasStatementCache + Sized {
     /// Appended to a `SELECT` that must keep the rows it reads from changing until commit,
     /// while letting other readers do the same (a campaign's row while an entry is added).
     const LOCK_SHARED: &'static str;
+    /// The type `CAST(text AS …)` names for a whole number (ordering season ids by their number).
+    const INTEGER: &'static str;
     /// The upserts, in this backend's spelling.
     const UPSERTS: &'static Upserts;
     /// Upper bound on one repository call (pool wait, lock waits and statements included);

@@ -66,6 +66,7 @@ impl Dialect for MySql {
     const LOCK_ROWS: &'static str = " FOR UPDATE";
     // MySQL 8 and MariaDB both read this spelling (`FOR SHARE` is MySQL 8 only).
     const LOCK_SHARED: &'static str = " LOCK IN SHARE MODE";
+    const INTEGER: &'static str = "SIGNED";
     const UPSERTS: &'static Upserts = &ON_DUPLICATE_KEY;
     const CALL_TIMEOUT: Option<Duration> = Some(server::CALL_TIMEOUT);
 

@@ -32,6 +32,7 @@ impl Dialect for Postgres {
         Some("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
     const LOCK_ROWS: &'static str = " FOR UPDATE";
     const LOCK_SHARED: &'static str = " FOR SHARE";
+    const INTEGER: &'static str = "BIGINT";
     const UPSERTS: &'static Upserts = &ON_CONFLICT;
     const CALL_TIMEOUT: Option<Duration> = Some(server::CALL_TIMEOUT);
 

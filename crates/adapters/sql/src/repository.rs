@@ -1133,13 +1133,17 @@ where
         limit: u32,
     ) -> PortResult<Vec<String>> {
         within_on::<DB, _>("snapshot_periods", self.which(pool), async {
-            let sql = DB::placeholders(
-                "SELECT period FROM snapshots WHERE board_window = ? \
-                 ORDER BY taken_at DESC, period DESC LIMIT ?",
-            );
-            let rows: Vec<(Text,)> = sqlx::query_as(&sql)
-                .bind(window.as_str())
-                .bind(i64::from(limit))
+            // Newest period first, whenever each snapshot was taken (a final taken again after
+            // late scores stays in its place): day and week ids order as text, seasons by number.
+            let mut qb = Statement::<DB>::new("SELECT period FROM snapshots WHERE board_window = ");
+            qb.bind(window.as_str()).push(&format!(
+                " ORDER BY CASE WHEN period LIKE 'season-%' THEN CAST(SUBSTR(period, 8) AS {}) \
+                 ELSE 0 END DESC, period DESC LIMIT ",
+                DB::INTEGER
+            ));
+            qb.bind(i64::from(limit));
+            let (sql, args) = qb.finish()?;
+            let rows: Vec<(Text,)> = sqlx::query_as_with(&sql, args)
                 .fetch_all(pool)
                 .await
                 .map_err(db_error::<DB>)?;

@@ -49,6 +49,6 @@ pub trait ScoreStore: Health {
     async fn save_snapshot(&self, snapshot: &Snapshot) -> PortResult<()>;
     /// The snapshot of a board.
     async fn snapshot(&self, board: &Board) -> PortResult<Option<Snapshot>>;
-    /// Periods of `window` with a snapshot, newest first.
+    /// Periods of `window` with a snapshot, the latest period first (not the latest taken).
     async fn snapshot_periods(&self, window: Window, limit: u32) -> PortResult<Vec<String>>;
 }

@@ -493,8 +493,8 @@ pub async fn snapshots_replace_and_list_newest_first(repo: &dyn Stores) {
         ],
     };
     for sn in [
-        snap("a", base, false, 10),
-        snap("c", base + 2, true, 30),
+        snap("a", base + 2, false, 10),
+        snap("c", base, true, 30),
         snap("b", base + 1, false, 20),
     ] {
         ok(repo.save_snapshot(&sn).await, "save_snapshot");
@@ -507,6 +507,24 @@ pub async fn snapshots_replace_and_list_newest_first(repo: &dyn Stores) {
         ok(repo.snapshot(&board("b")).await, "snapshot"),
         Some(snap("b", base + 1, false, 20))
     );
+    // Seasons by their number, the latest first: 10 after 9, -2 before both.
+    let seasons = ["season-9", "season--2", "season-10"];
+    for (i, period) in seasons.iter().enumerate() {
+        let mut sn = snap("x", base + i as i64, false, 5);
+        sn.window = Window::Seasonal;
+        sn.period = (*period).to_owned();
+        ok(repo.save_snapshot(&sn).await, "save_snapshot");
+    }
+    let listed = ok(
+        repo.snapshot_periods(Window::Seasonal, 100_000).await,
+        "snapshot_periods",
+    );
+    let listed: Vec<&str> = listed
+        .iter()
+        .map(String::as_str)
+        .filter(|p| seasons.contains(p))
+        .collect();
+    assert_eq!(listed, ["season-10", "season-9", "season--2"]);
     assert_eq!(ok(repo.snapshot(&board("zz")).await, "snapshot"), None);
     let ours = format!("t-{s}-");
     assert_eq!(
@@ -522,7 +540,8 @@ pub async fn snapshots_replace_and_list_newest_first(repo: &dyn Stores) {
         2
     );
 
-    // Saving a board again replaces its snapshot (and its place in time).
+    // Saving a board again replaces its snapshot; periods keep their order whenever each
+    // snapshot was taken (a final taken again after late scores does not become the newest).
     let newer = snap("a", base + 3, true, 99);
     ok(repo.save_snapshot(&newer).await, "save_snapshot");
     assert_eq!(
@@ -531,7 +550,7 @@ pub async fn snapshots_replace_and_list_newest_first(repo: &dyn Stores) {
     );
     assert_eq!(
         periods_from(repo, Window::Weekly, &ours).await,
-        [format!("t-{s}-a"), format!("t-{s}-c"), format!("t-{s}-b")]
+        [format!("t-{s}-c"), format!("t-{s}-b"), format!("t-{s}-a")]
     );
     let daily = periods_from(repo, Window::Daily, &ours).await;
     assert!(daily.is_empty(), "periods are per window");

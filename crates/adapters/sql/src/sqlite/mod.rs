@@ -125,6 +125,7 @@ impl Dialect for Sqlite {
     // The write transaction already holds the database's write lock.
     const LOCK_ROWS: &'static str = "";
     const LOCK_SHARED: &'static str = "";
+    const INTEGER: &'static str = "INTEGER";
     const UPSERTS: &'static Upserts = &ON_CONFLICT;
     const CALL_TIMEOUT: Option<Duration> = None;
 
