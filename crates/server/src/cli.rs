@@ -66,8 +66,9 @@ pub enum Command {
         /// The consumer group (`fairness`, `progression`, `leaderboard`).
         #[arg(long)]
         group: String,
-        /// Put every dead letter of the group back for delivery.
-        #[arg(long)]
+        /// Put every dead letter of the group back for delivery (all of them: not with
+        /// `--limit`).
+        #[arg(long, conflicts_with = "limit")]
         replay: bool,
         /// How many to list.
         #[arg(long, default_value_t = 100)]

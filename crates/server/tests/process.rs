@@ -365,6 +365,9 @@ async fn dead_letters_can_be_listed_and_replayed_from_the_cli() {
         listed.contains("player_poison") && listed.contains("\"poison\":true"),
         "{listed}"
     );
+    // A replay takes them all: a limit with it is refused, not ignored.
+    let out = run(&["--group", "progression", "--replay", "--limit", "1"]);
+    assert!(!out.status.success(), "--replay with --limit");
     let out = run(&["--group", "progression", "--replay"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"replayed\":1"));
     assert!(
