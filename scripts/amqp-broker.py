@@ -16,7 +16,29 @@ Addresses:
                                             "liveops:message-count" answers {"active": n,
                                             "dead-letter": m} (an extension of this broker;
                                             Service Bus has no such AMQP operation).
+  $cbs                                      claims-based security: "put-token" answers
+                                            status-code 200 and records the token's audience
+                                            (amqp://<host>/<entity>) and expiration for the
+                                            connection; when that expiration passes without a
+                                            newer token, the connection's links to <entity> are
+                                            detached (amqp:unauthorized-access), as Service Bus
+                                            does. The token itself is not checked, and links
+                                            attach without one (tokens are only enforced by expiry).
+  $liveops-detach/<entity>                  a message sent here detaches every receiving link of
+                                            <entity> (amqp:link:detach-forced), keeping its
+                                            connection: how the tests break one link (an
+                                            extension of this broker).
   anything else                             a plain queue, created on first use.
+
+Sessions, as Service Bus has them: a receiving link whose source carries the filter
+com.microsoft:session-filter (described 00000013:7000000C) locks one session (the messages' AMQP
+group-id) of its queue and gets that session's messages only; the attach answer's filter names
+the session. A null session id asks for the next unlocked session that has a message not in
+flight: when there is none the attach is held until one is free, or until the link's
+com.microsoft:timeout property (milliseconds; 60 s without it) has passed, and then refused (a
+null source, then a detach with the condition com.microsoft:timeout). A named session that is
+locked is refused at once (com.microsoft:session-cannot-be-locked). The lock is released when the
+link goes away. Links without the filter get every message, sessions or not.
 
 Outcomes from receivers: accepted removes the message; released puts it back in its place;
 modified puts it back and, with delivery-failed, counts one more delivery (the header's
@@ -24,7 +46,8 @@ delivery-count); rejected moves it to <entity>/$deadletterqueue with the applica
 DeadLetterReason and DeadLetterErrorDescription taken from the error's info, as Service Bus
 does. Deliveries still unsettled when their link or connection goes away are put back, counting
 one more delivery, also when the peer vanished without closing (kill -9). Not implemented
-(Service Bus only): $cbs, sessions, duplicate detection, lock expiry, renew-lock.
+(Service Bus only): token checks, duplicate detection, lock expiry, renew-lock and
+renew-session-lock, session state.
 
 LIVEOPS_AMQP_BROKER_DEBUG=<file> appends every queue's counts (entries, in flight, consumers)
 to <file> every 2 s.
@@ -34,15 +57,22 @@ import argparse
 import itertools
 import os
 import sys
+import time
 
-from proton import Message, symbol
-from proton.handlers import MessagingHandler
+from proton import Condition, Described, Message, Terminus, symbol, ulong
+from proton.handlers import EndpointStateHandler, MessagingHandler
 from proton.reactor import Container
 
 SUBS = "/Subscriptions/"
 DLQ = "/$deadletterqueue"
 MGMT = "/$management"
+CBS = "$cbs"
+DETACH = "$liveops-detach/"
 REPLAY = "liveops-replay-group"
+SESSION_FILTER = symbol("com.microsoft:session-filter")
+SESSION_FILTER_CODE = ulong(0x000000137000000C)
+TIMEOUT = symbol("com.microsoft:timeout")
+DEFAULT_SESSION_WAIT_MS = 60000
 
 _seq = itertools.count()
 
@@ -68,6 +98,8 @@ class Queue:
         self.address = address
         self.entries = []  # ordered by seq
         self.consumers = []
+        self.locks = {}  # session id -> the link holding it
+        self.waiting = []  # session links whose attach is held, oldest first
 
     def put(self, entry):
         self.entries.append(entry)
@@ -75,6 +107,73 @@ class Queue:
 
     def active(self):
         return len(self.entries)
+
+
+def link_address(link):
+    # The entity a link is for: its source when it sends to the peer, else its target.
+    return (link.source.address if link.is_sender else link.target.address) or ""
+
+
+def detach(link, condition, description):
+    link.condition = Condition(condition, description)
+    link.close()
+
+
+def session_filter(link):
+    """(True, session id or None) when the link's remote source carries the session filter,
+    else (False, None)."""
+    data = link.remote_source.filter
+    data.rewind()
+    if data.next() is None:
+        return False, None
+    filters = data.get_object() or {}
+    if SESSION_FILTER not in filters:
+        return False, None
+    value = filters[SESSION_FILTER]
+    if isinstance(value, Described):
+        value = value.value
+    return True, (str(value) if value is not None else None)
+
+
+def group_of(entry):
+    return entry.message.group_id
+
+
+class HoldingEndpoints(EndpointStateHandler):
+    """MessagingHandler's endpoint handler, except that the broker may hold a link's attach
+    (a session receiver waiting for a session) instead of answering it at once."""
+
+    def __init__(self, broker, peer_close_is_error, delegate):
+        super().__init__(peer_close_is_error, delegate)
+        self.broker = broker
+
+    def on_link_remote_open(self, event):
+        if self.is_local_uninitialised(event.link) and self.broker.hold(event.link):
+            return
+        super().on_link_remote_open(event)
+
+
+class HoldTimeout:
+    def __init__(self, broker, link):
+        self.broker = broker
+        self.link = link
+
+    def on_timer_task(self, event):
+        self.broker.give_up(self.link)
+
+
+class Expiry:
+    """A timer task: the token put for `audience` on `connection`, valid until `expiration`
+    (unix ms), may have expired."""
+
+    def __init__(self, broker, connection, audience, expiration):
+        self.broker = broker
+        self.connection = connection
+        self.audience = audience
+        self.expiration = expiration
+
+    def on_timer_task(self, event):
+        self.broker.expire(self)
 
 
 class Broker(MessagingHandler):
@@ -85,8 +184,16 @@ class Broker(MessagingHandler):
         self.backlog = {}  # topic -> [message] sent before it had a subscription
         self.in_flight = {}  # delivery -> (queue, entry)
         self.responders = {}  # reply-to address -> sender link
+        self.tokens = {}  # (connection container id, audience) -> expiration (unix ms)
+        self.session_of = {}  # session link -> (queue, session id)
+        self.handlers = [
+            HoldingEndpoints(self, h.peer_close_is_error, h.delegate)
+            if isinstance(h, EndpointStateHandler) else h
+            for h in self.handlers
+        ]
 
     def on_start(self, event):
+        self.container = event.container
         self.acceptor = event.container.listen(self.url)
         print(f"amqp broker listening on {self.url}", flush=True)
         if os.environ.get("LIVEOPS_AMQP_BROKER_DEBUG"):
@@ -163,9 +270,131 @@ class Broker(MessagingHandler):
                 "statusCode": 501,
                 "statusDescription": f"operation {op!r} is not implemented here",
             }
+        self.respond(request, reply)
+
+    def respond(self, request, reply):
         link = self.responders.get(request.reply_to)
         if link is not None and link.credit > 0:
             link.send(reply)
+
+    # -- claims-based security ------------------------------------------------------------
+
+    def put_token(self, connection, request):
+        props = request.properties or {}
+        reply = Message(correlation_id=request.id)
+        audience = props.get("name")
+        expiration = props.get("expiration")
+        if props.get("operation") != "put-token" or audience is None or expiration is None:
+            reply.properties = {"status-code": 400, "status-description": "not a put-token"}
+        else:
+            key = (connection.remote_container, audience)
+            self.tokens[key] = int(expiration)
+            self.expire_at(Expiry(self, connection, audience, int(expiration)))
+            reply.properties = {"status-code": 200, "status-description": "OK"}
+        self.respond(request, reply)
+
+    def expire_at(self, expiry):
+        delay = max(0.0, (expiry.expiration - time.time() * 1000) / 1000)
+        self.container.schedule(delay + 0.01, expiry)
+
+    def expire(self, expiry):
+        connection, audience = expiry.connection, expiry.audience
+        key = (connection.remote_container, audience)
+        if self.tokens.get(key) != expiry.expiration:
+            return  # renewed since (the newer token has its own timer), or already expired
+        if expiry.expiration > time.time() * 1000:
+            self.expire_at(expiry)  # the timer fired a little early
+            return
+        del self.tokens[key]
+        if connection.state & connection.LOCAL_CLOSED:
+            return
+        parts = audience.split("/", 3)
+        entity = parts[3] if len(parts) > 3 else ""
+        link = connection.link_head(0)
+        while link:
+            following = link.next(0)
+            if link_address(link) == entity and not link.state & link.LOCAL_CLOSED:
+                self.drop_link(link)
+                detach(link, "amqp:unauthorized-access", f"the token for {audience} expired")
+            link = following
+
+    def detach_receivers(self, entity):
+        q = self.queues.get(entity)
+        for link in list(q.consumers if q else []):
+            self.drop_link(link)
+            detach(link, "amqp:link:detach-forced", "detached by request")
+
+    # -- sessions -------------------------------------------------------------------------
+
+    def free_session(self, q):
+        for e in q.entries:
+            if e.link is None and group_of(e) is not None and group_of(e) not in q.locks:
+                return group_of(e)
+        return None
+
+    def hold(self, link):
+        """Locks a session for a session receiver about to be answered; True when its attach
+        is held (no session free yet) or refused."""
+        if not link.is_sender:
+            return False
+        wanted, sid = session_filter(link)
+        if not wanted:
+            return False
+        q = self.queue(link.remote_source.address or "")
+        if sid is not None:
+            if sid in q.locks:
+                self.refuse(link, "com.microsoft:session-cannot-be-locked", f"session {sid} is locked")
+                return True
+            self.lock_session(q, link, sid)
+            return False
+        sid = self.free_session(q)
+        if sid is not None:
+            self.lock_session(q, link, sid)
+            return False
+        props = link.remote_properties or {}
+        wait_ms = props.get(TIMEOUT, DEFAULT_SESSION_WAIT_MS)
+        q.waiting.append(link)
+        self.container.schedule(int(wait_ms) / 1000, HoldTimeout(self, link))
+        return True
+
+    def lock_session(self, q, link, sid):
+        q.locks[sid] = link
+        self.session_of[link] = (q, sid)
+
+    def answer(self, link):
+        """Answers a held session receiver's attach, its session locked."""
+        link.source.address = link.remote_source.address
+        link.target.address = link.remote_target.address
+        self.open_session_link(link)
+        link.open()
+
+    def grant(self, q):
+        while q.waiting:
+            sid = self.free_session(q)
+            if sid is None:
+                return
+            link = q.waiting.pop(0)
+            self.lock_session(q, link, sid)
+            self.answer(link)
+
+    def give_up(self, link):
+        for q in self.queues.values():
+            if link in q.waiting:
+                q.waiting.remove(link)
+                self.refuse(link, "com.microsoft:timeout", "no session available")
+
+    def refuse(self, link, condition, description):
+        # As AMQP refuses a link: an attach with a null source, then a detach with the error.
+        link.source.type = Terminus.UNSPECIFIED
+        link.target.address = link.remote_target.address
+        link.open()
+        detach(link, condition, description)
+
+    def open_session_link(self, link):
+        q, sid = self.session_of[link]
+        link.source.filter.put_object({SESSION_FILTER: Described(SESSION_FILTER_CODE, sid)})
+        if link not in q.consumers:
+            q.consumers.append(link)
 
     # -- links ----------------------------------------------------------------------------
 
@@ -175,8 +404,10 @@ class Broker(MessagingHandler):
             address = link.remote_source.address or ""
             link.source.address = address
             link.target.address = link.remote_target.address
-            if address.endswith(MGMT):
+            if address.endswith(MGMT) or address == CBS:
                 self.responders[link.remote_target.address] = link
+            elif link in self.session_of:
+                self.open_session_link(link)
             else:
                 q = self.queue(address)
                 q.consumers.append(link)
@@ -192,11 +423,17 @@ class Broker(MessagingHandler):
             self.dispatch(q)
 
     def dispatch(self, q):
+        self.grant(q)
         for link in list(q.consumers):
+            session = self.session_of.get(link)
+            sid = session[1] if session else None
             while link.credit > 0:
-                entry = next((e for e in q.entries if e.link is None), None)
+                entry = next(
+                    (e for e in q.entries if e.link is None and (session is None or group_of(e) == sid)),
+                    None,
+                )
                 if entry is None:
-                    return
+                    break
                 entry.message.delivery_count = entry.count
                 entry.message.first_acquirer = entry.count == 0
                 delivery = link.send(entry.message)
@@ -205,7 +442,12 @@ class Broker(MessagingHandler):
 
     def on_message(self, event):
         address = event.link.target.address or event.link.remote_target.address or ""
-        self.route(address, event.message)
+        if address == CBS:
+            self.put_token(event.link.connection, event.message)
+        elif address.startswith(DETACH):
+            self.detach_receivers(address[len(DETACH):])
+        else:
+            self.route(address, event.message)
         self.accept(event.delivery)
         if event.link.credit < 500:
             event.link.flow(1000 - event.link.credit)
@@ -252,16 +494,24 @@ class Broker(MessagingHandler):
         for q in self.queues.values():
             if link in q.consumers:
                 q.consumers.remove(link)
+            if link in q.waiting:
+                q.waiting.remove(link)
+        session = self.session_of.pop(link, None)
+        if session is not None and session[0].locks.get(session[1]) == link:
+            del session[0].locks[session[1]]
         for key, value in list(self.responders.items()):
-            if value is link:
+            if value == link:
                 del self.responders[key]
         touched = set()
         for delivery, (q, entry) in list(self.in_flight.items()):
-            if delivery.link is link:
+            # proton hands out a new wrapper per access: compare links with ==, never `is`.
+            if delivery.link == link:
                 del self.in_flight[delivery]
                 entry.link = None
                 entry.count += 1
                 touched.add(q.address)
+        if session is not None:
+            touched.add(session[0].address)
         for address in touched:
             self.dispatch(self.queues[address])
 
@@ -271,6 +521,11 @@ class Broker(MessagingHandler):
         event.link.close()
 
     def on_link_closing(self, event):
+        self.drop_link(event.link)
+
+    def on_link_error(self, event):
+        # The peer detached a link with an error (as a client answers a detach we forced):
+        # that link ends, its connection stays (MessagingHandler would close the connection).
         self.drop_link(event.link)
 
     def drop_connection(self, connection):
@@ -290,6 +545,12 @@ class Broker(MessagingHandler):
                 touched.add(q.address)
         for q in self.queues.values():
             q.consumers = [l for l in q.consumers if l.connection != connection]
+            q.waiting = [l for l in q.waiting if l.connection != connection]
+            for sid, l in list(q.locks.items()):
+                if l.connection == connection:
+                    del q.locks[sid]
+                    self.session_of.pop(l, None)
+                    touched.add(q.address)
         for address in touched:
             self.dispatch(self.queues[address])
 

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use fe2o3_amqp::connection::ConnectionHandle;
 use fe2o3_amqp::link::delivery::DeliveryInfo;
 use fe2o3_amqp::link::receiver::{CreditMode, ReceiverDisposer};
+use fe2o3_amqp::link::ReceiverAttachError;
 use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::types::messaging::{Body, Message, MessageId, Modified, Outcome, Target};
@@ -102,7 +103,8 @@ struct Got {
 
 /// A delivery handed to a consumer and not settled yet.
 struct Out {
-    generation: u64,
+    /// The attach (link id) it came on: only that link can settle or renew it.
+    link: u64,
     info: DeliveryInfo,
     key: String,
     consumer: String,
@@ -114,7 +116,7 @@ struct Out {
 /// One consumer group's receiver in this process.
 #[derive(Default)]
 struct GroupState {
-    /// The link's generation and its disposer.
+    /// The current link's id (one per attach) and its disposer.
     disposer: Option<(u64, ReceiverDisposer)>,
     /// The session the link holds (Azure sessions).
     session_id: Option<String>,
@@ -122,10 +124,31 @@ struct GroupState {
     out: HashMap<String, Out>,
 }
 
+/// A group's receiver link: the connection generation it is on, its own id (one per attach), and
+/// with sessions the AMQP session it has to itself (a held attach must not hold up the others).
+struct Slot {
+    connection: u64,
+    link: u64,
+    receiver: Receiver,
+    session: Option<SessionHandle<()>>,
+}
+
+/// How one pass over a group's link ended.
+enum Polled {
+    /// The deliveries handed out (perhaps none: the wait ran out).
+    Got(Vec<Delivery>),
+    /// The link holds a session with nothing left to hand out and nothing un-acked: close it,
+    /// so that the next attach takes the next session.
+    Idle,
+}
+
+/// How long the wait for a message on a session link lasts before the link counts as idle.
+const SESSION_IDLE: Duration = Duration::from_millis(250);
+
 struct Group {
     topic: String,
     group: String,
-    receiver: tokio::sync::Mutex<Option<(u64, Receiver)>>,
+    receiver: tokio::sync::Mutex<Option<Slot>>,
     state: Mutex<GroupState>,
 }
 
@@ -139,6 +162,8 @@ struct Inner {
     config: ServiceBusConfig,
     live: tokio::sync::Mutex<Option<Live>>,
     generation: AtomicU64,
+    /// Ids of receiver attaches, so a new link on the same connection is told from the old one.
+    links: AtomicU64,
     groups: Mutex<HashMap<(String, String), Arc<Group>>>,
     names: AtomicU64,
 }
@@ -162,6 +187,7 @@ impl ServiceBusBus {
             config,
             live: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
+            links: AtomicU64::new(0),
             groups: Mutex::new(HashMap::new()),
             names: AtomicU64::new(0),
         });
@@ -215,6 +241,7 @@ impl Inner {
             bounded("open", limit, builder.open_with_stream(tcp)).await?
         };
         let session = bounded("begin", limit, Session::begin(&mut connection)).await?;
+        metrics::counter!("bus_connections_opened_total").increment(1);
         Ok(Live {
             generation: self.generation.fetch_add(1, Ordering::Relaxed) + 1,
             connection,
@@ -256,16 +283,23 @@ impl Inner {
 
     /// Puts a SAS token for `entity` on `$cbs` unless a fresh one is there (Azure only).
     async fn authorize(&self, live: &mut Live, entity: &str) -> PortResult<()> {
+        self.put_token(live, entity, false).await
+    }
+
+    /// Puts a SAS token for `entity` on `$cbs`, also when a fresh one is there if `force`
+    /// (Azure only). Audiences are never forgotten: renewal refreshes every one put.
+    async fn put_token(&self, live: &mut Live, entity: &str, force: bool) -> PortResult<()> {
         let Mode::Azure { key_name, key, .. } = &self.config.mode else {
             return Ok(());
         };
         let audience = frames::audience(&self.config.host, entity);
         let ttl_ms = i64::try_from(self.config.token_ttl.as_millis()).unwrap_or(i64::MAX);
         let now = unix_ms();
-        if live
-            .tokens
-            .get(&audience)
-            .is_some_and(|exp| exp - now > ttl_ms / 5)
+        if !force
+            && live
+                .tokens
+                .get(&audience)
+                .is_some_and(|exp| exp - now > ttl_ms / 5)
         {
             return Ok(());
         }
@@ -341,10 +375,11 @@ impl Inner {
         Ok(r)
     }
 
-    /// The sender to a topic, attached (and authorized) on first use.
-    async fn sender(&self, live: &mut Live, topic: &str) -> PortResult<Shared<Sender>> {
+    /// The sender to a topic, attached (and authorized) on first use, with the generation of
+    /// the connection it is on.
+    async fn sender(&self, live: &mut Live, topic: &str) -> PortResult<(u64, Shared<Sender>)> {
         if let Some(s) = live.senders.get(topic) {
-            return Ok(s.clone());
+            return Ok((live.generation, s.clone()));
         }
         self.authorize(live, topic).await?;
         let sender = bounded(
@@ -355,23 +390,18 @@ impl Inner {
         .await?;
         let s = Arc::new(tokio::sync::Mutex::new(sender));
         live.senders.insert(topic.to_owned(), s.clone());
-        Ok(s)
+        Ok((live.generation, s))
     }
 
-    /// Attaches a receiver on `address` (with the session filter when `session` is set).
-    async fn attach_receiver(
-        &self,
-        live: &mut Live,
-        address: &str,
-        session: Option<Option<&str>>,
-    ) -> PortResult<Receiver> {
+    /// Attaches a receiver on `address` without the session filter.
+    async fn attach_receiver(&self, live: &mut Live, address: &str) -> PortResult<Receiver> {
         self.authorize(live, address).await?;
         bounded(
             "attach receiver",
             self.config.call_timeout,
             Receiver::builder()
                 .name(self.name("recv"))
-                .source(frames::source(address, session))
+                .source(frames::source(address, None))
                 .credit_mode(CreditMode::Manual)
                 .auto_accept(false)
                 .attach(&mut live.session),
@@ -379,14 +409,62 @@ impl Inner {
         .await
     }
 
+    /// Attaches a receiver on `address` that accepts the next available session, on an AMQP
+    /// session of its own, asking the broker to wait up to `wait` for one; `None` when none was
+    /// free in that time (the broker refuses the attach with `com.microsoft:timeout`).
+    async fn attach_session_receiver(
+        &self,
+        address: &str,
+        wait: Duration,
+    ) -> PortResult<Option<(u64, Receiver, SessionHandle<()>)>> {
+        let limit = self.config.call_timeout;
+        let (connection, mut session) = self
+            .with_live(|live, me| {
+                let address = address.to_owned();
+                Box::pin(async move {
+                    me.authorize(live, &address).await?;
+                    let session = bounded("begin", limit, Session::begin(&mut live.connection));
+                    Ok((live.generation, session.await?))
+                })
+            })
+            .await?;
+        let wait_ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX).max(1);
+        let attach = Receiver::builder()
+            .name(self.name("recv"))
+            .source(frames::source(address, Some(None)))
+            .properties(frames::session_wait(wait_ms))
+            .credit_mode(CreditMode::Manual)
+            .auto_accept(false)
+            .attach(&mut session);
+        let result = match tokio::time::timeout(limit, attach).await {
+            Ok(Ok(receiver)) if session_of(&receiver).is_some() => {
+                return Ok(Some((connection, receiver, session)))
+            }
+            Ok(Ok(receiver)) => {
+                // Attached without a session: as good as none.
+                let _ = tokio::time::timeout(limit, receiver.close()).await;
+                Ok(None)
+            }
+            Ok(Err(ReceiverAttachError::RemoteClosedWithError(e))) if frames::is_timeout(&e) => {
+                Ok(None)
+            }
+            Ok(Err(e)) => Err(unavailable("attach session receiver", e)),
+            Err(_) => Err(PortError::Unavailable(format!(
+                "amqp attach session receiver: no answer within {limit:?}"
+            ))),
+        };
+        let _ = tokio::time::timeout(limit, session.end()).await;
+        result
+    }
+
     async fn healthcheck(&self) -> PortResult<()> {
         let azure = self.config.is_azure();
         self.with_live(|live, me| {
             Box::pin(async move {
                 if azure {
-                    // A token put to $cbs is a round trip Service Bus must answer.
-                    live.tokens.clear();
-                    me.authorize(live, "").await
+                    // A token put to $cbs is a round trip Service Bus must answer. The other
+                    // audiences stay: renewal must keep refreshing their links' tokens.
+                    me.put_token(live, "", true).await
                 } else {
                     let node = frames::management("$health");
                     me.ask(live, &node, "health", frames::message_count)
@@ -412,55 +490,58 @@ impl Inner {
             .clone()
     }
 
-    /// Makes sure `g` has a receiver on the current connection; returns its generation.
+    /// Makes sure `g` has a receiver on the current connection; returns its link id, or `None`
+    /// when the group reads sessions and none was free within `wait`.
     async fn ensure_receiver(
         &self,
         g: &Group,
-        slot: &mut Option<(u64, Receiver)>,
-    ) -> PortResult<u64> {
+        slot: &mut Option<Slot>,
+        wait: Duration,
+    ) -> PortResult<Option<u64>> {
         let current = self.generation.load(Ordering::Relaxed);
-        if let Some((generation, _)) = slot {
-            if *generation == current && self.live.lock().await.is_some() {
-                return Ok(*generation);
+        if let Some(s) = slot {
+            if s.connection == current && self.live.lock().await.is_some() {
+                return Ok(Some(s.link));
             }
         }
+        *slot = None;
         let address = frames::subscription(&g.topic, &g.group);
-        let session = self.config.sessions().then_some(None);
-        let (generation, receiver) = self
-            .with_live(|live, me| {
-                let address = address.clone();
-                Box::pin(async move {
-                    let r = me.attach_receiver(live, &address, session).await?;
-                    Ok((live.generation, r))
+        let (connection, receiver, own_session) = if self.config.sessions() {
+            let wait = wait.min(self.config.call_timeout / 2);
+            match self.attach_session_receiver(&address, wait).await? {
+                Some((connection, receiver, session)) => (connection, receiver, Some(session)),
+                None => return Ok(None),
+            }
+        } else {
+            let (connection, receiver) = self
+                .with_live(|live, me| {
+                    let address = address.clone();
+                    Box::pin(async move {
+                        let r = me.attach_receiver(live, &address).await?;
+                        Ok((live.generation, r))
+                    })
                 })
-            })
-            .await?;
-        let session_id = receiver
-            .source()
-            .as_ref()
-            .and_then(|s| s.filter.as_ref())
-            .and_then(|f| {
-                f.get(&fe2o3_amqp::types::primitives::Symbol::from(
-                    frames::SESSION_FILTER,
-                ))
-            })
-            .and_then(|v| match v {
-                Value::Described(d) => match &d.value {
-                    Value::String(s) => Some(s.clone()),
-                    _ => None,
-                },
-                _ => None,
-            });
+                .await?;
+            (connection, receiver, None)
+        };
+        let session_id = session_of(&receiver);
+        let link = self.links.fetch_add(1, Ordering::Relaxed) + 1;
         {
             let mut state = lock(&g.state);
-            state.disposer = Some((generation, receiver.disposer()));
+            state.disposer = Some((link, receiver.disposer()));
             state.session_id = session_id;
-            // Deliveries of an older link are gone: the broker hands them out again.
+            // Deliveries of an older link (of this connection or another) are gone: the broker
+            // hands them out again.
             state.buffer.clear();
-            state.out.retain(|_, o| o.generation == generation);
+            state.out.clear();
         }
-        *slot = Some((generation, receiver));
-        Ok(generation)
+        *slot = Some(Slot {
+            connection,
+            link,
+            receiver,
+            session: own_session,
+        });
+        Ok(Some(link))
     }
 
     /// Abandons deliveries whose time ran out (modified, delivery-failed) and gives back
@@ -469,7 +550,7 @@ impl Inner {
         let now = Instant::now();
         let (abandon, release) = {
             let mut state = lock(&g.state);
-            let Some((generation, _)) = state.disposer.clone() else {
+            let Some((link, _)) = state.disposer.clone() else {
                 return Ok(());
             };
             let due: Vec<String> = state
@@ -486,7 +567,7 @@ impl Inner {
             for id in due {
                 if let Some(o) = state.out.remove(&id) {
                     keys.insert(o.key.clone());
-                    if o.generation == generation {
+                    if o.link == link {
                         abandon.push(o.info);
                     }
                 }
@@ -518,7 +599,7 @@ impl Inner {
     fn take(&self, g: &Group, consumer: &str, max: usize, out: &mut Vec<Delivery>) {
         let now = Instant::now();
         let mut state = lock(&g.state);
-        let Some((generation, _)) = state.disposer.clone() else {
+        let Some((link, _)) = state.disposer.clone() else {
             return;
         };
         let held = state
@@ -543,7 +624,7 @@ impl Inner {
             state.out.insert(
                 id,
                 Out {
-                    generation,
+                    link,
                     info: m.info,
                     key: m.key,
                     consumer: consumer.to_owned(),
@@ -556,6 +637,34 @@ impl Inner {
         state.buffer = hand_out(buffer, |m| &m.key, &busy, max, out, hand);
     }
 
+    /// Whether the group's session link has nothing to hand out and nothing un-acked.
+    fn session_idle(&self, g: &Group) -> bool {
+        let state = lock(&g.state);
+        let Some((link, _)) = state.disposer.as_ref() else {
+            return false;
+        };
+        state.session_id.is_some()
+            && state.buffer.is_empty()
+            && state.out.values().all(|o| o.link != *link)
+    }
+
+    /// Closes the group's link (and its own AMQP session); what it held goes back to the broker.
+    async fn close_link(&self, g: &Group, slot: &mut Option<Slot>) {
+        let limit = self.config.call_timeout;
+        if let Some(Slot {
+            receiver, session, ..
+        }) = slot.take()
+        {
+            let _ = tokio::time::timeout(limit, receiver.close()).await;
+            if let Some(mut session) = session {
+                let _ = tokio::time::timeout(limit, session.end()).await;
+            }
+        }
+        let mut state = lock(&g.state);
+        state.disposer = None;
+        state.session_id = None;
+    }
+
     async fn poll_group(
         &self,
         g: &Group,
@@ -565,8 +674,30 @@ impl Inner {
     ) -> PortResult<Vec<Delivery>> {
         let until = Instant::now() + wait;
         let mut slot = g.receiver.lock().await;
-        self.ensure_receiver(g, &mut slot).await?;
-        let Some((_, receiver)) = slot.as_mut() else {
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if self.ensure_receiver(g, &mut slot, left).await?.is_some() {
+                match self.poll_link(g, &mut slot, consumer, max, until).await? {
+                    Polled::Got(out) => return Ok(out),
+                    Polled::Idle => self.close_link(g, &mut slot).await,
+                }
+            }
+            if Instant::now() >= until {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    /// One pass of a poll over the group's current link.
+    async fn poll_link(
+        &self,
+        g: &Group,
+        slot: &mut Option<Slot>,
+        consumer: &str,
+        max: usize,
+        until: Instant,
+    ) -> PortResult<Polled> {
+        let Some(Slot { receiver, .. }) = slot.as_mut() else {
             return Err(PortError::Unavailable("amqp: no receiver".into()));
         };
         if let Err(e) = self.expire(g, receiver).await {
@@ -576,7 +707,7 @@ impl Inner {
         let mut out = Vec::new();
         self.take(g, consumer, max, &mut out);
         if out.len() >= max {
-            return Ok(out);
+            return Ok(Polled::Got(out));
         }
         let limit = self.config.call_timeout;
         let want = u32::try_from(max - out.len()).unwrap_or(u32::MAX);
@@ -587,8 +718,11 @@ impl Inner {
         let mut got_any = !out.is_empty();
         // While waiting, look at the clock now and then: a delivery whose time ran out is
         // abandoned, and the broker hands it out again on this very link.
-        let check = (self.config.visibility_timeout / 4)
+        let mut check = (self.config.visibility_timeout / 4)
             .clamp(Duration::from_millis(50), Duration::from_millis(500));
+        if self.config.sessions() {
+            check = check.min(SESSION_IDLE);
+        }
         loop {
             let left = until.saturating_duration_since(Instant::now());
             let slice = if got_any { LINGER } else { left.min(check) };
@@ -602,11 +736,14 @@ impl Inner {
                         *slot = None;
                         return Err(e);
                     }
+                    if self.session_idle(g) {
+                        return Ok(Polled::Idle);
+                    }
                     continue;
                 }
                 Ok(Err(e)) => {
                     *slot = None;
-                    return handed_over(out, unavailable("receive", e));
+                    return handed_over(out, unavailable("receive", e)).map(Polled::Got);
                 }
                 Ok(Ok(d)) => {
                     match self.admit(g, receiver, d).await {
@@ -617,7 +754,7 @@ impl Inner {
                         Ok(None) => {}
                         Err(e) => {
                             *slot = None;
-                            return handed_over(out, e);
+                            return handed_over(out, e).map(Polled::Got);
                         }
                     }
                     self.take(g, consumer, max, &mut out);
@@ -636,9 +773,9 @@ impl Inner {
         // Take back unused credit so nothing is pushed to this process between polls.
         if let Err(e) = bounded("flow", limit, receiver.set_credit(0)).await {
             *slot = None;
-            return handed_over(out, e);
+            return handed_over(out, e).map(Polled::Got);
         }
-        Ok(out)
+        Ok(Polled::Got(out))
     }
 
     /// Turns a transfer into a buffered message, or dead-letters it after `max_deliveries`.
@@ -649,7 +786,7 @@ impl Inner {
         d: AmqpDelivery<Body<Value>>,
     ) -> PortResult<Option<Got>> {
         let failed = d.message().header.as_ref().map_or(0, |h| h.delivery_count);
-        let tag: Option<[u8; 16]> = d.delivery_tag().as_ref().try_into().ok();
+        let tag = frames::lock_token(d.delivery_tag().as_ref());
         let message = d.message();
         let key = app_string(message, frames::KEY_PROPERTY)
             .or_else(|| message.properties.as_ref().and_then(|p| p.group_id.clone()))
@@ -697,12 +834,12 @@ impl Inner {
         for g in groups {
             let (tokens, session, ids) = {
                 let state = lock(&g.state);
-                let link = state.disposer.as_ref().map(|(generation, _)| *generation);
+                let link = state.disposer.as_ref().map(|(link, _)| *link);
                 let mut tokens = Vec::new();
                 let mut ids = Vec::new();
                 for (id, o) in &state.out {
                     let holding = o.handed_at + self.config.max_hold > now;
-                    let current = link == Some(o.generation);
+                    let current = link == Some(o.link);
                     if current && holding && o.deadline < now + vis * 2 / 3 {
                         ids.push(id.clone());
                         if let Some(t) = o.lock_token {
@@ -780,7 +917,7 @@ impl Inner {
     /// Sends `messages` to `topic`, pipelined on one link, and waits for every outcome.
     async fn send(&self, topic: &str, messages: Vec<Message<Body<Value>>>) -> PortResult<()> {
         let limit = self.config.call_timeout;
-        let sender = self
+        let (generation, sender) = self
             .with_live(|live, me| {
                 let topic = topic.to_owned();
                 Box::pin(async move { me.sender(live, &topic).await })
@@ -806,10 +943,11 @@ impl Inner {
         }
         .await;
         if result.is_err() {
-            // The link may be broken: drop it (and the connection) so the next call starts over.
+            // The link may be broken: drop it (and its connection, unless that is already gone
+            // and another one is current) so the next call starts over.
             drop(sender);
             let mut live = self.live.lock().await;
-            if let Some(mut old) = live.take() {
+            if let Some(mut old) = live.take_if(|l| l.generation == generation) {
                 tokio::spawn(async move {
                     let _ =
                         tokio::time::timeout(Duration::from_secs(1), old.connection.close()).await;
@@ -836,7 +974,7 @@ impl Inner {
         let mut receiver = self
             .with_live(|live, me| {
                 let address = address.clone();
-                Box::pin(async move { me.attach_receiver(live, &address, None).await })
+                Box::pin(async move { me.attach_receiver(live, &address).await })
             })
             .await?;
         let limit = self.config.call_timeout;
@@ -937,6 +1075,21 @@ fn app_string<B>(m: &Message<B>, name: &str) -> Option<String> {
     }
 }
 
+/// The session a receiver's link holds: the id in its source's session filter, as the broker
+/// answered the attach.
+fn session_of(receiver: &Receiver) -> Option<String> {
+    let filter = receiver.source().as_ref()?.filter.as_ref()?;
+    match filter.get(&fe2o3_amqp::types::primitives::Symbol::from(
+        frames::SESSION_FILTER,
+    ))? {
+        Value::Described(d) => match &d.value {
+            Value::String(s) => Some(s.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 fn message_id_text(id: &MessageId) -> String {
     match id {
         MessageId::String(s) => s.clone(),
@@ -970,8 +1123,11 @@ impl Bus for ServiceBusBus {
         // must exist (Terraform creates it) or the attach fails.
         let inner = &self.inner;
         let g = inner.group(topic, group);
+        // With sessions, an empty subscription has no session to lock: the broker refuses the
+        // attach after the wait asked for, which shows the subscription is there all the same.
         let mut slot = g.receiver.lock().await;
-        inner.ensure_receiver(&g, &mut slot).await.map(|_| ())
+        let wait = inner.config.call_timeout / 2;
+        inner.ensure_receiver(&g, &mut slot, wait).await.map(|_| ())
     }
 
     async fn publish(&self, topic: &str, messages: Vec<BusMessage>) -> PortResult<()> {
@@ -999,13 +1155,13 @@ impl Bus for ServiceBusBus {
         let g = self.inner.group(topic, group);
         let (disposer, infos) = {
             let mut state = lock(&g.state);
-            let Some((generation, disposer)) = state.disposer.clone() else {
+            let Some((link, disposer)) = state.disposer.clone() else {
                 return Ok(());
             };
             let mut infos = Vec::new();
             for id in ids {
                 if let Some(o) = state.out.remove(id) {
-                    if o.generation == generation {
+                    if o.link == link {
                         infos.push(o.info);
                     }
                 }

@@ -21,6 +21,9 @@ pub const SAS_TOKEN_TYPE: &str = "servicebus.windows.net:sastoken";
 pub const SESSION_FILTER: &str = "com.microsoft:session-filter";
 /// The session filter's descriptor code, `00000013:7000000C`.
 pub const SESSION_FILTER_CODE: u64 = 0x0000_0013_7000_000C;
+/// Link property (milliseconds, a uint) bounding how long Service Bus holds a session receiver's
+/// attach for a session to become free; also the condition of the detach that refuses it then.
+pub const TIMEOUT: &str = "com.microsoft:timeout";
 /// Condition of a rejection that dead-letters.
 pub const DEAD_LETTER: &str = "com.microsoft:dead-letter";
 /// Operation renewing message locks (non-session entities).
@@ -111,6 +114,14 @@ pub fn put_token(
     )
 }
 
+/// The lock token of a delivery with tag `tag`: Service Bus's delivery tag is the lock token's
+/// GUID in .NET byte order (first three fields little-endian), so the bytes are reordered into
+/// the AMQP uuid's (RFC 4122) order, as the Azure SDKs do; `None` unless the tag has 16 bytes.
+pub fn lock_token(tag: &[u8]) -> Option<[u8; 16]> {
+    let bytes: [u8; 16] = tag.try_into().ok()?;
+    Some(uuid::Uuid::from_bytes_le(bytes).into_bytes())
+}
+
 /// A management request renewing message locks: `operation` = `com.microsoft:renew-lock`, body
 /// a map with `lock-tokens` (an array of uuids).
 pub fn renew_lock(id: &str, reply_to: &str, lock_tokens: &[[u8; 16]]) -> Message<Body<Value>> {
@@ -178,6 +189,18 @@ pub fn source(address: &str, session: Option<Option<&str>>) -> Source {
             builder.filter(filter).build()
         }
     }
+}
+
+/// The attach properties of a session receiver: wait up to `wait_ms` for a session.
+pub fn session_wait(wait_ms: u32) -> Fields {
+    let mut fields = Fields::new();
+    fields.insert(Symbol::from(TIMEOUT), Value::Uint(wait_ms));
+    fields
+}
+
+/// Whether a detach error is Service Bus's "no session became free in time".
+pub fn is_timeout(error: &AmqpError) -> bool {
+    matches!(&error.condition, ErrorCondition::Custom(c) if c.as_str() == TIMEOUT)
 }
 
 /// The rejection error that dead-letters a message, with `DeadLetterReason` and
@@ -390,6 +413,26 @@ mod tests {
         assert_eq!(
             body.get(&Value::String("session-id".into())),
             Some(&Value::String("player_7".into()))
+        );
+    }
+
+    #[test]
+    fn a_lock_token_is_the_delivery_tag_read_as_a_dotnet_guid() {
+        let tag: Vec<u8> = (0..=15).collect();
+        let expected = [3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15];
+        assert_eq!(lock_token(&tag), Some(expected));
+        let m = renew_lock("r1", "mgmt-reply", &[lock_token(&tag).unwrap()]);
+        let Some(Value::Map(body)) = value_body(&m.body) else {
+            panic!("not a map")
+        };
+        let Value::Array(tokens) = body.get(&Value::String("lock-tokens".into())).unwrap() else {
+            panic!("not an array");
+        };
+        assert_eq!(tokens.0, vec![Value::Uuid(expected.into())]);
+        assert_eq!(
+            lock_token(&tag[..8]),
+            None,
+            "a tag that is not a GUID has no token"
         );
     }
 

@@ -33,7 +33,11 @@
 //!
 //! One receiver link per group and process (peek-lock: unsettled deliveries, manual credit);
 //! on Azure it carries the session filter ([`frames::source`]) and so holds one player's
-//! session at a time, which keeps a player's messages with one consumer, in order. A poll
+//! session at a time, which keeps a player's messages with one consumer, in order. A session
+//! receiver attaches on an AMQP session of its own with `com.microsoft:timeout`
+//! ([`frames::session_wait`]); a refusal for lack of a free session is an empty poll (and an
+//! `Ok` `ensure_group`), and a session link with nothing left to hand out or un-acked is closed
+//! after a short idle wait so that the next attach takes the next session. A poll
 //! grants credit for `max`, waits up to `wait` for the first message and a moment for more,
 //! then takes the credit back. `deliveries` is the header's `delivery-count` + 1; a message
 //! whose count reached `max_deliveries` is rejected with `com.microsoft:dead-letter`
@@ -43,8 +47,9 @@
 //! not acked within the visibility timeout is abandoned (`modified`, `delivery-failed`) and
 //! comes back with its count raised; buffered messages of the same player are `released` with
 //! it, so the broker hands them out again in order. While a consumer holds a delivery the bus
-//! renews its lock (`com.microsoft:renew-lock`, or `com.microsoft:renew-session-lock` with
-//! sessions, on the subscription's `$management` node) for up to `max_hold`.
+//! renews its lock (`com.microsoft:renew-lock` with the lock token [`frames::lock_token`], or
+//! `com.microsoft:renew-session-lock` with sessions, on the subscription's `$management` node)
+//! for up to `max_hold`.
 //!
 //! `dead_letters` receives from the dead-letter queue and releases what it got (a peek);
 //! `replay_dead_letters` sends each dead letter back to the topic with a fresh message id and
@@ -56,14 +61,16 @@
 //! # Failures
 //!
 //! Every broker round trip is bounded by `call_timeout` and fails with
-//! `PortError::Unavailable`; the failed connection is dropped and the next call opens a new
-//! one (what was in flight on it is handed out again by the broker).
+//! `PortError::Unavailable`; the failed connection is dropped (a failed publish drops the one
+//! its sender was on, only if it is still current) and the next call opens a new one (what was
+//! in flight on it is handed out again by the broker). A receiver link that fails alone is
+//! replaced; what it handed out is forgotten (each attach has its own id).
 //!
 //! # Known limits
 //!
 //! * A plain broker hands a group's messages to every receiver round robin: per-player order
 //!   holds with one consumer process per group there (within a process the bus keeps it).
-//! * With sessions, one link holds one player's session at a time (see the issue note).
+//! * With sessions, one link per group holds one player's session at a time (no session pool).
 
 mod bus;
 mod config;

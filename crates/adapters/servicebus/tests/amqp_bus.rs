@@ -4,17 +4,20 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use liveops_core::ports::BusOptions;
-use liveops_core::ports::{Bus, PortError};
+use liveops_core::ports::{Bus, BusExt, PortError};
+use liveops_core::Health;
 use liveops_servicebus::{ServiceBusBus, ServiceBusConfig};
 use liveops_testkit::conformance;
 use liveops_testkit::conformance::bus::{body, ids, msg, poll, publish, unique};
 use liveops_testkit::conformance::bus_faults::{self, Outage};
 use liveops_testkit::fixtures::server_env;
 use liveops_testkit::relay::{upstream_of, Relay};
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, SharedString, Unit};
 use tokio::time::Instant;
 
 fn url() -> String {
@@ -32,6 +35,43 @@ fn config_at(url: &str) -> ServiceBusConfig {
 
 fn config() -> ServiceBusConfig {
     config_at(&url())
+}
+
+/// The test broker spoken to as Azure: a SAS token on `$cbs` for every entity (no TLS, as for
+/// the emulator), with sessions or not.
+fn azure_config(sessions: bool) -> ServiceBusConfig {
+    let addr = upstream_of(&url());
+    let conn = format!(
+        "Endpoint=sb://{addr}/;SharedAccessKeyName=liveops;SharedAccessKey=test-key;\
+         UseDevelopmentEmulator=true;Sessions={sessions}"
+    );
+    let c = config_at(&conn);
+    assert!(c.is_azure() && c.sessions() == sessions);
+    c
+}
+
+/// A process-wide metrics recorder that counts `bus_connections_opened_total` (nextest runs
+/// every test in a process of its own) and drops every other metric.
+#[derive(Default)]
+struct ConnectionsOpened(Arc<AtomicU64>);
+
+impl metrics::Recorder for ConnectionsOpened {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        if key.name() == "bus_connections_opened_total" {
+            Counter::from_arc(self.0.clone())
+        } else {
+            Counter::noop()
+        }
+    }
+    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::noop()
+    }
+    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+        Histogram::noop()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,4 +209,208 @@ async fn unavailable_within_bounds_then_recovers() {
         ack_while_down: None,
     };
     bus_faults::unavailable_then_recovers(&bus, relay, upstream_of(&url()), outage).await;
+}
+
+/// A healthcheck does not make the bus forget the entities it holds tokens for: with tokens of
+/// 3 s, which the broker enforces by detaching the links of an expired audience, publish and
+/// poll still work well past the lifetime of the tokens put before the healthcheck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_still_renewed_after_a_healthcheck() {
+    let mut c = azure_config(false);
+    c.token_ttl = Duration::from_secs(3);
+    let bus = ServiceBusBus::connect(c).await.unwrap();
+    let (t, g) = (unique("token"), unique("g"));
+    bus.ensure_group(&t, &g).await.unwrap();
+    publish(&bus, &t, vec![msg("p", "before")]).await;
+    bus.healthcheck().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    bus.publish(&t, vec![msg("p", "after")]).await.unwrap();
+    let got = bus
+        .poll(&t, &g, "c", 10, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter().map(body).collect::<Vec<_>>(),
+        ["before", "after"]
+    );
+    bus.ack(&t, &g, &ids(&got)).await.unwrap();
+}
+
+/// Publishes stuck on a connection that failed do not close the ones opened after it: with many
+/// concurrent publishers and a readiness probe (whose call holds the connection while it opens
+/// a new one), a relay that stalls for 1.5 s, twice, leaves every publish started once the bus
+/// has recovered succeeding, on one new connection per stall. (Before, each stale failure
+/// closed whichever connection was current, and the failures of that one the next.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_publish_failures_do_not_close_the_new_connection() {
+    let recorder = ConnectionsOpened::default();
+    let opened = recorder.0.clone();
+    metrics::set_global_recorder(recorder).unwrap();
+    let relay = Relay::start("127.0.0.1:0".parse().unwrap(), upstream_of(&url())).await;
+    let mut c = config_at(&format!("amqp://{}", relay.addr));
+    c.call_timeout = Duration::from_secs(1);
+    let bus = Arc::new(ServiceBusBus::connect(c).await.unwrap());
+    let t = unique("blip");
+    bus.ensure_group(&t, "g").await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    // (when the publish started, whether it succeeded)
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let (bus, t, stop, results) = (bus.clone(), t.clone(), stop.clone(), results.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let started = Instant::now();
+                let ok = bus
+                    .publish(&t, vec![msg(&format!("p{i}"), "x")])
+                    .await
+                    .is_ok();
+                results.lock().unwrap().push((started, ok));
+            }
+        }));
+    }
+    {
+        let (bus, stop) = (bus.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let _ = bus.healthcheck().await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let opened_before = opened.load(Ordering::SeqCst);
+    // Publishes started within two call timeouts of the end of a stall may still meet it.
+    let mut recovered = Vec::new();
+    for _ in 0..2 {
+        relay.stalled.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        relay.stalled.store(false, Ordering::SeqCst);
+        let settled = Instant::now() + Duration::from_secs(2);
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        // Up to a second before the next stall: a publish started later may meet it.
+        recovered.push((settled, Instant::now() - Duration::from_secs(1)));
+    }
+    stop.store(true, Ordering::SeqCst);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let results = results.lock().unwrap();
+    for (from, to) in &recovered {
+        let late: Vec<bool> = results
+            .iter()
+            .filter(|(started, _)| started >= from && started < to)
+            .map(|(_, ok)| *ok)
+            .collect();
+        assert!(
+            late.len() > 16,
+            "publishers kept publishing: {}",
+            late.len()
+        );
+        let failed = late.iter().filter(|ok| !**ok).count();
+        assert_eq!(
+            failed,
+            0,
+            "{failed} of {} publishes failed after recovery",
+            late.len()
+        );
+    }
+    let opened = opened.load(Ordering::SeqCst) - opened_before;
+    assert!(opened <= 2, "{opened} connections opened for 2 stalls");
+}
+
+/// A link the broker detaches while its connection stays up takes its deliveries with it: they
+/// are not counted as held any more, so their player's messages go to the next consumer as soon
+/// as the broker hands them out again, not after the visibility timeout. (The detach comes
+/// while a poll waits on the link: a flow sent on a link the broker has detached would end the
+/// connection.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detached_links_deliveries_are_not_held_on_the_next_link() {
+    let mut c = config();
+    c.visibility_timeout = Duration::from_secs(20);
+    let bus = Arc::new(ServiceBusBus::connect(c).await.unwrap());
+    let (t, g) = (unique("detach"), unique("g"));
+    bus.ensure_group(&t, &g).await.unwrap();
+    publish(&*bus, &t, vec![msg("p", "one")]).await;
+    let first = poll(&*bus, &t, &g, "c1", 10, Duration::from_secs(2)).await;
+    assert_eq!(first.len(), 1);
+    let waiting = {
+        let (bus, t, g) = (bus.clone(), t.clone(), g.clone());
+        tokio::spawn(async move { bus.poll(&t, &g, "c2", 10, Duration::from_secs(3)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The test broker detaches the subscription's receivers, keeping the connection.
+    let entity = format!("{t}/Subscriptions/{g}");
+    publish(
+        &*bus,
+        &format!("$liveops-detach/{entity}"),
+        vec![msg("x", "detach")],
+    )
+    .await;
+    let cut = waiting.await.unwrap();
+    assert!(cut.is_err(), "the poll on the detached link: {cut:?}");
+    let mut again = Vec::new();
+    let until = Instant::now() + Duration::from_secs(5);
+    while again.is_empty() && Instant::now() < until {
+        again = poll(&*bus, &t, &g, "c2", 10, Duration::from_millis(500)).await;
+    }
+    assert_eq!(again.iter().map(body).collect::<Vec<_>>(), ["one"]);
+    assert_eq!(
+        (again[0].id.as_str(), again[0].deliveries),
+        (first[0].id.as_str(), 2)
+    );
+    // The first delivery's ack is a no-op: its link is gone.
+    bus.ack(&t, &g, &ids(&first)).await.unwrap();
+    bus.ack(&t, &g, &ids(&again)).await.unwrap();
+    assert_eq!(bus.lag(&t, &g).await.unwrap(), 0);
+}
+
+/// With sessions (the Azure default), `ensure_group` on a subscription with no message, hence
+/// no session to lock, answers `Ok` within the call timeout: the broker refuses the session
+/// receiver's attach with `com.microsoft:timeout` after the wait the bus asked for, instead of
+/// holding it (Service Bus's default is a minute) until the call times out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ensure_group_with_sessions_answers_on_an_empty_subscription() {
+    let c = azure_config(true);
+    let limit = c.call_timeout;
+    let bus = ServiceBusBus::connect(c).await.unwrap();
+    let (t, g) = (unique("empty"), unique("g"));
+    let started = Instant::now();
+    bus.ensure_group(&t, &g).await.unwrap();
+    assert!(started.elapsed() < limit, "took {:?}", started.elapsed());
+    // And it still reads the subscription once something arrives.
+    publish(&bus, &t, vec![msg("p1", "one")]).await;
+    let got = bus
+        .poll(&t, &g, "c", 10, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["one"]);
+    bus.ack(&t, &g, &ids(&got)).await.unwrap();
+}
+
+/// With sessions a link holds one player's session; once that player's messages are acked and
+/// none is left, a poll closes the link and the next attach takes the next player's session,
+/// so a short poll returns p2 after p1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_sessions_a_poll_moves_on_to_the_next_player() {
+    let bus = ServiceBusBus::connect(azure_config(true)).await.unwrap();
+    let (t, g) = (unique("sessions"), unique("g"));
+    // Published before the group exists: the broker keeps them for its first subscription, so
+    // the first attach finds p1's session.
+    let sent = vec![msg("p1", "a1"), msg("p2", "b1"), msg("p1", "a2")];
+    publish(&bus, &t, sent).await;
+    bus.ensure_group(&t, &g).await.unwrap();
+    let first = bus
+        .poll(&t, &g, "c", 10, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(first.iter().map(body).collect::<Vec<_>>(), ["a1", "a2"]);
+    assert!(first.iter().all(|d| d.key == "p1"), "{first:?}");
+    bus.ack(&t, &g, &ids(&first)).await.unwrap();
+    let next = bus
+        .poll(&t, &g, "c", 10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(next.iter().map(body).collect::<Vec<_>>(), ["b1"]);
+    assert_eq!(next[0].key, "p2");
+    bus.ack(&t, &g, &ids(&next)).await.unwrap();
 }
