@@ -317,6 +317,26 @@ async fn an_idempotent_retry_gets_208_and_the_same_answer() {
     assert_eq!(app.ingested().await.len(), 1);
 }
 
+/// A retry of an accepted event whose `ts` has aged past the limit since still gets the first
+/// answer: the event was taken once, so refusing the retry would tell the client it was not.
+#[tokio::test]
+async fn a_retry_of_an_accepted_event_gets_its_answer_after_its_ts_aged_past_the_limit() {
+    let app = spawn_with(|c| c.limits.max_age_s = 1);
+    let mut event = sample("progression");
+    event["ts"] = json!(now_s());
+    let first = app.post_event_with_key(&event, "aged-1").await;
+    assert_eq!(first.status, 202, "{:?}", first.body);
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    let again = app.post_event_with_key(&event, "aged-1").await;
+    assert_eq!(again.status, 208, "{:?}", again.body);
+    assert_eq!(again.body, first.body);
+    // A new request with an event that old is refused as it should be.
+    event["ts"] = json!(now_s() - 3);
+    let p = app.post_event_with_key(&event, "aged-2").await.problem(400);
+    assert_eq!(p.field.as_deref(), Some("ts"));
+    assert_eq!(app.ingested().await.len(), 1);
+}
+
 #[tokio::test]
 async fn an_idempotency_key_reused_with_another_body_is_422() {
     let app = spawn_app();
