@@ -233,6 +233,22 @@ fn invalid(field: &str, reason: impl Into<String>) -> InvalidEvent {
     }
 }
 
+impl Limits {
+    /// These limits with the oldest `ts` taken no older than consumers remember an event's id
+    /// (`retention`, less the future skew a first copy may have had): an event older than that
+    /// could be resent after its id was forgotten and be applied twice.
+    pub fn within_retention(self, retention: std::time::Duration) -> Self {
+        let kept = i64::try_from(retention.as_secs()).unwrap_or(i64::MAX);
+        Self {
+            max_age_s: self
+                .max_age_s
+                .min(kept.saturating_sub(self.max_skew_s))
+                .max(0),
+            ..self
+        }
+    }
+}
+
 /// Parses and validates one event from raw JSON bytes.
 pub fn parse_event(body: &[u8], limits: &Limits, now_s: i64) -> Result<Event, InvalidEvent> {
     let value: Value = serde_json::from_slice(body)
@@ -466,6 +482,18 @@ impl Envelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_oldest_ts_taken_stays_within_what_consumers_remember() {
+        let limits =
+            |secs: u64| Limits::default().within_retention(std::time::Duration::from_secs(secs));
+        assert_eq!(limits(7 * 86_400).max_age_s, 86_400);
+        assert_eq!(limits(86_400 + 300).max_age_s, 86_400);
+        assert_eq!(limits(12 * 3_600).max_age_s, 12 * 3_600 - 300);
+        assert_eq!(limits(601).max_age_s, 301);
+        assert_eq!(limits(0).max_age_s, 0);
+        assert_eq!(limits(601).max_skew_s, 300);
+    }
 
     const NOW: i64 = 1_638_360_000;
 

@@ -110,7 +110,7 @@ fn event(kind: EventType, l: &Limits) -> Object {
                     .schema_type(Type::Integer)
                     .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
                     .description(Some(
-                        "Client time, unix seconds: at most 24 h before and 5 min after server time",
+                        "Client time, unix seconds: at most 24 h before (less where EVENT_RETENTION is under 24 h 5 min: its length less 5 min) and 5 min after server time",
                     )),
             )
             .property(

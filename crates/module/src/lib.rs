@@ -254,6 +254,9 @@ pub struct Shared {
     pub consumer_name: String,
     /// Most events a consumer takes per poll.
     pub batch_size: usize,
+    /// How long consumers remember an applied event's id (`EVENT_RETENTION`): an event resent
+    /// later would be applied again, so the gateway takes none that old.
+    pub event_retention: std::time::Duration,
 }
 
 /// What a module is built from.

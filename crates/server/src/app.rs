@@ -188,6 +188,7 @@ fn shared(s: &Settings, keys: Arc<liveops_core::KeyStore>) -> Shared {
         settle: s.settle,
         consumer_name: consumer_name(),
         batch_size: CONSUMER_BATCH,
+        event_retention: s.retention.keep,
     }
 }
 

@@ -78,6 +78,20 @@ async fn sample_events_flow_to_progression_and_leaderboards() {
     app.shutdown().await;
 }
 
+/// With `EVENT_RETENTION` under a day, the gateway takes no event older than consumers
+/// remember ids for (less the 5 min a first copy may run ahead): a resend could not be told
+/// from the first and would be applied twice.
+#[tokio::test]
+async fn a_short_retention_bounds_how_old_an_event_may_be() {
+    let app = spawn_app(&["--event-retention", "11m"]).await;
+    let mut old = xp("player_old", 10);
+    old["ts"] = json!(now() - 7 * 60);
+    let p = app.send_event(&old).await.assert_problem(400);
+    assert_eq!(p.field.as_deref(), Some("ts"));
+    old["ts"] = json!(now() - 5 * 60);
+    assert_eq!(app.send_event(&old).await.status, 202);
+}
+
 #[tokio::test]
 async fn batch_gives_a_result_per_item() {
     let app = spawn_app(&[]).await;

@@ -153,7 +153,9 @@ impl ModuleArgs for GatewayArgs {
     }
 
     async fn build(self, ctx: &Context) -> Result<Service, BuildError> {
-        let state = GatewayState::from_context(ctx, Arc::new(self.config()?)).await?;
+        let mut config = self.config()?;
+        config.limits = config.limits.within_retention(ctx.shared.event_retention);
+        let state = GatewayState::from_context(ctx, Arc::new(config)).await?;
         Ok(Service::routes(router(state)))
     }
 }
