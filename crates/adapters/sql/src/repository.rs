@@ -162,12 +162,28 @@ pub(crate) async fn within_on<DB: Dialect, T>(
     pool: &'static str,
     work: impl Future<Output = PortResult<T>>,
 ) -> PortResult<T> {
+    within_limit::<DB, T>(call, pool, DB::CALL_TIMEOUT, work).await
+}
+
+/// The bound on reading a whole board where the dialect bounds calls: rebuilds, reloads and
+/// final snapshots read it in the background (no request waits), and its time grows with the
+/// board (a million rows took 0.5 s in PostgreSQL alone here, more decoded and with several
+/// boards read at once), so the 5 s of a request's call would fail a large board every time.
+const BULK_READ_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// [`within_on`] with `limit` instead of the dialect's bound.
+async fn within_limit<DB: Dialect, T>(
+    call: &'static str,
+    pool: &'static str,
+    limit: Option<Duration>,
+    work: impl Future<Output = PortResult<T>>,
+) -> PortResult<T> {
     let mut observed = Observed {
         labels: [DB::NAME, pool, call],
         started: Instant::now(),
         kind: Some("cancelled"),
     };
-    let result = match DB::CALL_TIMEOUT {
+    let result = match limit {
         None => work.await,
         Some(limit) => match tokio::time::timeout(limit, work).await {
             Ok(result) => result,
@@ -1008,7 +1024,8 @@ where
         if let Some(read) = DB::bulk_board_scores(&self.pool, board) {
             return within::<DB, _>("board_scores", read).await;
         }
-        within::<DB, _>("board_scores", async {
+        let limit = DB::CALL_TIMEOUT.map(|_| BULK_READ_TIMEOUT);
+        within_limit::<DB, _>("board_scores", "primary", limit, async {
             let sql = DB::placeholders(
                 // Unordered: every caller ranks the scores itself, and sorting a million rows
                 // in the database would double a restart's rebuild time.
