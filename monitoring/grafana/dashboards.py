@@ -615,9 +615,9 @@ def campaigns(L):
                      [(f"sum by (result) (rate(operator_logins_total{{{NS}}}[{RI}]))",
                        "{{result}}")], "short",
                      "throttled: over the per-address or the per-account-and-address limit."))
-    L.add(timeseries("Operator creates answered again (per hour), by service",
-                     [(f"sum by (service) (increase(operator_requests_replayed_total{{{NS}}}[1h]))",
-                       "{{service}}")], "short",
+    L.add(timeseries("Operator creates answered again (per hour)",
+                     [(f"sum(increase(operator_requests_replayed_total{{{NS}}}[1h]))",
+                       "answered again")], "short",
                      "A create or send retried under its Idempotency-Key got its first answer "
                      "again; nothing was created twice. Many: a client retrying on timeouts."))
     L.add(timeseries("Live-event routes p95 by route",

@@ -12,6 +12,8 @@
 #   hadolint                      the Dockerfile
 #   deploy_image.py               the Dockerfile builds what the suite builds, from a build context
 #                                 (.dockerignore) that holds the whole workspace
+#   registries                    each environment's registry is the same in Terraform, its overlay
+#                                 and ci/Jenkinsfile
 # Independent validators run side by side (DEPLOY_CHECK_JOBS at a time, default 3).
 #
 #   scripts/check/deploy.sh
@@ -147,9 +149,29 @@ check_one_repository() {
   echo "one GitOps repository: $ci (ci/Jenkinsfile GITOPS_REPO_URL, every repoURL and sourceRepos of deploy/argocd)"
 }
 
+# Each cluster pulls only from its own registry (AcrPull of its kubelet identity): the registry
+# Terraform creates for an environment (envs/<env>.tfvars acr_name), the one its overlay's images
+# come from (terraform-outputs.env ACR_LOGIN_SERVER, which deploy_rules.py holds the images to)
+# and the one CI pushes to and bumps it with (ci/Jenkinsfile <ENV>_ACR_NAME) must be the same.
+check_registries() {
+  local env tf ci out rc=0
+  for env in dev prod; do
+    tf=$(sed -n 's/^ *acr_name *= *"\([^"]*\)".*/\1/p' "infra/terraform/envs/$env.tfvars")
+    ci=$(sed -n "s/^ *${env^^}_ACR_NAME = '\([^']*\)'.*/\1/p" ci/Jenkinsfile)
+    out=$(sed -n 's/^ACR_LOGIN_SERVER=//p' "deploy/k8s/overlays/$env/terraform-outputs.env")
+    if [ -z "$tf" ] || [ "$out" != "$tf.azurecr.io" ] || [ "$ci" != "$tf" ]; then
+      echo "$env: registries differ: envs/$env.tfvars acr_name=$tf, overlays/$env ACR_LOGIN_SERVER=$out, ci/Jenkinsfile ${env^^}_ACR_NAME=$ci"
+      rc=1
+    else
+      echo "$env: one registry $out (envs/$env.tfvars, overlays/$env/terraform-outputs.env, ci/Jenkinsfile ${env^^}_ACR_NAME)"
+    fi
+  done
+  return $rc
+}
+
 # name[:argument]
 CHECKS=(kubernetes_validate crd_schemas rules checkov_rendered checkov_dockerfile trivy hadolint image
-        one_repository checkov_kustomize:deploy/k8s/base)
+        one_repository registries checkov_kustomize:deploy/k8s/base)
 for r in "${RENDERINGS[@]}"; do
   IFS=: read -r _ dir _ <<<"$r"
   CHECKS+=("checkov_kustomize:$dir")

@@ -5,6 +5,8 @@ Reads manifests rendered by `kubectl kustomize` and checks how the resources fit
 probes, resources and the restricted security context of every workload; that each target runs
 `serve --target <name>` on its port; that PodDisruptionBudgets, HorizontalPodAutoscalers,
 NetworkPolicies, Services, the Ingress and the ServiceMonitor select or name things that exist;
+that every Ingress routes exactly the public prefixes (PUBLIC_ROUTES), each to its owner; that a
+ServiceMonitor (opt-in, components/servicemonitor) labels series as the monitoring rules expect;
 that every ConfigMap, Secret, ServiceAccount and SecretProviderClass referenced exists; that every
 *_FILE variable names a file the mounted SecretProviderClass provides; that the split deployment
 runs on shared backends and the embedded one on a single replica.
@@ -43,7 +45,10 @@ TARGET_PORTS = {
     "participation": 8086,
     "distribution": 8087,
 }
-# Public route prefixes and the target that serves each (ARCHITECTURE.md, HTTP contract).
+# Public route prefixes and the target that serves each (ARCHITECTURE.md, HTTP contract): the one
+# list every rendered Ingress is held to (base/ingress.yaml for the split targets,
+# components/embedded/ingress.yaml for the embedded process, which serves them all). An Ingress
+# must route every prefix here to its owner (or to `all`) and nothing else.
 PUBLIC_ROUTES = {
     "/events": "gateway",
     "/fairness": "fairness",
@@ -51,7 +56,20 @@ PUBLIC_ROUTES = {
     "/players": "progression",
     "/rewards": "progression",
     "/receipts": "progression",
+    "/auth": "operators",
+    "/operators": "operators",
+    "/audit": "operators",
+    "/api-keys": "operators",
+    "/campaigns": "campaigns",
+    "/inbox": "distribution",
+    "/webhooks": "distribution",
 }
+# What the Prometheus rules and dashboards of monitoring/ expect of every LiveOps series (the
+# pod-annotation scrape of monitoring/prometheus/prometheus.yml and monitoring/alloy gives them):
+# job="liveops" and liveops_target = the pod's app.kubernetes.io/component.
+SCRAPE_JOB = "liveops"
+TARGET_LABEL_SOURCES = ("__meta_kubernetes_pod_label_app_kubernetes_io_component",
+                        "__meta_kubernetes_service_label_app_kubernetes_io_component")
 OPS_PATHS = ("/metrics", "/healthz", "/readyz")
 # Seconds the process may need after SHUTDOWN_DELAY to drain requests and consumer batches.
 DRAIN_BUDGET = 15
@@ -192,6 +210,24 @@ def spc_objects(spc: dict) -> set:
         return set()
 
 
+def synced_secret_keys(m: "Manifests", pod: "Pod", name: str) -> set:
+    """Keys of the Secret `name` that a SecretProviderClass mounted by the pod syncs (secretObjects):
+    the CSI driver creates it when it mounts the volume, before the containers start, and only
+    from objects the class lists."""
+    keys = set()
+    for v in pod.spec.get("volumes", []):
+        csi = v.get("csi") or {}
+        if csi.get("driver") != "secrets-store.csi.k8s.io":
+            continue
+        spc = m.get("SecretProviderClass", (csi.get("volumeAttributes") or {}).get("secretProviderClass"), pod.namespace)
+        if not spc:
+            continue
+        for so in spc["spec"].get("secretObjects") or []:
+            if so.get("secretName") == name:
+                keys |= {d.get("key") for d in so.get("data") or [] if d.get("objectName") in spc_objects(spc)}
+    return keys
+
+
 def probe_port_ok(probe: dict, container: dict) -> bool:
     port = (probe.get("httpGet") or {}).get("port")
     ports = container.get("ports", [])
@@ -310,8 +346,11 @@ def check_pod(m: Manifests, pod: Pod, env_file: dict | None) -> None:
                 if not ref or ref.get("optional"):
                     continue
                 obj = m.get(kind, ref.get("name"), pod.namespace)
+                if kind == "Secret" and not obj and ref["key"] in synced_secret_keys(m, pod, ref.get("name")):
+                    continue
                 if not obj or ref["key"] not in (obj.get("data") or {}) | (obj.get("stringData") or {}):
-                    m.fail("references", w, f"env {e['name']} reads {kind} {ref.get('name')} key {ref['key']}, which is not rendered")
+                    m.fail("references", w, f"env {e['name']} reads {kind} {ref.get('name')} key {ref['key']}, which is not rendered"
+                           " (nor synced by a SecretProviderClass the pod mounts)")
     sa = s.get("serviceAccountName", "default")
     if not m.get("ServiceAccount", sa, pod.namespace):
         m.fail("references", w, f"service account {sa} is not rendered")
@@ -590,6 +629,8 @@ def check_ingress(m: Manifests, pods: list[Pod]) -> None:
     hosts = {h for h, _ in routed.values()}
     if len(hosts) > 1:
         m.fail("ingress", "Ingress", f"the public API is split over several hosts {sorted(hosts, key=str)}")
+    for prefix in sorted(set(routed) - set(PUBLIC_ROUTES)):
+        m.fail("ingress", "Ingress", f"route {prefix} is not a public prefix (PUBLIC_ROUTES of scripts/check/deploy_rules.py)")
     for prefix, owner in PUBLIC_ROUTES.items():
         if prefix not in routed:
             m.fail("ingress", "Ingress", f"route {prefix} is not exposed")
@@ -598,15 +639,36 @@ def check_ingress(m: Manifests, pods: list[Pod]) -> None:
 
 
 def check_service_monitors(m: Manifests) -> None:
+    """R17 (components/servicemonitor): what it selects exists, and its series carry the labels the
+    rules and dashboards use, as the pod-annotation scrape gives them."""
     for sm in m.of("ServiceMonitor"):
         where = f"ServiceMonitor/{sm['metadata']['name']}"
         svcs = [s for s in m.of("Service") if selector_matches(sm["spec"].get("selector"), s["metadata"].get("labels", {}))]
         if not svcs:
             m.fail("references", where, "selects no Service")
+        job_label = sm["spec"].get("jobLabel")
         for ep in sm["spec"].get("endpoints", []):
             for s in svcs:
                 if ep.get("port") and not any(sp.get("name") == ep["port"] for sp in s["spec"]["ports"]):
                     m.fail("references", where, f"Service/{s['metadata']['name']} has no port named {ep['port']}")
+            if ep.get("honorLabels") is not True:
+                m.fail("monitoring", where, "honorLabels is not true: the operator's target label `service` would rename "
+                       "the binary's own to exported_service")
+            relabel = ep.get("relabelings") or []
+            job_set = [r for r in relabel if r.get("targetLabel") == "job" and (r.get("action") or "replace").lower() == "replace"]
+            if job_set:
+                if any(r.get("sourceLabels") or r.get("replacement") != SCRAPE_JOB for r in job_set):
+                    m.fail("monitoring", where, f"a relabeling sets job to something other than {SCRAPE_JOB!r}")
+            else:
+                for s in svcs:
+                    got = (s["metadata"].get("labels") or {}).get(job_label) if job_label else s["metadata"]["name"]
+                    if got != SCRAPE_JOB:
+                        m.fail("monitoring", where, f"Service/{s['metadata']['name']} is scraped as job={got!r}, the rules expect "
+                               f"job={SCRAPE_JOB!r} (jobLabel naming a label whose value is {SCRAPE_JOB}, or a relabeling)")
+            target = [r for r in relabel if r.get("targetLabel") == "liveops_target"]
+            if not target or any((r.get("action") or "replace").lower() != "replace" or
+                                 list(r.get("sourceLabels") or []) not in ([t] for t in TARGET_LABEL_SOURCES) for r in target):
+                m.fail("monitoring", where, "no relabeling sets liveops_target from the app.kubernetes.io/component label")
 
 
 def check_identity(m: Manifests, pods: list[Pod]) -> None:
@@ -642,6 +704,22 @@ def _drop(docs, kind, name):
     docs.remove(_find(docs, kind, name))
 
 
+def _service_monitor(**change):
+    """The ServiceMonitor of components/servicemonitor (not in the prod rendering), with `change`
+    applied to its endpoint (jobLabel to its spec; None removes a field)."""
+    ep = {"port": "http", "path": "/metrics", "honorLabels": True, "relabelings": [
+        {"sourceLabels": ["__meta_kubernetes_pod_label_app_kubernetes_io_component"], "targetLabel": "liveops_target", "action": "replace"}]}
+    spec = {"jobLabel": "app.kubernetes.io/name", "selector": {"matchLabels": {"app.kubernetes.io/name": "liveops"}}, "endpoints": [ep]}
+    for k, v in change.items():
+        target = spec if k == "jobLabel" else ep
+        if v is None:
+            target.pop(k, None)
+        else:
+            target[k] = v
+    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+            "metadata": {"name": "liveops", "namespace": "liveops"}, "spec": spec}
+
+
 MUTATIONS = [
     ("network", "egress to a subnet of another environment", lambda d: _find(d, "NetworkPolicy", "allow-egress-backends")["spec"]["egress"][1]["to"][0]["ipBlock"].update(cidr="10.41.16.0/24")),
     ("probes", "gateway without a startup probe", lambda d: _container(d, "liveops-gateway").pop("startupProbe")),
@@ -670,6 +748,12 @@ MUTATIONS = [
     ("ingress", "a route to the wrong target", lambda d: _find(d, "Ingress")["spec"]["rules"][0]["http"]["paths"][2]["backend"]["service"].update(name="liveops-fairness")),
     ("ingress", "a public route missing", lambda d: _find(d, "Ingress")["spec"]["rules"][0]["http"]["paths"].pop(0)),
     ("ingress", "metrics exposed", lambda d: _find(d, "Ingress")["spec"]["rules"][0]["http"]["paths"].append({"path": "/metrics", "pathType": "Prefix", "backend": {"service": {"name": "liveops-gateway", "port": {"name": "http"}}}})),
+    ("ingress", "a route outside the public prefixes", lambda d: _find(d, "Ingress")["spec"]["rules"][0]["http"]["paths"].append({"path": "/internal", "pathType": "Prefix", "backend": {"service": {"name": "liveops-gateway", "port": {"name": "http"}}}})),
+    ("ingress", "the last public route missing", lambda d: _find(d, "Ingress")["spec"]["rules"][0]["http"]["paths"].pop()),
+    ("references", "DB_READ_URL from a Secret nothing syncs", lambda d: _find(d, "SecretProviderClass")["spec"].pop("secretObjects")),
+    ("monitoring", "a ServiceMonitor without honorLabels", lambda d: d.append(_service_monitor(honorLabels=False))),
+    ("monitoring", "a ServiceMonitor scraping as job=<Service name>", lambda d: d.append(_service_monitor(jobLabel=None))),
+    ("monitoring", "a ServiceMonitor without liveops_target", lambda d: d.append(_service_monitor(relabelings=[]))),
     ("identity", "Key Vault read as another identity", lambda d: _find(d, "SecretProviderClass")["spec"]["parameters"].update(clientID="11111111-1111-1111-1111-111111111111")),
 ]
 
@@ -679,6 +763,12 @@ def self_test(docs: list, env_file: dict | None) -> int:
     check(base, production=True, env_file=env_file)
     if base.errors:
         print("self-test needs manifests that pass first:\n" + "\n".join(base.errors))
+        return 1
+    # The ServiceMonitor mutations start from the component's own, which must pass as it is.
+    with_sm = Manifests(copy.deepcopy(docs) + [_service_monitor()])
+    check(with_sm, production=True, env_file=env_file)
+    if with_sm.errors:
+        print("self-test: the ServiceMonitor of components/servicemonitor fails:\n" + "\n".join(with_sm.errors))
         return 1
     missed = 0
     for rule, what, mutate in MUTATIONS:

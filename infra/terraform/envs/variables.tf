@@ -65,7 +65,7 @@ variable "terraform_runner_ip_ranges" {
 
 variable "acr_name" {
   type        = string
-  description = "Globally unique registry name (set by the environment's .tfvars); the prod Kustomize overlay expects liveopsacr."
+  description = "Globally unique registry name (set by the environment's .tfvars); each Kustomize overlay pulls from its own (prod liveopsacr, dev liveopsdevacr) and ci/Jenkinsfile pushes to both (PROD_ACR_NAME, DEV_ACR_NAME)."
 }
 
 variable "key_vault_name" {

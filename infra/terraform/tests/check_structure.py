@@ -50,7 +50,8 @@ KUSTOMIZE_OUTPUTS = [
 ]
 # Names Terraform defines itself, not declared in the configuration.
 BUILTIN_OBJECTS = {"each", "count", "path", "self", "terraform"}
-RESOURCE_TYPE = re.compile(r"\b((?:azurerm|random|time|terraform)_[a-z0-9_]+)\.([a-z0-9_]+)\b")
+# A resource reference never follows a dot (local.mysql.tls_secret_names.ca is an attribute).
+RESOURCE_TYPE = re.compile(r"(?<![.\w])((?:azurerm|random|time|tls|terraform)_[a-z0-9_]+)\.([a-z0-9_]+)\b")
 
 
 def load_dir(d: Path) -> dict[str, list]:

@@ -1,7 +1,9 @@
 # The Key Vault LiveOps reads its secrets from (through the Secrets Store CSI driver and the
 # workload identity). RBAC authorization, soft delete with purge protection, default-deny
 # firewall, private endpoint (network.tf). Secrets: hmac-keys (generated here), db-url,
-# redis-url, bus-conn, the MySQL VM's password, and the Application Gateway's TLS certificate.
+# redis-url, bus-conn, db-read-url (with a PostgreSQL read replica), the MySQL VM's password and
+# TLS (mysql-ca, which the pods mount too, mysql-server-cert, mysql-server-key), and the
+# Application Gateway's TLS certificate.
 
 resource "azurerm_key_vault" "this" {
   #checkov:skip=CKV_AZURE_189:Public network access is off in prod (tests/check_structure.py holds prod to it); dev keeps a default-deny public endpoint open only to the Terraform runner, so it can be applied from outside the VNet.
@@ -55,22 +57,30 @@ resource "random_password" "hmac_k1" {
 }
 
 locals {
+  # db-read-url (DB_READ_URL of the targets that read from a replica) exists only where the
+  # replica does and db-url is PostgreSQL: a replica must be of the DB_URL server's kind.
+  read_replica_url = var.postgres.read_replica && var.repository_backend == "postgres"
+
   # The secrets LiveOps reads (the objects of the SecretProviderClass), with their content types.
-  liveops_secrets = {
-    "hmac-keys" = "text/plain; format=kid=secret[,kid=secret]"
-    "db-url"    = "text/uri-list"
-    "redis-url" = "text/uri-list"
-    "bus-conn"  = "text/plain; format=servicebus-connection-string"
-  }
+  liveops_secrets = merge({
+    "hmac-keys"                       = "text/plain; format=kid=secret[,kid=secret]"
+    "db-url"                          = "text/uri-list"
+    "redis-url"                       = "text/uri-list"
+    "bus-conn"                        = "text/plain; format=servicebus-connection-string"
+    (local.mysql.tls_secret_names.ca) = "application/x-pem-file"
+  }, local.read_replica_url ? { "db-read-url" = "text/uri-list" } : {})
 
   # db-url points at PostgreSQL, or at the MySQL VM with repository_backend = "mysql".
-  secret_values = {
-    "hmac-keys"               = "k1=${random_password.hmac_k1.result}"
-    "db-url"                  = var.repository_backend == "postgres" ? local.postgres_url : local.mysql_url
-    "redis-url"               = local.redis_url
-    "bus-conn"                = azurerm_servicebus_namespace_authorization_rule.liveops.primary_connection_string
-    (local.mysql.secret_name) = random_password.mysql_liveops.result
-  }
+  secret_values = merge({
+    "hmac-keys"                         = "k1=${random_password.hmac_k1.result}"
+    "db-url"                            = var.repository_backend == "postgres" ? local.postgres_url : local.mysql_url
+    "redis-url"                         = local.redis_url
+    "bus-conn"                          = azurerm_servicebus_namespace_authorization_rule.liveops.primary_connection_string
+    (local.mysql.secret_name)           = random_password.mysql_liveops.result
+    (local.mysql.tls_secret_names.ca)   = tls_self_signed_cert.mysql_ca.cert_pem
+    (local.mysql.tls_secret_names.cert) = tls_locally_signed_cert.mysql_server.cert_pem
+    (local.mysql.tls_secret_names.key)  = tls_private_key.mysql_server.private_key_pem
+  }, local.read_replica_url ? { "db-read-url" = local.postgres_read_url } : {})
 }
 
 resource "azurerm_key_vault_secret" "this" {

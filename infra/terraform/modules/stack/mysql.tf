@@ -1,8 +1,9 @@
 # MySQL 8 on an Ubuntu 22.04 VM with no public address: TLS required, a liveops database and
-# user, a dump every 15 minutes (mysqldump --single-transaction) to a backup disk and on to a
+# user, a dump every 10 minutes (mysqldump --single-transaction) to a backup disk and on to a
 # blob container through azcopy with the VM's managed identity, node_exporter and
-# mysqld_exporter for Prometheus. The LiveOps user's password is never in custom data: the VM
-# reads it from Key Vault at boot with its identity.
+# mysqld_exporter for Prometheus. The LiveOps user's password and the server's TLS key are never
+# in custom data: the VM reads them from Key Vault with its identity (at boot, and the
+# certificate daily).
 
 locals {
   mysql = {
@@ -12,6 +13,13 @@ locals {
     user           = "liveops"
     # The Key Vault secret the VM reads the LiveOps user's password from at boot.
     secret_name = "mysql-liveops-password"
+    # The name the pods reach the VM by (the selector-less Service mysql of
+    # deploy/k8s/components/redis-mysql-vm): the server certificate names it, and LiveOps
+    # verifies it (ssl-mode=VERIFY_IDENTITY) against the CA of the secret mysql-ca.
+    host = "mysql.${local.workload_namespace}.svc.cluster.local"
+    # Key Vault secrets of the server's TLS: the CA (also mounted by the pods as mysql-ca), the
+    # server certificate and its key (read by the VM only).
+    tls_secret_names = { ca = "mysql-ca", cert = "mysql-server-cert", key = "mysql-server-key" }
     # A dump every 10 minutes (its age stays below the 15-minute RPO), kept 24 hours on the
     # backup disk and 35 days in blob storage.
     backup_interval_minutes      = 10
@@ -24,8 +32,54 @@ locals {
       backup = { lun = 1, size_gb = var.mysql.backup_disk_size_gb, caching = "None" }
     }
   }
-  # DB_URL of LiveOps when repository_backend is mysql.
-  mysql_url = "mysql://${local.mysql.user}:${urlencode(random_password.mysql_liveops.result)}@${azurerm_network_interface.mysql.private_ip_address}:3306/${local.mysql.database}?ssl-mode=required"
+  # DB_URL of LiveOps when repository_backend is mysql: the VM through its in-cluster name, its
+  # certificate verified against the CA mounted from Key Vault (docs/DEPLOY.md, step 5).
+  mysql_url = "mysql://${local.mysql.user}:${urlencode(random_password.mysql_liveops.result)}@${local.mysql.host}:3306/${local.mysql.database}?ssl-mode=VERIFY_IDENTITY&ssl-ca=/mnt/secrets-store/${local.mysql.tls_secret_names.ca}"
+}
+
+# --- TLS of the VM: a CA of the environment's own and a server certificate for local.mysql.host
+# (MySQL's auto-generated certificate names no host, so VERIFY_IDENTITY could not pass). The VM
+# reads the certificate and key from Key Vault (keyvault.tf) and reloads them daily, so a
+# certificate renewed by an apply (early_renewal_hours) reaches it without a rebuild.
+resource "tls_private_key" "mysql_ca" {
+  algorithm   = "ECDSA"
+  ecdsa_curve = "P256"
+}
+
+resource "tls_self_signed_cert" "mysql_ca" {
+  private_key_pem       = tls_private_key.mysql_ca.private_key_pem
+  is_ca_certificate     = true
+  validity_period_hours = 24 * 365 * 10
+  allowed_uses          = ["cert_signing", "crl_signing"]
+
+  subject {
+    common_name  = "${var.name_prefix} MySQL CA"
+    organization = "LiveOps"
+  }
+}
+
+resource "tls_private_key" "mysql_server" {
+  algorithm   = "ECDSA"
+  ecdsa_curve = "P256"
+}
+
+resource "tls_cert_request" "mysql_server" {
+  private_key_pem = tls_private_key.mysql_server.private_key_pem
+  dns_names       = [local.mysql.host]
+
+  subject {
+    common_name  = local.mysql.host
+    organization = "LiveOps"
+  }
+}
+
+resource "tls_locally_signed_cert" "mysql_server" {
+  cert_request_pem      = tls_cert_request.mysql_server.cert_request_pem
+  ca_private_key_pem    = tls_private_key.mysql_ca.private_key_pem
+  ca_cert_pem           = tls_self_signed_cert.mysql_ca.cert_pem
+  validity_period_hours = 24 * 365 * 2
+  early_renewal_hours   = 24 * 60
+  allowed_uses          = ["digital_signature", "key_encipherment", "server_auth"]
 }
 
 # The LiveOps user's password, stored in Key Vault (keyvault.tf), read from there by the VM.
@@ -145,6 +199,9 @@ resource "azurerm_linux_virtual_machine" "mysql" {
     identity_client_id      = azurerm_user_assigned_identity.this["mysql-vm"].client_id
     key_vault_name          = azurerm_key_vault.this.name
     password_secret_name    = local.mysql.secret_name
+    tls_ca_secret_name      = local.mysql.tls_secret_names.ca
+    tls_cert_secret_name    = local.mysql.tls_secret_names.cert
+    tls_key_secret_name     = local.mysql.tls_secret_names.key
     database_name           = local.mysql.database
     database_user           = local.mysql.user
     storage_account         = azurerm_storage_account.mysql_backups.name

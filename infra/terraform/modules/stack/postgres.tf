@@ -11,8 +11,14 @@ locals {
     zone                = "1"
     standby_zone        = "2"
   }
-  # DB_URL of LiveOps when repository_backend is postgres.
-  postgres_url = "postgres://${local.postgres.administrator_login}:${urlencode(random_password.postgres_admin.result)}@${azurerm_postgresql_flexible_server.this.fqdn}:5432/${local.postgres.database}?sslmode=require"
+  # DB_URL of LiveOps when repository_backend is postgres: TLS with the server's certificate
+  # chain and host name verified against the image's system roots (Azure's server certificates
+  # chain to public roots; docs/DEPLOY.md, step 5).
+  postgres_tls = "sslmode=verify-full&sslrootcert=/etc/ssl/certs/ca-certificates.crt"
+  postgres_url = "postgres://${local.postgres.administrator_login}:${urlencode(random_password.postgres_admin.result)}@${azurerm_postgresql_flexible_server.this.fqdn}:5432/${local.postgres.database}?${local.postgres_tls}"
+  # DB_READ_URL of the targets that read from the replica (prod: postgres.read_replica); the
+  # replica keeps the primary's administrator login and password.
+  postgres_read_url = var.postgres.read_replica ? "postgres://${local.postgres.administrator_login}:${urlencode(random_password.postgres_admin.result)}@${azurerm_postgresql_flexible_server.replica[0].fqdn}:5432/${local.postgres.database}?${local.postgres_tls}" : ""
 }
 
 resource "random_password" "postgres_admin" {

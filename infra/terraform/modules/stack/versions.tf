@@ -5,5 +5,6 @@ terraform {
     azurerm = { source = "hashicorp/azurerm", version = "~> 4.42" }
     random  = { source = "hashicorp/random", version = "~> 3.6" }
     time    = { source = "hashicorp/time", version = "~> 0.12" }
+    tls     = { source = "hashicorp/tls", version = "~> 4.0" }
   }
 }
