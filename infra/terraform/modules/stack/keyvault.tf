@@ -79,7 +79,7 @@ locals {
     (local.mysql.secret_name)           = random_password.mysql_liveops.result
     (local.mysql.tls_secret_names.ca)   = tls_self_signed_cert.mysql_ca.cert_pem
     (local.mysql.tls_secret_names.cert) = tls_locally_signed_cert.mysql_server.cert_pem
-    (local.mysql.tls_secret_names.key)  = tls_private_key.mysql_server.private_key_pem
+    (local.mysql.tls_secret_names.key)  = tls_private_key.mysql["server"].private_key_pem
   }, local.read_replica_url ? { "db-read-url" = local.postgres_read_url } : {})
 }
 

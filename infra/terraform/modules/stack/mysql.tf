@@ -41,13 +41,16 @@ locals {
 # (MySQL's auto-generated certificate names no host, so VERIFY_IDENTITY could not pass). The VM
 # reads the certificate and key from Key Vault (keyvault.tf) and reloads them daily, so a
 # certificate renewed by an apply (early_renewal_hours) reaches it without a rebuild.
-resource "tls_private_key" "mysql_ca" {
+# The CA's key and the server's.
+resource "tls_private_key" "mysql" {
+  for_each = toset(["ca", "server"])
+
   algorithm   = "ECDSA"
   ecdsa_curve = "P256"
 }
 
 resource "tls_self_signed_cert" "mysql_ca" {
-  private_key_pem       = tls_private_key.mysql_ca.private_key_pem
+  private_key_pem       = tls_private_key.mysql["ca"].private_key_pem
   is_ca_certificate     = true
   validity_period_hours = 24 * 365 * 10
   allowed_uses          = ["cert_signing", "crl_signing"]
@@ -58,13 +61,8 @@ resource "tls_self_signed_cert" "mysql_ca" {
   }
 }
 
-resource "tls_private_key" "mysql_server" {
-  algorithm   = "ECDSA"
-  ecdsa_curve = "P256"
-}
-
 resource "tls_cert_request" "mysql_server" {
-  private_key_pem = tls_private_key.mysql_server.private_key_pem
+  private_key_pem = tls_private_key.mysql["server"].private_key_pem
   dns_names       = [local.mysql.host]
 
   subject {
@@ -75,7 +73,7 @@ resource "tls_cert_request" "mysql_server" {
 
 resource "tls_locally_signed_cert" "mysql_server" {
   cert_request_pem      = tls_cert_request.mysql_server.cert_request_pem
-  ca_private_key_pem    = tls_private_key.mysql_ca.private_key_pem
+  ca_private_key_pem    = tls_private_key.mysql["ca"].private_key_pem
   ca_cert_pem           = tls_self_signed_cert.mysql_ca.cert_pem
   validity_period_hours = 24 * 365 * 2
   early_renewal_hours   = 24 * 60
