@@ -144,7 +144,8 @@ pub(crate) fn parse_url(url: &str) -> PortResult<ParsedUrl> {
         return Err(invalid("empty", "no host given"));
     };
     let Some((scheme, rest)) = first.split_once("://") else {
-        return Err(invalid(first, "expected redis://host:port"));
+        // Not the text itself: without a scheme it may be a password.
+        return Err(invalid("no scheme", "expected redis://host:port"));
     };
     let (scheme, mut cluster) = match scheme.to_ascii_lowercase().as_str() {
         "redis" => ("redis", false),
@@ -565,6 +566,15 @@ pub(crate) fn clean_prefix(prefix: &str) -> String {
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_without_a_scheme_is_refused_without_quoting_it() {
+        let e = parse_url(":hunter2@cache:6380")
+            .map(drop)
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+    }
 
     #[test]
     fn one_url_is_a_single_node() {

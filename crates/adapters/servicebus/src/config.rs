@@ -100,7 +100,8 @@ impl ServiceBusConfig {
         } else {
             for part in conn.split(';').map(str::trim).filter(|p| !p.is_empty()) {
                 let (k, v) = part.split_once('=').ok_or_else(|| {
-                    config_error(format!("connection string part {part:?} is not key=value"))
+                    // Not the part itself: it may be a piece of the key.
+                    config_error("a connection string part is not key=value".to_owned())
                 })?;
                 match k.trim().to_ascii_lowercase().as_str() {
                     "endpoint" => endpoint = Some(v.trim().to_owned()),
@@ -120,20 +121,28 @@ impl ServiceBusConfig {
         let endpoint = endpoint.ok_or_else(|| config_error("no Endpoint in BUS_CONN"))?;
         let (scheme, rest) = endpoint
             .split_once("://")
-            .ok_or_else(|| config_error(format!("endpoint {endpoint:?} has no scheme")))?;
+            .ok_or_else(|| config_error("the endpoint has no scheme".to_owned()))?;
         let authority = rest.split('/').next().unwrap_or_default();
-        let (host, port) =
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (
-                    h.to_owned(),
-                    Some(p.parse::<u16>().map_err(|_| {
-                        config_error(format!("endpoint {endpoint:?} has a bad port"))
-                    })?),
+        // The endpoint is never quoted in an error: credentials typed into it would be.
+        if authority.contains('@') {
+            return Err(config_error(
+                "the endpoint holds credentials: give them as SharedAccessKeyName and \
+                 SharedAccessKey"
+                    .to_owned(),
+            ));
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (
+                h.to_owned(),
+                Some(
+                    p.parse::<u16>()
+                        .map_err(|_| config_error("the endpoint has a bad port".to_owned()))?,
                 ),
-                None => (authority.to_owned(), None),
-            };
+            ),
+            None => (authority.to_owned(), None),
+        };
         if host.is_empty() {
-            return Err(config_error(format!("endpoint {endpoint:?} has no host")));
+            return Err(config_error("the endpoint has no host".to_owned()));
         }
         let tls = match scheme {
             "sb" | "amqps" => !emulator,
@@ -246,6 +255,23 @@ mod tests {
             "amqp://host:notaport",
         ] {
             assert!(ServiceBusConfig::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_never_quotes_what_may_hold_a_secret() {
+        for bad in [
+            "amqp://u:hunter2@broker",
+            "amqp://u:hunter2@broker:5672",
+            "Endpoint=amqps://u:hunter2@ns/;SharedAccessKeyName=k;SharedAccessKey=v",
+            "Endpoint=sb://ns/;hunter2",
+            "Endpoint=sb://:hunter2/;SharedAccessKeyName=k;SharedAccessKey=v",
+        ] {
+            let e = ServiceBusConfig::parse(bad)
+                .map(drop)
+                .unwrap_err()
+                .to_string();
+            assert!(!e.contains("hunter2"), "{bad}: {e}");
         }
     }
 }

@@ -22,7 +22,23 @@ fn needs_feature(var: &'static str, what: &str, feature: &str) -> ConfigError {
 
 /// Checks that `DB_URL` names a backend this build has.
 fn check_db_url(var: &'static str, url: &str) -> Result<(), ConfigError> {
-    let scheme = url.split("://").next().unwrap_or_default();
+    // Only a scheme is ever named: the rest of a URL (or of a string that is none) may hold a
+    // password.
+    let scheme = match url.split_once("://") {
+        Some((s, _))
+            if !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-')) =>
+        {
+            s
+        }
+        _ => {
+            return Err(bad(
+                var,
+                "not a URL: use sqlite://, postgres:// or mysql://",
+            ))
+        }
+    };
     let (built, feature) = match scheme {
         "sqlite" => (true, "sqlite"),
         "postgres" | "postgresql" => (cfg!(feature = "postgres"), "postgres"),

@@ -98,26 +98,18 @@ impl BackupConfig {
                 if !(url.starts_with("https://") || url.starts_with("http://")) {
                     return Err(bad("BACKUP_AZURE_URL", "must be an http(s) container URL"));
                 }
-                if self.backup_azure_key.is_some() && self.backup_azure_key_file.is_some() {
-                    return Err(bad(
-                        "BACKUP_AZURE_KEY_FILE",
-                        "set either BACKUP_AZURE_KEY or BACKUP_AZURE_KEY_FILE, not both",
-                    ));
+                // Read as every other secret file is (an empty one refused); a blank key is
+                // refused too: it would be preferred to a SAS and fail every upload.
+                let key = super::secrets::either(
+                    "BACKUP_AZURE_KEY",
+                    &self.backup_azure_key,
+                    "BACKUP_AZURE_KEY_FILE",
+                    &self.backup_azure_key_file,
+                )?
+                .map(|k| k.trim().to_owned());
+                if key.as_deref().is_some_and(str::is_empty) {
+                    return Err(bad("BACKUP_AZURE_KEY", "is empty"));
                 }
-                let key = match &self.backup_azure_key_file {
-                    Some(path) => Some(
-                        std::fs::read_to_string(path)
-                            .map_err(|e| {
-                                bad(
-                                    "BACKUP_AZURE_KEY_FILE",
-                                    format!("cannot read {}: {e}", path.display()),
-                                )
-                            })?
-                            .trim()
-                            .to_owned(),
-                    ),
-                    None => self.backup_azure_key.clone(),
-                };
                 let has_sas = url.contains("sig=");
                 if key.is_none() && !has_sas {
                     return Err(bad(
@@ -125,6 +117,20 @@ impl BackupConfig {
                         "BACKUP_AZURE_URL needs an account key or a SAS in its query",
                     ));
                 }
+                // The URL's form and the key's base64, checked now rather than at the first
+                // backup (after start-up, or never with BACKUP_EVERY=0).
+                #[cfg(feature = "azure")]
+                liveops_azure_blob::BlobContainer::new(url, key.as_deref()).map_err(|e| {
+                    let e = e.to_string();
+                    bad(
+                        if e.contains("key") {
+                            "BACKUP_AZURE_KEY"
+                        } else {
+                            "BACKUP_AZURE_URL"
+                        },
+                        e,
+                    )
+                })?;
                 Some(AzureTarget {
                     url: url.clone(),
                     key,

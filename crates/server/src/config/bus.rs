@@ -195,18 +195,34 @@ pub fn resolve(
             if !cfg!(feature = "redis") {
                 return Err(needs_feature("redis"));
             }
-            let url = conn.or_else(|| redis_url.cloned());
-            BusChoice::Redis(url.ok_or_else(|| {
+            let from_conn = conn.is_some();
+            let url = conn.or_else(|| redis_url.cloned()).ok_or_else(|| {
                 bad(
                     "BUS_CONN",
                     "BUS_KIND=redis needs BUS_CONN (or BUS_CONN_FILE) or REDIS_URL",
                 )
-            })?)
+            })?;
+            // The Streams bus runs on one node (ADR 0010); a cluster URL would fail when the
+            // bus opens, or talk to one node of the cluster.
+            let lower = url.to_ascii_lowercase();
+            if url.contains(',') || lower.contains("+cluster://") || lower.contains("cluster=true")
+            {
+                let var = if from_conn { "BUS_CONN" } else { "REDIS_URL" };
+                return Err(bad(
+                    var,
+                    "the Redis Streams bus needs one Redis node, not a cluster: set BUS_CONN to \
+                     one (hot state and ranks may stay on the cluster in REDIS_URL)",
+                ));
+            }
+            BusChoice::Redis(url)
         }
         BusKind::Sqs => {
             if !cfg!(feature = "sqs") {
                 return Err(needs_feature("sqs"));
             }
+            // SQS's own limits (a redrive policy's maxReceiveCount, a message's visibility).
+            ConfigError::within("BUS_MAX_DELIVERIES", args.bus_max_deliveries, 1..=1000)?;
+            ConfigError::within("BUS_VISIBILITY_SEC", args.bus_visibility_sec, 1..=43_200)?;
             let p = &args.sqs_queue_prefix;
             if p.is_empty()
                 || p.len() > 20

@@ -14,8 +14,9 @@ use super::{bad, duration, ConfigError};
 pub struct RetentionConfig {
     /// How long processed event ids, fairness verdicts and operators' `Idempotency-Key`s are kept
     /// (`7d`, `12h`, `30m`): a redelivery, a dead-letter replay or a client's repeat later than
-    /// this would be applied again. At least the bus's redelivery horizon (`BUS_VISIBILITY_SEC` × `BUS_MAX_DELIVERIES`)
-    /// and the time a signature can be sent again (2 × `SIG_TOLERANCE_SEC`).
+    /// this would be applied again. At least the bus's redelivery horizon (`BUS_VISIBILITY_SEC` ×
+    /// `BUS_MAX_DELIVERIES`) and the time a signature can be sent again (2 × `SIG_TOLERANCE_SEC`
+    /// + 1 s); under 24 h 5 min it also bounds how old an event's `ts` may be.
     #[arg(long, env = "EVENT_RETENTION", default_value = "7d")]
     pub event_retention: String,
     /// Time between purges of the rows older than `EVENT_RETENTION` (`1h`, `30s`).
