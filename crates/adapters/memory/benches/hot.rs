@@ -73,7 +73,7 @@ fn bench(c: &mut Criterion) {
                     status: 202,
                     body: r#"{"eventId":"0190f3a2-7b1c-7cc0-9d5e-3f1a2b3c4d5e"}"#.into(),
                 };
-                let _ = done.idem_complete(k, answer, TTL).await;
+                let _ = done.idem_complete(k, FINGERPRINT, answer, TTL).await;
             }
         }
     });

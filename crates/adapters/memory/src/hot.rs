@@ -325,32 +325,41 @@ impl Idempotency for MemoryHotState {
         Ok(IdemState::Fresh)
     }
 
-    /// Only a live claim is completed: a key whose claim lapsed (or was released) stays free.
+    /// Only a live claim of this body is completed: a key whose claim lapsed (or was released)
+    /// stays free, and one another body took since keeps that request's claim.
     async fn idem_complete(
         &self,
         key: &str,
+        fingerprint: &str,
         answer: StoredAnswer,
         ttl: Duration,
     ) -> PortResult<()> {
         let now = Instant::now();
         let mut shard = self.shard(key);
         if let Some(entry) = shard.idem.get_mut(key).filter(|e| alive(e.until, now)) {
-            let fingerprint = match &mut entry.value {
-                Idem::InFlight { fingerprint } | Idem::Done { fingerprint, .. } => {
-                    std::mem::take(fingerprint)
-                }
+            let held = match &entry.value {
+                Idem::InFlight { fingerprint: f } | Idem::Done { fingerprint: f, .. } => f,
             };
-            entry.value = Idem::Done {
-                fingerprint,
-                answer,
-            };
-            entry.until = deadline(now, ttl);
+            if &**held == fingerprint {
+                entry.value = Idem::Done {
+                    fingerprint: fingerprint.into(),
+                    answer,
+                };
+                entry.until = deadline(now, ttl);
+            }
         }
         Ok(())
     }
 
-    async fn idem_release(&self, key: &str) -> PortResult<()> {
-        self.shard(key).idem.remove(key);
+    async fn idem_release(&self, key: &str, fingerprint: &str) -> PortResult<()> {
+        let mut shard = self.shard(key);
+        let ours = matches!(
+            shard.idem.get(key).map(|e| &e.value),
+            Some(Idem::InFlight { fingerprint: f }) if &**f == fingerprint
+        );
+        if ours {
+            shard.idem.remove(key);
+        }
         Ok(())
     }
 }
@@ -584,7 +593,7 @@ mod tests {
             status: 202,
             body: "{}".into(),
         };
-        hot.idem_complete("never", answer.clone(), SHORT)
+        hot.idem_complete("never", "fp", answer.clone(), SHORT)
             .await
             .unwrap();
         assert_eq!(

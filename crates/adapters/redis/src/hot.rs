@@ -44,19 +44,42 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return false
 ";
 
-/// Stores the answer ARGV[1] (JSON) for ARGV[2] ms next to the claim's fingerprint, only if the
-/// claim is still there; returns 1 if stored.
-const IDEM_COMPLETE_LUA: &str = r#"
+/// The start of a script over the idempotency record KEYS[1]: 0 if there is none, an error if
+/// it cannot be read, else the record as `rec` (a literal, for `concat!`).
+macro_rules! idem_record_lua {
+    () => {
+        r#"
 local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
 local ok, rec = pcall(cjson.decode, v)
 if not ok or type(rec) ~= 'table' or type(rec['fp']) ~= 'string' then
   return redis.error_reply('CORRUPT unreadable idempotency record')
-end
+end"#
+    };
+}
+
+/// Stores the answer ARGV[1] (JSON) for ARGV[2] ms next to the claim's fingerprint, only if the
+/// claim is still there and for the body ARGV[3]; returns 1 if stored.
+const IDEM_COMPLETE_LUA: &str = concat!(
+    idem_record_lua!(),
+    r#"
+if rec['fp'] ~= ARGV[3] then return 0 end
 local out = '{"fp":' .. cjson.encode(rec['fp']) .. ',"answer":' .. ARGV[1] .. '}'
 redis.call('SET', KEYS[1], out, 'PX', ARGV[2])
 return 1
-"#;
+"#
+);
+
+/// Deletes the claim KEYS[1] if it is unanswered and for the body ARGV[1]; returns 1 if deleted.
+const IDEM_RELEASE_LUA: &str = concat!(
+    idem_record_lua!(),
+    r#"
+if rec['fp'] ~= ARGV[1] then return 0 end
+if rec['answer'] ~= nil and rec['answer'] ~= cjson.null then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"#
+);
 
 /// Adds ARGV[1] hits to the window KEYS[1] unless that passes the limit ARGV[2]; the window
 /// lives ARGV[3] ms. Returns 1 if counted, 0 if refused (and not counted).
@@ -155,6 +178,7 @@ struct IdemRecord {
 struct Scripts {
     idem_begin: Script,
     idem_complete: Script,
+    idem_release: Script,
     rate: Script,
     strike: Script,
     strike_windows: Script,
@@ -215,6 +239,7 @@ impl RedisHotState {
             scripts: Scripts {
                 idem_begin: Script::new(IDEM_BEGIN_LUA),
                 idem_complete: Script::new(IDEM_COMPLETE_LUA),
+                idem_release: Script::new(IDEM_RELEASE_LUA),
                 rate: Script::new(RATE_LUA),
                 strike: Script::new(STRIKE_LUA),
                 strike_windows: Script::new(STRIKE_WINDOWS_LUA),
@@ -273,23 +298,31 @@ impl Idempotency for RedisHotState {
         })
     }
 
-    /// Only a live claim is completed: a key whose claim lapsed (or was released) stays free.
+    /// Only a live claim of this body is completed: a key whose claim lapsed (or was released)
+    /// stays free, and one another body took since keeps that request's claim.
     async fn idem_complete(
         &self,
         key: &str,
+        fingerprint: &str,
         answer: StoredAnswer,
         ttl: Duration,
     ) -> PortResult<()> {
         let answer =
             serde_json::to_string(&answer).map_err(|e| corrupt("encoding an answer", e))?;
         let mut call = self.scripts.idem_complete.prepare_invoke();
-        call.key(self.key("idem", key)).arg(answer).arg(ttl_ms(ttl));
+        call.key(self.key("idem", key))
+            .arg(answer)
+            .arg(ttl_ms(ttl))
+            .arg(fingerprint);
         let _stored: i64 = self.conn.invoke("hot.idem_complete", &call).await?;
         Ok(())
     }
 
-    async fn idem_release(&self, key: &str) -> PortResult<()> {
-        self.delete("hot.idem_release", self.key("idem", key)).await
+    async fn idem_release(&self, key: &str, fingerprint: &str) -> PortResult<()> {
+        let mut call = self.scripts.idem_release.prepare_invoke();
+        call.key(self.key("idem", key)).arg(fingerprint);
+        let _released: i64 = self.conn.invoke("hot.idem_release", &call).await?;
+        Ok(())
     }
 }
 

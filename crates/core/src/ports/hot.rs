@@ -57,11 +57,19 @@ pub trait Idempotency: Health {
         fingerprint: &str,
         ttl: Duration,
     ) -> PortResult<IdemState>;
-    /// Records the answer for a key taken with `Fresh`.
-    async fn idem_complete(&self, key: &str, answer: StoredAnswer, ttl: Duration)
-        -> PortResult<()>;
-    /// Gives up a key taken with `Fresh` (the request failed and may be retried).
-    async fn idem_release(&self, key: &str) -> PortResult<()>;
+    /// Records the answer for a key taken with `Fresh` by the request whose body hashes to
+    /// `fingerprint`; nothing if the key is not held for that body (the claim lapsed and another
+    /// request took the key: its answer is its own).
+    async fn idem_complete(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        answer: StoredAnswer,
+        ttl: Duration,
+    ) -> PortResult<()>;
+    /// Gives up a key taken with `Fresh` (the request failed and may be retried), only while it
+    /// is held, unanswered, for the body `fingerprint`.
+    async fn idem_release(&self, key: &str, fingerprint: &str) -> PortResult<()>;
 }
 
 /// Per-player event rate windows.

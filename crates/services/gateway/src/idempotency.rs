@@ -156,6 +156,7 @@ pub(crate) async fn admit(
     let mut hold = KeyHold {
         idem: Arc::clone(&state.idem),
         keys: Vec::with_capacity(keys.len()),
+        print: print.clone(),
         finished: false,
     };
     for (key, ttl) in keys {
@@ -314,6 +315,8 @@ const IN_FLIGHT_TTL: Duration = Duration::from_secs(5);
 pub(crate) struct KeyHold {
     idem: Arc<dyn Idempotency>,
     keys: Vec<(String, Duration)>,
+    /// The body's fingerprint the keys were taken for: only those claims are finished.
+    print: String,
     finished: bool,
 }
 
@@ -322,7 +325,10 @@ impl KeyHold {
     pub(crate) async fn complete(mut self, answer: StoredAnswer) {
         self.finished = true;
         for (key, ttl) in &self.keys {
-            if let Err(error) = self.idem.idem_complete(key, answer.clone(), *ttl).await {
+            let done = self
+                .idem
+                .idem_complete(key, &self.print, answer.clone(), *ttl);
+            if let Err(error) = done.await {
                 // The events are on the bus already: answering an error would invite a retry
                 // that duplicates them. Repeats see the key in flight (409) until it expires.
                 tracing::error!(%error, %key, "idempotent answer could not be stored");
@@ -333,14 +339,14 @@ impl KeyHold {
     /// Gives the keys up so a retry can go through.
     pub(crate) async fn release(mut self) {
         self.finished = true;
-        release_all(&*self.idem, &self.keys).await;
+        release_all(&*self.idem, &self.keys, &self.print).await;
     }
 }
 
 /// Releases every key of `keys`, logging what cannot be.
-async fn release_all(idem: &dyn Idempotency, keys: &[(String, Duration)]) {
+async fn release_all(idem: &dyn Idempotency, keys: &[(String, Duration)], print: &str) {
     for (key, _) in keys {
-        if let Err(error) = idem.idem_release(key).await {
+        if let Err(error) = idem.idem_release(key, print).await {
             tracing::warn!(%error, %key, "idempotency key could not be released");
         }
     }
@@ -354,7 +360,8 @@ impl Drop for KeyHold {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let idem = Arc::clone(&self.idem);
             let keys = std::mem::take(&mut self.keys);
-            rt.spawn(async move { release_all(&*idem, &keys).await });
+            let print = std::mem::take(&mut self.print);
+            rt.spawn(async move { release_all(&*idem, &keys, &print).await });
         }
     }
 }

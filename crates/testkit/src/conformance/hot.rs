@@ -42,6 +42,7 @@ pub async fn run_all(hot: Arc<dyn HotState>) {
     // The checks that wait for the clock run side by side.
     tokio::join!(
         idem_claims_expire(h),
+        idem_a_lapsed_claim_is_not_finished_over_another(h),
         rate_window_per_second(h),
         blocks_hold_until_they_expire(h),
         cache_entries_expire(h),
@@ -73,7 +74,7 @@ pub async fn idem_lifecycle(hot: &dyn HotState) {
     assert_eq!(ok(begin("A").await, "idem_begin"), IdemState::InFlight);
     assert_eq!(ok(begin("B").await, "idem_begin"), IdemState::Mismatch);
     ok(
-        hot.idem_complete(&key, answer(202), LONG).await,
+        hot.idem_complete(&key, "A", answer(202), LONG).await,
         "idem_complete",
     );
     assert_eq!(
@@ -93,19 +94,56 @@ pub async fn idem_lifecycle(hot: &dyn HotState) {
     );
 }
 
-/// A released claim frees the key for any request.
+/// `idem_begin` of `key` for body `fp` (a long claim).
+async fn begin(hot: &dyn HotState, key: &str, fp: &str) -> IdemState {
+    ok(hot.idem_begin(key, fp, LONG).await, "idem_begin")
+}
+
+/// `idem_complete` of `key` for body `fp` with an answer of `status`.
+async fn complete(hot: &dyn HotState, key: &str, fp: &str, status: u16) {
+    let done = hot.idem_complete(key, fp, answer(status), LONG);
+    ok(done.await, "idem_complete");
+}
+
+/// `idem_release` of `key` for body `fp`.
+async fn release(hot: &dyn HotState, key: &str, fp: &str) {
+    ok(hot.idem_release(key, fp).await, "idem_release");
+}
+
+/// A released claim frees the key for any request; only its own body releases it, and an
+/// answered key is not released.
 pub async fn idem_release_frees_the_key(hot: &dyn HotState) {
     let key = fresh_key("idem-release");
+    assert_eq!(begin(hot, &key, "A").await, IdemState::Fresh);
+    release(hot, &key, "B").await;
+    assert_eq!(begin(hot, &key, "A").await, IdemState::InFlight);
+    release(hot, &key, "A").await;
+    assert_eq!(begin(hot, &key, "B").await, IdemState::Fresh);
+    release(hot, &fresh_key("never"), "A").await;
+    // Its answer stays for the repeats.
+    complete(hot, &key, "B", 202).await;
+    release(hot, &key, "B").await;
+    assert_eq!(begin(hot, &key, "B").await, IdemState::Done(answer(202)));
+}
+
+/// A request whose claim lapsed while it ran, the key taken since by a request with another
+/// body: its answer and its release leave that request's claim alone (before, the second got
+/// the first's answer and the first's repeats were refused as another body's).
+pub async fn idem_a_lapsed_claim_is_not_finished_over_another(hot: &dyn HotState) {
+    let key = fresh_key("idem-lapsed");
+    let short = hot.idem_begin(&key, "A", TTL);
+    assert_eq!(ok(short.await, "idem_begin"), IdemState::Fresh);
+    tokio::time::sleep(PAST_TTL).await;
+    assert_eq!(begin(hot, &key, "B").await, IdemState::Fresh);
+    complete(hot, &key, "A", 202).await;
+    release(hot, &key, "A").await;
     assert_eq!(
-        ok(hot.idem_begin(&key, "A", LONG).await, "idem_begin"),
-        IdemState::Fresh
+        begin(hot, &key, "B").await,
+        IdemState::InFlight,
+        "B's claim was finished or released by A"
     );
-    ok(hot.idem_release(&key).await, "idem_release");
-    assert_eq!(
-        ok(hot.idem_begin(&key, "B", LONG).await, "idem_begin"),
-        IdemState::Fresh
-    );
-    ok(hot.idem_release(&fresh_key("never")).await, "idem_release");
+    complete(hot, &key, "B", 200).await;
+    assert_eq!(begin(hot, &key, "B").await, IdemState::Done(answer(200)));
 }
 
 /// 100 concurrent claims of one key: exactly one is `Fresh`, the others `InFlight`.
@@ -142,7 +180,7 @@ pub async fn idem_claims_expire(hot: &dyn HotState) {
         IdemState::Fresh
     );
     ok(
-        hot.idem_complete(&answered, answer(200), TTL).await,
+        hot.idem_complete(&answered, "A", answer(200), TTL).await,
         "idem_complete",
     );
     assert_eq!(
