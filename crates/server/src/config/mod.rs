@@ -244,3 +244,5 @@ pub use keys::DEV_SECRET_FILE;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_refusals;

@@ -3,7 +3,7 @@
 
 use super::*;
 
-fn resolve(args: &[&str]) -> Result<Settings, ConfigError> {
+pub(super) fn resolve(args: &[&str]) -> Result<Settings, ConfigError> {
     let table = Table::standard();
     let (raw, matches) = parse_args(&table, args).unwrap();
     Settings::resolve(&table, raw, matches)
@@ -247,76 +247,4 @@ fn redis_replicas_may_be_away_up_to_the_cache_count() {
         let ok = resolve(&args).unwrap_or_else(|e| panic!("{args:?}: {e:?}"));
         assert!(matches!(ok.bus, BusChoice::Redis(_)), "{args:?}");
     }
-}
-
-/// [`resolve`] with a signing key given, so no dev secret is written anywhere.
-fn keyed(args: &[&str]) -> Result<Settings, ConfigError> {
-    let key = ["--hmac-secret", "0123456789abcdef0123456789abcdef"];
-    resolve(&[&key[..], args].concat())
-}
-
-/// A `DB_URL` that is not a URL is refused without quoting it: it may hold a password.
-#[test]
-fn a_db_url_that_is_no_url_is_refused_without_its_text() {
-    let e = keyed(&["--db-url", "Server=h;User Id=u;Password=hunter2;"]).unwrap_err();
-    assert_eq!(e.var, "DB_URL");
-    assert!(!e.to_string().contains("hunter2"), "{e}");
-    let e = keyed(&["--db-url", "u:hunter2@h/db"]).unwrap_err();
-    assert!(!e.to_string().contains("hunter2"), "{e}");
-    let e = keyed(&["--db-url", "oracle://u:hunter2@h/db"]).unwrap_err();
-    assert!(e.to_string().contains("\"oracle\"") && !e.to_string().contains("hunter2"));
-}
-
-/// The Redis Streams bus runs on one node: a cluster URL is refused at start-up, naming where
-/// it came from.
-#[cfg(feature = "redis")]
-#[test]
-fn the_redis_bus_refuses_a_cluster_url() {
-    let cluster = "redis://127.0.0.1:7001,redis://127.0.0.1:7002";
-    let e = keyed(&["--bus-kind", "redis", "--redis-url", cluster]).unwrap_err();
-    assert_eq!(e.var, "REDIS_URL");
-    let e = keyed(&["--bus-kind", "redis", "--bus-conn", "redis+cluster://h:1"]).unwrap_err();
-    assert_eq!(e.var, "BUS_CONN");
-    let one = [
-        "--bus-kind",
-        "redis",
-        "--redis-url",
-        cluster,
-        "--bus-conn",
-        "redis://h:1",
-    ];
-    assert!(resolve(&one).is_ok());
-}
-
-/// SQS's own limits are checked at start-up, naming the variable.
-#[cfg(feature = "sqs")]
-#[test]
-fn sqs_limits_are_checked_at_start_up() {
-    let sqs = ["--bus-kind", "sqs", "--aws-region", "eu-west-1"];
-    let e = keyed(&[&sqs[..], &["--bus-max-deliveries", "1001"]].concat()).unwrap_err();
-    assert_eq!(e.var, "BUS_MAX_DELIVERIES");
-    let e = keyed(&[&sqs[..], &["--bus-visibility-sec", "43201"]].concat()).unwrap_err();
-    assert_eq!(e.var, "BUS_VISIBILITY_SEC");
-    assert!(keyed(&[&sqs[..], &["--bus-max-deliveries", "1000"]].concat()).is_ok());
-}
-
-/// The archive's key is read as every secret file is and checked at start-up: a blank one
-/// (which would be preferred to the URL's SAS) and one that is not base64 are refused.
-#[cfg(feature = "azure")]
-#[test]
-fn the_archive_key_is_checked_at_start_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("key");
-    std::fs::write(&file, "\n").unwrap();
-    let sas = "https://acct.blob.core.windows.net/backups?sv=2022-11-02&sig=abc";
-    let key_file = ["--backup-azure-url", sas, "--backup-azure-key-file"];
-    let e = keyed(&[&key_file[..], &[file.to_str().unwrap()]].concat()).unwrap_err();
-    assert_eq!(e.var, "BACKUP_AZURE_KEY_FILE");
-    let url = "https://acct.blob.core.windows.net/backups";
-    let e = keyed(&["--backup-azure-url", url, "--backup-azure-key", "%%"]).unwrap_err();
-    assert_eq!(e.var, "BACKUP_AZURE_KEY");
-    let no_container = ["--backup-azure-url", "https://acct.blob.core.windows.net/"];
-    let e = keyed(&[&no_container[..], &["--backup-azure-key", "a2V5"]].concat()).unwrap_err();
-    assert_eq!(e.var, "BACKUP_AZURE_URL");
-    assert!(keyed(&["--backup-azure-url", sas]).is_ok());
 }
