@@ -41,7 +41,7 @@ fn the_redis_bus_refuses_a_cluster_url() {
         "--bus-conn",
         "redis://h:1",
     ];
-    assert!(resolve(&one).is_ok());
+    assert!(keyed(&one).is_ok());
 }
 
 /// SQS's own limits are checked at start-up, naming the variable.
