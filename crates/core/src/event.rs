@@ -249,11 +249,15 @@ impl Limits {
     }
 }
 
+/// Reads raw bytes as the JSON document of one event (its fields are checked by
+/// [`validate_event`]).
+pub fn event_json(body: &[u8]) -> Result<Value, InvalidEvent> {
+    serde_json::from_slice(body).map_err(|e| invalid("body", format!("not valid JSON: {e}")))
+}
+
 /// Parses and validates one event from raw JSON bytes.
 pub fn parse_event(body: &[u8], limits: &Limits, now_s: i64) -> Result<Event, InvalidEvent> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| invalid("body", format!("not valid JSON: {e}")))?;
-    validate_event(&value, "", limits, now_s)
+    validate_event(&event_json(body)?, "", limits, now_s)
 }
 
 /// Validates one event already parsed as JSON; `prefix` is prepended to field paths (`events[3].`).

@@ -3,12 +3,11 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use liveops_core::event::{validate_event, InvalidEvent};
+use liveops_core::event::{event_json, validate_event};
 use liveops_core::ports::{topics, Message};
 use liveops_core::{Envelope, Event};
 use liveops_http::{Problem, SignatureHeaders, Signed};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -59,12 +58,9 @@ pub(crate) async fn post_event(
 ) -> Result<Response, Problem> {
     let signed = signed.inspect_err(refused)?;
     let now = signed.at_ms;
-    let value: Value = serde_json::from_slice(&signed.body).map_err(|e| {
+    let value = event_json(&signed.body).map_err(|e| {
         dropped("invalid", 1);
-        Problem::from(InvalidEvent {
-            field: "body".into(),
-            reason: format!("not valid JSON: {e}"),
-        })
+        Problem::from(e)
     })?;
     let ids = EventIds::new(&signed.headers, &signed.signature, "events", &signed.body);
     // Checked as the work of the request, after its repeat was looked for: a repeat of an
