@@ -102,6 +102,12 @@ pub(crate) enum ParsedUrl {
     Cluster(Vec<String>),
 }
 
+/// Whether `url` names a Redis Cluster (several nodes, a `+cluster` scheme or `cluster=true`), as
+/// the connection reads it; a URL that does not parse is not one.
+pub fn is_cluster_url(url: &str) -> bool {
+    matches!(parse_url(url), Ok(ParsedUrl::Cluster(_)))
+}
+
 fn invalid(url_hint: &str, why: impl std::fmt::Display) -> PortError {
     PortError::Unavailable(format!("invalid Redis URL ({url_hint}): {why}"))
 }

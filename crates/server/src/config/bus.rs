@@ -195,6 +195,7 @@ pub fn resolve(
             if !cfg!(feature = "redis") {
                 return Err(needs_feature("redis"));
             }
+            #[cfg(feature = "redis")]
             let from_conn = conn.is_some();
             let url = conn.or_else(|| redis_url.cloned()).ok_or_else(|| {
                 bad(
@@ -204,9 +205,8 @@ pub fn resolve(
             })?;
             // The Streams bus runs on one node (ADR 0010); a cluster URL would fail when the
             // bus opens, or talk to one node of the cluster.
-            let lower = url.to_ascii_lowercase();
-            if url.contains(',') || lower.contains("+cluster://") || lower.contains("cluster=true")
-            {
+            #[cfg(feature = "redis")]
+            if liveops_redis::conn::is_cluster_url(&url) {
                 let var = if from_conn { "BUS_CONN" } else { "REDIS_URL" };
                 return Err(bad(
                     var,
