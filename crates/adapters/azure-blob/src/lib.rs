@@ -186,11 +186,11 @@ impl BlobContainer {
         whole: bool,
     ) -> PortResult<reqwest::Response> {
         let mut wait = self.retry_wait;
-        for attempt in 1..=ATTEMPTS {
-            let last = attempt == ATTEMPTS;
+        let mut attempt = 1;
+        loop {
             let error = match self.send_once(&method, &url, body.clone(), whole).await {
                 Ok(res) if res.status().is_success() => return Ok(res),
-                Ok(res) if last || !transient(res.status()) => {
+                Ok(res) if !transient(res.status()) => {
                     return Err(self.refused(&method, &url, &res));
                 }
                 Ok(res) => self.refused(&method, &url, &res),
@@ -201,15 +201,15 @@ impl BlobContainer {
                     e.without_url()
                 )),
             };
-            if last {
+            if attempt == ATTEMPTS {
                 return Err(error);
             }
             tracing::warn!(%error, attempt, "azure blob request failed; retrying");
             metrics::counter!("backup_archive_retries_total").increment(1);
             tokio::time::sleep(wait).await;
             wait *= 2;
+            attempt += 1;
         }
-        Err(unavailable("no attempt made"))
     }
 
     /// One attempt of [`Self::send`].

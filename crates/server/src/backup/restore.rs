@@ -143,6 +143,7 @@ fn place(set_dir: &Path, targets: &[LocalFile], owned: bool) -> anyhow::Result<R
         );
         plan.push((e, target));
     }
+    // Again: a download can take long, and a process may have started on the place meanwhile.
     check_free(targets)?;
     let mut staged: Vec<(&set::Entry, &LocalFile, PathBuf)> = Vec::new();
     let outcome = (|| {
