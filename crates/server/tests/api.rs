@@ -137,10 +137,16 @@ async fn batch_gives_a_result_per_item() {
         .map(|i| xp(&format!("player_many_{i}"), 1))
         .collect();
     app.send_batch(&many).await.assert_problem(413);
+    // Every event of the batch was refused, and counted; a body too large to read counts one.
+    let too_large = [r#"reason="too_large""#];
+    let m = app.metrics().await;
+    assert_eq!(metric_sum(&m, "dropped_events_total", &too_large), 501.0);
     let huge = vec![b' '; 1024 * 1024 + 10];
     app.post_signed("/events/batch", &huge, now(), &[])
         .await
         .assert_problem(413);
+    let m = app.metrics().await;
+    assert_eq!(metric_sum(&m, "dropped_events_total", &too_large), 502.0);
     app.send_batch(&[]).await.assert_problem(400);
     app.shutdown().await;
 }

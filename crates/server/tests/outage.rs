@@ -196,6 +196,13 @@ async fn a_redis_outage_answers_503_then_recovers_with_exactly_once_effect() {
     let slowest = counts.slowest_ms.load(Ordering::Relaxed);
     assert!(slowest < 8_000, "a request hung for {slowest} ms");
     eprintln!("redis outage: {unavailable} answers were 503, {} other retries, slowest answer {slowest} ms", counts.other.load(Ordering::Relaxed));
+    // Each 503 refused one event, wherever Redis failed it (holding its key, screening the
+    // player or publishing): the gateway counted every one.
+    let dropped = counted(&base, "dropped_events_total", &[r#"reason="unavailable""#]).await;
+    assert!(
+        dropped >= unavailable as f64,
+        "{unavailable} answers were 503, {dropped} events counted as dropped for it"
+    );
     let ended = Instant::now();
     assert_exactly_once(&Urls::all(&base), &want).await;
     // The figure of docs/BENCHMARKS.md (issue 13): how long after the stream's end every

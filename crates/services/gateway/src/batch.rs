@@ -14,7 +14,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::guard::{dropped, ingested, refused, screen};
+use crate::guard::{dropped, hot_state_failed, ingested, refused, screen};
 use crate::idempotency::{message_event_id, respond_once, EventIds, IdempotencyHeader};
 use crate::ingest::envelope;
 use crate::{GatewayConfig, GatewayState};
@@ -105,9 +105,12 @@ pub(crate) async fn post_batch(
 ) -> Result<Response, Problem> {
     let signed = signed.inspect_err(refused)?;
     let now = signed.at_ms;
-    let items = parse_batch(&signed.body, state.config.max_batch_events).inspect_err(|_| {
-        dropped("invalid", 1);
-    })?;
+    let items = parse_batch(&signed.body).inspect_err(|_| dropped("invalid", 1))?;
+    let max = state.config.max_batch_events;
+    if items.len() > max {
+        dropped("too_large", items.len() as u64);
+        return Err(too_many(items.len(), max));
+    }
     tracing::Span::current().record("events", items.len());
     let request = EventIds::new(
         &signed.headers,
@@ -186,7 +189,7 @@ fn expand(signed: &Signed, stored: String) -> String {
     if compact.get("results").is_some() {
         return stored;
     }
-    let Ok(items) = parse_batch(&signed.body, usize::MAX) else {
+    let Ok(items) = parse_batch(&signed.body) else {
         return stored;
     };
     let request = EventIds::new(
@@ -228,8 +231,8 @@ fn expand(signed: &Signed, stored: String) -> String {
     .to_string()
 }
 
-/// The batch's events as raw JSON: `{"events": [...]}` or `[...]`, 1..=`max` of them.
-fn parse_batch(body: &[u8], max: usize) -> Result<Vec<Value>, Problem> {
+/// The batch's events as raw JSON: `{"events": [...]}` or `[...]`, at least one.
+fn parse_batch(body: &[u8]) -> Result<Vec<Value>, Problem> {
     let doc: Value = serde_json::from_slice(body)
         .map_err(|e| Problem::invalid("body", format!("not valid JSON: {e}")))?;
     let items = match doc {
@@ -254,19 +257,18 @@ fn parse_batch(body: &[u8], max: usize) -> Result<Vec<Value>, Problem> {
     if items.is_empty() {
         return Err(Problem::invalid("events", "must hold at least one event"));
     }
-    if items.len() > max {
-        return Err(Problem::new(
-            413,
-            "payload-too-large",
-            "Payload too large",
-            format!(
-                "a batch holds at most {max} events; this one has {}",
-                items.len()
-            ),
-        )
-        .with_field("events"));
-    }
     Ok(items)
+}
+
+/// 413 for a batch of `n` events, over the `max` one may hold.
+fn too_many(n: usize, max: usize) -> Problem {
+    Problem::new(
+        413,
+        "payload-too-large",
+        "Payload too large",
+        format!("a batch holds at most {max} events; this one has {n}"),
+    )
+    .with_field("events")
 }
 
 /// Validates each event, checks blocks and rates per player, and publishes every accepted event
@@ -305,9 +307,17 @@ async fn accept_batch(
     }
 
     let mut admitted: Vec<usize> = Vec::new();
-    for player in &players {
-        let ids = by_player.get(player).map(Vec::as_slice).unwrap_or_default();
-        let verdicts = screen(state, player, ids.len(), now).await?;
+    let events_of = |player: &String| by_player.get(player).map(Vec::as_slice).unwrap_or_default();
+    for (k, player) in players.iter().enumerate() {
+        let ids = events_of(player);
+        let verdicts = match screen(state, player, ids.len(), now).await {
+            Ok(verdicts) => verdicts,
+            Err(error) => {
+                // The whole batch is refused: what was admitted, and every event not screened.
+                let waiting: usize = players[k..].iter().map(|p| events_of(p).len()).sum();
+                return Err(hot_state_failed(error, (admitted.len() + waiting) as u64));
+            }
+        };
         for (&i, verdict) in ids.iter().zip(verdicts) {
             match verdict {
                 Ok(()) => admitted.push(i),
@@ -368,27 +378,28 @@ mod tests {
 
     #[test]
     fn batches_come_wrapped_or_bare() {
-        assert_eq!(parse_batch(br#"{"events":[1,2]}"#, 500).unwrap().len(), 2);
-        assert_eq!(parse_batch(b"[1]", 500).unwrap().len(), 1);
+        assert_eq!(parse_batch(br#"{"events":[1,2]}"#).unwrap().len(), 2);
+        assert_eq!(parse_batch(b"[1]").unwrap().len(), 1);
     }
 
     #[test]
     fn bad_batches_name_the_problem() {
-        let cases: [(&[u8], u16, &str); 6] = [
+        let cases: [(&[u8], u16, &str); 5] = [
             (b"{", 400, "body"),
             (b"7", 400, "body"),
             (br#"{"events":[],"x":1}"#, 400, "x"),
             (br#"{"events":{}}"#, 400, "events"),
             (br#"{"events":[]}"#, 400, "events"),
-            (b"[1,2,3]", 413, "events"),
         ];
         for (body, status, field) in cases {
-            let p = parse_batch(body, 2).unwrap_err();
+            let p = parse_batch(body).unwrap_err();
             assert_eq!(
                 (p.status, p.field.as_deref()),
                 (status, Some(field)),
                 "{p:?}"
             );
         }
+        let p = too_many(3, 2);
+        assert_eq!((p.status, p.field.as_deref()), (413, Some("events")));
     }
 }

@@ -1,7 +1,7 @@
 //! The per-player checks every event passes before it is published (blocks, then the rate
 //! limit), and the gateway's drop and ingest counters.
 
-use liveops_core::ports::RateDecision;
+use liveops_core::ports::{PortError, RateDecision};
 use liveops_http::{rfc3339, Problem};
 
 use crate::GatewayState;
@@ -50,6 +50,22 @@ fn secs_until(until_ms: i64, now_ms: i64) -> u64 {
     ms.div_ceil(1000).max(1)
 }
 
+/// The answer to a hot-state failure met while holding keys or screening: the `n` events it
+/// refuses are counted and logged as a bus outage's are (503; 500 for state read back corrupt).
+pub(crate) fn hot_state_failed(error: PortError, n: u64) -> Problem {
+    match &error {
+        PortError::Unavailable(_) => {
+            tracing::warn!(%error, events = n, "hot state unavailable; refused");
+            dropped("unavailable", n);
+        }
+        PortError::Corrupt(_) => {
+            tracing::error!(%error, events = n, "hot state corrupt; refused");
+            dropped("internal", n);
+        }
+    }
+    Problem::from(error)
+}
+
 /// Counts a refused request by the reason its problem gives (body, signature or idempotency
 /// faults refused before any event was looked at).
 pub(crate) fn refused(problem: &Problem) {
@@ -63,13 +79,13 @@ pub(crate) fn refused(problem: &Problem) {
 
 /// Screens `n` events of `player`, in order: all refused with 403 while the player is blocked;
 /// otherwise admitted while the rate limit has room, the rest refused with 429. One result per
-/// event; `Err` only when hot state is unavailable.
+/// event; `Err` only when hot state fails, and then none of the `n` was counted as dropped.
 pub(crate) async fn screen(
     state: &GatewayState,
     player: &str,
     n: usize,
     now_ms: i64,
-) -> Result<Vec<Result<(), Problem>>, Problem> {
+) -> Result<Vec<Result<(), Problem>>, PortError> {
     if let Some(until) = state.blocks.blocked_until(player).await? {
         dropped("blocked", n as u64);
         return Ok((0..n)

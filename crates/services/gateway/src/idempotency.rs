@@ -19,7 +19,7 @@ use liveops_http::{idempotency_key, Problem, Signature, Signed, IDEMPOTENCY_KEY,
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
-use crate::guard::dropped;
+use crate::guard::{dropped, hot_state_failed};
 use crate::GatewayState;
 
 /// How often a repeat polls for the first request's answer.
@@ -189,7 +189,8 @@ async fn take(
     let hold_ttl = ttl.min(IN_FLIGHT_TTL);
     let deadline = tokio::time::Instant::now() + WAIT_AT_MOST;
     loop {
-        match state.idem.idem_begin(key, print, hold_ttl).await? {
+        let begun = state.idem.idem_begin(key, print, hold_ttl).await;
+        match begun.map_err(|e| hot_state_failed(e, 1))? {
             IdemState::Fresh => return Ok(None),
             IdemState::Done(answer) => {
                 dropped("duplicate", 1);

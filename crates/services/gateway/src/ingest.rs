@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::guard::{dropped, ingested, refused, screen};
+use crate::guard::{dropped, hot_state_failed, ingested, refused, screen};
 use crate::idempotency::{message_event_id, respond_once, EventIds, IdempotencyHeader};
 use crate::GatewayState;
 use liveops_http::responses::{Forbidden, IdempotentFailures, TooManyRequests};
@@ -106,7 +106,10 @@ async fn accept(
     event_id: Uuid,
     now: i64,
 ) -> Result<EventAccepted, Problem> {
-    if let Some(Err(problem)) = screen(state, event.player_id.as_str(), 1, now).await?.pop() {
+    let verdicts = screen(state, event.player_id.as_str(), 1, now)
+        .await
+        .map_err(|e| hot_state_failed(e, 1))?;
+    if let Some(Err(problem)) = verdicts.into_iter().next() {
         return Err(problem);
     }
     let kind = event.kind().as_str();
