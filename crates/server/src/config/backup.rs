@@ -9,8 +9,8 @@ use clap::Args;
 
 use super::{bad, duration, ConfigError};
 
-/// Backup settings as given.
-#[derive(Args, Clone, Debug)]
+/// Backup settings as given (no `Debug`: they hold a storage key).
+#[derive(Args, Clone)]
 pub struct BackupConfig {
     /// Directory receiving the backup sets of the embedded files (default `DATA_DIR/backups`).
     #[arg(long, env = "BACKUP_DIR")]

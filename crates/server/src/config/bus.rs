@@ -9,8 +9,8 @@ use clap::Args;
 use super::secrets::either;
 use super::{bad, BusKind, Cloud, ConfigError};
 
-/// The bus settings as given by environment and flags.
-#[derive(Args, Clone, Debug)]
+/// The bus settings as given by environment and flags (no `Debug`: `BUS_CONN` holds a key).
+#[derive(Args, Clone)]
 pub struct BusArgs {
     /// Bus backend: sqlite (durable local log) | redis (Redis Streams) | sqs (AWS SQS FIFO) |
     /// servicebus (Azure Service Bus, AMQP 1.0) | inmem (tests only). Unset: the one CLOUD

@@ -54,12 +54,21 @@ where
 
 /// Everything given on the command line and in the environment, before it is checked: the
 /// shared settings and the whole parse (each module reads its own settings from it).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Given {
     /// The shared settings.
     pub raw: RawConfig,
     /// The whole parse.
     pub args: clap::ArgMatches,
+}
+
+impl std::fmt::Debug for Given {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The shared settings without their secrets; not the parse, which holds every value.
+        f.debug_struct("Given")
+            .field("raw", &self.raw)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Given {

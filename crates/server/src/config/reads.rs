@@ -7,8 +7,8 @@ use clap::Args;
 
 use super::{bad, duration, ConfigError};
 
-/// Read replica settings as given.
-#[derive(Args, Clone, Debug)]
+/// Read replica settings as given (no `Debug`: the URL may hold a password).
+#[derive(Args, Clone)]
 pub struct ReadConfig {
     /// Read replica of the `DB_URL` server (same kind): progress views, leaderboard history and
     /// fairness flags are read there while it is reachable and at most `DB_READ_MAX_LAG` behind.
@@ -99,7 +99,8 @@ mod tests {
             (config(Some("postgres://r/db"), "50ms"), pg),
             (config(Some("postgres://r/db"), "5 seconds"), pg),
         ] {
-            assert!(c.resolve(primary).is_err(), "{c:?}");
+            let (url, lag) = (c.db_read_url.clone(), c.db_read_max_lag.clone());
+            assert!(c.resolve(primary).is_err(), "{url:?} {lag}");
         }
     }
 }

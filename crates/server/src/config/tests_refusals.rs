@@ -76,3 +76,30 @@ fn the_archive_key_is_checked_at_start_up() {
     assert_eq!(e.var, "BACKUP_AZURE_URL");
     assert!(keyed(&["--backup-azure-url", sas]).is_ok());
 }
+
+/// What the settings print for debugging names no secret: not the shared ones, not a module's,
+/// not the parse they came from.
+#[test]
+fn printed_settings_hold_no_secret() {
+    let secrets = [
+        ("--hmac-secret", "s3cret-hmac-0123456789abcdef-0123456789"),
+        ("--hmac-keys", "k2=s3cret-rotated-0123456789abcdef-012345"),
+        ("--db-url", "postgres://u:s3cret-db@h/db"),
+        ("--db-read-url", "postgres://u:s3cret-replica@r/db"),
+        ("--redis-url", "redis://:s3cret-redis@h:6379/0"),
+        ("--bus-conn", "redis://:s3cret-bus@h:6379/0"),
+        ("--backup-azure-key", "s3cret-azure-key"),
+        ("--admin-password", "s3cret-admin-password"),
+    ];
+    let mut args: Vec<String> = Vec::new();
+    for (flag, value) in secrets {
+        args.extend([flag.to_owned(), value.to_owned()]);
+    }
+    let given = Given::from_args(&args).unwrap();
+    let printed = format!("{given:?} {:?}", given.raw);
+    assert!(printed.contains("RawConfig"), "{printed}");
+    assert!(!printed.contains("s3cret"), "{printed}");
+    let settings = keyed(&["--hmac-keys", "k2=s3cret-rotated-0123456789abcdef-012345"]).unwrap();
+    let printed = format!("{settings:?}");
+    assert!(!printed.contains("s3cret"), "{printed}");
+}

@@ -33,8 +33,9 @@ pub use sessions::LoginAnswer;
 /// Largest request body on the operators' routes.
 const BODY_LIMIT: usize = 16 * 1024;
 
-/// The operators service's settings, as flags and environment variables.
-#[derive(Args, Clone, Debug)]
+/// The operators service's settings, as flags and environment variables (no `Debug`: they
+/// hold the first admin's password).
+#[derive(Args, Clone)]
 pub struct OperatorsArgs {
     /// Email of the first admin, created at start when no operator exists.
     #[arg(long, env = "ADMIN_EMAIL")]
