@@ -32,8 +32,10 @@ const WAIT_AT_MOST: Duration = Duration::from_secs(2);
 #[into_params(parameter_in = Header)]
 #[allow(dead_code)] // documents the header; `admit` reads it from the request
 pub(crate) struct IdempotencyHeader {
-    /// 1..=255 visible ASCII characters; a repeat gets the first answer back with 208. The
-    /// signature counts too: the same signed request again, under any key, gets it with 208.
+    /// 1..=255 visible ASCII characters, unique across every client of the deployment (a
+    /// UUID): keys are not scoped by signing key, so a retry re-signed with a rotated key still
+    /// finds its first answer. A repeat gets that answer back with 208. The signature counts
+    /// too: the same signed request again, under any key, gets it with 208.
     #[param(rename = "Idempotency-Key", pattern = "^[!-~]{1,255}$")]
     idempotency_key: Option<String>,
 }
