@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 /// The relay; [`Relay::kill`] closes the listener and every connection, [`Relay::retarget`]
-/// sends new connections elsewhere.
+/// sends new connections elsewhere (cutting the others), [`Relay::redirect`] too (keeping them).
 pub struct Relay {
     /// Where clients connect.
     pub addr: SocketAddr,
@@ -97,6 +97,12 @@ impl Relay {
         for pump in l.pumps.drain(..) {
             pump.abort();
         }
+    }
+
+    /// Sends new connections to `upstream` and keeps the ones made, as a failover behind one
+    /// address that leaves kept connections on the old server (now a replica).
+    pub fn redirect(&self, upstream: SocketAddr) {
+        self.links.lock().unwrap().upstream = upstream;
     }
 
     /// Cuts every connection and sends new ones to `upstream`, as a failover that moves a

@@ -5,6 +5,10 @@
 //! service starts while Redis is down and answers 503 until it comes back. Once open, a single
 //! node sits behind redis-rs' `ConnectionManager` and a cluster behind its `ClusterConnection`;
 //! both reconnect by themselves after a server restart (the next calls fail fast, then succeed).
+//! A single node that answers `READONLY` (a primary demoted to a replica behind the same address,
+//! as an Azure cache fails over) is let go: the manager would keep the connection (redis-rs
+//! reconnects only on I/O errors), so the next call connects to the address anew
+//! (`redis_errors_total{kind="readonly"}`).
 //!
 //! `rediss://` URLs speak TLS (rustls on ring; no OpenSSL). The server's certificate must chain
 //! to Mozilla's roots, compiled in, or to the CA certificates given to
@@ -12,7 +16,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use liveops_core::ports::{PortError, PortResult};
@@ -42,7 +46,9 @@ pub struct RedisConn {
 
 struct Inner {
     target: Target,
-    backend: OnceCell<Backend>,
+    /// The cell the backend is opened in; a single node's is swapped for an empty one once the
+    /// server answers `READONLY`, so the next call opens a new backend.
+    backend: Mutex<Slot>,
     timeout: Duration,
     round_trips: Arc<AtomicU64>,
     /// Where it points, without credentials, for logs and errors.
@@ -60,12 +66,20 @@ enum Backend {
     Cluster(ClusterConnection),
 }
 
+/// A backend, open or not yet.
+type Slot = Arc<OnceCell<Backend>>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while holding it; recover the data if anything ever did.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl std::fmt::Debug for RedisConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisConn")
             .field("target", &self.inner.name)
             .field("cluster", &self.is_cluster())
-            .field("connected", &self.inner.backend.initialized())
+            .field("connected", &self.slot().initialized())
             .finish()
     }
 }
@@ -242,6 +256,14 @@ fn tcp_settings() -> TcpSettings {
     settings
 }
 
+/// Whether `err` is a replica refusing a write: `READONLY`, or the script error Redis before 7.0
+/// wraps it in (`ERR Error running script ... -READONLY You can't write ...`).
+pub(crate) fn is_read_only(err: &RedisError) -> bool {
+    err.kind() == ErrorKind::ReadOnly
+        || (err.kind() == ErrorKind::ResponseError
+            && err.detail().is_some_and(|d| d.contains("-READONLY ")))
+}
+
 /// Maps a Redis error: unreadable data is `Corrupt`, everything else `Unavailable`.
 pub(crate) fn port_error(op: &str, err: &RedisError) -> PortError {
     let corrupt = err.kind() == ErrorKind::TypeError
@@ -324,7 +346,7 @@ impl RedisConn {
         let conn = RedisConn {
             inner: Arc::new(Inner {
                 target,
-                backend: OnceCell::new(),
+                backend: Mutex::new(Slot::default()),
                 timeout,
                 round_trips: Arc::new(AtomicU64::new(0)),
                 name,
@@ -360,10 +382,31 @@ impl RedisConn {
         self.inner.round_trips.load(Ordering::Relaxed)
     }
 
-    /// The open backend, opening it first if needed (not bounded in time by itself).
-    async fn backend(&self) -> RedisResult<Backend> {
-        self.inner
-            .backend
+    /// The current slot of the backend.
+    fn slot(&self) -> Slot {
+        lock(&self.inner.backend).clone()
+    }
+
+    /// Lets the single-node backend of `used` go after it answered `READONLY`, unless a call
+    /// did already: the next call connects anew. A cluster's is kept (its nodes answer `MOVED`
+    /// after a failover, which it follows).
+    fn let_go(&self, used: &Slot) {
+        if self.is_cluster() {
+            return;
+        }
+        let mut current = lock(&self.inner.backend);
+        if Arc::ptr_eq(&current, used) {
+            *current = Slot::default();
+            drop(current);
+            tracing::warn!(target = %self.inner.name, "redis answered READONLY (a replica now); reconnecting");
+        }
+    }
+
+    /// The open backend and its slot, opening it first if needed (not bounded in time by
+    /// itself).
+    async fn backend(&self) -> RedisResult<(Slot, Backend)> {
+        let slot = self.slot();
+        let backend = slot
             .get_or_try_init(|| async {
                 match &self.inner.target {
                     Target::Single(client) => {
@@ -382,8 +425,9 @@ impl RedisConn {
                     }
                 }
             })
-            .await
-            .cloned()
+            .await?
+            .clone();
+        Ok((slot, backend))
     }
 
     /// Runs `f` on a handle to the server, bounded by `timeout` (opening the connection
@@ -400,17 +444,26 @@ impl RedisConn {
         Fut: Future<Output = RedisResult<T>>,
     {
         let work = async {
-            let backend = self.backend().await?;
-            f(RedisHandle {
+            let (slot, backend) = self.backend().await?;
+            let result = f(RedisHandle {
                 backend,
                 round_trips: self.inner.round_trips.clone(),
             })
-            .await
+            .await;
+            if result.as_ref().is_err_and(is_read_only) {
+                self.let_go(&slot);
+            }
+            result
         };
         match tokio::time::timeout(timeout, work).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => {
-                metrics::counter!("redis_errors_total", "op" => op, "kind" => "error").increment(1);
+                let kind = if is_read_only(&err) {
+                    "readonly"
+                } else {
+                    "error"
+                };
+                metrics::counter!("redis_errors_total", "op" => op, "kind" => kind).increment(1);
                 tracing::warn!(op, target = %self.inner.name, error = %err, "redis call failed");
                 Err(port_error(op, &err))
             }
@@ -647,6 +700,39 @@ mod tests {
         assert_eq!(ttl_ms(Duration::from_micros(10)), 1);
         assert_eq!(ttl_ms(Duration::from_secs(2)), 2000);
         assert_eq!(ttl_ms(Duration::MAX), 100 * 365 * 24 * 3600 * 1000);
+    }
+
+    #[test]
+    fn read_only_answers_are_told_apart() {
+        let server = |kind, detail: &str| {
+            RedisError::from((
+                kind,
+                "An error was signalled by the server",
+                detail.to_owned(),
+            ))
+        };
+        let refused = "You can't write against a read only replica.";
+        assert!(is_read_only(&server(ErrorKind::ReadOnly, refused)));
+        // Redis 7 keeps a script's error code; 5.0 and 6.0 wrap it in ERR.
+        assert!(is_read_only(&server(
+            ErrorKind::ReadOnly,
+            &format!("{refused} script: 474ef873, on @user_script:1.")
+        )));
+        assert!(is_read_only(&server(
+            ErrorKind::ResponseError,
+            &format!(
+                "Error running script (call to f_474ef873): @user_script:1: \
+                 @user_script: 1: -READONLY {refused}"
+            )
+        )));
+        assert!(!is_read_only(&server(
+            ErrorKind::ResponseError,
+            "unknown command"
+        )));
+        assert!(!is_read_only(&server(
+            ErrorKind::ExtensionError,
+            "-READONLY as a word of some other error"
+        )));
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //!
 //! Every operation touches one key, so it is atomic and cluster-safe without hash tags. Keys
 //! (after an optional prefix):
-//! - `hot:idem:<key>` — JSON `{"fp": <fingerprint>, "answer": {status, body}?}` with a TTL;
+//! - `hot:idem:<key>` — JSON `{"fp": <fingerprint>, "nonce": <the claim's>?, "answer": {status,
+//!   body}?}` with a TTL (a claim carries its call's nonce, an answered record none; a release
+//!   that knows no nonce reads past it, and a record without one is never taken for a retry);
 //! - `hot:rate:<player>:<unix second>` — the count of one one-second window, gone 2 s later;
 //! - `hot:block:<player>` — the block's end (unix ms), expiring with it; after an unblock, minus
 //!   the time its strikes were forgotten up to (read as a block long ended, also by a release
@@ -35,13 +37,24 @@ use super::conn::{clean_prefix, ttl_ms, RedisConn};
 /// How long a rate window's counter outlives the start of its second.
 const RATE_KEY_TTL_MS: u64 = 2000;
 
-/// Returns the record under KEYS[1], or claims the key with ARGV[1] for ARGV[2] ms and
-/// returns nil.
+/// Returns the record under KEYS[1], or claims the key with ARGV[1] (the body ARGV[4], the
+/// nonce ARGV[3]) for ARGV[2] ms and returns nil; also nil if the record is that unanswered
+/// claim: this call's own, made by a run of it retried after its reply was lost (a cluster
+/// client retries so). Only a record holding the nonce's text is decoded.
 const IDEM_BEGIN_LUA: &str = r"
 local v = redis.call('GET', KEYS[1])
-if v then return v end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return false
+if not v then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return false
+end
+if string.find(v, ARGV[3], 1, true) then
+  local ok, rec = pcall(cjson.decode, v)
+  if ok and type(rec) == 'table' and rec['nonce'] == ARGV[3] and rec['fp'] == ARGV[4]
+    and (rec['answer'] == nil or rec['answer'] == cjson.null) then
+    return false
+  end
+end
+return v
 ";
 
 /// The start of a script over the idempotency record KEYS[1]: 0 if there is none, an error if
@@ -167,12 +180,35 @@ end
 return out
 ";
 
-/// The stored state of an idempotency key.
+/// The stored state of an idempotency key. Unknown fields are read past, as the previous
+/// release reads `nonce`.
 #[derive(Debug, Serialize, Deserialize)]
 struct IdemRecord {
     fp: String,
+    /// The claiming call's nonce (none in an answered record, nor in a claim of a release
+    /// before nonces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nonce: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     answer: Option<StoredAnswer>,
+}
+
+/// What tells one `idem_begin` call's claim from every other's: 128 random bits, kept in the
+/// claim and never shown outside it. Reused only to run the same call again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimNonce(String);
+
+impl ClaimNonce {
+    /// A new random nonce.
+    pub fn new() -> Self {
+        Self(format!("{:032x}", rand::random::<u128>()))
+    }
+}
+
+impl Default for ClaimNonce {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 struct Scripts {
@@ -260,28 +296,29 @@ impl RedisHotState {
         format!("{}hot:{kind}:{id}", self.prefix)
     }
 
-    /// Deletes the key `key` (built with [`Self::key`]); `op` names the call in metrics.
-    async fn delete(&self, op: &'static str, key: String) -> PortResult<()> {
-        let _: i64 = self.conn.query(op, redis::cmd("DEL").arg(key)).await?;
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl Idempotency for RedisHotState {
-    async fn idem_begin(
+    /// [`Idempotency::idem_begin`] under `nonce`, which the claim keeps: a claim found with the
+    /// same nonce (an earlier run of this call, its reply lost) answers `Fresh`, one with another
+    /// nonce or none (a claim of the previous release) `InFlight`. A caller that retries a
+    /// begin itself passes the nonce of the first try; `idem_begin` draws a new one.
+    pub async fn idem_claim(
         &self,
         key: &str,
         fingerprint: &str,
+        nonce: &ClaimNonce,
         ttl: Duration,
     ) -> PortResult<IdemState> {
         let claim = serde_json::to_string(&IdemRecord {
             fp: fingerprint.to_owned(),
+            nonce: Some(nonce.0.clone()),
             answer: None,
         })
         .map_err(|e| corrupt("encoding an idempotency claim", e))?;
         let mut call = self.scripts.idem_begin.prepare_invoke();
-        call.key(self.key("idem", key)).arg(claim).arg(ttl_ms(ttl));
+        call.key(self.key("idem", key))
+            .arg(claim)
+            .arg(ttl_ms(ttl))
+            .arg(nonce.0.as_str())
+            .arg(fingerprint);
         let existing: Option<String> = self.conn.invoke("hot.idem_begin", &call).await?;
         let Some(existing) = existing else {
             return Ok(IdemState::Fresh);
@@ -296,6 +333,27 @@ impl Idempotency for RedisHotState {
             } => IdemState::Done(answer),
             IdemRecord { answer: None, .. } => IdemState::InFlight,
         })
+    }
+
+    /// Deletes the key `key` (built with [`Self::key`]); `op` names the call in metrics.
+    async fn delete(&self, op: &'static str, key: String) -> PortResult<()> {
+        let _: i64 = self.conn.query(op, redis::cmd("DEL").arg(key)).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Idempotency for RedisHotState {
+    /// Each call claims under a nonce of its own (see [`RedisHotState::idem_claim`]), so a run
+    /// of the script the client retried after losing its reply answers `Fresh` again.
+    async fn idem_begin(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        ttl: Duration,
+    ) -> PortResult<IdemState> {
+        self.idem_claim(key, fingerprint, &ClaimNonce::new(), ttl)
+            .await
     }
 
     /// Only a live claim of this body is completed: a key whose claim lapsed (or was released)
@@ -562,6 +620,7 @@ mod tests {
     fn records_read_back() {
         let claim = serde_json::to_string(&IdemRecord {
             fp: "abc".into(),
+            nonce: None,
             answer: None,
         })
         .unwrap();
@@ -578,6 +637,36 @@ mod tests {
                 status: 202,
                 body: r#"{"eventId":"x"}"#.into()
             })
+        );
+    }
+
+    /// The record as the release before nonces read it: `fp` and `answer`, nothing else.
+    #[derive(Debug, Deserialize)]
+    struct PreviousRelease {
+        fp: String,
+        answer: Option<StoredAnswer>,
+    }
+
+    #[test]
+    fn claims_with_a_nonce_read_in_both_releases() {
+        let nonce = ClaimNonce::new().0;
+        assert_eq!(nonce.len(), 32);
+        assert_ne!(nonce, ClaimNonce::new().0);
+        let claim = serde_json::to_string(&IdemRecord {
+            fp: "abc".into(),
+            nonce: Some(nonce.clone()),
+            answer: None,
+        })
+        .unwrap();
+        assert_eq!(claim, format!(r#"{{"fp":"abc","nonce":"{nonce}"}}"#));
+        // A pod of the previous release reads a new claim as a claim of that body (in flight).
+        let old: PreviousRelease = serde_json::from_str(&claim).unwrap();
+        assert_eq!((old.fp.as_str(), old.answer), ("abc", None));
+        // And this release reads the previous one's claims (no nonce): never a call's own.
+        let new: IdemRecord = serde_json::from_str(r#"{"fp":"abc"}"#).unwrap();
+        assert_eq!(
+            (new.fp.as_str(), new.nonce, new.answer),
+            ("abc", None, None)
         );
     }
 }

@@ -8,5 +8,5 @@ pub mod rank;
 mod replicas;
 
 pub use conn::{RedisConn, RedisHandle};
-pub use hot::RedisHotState;
+pub use hot::{ClaimNonce, RedisHotState};
 pub use rank::RedisRankStore;

@@ -1,19 +1,24 @@
 //! The Redis adapters against real servers: both conformance suites on a single node
 //! (`LIVEOPS_TEST_REDIS_URL`) and on a Redis Cluster (`LIVEOPS_TEST_REDIS_CLUSTER`), plus round
-//! trips, unreachable servers and a server restart.
+//! trips, unreachable servers, a server restart, a primary demoted behind its address, and
+//! idempotency claims run again by a client that lost the reply.
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use liveops_core::ports::{
-    Blocklist, Board, Health, Idempotency, PortError, RankStore, RateLimiter, ScoreTotal, ViewCache,
+    Blocklist, Board, Health, IdemState, Idempotency, PortError, RankStore, RateLimiter,
+    ScoreTotal, StoredAnswer, ViewCache,
 };
 use liveops_core::Window;
-use liveops_redis::{RedisConn, RedisHotState, RedisRankStore};
+use liveops_redis::{ClaimNonce, RedisConn, RedisHotState, RedisRankStore};
 use liveops_testkit::conformance;
 use liveops_testkit::fixtures::score_total as total;
-use liveops_testkit::redis_server::{closed_port, OwnRedis};
+use liveops_testkit::redis_server::{closed_port, redis_cli, until_replication, OwnRedis};
+use liveops_testkit::relay::Relay;
 
 fn env(var: &str) -> String {
     match std::env::var(var) {
@@ -341,5 +346,201 @@ async fn connections_recover_after_a_server_restart() {
     assert_eq!(
         hot.rate_hit("a", 1, 10).await.unwrap(),
         liveops_core::ports::RateDecision::Allowed
+    );
+}
+
+// ---- a primary demoted behind its address ----
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A failover behind one address: `to` (a replica of `from`) is promoted, `from` demoted to
+/// follow it, and the address sends new connections to `to` while kept ones stay on `from`.
+async fn fail_over(address: &Relay, from: u16, to: u16) {
+    redis_cli(to, &["replicaof", "no", "one"]).await;
+    until_replication(to, "role:master").await;
+    redis_cli(from, &["replicaof", "127.0.0.1", &to.to_string()]).await;
+    until_replication(from, "master_link_status:up").await;
+    address.redirect(loopback(to));
+}
+
+/// Writes through `hot` until one succeeds; how many failed first (each `Unavailable`, the
+/// server's "read only replica"), at most `max`.
+async fn failures_before_a_write(hot: &RedisHotState, write: &str, max: usize) -> usize {
+    let mut failed = 0;
+    loop {
+        let result = match write {
+            "script" => hot
+                .idem_begin(&format!("k{failed}"), "A", LONG)
+                .await
+                .map(|state| assert_eq!(state, IdemState::Fresh)),
+            _ => hot.cache_put("c", Bytes::from_static(b"v"), LONG).await,
+        };
+        match result {
+            Ok(()) => return failed,
+            Err(PortError::Unavailable(m)) if m.contains("read only") && failed < max => {
+                failed += 1;
+            }
+            Err(other) => panic!("{write} write {failed}: {other:?}"),
+        }
+    }
+}
+
+const LONG: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_demoted_behind_its_address_fails_one_write_then_the_new_one_takes_them() {
+    // A primary and its replica; the connection reaches the primary through the cache's one
+    // address.
+    let (a, b) = (closed_port(), closed_port());
+    let _first = OwnRedis::start(a, &[]);
+    until_replication(a, "role:master").await;
+    let _second = OwnRedis::start(b, &["--replicaof", "127.0.0.1", &a.to_string()]);
+    until_replication(b, "master_link_status:up").await;
+    let address = Relay::start(loopback(0), loopback(a)).await;
+    let conn = connect(&format!("redis://{}/", address.addr)).await;
+    let prefix = prefix("demoted");
+    let hot = RedisHotState::new(conn.clone()).with_prefix(&prefix);
+    hot.cache_put("before", Bytes::from_static(b"1"), LONG)
+        .await
+        .unwrap();
+    assert_eq!(
+        hot.idem_begin("k", "A", LONG).await.unwrap(),
+        IdemState::Fresh
+    );
+
+    // The replica is promoted and the primary demoted: the kept connection reaches a replica.
+    // A script's write fails once at most, then the same store writes on the new primary.
+    fail_over(&address, a, b).await;
+    assert!(failures_before_a_write(&hot, "script", 1).await <= 1);
+    for _ in 0..5 {
+        hot.cache_put("after", Bytes::from_static(b"2"), LONG)
+            .await
+            .unwrap();
+    }
+    let after = format!("{prefix}hot:cache:after");
+    assert_eq!(redis_cli(b, &["get", &after]).await.trim(), "2");
+    assert_eq!(
+        hot.idem_begin("k", "A", LONG).await.unwrap(),
+        IdemState::InFlight
+    );
+
+    // And back (the old primary promoted again): a plain command's write fails once at most.
+    fail_over(&address, b, a).await;
+    assert!(failures_before_a_write(&hot, "command", 1).await <= 1);
+    hot.healthcheck().await.unwrap();
+    assert!(redis_cli(a, &["info", "replication"])
+        .await
+        .contains("role:master"));
+    assert_eq!(
+        hot.cache_get("after").await.unwrap(),
+        Some(Bytes::from_static(b"2"))
+    );
+}
+
+// ---- idempotency claims run again ----
+
+/// The claim script run twice under one nonce (a client retrying it after losing the reply)
+/// answers the claimant `Fresh` both times; another call of the same request (another nonce)
+/// finds the claim in flight, and an answered key is answered whatever the nonce.
+async fn a_claim_run_again_is_the_claimants_own(url: &str) {
+    let hot = RedisHotState::new(connect(url).await).with_prefix(&prefix("claim"));
+    let nonce = ClaimNonce::new();
+    let claim = |fp: &'static str, nonce: ClaimNonce| {
+        let hot = &hot;
+        async move { hot.idem_claim("k", fp, &nonce, LONG).await.unwrap() }
+    };
+    assert_eq!(claim("A", nonce.clone()).await, IdemState::Fresh);
+    assert_eq!(
+        claim("A", nonce.clone()).await,
+        IdemState::Fresh,
+        "the retried run"
+    );
+    assert_eq!(claim("A", ClaimNonce::new()).await, IdemState::InFlight);
+    assert_eq!(
+        hot.idem_begin("k", "A", LONG).await.unwrap(),
+        IdemState::InFlight
+    );
+    // The nonce is the call's, never a pass for another body.
+    assert_eq!(claim("B", nonce.clone()).await, IdemState::Mismatch);
+    let answer = StoredAnswer {
+        status: 202,
+        body: r#"{"eventId":"e"}"#.into(),
+    };
+    hot.idem_complete("k", "A", answer.clone(), LONG)
+        .await
+        .unwrap();
+    assert_eq!(claim("A", nonce).await, IdemState::Done(answer));
+}
+
+#[tokio::test]
+async fn single_node_claims_run_again_under_their_nonce_are_their_own() {
+    a_claim_run_again_is_the_claimants_own(&single_url()).await;
+}
+
+#[tokio::test]
+async fn cluster_claims_run_again_under_their_nonce_are_their_own() {
+    a_claim_run_again_is_the_claimants_own(&cluster_urls()).await;
+}
+
+/// The claim script of the release before nonces, word for word.
+const PREVIOUS_BEGIN_LUA: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return false
+";
+
+#[tokio::test]
+async fn claims_cross_a_rolling_upgrade_both_ways() {
+    let conn = connect(&single_url()).await;
+    let prefix = prefix("upgrade");
+    let hot = RedisHotState::new(conn.clone()).with_prefix(&prefix);
+    let key = |k: &str| format!("{prefix}hot:idem:{k}");
+
+    // A claim of the previous release (no nonce) is in flight to this one, under any nonce,
+    // and this release completes it.
+    let mut set = redis::cmd("SET");
+    set.arg(key("old"))
+        .arg(r#"{"fp":"A"}"#)
+        .arg("PX")
+        .arg(60_000);
+    conn.query::<()>("test", &set).await.unwrap();
+    let nonce = ClaimNonce::new();
+    for _ in 0..2 {
+        let state = hot.idem_claim("old", "A", &nonce, LONG).await.unwrap();
+        assert_eq!(state, IdemState::InFlight);
+    }
+    let answer = StoredAnswer {
+        status: 202,
+        body: "{}".into(),
+    };
+    hot.idem_complete("old", "A", answer.clone(), LONG)
+        .await
+        .unwrap();
+    assert_eq!(
+        hot.idem_begin("old", "A", LONG).await.unwrap(),
+        IdemState::Done(answer)
+    );
+
+    // A claim of this release, read by the previous one's script: a claim of that body with
+    // no answer (in flight), its extra field read past.
+    assert_eq!(
+        hot.idem_begin("new", "A", LONG).await.unwrap(),
+        IdemState::Fresh
+    );
+    let script = redis::Script::new(PREVIOUS_BEGIN_LUA);
+    let mut call = script.prepare_invoke();
+    call.key(key("new")).arg(r#"{"fp":"B"}"#).arg(60_000);
+    let found: Option<String> = conn.invoke("test", &call).await.unwrap();
+    let found: serde_json::Value = serde_json::from_str(&found.unwrap()).unwrap();
+    assert_eq!(found["fp"], "A");
+    assert!(found.get("answer").is_none(), "{found}");
+    // Its release (the same script in both releases) frees it.
+    hot.idem_release("new", "A").await.unwrap();
+    assert_eq!(
+        hot.idem_begin("new", "A", LONG).await.unwrap(),
+        IdemState::Fresh
     );
 }
