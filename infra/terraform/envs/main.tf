@@ -72,6 +72,10 @@ module "stack" {
   postgres   = var.postgres
   servicebus = var.servicebus
 
-  mysql      = merge(var.mysql, { admin_ssh_public_key = var.mysql_admin_ssh_public_key })
-  monitoring = merge(var.monitoring, { grafana_admin_object_ids = var.grafana_admin_object_ids })
+  mysql = merge(var.mysql, { admin_ssh_public_key = var.mysql_admin_ssh_public_key })
+
+  monitoring = merge(var.monitoring, {
+    grafana_admin_object_ids = var.grafana_admin_object_ids
+    alert_email_addresses    = var.alert_email_addresses
+  })
 }

@@ -106,6 +106,11 @@ variable "grafana_admin_object_ids" {
   default     = []
 }
 
+variable "alert_email_addresses" {
+  type        = list(string)
+  description = "Who the environment's Azure Monitor alerts mail (its action group): on-call people or a pager's e-mail integration. At least one: the Service Bus alerts that stand in for the bus_lag alerts reach nobody otherwise."
+}
+
 variable "tags" {
   type        = map(string)
   description = "Tags put on every resource, besides env and app."
@@ -161,6 +166,18 @@ variable "mysql" {
 }
 
 variable "monitoring" {
-  type        = object({ log_retention_days = number, grafana_enabled = bool, zone_redundant = bool })
-  description = "Log Analytics retention, whether there is a managed Grafana, whether it is zone-redundant."
+  type = object({
+    log_retention_days = number
+    grafana_enabled    = bool
+    zone_redundant     = bool
+    servicebus_alerts = optional(object({
+      backlog_messages   = optional(number)
+      backlog_window     = optional(string)
+      stalled_window     = optional(string)
+      errors_window      = optional(string)
+      server_errors      = optional(number)
+      throttled_requests = optional(number)
+    }))
+  })
+  description = "Log Analytics retention, whether there is a managed Grafana, whether it is zone-redundant, and the thresholds and windows of the Service Bus alerts where an environment departs from the defaults (modules/stack variable monitoring, which holds the defaults)."
 }

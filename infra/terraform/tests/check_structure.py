@@ -19,6 +19,12 @@ run here: it needs the providers) and some it never does:
   <env>.tfvars sets only declared variables and every variable without a default;
 - outputs-to-kustomize.sh turns a terraform output JSON into the documented env file;
 - every inline checkov skip / trivy ignore names its rule and gives a reason;
+- the Service Bus namespace has the Azure Monitor metric alerts that stand in for the bus_lag
+  alerts (which cannot fire with BUS_KIND=servicebus): backlog (ActiveMessages), stalled topics
+  (ActiveMessages and OutgoingMessages) and dead letters (DeadletteredMessages), each metric
+  with an aggregation Azure Monitor offers for it, every rule sent to a declared action group
+  that mails var.monitoring.alert_email_addresses, and docs/OPERATIONS.md's runbooks naming
+  the rules;
 - the MySQL VM's cloud-init template matches its templatefile() call, renders to YAML and its
   shell scripts parse.
 
@@ -466,6 +472,91 @@ def check_scanner_skips_have_reasons(t: Tree) -> list[str]:
     return problems
 
 
+# Azure Monitor's metrics of Microsoft.ServiceBus/namespaces and the aggregations each offers
+# (learn.microsoft.com, "Azure Service Bus monitoring data reference"); every one has the
+# dimension EntityName: a queue or topic, never a subscription.
+SERVICEBUS_METRIC_AGGREGATIONS = {
+    "ActiveMessages": {"Average", "Minimum", "Maximum"},
+    "DeadletteredMessages": {"Average", "Minimum", "Maximum"},
+    "Messages": {"Average", "Minimum", "Maximum"},
+    "ScheduledMessages": {"Average", "Minimum", "Maximum"},
+    "IncomingMessages": {"Total"},
+    "OutgoingMessages": {"Total"},
+    "IncomingRequests": {"Total"},
+    "SuccessfulRequests": {"Total"},
+    "ServerErrors": {"Total"},
+    "UserErrors": {"Total"},
+    "ThrottledRequests": {"Total"},
+}
+# What the alerts must watch to stand in for LiveOpsBusLagGrowing (a topic's backlog),
+# LiveOpsConsumerStalled (messages waiting, none received) and the dead letters.
+SERVICEBUS_ALERT_METRICS = {"ActiveMessages", "OutgoingMessages", "DeadletteredMessages"}
+# The runbooks that must name the rules (docs/OPERATIONS.md headings).
+SERVICEBUS_RUNBOOKS = ["Bus lag", "Consumer stalled", "Dead letters"]
+
+
+def check_servicebus_alerts(t: Tree) -> list[str]:
+    """On Service Bus the bus cannot read lag (no bus_lag gauge), so Azure Monitor metric alerts
+    on the namespace stand in for LiveOpsBusLagGrowing and LiveOpsConsumerStalled (ADR 0015):
+    they exist, watch the metrics that say so with aggregations Azure offers, reach someone,
+    and the runbooks name them."""
+    stack = t.modules.get("stack", {})
+    resources = {}
+    for block in stack.get("resource", []):
+        for rtype, instances in block.items():
+            for name, body in instances.items():
+                resources[f"{rtype}.{name}"] = strip_positions(body)
+    alerts = {k: b for k, b in resources.items() if k.startswith("azurerm_monitor_metric_alert.")
+              and "azurerm_servicebus_namespace.this.id" in json.dumps(b.get("scopes"))}
+    if not alerts:
+        return ["modules/stack: no azurerm_monitor_metric_alert on azurerm_servicebus_namespace.this "
+                "(the stand-in for the bus_lag alerts on Service Bus)"]
+    problems = []
+    # The criteria: literal criteria blocks, or the table the rules iterate (locals).
+    text = json.dumps(strip_positions({k: v for k, v in stack.items() if k != "variable"}))
+    used = {}
+    flat = text
+    while re.search(r"\$\{[^{}]*\}", flat):  # interpolations (thresholds, topics) out of the way
+        flat = re.sub(r"\$\{[^{}]*\}", "_", flat)
+    for crit in re.findall(r"\{[^{}]*\}", flat):
+        metric = re.search(r"'(?:metric|metric_name)': '([A-Za-z]+)'", crit) or re.search(r'"metric_name": \["([A-Za-z]+)"\]', crit)
+        aggregation = re.search(r"'aggregation': '([A-Za-z]+)'", crit) or re.search(r'"aggregation": \["([A-Za-z]+)"\]', crit)
+        if metric and aggregation:
+            used.setdefault(metric.group(1), set()).add(aggregation.group(1))
+    for metric, aggregations in sorted(used.items()):
+        if metric not in SERVICEBUS_METRIC_AGGREGATIONS:
+            problems.append(f"modules/stack: Service Bus alert metric {metric} is not a metric of Microsoft.ServiceBus/namespaces")
+            continue
+        for a in sorted(aggregations - SERVICEBUS_METRIC_AGGREGATIONS[metric]):
+            problems.append(f"modules/stack: Service Bus alert metric {metric} aggregated by {a}; "
+                            f"Azure Monitor offers {', '.join(sorted(SERVICEBUS_METRIC_AGGREGATIONS[metric]))}")
+    for metric in sorted(SERVICEBUS_ALERT_METRICS - set(used)):
+        problems.append(f"modules/stack: no Service Bus alert watches {metric}")
+    if "EntityName" not in text:
+        problems.append("modules/stack: the Service Bus alerts do not split by EntityName (per topic)")
+    for key, body in sorted(alerts.items()):
+        groups = re.findall(r"azurerm_monitor_action_group\.([a-z0-9_]+)\.id", json.dumps(body.get("action", [])))
+        if not groups:
+            problems.append(f"modules/stack: {key} has no action (an action group): it reaches nobody")
+        for g in groups:
+            group = resources.get(f"azurerm_monitor_action_group.{g}")
+            if group is None:
+                problems.append(f"modules/stack: {key} sends to azurerm_monitor_action_group.{g}, which is not declared")
+            elif "var.monitoring.alert_email_addresses" not in json.dumps(group):
+                problems.append(f"modules/stack: azurerm_monitor_action_group.{g} does not mail var.monitoring.alert_email_addresses")
+    operations = ROOT.parents[1] / "docs" / "OPERATIONS.md"
+    doc = operations.read_text() if operations.exists() else ""
+    for heading in SERVICEBUS_RUNBOOKS:
+        m = re.search(r"^### " + re.escape(heading) + r"\n(.*?)(?=^#{1,3} |\Z)", doc, re.S | re.M)
+        if not m:
+            problems.append(f"docs/OPERATIONS.md has no runbook \"{heading}\"")
+            continue
+        for key in sorted(alerts):
+            if key not in m.group(1):
+                problems.append(f"docs/OPERATIONS.md, \"{heading}\": does not name {key}, which stands in on Service Bus")
+    return problems
+
+
 def check_cloud_init_template(t: Tree) -> list[str]:
     """The MySQL VM's cloud-init template: every ${var} it uses is passed by templatefile() and
     every passed key is used; rendered (plain ${name} interpolation and $${ escapes, the only
@@ -522,6 +613,7 @@ CHECKS = [
     check_tfvars_examples,
     check_outputs_to_kustomize_script,
     check_scanner_skips_have_reasons,
+    check_servicebus_alerts,
     check_cloud_init_template,
 ]
 

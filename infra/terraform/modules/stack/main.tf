@@ -4,7 +4,8 @@
 #
 #   network.tf     virtual network, subnets and their security groups, NAT, private DNS and
 #                  every private endpoint
-#   monitoring.tf  Log Analytics, managed Prometheus and Grafana, diagnostic settings
+#   monitoring.tf  Log Analytics, managed Prometheus and Grafana, diagnostic settings, the
+#                  action group and the Service Bus metric alerts
 #   aks.tf         the cluster, its node pools and the LiveOps workload identity
 #   gateway.tf     Application Gateway WAF_v2, its WAF policy and the ingress controller's rights
 #   registry.tf    container registry

@@ -2,7 +2,9 @@
 # Azure Monitor workspace (managed Prometheus) and an Azure Managed Grafana reading it. The data
 # collection rules are associated with the AKS cluster: one sends Container Insights logs to Log
 # Analytics, the other Prometheus metrics scraped by the managed agent (ama-metrics) to the
-# Azure Monitor workspace. The in-cluster stack (monitoring/) can run beside it.
+# Azure Monitor workspace. The in-cluster stack (monitoring/) can run beside it. Azure Monitor
+# metric alerts on the Service Bus namespace, mailed through one action group, stand in for the
+# bus_lag alerts, which cannot fire on Service Bus (at the end of this file).
 
 # --- Metrics: managed Prometheus, scraped by the managed agent, into the Azure Monitor workspace.
 resource "azurerm_monitor_data_collection_endpoint" "this" {
@@ -180,4 +182,126 @@ resource "azurerm_role_assignment" "grafana_admins" {
   scope                = azurerm_dashboard_grafana.this[0].id
   role_definition_name = "Grafana Admin"
   principal_id         = each.value
+}
+
+# --- Alerts: Azure Monitor metric alerts, to one action group (var.monitoring.alert_email_addresses).
+# On Service Bus (BUS_KIND=servicebus) the bus adapter cannot read a group's lag over AMQP: the
+# bus_lag gauge is absent, so LiveOpsBusLagGrowing and LiveOpsConsumerStalled (monitoring/) can
+# never fire. These alerts on the namespace's own metrics stand in for them (docs/OPERATIONS.md,
+# "Bus lag" and "Consumer stalled"). Azure Monitor counts messages per queue or topic (dimension
+# EntityName), not per subscription: a topic's ActiveMessages is what its subscriptions hold
+# together, so events.accepted's two groups (progression, leaderboard) share one series, and a
+# topic is "stalled" only when no subscription of it receives anything.
+resource "azurerm_monitor_action_group" "this" {
+  name                = "${var.name_prefix}-alerts"
+  resource_group_name = azurerm_resource_group.this.name
+  short_name          = substr("liveops-${var.environment}", 0, 12)
+  tags                = local.tags
+
+  dynamic "email_receiver" {
+    for_each = var.monitoring.alert_email_addresses
+    content {
+      name                    = "email-${email_receiver.key}"
+      email_address           = email_receiver.value
+      use_common_alert_schema = true
+    }
+  }
+}
+
+locals {
+  # Azure evaluates a rule every `frequency`, over the last `window_size` (which must be longer).
+  alert_frequency = { PT5M = "PT1M", PT15M = "PT5M", PT30M = "PT5M", PT1H = "PT15M" }
+
+  # The topics some consumer group reads (events.flagged has no subscription: nothing waits there).
+  servicebus_consumed_topics = sort(distinct(values(local.servicebus_subscriptions)))
+
+  # One metric alert per entry, named <name_prefix>-sb-<key>. Severity: 1 is critical in
+  # docs/OPERATIONS.md (pager), 2 warning. A criterion's entity is the EntityName it watches:
+  # "*" splits the rule into one alert per queue or topic, null watches the namespace as a whole.
+  # Several criteria must all hold, on one named entity each (Azure allows no "*" with several).
+  servicebus_alerts = merge(
+    {
+      backlog = {
+        severity    = 2
+        window      = var.monitoring.servicebus_alerts.backlog_window
+        description = "Stands in for LiveOpsBusLagGrowing on Service Bus: a topic's active messages (its subscriptions together) stayed above ${var.monitoring.servicebus_alerts.backlog_messages} for the whole window; consumers are slower than the gateway. Runbook: docs/OPERATIONS.md#bus-lag."
+        criteria = [
+          { metric = "ActiveMessages", aggregation = "Minimum", operator = "GreaterThan", threshold = var.monitoring.servicebus_alerts.backlog_messages, entity = "*" },
+        ]
+      }
+      dead-letters = {
+        severity    = 2
+        window      = "PT5M"
+        description = "Dead-lettered messages wait on a topic's subscriptions (delivered ${local.servicebus_max_delivery_count} times without success, or expired). Runbook: docs/OPERATIONS.md#dead-letters."
+        criteria = [
+          { metric = "DeadletteredMessages", aggregation = "Maximum", operator = "GreaterThan", threshold = 0, entity = "*" },
+        ]
+      }
+      server-errors = {
+        severity    = 2
+        window      = var.monitoring.servicebus_alerts.errors_window
+        description = "More than ${var.monitoring.servicebus_alerts.server_errors} Service Bus requests failed with a server error within the window. Runbook: docs/OPERATIONS.md#service-bus-errors."
+        criteria = [
+          { metric = "ServerErrors", aggregation = "Total", operator = "GreaterThan", threshold = var.monitoring.servicebus_alerts.server_errors, entity = null },
+        ]
+      }
+      throttled = {
+        severity    = 2
+        window      = var.monitoring.servicebus_alerts.errors_window
+        description = "More than ${var.monitoring.servicebus_alerts.throttled_requests} Service Bus requests were throttled within the window; while throttled the namespace reports message counts as 0, so the backlog and stalled alerts cannot see. Runbook: docs/OPERATIONS.md#service-bus-errors."
+        criteria = [
+          { metric = "ThrottledRequests", aggregation = "Total", operator = "GreaterThan", threshold = var.monitoring.servicebus_alerts.throttled_requests, entity = null },
+        ]
+      }
+    },
+    {
+      for topic in local.servicebus_consumed_topics : "stalled-${topic}" => {
+        severity    = 1
+        window      = var.monitoring.servicebus_alerts.stalled_window
+        description = "Stands in for LiveOpsConsumerStalled on Service Bus: messages wait on ${topic} and none was received from it for the whole window; its consumers (${join(", ", sort([for group, t in local.servicebus_subscriptions : group if t == topic]))}) have stopped. Runbook: docs/OPERATIONS.md#consumer-stalled."
+        criteria = [
+          { metric = "ActiveMessages", aggregation = "Minimum", operator = "GreaterThan", threshold = 0, entity = topic },
+          { metric = "OutgoingMessages", aggregation = "Total", operator = "LessThanOrEqual", threshold = 0, entity = topic },
+        ]
+      }
+    },
+  )
+}
+
+resource "azurerm_monitor_metric_alert" "servicebus" {
+  for_each = local.servicebus_alerts
+
+  name                = "${var.name_prefix}-sb-${each.key}"
+  resource_group_name = azurerm_resource_group.this.name
+  scopes              = [azurerm_servicebus_namespace.this.id]
+  description         = each.value.description
+  severity            = each.value.severity
+  window_size         = each.value.window
+  frequency           = local.alert_frequency[each.value.window]
+  auto_mitigate       = true
+  tags                = local.tags
+
+  dynamic "criteria" {
+    for_each = each.value.criteria
+    content {
+      metric_namespace = "Microsoft.ServiceBus/namespaces"
+      metric_name      = criteria.value.metric
+      aggregation      = criteria.value.aggregation
+      operator         = criteria.value.operator
+      threshold        = criteria.value.threshold
+
+      dynamic "dimension" {
+        for_each = criteria.value.entity == null ? [] : [criteria.value.entity]
+        content {
+          name     = "EntityName"
+          operator = "Include"
+          values   = [dimension.value]
+        }
+      }
+    }
+  }
+
+  action {
+    action_group_id = azurerm_monitor_action_group.this.id
+  }
 }

@@ -2,7 +2,9 @@
 # design (events.ingested -> fairness -> events.accepted -> progression, leaderboard; flagged
 # events quarantined in events.flagged), duplicate detection over 10 minutes (a gateway retry of
 # the same eventId is dropped), sessions keyed by player so each player's events arrive in order,
-# 10 deliveries before a message is dead-lettered.
+# 10 deliveries before a message is dead-lettered. The Azure Monitor alerts on the namespace
+# (backlog, stalled topics, dead letters, errors), which stand in for the bus_lag alerts on
+# Service Bus, are in monitoring.tf.
 #
 # Authentication, decided: SAS stays on (local_auth_enabled = true) because LiveOps
 # reads one AMQP connection string from BUS_CONN, like every other backend URL, and the Rust
@@ -27,6 +29,9 @@ locals {
   servicebus_premium     = var.servicebus.sku == "Premium"
   # Partitioning: Standard topics can be partitioned; Premium ones only in a partitioned namespace.
   servicebus_partitioned = local.servicebus_premium ? var.servicebus.premium_messaging_partitions > 1 : true
+
+  # Deliveries of a message before Service Bus dead-letters it (MaxDeliveryCount, ADR 0015).
+  servicebus_max_delivery_count = 10
 }
 
 resource "azurerm_servicebus_namespace" "this" {
@@ -77,7 +82,7 @@ resource "azurerm_servicebus_subscription" "this" {
 
   name                                 = each.key
   topic_id                             = azurerm_servicebus_topic.this[each.value].id
-  max_delivery_count                   = 10
+  max_delivery_count                   = local.servicebus_max_delivery_count
   dead_lettering_on_message_expiration = true
   requires_session                     = true
   lock_duration                        = "PT30S"

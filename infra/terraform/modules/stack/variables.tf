@@ -219,11 +219,35 @@ variable "monitoring" {
     grafana_enabled          = bool
     grafana_admin_object_ids = optional(list(string), [])
     zone_redundant           = bool
+    alert_email_addresses    = list(string)
+    servicebus_alerts = optional(object({
+      backlog_messages   = optional(number, 5000)
+      backlog_window     = optional(string, "PT15M")
+      stalled_window     = optional(string, "PT5M")
+      errors_window      = optional(string, "PT15M")
+      server_errors      = optional(number, 5)
+      throttled_requests = optional(number, 0)
+    }), {})
   })
-  description = "Days Log Analytics keeps container logs and diagnostics, and the managed Grafana on the managed Prometheus: whether there is one, who administers it, whether it is zone-redundant."
+  description = "Days Log Analytics keeps container logs and diagnostics; the managed Grafana on the managed Prometheus: whether there is one, who administers it, whether it is zone-redundant; who the Azure Monitor alerts mail (the action group's receivers: people, or a pager's e-mail integration); and the Service Bus metric alerts that stand in for the bus_lag alerts, which cannot fire with BUS_KIND=servicebus (monitoring.tf). backlog_messages: a topic's active messages (its subscriptions together) stayed above this for all of backlog_window (for LiveOpsBusLagGrowing, warning); stalled_window: messages waited on a topic and none was received from it for that long (for LiveOpsConsumerStalled, critical); server_errors, throttled_requests: more than this many Service Bus server errors or throttled requests within errors_window (warning). Windows are ISO 8601 durations: PT5M, PT15M, PT30M or PT1H."
 
   validation {
     condition     = var.monitoring.log_retention_days >= 30 && var.monitoring.log_retention_days <= 730
     error_message = "monitoring.log_retention_days must be between 30 and 730."
+  }
+
+  validation {
+    condition     = length(var.monitoring.alert_email_addresses) > 0 && alltrue([for a in var.monitoring.alert_email_addresses : can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", a))])
+    error_message = "monitoring.alert_email_addresses must list at least one e-mail address (name@domain), and only those: the Azure Monitor alerts (Service Bus backlog, stalled topics, dead letters) reach nobody otherwise."
+  }
+
+  validation {
+    condition     = alltrue([for w in [var.monitoring.servicebus_alerts.backlog_window, var.monitoring.servicebus_alerts.stalled_window, var.monitoring.servicebus_alerts.errors_window] : contains(["PT5M", "PT15M", "PT30M", "PT1H"], w)])
+    error_message = "monitoring.servicebus_alerts.backlog_window, stalled_window and errors_window must be PT5M, PT15M, PT30M or PT1H."
+  }
+
+  validation {
+    condition     = var.monitoring.servicebus_alerts.backlog_messages >= 1 && var.monitoring.servicebus_alerts.server_errors >= 0 && var.monitoring.servicebus_alerts.throttled_requests >= 0
+    error_message = "monitoring.servicebus_alerts.backlog_messages must be at least 1, server_errors and throttled_requests at least 0."
   }
 }
