@@ -435,6 +435,80 @@ async fn an_operator_send_retried_under_its_idempotency_key_reaches_the_player_o
     app.shutdown().await;
 }
 
+/// A live campaign cancelled is announced to webhook subscribers, once and signed, with its
+/// state; a draft cancelled is announced to nobody (nobody was told of it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_live_campaign_is_announced_to_its_webhooks() {
+    let (app, live, admin) = live_app(&[]).await;
+    let secret = "whsec_cancel_0123456789";
+    let (addr, received) = receiver(secret, 204).await;
+    let kinds = ["campaign.live", "campaign.cancelled"];
+    let url = format!("http://{addr}/hook");
+    let (s, hook) = live.add_webhook(&admin, &url, secret, &kinds).await;
+    assert_eq!(s, 201, "{hook}");
+    let draw = json!({"kind": "draw", "winners": 1, "item": "chest"});
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let quiet = open_campaign(
+        "Quiet",
+        later,
+        chrono::Duration::hours(1),
+        "once",
+        draw.clone(),
+    );
+    let (s, draft) = live
+        .post(format!("{}/campaigns", app.base), &admin, quiet)
+        .await;
+    assert_eq!(s, 201, "{draft}");
+    let draft = read::<CampaignView>(&draft).id;
+    let now = chrono::Utc::now();
+    let flash = open_campaign("Flash", now, chrono::Duration::hours(1), "daily", draw);
+    let id = live.schedule_live(&admin, flash).await;
+    let of = |kind: &'static str, campaign: String| {
+        let received = received.clone();
+        move || {
+            let got = received.lock().expect("lock").clone();
+            got.into_iter()
+                .filter(|(k, v, _)| k == kind && v["data"]["campaignId"] == campaign.as_str())
+                .collect::<Vec<_>>()
+        }
+    };
+    let announced = of("campaign.live", id.clone());
+    eventually(
+        Duration::from_secs(30),
+        "campaign.live delivered",
+        || async { (!announced().is_empty()).then_some(()) },
+    )
+    .await;
+    for c in [&draft, &id] {
+        let (s, b) = live
+            .post(
+                format!("{}/campaigns/{c}/cancel", app.base),
+                &admin,
+                json!({}),
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+    }
+    let cancelled = of("campaign.cancelled", id.clone());
+    let got = eventually(
+        Duration::from_secs(30),
+        "campaign.cancelled delivered",
+        || async { Some(cancelled()).filter(|got| !got.is_empty()) },
+    )
+    .await;
+    let (_, body, signed) = &got[0];
+    assert!(signed, "signed: {body}");
+    assert_eq!(body["data"]["state"], "cancelled", "{body}");
+    // Another tick of the queue and the outbox: still once, and nothing of the draft.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(cancelled().len(), 1, "announced once");
+    assert!(
+        of("campaign.cancelled", draft)().is_empty(),
+        "a draft goes quietly"
+    );
+    app.shutdown().await;
+}
+
 /// Schedules a draw campaign that goes live at once, which produces `campaign.live`.
 async fn flash_goes_live(live: &Live, admin: &str) {
     let flash = open_campaign(

@@ -74,6 +74,7 @@ macro_rules! impl_live_stores {
                     fn campaigns(page: CampaignPage<'_>) -> Vec<Campaign>;
                     fn update_campaign(
                         before: &Campaign, next: &Campaign, audit: &AuditEntry,
+                        event: Option<&CampaignEvent>,
                     ) -> bool;
                     fn advance(
                         id: &str,
@@ -94,6 +95,7 @@ macro_rules! impl_live_stores {
                 impl OutcomeStore {
                     fn record_outcome(outcome: &Outcome, event: Option<&CampaignEvent>) -> Outcome;
                     fn outcome(campaign_id: &str) -> Option<Outcome>;
+                    fn decided(campaign_id: &str) -> bool;
                 }
 
                 impl PlayerXp {

@@ -165,11 +165,21 @@ pub(crate) async fn within_on<DB: Dialect, T>(
     within_limit::<DB, T>(call, pool, DB::CALL_TIMEOUT, work).await
 }
 
-/// The bound on reading a whole board where the dialect bounds calls: rebuilds, reloads and
-/// final snapshots read it in the background (no request waits), and its time grows with the
-/// board (a million rows took 0.5 s in PostgreSQL alone here, more decoded and with several
-/// boards read at once), so the 5 s of a request's call would fail a large board every time.
+/// The bound on a call whose work grows with a board or a campaign, where the dialect bounds
+/// calls: a whole board (rebuilds, reloads, final snapshots), a campaign's entrants, its outcome
+/// (one row holding every entrant) and the scores of its entrants. A million rows took 0.5 s in
+/// PostgreSQL alone here, more decoded, so the 5 s of a request's call would fail a large board
+/// every time, and leave a large campaign undecided or unsettled for good.
 const BULK_READ_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// [`within`] with [`BULK_READ_TIMEOUT`] instead of the dialect's bound (none stays none).
+pub(crate) async fn within_bulk<DB: Dialect, T>(
+    call: &'static str,
+    work: impl Future<Output = PortResult<T>>,
+) -> PortResult<T> {
+    let limit = DB::CALL_TIMEOUT.map(|_| BULK_READ_TIMEOUT);
+    within_limit::<DB, T>(call, "primary", limit, work).await
+}
 
 /// [`within_on`] with `limit` instead of the dialect's bound.
 async fn within_limit<DB: Dialect, T>(
@@ -1024,8 +1034,7 @@ where
         if let Some(read) = DB::bulk_board_scores(&self.pool, board) {
             return within::<DB, _>("board_scores", read).await;
         }
-        let limit = DB::CALL_TIMEOUT.map(|_| BULK_READ_TIMEOUT);
-        within_limit::<DB, _>("board_scores", "primary", limit, async {
+        within_bulk::<DB, _>("board_scores", async {
             let sql = DB::placeholders(
                 // Unordered: every caller ranks the scores itself, and sorting a million rows
                 // in the database would double a restart's rebuild time.
@@ -1047,7 +1056,7 @@ where
         board: &Board,
         players: &[String],
     ) -> PortResult<Vec<(String, i64)>> {
-        within::<DB, _>("scores_of", async {
+        within_bulk::<DB, _>("scores_of", async {
             let players: Vec<&str> = players.iter().map(String::as_str).collect();
             let mut conn = self.pool.acquire().await.map_err(db_error::<DB>)?;
             Self::scores_on(&mut conn, (board.window, &board.period), &players).await

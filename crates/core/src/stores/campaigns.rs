@@ -206,7 +206,8 @@ impl Campaign {
 /// Something that happened to a campaign, kept in an outbox the webhooks deliver from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CampaignEvent {
-    /// `campaign.live`, `campaign.ended`, `draw.completed`, `campaign.settled`.
+    /// `campaign.live`, `campaign.ended`, `draw.completed`, `campaign.settled`,
+    /// `campaign.cancelled`.
     pub kind: String,
     /// Which campaign.
     pub campaign_id: String,
@@ -231,13 +232,15 @@ pub trait CampaignStore: Health {
     async fn campaign(&self, id: &str) -> PortResult<Option<Campaign>>;
     /// A page of campaigns, newest created first (ties by id, descending).
     async fn campaigns(&self, page: CampaignPage<'_>) -> PortResult<Vec<Campaign>>;
-    /// Replaces `before` by `next` if nobody changed it since (same state and `updated_at_ms`).
-    /// `false`: changed meanwhile, nothing written.
+    /// Replaces `before` by `next` if nobody changed it since (same state and `updated_at_ms`),
+    /// with `audit` and `event` (to the outbox) in the same transaction. `false`: changed
+    /// meanwhile, nothing written.
     async fn update_campaign(
         &self,
         before: &Campaign,
         next: &Campaign,
         audit: &AuditEntry,
+        event: Option<&CampaignEvent>,
     ) -> PortResult<bool>;
     /// Moves a campaign from `from` to `to` (`UPDATE .. WHERE id = ? AND state = from`) and
     /// writes `event` to the outbox in the same transaction. `false`: not in `from` (another

@@ -101,6 +101,8 @@ pub trait OutcomeStore: Health {
     ) -> PortResult<Outcome>;
     /// The campaign's outcome, if decided.
     async fn outcome(&self, campaign_id: &str) -> PortResult<Option<Outcome>>;
+    /// Whether the campaign has an outcome, without reading it (it holds every entrant).
+    async fn decided(&self, campaign_id: &str) -> PortResult<bool>;
 }
 
 /// A player's XP, as progression keeps it: what eligibility reads.

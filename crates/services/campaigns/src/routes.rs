@@ -63,12 +63,14 @@ async fn replace(
     before: &Campaign,
     next: &mut Campaign,
     now: i64,
+    announce: Option<&str>,
 ) -> Result<bool, Problem> {
     next.updated_at_ms = now.max(before.updated_at_ms + 1);
     let audit = audit(op, action, Some(before), next);
+    let event = announce.map(|kind| crate::scheduler::event(kind, next, next.state, now));
     Ok(state
         .campaigns
-        .update_campaign(before, next, &audit)
+        .update_campaign(before, next, &audit, event.as_ref())
         .await?)
 }
 
@@ -238,7 +240,17 @@ pub(crate) async fn update_campaign(
         next.reward = r;
     }
     check(&next, &state.config.calendar, &state.config.windows, now)?;
-    if !replace(&state, &op, "campaign.update", &before, &mut next, now).await? {
+    if !replace(
+        &state,
+        &op,
+        "campaign.update",
+        &before,
+        &mut next,
+        now,
+        None,
+    )
+    .await?
+    {
         return Err(changed_meanwhile());
     }
     Ok(Json(CampaignView::from(&next)))
@@ -287,7 +299,17 @@ pub(crate) async fn schedule_campaign(
     next.state = CampaignState::Scheduled;
     next.commitment = Some(draw::commitment(&seed));
     next.seed = Some(hex::encode(seed));
-    if !replace(&state, &op, "campaign.schedule", &before, &mut next, now).await? {
+    if !replace(
+        &state,
+        &op,
+        "campaign.schedule",
+        &before,
+        &mut next,
+        now,
+        None,
+    )
+    .await?
+    {
         return Err(changed_meanwhile());
     }
     metrics::counter!("campaigns_total", "state" => "scheduled").increment(1);
@@ -339,7 +361,20 @@ pub(crate) async fn cancel_campaign(
         }
         let mut next = before.clone();
         next.state = CampaignState::Cancelled;
-        if replace(&state, &op, "campaign.cancel", &before, &mut next, now).await? {
+        // Webhook subscribers hear of it once it was published (scheduled: its commitment);
+        // a draft nobody saw goes quietly.
+        let announce = (before.state != CampaignState::Draft).then_some("campaign.cancelled");
+        if replace(
+            &state,
+            &op,
+            "campaign.cancel",
+            &before,
+            &mut next,
+            now,
+            announce,
+        )
+        .await?
+        {
             metrics::counter!("campaigns_total", "state" => "cancelled").increment(1);
             tracing::info!("campaign cancelled");
             return Ok(Json(CampaignView::from(&next)));

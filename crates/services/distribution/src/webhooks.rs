@@ -19,11 +19,12 @@ use utoipa::{IntoParams, ToSchema};
 use crate::{target, DistributionState};
 
 /// The events a webhook may subscribe to.
-pub const KINDS: [&str; 4] = [
+pub const KINDS: [&str; 5] = [
     "campaign.live",
     "campaign.ended",
     "draw.completed",
     "campaign.settled",
+    "campaign.cancelled",
 ];
 const WRITERS: &[Role] = &[Role::Admin, Role::Operator];
 
@@ -51,7 +52,7 @@ pub(crate) struct NewWebhook {
     secret: String,
 }
 
-/// The OpenAPI schema of [`NewWebhook::events`]: 1 to 4 names, each one of [`KINDS`].
+/// The OpenAPI schema of [`NewWebhook::events`]: 1 to 5 names, each one of [`KINDS`].
 fn event_names() -> utoipa::openapi::schema::Array {
     use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
     ArrayBuilder::new()

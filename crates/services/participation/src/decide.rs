@@ -57,7 +57,7 @@ pub async fn decide_ended(
 /// Decides one ended campaign if it has no outcome and can be decided at `now_ms`; true if this
 /// call recorded its outcome.
 async fn decide(state: &ParticipationState, c: &Campaign, now_ms: i64) -> PortResult<bool> {
-    if state.outcomes.outcome(&c.id).await?.is_some() {
+    if state.outcomes.decided(&c.id).await? {
         return Ok(false);
     }
     let (outcome, late) = match &c.reward {

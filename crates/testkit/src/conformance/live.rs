@@ -466,14 +466,22 @@ pub async fn campaigns_move_once_with_their_event(repo: &dyn LiveStores) {
     };
     next.updated_at_ms += 1;
     let change = audit("campaign.update", &c.id);
+    let told = event("campaign.cancelled", &c.id);
     assert!(ok(
-        repo.update_campaign(&c, &next, &change).await,
+        repo.update_campaign(&c, &next, &change, Some(&told)).await,
         "update_campaign"
     ));
+    // Changed meanwhile: nothing written, its event neither.
     assert!(!ok(
-        repo.update_campaign(&c, &next, &change).await,
+        repo.update_campaign(&c, &next, &change, Some(&told)).await,
         "update_campaign"
     ));
+    let events = ok(repo.undelivered_events(10_000).await, "undelivered_events");
+    let told = events
+        .iter()
+        .filter(|(_, e)| e.campaign_id == c.id && e.kind == "campaign.cancelled")
+        .count();
+    assert_eq!(told, 1, "the update's event is in the outbox once");
     assert_eq!(
         ok(repo.campaign(&c.id).await, "campaign"),
         Some(next.clone())
@@ -499,7 +507,7 @@ pub async fn campaigns_move_once_with_their_event(repo: &dyn LiveStores) {
     let mine: Vec<&CampaignEvent> = events
         .iter()
         .map(|(_, e)| e)
-        .filter(|e| e.campaign_id == c.id)
+        .filter(|e| e.campaign_id == c.id && e.kind != "campaign.cancelled")
         .collect();
     assert_eq!(mine, [&e], "one event, from the move that happened");
 }
@@ -683,6 +691,7 @@ pub async fn outcomes_are_recorded_once(repo: &dyn LiveStores) {
     let c = campaign("outcome");
     live(repo, &c).await;
     assert_eq!(ok(repo.outcome(&c.id).await, "outcome"), None);
+    assert!(!ok(repo.decided(&c.id).await, "decided"), "not decided yet");
     let first = outcome(&c.id, &["b", "a"]);
     let e = event("draw.completed", &c.id);
     assert_eq!(
@@ -703,6 +712,7 @@ pub async fn outcomes_are_recorded_once(repo: &dyn LiveStores) {
         "the first outcome stands"
     );
     assert_eq!(ok(repo.outcome(&c.id).await, "outcome"), Some(first));
+    assert!(ok(repo.decided(&c.id).await, "decided"), "decided");
     let events = ok(repo.undelivered_events(10_000).await, "undelivered_events");
     assert_eq!(
         events
@@ -1217,12 +1227,14 @@ pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveS
     );
     let listed = ok(repo.deliveries(&hook.id, 10).await, "deliveries");
     assert_eq!(listed.len(), 1, "one delivery per webhook and event");
+    assert!(listed[0].0.body.is_empty(), "listed without its body");
 
     let leased = ok(repo.lease_due(now, now + 30_000, 100).await, "lease_due");
     let mine = leased
         .iter()
         .find(|d| d.delivery.id == delivery.id)
         .expect("due and leased");
+    assert_eq!(mine.delivery.body, delivery.body, "leased with its body");
     assert_eq!(
         (mine.url.as_str(), mine.secret.as_str()),
         (hook.url.as_str(), hook.secret.as_str())

@@ -165,6 +165,7 @@ sql_impl! {
         before: &Campaign,
         next: &Campaign,
         audit: &AuditEntry,
+        event: Option<&CampaignEvent>,
     ) -> PortResult<bool> {
         let reward = to_json("campaign reward", &next.reward)?;
         within::<DB, _>("update_campaign", async {
@@ -183,7 +184,8 @@ sql_impl! {
             if !Self::changed_one(&mut tx, update).await? {
                 return Self::rolled_back(tx, false).await;
             }
-            Self::commit_audited(tx, audit).await?;
+            Self::audited(&mut tx, audit).await?;
+            Self::commit_with_event(tx, event).await?;
             Ok(true)
         })
         .await

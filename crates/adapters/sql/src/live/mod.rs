@@ -210,9 +210,18 @@ sql_impl! {
         mut tx: Transaction<'static, DB>,
         audit: &AuditEntry,
     ) -> PortResult<()> {
-        let sql = DB::placeholders(INSERT_AUDIT);
-        Self::run(&mut tx, bind_audit(sqlx::query(&sql), audit)).await?;
+        Self::audited(&mut tx, audit).await?;
         tx.commit().await.map_err(db_error::<DB>)
+    }
+
+    /// Writes `audit` in `tx`, which the caller commits.
+    pub(crate) async fn audited(
+        tx: &mut Transaction<'static, DB>,
+        audit: &AuditEntry,
+    ) -> PortResult<()> {
+        let sql = DB::placeholders(INSERT_AUDIT);
+        Self::run(tx, bind_audit(sqlx::query(&sql), audit)).await?;
+        Ok(())
     }
 
     /// Rolls `tx` back and answers `value`: how a write that finds nothing to do ends.

@@ -10,8 +10,8 @@ use liveops_core::PortResult;
 use super::campaigns::parse_state;
 use super::groups::{GroupWrite, InTransaction};
 use super::{from_json, request_sig_clash, sql_impl, to_json, with_tail};
-use crate::dialect::{to_u64, Text};
-use crate::repository::within;
+use crate::dialect::{db_error, to_u64, Text};
+use crate::repository::{within, within_bulk};
 
 /// An entry row: id, campaign, player, slot, time, request signature.
 type EntryRow = (Text, Text, Text, Text, i64, Text);
@@ -150,7 +150,8 @@ sql_impl! {
         let sql =
             DB::placeholders("SELECT DISTINCT player_id FROM campaign_entries WHERE campaign_id = ?");
         let query = sqlx::query_as(&sql).bind(campaign_id);
-        let players = self.all_rows("entrants", query, |(p,): (Text,)| Ok(p.0)).await?;
+        let rows = self.rows(query, |(p,): (Text,)| Ok(p.0));
+        let players = within_bulk::<DB, _>("entrants", rows).await?;
         // Sorted here, by bytes, whatever the database's collation.
         Ok(liveops_core::draw::entrants(players))
     }
@@ -182,7 +183,7 @@ sql_impl! {
     ) -> PortResult<Outcome> {
         let entrants = to_json("outcome entrants", &outcome.entrants)?;
         let awards = to_json("outcome awards", &outcome.awards)?;
-        within::<DB, _>("record_outcome", async {
+        within_bulk::<DB, _>("record_outcome", async {
             let (mut tx, _turn) = self.begin_write().await?;
             let campaign_id = outcome.campaign_id.as_str();
             // The campaign's row, locked: replicas deciding the same campaign take turns here.
@@ -220,8 +221,23 @@ sql_impl! {
 
     pub(crate) async fn outcome(&self, campaign_id: &str) -> PortResult<Option<Outcome>> {
         let sql = DB::placeholders(SELECT_OUTCOME);
+        within_bulk::<DB, _>("outcome", async {
+            let row: Option<OutcomeRow> = sqlx::query_as(&sql)
+                .bind(campaign_id)
+                .fetch_optional(self.pool())
+                .await
+                .map_err(db_error::<DB>)?;
+            row.map(|row| outcome_of(campaign_id, row)).transpose()
+        })
+        .await
+    }
+
+    pub(crate) async fn decided(&self, campaign_id: &str) -> PortResult<bool> {
+        let sql =
+            DB::placeholders("SELECT campaign_id FROM campaign_outcomes WHERE campaign_id = ?");
         let query = sqlx::query_as(&sql).bind(campaign_id);
-        self.optional_row("outcome", query, |row| outcome_of(campaign_id, row)).await
+        let row = self.optional_row("decided", query, |(id,): (Text,)| Ok(id)).await?;
+        Ok(row.is_some())
     }
 
     pub(crate) async fn season_xp(&self, player_id: &str, season: i64) -> PortResult<u64> {
