@@ -276,7 +276,8 @@ pub struct Redelivery {
 /// receiver is fixed.
 #[async_trait]
 pub trait DeliveryLog: Health {
-    /// A webhook's deliveries, newest first, each with its attempts.
+    /// A webhook's deliveries, newest first, each with its attempts; their bodies empty (what
+    /// was sent is the event's, and a draw's holds every award).
     async fn deliveries(
         &self,
         webhook_id: &str,

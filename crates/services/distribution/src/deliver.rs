@@ -207,17 +207,56 @@ async fn send(state: &DistributionState, due: &DueDelivery) -> Result<u16, Strin
         .await
         .map(|r| r.status().as_u16())
         .map_err(|e| {
-            if e.is_connect() {
-                "cannot connect".to_owned()
+            let what = if e.is_connect() {
+                "cannot connect"
             } else {
-                format!("request failed: {e}")
-            }
+                "request failed"
+            };
+            format!("{what}: {}", causes(&e))
         })
+}
+
+/// An error and every cause under it, `: `-joined (reqwest's own text names no cause: not a
+/// refused connection, a timeout nor a certificate the receiver must renew).
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        next = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What an operator reads of a failed attempt says why: here the refused connection.
+    #[tokio::test]
+    async fn a_failed_attempt_names_its_cause() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(9);
+        let Err(e) = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/hook"))
+            .send()
+            .await
+        else {
+            panic!("nothing listens on {port}");
+        };
+        let text = causes(&e).to_lowercase();
+        assert!(text.contains("refused"), "{text}");
+        assert!(
+            !e.to_string().to_lowercase().contains("refused"),
+            "reqwest alone: {e}"
+        );
+    }
 
     #[test]
     fn signatures_follow_the_documented_form() {
