@@ -5,8 +5,11 @@
 //! request comes again (a game server's retry). Another request for a player who already entered
 //! in the current slot (the campaign, or the UTC day for `daily`) is `409 entry-limit-reached`.
 
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use liveops_core::draw::{self, PublishedDraw, ALGORITHM};
 use liveops_core::stores::{CampaignState, Entered, Entry, Reward};
 use liveops_core::PlayerId;
@@ -15,9 +18,37 @@ use liveops_http::{
     campaign_or_404, parse_json, rfc3339, IdPath, Json, Problem, SignatureHeaders, Signed,
 };
 use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use utoipa::ToSchema;
 
 use crate::ParticipationState;
+
+/// Whole entrant lists a process reads at once for `GET .../entrants` and `GET .../draw`: a
+/// million entrants are tens of megabytes read, sorted and written out per request, and anyone
+/// may ask, so the memory they take is bounded by this many lists.
+const WHOLE_LISTS: usize = 2;
+/// How long a request waits for a turn before it is answered 503 (`Retry-After`).
+const WHOLE_LIST_WAIT: Duration = Duration::from_secs(10);
+/// The turns at reading whole lists, per process.
+static WHOLE_LIST_TURNS: Semaphore = Semaphore::const_new(WHOLE_LISTS);
+
+/// A turn at reading a whole list from `turns`, waiting `wait` at most; 503 past that.
+async fn whole_list_turn(
+    turns: &Semaphore,
+    wait: Duration,
+) -> Result<SemaphorePermit<'_>, Problem> {
+    match tokio::time::timeout(wait, turns.acquire()).await {
+        Ok(Ok(turn)) => Ok(turn),
+        _ => {
+            metrics::counter!("participation_list_reads_refused_total").increment(1);
+            let mut p = Problem::unavailable(format!(
+                "{WHOLE_LISTS} entrant lists are being read; retry shortly"
+            ));
+            p.retry_after = Some(5);
+            Err(p)
+        }
+    }
+}
 
 /// The body of `POST /campaigns/{id}/entries`.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -215,14 +246,17 @@ async fn entered_before(
 pub(crate) async fn list_entrants(
     State(state): State<ParticipationState>,
     IdPath(id): IdPath,
-) -> Result<Json<EntrantList>, Problem> {
+) -> Result<Response, Problem> {
     campaign_or_404(&*state.campaigns, &id).await?;
+    let _turn = whole_list_turn(&WHOLE_LIST_TURNS, WHOLE_LIST_WAIT).await?;
     let entrants = state.entries.entrants(&id).await?;
+    // Written out under the turn: the list and its JSON are both in memory while it is.
     Ok(Json(EntrantList {
         campaign_id: id,
         count: entrants.len(),
         entrants,
-    }))
+    })
+    .into_response())
 }
 
 /// A draw campaign's draw: the commitment from scheduling on; the entrants so far and their
@@ -238,7 +272,7 @@ pub(crate) async fn list_entrants(
 pub(crate) async fn get_draw(
     State(state): State<ParticipationState>,
     IdPath(id): IdPath,
-) -> Result<Json<PublishedDraw>, Problem> {
+) -> Result<Response, Problem> {
     let campaign = campaign_or_404(&*state.campaigns, &id).await?;
     let Reward::Draw { winners, .. } = campaign.reward else {
         return Err(Problem::conflict(
@@ -252,6 +286,7 @@ pub(crate) async fn get_draw(
             "a draft has no commitment yet: schedule it first",
         ));
     };
+    let _turn = whole_list_turn(&WHOLE_LIST_TURNS, WHOLE_LIST_WAIT).await?;
     if let Some(o) = state.outcomes.outcome(&id).await? {
         return Ok(Json(PublishedDraw {
             algorithm: o.algorithm,
@@ -261,7 +296,8 @@ pub(crate) async fn get_draw(
             seed: o.seed,
             winner_count: o.winner_count,
             winners: Some(o.awards.into_iter().map(|a| a.player_id).collect()),
-        }));
+        })
+        .into_response());
     }
     let entrants = state.entries.entrants(&id).await?;
     Ok(Json(PublishedDraw {
@@ -272,5 +308,28 @@ pub(crate) async fn get_draw(
         seed: None,
         winner_count: Some(winners),
         winners: None,
-    }))
+    })
+    .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Past its turns a list read waits, then is answered 503 with a retry hint; a turn given
+    /// back is taken.
+    #[tokio::test]
+    async fn whole_lists_take_turns() {
+        let turns = Semaphore::new(WHOLE_LISTS);
+        let wait = Duration::from_millis(50);
+        let first = whole_list_turn(&turns, wait).await;
+        let second = whole_list_turn(&turns, wait).await;
+        assert!(first.is_ok() && second.is_ok());
+        let Err(busy) = whole_list_turn(&turns, wait).await else {
+            panic!("a third list read at once");
+        };
+        assert_eq!((busy.status, busy.retry_after), (503, Some(5)));
+        drop(first);
+        assert!(whole_list_turn(&turns, wait).await.is_ok());
+    }
 }
