@@ -18,6 +18,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, Script, Value};
 use tokio::time::Instant;
 
+use crate::conn::Watched;
 use crate::replicas::Followers;
 
 /// Default `MAXLEN ~` of each stream (per partition, retry and dead-letter stream): the bound of
@@ -677,7 +678,7 @@ struct Heartbeat {
 impl Heartbeat {
     /// Beats every third of a lease until the consumer holds nothing (acked, or held longer
     /// than the visibility timeout) or the bus is gone. A failed beat is retried at the next.
-    async fn run(self, mut conn: ConnectionManager) {
+    async fn run(self, mut conn: Watched) {
         let every = (self.lease / 3).max(Duration::from_millis(100));
         loop {
             tokio::time::sleep(every).await;
@@ -733,7 +734,8 @@ type Hands = HashMap<(String, String), Hand>;
 /// The Streams bus. See the module docs for the design.
 pub struct RedisBus {
     client: Client,
-    conn: ConnectionManager,
+    /// Let go once it answers `READONLY`, so publishes reach the primary after a failover.
+    conn: Watched,
     /// Idle connections for blocking waits (a wait occupies its connection).
     blockers: Mutex<Vec<MultiplexedConnection>>,
     opts: BusOptions,
@@ -823,7 +825,7 @@ impl RedisBus {
         let lease = opts.visibility_timeout.clamp(LEASE_MIN, LEASE_MAX);
         let bus = Self {
             client,
-            conn,
+            conn: Watched::new(conn, "bus"),
             blockers: Mutex::new(vec![first]),
             opts,
             partitions: partitions.clamp(1, MAX_PARTITIONS),
@@ -855,7 +857,7 @@ impl RedisBus {
         self.acks = (acks.replicas > 0).then_some(acks);
         self.followers = (acks.replicas > 0 && acks.away > 0).then(|| {
             let followers = Arc::new(Followers::new(acks.replicas));
-            followers.start(&self.conn);
+            followers.start(self.conn.manager());
             followers
         });
         self
@@ -867,8 +869,8 @@ impl RedisBus {
         match &self.followers {
             None => Ok(None),
             Some(f) => {
-                f.start(&self.conn);
-                f.refresh(&mut self.conn.clone()).await.map(Some)
+                f.start(self.conn.manager());
+                f.refresh(&mut self.conn.manager().clone()).await.map(Some)
             }
         }
     }
@@ -886,10 +888,13 @@ impl RedisBus {
         let Some(followers) = &self.followers else {
             return (acks.replicas, None);
         };
-        followers.start(&self.conn);
+        followers.start(self.conn.manager());
         let counted = match followers.counted() {
             Some(n) => Some(n),
-            None => followers.refresh(&mut self.conn.clone()).await.ok(),
+            None => followers
+                .refresh(&mut self.conn.manager().clone())
+                .await
+                .ok(),
         };
         // Never read: all of them, the durable side.
         let want = counted.map_or(acks.replicas, |n| n.max(acks.minimum()));

@@ -607,6 +607,88 @@ impl ConnectionLike for RedisHandle {
     }
 }
 
+/// A single node's `ConnectionManager` that lets its connection go once the server answers
+/// `READONLY` (a primary demoted behind the same address): it asks the server to close it
+/// (`QUIT`), so the manager and every clone of it connect to the address anew. The manager
+/// alone would keep it: redis-rs reconnects only on I/O errors. (The Streams bus shares its
+/// manager with background tasks, so it closes the shared connection; [`RedisConn`] owns its
+/// backend and replaces it instead, one failed call sooner.)
+#[derive(Clone)]
+pub struct Watched {
+    conn: ConnectionManager,
+    /// Names the connection in logs and metrics (`op` of `redis_errors_total`).
+    op: &'static str,
+}
+
+impl Watched {
+    /// Watches `conn`, counted as `op`.
+    pub fn new(conn: ConnectionManager, op: &'static str) -> Self {
+        Self { conn, op }
+    }
+
+    /// The manager (its clones share the one connection, and so its reconnection).
+    pub fn manager(&self) -> &ConnectionManager {
+        &self.conn
+    }
+
+    /// After an answer `err`: lets the connection go if it was a replica's refusal.
+    async fn after(&mut self, err: &RedisError) {
+        if !is_read_only(err) {
+            return;
+        }
+        metrics::counter!("redis_errors_total", "op" => self.op, "kind" => "readonly").increment(1);
+        tracing::warn!(
+            op = self.op,
+            "redis answered READONLY (a replica now); reconnecting"
+        );
+        let quit = redis::cmd("QUIT");
+        let closing = quit.query_async::<()>(&mut self.conn);
+        let _ = tokio::time::timeout(Duration::from_secs(2), closing).await;
+    }
+}
+
+impl ConnectionLike for Watched {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let answer = self.conn.req_packed_command(cmd).await;
+            match &answer {
+                Err(e) => self.after(e).await,
+                Ok(Value::ServerError(e)) => self.after(&e.clone().into()).await,
+                Ok(_) => {}
+            }
+            answer
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let answers = self.conn.req_packed_commands(cmd, offset, count).await;
+            match &answers {
+                Err(e) => self.after(e).await,
+                Ok(values) => {
+                    let refused = values.iter().find_map(|v| match v {
+                        Value::ServerError(e) => Some(RedisError::from(e.clone())),
+                        _ => None,
+                    });
+                    if let Some(e) = refused {
+                        self.after(&e).await;
+                    }
+                }
+            }
+            answers
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.conn.get_db()
+    }
+}
+
 /// Milliseconds for a TTL: at least 1 (Redis refuses 0) and at most about a century (so the
 /// expiry time cannot overflow on the server).
 pub(crate) fn ttl_ms(ttl: Duration) -> u64 {
