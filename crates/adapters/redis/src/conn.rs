@@ -614,7 +614,7 @@ impl ConnectionLike for RedisHandle {
 /// manager with background tasks, so it closes the shared connection; [`RedisConn`] owns its
 /// backend and replaces it instead, one failed call sooner.)
 #[derive(Clone)]
-pub struct Watched {
+pub(crate) struct Watched {
     conn: ConnectionManager,
     /// Names the connection in logs and metrics (`op` of `redis_errors_total`).
     op: &'static str,

@@ -7,6 +7,6 @@ pub mod hot;
 pub mod rank;
 mod replicas;
 
-pub use conn::{RedisConn, RedisHandle, Watched};
+pub use conn::{RedisConn, RedisHandle};
 pub use hot::{ClaimNonce, RedisHotState};
 pub use rank::RedisRankStore;
