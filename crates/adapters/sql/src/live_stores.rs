@@ -9,7 +9,7 @@ macro_rules! impl_live_stores {
             use async_trait::async_trait;
             use liveops_core::stores::{
                 ActiveKeys, ApiKeyInfo, ApiKeyStore, Attempt, AuditEntry, AuditLog, Campaign,
-                CampaignEvent, CampaignPage, CampaignState, CampaignStore, ClaimOutcome, Delivery, DeliveryLog,
+                CampaignEvent, CampaignPage, CampaignState, CampaignStore, ClaimOutcome, Delivery, DeliveryLog, DeliveryPage,
                 DueDelivery, Entered, Entry, EntryStore, InboxClaim, InboxMessage, InboxPage, InboxStore,
                 Keyed, KeyedOutcome, ListedMessage, LiveEventStores, OperatorRecord, OperatorStore,
                 OperatorUpdate, Outcome, OutcomeStore, PlayerXp, Redelivery, RequestKey,
@@ -128,7 +128,7 @@ macro_rules! impl_live_stores {
                 }
 
                 impl DeliveryLog {
-                    fn deliveries(webhook_id: &str, limit: u32) -> Vec<(Delivery, Vec<Attempt>)>;
+                    fn deliveries(webhook_id: &str, page: DeliveryPage<'_>) -> Vec<(Delivery, Vec<Attempt>)>;
                     fn redeliver(
                         webhook_id: &str, ids: &[String], limit: u32, now_ms: i64,
                         audit: &AuditEntry,

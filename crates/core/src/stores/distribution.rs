@@ -272,16 +272,39 @@ pub struct Redelivery {
     pub more: bool,
 }
 
+/// Which of a webhook's deliveries a listing shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeliveryPage<'a> {
+    /// Only those in this state; `None`: all.
+    pub state: Option<DeliveryState>,
+    /// Most deliveries.
+    pub limit: u32,
+    /// Only those after this one in the listing (its creation time and id: the last of the
+    /// previous page); `None`: from the newest.
+    pub after: Option<(i64, &'a str)>,
+}
+
+impl DeliveryPage<'_> {
+    /// The newest `limit` deliveries, whatever their state.
+    pub fn newest(limit: u32) -> Self {
+        Self {
+            state: None,
+            limit,
+            after: None,
+        }
+    }
+}
+
 /// A webhook's deliveries as operators see them, and sending the dead ones again once the
 /// receiver is fixed.
 #[async_trait]
 pub trait DeliveryLog: Health {
-    /// A webhook's deliveries, newest first, each with its attempts; their bodies empty (what
-    /// was sent is the event's, and a draw's holds every award).
+    /// A page of a webhook's deliveries, newest first, each with its attempts; their bodies
+    /// empty (what was sent is the event's, and a draw's holds every award).
     async fn deliveries(
         &self,
         webhook_id: &str,
-        limit: u32,
+        page: DeliveryPage<'_>,
     ) -> PortResult<Vec<(Delivery, Vec<Attempt>)>>;
     /// Sets dead deliveries of the active webhook `webhook_id` pending, due at `now_ms`: those
     /// named in `ids`, or with `ids` empty its oldest `limit`; audited. `None` if the webhook

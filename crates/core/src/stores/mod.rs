@@ -17,9 +17,9 @@ pub use campaigns::{
     Campaign, CampaignEvent, CampaignPage, CampaignState, CampaignStore, EntryLimit, Reward, Tier,
 };
 pub use distribution::{
-    Attempt, ClaimOutcome, Delivery, DeliveryLog, DeliveryState, DueDelivery, InboxBelow,
-    InboxClaim, InboxMessage, InboxPage, InboxStore, ListedMessage, Redelivery, Webhook,
-    WebhookStore,
+    Attempt, ClaimOutcome, Delivery, DeliveryLog, DeliveryPage, DeliveryState, DueDelivery,
+    InboxBelow, InboxClaim, InboxMessage, InboxPage, InboxStore, ListedMessage, Redelivery,
+    Webhook, WebhookStore,
 };
 pub use fairness::{FairnessCommit, FairnessStore, Flag};
 pub use operators::{

@@ -5,13 +5,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use liveops_core::now_ms;
-use liveops_core::stores::{Attempt, Delivery, DeliveryState, KeyedOutcome, Role, Webhook};
+use liveops_core::stores::{
+    Attempt, Delivery, DeliveryPage, DeliveryState, KeyedOutcome, Role, Webhook,
+};
 use liveops_http::responses::{
     KeyReused, OperatorFailures, OperatorInputFailures, OperatorLookupFailures, TooLarge,
 };
 use liveops_http::{
-    check_id, created, first_answer, id_schema, keyed, replay_if_there, rfc3339, Bounded,
-    CreateKeyHeader, IdPath, Json, KeyedJson, Operator, Problem, Query,
+    check_id, created, first_answer, id_schema, keyed, next_cursor, parse_cursor, replay_if_there,
+    rfc3339, Bounded, CreateKeyHeader, IdPath, Json, KeyedJson, Operator, Problem, Query,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -163,6 +165,10 @@ pub struct DeliveryList {
     pub webhook_id: String,
     /// Newest first.
     pub deliveries: Vec<DeliveryView>,
+    /// Where the next page starts (`?cursor=`), when this page is full: more may follow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub next_cursor: Option<String>,
 }
 
 fn delivery_view((d, attempts): (Delivery, Vec<Attempt>)) -> DeliveryView {
@@ -345,9 +351,37 @@ fn no_webhook(id: &str) -> Problem {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct DeliveriesQuery {
+    /// Only deliveries in this state (`dead`: those to send again once the receiver is fixed).
+    #[param(inline)]
+    state: Option<StateFilter>,
     /// How many deliveries, newest first (default 100).
     #[param(inline)]
     limit: Option<Bounded<1, 500>>,
+    /// The `nextCursor` of the previous page: this page lists the deliveries after it.
+    #[param(pattern = r"^-?[0-9]{1,18}:[A-Za-z0-9_.:-]{1,64}$", max_length = 84)]
+    cursor: Option<String>,
+}
+
+/// A delivery state, as `?state=` names it.
+#[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum StateFilter {
+    /// Waiting for its next attempt.
+    Pending,
+    /// Answered 2xx.
+    Delivered,
+    /// Given up after the last attempt.
+    Dead,
+}
+
+impl From<StateFilter> for DeliveryState {
+    fn from(s: StateFilter) -> Self {
+        match s {
+            StateFilter::Pending => Self::Pending,
+            StateFilter::Delivered => Self::Delivered,
+            StateFilter::Dead => Self::Dead,
+        }
+    }
 }
 
 /// A webhook's deliveries and every attempt at each; 404 once the webhook is deleted (the rows
@@ -368,11 +402,18 @@ pub(crate) async fn list_deliveries(
 ) -> Result<Json<DeliveryList>, Problem> {
     op.require(WRITERS)?;
     let limit = u32::try_from(query.limit.map_or(100, Bounded::get)).unwrap_or(100);
+    let page = DeliveryPage {
+        state: query.state.map(DeliveryState::from),
+        limit,
+        after: query.cursor.as_deref().map(parse_cursor).transpose()?,
+    };
     active_webhook(&state, &id).await?;
-    let list = state.deliveries.deliveries(&id, limit).await?;
+    let list = state.deliveries.deliveries(&id, page).await?;
+    let next_cursor = next_cursor(&list, limit as usize, |(d, _)| (d.created_at_ms, &d.id));
     Ok(Json(DeliveryList {
         webhook_id: id,
         deliveries: list.into_iter().map(delivery_view).collect(),
+        next_cursor,
     }))
 }
 

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use liveops_core::ports::Health;
 use liveops_core::stores::{
     ApiKeyInfo, Attempt, AuditEntry, Award, Campaign, CampaignEvent, CampaignPage, CampaignState,
-    CampaignStore, ClaimOutcome, Delivery, DeliveryState, Entered, Entry, EntryLimit, InboxBelow,
-    InboxClaim, InboxMessage, InboxPage, Keyed, KeyedOutcome, ListedMessage, LiveEventStores,
-    OperatorRecord, OperatorUpdate, Outcome, ProgressCommit, ProgressStore, RequestKey, Reward,
-    Role, Webhook, XpGain,
+    CampaignStore, ClaimOutcome, Delivery, DeliveryPage, DeliveryState, Entered, Entry, EntryLimit,
+    InboxBelow, InboxClaim, InboxMessage, InboxPage, Keyed, KeyedOutcome, ListedMessage,
+    LiveEventStores, OperatorRecord, OperatorUpdate, Outcome, ProgressCommit, ProgressStore,
+    RequestKey, Reward, Role, Webhook, XpGain,
 };
 use liveops_core::{now_ms, PortError, PortResult, Receipt};
 
@@ -1225,7 +1225,10 @@ pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveS
             .iter()
             .any(|(id, _)| id == event_id)
     );
-    let listed = ok(repo.deliveries(&hook.id, 10).await, "deliveries");
+    let listed = ok(
+        repo.deliveries(&hook.id, DeliveryPage::newest(10)).await,
+        "deliveries",
+    );
     assert_eq!(listed.len(), 1, "one delivery per webhook and event");
     assert!(listed[0].0.body.is_empty(), "listed without its body");
 
@@ -1264,7 +1267,10 @@ pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveS
         "not under a lease it no longer holds"
     );
     assert!(record(now + 30_000, tried.clone(), attempt.clone()).await);
-    let listed = ok(repo.deliveries(&hook.id, 10).await, "deliveries");
+    let listed = ok(
+        repo.deliveries(&hook.id, DeliveryPage::newest(10)).await,
+        "deliveries",
+    );
     assert_eq!(listed[0].0.attempts, 1);
     assert_eq!(listed[0].1, std::slice::from_ref(&attempt));
 
@@ -1296,7 +1302,10 @@ pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveS
         ..tried.clone()
     };
     assert!(record(now + 60_000, failed_again, attempt_2_failed(&second)).await);
-    let listed = ok(repo.deliveries(&hook.id, 10).await, "deliveries");
+    let listed = ok(
+        repo.deliveries(&hook.id, DeliveryPage::newest(10)).await,
+        "deliveries",
+    );
     assert_eq!(
         (listed[0].0.state, listed[0].0.attempts),
         (DeliveryState::Pending, 2)
@@ -1316,7 +1325,10 @@ pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveS
     assert!(!ok(repo.webhooks().await, "webhooks").contains(&hook));
     // A sender that leased it before the delete records nothing: it stays dead.
     assert!(!record(now + 5000, delivered, second).await);
-    let listed = ok(repo.deliveries(&hook.id, 10).await, "deliveries");
+    let listed = ok(
+        repo.deliveries(&hook.id, DeliveryPage::newest(10)).await,
+        "deliveries",
+    );
     assert_eq!(
         (listed[0].0.state, listed[0].0.attempts, listed[0].1.len()),
         (DeliveryState::Dead, 2, 2)
@@ -1380,6 +1392,39 @@ pub async fn dead_deliveries_are_sent_again_on_request(repo: &dyn LiveStores) {
         let recorded = repo.record_attempt(d.next_attempt_at_ms, &gave_up, &failed);
         assert!(ok(recorded.await, "record_attempt"));
     }
+    // Listed by state, a page at a time, newest first: the webhook's dead ones, its pending.
+    let listed = |state: DeliveryState, after: Option<&Delivery>| {
+        let after = after.map(|d| (d.created_at_ms, d.id.clone()));
+        let id = hook.id.clone();
+        async move {
+            let page = DeliveryPage {
+                state: Some(state),
+                limit: 1,
+                after: after.as_ref().map(|(at, d)| (*at, d.as_str())),
+            };
+            let got = ok(repo.deliveries(&id, page).await, "deliveries");
+            got.into_iter().map(|(d, _)| d.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(DeliveryState::Dead, None).await, [d2.id.as_str()]);
+    assert_eq!(
+        listed(DeliveryState::Dead, Some(&d2)).await,
+        [d1.id.as_str()]
+    );
+    assert!(listed(DeliveryState::Dead, Some(&d1)).await.is_empty());
+    assert_eq!(listed(DeliveryState::Pending, None).await, [d3.id.as_str()]);
+    let all = DeliveryPage {
+        after: Some((d3.created_at_ms, d3.id.as_str())),
+        ..DeliveryPage::newest(10)
+    };
+    let below = ok(repo.deliveries(&hook.id, all).await, "deliveries");
+    let below: Vec<&str> = below.iter().map(|(d, _)| d.id.as_str()).collect();
+    assert_eq!(
+        below,
+        [d2.id.as_str(), d1.id.as_str()],
+        "after a cursor, any state"
+    );
+
     let redeliver = |ids: Vec<String>, limit: u32| {
         let (id, entry) = (hook.id.clone(), audit("webhook.redeliver", &hook.id));
         async move {
@@ -1396,7 +1441,10 @@ pub async fn dead_deliveries_are_sent_again_on_request(repo: &dyn LiveStores) {
     let rest = redeliver(vec![], 500).await.expect("active webhook");
     assert_eq!((rest.ids, rest.more), (vec![d2.id.clone()], false));
     // Due now (read from the listing: a lease here would take other runs' deliveries too).
-    let listed = ok(repo.deliveries(&hook.id, 10).await, "deliveries");
+    let listed = ok(
+        repo.deliveries(&hook.id, DeliveryPage::newest(10)).await,
+        "deliveries",
+    );
     for d in [&d1, &d2] {
         let (now_d, _) = listed.iter().find(|(x, _)| x.id == d.id).expect("listed");
         assert_eq!(
@@ -1450,7 +1498,10 @@ pub async fn dead_deliveries_are_sent_again_on_request(repo: &dyn LiveStores) {
         ),
         None
     );
-    let d4_now = ok(repo.deliveries(&other.id, 10).await, "deliveries");
+    let d4_now = ok(
+        repo.deliveries(&other.id, DeliveryPage::newest(10)).await,
+        "deliveries",
+    );
     assert_eq!(d4_now[0].0.state, DeliveryState::Dead);
     // Nothing of this run stays due for later runs on the same database.
     let entry = audit("webhook.delete", &hook.id);

@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 
 use liveops_core::stores::{
-    Attempt, AuditEntry, CampaignEvent, Delivery, DeliveryState, DueDelivery, InboxBelow,
-    InboxMessage, InboxPage, Keyed, KeyedOutcome, ListedMessage, Redelivery, Webhook,
+    Attempt, AuditEntry, CampaignEvent, Delivery, DeliveryPage, DeliveryState, DueDelivery,
+    InboxBelow, InboxMessage, InboxPage, Keyed, KeyedOutcome, ListedMessage, Redelivery, Webhook,
 };
 use liveops_core::{PortError, PortResult};
 use sqlx::Transaction;
@@ -61,14 +61,14 @@ fn delivery_of(row: DeliveryRow) -> PortResult<Delivery> {
 /// `SELECT` of a delivery row (columns prefixed `d.`) with `$body` for its body, and `$tail`
 /// after the table.
 macro_rules! select_deliveries {
-    ($body:literal, $extra:literal, $tail:literal) => {
+    ($body:literal, $extra:literal, $($tail:tt)+) => {
         concat!(
             "SELECT d.id, d.webhook_id, d.event_id, d.kind, ",
             $body,
             ", d.state, d.attempts, d.next_attempt_at, d.created_at",
             $extra,
             " FROM webhook_deliveries d",
-            $tail
+            $($tail)+
         )
     };
 }
@@ -576,19 +576,46 @@ sql_impl! {
     pub(crate) async fn deliveries(
         &self,
         webhook_id: &str,
-        limit: u32,
+        page: DeliveryPage<'_>,
     ) -> PortResult<Vec<(Delivery, Vec<Attempt>)>> {
         within::<DB, _>("deliveries", async {
             // Without bodies: a listing shows none, and a draw's carries every award (a
-            // megabyte for 10 000 winners), so 500 of them would be read for nothing.
-            let sql = DB::placeholders(select_deliveries!(
-                "'' AS body",
-                "",
-                " WHERE d.webhook_id = ? ORDER BY d.created_at DESC, d.id DESC LIMIT ?"
-            ));
-            let query = sqlx::query_as(&sql)
-                .bind(webhook_id)
-                .bind(i64::from(limit));
+            // megabyte for 10 000 winners), so 500 of them would be read for nothing. After a
+            // cursor, the first bound repeats the second's so the index on the webhook and
+            // creation time is read from the cursor on.
+            macro_rules! listing {
+                ($where:literal) => {
+                    select_deliveries!(
+                        "'' AS body",
+                        "",
+                        concat!(
+                            " WHERE d.webhook_id = ?",
+                            $where,
+                            " ORDER BY d.created_at DESC, d.id DESC LIMIT ?"
+                        )
+                    )
+                };
+            }
+            let sql = DB::placeholders(match (page.state.is_some(), page.after.is_some()) {
+                (false, false) => listing!(""),
+                (true, false) => listing!(" AND d.state = ?"),
+                (false, true) => listing!(
+                    " AND d.created_at <= ? AND (d.created_at < ? OR \
+                     (d.created_at = ? AND d.id < ?))"
+                ),
+                (true, true) => listing!(
+                    " AND d.state = ? AND d.created_at <= ? AND (d.created_at < ? OR \
+                     (d.created_at = ? AND d.id < ?))"
+                ),
+            });
+            let mut query = sqlx::query_as(&sql).bind(webhook_id);
+            if let Some(state) = page.state {
+                query = query.bind(state.as_str());
+            }
+            if let Some((at_ms, id)) = page.after {
+                query = query.bind(at_ms).bind(at_ms).bind(at_ms).bind(id);
+            }
+            let query = query.bind(i64::from(page.limit));
             let deliveries = self.rows(query, delivery_of).await?;
             let rows: Vec<AttemptRow> = self
                 .select_chunked(&deliveries, DB::MAX_BIND, |qb, chunk| {
