@@ -2,10 +2,12 @@
 //!
 //! A login answers an opaque token (32 random bytes, hex) that only its SHA-256 is stored of.
 //! Attempts are limited per client address (every attempt) and per account and address
-//! (failures), so failures from one address never lock the account out for the others.
+//! (failures), so failures from one address never lock the account out for the others; past a
+//! bound on an account's failures from everywhere, only addresses it signed in from lately may
+//! still try.
 
 use liveops_http::responses::{
-    BadRequest, Forbidden, TooLarge, TooManyRequests, Unauthenticated, Unavailable,
+    BadRequest, TooLarge, TooManyRequests, Unauthenticated, Unavailable,
 };
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -134,10 +136,19 @@ fn failures_key(email: &str, addr: &str) -> String {
 }
 
 /// How many failed logins on one account, from all addresses together, within [`ACCOUNT_WINDOW`]
-/// stop its logins from everywhere: ten times the per-address limit, so that guessing from many
-/// addresses stays bounded while one address alone can never lock the owner out.
+/// stop its logins from every address it was not signed in from lately: ten times the
+/// per-address limit, so that guessing from many addresses stays bounded.
 fn account_wide(cfg: &OperatorsConfig) -> u32 {
     cfg.max_failures.saturating_mul(10).min(MAX_LOGIN_LIMIT)
+}
+
+/// How long an address the operator signed in from stays theirs: failures from elsewhere (an
+/// IPv6 /56 holds 256 /64s, a botnet more) do not lock them out of it.
+const KNOWN_FOR: Duration = Duration::from_secs(30 * 86_400);
+
+/// The key of the account `email`'s sign-ins from the client address `addr`.
+fn known_key(email: &str, addr: &str) -> String {
+    format!("login:known:{email} {addr}")
 }
 
 fn bad_login() -> Problem {
@@ -156,8 +167,7 @@ fn bad_login() -> Problem {
     responses(
         (status = 200, description = "Signed in", body = LoginAnswer),
         BadRequest,
-        (status = 401, description = "Wrong email or password", body = Problem, content_type = "application/problem+json"),
-        Forbidden,
+        (status = 401, description = "Wrong email or password, or a disabled operator", body = Problem, content_type = "application/problem+json"),
         TooLarge,
         TooManyRequests,
         Unavailable,
@@ -194,7 +204,8 @@ pub(crate) async fn login(
         .attempts
         .attempts(&all_key, now, ACCOUNT_WINDOW)
         .await?;
-    if all >= account_wide(cfg) {
+    let known = known_key(&email, &addr.0);
+    if all >= account_wide(cfg) && state.attempts.attempts(&known, now, KNOWN_FOR).await? == 0 {
         return Err(throttled("on this account", ACCOUNT_WINDOW));
     }
     // Counted before the (slow) password check, so parallel guesses cannot all pass a count read
@@ -219,10 +230,13 @@ pub(crate) async fn login(
         }
     };
     if op.disabled {
+        // Answered as a wrong password: a guess must not learn it was right.
         metrics::counter!("operator_logins_total", "result" => "disabled").increment(1);
-        return Err(Problem::forbidden("this operator is disabled"));
+        tracing::info!(operator = %op.id, "login of a disabled operator");
+        return Err(bad_login());
     }
     state.attempts.forget_attempts(&account_key).await?;
+    state.attempts.attempt(&known, now, KNOWN_FOR).await?;
     let token = hex::encode(rand::random::<[u8; 32]>());
     let expires =
         now.saturating_add(i64::try_from(cfg.session_ttl.as_millis()).unwrap_or(i64::MAX));
@@ -231,7 +245,7 @@ pub(crate) async fn login(
     if !opened.await? {
         // Disabled (or removed) since it was read above.
         metrics::counter!("operator_logins_total", "result" => "disabled").increment(1);
-        return Err(Problem::forbidden("this operator is disabled"));
+        return Err(bad_login());
     }
     metrics::counter!("operator_logins_total", "result" => "ok").increment(1);
     tracing::info!(operator = %op.id, "operator signed in");

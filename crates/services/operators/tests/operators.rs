@@ -87,7 +87,17 @@ fn typed<T: DeserializeOwned>(reply: served::Reply) -> Result<T, Problem> {
 impl TestApp {
     /// `POST /auth/login` as [`EMAIL`] with `password`, over a connection from `addr`.
     async fn login(&self, addr: &str, password: &str) -> Result<LoginAnswer, Problem> {
-        let body = json!({"email": EMAIL, "password": password}).to_string();
+        self.login_as(EMAIL, addr, password).await
+    }
+
+    /// `POST /auth/login` as `email` with `password`, over a connection from `addr`.
+    async fn login_as(
+        &self,
+        email: &str,
+        addr: &str,
+        password: &str,
+    ) -> Result<LoginAnswer, Problem> {
+        let body = json!({"email": email, "password": password}).to_string();
         let mut req = Request::post("/auth/login")
             .header("content-type", "application/json")
             .body(Body::from(body))
@@ -167,6 +177,52 @@ async fn failures_from_many_addresses_are_bounded_per_account() {
         200,
         "another /64"
     );
+}
+
+/// Past the account-wide bound, an address the operator signed in from lately still signs in:
+/// guesses from many addresses (a /56 holds 256 /64s) lock out only the addresses it has not
+/// used.
+#[tokio::test]
+async fn the_owner_s_own_address_signs_in_past_the_account_wide_bound() {
+    let app = spawn_app(2).await;
+    assert_eq!(app.status(A, PASSWORD).await, 200, "the owner, from A");
+    for i in 0..10 {
+        let addr = format!("2001:db8:1:{i:x}::1");
+        for _ in 0..2 {
+            assert_eq!(app.status(&addr, "wrong password!").await, 401, "{addr}");
+        }
+    }
+    assert_eq!(app.status(B, PASSWORD).await, 429, "an address never used");
+    assert_eq!(app.status(A, PASSWORD).await, 200, "the owner's");
+    // Its own failures are still bounded there.
+    for _ in 0..2 {
+        assert_eq!(app.status(A, "wrong password!").await, 401);
+    }
+    assert_eq!(app.status(A, PASSWORD).await, 429, "A over its own limit");
+}
+
+/// A disabled operator's login is answered as a wrong password's, whether the password is
+/// right or not, and their token stopped working when they were disabled.
+#[tokio::test]
+async fn a_disabled_operator_s_right_password_is_not_told_apart() {
+    let app = spawn_app(10).await;
+    let admin = app.login(A, PASSWORD).await.unwrap();
+    let email = "former@example.com";
+    let made = create_operator(&*app.repo, email, PASSWORD.into(), Role::Operator, "test").await;
+    let former = made.unwrap().expect("created");
+    let session = app.login_as(email, B, PASSWORD).await.unwrap();
+    let disable = Request::patch(format!("/operators/{}", former.id))
+        .header("authorization", format!("Bearer {}", admin.token))
+        .header("content-type", "application/json")
+        .body(Body::from(json!({"disabled": true}).to_string()))
+        .unwrap();
+    let disabled = typed::<OperatorView>(served::call(&app.router, disable).await).unwrap();
+    assert!(disabled.disabled);
+    assert_eq!(app.me(&session.token).await.unwrap_err().status, 401);
+    let right = app.login_as(email, B, PASSWORD).await.unwrap_err();
+    let wrong = app.login_as(email, B, "wrong password!").await.unwrap_err();
+    assert_eq!((right.status, &right.kind), (wrong.status, &wrong.kind));
+    assert_eq!((right.status, right.detail), (401, wrong.detail));
 }
 
 /// The repository's periodic purge deletes the sessions whose expiry has passed, by the time it
