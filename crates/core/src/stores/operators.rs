@@ -112,7 +112,8 @@ pub trait OperatorStore: Health {
     async fn operators(&self) -> PortResult<Vec<OperatorRecord>>;
     /// Replaces `before` by `after` if nobody changed it since (same `updated_at_ms`) and an
     /// enabled admin remains (checked under lock, so two concurrent changes cannot remove the
-    /// last two); closes the operator's sessions when `after` is disabled.
+    /// last two); closes the operator's sessions when `after` is disabled or has a new
+    /// password.
     async fn update_operator(
         &self,
         before: &OperatorRecord,

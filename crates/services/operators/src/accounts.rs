@@ -71,6 +71,13 @@ impl From<&OperatorRecord> for OperatorView {
 }
 
 /// An operator as the audit log records it.
+/// The hash of a new password given as `field`; 400 naming it if it cannot be one.
+pub(crate) async fn new_hash(password: String, field: &str) -> Result<String, Problem> {
+    crate::password::hash(password)
+        .await
+        .map_err(|e| Problem::invalid(field, e.to_string()))
+}
+
 pub(crate) fn audit_json(op: &OperatorRecord) -> String {
     serde_json::to_string(&OperatorView::from(op)).unwrap_or_default()
 }
@@ -108,6 +115,9 @@ pub(crate) struct OperatorChange {
     role: Option<Role>,
     /// Disable (closes their sessions) or enable.
     disabled: Option<bool>,
+    /// A new password (closes their sessions), for an operator who lost theirs.
+    #[schema(min_length = 12, max_length = 256)]
+    password: Option<String>,
 }
 
 /// One change in the audit log.
@@ -231,10 +241,18 @@ pub(crate) async fn update_operator(
     let mut after = before.clone();
     after.role = change.role.unwrap_or(before.role);
     after.disabled = change.disabled.unwrap_or(before.disabled);
+    if let Some(password) = change.password {
+        after.password_hash = new_hash(password, "password").await?;
+    }
     after.updated_at_ms = now_ms().max(before.updated_at_ms + 1);
+    let action = if after.password_hash == before.password_hash {
+        "operator.update"
+    } else {
+        "operator.password_reset"
+    };
     let audit = op.audit(
         after.updated_at_ms,
-        "operator.update",
+        action,
         &before.id,
         Some(audit_json(&before)),
         Some(audit_json(&after)),

@@ -187,6 +187,7 @@ fn api() -> OpenApiRouter<OperatorsState> {
     .routes(routes!(sessions::login))
     .routes(routes!(sessions::logout))
     .routes(routes!(sessions::get_current_operator))
+    .routes(routes!(sessions::change_password))
     .routes(routes!(accounts::add_operator, accounts::list_operators))
     .routes(routes!(accounts::update_operator))
     .routes(routes!(accounts::list_audit_entries))

@@ -1,4 +1,4 @@
-//! `POST /auth/login`, `POST /auth/logout`, `GET /auth/me`.
+//! `POST /auth/login`, `POST /auth/logout`, `GET /auth/me`, `POST /auth/password`.
 //!
 //! A login answers an opaque token (32 random bytes, hex) that only its SHA-256 is stored of.
 //! Attempts are limited per client address (every attempt) and per account and address
@@ -16,11 +16,12 @@ use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use liveops_core::now_ms;
+use liveops_core::stores::{OperatorRecord, OperatorUpdate};
 use liveops_http::{header, rfc3339, token_hash, Json, Operator, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::accounts::{normalize_email, OperatorView};
+use crate::accounts::{audit_json, new_hash, normalize_email, OperatorView};
 use crate::{
     password, OperatorsConfig, OperatorsState, ACCOUNT_WINDOW, ADDRESS_WINDOW, MAX_LOGIN_LIMIT,
 };
@@ -237,23 +238,123 @@ pub(crate) async fn login(
     }
     state.attempts.forget_attempts(&account_key).await?;
     state.attempts.attempt(&known, now, KNOWN_FOR).await?;
+    let answer = open_session(&state, &op, now).await?;
+    metrics::counter!("operator_logins_total", "result" => "ok").increment(1);
+    tracing::info!(operator = %op.id, "operator signed in");
+    Ok(Json(answer))
+}
+
+/// Opens a session for `op` at `now`: its token, once; 401 if they were disabled meanwhile.
+async fn open_session(
+    state: &OperatorsState,
+    op: &OperatorRecord,
+    now: i64,
+) -> Result<LoginAnswer, Problem> {
     let token = hex::encode(rand::random::<[u8; 32]>());
-    let expires =
-        now.saturating_add(i64::try_from(cfg.session_ttl.as_millis()).unwrap_or(i64::MAX));
+    let ttl = i64::try_from(state.config.session_ttl.as_millis()).unwrap_or(i64::MAX);
+    let expires = now.saturating_add(ttl);
     let hash = token_hash(&token);
-    let opened = state.sessions.open_session(&hash, &op.id, expires);
-    if !opened.await? {
-        // Disabled (or removed) since it was read above.
+    if !state.sessions.open_session(&hash, &op.id, expires).await? {
+        // Disabled (or removed) since it was read.
         metrics::counter!("operator_logins_total", "result" => "disabled").increment(1);
         return Err(bad_login());
     }
-    metrics::counter!("operator_logins_total", "result" => "ok").increment(1);
-    tracing::info!(operator = %op.id, "operator signed in");
-    Ok(Json(LoginAnswer {
+    Ok(LoginAnswer {
         token,
         expires_at: rfc3339(expires),
-        operator: OperatorView::from(&op),
-    }))
+        operator: OperatorView::from(op),
+    })
+}
+
+/// The body of `POST /auth/password`.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct PasswordChange {
+    /// The password now.
+    #[schema(min_length = 1, max_length = 256)]
+    current_password: String,
+    /// The new one.
+    #[schema(min_length = 12, max_length = 256)]
+    new_password: String,
+}
+
+/// Changes the signed-in operator's password. Every session of theirs is closed, this one
+/// included (a leaked password may have opened one), and a new one is opened for the caller.
+#[utoipa::path(
+    post, path = "/auth/password", tag = "operators", security(("bearer" = [])),
+    request_body = PasswordChange,
+    responses(
+        (status = 200, description = "Changed: a new session; every earlier token of theirs no longer works", body = LoginAnswer),
+        BadRequest,
+        Unauthenticated,
+        (status = 403, description = "The current password is wrong", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The operator changed meanwhile", body = Problem, content_type = "application/problem+json"),
+        TooLarge,
+        TooManyRequests,
+        Unavailable,
+    )
+)]
+#[tracing::instrument(skip_all, fields(operator = %op.id, address = %addr.0))]
+pub(crate) async fn change_password(
+    State(state): State<OperatorsState>,
+    addr: ClientAddr,
+    op: Operator,
+    Json(body): Json<PasswordChange>,
+) -> Result<Json<LoginAnswer>, Problem> {
+    let now = now_ms();
+    // Guesses of the current password with a token someone else holds are bounded as a
+    // login's are, on the same count.
+    let failures = failures_key(&op.email, &addr.0);
+    let what = "on this account from this address";
+    let limit = (ACCOUNT_WINDOW, state.config.max_failures);
+    if state
+        .attempts
+        .attempts(&failures, now, ACCOUNT_WINDOW)
+        .await?
+        >= limit.1
+    {
+        return Err(throttled(what, ACCOUNT_WINDOW));
+    }
+    count_attempt(&state, &failures, now, limit, what).await?;
+    let before = state
+        .operators
+        .operator(&op.id)
+        .await?
+        .ok_or_else(|| Problem::unauthorized("this operator no longer exists"))?;
+    let current = Some(before.password_hash.clone());
+    if !password::verify(body.current_password, current).await {
+        tracing::info!("password change refused: wrong current password");
+        return Err(
+            Problem::forbidden("the current password is wrong").with_field("currentPassword")
+        );
+    }
+    let mut after = before.clone();
+    after.password_hash = new_hash(body.new_password, "newPassword").await?;
+    after.updated_at_ms = now.max(before.updated_at_ms + 1);
+    let (was, is) = (Some(audit_json(&before)), Some(audit_json(&after)));
+    let audit = op.audit(
+        after.updated_at_ms,
+        "operator.password",
+        &before.id,
+        was,
+        is,
+    );
+    match state
+        .operators
+        .update_operator(&before, &after, &audit)
+        .await?
+    {
+        OperatorUpdate::Updated => {}
+        OperatorUpdate::ChangedMeanwhile | OperatorUpdate::LastAdmin => {
+            return Err(Problem::conflict(
+                "changed-meanwhile",
+                "the operator changed meanwhile: retry",
+            ))
+        }
+    }
+    state.attempts.forget_attempts(&failures).await?;
+    tracing::info!("operator changed their password");
+    Ok(Json(open_session(&state, &after, now).await?))
 }
 
 /// Closes the session of the token sent.

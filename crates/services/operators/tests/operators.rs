@@ -14,7 +14,7 @@ use axum::http::Request;
 use axum::Router;
 use liveops_core::now_ms;
 use liveops_core::ports::Attempts;
-use liveops_core::stores::{Role, Sessions};
+use liveops_core::stores::{AuditLog, Role, Sessions};
 use liveops_http::{token_hash, OperatorAuth, Problem};
 use liveops_memory::MemoryHotState;
 use liveops_operators::{
@@ -223,6 +223,73 @@ async fn a_disabled_operator_s_right_password_is_not_told_apart() {
     let wrong = app.login_as(email, B, "wrong password!").await.unwrap_err();
     assert_eq!((right.status, &right.kind), (wrong.status, &wrong.kind));
     assert_eq!((right.status, right.detail), (401, wrong.detail));
+}
+
+/// An operator changes their own password: the wrong current one is refused; then every
+/// earlier token of theirs stops working, the answer's new one works, and only the new password
+/// signs in. An admin sets a new one for an operator who lost theirs, closing their sessions.
+#[tokio::test]
+async fn passwords_are_changed_by_their_owner_or_reset_by_an_admin() {
+    let app = spawn_app(10).await;
+    let first = app.login(A, PASSWORD).await.unwrap();
+    let second = app.login(B, PASSWORD).await.unwrap();
+    let new = "a much better passphrase";
+    let change = |token: String, current: &str, next: &str| {
+        let body = json!({"currentPassword": current, "newPassword": next}).to_string();
+        let mut req = Request::post("/auth/password")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::new(A.parse().unwrap(), 50_000)));
+        let router = app.router.clone();
+        async move { typed::<LoginAnswer>(served::call(&router, req).await) }
+    };
+    let wrong = change(first.token.clone(), "not the password", new).await;
+    assert_eq!(wrong.unwrap_err().status, 403);
+    let short = change(first.token.clone(), PASSWORD, "short")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (short.status, short.field.as_deref()),
+        (400, Some("newPassword"))
+    );
+    let changed = change(first.token.clone(), PASSWORD, new).await.unwrap();
+    for old in [&first.token, &second.token] {
+        assert_eq!(app.me(old).await.unwrap_err().status, 401, "closed");
+    }
+    assert_eq!(app.me(&changed.token).await.unwrap().email, EMAIL);
+    assert_eq!(app.status(B, PASSWORD).await, 401, "the old password");
+    assert_eq!(app.status(B, new).await, 200, "the new one");
+
+    let email = "forgetful@example.com";
+    let made = create_operator(&*app.repo, email, PASSWORD.into(), Role::Operator, "test").await;
+    let forgetful = made.unwrap().expect("created");
+    let theirs = app.login_as(email, B, PASSWORD).await.unwrap();
+    let reset = Request::patch(format!("/operators/{}", forgetful.id))
+        .header("authorization", format!("Bearer {}", changed.token))
+        .header("content-type", "application/json")
+        .body(Body::from(
+            json!({"password": "set by the admin 1"}).to_string(),
+        ))
+        .unwrap();
+    typed::<OperatorView>(served::call(&app.router, reset).await).unwrap();
+    assert_eq!(app.me(&theirs.token).await.unwrap_err().status, 401);
+    assert_eq!(
+        app.login_as(email, B, PASSWORD).await.unwrap_err().status,
+        401
+    );
+    assert!(app.login_as(email, B, "set by the admin 1").await.is_ok());
+    let audit = app.repo.audit(10).await.unwrap();
+    let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+    for action in ["operator.password", "operator.password_reset"] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+    assert!(
+        audit.iter().all(|e| !format!("{e:?}").contains("argon2")),
+        "no hash audited"
+    );
 }
 
 /// The repository's periodic purge deletes the sessions whose expiry has passed, by the time it

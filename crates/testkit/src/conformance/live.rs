@@ -292,6 +292,26 @@ pub async fn sessions_follow_their_operator(repo: &dyn LiveStores) {
     ok(repo.close_session(&a).await, "close_session");
     assert_eq!(ok(repo.session(&a).await, "session"), None);
 
+    // A new password closes every session too: the old one may be what leaked.
+    let mut renewed = op.clone();
+    renewed.password_hash = "$argon2id$another".into();
+    renewed.updated_at_ms += 1;
+    assert_eq!(
+        ok(
+            repo.update_operator(&op, &renewed, &audit("operator.password", &op.id))
+                .await,
+            "update_operator"
+        ),
+        OperatorUpdate::Updated
+    );
+    assert_eq!(
+        ok(repo.session(&b).await, "session"),
+        None,
+        "a new password closes every session"
+    );
+    let op = renewed;
+    assert!(ok(repo.open_session(&b, &op.id, expires).await, "open_session"));
+
     let mut disabled = op.clone();
     disabled.disabled = true;
     disabled.updated_at_ms += 1;

@@ -162,7 +162,7 @@ sql_impl! {
             if !Self::changed_one(&mut tx, update).await? {
                 return Self::rolled_back(tx, OperatorUpdate::ChangedMeanwhile).await;
             }
-            if after.disabled {
+            if after.disabled || after.password_hash != before.password_hash {
                 let sql = DB::placeholders("DELETE FROM operator_sessions WHERE operator_id = ?");
                 Self::run(&mut tx, sqlx::query(&sql).bind(before.id.as_str())).await?;
             }
