@@ -16,7 +16,7 @@ use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use liveops_core::now_ms;
-use liveops_core::stores::{OperatorRecord, OperatorUpdate};
+use liveops_core::stores::{AuditEntry, OperatorRecord, OperatorUpdate};
 use liveops_http::{header, rfc3339, token_hash, Json, Operator, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -239,9 +239,31 @@ pub(crate) async fn login(
     state.attempts.forget_attempts(&account_key).await?;
     state.attempts.attempt(&known, now, KNOWN_FOR).await?;
     let answer = open_session(&state, &op, now).await?;
+    signed(&state, &op.email, &op.id, "session.open", &addr.0, now).await?;
     metrics::counter!("operator_logins_total", "result" => "ok").increment(1);
     tracing::info!(operator = %op.id, "operator signed in");
     Ok(Json(answer))
+}
+
+/// Audits a sign-in or sign-out (`action`) of the operator `id` (`email`) from `addr`: who
+/// was signed in when something was done is a question the audit log answers.
+async fn signed(
+    state: &OperatorsState,
+    email: &str,
+    id: &str,
+    action: &str,
+    addr: &str,
+    now: i64,
+) -> Result<(), Problem> {
+    let entry = AuditEntry {
+        at_ms: now,
+        actor: email.to_owned(),
+        action: action.to_owned(),
+        target: id.to_owned(),
+        before: None,
+        after: Some(serde_json::json!({ "address": addr }).to_string()),
+    };
+    Ok(state.audit.record(&entry).await?)
 }
 
 /// Opens a session for `op` at `now`: its token, once; 401 if they were disabled meanwhile.
@@ -369,9 +391,19 @@ pub(crate) async fn change_password(
 #[tracing::instrument(skip_all, fields(operator = %op.id))]
 pub(crate) async fn logout(
     State(state): State<OperatorsState>,
+    addr: ClientAddr,
     op: Operator,
 ) -> Result<StatusCode, Problem> {
     state.sessions.close_session(&op.token_hash).await?;
+    signed(
+        &state,
+        &op.email,
+        &op.id,
+        "session.close",
+        &addr.0,
+        now_ms(),
+    )
+    .await?;
     tracing::info!("operator signed out");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -281,15 +281,19 @@ async fn passwords_are_changed_by_their_owner_or_reset_by_an_admin() {
         401
     );
     assert!(app.login_as(email, B, "set by the admin 1").await.is_ok());
-    let audit = app.repo.audit(10).await.unwrap();
+    let audit = app.repo.audit(100).await.unwrap();
     let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
-    for action in ["operator.password", "operator.password_reset"] {
+    for action in ["operator.password", "operator.password_reset", "session.open"] {
         assert!(actions.contains(&action), "{action} in {actions:?}");
     }
     assert!(
         audit.iter().all(|e| !format!("{e:?}").contains("argon2")),
         "no hash audited"
     );
+    // Sign-ins are audited, with the address: the latest is the forgetful operator's.
+    let signed_in = audit.iter().find(|e| e.action == "session.open").unwrap();
+    assert_eq!(signed_in.actor, email);
+    assert!(signed_in.after.as_deref().unwrap_or_default().contains(B));
 }
 
 /// The repository's periodic purge deletes the sessions whose expiry has passed, by the time it
