@@ -111,7 +111,6 @@ impl RelayedReplica {
         let (p, r) = (closed_port(), closed_port());
         let primary = OwnRedis::start(p, &[]);
         until_replication(p, "role:master").await;
-        let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
         let link = Relay::start(loopback(0), loopback(p)).await;
         let relay_port = link.addr.port().to_string();
         let replica = OwnRedis::start(r, &["--replicaof", "127.0.0.1", &relay_port]);
@@ -135,4 +134,49 @@ impl RelayedReplica {
         until_replication(self.replica_port, "role:master").await;
         self.replica
     }
+}
+
+/// A primary and its replica behind one address, as a managed cache's endpoint: a failover
+/// ([`BehindOneAddress::fail_over`]) moves the address while kept connections stay on the old
+/// primary, which then answers `READONLY`.
+pub struct BehindOneAddress {
+    /// Where clients connect.
+    pub address: Relay,
+    /// The first primary's port.
+    pub first: u16,
+    /// Its replica's port.
+    pub second: u16,
+    _servers: [OwnRedis; 2],
+}
+
+impl BehindOneAddress {
+    /// Starts both, the address on the first, and returns once the second follows it.
+    pub async fn start() -> Self {
+        let (first, second) = (closed_port(), closed_port());
+        let a = OwnRedis::start(first, &[]);
+        until_replication(first, "role:master").await;
+        let b = OwnRedis::start(second, &["--replicaof", "127.0.0.1", &first.to_string()]);
+        until_replication(second, "master_link_status:up").await;
+        let address = Relay::start(loopback(0), loopback(first)).await;
+        Self {
+            address,
+            first,
+            second,
+            _servers: [a, b],
+        }
+    }
+
+    /// A failover: `to` (a replica of `from`) is promoted, `from` demoted to follow it, and the
+    /// address sends new connections to `to` while kept ones stay on `from`.
+    pub async fn fail_over(&self, from: u16, to: u16) {
+        redis_cli(to, &["replicaof", "no", "one"]).await;
+        until_replication(to, "role:master").await;
+        redis_cli(from, &["replicaof", "127.0.0.1", &to.to_string()]).await;
+        until_replication(from, "master_link_status:up").await;
+        self.address.redirect(loopback(to));
+    }
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
 }

@@ -4,7 +4,6 @@
 //! idempotency claims run again by a client that lost the reply.
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,8 +16,7 @@ use liveops_core::Window;
 use liveops_redis::{ClaimNonce, RedisConn, RedisHotState, RedisRankStore};
 use liveops_testkit::conformance;
 use liveops_testkit::fixtures::score_total as total;
-use liveops_testkit::redis_server::{closed_port, redis_cli, until_replication, OwnRedis};
-use liveops_testkit::relay::Relay;
+use liveops_testkit::redis_server::{closed_port, redis_cli, BehindOneAddress, OwnRedis};
 
 fn env(var: &str) -> String {
     match std::env::var(var) {
@@ -351,20 +349,6 @@ async fn connections_recover_after_a_server_restart() {
 
 // ---- a primary demoted behind its address ----
 
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-/// A failover behind one address: `to` (a replica of `from`) is promoted, `from` demoted to
-/// follow it, and the address sends new connections to `to` while kept ones stay on `from`.
-async fn fail_over(address: &Relay, from: u16, to: u16) {
-    redis_cli(to, &["replicaof", "no", "one"]).await;
-    until_replication(to, "role:master").await;
-    redis_cli(from, &["replicaof", "127.0.0.1", &to.to_string()]).await;
-    until_replication(from, "master_link_status:up").await;
-    address.redirect(loopback(to));
-}
-
 /// Writes through `hot` until one succeeds; how many failed first (each `Unavailable`, the
 /// server's "read only replica"), at most `max`.
 async fn failures_before_a_write(hot: &RedisHotState, write: &str, max: usize) -> usize {
@@ -393,13 +377,9 @@ const LONG: Duration = Duration::from_secs(60);
 async fn a_primary_demoted_behind_its_address_fails_one_write_then_the_new_one_takes_them() {
     // A primary and its replica; the connection reaches the primary through the cache's one
     // address.
-    let (a, b) = (closed_port(), closed_port());
-    let _first = OwnRedis::start(a, &[]);
-    until_replication(a, "role:master").await;
-    let _second = OwnRedis::start(b, &["--replicaof", "127.0.0.1", &a.to_string()]);
-    until_replication(b, "master_link_status:up").await;
-    let address = Relay::start(loopback(0), loopback(a)).await;
-    let conn = connect(&format!("redis://{}/", address.addr)).await;
+    let pair = BehindOneAddress::start().await;
+    let (a, b) = (pair.first, pair.second);
+    let conn = connect(&format!("redis://{}/", pair.address.addr)).await;
     let prefix = prefix("demoted");
     let hot = RedisHotState::new(conn.clone()).with_prefix(&prefix);
     hot.cache_put("before", Bytes::from_static(b"1"), LONG)
@@ -412,7 +392,7 @@ async fn a_primary_demoted_behind_its_address_fails_one_write_then_the_new_one_t
 
     // The replica is promoted and the primary demoted: the kept connection reaches a replica.
     // A script's write fails once at most, then the same store writes on the new primary.
-    fail_over(&address, a, b).await;
+    pair.fail_over(a, b).await;
     assert!(failures_before_a_write(&hot, "script", 1).await <= 1);
     for _ in 0..5 {
         hot.cache_put("after", Bytes::from_static(b"2"), LONG)
@@ -427,7 +407,7 @@ async fn a_primary_demoted_behind_its_address_fails_one_write_then_the_new_one_t
     );
 
     // And back (the old primary promoted again): a plain command's write fails once at most.
-    fail_over(&address, b, a).await;
+    pair.fail_over(b, a).await;
     assert!(failures_before_a_write(&hot, "command", 1).await <= 1);
     hot.healthcheck().await.unwrap();
     assert!(redis_cli(a, &["info", "replication"])

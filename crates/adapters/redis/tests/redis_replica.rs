@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -15,9 +14,8 @@ use liveops_core::PortError;
 use liveops_redis::bus::{RedisBus, ReplicaAcks};
 use liveops_testkit::conformance::bus::{msg, read_to_the_end, SUITE_OPTIONS};
 use liveops_testkit::redis_server::{
-    closed_port, redis_cli, until_replication, OwnRedis, RelayedReplica,
+    closed_port, redis_cli, until_replication, BehindOneAddress, OwnRedis, RelayedReplica,
 };
-use liveops_testkit::relay::Relay;
 
 const TOPIC: &str = "replicated";
 const GROUP: &str = "g";
@@ -257,26 +255,16 @@ async fn with_two_replicas_one_may_be_away_but_never_both() {
 /// it acknowledged is there to read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_primary_demoted_behind_its_address_takes_publishes_again() {
-    let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
-    let (a, b) = (closed_port(), closed_port());
-    let _first = OwnRedis::start(a, &[]);
-    until_replication(a, "role:master").await;
-    let _second = OwnRedis::start(b, &["--replicaof", "127.0.0.1", &a.to_string()]);
-    until_replication(b, "master_link_status:up").await;
-    let address = Relay::start(loopback(0), loopback(a)).await;
-    let url = format!("redis://{}/", address.addr);
+    let pair = BehindOneAddress::start().await;
+    let (a, b) = (pair.first, pair.second);
+    let url = format!("redis://{}/", pair.address.addr);
     let bus = RedisBus::connect(&url, SUITE_OPTIONS, 2).await.unwrap();
     bus.ensure_group(TOPIC, GROUP).await.unwrap();
     bus.publish(TOPIC, vec![msg("p1", "before")]).await.unwrap();
     redis_cli(a, &["wait", "1", "2000"]).await;
-
     // The replica is promoted, the primary demoted; new connections reach the new primary,
     // the bus's kept one the old.
-    redis_cli(b, &["replicaof", "no", "one"]).await;
-    until_replication(b, "role:master").await;
-    redis_cli(a, &["replicaof", "127.0.0.1", &b.to_string()]).await;
-    until_replication(a, "master_link_status:up").await;
-    address.redirect(loopback(b));
+    pair.fail_over(a, b).await;
 
     let mut refused = 0;
     let mut sent = HashSet::from(["before".to_owned()]);
