@@ -115,6 +115,21 @@ impl TestApp {
         }
     }
 
+    /// `PATCH /operators/{id}` with `change`, as the holder of `token`.
+    async fn patch_operator(
+        &self,
+        token: &str,
+        id: &str,
+        change: serde_json::Value,
+    ) -> Result<OperatorView, Problem> {
+        let req = Request::patch(format!("/operators/{id}"))
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(change.to_string()))
+            .unwrap();
+        typed(served::call(&self.router, req).await)
+    }
+
     /// `GET /auth/me` with `token`.
     async fn me(&self, token: &str) -> Result<OperatorView, Problem> {
         let req = Request::get("/auth/me")
@@ -211,12 +226,9 @@ async fn a_disabled_operator_s_right_password_is_not_told_apart() {
     let made = create_operator(&*app.repo, email, PASSWORD.into(), Role::Operator, "test").await;
     let former = made.unwrap().expect("created");
     let session = app.login_as(email, B, PASSWORD).await.unwrap();
-    let disable = Request::patch(format!("/operators/{}", former.id))
-        .header("authorization", format!("Bearer {}", admin.token))
-        .header("content-type", "application/json")
-        .body(Body::from(json!({"disabled": true}).to_string()))
-        .unwrap();
-    let disabled = typed::<OperatorView>(served::call(&app.router, disable).await).unwrap();
+    let change = json!({"disabled": true});
+    let disabled = app.patch_operator(&admin.token, &former.id, change).await;
+    let disabled = disabled.unwrap();
     assert!(disabled.disabled);
     assert_eq!(app.me(&session.token).await.unwrap_err().status, 401);
     let right = app.login_as(email, B, PASSWORD).await.unwrap_err();
@@ -267,14 +279,11 @@ async fn passwords_are_changed_by_their_owner_or_reset_by_an_admin() {
     let made = create_operator(&*app.repo, email, PASSWORD.into(), Role::Operator, "test").await;
     let forgetful = made.unwrap().expect("created");
     let theirs = app.login_as(email, B, PASSWORD).await.unwrap();
-    let reset = Request::patch(format!("/operators/{}", forgetful.id))
-        .header("authorization", format!("Bearer {}", changed.token))
-        .header("content-type", "application/json")
-        .body(Body::from(
-            json!({"password": "set by the admin 1"}).to_string(),
-        ))
-        .unwrap();
-    typed::<OperatorView>(served::call(&app.router, reset).await).unwrap();
+    let reset = json!({"password": "set by the admin 1"});
+    let reset = app
+        .patch_operator(&changed.token, &forgetful.id, reset)
+        .await;
+    reset.unwrap();
     assert_eq!(app.me(&theirs.token).await.unwrap_err().status, 401);
     assert_eq!(
         app.login_as(email, B, PASSWORD).await.unwrap_err().status,
@@ -283,7 +292,11 @@ async fn passwords_are_changed_by_their_owner_or_reset_by_an_admin() {
     assert!(app.login_as(email, B, "set by the admin 1").await.is_ok());
     let audit = app.repo.audit(100).await.unwrap();
     let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
-    for action in ["operator.password", "operator.password_reset", "session.open"] {
+    for action in [
+        "operator.password",
+        "operator.password_reset",
+        "session.open",
+    ] {
         assert!(actions.contains(&action), "{action} in {actions:?}");
     }
     assert!(

@@ -292,42 +292,32 @@ pub async fn sessions_follow_their_operator(repo: &dyn LiveStores) {
     ok(repo.close_session(&a).await, "close_session");
     assert_eq!(ok(repo.session(&a).await, "session"), None);
 
-    // A new password closes every session too: the old one may be what leaked.
-    let mut renewed = op.clone();
-    renewed.password_hash = "$argon2id$another".into();
-    renewed.updated_at_ms += 1;
-    assert_eq!(
-        ok(
-            repo.update_operator(&op, &renewed, &audit("operator.password", &op.id))
-                .await,
-            "update_operator"
-        ),
-        OperatorUpdate::Updated
-    );
-    assert_eq!(
-        ok(repo.session(&b).await, "session"),
-        None,
-        "a new password closes every session"
-    );
-    let op = renewed;
-    assert!(ok(repo.open_session(&b, &op.id, expires).await, "open_session"));
-
-    let mut disabled = op.clone();
-    disabled.disabled = true;
-    disabled.updated_at_ms += 1;
-    assert_eq!(
-        ok(
-            repo.update_operator(&op, &disabled, &audit("operator.disable", &op.id))
-                .await,
-            "update_operator"
-        ),
-        OperatorUpdate::Updated
-    );
-    assert_eq!(
-        ok(repo.session(&b).await, "session"),
-        None,
-        "disabling closes every session"
-    );
+    // A new password closes every session, as disabling does: the old one may be what leaked.
+    let closes = |before: OperatorRecord, change: fn(&mut OperatorRecord), action: &'static str| {
+        let b = b.clone();
+        async move {
+            let mut after = before.clone();
+            change(&mut after);
+            after.updated_at_ms += 1;
+            let entry = audit(action, &before.id);
+            let updated = repo.update_operator(&before, &after, &entry).await;
+            assert_eq!(ok(updated, "update_operator"), OperatorUpdate::Updated);
+            let left = ok(repo.session(&b).await, "session");
+            assert_eq!(left, None, "{action} closes every session");
+            after
+        }
+    };
+    let op = closes(
+        op,
+        |o| o.password_hash = "$argon2id$another".into(),
+        "operator.password",
+    )
+    .await;
+    assert!(ok(
+        repo.open_session(&b, &op.id, expires).await,
+        "open_session"
+    ));
+    let op = closes(op, |o| o.disabled = true, "operator.disable").await;
     // A login that read the operator before the disable, and opens its session after the disable
     // committed, opens nothing. (A session opened first is closed by the disable, above; the
     // shared lock that orders the two when they overlap is not raced here.)
