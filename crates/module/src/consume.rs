@@ -96,9 +96,10 @@ impl Default for Backoff {
 /// decode (an event of a newer release during a rolling upgrade or after a rollback, or a
 /// corrupt one). Those are counted (`events_undecodable_total`), logged and not to be acked: the
 /// bus hands them out again, to a replica that can read them, and dead-letters them after its
-/// most deliveries, from where they are replayed once every replica reads them. On SQS and
-/// Service Bus an unacked delivery is held (its visibility extended) for up to `max_hold`, five
-/// minutes, before it comes back, and holds up its player's later events meanwhile.
+/// most deliveries, from where they are replayed once every replica reads them. On Service Bus
+/// an unacked delivery is held (its lock renewed) for up to `max_hold`, five minutes, before it
+/// comes back, holding up its player's later events meanwhile; on SQS until the consumer polls
+/// again, then for the visibility timeout.
 pub fn decode(group: &'static str, deliveries: &[Delivery]) -> (Vec<Envelope>, HashSet<String>) {
     let mut unread = HashSet::new();
     let events = deliveries

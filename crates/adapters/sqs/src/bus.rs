@@ -41,14 +41,33 @@ pub const CONCURRENCY: usize = 8;
 /// Longest long poll SQS allows.
 const MAX_WAIT: Duration = Duration::from_secs(20);
 
-/// Nap between short polls when less than a second of the wait is left.
+/// Nap between short polls (while buffered messages wait for a key another consumer holds).
 const NAP: Duration = Duration::from_millis(100);
+
+/// The `WaitTimeSeconds` of a poll's long poll with `left` of its wait to go: whole seconds
+/// (SQS counts no less), rounded up, at least 1 and at most 20. Rounding down to a short poll
+/// made every consumer (waiting 200 ms a poll) send about ten receives a second per group while
+/// idle; rounded up, an idle consumer sends one a second, and a poll may return up to a second
+/// after its wait when nothing comes (a message that comes ends it at once).
+pub(crate) fn long_poll_wait(left: Duration) -> Duration {
+    let whole = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    Duration::from_secs(whole.clamp(1, MAX_WAIT.as_secs()))
+}
 
 /// Longest a received message waits in the bus for a poll before it is left to SQS again.
 const BUFFER_TTL_MAX: Duration = Duration::from_secs(5);
 
-/// Retention of the group, holding and dead-letter queues: SQS's maximum, 14 days.
-const RETENTION_SECS: &str = "1209600";
+/// What every queue the bus creates is: FIFO, retention SQS's maximum (14 days), and high
+/// throughput FIFO (throughput limited per message group, deduplication per message group).
+/// The message group is the player and the deduplication id the event id, which only that
+/// player's messages carry, so deduplication per group drops the same copies a queue-wide one
+/// would; order and the group lock are the same in both modes.
+const QUEUE_ATTRIBUTES: [(QueueAttributeName, &str); 4] = [
+    (QueueAttributeName::FifoQueue, "true"),
+    (QueueAttributeName::MessageRetentionPeriod, "1209600"),
+    (QueueAttributeName::DeduplicationScope, "messageGroup"),
+    (QueueAttributeName::FifoThroughputLimit, "perMessageGroupId"),
+];
 
 /// Message attributes the bus sets: the key, the message id, and the publisher's order stamp.
 const ATTR_KEY: &str = "k";
@@ -77,7 +96,7 @@ pub enum Op {
     Attributes,
     /// `ListQueues`.
     List,
-    /// `CreateQueue`, `GetQueueUrl`, `SetQueueAttributes`.
+    /// `GetQueueUrl`, `CreateQueue`, `DeleteQueue`.
     Admin,
 }
 
@@ -144,6 +163,15 @@ struct Round {
     received: usize,
 }
 
+/// What [`Inner::set_visibility`] did.
+#[derive(Debug, Default)]
+struct Changed {
+    /// The receipts SQS accepted.
+    done: BTreeSet<String>,
+    /// The calls that failed.
+    failed: Vec<CallError>,
+}
+
 /// Calls of the next fill round of a poll, after a round in which `full` calls came back with
 /// 10 messages and `wanted` messages are still missing.
 ///
@@ -168,7 +196,9 @@ struct Out {
     receipt: String,
     key: String,
     consumer: String,
-    handed_at: Instant,
+    /// Until when the bus extends its visibility: `max_hold` after it was handed out, cut to
+    /// the moment its consumer polls the group again (it gave the delivery up).
+    hold_until: Instant,
     visible_until: Instant,
 }
 
@@ -179,6 +209,9 @@ struct Held {
     buffer: VecDeque<Received>,
     /// Handed out, not acked: SQS message id → delivery.
     out: HashMap<String, Out>,
+    /// Receive rounds done for the group: a poll that waited for its turn sees whether another
+    /// poll received for the group meanwhile.
+    rounds: u64,
 }
 
 /// Taken by the poll that is receiving a group's messages.
@@ -536,18 +569,22 @@ impl Inner {
         }
     }
 
-    /// Creates a FIFO queue with `attributes` (or, if it exists with others, updates them).
-    async fn create_queue(
+    /// The URL of the FIFO queue `name`, created with `attributes` if it does not exist (on
+    /// top of [`QUEUE_ATTRIBUTES`]). A queue that exists is left as it is, whatever its
+    /// attributes: Terraform may own them, and the bus may lack `sqs:CreateQueue` and
+    /// `sqs:SetQueueAttributes`.
+    async fn find_or_create(
         &self,
         name: &str,
         attributes: &[(QueueAttributeName, String)],
     ) -> PortResult<String> {
-        let mut create = self
-            .client
-            .create_queue()
-            .queue_name(name)
-            .attributes(QueueAttributeName::FifoQueue, "true")
-            .attributes(QueueAttributeName::MessageRetentionPeriod, RETENTION_SECS);
+        if let Some(url) = self.queue_url(name).await? {
+            return Ok(url);
+        }
+        let mut create = self.client.create_queue().queue_name(name);
+        for (k, v) in QUEUE_ATTRIBUTES {
+            create = create.attributes(k, v);
+        }
         for (k, v) in attributes {
             create = create.attributes(k.clone(), v.clone());
         }
@@ -556,21 +593,10 @@ impl Inner {
                 .queue_url()
                 .map(str::to_owned)
                 .ok_or_else(|| PortError::Unavailable(format!("sqs created {name} without url"))),
-            Err(CallError::Exists(_)) => {
-                let url = self.queue_url(name).await?.ok_or_else(|| {
-                    PortError::Unavailable(format!("sqs queue {name} exists and does not"))
-                })?;
-                if !attributes.is_empty() {
-                    let mut set = self.client.set_queue_attributes().queue_url(&url);
-                    for (k, v) in attributes {
-                        set = set.attributes(k.clone(), v.clone());
-                    }
-                    self.call(Op::Admin, "set queue attributes", set.send())
-                        .await
-                        .map_err(CallError::port)?;
-                }
-                Ok(url)
-            }
+            // Created meanwhile with other attributes (another process, Terraform): use it.
+            Err(CallError::Exists(_)) => self.queue_url(name).await?.ok_or_else(|| {
+                PortError::Unavailable(format!("sqs queue {name} exists and does not"))
+            }),
             Err(e) => Err(e.port()),
         }
     }
@@ -594,34 +620,79 @@ impl Inner {
             .ok_or_else(|| PortError::Unavailable(format!("sqs queue {url} has no arn")))
     }
 
-    /// Creates the group's dead-letter queue and queue (redrive after `max_deliveries`).
+    /// Finds the group's dead-letter queue and queue, creating whichever is missing (the queue
+    /// with a redrive policy to the dead-letter queue after `max_deliveries`). A queue found is
+    /// left as it is; a found group queue whose redrive policy is not the bus's is logged.
     async fn create_group(&self, topic: &str, group: &str) -> PortResult<GroupQueues> {
-        let dlq = self
-            .create_queue(&self.names.dead_letter_queue(topic, group), &[])
-            .await?;
-        let arn = self.queue_arn(&dlq).await?;
-        let redrive = format!(
-            r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"{}"}}"#,
-            self.config.max_deliveries
-        );
-        let url = self
-            .create_queue(
-                &self.names.group_queue(topic, group),
-                &[
+        let dlq_name = self.names.dead_letter_queue(topic, group);
+        let dlq = self.find_or_create(&dlq_name, &[]).await?;
+        let name = self.names.group_queue(topic, group);
+        let url = match self.queue_url(&name).await? {
+            Some(url) => {
+                self.check_redrive(&name, &url, &dlq_name).await;
+                url
+            }
+            None => {
+                let arn = self.queue_arn(&dlq).await?;
+                let redrive = format!(
+                    r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"{}"}}"#,
+                    self.config.max_deliveries
+                );
+                let attributes = [
                     (
                         QueueAttributeName::VisibilityTimeout,
                         secs(self.config.visibility_timeout).to_string(),
                     ),
                     (QueueAttributeName::RedrivePolicy, redrive),
-                ],
-            )
-            .await?;
+                ];
+                self.find_or_create(&name, &attributes).await?
+            }
+        };
         let queues = GroupQueues { url, dlq };
         lock(&self.groups).insert((topic.to_owned(), group.to_owned()), queues.clone());
         if let Some(t) = lock(&self.topics).get_mut(topic) {
             t.urls.insert(queues.url.clone());
         }
         Ok(queues)
+    }
+
+    /// Logs a group queue (found, not created by the bus) whose redrive policy does not send
+    /// its messages to `dlq_name` after `max_deliveries`: the bus changes no queue it finds.
+    async fn check_redrive(&self, name: &str, url: &str, dlq_name: &str) {
+        let out = self
+            .call(
+                Op::Attributes,
+                "get queue redrive policy",
+                self.client
+                    .get_queue_attributes()
+                    .queue_url(url)
+                    .attribute_names(QueueAttributeName::RedrivePolicy)
+                    .send(),
+            )
+            .await;
+        let policy = match out {
+            Ok(out) => out
+                .attributes()
+                .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy))
+                .cloned()
+                .unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(queue = name, error = %e.port(), "sqs redrive policy not read");
+                return;
+            }
+        };
+        let (target, max) = redrive_of(&policy);
+        let to_dlq = target.is_some_and(|arn| arn.rsplit(':').next() == Some(dlq_name));
+        if !to_dlq || max != Some(self.config.max_deliveries) {
+            tracing::warn!(
+                queue = name,
+                policy,
+                dead_letter_queue = dlq_name,
+                max_deliveries = self.config.max_deliveries,
+                "sqs group queue found with another redrive policy; left as it is (without one \
+                 to its dead-letter queue, a message that keeps failing holds up its player)"
+            );
+        }
     }
 
     /// The group's queues: cached, looked up, or (when `create`) created.
@@ -718,7 +789,7 @@ impl Inner {
         }
         let name = self.names.holding_queue(topic);
         let url = if create {
-            Some(self.create_queue(&name, &[]).await?)
+            Some(self.find_or_create(&name, &[]).await?)
         } else {
             self.queue_url(&name).await?
         };
@@ -998,44 +1069,55 @@ impl Inner {
         results.into_iter().collect()
     }
 
-    /// Sets the visibility of receipts on `url`; returns the receipts SQS accepted.
-    async fn set_visibility(
-        &self,
-        url: &str,
-        receipts: &[String],
-        timeout: i32,
-    ) -> PortResult<BTreeSet<String>> {
-        let mut done = BTreeSet::new();
-        for chunk in receipts.chunks(BATCH) {
-            let entries = batch_entries(chunk, "visibility", |id, r| {
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id(id)
-                    .receipt_handle(r)
-                    .visibility_timeout(timeout)
-                    .build()
-            })?;
-            let out = self
-                .call(
-                    Op::Visibility,
-                    "change message visibility batch",
-                    self.client
-                        .change_message_visibility_batch()
-                        .queue_url(url)
-                        .set_entries(Some(entries))
-                        .send(),
-                )
-                .await
-                .map_err(CallError::port)?;
-            for ok in out.successful() {
-                if let Some(r) = ok.id().parse::<usize>().ok().and_then(|i| chunk.get(i)) {
-                    done.insert(r.clone());
-                }
+    /// Sets the visibility of receipts on `url`, 10 a call, calls side by side: the receipts
+    /// SQS accepted, and the calls that failed (one failing call does not stop the others).
+    async fn set_visibility(&self, url: &str, receipts: &[String], timeout: i32) -> Changed {
+        let chunks: Vec<Vec<String>> = receipts.chunks(BATCH).map(<[String]>::to_vec).collect();
+        let results: Vec<Result<Vec<String>, CallError>> = stream::iter(chunks)
+            .map(|chunk| async move {
+                let entries = batch_entries(&chunk, "visibility", |id, r| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(id)
+                        .receipt_handle(r)
+                        .visibility_timeout(timeout)
+                        .build()
+                })
+                .map_err(|e| CallError::Other(e.to_string()))?;
+                let out = self
+                    .call(
+                        Op::Visibility,
+                        "change message visibility batch",
+                        self.client
+                            .change_message_visibility_batch()
+                            .queue_url(url)
+                            .set_entries(Some(entries))
+                            .send(),
+                    )
+                    .await?;
+                Ok(out
+                    .successful()
+                    .iter()
+                    .filter_map(|ok| ok.id().parse::<usize>().ok().and_then(|i| chunk.get(i)))
+                    .cloned()
+                    .collect())
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        let mut changed = Changed::default();
+        for r in results {
+            match r {
+                Ok(done) => changed.done.extend(done),
+                Err(e) => changed.failed.push(e),
             }
         }
-        Ok(done)
+        changed
     }
 
-    /// Keeps handed-out deliveries invisible while their consumer holds them, up to `max_hold`.
+    /// Keeps handed-out deliveries invisible while their consumer holds them: up to `max_hold`,
+    /// or until it polls the group again. Every queue is extended even when some fail (a
+    /// throttled or deleted queue must not let the others' deliveries lapse); the failures are
+    /// counted (`bus_visibility_extension_failures_total`) and returned together.
     async fn extend(&self) -> PortResult<()> {
         let vis = self.config.visibility_timeout;
         let now = Instant::now();
@@ -1046,14 +1128,13 @@ impl Inner {
                 // Forget deliveries whose time ran out: SQS hands them out again.
                 h.out.retain(|id, o| {
                     let live = o.visible_until > now;
-                    if !live && o.handed_at + self.config.max_hold > now {
+                    if !live && o.hold_until > now {
                         self.lapse(id);
                     }
                     live
                 });
                 for o in h.out.values() {
-                    let holding = o.handed_at + self.config.max_hold > now;
-                    if holding && o.visible_until < now + vis * 2 / 3 {
+                    if o.hold_until > now && o.visible_until < now + vis * 2 / 3 {
                         due.entry(o.url.clone())
                             .or_default()
                             .push(o.receipt.clone());
@@ -1061,19 +1142,56 @@ impl Inner {
                 }
             }
         }
-        for (url, receipts) in due {
-            let done = self.set_visibility(&url, &receipts, secs(vis)).await?;
-            let until = Instant::now() + vis;
-            let mut held = lock(&self.held);
+        let results: Vec<(String, Changed, Instant)> = stream::iter(due)
+            .map(|(url, receipts)| async move {
+                // SQS starts the new timeout when it takes the call, after this.
+                let sent = Instant::now();
+                let changed = self.set_visibility(&url, &receipts, secs(vis)).await;
+                (url, changed, sent + vis)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        let mut failed = Vec::new();
+        let mut held = lock(&self.held);
+        for (url, changed, until) in results {
+            let gone = changed
+                .failed
+                .iter()
+                .any(|e| matches!(e, CallError::NoQueue(_)));
             for h in held.values_mut() {
+                if gone {
+                    // The queue is gone, and its messages with it: nothing left to hold.
+                    h.out.retain(|_, o| o.url != url);
+                    continue;
+                }
                 for o in h.out.values_mut() {
-                    if o.url == url && done.contains(&o.receipt) {
-                        o.visible_until = until;
+                    if o.url == url && changed.done.contains(&o.receipt) {
+                        o.visible_until = o.visible_until.max(until);
                     }
                 }
             }
+            if gone {
+                tracing::warn!(queue = %url, "sqs queue gone; its held deliveries are forgotten");
+            }
+            failed.extend(
+                changed
+                    .failed
+                    .into_iter()
+                    .filter(|e| !matches!(e, CallError::NoQueue(_))),
+            );
         }
-        Ok(())
+        drop(held);
+        if failed.is_empty() {
+            return Ok(());
+        }
+        metrics::counter!("bus_visibility_extension_failures_total", "bus" => "sqs")
+            .increment(failed.len() as u64);
+        let n = failed.len();
+        let first = failed.swap_remove(0).port();
+        Err(PortError::Unavailable(format!(
+            "{n} visibility extension call(s) failed, first: {first}"
+        )))
     }
 
     /// Hands out buffered messages to `consumer`, in order, up to `max`: skips keys another
@@ -1089,6 +1207,7 @@ impl Inner {
     ) {
         let now = Instant::now();
         let vis = self.config.visibility_timeout;
+        let hold = self.config.max_hold;
         let ttl = (vis / 3).min(BUFFER_TTL_MAX);
         let mut held = lock(&self.held);
         let h = held
@@ -1130,12 +1249,33 @@ impl Inner {
                     receipt: r.receipt,
                     key: r.key,
                     consumer: consumer.to_owned(),
-                    handed_at: now,
+                    hold_until: now + hold,
                     visible_until: r.received_at + vis,
                 },
             );
         };
         h.buffer = hand_out(buffer, |r| &r.key, &busy, max, out, hand);
+    }
+
+    /// Ends the hold of what `consumer` was handed of the group before: a consumer polls
+    /// again once it is done with its last batch, so what it did not ack it gave up. Those
+    /// deliveries are no longer extended and come back when their visibility runs out, at
+    /// most a visibility timeout from now (not `max_hold`).
+    fn release(&self, topic: &str, group: &str, consumer: &str) {
+        let now = Instant::now();
+        if let Some(h) = lock(&self.held).get_mut(&(topic.to_owned(), group.to_owned())) {
+            for o in h.out.values_mut().filter(|o| o.consumer == consumer) {
+                o.hold_until = o.hold_until.min(now);
+            }
+        }
+    }
+
+    /// How many receive rounds of the group this process has done, and how many received
+    /// messages wait in its buffer.
+    fn buffer_state(&self, topic: &str, group: &str) -> (u64, usize) {
+        lock(&self.held)
+            .get(&(topic.to_owned(), group.to_owned()))
+            .map_or((0, 0), |h| (h.rounds, h.buffer.len()))
     }
 
     async fn poll_once(&self, request: PollRequest<'_>) -> Result<Vec<Delivery>, CallError> {
@@ -1146,6 +1286,7 @@ impl Inner {
             max,
             wait,
         } = request;
+        self.release(topic, group, consumer);
         let q = self
             .group(topic, group, true)
             .await
@@ -1162,6 +1303,7 @@ impl Inner {
         // Calls of the next round once something is in hand (see [`next_round`]).
         let mut calls = 1;
         loop {
+            let (seen, _) = self.buffer_state(topic, group);
             self.take(topic, group, &q.url, consumer, max, &mut out);
             let now = Instant::now();
             if out.len() >= max || (!out.is_empty() && calls == 0) {
@@ -1173,27 +1315,39 @@ impl Inner {
             if out.is_empty() && tried && now >= until {
                 break;
             }
-            let left = until.saturating_duration_since(now);
-            // With nothing in hand: one call, a long poll when a second or more is left. With
-            // some: short polls side by side while the last round came back full. (One long poll
-            // at a time also spares moto, whose long poll spins while a group's next message is
-            // locked.)
-            let long = out.is_empty() && left >= Duration::from_secs(1);
-            let n = if out.is_empty() {
-                1
-            } else {
-                calls.clamp(1, CONCURRENCY)
-            };
             let turn = lock(&self.receiving)
                 .entry((topic.to_owned(), group.to_owned()))
                 .or_default()
                 .clone();
             let _turn = turn.lock().await;
+            let (rounds, buffered) = self.buffer_state(topic, group);
+            if rounds != seen {
+                // Another poll of this process received for the group while this one waited
+                // for its turn (a long poll, maybe): take what it left. That receive counts as
+                // this poll's try.
+                tried = true;
+                continue;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            // With nothing in hand or buffered: one long poll of at least a second (see
+            // [`long_poll_wait`]), unless the caller asked for no wait at all. With some: short
+            // polls side by side while the last round came back full. Buffered messages whose
+            // key another consumer holds: short polls a nap apart, so they go out once it acks.
+            let long = out.is_empty() && buffered == 0 && !wait.is_zero();
+            let n = if out.is_empty() {
+                1
+            } else {
+                calls.clamp(1, CONCURRENCY)
+            };
             let round = self
                 .receive_round(
                     &q.url,
                     n,
-                    if long { left } else { Duration::ZERO },
+                    if long {
+                        long_poll_wait(left)
+                    } else {
+                        Duration::ZERO
+                    },
                     self.config.visibility_timeout,
                 )
                 .await;
@@ -1211,11 +1365,14 @@ impl Inner {
             tried = true;
             let last_empty = round.got.is_empty();
             calls = next_round(round.full, max.saturating_sub(out.len()));
-            lock(&self.held)
-                .entry((topic.to_owned(), group.to_owned()))
-                .or_default()
-                .buffer
-                .extend(round.got);
+            {
+                let mut held = lock(&self.held);
+                let h = held
+                    .entry((topic.to_owned(), group.to_owned()))
+                    .or_default();
+                h.buffer.extend(round.got);
+                h.rounds += 1;
+            }
             if last_empty && out.is_empty() && !long {
                 let left = until.saturating_duration_since(Instant::now());
                 if left.is_zero() {
@@ -1260,10 +1417,20 @@ impl Inner {
                 }
             })
             .await?;
-        if !gone.is_empty() {
-            tracing::warn!(?gone, "sqs queues disappeared while moving messages");
-        }
         let receipts: Vec<String> = got.iter().map(|r| r.receipt.clone()).collect();
+        if !gone.is_empty() {
+            // A target queue is gone: deleting the messages from `from` would lose them where
+            // they did not arrive (a replay's dead letters). Leave them, visible again at once
+            // for the next try; the targets are listed again before it. What reached the other
+            // targets is dropped there as a duplicate if sent again within five minutes.
+            lock(&self.groups).retain(|_, q| !gone.contains(&q.url));
+            lock(&self.topics).retain(|_, t| t.urls.iter().all(|u| !gone.contains(u)));
+            let _ = self.set_visibility(from, &receipts, 0).await;
+            return Err(PortError::Unavailable(format!(
+                "sqs queues {gone:?} are gone; {} messages left where they were",
+                got.len()
+            )));
+        }
         self.delete(from, &receipts).await?;
         Ok(got.len() as u64)
     }
@@ -1311,6 +1478,24 @@ impl Inner {
         }
         Ok(())
     }
+}
+
+/// The dead-letter target ARN and `maxReceiveCount` of a redrive policy (JSON; the count a
+/// number or a string), whichever it names.
+fn redrive_of(policy: &str) -> (Option<String>, Option<u32>) {
+    let flat: String = policy.chars().filter(|c| !c.is_whitespace()).collect();
+    let after = |field: &str| {
+        flat.split_once(&format!("\"{field}\":"))
+            .map(|(_, rest)| rest.trim_start_matches('"').to_owned())
+    };
+    let target = after("deadLetterTargetArn")
+        .and_then(|rest| rest.split('"').next().map(str::to_owned))
+        .filter(|arn| !arn.is_empty());
+    let max = after("maxReceiveCount").and_then(|rest| {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    });
+    (target, max)
 }
 
 /// A received SQS message, or why it cannot be one of ours.
@@ -1585,7 +1770,14 @@ impl Bus for SqsBus {
         }
         let all = merge(lists);
         let receipts: Vec<String> = all.iter().map(|r| r.receipt.clone()).collect();
-        inner.set_visibility(&q.dlq, &receipts, 0).await?;
+        if let Some(e) = inner
+            .set_visibility(&q.dlq, &receipts, 0)
+            .await
+            .failed
+            .pop()
+        {
+            return Err(e.port());
+        }
         Ok(all
             .into_iter()
             .take(limit)
@@ -1683,6 +1875,28 @@ mod tests {
         assert_eq!(next_round(8, 2048), CONCURRENCY);
         assert_eq!(next_round(4, 15), 2);
         assert_eq!(next_round(1, 0), 0);
+    }
+
+    #[test]
+    fn a_long_poll_waits_whole_seconds_rounded_up_from_1_to_20() {
+        let ms = Duration::from_millis;
+        assert_eq!(long_poll_wait(ms(0)), ms(1000));
+        assert_eq!(long_poll_wait(ms(200)), ms(1000));
+        assert_eq!(long_poll_wait(ms(1000)), ms(1000));
+        assert_eq!(long_poll_wait(ms(1001)), ms(2000));
+        assert_eq!(long_poll_wait(Duration::from_secs(60)), MAX_WAIT);
+    }
+
+    #[test]
+    fn a_redrive_policy_names_its_target_and_count_as_aws_or_moto_write_it() {
+        let arn = "arn:aws:sqs:eu-west-1:1:x-dlq.fifo";
+        for policy in [
+            format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":10}}"#),
+            format!(r#"{{"deadLetterTargetArn": "{arn}", "maxReceiveCount": "10"}}"#),
+        ] {
+            assert_eq!(redrive_of(&policy), (Some(arn.to_owned()), Some(10)));
+        }
+        assert_eq!(redrive_of(""), (None, None));
     }
 
     #[test]

@@ -47,7 +47,9 @@ pub struct SqsConfig {
     /// Deliveries before a message moves to the group's dead-letter queue (`maxReceiveCount`).
     pub max_deliveries: u32,
     /// How long the bus keeps extending the visibility of a delivery its consumer still holds
-    /// (neither acked nor polled again); `Duration::ZERO` turns the extension off.
+    /// (neither acked nor polled again: the consumer's next poll of the group ends it, and what
+    /// it did not ack comes back within a visibility timeout); `Duration::ZERO` turns the
+    /// extension off.
     pub max_hold: Duration,
     /// Longest single SQS call (a long poll: its wait plus this) before `Unavailable`.
     pub call_timeout: Duration,

@@ -12,12 +12,18 @@
 //! | `<prefix>-<topic>-<group>-dlq.fifo` | the group's dead letters |
 //! | `<prefix>-<topic>.fifo` | messages published while the topic had no group yet |
 //!
-//! `ensure_group` creates the group's two queues (on AWS, Terraform may create them first; then
-//! it only finds them) and moves whatever waits in the topic's holding queue to every group
-//! queue of the topic. A group queue is `MessageGroupId` = the player key, so SQS hands one
-//! player's messages out in order and never hands a later one out while an earlier one is in
-//! flight. `MessageDeduplicationId` = `Message.id`: SQS drops a re-published message with the
-//! same id within its 5-minute deduplication window.
+//! `ensure_group` looks the group's two queues up and creates whichever is missing (on AWS,
+//! Terraform may create them first; then it only finds them, and changes nothing about them:
+//! it needs neither `sqs:CreateQueue` nor `sqs:SetQueueAttributes`, and a found group queue whose
+//! redrive policy is not to its dead-letter queue after `max_deliveries` is only logged). It
+//! then moves whatever waits in the topic's holding queue to every group queue of the topic. A
+//! group queue is `MessageGroupId` = the player key, so SQS hands one player's messages out in
+//! order and never hands a later one out while an earlier one is in flight.
+//! `MessageDeduplicationId` = `Message.id`: SQS drops a re-published message with the same id
+//! within its 5-minute deduplication window. The queues the bus creates are high throughput
+//! FIFO (`FifoThroughputLimit=perMessageGroupId`, `DeduplicationScope=messageGroup`): an event
+//! id only ever comes with its player, so deduplication per player drops what a queue-wide one
+//! would, and order is per group in both modes.
 //!
 //! # Publish
 //!
@@ -36,17 +42,25 @@
 //! while calls come back full (10 messages), each round twice the full calls of the last (at
 //! most [`CONCURRENCY`]): a poll that brings `m` messages makes about `2 · ceil(m / 10) + 1`
 //! calls at most, and one call when the first brings fewer than 10. In a FIFO queue the groups a
-//! poll holds are locked, so a short call means the others are empty or held too. An ack of
+//! poll holds are locked, so a short call means the others are empty or held too. A poll that
+//! finds nothing makes one call, a long poll of at least a second: an idle consumer makes about
+//! one a second per group. An ack of
 //! `n` deliveries makes `ceil(n / 10)` `DeleteMessageBatch` calls. Every call counts in
 //! `bus_round_trips_total{bus="sqs",op}` and [`SqsBus::round_trips`].
 //!
 //! # Poll, ack, redelivery
 //!
-//! A poll long-polls (`WaitTimeSeconds` from its wait, at most 20 s; waits under a second are
-//! short polls 100 ms apart), then fills `max` with short `ReceiveMessage` calls of 10 side by
-//! side while they come back full. A receive that fails after the poll handed messages out
-//! ends the poll with those messages (the error comes back on the next poll), so nothing handed
-//! out is left without a consumer, its group locked until `max_hold`.
+//! A poll with nothing in hand long-polls: `WaitTimeSeconds` is its wait rounded up to whole
+//! seconds, at least 1 and at most 20, so a consumer polling every 200 ms while idle makes one
+//! `ReceiveMessage` call a second per group, not ten (a poll that finds nothing may return up
+//! to a second after its wait; a message ends it at once; a caller that drops the poll, as a
+//! consumer does at shutdown, ends it at once). A poll with `wait` zero, or whose buffered
+//! messages wait for a key another consumer of this process holds, short-polls instead. Then it
+//! fills `max` with short `ReceiveMessage` calls of 10 side by side while they come back full.
+//! A poll waiting for another poll of the group in this process to finish its receive takes
+//! what that one brought instead of receiving itself. A receive that fails after the poll
+//! handed messages out ends the poll with those messages (the error comes back on the next
+//! poll), so nothing handed out is left without a consumer.
 //! Delivery ids are SQS message ids, stable across redeliveries; the bus keeps each one's
 //! latest receipt handle for the ack (`DeleteMessageBatch`). `deliveries` is
 //! `ApproximateReceiveCount`. What one receive returned beyond `max` waits in the bus for the
@@ -55,20 +69,28 @@
 //! message whose key another consumer of this process holds waits too, so one player's
 //! messages are never in flight to two consumers at once.
 //!
-//! While a consumer holds a delivery (not acked), a background task extends its visibility
-//! (`ChangeMessageVisibilityBatch`, once less than two thirds of the visibility timeout is left,
-//! checked every sixth) for up to `max_hold` from when it was handed out, so a slow batch is not
-//! handed to another consumer meanwhile. One whose visibility runs out all the same (SQS slower
-//! than the margin) is counted in `bus_visibility_lapsed_total` and logged: SQS delivers it again.
+//! While a consumer holds a delivery (not acked, and it has not polled the group again), a
+//! background task extends its visibility (`ChangeMessageVisibilityBatch`, once less than two
+//! thirds of the visibility timeout is left, checked every sixth) for up to `max_hold` from when
+//! it was handed out, so a slow batch is not handed to another consumer meanwhile. Every queue
+//! is extended even when another fails (throttled, deleted); failed calls are counted in
+//! `bus_visibility_extension_failures_total{bus="sqs"}` and logged, and the deliveries of a
+//! deleted queue are forgotten. One whose visibility runs out all the same (SQS slower than the
+//! margin) is counted in `bus_visibility_lapsed_total` and logged: SQS delivers it again.
 //! When the process dies the extension stops and SQS hands the messages out again after the
-//! visibility timeout. A consumer that gives up on a batch without acking gets it back after
-//! `max_hold` (set `max_hold` to zero for plain visibility-timeout semantics).
+//! visibility timeout. A consumer polls again once it is done with a batch, so its next poll of
+//! the group ends the hold of what it did not ack (an event that failed): that comes back when
+//! its visibility runs out, within one visibility timeout, and reaches the dead letters after
+//! `max_deliveries` of them. Only a consumer that stops polling without acking (hung) keeps its
+//! deliveries hidden for `max_hold` (zero turns the extension off).
 //!
 //! After `max_deliveries` receives SQS moves a message to the group's dead-letter queue (the
 //! redrive policy). `dead_letters` peeks at it (receive, then visibility 0 again; the
 //! `deliveries` reported is `max_deliveries`, which is how many a dead letter had);
 //! `replay_dead_letters` sends each one back to the group queue with a fresh deduplication id
-//! (so its delivery count starts again at 1) and then deletes it from the dead-letter queue.
+//! (so its delivery count starts again at 1) and then deletes it from the dead-letter queue;
+//! if the group queue is gone, the replay answers `Unavailable` and leaves the dead letters
+//! where they are (likewise the move out of a holding queue when a group queue is gone).
 //! `lag` is `ApproximateNumberOfMessages` + `…NotVisible` + `…Delayed` of the group queue.
 //!
 //! # Failures

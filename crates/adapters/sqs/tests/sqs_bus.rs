@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use liveops_core::ports::BusOptions;
-use liveops_core::ports::{Bus, Message, PortError};
+use liveops_core::ports::{Bus, BusExt, Message, PortError};
 use liveops_sqs::{Op, SqsBus, SqsConfig, StaticCredentials};
 use liveops_testkit::conformance;
 use liveops_testkit::conformance::bus::{body, ids, msg, poll, publish, unique};
@@ -297,6 +297,15 @@ async fn dead_letters_sit_in_the_groups_own_fifo_queue() {
         .unwrap();
     let attrs = attrs.attributes().unwrap();
     assert_eq!(attrs[&QueueAttributeName::FifoQueue], "true");
+    // High throughput FIFO: per message group (the player) throughput and deduplication.
+    assert_eq!(
+        attrs[&QueueAttributeName::DeduplicationScope],
+        "messageGroup"
+    );
+    assert_eq!(
+        attrs[&QueueAttributeName::FifoThroughputLimit],
+        "perMessageGroupId"
+    );
     let redrive = attrs[&QueueAttributeName::RedrivePolicy].replace(' ', "");
     assert!(
         redrive.contains(&bus.names().dead_letter_queue(&t, "a")),
@@ -387,4 +396,311 @@ async fn unavailable_within_bounds_then_recovers() {
         ack_while_down: None,
     };
     bus_faults::unavailable_then_recovers(&bus, relay, upstream_of(&endpoint()), outage).await;
+}
+
+/// The URL of queue `name` on the emulator.
+async fn url_of(raw: &aws_sdk_sqs::Client, name: &str) -> String {
+    raw.get_queue_url()
+        .queue_name(name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned()
+}
+
+/// A consumer that finds nothing polls again at once (every 200 ms, the consumers' `POLL_WAIT`):
+/// with nothing in hand the bus long-polls for at least a second, so an idle consumer costs
+/// about one `ReceiveMessage` a second per group, not ten (a FIFO queue takes 300 a second
+/// without high throughput mode, so 30 idle replicas of one group were throttled). A poll
+/// dropped mid-wait (a consumer's shutdown) ends at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_consumer_long_polls_instead_of_short_polling() {
+    let bus = SqsBus::connect(config()).await.unwrap();
+    let (t, g) = (unique("idle"), unique("g"));
+    bus.ensure_group(&t, &g).await.unwrap();
+    let receives = |bus: &SqsBus| bus.round_trips()[&Op::Receive];
+    let wait = Duration::from_millis(200);
+    let (before, start) = (receives(&bus), Instant::now());
+    let mut polls = 0;
+    while start.elapsed() < Duration::from_secs(2) {
+        let got = poll(&bus, &t, &g, "c", 10, wait).await;
+        assert!(got.is_empty(), "{got:?}");
+        polls += 1;
+    }
+    let calls = receives(&bus) - before;
+    eprintln!("idle: {calls} ReceiveMessage calls in {polls} polls of 200 ms over 2 s");
+    assert!(calls <= 3, "{calls} receives in {polls} polls over 2 s");
+
+    // Still long-polling 150 ms in (it waits a second), and a caller's select ends it at once.
+    let start = Instant::now();
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(150),
+        poll(&bus, &t, &g, "c", 10, wait),
+    )
+    .await;
+    assert!(dropped.is_err(), "{dropped:?}");
+    assert!(start.elapsed() < Duration::from_millis(500));
+    // The dropped poll's turn is free: the next poll is answered within its second.
+    let start = Instant::now();
+    assert!(poll(&bus, &t, &g, "c", 10, wait).await.is_empty());
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    publish(&bus, &t, vec![msg("p", "woke")]).await;
+    let got = poll(&bus, &t, &g, "c", 10, wait).await;
+    assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["woke"]);
+    bus.ack(&t, &g, &ids(&got)).await.unwrap();
+}
+
+/// With a production `max_hold` (300 s), a consumer that polls again without acking a
+/// delivery (an event that fails) has given it up: the bus stops extending it, and it comes
+/// back after the visibility timeout, then goes to the dead letters after `max_deliveries`.
+/// Before, it stayed hidden for `max_hold` each time (its player's later events held up
+/// meanwhile, about 55 minutes before the dead letters in production).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_polls_again_gives_up_what_it_did_not_ack() {
+    let mut c = config();
+    c.visibility_timeout = Duration::from_secs(2);
+    c.max_hold = Duration::from_secs(300);
+    let bus = SqsBus::connect(c.clone()).await.unwrap();
+    let (t, g) = (unique("giveup"), unique("g"));
+    bus.ensure_group(&t, &g).await.unwrap();
+    publish(&bus, &t, vec![msg("p", "poison"), msg("q", "fine")]).await;
+    // The consumer's loop: poll, ack all but the poison, poll again.
+    let mut seen: Vec<(u32, Duration)> = Vec::new();
+    let start = Instant::now();
+    let mut last = start;
+    while seen.len() < 3 {
+        let got = poll(&bus, &t, &g, "c", 10, Duration::from_millis(200)).await;
+        let fine: Vec<String> = got
+            .iter()
+            .filter(|d| body(d) != "poison")
+            .map(|d| d.id.clone())
+            .collect();
+        bus.ack(&t, &g, &fine).await.unwrap();
+        if let Some(d) = got.iter().find(|d| body(d) == "poison") {
+            seen.push((d.deliveries, start.elapsed()));
+            last = Instant::now();
+        }
+        let gap = last.elapsed();
+        assert!(
+            gap < c.visibility_timeout + Duration::from_secs(3),
+            "not redelivered {gap:?} after it was given up: {seen:?}"
+        );
+    }
+    assert_eq!(
+        seen.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "{seen:?}"
+    );
+    // After the third, the next receive moves it to the dead letters.
+    let mut dead = Vec::new();
+    while dead.is_empty() {
+        assert!(
+            last.elapsed() < c.visibility_timeout + Duration::from_secs(4),
+            "not dead-lettered: {seen:?}"
+        );
+        let none = poll(&bus, &t, &g, "c", 10, Duration::from_millis(200)).await;
+        assert!(none.is_empty(), "delivered past max_deliveries: {none:?}");
+        dead = bus.dead_letters(&t, &g, 10).await.unwrap();
+    }
+    assert_eq!(dead.iter().map(body).collect::<Vec<_>>(), ["poison"]);
+    assert_eq!(bus.lag(&t, &g).await.unwrap(), 0);
+}
+
+/// The suite's checks that ack what they take, on a bus with a production `max_hold` (the
+/// suite runs with none): the extension task running beside polls and acks changes nothing.
+/// The redelivery checks are not among them: they leave a delivery unacked and never poll again
+/// as its consumer, which on this bus holds it for `max_hold` by design; a consumer that polls
+/// again is `a_consumer_that_polls_again_gives_up_what_it_did_not_ack`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suites_acking_checks_pass_with_a_production_max_hold() {
+    let config = SqsConfig {
+        visibility_timeout: Duration::from_secs(3),
+        max_hold: Duration::from_secs(300),
+        ..config()
+    };
+    let bus: Arc<dyn Bus> = Arc::new(SqsBus::connect(config).await.unwrap());
+    let b = bus.as_ref();
+    conformance::bus::publish_then_poll_in_order(b).await;
+    conformance::bus::every_group_gets_every_message(b).await;
+    conformance::bus::new_group_starts_at_the_oldest_message(b).await;
+    conformance::bus::lag_counts_new_and_in_flight(b).await;
+    conformance::bus::poll_waits_then_wakes_on_publish(bus.clone()).await;
+    let crowd = conformance::bus::Crowd {
+        publishers: 4,
+        each: 25,
+    };
+    conformance::bus::concurrent_publishers_lose_nothing_with(bus.clone(), crowd).await;
+}
+
+/// A queue whose extension fails (here deleted; on AWS also throttled) does not stop the
+/// extension of the other queues' held deliveries: the queue of group `a` sorts first, and
+/// group `b`'s delivery stays hidden from another process while held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failing_queue_does_not_stop_the_others_extension() {
+    let mut c = config();
+    c.visibility_timeout = Duration::from_secs(2);
+    c.max_hold = Duration::from_secs(30);
+    let slow = SqsBus::connect(c.clone()).await.unwrap();
+    let mut plain = c.clone();
+    plain.max_hold = Duration::ZERO;
+    let other = SqsBus::connect(plain).await.unwrap();
+    let t = unique("twoq");
+    slow.ensure_group(&t, "a").await.unwrap();
+    slow.ensure_group(&t, "b").await.unwrap();
+    publish(&slow, &t, vec![msg("p", "in a and b")]).await;
+    let wait = Duration::from_secs(2);
+    let in_a = poll(&slow, &t, "a", "c", 10, wait).await;
+    let in_b = poll(&slow, &t, "b", "c", 10, wait).await;
+    assert_eq!((in_a.len(), in_b.len()), (1, 1));
+    let raw = raw_client();
+    let a = url_of(&raw, &slow.names().group_queue(&t, "a")).await;
+    assert!(a < url_of(&raw, &slow.names().group_queue(&t, "b")).await);
+    raw.delete_queue().queue_url(&a).send().await.unwrap();
+    let before = slow.round_trips()[&Op::Visibility];
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        let stolen = poll(&other, &t, "b", "c2", 10, Duration::from_millis(500)).await;
+        assert!(stolen.is_empty(), "redelivered while held: {stolen:?}");
+    }
+    assert!(
+        slow.round_trips()[&Op::Visibility] >= before + 2,
+        "extended"
+    );
+    slow.ack(&t, "b", &ids(&in_b)).await.unwrap();
+    assert_eq!(slow.lag(&t, "b").await.unwrap(), 0);
+}
+
+/// Queues made beforehand (Terraform) are found and left as they are: `ensure_group` creates
+/// nothing and sets no attribute (the bus sets the visibility timeout on each receive, so the
+/// queue's own does not matter to it), and the bus works on them. An IAM role without
+/// `sqs:CreateQueue` and `sqs:SetQueueAttributes` starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ensure_group_leaves_queues_it_finds_as_they_are() {
+    let bus = SqsBus::connect(config()).await.unwrap();
+    let (t, g) = (unique("terraform"), unique("g"));
+    let raw = raw_client();
+    let fifo = |name: String| {
+        raw.create_queue()
+            .queue_name(name)
+            .attributes(QueueAttributeName::FifoQueue, "true")
+    };
+    let dlq = fifo(bus.names().dead_letter_queue(&t, &g))
+        .send()
+        .await
+        .unwrap();
+    let arn = raw
+        .get_queue_attributes()
+        .queue_url(dlq.queue_url().unwrap())
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    let redrive = format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"5"}}"#);
+    let url = fifo(bus.names().group_queue(&t, &g))
+        .attributes(QueueAttributeName::VisibilityTimeout, "77")
+        .attributes(QueueAttributeName::RedrivePolicy, &redrive)
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let attrs = || async {
+        raw.get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap()
+            .attributes()
+            .unwrap()
+            .clone()
+    };
+    let made = attrs().await;
+    bus.ensure_group(&t, &g).await.unwrap();
+    let after = attrs().await;
+    for a in [
+        QueueAttributeName::VisibilityTimeout,
+        QueueAttributeName::RedrivePolicy,
+        QueueAttributeName::LastModifiedTimestamp,
+    ] {
+        assert_eq!(made.get(&a), after.get(&a), "{a:?}");
+    }
+    assert_eq!(after[&QueueAttributeName::VisibilityTimeout], "77");
+    publish(&bus, &t, vec![msg("p", "on their queue")]).await;
+    let got = poll(&bus, &t, &g, "c", 10, Duration::from_secs(2)).await;
+    assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["on their queue"]);
+    bus.ack(&t, &g, &ids(&got)).await.unwrap();
+    assert_eq!(bus.lag(&t, &g).await.unwrap(), 0);
+}
+
+/// A replay whose group queue is gone answers an error and leaves the dead letters where they
+/// are (before, it deleted them after sending them nowhere); once the group is there again, the
+/// replay hands them to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_to_a_lost_group_queue_keeps_the_dead_letters() {
+    let bus = SqsBus::connect(config()).await.unwrap();
+    let (t, g) = (unique("lostreplay"), unique("g"));
+    bus.ensure_group(&t, &g).await.unwrap();
+    let raw = raw_client();
+    let dlq = url_of(&raw, &bus.names().dead_letter_queue(&t, &g)).await;
+    let attr = |v: &str| {
+        aws_sdk_sqs::types::MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(v)
+            .build()
+            .unwrap()
+    };
+    raw.send_message()
+        .queue_url(&dlq)
+        .message_body("cG9pc29u") // base64 of "poison"
+        .message_group_id("p")
+        .message_deduplication_id("dead-1")
+        .message_attributes("k", attr("p"))
+        .message_attributes("i", attr("dead-1"))
+        .message_attributes("s", attr("0000000000001.000000000001"))
+        .send()
+        .await
+        .unwrap();
+    let group_queue = url_of(&raw, &bus.names().group_queue(&t, &g)).await;
+    raw.delete_queue()
+        .queue_url(&group_queue)
+        .send()
+        .await
+        .unwrap();
+
+    let replay = bus.replay_dead_letters(&t, &g).await;
+    assert!(
+        matches!(replay, Err(PortError::Unavailable(_))),
+        "{replay:?}"
+    );
+    let left = raw
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        left.attributes().unwrap()[&QueueAttributeName::ApproximateNumberOfMessages],
+        "1",
+        "the dead letter is still there, visible"
+    );
+
+    bus.ensure_group(&t, &g).await.unwrap();
+    let dead = bus.dead_letters(&t, &g, 10).await.unwrap();
+    assert_eq!(dead.iter().map(body).collect::<Vec<_>>(), ["poison"]);
+    assert_eq!(bus.replay_dead_letters(&t, &g).await.unwrap(), 1);
+    let got = poll(&bus, &t, &g, "c", 10, Duration::from_secs(2)).await;
+    assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["poison"]);
+    bus.ack(&t, &g, &ids(&got)).await.unwrap();
 }
