@@ -373,6 +373,7 @@ mod tests {
             _: &Campaign,
             _: &Campaign,
             _: &liveops_core::stores::AuditEntry,
+            _: Option<&liveops_core::stores::CampaignEvent>,
         ) -> PortResult<bool> {
             Err(PortError::Corrupt("not in a round".into()))
         }

@@ -636,7 +636,10 @@ async fn the_openapi_document_is_well_formed() {
         }
     }
     assert!(operations >= 40, "only {operations} operations");
-    assert_eq!(cursors, 3, "the inbox's, the campaigns' and the deliveries' cursors");
+    assert_eq!(
+        cursors, 3,
+        "the inbox's, the campaigns' and the deliveries' cursors"
+    );
 }
 
 /// The README's route table (`| service | port | routes |`) names every operation the document
