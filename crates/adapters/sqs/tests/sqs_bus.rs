@@ -236,17 +236,22 @@ async fn each_player_stays_in_order_with_two_consumers() {
     bus_faults::two_consumers_keep_each_player_in_order(Arc::new(bus)).await;
 }
 
-/// A batch held longer than the visibility timeout is not handed to anyone else while its
-/// consumer holds it (up to `max_hold`), and comes back once the holder is gone.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn visibility_extension_keeps_a_slow_batch_from_redelivery() {
+/// Two processes' buses with a 2 s visibility timeout: one that holds what it takes (extending
+/// its visibility up to 30 s), and another that does not.
+async fn slow_and_other() -> (SqsBus, SqsBus) {
     let mut c = config();
     c.visibility_timeout = Duration::from_secs(2);
     c.max_hold = Duration::from_secs(30);
     let slow = SqsBus::connect(c.clone()).await.unwrap();
-    let mut plain = c.clone();
-    plain.max_hold = Duration::ZERO;
-    let other = SqsBus::connect(plain).await.unwrap();
+    c.max_hold = Duration::ZERO;
+    (slow, SqsBus::connect(c).await.unwrap())
+}
+
+/// A batch held longer than the visibility timeout is not handed to anyone else while its
+/// consumer holds it (up to `max_hold`), and comes back once the holder is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn visibility_extension_keeps_a_slow_batch_from_redelivery() {
+    let (slow, other) = slow_and_other().await;
     let (t, g) = (unique("hold"), unique("g"));
     slow.ensure_group(&t, &g).await.unwrap();
     publish(&slow, &t, vec![msg("p", "slow"), msg("q", "held too")]).await;
@@ -543,13 +548,7 @@ async fn the_suites_acking_checks_pass_with_a_production_max_hold() {
 /// group `b`'s delivery stays hidden from another process while held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_failing_queue_does_not_stop_the_others_extension() {
-    let mut c = config();
-    c.visibility_timeout = Duration::from_secs(2);
-    c.max_hold = Duration::from_secs(30);
-    let slow = SqsBus::connect(c.clone()).await.unwrap();
-    let mut plain = c.clone();
-    plain.max_hold = Duration::ZERO;
-    let other = SqsBus::connect(plain).await.unwrap();
+    let (slow, other) = slow_and_other().await;
     let t = unique("twoq");
     slow.ensure_group(&t, "a").await.unwrap();
     slow.ensure_group(&t, "b").await.unwrap();
