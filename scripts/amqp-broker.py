@@ -27,7 +27,11 @@ Addresses:
   $liveops-detach/<entity>                  a message sent here detaches every receiving link of
                                             <entity> (amqp:link:detach-forced), keeping its
                                             connection: how the tests break one link (an
-                                            extension of this broker).
+                                            extension of this broker). With the body "session"
+                                            only the link holding the session named by the
+                                            message's liveops-key property (else its group-id) is
+                                            detached, as Service Bus detaches a link whose session
+                                            lock was lost.
   anything else                             a plain queue, created on first use.
 
 Sessions, as Service Bus has them: a receiving link whose source carries the filter
@@ -137,6 +141,17 @@ def session_filter(link):
 
 def group_of(entry):
     return entry.message.group_id
+
+
+def session_to_detach(message):
+    """The session a $liveops-detach message names (body "session"), else None: every link."""
+    body = message.body
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        body = bytes(body)
+    if body not in (b"session", "session"):
+        return None
+    props = message.properties or {}
+    return props.get("liveops-key") or message.group_id
 
 
 class HoldingEndpoints(EndpointStateHandler):
@@ -318,9 +333,15 @@ class Broker(MessagingHandler):
                 detach(link, "amqp:unauthorized-access", f"the token for {audience} expired")
             link = following
 
-    def detach_receivers(self, entity):
+    def detach_receivers(self, entity, sid=None):
         q = self.queues.get(entity)
-        for link in list(q.consumers if q else []):
+        if q is None:
+            return
+        if sid is None:
+            links = list(q.consumers)
+        else:
+            links = [q.locks[sid]] if sid in q.locks else []
+        for link in links:
             self.drop_link(link)
             detach(link, "amqp:link:detach-forced", "detached by request")
 
@@ -445,7 +466,7 @@ class Broker(MessagingHandler):
         if address == CBS:
             self.put_token(event.link.connection, event.message)
         elif address.startswith(DETACH):
-            self.detach_receivers(address[len(DETACH):])
+            self.detach_receivers(address[len(DETACH):], session_to_detach(event.message))
         else:
             self.route(address, event.message)
         self.accept(event.delivery)

@@ -1,6 +1,6 @@
 //! [`ServiceBusBus`]: the [`Bus`] over AMQP 1.0. The design is in the crate docs.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,19 +8,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use fe2o3_amqp::connection::ConnectionHandle;
 use fe2o3_amqp::link::delivery::DeliveryInfo;
-use fe2o3_amqp::link::receiver::{CreditMode, ReceiverDisposer};
+use fe2o3_amqp::link::receiver::CreditMode;
 use fe2o3_amqp::link::ReceiverAttachError;
 use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::session::SessionHandle;
-use fe2o3_amqp::types::messaging::{Body, Message, MessageId, Modified, Outcome, Target};
+use fe2o3_amqp::types::messaging::{Body, Message, MessageId, Outcome, Target};
 use fe2o3_amqp::types::primitives::{SimpleValue, Value};
 use fe2o3_amqp::{Connection, Delivery as AmqpDelivery, Receiver, Sender, Session};
 use liveops_core::ports::{
-    drain_in_chunks, every_while_alive, hand_out, held_by_others, DeadLetterRequest, Delivery,
-    Message as BusMessage, PollRequest,
+    drain_in_chunks, every_while_alive, DeadLetterRequest, Delivery, Message as BusMessage,
+    PollRequest,
 };
 use liveops_core::{Bus, Health, PortError, PortResult};
 use tokio::net::TcpStream;
@@ -30,8 +29,9 @@ use crate::config::{config_error, BusError, Mode, ServiceBusConfig};
 use crate::frames;
 use crate::sas;
 
-/// How long a poll lingers for more messages once it has some.
-const LINGER: Duration = Duration::from_millis(20);
+mod receive;
+
+use receive::Group;
 
 /// How long `dead_letters` and replay wait for the dead-letter queue to hand out more.
 const DLQ_WAIT: Duration = Duration::from_millis(300);
@@ -91,67 +91,6 @@ struct Live {
     tokens: HashMap<String, i64>,
 }
 
-/// A message received and not handed out yet.
-struct Got {
-    info: DeliveryInfo,
-    id: String,
-    key: String,
-    payload: Bytes,
-    deliveries: u32,
-    lock_token: Option<[u8; 16]>,
-}
-
-/// A delivery handed to a consumer and not settled yet.
-struct Out {
-    /// The attach (link id) it came on: only that link can settle or renew it.
-    link: u64,
-    info: DeliveryInfo,
-    key: String,
-    consumer: String,
-    handed_at: Instant,
-    deadline: Instant,
-    lock_token: Option<[u8; 16]>,
-}
-
-/// One consumer group's receiver in this process.
-#[derive(Default)]
-struct GroupState {
-    /// The current link's id (one per attach) and its disposer.
-    disposer: Option<(u64, ReceiverDisposer)>,
-    /// The session the link holds (Azure sessions).
-    session_id: Option<String>,
-    buffer: VecDeque<Got>,
-    out: HashMap<String, Out>,
-}
-
-/// A group's receiver link: the connection generation it is on, its own id (one per attach), and
-/// with sessions the AMQP session it has to itself (a held attach must not hold up the others).
-struct Slot {
-    connection: u64,
-    link: u64,
-    receiver: Receiver,
-    session: Option<SessionHandle<()>>,
-}
-
-/// How one pass over a group's link ended.
-enum Polled {
-    /// The deliveries handed out (perhaps none: the wait ran out).
-    Got(Vec<Delivery>),
-    /// The link holds a session with nothing left to hand out and nothing un-acked: close it,
-    /// so that the next attach takes the next session.
-    Idle,
-}
-
-/// How long the wait for a message on a session link lasts before the link counts as idle.
-const SESSION_IDLE: Duration = Duration::from_millis(250);
-
-struct Group {
-    topic: String,
-    group: String,
-    receiver: tokio::sync::Mutex<Option<Slot>>,
-    state: Mutex<GroupState>,
-}
-
 /// The AMQP bus. See the crate docs.
 pub struct ServiceBusBus {
     /// The only strong owner: the renewal task holds a `Weak` and ends once the bus is gone.
@@ -165,8 +104,11 @@ struct Inner {
     /// Ids of receiver attaches, so a new link on the same connection is told from the old one.
     links: AtomicU64,
     groups: Mutex<HashMap<(String, String), Arc<Group>>>,
-    names: AtomicU64,
 }
+
+/// Numbers the names of connections, links and requests, across every bus of the process: two
+/// buses in one process (tests) must not share a reply address or a container id.
+static NAMES: AtomicU64 = AtomicU64::new(0);
 
 impl fmt::Debug for ServiceBusBus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -183,13 +125,15 @@ impl ServiceBusBus {
         if config.max_deliveries == 0 {
             return Err(config_error("max_deliveries must be at least 1"));
         }
+        if config.session_links == 0 {
+            return Err(config_error("session_links must be at least 1"));
+        }
         let inner = Arc::new(Inner {
             config,
             live: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
             links: AtomicU64::new(0),
             groups: Mutex::new(HashMap::new()),
-            names: AtomicU64::new(0),
         });
         inner.healthcheck().await?;
         let tick = (inner.config.visibility_timeout / 3).max(Duration::from_millis(200));
@@ -214,7 +158,7 @@ impl Inner {
         format!(
             "liveops-{what}-{}-{}",
             std::process::id(),
-            self.names.fetch_add(1, Ordering::Relaxed)
+            NAMES.fetch_add(1, Ordering::Relaxed)
         )
     }
 
@@ -476,417 +420,16 @@ impl Inner {
         .await
     }
 
-    fn group(&self, topic: &str, group: &str) -> Arc<Group> {
-        lock(&self.groups)
-            .entry((topic.to_owned(), group.to_owned()))
-            .or_insert_with(|| {
-                Arc::new(Group {
-                    topic: topic.to_owned(),
-                    group: group.to_owned(),
-                    receiver: tokio::sync::Mutex::new(None),
-                    state: Mutex::new(GroupState::default()),
-                })
-            })
-            .clone()
-    }
-
-    /// Makes sure `g` has a receiver on the current connection; returns its link id, or `None`
-    /// when the group reads sessions and none was free within `wait`.
-    async fn ensure_receiver(
-        &self,
-        g: &Group,
-        slot: &mut Option<Slot>,
-        wait: Duration,
-    ) -> PortResult<Option<u64>> {
-        let current = self.generation.load(Ordering::Relaxed);
-        if let Some(s) = slot {
-            if s.connection == current && self.live.lock().await.is_some() {
-                return Ok(Some(s.link));
-            }
-        }
-        *slot = None;
-        let address = frames::subscription(&g.topic, &g.group);
-        let (connection, receiver, own_session) = if self.config.sessions() {
-            let wait = wait.min(self.config.call_timeout / 2);
-            match self.attach_session_receiver(&address, wait).await? {
-                Some((connection, receiver, session)) => (connection, receiver, Some(session)),
-                None => return Ok(None),
-            }
-        } else {
-            let (connection, receiver) = self
-                .with_live(|live, me| {
-                    let address = address.clone();
-                    Box::pin(async move {
-                        let r = me.attach_receiver(live, &address).await?;
-                        Ok((live.generation, r))
-                    })
-                })
-                .await?;
-            (connection, receiver, None)
-        };
-        let session_id = session_of(&receiver);
-        let link = self.links.fetch_add(1, Ordering::Relaxed) + 1;
-        {
-            let mut state = lock(&g.state);
-            state.disposer = Some((link, receiver.disposer()));
-            state.session_id = session_id;
-            // Deliveries of an older link (of this connection or another) are gone: the broker
-            // hands them out again.
-            state.buffer.clear();
-            state.out.clear();
-        }
-        *slot = Some(Slot {
-            connection,
-            link,
-            receiver,
-            session: own_session,
-        });
-        Ok(Some(link))
-    }
-
-    /// Abandons deliveries whose time ran out (modified, delivery-failed) and gives back
-    /// buffered messages of the same keys (released) so the broker hands them out in order.
-    async fn expire(&self, g: &Group, receiver: &Receiver) -> PortResult<()> {
-        let now = Instant::now();
-        let (abandon, release) = {
-            let mut state = lock(&g.state);
-            let Some((link, _)) = state.disposer.clone() else {
-                return Ok(());
-            };
-            let due: Vec<String> = state
-                .out
-                .iter()
-                .filter(|(_, o)| o.deadline <= now)
-                .map(|(id, _)| id.clone())
-                .collect();
-            if due.is_empty() {
-                return Ok(());
-            }
-            let mut keys = BTreeSet::new();
-            let mut abandon = Vec::new();
-            for id in due {
-                if let Some(o) = state.out.remove(&id) {
-                    keys.insert(o.key.clone());
-                    if o.link == link {
-                        abandon.push(o.info);
-                    }
-                }
-            }
-            let (release, keep): (Vec<Got>, Vec<Got>) =
-                state.buffer.drain(..).partition(|m| keys.contains(&m.key));
-            state.buffer = keep.into();
-            (
-                abandon,
-                release.into_iter().map(|m| m.info).collect::<Vec<_>>(),
-            )
-        };
-        let limit = self.config.call_timeout;
-        if !abandon.is_empty() {
-            let modified = Modified {
-                delivery_failed: Some(true),
-                undeliverable_here: None,
-                message_annotations: None,
-            };
-            bounded("abandon", limit, receiver.modify_all(abandon, modified)).await?;
-        }
-        if !release.is_empty() {
-            bounded("release", limit, receiver.release_all(release)).await?;
-        }
-        Ok(())
-    }
-
-    /// Hands out buffered messages to `consumer`, skipping keys another consumer holds.
-    fn take(&self, g: &Group, consumer: &str, max: usize, out: &mut Vec<Delivery>) {
-        let now = Instant::now();
-        let mut state = lock(&g.state);
-        let Some((link, _)) = state.disposer.clone() else {
-            return;
-        };
-        let held = state
-            .out
-            .values()
-            .map(|o| (o.consumer.as_str(), o.key.as_str()));
-        let busy = held_by_others(consumer, held);
-        let buffer = std::mem::take(&mut state.buffer);
-        let hand = |m: Got, out: &mut Vec<Delivery>| {
-            let mut id = m.id.clone();
-            let mut n = 1;
-            while state.out.contains_key(&id) {
-                n += 1;
-                id = format!("{}#{n}", m.id);
-            }
-            out.push(Delivery {
-                id: id.clone(),
-                key: m.key.clone(),
-                payload: m.payload.clone(),
-                deliveries: m.deliveries,
-            });
-            state.out.insert(
-                id,
-                Out {
-                    link,
-                    info: m.info,
-                    key: m.key,
-                    consumer: consumer.to_owned(),
-                    handed_at: now,
-                    deadline: now + self.config.visibility_timeout,
-                    lock_token: m.lock_token,
-                },
-            );
-        };
-        state.buffer = hand_out(buffer, |m| &m.key, &busy, max, out, hand);
-    }
-
-    /// Whether the group's session link has nothing to hand out and nothing un-acked.
-    fn session_idle(&self, g: &Group) -> bool {
-        let state = lock(&g.state);
-        let Some((link, _)) = state.disposer.as_ref() else {
-            return false;
-        };
-        state.session_id.is_some()
-            && state.buffer.is_empty()
-            && state.out.values().all(|o| o.link != *link)
-    }
-
-    /// Closes the group's link (and its own AMQP session); what it held goes back to the broker.
-    async fn close_link(&self, g: &Group, slot: &mut Option<Slot>) {
-        let limit = self.config.call_timeout;
-        if let Some(Slot {
-            receiver, session, ..
-        }) = slot.take()
-        {
-            let _ = tokio::time::timeout(limit, receiver.close()).await;
-            if let Some(mut session) = session {
-                let _ = tokio::time::timeout(limit, session.end()).await;
-            }
-        }
-        let mut state = lock(&g.state);
-        state.disposer = None;
-        state.session_id = None;
-    }
-
-    async fn poll_group(
-        &self,
-        g: &Group,
-        consumer: &str,
-        max: usize,
-        wait: Duration,
-    ) -> PortResult<Vec<Delivery>> {
-        let until = Instant::now() + wait;
-        let mut slot = g.receiver.lock().await;
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            if self.ensure_receiver(g, &mut slot, left).await?.is_some() {
-                match self.poll_link(g, &mut slot, consumer, max, until).await? {
-                    Polled::Got(out) => return Ok(out),
-                    Polled::Idle => self.close_link(g, &mut slot).await,
-                }
-            }
-            if Instant::now() >= until {
-                return Ok(Vec::new());
-            }
-        }
-    }
-
-    /// One pass of a poll over the group's current link.
-    async fn poll_link(
-        &self,
-        g: &Group,
-        slot: &mut Option<Slot>,
-        consumer: &str,
-        max: usize,
-        until: Instant,
-    ) -> PortResult<Polled> {
-        let Some(Slot { receiver, .. }) = slot.as_mut() else {
-            return Err(PortError::Unavailable("amqp: no receiver".into()));
-        };
-        if let Err(e) = self.expire(g, receiver).await {
-            *slot = None;
-            return Err(e);
-        }
-        let mut out = Vec::new();
-        self.take(g, consumer, max, &mut out);
-        if out.len() >= max {
-            return Ok(Polled::Got(out));
-        }
-        let limit = self.config.call_timeout;
-        let want = u32::try_from(max - out.len()).unwrap_or(u32::MAX);
-        if let Err(e) = bounded("flow", limit, receiver.set_credit(want)).await {
-            *slot = None;
-            return Err(e);
-        }
-        let mut got_any = !out.is_empty();
-        // While waiting, look at the clock now and then: a delivery whose time ran out is
-        // abandoned, and the broker hands it out again on this very link.
-        let mut check = (self.config.visibility_timeout / 4)
-            .clamp(Duration::from_millis(50), Duration::from_millis(500));
-        if self.config.sessions() {
-            check = check.min(SESSION_IDLE);
-        }
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            let slice = if got_any { LINGER } else { left.min(check) };
-            if slice.is_zero() && got_any {
-                break;
-            }
-            match tokio::time::timeout(slice, receiver.recv::<Body<Value>>()).await {
-                Err(_) if got_any || Instant::now() >= until => break,
-                Err(_) => {
-                    if let Err(e) = self.expire(g, receiver).await {
-                        *slot = None;
-                        return Err(e);
-                    }
-                    if self.session_idle(g) {
-                        return Ok(Polled::Idle);
-                    }
-                    continue;
-                }
-                Ok(Err(e)) => {
-                    *slot = None;
-                    return handed_over(out, unavailable("receive", e)).map(Polled::Got);
-                }
-                Ok(Ok(d)) => {
-                    match self.admit(g, receiver, d).await {
-                        Ok(Some(m)) => {
-                            lock(&g.state).buffer.push_back(m);
-                            got_any = true;
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            *slot = None;
-                            return handed_over(out, e).map(Polled::Got);
-                        }
-                    }
-                    self.take(g, consumer, max, &mut out);
-                    if out.len() >= max {
-                        break;
-                    }
-                    if Instant::now() >= until && !out.is_empty() {
-                        break;
-                    }
-                }
-            }
-            if Instant::now() >= until && !got_any {
-                break;
-            }
-        }
-        // Take back unused credit so nothing is pushed to this process between polls.
-        if let Err(e) = bounded("flow", limit, receiver.set_credit(0)).await {
-            *slot = None;
-            return handed_over(out, e).map(Polled::Got);
-        }
-        Ok(Polled::Got(out))
-    }
-
-    /// Turns a transfer into a buffered message, or dead-letters it after `max_deliveries`.
-    async fn admit(
-        &self,
-        g: &Group,
-        receiver: &Receiver,
-        d: AmqpDelivery<Body<Value>>,
-    ) -> PortResult<Option<Got>> {
-        let failed = d.message().header.as_ref().map_or(0, |h| h.delivery_count);
-        let tag = frames::lock_token(d.delivery_tag().as_ref());
-        let message = d.message();
-        let key = app_string(message, frames::KEY_PROPERTY)
-            .or_else(|| message.properties.as_ref().and_then(|p| p.group_id.clone()))
-            .unwrap_or_default();
-        let id = message
-            .properties
-            .as_ref()
-            .and_then(|p| p.message_id.as_ref())
-            .map(message_id_text)
-            .unwrap_or_else(|| format!("d{}", d.delivery_id()));
-        let payload = frames::data_body(&message.body).unwrap_or_default();
-        if failed >= self.config.max_deliveries {
-            let reason = format!("delivered {failed} times");
-            bounded(
-                "dead-letter",
-                self.config.call_timeout,
-                receiver.reject(
-                    &d,
-                    frames::dead_letter_error("MaxDeliveryCountExceeded", &reason),
-                ),
-            )
-            .await?;
-            tracing::warn!(topic = %g.topic, group = %g.group, id, "moved to dead letters");
-            metrics::counter!("bus_dead_letters_total", "topic" => g.topic.clone(), "group" => g.group.clone())
-                .increment(1);
-            return Ok(None);
-        }
-        Ok(Some(Got {
-            info: DeliveryInfo::from(&d),
-            id,
-            key,
-            payload: payload.into(),
-            deliveries: failed + 1,
-            lock_token: tag,
-        }))
-    }
-
-    /// Renews what consumers still hold (up to `max_hold`) on the link they came from, and tokens
-    /// near expiry. A failure ends the round: it has dropped the connection, and with it every
-    /// link whose locks the rest of the round would renew.
+    /// Renews the locks of what consumers hold, then tokens near expiry. A failure ends the
+    /// round: it has dropped the connection, and with it every link the rest would renew.
     async fn renew(&self) -> PortResult<()> {
-        let vis = self.config.visibility_timeout;
-        let now = Instant::now();
-        let groups: Vec<Arc<Group>> = lock(&self.groups).values().cloned().collect();
-        for g in groups {
-            let (tokens, session, ids) = {
-                let state = lock(&g.state);
-                let link = state.disposer.as_ref().map(|(link, _)| *link);
-                let mut tokens = Vec::new();
-                let mut ids = Vec::new();
-                for (id, o) in &state.out {
-                    let holding = o.handed_at + self.config.max_hold > now;
-                    let current = link == Some(o.link);
-                    if current && holding && o.deadline < now + vis * 2 / 3 {
-                        ids.push(id.clone());
-                        if let Some(t) = o.lock_token {
-                            tokens.push(t);
-                        }
-                    }
-                }
-                (tokens, state.session_id.clone(), ids)
-            };
-            if ids.is_empty() {
-                continue;
-            }
-            // The broker's lock runs from when it took the request: counted from the send.
-            let sent = Instant::now();
-            if self.config.is_azure() {
-                let entity = frames::subscription(&g.topic, &g.group);
-                self.with_live(|live, me| {
-                    let entity = entity.clone();
-                    let tokens = tokens.clone();
-                    let session = session.clone();
-                    Box::pin(async move {
-                        let node = frames::management(&entity);
-                        me.authorize(live, &node).await?;
-                        let answer = me
-                            .ask(live, &node, "renew", |id, reply_to| match &session {
-                                Some(s) => frames::renew_session_lock(id, reply_to, s),
-                                None => frames::renew_lock(id, reply_to, &tokens),
-                            })
-                            .await?;
-                        match status_code(&answer, "statusCode") {
-                            Some(200) => Ok(()),
-                            other => Err(PortError::Unavailable(format!(
-                                "renew lock: status {other:?}"
-                            ))),
-                        }
-                    })
-                })
-                .await?;
-            }
-            let until = sent + vis;
-            let mut state = lock(&g.state);
-            for id in ids {
-                if let Some(o) = state.out.get_mut(&id) {
-                    o.deadline = until;
-                }
-            }
-        }
+        self.renew_locks().await?;
+        self.renew_tokens().await
+    }
+
+    /// Puts a fresh token for every audience whose token has a fifth of its lifetime left
+    /// (Azure only).
+    async fn renew_tokens(&self) -> PortResult<()> {
         if self.config.is_azure() {
             let stale: Vec<String> = {
                 let live = self.live.lock().await;
@@ -1121,13 +664,7 @@ impl Bus for ServiceBusBus {
     async fn ensure_group(&self, topic: &str, group: &str) -> PortResult<()> {
         // On a plain broker attaching creates the subscription queue; on Azure the subscription
         // must exist (Terraform creates it) or the attach fails.
-        let inner = &self.inner;
-        let g = inner.group(topic, group);
-        // With sessions, an empty subscription has no session to lock: the broker refuses the
-        // attach after the wait asked for, which shows the subscription is there all the same.
-        let mut slot = g.receiver.lock().await;
-        let wait = inner.config.call_timeout / 2;
-        inner.ensure_receiver(&g, &mut slot, wait).await.map(|_| ())
+        self.inner.ensure_group(topic, group).await
     }
 
     async fn publish(&self, topic: &str, messages: Vec<BusMessage>) -> PortResult<()> {
@@ -1153,29 +690,7 @@ impl Bus for ServiceBusBus {
 
     async fn ack(&self, topic: &str, group: &str, ids: &[String]) -> PortResult<()> {
         let g = self.inner.group(topic, group);
-        let (disposer, infos) = {
-            let mut state = lock(&g.state);
-            let Some((link, disposer)) = state.disposer.clone() else {
-                return Ok(());
-            };
-            let mut infos = Vec::new();
-            for id in ids {
-                if let Some(o) = state.out.remove(id) {
-                    if o.link == link {
-                        infos.push(o.info);
-                    }
-                }
-            }
-            (disposer, infos)
-        };
-        if infos.is_empty() {
-            return Ok(());
-        }
-        let limit = self.inner.config.call_timeout;
-        for info in infos {
-            bounded("accept", limit, disposer.accept(info)).await?;
-        }
-        Ok(())
+        self.inner.settle(&g, ids).await
     }
 
     async fn lag(&self, topic: &str, group: &str) -> PortResult<u64> {
@@ -1275,7 +790,7 @@ impl Health for ServiceBusBus {
     }
 }
 
-/// Keys of the groups this bus reads, for tests.
+/// What this bus reads, for tests.
 impl ServiceBusBus {
     /// The (topic, group) pairs this bus has receivers for.
     pub fn groups(&self) -> BTreeMap<String, Vec<String>> {
@@ -1284,5 +799,12 @@ impl ServiceBusBus {
             out.entry(t.clone()).or_default().push(g.clone());
         }
         out
+    }
+
+    /// How many receiver links this bus holds for `group` of `topic`: with sessions, the
+    /// sessions it holds (at most [`ServiceBusConfig::session_links`]), as the
+    /// `bus_session_links` gauge reports them.
+    pub fn links_held(&self, topic: &str, group: &str) -> usize {
+        self.inner.links_held(topic, group)
     }
 }

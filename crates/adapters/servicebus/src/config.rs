@@ -55,7 +55,14 @@ pub struct ServiceBusConfig {
     pub call_timeout: Duration,
     /// Lifetime of a SAS token; it is renewed when a fifth of it is left.
     pub token_ttl: Duration,
+    /// With sessions, how many session receiver links each consumer group keeps in this process
+    /// (`BUS_SB_SESSIONS`), each holding another player's session: how many players one poll of
+    /// the group reads at once. At least 1; without sessions a group has one link.
+    pub session_links: usize,
 }
+
+/// [`ServiceBusConfig::session_links`] unless set: 8 players read at once per group and process.
+pub const DEFAULT_SESSION_LINKS: usize = 8;
 
 impl std::fmt::Debug for ServiceBusConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -74,6 +81,7 @@ impl std::fmt::Debug for ServiceBusConfig {
             .field("mode", &mode)
             .field("visibility_timeout", &self.visibility_timeout)
             .field("max_deliveries", &self.max_deliveries)
+            .field("session_links", &self.session_links)
             .finish_non_exhaustive()
     }
 }
@@ -172,6 +180,7 @@ impl ServiceBusConfig {
             max_hold: Duration::from_secs(300),
             call_timeout: Duration::from_secs(5),
             token_ttl: Duration::from_secs(3600),
+            session_links: DEFAULT_SESSION_LINKS,
         })
     }
 
@@ -218,6 +227,7 @@ mod tests {
             c.namespace_uri(),
             "sb://liveops-prod.servicebus.windows.net/"
         );
+        assert_eq!(c.session_links, 8, "8 players' sessions per group at once");
         assert!(
             !format!("{c:?}").contains("c2VjcmV0"),
             "the key is not logged"

@@ -31,15 +31,24 @@
 //!
 //! # Poll, ack, redelivery, dead letters
 //!
-//! One receiver link per group and process (peek-lock: unsettled deliveries, manual credit);
-//! on Azure it carries the session filter ([`frames::source`]) and so holds one player's
-//! session at a time, which keeps a player's messages with one consumer, in order. A session
-//! receiver attaches on an AMQP session of its own with `com.microsoft:timeout`
-//! ([`frames::session_wait`]); a refusal for lack of a free session is an empty poll (and an
-//! `Ok` `ensure_group`), and a session link with nothing left to hand out or un-acked is closed
-//! after a short idle wait so that the next attach takes the next session. A poll
-//! grants credit for `max`, waits up to `wait` for the first message and a moment for more,
-//! then takes the credit back. `deliveries` is the header's `delivery-count` + 1; a message
+//! Peek-lock receiver links (unsettled deliveries, manual credit). Without sessions, one link
+//! per group and process. With sessions (Azure) each link carries the session filter
+//! ([`frames::source`]) and holds one player's session at a time, which keeps a player's
+//! messages with one link, in order; a group keeps a pool of up to
+//! [`ServiceBusConfig::session_links`] of them per process (`BUS_SB_SESSIONS`, default 8),
+//! each holding another player's session. A session receiver attaches on an AMQP session of its
+//! own with `com.microsoft:timeout` ([`frames::session_wait`]), in the background: a poll never
+//! waits for an attach while it has links to read, and takes the links attached since into the
+//! pool (`bus_session_links{topic,group}` counts those held). A refusal for lack of a free
+//! session leaves the slot empty until the next poll (and answers `ensure_group` `Ok`). A
+//! session link that has had credit for 250 ms without receiving anything, with nothing
+//! buffered or un-acked, is closed, and an attach started in its place takes the next player's
+//! session. A poll raises the credit of every link of the pool to `max`, waits up to `wait` for
+//! the first message from any of them and a moment for more, and hands out at most `max` (the
+//! rest stays buffered for the next poll). Without sessions it then takes the credit back; a
+//! session link keeps it (only its player's messages can come), as `fe2o3-amqp` drops a
+//! transfer beyond the credit it last set. Each delivery is settled, abandoned and renewed on
+//! the link it came on. `deliveries` is the header's `delivery-count` + 1; a message
 //! whose count reached `max_deliveries` is rejected with `com.microsoft:dead-letter`
 //! ([`frames::dead_letter_error`]) instead of being handed out, which moves it to the
 //! dead-letter queue (Service Bus does the same by itself at `MaxDeliveryCount`). Delivery ids
@@ -64,13 +73,17 @@
 //! `PortError::Unavailable`; the failed connection is dropped (a failed publish drops the one
 //! its sender was on, only if it is still current) and the next call opens a new one (what was
 //! in flight on it is handed out again by the broker). A receiver link that fails alone is
-//! replaced; what it handed out is forgotten (each attach has its own id).
+//! replaced; what it handed out is forgotten (each attach has its own id). A poll fails with it
+//! only when it was the group's last link; the other links of a session pool go on. Before a
+//! poll grants a link credit it reads what the link received since the last poll, so a detach
+//! that came meanwhile is seen without sending a flow on the detached link.
 //!
 //! # Known limits
 //!
 //! * A plain broker hands a group's messages to every receiver round robin: per-player order
 //!   holds with one consumer process per group there (within a process the bus keeps it).
-//! * With sessions, one link per group holds one player's session at a time (no session pool).
+//! * With sessions, a process reads at most `session_links` players of a group at once; a
+//!   player whose messages keep coming (never 250 ms without one) keeps its link.
 
 mod bus;
 mod config;
@@ -78,4 +91,4 @@ pub mod frames;
 pub mod sas;
 
 pub use bus::ServiceBusBus;
-pub use config::{BusError, Mode, ServiceBusConfig};
+pub use config::{BusError, Mode, ServiceBusConfig, DEFAULT_SESSION_LINKS};

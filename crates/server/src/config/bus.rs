@@ -46,6 +46,10 @@ pub struct BusArgs {
     /// unread events then go: size it to the cache's memory) and one no group reads.
     #[arg(long, env = "BUS_REDIS_MAX_LEN", default_value_t = 1_000_000)]
     pub bus_redis_max_len: u64,
+    /// Service Bus with sessions: players' sessions each consumer group reads at once in a
+    /// process (session receiver links, 1 to 64; ADR 0015).
+    #[arg(long, env = "BUS_SB_SESSIONS", default_value_t = 8)]
+    pub bus_sb_sessions: u32,
     /// Seconds before an unacked bus message is delivered again.
     #[arg(long, env = "BUS_VISIBILITY_SEC", default_value_t = 30)]
     pub bus_visibility_sec: u64,
@@ -72,6 +76,9 @@ pub const MIN_REDIS_MAX_LEN: u64 = 100_000;
 
 /// Most entries `BUS_REDIS_MAX_LEN` may keep a stream (beyond any cache's memory).
 pub const MAX_REDIS_MAX_LEN: u64 = 1_000_000_000;
+
+/// Most session links `BUS_SB_SESSIONS` may keep a group: each is an AMQP session and link.
+pub const MAX_SB_SESSIONS: u32 = 64;
 
 /// Longest `BUS_REDIS_REPLICA_WAIT_MS`: a request waits for it before its answer.
 pub const MAX_REPLICA_WAIT_MS: u64 = 10_000;
@@ -167,6 +174,7 @@ pub fn resolve(
         args.bus_redis_max_len,
         MIN_REDIS_MAX_LEN..=MAX_REDIS_MAX_LEN,
     )?;
+    ConfigError::within("BUS_SB_SESSIONS", args.bus_sb_sessions, 1..=MAX_SB_SESSIONS)?;
     let kind = kind(args, cloud);
     // (BUS_REDIS_REPLICAS_AWAY is at most BUS_REDIS_REPLICAS, so this covers it too.)
     if args.bus_redis_replicas > 0 && kind != BusKind::Redis {

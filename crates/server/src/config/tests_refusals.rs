@@ -44,6 +44,19 @@ fn the_redis_bus_refuses_a_cluster_url() {
     assert!(keyed(&one).is_ok());
 }
 
+/// The Service Bus's session links per group are bounded at start-up (1 to 64, default 8),
+/// naming the variable.
+#[test]
+fn service_bus_session_links_are_bounded() {
+    for bad in ["0", "65"] {
+        let e = keyed(&["--bus-sb-sessions", bad]).unwrap_err();
+        assert_eq!(e.var, "BUS_SB_SESSIONS");
+    }
+    assert_eq!(keyed(&[]).unwrap().raw.bus.bus_sb_sessions, 8);
+    let most = keyed(&["--bus-sb-sessions", "64"]).unwrap();
+    assert_eq!(most.raw.bus.bus_sb_sessions, 64);
+}
+
 /// SQS's own limits are checked at start-up, naming the variable.
 #[cfg(feature = "sqs")]
 #[test]

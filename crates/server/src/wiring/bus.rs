@@ -53,7 +53,10 @@ pub(super) fn provide(ports: &mut Ports, s: &Settings) {
             endpoint,
             prefix,
         } => plain(move || sqs_bus(region.clone(), endpoint.clone(), prefix.clone(), opts)),
-        BusChoice::ServiceBus(conn) => plain(move || service_bus(conn.clone(), opts)),
+        BusChoice::ServiceBus(conn) => {
+            let sessions = s.raw.bus.bus_sb_sessions;
+            plain(move || service_bus(conn.clone(), opts, sessions))
+        }
     };
     ports.provide::<_, dyn Bus>(&adapter, |a| a);
 }
@@ -146,14 +149,20 @@ async fn sqs_bus(
 #[cfg(feature = "sqs")]
 const SQS_PUBLISH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Azure Service Bus (AMQP 1.0) at the connection string `conn`.
-async fn service_bus(conn: String, opts: BusOptions) -> Result<Arc<dyn Bus>, PortError> {
+/// Azure Service Bus (AMQP 1.0) at the connection string `conn`, reading up to `sessions`
+/// players' sessions at once per consumer group.
+async fn service_bus(
+    conn: String,
+    opts: BusOptions,
+    sessions: u32,
+) -> Result<Arc<dyn Bus>, PortError> {
     #[cfg(feature = "servicebus")]
     {
         use liveops_servicebus::{ServiceBusBus, ServiceBusConfig};
         let config = ServiceBusConfig {
             visibility_timeout: opts.visibility_timeout,
             max_deliveries: opts.max_deliveries,
+            session_links: usize::try_from(sessions).unwrap_or(usize::MAX),
             ..ServiceBusConfig::parse(&conn).map_err(|e| named("BUS_CONN")(e.into()))?
         };
         let bus = ServiceBusBus::connect(config)
@@ -163,7 +172,7 @@ async fn service_bus(conn: String, opts: BusOptions) -> Result<Arc<dyn Bus>, Por
     }
     #[cfg(not(feature = "servicebus"))]
     {
-        let _ = (conn, opts);
+        let _ = (conn, opts, sessions);
         Err(missing("servicebus"))
     }
 }
