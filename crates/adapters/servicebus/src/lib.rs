@@ -75,8 +75,11 @@
 //! in flight on it is handed out again by the broker). A receiver link that fails alone is
 //! replaced; what it handed out is forgotten (each attach has its own id). A poll fails with it
 //! only when it was the group's last link; the other links of a session pool go on. Before a
-//! poll grants a link credit it reads what the link received since the last poll, so a detach
-//! that came meanwhile is seen without sending a flow on the detached link.
+//! poll grants a session link credit it reads what the link received since the last poll, so a
+//! detach that came meanwhile is seen without sending a flow on the detached link. Without
+//! sessions a poll first grants the credit the last one took back, then reads what came since
+//! (`fe2o3-amqp` refuses a transfer the broker sent before it had the lower credit if it is
+//! read before), and a retired link is closed in the background, not only dropped.
 //!
 //! # Known limits
 //!

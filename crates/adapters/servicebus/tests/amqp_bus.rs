@@ -53,24 +53,32 @@ fn azure_config(sessions: bool) -> ServiceBusConfig {
     c
 }
 
-/// A process-wide metrics recorder that counts `bus_connections_opened_total` (nextest runs
-/// every test in a process of its own) and drops every other metric.
+/// A process-wide metrics recorder (nextest runs every test in a process of its own) that keeps
+/// `bus_connections_opened_total` and the `bus_session_links` gauge (of the one group its test
+/// reads), and drops every other metric.
 #[derive(Default)]
-struct ConnectionsOpened(Arc<AtomicU64>);
+struct Watching {
+    opened: Arc<AtomicU64>,
+    links: Arc<LinksGauge>,
+}
 
-impl metrics::Recorder for ConnectionsOpened {
+impl metrics::Recorder for Watching {
     fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
     fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
     fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
     fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
         if key.name() == "bus_connections_opened_total" {
-            Counter::from_arc(self.0.clone())
+            Counter::from_arc(self.opened.clone())
         } else {
             Counter::noop()
         }
     }
-    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
-        Gauge::noop()
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        if key.name() == "bus_session_links" {
+            Gauge::from_arc(self.links.clone())
+        } else {
+            Gauge::noop()
+        }
     }
     fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
         Histogram::noop()
@@ -246,8 +254,8 @@ async fn tokens_are_still_renewed_after_a_healthcheck() {
 /// closed whichever connection was current, and the failures of that one the next.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_publish_failures_do_not_close_the_new_connection() {
-    let recorder = ConnectionsOpened::default();
-    let opened = recorder.0.clone();
+    let recorder = Watching::default();
+    let opened = recorder.opened.clone();
     metrics::set_global_recorder(recorder).unwrap();
     let relay = Relay::start("127.0.0.1:0".parse().unwrap(), upstream_of(&url())).await;
     let mut c = config_at(&format!("amqp://{}", relay.addr));
@@ -364,6 +372,61 @@ async fn a_detached_links_deliveries_are_not_held_on_the_next_link() {
     // The first delivery's ack is a no-op: its link is gone.
     bus.ack(&t, &g, &ids(&first)).await.unwrap();
     bus.ack(&t, &g, &ids(&again)).await.unwrap();
+    assert_eq!(bus.lag(&t, &g).await.unwrap(), 0);
+}
+
+/// Without sessions a poll takes its unused credit back at the end, while messages keep coming:
+/// the transfers the broker sent before it had the lower credit are read by the next poll, once
+/// it has granted credit again. (Read before, `fe2o3-amqp` refused them with
+/// `TransferLimitExceeded`: the poll failed, the link was replaced and its deliveries came back
+/// counting one more delivery, over and over while the stream ran; seen failing that way in the
+/// served outage test, 2026-12-06.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polls_under_a_steady_stream_never_fail_and_read_each_message_once() {
+    let mut c = config();
+    c.visibility_timeout = Duration::from_secs(10);
+    let bus = ServiceBusBus::connect(c.clone()).await.unwrap();
+    let publisher = Arc::new(ServiceBusBus::connect(c).await.unwrap());
+    let (t, g) = (unique("stream"), unique("g"));
+    bus.ensure_group(&t, &g).await.unwrap();
+    const N: usize = 600;
+    const PLAYERS: usize = 4;
+    let sending = {
+        let (publisher, t) = (publisher.clone(), t.clone());
+        tokio::spawn(async move {
+            for i in 0..N {
+                let key = format!("p{}", i % PLAYERS);
+                publish(&*publisher, &t, vec![msg(&key, &i.to_string())]).await;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let mut seen: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut got = 0;
+    let mut polls = 0;
+    let until = Instant::now() + Duration::from_secs(60);
+    while got < N && Instant::now() < until {
+        polls += 1;
+        let batch = bus
+            .poll(&t, &g, "c1", 1000, Duration::from_millis(50))
+            .await
+            .unwrap_or_else(|e| panic!("poll {polls} (after {got} of {N}) failed: {e}"));
+        for d in &batch {
+            assert_eq!(d.deliveries, 1, "{} came back: {d:?}", body(d));
+            seen.entry(d.key.clone())
+                .or_default()
+                .push(body(d).parse().unwrap());
+        }
+        got += batch.len();
+        bus.ack(&t, &g, &ids(&batch)).await.unwrap();
+    }
+    sending.await.unwrap();
+    assert_eq!(got, N, "read {got} of {N} in {polls} polls");
+    for (key, bodies) in &seen {
+        let p: usize = key[1..].parse().unwrap();
+        let want: Vec<usize> = (0..N).filter(|i| i % PLAYERS == p).collect();
+        assert_eq!(bodies, &want, "player {key}");
+    }
     assert_eq!(bus.lag(&t, &g).await.unwrap(), 0);
 }
 
@@ -501,30 +564,6 @@ impl LinksGauge {
     }
 }
 
-/// A process-wide metrics recorder that keeps the `bus_session_links` gauge (of the one group
-/// its test reads) and drops every other metric.
-#[derive(Default)]
-struct SessionLinks(Arc<LinksGauge>);
-
-impl metrics::Recorder for SessionLinks {
-    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
-        Counter::noop()
-    }
-    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-        if key.name() == "bus_session_links" {
-            Gauge::from_arc(self.0.clone())
-        } else {
-            Gauge::noop()
-        }
-    }
-    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
-        Histogram::noop()
-    }
-}
-
 /// With sessions a group's links in one process hold several players' sessions at once (a
 /// pool): a poll, or one of the first few, hands out more than one player's messages, each
 /// player's in order, and the pool holds one link per player with messages un-acked.
@@ -634,8 +673,8 @@ async fn with_sessions_each_player_stays_in_order_across_two_processes() {
 /// everything is read no link stays held, and the `bus_session_links` gauge says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_sessions_idle_links_are_released_and_other_players_taken() {
-    let recorder = SessionLinks::default();
-    let gauge = recorder.0.clone();
+    let recorder = Watching::default();
+    let gauge = recorder.links.clone();
     metrics::set_global_recorder(recorder).unwrap();
     let bus = ServiceBusBus::connect(pool_config(2)).await.unwrap();
     let (t, g) = (unique("release"), unique("g"));
@@ -750,8 +789,8 @@ async fn with_sessions_many_players_are_read_side_by_side() {
 /// deliveries come back in order on another link of the pool.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_sessions_a_link_detached_between_polls_costs_no_connection() {
-    let recorder = ConnectionsOpened::default();
-    let opened = recorder.0.clone();
+    let recorder = Watching::default();
+    let opened = recorder.opened.clone();
     metrics::set_global_recorder(recorder).unwrap();
     let mut c = pool_config(4);
     c.visibility_timeout = Duration::from_secs(20);

@@ -113,6 +113,11 @@ struct Slot {
     /// Since when it has had credit and received nothing (with sessions a link keeps its credit
     /// between polls, so this runs on across them).
     quiet_since: Option<Instant>,
+    /// Its credit was taken back (without sessions, at the end of a poll) while transfers may
+    /// have been on their way: nothing is read on it until credit is granted again, as
+    /// `fe2o3-amqp` refuses (and drops, leaving it in flight on the broker) a transfer that
+    /// comes while its credit is lower than the broker's (`TransferLimitExceeded`).
+    credit_taken_back: bool,
 }
 
 impl Slot {
@@ -222,13 +227,19 @@ impl Inner {
             receiver,
             session,
             quiet_since: None,
+            credit_taken_back: false,
         }
     }
 
     /// Takes `slot` out of use: what it buffered or handed out is forgotten (the broker hands it
     /// out again once the link is gone). `close`: detach it and end its session in the
-    /// background (an idle link: its session goes back to the broker at once); else drop it (a
-    /// failed link, or one of an older connection).
+    /// background (an idle link: its session goes back to the broker at once); else, with
+    /// sessions, drop it (a failed link, or one of an older connection). Without sessions a
+    /// retired link is always closed in the background, after what is queued on it was read
+    /// (a detach from the broker among it ends the link without one from us): the detach that
+    /// dropping sends is only tried once (lost when the session's channel is full), and until
+    /// the broker has it, it keeps the link's unsettled and in-flight deliveries, so the
+    /// player's later messages would wait behind them.
     fn retire(&self, g: &Group, slot: Slot, close: bool) {
         let n = {
             let mut state = lock(&g.state);
@@ -239,12 +250,18 @@ impl Inner {
             state.links.len()
         };
         self.count_links(g, n);
-        if close {
+        let sessions = self.config.sessions();
+        if close || !sessions {
             let limit = self.config.call_timeout;
             tokio::spawn(async move {
                 let Slot {
-                    receiver, session, ..
+                    mut receiver,
+                    session,
+                    ..
                 } = slot;
+                if !sessions {
+                    drain_queued(&mut receiver);
+                }
                 let _ = tokio::time::timeout(limit, receiver.close()).await;
                 if let Some(mut session) = session {
                     let _ = tokio::time::timeout(limit, session.end()).await;
@@ -456,6 +473,21 @@ impl Inner {
         let mut got_any = !out.is_empty();
         let now = Instant::now();
         for slot in pool.iter_mut() {
+            // Without sessions, a link whose credit the last poll took back gets its credit
+            // first, and only then is what came since read: a transfer the broker sent before
+            // it had the lower credit is then within the credit (read before, `fe2o3-amqp`
+            // refuses it with `TransferLimitExceeded`, the link fails and the transfer stays in
+            // flight on the broker until the link is gone). As before 2026-12-06: a detach that
+            // came between polls still costs the connection there.
+            let granted = slot.credit_taken_back;
+            if granted {
+                if let Err(e) = bounded("flow", limit, slot.receiver.set_credit(want)).await {
+                    failed.push(slot.link);
+                    failure = Some(e);
+                    continue;
+                }
+                slot.credit_taken_back = false;
+            }
             // What came since the last poll first (transfers of credit left, a detach): a flow
             // on a link the broker has detached would end the connection.
             if let Err(e) = self.read_queued(g, slot, &mut got_any).await {
@@ -465,7 +497,8 @@ impl Inner {
             }
             // Credit is only ever raised while transfers may be on their way: `fe2o3-amqp`
             // drops (and leaves in flight for good) a transfer beyond the credit it set last.
-            if slot.receiver.credit() < want {
+            // (One granted just above covers what came since: the poll asks for `want` in all.)
+            if !granted && slot.receiver.credit() < want {
                 if let Err(e) = bounded("flow", limit, slot.receiver.set_credit(want)).await {
                     failed.push(slot.link);
                     failure = Some(e);
@@ -590,8 +623,12 @@ impl Inner {
     }
 
     /// Buffers what `slot` received and no poll read yet (without waiting); the error of a link
-    /// the broker detached meanwhile.
+    /// the broker detached meanwhile. Nothing on a link whose credit was taken back (it is read
+    /// once credit is granted again).
     async fn read_queued(&self, g: &Group, slot: &mut Slot, got_any: &mut bool) -> PortResult<()> {
+        if slot.credit_taken_back {
+            return Ok(());
+        }
         while let Some(got) = slot.receiver.recv::<Body<Value>>().now_or_never() {
             let d = got.map_err(|e| unavailable("receive", e))?;
             slot.heard(Instant::now());
@@ -618,6 +655,8 @@ impl Inner {
         let mut failure = None;
         for slot in pool.iter_mut() {
             if slot.receiver.credit() > 0 {
+                // Transfers may be on their way: not read before credit is granted again.
+                slot.credit_taken_back = true;
                 if let Err(e) = bounded("flow", limit, slot.receiver.set_credit(0)).await {
                     failed.push(slot.link);
                     failure = Some(e);
@@ -962,5 +1001,20 @@ impl Inner {
             })
         })
         .await
+    }
+}
+
+/// Reads, without waiting, what is queued on a link about to be closed, so that a detach the
+/// broker sent is applied first (`close` then sends none: one for a handle the broker has freed
+/// would end the connection). Transfers read here are left unsettled: the broker hands them out
+/// again once the link is closed.
+fn drain_queued(receiver: &mut Receiver) {
+    // Each read takes a frame off the link's channel; a bound in case one kept failing at once.
+    for _ in 0..100_000 {
+        match receiver.recv::<Body<Value>>().now_or_never() {
+            None => return,
+            Some(Ok(_)) | Some(Err(RecvError::TransferLimitExceeded)) => {}
+            Some(Err(_)) => return,
+        }
     }
 }
