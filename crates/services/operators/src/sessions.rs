@@ -130,6 +130,19 @@ fn throttled(what: &str, window: Duration) -> Problem {
     )
 }
 
+/// What the failures counted under [`failures_key`] are limited on.
+const PER_ACCOUNT: &str = "on this account from this address";
+
+/// 429 while the failures on `key` (a [`failures_key`]) are at the limit, without counting
+/// this attempt, so refusals do not keep the window full: it empties [`ACCOUNT_WINDOW`] after
+/// the failures that filled it.
+async fn refuse_over_failures(state: &OperatorsState, key: &str, now: i64) -> Result<(), Problem> {
+    if state.attempts.attempts(key, now, ACCOUNT_WINDOW).await? >= state.config.max_failures {
+        return Err(throttled(PER_ACCOUNT, ACCOUNT_WINDOW));
+    }
+    Ok(())
+}
+
 /// The key failed logins on the account `email` from the client address `addr` are counted
 /// under (neither has white space in it).
 fn failures_key(email: &str, addr: &str) -> String {
@@ -189,17 +202,7 @@ pub(crate) async fn login(
     // Failures are counted per account *and* address: someone guessing from one address can
     // only lock that address out of the account, never its owner elsewhere.
     let account_key = failures_key(&email, &addr.0);
-    let what = "on this account from this address";
-    // Refused while over the limit without being counted, so the refusals do not keep the
-    // window full: it empties ACCOUNT_WINDOW after the failures that filled it.
-    if state
-        .attempts
-        .attempts(&account_key, now, ACCOUNT_WINDOW)
-        .await?
-        >= cfg.max_failures
-    {
-        return Err(throttled(what, ACCOUNT_WINDOW));
-    }
+    refuse_over_failures(&state, &account_key, now).await?;
     let all_key = format!("login:account:{email}");
     let all = state
         .attempts
@@ -212,7 +215,7 @@ pub(crate) async fn login(
     // Counted before the (slow) password check, so parallel guesses cannot all pass a count read
     // before any of them failed; a right password clears the count.
     let per_account = (ACCOUNT_WINDOW, cfg.max_failures);
-    count_attempt(&state, &account_key, now, per_account, what).await?;
+    count_attempt(&state, &account_key, now, per_account, PER_ACCOUNT).await?;
     let op = state.operators.operator_by_email(&email).await?;
     let matches =
         password::verify(body.password, op.as_ref().map(|o| o.password_hash.clone())).await;
@@ -327,17 +330,9 @@ pub(crate) async fn change_password(
     // Guesses of the current password with a token someone else holds are bounded as a
     // login's are, on the same count.
     let failures = failures_key(&op.email, &addr.0);
-    let what = "on this account from this address";
+    refuse_over_failures(&state, &failures, now).await?;
     let limit = (ACCOUNT_WINDOW, state.config.max_failures);
-    if state
-        .attempts
-        .attempts(&failures, now, ACCOUNT_WINDOW)
-        .await?
-        >= limit.1
-    {
-        return Err(throttled(what, ACCOUNT_WINDOW));
-    }
-    count_attempt(&state, &failures, now, limit, what).await?;
+    count_attempt(&state, &failures, now, limit, PER_ACCOUNT).await?;
     let before = state
         .operators
         .operator(&op.id)
