@@ -85,6 +85,23 @@ impl metrics::Recorder for Watching {
     }
 }
 
+/// Polls `group` of `topic` as `consumer` (1 s waits, 10 at a time) until `n` deliveries came,
+/// for 10 s at most; what came.
+async fn poll_until(
+    bus: &dyn Bus,
+    topic: &str,
+    group: &str,
+    consumer: &str,
+    n: usize,
+) -> Vec<Delivery> {
+    let mut got = Vec::new();
+    let until = Instant::now() + Duration::from_secs(10);
+    while got.len() < n && Instant::now() < until {
+        got.extend(poll(bus, topic, group, consumer, 10, Duration::from_secs(1)).await);
+    }
+    got
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amqp_bus_passes_the_bus_suite() {
     let c = config();
@@ -184,11 +201,7 @@ async fn a_vanished_consumers_deliveries_go_to_the_next_one() {
     relay.kill();
 
     let next = ServiceBusBus::connect(config()).await.unwrap();
-    let mut back = Vec::new();
-    let until = Instant::now() + Duration::from_secs(10);
-    while back.len() < 5 && Instant::now() < until {
-        back.extend(poll(&next, &t, &g, "c2", 10, Duration::from_secs(1)).await);
-    }
+    let back = poll_until(&next, &t, &g, "c2", 5).await;
     assert_eq!(back.iter().map(body).collect::<Vec<_>>(), sent);
     assert!(back.iter().all(|d| d.deliveries == 2), "{back:?}");
     next.ack(&t, &g, &ids(&back)).await.unwrap();
@@ -717,11 +730,7 @@ async fn with_sessions_a_failed_links_deliveries_come_back_in_order() {
     let sent = sent.iter().map(|b| msg(&b[..2], b)).collect();
     publish(&*bus, &t, sent).await;
     bus.ensure_group(&t, &g).await.unwrap();
-    let mut first = Vec::new();
-    let until = Instant::now() + Duration::from_secs(10);
-    while first.len() < 5 && Instant::now() < until {
-        first.extend(poll(&*bus, &t, &g, "c1", 10, Duration::from_secs(1)).await);
-    }
+    let first = poll_until(&*bus, &t, &g, "c1", 5).await;
     let (p1, p2): (Vec<Delivery>, Vec<Delivery>) = first.into_iter().partition(|d| d.key == "p1");
     assert_eq!(
         p1.iter().map(body).collect::<Vec<_>>(),
@@ -798,21 +807,13 @@ async fn with_sessions_a_link_detached_between_polls_costs_no_connection() {
     let (t, g) = (unique("between"), unique("g"));
     publish(&bus, &t, vec![msg("p1", "p1:0"), msg("p1", "p1:1")]).await;
     bus.ensure_group(&t, &g).await.unwrap();
-    let mut first = Vec::new();
-    let until = Instant::now() + Duration::from_secs(10);
-    while first.len() < 2 && Instant::now() < until {
-        first.extend(poll(&bus, &t, &g, "c", 10, Duration::from_secs(1)).await);
-    }
+    let first = poll_until(&bus, &t, &g, "c", 2).await;
     assert_eq!(first.iter().map(body).collect::<Vec<_>>(), ["p1:0", "p1:1"]);
     let opened_before = opened.load(Ordering::SeqCst);
     let detach = format!("$liveops-detach/{t}/Subscriptions/{g}");
     publish(&bus, &detach, vec![msg("p1", "session")]).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut back = Vec::new();
-    let until = Instant::now() + Duration::from_secs(10);
-    while back.len() < 2 && Instant::now() < until {
-        back.extend(poll(&bus, &t, &g, "c", 10, Duration::from_secs(1)).await);
-    }
+    let back = poll_until(&bus, &t, &g, "c", 2).await;
     assert_eq!(back.iter().map(body).collect::<Vec<_>>(), ["p1:0", "p1:1"]);
     assert!(back.iter().all(|d| d.deliveries == 2), "{back:?}");
     assert_eq!(
@@ -833,21 +834,13 @@ async fn with_sessions_an_abandoned_delivery_comes_back_before_later_ones() {
     let (t, g) = (unique("abandon"), unique("g"));
     publish(&bus, &t, vec![msg("p1", "p1:0"), msg("p1", "p1:1")]).await;
     bus.ensure_group(&t, &g).await.unwrap();
-    let mut first = Vec::new();
-    let until = Instant::now() + Duration::from_secs(10);
-    while first.len() < 2 && Instant::now() < until {
-        first.extend(poll(&bus, &t, &g, "c", 10, Duration::from_secs(1)).await);
-    }
+    let first = poll_until(&bus, &t, &g, "c", 2).await;
     assert_eq!(first.iter().map(body).collect::<Vec<_>>(), ["p1:0", "p1:1"]);
     // Pushed to the link's credit left while p1:0 and p1:1 are held and not acked.
     let later = vec![msg("p1", "p1:2"), msg("p1", "p1:3"), msg("p1", "p1:4")];
     publish(&bus, &t, later).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let mut back = Vec::new();
-    let until = Instant::now() + Duration::from_secs(10);
-    while back.len() < 5 && Instant::now() < until {
-        back.extend(poll(&bus, &t, &g, "c", 10, Duration::from_secs(1)).await);
-    }
+    let back = poll_until(&bus, &t, &g, "c", 5).await;
     let got: Vec<(String, u32)> = back.iter().map(|d| (body(d), d.deliveries)).collect();
     let want = [
         ("p1:0", 2),

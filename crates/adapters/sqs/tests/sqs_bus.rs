@@ -293,14 +293,7 @@ async fn dead_letters_sit_in_the_groups_own_fifo_queue() {
         .queue_url()
         .unwrap()
         .to_owned();
-    let attrs = raw
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::All)
-        .send()
-        .await
-        .unwrap();
-    let attrs = attrs.attributes().unwrap();
+    let attrs = &attributes(&raw, &url, QueueAttributeName::All).await;
     assert_eq!(attrs[&QueueAttributeName::FifoQueue], "true");
     // High throughput FIFO: per message group (the player) throughput and deduplication.
     assert_eq!(
@@ -404,6 +397,19 @@ async fn unavailable_within_bounds_then_recovers() {
 }
 
 /// The URL of queue `name` on the emulator.
+/// The attribute(s) `name` of the queue at `url`, read with `raw`.
+async fn attributes(
+    raw: &aws_sdk_sqs::Client,
+    url: &str,
+    name: QueueAttributeName,
+) -> std::collections::HashMap<QueueAttributeName, String> {
+    let got = raw
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(name);
+    got.send().await.unwrap().attributes().unwrap().clone()
+}
+
 async fn url_of(raw: &aws_sdk_sqs::Client, name: &str) -> String {
     raw.get_queue_url()
         .queue_name(name)
@@ -593,15 +599,8 @@ async fn ensure_group_leaves_queues_it_finds_as_they_are() {
         .send()
         .await
         .unwrap();
-    let arn = raw
-        .get_queue_attributes()
-        .queue_url(dlq.queue_url().unwrap())
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&QueueAttributeName::QueueArn]
+    let arn = attributes(&raw, dlq.queue_url().unwrap(), QueueAttributeName::QueueArn).await
+        [&QueueAttributeName::QueueArn]
         .clone();
     let redrive = format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"5"}}"#);
     let url = fifo(bus.names().group_queue(&t, &g))
@@ -613,17 +612,7 @@ async fn ensure_group_leaves_queues_it_finds_as_they_are() {
         .queue_url()
         .unwrap()
         .to_owned();
-    let attrs = || async {
-        raw.get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(QueueAttributeName::All)
-            .send()
-            .await
-            .unwrap()
-            .attributes()
-            .unwrap()
-            .clone()
-    };
+    let attrs = || attributes(&raw, &url, QueueAttributeName::All);
     let made = attrs().await;
     bus.ensure_group(&t, &g).await.unwrap();
     let after = attrs().await;
@@ -682,15 +671,9 @@ async fn a_replay_to_a_lost_group_queue_keeps_the_dead_letters() {
         matches!(replay, Err(PortError::Unavailable(_))),
         "{replay:?}"
     );
-    let left = raw
-        .get_queue_attributes()
-        .queue_url(&dlq)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .send()
-        .await
-        .unwrap();
+    let left = attributes(&raw, &dlq, QueueAttributeName::ApproximateNumberOfMessages).await;
     assert_eq!(
-        left.attributes().unwrap()[&QueueAttributeName::ApproximateNumberOfMessages],
+        left[&QueueAttributeName::ApproximateNumberOfMessages],
         "1",
         "the dead letter is still there, visible"
     );
