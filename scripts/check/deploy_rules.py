@@ -9,7 +9,8 @@ that every Ingress routes exactly the public prefixes (PUBLIC_ROUTES), each to i
 ServiceMonitor (opt-in, components/servicemonitor) labels series as the monitoring rules expect;
 that every ConfigMap, Secret, ServiceAccount and SecretProviderClass referenced exists; that every
 *_FILE variable names a file the mounted SecretProviderClass provides; that the split deployment
-runs on shared backends and the embedded one on a single replica.
+runs on shared backends and the embedded one on a single replica; that no ConfigMap value is left
+for the environment to fill and trusted proxies are trusted only from the environment's subnets.
 
     deploy_rules.py [--production] [--env-file FILE] RENDERED.yaml
         --production   also require a PodDisruptionBudget and a HorizontalPodAutoscaler for every
@@ -248,6 +249,25 @@ def check(m: Manifests, production: bool, env_file: dict | None) -> None:
     check_ingress(m, pods)
     check_service_monitors(m)
     check_identity(m, pods)
+    check_config(m, env_file)
+
+
+def check_config(m: Manifests, env_file: dict | None) -> None:
+    """R18: no ConfigMap value is left for the environment to fill, and trusted proxies are
+    trusted only from the networks named (the environment's subnets when it is known)."""
+    subnets = {v for k, v in (env_file or {}).items() if k.endswith("_CIDR")}
+    for cm in m.of("ConfigMap"):
+        where, data = f"ConfigMap/{cm['metadata']['name']}", cm.get("data") or {}
+        for k, v in data.items():
+            if "replaced-from-environment" in str(v):
+                m.fail("config", where, f"{k} was never replaced from the environment")
+        if int(data.get("TRUSTED_PROXIES") or 0) > 0:
+            nets = [c.strip() for c in str(data.get("TRUSTED_PROXY_CIDRS") or "").split(",") if c.strip()]
+            if not nets:
+                m.fail("config", where, "TRUSTED_PROXIES without TRUSTED_PROXY_CIDRS (the service refuses to start)")
+            for net in nets:
+                if env_file and net not in subnets:
+                    m.fail("config", where, f"TRUSTED_PROXY_CIDRS {net} is none of the environment's subnets")
 
 
 def check_pod(m: Manifests, pod: Pod, env_file: dict | None) -> None:
@@ -754,6 +774,9 @@ MUTATIONS = [
     ("monitoring", "a ServiceMonitor without honorLabels", lambda d: d.append(_service_monitor(honorLabels=False))),
     ("monitoring", "a ServiceMonitor scraping as job=<Service name>", lambda d: d.append(_service_monitor(jobLabel=None))),
     ("monitoring", "a ServiceMonitor without liveops_target", lambda d: d.append(_service_monitor(relabelings=[]))),
+    ("config", "a value never replaced from the environment", lambda d: _config(d).update(TRUSTED_PROXY_CIDRS="replaced-from-environment")),
+    ("config", "proxies trusted without their networks", lambda d: _config(d).pop("TRUSTED_PROXY_CIDRS")),
+    ("config", "proxies trusted from everywhere", lambda d: _config(d).update(TRUSTED_PROXY_CIDRS="0.0.0.0/0")),
     ("identity", "Key Vault read as another identity", lambda d: _find(d, "SecretProviderClass")["spec"]["parameters"].update(clientID="11111111-1111-1111-1111-111111111111")),
 ]
 

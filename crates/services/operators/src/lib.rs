@@ -23,11 +23,13 @@ use liveops_module::{BuildError, ConfigError, Context, Definition, ModuleArgs, S
 
 mod accounts;
 mod api_keys;
+mod client_addr;
 pub mod password;
 mod sessions;
 
 pub use accounts::{AuditList, AuditView, OperatorView, OperatorsList};
 pub use api_keys::{ApiKeyView, CreatedApiKey};
+pub use client_addr::{TrustedProxies, MAX_TRUSTED_PROXIES};
 pub use sessions::LoginAnswer;
 
 /// Largest request body on the operators' routes.
@@ -57,9 +59,13 @@ pub struct OperatorsArgs {
     #[arg(long, env = "LOGIN_MAX_FAILURES", default_value_t = 10)]
     pub login_max_failures: u32,
     /// Proxies in front of the service whose `X-Forwarded-For` entries are trusted for the
-    /// client's address (0: the peer's address).
+    /// client's address (0 to 8; 0: the peer's address).
     #[arg(long, env = "TRUSTED_PROXIES", default_value_t = 0)]
     pub trusted_proxies: u32,
+    /// Networks those proxies connect from, comma-separated (`10.40.17.0/24`): an
+    /// `X-Forwarded-For` from any other peer is ignored. Needed when `TRUSTED_PROXIES` > 0.
+    #[arg(long, env = "TRUSTED_PROXY_CIDRS", default_value = "")]
+    pub trusted_proxy_cidrs: String,
 }
 
 /// The operators service's settings, checked.
@@ -71,8 +77,8 @@ pub struct OperatorsConfig {
     pub max_per_address: u32,
     /// Failed logins per account and address per [`ACCOUNT_WINDOW`].
     pub max_failures: u32,
-    /// `X-Forwarded-For` entries to trust.
-    pub trusted_proxies: u32,
+    /// Who may forward the client's address.
+    pub proxies: TrustedProxies,
 }
 
 /// The window of the per-address login limit.
@@ -123,7 +129,7 @@ impl OperatorsArgs {
             session_ttl: Duration::from_secs(self.session_ttl_sec),
             max_per_address,
             max_failures,
-            trusted_proxies: self.trusted_proxies,
+            proxies: TrustedProxies::new(self.trusted_proxies, &self.trusted_proxy_cidrs)?,
         })
     }
 
@@ -299,6 +305,7 @@ mod tests {
             login_max_per_address,
             login_max_failures,
             trusted_proxies: 0,
+            trusted_proxy_cidrs: String::new(),
         }
     }
 

@@ -9,19 +9,18 @@
 use liveops_http::responses::{
     BadRequest, TooLarge, TooManyRequests, Unauthenticated, Unavailable,
 };
-use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, FromRequestParts, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::http::StatusCode;
 use liveops_core::now_ms;
 use liveops_core::stores::{AuditEntry, OperatorRecord, OperatorUpdate};
-use liveops_http::{header, rfc3339, token_hash, Json, Operator, Problem};
+use liveops_http::{rfc3339, token_hash, Json, Operator, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::accounts::{audit_json, new_hash, normalize_email, OperatorView};
+use crate::client_addr::ClientAddr;
 use crate::{
     password, OperatorsConfig, OperatorsState, ACCOUNT_WINDOW, ADDRESS_WINDOW, MAX_LOGIN_LIMIT,
 };
@@ -48,63 +47,6 @@ pub struct LoginAnswer {
     pub expires_at: String,
     /// Who is signed in.
     pub operator: OperatorView,
-}
-
-/// The client's address: the peer's, or the one `TRUSTED_PROXIES` proxies forwarded.
-pub(crate) struct ClientAddr(pub(crate) String);
-
-impl FromRequestParts<OperatorsState> for ClientAddr {
-    type Rejection = Problem;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &OperatorsState,
-    ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(a)| limited(a.ip()))
-            .unwrap_or_else(|| "unknown".into());
-        let hops = state.config.trusted_proxies as usize;
-        if hops == 0 {
-            return Ok(Self(peer));
-        }
-        // The entry each trusted proxy appended is at the end; the one before them is the
-        // client as the outermost trusted proxy saw it.
-        let forwarded = header(&parts.headers, "x-forwarded-for").unwrap_or_default();
-        let entries: Vec<&str> = forwarded.split(',').map(str::trim).collect();
-        let client = entries
-            .len()
-            .checked_sub(hops)
-            .and_then(|i| entries.get(i))
-            .and_then(|e| forwarded_ip(e))
-            .map_or(peer, limited);
-        Ok(Self(client))
-    }
-}
-
-/// The address the login limits count under: an IPv4 address as it is (also when mapped into
-/// IPv6), an IPv6 address by its /64, which one host or customer is commonly given whole.
-fn limited(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
-    }
-}
-
-/// The address of an `X-Forwarded-For` entry: a bare IP, or with a port as Azure Application
-/// Gateway writes it (`203.0.113.7:51234`, `[2001:db8::7]:51234`).
-fn forwarded_ip(entry: &str) -> Option<IpAddr> {
-    entry
-        .parse::<IpAddr>()
-        .or_else(|_| entry.parse::<SocketAddr>().map(|a| a.ip()))
-        .ok()
 }
 
 /// Counts a login attempt on `key` (at `now`, within `window`); 429 naming `what` past `max`.
@@ -422,27 +364,4 @@ pub(crate) async fn get_current_operator(
         .await?
         .ok_or_else(|| Problem::not_found("this operator no longer exists"))?;
     Ok(Json(OperatorView::from(&record)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::forwarded_ip;
-
-    #[test]
-    fn forwarded_entries_may_carry_a_port() {
-        for (entry, ip) in [
-            ("203.0.113.7", Some("203.0.113.7")),
-            ("203.0.113.7:51234", Some("203.0.113.7")),
-            ("2001:db8::7", Some("2001:db8::7")),
-            ("[2001:db8::7]:51234", Some("2001:db8::7")),
-            ("unknown", None),
-            ("203.0.113.7:port", None),
-        ] {
-            assert_eq!(
-                forwarded_ip(entry).map(|a| a.to_string()).as_deref(),
-                ip,
-                "{entry}"
-            );
-        }
-    }
 }

@@ -1,6 +1,7 @@
 //! Operators signing in over HTTP: the failed-login limit and sessions. Real adapters: the SQLite
 //! repository and the in-memory hot state (login attempts); the client's address is the
-//! connection's, as the server gives it (`TRUSTED_PROXIES=0`).
+//! connection's, as the server gives it (`TRUSTED_PROXIES=0`), or what a trusted proxy
+//! forwarded.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
@@ -19,7 +20,7 @@ use liveops_http::{token_hash, OperatorAuth, Problem};
 use liveops_memory::MemoryHotState;
 use liveops_operators::{
     create_operator, router, LoginAnswer, OperatorView, OperatorsConfig, OperatorsState,
-    ACCOUNT_WINDOW,
+    TrustedProxies, ACCOUNT_WINDOW,
 };
 use liveops_sql::{Repository, SqliteRepository};
 use liveops_testkit::served;
@@ -42,6 +43,11 @@ struct TestApp {
 /// The operators' routes over one admin ([`EMAIL`], [`PASSWORD`]), refusing an address's logins
 /// to an account after `max_failures` failures.
 async fn spawn_app(max_failures: u32) -> TestApp {
+    spawn_app_behind(max_failures, TrustedProxies::default()).await
+}
+
+/// [`spawn_app`] behind `proxies`.
+async fn spawn_app_behind(max_failures: u32, proxies: TrustedProxies) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let repo = SqliteRepository::open_migrated(&dir.path().join("liveops.db"))
         .await
@@ -55,7 +61,7 @@ async fn spawn_app(max_failures: u32) -> TestApp {
             session_ttl: Duration::from_secs(3600),
             max_per_address: 30,
             max_failures,
-            trusted_proxies: 0,
+            proxies,
         }),
         auth: OperatorAuth {
             sessions: repo.clone(),
@@ -97,19 +103,40 @@ impl TestApp {
         addr: &str,
         password: &str,
     ) -> Result<LoginAnswer, Problem> {
+        self.login_via(email, addr, None, password).await
+    }
+
+    /// `POST /auth/login` as `email` with `password`, over a connection from `peer` carrying
+    /// `forwarded` as its `X-Forwarded-For`.
+    async fn login_via(
+        &self,
+        email: &str,
+        peer: &str,
+        forwarded: Option<&str>,
+        password: &str,
+    ) -> Result<LoginAnswer, Problem> {
         let body = json!({"email": email, "password": password}).to_string();
         let mut req = Request::post("/auth/login")
             .header("content-type", "application/json")
             .body(Body::from(body))
             .unwrap();
-        let peer = SocketAddr::new(addr.parse().unwrap(), 50_000);
+        if let Some(forwarded) = forwarded {
+            req.headers_mut()
+                .insert("x-forwarded-for", forwarded.parse().unwrap());
+        }
+        let peer = SocketAddr::new(peer.parse().unwrap(), 50_000);
         req.extensions_mut().insert(ConnectInfo(peer));
         typed(served::call(&self.router, req).await)
     }
 
     /// The status of a login with `password` from `addr`.
     async fn status(&self, addr: &str, password: &str) -> u16 {
-        match self.login(addr, password).await {
+        self.status_via(addr, None, password).await
+    }
+
+    /// The status of a login with `password` from `peer` forwarding `forwarded`.
+    async fn status_via(&self, peer: &str, forwarded: Option<&str>, password: &str) -> u16 {
+        match self.login_via(EMAIL, peer, forwarded, password).await {
             Ok(_) => 200,
             Err(p) => p.status,
         }
@@ -161,6 +188,36 @@ async fn failures_from_one_address_do_not_lock_the_account_out_elsewhere() {
     let key = format!("login:account:{EMAIL} {A}");
     let counted = app.hot.attempts(&key, now_ms(), ACCOUNT_WINDOW).await;
     assert_eq!(counted.unwrap(), 3);
+}
+
+/// Behind the Application Gateway each client counts under the address it forwarded; a peer
+/// outside `TRUSTED_PROXY_CIDRS` (another pod) counts under its own, whatever it forwards, so it
+/// cannot spread its guesses over made-up addresses.
+#[tokio::test]
+async fn only_a_trusted_proxy_names_the_client_s_address() {
+    const GATEWAY: &str = "10.40.17.4";
+    const POD: &str = "10.40.0.9";
+    let proxies = TrustedProxies::new(1, "10.40.17.0/24").unwrap();
+    let app = spawn_app_behind(3, proxies).await;
+    for i in 0..3 {
+        let forged = format!("192.0.2.{i}");
+        let status = app.status_via(POD, Some(&forged), "wrong password!").await;
+        assert_eq!(status, 401, "{forged}");
+    }
+    let status = app.status_via(POD, Some("192.0.2.99"), PASSWORD).await;
+    assert_eq!(status, 429, "all three counted under the pod's address");
+    for _ in 0..3 {
+        let status = app.status_via(GATEWAY, Some(A), "wrong password!").await;
+        assert_eq!(status, 401);
+    }
+    let status = app.status_via(GATEWAY, Some(A), PASSWORD).await;
+    assert_eq!(status, 429, "A's failures counted under A");
+    let b = format!("{B}:51234");
+    let status = app.status_via(GATEWAY, Some(&b), PASSWORD).await;
+    assert_eq!(
+        status, 200,
+        "B, through the same gateway, is another client"
+    );
 }
 
 /// Guessing from many addresses stays bounded: past ten times the per-address limit of failures
