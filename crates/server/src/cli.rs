@@ -1,5 +1,5 @@
 //! The command line: `serve`, `send`, `migrate`, `bench`, `dead-letters`, `verify-receipt`,
-//! `backup`, `restore`, `operators create`, each taking the shared settings and every module's
+//! `backup`, `restore`, `operators create` and `set-password`, each taking the shared settings and every module's
 //! settings as flags (or environment variables), and `verify-draw`, which takes none.
 
 use std::path::PathBuf;
@@ -144,6 +144,7 @@ pub fn parse(table: &Table) -> (Cli, clap::ArgMatches) {
     }
     cmd = cmd.mut_subcommand("operators", |c| {
         c.mut_subcommand("create", |c| table.args(c))
+            .mut_subcommand("set-password", |c| table.args(c))
     });
     let matches = cmd.get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());

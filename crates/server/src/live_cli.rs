@@ -1,5 +1,5 @@
-//! The live-event commands: `liveops operators create` (an operator, the password read from
-//! stdin) and `liveops verify-draw` (re-runs a published draw offline).
+//! The live-event commands: `liveops operators create` and `set-password` (the password read
+//! from stdin) and `liveops verify-draw` (re-runs a published draw offline).
 
 use std::io::Read;
 use std::path::Path;
@@ -51,20 +51,34 @@ pub enum OperatorsCommand {
         #[arg(long, value_enum)]
         role: RoleArg,
     },
+    /// Sets an operator's password, read from stdin (one line), closing their sessions: for an
+    /// admin who lost theirs with no other admin to reset it.
+    SetPassword {
+        /// Shared settings (the repository is `DB_URL`).
+        #[command(flatten)]
+        config: RawConfig,
+        /// Their email (their login).
+        #[arg(long)]
+        email: String,
+    },
 }
 
-/// Creates an operator in the repository `settings` name, with the password on stdin.
-pub async fn create_operator(s: &Settings, email: &str, role: RoleArg) -> anyhow::Result<ExitCode> {
+/// The first line of stdin: a password.
+fn password_from_stdin() -> anyhow::Result<String> {
     let mut password = String::new();
     std::io::stdin()
         .read_to_string(&mut password)
         .context("cannot read the password from stdin")?;
-    let password = password.lines().next().unwrap_or_default().to_owned();
-    let ports = crate::wiring::ports(s);
-    let store = ports.get::<dyn OperatorStore>().await?;
-    match liveops_operators::create_operator(store.as_ref(), email, password, role.into(), "cli")
-        .await
-    {
+    Ok(password.lines().next().unwrap_or_default().to_owned())
+}
+
+/// What `operators create` and `set-password` answer: the operator (exit 0), or the reason they
+/// were refused (exit 1 for a taken or unknown email, 2 for an unacceptable email or password).
+fn answered(
+    done: Result<Option<liveops_core::stores::OperatorRecord>, liveops_operators::CreateError>,
+    none: &str,
+) -> anyhow::Result<ExitCode> {
+    match done {
         Ok(Some(op)) => {
             println!(
                 "{}",
@@ -73,7 +87,7 @@ pub async fn create_operator(s: &Settings, email: &str, role: RoleArg) -> anyhow
             Ok(ExitCode::SUCCESS)
         }
         Ok(None) => {
-            eprintln!("liveops: an operator with this email exists");
+            eprintln!("liveops: {none}");
             Ok(ExitCode::from(1))
         }
         Err(liveops_operators::CreateError::Invalid(reason)) => {
@@ -82,6 +96,27 @@ pub async fn create_operator(s: &Settings, email: &str, role: RoleArg) -> anyhow
         }
         Err(liveops_operators::CreateError::Port(e)) => Err(e.into()),
     }
+}
+
+/// Creates an operator in the repository `settings` name, with the password on stdin.
+pub async fn create_operator(s: &Settings, email: &str, role: RoleArg) -> anyhow::Result<ExitCode> {
+    let password = password_from_stdin()?;
+    let ports = crate::wiring::ports(s);
+    let store = ports.get::<dyn OperatorStore>().await?;
+    let made =
+        liveops_operators::create_operator(store.as_ref(), email, password, role.into(), "cli")
+            .await;
+    answered(made, "an operator with this email exists")
+}
+
+/// Sets the password of the operator with `email`, read from stdin, in the repository
+/// `settings` name.
+pub async fn set_password(s: &Settings, email: &str) -> anyhow::Result<ExitCode> {
+    let password = password_from_stdin()?;
+    let ports = crate::wiring::ports(s);
+    let store = ports.get::<dyn OperatorStore>().await?;
+    let set = liveops_operators::set_password(store.as_ref(), email, password, "cli").await;
+    answered(set, "no operator has this email")
 }
 
 /// Reads an entrants file: one player id per line, or the JSON of

@@ -131,6 +131,12 @@ fn main() -> ExitCode {
                 Ok(s) => liveops::live_cli::create_operator(&s, &email, role).await,
                 Err(code) => Ok(code),
             },
+            Command::Operators {
+                command: OperatorsCommand::SetPassword { config, email },
+            } => match settings(&table, config, args) {
+                Ok(s) => liveops::live_cli::set_password(&s, &email).await,
+                Err(code) => Ok(code),
+            },
             Command::VerifyDraw { draw, entrants } => {
                 liveops::live_cli::verify_draw(&draw, &entrants)
             }

@@ -393,3 +393,80 @@ async fn dead_letters_can_be_listed_and_replayed_from_the_cli() {
     );
     assert!(!elsewhere.path().join("bus.db").exists());
 }
+
+/// `operators create` and `operators set-password` on the embedded store, beside a running
+/// server: the new password signs in, the old one no longer does, and the sessions opened with
+/// it are closed; an unknown email and a short password are refused with their exit codes.
+#[tokio::test]
+async fn an_operator_s_password_is_set_from_the_cli() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(BIN)
+            .arg("operators")
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--hmac-secret", SECRET, "--log-level", "error"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run");
+        let mut input = child.stdin.take().expect("stdin");
+        input.write_all(stdin.as_bytes()).expect("write stdin");
+        drop(input);
+        child.wait_with_output().expect("wait")
+    };
+    let email = "lead@example.com";
+    let made = run(
+        &["create", "--email", email, "--role", "admin"],
+        "first password 1\n",
+    );
+    assert!(made.status.success(), "{made:?}");
+    let port = free_port();
+    let mut child = spawn_serve(dir.path(), port, &[]);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&base).await;
+    let http = reqwest::Client::new();
+    let login = |password: &'static str| {
+        let req = http
+            .post(format!("{base}/auth/login"))
+            .json(&serde_json::json!({"email": email, "password": password}));
+        async move {
+            let r = req.send().await.expect("login");
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.expect("json");
+            (status, body["token"].as_str().map(str::to_owned))
+        }
+    };
+    let me = |token: String| {
+        let req = http.get(format!("{base}/auth/me")).bearer_auth(token);
+        async move { req.send().await.expect("me").status().as_u16() }
+    };
+    let (status, token) = login("first password 1").await;
+    assert_eq!(status, 200);
+    let token = token.expect("a token");
+    assert_eq!(me(token.clone()).await, 200);
+
+    let set = run(&["set-password", "--email", email], "second password 2\n");
+    assert!(set.status.success(), "{set:?}");
+    let shown: Value = serde_json::from_slice(&set.stdout).expect("the operator, as JSON");
+    assert_eq!(shown["email"], email);
+    assert_eq!(me(token).await, 401, "the old session is closed");
+    assert_eq!(login("first password 1").await.0, 401);
+    assert_eq!(login("second password 2").await.0, 200);
+
+    let unknown = run(
+        &["set-password", "--email", "nobody@example.com"],
+        "third password 3\n",
+    );
+    assert_eq!(unknown.status.code(), Some(1), "{unknown:?}");
+    let short = run(&["set-password", "--email", email], "short\n");
+    assert_eq!(short.status.code(), Some(2), "{short:?}");
+    assert_eq!(login("second password 2").await.0, 200, "unchanged");
+    sigterm(&child);
+    let _ = child.wait();
+}

@@ -15,7 +15,8 @@ use clap::Args;
 use liveops_core::ports::hot::MAX_STRIKES;
 use liveops_core::ports::Attempts;
 use liveops_core::stores::{
-    ApiKeyStore, AuditEntry, AuditLog, OperatorRecord, OperatorStore, RequestKeys, Role, Sessions,
+    ApiKeyStore, AuditEntry, AuditLog, OperatorRecord, OperatorStore, OperatorUpdate, RequestKeys,
+    Role, Sessions,
 };
 use liveops_core::{now_ms, PortError};
 use liveops_http::{body_limit, operator_routes, routes, OpenApiRouter, OperatorAuth};
@@ -242,7 +243,53 @@ pub async fn create_operator(
     Ok(store.create_operator(&op, &audit).await?.then_some(op))
 }
 
-/// Why [`create_operator`] failed.
+/// Sets the password of the operator with `email` (`liveops operators set-password`: an admin
+/// who lost theirs, with no other admin to reset it), closing their sessions; `Ok(None)` if no
+/// operator has this email. `actor` is who the audit log names.
+pub async fn set_password(
+    store: &dyn OperatorStore,
+    email: &str,
+    password: String,
+    actor: &str,
+) -> Result<Option<OperatorRecord>, CreateError> {
+    let email = accounts::normalize_email(email)
+        .map_err(|p| CreateError::Invalid(p.detail.unwrap_or_default()))?;
+    let hash = password::hash(password)
+        .await
+        .map_err(|e| CreateError::Invalid(e.to_string()))?;
+    // A change racing ours (a role change in the API) moves `updated_at_ms`: read again.
+    for _ in 0..5 {
+        let Some(before) = store.operator_by_email(&email).await? else {
+            return Ok(None);
+        };
+        let after = OperatorRecord {
+            password_hash: hash.clone(),
+            updated_at_ms: now_ms().max(before.updated_at_ms + 1),
+            ..before.clone()
+        };
+        let audit = AuditEntry {
+            at_ms: after.updated_at_ms,
+            actor: actor.to_owned(),
+            action: "operator.password_reset".into(),
+            target: before.id.clone(),
+            before: Some(accounts::audit_json(&before)),
+            after: Some(accounts::audit_json(&after)),
+        };
+        match store.update_operator(&before, &after, &audit).await? {
+            OperatorUpdate::Updated => return Ok(Some(after)),
+            OperatorUpdate::ChangedMeanwhile => {}
+            // Role and state are unchanged, so the store cannot find fewer admins than before.
+            OperatorUpdate::LastAdmin => {
+                return Err(CreateError::Invalid("no enabled admin would remain".into()))
+            }
+        }
+    }
+    Err(CreateError::Port(PortError::Unavailable(
+        "the operator kept changing meanwhile; try again".into(),
+    )))
+}
+
+/// Why [`create_operator`] or [`set_password`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
     /// The email or password is not acceptable.
