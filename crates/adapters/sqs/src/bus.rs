@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::config::retry::RetryConfig;
 use aws_sdk_sqs::config::timeout::TimeoutConfig;
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region, StalledStreamProtectionConfig};
@@ -80,6 +81,27 @@ const NO_QUEUE: [&str; 2] = [
     "AWS.SimpleQueueService.NonExistentQueue",
 ];
 const QUEUE_EXISTS: [&str; 2] = ["QueueNameExists", "QueueAlreadyExists"];
+/// Codes of a request IAM refused: AWS's (through `x-amzn-query-error`), the JSON protocol's own,
+/// and the older spelling.
+const REFUSED: [&str; 3] = ["AccessDenied", "AccessDeniedException", "NotAuthorized"];
+/// Codes of a 403 about the credentials themselves, not about what they may do.
+const BAD_CREDENTIALS: [&str; 4] = [
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidSecurity",
+];
+
+/// Whether an SQS error with `code` and HTTP `status` is a refusal for permissions: a refusal
+/// code, or a 403 with no credentials code (moto answers a refusal with a body the SDK cannot
+/// read, so only the status tells).
+pub(crate) fn refused(code: Option<&str>, status: Option<u16>) -> bool {
+    match code {
+        Some(c) if REFUSED.contains(&c) => true,
+        Some(c) if BAD_CREDENTIALS.contains(&c) => false,
+        _ => status == Some(403),
+    }
+}
 
 /// One SQS call kind, for [`SqsBus::round_trips`] and `bus_round_trips_total{bus="sqs",op}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -96,7 +118,7 @@ pub enum Op {
     Attributes,
     /// `ListQueues`.
     List,
-    /// `GetQueueUrl`, `CreateQueue`, `DeleteQueue`.
+    /// `GetQueueUrl`, `CreateQueue`, `SetQueueAttributes`, `DeleteQueue`.
     Admin,
 }
 
@@ -257,16 +279,19 @@ enum CallError {
     NoQueue(String),
     /// The queue exists with other attributes.
     Exists(String),
-    /// Anything else: unreachable, timed out, throttled, refused.
+    /// IAM refused the call (see [`refused`]).
+    Refused(String),
+    /// Anything else: unreachable, timed out, throttled.
     Other(String),
 }
 
 impl CallError {
     fn port(self) -> PortError {
         match self {
-            CallError::NoQueue(m) | CallError::Exists(m) | CallError::Other(m) => {
-                PortError::Unavailable(m)
-            }
+            CallError::NoQueue(m)
+            | CallError::Exists(m)
+            | CallError::Refused(m)
+            | CallError::Other(m) => PortError::Unavailable(m),
         }
     }
 }
@@ -493,16 +518,15 @@ impl Inner {
     }
 
     /// Runs one SQS call, bounded by the call timeout plus `extra` (a long poll's wait).
-    async fn call_for<T, E, R>(
+    async fn call_for<T, E>(
         &self,
         op: Op,
         what: &str,
         extra: Duration,
-        call: impl Future<Output = Result<T, SdkError<E, R>>>,
+        call: impl Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     ) -> Result<T, CallError>
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: fmt::Debug,
     {
         self.count(op);
         let limit = self.config.call_timeout + extra;
@@ -513,9 +537,11 @@ impl Inner {
                     "sqs {what}: {}",
                     aws_sdk_sqs::error::DisplayErrorContext(&e)
                 );
+                let status = e.raw_response().map(|r| r.status().as_u16());
                 Err(match e.code() {
                     Some(code) if NO_QUEUE.contains(&code) => CallError::NoQueue(message),
                     Some(code) if QUEUE_EXISTS.contains(&code) => CallError::Exists(message),
+                    code if refused(code, status) => CallError::Refused(message),
                     _ => CallError::Other(message),
                 })
             }
@@ -525,15 +551,14 @@ impl Inner {
         }
     }
 
-    async fn call<T, E, R>(
+    async fn call<T, E>(
         &self,
         op: Op,
         what: &str,
-        call: impl Future<Output = Result<T, SdkError<E, R>>>,
+        call: impl Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     ) -> Result<T, CallError>
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: fmt::Debug,
     {
         self.call_for(op, what, Duration::ZERO, call).await
     }
@@ -570,9 +595,9 @@ impl Inner {
     }
 
     /// The URL of the FIFO queue `name`, created with `attributes` if it does not exist (on
-    /// top of [`QUEUE_ATTRIBUTES`]). A queue that exists is left as it is, whatever its
-    /// attributes: Terraform may own them, and the bus may lack `sqs:CreateQueue` and
-    /// `sqs:SetQueueAttributes`.
+    /// top of [`QUEUE_ATTRIBUTES`]). A queue that exists is left as it is here, whatever its
+    /// attributes: Terraform may own them, and the bus may lack `sqs:CreateQueue` (only a group
+    /// queue's redrive policy is brought in line, by [`Inner::align_redrive`]).
     async fn find_or_create(
         &self,
         name: &str,
@@ -621,29 +646,29 @@ impl Inner {
     }
 
     /// Finds the group's dead-letter queue and queue, creating whichever is missing (the queue
-    /// with a redrive policy to the dead-letter queue after `max_deliveries`). A queue found is
-    /// left as it is; a found group queue whose redrive policy is not the bus's is logged.
+    /// with a redrive policy to the dead-letter queue after `max_deliveries`). A group queue
+    /// found gets that redrive policy if it has another ([`Inner::align_redrive`]); nothing
+    /// else about a queue found is changed.
     async fn create_group(&self, topic: &str, group: &str) -> PortResult<GroupQueues> {
         let dlq_name = self.names.dead_letter_queue(topic, group);
         let dlq = self.find_or_create(&dlq_name, &[]).await?;
         let name = self.names.group_queue(topic, group);
         let url = match self.queue_url(&name).await? {
             Some(url) => {
-                self.check_redrive(&name, &url, &dlq_name).await;
+                self.align_redrive(&name, &url, &dlq_name, &dlq).await?;
                 url
             }
             None => {
                 let arn = self.queue_arn(&dlq).await?;
-                let redrive = format!(
-                    r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"{}"}}"#,
-                    self.config.max_deliveries
-                );
                 let attributes = [
                     (
                         QueueAttributeName::VisibilityTimeout,
                         secs(self.config.visibility_timeout).to_string(),
                     ),
-                    (QueueAttributeName::RedrivePolicy, redrive),
+                    (
+                        QueueAttributeName::RedrivePolicy,
+                        redrive_policy(&arn, self.config.max_deliveries),
+                    ),
                 ];
                 self.find_or_create(&name, &attributes).await?
             }
@@ -656,9 +681,8 @@ impl Inner {
         Ok(queues)
     }
 
-    /// Logs a group queue (found, not created by the bus) whose redrive policy does not send
-    /// its messages to `dlq_name` after `max_deliveries`: the bus changes no queue it finds.
-    async fn check_redrive(&self, name: &str, url: &str, dlq_name: &str) {
+    /// The redrive policy (`""` if none) and the ARN of the queue at `url`.
+    async fn redrive_and_arn(&self, url: &str) -> Result<(String, Option<String>), CallError> {
         let out = self
             .call(
                 Op::Attributes,
@@ -667,32 +691,97 @@ impl Inner {
                     .get_queue_attributes()
                     .queue_url(url)
                     .attribute_names(QueueAttributeName::RedrivePolicy)
+                    .attribute_names(QueueAttributeName::QueueArn)
                     .send(),
             )
-            .await;
-        let policy = match out {
-            Ok(out) => out
-                .attributes()
-                .and_then(|a| a.get(&QueueAttributeName::RedrivePolicy))
-                .cloned()
-                .unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!(queue = name, error = %e.port(), "sqs redrive policy not read");
-                return;
-            }
+            .await?;
+        let attr = |name| out.attributes().and_then(|a| a.get(&name)).cloned();
+        Ok((
+            attr(QueueAttributeName::RedrivePolicy).unwrap_or_default(),
+            attr(QueueAttributeName::QueueArn),
+        ))
+    }
+
+    /// Gives the found group queue `name` the redrive policy to its dead-letter queue
+    /// `dlq_name` after `max_deliveries` receives, with `SetQueueAttributes`, only when its
+    /// own names another target or count (a changed `BUS_MAX_DELIVERIES`). A refusal for
+    /// permissions (a role without `sqs:SetQueueAttributes`) leaves the queue as it is and
+    /// start-up goes on: it is logged and `bus_queue_settings_drift{bus="sqs",queue}` is 1
+    /// (0 once a start finds the queue as wanted). Any other failure is an error.
+    async fn align_redrive(
+        &self,
+        name: &str,
+        url: &str,
+        dlq_name: &str,
+        dlq_url: &str,
+    ) -> PortResult<()> {
+        let drift = |d: f64| {
+            metrics::gauge!("bus_queue_settings_drift", "bus" => "sqs", "queue" => name.to_owned())
+                .set(d);
         };
-        let (target, max) = redrive_of(&policy);
-        let to_dlq = target.is_some_and(|arn| arn.rsplit(':').next() == Some(dlq_name));
-        if !to_dlq || max != Some(self.config.max_deliveries) {
-            tracing::warn!(
-                queue = name,
-                policy,
-                dead_letter_queue = dlq_name,
-                max_deliveries = self.config.max_deliveries,
-                "sqs group queue found with another redrive policy; left as it is (without one \
-                 to its dead-letter queue, a message that keeps failing holds up its player)"
-            );
+        let (current, arn) = match self.redrive_and_arn(url).await {
+            Ok(found) => found,
+            Err(CallError::Refused(error)) => {
+                tracing::warn!(
+                    queue = name,
+                    %error,
+                    action = "sqs:GetQueueAttributes",
+                    "sqs redrive policy not read (refused): not checked against BUS_MAX_DELIVERIES"
+                );
+                return Ok(());
+            }
+            Err(e) => return Err(e.port()),
+        };
+        // The dead-letter queue was found by name in the group queue's account and region.
+        let dlq_arn = match arn.as_deref().and_then(|a| a.rsplit_once(':')) {
+            Some((head, _)) => format!("{head}:{dlq_name}"),
+            None => self.queue_arn(dlq_url).await?,
+        };
+        let max = self.config.max_deliveries;
+        let Some(wanted) = redrive_change(&current, &dlq_arn, max) else {
+            drift(0.0);
+            return Ok(());
+        };
+        let set = self.client.set_queue_attributes().queue_url(url);
+        let set = set.attributes(QueueAttributeName::RedrivePolicy, &wanted);
+        match self
+            .call(Op::Admin, "set queue redrive policy", set.send())
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(queue = name, current, wanted, "sqs redrive policy updated");
+                drift(0.0);
+                Ok(())
+            }
+            Err(CallError::Refused(error)) => {
+                tracing::warn!(
+                    queue = name,
+                    current,
+                    wanted,
+                    action = "sqs:SetQueueAttributes",
+                    %error,
+                    "sqs redrive policy is not BUS_MAX_DELIVERIES and the role may not change it: \
+                     the queue keeps its own (grant the action, or change the queue where it is \
+                     made, e.g. Terraform)"
+                );
+                drift(1.0);
+                Ok(())
+            }
+            Err(e) => Err(e.port()),
         }
+    }
+
+    /// The `maxReceiveCount` SQS enforces on the group queue at `url`: its redrive policy's,
+    /// else (none, or not read) `max_deliveries`.
+    async fn max_receives(&self, url: &str) -> u32 {
+        match self.redrive_and_arn(url).await {
+            Ok((policy, _)) => redrive_of(&policy).1,
+            Err(error) => {
+                tracing::debug!(?error, "sqs redrive policy not read");
+                None
+            }
+        }
+        .unwrap_or(self.config.max_deliveries)
     }
 
     /// The group's queues: cached, looked up, or (when `create`) created.
@@ -1480,6 +1569,21 @@ impl Inner {
     }
 }
 
+/// The redrive policy the bus gives a group queue: to `dlq_arn` after `max` receives.
+fn redrive_policy(dlq_arn: &str, max: u32) -> String {
+    format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{max}"}}"#)
+}
+
+/// The redrive policy to set on a group queue whose own is `current` (`""` if none): `None`
+/// when it already sends to `dlq_arn` after `max` receives.
+pub(crate) fn redrive_change(current: &str, dlq_arn: &str, max: u32) -> Option<String> {
+    let (target, count) = redrive_of(current);
+    if target.as_deref() == Some(dlq_arn) && count == Some(max) {
+        return None;
+    }
+    Some(redrive_policy(dlq_arn, max))
+}
+
 /// The dead-letter target ARN and `maxReceiveCount` of a redrive policy (JSON; the count a
 /// number or a string), whichever it names.
 fn redrive_of(policy: &str) -> (Option<String>, Option<u32>) {
@@ -1769,6 +1873,13 @@ impl Bus for SqsBus {
             lists.push(got);
         }
         let all = merge(lists);
+        // What the queue enforces (Terraform may hold another count, or the role may not
+        // have been allowed to change it), not what this process was configured with.
+        let max_receives = if all.is_empty() {
+            inner.config.max_deliveries
+        } else {
+            inner.max_receives(&q.url).await
+        };
         let receipts: Vec<String> = all.iter().map(|r| r.receipt.clone()).collect();
         if let Some(e) = inner
             .set_visibility(&q.dlq, &receipts, 0)
@@ -1785,7 +1896,7 @@ impl Bus for SqsBus {
                 id: r.message_id,
                 key: r.key,
                 payload: r.payload,
-                deliveries: inner.config.max_deliveries,
+                deliveries: max_receives,
             })
             .collect())
     }
@@ -1897,6 +2008,54 @@ mod tests {
             assert_eq!(redrive_of(&policy), (Some(arn.to_owned()), Some(10)));
         }
         assert_eq!(redrive_of(""), (None, None));
+    }
+
+    #[test]
+    fn a_redrive_policy_is_set_only_when_its_target_or_count_differ() {
+        let arn = "arn:aws:sqs:us-east-1:1:t-x-g-dlq.fifo";
+        let wanted = Some(redrive_policy(arn, 3));
+        // As the bus writes it, and as AWS or moto give it back (a number, spaces): matches.
+        for same in [
+            redrive_policy(arn, 3),
+            format!(r#"{{"deadLetterTargetArn": "{arn}", "maxReceiveCount": 3}}"#),
+        ] {
+            assert_eq!(redrive_change(&same, arn, 3), None, "{same}");
+        }
+        // Another count (BUS_MAX_DELIVERIES changed), another target, none at all: set.
+        assert_eq!(redrive_change(&redrive_policy(arn, 5), arn, 3), wanted);
+        let elsewhere = redrive_policy("arn:aws:sqs:us-east-1:2:t-x-g-dlq.fifo", 3);
+        assert_eq!(redrive_change(&elsewhere, arn, 3), wanted);
+        assert_eq!(redrive_change("", arn, 3), wanted);
+    }
+
+    #[test]
+    fn only_a_refusal_for_permissions_counts_as_refused() {
+        use aws_sdk_sqs::error::ErrorMetadata;
+        use aws_sdk_sqs::operation::set_queue_attributes::SetQueueAttributesError;
+        // The SDK's own error as AWS's answer builds it (code from `x-amzn-query-error`).
+        let code = |c: &str| {
+            SetQueueAttributesError::generic(ErrorMetadata::builder().code(c).build())
+                .code()
+                .map(str::to_owned)
+        };
+        for c in ["AccessDenied", "AccessDeniedException", "NotAuthorized"] {
+            assert!(refused(code(c).as_deref(), Some(403)), "{c}");
+            assert!(refused(code(c).as_deref(), None), "{c} without a status");
+        }
+        // moto's refusal: a 403 whose body the SDK cannot read, so no code.
+        assert!(refused(None, Some(403)));
+        // Bad credentials, throttling, a bad request, no answer: not a refusal.
+        for (c, status) in [
+            ("InvalidClientTokenId", Some(403)),
+            ("SignatureDoesNotMatch", Some(403)),
+            ("ExpiredToken", Some(400)),
+            ("RequestThrottled", Some(400)),
+            ("InvalidAttributeValue", Some(400)),
+        ] {
+            assert!(!refused(code(c).as_deref(), status), "{c}");
+        }
+        assert!(!refused(None, Some(500)));
+        assert!(!refused(None, None));
     }
 
     #[test]

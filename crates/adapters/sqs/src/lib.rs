@@ -13,12 +13,17 @@
 //! | `<prefix>-<topic>.fifo` | messages published while the topic had no group yet |
 //!
 //! `ensure_group` looks the group's two queues up and creates whichever is missing (on AWS,
-//! Terraform may create them first; then it only finds them, and changes nothing about them:
-//! it needs neither `sqs:CreateQueue` nor `sqs:SetQueueAttributes`, and a found group queue whose
-//! redrive policy is not to its dead-letter queue after `max_deliveries` is only logged). It
-//! then moves whatever waits in the topic's holding queue to every group queue of the topic. A
-//! group queue is `MessageGroupId` = the player key, so SQS hands one player's messages out in
-//! order and never hands a later one out while an earlier one is in flight.
+//! Terraform may create them first; then it only finds them and needs no `sqs:CreateQueue`). Of
+//! a found queue it changes one thing: a group queue whose redrive policy is not to its
+//! dead-letter queue after `max_deliveries` (`BUS_MAX_DELIVERIES` changed since the queue was
+//! made) gets that policy (`SetQueueAttributes`; a matching one is not written). If the role may
+//! not (`sqs:SetQueueAttributes` refused), the queue keeps its own policy, start-up goes on, a
+//! warning names the queue, both policies and the action, and the gauge
+//! `bus_queue_settings_drift{bus="sqs",queue}` is 1 (0 once a start finds the queue as wanted).
+//! Any other failure fails `ensure_group`. It then moves whatever waits in the topic's holding
+//! queue to every group queue of the topic. A group queue is `MessageGroupId` = the player key,
+//! so SQS hands one player's messages out in order and never hands a later one out while an
+//! earlier one is in flight.
 //! `MessageDeduplicationId` = `Message.id`: SQS drops a re-published message with the same id
 //! within its 5-minute deduplication window. The queues the bus creates are high throughput
 //! FIFO (`FifoThroughputLimit=perMessageGroupId`, `DeduplicationScope=messageGroup`): an event
@@ -86,7 +91,8 @@
 //!
 //! After `max_deliveries` receives SQS moves a message to the group's dead-letter queue (the
 //! redrive policy). `dead_letters` peeks at it (receive, then visibility 0 again; the
-//! `deliveries` reported is `max_deliveries`, which is how many a dead letter had);
+//! `deliveries` reported is the group queue's `maxReceiveCount`, read then, which is how many a
+//! dead letter had: `max_deliveries` unless the queue kept another count);
 //! `replay_dead_letters` sends each one back to the group queue with a fresh deduplication id
 //! (so its delivery count starts again at 1) and then deletes it from the dead-letter queue;
 //! if the group queue is gone, the replay answers `Unavailable` and leaves the dead letters

@@ -1,7 +1,8 @@
 //! The SQS bus against a real SQS API (moto's server, `LIVEOPS_TEST_SQS_ENDPOINT`): the bus
 //! conformance suite, plus fan-out to groups other processes created, deduplication, order with
 //! two consumers, visibility extension, the dead-letter queue layout, round trips per publish,
-//! and outages.
+//! outages, and queues made beforehand (on a second moto that checks IAM,
+//! `LIVEOPS_TEST_SQS_IAM_*`, a role that may not change them).
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
@@ -60,16 +61,99 @@ fn message(id: &str, key: &str, body: &str) -> Message {
 
 /// A raw SDK client on the emulator, to look at what the bus built.
 fn raw_client() -> aws_sdk_sqs::Client {
+    raw_client_at(&endpoint(), "test", "test")
+}
+
+/// A raw SDK client at `endpoint` with the static keys `id` and `secret`.
+fn raw_client_at(endpoint: &str, id: &str, secret: &str) -> aws_sdk_sqs::Client {
     let conf = aws_sdk_sqs::Config::builder()
         .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
         .region(aws_sdk_sqs::config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "test", "test", None, None, "test",
+            id, secret, None, None, "test",
         ))
-        .endpoint_url(endpoint())
+        .endpoint_url(endpoint)
         .http_client(aws_smithy_http_client::Builder::new().build_http())
         .build();
     aws_sdk_sqs::Client::from_conf(conf)
+}
+
+/// The static keys of a user of the moto that checks IAM (`LIVEOPS_TEST_SQS_IAM_<which>_KEY`,
+/// `id:secret`, made by `scripts/moto-iam.py`): `ADMIN` may do anything, `NO_SET` anything in
+/// SQS but `sqs:SetQueueAttributes`.
+fn iam_user(which: &str) -> StaticCredentials {
+    let key = server_env(&format!("LIVEOPS_TEST_SQS_IAM_{which}_KEY"));
+    let (id, secret) = key.split_once(':').expect("id:secret");
+    StaticCredentials {
+        access_key_id: id.to_owned(),
+        secret_access_key: secret.to_owned(),
+        session_token: None,
+    }
+}
+
+/// The `maxReceiveCount` of a redrive policy as SQS reports it (a number or a string).
+fn max_receive_count(policy: &str) -> u32 {
+    let (_, rest) = policy.split_once("\"maxReceiveCount\"").expect(policy);
+    let digits: String = rest
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().expect(policy)
+}
+
+/// Makes a group's queues as Terraform would before the bus starts (FIFO, a visibility timeout
+/// of 77 s, the group queue dead-lettering to its queue after `max` receives) and returns the
+/// group queue's URL.
+async fn made_beforehand(
+    raw: &aws_sdk_sqs::Client,
+    names: &liveops_sqs::names::Names,
+    (topic, group): (&str, &str),
+    max: u32,
+) -> String {
+    let fifo = |name: String| {
+        raw.create_queue()
+            .queue_name(name)
+            .attributes(QueueAttributeName::FifoQueue, "true")
+    };
+    let dlq = fifo(names.dead_letter_queue(topic, group))
+        .send()
+        .await
+        .unwrap();
+    let arn = attributes(raw, dlq.queue_url().unwrap(), QueueAttributeName::QueueArn).await
+        [&QueueAttributeName::QueueArn]
+        .clone();
+    let redrive = format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"{max}"}}"#);
+    let made = fifo(names.group_queue(topic, group))
+        .attributes(QueueAttributeName::VisibilityTimeout, "77")
+        .attributes(QueueAttributeName::RedrivePolicy, &redrive)
+        .send()
+        .await
+        .unwrap();
+    made.queue_url().unwrap().to_owned()
+}
+
+/// Puts a message of the bus's shape (body `poison`, key `p`, id `id`) straight into the
+/// dead-letter queue at `dlq`.
+async fn send_dead_letter(raw: &aws_sdk_sqs::Client, dlq: &str, id: &str) {
+    let attr = |v: &str| {
+        aws_sdk_sqs::types::MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(v)
+            .build()
+            .unwrap()
+    };
+    raw.send_message()
+        .queue_url(dlq)
+        .message_body("cG9pc29u") // base64 of "poison"
+        .message_group_id("p")
+        .message_deduplication_id(id)
+        .message_attributes("k", attr("p"))
+        .message_attributes("i", attr(id))
+        .message_attributes("s", attr("0000000000001.000000000001"))
+        .send()
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,15 +388,12 @@ async fn dead_letters_sit_in_the_groups_own_fifo_queue() {
         attrs[&QueueAttributeName::FifoThroughputLimit],
         "perMessageGroupId"
     );
-    let redrive = attrs[&QueueAttributeName::RedrivePolicy].replace(' ', "");
+    let redrive = &attrs[&QueueAttributeName::RedrivePolicy];
     assert!(
         redrive.contains(&bus.names().dead_letter_queue(&t, "a")),
         "{redrive}"
     );
-    assert!(
-        redrive.contains("\"maxReceiveCount\":\"3\"") || redrive.contains("\"maxReceiveCount\":3"),
-        "{redrive}"
-    );
+    assert_eq!(max_receive_count(redrive), 3, "{redrive}");
 
     bus_faults::dead_letters_stay_with_their_group(&bus, &t, None).await;
 }
@@ -396,7 +477,6 @@ async fn unavailable_within_bounds_then_recovers() {
     bus_faults::unavailable_then_recovers(&bus, relay, upstream_of(&endpoint()), outage).await;
 }
 
-/// The URL of queue `name` on the emulator.
 /// The attribute(s) `name` of the queue at `url`, read with `raw`.
 async fn attributes(
     raw: &aws_sdk_sqs::Client,
@@ -410,6 +490,7 @@ async fn attributes(
     got.send().await.unwrap().attributes().unwrap().clone()
 }
 
+/// The URL of queue `name` on the emulator.
 async fn url_of(raw: &aws_sdk_sqs::Client, name: &str) -> String {
     raw.get_queue_url()
         .queue_name(name)
@@ -581,54 +662,112 @@ async fn one_failing_queue_does_not_stop_the_others_extension() {
     assert_eq!(slow.lag(&t, "b").await.unwrap(), 0);
 }
 
-/// Queues made beforehand (Terraform) are found and left as they are: `ensure_group` creates
-/// nothing and sets no attribute (the bus sets the visibility timeout on each receive, so the
-/// queue's own does not matter to it), and the bus works on them. An IAM role without
-/// `sqs:CreateQueue` and `sqs:SetQueueAttributes` starts.
+/// Queues made beforehand (Terraform) are found, not created, and of their attributes only a
+/// group queue's redrive policy is changed, and only when it is not `max_deliveries` to the
+/// group's dead-letter queue: a queue made with 5 gets 3 when the bus starts with 3 (an operator
+/// changed `BUS_MAX_DELIVERIES`), and a message then goes to the dead letters after 3; a queue
+/// that already has 3 is not written at all. The visibility timeout stays theirs (the bus sets
+/// it on each receive).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ensure_group_leaves_queues_it_finds_as_they_are() {
+async fn ensure_group_brings_a_found_queues_redrive_policy_to_max_deliveries() {
     let bus = SqsBus::connect(config()).await.unwrap();
-    let (t, g) = (unique("terraform"), unique("g"));
+    let t = unique("terraform");
     let raw = raw_client();
-    let fifo = |name: String| {
-        raw.create_queue()
-            .queue_name(name)
-            .attributes(QueueAttributeName::FifoQueue, "true")
-    };
-    let dlq = fifo(bus.names().dead_letter_queue(&t, &g))
-        .send()
-        .await
-        .unwrap();
-    let arn = attributes(&raw, dlq.queue_url().unwrap(), QueueAttributeName::QueueArn).await
-        [&QueueAttributeName::QueueArn]
-        .clone();
-    let redrive = format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"5"}}"#);
-    let url = fifo(bus.names().group_queue(&t, &g))
-        .attributes(QueueAttributeName::VisibilityTimeout, "77")
-        .attributes(QueueAttributeName::RedrivePolicy, &redrive)
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
-    let attrs = || attributes(&raw, &url, QueueAttributeName::All);
-    let made = attrs().await;
-    bus.ensure_group(&t, &g).await.unwrap();
-    let after = attrs().await;
-    for a in [
-        QueueAttributeName::VisibilityTimeout,
-        QueueAttributeName::RedrivePolicy,
-        QueueAttributeName::LastModifiedTimestamp,
-    ] {
-        assert_eq!(made.get(&a), after.get(&a), "{a:?}");
+    let changed = made_beforehand(&raw, bus.names(), (&t, "a"), 5).await;
+    let matching = made_beforehand(&raw, bus.names(), (&t, "b"), 3).await;
+    let all = |url| attributes(&raw, url, QueueAttributeName::All);
+    let (changed_made, matching_made) = (all(&changed).await, all(&matching).await);
+    // moto's LastModifiedTimestamp counts whole seconds: a write from now on changes it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    bus.ensure_group(&t, "a").await.unwrap();
+    bus.ensure_group(&t, "b").await.unwrap();
+
+    let after = all(&changed).await;
+    let redrive = &after[&QueueAttributeName::RedrivePolicy];
+    assert_eq!(max_receive_count(redrive), 3, "{redrive}");
+    assert!(
+        redrive.contains(&bus.names().dead_letter_queue(&t, "a")),
+        "{redrive}"
+    );
+    assert_ne!(
+        changed_made[&QueueAttributeName::LastModifiedTimestamp],
+        after[&QueueAttributeName::LastModifiedTimestamp],
+        "written"
+    );
+    for (a, v) in &changed_made {
+        if ![
+            QueueAttributeName::RedrivePolicy,
+            QueueAttributeName::LastModifiedTimestamp,
+        ]
+        .contains(a)
+        {
+            assert_eq!(after.get(a), Some(v), "{a:?}");
+        }
     }
     assert_eq!(after[&QueueAttributeName::VisibilityTimeout], "77");
-    publish(&bus, &t, vec![msg("p", "on their queue")]).await;
-    let got = poll(&bus, &t, &g, "c", 10, Duration::from_secs(2)).await;
-    assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["on their queue"]);
-    bus.ack(&t, &g, &ids(&got)).await.unwrap();
-    assert_eq!(bus.lag(&t, &g).await.unwrap(), 0);
+    assert_eq!(
+        all(&matching).await,
+        matching_made,
+        "a queue as the bus wants it is not written"
+    );
+
+    // Three deliveries, then the dead letters (with 5 the fourth poll would deliver it).
+    bus_faults::dead_letters_stay_with_their_group(&bus, &t, Some(3)).await;
+}
+
+/// A role that may not `SetQueueAttributes` (moto checking IAM) still starts on a queue whose
+/// redrive policy is another than `max_deliveries`: the queue keeps its own, the refusal is
+/// logged and `bus_queue_settings_drift{bus="sqs",queue}` is 1, and the dead letters report
+/// the count the queue enforces (5), not the configured one (3). A role with the action then
+/// changes it, and the gauge goes back to 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_that_may_not_change_a_queue_starts_and_the_drift_is_counted() {
+    // nextest runs each test in a process of its own; the gauge is told apart by its queue.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .expect("the only recorder of this test binary");
+    let endpoint = server_env("LIVEOPS_TEST_SQS_IAM_ENDPOINT");
+    let (admin, no_set) = (iam_user("ADMIN"), iam_user("NO_SET"));
+    let raw = raw_client_at(&endpoint, &admin.access_key_id, &admin.secret_access_key);
+    let mut config = config_at(&endpoint);
+    config.credentials = Some(no_set);
+    let bus = SqsBus::connect(config.clone()).await.unwrap();
+    let (t, g) = (unique("refused"), unique("g"));
+    let url = made_beforehand(&raw, bus.names(), (&t, &g), 5).await;
+    let name = bus.names().group_queue(&t, &g);
+    let drift = || {
+        let text = metrics.render();
+        text.lines()
+            .find(|l| {
+                l.starts_with("bus_queue_settings_drift{") && l.contains(&format!("=\"{name}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no drift gauge of {name} in:\n{text}"))
+    };
+    let enforced = || async {
+        max_receive_count(
+            &attributes(&raw, &url, QueueAttributeName::RedrivePolicy).await
+                [&QueueAttributeName::RedrivePolicy],
+        )
+    };
+
+    bus.ensure_group(&t, &g).await.unwrap();
+    assert_eq!(drift(), 1.0);
+    assert_eq!(enforced().await, 5, "left as it was");
+    let dlq = url_of(&raw, &bus.names().dead_letter_queue(&t, &g)).await;
+    send_dead_letter(&raw, &dlq, "dead-1").await;
+    let dead = bus.dead_letters(&t, &g, 10).await.unwrap();
+    assert_eq!(
+        dead.iter().map(|d| d.deliveries).collect::<Vec<_>>(),
+        [5],
+        "what the queue enforces"
+    );
+
+    config.credentials = Some(admin);
+    let allowed = SqsBus::connect(config).await.unwrap();
+    allowed.ensure_group(&t, &g).await.unwrap();
+    assert_eq!(enforced().await, 3);
+    assert_eq!(drift(), 0.0);
 }
 
 /// A replay whose group queue is gone answers an error and leaves the dead letters where they
@@ -641,24 +780,7 @@ async fn a_replay_to_a_lost_group_queue_keeps_the_dead_letters() {
     bus.ensure_group(&t, &g).await.unwrap();
     let raw = raw_client();
     let dlq = url_of(&raw, &bus.names().dead_letter_queue(&t, &g)).await;
-    let attr = |v: &str| {
-        aws_sdk_sqs::types::MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(v)
-            .build()
-            .unwrap()
-    };
-    raw.send_message()
-        .queue_url(&dlq)
-        .message_body("cG9pc29u") // base64 of "poison"
-        .message_group_id("p")
-        .message_deduplication_id("dead-1")
-        .message_attributes("k", attr("p"))
-        .message_attributes("i", attr("dead-1"))
-        .message_attributes("s", attr("0000000000001.000000000001"))
-        .send()
-        .await
-        .unwrap();
+    send_dead_letter(&raw, &dlq, "dead-1").await;
     let group_queue = url_of(&raw, &bus.names().group_queue(&t, &g)).await;
     raw.delete_queue()
         .queue_url(&group_queue)
