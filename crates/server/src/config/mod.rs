@@ -177,6 +177,15 @@ impl Settings {
         let keyring = keys.keyring()?;
         let dev_secret_path = keys.dev_secret_path.clone();
         let backends = backends::resolve(&raw)?;
+        // Fairness blocks players into hot state and the gateway refuses them from it: in
+        // process (no REDIS_URL) the two only meet inside one process.
+        if backends.redis_url.is_none() && target.runs("gateway") != target.runs("fairness") {
+            return Err(bad(
+                "REDIS_URL",
+                "the gateway and fairness share blocked players through hot state: run them \
+                 in one process (--target ingest or all) or give both REDIS_URL",
+            ));
+        }
         let shutdown_delay = match raw.shutdown_delay {
             Some(s) if s > MAX_SHUTDOWN_DELAY_S => {
                 return Err(bad(

@@ -116,3 +116,24 @@ fn printed_settings_hold_no_secret() {
     let printed = format!("{settings:?}");
     assert!(!printed.contains("s3cret"), "{printed}");
 }
+
+/// Without Redis, hot state is in process: a target running the gateway without fairness (or
+/// fairness without the gateway) would never see the blocks the other makes, so it is refused.
+#[test]
+fn gateway_and_fairness_apart_need_redis() {
+    for target in ["gateway", "fairness", "gateway,leaderboard"] {
+        let e = keyed(&["--target", target]).unwrap_err();
+        assert_eq!(e.var, "REDIS_URL", "{target}");
+    }
+    for target in [
+        "all",
+        "ingest",
+        "gateway,fairness",
+        "leaderboard",
+        "operators",
+    ] {
+        assert!(keyed(&["--target", target]).is_ok(), "{target}");
+    }
+    #[cfg(feature = "redis")]
+    assert!(keyed(&["--target", "gateway", "--redis-url", "redis://127.0.0.1:1"]).is_ok());
+}

@@ -31,13 +31,17 @@ pub const GROUP: &str = "fairness";
 /// What fairness consumes: [`topics::INGESTED`] as [`GROUP`].
 pub const READS: Group = Group::new(topics::INGESTED, GROUP);
 
+/// Fewest samples of a type before flagging: with fewer the spread is not known yet (the floor
+/// stands in), so ordinary values would be flagged, never learned, and their players blocked.
+pub const MIN_WARMUP: u64 = 20;
+
 /// Fairness settings, as flags and environment variables.
 #[derive(Args, Clone, Debug)]
 pub struct FairnessArgs {
     /// z-score above which an event is flagged.
     #[arg(long, env = "ANOMALY_Z", default_value_t = 3.5)]
     pub anomaly_z: f64,
-    /// Samples per event type before anomaly detection starts.
+    /// Samples per event type before anomaly detection starts (at least [`MIN_WARMUP`]).
     #[arg(long, env = "ANOMALY_WARMUP", default_value_t = 50)]
     pub anomaly_warmup: u64,
     /// Strikes within STRIKE_WINDOW_SEC that block a player.
@@ -61,6 +65,7 @@ impl FairnessArgs {
         if !(self.anomaly_z.is_finite() && self.anomaly_z > 0.0) {
             return Err(ConfigError::new("ANOMALY_Z", "must be a positive number"));
         }
+        let warmup = ConfigError::at_least("ANOMALY_WARMUP", self.anomaly_warmup, MIN_WARMUP)?;
         let block_sec = ConfigError::at_least("BLOCK_SEC", self.block_sec, 1)?;
         // The hot state keeps at most MAX_STRIKES a player: a higher limit would never block.
         let most = u32::try_from(liveops_core::ports::hot::MAX_STRIKES).unwrap_or(u32::MAX);
@@ -70,7 +75,7 @@ impl FairnessArgs {
             ConfigError::at_least("STRIKE_WINDOW_SEC", self.strike_window_sec, 1)?;
         Ok(FairnessConfig {
             anomaly_z: self.anomaly_z,
-            warmup: self.anomaly_warmup,
+            warmup,
             strikes_to_block,
             strike_window: Duration::from_secs(strike_window_sec),
             block: Duration::from_secs(block_sec),
@@ -174,5 +179,29 @@ impl ModuleArgs for FairnessArgs {
         let state = FairnessState::from_context(ctx, Arc::new(config)).await?;
         let consumer = Task::over("fairness consumer", state.clone(), run_consumer);
         Ok(Service::routes(router(state)).with_task(consumer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(anomaly_warmup: u64) -> FairnessArgs {
+        FairnessArgs {
+            anomaly_z: 3.5,
+            anomaly_warmup,
+            strikes_to_block: 3,
+            strike_window_sec: 600,
+            block_sec: 60,
+        }
+    }
+
+    #[test]
+    fn a_warm_up_too_short_to_know_the_spread_is_refused() {
+        let var = |w| args(w).config("f", 10).err().map(|e| e.var);
+        assert_eq!(var(0), Some("ANOMALY_WARMUP"));
+        assert_eq!(var(MIN_WARMUP - 1), Some("ANOMALY_WARMUP"));
+        assert_eq!(var(MIN_WARMUP), None);
+        assert_eq!(var(50), None);
     }
 }

@@ -189,7 +189,6 @@ pub(crate) async fn unblock_player(
         .blocks
         .strikes(p, now, state.config.strike_window)
         .await?;
-    state.blocks.unblock(p, state.config.strike_keep()).await?;
     let before = serde_json::json!({
         "blocked": until.is_some(),
         "blockedUntil": until.map(rfc3339),
@@ -203,7 +202,10 @@ pub(crate) async fn unblock_player(
         Some(before.to_string()),
         Some(after.to_string()),
     );
+    // Recorded first: an unblock the audit log cannot hold is not made (503, retried), so none
+    // goes unrecorded; one recorded whose unblock then fails is recorded again by the retry.
     state.audit.record(&audit).await?;
+    state.blocks.unblock(p, state.config.strike_keep()).await?;
     tracing::info!(was_blocked = until.is_some(), "player unblocked");
     player_view(&state, p).await.map(Json)
 }

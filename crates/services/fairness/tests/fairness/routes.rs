@@ -6,6 +6,7 @@ use liveops_fairness::{FlagList, PlayerFairness};
 use serde_json::Value;
 
 use crate::helpers::*;
+use liveops_testkit::served;
 
 fn is_rfc3339(s: &str) -> bool {
     chrono::DateTime::parse_from_rfc3339(s).is_ok()
@@ -93,4 +94,97 @@ async fn the_openapi_lists_both_routes() {
     let doc = serde_json::to_value(liveops_fairness::MODULE.default_openapi().unwrap()).unwrap();
     assert!(doc["paths"]["/fairness/players/{id}"]["get"].is_object());
     assert!(doc["paths"]["/fairness/flags"]["get"].is_object());
+}
+
+/// An audit log whose database is down.
+struct DownAudit;
+
+#[async_trait::async_trait]
+impl liveops_core::ports::Health for DownAudit {
+    async fn healthcheck(&self) -> liveops_core::PortResult<()> {
+        Err(liveops_core::PortError::Unavailable("audit down".into()))
+    }
+}
+
+#[async_trait::async_trait]
+impl liveops_core::stores::AuditLog for DownAudit {
+    async fn record(&self, _: &liveops_core::stores::AuditEntry) -> liveops_core::PortResult<()> {
+        Err(liveops_core::PortError::Unavailable("audit down".into()))
+    }
+    async fn audit(
+        &self,
+        _: u32,
+    ) -> liveops_core::PortResult<Vec<liveops_core::stores::AuditEntry>> {
+        Err(liveops_core::PortError::Unavailable("audit down".into()))
+    }
+}
+
+/// An unblock the audit log cannot record is not made: 503, and the player stays blocked with
+/// their strikes; once the log is back, the unblock is made and recorded.
+#[tokio::test]
+async fn an_unblock_the_audit_log_cannot_record_is_not_made() {
+    use axum::body::Body;
+    use axum::http::Request;
+
+    let app = spawn_app().await;
+    app.three_cheats(40_000).await;
+    let until = app.blocked_until("player_cheat").await;
+    assert!(until.is_some(), "blocked by the cheats");
+    // An operator, signed in.
+    let now = liveops_core::now_ms();
+    let op = liveops_core::stores::OperatorRecord {
+        id: "op_1".into(),
+        email: "ops@example.com".into(),
+        password_hash: "not used".into(),
+        role: liveops_core::stores::Role::Operator,
+        disabled: false,
+        created_at_ms: now,
+        updated_at_ms: now,
+    };
+    let created = liveops_core::stores::AuditEntry {
+        at_ms: now,
+        actor: "test".into(),
+        action: "operator.create".into(),
+        target: op.id.clone(),
+        before: None,
+        after: None,
+    };
+    use liveops_core::stores::{OperatorStore, Sessions};
+    assert!(app.repo.create_operator(&op, &created).await.unwrap());
+    let token_hash = liveops_http::token_hash("a token");
+    let opened = app.repo.open_session(&token_hash, &op.id, now + 3_600_000);
+    assert!(opened.await.unwrap());
+    let unblock = || {
+        Request::delete("/fairness/players/player_cheat/block")
+            .header("authorization", "Bearer a token")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let mut down = app.state.clone();
+    down.audit = std::sync::Arc::new(DownAudit);
+    let refused = served::call(&liveops_fairness::router(down), unblock()).await;
+    assert_eq!(refused.0, 503, "{:?}", refused.2);
+    assert_eq!(
+        app.blocked_until("player_cheat").await,
+        until,
+        "still blocked"
+    );
+    assert_eq!(app.strikes("player_cheat").await, 3, "strikes kept");
+
+    let done = served::call(&app.router, unblock()).await;
+    assert_eq!(done.0, 200, "{:?}", done.2);
+    assert_eq!(app.blocked_until("player_cheat").await, None);
+    let audit = liveops_core::stores::AuditLog::audit(&*app.repo, 10)
+        .await
+        .unwrap();
+    let unblocks: Vec<_> = audit
+        .iter()
+        .filter(|e| e.action == "player.unblock")
+        .collect();
+    assert_eq!(unblocks.len(), 1, "{audit:?}");
+    assert!(audit[0]
+        .before
+        .as_deref()
+        .unwrap_or_default()
+        .contains("\"blocked\":true"));
 }
