@@ -123,12 +123,18 @@ pub(crate) async fn post_batch(
         .enumerate()
         .map(|(i, item)| request.of(i, item["ts"].as_i64().unwrap_or(0)))
         .collect();
-    let keyed = signed.headers.contains_key(IDEMPOTENCY_KEY);
+    // The key as sent (a header `idempotency_key` accepted as text): the ids a repeat rebuilds
+    // follow from it.
+    let key = signed
+        .headers
+        .get(IDEMPOTENCY_KEY)
+        .and_then(|k| k.to_str().ok())
+        .map(str::to_owned);
     let work = {
         let state = state.clone();
         async move {
             let answer = accept_batch(&state, &items, &ids, now).await?;
-            Ok(worked(&answer, keyed))
+            Ok(worked(&answer, key.as_deref()))
         }
     };
     respond_once(
@@ -143,45 +149,48 @@ pub(crate) async fn post_batch(
 }
 
 /// The JSON body of a batch answer, and what repeats get: nothing if nothing was accepted (a
-/// retry may as well be judged afresh); with an Idempotency-Key the whole answer; without one
-/// (remembered for every signed batch, up to 500 results each) only the counts and the refused
-/// results, see [`expand`].
-fn worked(answer: &BatchAnswer, keyed: bool) -> (String, Option<String>) {
+/// retry may as well be judged afresh); else only the counts, the refused results and the
+/// `Idempotency-Key` the ids came from, if any (remembered for every signed batch, and for a day
+/// under its key: a whole answer is up to 500 results), see [`expand`].
+fn worked(answer: &BatchAnswer, key: Option<&str>) -> (String, Option<String>) {
     tracing::Span::current().record("accepted", answer.accepted);
     let body = serde_json::to_string(answer).unwrap_or_default();
-    let stored = match (answer.accepted, keyed) {
-        (0, _) => None,
-        (_, true) => Some(body.clone()),
-        (_, false) => {
-            let refused: Vec<&ItemResult> = answer
-                .results
-                .iter()
-                .filter(|r| matches!(r, ItemResult::Rejected(_)))
-                .collect();
-            Some(
-                serde_json::to_string(&CompactAnswer {
-                    accepted: answer.accepted,
-                    refused,
-                })
-                .unwrap_or_default(),
-            )
-        }
+    if answer.accepted == 0 {
+        return (body, None);
+    }
+    let refused: Vec<&ItemResult> = answer
+        .results
+        .iter()
+        .filter(|r| matches!(r, ItemResult::Rejected(_)))
+        .collect();
+    let compact = CompactAnswer {
+        accepted: answer.accepted,
+        refused,
+        key,
     };
-    (body, stored)
+    (
+        body,
+        Some(serde_json::to_string(&compact).unwrap_or_default()),
+    )
 }
 
-/// What a signed batch without an Idempotency-Key leaves for its repeats.
+/// What a signed batch leaves for its repeats.
 #[derive(Serialize)]
 struct CompactAnswer<'a> {
     accepted: usize,
     refused: Vec<&'a ItemResult>,
+    /// The first request's `Idempotency-Key`, which its ids were derived from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
 }
 
-/// The first answer again for a repeat of a batch: as stored if the first request had an
-/// Idempotency-Key (whole); if it had none, rebuilt from the compact form and the repeat, which is
-/// byte for byte the first request, so each accepted item's id follows from its signature as it
-/// did the first time. Which it was is told by what was stored, not by the repeat, whose key may
-/// differ from the first's (the same signed request under any key is the same request).
+/// The first answer again for a repeat of a batch, rebuilt from the compact form and the
+/// repeat, whose body is the first request's (its fingerprint matched): each accepted item's id
+/// follows from the first request's key, or without one from its signature, as it did the first
+/// time. Which it was is told by what was stored, not by the repeat, whose key may differ from the
+/// first's (the same signed request under any key is the same request), and whose signature
+/// differs when it was signed again for the same key. A whole answer (stored by earlier
+/// versions) is given as it is.
 fn expand(signed: &Signed, stored: String) -> String {
     let Ok(compact) = serde_json::from_str::<Value>(&stored) else {
         return stored;
@@ -192,12 +201,11 @@ fn expand(signed: &Signed, stored: String) -> String {
     let Ok(items) = parse_batch(&signed.body) else {
         return stored;
     };
-    let request = EventIds::new(
-        &HeaderMap::new(),
-        &signed.signature,
-        "events.batch",
-        &signed.body,
-    );
+    let mut first = HeaderMap::new();
+    if let Some(key) = compact["key"].as_str().and_then(|k| k.parse().ok()) {
+        first.insert(IDEMPOTENCY_KEY, key);
+    }
+    let request = EventIds::new(&first, &signed.signature, "events.batch", &signed.body);
     let mut results: Vec<Value> = items
         .iter()
         .enumerate()

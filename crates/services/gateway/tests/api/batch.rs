@@ -163,6 +163,59 @@ async fn a_batch_repeated_with_or_without_a_key_gets_the_first_answer() {
     assert_eq!(app.ingested().await.len(), 4, "two from each, once");
 }
 
+/// A keyed batch of 500 retried a minute later, signed again (another signature), under the same
+/// key gets the first answer, every id as it was; what is kept for a day under the key is the
+/// compact form (counts, refusals, the key), not 500 results.
+#[tokio::test]
+async fn a_keyed_batch_signed_again_gets_its_ids_back_from_a_compact_answer() {
+    use liveops_core::ports::{IdemState, Idempotency};
+    use sha2::{Digest, Sha256};
+
+    let app = spawn_with(|c| c.rate_limit_max = 1000);
+    let mut items: Vec<Value> = (0..499)
+        .map(|i| boss_kill(&format!("player_{}", i % 50), 10))
+        .collect();
+    items.insert(7, json!({"type": "nope"}));
+    let body = serde_json::to_vec(&json!({ "events": items })).unwrap();
+    let key = ("idempotency-key", "big-batch-1".to_owned());
+    let mut first_headers = app.sign("/events/batch", &body, now_s() - 60, None);
+    first_headers.push(key.clone());
+    let first = app
+        .send("/events/batch", body.clone(), &first_headers)
+        .await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    let mut again_headers = app.sign("/events/batch", &body, now_s(), None);
+    assert_ne!(again_headers[1], first_headers[1], "another signature");
+    again_headers.push(key);
+    let again = app
+        .send("/events/batch", body.clone(), &again_headers)
+        .await;
+    assert_eq!(again.status, 208, "{:?}", again.body);
+    assert_eq!(
+        again.body, first.body,
+        "each result and id as the first time"
+    );
+    let answer: BatchAnswer = again.view();
+    assert_eq!((answer.accepted, answer.results[7].status()), (499, 400));
+    assert_eq!(app.ingested().await.len(), 499, "published once");
+
+    // What the key holds for its day.
+    let print = hex::encode(Sha256::digest(&body));
+    let held = app
+        .hot
+        .idem_begin(
+            "gateway:events.batch:big-batch-1",
+            &print,
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let IdemState::Done(stored) = held else {
+        panic!("the key holds the answer: {held:?}");
+    };
+    assert!(stored.body.len() < 1024, "{} bytes kept", stored.body.len());
+}
+
 #[tokio::test]
 async fn a_bus_outage_fails_the_whole_batch_with_503() {
     let app = spawn_app();
