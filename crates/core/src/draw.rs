@@ -44,14 +44,39 @@ where
 
 /// `hex(SHA-256(entrants joined by "\n"))`.
 pub fn entrants_hash(entrants: &[String]) -> String {
-    let mut h = Sha256::new();
-    for (i, e) in entrants.iter().enumerate() {
-        if i > 0 {
-            h.update(b"\n");
-        }
-        h.update(e.as_bytes());
+    let mut h = EntrantsHash::default();
+    for e in entrants {
+        h.push(e);
     }
-    hex::encode(h.finalize())
+    h.finish()
+}
+
+/// [`entrants_hash`] taken one entrant at a time (a list read page by page), with their count.
+#[derive(Clone, Debug, Default)]
+pub struct EntrantsHash {
+    sha: Sha256,
+    count: u64,
+}
+
+impl EntrantsHash {
+    /// Adds the next entrant (they come distinct and sorted by bytes).
+    pub fn push(&mut self, entrant: &str) {
+        if self.count > 0 {
+            self.sha.update(b"\n");
+        }
+        self.sha.update(entrant.as_bytes());
+        self.count += 1;
+    }
+
+    /// How many entrants were added.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The hash of the entrants added, hex.
+    pub fn finish(self) -> String {
+        hex::encode(self.sha.finalize())
+    }
 }
 
 /// The `k`-th random number of a draw: the first 8 bytes, big-endian, of
@@ -168,8 +193,13 @@ pub struct PublishedDraw {
     pub commitment: String,
     /// `hex(SHA-256(entrants joined by "\n"))`.
     pub entrants_hash: String,
-    /// The distinct entrants, sorted by bytes.
-    pub entrants: Vec<String>,
+    /// How many distinct entrants (absent from draws published before it was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrant_count: Option<u64>,
+    /// The distinct entrants, sorted by bytes; absent when asked for without them
+    /// (`?entrants=false`): `GET /campaigns/{id}/entrants` pages through them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrants: Option<Vec<String>>,
     /// The seed, hex; published once drawn.
     pub seed: Option<String>,
     /// How many winners the campaign draws.
@@ -196,6 +226,14 @@ pub enum DrawMismatch {
     /// The entrants given are not the draw's.
     #[error("the entrants file differs from the published entrants ({0})")]
     Entrants(String),
+    /// The entrants given are not as many as the draw's.
+    #[error("the entrants file holds {given} distinct entrants, the draw {published}")]
+    EntrantCount {
+        /// How many the draw published.
+        published: u64,
+        /// How many were given.
+        given: u64,
+    },
     /// The entrants hash does not match the entrants.
     #[error("entrantsHash is not SHA-256 of the entrants (expected {0})")]
     EntrantsHash(String),
@@ -205,7 +243,8 @@ pub enum DrawMismatch {
 }
 
 /// Re-runs a published draw against `entrants` (any order, repeats allowed): `Ok` when the seed
-/// matches the commitment, the entrants and their hash match, and the same winners come out.
+/// matches the commitment, the entrants (where published), their count and their hash match, and
+/// the same winners come out.
 pub fn verify(draw: &PublishedDraw, entrants_given: &[String]) -> Result<(), DrawMismatch> {
     if draw.algorithm != ALGORITHM {
         return Err(DrawMismatch::Algorithm(draw.algorithm.clone()));
@@ -224,12 +263,19 @@ pub fn verify(draw: &PublishedDraw, entrants_given: &[String]) -> Result<(), Dra
         return Err(DrawMismatch::Commitment(committed));
     }
     let given = entrants(entrants_given.iter().cloned());
-    if given != draw.entrants {
-        let missing = draw.entrants.iter().filter(|e| !given.contains(e)).count();
-        let extra = given.iter().filter(|e| !draw.entrants.contains(e)).count();
+    if let Some(published) = draw.entrants.as_ref().filter(|p| **p != given) {
+        let missing = published.iter().filter(|e| !given.contains(e)).count();
+        let extra = given.iter().filter(|e| !published.contains(e)).count();
         return Err(DrawMismatch::Entrants(format!(
             "{missing} published entrants missing from the file, {extra} not published"
         )));
+    }
+    let count = given.len() as u64;
+    if let Some(published) = draw.entrant_count.filter(|n| *n != count) {
+        return Err(DrawMismatch::EntrantCount {
+            published,
+            given: count,
+        });
     }
     let hash = entrants_hash(&given);
     if !hash.eq_ignore_ascii_case(&draw.entrants_hash) {
@@ -333,7 +379,8 @@ mod tests {
             algorithm: ALGORITHM.into(),
             commitment: commitment(&seed),
             entrants_hash: entrants_hash(&list),
-            entrants: list.clone(),
+            entrant_count: Some(30),
+            entrants: Some(list.clone()),
             seed: Some(hex::encode(seed)),
             winner_count: Some(4),
             winners: Some(draw(&seed, &list, 4)),
@@ -364,5 +411,39 @@ mod tests {
         let mut hidden = published.clone();
         hidden.seed = None;
         assert_eq!(verify(&hidden, &list), Err(DrawMismatch::NotDrawn("seed")));
+
+        // Published without its list, the draw is checked by the count and hash of the list
+        // given (one missing entrant, or one changed, is caught).
+        let listless = PublishedDraw {
+            entrants: None,
+            ..published.clone()
+        };
+        assert_eq!(verify(&listless, &shuffled), Ok(()));
+        assert_eq!(
+            verify(&listless, &list[1..]),
+            Err(DrawMismatch::EntrantCount {
+                published: 30,
+                given: 29
+            })
+        );
+        let mut changed = list.clone();
+        changed[7] = "p07x".into();
+        assert!(matches!(
+            verify(&listless, &changed),
+            Err(DrawMismatch::EntrantsHash(_))
+        ));
+    }
+
+    #[test]
+    fn the_hash_taken_an_entrant_at_a_time_is_the_hash_of_the_list() {
+        for n in [0, 1, 2, 17] {
+            let list = entrants((0..n).map(|i| format!("p{i:02}")));
+            let mut h = EntrantsHash::default();
+            for chunk in list.chunks(3) {
+                chunk.iter().for_each(|e| h.push(e));
+            }
+            assert_eq!(h.count(), n as u64);
+            assert_eq!(h.finish(), entrants_hash(&list), "{n} entrants");
+        }
     }
 }

@@ -115,9 +115,10 @@ pub enum Command {
     /// Re-runs a published draw (`GET /campaigns/{id}/draw`) against its entrants and says
     /// whether it is valid.
     VerifyDraw {
-        /// The draw, as `GET /campaigns/{id}/draw` answers it once drawn.
+        /// The draw, as `GET /campaigns/{id}/draw` answers it once drawn (with its list or not).
         draw: PathBuf,
-        /// The entrants: one player id per line (or the JSON of `GET /campaigns/{id}/entrants`).
+        /// The entrants: one player id per line, or the JSON of `GET /campaigns/{id}/entrants`
+        /// (its pages one after another).
         entrants: PathBuf,
     },
 }

@@ -119,18 +119,25 @@ pub async fn set_password(s: &Settings, email: &str) -> anyhow::Result<ExitCode>
     answered(set, "no operator has this email")
 }
 
-/// Reads an entrants file: one player id per line, or the JSON of
-/// `GET /campaigns/{id}/entrants` (or a JSON array of ids).
+/// Reads an entrants file: one player id per line, or the JSON of `GET /campaigns/{id}/entrants`
+/// (its pages one after another, as a loop over `nextCursor` appends them), or JSON arrays of ids.
 fn entrants_of(path: &Path) -> anyhow::Result<Vec<String>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let trimmed = text.trim_start();
     if trimmed.starts_with('[') || trimmed.starts_with('{') {
-        let v: serde_json::Value = serde_json::from_str(trimmed)
-            .with_context(|| format!("{} is not JSON", path.display()))?;
-        let list = v.get("entrants").unwrap_or(&v);
-        return serde_json::from_value(list.clone())
-            .with_context(|| format!("{}: expected a list of player ids", path.display()));
+        let mut all = Vec::new();
+        for page in serde_json::Deserializer::from_str(trimmed).into_iter::<serde_json::Value>() {
+            let mut v = page.with_context(|| format!("{} is not JSON", path.display()))?;
+            let list = match v.get_mut("entrants") {
+                Some(list) => list.take(),
+                None => v,
+            };
+            let ids: Vec<String> = serde_json::from_value(list)
+                .with_context(|| format!("{}: expected a list of player ids", path.display()))?;
+            all.extend(ids);
+        }
+        return Ok(all);
     }
     Ok(text
         .lines()
@@ -152,13 +159,14 @@ pub fn verify_draw(draw_file: &Path, entrants_file: &Path) -> anyhow::Result<Exi
         )
     })?;
     let entrants = entrants_of(entrants_file)?;
+    let listed = published.entrants.as_ref().map(|e| e.len() as u64);
     match draw::verify(&published, &entrants) {
         Ok(()) => {
             println!(
                 "valid: {} winner(s) re-drawn from {} entrant(s) with the committed seed \
                  (algorithm {}, commitment {})",
                 published.winners.as_ref().map_or(0, Vec::len),
-                published.entrants.len(),
+                published.entrant_count.or(listed).unwrap_or_default(),
                 published.algorithm,
                 published.commitment
             );

@@ -623,10 +623,12 @@ async fn the_openapi_document_is_well_formed() {
                 "{at}: path parameters against the template"
             );
             // A page cursor is documented as what `parse_cursor` (`parse_inbox_cursor` for the
-            // inbox) takes.
+            // inbox) takes; the entrants' as a player id.
             for p in params.iter().filter(|p| p["name"] == "cursor") {
                 let takes = if path.ends_with("/inbox") {
                     liveops_http::INBOX_CURSOR_PATTERN
+                } else if path.ends_with("/entrants") {
+                    liveops_core::event::PLAYER_ID_PATTERN
                 } else {
                     liveops_http::CURSOR_PATTERN
                 };
@@ -637,8 +639,8 @@ async fn the_openapi_document_is_well_formed() {
     }
     assert!(operations >= 40, "only {operations} operations");
     assert_eq!(
-        cursors, 3,
-        "the inbox's, the campaigns' and the deliveries' cursors"
+        cursors, 4,
+        "the inbox's, the campaigns', the deliveries' and the entrants' cursors"
     );
 }
 

@@ -1017,7 +1017,7 @@ async fn bursts_through_kill_9(extra: &[&str]) {
     let mut child = start(dir.path(), port, extra);
     wait_ready(&base).await;
     let (s, b) = live
-        .get(format!("{base}/campaigns/{id}/entrants"), None)
+        .get(format!("{base}/campaigns/{id}/entrants?limit=10000"), None)
         .await;
     assert_eq!(s, 200, "{b}");
     let entrants = read::<liveops_participation::EntrantList>(&b).entrants;

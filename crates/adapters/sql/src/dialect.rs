@@ -54,6 +54,10 @@ pub trait Dialect: Database + HasStatementCache + Sized {
     /// replica's lag; `None`: the lag cannot be measured, a reachable replica counts as current.
     const REPLICA_POSITION: Option<&'static crate::replica::ReplicaPosition> = None;
 
+    /// `campaign_entries` as a `FROM` names it to read one campaign's entrants from a cursor on,
+    /// along the unique key `(campaign_id, player_id, slot)`.
+    const ENTRIES_IN_KEY_ORDER: &'static str = "campaign_entries";
+
     /// The schema migrations of this backend (`migrations/<backend>`).
     fn migrator() -> &'static Migrator;
 

@@ -12,7 +12,7 @@ macro_rules! impl_live_stores {
                 CampaignEvent, CampaignPage, CampaignState, CampaignStore, ClaimOutcome, Delivery, DeliveryLog, DeliveryPage,
                 DueDelivery, Entered, Entry, EntryStore, InboxClaim, InboxMessage, InboxPage, InboxStore,
                 Keyed, KeyedOutcome, ListedMessage, LiveEventStores, OperatorRecord, OperatorStore,
-                OperatorUpdate, Outcome, OutcomeStore, PlayerXp, Redelivery, RequestKey,
+                OperatorUpdate, Outcome, OutcomeStore, OutcomeSummary, PlayerXp, Redelivery, RequestKey,
                 RequestKeys, Session, Sessions, Webhook, WebhookStore,
             };
             use liveops_core::PortResult;
@@ -89,12 +89,15 @@ macro_rules! impl_live_stores {
                     fn enter(entry: &Entry) -> Entered;
                     fn entry_by_request(request_sig: &str) -> Option<Entry>;
                     fn entrants(campaign_id: &str) -> Vec<String>;
+                    fn entrants_page(campaign_id: &str, after: Option<&str>, limit: u32) -> Vec<String>;
+                    fn entrant_count(campaign_id: &str) -> u64;
                     fn entries_of(player_id: &str, campaign_ids: &[String]) -> Vec<Entry>;
                 }
 
                 impl OutcomeStore {
                     fn record_outcome(outcome: &Outcome, event: Option<&CampaignEvent>) -> Outcome;
                     fn outcome(campaign_id: &str) -> Option<Outcome>;
+                    fn outcome_summary(campaign_id: &str) -> Option<OutcomeSummary>;
                     fn decided(campaign_id: &str) -> bool;
                 }
 

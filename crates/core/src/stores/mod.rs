@@ -26,7 +26,9 @@ pub use operators::{
     ActiveKeys, ApiKeyInfo, ApiKeyStore, AuditEntry, AuditLog, OperatorRecord, OperatorStore,
     OperatorUpdate, Role, Session, Sessions,
 };
-pub use participation::{Award, Entered, Entry, EntryStore, Outcome, OutcomeStore, PlayerXp};
+pub use participation::{
+    Award, Entered, Entry, EntryStore, Outcome, OutcomeStore, OutcomeSummary, PlayerXp,
+};
 pub use processed::ProcessedEvents;
 pub use progress::{
     InventoryItem, ItemGrant, PendingReward, PlayerProgress, ProgressCommit, ProgressStore,

@@ -47,6 +47,15 @@ pub trait EntryStore: Health {
     async fn entry_by_request(&self, request_sig: &str) -> PortResult<Option<Entry>>;
     /// The distinct players who entered, sorted by bytes.
     async fn entrants(&self, campaign_id: &str) -> PortResult<Vec<String>>;
+    /// A page of [`Self::entrants`]: up to `limit`, from the first after `after` (by bytes) on.
+    async fn entrants_page(
+        &self,
+        campaign_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> PortResult<Vec<String>>;
+    /// How many distinct players entered.
+    async fn entrant_count(&self, campaign_id: &str) -> PortResult<u64>;
     /// A player's entries in any of `campaign_ids`.
     async fn entries_of(&self, player_id: &str, campaign_ids: &[String]) -> PortResult<Vec<Entry>>;
 }
@@ -89,6 +98,39 @@ pub struct Outcome {
     pub decided_at_ms: i64,
 }
 
+impl Outcome {
+    /// The outcome split in its summary and its entrants.
+    pub fn into_summary(self) -> (OutcomeSummary, Vec<String>) {
+        let summary = OutcomeSummary {
+            algorithm: self.algorithm,
+            entrants_hash: self.entrants_hash,
+            seed: self.seed,
+            commitment: self.commitment,
+            winner_count: self.winner_count,
+            awards: self.awards,
+        };
+        (summary, self.entrants)
+    }
+}
+
+/// An [`Outcome`] without its entrants (a million of them fill one large row): what a draw
+/// published without its list reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutcomeSummary {
+    /// `liveops-draw-v1`, or `liveops-rank-v1` for rank campaigns.
+    pub algorithm: String,
+    /// `hex(SHA-256(entrants joined by "\n"))`.
+    pub entrants_hash: String,
+    /// The draw's seed, hex (draws only).
+    pub seed: Option<String>,
+    /// The seed's commitment (draws only).
+    pub commitment: Option<String>,
+    /// How many winners were asked for (draws only).
+    pub winner_count: Option<u32>,
+    /// The prizes, in order.
+    pub awards: Vec<Award>,
+}
+
 /// Campaign outcomes: one per campaign, the first recorded stands.
 #[async_trait]
 pub trait OutcomeStore: Health {
@@ -101,6 +143,8 @@ pub trait OutcomeStore: Health {
     ) -> PortResult<Outcome>;
     /// The campaign's outcome, if decided.
     async fn outcome(&self, campaign_id: &str) -> PortResult<Option<Outcome>>;
+    /// The campaign's outcome without its entrants, if decided.
+    async fn outcome_summary(&self, campaign_id: &str) -> PortResult<Option<OutcomeSummary>>;
     /// Whether the campaign has an outcome, without reading it (it holds every entrant).
     async fn decided(&self, campaign_id: &str) -> PortResult<bool>;
 }

@@ -22,7 +22,7 @@ use liveops_core::{Keyring, Receipt, Verification};
 use liveops_distribution::{ClaimAnswer, InboxView, MessageView};
 use liveops_http::Problem;
 use liveops_operators::{ApiKeyView, AuditList, CreatedApiKey, LoginAnswer};
-use liveops_participation::EntryView;
+use liveops_participation::{EntrantList, EntryView};
 use liveops_progression::ProgressView;
 use liveops_testkit::fixtures::reference_draw;
 use serde_json::{json, Value};
@@ -717,7 +717,8 @@ pub async fn campaign_story(urls: LiveUrls, tag: &str) {
     let entrants: Vec<String> = (0..20).map(p).collect();
     let mut sorted = entrants.clone();
     sorted.sort();
-    assert_eq!(published.entrants, sorted);
+    assert_eq!(published.entrants.as_ref(), Some(&sorted));
+    assert_eq!(published.entrant_count, Some(20));
     let winners = published.winners.clone().expect("winners");
     assert_eq!(winners.len(), 5);
 
@@ -758,6 +759,35 @@ pub async fn campaign_story(urls: LiveUrls, tag: &str) {
     let out = verify_draw().output().expect("verify-draw");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("invalid"));
+    // As a large campaign's verifier would: the draw without its list, and the entrants' pages
+    // one after another in one file.
+    let (s, listless) = live
+        .get(
+            format!("{}/campaigns/{id}/draw?entrants=false", u.participation),
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{listless}");
+    assert!(listless.get("entrants").is_none(), "{listless}");
+    std::fs::write(&draw_file, listless.to_string()).expect("write");
+    let (mut pages, mut after) = (String::new(), String::new());
+    loop {
+        let url = format!("{}/campaigns/{id}/entrants?limit=7{after}", u.participation);
+        let (s, page) = live.get(url, None).await;
+        assert_eq!(s, 200, "{page}");
+        pages.push_str(&page.to_string());
+        match read::<EntrantList>(&page).next_cursor {
+            Some(next) => after = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    std::fs::write(&entrants_file, pages).expect("write");
+    let out = succeed(&mut verify_draw());
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.starts_with("valid: 5 winner(s) re-drawn from 20 "),
+        "{said}"
+    );
 
     // Every winner has one message, claims it for a receipt that verifies, and gets the same
     // receipt on a second claim; nobody else has one.

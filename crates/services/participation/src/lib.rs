@@ -15,9 +15,12 @@ use liveops_http::{
 };
 use liveops_module::{BuildError, ConfigError, Context, Definition, ModuleArgs, Service, Task};
 
+mod closed;
 mod decide;
+mod draws;
 mod routes;
 
+pub use closed::ClosedCampaigns;
 pub use decide::{decide_ended, run_decider};
 pub use routes::{EntrantList, EntryRequest, EntryView};
 
@@ -70,12 +73,17 @@ pub struct ParticipationState {
     pub xp: Arc<dyn PlayerXp>,
     /// Leaderboard scores (rank rewards).
     pub scores: Arc<dyn ScoreStore>,
+    /// What is kept of closed campaigns (entrant counts, decided draws' answers).
+    pub closed: Arc<ClosedCampaigns>,
 }
 
 liveops_http::from_state!(ParticipationState {
     signatures: SignatureCheck
 });
-liveops_module::from_context!(ParticipationState(config: Arc<ParticipationConfig>) {
+liveops_module::from_context!(ParticipationState(
+    config: Arc<ParticipationConfig>,
+    closed: Arc<ClosedCampaigns>,
+) {
     signatures, campaigns, entries, outcomes, xp, scores
 });
 
@@ -85,7 +93,7 @@ fn api() -> OpenApiRouter<ParticipationState> {
         .routes(routes!(routes::enter_campaign));
     body_limit(entries, BODY_LIMIT)
         .routes(routes!(routes::list_entrants))
-        .routes(routes!(routes::get_draw))
+        .routes(routes!(draws::get_draw))
 }
 
 /// Participation's routes.
@@ -111,7 +119,8 @@ impl ModuleArgs for ParticipationArgs {
             tick: self.tick()?,
             settle: ctx.shared.settle,
         };
-        let state = ParticipationState::from_context(ctx, Arc::new(config)).await?;
+        let closed = Arc::default();
+        let state = ParticipationState::from_context(ctx, Arc::new(config), closed).await?;
         let decider = Task::over("campaign decider", state.clone(), run_decider);
         Ok(Service::routes(router(state)).with_task(decider))
     }

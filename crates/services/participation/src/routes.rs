@@ -1,5 +1,4 @@
-//! `POST /campaigns/{id}/entries` (signed), `GET /campaigns/{id}/entrants`,
-//! `GET /campaigns/{id}/draw`.
+//! `POST /campaigns/{id}/entries` (signed), `GET /campaigns/{id}/entrants` (a page at a time).
 //!
 //! An entry is `201` the first time, and `200` with the same entry when the very same signed
 //! request comes again (a game server's retry). Another request for a player who already entered
@@ -9,22 +8,21 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use liveops_core::draw::{self, PublishedDraw, ALGORITHM};
-use liveops_core::stores::{CampaignState, Entered, Entry, Reward};
+use liveops_core::stores::{Campaign, CampaignState, Entered, Entry};
 use liveops_core::PlayerId;
 use liveops_http::responses::{LookupFailures, SignedLookupFailures};
 use liveops_http::{
-    campaign_or_404, parse_json, rfc3339, IdPath, Json, Problem, SignatureHeaders, Signed,
+    campaign_or_404, parse_json, rfc3339, Bounded, IdPath, Json, Problem, Query, SignatureHeaders,
+    Signed,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, SemaphorePermit};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::ParticipationState;
 
-/// Whole entrant lists a process reads at once for `GET .../entrants` and `GET .../draw`: a
-/// million entrants are tens of megabytes read, sorted and written out per request, and anyone
+/// Whole entrant lists a process reads at once (`GET .../draw` with its list, or not drawn yet):
+/// a million entrants are tens of megabytes read, sorted and written out per request, and anyone
 /// may ask, so the memory they take is bounded by this many lists.
 const WHOLE_LISTS: usize = 2;
 /// How long a request waits for a turn before it is answered 503 (`Retry-After`).
@@ -32,11 +30,20 @@ const WHOLE_LIST_WAIT: Duration = Duration::from_secs(10);
 /// The turns at reading whole lists, per process.
 static WHOLE_LIST_TURNS: Semaphore = Semaphore::const_new(WHOLE_LISTS);
 
+/// Entrants on a page of `GET /campaigns/{id}/entrants` unless `limit` says otherwise.
+const DEFAULT_PAGE: i64 = 1000;
+/// Most entrants on a page of `GET /campaigns/{id}/entrants`.
+pub(crate) const MAX_PAGE: i64 = 10_000;
+/// The `limit` of `GET /campaigns/{id}/entrants`: 1 to [`MAX_PAGE`].
+type PageLimit = Bounded<1, MAX_PAGE>;
+
+/// A turn at reading a whole list, per process; 503 after waiting [`WHOLE_LIST_WAIT`].
+pub(crate) async fn whole_list_turn() -> Result<SemaphorePermit<'static>, Problem> {
+    take_turn(&WHOLE_LIST_TURNS, WHOLE_LIST_WAIT).await
+}
+
 /// A turn at reading a whole list from `turns`, waiting `wait` at most; 503 past that.
-async fn whole_list_turn(
-    turns: &Semaphore,
-    wait: Duration,
-) -> Result<SemaphorePermit<'_>, Problem> {
+async fn take_turn(turns: &Semaphore, wait: Duration) -> Result<SemaphorePermit<'_>, Problem> {
     match tokio::time::timeout(wait, turns.acquire()).await {
         Ok(Ok(turn)) => Ok(turn),
         _ => {
@@ -93,16 +100,32 @@ impl From<Entry> for EntryView {
     }
 }
 
-/// Who entered a campaign.
+/// A page of who entered a campaign.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EntrantList {
     /// Which campaign.
     pub campaign_id: String,
-    /// How many distinct players.
-    pub count: usize,
-    /// The distinct players, sorted by bytes (the draw's `entrants`).
+    /// How many distinct players entered, on every page together.
+    pub count: u64,
+    /// This page of the distinct players, sorted by bytes (the draw's `entrants` order).
     pub entrants: Vec<String>,
+    /// The `cursor` of the next page (the last entrant of this one); absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// The query of `GET /campaigns/{id}/entrants`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EntrantsQuery {
+    /// How many entrants, sorted by bytes (default 1000).
+    #[param(inline)]
+    limit: Option<PageLimit>,
+    /// The `nextCursor` of the previous page: this page starts after this player id.
+    #[param(value_type = Option<String>, pattern = "^[A-Za-z0-9_]{3,50}$")]
+    #[param(min_length = 3, max_length = 50)]
+    cursor: Option<PlayerId>,
 }
 
 fn not_live(id: &str, state: Option<CampaignState>) -> Problem {
@@ -235,81 +258,64 @@ async fn entered_before(
     }
 }
 
-/// The distinct players who entered a campaign, sorted by bytes.
+/// A page of the distinct players who entered a campaign, sorted by bytes, after `cursor`.
 #[utoipa::path(
-    get, path = "/campaigns/{id}/entrants", tag = "participation", params(IdPath),
+    get, path = "/campaigns/{id}/entrants", tag = "participation", params(IdPath, EntrantsQuery),
     responses(
-        (status = 200, description = "The entrants", body = EntrantList),
+        (status = 200, description = "A page of the entrants", body = EntrantList),
         LookupFailures,
     )
 )]
 pub(crate) async fn list_entrants(
     State(state): State<ParticipationState>,
     IdPath(id): IdPath,
-) -> Result<Response, Problem> {
-    campaign_or_404(&*state.campaigns, &id).await?;
-    let _turn = whole_list_turn(&WHOLE_LIST_TURNS, WHOLE_LIST_WAIT).await?;
-    let entrants = state.entries.entrants(&id).await?;
-    // Written out under the turn: the list and its JSON are both in memory while it is.
+    Query(query): Query<EntrantsQuery>,
+) -> Result<Json<EntrantList>, Problem> {
+    let campaign = campaign_or_404(&*state.campaigns, &id).await?;
+    let limit = usize::try_from(query.limit.map_or(DEFAULT_PAGE, Bounded::get)).unwrap_or(1000);
+    let after = query.cursor.as_ref().map(PlayerId::as_str);
+    // One more than the page: whether another page follows.
+    let read = u32::try_from(limit + 1).unwrap_or(u32::MAX);
+    let (mut entrants, count) = tokio::try_join!(
+        async {
+            let page = state.entries.entrants_page(&id, after, read).await;
+            page.map_err(Problem::from)
+        },
+        entrant_count(&state, &campaign),
+    )?;
+    let next_cursor = (entrants.len() > limit)
+        .then(|| {
+            entrants.truncate(limit);
+            entrants.last().cloned()
+        })
+        .flatten();
     Ok(Json(EntrantList {
         campaign_id: id,
-        count: entrants.len(),
+        count,
         entrants,
-    })
-    .into_response())
+        next_cursor,
+    }))
 }
 
-/// A draw campaign's draw: the commitment from scheduling on; the entrants so far and their
-/// hash; the seed and the winners once drawn. Re-run it with `liveops verify-draw`.
-#[utoipa::path(
-    get, path = "/campaigns/{id}/draw", tag = "participation", params(IdPath),
-    responses(
-        (status = 200, description = "The draw (seed and winners once drawn)", body = PublishedDraw),
-        (status = 409, description = "A rank campaign, or a draft (no commitment yet)", body = Problem, content_type = "application/problem+json"),
-        LookupFailures,
-    )
-)]
-pub(crate) async fn get_draw(
-    State(state): State<ParticipationState>,
-    IdPath(id): IdPath,
-) -> Result<Response, Problem> {
-    let campaign = campaign_or_404(&*state.campaigns, &id).await?;
-    let Reward::Draw { winners, .. } = campaign.reward else {
-        return Err(Problem::conflict(
-            "not-a-draw",
-            "a rank campaign: its winners come from the leaderboard",
-        ));
-    };
-    let Some(commitment) = campaign.commitment.clone() else {
-        return Err(Problem::conflict(
-            "not-scheduled",
-            "a draft has no commitment yet: schedule it first",
-        ));
-    };
-    let _turn = whole_list_turn(&WHOLE_LIST_TURNS, WHOLE_LIST_WAIT).await?;
-    if let Some(o) = state.outcomes.outcome(&id).await? {
-        return Ok(Json(PublishedDraw {
-            algorithm: o.algorithm,
-            commitment: o.commitment.unwrap_or(commitment),
-            entrants_hash: o.entrants_hash,
-            entrants: o.entrants,
-            seed: o.seed,
-            winner_count: o.winner_count,
-            winners: Some(o.awards.into_iter().map(|a| a.player_id).collect()),
-        })
-        .into_response());
+/// How many distinct players entered `campaign`; kept once it takes no more entries.
+pub(crate) async fn entrant_count(
+    state: &ParticipationState,
+    campaign: &Campaign,
+) -> Result<u64, Problem> {
+    if let Some(count) = state.closed.entrant_count(&campaign.id) {
+        return Ok(count);
     }
-    let entrants = state.entries.entrants(&id).await?;
-    Ok(Json(PublishedDraw {
-        algorithm: ALGORITHM.into(),
-        commitment,
-        entrants_hash: draw::entrants_hash(&entrants),
-        entrants,
-        seed: None,
-        winner_count: Some(winners),
-        winners: None,
-    })
-    .into_response())
+    let count = state.entries.entrant_count(&campaign.id).await?;
+    // Entries hold the campaign's row and need it live: past live, none comes any more.
+    let open = [
+        CampaignState::Draft,
+        CampaignState::Scheduled,
+        CampaignState::Live,
+    ];
+    if !open.contains(&campaign.state) {
+        state.closed.keep_entrant_count(&campaign.id, count);
+    }
+    Ok(count)
 }
 
 #[cfg(test)]
@@ -322,14 +328,14 @@ mod tests {
     async fn whole_lists_take_turns() {
         let turns = Semaphore::new(WHOLE_LISTS);
         let wait = Duration::from_millis(50);
-        let first = whole_list_turn(&turns, wait).await;
-        let second = whole_list_turn(&turns, wait).await;
+        let first = take_turn(&turns, wait).await;
+        let second = take_turn(&turns, wait).await;
         assert!(first.is_ok() && second.is_ok());
-        let Err(busy) = whole_list_turn(&turns, wait).await else {
+        let Err(busy) = take_turn(&turns, wait).await else {
             panic!("a third list read at once");
         };
         assert_eq!((busy.status, busy.retry_after), (503, Some(5)));
         drop(first);
-        assert!(whole_list_turn(&turns, wait).await.is_ok());
+        assert!(take_turn(&turns, wait).await.is_ok());
     }
 }

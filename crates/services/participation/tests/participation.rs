@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
+use liveops_core::draw::PublishedDraw;
 use liveops_core::ports::{Board, ScoreDelta};
 use liveops_core::stores::{
     Campaign, CampaignState, CampaignStore, Entry, EntryStore, OutcomeStore, Reward, ScoreStore,
@@ -16,7 +17,9 @@ use liveops_core::stores::{
 use liveops_core::{now_ms, Calendar, KeyStore, Keyring, LevelCurve, Window};
 use liveops_http::SignatureCheck;
 use liveops_module::tick::Rotation;
-use liveops_participation::{decide_ended, router, ParticipationConfig, ParticipationState};
+use liveops_participation::{
+    decide_ended, router, EntrantList, ParticipationConfig, ParticipationState,
+};
 use liveops_sql::SqliteRepository;
 use liveops_testkit::conformance::live::{campaign, create_in};
 use liveops_testkit::served;
@@ -56,6 +59,7 @@ async fn spawn_app() -> TestApp {
         outcomes: repo.clone(),
         xp: repo.clone(),
         scores: repo.clone(),
+        closed: Arc::default(),
     };
     TestApp {
         state,
@@ -351,4 +355,211 @@ async fn a_live_campaign_past_its_end_takes_no_entries() {
     assert_eq!(status, 409, "{body}");
     let kind = body["type"].as_str().unwrap_or_default();
     assert!(kind.ends_with("campaign-not-live"), "{body}");
+}
+
+/// A draw campaign live now, its seed committed to.
+fn draw_campaign(tag: &str) -> Campaign {
+    let seed = [9u8; 32];
+    Campaign {
+        seed: Some(hex::encode(seed)),
+        commitment: Some(liveops_core::draw::commitment(&seed)),
+        ..campaign(tag)
+    }
+}
+
+/// Every page of campaign `id`'s entrants, `limit` at a time, each from the last one's `next`.
+async fn pages(router: &axum::Router, id: &str, limit: usize) -> Vec<EntrantList> {
+    let (mut pages, mut after) = (Vec::new(), String::new());
+    loop {
+        let uri = format!("/campaigns/{id}/entrants?limit={limit}{after}");
+        let page: EntrantList = served::get_view(router, &uri).await;
+        let next = page.next_cursor.clone();
+        pages.push(page);
+        match next {
+            Some(next) => after = format!("&cursor={next}"),
+            None => return pages,
+        }
+        assert!(pages.len() <= 100, "pages without end");
+    }
+}
+
+/// The entrants of a draw read page by page are the draw's list, once each and in its order (so
+/// its hash); the draw without its list publishes that hash and count; bad pages are 400.
+#[tokio::test]
+async fn entrants_page_through_the_draw_s_list() {
+    let app = spawn_app().await;
+    let c = draw_campaign("paged");
+    create_in(&*app.repo, &c, CampaignState::Live).await;
+    // Upper and lower case: byte order puts every `Player_` before every `player_`.
+    let players: Vec<String> = (0..25)
+        .map(|i| match i % 2 {
+            0 => format!("Player_{i:02}"),
+            _ => format!("player_{i:02}"),
+        })
+        .collect();
+    for p in &players {
+        app.entered(&c, p, now_ms()).await;
+    }
+    let router = router(app.state.clone());
+
+    let pages = pages(&router, &c.id, 10).await;
+    let sizes: Vec<usize> = pages.iter().map(|p| p.entrants.len()).collect();
+    assert_eq!(sizes, [10, 10, 5]);
+    assert!(pages.iter().all(|p| p.count == 25 && p.campaign_id == c.id));
+    assert_eq!(pages[2].next_cursor, None, "the last page has no next");
+    let paged: Vec<String> = pages.into_iter().flat_map(|p| p.entrants).collect();
+    let whole: PublishedDraw =
+        served::get_view(&router, &format!("/campaigns/{}/draw", c.id)).await;
+    assert_eq!(
+        Some(&paged),
+        whole.entrants.as_ref(),
+        "no repeat, no gap, in order"
+    );
+    assert_eq!(paged, liveops_core::draw::entrants(players));
+    assert_eq!(
+        whole.entrants_hash,
+        liveops_core::draw::entrants_hash(&paged)
+    );
+    assert_eq!(whole.entrant_count, Some(25));
+    // Without its list: the same hash and count, and no list at all.
+    let uri = format!("/campaigns/{}/draw?entrants=false", c.id);
+    let (status, _, bare) = served::get(&router, &uri).await;
+    assert_eq!(status, 200, "{bare}");
+    assert!(bare.get("entrants").is_none(), "{bare}");
+    let bare: PublishedDraw = served::read(&bare);
+    assert_eq!(
+        PublishedDraw {
+            entrants: whole.entrants.clone(),
+            ..bare
+        },
+        whole
+    );
+    // The default page, and one after a cursor that is no entrant.
+    let first: EntrantList =
+        served::get_view(&router, &format!("/campaigns/{}/entrants", c.id)).await;
+    assert_eq!((first.entrants.len(), first.next_cursor), (25, None));
+    let uri = format!("/campaigns/{}/entrants?cursor=player_2&limit=2", c.id);
+    let tail: EntrantList = served::get_view(&router, &uri).await;
+    assert_eq!(tail.entrants, ["player_21", "player_23"]);
+    assert_eq!(tail.next_cursor, None, "nothing after the last");
+
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=10001", "limit"),
+        ("limit=-1", "limit"),
+        ("limit=ten", "limit"),
+        ("limit=1.5", "limit"),
+        ("cursor=p", "cursor"),
+        ("cursor=", "cursor"),
+        ("cursor=player%2D1", "cursor"),
+        (&format!("cursor={}", "p".repeat(51)), "cursor"),
+    ] {
+        let uri = format!("/campaigns/{}/entrants?{query}", c.id);
+        let refused = served::get_refused(&router, &uri, 400).await;
+        assert_eq!(refused.field.as_deref(), Some(field), "{query}");
+    }
+    let uri = format!("/campaigns/{}/draw?entrants=maybe", c.id);
+    let refused = served::get_refused(&router, &uri, 400).await;
+    assert_eq!(refused.field.as_deref(), Some("entrants"));
+    served::get_refused(&router, "/campaigns/cmp_none/entrants?limit=5", 404).await;
+    // Nothing undecided is kept.
+    assert_eq!(app.state.closed.draw_hits(), 0);
+}
+
+/// A decided draw's answer, with or without its list, is written once and served again from
+/// what was kept; it verifies against the entrants read page by page.
+#[tokio::test]
+async fn a_decided_draw_is_answered_from_what_was_kept() {
+    let app = spawn_app().await;
+    let c = Campaign {
+        ends_at_ms: now_ms() - 1000,
+        ..draw_campaign("kept")
+    };
+    create_in(&*app.repo, &c, CampaignState::Live).await;
+    for i in 0..12 {
+        app.entered(&c, &format!("entrant_{i:02}"), now_ms()).await;
+    }
+    let moved = app
+        .repo
+        .advance(&c.id, CampaignState::Live, CampaignState::Ended, None)
+        .await;
+    assert!(moved.unwrap());
+    assert_eq!(
+        decide_ended(&app.state, &Rotation::default(), now_ms())
+            .await
+            .unwrap(),
+        1
+    );
+    let router = router(app.state.clone());
+    let listed: Vec<String> = pages(&router, &c.id, 5)
+        .await
+        .into_iter()
+        .flat_map(|p| p.entrants)
+        .collect();
+    let closed = &app.state.closed;
+    for (n, query) in ["", "?entrants=false"].into_iter().enumerate() {
+        let uri = format!("/campaigns/{}/draw{query}", c.id);
+        let (status, _, first) = served::get(&router, &uri).await;
+        assert_eq!(status, 200, "{first}");
+        assert_eq!(
+            (closed.draw_hits(), closed.draw_misses()),
+            (n as u64, n as u64 + 1)
+        );
+        let (status, _, again) = served::get(&router, &uri).await;
+        assert_eq!(status, 200, "{again}");
+        assert_eq!(again, first, "{uri}: served as first written");
+        assert_eq!(
+            (closed.draw_hits(), closed.draw_misses()),
+            (n as u64 + 1, n as u64 + 1)
+        );
+        let published: PublishedDraw = served::read(&first);
+        assert_eq!(published.entrants.is_some(), query.is_empty());
+        assert_eq!(published.entrant_count, Some(12));
+        assert_eq!(published.winners.as_ref().map(Vec::len), Some(2));
+        assert_eq!(liveops_core::draw::verify(&published, &listed), Ok(()));
+    }
+}
+
+/// The OpenAPI document declares the bounds of the entrants' pages and the draw's `entrants`
+/// that the routes enforce: the largest page declared is served, one more is refused.
+#[tokio::test]
+async fn the_openapi_declares_the_bounds_served() {
+    let spec = served::openapi_with_paths(
+        liveops_participation::MODULE.default_openapi().unwrap(),
+        &["/campaigns/{id}/entrants", "/campaigns/{id}/draw"],
+    );
+    let param = |path: &str, name: &str| {
+        let params = spec["paths"][path]["get"]["parameters"].as_array().unwrap();
+        let found = params
+            .iter()
+            .find(|p| p["name"] == name && p["in"] == "query");
+        found.unwrap_or_else(|| panic!("{path}: no {name}")).clone()
+    };
+    let limit = param("/campaigns/{id}/entrants", "limit")["schema"].clone();
+    assert_eq!(
+        (limit["minimum"].as_f64(), limit["maximum"].as_f64()),
+        (Some(1.0), Some(10_000.0))
+    );
+    let after = param("/campaigns/{id}/entrants", "cursor")["schema"].clone();
+    assert_eq!(after["pattern"], liveops_core::event::PLAYER_ID_PATTERN);
+    assert_eq!(
+        (after["minLength"].as_u64(), after["maxLength"].as_u64()),
+        (Some(3), Some(50))
+    );
+    let entrants = param("/campaigns/{id}/draw", "entrants")["schema"].clone();
+    assert_eq!(entrants["type"], "boolean");
+
+    let app = spawn_app().await;
+    let c = draw_campaign("bounds");
+    create_in(&*app.repo, &c, CampaignState::Live).await;
+    let router = router(app.state.clone());
+    let max = limit["maximum"].as_f64().unwrap();
+    let uri = format!(
+        "/campaigns/{}/entrants?limit={max}&cursor={}",
+        c.id,
+        "z".repeat(50)
+    );
+    let _: EntrantList = served::get_view(&router, &uri).await;
+    let uri = format!("/campaigns/{}/entrants?limit={}", c.id, max + 1.0);
+    served::get_refused(&router, &uri, 400).await;
 }

@@ -35,6 +35,7 @@ pub async fn run_all<S: LiveStores + 'static>(repo: Arc<S>) {
     campaign_pages_continue_where_the_last_ended(r).await;
     due_lists_what_the_scheduler_must_move(r).await;
     entries_need_a_live_campaign_and_one_per_slot(r).await;
+    entrant_pages_continue_where_the_last_ended(r).await;
     outcomes_are_recorded_once(r).await;
     a_large_draw_is_recorded_whole(r).await;
     season_xp_reads_progression(r).await;
@@ -653,6 +654,83 @@ pub async fn entries_need_a_live_campaign_and_one_per_slot(repo: &dyn LiveStores
     );
 }
 
+/// Entrants read page by page from each page's last on: every distinct entrant once, in byte
+/// order (upper case, digits and `_` included), with their count; a cursor need not be an
+/// entrant; another campaign's and an unknown one's entrants are not listed.
+pub async fn entrant_pages_continue_where_the_last_ended(repo: &dyn LiveStores) {
+    let c = Campaign {
+        entry_limit: EntryLimit::Daily,
+        ..campaign("entrant_pages")
+    };
+    live(repo, &c).await;
+    let other = campaign("entrant_pages_other");
+    live(repo, &other).await;
+    let players = [
+        "player_b", "Player_z", "player_a", "_under", "A1", "a1", "Z9", "zz_top", "007", "0_7",
+        "player_", "PLAYER", "p1", "p10", "p2",
+    ];
+    for (i, p) in players.iter().enumerate() {
+        let e = entry(&c.id, p, "2026-12-02", &format!("page{i}"));
+        assert!(matches!(
+            ok(repo.enter(&e).await, "enter"),
+            Entered::Created(_)
+        ));
+    }
+    // A second day's entry of one player, and another campaign's entrant: neither is listed.
+    let again = entry(&c.id, "player_a", "2026-12-03", "page_again");
+    assert!(matches!(
+        ok(repo.enter(&again).await, "enter"),
+        Entered::Created(_)
+    ));
+    let elsewhere = entry(&other.id, "player_c", "once", "page_other");
+    assert!(matches!(
+        ok(repo.enter(&elsewhere).await, "enter"),
+        Entered::Created(_)
+    ));
+
+    let mut want: Vec<String> = players.iter().map(|p| (*p).to_owned()).collect();
+    want.sort_unstable();
+    assert_eq!(ok(repo.entrants(&c.id).await, "entrants"), want);
+    assert_eq!(ok(repo.entrant_count(&c.id).await, "entrant_count"), 15);
+    for limit in [1, 4, 15, 100] {
+        let (mut read, mut after) = (Vec::new(), None::<String>);
+        loop {
+            let page = ok(
+                repo.entrants_page(&c.id, after.as_deref(), limit).await,
+                "entrants_page",
+            );
+            assert!(page.len() <= limit as usize, "{page:?}");
+            read.extend(page.iter().cloned());
+            match page.last() {
+                Some(last) if page.len() == limit as usize => after = Some(last.clone()),
+                _ => break,
+            }
+        }
+        assert_eq!(read, want, "pages of {limit}");
+    }
+    // From a cursor that is no entrant: the entrants after it.
+    let from_p = ok(
+        repo.entrants_page(&c.id, Some("p"), 3).await,
+        "entrants_page",
+    );
+    assert_eq!(from_p, ["p1", "p10", "p2"]);
+    let past_all = ok(
+        repo.entrants_page(&c.id, Some("zz_top"), 3).await,
+        "entrants_page",
+    );
+    assert!(past_all.is_empty(), "{past_all:?}");
+    let none = ok(
+        repo.entrants_page("cmp_missing", None, 3).await,
+        "entrants_page",
+    );
+    assert!(none.is_empty(), "{none:?}");
+    assert_eq!(
+        ok(repo.entrant_count("cmp_missing").await, "entrant_count"),
+        0
+    );
+    assert_eq!(ok(repo.entrant_count(&other.id).await, "entrant_count"), 1);
+}
+
 fn outcome(campaign_id: &str, winners: &[&str]) -> Outcome {
     Outcome {
         campaign_id: campaign_id.into(),
@@ -701,6 +779,10 @@ pub async fn outcomes_are_recorded_once(repo: &dyn LiveStores) {
     let c = campaign("outcome");
     live(repo, &c).await;
     assert_eq!(ok(repo.outcome(&c.id).await, "outcome"), None);
+    assert_eq!(
+        ok(repo.outcome_summary(&c.id).await, "outcome_summary"),
+        None
+    );
     assert!(!ok(repo.decided(&c.id).await, "decided"), "not decided yet");
     let first = outcome(&c.id, &["b", "a"]);
     let e = event("draw.completed", &c.id);
@@ -720,6 +802,11 @@ pub async fn outcomes_are_recorded_once(repo: &dyn LiveStores) {
         ),
         first,
         "the first outcome stands"
+    );
+    assert_eq!(
+        ok(repo.outcome_summary(&c.id).await, "outcome_summary"),
+        Some(first.clone().into_summary().0),
+        "the summary is the outcome without its entrants"
     );
     assert_eq!(ok(repo.outcome(&c.id).await, "outcome"), Some(first));
     assert!(ok(repo.decided(&c.id).await, "decided"), "decided");

@@ -4,7 +4,9 @@
 //! turns (SQLite), the entries that wait for the one writer are written in groups
 //! ([`super::groups`]).
 
-use liveops_core::stores::{Award, CampaignEvent, CampaignState, Entered, Entry, Outcome};
+use liveops_core::stores::{
+    Award, CampaignEvent, CampaignState, Entered, Entry, Outcome, OutcomeSummary,
+};
 use liveops_core::PortResult;
 
 use super::campaigns::parse_state;
@@ -72,6 +74,24 @@ fn outcome_of(campaign_id: &str, row: OutcomeRow) -> PortResult<Outcome> {
         source: source.map(String::from),
         awards: from_json::<Vec<Award>>("outcome awards", &awards.0)?,
         decided_at_ms,
+    })
+}
+
+/// An outcome's row without its entrants, in [`SELECT_SUMMARY`]'s order.
+type SummaryRow = (Text, Text, Option<Text>, Option<Text>, Option<i64>, Text);
+
+const SELECT_SUMMARY: &str = "SELECT algorithm, entrants_hash, seed, commitment, winner_count, \
+     awards FROM campaign_outcomes WHERE campaign_id = ?";
+
+fn summary_of(row: SummaryRow) -> PortResult<OutcomeSummary> {
+    let (algorithm, hash, seed, commitment, winners, awards) = row;
+    Ok(OutcomeSummary {
+        algorithm: algorithm.0,
+        entrants_hash: hash.0,
+        seed: seed.map(String::from),
+        commitment: commitment.map(String::from),
+        winner_count: winners.map(|w| u32::try_from(w).unwrap_or(u32::MAX)),
+        awards: from_json::<Vec<Award>>("outcome awards", &awards.0)?,
     })
 }
 
@@ -156,6 +176,38 @@ sql_impl! {
         Ok(liveops_core::draw::entrants(players))
     }
 
+    pub(crate) async fn entrants_page(
+        &self,
+        campaign_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> PortResult<Vec<String>> {
+        // Read from the cursor on along the unique key (campaign_id, player_id, slot), whose
+        // order is by bytes in every backend (collation "C", utf8mb4_bin, BINARY); every id is
+        // after the empty one. (The placeholders are all in the tail.)
+        let sql = format!(
+            "SELECT DISTINCT player_id FROM {}{}",
+            DB::ENTRIES_IN_KEY_ORDER,
+            DB::placeholders(" WHERE campaign_id = ? AND player_id > ? ORDER BY player_id LIMIT ?"),
+        );
+        let query = sqlx::query_as(&sql)
+            .bind(campaign_id)
+            .bind(after.unwrap_or_default())
+            .bind(i64::from(limit));
+        self.all_rows("entrants_page", query, |(p,): (Text,)| Ok(p.0)).await
+    }
+
+    pub(crate) async fn entrant_count(&self, campaign_id: &str) -> PortResult<u64> {
+        let sql = DB::placeholders(
+            "SELECT COUNT(DISTINCT player_id) FROM campaign_entries WHERE campaign_id = ?",
+        );
+        let query = sqlx::query_as(&sql).bind(campaign_id);
+        let counted = self.rows(query, |(n,): (i64,)| Ok(to_u64(n)));
+        // Counting reads every entrant's key: bounded as reading the list is.
+        let counted = within_bulk::<DB, _>("entrant_count", counted).await?;
+        Ok(counted.into_iter().next().unwrap_or_default())
+    }
+
     pub(crate) async fn entries_of(
         &self,
         player_id: &str,
@@ -230,6 +282,15 @@ sql_impl! {
             row.map(|row| outcome_of(campaign_id, row)).transpose()
         })
         .await
+    }
+
+    pub(crate) async fn outcome_summary(
+        &self,
+        campaign_id: &str,
+    ) -> PortResult<Option<OutcomeSummary>> {
+        let sql = DB::placeholders(SELECT_SUMMARY);
+        let query = sqlx::query_as(&sql).bind(campaign_id);
+        self.optional_row("outcome_summary", query, summary_of).await
     }
 
     pub(crate) async fn decided(&self, campaign_id: &str) -> PortResult<bool> {

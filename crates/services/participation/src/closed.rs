@@ -1,0 +1,176 @@
+//! What a process keeps of campaigns that take no more entries (ended, settled or cancelled):
+//! their entrant counts, and their decided draws' answers. Neither changes any more, so each is
+//! read or written out once and served again as it is.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use axum::body::Bytes;
+
+/// Most draw answers kept (each campaign's with and without its list count apart).
+const DRAWS: usize = 16;
+/// Most bytes of draw answers kept, together (a million entrants' list is about 20 MB).
+const DRAW_BYTES: usize = 64 * 1024 * 1024;
+/// Most entrant counts kept.
+const COUNTS: usize = 1024;
+
+/// Values read last, up to a number of them and a total weight; least recently read go first.
+struct Recent<K, V> {
+    /// Least recently read first.
+    kept: Mutex<Vec<(K, V)>>,
+    max_len: usize,
+    max_weight: usize,
+    weigh: fn(&V) -> usize,
+}
+
+impl<K: PartialEq, V: Clone> Recent<K, V> {
+    fn new(max_len: usize, max_weight: usize, weigh: fn(&V) -> usize) -> Self {
+        Self {
+            kept: Mutex::default(),
+            max_len,
+            max_weight,
+            weigh,
+        }
+    }
+
+    /// The value kept under `key`, now the most recently read.
+    fn get(&self, key: &K) -> Option<V> {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = kept.iter().position(|(k, _)| k == key)?;
+        let found = kept.remove(at);
+        let value = found.1.clone();
+        kept.push(found);
+        Some(value)
+    }
+
+    /// Keeps `value` under `key`, forgetting the least recently read past the bounds; one
+    /// heavier than all the weight allowed is not kept. Answers the weight kept.
+    fn keep(&self, key: K, value: V) -> usize {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        if (self.weigh)(&value) <= self.max_weight && self.max_len > 0 {
+            kept.retain(|(k, _)| *k != key);
+            kept.push((key, value));
+        }
+        let mut weight: usize = kept.iter().map(|(_, v)| (self.weigh)(v)).sum();
+        while kept.len() > self.max_len || weight > self.max_weight {
+            weight -= (self.weigh)(&kept.remove(0).1);
+        }
+        weight
+    }
+}
+
+/// What is kept of closed campaigns, per process.
+pub struct ClosedCampaigns {
+    /// Decided draws' JSON answers, by campaign id and whether they list the entrants.
+    draws: Recent<(String, bool), Bytes>,
+    /// Entrant counts, by campaign id.
+    counts: Recent<String, u64>,
+    draw_hits: AtomicU64,
+    draw_misses: AtomicU64,
+}
+
+impl Default for ClosedCampaigns {
+    fn default() -> Self {
+        Self::new(DRAWS, DRAW_BYTES)
+    }
+}
+
+impl ClosedCampaigns {
+    /// Keeps up to `draws` draw answers of `draw_bytes` together (and 1024 entrant counts).
+    pub fn new(draws: usize, draw_bytes: usize) -> Self {
+        Self {
+            draws: Recent::new(draws, draw_bytes, Bytes::len),
+            counts: Recent::new(COUNTS, 0, |_| 0),
+            draw_hits: AtomicU64::new(0),
+            draw_misses: AtomicU64::new(0),
+        }
+    }
+
+    /// The answer kept for the campaign's decided draw with or without its list, if any;
+    /// counted as a hit or a miss (`participation_draw_cache_total{result}`).
+    pub fn draw(&self, campaign_id: &str, with_list: bool) -> Option<Bytes> {
+        let json = self.draws.get(&(campaign_id.to_owned(), with_list));
+        let (counter, result) = match json {
+            Some(_) => (&self.draw_hits, "hit"),
+            None => (&self.draw_misses, "miss"),
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("participation_draw_cache_total", "result" => result).increment(1);
+        json
+    }
+
+    /// Keeps a decided draw's answer (`participation_draw_cache_bytes`: all kept, together).
+    pub fn keep_draw(&self, campaign_id: &str, with_list: bool, json: Bytes) {
+        let bytes = self.draws.keep((campaign_id.to_owned(), with_list), json);
+        metrics::gauge!("participation_draw_cache_bytes").set(bytes as f64);
+    }
+
+    /// The entrant count kept for the campaign, if any.
+    pub fn entrant_count(&self, campaign_id: &str) -> Option<u64> {
+        self.counts.get(&campaign_id.to_owned())
+    }
+
+    /// Keeps a closed campaign's entrant count.
+    pub fn keep_entrant_count(&self, campaign_id: &str, count: u64) {
+        self.counts.keep(campaign_id.to_owned(), count);
+    }
+
+    /// How many draw reads were answered from what was kept.
+    pub fn draw_hits(&self) -> u64 {
+        self.draw_hits.load(Ordering::Relaxed)
+    }
+
+    /// How many draw reads found nothing kept (every read of an undecided draw among them).
+    pub fn draw_misses(&self) -> u64 {
+        self.draw_misses.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(n: usize) -> Bytes {
+        Bytes::from(vec![b'x'; n])
+    }
+
+    #[test]
+    fn the_least_recently_read_go_first_past_either_bound() {
+        let kept = ClosedCampaigns::new(3, 10);
+        kept.keep_draw("a", true, json(4));
+        kept.keep_draw("a", false, json(1));
+        kept.keep_draw("b", true, json(4));
+        assert_eq!(kept.draw("a", true), Some(json(4)));
+        assert_eq!(kept.draw("c", true), None);
+        // A fourth answer: the one read least recently, (a, false), is forgotten.
+        kept.keep_draw("c", false, json(1));
+        assert_eq!(kept.draw("a", false), None);
+        assert_eq!(kept.draw("b", true), Some(json(4)));
+        // Past the bytes: the least recently read go until the rest fit.
+        kept.keep_draw("d", true, json(6));
+        assert_eq!(kept.draw("a", true), None);
+        assert_eq!(kept.draw("c", false), None);
+        assert_eq!(kept.draw("b", true), Some(json(4)));
+        assert_eq!(kept.draw("d", true), Some(json(6)));
+        assert_eq!((kept.draw_hits(), kept.draw_misses()), (4, 4));
+        // Too large to keep at all: nothing is forgotten for it.
+        kept.keep_draw("e", true, json(11));
+        assert_eq!(kept.draw("e", true), None);
+        assert_eq!(kept.draw("b", true), Some(json(4)));
+    }
+
+    #[test]
+    fn counts_are_kept_by_campaign_up_to_their_number() {
+        let kept = ClosedCampaigns::default();
+        assert_eq!(kept.entrant_count("cmp_0"), None);
+        for i in 0..=COUNTS {
+            kept.keep_entrant_count(&format!("cmp_{i}"), i as u64);
+        }
+        assert_eq!(kept.entrant_count("cmp_0"), None, "the first went");
+        assert_eq!(kept.entrant_count("cmp_1"), Some(1));
+        assert_eq!(
+            kept.entrant_count(&format!("cmp_{COUNTS}")),
+            Some(COUNTS as u64)
+        );
+    }
+}
