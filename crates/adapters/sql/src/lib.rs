@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use liveops_core::stores::{
-    FairnessStore, LiveEventStores, ProcessedEvents, ProgressStore, ScoreStore,
+    FairnessStore, LiveEventStores, ProcessedEvents, ProgressStore, ScoreStore, SnapshotStore,
 };
 use liveops_core::{Health, PortError, PortResult};
 
@@ -38,7 +38,13 @@ pub use sqlite::SqliteRepository;
 /// A repository on any backend: every store trait this adapter serves, plus its migrations.
 #[async_trait]
 pub trait Repository:
-    ProgressStore + ScoreStore + FairnessStore + ProcessedEvents + LiveEventStores + Health
+    ProgressStore
+    + ScoreStore
+    + SnapshotStore
+    + FairnessStore
+    + ProcessedEvents
+    + LiveEventStores
+    + Health
 {
     /// Applies pending schema migrations.
     async fn migrate(&self) -> PortResult<()>;

@@ -1051,6 +1051,29 @@ where
         .await
     }
 
+    pub(crate) async fn top_scores(
+        &self,
+        board: &Board,
+        limit: u64,
+    ) -> PortResult<Vec<(String, i64)>> {
+        within::<DB, _>("top_scores", async {
+            // The rank store's order, read down the scores_by_rank index: `limit` rows.
+            let sql = DB::placeholders(
+                "SELECT player_id, score FROM scores WHERE board_window = ? AND period = ? \
+                 ORDER BY score DESC, player_id DESC LIMIT ?",
+            );
+            let rows: Vec<(Text, i64)> = sqlx::query_as(&sql)
+                .bind(board.window.as_str())
+                .bind(board.period.as_str())
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error::<DB>)?;
+            Ok(rows.into_iter().map(|(p, s)| (p.0, s)).collect())
+        })
+        .await
+    }
+
     pub(crate) async fn scores_of(
         &self,
         board: &Board,
@@ -1329,6 +1352,64 @@ where
         let now = liveops_core::now_ms();
         purged += self.delete_in_turn(sqlx::query(&expired).bind(now)).await?;
         Ok(purged)
+    }
+
+    pub(crate) async fn purge_scores(&self, window: Window, before: &str) -> PortResult<u64> {
+        let oldest = DB::placeholders(
+            "SELECT MIN(period) FROM scores WHERE board_window = ? AND period < ?",
+        );
+        let step = DB::placeholders(concat!(
+            "SELECT MAX(player_id), COUNT(*) FROM (SELECT player_id FROM scores \
+             WHERE board_window = ? AND period = ? AND player_id > ? ORDER BY player_id LIMIT ",
+            purge_step!(),
+            ") AS step"
+        ));
+        let delete = DB::placeholders(
+            "DELETE FROM scores WHERE board_window = ? AND period = ? \
+             AND player_id > ? AND player_id <= ?",
+        );
+        let mut purged = 0;
+        // One board at a time, oldest first, in steps along its players.
+        loop {
+            let period: Option<Text> = within::<DB, _>("purge_scores", async {
+                sqlx::query_scalar(&oldest)
+                    .bind(window.as_str())
+                    .bind(before)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(db_error::<DB>)
+            })
+            .await?;
+            let Some(period) = period else {
+                return Ok(purged);
+            };
+            let mut after = String::new();
+            loop {
+                let (end, keys): (Option<Text>, i64) = within::<DB, _>("purge_scores", async {
+                    sqlx::query_as(&step)
+                        .bind(window.as_str())
+                        .bind(period.0.as_str())
+                        .bind(after.as_str())
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(db_error::<DB>)
+                })
+                .await?;
+                let Some(end) = end else { break };
+                let q = sqlx::query(&delete)
+                    .bind(window.as_str())
+                    .bind(period.0.as_str())
+                    .bind(after.as_str())
+                    .bind(end.0.as_str());
+                purged += self.delete_in_turn(q).await?;
+                if keys < PURGE_STEP {
+                    break;
+                }
+                after = end.0;
+                // Let the writers in between steps.
+                tokio::task::yield_now().await;
+            }
+        }
     }
 
     /// Deletes the operators' request keys taken before `cutoff_ms`, oldest first, about 2000

@@ -14,7 +14,7 @@ macro_rules! impl_stores {
             use liveops_core::ports::{Board, Health, ScoreDelta, ScoreTotal};
             use liveops_core::stores::{
                 FairnessCommit, FairnessStore, Flag, PlayerProgress, ProcessedEvents,
-                ProgressCommit, ProgressStore, RewardClaim, ScoreStore, Snapshot,
+                ProgressCommit, ProgressStore, RewardClaim, ScoreStore, Snapshot, SnapshotStore,
             };
             use liveops_core::{EventType, PortResult, Receipt, Welford, Window};
             use uuid::Uuid;
@@ -81,6 +81,13 @@ macro_rules! impl_stores {
                 async fn board_scores(&self, board: &Board) -> PortResult<Vec<(String, i64)>> {
                     Repo::board_scores(self, board).await
                 }
+                async fn top_scores(
+                    &self,
+                    board: &Board,
+                    limit: u64,
+                ) -> PortResult<Vec<(String, i64)>> {
+                    Repo::top_scores(self, board, limit).await
+                }
                 async fn scores_of(
                     &self,
                     board: &Board,
@@ -91,6 +98,13 @@ macro_rules! impl_stores {
                 async fn boards(&self) -> PortResult<Vec<Board>> {
                     Repo::boards(self).await
                 }
+                async fn purge_scores(&self, window: Window, before: &str) -> PortResult<u64> {
+                    Repo::purge_scores(self, window, before).await
+                }
+            }
+
+            #[async_trait]
+            impl SnapshotStore for Repo {
                 async fn save_snapshot(&self, snapshot: &Snapshot) -> PortResult<()> {
                     Repo::save_snapshot(self, snapshot).await
                 }

@@ -35,7 +35,7 @@ pub use progress::{
     RewardClaim, XpGain,
 };
 pub use requests::{Keyed, KeyedOutcome, RequestKey, RequestKeys};
-pub use scores::{ScoreStore, Snapshot};
+pub use scores::{ScoreStore, Snapshot, SnapshotStore};
 
 /// Every live-event store (operators, sessions, the audit log, API keys, campaigns, entries,
 /// outcomes, the XP read, the inbox, webhooks and their deliveries, the keys of operator

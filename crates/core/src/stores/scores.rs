@@ -1,4 +1,5 @@
-//! The leaderboard's storage: durable scores per board and archived snapshots.
+//! The leaderboard's storage: durable scores per board ([`ScoreStore`]) and archived snapshots
+//! ([`SnapshotStore`]).
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -22,7 +23,7 @@ pub struct Snapshot {
     pub entries: Vec<RankEntry>,
 }
 
-/// Durable scores and snapshots.
+/// Durable scores per board.
 #[async_trait]
 pub trait ScoreStore: Health {
     /// Applies leaderboard score changes and records their event ids for `consumer`, atomically;
@@ -38,11 +39,22 @@ pub trait ScoreStore: Health {
     /// Every score on a board, in no particular order (callers rank them; sorting a million rows
     /// in the database would double a restart's rebuild).
     async fn board_scores(&self, board: &Board) -> PortResult<Vec<(String, i64)>>;
+    /// The best `limit` scores on a board in the rank store's order (score descending, then
+    /// player id descending by bytes), reading no more rows than that (snapshots).
+    async fn top_scores(&self, board: &Board, limit: u64) -> PortResult<Vec<(String, i64)>>;
     /// The scores of those of `players` who have one on a board, in no particular order (a rank
     /// campaign ranks its entrants without reading the whole board).
     async fn scores_of(&self, board: &Board, players: &[String]) -> PortResult<Vec<(String, i64)>>;
     /// Boards that have scores, for rebuilding.
     async fn boards(&self) -> PortResult<Vec<Board>>;
+    /// Deletes the scores of `window`'s boards whose period id sorts before `before` (day and
+    /// week ids sort as their periods do), a bounded step at a time; how many rows went.
+    async fn purge_scores(&self, window: Window, before: &str) -> PortResult<u64>;
+}
+
+/// Archived snapshots of boards (running ones and the hall of fame).
+#[async_trait]
+pub trait SnapshotStore: Health {
     /// Stores a snapshot, replacing the board's one unless that is final; a final one is replaced
     /// only by a final one taken later (read later, so it holds at least the same scores: the
     /// hall of fame taken again after late scores, or by the replica that read last).

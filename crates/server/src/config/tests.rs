@@ -136,6 +136,10 @@ fn bad_values_name_their_variable() {
             "BUS_REDIS_REPLICA_WAIT_MS",
         ),
         (vec![s, "--lb-topn", "0"], "LB_TOPN"),
+        (
+            vec![s, "--lb-scores-retention-days", "34"],
+            "LB_SCORES_RETENTION_DAYS",
+        ),
         (vec![s, "--target", "warehouse"], "LIVEOPS_TARGET"),
         (vec![s, "--rate-limit-max", "0"], "RATE_LIMIT_MAX"),
         (vec![s, "--backup-every", "5s"], "BACKUP_EVERY"),

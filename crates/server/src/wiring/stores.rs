@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use liveops_core::stores::{
     ActiveKeys, ApiKeyStore, AuditLog, CampaignStore, DeliveryLog, EntryStore, FairnessStore,
     InboxStore, OperatorStore, OutcomeStore, PlayerXp, ProcessedEvents, ProgressStore, RequestKeys,
-    ScoreStore, Sessions, WebhookStore,
+    ScoreStore, Sessions, SnapshotStore, WebhookStore,
 };
 use liveops_core::{Health, PortError, PortResult};
 use liveops_module::ports::Opened;
@@ -134,6 +134,7 @@ pub(super) fn provide(ports: &mut Ports, s: &crate::config::Settings) {
     );
     ports.provide::<_, dyn ProgressStore>(&repo, |a| a);
     ports.provide::<_, dyn ScoreStore>(&repo, |a| a);
+    ports.provide::<_, dyn SnapshotStore>(&repo, |a| a);
     ports.provide::<_, dyn FairnessStore>(&repo, |a| a);
     ports.provide::<_, dyn ProcessedEvents>(&repo, |a| a);
     ports.provide::<_, dyn OperatorStore>(&repo, |a| a);

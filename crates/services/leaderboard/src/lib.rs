@@ -1,13 +1,13 @@
 //! The leaderboard service (ARCHITECTURE §3.4): daily, weekly and seasonal rankings from accepted
 //! events, snapshots, and the hall of fame.
 //!
-//! Four tasks over the ports only: [`router`] serves `/leaderboard*`; [`run_consumer`] raises
+//! Five tasks over the ports only: [`router`] serves `/leaderboard*`; [`run_consumer`] raises
 //! the rank store to the repository's scores and then applies `events.accepted` exactly once per
 //! event id (durable scores first, then the rank store raised to the totals they left);
 //! [`run_snapshots`] archives boards on `SNAPSHOT_CRON` and `LB_SETTLE_SEC` after every
 //! rollover; [`run_reconcile`] raises again what this replica raised lately (a rank store failed
 //! over to a replica that missed it) and a live board the rank store holds fewer players of than
-//! the repository.
+//! the repository; [`run_retention`] purges the scores of long-ended daily and weekly boards.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use std::time::Duration;
 use axum::Router;
 use clap::Args;
 use liveops_core::ports::topics;
-use liveops_core::stores::{ProcessedEvents, ScoreStore};
+use liveops_core::stores::{ProcessedEvents, ScoreStore, SnapshotStore};
 use liveops_core::{Bus, Calendar, RankStore, Window};
 use liveops_http::{routes, service_routes, OpenApiRouter};
 use liveops_module::{
@@ -26,6 +26,7 @@ use liveops_module::{
 mod consumer;
 mod openapi;
 mod recent;
+mod retention;
 mod routes;
 mod scores;
 mod snapshots;
@@ -33,6 +34,7 @@ mod top_cache;
 
 pub use consumer::{run_consumer, run_reconcile};
 pub use recent::Recent;
+pub use retention::run_retention;
 pub use routes::{HistoryView, LeaderboardView, PeriodsView, PlayerRankView};
 pub use snapshots::{parse_cron, run_snapshots, LateBoards};
 pub use top_cache::TopCache;
@@ -58,6 +60,9 @@ pub struct LeaderboardArgs {
     /// that lost them) and a live board the rank store holds fewer players of than the repository.
     #[arg(long, env = "LB_RECONCILE_SEC", default_value_t = 60)]
     pub lb_reconcile_sec: u64,
+    /// Days an ended daily or weekly board's scores are kept (its snapshots stay for good).
+    #[arg(long, env = "LB_SCORES_RETENTION_DAYS", default_value_t = 400)]
+    pub lb_scores_retention_days: u64,
 }
 
 impl LeaderboardArgs {
@@ -72,6 +77,11 @@ impl LeaderboardArgs {
     ) -> Result<LeaderboardConfig, ConfigError> {
         let top_n = ConfigError::within("LB_TOPN", self.lb_topn, 1..=1000)?;
         let reconcile = ConfigError::within("LB_RECONCILE_SEC", self.lb_reconcile_sec, 1..=86_400)?;
+        let retention = ConfigError::within(
+            "LB_SCORES_RETENTION_DAYS",
+            self.lb_scores_retention_days,
+            35..=36_500,
+        )?;
         parse_cron(&self.snapshot_cron).map_err(|e| ConfigError::new("SNAPSHOT_CRON", e))?;
         Ok(LeaderboardConfig {
             windows,
@@ -79,6 +89,7 @@ impl LeaderboardArgs {
             calendar,
             snapshot_cron: self.snapshot_cron.clone(),
             reconcile_every: Duration::from_secs(reconcile),
+            scores_retention: Duration::from_secs(retention * 86_400),
             settle,
             batch_size,
             consumer_name: consumer_name.to_owned(),
@@ -100,6 +111,8 @@ pub struct LeaderboardConfig {
     pub snapshot_cron: String,
     /// How often the live boards are checked against the repository (`LB_RECONCILE_SEC`).
     pub reconcile_every: Duration,
+    /// How long a daily or weekly board's scores outlive its period (`LB_SCORES_RETENTION_DAYS`).
+    pub scores_retention: Duration,
     /// How long after a period ends its final snapshot waits for events received before the
     /// end and still on their way (`LB_SETTLE_SEC`).
     pub settle: Duration,
@@ -118,8 +131,10 @@ pub struct LeaderboardState {
     pub bus: Arc<dyn Bus>,
     /// Live boards (current and previous period of each window).
     pub ranks: Arc<dyn RankStore>,
-    /// Durable scores and snapshots.
+    /// Durable scores.
     pub store: Arc<dyn ScoreStore>,
+    /// Archived snapshots (the hall of fame).
+    pub snapshots: Arc<dyn SnapshotStore>,
     /// Event ids already applied.
     pub processed: Arc<dyn ProcessedEvents>,
     /// Set once the live boards are rebuilt from the repository; until then reads answer 503
@@ -134,7 +149,7 @@ pub struct LeaderboardState {
 }
 
 impl LeaderboardState {
-    /// A leaderboard over `repo` (scores and processed ids), not loaded yet.
+    /// A leaderboard over `repo` (scores, snapshots and processed ids), not loaded yet.
     pub fn new<R>(
         config: LeaderboardConfig,
         bus: Arc<dyn Bus>,
@@ -142,13 +157,14 @@ impl LeaderboardState {
         repo: Arc<R>,
     ) -> Self
     where
-        R: ScoreStore + ProcessedEvents + 'static,
+        R: ScoreStore + SnapshotStore + ProcessedEvents + 'static,
     {
         Self {
             config: Arc::new(config),
             bus,
             ranks,
             store: repo.clone(),
+            snapshots: repo.clone(),
             processed: repo,
             loaded: Arc::default(),
             top_cache: Arc::default(),
@@ -164,7 +180,7 @@ liveops_module::from_context!(LeaderboardState(
     top_cache: Arc<TopCache>,
     recent: Arc<Recent>,
     late: Arc<LateBoards>,
-) { bus, ranks, store, processed });
+) { bus, ranks, store, snapshots, processed });
 
 /// The leaderboard routes with their OpenAPI operations.
 fn api() -> OpenApiRouter<LeaderboardState> {
@@ -227,10 +243,12 @@ impl ModuleArgs for LeaderboardArgs {
         let consumer = Task::over("leaderboard consumer", state.clone(), run_consumer);
         let snapshots = Task::over("leaderboard snapshots", state.clone(), run_snapshots);
         let reconcile = Task::over("leaderboard reconcile", state.clone(), run_reconcile);
+        let retention = Task::over("leaderboard retention", state.clone(), run_retention);
         let mut service = Service::routes(router(state))
             .with_task(consumer)
             .with_task(snapshots)
-            .with_task(reconcile);
+            .with_task(reconcile)
+            .with_task(retention);
         service.readiness = Some(Arc::new(move || {
             (!loaded.load(Ordering::Acquire)).then(|| "leaderboard: rebuilding boards".into())
         }));

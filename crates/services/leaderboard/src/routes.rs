@@ -95,6 +95,9 @@ pub struct LeaderboardView {
     pub from: String,
     /// Period end (RFC 3339, exclusive).
     pub to: String,
+    /// Whether the entries are the period's final snapshot (not a live board or a running one).
+    #[serde(rename = "final")]
+    pub is_final: bool,
     /// Ranked players, best first.
     pub entries: Vec<RankEntry>,
 }
@@ -199,7 +202,8 @@ fn not_found_board(board: &Board) -> Problem {
     ))
 }
 
-/// The top of a board: live for the current and previous period, else its archived snapshot.
+/// The top of a board: live for the current and previous period, else its archived snapshot
+/// (`final` says whether that is the period's final ranking).
 #[utoipa::path(
     get, path = "/leaderboard", tag = "leaderboard", params(TopQuery),
     responses(
@@ -231,22 +235,24 @@ pub(crate) async fn get_leaderboard(
             return Ok(json_body(body));
         }
     }
-    let entries = if live {
-        state.ranks.top(&board, 0, limit).await?
+    let (entries, is_final) = if live {
+        (state.ranks.top(&board, 0, limit).await?, false)
     } else {
         let snapshot = state
-            .store
+            .snapshots
             .snapshot(&board)
             .await?
             .ok_or_else(|| not_found_board(&board))?;
         let take = usize::try_from(limit).unwrap_or(usize::MAX);
-        snapshot.entries.into_iter().take(take).collect()
+        let entries = snapshot.entries.into_iter().take(take).collect();
+        (entries, snapshot.is_final)
     };
     let view = LeaderboardView {
         window,
         period: period.id,
         from: rfc3339(period.from.timestamp_millis()),
         to: rfc3339(period.to.timestamp_millis()),
+        is_final,
         entries,
     };
     let body = Bytes::from(serde_json::to_vec(&view).map_err(|e| {
@@ -320,7 +326,7 @@ pub(crate) async fn get_player_rank(
             .ok_or_else(not_ranked)?
     } else {
         let snapshot = state
-            .store
+            .snapshots
             .snapshot(&board)
             .await?
             .ok_or_else(|| not_found_board(&board))?;
@@ -394,7 +400,7 @@ pub(crate) async fn get_history(
             window,
             period: period.id,
         };
-        state.store.snapshot(&board).await?.ok_or_else(|| {
+        state.snapshots.snapshot(&board).await?.ok_or_else(|| {
             Problem::not_found(format!(
                 "no snapshot of the {} board of {}",
                 board.window, board.period
@@ -402,9 +408,13 @@ pub(crate) async fn get_history(
         })?
     } else {
         let mut latest = None;
-        for period in state.store.snapshot_periods(window, FINAL_SEARCH).await? {
+        for period in state
+            .snapshots
+            .snapshot_periods(window, FINAL_SEARCH)
+            .await?
+        {
             let board = Board { window, period };
-            if let Some(s) = state.store.snapshot(&board).await? {
+            if let Some(s) = state.snapshots.snapshot(&board).await? {
                 if s.is_final {
                     latest = Some(s);
                     break;
@@ -432,6 +442,6 @@ pub(crate) async fn get_history_periods(
     let window = window(&state, q.window.as_deref())?;
     let limit = q.limit.map_or(DEFAULT_PERIODS, Bounded::get);
     let limit = u32::try_from(limit).unwrap_or(u32::MAX);
-    let periods = state.store.snapshot_periods(window, limit).await?;
+    let periods = state.snapshots.snapshot_periods(window, limit).await?;
     Ok(Json(PeriodsView { window, periods }))
 }

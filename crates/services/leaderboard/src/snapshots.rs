@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use croner::Cron;
-use liveops_core::ports::{rank_entries, Board, ScoreTotal};
+use liveops_core::ports::{rank_entries, Board, RankEntry, ScoreTotal};
 use liveops_core::stores::Snapshot;
 use liveops_core::{now_ms, utc_ms, Calendar, Period, PortError, Window};
 use tokio_util::sync::CancellationToken;
@@ -19,8 +19,8 @@ use crate::{LeaderboardConfig, LeaderboardState};
 /// Ended boards whose scores changed after their final snapshot was due (events held up longer
 /// than `LB_SETTLE_SEC`, by a consumer outage across the end), for the snapshotter to take
 /// their final snapshot again once no late score came for a while: the hall of fame follows
-/// the durable scores. Process memory only: what a crash loses, the next start
-/// finds by comparing the last ended boards with their final snapshots.
+/// the durable scores. Process memory only: what a crash loses, the next start finds by
+/// comparing the recently ended boards with their final snapshots.
 #[derive(Debug)]
 pub struct LateBoards {
     /// Per board, when a late score last came.
@@ -132,6 +132,10 @@ fn settled(config: &LeaderboardConfig, end: DateTime<Utc>) -> i64 {
 /// How often the clock is checked for a rollover.
 const TICK: Duration = Duration::from_secs(1);
 
+/// The most ended periods of a window owed a final snapshot at once, the latest first: at start
+/// (every process may have been down across several rollovers) and at a rollover after a sleep.
+const FINALS_LOOKBACK: usize = 32;
+
 /// Parses a cron expression: 5 fields (`*/5 * * * *`) or 6 with seconds first; the error says what is wrong.
 pub fn parse_cron(s: &str) -> Result<(), String> {
     cron(s).map(|_| ())
@@ -151,9 +155,9 @@ pub(crate) struct Rollover {
     pub window: Window,
     /// The period now running.
     pub current: Period,
-    /// Ids of the periods that ended, oldest first, whose final snapshots are due: the one just
-    /// before `current`, and the one seen at the last check if that is older still (the process
-    /// slept through more than one period).
+    /// Ids of the periods that ended, oldest first, whose final snapshots are due: from the one
+    /// seen at the last check (the process may have slept through several periods) to the one
+    /// just before `current`, at most [`FINALS_LOOKBACK`].
     pub ended: Vec<String>,
 }
 
@@ -171,11 +175,18 @@ pub(crate) fn rollovers(
             let (current, previous) = live_periods(calendar, window, now_ms);
             match last.get(&window) {
                 Some(id) if *id != current.id => {
-                    let mut ended = Vec::with_capacity(2);
-                    if *id != previous.id {
-                        ended.push(id.clone());
+                    // Back from the one just ended to the one seen last.
+                    let (mut period, mut ended) = (previous, Vec::new());
+                    loop {
+                        let before = calendar.previous(&period);
+                        let seen = period.id == *id;
+                        ended.push(period.id);
+                        if seen || ended.len() == FINALS_LOOKBACK {
+                            break;
+                        }
+                        period = before;
                     }
-                    ended.push(previous.id);
+                    ended.reverse();
                     Some(Rollover {
                         window,
                         current,
@@ -200,6 +211,9 @@ pub(crate) struct Snapshotter {
     finals_due: BTreeMap<Board, i64>,
     /// Windows whose archived boards still have to leave the rank store.
     sweep_due: BTreeSet<Window>,
+    /// When [`Snapshotter::start`] ran (unix ms): a final snapshot due before it and missing
+    /// was not taken in time (`leaderboard_finals_recovered_total`).
+    started_ms: i64,
 }
 
 impl Snapshotter {
@@ -219,53 +233,37 @@ impl Snapshotter {
             last: BTreeMap::new(),
             finals_due: BTreeMap::new(),
             sweep_due: BTreeSet::new(),
+            started_ms: i64::MIN,
         }
     }
 
-    /// First check: remembers the current periods and owes a final snapshot of each previous
-    /// period that has none (the process may have been down at the rollover) or whose scores
-    /// moved since it was taken (late scores noted by a process that stopped first).
+    /// First check: remembers the current periods, owes the final snapshot of each of the last
+    /// [`FINALS_LOOKBACK`] ended periods of every window (taken only where it is missing, or
+    /// the scores moved since: no process may have run at a rollover, or one noted late scores
+    /// and stopped), and a sweep of every window (boards that ended meanwhile).
     pub(crate) async fn start(&mut self, now_ms: i64) {
         let cfg = self.state.config.clone();
+        self.started_ms = now_ms;
         for &window in &cfg.windows {
-            let (current, previous) = live_periods(&cfg.calendar, window, now_ms);
-            let due = settled(&cfg, previous.to);
+            let (current, mut ended) = live_periods(&cfg.calendar, window, now_ms);
             self.last.insert(window, current.id);
-            let board = Board {
-                window,
-                period: previous.id,
-            };
-            match self.state.store.snapshot(&board).await {
-                Ok(Some(s)) if s.is_final => {
-                    // Late scores a process noted and could not take again before it stopped.
-                    if self.moved_since(&board, &s).await {
-                        self.finals_due.insert(board, due);
-                    }
-                }
-                Ok(_) => {
-                    self.finals_due.insert(board, due);
-                }
-                Err(error) => {
-                    tracing::warn!(%window, %error, "cannot read the last final snapshot");
-                    self.finals_due.insert(board, due);
-                }
+            for _ in 0..FINALS_LOOKBACK {
+                let before = cfg.calendar.previous(&ended);
+                let due = settled(&cfg, ended.to);
+                let board = Board {
+                    window,
+                    period: ended.id,
+                };
+                self.finals_due.insert(board, due);
+                ended = before;
             }
+            self.sweep_due.insert(window);
+            // The series exists from the start, so a dashboard's increase() sees the first one.
+            metrics::counter!("leaderboard_finals_recovered_total", "window" => window.as_str())
+                .increment(0);
         }
         self.next_cron = self.next_after(now_ms);
         self.write_finals_due(now_ms).await;
-    }
-
-    /// Whether `board`'s scores rank otherwise than its final snapshot `s` (an error counts as
-    /// yes: taking it again reads the scores anew).
-    async fn moved_since(&self, board: &Board, s: &Snapshot) -> bool {
-        match self.state.store.board_scores(board).await {
-            Ok(scores) => rank_entries(scores, self.state.config.top_n) != s.entries,
-            Err(error) => {
-                tracing::warn!(window = %board.window, period = %board.period, %error,
-                    "cannot compare the final snapshot with the scores; taking it again");
-                true
-            }
-        }
     }
 
     /// One check at `now_ms`: rollovers, due final snapshots (again for boards with late
@@ -318,18 +316,30 @@ impl Snapshotter {
     }
 
     /// Writes the final snapshots due by `now_ms`, then drops archived boards from the rank
-    /// store.
+    /// store. While the repository is unavailable the rest wait for the next tick.
     async fn write_finals_due(&mut self, now_ms: i64) {
         let owed = std::mem::take(&mut self.finals_due);
+        let mut away = false;
         for (board, due) in owed {
-            if due > now_ms {
+            if due > now_ms || away {
                 self.finals_due.insert(board, due);
                 continue;
             }
-            if let Err(error) = self.final_snapshot(&board, now_ms).await {
-                tracing::warn!(window = %board.window, period = %board.period, %error,
-                    "final snapshot failed; will retry");
-                self.finals_due.insert(board, due);
+            match self.final_snapshot(&board, now_ms).await {
+                Ok(Final::Taken { again: false }) if due < self.started_ms => {
+                    tracing::warn!(window = %board.window, period = %board.period,
+                        "final snapshot was missing (no process ran when it was due); taken now");
+                    metrics::counter!("leaderboard_finals_recovered_total",
+                        "window" => board.window.as_str())
+                    .increment(1);
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(window = %board.window, period = %board.period, %error,
+                        "final snapshot failed; will retry");
+                    away = matches!(error, PortError::Unavailable(_));
+                    self.finals_due.insert(board, due);
+                }
             }
         }
         for window in std::mem::take(&mut self.sweep_due) {
@@ -340,17 +350,25 @@ impl Snapshotter {
         }
     }
 
-    /// The final snapshot of an ended period, from the repository (authoritative even while the
-    /// rank store is being rebuilt). An empty board leaves nothing to archive.
-    async fn final_snapshot(&self, board: &Board, now_ms: i64) -> Result<(), PortError> {
-        let scores = self.state.store.board_scores(board).await?;
+    /// The final snapshot of an ended period: its top read from the repository (authoritative
+    /// even while the rank store is being rebuilt), saved unless the board's final snapshot
+    /// holds it already. An empty board leaves nothing to archive.
+    async fn final_snapshot(&self, board: &Board, now_ms: i64) -> Result<Final, PortError> {
+        let top_n = self.state.config.top_n;
+        let scores = self.state.store.top_scores(board, top_n).await?;
         if scores.is_empty() {
             tracing::debug!(window = %board.window, period = %board.period,
                 "nothing to archive");
-            return Ok(());
+            return Ok(Final::Empty);
         }
-        let entries = rank_entries(scores, self.state.config.top_n);
-        self.save(board, entries, now_ms, true).await
+        let entries = rank_entries(scores, top_n);
+        let again = match self.state.snapshots.snapshot(board).await? {
+            Some(s) if s.is_final && s.entries == entries => return Ok(Final::Kept),
+            Some(s) => s.is_final,
+            None => false,
+        };
+        self.save(board, entries, now_ms, true).await?;
+        Ok(Final::Taken { again })
     }
 
     /// A running snapshot of a current board, from the rank store.
@@ -375,13 +393,13 @@ impl Snapshotter {
     async fn save(
         &self,
         board: &Board,
-        entries: Vec<liveops_core::RankEntry>,
+        entries: Vec<RankEntry>,
         now_ms: i64,
         is_final: bool,
     ) -> Result<(), PortError> {
         let players = entries.len();
         self.state
-            .store
+            .snapshots
             .save_snapshot(&Snapshot {
                 window: board.window,
                 period: board.period.clone(),
@@ -411,6 +429,17 @@ impl Snapshotter {
     }
 }
 
+/// What [`Snapshotter::final_snapshot`] did.
+#[derive(Debug)]
+enum Final {
+    /// The board has no scores: nothing to archive.
+    Empty,
+    /// The board's final snapshot already holds its top.
+    Kept,
+    /// Saved; `again` if it replaced a final snapshot that no longer held the top (late scores).
+    Taken { again: bool },
+}
+
 /// Snapshots on `SNAPSHOT_CRON`, and a final one (the hall of fame) `LB_SETTLE_SEC` after every
 /// window rollover, until `shutdown`.
 #[tracing::instrument(skip_all)]
@@ -434,7 +463,7 @@ pub async fn run_snapshots(
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use liveops_core::ports::{BusOptions, ScoreDelta};
@@ -479,22 +508,28 @@ mod tests {
         assert_eq!(r[0].window, Window::Daily);
         assert_eq!(r[0].ended, ["2026-11-21"]);
         assert_eq!(r[0].current.id, "2026-11-22");
-        // Asleep through a whole day: both ended days are owed, and the week ended too.
-        let r = rollovers(&cal, &windows, T + 86_401_000, &last);
+        // Asleep through two whole days: every ended day is owed, and the week ended too.
+        let r = rollovers(&cal, &windows, T + 2 * 86_400_000 + 1000, &last);
         let ended: Vec<_> = r.iter().map(|r| (r.window, r.ended.clone())).collect();
         assert_eq!(
             ended,
             [
                 (
                     Window::Daily,
-                    vec!["2026-11-21".into(), "2026-11-22".into()]
+                    vec![
+                        "2026-11-21".into(),
+                        "2026-11-22".into(),
+                        "2026-11-23".into()
+                    ]
                 ),
                 (Window::Weekly, vec!["2026-W47".into()])
             ]
         );
     }
 
-    async fn state(dir: &tempfile::TempDir) -> LeaderboardState {
+    /// A loaded leaderboard of daily and weekly boards (top 3, settled at once) over a SQLite
+    /// repository in `dir`, its late boards retaken as soon as noted.
+    pub(crate) async fn state(dir: &tempfile::TempDir) -> LeaderboardState {
         let repo = SqliteRepository::open_migrated(&dir.path().join("db"))
             .await
             .unwrap();
@@ -505,6 +540,7 @@ mod tests {
                 calendar: Calendar::default(),
                 snapshot_cron: "*/5 * * * *".into(),
                 reconcile_every: std::time::Duration::from_secs(60),
+                scores_retention: std::time::Duration::from_secs(400 * 86_400),
                 settle: std::time::Duration::ZERO,
                 batch_size: 16,
                 consumer_name: "test".into(),
@@ -552,7 +588,11 @@ mod tests {
 
     /// The stored snapshot of `window`'s board at `at_ms`, if any.
     async fn stored(state: &LeaderboardState, window: Window, at_ms: i64) -> Option<Snapshot> {
-        state.store.snapshot(&board(window, at_ms)).await.unwrap()
+        state
+            .snapshots
+            .snapshot(&board(window, at_ms))
+            .await
+            .unwrap()
     }
 
     fn players(s: &Snapshot) -> Vec<(u64, &str, i64)> {
@@ -615,11 +655,44 @@ mod tests {
 
         // The hall of fame index.
         let periods = state
-            .store
+            .snapshots
             .snapshot_periods(Window::Daily, 10)
             .await
             .unwrap();
         assert!(periods.contains(&board(Window::Daily, T).period));
+    }
+
+    #[tokio::test]
+    async fn a_start_after_downtime_across_two_rollovers_takes_every_missing_final() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(&dir).await;
+        let day2 = T + 86_400_000;
+        // Day D ran until 22:05 (a running snapshot then); its last two hours were scored too.
+        score(&state, T - 2 * 3_600_000, &[("alice", 10), ("bob", 5)]).await;
+        let mut s = Snapshotter::new(state.clone());
+        s.start(T - 7_199_000).await;
+        s.tick(T - 6_899_000).await;
+        let running = stored(&state, Window::Daily, T).await.unwrap();
+        assert!(!running.is_final);
+        score(&state, T, &[("bob", 20), ("carol", 1)]).await;
+        score(&state, day2, &[("dave", 7)]).await;
+        // Every process was down from D 22:00 to D+2 00:30.
+        let mut s = Snapshotter::new(state.clone());
+        s.start(day2 + 1_801_000).await;
+        s.tick(day2 + 1_802_000).await;
+        let fame = stored(&state, Window::Daily, T).await.unwrap();
+        assert!(fame.is_final);
+        assert_eq!(
+            players(&fame),
+            [(1, "bob", 25), (2, "alice", 10), (3, "carol", 1)]
+        );
+        let next = stored(&state, Window::Daily, day2).await.unwrap();
+        assert!(next.is_final);
+        assert_eq!(players(&next), [(1, "dave", 7)]);
+        // And D's board has left the rank store (D+1's is the previous day now).
+        let held = state.ranks.boards().await.unwrap();
+        assert!(!held.contains(&board(Window::Daily, T)), "{held:?}");
+        assert!(held.contains(&board(Window::Daily, day2)));
     }
 
     #[tokio::test]
@@ -731,6 +804,7 @@ mod tests {
             calendar: Calendar::default(),
             snapshot_cron: "*/5 * * * *".into(),
             reconcile_every: Duration::from_secs(60),
+            scores_retention: Duration::from_secs(400 * 86_400),
             settle: Duration::from_secs(60),
             batch_size: 16,
             consumer_name: "test".into(),

@@ -7,15 +7,17 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use axum::Router;
-use liveops_core::ports::{topics, Board, BusOptions, Health, ScoreDelta, ScoreTotal};
+use liveops_core::ports::{
+    rank_entries, topics, Board, BusOptions, Health, ScoreDelta, ScoreTotal,
+};
 use liveops_core::stores::{ScoreStore, Snapshot};
 use liveops_core::{
     now_ms, Bus, Calendar, Envelope, PortError, PortResult, RankEntry, RankStore, Window,
 };
 use liveops_http::Problem;
 use liveops_leaderboard::{
-    router, run_consumer, run_reconcile, HistoryView, LeaderboardConfig, LeaderboardState,
-    LeaderboardView, PeriodsView, PlayerRankView, GROUP,
+    router, run_consumer, run_reconcile, run_snapshots, HistoryView, LeaderboardConfig,
+    LeaderboardState, LeaderboardView, PeriodsView, PlayerRankView, GROUP,
 };
 use liveops_memory::{MemoryBus, MemoryRankStore};
 use liveops_sql::SqliteRepository;
@@ -38,6 +40,7 @@ fn config(windows: Vec<Window>) -> LeaderboardConfig {
         calendar: Calendar::default(),
         snapshot_cron: "*/5 * * * *".into(),
         reconcile_every: std::time::Duration::from_secs(60),
+        scores_retention: std::time::Duration::from_secs(400 * 86_400),
         settle: std::time::Duration::ZERO,
         batch_size: 64,
         consumer_name: "test-1".into(),
@@ -145,11 +148,22 @@ async fn scores_count_in_every_window() {
 
 /// The repository, except that the first `commit_scores` answers an error after committing
 /// (the answer lost with the connection, as a database can lose it) unless `lost` is set
-/// already; it counts the boards read whole.
+/// already; it counts the boards read whole and the score rows read.
 struct LostAnswer {
     repo: Arc<dyn ScoreStore>,
     lost: std::sync::atomic::AtomicBool,
     board_reads: std::sync::atomic::AtomicU32,
+    rows_read: std::sync::atomic::AtomicUsize,
+}
+
+impl LostAnswer {
+    /// Counts `rows` as read.
+    fn read(&self, rows: PortResult<Vec<(String, i64)>>) -> PortResult<Vec<(String, i64)>> {
+        let n = rows.as_ref().map_or(0, Vec::len);
+        self.rows_read
+            .fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+        rows
+    }
 }
 
 #[async_trait::async_trait]
@@ -179,25 +193,22 @@ impl ScoreStore for LostAnswer {
     async fn board_scores(&self, board: &Board) -> PortResult<Vec<(String, i64)>> {
         self.board_reads
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.repo.board_scores(board).await
+        self.read(self.repo.board_scores(board).await)
+    }
+    async fn top_scores(&self, board: &Board, limit: u64) -> PortResult<Vec<(String, i64)>> {
+        self.read(self.repo.top_scores(board, limit).await)
     }
     async fn board_size(&self, board: &Board) -> PortResult<u64> {
         self.repo.board_size(board).await
     }
     async fn scores_of(&self, board: &Board, players: &[String]) -> PortResult<Vec<(String, i64)>> {
-        self.repo.scores_of(board, players).await
+        self.read(self.repo.scores_of(board, players).await)
     }
     async fn boards(&self) -> PortResult<Vec<Board>> {
         self.repo.boards().await
     }
-    async fn save_snapshot(&self, snapshot: &Snapshot) -> PortResult<()> {
-        self.repo.save_snapshot(snapshot).await
-    }
-    async fn snapshot(&self, board: &Board) -> PortResult<Option<Snapshot>> {
-        self.repo.snapshot(board).await
-    }
-    async fn snapshot_periods(&self, window: Window, limit: u32) -> PortResult<Vec<String>> {
-        self.repo.snapshot_periods(window, limit).await
+    async fn purge_scores(&self, window: Window, before: &str) -> PortResult<u64> {
+        self.repo.purge_scores(window, before).await
     }
 }
 
@@ -208,6 +219,7 @@ async fn a_commit_whose_answer_was_lost_still_reaches_the_ranks() {
         repo: app.state.store.clone(),
         lost: Default::default(),
         board_reads: Default::default(),
+        rows_read: Default::default(),
     });
     app.router = router(app.state.clone());
     let now = now_ms();
@@ -231,6 +243,7 @@ async fn a_commit_not_raised_yet_is_not_taken_for_a_lost_board() {
         repo: app.state.store.clone(),
         lost: true.into(),
         board_reads: Default::default(),
+        rows_read: Default::default(),
     });
     app.state.store = store.clone();
     let delta = ScoreDelta {
@@ -262,6 +275,76 @@ async fn a_commit_not_raised_yet_is_not_taken_for_a_lost_board() {
         0,
         "the board was read whole again"
     );
+}
+
+/// The final snapshot of a large ended board reads only its top: 3 rows of 10 000, ranked as
+/// the whole board ranks (ties by player id, descending), and served as final.
+#[tokio::test]
+async fn a_final_snapshot_reads_only_the_top_of_the_board() {
+    let mut app = spawn_app_with(vec![Window::Daily]).await;
+    let mut config = (*app.state.config).clone();
+    config.top_n = 3;
+    app.state.config = Arc::new(config);
+    let repo = app.state.store.clone();
+    // Two days ago: ended and settled, no longer live.
+    let board = Board {
+        window: Window::Daily,
+        period: period(Window::Daily, now_ms() - 2 * 86_400_000),
+    };
+    // 10 000 players over 1 000 scores: ten share the best one.
+    let deltas: Vec<ScoreDelta> = (0..10_000)
+        .map(|i| ScoreDelta {
+            board: board.clone(),
+            player_id: format!("player_{i:05}"),
+            delta: 1 + i % 1000,
+        })
+        .collect();
+    let ids: Vec<Uuid> = deltas.iter().map(|_| Uuid::now_v7()).collect();
+    repo.commit_scores("leaderboard", &ids, &deltas)
+        .await
+        .unwrap();
+    let expected = rank_entries(repo.board_scores(&board).await.unwrap(), 3);
+    assert_eq!(
+        ranking(&expected),
+        [
+            (1, "player_09999", 1000),
+            (2, "player_08999", 1000),
+            (3, "player_07999", 1000)
+        ]
+    );
+    let store = Arc::new(LostAnswer {
+        repo,
+        lost: true.into(),
+        board_reads: Default::default(),
+        rows_read: Default::default(),
+    });
+    app.state.store = store.clone();
+    app.router = router(app.state.clone());
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let snapshots = tokio::spawn(run_snapshots(app.state.clone(), stop.clone()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let fame = loop {
+        if let Some(s) = app.state.snapshots.snapshot(&board).await.unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "no final snapshot");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    stop.cancel();
+    snapshots.await.unwrap().unwrap();
+    assert!(fame.is_final);
+    assert_eq!(fame.entries, expected);
+    let rows = store.rows_read.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(rows <= 3, "{rows} score rows read for a top 3");
+    let view: LeaderboardView = app
+        .ok(&format!(
+            "/leaderboard?window=daily&period={}",
+            board.period
+        ))
+        .await;
+    assert!(view.is_final);
+    assert_eq!(view.entries, expected);
 }
 
 /// Runs the reconcile over `state`, a pass every 50 ms, until `done` (10 s at most, else fails
@@ -555,7 +638,7 @@ async fn past_periods_are_served_from_their_snapshot() {
         .await;
 
     app.state
-        .store
+        .snapshots
         .save_snapshot(&Snapshot {
             window: board.window,
             period: board.period.clone(),
@@ -568,6 +651,7 @@ async fn past_periods_are_served_from_their_snapshot() {
     let board: LeaderboardView = app
         .ok("/leaderboard?window=daily&period=2026-01-05&limit=2")
         .await;
+    assert!(board.is_final);
     assert_eq!(board.entries.len(), 2);
     assert_eq!(board.from, "2026-01-05T00:00:00Z");
     assert_eq!(board.to, "2026-01-06T00:00:00Z");
@@ -595,6 +679,22 @@ async fn past_periods_are_served_from_their_snapshot() {
         .await;
     assert_eq!(me.rank, 3);
     assert_eq!(me.neighbours.len(), 3);
+
+    // A day whose only snapshot was taken while it ran is served as such, not as its result.
+    app.state
+        .snapshots
+        .save_snapshot(&Snapshot {
+            window: Window::Daily,
+            period: "2026-01-04".into(),
+            taken_at_ms: 1_767_549_600_000,
+            is_final: false,
+            entries,
+        })
+        .await
+        .unwrap();
+    let running: LeaderboardView = app.ok("/leaderboard?window=daily&period=2026-01-04").await;
+    assert!(!running.is_final);
+    assert_eq!(running.entries.len(), 5);
 
     for uri in [
         "/leaderboard?window=daily&period=2020-01-01",
@@ -653,6 +753,7 @@ async fn the_openapi_lists_every_route() {
     let schemas = &spec["components"]["schemas"];
     assert!(schemas["HistoryView"]["properties"]["final"].is_object());
     assert!(schemas["LeaderboardView"]["properties"]["entries"].is_object());
+    assert!(schemas["LeaderboardView"]["properties"]["final"].is_object());
 }
 
 #[tokio::test]

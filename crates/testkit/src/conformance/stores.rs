@@ -7,10 +7,10 @@
 
 use std::collections::HashSet;
 
-use liveops_core::ports::{Board, Health, RankEntry, ScoreDelta};
+use liveops_core::ports::{rank_entries, Board, Health, RankEntry, ScoreDelta};
 use liveops_core::stores::{
     FairnessCommit, FairnessStore, Flag, InventoryItem, ItemGrant, PendingReward, ProcessedEvents,
-    ProgressCommit, ProgressStore, RewardClaim, ScoreStore, Snapshot, XpGain,
+    ProgressCommit, ProgressStore, RewardClaim, ScoreStore, Snapshot, SnapshotStore, XpGain,
 };
 use liveops_core::{EventType, Receipt, Welford, Window};
 use uuid::Uuid;
@@ -19,9 +19,15 @@ use super::{ok, suffix};
 use crate::fixtures::{score_delta, score_total};
 
 /// An adapter serving every store trait, as the suite exercises them together.
-pub trait Stores: ProgressStore + ScoreStore + FairnessStore + ProcessedEvents + Health {}
+pub trait Stores:
+    ProgressStore + ScoreStore + SnapshotStore + FairnessStore + ProcessedEvents + Health
+{
+}
 
-impl<T: ProgressStore + ScoreStore + FairnessStore + ProcessedEvents + Health> Stores for T {}
+impl<T> Stores for T where
+    T: ProgressStore + ScoreStore + SnapshotStore + FairnessStore + ProcessedEvents + Health
+{
+}
 
 /// Runs every check of the suite.
 pub async fn run_all(repo: &dyn Stores) {
@@ -30,6 +36,8 @@ pub async fn run_all(repo: &dyn Stores) {
     rewards_are_claimed_once(repo).await;
     concurrent_claims_issue_one_receipt(repo).await;
     scores_commit_once(repo).await;
+    top_scores_rank_as_the_board_does(repo).await;
+    ended_boards_scores_are_purged(repo).await;
     snapshots_replace_and_list_newest_first(repo).await;
     fairness_state_round_trips(repo).await;
     flags_newest_first(repo).await;
@@ -458,6 +466,103 @@ pub async fn scores_commit_once(repo: &dyn Stores) {
     };
     assert!(ok(repo.board_scores(&empty).await, "board_scores").is_empty());
     assert_eq!(ok(repo.board_size(&empty).await, "board_size"), 0);
+}
+
+/// The top of a board reads in the rank store's order (score descending, then player id
+/// descending by bytes: `b` before `a` before `_` before `B`), ties included, `limit` at most.
+pub async fn top_scores_rank_as_the_board_does(repo: &dyn Stores) {
+    let s = suffix();
+    let board = Board {
+        window: Window::Daily,
+        period: format!("top-{s}"),
+    };
+    // 60 players over 7 scores (ties), named so that byte order and a case-blind one differ.
+    let deltas: Vec<ScoreDelta> = (0..60_i64)
+        .map(|i| {
+            let name = ["a", "B", "_", "b", "A", "9"][(i % 6) as usize];
+            score_delta(&board, &format!("p{s}{name}{:02}", i / 6), 1 + i % 7)
+        })
+        .collect();
+    let ids: Vec<Uuid> = deltas.iter().map(|_| id()).collect();
+    ok(
+        repo.commit_scores(&format!("top_{s}"), &ids, &deltas).await,
+        "commit_scores",
+    );
+    let all = ok(repo.board_scores(&board).await, "board_scores");
+    assert_eq!(all.len(), 60);
+    for limit in [0, 1, 3, 13, 60, 1000] {
+        let top = ok(repo.top_scores(&board, limit).await, "top_scores");
+        assert_eq!(
+            rank_entries(top, limit),
+            rank_entries(all.clone(), limit),
+            "top {limit}"
+        );
+    }
+    let top = ok(repo.top_scores(&board, 3).await, "top_scores");
+    assert_eq!(top.len(), 3);
+    assert!(
+        top.windows(2)
+            .all(|w| (w[0].1, &w[0].0) > (w[1].1, &w[1].0)),
+        "{top:?}"
+    );
+    let other = Board {
+        window: Window::Weekly,
+        period: board.period.clone(),
+    };
+    assert!(ok(repo.top_scores(&other, 10).await, "top_scores").is_empty());
+}
+
+/// Purging scores deletes every row of the window's boards whose period sorts before the cutoff
+/// (more rows than one step), and nothing of later periods or of other windows.
+pub async fn ended_boards_scores_are_purged(repo: &dyn Stores) {
+    let s = suffix();
+    // Periods that sort before every real one ('!' before digits), so other runs keep theirs.
+    let board = |window: Window, period: &str| Board {
+        window,
+        period: format!("!{s}-{period}"),
+    };
+    let (old, older, kept) = (
+        board(Window::Weekly, "b"),
+        board(Window::Weekly, "a"),
+        board(Window::Weekly, "d"),
+    );
+    let other = board(Window::Daily, "a");
+    let mut deltas: Vec<ScoreDelta> = (0..2_500)
+        .map(|i| score_delta(&old, &format!("p{s}_{i:04}"), 1 + i))
+        .collect();
+    for b in [&older, &kept, &other] {
+        deltas.push(score_delta(b, &format!("p{s}_x"), 5));
+    }
+    let ids: Vec<Uuid> = deltas.iter().map(|_| id()).collect();
+    ok(
+        repo.commit_scores(&format!("purge_{s}"), &ids, &deltas)
+            .await,
+        "commit_scores",
+    );
+    let cutoff = format!("!{s}-c");
+    let purged = ok(
+        repo.purge_scores(Window::Weekly, &cutoff).await,
+        "purge_scores",
+    );
+    assert!(purged >= 2_501, "{purged} rows purged");
+    for gone in [&old, &older] {
+        assert_eq!(ok(repo.board_size(gone).await, "board_size"), 0, "{gone:?}");
+    }
+    for stays in [&kept, &other] {
+        assert_eq!(
+            ok(repo.board_size(stays).await, "board_size"),
+            1,
+            "{stays:?}"
+        );
+    }
+    assert_eq!(
+        ok(
+            repo.purge_scores(Window::Weekly, &cutoff).await,
+            "purge_scores"
+        ),
+        0,
+        "nothing left to purge"
+    );
 }
 
 /// The snapshot periods of `window` (up to 100 000, newest first) that start with `prefix`.

@@ -1,0 +1,129 @@
+//! Retention of ended boards' scores: the daily and weekly boards whose period ended more than
+//! `LB_SCORES_RETENTION_DAYS` ago leave the repository (their snapshots, the hall of fame, stay);
+//! seasons keep their scores. The clock is a parameter, so tests can move time.
+
+use std::time::Duration;
+
+use liveops_core::{now_ms, PortError, Window};
+use tokio_util::sync::CancellationToken;
+
+use crate::LeaderboardState;
+
+/// The windows whose ended boards' scores are purged.
+const PURGED: [Window; 2] = [Window::Daily, Window::Weekly];
+
+/// How long after start the first purge runs, and the time between purges.
+const FIRST: Duration = Duration::from_secs(60);
+const EVERY: Duration = Duration::from_secs(3600);
+
+/// The period id of `window` before which boards are purged at `now_ms`: the one running
+/// `keep` ago (every earlier one ended before then).
+fn cutoff(state: &LeaderboardState, window: Window, now_ms: i64) -> String {
+    let keep = i64::try_from(state.config.scores_retention.as_millis()).unwrap_or(i64::MAX);
+    let then = now_ms.saturating_sub(keep);
+    state.config.calendar.period_at_ms(window, then).id
+}
+
+/// Purges the scores of the boards ended `LB_SCORES_RETENTION_DAYS` before `now_ms`, counted in
+/// `leaderboard_scores_purged_total`; how many rows went.
+pub(crate) async fn purge(state: &LeaderboardState, now_ms: i64) -> Result<u64, PortError> {
+    let mut purged = 0;
+    for window in PURGED {
+        let before = cutoff(state, window, now_ms);
+        let rows = state.store.purge_scores(window, &before).await?;
+        metrics::counter!("leaderboard_scores_purged_total", "window" => window.as_str())
+            .increment(rows);
+        if rows > 0 {
+            tracing::info!(%window, before = %before, rows, "scores of ended boards purged");
+        }
+        purged += rows;
+    }
+    Ok(purged)
+}
+
+/// Purges the scores of long-ended daily and weekly boards a minute after start and hourly
+/// after, until `shutdown`; a failed purge is logged and tried again at the next.
+pub async fn run_retention(
+    state: LeaderboardState,
+    shutdown: CancellationToken,
+) -> Result<(), PortError> {
+    for window in PURGED {
+        metrics::counter!("leaderboard_scores_purged_total", "window" => window.as_str())
+            .increment(0);
+    }
+    let mut pause = FIRST;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = EVERY;
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            result = purge(&state, now_ms()) => if let Err(error) = result {
+                tracing::warn!(%error, "purging the scores of ended boards failed; will retry");
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use std::sync::Arc;
+
+    use liveops_core::ports::{Board, ScoreDelta};
+    use uuid::Uuid;
+
+    use super::*;
+
+    // 2026-11-21T12:00:00Z, a Saturday in ISO week 47 of 2026, season 4.
+    const NOW: i64 = 1_795_262_400_000;
+    const DAY: i64 = 86_400_000;
+
+    #[tokio::test]
+    async fn scores_of_boards_ended_before_the_retention_go_and_the_rest_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = crate::snapshots::tests::state(&dir).await;
+        let mut config = (*state.config).clone();
+        config.scores_retention = Duration::from_secs(40 * 86_400);
+        state.config = Arc::new(config);
+        let cal = &state.config.calendar;
+        let board = |window, at_ms| Board {
+            window,
+            period: cal.period_at_ms(window, at_ms).id,
+        };
+        // Kept 40 days: the cutoff is Monday 2026-10-12, in week 42.
+        let boards = [
+            board(Window::Daily, NOW - 41 * DAY),
+            board(Window::Daily, NOW - 39 * DAY),
+            board(Window::Weekly, NOW - 55 * DAY),
+            board(Window::Weekly, NOW - 40 * DAY),
+            board(Window::Seasonal, NOW - 60 * DAY),
+        ];
+        let deltas: Vec<ScoreDelta> = boards
+            .iter()
+            .map(|b| ScoreDelta {
+                board: b.clone(),
+                player_id: "player_1".into(),
+                delta: 5,
+            })
+            .collect();
+        let ids: Vec<Uuid> = deltas.iter().map(|_| Uuid::now_v7()).collect();
+        state
+            .store
+            .commit_scores(crate::CONSUMER_ID, &ids, &deltas)
+            .await
+            .unwrap();
+
+        assert_eq!(purge(&state, NOW).await.unwrap(), 2);
+        let mut sizes = Vec::new();
+        for b in &boards {
+            sizes.push(state.store.board_size(b).await.unwrap());
+        }
+        // The day before the cutoff and week 39 go; the day after it, week 42 (ended 33 days
+        // ago) and the season stay.
+        assert_eq!(sizes, [0, 1, 0, 1, 1]);
+        assert_eq!(purge(&state, NOW).await.unwrap(), 0);
+    }
+}
