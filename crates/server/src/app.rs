@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::Settings;
+use crate::data_lock::DataLock;
 use crate::{ops, supervisor, wiring};
 
 /// Most events a consumer takes per poll: under a backlog, bigger batches share one transaction
@@ -30,10 +31,13 @@ pub struct Application {
     tasks: Vec<Task>,
     shutdown: CancellationToken,
     how: supervisor::Shutdown,
+    /// `DATA_DIR`'s shared lock, held until the process stops (see [`DataLock`]).
+    data_lock: Option<DataLock>,
 }
 
 impl Application {
-    /// Opens the adapters the target's modules need, builds the modules, and binds the port.
+    /// Takes `DATA_DIR`'s shared lock (refused while a restore runs), opens the adapters the
+    /// target's modules need, builds the modules, and binds the port.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&settings.raw.data_dir).with_context(|| {
             format!(
@@ -41,6 +45,7 @@ impl Application {
                 settings.raw.data_dir.display()
             )
         })?;
+        let data_lock = DataLock::shared(&settings)?;
         let ports = Arc::new(wiring::ports(&settings));
         ensure_groups(&settings, &ports).await?;
 
@@ -109,6 +114,7 @@ impl Application {
             tasks,
             shutdown: CancellationToken::new(),
             how,
+            data_lock,
         })
     }
 
@@ -137,6 +143,7 @@ impl Application {
             mut tasks,
             shutdown,
             how,
+            data_lock,
         } = self;
         let running: Vec<_> = settings
             .table
@@ -170,9 +177,11 @@ impl Application {
             }
         }
         let upkeep = ports.take_upkeep();
-        supervisor::run(listener, router, tasks, upkeep, shutdown, how)
-            .await
-            .map_err(|why| anyhow::anyhow!("{why}; the process stopped"))
+        let ended = supervisor::run(listener, router, tasks, upkeep, shutdown, how).await;
+        // Released only after the ports, which close the files as they go.
+        drop(ports);
+        drop(data_lock);
+        ended.map_err(|why| anyhow::anyhow!("{why}; the process stopped"))
     }
 }
 

@@ -82,7 +82,8 @@ pub enum Command {
         #[command(flatten)]
         config: RawConfig,
     },
-    /// Restores a backup set into an empty `DATA_DIR` (`--data-dir`).
+    /// Restores a backup set into a `DATA_DIR` (`--data-dir`) with no live file, refused while
+    /// another liveops process uses the directory.
     Restore {
         /// Shared settings.
         #[command(flatten)]

@@ -7,6 +7,7 @@ pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod data_lock;
 pub mod dead_letters;
 pub mod key_files;
 pub mod live_cli;

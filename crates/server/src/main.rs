@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use liveops::backup::restore::Source;
 use liveops::cli::{self, Command};
 use liveops::config::{RawConfig, Settings};
+use liveops::data_lock::DataLock;
 use liveops::live_cli::OperatorsCommand;
 use liveops::modules::Table;
 use liveops::telemetry;
@@ -71,6 +72,7 @@ fn main() -> ExitCode {
                     Err(code) => return Ok(code),
                 };
                 telemetry::init_logs(&s.raw.log_level);
+                let _lock = DataLock::shared(&s)?;
                 liveops::wiring::migrate(&s).await?;
                 println!("migrations applied; bus ready");
                 Ok(ExitCode::SUCCESS)
@@ -83,7 +85,10 @@ fn main() -> ExitCode {
                 replay,
                 limit,
             } => match settings(&table, config, args) {
-                Ok(s) => liveops::dead_letters::run(&s, &topic, &group, replay, limit).await,
+                Ok(s) => {
+                    let _lock = DataLock::shared(&s)?;
+                    liveops::dead_letters::run(&s, &topic, &group, replay, limit).await
+                }
                 Err(code) => Ok(code),
             },
             Command::Backup { config } => match settings(&table, config, args) {
@@ -128,13 +133,19 @@ fn main() -> ExitCode {
                         role,
                     },
             } => match settings(&table, config, args) {
-                Ok(s) => liveops::live_cli::create_operator(&s, &email, role).await,
+                Ok(s) => {
+                    let _lock = DataLock::shared(&s)?;
+                    liveops::live_cli::create_operator(&s, &email, role).await
+                }
                 Err(code) => Ok(code),
             },
             Command::Operators {
                 command: OperatorsCommand::SetPassword { config, email },
             } => match settings(&table, config, args) {
-                Ok(s) => liveops::live_cli::set_password(&s, &email).await,
+                Ok(s) => {
+                    let _lock = DataLock::shared(&s)?;
+                    liveops::live_cli::set_password(&s, &email).await
+                }
                 Err(code) => Ok(code),
             },
             Command::VerifyDraw { draw, entrants } => {
@@ -153,6 +164,7 @@ fn main() -> ExitCode {
 
 async fn backup(s: &Settings) -> anyhow::Result<ExitCode> {
     telemetry::init_logs(&s.raw.log_level);
+    let _lock = DataLock::shared(s)?;
     let report = liveops::backup::Backups::new(s)?.run_once().await?;
     println!("{}", serde_json::to_string(&report)?);
     Ok(ExitCode::SUCCESS)

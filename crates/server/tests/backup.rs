@@ -1,7 +1,8 @@
 //! Backups of the embedded files, as an operator lives them: a backup taken while players play,
 //! a crash, a restore into a new directory, and a server started from it that has everything
-//! acknowledged before the backup, once, and nothing sent after it. Then the scheduled backup,
-//! and a restore that refuses what it must refuse.
+//! acknowledged before the backup, once, and nothing sent after it. An event sent while a backup
+//! opens its snapshots, in both copies or in neither. Then the scheduled backup, and a restore
+//! that refuses what it must refuse, a running process's files among them.
 
 mod common;
 
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    free_port, now, signed_post, spawn_serve, wait_ready, xp, BIN, NO_RATE_LIMIT, SECRET,
+    free_port, now, signed_post, spawn_serve, wait_ready, xp, xp_now, BIN, NO_RATE_LIMIT, SECRET,
 };
 use liveops_core::Keyring;
 use serde_json::Value;
@@ -51,6 +52,18 @@ fn backup(data: &Path, backups: &Path, extra: &[&str]) -> (bool, String, String)
 fn restore(set: &Path, data: &Path) -> (bool, String, String) {
     let args = ["restore", "--from", path_str(set)];
     liveops(&[&args[..], &["--data-dir", path_str(data)]].concat())
+}
+
+/// `liveops migrate`, then `liveops backup` into the default `BACKUP_DIR`, on `data`: the
+/// backup's report and its set.
+fn migrated_and_backed_up(data: &Path) -> (Value, PathBuf) {
+    let (ok, _, err) = liveops(&["migrate", "--data-dir", path_str(data)]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = liveops(&["backup", "--data-dir", path_str(data)]);
+    assert!(ok, "{err}");
+    let report: Value = serde_json::from_str(out.trim()).expect("report");
+    let set = PathBuf::from(report["path"].as_str().expect("path"));
+    (report, set)
 }
 
 /// [`start`] on a free port; the server and its base URL once it is ready.
@@ -160,7 +173,7 @@ async fn a_backup_taken_under_traffic_restores_what_was_acknowledged_before_it_o
     assert_eq!(
         roles,
         ["bus", "repository"],
-        "the bus is copied first: {report}"
+        "the set lists the bus, then the repository: {report}"
     );
     let set = PathBuf::from(report["path"].as_str().expect("set path"));
 
@@ -206,9 +219,10 @@ async fn a_backup_taken_under_traffic_restores_what_was_acknowledged_before_it_o
     );
     let (mut server, base) = serve_ready(&restored, &["--backup-every", "0"]).await;
 
-    // Per player, the restored XP and score are each the sum of a prefix of the player's
-    // events: at least every event acknowledged before the backup started, at most those sent
-    // before it ended (no event twice, none from after the backup).
+    // Per player, the restored XP and score are the sum of one prefix of the player's events
+    // (every event is an XP event, scored as its XP): at least every event acknowledged before the
+    // backup started, at most those sent before it ended (no event twice, none from after the
+    // backup), and the same prefix for both (no event in one and not the other).
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut checked = 0;
@@ -242,12 +256,12 @@ async fn a_backup_taken_under_traffic_restores_what_was_acknowledged_before_it_o
                 got_xp <= allowed[allowed.len() - 1] && got_score <= allowed[allowed.len() - 1],
                 "{player}: xp {got_xp} / score {got_score} counts events twice or from after the backup (allowed {allowed:?})"
             );
-            if allowed.contains(&got_xp) && allowed.contains(&got_score) {
+            if allowed.contains(&got_xp) && got_score == got_xp {
                 break;
             }
             assert!(
                 Instant::now() < deadline,
-                "{player}: xp {got_xp} / score {got_score} never reached what was acknowledged before the backup ({allowed:?})"
+                "{player}: xp {got_xp} / score {got_score} never agreed on a prefix holding what was acknowledged before the backup ({allowed:?})"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -278,6 +292,226 @@ async fn a_backup_taken_under_traffic_restores_what_was_acknowledged_before_it_o
     }
     server.kill().expect("stop");
     let _ = server.wait();
+}
+
+/// The settings `liveops backup --data-dir data` runs with.
+fn settings_of(data: &Path) -> liveops::Settings {
+    let table = liveops::Table::standard();
+    let args = ["--data-dir", path_str(data), "--hmac-secret", SECRET];
+    let (raw, matches) = liveops::config::parse_args(&table, args).expect("args");
+    liveops::Settings::resolve(&table, raw, matches).expect("settings")
+}
+
+/// What [`late_repository_snapshot`] does once: tells the test the bus's snapshot is open (the
+/// first sender), then waits at most 20 s for it to say go on (the second).
+type Between = (
+    tokio::sync::mpsc::UnboundedSender<()>,
+    std::sync::mpsc::Receiver<()>,
+);
+
+static BETWEEN: std::sync::Mutex<Option<Between>> = std::sync::Mutex::new(None);
+
+/// The repository's snapshot, opened only once the test has done what it does [`BETWEEN`] the
+/// bus's snapshot and the repository's.
+fn late_repository_snapshot(
+    path: &Path,
+) -> liveops_core::PortResult<liveops_sqlite_file::Snapshot> {
+    let between = BETWEEN.lock().expect("hook").take();
+    if let Some((opened, go_on)) = between {
+        let _ = opened.send(());
+        let _ = go_on.recv_timeout(Duration::from_secs(20));
+    }
+    liveops_sql::SqliteRepository::file_snapshot(path)
+}
+
+/// Sends one XP event for `player`; the answer's status.
+async fn send_xp(base: String, player: &'static str, gain: u64, id: &'static str) -> u16 {
+    let ring = Keyring::single(SECRET).expect("key");
+    let mut event = xp(player, gain);
+    event["messageId"] = id.into();
+    let body = serde_json::to_vec(&event).expect("json");
+    let client = reqwest::Client::new();
+    let answer = signed_post(&client, &ring, None, format!("{base}/events"), body)
+        .send()
+        .await
+        .expect("post");
+    answer.status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_sent_while_a_backup_opens_its_snapshots_is_in_both_copies_or_in_neither() {
+    const PLAYER: &str = "player_instant";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, backups) = (dir.path().join("data"), dir.path().join("backups"));
+    // Progression applies what fairness accepts; the leaderboard's group only queues it.
+    let partial = [
+        "--backup-every",
+        "0",
+        "--target",
+        "gateway,fairness,progression",
+    ];
+    let (mut server, base) = serve_ready(&data, &partial).await;
+    let client = reqwest::Client::new();
+    assert_eq!(send_xp(base.clone(), PLAYER, 100, "before").await, 202);
+    common::eventually(
+        Duration::from_secs(30),
+        "the first event applied",
+        || async { (xp_now(&client, &base, PLAYER).await == Some(100)).then_some(()) },
+    )
+    .await;
+
+    // A backup (from this process, as `liveops backup` takes one) that stops between its bus
+    // snapshot and its repository snapshot while an event is sent and progression gets 3 s to
+    // apply it.
+    let mut files = liveops::wiring::backup::local_files(&settings_of(&data));
+    for f in files.iter_mut().filter(|f| f.role == "repository") {
+        f.snapshot = late_repository_snapshot;
+    }
+    let (opened_tx, mut opened) = tokio::sync::mpsc::unbounded_channel();
+    let (go_on, go_on_rx) = std::sync::mpsc::channel();
+    *BETWEEN.lock().expect("hook") = Some((opened_tx, go_on_rx));
+    let backups_dir = backups.clone();
+    let backup = tokio::spawn(async move {
+        liveops::backup::Backups::of(files, backups_dir, 8)
+            .run_once()
+            .await
+    });
+    tokio::time::timeout(Duration::from_secs(30), opened.recv())
+        .await
+        .expect("the backup reached its repository snapshot");
+    let during = tokio::spawn(send_xp(base.clone(), PLAYER, 7, "during"));
+    let mut applied_between = false;
+    let until = Instant::now() + Duration::from_secs(3);
+    while !applied_between && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        applied_between = xp_now(&client, &base, PLAYER).await == Some(107);
+    }
+    go_on.send(()).expect("go on");
+    let report = backup.await.expect("backup task").expect("backup");
+    assert_eq!(
+        during.await.expect("send"),
+        202,
+        "accepted once the bus was free"
+    );
+    common::eventually(
+        Duration::from_secs(30),
+        "the second event applied",
+        || async { (xp_now(&client, &base, PLAYER).await == Some(107)).then_some(()) },
+    )
+    .await;
+    server.kill().expect("stop");
+    let _ = server.wait();
+
+    // Restored and served whole, the leaderboard reads its group's backlog from the restored bus:
+    // XP and score agree, and hold the first event only (the second came after the backup).
+    let restored = dir.path().join("restored");
+    let (ok, _, err) = restore(&report.path, &restored);
+    assert!(ok, "{err}");
+    let (mut server, base) = serve_ready(&restored, &["--backup-every", "0"]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got_xp = xp_now(&client, &base, PLAYER).await.unwrap_or_default();
+        let (status, rank) = get(
+            &client,
+            &format!("{base}/leaderboard/players/{PLAYER}?window=daily"),
+        )
+        .await;
+        let got_score = rank["score"].as_u64().filter(|_| status == 200);
+        if got_score == Some(got_xp) {
+            assert_eq!(got_xp, 100, "the event sent during the backup is after it");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "restored xp {got_xp} and score {got_score:?} never agreed (progression applied the \
+             event sent between the snapshots before the repository's: {applied_between})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.kill().expect("stop");
+    let _ = server.wait();
+}
+
+/// Runs `liveops serve` on `data` expecting it to refuse at once: its stderr.
+fn serve_refused(data: &Path) -> String {
+    let mut child = common::serve_command(data, free_port())
+        .args(["--hmac-secret", SECRET, "--log-level", "warn"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn liveops");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("serve started on a DATA_DIR being restored");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().expect("output");
+    assert!(!status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn a_restore_is_refused_while_a_process_has_the_files_open_and_nothing_opens_them_during_one()
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (report, set) = migrated_and_backed_up(&data);
+
+    // A server runs; its files moved aside under it (what the restore checks for is gone): the
+    // restore is still refused, with one line that says why.
+    let (mut server, _) = serve_ready(&data, &["--backup-every", "0"]).await;
+    let aside = dir.path().join("aside");
+    std::fs::create_dir(&aside).expect("mkdir");
+    let move_aside = || {
+        for db in ["liveops.db", "bus.db"] {
+            for f in [db.to_owned(), format!("{db}-wal"), format!("{db}-shm")] {
+                if data.join(&f).exists() {
+                    std::fs::rename(data.join(&f), aside.join(&f)).expect("move aside");
+                }
+            }
+        }
+    };
+    move_aside();
+    let (ok, _, err) = restore(&set, &data);
+    assert!(!ok, "a restore under a running server must be refused");
+    assert!(
+        err.contains("is in use by a running liveops process") && err.contains("stop it first"),
+        "{err}"
+    );
+    assert_eq!(
+        err.trim()
+            .lines()
+            .last()
+            .map(|l| l.starts_with("liveops: DATA_DIR")),
+        Some(true),
+        "{err}"
+    );
+    server.kill().expect("stop");
+    let _ = server.wait();
+    // What the server may have created again before it stopped goes aside too.
+    move_aside();
+
+    // While a restore holds DATA_DIR, nothing opens the files: serve and backup are refused.
+    let restoring = liveops::data_lock::DataLock::at(&data, true).expect("the restore's lock");
+    let err = serve_refused(&data);
+    assert!(err.contains("is being restored"), "{err}");
+    let (ok, _, err) = liveops(&["backup", "--data-dir", path_str(&data)]);
+    assert!(!ok && err.contains("is being restored"), "{err}");
+    drop(restoring);
+
+    // Stopped: the restore goes through.
+    let (ok, out, err) = restore(&set, &data);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(report["name"].as_str().expect("name")),
+        "{out}"
+    );
+    assert!(data.join("liveops.db").is_file() && data.join("bus.db").is_file());
 }
 
 async fn metric(client: &reqwest::Client, base: &str, name: &str) -> Option<f64> {
@@ -432,13 +666,8 @@ fn reseal(set: &Path, role: &str) {
 fn a_restore_goes_into_the_directory_holding_its_sets_and_places_nothing_unless_all_pass() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let (ok, _, err) = liveops(&["migrate", "--data-dir", path_str(&data)]);
-    assert!(ok, "{err}");
     // The default place for sets: DATA_DIR/backups, on the same volume as the live files.
-    let (ok, out, err) = liveops(&["backup", "--data-dir", path_str(&data)]);
-    assert!(ok, "{err}");
-    let report: Value = serde_json::from_str(out.trim()).expect("report");
-    let set = PathBuf::from(report["path"].as_str().expect("path"));
+    let (report, set) = migrated_and_backed_up(&data);
     assert!(set.starts_with(data.join("backups")), "{set:?}");
 
     // The live files are there: refused. Moved aside, a stale -wal left behind: refused too.
@@ -477,7 +706,7 @@ fn a_restore_goes_into_the_directory_holding_its_sets_and_places_nothing_unless_
     left.sort();
     assert_eq!(
         left,
-        ["backups", "before-restore"],
+        ["backups", "before-restore", "liveops.lock"],
         "placed or staged files left"
     );
 

@@ -473,3 +473,46 @@ async fn a_backup_taken_while_publishing_holds_whole_commits_and_the_stored_posi
     std::fs::write(dir.path().join("junk.db"), b"not a database at all").unwrap();
     assert!(SqliteBus::check_copy(&dir.path().join("junk.db")).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_writer_keeps_publishes_out_of_a_snapshot_taken_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("bus.db");
+    let bus = Arc::new(SqliteBus::open(&live, SUITE_OPTIONS).await.unwrap());
+    publish(&*bus, "t", vec![msg("k", "before".into())]).await;
+
+    let from = live.clone();
+    let held = tokio::task::spawn_blocking(move || SqliteBus::hold_writer(&from))
+        .await
+        .unwrap()
+        .unwrap();
+    // A publish waits for the writer; a snapshot opened meanwhile is the bus before it.
+    let publishing = {
+        let bus = bus.clone();
+        tokio::spawn(async move { bus.publish("t", vec![msg("k", "during".into())]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !publishing.is_finished(),
+        "a publish committed past the held writer"
+    );
+    let from = live.clone();
+    let snapshot = tokio::task::spawn_blocking(move || SqliteBus::file_snapshot(&from))
+        .await
+        .unwrap()
+        .unwrap();
+    drop(held);
+    publishing.await.unwrap().unwrap();
+
+    let copy = dir.path().join("copy.db");
+    let to = copy.clone();
+    tokio::task::spawn_blocking(move || snapshot.copy_into(&to))
+        .await
+        .unwrap()
+        .unwrap();
+    SqliteBus::check_copy(&copy).unwrap();
+    let restored = SqliteBus::open(&copy, SUITE_OPTIONS).await.unwrap();
+    restored.ensure_group("t", "audit").await.unwrap();
+    let all = poll(&restored, "t", "audit", "c", 10, Duration::from_millis(500)).await;
+    assert_eq!(bodies(&all), ["before"]);
+}

@@ -1,19 +1,22 @@
 //! Backups of the embedded files: `liveops backup` (once) and the scheduled backup inside
-//! `liveops serve` (every `BACKUP_EVERY`). Each run copies the local files the wiring lists, in
-//! the order it lists them (the bus, then the repository: see [`crate::wiring::backup`]), into a
-//! new set in `BACKUP_DIR` while the services keep running, keeps the newest `BACKUP_KEEP` sets,
-//! and uploads the set to the archive (`BACKUP_AZURE_URL`) when one is configured.
+//! `liveops serve` (every `BACKUP_EVERY`). Each run opens a snapshot of every local file the
+//! wiring lists at one instant with respect to the bus (see [`crate::wiring::backup`]), copies
+//! them into a new set in `BACKUP_DIR` while the services keep running, keeps the newest
+//! `BACKUP_KEEP` sets, and uploads the set to the archive (`BACKUP_AZURE_URL`) when one is
+//! configured.
 //!
 //! Runs start every `BACKUP_EVERY` from the previous run's start (not its end), so the newest
 //! set's age stays below `BACKUP_EVERY` plus one run's duration.
 //!
 //! Metrics: `backup_last_success_timestamp_seconds` (when the copies of the newest set complete
 //! everywhere it goes began: what is newer than that is not in any backup),
-//! `backup_duration_seconds` and `backup_size_bytes` (of that run),
+//! `backup_duration_seconds` and `backup_size_bytes` (of that run), `backup_bus_hold_seconds`
+//! (how long that run held the bus's writer: publishes and acks waited that long),
 //! `backup_failures_total{target="directory"|"archive"}` and `backup_archive_retries_total`.
 
 pub mod restore;
 pub mod set;
+pub mod target;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use liveops_core::ports::Archive;
 use liveops_module::Task;
+use liveops_sqlite_file::Snapshot;
 use serde::Serialize;
 
 use crate::config::Settings;
@@ -69,6 +73,16 @@ impl Backups {
             keep: settings.backup.keep,
             archive: archive(settings)?,
         })
+    }
+
+    /// Backups of exactly `files` into `dir`, keeping `keep` sets, with no archive.
+    pub fn of(files: Vec<LocalFile>, dir: PathBuf, keep: usize) -> Self {
+        Self {
+            files,
+            dir,
+            keep,
+            archive: None,
+        }
     }
 
     /// Whether this configuration keeps anything on local disk to back up.
@@ -144,8 +158,32 @@ impl Backups {
     }
 }
 
-/// Writes one set (blocking): copies in the given order under a partial name, writes the
-/// manifest, renames the set into place, then prunes.
+/// Opens a snapshot of every file, in order, while the writers of those that have one (the
+/// bus) are held: no publish, poll or ack commits between the first snapshot and the last, so
+/// the set is one instant with respect to the bus (`docs/adr/0028-backups-at-one-bus-instant.md`).
+/// Blocking; the writers are held for as long as opening the snapshots takes (milliseconds).
+fn snapshot_all(files: &[LocalFile]) -> anyhow::Result<Vec<Snapshot>> {
+    let started = Instant::now();
+    let held = files
+        .iter()
+        .filter_map(|f| f.hold_writer.map(|hold| (f, hold)))
+        .map(|(f, hold)| hold(&f.path).with_context(|| format!("holding the {}'s writer", f.role)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let snapshots = files
+        .iter()
+        .map(|f| {
+            (f.snapshot)(&f.path).with_context(|| format!("opening a snapshot of the {}", f.role))
+        })
+        .collect::<anyhow::Result<Vec<_>>>();
+    drop(held);
+    let held_for = started.elapsed().as_secs_f64();
+    metrics::gauge!("backup_bus_hold_seconds").set(held_for);
+    tracing::debug!(seconds = held_for, "backup snapshots opened");
+    snapshots
+}
+
+/// Writes one set (blocking): snapshots every file at one instant, copies them under a partial
+/// name, writes the manifest, renames the set into place, then prunes.
 fn write_set(files: &[LocalFile], dir: &std::path::Path, keep: usize) -> anyhow::Result<Report> {
     let created = chrono::Utc::now();
     let name = set::name_at(created);
@@ -155,19 +193,27 @@ fn write_set(files: &[LocalFile], dir: &std::path::Path, keep: usize) -> anyhow:
     std::fs::create_dir(&partial)
         .with_context(|| format!("cannot create {}", partial.display()))?;
     let copied = (|| {
-        let mut entries = Vec::new();
-        for f in files {
+        // Every copy first, each ending its snapshot, so none is held while others are checked.
+        let mut copies = Vec::new();
+        for (f, snapshot) in files.iter().zip(snapshot_all(files)?) {
             let file = f
                 .path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| format!("{}.db", f.role));
             let dest = partial.join(&file);
-            let bytes = (f.copy)(&f.path, &dest)
+            snapshot
+                .copy_into(&dest)
                 .with_context(|| format!("copying the {} ({})", f.role, f.path.display()))?;
+            copies.push((f.role, file, dest));
+        }
+        let mut entries = Vec::new();
+        for (role, file, dest) in copies {
+            let bytes = liveops_sqlite_file::seal(&dest)
+                .with_context(|| format!("checking the copy of the {role}"))?;
             let sha256 = set::sha256_file(&dest)?;
             entries.push(Entry {
-                role: f.role.to_owned(),
+                role: role.to_owned(),
                 file,
                 bytes,
                 sha256,

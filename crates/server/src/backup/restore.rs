@@ -1,6 +1,8 @@
 //! `liveops restore`: puts a backup set's files where the settings place the live files (in
-//! `DATA_DIR` by default), refusing while any of those files (or a `-wal`, `-shm` or `-journal`
-//! beside one) exists; anything else in the directory (the backup sets themselves, a volume's
+//! `DATA_DIR` by default). It holds `DATA_DIR`'s lock exclusively from start to end (refused while
+//! any liveops process that opens the files runs; see [`crate::data_lock`]), and refuses while
+//! any of those files (or a `-wal`, `-shm` or `-journal` beside one) exists, or appears before
+//! its move; anything else in the directory (the backup sets themselves, a volume's
 //! `lost+found`) is left alone. Every file is checked against the manifest's SHA-256 and by its
 //! adapter (`quick_check`, schema version) before any is moved into place, so a damaged set
 //! never becomes a live file.
@@ -11,7 +13,9 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use super::set;
+use super::target::{check_free, move_in};
 use crate::config::Settings;
+use crate::data_lock::DataLock;
 use crate::wiring::backup::{archive, local_files, LocalFile};
 
 /// Where a set comes from.
@@ -35,33 +39,6 @@ pub struct Restored {
     pub files: Vec<(String, PathBuf)>,
 }
 
-/// The files SQLite keeps beside a database, which belong to the file they sit beside.
-const SIDECARS: [&str; 3] = ["-wal", "-shm", "-journal"];
-
-/// Fails if a live file a restore would write, or a file SQLite keeps beside one, exists: a
-/// restore never mixes with existing state (a stale `-wal` would be read into the restored file).
-pub fn check_free(targets: &[LocalFile]) -> anyhow::Result<()> {
-    for target in targets {
-        let mut paths = vec![target.path.clone()];
-        for suffix in SIDECARS {
-            let mut p = target.path.clone().into_os_string();
-            p.push(suffix);
-            paths.push(PathBuf::from(p));
-        }
-        for path in paths {
-            anyhow::ensure!(
-                !path.exists(),
-                "{} exists already: a restore writes only where no {} is (move the old files \
-                 aside, with their -wal and -shm; after an interrupted restore, remove what it \
-                 placed and run it again)",
-                path.display(),
-                target.role
-            );
-        }
-    }
-    Ok(())
-}
-
 /// Restores the set `from` into the places `settings` give the live files.
 pub async fn run(settings: &Settings, from: &Source) -> anyhow::Result<Restored> {
     let targets = local_files(settings);
@@ -69,10 +46,10 @@ pub async fn run(settings: &Settings, from: &Source) -> anyhow::Result<Restored>
         !targets.is_empty(),
         "nothing to restore into: this configuration keeps no files on local disk"
     );
+    // Held until the restore ends: no liveops process has the files open, none opens them.
+    let _lock = DataLock::exclusive(settings)?;
     check_free(&targets)?;
     let data_dir = &settings.raw.data_dir;
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("DATA_DIR: cannot create {}", data_dir.display()))?;
     // A download lands in DATA_DIR (on the volume the files go to, not on a container's
     // read-only or small root filesystem) and is removed afterwards.
     let download = tempfile::Builder::new()
@@ -143,8 +120,6 @@ fn place(set_dir: &Path, targets: &[LocalFile], owned: bool) -> anyhow::Result<R
         );
         plan.push((e, target));
     }
-    // Again: a download can take long, and a process may have started on the place meanwhile.
-    check_free(targets)?;
     let mut staged: Vec<(&set::Entry, &LocalFile, PathBuf)> = Vec::new();
     let outcome = (|| {
         for &(e, target) in &plan {
@@ -173,11 +148,26 @@ fn place(set_dir: &Path, targets: &[LocalFile], owned: bool) -> anyhow::Result<R
     // bus (the bus's backlog lost), never a bus whose positions call acked the events of a
     // repository that is not there.
     staged.sort_by_key(|(e, _, _)| e.role == "bus");
-    let mut placed = Vec::new();
-    for (e, target, copy) in staged {
-        std::fs::rename(&copy, &target.path)?;
-        set::sync_dir(target.path.parent().unwrap_or(Path::new(".")))?;
-        placed.push((e.role.clone(), target.path.clone()));
+    let mut placed: Vec<(String, PathBuf)> = Vec::new();
+    let moved = (|| {
+        check_free(targets)?;
+        for (e, target, copy) in &staged {
+            move_in(copy, &target.path)?;
+            placed.push((e.role.clone(), target.path.clone()));
+            set::sync_dir(target.path.parent().unwrap_or(Path::new(".")))?;
+        }
+        Ok::<_, anyhow::Error>(())
+    })();
+    if let Err(error) = moved {
+        // Nothing opened what this restore placed (it holds DATA_DIR's lock): take it back.
+        for path in placed
+            .iter()
+            .map(|(_, p)| p)
+            .chain(staged.iter().map(|(_, _, c)| c))
+        {
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(error.context("nothing was restored"));
     }
     Ok(Restored {
         name: manifest.name,

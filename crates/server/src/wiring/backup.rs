@@ -1,6 +1,6 @@
 //! What a backup copies and where else it goes: the files of the adapters this configuration
-//! keeps on local disk, in the order that keeps a restored pair consistent, and the archive
-//! (`BACKUP_AZURE_URL`) if one is configured.
+//! keeps on local disk, with how to open each one's snapshot at the instant that keeps a restored
+//! pair consistent, and the archive (`BACKUP_AZURE_URL`) if one is configured.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use liveops_core::ports::Archive;
 use liveops_core::PortResult;
 use liveops_sql::{Backend, SqliteRepository};
 use liveops_sqlite_bus::SqliteBus;
+use liveops_sqlite_file::{Snapshot, WriteLock};
 
 use crate::config::{BusChoice, Settings};
 
@@ -19,29 +20,32 @@ pub struct LocalFile {
     pub role: &'static str,
     /// Where the live file is (or, for a restore, goes).
     pub path: PathBuf,
-    /// Writes a consistent copy of the live file into a new file while it is in use (blocking).
-    pub copy: fn(&Path, &Path) -> PortResult<u64>,
+    /// Opens a read snapshot of the live file while it is in use, to copy later (blocking).
+    pub snapshot: fn(&Path) -> PortResult<Snapshot>,
+    /// Holds the live file's writer while a backup opens its snapshots (the bus's), if any.
+    pub hold_writer: Option<fn(&Path) -> PortResult<WriteLock>>,
     /// Checks that a copy is sound and readable by this build (blocking).
     pub check: fn(&Path) -> PortResult<()>,
 }
 
-/// The files this configuration keeps on local disk, in the order a backup must copy them.
+/// The files this configuration keeps on local disk: the bus, then the repository.
 ///
-/// The bus comes first. Its copy holds, per consumer group, a position below which every event
-/// is acked, and a consumer acks an event only after its effects and its event id are
-/// committed to the repository. A repository copied *after* the bus therefore holds the effects
-/// of every event the bus copy calls acked, so a restore loses nothing that was accepted before
-/// the backup started. What the repository applied meanwhile is either redelivered by the
-/// restored bus and skipped by its recorded id, or was published after the bus copy and is
-/// counted once. Copied the other way round, the bus could call acked an event whose effects
-/// the older repository copy never saw: that event would be lost.
+/// A backup opens a snapshot of each while it holds the bus's writer, so both are one instant
+/// with respect to the bus's commits (`docs/adr/0028-backups-at-one-bus-instant.md`). A consumer
+/// commits an event's effects and id to the repository before it acks the event on the bus, and
+/// every event reaches the repository through a bus commit (its publish) first. So, restored:
+/// an event published after that instant is in neither file; one acked before it has its
+/// effects in the repository; one published but not acked by a group is in the bus unacked for
+/// that group, redelivered, and skipped by its recorded id if the repository applied it. Every
+/// group counts every event of the restored bus once, and none counts an event it does not hold.
 pub fn local_files(s: &Settings) -> Vec<LocalFile> {
     let mut files = Vec::new();
     if let BusChoice::Sqlite(path) = &s.bus {
         files.push(LocalFile {
             role: "bus",
             path: path.clone(),
-            copy: SqliteBus::backup,
+            snapshot: SqliteBus::file_snapshot,
+            hold_writer: Some(SqliteBus::hold_writer),
             check: SqliteBus::check_copy,
         });
     }
@@ -50,7 +54,8 @@ pub fn local_files(s: &Settings) -> Vec<LocalFile> {
             files.push(LocalFile {
                 role: "repository",
                 path,
-                copy: SqliteRepository::backup,
+                snapshot: SqliteRepository::file_snapshot,
+                hold_writer: None,
                 check: SqliteRepository::check_copy,
             });
         }

@@ -1,16 +1,30 @@
 //! Online copies of the SQLite repository, for `liveops backup`: SQLite's backup API run in one
 //! step on a connection of its own, so the copy is the database as of one commit while the
-//! service keeps writing (WAL: readers and the writer do not block each other).
+//! service keeps writing (WAL: readers and the writer do not block each other), or a snapshot
+//! opened now and copied later, for a backup that opens its snapshots at one instant.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use liveops_core::PortError;
+use liveops_sqlite_file::Snapshot;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::Sqlite;
 
 use super::BUSY_TIMEOUT;
 use crate::repository::SqlRepository;
+
+/// `src` if the repository file is there.
+fn live_file(src: &Path) -> Result<&Path, PortError> {
+    if src.exists() {
+        Ok(src)
+    } else {
+        Err(PortError::Unavailable(format!(
+            "no repository file at {}",
+            src.display()
+        )))
+    }
+}
 
 impl SqlRepository<Sqlite> {
     /// The database file a `sqlite:` URL (or plain path) names; nothing is created.
@@ -35,13 +49,13 @@ impl SqlRepository<Sqlite> {
     /// its size in bytes. The repository may be in use meanwhile. Blocking: run it off the async
     /// threads.
     pub fn backup(src: &Path, dest: &Path) -> Result<u64, PortError> {
-        if !src.exists() {
-            return Err(PortError::Unavailable(format!(
-                "no repository file at {}",
-                src.display()
-            )));
-        }
-        liveops_sqlite_file::copy_live(src, dest, BUSY_TIMEOUT)
+        liveops_sqlite_file::copy_live(live_file(src)?, dest, BUSY_TIMEOUT)
+    }
+
+    /// Opens a read snapshot of the live repository file `src` now, to copy later with
+    /// [`Snapshot::copy_into`]. Blocking.
+    pub fn file_snapshot(src: &Path) -> Result<Snapshot, PortError> {
+        Snapshot::take(live_file(src)?, BUSY_TIMEOUT)
     }
 
     /// Checks that `file` is a sound repository this build can open: SQLite's `quick_check`,
