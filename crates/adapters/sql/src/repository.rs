@@ -622,6 +622,32 @@ where
         self.progress_on(&self.pool, player_id, season).await
     }
 
+    pub(crate) async fn pending_reward(
+        &self,
+        player_id: &str,
+        reward_id: &str,
+    ) -> PortResult<Option<PendingReward>> {
+        within::<DB, _>("pending_reward", async {
+            let sql = DB::placeholders(
+                "SELECT item, source, adds_to_inventory FROM rewards \
+                 WHERE player_id = ? AND reward_id = ? AND claimed = 0",
+            );
+            let row: Option<(Text, Text, i16)> = sqlx::query_as(&sql)
+                .bind(player_id)
+                .bind(reward_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error::<DB>)?;
+            Ok(row.map(|(item, source, adds)| PendingReward {
+                reward_id: reward_id.to_owned(),
+                item: item.0,
+                source: source.0,
+                adds_to_inventory: adds != 0,
+            }))
+        })
+        .await
+    }
+
     async fn progress_on(
         &self,
         pool: &Pool<DB>,

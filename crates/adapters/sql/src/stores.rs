@@ -13,8 +13,9 @@ macro_rules! impl_stores {
             use async_trait::async_trait;
             use liveops_core::ports::{Board, Health, ScoreDelta, ScoreTotal};
             use liveops_core::stores::{
-                FairnessCommit, FairnessStore, Flag, PlayerProgress, ProcessedEvents,
-                ProgressCommit, ProgressStore, RewardClaim, ScoreStore, Snapshot, SnapshotStore,
+                FairnessCommit, FairnessStore, Flag, PendingReward, PlayerProgress,
+                ProcessedEvents, ProgressCommit, ProgressStore, RewardClaim, ScoreStore, Snapshot,
+                SnapshotStore,
             };
             use liveops_core::{EventType, PortResult, Receipt, Welford, Window};
             use uuid::Uuid;
@@ -57,6 +58,7 @@ macro_rules! impl_stores {
                 impl ProgressStore {
                     fn progress(player_id: &str, season: i64) -> PlayerProgress;
                     fn progress_latest(player_id: &str, season: i64) -> PlayerProgress;
+                    fn pending_reward(player_id: &str, reward_id: &str) -> Option<PendingReward>;
                     fn xp_of(players: &[(String, i64)]) -> Vec<u64>;
                     fn commit_progress(consumer: &str, commit: &ProgressCommit) -> bool;
                     fn claim_reward(

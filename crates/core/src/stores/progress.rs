@@ -111,6 +111,19 @@ pub trait ProgressStore: Health {
     async fn progress_latest(&self, player_id: &str, season: i64) -> PortResult<PlayerProgress> {
         self.progress(player_id, season).await
     }
+    /// A player's reward `reward_id` while it waits to be claimed, as last committed: what a
+    /// claim signs its receipt for, without reading every pending reward of the player.
+    async fn pending_reward(
+        &self,
+        player_id: &str,
+        reward_id: &str,
+    ) -> PortResult<Option<PendingReward>> {
+        let progress = self.progress_latest(player_id, 0).await?;
+        Ok(progress
+            .pending
+            .into_iter()
+            .find(|r| r.reward_id == reward_id))
+    }
     /// XP of several players in `season` (absent players have 0).
     async fn xp_of(&self, players: &[(String, i64)]) -> PortResult<Vec<u64>>;
     /// Applies a progression batch and records its event ids for `consumer`, atomically;

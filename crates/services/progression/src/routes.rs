@@ -180,20 +180,18 @@ pub(crate) async fn claim_reward(
     signed: Signed,
 ) -> Result<Json<Receipt>, Problem> {
     let now = signed.at_ms;
-    let cfg = &state.config;
     let (player, reward_id) = parse_claim(&signed.body)?;
     let span = tracing::Span::current();
     span.record("player", player.as_str());
     span.record("reward", reward_id.as_str());
 
-    let current = cfg.calendar.season_at_ms(now);
-    // `progress` lists the pending rewards of every season.
-    let progress = state
+    // The one reward, as last committed: not every pending reward of the player.
+    let pending = state
         .store
-        .progress_latest(player.as_str(), current)
+        .pending_reward(player.as_str(), &reward_id)
         .await?;
-    let item = match progress.pending.iter().find(|r| r.reward_id == reward_id) {
-        Some(r) => r.item.clone(),
+    let item = match pending {
+        Some(r) => r.item,
         // Not pending: claimed before (the repository returns that receipt) or never earned.
         // A level reward's item follows from its id; a drop's is only known while pending.
         None => item_of_level_reward(&reward_id).unwrap_or_default(),

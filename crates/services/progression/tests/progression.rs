@@ -33,6 +33,7 @@ struct TestApp {
     state: ProgressionState,
     router: Router,
     bus: Arc<MemoryBus>,
+    repo: Arc<SqliteRepository>,
     keyring: Keyring,
     _dir: tempfile::TempDir,
 }
@@ -66,12 +67,13 @@ async fn spawn_app_on(options: BusOptions) -> TestApp {
         bus: bus.clone(),
         cache: Arc::new(MemoryHotState::new()),
         store: repo.clone(),
-        processed: repo,
+        processed: repo.clone(),
     };
     TestApp {
         router: router(state.clone()),
         state,
         bus,
+        repo,
         keyring,
         _dir: dir,
     }
@@ -296,6 +298,77 @@ async fn a_drop_goes_to_the_inventory_and_waits_for_its_receipt() {
     let receipt = app.claim("player_3", &reward).await.expect("claimed");
     assert_eq!(receipt.item, "epic_sword_001");
     app.assert_claimed_only("player_3", "epic_sword_001").await;
+}
+
+/// A repository whose whole-progress reads fail (a player with a very long list of pending
+/// rewards on a slow database): claims must not need them.
+struct NoWholeReads(Arc<SqliteRepository>);
+
+#[async_trait::async_trait]
+impl liveops_core::Health for NoWholeReads {
+    async fn healthcheck(&self) -> liveops_core::PortResult<()> {
+        self.0.healthcheck().await
+    }
+}
+
+#[async_trait::async_trait]
+impl liveops_core::stores::ProgressStore for NoWholeReads {
+    async fn progress(
+        &self,
+        _: &str,
+        _: i64,
+    ) -> liveops_core::PortResult<liveops_core::stores::PlayerProgress> {
+        Err(liveops_core::PortError::Unavailable("whole read".into()))
+    }
+    async fn pending_reward(
+        &self,
+        player_id: &str,
+        reward_id: &str,
+    ) -> liveops_core::PortResult<Option<liveops_core::stores::PendingReward>> {
+        self.0.pending_reward(player_id, reward_id).await
+    }
+    async fn xp_of(&self, players: &[(String, i64)]) -> liveops_core::PortResult<Vec<u64>> {
+        self.0.xp_of(players).await
+    }
+    async fn commit_progress(
+        &self,
+        consumer: &str,
+        commit: &liveops_core::stores::ProgressCommit,
+    ) -> liveops_core::PortResult<bool> {
+        self.0.commit_progress(consumer, commit).await
+    }
+    async fn claim_reward(
+        &self,
+        player_id: &str,
+        reward_id: &str,
+        receipt: Receipt,
+    ) -> liveops_core::PortResult<RewardClaim> {
+        self.0.claim_reward(player_id, reward_id, receipt).await
+    }
+}
+
+/// A claim reads the one reward it signs for, not the player's whole progress: it succeeds
+/// (a drop, whose item only its pending row knows) while whole reads fail.
+#[tokio::test]
+async fn a_claim_reads_only_its_reward() {
+    let app = spawn_app().await;
+    let d = drop("player_7", "epic_sword_001");
+    app.publish(std::slice::from_ref(&d)).await;
+    app.drain().await;
+    let reward = format!("drop:{}", d.event_id);
+    let mut narrow = app.state.clone();
+    narrow.store = Arc::new(NoWholeReads(app.repo.clone()));
+    let app = TestApp {
+        router: router(narrow.clone()),
+        state: narrow,
+        ..app
+    };
+    let receipt = app.claim("player_7", &reward).await.expect("claimed");
+    assert_eq!(receipt.item, "epic_sword_001");
+    assert_eq!(
+        app.claim("player_7", &reward).await.expect("again"),
+        receipt
+    );
 }
 
 #[tokio::test]

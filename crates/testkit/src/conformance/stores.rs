@@ -290,6 +290,15 @@ pub async fn rewards_are_claimed_once(repo: &dyn Stores) {
         repo.commit_progress(&consumer, &commit).await,
         "commit_progress",
     );
+    // One pending reward is read by its id, and only while it waits, and only the player's.
+    let one = |who: &str, id: &str| {
+        let (who, id) = (who.to_owned(), id.to_owned());
+        async move { ok(repo.pending_reward(&who, &id).await, "pending_reward") }
+    };
+    let chest = reward("level:1:2", "chest_2", "level_up", true);
+    assert_eq!(one(&p, "level:1:2").await, Some(chest));
+    assert_eq!(one(&p, "level:9:9").await, None, "never earned");
+    assert_eq!(one(&format!("p{s}_other"), "level:1:2").await, None);
 
     let r1 = receipt(&p, "chest_2", &format!("r1{s}"));
     let claim = ok(
@@ -297,6 +306,7 @@ pub async fn rewards_are_claimed_once(repo: &dyn Stores) {
         "claim",
     );
     assert_eq!(claim, RewardClaim::Issued(r1.clone()));
+    assert_eq!(one(&p, "level:1:2").await, None, "claimed");
     let again = ok(
         repo.claim_reward(&p, "level:1:2", receipt(&p, "chest_2", "other"))
             .await,
