@@ -217,11 +217,7 @@ pub async fn create_operator(
     role: Role,
     actor: &str,
 ) -> Result<Option<OperatorRecord>, CreateError> {
-    let email = accounts::normalize_email(email)
-        .map_err(|p| CreateError::Invalid(p.detail.unwrap_or_default()))?;
-    let hash = password::hash(password)
-        .await
-        .map_err(|e| CreateError::Invalid(e.to_string()))?;
+    let (email, hash) = checked(email, password).await?;
     let now = now_ms();
     let op = OperatorRecord {
         id: format!("op_{}", uuid::Uuid::now_v7().simple()),
@@ -243,6 +239,16 @@ pub async fn create_operator(
     Ok(store.create_operator(&op, &audit).await?.then_some(op))
 }
 
+/// The normalized email and the password's hash, or why either is not acceptable.
+async fn checked(email: &str, password: String) -> Result<(String, String), CreateError> {
+    let email = accounts::normalize_email(email)
+        .map_err(|p| CreateError::Invalid(p.detail.unwrap_or_default()))?;
+    let hash = password::hash(password)
+        .await
+        .map_err(|e| CreateError::Invalid(e.to_string()))?;
+    Ok((email, hash))
+}
+
 /// Sets the password of the operator with `email` (`liveops operators set-password`: an admin
 /// who lost theirs, with no other admin to reset it), closing their sessions; `Ok(None)` if no
 /// operator has this email. `actor` is who the audit log names.
@@ -252,11 +258,7 @@ pub async fn set_password(
     password: String,
     actor: &str,
 ) -> Result<Option<OperatorRecord>, CreateError> {
-    let email = accounts::normalize_email(email)
-        .map_err(|p| CreateError::Invalid(p.detail.unwrap_or_default()))?;
-    let hash = password::hash(password)
-        .await
-        .map_err(|e| CreateError::Invalid(e.to_string()))?;
+    let (email, hash) = checked(email, password).await?;
     // A change racing ours (a role change in the API) moves `updated_at_ms`: read again.
     for _ in 0..5 {
         let Some(before) = store.operator_by_email(&email).await? else {
