@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use liveops_core::ports::Board;
 use liveops_core::{now_ms, PortError, Window};
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +23,14 @@ fn cutoff(state: &LeaderboardState, window: Window, now_ms: i64) -> String {
     let keep = i64::try_from(state.config.scores_retention.as_millis()).unwrap_or(i64::MAX);
     let then = now_ms.saturating_sub(keep);
     state.config.calendar.period_at_ms(window, then).id
+}
+
+/// Whether `board`'s scores are purged by `now_ms` or within a day: its final snapshot is no
+/// longer taken (a purge under way on another replica would leave only part of its top).
+pub(crate) fn past_retention(state: &LeaderboardState, board: &Board, now_ms: i64) -> bool {
+    const DAY_MS: i64 = 86_400_000;
+    PURGED.contains(&board.window)
+        && board.period < cutoff(state, board.window, now_ms.saturating_add(DAY_MS))
 }
 
 /// Purges the scores of the boards ended `LB_SCORES_RETENTION_DAYS` before `now_ms`, counted in
@@ -72,7 +81,7 @@ pub async fn run_retention(
 mod tests {
     use std::sync::Arc;
 
-    use liveops_core::ports::{Board, ScoreDelta};
+    use liveops_core::ports::ScoreDelta;
     use uuid::Uuid;
 
     use super::*;
@@ -125,5 +134,19 @@ mod tests {
         // ago) and the season stay.
         assert_eq!(sizes, [0, 1, 0, 1, 1]);
         assert_eq!(purge(&state, NOW).await.unwrap(), 0);
+        // No final is taken of a board purged already or within the day: the cutoff's day (kept
+        // now, purged tomorrow) is past, the day after it is not; the season never is.
+        let past: Vec<bool> = [
+            board(Window::Daily, NOW - 41 * DAY),
+            board(Window::Daily, NOW - 40 * DAY),
+            board(Window::Daily, NOW - 39 * DAY),
+            board(Window::Weekly, NOW - 55 * DAY),
+            board(Window::Weekly, NOW - 40 * DAY),
+            board(Window::Seasonal, NOW - 400 * DAY),
+        ]
+        .iter()
+        .map(|b| past_retention(&state, b, NOW))
+        .collect();
+        assert_eq!(past, [true, true, false, true, false, false]);
     }
 }

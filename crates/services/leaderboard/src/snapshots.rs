@@ -321,6 +321,12 @@ impl Snapshotter {
         let owed = std::mem::take(&mut self.finals_due);
         let mut away = false;
         for (board, due) in owed {
+            if crate::retention::past_retention(&self.state, &board, now_ms) {
+                // Its scores are going (LB_SCORES_RETENTION_DAYS): its snapshot stays as it is.
+                tracing::debug!(window = %board.window, period = %board.period,
+                    "no final snapshot past the scores' retention");
+                continue;
+            }
             if due > now_ms || away {
                 self.finals_due.insert(board, due);
                 continue;
