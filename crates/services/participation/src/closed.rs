@@ -1,9 +1,11 @@
 //! What a process keeps of campaigns that take no more entries (ended, settled or cancelled):
 //! their entrant counts, and their decided draws' answers. Neither changes any more, so each is
-//! read or written out once and served again as it is.
+//! read or written out once and served again as it is. Of campaigns still taking entries it
+//! keeps the entrant count for [`OPEN_COUNT_FRESH`], so paging through one counts it once.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 
@@ -13,6 +15,9 @@ const DRAWS: usize = 16;
 const DRAW_BYTES: usize = 64 * 1024 * 1024;
 /// Most entrant counts kept.
 const COUNTS: usize = 1024;
+/// How long the entrant count of a campaign still taking entries is served again: a page of a
+/// live campaign says how many had entered at most this long ago.
+pub const OPEN_COUNT_FRESH: Duration = Duration::from_secs(5);
 
 /// Values read last, up to a number of them and a total weight; least recently read go first.
 struct Recent<K, V> {
@@ -65,6 +70,8 @@ pub struct ClosedCampaigns {
     draws: Recent<(String, bool), Bytes>,
     /// Entrant counts, by campaign id.
     counts: Recent<String, u64>,
+    /// Entrant counts of campaigns still taking entries, and when each was read.
+    open_counts: Recent<String, (u64, Instant)>,
     draw_hits: AtomicU64,
     draw_misses: AtomicU64,
 }
@@ -81,6 +88,7 @@ impl ClosedCampaigns {
         Self {
             draws: Recent::new(draws, draw_bytes, Bytes::len),
             counts: Recent::new(COUNTS, 0, |_| 0),
+            open_counts: Recent::new(COUNTS, 0, |_| 0),
             draw_hits: AtomicU64::new(0),
             draw_misses: AtomicU64::new(0),
         }
@@ -113,6 +121,18 @@ impl ClosedCampaigns {
     /// Keeps a closed campaign's entrant count.
     pub fn keep_entrant_count(&self, campaign_id: &str, count: u64) {
         self.counts.keep(campaign_id.to_owned(), count);
+    }
+
+    /// The entrant count of a campaign still taking entries, if read within
+    /// [`OPEN_COUNT_FRESH`] of `now`.
+    pub fn open_entrant_count(&self, campaign_id: &str, now: Instant) -> Option<u64> {
+        let (count, at) = self.open_counts.get(&campaign_id.to_owned())?;
+        (now.saturating_duration_since(at) < OPEN_COUNT_FRESH).then_some(count)
+    }
+
+    /// Keeps the entrant count of a campaign still taking entries, read at `at`.
+    pub fn keep_open_entrant_count(&self, campaign_id: &str, count: u64, at: Instant) {
+        self.open_counts.keep(campaign_id.to_owned(), (count, at));
     }
 
     /// How many draw reads were answered from what was kept.
@@ -171,6 +191,23 @@ mod tests {
         assert_eq!(
             kept.entrant_count(&format!("cmp_{COUNTS}")),
             Some(COUNTS as u64)
+        );
+    }
+
+    #[test]
+    fn an_open_campaign_s_count_is_served_again_only_while_fresh() {
+        let kept = ClosedCampaigns::default();
+        let read = Instant::now();
+        assert_eq!(kept.open_entrant_count("c1", read), None);
+        kept.keep_open_entrant_count("c1", 7, read);
+        assert_eq!(kept.open_entrant_count("c1", read), Some(7));
+        let later = read + OPEN_COUNT_FRESH - Duration::from_millis(1);
+        assert_eq!(kept.open_entrant_count("c1", later), Some(7));
+        assert_eq!(kept.open_entrant_count("c1", read + OPEN_COUNT_FRESH), None);
+        assert_eq!(
+            kept.open_entrant_count("c2", read),
+            None,
+            "another campaign"
         );
     }
 }

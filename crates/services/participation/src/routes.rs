@@ -4,7 +4,7 @@
 //! request comes again (a game server's retry). Another request for a player who already entered
 //! in the current slot (the campaign, or the UTC day for `daily`) is `409 entry-limit-reached`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -297,7 +297,10 @@ pub(crate) async fn list_entrants(
     }))
 }
 
-/// How many distinct players entered `campaign`; kept once it takes no more entries.
+/// How many distinct players entered `campaign`: kept for good once it takes no more entries;
+/// while it does, counted at most once per [`crate::closed::OPEN_COUNT_FRESH`] per process and
+/// under a whole-list turn (a count reads every entry), so paging through a live campaign, or
+/// many pages asked for at once, does not count it each time.
 pub(crate) async fn entrant_count(
     state: &ParticipationState,
     campaign: &Campaign,
@@ -305,16 +308,37 @@ pub(crate) async fn entrant_count(
     if let Some(count) = state.closed.entrant_count(&campaign.id) {
         return Ok(count);
     }
-    let count = state.entries.entrant_count(&campaign.id).await?;
     // Entries hold the campaign's row and need it live: past live, none comes any more.
     let open = [
         CampaignState::Draft,
         CampaignState::Scheduled,
         CampaignState::Live,
-    ];
-    if !open.contains(&campaign.state) {
+    ]
+    .contains(&campaign.state);
+    if !open {
+        let count = state.entries.entrant_count(&campaign.id).await?;
         state.closed.keep_entrant_count(&campaign.id, count);
+        return Ok(count);
     }
+    if let Some(count) = state
+        .closed
+        .open_entrant_count(&campaign.id, Instant::now())
+    {
+        return Ok(count);
+    }
+    let _turn = whole_list_turn().await?;
+    // Another request may have counted while this one waited for its turn.
+    if let Some(count) = state
+        .closed
+        .open_entrant_count(&campaign.id, Instant::now())
+    {
+        return Ok(count);
+    }
+    let read = Instant::now();
+    let count = state.entries.entrant_count(&campaign.id).await?;
+    state
+        .closed
+        .keep_open_entrant_count(&campaign.id, count, read);
     Ok(count)
 }
 
