@@ -163,12 +163,13 @@ impl Backups {
 /// the set is one instant with respect to the bus (`docs/adr/0028-backups-at-one-bus-instant.md`).
 /// Blocking; the writers are held for as long as opening the snapshots takes (milliseconds).
 fn snapshot_all(files: &[LocalFile]) -> anyhow::Result<Vec<Snapshot>> {
-    let started = Instant::now();
     let held = files
         .iter()
         .filter_map(|f| f.hold_writer.map(|hold| (f, hold)))
         .map(|(f, hold)| hold(&f.path).with_context(|| format!("holding the {}'s writer", f.role)))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // From here the others wait: the time to take the writers is not part of their wait.
+    let started = Instant::now();
     let snapshots = files
         .iter()
         .map(|f| {
