@@ -24,11 +24,17 @@ use liveops_core::ports::hot::MAX_STRIKES;
 /// Every key lives in one of 64 shards chosen by a keyed hash, each a `Mutex` over small maps,
 /// so there is no global lock and an operation on one key is atomic. Entries with a TTL expire
 /// lazily (an expired entry reads as absent) and are freed by [`Self::purge_expired`], which
-/// [`Self::spawn_purger`] runs periodically.
+/// [`Self::spawn_purger`] runs periodically. Idempotency holds are bounded in number
+/// ([`Self::with_idempotency_limit`]).
 pub struct MemoryHotState {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
+    /// Most idempotency holds a shard keeps.
+    idem_per_shard: usize,
 }
+
+/// Most idempotency holds kept by default (about a gigabyte; `IDEMP_MAX_KEYS`).
+pub const DEFAULT_IDEMPOTENCY_LIMIT: usize = 4_000_000;
 
 impl std::fmt::Debug for MemoryHotState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -237,11 +243,21 @@ impl Default for MemoryHotState {
 }
 
 impl MemoryHotState {
-    /// An empty store.
+    /// An empty store keeping up to [`DEFAULT_IDEMPOTENCY_LIMIT`] idempotency holds.
     pub fn new() -> Self {
+        Self::with_idempotency_limit(DEFAULT_IDEMPOTENCY_LIMIT)
+    }
+
+    /// An empty store keeping up to about `limit` idempotency holds: past it, a new hold first
+    /// frees the expired ones of its shard, then forgets live ones
+    /// (`hot_state_evicted_total{kind="idempotency"}`). A forgotten hold costs a repeat its
+    /// replayed answer, not a double count: the repeat carries the same event ids, which every
+    /// consumer applies once.
+    pub fn with_idempotency_limit(limit: usize) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
+            idem_per_shard: limit.div_ceil(SHARDS).max(1),
         }
     }
 
@@ -312,6 +328,33 @@ impl Idempotency for MemoryHotState {
                 } if **fp == *fingerprint => IdemState::Done(answer.clone()),
                 _ => IdemState::Mismatch,
             });
+        }
+        if shard.idem.len() >= self.idem_per_shard {
+            shard.idem.retain(|_, e| alive(e.until, now));
+            // Still full: forget a twentieth of the shard's holds (whichever the map yields
+            // first), so one full shard is not trimmed again on every request.
+            if shard.idem.len() >= self.idem_per_shard {
+                let evict = (self.idem_per_shard / 20).max(1);
+                let gone: Vec<Box<str>> = shard.idem.keys().take(evict).cloned().collect();
+                for k in &gone {
+                    shard.idem.remove(k);
+                }
+                metrics::counter!("hot_state_evicted_total", "kind" => "idempotency")
+                    .increment(gone.len() as u64);
+                // Logged at most once a minute: the counter has every one.
+                static WARNED_MS: std::sync::atomic::AtomicI64 =
+                    std::sync::atomic::AtomicI64::new(i64::MIN);
+                let wall = now_ms();
+                let last = WARNED_MS.load(std::sync::atomic::Ordering::Relaxed);
+                if wall.saturating_sub(last) >= 60_000 {
+                    WARNED_MS.store(wall, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(
+                        evicted = gone.len(),
+                        "in-process idempotency holds at their limit (IDEMP_MAX_KEYS): \
+                         forgot live ones (hot_state_evicted_total)"
+                    );
+                }
+            }
         }
         shard.idem.insert(
             key.into(),
@@ -525,6 +568,55 @@ mod tests {
     use super::*;
 
     const SHORT: Duration = Duration::from_millis(50);
+
+    /// Past its limit a shard frees expired holds first, then forgets live ones: the holds
+    /// kept stay bounded, the newest hold is always kept, and every forgotten one is counted.
+    #[tokio::test]
+    async fn idempotency_holds_stay_within_their_limit() {
+        let hot = MemoryHotState::with_idempotency_limit(SHARDS * 40);
+        let ttl = Duration::from_secs(600);
+        for i in 0..20_000 {
+            let key = format!("gateway:events:{i}");
+            assert_eq!(
+                hot.idem_begin(&key, "f", ttl).await.unwrap(),
+                IdemState::Fresh
+            );
+            // The hold just made is there.
+            assert_eq!(
+                hot.idem_begin(&key, "f", ttl).await.unwrap(),
+                IdemState::InFlight
+            );
+        }
+        let held: usize = hot
+            .shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).idem.len())
+            .sum();
+        assert!(held <= SHARDS * 40, "{held} holds kept");
+        assert!(
+            held >= SHARDS * 30,
+            "{held}: a shard keeps most of its share"
+        );
+        // Expired holds go before live ones: a shard of expired holds keeps every new one.
+        let hot = MemoryHotState::with_idempotency_limit(SHARDS * 8);
+        for i in 0..2_000 {
+            let key = format!("short:{i}");
+            hot.idem_begin(&key, "f", SHORT).await.unwrap();
+        }
+        tokio::time::sleep(SHORT * 2).await;
+        // Half a key a shard on average: no shard is near its 8 (a ninth is vanishingly rare).
+        let live: Vec<String> = (0..SHARDS / 2).map(|i| format!("live:{i}")).collect();
+        for key in &live {
+            hot.idem_begin(key, "f", ttl).await.unwrap();
+        }
+        for key in &live {
+            assert_eq!(
+                hot.idem_begin(key, "f", ttl).await.unwrap(),
+                IdemState::InFlight,
+                "{key}"
+            );
+        }
+    }
 
     #[tokio::test]
     async fn purge_frees_expired_entries_only() {

@@ -177,6 +177,7 @@ impl Settings {
         let keyring = keys.keyring()?;
         let dev_secret_path = keys.dev_secret_path.clone();
         let backends = backends::resolve(&raw)?;
+        ConfigError::within("IDEMP_MAX_KEYS", raw.idemp_max_keys, 10_000..=1_000_000_000)?;
         // Fairness blocks players into hot state and the gateway refuses them from it: in
         // process (no REDIS_URL) the two only meet inside one process.
         if backends.redis_url.is_none() && target.runs("gateway") != target.runs("fairness") {

@@ -62,6 +62,10 @@ pub struct RawConfig {
     /// the public roots built in.
     #[arg(long, env = "REDIS_CA_FILE")]
     pub redis_ca_file: Option<PathBuf>,
+    /// Most idempotency holds in-process hot state keeps (without REDIS_URL; 10000 to
+    /// 1000000000, about 250 bytes each): past it, expired ones go, then live ones.
+    #[arg(long, env = "IDEMP_MAX_KEYS", default_value_t = 4_000_000)]
+    pub idemp_max_keys: u64,
     /// The bus: which one and how to reach it.
     #[command(flatten)]
     pub bus: super::BusArgs,

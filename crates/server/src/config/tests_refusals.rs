@@ -137,3 +137,14 @@ fn gateway_and_fairness_apart_need_redis() {
     #[cfg(feature = "redis")]
     assert!(keyed(&["--target", "gateway", "--redis-url", "redis://127.0.0.1:1"]).is_ok());
 }
+
+/// The bound on in-process idempotency holds is checked at start, naming the variable.
+#[test]
+fn in_process_idempotency_holds_are_bounded() {
+    for bad in ["0", "9999", "1000000001"] {
+        let e = keyed(&["--idemp-max-keys", bad]).unwrap_err();
+        assert_eq!(e.var, "IDEMP_MAX_KEYS", "{bad}");
+    }
+    assert_eq!(keyed(&[]).unwrap().raw.idemp_max_keys, 4_000_000);
+    assert!(keyed(&["--idemp-max-keys", "10000"]).is_ok());
+}

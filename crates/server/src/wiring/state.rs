@@ -16,7 +16,10 @@ const PURGE_EVERY: Duration = Duration::from_secs(30);
 pub(super) fn provide(ports: &mut Ports, s: &crate::config::Settings) {
     match &s.redis_url {
         Some(url) => redis(ports, url.clone(), s.redis_ca.clone()),
-        None => memory(ports),
+        None => memory(
+            ports,
+            usize::try_from(s.raw.idemp_max_keys).unwrap_or(usize::MAX),
+        ),
     }
 }
 
@@ -32,9 +35,10 @@ where
     ports.provide::<_, dyn ViewCache>(hot, |a| a);
 }
 
-fn memory(ports: &mut Ports) {
-    let hot = Adapter::new("hot_state", || async {
-        let hot = Arc::new(MemoryHotState::new());
+/// In-process hot state keeping up to `idem_limit` idempotency holds, and ranks.
+fn memory(ports: &mut Ports, idem_limit: usize) {
+    let hot = Adapter::new("hot_state", move || async move {
+        let hot = Arc::new(MemoryHotState::with_idempotency_limit(idem_limit));
         let purged = hot.clone();
         Ok(Opened {
             adapter: hot,
