@@ -250,3 +250,35 @@ fn claims_and_entries_sent_at_once_are_written_in_groups() {
         "{entry_groups} groups for {entries} entries"
     );
 }
+
+/// A webhook's deliveries in one state, newest first (the listing's `?state=`), are read
+/// through their own index, and a board's top through `scores_by_rank` with no sort step.
+#[tokio::test]
+async fn listings_by_state_and_board_tops_are_read_from_their_indexes() {
+    let (_dir, repo, pool) = unmigrated().await;
+    repo.migrate().await.unwrap();
+    let plan = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let rows: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ")
+        }
+    };
+    let dead = plan(
+        "SELECT id FROM webhook_deliveries WHERE webhook_id = 'w' AND state = 'dead' \
+         ORDER BY created_at DESC, id DESC LIMIT 100",
+    )
+    .await;
+    assert!(dead.contains("webhook_deliveries_by_state"), "{dead}");
+    let top = plan(
+        "SELECT player_id, score FROM scores WHERE board_window = 'daily' AND period = 'p' \
+         ORDER BY score DESC, player_id DESC LIMIT 100",
+    )
+    .await;
+    assert!(top.contains("scores_by_rank"), "{top}");
+    assert!(!top.contains("TEMP B-TREE"), "no sort step: {top}");
+}
