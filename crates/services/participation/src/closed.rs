@@ -124,7 +124,7 @@ impl ClosedCampaigns {
     }
 
     /// The entrant count of a campaign still taking entries, if read within
-    /// [`OPEN_COUNT_FRESH`] of `now`.
+    /// `OPEN_COUNT_FRESH` of `now`.
     pub fn open_entrant_count(&self, campaign_id: &str, now: Instant) -> Option<u64> {
         let (count, at) = self.open_counts.get(&campaign_id.to_owned())?;
         (now.saturating_duration_since(at) < OPEN_COUNT_FRESH).then_some(count)
