@@ -608,12 +608,35 @@ pub fn split_process(data: &Path, target: &str, port: u16, db: &str, redis: &str
 /// The flag that lifts the per-player rate limit, for tests that send fast on purpose.
 pub const NO_RATE_LIMIT: [&str; 2] = ["--rate-limit-max", "100000"];
 
-/// A free TCP port on loopback.
+/// A free TCP port on loopback, handed to one test process only. The port is free when asked
+/// but bound later by the server a test starts, and the kernel may hand the same free port to
+/// another test process meanwhile (nextest runs each test in its own): a marker file per port,
+/// created once, keeps it to the first. A marker older than ten minutes is from an earlier run.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    let dir = std::env::temp_dir().join("liveops-test-ports");
+    std::fs::create_dir_all(&dir).expect("port markers");
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let marker = dir.join(port.to_string());
+        let stale = std::fs::metadata(&marker)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|at| at.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(600));
+        if stale {
+            let _ = std::fs::remove_file(&marker);
+        }
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&marker);
+        if created.is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A fresh Redis database `db` on the server of `LIVEOPS_TEST_REDIS_URL`, flushed; its URL.
