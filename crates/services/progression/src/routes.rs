@@ -48,7 +48,8 @@ pub struct ProgressView {
     pub inventory: Vec<InventoryItem>,
     /// Rewards earned and not claimed yet, oldest first.
     pub pending_rewards: Vec<PendingReward>,
-    /// Last change (RFC 3339), or null if the player never progressed.
+    /// When the player's XP in this season last changed (RFC 3339), or null if it never did;
+    /// drops and claims change the inventory and rewards without moving it.
     pub updated_at: Option<String>,
 }
 
