@@ -44,11 +44,7 @@ where
 
 /// `hex(SHA-256(entrants joined by "\n"))`.
 pub fn entrants_hash(entrants: &[String]) -> String {
-    let mut h = EntrantsHash::default();
-    for e in entrants {
-        h.push(e);
-    }
-    h.finish()
+    EntrantsHash::of(entrants).finish()
 }
 
 /// [`entrants_hash`] taken one entrant at a time (a list read page by page), with their count.
@@ -59,6 +55,18 @@ pub struct EntrantsHash {
 }
 
 impl EntrantsHash {
+    /// The hash taken over `entrants` (distinct, sorted by bytes).
+    pub fn of(entrants: &[String]) -> Self {
+        let mut h = Self::default();
+        h.extend(entrants);
+        h
+    }
+
+    /// Adds the next entrants, in order (a page of them).
+    pub fn extend(&mut self, entrants: &[String]) {
+        entrants.iter().for_each(|e| self.push(e));
+    }
+
     /// Adds the next entrant (they come distinct and sorted by bytes).
     pub fn push(&mut self, entrant: &str) {
         if self.count > 0 {

@@ -101,9 +101,7 @@ struct Committed {
 impl Committed {
     /// The draw so far over `entrants` (distinct, sorted by bytes), listed.
     fn listed(self, entrants: Vec<String>) -> PublishedDraw {
-        let mut hash = EntrantsHash::default();
-        entrants.iter().for_each(|e| hash.push(e));
-        let mut draw = self.hashed(hash);
+        let mut draw = self.hashed(EntrantsHash::of(&entrants));
         draw.entrants = Some(entrants);
         draw
     }
@@ -152,7 +150,7 @@ async fn hashed_pages(state: &ParticipationState, id: &str) -> Result<EntrantsHa
             .entries
             .entrants_page(id, after.as_deref(), page_size)
             .await?;
-        page.iter().for_each(|e| hash.push(e));
+        hash.extend(&page);
         match page.last() {
             Some(last) if page.len() == page_size as usize => after = Some(last.clone()),
             _ => return Ok(hash),
@@ -199,9 +197,7 @@ mod tests {
         let listed = committed().listed(entrants.clone());
         assert_eq!(listed.entrants_hash, draw::entrants_hash(&entrants));
         assert_eq!(listed.entrant_count, Some(3));
-        let mut hash = EntrantsHash::default();
-        entrants.iter().for_each(|e| hash.push(e));
-        let hashed = committed().hashed(hash);
+        let hashed = committed().hashed(EntrantsHash::of(&entrants));
         assert_eq!(
             PublishedDraw {
                 entrants: Some(entrants),
