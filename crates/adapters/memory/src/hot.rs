@@ -331,10 +331,12 @@ impl Idempotency for MemoryHotState {
         }
         if shard.idem.len() >= self.idem_per_shard {
             shard.idem.retain(|_, e| alive(e.until, now));
-            // Still full: forget a twentieth of the shard's holds (whichever the map yields
-            // first), so one full shard is not trimmed again on every request.
-            if shard.idem.len() >= self.idem_per_shard {
-                let evict = (self.idem_per_shard / 20).max(1);
+            // Leave a twentieth of the share free, forgetting live holds if the expired ones
+            // were fewer (whichever the map yields first): the scan above then runs once per
+            // that many new holds, not on every one of a shard kept near full.
+            let room = self.idem_per_shard - (self.idem_per_shard / 20).max(1);
+            if shard.idem.len() > room {
+                let evict = shard.idem.len() - room;
                 let gone: Vec<Box<str>> = shard.idem.keys().take(evict).cloned().collect();
                 for k in &gone {
                     shard.idem.remove(k);
