@@ -14,6 +14,7 @@ use liveops_core::ports::{
     Attempts, Blocklist, Health, IdemState, Idempotency, PortResult, RateDecision, RateLimiter,
     StoredAnswer, ViewCache,
 };
+use sha2::{Digest as _, Sha256};
 
 /// Number of shards (a power of two).
 const SHARDS: usize = 64;
@@ -33,7 +34,8 @@ pub struct MemoryHotState {
     idem_per_shard: usize,
 }
 
-/// Most idempotency holds kept by default (about a gigabyte; `IDEMP_MAX_KEYS`).
+/// Most idempotency holds kept by default (about 160 heap bytes each with a one-event answer:
+/// some 650 MB; `IDEMP_MAX_KEYS`).
 pub const DEFAULT_IDEMPOTENCY_LIMIT: usize = 4_000_000;
 
 impl std::fmt::Debug for MemoryHotState {
@@ -65,15 +67,31 @@ struct Expiring<T> {
     until: Deadline,
 }
 
+/// An idempotency key or body fingerprint as held: the first 16 bytes of its SHA-256, not its
+/// text (hex keys and fingerprints made a hold ~325 heap bytes; now ~160 with a one-event answer).
+/// Two texts sharing one are a 2^-64 chance even at 2^32 holds of one shard.
+type Digest = [u8; 16];
+
+fn digest(text: &str) -> Digest {
+    let full = Sha256::digest(text.as_bytes());
+    let mut out = [0; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
+/// One idempotency hold: the body it was taken for, until when, and its answer once given.
 #[derive(Debug)]
-enum Idem {
-    InFlight {
-        fingerprint: Box<str>,
-    },
-    Done {
-        fingerprint: Box<str>,
-        answer: StoredAnswer,
-    },
+struct Hold {
+    fingerprint: Digest,
+    until: Deadline,
+    /// Status and body of the answer; `None` while in flight.
+    answer: Option<(u16, Box<str>)>,
+}
+
+/// The order in which holds are forgotten past the limit: nearest their end first (a
+/// signature's minutes before a key's day, and of equal TTLs the oldest); never-ending last.
+fn end_order(until: Deadline) -> (bool, Deadline) {
+    (until.is_none(), until)
 }
 
 #[derive(Debug)]
@@ -204,7 +222,7 @@ impl StrikeLog {
 
 #[derive(Debug, Default)]
 struct Shard {
-    idem: HashMap<Box<str>, Expiring<Idem>>,
+    idem: HashMap<Digest, Hold>,
     rate: HashMap<Box<str>, RateWindow>,
     blocks: HashMap<Box<str>, i64>,
     strikes: StrikeLog,
@@ -225,7 +243,7 @@ impl Shard {
     /// Drops every expired entry; returns how many.
     fn purge(&mut self, now: Instant, now_ms: i64) -> usize {
         let before = self.len();
-        self.idem.retain(|_, e| alive(e.until, now));
+        self.idem.retain(|_, h| alive(h.until, now));
         let second = now_ms.div_euclid(1000);
         self.rate.retain(|_, w| w.second >= second);
         self.blocks.retain(|_, until| *until > now_ms);
@@ -318,31 +336,36 @@ impl Idempotency for MemoryHotState {
         ttl: Duration,
     ) -> PortResult<IdemState> {
         let now = Instant::now();
+        let (id, print) = (digest(key), digest(fingerprint));
         let mut shard = self.shard(key);
-        if let Some(entry) = shard.idem.get(key).filter(|e| alive(e.until, now)) {
-            return Ok(match &entry.value {
-                Idem::InFlight { fingerprint: fp } if **fp == *fingerprint => IdemState::InFlight,
-                Idem::Done {
-                    fingerprint: fp,
-                    answer,
-                } if **fp == *fingerprint => IdemState::Done(answer.clone()),
-                _ => IdemState::Mismatch,
+        if let Some(hold) = shard.idem.get(&id).filter(|h| alive(h.until, now)) {
+            return Ok(match &hold.answer {
+                _ if hold.fingerprint != print => IdemState::Mismatch,
+                None => IdemState::InFlight,
+                Some((status, body)) => IdemState::Done(StoredAnswer {
+                    status: *status,
+                    body: body.to_string(),
+                }),
             });
         }
         if shard.idem.len() >= self.idem_per_shard {
-            shard.idem.retain(|_, e| alive(e.until, now));
-            // Leave a twentieth of the share free, forgetting live holds if the expired ones
-            // were fewer (whichever the map yields first): the scan above then runs once per
-            // that many new holds, not on every one of a shard kept near full.
+            shard.idem.retain(|_, h| alive(h.until, now));
+            // Leave a twentieth of the share free, forgetting the live holds nearest their end
+            // if the expired ones were fewer: the scans here then run once per that many new
+            // holds, not on every one of a shard kept near full.
             let room = self.idem_per_shard - (self.idem_per_shard / 20).max(1);
             if shard.idem.len() > room {
                 let evict = shard.idem.len() - room;
-                let gone: Vec<Box<str>> = shard.idem.keys().take(evict).cloned().collect();
-                for k in &gone {
-                    shard.idem.remove(k);
-                }
+                let mut ends: Vec<_> = shard.idem.values().map(|h| end_order(h.until)).collect();
+                let cut = *ends.select_nth_unstable(evict - 1).1;
+                let mut gone = 0;
+                shard.idem.retain(|_, h| {
+                    let keep = gone == evict || end_order(h.until) > cut;
+                    gone += usize::from(!keep);
+                    keep
+                });
                 metrics::counter!("hot_state_evicted_total", "kind" => "idempotency")
-                    .increment(gone.len() as u64);
+                    .increment(gone as u64);
                 // Logged at most once a minute: the counter has every one.
                 static WARNED_MS: std::sync::atomic::AtomicI64 =
                     std::sync::atomic::AtomicI64::new(i64::MIN);
@@ -351,20 +374,19 @@ impl Idempotency for MemoryHotState {
                 if wall.saturating_sub(last) >= 60_000 {
                     WARNED_MS.store(wall, std::sync::atomic::Ordering::Relaxed);
                     tracing::warn!(
-                        evicted = gone.len(),
+                        evicted = gone,
                         "in-process idempotency holds at their limit (IDEMP_MAX_KEYS): \
-                         forgot live ones (hot_state_evicted_total)"
+                         forgot the live ones nearest their end (hot_state_evicted_total)"
                     );
                 }
             }
         }
         shard.idem.insert(
-            key.into(),
-            Expiring {
-                value: Idem::InFlight {
-                    fingerprint: fingerprint.into(),
-                },
+            id,
+            Hold {
+                fingerprint: print,
                 until: deadline(now, ttl),
+                answer: None,
             },
         );
         Ok(IdemState::Fresh)
@@ -380,30 +402,26 @@ impl Idempotency for MemoryHotState {
         ttl: Duration,
     ) -> PortResult<()> {
         let now = Instant::now();
+        let id = digest(key);
         let mut shard = self.shard(key);
-        if let Some(entry) = shard.idem.get_mut(key).filter(|e| alive(e.until, now)) {
-            let held = match &entry.value {
-                Idem::InFlight { fingerprint: f } | Idem::Done { fingerprint: f, .. } => f,
-            };
-            if &**held == fingerprint {
-                entry.value = Idem::Done {
-                    fingerprint: fingerprint.into(),
-                    answer,
-                };
-                entry.until = deadline(now, ttl);
+        if let Some(hold) = shard.idem.get_mut(&id).filter(|h| alive(h.until, now)) {
+            if hold.fingerprint == digest(fingerprint) {
+                hold.answer = Some((answer.status, answer.body.into_boxed_str()));
+                hold.until = deadline(now, ttl);
             }
         }
         Ok(())
     }
 
-    async fn idem_release(&self, key: &str, fingerprint: &str) -> PortResult<()> {
+    async fn idem_release(&self, key: &str, fingerprint_text: &str) -> PortResult<()> {
+        let id = digest(key);
         let mut shard = self.shard(key);
         let ours = matches!(
-            shard.idem.get(key).map(|e| &e.value),
-            Some(Idem::InFlight { fingerprint: f }) if &**f == fingerprint
+            shard.idem.get(&id),
+            Some(Hold { fingerprint, answer: None, .. }) if *fingerprint == digest(fingerprint_text)
         );
         if ours {
-            shard.idem.remove(key);
+            shard.idem.remove(&id);
         }
         Ok(())
     }
@@ -615,6 +633,49 @@ mod tests {
             assert_eq!(
                 hot.idem_begin(key, "f", ttl).await.unwrap(),
                 IdemState::InFlight,
+                "{key}"
+            );
+        }
+    }
+
+    /// Past the limit the holds nearest their end go: a key's answer (a day) outlives a flood
+    /// of signature holds (minutes), and of holds with one TTL the newest stay.
+    #[tokio::test]
+    async fn the_holds_nearest_their_end_are_forgotten_first() {
+        let hot = MemoryHotState::with_idempotency_limit(SHARDS * 40);
+        let (day, minutes) = (Duration::from_secs(86_400), Duration::from_secs(601));
+        let keyed: Vec<String> = (0..SHARDS * 5)
+            .map(|i| format!("gateway:events:k{i}"))
+            .collect();
+        for key in &keyed {
+            hot.idem_begin(key, "f", day).await.unwrap();
+        }
+        for i in 0..SHARDS * 200 {
+            hot.idem_begin(&format!("gateway-signed:events:{i}"), "f", minutes)
+                .await
+                .unwrap();
+        }
+        for key in &keyed {
+            assert_eq!(
+                hot.idem_begin(key, "f", day).await.unwrap(),
+                IdemState::InFlight,
+                "{key}"
+            );
+        }
+        // The newest signature holds are all kept; the oldest all forgotten.
+        for i in (SHARDS * 200 - SHARDS * 10)..SHARDS * 200 {
+            let key = format!("gateway-signed:events:{i}");
+            assert_eq!(
+                hot.idem_begin(&key, "f", minutes).await.unwrap(),
+                IdemState::InFlight,
+                "{key}"
+            );
+        }
+        for i in 0..SHARDS * 10 {
+            let key = format!("gateway-signed:events:{i}");
+            assert_eq!(
+                hot.idem_begin(&key, "f", minutes).await.unwrap(),
+                IdemState::Fresh,
                 "{key}"
             );
         }

@@ -63,7 +63,8 @@ pub struct RawConfig {
     #[arg(long, env = "REDIS_CA_FILE")]
     pub redis_ca_file: Option<PathBuf>,
     /// Most idempotency holds in-process hot state keeps (without REDIS_URL; 10000 to
-    /// 1000000000, about 250 bytes each): past it, expired ones go, then live ones.
+    /// 1000000000, about 160 bytes each): past it, expired ones go, then the live ones nearest
+    /// their end.
     #[arg(long, env = "IDEMP_MAX_KEYS", default_value_t = 4_000_000)]
     pub idemp_max_keys: u64,
     /// The bus: which one and how to reach it.
