@@ -32,7 +32,15 @@ pub struct MemoryHotState {
     hasher: RandomState,
     /// Most idempotency holds a shard keeps.
     idem_per_shard: usize,
+    /// Most bytes of cached views a shard keeps.
+    cache_bytes_per_shard: usize,
 }
+
+/// Most bytes of cached views kept (keys and values counted): past it, the views nearest their
+/// end are forgotten (`hot_state_evicted_total{kind="cache"}`), which costs their next reads a
+/// trip to the store. Reads are public, so without a bound any player id and season asked for
+/// would be held for the TTL.
+pub const DEFAULT_VIEW_CACHE_BYTES: usize = 256 << 20;
 
 /// Most idempotency holds kept by default (about 160 heap bytes each with a one-event answer:
 /// some 650 MB; `IDEMP_MAX_KEYS`).
@@ -92,6 +100,51 @@ struct Hold {
 /// signature's minutes before a key's day, and of equal TTLs the oldest); never-ending last.
 fn end_order(until: Deadline) -> (bool, Deadline) {
     (until.is_none(), until)
+}
+
+/// Frees a full map of one shard down to `room` entries: the expired ones, then the live ones
+/// nearest their end; returns how many live ones went. Called once per twentieth of a share, so
+/// its scans are not paid on every insert.
+fn make_room<K: Eq + std::hash::Hash, V>(
+    map: &mut HashMap<K, V>,
+    room: usize,
+    now: Instant,
+    until: impl Fn(&V) -> Deadline,
+) -> usize {
+    map.retain(|_, v| alive(until(v), now));
+    if map.len() <= room {
+        return 0;
+    }
+    let evict = map.len() - room;
+    let mut ends: Vec<_> = map.values().map(|v| end_order(until(v))).collect();
+    let cut = *ends.select_nth_unstable(evict - 1).1;
+    let mut gone = 0;
+    map.retain(|_, v| {
+        let keep = gone == evict || end_order(until(v)) > cut;
+        gone += usize::from(!keep);
+        keep
+    });
+    gone
+}
+
+/// Counts live entries forgotten at a limit, and warns at most once a minute per kind (the
+/// counter has every one).
+fn note_evicted(kind: &'static str, gone: usize, last_warned_ms: &std::sync::atomic::AtomicI64) {
+    if gone == 0 {
+        return;
+    }
+    metrics::counter!("hot_state_evicted_total", "kind" => kind).increment(gone as u64);
+    let wall = now_ms();
+    let last = last_warned_ms.load(std::sync::atomic::Ordering::Relaxed);
+    if wall.saturating_sub(last) >= 60_000 {
+        last_warned_ms.store(wall, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(
+            kind,
+            evicted = gone,
+            "in-process hot state at its limit: forgot the live entries nearest their end \
+             (hot_state_evicted_total)"
+        );
+    }
 }
 
 #[derive(Debug)]
@@ -220,6 +273,71 @@ impl StrikeLog {
     }
 }
 
+/// Bytes a cached view is counted for: its key and its value.
+fn cached_size(key: &str, value: &Bytes) -> usize {
+    key.len() + value.len()
+}
+
+/// A shard's cached views and the bytes they hold, kept under a budget.
+#[derive(Debug, Default)]
+struct Views {
+    map: HashMap<Box<str>, Expiring<Bytes>>,
+    bytes: usize,
+}
+
+impl Views {
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn get(&mut self, key: &str, now: Instant) -> Option<Bytes> {
+        match self.map.get(key) {
+            Some(e) if alive(e.until, now) => Some(e.value.clone()),
+            Some(_) => {
+                self.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(e) = self.map.remove(key) {
+            self.bytes -= cached_size(key, &e.value);
+        }
+    }
+
+    fn recount(&mut self) {
+        self.bytes = self.map.iter().map(|(k, e)| cached_size(k, &e.value)).sum();
+    }
+
+    fn purge(&mut self, now: Instant) {
+        self.map.retain(|_, e| alive(e.until, now));
+        self.recount();
+    }
+
+    /// Caches `entry` under `key` within `budget` bytes; past it, first frees a twentieth of the
+    /// budget (expired views, then the live ones nearest their end, which also keeps a player's
+    /// version: it outlives the views cached under the version before it). Returns how many live
+    /// views went.
+    fn put(&mut self, key: &str, entry: Expiring<Bytes>, budget: usize, now: Instant) -> usize {
+        self.remove(key);
+        let size = cached_size(key, &entry.value);
+        let mut gone = 0;
+        if self.bytes + size > budget {
+            let target = budget - budget / 20;
+            while self.bytes + size > target && !self.map.is_empty() {
+                let room = self.map.len() - (self.map.len() / 20).max(1);
+                gone += make_room(&mut self.map, room, now, |e| e.until);
+                self.recount();
+            }
+        }
+        self.map.insert(key.into(), entry);
+        self.bytes += size;
+        gone
+    }
+}
+
 #[derive(Debug, Default)]
 struct Shard {
     idem: HashMap<Digest, Hold>,
@@ -227,7 +345,7 @@ struct Shard {
     blocks: HashMap<Box<str>, i64>,
     strikes: StrikeLog,
     attempts: StrikeLog,
-    cache: HashMap<Box<str>, Expiring<Bytes>>,
+    cache: Views,
 }
 
 impl Shard {
@@ -249,7 +367,7 @@ impl Shard {
         self.blocks.retain(|_, until| *until > now_ms);
         self.strikes.purge(now_ms);
         self.attempts.purge(now_ms);
-        self.cache.retain(|_, e| alive(e.until, now));
+        self.cache.purge(now);
         before - self.len()
     }
 }
@@ -276,6 +394,7 @@ impl MemoryHotState {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: RandomState::new(),
             idem_per_shard: limit.div_ceil(SHARDS).max(1),
+            cache_bytes_per_shard: DEFAULT_VIEW_CACHE_BYTES / SHARDS,
         }
     }
 
@@ -349,37 +468,12 @@ impl Idempotency for MemoryHotState {
             });
         }
         if shard.idem.len() >= self.idem_per_shard {
-            shard.idem.retain(|_, h| alive(h.until, now));
-            // Leave a twentieth of the share free, forgetting the live holds nearest their end
-            // if the expired ones were fewer: the scans here then run once per that many new
-            // holds, not on every one of a shard kept near full.
+            // Leave a twentieth of the share free (`IDEMP_MAX_KEYS`).
             let room = self.idem_per_shard - (self.idem_per_shard / 20).max(1);
-            if shard.idem.len() > room {
-                let evict = shard.idem.len() - room;
-                let mut ends: Vec<_> = shard.idem.values().map(|h| end_order(h.until)).collect();
-                let cut = *ends.select_nth_unstable(evict - 1).1;
-                let mut gone = 0;
-                shard.idem.retain(|_, h| {
-                    let keep = gone == evict || end_order(h.until) > cut;
-                    gone += usize::from(!keep);
-                    keep
-                });
-                metrics::counter!("hot_state_evicted_total", "kind" => "idempotency")
-                    .increment(gone as u64);
-                // Logged at most once a minute: the counter has every one.
-                static WARNED_MS: std::sync::atomic::AtomicI64 =
-                    std::sync::atomic::AtomicI64::new(i64::MIN);
-                let wall = now_ms();
-                let last = WARNED_MS.load(std::sync::atomic::Ordering::Relaxed);
-                if wall.saturating_sub(last) >= 60_000 {
-                    WARNED_MS.store(wall, std::sync::atomic::Ordering::Relaxed);
-                    tracing::warn!(
-                        evicted = gone,
-                        "in-process idempotency holds at their limit (IDEMP_MAX_KEYS): \
-                         forgot the live ones nearest their end (hot_state_evicted_total)"
-                    );
-                }
-            }
+            let gone = make_room(&mut shard.idem, room, now, |h| h.until);
+            static WARNED_MS: std::sync::atomic::AtomicI64 =
+                std::sync::atomic::AtomicI64::new(i64::MIN);
+            note_evicted("idempotency", gone, &WARNED_MS);
         }
         shard.idem.insert(
             id,
@@ -549,23 +643,23 @@ impl Attempts for MemoryHotState {
 #[async_trait]
 impl ViewCache for MemoryHotState {
     async fn cache_get(&self, key: &str) -> PortResult<Option<Bytes>> {
-        let now = Instant::now();
-        let mut shard = self.shard(key);
-        match shard.cache.get(key) {
-            Some(e) if alive(e.until, now) => Ok(Some(e.value.clone())),
-            Some(_) => {
-                shard.cache.remove(key);
-                Ok(None)
-            }
-            None => Ok(None),
-        }
+        Ok(self.shard(key).cache.get(key, Instant::now()))
     }
 
     async fn cache_put(&self, key: &str, value: Bytes, ttl: Duration) -> PortResult<()> {
-        let until = deadline(Instant::now(), ttl);
-        self.shard(key)
-            .cache
-            .insert(key.into(), Expiring { value, until });
+        let now = Instant::now();
+        let gone = self.shard(key).cache.put(
+            key,
+            Expiring {
+                value,
+                until: deadline(now, ttl),
+            },
+            self.cache_bytes_per_shard,
+            now,
+        );
+        static WARNED_MS: std::sync::atomic::AtomicI64 =
+            std::sync::atomic::AtomicI64::new(i64::MIN);
+        note_evicted("cache", gone, &WARNED_MS);
         Ok(())
     }
 
@@ -678,6 +772,55 @@ mod tests {
                 IdemState::Fresh,
                 "{key}"
             );
+        }
+    }
+
+    /// Cached views stay within their bytes: past them the views nearest their end go, so the
+    /// players' versions (a longer TTL) outlive a flood of views, and the newest views stay.
+    #[tokio::test]
+    async fn cached_views_stay_within_their_bytes() {
+        let hot = MemoryHotState {
+            cache_bytes_per_shard: 2_000,
+            ..MemoryHotState::new()
+        };
+        let (long, short) = (Duration::from_secs(60), Duration::from_secs(30));
+        let versions: Vec<String> = (0..SHARDS * 4)
+            .map(|i| format!("progress-version:p{i}"))
+            .collect();
+        for key in &versions {
+            hot.cache_put(key, Bytes::from_static(b"0190d5e2"), long)
+                .await
+                .unwrap();
+        }
+        let view = |i: usize| format!("progress:v2:p{i}:1:0");
+        let n = SHARDS * 200;
+        for i in 0..n {
+            hot.cache_put(&view(i), Bytes::from(vec![b'x'; 100]), short)
+                .await
+                .unwrap();
+        }
+        for key in &versions {
+            assert!(hot.cache_get(key).await.unwrap().is_some(), "{key}");
+        }
+        for shard in hot.shards.iter() {
+            let mut shard = shard.lock().unwrap();
+            let counted = shard.cache.bytes;
+            assert!(counted <= 2_000, "{counted} bytes in a shard");
+            shard.cache.recount();
+            assert_eq!(shard.cache.bytes, counted, "the running count is exact");
+        }
+        assert!(hot.cache_get(&view(n - 1)).await.unwrap().is_some());
+        assert!(hot.cache_get(&view(0)).await.unwrap().is_none());
+        // Replacing and deleting keep the count exact.
+        hot.cache_put(&view(n - 1), Bytes::from_static(b"y"), short)
+            .await
+            .unwrap();
+        hot.cache_del(&versions[0]).await.unwrap();
+        for shard in hot.shards.iter() {
+            let mut shard = shard.lock().unwrap();
+            let counted = shard.cache.bytes;
+            shard.cache.recount();
+            assert_eq!(shard.cache.bytes, counted);
         }
     }
 
