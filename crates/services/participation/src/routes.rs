@@ -298,9 +298,9 @@ pub(crate) async fn list_entrants(
 }
 
 /// How many distinct players entered `campaign`: kept for good once it takes no more entries;
-/// while it does, counted at most once per [`crate::closed::OPEN_COUNT_FRESH`] per process and
-/// under a whole-list turn (a count reads every entry), so paging through a live campaign, or
-/// many pages asked for at once, does not count it each time.
+/// while it does, counted at most once per [`crate::closed::OPEN_COUNT_FRESH`] per process.
+/// Every count is taken under a whole-list turn (it reads every entry), so paging through a
+/// campaign, or many pages asked for at once, does not count it each time.
 pub(crate) async fn entrant_count(
     state: &ParticipationState,
     campaign: &Campaign,
@@ -315,23 +315,32 @@ pub(crate) async fn entrant_count(
         CampaignState::Live,
     ]
     .contains(&campaign.state);
+    if open {
+        if let Some(count) = state
+            .closed
+            .open_entrant_count(&campaign.id, Instant::now())
+        {
+            return Ok(count);
+        }
+    }
+    // A finished campaign's count, not kept yet (after a restart, or pushed out of what is
+    // kept), reads every entry too: under a turn, or many requests at once would each count it
+    // and hold the pool.
+    let _turn = whole_list_turn().await?;
+    // Another request may have counted while this one waited for its turn.
+    let kept = if open {
+        state
+            .closed
+            .open_entrant_count(&campaign.id, Instant::now())
+    } else {
+        state.closed.entrant_count(&campaign.id)
+    };
+    if let Some(count) = kept {
+        return Ok(count);
+    }
     if !open {
         let count = state.entries.entrant_count(&campaign.id).await?;
         state.closed.keep_entrant_count(&campaign.id, count);
-        return Ok(count);
-    }
-    if let Some(count) = state
-        .closed
-        .open_entrant_count(&campaign.id, Instant::now())
-    {
-        return Ok(count);
-    }
-    let _turn = whole_list_turn().await?;
-    // Another request may have counted while this one waited for its turn.
-    if let Some(count) = state
-        .closed
-        .open_entrant_count(&campaign.id, Instant::now())
-    {
         return Ok(count);
     }
     let read = Instant::now();

@@ -11,10 +11,10 @@ use axum::http::Request;
 use liveops_core::draw::PublishedDraw;
 use liveops_core::ports::{Board, ScoreDelta};
 use liveops_core::stores::{
-    Campaign, CampaignState, CampaignStore, Entry, EntryStore, OutcomeStore, Reward, ScoreStore,
-    Tier,
+    Campaign, CampaignState, CampaignStore, Entered, Entry, EntryStore, OutcomeStore, Reward,
+    ScoreStore, Tier,
 };
-use liveops_core::{now_ms, Calendar, KeyStore, Keyring, LevelCurve, Window};
+use liveops_core::{now_ms, Calendar, KeyStore, Keyring, LevelCurve, PortResult, Window};
 use liveops_http::SignatureCheck;
 use liveops_module::tick::Rotation;
 use liveops_participation::{
@@ -562,4 +562,95 @@ async fn the_openapi_declares_the_bounds_served() {
     let _: EntrantList = served::get_view(&router, &uri).await;
     let uri = format!("/campaigns/{}/entrants?limit={}", c.id, max + 1.0);
     served::get_refused(&router, &uri, 400).await;
+}
+
+/// Entries whose counts are slow and watched: how many ran, and how many at once.
+struct WatchedCounts {
+    repo: Arc<SqliteRepository>,
+    running: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    counts: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl liveops_core::Health for WatchedCounts {
+    async fn healthcheck(&self) -> PortResult<()> {
+        self.repo.healthcheck().await
+    }
+}
+
+#[async_trait::async_trait]
+impl EntryStore for WatchedCounts {
+    async fn enter(&self, entry: &Entry) -> PortResult<Entered> {
+        self.repo.enter(entry).await
+    }
+    async fn entry_by_request(&self, request_sig: &str) -> PortResult<Option<Entry>> {
+        self.repo.entry_by_request(request_sig).await
+    }
+    async fn entrants(&self, campaign_id: &str) -> PortResult<Vec<String>> {
+        self.repo.entrants(campaign_id).await
+    }
+    async fn entrants_page(
+        &self,
+        campaign_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> PortResult<Vec<String>> {
+        self.repo.entrants_page(campaign_id, after, limit).await
+    }
+    async fn entrant_count(&self, campaign_id: &str) -> PortResult<u64> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.counts.fetch_add(1, SeqCst);
+        let now = self.running.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.running.fetch_sub(1, SeqCst);
+        self.repo.entrant_count(campaign_id).await
+    }
+    async fn entries_of(&self, player_id: &str, campaign_ids: &[String]) -> PortResult<Vec<Entry>> {
+        self.repo.entries_of(player_id, campaign_ids).await
+    }
+}
+
+/// A finished campaign's count, not kept yet (a process just started), is taken under a
+/// whole-list turn, however many pages are asked for at once: each used to count every entry
+/// side by side and hold the database pool.
+#[tokio::test]
+async fn a_finished_campaigns_count_is_read_under_a_turn() {
+    let mut app = spawn_app().await;
+    let c = Campaign {
+        ends_at_ms: now_ms() - 1000,
+        ..campaign("counted")
+    };
+    create_in(&*app.repo, &c, CampaignState::Live).await;
+    for i in 0..5 {
+        app.entered(&c, &format!("player_{i}"), now_ms() - 2000)
+            .await;
+    }
+    app.repo
+        .advance(&c.id, CampaignState::Live, CampaignState::Ended, None)
+        .await
+        .unwrap();
+    let watched = Arc::new(WatchedCounts {
+        repo: app.repo.clone(),
+        running: Default::default(),
+        most: Default::default(),
+        counts: Default::default(),
+    });
+    app.state.entries = watched.clone();
+    let router = router(app.state.clone());
+    let uri = format!("/campaigns/{}/entrants?limit=1", c.id);
+    let mut pages = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (router, uri) = (router.clone(), uri.clone());
+        pages.spawn(async move { served::get(&router, &uri).await });
+    }
+    for (status, _, body) in pages.join_all().await {
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["count"], 5, "{body}");
+    }
+    use std::sync::atomic::Ordering::SeqCst;
+    // Two whole-list turns: at most two counts, never side by side beyond them.
+    assert!(watched.counts.load(SeqCst) <= 2, "{:?}", watched.counts);
+    assert!(watched.most.load(SeqCst) <= 2, "{:?}", watched.most);
 }
