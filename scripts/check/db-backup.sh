@@ -115,7 +115,7 @@ consistent() { # URL: XP total == 10 x applied progression events
 progress_of_all() {
   local p
   for p in $(seq 0 $((PLAYERS - 1))); do
-    curl -s "$BASE/players/player_dump_$p/progress" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["xp"], len(d.get("pendingRewards", [])))'
+    curl -s "$BASE/players/player_dump_$p/progress" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["xp"], d.get("pendingCount", len(d.get("pendingRewards", []))))'
   done
 }
 

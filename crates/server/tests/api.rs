@@ -560,6 +560,7 @@ async fn operations_routes_answer() {
         "/leaderboard/players/{id}",
         "/leaderboard/history",
         "/players/{id}/progress",
+        "/players/{id}/rewards",
         "/rewards/claim",
         "/receipts/verify",
         "/fairness/players/{id}",
@@ -639,8 +640,8 @@ async fn the_openapi_document_is_well_formed() {
     }
     assert!(operations >= 40, "only {operations} operations");
     assert_eq!(
-        cursors, 4,
-        "the inbox's, the campaigns', the deliveries' and the entrants' cursors"
+        cursors, 5,
+        "the inbox's, the campaigns', the deliveries', the entrants' and the rewards' cursors"
     );
 }
 

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use liveops_core::ports::{Board, RankEntry, ScoreDelta, ScoreTotal};
 use liveops_core::stores::{
-    FairnessCommit, Flag, InventoryItem, PendingReward, PlayerProgress, ProgressCommit,
-    RewardClaim, Snapshot,
+    FairnessCommit, Flag, InventoryItem, ListedReward, PendingReward, PlayerProgress,
+    ProgressCommit, RewardClaim, Snapshot, PROGRESS_PENDING_LIMIT,
 };
 use liveops_core::{EventType, PortError, PortResult, Receipt, Welford, Window};
 use sqlx::migrate::Migrate;
@@ -674,13 +674,24 @@ where
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db_error::<DB>)?;
+            // The oldest pending rewards and how many there are, both along the index
+            // (player_id, claimed, id): a player who never claims has ever more of them.
             let sql = DB::placeholders(
                 "SELECT reward_id, item, source, adds_to_inventory FROM rewards \
-                 WHERE player_id = ? AND claimed = 0 ORDER BY id",
+                 WHERE player_id = ? AND claimed = 0 ORDER BY id LIMIT ?",
             );
             let pending: Vec<(Text, Text, Text, i16)> = sqlx::query_as(&sql)
                 .bind(player_id)
+                .bind(i64::try_from(PROGRESS_PENDING_LIMIT).unwrap_or(i64::MAX))
                 .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
+            let sql = DB::placeholders(
+                "SELECT COUNT(*) FROM rewards WHERE player_id = ? AND claimed = 0",
+            );
+            let (pending_count,): (i64,) = sqlx::query_as(&sql)
+                .bind(player_id)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(db_error::<DB>)?;
             tx.rollback().await.map_err(db_error::<DB>)?;
@@ -705,7 +716,57 @@ where
                         adds_to_inventory: adds != 0,
                     })
                     .collect(),
+                pending_count: to_u64(pending_count),
             })
+        })
+        .await
+    }
+
+    /// A page of a player's pending rewards for display: on the replica while it is usable.
+    pub(crate) async fn pending_rewards(
+        &self,
+        player_id: &str,
+        after: Option<i64>,
+        limit: u32,
+    ) -> PortResult<Vec<ListedReward>> {
+        on_reader!(self, |pool| {
+            self.pending_rewards_on(pool, player_id, after, limit).await
+        })
+    }
+
+    async fn pending_rewards_on(
+        &self,
+        pool: &Pool<DB>,
+        player_id: &str,
+        after: Option<i64>,
+        limit: u32,
+    ) -> PortResult<Vec<ListedReward>> {
+        within_on::<DB, _>("pending_rewards", self.which(pool), async {
+            // Along the index (player_id, claimed, id), from the cursor on: `limit` rows read.
+            // Row ids start at 1, so every one is above 0.
+            let sql = DB::placeholders(
+                "SELECT id, reward_id, item, source, adds_to_inventory FROM rewards \
+                 WHERE player_id = ? AND claimed = 0 AND id > ? ORDER BY id LIMIT ?",
+            );
+            let rows: Vec<(i64, Text, Text, Text, i16)> = sqlx::query_as(&sql)
+                .bind(player_id)
+                .bind(after.unwrap_or(0))
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await
+                .map_err(db_error::<DB>)?;
+            Ok(rows
+                .into_iter()
+                .map(|(position, reward_id, item, source, adds)| ListedReward {
+                    position,
+                    reward: PendingReward {
+                        reward_id: reward_id.0,
+                        item: item.0,
+                        source: source.0,
+                        adds_to_inventory: adds != 0,
+                    },
+                })
+                .collect())
         })
         .await
     }

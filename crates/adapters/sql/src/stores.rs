@@ -13,7 +13,7 @@ macro_rules! impl_stores {
             use async_trait::async_trait;
             use liveops_core::ports::{Board, Health, ScoreDelta, ScoreTotal};
             use liveops_core::stores::{
-                FairnessCommit, FairnessStore, Flag, PendingReward, PlayerProgress,
+                FairnessCommit, FairnessStore, Flag, ListedReward, PendingReward, PlayerProgress,
                 ProcessedEvents, ProgressCommit, ProgressStore, RewardClaim, ScoreStore, Snapshot,
                 SnapshotStore,
             };
@@ -59,6 +59,9 @@ macro_rules! impl_stores {
                     fn progress(player_id: &str, season: i64) -> PlayerProgress;
                     fn progress_latest(player_id: &str, season: i64) -> PlayerProgress;
                     fn pending_reward(player_id: &str, reward_id: &str) -> Option<PendingReward>;
+                    fn pending_rewards(
+                        player_id: &str, after: Option<i64>, limit: u32,
+                    ) -> Vec<ListedReward>;
                     fn xp_of(players: &[(String, i64)]) -> Vec<u64>;
                     fn commit_progress(consumer: &str, commit: &ProgressCommit) -> bool;
                     fn claim_reward(

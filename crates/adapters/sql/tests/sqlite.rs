@@ -252,7 +252,8 @@ fn claims_and_entries_sent_at_once_are_written_in_groups() {
 }
 
 /// A webhook's deliveries in one state, newest first (the listing's `?state=`), are read
-/// through their own index, and a board's top through `scores_by_rank` with no sort step.
+/// through their own index, a board's top through `scores_by_rank` and a player's pending
+/// rewards through `rewards_pending`, with no sort step.
 #[tokio::test]
 async fn listings_by_state_and_board_tops_are_read_from_their_indexes() {
     let (_dir, repo, pool) = unmigrated().await;
@@ -281,4 +282,16 @@ async fn listings_by_state_and_board_tops_are_read_from_their_indexes() {
     .await;
     assert!(top.contains("scores_by_rank"), "{top}");
     assert!(!top.contains("TEMP B-TREE"), "no sort step: {top}");
+    // A player's oldest pending rewards, a page of them and their count: along rewards_pending.
+    for sql in [
+        "SELECT reward_id, item, source, adds_to_inventory FROM rewards \
+         WHERE player_id = 'p' AND claimed = 0 ORDER BY id LIMIT 100",
+        "SELECT id, reward_id, item, source, adds_to_inventory FROM rewards \
+         WHERE player_id = 'p' AND claimed = 0 AND id > 7 ORDER BY id LIMIT 101",
+        "SELECT COUNT(*) FROM rewards WHERE player_id = 'p' AND claimed = 0",
+    ] {
+        let pending = plan(sql).await;
+        assert!(pending.contains("rewards_pending"), "{sql}: {pending}");
+        assert!(!pending.contains("TEMP B-TREE"), "no sort step: {pending}");
+    }
 }

@@ -31,8 +31,8 @@ pub use participation::{
 };
 pub use processed::ProcessedEvents;
 pub use progress::{
-    InventoryItem, ItemGrant, PendingReward, PlayerProgress, ProgressCommit, ProgressStore,
-    RewardClaim, XpGain,
+    InventoryItem, ItemGrant, ListedReward, PendingReward, PlayerProgress, ProgressCommit,
+    ProgressStore, RewardClaim, XpGain, PROGRESS_PENDING_LIMIT,
 };
 pub use requests::{Keyed, KeyedOutcome, RequestKey, RequestKeys};
 pub use scores::{ScoreStore, Snapshot, SnapshotStore};

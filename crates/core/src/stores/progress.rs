@@ -8,6 +8,10 @@ use uuid::Uuid;
 use crate::ports::{Health, PortResult};
 use crate::signing::Receipt;
 
+/// Most pending rewards a [`PlayerProgress`] lists: the oldest ones (the rest are read a page at
+/// a time with [`ProgressStore::pending_rewards`]).
+pub const PROGRESS_PENDING_LIMIT: usize = 100;
+
 /// A reward waiting to be claimed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -21,6 +25,16 @@ pub struct PendingReward {
     /// Whether claiming adds `item` to the inventory (drops are already there).
     #[serde(skip)]
     pub adds_to_inventory: bool,
+}
+
+/// A pending reward with its place in the player's list, which orders the rewards oldest first
+/// and which a page cursor names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedReward {
+    /// Increases with each reward written (of any player); a page continues above the last one.
+    pub position: i64,
+    /// The reward.
+    pub reward: PendingReward,
 }
 
 /// An inventory line.
@@ -41,8 +55,13 @@ pub struct PlayerProgress {
     pub updated_at_ms: i64,
     /// Items owned, sorted by item.
     pub inventory: Vec<InventoryItem>,
-    /// Rewards earned and not claimed, oldest first.
+    /// Rewards earned and not claimed, oldest first: at most [`PROGRESS_PENDING_LIMIT`], of any
+    /// season.
     pub pending: Vec<PendingReward>,
+    /// How many rewards are pending in all, of any season, listed in [`PlayerProgress::pending`]
+    /// or not.
+    #[serde(default)]
+    pub pending_count: u64,
     /// Read from a replica that may be behind the primary: fine to show, not to cache as the
     /// player's current state.
     #[serde(default)]
@@ -117,13 +136,15 @@ pub trait ProgressStore: Health {
         &self,
         player_id: &str,
         reward_id: &str,
-    ) -> PortResult<Option<PendingReward>> {
-        let progress = self.progress_latest(player_id, 0).await?;
-        Ok(progress
-            .pending
-            .into_iter()
-            .find(|r| r.reward_id == reward_id))
-    }
+    ) -> PortResult<Option<PendingReward>>;
+    /// At most `limit` of a player's pending rewards, oldest first, from the one above position
+    /// `after` (from the first without it); may come from a read replica a few seconds behind.
+    async fn pending_rewards(
+        &self,
+        player_id: &str,
+        after: Option<i64>,
+        limit: u32,
+    ) -> PortResult<Vec<ListedReward>>;
     /// XP of several players in `season` (absent players have 0).
     async fn xp_of(&self, players: &[(String, i64)]) -> PortResult<Vec<u64>>;
     /// Applies a progression batch and records its event ids for `consumer`, atomically;

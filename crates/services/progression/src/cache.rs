@@ -30,7 +30,8 @@ pub(crate) async fn view_key(
         || "0".to_owned(),
         |v| String::from_utf8_lossy(&v).into_owned(),
     );
-    Ok(format!("progress:{player}:{season}:{version}"))
+    // `v2`: views with `pendingCount` (a release before cached them without it).
+    Ok(format!("progress:v2:{player}:{season}:{version}"))
 }
 
 /// Makes every cached view of `player` stale (call it after the change is committed).

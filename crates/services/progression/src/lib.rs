@@ -1,8 +1,9 @@
 //! The progression service (ARCHITECTURE §3.3): XP, levels, inventory and pending rewards from
 //! accepted events, and signed reward receipts.
 //!
-//! Two halves over the ports only: [`router`] serves `/players/{id}/progress`, `/rewards/claim`
-//! and `/receipts/verify`; [`run_consumer`] applies `events.accepted` exactly once per event id.
+//! Two halves over the ports only: [`router`] serves `/players/{id}/progress`,
+//! `/players/{id}/rewards`, `/rewards/claim` and `/receipts/verify`; [`run_consumer`] applies
+//! `events.accepted` exactly once per event id.
 
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ mod consumer;
 mod routes;
 
 pub use consumer::run_consumer;
-pub use routes::{ClaimRequest, ProgressView};
+pub use routes::{ClaimRequest, ProgressView, RewardPage};
 
 /// The consumer group progression reads `events.accepted` with.
 pub const GROUP: &str = "progression";
@@ -74,6 +75,7 @@ liveops_module::from_context!(ProgressionState(config: Arc<ProgressionConfig>) {
 fn api() -> OpenApiRouter<ProgressionState> {
     let routes = service_routes("progression", "XP, levels, inventory, rewards and receipts")
         .routes(routes!(routes::get_progress))
+        .routes(routes!(routes::list_rewards))
         .routes(routes!(routes::claim_reward))
         .routes(routes!(routes::verify_receipt));
     body_limit(routes, routes::BODY_LIMIT)

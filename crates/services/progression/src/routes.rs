@@ -1,14 +1,18 @@
-//! HTTP routes: `/players/{id}/progress`, `/rewards/claim`, `/receipts/verify`.
+//! HTTP routes: `/players/{id}/progress`, `/players/{id}/rewards` (a page at a time),
+//! `/rewards/claim`, `/receipts/verify`.
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use liveops_core::event::is_label;
-use liveops_core::stores::{InventoryItem, PendingReward, RewardClaim};
+use liveops_core::stores::{
+    InventoryItem, ListedReward, PendingReward, RewardClaim, PROGRESS_PENDING_LIMIT,
+};
 use liveops_core::{now_ms, PlayerId, Receipt, Verification};
 use liveops_http::{
-    rfc3339_or_never, Bounded, Json, PlayerPath, Problem, Query, SignatureHeaders, Signed,
+    next_cursor, parse_cursor, rfc3339_or_never, Bounded, Json, PlayerPath, Problem, Query,
+    SignatureHeaders, Signed,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -22,6 +26,15 @@ use liveops_http::responses::{BadRequest, Conflict, ReadFailures, SignedFailures
 
 /// Largest accepted body on `POST /rewards/claim` and `POST /receipts/verify`.
 pub(crate) const BODY_LIMIT: usize = 16 * 1024;
+/// Pending rewards on a page of `GET /players/{id}/rewards` unless `limit` says otherwise.
+const DEFAULT_PAGE: i64 = 100;
+/// Most pending rewards on a page of `GET /players/{id}/rewards`.
+const MAX_PAGE: i64 = 1000;
+/// The `limit` of `GET /players/{id}/rewards`: 1 to [`MAX_PAGE`].
+type PageLimit = Bounded<1, MAX_PAGE>;
+// The view's documentation (its OpenAPI description, ARCHITECTURE) says 100 rewards.
+const _: () = assert!(PROGRESS_PENDING_LIMIT == 100);
+
 /// The query of `/players/{id}/progress`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -46,11 +59,41 @@ pub struct ProgressView {
     pub level: u32,
     /// Items owned, sorted by item.
     pub inventory: Vec<InventoryItem>,
-    /// Rewards earned and not claimed yet, oldest first.
+    /// The oldest 100 rewards earned and not claimed yet, of every season, oldest first
+    /// (`GET /players/{id}/rewards` pages through all of them).
     pub pending_rewards: Vec<PendingReward>,
+    /// How many rewards are earned and not claimed yet, of every season, listed or not.
+    pub pending_count: u64,
     /// When the player's XP in this season last changed (RFC 3339), or null if it never did;
     /// drops and claims change the inventory and rewards without moving it.
     pub updated_at: Option<String>,
+}
+
+/// The query of `GET /players/{id}/rewards`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RewardsQuery {
+    /// How many pending rewards, oldest first (default 100).
+    #[param(inline)]
+    limit: Option<PageLimit>,
+    /// The `nextCursor` of the previous page: this page starts after the reward it names.
+    #[param(pattern = r"^-?[0-9]{1,18}:[A-Za-z0-9_.:-]{1,64}$", max_length = 84)]
+    cursor: Option<String>,
+}
+
+/// A page of a player's pending rewards, of every season, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RewardPage {
+    /// The player it concerns.
+    pub player_id: String,
+    /// This page of the rewards earned and not claimed yet, oldest first.
+    pub rewards: Vec<PendingReward>,
+    /// The `cursor` of the next page (it names this page's last reward); absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub next_cursor: Option<String>,
 }
 
 /// The body of `POST /rewards/claim`.
@@ -74,7 +117,11 @@ fn json_bytes(body: Bytes) -> Response {
     res
 }
 
-/// A player's XP, level, inventory and pending rewards.
+/// A player's XP, level, inventory and oldest pending rewards.
+///
+/// `pendingRewards` lists the oldest 100 rewards waiting to be claimed, of every season;
+/// `pendingCount` is how many there are in all, and `GET /players/{id}/rewards` pages through
+/// every one of them.
 #[utoipa::path(
     get, path = "/players/{id}/progress", tag = "progression", params(PlayerPath, ProgressQuery),
     responses(
@@ -117,6 +164,7 @@ pub(crate) async fn get_progress(
         level: state.config.curve.level(progress.xp),
         inventory: progress.inventory,
         pending_rewards: progress.pending,
+        pending_count: progress.pending_count,
         updated_at: rfc3339_or_never(progress.updated_at_ms),
     };
     let body = Bytes::from(serde_json::to_vec(&view).map_err(|error| {
@@ -131,6 +179,52 @@ pub(crate) async fn get_progress(
         }
     }
     Ok(json_bytes(body))
+}
+
+/// What a cursor names of a listed reward: its position and id (an id a cursor cannot carry,
+/// never written by progression, is replaced: the position alone says where the next page
+/// starts).
+fn cursor_key(listed: &ListedReward) -> (i64, &str) {
+    let id = listed.reward.reward_id.as_str();
+    (listed.position, if is_label(id) { id } else { "reward" })
+}
+
+/// A page of a player's pending rewards, of every season, oldest first, after `cursor`.
+#[utoipa::path(
+    get, path = "/players/{id}/rewards", tag = "progression", params(PlayerPath, RewardsQuery),
+    responses(
+        (status = 200, description = "A page of the player's pending rewards (none for an unknown player)", body = RewardPage),
+        ReadFailures,
+    )
+)]
+#[tracing::instrument(skip_all, fields(player))]
+pub(crate) async fn list_rewards(
+    State(state): State<ProgressionState>,
+    PlayerPath(player): PlayerPath,
+    Query(query): Query<RewardsQuery>,
+) -> Result<Json<RewardPage>, Problem> {
+    tracing::Span::current().record("player", player.as_str());
+    let limit = usize::try_from(query.limit.map_or(DEFAULT_PAGE, Bounded::get)).unwrap_or(100);
+    let after = match query.cursor.as_deref() {
+        Some(cursor) => Some(parse_cursor(cursor)?.0),
+        None => None,
+    };
+    // One more than the page: whether another page follows.
+    let read = u32::try_from(limit + 1).unwrap_or(u32::MAX);
+    let mut listed = state
+        .store
+        .pending_rewards(player.as_str(), after, read)
+        .await?;
+    let more = listed.len() > limit;
+    listed.truncate(limit);
+    let next_cursor = more
+        .then(|| next_cursor(&listed, limit, cursor_key))
+        .flatten();
+    Ok(Json(RewardPage {
+        player_id: player.as_str().to_owned(),
+        rewards: listed.into_iter().map(|l| l.reward).collect(),
+        next_cursor,
+    }))
 }
 
 /// Reads `{playerId, rewardId}`, naming the offending field.

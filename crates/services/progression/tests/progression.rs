@@ -17,7 +17,8 @@ use liveops_core::{
 use liveops_http::{Problem, SignatureCheck};
 use liveops_memory::{MemoryBus, MemoryHotState};
 use liveops_progression::{
-    router, run_consumer, ClaimRequest, ProgressView, ProgressionConfig, ProgressionState, GROUP,
+    router, run_consumer, ClaimRequest, ProgressView, ProgressionConfig, ProgressionState,
+    RewardPage, GROUP,
 };
 use liveops_sql::SqliteRepository;
 use liveops_testkit::received::{self, envelope};
@@ -326,6 +327,14 @@ impl liveops_core::stores::ProgressStore for NoWholeReads {
         reward_id: &str,
     ) -> liveops_core::PortResult<Option<liveops_core::stores::PendingReward>> {
         self.0.pending_reward(player_id, reward_id).await
+    }
+    async fn pending_rewards(
+        &self,
+        player_id: &str,
+        after: Option<i64>,
+        limit: u32,
+    ) -> liveops_core::PortResult<Vec<liveops_core::stores::ListedReward>> {
+        self.0.pending_rewards(player_id, after, limit).await
     }
     async fn xp_of(&self, players: &[(String, i64)]) -> liveops_core::PortResult<Vec<u64>> {
         self.0.xp_of(players).await
@@ -668,6 +677,7 @@ async fn the_openapi_lists_every_route() {
         liveops_progression::MODULE.default_openapi().unwrap(),
         &[
             "/players/{id}/progress",
+            "/players/{id}/rewards",
             "/rewards/claim",
             "/receipts/verify",
         ],
@@ -675,6 +685,36 @@ async fn the_openapi_lists_every_route() {
     // The document itself, as JSON: member names (and one that must be absent) are checked.
     let schemas = &spec["components"]["schemas"];
     assert!(schemas["ProgressView"]["properties"]["pendingRewards"].is_object());
+    assert!(schemas["ProgressView"]["properties"]["pendingCount"].is_object());
+    // The view says how many rewards it lists at most.
+    let view = &spec["paths"]["/players/{id}/progress"]["get"];
+    let limit = liveops_core::stores::PROGRESS_PENDING_LIMIT;
+    let said = format!("oldest {limit} rewards");
+    assert!(
+        view["description"].as_str().unwrap().contains(&said),
+        "{view}"
+    );
+    // The page: its members, and the bounds of its query.
+    let page = &schemas["RewardPage"]["properties"];
+    for member in ["playerId", "rewards", "nextCursor"] {
+        assert!(page[member].is_object(), "{member}");
+    }
+    let params = spec["paths"]["/players/{id}/rewards"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}"))["schema"]
+            .clone()
+    };
+    let limit = param("limit");
+    assert_eq!(
+        (&limit["minimum"], &limit["maximum"]),
+        (&json!(1), &json!(1000))
+    );
+    assert!(param("cursor")["pattern"].is_string());
     let reward = &schemas["PendingReward"]["properties"];
     assert!(reward["rewardId"].is_object());
     assert!(reward.get("addsToInventory").is_none() && reward.get("adds_to_inventory").is_none());
@@ -704,4 +744,128 @@ async fn a_repository_commit_refuses_an_already_applied_event() {
         .commit_progress(liveops_progression::CONSUMER_ID, &commit)
         .await
         .is_err());
+}
+
+/// A player's drops, `n` of them in one batch: their reward ids in the order earned.
+async fn hoard(app: &TestApp, player: &str, n: usize) -> Vec<String> {
+    let drops: Vec<Envelope> = (0..n).map(|i| drop(player, &format!("gem_{i}"))).collect();
+    app.publish(&drops).await;
+    app.drain().await;
+    drops
+        .iter()
+        .map(|d| format!("drop:{}", d.event_id))
+        .collect()
+}
+
+/// Every pending reward of `player` through `GET /players/{id}/rewards`, `query` on each page,
+/// following `nextCursor` until it is absent; and how many pages that took.
+async fn walk(app: &TestApp, player: &str, query: &str) -> (Vec<String>, usize) {
+    let (mut walked, mut cursor, mut pages) = (Vec::new(), None::<String>, 0);
+    loop {
+        let mut uri = format!("/players/{player}/rewards?{query}");
+        if let Some(c) = &cursor {
+            uri.push_str(&format!("&cursor={c}"));
+        }
+        let page: RewardPage = app
+            .get(&uri)
+            .await
+            .unwrap_or_else(|p| panic!("{uri}: {p:?}"));
+        assert_eq!(page.player_id, player);
+        pages += 1;
+        walked.extend(page.rewards.into_iter().map(|r| r.reward_id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return (walked, pages),
+        }
+    }
+}
+
+/// A player who never claims: the view lists the oldest 100 rewards and counts them all, and
+/// the paged route walks every one exactly once, oldest first.
+#[tokio::test]
+async fn a_player_who_never_claims_sees_the_oldest_rewards_and_pages_through_all() {
+    let app = spawn_app().await;
+    let earned = hoard(&app, "hoarder_1", 130).await;
+    let progress = app.progress("hoarder_1").await;
+    assert_eq!(reward_ids(&progress), earned[..100]);
+    assert_eq!(progress.pending_count, 130);
+    assert_eq!(progress.inventory.len(), 130);
+    let (_, _, raw) = served::get(&app.router, "/players/hoarder_1/progress").await;
+    assert_eq!(raw["pendingCount"], json!(130));
+
+    // The default page is 100; exactly as many as are left is the last page.
+    let (_, _, raw) = served::get(&app.router, "/players/hoarder_1/rewards").await;
+    assert_eq!(raw["rewards"].as_array().map(Vec::len), Some(100));
+    let cursor = raw["nextCursor"].as_str().unwrap().to_owned();
+    let uri = format!("/players/hoarder_1/rewards?limit=30&cursor={cursor}");
+    let (_, _, raw) = served::get(&app.router, &uri).await;
+    assert_eq!(raw["rewards"].as_array().map(Vec::len), Some(30));
+    assert!(raw.get("nextCursor").is_none(), "absent on the last page: {raw}");
+    assert_eq!(raw["rewards"][29]["rewardId"], json!(earned[129]));
+    assert!(raw["rewards"][0].get("addsToInventory").is_none());
+
+    for (query, pages) in [
+        ("limit=7", 19),
+        ("", 2),
+        ("limit=130", 1),
+        ("limit=1000", 1),
+    ] {
+        let (walked, took) = walk(&app, "hoarder_1", query).await;
+        assert_eq!(walked, earned, "{query:?}: each once, oldest first");
+        assert_eq!(took, pages, "{query:?}");
+    }
+
+    // A claim takes the reward off the view, its count and the pages, even past the first 100.
+    for reward in [&earned[3], &earned[120]] {
+        app.claim("hoarder_1", reward).await.expect("claimed");
+    }
+    let left: Vec<String> = earned
+        .iter()
+        .filter(|r| *r != &earned[3] && *r != &earned[120])
+        .cloned()
+        .collect();
+    let progress = app.progress("hoarder_1").await;
+    assert_eq!(reward_ids(&progress), left[..100]);
+    assert_eq!(progress.pending_count, 128);
+    assert_eq!(walk(&app, "hoarder_1", "limit=50").await.0, left);
+
+    // An unknown player: no rewards, no next page.
+    let empty: RewardPage = app.get("/players/nobody_yet/rewards").await.unwrap();
+    assert_eq!((empty.rewards.len(), empty.next_cursor), (0, None));
+    assert_eq!(app.progress("nobody_yet").await.pending_count, 0);
+}
+
+#[tokio::test]
+async fn bad_reward_pages_are_400_problems() {
+    let app = spawn_app().await;
+    hoard(&app, "hoarder_2", 3).await;
+    for (uri, field) in [
+        ("/players/hoarder_2/rewards?limit=0", "limit"),
+        ("/players/hoarder_2/rewards?limit=1001", "limit"),
+        ("/players/hoarder_2/rewards?limit=-1", "limit"),
+        ("/players/hoarder_2/rewards?limit=ten", "limit"),
+        ("/players/hoarder_2/rewards?cursor=", "cursor"),
+        ("/players/hoarder_2/rewards?cursor=12", "cursor"),
+        ("/players/hoarder_2/rewards?cursor=x:drop", "cursor"),
+        ("/players/hoarder_2/rewards?cursor=1:a%2Fb", "cursor"),
+        (
+            "/players/hoarder_2/rewards?cursor=1234567890123456789:a",
+            "cursor",
+        ),
+        ("/players/ab/rewards", "id"),
+    ] {
+        let problem = app.get::<RewardPage>(uri).await.unwrap_err();
+        assert_eq!(problem.status, 400, "{uri}");
+        assert_eq!(problem.field.as_deref(), Some(field), "{uri}: {problem:?}");
+    }
+    let problem = app
+        .get::<RewardPage>("/players/hoarder_2/rewards?page=2")
+        .await
+        .unwrap_err();
+    assert_eq!(problem.status, 400);
+    // The bounds themselves are fine.
+    for limit in [1, 1000] {
+        let uri = format!("/players/hoarder_2/rewards?limit={limit}");
+        app.get::<RewardPage>(&uri).await.expect("in range");
+    }
 }

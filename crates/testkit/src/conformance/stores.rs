@@ -11,6 +11,7 @@ use liveops_core::ports::{rank_entries, Board, Health, RankEntry, ScoreDelta};
 use liveops_core::stores::{
     FairnessCommit, FairnessStore, Flag, InventoryItem, ItemGrant, PendingReward, ProcessedEvents,
     ProgressCommit, ProgressStore, RewardClaim, ScoreStore, Snapshot, SnapshotStore, XpGain,
+    PROGRESS_PENDING_LIMIT,
 };
 use liveops_core::{EventType, Receipt, Welford, Window};
 use uuid::Uuid;
@@ -35,6 +36,7 @@ pub async fn run_all(repo: &dyn Stores) {
     progress_commits_apply_once(repo).await;
     rewards_are_claimed_once(repo).await;
     concurrent_claims_issue_one_receipt(repo).await;
+    pending_rewards_are_listed_a_page_at_a_time(repo).await;
     scores_commit_once(repo).await;
     top_scores_rank_as_the_board_does(repo).await;
     ended_boards_scores_are_purged(repo).await;
@@ -209,6 +211,7 @@ pub async fn progress_commits_apply_once(repo: &dyn Stores) {
         ["chest_2", "sword", "chest_3"],
         "pending rewards oldest first, first one kept"
     );
+    assert_eq!(pr.pending_count, 3);
 
     let xps = ok(
         repo.xp_of(&[
@@ -388,6 +391,115 @@ pub async fn concurrent_claims_issue_one_receipt(repo: &dyn Stores) {
     let pr = ok(repo.progress(&p, 2).await, "progress");
     assert_eq!(pr.inventory, inv(&[("gem", 5)]), "each reward added once");
     assert!(pr.pending.is_empty());
+}
+
+/// Every pending reward of `player`, walked `page` at a time as a client does: each page
+/// continues above the last position of the one before, until a short page.
+async fn walk_pending(repo: &dyn Stores, player: &str, page: u32) -> Vec<String> {
+    let (mut walked, mut after) = (Vec::new(), None);
+    loop {
+        let listed = ok(
+            repo.pending_rewards(player, after, page).await,
+            "pending_rewards",
+        );
+        assert!(listed.len() <= page as usize, "a page of {page} at most");
+        let positions: Vec<i64> = listed.iter().map(|l| l.position).collect();
+        assert!(
+            positions.windows(2).all(|w| w[0] < w[1]),
+            "positions increase along a page: {positions:?}"
+        );
+        assert!(
+            after.is_none_or(|a| positions.first().is_none_or(|&first| first > a)),
+            "a page starts above the cursor"
+        );
+        let full = listed.len() == page as usize;
+        after = listed.last().map(|l| l.position).or(after);
+        walked.extend(listed.into_iter().map(|l| l.reward.reward_id));
+        if !full {
+            return walked;
+        }
+    }
+}
+
+/// A player who never claims has ever more pending rewards: a progress read lists only the
+/// oldest [`PROGRESS_PENDING_LIMIT`] of them and counts them all, and pages walk every one once,
+/// oldest first (the order earned, not the ids' order), without claimed ones or other players'.
+pub async fn pending_rewards_are_listed_a_page_at_a_time(repo: &dyn Stores) {
+    let s = suffix();
+    let (p, other) = (format!("p{s}_hoard"), format!("p{s}_next"));
+    let consumer = format!("progression_{s}");
+    let n = PROGRESS_PENDING_LIMIT + 37;
+    // Ids sort backwards: the order earned is not the order of the ids.
+    let ids: Vec<String> = (0..n).map(|i| format!("drop:{:04}", n - i)).collect();
+    let drop_of = |id: &String| (p.clone(), reward(id, "coin", "raid_chest", false));
+    // Earned over two batches, another player's rewards between them.
+    for (batch, theirs) in [(&ids[..60], 0..2), (&ids[60..], 2..5)] {
+        let mut rewards: Vec<(String, PendingReward)> = theirs
+            .map(|i| {
+                let id = format!("level:1:{i}");
+                (other.clone(), reward(&id, "gem", "level_up", true))
+            })
+            .collect();
+        rewards.extend(batch.iter().map(drop_of));
+        let commit = ProgressCommit {
+            event_ids: vec![id()],
+            rewards,
+            ..Default::default()
+        };
+        assert!(ok(
+            repo.commit_progress(&consumer, &commit).await,
+            "commit_progress"
+        ));
+    }
+
+    let pr = ok(repo.progress(&p, 1).await, "progress");
+    let listed: Vec<&str> = pr.pending.iter().map(|r| r.reward_id.as_str()).collect();
+    assert_eq!(
+        listed,
+        ids[..PROGRESS_PENDING_LIMIT],
+        "the oldest, oldest first"
+    );
+    assert_eq!(pr.pending_count, n as u64, "every pending reward counted");
+    let theirs = ok(repo.progress(&other, 1).await, "progress");
+    assert_eq!((theirs.pending.len(), theirs.pending_count), (5, 5));
+    let nobody = ok(repo.progress(&format!("p{s}_nobody"), 1).await, "progress");
+    assert_eq!((nobody.pending.len(), nobody.pending_count), (0, 0));
+    // A reward past the listed ones is still read by its id.
+    let last = ok(repo.pending_reward(&p, &ids[n - 1]).await, "pending_reward");
+    assert_eq!(last.map(|r| r.reward_id), Some(ids[n - 1].clone()));
+
+    // Pages of any size walk every reward once, in the order earned.
+    for page in [1, 7, 100, n as u32, 1000] {
+        assert_eq!(walk_pending(repo, &p, page).await, ids, "pages of {page}");
+    }
+    assert_eq!(walk_pending(repo, &other, 2).await.len(), 5);
+    assert!(walk_pending(repo, &format!("p{s}_nobody"), 10)
+        .await
+        .is_empty());
+
+    // Claimed rewards leave the list, the count and the pages; a cursor handed out before a
+    // claim still continues where it was.
+    let first_page = ok(repo.pending_rewards(&p, None, 10).await, "pending_rewards");
+    let after = first_page.last().map(|l| l.position);
+    for claimed in [&ids[0], &ids[9], &ids[10], &ids[n - 1]] {
+        let r = receipt(&p, "coin", &format!("r{claimed}{s}"));
+        let claim = ok(repo.claim_reward(&p, claimed, r).await, "claim");
+        assert!(matches!(claim, RewardClaim::Issued(_)), "{claimed}");
+    }
+    let rest = ok(repo.pending_rewards(&p, after, 3).await, "pending_rewards");
+    let rest: Vec<&str> = rest.iter().map(|l| l.reward.reward_id.as_str()).collect();
+    assert_eq!(rest, ids[11..14], "after the cursor, without the claimed");
+    let left: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| ![0, 9, 10, n - 1].contains(i))
+        .map(|(_, id)| id.clone())
+        .collect();
+    let pr = ok(repo.progress(&p, 1).await, "progress");
+    let listed: Vec<&str> = pr.pending.iter().map(|r| r.reward_id.as_str()).collect();
+    assert_eq!(listed, left[..PROGRESS_PENDING_LIMIT]);
+    assert_eq!(pr.pending_count, left.len() as u64);
+    assert_eq!(walk_pending(repo, &p, 50).await, left);
 }
 
 /// Score commits add per board and player with their event ids, once, and answer the totals
@@ -907,8 +1019,11 @@ pub async fn large_batches_are_chunked(repo: &dyn Stores) {
     let pr = ok(repo.progress(&players[0], 1).await, "progress");
     assert_eq!(pr.inventory, inv(&[("coin", 2)]));
     let order: Vec<String> = pr.pending.into_iter().map(|r| r.reward_id).collect();
-    let want: Vec<String> = (0..300).map(|i| format!("drop:{i}")).collect();
-    assert_eq!(order, want);
+    let want: Vec<String> = (0..PROGRESS_PENDING_LIMIT)
+        .map(|i| format!("drop:{i}"))
+        .collect();
+    assert_eq!(order, want, "the oldest, in the order written");
+    assert_eq!(pr.pending_count, 300);
 
     // The last id of a big batch already recorded: nothing of it applies.
     let mut again = fresh.clone();
