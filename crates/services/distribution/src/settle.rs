@@ -6,7 +6,9 @@
 //! campaigns and the next page past it ([`liveops_module::tick::Rotation`]), so with more than a
 //! page ended the older ones are settled a page per tick.
 
-use liveops_core::stores::{Award, Campaign, CampaignEvent, CampaignState, InboxMessage, Outcome};
+use liveops_core::stores::{
+    Award, Campaign, CampaignEvent, CampaignState, InboxMessage, OutcomeSummary,
+};
 use liveops_core::{now_ms, PortError, PortResult};
 use liveops_module::tick::{each_ended, every_tick, Rotation};
 use serde_json::json;
@@ -55,7 +57,7 @@ pub async fn run_placer(
 
 fn message(
     c: &Campaign,
-    outcome: &Outcome,
+    outcome: &OutcomeSummary,
     award: &Award,
     now: i64,
     claim_ms: i64,
@@ -101,7 +103,8 @@ pub async fn settle_ended(state: &DistributionState, rotation: &Rotation) -> Por
 /// Pays each winner of campaign `c` into their inbox and moves it to `settled`, if it has an
 /// outcome; true if this call moved it.
 async fn settle(state: &DistributionState, c: &Campaign, claim_ms: i64) -> PortResult<bool> {
-    let Some(outcome) = state.outcomes.outcome(&c.id).await? else {
+    // Without its entrants: a big draw's list (megabytes) is not needed to pay its winners.
+    let Some(outcome) = state.outcomes.outcome_summary(&c.id).await? else {
         return Ok(false);
     };
     let mut written = 0usize;
