@@ -714,6 +714,89 @@ async fn a_webhook_deleted_during_an_attempt_is_not_brought_back_by_its_answer()
     app.shutdown().await;
 }
 
+/// A receiver that takes posts but never answers, with a backlog of deliveries, holds up no
+/// other webhook: each webhook has a few attempts in flight at most and a slot that frees is
+/// filled at once, so a healthy receiver's delivery queued after that backlog goes out within
+/// a tick or two, not after rounds of the stalled receiver's timeouts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_never_answers_holds_up_no_other_webhook() {
+    // The stalled receiver's failed deliveries come back in a minute: what is due is its backlog.
+    let flags = [
+        "--webhook-timeout-ms",
+        "5000",
+        "--webhook-backoff-ms",
+        "60000",
+    ];
+    let (app, live, admin) = live_app(&flags).await;
+    let stalled_secret = "whsec_stalled_0123456789";
+    let never = Arc::new(tokio::sync::Semaphore::new(0));
+    let ok = Arc::new(AtomicU16::new(200));
+    let (stalled_addr, stalled) = gated_receiver(stalled_secret, ok, never).await;
+    let (s, hook) = live
+        .add_webhook(
+            &admin,
+            &format!("http://{stalled_addr}/hook"),
+            stalled_secret,
+            &["campaign.live"],
+        )
+        .await;
+    assert_eq!(s, 201, "{hook}");
+    let healthy_secret = "whsec_healthy_0123456789";
+    let (healthy_addr, healthy) = receiver(healthy_secret, 200).await;
+    let (s, hook) = live
+        .add_webhook(
+            &admin,
+            &format!("http://{healthy_addr}/hook"),
+            healthy_secret,
+            &["campaign.cancelled"],
+        )
+        .await;
+    assert_eq!(s, 201, "{hook}");
+    // A backlog for the stalled receiver: four rounds of 16 five-second attempts.
+    let mut ids = Vec::new();
+    for _ in 0..64 {
+        let flash = open_campaign(
+            "Flash",
+            chrono::Utc::now(),
+            chrono::Duration::hours(1),
+            "daily",
+            json!({"kind": "draw", "winners": 1, "item": "chest"}),
+        );
+        ids.push(live.schedule_new(&admin, flash).await.id);
+    }
+    for id in &ids {
+        let within = Duration::from_secs(30);
+        live.wait_state(&admin, id, CampaignState::Live, within)
+            .await;
+    }
+    eventually(
+        Duration::from_secs(15),
+        "the stalled receiver posted to",
+        || async { (!stalled.lock().expect("lock").is_empty()).then_some(()) },
+    )
+    .await;
+    // Then one event for the healthy receiver, queued after the whole backlog.
+    let cancel = format!("{}/campaigns/{}/cancel", app.base, ids[63]);
+    let (s, b) = live.post(cancel, &admin, json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    let queued = std::time::Instant::now();
+    eventually(
+        Duration::from_secs(60),
+        "the healthy receiver's delivery",
+        || async { (!healthy.lock().expect("lock").is_empty()).then_some(()) },
+    )
+    .await;
+    let waited = queued.elapsed();
+    assert!(
+        waited < Duration::from_secs(4),
+        "the healthy receiver waited {waited:?} behind the stalled one's backlog"
+    );
+    let got = healthy.lock().expect("lock").clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].2, "signed");
+    app.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_to_private_addresses_or_for_unknown_events_are_refused() {
     let app = spawn_app(&[

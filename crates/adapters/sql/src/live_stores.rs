@@ -15,7 +15,9 @@ macro_rules! impl_live_stores {
                 OperatorUpdate, Outcome, OutcomeStore, OutcomeSummary, PlayerXp, Redelivery, RequestKey,
                 RequestKeys, Session, Sessions, Webhook, WebhookStore,
             };
+            use liveops_core::stores::distribution::OutboxEvent;
             use liveops_core::PortResult;
+            use std::collections::HashMap;
 
             use $crate::SqlRepository;
 
@@ -124,9 +126,13 @@ macro_rules! impl_live_stores {
                     ) -> KeyedOutcome;
                     fn webhooks() -> Vec<Webhook>;
                     fn delete_webhook(id: &str, audit: &AuditEntry) -> bool;
-                    fn undelivered_events(limit: u32) -> Vec<(i64, CampaignEvent)>;
+                    fn undispatched(limit: u32) -> Vec<OutboxEvent>;
+                    fn undelivered_events(ids: &[i64]) -> Vec<(i64, CampaignEvent)>;
                     fn enqueue(event_ids: &[i64], deliveries: &[Delivery]) -> ();
-                    fn lease_due(now_ms: i64, until_ms: i64, limit: u32) -> Vec<DueDelivery>;
+                    fn lease_due(
+                        now_ms: i64, until_ms: i64, limit: u32, per_webhook: u32,
+                        in_flight: &HashMap<String, u32>,
+                    ) -> Vec<DueDelivery>;
                     fn record_attempt(leased_until_ms: i64, delivery: &Delivery, attempt: &Attempt) -> bool;
                 }
 

@@ -1,6 +1,8 @@
 //! Distribution's storage: the player inbox (with settlement, written once per winner) and the
 //! webhooks with their durable queue of deliveries.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 
 use crate::ports::{Health, PortResult};
@@ -203,6 +205,21 @@ pub struct DueDelivery {
     pub secret: String,
 }
 
+/// An outbox event not yet turned into deliveries, without its data: what sizes a fan-out batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxEvent {
+    /// Its place in the outbox (oldest first).
+    pub id: i64,
+    /// Its kind (`campaign.live`, `draw.completed`, ...).
+    pub kind: String,
+    /// The campaign it is about.
+    pub campaign_id: String,
+    /// When it happened, unix ms.
+    pub at_ms: i64,
+    /// Its data's length in bytes.
+    pub data_bytes: u64,
+}
+
 /// Which page of an inbox to read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct InboxPage<'a> {
@@ -239,18 +256,26 @@ pub trait WebhookStore: Health {
     /// Deletes a webhook and marks its pending deliveries dead (the rows stay); `false` if there
     /// is none.
     async fn delete_webhook(&self, id: &str, audit: &AuditEntry) -> PortResult<bool>;
-    /// Outbox events not yet turned into deliveries, oldest first.
-    async fn undelivered_events(&self, limit: u32) -> PortResult<Vec<(i64, CampaignEvent)>>;
+    /// The oldest `limit` outbox events not yet turned into deliveries, oldest first, with their
+    /// data's size but not their data.
+    async fn undispatched(&self, limit: u32) -> PortResult<Vec<OutboxEvent>>;
+    /// Those of the outbox events `ids` not yet turned into deliveries, oldest first, with their
+    /// data.
+    async fn undelivered_events(&self, ids: &[i64]) -> PortResult<Vec<(i64, CampaignEvent)>>;
     /// Queues `deliveries` (one per webhook and event at most) and marks `event_ids` as
     /// dispatched, in one transaction.
     async fn enqueue(&self, event_ids: &[i64], deliveries: &[Delivery]) -> PortResult<()>;
-    /// Leases up to `limit` pending deliveries due at `now_ms` until `until_ms` (a crashed
-    /// sender's lease runs out and another replica tries again).
+    /// Leases until `until_ms` up to `limit` pending deliveries due at `now_ms`, longest due
+    /// first, at most `per_webhook` of a webhook counting its `in_flight` (the caller's attempts
+    /// still running, by webhook id); the rest are left due. A crashed sender's lease runs out
+    /// and another replica tries again.
     async fn lease_due(
         &self,
         now_ms: i64,
         until_ms: i64,
         limit: u32,
+        per_webhook: u32,
+        in_flight: &HashMap<String, u32>,
     ) -> PortResult<Vec<DueDelivery>>;
     /// Records an attempt and the delivery's new state, attempts and next time if it is still
     /// pending under the lease that ends at `leased_until_ms`; `false`, writing nothing, if that

@@ -8,32 +8,50 @@
 //! old (a day by default, so a receiver down for a deploy or a night loses nothing), the
 //! delivery is dead-lettered.
 //!
+//! A tick queues the oldest outbox events up to about [`FAN_OUT_BYTES`] of bodies (one event
+//! at least), so events too large to queue together go over several ticks instead of failing
+//! together on every one; `webhook_outbox_oldest_undispatched_seconds` is the age of the oldest
+//! still waiting. A replica keeps up to [`PARALLEL`] attempts in flight, at most
+//! [`PER_WEBHOOK`] to one webhook, and leases another as soon as one ends: a receiver that
+//! accepts posts but never answers slows its own deliveries only. The cap is per replica (a
+//! lease holds no sender), so with several replicas one webhook holds that many per replica.
+//!
 //! Each delivery is signed: `X-LiveOps-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret,
 //! "<t>.<body>")>`, with `X-LiveOps-Event` (its kind) and `X-LiveOps-Delivery` (its id, the same
 //! on every retry, for receivers to drop duplicates).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
 use hmac::{Hmac, Mac};
-use liveops_core::stores::{Attempt, Delivery, DeliveryState, DueDelivery};
+use liveops_core::stores::distribution::OutboxEvent;
+use liveops_core::stores::{Attempt, Delivery, DeliveryState, DueDelivery, Webhook, WebhookStore};
 use liveops_core::{now_ms, PortError, PortResult};
 use liveops_http::rfc3339;
 use liveops_module::tick::every_tick;
 use serde_json::{json, Value};
 use sha2::Sha256;
+use tokio::task::{Id, JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::{target, DistributionState};
 
 /// Attempts before a delivery may be dead-lettered (once it is also `WEBHOOK_RETRY_SEC` old).
 pub const MAX_ATTEMPTS: u32 = 10;
-/// How often the queue is looked at.
+/// How often the outbox is looked at, and the queue when no attempt ends sooner.
 const TICK: Duration = Duration::from_millis(500);
-/// Most deliveries sent at once by one replica.
+/// Most attempts one replica has in flight.
 const PARALLEL: u32 = 16;
+/// Most attempts one replica has in flight to one webhook: a receiver that never answers holds
+/// this many slots, not all of them.
+const PER_WEBHOOK: u32 = 4;
 /// Most outbox events turned into deliveries per tick.
 const EVENTS: u32 = 200;
+/// Bodies (times the webhooks subscribed) queued per tick at most, past the first event: the
+/// queueing transaction stays well within its time bound however large the events.
+const FAN_OUT_BYTES: u64 = 8 * 1024 * 1024;
+/// What a delivery body adds to its event's data (id, type, time).
+const ENVELOPE_BYTES: u64 = 128;
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
@@ -48,28 +66,41 @@ pub fn signature(secret: &str, t: i64, body: &str) -> String {
     format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Runs the queue until `stop`.
+/// Runs the queue until `stop`: the outbox fanned out every tick, and deliveries sent as
+/// attempts end (see [`send_due`]).
 pub async fn run_webhooks(
     state: DistributionState,
     stop: CancellationToken,
 ) -> Result<(), PortError> {
-    let failing = "webhook queue cannot reach the repository";
-    let state = &state;
-    every_tick(TICK, stop, failing, move || async move {
-        // Queued retries go on even while new events cannot be queued (and the reverse).
-        let queued = fan_out(state).await;
-        deliver_due(state).await.and(queued)
-    })
-    .await
+    // Queued retries go on even while new events cannot be queued (and the reverse).
+    let failing = "webhook outbox cannot be queued";
+    let webhooks = state.webhooks.clone();
+    let fanning = every_tick(TICK, stop.clone(), failing, move || {
+        let webhooks = webhooks.clone();
+        async move { fan_out(webhooks.as_ref()).await }
+    });
+    let (fanned, sent) = tokio::join!(fanning, send_due(state, stop));
+    fanned.and(sent)
 }
 
-/// Turns new outbox events into deliveries, one per webhook subscribed to their kind.
-async fn fan_out(state: &DistributionState) -> PortResult<()> {
-    let events = state.webhooks.undelivered_events(EVENTS).await?;
-    if events.is_empty() {
-        return Ok(());
+/// Turns the oldest outbox events into deliveries, one per webhook subscribed to their kind: as
+/// many as fit in [`FAN_OUT_BYTES`] of bodies ([`batch_len`]), at least one. Sets
+/// `webhook_outbox_oldest_undispatched_seconds`; the events queued.
+async fn fan_out(store: &dyn WebhookStore) -> PortResult<usize> {
+    let waiting = store.undispatched(EVENTS).await?;
+    let oldest_ms = waiting.first().map_or(0, |e| (now_ms() - e.at_ms).max(0));
+    metrics::gauge!("webhook_outbox_oldest_undispatched_seconds").set(oldest_ms as f64 / 1000.0);
+    if waiting.is_empty() {
+        return Ok(0);
     }
-    let hooks = state.webhooks.webhooks().await?;
+    let hooks = store.webhooks().await?;
+    let batch = &waiting[..batch_len(&waiting, &hooks, FAN_OUT_BYTES)];
+    let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();
+    // Those another replica queued meanwhile are not read again.
+    let events = store.undelivered_events(&ids).await?;
+    if events.is_empty() {
+        return Ok(0);
+    }
     let now = now_ms();
     let mut deliveries = Vec::new();
     for (id, e) in &events {
@@ -96,20 +127,148 @@ async fn fan_out(state: &DistributionState) -> PortResult<()> {
         }
     }
     let ids: Vec<i64> = events.iter().map(|(id, _)| *id).collect();
-    state.webhooks.enqueue(&ids, &deliveries).await
+    store.enqueue(&ids, &deliveries).await?;
+    Ok(ids.len())
 }
 
-/// Sends every due delivery this replica can lease.
-async fn deliver_due(state: &DistributionState) -> PortResult<()> {
-    let now = now_ms();
-    // Long enough for an attempt to finish; a crashed sender's deliveries come back after it.
-    let lease = state.config.webhook_timeout + Duration::from_secs(10);
-    let until = now + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-    let due = state.webhooks.lease_due(now, until, PARALLEL).await?;
-    for result in join_all(due.into_iter().map(|d| attempt(state, d))).await {
-        result?;
+/// How many of `waiting` (oldest first) one fan-out queues: those whose bodies, each times the
+/// webhooks subscribed to its kind, add up to at most `budget` bytes; at least one.
+fn batch_len(waiting: &[OutboxEvent], hooks: &[Webhook], budget: u64) -> usize {
+    let mut bytes = 0u64;
+    for (i, e) in waiting.iter().enumerate() {
+        let subscribed = hooks.iter().filter(|h| h.events.contains(&e.kind)).count();
+        let body = e.data_bytes.saturating_add(ENVELOPE_BYTES);
+        bytes = bytes.saturating_add(body.saturating_mul(subscribed as u64));
+        if i > 0 && bytes > budget {
+            return i;
+        }
     }
-    Ok(())
+    waiting.len()
+}
+
+/// Sends due deliveries until `stop`: up to [`PARALLEL`] attempts in flight, at most
+/// [`PER_WEBHOOK`] to one webhook, more leased as soon as one ends (and every tick), so a
+/// receiver that never answers slows only its own deliveries. Stopped, the attempts in flight
+/// are dropped: their leases run out and they are sent again (at least once).
+async fn send_due(state: DistributionState, stop: CancellationToken) -> Result<(), PortError> {
+    let mut log = Failing::new("webhook queue cannot reach the repository");
+    let mut flight = InFlight::default();
+    let mut timer = tokio::time::interval(TICK);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let filled = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return Ok(()),
+            r = flight.fill(&state) => r,
+        };
+        log.note(filled);
+        // Until an attempt ends (its slot is filled at once) or the next tick.
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return Ok(()),
+            Some(first) = flight.tasks.join_next_with_id() => {
+                // That one and any others that ended meanwhile.
+                let mut done = Some(first);
+                while let Some(d) = done.take().or_else(|| flight.tasks.try_join_next_with_id()) {
+                    log.note(flight.ended(d));
+                }
+            }
+            _ = timer.tick() => {}
+        }
+    }
+}
+
+/// Logs the first error of a run of failures as a warning after `what` (what cannot be done),
+/// and the first success after it, like [`every_tick`].
+struct Failing {
+    /// What cannot be done while it fails.
+    what: &'static str,
+    /// Whether the last outcome was an error.
+    failed: bool,
+}
+
+impl Failing {
+    /// Nothing failed yet.
+    fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            failed: false,
+        }
+    }
+
+    /// Takes note of an outcome.
+    fn note(&mut self, outcome: PortResult<()>) {
+        match outcome {
+            Ok(()) if self.failed => {
+                self.failed = false;
+                tracing::info!("{}: recovered", self.what);
+            }
+            Ok(()) => {}
+            Err(error) if !self.failed => {
+                self.failed = true;
+                tracing::warn!(%error, "{}; retrying", self.what);
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// One replica's attempts in flight, and the webhook of each.
+#[derive(Default)]
+struct InFlight {
+    /// The attempts.
+    tasks: JoinSet<PortResult<()>>,
+    /// Each attempt's webhook.
+    hooks: HashMap<Id, String>,
+    /// Attempts in flight per webhook.
+    per_hook: HashMap<String, u32>,
+}
+
+impl InFlight {
+    /// Leases due deliveries into the free slots and starts their attempts.
+    async fn fill(&mut self, state: &DistributionState) -> PortResult<()> {
+        let free = PARALLEL.saturating_sub(u32::try_from(self.tasks.len()).unwrap_or(u32::MAX));
+        if free == 0 {
+            return Ok(());
+        }
+        let now = now_ms();
+        // Long enough for an attempt to finish; a crashed sender's deliveries come back after it.
+        let lease = state.config.webhook_timeout + Duration::from_secs(10);
+        let until = now + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let due = state
+            .webhooks
+            .lease_due(now, until, free, PER_WEBHOOK, &self.per_hook)
+            .await?;
+        for d in due {
+            let hook = d.delivery.webhook_id.clone();
+            let state = state.clone();
+            let task = self.tasks.spawn(async move { attempt(&state, d).await });
+            *self.per_hook.entry(hook.clone()).or_insert(0) += 1;
+            self.hooks.insert(task.id(), hook);
+        }
+        Ok(())
+    }
+
+    /// Frees the slot of an attempt that ended; what it came to (an attempt that panicked is
+    /// logged: its lease runs out and it is sent again).
+    fn ended(&mut self, done: Result<(Id, PortResult<()>), JoinError>) -> PortResult<()> {
+        let (id, outcome) = match done {
+            Ok((id, outcome)) => (id, outcome),
+            Err(e) => {
+                tracing::error!(error = %e, "webhook attempt panicked; it is sent again once its lease runs out");
+                (e.id(), Ok(()))
+            }
+        };
+        if let Some(hook) = self.hooks.remove(&id) {
+            if let Some(n) = self.per_hook.get_mut(&hook) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.per_hook.remove(&hook);
+                }
+            }
+        }
+        outcome
+    }
 }
 
 /// Whether a delivery `age_ms` old whose attempt `attempts` just failed is dead-lettered.
@@ -256,6 +415,133 @@ mod tests {
             !e.to_string().to_lowercase().contains("refused"),
             "reqwest alone: {e}"
         );
+    }
+
+    /// An outbox event of `bytes` bytes of data, of `kind`.
+    fn waiting(id: i64, kind: &str, bytes: u64) -> OutboxEvent {
+        OutboxEvent {
+            id,
+            kind: kind.into(),
+            campaign_id: "cmp_1".into(),
+            at_ms: 0,
+            data_bytes: bytes,
+        }
+    }
+
+    /// A webhook subscribed to `events`.
+    fn hook(id: &str, events: &[&str]) -> Webhook {
+        Webhook {
+            id: id.into(),
+            url: "https://hooks.example.com/liveops".into(),
+            events: events.iter().map(|e| (*e).to_owned()).collect(),
+            secret: "whsec_0123456789abcdef".into(),
+            created_by: "ops@example.com".into(),
+            created_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_fan_out_batch_counts_each_body_once_per_subscribed_webhook() {
+        let mb = 1_000_000 - ENVELOPE_BYTES;
+        let hooks = [
+            hook("a", &["draw.completed", "campaign.live"]),
+            hook("b", &["draw.completed"]),
+        ];
+        let draws: Vec<OutboxEvent> = (1..=10).map(|i| waiting(i, "draw.completed", mb)).collect();
+        // Two bodies of a megabyte per draw: four draws in 8 MB, not five.
+        assert_eq!(batch_len(&draws, &hooks, 8_000_000), 4);
+        assert_eq!(batch_len(&draws, &hooks, 7_999_999), 3);
+        // One is queued however large; nobody subscribed weighs nothing.
+        assert_eq!(batch_len(&draws, &hooks, 10), 1);
+        let unwatched: Vec<OutboxEvent> =
+            (1..=10).map(|i| waiting(i, "campaign.ended", mb)).collect();
+        assert_eq!(batch_len(&unwatched, &hooks, 10), 10);
+        assert_eq!(batch_len(&[], &hooks, 10), 0);
+    }
+
+    /// Draws of about a megabyte each to two webhooks are queued over several ticks, each
+    /// within the byte budget, oldest first, until every one has its deliveries; the old
+    /// fan-out queued up to 200 events in one transaction whatever their size.
+    #[tokio::test]
+    async fn large_events_are_fanned_out_in_batches_bounded_by_bytes() {
+        use liveops_core::stores::{
+            CampaignEvent, CampaignState, CampaignStore, DeliveryLog, DeliveryPage,
+        };
+        use liveops_testkit::conformance::live::{audit, campaign, create_in};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = liveops_sql::SqliteRepository::open_migrated(&dir.path().join("liveops.db"))
+            .await
+            .expect("repository");
+        let hooks = [
+            hook("whk_a", &["draw.completed"]),
+            hook("whk_b", &["draw.completed"]),
+        ];
+        for h in &hooks {
+            let entry = audit("webhook.create", &h.id);
+            repo.create_webhook(None, h, &entry)
+                .await
+                .expect("create_webhook");
+        }
+        let awards: Vec<String> = (0..10_000)
+            .map(|i| {
+                format!("{{\"playerId\":\"player_{i:05}\",\"item\":\"chest_of_gold\",\"tier\":1}}")
+            })
+            .collect();
+        let mut events = Vec::new();
+        for _ in 0..12 {
+            let c = campaign("drawn");
+            create_in(&repo, &c, CampaignState::Live).await;
+            let drawn = CampaignEvent {
+                kind: "draw.completed".into(),
+                campaign_id: c.id.clone(),
+                at_ms: now_ms(),
+                data: format!(
+                    "{{\"campaignId\":\"{}\",\"awards\":[{}]}}",
+                    c.id,
+                    awards.join(",")
+                ),
+            };
+            let ended = repo.advance(
+                &c.id,
+                CampaignState::Live,
+                CampaignState::Ended,
+                Some(&drawn),
+            );
+            assert!(ended.await.expect("advance"));
+            events.push(drawn);
+        }
+        let size = events[0].data.len() as u64;
+        assert!((500_000..1_000_000).contains(&size), "{size}");
+        let per_tick = FAN_OUT_BYTES / (2 * (size + ENVELOPE_BYTES));
+        let mut ticks = Vec::new();
+        loop {
+            let queued = fan_out(&repo).await.expect("fan_out");
+            if queued == 0 {
+                break;
+            }
+            ticks.push(queued);
+            assert!(ticks.len() <= 12, "{ticks:?}");
+        }
+        assert_eq!(ticks.iter().sum::<usize>(), 12, "{ticks:?}");
+        assert!(
+            ticks.len() > 1,
+            "one batch of {} bytes: {ticks:?}",
+            24 * size
+        );
+        for t in &ticks {
+            assert!(*t as u64 <= per_tick, "{t} of {per_tick}: {ticks:?}");
+        }
+        for h in &hooks {
+            let listed = repo.deliveries(&h.id, DeliveryPage::newest(100)).await;
+            let listed = listed.expect("deliveries");
+            assert_eq!(listed.len(), 12, "every draw queued to {}", h.id);
+        }
+        assert!(repo
+            .undispatched(100)
+            .await
+            .expect("undispatched")
+            .is_empty());
     }
 
     #[test]

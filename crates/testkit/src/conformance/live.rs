@@ -5,6 +5,7 @@
 //! Ids carry a random suffix, so runs can share a database. The outbox and the delivery queue
 //! are shared by every run: checks look only at their own campaign's rows.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -46,6 +47,8 @@ pub async fn run_all<S: LiveStores + 'static>(repo: Arc<S>) {
     messages_written_since_a_read_are_listed_above_it(repo.clone()).await;
     webhook_deliveries_are_queued_once_and_leased_once(r).await;
     dead_deliveries_are_sent_again_on_request(r).await;
+    leases_take_a_few_deliveries_of_each_webhook(r).await;
+    large_events_are_sized_and_queued_whole(r).await;
     concurrent_writers_agree(repo.clone()).await;
     claims_at_once_are_answered_each_alone(repo.clone()).await;
     entries_at_once_are_answered_each_alone(repo).await;
@@ -487,7 +490,7 @@ pub async fn campaigns_move_once_with_their_event(repo: &dyn LiveStores) {
         repo.update_campaign(&c, &next, &change, Some(&told)).await,
         "update_campaign"
     ));
-    let events = ok(repo.undelivered_events(10_000).await, "undelivered_events");
+    let events = outbox(repo).await;
     let told = events
         .iter()
         .filter(|(_, e)| e.campaign_id == c.id && e.kind == "campaign.cancelled")
@@ -514,7 +517,7 @@ pub async fn campaigns_move_once_with_their_event(repo: &dyn LiveStores) {
         let moved = ok(repo.advance(&c.id, from, to, event).await, "advance");
         assert_eq!(moved, moves, "{from:?} to {to:?}");
     }
-    let events = ok(repo.undelivered_events(10_000).await, "undelivered_events");
+    let events = outbox(repo).await;
     let mine: Vec<&CampaignEvent> = events
         .iter()
         .map(|(_, e)| e)
@@ -810,7 +813,7 @@ pub async fn outcomes_are_recorded_once(repo: &dyn LiveStores) {
     );
     assert_eq!(ok(repo.outcome(&c.id).await, "outcome"), Some(first));
     assert!(ok(repo.decided(&c.id).await, "decided"), "decided");
-    let events = ok(repo.undelivered_events(10_000).await, "undelivered_events");
+    let events = outbox(repo).await;
     assert_eq!(
         events
             .iter()
@@ -1290,7 +1293,7 @@ pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveS
             .await,
         "advance",
     );
-    let events = ok(repo.undelivered_events(10_000).await, "undelivered_events");
+    let events = outbox(repo).await;
     let (event_id, _) = events
         .iter()
         .find(|(_, ev)| ev.campaign_id == c.id)
@@ -1317,11 +1320,7 @@ pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveS
         "enqueue",
     );
     ok(repo.enqueue(&[*event_id], &[twin]).await, "enqueue");
-    assert!(
-        !ok(repo.undelivered_events(10_000).await, "undelivered_events")
-            .iter()
-            .any(|(id, _)| id == event_id)
-    );
+    assert!(!outbox(repo).await.iter().any(|(id, _)| id == event_id));
     let listed = ok(
         repo.deliveries(&hook.id, DeliveryPage::newest(10)).await,
         "deliveries",
@@ -1329,7 +1328,11 @@ pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveS
     assert_eq!(listed.len(), 1, "one delivery per webhook and event");
     assert!(listed[0].0.body.is_empty(), "listed without its body");
 
-    let leased = ok(repo.lease_due(now, now + 30_000, 100).await, "lease_due");
+    let leased = ok(
+        repo.lease_due(now, now + 30_000, 100, 100, &HashMap::new())
+            .await,
+        "lease_due",
+    );
     let mine = leased
         .iter()
         .find(|d| d.delivery.id == delivery.id)
@@ -1340,9 +1343,13 @@ pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveS
         (hook.url.as_str(), hook.secret.as_str())
     );
     assert!(
-        !ok(repo.lease_due(now, now + 30_000, 100).await, "lease_due")
-            .iter()
-            .any(|d| d.delivery.id == delivery.id),
+        !ok(
+            repo.lease_due(now, now + 30_000, 100, 100, &HashMap::new())
+                .await,
+            "lease_due"
+        )
+        .iter()
+        .any(|d| d.delivery.id == delivery.id),
         "leased once"
     );
 
@@ -1374,7 +1381,7 @@ pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveS
     // Due again: a second lease (other runs' due deliveries may come first on a shared
     // database); the first sender, late, records nothing over it.
     loop {
-        let leased = repo.lease_due(now + 2000, now + 60_000, 100);
+        let leased = repo.lease_due(now + 2000, now + 60_000, 100, 100, &none);
         let leased = ok(leased.await, "lease_due");
         assert!(!leased.is_empty(), "due again and leased");
         if leased.iter().any(|d| d.delivery.id == delivery.id) {
@@ -1386,6 +1393,7 @@ pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveS
         status: Some(200),
         error: None,
         ..attempt.clone()
+    let none = HashMap::new();
     };
     let delivered = Delivery {
         state: DeliveryState::Delivered,
@@ -1445,6 +1453,178 @@ fn attempt_2_failed(second: &Attempt) -> Attempt {
 /// oldest up to a limit; others (pending, another webhook's, unknown) are left as they are, and
 /// a deleted webhook's are not sent again.
 pub async fn dead_deliveries_are_sent_again_on_request(repo: &dyn LiveStores) {
+/// The outbox events not yet turned into deliveries (10 000 at most), with their data.
+async fn outbox(repo: &dyn LiveStores) -> Vec<(i64, CampaignEvent)> {
+    let waiting = ok(repo.undispatched(10_000).await, "undispatched");
+    let ids: Vec<i64> = waiting.iter().map(|e| e.id).collect();
+    ok(repo.undelivered_events(&ids).await, "undelivered_events")
+}
+
+/// A lease takes at most so many deliveries of one webhook, counting those the caller still
+/// has in flight, and goes on to another webhook's due after them; what it does not take stays
+/// due, for a later lease, and no delivery is leased twice.
+pub async fn leases_take_a_few_deliveries_of_each_webhook(repo: &dyn LiveStores) {
+    let (busy, quiet) = (webhook(), webhook());
+    for h in [&busy, &quiet] {
+        let entry = audit("webhook.create", &h.id);
+        ok(repo.create_webhook(None, h, &entry).await, "create_webhook");
+    }
+    let now = now_ms();
+    let base = i64::from(rand::random::<u32>()) + (1 << 41);
+    // Due long ago, before any other run's on a shared database: the busy webhook's ten, then
+    // the quiet one's.
+    let delivery = |hook: &Webhook, n: i64| Delivery {
+        id: format!("dlv_{}_{n:02}", suffix()),
+        webhook_id: hook.id.clone(),
+        event_id: base + n,
+        kind: "campaign.live".into(),
+        body: format!("{{\"n\":{n}}}"),
+        state: DeliveryState::Pending,
+        attempts: 0,
+        next_attempt_at_ms: 1_000 + n,
+        created_at_ms: now,
+    };
+    let backlog: Vec<Delivery> = (1..=10).map(|n| delivery(&busy, n)).collect();
+    let other = delivery(&quiet, 20);
+    let all: Vec<Delivery> = backlog.iter().chain([&other]).cloned().collect();
+    ok(repo.enqueue(&[], &all).await, "enqueue");
+    let mut leased: Vec<String> = Vec::new();
+    let (busy, quiet) = (&busy, &quiet);
+    let lease = |in_flight: &[(&Webhook, u32)]| {
+        let in_flight: HashMap<String, u32> =
+            in_flight.iter().map(|(h, n)| (h.id.clone(), *n)).collect();
+        async move {
+            let due = repo.lease_due(now, now + 30_000, 100, 4, &in_flight).await;
+            let due = ok(due, "lease_due");
+            let of = |h: &Webhook| -> Vec<String> {
+                due.iter()
+                    .filter(|d| d.delivery.webhook_id == h.id)
+                    .map(|d| d.delivery.id.clone())
+                    .collect()
+            };
+            (of(busy), of(quiet))
+        }
+    };
+    let ids = |r: std::ops::Range<usize>| -> Vec<String> {
+        backlog[r].iter().map(|d| d.id.clone()).collect()
+    };
+    let (first, quiet_first) = lease(&[]).await;
+    assert_eq!(first, ids(0..4), "the four longest due of the busy webhook");
+    assert_eq!(
+        quiet_first,
+        std::slice::from_ref(&other.id),
+        "the quiet webhook's, due after them"
+    );
+    leased.extend(first);
+    let (capped, _) = lease(&[(busy, 4)]).await;
+    assert!(capped.is_empty(), "none past the cap: {capped:?}");
+    let (two, _) = lease(&[(busy, 2)]).await;
+    assert_eq!(two, ids(4..6), "two more with two in flight, the next due");
+    leased.extend(two);
+    let (rest, _) = lease(&[]).await;
+    assert_eq!(rest, ids(6..10), "those not taken stayed due");
+    leased.extend(rest);
+    let (none, quiet_none) = lease(&[]).await;
+    assert!(none.is_empty() && quiet_none.is_empty(), "each leased once");
+    assert_eq!(leased, ids(0..10));
+    // Their pending deliveries die with them (no other run leases them).
+    for h in [busy, quiet] {
+        let entry = audit("webhook.delete", &h.id);
+        assert!(ok(
+            repo.delete_webhook(&h.id, &entry).await,
+            "delete_webhook"
+        ));
+    }
+}
+
+/// An event of a megabyte (a draw of 10 000 winners) is sized in the outbox without its data,
+/// read by id with it, and deliveries of several megabytes are queued in one call, each body
+/// whole (in several statements: within a server's packet bound).
+pub async fn large_events_are_sized_and_queued_whole(repo: &dyn LiveStores) {
+    let hook = webhook();
+    let entry = audit("webhook.create", &hook.id);
+    ok(
+        repo.create_webhook(None, &hook, &entry).await,
+        "create_webhook",
+    );
+    let c = campaign("large");
+    live(repo, &c).await;
+    let awards: Vec<String> = (0..10_000)
+        .map(|i| {
+            format!("{{\"playerId\":\"player_{i:05}\",\"item\":\"chest\",\"tier\":1,\"é\":true}}")
+        })
+        .collect();
+    let data = format!(
+        "{{\"campaignId\":\"{}\",\"awards\":[{}]}}",
+        c.id,
+        awards.join(",")
+    );
+    let drawn = CampaignEvent {
+        kind: "draw.completed".into(),
+        data: data.clone(),
+        ..event("draw.completed", &c.id)
+    };
+    let (live_, ended) = (CampaignState::Live, CampaignState::Ended);
+    let moved = repo.advance(&c.id, live_, ended, Some(&drawn)).await;
+    assert!(ok(moved, "advance"));
+    let waiting = ok(repo.undispatched(10_000).await, "undispatched");
+    let mine = waiting
+        .iter()
+        .find(|e| e.campaign_id == c.id)
+        .expect("the draw is in the outbox");
+    assert_eq!(mine.kind, "draw.completed");
+    assert_eq!(mine.data_bytes, data.len() as u64, "its size in bytes");
+    let read = ok(
+        repo.undelivered_events(&[mine.id]).await,
+        "undelivered_events",
+    );
+    assert_eq!(read, [(mine.id, drawn.clone())]);
+
+    // Five deliveries of a megabyte each, and the event marked queued, in one call.
+    let now = now_ms();
+    let base = i64::from(rand::random::<u32>()) + (1 << 42);
+    let bodies: Vec<Delivery> = (0..5)
+        .map(|n| Delivery {
+            id: format!("dlv_{}_{n}", suffix()),
+            webhook_id: hook.id.clone(),
+            event_id: if n == 0 { mine.id } else { base + n },
+            kind: "draw.completed".into(),
+            body: format!("{n}{data}"),
+            state: DeliveryState::Pending,
+            attempts: 0,
+            next_attempt_at_ms: 1_000 + n,
+            created_at_ms: now + n,
+        })
+        .collect();
+    ok(repo.enqueue(&[mine.id], &bodies).await, "enqueue");
+    let still = ok(repo.undispatched(10_000).await, "undispatched");
+    assert!(!still.iter().any(|e| e.id == mine.id), "marked queued");
+    let listed = ok(
+        repo.deliveries(&hook.id, DeliveryPage::newest(10)).await,
+        "deliveries",
+    );
+    assert_eq!(listed.len(), 5, "every delivery queued");
+    let in_flight = HashMap::new();
+    let due = ok(
+        repo.lease_due(now, now + 30_000, 100, 10, &in_flight).await,
+        "lease_due",
+    );
+    let mut sent: Vec<&Delivery> = due
+        .iter()
+        .map(|d| &d.delivery)
+        .filter(|d| d.webhook_id == hook.id)
+        .collect();
+    sent.sort_by_key(|d| d.created_at_ms);
+    let bodies_sent: Vec<&str> = sent.iter().map(|d| d.body.as_str()).collect();
+    let bodies_queued: Vec<&str> = bodies.iter().map(|d| d.body.as_str()).collect();
+    assert!(bodies_sent == bodies_queued, "every body whole");
+    let entry = audit("webhook.delete", &hook.id);
+    assert!(ok(
+        repo.delete_webhook(&hook.id, &entry).await,
+        "delete_webhook"
+    ));
+}
+
     let (hook, other) = (webhook(), webhook());
     for h in [&hook, &other] {
         let entry = audit("webhook.create", &h.id);

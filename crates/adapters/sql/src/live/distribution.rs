@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use liveops_core::stores::distribution::OutboxEvent;
 use liveops_core::stores::{
     Attempt, AuditEntry, CampaignEvent, Delivery, DeliveryPage, DeliveryState, DueDelivery,
     InboxBelow, InboxMessage, InboxPage, Keyed, KeyedOutcome, ListedMessage, Redelivery, Webhook,
@@ -18,6 +19,28 @@ use super::{from_json, sql_impl, to_json, with_tail};
 use crate::dialect::{db_error, to_u64, Text};
 use crate::repository::within;
 use crate::statement::Statement;
+
+/// Most bytes of delivery bodies one `INSERT` carries (a lone larger body goes alone): well
+/// within MySQL's smallest default `max_allowed_packet` (4 MiB).
+const INSERT_BYTES: usize = 2 * 1024 * 1024;
+
+/// `items` in order, in runs of at most `max` bytes as `size` counts them (a larger item alone).
+fn by_bytes<T>(items: &[T], max: usize, size: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    let mut runs = Vec::new();
+    let (mut start, mut bytes) = (0, 0usize);
+    for (i, item) in items.iter().enumerate() {
+        let n = size(item);
+        if i > start && bytes.saturating_add(n) > max {
+            runs.push(&items[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes = bytes.saturating_add(n);
+    }
+    if start < items.len() {
+        runs.push(&items[start..]);
+    }
+    runs
+}
 
 /// A message row: id, player, campaign, title, body, attachments, created, expires.
 type MessageRow = (Text, Option<Text>, Option<Text>, Text, Text, Text, i64, i64);
@@ -418,24 +441,59 @@ sql_impl! {
         .await
     }
 
-    pub(crate) async fn undelivered_events(
-        &self,
-        limit: u32,
-    ) -> PortResult<Vec<(i64, CampaignEvent)>> {
-        let sql = DB::placeholders(
-            "SELECT id, campaign_id, kind, at_ms, data FROM campaign_events \
-             WHERE dispatched = 0 ORDER BY id LIMIT ?",
+    pub(crate) async fn undispatched(&self, limit: u32) -> PortResult<Vec<OutboxEvent>> {
+        // The data's size without its data: a draw's is a megabyte for 10 000 winners.
+        let sql = format!(
+            "SELECT id, campaign_id, kind, at_ms, CAST(OCTET_LENGTH(data) AS {}) \
+             FROM campaign_events WHERE dispatched = 0 ORDER BY id LIMIT ",
+            DB::INTEGER
         );
-        let query = sqlx::query_as(&sql).bind(i64::from(limit));
-        type Row = (i64, Text, Text, i64, Text);
-        self.all_rows("undelivered_events", query, |(id, campaign_id, kind, at_ms, data): Row| {
-            let event = CampaignEvent {
+        let mut qb = Statement::<DB>::new(&sql);
+        qb.bind(i64::from(limit));
+        let (sql, args) = qb.finish()?;
+        let query = sqlx::query_as_with(&sql, args).persistent(false);
+        type Row = (i64, Text, Text, i64, i64);
+        self.all_rows("undispatched", query, |(id, campaign_id, kind, at_ms, bytes): Row| {
+            Ok(OutboxEvent {
+                id,
                 kind: kind.0,
                 campaign_id: campaign_id.0,
                 at_ms,
-                data: data.0,
-            };
-            Ok((id, event))
+                data_bytes: to_u64(bytes),
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn undelivered_events(
+        &self,
+        ids: &[i64],
+    ) -> PortResult<Vec<(i64, CampaignEvent)>> {
+        within::<DB, _>("undelivered_events", async {
+            type Row = (i64, Text, Text, i64, Text);
+            let rows: Vec<Row> = self
+                .select_chunked(ids, DB::MAX_BIND, |qb, chunk| {
+                    qb.push(
+                        "SELECT id, campaign_id, kind, at_ms, data FROM campaign_events \
+                         WHERE dispatched = 0 AND id",
+                    )
+                    .in_list(chunk.iter().copied());
+                })
+                .await?;
+            let mut events: Vec<(i64, CampaignEvent)> = rows
+                .into_iter()
+                .map(|(id, campaign_id, kind, at_ms, data)| {
+                    let event = CampaignEvent {
+                        kind: kind.0,
+                        campaign_id: campaign_id.0,
+                        at_ms,
+                        data: data.0,
+                    };
+                    (id, event)
+                })
+                .collect();
+            events.sort_by_key(|(id, _)| *id);
+            Ok(events)
         })
         .await
     }
@@ -443,29 +501,33 @@ sql_impl! {
     pub(crate) async fn enqueue(&self, event_ids: &[i64], deliveries: &[Delivery]) -> PortResult<()> {
         within::<DB, _>("enqueue", async {
             let (mut tx, _turn) = self.begin_write().await?;
-            Self::insert_rows(
-                &mut tx,
-                (
-                    "INSERT INTO webhook_deliveries (id, webhook_id, event_id, kind, body, state, \
-                     attempts, next_attempt_at, created_at) ",
-                    9,
-                    &DB::keep_existing("webhook_id, event_id", "id"),
-                ),
-                deliveries,
-                |row, d| {
-                    row.bind(d.id.as_str())
-                        .bind(d.webhook_id.as_str())
-                        .bind(d.event_id)
-                        .bind(d.kind.as_str())
-                        .bind(d.body.as_str())
-                        .bind(d.state.as_str())
-                        .bind(i64::from(d.attempts))
-                        .bind(d.next_attempt_at_ms)
-                        .bind(d.created_at_ms);
-                },
-                db_error::<DB>,
-            )
-            .await?;
+            // One statement per few megabytes of bodies (a draw's is a megabyte for 10 000
+            // winners): within any server's packet bound however many are queued at once.
+            for chunk in by_bytes(deliveries, INSERT_BYTES, |d| d.body.len()) {
+                Self::insert_rows(
+                    &mut tx,
+                    (
+                        "INSERT INTO webhook_deliveries (id, webhook_id, event_id, kind, body, \
+                         state, attempts, next_attempt_at, created_at) ",
+                        9,
+                        &DB::keep_existing("webhook_id, event_id", "id"),
+                    ),
+                    chunk,
+                    |row, d| {
+                        row.bind(d.id.as_str())
+                            .bind(d.webhook_id.as_str())
+                            .bind(d.event_id)
+                            .bind(d.kind.as_str())
+                            .bind(d.body.as_str())
+                            .bind(d.state.as_str())
+                            .bind(i64::from(d.attempts))
+                            .bind(d.next_attempt_at_ms)
+                            .bind(d.created_at_ms);
+                    },
+                    db_error::<DB>,
+                )
+                .await?;
+            }
             for chunk in event_ids.chunks(DB::MAX_BIND) {
                 let mut qb =
                     Statement::<DB>::new("UPDATE campaign_events SET dispatched = 1 WHERE id");
@@ -487,47 +549,134 @@ sql_impl! {
         now_ms: i64,
         until_ms: i64,
         limit: u32,
+        per_webhook: u32,
+        in_flight: &HashMap<String, u32>,
     ) -> PortResult<Vec<DueDelivery>> {
+        if limit == 0 || per_webhook == 0 {
+            return Ok(Vec::new());
+        }
         within::<DB, _>("lease_due", async {
-            let sql = DB::placeholders(select_deliveries!(
-                "d.body",
-                ", w.url, w.secret",
-                " JOIN webhooks w ON w.id = d.webhook_id \
-                 WHERE d.state = 'pending' AND d.next_attempt_at <= ? AND w.deleted_at IS NULL \
-                 ORDER BY d.next_attempt_at, d.id LIMIT ?"
-            ));
-            type Row = (Text, Text, i64, Text, Text, Text, i64, i64, i64, Text, Text);
-            let rows: Vec<Row> = sqlx::query_as(&sql)
-                .bind(now_ms)
-                .bind(i64::from(limit))
-                .fetch_all(self.pool())
-                .await
-                .map_err(db_error::<DB>)?;
-            let mut leased = Vec::with_capacity(rows.len());
+            let chosen = self
+                .due_within_caps(now_ms, limit, per_webhook, in_flight)
+                .await?;
+            // Leased only if nobody leased or tried it since it was read; the rest stay due.
             let take = DB::placeholders(
                 "UPDATE webhook_deliveries SET next_attempt_at = ? \
                  WHERE id = ? AND state = 'pending' AND next_attempt_at = ?",
             );
-            for r in rows {
-                let mut delivery = delivery_of((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8))?;
-                // Leased only if nobody leased or tried it since it was read.
+            let mut leased = Vec::with_capacity(chosen.len());
+            for (id, next) in chosen {
                 let lease = sqlx::query(&take)
                     .bind(until_ms)
-                    .bind(delivery.id.as_str())
-                    .bind(delivery.next_attempt_at_ms);
+                    .bind(id.as_str())
+                    .bind(next);
                 let done = lease.execute(self.pool()).await.map_err(db_error::<DB>)?;
                 if DB::rows_affected(&done) == 1 {
-                    delivery.next_attempt_at_ms = until_ms;
-                    leased.push(DueDelivery {
-                        delivery,
-                        url: r.9 .0,
-                        secret: r.10 .0,
-                    });
+                    leased.push(id);
                 }
             }
-            Ok(leased)
+            // Bodies read only for what was leased, and only while still under this lease (a
+            // webhook deleted meanwhile has its deliveries dead: not sent).
+            type Row = (Text, Text, i64, Text, Text, Text, i64, i64, i64, Text, Text);
+            let rows: Vec<Row> = self
+                .select_chunked(&leased, DB::MAX_BIND - 1, |qb, chunk| {
+                    qb.push(select_deliveries!(
+                        "d.body",
+                        ", w.url, w.secret",
+                        " JOIN webhooks w ON w.id = d.webhook_id \
+                         WHERE d.state = 'pending' AND d.next_attempt_at = "
+                    ))
+                    .bind(until_ms)
+                    .push(" AND d.id")
+                    .in_list(chunk.iter().map(String::as_str));
+                })
+                .await?;
+            let mut due = Vec::with_capacity(rows.len());
+            for r in rows {
+                let delivery = delivery_of((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8))?;
+                due.push(DueDelivery {
+                    delivery,
+                    url: r.9 .0,
+                    secret: r.10 .0,
+                });
+            }
+            // In the order they were due.
+            due.sort_by_key(|d| leased.iter().position(|id| *id == d.delivery.id));
+            Ok(due)
         })
         .await
+    }
+
+    /// Up to `limit` pending deliveries due at `now_ms` (id and due time), longest due first,
+    /// at most `per_webhook` of a webhook with `in_flight` counted. Read a page at a time from
+    /// the due index, past the last row read, webhooks at their cap left out of the next page.
+    async fn due_within_caps(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        per_webhook: u32,
+        in_flight: &HashMap<String, u32>,
+    ) -> PortResult<Vec<(String, i64)>> {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let mut taken = in_flight.clone();
+        let mut capped: Vec<String> = taken
+            .iter()
+            .filter(|(_, n)| **n >= per_webhook)
+            .map(|(w, _)| w.clone())
+            .collect();
+        let mut chosen: Vec<(String, i64)> = Vec::new();
+        let mut after: Option<(i64, String)> = None;
+        // Each page either fills the rest, ends the due ones, or caps a webhook it read.
+        while chosen.len() < limit {
+            let want = limit - chosen.len();
+            let mut qb = Statement::<DB>::new(
+                "SELECT d.id, d.webhook_id, d.next_attempt_at FROM webhook_deliveries d \
+                 JOIN webhooks w ON w.id = d.webhook_id \
+                 WHERE d.state = 'pending' AND w.deleted_at IS NULL AND d.next_attempt_at <= ",
+            );
+            qb.bind(now_ms);
+            if let Some((at, id)) = &after {
+                qb.push(" AND (d.next_attempt_at > ")
+                    .bind(*at)
+                    .push(" OR (d.next_attempt_at = ")
+                    .bind(*at)
+                    .push(" AND d.id > ")
+                    .bind(id.as_str())
+                    .push("))");
+            }
+            if !capped.is_empty() {
+                qb.push(" AND d.webhook_id NOT")
+                    .in_list(capped.iter().map(String::as_str));
+            }
+            qb.push(" ORDER BY d.next_attempt_at, d.id LIMIT ")
+                .bind(i64::try_from(want).unwrap_or(i64::MAX));
+            let (sql, args) = qb.finish()?;
+            let page: Vec<(Text, Text, i64)> = sqlx::query_as_with(&sql, args)
+                .persistent(false)
+                .fetch_all(self.pool())
+                .await
+                .map_err(db_error::<DB>)?;
+            let read = page.len();
+            let mut newly_capped = Vec::new();
+            let mut last = None;
+            for (id, hook, next) in page {
+                let n = taken.entry(hook.0.clone()).or_insert(0);
+                if *n < per_webhook {
+                    *n += 1;
+                    if *n >= per_webhook {
+                        newly_capped.push(hook.0);
+                    }
+                    chosen.push((id.0.clone(), next));
+                }
+                last = Some((next, id.0));
+            }
+            capped.extend(newly_capped);
+            if read < want {
+                break;
+            }
+            after = last;
+        }
+        Ok(chosen)
     }
 
     pub(crate) async fn record_attempt(
@@ -718,5 +867,18 @@ sql_impl! {
             }))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::by_bytes;
+
+    #[test]
+    fn inserts_are_cut_by_bytes_a_large_row_alone() {
+        let sizes = [3, 3, 3, 10, 1, 1];
+        let runs = by_bytes(&sizes, 6, |n| *n);
+        assert_eq!(runs, [&[3, 3][..], &[3], &[10], &[1, 1]]);
+        assert!(by_bytes(&[] as &[usize], 6, |n| *n).is_empty());
     }
 }
