@@ -640,8 +640,9 @@ async fn the_openapi_document_is_well_formed() {
     }
     assert!(operations >= 40, "only {operations} operations");
     assert_eq!(
-        cursors, 5,
-        "the inbox's, the campaigns', the deliveries', the entrants' and the rewards' cursors"
+        cursors, 6,
+        "the inbox's, the campaigns', the deliveries', the entrants', the rewards' and the audit \
+         log's cursors"
     );
 }
 

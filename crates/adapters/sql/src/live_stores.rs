@@ -11,7 +11,7 @@ macro_rules! impl_live_stores {
                 ActiveKeys, ApiKeyInfo, ApiKeyStore, Attempt, AuditEntry, AuditLog, Campaign,
                 CampaignEvent, CampaignPage, CampaignState, CampaignStore, ClaimOutcome, Delivery, DeliveryLog, DeliveryPage,
                 DueDelivery, Entered, Entry, EntryStore, InboxClaim, InboxMessage, InboxPage, InboxStore,
-                Keyed, KeyedOutcome, ListedMessage, LiveEventStores, OperatorRecord, OperatorStore,
+                Keyed, KeyedOutcome, ListedAudit, ListedMessage, LiveEventStores, OperatorRecord, OperatorStore,
                 OperatorUpdate, Outcome, OutcomeStore, OutcomeSummary, PlayerXp, Redelivery, RequestKey,
                 RequestKeys, Session, Sessions, Webhook, WebhookStore,
             };
@@ -50,8 +50,12 @@ macro_rules! impl_live_stores {
                 async fn record(&self, entry: &AuditEntry) -> PortResult<()> {
                     Repo::record_audit(self, entry).await
                 }
-                async fn audit(&self, limit: u32) -> PortResult<Vec<AuditEntry>> {
-                    Repo::audit(self, limit).await
+                async fn audit(
+                    &self,
+                    before: Option<i64>,
+                    limit: u32,
+                ) -> PortResult<Vec<ListedAudit>> {
+                    Repo::audit(self, before, limit).await
                 }
             }
 

@@ -23,7 +23,7 @@ pub use distribution::{
 };
 pub use fairness::{FairnessCommit, FairnessStore, Flag};
 pub use operators::{
-    ActiveKeys, ApiKeyInfo, ApiKeyStore, AuditEntry, AuditLog, OperatorRecord, OperatorStore,
+    ActiveKeys, ApiKeyInfo, ApiKeyStore, AuditEntry, AuditLog, ListedAudit, OperatorRecord, OperatorStore,
     OperatorUpdate, Role, Session, Sessions,
 };
 pub use participation::{

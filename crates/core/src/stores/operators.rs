@@ -86,6 +86,15 @@ pub struct AuditEntry {
     pub after: Option<String>,
 }
 
+/// An audit entry as listed, with where it stands in the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedAudit {
+    /// Increases with each entry written; a page continues below the last one.
+    pub position: i64,
+    /// The entry.
+    pub entry: AuditEntry,
+}
+
 /// What [`OperatorStore::update_operator`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OperatorUpdate {
@@ -162,8 +171,8 @@ pub trait Sessions: Health {
 pub trait AuditLog: Health {
     /// Records a change made outside the stores that write their own entries.
     async fn record(&self, entry: &AuditEntry) -> PortResult<()>;
-    /// The latest entries, newest first.
-    async fn audit(&self, limit: u32) -> PortResult<Vec<AuditEntry>>;
+    /// Up to `limit` entries, newest first, all or those below position `before`.
+    async fn audit(&self, before: Option<i64>, limit: u32) -> PortResult<Vec<ListedAudit>>;
 }
 
 /// An API key as listed: never its secret.

@@ -3,9 +3,11 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use liveops_core::now_ms;
-use liveops_core::stores::{AuditEntry, OperatorRecord, OperatorUpdate, Role};
+use liveops_core::stores::{ListedAudit, OperatorRecord, OperatorUpdate, Role};
 use liveops_http::responses::{OperatorFailures, OperatorInputFailures, OperatorLookupFailures};
-use liveops_http::{rfc3339, Bounded, IdPath, Json, Operator, Problem, Query};
+use liveops_http::{
+    next_cursor, parse_cursor, rfc3339, Bounded, IdPath, Json, Operator, Problem, Query,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -137,20 +139,72 @@ pub struct AuditView {
     pub after: Option<Value>,
 }
 
-/// The latest changes.
+/// A page of the audit log.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct AuditList {
     /// Newest first.
     pub entries: Vec<AuditView>,
+    /// Where the next page starts (`?cursor=`), when this page is full or reached its size:
+    /// more may follow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub next_cursor: Option<String>,
 }
 
 /// The query of `GET /audit`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct AuditQuery {
-    /// How many entries, newest first (default 100).
+    /// How many entries at most, newest first (default 100); a page also ends once its entries
+    /// hold 4 MiB of `before` and `after`.
     #[param(inline)]
     limit: Option<Bounded<1, 1000>>,
+    /// The `nextCursor` of the previous page: this page starts below the entry it names.
+    #[param(pattern = r"^-?[0-9]{1,18}:[A-Za-z0-9_.:-]{1,64}$", max_length = 84)]
+    cursor: Option<String>,
+}
+
+/// Most bytes of `before` and `after` one page of the audit log carries (one entry at least):
+/// an `inbox.send` entry names up to 1000 recipients (~130 KB), so 1000 of them in one answer
+/// were over 100 MB read, parsed and held at once.
+const AUDIT_PAGE_BYTES: usize = 4 << 20;
+/// Entries read at a time while a page of the audit log fills.
+const AUDIT_CHUNK: usize = 50;
+
+/// Up to `limit` entries below `before`, read a chunk at a time, until they hold
+/// [`AUDIT_PAGE_BYTES`]; and whether more may follow.
+async fn audit_page(
+    state: &OperatorsState,
+    mut before: Option<i64>,
+    limit: usize,
+) -> Result<(Vec<ListedAudit>, bool), Problem> {
+    let (mut page, mut bytes) = (Vec::new(), 0usize);
+    loop {
+        let want = (limit - page.len()).min(AUDIT_CHUNK);
+        let chunk = state
+            .audit
+            .audit(before, u32::try_from(want).unwrap_or(50))
+            .await?;
+        let short = chunk.len() < want;
+        for listed in chunk {
+            if bytes >= AUDIT_PAGE_BYTES {
+                return Ok((page, true));
+            }
+            let e = &listed.entry;
+            bytes +=
+                e.before.as_ref().map_or(0, String::len) + e.after.as_ref().map_or(0, String::len);
+            before = Some(listed.position);
+            page.push(listed);
+        }
+        if short {
+            return Ok((page, false));
+        }
+        if page.len() >= limit {
+            return Ok((page, true));
+        }
+    }
 }
 
 /// Adds an operator.
@@ -298,16 +352,20 @@ pub(crate) async fn list_audit_entries(
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<AuditList>, Problem> {
     op.require(&[Role::Admin])?;
-    let limit = query.limit.map_or(100, Bounded::get);
-    let entries = state
-        .audit
-        .audit(u32::try_from(limit).unwrap_or(100))
-        .await?;
+    let limit = usize::try_from(query.limit.map_or(100, Bounded::get)).unwrap_or(100);
+    let before = match query.cursor.as_deref() {
+        Some(cursor) => Some(parse_cursor(cursor)?.0),
+        None => None,
+    };
+    let (page, more) = audit_page(&state, before, limit).await?;
+    let next_cursor = more
+        .then(|| next_cursor(&page, 1, |l| (l.position, "audit")))
+        .flatten();
     let parse = |s: Option<String>| s.map(|s| serde_json::from_str(&s).unwrap_or(Value::String(s)));
     Ok(Json(AuditList {
-        entries: entries
+        entries: page
             .into_iter()
-            .map(|e: AuditEntry| AuditView {
+            .map(|ListedAudit { entry: e, .. }| AuditView {
                 at: rfc3339(e.at_ms),
                 actor: e.actor,
                 action: e.action,
@@ -316,6 +374,7 @@ pub(crate) async fn list_audit_entries(
                 after: parse(e.after),
             })
             .collect(),
+        next_cursor,
     }))
 }
 

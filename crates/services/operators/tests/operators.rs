@@ -19,7 +19,7 @@ use liveops_core::stores::{AuditLog, Role, Sessions};
 use liveops_http::{token_hash, OperatorAuth, Problem};
 use liveops_memory::MemoryHotState;
 use liveops_operators::{
-    create_operator, router, LoginAnswer, OperatorView, OperatorsConfig, OperatorsState,
+    create_operator, router, AuditList, LoginAnswer, OperatorView, OperatorsConfig, OperatorsState,
     TrustedProxies, ACCOUNT_WINDOW,
 };
 use liveops_sql::{Repository, SqliteRepository};
@@ -347,8 +347,8 @@ async fn passwords_are_changed_by_their_owner_or_reset_by_an_admin() {
         401
     );
     assert!(app.login_as(email, B, "set by the admin 1").await.is_ok());
-    let audit = app.repo.audit(100).await.unwrap();
-    let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+    let audit = app.repo.audit(None, 100).await.unwrap();
+    let actions: Vec<&str> = audit.iter().map(|l| l.entry.action.as_str()).collect();
     for action in [
         "operator.password",
         "operator.password_reset",
@@ -361,7 +361,11 @@ async fn passwords_are_changed_by_their_owner_or_reset_by_an_admin() {
         "no hash audited"
     );
     // Sign-ins are audited, with the address: the latest is the forgetful operator's.
-    let signed_in = audit.iter().find(|e| e.action == "session.open").unwrap();
+    let signed_in = &audit
+        .iter()
+        .find(|l| l.entry.action == "session.open")
+        .unwrap()
+        .entry;
     assert_eq!(signed_in.actor, email);
     assert!(signed_in.after.as_deref().unwrap_or_default().contains(B));
 }
@@ -388,4 +392,62 @@ async fn the_purge_deletes_expired_sessions_and_keeps_current_ones() {
     let kept = app.repo.session(&token_hash(&current.token)).await.unwrap();
     assert!(kept.is_some(), "the current session stays");
     assert_eq!(app.me(&current.token).await.unwrap().email, EMAIL);
+}
+
+/// The audit log pages: newest first, each entry once, down to the first; a page of big
+/// entries (an `inbox.send` names up to 1000 recipients) ends at 4 MiB with a cursor, not at
+/// the thousand asked for; a cursor no page gave is a 400 problem.
+#[tokio::test]
+async fn the_audit_log_pages_newest_first_within_its_size() {
+    let app = spawn_app(5).await;
+    let token = app.login(A, PASSWORD).await.unwrap().token;
+    let big = format!("{{\"recipients\":\"{}\"}}", "p".repeat(130_000));
+    for i in 0..60 {
+        let entry = liveops_core::stores::AuditEntry {
+            at_ms: now_ms(),
+            actor: EMAIL.into(),
+            action: "inbox.send".into(),
+            target: format!("batch_{i:02}"),
+            before: None,
+            after: Some(big.clone()),
+        };
+        app.repo.record(&entry).await.unwrap();
+    }
+    let page = |query: String| {
+        let req = Request::get(format!("/audit?{query}"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let router = app.router.clone();
+        async move { typed::<AuditList>(served::call(&router, req).await) }
+    };
+    let first = page("limit=1000".into()).await.unwrap();
+    // 4 MiB of entries, and the one that passed it.
+    assert_eq!(first.entries.len(), 33, "{}", first.entries.len());
+    assert_eq!(first.entries[0].target, "batch_59", "newest first");
+    let mut targets: Vec<String> = first.entries.iter().map(|e| e.target.clone()).collect();
+    let mut cursor = first.next_cursor;
+    while let Some(c) = cursor {
+        let next = page(format!("limit=10&cursor={c}")).await.unwrap();
+        assert!(next.entries.len() <= 10);
+        targets.extend(next.entries.iter().map(|e| e.target.clone()));
+        cursor = next.next_cursor;
+    }
+    let batches: Vec<&String> = targets.iter().filter(|t| t.starts_with("batch_")).collect();
+    let want: Vec<String> = (0..60).rev().map(|i| format!("batch_{i:02}")).collect();
+    assert_eq!(
+        batches,
+        want.iter().collect::<Vec<_>>(),
+        "each once, newest first"
+    );
+    for bad in [
+        "cursor=12",
+        "cursor=x:audit",
+        "limit=0",
+        "limit=1001",
+        "before=3",
+    ] {
+        let refused = page(bad.into()).await.unwrap_err();
+        assert_eq!(refused.status, 400, "{bad}");
+    }
 }

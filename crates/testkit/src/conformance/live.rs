@@ -246,22 +246,35 @@ pub async fn operators_are_unique_by_email_and_change_once(repo: &dyn LiveStores
         ok(repo.operator(&first.id).await, "operator").map(|o| o.role),
         Some(Role::Viewer)
     );
-    let log = ok(repo.audit(500).await, "audit");
+    let log = ok(repo.audit(None, 500).await, "audit");
     let mine: Vec<&str> = log
         .iter()
-        .filter(|e| e.target == first.id)
-        .map(|e| e.action.as_str())
+        .filter(|l| l.entry.target == first.id)
+        .map(|l| l.entry.action.as_str())
         .collect();
     assert_eq!(mine, ["operator.update", "operator.create"], "newest first");
     ok(
         repo.record(&audit("player.unblock", &first.id)).await,
         "record",
     );
+    let latest = ok(repo.audit(None, 1).await, "audit");
     assert_eq!(
-        ok(repo.audit(1).await, "audit")[0].action,
-        "player.unblock",
+        latest[0].entry.action, "player.unblock",
         "the latest entry first"
     );
+    // Pages below a position: newest first, each entry once, down to the first.
+    let below = ok(repo.audit(Some(latest[0].position), 2).await, "audit");
+    assert_eq!(below.len(), 2);
+    assert!(below[0].position < latest[0].position && below[1].position < below[0].position);
+    assert_eq!(
+        below.iter().map(|l| &l.entry).collect::<Vec<_>>(),
+        log.iter().take(2).map(|l| &l.entry).collect::<Vec<_>>(),
+        "the page below the newest is what came before it"
+    );
+    let oldest = log.last().map(|l| l.position).unwrap_or_default();
+    assert!(ok(repo.audit(Some(oldest), 10).await, "audit")
+        .iter()
+        .all(|l| l.position < oldest));
 }
 
 /// A session reads back with its operator's role and state; disabling an operator closes their
@@ -1380,6 +1393,7 @@ pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveS
 
     // Due again: a second lease (other runs' due deliveries may come first on a shared
     // database); the first sender, late, records nothing over it.
+    let none = HashMap::new();
     loop {
         let leased = repo.lease_due(now + 2000, now + 60_000, 100, 100, &none);
         let leased = ok(leased.await, "lease_due");
@@ -1393,7 +1407,6 @@ pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveS
         status: Some(200),
         error: None,
         ..attempt.clone()
-    let none = HashMap::new();
     };
     let delivered = Delivery {
         state: DeliveryState::Delivered,
@@ -1440,19 +1453,6 @@ pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveS
     );
 }
 
-/// `second` as a failure (HTTP 502).
-fn attempt_2_failed(second: &Attempt) -> Attempt {
-    Attempt {
-        status: Some(502),
-        error: Some("answered HTTP 502".into()),
-        ..second.clone()
-    }
-}
-
-/// Dead deliveries of an active webhook go back to pending, due now: those named, or the
-/// oldest up to a limit; others (pending, another webhook's, unknown) are left as they are, and
-/// a deleted webhook's are not sent again.
-pub async fn dead_deliveries_are_sent_again_on_request(repo: &dyn LiveStores) {
 /// The outbox events not yet turned into deliveries (10 000 at most), with their data.
 async fn outbox(repo: &dyn LiveStores) -> Vec<(i64, CampaignEvent)> {
     let waiting = ok(repo.undispatched(10_000).await, "undispatched");
@@ -1625,6 +1625,19 @@ pub async fn large_events_are_sized_and_queued_whole(repo: &dyn LiveStores) {
     ));
 }
 
+/// `second` as a failure (HTTP 502).
+fn attempt_2_failed(second: &Attempt) -> Attempt {
+    Attempt {
+        status: Some(502),
+        error: Some("answered HTTP 502".into()),
+        ..second.clone()
+    }
+}
+
+/// Dead deliveries of an active webhook go back to pending, due now: those named, or the
+/// oldest up to a limit; others (pending, another webhook's, unknown) are left as they are, and
+/// a deleted webhook's are not sent again.
+pub async fn dead_deliveries_are_sent_again_on_request(repo: &dyn LiveStores) {
     let (hook, other) = (webhook(), webhook());
     for h in [&hook, &other] {
         let entry = audit("webhook.create", &h.id);
@@ -1754,10 +1767,10 @@ pub async fn large_events_are_sized_and_queued_whole(repo: &dyn LiveStores) {
         .await
         .expect("active webhook");
     assert_eq!(named.ids, std::slice::from_ref(&d1.id));
-    let log = ok(repo.audit(1_000).await, "audit");
+    let log = ok(repo.audit(None, 1_000).await, "audit");
     let redelivered = log
         .iter()
-        .filter(|e| e.action == "webhook.redeliver" && e.target == hook.id)
+        .filter(|l| l.entry.action == "webhook.redeliver" && l.entry.target == hook.id)
         .count();
     assert_eq!(redelivered, 4, "every call is audited");
 

@@ -1,7 +1,8 @@
 //! Operators, sessions, the audit log and API keys on SQL.
 
 use liveops_core::stores::{
-    ApiKeyInfo, AuditEntry, Keyed, KeyedOutcome, OperatorRecord, OperatorUpdate, Role, Session,
+    ApiKeyInfo, AuditEntry, Keyed, KeyedOutcome, ListedAudit, OperatorRecord, OperatorUpdate, Role,
+    Session,
 };
 use liveops_core::{PortError, PortResult};
 
@@ -9,8 +10,8 @@ use super::{bind_audit, sql_impl, with_tail, INSERT_AUDIT};
 use crate::dialect::{db_error, to_u64, Text};
 use crate::repository::within;
 
-/// An audit row as selected: at, actor, action, target, before, after.
-type AuditRow = (i64, Text, Text, Text, Option<Text>, Option<Text>);
+/// An audit row as selected: id, at, actor, action, target, before, after.
+type AuditRow = (i64, i64, Text, Text, Text, Option<Text>, Option<Text>);
 
 /// An operator row: id, email, hash, role, disabled, created, updated.
 type OperatorRow = (Text, Text, Text, Text, i16, i64, i64);
@@ -242,23 +243,44 @@ sql_impl! {
         self.run_alone("record_audit", bind_audit(sqlx::query(&sql), entry)).await
     }
 
-    pub(crate) async fn audit(&self, limit: u32) -> PortResult<Vec<AuditEntry>> {
-        let sql = DB::placeholders(
-            "SELECT at_ms, actor, action, target, before_json, after_json FROM audit_log \
-             ORDER BY id DESC LIMIT ?",
-        );
-        let query = sqlx::query_as(&sql).bind(i64::from(limit));
-        self.all_rows("audit", query, |(at_ms, actor, action, target, before, after): AuditRow| {
-            Ok(AuditEntry {
-                at_ms,
-                actor: actor.0,
-                action: action.0,
-                target: target.0,
-                before: before.map(String::from),
-                after: after.map(String::from),
+    pub(crate) async fn audit(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+    ) -> PortResult<Vec<ListedAudit>> {
+        macro_rules! page {
+            ($below:literal) => {
+                concat!(
+                    "SELECT id, at_ms, actor, action, target, before_json, after_json \
+                     FROM audit_log",
+                    $below,
+                    " ORDER BY id DESC LIMIT ?"
+                )
+            };
+        }
+        let sql = DB::placeholders(match before {
+            Some(_) => page!(" WHERE id < ?"),
+            None => page!(""),
+        });
+        let mut query = sqlx::query_as(&sql);
+        if let Some(below) = before {
+            query = query.bind(below);
+        }
+        let query = query.bind(i64::from(limit));
+        let row = |(id, at_ms, actor, action, target, before, after): AuditRow| {
+            Ok(ListedAudit {
+                position: id,
+                entry: AuditEntry {
+                    at_ms,
+                    actor: actor.0,
+                    action: action.0,
+                    target: target.0,
+                    before: before.map(String::from),
+                    after: after.map(String::from),
+                },
             })
-        })
-        .await
+        };
+        self.all_rows("audit", query, row).await
     }
 
     pub(crate) async fn create_api_key(

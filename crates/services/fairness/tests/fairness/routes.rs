@@ -113,8 +113,9 @@ impl liveops_core::stores::AuditLog for DownAudit {
     }
     async fn audit(
         &self,
+        _: Option<i64>,
         _: u32,
-    ) -> liveops_core::PortResult<Vec<liveops_core::stores::AuditEntry>> {
+    ) -> liveops_core::PortResult<Vec<liveops_core::stores::ListedAudit>> {
         Err(liveops_core::PortError::Unavailable("audit down".into()))
     }
 }
@@ -174,15 +175,16 @@ async fn an_unblock_the_audit_log_cannot_record_is_not_made() {
     let done = served::call(&app.router, unblock()).await;
     assert_eq!(done.0, 200, "{:?}", done.2);
     assert_eq!(app.blocked_until("player_cheat").await, None);
-    let audit = liveops_core::stores::AuditLog::audit(&*app.repo, 10)
+    let audit = liveops_core::stores::AuditLog::audit(&*app.repo, None, 10)
         .await
         .unwrap();
     let unblocks: Vec<_> = audit
         .iter()
-        .filter(|e| e.action == "player.unblock")
+        .filter(|l| l.entry.action == "player.unblock")
         .collect();
     assert_eq!(unblocks.len(), 1, "{audit:?}");
     assert!(audit[0]
+        .entry
         .before
         .as_deref()
         .unwrap_or_default()
