@@ -527,16 +527,9 @@ async fn failing_webhooks_are_retried_with_backoff_then_dead_lettered_after_ten_
     let (app, live, admin) = live_app(&flags).await;
     let status = Arc::new(AtomicU16::new(500));
     let (addr, received) = receiver_answering("whsec_failing_0123456789", status.clone()).await;
-    let (s, hook) = live
-        .add_webhook(
-            &admin,
-            &format!("http://{addr}/hook"),
-            "whsec_failing_0123456789",
-            &["campaign.live"],
-        )
+    let hook_id = live
+        .hook_at(&admin, addr, "whsec_failing_0123456789", &["campaign.live"])
         .await;
-    assert_eq!(s, 201, "{hook}");
-    let hook_id = read::<WebhookView>(&hook).id;
     flash_goes_live(&live, &admin).await;
     let deliveries_url = format!("{}/webhooks/{hook_id}/deliveries", app.base);
     let deliveries = eventually(Duration::from_secs(60), "ten attempts", || async {
@@ -665,16 +658,7 @@ async fn a_webhook_deleted_during_an_attempt_is_not_brought_back_by_its_answer()
     let ok = Arc::new(AtomicU16::new(200));
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let (addr, received) = gated_receiver(secret, ok, gate.clone()).await;
-    let (s, hook) = live
-        .add_webhook(
-            &admin,
-            &format!("http://{addr}/hook"),
-            secret,
-            &["campaign.live"],
-        )
-        .await;
-    assert_eq!(s, 201, "{hook}");
-    let hook_id = read::<WebhookView>(&hook).id;
+    let hook_id = live.hook_at(&admin, addr, secret, &["campaign.live"]).await;
     // Counters are per process (other tests' apps may count too): compare with before.
     let deliveries = |result: &'static str| {
         let app = &app;
@@ -732,26 +716,17 @@ async fn a_receiver_that_never_answers_holds_up_no_other_webhook() {
     let never = Arc::new(tokio::sync::Semaphore::new(0));
     let ok = Arc::new(AtomicU16::new(200));
     let (stalled_addr, stalled) = gated_receiver(stalled_secret, ok, never).await;
-    let (s, hook) = live
-        .add_webhook(
-            &admin,
-            &format!("http://{stalled_addr}/hook"),
-            stalled_secret,
-            &["campaign.live"],
-        )
+    live.hook_at(&admin, stalled_addr, stalled_secret, &["campaign.live"])
         .await;
-    assert_eq!(s, 201, "{hook}");
     let healthy_secret = "whsec_healthy_0123456789";
     let (healthy_addr, healthy) = receiver(healthy_secret, 200).await;
-    let (s, hook) = live
-        .add_webhook(
-            &admin,
-            &format!("http://{healthy_addr}/hook"),
-            healthy_secret,
-            &["campaign.cancelled"],
-        )
-        .await;
-    assert_eq!(s, 201, "{hook}");
+    live.hook_at(
+        &admin,
+        healthy_addr,
+        healthy_secret,
+        &["campaign.cancelled"],
+    )
+    .await;
     // A backlog for the stalled receiver: four rounds of 16 five-second attempts.
     let mut ids = Vec::new();
     for _ in 0..64 {

@@ -240,6 +240,20 @@ impl Live {
             .await
     }
 
+    /// Subscribes a receiver at `http://{addr}/hook` to `events` (asserting 201); its id.
+    pub async fn hook_at(
+        &self,
+        token: &str,
+        addr: impl std::fmt::Display,
+        secret: &str,
+        events: &[&str],
+    ) -> String {
+        let url = format!("http://{addr}/hook");
+        let (s, hook) = self.add_webhook(token, &url, secret, events).await;
+        assert_eq!(s, 201, "{hook}");
+        hook["id"].as_str().expect("a webhook id").to_owned()
+    }
+
     /// Sends `event` to the gateway, signed with `key`.
     pub async fn send_event(&self, key: &ApiKey, event: &Value) -> Answer {
         self.signed(format!("{}/events", self.urls.gateway), key, event)
@@ -571,15 +585,8 @@ pub async fn campaign_story(urls: LiveUrls, tag: &str) {
         "draw.completed",
         "campaign.settled",
     ];
-    let (s, hook) = live
-        .add_webhook(
-            &ops,
-            &format!("http://{addr}/hook"),
-            "whsec_story_0123456789",
-            &events,
-        )
+    live.hook_at(&ops, addr, "whsec_story_0123456789", &events)
         .await;
-    assert_eq!(s, 201, "{hook}");
 
     // A draw campaign: bad ones are refused, the good one is scheduled with a commitment.
     let start = chrono::Utc::now() + chrono::Duration::seconds(3);
