@@ -23,8 +23,8 @@ pub use distribution::{
 };
 pub use fairness::{FairnessCommit, FairnessStore, Flag};
 pub use operators::{
-    ActiveKeys, ApiKeyInfo, ApiKeyStore, AuditEntry, AuditLog, ListedAudit, OperatorRecord, OperatorStore,
-    OperatorUpdate, Role, Session, Sessions,
+    ActiveKeys, ApiKeyInfo, ApiKeyStore, AuditEntry, AuditLog, ListedAudit, OperatorRecord,
+    OperatorStore, OperatorUpdate, Role, Session, Sessions,
 };
 pub use participation::{
     Award, Entered, Entry, EntryStore, Outcome, OutcomeStore, OutcomeSummary, PlayerXp,

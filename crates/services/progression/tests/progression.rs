@@ -800,7 +800,10 @@ async fn a_player_who_never_claims_sees_the_oldest_rewards_and_pages_through_all
     let uri = format!("/players/hoarder_1/rewards?limit=30&cursor={cursor}");
     let (_, _, raw) = served::get(&app.router, &uri).await;
     assert_eq!(raw["rewards"].as_array().map(Vec::len), Some(30));
-    assert!(raw.get("nextCursor").is_none(), "absent on the last page: {raw}");
+    assert!(
+        raw.get("nextCursor").is_none(),
+        "absent on the last page: {raw}"
+    );
     assert_eq!(raw["rewards"][29]["rewardId"], json!(earned[129]));
     assert!(raw["rewards"][0].get("addsToInventory").is_none());
 
