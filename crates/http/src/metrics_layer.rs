@@ -5,16 +5,41 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
 
-/// Counts and times every request a router answers, under `service`.
+use crate::Problem;
+
+/// Counts and times every request a router answers, under `service`; a handler that panics is
+/// answered 500 (a problem) and counted as such, so the 5xx alerts see it.
 pub fn track<S: Clone + Send + Sync + 'static>(
     router: Router<S>,
     service: &'static str,
 ) -> Router<S> {
-    router.route_layer(middleware::from_fn_with_state(service, record))
+    router
+        .route_layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("a request handler panicked");
+            Problem::internal().into_response()
+        }))
+        .route_layer(middleware::from_fn_with_state(service, record))
+}
+
+/// The `method` label: the standard methods by name, any other as `other` (a client may send
+/// any token as a method; each would be a series of its own, kept for the process's life).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 async fn record(State(service): State<&'static str>, req: Request, next: Next) -> Response {
@@ -23,12 +48,12 @@ async fn record(State(service): State<&'static str>, req: Request, next: Next) -
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let res = next.run(req).await;
     let labels = [
         ("service", service.to_owned()),
         ("route", route),
-        ("method", method),
+        ("method", method.to_owned()),
         ("status", res.status().as_u16().to_string()),
     ];
     metrics::counter!("http_requests_total", &labels).increment(1);
@@ -37,9 +62,10 @@ async fn record(State(service): State<&'static str>, req: Request, next: Next) -
     res
 }
 
-/// Counts a request no route matched (the 404 fallback), under the `ops` service.
-pub fn count_unmatched(method: &str, status: u16) {
-    metrics::counter!("http_requests_total", "service" => "ops", "route" => "unmatched",
-        "method" => method.to_owned(), "status" => status.to_string())
+/// Counts a request answered by a fallback, under the `ops` service: no route matched (404,
+/// `route` "unmatched"), or the route takes another method (405, `route` its pattern).
+pub fn count_unmatched(route: &str, method: &Method, status: u16) {
+    metrics::counter!("http_requests_total", "service" => "ops", "route" => route.to_owned(),
+        "method" => method_label(method), "status" => status.to_string())
     .increment(1);
 }

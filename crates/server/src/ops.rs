@@ -108,7 +108,7 @@ async fn metrics_text() -> Response {
 }
 
 async fn not_found(req: Request) -> Problem {
-    count_unmatched(req.method().as_str(), 404);
+    count_unmatched("unmatched", req.method(), 404);
     Problem::not_found(format!(
         "no route for {} {}",
         req.method(),
@@ -117,6 +117,11 @@ async fn not_found(req: Request) -> Problem {
 }
 
 async fn method_not_allowed(req: Request) -> Problem {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |m| m.as_str());
+    count_unmatched(route, req.method(), 405);
     Problem::method_not_allowed(format!(
         "{} is not allowed on {}",
         req.method(),

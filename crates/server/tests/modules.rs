@@ -63,15 +63,22 @@ async fn build_probe(ctx: &Context) -> Result<Service, BuildError> {
         Ok(())
     });
     Ok(Service {
-        router: Router::new().route(
-            "/probe",
-            get(|| async { RECEIVED.load(Ordering::SeqCst).to_string() }),
-        ),
+        router: Router::new()
+            .route(
+                "/probe",
+                get(|| async { RECEIVED.load(Ordering::SeqCst).to_string() }),
+            )
+            .route("/probe/boom", get(boom)),
         tasks: vec![consumer],
         readiness: Some(std::sync::Arc::new(|| {
             (!READY.load(Ordering::SeqCst)).then(|| "probe: warming up".to_owned())
         })),
     })
+}
+
+/// A handler that panics.
+async fn boom() -> &'static str {
+    panic!("the probe's handler fails")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,6 +110,49 @@ async fn a_module_registered_in_one_line_is_served_documented_consumed_and_asked
             && l.contains("route=\"/probe\"")),
         "the probe's requests are labelled with its name"
     );
+    // A handler that panics is answered 500 and counted so; a method the route does not take is
+    // a counted 405; a method no client library sends is counted as `other`, not as itself
+    // (each name would be a series kept for the process's life).
+    assert_eq!(app.get("/probe/boom").await.assert_problem(500).status, 500);
+    let refused = app
+        .client
+        .delete(format!("{}/probe", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 405);
+    let odd = reqwest::Method::from_bytes(b"XPROBE0123").unwrap();
+    let unknown = app
+        .client
+        .request(odd, format!("{}/nowhere", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted = |route: &str, method: &str, status: &str| {
+        text.lines().any(|l| {
+            l.starts_with("http_requests_total{")
+                && l.contains(&format!("route=\"{route}\""))
+                && l.contains(&format!("method=\"{method}\""))
+                && l.contains(&format!("status=\"{status}\""))
+        })
+    };
+    assert!(counted("/probe/boom", "GET", "500"), "the panic counted");
+    assert!(counted("/probe", "DELETE", "405"), "the 405 counted");
+    assert!(
+        counted("unmatched", "other", "404"),
+        "the odd method counted as other"
+    );
+    assert!(!text.contains("XPROBE0123"), "no series named by a client");
 
     // Its path in the one OpenAPI document (the served document's JSON itself).
     let spec = app.get("/openapi.json").await.body;

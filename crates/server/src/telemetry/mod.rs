@@ -112,6 +112,9 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// Batch size buckets (events, messages or writes per batch): 1 to 4096.
 const SIZE_BUCKETS: &[f64] = &[1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 2048.0, 4096.0];
 
+/// How often histogram samples are drained into their buckets between scrapes.
+const METRICS_UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The process-wide Prometheus recorder (installed once; tests start many apps in one process).
 pub fn metrics() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -124,10 +127,24 @@ pub fn metrics() -> &'static PrometheusHandle {
             })
             .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_writes".into()), SIZE_BUCKETS))
             .unwrap_or_else(|_| PrometheusBuilder::new());
-        match builder.install_recorder() {
+        let handle = match builder.install_recorder() {
             Ok(handle) => handle,
             // Another recorder is already installed: render from a private one instead.
             Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+        };
+        // Histograms hold every sample until drained, by a scrape or by this upkeep: without it
+        // a process nobody scrapes (the embedded default, a scrape outage) grows by every
+        // sample (install_recorder spawns no upkeep of its own).
+        let upkeep = handle.clone();
+        let spawned = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || loop {
+                std::thread::sleep(METRICS_UPKEEP);
+                upkeep.run_upkeep();
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "cannot start the metrics upkeep: histograms drain at scrapes only");
         }
+        handle
     })
 }
