@@ -24,9 +24,9 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 /// Runs `round` every `tick` until `stop` is cancelled, which also cuts a round short (every
-/// round is a set of transactions a crash may interrupt anyway). The first error of a run of
-/// failures is logged as a warning after `failing` (what cannot be done), the first success after
-/// it as an info line; a failing round is retried on the next tick.
+/// round is a set of transactions a crash may interrupt anyway). Failing rounds are noted by a
+/// [`Failures`] named `failing` (what cannot be done); a failing round is retried on the next
+/// tick.
 pub async fn every_tick<T, F, Fut>(
     tick: Duration,
     stop: CancellationToken,
@@ -39,7 +39,7 @@ where
 {
     let mut timer = tokio::time::interval(tick);
     timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut failed = false;
+    let mut log = Failures::new(failing);
     loop {
         // Biased: once stopped, no further round starts even if a tick is due as well.
         tokio::select! {
@@ -52,18 +52,53 @@ where
             _ = stop.cancelled() => return Ok(()),
             r = round() => r,
         };
-        match result {
-            Ok(_) if failed => {
-                failed = false;
-                tracing::info!("{failing}: recovered");
+        log.note(result.map(|_| ()));
+    }
+}
+
+/// How often a run of failures that changed its error is logged again.
+const CHANGED_EVERY: Duration = Duration::from_secs(60);
+
+/// What a background task's failing rounds are told by: each one counted
+/// (`background_round_failures_total{task}`, `task` being what cannot be done), the first of a
+/// run logged as a warning, and again (at most once a minute) when the error changes, so one
+/// item that always fails does not hide a second one failing later; the first success after a
+/// run as an info line.
+#[derive(Debug)]
+pub struct Failures {
+    /// What cannot be done while it fails.
+    what: &'static str,
+    /// The error last logged and when, while the run lasts.
+    run: Option<(String, tokio::time::Instant)>,
+}
+
+impl Failures {
+    /// Nothing failing yet.
+    pub fn new(what: &'static str) -> Self {
+        Self { what, run: None }
+    }
+
+    /// Takes note of a round's outcome.
+    pub fn note(&mut self, outcome: PortResult<()>) {
+        let error = match outcome {
+            Ok(()) => {
+                if self.run.take().is_some() {
+                    tracing::info!("{}: recovered", self.what);
+                }
+                return;
             }
-            Ok(_) => {}
-            Err(error) if !failed => {
-                failed = true;
-                tracing::warn!(%error, "{failing}; retrying");
+            Err(error) => error,
+        };
+        metrics::counter!("background_round_failures_total", "task" => self.what).increment(1);
+        let text = error.to_string();
+        match &self.run {
+            None => tracing::warn!(%error, "{}; retrying", self.what),
+            Some((last, at)) if *last != text && at.elapsed() >= CHANGED_EVERY => {
+                tracing::warn!(%error, "{}; still failing, now with another error", self.what);
             }
-            Err(_) => {}
+            Some(_) => return,
         }
+        self.run = Some((text, tokio::time::Instant::now()));
     }
 }
 
@@ -235,6 +270,31 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    /// A run of failures is logged once, and again when its error changes (at most once a
+    /// minute): the error last logged is what the run remembers; a success ends the run.
+    #[tokio::test]
+    async fn a_run_of_failures_is_told_again_when_its_error_changes() {
+        let mut log = Failures::new("cannot test");
+        let fail = |m: &str| Err(PortError::Unavailable(m.into()));
+        log.note(fail("campaign a: stuck"));
+        let (first, at) = log.run.clone().expect("a run");
+        assert!(first.contains("campaign a"), "{first}");
+        // Another error within the minute: not logged again.
+        log.note(fail("campaign b: stuck"));
+        assert_eq!(log.run.as_ref().map(|r| r.0.as_str()), Some(first.as_str()));
+        // A minute on, it is.
+        let earlier = at.checked_sub(CHANGED_EVERY).unwrap_or(at);
+        log.run = Some((first.clone(), earlier));
+        log.note(fail("campaign b: stuck"));
+        let (now, _) = log.run.clone().expect("still a run");
+        assert!(now.contains("campaign b"), "{now}");
+        // The same error again is not news.
+        log.note(fail("campaign b: stuck"));
+        assert_eq!(log.run.as_ref().map(|r| r.0.as_str()), Some(now.as_str()));
+        log.note(Ok(()));
+        assert!(log.run.is_none(), "recovered");
+    }
 
     #[tokio::test]
     async fn rounds_run_until_stopped_and_errors_do_not_end_the_loop() {

@@ -28,7 +28,7 @@ use liveops_core::stores::distribution::OutboxEvent;
 use liveops_core::stores::{Attempt, Delivery, DeliveryState, DueDelivery, Webhook, WebhookStore};
 use liveops_core::{now_ms, PortError, PortResult};
 use liveops_http::rfc3339;
-use liveops_module::tick::every_tick;
+use liveops_module::tick::{every_tick, Failures};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use tokio::task::{Id, JoinError, JoinSet};
@@ -151,7 +151,7 @@ fn batch_len(waiting: &[OutboxEvent], hooks: &[Webhook], budget: u64) -> usize {
 /// receiver that never answers slows only its own deliveries. Stopped, the attempts in flight
 /// are dropped: their leases run out and they are sent again (at least once).
 async fn send_due(state: DistributionState, stop: CancellationToken) -> Result<(), PortError> {
-    let mut log = Failing::new("webhook queue cannot reach the repository");
+    let mut log = Failures::new("webhook queue cannot reach the repository");
     let mut flight = InFlight::default();
     let mut timer = tokio::time::interval(TICK);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -174,41 +174,6 @@ async fn send_due(state: DistributionState, stop: CancellationToken) -> Result<(
                 }
             }
             _ = timer.tick() => {}
-        }
-    }
-}
-
-/// Logs the first error of a run of failures as a warning after `what` (what cannot be done),
-/// and the first success after it, like [`every_tick`].
-struct Failing {
-    /// What cannot be done while it fails.
-    what: &'static str,
-    /// Whether the last outcome was an error.
-    failed: bool,
-}
-
-impl Failing {
-    /// Nothing failed yet.
-    fn new(what: &'static str) -> Self {
-        Self {
-            what,
-            failed: false,
-        }
-    }
-
-    /// Takes note of an outcome.
-    fn note(&mut self, outcome: PortResult<()>) {
-        match outcome {
-            Ok(()) if self.failed => {
-                self.failed = false;
-                tracing::info!("{}: recovered", self.what);
-            }
-            Ok(()) => {}
-            Err(error) if !self.failed => {
-                self.failed = true;
-                tracing::warn!(%error, "{}; retrying", self.what);
-            }
-            Err(_) => {}
         }
     }
 }
