@@ -135,6 +135,8 @@ type Provider =
 pub struct Ports {
     providers: HashMap<TypeId, Provider>,
     adapters: Vec<Arc<dyn Known>>,
+    /// The adapter behind each port.
+    serving: HashMap<TypeId, Arc<dyn Known>>,
 }
 
 impl Ports {
@@ -157,6 +159,8 @@ impl Ports {
         {
             self.adapters.push(adapter.clone());
         }
+        self.serving
+            .insert(TypeId::of::<P>(), adapter.clone() as Arc<dyn Known>);
         let adapter = adapter.clone();
         self.providers.insert(
             TypeId::of::<P>(),
@@ -180,6 +184,13 @@ impl Ports {
         any.downcast::<Arc<P>>()
             .map(|b| *b)
             .map_err(|_| BuildError::Missing(std::any::type_name::<P>()))
+    }
+
+    /// Whether the adapter serving port `P` was opened (by a module that took it).
+    pub fn opened<P: ?Sized + 'static>(&self) -> bool {
+        self.serving
+            .get(&TypeId::of::<P>())
+            .is_some_and(|k| k.health().is_some())
     }
 
     /// Whether some adapter serves port `P`.

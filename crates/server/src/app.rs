@@ -47,7 +47,6 @@ impl Application {
         })?;
         let data_lock = DataLock::shared(&settings)?;
         let ports = Arc::new(wiring::ports(&settings));
-        ensure_groups(&settings, &ports).await?;
 
         let keys = Arc::new(settings.keys.store()?);
         let ctx = Context::new(
@@ -76,6 +75,9 @@ impl Application {
             draining: supervisor::Draining::default(),
             delay: settings.shutdown_delay,
         };
+        // Before anything is served or run: no event published before a consumer first runs
+        // is lost.
+        ensure_groups(&settings, &ports).await?;
         // What the context started for the modules (the API key sync).
         tasks.extend(ctx.take_tasks());
         let checks = ops::Checks {
@@ -202,10 +204,12 @@ fn shared(s: &Settings, keys: Arc<liveops_core::KeyStore>) -> Shared {
 }
 
 /// Creates every consumer group of the table, so no event published before a consumer first
-/// runs is lost.
+/// runs is lost, in a process whose modules took the bus (they publish or consume). One whose
+/// modules never do (operators, campaigns, participation, distribution) leaves the bus alone:
+/// neither its start nor its readiness then waits on a bus it does not use.
 async fn ensure_groups(settings: &Settings, ports: &Ports) -> anyhow::Result<()> {
     let groups = settings.table.groups();
-    if groups.is_empty() {
+    if groups.is_empty() || !ports.opened::<dyn Bus>() {
         return Ok(());
     }
     let bus = ports.get::<dyn Bus>().await?;

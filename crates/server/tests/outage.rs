@@ -504,3 +504,37 @@ async fn the_split_deployment_resumes_within_seconds_after_kill_9_of_every_proce
     );
     assert_exactly_once(&urls, &want).await;
 }
+
+/// A process whose modules never touch the bus (campaigns) starts and stays ready with the bus
+/// down: it used to create every consumer group at start (refusing to start without the bus)
+/// and then counted the bus in `/readyz`, so a bus outage took operator-facing services out of
+/// the load balancer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_uses_no_bus_is_ready_with_the_bus_down() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let nowhere = format!(
+        "redis://127.0.0.1:{}/",
+        liveops_testkit::redis_server::closed_port()
+    );
+    let data = dir.path().join("data");
+    let sqlite = format!("sqlite://{}", data.join("liveops.db").display());
+    let mut cmd = liveops(&data, port, &sqlite, &nowhere);
+    cmd.env("LIVEOPS_TARGET", "campaigns");
+    let mut guard = Fleet(vec![cmd.spawn().expect("spawn liveops")], Vec::new());
+    wait_ready(&base).await;
+    let client = reqwest::Client::new();
+    let ready = client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 200);
+    let checks: serde_json::Value = ready.json().await.expect("json");
+    assert!(checks["checks"].get("bus").is_none(), "{checks}");
+    assert!(
+        guard.0[0].try_wait().expect("try_wait").is_none(),
+        "still running"
+    );
+}
