@@ -102,9 +102,7 @@ impl Application {
                 ops::close_when_draining,
             ));
 
-        let addr: SocketAddr = format!("{}:{}", settings.raw.bind, settings.port)
-            .parse()
-            .with_context(|| format!("BIND: {:?} is not an address", settings.raw.bind))?;
+        let addr = SocketAddr::new(settings.bind, settings.port);
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("PORT: cannot listen on {addr}"))?;

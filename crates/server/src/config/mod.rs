@@ -132,6 +132,8 @@ pub struct Settings {
     pub redis_url: Option<String>,
     /// CA certificates (PEM) for `rediss://` connections, if given.
     pub redis_ca: Option<Vec<u8>>,
+    /// The address to listen on (`BIND`): IPv4 or IPv6.
+    pub bind: std::net::IpAddr,
     /// How long the process keeps serving, not ready, after SIGTERM.
     pub shutdown_delay: Duration,
     /// Season calendar.
@@ -157,6 +159,7 @@ impl std::fmt::Debug for Settings {
             .field("target", &self.target.name)
             .field("port", &self.port)
             .field("keys", &self.keys)
+            .field("bind", &self.bind)
             .field("shutdown_delay", &self.shutdown_delay)
             .finish_non_exhaustive()
     }
@@ -187,6 +190,13 @@ impl Settings {
                  in one process (--target ingest or all) or give both REDIS_URL",
             ));
         }
+        let bind = raw
+            .bind
+            .trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| bad("BIND", "an IPv4 or IPv6 address, such as 0.0.0.0 or ::"))?;
         let shutdown_delay = match raw.shutdown_delay {
             Some(s) if s > MAX_SHUTDOWN_DELAY_S => {
                 return Err(bad(
@@ -241,6 +251,7 @@ impl Settings {
             bus,
             redis_url: backends.redis_url,
             redis_ca: backends.redis_ca,
+            bind,
             shutdown_delay,
             calendar,
             backup,

@@ -148,3 +148,23 @@ fn in_process_idempotency_holds_are_bounded() {
     assert_eq!(keyed(&[]).unwrap().raw.idemp_max_keys, 4_000_000);
     assert!(keyed(&["--idemp-max-keys", "10000"]).is_ok());
 }
+
+/// `BIND` is an IPv4 or IPv6 address, checked at start naming the variable: `::` listens on
+/// every IPv6 (and, where the system maps them, IPv4) address. Before, an IPv6 address made the
+/// listen address `:::8080`, refused only after every module was built.
+#[test]
+fn the_bind_address_may_be_ipv6_and_is_checked_at_start() {
+    for (given, want) in [
+        ("::", "::"),
+        ("[::1]", "::1"),
+        ("0.0.0.0", "0.0.0.0"),
+        ("127.0.0.1", "127.0.0.1"),
+    ] {
+        let s = keyed(&["--bind", given]).unwrap();
+        assert_eq!(s.bind.to_string(), want, "{given}");
+    }
+    for bad in ["localhost", "0.0.0.0:80", "", "::g"] {
+        let e = keyed(&["--bind", bad]).unwrap_err();
+        assert_eq!(e.var, "BIND", "{bad}");
+    }
+}
