@@ -242,32 +242,105 @@ type Turn = Arc<tokio::sync::Mutex<()>>;
 /// Where a queued publish learns how it went.
 type Reply = tokio::sync::oneshot::Sender<PortResult<()>>;
 
+/// Most `SendMessageBatch` calls of one send of queued publishes: eight rounds of
+/// [`CONCURRENCY`] calls side by side, a fraction of a gateway's 2 s publish deadline even at
+/// 100 ms a call. What is queued beyond it waits for the next send.
+pub const SEND_CALLS: usize = 8 * CONCURRENCY;
+
+/// `SendMessageBatch` calls of a publish of `messages` to `groups` queues (nothing retried).
+pub(crate) fn send_calls(messages: usize, groups: usize) -> usize {
+    messages.div_ceil(BATCH) * groups.max(1)
+}
+
+/// Sends' worth of calls in a publish of `messages` to `groups` queues: its deadline is the
+/// publish deadline this many times (1 for every publish that fits one send).
+pub(crate) fn sends_of(messages: usize, groups: usize) -> u32 {
+    let sends = send_calls(messages, groups).div_ceil(SEND_CALLS).max(1);
+    u32::try_from(sends).unwrap_or(u32::MAX)
+}
+
+/// A publish waiting to be sent.
+#[derive(Debug)]
+struct Queued {
+    messages: Vec<Message>,
+    reply: Reply,
+    /// When its caller is answered `Unavailable` if its messages are not stored by then: the
+    /// publish deadline from when it was queued (see [`sends_of`]).
+    deadline: Instant,
+}
+
 /// Publishes of one topic waiting for the one being sent.
 #[derive(Debug, Default)]
 struct Outbox {
-    queued: Vec<(Vec<Message>, Reply)>,
+    queued: VecDeque<Queued>,
     sending: bool,
 }
 
-/// Sends what is queued for `topic`, batch after batch, until nothing is left: publishes that
-/// arrive while one is under way go out together in the next one (fewer, fuller batches).
+/// Takes the next send off the front of `queued`, for a topic with `groups` group queues:
+/// publishes in the order they came while their messages together take at most [`SEND_CALLS`]
+/// calls (the first always, however big). Publishes whose deadline passed before they were
+/// taken, or whose caller left, are not sent: they are returned apart (their callers were told
+/// `Unavailable` or are gone), so a backlog is never sent late to callers that gave up on it.
+fn next_send(
+    queued: &mut VecDeque<Queued>,
+    groups: usize,
+    now: Instant,
+) -> (Vec<Queued>, Vec<Queued>) {
+    let (mut taken, mut stale) = (Vec::new(), Vec::new());
+    let mut messages = 0;
+    while let Some(q) = queued.pop_front() {
+        if q.deadline <= now || q.reply.is_closed() {
+            stale.push(q);
+            continue;
+        }
+        let more = messages + q.messages.len();
+        if !taken.is_empty() && send_calls(more, groups) > SEND_CALLS {
+            queued.push_front(q);
+            break;
+        }
+        messages = more;
+        taken.push(q);
+    }
+    (taken, stale)
+}
+
+/// Sends what is queued for `topic`, send after send, until nothing is left: publishes that
+/// arrive while one is under way go out together in the next one (fewer, fuller batches), up
+/// to [`SEND_CALLS`] calls a send (see [`next_send`]). A send retries until the latest deadline
+/// of its publishes; each caller is answered at its own deadline at the latest (`publish`).
 async fn send_queued(inner: Arc<Inner>, topic: String) {
     loop {
-        let batch = {
+        let groups = inner.known_groups(&topic);
+        let (batch, stale) = {
             let mut boxes = lock(&inner.outboxes);
             let Some(b) = boxes.get_mut(&topic) else {
                 return;
             };
-            if b.queued.is_empty() {
+            let (batch, stale) = next_send(&mut b.queued, groups, Instant::now());
+            if batch.is_empty() && b.queued.is_empty() {
                 b.sending = false;
-                return;
             }
-            std::mem::take(&mut b.queued)
+            (batch, stale)
         };
-        let all: Vec<Message> = batch.iter().flat_map(|(m, _)| m.iter().cloned()).collect();
-        let result = inner.publish_now(&topic, all).await;
-        for (_, tx) in batch {
-            let _ = tx.send(result.clone());
+        if !stale.is_empty() {
+            metrics::counter!("bus_publishes_expired_total", "bus" => "sqs")
+                .increment(stale.len() as u64);
+        }
+        for q in stale {
+            let _ = q.reply.send(Err(PortError::Unavailable(
+                "sqs publish: its deadline passed while it waited to be sent".into(),
+            )));
+        }
+        let Some(deadline) = batch.iter().map(|q| q.deadline).max() else {
+            return;
+        };
+        let all: Vec<Message> = batch
+            .iter()
+            .flat_map(|q| q.messages.iter().cloned())
+            .collect();
+        let result = inner.publish_now(&topic, all, deadline).await;
+        for q in batch {
+            let _ = q.reply.send(result.clone());
         }
     }
 }
@@ -299,6 +372,11 @@ impl CallError {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // No code path panics while holding these locks; recover the data if one ever did.
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Counts `n` failed `ReceiveMessage` calls (`bus_receive_failures_total{bus="sqs"}`).
+fn receive_failed(n: usize) {
+    metrics::counter!("bus_receive_failures_total", "bus" => "sqs").increment(n as u64);
 }
 
 fn secs(d: Duration) -> i32 {
@@ -821,6 +899,15 @@ impl Inner {
         lock(&self.holding).remove(topic);
     }
 
+    /// How many group queues the topic had when last listed (at least 1: before the first
+    /// listing, and for the holding queue), which sizes its sends and deadlines.
+    fn known_groups(&self, topic: &str) -> usize {
+        lock(&self.topics)
+            .get(topic)
+            .map_or(1, |t| t.urls.len())
+            .max(1)
+    }
+
     /// The topic's group queues: cached for `group_refresh`, listed again when empty.
     async fn targets(&self, topic: &str) -> PortResult<BTreeSet<String>> {
         if let Some(t) = lock(&self.topics).get(topic) {
@@ -971,15 +1058,16 @@ impl Inner {
         }
     }
 
-    /// Sends `messages` to every queue in `urls` (one lane of chunks at a time per key run).
-    /// Returns the queues that turned out not to exist.
+    /// Sends `messages` to every queue in `urls` (one lane of chunks at a time per key run),
+    /// retrying refused entries until `deadline`. Returns the queues that turned out not to
+    /// exist.
     async fn send_all(
         &self,
         urls: &BTreeSet<String>,
         messages: &[Message],
         dedup: impl Fn(&Message) -> String,
+        deadline: Instant,
     ) -> PortResult<Vec<String>> {
-        let deadline = Instant::now() + self.config.publish_deadline;
         let lanes = plan(messages);
         let mut jobs = Vec::new();
         for url in urls {
@@ -1092,7 +1180,7 @@ impl Inner {
             .collect()
             .await;
         let (mut lists, mut full, mut received) = (Vec::new(), 0, 0);
-        let mut error = None;
+        let mut errors = Vec::new();
         for r in rounds {
             match r {
                 Ok((list, n)) => {
@@ -1100,17 +1188,31 @@ impl Inner {
                     received += n;
                     lists.push(list);
                 }
-                Err(e) => error = Some(e),
+                Err(e) => errors.push(e),
             }
         }
-        match error {
-            Some(e) if received == 0 => Err(e),
-            _ => Ok(Round {
-                full,
-                received,
-                got: merge(lists),
-            }),
+        let failed = errors.len();
+        if let Some(error) = errors.pop() {
+            receive_failed(failed);
+            if received == 0 {
+                return Err(error);
+            }
+            // The round goes on with what the other calls brought, so the failure is not the
+            // poll's answer: it is told here (a throttled or failing queue otherwise shows only
+            // as slower, smaller polls).
+            tracing::warn!(
+                queue = url,
+                failed,
+                calls,
+                ?error,
+                "sqs receive calls failed; going on with what the others brought"
+            );
         }
+        Ok(Round {
+            full,
+            received,
+            got: merge(lists),
+        })
     }
 
     /// Deletes receipts from `url` in batches of 10; receipts SQS no longer knows are fine.
@@ -1446,7 +1548,11 @@ impl Inner {
                 // would strand it in `held` (extended up to `max_hold`, its FIFO group locked
                 // all that time). Hand it over; the next poll meets the error again.
                 Err(error) if !out.is_empty() => {
-                    tracing::debug!(?error, "sqs receive failed while filling a poll");
+                    tracing::warn!(
+                        queue = %q.url,
+                        ?error,
+                        "sqs receive failed while filling a poll; the poll ends with what it has"
+                    );
                     break;
                 }
                 Err(error) => return Err(error),
@@ -1497,14 +1603,20 @@ impl Inner {
                 payload: r.payload.clone(),
             })
             .collect();
+        let deadline = Instant::now() + self.config.publish_deadline;
         let gone = self
-            .send_all(to, &messages, |m| {
-                if fresh {
-                    names::replay_dedup_id()
-                } else {
-                    names::dedup_id(&m.id)
-                }
-            })
+            .send_all(
+                to,
+                &messages,
+                |m| {
+                    if fresh {
+                        names::replay_dedup_id()
+                    } else {
+                        names::dedup_id(&m.id)
+                    }
+                },
+                deadline,
+            )
             .await?;
         let receipts: Vec<String> = got.iter().map(|r| r.receipt.clone()).collect();
         if !gone.is_empty() {
@@ -1524,8 +1636,14 @@ impl Inner {
         Ok(got.len() as u64)
     }
 
-    /// Sends one publish (or several queued ones together) to the topic's group queues.
-    async fn publish_now(&self, topic: &str, messages: Vec<Message>) -> PortResult<()> {
+    /// Sends one publish (or several queued ones together) to the topic's group queues,
+    /// retrying refused entries until `deadline`.
+    async fn publish_now(
+        &self,
+        topic: &str,
+        messages: Vec<Message>,
+        deadline: Instant,
+    ) -> PortResult<()> {
         let inner = self;
         let mut targets = inner.targets(topic).await?;
         if targets.is_empty() {
@@ -1536,7 +1654,7 @@ impl Inner {
             targets.insert(holding);
         }
         let gone = inner
-            .send_all(&targets, &messages, |m| names::dedup_id(&m.id))
+            .send_all(&targets, &messages, |m| names::dedup_id(&m.id), deadline)
             .await?;
         if !gone.is_empty() {
             // A group queue was deleted (its group is gone) or SQS lost it: list again; a lost
@@ -1556,7 +1674,7 @@ impl Inner {
             }
             if !retry.is_empty() {
                 let still = inner
-                    .send_all(&retry, &messages, |m| names::dedup_id(&m.id))
+                    .send_all(&retry, &messages, |m| names::dedup_id(&m.id), deadline)
                     .await?;
                 if !still.is_empty() {
                     return Err(PortError::Unavailable(format!(
@@ -1743,25 +1861,43 @@ impl Bus for SqsBus {
         if messages.is_empty() {
             return Ok(());
         }
-        let n = messages.len() as u64;
+        let n = messages.len();
+        let inner = &self.inner;
+        let deadline_for = inner.config.publish_deadline;
+        // A publish bigger than one send gets the deadline once per send it takes.
+        let sends = sends_of(n, inner.known_groups(topic));
+        let allowed = deadline_for.checked_mul(sends).unwrap_or(MAX_WAIT);
+        let now = Instant::now();
+        let deadline = now.checked_add(allowed).unwrap_or(now + MAX_WAIT);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let lead = {
-            let mut boxes = lock(&self.inner.outboxes);
+            let mut boxes = lock(&inner.outboxes);
             let b = boxes.entry(topic.to_owned()).or_default();
-            b.queued.push((messages, tx));
+            b.queued.push_back(Queued {
+                messages,
+                reply: tx,
+                deadline,
+            });
             !std::mem::replace(&mut b.sending, true)
         };
         if lead {
             // A task of its own, so that a cancelled caller never strands the others.
-            tokio::spawn(send_queued(self.inner.clone(), topic.to_owned()));
+            tokio::spawn(send_queued(inner.clone(), topic.to_owned()));
         }
-        let result = rx.await.unwrap_or_else(|_| {
-            Err(PortError::Unavailable(
+        // Answered at its own deadline at the latest, however long the publishes queued before
+        // it take: a send that goes on may still store its messages (a retry of the same ids is
+        // then dropped by SQS as a duplicate).
+        let result = match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(PortError::Unavailable(
                 "sqs publish: the sending task stopped".into(),
-            ))
-        });
+            )),
+            Err(_) => Err(PortError::Unavailable(format!(
+                "sqs publish: not stored within its deadline {allowed:?}"
+            ))),
+        };
         if result.is_ok() {
-            metrics::counter!("bus_published_total").increment(n);
+            metrics::counter!("bus_published_total").increment(n as u64);
         }
         result
     }
@@ -1974,6 +2110,73 @@ mod tests {
         let mut all: Vec<usize> = lanes.into_iter().flatten().flatten().collect();
         all.sort_unstable();
         assert_eq!(all, (0..25).collect::<Vec<_>>());
+    }
+
+    fn queued(
+        n: usize,
+        deadline: Instant,
+    ) -> (Queued, tokio::sync::oneshot::Receiver<PortResult<()>>) {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let messages = (0..n).map(|i| m(&format!("k{i}"))).collect();
+        (
+            Queued {
+                messages,
+                reply,
+                deadline,
+            },
+            rx,
+        )
+    }
+
+    #[test]
+    fn a_send_takes_queued_publishes_in_order_up_to_its_calls() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(2);
+        let mut waiting = Vec::new();
+        let mut q = VecDeque::new();
+        // Two groups: 150 + 150 messages are 60 calls; a third 150 would make 90 > 64.
+        for n in [150, 150, 150, 10] {
+            let (p, rx) = queued(n, later);
+            q.push_back(p);
+            waiting.push(rx);
+        }
+        let (taken, stale) = next_send(&mut q, 2, now);
+        let sizes: Vec<usize> = taken.iter().map(|p| p.messages.len()).collect();
+        assert_eq!(sizes, [150, 150]);
+        assert!(stale.is_empty());
+        assert_eq!(q.len(), 2, "the rest waits for the next send, in order");
+        assert_eq!(q[0].messages.len(), 150);
+        // A publish bigger than a send goes alone.
+        let (big, _rx) = queued(2048, later);
+        let mut q = VecDeque::from([big]);
+        let (taken, _) = next_send(&mut q, 2, now);
+        assert_eq!(taken.len(), 1);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_publish_past_its_deadline_or_left_by_its_caller_is_not_sent() {
+        let now = Instant::now();
+        let (expired, _rx1) = queued(5, now);
+        let (left, rx2) = queued(5, now + Duration::from_secs(2));
+        drop(rx2);
+        let (fresh, _rx3) = queued(5, now + Duration::from_secs(2));
+        let mut q = VecDeque::from([expired, left, fresh]);
+        let (taken, stale) = next_send(&mut q, 1, now);
+        assert_eq!((taken.len(), stale.len()), (1, 2));
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_publish_gets_its_deadline_once_per_send_it_takes() {
+        assert_eq!(send_calls(25, 3), 9);
+        // A gateway's batch of 500 to one group: 50 calls, one send.
+        assert_eq!(sends_of(500, 1), 1);
+        assert_eq!(sends_of(1, 0), 1);
+        assert_eq!(sends_of(SEND_CALLS * BATCH, 1), 1);
+        assert_eq!(sends_of(SEND_CALLS * BATCH + 1, 1), 2);
+        // The fairness batch of 2048 to two groups: 410 calls, 7 sends.
+        assert_eq!(sends_of(2048, 2), 7);
     }
 
     #[test]

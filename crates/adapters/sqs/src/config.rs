@@ -53,7 +53,9 @@ pub struct SqsConfig {
     pub max_hold: Duration,
     /// Longest single SQS call (a long poll: its wait plus this) before `Unavailable`.
     pub call_timeout: Duration,
-    /// How long a publish keeps retrying failed entries before it answers `Unavailable`.
+    /// How long a publish may take, from when it is queued, before it answers `Unavailable`
+    /// (failed entries are retried until then); a publish bigger than one send
+    /// ([`crate::SEND_CALLS`] calls) gets it once per send it takes.
     pub publish_deadline: Duration,
     /// How long a topic's list of group queues is cached before `ListQueues` runs again.
     pub group_refresh: Duration,

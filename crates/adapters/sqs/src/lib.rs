@@ -38,8 +38,18 @@
 //! message to every group queue with `SendMessageBatch`, 10 entries a call, calls to different
 //! queues side by side ([`CONCURRENCY`] at once). Chunks that share a key go one after the
 //! other, so a key's order survives; entries SQS refused are sent again (same deduplication id)
-//! until `publish_deadline`, then the publish answers `Unavailable`. `Ok` means every entry of
-//! every batch of every group queue was stored by SQS.
+//! until the publish's deadline, then the publish answers `Unavailable`. `Ok` means every entry
+//! of every batch of every group queue was stored by SQS.
+//!
+//! Publishes of a topic that arrive while one is being sent queue in the process and go out
+//! together in the next send, in the order they came, up to [`SEND_CALLS`] calls a send (eight
+//! rounds of [`CONCURRENCY`]); the rest waits for the send after. A publish's deadline is
+//! `publish_deadline` from when it was queued (once per send's worth of calls it holds, for a
+//! publish bigger than one send, which goes alone): its caller is answered `Unavailable` then at
+//! the latest, whatever the sends before it take, and a publish whose deadline passed before
+//! its turn (or whose caller left) is not sent at all (`bus_publishes_expired_total{bus="sqs"}`).
+//! Before, everything queued went out as one send with one deadline: under load that send
+//! missed it for every caller in it, and the next, bigger still, again.
 //!
 //! **Round trips:** a publish of `N` messages to a topic with `G` groups makes exactly
 //! `ceil(N / 10) · G` `SendMessageBatch` calls when nothing is retried, plus one `ListQueues`
@@ -65,7 +75,10 @@
 //! A poll waiting for another poll of the group in this process to finish its receive takes
 //! what that one brought instead of receiving itself. A receive that fails after the poll
 //! handed messages out ends the poll with those messages (the error comes back on the next
-//! poll), so nothing handed out is left without a consumer.
+//! poll), so nothing handed out is left without a consumer. Every failed `ReceiveMessage` call
+//! counts in `bus_receive_failures_total{bus="sqs"}`; one whose failure is not the poll's
+//! answer (another call of its round brought messages, or the poll already holds some) is
+//! logged at warn.
 //! Delivery ids are SQS message ids, stable across redeliveries; the bus keeps each one's
 //! latest receipt handle for the ack (`DeleteMessageBatch`). `deliveries` is
 //! `ApproximateReceiveCount`. What one receive returned beyond `max` waits in the bus for the
@@ -122,5 +135,5 @@ mod bus;
 mod config;
 pub mod names;
 
-pub use bus::{Op, SqsBus, BATCH, CONCURRENCY};
+pub use bus::{Op, SqsBus, BATCH, CONCURRENCY, SEND_CALLS};
 pub use config::{BusError, SqsConfig, StaticCredentials, MAX_PREFIX};

@@ -144,8 +144,13 @@ async fn sqs_bus(
     }
 }
 
-/// How long an SQS publish retries refused or failed entries before it answers `Unavailable`
-/// (a batch takes tens of milliseconds on AWS; the client retries a 503).
+/// How long an SQS publish may take, counted from when it is queued in this process, before it
+/// answers `Unavailable` (a batch takes tens of milliseconds on AWS; the client retries a 503).
+/// A send of queued publishes is capped at `liveops_sqs::SEND_CALLS` calls (8 rounds side by
+/// side, a fraction of this), so under load the publishes go out in sends that finish, and one
+/// whose deadline passes while it waits is answered then and not sent; a publish bigger than
+/// one send gets this once per send it takes. The fairness consumer forwards in parts of 256
+/// messages, each well within it.
 #[cfg(feature = "sqs")]
 const SQS_PUBLISH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 

@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use liveops_core::ports::{topics, Delivery, Message};
 use liveops_core::stores::FairnessCommit;
-use liveops_core::{now_ms, BusExt, Envelope, PortError};
+use liveops_core::{now_ms, Bus, BusExt, Envelope, PortError};
 use liveops_module::consume::{decode, record_batch, Backoff, POLL_WAIT};
 use liveops_module::trace::BatchSpans;
 use tokio_util::sync::CancellationToken;
@@ -113,6 +113,28 @@ macro_rules! retrying {
     };
 }
 
+/// Publishes `messages` to `topic` in parts of at most [`PUBLISH_PART`], one after the other,
+/// each retried on its own (as `step`) until it is stored: a part is stored before the next is
+/// sent, so each player's messages keep their order, and a failure sends only its part again.
+async fn publish_in_parts(
+    bus: &dyn Bus,
+    topic: &str,
+    messages: &[Message],
+    step: &str,
+    backoff: &mut Backoff,
+    shutdown: &CancellationToken,
+) -> Result<(), Stopped> {
+    for part in messages.chunks(PUBLISH_PART) {
+        retrying!(
+            backoff,
+            shutdown,
+            step,
+            bus.publish(topic, part.to_vec()).await
+        );
+    }
+    Ok(())
+}
+
 /// Judges, stores, forwards, strikes and acks one batch.
 async fn handle_batch(
     state: &FairnessState,
@@ -181,14 +203,7 @@ async fn handle_batch(
         ("forward", topics::ACCEPTED, &accepted),
         ("quarantine", topics::FLAGGED, &flagged),
     ] {
-        if !messages.is_empty() {
-            retrying!(
-                backoff,
-                shutdown,
-                step,
-                state.bus.publish(topic, messages.clone()).await
-            );
-        }
+        publish_in_parts(state.bus.as_ref(), topic, messages, step, backoff, shutdown).await?;
     }
 
     let cfg = &state.config;
@@ -269,6 +284,18 @@ fn strikes_of<'a>(
         .collect()
 }
 
+/// Most messages of one publish when a batch is forwarded or quarantined. A batch (up to 2048)
+/// goes out in parts of this many, one after the other, each retried on its own until stored:
+/// a bus that must answer a publish within a deadline (SQS: 2 s, for the gateways) stores a
+/// part well within it (256 messages to two groups are 52 `SendMessageBatch` calls, seven
+/// rounds side by side), where a whole batch (410 calls) missed it whenever a call took more
+/// than about 38 ms, and, retried whole, missed it forever. A part stored stays stored when a
+/// later one fails: only the failed part is sent again. Nothing is acked before every part is
+/// stored, so a crash in between means redelivery, and the parts already sent are sent again
+/// under the same event ids (dropped as duplicates by the bus or by the consumers' processed
+/// ids), as with a whole batch.
+pub(crate) const PUBLISH_PART: usize = 256;
+
 /// Times a batch is judged in a row while other replicas store verdicts for its events first,
 /// before the step backs off.
 const JUDGINGS: u32 = 4;
@@ -335,4 +362,104 @@ async fn judge_and_store(
     Err(PortError::Unavailable(format!(
         "other replicas judged events of this batch {JUDGINGS} times in a row"
     )))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use liveops_core::ports::{BusOptions, DeadLetterRequest, PollRequest};
+    use liveops_core::{Health, PortResult};
+    use liveops_memory::MemoryBus;
+
+    use super::*;
+
+    /// A memory bus that refuses any publish bigger than [`PUBLISH_PART`] (as SQS missed its
+    /// deadline for a whole batch over a slow link) and fails the second publish once.
+    struct Parts {
+        inner: MemoryBus,
+        sizes: Mutex<Vec<usize>>,
+        failed_once: AtomicBool,
+    }
+
+    #[async_trait]
+    impl Bus for Parts {
+        async fn ensure_group(&self, topic: &str, group: &str) -> PortResult<()> {
+            self.inner.ensure_group(topic, group).await
+        }
+        async fn publish(&self, topic: &str, messages: Vec<Message>) -> PortResult<()> {
+            let calls = {
+                let mut sizes = self.sizes.lock().unwrap();
+                sizes.push(messages.len());
+                sizes.len()
+            };
+            if messages.len() > PUBLISH_PART {
+                return Err(PortError::Unavailable("too big for the deadline".into()));
+            }
+            if calls == 2 && !self.failed_once.swap(true, Ordering::SeqCst) {
+                return Err(PortError::Unavailable("injected".into()));
+            }
+            self.inner.publish(topic, messages).await
+        }
+        async fn receive(&self, request: PollRequest<'_>) -> PortResult<Vec<Delivery>> {
+            self.inner.receive(request).await
+        }
+        async fn ack(&self, topic: &str, group: &str, ids: &[String]) -> PortResult<()> {
+            self.inner.ack(topic, group, ids).await
+        }
+        async fn lag(&self, topic: &str, group: &str) -> PortResult<u64> {
+            self.inner.lag(topic, group).await
+        }
+        async fn read_dead_letters(&self, r: DeadLetterRequest<'_>) -> PortResult<Vec<Delivery>> {
+            self.inner.read_dead_letters(r).await
+        }
+        async fn replay_dead_letters(&self, topic: &str, group: &str) -> PortResult<u64> {
+            self.inner.replay_dead_letters(topic, group).await
+        }
+    }
+
+    #[async_trait]
+    impl Health for Parts {
+        async fn healthcheck(&self) -> PortResult<()> {
+            Ok(())
+        }
+    }
+
+    /// A batch of 700 goes out in parts of at most 256, one after the other; the part that
+    /// failed is sent again on its own (not the parts before it), and every message arrives
+    /// once, each player's in order. Before, the whole batch went in one publish, retried
+    /// whole: over a slow link to SQS it missed the deadline every time.
+    #[tokio::test]
+    async fn a_batch_is_forwarded_in_parts_each_retried_on_its_own() {
+        let bus = Parts {
+            inner: MemoryBus::new(BusOptions::default()),
+            sizes: Mutex::new(Vec::new()),
+            failed_once: AtomicBool::new(false),
+        };
+        bus.ensure_group("t", "g").await.unwrap();
+        let messages: Vec<Message> = (0..700)
+            .map(|i| Message {
+                id: format!("e{i}"),
+                key: format!("p{}", i % 3),
+                payload: Bytes::from(i.to_string()),
+            })
+            .collect();
+        let (mut backoff, shutdown) = (Backoff::new(), CancellationToken::new());
+        let sent = publish_in_parts(&bus, "t", &messages, "forward", &mut backoff, &shutdown).await;
+        assert!(sent.is_ok());
+        assert_eq!(*bus.sizes.lock().unwrap(), [256, 256, 256, 188]);
+        let got = bus.poll("t", "g", "c", 1000, Duration::ZERO).await.unwrap();
+        assert_eq!(got.len(), 700, "each once");
+        for p in 0..3 {
+            let mine: Vec<usize> = got
+                .iter()
+                .filter(|d| d.key == format!("p{p}"))
+                .map(|d| std::str::from_utf8(&d.payload).unwrap().parse().unwrap())
+                .collect();
+            assert!(mine.windows(2).all(|w| w[0] < w[1]), "p{p} in order");
+        }
+    }
 }
