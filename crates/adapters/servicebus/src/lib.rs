@@ -24,7 +24,10 @@
 //!
 //! One sender link per topic; a publish sends every message on it without waiting
 //! (pipelined) and then waits for every outcome: `Ok` once the broker accepted each one
-//! (one round trip per publish, whatever its size). `message-id` = `Message.id` (Service Bus
+//! (one round trip per publish, whatever its size). A publish holds the link only while its
+//! transfers go out, not while their outcomes come back, so concurrent publishes are pipelined
+//! on it too; its wait for the link, its transfers and its outcomes end within one call
+//! timeout (`Unavailable` past it). `message-id` = `Message.id` (Service Bus
 //! drops a duplicate within the topic's duplicate-detection window); on Azure `session-id`
 //! (AMQP `group-id`) and the `x-opt-partition-key` annotation are the player key
 //! ([`frames::outgoing`]).
@@ -40,7 +43,9 @@
 //! own with `com.microsoft:timeout` ([`frames::session_wait`]), in the background: a poll never
 //! waits for an attach while it has links to read, and takes the links attached since into the
 //! pool (`bus_session_links{topic,group}` counts those held). A refusal for lack of a free
-//! session leaves the slot empty until the next poll (and answers `ensure_group` `Ok`). A
+//! session leaves the slot empty until the next poll (and answers `ensure_group` `Ok`);
+//! `ensure_group` closes the session link it attached before it answers, so a process that
+//! never polls the group holds no player's session. A
 //! session link that has had credit for 250 ms without receiving anything, with nothing
 //! buffered or un-acked, is closed, and an attach started in its place takes the next player's
 //! session. A poll raises the credit of every link of the pool to `max`, waits up to `wait` for
@@ -71,7 +76,9 @@
 //!
 //! Every broker round trip is bounded by `call_timeout` and fails with
 //! `PortError::Unavailable`; the failed connection is dropped (a failed publish drops the one
-//! its sender was on, only if it is still current) and the next call opens a new one (what was
+//! its sender was on, only if it is still current, and a publish whose time ran out only when
+//! the broker has answered nothing on its link for half a call timeout) and the next call opens
+//! a new one (what was
 //! in flight on it is handed out again by the broker). A receiver link that fails alone is
 //! replaced; what it handed out is forgotten (each attach has its own id). A poll fails with it
 //! only when it was the group's last link; the other links of a session pool go on. Before a

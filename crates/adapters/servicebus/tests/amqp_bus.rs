@@ -1,6 +1,7 @@
 //! The AMQP bus in plain-broker mode against a real AMQP 1.0 broker (`LIVEOPS_TEST_AMQP_URL`,
 //! scripts/amqp-broker.py on Qpid Proton): the bus conformance suite, plus fan-out, order with two
-//! consumers, holding a slow batch, broker-side dead-lettering and per-group replay, and outages;
+//! consumers, holding a slow batch, broker-side dead-lettering and per-group replay, concurrent
+//! publishes through a broker 20 ms away, and outages;
 //! and in Azure mode (tokens, sessions as the broker implements them from the documents): the
 //! session pool (`with_sessions_*`).
 
@@ -464,6 +465,189 @@ async fn ensure_group_with_sessions_answers_on_an_empty_subscription() {
         .unwrap();
     assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["one"]);
     bus.ack(&t, &g, &ids(&got)).await.unwrap();
+}
+
+/// With sessions, `ensure_group` keeps no link: the session link it attached to see that the
+/// subscription is there is closed before it answers. Every process ensures every group of the
+/// module table at start, so a process that never polls the group (a gateway) would otherwise
+/// keep the first player's session locked (until the lock expired, on Service Bus), and another
+/// process could not read that player meanwhile. (Until 2026-12-06 the link stayed in the pool.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ensure_group_with_sessions_holds_no_session() {
+    let gateway = ServiceBusBus::connect(azure_config(true)).await.unwrap();
+    let (t, g) = (unique("ensured"), unique("g"));
+    // Published before the group exists: the broker keeps it for its first subscription, so the
+    // attach of `ensure_group` finds p1's session.
+    publish(&gateway, &t, vec![msg("p1", "a1")]).await;
+    gateway.ensure_group(&t, &g).await.unwrap();
+    assert_eq!(gateway.links_held(&t, &g), 0, "ensure_group kept a link");
+    let consumer = ServiceBusBus::connect(pool_config(1)).await.unwrap();
+    let started = Instant::now();
+    let got = consumer
+        .poll(&t, &g, "c", 10, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(got.iter().map(body).collect::<Vec<_>>(), ["a1"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "p1 was read {:?} after the poll began",
+        started.elapsed()
+    );
+    consumer.ack(&t, &g, &ids(&got)).await.unwrap();
+}
+
+/// A TCP proxy in front of `upstream` that delays every byte by `delay` each way, keeping their
+/// order and not limiting throughput: a broker `2 × delay` away. Runs until the test ends.
+async fn delayed_proxy(upstream: std::net::SocketAddr, delay: Duration) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                continue;
+            };
+            let _ = (client.set_nodelay(true), server.set_nodelay(true));
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            tokio::spawn(delayed(cr, sw, delay));
+            tokio::spawn(delayed(sr, cw, delay));
+        }
+    });
+    addr
+}
+
+/// Copies `from` to `to`, each chunk `delay` after it was read.
+async fn delayed(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: Duration,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let writer = tokio::spawn(async move {
+        while let Some((due, bytes)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut buf = vec![0_u8; 64 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if tx
+                    .send((Instant::now() + delay, buf[..n].to_vec()))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// Publishes to one topic from many callers at once are pipelined on the topic's link: with the
+/// broker 20 ms away (10 ms each way), 500 concurrent single-event publishes each answer within
+/// the call timeout (or fail `Unavailable`, the gateway's 503), and each one accepted is on the
+/// subscription. (Until 2026-12-06 a publish held the link until its outcome came back, and the
+/// wait for the link had no bound: the last of 500 answered after 500 round trips, over 10 s.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishes_are_pipelined_and_bounded() {
+    const N: usize = 500;
+    let proxy = delayed_proxy(upstream_of(&url()), Duration::from_millis(10)).await;
+    let c = config_at(&format!("amqp://{proxy}"));
+    let limit = c.call_timeout;
+    let bus = Arc::new(ServiceBusBus::connect(c).await.unwrap());
+    let t = unique("pipelined");
+    bus.ensure_group(&t, "g").await.unwrap();
+    // The link is attached before the rush.
+    publish(&*bus, &t, vec![msg("warm", "up")]).await;
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let (bus, t) = (bus.clone(), t.clone());
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let m = msg(&format!("p{i}"), &format!("m{i}"));
+                let result = bus.publish(&t, vec![m]).await;
+                (started.elapsed(), result)
+            })
+        })
+        .collect();
+    let (mut accepted, mut slowest) = (0_u64, Duration::ZERO);
+    for task in tasks {
+        let (took, result) = task.await.unwrap();
+        slowest = slowest.max(took);
+        match result {
+            Ok(()) => accepted += 1,
+            Err(PortError::Unavailable(_)) => {}
+            Err(e) => panic!("a publish failed otherwise than Unavailable: {e}"),
+        }
+    }
+    assert!(
+        slowest <= limit + Duration::from_millis(250),
+        "the slowest publish took {slowest:?} (call timeout {limit:?})"
+    );
+    assert_eq!(accepted, N as u64, "slowest {slowest:?}");
+    assert_eq!(bus.lag(&t, "g").await.unwrap(), accepted + 1);
+}
+
+/// More publishes at once than one call timeout can carry: each answers within the call
+/// timeout, `Ok` or `Unavailable` (the gateway's 503, the client retries), and the connection
+/// stays: a publish whose time ran out while the broker kept answering on the link (it waited
+/// behind others) fails alone, without dropping the link and every publish in flight on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overloaded_publishes_fail_alone_and_keep_the_connection() {
+    const N: usize = 3000;
+    let recorder = Watching::default();
+    let opened = recorder.opened.clone();
+    metrics::set_global_recorder(recorder).unwrap();
+    let proxy = delayed_proxy(upstream_of(&url()), Duration::from_millis(10)).await;
+    let mut c = config_at(&format!("amqp://{proxy}"));
+    c.call_timeout = Duration::from_millis(300);
+    let limit = c.call_timeout;
+    let bus = Arc::new(ServiceBusBus::connect(c).await.unwrap());
+    let t = unique("overload");
+    bus.ensure_group(&t, "g").await.unwrap();
+    publish(&*bus, &t, vec![msg("warm", "up")]).await;
+    let opened_before = opened.load(Ordering::SeqCst);
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let (bus, t) = (bus.clone(), t.clone());
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let m = msg(&format!("p{i}"), &format!("m{i}"));
+                let result = bus.publish(&t, vec![m]).await;
+                (started.elapsed(), result)
+            })
+        })
+        .collect();
+    let (mut accepted, mut refused, mut slowest) = (0_u64, 0_u64, Duration::ZERO);
+    for task in tasks {
+        let (took, result) = task.await.unwrap();
+        slowest = slowest.max(took);
+        match result {
+            Ok(()) => accepted += 1,
+            Err(PortError::Unavailable(_)) => refused += 1,
+            Err(e) => panic!("a publish failed otherwise than Unavailable: {e}"),
+        }
+    }
+    assert!(
+        slowest <= limit + Duration::from_millis(250),
+        "the slowest publish took {slowest:?} (call timeout {limit:?})"
+    );
+    assert!(refused > 0, "no publish was refused: not an overload");
+    assert!(accepted > 0, "none accepted");
+    // The same connection carries the next publish.
+    bus.publish(&t, vec![msg("after", "after")]).await.unwrap();
+    assert_eq!(
+        opened.load(Ordering::SeqCst) - opened_before,
+        0,
+        "the connection was dropped ({accepted} accepted, {refused} refused)"
+    );
 }
 
 /// With sessions a link holds one player's session; once that player's messages are acked and

@@ -385,7 +385,11 @@ impl Inner {
 
     /// `ensure_group`: attaches the group's link. With sessions, on an empty subscription there
     /// is no session to lock: the broker refuses the attach after the wait asked for (half the
-    /// call timeout), which shows the subscription is there all the same.
+    /// call timeout), which shows the subscription is there all the same. A session link this
+    /// attaches only shows the subscription is there: it is closed at once, not kept for a poll
+    /// that may never come (every process ensures every group of the module table at start, so
+    /// a gateway-only process kept one player's session locked per subscription, until the lock
+    /// expired, at every start; until 2026-12-06). Polls attach their own links.
     pub(super) async fn ensure_group(self: &Arc<Self>, topic: &str, group: &str) -> PortResult<()> {
         let g = self.group(topic, group);
         let mut pool = g.pool.lock().await;
@@ -396,11 +400,17 @@ impl Inner {
         if !pool.is_empty() {
             return Ok(());
         }
+        drop(pool);
         let address = frames::subscription(topic, group);
         let wait = self.config.call_timeout / 2;
-        if let Some((c, r, s)) = self.attach_session_receiver(&address, wait).await? {
-            let slot = self.register(&g, c, r, Some(s));
-            pool.push(slot);
+        if let Some((_, receiver, mut session)) =
+            self.attach_session_receiver(&address, wait).await?
+        {
+            // Its session goes back to the broker before this answers: the next attach, here or
+            // in another process, may take it at once.
+            let limit = self.config.call_timeout;
+            let _ = tokio::time::timeout(limit, receiver.close()).await;
+            let _ = tokio::time::timeout(limit, session.end()).await;
         }
         Ok(())
     }
