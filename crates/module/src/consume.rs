@@ -262,11 +262,23 @@ pub async fn consume<F, Fut>(
     tracing::info!("{group} consumer stopped");
 }
 
+/// Tells the bus that `consumer` stops reading `reads` ([`Bus::leave`]): on the Redis bus the
+/// group's other consumers take its partitions at their next poll, not after its leases lapse
+/// (up to 5 s in which those partitions deliver nothing, at every rolling restart). Call it once
+/// a consumer's poll loop has stopped for good; a failure is logged (the leases then lapse).
+pub async fn leave(bus: &dyn Bus, reads: Group, consumer: &str) {
+    if let Err(error) = bus.leave(reads.topic, reads.group, consumer).await {
+        tracing::warn!(%error, group = reads.group, consumer,
+            "could not leave the consumer group; its partitions go to the others once its leases lapse");
+    }
+}
+
 /// Polls `sub` until `shutdown`: decodes and de-duplicates each batch, applies it (up to
 /// [`MAX_ATTEMPTS`] tries, or for as long as its stores do not answer; then one event at a time,
 /// leaving those that still fail to redelivery), runs [`Apply::after_commit`], then acks what
 /// was applied. Failures back off; nothing is acked
-/// before it is applied, so a crash means redelivery, which [`Apply::apply`] absorbs.
+/// before it is applied, so a crash means redelivery, which [`Apply::apply`] absorbs. Once the
+/// loop has stopped, the consumer [`leave`]s its group.
 pub async fn run_batches(
     sub: Subscription<'_>,
     handler: &mut impl Apply,
@@ -365,6 +377,7 @@ pub async fn run_batches(
         backoff.reset();
         record_batch(sub.reads.group, taken, started.elapsed());
     }
+    leave(sub.bus, sub.reads, sub.consumer).await;
 }
 
 #[cfg(test)]
@@ -401,6 +414,112 @@ mod tests {
             self.after_commits += 1;
             true
         }
+    }
+
+    /// A memory bus that records which consumers left which groups.
+    struct Recording {
+        bus: MemoryBus,
+        left: Mutex<Vec<(String, String, String)>>,
+    }
+
+    #[async_trait]
+    impl liveops_core::Health for Recording {
+        async fn healthcheck(&self) -> liveops_core::PortResult<()> {
+            self.bus.healthcheck().await
+        }
+    }
+
+    #[async_trait]
+    impl Bus for Recording {
+        async fn ensure_group(&self, topic: &str, group: &str) -> liveops_core::PortResult<()> {
+            self.bus.ensure_group(topic, group).await
+        }
+        async fn publish(
+            &self,
+            topic: &str,
+            messages: Vec<liveops_core::ports::Message>,
+        ) -> liveops_core::PortResult<()> {
+            self.bus.publish(topic, messages).await
+        }
+        async fn receive(
+            &self,
+            request: liveops_core::ports::PollRequest<'_>,
+        ) -> liveops_core::PortResult<Vec<Delivery>> {
+            self.bus.receive(request).await
+        }
+        async fn ack(
+            &self,
+            topic: &str,
+            group: &str,
+            ids: &[String],
+        ) -> liveops_core::PortResult<()> {
+            self.bus.ack(topic, group, ids).await
+        }
+        async fn lag(&self, topic: &str, group: &str) -> liveops_core::PortResult<u64> {
+            self.bus.lag(topic, group).await
+        }
+        async fn read_dead_letters(
+            &self,
+            request: liveops_core::ports::DeadLetterRequest<'_>,
+        ) -> liveops_core::PortResult<Vec<Delivery>> {
+            self.bus.read_dead_letters(request).await
+        }
+        async fn replay_dead_letters(
+            &self,
+            topic: &str,
+            group: &str,
+        ) -> liveops_core::PortResult<u64> {
+            self.bus.replay_dead_letters(topic, group).await
+        }
+        async fn leave(
+            &self,
+            topic: &str,
+            group: &str,
+            consumer: &str,
+        ) -> liveops_core::PortResult<()> {
+            let who = (topic.to_owned(), group.to_owned(), consumer.to_owned());
+            self.left.lock().unwrap().push(who);
+            Ok(())
+        }
+    }
+
+    /// A consumer stopped by shutdown leaves its group once its loop has stopped, so a bus that
+    /// shares partitions among a group's consumers (Redis) hands its share to the others at once
+    /// instead of after its leases lapse. (Until 2026-12-06 nothing called `leave`.)
+    #[tokio::test]
+    async fn a_consumer_that_stops_leaves_its_group() {
+        let reads = Group {
+            topic: "events.accepted",
+            group: "test",
+        };
+        let bus = Recording {
+            bus: MemoryBus::new(BusOptions::default()),
+            left: Mutex::new(Vec::new()),
+        };
+        let mut handler = AllBut {
+            poison: Uuid::nil(),
+            applied: Arc::new(Mutex::new(Vec::new())),
+            after_commits: 0,
+        };
+        let shutdown = CancellationToken::new();
+        let sub = Subscription {
+            bus: &bus,
+            reads,
+            consumer: "c1",
+            batch: 16,
+        };
+        let ready = || async { bus.ensure_group(reads.topic, reads.group).await };
+        let stop = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(bus.left.lock().unwrap().is_empty(), "left while running");
+            shutdown.cancel();
+        };
+        tokio::join!(consume(sub, ready, &mut handler, &shutdown), stop);
+        let left = bus.left.lock().unwrap().clone();
+        assert_eq!(
+            left,
+            [("events.accepted".into(), "test".into(), "c1".into())]
+        );
     }
 
     /// One event that can never be applied holds up its batch for the batch's tries, then the

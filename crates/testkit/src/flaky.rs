@@ -18,6 +18,8 @@ pub struct FlakyBus {
     pub fail_forwards: AtomicU32,
     /// While set, every ack fails.
     pub fail_acks: AtomicBool,
+    /// Who left which group, `topic/group/consumer`, in order.
+    pub left: std::sync::Mutex<Vec<String>>,
 }
 
 impl FlakyBus {
@@ -28,6 +30,7 @@ impl FlakyBus {
             down: AtomicBool::new(false),
             fail_forwards: AtomicU32::new(0),
             fail_acks: AtomicBool::new(false),
+            left: std::sync::Mutex::default(),
         }
     }
 
@@ -80,6 +83,13 @@ impl Bus for FlakyBus {
 
     async fn replay_dead_letters(&self, topic: &str, group: &str) -> PortResult<u64> {
         self.inner.replay_dead_letters(topic, group).await
+    }
+
+    async fn leave(&self, topic: &str, group: &str, consumer: &str) -> PortResult<()> {
+        if let Ok(mut left) = self.left.lock() {
+            left.push(format!("{topic}/{group}/{consumer}"));
+        }
+        self.inner.leave(topic, group, consumer).await
     }
 }
 

@@ -677,9 +677,13 @@ struct Heartbeat {
 
 impl Heartbeat {
     /// Beats every third of a lease until the consumer holds nothing (acked, or held longer
-    /// than the visibility timeout) or the bus is gone. A failed beat is retried at the next.
+    /// than the visibility timeout) or the bus is gone. A failed beat is retried at the next,
+    /// counted (`bus_heartbeat_failures_total{bus="redis"}`) and logged at warn, once per run of
+    /// failures: beats failing for longer than a lease get a busy consumer dropped from its
+    /// group and its batch handed to another.
     async fn run(self, mut conn: Watched) {
         let every = (self.lease / 3).max(Duration::from_millis(100));
+        let mut failing = false;
         loop {
             tokio::time::sleep(every).await;
             let Some(hands) = self.hands.upgrade() else {
@@ -702,8 +706,23 @@ impl Heartbeat {
             inv.arg(&self.consumer).arg(millis(self.lease));
             let beat: PortResult<i64> =
                 bounded("heartbeat", CALL_TIMEOUT, inv.invoke_async(&mut conn)).await;
-            if let Err(error) = beat {
-                tracing::debug!(%error, consumer = %self.consumer, "bus heartbeat failed");
+            match beat {
+                Ok(_) if failing => {
+                    failing = false;
+                    tracing::info!(consumer = %self.consumer, "bus heartbeat works again");
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    metrics::counter!("bus_heartbeat_failures_total", "bus" => "redis")
+                        .increment(1);
+                    if !failing {
+                        failing = true;
+                        tracing::warn!(%error, consumer = %self.consumer, topic = %self.hand.0,
+                            group = %self.hand.1, lease = ?self.lease,
+                            "bus heartbeat failed; failing for longer than the lease drops the \
+                             consumer and its batch goes to another");
+                    }
+                }
             }
         }
     }
@@ -823,6 +842,8 @@ impl RedisBus {
         )
         .await?;
         let lease = opts.visibility_timeout.clamp(LEASE_MIN, LEASE_MAX);
+        // The series exists from the start, so increase() sees the first failure.
+        metrics::counter!("bus_heartbeat_failures_total", "bus" => "redis").increment(0);
         let bus = Self {
             client,
             conn: Watched::new(conn, "bus"),
@@ -915,22 +936,6 @@ impl RedisBus {
         )
         .await?;
         Ok(lens.iter().sum())
-    }
-
-    /// Gives back `consumer`'s partitions of `group` and leaves its member list, so the other
-    /// consumers take them over at their next poll instead of after a lease period. Call it when
-    /// a consumer stops; what it has not acked still comes back after the visibility timeout.
-    pub async fn leave(&self, topic: &str, group: &str, consumer: &str) -> PortResult<()> {
-        let keys = Keys::new(topic, self.topic_partitions(topic).await?);
-        let mut inv = self.scripts.leave.prepare_invoke();
-        inv.key(keys.members(group));
-        for slot in 0..keys.slots() {
-            inv.key(keys.lease(group, slot));
-        }
-        inv.arg(consumer);
-        let mut conn = self.conn.clone();
-        let _: i64 = bounded("leave", CALL_TIMEOUT, inv.invoke_async(&mut conn)).await?;
-        Ok(())
     }
 
     /// Runs `script` with every slot stream of `group` on `topic` as its keys and the group as
@@ -1443,6 +1448,28 @@ impl Bus for RedisBus {
                 })
             })
             .collect()
+    }
+
+    /// Gives back `consumer`'s slots of `group` and leaves its member list, so the other
+    /// consumers take them over at their next poll instead of after a lease period
+    /// ([`LEASE_MAX`] at most). Consumers call it when they stop
+    /// (`liveops_module::consume::run_batches`); what it has not acked still comes back after
+    /// the visibility timeout, and its heartbeats end.
+    async fn leave(&self, topic: &str, group: &str, consumer: &str) -> PortResult<()> {
+        let keys = Keys::new(topic, self.topic_partitions(topic).await?);
+        let mut inv = self.scripts.leave.prepare_invoke();
+        inv.key(keys.members(group));
+        for slot in 0..keys.slots() {
+            inv.key(keys.lease(group, slot));
+        }
+        inv.arg(consumer);
+        let mut conn = self.conn.clone();
+        let _: i64 = bounded("leave", CALL_TIMEOUT, inv.invoke_async(&mut conn)).await?;
+        if let Some(hand) = lock(&self.hands).get_mut(&(topic.to_owned(), group.to_owned())) {
+            // Its heartbeat stops at its next beat (which would find it gone from the members).
+            hand.held.retain(|_, (c, _)| c != consumer);
+        }
+        Ok(())
     }
 
     async fn replay_dead_letters(&self, topic: &str, group: &str) -> PortResult<u64> {

@@ -1,5 +1,6 @@
 //! The Redis Streams bus against a real Redis (`LIVEOPS_TEST_REDIS_URL`): the bus conformance
-//! suite, plus partitioning, dead letters per group, trimming, throughput and outages.
+//! suite, plus partitioning, dead letters per group, trimming, throughput, outages, a consumer
+//! leaving its group, and heartbeat failures counted.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
@@ -541,4 +542,139 @@ async fn unavailable_within_3s_then_recovers() {
         unavailable_then_recovers(&bus, relay, upstream_of(&redis_url()), outage).await;
     relay.kill();
     drop_topic(&t).await;
+}
+
+/// A consumer that stops gracefully leaves its group (`Bus::leave`, which
+/// `liveops_module::consume::run_batches` calls once its loop has stopped): a message published
+/// afterwards to a partition it held reaches the group's other consumer within 300 ms, not once
+/// its leases lapse (a lease is the visibility timeout, 5 s here, as in production at most).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_leaves_hands_its_partitions_over_at_once() {
+    let (_serial, bus) = serial_bus(Duration::from_secs(5), 5, 4).await;
+    let (t, g) = (unique("leave"), unique("g"));
+    bus.ensure_group(&t, &g).await.unwrap();
+    let quick = Duration::from_millis(50);
+    // c1 takes every slot alone; c2 joins; c1's next poll gives back what is above its share
+    // (3 of 5), and c2 takes that: each now holds some partitions.
+    for consumer in ["c1", "c2", "c1", "c2"] {
+        assert!(poll(&bus, &t, &g, consumer, 10, quick).await.is_empty());
+    }
+    // One key for each partition: every partition c1 held gets a message.
+    let keys: Vec<String> = (0..4)
+        .map(|p| {
+            (0..)
+                .map(|i| format!("player_{i}"))
+                .find(|k| partition_of(k, 4) == p)
+                .unwrap()
+        })
+        .collect();
+    let stopping: &dyn Bus = &bus;
+    stopping.leave(&t, &g, "c1").await.unwrap();
+    let sent: Vec<Message> = keys.iter().map(|k| msg(k, k)).collect();
+    publish(&bus, &t, sent).await;
+    let published = Instant::now();
+    let mut got = Vec::new();
+    while got.len() < 4 && published.elapsed() < Duration::from_secs(10) {
+        let batch = poll(&bus, &t, &g, "c2", 10, Duration::from_millis(100)).await;
+        bus.ack(&t, &g, &ids(&batch)).await.unwrap();
+        got.extend(batch.iter().map(body));
+    }
+    let took = published.elapsed();
+    got.sort();
+    let mut want = keys.clone();
+    want.sort();
+    assert_eq!(got, want);
+    assert!(
+        took < Duration::from_millis(300),
+        "c2 read c1's partitions {took:?} after the publish"
+    );
+    drop_topic(&t).await;
+}
+
+/// Keeps `bus_heartbeat_failures_total{bus="redis"}` and drops every other metric (nextest runs
+/// each test in a process of its own, so this test may set the process's recorder).
+struct HeartbeatFailures(Arc<std::sync::atomic::AtomicU64>);
+
+impl metrics::Recorder for HeartbeatFailures {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        let redis = key
+            .labels()
+            .any(|l| l.key() == "bus" && l.value() == "redis");
+        if key.name() == "bus_heartbeat_failures_total" && redis {
+            metrics::Counter::from_arc(self.0.clone())
+        } else {
+            metrics::Counter::noop()
+        }
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+/// A consumer's heartbeat that fails is counted (`bus_heartbeat_failures_total{bus="redis"}`,
+/// and logged at warn once per run of failures): while the consumer holds a delivery, its Redis
+/// (one of the test's own) pauses every client for 3 s (`CLIENT PAUSE`), so a beat gets no
+/// answer within the call timeout. (Until 2026-12-06 such failures were logged at debug only.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_heartbeats_are_counted() {
+    use liveops_testkit::redis_server::{closed_port, redis_cli, OwnRedis};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let failures = Arc::new(AtomicU64::new(0));
+    metrics::set_global_recorder(HeartbeatFailures(failures.clone())).unwrap();
+    let port = closed_port();
+    let _redis = OwnRedis::start(port, &[]);
+    let url = format!("redis://127.0.0.1:{port}/");
+    // A lease of 1 s: a beat every 333 ms, for as long as the delivery is held (1 s).
+    let opts = BusOptions {
+        visibility_timeout: Duration::from_secs(1),
+        max_deliveries: 5,
+    };
+    let started = Instant::now();
+    let bus = loop {
+        match RedisBus::connect(&url, opts, 2).await {
+            Ok(bus) => break bus,
+            Err(e) if started.elapsed() > Duration::from_secs(10) => panic!("{e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    bus.ensure_group("beats", "g").await.unwrap();
+    publish(&bus, "beats", vec![msg("p1", "m1")]).await;
+    let held = poll(&bus, "beats", "g", "c1", 10, Duration::from_secs(1)).await;
+    assert_eq!(held.len(), 1);
+    assert_eq!(failures.load(Ordering::SeqCst), 0);
+    redis_cli(port, &["CLIENT", "PAUSE", "3000"]).await;
+    // The first beat in the pause fails after the 2 s call timeout.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert!(
+        failures.load(Ordering::SeqCst) >= 1,
+        "no heartbeat failure counted"
+    );
 }

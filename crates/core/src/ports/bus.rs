@@ -250,6 +250,14 @@ pub trait Bus: Health {
     async fn read_dead_letters(&self, request: DeadLetterRequest<'_>) -> PortResult<Vec<Delivery>>;
     /// Puts the group's dead letters back for delivery; returns how many.
     async fn replay_dead_letters(&self, topic: &str, group: &str) -> PortResult<u64>;
+    /// `consumer` stops reading `group` for good (a graceful stop): a bus that shares a group's
+    /// partitions among its consumers hands its share to the others now rather than once its
+    /// claim lapses. What it has not acked still comes back as it would have. Nothing to do for
+    /// a bus without such claims (the default).
+    async fn leave(&self, topic: &str, group: &str, consumer: &str) -> PortResult<()> {
+        let _ = (topic, group, consumer);
+        Ok(())
+    }
 }
 
 /// The calls services make on a [`Bus`], over the methods adapters implement: a request for

@@ -92,6 +92,8 @@ pub async fn run_consumer(
             }
         }
     }
+    // Its partitions go to the other replicas at their next poll, not once its leases lapse.
+    liveops_module::consume::leave(&*state.bus, READS, &cfg.consumer_name).await;
     tracing::info!("fairness consumer stopped");
     Ok(())
 }

@@ -20,6 +20,16 @@ async fn boss_kill_samples(app: &TestApp) -> u64 {
         .map_or(0, |(_, w)| w.count)
 }
 
+/// A consumer stopped gracefully leaves its group, so on a bus that shares partitions (Redis)
+/// the other replicas take its share at their next poll, not once its leases lapse.
+#[tokio::test]
+async fn a_stopped_consumer_leaves_its_group() {
+    let app = spawn_app().await;
+    app.start_as("fairness-a").stop().await;
+    let left = app.bus.left.lock().unwrap().clone();
+    assert_eq!(left, [format!("{}/{GROUP}/fairness-a", topics::INGESTED)]);
+}
+
 #[tokio::test]
 async fn an_outlier_after_warm_up_is_quarantined_not_forwarded() {
     let app = spawn_app().await;
