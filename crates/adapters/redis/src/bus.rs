@@ -1452,7 +1452,7 @@ impl Bus for RedisBus {
 
     /// Gives back `consumer`'s slots of `group` and leaves its member list, so the other
     /// consumers take them over at their next poll instead of after a lease period
-    /// ([`LEASE_MAX`] at most). Consumers call it when they stop
+    /// (`LEASE_MAX`, 5 s, at most). Consumers call it when they stop
     /// (`liveops_module::consume::run_batches`); what it has not acked still comes back after
     /// the visibility timeout, and its heartbeats end.
     async fn leave(&self, topic: &str, group: &str, consumer: &str) -> PortResult<()> {

@@ -67,7 +67,7 @@ pub fn signature(secret: &str, t: i64, body: &str) -> String {
 }
 
 /// Runs the queue until `stop`: the outbox fanned out every tick, and deliveries sent as
-/// attempts end (see [`send_due`]).
+/// attempts end (see `send_due`).
 pub async fn run_webhooks(
     state: DistributionState,
     stop: CancellationToken,
