@@ -416,73 +416,6 @@ mod tests {
         }
     }
 
-    /// A memory bus that records which consumers left which groups.
-    struct Recording {
-        bus: MemoryBus,
-        left: Mutex<Vec<(String, String, String)>>,
-    }
-
-    #[async_trait]
-    impl liveops_core::Health for Recording {
-        async fn healthcheck(&self) -> liveops_core::PortResult<()> {
-            self.bus.healthcheck().await
-        }
-    }
-
-    #[async_trait]
-    impl Bus for Recording {
-        async fn ensure_group(&self, topic: &str, group: &str) -> liveops_core::PortResult<()> {
-            self.bus.ensure_group(topic, group).await
-        }
-        async fn publish(
-            &self,
-            topic: &str,
-            messages: Vec<liveops_core::ports::Message>,
-        ) -> liveops_core::PortResult<()> {
-            self.bus.publish(topic, messages).await
-        }
-        async fn receive(
-            &self,
-            request: liveops_core::ports::PollRequest<'_>,
-        ) -> liveops_core::PortResult<Vec<Delivery>> {
-            self.bus.receive(request).await
-        }
-        async fn ack(
-            &self,
-            topic: &str,
-            group: &str,
-            ids: &[String],
-        ) -> liveops_core::PortResult<()> {
-            self.bus.ack(topic, group, ids).await
-        }
-        async fn lag(&self, topic: &str, group: &str) -> liveops_core::PortResult<u64> {
-            self.bus.lag(topic, group).await
-        }
-        async fn read_dead_letters(
-            &self,
-            request: liveops_core::ports::DeadLetterRequest<'_>,
-        ) -> liveops_core::PortResult<Vec<Delivery>> {
-            self.bus.read_dead_letters(request).await
-        }
-        async fn replay_dead_letters(
-            &self,
-            topic: &str,
-            group: &str,
-        ) -> liveops_core::PortResult<u64> {
-            self.bus.replay_dead_letters(topic, group).await
-        }
-        async fn leave(
-            &self,
-            topic: &str,
-            group: &str,
-            consumer: &str,
-        ) -> liveops_core::PortResult<()> {
-            let who = (topic.to_owned(), group.to_owned(), consumer.to_owned());
-            self.left.lock().unwrap().push(who);
-            Ok(())
-        }
-    }
-
     /// A consumer stopped by shutdown leaves its group once its loop has stopped, so a bus that
     /// shares partitions among a group's consumers (Redis) hands its share to the others at once
     /// instead of after its leases lapse. (Until 2026-12-06 nothing called `leave`.)
@@ -492,10 +425,8 @@ mod tests {
             topic: "events.accepted",
             group: "test",
         };
-        let bus = Recording {
-            bus: MemoryBus::new(BusOptions::default()),
-            left: Mutex::new(Vec::new()),
-        };
+        // Records who left which group.
+        let bus = liveops_testkit::flaky::FlakyBus::new(MemoryBus::new(BusOptions::default()));
         let mut handler = AllBut {
             poison: Uuid::nil(),
             applied: Arc::new(Mutex::new(Vec::new())),
@@ -516,10 +447,7 @@ mod tests {
         };
         tokio::join!(consume(sub, ready, &mut handler, &shutdown), stop);
         let left = bus.left.lock().unwrap().clone();
-        assert_eq!(
-            left,
-            [("events.accepted".into(), "test".into(), "c1".into())]
-        );
+        assert_eq!(left, ["events.accepted/test/c1"]);
     }
 
     /// One event that can never be applied holds up its batch for the batch's tries, then the

@@ -509,8 +509,8 @@ async fn cancelling_a_live_campaign_is_announced_to_its_webhooks() {
     app.shutdown().await;
 }
 
-/// Schedules a draw campaign that goes live at once, which produces `campaign.live`.
-async fn flash_goes_live(live: &Live, admin: &str) {
+/// Schedules a draw campaign that goes live at once, which produces `campaign.live`; its id.
+async fn flash_goes_live(live: &Live, admin: &str) -> String {
     let flash = open_campaign(
         "Flash",
         chrono::Utc::now(),
@@ -518,7 +518,7 @@ async fn flash_goes_live(live: &Live, admin: &str) {
         "daily",
         json!({"kind": "draw", "winners": 1, "item": "chest"}),
     );
-    live.schedule_new(admin, flash).await;
+    live.schedule_new(admin, flash).await.id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -730,14 +730,7 @@ async fn a_receiver_that_never_answers_holds_up_no_other_webhook() {
     // A backlog for the stalled receiver: four rounds of 16 five-second attempts.
     let mut ids = Vec::new();
     for _ in 0..64 {
-        let flash = open_campaign(
-            "Flash",
-            chrono::Utc::now(),
-            chrono::Duration::hours(1),
-            "daily",
-            json!({"kind": "draw", "winners": 1, "item": "chest"}),
-        );
-        ids.push(live.schedule_new(&admin, flash).await.id);
+        ids.push(flash_goes_live(&live, &admin).await);
     }
     for id in &ids {
         let within = Duration::from_secs(30);

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use liveops_core::ports::BusOptions;
-use liveops_core::ports::{Bus, BusExt, Delivery, Message, PortError};
+use liveops_core::ports::{Bus, BusExt, Delivery, Message, PortError, PortResult};
 use liveops_core::Health;
 use liveops_servicebus::{ServiceBusBus, ServiceBusConfig};
 use liveops_testkit::conformance;
@@ -550,6 +550,25 @@ async fn delayed(
     let _ = writer.await;
 }
 
+/// `n` single-message publishes to `t` started at once, each answering how long it took and what.
+fn rush(
+    bus: &Arc<ServiceBusBus>,
+    t: &str,
+    n: usize,
+) -> tokio::task::JoinSet<(Duration, PortResult<()>)> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (bus, t) = (bus.clone(), t.to_owned());
+        tasks.spawn(async move {
+            let started = Instant::now();
+            let m = msg(&format!("p{i}"), &format!("m{i}"));
+            let result = bus.publish(&t, vec![m]).await;
+            (started.elapsed(), result)
+        });
+    }
+    tasks
+}
+
 /// Publishes to one topic from many callers at once are pipelined on the topic's link: with the
 /// broker 20 ms away (10 ms each way), 500 concurrent single-event publishes each answer within
 /// the call timeout (or fail `Unavailable`, the gateway's 503), and each one accepted is on the
@@ -566,20 +585,9 @@ async fn concurrent_publishes_are_pipelined_and_bounded() {
     bus.ensure_group(&t, "g").await.unwrap();
     // The link is attached before the rush.
     publish(&*bus, &t, vec![msg("warm", "up")]).await;
-    let tasks: Vec<_> = (0..N)
-        .map(|i| {
-            let (bus, t) = (bus.clone(), t.clone());
-            tokio::spawn(async move {
-                let started = Instant::now();
-                let m = msg(&format!("p{i}"), &format!("m{i}"));
-                let result = bus.publish(&t, vec![m]).await;
-                (started.elapsed(), result)
-            })
-        })
-        .collect();
+    let tasks = rush(&bus, &t, N);
     let (mut accepted, mut slowest) = (0_u64, Duration::ZERO);
-    for task in tasks {
-        let (took, result) = task.await.unwrap();
+    for (took, result) in tasks.join_all().await {
         slowest = slowest.max(took);
         match result {
             Ok(()) => accepted += 1,
@@ -614,20 +622,9 @@ async fn overloaded_publishes_fail_alone_and_keep_the_connection() {
     bus.ensure_group(&t, "g").await.unwrap();
     publish(&*bus, &t, vec![msg("warm", "up")]).await;
     let opened_before = opened.load(Ordering::SeqCst);
-    let tasks: Vec<_> = (0..N)
-        .map(|i| {
-            let (bus, t) = (bus.clone(), t.clone());
-            tokio::spawn(async move {
-                let started = Instant::now();
-                let m = msg(&format!("p{i}"), &format!("m{i}"));
-                let result = bus.publish(&t, vec![m]).await;
-                (started.elapsed(), result)
-            })
-        })
-        .collect();
+    let tasks = rush(&bus, &t, N);
     let (mut accepted, mut refused, mut slowest) = (0_u64, 0_u64, Duration::ZERO);
-    for task in tasks {
-        let (took, result) = task.await.unwrap();
+    for (took, result) in tasks.join_all().await {
         slowest = slowest.max(took);
         match result {
             Ok(()) => accepted += 1,
