@@ -8,6 +8,7 @@ terraform {
 
   required_providers {
     azurerm = { source = "hashicorp/azurerm", version = "~> 4.42" }
+    azapi   = { source = "Azure/azapi", version = "~> 2.0" }
   }
 
   # Remote state in Azure Storage; the blob lease is the state lock. Settings come from
@@ -30,6 +31,11 @@ provider "azurerm" {
       prevent_deletion_if_contains_resources = true
     }
   }
+}
+
+# Same subscription and credentials as azurerm (Azure CLI, or the ARM_* environment variables).
+provider "azapi" {
+  subscription_id = var.subscription_id
 }
 
 module "stack" {
@@ -77,5 +83,6 @@ module "stack" {
   monitoring = merge(var.monitoring, {
     grafana_admin_object_ids = var.grafana_admin_object_ids
     alert_email_addresses    = var.alert_email_addresses
+    alert_pager_webhook_url  = var.alert_pager_webhook_url
   })
 }

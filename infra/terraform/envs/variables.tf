@@ -111,6 +111,12 @@ variable "alert_email_addresses" {
   description = "Who the environment's Azure Monitor alerts mail (its action group): on-call people or a pager's e-mail integration. At least one: the Service Bus alerts that stand in for the bus_lag alerts reach nobody otherwise."
 }
 
+variable "alert_pager_webhook_url" {
+  type        = string
+  description = "The pager's webhook URL (PagerDuty, Opsgenie, ... integration; https://): the environment's critical Azure Monitor alerts (severity 0-1: a stalled Service Bus topic) call it besides mailing alert_email_addresses. Empty (the default): no pager, critical alerts are mailed only. It holds the integration's key: set it in <env>.site.tfvars, never in a committed file."
+  default     = ""
+}
+
 variable "tags" {
   type        = map(string)
   description = "Tags put on every resource, besides env and app."
@@ -131,8 +137,13 @@ variable "aks" {
 }
 
 variable "gateway" {
-  type        = object({ min_capacity = number, max_capacity = number })
-  description = "The Application Gateway's autoscale bounds."
+  type = object({
+    min_capacity                = number
+    max_capacity                = number
+    login_rate_limit_per_minute = optional(number, 60)
+    rate_limit_per_minute       = optional(number, 30000)
+  })
+  description = "The Application Gateway's autoscale bounds and its WAF rate limits per client address and minute: on /auth/login (brute force) and on every other request (abuse level; game servers and carrier NAT send thousands of requests a minute from one address)."
 }
 
 variable "registry_sku" {

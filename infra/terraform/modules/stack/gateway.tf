@@ -2,7 +2,8 @@
 # Controller (AKS add-on) owns listeners, pools, settings and rules after creation; Terraform
 # creates the gateway with one HTTPS listener placeholder, the TLS policy, the certificate from
 # Key Vault (read with the gateway's own identity) and the WAF policy: OWASP 3.2 in Prevention
-# mode and a per-client-address rate limit.
+# mode, two per-client-address rate limits (strict on the operators' login, loose elsewhere) and
+# 429 instead of 403 for whatever the WAF blocks.
 
 resource "azurerm_web_application_firewall_policy" "this" {
   name                = "${var.name_prefix}-waf"
@@ -18,24 +19,54 @@ resource "azurerm_web_application_firewall_policy" "this" {
     file_upload_limit_in_mb     = 1
   }
 
-  # Each client address: at most 100 requests a minute, then 403 until the
-  # next minute. The condition matches every address (not in 255.255.255.255/32).
+  # Rate limits per client address (sliding one-minute window; a blocked client gets the
+  # policy's block status, 429 below, until its rate falls under the threshold). Two rules, each
+  # counting only what it matches:
+  # - RateLimitLogin: /auth/login (the operators' password login, a brute-force target), at
+  #   most gateway.login_rate_limit_per_minute (60) a minute per address.
+  # - RateLimitPerClientAddr: every other request, at most gateway.rate_limit_per_minute (30000,
+  #   500/s) a minute per address: abuse level only. One game server sends thousands of events a
+  #   minute from one address and players behind carrier NAT share one; fair use is limited
+  #   behind the gateway, per player (RATE_LIMIT_MAX, 100 events/s), where 403 means "blocked by
+  #   fairness" in the API contract.
+  # The second rule excludes the login path, so a login counts against the first only.
   custom_rules {
-    name                 = "RateLimitPerClientAddr"
+    name                 = "RateLimitLogin"
     priority             = 10
     rule_type            = "RateLimitRule"
     action               = "Block"
     rate_limit_duration  = "OneMin"
-    rate_limit_threshold = 100
+    rate_limit_threshold = var.gateway.login_rate_limit_per_minute
     group_rate_limit_by  = "ClientAddr"
 
     match_conditions {
       match_variables {
-        variable_name = "RemoteAddr"
+        variable_name = "RequestUri"
       }
-      operator           = "IPMatch"
+      operator     = "BeginsWith"
+      transforms   = ["Lowercase"]
+      match_values = [local.waf_login_path]
+    }
+  }
+
+  custom_rules {
+    name                 = "RateLimitPerClientAddr"
+    priority             = 20
+    rule_type            = "RateLimitRule"
+    action               = "Block"
+    rate_limit_duration  = "OneMin"
+    rate_limit_threshold = var.gateway.rate_limit_per_minute
+    group_rate_limit_by  = "ClientAddr"
+
+    # Every request but a login (the conditions of a rule must all match).
+    match_conditions {
+      match_variables {
+        variable_name = "RequestUri"
+      }
+      operator           = "BeginsWith"
       negation_condition = true
-      match_values       = ["255.255.255.255/32"]
+      transforms         = ["Lowercase"]
+      match_values       = [local.waf_login_path]
     }
   }
 
@@ -44,6 +75,35 @@ resource "azurerm_web_application_firewall_policy" "this" {
       type    = "OWASP"
       version = "3.2"
     }
+  }
+}
+
+locals {
+  # The operators' login (crates/services/operators/src/sessions.rs), limited by RateLimitLogin.
+  waf_login_path = "/auth/login"
+}
+
+# What the WAF answers when it blocks (a rate limit or a managed rule): 429 instead of its
+# default 403, which the LiveOps API uses for "player blocked by fairness" (a game server must not
+# take a WAF limit for a fairness block). azurerm (through 5.2) has no argument for the policy's
+# customBlockResponseStatusCode, so azapi sets it on the policy azurerm manages. azurerm replaces
+# policySettings whenever policy_settings change, dropping it: any change to the policy
+# therefore replaces (re-applies) this update in the same apply.
+resource "azapi_update_resource" "waf_block_response" {
+  type        = "Microsoft.Network/ApplicationGatewayWebApplicationFirewallPolicies@2024-05-01"
+  resource_id = azurerm_web_application_firewall_policy.this.id
+
+  body = {
+    properties = {
+      policySettings = {
+        customBlockResponseStatusCode = 429
+        customBlockResponseBody       = base64encode("{\"type\":\"about:blank\",\"title\":\"Too Many Requests\",\"status\":429,\"detail\":\"rate limited or blocked by the web application firewall\"}")
+      }
+    }
+  }
+
+  lifecycle {
+    replace_triggered_by = [azurerm_web_application_firewall_policy.this]
   }
 }
 

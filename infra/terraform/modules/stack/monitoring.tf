@@ -184,7 +184,10 @@ resource "azurerm_role_assignment" "grafana_admins" {
   principal_id         = each.value
 }
 
-# --- Alerts: Azure Monitor metric alerts, to one action group (var.monitoring.alert_email_addresses).
+# --- Alerts: Azure Monitor metric alerts. Warnings (severity 2 and up) go to the action group
+# <name_prefix>-alerts, which mails var.monitoring.alert_email_addresses; critical alerts
+# (severity 0-1, "pager" in docs/OPERATIONS.md) to <name_prefix>-pager, which mails the same
+# addresses and, when var.monitoring.alert_pager_webhook_url is set, calls the pager's webhook.
 # On Service Bus (BUS_KIND=servicebus) the bus adapter cannot read a group's lag over AMQP: the
 # bus_lag gauge is absent, so LiveOpsBusLagGrowing and LiveOpsConsumerStalled (monitoring/) can
 # never fire. These alerts on the namespace's own metrics stand in for them (docs/OPERATIONS.md,
@@ -208,6 +211,31 @@ resource "azurerm_monitor_action_group" "this" {
   }
 }
 
+resource "azurerm_monitor_action_group" "pager" {
+  name                = "${var.name_prefix}-pager"
+  resource_group_name = azurerm_resource_group.this.name
+  short_name          = substr("lo-page-${var.environment}", 0, 12)
+  tags                = local.tags
+
+  dynamic "email_receiver" {
+    for_each = var.monitoring.alert_email_addresses
+    content {
+      name                    = "email-${email_receiver.key}"
+      email_address           = email_receiver.value
+      use_common_alert_schema = true
+    }
+  }
+
+  dynamic "webhook_receiver" {
+    for_each = var.monitoring.alert_pager_webhook_url == "" ? [] : [var.monitoring.alert_pager_webhook_url]
+    content {
+      name                    = "pager"
+      service_uri             = webhook_receiver.value
+      use_common_alert_schema = true
+    }
+  }
+}
+
 locals {
   # Azure evaluates a rule every `frequency`, over the last `window_size` (which must be longer).
   alert_frequency = { PT5M = "PT1M", PT15M = "PT5M", PT30M = "PT5M", PT1H = "PT15M" }
@@ -216,7 +244,8 @@ locals {
   servicebus_consumed_topics = sort(distinct(values(local.servicebus_subscriptions)))
 
   # One metric alert per entry, named <name_prefix>-sb-<key>. Severity: 1 is critical in
-  # docs/OPERATIONS.md (pager), 2 warning. A criterion's entity is the EntityName it watches:
+  # docs/OPERATIONS.md (paged: action group pager), 2 warning (mailed: action group this).
+  # A criterion's entity is the EntityName it watches:
   # "*" splits the rule into one alert per queue or topic, null watches the namespace as a whole.
   # Several criteria must all hold, on one named entity each (Azure allows no "*" with several).
   servicebus_alerts = merge(
@@ -301,7 +330,8 @@ resource "azurerm_monitor_metric_alert" "servicebus" {
     }
   }
 
+  # Critical (0-1) pages; warnings are mailed.
   action {
-    action_group_id = azurerm_monitor_action_group.this.id
+    action_group_id = each.value.severity <= 1 ? azurerm_monitor_action_group.pager.id : azurerm_monitor_action_group.this.id
   }
 }

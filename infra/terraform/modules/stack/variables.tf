@@ -96,8 +96,13 @@ variable "gateway" {
     certificate_issuer = string
     min_capacity       = number
     max_capacity       = number
+    # WAF rate limits per client address, requests a minute (gateway.tf): the operators' login
+    # (brute force) and everything else (abuse level: a game server or a carrier NAT sends
+    # thousands of events a minute from one address).
+    login_rate_limit_per_minute = optional(number, 60)
+    rate_limit_per_minute       = optional(number, 30000)
   })
-  description = "The Application Gateway: the host names of its TLS certificate (the first is its subject), the certificate's Key Vault issuer (\"Self\", \"Unknown\" for a CSR to merge by hand, or a registered CA issuer) and its autoscale bounds."
+  description = "The Application Gateway: the host names of its TLS certificate (the first is its subject), the certificate's Key Vault issuer (\"Self\", \"Unknown\" for a CSR to merge by hand, or a registered CA issuer), its autoscale bounds and the WAF's rate limits per client address and minute (login_rate_limit_per_minute on /auth/login, rate_limit_per_minute on every other request)."
 
   validation {
     condition     = length(var.gateway.hostnames) > 0
@@ -107,6 +112,11 @@ variable "gateway" {
   validation {
     condition     = var.gateway.min_capacity >= 0 && var.gateway.max_capacity >= max(2, var.gateway.min_capacity) && var.gateway.max_capacity <= 125
     error_message = "The gateway autoscales between min_capacity >= 0 and max_capacity, at least 2 and at most 125."
+  }
+
+  validation {
+    condition     = var.gateway.login_rate_limit_per_minute >= 1 && var.gateway.rate_limit_per_minute >= var.gateway.login_rate_limit_per_minute
+    error_message = "gateway.login_rate_limit_per_minute must be at least 1 and rate_limit_per_minute at least as large (a WAF rate limit blocks a client address for the rest of the window)."
   }
 }
 
@@ -220,6 +230,9 @@ variable "monitoring" {
     grafana_admin_object_ids = optional(list(string), [])
     zone_redundant           = bool
     alert_email_addresses    = list(string)
+    # The pager's webhook (PagerDuty, Opsgenie, ...): critical alerts (severity 0-1) go there too;
+    # "" = none, they are mailed only.
+    alert_pager_webhook_url = optional(string, "")
     servicebus_alerts = optional(object({
       backlog_messages   = optional(number, 5000)
       backlog_window     = optional(string, "PT15M")
@@ -229,7 +242,12 @@ variable "monitoring" {
       throttled_requests = optional(number, 0)
     }), {})
   })
-  description = "Days Log Analytics keeps container logs and diagnostics; the managed Grafana on the managed Prometheus: whether there is one, who administers it, whether it is zone-redundant; who the Azure Monitor alerts mail (the action group's receivers: people, or a pager's e-mail integration); and the Service Bus metric alerts that stand in for the bus_lag alerts, which cannot fire with BUS_KIND=servicebus (monitoring.tf). backlog_messages: a topic's active messages (its subscriptions together) stayed above this for all of backlog_window (for LiveOpsBusLagGrowing, warning); stalled_window: messages waited on a topic and none was received from it for that long (for LiveOpsConsumerStalled, critical); server_errors, throttled_requests: more than this many Service Bus server errors or throttled requests within errors_window (warning). Windows are ISO 8601 durations: PT5M, PT15M, PT30M or PT1H."
+  description = "Days Log Analytics keeps container logs and diagnostics; the managed Grafana on the managed Prometheus: whether there is one, who administers it, whether it is zone-redundant; who the Azure Monitor alerts mail (the action groups' receivers: people, or a pager's e-mail integration); the pager webhook critical alerts (severity 0-1) also call (alert_pager_webhook_url, empty for none); and the Service Bus metric alerts that stand in for the bus_lag alerts, which cannot fire with BUS_KIND=servicebus (monitoring.tf). backlog_messages: a topic's active messages (its subscriptions together) stayed above this for all of backlog_window (for LiveOpsBusLagGrowing, warning); stalled_window: messages waited on a topic and none was received from it for that long (for LiveOpsConsumerStalled, critical); server_errors, throttled_requests: more than this many Service Bus server errors or throttled requests within errors_window (warning). Windows are ISO 8601 durations: PT5M, PT15M, PT30M or PT1H."
+
+  validation {
+    condition     = var.monitoring.alert_pager_webhook_url == "" || startswith(var.monitoring.alert_pager_webhook_url, "https://")
+    error_message = "monitoring.alert_pager_webhook_url must be empty (no pager) or an https:// URL."
+  }
 
   validation {
     condition     = var.monitoring.log_retention_days >= 30 && var.monitoring.log_retention_days <= 730
