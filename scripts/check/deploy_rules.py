@@ -488,10 +488,12 @@ def check_budgets_and_autoscalers(m: Manifests, pods: list[Pod], production: boo
             resources = {x["resource"]["name"] for x in spec.get("metrics", []) if x["type"] == "Resource"}
             if not {"cpu", "memory"} <= resources:
                 m.fail("autoscaling", where, "does not scale on both cpu and memory")
-            if pod.labels.get("app.kubernetes.io/component") == "gateway":
-                rps = [x for x in spec.get("metrics", []) if x["type"] == "Pods" and x["pods"]["metric"]["name"] == "http_requests_per_second"]
-                if not rps:
-                    m.fail("autoscaling", where, "the gateway does not scale on the Pods metric http_requests_per_second")
+            # A custom metric is opt-in (components/request-rate-autoscaling): the clusters of
+            # infra/terraform serve none, and an HPA missing one metric never scales down. The one
+            # allowed is the metric the adapter rule of docs/DEPLOY.md serves.
+            for x in spec.get("metrics", []):
+                if x["type"] != "Resource" and not (x["type"] == "Pods" and x["pods"]["metric"]["name"] == "http_requests_per_second"):
+                    m.fail("autoscaling", where, f"scales on a {x['type']} metric no rule of docs/DEPLOY.md serves (only Pods http_requests_per_second, opt-in)")
 
 
 def policy_ports_ok(rule_ports: list | None, pod: Pod, port) -> bool:
@@ -754,7 +756,7 @@ MUTATIONS = [
     ("image", "image tag left to the base", lambda d: _container(d, "liveops-gateway").update(image="liveopsacr.azurecr.io/liveops:set-by-overlay")),
     ("budgets", "a PodDisruptionBudget removed", lambda d: _drop(d, "PodDisruptionBudget", "liveops-fairness")),
     ("autoscaling", "an HPA removed", lambda d: _drop(d, "HorizontalPodAutoscaler", "liveops-leaderboard")),
-    ("autoscaling", "gateway HPA without the request-rate metric", lambda d: _find(d, "HorizontalPodAutoscaler", "liveops-gateway")["spec"].update(metrics=_find(d, "HorizontalPodAutoscaler", "liveops-gateway")["spec"]["metrics"][:2])),
+    ("autoscaling", "gateway HPA on a custom metric no adapter rule serves", lambda d: _find(d, "HorizontalPodAutoscaler", "liveops-gateway")["spec"]["metrics"].append({"type": "External", "external": {"metric": {"name": "queue_depth"}, "target": {"type": "AverageValue", "averageValue": "10"}}})),
     ("network", "policy selecting no pod", lambda d: _find(d, "NetworkPolicy", "allow-monitoring-scrape")["spec"]["podSelector"]["matchLabels"].update({"app.kubernetes.io/name": "liveop"})),
     ("network", "DNS egress removed", lambda d: _find(d, "NetworkPolicy", "allow-egress-backends")["spec"].update(egress=_find(d, "NetworkPolicy", "allow-egress-backends")["spec"]["egress"][1:])),
     ("network", "default deny removed", lambda d: _drop(d, "NetworkPolicy", "default-deny-all")),
