@@ -375,6 +375,16 @@ def pipeline(L):
                      "followed replica (attached and caught up), and at least BUS_REDIS_REPLICAS "
                      "minus BUS_REDIS_REPLICAS_AWAY. Followed below expected: a replica is away "
                      "(a patch) and events are confirmed by fewer."))
+    L.add(timeseries("Bus calls failing / publishes expired unsent per second",
+                     [(summed("bus_receive_failures_total", by="bus"), "receive failed ({{bus}})"),
+                      (summed("bus_heartbeat_failures_total", by="bus"),
+                       "heartbeat failed ({{bus}})"),
+                      (summed("bus_publishes_expired_total", by="bus"),
+                       "publish expired ({{bus}})")],
+                     "short", "SQS receive calls that failed; Redis consumer heartbeats that failed "
+                     "(past a lease, a busy consumer's batch goes to another); SQS publishes that "
+                     "waited past their deadline without being sent (answered 503: the bus slower "
+                     "than the intake)."))
     L.add(timeseries("Messages per bus group commit (mean)",
                      [(ratio(summed("bus_group_commit_messages_sum"),
                              summed("bus_group_commit_messages_count")), "mean")],
@@ -611,6 +621,17 @@ def campaigns(L):
                      "failed: retried, up to hourly; dead: failing for WEBHOOK_RETRY_SEC (a day); "
                      "redelivered: dead deliveries an operator sent again "
                      "(POST /webhooks/{id}/redeliver)."))
+    L.add(timeseries("Webhook outbox: age of the oldest event not yet queued",
+                     [(f"max(webhook_outbox_oldest_undispatched_seconds{{{NS}}})", "oldest")],
+                     "s", "Campaign events wait in the outbox until a tick queues one delivery "
+                     "per subscribed webhook (8 MiB of bodies a tick); growing past minutes: the "
+                     "queueing fails (LiveOpsWebhookOutboxStuck)."))
+    L.add(timeseries("Background task rounds failing per second, by task",
+                     [(f"sum by (task) (rate(background_round_failures_total{{{NS}}}[{RI}]))",
+                       "{{task}}")], "short",
+                     "The scheduler, decider, settlement, inbox placer and webhook queue: a round "
+                     "failing for 15 minutes fires LiveOpsBackgroundTaskFailing; the log names the "
+                     "item and the error."))
     L.add(timeseries("Operator logins per second, by result",
                      [(f"sum by (result) (rate(operator_logins_total{{{NS}}}[{RI}]))",
                        "{{result}}")], "short",
