@@ -92,7 +92,16 @@ impl Application {
         let spec = settings.table.openapi(ops::openapi(), &settings.args);
         // Make sure the recorder exists before the first request is counted.
         let _ = crate::telemetry::metrics();
-        let router = ops::fallbacks(app.merge(ops::router(checks, spec)))
+        let peers = settings.raw.peer_url_template.as_deref().map(|template| {
+            tracing::info!(template, "routes of modules not run here are forwarded");
+            Arc::new(crate::peers::Peers::new(
+                &settings.table,
+                &settings.target,
+                template,
+                &settings.args,
+            ))
+        });
+        let router = ops::fallbacks(app.merge(ops::router(checks, spec)), peers)
             .layer(CatchPanicLayer::custom(|_| {
                 tracing::error!("a request handler panicked");
                 Problem::internal().into_response()

@@ -13,6 +13,7 @@ pub mod key_files;
 pub mod live_cli;
 pub mod modules;
 pub mod ops;
+pub mod peers;
 pub mod send;
 pub mod supervisor;
 pub mod telemetry;

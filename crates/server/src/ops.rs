@@ -16,6 +16,7 @@ use liveops_module::{Ports, Readiness};
 use serde_json::json;
 use utoipa::OpenApi;
 
+use crate::peers::Peers;
 use crate::supervisor::Draining;
 
 /// What `/readyz` asks.
@@ -162,8 +163,27 @@ pub async fn close_when_draining(
     res
 }
 
-/// Adds the 404 and 405 problem answers to the finished router.
-pub fn fallbacks(app: Router) -> Router {
-    app.fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+/// Marks a request forwarded to a peer, which never forwards it again (a template naming this
+/// process itself would otherwise send it round until it timed out).
+const FORWARDED: &str = "x-liveops-forwarded";
+
+/// Adds the 404 and 405 problem answers to the finished router; with `peers`, a request for a
+/// route of a module this process does not run is answered by that module (see [`Peers`]).
+pub fn fallbacks(app: Router, peers: Option<Arc<Peers>>) -> Router {
+    app.fallback(move |mut req: Request| {
+        let peers = peers.clone();
+        async move {
+            let peers = peers.filter(|_| !req.headers().contains_key(FORWARDED));
+            let Some(peers) = peers else {
+                return not_found(req).await.into_response();
+            };
+            req.headers_mut()
+                .insert(FORWARDED, HeaderValue::from_static("1"));
+            match peers.forward(req).await {
+                Ok(answer) => answer,
+                Err(req) => not_found(req).await.into_response(),
+            }
+        }
+    })
+    .method_not_allowed_fallback(method_not_allowed)
 }

@@ -190,6 +190,14 @@ impl Settings {
                  in one process (--target ingest or all) or give both REDIS_URL",
             ));
         }
+        if let Some(t) = &raw.peer_url_template {
+            if !(t.starts_with("http://") || t.starts_with("https://")) {
+                return Err(bad(
+                    "PEER_URL_TEMPLATE",
+                    "an http:// or https:// URL, such as http://liveops-{module}:{port}",
+                ));
+            }
+        }
         let bind = raw
             .bind
             .trim()

@@ -26,6 +26,11 @@ pub struct RawConfig {
     /// writes the names into `--help`).
     #[arg(long = "target", env = "LIVEOPS_TARGET", default_value = "all")]
     pub target: String,
+    /// Where the modules this process does not run answer, `{module}` and `{port}` (its
+    /// default port) replaced, such as `http://liveops-{module}:{port}`: a request for one of
+    /// their routes is forwarded there. Unset, such a request is answered 404.
+    #[arg(long, env = "PEER_URL_TEMPLATE")]
+    pub peer_url_template: Option<String>,
     /// Where the embedded default keeps its files.
     #[arg(long, env = "DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,

@@ -168,3 +168,17 @@ fn the_bind_address_may_be_ipv6_and_is_checked_at_start() {
         assert_eq!(e.var, "BIND", "{bad}");
     }
 }
+
+/// `PEER_URL_TEMPLATE` is an http:// or https:// URL, checked at start naming the variable.
+#[test]
+fn the_peer_template_is_a_url() {
+    for bad in ["liveops-{module}:8080", "ftp://x/{module}", ""] {
+        let e = keyed(&["--peer-url-template", bad]).unwrap_err();
+        assert_eq!(e.var, "PEER_URL_TEMPLATE", "{bad}");
+    }
+    let ok = keyed(&["--peer-url-template", "http://liveops-{module}:{port}"]).unwrap();
+    assert_eq!(
+        ok.raw.peer_url_template.as_deref(),
+        Some("http://liveops-{module}:{port}")
+    );
+}

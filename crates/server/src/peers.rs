@@ -1,0 +1,143 @@
+//! Routes owned by modules this process does not run, forwarded to the process that runs them.
+//!
+//! A load balancer routes by path prefix, and some public routes sit under another module's
+//! prefix (`/campaigns/{id}/entries` is participation's under campaigns' `/campaigns`,
+//! `/players/{id}/inbox` distribution's under progression's `/players`). With
+//! `PEER_URL_TEMPLATE` set, a request no route of this process matched, whose path is a route
+//! of another module of the table (its OpenAPI paths), is sent on to that module's address:
+//! method, path, query, headers and body unchanged, so the owner checks signatures and
+//! credentials itself, and its answer comes back as it is.
+
+use std::time::Duration;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderName};
+use axum::response::{IntoResponse, Response};
+use liveops_http::{count_unmatched, Problem};
+
+use crate::modules::{Table, Target};
+
+/// Largest body forwarded (the owners' own limits are lower: a batch of events is 1 MiB).
+const BODY_LIMIT: usize = 2 << 20;
+/// How long a forwarded request may take, the owner's answer included (the Application
+/// Gateway's request timeout is 30 s).
+const TIMEOUT: Duration = Duration::from_secs(25);
+
+/// The module owning a route, where it answers, and the route's pattern (the metrics' label).
+#[derive(Clone, Debug)]
+struct Owner {
+    module: &'static str,
+    base: String,
+    route: String,
+}
+
+/// Where the routes of the modules this process does not run are answered.
+#[derive(Clone, Debug)]
+pub struct Peers {
+    routes: matchit::Router<Owner>,
+    client: reqwest::Client,
+}
+
+/// Headers that belong to one connection, not to the request (RFC 9110, section 7.6.1).
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    header::HOST,
+    header::TRANSFER_ENCODING,
+    header::TE,
+    header::UPGRADE,
+    header::CONTENT_LENGTH,
+];
+
+impl Peers {
+    /// The routes of every module of `table` that `target` does not run, each at the address
+    /// `template` gives its module (`{module}` and `{port}`, its default port, replaced).
+    pub fn new(table: &Table, target: &Target, template: &str, args: &clap::ArgMatches) -> Self {
+        let mut routes = matchit::Router::new();
+        for m in table.modules().iter().filter(|m| !target.runs(m.name())) {
+            let base = template
+                .replace("{module}", m.name())
+                .replace("{port}", &m.port().to_string());
+            for path in m.openapi(args).paths.paths.keys() {
+                let owner = Owner {
+                    module: m.name(),
+                    base: base.clone(),
+                    route: path.clone(),
+                };
+                // A path two modules claim stays with the first (none does today).
+                let _ = routes.insert(path.clone(), owner);
+            }
+        }
+        let client = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        Self { routes, client }
+    }
+
+    /// Answers `req` through the module that owns its route; `req` back when no module does.
+    pub async fn forward(&self, req: Request) -> Result<Response, Request> {
+        let Ok(found) = self.routes.at(req.uri().path()) else {
+            return Err(req);
+        };
+        let owner = found.value.clone();
+        let method = req.method().clone();
+        let target = format!(
+            "{}{}",
+            owner.base.trim_end_matches('/'),
+            req.uri()
+                .path_and_query()
+                .map_or(req.uri().path(), |p| p.as_str())
+        );
+        let headers = forwardable(req.headers());
+        let answer = match to_bytes(req.into_body(), BODY_LIMIT).await {
+            Err(_) => Problem::too_large(BODY_LIMIT).into_response(),
+            Ok(body) => {
+                let sent = self
+                    .client
+                    .request(method.clone(), &target)
+                    .headers(headers)
+                    .body(body)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(res) => {
+                        let (status, headers) = (res.status(), forwardable(res.headers()));
+                        match res.bytes().await {
+                            Ok(bytes) => {
+                                let mut out = Response::new(Body::from(bytes));
+                                *out.status_mut() = status;
+                                *out.headers_mut() = headers;
+                                out
+                            }
+                            Err(error) => unreachable_owner(owner.module, &error),
+                        }
+                    }
+                    Err(error) => unreachable_owner(owner.module, &error),
+                }
+            }
+        };
+        count_unmatched(&owner.route, &method, answer.status().as_u16());
+        Ok(answer)
+    }
+}
+
+/// `headers` less those of one connection.
+fn forwardable(headers: &HeaderMap) -> HeaderMap {
+    let mut out = headers.clone();
+    for h in &HOP_BY_HOP {
+        out.remove(h);
+    }
+    out
+}
+
+/// 503 for a route whose owner did not answer: nothing was done that the client can count on.
+fn unreachable_owner(owner: &str, error: &reqwest::Error) -> Response {
+    tracing::warn!(%error, owner, "a forwarded request did not reach its module");
+    let mut p = Problem::unavailable(format!(
+        "the {owner} service that answers this route cannot be reached; retry shortly"
+    ));
+    p.retry_after = Some(5);
+    p.into_response()
+}
