@@ -20,11 +20,19 @@ pub fn track<S: Clone + Send + Sync + 'static>(
     service: &'static str,
 ) -> Router<S> {
     router
-        .route_layer(CatchPanicLayer::custom(|_| {
-            tracing::error!("a request handler panicked");
-            Problem::internal().into_response()
-        }))
+        .route_layer(catch_panics())
         .route_layer(middleware::from_fn_with_state(service, record))
+}
+
+/// What a handler that panicked is answered: a 500 problem, logged; the process goes on.
+pub type PanicAnswer = fn(Box<dyn std::any::Any + Send + 'static>) -> Response;
+
+/// The layer that answers a panicking handler with a 500 problem (see [`PanicAnswer`]).
+pub fn catch_panics() -> CatchPanicLayer<PanicAnswer> {
+    CatchPanicLayer::custom(|_| {
+        tracing::error!("a request handler panicked");
+        Problem::internal().into_response()
+    })
 }
 
 /// The `method` label: the standard methods by name, any other as `other` (a client may send

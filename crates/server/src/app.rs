@@ -5,14 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use axum::response::IntoResponse;
 use axum::Router;
 use liveops_core::Bus;
-use liveops_http::Problem;
 use liveops_module::{Context, Ports, Readiness, Shared, Task};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::Settings;
 use crate::data_lock::DataLock;
@@ -102,10 +99,7 @@ impl Application {
             ))
         });
         let router = ops::fallbacks(app.merge(ops::router(checks, spec)), peers)
-            .layer(CatchPanicLayer::custom(|_| {
-                tracing::error!("a request handler panicked");
-                Problem::internal().into_response()
-            }))
+            .layer(liveops_http::catch_panics())
             .layer(axum::middleware::from_fn_with_state(
                 how.draining.clone(),
                 ops::close_when_draining,
