@@ -4,7 +4,7 @@
 //! transaction; the row's key (campaign, player) lets only one of them ever exist, so a re-run
 //! after a crash writes nothing twice. Claims of messages are in `claims.rs`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use liveops_core::stores::distribution::OutboxEvent;
 use liveops_core::stores::{
@@ -501,9 +501,28 @@ sql_impl! {
     pub(crate) async fn enqueue(&self, event_ids: &[i64], deliveries: &[Delivery]) -> PortResult<()> {
         within::<DB, _>("enqueue", async {
             let (mut tx, _turn) = self.begin_write().await?;
+            // The webhooks still there, held against a delete until commit: a delete that
+            // committed since the fan-out read them gets no delivery (nothing would ever send
+            // it or mark it dead), and one that comes later dead-letters what this commits.
+            let mut hooks: Vec<&str> = deliveries.iter().map(|d| d.webhook_id.as_str()).collect();
+            hooks.sort_unstable();
+            hooks.dedup();
+            let live: Vec<(Text,)> = Self::fetch_chunked(&mut tx, &hooks, DB::MAX_BIND, |qb, chunk| {
+                qb.push("SELECT id FROM webhooks WHERE deleted_at IS NULL AND id")
+                    .in_list(chunk.iter().copied())
+                    // One order for every enqueue: shared locks taken in step.
+                    .push(" ORDER BY id")
+                    .push(DB::LOCK_SHARED);
+            })
+            .await?;
+            let live: HashSet<String> = live.into_iter().map(|(id,)| id.0).collect();
+            let deliveries: Vec<&Delivery> = deliveries
+                .iter()
+                .filter(|d| live.contains(&d.webhook_id))
+                .collect();
             // One statement per few megabytes of bodies (a draw's is a megabyte for 10 000
             // winners): within any server's packet bound however many are queued at once.
-            for chunk in by_bytes(deliveries, INSERT_BYTES, |d| d.body.len()) {
+            for chunk in by_bytes(&deliveries, INSERT_BYTES, |d| d.body.len()) {
                 Self::insert_rows(
                     &mut tx,
                     (
