@@ -81,9 +81,29 @@ stop_all() { # every server with a pid file in a directory of $DIR, PostgreSQL, 
   rm -rf "$DIR"
 }
 
+all_alive() { # whether the env file is there and every server of $DIR still runs
+  [ -f "$DIR/env" ] || return 1
+  local pidfile found=0
+  for pidfile in "$DIR"/*/pid "$DIR"/*/*.pid; do
+    [ -f "$pidfile" ] || continue
+    found=1
+    kill -0 "$(cat "$pidfile")" 2>/dev/null || return 1
+  done
+  if [ -d "$DIR/pg/data" ]; then
+    runuser -u postgres -- "$(pg_bin)/pg_ctl" -D "$DIR/pg/data" status >/dev/null 2>&1 || return 1
+  fi
+  [ "$found" = 1 ]
+}
+
 services_main() { # start | stop | env
   case "${1:-}" in
     start)
+      # Several shells of one machine may each start the servers: one that finds them running
+      # keeps them (a restart would break the others' tests), unless asked for fresh ones.
+      if [ "${LIVEOPS_SERVICES_FRESH:-0}" != 1 ] && all_alive; then
+        log "already running: $DIR/env (LIVEOPS_SERVICES_FRESH=1 starts fresh ones)"
+        return 0
+      fi
       stop_all
       mkdir -p "$DIR"
       chmod 755 "$DIR"

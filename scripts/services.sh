@@ -4,6 +4,7 @@
 # missing.
 #
 #   scripts/services.sh start   # installs if needed, starts, writes $LIVEOPS_SERVICES_DIR/env
+#                               # (keeps them if they run; LIVEOPS_SERVICES_FRESH=1 restarts)
 #   scripts/services.sh stop    # stops them and deletes their data
 #   scripts/services.sh env     # prints the env file (source it to run tests by hand)
 set -euo pipefail

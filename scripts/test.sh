@@ -55,17 +55,17 @@ cargo check -p liveops --locked --features servicebus
 run_bg fuzz scripts/fuzz.sh 20
 
 echo "== servers: Redis, Redis Cluster, PostgreSQL, MariaDB on loopback"
-scripts/services.sh start
+LIVEOPS_SERVICES_FRESH=1 scripts/services.sh start
 trap 'scripts/services.sh stop' EXIT
 # shellcheck disable=SC1091
 source "${LIVEOPS_SERVICES_DIR:-/tmp/liveops-services}/env"
 echo "== TLS servers: Redis, Redis Cluster, PostgreSQL, MariaDB behind a test CA"
-scripts/services-tls.sh start
+LIVEOPS_SERVICES_FRESH=1 scripts/services-tls.sh start
 trap 'scripts/services-tls.sh stop; scripts/services.sh stop' EXIT
 # shellcheck disable=SC1091
 source "${LIVEOPS_TLS_SERVICES_DIR:-/tmp/liveops-services-tls}/env"
 echo "== cloud-bus emulators: moto (SQS) and the AMQP 1.0 test broker on loopback"
-scripts/services-cloud.sh start
+LIVEOPS_SERVICES_FRESH=1 scripts/services-cloud.sh start
 trap 'scripts/services-cloud.sh stop; scripts/services-tls.sh stop; scripts/services.sh stop' EXIT
 # shellcheck disable=SC1091
 source "${LIVEOPS_CLOUD_DIR:-/tmp/liveops-cloud}/env"
