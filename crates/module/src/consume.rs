@@ -251,6 +251,7 @@ pub async fn consume<F, Fut>(
     // The series exist from the start, so a dashboard's increase() sees the first of each.
     metrics::counter!("consumer_outage_retries_total", "group" => group).increment(0);
     metrics::counter!("consumer_failing_events_total", "group" => group).increment(0);
+    metrics::counter!("consumer_poll_failures_total", "group" => group).increment(0);
     if !Backoff::new()
         .retry(shutdown, "cannot start consuming", ready)
         .await
@@ -294,6 +295,8 @@ pub async fn run_batches(
             Ok(d) => d,
             Err(error) => {
                 tracing::warn!(%error, "poll failed; backing off");
+                metrics::counter!("consumer_poll_failures_total", "group" => sub.reads.group)
+                    .increment(1);
                 backoff.wait(shutdown).await;
                 continue;
             }

@@ -23,6 +23,9 @@ use tokio_util::sync::CancellationToken;
 /// How often a waiting poll re-checks for messages whose visibility timeout has passed.
 const RECHECK: Duration = Duration::from_millis(50);
 
+/// How long a first poll of a group waits for another process to give up its lock.
+const CONSUMER_LOCK_WAIT: Duration = Duration::from_secs(1);
+
 /// How long a statement waits for another process's write lock before giving up with "busy".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -34,6 +37,18 @@ const MMAP_SIZE: &str = "268435456";
 
 /// How often [`SqliteBus::run_upkeep`] deletes what every group has consumed.
 const COMPACT_EVERY: Duration = Duration::from_secs(30);
+
+/// `name` with every character but `[A-Za-z0-9_-]` as `_`, for a file name.
+fn safe_name(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect()
+}
+
+/// The map of consumed groups, whatever a panicking holder left in it.
+fn lock_map<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// A count read from SQL (never negative in our tables) as `u64`.
 fn to_u64(n: i64) -> u64 {
@@ -232,6 +247,10 @@ struct Effects {
 pub struct SqliteBus {
     commands: mpsc::Sender<Command>,
     published: Arc<Notify>,
+    /// The bus file, beside which each consumed group's lock file lies.
+    path: PathBuf,
+    /// The groups this handle consumes, each with its lock file held (see [`SqliteBus::consume`]).
+    consuming: std::sync::Mutex<HashMap<(String, String), std::fs::File>>,
 }
 
 impl SqliteBus {
@@ -239,13 +258,14 @@ impl SqliteBus {
     /// path, or a `sqlite:` URL) and starts its writer thread.
     pub async fn open(location: impl AsRef<Path>, opts: BusOptions) -> Result<Self, PortError> {
         let path = bus_file(location.as_ref())?;
+        let file = path.clone();
         let (commands, queue) = mpsc::channel(QUEUE);
         let published = Arc::new(Notify::new());
         let (ready, opened) = oneshot::channel();
         let wake = published.clone();
         std::thread::Builder::new()
             .name("liveops-bus".into())
-            .spawn(move || match Writer::open(&path, opts, wake) {
+            .spawn(move || match Writer::open(&file, opts, wake) {
                 Ok(writer) => {
                     let _ = ready.send(Ok(()));
                     writer.run(queue);
@@ -259,7 +279,53 @@ impl SqliteBus {
         Ok(Self {
             commands,
             published,
+            path,
+            consuming: std::sync::Mutex::default(),
         })
+    }
+
+    /// Takes `group`'s lock on `topic` for this handle, once: the delivery state of a group lives
+    /// in the memory of the one process consuming it (ADR 0011), so a second process consuming
+    /// the same group from the same file (a second `serve` on one `DATA_DIR`) is refused, not
+    /// served the same messages. A lock held elsewhere is tried again for a second (a process
+    /// handing over as it stops); the operating system drops it with its holder, however it ends.
+    async fn consume(&self, topic: &str, group: &str) -> PortResult<()> {
+        let key = (topic.to_owned(), group.to_owned());
+        if self.path == Path::new(":memory:") || lock_map(&self.consuming).contains_key(&key) {
+            return Ok(());
+        }
+        let name = format!("{}.{}.lock", safe_name(topic), safe_name(group));
+        let lock = self.path.with_extension(format!("db.consumer.{name}"));
+        let deadline = Instant::now() + CONSUMER_LOCK_WAIT;
+        loop {
+            let io = |e: std::io::Error| {
+                PortError::Unavailable(format!("bus: cannot lock {}: {e}", lock.display()))
+            };
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock)
+                .map_err(io)?;
+            match file.try_lock() {
+                Ok(()) => {
+                    lock_map(&self.consuming).insert(key, file);
+                    return Ok(());
+                }
+                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    tokio::time::sleep(RECHECK).await;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(PortError::Unavailable(format!(
+                        "bus: another process consumes group {group} of {topic} from {} (one \
+                         process per group on a bus file: is a second liveops running on this \
+                         DATA_DIR?)",
+                        self.path.display()
+                    )))
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+            }
+        }
     }
 
     async fn call(&self, op: Op) -> PortResult<Answer> {
@@ -359,6 +425,7 @@ impl Bus for SqliteBus {
     }
 
     async fn receive(&self, request: PollRequest<'_>) -> PortResult<Vec<Delivery>> {
+        self.consume(request.topic, request.group).await?;
         // Another process may publish to the same file, and in-flight messages time out:
         // the long poll looks again every so often even without a wake-up.
         long_poll(&self.published, request.wait, RECHECK, || async {
@@ -387,6 +454,13 @@ impl Bus for SqliteBus {
         })
         .await
         .map(|_| ())
+    }
+
+    /// Gives up the group's lock (a process stopping gracefully hands it over at once); a
+    /// consumer of this handle still polling takes it again.
+    async fn leave(&self, topic: &str, group: &str, _consumer: &str) -> PortResult<()> {
+        lock_map(&self.consuming).remove(&(topic.to_owned(), group.to_owned()));
+        Ok(())
     }
 
     async fn lag(&self, topic: &str, group: &str) -> PortResult<u64> {

@@ -516,3 +516,37 @@ async fn a_held_writer_keeps_publishes_out_of_a_snapshot_taken_meanwhile() {
     let all = poll(&restored, "t", "audit", "c", 10, Duration::from_millis(500)).await;
     assert_eq!(bodies(&all), ["before"]);
 }
+
+/// A group's delivery state lives in the memory of the one process consuming it: a second
+/// handle on the same file (a second `serve` on one `DATA_DIR`) is refused the group, not served
+/// the same messages; other groups stay open to it, and the group is its once the first leaves
+/// or goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_handle_consumes_a_group_of_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.db");
+    let first = SqliteBus::open(&path, SUITE_OPTIONS).await.unwrap();
+    let second = SqliteBus::open(&path, SUITE_OPTIONS).await.unwrap();
+    for g in ["g", "h"] {
+        first.ensure_group("t", g).await.unwrap();
+    }
+    publish(&first, "t", vec![msg("p", "m".into())]).await;
+    let taken = poll(&first, "t", "g", "c1", 10, Duration::ZERO).await;
+    assert_eq!(bodies(&taken), ["m"]);
+
+    let refused = second.poll("t", "g", "c2", 10, Duration::ZERO).await;
+    let error = refused.expect_err("the group is the first handle's").to_string();
+    assert!(error.contains("another process consumes group g"), "{error}");
+    assert_eq!(
+        bodies(&poll(&second, "t", "h", "c2", 10, Duration::ZERO).await),
+        ["m"],
+        "another group"
+    );
+
+    first.leave("t", "g", "c1").await.unwrap();
+    second.poll("t", "g", "c2", 10, Duration::ZERO).await.unwrap();
+    let refused = first.poll("t", "g", "c1", 10, Duration::ZERO).await;
+    assert!(refused.is_err(), "now the second's");
+    drop(second);
+    first.poll("t", "g", "c1", 10, Duration::ZERO).await.unwrap();
+}
