@@ -41,7 +41,13 @@ const COMPACT_EVERY: Duration = Duration::from_secs(30);
 /// `name` with every character but `[A-Za-z0-9_-]` as `_`, for a file name.
 fn safe_name(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 

@@ -535,8 +535,13 @@ async fn one_handle_consumes_a_group_of_a_file() {
     assert_eq!(bodies(&taken), ["m"]);
 
     let refused = second.poll("t", "g", "c2", 10, Duration::ZERO).await;
-    let error = refused.expect_err("the group is the first handle's").to_string();
-    assert!(error.contains("another process consumes group g"), "{error}");
+    let error = refused
+        .expect_err("the group is the first handle's")
+        .to_string();
+    assert!(
+        error.contains("another process consumes group g"),
+        "{error}"
+    );
     assert_eq!(
         bodies(&poll(&second, "t", "h", "c2", 10, Duration::ZERO).await),
         ["m"],
@@ -544,9 +549,15 @@ async fn one_handle_consumes_a_group_of_a_file() {
     );
 
     first.leave("t", "g", "c1").await.unwrap();
-    second.poll("t", "g", "c2", 10, Duration::ZERO).await.unwrap();
+    second
+        .poll("t", "g", "c2", 10, Duration::ZERO)
+        .await
+        .unwrap();
     let refused = first.poll("t", "g", "c1", 10, Duration::ZERO).await;
     assert!(refused.is_err(), "now the second's");
     drop(second);
-    first.poll("t", "g", "c1", 10, Duration::ZERO).await.unwrap();
+    first
+        .poll("t", "g", "c1", 10, Duration::ZERO)
+        .await
+        .unwrap();
 }
