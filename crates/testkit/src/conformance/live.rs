@@ -1451,6 +1451,27 @@ pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveS
         (listed[0].0.state, listed[0].0.attempts, listed[0].1.len()),
         (DeliveryState::Dead, 2, 2)
     );
+
+    // A fan-out that read the webhooks before the delete queues nothing for it after: no
+    // delivery that no sender would ever take, nor a delete mark as dead.
+    let late = Delivery {
+        id: format!("dlv_{}", suffix()),
+        webhook_id: hook.id.clone(),
+        event_id: *event_id + 1_000_000,
+        ..delivery.clone()
+    };
+    ok(
+        repo.enqueue(&[], std::slice::from_ref(&late)).await,
+        "enqueue",
+    );
+    let listed = ok(
+        repo.deliveries(&hook.id, DeliveryPage::newest(10)).await,
+        "deliveries",
+    );
+    assert!(
+        listed.iter().all(|(d, _)| d.id != late.id),
+        "nothing queued for a deleted webhook"
+    );
 }
 
 /// The outbox events not yet turned into deliveries (10 000 at most), with their data.
@@ -1494,24 +1515,6 @@ pub async fn leases_take_a_few_deliveries_of_each_webhook(repo: &dyn LiveStores)
         let in_flight: HashMap<String, u32> =
             in_flight.iter().map(|(h, n)| (h.id.clone(), *n)).collect();
         async move {
-
-    // A fan-out that read the webhooks before the delete queues nothing for it after: no
-    // delivery that no sender would ever take, nor a delete mark as dead.
-    let late = Delivery {
-        id: format!("dlv_{}", suffix()),
-        webhook_id: hook.id.clone(),
-        event_id: *event_id + 1_000_000,
-        ..delivery.clone()
-    };
-    ok(repo.enqueue(&[], std::slice::from_ref(&late)).await, "enqueue");
-    let listed = ok(
-        repo.deliveries(&hook.id, DeliveryPage::newest(10)).await,
-        "deliveries",
-    );
-    assert!(
-        listed.iter().all(|(d, _)| d.id != late.id),
-        "nothing queued for a deleted webhook"
-    );
             let due = repo.lease_due(now, now + 30_000, 100, 4, &in_flight).await;
             let due = ok(due, "lease_due");
             let of = |h: &Webhook| -> Vec<String> {
