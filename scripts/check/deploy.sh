@@ -5,8 +5,11 @@
 #   deploy_schemas.py             custom resources (ServiceMonitor, SecretProviderClass, Argo CD)
 #                                 against the minimal strict schemas in scripts/check/crd-schemas
 #   deploy_rules.py               how the resources fit together (probes, security, PDB/HPA per
-#                                 workload, selectors, references, secret files, routes), plus its
-#                                 self-test that breaks the prod rendering in known ways
+#                                 workload, selectors, references, secret files, routes, who
+#                                 scrapes the pods and that they are let in; dev and prod are
+#                                 scraped by AKS managed Prometheus), plus its self-test that
+#                                 breaks the prod rendering in known ways
+#   argocd_kinds                  every kind an Application syncs is one its AppProject allows
 #   checkov                       the rendered manifests, the kustomize directories, the Dockerfile
 #   trivy config                  deploy/ and the rendered manifests: no HIGH or CRITICAL finding
 #   hadolint                      the Dockerfile
@@ -55,8 +58,8 @@ mkdir -p "$R/k8s" "$R/argocd" "$OUT/logs"
 echo "== render (kubectl kustomize, $(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: //p'))"
 # name:directory:deploy_rules.py options
 RENDERINGS=(
-  "dev:deploy/k8s/overlays/dev:--env-file deploy/k8s/overlays/dev/terraform-outputs.env"
-  "prod:deploy/k8s/overlays/prod:--production --env-file deploy/k8s/overlays/prod/terraform-outputs.env"
+  "dev:deploy/k8s/overlays/dev:--managed-prometheus --env-file deploy/k8s/overlays/dev/terraform-outputs.env"
+  "prod:deploy/k8s/overlays/prod:--production --managed-prometheus --env-file deploy/k8s/overlays/prod/terraform-outputs.env"
 )
 for dir in deploy/k8s/examples/*/; do
   dir="${dir%/}"
@@ -104,6 +107,47 @@ checkov_run() {
   return $rc
 }
 check_checkov_rendered() { checkov_run --framework kubernetes -d "$R"; }
+# Argo CD refuses to sync a kind its AppProject does not list (the whole sync fails): every kind
+# of the overlay each Application deploys must be in the project's namespaced or cluster list.
+check_argocd_kinds() {
+  local maps=() r name dir
+  for r in "${RENDERINGS[@]}"; do
+    IFS=: read -r name dir _ <<<"$r"
+    maps+=("$dir=$R/k8s/$name.yaml")
+  done
+  python - "$R/argocd/apps.yaml" "${maps[@]}" <<'PY'
+import sys, yaml
+apps = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+renderings = dict(a.split("=", 1) for a in sys.argv[2:])
+projects = {d["metadata"]["name"]: d["spec"] for d in apps if d["kind"] == "AppProject"}
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
+                  "PersistentVolume", "StorageClass", "PriorityClass", "IngressClass"}
+errors, checked = [], 0
+for app in (d for d in apps if d["kind"] == "Application"):
+    name, spec = app["metadata"]["name"], app["spec"]
+    path = spec["source"]["path"]
+    if path not in renderings:
+        errors.append(f"Application {name}: {path} is not rendered by this check")
+        continue
+    project = projects.get(spec["project"])
+    if project is None:
+        errors.append(f"Application {name}: project {spec['project']} is not in deploy/argocd/apps")
+        continue
+    for d in (d for d in yaml.safe_load_all(open(renderings[path])) if d):
+        group = d["apiVersion"].rpartition("/")[0]
+        lists = ("clusterResourceWhitelist",) if d["kind"] in CLUSTER_SCOPED else ("namespaceResourceWhitelist",)
+        allowed = {(w["group"], w["kind"]) for l in lists for w in project.get(l) or []}
+        if (group, d["kind"]) not in allowed and ("*", "*") not in allowed:
+            errors.append(f"Application {name} ({path}): {d['kind']} of group {group or 'core'!r} is not in "
+                          f"project {spec['project']}'s {lists[0]}: the sync would fail")
+        checked += 1
+for e in sorted(set(errors)):
+    print(e)
+print(f"argocd kinds: {checked} resources of {sum(d['kind'] == 'Application' for d in apps)} Applications, every kind allowed by its project"
+      if not errors else f"argocd kinds: {len(set(errors))} finding(s)")
+sys.exit(1 if errors else 0)
+PY
+}
 # One kustomize directory per run, and sequential inside checkov: its kustomize runner writes the
 # renderings of every overlay whose base it cannot name into one scratch directory, by index and
 # then by kind-namespace-name, so overlays scanned together overwrite each other's files (and, in
@@ -170,7 +214,7 @@ check_registries() {
 }
 
 # name[:argument]
-CHECKS=(kubernetes_validate crd_schemas rules checkov_rendered checkov_dockerfile trivy hadolint image
+CHECKS=(kubernetes_validate crd_schemas rules argocd_kinds checkov_rendered checkov_dockerfile trivy hadolint image
         one_repository registries checkov_kustomize:deploy/k8s/base)
 for r in "${RENDERINGS[@]}"; do
   IFS=: read -r _ dir _ <<<"$r"

@@ -55,6 +55,12 @@ run "monitoring.py static" "$PY" scripts/check/monitoring.py static "$ROOT" "$WO
 step "dashboards match dashboards.py"
 run "dashboards.py --check" "$PY" "$MON/grafana/dashboards.py" --check
 
+step "Azure rule groups match the rules (azure_rules.py --check)"
+# AKS managed Prometheus evaluates these rules from infra/terraform/modules/stack/
+# prometheus-rules.tf.json: a rule changed without regenerating it fails here (and in infra.sh,
+# which also has Terraform evaluate the file and compares it rule by rule).
+run "azure_rules.py --check" "$PY" "$MON/prometheus/azure_rules.py" --check
+
 step "dashboard queries parse (promtool check rules on the extracted PromQL)"
 if [ -f "$WORK/dashboard-exprs.yml" ]; then
   run "dashboard PromQL" promtool check rules "$WORK/dashboard-exprs.yml"

@@ -81,8 +81,9 @@ module "stack" {
   mysql = merge(var.mysql, { admin_ssh_public_key = var.mysql_admin_ssh_public_key })
 
   monitoring = merge(var.monitoring, {
-    grafana_admin_object_ids = var.grafana_admin_object_ids
-    alert_email_addresses    = var.alert_email_addresses
-    alert_pager_webhook_url  = var.alert_pager_webhook_url
+    grafana_admin_object_ids  = var.grafana_admin_object_ids
+    grafana_editor_object_ids = [var.ci_principal_object_id]
+    alert_email_addresses     = var.alert_email_addresses
+    alert_pager_webhook_url   = var.alert_pager_webhook_url
   })
 }

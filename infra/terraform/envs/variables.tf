@@ -75,7 +75,7 @@ variable "key_vault_name" {
 
 variable "ci_principal_object_id" {
   type        = string
-  description = "Object ID of the Jenkins service principal, given AcrPush on the registry."
+  description = "Object ID of the Jenkins service principal, given AcrPush on the registry and Grafana Editor on the managed Grafana (it imports the dashboards)."
 }
 
 variable "gateway_hostnames" {
@@ -113,8 +113,14 @@ variable "alert_email_addresses" {
 
 variable "alert_pager_webhook_url" {
   type        = string
-  description = "The pager's webhook URL (PagerDuty, Opsgenie, ... integration; https://): the environment's critical Azure Monitor alerts (severity 0-1: a stalled Service Bus topic) call it besides mailing alert_email_addresses. Empty (the default): no pager, critical alerts are mailed only. It holds the integration's key: set it in <env>.site.tfvars, never in a committed file."
+  description = "The pager's webhook URL (PagerDuty, Opsgenie, ... integration; https://): the environment's critical Azure Monitor alerts (severity 0-1: the critical Prometheus rules of monitoring/prometheus/rules, a stalled Service Bus topic) call it besides mailing alert_email_addresses. Empty (the default): no pager, critical alerts are mailed only. It holds the integration's key: set it in <env>.site.tfvars, never in a committed file; sensitive, so plans and outputs never show it."
   default     = ""
+  sensitive   = true
+
+  validation {
+    condition     = var.alert_pager_webhook_url == "" || startswith(var.alert_pager_webhook_url, "https://")
+    error_message = "alert_pager_webhook_url must be empty (no pager) or an https:// URL."
+  }
 }
 
 variable "tags" {
@@ -181,6 +187,8 @@ variable "monitoring" {
     log_retention_days = number
     grafana_enabled    = bool
     zone_redundant     = bool
+    # Alerts of monitoring/prometheus/rules the environment does not evaluate, by name.
+    prometheus_alerts_disabled = optional(list(string))
     servicebus_alerts = optional(object({
       backlog_messages   = optional(number)
       backlog_window     = optional(string)
@@ -190,5 +198,5 @@ variable "monitoring" {
       throttled_requests = optional(number)
     }))
   })
-  description = "Log Analytics retention, whether there is a managed Grafana, whether it is zone-redundant, and the thresholds and windows of the Service Bus alerts where an environment departs from the defaults (modules/stack variable monitoring, which holds the defaults)."
+  description = "Log Analytics retention, whether there is a managed Grafana, whether it is zone-redundant, the alert rules of monitoring/prometheus/rules the environment leaves off (prometheus_alerts_disabled, by alert name), and the thresholds and windows of the Service Bus alerts where an environment departs from the defaults (modules/stack variable monitoring, which holds the defaults)."
 }

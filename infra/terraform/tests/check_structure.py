@@ -26,7 +26,11 @@ run here: it needs the providers) and some it never does:
   that mails var.monitoring.alert_email_addresses, and docs/OPERATIONS.md's runbooks naming
   the rules;
 - the MySQL VM's cloud-init template matches its templatefile() call, renders to YAML and its
-  shell scripts parse.
+  shell scripts parse;
+- inputs that carry secrets (SENSITIVE_INPUTS) are declared sensitive;
+- every environment with a managed Grafana gets the dashboards: ci/Jenkinsfile imports this
+  build's dashboards into <name_prefix>-grafana of <name_prefix>-rg, and the CI service
+  principal holds Grafana Editor there.
 
 Usage: check_structure.py [TERRAFORM_DIR]. Parses HCL with python-hcl2 (the bc-python-hcl2 build
 that checkov ships). Prints one line per check and "N passed, N failed".
@@ -61,13 +65,24 @@ RESOURCE_TYPE = re.compile(r"(?<![.\w])((?:azurerm|random|time|tls|terraform)_[a
 
 
 def load_dir(d: Path) -> dict[str, list]:
-    """Merges the top-level blocks of every .tf file of a directory."""
+    """Merges the top-level blocks of every .tf and .tf.json file of a directory. A .tf.json file
+    (Terraform JSON syntax: prometheus-rules.tf.json, generated) is shaped like python-hcl2's
+    rendering: each top-level object becomes one block of its kind, "//" comments are dropped,
+    and its "${...}" strings are read by the same reference checks."""
     merged: dict[str, list] = {}
     for f in sorted(d.glob("*.tf")):
         with f.open() as fh:
             parsed = hcl2.load(fh)
         for key, blocks in parsed.items():
             merged.setdefault(key, []).extend(blocks)
+    for f in sorted(d.glob("*.tf.json")):
+        parsed = json.loads(f.read_text())
+        for key, block in parsed.items():
+            if key == "//":
+                continue
+            if isinstance(block, dict):
+                block = {k: v for k, v in block.items() if k != "//"}
+            merged.setdefault(key, []).extend(block if isinstance(block, list) else [block])
     return merged
 
 
@@ -600,6 +615,56 @@ def check_cloud_init_template(t: Tree) -> list[str]:
     return problems
 
 
+# Root inputs that hold a secret: declared sensitive, so plans and outputs never show them.
+SENSITIVE_INPUTS = {"alert_pager_webhook_url": "the pager integration's key is part of the URL"}
+
+
+def check_sensitive_inputs(t: Tree) -> list[str]:
+    declared = named(t.root.get("variable", []))
+    problems = []
+    for name, why in sorted(SENSITIVE_INPUTS.items()):
+        if name not in declared:
+            problems.append(f"envs: variable {name} is not declared")
+        elif declared[name].get("sensitive", [False])[0] is not True:
+            problems.append(f"envs: variable {name} is not sensitive ({why})")
+    return problems
+
+
+def check_dashboards_reach_grafana(t: Tree) -> list[str]:
+    """ci/Jenkinsfile imports monitoring/grafana/dashboards into the managed Grafana of every
+    environment that has one (monitoring.grafana_enabled), by the names Terraform gives it, and
+    Terraform lets the CI service principal write there (Grafana Editor)."""
+    jenkinsfile = ROOT.parents[1] / "ci" / "Jenkinsfile"
+    ci = jenkinsfile.read_text() if jenkinsfile.exists() else ""
+    stack = t.modules.get("stack", {})
+    text = json.dumps(strip_positions({k: v for k, v in stack.items() if k != "variable"}))
+    problems = []
+    if '"${var.name_prefix}-grafana"' not in text or '"${var.name_prefix}-rg"' not in text:
+        problems.append("modules/stack: the Grafana is not <name_prefix>-grafana in <name_prefix>-rg (ci/Jenkinsfile names them so)")
+    editors = [b for b in stack.get("resource", []) for rtype, inst in b.items() if rtype == "azurerm_role_assignment"
+               for body in inst.values() if "Grafana Editor" in json.dumps(body)]
+    if not editors or "var.monitoring.grafana_editor_object_ids" not in json.dumps(editors):
+        problems.append("modules/stack: no Grafana Editor role assignment for var.monitoring.grafana_editor_object_ids")
+    stack_call = json.dumps(strip_positions(module_calls(t.root).get("stack", {})))
+    if not re.search(r"'grafana_editor_object_ids': \['\$\{var\.ci_principal_object_id\}'\]", stack_call):
+        problems.append("envs/main.tf: monitoring.grafana_editor_object_ids is not [var.ci_principal_object_id] (CI imports the dashboards)")
+    if not re.search(r"stash\(name: 'grafana-dashboards', includes: 'monitoring/grafana/dashboards/\*\.json'\)", ci):
+        problems.append("ci/Jenkinsfile: the build's dashboards (monitoring/grafana/dashboards/*.json) are not stashed as grafana-dashboards")
+    for env, values in sorted(t.envs.items()):
+        monitoring = values.get("monitoring") or {}
+        if not monitoring.get("grafana_enabled"):
+            continue
+        prefix, upper = values.get("name_prefix"), env.upper()
+        for const, want in ((f"{upper}_RESOURCE_GROUP", f"{prefix}-rg"), (f"{upper}_GRAFANA_NAME", f"{prefix}-grafana")):
+            got = re.search(r"^\s*" + const + r" = '([^']*)'", ci, re.M)
+            if not got or got.group(1) != want:
+                problems.append(f"ci/Jenkinsfile: {const} is {got.group(1) if got else 'not set'}, envs/{env}.tfvars makes {want}")
+        if not re.search(r"importDashboards\(env\." + upper + r"_RESOURCE_GROUP, env\." + upper + r"_GRAFANA_NAME,", ci):
+            problems.append(f"ci/Jenkinsfile: no importDashboards(env.{upper}_RESOURCE_GROUP, env.{upper}_GRAFANA_NAME, ...) "
+                            f"({env} has a managed Grafana)")
+    return problems
+
+
 CHECKS = [
     check_variables_typed_and_described,
     check_variables_used,
@@ -615,6 +680,8 @@ CHECKS = [
     check_scanner_skips_have_reasons,
     check_servicebus_alerts,
     check_cloud_init_template,
+    check_sensitive_inputs,
+    check_dashboards_reach_grafana,
 ]
 
 

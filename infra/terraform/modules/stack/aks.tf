@@ -82,7 +82,9 @@ resource "azurerm_kubernetes_cluster" "this" {
     msi_auth_for_monitoring_enabled = true
   }
 
-  # Managed Prometheus (ama-metrics); the data collection rule is in monitoring.tf.
+  # Managed Prometheus (ama-metrics, with its PodMonitor kind, azmonitoring.coreos.com); the data
+  # collection rule and the rule groups are in monitoring.tf and prometheus-rules.tf.json. It
+  # scrapes the LiveOps pods through deploy/k8s/components/managed-prometheus (Argo CD).
   monitor_metrics {}
 
   ingress_application_gateway {

@@ -228,11 +228,17 @@ variable "monitoring" {
     log_retention_days       = number
     grafana_enabled          = bool
     grafana_admin_object_ids = optional(list(string), [])
-    zone_redundant           = bool
-    alert_email_addresses    = list(string)
+    # Who may write dashboards (Grafana Editor): the CI service principal that imports
+    # monitoring/grafana/dashboards (ci/Jenkinsfile).
+    grafana_editor_object_ids = optional(list(string), [])
+    zone_redundant            = bool
+    alert_email_addresses     = list(string)
     # The pager's webhook (PagerDuty, Opsgenie, ...): critical alerts (severity 0-1) go there too;
-    # "" = none, they are mailed only.
+    # "" = none, they are mailed only. Sensitive in envs/ (it holds the integration's key).
     alert_pager_webhook_url = optional(string, "")
+    # Alerts of monitoring/prometheus/rules this environment does not evaluate, by name
+    # (prometheus-rules.tf.json); every other rule is evaluated by Azure.
+    prometheus_alerts_disabled = optional(list(string), [])
     servicebus_alerts = optional(object({
       backlog_messages   = optional(number, 5000)
       backlog_window     = optional(string, "PT15M")
@@ -242,11 +248,16 @@ variable "monitoring" {
       throttled_requests = optional(number, 0)
     }), {})
   })
-  description = "Days Log Analytics keeps container logs and diagnostics; the managed Grafana on the managed Prometheus: whether there is one, who administers it, whether it is zone-redundant; who the Azure Monitor alerts mail (the action groups' receivers: people, or a pager's e-mail integration); the pager webhook critical alerts (severity 0-1) also call (alert_pager_webhook_url, empty for none); and the Service Bus metric alerts that stand in for the bus_lag alerts, which cannot fire with BUS_KIND=servicebus (monitoring.tf). backlog_messages: a topic's active messages (its subscriptions together) stayed above this for all of backlog_window (for LiveOpsBusLagGrowing, warning); stalled_window: messages waited on a topic and none was received from it for that long (for LiveOpsConsumerStalled, critical); server_errors, throttled_requests: more than this many Service Bus server errors or throttled requests within errors_window (warning). Windows are ISO 8601 durations: PT5M, PT15M, PT30M or PT1H."
+  description = "Days Log Analytics keeps container logs and diagnostics; the managed Grafana on the managed Prometheus: whether there is one, who administers it, whether it is zone-redundant; who may import dashboards into it (grafana_editor_object_ids: Grafana Editor, the CI service principal); who the Azure Monitor alerts mail (the action groups' receivers: people, or a pager's e-mail integration); the pager webhook critical alerts (severity 0-1) also call (alert_pager_webhook_url, empty for none); the alert rules of monitoring/prometheus/rules (prometheus-rules.tf.json, evaluated by Azure managed Prometheus) this environment leaves off (prometheus_alerts_disabled, by alert name, e.g. LiveOpsBackupMissing where no process keeps local files to back up); and the Service Bus metric alerts that stand in for the bus_lag alerts, which cannot fire with BUS_KIND=servicebus (monitoring.tf). backlog_messages: a topic's active messages (its subscriptions together) stayed above this for all of backlog_window (for LiveOpsBusLagGrowing, warning); stalled_window: messages waited on a topic and none was received from it for that long (for LiveOpsConsumerStalled, critical); server_errors, throttled_requests: more than this many Service Bus server errors or throttled requests within errors_window (warning). Windows are ISO 8601 durations: PT5M, PT15M, PT30M or PT1H."
 
   validation {
     condition     = var.monitoring.alert_pager_webhook_url == "" || startswith(var.monitoring.alert_pager_webhook_url, "https://")
     error_message = "monitoring.alert_pager_webhook_url must be empty (no pager) or an https:// URL."
+  }
+
+  validation {
+    condition     = alltrue([for a in var.monitoring.prometheus_alerts_disabled : can(regex("^[a-zA-Z_:][a-zA-Z0-9_:]*$", a))])
+    error_message = "monitoring.prometheus_alerts_disabled lists alert names of monitoring/prometheus/rules (LiveOpsBackupMissing, ...); the plan also fails on a name no rule has."
   }
 
   validation {
