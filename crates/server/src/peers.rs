@@ -6,23 +6,30 @@
 //! `PEER_URL_TEMPLATE` set, a request no route of this process matched, whose path is a route
 //! of another module of the table (its OpenAPI paths), is sent on to that module's address:
 //! method, path, query, headers and body unchanged, so the owner checks signatures and
-//! credentials itself, and its answer comes back as it is.
+//! credentials itself, and its answer comes back as it is. Bodies stream through both ways
+//! (a draw's answer lists every entrant: tens of megabytes), and at most [`IN_FLIGHT`]
+//! requests are forwarded at once, so a crowd on these routes costs this process little memory.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName};
 use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use liveops_http::{count_unmatched, Problem};
+use tokio::sync::Semaphore;
 
 use crate::modules::{Table, Target};
 
 /// Largest body forwarded (the owners' own limits are lower: a batch of events is 1 MiB).
 const BODY_LIMIT: usize = 2 << 20;
-/// How long a forwarded request may take, the owner's answer included (the Application
+/// How long a forwarded request may take until the owner's answer starts (the Application
 /// Gateway's request timeout is 30 s).
 const TIMEOUT: Duration = Duration::from_secs(25);
+/// Requests forwarded at once by one process; more are answered 503 (retry shortly).
+pub const IN_FLIGHT: usize = 256;
 
 /// The module owning a route, where it answers, and the route's pattern (the metrics' label).
 #[derive(Clone, Debug)]
@@ -37,6 +44,7 @@ struct Owner {
 pub struct Peers {
     routes: matchit::Router<Owner>,
     client: reqwest::Client,
+    slots: Arc<Semaphore>,
 }
 
 /// Headers that belong to one connection, not to the request (RFC 9110, section 7.6.1).
@@ -69,11 +77,14 @@ impl Peers {
             }
         }
         let client = reqwest::Client::builder()
-            .timeout(TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
-        Self { routes, client }
+        Self {
+            routes,
+            client,
+            slots: Arc::new(Semaphore::new(IN_FLIGHT)),
+        }
     }
 
     /// Answers `req` through the module that owns its route; `req` back when no module does.
@@ -83,6 +94,29 @@ impl Peers {
         };
         let owner = found.value.clone();
         let method = req.method().clone();
+        let answer = self.send(&owner, req).await;
+        count_unmatched(&owner.route, &method, answer.status().as_u16());
+        Ok(answer)
+    }
+
+    /// The owner's answer to `req`, its body streamed back as it comes.
+    async fn send(&self, owner: &Owner, req: Request) -> Response {
+        let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
+            metrics::counter!("http_forwards_refused_total").increment(1);
+            return Problem::unavailable(format!(
+                "more than {IN_FLIGHT} requests are on their way to the {} service; retry shortly",
+                owner.module
+            ))
+            .into_response();
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+            return Problem::too_large(BODY_LIMIT).into_response();
+        }
         let target = format!(
             "{}{}",
             owner.base.trim_end_matches('/'),
@@ -90,37 +124,48 @@ impl Peers {
                 .path_and_query()
                 .map_or(req.uri().path(), |p| p.as_str())
         );
+        let method = req.method().clone();
         let headers = forwardable(req.headers());
-        let answer = match to_bytes(req.into_body(), BODY_LIMIT).await {
-            Err(_) => Problem::too_large(BODY_LIMIT).into_response(),
-            Ok(body) => {
-                let sent = self
-                    .client
-                    .request(method.clone(), &target)
-                    .headers(headers)
-                    .body(body)
-                    .send()
-                    .await;
-                match sent {
-                    Ok(res) => {
-                        let (status, headers) = (res.status(), forwardable(res.headers()));
-                        match res.bytes().await {
-                            Ok(bytes) => {
-                                let mut out = Response::new(Body::from(bytes));
-                                *out.status_mut() = status;
-                                *out.headers_mut() = headers;
-                                out
-                            }
-                            Err(error) => unreachable_owner(owner.module, &error),
-                        }
-                    }
-                    Err(error) => unreachable_owner(owner.module, &error),
-                }
+        let body = Limited::new(req.into_body(), BODY_LIMIT).into_data_stream();
+        let sent = self
+            .client
+            .request(method, &target)
+            .headers(headers)
+            .body(reqwest::Body::wrap_stream(body))
+            .send();
+        let res = match tokio::time::timeout(TIMEOUT, sent).await {
+            Ok(Ok(res)) => res,
+            Ok(Err(error)) if over_limit(&error) => {
+                return Problem::too_large(BODY_LIMIT).into_response()
+            }
+            Ok(Err(error)) => return unreachable_owner(owner.module, &error.to_string()),
+            Err(_) => {
+                return unreachable_owner(owner.module, &format!("no answer within {TIMEOUT:?}"))
             }
         };
-        count_unmatched(&owner.route, &method, answer.status().as_u16());
-        Ok(answer)
+        let (status, headers) = (res.status(), forwardable(res.headers()));
+        // The slot is held until the answer's last byte has gone to the client.
+        let stream = futures_util::StreamExt::map(res.bytes_stream(), move |chunk| {
+            let _held = &slot;
+            chunk
+        });
+        let mut out = Response::new(Body::from_stream(stream));
+        *out.status_mut() = status;
+        *out.headers_mut() = headers;
+        out
     }
+}
+
+/// Whether sending failed because the client's body passed [`BODY_LIMIT`].
+fn over_limit(error: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// `headers` less those of one connection.
@@ -133,7 +178,7 @@ fn forwardable(headers: &HeaderMap) -> HeaderMap {
 }
 
 /// 503 for a route whose owner did not answer: nothing was done that the client can count on.
-fn unreachable_owner(owner: &str, error: &reqwest::Error) -> Response {
+fn unreachable_owner(owner: &str, error: &str) -> Response {
     tracing::warn!(%error, owner, "a forwarded request did not reach its module");
     let mut p = Problem::unavailable(format!(
         "the {owner} service that answers this route cannot be reached; retry shortly"

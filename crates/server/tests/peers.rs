@@ -111,3 +111,190 @@ async fn an_unreachable_owner_is_a_503_and_no_template_a_404() {
     wait_ready(&plain.base).await;
     assert_eq!(plain.get("/campaigns/cmp_x/draw").await.status, 404);
 }
+
+/// An owner on loopback whose answers the test holds: `/campaigns/{id}/draw` sends its first
+/// 64 KiB at once and the rest when released; `/campaigns/{id}/entrants` answers only when
+/// released; `/campaigns/{id}/entries` reads the whole body and answers its length.
+struct HeldOwner {
+    base: String,
+    release: tokio::sync::watch::Sender<bool>,
+    arrived: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn held_owner() -> HeldOwner {
+    use axum::body::{Body, Bytes};
+    use axum::routing::{get, post};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let (release, released) = tokio::sync::watch::channel(false);
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let wait = move |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|r| *r).await;
+    };
+    let (draw_rx, entrants_rx, count) = (released.clone(), released, arrived.clone());
+    let app = axum::Router::new()
+        .route(
+            "/campaigns/{id}/draw",
+            get(move || {
+                let rx = draw_rx.clone();
+                async move {
+                    let first = futures_util::stream::once(async {
+                        Ok::<_, std::io::Error>(Bytes::from(vec![b'a'; 64 << 10]))
+                    });
+                    let rest = futures_util::stream::once(async move {
+                        wait(rx).await;
+                        Ok::<_, std::io::Error>(Bytes::from(vec![b'b'; 1 << 20]))
+                    });
+                    Body::from_stream(futures_util::StreamExt::chain(first, rest))
+                }
+            }),
+        )
+        .route(
+            "/campaigns/{id}/entrants",
+            get(move || {
+                let (rx, count) = (entrants_rx.clone(), count.clone());
+                async move {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    wait(rx).await;
+                    "{}"
+                }
+            }),
+        )
+        .route(
+            "/campaigns/{id}/entries",
+            post(|body: Body| async move {
+                let bytes = axum::body::to_bytes(body, usize::MAX)
+                    .await
+                    .map_or(0, |b| b.len());
+                bytes.to_string()
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    HeldOwner {
+        base,
+        release,
+        arrived,
+    }
+}
+
+/// The owner's answer streams back as it comes (a draw lists every entrant: tens of
+/// megabytes must not be held whole per request); at most `IN_FLIGHT` requests are on their way
+/// at once, the next is a 503; a body past the limit is a 413, declared or streamed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_answers_stream_and_forwards_are_bounded() {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    let owner = held_owner().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let forwarding = start(
+        Table::standard(),
+        dir.path().into(),
+        &["--target", "campaigns", "--peer-url-template", &owner.base],
+    )
+    .await;
+    wait_ready(&forwarding.base).await;
+    let client = reqwest::Client::new();
+
+    let mut draw = tokio::time::timeout(
+        Duration::from_secs(10),
+        client
+            .get(format!("{}/campaigns/cmp_1/draw", forwarding.base))
+            .send(),
+    )
+    .await
+    .expect("the answer starts before the owner has sent all of it")
+    .expect("draw");
+    assert_eq!(draw.status(), 200);
+    let first = tokio::time::timeout(Duration::from_secs(10), draw.chunk())
+        .await
+        .expect("first bytes while the owner holds the rest")
+        .expect("chunk")
+        .expect("some bytes");
+    assert_eq!(first[0], b'a');
+
+    let held: Vec<_> = (0..liveops::peers::IN_FLIGHT - 1)
+        .map(|_| {
+            let url = format!("{}/campaigns/cmp_1/entrants", forwarding.base);
+            let client = client.clone();
+            tokio::spawn(async move { client.get(url).send().await.map(|r| r.status()) })
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while owner.arrived.load(Ordering::SeqCst) < liveops::peers::IN_FLIGHT - 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "requests reach the owner"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The draw still streaming holds the last slot.
+    let refused = forwarding.get("/campaigns/cmp_1/entrants").await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(refused.retry_after.as_deref(), Some("1"));
+
+    owner.release.send(true).expect("release");
+    let mut rest = first.len();
+    while let Some(chunk) = draw.chunk().await.expect("chunk") {
+        rest += chunk.len();
+    }
+    assert_eq!(rest, (64 << 10) + (1 << 20), "the whole answer");
+    for h in held {
+        assert_eq!(h.await.expect("join").expect("answer"), 200);
+    }
+    assert_eq!(
+        forwarding.get("/campaigns/cmp_1/entrants").await.status,
+        200,
+        "slots given back"
+    );
+
+    let url = format!("{}/campaigns/cmp_1/entries", forwarding.base);
+    let small = client
+        .post(&url)
+        .body(vec![b'x'; 1000])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(
+        small.text().await.expect("text"),
+        "1000",
+        "the body as sent"
+    );
+    // A declared length past the limit is refused before any of the body is read.
+    let declared = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = forwarding.base.trim_start_matches("http://");
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let head = format!(
+            "POST /campaigns/cmp_1/entries HTTP/1.1\r\nhost: {addr}\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n",
+            3 << 20
+        );
+        conn.write_all(head.as_bytes()).await.expect("write");
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer))
+            .await
+            .expect("answered without the body")
+            .expect("read");
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    assert!(declared.starts_with("HTTP/1.1 413"), "{declared}");
+    let chunks =
+        futures_util::stream::iter((0..34).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 64 << 10])));
+    let streamed = client
+        .post(&url)
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(
+        streamed.status(),
+        413,
+        "a body past the limit without a length"
+    );
+}
