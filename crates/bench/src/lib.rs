@@ -76,7 +76,7 @@ pub struct BenchOpts {
     /// and parses the JSON; every result is then also given as a ratio to it.
     #[arg(long)]
     pub ceiling: bool,
-    /// `ingest`, `read` or `claims`.
+    /// `ingest`, `read`, `claims` or `entries`.
     #[arg(long, value_enum, default_value = "ingest")]
     pub mode: Mode,
     /// Players sending events (ingest), on the board (read) or claiming (claims: each in turn,

@@ -23,7 +23,19 @@ pub async fn run(
         .iter()
         .any(|g| g.topic == topic && g.group == group)
     {
-        anyhow::bail!("no consumer group {group:?} on topic {topic:?}");
+        let groups = settings.table.groups();
+        let elsewhere: Vec<&str> = groups
+            .iter()
+            .filter(|g| g.group == group)
+            .map(|g| g.topic)
+            .collect();
+        if elsewhere.is_empty() {
+            anyhow::bail!("no consumer group {group:?} on topic {topic:?}");
+        }
+        anyhow::bail!(
+            "no consumer group {group:?} on topic {topic:?}; it reads {} (--topic)",
+            elsewhere.join(", ")
+        );
     }
     // The local bus is a file: one that is not there holds no dead letters to read, and
     // opening it would create an empty bus (the command run from the wrong place or DATA_DIR).

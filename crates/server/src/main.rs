@@ -16,10 +16,20 @@ use liveops::telemetry;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn settings(table: &Table, raw: RawConfig, args: clap::ArgMatches) -> Result<Settings, ExitCode> {
-    Settings::resolve(table, raw, args).map_err(|e| {
+    let s = Settings::resolve(table, raw, args).map_err(|e| {
         eprintln!("liveops: configuration error: {e}");
         ExitCode::from(2)
-    })
+    })?;
+    if let (true, Some(path)) = (s.keys.dev_secret_created, &s.dev_secret_path) {
+        // Else `send` from the wrong directory is a bare 401 and `verify-receipt` a mismatch.
+        eprintln!(
+            "liveops: ENV=dev and no signing key: created a new dev secret at {}; a server \
+             with another DATA_DIR signs with its own (run from the directory `serve` runs \
+             in, pass its --data-dir, or set HMAC_SECRET)",
+            path.display()
+        );
+    }
+    Ok(s)
 }
 
 fn main() -> ExitCode {

@@ -76,7 +76,7 @@ pub async fn run(s: &Settings, opts: &SendOpts, files: &[PathBuf]) -> anyhow::Re
         let sig = s
             .keyring
             .sign_request(opts.key_id.as_deref(), now, "POST", url.path(), &body)
-            .with_context(|| format!("no key with id {:?}", opts.key_id))?;
+            .with_context(|| format!("no signing key with id {:?}", opts.key_id.as_deref().unwrap_or("default")))?;
         let mut req = client
             .post(url)
             .header("content-type", "application/json")

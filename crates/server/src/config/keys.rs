@@ -27,6 +27,9 @@ pub struct KeySources {
     pub file: Option<(PathBuf, KeyList)>,
     /// Where the dev secret was generated, if it was.
     pub dev_secret_path: Option<PathBuf>,
+    /// Whether this start wrote the dev secret (none was there): what it signs, nothing else
+    /// with another `DATA_DIR` accepts.
+    pub dev_secret_created: bool,
 }
 
 impl std::fmt::Debug for KeySources {
@@ -132,6 +135,7 @@ pub(super) fn sources(raw: &RawConfig) -> Result<KeySources, ConfigError> {
         None => None,
     };
     let mut dev_secret_path = None;
+    let mut dev_secret_created = false;
     if fixed.is_empty() && file.is_none() {
         if raw.env != Env::Dev {
             return Err(bad(
@@ -141,7 +145,7 @@ pub(super) fn sources(raw: &RawConfig) -> Result<KeySources, ConfigError> {
             ));
         }
         let path = raw.data_dir.join(DEV_SECRET_FILE);
-        let secret = dev_secret(&path).map_err(|e| {
+        let (secret, created) = dev_secret(&path).map_err(|e| {
             bad(
                 "HMAC_SECRET",
                 format!("cannot create the dev secret at {}: {e}", path.display()),
@@ -149,20 +153,22 @@ pub(super) fn sources(raw: &RawConfig) -> Result<KeySources, ConfigError> {
         })?;
         fixed.push(("default".into(), secret.into_bytes()));
         dev_secret_path = Some(path);
+        dev_secret_created = created;
     }
     Ok(KeySources {
         fixed,
         file,
         dev_secret_path,
+        dev_secret_created,
     })
 }
 
 /// Reads the dev secret, creating a random one (owner-only permissions) on first use.
-fn dev_secret(path: &Path) -> std::io::Result<String> {
+fn dev_secret(path: &Path) -> std::io::Result<(String, bool)> {
     if let Ok(s) = std::fs::read_to_string(path) {
         let s = s.trim().to_owned();
         if s.len() >= MIN_SECRET_LEN {
-            return Ok(s);
+            return Ok((s, false));
         }
     }
     if let Some(dir) = path.parent() {
@@ -178,7 +184,7 @@ fn dev_secret(path: &Path) -> std::io::Result<String> {
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
     }
     std::fs::rename(&tmp, path)?;
-    Ok(secret)
+    Ok((secret, true))
 }
 
 #[cfg(test)]

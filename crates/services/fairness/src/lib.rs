@@ -41,7 +41,7 @@ pub struct FairnessArgs {
     /// z-score above which an event is flagged.
     #[arg(long, env = "ANOMALY_Z", default_value_t = 3.5)]
     pub anomaly_z: f64,
-    /// Samples per event type before anomaly detection starts (at least [`MIN_WARMUP`]).
+    /// Samples per event type before anomaly detection starts (at least 20).
     #[arg(long, env = "ANOMALY_WARMUP", default_value_t = 50)]
     pub anomaly_warmup: u64,
     /// Strikes within STRIKE_WINDOW_SEC that block a player.
