@@ -4,7 +4,8 @@
 //! a limit ([`read_body`], [`body_limit`]), page cursors ([`parse_cursor`]), routes and their OpenAPI from one list
 //! ([`OpenApiRouter`], [`routes!`]), operators' bearer tokens and roles ([`Operator`],
 //! [`Reader`], [`BearerScheme`]), a campaign or 404 ([`campaign_or_404`]), and the request
-//! metrics layer ([`track`]).
+//! metrics layer ([`track`]), and log lines written per request at most once a period
+//! ([`Throttled`]).
 
 mod api;
 mod auth;
@@ -18,6 +19,7 @@ mod problem;
 pub mod responses;
 mod signed;
 mod text;
+mod throttle;
 
 pub use api::{add_keyword, close_variants, operator_routes, service_routes};
 pub use auth::{token_hash, BearerScheme, Operator, OperatorAuth, Reader, Unauthenticated, BEARER};
@@ -40,6 +42,7 @@ pub use metrics_layer::{catch_panics, count_unmatched, track, PanicAnswer};
 pub use problem::Problem;
 pub use signed::{header, Signature, SignatureCheck, SignatureHeaders, Signed};
 pub use text::{Text, Title};
+pub use throttle::Throttled;
 /// A service's routes and their OpenAPI operations, from one list of handlers: each route's path
 /// and method are written once, in its `#[utoipa::path]`.
 pub use utoipa_axum::{router::OpenApiRouter, routes};

@@ -7,7 +7,7 @@ use liveops_core::stores::{
 };
 use liveops_core::{now_ms, PlayerId, PortResult};
 use liveops_http::responses::ReadFailures;
-use liveops_http::{rfc3339, Json, PlayerPath, Problem};
+use liveops_http::{rfc3339, Json, PlayerPath, Problem, Throttled};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -35,10 +35,14 @@ async fn live_campaigns(store: &dyn CampaignStore) -> PortResult<Vec<Campaign>> 
             return Ok(all);
         }
     }
-    tracing::warn!(
-        read = all.len(),
-        "more live campaigns than one player's list reads; the oldest are left out"
-    );
+    static LOG: Throttled = Throttled::new(60_000);
+    if let Some(left_out) = LOG.admit() {
+        tracing::warn!(
+            read = all.len(),
+            left_out,
+            "more live campaigns than one player's list reads; the oldest are left out"
+        );
+    }
     Ok(all)
 }
 

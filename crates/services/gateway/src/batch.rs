@@ -8,7 +8,7 @@ use axum::response::Response;
 use liveops_core::event::validate_event;
 use liveops_core::ports::topics;
 use liveops_core::Event;
-use liveops_http::{Problem, SignatureHeaders, Signed, IDEMPOTENCY_KEY};
+use liveops_http::{Problem, SignatureHeaders, Signed, Throttled, IDEMPOTENCY_KEY};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -357,7 +357,10 @@ async fn accept_batch(
     if !messages.is_empty() {
         let n = messages.len() as u64;
         if let Err(error) = state.bus.publish(topics::INGESTED, messages).await {
-            tracing::warn!(%error, events = n, "batch could not be published");
+            static LOG: Throttled = Throttled::new(10_000);
+            if let Some(left_out) = LOG.admit() {
+                tracing::warn!(%error, events = n, left_out, "batch could not be published");
+            }
             dropped("unavailable", n);
             return Err(Problem::unavailable(
                 "the event bus is unavailable; retry shortly",

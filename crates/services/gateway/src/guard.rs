@@ -2,7 +2,7 @@
 //! limit), and the gateway's drop and ingest counters.
 
 use liveops_core::ports::{PortError, RateDecision};
-use liveops_http::{rfc3339, Problem};
+use liveops_http::{rfc3339, Problem, Throttled};
 
 use crate::GatewayState;
 
@@ -55,7 +55,10 @@ fn secs_until(until_ms: i64, now_ms: i64) -> u64 {
 pub(crate) fn hot_state_failed(error: PortError, n: u64) -> Problem {
     match &error {
         PortError::Unavailable(_) => {
-            tracing::warn!(%error, events = n, "hot state unavailable; refused");
+            static LOG: Throttled = Throttled::new(10_000);
+            if let Some(left_out) = LOG.admit() {
+                tracing::warn!(%error, events = n, left_out, "hot state unavailable; refused");
+            }
             dropped("unavailable", n);
         }
         PortError::Corrupt(_) => {

@@ -6,7 +6,7 @@ use axum::response::Response;
 use liveops_core::event::{event_json, validate_event};
 use liveops_core::ports::{topics, Message};
 use liveops_core::{Envelope, Event};
-use liveops_http::{Problem, SignatureHeaders, Signed};
+use liveops_http::{Problem, SignatureHeaders, Signed, Throttled};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -115,7 +115,10 @@ async fn accept(
     let kind = event.kind().as_str();
     let (event_id, message) = envelope(event, event_id, now);
     if let Err(error) = state.bus.publish(topics::INGESTED, vec![message]).await {
-        tracing::warn!(%error, "event could not be published");
+        static LOG: Throttled = Throttled::new(10_000);
+        if let Some(left_out) = LOG.admit() {
+            tracing::warn!(%error, left_out, "event could not be published");
+        }
         dropped("unavailable", 1);
         return Err(Problem::unavailable(
             "the event bus is unavailable; retry shortly",
