@@ -76,7 +76,12 @@ pub async fn run(s: &Settings, opts: &SendOpts, files: &[PathBuf]) -> anyhow::Re
         let sig = s
             .keyring
             .sign_request(opts.key_id.as_deref(), now, "POST", url.path(), &body)
-            .with_context(|| format!("no signing key with id {:?}", opts.key_id.as_deref().unwrap_or("default")))?;
+            .with_context(|| {
+                format!(
+                    "no signing key with id {:?}",
+                    opts.key_id.as_deref().unwrap_or("default")
+                )
+            })?;
         let mut req = client
             .post(url)
             .header("content-type", "application/json")

@@ -561,6 +561,7 @@ async fn operations_routes_answer() {
         "/leaderboard/history",
         "/players/{id}/progress",
         "/players/{id}/rewards",
+        "/players/{id}/inventory",
         "/rewards/claim",
         "/receipts/verify",
         "/fairness/players/{id}",
@@ -624,12 +625,14 @@ async fn the_openapi_document_is_well_formed() {
                 "{at}: path parameters against the template"
             );
             // A page cursor is documented as what `parse_cursor` (`parse_inbox_cursor` for the
-            // inbox) takes; the entrants' as a player id.
+            // inbox) takes; the entrants' as a player id, the inventory's as an item (a label).
             for p in params.iter().filter(|p| p["name"] == "cursor") {
                 let takes = if path.ends_with("/inbox") {
                     liveops_http::INBOX_CURSOR_PATTERN
                 } else if path.ends_with("/entrants") {
                     liveops_core::event::PLAYER_ID_PATTERN
+                } else if path.ends_with("/inventory") {
+                    liveops_core::event::LABEL_PATTERN
                 } else {
                     liveops_http::CURSOR_PATTERN
                 };
@@ -640,9 +643,9 @@ async fn the_openapi_document_is_well_formed() {
     }
     assert!(operations >= 40, "only {operations} operations");
     assert_eq!(
-        cursors, 6,
-        "the inbox's, the campaigns', the deliveries', the entrants', the rewards' and the audit \
-         log's cursors"
+        cursors, 7,
+        "the inbox's, the campaigns', the deliveries', the entrants', the rewards', the \
+         inventory's and the audit log's cursors"
     );
 }
 

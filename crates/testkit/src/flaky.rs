@@ -1,7 +1,8 @@
 //! [`FlakyBus`]: a real bus with failures injected on demand, for outage tests.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use liveops_core::ports::{
@@ -18,6 +19,9 @@ pub struct FlakyBus {
     pub fail_forwards: AtomicU32,
     /// While set, every ack fails.
     pub fail_acks: AtomicBool,
+    /// While nonzero, every publish first waits this many milliseconds (a bus waiting for its
+    /// replicas); a publish already waiting keeps its wait when this changes.
+    pub stall_publish_ms: AtomicU64,
     /// Who left which group, `topic/group/consumer`, in order.
     pub left: std::sync::Mutex<Vec<String>>,
 }
@@ -30,6 +34,7 @@ impl FlakyBus {
             down: AtomicBool::new(false),
             fail_forwards: AtomicU32::new(0),
             fail_acks: AtomicBool::new(false),
+            stall_publish_ms: AtomicU64::new(0),
             left: std::sync::Mutex::default(),
         }
     }
@@ -51,6 +56,10 @@ impl Bus for FlakyBus {
     }
 
     async fn publish(&self, topic: &str, messages: Vec<Message>) -> PortResult<()> {
+        let stall = self.stall_publish_ms.load(Ordering::SeqCst);
+        if stall > 0 {
+            tokio::time::sleep(Duration::from_millis(stall)).await;
+        }
         let forward_fails = topic != topics::INGESTED
             && self
                 .fail_forwards

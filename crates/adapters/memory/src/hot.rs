@@ -26,7 +26,7 @@ use liveops_core::ports::hot::MAX_STRIKES;
 /// so there is no global lock and an operation on one key is atomic. Entries with a TTL expire
 /// lazily (an expired entry reads as absent) and are freed by [`Self::purge_expired`], which
 /// [`Self::spawn_purger`] runs periodically. Idempotency holds are bounded in number
-/// ([`Self::with_idempotency_limit`]).
+/// ([`Self::with_idempotency_limit`]), and so are strikes ([`DEFAULT_STRIKE_LIMIT`]).
 pub struct MemoryHotState {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
@@ -34,6 +34,8 @@ pub struct MemoryHotState {
     idem_per_shard: usize,
     /// Most bytes of cached views a shard keeps.
     cache_bytes_per_shard: usize,
+    /// Most strikes a shard keeps (each player's set counted for at least one).
+    strikes_per_shard: usize,
 }
 
 /// Most bytes of cached views kept (keys and values counted): past it, the views nearest their
@@ -45,6 +47,14 @@ pub const DEFAULT_VIEW_CACHE_BYTES: usize = 256 << 20;
 /// Most idempotency holds kept by default (about 160 heap bytes each with a one-event answer:
 /// some 650 MB; `IDEMP_MAX_KEYS`).
 pub const DEFAULT_IDEMPOTENCY_LIMIT: usize = 4_000_000;
+
+/// Most strikes kept (each player's set counted for its strikes, and at least one; about 250
+/// heap bytes for a player struck once, 70 for each further strike: some 64 MB at most): past
+/// it, the players' sets nearest their end are forgotten
+/// (`hot_state_evicted_total{kind="strikes"}`). A set is kept a window and a block after its
+/// latest strike (660 s by default): without a bound, a flood of anomalous events under new
+/// player ids would keep one set per event that long.
+pub const DEFAULT_STRIKE_LIMIT: usize = 262_144;
 
 impl std::fmt::Debug for MemoryHotState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -166,6 +176,11 @@ struct Strikes {
 }
 
 impl Strikes {
+    /// What the set counts towards the bound: its strikes, and at least one for the set itself.
+    fn held(&self) -> usize {
+        self.at.len().max(1)
+    }
+
     fn count_after(&self, after: i64) -> u32 {
         self.count_between(after, i64::MAX)
     }
@@ -195,6 +210,31 @@ struct StrikeLog(HashMap<Box<str>, Strikes>);
 impl StrikeLog {
     fn len(&self) -> usize {
         self.0.len()
+    }
+
+    /// What the sets count towards the bound, in all ([`Strikes::held`]).
+    fn held(&self) -> usize {
+        self.0.values().map(Strikes::held).sum()
+    }
+
+    /// What `key`'s set counts towards the bound; none without one.
+    fn held_by(&self, key: &str) -> usize {
+        self.0.get(key).map_or(0, Strikes::held)
+    }
+
+    /// Frees the log down to `room` held: the sets past their end, then the live ones nearest
+    /// it, a twentieth of the sets at a time ([`make_room`]); returns how many live sets went.
+    fn shrink_to(&mut self, room: usize, now: Instant, now_ms: i64) -> usize {
+        let until = |s: &Strikes| {
+            let left = u64::try_from(s.keep_until.saturating_sub(now_ms)).unwrap_or(0);
+            deadline(now, Duration::from_millis(left))
+        };
+        let mut gone = 0;
+        while self.held() > room && !self.0.is_empty() {
+            let sets = self.0.len() - (self.0.len() / 20).max(1);
+            gone += make_room(&mut self.0, sets, now, until);
+        }
+        gone
     }
 
     /// How many of `key`'s fall within `window` before `now_ms`.
@@ -318,11 +358,15 @@ impl Views {
 
     /// Caches `entry` under `key` within `budget` bytes; past it, first frees a twentieth of the
     /// budget (expired views, then the live ones nearest their end, which also keeps a player's
-    /// version: it outlives the views cached under the version before it). Returns how many live
-    /// views went.
+    /// version: it outlives the views cached under the version before it). A view larger than
+    /// the whole budget is not kept (nor is the one it replaces), and the others stay. Returns
+    /// how many live views went, the one not kept included.
     fn put(&mut self, key: &str, entry: Expiring<Bytes>, budget: usize, now: Instant) -> usize {
         self.remove(key);
         let size = cached_size(key, &entry.value);
+        if size > budget {
+            return 1;
+        }
         let mut gone = 0;
         if self.bytes + size > budget {
             let target = budget - budget / 20;
@@ -344,11 +388,35 @@ struct Shard {
     rate: HashMap<Box<str>, RateWindow>,
     blocks: HashMap<Box<str>, i64>,
     strikes: StrikeLog,
+    /// What `strikes` holds towards its bound ([`StrikeLog::held`]), kept as it changes.
+    strikes_held: usize,
     attempts: StrikeLog,
     cache: Views,
 }
 
 impl Shard {
+    /// Runs `change` on the strike log, which touches `player`'s set only, keeping
+    /// `strikes_held` up to date.
+    fn change_strikes<T>(&mut self, player: &str, change: impl FnOnce(&mut StrikeLog) -> T) -> T {
+        let before = self.strikes.held_by(player);
+        let out = change(&mut self.strikes);
+        let after = self.strikes.held_by(player);
+        self.strikes_held = self.strikes_held.saturating_sub(before) + after;
+        out
+    }
+
+    /// With `limit` strikes held, frees the strike log to a twentieth below it (the sets past
+    /// their end, then the live ones nearest it); returns how many live sets went.
+    fn make_room_for_strike(&mut self, limit: usize) -> usize {
+        if self.strikes_held < limit {
+            return 0;
+        }
+        let room = limit - (limit / 20).max(1);
+        let gone = self.strikes.shrink_to(room, Instant::now(), now_ms());
+        self.strikes_held = self.strikes.held();
+        gone
+    }
+
     fn len(&self) -> usize {
         self.idem.len()
             + self.rate.len()
@@ -366,6 +434,7 @@ impl Shard {
         self.rate.retain(|_, w| w.second >= second);
         self.blocks.retain(|_, until| *until > now_ms);
         self.strikes.purge(now_ms);
+        self.strikes_held = self.strikes.held();
         self.attempts.purge(now_ms);
         self.cache.purge(now);
         before - self.len()
@@ -395,6 +464,7 @@ impl MemoryHotState {
             hasher: RandomState::new(),
             idem_per_shard: limit.div_ceil(SHARDS).max(1),
             cache_bytes_per_shard: DEFAULT_VIEW_CACHE_BYTES / SHARDS,
+            strikes_per_shard: DEFAULT_STRIKE_LIMIT / SHARDS,
         }
     }
 
@@ -519,6 +589,23 @@ impl Idempotency for MemoryHotState {
         }
         Ok(())
     }
+
+    async fn idem_extend(&self, key: &str, fingerprint: &str, ttl: Duration) -> PortResult<bool> {
+        let now = Instant::now();
+        let id = digest(key);
+        let mut shard = self.shard(key);
+        let Some(hold) = shard.idem.get_mut(&id).filter(|h| alive(h.until, now)) else {
+            return Ok(false);
+        };
+        if hold.answer.is_some() || hold.fingerprint != digest(fingerprint) {
+            return Ok(false);
+        }
+        hold.until = match (hold.until, deadline(now, ttl)) {
+            (Some(held), Some(asked)) => Some(held.max(asked)),
+            _ => None, // one of them never ends
+        };
+        Ok(true)
+    }
 }
 
 #[async_trait]
@@ -587,9 +674,15 @@ impl Blocklist for MemoryHotState {
         keep: Duration,
     ) -> PortResult<u32> {
         let mut shard = self.shard(player);
-        Ok(shard
-            .strikes
-            .record(player, Some(strike), at_ms, (window, keep)))
+        let gone = shard.make_room_for_strike(self.strikes_per_shard);
+        let count = shard.change_strikes(player, |log| {
+            log.record(player, Some(strike), at_ms, (window, keep))
+        });
+        drop(shard);
+        static WARNED_MS: std::sync::atomic::AtomicI64 =
+            std::sync::atomic::AtomicI64::new(i64::MIN);
+        note_evicted("strikes", gone, &WARNED_MS);
+        Ok(count)
     }
 
     async fn strike_windows(
@@ -616,26 +709,47 @@ impl Blocklist for MemoryHotState {
         shard.blocks.remove(player);
         let now = now_ms();
         let keep_until = now.saturating_add(millis(keep));
-        shard.strikes.forget_strikes(player, now, keep_until);
+        shard.change_strikes(player, |log| log.forget_strikes(player, now, keep_until));
         Ok(())
     }
 }
 
 #[async_trait]
 impl Attempts for MemoryHotState {
-    async fn attempt(&self, key: &str, at_ms: i64, window: Duration) -> PortResult<u32> {
-        Ok(self
-            .shard(key)
-            .attempts
-            .record(key, None, at_ms, (window, window)))
+    async fn attempt(
+        &self,
+        key: &str,
+        id: &str,
+        at_ms: i64,
+        window: Duration,
+        max: u32,
+    ) -> PortResult<Option<u32>> {
+        // Counted and recorded under the shard's lock: one step for concurrent callers.
+        let mut shard = self.shard(key);
+        let log = &mut shard.attempts;
+        let kept = log.0.get(key).filter(|s| s.keep_until > now_ms());
+        let recorded = kept.is_some_and(|s| s.at.iter().any(|(_, k)| k.as_deref() == Some(id)));
+        if !recorded && log.count(key, at_ms, window) >= max {
+            return Ok(None);
+        }
+        log.record(key, Some(id), at_ms, (window, window));
+        Ok(Some(log.count(key, at_ms, window)))
     }
 
     async fn attempts(&self, key: &str, now_ms: i64, window: Duration) -> PortResult<u32> {
         Ok(self.shard(key).attempts.count(key, now_ms, window))
     }
 
-    async fn forget_attempts(&self, key: &str) -> PortResult<()> {
-        self.shard(key).attempts.forget(key);
+    async fn forget_attempts(&self, key: &str, id: Option<&str>) -> PortResult<()> {
+        let mut shard = self.shard(key);
+        match id {
+            None => shard.attempts.forget(key),
+            Some(id) => {
+                if let Some(s) = shard.attempts.0.get_mut(key) {
+                    s.at.retain(|(_, kept)| kept.as_deref() != Some(id));
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -824,6 +938,66 @@ mod tests {
         }
     }
 
+    /// A view larger than its shard's budget is not kept: the shard keeps the views it held
+    /// (none evicted for it), drops the one the large view would have replaced, stays within its
+    /// budget, and the large one is counted as evicted (what `cache_put` adds to
+    /// `hot_state_evicted_total{kind="cache"}`).
+    #[tokio::test]
+    async fn a_view_larger_than_its_shard_is_not_kept() {
+        let (budget, ttl, now) = (2_000, Duration::from_secs(30), Instant::now());
+        let entry = |size: usize| Expiring {
+            value: Bytes::from(vec![b'x'; size]),
+            until: deadline(now, ttl),
+        };
+        let mut views = Views::default();
+        for i in 0..5 {
+            let key = format!("progress:v3:p{i}:1:0");
+            assert_eq!(views.put(&key, entry(100), budget, now), 0);
+        }
+        let large = "progress:v3:p9:1:0";
+        assert_eq!(views.put(large, entry(100), budget, now), 0);
+        let held = views.bytes;
+        // Larger than the budget, its key counted: not kept, the rest untouched.
+        let too_large = budget - large.len() + 1;
+        assert_eq!(views.put(large, entry(too_large), budget, now), 1);
+        assert_eq!(
+            views.get(large, now),
+            None,
+            "neither it nor the one it replaced"
+        );
+        assert_eq!(views.len(), 5, "no other view evicted for it");
+        assert_eq!(views.bytes, held - cached_size(large, &entry(100).value));
+        views.recount();
+        assert_eq!(
+            views.bytes,
+            held - large.len() - 100,
+            "the running count is exact"
+        );
+        // Exactly the budget still fits, evicting the others.
+        let fits = budget - large.len();
+        assert_eq!(views.put(large, entry(fits), budget, now), 5);
+        assert!(views.get(large, now).is_some());
+        assert_eq!(views.bytes, budget);
+
+        // Through the port: the large view is not served, a shard's others still are.
+        let hot = MemoryHotState {
+            cache_bytes_per_shard: budget,
+            ..MemoryHotState::new()
+        };
+        hot.cache_put("progress:v3:p1:1:0", Bytes::from_static(b"small"), ttl)
+            .await
+            .unwrap();
+        hot.cache_put(large, Bytes::from(vec![b'y'; budget]), ttl)
+            .await
+            .unwrap();
+        assert_eq!(hot.cache_get(large).await.unwrap(), None);
+        let small = hot.cache_get("progress:v3:p1:1:0").await.unwrap();
+        assert_eq!(small.as_deref(), Some(&b"small"[..]));
+        for shard in hot.shards.iter() {
+            assert!(shard.lock().unwrap().cache.bytes <= budget);
+        }
+    }
+
     #[tokio::test]
     async fn purge_frees_expired_entries_only() {
         let hot = MemoryHotState::new();
@@ -945,6 +1119,73 @@ mod tests {
                 .unwrap(),
             1
         );
+    }
+
+    /// Past its bound a shard forgets the players' strike sets nearest their end: a flood of one
+    /// strike under each of many new player ids stays bounded, the newest players' strikes and
+    /// those of a player struck after the flood are kept, and the running count of what the log
+    /// holds (a set's strikes, at least one) stays exact through strikes, unblocks and purges.
+    #[tokio::test]
+    async fn strikes_of_many_players_stay_within_their_bound() {
+        let hot = MemoryHotState {
+            strikes_per_shard: 40,
+            ..MemoryHotState::new()
+        };
+        let (w, keep) = (Duration::from_secs(600), Duration::from_secs(660));
+        let t = now_ms();
+        for i in 0..3 {
+            let strike = format!("c{i}");
+            hot.add_strike("cheater", &strike, t + 100_000, w, keep)
+                .await
+                .unwrap();
+        }
+        let n = SHARDS * 200;
+        let player = |i: usize| format!("flood_{i}");
+        for i in 0..n {
+            let at = t + i as i64;
+            assert_eq!(
+                hot.add_strike(&player(i), "s", at, w, keep).await.unwrap(),
+                1
+            );
+        }
+        let exact = |hot: &MemoryHotState| -> usize {
+            hot.shards
+                .iter()
+                .map(|s| {
+                    let shard = s.lock().unwrap();
+                    assert_eq!(shard.strikes_held, shard.strikes.held(), "running count");
+                    shard.strikes_held
+                })
+                .sum()
+        };
+        let held = exact(&hot);
+        assert!(held <= SHARDS * 40, "{held} strikes kept");
+        assert!(
+            held >= SHARDS * 30,
+            "{held}: a shard keeps most of its share"
+        );
+        // The cheater's set ends last: kept through the flood, all three strikes counting.
+        assert_eq!(hot.strikes("cheater", t + 100_000, w).await.unwrap(), 3);
+        // The newest players keep theirs (five a shard on average, of the 38 or more it keeps);
+        // the oldest are forgotten.
+        for i in (n - SHARDS * 5)..n {
+            let at = t + i as i64;
+            assert_eq!(hot.strikes(&player(i), at, w).await.unwrap(), 1, "{i}");
+        }
+        for i in 0..SHARDS * 10 {
+            let at = t + i as i64;
+            assert_eq!(hot.strikes(&player(i), at, w).await.unwrap(), 0, "{i}");
+        }
+        // An unblock leaves the set with no strikes (its marker counts one); a strike the
+        // unblock forgot is not recorded again; a purge recounts.
+        hot.unblock("cheater", keep).await.unwrap();
+        hot.add_strike("cheater", "c0", t + 100_000, w, keep)
+            .await
+            .unwrap();
+        assert_eq!(hot.shard("cheater").strikes.held_by("cheater"), 1);
+        exact(&hot);
+        hot.purge_expired();
+        assert_eq!(exact(&hot), held - 2);
     }
 
     #[tokio::test]

@@ -4,8 +4,9 @@
 //! Every operation touches one key, so it is atomic and cluster-safe without hash tags. Keys
 //! (after an optional prefix):
 //! - `hot:idem:<key>` — JSON `{"fp": <fingerprint>, "nonce": <the claim's>?, "answer": {status,
-//!   body}?}` with a TTL (a claim carries its call's nonce, an answered record none; a release
-//!   that knows no nonce reads past it, and a record without one is never taken for a retry);
+//!   body}?}` with a TTL, a claim's extended by its request while that runs (a claim carries its
+//!   call's nonce, an answered record none; a release that knows no nonce reads past it, and a
+//!   record without one is never taken for a retry);
 //! - `hot:rate:<player>:<unix second>` — the count of one one-second window, gone 2 s later;
 //! - `hot:block:<player>` — the block's end (unix ms), expiring with it; after an unblock, minus
 //!   the time its strikes were forgotten up to (read as a block long ended, also by a release
@@ -13,10 +14,11 @@
 //! - `hot:strikes:<player>` — a ZSET of strike times, the newest `MAX_STRIKES`, expiring `keep`
 //!   (at least a window) after the latest; after an unblock, a member `forgotten` scored minus
 //!   the unblock's time (below every strike time) until then;
-//! - `hot:attempts:<key>` — the same for attempts (logins per address and per account);
+//! - `hot:attempts:<key>` — a ZSET of attempt times (logins per address and per account), one
+//!   member `id:<attempt id>` each, the newest `MAX_STRIKES`, expiring a window after the latest;
 //! - `hot:cache:<key>` — cached bytes with a TTL.
 //!
-//! Scripts that read then write (idempotency, rate windows, strikes) run as Lua, so concurrent
+//! Scripts that read then write (idempotency, rate windows, strikes, attempts) run as Lua, so concurrent
 //! callers on any number of replicas see one order.
 
 use std::time::Duration;
@@ -94,6 +96,19 @@ return 1
 "#
 );
 
+/// Keeps the claim KEYS[1] at least ARGV[2] ms (never shortened) if it is unanswered and for the
+/// body ARGV[1]; returns 1 if it is.
+const IDEM_EXTEND_LUA: &str = concat!(
+    idem_record_lua!(),
+    r#"
+if rec['fp'] ~= ARGV[1] then return 0 end
+if rec['answer'] ~= nil and rec['answer'] ~= cjson.null then return 0 end
+local left = redis.call('PTTL', KEYS[1])
+if left >= 0 and left < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"#
+);
+
 /// Adds ARGV[1] hits to the window KEYS[1] unless that passes the limit ARGV[2]; the window
 /// lives ARGV[3] ms. Returns 1 if counted, 0 if refused (and not counted).
 const RATE_LUA: &str = r"
@@ -136,6 +151,26 @@ if keep < 1 then keep = 1 end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 or keep > ttl then redis.call('PEXPIRE', KEYS[1], keep) end
 return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[3], ARGV[6])
+";
+
+/// Records the attempt ARGV[2] at ARGV[1] in KEYS[1] unless ARGV[4] or more fall after ARGV[3]
+/// already (a member already there counts once), forgets all but the newest ARGV[5], keeps the
+/// set at least ARGV[6] ms; returns the attempts after ARGV[3], or -1 if refused (nothing
+/// recorded).
+const ATTEMPT_LUA: &str = r"
+local after = '(' .. ARGV[3]
+local n = redis.call('ZCOUNT', KEYS[1], after, '+inf')
+if redis.call('ZSCORE', KEYS[1], ARGV[2]) then return n end
+if n >= tonumber(ARGV[4]) then return -1 end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+local size = redis.call('ZCARD', KEYS[1])
+local max = tonumber(ARGV[5])
+if size > max then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, size - max - 1) end
+local keep = tonumber(ARGV[6])
+if keep < 1 then keep = 1 end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 or keep > ttl then redis.call('PEXPIRE', KEYS[1], keep) end
+return redis.call('ZCOUNT', KEYS[1], after, '+inf')
 ";
 
 /// Forgets the strikes of KEYS[1]: only the member `forgotten` stays, scored minus the time it
@@ -215,8 +250,10 @@ struct Scripts {
     idem_begin: Script,
     idem_complete: Script,
     idem_release: Script,
+    idem_extend: Script,
     rate: Script,
     strike: Script,
+    attempt: Script,
     strike_windows: Script,
     forget_strikes: Script,
     unblock_mark: Script,
@@ -276,8 +313,10 @@ impl RedisHotState {
                 idem_begin: Script::new(IDEM_BEGIN_LUA),
                 idem_complete: Script::new(IDEM_COMPLETE_LUA),
                 idem_release: Script::new(IDEM_RELEASE_LUA),
+                idem_extend: Script::new(IDEM_EXTEND_LUA),
                 rate: Script::new(RATE_LUA),
                 strike: Script::new(STRIKE_LUA),
+                attempt: Script::new(ATTEMPT_LUA),
                 strike_windows: Script::new(STRIKE_WINDOWS_LUA),
                 forget_strikes: Script::new(FORGET_STRIKES_LUA),
                 unblock_mark: Script::new(UNBLOCK_MARK_LUA),
@@ -381,6 +420,15 @@ impl Idempotency for RedisHotState {
         call.key(self.key("idem", key)).arg(fingerprint);
         let _released: i64 = self.conn.invoke("hot.idem_release", &call).await?;
         Ok(())
+    }
+
+    async fn idem_extend(&self, key: &str, fingerprint: &str, ttl: Duration) -> PortResult<bool> {
+        let mut call = self.scripts.idem_extend.prepare_invoke();
+        call.key(self.key("idem", key))
+            .arg(fingerprint)
+            .arg(ttl_ms(ttl));
+        let held: i64 = self.conn.invoke("hot.idem_extend", &call).await?;
+        Ok(held == 1)
     }
 }
 
@@ -560,23 +608,50 @@ impl RedisHotState {
     }
 }
 
+/// The member of the attempt `id` in an attempts set.
+fn attempt_member(id: &str) -> String {
+    format!("id:{id}")
+}
+
 #[async_trait]
 impl Attempts for RedisHotState {
-    async fn attempt(&self, key: &str, at_ms: i64, window: Duration) -> PortResult<u32> {
-        self.record(TimeLog::Attempts, key, None, at_ms, (window, window))
-            .await
+    async fn attempt(
+        &self,
+        key: &str,
+        id: &str,
+        at_ms: i64,
+        window: Duration,
+        max: u32,
+    ) -> PortResult<Option<u32>> {
+        let window = millis(window);
+        // Kept while this attempt can still fall inside a window it is counted in.
+        let keep = at_ms.saturating_add(window).saturating_sub(now_ms());
+        let keep = ttl_ms(Duration::from_millis(keep.max(0).unsigned_abs()));
+        let mut call = self.scripts.attempt.prepare_invoke();
+        call.key(self.key(TimeLog::Attempts.kind(), key))
+            .arg(at_ms)
+            .arg(attempt_member(id))
+            .arg(at_ms.saturating_sub(window))
+            .arg(max)
+            .arg(MAX_STRIKES)
+            .arg(keep);
+        let counted: i64 = self.conn.invoke(TimeLog::Attempts.ops().0, &call).await?;
+        Ok(u32::try_from(counted).ok())
     }
 
     async fn attempts(&self, key: &str, now_ms: i64, window: Duration) -> PortResult<u32> {
         self.count(TimeLog::Attempts, key, now_ms, window).await
     }
 
-    async fn forget_attempts(&self, key: &str) -> PortResult<()> {
-        self.delete(
-            "hot.forget_attempts",
-            self.key(TimeLog::Attempts.kind(), key),
-        )
-        .await
+    async fn forget_attempts(&self, key: &str, id: Option<&str>) -> PortResult<()> {
+        let key = self.key(TimeLog::Attempts.kind(), key);
+        let Some(id) = id else {
+            return self.delete("hot.forget_attempts", key).await;
+        };
+        let mut forget = redis::cmd("ZREM");
+        forget.arg(key).arg(attempt_member(id));
+        let _: i64 = self.conn.query("hot.forget_attempts", &forget).await?;
+        Ok(())
     }
 }
 

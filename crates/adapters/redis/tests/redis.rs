@@ -1,7 +1,7 @@
 //! The Redis adapters against real servers: both conformance suites on a single node
 //! (`LIVEOPS_TEST_REDIS_URL`) and on a Redis Cluster (`LIVEOPS_TEST_REDIS_CLUSTER`), plus round
-//! trips, unreachable servers, a server restart, a primary demoted behind its address, and
-//! idempotency claims run again by a client that lost the reply.
+//! trips, unreachable servers, a server restart, a primary demoted behind its address,
+//! idempotency claims run again by a client that lost the reply, and claims extended.
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::sync::Arc;
@@ -523,4 +523,54 @@ async fn claims_cross_a_rolling_upgrade_both_ways() {
         hot.idem_begin("new", "A", LONG).await.unwrap(),
         IdemState::Fresh
     );
+}
+
+/// An extension changes only a claim's TTL, never shortening it: the record stays as written, a
+/// claim of the release before nonces is extended too, and an unreadable record is an error.
+#[tokio::test]
+async fn an_extension_changes_only_the_claims_ttl() {
+    let conn = connect(&single_url()).await;
+    let prefix = prefix("extend");
+    let hot = RedisHotState::new(conn.clone()).with_prefix(&prefix);
+    let key = |k: &str| format!("{prefix}hot:idem:{k}");
+    let get = |k: &str| {
+        let (conn, k) = (conn.clone(), key(k));
+        async move {
+            let record: Option<String> =
+                conn.query("test", redis::cmd("GET").arg(&k)).await.unwrap();
+            let left: i64 = conn
+                .query("test", redis::cmd("PTTL").arg(&k))
+                .await
+                .unwrap();
+            (record.unwrap(), left)
+        }
+    };
+    let short = Duration::from_secs(1);
+
+    assert_eq!(
+        hot.idem_begin("new", "A", short).await.unwrap(),
+        IdemState::Fresh
+    );
+    let (claim, left) = get("new").await;
+    assert!(left <= 1000, "{left}");
+    assert!(hot.idem_extend("new", "A", LONG).await.unwrap());
+    let (extended, left) = get("new").await;
+    assert_eq!(extended, claim, "the record was rewritten");
+    assert!(left > 50_000, "{left}");
+    // A shorter extension leaves the longer TTL.
+    assert!(hot.idem_extend("new", "A", short).await.unwrap());
+    assert!(get("new").await.1 > 50_000);
+
+    let mut set = redis::cmd("SET");
+    set.arg(key("old")).arg(r#"{"fp":"A"}"#).arg("PX").arg(1000);
+    conn.query::<()>("test", &set).await.unwrap();
+    assert!(hot.idem_extend("old", "A", LONG).await.unwrap());
+    assert_eq!(get("old").await.0, r#"{"fp":"A"}"#);
+    assert!(get("old").await.1 > 50_000);
+
+    let mut set = redis::cmd("SET");
+    set.arg(key("bad")).arg("not json").arg("PX").arg(60_000);
+    conn.query::<()>("test", &set).await.unwrap();
+    let bad = hot.idem_extend("bad", "A", LONG).await;
+    assert!(matches!(bad, Err(PortError::Corrupt(_))), "{bad:?}");
 }

@@ -14,7 +14,7 @@ use futures_util::future::BoxFuture;
 use liveops_core::ports::Board;
 use liveops_core::{PortError, PortResult};
 use sqlx::database::HasStatementCache;
-use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::migrate::{Migrate, MigrateError, Migrator};
 use sqlx::Database;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
@@ -60,6 +60,19 @@ pub trait Dialect: Database + HasStatementCache + Sized {
 
     /// The schema migrations of this backend (`migrations/<backend>`).
     fn migrator() -> &'static Migrator;
+
+    /// Applies [`Self::migrator`]'s pending migrations on `conn`, which holds the migration lock.
+    fn apply_migrations(conn: &mut Self::Connection) -> BoxFuture<'_, PortResult<()>>
+    where
+        Self::Connection: Migrate,
+    {
+        Box::pin(async move {
+            Self::migrator()
+                .run_direct(conn)
+                .await
+                .map_err(|e| migrate_error_of(Self::NAME, e))
+        })
+    }
 
     /// Waits for this process's turn to write, where the database takes one writer at a time
     /// and queueing in process beats waiting in the driver; `None`: no turns, write at once.

@@ -10,6 +10,8 @@ pub mod dialect;
 mod live;
 mod live_stores;
 #[cfg(feature = "mysql")]
+pub mod migrate_mysql;
+#[cfg(feature = "mysql")]
 pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;

@@ -10,10 +10,10 @@ macro_rules! impl_live_stores {
             use liveops_core::stores::{
                 ActiveKeys, ApiKeyInfo, ApiKeyStore, Attempt, AuditEntry, AuditLog, Campaign,
                 CampaignEvent, CampaignPage, CampaignState, CampaignStore, ClaimOutcome, Delivery, DeliveryLog, DeliveryPage,
-                DueDelivery, Entered, Entry, EntryStore, InboxClaim, InboxMessage, InboxPage, InboxStore,
+                DistributionRetention, DueDelivery, Entered, Entry, EntryStore, InboxClaim, InboxMessage, InboxPage, InboxStore,
                 Keyed, KeyedOutcome, ListedAudit, ListedMessage, LiveEventStores, OperatorRecord, OperatorStore,
                 OperatorUpdate, Outcome, OutcomeStore, OutcomeSummary, PlayerXp, Redelivery, RequestKey,
-                RequestKeys, Session, Sessions, Webhook, WebhookStore,
+                RequestKeys, Session, Sessions, UndeliveredEvent, Webhook, WebhookStore,
             };
             use liveops_core::stores::distribution::OutboxEvent;
             use liveops_core::PortResult;
@@ -39,7 +39,9 @@ macro_rules! impl_live_stores {
 
                 impl Sessions {
                     fn any_operator() -> bool;
-                    fn open_session(token_hash: &str, operator_id: &str, expires_at_ms: i64) -> bool;
+                    fn open_session(
+                        token_hash: &str, operator_id: &str, password_hash: &str, expires_at_ms: i64,
+                    ) -> bool;
                     fn session(token_hash: &str) -> Option<Session>;
                     fn close_session(token_hash: &str) -> ();
                 }
@@ -131,7 +133,7 @@ macro_rules! impl_live_stores {
                     fn webhooks() -> Vec<Webhook>;
                     fn delete_webhook(id: &str, audit: &AuditEntry) -> bool;
                     fn undispatched(limit: u32) -> Vec<OutboxEvent>;
-                    fn undelivered_events(ids: &[i64]) -> Vec<(i64, CampaignEvent)>;
+                    fn undelivered_events(ids: &[i64]) -> Vec<UndeliveredEvent>;
                     fn enqueue(event_ids: &[i64], deliveries: &[Delivery]) -> ();
                     fn lease_due(
                         now_ms: i64, until_ms: i64, limit: u32, per_webhook: u32,
@@ -146,6 +148,12 @@ macro_rules! impl_live_stores {
                         webhook_id: &str, ids: &[String], limit: u32, now_ms: i64,
                         audit: &AuditEntry,
                     ) -> Option<Redelivery>;
+                }
+
+                impl DistributionRetention {
+                    fn purge_deliveries(before_ms: i64) -> u64;
+                    fn purge_events(before_ms: i64) -> u64;
+                    fn purge_messages(before_ms: i64) -> u64;
                 }
 
                 impl RequestKeys {

@@ -4,10 +4,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use liveops_core::PortError;
+use futures_util::future::BoxFuture;
+use liveops_core::{PortError, PortResult};
 use sqlx::decode::Decode;
 use sqlx::migrate::Migrator;
-use sqlx::mysql::{MySqlConnectOptions, MySqlTypeInfo, MySqlValueRef};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlTypeInfo, MySqlValueRef};
 use sqlx::{Executor, MySql, Type};
 
 use super::dialect::{db_error, server, Dialect, MigrationLock, Text, Upserts};
@@ -80,6 +81,11 @@ impl Dialect for MySql {
 
     fn migrator() -> &'static Migrator {
         &MIGRATOR
+    }
+
+    /// Statement by statement, completing what a start left unfinished (ADR 0030).
+    fn apply_migrations(conn: &mut MySqlConnection) -> BoxFuture<'_, PortResult<()>> {
+        crate::migrate_mysql::apply(conn, &MIGRATOR, crate::migrate_mysql::LockRetry::STANDARD)
     }
 
     /// Rows matched (sqlx connects with `CLIENT_FOUND_ROWS`, so an `UPDATE` counts the rows its

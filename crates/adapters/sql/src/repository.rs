@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use liveops_core::ports::{Board, RankEntry, ScoreDelta, ScoreTotal};
 use liveops_core::stores::{
     FairnessCommit, Flag, InventoryItem, ListedReward, PendingReward, PlayerProgress,
-    ProgressCommit, RewardClaim, Snapshot, PROGRESS_PENDING_LIMIT,
+    ProgressCommit, RewardClaim, Snapshot, PROGRESS_COUNT_LIMIT, PROGRESS_INVENTORY_LIMIT,
+    PROGRESS_PENDING_LIMIT,
 };
 use liveops_core::{EventType, PortError, PortResult, Receipt, Welford, Window};
 use sqlx::migrate::Migrate;
@@ -25,7 +26,7 @@ use sqlx::{
 use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
-use super::dialect::{db_error, migrate_error_of, to_i64, to_u64, Dialect, Text};
+use super::dialect::{db_error, to_i64, to_u64, Dialect, Text};
 use super::replica::{MaybeReplica, Replica};
 use super::statement::{Statement, Tuple};
 
@@ -46,6 +47,16 @@ macro_rules! on_reader {
         $call
     }};
 }
+
+/// How many inventory lines a player has, counted up to the limit given as the second parameter:
+/// the subquery stops there, so at most that many entries of the key (player_id, item) are read.
+const COUNT_INVENTORY: &str =
+    "SELECT COUNT(*) FROM (SELECT 1 FROM inventory WHERE player_id = ? LIMIT ?) AS counted";
+
+/// How many pending rewards a player has, counted up to the limit given as the second parameter:
+/// at most that many entries of `rewards_pending` (player_id, claimed, id) are read.
+const COUNT_PENDING: &str = "SELECT COUNT(*) FROM \
+     (SELECT 1 FROM rewards WHERE player_id = ? AND claimed = 0 LIMIT ?) AS counted";
 
 /// A batch's XP for one `(player, season)`: the sum and the latest time earned.
 type XpSum<'a> = ((&'a str, i64), (u64, i64));
@@ -306,6 +317,37 @@ const PURGE_VERDICTS: PurgeSql = PurgeSql {
              AND done_at < ?",
 };
 
+/// The statements of a purge along an indexed time column (unix ms), oldest first: `step`
+/// reads the time [`PURGE_STEP`] rows past the oldest (of those before the cutoff), `through`
+/// deletes every row up to that time, `before` the rows left before the cutoff. Each reads and
+/// deletes a range of the column's index, never the whole table.
+struct PurgeByTime {
+    step: &'static str,
+    through: &'static str,
+    before: &'static str,
+}
+
+/// The operators' request keys, along `created_at` (its index `operator_requests_created`).
+const PURGE_REQUEST_KEYS: PurgeByTime = PurgeByTime {
+    step: concat!(
+        "SELECT created_at FROM operator_requests WHERE created_at < ? \
+         ORDER BY created_at LIMIT 1 OFFSET ",
+        purge_step!()
+    ),
+    through: "DELETE FROM operator_requests WHERE created_at <= ?",
+    before: "DELETE FROM operator_requests WHERE created_at < ?",
+};
+
+/// The fairness flags, along `at_ms` (its index `fairness_flags_recent`, migration 0001).
+const PURGE_FLAGS: PurgeByTime = PurgeByTime {
+    step: concat!(
+        "SELECT at_ms FROM fairness_flags WHERE at_ms < ? ORDER BY at_ms LIMIT 1 OFFSET ",
+        purge_step!()
+    ),
+    through: "DELETE FROM fairness_flags WHERE at_ms <= ?",
+    before: "DELETE FROM fairness_flags WHERE at_ms < ?",
+};
+
 /// A reward as a claim sees it: item, claimed, adds to inventory, and the receipt if claimed.
 type RewardRow = (Text, i16, i16, Option<Text>, Option<i64>, Option<Text>);
 
@@ -535,6 +577,16 @@ where
     /// Applies this backend's pending schema migrations (`migrations/<backend>`), under a lock
     /// where several processes may start at once.
     pub async fn migrate(&self) -> PortResult<()> {
+        self.migrate_by(DB::apply_migrations).await
+    }
+
+    /// [`Self::migrate`] with `apply` applying the migrations on the connection holding the lock.
+    pub(crate) async fn migrate_by<F>(&self, apply: F) -> PortResult<()>
+    where
+        F: for<'c> FnOnce(
+            &'c mut DB::Connection,
+        ) -> futures_util::future::BoxFuture<'c, PortResult<()>>,
+    {
         // On a connection of its own, closed afterwards: the migrator holds session locks and
         // may change session settings, none of which may go back to the pool.
         let mut conn = self.pool.acquire().await.map_err(db_error::<DB>)?;
@@ -558,12 +610,7 @@ where
                 )));
             }
         }
-        // `run_direct` is `Migrator::run` on a connection we hold (sqlx's way around `Acquire`
-        // not being general enough for generic code).
-        DB::migrator()
-            .run_direct(&mut *conn)
-            .await
-            .map_err(|e| migrate_error_of(DB::NAME, e))?;
+        apply(&mut *conn).await?;
         if let Some(lock) = DB::MIGRATION_LOCK {
             sqlx::query(lock.release)
                 .execute(&mut *conn)
@@ -666,16 +713,25 @@ where
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db_error::<DB>)?;
+            // Every drop adds an inventory line keyed by its client-chosen `dropId` and a
+            // pending reward, so a player may have ever more of both: the first lines and the
+            // oldest rewards, and counts that stop at PROGRESS_COUNT_LIMIT rows, each along its
+            // index (inventory's key (player_id, item), rewards_pending (player_id, claimed, id)).
             let sql = DB::placeholders(
-                "SELECT item, quantity FROM inventory WHERE player_id = ? ORDER BY item",
+                "SELECT item, quantity FROM inventory WHERE player_id = ? ORDER BY item LIMIT ?",
             );
             let inventory: Vec<(Text, i64)> = sqlx::query_as(&sql)
                 .bind(player_id)
+                .bind(i64::try_from(PROGRESS_INVENTORY_LIMIT).unwrap_or(i64::MAX))
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db_error::<DB>)?;
-            // The oldest pending rewards and how many there are, both along the index
-            // (player_id, claimed, id): a player who never claims has ever more of them.
+            let (inventory_count,): (i64,) = sqlx::query_as(&DB::placeholders(COUNT_INVENTORY))
+                .bind(player_id)
+                .bind(to_i64(PROGRESS_COUNT_LIMIT))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_error::<DB>)?;
             let sql = DB::placeholders(
                 "SELECT reward_id, item, source, adds_to_inventory FROM rewards \
                  WHERE player_id = ? AND claimed = 0 ORDER BY id LIMIT ?",
@@ -686,11 +742,9 @@ where
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db_error::<DB>)?;
-            let sql = DB::placeholders(
-                "SELECT COUNT(*) FROM rewards WHERE player_id = ? AND claimed = 0",
-            );
-            let (pending_count,): (i64,) = sqlx::query_as(&sql)
+            let (pending_count,): (i64,) = sqlx::query_as(&DB::placeholders(COUNT_PENDING))
                 .bind(player_id)
+                .bind(to_i64(PROGRESS_COUNT_LIMIT))
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(db_error::<DB>)?;
@@ -707,6 +761,7 @@ where
                         quantity: to_u64(quantity),
                     })
                     .collect(),
+                inventory_count: to_u64(inventory_count),
                 pending: pending
                     .into_iter()
                     .map(|(reward_id, item, source, adds)| PendingReward {
@@ -765,6 +820,64 @@ where
                         source: source.0,
                         adds_to_inventory: adds != 0,
                     },
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// A page of a player's inventory for display: on the replica while it is usable.
+    pub(crate) async fn inventory(
+        &self,
+        player_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> PortResult<Vec<InventoryItem>> {
+        on_reader!(self, |pool| {
+            self.inventory_on(pool, player_id, after, limit).await
+        })
+    }
+
+    async fn inventory_on(
+        &self,
+        pool: &Pool<DB>,
+        player_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> PortResult<Vec<InventoryItem>> {
+        within_on::<DB, _>("inventory", self.which(pool), async {
+            // Along the key (player_id, item), from the cursor's item on: `limit` rows read.
+            let rows: Vec<(Text, i64)> = match after {
+                Some(after) => {
+                    let sql = DB::placeholders(
+                        "SELECT item, quantity FROM inventory \
+                         WHERE player_id = ? AND item > ? ORDER BY item LIMIT ?",
+                    );
+                    sqlx::query_as(&sql)
+                        .bind(player_id)
+                        .bind(after)
+                        .bind(i64::from(limit))
+                        .fetch_all(pool)
+                        .await
+                }
+                None => {
+                    let sql = DB::placeholders(
+                        "SELECT item, quantity FROM inventory \
+                         WHERE player_id = ? ORDER BY item LIMIT ?",
+                    );
+                    sqlx::query_as(&sql)
+                        .bind(player_id)
+                        .bind(i64::from(limit))
+                        .fetch_all(pool)
+                        .await
+                }
+            }
+            .map_err(db_error::<DB>)?;
+            Ok(rows
+                .into_iter()
+                .map(|(item, quantity)| InventoryItem {
+                    item: item.0,
+                    quantity: to_u64(quantity),
                 })
                 .collect())
         })
@@ -1499,15 +1612,23 @@ where
         }
     }
 
-    /// Deletes the operators' request keys taken before `cutoff_ms`, oldest first, about 2000
-    /// per write transaction (every key of one instant at once).
+    /// Deletes the fairness flags raised before `cutoff_ms` (`FLAG_RETENTION`), oldest first
+    /// along their index on `at_ms`, about 2000 per write transaction; returns how many went.
+    pub(crate) async fn purge_flags(&self, cutoff_ms: i64) -> PortResult<u64> {
+        self.purge_by_time(&PURGE_FLAGS, cutoff_ms).await
+    }
+
+    /// Deletes the operators' request keys taken before `cutoff_ms`, oldest first.
     async fn purge_request_keys(&self, cutoff_ms: i64) -> PortResult<u64> {
-        let step = DB::placeholders(
-            "SELECT created_at FROM operator_requests WHERE created_at < ? \
-             ORDER BY created_at LIMIT 1 OFFSET 2000",
-        );
-        let through = DB::placeholders("DELETE FROM operator_requests WHERE created_at <= ?");
-        let before = DB::placeholders("DELETE FROM operator_requests WHERE created_at < ?");
+        self.purge_by_time(&PURGE_REQUEST_KEYS, cutoff_ms).await
+    }
+
+    /// Deletes the rows of `sql`'s table written before `cutoff_ms`, oldest first along its
+    /// time column, about 2000 per write transaction (every row of one instant at once).
+    async fn purge_by_time(&self, sql: &PurgeByTime, cutoff_ms: i64) -> PortResult<u64> {
+        let step = DB::placeholders(sql.step);
+        let through = DB::placeholders(sql.through);
+        let before = DB::placeholders(sql.before);
         let mut purged = 0;
         loop {
             let end: Option<i64> = within::<DB, _>("purge_before", async {

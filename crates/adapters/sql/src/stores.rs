@@ -13,9 +13,9 @@ macro_rules! impl_stores {
             use async_trait::async_trait;
             use liveops_core::ports::{Board, Health, ScoreDelta, ScoreTotal};
             use liveops_core::stores::{
-                FairnessCommit, FairnessStore, Flag, ListedReward, PendingReward, PlayerProgress,
-                ProcessedEvents, ProgressCommit, ProgressStore, RewardClaim, ScoreStore, Snapshot,
-                SnapshotStore,
+                FairnessCommit, FairnessStore, Flag, InventoryItem, ListedReward, PendingReward,
+                PlayerProgress, ProcessedEvents, ProgressCommit, ProgressStore, RewardClaim,
+                ScoreStore, Snapshot, SnapshotStore,
             };
             use liveops_core::{EventType, PortResult, Receipt, Welford, Window};
             use uuid::Uuid;
@@ -62,6 +62,9 @@ macro_rules! impl_stores {
                     fn pending_rewards(
                         player_id: &str, after: Option<i64>, limit: u32,
                     ) -> Vec<ListedReward>;
+                    fn inventory(
+                        player_id: &str, after: Option<&str>, limit: u32,
+                    ) -> Vec<InventoryItem>;
                     fn xp_of(players: &[(String, i64)]) -> Vec<u64>;
                     fn commit_progress(consumer: &str, commit: &ProgressCommit) -> bool;
                     fn claim_reward(
@@ -131,6 +134,7 @@ macro_rules! impl_stores {
                     fn verdicts(ids: &[Uuid]) -> Vec<(Uuid, bool, i64)>;
                     fn commit_fairness(commit: &FairnessCommit) -> bool;
                     fn flags(player_id: Option<&str>, limit: u32) -> Vec<Flag>;
+                    fn purge_flags(cutoff_ms: i64) -> u64;
                 }
             }
         };

@@ -1,5 +1,6 @@
 //! The MySQL / MariaDB repository against a real server (`LIVEOPS_TEST_MYSQL_URL`): the repository
-//! conformance suite, concurrent migrations, scheme dispatch, collation, and an outage.
+//! conformance suite, concurrent migrations, migrations that meet a lock or that a start left
+//! unfinished, scheme dispatch, collation, and an outage.
 
 #![cfg(feature = "mysql")]
 #![allow(clippy::unwrap_used)] // tests may unwrap
@@ -22,7 +23,7 @@ impl Server for MySql {
     const VAR: &'static str = "LIVEOPS_TEST_MYSQL_URL";
     const MIGRATIONS: &'static str = "migrations/mysql";
     /// 0008 widens the outcome columns, MySQL's MEDIUMTEXT being the only such bound.
-    const VERSIONS: &'static [i64] = &[1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13];
+    const VERSIONS: &'static [i64] = &[1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
     const SCHEMES: &'static [&'static str] = &["mysql", "mariadb", "MariaDB"];
     const FOREIGN: Option<&'static str> = if cfg!(feature = "postgres") {
         Some("postgres")
@@ -65,6 +66,336 @@ impl Server for MySql {
     fn drop_database(db: &str) -> String {
         format!("DROP DATABASE {db}")
     }
+
+    const EXPLAIN: &'static str = "EXPLAIN FORMAT=JSON";
+    const ANALYZE: &'static str = "ANALYZE TABLE inventory, rewards";
+    const INVENTORY_KEY: &'static str = "PRIMARY";
+
+    /// MySQL and MariaDB read along `index` (a `ref` or `range` access that stops at the
+    /// `LIMIT`), without a filesort.
+    fn stops_at_its_limit(plan: &str, index: &str) -> bool {
+        plan.contains(&format!("\"key\": \"{index}\"")) && !plan.contains("filesort")
+    }
 }
 
 server::server_tests!(MySql);
+
+/// Migrations that meet a lock, or that a start left unfinished (ADR 0030).
+mod unfinished_migrations {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use liveops_core::ports::PortError;
+    use liveops_sql::dialect::Text;
+    use liveops_sql::migrate_mysql::LockRetry;
+    use liveops_sql::MySqlRepository;
+    use sqlx::migrate::{MigrateError, Migrator};
+    use sqlx::{Connection, MySqlConnection, MySqlPool};
+    use tokio::time::Instant;
+
+    use super::sql_support::{server_url, suffix, with_database};
+
+    /// A database of its own on the test server, dropped by [`Db::drop`].
+    struct Db {
+        admin: MySqlPool,
+        name: String,
+        url: String,
+    }
+
+    impl Db {
+        async fn new(tag: &str) -> Db {
+            let url = server_url("LIVEOPS_TEST_MYSQL_URL");
+            let admin = MySqlPool::connect(&url).await.unwrap();
+            let name = format!("liveops_{tag}_{}", suffix());
+            sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+                .execute(&admin)
+                .await
+                .unwrap();
+            let url = with_database(&url, &name);
+            Db { admin, name, url }
+        }
+
+        async fn drop(self, pool: &MySqlPool) {
+            pool.close().await;
+            sqlx::raw_sql(&format!("DROP DATABASE {}", self.name))
+                .execute(&self.admin)
+                .await
+                .unwrap();
+        }
+    }
+
+    /// The release's MySQL migrations as sqlx reads them.
+    async fn migrations() -> Migrator {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/mysql");
+        Migrator::new(path).await.unwrap()
+    }
+
+    /// The migrations up to `version` applied as the release before applied them: by sqlx's
+    /// migrator, the whole file in one request.
+    async fn release_before(pool: &MySqlPool, version: i64) -> Result<(), MigrateError> {
+        let mut before = migrations().await;
+        let upto: Vec<_> = before
+            .migrations
+            .iter()
+            .filter(|m| m.version <= version)
+            .cloned()
+            .collect();
+        before.migrations = upto.into();
+        before.run(pool).await
+    }
+
+    /// The schema of the database `pool` is on (tables, columns, indexes) and its migration
+    /// history (version, description, success, checksum), one line each.
+    async fn schema(pool: &MySqlPool) -> Vec<String> {
+        const READS: [&str; 4] = [
+            "SELECT CONCAT_WS('|', table_name, engine, table_collation) \
+             FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY table_name",
+            "SELECT CONCAT_WS('|', table_name, column_name, ordinal_position, column_type, \
+             is_nullable, IFNULL(column_default, '-'), extra, IFNULL(collation_name, '-')) \
+             FROM information_schema.columns WHERE table_schema = DATABASE() \
+             ORDER BY table_name, ordinal_position",
+            "SELECT CONCAT_WS('|', table_name, index_name, non_unique, seq_in_index, \
+             column_name) FROM information_schema.statistics WHERE table_schema = DATABASE() \
+             ORDER BY table_name, index_name, seq_in_index",
+            "SELECT CONCAT_WS('|', version, description, success, HEX(checksum)) \
+             FROM _sqlx_migrations ORDER BY version",
+        ];
+        let mut lines = Vec::new();
+        for read in READS {
+            let rows: Vec<(Text,)> = sqlx::query_as(read).fetch_all(pool).await.unwrap();
+            lines.extend(rows.into_iter().map(|(line,)| line.0));
+        }
+        lines
+    }
+
+    /// The schema and history of a database every migration of the release built from scratch,
+    /// by sqlx as the release before ran them.
+    async fn reference() -> Vec<String> {
+        let db = Db::new("reference").await;
+        let pool = MySqlPool::connect(&db.url).await.unwrap();
+        release_before(&pool, i64::MAX).await.unwrap();
+        let lines = schema(&pool).await;
+        db.drop(&pool).await;
+        lines
+    }
+
+    /// A session that read `table` in a transaction it keeps open, as a long read of another
+    /// process does: it holds the table's metadata lock until it ends.
+    async fn reader_of(url: &str, table: &str) -> MySqlConnection {
+        let mut session = MySqlConnection::connect(url).await.unwrap();
+        sqlx::raw_sql("BEGIN").execute(&mut session).await.unwrap();
+        sqlx::raw_sql(&format!("SELECT 1 FROM {table} LIMIT 1"))
+            .execute(&mut session)
+            .await
+            .unwrap();
+        session
+    }
+
+    /// Ends `reader`'s transaction.
+    async fn end(mut reader: MySqlConnection) {
+        sqlx::raw_sql("COMMIT").execute(&mut reader).await.unwrap();
+        reader.close().await.unwrap();
+    }
+
+    /// No attempt after the first that waited for a lock.
+    const NO_RETRY: LockRetry = LockRetry {
+        pause: Duration::from_secs(1),
+        give_up_after: Duration::ZERO,
+    };
+
+    /// The versions in the migration history and whether each succeeded.
+    async fn history(pool: &MySqlPool) -> Vec<(i64, bool)> {
+        sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    }
+
+    /// `versions`, each successful.
+    fn succeeded(versions: &[i64]) -> Vec<(i64, bool)> {
+        versions.iter().map(|v| (*v, true)).collect()
+    }
+
+    /// The inbox counter's rows.
+    async fn counter(pool: &MySqlPool) -> Vec<(i32, i64)> {
+        sqlx::query_as("SELECT id, last_position FROM inbox_positions ORDER BY id")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    }
+
+    /// 0012 indexes `scores`; a read of it stays open 8 s (longer than one 5 s lock wait): the
+    /// start retries and completes once the read ends, and a read of the table meanwhile waits
+    /// for one attempt at most, not for the whole migration.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_migration_blocked_by_an_open_read_is_retried_until_the_read_ends() {
+        let reference = reference().await;
+        let db = Db::new("blocked").await;
+        let repo = MySqlRepository::open(&db.url).await.unwrap();
+        release_before(repo.pool(), 11).await.unwrap();
+        let reader = reader_of(&db.url, "scores").await;
+        let started = Instant::now();
+        let pool = repo.pool().clone();
+        let (migrated, queued) = tokio::join!(repo.migrate(), async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let asked = Instant::now();
+            sqlx::query("SELECT COUNT(*) FROM scores")
+                .execute(&pool)
+                .await
+                .unwrap();
+            let queued = asked.elapsed();
+            tokio::time::sleep_until(started + Duration::from_secs(8)).await;
+            end(reader).await;
+            queued
+        });
+        migrated.unwrap();
+        assert!(started.elapsed() >= Duration::from_secs(8));
+        assert!(queued < Duration::from_millis(5_500), "{queued:?}");
+        assert_eq!(schema(repo.pool()).await, reference);
+        db.drop(repo.pool()).await;
+    }
+
+    /// The release before applied 0010 as one request: its table and counter committed, then
+    /// its `ALTER TABLE` timed out behind a read of the inbox, leaving the migration dirty for
+    /// every later start of that release. The next start of this one completes it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_0010_the_release_before_left_dirty_is_completed_by_the_next_start() {
+        let reference = reference().await;
+        let db = Db::new("dirty").await;
+        let repo = MySqlRepository::open(&db.url).await.unwrap();
+        release_before(repo.pool(), 9).await.unwrap();
+        let reader = reader_of(&db.url, "inbox_messages").await;
+        let failed = release_before(repo.pool(), 10).await;
+        assert!(
+            matches!(failed, Err(MigrateError::ExecuteMigration(_, 10))),
+            "{failed:?}"
+        );
+        end(reader).await;
+        let again = release_before(repo.pool(), 10).await;
+        assert!(matches!(again, Err(MigrateError::Dirty(10))), "{again:?}");
+        assert_eq!(counter(repo.pool()).await, [(1, 0)]);
+
+        repo.migrate().await.unwrap();
+        assert_eq!(schema(repo.pool()).await, reference);
+        assert_eq!(counter(repo.pool()).await, [(1, 0)], "the counter once");
+        repo.migrate().await.unwrap();
+        db.drop(repo.pool()).await;
+    }
+
+    /// 0010 left dirty after none, one, two or all three of its statements with an effect (the
+    /// table, the counter's row, the column): the next start completes it, each effect once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_0010_left_dirty_after_any_of_its_statements_is_completed_by_the_next_start() {
+        let reference = reference().await;
+        let all = migrations().await;
+        let m = all.iter().find(|m| m.version == 10).unwrap();
+        // The file's statements end at its only semicolons; the first sets the session's wait.
+        let effects: Vec<&str> = m
+            .sql
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .skip(1)
+            .collect();
+        assert_eq!(effects.len(), 3, "{effects:?}");
+        for done in 0..=effects.len() {
+            let db = Db::new("partial").await;
+            let repo = MySqlRepository::open(&db.url).await.unwrap();
+            release_before(repo.pool(), 9).await.unwrap();
+            sqlx::query(
+                "INSERT INTO _sqlx_migrations \
+                 (version, description, success, checksum, execution_time) \
+                 VALUES (?, ?, FALSE, ?, -1)",
+            )
+            .bind(m.version)
+            .bind(&*m.description)
+            .bind(&*m.checksum)
+            .execute(repo.pool())
+            .await
+            .unwrap();
+            for statement in &effects[..done] {
+                sqlx::raw_sql(statement).execute(repo.pool()).await.unwrap();
+            }
+            repo.migrate().await.unwrap();
+            assert_eq!(schema(repo.pool()).await, reference, "after {done}");
+            assert_eq!(counter(repo.pool()).await, [(1, 0)], "after {done}");
+            db.drop(repo.pool()).await;
+        }
+    }
+
+    /// 0012 still blocked when its attempts end: the start fails, and as its one statement with
+    /// an effect never ran, nothing of 0012 stays (no history row: the release before, sqlx,
+    /// still starts). Once the read ends, the next start applies it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_migration_still_blocked_when_its_attempts_end_fails_leaving_nothing_behind() {
+        let reference = reference().await;
+        let db = Db::new("stillblocked").await;
+        let repo = MySqlRepository::open(&db.url).await.unwrap();
+        release_before(repo.pool(), 11).await.unwrap();
+        let before = history(repo.pool()).await;
+        let reader = reader_of(&db.url, "scores").await;
+        let failed = repo.migrate_with(NO_RETRY).await;
+        let Err(PortError::Unavailable(why)) = &failed else {
+            panic!("{failed:?}")
+        };
+        assert!(
+            why.contains("migration 12") && why.contains("1205"),
+            "{why}"
+        );
+        assert!(why.contains("the next start completes"), "{why}");
+        assert_eq!(history(repo.pool()).await, before);
+        release_before(repo.pool(), 11).await.unwrap();
+
+        end(reader).await;
+        repo.migrate().await.unwrap();
+        assert_eq!(schema(repo.pool()).await, reference);
+        db.drop(repo.pool()).await;
+    }
+
+    /// 0011 numbers the messages (committed), then its first index waits for a read of the
+    /// inbox and the start fails: the migration stays unfinished (sqlx would refuse every start
+    /// from then on), and the next start builds the indexes without numbering again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_migration_that_fails_half_way_on_a_lock_is_completed_by_the_next_start() {
+        let reference = reference().await;
+        let db = Db::new("halfway").await;
+        let repo = MySqlRepository::open(&db.url).await.unwrap();
+        release_before(repo.pool(), 10).await.unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO inbox_messages (message_id, player_id, campaign_id, title, body, \
+             attachments, created_at, expires_at) \
+             VALUES ('msg_old', 'p_1', NULL, 'Old', 'Old', '[]', 10, 4000000000000)",
+        )
+        .execute(repo.pool())
+        .await
+        .unwrap();
+        let positions = || async {
+            let rows: Vec<(Option<i64>,)> = sqlx::query_as("SELECT position FROM inbox_messages")
+                .fetch_all(repo.pool())
+                .await
+                .unwrap();
+            rows
+        };
+        let reader = reader_of(&db.url, "inbox_messages").await;
+        let failed = repo.migrate_with(NO_RETRY).await;
+        assert!(
+            matches!(&failed, Err(PortError::Unavailable(why)) if why.contains("migration 11")),
+            "{failed:?}"
+        );
+        let mut unfinished = succeeded(&[1, 3, 4, 5, 6, 7, 8, 9, 10]);
+        unfinished.push((11, false));
+        assert_eq!(history(repo.pool()).await, unfinished);
+        assert_eq!(positions().await, [(Some(-1),)], "numbered");
+        let sqlx_start = release_before(repo.pool(), 11).await;
+        assert!(
+            matches!(sqlx_start, Err(MigrateError::Dirty(11))),
+            "{sqlx_start:?}"
+        );
+
+        end(reader).await;
+        repo.migrate().await.unwrap();
+        assert_eq!(schema(repo.pool()).await, reference);
+        assert_eq!(positions().await, [(Some(-1),)], "numbered once");
+        db.drop(repo.pool()).await;
+    }
+}

@@ -18,7 +18,7 @@ impl Server for Postgres {
     type Repo = PgRepository;
     const VAR: &'static str = "LIVEOPS_TEST_PG_URL";
     const MIGRATIONS: &'static str = "migrations/postgres";
-    const VERSIONS: &'static [i64] = &[1, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13];
+    const VERSIONS: &'static [i64] = &[1, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15];
     const SCHEMES: &'static [&'static str] = &["postgres", "postgresql", "PostgreSQL"];
     const FOREIGN: Option<&'static str> = if cfg!(feature = "mysql") {
         Some("mysql")
@@ -54,6 +54,17 @@ impl Server for Postgres {
 
     fn drop_database(db: &str) -> String {
         format!("DROP DATABASE {db} WITH (FORCE)")
+    }
+
+    const EXPLAIN: &'static str = "EXPLAIN";
+    const ANALYZE: &'static str = "VACUUM ANALYZE inventory, rewards";
+    const INVENTORY_KEY: &'static str = "inventory_pkey";
+
+    /// PostgreSQL picks by its statistics (a sequential scan under the `Limit` when the player's
+    /// rows are most of the table, an index scan otherwise): whichever it picks streams rows
+    /// into the `Limit`, unless a sort or a bitmap (every matching entry first) comes between.
+    fn stops_at_its_limit(plan: &str, _index: &str) -> bool {
+        plan.contains("Limit") && !plan.contains("Sort") && !plan.contains("Bitmap")
     }
 }
 

@@ -251,9 +251,34 @@ fn claims_and_entries_sent_at_once_are_written_in_groups() {
     );
 }
 
+/// A purge of fairness flags reads and deletes along their time (`fairness_flags_recent`), a
+/// range of the index, never the whole table, with no sort step.
+#[tokio::test]
+async fn flags_are_purged_along_their_time_index() {
+    let (_dir, repo, pool) = unmigrated().await;
+    repo.migrate().await.unwrap();
+    for sql in [
+        "SELECT at_ms FROM fairness_flags WHERE at_ms < 5 ORDER BY at_ms LIMIT 1 OFFSET 2000",
+        "DELETE FROM fairness_flags WHERE at_ms <= 5",
+        "DELETE FROM fairness_flags WHERE at_ms < 5",
+    ] {
+        let rows: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let plan = rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ");
+        assert!(
+            plan.contains("fairness_flags_recent (at_ms<"),
+            "{sql}: {plan}"
+        );
+        assert!(!plan.contains("TEMP B-TREE"), "no sort step: {plan}");
+    }
+}
+
 /// A webhook's deliveries in one state, newest first (the listing's `?state=`), are read
-/// through their own index, a board's top through `scores_by_rank` and a player's pending
-/// rewards through `rewards_pending`, with no sort step.
+/// through their own index, a board's top through `scores_by_rank`, a player's pending rewards
+/// through `rewards_pending` and their inventory through its key, with no sort step.
 #[tokio::test]
 async fn listings_by_state_and_board_tops_are_read_from_their_indexes() {
     let (_dir, repo, pool) = unmigrated().await;
@@ -288,10 +313,25 @@ async fn listings_by_state_and_board_tops_are_read_from_their_indexes() {
          WHERE player_id = 'p' AND claimed = 0 ORDER BY id LIMIT 100",
         "SELECT id, reward_id, item, source, adds_to_inventory FROM rewards \
          WHERE player_id = 'p' AND claimed = 0 AND id > 7 ORDER BY id LIMIT 101",
-        "SELECT COUNT(*) FROM rewards WHERE player_id = 'p' AND claimed = 0",
+        "SELECT COUNT(*) FROM \
+         (SELECT 1 FROM rewards WHERE player_id = 'p' AND claimed = 0 LIMIT 10000) AS counted",
     ] {
         let pending = plan(sql).await;
         assert!(pending.contains("rewards_pending"), "{sql}: {pending}");
         assert!(!pending.contains("TEMP B-TREE"), "no sort step: {pending}");
+    }
+    // A player's first items, a page of them and their count: along inventory's key.
+    for sql in [
+        "SELECT item, quantity FROM inventory WHERE player_id = 'p' ORDER BY item LIMIT 100",
+        "SELECT item, quantity FROM inventory \
+         WHERE player_id = 'p' AND item > 'gem' ORDER BY item LIMIT 101",
+        "SELECT COUNT(*) FROM (SELECT 1 FROM inventory WHERE player_id = 'p' LIMIT 10000) AS counted",
+    ] {
+        let items = plan(sql).await;
+        assert!(
+            items.contains("sqlite_autoindex_inventory_1 (player_id=?"),
+            "{sql}: {items}"
+        );
+        assert!(!items.contains("TEMP B-TREE"), "no sort step: {items}");
     }
 }

@@ -25,7 +25,8 @@ pub struct StoredAnswer {
 /// What an idempotency key says about a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IdemState {
-    /// First time: the caller now owns the key and must `complete` or `release` it.
+    /// First time: the caller now owns the key and must `complete` or `release` it (and
+    /// `extend` it while it works, if that may outlast the hold's TTL).
     Fresh,
     /// Another request with this key is being processed.
     InFlight,
@@ -70,6 +71,9 @@ pub trait Idempotency: Health {
     /// Gives up a key taken with `Fresh` (the request failed and may be retried), only while it
     /// is held, unanswered, for the body `fingerprint`.
     async fn idem_release(&self, key: &str, fingerprint: &str) -> PortResult<()>;
+    /// Keeps a key taken with `Fresh` held for at least `ttl` from now (never shortened), only
+    /// while it is held, unanswered, for the body `fingerprint`; whether it is.
+    async fn idem_extend(&self, key: &str, fingerprint: &str, ttl: Duration) -> PortResult<bool>;
 }
 
 /// Per-player event rate windows.
@@ -123,13 +127,23 @@ pub trait Blocklist: Health {
 /// Attempts per key in a sliding window: what throttles logins per address and per account.
 #[async_trait]
 pub trait Attempts: Health {
-    /// Records an attempt on `key` at `at_ms`; returns the attempts within the last `window`,
-    /// this one included.
-    async fn attempt(&self, key: &str, at_ms: i64, window: Duration) -> PortResult<u32>;
+    /// Records the attempt `id` (a fresh one per attempt) on `key` at `at_ms` unless `max` are
+    /// within the last `window` already, checking and recording in one step (attempts at the
+    /// same moment cannot all pass one count); returns the attempts within the window, this one
+    /// included, or `None` if refused (nothing recorded). An `id` recorded already counts once.
+    async fn attempt(
+        &self,
+        key: &str,
+        id: &str,
+        at_ms: i64,
+        window: Duration,
+        max: u32,
+    ) -> PortResult<Option<u32>>;
     /// Attempts on `key` within the last `window` before `now_ms`.
     async fn attempts(&self, key: &str, now_ms: i64, window: Duration) -> PortResult<u32>;
-    /// Forgets the attempts on `key` (a successful login clears its account's failures).
-    async fn forget_attempts(&self, key: &str) -> PortResult<()>;
+    /// Forgets the attempts on `key`: all of them (a successful login clears its account's
+    /// failures from its address), or only the attempt `id` (one taken back, never others').
+    async fn forget_attempts(&self, key: &str, id: Option<&str>) -> PortResult<()>;
 }
 
 /// Serialized read views kept for a short time.

@@ -163,8 +163,10 @@ pub struct Delivery {
     pub id: String,
     /// To which webhook.
     pub webhook_id: String,
-    /// The outbox event it carries.
+    /// The outbox event it carries (its row in the outbox; never shown to receivers).
     pub event_id: i64,
+    /// The event's public id, the body's `id` (`evt_…`, the same in every delivery of it).
+    pub event_public_id: String,
     /// The event's kind.
     pub kind: String,
     /// The exact body posted.
@@ -220,6 +222,18 @@ pub struct OutboxEvent {
     pub data_bytes: u64,
 }
 
+/// An outbox event not yet turned into deliveries, with its data and public id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UndeliveredEvent {
+    /// Its place in the outbox (oldest first): what deliveries of it are keyed by.
+    pub id: i64,
+    /// Its public id, the body's `id`: `evt_` and 32 hex digits of a random 128-bit value given
+    /// when it was written, or `evt_<id>` for an event written before migration 0014.
+    pub public_id: String,
+    /// The event.
+    pub event: CampaignEvent,
+}
+
 /// Which page of an inbox to read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct InboxPage<'a> {
@@ -260,8 +274,8 @@ pub trait WebhookStore: Health {
     /// data's size but not their data.
     async fn undispatched(&self, limit: u32) -> PortResult<Vec<OutboxEvent>>;
     /// Those of the outbox events `ids` not yet turned into deliveries, oldest first, with their
-    /// data.
-    async fn undelivered_events(&self, ids: &[i64]) -> PortResult<Vec<(i64, CampaignEvent)>>;
+    /// data and public ids.
+    async fn undelivered_events(&self, ids: &[i64]) -> PortResult<Vec<UndeliveredEvent>>;
     /// Queues `deliveries` (one per webhook and event at most) and marks `event_ids` as
     /// dispatched, in one transaction.
     async fn enqueue(&self, event_ids: &[i64], deliveries: &[Delivery]) -> PortResult<()>;
@@ -342,4 +356,19 @@ pub trait DeliveryLog: Health {
         now_ms: i64,
         audit: &AuditEntry,
     ) -> PortResult<Option<Redelivery>>;
+}
+
+/// Retention of distribution's rows: each purge deletes what is past its cutoff (unix ms) a
+/// bounded step per write transaction, along an index, and returns how many rows it deleted
+/// (their attempts or claims, deleted with them, aside).
+#[async_trait]
+pub trait DistributionRetention: Health {
+    /// Deletes the delivered and dead webhook deliveries, with their attempts, whose last
+    /// attempt's lease ended (never attempted: whose attempt was due) before `before_ms`.
+    async fn purge_deliveries(&self, before_ms: i64) -> PortResult<u64>;
+    /// Deletes the outbox events turned into deliveries that happened before `before_ms` and
+    /// have no delivery left.
+    async fn purge_events(&self, before_ms: i64) -> PortResult<u64>;
+    /// Deletes the inbox messages that expired before `before_ms`, with their claims.
+    async fn purge_messages(&self, before_ms: i64) -> PortResult<u64>;
 }

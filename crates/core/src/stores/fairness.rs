@@ -58,4 +58,7 @@ pub trait FairnessStore: Health {
     async fn commit_fairness(&self, commit: &FairnessCommit) -> PortResult<bool>;
     /// Recent flags, newest first, optionally for one player.
     async fn flags(&self, player_id: Option<&str>, limit: u32) -> PortResult<Vec<Flag>>;
+    /// Deletes the flags raised before `cutoff_ms` (unix ms), oldest first, a bounded step at a
+    /// time (`FLAG_RETENTION`); returns how many went.
+    async fn purge_flags(&self, cutoff_ms: i64) -> PortResult<u64>;
 }

@@ -17,9 +17,9 @@ pub use campaigns::{
     Campaign, CampaignEvent, CampaignPage, CampaignState, CampaignStore, EntryLimit, Reward, Tier,
 };
 pub use distribution::{
-    Attempt, ClaimOutcome, Delivery, DeliveryLog, DeliveryPage, DeliveryState, DueDelivery,
-    InboxBelow, InboxClaim, InboxMessage, InboxPage, InboxStore, ListedMessage, Redelivery,
-    Webhook, WebhookStore,
+    Attempt, ClaimOutcome, Delivery, DeliveryLog, DeliveryPage, DeliveryState,
+    DistributionRetention, DueDelivery, InboxBelow, InboxClaim, InboxMessage, InboxPage,
+    InboxStore, ListedMessage, Redelivery, UndeliveredEvent, Webhook, WebhookStore,
 };
 pub use fairness::{FairnessCommit, FairnessStore, Flag};
 pub use operators::{
@@ -32,14 +32,15 @@ pub use participation::{
 pub use processed::ProcessedEvents;
 pub use progress::{
     InventoryItem, ItemGrant, ListedReward, PendingReward, PlayerProgress, ProgressCommit,
-    ProgressStore, RewardClaim, XpGain, PROGRESS_PENDING_LIMIT,
+    ProgressStore, RewardClaim, XpGain, PROGRESS_COUNT_LIMIT, PROGRESS_INVENTORY_LIMIT,
+    PROGRESS_PENDING_LIMIT,
 };
 pub use requests::{Keyed, KeyedOutcome, RequestKey, RequestKeys};
 pub use scores::{ScoreStore, Snapshot, SnapshotStore};
 
 /// Every live-event store (operators, sessions, the audit log, API keys, campaigns, entries,
-/// outcomes, the XP read, the inbox, webhooks and their deliveries, the keys of operator
-/// writes): what a backend serving them all declares.
+/// outcomes, the XP read, the inbox, webhooks and their deliveries, distribution's retention,
+/// the keys of operator writes): what a backend serving them all declares.
 pub trait LiveEventStores:
     OperatorStore
     + Sessions
@@ -53,6 +54,7 @@ pub trait LiveEventStores:
     + InboxStore
     + WebhookStore
     + DeliveryLog
+    + DistributionRetention
     + RequestKeys
 {
 }

@@ -151,13 +151,16 @@ pub struct Session {
 pub trait Sessions: Health {
     /// Whether any operator exists (routes that were open before operators stay open until then).
     async fn any_operator(&self) -> PortResult<bool>;
-    /// Opens a session for `operator_id` until `expires_at_ms` if the operator exists and is not
-    /// disabled at that moment (`false`: nothing opened), so a login racing a disable cannot
-    /// leave a session that a later re-enable would bring back.
+    /// Opens a session for `operator_id` until `expires_at_ms` if the operator exists, is not
+    /// disabled and still has the password hash `password_hash` (the one the login checked) at
+    /// that moment (`false`: nothing opened), so a login racing a disable cannot leave a session
+    /// that a later re-enable would bring back, nor one racing a new password a session of the
+    /// old one.
     async fn open_session(
         &self,
         token_hash: &str,
         operator_id: &str,
+        password_hash: &str,
         expires_at_ms: i64,
     ) -> PortResult<bool>;
     /// The open session of a token, if any (expired ones too: the caller checks the time).

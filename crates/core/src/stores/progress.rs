@@ -12,6 +12,15 @@ use crate::signing::Receipt;
 /// a time with [`ProgressStore::pending_rewards`]).
 pub const PROGRESS_PENDING_LIMIT: usize = 100;
 
+/// Most inventory lines a [`PlayerProgress`] lists: the first by item (the rest are read a page
+/// at a time with [`ProgressStore::inventory`]).
+pub const PROGRESS_INVENTORY_LIMIT: usize = 100;
+
+/// Most rows [`PlayerProgress::pending_count`] and [`PlayerProgress::inventory_count`] count: a
+/// count of this many means this many or more (a player's rows grow with client input, and a
+/// read must not walk all of them).
+pub const PROGRESS_COUNT_LIMIT: u64 = 10_000;
+
 /// A reward waiting to be claimed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -53,13 +62,17 @@ pub struct PlayerProgress {
     pub xp: u64,
     /// Last change, unix ms (0 if never).
     pub updated_at_ms: i64,
-    /// Items owned, sorted by item.
+    /// Items owned, sorted by item: the first [`PROGRESS_INVENTORY_LIMIT`].
     pub inventory: Vec<InventoryItem>,
+    /// How many inventory lines the player has, listed in [`PlayerProgress::inventory`] or not,
+    /// counted up to [`PROGRESS_COUNT_LIMIT`] (which then means at least that many).
+    #[serde(default)]
+    pub inventory_count: u64,
     /// Rewards earned and not claimed, oldest first: at most [`PROGRESS_PENDING_LIMIT`], of any
     /// season.
     pub pending: Vec<PendingReward>,
-    /// How many rewards are pending in all, of any season, listed in [`PlayerProgress::pending`]
-    /// or not.
+    /// How many rewards are pending, of any season, listed in [`PlayerProgress::pending`] or not,
+    /// counted up to [`PROGRESS_COUNT_LIMIT`] (which then means at least that many).
     #[serde(default)]
     pub pending_count: u64,
     /// Read from a replica that may be behind the primary: fine to show, not to cache as the
@@ -145,6 +158,15 @@ pub trait ProgressStore: Health {
         after: Option<i64>,
         limit: u32,
     ) -> PortResult<Vec<ListedReward>>;
+    /// At most `limit` of a player's inventory lines, sorted by item (by bytes), from the first
+    /// item after `after` (from the first without it); may come from a read replica a few
+    /// seconds behind.
+    async fn inventory(
+        &self,
+        player_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> PortResult<Vec<InventoryItem>>;
     /// XP of several players in `season` (absent players have 0).
     async fn xp_of(&self, players: &[(String, i64)]) -> PortResult<Vec<u64>>;
     /// Applies a progression batch and records its event ids for `consumer`, atomically;

@@ -1,6 +1,7 @@
-//! How long the per-event rows that make effects exactly-once are kept (`EVENT_RETENTION`) and
-//! how often the older ones are purged (`EVENT_PURGE_EVERY`). See docs/ARCHITECTURE.md (delivery)
-//! and docs/adr/0019 (the design that drops these rows).
+//! How long the per-event rows that make effects exactly-once are kept (`EVENT_RETENTION`), how
+//! long the fairness flags are (`FLAG_RETENTION`), and how often the older ones are purged
+//! (`EVENT_PURGE_EVERY`). See docs/ARCHITECTURE.md (delivery) and docs/adr/0019 (the design that
+//! drops the per-event rows).
 
 use std::time::Duration;
 
@@ -22,6 +23,10 @@ pub struct RetentionConfig {
     /// Time between purges of the rows older than `EVENT_RETENTION` (`1h`, `30s`).
     #[arg(long, env = "EVENT_PURGE_EVERY", default_value = "1h")]
     pub event_purge_every: String,
+    /// How long fairness flags (the quarantined events `GET /fairness/flags` and
+    /// `GET /fairness/players/{id}` list) are kept (`30d`, `90d`; at least `1d`).
+    #[arg(long, env = "FLAG_RETENTION", default_value = "30d")]
+    pub flag_retention: String,
 }
 
 /// Checked retention settings.
@@ -31,10 +36,16 @@ pub struct Retention {
     pub keep: Duration,
     /// Time between purges.
     pub every: Duration,
+    /// Age past which fairness flags are purged.
+    pub flags: Duration,
 }
 
 /// The shortest purge interval: each purge walks the per-event tables.
 const MIN_PURGE_EVERY: Duration = Duration::from_secs(10);
+
+/// The shortest flag retention: a flag is the evidence an operator reviews a block or a player
+/// by, so it outlives at least the day in which it was raised.
+const MIN_FLAG_RETENTION: Duration = Duration::from_secs(86_400);
 
 impl RetentionConfig {
     /// Checks the settings against the bus's redelivery horizon and the time a signed request
@@ -69,7 +80,12 @@ impl RetentionConfig {
         if every < MIN_PURGE_EVERY {
             return Err(bad("EVENT_PURGE_EVERY", "must be at least 10s"));
         }
-        Ok(Retention { keep, every })
+        let flags = duration::parse(&self.flag_retention, &[S, M, H, D])
+            .map_err(|e| bad("FLAG_RETENTION", e))?;
+        if flags < MIN_FLAG_RETENTION {
+            return Err(bad("FLAG_RETENTION", "must be at least 1d"));
+        }
+        Ok(Retention { keep, every, flags })
     }
 }
 
@@ -78,9 +94,14 @@ mod tests {
     use super::*;
 
     fn resolve(keep: &str, every: &str) -> Result<Retention, ConfigError> {
+        with_flags(keep, every, "30d")
+    }
+
+    fn with_flags(keep: &str, every: &str, flags: &str) -> Result<Retention, ConfigError> {
         RetentionConfig {
             event_retention: keep.into(),
             event_purge_every: every.into(),
+            flag_retention: flags.into(),
         }
         .resolve(&BusOptions::default(), 300)
     }
@@ -92,13 +113,25 @@ mod tests {
             resolve("7d", "1h").expect("defaults"),
             Retention {
                 keep: week,
-                every: Duration::from_secs(3600)
+                every: Duration::from_secs(3600),
+                flags: Duration::from_secs(30 * 86_400),
             }
         );
         // The default bus redelivers for 30 s x 10 deliveries; a signature is good for 601 s.
         assert!(resolve("601s", "30s").is_ok());
         for (keep, every) in [("600s", "1h"), ("0", "1h"), ("7d", "9s"), ("7 days", "1h")] {
             assert!(resolve(keep, every).is_err(), "{keep} {every}");
+        }
+    }
+
+    #[test]
+    fn flags_are_kept_at_least_a_day() {
+        let flags = |text: &str| with_flags("7d", "1h", text).map(|r| r.flags);
+        assert_eq!(flags("1d").ok(), Some(Duration::from_secs(86_400)));
+        assert_eq!(flags("90d").ok(), Some(Duration::from_secs(90 * 86_400)));
+        for short in ["23h", "0", "30 days", ""] {
+            let refused = flags(short).err().map(|e| e.var);
+            assert_eq!(refused, Some("FLAG_RETENTION"), "{short:?}");
         }
     }
 }

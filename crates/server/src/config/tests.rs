@@ -144,6 +144,15 @@ fn bad_values_name_their_variable() {
         (vec![s, "--rate-limit-max", "0"], "RATE_LIMIT_MAX"),
         (vec![s, "--backup-every", "5s"], "BACKUP_EVERY"),
         (vec![s, "--backup-keep", "0"], "BACKUP_KEEP"),
+        (vec![s, "--flag-retention", "12h"], "FLAG_RETENTION"),
+        (
+            vec![s, "--webhook-retention-days", "0"],
+            "WEBHOOK_RETENTION_DAYS",
+        ),
+        (
+            vec![s, "--inbox-retention-days", "3651"],
+            "INBOX_RETENTION_DAYS",
+        ),
     ] {
         assert_eq!(resolve(&args).unwrap_err().var, var, "{args:?}");
     }

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use liveops_core::stores::{
-    ActiveKeys, ApiKeyStore, AuditLog, CampaignStore, DeliveryLog, EntryStore, FairnessStore,
-    InboxStore, OperatorStore, OutcomeStore, PlayerXp, ProcessedEvents, ProgressStore, RequestKeys,
-    ScoreStore, Sessions, SnapshotStore, WebhookStore,
+    ActiveKeys, ApiKeyStore, AuditLog, CampaignStore, DeliveryLog, DistributionRetention,
+    EntryStore, FairnessStore, InboxStore, OperatorStore, OutcomeStore, PlayerXp, ProcessedEvents,
+    ProgressStore, RequestKeys, ScoreStore, Sessions, SnapshotStore, WebhookStore,
 };
 use liveops_core::{Health, PortError, PortResult};
 use liveops_module::ports::Opened;
@@ -52,8 +52,15 @@ async fn open(
 /// `EVENT_PURGE_EVERY`, if that is sooner).
 const FIRST_PURGE: Duration = Duration::from_secs(60);
 
-/// Purges per-event rows older than `EVENT_RETENTION` every `EVENT_PURGE_EVERY` until `stop`
-/// (`events_purged_total`); a failed purge is logged and tried again at the next.
+/// Unix ms `keep` before now: rows written before it are past a retention of `keep`.
+fn cutoff(keep: Duration) -> i64 {
+    let keep = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+    liveops_core::now_ms().saturating_sub(keep)
+}
+
+/// Purges per-event rows older than `EVENT_RETENTION` and fairness flags older than
+/// `FLAG_RETENTION` every `EVENT_PURGE_EVERY` until `stop` (`events_purged_total`); a failed
+/// purge is logged and tried again at the next.
 async fn purge_old_events(repo: &dyn Repository, retention: Retention, stop: &CancellationToken) {
     let mut pause = FIRST_PURGE.min(retention.every);
     loop {
@@ -62,9 +69,7 @@ async fn purge_old_events(repo: &dyn Repository, retention: Retention, stop: &Ca
             () = tokio::time::sleep(pause) => {}
         }
         pause = retention.every;
-        let keep = i64::try_from(retention.keep.as_millis()).unwrap_or(i64::MAX);
-        let cutoff = liveops_core::now_ms().saturating_sub(keep);
-        let purge = repo.purge_before(cutoff);
+        let purge = repo.purge_before(cutoff(retention.keep));
         let result = tokio::select! {
             () = stop.cancelled() => return,
             result = purge => result,
@@ -78,6 +83,18 @@ async fn purge_old_events(repo: &dyn Repository, retention: Retention, stop: &Ca
                 );
             }
             Err(error) => tracing::warn!(%error, "purging old processed event ids failed"),
+        }
+        let purge = repo.purge_flags(cutoff(retention.flags));
+        let result = tokio::select! {
+            () = stop.cancelled() => return,
+            result = purge => result,
+        };
+        match result {
+            Ok(rows) => {
+                metrics::counter!("events_purged_total").increment(rows);
+                tracing::info!(rows, "purged fairness flags past FLAG_RETENTION");
+            }
+            Err(error) => tracing::warn!(%error, "purging old fairness flags failed"),
         }
     }
 }
@@ -148,6 +165,7 @@ pub(super) fn provide(ports: &mut Ports, s: &crate::config::Settings) {
     ports.provide::<_, dyn InboxStore>(&repo, |a| a);
     ports.provide::<_, dyn WebhookStore>(&repo, |a| a);
     ports.provide::<_, dyn DeliveryLog>(&repo, |a| a);
+    ports.provide::<_, dyn DistributionRetention>(&repo, |a| a);
     ports.provide::<_, dyn RequestKeys>(&repo, |a| a);
     ports.provide::<_, dyn Repository>(&repo, |a| a);
 

@@ -50,7 +50,7 @@ async fn spawn_app() -> TestApp {
     assert!(repo.create_operator(&op, &audit).await.unwrap());
     let hash = token_hash(TOKEN);
     assert!(repo
-        .open_session(&hash, &op.id, now + HOUR_MS)
+        .open_session(&hash, &op.id, &op.password_hash, now + HOUR_MS)
         .await
         .unwrap());
     TestApp {

@@ -18,7 +18,9 @@
 //!
 //! Each delivery is signed: `X-LiveOps-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret,
 //! "<t>.<body>")>`, with `X-LiveOps-Event` (its kind) and `X-LiveOps-Delivery` (its id, the same
-//! on every retry, for receivers to drop duplicates).
+//! on every retry). Receivers drop repeats by the signed body's `id`: the event's public id
+//! (`evt_` and 32 hex digits, random), the same in its delivery to every webhook and on every
+//! retry and redelivery, and never given again (not after a restore, not by another deployment).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -103,10 +105,13 @@ async fn fan_out(store: &dyn WebhookStore) -> PortResult<usize> {
     }
     let now = now_ms();
     let mut deliveries = Vec::new();
-    for (id, e) in &events {
+    for u in &events {
+        let e = &u.event;
         let data: Value = serde_json::from_str(&e.data).unwrap_or(Value::Null);
+        // The event's public id, never its outbox row's key: one body for every webhook, kept
+        // with each delivery and sent again as it is on every retry and redelivery.
         let body = json!({
-            "id": format!("evt_{id}"),
+            "id": u.public_id,
             "type": e.kind,
             "createdAt": rfc3339(e.at_ms),
             "data": data,
@@ -116,7 +121,8 @@ async fn fan_out(store: &dyn WebhookStore) -> PortResult<usize> {
             deliveries.push(Delivery {
                 id: format!("dlv_{}", uuid::Uuid::now_v7().simple()),
                 webhook_id: h.id.clone(),
-                event_id: *id,
+                event_id: u.id,
+                event_public_id: u.public_id.clone(),
                 kind: e.kind.clone(),
                 body: body.clone(),
                 state: DeliveryState::Pending,
@@ -126,7 +132,7 @@ async fn fan_out(store: &dyn WebhookStore) -> PortResult<usize> {
             });
         }
     }
-    let ids: Vec<i64> = events.iter().map(|(id, _)| *id).collect();
+    let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
     store.enqueue(&ids, &deliveries).await?;
     Ok(ids.len())
 }

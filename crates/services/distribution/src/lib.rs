@@ -3,6 +3,7 @@
 //! players claim messages for signed receipts (the same receipts on every later claim), lets
 //! operators send messages, and delivers campaign events to webhooks (signed, retried with
 //! exponential backoff, dead-lettered after [`MAX_ATTEMPTS`] once `WEBHOOK_RETRY_SEC` old).
+//! [`run_retention`] purges finished deliveries and long-expired messages.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,8 @@ use std::time::Duration;
 use axum::Router;
 use clap::Args;
 use liveops_core::stores::{
-    CampaignStore, DeliveryLog, InboxStore, OutcomeStore, RequestKeys, WebhookStore,
+    CampaignStore, DeliveryLog, DistributionRetention, InboxStore, OutcomeStore, RequestKeys,
+    WebhookStore,
 };
 use liveops_http::{
     add_keyword, body_limit, operator_routes, routes, OpenApiRouter, OperatorAuth, SignatureCheck,
@@ -19,12 +21,14 @@ use liveops_module::{BuildError, ConfigError, Context, Definition, ModuleArgs, S
 
 mod deliver;
 mod inbox;
+mod retention;
 mod settle;
 pub mod target;
 mod webhooks;
 
 pub use deliver::{run_webhooks, signature, MAX_ATTEMPTS};
 pub use inbox::{ClaimAnswer, InboxView, MessageView, Sent};
+pub use retention::{purge, run_retention};
 pub use settle::{run_placer, run_settler, settle_ended};
 pub use webhooks::{AttemptView, DeliveryList, DeliveryView, RedeliveryView, WebhookView};
 
@@ -58,6 +62,13 @@ pub struct DistributionArgs {
     /// it is dead-lettered, seconds; at least ten attempts are made whatever this is.
     #[arg(long, env = "WEBHOOK_RETRY_SEC", default_value_t = 86_400)]
     pub webhook_retry_sec: u64,
+    /// Days a delivered or dead webhook delivery (its body and attempts) is kept after its last
+    /// attempt, and a campaign event after it happened once none of its deliveries is left.
+    #[arg(long, env = "WEBHOOK_RETENTION_DAYS", default_value_t = 30)]
+    pub webhook_retention_days: u32,
+    /// Days an inbox message, with its claims, is kept after it expired.
+    #[arg(long, env = "INBOX_RETENTION_DAYS", default_value_t = 90)]
+    pub inbox_retention_days: u32,
 }
 
 /// Distribution's settings, checked.
@@ -77,6 +88,10 @@ pub struct DistributionConfig {
     pub webhook_backoff: Duration,
     /// How long a failing delivery is retried.
     pub webhook_retry: Duration,
+    /// How long finished deliveries are kept, and events once none of their deliveries is left.
+    pub webhook_retention: Duration,
+    /// How long an inbox message is kept after it expired.
+    pub inbox_retention: Duration,
 }
 
 impl DistributionArgs {
@@ -99,16 +114,30 @@ impl DistributionArgs {
         )?;
         let retry_s =
             ConfigError::within("WEBHOOK_RETRY_SEC", self.webhook_retry_sec, 0..=604_800)?;
+        let webhook_days = ConfigError::within(
+            "WEBHOOK_RETENTION_DAYS",
+            self.webhook_retention_days,
+            1..=3650,
+        )?;
+        let inbox_days =
+            ConfigError::within("INBOX_RETENTION_DAYS", self.inbox_retention_days, 1..=3650)?;
         Ok(DistributionConfig {
-            claim_window: Duration::from_secs(u64::from(claim_days) * 86_400),
+            claim_window: days(claim_days),
             settle_tick,
             settle_delay: Duration::from_millis(self.settle_delay_ms),
             allow_private: self.webhook_allow_private,
             webhook_timeout: Duration::from_millis(timeout_ms),
             webhook_backoff: Duration::from_millis(backoff_ms),
             webhook_retry: Duration::from_secs(retry_s),
+            webhook_retention: days(webhook_days),
+            inbox_retention: days(inbox_days),
         })
     }
+}
+
+/// `n` days.
+fn days(n: u32) -> Duration {
+    Duration::from_secs(u64::from(n) * 86_400)
 }
 
 /// What distribution's handlers and tasks share.
@@ -132,6 +161,8 @@ pub struct DistributionState {
     pub deliveries: Arc<dyn DeliveryLog>,
     /// The answers of sends and creates under an `Idempotency-Key`.
     pub requests: Arc<dyn RequestKeys>,
+    /// Purges what is past its retention.
+    pub retention: Arc<dyn DistributionRetention>,
 }
 
 liveops_http::from_state!(DistributionState {
@@ -139,7 +170,7 @@ liveops_http::from_state!(DistributionState {
     signatures: SignatureCheck
 });
 liveops_module::from_context!(DistributionState(config: Arc<DistributionConfig>) {
-    auth, signatures, campaigns, outcomes, inbox, webhooks, deliveries, requests
+    auth, signatures, campaigns, outcomes, inbox, webhooks, deliveries, requests, retention
 });
 
 /// Distribution's routes with their OpenAPI operations.
@@ -191,9 +222,11 @@ impl ModuleArgs for DistributionArgs {
         let settler = Task::over("settlement", state.clone(), run_settler);
         let placer = Task::over("inbox placing", state.clone(), run_placer);
         let hooks = Task::over("webhook deliveries", state.clone(), run_webhooks);
+        let retention = Task::over("distribution retention", state.clone(), run_retention);
         Ok(Service::routes(router(state))
             .with_task(settler)
             .with_task(placer)
-            .with_task(hooks))
+            .with_task(hooks)
+            .with_task(retention))
     }
 }

@@ -139,7 +139,8 @@ impl From<Attempt> for AttemptView {
 pub struct DeliveryView {
     /// Its id (`X-LiveOps-Delivery`).
     pub delivery_id: String,
-    /// The event's id (`evt_<n>`, the body's `id`).
+    /// The event's public id, the body's `id` (`evt_` and 32 hex digits; an event written by
+    /// an earlier release keeps the `evt_<n>` it was sent with).
     pub event_id: String,
     /// The event's kind.
     #[serde(rename = "type")]
@@ -175,7 +176,7 @@ fn delivery_view((d, attempts): (Delivery, Vec<Attempt>)) -> DeliveryView {
     DeliveryView {
         next_attempt_at: (d.state == DeliveryState::Pending).then(|| rfc3339(d.next_attempt_at_ms)),
         delivery_id: d.id,
-        event_id: format!("evt_{}", d.event_id),
+        event_id: d.event_public_id,
         kind: d.kind,
         state: d.state.as_str().to_owned(),
         attempts: d.attempts,

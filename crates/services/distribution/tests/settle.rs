@@ -97,6 +97,8 @@ async fn a_draw_is_settled_without_reading_its_entrants() {
             webhook_timeout: Duration::from_secs(5),
             webhook_backoff: Duration::from_secs(1),
             webhook_retry: Duration::ZERO,
+            webhook_retention: Duration::from_secs(30 * 86_400),
+            inbox_retention: Duration::from_secs(90 * 86_400),
         }),
         auth: OperatorAuth {
             sessions: repo.clone(),
@@ -112,6 +114,7 @@ async fn a_draw_is_settled_without_reading_its_entrants() {
         webhooks: repo.clone(),
         deliveries: repo.clone(),
         requests: repo.clone(),
+        retention: repo.clone(),
     };
     let settled = settle_ended(&state, &Rotation::default()).await.unwrap();
     assert_eq!(settled, 1);

@@ -7,12 +7,12 @@
 //! is done, so a crash means redelivery, and redelivered events reuse their stored verdicts.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use liveops_core::ports::{topics, Delivery, Message};
-use liveops_core::stores::FairnessCommit;
+use liveops_core::stores::{FairnessCommit, Flag};
 use liveops_core::{now_ms, Bus, BusExt, Envelope, PortError};
 use liveops_module::consume::{decode, record_batch, Backoff, POLL_WAIT};
 use liveops_module::trace::BatchSpans;
@@ -59,8 +59,10 @@ pub async fn run_consumer(
     };
     backoff.reset();
     let mut judge = Judge::new(cfg.anomaly_z, cfg.warmup, stats);
+    let mut summary = FlagSummary::default();
     tracing::info!(group = GROUP, "fairness consumer started");
     loop {
+        summary.tick(Instant::now());
         let polled = tokio::select! {
             _ = shutdown.cancelled() => break,
             polled = state.bus.poll(
@@ -75,11 +77,10 @@ pub async fn run_consumer(
             Ok(batch) if batch.is_empty() => {}
             Ok(batch) => {
                 let (started, taken) = (std::time::Instant::now(), batch.len());
-                if handle_batch(&state, &mut judge, batch, &shutdown, &mut backoff)
-                    .await
-                    .is_err()
-                {
-                    break;
+                let handled = handle_batch(&state, &mut judge, batch, &shutdown, &mut backoff);
+                match handled.await {
+                    Ok(flags) => summary.add(&flags),
+                    Err(Stopped) => break,
                 }
                 backoff.reset();
                 record_batch(GROUP, taken, started.elapsed());
@@ -94,6 +95,7 @@ pub async fn run_consumer(
     }
     // Its partitions go to the other replicas at their next poll, not once its leases lapse.
     liveops_module::consume::leave(&*state.bus, READS, &cfg.consumer_name).await;
+    summary.flush();
     tracing::info!("fairness consumer stopped");
     Ok(())
 }
@@ -137,14 +139,67 @@ async fn publish_in_parts(
     Ok(())
 }
 
-/// Judges, stores, forwards, strikes and acks one batch.
+/// How often at most the consumer says at info how many events it quarantined (each one is
+/// logged at debug and counted in `anomaly_flags_total`), so a flood of anomalous events writes
+/// a line a minute instead of one an event.
+const FLAG_SUMMARY_EVERY: Duration = Duration::from_secs(60);
+
+/// The events quarantined since the consumer last said so at info, and when that was.
+#[derive(Debug, Default)]
+struct FlagSummary {
+    /// Quarantined since the last line.
+    flagged: u64,
+    /// The latest of them (named in the line, an example to look up).
+    latest: Option<Flag>,
+    /// When the last line was written.
+    said_at: Option<Instant>,
+}
+
+impl FlagSummary {
+    /// Counts a batch's new `flags`; says so at once if no line was written in the last
+    /// [`FLAG_SUMMARY_EVERY`].
+    fn add(&mut self, flags: &[Flag]) {
+        let Some(latest) = flags.last() else { return };
+        self.flagged += flags.len() as u64;
+        self.latest = Some(latest.clone());
+        self.tick(Instant::now());
+    }
+
+    /// Writes the line if events were quarantined since the last and that was
+    /// [`FLAG_SUMMARY_EVERY`] before `now` (or there was none); returns how many it counted.
+    fn tick(&mut self, now: Instant) -> Option<u64> {
+        let due = self
+            .said_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= FLAG_SUMMARY_EVERY);
+        if self.flagged == 0 || !due {
+            return None;
+        }
+        self.said_at = Some(now);
+        self.flush()
+    }
+
+    /// Writes the line for the events quarantined since the last, if any; returns how many.
+    fn flush(&mut self) -> Option<u64> {
+        let flagged = std::mem::take(&mut self.flagged);
+        let latest = self.latest.take().filter(|_| flagged > 0)?;
+        tracing::info!(
+            flagged,
+            latest_event_id = %latest.event_id,
+            latest_player = %latest.player_id,
+            "anomalous events quarantined since the last such line (each logged at debug)"
+        );
+        Some(flagged)
+    }
+}
+
+/// Judges, stores, forwards, strikes and acks one batch; returns the flags it raised.
 async fn handle_batch(
     state: &FairnessState,
     judge: &mut Judge,
     batch: Vec<Delivery>,
     shutdown: &CancellationToken,
     backoff: &mut Backoff,
-) -> Result<(), Stopped> {
+) -> Result<Vec<Flag>, Stopped> {
     // Undecodable deliveries are not acked (see `liveops_module::consume::decode`).
     let (envs, unread) = decode(GROUP, &batch);
     let ack_ids: Vec<String> = batch
@@ -166,7 +221,7 @@ async fn handle_batch(
         judge_and_store(state, judge, &envs, &mut stale).await
     );
     for flag in &ruling.flags {
-        tracing::info!(
+        tracing::debug!(
             event_id = %flag.event_id,
             player = %flag.player_id,
             kind = flag.event_type.as_str(),
@@ -261,7 +316,7 @@ async fn handle_batch(
         "ack",
         state.bus.ack(READS.topic, READS.group, &ack_ids).await
     );
-    Ok(())
+    Ok(ruling.flags)
 }
 
 /// The strikes a batch gives, once per flagged event: `(player, event id, time)`, at the time
@@ -428,6 +483,40 @@ mod tests {
         async fn healthcheck(&self) -> PortResult<()> {
             Ok(())
         }
+    }
+
+    /// A flood of flags is said at info once a minute, counting every flag since the line
+    /// before; the first flag after a quiet minute is said at once, and what is left at a stop.
+    #[test]
+    fn quarantined_events_are_summed_up_once_a_minute() {
+        let flag = || Flag {
+            event_id: Uuid::now_v7(),
+            player_id: "p_flood".into(),
+            event_type: liveops_core::EventType::BossKill,
+            value: 1_000_000.0,
+            z_score: 9.5,
+            at_ms: 0,
+        };
+        let start = Instant::now();
+        let mut summary = FlagSummary::default();
+        summary.add(&[flag(), flag()]);
+        assert_eq!(summary.flagged, 0, "the first is said at once");
+        for _ in 0..1000 {
+            summary.add(&[flag()]);
+            summary.add(&[]);
+        }
+        assert_eq!(summary.flagged, 1000, "not said again within the minute");
+        assert_eq!(summary.tick(start + Duration::from_secs(30)), None);
+        let minute_later = start + FLAG_SUMMARY_EVERY + Duration::from_secs(1);
+        assert_eq!(summary.tick(minute_later), Some(1000));
+        assert_eq!(
+            summary.tick(minute_later + FLAG_SUMMARY_EVERY * 2),
+            None,
+            "nothing new"
+        );
+        summary.add(&[flag()]);
+        assert_eq!(summary.flush(), Some(1), "what is left at a stop");
+        assert_eq!(summary.flush(), None);
     }
 
     /// A batch of 700 goes out in parts of at most 256, one after the other; the part that

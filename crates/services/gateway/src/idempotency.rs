@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use liveops_core::ports::{IdemState, Idempotency, StoredAnswer};
 use liveops_http::{idempotency_key, Problem, Signature, Signed, IDEMPOTENCY_KEY, REPLAYED};
 use sha2::{Digest, Sha256};
+use tokio::task::AbortHandle;
 use tracing::Instrument;
 
 use crate::guard::{dropped, hot_state_failed};
@@ -160,10 +161,11 @@ pub(crate) async fn admit(
         keys: Vec::with_capacity(keys.len()),
         print: print.clone(),
         finished: false,
+        extending: Vec::with_capacity(keys.len()),
     };
     for (key, ttl) in keys {
         match take(state, &key, &print, ttl).await {
-            Ok(None) => hold.keys.push((key, ttl)),
+            Ok(None) => hold.hold(key, ttl),
             Ok(Some(answer)) => {
                 // A retry under a new signature: that signature gets the same answer too.
                 hold.complete(answer.clone()).await;
@@ -186,8 +188,9 @@ async fn take(
     print: &str,
     ttl: Duration,
 ) -> Result<Option<StoredAnswer>, Problem> {
-    // The in-flight hold lives briefly: if the request dies with its backend (and cannot release
-    // the key), a retry may go through once the hold lapses instead of being refused for a day.
+    // The in-flight hold lives briefly unless extended: if the request dies with its backend (and
+    // cannot release the key), a retry may go through once the hold lapses instead of being
+    // refused for a day. While the request lives its hold is extended ([`KeyHold::hold`]).
     let hold_ttl = ttl.min(IN_FLIGHT_TTL);
     let deadline = tokio::time::Instant::now() + WAIT_AT_MOST;
     loop {
@@ -305,28 +308,59 @@ pub(crate) fn replay(answer: StoredAnswer) -> Response {
     res
 }
 
-/// How long an unanswered hold on an idempotency key lasts: the key of a request whose gateway
-/// died (`kill -9`) is refused 409 that long. Short, because a retry that overlaps a slow first
-/// attempt is harmless: both carry the same derived event id, which every consumer applies once.
-/// (At 30 s, clients of a restarted split deployment waited half a minute: docs/BENCHMARKS.md.)
+/// How long an unanswered hold on an idempotency key lasts past its last extension: the key of a
+/// request whose gateway died (`kill -9`) is refused 409 that long. Short, so clients of a
+/// restarted deployment are not kept waiting (at 30 s, those of a split deployment waited half a
+/// minute: docs/BENCHMARKS.md). A live request extends its holds every [`EXTEND_EVERY`] until
+/// its answer is stored: a hold that lapsed under a slow request (a publish waiting for Redis
+/// replicas) let the same signed request under another key (or none), whose event ids differ,
+/// be applied a second time.
 const IN_FLIGHT_TTL: Duration = Duration::from_secs(5);
 
-/// Ownership of the fresh keys of a request (its signature, and its `Idempotency-Key` if sent):
-/// finish them with [`KeyHold::complete`] or [`KeyHold::release`]. A hold dropped unfinished (the
-/// client went away mid-request) is released in the background so retries are not stuck behind
-/// it.
+/// How often a running request extends the holds on its keys, each time to [`IN_FLIGHT_TTL`]
+/// from then: an extension may take 3 s before the hold lapses (a Redis call, 2 s by default).
+const EXTEND_EVERY: Duration = Duration::from_secs(2);
+
+/// Ownership of the fresh keys of a request (its signature, and its `Idempotency-Key` if sent),
+/// each extended in the background until the hold is finished: finish them with
+/// [`KeyHold::complete`] or [`KeyHold::release`]. A hold dropped unfinished (the client went away
+/// mid-request) is released in the background so retries are not stuck behind it.
 pub(crate) struct KeyHold {
     idem: Arc<dyn Idempotency>,
     keys: Vec<(String, Duration)>,
     /// The body's fingerprint the keys were taken for: only those claims are finished.
     print: String,
     finished: bool,
+    /// The tasks extending each key's hold, stopped when the hold is finished or dropped.
+    extending: Vec<AbortHandle>,
 }
 
 impl KeyHold {
+    /// Counts `key` (taken fresh, kept `ttl` once answered) among the keys held, and extends its
+    /// hold every [`EXTEND_EVERY`] until this hold is finished or dropped.
+    fn hold(&mut self, key: String, ttl: Duration) {
+        let extend = extend_hold(
+            Arc::clone(&self.idem),
+            key.clone(),
+            self.print.clone(),
+            ttl.min(IN_FLIGHT_TTL),
+        );
+        let task = tokio::spawn(extend.instrument(tracing::Span::current()));
+        self.extending.push(task.abort_handle());
+        self.keys.push((key, ttl));
+    }
+
+    /// Stops extending the holds (before they are finished, or as they are dropped).
+    fn stop_extending(&mut self) {
+        for task in self.extending.drain(..) {
+            task.abort();
+        }
+    }
+
     /// Stores the answer repeats will get, under every key held.
     pub(crate) async fn complete(mut self, answer: StoredAnswer) {
         self.finished = true;
+        self.stop_extending();
         for (key, ttl) in &self.keys {
             let done = self
                 .idem
@@ -342,7 +376,27 @@ impl KeyHold {
     /// Gives the keys up so a retry can go through.
     pub(crate) async fn release(mut self) {
         self.finished = true;
+        self.stop_extending();
         release_all(&*self.idem, &self.keys, &self.print).await;
+    }
+}
+
+/// Extends the hold on `key` for body `print` to `ttl` every [`EXTEND_EVERY`], until aborted or
+/// the hold is found lost (it lapsed anyway: a hot-state outage outlasted it).
+async fn extend_hold(idem: Arc<dyn Idempotency>, key: String, print: String, ttl: Duration) {
+    let start = tokio::time::Instant::now() + EXTEND_EVERY;
+    let mut every = tokio::time::interval_at(start, EXTEND_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match idem.idem_extend(&key, &print, ttl).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(%key, "idempotency hold lapsed before its request was answered");
+                return;
+            }
+            Err(error) => tracing::warn!(%error, %key, "idempotency hold could not be extended"),
+        }
     }
 }
 
@@ -357,6 +411,7 @@ async fn release_all(idem: &dyn Idempotency, keys: &[(String, Duration)], print:
 
 impl Drop for KeyHold {
     fn drop(&mut self) {
+        self.stop_extending();
         if self.finished || self.keys.is_empty() {
             return;
         }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::password::{Hashing, PasswordError};
 use crate::{create_operator, CreateError, OperatorsState};
 
 /// Lower-cases and checks an email: 3..=254 characters (also in lower case, which a few letters
@@ -73,11 +74,17 @@ impl From<&OperatorRecord> for OperatorView {
 }
 
 /// An operator as the audit log records it.
-/// The hash of a new password given as `field`; 400 naming it if it cannot be one.
-pub(crate) async fn new_hash(password: String, field: &str) -> Result<String, Problem> {
-    crate::password::hash(password)
-        .await
-        .map_err(|e| Problem::invalid(field, e.to_string()))
+/// The hash of a new password given as `field`, in a turn of `hashing`; 400 naming it if it
+/// cannot be one, 503 if no turn came in time.
+pub(crate) async fn new_hash(
+    hashing: &Hashing,
+    password: String,
+    field: &str,
+) -> Result<String, Problem> {
+    hashing.hash(password).await.map_err(|e| match e {
+        PasswordError::Busy(busy) => busy.into(),
+        e => Problem::invalid(field, e.to_string()),
+    })
 }
 
 pub(crate) fn audit_json(op: &OperatorRecord) -> String {
@@ -143,7 +150,9 @@ pub struct AuditView {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditList {
-    /// Newest first.
+    /// Newest first by the number each entry got when written; a change that commits late
+    /// can be numbered below entries already listed, so a reader that stops at the first entry
+    /// it has seen may miss it: only a walk to the end lists every entry.
     pub entries: Vec<AuditView>,
     /// Where the next page starts (`?cursor=`), when this page is full or reached its size:
     /// more may follow.
@@ -296,7 +305,7 @@ pub(crate) async fn update_operator(
     after.role = change.role.unwrap_or(before.role);
     after.disabled = change.disabled.unwrap_or(before.disabled);
     if let Some(password) = change.password {
-        after.password_hash = new_hash(password, "password").await?;
+        after.password_hash = new_hash(&state.hashing, password, "password").await?;
     }
     after.updated_at_ms = now_ms().max(before.updated_at_ms + 1);
     let action = if after.password_hash == before.password_hash {

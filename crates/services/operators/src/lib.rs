@@ -21,6 +21,7 @@ use liveops_core::stores::{
 use liveops_core::{now_ms, PortError};
 use liveops_http::{body_limit, operator_routes, routes, OpenApiRouter, OperatorAuth};
 use liveops_module::{BuildError, ConfigError, Context, Definition, ModuleArgs, Service};
+use password::{Hashing, PasswordError};
 
 mod accounts;
 mod api_keys;
@@ -176,12 +177,14 @@ pub struct OperatorsState {
     pub keys: Arc<dyn ApiKeyStore>,
     /// Login attempts per address and account.
     pub attempts: Arc<dyn Attempts>,
+    /// The argon2 computations running at once, bounded ([`Hashing::shared`] in a process).
+    pub hashing: Arc<Hashing>,
     /// The answers of creates under an `Idempotency-Key`.
     pub requests: Arc<dyn RequestKeys>,
 }
 
 liveops_http::from_state!(OperatorsState { auth: OperatorAuth });
-liveops_module::from_context!(OperatorsState(config: Arc<OperatorsConfig>) {
+liveops_module::from_context!(OperatorsState(config: Arc<OperatorsConfig>, hashing: Arc<Hashing>) {
     auth, operators, sessions, audit, keys, attempts, requests
 });
 
@@ -243,9 +246,10 @@ pub async fn create_operator(
 async fn checked(email: &str, password: String) -> Result<(String, String), CreateError> {
     let email = accounts::normalize_email(email)
         .map_err(|p| CreateError::Invalid(p.detail.unwrap_or_default()))?;
-    let hash = password::hash(password)
-        .await
-        .map_err(|e| CreateError::Invalid(e.to_string()))?;
+    let hash = password::hash(password).await.map_err(|e| match e {
+        PasswordError::Busy(busy) => CreateError::Port(PortError::Unavailable(busy.to_string())),
+        e => CreateError::Invalid(e.to_string()),
+    })?;
     Ok((email, hash))
 }
 
@@ -312,7 +316,8 @@ impl ModuleArgs for OperatorsArgs {
     }
 
     async fn build(self, ctx: &Context) -> Result<Service, BuildError> {
-        let state = OperatorsState::from_context(ctx, Arc::new(self.config()?)).await?;
+        let config = Arc::new(self.config()?);
+        let state = OperatorsState::from_context(ctx, config, Hashing::shared()).await?;
         if let Some((email, password)) = self.first_admin()? {
             bootstrap_admin(state.operators.as_ref(), &email, password).await?;
         }
@@ -355,6 +360,23 @@ mod tests {
             login_max_failures,
             trusted_proxies: 0,
             trusted_proxy_cidrs: String::new(),
+        }
+    }
+
+    /// The routes that check a password declare their 503 (no turn at hashing, or a backend
+    /// down) as a problem with `Retry-After`.
+    #[test]
+    fn password_routes_declare_their_503_with_retry_after() {
+        let doc = serde_json::to_value(api().into_openapi()).expect("document");
+        for path in ["/auth/login", "/auth/password"] {
+            let busy = &doc["paths"][path]["post"]["responses"]["503"];
+            let problem = &busy["content"]["application/problem+json"]["schema"];
+            assert_eq!(
+                problem["$ref"], "#/components/schemas/Problem",
+                "{path}: {busy}"
+            );
+            let retry = &busy["headers"]["Retry-After"]["schema"]["type"];
+            assert_eq!(retry, "integer", "{path}: {busy}");
         }
     }
 

@@ -4,7 +4,9 @@
 //! Attempts are limited per client address (every attempt) and per account and address
 //! (failures), so failures from one address never lock the account out for the others; past a
 //! bound on an account's failures from everywhere, only addresses it signed in from lately may
-//! still try.
+//! still try. A failure is counted (checked against its limits and recorded in one step) before
+//! the password is checked, so guesses sent at once cannot all pass a count read before any of
+//! them failed; a right password takes its attempt back.
 
 use liveops_http::responses::{
     BadRequest, TooLarge, TooManyRequests, Unauthenticated, Unavailable,
@@ -21,9 +23,7 @@ use utoipa::ToSchema;
 
 use crate::accounts::{audit_json, new_hash, normalize_email, OperatorView};
 use crate::client_addr::ClientAddr;
-use crate::{
-    password, OperatorsConfig, OperatorsState, ACCOUNT_WINDOW, ADDRESS_WINDOW, MAX_LOGIN_LIMIT,
-};
+use crate::{OperatorsConfig, OperatorsState, ACCOUNT_WINDOW, ADDRESS_WINDOW, MAX_LOGIN_LIMIT};
 
 /// The body of `POST /auth/login`.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
@@ -49,18 +49,42 @@ pub struct LoginAnswer {
     pub operator: OperatorView,
 }
 
-/// Counts a login attempt on `key` (at `now`, within `window`); 429 naming `what` past `max`.
+/// A fresh id for one attempt: what it is counted under, so that it alone can be taken back.
+fn attempt_id() -> String {
+    hex::encode(rand::random::<[u8; 8]>())
+}
+
+/// Counts the attempt `id` on `key` (at `now`, within `window`), refused or not; 429 naming
+/// `what` past `max`.
 async fn count_attempt(
     state: &OperatorsState,
-    key: &str,
+    (key, id): (&str, &str),
     now: i64,
     (window, max): (Duration, u32),
     what: &str,
 ) -> Result<(), Problem> {
-    if state.attempts.attempt(key, now, window).await? <= max {
+    let counted = state.attempts.attempt(key, id, now, window, u32::MAX);
+    if counted.await?.is_some_and(|n| n <= max) {
         return Ok(());
     }
     Err(throttled(what, window))
+}
+
+/// Counts the attempt `id` as a failure on `key` (at `now`, within `window`) before its
+/// password is checked, unless `max` are counted already: then 429 naming `what`, and nothing
+/// is counted, so refusals do not keep the window full (it empties `window` after the failures
+/// that filled it).
+async fn count_failure(
+    state: &OperatorsState,
+    (key, id): (&str, &str),
+    now: i64,
+    (window, max): (Duration, u32),
+    what: &str,
+) -> Result<(), Problem> {
+    match state.attempts.attempt(key, id, now, window, max).await? {
+        Some(_) => Ok(()),
+        None => Err(throttled(what, window)),
+    }
 }
 
 /// The 429 of a login refused by a limit on `what` over `window`.
@@ -72,18 +96,11 @@ fn throttled(what: &str, window: Duration) -> Problem {
     )
 }
 
+/// What the attempts counted per client address are limited on.
+const PER_ADDRESS: &str = "from this address";
+
 /// What the failures counted under [`failures_key`] are limited on.
 const PER_ACCOUNT: &str = "on this account from this address";
-
-/// 429 while the failures on `key` (a [`failures_key`]) are at the limit, without counting
-/// this attempt, so refusals do not keep the window full: it empties [`ACCOUNT_WINDOW`] after
-/// the failures that filled it.
-async fn refuse_over_failures(state: &OperatorsState, key: &str, now: i64) -> Result<(), Problem> {
-    if state.attempts.attempts(key, now, ACCOUNT_WINDOW).await? >= state.config.max_failures {
-        return Err(throttled(PER_ACCOUNT, ACCOUNT_WINDOW));
-    }
-    Ok(())
-}
 
 /// The key failed logins on the account `email` from the client address `addr` are counted
 /// under (neither has white space in it).
@@ -107,6 +124,35 @@ fn known_key(email: &str, addr: &str) -> String {
     format!("login:known:{email} {addr}")
 }
 
+/// The key failed logins on the account `email` from every address are counted under.
+fn account_key(email: &str) -> String {
+    format!("login:account:{email}")
+}
+
+/// Counts the attempt `id` among the failures on the account (`all`, an [`account_key`]) from
+/// every address, unless [`account_wide`] are counted already and the account was not signed
+/// in from this address lately (`known`, a [`known_key`]): then 429, nothing counted.
+async fn count_account_wide(
+    state: &OperatorsState,
+    (all, known, id): (&str, &str, &str),
+    now: i64,
+) -> Result<(), Problem> {
+    let limit = account_wide(&state.config);
+    let counted = state.attempts.attempt(all, id, now, ACCOUNT_WINDOW, limit);
+    if counted.await?.is_some() {
+        return Ok(());
+    }
+    if state.attempts.attempts(known, now, KNOWN_FOR).await? == 0 {
+        return Err(throttled("on this account", ACCOUNT_WINDOW));
+    }
+    // The owner's address: past the bound it may still try, and its failures still count.
+    state
+        .attempts
+        .attempt(all, id, now, ACCOUNT_WINDOW, u32::MAX)
+        .await?;
+    Ok(())
+}
+
 fn bad_login() -> Problem {
     Problem::new(
         401,
@@ -123,10 +169,11 @@ fn bad_login() -> Problem {
     responses(
         (status = 200, description = "Signed in", body = LoginAnswer),
         BadRequest,
-        (status = 401, description = "Wrong email or password, or a disabled operator", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong email or password, a disabled operator, or a password changed while it was checked", body = Problem, content_type = "application/problem+json"),
         TooLarge,
         TooManyRequests,
-        Unavailable,
+        (status = 503, description = "Too many passwords are being checked, or a backend is unavailable; retry after Retry-After", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 #[tracing::instrument(skip_all, fields(address = %addr.0))]
@@ -137,53 +184,57 @@ pub(crate) async fn login(
 ) -> Result<Json<LoginAnswer>, Problem> {
     let now = now_ms();
     let cfg = &state.config;
+    let id = attempt_id();
     let address_key = format!("login:address:{}", addr.0);
     let per_address = (ADDRESS_WINDOW, cfg.max_per_address);
-    count_attempt(&state, &address_key, now, per_address, "from this address").await?;
+    count_attempt(&state, (&address_key, &id), now, per_address, PER_ADDRESS).await?;
     let email = normalize_email(&body.email).map_err(|_| bad_login())?;
     // Failures are counted per account *and* address: someone guessing from one address can
     // only lock that address out of the account, never its owner elsewhere.
-    let account_key = failures_key(&email, &addr.0);
-    refuse_over_failures(&state, &account_key, now).await?;
-    let all_key = format!("login:account:{email}");
-    let all = state
-        .attempts
-        .attempts(&all_key, now, ACCOUNT_WINDOW)
-        .await?;
-    let known = known_key(&email, &addr.0);
-    if all >= account_wide(cfg) && state.attempts.attempts(&known, now, KNOWN_FOR).await? == 0 {
-        return Err(throttled("on this account", ACCOUNT_WINDOW));
-    }
-    // Counted before the (slow) password check, so parallel guesses cannot all pass a count read
-    // before any of them failed; a right password clears the count.
+    let failures = failures_key(&email, &addr.0);
     let per_account = (ACCOUNT_WINDOW, cfg.max_failures);
-    count_attempt(&state, &account_key, now, per_account, PER_ACCOUNT).await?;
+    count_failure(&state, (&failures, &id), now, per_account, PER_ACCOUNT).await?;
+    // And for the account as a whole (a right password takes back only its own attempt: the
+    // other failures there are someone else's guesses, which this count bounds).
+    let (all, known) = (account_key(&email), known_key(&email, &addr.0));
+    if let Err(refused) = count_account_wide(&state, (&all, &known, &id), now).await {
+        state.attempts.forget_attempts(&failures, Some(&id)).await?;
+        return Err(refused);
+    }
     let op = state.operators.operator_by_email(&email).await?;
-    let matches =
-        password::verify(body.password, op.as_ref().map(|o| o.password_hash.clone())).await;
+    let hash = op.as_ref().map(|o| o.password_hash.clone());
+    let matches = match state.hashing.verify(body.password, hash).await {
+        Ok(matches) => matches,
+        Err(busy) => {
+            // Nothing was checked: not a failure.
+            for key in [&failures, &all] {
+                state.attempts.forget_attempts(key, Some(&id)).await?;
+            }
+            metrics::counter!("operator_logins_total", "result" => "busy").increment(1);
+            return Err(busy.into());
+        }
+    };
     let op = match op {
         Some(op) if matches => op,
         _ => {
-            // Every failure counts for the account as a whole too (a right password does not
-            // clear that count: the guesses it bounds are someone else's).
-            state
-                .attempts
-                .attempt(&all_key, now, ACCOUNT_WINDOW)
-                .await?;
             metrics::counter!("operator_logins_total", "result" => "failed").increment(1);
             tracing::info!("login failed");
             return Err(bad_login());
         }
     };
     if op.disabled {
-        // Answered as a wrong password: a guess must not learn it was right.
+        // Answered, and counted, as a wrong password: a guess must not learn it was right.
         metrics::counter!("operator_logins_total", "result" => "disabled").increment(1);
         tracing::info!(operator = %op.id, "login of a disabled operator");
         return Err(bad_login());
     }
-    state.attempts.forget_attempts(&account_key).await?;
-    state.attempts.attempt(&known, now, KNOWN_FOR).await?;
     let answer = open_session(&state, &op, now).await?;
+    state.attempts.forget_attempts(&failures, None).await?;
+    state.attempts.forget_attempts(&all, Some(&id)).await?;
+    state
+        .attempts
+        .attempt(&known, &id, now, KNOWN_FOR, u32::MAX)
+        .await?;
     signed(&state, &op.email, &op.id, "session.open", &addr.0, now).await?;
     metrics::counter!("operator_logins_total", "result" => "ok").increment(1);
     tracing::info!(operator = %op.id, "operator signed in");
@@ -211,7 +262,8 @@ async fn signed(
     Ok(state.audit.record(&entry).await?)
 }
 
-/// Opens a session for `op` at `now`: its token, once; 401 if they were disabled meanwhile.
+/// Opens a session for `op` at `now`: its token, once; 401 (as a wrong password) if they were
+/// disabled, removed or given a new password since `op` was read and its password checked.
 async fn open_session(
     state: &OperatorsState,
     op: &OperatorRecord,
@@ -221,9 +273,12 @@ async fn open_session(
     let ttl = i64::try_from(state.config.session_ttl.as_millis()).unwrap_or(i64::MAX);
     let expires = now.saturating_add(ttl);
     let hash = token_hash(&token);
-    if !state.sessions.open_session(&hash, &op.id, expires).await? {
-        // Disabled (or removed) since it was read.
-        metrics::counter!("operator_logins_total", "result" => "disabled").increment(1);
+    let opened = state
+        .sessions
+        .open_session(&hash, &op.id, &op.password_hash, expires);
+    if !opened.await? {
+        metrics::counter!("operator_logins_total", "result" => "changed").increment(1);
+        tracing::info!(operator = %op.id, "login refused: the operator changed meanwhile");
         return Err(bad_login());
     }
     Ok(LoginAnswer {
@@ -258,7 +313,8 @@ pub(crate) struct PasswordChange {
         (status = 409, description = "The operator changed meanwhile", body = Problem, content_type = "application/problem+json"),
         TooLarge,
         TooManyRequests,
-        Unavailable,
+        (status = 503, description = "Too many passwords are being checked, or a backend is unavailable; retry after Retry-After", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 #[tracing::instrument(skip_all, fields(operator = %op.id, address = %addr.0))]
@@ -271,24 +327,27 @@ pub(crate) async fn change_password(
     let now = now_ms();
     // Guesses of the current password with a token someone else holds are bounded as a
     // login's are, on the same count.
-    let failures = failures_key(&op.email, &addr.0);
-    refuse_over_failures(&state, &failures, now).await?;
+    let (failures, id) = (failures_key(&op.email, &addr.0), attempt_id());
     let limit = (ACCOUNT_WINDOW, state.config.max_failures);
-    count_attempt(&state, &failures, now, limit, PER_ACCOUNT).await?;
+    count_failure(&state, (&failures, &id), now, limit, PER_ACCOUNT).await?;
     let before = state
         .operators
         .operator(&op.id)
         .await?
         .ok_or_else(|| Problem::unauthorized("this operator no longer exists"))?;
     let current = Some(before.password_hash.clone());
-    if !password::verify(body.current_password, current).await {
+    let matches = state.hashing.verify(body.current_password, current).await;
+    if matches == Ok(false) {
         tracing::info!("password change refused: wrong current password");
         return Err(
             Problem::forbidden("the current password is wrong").with_field("currentPassword")
         );
     }
+    // Right, or not checked (no turn at hashing: 503 below): not a failure.
+    state.attempts.forget_attempts(&failures, Some(&id)).await?;
+    matches?;
     let mut after = before.clone();
-    after.password_hash = new_hash(body.new_password, "newPassword").await?;
+    after.password_hash = new_hash(&state.hashing, body.new_password, "newPassword").await?;
     after.updated_at_ms = now.max(before.updated_at_ms + 1);
     let (was, is) = (Some(audit_json(&before)), Some(audit_json(&after)));
     let audit = op.audit(
@@ -311,7 +370,7 @@ pub(crate) async fn change_password(
             ))
         }
     }
-    state.attempts.forget_attempts(&failures).await?;
+    state.attempts.forget_attempts(&failures, None).await?;
     tracing::info!("operator changed their password");
     Ok(Json(open_session(&state, &after, now).await?))
 }

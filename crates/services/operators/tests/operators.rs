@@ -6,21 +6,27 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
 use axum::Router;
 use liveops_core::now_ms;
-use liveops_core::ports::Attempts;
-use liveops_core::stores::{AuditLog, Role, Sessions};
+use liveops_core::ports::{Attempts, Health};
+use liveops_core::stores::{
+    AuditEntry, AuditLog, OperatorRecord, OperatorStore, OperatorUpdate, Role, Sessions,
+};
+use liveops_core::PortResult;
 use liveops_http::{token_hash, OperatorAuth, Problem};
 use liveops_memory::MemoryHotState;
+use liveops_operators::password::Hashing;
 use liveops_operators::{
-    create_operator, router, AuditList, LoginAnswer, OperatorView, OperatorsConfig, OperatorsState,
-    TrustedProxies, ACCOUNT_WINDOW,
+    create_operator, password, router, AuditList, LoginAnswer, OperatorView, OperatorsConfig,
+    OperatorsState, TrustedProxies, ACCOUNT_WINDOW,
 };
 use liveops_sql::{Repository, SqliteRepository};
 use liveops_testkit::served;
@@ -48,6 +54,17 @@ async fn spawn_app(max_failures: u32) -> TestApp {
 
 /// [`spawn_app`] behind `proxies`.
 async fn spawn_app_behind(max_failures: u32, proxies: TrustedProxies) -> TestApp {
+    spawn_app_with(max_failures, proxies, Hashing::shared(), |repo| repo).await
+}
+
+/// [`spawn_app_behind`], hashing in the turns of `hashing`, its operators read and changed
+/// through what `operators` makes of the repository.
+async fn spawn_app_with(
+    max_failures: u32,
+    proxies: TrustedProxies,
+    hashing: Arc<Hashing>,
+    operators: impl FnOnce(Arc<SqliteRepository>) -> Arc<dyn OperatorStore>,
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let repo = SqliteRepository::open_migrated(&dir.path().join("liveops.db"))
         .await
@@ -66,11 +83,12 @@ async fn spawn_app_behind(max_failures: u32, proxies: TrustedProxies) -> TestApp
         auth: OperatorAuth {
             sessions: repo.clone(),
         },
-        operators: repo.clone(),
+        operators: operators(repo.clone()),
         sessions: repo.clone(),
         audit: repo.clone(),
         keys: repo.clone(),
         attempts: hot.clone(),
+        hashing,
         requests: repo.clone(),
     };
     TestApp {
@@ -79,6 +97,28 @@ async fn spawn_app_behind(max_failures: u32, proxies: TrustedProxies) -> TestApp
         hot,
         _dir: dir,
     }
+}
+
+/// `POST /auth/login` as `email` with `password`, over a connection from `peer` carrying
+/// `forwarded` as its `X-Forwarded-For`.
+fn login_request(
+    email: &str,
+    peer: &str,
+    forwarded: Option<&str>,
+    password: &str,
+) -> Request<Body> {
+    let body = json!({"email": email, "password": password}).to_string();
+    let mut req = Request::post("/auth/login")
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap();
+    if let Some(forwarded) = forwarded {
+        req.headers_mut()
+            .insert("x-forwarded-for", forwarded.parse().unwrap());
+    }
+    let peer = SocketAddr::new(peer.parse().unwrap(), 50_000);
+    req.extensions_mut().insert(ConnectInfo(peer));
+    req
 }
 
 /// A 2xx answer read as a `T`, or else the problem it was refused with.
@@ -115,17 +155,7 @@ impl TestApp {
         forwarded: Option<&str>,
         password: &str,
     ) -> Result<LoginAnswer, Problem> {
-        let body = json!({"email": email, "password": password}).to_string();
-        let mut req = Request::post("/auth/login")
-            .header("content-type", "application/json")
-            .body(Body::from(body))
-            .unwrap();
-        if let Some(forwarded) = forwarded {
-            req.headers_mut()
-                .insert("x-forwarded-for", forwarded.parse().unwrap());
-        }
-        let peer = SocketAddr::new(peer.parse().unwrap(), 50_000);
-        req.extensions_mut().insert(ConnectInfo(peer));
+        let req = login_request(email, peer, forwarded, password);
         typed(served::call(&self.router, req).await)
     }
 
@@ -249,6 +279,175 @@ async fn failures_from_many_addresses_are_bounded_per_account() {
         200,
         "another /64"
     );
+}
+
+/// Wrong logins sent at once from many addresses (each within its own limit) stay within the
+/// account-wide bound: each is checked against it and counted in one step before its password
+/// is, so at most the bound reach the password check (401) and the others are refused (429).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wrong_logins_at_once_from_many_addresses_stay_within_the_account_wide_bound() {
+    const GATEWAY: &str = "10.40.17.4";
+    let proxies = TrustedProxies::new(1, "10.40.17.0/24").unwrap();
+    // Checks queue behind each other rather than being refused: only the counts are tested.
+    let hashing = Arc::new(Hashing::new(4, Duration::from_secs(120)));
+    let app = spawn_app_with(2, proxies, hashing, |repo| repo).await;
+    // Two guesses from each of 30 addresses, all at once: 60, three times the bound of 20.
+    let tasks: Vec<_> = (0..60)
+        .map(|i| {
+            let client = format!("198.51.100.{}", i / 2 + 1);
+            let req = login_request(EMAIL, GATEWAY, Some(&client), "wrong password!");
+            let router = app.router.clone();
+            tokio::spawn(async move { served::call(&router, req).await.0.as_u16() })
+        })
+        .collect();
+    let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
+    for task in tasks {
+        *statuses.entry(task.await.unwrap()).or_default() += 1;
+    }
+    let want = std::collections::BTreeMap::from([(401, 20), (429, 40)]);
+    assert_eq!(statuses, want, "the bound reached the password check");
+    let all = format!("login:account:{EMAIL}");
+    let counted = app.hot.attempts(&all, now_ms(), ACCOUNT_WINDOW).await;
+    assert_eq!(counted.unwrap(), 20, "only the checked ones counted");
+    let fresh = app
+        .status_via(GATEWAY, Some("203.0.113.50"), PASSWORD)
+        .await;
+    assert_eq!(fresh, 429, "bounded for a new address too");
+}
+
+/// The repository's operators, with a new password for the operator read by email written
+/// right after the first such read: a reset landing while a login checks the password it read.
+struct ResetAfterRead {
+    repo: Arc<SqliteRepository>,
+    new_hash: String,
+    armed: AtomicBool,
+}
+
+#[async_trait]
+impl Health for ResetAfterRead {
+    async fn healthcheck(&self) -> PortResult<()> {
+        self.repo.healthcheck().await
+    }
+}
+
+#[async_trait]
+impl OperatorStore for ResetAfterRead {
+    async fn operator_count(&self) -> PortResult<u64> {
+        self.repo.operator_count().await
+    }
+    async fn create_operator(&self, op: &OperatorRecord, audit: &AuditEntry) -> PortResult<bool> {
+        self.repo.create_operator(op, audit).await
+    }
+    async fn operator_by_email(&self, email: &str) -> PortResult<Option<OperatorRecord>> {
+        let read = self.repo.operator_by_email(email).await?;
+        if let Some(before) = read
+            .as_ref()
+            .filter(|_| self.armed.swap(false, Ordering::SeqCst))
+        {
+            let after = OperatorRecord {
+                password_hash: self.new_hash.clone(),
+                updated_at_ms: before.updated_at_ms + 1,
+                ..before.clone()
+            };
+            let audit = AuditEntry {
+                at_ms: now_ms(),
+                actor: "admin@example.com".into(),
+                action: "operator.update".into(),
+                target: before.id.clone(),
+                before: None,
+                after: None,
+            };
+            let updated = self.repo.update_operator(before, &after, &audit).await?;
+            assert_eq!(updated, OperatorUpdate::Updated);
+        }
+        Ok(read)
+    }
+    async fn operator(&self, id: &str) -> PortResult<Option<OperatorRecord>> {
+        self.repo.operator(id).await
+    }
+    async fn operators(&self) -> PortResult<Vec<OperatorRecord>> {
+        self.repo.operators().await
+    }
+    async fn update_operator(
+        &self,
+        before: &OperatorRecord,
+        after: &OperatorRecord,
+        audit: &AuditEntry,
+    ) -> PortResult<OperatorUpdate> {
+        self.repo.update_operator(before, after, audit).await
+    }
+}
+
+/// A login whose password was reset between its read of the operator and its session (an
+/// admin's reset, or the owner's change, while argon2 checked the old one) gets no session:
+/// it is answered as a wrong password, and only the new password signs in.
+#[tokio::test]
+async fn a_login_racing_a_password_reset_gets_no_session() {
+    let new = "reset by the admin 1";
+    let new_hash = password::hash(new.into()).await.unwrap();
+    let armed = AtomicBool::new(true);
+    let reset = |repo| -> Arc<dyn OperatorStore> {
+        Arc::new(ResetAfterRead {
+            repo,
+            new_hash,
+            armed,
+        })
+    };
+    let app = spawn_app_with(10, TrustedProxies::default(), Hashing::shared(), reset).await;
+    let raced = app.login(A, PASSWORD).await.unwrap_err();
+    let wrong = app.login(B, "wrong password!").await.unwrap_err();
+    assert_eq!((raced.status, &raced.kind), (401, &wrong.kind));
+    assert_eq!(
+        raced.detail, wrong.detail,
+        "told apart from a wrong password"
+    );
+    let audit = app.repo.audit(None, 100).await.unwrap();
+    assert!(
+        audit.iter().all(|l| l.entry.action != "session.open"),
+        "no session opened"
+    );
+    assert_eq!(app.status(A, PASSWORD).await, 401, "the old password");
+    assert_eq!(app.status(A, new).await, 200, "the new one");
+}
+
+/// With no turn at hashing free (here: none at all), a login or a password change waits its
+/// wait and is answered 503 with a problem, and the failed-login counts are left as they were:
+/// nothing was checked.
+#[tokio::test]
+async fn checks_past_the_hashing_bound_are_answered_503_and_not_counted() {
+    let hashing = Arc::new(Hashing::new(0, Duration::from_millis(20)));
+    let app = spawn_app_with(10, TrustedProxies::default(), hashing, |repo| repo).await;
+    for _ in 0..3 {
+        let busy = app.login(A, PASSWORD).await.unwrap_err();
+        assert_eq!(busy.status, 503, "{busy:?}");
+    }
+    let count = |key: String| {
+        let hot = app.hot.clone();
+        async move { hot.attempts(&key, now_ms(), ACCOUNT_WINDOW).await.unwrap() }
+    };
+    assert_eq!(count(format!("login:account:{EMAIL} {A}")).await, 0);
+    assert_eq!(count(format!("login:account:{EMAIL}")).await, 0);
+    // A password change, with a session opened without a login.
+    let op = app.repo.operator_by_email(EMAIL).await.unwrap().unwrap();
+    let expires = now_ms() + 60_000;
+    let token = "a session opened by the test";
+    let hash = token_hash(token);
+    let opened = app
+        .repo
+        .open_session(&hash, &op.id, &op.password_hash, expires);
+    assert!(opened.await.unwrap());
+    let body = json!({"currentPassword": PASSWORD, "newPassword": "a much better passphrase"});
+    let mut req = Request::post("/auth/password")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::new(A.parse().unwrap(), 50_000)));
+    let busy = served::problem(served::call(&app.router, req).await);
+    assert_eq!(busy.status, 503, "{busy:?}");
+    assert_eq!(count(format!("login:account:{EMAIL} {A}")).await, 0);
+    assert_eq!(app.me(token).await.unwrap().email, EMAIL, "nothing changed");
 }
 
 /// Past the account-wide bound, an address the operator signed in from lately still signs in:
@@ -378,9 +577,16 @@ async fn the_purge_deletes_expired_sessions_and_keeps_current_ones() {
     let current = app.login(A, PASSWORD).await.unwrap();
     let expired = "an-expired-session-token";
     let just_now = now_ms() - 1;
+    let hash = app
+        .repo
+        .operator_by_email(EMAIL)
+        .await
+        .unwrap()
+        .unwrap()
+        .password_hash;
     let opened = app
         .repo
-        .open_session(&token_hash(expired), &current.operator.id, just_now)
+        .open_session(&token_hash(expired), &current.operator.id, &hash, just_now)
         .await;
     assert!(opened.unwrap());
     assert_eq!(app.me(expired).await.unwrap_err().status, 401);

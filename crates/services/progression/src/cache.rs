@@ -30,8 +30,9 @@ pub(crate) async fn view_key(
         || "0".to_owned(),
         |v| String::from_utf8_lossy(&v).into_owned(),
     );
-    // `v2`: views with `pendingCount` (a release before cached them without it).
-    Ok(format!("progress:v2:{player}:{season}:{version}"))
+    // `v3`: views with `inventoryCount` and at most 100 inventory lines (`v2` views, of the
+    // release before, list every line; `v2` added `pendingCount`).
+    Ok(format!("progress:v3:{player}:{season}:{version}"))
 }
 
 /// Makes every cached view of `player` stale (call it after the change is committed).

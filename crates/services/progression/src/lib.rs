@@ -2,8 +2,8 @@
 //! accepted events, and signed reward receipts.
 //!
 //! Two halves over the ports only: [`router`] serves `/players/{id}/progress`,
-//! `/players/{id}/rewards`, `/rewards/claim` and `/receipts/verify`; [`run_consumer`] applies
-//! `events.accepted` exactly once per event id.
+//! `/players/{id}/rewards`, `/players/{id}/inventory`, `/rewards/claim` and `/receipts/verify`;
+//! [`run_consumer`] applies `events.accepted` exactly once per event id.
 
 use std::sync::Arc;
 
@@ -21,7 +21,7 @@ mod consumer;
 mod routes;
 
 pub use consumer::run_consumer;
-pub use routes::{ClaimRequest, ProgressView, RewardPage};
+pub use routes::{ClaimRequest, InventoryPage, ProgressView, RewardPage};
 
 /// The consumer group progression reads `events.accepted` with.
 pub const GROUP: &str = "progression";
@@ -76,6 +76,7 @@ fn api() -> OpenApiRouter<ProgressionState> {
     let routes = service_routes("progression", "XP, levels, inventory, rewards and receipts")
         .routes(routes!(routes::get_progress))
         .routes(routes!(routes::list_rewards))
+        .routes(routes!(routes::list_inventory))
         .routes(routes!(routes::claim_reward))
         .routes(routes!(routes::verify_receipt));
     body_limit(routes, routes::BODY_LIMIT)

@@ -1,5 +1,5 @@
-//! HTTP routes: `/players/{id}/progress`, `/players/{id}/rewards` (a page at a time),
-//! `/rewards/claim`, `/receipts/verify`.
+//! HTTP routes: `/players/{id}/progress`, `/players/{id}/rewards` and
+//! `/players/{id}/inventory` (a page at a time), `/rewards/claim`, `/receipts/verify`.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -7,7 +7,8 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use liveops_core::event::is_label;
 use liveops_core::stores::{
-    InventoryItem, ListedReward, PendingReward, RewardClaim, PROGRESS_PENDING_LIMIT,
+    InventoryItem, ListedReward, PendingReward, RewardClaim, PROGRESS_COUNT_LIMIT,
+    PROGRESS_INVENTORY_LIMIT, PROGRESS_PENDING_LIMIT,
 };
 use liveops_core::{now_ms, PlayerId, Receipt, Verification};
 use liveops_http::{
@@ -26,14 +27,19 @@ use liveops_http::responses::{BadRequest, Conflict, ReadFailures, SignedFailures
 
 /// Largest accepted body on `POST /rewards/claim` and `POST /receipts/verify`.
 pub(crate) const BODY_LIMIT: usize = 16 * 1024;
-/// Pending rewards on a page of `GET /players/{id}/rewards` unless `limit` says otherwise.
+/// Pending rewards or inventory lines on a page of `GET /players/{id}/rewards` or
+/// `GET /players/{id}/inventory` unless `limit` says otherwise.
 const DEFAULT_PAGE: i64 = 100;
-/// Most pending rewards on a page of `GET /players/{id}/rewards`.
+/// Most pending rewards or inventory lines on a page of `GET /players/{id}/rewards` or
+/// `GET /players/{id}/inventory`.
 const MAX_PAGE: i64 = 1000;
-/// The `limit` of `GET /players/{id}/rewards`: 1 to [`MAX_PAGE`].
+/// The `limit` of `GET /players/{id}/rewards` and `GET /players/{id}/inventory`: 1 to
+/// [`MAX_PAGE`].
 type PageLimit = Bounded<1, MAX_PAGE>;
-// The view's documentation (its OpenAPI description, ARCHITECTURE) says 100 rewards.
-const _: () = assert!(PROGRESS_PENDING_LIMIT == 100);
+// The view's documentation (its OpenAPI descriptions and bounds, README, ARCHITECTURE) says 100
+// rewards, 100 inventory lines and counts up to 10000.
+const _: () = assert!(PROGRESS_PENDING_LIMIT == 100 && PROGRESS_INVENTORY_LIMIT == 100);
+const _: () = assert!(PROGRESS_COUNT_LIMIT == 10_000);
 
 /// The query of `/players/{id}/progress`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -45,7 +51,8 @@ pub(crate) struct ProgressQuery {
     season: Option<Bounded<-100_000, 100_000>>,
 }
 
-/// A player's progression in one season, plus the inventory and rewards of every season.
+/// A player's progression in one season, plus the first inventory lines and the oldest rewards
+/// of every season, and how many of each there are (counted up to 10000).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProgressView {
@@ -57,12 +64,19 @@ pub struct ProgressView {
     pub xp: u64,
     /// Level reached in the season (1 with no XP).
     pub level: u32,
-    /// Items owned, sorted by item.
+    /// The first 100 items owned, sorted by item (`GET /players/{id}/inventory` pages through
+    /// all of them).
     pub inventory: Vec<InventoryItem>,
+    /// How many items (inventory lines) the player owns, listed or not, counted up to 10000:
+    /// 10000 means 10000 or more.
+    #[schema(maximum = 10000)]
+    pub inventory_count: u64,
     /// The oldest 100 rewards earned and not claimed yet, of every season, oldest first
     /// (`GET /players/{id}/rewards` pages through all of them).
     pub pending_rewards: Vec<PendingReward>,
-    /// How many rewards are earned and not claimed yet, of every season, listed or not.
+    /// How many rewards are earned and not claimed yet, of every season, listed or not, counted
+    /// up to 10000: 10000 means 10000 or more.
+    #[schema(maximum = 10000)]
     pub pending_count: u64,
     /// When the player's XP in this season last changed (RFC 3339), or null if it never did;
     /// drops and claims change the inventory and rewards without moving it.
@@ -96,6 +110,33 @@ pub struct RewardPage {
     pub next_cursor: Option<String>,
 }
 
+/// The query of `GET /players/{id}/inventory`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct InventoryQuery {
+    /// How many inventory lines, sorted by item (default 100).
+    #[param(inline)]
+    limit: Option<PageLimit>,
+    /// The `nextCursor` of the previous page (the item it ended with): this page starts after it.
+    #[param(pattern = "^[A-Za-z0-9_.:-]{1,64}$", min_length = 1, max_length = 64)]
+    cursor: Option<String>,
+}
+
+/// A page of a player's inventory, sorted by item.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InventoryPage {
+    /// The player it concerns.
+    pub player_id: String,
+    /// This page of the items owned, sorted by item.
+    pub inventory: Vec<InventoryItem>,
+    /// The `cursor` of the next page (this page's last item); absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub next_cursor: Option<String>,
+}
+
 /// The body of `POST /rewards/claim`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -117,11 +158,13 @@ fn json_bytes(body: Bytes) -> Response {
     res
 }
 
-/// A player's XP, level, inventory and oldest pending rewards.
+/// A player's XP, level, first inventory lines and oldest pending rewards.
 ///
-/// `pendingRewards` lists the oldest 100 rewards waiting to be claimed, of every season;
-/// `pendingCount` is how many there are in all, and `GET /players/{id}/rewards` pages through
-/// every one of them.
+/// `inventory` lists the first 100 items owned, sorted by item, and `inventoryCount` how many
+/// there are; `GET /players/{id}/inventory` pages through every one of them. `pendingRewards`
+/// lists the oldest 100 rewards waiting to be claimed, of every season; `pendingCount` is how
+/// many there are, and `GET /players/{id}/rewards` pages through every one of them. Both counts
+/// stop at 10000: 10000 means 10000 or more.
 #[utoipa::path(
     get, path = "/players/{id}/progress", tag = "progression", params(PlayerPath, ProgressQuery),
     responses(
@@ -163,6 +206,7 @@ pub(crate) async fn get_progress(
         xp: progress.xp,
         level: state.config.curve.level(progress.xp),
         inventory: progress.inventory,
+        inventory_count: progress.inventory_count,
         pending_rewards: progress.pending,
         pending_count: progress.pending_count,
         updated_at: rfc3339_or_never(progress.updated_at_ms),
@@ -223,6 +267,55 @@ pub(crate) async fn list_rewards(
     Ok(Json(RewardPage {
         player_id: player.as_str().to_owned(),
         rewards: listed.into_iter().map(|l| l.reward).collect(),
+        next_cursor,
+    }))
+}
+
+/// A page of a player's inventory, sorted by item, after the item `cursor` names.
+#[utoipa::path(
+    get, path = "/players/{id}/inventory", tag = "progression", params(PlayerPath, InventoryQuery),
+    responses(
+        (status = 200, description = "A page of the player's inventory (none for an unknown player)", body = InventoryPage),
+        ReadFailures,
+    )
+)]
+#[tracing::instrument(skip_all, fields(player))]
+pub(crate) async fn list_inventory(
+    State(state): State<ProgressionState>,
+    PlayerPath(player): PlayerPath,
+    Query(query): Query<InventoryQuery>,
+) -> Result<Json<InventoryPage>, Problem> {
+    tracing::Span::current().record("player", player.as_str());
+    let limit = usize::try_from(query.limit.map_or(DEFAULT_PAGE, Bounded::get)).unwrap_or(100);
+    let after = match query.cursor.as_deref() {
+        Some(cursor) if is_label(cursor) => Some(cursor),
+        Some(_) => {
+            return Err(Problem::invalid(
+                "cursor",
+                "must be a nextCursor of an earlier page",
+            ))
+        }
+        None => None,
+    };
+    // One more than the page: whether another page follows.
+    let read = u32::try_from(limit + 1).unwrap_or(u32::MAX);
+    let mut inventory = state.store.inventory(player.as_str(), after, read).await?;
+    let more = inventory.len() > limit;
+    inventory.truncate(limit);
+    let next_cursor = match inventory.last().filter(|_| more) {
+        // Every item progression writes is a label (a `dropId`, `level_<n>_chest`), which a
+        // cursor carries as it is; one that is not was written by something else, and no cursor
+        // could continue after it.
+        Some(last) if !is_label(&last.item) => {
+            tracing::error!(item = ?last.item, "an inventory item no cursor can name");
+            return Err(Problem::internal());
+        }
+        Some(last) => Some(last.item.clone()),
+        None => None,
+    };
+    Ok(Json(InventoryPage {
+        player_id: player.as_str().to_owned(),
+        inventory,
         next_cursor,
     }))
 }

@@ -17,8 +17,8 @@ use liveops_core::{
 use liveops_http::{Problem, SignatureCheck};
 use liveops_memory::{MemoryBus, MemoryHotState};
 use liveops_progression::{
-    router, run_consumer, ClaimRequest, ProgressView, ProgressionConfig, ProgressionState,
-    RewardPage, GROUP,
+    router, run_consumer, ClaimRequest, InventoryPage, ProgressView, ProgressionConfig,
+    ProgressionState, RewardPage, GROUP,
 };
 use liveops_sql::SqliteRepository;
 use liveops_testkit::received::{self, envelope};
@@ -335,6 +335,14 @@ impl liveops_core::stores::ProgressStore for NoWholeReads {
         limit: u32,
     ) -> liveops_core::PortResult<Vec<liveops_core::stores::ListedReward>> {
         self.0.pending_rewards(player_id, after, limit).await
+    }
+    async fn inventory(
+        &self,
+        player_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> liveops_core::PortResult<Vec<liveops_core::stores::InventoryItem>> {
+        self.0.inventory(player_id, after, limit).await
     }
     async fn xp_of(&self, players: &[(String, i64)]) -> liveops_core::PortResult<Vec<u64>> {
         self.0.xp_of(players).await
@@ -678,43 +686,73 @@ async fn the_openapi_lists_every_route() {
         &[
             "/players/{id}/progress",
             "/players/{id}/rewards",
+            "/players/{id}/inventory",
             "/rewards/claim",
             "/receipts/verify",
         ],
     );
     // The document itself, as JSON: member names (and one that must be absent) are checked.
     let schemas = &spec["components"]["schemas"];
-    assert!(schemas["ProgressView"]["properties"]["pendingRewards"].is_object());
-    assert!(schemas["ProgressView"]["properties"]["pendingCount"].is_object());
-    // The view says how many rewards it lists at most.
+    let view_members = &schemas["ProgressView"]["properties"];
+    assert!(view_members["pendingRewards"].is_object());
+    // The counts are bounded, and say so.
+    let most = json!(liveops_core::stores::PROGRESS_COUNT_LIMIT);
+    for count in ["pendingCount", "inventoryCount"] {
+        assert_eq!(view_members[count]["maximum"], most, "{count}");
+        let said = view_members[count]["description"].as_str().unwrap();
+        assert!(
+            said.contains("10000 means 10000 or more"),
+            "{count}: {said}"
+        );
+    }
+    // The view says how many rewards and items it lists at most.
     let view = &spec["paths"]["/players/{id}/progress"]["get"];
     let limit = liveops_core::stores::PROGRESS_PENDING_LIMIT;
-    let said = format!("oldest {limit} rewards");
-    assert!(
-        view["description"].as_str().unwrap().contains(&said),
-        "{view}"
-    );
-    // The page: its members, and the bounds of its query.
-    let page = &schemas["RewardPage"]["properties"];
-    for member in ["playerId", "rewards", "nextCursor"] {
-        assert!(page[member].is_object(), "{member}");
+    let items = liveops_core::stores::PROGRESS_INVENTORY_LIMIT;
+    for said in [
+        format!("oldest {limit} rewards"),
+        format!("first {items} items"),
+    ] {
+        assert!(
+            view["description"].as_str().unwrap().contains(&said),
+            "{said}: {view}"
+        );
     }
-    let params = spec["paths"]["/players/{id}/rewards"]["get"]["parameters"]
-        .as_array()
-        .unwrap();
-    let param = |name: &str| {
-        params
-            .iter()
-            .find(|p| p["name"] == name)
-            .unwrap_or_else(|| panic!("no {name}"))["schema"]
-            .clone()
-    };
-    let limit = param("limit");
-    assert_eq!(
-        (&limit["minimum"], &limit["maximum"]),
-        (&json!(1), &json!(1000))
-    );
-    assert!(param("cursor")["pattern"].is_string());
+    // The pages: their members, and the bounds of their queries.
+    for (path, schema, listed, cursor) in [
+        (
+            "/players/{id}/rewards",
+            "RewardPage",
+            "rewards",
+            liveops_http::CURSOR_PATTERN,
+        ),
+        (
+            "/players/{id}/inventory",
+            "InventoryPage",
+            "inventory",
+            liveops_core::event::LABEL_PATTERN,
+        ),
+    ] {
+        let page = &schemas[schema]["properties"];
+        for member in ["playerId", listed, "nextCursor"] {
+            assert!(page[member].is_object(), "{schema}: {member}");
+        }
+        let params = spec["paths"][path]["get"]["parameters"].as_array().unwrap();
+        let param = |name: &str| {
+            params
+                .iter()
+                .find(|p| p["name"] == name)
+                .unwrap_or_else(|| panic!("{path}: no {name}"))["schema"]
+                .clone()
+        };
+        let limit = param("limit");
+        assert_eq!(
+            (&limit["minimum"], &limit["maximum"]),
+            (&json!(1), &json!(1000)),
+            "{path}"
+        );
+        assert_eq!(param("cursor")["pattern"], json!(cursor), "{path}");
+    }
     let reward = &schemas["PendingReward"]["properties"];
     assert!(reward["rewardId"].is_object());
     assert!(reward.get("addsToInventory").is_none() && reward.get("adds_to_inventory").is_none());
@@ -789,9 +827,11 @@ async fn a_player_who_never_claims_sees_the_oldest_rewards_and_pages_through_all
     let progress = app.progress("hoarder_1").await;
     assert_eq!(reward_ids(&progress), earned[..100]);
     assert_eq!(progress.pending_count, 130);
-    assert_eq!(progress.inventory.len(), 130);
+    assert_eq!(progress.inventory.len(), 100, "the first 100 items");
+    assert_eq!(progress.inventory_count, 130);
     let (_, _, raw) = served::get(&app.router, "/players/hoarder_1/progress").await;
     assert_eq!(raw["pendingCount"], json!(130));
+    assert_eq!(raw["inventoryCount"], json!(130));
 
     // The default page is 100; exactly as many as are left is the last page.
     let (_, _, raw) = served::get(&app.router, "/players/hoarder_1/rewards").await;
@@ -870,5 +910,179 @@ async fn bad_reward_pages_are_400_problems() {
     for limit in [1, 1000] {
         let uri = format!("/players/hoarder_2/rewards?limit={limit}");
         app.get::<RewardPage>(&uri).await.expect("in range");
+    }
+}
+
+/// Every inventory line of `player` through `GET /players/{id}/inventory`, `query` on each page,
+/// following `nextCursor` until it is absent; and how many pages that took.
+async fn walk_inventory(app: &TestApp, player: &str, query: &str) -> (Vec<(String, u64)>, usize) {
+    let (mut walked, mut cursor, mut pages) = (Vec::new(), None::<String>, 0);
+    loop {
+        let mut uri = format!("/players/{player}/inventory?{query}");
+        if let Some(c) = &cursor {
+            uri.push_str(&format!("&cursor={c}"));
+        }
+        let page: InventoryPage = app
+            .get(&uri)
+            .await
+            .unwrap_or_else(|p| panic!("{uri}: {p:?}"));
+        assert_eq!(page.player_id, player);
+        pages += 1;
+        walked.extend(page.inventory.into_iter().map(|i| (i.item, i.quantity)));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return (walked, pages),
+        }
+    }
+}
+
+/// A player whose drops each name a new item: the view lists the first 100 items by item and
+/// counts them all, and the paged route walks every line exactly once, sorted by item.
+#[tokio::test]
+async fn a_player_with_many_items_sees_the_first_and_pages_through_all() {
+    let app = spawn_app().await;
+    hoard(&app, "collector_1", 130).await;
+    // One more of an item already owned: a quantity, not a line.
+    app.publish(&[drop("collector_1", "gem_7")]).await;
+    app.drain().await;
+    let mut owned: Vec<(String, u64)> = (0..130)
+        .map(|i| (format!("gem_{i}"), if i == 7 { 2 } else { 1 }))
+        .collect();
+    owned.sort();
+    let progress = app.progress("collector_1").await;
+    let listed: Vec<(String, u64)> = inventory(&progress)
+        .into_iter()
+        .map(|(i, q)| (i.to_owned(), q))
+        .collect();
+    assert_eq!(listed, owned[..100], "the first 100, sorted by item");
+    assert_eq!(progress.inventory_count, 130);
+
+    // The default page is 100; exactly as many as are left is the last page.
+    let (_, _, raw) = served::get(&app.router, "/players/collector_1/inventory").await;
+    assert_eq!(raw["inventory"].as_array().map(Vec::len), Some(100));
+    let cursor = raw["nextCursor"].as_str().unwrap().to_owned();
+    assert_eq!(cursor, owned[99].0, "the last item of the page");
+    let uri = format!("/players/collector_1/inventory?limit=30&cursor={cursor}");
+    let (_, _, raw) = served::get(&app.router, &uri).await;
+    assert_eq!(raw["inventory"].as_array().map(Vec::len), Some(30));
+    assert!(
+        raw.get("nextCursor").is_none(),
+        "absent on the last page: {raw}"
+    );
+    assert_eq!(
+        raw["inventory"][29],
+        json!({"item": owned[129].0, "quantity": 1})
+    );
+
+    for (query, pages) in [
+        ("limit=7", 19),
+        ("", 2),
+        ("limit=130", 1),
+        ("limit=1000", 1),
+    ] {
+        let (walked, took) = walk_inventory(&app, "collector_1", query).await;
+        assert_eq!(walked, owned, "{query:?}: each once, sorted by item");
+        assert_eq!(took, pages, "{query:?}");
+    }
+    // A cursor is an item, owned or not: the page starts after it.
+    let page: InventoryPage = app
+        .get("/players/collector_1/inventory?limit=2&cursor=gem_12a")
+        .await
+        .unwrap();
+    let after: Vec<&str> = page.inventory.iter().map(|i| i.item.as_str()).collect();
+    let i = owned
+        .iter()
+        .position(|(item, _)| item.as_str() > "gem_12a")
+        .unwrap();
+    assert_eq!(after, [owned[i].0.as_str(), owned[i + 1].0.as_str()]);
+
+    // An unknown player: no items, no next page.
+    let empty: InventoryPage = app.get("/players/nobody_yet/inventory").await.unwrap();
+    assert_eq!((empty.inventory.len(), empty.next_cursor), (0, None));
+    assert_eq!(app.progress("nobody_yet").await.inventory_count, 0);
+}
+
+/// Past [`PROGRESS_COUNT_LIMIT`](liveops_core::stores::PROGRESS_COUNT_LIMIT) items and pending
+/// rewards, the view's counts stop there (10000 means 10000 or more) and its lists stay at 100;
+/// the pages still reach every line.
+#[tokio::test]
+async fn counts_stop_at_their_limit() {
+    let app = spawn_app().await;
+    let most = liveops_core::stores::PROGRESS_COUNT_LIMIT;
+    let n = usize::try_from(most).unwrap() + 25;
+    let player = "collector_2";
+    let commit = liveops_core::stores::ProgressCommit {
+        event_ids: vec![Uuid::now_v7()],
+        items: (0..n)
+            .map(|i| liveops_core::stores::ItemGrant {
+                player_id: player.into(),
+                item: format!("item_{i:05}"),
+                quantity: 1,
+            })
+            .collect(),
+        rewards: (0..n)
+            .map(|i| {
+                let reward = liveops_core::stores::PendingReward {
+                    reward_id: format!("drop:{i:05}"),
+                    item: format!("item_{i:05}"),
+                    source: "raid_chest".into(),
+                    adds_to_inventory: false,
+                };
+                (player.to_owned(), reward)
+            })
+            .collect(),
+        ..Default::default()
+    };
+    assert!(app
+        .state
+        .store
+        .commit_progress(liveops_progression::CONSUMER_ID, &commit)
+        .await
+        .unwrap());
+    let (_, _, raw) = served::get(&app.router, &format!("/players/{player}/progress")).await;
+    assert_eq!(raw["inventoryCount"], json!(most));
+    assert_eq!(raw["pendingCount"], json!(most));
+    assert_eq!(raw["inventory"].as_array().map(Vec::len), Some(100));
+    assert_eq!(raw["pendingRewards"].as_array().map(Vec::len), Some(100));
+    let (walked, pages) = walk_inventory(&app, player, "limit=1000").await;
+    assert_eq!((walked.len(), pages), (n, n.div_ceil(1000)));
+    assert_eq!(walk(&app, player, "limit=1000").await.0.len(), n);
+}
+
+#[tokio::test]
+async fn bad_inventory_pages_are_400_problems() {
+    let app = spawn_app().await;
+    hoard(&app, "collector_3", 3).await;
+    for (uri, field) in [
+        ("/players/collector_3/inventory?limit=0", "limit"),
+        ("/players/collector_3/inventory?limit=1001", "limit"),
+        ("/players/collector_3/inventory?limit=-1", "limit"),
+        ("/players/collector_3/inventory?limit=ten", "limit"),
+        ("/players/collector_3/inventory?cursor=", "cursor"),
+        ("/players/collector_3/inventory?cursor=a%2Fb", "cursor"),
+        ("/players/collector_3/inventory?cursor=gem%200", "cursor"),
+        (
+            "/players/collector_3/inventory?cursor=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "cursor",
+        ),
+        ("/players/ab/inventory", "id"),
+    ] {
+        let problem = app.get::<InventoryPage>(uri).await.unwrap_err();
+        assert_eq!(problem.status, 400, "{uri}");
+        assert_eq!(problem.field.as_deref(), Some(field), "{uri}: {problem:?}");
+    }
+    let problem = app
+        .get::<InventoryPage>("/players/collector_3/inventory?page=2")
+        .await
+        .unwrap_err();
+    assert_eq!(problem.status, 400);
+    // The bounds themselves are fine, and so is a cursor of 64 characters.
+    for query in [
+        "limit=1",
+        "limit=1000",
+        &format!("cursor={}", "z".repeat(64)),
+    ] {
+        let uri = format!("/players/collector_3/inventory?{query}");
+        app.get::<InventoryPage>(&uri).await.expect("in range");
     }
 }

@@ -38,11 +38,13 @@ pub async fn run_all(hot: Arc<dyn HotState>) {
     strikes_count_within_the_window(h).await;
     unblock_lifts_the_block_and_forgets_strikes(h).await;
     attempts_count_per_key_and_are_forgotten(h).await;
+    attempts_within_a_limit_are_checked_and_recorded_at_once(hot.clone()).await;
     cache_round_trip(h).await;
     // The checks that wait for the clock run side by side.
     tokio::join!(
         idem_claims_expire(h),
         idem_a_lapsed_claim_is_not_finished_over_another(h),
+        idem_extended_claims_outlive_their_ttl(h),
         rate_window_per_second(h),
         blocks_hold_until_they_expire(h),
         cache_entries_expire(h),
@@ -144,6 +146,73 @@ pub async fn idem_a_lapsed_claim_is_not_finished_over_another(hot: &dyn HotState
     );
     complete(hot, &key, "B", 200).await;
     assert_eq!(begin(hot, &key, "B").await, IdemState::Done(answer(200)));
+}
+
+/// `idem_extend` of `key` for body `fp` to `ttl`: whether the claim is held.
+async fn extend(hot: &dyn HotState, key: &str, fp: &str, ttl: Duration) -> bool {
+    ok(hot.idem_extend(key, fp, ttl).await, "idem_extend")
+}
+
+/// A claim extended by its own body outlives its first TTL, and is never shortened; another
+/// body's extension, or one of an answered, lapsed or unknown key, is refused and changes nothing.
+pub async fn idem_extended_claims_outlive_their_ttl(hot: &dyn HotState) {
+    let [extended, long, lapsed, others, answered] = [
+        "idem-ext",
+        "idem-ext-long",
+        "idem-ext-lapsed",
+        "idem-ext-others",
+        "idem-ext-done",
+    ]
+    .map(fresh_key);
+    for key in [&extended, &lapsed, &others] {
+        let short = hot.idem_begin(key, "A", TTL);
+        assert_eq!(ok(short.await, "idem_begin"), IdemState::Fresh);
+    }
+    assert_eq!(begin(hot, &long, "A").await, IdemState::Fresh);
+    assert_eq!(begin(hot, &answered, "A").await, IdemState::Fresh);
+    complete(hot, &answered, "A", 202).await;
+    assert!(
+        !extend(hot, &others, "B", LONG).await,
+        "another body's claim"
+    );
+    assert!(!extend(hot, &answered, "A", TTL).await, "an answered key");
+    assert!(
+        !extend(hot, &fresh_key("never"), "A", TTL).await,
+        "a key never taken"
+    );
+    assert!(extend(hot, &long, "A", TTL).await, "a long claim");
+    // Extended to the TTL twice, 600 ms apart: held until 1.2 s + the TTL.
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(extend(hot, &extended, "A", TTL).await, "its own claim");
+    }
+    tokio::time::sleep(PAST_TTL - Duration::from_millis(1200)).await;
+    assert_eq!(
+        begin(hot, &extended, "A").await,
+        IdemState::InFlight,
+        "an extended claim lapsed"
+    );
+    assert_eq!(
+        begin(hot, &long, "A").await,
+        IdemState::InFlight,
+        "an extension shortened a claim"
+    );
+    assert!(!extend(hot, &lapsed, "A", LONG).await, "a lapsed claim");
+    assert_eq!(
+        begin(hot, &lapsed, "B").await,
+        IdemState::Fresh,
+        "a claim not extended outlived its TTL"
+    );
+    assert_eq!(
+        begin(hot, &others, "B").await,
+        IdemState::Fresh,
+        "another body's extension kept the claim"
+    );
+    assert_eq!(
+        begin(hot, &answered, "A").await,
+        IdemState::Done(answer(202)),
+        "an extension touched an answer"
+    );
 }
 
 /// 100 concurrent claims of one key: exactly one is `Fresh`, the others `InFlight`.
@@ -379,35 +448,81 @@ pub async fn unblock_lifts_the_block_and_forgets_strikes(hot: &dyn HotState) {
     assert_eq!(ok(old, "add_strike"), 0, "still forgotten after the trim");
 }
 
-/// Attempts count per key within the window; forgetting a key starts it afresh.
+/// Attempts count per key within the window; one past the limit is refused and not recorded,
+/// one recorded already counts once; forgetting a key starts it afresh, forgetting one attempt
+/// takes back only that one.
 pub async fn attempts_count_per_key_and_are_forgotten(hot: &dyn HotState) {
     let t0 = now_ms();
     let minute = Duration::from_secs(60);
     let (a, b) = (fresh_key("attempts"), fresh_key("attempts-b"));
-    assert_eq!(ok(hot.attempts(&a, t0, minute).await, "attempts"), 0);
+    let attempt = |key: &str, id: &str, at: i64, max: u32| {
+        let (key, id) = (key.to_owned(), id.to_owned());
+        async move { ok(hot.attempt(&key, &id, at, minute, max).await, "attempt") }
+    };
+    let count = |key: &str, window: Duration| {
+        let key = key.to_owned();
+        async move { ok(hot.attempts(&key, t0, window).await, "attempts") }
+    };
+    assert_eq!(count(&a, minute).await, 0);
     for n in 1..=3 {
+        let id = format!("a{n}");
         assert_eq!(
-            ok(hot.attempt(&a, t0 - 10 * n, minute).await, "attempt"),
-            n as u32
+            attempt(&a, &id, t0 - 10 * n, u32::MAX).await,
+            Some(n as u32)
         );
     }
+    assert_eq!(attempt(&b, "b1", t0, u32::MAX).await, Some(1), "keys apart");
+    assert_eq!(count(&a, minute).await, 3);
+    let recent = count(&a, Duration::from_millis(15)).await;
+    assert_eq!(recent, 1, "only those within the window");
     assert_eq!(
-        ok(hot.attempt(&b, t0, minute).await, "attempt"),
-        1,
-        "keys apart"
+        attempt(&a, "a4", t0, 3).await,
+        None,
+        "at the limit: refused"
     );
-    assert_eq!(ok(hot.attempts(&a, t0, minute).await, "attempts"), 3);
-    assert_eq!(
-        ok(
-            hot.attempts(&a, t0, Duration::from_millis(15)).await,
-            "attempts"
-        ),
-        1,
-        "only those within the window"
+    assert_eq!(count(&a, minute).await, 3, "and not recorded");
+    assert_eq!(attempt(&a, "a4", t0, 4).await, Some(4), "below it");
+    assert_eq!(attempt(&a, "a4", t0, 4).await, Some(4), "recorded already");
+    ok(hot.forget_attempts(&a, Some("a2")).await, "forget_attempts");
+    assert_eq!(count(&a, minute).await, 3, "only a2 taken back");
+    ok(
+        hot.forget_attempts(&a, Some("never")).await,
+        "forget_attempts",
     );
-    ok(hot.forget_attempts(&a).await, "forget_attempts");
-    assert_eq!(ok(hot.attempts(&a, t0, minute).await, "attempts"), 0);
-    assert_eq!(ok(hot.attempts(&b, t0, minute).await, "attempts"), 1);
+    assert_eq!(count(&a, minute).await, 3, "an unknown one changes nothing");
+    ok(hot.forget_attempts(&a, None).await, "forget_attempts");
+    assert_eq!(count(&a, minute).await, 0);
+    assert_eq!(count(&b, minute).await, 1);
+}
+
+/// Attempts on one key at the same moment, each allowed only below a limit: exactly the limit
+/// are recorded, whatever the interleaving.
+pub async fn attempts_within_a_limit_are_checked_and_recorded_at_once(hot: Arc<dyn HotState>) {
+    let key = Arc::new(fresh_key("attempts-race"));
+    let at = now_ms();
+    let minute = Duration::from_secs(60);
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let (hot, key) = (hot.clone(), key.clone());
+            let id = format!("race{i}");
+            tokio::spawn(async move { hot.attempt(&key, &id, at, minute, 20).await })
+        })
+        .collect();
+    let mut recorded = 0;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(Some(n))) => {
+                assert!((1..=20).contains(&n), "counted {n}");
+                recorded += 1;
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(err)) => panic!("concurrent attempt failed: {err}"),
+            Err(err) => panic!("concurrent attempt task failed: {err}"),
+        }
+    }
+    assert_eq!(recorded, 20, "exactly the limit recorded");
+    let counted = hot.attempts(&key, at, minute).await;
+    assert_eq!(ok(counted, "attempts"), 20);
 }
 
 /// Strikes count those strictly after `now - window`.

@@ -31,6 +31,7 @@ pub async fn run_all<S: LiveStores + 'static>(repo: Arc<S>) {
     let r: &S = repo.as_ref();
     operators_are_unique_by_email_and_change_once(r).await;
     sessions_follow_their_operator(r).await;
+    a_login_racing_a_new_password_opens_nothing(r).await;
     api_keys_are_listed_without_secrets_and_revoked_once(r).await;
     campaigns_move_once_with_their_event(r).await;
     campaign_pages_continue_where_the_last_ended(r).await;
@@ -49,6 +50,8 @@ pub async fn run_all<S: LiveStores + 'static>(repo: Arc<S>) {
     dead_deliveries_are_sent_again_on_request(r).await;
     leases_take_a_few_deliveries_of_each_webhook(r).await;
     large_events_are_sized_and_queued_whole(r).await;
+    campaign_events_get_public_ids_of_their_own(r).await;
+    distribution_rows_past_their_retention_are_purged(repo.clone()).await;
     concurrent_writers_agree(repo.clone()).await;
     claims_at_once_are_answered_each_alone(repo.clone()).await;
     entries_at_once_are_answered_each_alone(repo).await;
@@ -290,12 +293,15 @@ pub async fn sessions_follow_their_operator(repo: &dyn LiveStores) {
     let expires = now_ms() + 3_600_000;
     for t in [&a, &b] {
         assert!(ok(
-            repo.open_session(t, &op.id, expires).await,
+            repo.open_session(t, &op.id, &op.password_hash, expires)
+                .await,
             "open_session"
         ));
     }
     let nobody = format!("{}{:052x}", suffix(), 3);
-    let opened = repo.open_session(&nobody, "op_nobody", expires).await;
+    let opened = repo
+        .open_session(&nobody, "op_nobody", &op.password_hash, expires)
+        .await;
     assert!(
         !ok(opened, "open_session"),
         "no session for an unknown operator"
@@ -331,7 +337,8 @@ pub async fn sessions_follow_their_operator(repo: &dyn LiveStores) {
     )
     .await;
     assert!(ok(
-        repo.open_session(&b, &op.id, expires).await,
+        repo.open_session(&b, &op.id, &op.password_hash, expires)
+            .await,
         "open_session"
     ));
     let op = closes(op, |o| o.disabled = true, "operator.disable").await;
@@ -339,12 +346,53 @@ pub async fn sessions_follow_their_operator(repo: &dyn LiveStores) {
     // committed, opens nothing. (A session opened first is closed by the disable, above; the
     // shared lock that orders the two when they overlap is not raced here.)
     let late = format!("{}{:052x}", suffix(), 4);
-    let opened = repo.open_session(&late, &op.id, expires).await;
+    let opened = repo
+        .open_session(&late, &op.id, &op.password_hash, expires)
+        .await;
     assert!(
         !ok(opened, "open_session"),
         "no session for a disabled operator"
     );
     assert_eq!(ok(repo.session(&late).await, "session"), None);
+}
+
+/// A login that checked the password hash it read, and opens its session after a new password
+/// committed (an admin's reset, or the owner's change), opens nothing: the old password no
+/// longer signs in, however the two interleave. The new hash opens one.
+pub async fn a_login_racing_a_new_password_opens_nothing(repo: &dyn LiveStores) {
+    let op = operator(&format!("reset_{}@example.com", suffix()), Role::Operator);
+    ok(
+        repo.create_operator(&op, &audit("operator.create", &op.id))
+            .await,
+        "create_operator",
+    );
+    // The login reads the operator (and checks the password against its hash) ...
+    let read = ok(repo.operator_by_email(&op.email).await, "operator_by_email");
+    let checked = read.expect("created").password_hash;
+    // ... an admin resets the password meanwhile ...
+    let mut reset = op.clone();
+    reset.password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdDI$bmV3".into();
+    reset.updated_at_ms += 1;
+    let entry = audit("operator.password_reset", &op.id);
+    let updated = repo.update_operator(&op, &reset, &entry).await;
+    assert_eq!(ok(updated, "update_operator"), OperatorUpdate::Updated);
+    // ... and the login opens its session with the hash it checked: refused.
+    let token = format!("{}{:052x}", suffix(), 5);
+    let expires = now_ms() + 3_600_000;
+    let opened = repo.open_session(&token, &op.id, &checked, expires).await;
+    assert!(
+        !ok(opened, "open_session"),
+        "no session for a password replaced since it was checked"
+    );
+    assert_eq!(ok(repo.session(&token).await, "session"), None);
+    let opened = repo
+        .open_session(&token, &op.id, &reset.password_hash, expires)
+        .await;
+    assert!(
+        ok(opened, "open_session"),
+        "the new password's login opens one"
+    );
+    assert!(ok(repo.session(&token).await, "session").is_some());
 }
 
 /// Keys list without secrets, newest first; active keys carry the secret; a revoked key is
@@ -1316,6 +1364,7 @@ pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveS
         id: format!("dlv_{}", suffix()),
         webhook_id: hook.id.clone(),
         event_id: *event_id,
+        event_public_id: format!("evt_{}", suffix()),
         kind: "campaign.live".into(),
         body: "{}".into(),
         state: DeliveryState::Pending,
@@ -1340,6 +1389,10 @@ pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveS
     );
     assert_eq!(listed.len(), 1, "one delivery per webhook and event");
     assert!(listed[0].0.body.is_empty(), "listed without its body");
+    assert_eq!(
+        listed[0].0.event_public_id, delivery.event_public_id,
+        "listed with the event id it was queued with"
+    );
 
     let leased = ok(
         repo.lease_due(now, now + 30_000, 100, 100, &HashMap::new())
@@ -1458,6 +1511,7 @@ pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveS
         id: format!("dlv_{}", suffix()),
         webhook_id: hook.id.clone(),
         event_id: *event_id + 1_000_000,
+        event_public_id: format!("evt_{}", suffix()),
         ..delivery.clone()
     };
     ok(
@@ -1478,7 +1532,8 @@ pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveS
 async fn outbox(repo: &dyn LiveStores) -> Vec<(i64, CampaignEvent)> {
     let waiting = ok(repo.undispatched(10_000).await, "undispatched");
     let ids: Vec<i64> = waiting.iter().map(|e| e.id).collect();
-    ok(repo.undelivered_events(&ids).await, "undelivered_events")
+    let read = ok(repo.undelivered_events(&ids).await, "undelivered_events");
+    read.into_iter().map(|e| (e.id, e.event)).collect()
 }
 
 /// A lease takes at most so many deliveries of one webhook, counting those the caller still
@@ -1498,6 +1553,7 @@ pub async fn leases_take_a_few_deliveries_of_each_webhook(repo: &dyn LiveStores)
         id: format!("dlv_{}_{n:02}", suffix()),
         webhook_id: hook.id.clone(),
         event_id: base + n,
+        event_public_id: format!("evt_{}", suffix()),
         kind: "campaign.live".into(),
         body: format!("{{\"n\":{n}}}"),
         state: DeliveryState::Pending,
@@ -1599,6 +1655,7 @@ pub async fn large_events_are_sized_and_queued_whole(repo: &dyn LiveStores) {
         repo.undelivered_events(&[mine.id]).await,
         "undelivered_events",
     );
+    let read: Vec<(i64, CampaignEvent)> = read.into_iter().map(|e| (e.id, e.event)).collect();
     assert_eq!(read, [(mine.id, drawn.clone())]);
 
     // Five deliveries of a megabyte each, and the event marked queued, in one call.
@@ -1609,6 +1666,7 @@ pub async fn large_events_are_sized_and_queued_whole(repo: &dyn LiveStores) {
             id: format!("dlv_{}_{n}", suffix()),
             webhook_id: hook.id.clone(),
             event_id: if n == 0 { mine.id } else { base + n },
+            event_public_id: format!("evt_{}", suffix()),
             kind: "draw.completed".into(),
             body: format!("{n}{data}"),
             state: DeliveryState::Pending,
@@ -1646,6 +1704,290 @@ pub async fn large_events_are_sized_and_queued_whole(repo: &dyn LiveStores) {
     ));
 }
 
+/// Every campaign event gets a public id of its own as it is written, `evt_` and 32 hex digits
+/// of a random value, read with it from the outbox, the same on every read: never its outbox
+/// row's key (`evt_<n>`), which a restored backup gives again and every other deployment gives
+/// too. A delivery keeps the id it was queued with and is listed with it.
+pub async fn campaign_events_get_public_ids_of_their_own(repo: &dyn LiveStores) {
+    let (a, b) = (campaign("named_a"), campaign("named_b"));
+    for c in [&a, &b] {
+        create(repo, c).await;
+        let e = event("campaign.live", &c.id);
+        let (draft, scheduled) = (CampaignState::Draft, CampaignState::Scheduled);
+        assert!(ok(
+            repo.advance(&c.id, draft, scheduled, Some(&e)).await,
+            "advance"
+        ));
+    }
+    let waiting = ok(repo.undispatched(10_000).await, "undispatched");
+    let ids: Vec<i64> = waiting
+        .iter()
+        .filter(|e| e.campaign_id == a.id || e.campaign_id == b.id)
+        .map(|e| e.id)
+        .collect();
+    let read = ok(repo.undelivered_events(&ids).await, "undelivered_events");
+    assert_eq!(read.len(), 2, "both events are in the outbox: {read:?}");
+    for e in &read {
+        let hex = e.public_id.strip_prefix("evt_").unwrap_or_default();
+        let lower_hex = |c: u8| c.is_ascii_digit() || (b'a'..=b'f').contains(&c);
+        assert!(
+            hex.len() == 32 && hex.bytes().all(lower_hex),
+            "evt_ and 32 hex digits: {}",
+            e.public_id
+        );
+        assert_ne!(e.public_id, format!("evt_{}", e.id), "not the outbox key");
+    }
+    assert_ne!(read[0].public_id, read[1].public_id, "one id per event");
+    let again = ok(repo.undelivered_events(&ids).await, "undelivered_events");
+    assert_eq!(again, read, "the same ids on every read");
+
+    let hook = webhook();
+    let entry = audit("webhook.create", &hook.id);
+    ok(
+        repo.create_webhook(None, &hook, &entry).await,
+        "create_webhook",
+    );
+    let now = now_ms();
+    let queued = Delivery {
+        id: format!("dlv_{}", suffix()),
+        webhook_id: hook.id.clone(),
+        event_id: read[0].id,
+        event_public_id: read[0].public_id.clone(),
+        kind: "campaign.live".into(),
+        body: format!("{{\"id\":\"{}\"}}", read[0].public_id),
+        state: DeliveryState::Pending,
+        attempts: 0,
+        next_attempt_at_ms: now + 3_600_000,
+        created_at_ms: now,
+    };
+    ok(
+        repo.enqueue(&ids, std::slice::from_ref(&queued)).await,
+        "enqueue",
+    );
+    let listed = ok(
+        repo.deliveries(&hook.id, DeliveryPage::newest(10)).await,
+        "deliveries",
+    );
+    let listed: Vec<(&str, &str)> = listed
+        .iter()
+        .map(|(d, _)| (d.id.as_str(), d.event_public_id.as_str()))
+        .collect();
+    assert_eq!(listed, [(queued.id.as_str(), read[0].public_id.as_str())]);
+    let entry = audit("webhook.delete", &hook.id);
+    assert!(ok(
+        repo.delete_webhook(&hook.id, &entry).await,
+        "delete_webhook"
+    ));
+}
+
+/// Distribution's retention. Delivered and dead deliveries whose last attempt ended before the
+/// cutoff go with their attempts; pending ones stay however old, and so do finished ones tried
+/// since. Outbox events before the cutoff go once none of their deliveries is left; one not yet
+/// queued, or with a delivery left, stays. Messages that expired before the cutoff go with their
+/// claims (one to every player with more claims than a step deletes among them); messages
+/// expiring later stay, claims and all.
+///
+/// Its rows lie far in the past, below every other check's, from a base that falls as the clock
+/// moves: a later run's purges never reach them, and an earlier run's finished before this run
+/// began unless the two overlap. What a purge counts may include older runs' rows (or, runs
+/// overlapping, miss this run's): which rows are left is checked, and an event purge that
+/// deleted something.
+pub async fn distribution_rows_past_their_retention_are_purged<S: LiveStores + 'static>(
+    shared: Arc<S>,
+) {
+    let repo: &S = shared.as_ref();
+    let base = -now_ms() * 10;
+    let (cutoff, old, new) = (base, base - 1_000, base + 1_000);
+    let (a, b) = (webhook(), webhook());
+    for h in [&a, &b] {
+        let entry = audit("webhook.create", &h.id);
+        ok(repo.create_webhook(None, h, &entry).await, "create_webhook");
+    }
+    // Four outbox events: `done` long ago, both its deliveries finished long ago; `kept` long
+    // ago, one delivery still pending; `fresh` since the cutoff, queued to nobody; `waiting`
+    // long ago, never queued.
+    let mut events = Vec::new();
+    for (tag, at_ms) in [
+        ("done", old),
+        ("kept", old),
+        ("fresh", new),
+        ("waiting", old),
+    ] {
+        let c = campaign(&format!("retained_{tag}"));
+        create(repo, &c).await;
+        let e = CampaignEvent {
+            at_ms,
+            ..event("campaign.live", &c.id)
+        };
+        let (draft, scheduled) = (CampaignState::Draft, CampaignState::Scheduled);
+        assert!(ok(
+            repo.advance(&c.id, draft, scheduled, Some(&e)).await,
+            "advance"
+        ));
+        let queued = outbox(repo).await;
+        let (id, _) = queued
+            .iter()
+            .find(|(_, e)| e.campaign_id == c.id)
+            .expect("in the outbox");
+        events.push(*id);
+    }
+    let [done, kept, fresh, waiting]: [i64; 4] = events.try_into().expect("four events");
+    let delivery = |hook: &Webhook, event_id: i64, at_ms: i64| Delivery {
+        id: format!("dlv_{}", suffix()),
+        webhook_id: hook.id.clone(),
+        event_id,
+        event_public_id: format!("evt_{}", suffix()),
+        kind: "campaign.live".into(),
+        body: "{}".into(),
+        state: DeliveryState::Pending,
+        attempts: 0,
+        next_attempt_at_ms: at_ms,
+        created_at_ms: at_ms,
+    };
+    let done_a = delivery(&a, done, old);
+    let done_b = delivery(&b, done, old + 1);
+    let kept_a = delivery(&a, kept, old + 2);
+    let kept_b = delivery(&b, kept, new);
+    let all = [
+        done_a.clone(),
+        done_b.clone(),
+        kept_a.clone(),
+        kept_b.clone(),
+    ];
+    ok(repo.enqueue(&[done, kept, fresh], &all).await, "enqueue");
+    // Delivered and dead as their attempt (under the lease they were queued at) ended.
+    for (d, state) in [
+        (&done_a, DeliveryState::Delivered),
+        (&done_b, DeliveryState::Dead),
+        (&kept_b, DeliveryState::Dead),
+    ] {
+        let tried = Attempt {
+            attempt: 1,
+            at_ms: d.next_attempt_at_ms,
+            status: Some(500),
+            error: None,
+            duration_ms: 3,
+        };
+        let finished = Delivery {
+            state,
+            attempts: 1,
+            ..d.clone()
+        };
+        let recorded = repo.record_attempt(d.next_attempt_at_ms, &finished, &tried);
+        assert!(ok(recorded.await, "record_attempt"));
+    }
+
+    ok(repo.purge_deliveries(cutoff).await, "purge_deliveries");
+    let left = |hook: &Webhook| {
+        let id = hook.id.clone();
+        async move {
+            let listed = ok(
+                repo.deliveries(&id, DeliveryPage::newest(10)).await,
+                "deliveries",
+            );
+            listed
+                .into_iter()
+                .map(|(d, attempts)| (d.id, d.state, attempts.len()))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        left(&a).await,
+        [(kept_a.id.clone(), DeliveryState::Pending, 0)],
+        "the delivered one went; the pending one, however old, stayed"
+    );
+    assert_eq!(
+        left(&b).await,
+        [(kept_b.id.clone(), DeliveryState::Dead, 1)],
+        "the one dead long ago went; the one dead since the cutoff stayed, with its attempt"
+    );
+    let events_purged = ok(repo.purge_events(cutoff).await, "purge_events");
+    assert!(
+        events_purged >= 1,
+        "the event none of whose deliveries is left"
+    );
+    let queued: Vec<i64> = outbox(repo).await.into_iter().map(|(id, _)| id).collect();
+    assert!(queued.contains(&waiting), "an event never queued stays");
+    // Their attempts went with them: one queued again under its id has none.
+    let again = Delivery {
+        event_id: waiting,
+        ..done_a.clone()
+    };
+    ok(
+        repo.enqueue(&[], std::slice::from_ref(&again)).await,
+        "enqueue",
+    );
+    let listed = left(&a).await;
+    assert!(
+        listed.contains(&(done_a.id.clone(), DeliveryState::Pending, 0)),
+        "no attempt of the purged delivery is left: {listed:?}"
+    );
+    ok(repo.enqueue(&[waiting], &[]).await, "enqueue");
+
+    // Messages: one to a player and one to everyone expired long ago, both claimed; one to the
+    // player expiring after the cutoff, claimed.
+    let player = format!("retained_{}", suffix());
+    let at = |m: InboxMessage, expires_at_ms: i64| InboxMessage {
+        created_at_ms: old - 10_000,
+        expires_at_ms,
+        ..m
+    };
+    let gone = at(message(Some(&player), None, 0), old);
+    let everyone = at(message(None, None, 0), old + 1);
+    let stays = at(message(Some(&player), None, 0), new);
+    send(repo, None, &[gone.clone(), everyone.clone(), stays.clone()]).await;
+    for m in [&gone, &everyone, &stays] {
+        let c = claim(m, &player, &format!("retained_{}", suffix()));
+        let claimed = ok(repo.claim(&c, old - 5_000).await, "claim");
+        assert!(matches!(claimed, ClaimOutcome::Claimed(_)), "{claimed:?}");
+    }
+    // More claims of the message to everyone than one step of the purge deletes.
+    let players: Vec<String> = (0..2_050).map(|i| format!("{player}_{i:04}")).collect();
+    for chunk in players.chunks(100) {
+        let (everyone, at_ms) = (everyone.clone(), old - 5_000);
+        let claimed = at_once(chunk, |p| {
+            let repo = shared.clone();
+            let c = claim(&everyone, &p, &format!("everyone_{p}"));
+            async move { repo.claim(&c, at_ms).await }
+        })
+        .await;
+        for c in claimed {
+            assert!(matches!(ok(c, "claim"), ClaimOutcome::Claimed(_)));
+        }
+    }
+    ok(repo.purge_messages(cutoff).await, "purge_messages");
+    let ids = |player: String| async move {
+        let listed = inbox_of(repo, &player, |_| true).await;
+        listed.into_iter().map(|m| m.message_id).collect::<Vec<_>>()
+    };
+    let mine = ids(player.clone()).await;
+    assert!(
+        mine.contains(&stays.message_id),
+        "not expired by the cutoff: stays"
+    );
+    for m in [&gone, &everyone] {
+        assert!(!mine.contains(&m.message_id), "expired long ago: purged");
+        assert_eq!(
+            ok(repo.claim_of(&player, &m.message_id).await, "claim_of"),
+            None,
+            "its claim went with it"
+        );
+    }
+    let last = players.last().expect("players").clone();
+    let theirs = ok(repo.claim_of(&last, &everyone.message_id).await, "claim_of");
+    assert_eq!(theirs, None, "every claim of the message to everyone went");
+    let kept_claim = ok(repo.claim_of(&player, &stays.message_id).await, "claim_of");
+    assert!(kept_claim.is_some(), "the live message's claim stays");
+
+    for h in [&a, &b] {
+        let entry = audit("webhook.delete", &h.id);
+        assert!(ok(
+            repo.delete_webhook(&h.id, &entry).await,
+            "delete_webhook"
+        ));
+    }
+}
+
 /// `second` as a failure (HTTP 502).
 fn attempt_2_failed(second: &Attempt) -> Attempt {
     Attempt {
@@ -1671,6 +2013,7 @@ pub async fn dead_deliveries_are_sent_again_on_request(repo: &dyn LiveStores) {
         id: format!("dlv_{}_{n}", suffix()),
         webhook_id: hook.id.clone(),
         event_id: base + n,
+        event_public_id: format!("evt_{}", suffix()),
         kind: "campaign.live".into(),
         body: "{}".into(),
         state: DeliveryState::Pending,

@@ -11,7 +11,7 @@ use liveops_core::ports::{rank_entries, Board, Health, RankEntry, ScoreDelta};
 use liveops_core::stores::{
     FairnessCommit, FairnessStore, Flag, InventoryItem, ItemGrant, PendingReward, ProcessedEvents,
     ProgressCommit, ProgressStore, RewardClaim, ScoreStore, Snapshot, SnapshotStore, XpGain,
-    PROGRESS_PENDING_LIMIT,
+    PROGRESS_COUNT_LIMIT, PROGRESS_INVENTORY_LIMIT, PROGRESS_PENDING_LIMIT,
 };
 use liveops_core::{EventType, Receipt, Welford, Window};
 use uuid::Uuid;
@@ -37,12 +37,15 @@ pub async fn run_all(repo: &dyn Stores) {
     rewards_are_claimed_once(repo).await;
     concurrent_claims_issue_one_receipt(repo).await;
     pending_rewards_are_listed_a_page_at_a_time(repo).await;
+    inventory_is_listed_a_page_at_a_time(repo).await;
+    counts_stop_at_their_limit(repo).await;
     scores_commit_once(repo).await;
     top_scores_rank_as_the_board_does(repo).await;
     ended_boards_scores_are_purged(repo).await;
     snapshots_replace_and_list_newest_first(repo).await;
     fairness_state_round_trips(repo).await;
     flags_newest_first(repo).await;
+    flags_past_their_retention_are_purged(repo).await;
     large_batches_are_chunked(repo).await;
 }
 
@@ -149,6 +152,7 @@ pub async fn progress_commits_apply_once(repo: &dyn Stores) {
     assert_eq!(pr.xp, 500);
     assert_eq!(pr.updated_at_ms, 2_000);
     assert_eq!(pr.inventory, inv(&[("axe", 2), ("sword", 2)]));
+    assert_eq!(pr.inventory_count, 2);
     assert_eq!(
         pr.pending,
         vec![
@@ -500,6 +504,183 @@ pub async fn pending_rewards_are_listed_a_page_at_a_time(repo: &dyn Stores) {
     assert_eq!(listed, left[..PROGRESS_PENDING_LIMIT]);
     assert_eq!(pr.pending_count, left.len() as u64);
     assert_eq!(walk_pending(repo, &p, 50).await, left);
+}
+
+/// Every inventory line of `player`, walked `page` at a time as a client does: each page
+/// continues after the last item of the one before, until a short page.
+async fn walk_inventory(repo: &dyn Stores, player: &str, page: u32) -> Vec<InventoryItem> {
+    let (mut walked, mut after) = (Vec::<InventoryItem>::new(), None::<String>);
+    loop {
+        let listed = ok(
+            repo.inventory(player, after.as_deref(), page).await,
+            "inventory",
+        );
+        assert!(listed.len() <= page as usize, "a page of {page} at most");
+        assert!(
+            listed.windows(2).all(|w| w[0].item < w[1].item),
+            "items increase along a page"
+        );
+        assert!(
+            after
+                .as_deref()
+                .is_none_or(|a| listed.first().is_none_or(|first| first.item.as_str() > a)),
+            "a page starts after the cursor"
+        );
+        let full = listed.len() == page as usize;
+        after = listed.last().map(|l| l.item.clone()).or(after);
+        walked.extend(listed);
+        if !full {
+            return walked;
+        }
+    }
+}
+
+/// Each drop may name a new item, so a player may own ever more lines: a progress read lists
+/// only the first [`PROGRESS_INVENTORY_LIMIT`] by item (by bytes: case and punctuation too) and
+/// counts them, and pages walk every line once, sorted by item, without other players'.
+pub async fn inventory_is_listed_a_page_at_a_time(repo: &dyn Stores) {
+    let s = suffix();
+    let (p, other) = (format!("p{s}_items"), format!("p{s}_them"));
+    let consumer = format!("progression_{s}");
+    let n = PROGRESS_INVENTORY_LIMIT + 37;
+    // Byte order, not a language's: `-` < `.` < digits < `:` < upper case < `_` < lower case.
+    let marks = ["-", ".", "0", ":", "A", "Z", "_", "a", "z"];
+    let names: Vec<String> = (0..n)
+        .map(|i| format!("{}{}_{i}", marks[i % marks.len()], n - i))
+        .collect();
+    let mut owned: Vec<InventoryItem> = names
+        .iter()
+        .map(|name| InventoryItem {
+            item: name.clone(),
+            quantity: 1,
+        })
+        .collect();
+    // Granted over two batches, another player's items (some of the same names) between them.
+    for (batch, theirs) in [(&names[..60], 0..2), (&names[60..], 2..5)] {
+        let mut items: Vec<ItemGrant> = theirs.map(|i| item(&other, &names[i], 4)).collect();
+        items.extend(batch.iter().map(|name| item(&p, name, 1)));
+        let commit = ProgressCommit {
+            event_ids: vec![id()],
+            items,
+            ..Default::default()
+        };
+        assert!(ok(
+            repo.commit_progress(&consumer, &commit).await,
+            "commit_progress"
+        ));
+    }
+    // More of an item already owned is a quantity, not a line.
+    let again = ProgressCommit {
+        event_ids: vec![id()],
+        items: vec![item(&p, &names[5], 2)],
+        ..Default::default()
+    };
+    assert!(ok(
+        repo.commit_progress(&consumer, &again).await,
+        "commit_progress"
+    ));
+    owned[5].quantity = 3;
+    owned.sort_by(|a, b| a.item.as_bytes().cmp(b.item.as_bytes()));
+
+    let pr = ok(repo.progress(&p, 1).await, "progress");
+    assert_eq!(
+        pr.inventory,
+        owned[..PROGRESS_INVENTORY_LIMIT],
+        "the first, by item"
+    );
+    assert_eq!(pr.inventory_count, n as u64, "every line counted");
+    let theirs = ok(repo.progress(&other, 1).await, "progress");
+    assert_eq!((theirs.inventory.len(), theirs.inventory_count), (5, 5));
+
+    // Pages of any size walk every line once, sorted by item.
+    for page in [1, 7, 100, n as u32, 1000] {
+        assert_eq!(
+            walk_inventory(repo, &p, page).await,
+            owned,
+            "pages of {page}"
+        );
+    }
+    assert_eq!(walk_inventory(repo, &other, 2).await.len(), 5);
+    assert!(walk_inventory(repo, &format!("p{s}_nobody"), 10)
+        .await
+        .is_empty());
+    // A cursor names an item, owned or not: the page starts after it.
+    let cut = format!("{}~", owned[9].item);
+    let rest = ok(repo.inventory(&p, Some(&cut), 3).await, "inventory");
+    assert_eq!(rest, owned[10..13]);
+    let last = &owned[n - 1].item;
+    assert!(ok(repo.inventory(&p, Some(last), 3).await, "inventory").is_empty());
+
+    // A level reward claimed adds a line, on the view, its count and the pages.
+    let chest = ProgressCommit {
+        event_ids: vec![id()],
+        rewards: vec![(p.clone(), reward("level:1:2", "A_chest", "level_up", true))],
+        ..Default::default()
+    };
+    assert!(ok(
+        repo.commit_progress(&consumer, &chest).await,
+        "commit_progress"
+    ));
+    let r = receipt(&p, "A_chest", &format!("r{s}_chest"));
+    let claim = ok(repo.claim_reward(&p, "level:1:2", r).await, "claim");
+    assert!(matches!(claim, RewardClaim::Issued(_)));
+    owned.push(InventoryItem {
+        item: "A_chest".to_owned(),
+        quantity: 1,
+    });
+    owned.sort_by(|a, b| a.item.as_bytes().cmp(b.item.as_bytes()));
+    let pr = ok(repo.progress(&p, 1).await, "progress");
+    assert_eq!(pr.inventory, owned[..PROGRESS_INVENTORY_LIMIT]);
+    assert_eq!(pr.inventory_count, n as u64 + 1);
+    assert_eq!(walk_inventory(repo, &p, 50).await, owned);
+}
+
+/// A player's counts stop at [`PROGRESS_COUNT_LIMIT`] (a count of that many means at least that
+/// many) and are exact below it; the lists stay at their limits and the pages reach every row.
+pub async fn counts_stop_at_their_limit(repo: &dyn Stores) {
+    let s = suffix();
+    let p = format!("p{s}_hoard");
+    let consumer = format!("progression_{s}");
+    let n = usize::try_from(PROGRESS_COUNT_LIMIT).unwrap_or(usize::MAX) + 1;
+    let commit = ProgressCommit {
+        event_ids: vec![id()],
+        items: (0..n)
+            .map(|i| item(&p, &format!("item_{i:05}"), 1))
+            .collect(),
+        rewards: (0..n)
+            .map(|i| {
+                let drop = reward(&format!("drop:{i:05}"), "coin", "raid_chest", false);
+                (p.clone(), drop)
+            })
+            .collect(),
+        ..Default::default()
+    };
+    assert!(ok(
+        repo.commit_progress(&consumer, &commit).await,
+        "commit_progress"
+    ));
+    let pr = ok(repo.progress(&p, 1).await, "progress");
+    assert_eq!(
+        (pr.inventory_count, pr.pending_count),
+        (PROGRESS_COUNT_LIMIT, PROGRESS_COUNT_LIMIT),
+        "past the limit, the limit"
+    );
+    assert_eq!(
+        (pr.inventory.len(), pr.pending.len()),
+        (PROGRESS_INVENTORY_LIMIT, PROGRESS_PENDING_LIMIT)
+    );
+    assert_eq!(walk_inventory(repo, &p, 1000).await.len(), n);
+    assert_eq!(walk_pending(repo, &p, 1000).await.len(), n);
+
+    // Two claimed: one under the limit, counted exactly.
+    for claimed in ["drop:00000", "drop:00001"] {
+        let r = receipt(&p, "coin", &format!("r{claimed}{s}"));
+        let claim = ok(repo.claim_reward(&p, claimed, r).await, "claim");
+        assert!(matches!(claim, RewardClaim::Issued(_)), "{claimed}");
+    }
+    let pr = ok(repo.progress(&p, 1).await, "progress");
+    assert_eq!(pr.pending_count, PROGRESS_COUNT_LIMIT - 1);
+    assert_eq!(pr.inventory_count, PROGRESS_COUNT_LIMIT, "drops stay owned");
 }
 
 /// Score commits add per board and player with their event ids, once, and answer the totals
@@ -978,6 +1159,44 @@ pub async fn flags_newest_first(repo: &dyn Stores) {
         "newest first"
     );
     assert!(recent.iter().any(|f| f.event_id == f2.event_id));
+}
+
+/// Purging flags deletes every flag raised before the cutoff, over more than one step and with
+/// a step ending among many flags of one instant (a batch's flags share its time), and none
+/// raised after it. On a shared database another run's purge may delete this run's old flags
+/// first, so what this run's purge counts is not checked, only which flags are left.
+pub async fn flags_past_their_retention_are_purged(repo: &dyn Stores) {
+    let s = suffix();
+    let (old, kept) = (format!("p{s}_old"), format!("p{s}_kept"));
+    // Forty days ago: older than the flags of the other checks, and an hour before the kept
+    // flags, so a run starting within the hour keeps them too.
+    let cutoff = liveops_core::now_ms() - 40 * 86_400_000;
+    let flag = |player: &str, at_ms: i64| Flag {
+        event_id: id(),
+        player_id: player.to_owned(),
+        event_type: EventType::BossKill,
+        value: 1_000_000.0,
+        z_score: 9.5,
+        at_ms,
+    };
+    let mut flags: Vec<Flag> = (0..2_500)
+        .map(|i| flag(&old, cutoff - 10_000 + i))
+        .collect();
+    flags.extend((0..1_000).map(|_| flag(&old, cutoff - 1)));
+    let later = [3_600_000, 3_600_001].map(|after| flag(&kept, cutoff + after));
+    flags.extend(later.iter().cloned());
+    let commit = FairnessCommit {
+        flags,
+        ..Default::default()
+    };
+    ok(repo.commit_fairness(&commit).await, "commit_fairness");
+    assert_eq!(ok(repo.flags(Some(&old), 10).await, "flags").len(), 10);
+    ok(repo.purge_flags(cutoff).await, "purge_flags");
+    assert!(ok(repo.flags(Some(&old), 10).await, "flags").is_empty());
+    let newest_first: Vec<Flag> = later.into_iter().rev().collect();
+    assert_eq!(ok(repo.flags(Some(&kept), 10).await, "flags"), newest_first);
+    ok(repo.purge_flags(cutoff).await, "purge_flags");
+    assert_eq!(ok(repo.flags(Some(&kept), 10).await, "flags"), newest_first);
 }
 
 /// Batches above the bound-parameter limit of a single statement still work, all or nothing.

@@ -81,10 +81,17 @@ fn campaign_of(row: CampaignRow) -> PortResult<Campaign> {
     })
 }
 
-/// The SQL that writes an outbox event; bind kind, campaign, time and data.
+/// The SQL that writes an outbox event; bind campaign, kind, time, data and public id.
 pub(crate) const INSERT_EVENT: &str =
-    "INSERT INTO campaign_events (campaign_id, kind, at_ms, data, dispatched) \
-     VALUES (?, ?, ?, ?, 0)";
+    "INSERT INTO campaign_events (campaign_id, kind, at_ms, data, dispatched, public_id) \
+     VALUES (?, ?, ?, ?, 0, ?)";
+
+/// A new outbox event's public id, the `id` of its webhook deliveries: `evt_` and 32 hex
+/// digits of a random 128-bit value, unique across databases and restores (the row's key is
+/// given again after a restore, and collides between deployments).
+pub(crate) fn new_event_id() -> String {
+    format!("evt_{:032x}", rand::random::<u128>())
+}
 
 sql_impl! {
     /// Binds a campaign's columns from `title` to `commitment` in table order (`reward` is its
@@ -228,7 +235,8 @@ sql_impl! {
                 .bind(e.campaign_id.as_str())
                 .bind(e.kind.as_str())
                 .bind(e.at_ms)
-                .bind(e.data.as_str());
+                .bind(e.data.as_str())
+                .bind(new_event_id());
             Self::run(&mut tx, insert).await?;
         }
         tx.commit().await.map_err(crate::dialect::db_error::<DB>)

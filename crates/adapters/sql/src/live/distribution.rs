@@ -9,7 +9,8 @@ use std::collections::{HashMap, HashSet};
 use liveops_core::stores::distribution::OutboxEvent;
 use liveops_core::stores::{
     Attempt, AuditEntry, CampaignEvent, Delivery, DeliveryPage, DeliveryState, DueDelivery,
-    InboxBelow, InboxMessage, InboxPage, Keyed, KeyedOutcome, ListedMessage, Redelivery, Webhook,
+    InboxBelow, InboxMessage, InboxPage, Keyed, KeyedOutcome, ListedMessage, Redelivery,
+    UndeliveredEvent, Webhook,
 };
 use liveops_core::{PortError, PortResult};
 use sqlx::Transaction;
@@ -59,18 +60,37 @@ fn message_of(row: MessageRow) -> PortResult<InboxMessage> {
     })
 }
 
-/// A delivery row: id, webhook, event, kind, body, state, attempts, next, created.
 /// A webhook attempt as selected: delivery id, attempt, at, status, error, duration.
 type AttemptRow = (Text, i64, i64, Option<i64>, Option<Text>, i64);
 
-type DeliveryRow = (Text, Text, i64, Text, Text, Text, i64, i64, i64);
+/// A delivery row: id, webhook, event, its public id, kind, body, state, attempts, next,
+/// created.
+type DeliveryRow = (
+    Text,
+    Text,
+    i64,
+    Option<Text>,
+    Text,
+    Text,
+    Text,
+    i64,
+    i64,
+    i64,
+);
+
+/// The public id of the outbox event `id` as stored, or for a row written before migration
+/// 0014 (none stored) the one it was sent under then, `evt_<id>`.
+fn public_event_id(id: i64, stored: Option<Text>) -> String {
+    stored.map_or_else(|| format!("evt_{id}"), String::from)
+}
 
 fn delivery_of(row: DeliveryRow) -> PortResult<Delivery> {
-    let (id, webhook_id, event_id, kind, body, state, attempts, next, created) = row;
+    let (id, webhook_id, event_id, public_id, kind, body, state, attempts, next, created) = row;
     Ok(Delivery {
         id: id.0,
         webhook_id: webhook_id.0,
         event_id,
+        event_public_id: public_event_id(event_id, public_id),
         kind: kind.0,
         body: body.0,
         state: DeliveryState::parse(&state.0)
@@ -86,7 +106,7 @@ fn delivery_of(row: DeliveryRow) -> PortResult<Delivery> {
 macro_rules! select_deliveries {
     ($body:literal, $extra:literal, $($tail:tt)+) => {
         concat!(
-            "SELECT d.id, d.webhook_id, d.event_id, d.kind, ",
+            "SELECT d.id, d.webhook_id, d.event_id, d.event_public_id, d.kind, ",
             $body,
             ", d.state, d.attempts, d.next_attempt_at, d.created_at",
             $extra,
@@ -468,31 +488,32 @@ sql_impl! {
     pub(crate) async fn undelivered_events(
         &self,
         ids: &[i64],
-    ) -> PortResult<Vec<(i64, CampaignEvent)>> {
+    ) -> PortResult<Vec<UndeliveredEvent>> {
         within::<DB, _>("undelivered_events", async {
-            type Row = (i64, Text, Text, i64, Text);
+            type Row = (i64, Option<Text>, Text, Text, i64, Text);
             let rows: Vec<Row> = self
                 .select_chunked(ids, DB::MAX_BIND, |qb, chunk| {
                     qb.push(
-                        "SELECT id, campaign_id, kind, at_ms, data FROM campaign_events \
-                         WHERE dispatched = 0 AND id",
+                        "SELECT id, public_id, campaign_id, kind, at_ms, data \
+                         FROM campaign_events WHERE dispatched = 0 AND id",
                     )
                     .in_list(chunk.iter().copied());
                 })
                 .await?;
-            let mut events: Vec<(i64, CampaignEvent)> = rows
+            let mut events: Vec<UndeliveredEvent> = rows
                 .into_iter()
-                .map(|(id, campaign_id, kind, at_ms, data)| {
-                    let event = CampaignEvent {
+                .map(|(id, public_id, campaign_id, kind, at_ms, data)| UndeliveredEvent {
+                    id,
+                    public_id: public_event_id(id, public_id),
+                    event: CampaignEvent {
                         kind: kind.0,
                         campaign_id: campaign_id.0,
                         at_ms,
                         data: data.0,
-                    };
-                    (id, event)
+                    },
                 })
                 .collect();
-            events.sort_by_key(|(id, _)| *id);
+            events.sort_by_key(|e| e.id);
             Ok(events)
         })
         .await
@@ -526,9 +547,10 @@ sql_impl! {
                 Self::insert_rows(
                     &mut tx,
                     (
-                        "INSERT INTO webhook_deliveries (id, webhook_id, event_id, kind, body, \
-                         state, attempts, next_attempt_at, created_at) ",
-                        9,
+                        "INSERT INTO webhook_deliveries (id, webhook_id, event_id, \
+                         event_public_id, kind, body, state, attempts, next_attempt_at, \
+                         created_at) ",
+                        10,
                         &DB::keep_existing("webhook_id, event_id", "id"),
                     ),
                     chunk,
@@ -536,6 +558,7 @@ sql_impl! {
                         row.bind(d.id.as_str())
                             .bind(d.webhook_id.as_str())
                             .bind(d.event_id)
+                            .bind(d.event_public_id.as_str())
                             .bind(d.kind.as_str())
                             .bind(d.body.as_str())
                             .bind(d.state.as_str())
@@ -596,7 +619,20 @@ sql_impl! {
             }
             // Bodies read only for what was leased, and only while still under this lease (a
             // webhook deleted meanwhile has its deliveries dead: not sent).
-            type Row = (Text, Text, i64, Text, Text, Text, i64, i64, i64, Text, Text);
+            type Row = (
+                Text,
+                Text,
+                i64,
+                Option<Text>,
+                Text,
+                Text,
+                Text,
+                i64,
+                i64,
+                i64,
+                Text,
+                Text,
+            );
             let rows: Vec<Row> = self
                 .select_chunked(&leased, DB::MAX_BIND - 1, |qb, chunk| {
                     qb.push(select_deliveries!(
@@ -612,11 +648,12 @@ sql_impl! {
                 .await?;
             let mut due = Vec::with_capacity(rows.len());
             for r in rows {
-                let delivery = delivery_of((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8))?;
+                let delivery =
+                    delivery_of((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9))?;
                 due.push(DueDelivery {
                     delivery,
-                    url: r.9 .0,
-                    secret: r.10 .0,
+                    url: r.10 .0,
+                    secret: r.11 .0,
                 });
             }
             // In the order they were due.

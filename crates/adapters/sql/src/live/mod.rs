@@ -9,6 +9,7 @@ mod groups;
 mod operators;
 mod participation;
 mod requests;
+mod retention;
 
 use liveops_core::stores::AuditEntry;
 use liveops_core::{PortError, PortResult};

@@ -183,16 +183,21 @@ sql_impl! {
         &self,
         token_hash: &str,
         operator_id: &str,
+        password_hash: &str,
         expires_at_ms: i64,
     ) -> PortResult<bool> {
         within::<DB, _>("open_session", async {
             let (mut tx, _turn) = self.begin_write().await?;
-            // Under a shared lock on the operator: a disable (an update of the row, deleting the
-            // operator's sessions in the same transaction) runs wholly before or after this.
-            let sql = with_tail::<DB>("SELECT disabled FROM operators WHERE id = ?", DB::LOCK_SHARED);
+            // Under a shared lock on the operator: a disable or a new password (an update of the
+            // row, deleting the operator's sessions in the same transaction) runs wholly before
+            // or after this; SQLite's writers take turns.
+            let sql = with_tail::<DB>(
+                "SELECT disabled, password_hash FROM operators WHERE id = ?",
+                DB::LOCK_SHARED,
+            );
             let read = sqlx::query_as(&sql).bind(operator_id);
-            let state: Option<(i16,)> = Self::optional_on(&mut tx, read).await?;
-            if state.is_none_or(|(disabled,)| disabled != 0) {
+            let state: Option<(i16, Text)> = Self::optional_on(&mut tx, read).await?;
+            if state.is_none_or(|(disabled, hash)| disabled != 0 || hash.0 != password_hash) {
                 return Self::rolled_back(tx, false).await;
             }
             let sql = DB::placeholders(

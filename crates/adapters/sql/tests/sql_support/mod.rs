@@ -411,7 +411,8 @@ where
 
 /// On a database of its own (the purge sweeps every consumer): processed event ids and fairness
 /// verdicts written before the cutoff go, in steps over several thousand keys and several
-/// consumers, and those written after it stay, whatever the order of their ids.
+/// consumers, and those written after it stay, whatever the order of their ids; so do fairness
+/// flags, by their own cutoff.
 pub async fn purge_removes_only_rows_past_the_cutoff(repo: &dyn Repository) {
     use liveops_core::stores::FairnessCommit;
     // Ids of the later writes sort before, between and after those of the earlier ones.
@@ -530,6 +531,39 @@ pub async fn purge_removes_only_rows_past_the_cutoff(repo: &dyn Repository) {
         repo.processed(&c, &walked).await.unwrap(),
         kept.iter().copied().collect(),
         "the second step's earlier rows go, the first step's stay"
+    );
+
+    // Flags go by a retention of their own (`FLAG_RETENTION`), along their time: more than a
+    // step before the cutoff, a step ending among the flags of one instant, one at the cutoff.
+    let flag_cutoff = later_cutoff - 30 * 86_400_000;
+    let flag = |at_ms: i64| liveops_core::stores::Flag {
+        event_id: Uuid::now_v7(),
+        player_id: "purge_flags".into(),
+        event_type: liveops_core::EventType::BossKill,
+        value: 1_000_000.0,
+        z_score: 9.5,
+        at_ms,
+    };
+    let flags: Vec<_> = (0..PURGE_KEYS as i64 + 500)
+        .map(|i| flag(flag_cutoff - 5_000 + i))
+        .chain((0..700).map(|_| flag(flag_cutoff - 1)))
+        .chain([flag(flag_cutoff)])
+        .collect();
+    let commit = FairnessCommit {
+        flags,
+        ..Default::default()
+    };
+    repo.commit_fairness(&commit).await.unwrap();
+    let all = (PURGE_KEYS + 500 + 700 + 1) as u32;
+    assert_eq!(repo.purge_before(later_cutoff).await.unwrap(), 0);
+    assert_eq!(repo.purge_flags(flag_cutoff - 5_000).await.unwrap(), 0);
+    assert_eq!(repo.flags(None, all).await.unwrap().len(), all as usize);
+    let purged = repo.purge_flags(flag_cutoff).await.unwrap();
+    assert_eq!(purged, u64::from(all) - 1);
+    let left = repo.flags(None, all).await.unwrap();
+    assert_eq!(
+        left.iter().map(|f| f.at_ms).collect::<Vec<_>>(),
+        [flag_cutoff]
     );
 }
 

@@ -43,6 +43,15 @@ pub trait Server {
     fn hold_migrations(url: String) -> BoxFuture<'static, Release>;
     /// The statement dropping database `db` though sessions may still be open on it.
     fn drop_database(db: &str) -> String;
+    /// What asks for a statement's plan, put before it.
+    const EXPLAIN: &'static str;
+    /// What updates the statistics of `inventory` and `rewards` the planner reads.
+    const ANALYZE: &'static str;
+    /// The name under which plans show the inventory's key (player_id, item).
+    const INVENTORY_KEY: &'static str;
+    /// Whether `plan` stops at its statement's `LIMIT`: it reads rows in the order asked (along
+    /// `index` where the planner says which) and neither sorts nor gathers all of them first.
+    fn stops_at_its_limit(plan: &str, index: &str) -> bool;
 }
 
 /// The tests of the server backend `$server` (a [`Server`]): one per check of this module.
@@ -61,6 +70,7 @@ macro_rules! server_tests {
                 => ids_are_case_sensitive_and_large_snapshots_fit,
             opening_a_server_that_is_not_there_fails_fast => opening_a_missing_server_fails_fast,
             an_outage_answers_unavailable_quickly_and_the_pool_recovers => outage_then_recovery,
+            a_players_counts_and_pages_stop_at_their_limits => reads_stop_at_their_limits,
         );
     };
     (@each $server:ty: $($test:ident => $check:ident,)*) => {$(
@@ -260,6 +270,101 @@ pub async fn outage_then_recovery<S: Server>() {
     let proxy = Proxy::start(&address(&url)).await;
     let repo = S::open(with_address(&url, &proxy.address)).await.unwrap();
     super::outage_then_recovery(&repo, &proxy).await;
+}
+
+/// The player whose rows outnumber the counts' limit in [`reads_stop_at_their_limits`].
+const HOARDER: &str = "hoarder_plans";
+
+/// A progress read's statements and the pages', for [`HOARDER`], each with the index it reads
+/// along (`{key}`: the inventory's key).
+const PLANNED: [(&str, &str); 6] = [
+    (
+        "SELECT item, quantity FROM inventory WHERE player_id = 'hoarder_plans' \
+         ORDER BY item LIMIT 100",
+        "{key}",
+    ),
+    (
+        "SELECT item, quantity FROM inventory \
+         WHERE player_id = 'hoarder_plans' AND item > 'item_05000' ORDER BY item LIMIT 101",
+        "{key}",
+    ),
+    (
+        "SELECT COUNT(*) FROM \
+         (SELECT 1 FROM inventory WHERE player_id = 'hoarder_plans' LIMIT 10000) AS counted",
+        "{key}",
+    ),
+    (
+        "SELECT reward_id, item, source, adds_to_inventory FROM rewards \
+         WHERE player_id = 'hoarder_plans' AND claimed = 0 ORDER BY id LIMIT 100",
+        "rewards_pending",
+    ),
+    (
+        "SELECT id, reward_id, item, source, adds_to_inventory FROM rewards \
+         WHERE player_id = 'hoarder_plans' AND claimed = 0 AND id > 7 ORDER BY id LIMIT 101",
+        "rewards_pending",
+    ),
+    (
+        "SELECT COUNT(*) FROM (SELECT 1 FROM rewards \
+         WHERE player_id = 'hoarder_plans' AND claimed = 0 LIMIT 10000) AS counted",
+        "rewards_pending",
+    ),
+];
+
+/// A player with more items and pending rewards than the counts' limit, among players with a few
+/// each: the planner, with fresh statistics, reads each of their lists and counts so that it
+/// stops at the statement's `LIMIT` ([`Server::stops_at_its_limit`]), never sorting or gathering
+/// every row of the player first.
+pub async fn reads_stop_at_their_limits<S: Server>()
+where
+    for<'c> &'c mut <S::DB as sqlx::Database>::Connection: sqlx::Executor<'c, Database = S::DB>,
+    for<'q> <S::DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, S::DB>,
+    (String,): for<'r> sqlx::FromRow<'r, <S::DB as sqlx::Database>::Row>,
+{
+    use liveops_core::stores::{
+        ItemGrant, PendingReward, ProgressCommit, ProgressStore, PROGRESS_COUNT_LIMIT,
+    };
+    let (admin, db, fresh) = fresh_database::<S>("plans").await;
+    let repo = migrated::<S>(&fresh).await;
+    let hoard = usize::try_from(PROGRESS_COUNT_LIMIT).unwrap() + 2_000;
+    let players = std::iter::repeat_n(HOARDER.to_owned(), hoard)
+        .chain((0..40).flat_map(|p| std::iter::repeat_n(format!("player_{p}"), 50)));
+    let mut commit = ProgressCommit {
+        event_ids: vec![uuid::Uuid::now_v7()],
+        ..Default::default()
+    };
+    for (i, player) in players.enumerate() {
+        let item = format!("item_{i:05}");
+        let reward = PendingReward {
+            reward_id: format!("drop:{i}"),
+            item: item.clone(),
+            source: "raid_chest".into(),
+            adds_to_inventory: false,
+        };
+        commit.rewards.push((player.clone(), reward));
+        commit.items.push(ItemGrant {
+            player_id: player,
+            item,
+            quantity: 1,
+        });
+    }
+    assert!(repo.commit_progress("plans", &commit).await.unwrap());
+    let pool = S::pool(&repo);
+    sqlx::raw_sql(S::ANALYZE).execute(pool).await.unwrap();
+    for (sql, index) in PLANNED {
+        let index = index.replace("{key}", S::INVENTORY_KEY);
+        let rows: Vec<(String,)> = sqlx::query_as(&format!("{} {sql}", S::EXPLAIN))
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        let plan: Vec<String> = rows.into_iter().map(|r| r.0).collect();
+        let plan = plan.join("\n");
+        assert!(S::stops_at_its_limit(&plan, &index), "{sql}:\n{plan}");
+    }
+    pool.close().await;
+    sqlx::query(&S::drop_database(&db))
+        .execute(&admin)
+        .await
+        .unwrap();
 }
 
 /// A [`Release`] that runs `f`.

@@ -153,7 +153,9 @@ async fn an_unblock_the_audit_log_cannot_record_is_not_made() {
     use liveops_core::stores::{OperatorStore, Sessions};
     assert!(app.repo.create_operator(&op, &created).await.unwrap());
     let token_hash = liveops_http::token_hash("a token");
-    let opened = app.repo.open_session(&token_hash, &op.id, now + 3_600_000);
+    let opened = app
+        .repo
+        .open_session(&token_hash, &op.id, &op.password_hash, now + 3_600_000);
     assert!(opened.await.unwrap());
     let unblock = || {
         Request::delete("/fairness/players/player_cheat/block")

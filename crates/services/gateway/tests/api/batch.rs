@@ -216,6 +216,20 @@ async fn a_keyed_batch_signed_again_gets_its_ids_back_from_a_compact_answer() {
     assert!(stored.body.len() < 1024, "{} bytes kept", stored.body.len());
 }
 
+/// A batch whose publish outlasts the 5 s hold keeps its holds: the same signed bytes under
+/// another key 5.2 s in, whose ids would differ, get its answer, and each event is published once.
+#[tokio::test]
+async fn a_slow_batch_keeps_its_holds_from_a_copy_under_another_key() {
+    let app = spawn_app();
+    let body = serde_json::to_vec(&json!([sample("boss_kill"), sample("progression")])).unwrap();
+    let (first, copy) = app.send_slow_then_copy("/events/batch", &body).await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    assert_eq!(first.view::<BatchAnswer>().accepted, 2);
+    assert_eq!(copy.status, 208, "{:?}", copy.body);
+    assert_eq!(copy.body, first.body);
+    assert_eq!(app.ingested().await.len(), 2, "each event published once");
+}
+
 #[tokio::test]
 async fn a_bus_outage_fails_the_whole_batch_with_503() {
     let app = spawn_app();

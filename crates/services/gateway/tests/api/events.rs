@@ -396,6 +396,65 @@ async fn a_hundred_concurrent_duplicates_publish_once() {
     assert_eq!(app.ingested().await.len(), 1);
 }
 
+/// A first request whose publish outlasts the 5 s hold (a bus waiting for its replicas) keeps its
+/// holds: the same signed bytes under another key 5.2 s in, whose event id would differ, wait for
+/// it and get its answer (before, both holds lapsed and the copy was published too: XP twice).
+#[tokio::test]
+async fn a_slow_request_keeps_its_holds_from_a_copy_under_another_key() {
+    let app = spawn_app();
+    let body = serde_json::to_vec(&sample("boss_kill")).unwrap();
+    let (first, copy) = app.send_slow_then_copy("/events", &body).await;
+    assert_eq!(first.status, 202, "{:?}", first.body);
+    assert_eq!(copy.status, 208, "{:?}", copy.body);
+    assert_eq!(copy.header("idempotent-replayed"), "true");
+    assert_eq!(copy.body, first.body);
+    let ingested = app.ingested().await;
+    assert_eq!(ingested.len(), 1, "published once");
+    assert_eq!(
+        ingested[0].1.event_id,
+        first.view::<EventAccepted>().event_id
+    );
+}
+
+/// A gateway that dies mid-request (its runtime gone while the publish stalls) stops extending
+/// its holds: they lapse within 5 s of its last extension, and the same request then goes through.
+#[tokio::test]
+async fn the_holds_of_a_gateway_that_died_mid_request_lapse() {
+    use liveops_core::ports::{IdemState, Idempotency};
+    use sha2::{Digest, Sha256};
+
+    let app = std::sync::Arc::new(spawn_app());
+    let body = serde_json::to_vec(&sample("boss_kill")).unwrap();
+    let mut headers = app.sign("/events", &body, now_s(), None);
+    headers.push(("idempotency-key", "dies-1".to_owned()));
+    app.bus.stall_publish_ms.store(60_000, Ordering::SeqCst);
+    let gateway = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    gateway.spawn({
+        let (app, body, headers) = (app.clone(), body.clone(), headers.clone());
+        async move { app.send("/events", body, &headers).await }
+    });
+    // Past one extension (at 2 s, to 7 s), the gateway dies.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    gateway.shutdown_background();
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let print = hex::encode(Sha256::digest(&body));
+    let held = app
+        .hot
+        .idem_begin("gateway:events:dies-1", &print, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(held, IdemState::InFlight, "held past 5 s by its extension");
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    app.bus.stall_publish_ms.store(0, Ordering::SeqCst);
+    let again = app.send("/events", body, &headers).await;
+    assert_eq!(again.status, 202, "{:?}", again.body);
+    assert_eq!(app.ingested().await.len(), 1);
+}
+
 #[tokio::test]
 async fn a_bus_outage_is_503_and_the_key_can_be_retried() {
     let app = spawn_app();

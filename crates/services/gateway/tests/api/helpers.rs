@@ -1,5 +1,6 @@
 //! A gateway over the in-memory adapters, with typed helpers so each test reads like a story.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -231,6 +232,25 @@ impl TestApp {
         let mut headers = self.sign(path, body, now_s(), None);
         headers.extend(extra.iter().cloned());
         self.send(path, body.to_vec(), &headers).await
+    }
+
+    /// Sends the signed `body` to `path` under `Idempotency-Key` `k1` while publishes stall 6 s,
+    /// and 5.2 s later (past the 5 s of a hold not extended) the same bytes under `k2`, with
+    /// publishes no longer stalling: the first's answer, then the copy's.
+    pub async fn send_slow_then_copy(&self, path: &str, body: &[u8]) -> (Answer, Answer) {
+        let signed = self.sign(path, body, now_s(), None);
+        let under = |key: &str| {
+            let mut headers = signed.clone();
+            headers.push(("idempotency-key", key.to_owned()));
+            headers
+        };
+        let (first, copy) = (under("k1"), under("k2"));
+        self.bus.stall_publish_ms.store(6000, Ordering::SeqCst);
+        tokio::join!(self.send(path, body.to_vec(), &first), async {
+            tokio::time::sleep(Duration::from_millis(5200)).await;
+            self.bus.stall_publish_ms.store(0, Ordering::SeqCst);
+            self.send(path, body.to_vec(), &copy).await
+        })
     }
 
     pub async fn post_event(&self, event: &Value) -> Answer {
