@@ -15,6 +15,11 @@ pub fn rfc3339_or_never(ms: i64) -> Option<String> {
     (ms != 0).then(|| rfc3339(ms))
 }
 
+/// Unix ms `keep` before `now_ms`: what was written earlier is past a retention of `keep`.
+pub fn cutoff(now_ms: i64, keep: std::time::Duration) -> i64 {
+    now_ms.saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -108,7 +108,7 @@ pub fn decode(group: &'static str, deliveries: &[Delivery]) -> (Vec<Envelope>, H
             Ok(env) => Some(env),
             Err(error) => {
                 metrics::counter!("events_undecodable_total", "group" => group).increment(1);
-                tracing::error!(delivery = %d.id, deliveries = d.deliveries, %error,
+                tracing::error!(group, delivery = %d.id, deliveries = d.deliveries, %error,
                     "undecodable event left to redelivery and the dead letters");
                 unread.insert(d.id.clone());
                 None

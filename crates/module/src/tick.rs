@@ -31,13 +31,29 @@ pub async fn every_tick<T, F, Fut>(
     tick: Duration,
     stop: CancellationToken,
     failing: &'static str,
+    round: F,
+) -> Result<(), PortError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = PortResult<T>>,
+{
+    every_tick_after(Duration::ZERO, tick, stop, failing, round).await
+}
+
+/// [`every_tick`] whose first round waits `first` (a purge that need not run as a process
+/// starts, when every replica of a rollout would run it at once).
+pub async fn every_tick_after<T, F, Fut>(
+    first: Duration,
+    tick: Duration,
+    stop: CancellationToken,
+    failing: &'static str,
     mut round: F,
 ) -> Result<(), PortError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = PortResult<T>>,
 {
-    let mut timer = tokio::time::interval(tick);
+    let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + first, tick);
     timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut log = Failures::new(failing);
     loop {

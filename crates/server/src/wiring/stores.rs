@@ -16,8 +16,10 @@ use liveops_core::stores::{
     EntryStore, FairnessStore, InboxStore, OperatorStore, OutcomeStore, PlayerXp, ProcessedEvents,
     ProgressStore, RequestKeys, ScoreStore, Sessions, SnapshotStore, WebhookStore,
 };
+use liveops_core::time::cutoff;
 use liveops_core::{Health, PortError, PortResult};
 use liveops_module::ports::Opened;
+use liveops_module::tick::every_tick_after;
 use liveops_module::{Adapter, Ports, Task};
 use liveops_sql::Repository;
 use tokio::sync::OnceCell;
@@ -52,51 +54,31 @@ async fn open(
 /// `EVENT_PURGE_EVERY`, if that is sooner).
 const FIRST_PURGE: Duration = Duration::from_secs(60);
 
-/// Unix ms `keep` before now: rows written before it are past a retention of `keep`.
-fn cutoff(keep: Duration) -> i64 {
-    let keep = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
-    liveops_core::now_ms().saturating_sub(keep)
-}
-
 /// Purges per-event rows older than `EVENT_RETENTION` and fairness flags older than
 /// `FLAG_RETENTION` every `EVENT_PURGE_EVERY` until `stop` (`events_purged_total`); a failed
-/// purge is logged and tried again at the next.
-async fn purge_old_events(repo: &dyn Repository, retention: Retention, stop: &CancellationToken) {
-    let mut pause = FIRST_PURGE.min(retention.every);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(pause) => {}
+/// purge is counted and logged as every background round is, and tried again at the next (the
+/// flags' purge runs even when the events' failed).
+async fn purge_old_events(repo: &dyn Repository, retention: Retention, stop: CancellationToken) {
+    let first = FIRST_PURGE.min(retention.every);
+    let round = || async {
+        let now = liveops_core::now_ms();
+        let events = repo.purge_before(cutoff(now, retention.keep)).await;
+        if let Ok(rows) = events {
+            metrics::counter!("events_purged_total").increment(rows);
+            tracing::info!(
+                rows,
+                "purged processed event ids, verdicts and operator keys past retention, and expired sessions"
+            );
         }
-        pause = retention.every;
-        let purge = repo.purge_before(cutoff(retention.keep));
-        let result = tokio::select! {
-            () = stop.cancelled() => return,
-            result = purge => result,
-        };
-        match result {
-            Ok(rows) => {
-                metrics::counter!("events_purged_total").increment(rows);
-                tracing::info!(
-                    rows,
-                    "purged processed event ids, verdicts and operator keys past retention, and expired sessions"
-                );
-            }
-            Err(error) => tracing::warn!(%error, "purging old processed event ids failed"),
+        let flags = repo.purge_flags(cutoff(now, retention.flags)).await;
+        if let Ok(rows) = flags {
+            metrics::counter!("events_purged_total").increment(rows);
+            tracing::info!(rows, "purged fairness flags past FLAG_RETENTION");
         }
-        let purge = repo.purge_flags(cutoff(retention.flags));
-        let result = tokio::select! {
-            () = stop.cancelled() => return,
-            result = purge => result,
-        };
-        match result {
-            Ok(rows) => {
-                metrics::counter!("events_purged_total").increment(rows);
-                tracing::info!(rows, "purged fairness flags past FLAG_RETENTION");
-            }
-            Err(error) => tracing::warn!(%error, "purging old fairness flags failed"),
-        }
-    }
+        events.and(flags).map(drop)
+    };
+    let failing = "purging rows past their retention";
+    let _ = every_tick_after(first, retention.every, stop, failing, round).await;
 }
 
 /// Health that always answers: the `api_keys` adapter's, which must not take a process out of
@@ -139,7 +121,7 @@ pub(super) fn provide(ports: &mut Ports, s: &crate::config::Settings) {
                 let pools = until_stopped("database pools", repo.pool_watch());
                 let purged = repo.clone();
                 let retention = Task::new("event retention", move |stop| async move {
-                    purge_old_events(purged.as_ref(), retention, &stop).await;
+                    purge_old_events(purged.as_ref(), retention, stop).await;
                     Ok(())
                 });
                 Ok(Opened {

@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
+use liveops_core::time::cutoff;
 use liveops_core::{now_ms, PortError};
+use liveops_module::tick::every_tick_after;
 use tokio_util::sync::CancellationToken;
 
 use crate::DistributionState;
@@ -18,11 +20,6 @@ const EVERY: Duration = Duration::from_secs(3600);
 
 /// What [`purge`] counts, by its `kind` label in `distribution_purged_total`.
 const KINDS: [&str; 3] = ["deliveries", "events", "messages"];
-
-/// Unix ms `keep` before `now_ms`.
-fn cutoff(now_ms: i64, keep: Duration) -> i64 {
-    now_ms.saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX))
-}
 
 /// Purges what is past its retention at `now_ms`, deliveries before the events they keep,
 /// counted in `distribution_purged_total{kind}`; how many deliveries, events and messages went.
@@ -52,8 +49,9 @@ pub async fn purge(state: &DistributionState, now_ms: i64) -> Result<[u64; 3], P
     Ok(purged)
 }
 
-/// Purges a minute after start and hourly after, until `shutdown`; a failed purge is logged and
-/// tried again at the next (what it deleted before failing stays deleted).
+/// Purges a minute after start and hourly after, until `shutdown`; a failed purge is counted
+/// and logged as every background round is, and tried again at the next (what it deleted before
+/// failing stays deleted).
 pub async fn run_retention(
     state: DistributionState,
     shutdown: CancellationToken,
@@ -61,18 +59,6 @@ pub async fn run_retention(
     for kind in KINDS {
         metrics::counter!("distribution_purged_total", "kind" => kind).increment(0);
     }
-    let mut pause = FIRST;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            () = tokio::time::sleep(pause) => {}
-        }
-        pause = EVERY;
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            result = purge(&state, now_ms()) => if let Err(error) = result {
-                tracing::warn!(%error, "purging distribution rows failed; will retry");
-            },
-        }
-    }
+    let failing = "purging distribution rows past their retention";
+    every_tick_after(FIRST, EVERY, shutdown, failing, || purge(&state, now_ms())).await
 }

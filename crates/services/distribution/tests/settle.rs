@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,9 +12,8 @@ use liveops_core::stores::{
     Award, Campaign, CampaignEvent, CampaignState, CampaignStore, InboxPage, InboxStore, Outcome,
     OutcomeStore, OutcomeSummary,
 };
-use liveops_core::{now_ms, Health, KeyStore, Keyring, PortError, PortResult};
-use liveops_distribution::{settle_ended, DistributionConfig, DistributionState};
-use liveops_http::{OperatorAuth, SignatureCheck};
+use liveops_core::{now_ms, Health, PortError, PortResult};
+use liveops_distribution::{settle_ended, DistributionState};
 use liveops_module::tick::Rotation;
 use liveops_sql::SqliteRepository;
 use liveops_testkit::conformance::live::{campaign, create_in};
@@ -87,34 +88,9 @@ async fn a_draw_is_settled_without_reading_its_entrants() {
         decided_at_ms: now_ms(),
     };
     repo.record_outcome(&outcome, None).await.unwrap();
-    let keyring = Keyring::single("distribution-test-secret-0123456789").unwrap();
     let state = DistributionState {
-        config: Arc::new(DistributionConfig {
-            claim_window: Duration::from_secs(86_400),
-            settle_tick: Duration::from_secs(1),
-            settle_delay: Duration::ZERO,
-            allow_private: true,
-            webhook_timeout: Duration::from_secs(5),
-            webhook_backoff: Duration::from_secs(1),
-            webhook_retry: Duration::ZERO,
-            webhook_retention: Duration::from_secs(30 * 86_400),
-            inbox_retention: Duration::from_secs(90 * 86_400),
-        }),
-        auth: OperatorAuth {
-            sessions: repo.clone(),
-        },
-        signatures: SignatureCheck {
-            keys: Arc::new(KeyStore::new(keyring)),
-            tolerance_s: 300,
-            accept_v1: true,
-        },
-        campaigns: repo.clone(),
         outcomes: Arc::new(ListsUnreadable(repo.clone())),
-        inbox: repo.clone(),
-        webhooks: repo.clone(),
-        deliveries: repo.clone(),
-        requests: repo.clone(),
-        retention: repo.clone(),
+        ..common::state(&repo, Duration::from_secs(1))
     };
     let settled = settle_ended(&state, &Rotation::default()).await.unwrap();
     assert_eq!(settled, 1);

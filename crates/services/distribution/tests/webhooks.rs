@@ -6,19 +6,20 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
+mod common;
+
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
+use liveops_core::now_ms;
 use liveops_core::stores::{
     Attempt, AuditEntry, CampaignEvent, CampaignState, CampaignStore, Delivery, DeliveryLog,
     DeliveryPage, DeliveryState, InboxMessage, InboxPage, InboxStore, Webhook, WebhookStore,
 };
-use liveops_core::{now_ms, KeyStore, Keyring};
-use liveops_distribution::{purge, run_webhooks, DistributionConfig, DistributionState};
-use liveops_http::{OperatorAuth, SignatureCheck};
+use liveops_distribution::{purge, run_webhooks, DistributionState};
 use liveops_sql::SqliteRepository;
 use liveops_testkit::conformance::live::{audit, campaign, create_in};
 use serde_json::Value;
@@ -65,35 +66,7 @@ async fn receiver(b_status: Arc<AtomicU16>) -> (std::net::SocketAddr, Received) 
 
 /// Distribution's state over `repo`, retrying at once and dead-lettering after ten attempts.
 fn state(repo: &Arc<SqliteRepository>) -> DistributionState {
-    let keyring = Keyring::single("distribution-test-secret-0123456789").unwrap();
-    DistributionState {
-        config: Arc::new(DistributionConfig {
-            claim_window: Duration::from_secs(86_400),
-            settle_tick: Duration::from_secs(1),
-            settle_delay: Duration::ZERO,
-            allow_private: true,
-            webhook_timeout: Duration::from_secs(5),
-            webhook_backoff: Duration::from_millis(1),
-            webhook_retry: Duration::ZERO,
-            webhook_retention: Duration::from_secs(30 * 86_400),
-            inbox_retention: Duration::from_secs(90 * 86_400),
-        }),
-        auth: OperatorAuth {
-            sessions: repo.clone(),
-        },
-        signatures: SignatureCheck {
-            keys: Arc::new(KeyStore::new(keyring)),
-            tolerance_s: 300,
-            accept_v1: true,
-        },
-        campaigns: repo.clone(),
-        outcomes: repo.clone(),
-        inbox: repo.clone(),
-        webhooks: repo.clone(),
-        deliveries: repo.clone(),
-        requests: repo.clone(),
-        retention: repo.clone(),
-    }
+    common::state(repo, Duration::from_millis(1))
 }
 
 /// Waits up to 30 s for `done` to hold.

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use liveops_core::ports::Board;
+use liveops_core::time;
 use liveops_core::{now_ms, PortError, Window};
+use liveops_module::tick::every_tick_after;
 use tokio_util::sync::CancellationToken;
 
 use crate::LeaderboardState;
@@ -20,8 +22,7 @@ const EVERY: Duration = Duration::from_secs(3600);
 /// The period id of `window` before which boards are purged at `now_ms`: the one running
 /// `keep` ago (every earlier one ended before then).
 fn cutoff(state: &LeaderboardState, window: Window, now_ms: i64) -> String {
-    let keep = i64::try_from(state.config.scores_retention.as_millis()).unwrap_or(i64::MAX);
-    let then = now_ms.saturating_sub(keep);
+    let then = time::cutoff(now_ms, state.config.scores_retention);
     state.config.calendar.period_at_ms(window, then).id
 }
 
@@ -51,7 +52,8 @@ pub(crate) async fn purge(state: &LeaderboardState, now_ms: i64) -> Result<u64, 
 }
 
 /// Purges the scores of long-ended daily and weekly boards a minute after start and hourly
-/// after, until `shutdown`; a failed purge is logged and tried again at the next.
+/// after, until `shutdown`; a failed purge is counted and logged as every background round is,
+/// and tried again at the next.
 pub async fn run_retention(
     state: LeaderboardState,
     shutdown: CancellationToken,
@@ -60,20 +62,8 @@ pub async fn run_retention(
         metrics::counter!("leaderboard_scores_purged_total", "window" => window.as_str())
             .increment(0);
     }
-    let mut pause = FIRST;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            () = tokio::time::sleep(pause) => {}
-        }
-        pause = EVERY;
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            result = purge(&state, now_ms()) => if let Err(error) = result {
-                tracing::warn!(%error, "purging the scores of ended boards failed; will retry");
-            },
-        }
-    }
+    let failing = "purging the scores of ended boards";
+    every_tick_after(FIRST, EVERY, shutdown, failing, || purge(&state, now_ms())).await
 }
 
 #[cfg(test)]

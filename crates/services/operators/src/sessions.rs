@@ -54,36 +54,32 @@ fn attempt_id() -> String {
     hex::encode(rand::random::<[u8; 8]>())
 }
 
-/// Counts the attempt `id` on `key` (at `now`, within `window`), refused or not; 429 naming
-/// `what` past `max`.
-async fn count_attempt(
-    state: &OperatorsState,
-    (key, id): (&str, &str),
-    now: i64,
-    (window, max): (Duration, u32),
-    what: &str,
-) -> Result<(), Problem> {
-    let counted = state.attempts.attempt(key, id, now, window, u32::MAX);
-    if counted.await?.is_some_and(|n| n <= max) {
-        return Ok(());
-    }
-    Err(throttled(what, window))
+/// Whether an attempt refused by its limit is counted all the same.
+#[derive(Clone, Copy)]
+enum Refused {
+    /// Counted: every attempt of an address, so a flood keeps its own window full.
+    Counted,
+    /// Not counted: failures, counted before the password is checked, so refusals do not keep
+    /// the window full (it empties `window` after the failures that filled it).
+    Left,
 }
 
-/// Counts the attempt `id` as a failure on `key` (at `now`, within `window`) before its
-/// password is checked, unless `max` are counted already: then 429 naming `what`, and nothing
-/// is counted, so refusals do not keep the window full (it empties `window` after the failures
-/// that filled it).
-async fn count_failure(
+/// Counts the attempt `id` on `key` (at `now`, within `window`): past `max`, 429 naming `what`,
+/// the attempt counted or not as `refused` says.
+async fn count(
     state: &OperatorsState,
     (key, id): (&str, &str),
     now: i64,
     (window, max): (Duration, u32),
-    what: &str,
+    (what, refused): (&str, Refused),
 ) -> Result<(), Problem> {
-    match state.attempts.attempt(key, id, now, window, max).await? {
-        Some(_) => Ok(()),
-        None => Err(throttled(what, window)),
+    let limit = match refused {
+        Refused::Counted => u32::MAX,
+        Refused::Left => max,
+    };
+    match state.attempts.attempt(key, id, now, window, limit).await? {
+        Some(n) if n <= max => Ok(()),
+        _ => Err(throttled(what, window)),
     }
 }
 
@@ -187,13 +183,27 @@ pub(crate) async fn login(
     let id = attempt_id();
     let address_key = format!("login:address:{}", addr.0);
     let per_address = (ADDRESS_WINDOW, cfg.max_per_address);
-    count_attempt(&state, (&address_key, &id), now, per_address, PER_ADDRESS).await?;
+    count(
+        &state,
+        (&address_key, &id),
+        now,
+        per_address,
+        (PER_ADDRESS, Refused::Counted),
+    )
+    .await?;
     let email = normalize_email(&body.email).map_err(|_| bad_login())?;
     // Failures are counted per account *and* address: someone guessing from one address can
     // only lock that address out of the account, never its owner elsewhere.
     let failures = failures_key(&email, &addr.0);
     let per_account = (ACCOUNT_WINDOW, cfg.max_failures);
-    count_failure(&state, (&failures, &id), now, per_account, PER_ACCOUNT).await?;
+    count(
+        &state,
+        (&failures, &id),
+        now,
+        per_account,
+        (PER_ACCOUNT, Refused::Left),
+    )
+    .await?;
     // And for the account as a whole (a right password takes back only its own attempt: the
     // other failures there are someone else's guesses, which this count bounds).
     let (all, known) = (account_key(&email), known_key(&email, &addr.0));
@@ -329,7 +339,14 @@ pub(crate) async fn change_password(
     // login's are, on the same count.
     let (failures, id) = (failures_key(&op.email, &addr.0), attempt_id());
     let limit = (ACCOUNT_WINDOW, state.config.max_failures);
-    count_failure(&state, (&failures, &id), now, limit, PER_ACCOUNT).await?;
+    count(
+        &state,
+        (&failures, &id),
+        now,
+        limit,
+        (PER_ACCOUNT, Refused::Left),
+    )
+    .await?;
     let before = state
         .operators
         .operator(&op.id)

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use liveops_core::ports::ViewCache;
 use liveops_core::PortError;
+use liveops_http::Throttled;
 use uuid::Uuid;
 
 /// How long a progress view stays cached.
@@ -42,7 +43,10 @@ pub(crate) async fn invalidate(cache: &dyn ViewCache, player: &str) {
         .cache_put(&version_key(player), version, VERSION_TTL)
         .await
     {
-        tracing::warn!(%error, player, "cannot invalidate cached progress");
+        static LOG: Throttled = Throttled::new(10_000);
+        if let Some(left_out) = LOG.admit() {
+            tracing::warn!(%error, player, left_out, "cannot invalidate cached progress");
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use liveops_core::stores::{
 use liveops_core::{now_ms, PlayerId, Receipt, Verification};
 use liveops_http::{
     next_cursor, parse_cursor, rfc3339_or_never, Bounded, Json, PlayerPath, Problem, Query,
-    SignatureHeaders, Signed,
+    SignatureHeaders, Signed, Throttled,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -184,17 +184,18 @@ pub(crate) async fn get_progress(
         Bounded::get,
     );
 
-    let key = match cache::view_key(state.cache.as_ref(), player.as_str(), season).await {
-        Ok(key) => match state.cache.cache_get(&key).await {
-            Ok(Some(cached)) => return Ok(json_bytes(cached)),
-            Ok(None) => Some(key),
-            Err(error) => {
-                tracing::warn!(%error, "progress cache unavailable");
-                None
-            }
-        },
+    let cached = match cache::view_key(state.cache.as_ref(), player.as_str(), season).await {
+        Ok(key) => state.cache.cache_get(&key).await.map(|hit| (key, hit)),
+        Err(error) => Err(error),
+    };
+    let key = match cached {
+        Ok((_, Some(cached))) => return Ok(json_bytes(cached)),
+        Ok((key, None)) => Some(key),
         Err(error) => {
-            tracing::warn!(%error, "progress cache unavailable");
+            static LOG: Throttled = Throttled::new(10_000);
+            if let Some(left_out) = LOG.admit() {
+                tracing::warn!(%error, left_out, "progress cache unavailable");
+            }
             None
         }
     };

@@ -1,0 +1,43 @@
+//! What distribution's test binaries share: its state over one SQLite repository.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use liveops_core::{KeyStore, Keyring};
+use liveops_distribution::{DistributionConfig, DistributionState};
+use liveops_http::{OperatorAuth, SignatureCheck};
+use liveops_sql::SqliteRepository;
+
+/// Distribution's state with every store `repo`: settled at once, webhooks to private addresses
+/// allowed, a failed attempt retried after `backoff` and dead-lettered after ten.
+pub fn state(repo: &Arc<SqliteRepository>, backoff: Duration) -> DistributionState {
+    let keyring = Keyring::single("distribution-test-secret-0123456789").expect("keyring");
+    DistributionState {
+        config: Arc::new(DistributionConfig {
+            claim_window: Duration::from_secs(86_400),
+            settle_tick: Duration::from_secs(1),
+            settle_delay: Duration::ZERO,
+            allow_private: true,
+            webhook_timeout: Duration::from_secs(5),
+            webhook_backoff: backoff,
+            webhook_retry: Duration::ZERO,
+            webhook_retention: Duration::from_secs(30 * 86_400),
+            inbox_retention: Duration::from_secs(90 * 86_400),
+        }),
+        auth: OperatorAuth {
+            sessions: repo.clone(),
+        },
+        signatures: SignatureCheck {
+            keys: Arc::new(KeyStore::new(keyring)),
+            tolerance_s: 300,
+            accept_v1: true,
+        },
+        campaigns: repo.clone(),
+        outcomes: repo.clone(),
+        inbox: repo.clone(),
+        webhooks: repo.clone(),
+        deliveries: repo.clone(),
+        requests: repo.clone(),
+        retention: repo.clone(),
+    }
+}
