@@ -3,6 +3,7 @@
 //! operator exists ([`Reader`]), and the bearer scheme in the OpenAPI document
 //! ([`BearerScheme`]).
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts};
@@ -163,6 +164,58 @@ impl OperatorAuth {
             role: session.role,
             token_hash: hash,
         })
+    }
+}
+
+/// The roles a route admits, as a type: checked as the request's head is read, before its body,
+/// so a role the route refuses is a 403 whatever the body holds (not a 400 for its mistakes).
+pub trait Roles: Send + Sync + 'static {
+    /// The roles admitted.
+    const ALLOWED: &'static [Role];
+}
+
+/// Admins only.
+#[derive(Debug)]
+pub struct Admins;
+/// Admins and operators: who change campaigns, messages, webhooks and blocks.
+#[derive(Debug)]
+pub struct Writers;
+/// Every role: who reads.
+#[derive(Debug)]
+pub struct Readers;
+
+impl Roles for Admins {
+    const ALLOWED: &'static [Role] = &[Role::Admin];
+}
+impl Roles for Writers {
+    const ALLOWED: &'static [Role] = &[Role::Admin, Role::Operator];
+}
+impl Roles for Readers {
+    const ALLOWED: &'static [Role] = &[Role::Admin, Role::Operator, Role::Analyst, Role::Viewer];
+}
+
+/// A signed-in operator whose role `R` admits ([`Operator::require`]'s 403 otherwise).
+#[derive(Debug)]
+pub struct Authorized<R>(pub Operator, PhantomData<R>);
+
+impl<R> std::ops::Deref for Authorized<R> {
+    type Target = Operator;
+
+    fn deref(&self) -> &Operator {
+        &self.0
+    }
+}
+
+impl<S: Send + Sync, R: Roles> FromRequestParts<S> for Authorized<R>
+where
+    OperatorAuth: FromRef<S>,
+{
+    type Rejection = Unauthenticated;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let op = Operator::from_request_parts(parts, state).await?;
+        op.require(R::ALLOWED)?;
+        Ok(Self(op, PhantomData))
     }
 }
 

@@ -2,7 +2,7 @@
 //! signed requests ([`Signed`]), typed paths and queries whose rejections are problems and whose
 //! bounds are in the OpenAPI document ([`Path`], [`Query`], [`PlayerPath`]), request bodies under
 //! a limit ([`read_body`], [`body_limit`]), page cursors ([`parse_cursor`]), routes and their OpenAPI from one list
-//! ([`OpenApiRouter`], [`routes!`]), operators' bearer tokens and roles ([`Operator`],
+//! ([`OpenApiRouter`], [`routes!`]), operators' bearer tokens and roles ([`Operator`], [`Authorized`],
 //! [`Reader`], [`BearerScheme`]), a campaign or 404 ([`campaign_or_404`]), and the request
 //! metrics layer ([`track`]), and log lines written per request at most once a period
 //! ([`Throttled`]).
@@ -22,7 +22,10 @@ mod text;
 mod throttle;
 
 pub use api::{add_keyword, close_variants, operator_routes, service_routes};
-pub use auth::{token_hash, BearerScheme, Operator, OperatorAuth, Reader, Unauthenticated, BEARER};
+pub use auth::{
+    token_hash, Admins, Authorized, BearerScheme, Operator, OperatorAuth, Reader, Readers, Roles,
+    Unauthenticated, Writers, BEARER,
+};
 pub use body::{body_limit, read_body, BodyLimit};
 pub use cursor::{
     next_cursor, next_inbox_cursor, parse_cursor, parse_inbox_cursor, CURSOR_PATTERN,

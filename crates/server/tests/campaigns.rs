@@ -836,6 +836,24 @@ async fn fairness_reads_need_an_operator_once_one_exists_and_unblocks_are_audite
         )
         .await;
     assert_eq!(s, 403, "a viewer cannot unblock");
+    // A role the route refuses is told so whatever the body holds (before, its mistakes first).
+    for path in [
+        "/campaigns",
+        "/webhooks",
+        "/operators",
+        "/api-keys",
+        "/inbox/messages",
+    ] {
+        let (s, b) = live
+            .call(
+                reqwest::Method::POST,
+                url(path),
+                Some(&viewer),
+                Some(json!({"unknown": 1})),
+            )
+            .await;
+        assert_eq!(s, 403, "{path}: {b}");
+    }
     let (s, b) = live
         .call(reqwest::Method::DELETE, unblock, Some(&admin), None)
         .await;

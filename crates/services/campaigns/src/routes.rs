@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::response::Response;
 use liveops_core::draw;
 use liveops_core::now_ms;
-use liveops_core::stores::{AuditEntry, Campaign, CampaignPage, CampaignState, KeyedOutcome, Role};
+use liveops_core::stores::{AuditEntry, Campaign, CampaignPage, CampaignState, KeyedOutcome};
 use liveops_http::responses::{
     KeyReused, LookupFailures, OperatorInputFailures, OperatorLookupFailures, ReadFailures,
     TooLarge, Unauthenticated,
@@ -13,6 +13,7 @@ use liveops_http::{
     campaign_or_404, created, keyed, next_cursor, parse_cursor, replayed, Bounded, CreateKeyHeader,
     IdPath, Json, KeyedJson, Operator, Problem, Query,
 };
+use liveops_http::{Authorized, Readers, Writers};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -22,9 +23,7 @@ use crate::model::{
 use crate::CampaignsState;
 
 /// Who may change campaigns.
-const WRITERS: &[Role] = &[Role::Admin, Role::Operator];
 /// Who may read them.
-const READERS: &[Role] = &[Role::Admin, Role::Operator, Role::Analyst, Role::Viewer];
 /// How often a change is retried when the scheduler moved the campaign meanwhile.
 const RETRIES: usize = 3;
 
@@ -91,10 +90,9 @@ async fn replace(
 #[tracing::instrument(skip_all, fields(actor = %op.email))]
 pub(crate) async fn create_campaign(
     State(state): State<CampaignsState>,
-    op: Operator,
+    op: Authorized<Writers>,
     req: KeyedJson<NewCampaign>,
 ) -> Result<Response, Problem> {
-    op.require(WRITERS)?;
     let key = req.request_key(&op);
     if let Some(again) = replayed(&*state.requests, key.as_ref()).await? {
         return Ok(again);
@@ -160,10 +158,9 @@ pub(crate) struct ListQuery {
 )]
 pub(crate) async fn list_campaigns(
     State(state): State<CampaignsState>,
-    op: Operator,
+    _: Authorized<Readers>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<CampaignList>, Problem> {
-    op.require(READERS)?;
     let limit = u32::try_from(query.limit.map_or(100, Bounded::get)).unwrap_or(100);
     let page = CampaignPage {
         state: query.state,
@@ -188,10 +185,9 @@ pub(crate) async fn list_campaigns(
 )]
 pub(crate) async fn get_campaign(
     State(state): State<CampaignsState>,
-    op: Operator,
+    _: Authorized<Readers>,
     IdPath(id): IdPath,
 ) -> Result<Json<CampaignView>, Problem> {
-    op.require(READERS)?;
     Ok(Json(CampaignView::from(
         &campaign_or_404(&*state.campaigns, &id).await?,
     )))
@@ -210,11 +206,10 @@ pub(crate) async fn get_campaign(
 #[tracing::instrument(skip_all, fields(actor = %op.email, campaign = %id))]
 pub(crate) async fn update_campaign(
     State(state): State<CampaignsState>,
-    op: Operator,
+    op: Authorized<Writers>,
     IdPath(id): IdPath,
     Json(change): Json<CampaignChange>,
 ) -> Result<Json<CampaignView>, Problem> {
-    op.require(WRITERS)?;
     let before = load_draft(&state, &id).await?;
     let now = now_ms();
     let mut next = before.clone();
@@ -278,10 +273,9 @@ fn changed_meanwhile() -> Problem {
 #[tracing::instrument(skip_all, fields(actor = %op.email, campaign = %id))]
 pub(crate) async fn schedule_campaign(
     State(state): State<CampaignsState>,
-    op: Operator,
+    op: Authorized<Writers>,
     IdPath(id): IdPath,
 ) -> Result<Json<CampaignView>, Problem> {
-    op.require(WRITERS)?;
     let before = load_draft(&state, &id).await?;
     let now = now_ms();
     if before.ends_at_ms <= now {
@@ -333,10 +327,9 @@ pub(crate) async fn schedule_campaign(
 #[tracing::instrument(skip_all, fields(actor = %op.email, campaign = %id))]
 pub(crate) async fn cancel_campaign(
     State(state): State<CampaignsState>,
-    op: Operator,
+    op: Authorized<Writers>,
     IdPath(id): IdPath,
 ) -> Result<Json<CampaignView>, Problem> {
-    op.require(WRITERS)?;
     // The scheduler may move it between our read and our write: read again and retry.
     for _ in 0..RETRIES {
         let before = campaign_or_404(&*state.campaigns, &id).await?;

@@ -8,16 +8,17 @@
 use axum::extract::State;
 use axum::response::Response;
 use liveops_core::event::is_label;
-use liveops_core::stores::{ClaimOutcome, InboxClaim, InboxMessage, InboxPage, KeyedOutcome, Role};
+use liveops_core::stores::{ClaimOutcome, InboxClaim, InboxMessage, InboxPage, KeyedOutcome};
 use liveops_core::{now_ms, PlayerId, Receipt};
 use liveops_http::responses::{
     KeyReused, OperatorInputFailures, ReadFailures, SignedLookupFailures, TooLarge,
 };
 use liveops_http::{
     created, keyed, next_inbox_cursor, parse_inbox_cursor, parse_json, replayed, rfc3339, Bounded,
-    CreateKeyHeader, Json, KeyedJson, Operator, PlayerPath, Problem, Query, SignatureHeaders,
-    Signed, Text, Title,
+    CreateKeyHeader, Json, KeyedJson, PlayerPath, Problem, Query, SignatureHeaders, Signed, Text,
+    Title,
 };
+use liveops_http::{Authorized, Writers};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -389,10 +390,9 @@ fn recipients(req: &SendRequest) -> Result<Vec<Option<String>>, Problem> {
 #[tracing::instrument(skip_all, fields(actor = %op.email))]
 pub(crate) async fn send_message(
     State(state): State<DistributionState>,
-    op: Operator,
+    op: Authorized<Writers>,
     req: KeyedJson<SendRequest>,
 ) -> Result<Response, Problem> {
-    op.require(&[Role::Admin, Role::Operator])?;
     // A retry that comes after the first send's expiry still gets its answer.
     let key = req.request_key(&op);
     if let Some(again) = replayed(&*state.requests, key.as_ref()).await? {

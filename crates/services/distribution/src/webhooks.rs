@@ -5,16 +5,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use liveops_core::now_ms;
-use liveops_core::stores::{
-    Attempt, Delivery, DeliveryPage, DeliveryState, KeyedOutcome, Role, Webhook,
-};
+use liveops_core::stores::{Attempt, Delivery, DeliveryPage, DeliveryState, KeyedOutcome, Webhook};
 use liveops_http::responses::{
     KeyReused, OperatorFailures, OperatorInputFailures, OperatorLookupFailures, TooLarge,
 };
 use liveops_http::{
     check_id, created, first_answer, id_schema, keyed, next_cursor, parse_cursor, replay_if_there,
-    rfc3339, Bounded, CreateKeyHeader, IdPath, Json, KeyedJson, Operator, Problem, Query,
+    rfc3339, Bounded, CreateKeyHeader, IdPath, Json, KeyedJson, Problem, Query,
 };
+use liveops_http::{Authorized, Writers};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -28,7 +27,6 @@ pub const KINDS: [&str; 5] = [
     "campaign.settled",
     "campaign.cancelled",
 ];
-const WRITERS: &[Role] = &[Role::Admin, Role::Operator];
 
 /// The body of `POST /webhooks`.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
@@ -203,10 +201,9 @@ fn delivery_view((d, attempts): (Delivery, Vec<Attempt>)) -> DeliveryView {
 #[tracing::instrument(skip_all, fields(actor = %op.email))]
 pub(crate) async fn create_webhook(
     State(state): State<DistributionState>,
-    op: Operator,
+    op: Authorized<Writers>,
     req: KeyedJson<NewWebhook>,
 ) -> Result<Response, Problem> {
-    op.require(WRITERS)?;
     let key = req.request_key(&op);
     if let Some(first) = first_answer(&*state.requests, key.as_ref()).await? {
         return again_unless_deleted(&state, first).await;
@@ -297,9 +294,8 @@ fn event_kinds(names: &[String]) -> Result<Vec<String>, Problem> {
 )]
 pub(crate) async fn list_webhooks(
     State(state): State<DistributionState>,
-    op: Operator,
+    _: Authorized<Writers>,
 ) -> Result<Json<WebhookList>, Problem> {
-    op.require(WRITERS)?;
     let hooks = state.webhooks.webhooks().await?;
     Ok(Json(WebhookList {
         webhooks: hooks.iter().map(WebhookView::from).collect(),
@@ -318,10 +314,9 @@ pub(crate) async fn list_webhooks(
 #[tracing::instrument(skip_all, fields(actor = %op.email, webhook = %id))]
 pub(crate) async fn delete_webhook(
     State(state): State<DistributionState>,
-    op: Operator,
+    op: Authorized<Writers>,
     IdPath(id): IdPath,
 ) -> Result<StatusCode, Problem> {
-    op.require(WRITERS)?;
     // The audit entry keeps what was deleted (its URL and events; never the secret).
     let hook = active_webhook(&state, &id).await?;
     let before = serde_json::to_string(&WebhookView::from(&hook)).ok();
@@ -397,11 +392,10 @@ impl From<StateFilter> for DeliveryState {
 )]
 pub(crate) async fn list_deliveries(
     State(state): State<DistributionState>,
-    op: Operator,
+    _: Authorized<Writers>,
     IdPath(id): IdPath,
     Query(query): Query<DeliveriesQuery>,
 ) -> Result<Json<DeliveryList>, Problem> {
-    op.require(WRITERS)?;
     let limit = u32::try_from(query.limit.map_or(100, Bounded::get)).unwrap_or(100);
     let page = DeliveryPage {
         state: query.state.map(DeliveryState::from),
@@ -478,11 +472,10 @@ pub struct RedeliveryView {
 #[tracing::instrument(skip_all, fields(actor = %op.email, webhook = %id))]
 pub(crate) async fn redeliver(
     State(state): State<DistributionState>,
-    op: Operator,
+    op: Authorized<Writers>,
     IdPath(id): IdPath,
     Json(body): Json<RedeliverRequest>,
 ) -> Result<Json<RedeliveryView>, Problem> {
-    op.require(WRITERS)?;
     let ids = match body.delivery_ids {
         Some(ids) if ids.is_empty() || ids.len() > REDELIVER_MAX => {
             return Err(Problem::invalid(

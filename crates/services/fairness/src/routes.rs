@@ -1,9 +1,10 @@
 //! `GET /fairness/players/{id}` and `GET /fairness/flags`.
 
 use axum::extract::State;
-use liveops_core::stores::{Flag, Role};
+use liveops_core::stores::Flag;
 use liveops_core::{now_ms, EventType};
-use liveops_http::{rfc3339, Bounded, Json, Operator, PlayerPath, Problem, Query, Reader};
+use liveops_http::{rfc3339, Bounded, Json, PlayerPath, Problem, Query, Reader};
+use liveops_http::{Authorized, Writers};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -178,10 +179,9 @@ pub(crate) async fn list_flags(
 #[tracing::instrument(skip_all, fields(actor = %op.email, player = %player.as_str()))]
 pub(crate) async fn unblock_player(
     State(state): State<FairnessState>,
-    op: Operator,
+    op: Authorized<Writers>,
     PlayerPath(player): PlayerPath,
 ) -> Result<Json<PlayerFairness>, Problem> {
-    op.require(&[Role::Admin, Role::Operator])?;
     let p = player.as_str();
     let now = now_ms();
     let until = state.blocks.blocked_until(p).await?;

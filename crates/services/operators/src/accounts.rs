@@ -5,9 +5,8 @@ use axum::http::StatusCode;
 use liveops_core::now_ms;
 use liveops_core::stores::{ListedAudit, OperatorRecord, OperatorUpdate, Role};
 use liveops_http::responses::{OperatorFailures, OperatorInputFailures, OperatorLookupFailures};
-use liveops_http::{
-    next_cursor, parse_cursor, rfc3339, Bounded, IdPath, Json, Operator, Problem, Query,
-};
+use liveops_http::{next_cursor, parse_cursor, rfc3339, Bounded, IdPath, Json, Problem, Query};
+use liveops_http::{Admins, Authorized};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -229,10 +228,9 @@ async fn audit_page(
 #[tracing::instrument(skip_all, fields(actor = %op.email))]
 pub(crate) async fn add_operator(
     State(state): State<OperatorsState>,
-    op: Operator,
+    op: Authorized<Admins>,
     Json(body): Json<NewOperator>,
 ) -> Result<(StatusCode, Json<OperatorView>), Problem> {
-    op.require(&[Role::Admin])?;
     normalize_email(&body.email)?;
     crate::password::check(&body.password)
         .map_err(|e| Problem::invalid("password", e.to_string()))?;
@@ -268,9 +266,8 @@ pub(crate) async fn add_operator(
 )]
 pub(crate) async fn list_operators(
     State(state): State<OperatorsState>,
-    op: Operator,
+    _: Authorized<Admins>,
 ) -> Result<Json<OperatorsList>, Problem> {
-    op.require(&[Role::Admin])?;
     let all = state.operators.operators().await?;
     Ok(Json(OperatorsList {
         operators: all.iter().map(OperatorView::from).collect(),
@@ -291,11 +288,10 @@ pub(crate) async fn list_operators(
 #[tracing::instrument(skip_all, fields(actor = %op.email, operator = %id))]
 pub(crate) async fn update_operator(
     State(state): State<OperatorsState>,
-    op: Operator,
+    op: Authorized<Admins>,
     IdPath(id): IdPath,
     Json(change): Json<OperatorChange>,
 ) -> Result<Json<OperatorView>, Problem> {
-    op.require(&[Role::Admin])?;
     let before = state
         .operators
         .operator(&id)
@@ -357,10 +353,9 @@ pub(crate) async fn update_operator(
 )]
 pub(crate) async fn list_audit_entries(
     State(state): State<OperatorsState>,
-    op: Operator,
+    _: Authorized<Admins>,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<AuditList>, Problem> {
-    op.require(&[Role::Admin])?;
     let limit = usize::try_from(query.limit.map_or(100, Bounded::get)).unwrap_or(100);
     let before = match query.cursor.as_deref() {
         Some(cursor) => Some(parse_cursor(cursor)?.0),

@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::response::Response;
 use liveops_core::now_ms;
-use liveops_core::stores::{ApiKeyInfo, KeyedOutcome, Role};
+use liveops_core::stores::{ApiKeyInfo, KeyedOutcome};
 use liveops_http::responses::{
     KeyReused, OperatorFailures, OperatorInputFailures, OperatorLookupFailures, TooLarge,
 };
@@ -13,6 +13,7 @@ use liveops_http::{
     created, first_answer, keyed, replay_if_there, rfc3339, CreateKeyHeader, Json, KeyedJson,
     Operator, Problem,
 };
+use liveops_http::{Admins, Authorized};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -107,10 +108,9 @@ fn audit_json(k: &ApiKeyInfo) -> String {
 #[tracing::instrument(skip_all, fields(actor = %op.email))]
 pub(crate) async fn create_api_key(
     State(state): State<OperatorsState>,
-    op: Operator,
+    op: Authorized<Admins>,
     req: KeyedJson<NewApiKey>,
 ) -> Result<Response, Problem> {
-    op.require(&[Role::Admin])?;
     let request = req.request_key(&op);
     if let Some(first) = first_answer(&*state.requests, request.as_ref()).await? {
         return again_unless_revoked(&state, &op, first).await;
@@ -195,9 +195,8 @@ async fn again_unless_revoked(
 )]
 pub(crate) async fn list_api_keys(
     State(state): State<OperatorsState>,
-    op: Operator,
+    _: Authorized<Admins>,
 ) -> Result<Json<ApiKeyList>, Problem> {
-    op.require(&[Role::Admin])?;
     let keys = state.keys.api_keys().await?;
     Ok(Json(ApiKeyList {
         keys: keys.into_iter().map(ApiKeyView::from).collect(),
@@ -221,10 +220,9 @@ liveops_http::id_path! {
 #[tracing::instrument(skip_all, fields(actor = %op.email, key_id = %key_id))]
 pub(crate) async fn revoke_api_key(
     State(state): State<OperatorsState>,
-    op: Operator,
+    op: Authorized<Admins>,
     KeyIdPath(key_id): KeyIdPath,
 ) -> Result<Json<ApiKeyView>, Problem> {
-    op.require(&[Role::Admin])?;
     let before = state
         .keys
         .api_keys()
