@@ -72,6 +72,8 @@ pub struct ClosedCampaigns {
     counts: Recent<String, u64>,
     /// Entrant counts of campaigns still taking entries, and when each was read.
     open_counts: Recent<String, (u64, Instant)>,
+    /// Campaigns whose entrants are being counted for their cap, one count at a time each.
+    counting: Mutex<std::collections::HashSet<String>>,
     draw_hits: AtomicU64,
     draw_misses: AtomicU64,
 }
@@ -89,6 +91,7 @@ impl ClosedCampaigns {
             draws: Recent::new(draws, draw_bytes, Bytes::len),
             counts: Recent::new(COUNTS, 0, |_| 0),
             open_counts: Recent::new(COUNTS, 0, |_| 0),
+            counting: Mutex::default(),
             draw_hits: AtomicU64::new(0),
             draw_misses: AtomicU64::new(0),
         }
@@ -133,6 +136,27 @@ impl ClosedCampaigns {
     /// Keeps the entrant count of a campaign still taking entries, read at `at`.
     pub fn keep_open_entrant_count(&self, campaign_id: &str, count: u64, at: Instant) {
         self.open_counts.keep(campaign_id.to_owned(), (count, at));
+    }
+
+    /// The last entrant count taken of a campaign still taking entries, however old, and when.
+    pub fn last_open_entrant_count(&self, campaign_id: &str) -> Option<(u64, Instant)> {
+        self.open_counts.get(&campaign_id.to_owned())
+    }
+
+    /// Notes a count of `campaign_id`'s entrants as under way: `false` if one already is.
+    pub fn begin_count(&self, campaign_id: &str) -> bool {
+        self.counting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(campaign_id.to_owned())
+    }
+
+    /// Notes the count of `campaign_id`'s entrants as done.
+    pub fn end_count(&self, campaign_id: &str) {
+        self.counting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(campaign_id);
     }
 
     /// How many draw reads were answered from what was kept.

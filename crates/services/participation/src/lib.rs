@@ -33,12 +33,26 @@ pub struct ParticipationArgs {
     /// How often ended campaigns are looked at for a draw or ranking, milliseconds.
     #[arg(long, env = "DRAW_TICK_MS", default_value_t = 1000)]
     pub draw_tick_ms: u64,
+    /// Most players one campaign takes (1 to 10 000 000); past it a new player's entry is 409
+    /// `campaign-full`. Deciding a draw holds every entrant (about 200 bytes each): size the
+    /// participation pods for it.
+    #[arg(long, env = "CAMPAIGN_MAX_ENTRANTS", default_value_t = 1_000_000)]
+    pub campaign_max_entrants: u64,
 }
 
 impl ParticipationArgs {
     /// The decider's period, checked.
     pub fn tick(&self) -> Result<Duration, ConfigError> {
         liveops_module::tick::period("DRAW_TICK_MS", self.draw_tick_ms)
+    }
+
+    /// The entrant cap, checked.
+    pub fn max_entrants(&self) -> Result<u64, ConfigError> {
+        ConfigError::within(
+            "CAMPAIGN_MAX_ENTRANTS",
+            self.campaign_max_entrants,
+            1..=10_000_000,
+        )
     }
 }
 
@@ -54,6 +68,8 @@ pub struct ParticipationConfig {
     /// How long after its end a rank campaign's scores are read (`LB_SETTLE_SEC`): events
     /// received before the end and still on their way count.
     pub settle: Duration,
+    /// Most players one campaign takes (`CAMPAIGN_MAX_ENTRANTS`).
+    pub max_entrants: u64,
 }
 
 /// What participation's handlers and decider share.
@@ -118,6 +134,7 @@ impl ModuleArgs for ParticipationArgs {
             curve: ctx.shared.level_curve.clone(),
             tick: self.tick()?,
             settle: ctx.shared.settle,
+            max_entrants: self.max_entrants()?,
         };
         let closed = Arc::default();
         let state = ParticipationState::from_context(ctx, Arc::new(config), closed).await?;

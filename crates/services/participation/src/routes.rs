@@ -143,7 +143,7 @@ fn not_live(id: &str, state: Option<CampaignState>) -> Problem {
     responses(
         (status = 201, description = "Entered", body = EntryView),
         (status = 200, description = "The same signed request again: the entry it made", body = EntryView),
-        (status = 409, description = "Not live (`campaign-not-live`), the player's level is too low (`not-eligible`), they entered in this slot already (`entry-limit-reached`), or this signed request made an entry in another campaign (`signed-request-reused`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not live (`campaign-not-live`), the player's level is too low (`not-eligible`), they entered in this slot already (`entry-limit-reached`), the campaign holds its `CAMPAIGN_MAX_ENTRANTS` players and this one is not among them (`campaign-full`), or this signed request made an entry in another campaign (`signed-request-reused`)", body = Problem, content_type = "application/problem+json"),
         SignedLookupFailures,
     )
 )]
@@ -199,6 +199,7 @@ pub(crate) async fn enter_campaign(
             ),
         ));
     }
+    room_for(&state, &campaign, player.as_str()).await?;
     let entry = Entry {
         entry_id: format!("ent_{}", uuid::Uuid::now_v7().simple()),
         campaign_id: id.clone(),
@@ -238,6 +239,45 @@ pub(crate) async fn enter_campaign(
         )),
         Entered::NotLive(s) => Err(not_live(&id, s)),
     }
+}
+
+/// Whether `campaign` takes `player`: 409 `campaign-full` for a player not in it yet once it
+/// holds `CAMPAIGN_MAX_ENTRANTS` players, by the last count taken. A count older than
+/// [`crate::closed::OPEN_COUNT_FRESH`] (or none) is taken again in the background, one at a time
+/// per campaign, so no entry waits for it; a campaign may pass its cap by the new players of
+/// those few seconds.
+async fn room_for(
+    state: &ParticipationState,
+    campaign: &Campaign,
+    player: &str,
+) -> Result<(), Problem> {
+    let last = state.closed.last_open_entrant_count(&campaign.id);
+    let stale = last.is_none_or(|(_, at)| at.elapsed() >= crate::closed::OPEN_COUNT_FRESH);
+    if stale && state.closed.begin_count(&campaign.id) {
+        let (state, campaign) = (state.clone(), campaign.clone());
+        tokio::spawn(async move {
+            if let Err(problem) = entrant_count(&state, &campaign).await {
+                tracing::debug!(campaign = %campaign.id, ?problem, "entrants not counted");
+            }
+            state.closed.end_count(&campaign.id);
+        });
+    }
+    let max = state.config.max_entrants;
+    if last.is_none_or(|(count, _)| count < max) {
+        return Ok(());
+    }
+    let ids = std::slice::from_ref(&campaign.id);
+    if !state.entries.entries_of(player, ids).await?.is_empty() {
+        return Ok(());
+    }
+    metrics::counter!("campaign_entries_refused_total", "reason" => "full").increment(1);
+    Err(Problem::conflict(
+        "campaign-full",
+        format!(
+            "campaign {} holds its {max} players (CAMPAIGN_MAX_ENTRANTS): it takes no new one",
+            campaign.id
+        ),
+    ))
 }
 
 /// A signature makes one entry: the very same request again (a retry) gets it back (200); sent

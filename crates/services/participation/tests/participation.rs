@@ -27,6 +27,8 @@ use uuid::Uuid;
 
 const SECRET: &str = "participation-test-secret-0123456789";
 const SETTLE_MS: i64 = 60_000;
+/// `CAMPAIGN_MAX_ENTRANTS` of the tests (its default).
+const MAX_ENTRANTS: u64 = 1_000_000;
 
 struct TestApp {
     state: ParticipationState,
@@ -48,6 +50,7 @@ async fn spawn_app() -> TestApp {
             curve: LevelCurve::default(),
             tick: Duration::from_secs(1),
             settle: Duration::from_millis(SETTLE_MS.unsigned_abs()),
+            max_entrants: MAX_ENTRANTS,
         }),
         signatures: SignatureCheck {
             keys: Arc::new(KeyStore::new(keyring.clone())),
@@ -355,6 +358,46 @@ async fn a_live_campaign_past_its_end_takes_no_entries() {
     assert_eq!(status, 409, "{body}");
     let kind = body["type"].as_str().unwrap_or_default();
     assert!(kind.ends_with("campaign-not-live"), "{body}");
+}
+
+/// A campaign takes at most `CAMPAIGN_MAX_ENTRANTS` players: once a count (taken in the
+/// background, at most every 5 s) has seen them, a new player is refused 409 `campaign-full`,
+/// while one already in is answered by its own entry limit.
+#[tokio::test]
+async fn a_full_campaign_takes_no_new_player() {
+    let mut app = spawn_app().await;
+    app.state.config = Arc::new(ParticipationConfig {
+        max_entrants: 3,
+        ..(*app.state.config).clone()
+    });
+    let c = campaign("capped");
+    create_in(&*app.repo, &c, CampaignState::Live).await;
+    for p in ["player_a1", "player_a2", "player_a3"] {
+        let (status, body) = app.enter(&c.id, p).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    let refused = loop {
+        n += 1;
+        let (status, body) = app.enter(&c.id, &format!("player_b{n}")).await;
+        if status == 409 {
+            break body;
+        }
+        assert_eq!(status, 201, "{body}");
+        assert!(std::time::Instant::now() < deadline, "never refused");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let kind = refused["type"].as_str().unwrap_or_default();
+    assert!(kind.ends_with("campaign-full"), "{refused}");
+    assert!(
+        n <= 14,
+        "refused within a count's lag: {n} new players before"
+    );
+    let (status, body) = app.enter(&c.id, "player_a1").await;
+    assert_eq!(status, 409, "{body}");
+    let kind = body["type"].as_str().unwrap_or_default();
+    assert!(kind.ends_with("entry-limit-reached"), "{body}");
 }
 
 /// A draw campaign live now, its seed committed to.
