@@ -133,14 +133,7 @@ mod unfinished_migrations {
     /// The migrations up to `version` applied as the release before applied them: by sqlx's
     /// migrator, the whole file in one request.
     async fn release_before(pool: &MySqlPool, version: i64) -> Result<(), MigrateError> {
-        let mut before = migrations().await;
-        let upto: Vec<_> = before
-            .migrations
-            .iter()
-            .filter(|m| m.version <= version)
-            .cloned()
-            .collect();
-        before.migrations = upto.into();
+        let before = super::sql_support::migrator_up_to("migrations/mysql", version).await;
         before.run(pool).await
     }
 

@@ -585,6 +585,17 @@ where
     DB::Connection: sqlx::migrate::Migrate,
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
 {
+    let before = migrator_up_to(dir, version).await;
+    assert!(
+        before.migrations.iter().any(|m| m.version == version),
+        "{version} in {dir}"
+    );
+    before.run(pool).await.unwrap();
+}
+
+/// sqlx's migrator of the migrations in `dir` up to `version`: how the release before applied
+/// them, each whole file in one request.
+pub async fn migrator_up_to(dir: &str, version: i64) -> sqlx::migrate::Migrator {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     let mut before = sqlx::migrate::Migrator::new(path).await.unwrap();
     let upto: Vec<_> = before
@@ -593,12 +604,8 @@ where
         .filter(|m| m.version <= version)
         .cloned()
         .collect();
-    assert!(
-        upto.iter().any(|m| m.version == version),
-        "{version} in {dir}"
-    );
     before.migrations = upto.into();
-    before.run(pool).await.unwrap();
+    before
 }
 
 /// Migration 0010 on a database holding messages: they keep the order they were listed in
