@@ -58,6 +58,35 @@ const COUNT_INVENTORY: &str =
 const COUNT_PENDING: &str = "SELECT COUNT(*) FROM \
      (SELECT 1 FROM rewards WHERE player_id = ? AND claimed = 0 LIMIT ?) AS counted";
 
+/// A player's first inventory lines by item, at most the limit given as the second parameter
+/// (along inventory's key (player_id, item)): the progress view's and the first page's read.
+const FIRST_ITEMS: &str =
+    "SELECT item, quantity FROM inventory WHERE player_id = ? ORDER BY item LIMIT ?";
+
+/// An inventory line as selected: item, quantity.
+type ItemRow = (Text, i64);
+
+/// An inventory line as read.
+fn item_of((item, quantity): ItemRow) -> InventoryItem {
+    InventoryItem {
+        item: item.0,
+        quantity: to_u64(quantity),
+    }
+}
+
+/// A pending reward as selected: reward id, item, source, whether it adds to the inventory.
+type PendingRow = (Text, Text, Text, i16);
+
+/// A pending reward as read.
+fn reward_of((reward_id, item, source, adds): PendingRow) -> PendingReward {
+    PendingReward {
+        reward_id: reward_id.0,
+        item: item.0,
+        source: source.0,
+        adds_to_inventory: adds != 0,
+    }
+}
+
 /// A batch's XP for one `(player, season)`: the sum and the latest time earned.
 type XpSum<'a> = ((&'a str, i64), (u64, i64));
 
@@ -717,10 +746,7 @@ where
             // pending reward, so a player may have ever more of both: the first lines and the
             // oldest rewards, and counts that stop at PROGRESS_COUNT_LIMIT rows, each along its
             // index (inventory's key (player_id, item), rewards_pending (player_id, claimed, id)).
-            let sql = DB::placeholders(
-                "SELECT item, quantity FROM inventory WHERE player_id = ? ORDER BY item LIMIT ?",
-            );
-            let inventory: Vec<(Text, i64)> = sqlx::query_as(&sql)
+            let inventory: Vec<ItemRow> = sqlx::query_as(&DB::placeholders(FIRST_ITEMS))
                 .bind(player_id)
                 .bind(i64::try_from(PROGRESS_INVENTORY_LIMIT).unwrap_or(i64::MAX))
                 .fetch_all(&mut *tx)
@@ -736,7 +762,7 @@ where
                 "SELECT reward_id, item, source, adds_to_inventory FROM rewards \
                  WHERE player_id = ? AND claimed = 0 ORDER BY id LIMIT ?",
             );
-            let pending: Vec<(Text, Text, Text, i16)> = sqlx::query_as(&sql)
+            let pending: Vec<PendingRow> = sqlx::query_as(&sql)
                 .bind(player_id)
                 .bind(i64::try_from(PROGRESS_PENDING_LIMIT).unwrap_or(i64::MAX))
                 .fetch_all(&mut *tx)
@@ -754,23 +780,9 @@ where
                 from_replica: !std::ptr::eq(pool, &self.pool),
                 xp: to_u64(xp),
                 updated_at_ms,
-                inventory: inventory
-                    .into_iter()
-                    .map(|(item, quantity)| InventoryItem {
-                        item: item.0,
-                        quantity: to_u64(quantity),
-                    })
-                    .collect(),
+                inventory: inventory.into_iter().map(item_of).collect(),
                 inventory_count: to_u64(inventory_count),
-                pending: pending
-                    .into_iter()
-                    .map(|(reward_id, item, source, adds)| PendingReward {
-                        reward_id: reward_id.0,
-                        item: item.0,
-                        source: source.0,
-                        adds_to_inventory: adds != 0,
-                    })
-                    .collect(),
+                pending: pending.into_iter().map(reward_of).collect(),
                 pending_count: to_u64(pending_count),
             })
         })
@@ -814,12 +826,7 @@ where
                 .into_iter()
                 .map(|(position, reward_id, item, source, adds)| ListedReward {
                     position,
-                    reward: PendingReward {
-                        reward_id: reward_id.0,
-                        item: item.0,
-                        source: source.0,
-                        adds_to_inventory: adds != 0,
-                    },
+                    reward: reward_of((reward_id, item, source, adds)),
                 })
                 .collect())
         })
@@ -847,7 +854,7 @@ where
     ) -> PortResult<Vec<InventoryItem>> {
         within_on::<DB, _>("inventory", self.which(pool), async {
             // Along the key (player_id, item), from the cursor's item on: `limit` rows read.
-            let rows: Vec<(Text, i64)> = match after {
+            let rows: Vec<ItemRow> = match after {
                 Some(after) => {
                     let sql = DB::placeholders(
                         "SELECT item, quantity FROM inventory \
@@ -861,11 +868,7 @@ where
                         .await
                 }
                 None => {
-                    let sql = DB::placeholders(
-                        "SELECT item, quantity FROM inventory \
-                         WHERE player_id = ? ORDER BY item LIMIT ?",
-                    );
-                    sqlx::query_as(&sql)
+                    sqlx::query_as(&DB::placeholders(FIRST_ITEMS))
                         .bind(player_id)
                         .bind(i64::from(limit))
                         .fetch_all(pool)
@@ -873,13 +876,7 @@ where
                 }
             }
             .map_err(db_error::<DB>)?;
-            Ok(rows
-                .into_iter()
-                .map(|(item, quantity)| InventoryItem {
-                    item: item.0,
-                    quantity: to_u64(quantity),
-                })
-                .collect())
+            Ok(rows.into_iter().map(item_of).collect())
         })
         .await
     }
