@@ -161,11 +161,12 @@ pub(crate) async fn admit(
         keys: Vec::with_capacity(keys.len()),
         print: print.clone(),
         finished: false,
-        extending: Vec::with_capacity(keys.len()),
+        extending: None,
     };
+    let first_taken = tokio::time::Instant::now();
     for (key, ttl) in keys {
         match take(state, &key, &print, ttl).await {
-            Ok(None) => hold.hold(key, ttl),
+            Ok(None) => hold.keys.push((key, ttl)),
             Ok(Some(answer)) => {
                 // A retry under a new signature: that signature gets the same answer too.
                 hold.complete(answer.clone()).await;
@@ -177,6 +178,7 @@ pub(crate) async fn admit(
             }
         }
     }
+    hold.extend_from(first_taken);
     Ok(Admission::Proceed(hold))
 }
 
@@ -190,7 +192,7 @@ async fn take(
 ) -> Result<Option<StoredAnswer>, Problem> {
     // The in-flight hold lives briefly unless extended: if the request dies with its backend (and
     // cannot release the key), a retry may go through once the hold lapses instead of being
-    // refused for a day. While the request lives its hold is extended ([`KeyHold::hold`]).
+    // refused for a day. While the request lives its hold is extended (`KeyHold::extend_from`).
     let hold_ttl = ttl.min(IN_FLIGHT_TTL);
     let deadline = tokio::time::Instant::now() + WAIT_AT_MOST;
     loop {
@@ -331,28 +333,36 @@ pub(crate) struct KeyHold {
     /// The body's fingerprint the keys were taken for: only those claims are finished.
     print: String,
     finished: bool,
-    /// The tasks extending each key's hold, stopped when the hold is finished or dropped.
-    extending: Vec<AbortHandle>,
+    /// The task extending the holds, stopped when the hold is finished or dropped.
+    extending: Option<AbortHandle>,
 }
 
 impl KeyHold {
-    /// Counts `key` (taken fresh, kept `ttl` once answered) among the keys held, and extends its
-    /// hold every [`EXTEND_EVERY`] until this hold is finished or dropped.
-    fn hold(&mut self, key: String, ttl: Duration) {
-        let extend = extend_hold(
+    /// Extends every key's hold every [`EXTEND_EVERY`] from `first_taken` (when the first was
+    /// taken) until this hold is finished or dropped: one task for all of a request's keys,
+    /// started only once the request goes ahead.
+    fn extend_from(&mut self, first_taken: tokio::time::Instant) {
+        if self.keys.is_empty() {
+            return;
+        }
+        let keys: Vec<(String, Duration)> = self
+            .keys
+            .iter()
+            .map(|(key, ttl)| (key.clone(), (*ttl).min(IN_FLIGHT_TTL)))
+            .collect();
+        let extend = extend_holds(
             Arc::clone(&self.idem),
-            key.clone(),
+            keys,
             self.print.clone(),
-            ttl.min(IN_FLIGHT_TTL),
+            first_taken,
         );
         let task = tokio::spawn(extend.instrument(tracing::Span::current()));
-        self.extending.push(task.abort_handle());
-        self.keys.push((key, ttl));
+        self.extending = Some(task.abort_handle());
     }
 
     /// Stops extending the holds (before they are finished, or as they are dropped).
     fn stop_extending(&mut self) {
-        for task in self.extending.drain(..) {
+        if let Some(task) = self.extending.take() {
             task.abort();
         }
     }
@@ -381,22 +391,33 @@ impl KeyHold {
     }
 }
 
-/// Extends the hold on `key` for body `print` to `ttl` every [`EXTEND_EVERY`], until aborted or
-/// the hold is found lost (it lapsed anyway: a hot-state outage outlasted it).
-async fn extend_hold(idem: Arc<dyn Idempotency>, key: String, print: String, ttl: Duration) {
-    let start = tokio::time::Instant::now() + EXTEND_EVERY;
-    let mut every = tokio::time::interval_at(start, EXTEND_EVERY);
+/// Extends the holds on `keys` (each to its time) for body `print` every [`EXTEND_EVERY`] from
+/// `first_taken`, until aborted; a hold found lost (it lapsed anyway: a hot-state outage outlasted
+/// it) is logged and no longer extended.
+async fn extend_holds(
+    idem: Arc<dyn Idempotency>,
+    mut keys: Vec<(String, Duration)>,
+    print: String,
+    first_taken: tokio::time::Instant,
+) {
+    let mut every = tokio::time::interval_at(first_taken + EXTEND_EVERY, EXTEND_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    while !keys.is_empty() {
         every.tick().await;
-        match idem.idem_extend(&key, &print, ttl).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(%key, "idempotency hold lapsed before its request was answered");
-                return;
+        let mut kept = Vec::with_capacity(keys.len());
+        for (key, ttl) in keys {
+            match idem.idem_extend(&key, &print, ttl).await {
+                Ok(true) => kept.push((key, ttl)),
+                Ok(false) => {
+                    tracing::warn!(%key, "idempotency hold lapsed before its request was answered");
+                }
+                Err(error) => {
+                    tracing::warn!(%error, %key, "idempotency hold could not be extended");
+                    kept.push((key, ttl));
+                }
             }
-            Err(error) => tracing::warn!(%error, %key, "idempotency hold could not be extended"),
         }
+        keys = kept;
     }
 }
 
