@@ -18,8 +18,12 @@ pub struct SendOpts {
     #[arg(long)]
     pub url: Option<String>,
     /// Keep each event's `ts` as written (by default it is set to now, so old samples are accepted).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "ts")]
     pub keep_ts: bool,
+    /// Set each event's `ts` to these unix seconds instead of now: a retry under the same
+    /// `--idempotency-key` must send the same body, so it passes the `ts` the first run printed.
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    pub ts: Option<i64>,
     /// Sign with this key id (sent as `X-Key-Id`).
     #[arg(long)]
     pub key_id: Option<String>,
@@ -64,12 +68,20 @@ pub async fn run(s: &Settings, opts: &SendOpts, files: &[PathBuf]) -> anyhow::Re
         .unwrap_or_else(|| format!("http://127.0.0.1:{}", s.port));
     let client = reqwest::Client::new();
     let mut all_ok = true;
+    // One `ts` for the whole run, so the hint below names the one value a retry needs.
+    let event_ts = opts.ts.unwrap_or_else(|| chrono::Utc::now().timestamp());
+    if opts.idempotency_key.is_some() && !opts.keep_ts && opts.ts.is_none() {
+        eprintln!(
+            "events sent with ts={event_ts}: to retry under the same --idempotency-key, \
+             add --ts {event_ts} (another ts is another body, refused under a used key)"
+        );
+    }
     for file in files {
         let raw = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read {}", file.display()))?;
         let now = chrono::Utc::now().timestamp();
         let (path, body) =
-            prepare(&raw, opts.keep_ts, now).with_context(|| file.display().to_string())?;
+            prepare(&raw, opts.keep_ts, event_ts).with_context(|| file.display().to_string())?;
         let url = reqwest::Url::parse(&format!("{base}{path}"))
             .with_context(|| format!("{base}{path} is not a URL"))?;
         // The signature covers the path as sent, with whatever prefix `--url` carries.

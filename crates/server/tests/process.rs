@@ -252,6 +252,41 @@ async fn cli_sends_sample_events_with_the_dev_secret_and_verifies_receipts() {
     );
     assert_eq!(text.matches(" 202 ").count(), 3, "{text}");
 
+    // A retry under one `--idempotency-key` sends the same body when it passes the `ts` the
+    // first run printed: the repeat is answered (208), not refused as another body. (An event
+    // not sent above: the same signed bytes within a second would be a repeat anyway.)
+    let event = dir.path().join("boss_kill_keyed.json");
+    let sample = std::fs::read_to_string(samples.join("boss_kill.json")).expect("sample");
+    std::fs::write(&event, sample.replace("player_67890", "player_keyed")).expect("write");
+    let send_keyed = |ts: Option<&str>| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["send", "--url", &base, "--idempotency-key", "retry-me"])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg(&event)
+            .env_remove("HMAC_SECRET");
+        if let Some(ts) = ts {
+            cmd.args(["--ts", ts]);
+        }
+        cmd.output().expect("send")
+    };
+    let first = send_keyed(None);
+    let err = String::from_utf8_lossy(&first.stderr).into_owned();
+    let out = String::from_utf8_lossy(&first.stdout);
+    assert!(out.contains(" 202 "), "{out} {err}");
+    let ts = err
+        .split("--ts ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the hint names the ts to retry with");
+    let retry = send_keyed(Some(ts));
+    assert!(
+        String::from_utf8_lossy(&retry.stdout).contains(" 208 "),
+        "{}",
+        String::from_utf8_lossy(&retry.stdout)
+    );
+    assert!(retry.stderr.is_empty(), "no hint once --ts is given");
+
     // Claim the drop reward and check its receipt with the CLI.
     let client = reqwest::Client::new();
     let secret = std::fs::read_to_string(dir.path().join("dev-hmac-secret")).expect("dev secret");
