@@ -59,6 +59,15 @@ impl SignatureCheck {
         body: &[u8],
         now_s: i64,
     ) -> Result<Signature, Problem> {
+        // A doubled header would otherwise read as empty and be reported as malformed.
+        if let Some(name) = ["x-signature", "x-timestamp", "x-key-id"]
+            .into_iter()
+            .find(|name| headers.get_all(*name).iter().nth(1).is_some())
+        {
+            return Err(Problem::unauthorized(format!(
+                "{name} is sent more than once: send one"
+            )));
+        }
         let sig = header(headers, "x-signature");
         let request = SignedRequest {
             key_id: header(headers, "x-key-id"),
@@ -259,10 +268,12 @@ mod tests {
         for name in ["x-signature", "x-timestamp"] {
             let mut h = good.clone();
             h.append(name, good[name].clone());
-            assert_eq!(
-                verify(&c, &h, PATH, b"{}", 1000).unwrap_err().status,
-                401,
-                "{name}"
+            let refused = verify(&c, &h, PATH, b"{}", 1000).unwrap_err();
+            assert_eq!(refused.status, 401, "{name}");
+            let detail = refused.detail.unwrap_or_default();
+            assert!(
+                detail.contains(name) && detail.contains("more than once"),
+                "{detail}"
             );
         }
         assert!(verify(&c, &good, PATH, b"{}", 1000).is_ok());
