@@ -22,8 +22,6 @@ use crate::model::{
 };
 use crate::CampaignsState;
 
-/// Who may change campaigns.
-/// Who may read them.
 /// How often a change is retried when the scheduler moved the campaign meanwhile.
 const RETRIES: usize = 3;
 

@@ -116,13 +116,23 @@ pub(crate) async fn get_player_fairness(
     player_view(&state, player.as_str()).await.map(Json)
 }
 
-async fn player_view(state: &FairnessState, player: &str) -> Result<PlayerFairness, Problem> {
-    let now = now_ms();
+/// Until when `player` is blocked (unix ms), if they are, and their strikes within the strike
+/// window at `now`.
+async fn standing(
+    state: &FairnessState,
+    player: &str,
+    now: i64,
+) -> Result<(Option<i64>, u32), Problem> {
     let until = state.blocks.blocked_until(player).await?;
     let strikes = state
         .blocks
         .strikes(player, now, state.config.strike_window)
         .await?;
+    Ok((until, strikes))
+}
+
+async fn player_view(state: &FairnessState, player: &str) -> Result<PlayerFairness, Problem> {
+    let (until, strikes) = standing(state, player, now_ms()).await?;
     let flags = state.store.flags(Some(player), PLAYER_FLAGS).await?;
     Ok(PlayerFairness {
         player_id: player.to_owned(),
@@ -184,11 +194,7 @@ pub(crate) async fn unblock_player(
 ) -> Result<Json<PlayerFairness>, Problem> {
     let p = player.as_str();
     let now = now_ms();
-    let until = state.blocks.blocked_until(p).await?;
-    let strikes = state
-        .blocks
-        .strikes(p, now, state.config.strike_window)
-        .await?;
+    let (until, strikes) = standing(&state, p, now).await?;
     let before = serde_json::json!({
         "blocked": until.is_some(),
         "blockedUntil": until.map(rfc3339),

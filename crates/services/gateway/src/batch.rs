@@ -6,17 +6,16 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use liveops_core::event::validate_event;
-use liveops_core::ports::topics;
 use liveops_core::Event;
-use liveops_http::{Problem, SignatureHeaders, Signed, Throttled, IDEMPOTENCY_KEY};
+use liveops_http::{Problem, SignatureHeaders, Signed, IDEMPOTENCY_KEY};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::guard::{dropped, hot_state_failed, ingested, refused, screen};
+use crate::guard::{dropped, hot_state_failed, refused, screen};
 use crate::idempotency::{message_event_id, respond_once, EventIds, IdempotencyHeader};
-use crate::ingest::envelope;
+use crate::ingest::{envelope, publish};
 use crate::{GatewayConfig, GatewayState};
 use liveops_http::responses::IdempotentFailures;
 
@@ -355,18 +354,7 @@ async fn accept_batch(
         }));
     }
     if !messages.is_empty() {
-        let n = messages.len() as u64;
-        if let Err(error) = state.bus.publish(topics::INGESTED, messages).await {
-            static LOG: Throttled = Throttled::new(10_000);
-            if let Some(left_out) = LOG.admit() {
-                tracing::warn!(%error, events = n, left_out, "batch could not be published");
-            }
-            dropped("unavailable", n);
-            return Err(Problem::unavailable(
-                "the event bus is unavailable; retry shortly",
-            ));
-        }
-        kinds.into_iter().for_each(ingested);
+        publish(state, messages, kinds).await?;
     }
 
     let accepted = admitted.len();

@@ -37,6 +37,29 @@ pub(crate) fn envelope(event: Event, event_id: Uuid, received_at: i64) -> (Uuid,
     (event_id, env.to_message())
 }
 
+/// Publishes accepted events' `messages` in one bus call and counts each ingested by its kind
+/// (`kinds`, in the same order); if the bus fails, all of them are counted dropped and refused
+/// (503).
+pub(crate) async fn publish(
+    state: &GatewayState,
+    messages: Vec<Message>,
+    kinds: Vec<&'static str>,
+) -> Result<(), Problem> {
+    let n = messages.len() as u64;
+    if let Err(error) = state.bus.publish(topics::INGESTED, messages).await {
+        static LOG: Throttled = Throttled::new(10_000);
+        if let Some(left_out) = LOG.admit() {
+            tracing::warn!(%error, events = n, left_out, "event could not be published");
+        }
+        dropped("unavailable", n);
+        return Err(Problem::unavailable(
+            "the event bus is unavailable; retry shortly",
+        ));
+    }
+    kinds.into_iter().for_each(ingested);
+    Ok(())
+}
+
 /// Accepts one gameplay event.
 #[utoipa::path(
     post, path = "/events", tag = "gateway",
@@ -114,17 +137,7 @@ async fn accept(
     }
     let kind = event.kind().as_str();
     let (event_id, message) = envelope(event, event_id, now);
-    if let Err(error) = state.bus.publish(topics::INGESTED, vec![message]).await {
-        static LOG: Throttled = Throttled::new(10_000);
-        if let Some(left_out) = LOG.admit() {
-            tracing::warn!(%error, left_out, "event could not be published");
-        }
-        dropped("unavailable", 1);
-        return Err(Problem::unavailable(
-            "the event bus is unavailable; retry shortly",
-        ));
-    }
-    ingested(kind);
+    publish(state, vec![message], vec![kind]).await?;
     tracing::Span::current().record("event_id", tracing::field::display(event_id));
     Ok(EventAccepted { event_id })
 }

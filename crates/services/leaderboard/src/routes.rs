@@ -195,11 +195,31 @@ fn period(
     }
 }
 
-fn not_found_board(board: &Board) -> Problem {
-    Problem::not_found(format!(
-        "no {} leaderboard for period {}",
-        board.window, board.period
-    ))
+/// The board of `window` and `period` as a query names them (defaults: the first configured
+/// window, its period at `now`), and that period.
+fn board(
+    state: &LeaderboardState,
+    q_window: Option<&str>,
+    q_period: Option<&str>,
+    now: i64,
+) -> Result<(Board, Period), Problem> {
+    let window = window(state, q_window)?;
+    let period = period(state, q_period, window, now)?;
+    let board = Board {
+        window,
+        period: period.id.clone(),
+    };
+    Ok((board, period))
+}
+
+/// The archived snapshot of `board`; 404 if there is none.
+async fn archived(state: &LeaderboardState, board: &Board) -> Result<Snapshot, Problem> {
+    state.snapshots.snapshot(board).await?.ok_or_else(|| {
+        Problem::not_found(format!(
+            "no {} leaderboard for period {}",
+            board.window, board.period
+        ))
+    })
 }
 
 /// The top of a board: live for the current and previous period, else its archived snapshot
@@ -217,16 +237,12 @@ pub(crate) async fn get_leaderboard(
     Query(q): Query<TopQuery>,
 ) -> Result<Response, Problem> {
     let now = now_ms();
-    let window = window(&state, q.window.as_deref())?;
+    let (board, period) = board(&state, q.window.as_deref(), q.period.as_deref(), now)?;
+    let window = board.window;
     let default_limit = state.config.top_n.clamp(1, MAX_LIMIT);
     let limit = q
         .limit
         .map_or(default_limit, |l| u64::try_from(l.get()).unwrap_or(1));
-    let period = period(&state, q.period.as_deref(), window, now)?;
-    let board = Board {
-        window,
-        period: period.id.clone(),
-    };
     let live = is_live(&state.config.calendar, &board, now);
     let generation = state.top_cache.generation();
     if live {
@@ -238,11 +254,7 @@ pub(crate) async fn get_leaderboard(
     let (entries, is_final) = if live {
         (state.ranks.top(&board, 0, limit).await?, false)
     } else {
-        let snapshot = state
-            .snapshots
-            .snapshot(&board)
-            .await?
-            .ok_or_else(|| not_found_board(&board))?;
+        let snapshot = archived(&state, &board).await?;
         let take = usize::try_from(limit).unwrap_or(usize::MAX);
         let entries = snapshot.entries.into_iter().take(take).collect();
         (entries, snapshot.is_final)
@@ -300,14 +312,9 @@ pub(crate) async fn get_player_rank(
 ) -> Result<Json<PlayerRankView>, Problem> {
     tracing::Span::current().record("player", player.as_str());
     let now = now_ms();
-    let window = window(&state, q.window.as_deref())?;
+    let (board, _) = board(&state, q.window.as_deref(), q.period.as_deref(), now)?;
     let around = q.around.map_or(DEFAULT_AROUND, Bounded::get);
     let around = u64::try_from(around).unwrap_or(0);
-    let period = period(&state, q.period.as_deref(), window, now)?;
-    let board = Board {
-        window,
-        period: period.id,
-    };
     let not_ranked = || {
         Problem::not_found(format!(
             "player {} is not ranked on the {} board of {}",
@@ -325,11 +332,7 @@ pub(crate) async fn get_player_rank(
             .await?
             .ok_or_else(not_ranked)?
     } else {
-        let snapshot = state
-            .snapshots
-            .snapshot(&board)
-            .await?
-            .ok_or_else(|| not_found_board(&board))?;
+        let snapshot = archived(&state, &board).await?;
         let i = snapshot
             .entries
             .iter()
@@ -393,13 +396,8 @@ pub(crate) async fn get_history(
     State(state): State<LeaderboardState>,
     Query(q): Query<HistoryQuery>,
 ) -> Result<Json<HistoryView>, Problem> {
-    let window = window(&state, q.window.as_deref())?;
     let snapshot = if q.period.is_some() {
-        let period = period(&state, q.period.as_deref(), window, now_ms())?;
-        let board = Board {
-            window,
-            period: period.id,
-        };
+        let (board, _) = board(&state, q.window.as_deref(), q.period.as_deref(), now_ms())?;
         state.snapshots.snapshot(&board).await?.ok_or_else(|| {
             Problem::not_found(format!(
                 "no snapshot of the {} board of {}",
@@ -407,6 +405,7 @@ pub(crate) async fn get_history(
             ))
         })?
     } else {
+        let window = window(&state, q.window.as_deref())?;
         let mut latest = None;
         for period in state
             .snapshots

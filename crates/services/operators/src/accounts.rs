@@ -5,7 +5,9 @@ use axum::http::StatusCode;
 use liveops_core::now_ms;
 use liveops_core::stores::{ListedAudit, OperatorRecord, OperatorUpdate, Role};
 use liveops_http::responses::{OperatorFailures, OperatorInputFailures, OperatorLookupFailures};
-use liveops_http::{next_cursor, parse_cursor, rfc3339, Bounded, IdPath, Json, Problem, Query};
+use liveops_http::{
+    next_cursor, parse_cursor, rfc3339, Bounded, IdPath, Json, Operator, Problem, Query,
+};
 use liveops_http::{Admins, Authorized};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -72,7 +74,6 @@ impl From<&OperatorRecord> for OperatorView {
     }
 }
 
-/// An operator as the audit log records it.
 /// The hash of a new password given as `field`, in a turn of `hashing`; 400 naming it if it
 /// cannot be one, 503 if no turn came in time.
 pub(crate) async fn new_hash(
@@ -86,8 +87,33 @@ pub(crate) async fn new_hash(
     })
 }
 
+/// An operator as the audit log records it.
 pub(crate) fn audit_json(op: &OperatorRecord) -> String {
     serde_json::to_string(&OperatorView::from(op)).unwrap_or_default()
+}
+
+/// Writes `after` over `before` as `op`'s `action`, stamped after both `now` and `before`'s
+/// last change and audited with both; what the store made of it.
+pub(crate) async fn write_operator(
+    state: &OperatorsState,
+    op: &Operator,
+    action: &str,
+    before: &OperatorRecord,
+    after: &mut OperatorRecord,
+    now: i64,
+) -> Result<OperatorUpdate, Problem> {
+    after.updated_at_ms = now.max(before.updated_at_ms + 1);
+    let audit = op.audit(
+        after.updated_at_ms,
+        action,
+        &before.id,
+        Some(audit_json(before)),
+        Some(audit_json(after)),
+    );
+    Ok(state
+        .operators
+        .update_operator(before, after, &audit)
+        .await?)
 }
 
 /// Every operator.
@@ -303,24 +329,12 @@ pub(crate) async fn update_operator(
     if let Some(password) = change.password {
         after.password_hash = new_hash(&state.hashing, password, "password").await?;
     }
-    after.updated_at_ms = now_ms().max(before.updated_at_ms + 1);
     let action = if after.password_hash == before.password_hash {
         "operator.update"
     } else {
         "operator.password_reset"
     };
-    let audit = op.audit(
-        after.updated_at_ms,
-        action,
-        &before.id,
-        Some(audit_json(&before)),
-        Some(audit_json(&after)),
-    );
-    match state
-        .operators
-        .update_operator(&before, &after, &audit)
-        .await?
-    {
+    match write_operator(&state, &op, action, &before, &mut after, now_ms()).await? {
         OperatorUpdate::Updated => {}
         OperatorUpdate::LastAdmin => {
             return Err(Problem::conflict(

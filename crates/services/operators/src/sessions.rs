@@ -21,7 +21,7 @@ use liveops_http::{rfc3339, token_hash, Json, Operator, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::accounts::{audit_json, new_hash, normalize_email, OperatorView};
+use crate::accounts::{new_hash, normalize_email, write_operator, OperatorView};
 use crate::client_addr::ClientAddr;
 use crate::{OperatorsConfig, OperatorsState, ACCOUNT_WINDOW, ADDRESS_WINDOW, MAX_LOGIN_LIMIT};
 
@@ -365,20 +365,7 @@ pub(crate) async fn change_password(
     matches?;
     let mut after = before.clone();
     after.password_hash = new_hash(&state.hashing, body.new_password, "newPassword").await?;
-    after.updated_at_ms = now.max(before.updated_at_ms + 1);
-    let (was, is) = (Some(audit_json(&before)), Some(audit_json(&after)));
-    let audit = op.audit(
-        after.updated_at_ms,
-        "operator.password",
-        &before.id,
-        was,
-        is,
-    );
-    match state
-        .operators
-        .update_operator(&before, &after, &audit)
-        .await?
-    {
+    match write_operator(&state, &op, "operator.password", &before, &mut after, now).await? {
         OperatorUpdate::Updated => {}
         OperatorUpdate::ChangedMeanwhile | OperatorUpdate::LastAdmin => {
             return Err(Problem::conflict(
