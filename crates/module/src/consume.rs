@@ -395,11 +395,35 @@ mod tests {
 
     use super::*;
 
+    /// The group the tests read.
+    const READS: Group = Group::new("events.accepted", "test");
+
+    /// Consumer `c1` of [`READS`] on `bus`, 16 messages a poll.
+    fn subscription(bus: &dyn Bus) -> Subscription<'_> {
+        Subscription {
+            bus,
+            reads: READS,
+            consumer: "c1",
+            batch: 16,
+        }
+    }
+
     /// Applies every event but one, which fails as corrupt data would, every time.
     struct AllBut {
         poison: Uuid,
         applied: Arc<Mutex<Vec<Uuid>>>,
         after_commits: usize,
+    }
+
+    impl AllBut {
+        /// Fails only `poison`, nothing applied yet.
+        fn new(poison: Uuid) -> Self {
+            Self {
+                poison,
+                applied: Arc::new(Mutex::new(Vec::new())),
+                after_commits: 0,
+            }
+        }
     }
 
     #[async_trait]
@@ -424,25 +448,12 @@ mod tests {
     /// instead of after its leases lapse. (Until 2026-12-06 nothing called `leave`.)
     #[tokio::test]
     async fn a_consumer_that_stops_leaves_its_group() {
-        let reads = Group {
-            topic: "events.accepted",
-            group: "test",
-        };
         // Records who left which group.
         let bus = liveops_testkit::flaky::FlakyBus::new(MemoryBus::new(BusOptions::default()));
-        let mut handler = AllBut {
-            poison: Uuid::nil(),
-            applied: Arc::new(Mutex::new(Vec::new())),
-            after_commits: 0,
-        };
+        let mut handler = AllBut::new(Uuid::nil());
         let shutdown = CancellationToken::new();
-        let sub = Subscription {
-            bus: &bus,
-            reads,
-            consumer: "c1",
-            batch: 16,
-        };
-        let ready = || async { bus.ensure_group(reads.topic, reads.group).await };
+        let sub = subscription(&bus);
+        let ready = || async { bus.ensure_group(READS.topic, READS.group).await };
         let stop = async {
             tokio::time::sleep(Duration::from_millis(300)).await;
             assert!(bus.left.lock().unwrap().is_empty(), "left while running");
@@ -457,42 +468,29 @@ mod tests {
     /// rest of the batch is applied and acked, and only that event goes to the dead letters.
     #[tokio::test]
     async fn one_failing_event_does_not_take_its_batch_to_the_dead_letters() {
-        let reads = Group {
-            topic: "events.accepted",
-            group: "test",
-        };
         let bus = MemoryBus::new(BusOptions {
             visibility_timeout: Duration::from_millis(300),
             max_deliveries: 1,
         });
-        bus.ensure_group(reads.topic, reads.group).await.unwrap();
+        bus.ensure_group(READS.topic, READS.group).await.unwrap();
         let events: Vec<Envelope> = (0..6)
             .map(|i| envelope(&format!("player_{}", i % 2), received::xp(10), now_ms()))
             .collect();
         let messages = events.iter().map(Envelope::to_message).collect();
-        bus.publish(reads.topic, messages).await.unwrap();
+        bus.publish(READS.topic, messages).await.unwrap();
 
         let poison = events[2].event_id;
-        let applied = Arc::new(Mutex::new(Vec::new()));
-        let mut handler = AllBut {
-            poison,
-            applied: applied.clone(),
-            after_commits: 0,
-        };
+        let mut handler = AllBut::new(poison);
+        let applied = handler.applied.clone();
         let shutdown = CancellationToken::new();
-        let sub = Subscription {
-            bus: &bus,
-            reads,
-            consumer: "c1",
-            batch: 16,
-        };
+        let sub = subscription(&bus);
         let stop = shutdown.clone();
         let dead = async {
             // The batch's 8 tries back off about 16 s; its one delivery of the poison is its last.
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
                 let dead = bus
-                    .dead_letters(reads.topic, reads.group, 10)
+                    .dead_letters(READS.topic, READS.group, 10)
                     .await
                     .unwrap();
                 if !dead.is_empty() || Instant::now() > deadline {
@@ -516,8 +514,8 @@ mod tests {
         assert!(handler.after_commits >= 1);
         let again = bus
             .poll(
-                reads.topic,
-                reads.group,
+                READS.topic,
+                READS.group,
                 "c2",
                 16,
                 Duration::from_millis(400),

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use liveops_core::now_ms;
 use liveops_core::ports::{
     Attempts, Blocklist, Health, IdemState, Idempotency, PortResult, RateDecision, RateLimiter,
-    StoredAnswer, ViewCache,
+    StoredAnswer, Strike, ViewCache,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -665,18 +665,12 @@ impl Blocklist for MemoryHotState {
         }
     }
 
-    async fn add_strike(
-        &self,
-        player: &str,
-        strike: &str,
-        at_ms: i64,
-        window: Duration,
-        keep: Duration,
-    ) -> PortResult<u32> {
+    async fn add_strike(&self, player: &str, strike: Strike<'_>) -> PortResult<u32> {
+        let retention = (strike.window, strike.keep);
         let mut shard = self.shard(player);
         let gone = shard.make_room_for_strike(self.strikes_per_shard);
         let count = shard.change_strikes(player, |log| {
-            log.record(player, Some(strike), at_ms, (window, keep))
+            log.record(player, Some(strike.id), strike.at_ms, retention)
         });
         drop(shard);
         static WARNED_MS: std::sync::atomic::AtomicI64 =
@@ -796,6 +790,16 @@ mod tests {
     use super::*;
 
     const SHORT: Duration = Duration::from_millis(50);
+
+    /// The strike `id` at `at_ms`, counted in and kept for `window`.
+    fn strike(id: &str, at_ms: i64, window: Duration) -> Strike<'_> {
+        Strike {
+            id,
+            at_ms,
+            window,
+            keep: window,
+        }
+    }
 
     /// Past its limit a shard frees expired holds first, then forgets live ones: the holds
     /// kept stay bounded, the newest hold is always kept, and every forgotten one is counted.
@@ -1009,15 +1013,8 @@ mod tests {
                 .await
                 .unwrap();
             hot.block(&k, now, now + 100).await.unwrap();
-            hot.add_strike(
-                &k,
-                "s",
-                now - 1000,
-                Duration::from_millis(1100),
-                Duration::from_millis(1100),
-            )
-            .await
-            .unwrap();
+            let s = strike("s", now - 1000, Duration::from_millis(1100));
+            hot.add_strike(&k, s).await.unwrap();
         }
         hot.idem_begin("keep", "fp", Duration::from_secs(60))
             .await
@@ -1078,14 +1075,13 @@ mod tests {
     async fn a_set_past_its_window_is_gone_before_it_is_purged() {
         let hot = MemoryHotState::new();
         let (t, w) = (now_ms(), Duration::from_secs(10));
-        hot.add_strike("p", "old", t - 20_000, w, w).await.unwrap();
+        let old = strike("old", t - 20_000, w);
+        hot.add_strike("p", old).await.unwrap();
         assert_eq!(hot.strike_windows("p", t - 20_000, w).await.unwrap(), []);
         // A late strike within its window does not find it either, as on Redis, whose key
         // expired a window after the strike.
-        assert_eq!(
-            hot.add_strike("p", "late", t - 15_000, w, w).await.unwrap(),
-            1
-        );
+        let late = strike("late", t - 15_000, w);
+        assert_eq!(hot.add_strike("p", late).await.unwrap(), 1);
     }
 
     #[tokio::test]
@@ -1095,9 +1091,8 @@ mod tests {
         // Times from now: a set whose window has passed is gone.
         let t = now_ms();
         for i in 0..(MAX_STRIKES as i64 + 50) {
-            hot.add_strike("p", &i.to_string(), t + i, w, w)
-                .await
-                .unwrap();
+            let id = i.to_string();
+            hot.add_strike("p", strike(&id, t + i, w)).await.unwrap();
         }
         assert_eq!(
             hot.strikes("p", t + 1000, w).await.unwrap(),
@@ -1105,8 +1100,9 @@ mod tests {
         );
         // A late strike lands in order and counts; it is judged on the window ending at it.
         let hot2 = MemoryHotState::new();
-        assert_eq!(hot2.add_strike("q", "a", t + 5_000, w, w).await.unwrap(), 1);
-        assert_eq!(hot2.add_strike("q", "b", t + 3_000, w, w).await.unwrap(), 1);
+        for (id, at) in [("a", t + 5_000), ("b", t + 3_000)] {
+            assert_eq!(hot2.add_strike("q", strike(id, at, w)).await.unwrap(), 1);
+        }
         assert_eq!(
             hot2.strikes("q", t + 4_000, Duration::from_millis(1500))
                 .await
@@ -1133,20 +1129,25 @@ mod tests {
         };
         let (w, keep) = (Duration::from_secs(600), Duration::from_secs(660));
         let t = now_ms();
-        for i in 0..3 {
-            let strike = format!("c{i}");
-            hot.add_strike("cheater", &strike, t + 100_000, w, keep)
-                .await
-                .unwrap();
+        let cheat = |id| Strike {
+            id,
+            at_ms: t + 100_000,
+            window: w,
+            keep,
+        };
+        for id in ["c0", "c1", "c2"] {
+            hot.add_strike("cheater", cheat(id)).await.unwrap();
         }
         let n = SHARDS * 200;
         let player = |i: usize| format!("flood_{i}");
         for i in 0..n {
-            let at = t + i as i64;
-            assert_eq!(
-                hot.add_strike(&player(i), "s", at, w, keep).await.unwrap(),
-                1
-            );
+            let s = Strike {
+                id: "s",
+                at_ms: t + i as i64,
+                window: w,
+                keep,
+            };
+            assert_eq!(hot.add_strike(&player(i), s).await.unwrap(), 1);
         }
         let exact = |hot: &MemoryHotState| -> usize {
             hot.shards
@@ -1179,9 +1180,7 @@ mod tests {
         // An unblock leaves the set with no strikes (its marker counts one); a strike the
         // unblock forgot is not recorded again; a purge recounts.
         hot.unblock("cheater", keep).await.unwrap();
-        hot.add_strike("cheater", "c0", t + 100_000, w, keep)
-            .await
-            .unwrap();
+        hot.add_strike("cheater", cheat("c0")).await.unwrap();
         assert_eq!(hot.shard("cheater").strikes.held_by("cheater"), 1);
         exact(&hot);
         hot.purge_expired();

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use liveops_core::ports::Blocklist;
+use liveops_core::ports::{Blocklist, Strike};
 use liveops_memory::MemoryHotState;
 
 /// dhat's allocator, which counts the bytes live on the heap.
@@ -24,14 +24,19 @@ async fn a_player_struck_once_costs_under_400_heap_bytes() {
     let hot = MemoryHotState::new();
     let (window, keep) = (Duration::from_secs(600), Duration::from_secs(660));
     let now = liveops_core::now_ms();
-    let strike = |i: usize, n: usize| format!("{i:08x}-0000-4000-8000-{n:012x}");
+    let event_id = |i: usize, n: usize| format!("{i:08x}-0000-4000-8000-{n:012x}");
     let _profiler = dhat::Profiler::builder().testing().build();
     let before = dhat::HeapStats::get().curr_bytes;
     for i in 0..PLAYERS {
         let player = format!("flood_{i:010}");
-        let count = hot
-            .add_strike(&player, &strike(i, 0), now, window, keep)
-            .await;
+        let id = event_id(i, 0);
+        let strike = Strike {
+            id: &id,
+            at_ms: now,
+            window,
+            keep,
+        };
+        let count = hot.add_strike(&player, strike).await;
         assert_eq!(count.ok(), Some(1));
     }
     let once = dhat::HeapStats::get().curr_bytes;
@@ -39,10 +44,14 @@ async fn a_player_struck_once_costs_under_400_heap_bytes() {
     for i in 0..REPEAT {
         let player = format!("flood_{i:010}");
         for n in 1..10 {
-            let at = now + n as i64;
-            let count = hot
-                .add_strike(&player, &strike(i, n), at, window, keep)
-                .await;
+            let id = event_id(i, n);
+            let strike = Strike {
+                id: &id,
+                at_ms: now + n as i64,
+                window,
+                keep,
+            };
+            let count = hot.add_strike(&player, strike).await;
             assert!(count.is_ok());
         }
     }

@@ -29,7 +29,7 @@ use liveops_core::now_ms;
 use liveops_core::ports::hot::MAX_STRIKES;
 use liveops_core::ports::{
     Attempts, Blocklist, IdemState, Idempotency, PortError, PortResult, RateDecision, RateLimiter,
-    StoredAnswer, ViewCache,
+    StoredAnswer, Strike, ViewCache,
 };
 use redis::Script;
 use serde::{Deserialize, Serialize};
@@ -484,22 +484,11 @@ impl Blocklist for RedisHotState {
         Ok((until > now_ms()).then_some(until))
     }
 
-    async fn add_strike(
-        &self,
-        player: &str,
-        strike: &str,
-        at_ms: i64,
-        window: Duration,
-        keep: Duration,
-    ) -> PortResult<u32> {
-        self.record(
-            TimeLog::Strikes,
-            player,
-            Some(strike),
-            at_ms,
-            (window, keep),
-        )
-        .await
+    async fn add_strike(&self, player: &str, strike: Strike<'_>) -> PortResult<u32> {
+        let retention = (strike.window, strike.keep);
+        let (id, at_ms) = (Some(strike.id), strike.at_ms);
+        self.record(TimeLog::Strikes, player, id, at_ms, retention)
+            .await
     }
 
     async fn strike_windows(

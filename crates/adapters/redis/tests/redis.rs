@@ -50,6 +50,15 @@ async fn connect(url: &str) -> RedisConn {
     conn
 }
 
+/// A hot state on the single node under a fresh key prefix for `tag`, with its connection (to
+/// read and write its keys directly) and that prefix.
+async fn single_hot_state(tag: &str) -> (RedisConn, RedisHotState, String) {
+    let conn = connect(&single_url()).await;
+    let prefix = prefix(tag);
+    let hot = RedisHotState::new(conn.clone()).with_prefix(&prefix);
+    (conn, hot, prefix)
+}
+
 fn board(window: Window, tag: &str) -> Board {
     Board {
         window,
@@ -124,9 +133,7 @@ async fn the_cluster_is_reached_through_any_url_form() {
 /// strikes it forgot stays refused.
 #[tokio::test]
 async fn of_two_unblocks_the_later_mark_stays_whichever_lands_last() {
-    let conn = connect(&single_url()).await;
-    let prefix = prefix("unblock");
-    let hot = RedisHotState::new(conn.clone()).with_prefix(&prefix);
+    let (conn, hot, prefix) = single_hot_state("unblock").await;
     // The other unblock forgot up to an hour ahead (its replica's clock) and marked first.
     let later = liveops_core::now_ms() + 3_600_000;
     let mut set = redis::cmd("SET");
@@ -474,9 +481,7 @@ return false
 
 #[tokio::test]
 async fn claims_cross_a_rolling_upgrade_both_ways() {
-    let conn = connect(&single_url()).await;
-    let prefix = prefix("upgrade");
-    let hot = RedisHotState::new(conn.clone()).with_prefix(&prefix);
+    let (conn, hot, prefix) = single_hot_state("upgrade").await;
     let key = |k: &str| format!("{prefix}hot:idem:{k}");
 
     // A claim of the previous release (no nonce) is in flight to this one, under any nonce,
@@ -529,9 +534,7 @@ async fn claims_cross_a_rolling_upgrade_both_ways() {
 /// claim of the release before nonces is extended too, and an unreadable record is an error.
 #[tokio::test]
 async fn an_extension_changes_only_the_claims_ttl() {
-    let conn = connect(&single_url()).await;
-    let prefix = prefix("extend");
-    let hot = RedisHotState::new(conn.clone()).with_prefix(&prefix);
+    let (conn, hot, prefix) = single_hot_state("extend").await;
     let key = |k: &str| format!("{prefix}hot:idem:{k}");
     let get = |k: &str| {
         let (conn, k) = (conn.clone(), key(k));

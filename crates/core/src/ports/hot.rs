@@ -76,6 +76,19 @@ pub trait Idempotency: Health {
     async fn idem_extend(&self, key: &str, fingerprint: &str, ttl: Duration) -> PortResult<bool>;
 }
 
+/// One strike to record with [`Blocklist::add_strike`], and how it is counted and kept.
+#[derive(Clone, Copy, Debug)]
+pub struct Strike<'a> {
+    /// The flagged event's id: a strike with an id recorded already is not recorded again.
+    pub id: &'a str,
+    /// When it was flagged (unix ms).
+    pub at_ms: i64,
+    /// The window the strikes are counted in, ending at `at_ms`.
+    pub window: Duration,
+    /// How long the player's strikes are kept after the latest (at least a `window`).
+    pub keep: Duration,
+}
+
 /// Per-player event rate windows.
 #[async_trait]
 pub trait RateLimiter: Health {
@@ -94,19 +107,12 @@ pub trait Blocklist: Health {
     async fn block(&self, player: &str, from_ms: i64, until_ms: i64) -> PortResult<bool>;
     /// When the player's block ends (unix ms), if blocked now.
     async fn blocked_until(&self, player: &str) -> PortResult<Option<i64>>;
-    /// Records the strike `strike` (the flagged event's id) at `at_ms`, unless it is recorded
-    /// already (a redelivered batch strikes again harmlessly); returns the strikes in the
-    /// `window` that ends at `at_ms` (later ones not counted: a late strike is judged on its
-    /// own window). The player's strikes are kept until `keep` after the latest (at least a
-    /// `window`), so a strike redelivered that late still finds the ones of its window.
-    async fn add_strike(
-        &self,
-        player: &str,
-        strike: &str,
-        at_ms: i64,
-        window: Duration,
-        keep: Duration,
-    ) -> PortResult<u32>;
+    /// Records `strike` for `player`, unless its id is recorded already (a redelivered batch
+    /// strikes again harmlessly); returns the strikes in the strike's `window` that ends at its
+    /// `at_ms` (later ones not counted: a late strike is judged on its own window). The
+    /// player's strikes are kept until `keep` after the latest (at least a `window`), so a
+    /// strike redelivered that late still finds the ones of its window.
+    async fn add_strike(&self, player: &str, strike: Strike<'_>) -> PortResult<u32>;
     /// The windows a strike at `from_ms` counts in: each of the player's strikes from `from_ms`
     /// to a `window` later, oldest first, with the strikes in the `window` ending at it. A
     /// strike recorded late (after a crash) can fill the window of a later one.

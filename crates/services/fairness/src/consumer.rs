@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use liveops_core::ports::{topics, Delivery, Message};
+use liveops_core::ports::{topics, Delivery, Message, Strike};
 use liveops_core::stores::{FairnessCommit, Flag};
 use liveops_core::{now_ms, Bus, BusExt, Envelope, PortError};
 use liveops_module::consume::{decode, record_batch, Backoff, POLL_WAIT};
@@ -266,15 +266,18 @@ async fn handle_batch(
     let cfg = &state.config;
     let keep = cfg.strike_keep();
     for (player, event_id, at_ms) in strikes_of(&items, &ruling, &flagged_at) {
-        let strike = event_id.to_string();
+        let id = event_id.to_string();
+        let strike = Strike {
+            id: &id,
+            at_ms,
+            window: cfg.strike_window,
+            keep,
+        };
         retrying!(
             backoff,
             shutdown,
             "strike",
-            state
-                .blocks
-                .add_strike(player, &strike, at_ms, cfg.strike_window, keep)
-                .await
+            state.blocks.add_strike(player, strike).await
         );
         // Its own window and those of later strikes: a strike recorded late (a redelivery after
         // a crash) can fill one of them, whether or not its own is full.

@@ -11,7 +11,7 @@ use liveops_core::now_ms;
 use liveops_core::ports::hot::MAX_STRIKES;
 use liveops_core::ports::{
     Attempts, Blocklist, Health, IdemState, Idempotency, RateDecision, RateLimiter, StoredAnswer,
-    ViewCache,
+    Strike, ViewCache,
 };
 
 use super::ok;
@@ -146,6 +146,18 @@ pub async fn idem_a_lapsed_claim_is_not_finished_over_another(hot: &dyn HotState
     );
     complete(hot, &key, "B", 200).await;
     assert_eq!(begin(hot, &key, "B").await, IdemState::Done(answer(200)));
+}
+
+/// `add_strike` for `player` of the strike `id` at `at_ms`, counted in and kept for `window`:
+/// the strikes in its window.
+async fn strike(hot: &dyn HotState, player: &str, id: &str, at_ms: i64, window: Duration) -> u32 {
+    let strike = Strike {
+        id,
+        at_ms,
+        window,
+        keep: window,
+    };
+    ok(hot.add_strike(player, strike).await, "add_strike")
 }
 
 /// `idem_extend` of `key` for body `fp` to `ttl`: whether the claim is held.
@@ -364,10 +376,7 @@ pub async fn unblock_lifts_the_block_and_forgets_strikes(hot: &dyn HotState) {
     let (p, other) = (fresh_key("unblock"), fresh_key("unblock-other"));
     let window = Duration::from_secs(600);
     for player in [&p, &other] {
-        ok(
-            hot.add_strike(player, "e1", now - 10, window, window).await,
-            "add_strike",
-        );
+        strike(hot, player, "e1", now - 10, window).await;
         ok(hot.block(player, now, now + 60_000).await, "block");
     }
     ok(hot.unblock(&p, window).await, "unblock");
@@ -380,11 +389,9 @@ pub async fn unblock_lifts_the_block_and_forgets_strikes(hot: &dyn HotState) {
     );
     // The forgotten strike recorded again (a redelivered batch) stays forgotten; a new one
     // counts alone.
-    let again = hot.add_strike(&p, "e1", now - 10, window, window).await;
-    assert_eq!(ok(again, "add_strike"), 0);
-    let before = hot.add_strike(&p, "e0", now - 20, window, window).await;
+    assert_eq!(strike(hot, &p, "e1", now - 10, window).await, 0);
     assert_eq!(
-        ok(before, "add_strike"),
+        strike(hot, &p, "e0", now - 20, window).await,
         0,
         "nor one from before the unblock"
     );
@@ -400,8 +407,7 @@ pub async fn unblock_lifts_the_block_and_forgets_strikes(hot: &dyn HotState) {
     );
     assert_eq!(ok(hot.blocked_until(&p).await, "blocked_until"), None);
     let later = now_ms() + 1;
-    let new = hot.add_strike(&p, "e2", later, window, window).await;
-    assert_eq!(ok(new, "add_strike"), 1);
+    assert_eq!(strike(hot, &p, "e2", later, window).await, 1);
     let windows = hot.strike_windows(&p, now - 10, window).await;
     assert_eq!(ok(windows, "strike_windows"), [(later, 1)]);
     // A block for a strike after the unblock is taken.
@@ -417,12 +423,10 @@ pub async fn unblock_lifts_the_block_and_forgets_strikes(hot: &dyn HotState) {
     // A strike timed ahead of the unblock (another replica's clock) is forgotten with the rest.
     let ahead = fresh_key("unblock-ahead");
     let ahead_at = now_ms() + 5_000;
-    let first = hot.add_strike(&ahead, "a1", ahead_at, window, window).await;
-    assert_eq!(ok(first, "add_strike"), 1);
+    assert_eq!(strike(hot, &ahead, "a1", ahead_at, window).await, 1);
     ok(hot.unblock(&ahead, window).await, "unblock");
-    let again = hot.add_strike(&ahead, "a1", ahead_at, window, window).await;
     assert_eq!(
-        ok(again, "add_strike"),
+        strike(hot, &ahead, "a1", ahead_at, window).await,
         0,
         "the strike ahead stays forgotten"
     );
@@ -436,16 +440,15 @@ pub async fn unblock_lifts_the_block_and_forgets_strikes(hot: &dyn HotState) {
     let count = i64::try_from(MAX_STRIKES).unwrap_or(256) + 4;
     for i in 0..count {
         let at = from + i;
-        ok(
-            hot.add_strike(&many, &format!("m{i}"), at, window, window)
-                .await,
-            "add_strike",
-        );
+        strike(hot, &many, &format!("m{i}"), at, window).await;
     }
     let newest = hot.strikes(&many, from + count, window).await;
     assert_eq!(ok(newest, "strikes") as usize, MAX_STRIKES);
-    let old = hot.add_strike(&many, "old", now - 5, window, window).await;
-    assert_eq!(ok(old, "add_strike"), 0, "still forgotten after the trim");
+    assert_eq!(
+        strike(hot, &many, "old", now - 5, window).await,
+        0,
+        "still forgotten after the trim"
+    );
 }
 
 /// Attempts count per key within the window; one past the limit is refused and not recorded,
@@ -532,36 +535,12 @@ pub async fn strikes_count_within_the_window(hot: &dyn HotState) {
     let ms = Duration::from_millis;
     let p = fresh_key("strikes");
     assert_eq!(ok(hot.strikes(&p, t0, ten_min).await, "strikes"), 0);
-    assert_eq!(
-        ok(
-            hot.add_strike(&p, "e1", t0 - 3000, ten_min, ten_min).await,
-            "add_strike"
-        ),
-        1
-    );
-    assert_eq!(
-        ok(
-            hot.add_strike(&p, "e2", t0 - 2000, ten_min, ten_min).await,
-            "add_strike"
-        ),
-        2
-    );
-    assert_eq!(
-        ok(
-            hot.add_strike(&p, "e3", t0 - 1000, ten_min, ten_min).await,
-            "add_strike"
-        ),
-        3
-    );
+    assert_eq!(strike(hot, &p, "e1", t0 - 3000, ten_min).await, 1);
+    assert_eq!(strike(hot, &p, "e2", t0 - 2000, ten_min).await, 2);
+    assert_eq!(strike(hot, &p, "e3", t0 - 1000, ten_min).await, 3);
     assert_eq!(ok(hot.strikes(&p, t0, ten_min).await, "strikes"), 3);
     // A late strike (a redelivered one) counts the window ending at it, not the later ones.
-    assert_eq!(
-        ok(
-            hot.add_strike(&p, "e0", t0 - 2500, ten_min, ten_min).await,
-            "add_strike"
-        ),
-        2
-    );
+    assert_eq!(strike(hot, &p, "e0", t0 - 2500, ten_min).await, 2);
     assert_eq!(ok(hot.strikes(&p, t0, ten_min).await, "strikes"), 4);
     // ... but it fills the windows of the later ones, which say so.
     assert_eq!(
@@ -595,39 +574,15 @@ pub async fn strikes_count_within_the_window(hot: &dyn HotState) {
     // A strike long after the previous one starts a new count.
     let q = fresh_key("strikes-q");
     let ten_s = Duration::from_secs(10);
-    assert_eq!(
-        ok(
-            hot.add_strike(&q, "e1", t0 - 20_000, ten_s, ten_s).await,
-            "add_strike"
-        ),
-        1
-    );
-    assert_eq!(
-        ok(
-            hot.add_strike(&q, "e2", t0, ten_s, ten_s).await,
-            "add_strike"
-        ),
-        1
-    );
-    assert_eq!(
-        ok(
-            hot.add_strike(&q, "e3", t0 + 1, ten_s, ten_s).await,
-            "add_strike"
-        ),
-        2
-    );
+    assert_eq!(strike(hot, &q, "e1", t0 - 20_000, ten_s).await, 1);
+    assert_eq!(strike(hot, &q, "e2", t0, ten_s).await, 1);
+    assert_eq!(strike(hot, &q, "e3", t0 + 1, ten_s).await, 2);
     assert_eq!(ok(hot.strikes(&q, t0 + 1, ten_s).await, "strikes"), 2);
 
     // The same strike again (a redelivered batch), at its time or later, counts once; its first
     // time is kept.
     for at in [t0 + 1, t0 + 5_000] {
-        assert_eq!(
-            ok(
-                hot.add_strike(&q, "e3", at, ten_s, ten_s).await,
-                "add_strike"
-            ),
-            2
-        );
+        assert_eq!(strike(hot, &q, "e3", at, ten_s).await, 2);
     }
     assert_eq!(ok(hot.strikes(&q, t0 + 1, ten_s).await, "strikes"), 2);
     assert_eq!(
@@ -639,13 +594,10 @@ pub async fn strikes_count_within_the_window(hot: &dyn HotState) {
     // window: the newest did not make the set forget them (times ahead of now, so that the
     // set outlives the test).
     let s = fresh_key("strikes-late");
-    let strike = |id: &'static str, at: i64| {
-        let s = s.clone();
-        async move { ok(hot.add_strike(&s, id, at, ten_s, ten_s).await, "add_strike") }
-    };
-    assert_eq!(strike("s1", t0 - 5_000).await, 1);
-    assert_eq!(strike("s2", t0 + 8_000).await, 1);
-    assert_eq!(strike("late", t0 + 1_000).await, 2, "s1, 6 s before it");
+    assert_eq!(strike(hot, &s, "s1", t0 - 5_000, ten_s).await, 1);
+    assert_eq!(strike(hot, &s, "s2", t0 + 8_000, ten_s).await, 1);
+    let late = strike(hot, &s, "late", t0 + 1_000, ten_s).await;
+    assert_eq!(late, 2, "s1, 6 s before it");
     assert_eq!(
         ok(
             hot.strike_windows(&s, t0 + 1_000, ten_s).await,
@@ -659,9 +611,14 @@ pub async fn strikes_count_within_the_window(hot: &dyn HotState) {
     let minute = Duration::from_secs(60);
     for (n, at) in [(1, t0 - 20_000), (2, t0 - 19_000), (3, t0 - 18_000)] {
         let id = format!("k{n}");
-        let counted = hot.add_strike(&kept, &id, at, ten_s, minute).await;
+        let held = Strike {
+            id: &id,
+            at_ms: at,
+            window: ten_s,
+            keep: minute,
+        };
         assert_eq!(
-            ok(counted, "add_strike"),
+            ok(hot.add_strike(&kept, held).await, "add_strike"),
             n,
             "{id} finds the ones before it"
         );
@@ -675,13 +632,7 @@ pub async fn strikes_count_within_the_window(hot: &dyn HotState) {
     );
     // Strike ids are per player.
     let r = fresh_key("strikes-r");
-    assert_eq!(
-        ok(
-            hot.add_strike(&r, "e3", t0, ten_s, ten_s).await,
-            "add_strike"
-        ),
-        1
-    );
+    assert_eq!(strike(hot, &r, "e3", t0, ten_s).await, 1);
 }
 
 /// Caches `value` under `key` for `ttl` and reads it back.

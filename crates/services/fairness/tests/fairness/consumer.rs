@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use liveops_core::ports::{topics, Message, PortResult};
+use liveops_core::ports::{topics, Message, PortResult, Strike};
 use liveops_core::stores::FairnessStore;
 use liveops_core::{now_ms, Bus, BusExt, EventType};
 use liveops_fairness::GROUP;
@@ -192,17 +192,8 @@ impl liveops_core::ports::Blocklist for UnblockWhileDeciding {
     async fn blocked_until(&self, player: &str) -> PortResult<Option<i64>> {
         self.hot.blocked_until(player).await
     }
-    async fn add_strike(
-        &self,
-        player: &str,
-        strike: &str,
-        at_ms: i64,
-        window: Duration,
-        keep: Duration,
-    ) -> PortResult<u32> {
-        self.hot
-            .add_strike(player, strike, at_ms, window, keep)
-            .await
+    async fn add_strike(&self, player: &str, strike: Strike<'_>) -> PortResult<u32> {
+        self.hot.add_strike(player, strike).await
     }
     async fn strike_windows(
         &self,
@@ -341,22 +332,31 @@ async fn a_verdict_stored_before_a_crash_still_strikes_once() {
     assert_eq!(app.strikes("player_cheat").await, 1, "no second strike");
 }
 
+/// Records `player_cheat`'s strikes `(id, at_ms)` straight in the hot state, each counted in and
+/// kept for [`WINDOW`] (as the consumer records them).
+async fn strike_cheat(app: &TestApp, strikes: &[(&str, i64)]) {
+    use liveops_core::ports::Blocklist;
+    for &(id, at_ms) in strikes {
+        let strike = Strike {
+            id,
+            at_ms,
+            window: WINDOW,
+            keep: WINDOW,
+        };
+        app.hot.add_strike("player_cheat", strike).await.unwrap();
+    }
+}
+
 /// A strike recorded late (its batch redelivered after a crash) that fills the window of a
 /// later strike blocks the player from that later strike.
 #[tokio::test]
 async fn a_late_strike_that_fills_a_later_window_blocks() {
-    use liveops_core::ports::Blocklist;
     let app = spawn_app().await;
     let now = now_ms();
     let (early, late, last) = (now - 3000, now - 2000, now - 1000);
     let cheat = boss_kill("player_cheat", 100_000);
     // Strikes before and after the late one, two in each window: not blocked.
-    for (id, at) in [("early", early), ("last", last)] {
-        app.hot
-            .add_strike("player_cheat", id, at, WINDOW, WINDOW)
-            .await
-            .unwrap();
-    }
+    strike_cheat(&app, &[("early", early), ("last", last)]).await;
     app.flagged_before(&cheat, late).await;
     assert_eq!(app.blocked_until("player_cheat").await, None);
 
@@ -375,19 +375,14 @@ async fn a_late_strike_that_fills_a_later_window_blocks() {
 /// the block runs from that later strike.
 #[tokio::test]
 async fn a_late_strike_with_a_full_window_still_fills_a_later_one() {
-    use liveops_core::ports::Blocklist;
     let app = spawn_app().await;
     let s = |seconds: i64| now_ms() - seconds * 1000;
     // Strikes at -616 s, -606 s, -316 s and -1 s (600 s windows, 3 to block): the window ending
     // at -1 s holds two of them. The late
     // one, at -596 s, fills its own window (with -616 s and -606 s) and the one ending at -1 s.
     let last = s(1);
-    for (id, at) in [("c", last), ("d", s(316)), ("a", s(616)), ("b", s(606))] {
-        app.hot
-            .add_strike("player_cheat", id, at, WINDOW, WINDOW)
-            .await
-            .unwrap();
-    }
+    let strikes = [("c", last), ("d", s(316)), ("a", s(616)), ("b", s(606))];
+    strike_cheat(&app, &strikes).await;
     let cheat = boss_kill("player_cheat", 100_000);
     app.flagged_before(&cheat, s(596)).await;
     app.ingest(std::slice::from_ref(&cheat)).await;
