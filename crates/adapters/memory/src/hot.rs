@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use liveops_core::now_ms;
 use liveops_core::ports::{
-    Attempts, Blocklist, Health, IdemState, Idempotency, PortResult, RateDecision, RateLimiter,
-    StoredAnswer, Strike, ViewCache,
+    Attempt, Attempts, Blocklist, Health, IdemState, Idempotency, PortResult, RateDecision,
+    RateLimiter, StoredAnswer, Strike, ViewCache,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -710,14 +710,13 @@ impl Blocklist for MemoryHotState {
 
 #[async_trait]
 impl Attempts for MemoryHotState {
-    async fn attempt(
-        &self,
-        key: &str,
-        id: &str,
-        at_ms: i64,
-        window: Duration,
-        max: u32,
-    ) -> PortResult<Option<u32>> {
+    async fn attempt(&self, key: &str, attempt: Attempt<'_>) -> PortResult<Option<u32>> {
+        let Attempt {
+            id,
+            at_ms,
+            window,
+            max,
+        } = attempt;
         // Counted and recorded under the shard's lock: one step for concurrent callers.
         let mut shard = self.shard(key);
         let log = &mut shard.attempts;

@@ -28,8 +28,8 @@ use bytes::Bytes;
 use liveops_core::now_ms;
 use liveops_core::ports::hot::MAX_STRIKES;
 use liveops_core::ports::{
-    Attempts, Blocklist, IdemState, Idempotency, PortError, PortResult, RateDecision, RateLimiter,
-    StoredAnswer, Strike, ViewCache,
+    Attempt, Attempts, Blocklist, IdemState, Idempotency, PortError, PortResult, RateDecision,
+    RateLimiter, StoredAnswer, Strike, ViewCache,
 };
 use redis::Script;
 use serde::{Deserialize, Serialize};
@@ -604,14 +604,13 @@ fn attempt_member(id: &str) -> String {
 
 #[async_trait]
 impl Attempts for RedisHotState {
-    async fn attempt(
-        &self,
-        key: &str,
-        id: &str,
-        at_ms: i64,
-        window: Duration,
-        max: u32,
-    ) -> PortResult<Option<u32>> {
+    async fn attempt(&self, key: &str, attempt: Attempt<'_>) -> PortResult<Option<u32>> {
+        let Attempt {
+            id,
+            at_ms,
+            window,
+            max,
+        } = attempt;
         let window = millis(window);
         // Kept while this attempt can still fall inside a window it is counted in.
         let keep = at_ms.saturating_add(window).saturating_sub(now_ms());

@@ -89,6 +89,19 @@ pub struct Strike<'a> {
     pub keep: Duration,
 }
 
+/// One attempt to record with [`Attempts::attempt`], and the limit it is checked against.
+#[derive(Clone, Copy, Debug)]
+pub struct Attempt<'a> {
+    /// A fresh id per attempt: an id recorded already counts once.
+    pub id: &'a str,
+    /// When it is made (unix ms).
+    pub at_ms: i64,
+    /// The window the attempts are counted in, ending at `at_ms`.
+    pub window: Duration,
+    /// Most attempts within the window: at it, the attempt is refused and not recorded.
+    pub max: u32,
+}
+
 /// Per-player event rate windows.
 #[async_trait]
 pub trait RateLimiter: Health {
@@ -133,18 +146,11 @@ pub trait Blocklist: Health {
 /// Attempts per key in a sliding window: what throttles logins per address and per account.
 #[async_trait]
 pub trait Attempts: Health {
-    /// Records the attempt `id` (a fresh one per attempt) on `key` at `at_ms` unless `max` are
-    /// within the last `window` already, checking and recording in one step (attempts at the
-    /// same moment cannot all pass one count); returns the attempts within the window, this one
-    /// included, or `None` if refused (nothing recorded). An `id` recorded already counts once.
-    async fn attempt(
-        &self,
-        key: &str,
-        id: &str,
-        at_ms: i64,
-        window: Duration,
-        max: u32,
-    ) -> PortResult<Option<u32>>;
+    /// Records `attempt` on `key` unless its `max` are within its `window` already, checking
+    /// and recording in one step (attempts at the same moment cannot all pass one count);
+    /// returns the attempts within the window, this one included, or `None` if refused
+    /// (nothing recorded). An id recorded already counts once.
+    async fn attempt(&self, key: &str, attempt: Attempt<'_>) -> PortResult<Option<u32>>;
     /// Attempts on `key` within the last `window` before `now_ms`.
     async fn attempts(&self, key: &str, now_ms: i64, window: Duration) -> PortResult<u32>;
     /// Forgets the attempts on `key`: all of them (a successful login clears its account's

@@ -16,8 +16,8 @@ pub use bus::{
     BusOptions, BusSetupError, DeadLetterRequest, Delivery, Message, PollRequest,
 };
 pub use hot::{
-    Attempts, Blocklist, IdemState, Idempotency, RateDecision, RateLimiter, StoredAnswer, Strike,
-    ViewCache,
+    Attempt, Attempts, Blocklist, IdemState, Idempotency, RateDecision, RateLimiter, StoredAnswer,
+    Strike, ViewCache,
 };
 pub use rank::{rank_entries, Board, RankEntry, RankStore, ScoreDelta, ScoreTotal};
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use liveops_core::now_ms;
+use liveops_core::ports::Attempt;
 use liveops_core::stores::{AuditEntry, OperatorRecord, OperatorUpdate};
 use liveops_http::{rfc3339, token_hash, Json, Operator, Problem};
 use serde::{Deserialize, Serialize};
@@ -77,7 +78,13 @@ async fn count(
         Refused::Counted => u32::MAX,
         Refused::Left => max,
     };
-    match state.attempts.attempt(key, id, now, window, limit).await? {
+    let attempt = Attempt {
+        id,
+        at_ms: now,
+        window,
+        max: limit,
+    };
+    match state.attempts.attempt(key, attempt).await? {
         Some(n) if n <= max => Ok(()),
         _ => Err(throttled(what, window)),
     }
@@ -133,19 +140,21 @@ async fn count_account_wide(
     (all, known, id): (&str, &str, &str),
     now: i64,
 ) -> Result<(), Problem> {
-    let limit = account_wide(&state.config);
-    let counted = state.attempts.attempt(all, id, now, ACCOUNT_WINDOW, limit);
-    if counted.await?.is_some() {
+    let mut attempt = Attempt {
+        id,
+        at_ms: now,
+        window: ACCOUNT_WINDOW,
+        max: account_wide(&state.config),
+    };
+    if state.attempts.attempt(all, attempt).await?.is_some() {
         return Ok(());
     }
     if state.attempts.attempts(known, now, KNOWN_FOR).await? == 0 {
         return Err(throttled("on this account", ACCOUNT_WINDOW));
     }
     // The owner's address: past the bound it may still try, and its failures still count.
-    state
-        .attempts
-        .attempt(all, id, now, ACCOUNT_WINDOW, u32::MAX)
-        .await?;
+    attempt.max = u32::MAX;
+    state.attempts.attempt(all, attempt).await?;
     Ok(())
 }
 
@@ -241,10 +250,13 @@ pub(crate) async fn login(
     let answer = open_session(&state, &op, now).await?;
     state.attempts.forget_attempts(&failures, None).await?;
     state.attempts.forget_attempts(&all, Some(&id)).await?;
-    state
-        .attempts
-        .attempt(&known, &id, now, KNOWN_FOR, u32::MAX)
-        .await?;
+    let known_here = Attempt {
+        id: &id,
+        at_ms: now,
+        window: KNOWN_FOR,
+        max: u32::MAX,
+    };
+    state.attempts.attempt(&known, known_here).await?;
     signed(&state, &op.email, &op.id, "session.open", &addr.0, now).await?;
     metrics::counter!("operator_logins_total", "result" => "ok").increment(1);
     tracing::info!(operator = %op.id, "operator signed in");

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use liveops_core::now_ms;
 use liveops_core::ports::hot::MAX_STRIKES;
 use liveops_core::ports::{
-    Attempts, Blocklist, Health, IdemState, Idempotency, RateDecision, RateLimiter, StoredAnswer,
-    Strike, ViewCache,
+    Attempt, Attempts, Blocklist, Health, IdemState, Idempotency, RateDecision, RateLimiter,
+    StoredAnswer, Strike, ViewCache,
 };
 
 use super::ok;
@@ -460,7 +460,15 @@ pub async fn attempts_count_per_key_and_are_forgotten(hot: &dyn HotState) {
     let (a, b) = (fresh_key("attempts"), fresh_key("attempts-b"));
     let attempt = |key: &str, id: &str, at: i64, max: u32| {
         let (key, id) = (key.to_owned(), id.to_owned());
-        async move { ok(hot.attempt(&key, &id, at, minute, max).await, "attempt") }
+        async move {
+            let attempt = Attempt {
+                id: &id,
+                at_ms: at,
+                window: minute,
+                max,
+            };
+            ok(hot.attempt(&key, attempt).await, "attempt")
+        }
     };
     let count = |key: &str, window: Duration| {
         let key = key.to_owned();
@@ -508,7 +516,15 @@ pub async fn attempts_within_a_limit_are_checked_and_recorded_at_once(hot: Arc<d
         .map(|i| {
             let (hot, key) = (hot.clone(), key.clone());
             let id = format!("race{i}");
-            tokio::spawn(async move { hot.attempt(&key, &id, at, minute, 20).await })
+            tokio::spawn(async move {
+                let attempt = Attempt {
+                    id: &id,
+                    at_ms: at,
+                    window: minute,
+                    max: 20,
+                };
+                hot.attempt(&key, attempt).await
+            })
         })
         .collect();
     let mut recorded = 0;
