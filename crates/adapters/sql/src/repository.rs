@@ -63,6 +63,11 @@ const COUNT_PENDING: &str = "SELECT COUNT(*) FROM \
 const FIRST_ITEMS: &str =
     "SELECT item, quantity FROM inventory WHERE player_id = ? ORDER BY item LIMIT ?";
 
+/// A player's oldest pending rewards, at most the limit given as the second parameter (along
+/// `rewards_pending` (player_id, claimed, id)): the progress view's read.
+const FIRST_PENDING: &str = "SELECT reward_id, item, source, adds_to_inventory FROM rewards \
+     WHERE player_id = ? AND claimed = 0 ORDER BY id LIMIT ?";
+
 /// An inventory line as selected: item, quantity.
 type ItemRow = (Text, i64);
 
@@ -746,34 +751,14 @@ where
             // pending reward, so a player may have ever more of both: the first lines and the
             // oldest rewards, and counts that stop at PROGRESS_COUNT_LIMIT rows, each along its
             // index (inventory's key (player_id, item), rewards_pending (player_id, claimed, id)).
-            let inventory: Vec<ItemRow> = sqlx::query_as(&DB::placeholders(FIRST_ITEMS))
-                .bind(player_id)
-                .bind(i64::try_from(PROGRESS_INVENTORY_LIMIT).unwrap_or(i64::MAX))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            let (inventory_count,): (i64,) = sqlx::query_as(&DB::placeholders(COUNT_INVENTORY))
-                .bind(player_id)
-                .bind(to_i64(PROGRESS_COUNT_LIMIT))
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            let sql = DB::placeholders(
-                "SELECT reward_id, item, source, adds_to_inventory FROM rewards \
-                 WHERE player_id = ? AND claimed = 0 ORDER BY id LIMIT ?",
-            );
-            let pending: Vec<PendingRow> = sqlx::query_as(&sql)
-                .bind(player_id)
-                .bind(i64::try_from(PROGRESS_PENDING_LIMIT).unwrap_or(i64::MAX))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
-            let (pending_count,): (i64,) = sqlx::query_as(&DB::placeholders(COUNT_PENDING))
-                .bind(player_id)
-                .bind(to_i64(PROGRESS_COUNT_LIMIT))
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_error::<DB>)?;
+            let inventory: Vec<ItemRow> =
+                Self::player_rows(&mut tx, FIRST_ITEMS, player_id, PROGRESS_INVENTORY_LIMIT)
+                    .await?;
+            let inventory_count = Self::player_count(&mut tx, COUNT_INVENTORY, player_id).await?;
+            let pending: Vec<PendingRow> =
+                Self::player_rows(&mut tx, FIRST_PENDING, player_id, PROGRESS_PENDING_LIMIT)
+                    .await?;
+            let pending_count = Self::player_count(&mut tx, COUNT_PENDING, player_id).await?;
             tx.rollback().await.map_err(db_error::<DB>)?;
             let (xp, updated_at_ms) = xp.unwrap_or((0, 0));
             Ok(PlayerProgress {
@@ -781,12 +766,51 @@ where
                 xp: to_u64(xp),
                 updated_at_ms,
                 inventory: inventory.into_iter().map(item_of).collect(),
-                inventory_count: to_u64(inventory_count),
+                inventory_count,
                 pending: pending.into_iter().map(reward_of).collect(),
-                pending_count: to_u64(pending_count),
+                pending_count,
             })
         })
         .await
+    }
+
+    /// The rows `sql` selects on `conn` for `player_id`, its placeholders the player and then a
+    /// row limit, bound to `limit`: a player's first rows ([`FIRST_ITEMS`], [`FIRST_PENDING`])
+    /// or a count that stops at the limit ([`COUNT_INVENTORY`], [`COUNT_PENDING`]).
+    async fn player_rows<R>(
+        conn: &mut DB::Connection,
+        sql: &'static str,
+        player_id: &str,
+        limit: usize,
+    ) -> PortResult<Vec<R>>
+    where
+        R: for<'r> FromRow<'r, DB::Row> + Send + Unpin,
+    {
+        sqlx::query_as(&DB::placeholders(sql))
+            .bind(player_id)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_error::<DB>)
+    }
+
+    /// How many rows `count` ([`COUNT_INVENTORY`] or [`COUNT_PENDING`]) finds on `conn` for
+    /// `player_id`, up to [`PROGRESS_COUNT_LIMIT`].
+    async fn player_count(
+        conn: &mut DB::Connection,
+        count: &'static str,
+        player_id: &str,
+    ) -> PortResult<u64> {
+        let limit = usize::try_from(PROGRESS_COUNT_LIMIT).unwrap_or(usize::MAX);
+        let rows: Vec<(i64,)> = Self::player_rows(conn, count, player_id, limit).await?;
+        match rows[..] {
+            [(n,)] => Ok(to_u64(n)),
+            _ => Err(PortError::Corrupt(format!(
+                "{}: a count answered {} rows",
+                DB::NAME,
+                rows.len()
+            ))),
+        }
     }
 
     /// A page of a player's pending rewards for display: on the replica while it is usable.

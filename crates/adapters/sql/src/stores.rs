@@ -71,64 +71,25 @@ macro_rules! impl_stores {
                         player_id: &str, reward_id: &str, receipt: Receipt,
                     ) -> RewardClaim;
                 }
-            }
 
-            #[async_trait]
-            impl ScoreStore for Repo {
-                async fn commit_scores(
-                    &self,
-                    consumer: &str,
-                    event_ids: &[Uuid],
-                    deltas: &[ScoreDelta],
-                ) -> PortResult<Vec<ScoreTotal>> {
-                    Repo::commit_scores(self, consumer, event_ids, deltas).await
+                impl ScoreStore {
+                    fn commit_scores(
+                        consumer: &str, event_ids: &[Uuid], deltas: &[ScoreDelta],
+                    ) -> Vec<ScoreTotal>;
+                    fn board_size(board: &Board) -> u64;
+                    fn board_scores(board: &Board) -> Vec<(String, i64)>;
+                    fn top_scores(board: &Board, limit: u64) -> Vec<(String, i64)>;
+                    fn scores_of(board: &Board, players: &[String]) -> Vec<(String, i64)>;
+                    fn boards() -> Vec<Board>;
+                    fn purge_scores(window: Window, before: &str) -> u64;
                 }
-                async fn board_size(&self, board: &Board) -> PortResult<u64> {
-                    Repo::board_size(self, board).await
-                }
-                async fn board_scores(&self, board: &Board) -> PortResult<Vec<(String, i64)>> {
-                    Repo::board_scores(self, board).await
-                }
-                async fn top_scores(
-                    &self,
-                    board: &Board,
-                    limit: u64,
-                ) -> PortResult<Vec<(String, i64)>> {
-                    Repo::top_scores(self, board, limit).await
-                }
-                async fn scores_of(
-                    &self,
-                    board: &Board,
-                    players: &[String],
-                ) -> PortResult<Vec<(String, i64)>> {
-                    Repo::scores_of(self, board, players).await
-                }
-                async fn boards(&self) -> PortResult<Vec<Board>> {
-                    Repo::boards(self).await
-                }
-                async fn purge_scores(&self, window: Window, before: &str) -> PortResult<u64> {
-                    Repo::purge_scores(self, window, before).await
-                }
-            }
 
-            #[async_trait]
-            impl SnapshotStore for Repo {
-                async fn save_snapshot(&self, snapshot: &Snapshot) -> PortResult<()> {
-                    Repo::save_snapshot(self, snapshot).await
+                impl SnapshotStore {
+                    fn save_snapshot(snapshot: &Snapshot) -> ();
+                    fn snapshot(board: &Board) -> Option<Snapshot>;
+                    fn snapshot_periods(window: Window, limit: u32) -> Vec<String>;
                 }
-                async fn snapshot(&self, board: &Board) -> PortResult<Option<Snapshot>> {
-                    Repo::snapshot(self, board).await
-                }
-                async fn snapshot_periods(
-                    &self,
-                    window: Window,
-                    limit: u32,
-                ) -> PortResult<Vec<String>> {
-                    Repo::snapshot_periods(self, window, limit).await
-                }
-            }
 
-            $crate::stores::delegate! {
                 impl FairnessStore {
                     fn fairness_stats() -> Vec<(EventType, Welford)>;
                     fn verdicts(ids: &[Uuid]) -> Vec<(Uuid, bool, i64)>;

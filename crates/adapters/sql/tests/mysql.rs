@@ -93,36 +93,8 @@ mod unfinished_migrations {
     use sqlx::{Connection, MySqlConnection, MySqlPool};
     use tokio::time::Instant;
 
-    use super::sql_support::{server_url, suffix, with_database};
-
     /// A database of its own on the test server, dropped by [`Db::drop`].
-    struct Db {
-        admin: MySqlPool,
-        name: String,
-        url: String,
-    }
-
-    impl Db {
-        async fn new(tag: &str) -> Db {
-            let url = server_url("LIVEOPS_TEST_MYSQL_URL");
-            let admin = MySqlPool::connect(&url).await.unwrap();
-            let name = format!("liveops_{tag}_{}", suffix());
-            sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-                .execute(&admin)
-                .await
-                .unwrap();
-            let url = with_database(&url, &name);
-            Db { admin, name, url }
-        }
-
-        async fn drop(self, pool: &MySqlPool) {
-            pool.close().await;
-            sqlx::raw_sql(&format!("DROP DATABASE {}", self.name))
-                .execute(&self.admin)
-                .await
-                .unwrap();
-        }
-    }
+    type Db = super::server::FreshDb<super::MySql>;
 
     /// The release's MySQL migrations as sqlx reads them.
     async fn migrations() -> Migrator {
@@ -135,6 +107,15 @@ mod unfinished_migrations {
     async fn release_before(pool: &MySqlPool, version: i64) -> Result<(), MigrateError> {
         let before = super::sql_support::migrator_up_to("migrations/mysql", version).await;
         before.run(pool).await
+    }
+
+    /// A database of its own (named after `tag`) as the release before left it with the
+    /// migrations up to `version`, and the repository on it.
+    async fn at_release_before(tag: &str, version: i64) -> (Db, MySqlRepository) {
+        let db = Db::new(tag).await;
+        let repo = MySqlRepository::open(&db.url).await.unwrap();
+        release_before(repo.pool(), version).await.unwrap();
+        (db, repo)
     }
 
     /// The schema of the database `pool` is on (tables, columns, indexes) and its migration
@@ -223,9 +204,7 @@ mod unfinished_migrations {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_migration_blocked_by_an_open_read_is_retried_until_the_read_ends() {
         let reference = reference().await;
-        let db = Db::new("blocked").await;
-        let repo = MySqlRepository::open(&db.url).await.unwrap();
-        release_before(repo.pool(), 11).await.unwrap();
+        let (db, repo) = at_release_before("blocked", 11).await;
         let reader = reader_of(&db.url, "scores").await;
         let started = Instant::now();
         let pool = repo.pool().clone();
@@ -254,9 +233,7 @@ mod unfinished_migrations {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_0010_the_release_before_left_dirty_is_completed_by_the_next_start() {
         let reference = reference().await;
-        let db = Db::new("dirty").await;
-        let repo = MySqlRepository::open(&db.url).await.unwrap();
-        release_before(repo.pool(), 9).await.unwrap();
+        let (db, repo) = at_release_before("dirty", 9).await;
         let reader = reader_of(&db.url, "inbox_messages").await;
         let failed = release_before(repo.pool(), 10).await;
         assert!(
@@ -292,9 +269,7 @@ mod unfinished_migrations {
             .collect();
         assert_eq!(effects.len(), 3, "{effects:?}");
         for done in 0..=effects.len() {
-            let db = Db::new("partial").await;
-            let repo = MySqlRepository::open(&db.url).await.unwrap();
-            release_before(repo.pool(), 9).await.unwrap();
+            let (db, repo) = at_release_before("partial", 9).await;
             sqlx::query(
                 "INSERT INTO _sqlx_migrations \
                  (version, description, success, checksum, execution_time) \
@@ -322,9 +297,7 @@ mod unfinished_migrations {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_migration_still_blocked_when_its_attempts_end_fails_leaving_nothing_behind() {
         let reference = reference().await;
-        let db = Db::new("stillblocked").await;
-        let repo = MySqlRepository::open(&db.url).await.unwrap();
-        release_before(repo.pool(), 11).await.unwrap();
+        let (db, repo) = at_release_before("stillblocked", 11).await;
         let before = history(repo.pool()).await;
         let reader = reader_of(&db.url, "scores").await;
         let failed = repo.migrate_with(NO_RETRY).await;
@@ -351,9 +324,7 @@ mod unfinished_migrations {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_migration_that_fails_half_way_on_a_lock_is_completed_by_the_next_start() {
         let reference = reference().await;
-        let db = Db::new("halfway").await;
-        let repo = MySqlRepository::open(&db.url).await.unwrap();
-        release_before(repo.pool(), 10).await.unwrap();
+        let (db, repo) = at_release_before("halfway", 10).await;
         sqlx::raw_sql(
             "INSERT INTO inbox_messages (message_id, player_id, campaign_id, title, body, \
              attachments, created_at, expires_at) \

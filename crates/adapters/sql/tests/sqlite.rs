@@ -47,17 +47,25 @@ async fn unmigrated() -> (tempfile::TempDir, SqliteRepository, sqlx::SqlitePool)
     (dir, repo, pool)
 }
 
+/// `upgrade`'s check on a new database file.
+async fn carried_over(upgrade: sql_support::Upgrade) {
+    let (_dir, repo, pool) = unmigrated().await;
+    let before = sql_support::ReleaseBefore {
+        pool: &pool,
+        dir: "migrations/sqlite",
+    };
+    before.carries_over(upgrade, repo.migrate(), &repo).await;
+}
+
 #[tokio::test]
 async fn migration_0007_carries_keyed_sends_over() {
-    let (_dir, repo, pool) = unmigrated().await;
-    sql_support::keyed_sends_carry_over(&pool, "migrations/sqlite", repo.migrate(), &repo).await;
+    carried_over(sql_support::Upgrade::KeyedSends).await;
 }
 
 /// Migration 0010 numbers the messages already written in the order they were listed in.
 #[tokio::test]
 async fn migration_0010_keeps_the_inbox_order() {
-    let (_dir, repo, pool) = unmigrated().await;
-    sql_support::inbox_order_carries_over(&pool, "migrations/sqlite", repo.migrate(), &repo).await;
+    carried_over(sql_support::Upgrade::InboxOrder).await;
 }
 
 #[tokio::test]

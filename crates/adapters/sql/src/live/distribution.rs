@@ -78,6 +78,23 @@ type DeliveryRow = (
     i64,
 );
 
+/// A leased delivery as selected: its [`DeliveryRow`], then its webhook's url and secret.
+struct DueRow(DeliveryRow, Text, Text);
+
+impl<'r, R> sqlx::FromRow<'r, R> for DueRow
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    DeliveryRow: sqlx::FromRow<'r, R>,
+    Text: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        // The delivery's ten columns come first.
+        let delivery = <DeliveryRow as sqlx::FromRow<R>>::from_row(row)?;
+        Ok(Self(delivery, row.try_get(10)?, row.try_get(11)?))
+    }
+}
+
 /// The public id of the outbox event `id` as stored, or for a row written before migration
 /// 0014 (none stored) the one it was sent under then, `evt_<id>`.
 fn public_event_id(id: i64, stored: Option<Text>) -> String {
@@ -619,21 +636,7 @@ sql_impl! {
             }
             // Bodies read only for what was leased, and only while still under this lease (a
             // webhook deleted meanwhile has its deliveries dead: not sent).
-            type Row = (
-                Text,
-                Text,
-                i64,
-                Option<Text>,
-                Text,
-                Text,
-                Text,
-                i64,
-                i64,
-                i64,
-                Text,
-                Text,
-            );
-            let rows: Vec<Row> = self
+            let rows: Vec<DueRow> = self
                 .select_chunked(&leased, DB::MAX_BIND - 1, |qb, chunk| {
                     qb.push(select_deliveries!(
                         "d.body",
@@ -647,13 +650,11 @@ sql_impl! {
                 })
                 .await?;
             let mut due = Vec::with_capacity(rows.len());
-            for r in rows {
-                let delivery =
-                    delivery_of((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9))?;
+            for DueRow(delivery, url, secret) in rows {
                 due.push(DueDelivery {
-                    delivery,
-                    url: r.10 .0,
-                    secret: r.11 .0,
+                    delivery: delivery_of(delivery)?,
+                    url: url.0,
+                    secret: secret.0,
                 });
             }
             // In the order they were due.

@@ -59,7 +59,6 @@ pub(crate) fn from_json<T: DeserializeOwned>(what: &str, text: &str) -> PortResu
     serde_json::from_str(text).map_err(|e| PortError::Corrupt(format!("{what}: {e}")))
 }
 
-/// `sql` in the dialect's placeholders, followed by `tail` (a lock clause or an upsert's end).
 /// The error of a keyed insert that left no row under its key: MySQL's upsert also absorbs a clash
 /// on the unique `request_sig` (one signed request used for another campaign or message at the
 /// same moment), answered as the other databases' unique violation is, a conflicting write to
@@ -71,6 +70,7 @@ pub(crate) fn request_sig_clash<DB: crate::Dialect>(what: &str) -> PortError {
     ))
 }
 
+/// `sql` in the dialect's placeholders, followed by `tail` (a lock clause or an upsert's end).
 pub(crate) fn with_tail<DB: crate::Dialect>(
     sql: &'static str,
     tail: impl std::fmt::Display,

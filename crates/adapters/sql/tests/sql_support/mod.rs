@@ -570,29 +570,6 @@ pub async fn purge_removes_only_rows_past_the_cutoff(repo: &dyn Repository) {
 /// Keys per step of the repository's purge (`PURGE_STEP`), walked in the test above.
 const PURGE_KEYS: usize = 2000;
 
-/// Migration 0007 carries the keyed sends of 0006 (`inbox_sends`) over as the answers they gave:
-/// applies the migrations in `dir` up to 0006 on `pool`, keeps a send, then `migrate` (the
-/// repository's own migrations, 0007 among them) and looks the send's key up in `repo`: a send
-/// under it (whatever its digest, taken another way before) gets the answer, another route's
-/// request is refused; a send that a process of the release before writes after the migration
-/// (a rolling upgrade) is found as well, also by the send's own write, and a send of this release
-/// is kept in the old table for such a process's retry to find.
-/// Runs the migrations in `dir` up to `version` (which must be one of them) on `pool`: a
-/// database as the release before left it.
-async fn migrate_up_to<DB>(pool: &sqlx::Pool<DB>, dir: &str, version: i64)
-where
-    DB: sqlx::Database,
-    DB::Connection: sqlx::migrate::Migrate,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-{
-    let before = migrator_up_to(dir, version).await;
-    assert!(
-        before.migrations.iter().any(|m| m.version == version),
-        "{version} in {dir}"
-    );
-    before.run(pool).await.unwrap();
-}
-
 /// sqlx's migrator of the migrations in `dir` up to `version`: how the release before applied
 /// them, each whole file in one request.
 pub async fn migrator_up_to(dir: &str, version: i64) -> sqlx::migrate::Migrator {
@@ -608,248 +585,292 @@ pub async fn migrator_up_to(dir: &str, version: i64) -> sqlx::migrate::Migrator 
     before
 }
 
-/// Migration 0010 on a database holding messages: they keep the order they were listed in
-/// (creation time, then id: by bytes), and a message sent after the migration, created before
-/// them all, is listed above them.
-pub async fn inbox_order_carries_over<DB, F>(
-    pool: &sqlx::Pool<DB>,
-    dir: &str,
-    migrate: F,
-    repo: impl std::ops::Deref<Target = impl InboxStore + ?Sized>,
-) where
-    DB: sqlx::Database,
-    DB::Connection: sqlx::migrate::Migrate,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    F: std::future::Future<Output = Result<(), PortError>>,
-{
-    migrate_up_to(pool, dir, 9).await;
-    // Written by the release before: ties on the time told apart by bytes ('B' < 'a').
-    let far = liveops_core::now_ms() + 86_400_000;
-    for (id, player, at) in [
-        ("msg_a", Some("p_1"), 20),
-        ("msg_B", Some("p_1"), 20),
-        ("msg_c", None, 30),
-        ("msg_d", Some("p_2"), 40),
-        ("msg_e", Some("p_1"), 10),
-    ] {
-        let player = player.map_or("NULL".to_owned(), |p| format!("'{p}'"));
-        sqlx::raw_sql(&format!(
-            "INSERT INTO inbox_messages (message_id, player_id, campaign_id, title, body, \
-             attachments, created_at, expires_at) \
-             VALUES ('{id}', {player}, NULL, 'Old', 'Old', '[]', {at}, {far})"
-        ))
-        .execute(pool)
-        .await
-        .unwrap();
-    }
-    migrate.await.unwrap();
-    let listed = |page: Vec<ListedMessage>| -> Vec<String> {
-        page.into_iter().map(|l| l.message.message_id).collect()
-    };
-    let top = InboxPage {
-        limit: 10,
-        live_at_ms: None,
-        below: None,
-    };
-    let inbox = listed(repo.inbox("p_1", top).await.unwrap());
-    assert_eq!(inbox, ["msg_c", "msg_a", "msg_B", "msg_e"]);
-    let later = InboxMessage {
-        message_id: "msg_later".into(),
-        player_id: Some("p_1".into()),
-        campaign_id: None,
-        title: "New".into(),
-        body: "New".into(),
-        attachments: vec![],
-        created_at_ms: 1,
-        expires_at_ms: far,
-    };
-    let audit = liveops_testkit::conformance::live::audit("inbox.send", "p_1");
-    repo.send_messages(None, std::slice::from_ref(&later), &audit)
-        .await
-        .unwrap();
-    let inbox = listed(repo.inbox("p_1", top).await.unwrap());
-    assert_eq!(inbox, ["msg_later", "msg_c", "msg_a", "msg_B", "msg_e"]);
-    // Page by page: each below the last of the one before; a cursor of the release before
-    // (which named the message) continues below that message.
-    let first = repo
-        .inbox("p_1", InboxPage { limit: 2, ..top })
-        .await
-        .unwrap();
-    let below = first.last().map(|l| InboxBelow::Position(l.position));
-    let second = repo
-        .inbox(
-            "p_1",
-            InboxPage {
-                limit: 2,
-                below,
-                ..top
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(listed(first), ["msg_later", "msg_c"]);
-    assert_eq!(listed(second), ["msg_a", "msg_B"]);
-    let below = Some(InboxBelow::Message("msg_a"));
-    let old_cursor = repo.inbox("p_1", InboxPage { below, ..top }).await.unwrap();
-    assert_eq!(listed(old_cursor), ["msg_B", "msg_e"]);
-    let below = Some(InboxBelow::Message("msg_gone"));
-    let unknown = repo.inbox("p_1", InboxPage { below, ..top }).await.unwrap();
-    assert_eq!(
-        listed(unknown).len(),
-        5,
-        "a message not found: from the top"
-    );
-
-    // A process of the release before, still writing during a rolling upgrade, names no
-    // position: its message is listed once placed, above all, as if written then.
-    sqlx::raw_sql(&format!(
-        "INSERT INTO inbox_messages (message_id, player_id, campaign_id, title, body, \
-         attachments, created_at, expires_at) \
-         VALUES ('msg_old_release', 'p_1', NULL, 'Old', 'Old', '[]', 50, {far})"
-    ))
-    .execute(pool)
-    .await
-    .unwrap();
-    let newest = InboxMessage {
-        message_id: "msg_newest".into(),
-        ..later
-    };
-    repo.send_messages(None, &[newest], &audit).await.unwrap();
-    let inbox = listed(repo.inbox("p_1", top).await.unwrap());
-    assert_eq!(
-        inbox[..2],
-        ["msg_newest", "msg_later"],
-        "not listed unplaced"
-    );
-    // 0011's numbering run again by hand (its indexes aside) numbers nothing.
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let again = std::fs::read_to_string(path.join("0011_inbox_positions_numbered.sql")).unwrap();
-    let numbering = again
-        .split("CREATE INDEX")
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    sqlx::raw_sql(&numbering).execute(pool).await.unwrap();
-    assert_eq!(repo.place_messages(1000).await.unwrap(), 1);
-    assert_eq!(repo.place_messages(1000).await.unwrap(), 0, "placed once");
-    let inbox = listed(repo.inbox("p_1", top).await.unwrap());
-    assert_eq!(
-        inbox,
-        [
-            "msg_old_release",
-            "msg_newest",
-            "msg_later",
-            "msg_c",
-            "msg_a",
-            "msg_B",
-            "msg_e"
-        ]
-    );
+/// A migration that carries data of the release before over.
+pub enum Upgrade {
+    /// 0007 carries 0006's keyed sends over.
+    KeyedSends,
+    /// 0010 numbers the messages already written in the order they were listed in.
+    InboxOrder,
 }
 
-pub async fn keyed_sends_carry_over<DB, F>(
-    pool: &sqlx::Pool<DB>,
-    dir: &str,
-    migrate: F,
-    repo: impl std::ops::Deref<Target = impl RequestKeys + InboxStore + ?Sized>,
-) where
+/// A database as the release before left it: the migrations in `dir` applied on `pool` up to a
+/// version, as sqlx applied them, and rows written as that release wrote them.
+pub struct ReleaseBefore<'a, DB: sqlx::Database> {
+    /// A pool on the database.
+    pub pool: &'a sqlx::Pool<DB>,
+    /// The backend's migrations' folder, under the crate.
+    pub dir: &'a str,
+}
+
+impl<DB> ReleaseBefore<'_, DB>
+where
     DB: sqlx::Database,
     DB::Connection: sqlx::migrate::Migrate,
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    F: std::future::Future<Output = Result<(), PortError>>,
 {
-    migrate_up_to(pool, dir, 6).await;
-    let keep = |key: &str, ids: &str| {
-        format!(
-            "INSERT INTO inbox_sends (operator_id, idem_key, request_hash, message_ids, sent_at) \
-             VALUES ('op_1', '{key}', 'old-digest', '{ids}', 5)"
-        )
-    };
-    sqlx::raw_sql(&keep("retry-1", r#"["msg_a","msg_b"]"#))
-        .execute(pool)
-        .await
-        .unwrap();
-    migrate.await.unwrap();
-    let key = |key: &str, route: &str| RequestKey {
-        operator_id: "op_1".into(),
-        key: key.into(),
-        route: route.into(),
-        request_hash: "new-digest".into(),
-    };
-    let send = key("retry-1", "POST /inbox/messages");
-    assert_eq!(
-        repo.answered(&send).await.unwrap(),
-        Some(KeyedOutcome::Replayed(
-            r#"{"messageIds":["msg_a","msg_b"]}"#.into()
-        ))
-    );
-    let elsewhere = key("retry-1", "POST /campaigns");
-    assert_eq!(
-        repo.answered(&elsewhere).await.unwrap(),
-        Some(KeyedOutcome::KeyReused)
-    );
-    // The release before, still serving during the upgrade, keeps a send in its table.
-    sqlx::raw_sql(&keep("retry-2", r#"["msg_c"]"#))
-        .execute(pool)
-        .await
-        .unwrap();
-    let late = key("retry-2", "POST /inbox/messages");
-    assert_eq!(
-        repo.answered(&late).await.unwrap(),
-        Some(KeyedOutcome::Replayed(r#"{"messageIds":["msg_c"]}"#.into()))
-    );
-    assert_eq!(
-        repo.answered(&key("retry-3", "POST /inbox/messages"))
-            .await
-            .unwrap(),
-        None
-    );
-    // The old process's send committed after this retry's look-up: its write finds it.
-    let message = InboxMessage {
-        message_id: "msg_new".into(),
-        player_id: Some("p_1".into()),
-        campaign_id: None,
-        title: "Gift".into(),
-        body: String::new(),
-        attachments: vec![],
-        created_at_ms: 5,
-        expires_at_ms: 4_000_000_000_000,
-    };
-    let keyed = |key: RequestKey| Keyed {
-        key,
-        answer: r#"{"messageIds":["msg_new"]}"#.into(),
-    };
-    let entry = liveops_testkit::conformance::live::audit("inbox.send", "p_1");
-    let send = |k: RequestKey| {
-        let (message, entry) = (message.clone(), entry.clone());
-        let keyed = keyed(k);
-        let repo = &repo;
-        async move {
-            repo.send_messages(Some(&keyed), &[message], &entry)
-                .await
-                .unwrap()
+    /// Runs the migrations up to `version` (which must be one of them).
+    async fn migrate_up_to(&self, version: i64) {
+        let before = migrator_up_to(self.dir, version).await;
+        assert!(
+            before.migrations.iter().any(|m| m.version == version),
+            "{version} in {}",
+            self.dir
+        );
+        before.run(self.pool).await.unwrap();
+    }
+
+    /// `upgrade`'s check: [`Self::keyed_sends_carry_over`] or [`Self::inbox_order_carries_over`].
+    pub async fn carries_over<F>(
+        &self,
+        upgrade: Upgrade,
+        migrate: F,
+        repo: impl std::ops::Deref<Target = impl RequestKeys + InboxStore + ?Sized>,
+    ) where
+        F: std::future::Future<Output = Result<(), PortError>>,
+    {
+        match upgrade {
+            Upgrade::KeyedSends => self.keyed_sends_carry_over(migrate, repo).await,
+            Upgrade::InboxOrder => self.inbox_order_carries_over(migrate, repo).await,
         }
-    };
-    assert_eq!(
-        send(late).await,
-        KeyedOutcome::Replayed(r#"{"messageIds":["msg_c"]}"#.into())
-    );
-    assert_eq!(
-        repo.message("p_1", "msg_new").await.unwrap(),
-        None,
-        "nothing sent twice"
-    );
-    // A send of this release is kept in the old table too: an old process's retry under its key
-    // meets it there (here its insert fails on the key) instead of sending again.
-    assert_eq!(
-        send(key("retry-4", "POST /inbox/messages")).await,
-        KeyedOutcome::Written
-    );
-    assert!(repo.message("p_1", "msg_new").await.unwrap().is_some());
-    let retried = sqlx::raw_sql(&keep("retry-4", r#"["msg_d"]"#))
-        .execute(pool)
+    }
+
+    /// Runs `sql`, as the release before wrote its rows.
+    async fn write(&self, sql: &str) {
+        sqlx::raw_sql(sql).execute(self.pool).await.unwrap();
+    }
+
+    /// Migration 0010 on a database holding messages: they keep the order they were listed in
+    /// (creation time, then id: by bytes), and a message sent after the migration, created before
+    /// them all, is listed above them.
+    async fn inbox_order_carries_over<F>(
+        &self,
+        migrate: F,
+        repo: impl std::ops::Deref<Target = impl InboxStore + ?Sized>,
+    ) where
+        F: std::future::Future<Output = Result<(), PortError>>,
+    {
+        self.migrate_up_to(9).await;
+        // Written by the release before: ties on the time told apart by bytes ('B' < 'a').
+        let far = liveops_core::now_ms() + 86_400_000;
+        for (id, player, at) in [
+            ("msg_a", Some("p_1"), 20),
+            ("msg_B", Some("p_1"), 20),
+            ("msg_c", None, 30),
+            ("msg_d", Some("p_2"), 40),
+            ("msg_e", Some("p_1"), 10),
+        ] {
+            let player = player.map_or("NULL".to_owned(), |p| format!("'{p}'"));
+            self.write(&format!(
+                "INSERT INTO inbox_messages (message_id, player_id, campaign_id, title, body, \
+                 attachments, created_at, expires_at) \
+                 VALUES ('{id}', {player}, NULL, 'Old', 'Old', '[]', {at}, {far})"
+            ))
+            .await;
+        }
+        migrate.await.unwrap();
+        let listed = |page: Vec<ListedMessage>| -> Vec<String> {
+            page.into_iter().map(|l| l.message.message_id).collect()
+        };
+        let top = InboxPage {
+            limit: 10,
+            live_at_ms: None,
+            below: None,
+        };
+        let inbox = listed(repo.inbox("p_1", top).await.unwrap());
+        assert_eq!(inbox, ["msg_c", "msg_a", "msg_B", "msg_e"]);
+        let later = InboxMessage {
+            message_id: "msg_later".into(),
+            player_id: Some("p_1".into()),
+            campaign_id: None,
+            title: "New".into(),
+            body: "New".into(),
+            attachments: vec![],
+            created_at_ms: 1,
+            expires_at_ms: far,
+        };
+        let audit = liveops_testkit::conformance::live::audit("inbox.send", "p_1");
+        repo.send_messages(None, std::slice::from_ref(&later), &audit)
+            .await
+            .unwrap();
+        let inbox = listed(repo.inbox("p_1", top).await.unwrap());
+        assert_eq!(inbox, ["msg_later", "msg_c", "msg_a", "msg_B", "msg_e"]);
+        // Page by page: each below the last of the one before; a cursor of the release before
+        // (which named the message) continues below that message.
+        let first = repo
+            .inbox("p_1", InboxPage { limit: 2, ..top })
+            .await
+            .unwrap();
+        let below = first.last().map(|l| InboxBelow::Position(l.position));
+        let second = repo
+            .inbox(
+                "p_1",
+                InboxPage {
+                    limit: 2,
+                    below,
+                    ..top
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(listed(first), ["msg_later", "msg_c"]);
+        assert_eq!(listed(second), ["msg_a", "msg_B"]);
+        let below = Some(InboxBelow::Message("msg_a"));
+        let old_cursor = repo.inbox("p_1", InboxPage { below, ..top }).await.unwrap();
+        assert_eq!(listed(old_cursor), ["msg_B", "msg_e"]);
+        let below = Some(InboxBelow::Message("msg_gone"));
+        let unknown = repo.inbox("p_1", InboxPage { below, ..top }).await.unwrap();
+        assert_eq!(
+            listed(unknown).len(),
+            5,
+            "a message not found: from the top"
+        );
+
+        // A process of the release before, still writing during a rolling upgrade, names no
+        // position: its message is listed once placed, above all, as if written then.
+        self.write(&format!(
+            "INSERT INTO inbox_messages (message_id, player_id, campaign_id, title, body, \
+             attachments, created_at, expires_at) \
+             VALUES ('msg_old_release', 'p_1', NULL, 'Old', 'Old', '[]', 50, {far})"
+        ))
         .await;
-    assert!(retried.is_err(), "the key is taken in inbox_sends too");
+        let newest = InboxMessage {
+            message_id: "msg_newest".into(),
+            ..later
+        };
+        repo.send_messages(None, &[newest], &audit).await.unwrap();
+        let inbox = listed(repo.inbox("p_1", top).await.unwrap());
+        assert_eq!(
+            inbox[..2],
+            ["msg_newest", "msg_later"],
+            "not listed unplaced"
+        );
+        // 0011's numbering run again by hand (its indexes aside) numbers nothing.
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(self.dir);
+        let again =
+            std::fs::read_to_string(path.join("0011_inbox_positions_numbered.sql")).unwrap();
+        let numbering = again
+            .split("CREATE INDEX")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        self.write(&numbering).await;
+        assert_eq!(repo.place_messages(1000).await.unwrap(), 1);
+        assert_eq!(repo.place_messages(1000).await.unwrap(), 0, "placed once");
+        let inbox = listed(repo.inbox("p_1", top).await.unwrap());
+        assert_eq!(
+            inbox,
+            [
+                "msg_old_release",
+                "msg_newest",
+                "msg_later",
+                "msg_c",
+                "msg_a",
+                "msg_B",
+                "msg_e"
+            ]
+        );
+    }
+
+    /// Migration 0007 carries the keyed sends of 0006 (`inbox_sends`) over as the answers they gave:
+    /// applies the migrations in `dir` up to 0006 on `pool`, keeps a send, then `migrate` (the
+    /// repository's own migrations, 0007 among them) and looks the send's key up in `repo`: a send
+    /// under it (whatever its digest, taken another way before) gets the answer, another route's
+    /// request is refused; a send that a process of the release before writes after the migration
+    /// (a rolling upgrade) is found as well, also by the send's own write, and a send of this release
+    /// is kept in the old table for such a process's retry to find.
+    async fn keyed_sends_carry_over<F>(
+        &self,
+        migrate: F,
+        repo: impl std::ops::Deref<Target = impl RequestKeys + InboxStore + ?Sized>,
+    ) where
+        F: std::future::Future<Output = Result<(), PortError>>,
+    {
+        self.migrate_up_to(6).await;
+        let keep = |key: &str, ids: &str| {
+            format!(
+                "INSERT INTO inbox_sends (operator_id, idem_key, request_hash, message_ids, sent_at) \
+                 VALUES ('op_1', '{key}', 'old-digest', '{ids}', 5)"
+            )
+        };
+        self.write(&keep("retry-1", r#"["msg_a","msg_b"]"#)).await;
+        migrate.await.unwrap();
+        let key = |key: &str, route: &str| RequestKey {
+            operator_id: "op_1".into(),
+            key: key.into(),
+            route: route.into(),
+            request_hash: "new-digest".into(),
+        };
+        let send = key("retry-1", "POST /inbox/messages");
+        assert_eq!(
+            repo.answered(&send).await.unwrap(),
+            Some(KeyedOutcome::Replayed(
+                r#"{"messageIds":["msg_a","msg_b"]}"#.into()
+            ))
+        );
+        let elsewhere = key("retry-1", "POST /campaigns");
+        assert_eq!(
+            repo.answered(&elsewhere).await.unwrap(),
+            Some(KeyedOutcome::KeyReused)
+        );
+        // The release before, still serving during the upgrade, keeps a send in its table.
+        self.write(&keep("retry-2", r#"["msg_c"]"#)).await;
+        let late = key("retry-2", "POST /inbox/messages");
+        assert_eq!(
+            repo.answered(&late).await.unwrap(),
+            Some(KeyedOutcome::Replayed(r#"{"messageIds":["msg_c"]}"#.into()))
+        );
+        assert_eq!(
+            repo.answered(&key("retry-3", "POST /inbox/messages"))
+                .await
+                .unwrap(),
+            None
+        );
+        // The old process's send committed after this retry's look-up: its write finds it.
+        let message = InboxMessage {
+            message_id: "msg_new".into(),
+            player_id: Some("p_1".into()),
+            campaign_id: None,
+            title: "Gift".into(),
+            body: String::new(),
+            attachments: vec![],
+            created_at_ms: 5,
+            expires_at_ms: 4_000_000_000_000,
+        };
+        let keyed = |key: RequestKey| Keyed {
+            key,
+            answer: r#"{"messageIds":["msg_new"]}"#.into(),
+        };
+        let entry = liveops_testkit::conformance::live::audit("inbox.send", "p_1");
+        let send = |k: RequestKey| {
+            let (message, entry) = (message.clone(), entry.clone());
+            let keyed = keyed(k);
+            let repo = &repo;
+            async move {
+                repo.send_messages(Some(&keyed), &[message], &entry)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(
+            send(late).await,
+            KeyedOutcome::Replayed(r#"{"messageIds":["msg_c"]}"#.into())
+        );
+        assert_eq!(
+            repo.message("p_1", "msg_new").await.unwrap(),
+            None,
+            "nothing sent twice"
+        );
+        // A send of this release is kept in the old table too: an old process's retry under its key
+        // meets it there (here its insert fails on the key) instead of sending again.
+        assert_eq!(
+            send(key("retry-4", "POST /inbox/messages")).await,
+            KeyedOutcome::Written
+        );
+        assert!(repo.message("p_1", "msg_new").await.unwrap().is_some());
+        let retried = sqlx::raw_sql(&keep("retry-4", r#"["msg_d"]"#))
+            .execute(self.pool)
+            .await;
+        assert!(retried.is_err(), "the key is taken in inbox_sends too");
+    }
 }

@@ -12,7 +12,9 @@ use liveops_sql::Repository;
 use liveops_testkit::conformance;
 use liveops_testkit::conformance::live::LiveStores;
 
-use super::{address, server_url, suffix, with_address, with_database, Proxy};
+use super::{
+    address, server_url, suffix, with_address, with_database, Proxy, ReleaseBefore, Upgrade,
+};
 
 /// What lets a held migration lock go.
 pub type Release = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
@@ -63,8 +65,9 @@ macro_rules! server_tests {
             repository_passes_the_live_event_suite => passes_the_live_event_suite,
             migrations_of_a_fresh_database_apply_once_and_wait_for_each_other
                 => migrations_apply_once_and_wait_for_each_other,
-            migration_0007_carries_keyed_sends_over => keyed_sends_carry_over,
-            migration_0010_keeps_the_inbox_order => inbox_order_carries_over,
+            migration_0007_carries_keyed_sends_over
+                => carried_over(sql_support::Upgrade::KeyedSends),
+            migration_0010_keeps_the_inbox_order => carried_over(sql_support::Upgrade::InboxOrder),
             connect_repository_picks_it_by_scheme => picks_it_by_scheme,
             ids_are_case_sensitive_and_large_snapshots_fit
                 => ids_are_case_sensitive_and_large_snapshots_fit,
@@ -73,31 +76,52 @@ macro_rules! server_tests {
             a_players_counts_and_pages_stop_at_their_limits => reads_stop_at_their_limits,
         );
     };
-    (@each $server:ty: $($test:ident => $check:ident,)*) => {$(
+    (@each $server:ty: $($test:ident => $check:ident $(($arg:expr))?,)*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $test() {
-            server::$check::<$server>().await;
+            server::$check::<$server>($($arg)?).await;
         }
     )*};
 }
 #[allow(unused_imports)]
 pub(crate) use server_tests;
 
-/// A new, empty database on the test server: a pool on the server, its name, its URL.
-async fn fresh_database<S: Server>(tag: &str) -> (sqlx::Pool<S::DB>, String, String)
+/// A new, empty database on the test server, dropped by [`FreshDb::drop`].
+pub struct FreshDb<S: Server> {
+    /// A pool on the server, not on this database.
+    admin: sqlx::Pool<S::DB>,
+    /// Its name.
+    name: String,
+    /// Its URL.
+    pub url: String,
+}
+
+impl<S: Server> FreshDb<S>
 where
     for<'c> &'c mut <S::DB as sqlx::Database>::Connection: sqlx::Executor<'c, Database = S::DB>,
     for<'q> <S::DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, S::DB>,
 {
-    let url = server_url(S::VAR);
-    let admin = sqlx::Pool::<S::DB>::connect(&url).await.unwrap();
-    let db = format!("liveops_{tag}_{}", suffix());
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let fresh = with_database(&url, &db);
-    (admin, db, fresh)
+    /// Creates a database named after `tag` and this run.
+    pub async fn new(tag: &str) -> Self {
+        let url = server_url(S::VAR);
+        let admin = sqlx::Pool::<S::DB>::connect(&url).await.unwrap();
+        let name = format!("liveops_{tag}_{}", suffix());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let url = with_database(&url, &name);
+        Self { admin, name, url }
+    }
+
+    /// Closes `pool`, the last one open on the database, and drops the database.
+    pub async fn drop(self, pool: &sqlx::Pool<S::DB>) {
+        pool.close().await;
+        sqlx::query(&S::drop_database(&self.name))
+            .execute(&self.admin)
+            .await
+            .unwrap();
+    }
 }
 
 async fn migrated<S: Server>(url: &str) -> S::Repo {
@@ -129,11 +153,11 @@ where
     (i64, bool): for<'r> sqlx::FromRow<'r, <S::DB as sqlx::Database>::Row>,
     (i64,): for<'r> sqlx::FromRow<'r, <S::DB as sqlx::Database>::Row>,
 {
-    let (admin, db, fresh) = fresh_database::<S>("migrate").await;
+    let db = FreshDb::<S>::new("migrate").await;
 
     let tasks: Vec<_> = (0..4)
         .map(|_| {
-            let open = S::open(fresh.clone());
+            let open = S::open(db.url.clone());
             tokio::spawn(async move {
                 let repo = open.await?;
                 repo.migrate().await?;
@@ -167,7 +191,7 @@ where
 
     // Another migrator holding the lock for 3 s (longer than the 2 s row-lock bound of
     // ordinary sessions): migrating waits for it, then succeeds.
-    let release = S::hold_migrations(fresh.clone()).await;
+    let release = S::hold_migrations(db.url.clone()).await;
     let started = Instant::now();
     let (waited, _) = tokio::join!(repos[2].migrate(), async {
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -180,66 +204,28 @@ where
         started.elapsed()
     );
 
-    for r in &repos {
+    for r in &repos[1..] {
         S::pool(r).close().await;
     }
-    sqlx::query(&S::drop_database(&db))
-        .execute(&admin)
-        .await
-        .unwrap();
-}
-
-/// Migration 0007 carries 0006's keyed sends over, on a fresh database.
-pub async fn keyed_sends_carry_over<S: Server>()
-where
-    <S::DB as sqlx::Database>::Connection: sqlx::migrate::Migrate,
-    for<'c> &'c mut <S::DB as sqlx::Database>::Connection: sqlx::Executor<'c, Database = S::DB>,
-    for<'q> <S::DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, S::DB>,
-{
-    carried_over::<S>(Upgrade::KeyedSends).await;
-}
-
-/// Migration 0010 numbers the messages already written in the order they were listed in.
-pub async fn inbox_order_carries_over<S: Server>()
-where
-    <S::DB as sqlx::Database>::Connection: sqlx::migrate::Migrate,
-    for<'c> &'c mut <S::DB as sqlx::Database>::Connection: sqlx::Executor<'c, Database = S::DB>,
-    for<'q> <S::DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, S::DB>,
-{
-    carried_over::<S>(Upgrade::InboxOrder).await;
-}
-
-/// A migration that carries data of the release before over.
-enum Upgrade {
-    /// 0007: keyed sends.
-    KeyedSends,
-    /// 0010: the inbox order.
-    InboxOrder,
+    db.drop(S::pool(&repos[0])).await;
 }
 
 /// `upgrade`'s check on a fresh database, dropped after.
-async fn carried_over<S: Server>(upgrade: Upgrade)
+pub async fn carried_over<S: Server>(upgrade: Upgrade)
 where
     <S::DB as sqlx::Database>::Connection: sqlx::migrate::Migrate,
     for<'c> &'c mut <S::DB as sqlx::Database>::Connection: sqlx::Executor<'c, Database = S::DB>,
     for<'q> <S::DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, S::DB>,
 {
-    let (admin, db, fresh) = fresh_database::<S>("carry").await;
-    let repo = S::open(fresh).await.unwrap();
+    let db = FreshDb::<S>::new("carry").await;
+    let repo = S::open(db.url.clone()).await.unwrap();
     let pool = S::pool(&repo);
-    match upgrade {
-        Upgrade::KeyedSends => {
-            super::keyed_sends_carry_over(pool, S::MIGRATIONS, repo.migrate(), &repo).await;
-        }
-        Upgrade::InboxOrder => {
-            super::inbox_order_carries_over(pool, S::MIGRATIONS, repo.migrate(), &repo).await;
-        }
-    }
-    pool.close().await;
-    sqlx::query(&S::drop_database(&db))
-        .execute(&admin)
-        .await
-        .unwrap();
+    let before = ReleaseBefore {
+        pool,
+        dir: S::MIGRATIONS,
+    };
+    before.carries_over(upgrade, repo.migrate(), &repo).await;
+    db.drop(pool).await;
 }
 
 /// `connect_repository` picks this backend by its schemes, and the other server backend does not
@@ -323,8 +309,8 @@ where
     use liveops_core::stores::{
         ItemGrant, PendingReward, ProgressCommit, ProgressStore, PROGRESS_COUNT_LIMIT,
     };
-    let (admin, db, fresh) = fresh_database::<S>("plans").await;
-    let repo = migrated::<S>(&fresh).await;
+    let db = FreshDb::<S>::new("plans").await;
+    let repo = migrated::<S>(&db.url).await;
     let hoard = usize::try_from(PROGRESS_COUNT_LIMIT).unwrap() + 2_000;
     let players = std::iter::repeat_n(HOARDER.to_owned(), hoard)
         .chain((0..40).flat_map(|p| std::iter::repeat_n(format!("player_{p}"), 50)));
@@ -360,11 +346,7 @@ where
         let plan = plan.join("\n");
         assert!(S::stops_at_its_limit(&plan, &index), "{sql}:\n{plan}");
     }
-    pool.close().await;
-    sqlx::query(&S::drop_database(&db))
-        .execute(&admin)
-        .await
-        .unwrap();
+    db.drop(pool).await;
 }
 
 /// A [`Release`] that runs `f`.
