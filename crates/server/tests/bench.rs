@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 
 use common::campaign::{ADMIN_EMAIL, ADMIN_PASSWORD};
-use common::{spawn_app, succeed, SECRET};
+use common::{spawn_app, succeed, TestApp, SECRET};
 use liveops::bench::{measure, BenchOpts, Mode, Phase, Report};
 use liveops::config::Given;
 
@@ -49,6 +49,61 @@ fn round_trip(report: &Report) -> Report {
     serde_json::from_str(&json).expect("the report parses back")
 }
 
+/// Measures `opts` with `config`: the report, after a [`round_trip`].
+async fn run(config: &Given, opts: &BenchOpts) -> Report {
+    round_trip(&measure(config, opts).await.expect("bench runs"))
+}
+
+/// Asserts that measuring `opts` with `config` is refused before anything runs, naming `what`.
+async fn assert_refused(config: &Given, opts: &BenchOpts, what: &str) {
+    let refused = measure(config, opts).await.expect_err(what);
+    assert!(refused.to_string().contains(what), "{refused}");
+}
+
+/// Runs `opts`, a mode that logs in as the operator, against the ceiling and the spawned
+/// product: each runs one phase, `name`, answered `ok_status` and refusing nothing, the
+/// product's with a ratio to the ceiling; without an operator the run is refused before
+/// anything runs. Answers the report.
+async fn assert_operator_mode_spawned(opts: BenchOpts, name: &str, ok_status: &str) -> Report {
+    let opts = BenchOpts {
+        spawn: true,
+        ceiling: true,
+        ..opts
+    };
+    let report = run(&config_with_admin(), &opts).await;
+    assert_eq!((report.ceiling.len(), report.system.len()), (1, 1));
+    for p in report.ceiling.iter().chain(&report.system) {
+        assert_eq!(p.name, name);
+        assert_accepting(p, ok_status);
+        // Every request was signed for its own path: none refused.
+        assert_eq!(p.rejected, 0, "{p:?}");
+    }
+    assert!(report.system[0].ratio_to_ceiling.is_some());
+    // Without an operator there is nothing to log in as: refused before anything runs.
+    assert_refused(&config(), &opts, "ADMIN_EMAIL").await;
+    report
+}
+
+/// Runs `mode`, logged in as the operator, for 50 players against `app`'s URL: asserts it is
+/// refused until the flag `consent` (what it does to a real product's players) is given by
+/// `give`, then answers the report.
+async fn run_on_url(
+    app: &TestApp,
+    mode: Mode,
+    consent: &str,
+    give: impl FnOnce(&mut BenchOpts),
+) -> Report {
+    let mut opts = BenchOpts {
+        mode,
+        url: Some(app.base.clone()),
+        players: 50,
+        ..tiny()
+    };
+    assert_refused(&config_with_admin(), &opts, consent).await;
+    give(&mut opts);
+    run(&config_with_admin(), &opts).await
+}
+
 fn assert_accepting(p: &Phase, ok_status: &str) {
     assert!(p.requests > 0, "{p:?}");
     assert!(p.accepted > 0, "{p:?}");
@@ -69,7 +124,7 @@ async fn single_events_against_the_ceiling_and_the_spawned_product() {
         ceiling: true,
         ..tiny()
     };
-    let report = round_trip(&measure(&config(), &opts).await.expect("bench runs"));
+    let report = run(&config(), &opts).await;
     assert_eq!(report.mode, "ingest");
     assert_eq!(report.target, "spawn");
     assert_eq!(report.ceiling.len(), 1);
@@ -150,7 +205,7 @@ async fn reads_on_a_preloaded_board_of_the_spawned_product() {
         players: 5_000,
         ..tiny()
     };
-    let report = round_trip(&measure(&config(), &opts).await.expect("bench runs"));
+    let report = run(&config(), &opts).await;
     assert_eq!(report.mode, "read");
     let names: Vec<&str> = report.system.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["top100", "rank"]);
@@ -176,7 +231,7 @@ async fn reads_against_a_url_seed_the_board_over_http() {
         players: 1_200,
         ..tiny()
     };
-    let report = round_trip(&measure(&config(), &opts).await.expect("bench runs"));
+    let report = run(&config(), &opts).await;
     assert_eq!(report.target, app.base);
     let startup = report.startup.clone().expect("seeding figures");
     assert_eq!(startup.seed, "http");
@@ -194,54 +249,22 @@ async fn reads_against_a_url_seed_the_board_over_http() {
 async fn claims_of_one_broadcast_against_the_ceiling_and_the_spawned_product() {
     let opts = BenchOpts {
         mode: Mode::Claims,
-        spawn: true,
-        ceiling: true,
         ..tiny()
     };
-    let report = round_trip(
-        &measure(&config_with_admin(), &opts)
-            .await
-            .expect("bench runs"),
-    );
+    let report = assert_operator_mode_spawned(opts, "claim", "200").await;
     assert_eq!(report.mode, "claims");
-    assert_eq!(report.ceiling.len(), 1);
-    assert_eq!(report.system.len(), 1);
     for p in report.ceiling.iter().chain(&report.system) {
-        assert_eq!(p.name, "claim");
-        assert_accepting(p, "200");
-        // Every claim was signed for its own path and named the broadcast: none refused.
-        assert_eq!(p.rejected, 0, "{p:?}");
+        // Every claim named the broadcast.
         assert_eq!(p.status.keys().collect::<Vec<_>>(), ["200"], "{p:?}");
     }
-    assert!(report.system[0].ratio_to_ceiling.is_some());
-    // Without an operator there is no broadcast to claim: refused before anything runs.
-    let refused = measure(&config(), &opts).await.expect_err("no operator");
-    assert!(refused.to_string().contains("ADMIN_EMAIL"), "{refused}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_against_a_url_leave_each_player_the_broadcast_claimed() {
     let app = spawn_app(&ADMIN).await;
-    let mut opts = BenchOpts {
-        mode: Mode::Claims,
-        url: Some(app.base.clone()),
-        players: 50,
-        ..tiny()
-    };
     // A real product's players would all get the gift: not without saying so.
-    let refused = measure(&config_with_admin(), &opts)
-        .await
-        .expect_err("no --broadcast-to-all");
-    assert!(
-        refused.to_string().contains("--broadcast-to-all"),
-        "{refused}"
-    );
-    opts.broadcast_to_all = true;
-    let report = round_trip(
-        &measure(&config_with_admin(), &opts)
-            .await
-            .expect("bench runs"),
-    );
+    let consent = |opts: &mut BenchOpts| opts.broadcast_to_all = true;
+    let report = run_on_url(&app, Mode::Claims, "--broadcast-to-all", consent).await;
     let claims = &report.system[0];
     assert_accepting(claims, "200");
     assert_eq!(claims.rejected, 0, "{claims:?}");
@@ -264,50 +287,21 @@ async fn claims_against_a_url_leave_each_player_the_broadcast_claimed() {
 async fn entries_into_one_campaign_against_the_ceiling_and_the_spawned_product() {
     let opts = BenchOpts {
         mode: Mode::Entries,
-        spawn: true,
-        ceiling: true,
         // Each player enters once: more players than entries, so none enters again.
         players: 1_000_000,
         ..tiny()
     };
-    let report = round_trip(
-        &measure(&config_with_admin(), &opts)
-            .await
-            .expect("bench runs"),
-    );
+    // Every entry went into the live campaign.
+    let report = assert_operator_mode_spawned(opts, "enter", "201").await;
     assert_eq!(report.mode, "entries");
-    assert_eq!((report.ceiling.len(), report.system.len()), (1, 1));
-    for p in report.ceiling.iter().chain(&report.system) {
-        assert_eq!(p.name, "enter");
-        assert_accepting(p, "201");
-        // Every entry was signed for its own path into the live campaign: none refused.
-        assert_eq!(p.rejected, 0, "{p:?}");
-    }
-    assert!(report.system[0].ratio_to_ceiling.is_some());
-    let refused = measure(&config(), &opts).await.expect_err("no operator");
-    assert!(refused.to_string().contains("ADMIN_EMAIL"), "{refused}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_against_a_url_enter_each_player_into_the_campaign_opened() {
     let app = spawn_app(&ADMIN).await;
-    let mut opts = BenchOpts {
-        mode: Mode::Entries,
-        url: Some(app.base.clone()),
-        players: 50,
-        ..tiny()
-    };
     // A real product's players would all see the campaign: not without saying so.
-    let refused = measure(&config_with_admin(), &opts)
-        .await
-        .expect_err("no --open-campaign");
-    assert!(refused.to_string().contains("--open-campaign"), "{refused}");
-    opts.open_campaign = true;
-    let report = round_trip(
-        &measure(&config_with_admin(), &opts)
-            .await
-            .expect("bench runs"),
-    );
+    let consent = |opts: &mut BenchOpts| opts.open_campaign = true;
+    let report = run_on_url(&app, Mode::Entries, "--open-campaign", consent).await;
     let entries = &report.system[0];
     assert!(entries.requests > 0, "{entries:?}");
     assert_eq!(entries.transport_errors, 0, "{entries:?}");

@@ -480,13 +480,7 @@ async fn cancelling_a_live_campaign_is_announced_to_its_webhooks() {
     )
     .await;
     for c in [&draft, &id] {
-        let (s, b) = live
-            .post(
-                format!("{}/campaigns/{c}/cancel", app.base),
-                &admin,
-                json!({}),
-            )
-            .await;
+        let (s, b) = live.act(&admin, c, "cancel").await;
         assert_eq!(s, 200, "{b}");
     }
     let cancelled = of("campaign.cancelled", id.clone());
@@ -744,8 +738,7 @@ async fn a_receiver_that_never_answers_holds_up_no_other_webhook() {
     )
     .await;
     // Then one event for the healthy receiver, queued after the whole backlog.
-    let cancel = format!("{}/campaigns/{}/cancel", app.base, ids[63]);
-    let (s, b) = live.post(cancel, &admin, json!({})).await;
+    let (s, b) = live.act(&admin, &ids[63], "cancel").await;
     assert_eq!(s, 200, "{b}");
     let queued = std::time::Instant::now();
     eventually(
@@ -1147,15 +1140,7 @@ async fn a_rank_campaign_rewards_the_entrants_by_their_scores_after_its_end() {
         .await;
     assert_eq!(s, 400, "{b}");
 
-    let (s, c) = live
-        .post(format!("{base}/campaigns"), &admin, campaign)
-        .await;
-    assert_eq!(s, 201, "{c}");
-    let id = read::<CampaignView>(&c).id;
-    let (s, c) = live
-        .post(format!("{base}/campaigns/{id}/schedule"), &admin, json!({}))
-        .await;
-    assert_eq!(s, 200, "{c}");
+    let id = live.schedule_new(&admin, campaign).await.id;
     live.wait_state(&admin, &id, CampaignState::Live, Duration::from_secs(10))
         .await;
 

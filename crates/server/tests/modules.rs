@@ -97,13 +97,7 @@ async fn a_module_registered_in_one_line_is_served_documented_consumed_and_asked
 
     // Its route, counted under its own name.
     assert_eq!(app.get("/probe").await.status, 200);
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap();
-    let text = metrics.text().await.unwrap();
+    let text = app.metrics().await;
     assert!(
         text.lines().any(|l| l.starts_with("http_requests_total")
             && l.contains("service=\"probe\"")
@@ -129,15 +123,7 @@ async fn a_module_registered_in_one_line_is_served_documented_consumed_and_asked
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     let counted = |route: &str, method: &str, status: &str| {
         text.lines().any(|l| {
             l.starts_with("http_requests_total{")

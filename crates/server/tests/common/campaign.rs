@@ -334,11 +334,15 @@ impl Live {
             .await;
         assert_eq!(s, 201, "{c}");
         let id = read::<CampaignView>(&c).id;
-        let (s, c) = self
-            .post(format!("{base}/campaigns/{id}/schedule"), token, json!({}))
-            .await;
+        let (s, c) = self.act(token, &id, "schedule").await;
         assert_eq!(s, 200, "{c}");
         read(&c)
+    }
+
+    /// Asks, as `token`, to `action` (`schedule`, `cancel`) the campaign `id`.
+    pub async fn act(&self, token: &str, id: &str, action: &str) -> Answer {
+        let url = format!("{}/campaigns/{id}/{action}", self.urls.campaigns);
+        self.post(url, token, json!({})).await
     }
 
     /// Creates and schedules `campaign`, then waits (30 s at most) until it is live; its id.
@@ -617,13 +621,7 @@ pub async fn campaign_story(urls: LiveUrls, tag: &str) {
     let c: CampaignView = read(&c);
     assert_eq!(c.state, CampaignState::Draft, "{c:?}");
     let id = c.id;
-    let (s, c) = live
-        .post(
-            format!("{}/campaigns/{id}/schedule", u.campaigns),
-            &ops,
-            json!({}),
-        )
-        .await;
+    let (s, c) = live.act(&ops, &id, "schedule").await;
     assert_eq!(s, 200, "{c}");
     let c: CampaignView = read(&c);
     assert_eq!(c.state, CampaignState::Scheduled, "{c:?}");

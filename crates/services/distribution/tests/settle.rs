@@ -54,12 +54,7 @@ impl OutcomeStore for ListsUnreadable {
 /// campaign is settled, without its entrant list (megabytes for a big draw) ever being read.
 #[tokio::test]
 async fn a_draw_is_settled_without_reading_its_entrants() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = Arc::new(
-        SqliteRepository::open_migrated(&dir.path().join("liveops.db"))
-            .await
-            .unwrap(),
-    );
+    let (_dir, repo) = common::repo().await;
     let c = Campaign {
         ends_at_ms: now_ms() - 1000,
         ..campaign("settled")

@@ -16,12 +16,12 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use liveops_core::now_ms;
 use liveops_core::stores::{
-    Attempt, AuditEntry, CampaignEvent, CampaignState, CampaignStore, Delivery, DeliveryLog,
-    DeliveryPage, DeliveryState, InboxMessage, InboxPage, InboxStore, Webhook, WebhookStore,
+    AuditEntry, CampaignEvent, CampaignState, CampaignStore, Delivery, DeliveryLog, DeliveryPage,
+    DeliveryState, InboxMessage, InboxPage, InboxStore, Webhook, WebhookStore,
 };
 use liveops_distribution::{purge, run_webhooks, DistributionState};
 use liveops_sql::SqliteRepository;
-use liveops_testkit::conformance::live::{audit, campaign, create_in};
+use liveops_testkit::conformance::live::{audit, campaign, create_in, finish};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -78,6 +78,23 @@ async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// Creates the webhooks `whk_a` and `whk_b`, to `url` of `a` and `b`, subscribed to
+/// `campaign.live`.
+async fn create_hooks(repo: &SqliteRepository, url: impl Fn(&str) -> String, created_at_ms: i64) {
+    for name in ["a", "b"] {
+        let hook = Webhook {
+            id: format!("whk_{name}"),
+            url: url(name),
+            events: vec!["campaign.live".into()],
+            secret: "whsec_0123456789abcdef".into(),
+            created_by: "ops@example.com".into(),
+            created_at_ms,
+        };
+        let entry = audit("webhook.create", &hook.id);
+        repo.create_webhook(None, &hook, &entry).await.unwrap();
+    }
+}
+
 /// The state of webhook `hook`'s only delivery.
 async fn delivery_state(repo: &SqliteRepository, hook: &str) -> Option<DeliveryState> {
     let listed = repo
@@ -93,26 +110,10 @@ async fn delivery_state(repo: &SqliteRepository, hook: &str) -> Option<DeliveryS
 /// delivery id; the deliveries are listed with that event id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_delivery_of_an_event_carries_its_stored_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = Arc::new(
-        SqliteRepository::open_migrated(&dir.path().join("liveops.db"))
-            .await
-            .unwrap(),
-    );
+    let (_dir, repo) = common::repo().await;
     let b_status = Arc::new(AtomicU16::new(500));
     let (addr, received) = receiver(b_status.clone()).await;
-    for name in ["a", "b"] {
-        let hook = Webhook {
-            id: format!("whk_{name}"),
-            url: format!("http://{addr}/{name}"),
-            events: vec!["campaign.live".into()],
-            secret: "whsec_0123456789abcdef".into(),
-            created_by: "ops@example.com".into(),
-            created_at_ms: now_ms(),
-        };
-        let entry = audit("webhook.create", &hook.id);
-        repo.create_webhook(None, &hook, &entry).await.unwrap();
-    }
+    create_hooks(&repo, |name| format!("http://{addr}/{name}"), now_ms()).await;
     let c = campaign("announced");
     create_in(&*repo, &c, CampaignState::Scheduled).await;
     let live = CampaignEvent {
@@ -190,26 +191,11 @@ async fn every_delivery_of_an_event_carries_its_stored_id() {
 #[tokio::test]
 async fn what_is_past_its_retention_goes_and_nothing_sooner() {
     const DAY: i64 = 86_400_000;
-    let dir = tempfile::tempdir().unwrap();
-    let repo = Arc::new(
-        SqliteRepository::open_migrated(&dir.path().join("liveops.db"))
-            .await
-            .unwrap(),
-    );
+    let (_dir, repo) = common::repo().await;
     let state = state(&repo);
     let now = now_ms();
-    for name in ["a", "b"] {
-        let hook = Webhook {
-            id: format!("whk_{name}"),
-            url: format!("https://hooks.example.com/{name}"),
-            events: vec!["campaign.live".into()],
-            secret: "whsec_0123456789abcdef".into(),
-            created_by: "ops@example.com".into(),
-            created_at_ms: now - 60 * DAY,
-        };
-        let entry = audit("webhook.create", &hook.id);
-        repo.create_webhook(None, &hook, &entry).await.unwrap();
-    }
+    let url = |name: &str| format!("https://hooks.example.com/{name}");
+    create_hooks(&repo, url, now - 60 * DAY).await;
     let c = campaign("kept");
     create_in(&*repo, &c, CampaignState::Scheduled).await;
     let live = CampaignEvent {
@@ -243,20 +229,7 @@ async fn what_is_past_its_retention_goes_and_nothing_sooner() {
         .iter()
         .zip([DeliveryState::Delivered, DeliveryState::Dead])
     {
-        let tried = Attempt {
-            attempt: 1,
-            at_ms: d.next_attempt_at_ms,
-            status: Some(200),
-            error: None,
-            duration_ms: 5,
-        };
-        let finished = Delivery {
-            state,
-            attempts: 1,
-            ..d.clone()
-        };
-        let recorded = repo.record_attempt(d.next_attempt_at_ms, &finished, &tried);
-        assert!(recorded.await.unwrap());
+        assert!(finish(&*repo, d, state, 200).await.unwrap());
     }
     let message = |id: &str, expires_at_ms: i64| InboxMessage {
         message_id: id.into(),

@@ -15,7 +15,7 @@ use liveops_core::stores::{
     CampaignStore, ClaimOutcome, Delivery, DeliveryPage, DeliveryState, Entered, Entry, EntryLimit,
     InboxBelow, InboxClaim, InboxMessage, InboxPage, Keyed, KeyedOutcome, ListedMessage,
     LiveEventStores, OperatorRecord, OperatorUpdate, Outcome, ProgressCommit, ProgressStore,
-    RequestKey, Reward, Role, Webhook, XpGain,
+    RequestKey, Reward, Role, Webhook, WebhookStore, XpGain,
 };
 use liveops_core::{now_ms, PortError, PortResult, Receipt};
 
@@ -1080,6 +1080,55 @@ fn webhook() -> Webhook {
     }
 }
 
+/// Creates each of `hooks`, audited.
+async fn create_webhooks(repo: &dyn LiveStores, hooks: &[&Webhook]) {
+    for h in hooks {
+        let entry = audit("webhook.create", &h.id);
+        ok(repo.create_webhook(None, h, &entry).await, "create_webhook");
+    }
+}
+
+/// A pending `campaign.live` delivery of `event_id` to `hook`, with an empty body, ids of its
+/// own, never tried, due at `due_ms` and created at `created_at_ms`.
+fn pending(hook: &Webhook, event_id: i64, due_ms: i64, created_at_ms: i64) -> Delivery {
+    Delivery {
+        id: format!("dlv_{}", suffix()),
+        webhook_id: hook.id.clone(),
+        event_id,
+        event_public_id: format!("evt_{}", suffix()),
+        kind: "campaign.live".into(),
+        body: "{}".into(),
+        state: DeliveryState::Pending,
+        attempts: 0,
+        next_attempt_at_ms: due_ms,
+        created_at_ms,
+    }
+}
+
+/// Records `d`'s first attempt, made when it was due and answered HTTP `status`, as finishing
+/// it in `state`, under the lease it was queued at (its due time): whether it was recorded.
+pub async fn finish(
+    repo: &(impl WebhookStore + ?Sized),
+    d: &Delivery,
+    state: DeliveryState,
+    status: u16,
+) -> PortResult<bool> {
+    let tried = Attempt {
+        attempt: 1,
+        at_ms: d.next_attempt_at_ms,
+        status: Some(status),
+        error: None,
+        duration_ms: 5,
+    };
+    let finished = Delivery {
+        state,
+        attempts: 1,
+        ..d.clone()
+    };
+    repo.record_attempt(d.next_attempt_at_ms, &finished, &tried)
+        .await
+}
+
 /// The messages in `player`'s inbox that `keep` keeps, newest first.
 async fn inbox_of(
     repo: &dyn LiveStores,
@@ -1340,11 +1389,7 @@ pub async fn messages_written_since_a_read_are_listed_above_it<S: LiveStores + '
 /// webhook dead-letters what it had pending, and a late attempt does not bring it back.
 pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveStores) {
     let hook = webhook();
-    ok(
-        repo.create_webhook(None, &hook, &audit("webhook.create", &hook.id))
-            .await,
-        "create_webhook",
-    );
+    create_webhooks(repo, &[&hook]).await;
     assert!(ok(repo.webhooks().await, "webhooks").contains(&hook));
     let c = campaign("hooked");
     live(repo, &c).await;
@@ -1360,18 +1405,7 @@ pub async fn webhook_deliveries_are_queued_once_and_leased_once(repo: &dyn LiveS
         .find(|(_, ev)| ev.campaign_id == c.id)
         .expect("the event is in the outbox");
     let now = now_ms();
-    let delivery = Delivery {
-        id: format!("dlv_{}", suffix()),
-        webhook_id: hook.id.clone(),
-        event_id: *event_id,
-        event_public_id: format!("evt_{}", suffix()),
-        kind: "campaign.live".into(),
-        body: "{}".into(),
-        state: DeliveryState::Pending,
-        attempts: 0,
-        next_attempt_at_ms: now - 1,
-        created_at_ms: now,
-    };
+    let delivery = pending(&hook, *event_id, now - 1, now);
     let twin = Delivery {
         id: format!("dlv_{}", suffix()),
         ..delivery.clone()
@@ -1541,25 +1575,15 @@ async fn outbox(repo: &dyn LiveStores) -> Vec<(i64, CampaignEvent)> {
 /// due, for a later lease, and no delivery is leased twice.
 pub async fn leases_take_a_few_deliveries_of_each_webhook(repo: &dyn LiveStores) {
     let (busy, quiet) = (webhook(), webhook());
-    for h in [&busy, &quiet] {
-        let entry = audit("webhook.create", &h.id);
-        ok(repo.create_webhook(None, h, &entry).await, "create_webhook");
-    }
+    create_webhooks(repo, &[&busy, &quiet]).await;
     let now = now_ms();
     let base = i64::from(rand::random::<u32>()) + (1 << 41);
     // Due long ago, before any other run's on a shared database: the busy webhook's ten, then
     // the quiet one's.
     let delivery = |hook: &Webhook, n: i64| Delivery {
         id: format!("dlv_{}_{n:02}", suffix()),
-        webhook_id: hook.id.clone(),
-        event_id: base + n,
-        event_public_id: format!("evt_{}", suffix()),
-        kind: "campaign.live".into(),
         body: format!("{{\"n\":{n}}}"),
-        state: DeliveryState::Pending,
-        attempts: 0,
-        next_attempt_at_ms: 1_000 + n,
-        created_at_ms: now,
+        ..pending(hook, base + n, 1_000 + n, now)
     };
     let backlog: Vec<Delivery> = (1..=10).map(|n| delivery(&busy, n)).collect();
     let other = delivery(&quiet, 20);
@@ -1619,11 +1643,7 @@ pub async fn leases_take_a_few_deliveries_of_each_webhook(repo: &dyn LiveStores)
 /// whole (in several statements: within a server's packet bound).
 pub async fn large_events_are_sized_and_queued_whole(repo: &dyn LiveStores) {
     let hook = webhook();
-    let entry = audit("webhook.create", &hook.id);
-    ok(
-        repo.create_webhook(None, &hook, &entry).await,
-        "create_webhook",
-    );
+    create_webhooks(repo, &[&hook]).await;
     let c = campaign("large");
     live(repo, &c).await;
     let awards: Vec<String> = (0..10_000)
@@ -1664,15 +1684,14 @@ pub async fn large_events_are_sized_and_queued_whole(repo: &dyn LiveStores) {
     let bodies: Vec<Delivery> = (0..5)
         .map(|n| Delivery {
             id: format!("dlv_{}_{n}", suffix()),
-            webhook_id: hook.id.clone(),
-            event_id: if n == 0 { mine.id } else { base + n },
-            event_public_id: format!("evt_{}", suffix()),
             kind: "draw.completed".into(),
             body: format!("{n}{data}"),
-            state: DeliveryState::Pending,
-            attempts: 0,
-            next_attempt_at_ms: 1_000 + n,
-            created_at_ms: now + n,
+            ..pending(
+                &hook,
+                if n == 0 { mine.id } else { base + n },
+                1_000 + n,
+                now + n,
+            )
         })
         .collect();
     ok(repo.enqueue(&[mine.id], &bodies).await, "enqueue");
@@ -1742,23 +1761,12 @@ pub async fn campaign_events_get_public_ids_of_their_own(repo: &dyn LiveStores) 
     assert_eq!(again, read, "the same ids on every read");
 
     let hook = webhook();
-    let entry = audit("webhook.create", &hook.id);
-    ok(
-        repo.create_webhook(None, &hook, &entry).await,
-        "create_webhook",
-    );
+    create_webhooks(repo, &[&hook]).await;
     let now = now_ms();
     let queued = Delivery {
-        id: format!("dlv_{}", suffix()),
-        webhook_id: hook.id.clone(),
-        event_id: read[0].id,
         event_public_id: read[0].public_id.clone(),
-        kind: "campaign.live".into(),
         body: format!("{{\"id\":\"{}\"}}", read[0].public_id),
-        state: DeliveryState::Pending,
-        attempts: 0,
-        next_attempt_at_ms: now + 3_600_000,
-        created_at_ms: now,
+        ..pending(&hook, read[0].id, now + 3_600_000, now)
     };
     ok(
         repo.enqueue(&ids, std::slice::from_ref(&queued)).await,
@@ -1799,10 +1807,7 @@ pub async fn distribution_rows_past_their_retention_are_purged<S: LiveStores + '
     let base = -now_ms() * 10;
     let (cutoff, old, new) = (base, base - 1_000, base + 1_000);
     let (a, b) = (webhook(), webhook());
-    for h in [&a, &b] {
-        let entry = audit("webhook.create", &h.id);
-        ok(repo.create_webhook(None, h, &entry).await, "create_webhook");
-    }
+    create_webhooks(repo, &[&a, &b]).await;
     // Four outbox events: `done` long ago, both its deliveries finished long ago; `kept` long
     // ago, one delivery still pending; `fresh` since the cutoff, queued to nobody; `waiting`
     // long ago, never queued.
@@ -1832,18 +1837,8 @@ pub async fn distribution_rows_past_their_retention_are_purged<S: LiveStores + '
         events.push(*id);
     }
     let [done, kept, fresh, waiting]: [i64; 4] = events.try_into().expect("four events");
-    let delivery = |hook: &Webhook, event_id: i64, at_ms: i64| Delivery {
-        id: format!("dlv_{}", suffix()),
-        webhook_id: hook.id.clone(),
-        event_id,
-        event_public_id: format!("evt_{}", suffix()),
-        kind: "campaign.live".into(),
-        body: "{}".into(),
-        state: DeliveryState::Pending,
-        attempts: 0,
-        next_attempt_at_ms: at_ms,
-        created_at_ms: at_ms,
-    };
+    let delivery =
+        |hook: &Webhook, event_id: i64, at_ms: i64| pending(hook, event_id, at_ms, at_ms);
     let done_a = delivery(&a, done, old);
     let done_b = delivery(&b, done, old + 1);
     let kept_a = delivery(&a, kept, old + 2);
@@ -1861,20 +1856,7 @@ pub async fn distribution_rows_past_their_retention_are_purged<S: LiveStores + '
         (&done_b, DeliveryState::Dead),
         (&kept_b, DeliveryState::Dead),
     ] {
-        let tried = Attempt {
-            attempt: 1,
-            at_ms: d.next_attempt_at_ms,
-            status: Some(500),
-            error: None,
-            duration_ms: 3,
-        };
-        let finished = Delivery {
-            state,
-            attempts: 1,
-            ..d.clone()
-        };
-        let recorded = repo.record_attempt(d.next_attempt_at_ms, &finished, &tried);
-        assert!(ok(recorded.await, "record_attempt"));
+        assert!(ok(finish(repo, d, state, 500).await, "record_attempt"));
     }
 
     ok(repo.purge_deliveries(cutoff).await, "purge_deliveries");
@@ -2002,24 +1984,13 @@ fn attempt_2_failed(second: &Attempt) -> Attempt {
 /// a deleted webhook's are not sent again.
 pub async fn dead_deliveries_are_sent_again_on_request(repo: &dyn LiveStores) {
     let (hook, other) = (webhook(), webhook());
-    for h in [&hook, &other] {
-        let entry = audit("webhook.create", &h.id);
-        ok(repo.create_webhook(None, h, &entry).await, "create_webhook");
-    }
+    create_webhooks(repo, &[&hook, &other]).await;
     let now = now_ms();
     // Event ids of their own: one delivery per webhook and event.
     let base = i64::from(rand::random::<u32>()) + (1 << 40);
     let delivery = |hook: &Webhook, n: i64| Delivery {
         id: format!("dlv_{}_{n}", suffix()),
-        webhook_id: hook.id.clone(),
-        event_id: base + n,
-        event_public_id: format!("evt_{}", suffix()),
-        kind: "campaign.live".into(),
-        body: "{}".into(),
-        state: DeliveryState::Pending,
-        attempts: 0,
-        next_attempt_at_ms: now + 3_600_000,
-        created_at_ms: now - 10_000 + n,
+        ..pending(hook, base + n, now + 3_600_000, now - 10_000 + n)
     };
     let (d1, d2, d3, d4) = (
         delivery(&hook, 1),

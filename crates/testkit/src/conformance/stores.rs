@@ -134,10 +134,7 @@ pub async fn progress_commits_apply_once(repo: &dyn Stores) {
         ],
         xp_before: vec![((p.clone(), 4), 0)],
     };
-    assert!(ok(
-        repo.commit_progress(&consumer, &first).await,
-        "commit_progress",
-    ));
+    assert!(applied(repo, &consumer, &first).await);
 
     let done = ok(repo.processed(&consumer, &[e1, e2, e3]).await, "processed");
     assert_eq!(done, set(&[e1, e2]));
@@ -201,10 +198,7 @@ pub async fn progress_commits_apply_once(repo: &dyn Stores) {
         ],
         xp_before: vec![],
     };
-    assert!(ok(
-        repo.commit_progress(&consumer, &next).await,
-        "commit_progress",
-    ));
+    assert!(applied(repo, &consumer, &next).await);
     let pr = ok(repo.progress(&p, 4).await, "progress");
     assert_eq!((pr.xp, pr.updated_at_ms), (600, 2_000));
     assert_eq!(
@@ -243,10 +237,7 @@ pub async fn progress_commits_apply_once(repo: &dyn Stores) {
         xp_before: vec![((p.clone(), 4), 500), ((newcomer.clone(), 4), 0)],
     };
     assert!(
-        !ok(
-            repo.commit_progress(&consumer, &stale).await,
-            "commit_progress"
-        ),
+        !applied(repo, &consumer, &stale).await,
         "a commit planned from stale XP must not apply"
     );
     assert!(ok(repo.processed(&consumer, &[e4]).await, "processed").is_empty());
@@ -268,10 +259,7 @@ pub async fn progress_commits_apply_once(repo: &dyn Stores) {
         ],
         ..stale
     };
-    assert!(ok(
-        repo.commit_progress(&consumer, &current).await,
-        "commit_progress"
-    ));
+    assert!(applied(repo, &consumer, &current).await);
     assert_eq!(ok(repo.xp_of(&keys).await, "xp_of"), [1_000, 10, 50]);
     let pending = ok(repo.progress(&p, 4).await, "progress").pending;
     assert_eq!(pending.last().map(|r| r.item.as_str()), Some("chest_4"));
@@ -293,10 +281,7 @@ pub async fn rewards_are_claimed_once(repo: &dyn Stores) {
         ],
         ..Default::default()
     };
-    ok(
-        repo.commit_progress(&consumer, &commit).await,
-        "commit_progress",
-    );
+    applied(repo, &consumer, &commit).await;
     // One pending reward is read by its id, and only while it waits, and only the player's.
     let one = |who: &str, id: &str| {
         let (who, id) = (who.to_owned(), id.to_owned());
@@ -368,11 +353,7 @@ pub async fn concurrent_claims_issue_one_receipt(repo: &dyn Stores) {
         rewards,
         ..Default::default()
     };
-    ok(
-        repo.commit_progress(&format!("progression_{s}"), &commit)
-            .await,
-        "commit_progress",
-    );
+    applied(repo, &format!("progression_{s}"), &commit).await;
     for i in 0..5 {
         let rid = format!("level:2:{i}");
         let (a, b) = (
@@ -397,32 +378,56 @@ pub async fn concurrent_claims_issue_one_receipt(repo: &dyn Stores) {
     assert!(pr.pending.is_empty());
 }
 
-/// Every pending reward of `player`, walked `page` at a time as a client does: each page
-/// continues above the last position of the one before, until a short page.
-async fn walk_pending(repo: &dyn Stores, player: &str, page: u32) -> Vec<String> {
-    let (mut walked, mut after) = (Vec::new(), None);
+/// Commits `commit` as `consumer`'s: whether it was applied.
+async fn applied(repo: &dyn Stores, consumer: &str, commit: &ProgressCommit) -> bool {
+    ok(
+        repo.commit_progress(consumer, commit).await,
+        "commit_progress",
+    )
+}
+
+/// The lines of a paged list, walked `page` at a time as a client does: `read` answers the
+/// page after a cursor (none for the first), each page continuing after the `key` of the last
+/// line of the one before, until a short page. Asserts that each page holds `page` lines at
+/// most, their keys increasing and all after the cursor.
+async fn walk_pages<L, K: PartialOrd + Clone + std::fmt::Debug>(
+    page: u32,
+    read: impl AsyncFn(Option<K>) -> Vec<L>,
+    key: impl Fn(&L) -> K,
+) -> Vec<L> {
+    let (mut walked, mut after) = (Vec::new(), None::<K>);
     loop {
-        let listed = ok(
-            repo.pending_rewards(player, after, page).await,
-            "pending_rewards",
-        );
+        let listed = read(after.clone()).await;
         assert!(listed.len() <= page as usize, "a page of {page} at most");
-        let positions: Vec<i64> = listed.iter().map(|l| l.position).collect();
+        let keys: Vec<K> = listed.iter().map(&key).collect();
         assert!(
-            positions.windows(2).all(|w| w[0] < w[1]),
-            "positions increase along a page: {positions:?}"
+            keys.windows(2).all(|w| w[0] < w[1]),
+            "keys increase along a page: {keys:?}"
         );
         assert!(
-            after.is_none_or(|a| positions.first().is_none_or(|&first| first > a)),
-            "a page starts above the cursor"
+            after
+                .as_ref()
+                .is_none_or(|a| keys.first().is_none_or(|first| first > a)),
+            "a page starts after the cursor"
         );
         let full = listed.len() == page as usize;
-        after = listed.last().map(|l| l.position).or(after);
-        walked.extend(listed.into_iter().map(|l| l.reward.reward_id));
+        after = keys.last().cloned().or(after);
+        walked.extend(listed);
         if !full {
             return walked;
         }
     }
+}
+
+/// Every pending reward of `player`, walked `page` at a time ([`walk_pages`]): each page
+/// continues above the last position of the one before.
+async fn walk_pending(repo: &dyn Stores, player: &str, page: u32) -> Vec<String> {
+    let read = async |after| {
+        let listed = repo.pending_rewards(player, after, page).await;
+        ok(listed, "pending_rewards")
+    };
+    let walked = walk_pages(page, read, |l| l.position).await;
+    walked.into_iter().map(|l| l.reward.reward_id).collect()
 }
 
 /// A player who never claims has ever more pending rewards: a progress read lists only the
@@ -450,10 +455,7 @@ pub async fn pending_rewards_are_listed_a_page_at_a_time(repo: &dyn Stores) {
             rewards,
             ..Default::default()
         };
-        assert!(ok(
-            repo.commit_progress(&consumer, &commit).await,
-            "commit_progress"
-        ));
+        assert!(applied(repo, &consumer, &commit).await);
     }
 
     let pr = ok(repo.progress(&p, 1).await, "progress");
@@ -506,33 +508,14 @@ pub async fn pending_rewards_are_listed_a_page_at_a_time(repo: &dyn Stores) {
     assert_eq!(walk_pending(repo, &p, 50).await, left);
 }
 
-/// Every inventory line of `player`, walked `page` at a time as a client does: each page
-/// continues after the last item of the one before, until a short page.
+/// Every inventory line of `player`, walked `page` at a time ([`walk_pages`]): each page
+/// continues after the last item of the one before.
 async fn walk_inventory(repo: &dyn Stores, player: &str, page: u32) -> Vec<InventoryItem> {
-    let (mut walked, mut after) = (Vec::<InventoryItem>::new(), None::<String>);
-    loop {
-        let listed = ok(
-            repo.inventory(player, after.as_deref(), page).await,
-            "inventory",
-        );
-        assert!(listed.len() <= page as usize, "a page of {page} at most");
-        assert!(
-            listed.windows(2).all(|w| w[0].item < w[1].item),
-            "items increase along a page"
-        );
-        assert!(
-            after
-                .as_deref()
-                .is_none_or(|a| listed.first().is_none_or(|first| first.item.as_str() > a)),
-            "a page starts after the cursor"
-        );
-        let full = listed.len() == page as usize;
-        after = listed.last().map(|l| l.item.clone()).or(after);
-        walked.extend(listed);
-        if !full {
-            return walked;
-        }
-    }
+    let read = async |after: Option<String>| {
+        let listed = repo.inventory(player, after.as_deref(), page).await;
+        ok(listed, "inventory")
+    };
+    walk_pages(page, read, |l: &InventoryItem| l.item.clone()).await
 }
 
 /// Each drop may name a new item, so a player may own ever more lines: a progress read lists
@@ -564,10 +547,7 @@ pub async fn inventory_is_listed_a_page_at_a_time(repo: &dyn Stores) {
             items,
             ..Default::default()
         };
-        assert!(ok(
-            repo.commit_progress(&consumer, &commit).await,
-            "commit_progress"
-        ));
+        assert!(applied(repo, &consumer, &commit).await);
     }
     // More of an item already owned is a quantity, not a line.
     let again = ProgressCommit {
@@ -575,10 +555,7 @@ pub async fn inventory_is_listed_a_page_at_a_time(repo: &dyn Stores) {
         items: vec![item(&p, &names[5], 2)],
         ..Default::default()
     };
-    assert!(ok(
-        repo.commit_progress(&consumer, &again).await,
-        "commit_progress"
-    ));
+    assert!(applied(repo, &consumer, &again).await);
     owned[5].quantity = 3;
     owned.sort_by(|a, b| a.item.as_bytes().cmp(b.item.as_bytes()));
 
@@ -617,10 +594,7 @@ pub async fn inventory_is_listed_a_page_at_a_time(repo: &dyn Stores) {
         rewards: vec![(p.clone(), reward("level:1:2", "A_chest", "level_up", true))],
         ..Default::default()
     };
-    assert!(ok(
-        repo.commit_progress(&consumer, &chest).await,
-        "commit_progress"
-    ));
+    assert!(applied(repo, &consumer, &chest).await);
     let r = receipt(&p, "A_chest", &format!("r{s}_chest"));
     let claim = ok(repo.claim_reward(&p, "level:1:2", r).await, "claim");
     assert!(matches!(claim, RewardClaim::Issued(_)));
@@ -655,10 +629,7 @@ pub async fn counts_stop_at_their_limit(repo: &dyn Stores) {
             .collect(),
         ..Default::default()
     };
-    assert!(ok(
-        repo.commit_progress(&consumer, &commit).await,
-        "commit_progress"
-    ));
+    assert!(applied(repo, &consumer, &commit).await);
     let pr = ok(repo.progress(&p, 1).await, "progress");
     assert_eq!(
         (pr.inventory_count, pr.pending_count),
@@ -1221,10 +1192,7 @@ pub async fn large_batches_are_chunked(repo: &dyn Stores) {
         // Read back in chunks too.
         xp_before: players.iter().map(|p| ((p.clone(), 1), 0)).collect(),
     };
-    assert!(ok(
-        repo.commit_progress(&consumer, &commit).await,
-        "commit_progress",
-    ));
+    assert!(applied(repo, &consumer, &commit).await);
 
     let mut asked = ids.clone();
     let fresh: Vec<Uuid> = (0..100).map(|_| id()).collect();

@@ -1,4 +1,5 @@
-//! What distribution's test binaries share: its state over one SQLite repository.
+//! What distribution's test binaries share: a migrated SQLite repository, and distribution's
+//! state over it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,4 +41,13 @@ pub fn state(repo: &Arc<SqliteRepository>, backoff: Duration) -> DistributionSta
         requests: repo.clone(),
         retention: repo.clone(),
     }
+}
+
+/// A migrated SQLite repository in a directory of its own (kept while the directory lives).
+pub async fn repo() -> (tempfile::TempDir, Arc<SqliteRepository>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = SqliteRepository::open_migrated(&dir.path().join("liveops.db"))
+        .await
+        .expect("migrated");
+    (dir, Arc::new(repo))
 }
