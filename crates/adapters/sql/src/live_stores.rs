@@ -103,7 +103,7 @@ macro_rules! impl_live_stores {
                 }
 
                 impl OutcomeStore {
-                    fn record_outcome(outcome: &Outcome, event: Option<&CampaignEvent>) -> Outcome;
+                    fn record_outcome(outcome: &Outcome, event: Option<&CampaignEvent>) -> bool;
                     fn outcome(campaign_id: &str) -> Option<Outcome>;
                     fn outcome_summary(campaign_id: &str) -> Option<OutcomeSummary>;
                     fn decided(campaign_id: &str) -> bool;

@@ -135,12 +135,12 @@ pub struct OutcomeSummary {
 #[async_trait]
 pub trait OutcomeStore: Health {
     /// Records `outcome` unless the campaign has one, with `event` in the outbox if it was new;
-    /// returns the campaign's outcome either way.
+    /// whether it was (the outcome that stands is not read back: it holds every entrant).
     async fn record_outcome(
         &self,
         outcome: &Outcome,
         event: Option<&CampaignEvent>,
-    ) -> PortResult<Outcome>;
+    ) -> PortResult<bool>;
     /// The campaign's outcome, if decided.
     async fn outcome(&self, campaign_id: &str) -> PortResult<Option<Outcome>>;
     /// The campaign's outcome without its entrants, if decided.

@@ -34,7 +34,7 @@ impl OutcomeStore for ListsUnreadable {
         &self,
         outcome: &Outcome,
         event: Option<&CampaignEvent>,
-    ) -> PortResult<Outcome> {
+    ) -> PortResult<bool> {
         self.0.record_outcome(outcome, event).await
     }
     async fn outcome(&self, _campaign_id: &str) -> PortResult<Option<Outcome>> {

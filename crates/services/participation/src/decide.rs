@@ -87,11 +87,12 @@ async fn decide(state: &ParticipationState, c: &Campaign, now_ms: i64) -> PortRe
         })
         .to_string(),
     };
-    let stored = state
+    // Another replica's outcome may stand (the same, for a draw): it counted and logged it.
+    if !state
         .outcomes
         .record_outcome(&outcome, Some(&event))
-        .await?;
-    if stored != outcome {
+        .await?
+    {
         return Ok(false);
     }
     if outcome.algorithm == ALGORITHM {

@@ -34,8 +34,8 @@ pub struct ParticipationArgs {
     #[arg(long, env = "DRAW_TICK_MS", default_value_t = 1000)]
     pub draw_tick_ms: u64,
     /// Most players one campaign takes (1 to 10 000 000); past it a new player's entry is 409
-    /// `campaign-full`. Deciding a draw holds every entrant (about 200 bytes each): size the
-    /// participation pods for it.
+    /// `campaign-full`. Deciding a draw holds every entrant (about 120–135 heap bytes each):
+    /// size the participation pods for it.
     #[arg(long, env = "CAMPAIGN_MAX_ENTRANTS", default_value_t = 1_000_000)]
     pub campaign_max_entrants: u64,
 }

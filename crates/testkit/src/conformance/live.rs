@@ -833,7 +833,7 @@ pub async fn a_large_draw_is_recorded_whole(repo: &dyn LiveStores) {
         })
         .collect();
     let recorded = ok(repo.record_outcome(&large, None).await, "record_outcome");
-    assert!(recorded == large, "the outcome as recorded");
+    assert!(recorded, "the outcome recorded");
     let read = ok(repo.outcome(&c.id).await, "outcome");
     assert!(read.as_ref() == Some(&large), "the outcome read back whole");
 }
@@ -850,22 +850,21 @@ pub async fn outcomes_are_recorded_once(repo: &dyn LiveStores) {
     assert!(!ok(repo.decided(&c.id).await, "decided"), "not decided yet");
     let first = outcome(&c.id, &["b", "a"]);
     let e = event("draw.completed", &c.id);
-    assert_eq!(
+    assert!(
         ok(
             repo.record_outcome(&first, Some(&e)).await,
             "record_outcome"
         ),
-        first
+        "the first is recorded"
     );
     let mut other = outcome(&c.id, &["c"]);
     other.source = Some("weekly 2026-W49".into());
-    assert_eq!(
-        ok(
+    assert!(
+        !ok(
             repo.record_outcome(&other, Some(&e)).await,
             "record_outcome"
         ),
-        first,
-        "the first outcome stands"
+        "a second is not recorded"
     );
     assert_eq!(
         ok(repo.outcome_summary(&c.id).await, "outcome_summary"),

@@ -61,6 +61,9 @@ type OutcomeRow = (
 const SELECT_OUTCOME: &str = "SELECT algorithm, entrants, entrants_hash, seed, commitment, \
      winner_count, source, awards, decided_at FROM campaign_outcomes WHERE campaign_id = ?";
 
+/// Whether a campaign has an outcome, without reading it.
+const DECIDED: &str = "SELECT campaign_id FROM campaign_outcomes WHERE campaign_id = ?";
+
 fn outcome_of(campaign_id: &str, row: OutcomeRow) -> PortResult<Outcome> {
     let (algorithm, entrants, hash, seed, commitment, winners, source, awards, decided_at_ms) = row;
     Ok(Outcome {
@@ -232,7 +235,7 @@ sql_impl! {
         &self,
         outcome: &Outcome,
         event: Option<&CampaignEvent>,
-    ) -> PortResult<Outcome> {
+    ) -> PortResult<bool> {
         let entrants = to_json("outcome entrants", &outcome.entrants)?;
         let awards = to_json("outcome awards", &outcome.awards)?;
         within_bulk::<DB, _>("record_outcome", async {
@@ -242,11 +245,11 @@ sql_impl! {
             let sql = with_tail::<DB>("SELECT id FROM campaigns WHERE id = ?", DB::LOCK_ROWS);
             let _: Option<(Text,)> =
                 Self::optional_on(&mut tx, sqlx::query_as(&sql).bind(campaign_id)).await?;
-            let sql = DB::placeholders(SELECT_OUTCOME);
-            let existing: Option<OutcomeRow> =
+            let sql = DB::placeholders(DECIDED);
+            let existing: Option<(Text,)> =
                 Self::optional_on(&mut tx, sqlx::query_as(&sql).bind(campaign_id)).await?;
-            if let Some(row) = existing {
-                return Self::rolled_back(tx, outcome_of(campaign_id, row)?).await;
+            if existing.is_some() {
+                return Self::rolled_back(tx, false).await;
             }
             let sql = DB::placeholders(
                 "INSERT INTO campaign_outcomes (campaign_id, algorithm, entrants, entrants_hash, \
@@ -266,7 +269,7 @@ sql_impl! {
                 .bind(outcome.decided_at_ms);
             Self::run(&mut tx, insert).await?;
             Self::commit_with_event(tx, event).await?;
-            Ok(outcome.clone())
+            Ok(true)
         })
         .await
     }
@@ -294,8 +297,7 @@ sql_impl! {
     }
 
     pub(crate) async fn decided(&self, campaign_id: &str) -> PortResult<bool> {
-        let sql =
-            DB::placeholders("SELECT campaign_id FROM campaign_outcomes WHERE campaign_id = ?");
+        let sql = DB::placeholders(DECIDED);
         let query = sqlx::query_as(&sql).bind(campaign_id);
         let row = self.optional_row("decided", query, |(id,): (Text,)| Ok(id)).await?;
         Ok(row.is_some())
