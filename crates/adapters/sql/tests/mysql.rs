@@ -68,13 +68,44 @@ impl Server for MySql {
     }
 
     const EXPLAIN: &'static str = "EXPLAIN FORMAT=JSON";
-    const ANALYZE: &'static str = "ANALYZE TABLE inventory, rewards";
+    const ANALYZE: &'static str = "ANALYZE TABLE";
     const INVENTORY_KEY: &'static str = "PRIMARY";
 
     /// MySQL and MariaDB read along `index` (a `ref` or `range` access that stops at the
     /// `LIMIT`), without a filesort.
     fn stops_at_its_limit(plan: &str, index: &str) -> bool {
         plan.contains(&format!("\"key\": \"{index}\"")) && !plan.contains("filesort")
+    }
+
+    /// Each side reads `inbox_messages` along `inbox_messages_by_position` (the player's id a
+    /// `ref`, whose order is the position's), and a filesort sorts only what the sides gave (a
+    /// derived table), never the table's rows.
+    fn reads_each_inbox_side_in_order(plan: &str) -> bool {
+        fn walk<'a>(node: &'a serde_json::Value, found: &mut Vec<&'a serde_json::Value>) {
+            match node {
+                serde_json::Value::Object(fields) => {
+                    found.push(node);
+                    fields.values().for_each(|v| walk(v, found));
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, found)),
+                _ => {}
+            }
+        }
+        let plan: serde_json::Value = serde_json::from_str(plan).unwrap();
+        let mut nodes = Vec::new();
+        walk(&plan, &mut nodes);
+        let sides: Vec<_> = nodes
+            .iter()
+            .filter(|n| n["table_name"] == "inbox_messages")
+            .collect();
+        let sorted = nodes.iter().filter_map(|n| n.get("filesort"));
+        sides.len() == 2
+            && sides
+                .iter()
+                .all(|n| n["key"] == "inbox_messages_by_position")
+            && sorted
+                .map(|f| f["table"]["table_name"].as_str().unwrap_or_default())
+                .all(|table| table.starts_with("<derived"))
     }
 }
 

@@ -18,7 +18,7 @@ impl Server for Postgres {
     type Repo = PgRepository;
     const VAR: &'static str = "LIVEOPS_TEST_PG_URL";
     const MIGRATIONS: &'static str = "migrations/postgres";
-    const VERSIONS: &'static [i64] = &[1, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15];
+    const VERSIONS: &'static [i64] = &[1, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16];
     const SCHEMES: &'static [&'static str] = &["postgres", "postgresql", "PostgreSQL"];
     const FOREIGN: Option<&'static str> = if cfg!(feature = "mysql") {
         Some("mysql")
@@ -57,7 +57,7 @@ impl Server for Postgres {
     }
 
     const EXPLAIN: &'static str = "EXPLAIN";
-    const ANALYZE: &'static str = "VACUUM ANALYZE inventory, rewards";
+    const ANALYZE: &'static str = "VACUUM ANALYZE";
     const INVENTORY_KEY: &'static str = "inventory_pkey";
 
     /// PostgreSQL picks by its statistics (a sequential scan under the `Limit` when the player's
@@ -65,6 +65,16 @@ impl Server for Postgres {
     /// into the `Limit`, unless a sort or a bitmap (every matching entry first) comes between.
     fn stops_at_its_limit(plan: &str, _index: &str) -> bool {
         plan.contains("Limit") && !plan.contains("Sort") && !plan.contains("Bitmap")
+    }
+
+    /// Two backward index scans (`inbox_messages_by_position` for the player's side, 0016's
+    /// `inbox_messages_to_all` for everyone's) merged in order: no sort step and no bitmap.
+    fn reads_each_inbox_side_in_order(plan: &str) -> bool {
+        plan.matches("Index Scan Backward using inbox_messages_")
+            .count()
+            == 2
+            && !plan.contains("Sort  (cost")
+            && !plan.contains("Bitmap")
     }
 }
 

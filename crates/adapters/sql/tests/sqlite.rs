@@ -343,3 +343,43 @@ async fn listings_by_state_and_board_tops_are_read_from_their_indexes() {
         assert!(!items.contains("TEMP B-TREE"), "no sort step: {items}");
     }
 }
+
+/// An inbox page, among many more messages of other players, reads the player's messages and
+/// everyone's each down `inbox_messages_by_position` in the listing's order, stopping at the
+/// page's size (no sort inside a side), whichever page it is; never every message of the two
+/// first (one `OR` of both: a multi-index read, then a sort).
+#[tokio::test]
+async fn an_inbox_page_reads_each_side_down_to_its_size() {
+    let (_dir, repo, pool) = unmigrated().await;
+    repo.migrate().await.unwrap();
+    sql_support::fill_inboxes(&repo).await;
+    sqlx::query("ANALYZE").execute(&pool).await.unwrap();
+    for sql in sql_support::inbox_pages() {
+        let rows: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let plan = rows.iter().map(|r| r.3.as_str()).collect::<Vec<_>>();
+        let sides = plan
+            .iter()
+            .filter(|d| {
+                d.starts_with("SEARCH inbox_messages USING INDEX inbox_messages_by_position")
+            })
+            .count();
+        // The sides are co-routines read as they are asked for; a sort under one would read
+        // its side whole.
+        let sides_sorted = rows.iter().any(|(_, parent, _, detail)| {
+            detail.contains("TEMP B-TREE")
+                && rows
+                    .iter()
+                    .any(|(id, _, _, d)| id == parent && d.starts_with("CO-ROUTINE"))
+        });
+        let plan = plan.join("; ");
+        assert_eq!(sides, 2, "{sql}: {plan}");
+        assert!(
+            !sides_sorted && !plan.contains("MULTI-INDEX OR"),
+            "{sql}: {plan}"
+        );
+    }
+}

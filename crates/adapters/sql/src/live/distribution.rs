@@ -133,6 +133,54 @@ macro_rules! select_deliveries {
     };
 }
 
+/// The statement of a page of a player's inbox (`?` placeholders): their live messages and
+/// everyone's, the last written first, below `below` if given. Each side is read down the index
+/// `(player_id, position)` and stops at the page's size, then the two are merged and cut again:
+/// one `OR` of both would gather and sort every live message of the player and every broadcast
+/// for each page. (PostgreSQL reads everyone's side down `inbox_messages_to_all`, migration
+/// 0016: it takes `player_id IS NULL` for no equality, so the other index gives it no order.)
+///
+/// Its parameters: the player, the live time, `below`'s position or message id (if given) and
+/// the page's size, for the player's side; the same but the player for everyone's; then the
+/// player (their claims) and the page's size.
+pub fn inbox_page_statement(below: Option<InboxBelow<'_>>) -> &'static str {
+    macro_rules! inbox_page {
+        ($below:literal) => {
+            concat!(
+                "SELECT m.message_id, m.player_id, m.campaign_id, m.title, m.body, \
+                 m.attachments, m.created_at, m.expires_at, m.position, \
+                 c.claimed_at, c.receipts, c.request_sig FROM (",
+                inbox_page!(@side "player_id = ?", $below),
+                " AS mine UNION ALL ",
+                inbox_page!(@side "player_id IS NULL", $below),
+                " AS everyone) AS m LEFT JOIN inbox_claims c \
+                 ON c.message_id = m.message_id AND c.player_id = ? \
+                 ORDER BY m.position DESC LIMIT ?"
+            )
+        };
+        (@side $whose:literal, $below:literal) => {
+            concat!(
+                "SELECT * FROM (SELECT message_id, player_id, campaign_id, title, body, \
+                 attachments, created_at, expires_at, position FROM inbox_messages WHERE ",
+                $whose,
+                " AND expires_at > ? AND position IS NOT NULL",
+                $below,
+                " ORDER BY position DESC LIMIT ?)"
+            )
+        };
+    }
+    // Continued below the last message of the previous page (named by its id in a cursor given
+    // before positions; from the top if it is not found).
+    match below {
+        Some(InboxBelow::Position(_)) => inbox_page!(" AND position < ?"),
+        Some(InboxBelow::Message(_)) => inbox_page!(
+            " AND position < COALESCE((SELECT b.position FROM inbox_messages b \
+             WHERE b.message_id = ?), 9223372036854775807)"
+        ),
+        None => inbox_page!(""),
+    }
+}
+
 sql_impl! {
     pub(crate) async fn settle(
         &self,
@@ -309,31 +357,7 @@ sql_impl! {
         player_id: &str,
         page: InboxPage<'_>,
     ) -> PortResult<Vec<ListedMessage>> {
-        macro_rules! inbox_page {
-            ($below:literal) => {
-                concat!(
-                    "SELECT m.message_id, m.player_id, m.campaign_id, m.title, m.body, \
-                     m.attachments, m.created_at, m.expires_at, m.position, \
-                     c.claimed_at, c.receipts, c.request_sig \
-                     FROM inbox_messages m LEFT JOIN inbox_claims c \
-                     ON c.message_id = m.message_id AND c.player_id = ? \
-                     WHERE (m.player_id = ? OR m.player_id IS NULL) AND m.expires_at > ? \
-                     AND m.position IS NOT NULL",
-                    $below,
-                    " ORDER BY m.position DESC LIMIT ?"
-                )
-            };
-        }
-        // The listing's order, continued below the last message of the previous page (named by
-        // its id in a cursor given before positions; from the top if it is not found).
-        let sql = DB::placeholders(match page.below {
-            Some(InboxBelow::Position(_)) => inbox_page!(" AND m.position < ?"),
-            Some(InboxBelow::Message(_)) => inbox_page!(
-                " AND m.position < COALESCE((SELECT b.position FROM inbox_messages b \
-                 WHERE b.message_id = ?), 9223372036854775807)"
-            ),
-            None => inbox_page!(""),
-        });
+        let sql = DB::placeholders(inbox_page_statement(page.below));
         type Row = (
             Text,
             Option<Text>,
@@ -348,16 +372,22 @@ sql_impl! {
             Option<Text>,
             Option<Text>,
         );
-        let mut query = sqlx::query_as(&sql)
-            .bind(player_id)
-            .bind(player_id)
-            .bind(page.live_at_ms.unwrap_or(i64::MIN));
-        match page.below {
-            Some(InboxBelow::Position(position)) => query = query.bind(position),
-            Some(InboxBelow::Message(id)) => query = query.bind(id),
-            None => {}
+        let (live_at, limit) = (page.live_at_ms.unwrap_or(i64::MIN), i64::from(page.limit));
+        let mut query = sqlx::query_as(&sql);
+        // The player's side names them, everyone's does not; then the claims' player.
+        for player in [Some(player_id), None] {
+            if let Some(player) = player {
+                query = query.bind(player);
+            }
+            query = query.bind(live_at);
+            match page.below {
+                Some(InboxBelow::Position(position)) => query = query.bind(position),
+                Some(InboxBelow::Message(id)) => query = query.bind(id),
+                None => {}
+            }
+            query = query.bind(limit);
         }
-        let query = query.bind(i64::from(page.limit));
+        let query = query.bind(player_id).bind(limit);
         self.all_rows("inbox", query, |r: Row| {
             let message = message_of((r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7))?;
             let claim = match (r.9, r.10, r.11) {

@@ -21,6 +21,7 @@ use sqlx::Transaction;
 use crate::dialect::db_error;
 use crate::repository::within;
 
+pub use distribution::inbox_page_statement;
 pub(crate) use groups::WriteQueue;
 
 /// Opens an `impl SqlRepository<DB>` block with the bounds the generic SQL code needs (the same

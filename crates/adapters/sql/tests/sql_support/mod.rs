@@ -567,6 +567,80 @@ pub async fn purge_removes_only_rows_past_the_cutoff(repo: &dyn Repository) {
     );
 }
 
+/// The player whose inbox [`inbox_pages`] reads.
+pub const INBOX_READER: &str = "inbox_reader";
+
+/// 20 000 messages to 200 other players, 500 to [`INBOX_READER`] and 500 to every player, sent
+/// as operators send them (a batch at a time, so in order) with the two kinds spread among the
+/// others: the rows an inbox page's plan is chosen for.
+pub async fn fill_inboxes(repo: &dyn InboxStore) {
+    let audit = liveops_testkit::conformance::live::audit("inbox.send", "players");
+    let messages: Vec<InboxMessage> = (0..21_000)
+        .map(|i| InboxMessage {
+            message_id: format!("msg_plan_{i:05}"),
+            player_id: match i % 42 {
+                0 => Some(INBOX_READER.to_owned()),
+                1 => None,
+                _ => Some(format!("player_{}", i % 200)),
+            },
+            campaign_id: None,
+            title: "Plan".into(),
+            body: "Rows for the planner".into(),
+            attachments: vec![],
+            created_at_ms: 1_000 + i,
+            expires_at_ms: 4_000_000_000_000,
+        })
+        .collect();
+    for batch in messages.chunks(1_000) {
+        let sent = repo.send_messages(None, batch, &audit).await.unwrap();
+        assert!(matches!(sent, KeyedOutcome::Written), "{sent:?}");
+    }
+}
+
+/// Each kind of inbox page [`INBOX_READER`] asks for (the first, one below a position, one below
+/// a message named by an old cursor), its statement as the repository sends it with its
+/// parameters written in: the page's size 100, live at 2 000.
+pub fn inbox_pages() -> Vec<String> {
+    let player = format!("'{INBOX_READER}'");
+    let kinds = [
+        (None, None),
+        (Some(InboxBelow::Position(15_000)), Some("15000")),
+        (
+            Some(InboxBelow::Message("msg_plan_15000")),
+            Some("'msg_plan_15000'"),
+        ),
+    ];
+    kinds
+        .into_iter()
+        .map(|(below, value)| {
+            // The parameters in order (see `inbox_page_statement`): the player's side, everyone's,
+            // then the claims' player and the page's size.
+            let mut values = Vec::new();
+            for whose in [Some(player.as_str()), None] {
+                values.extend(
+                    whose
+                        .into_iter()
+                        .chain(["2000"])
+                        .chain(value)
+                        .chain(["100"]),
+                );
+            }
+            values.extend([player.as_str(), "100"]);
+            let mut values = values.into_iter();
+            let sql = liveops_sql::inbox_page_statement(below);
+            let mut written = String::new();
+            for (i, part) in sql.split('?').enumerate() {
+                if i > 0 {
+                    written.push_str(values.next().unwrap());
+                }
+                written.push_str(part);
+            }
+            assert!(values.next().is_none(), "a value left over: {sql}");
+            written
+        })
+        .collect()
+}
+
 /// Keys per step of the repository's purge (`PURGE_STEP`), walked in the test above.
 const PURGE_KEYS: usize = 2000;
 

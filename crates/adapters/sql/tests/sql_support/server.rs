@@ -47,13 +47,17 @@ pub trait Server {
     fn drop_database(db: &str) -> String;
     /// What asks for a statement's plan, put before it.
     const EXPLAIN: &'static str;
-    /// What updates the statistics of `inventory` and `rewards` the planner reads.
+    /// What updates the statistics the planner reads of the tables named after it.
     const ANALYZE: &'static str;
     /// The name under which plans show the inventory's key (player_id, item).
     const INVENTORY_KEY: &'static str;
     /// Whether `plan` stops at its statement's `LIMIT`: it reads rows in the order asked (along
     /// `index` where the planner says which) and neither sorts nor gathers all of them first.
     fn stops_at_its_limit(plan: &str, index: &str) -> bool;
+    /// Whether `plan`, an inbox page's, reads each side of the page (the player's messages,
+    /// everyone's) down an index in the listing's order, to stop at the page's size, and sorts
+    /// only what the two sides read.
+    fn reads_each_inbox_side_in_order(plan: &str) -> bool;
 }
 
 /// The tests of the server backend `$server` (a [`Server`]): one per check of this module.
@@ -74,6 +78,7 @@ macro_rules! server_tests {
             opening_a_server_that_is_not_there_fails_fast => opening_a_missing_server_fails_fast,
             an_outage_answers_unavailable_quickly_and_the_pool_recovers => outage_then_recovery,
             a_players_counts_and_pages_stop_at_their_limits => reads_stop_at_their_limits,
+            an_inbox_page_reads_each_side_down_to_its_size => inbox_pages_read_each_side_in_order,
         );
     };
     (@each $server:ty: $($test:ident => $check:ident $(($arg:expr))?,)*) => {$(
@@ -335,7 +340,8 @@ where
     }
     assert!(repo.commit_progress("plans", &commit).await.unwrap());
     let pool = S::pool(&repo);
-    sqlx::raw_sql(S::ANALYZE).execute(pool).await.unwrap();
+    let analyze = format!("{} inventory, rewards", S::ANALYZE);
+    sqlx::raw_sql(&analyze).execute(pool).await.unwrap();
     for (sql, index) in PLANNED {
         let index = index.replace("{key}", S::INVENTORY_KEY);
         let rows: Vec<(String,)> = sqlx::query_as(&format!("{} {sql}", S::EXPLAIN))
@@ -345,6 +351,31 @@ where
         let plan: Vec<String> = rows.into_iter().map(|r| r.0).collect();
         let plan = plan.join("\n");
         assert!(S::stops_at_its_limit(&plan, &index), "{sql}:\n{plan}");
+    }
+    db.drop(pool).await;
+}
+
+/// An inbox page, among many more messages of other players, reads the player's messages and
+/// everyone's each down its index in the listing's order ([`Server::reads_each_inbox_side_in_order`]),
+/// whichever page it is; never every message of the two first.
+pub async fn inbox_pages_read_each_side_in_order<S: Server>()
+where
+    for<'c> &'c mut <S::DB as sqlx::Database>::Connection: sqlx::Executor<'c, Database = S::DB>,
+    for<'q> <S::DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, S::DB>,
+    (String,): for<'r> sqlx::FromRow<'r, <S::DB as sqlx::Database>::Row>,
+{
+    let db = FreshDb::<S>::new("inbox_plans").await;
+    let repo = migrated::<S>(&db.url).await;
+    super::fill_inboxes(&repo).await;
+    let pool = S::pool(&repo);
+    let analyze = format!("{} inbox_messages, inbox_claims", S::ANALYZE);
+    sqlx::raw_sql(&analyze).execute(pool).await.unwrap();
+    for sql in super::inbox_pages() {
+        let explain = format!("{} {sql}", S::EXPLAIN);
+        let rows: Vec<(String,)> = sqlx::query_as(&explain).fetch_all(pool).await.unwrap();
+        let plan: Vec<String> = rows.into_iter().map(|r| r.0).collect();
+        let plan = plan.join("\n");
+        assert!(S::reads_each_inbox_side_in_order(&plan), "{sql}:\n{plan}");
     }
     db.drop(pool).await;
 }
