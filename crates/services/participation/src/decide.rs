@@ -3,17 +3,22 @@
 //! ([`liveops_module::tick::Rotation`]) gets one. Draws run `liveops-draw-v1` over the entrants with the seed committed to at
 //! scheduling; rank rewards rank every entrant by their durable score on the leaderboard window's
 //! board of the campaign's period, read at the first tick `LB_SETTLE_SEC` after the campaign
-//! ended. The first outcome recorded stands, whichever replica records it.
+//! ended. The first outcome recorded stands, whichever replica records it; while one replica
+//! decides a campaign it holds `participation:decide:<id>` in the hot state (shared on Redis), so
+//! the others pass it over instead of each reading every entrant (a million: seconds and over
+//! 100 MB each). A replica that dies deciding lets its hold lapse within [`DECIDE_HOLD`].
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use liveops_core::draw::{self, ALGORITHM};
-use liveops_core::ports::{rank_entries, Board};
+use liveops_core::ports::{rank_entries, Board, IdemState};
 use liveops_core::stores::{Award, Campaign, CampaignEvent, Outcome, Reward, Tier};
 use liveops_core::{now_ms, PortError, PortResult, Window};
 use liveops_http::rfc3339;
 use liveops_module::tick::{each_ended, every_tick, Rotation};
 use serde_json::json;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::ParticipationState;
@@ -22,6 +27,13 @@ use crate::ParticipationState;
 pub const RANK_ALGORITHM: &str = "liveops-rank-v1";
 /// Most ended campaigns looked at per tick (a page; the next tick takes the next page).
 const BATCH: u32 = 100;
+/// How long a decide hold lasts unless extended: how late a campaign whose decider died is
+/// decided by another replica.
+pub const DECIDE_HOLD: Duration = Duration::from_secs(30);
+/// How often a replica deciding a campaign extends its hold.
+const EXTEND_EVERY: Duration = Duration::from_secs(10);
+/// The body a decide hold is taken for (one kind of holder).
+const HOLDER: &str = "decide";
 
 /// Runs the decider every tick until `stop`.
 pub async fn run_decider(
@@ -54,12 +66,49 @@ pub async fn decide_ended(
     .await
 }
 
-/// Decides one ended campaign if it has no outcome and can be decided at `now_ms`; true if this
-/// call recorded its outcome.
+/// The hot-state key a replica deciding `campaign_id` holds.
+pub fn decide_key(campaign_id: &str) -> String {
+    format!("participation:decide:{campaign_id}")
+}
+
+/// Decides one ended campaign if it has no outcome, no other replica is deciding it, and it can
+/// be decided at `now_ms`; true if this call recorded its outcome. The hold is given back at the
+/// end either way; without a hot state answering, it decides unheld (the first outcome stands).
 async fn decide(state: &ParticipationState, c: &Campaign, now_ms: i64) -> PortResult<bool> {
     if state.outcomes.decided(&c.id).await? {
         return Ok(false);
     }
+    let key = decide_key(&c.id);
+    match state.holds.idem_begin(&key, HOLDER, DECIDE_HOLD).await {
+        Ok(IdemState::Fresh) => {}
+        Ok(_) => {
+            metrics::counter!("campaign_decides_passed_total").increment(1);
+            tracing::debug!(campaign = %c.id, "another replica is deciding it");
+            return Ok(false);
+        }
+        Err(error) => tracing::warn!(%error, campaign = %c.id, "deciding without a hold"),
+    }
+    let work = decide_held(state, c, now_ms);
+    tokio::pin!(work);
+    let mut extend = tokio::time::interval_at(Instant::now() + EXTEND_EVERY, EXTEND_EVERY);
+    let decided = loop {
+        tokio::select! {
+            decided = &mut work => break decided,
+            _ = extend.tick() => {
+                if let Err(error) = state.holds.idem_extend(&key, HOLDER, DECIDE_HOLD).await {
+                    tracing::warn!(%error, campaign = %c.id, "cannot extend the decide hold");
+                }
+            }
+        }
+    };
+    if let Err(error) = state.holds.idem_release(&key, HOLDER).await {
+        tracing::warn!(%error, campaign = %c.id, "cannot give the decide hold back");
+    }
+    decided
+}
+
+/// [`decide`] once its hold is taken.
+async fn decide_held(state: &ParticipationState, c: &Campaign, now_ms: i64) -> PortResult<bool> {
     let (outcome, late) = match &c.reward {
         Reward::Draw { winners, item } => {
             (draw_outcome(state, c, *winners, item, now_ms).await?, false)

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use clap::Args;
+use liveops_core::ports::Idempotency;
 use liveops_core::stores::{CampaignStore, EntryStore, OutcomeStore, PlayerXp, ScoreStore};
 use liveops_core::{Calendar, LevelCurve};
 use liveops_http::{
@@ -21,7 +22,7 @@ mod draws;
 mod routes;
 
 pub use closed::ClosedCampaigns;
-pub use decide::{decide_ended, run_decider};
+pub use decide::{decide_ended, decide_key, run_decider, DECIDE_HOLD};
 pub use routes::{EntrantList, EntryRequest, EntryView};
 
 /// Largest request body on `POST /campaigns/{id}/entries`.
@@ -89,6 +90,8 @@ pub struct ParticipationState {
     pub xp: Arc<dyn PlayerXp>,
     /// Leaderboard scores (rank rewards).
     pub scores: Arc<dyn ScoreStore>,
+    /// Holds taken while deciding a campaign, so one replica reads its entrants at a time.
+    pub holds: Arc<dyn Idempotency>,
     /// What is kept of closed campaigns (entrant counts, decided draws' answers).
     pub closed: Arc<ClosedCampaigns>,
 }
@@ -100,7 +103,7 @@ liveops_module::from_context!(ParticipationState(
     config: Arc<ParticipationConfig>,
     closed: Arc<ClosedCampaigns>,
 ) {
-    signatures, campaigns, entries, outcomes, xp, scores
+    signatures, campaigns, entries, outcomes, xp, scores, holds
 });
 
 /// Participation's routes with their OpenAPI operations; only entries take a body.

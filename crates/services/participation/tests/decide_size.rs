@@ -112,6 +112,7 @@ async fn deciding_a_large_draw_peaks_under_150_heap_bytes_an_entrant() {
         outcomes: repo.clone(),
         xp: repo.clone(),
         scores: repo.clone(),
+        holds: Arc::new(liveops_memory::MemoryHotState::new()),
         closed: Arc::default(),
     };
     let c = ended_draw("large");

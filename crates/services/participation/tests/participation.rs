@@ -9,16 +9,18 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use liveops_core::draw::PublishedDraw;
-use liveops_core::ports::{Board, ScoreDelta};
+use liveops_core::ports::{Board, IdemState, ScoreDelta};
 use liveops_core::stores::{
     Campaign, CampaignState, CampaignStore, Entered, Entry, EntryStore, OutcomeStore, Reward,
     ScoreStore, Tier,
 };
 use liveops_core::{now_ms, Calendar, KeyStore, Keyring, LevelCurve, PortResult, Window};
 use liveops_http::SignatureCheck;
+use liveops_memory::MemoryHotState;
 use liveops_module::tick::Rotation;
 use liveops_participation::{
-    decide_ended, router, EntrantList, ParticipationConfig, ParticipationState,
+    decide_ended, decide_key, router, EntrantList, ParticipationConfig, ParticipationState,
+    DECIDE_HOLD,
 };
 use liveops_sql::SqliteRepository;
 use liveops_testkit::conformance::live::{campaign, create_in};
@@ -62,6 +64,7 @@ async fn spawn_app() -> TestApp {
         outcomes: repo.clone(),
         xp: repo.clone(),
         scores: repo.clone(),
+        holds: Arc::new(MemoryHotState::new()),
         closed: Arc::default(),
     };
     TestApp {
@@ -507,6 +510,55 @@ async fn entrants_page_through_the_draw_s_list() {
     served::get_refused(&router, "/campaigns/cmp_none/entrants?limit=5", 404).await;
     // Nothing undecided is kept.
     assert_eq!(app.state.closed.draw_hits(), 0);
+}
+
+/// A campaign another replica holds (it is deciding it) is passed over, not read again; once the
+/// hold is given back it is decided, and the decider gives its own hold back, also when a
+/// campaign cannot be decided yet.
+#[tokio::test]
+async fn a_campaign_another_replica_is_deciding_is_passed_over() {
+    let app = spawn_app().await;
+    let c = Campaign {
+        ends_at_ms: now_ms() - 1000,
+        ..draw_campaign("held")
+    };
+    create_in(&*app.repo, &c, CampaignState::Live).await;
+    app.entered(&c, "entrant_1", now_ms()).await;
+    let moved = app
+        .repo
+        .advance(&c.id, CampaignState::Live, CampaignState::Ended, None)
+        .await;
+    assert!(moved.unwrap());
+    let key = decide_key(&c.id);
+    let holds = &app.state.holds;
+    // The other replica's hold.
+    let other = holds.idem_begin(&key, "decide", DECIDE_HOLD).await.unwrap();
+    assert_eq!(other, IdemState::Fresh);
+    let round = decide_ended(&app.state, &Rotation::default(), now_ms()).await;
+    assert_eq!(round.unwrap(), 0, "passed over while held");
+    assert!(app.repo.outcome(&c.id).await.unwrap().is_none());
+    holds.idem_release(&key, "decide").await.unwrap();
+    let round = decide_ended(&app.state, &Rotation::default(), now_ms()).await;
+    assert_eq!(round.unwrap(), 1, "decided once given back");
+    let after = holds.idem_begin(&key, "decide", DECIDE_HOLD).await.unwrap();
+    assert_eq!(after, IdemState::Fresh, "the decider gave its hold back");
+    holds.idem_release(&key, "decide").await.unwrap();
+
+    // A rank campaign before its settle time is not decided, and not left held either.
+    let now = now_ms();
+    let ranked = rank_campaign("unsettled", now - 60_000, now - 1000);
+    create_in(&*app.repo, &ranked, CampaignState::Live).await;
+    app.entered(&ranked, "entrant_1", now - 2000).await;
+    let moved = app
+        .repo
+        .advance(&ranked.id, CampaignState::Live, CampaignState::Ended, None)
+        .await;
+    assert!(moved.unwrap());
+    let round = decide_ended(&app.state, &Rotation::default(), now).await;
+    assert_eq!(round.unwrap(), 0, "not settled yet");
+    let key = decide_key(&ranked.id);
+    let after = holds.idem_begin(&key, "decide", DECIDE_HOLD).await.unwrap();
+    assert_eq!(after, IdemState::Fresh, "not left held");
 }
 
 /// A decided draw's answer, with or without its list, is written once and served again from
