@@ -711,22 +711,17 @@ impl Blocklist for MemoryHotState {
 #[async_trait]
 impl Attempts for MemoryHotState {
     async fn attempt(&self, key: &str, attempt: Attempt<'_>) -> PortResult<Option<u32>> {
-        let Attempt {
-            id,
-            at_ms,
-            window,
-            max,
-        } = attempt;
+        let (id, at, window) = (Some(attempt.id), attempt.at_ms, attempt.window);
         // Counted and recorded under the shard's lock: one step for concurrent callers.
         let mut shard = self.shard(key);
         let log = &mut shard.attempts;
         let kept = log.0.get(key).filter(|s| s.keep_until > now_ms());
-        let recorded = kept.is_some_and(|s| s.at.iter().any(|(_, k)| k.as_deref() == Some(id)));
-        if !recorded && log.count(key, at_ms, window) >= max {
+        let recorded = kept.is_some_and(|s| s.at.iter().any(|(_, k)| k.as_deref() == id));
+        if !recorded && log.count(key, at, window) >= attempt.max {
             return Ok(None);
         }
-        log.record(key, Some(id), at_ms, (window, window));
-        Ok(Some(log.count(key, at_ms, window)))
+        log.record(key, id, at, (window, window));
+        Ok(Some(log.count(key, at, window)))
     }
 
     async fn attempts(&self, key: &str, now_ms: i64, window: Duration) -> PortResult<u32> {

@@ -605,22 +605,16 @@ fn attempt_member(id: &str) -> String {
 #[async_trait]
 impl Attempts for RedisHotState {
     async fn attempt(&self, key: &str, attempt: Attempt<'_>) -> PortResult<Option<u32>> {
-        let Attempt {
-            id,
-            at_ms,
-            window,
-            max,
-        } = attempt;
-        let window = millis(window);
+        let (at, window) = (attempt.at_ms, millis(attempt.window));
         // Kept while this attempt can still fall inside a window it is counted in.
-        let keep = at_ms.saturating_add(window).saturating_sub(now_ms());
+        let keep = at.saturating_add(window).saturating_sub(now_ms());
         let keep = ttl_ms(Duration::from_millis(keep.max(0).unsigned_abs()));
         let mut call = self.scripts.attempt.prepare_invoke();
         call.key(self.key(TimeLog::Attempts.kind(), key))
-            .arg(at_ms)
-            .arg(attempt_member(id))
-            .arg(at_ms.saturating_sub(window))
-            .arg(max)
+            .arg(at)
+            .arg(attempt_member(attempt.id))
+            .arg(at.saturating_sub(window))
+            .arg(attempt.max)
             .arg(MAX_STRIKES)
             .arg(keep);
         let counted: i64 = self.conn.invoke(TimeLog::Attempts.ops().0, &call).await?;

@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::Request;
 use liveops_core::stores::{Campaign, CampaignState, OutcomeStore};
-use liveops_core::{now_ms, Calendar, KeyStore, Keyring, LevelCurve};
-use liveops_http::SignatureCheck;
+use liveops_core::{now_ms, Keyring};
 use liveops_module::tick::Rotation;
-use liveops_participation::{decide_ended, router, ParticipationConfig, ParticipationState};
+use liveops_participation::{decide_ended, router};
 use liveops_sql::SqliteRepository;
 use liveops_testkit::conformance::live::{campaign, create_in};
 use tower::ServiceExt;
+
+mod common;
 
 /// dhat's allocator, which counts the bytes live on the heap.
 #[global_allocator]
@@ -94,27 +95,7 @@ async fn deciding_a_large_draw_peaks_under_150_heap_bytes_an_entrant() {
         .unwrap();
     let repo = Arc::new(repo);
     let keyring = Keyring::single("decide-size-secret-0123456789abcdef").unwrap();
-    let state = ParticipationState {
-        config: Arc::new(ParticipationConfig {
-            calendar: Calendar::default(),
-            curve: LevelCurve::default(),
-            tick: Duration::from_secs(1),
-            settle: Duration::from_secs(60),
-            max_entrants: 1_000_000,
-        }),
-        signatures: SignatureCheck {
-            keys: Arc::new(KeyStore::new(keyring)),
-            tolerance_s: 300,
-            accept_v1: true,
-        },
-        campaigns: repo.clone(),
-        entries: repo.clone(),
-        outcomes: repo.clone(),
-        xp: repo.clone(),
-        scores: repo.clone(),
-        holds: Arc::new(liveops_memory::MemoryHotState::new()),
-        closed: Arc::default(),
-    };
+    let state = common::state(&repo, keyring, Duration::from_secs(60), 1_000_000);
     let c = ended_draw("large");
     create_in(&*repo, &c, CampaignState::Ended).await;
     fill(&repo, &c.id, ENTRANTS).await;

@@ -14,9 +14,7 @@ use liveops_core::stores::{
     Campaign, CampaignState, CampaignStore, Entered, Entry, EntryStore, OutcomeStore, Reward,
     ScoreStore, Tier,
 };
-use liveops_core::{now_ms, Calendar, KeyStore, Keyring, LevelCurve, PortResult, Window};
-use liveops_http::SignatureCheck;
-use liveops_memory::MemoryHotState;
+use liveops_core::{now_ms, Calendar, Keyring, PortResult, Window};
 use liveops_module::tick::Rotation;
 use liveops_participation::{
     decide_ended, decide_key, router, EntrantList, ParticipationConfig, ParticipationState,
@@ -26,6 +24,8 @@ use liveops_sql::SqliteRepository;
 use liveops_testkit::conformance::live::{campaign, create_in};
 use liveops_testkit::served;
 use uuid::Uuid;
+
+mod common;
 
 const SECRET: &str = "participation-test-secret-0123456789";
 const SETTLE_MS: i64 = 60_000;
@@ -46,27 +46,8 @@ async fn spawn_app() -> TestApp {
         .unwrap();
     let repo = Arc::new(repo);
     let keyring = Keyring::single(SECRET).unwrap();
-    let state = ParticipationState {
-        config: Arc::new(ParticipationConfig {
-            calendar: Calendar::default(),
-            curve: LevelCurve::default(),
-            tick: Duration::from_secs(1),
-            settle: Duration::from_millis(SETTLE_MS.unsigned_abs()),
-            max_entrants: MAX_ENTRANTS,
-        }),
-        signatures: SignatureCheck {
-            keys: Arc::new(KeyStore::new(keyring.clone())),
-            tolerance_s: 300,
-            accept_v1: true,
-        },
-        campaigns: repo.clone(),
-        entries: repo.clone(),
-        outcomes: repo.clone(),
-        xp: repo.clone(),
-        scores: repo.clone(),
-        holds: Arc::new(MemoryHotState::new()),
-        closed: Arc::default(),
-    };
+    let settle = Duration::from_millis(SETTLE_MS.unsigned_abs());
+    let state = common::state(&repo, keyring.clone(), settle, MAX_ENTRANTS);
     TestApp {
         state,
         repo,
@@ -76,6 +57,19 @@ async fn spawn_app() -> TestApp {
 }
 
 impl TestApp {
+    /// Stores campaign `c` live, enters each of `players` at `at_ms`, and ends it.
+    async fn ended_with(&self, c: &Campaign, players: &[&str], at_ms: i64) {
+        create_in(&*self.repo, c, CampaignState::Live).await;
+        for p in players {
+            self.entered(c, p, at_ms).await;
+        }
+        let moved = self
+            .repo
+            .advance(&c.id, CampaignState::Live, CampaignState::Ended, None)
+            .await;
+        assert!(moved.unwrap(), "{} ended", c.id);
+    }
+
     /// Enters `player` into campaign `c` straight into the store, as entered at `at_ms`.
     async fn entered(&self, c: &Campaign, player: &str, at_ms: i64) {
         let entry = Entry {
@@ -177,16 +171,8 @@ async fn a_rank_campaign_ranks_every_entrant_by_their_scores_once_settled() {
     // Within this week: it ended a second ago, or just after the week began if that is later.
     let ends = (now - 1000).max(starts + 2);
     let c = rank_campaign("ranked", starts, ends);
-    create_in(&*app.repo, &c, CampaignState::Live).await;
     let entrants = ["e_low", "e_mid", "e_tie_a", "e_tie_b", "e_top"];
-    for p in entrants {
-        app.entered(&c, p, ends - 1).await;
-    }
-    let moved = app
-        .repo
-        .advance(&c.id, CampaignState::Live, CampaignState::Ended, None)
-        .await;
-    assert!(moved.unwrap());
+    app.ended_with(&c, &entrants, ends - 1).await;
     // 150 players who did not enter out-score every entrant: the entrants stand below the
     // board's top 100.
     let board = weekly(&cal, starts);
@@ -254,13 +240,7 @@ async fn a_rank_campaign_decided_late_says_so_unless_it_ended_with_its_period() 
     let early = rank_campaign("early", from, from + 3_600_000);
     let whole = rank_campaign("whole", from, to);
     for c in [&early, &whole] {
-        create_in(&*app.repo, c, CampaignState::Live).await;
-        app.entered(c, "entrant", from + 1).await;
-        let moved = app
-            .repo
-            .advance(&c.id, CampaignState::Live, CampaignState::Ended, None)
-            .await;
-        assert!(moved.unwrap());
+        app.ended_with(c, &["entrant"], from + 1).await;
     }
     app.score(&weekly(&cal, from), &[("entrant", 5)]).await;
     assert_eq!(
@@ -522,13 +502,7 @@ async fn a_campaign_another_replica_is_deciding_is_passed_over() {
         ends_at_ms: now_ms() - 1000,
         ..draw_campaign("held")
     };
-    create_in(&*app.repo, &c, CampaignState::Live).await;
-    app.entered(&c, "entrant_1", now_ms()).await;
-    let moved = app
-        .repo
-        .advance(&c.id, CampaignState::Live, CampaignState::Ended, None)
-        .await;
-    assert!(moved.unwrap());
+    app.ended_with(&c, &["entrant_1"], now_ms()).await;
     let key = decide_key(&c.id);
     let holds = &app.state.holds;
     // The other replica's hold.
@@ -547,13 +521,7 @@ async fn a_campaign_another_replica_is_deciding_is_passed_over() {
     // A rank campaign before its settle time is not decided, and not left held either.
     let now = now_ms();
     let ranked = rank_campaign("unsettled", now - 60_000, now - 1000);
-    create_in(&*app.repo, &ranked, CampaignState::Live).await;
-    app.entered(&ranked, "entrant_1", now - 2000).await;
-    let moved = app
-        .repo
-        .advance(&ranked.id, CampaignState::Live, CampaignState::Ended, None)
-        .await;
-    assert!(moved.unwrap());
+    app.ended_with(&ranked, &["entrant_1"], now - 2000).await;
     let round = decide_ended(&app.state, &Rotation::default(), now).await;
     assert_eq!(round.unwrap(), 0, "not settled yet");
     let key = decide_key(&ranked.id);
@@ -570,15 +538,9 @@ async fn a_decided_draw_is_answered_from_what_was_kept() {
         ends_at_ms: now_ms() - 1000,
         ..draw_campaign("kept")
     };
-    create_in(&*app.repo, &c, CampaignState::Live).await;
-    for i in 0..12 {
-        app.entered(&c, &format!("entrant_{i:02}"), now_ms()).await;
-    }
-    let moved = app
-        .repo
-        .advance(&c.id, CampaignState::Live, CampaignState::Ended, None)
-        .await;
-    assert!(moved.unwrap());
+    let entrants: Vec<String> = (0..12).map(|i| format!("entrant_{i:02}")).collect();
+    let entrants: Vec<&str> = entrants.iter().map(String::as_str).collect();
+    app.ended_with(&c, &entrants, now_ms()).await;
     assert_eq!(
         decide_ended(&app.state, &Rotation::default(), now_ms())
             .await
@@ -717,15 +679,8 @@ async fn a_finished_campaigns_count_is_read_under_a_turn() {
         ends_at_ms: now_ms() - 1000,
         ..campaign("counted")
     };
-    create_in(&*app.repo, &c, CampaignState::Live).await;
-    for i in 0..5 {
-        app.entered(&c, &format!("player_{i}"), now_ms() - 2000)
-            .await;
-    }
-    app.repo
-        .advance(&c.id, CampaignState::Live, CampaignState::Ended, None)
-        .await
-        .unwrap();
+    let players = ["player_0", "player_1", "player_2", "player_3", "player_4"];
+    app.ended_with(&c, &players, now_ms() - 2000).await;
     let watched = Arc::new(WatchedCounts {
         repo: app.repo.clone(),
         running: Default::default(),
