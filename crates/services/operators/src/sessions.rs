@@ -65,28 +65,24 @@ enum Refused {
     Left,
 }
 
-/// Counts the attempt `id` on `key` (at `now`, within `window`): past `max`, 429 naming `what`,
-/// the attempt counted or not as `refused` says.
+/// Counts `attempt` on `key`: past its `max`, 429 naming `what`, the attempt counted or not as
+/// `refused` says.
 async fn count(
     state: &OperatorsState,
-    (key, id): (&str, &str),
-    now: i64,
-    (window, max): (Duration, u32),
+    key: &str,
+    attempt: Attempt<'_>,
     (what, refused): (&str, Refused),
 ) -> Result<(), Problem> {
-    let limit = match refused {
-        Refused::Counted => u32::MAX,
-        Refused::Left => max,
+    let asked = match refused {
+        Refused::Counted => Attempt {
+            max: u32::MAX,
+            ..attempt
+        },
+        Refused::Left => attempt,
     };
-    let attempt = Attempt {
-        id,
-        at_ms: now,
-        window,
-        max: limit,
-    };
-    match state.attempts.attempt(key, attempt).await? {
-        Some(n) if n <= max => Ok(()),
-        _ => Err(throttled(what, window)),
+    match state.attempts.attempt(key, asked).await? {
+        Some(n) if n <= attempt.max => Ok(()),
+        _ => Err(throttled(what, attempt.window)),
     }
 }
 
@@ -191,28 +187,24 @@ pub(crate) async fn login(
     let cfg = &state.config;
     let id = attempt_id();
     let address_key = format!("login:address:{}", addr.0);
-    let per_address = (ADDRESS_WINDOW, cfg.max_per_address);
-    count(
-        &state,
-        (&address_key, &id),
-        now,
-        per_address,
-        (PER_ADDRESS, Refused::Counted),
-    )
-    .await?;
+    let per_address = Attempt {
+        id: &id,
+        at_ms: now,
+        window: ADDRESS_WINDOW,
+        max: cfg.max_per_address,
+    };
+    let refused = (PER_ADDRESS, Refused::Counted);
+    count(&state, &address_key, per_address, refused).await?;
     let email = normalize_email(&body.email).map_err(|_| bad_login())?;
     // Failures are counted per account *and* address: someone guessing from one address can
     // only lock that address out of the account, never its owner elsewhere.
     let failures = failures_key(&email, &addr.0);
-    let per_account = (ACCOUNT_WINDOW, cfg.max_failures);
-    count(
-        &state,
-        (&failures, &id),
-        now,
-        per_account,
-        (PER_ACCOUNT, Refused::Left),
-    )
-    .await?;
+    let per_account = Attempt {
+        window: ACCOUNT_WINDOW,
+        max: cfg.max_failures,
+        ..per_address
+    };
+    count(&state, &failures, per_account, (PER_ACCOUNT, Refused::Left)).await?;
     // And for the account as a whole (a right password takes back only its own attempt: the
     // other failures there are someone else's guesses, which this count bounds).
     let (all, known) = (account_key(&email), known_key(&email, &addr.0));
@@ -350,15 +342,13 @@ pub(crate) async fn change_password(
     // Guesses of the current password with a token someone else holds are bounded as a
     // login's are, on the same count.
     let (failures, id) = (failures_key(&op.email, &addr.0), attempt_id());
-    let limit = (ACCOUNT_WINDOW, state.config.max_failures);
-    count(
-        &state,
-        (&failures, &id),
-        now,
-        limit,
-        (PER_ACCOUNT, Refused::Left),
-    )
-    .await?;
+    let limit = Attempt {
+        id: &id,
+        at_ms: now,
+        window: ACCOUNT_WINDOW,
+        max: state.config.max_failures,
+    };
+    count(&state, &failures, limit, (PER_ACCOUNT, Refused::Left)).await?;
     let before = state
         .operators
         .operator(&op.id)
