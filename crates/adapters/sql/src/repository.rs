@@ -321,9 +321,10 @@ macro_rules! purge_step {
         2000
     };
 }
+pub(crate) use purge_step;
 
 /// Keys per step of a purge (a step read shorter than this is taken as the table's end).
-const PURGE_STEP: i64 = purge_step!();
+pub(crate) const PURGE_STEP: i64 = purge_step!();
 
 /// The head of the score upsert; rows bound by `SqlRepository::bind_sum`.
 const INSERT_SCORES: &str = "INSERT INTO scores (board_window, period, player_id, score) ";
@@ -751,14 +752,23 @@ where
             // pending reward, so a player may have ever more of both: the first lines and the
             // oldest rewards, and counts that stop at PROGRESS_COUNT_LIMIT rows, each along its
             // index (inventory's key (player_id, item), rewards_pending (player_id, claimed, id)).
+            // A first page shorter than its limit is all there is: its length is the count.
             let inventory: Vec<ItemRow> =
                 Self::player_rows(&mut tx, FIRST_ITEMS, player_id, PROGRESS_INVENTORY_LIMIT)
                     .await?;
-            let inventory_count = Self::player_count(&mut tx, COUNT_INVENTORY, player_id).await?;
+            let inventory_count = if inventory.len() < PROGRESS_INVENTORY_LIMIT {
+                inventory.len() as u64
+            } else {
+                Self::player_count(&mut tx, COUNT_INVENTORY, player_id).await?
+            };
             let pending: Vec<PendingRow> =
                 Self::player_rows(&mut tx, FIRST_PENDING, player_id, PROGRESS_PENDING_LIMIT)
                     .await?;
-            let pending_count = Self::player_count(&mut tx, COUNT_PENDING, player_id).await?;
+            let pending_count = if pending.len() < PROGRESS_PENDING_LIMIT {
+                pending.len() as u64
+            } else {
+                Self::player_count(&mut tx, COUNT_PENDING, player_id).await?
+            };
             tx.rollback().await.map_err(db_error::<DB>)?;
             let (xp, updated_at_ms) = xp.unwrap_or((0, 0));
             Ok(PlayerProgress {
@@ -775,8 +785,7 @@ where
     }
 
     /// The rows `sql` selects on `conn` for `player_id`, its placeholders the player and then a
-    /// row limit, bound to `limit`: a player's first rows ([`FIRST_ITEMS`], [`FIRST_PENDING`])
-    /// or a count that stops at the limit ([`COUNT_INVENTORY`], [`COUNT_PENDING`]).
+    /// row limit, bound to `limit`: a player's first rows ([`FIRST_ITEMS`], [`FIRST_PENDING`]).
     async fn player_rows<R>(
         conn: &mut DB::Connection,
         sql: &'static str,
@@ -801,16 +810,13 @@ where
         count: &'static str,
         player_id: &str,
     ) -> PortResult<u64> {
-        let limit = usize::try_from(PROGRESS_COUNT_LIMIT).unwrap_or(usize::MAX);
-        let rows: Vec<(i64,)> = Self::player_rows(conn, count, player_id, limit).await?;
-        match rows[..] {
-            [(n,)] => Ok(to_u64(n)),
-            _ => Err(PortError::Corrupt(format!(
-                "{}: a count answered {} rows",
-                DB::NAME,
-                rows.len()
-            ))),
-        }
+        sqlx::query_scalar(&DB::placeholders(count))
+            .bind(player_id)
+            .bind(to_i64(PROGRESS_COUNT_LIMIT))
+            .fetch_one(&mut *conn)
+            .await
+            .map(to_u64)
+            .map_err(db_error::<DB>)
     }
 
     /// A page of a player's pending rewards for display: on the replica while it is usable.
@@ -1565,13 +1571,15 @@ where
         // release before 0007 (a rolling upgrade), a few per operator and day.
         let legacy = DB::placeholders("DELETE FROM inbox_sends WHERE sent_at < ?");
         purged += self
-            .delete_in_turn(sqlx::query(&legacy).bind(cutoff_ms))
+            .delete_in_turn("purge_before", sqlx::query(&legacy).bind(cutoff_ms))
             .await?;
         // Sessions past their expiry open nothing any more: a few per operator and day, so one
         // step deletes them.
         let expired = DB::placeholders("DELETE FROM operator_sessions WHERE expires_at <= ?");
         let now = liveops_core::now_ms();
-        purged += self.delete_in_turn(sqlx::query(&expired).bind(now)).await?;
+        purged += self
+            .delete_in_turn("purge_before", sqlx::query(&expired).bind(now))
+            .await?;
         Ok(purged)
     }
 
@@ -1622,7 +1630,7 @@ where
                     .bind(period.0.as_str())
                     .bind(after.as_str())
                     .bind(end.0.as_str());
-                purged += self.delete_in_turn(q).await?;
+                purged += self.delete_in_turn("purge_before", q).await?;
                 if keys < PURGE_STEP {
                     break;
                 }
@@ -1662,20 +1670,24 @@ where
             .await?;
             let Some(end) = end else {
                 let rest = sqlx::query(&before).bind(cutoff_ms);
-                return Ok(purged + self.delete_in_turn(rest).await?);
+                return Ok(purged + self.delete_in_turn("purge_before", rest).await?);
             };
-            purged += self.delete_in_turn(sqlx::query(&through).bind(end)).await?;
+            purged += self
+                .delete_in_turn("purge_before", sqlx::query(&through).bind(end))
+                .await?;
             // Let the writers in between steps.
             tokio::task::yield_now().await;
         }
     }
 
-    /// Runs the `DELETE` `query` in a write transaction of its own; how many rows went.
-    async fn delete_in_turn<'q>(
+    /// Runs the `DELETE` `query` in a write transaction of its own (repository call `call`); how
+    /// many rows went.
+    pub(crate) async fn delete_in_turn<'q>(
         &self,
+        call: &'static str,
         query: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
     ) -> PortResult<u64> {
-        within::<DB, _>("purge_before", async {
+        within::<DB, _>(call, async {
             let (mut tx, _turn) = self.begin_write().await?;
             let done = query.execute(&mut *tx).await.map_err(db_error::<DB>)?;
             tx.commit().await.map_err(db_error::<DB>)?;
@@ -1718,7 +1730,9 @@ where
                     Some(c) => q.bind(c),
                     None => q,
                 };
-                purged += self.delete_in_turn(q.bind(cutoff_ms)).await?;
+                purged += self
+                    .delete_in_turn("purge_before", q.bind(cutoff_ms))
+                    .await?;
             }
             if keys < PURGE_STEP {
                 return Ok(purged);

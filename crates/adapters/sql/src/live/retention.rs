@@ -10,7 +10,7 @@ use liveops_core::PortResult;
 
 use super::sql_impl;
 use crate::dialect::{db_error, Text};
-use crate::repository::within;
+use crate::repository::{purge_step, within, PURGE_STEP};
 use crate::statement::Statement;
 
 /// Deliveries per step: a dead one has at least ten attempts, so a step deletes a few
@@ -20,14 +20,18 @@ const DELIVERY_STEP: usize = 200;
 /// Outbox events, and inbox messages, per step (within every backend's bound on parameters).
 const ROW_STEP: usize = 400;
 
-/// Claims deleted per step at most: a message to every player may have millions.
-const CLAIM_STEP: i64 = 2000;
+/// Claims deleted per step at most (a purge's step): a message to every player may have
+/// millions.
+const CLAIM_STEP: i64 = PURGE_STEP;
 
 /// Reads the next [`CLAIM_STEP`] claims of a message after a player: the last player and how
 /// many (along the claims' key, message then player).
-const CLAIM_STEP_SQL: &str = "SELECT MAX(player_id), COUNT(*) FROM (SELECT player_id \
-     FROM inbox_claims WHERE message_id = ? AND player_id > ? ORDER BY player_id LIMIT 2000) \
-     AS step";
+const CLAIM_STEP_SQL: &str = concat!(
+    "SELECT MAX(player_id), COUNT(*) FROM (SELECT player_id FROM inbox_claims \
+     WHERE message_id = ? AND player_id > ? ORDER BY player_id LIMIT ",
+    purge_step!(),
+    ") AS step"
+);
 
 /// `n` as a bound `LIMIT`.
 fn limit(n: usize) -> i64 {
@@ -174,7 +178,7 @@ sql_impl! {
             );
             let (sql, args) = qb.finish()?;
             purged += self
-                .purge_step("purge_events", sqlx::query_with(&sql, args).persistent(false))
+                .delete_in_turn("purge_events", sqlx::query_with(&sql, args).persistent(false))
                 .await?;
             if page.len() < ROW_STEP {
                 return Ok(purged);
@@ -274,29 +278,13 @@ sql_impl! {
                 .bind(message_id)
                 .bind(after.as_str())
                 .bind(end.0.as_str());
-            self.purge_step("purge_messages", q).await?;
+            self.delete_in_turn("purge_messages", q).await?;
             if n < CLAIM_STEP {
                 return Ok(());
             }
             after = end.0;
             tokio::task::yield_now().await;
         }
-    }
-
-    /// Runs the `DELETE` `query` in a write transaction of its own (repository call `call`);
-    /// how many rows went.
-    async fn purge_step<'q>(
-        &self,
-        call: &'static str,
-        query: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
-    ) -> PortResult<u64> {
-        within::<DB, _>(call, async {
-            let (mut tx, _turn) = self.begin_write().await?;
-            let done = Self::run(&mut tx, query).await?;
-            tx.commit().await.map_err(db_error::<DB>)?;
-            Ok(DB::rows_affected(&done))
-        })
-        .await
     }
 }
 
