@@ -20,6 +20,7 @@ use liveops_module::tick::{each_ended, every_tick, Rotation};
 use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::ParticipationState;
 
@@ -32,8 +33,6 @@ const BATCH: u32 = 100;
 pub const DECIDE_HOLD: Duration = Duration::from_secs(30);
 /// How often a replica deciding a campaign extends its hold.
 const EXTEND_EVERY: Duration = Duration::from_secs(10);
-/// The body a decide hold is taken for (one kind of holder).
-const HOLDER: &str = "decide";
 
 /// Runs the decider every tick until `stop`.
 pub async fn run_decider(
@@ -78,15 +77,19 @@ async fn decide(state: &ParticipationState, c: &Campaign, now_ms: i64) -> PortRe
     if state.outcomes.decided(&c.id).await? {
         return Ok(false);
     }
-    let key = decide_key(&c.id);
-    match state.holds.idem_begin(&key, HOLDER, DECIDE_HOLD).await {
+    // This call's own holder: only it extends and gives back the hold it took.
+    let (key, holder) = (decide_key(&c.id), Uuid::now_v7().simple().to_string());
+    match state.holds.idem_begin(&key, &holder, DECIDE_HOLD).await {
         Ok(IdemState::Fresh) => {}
         Ok(_) => {
             metrics::counter!("campaign_decides_passed_total").increment(1);
             tracing::debug!(campaign = %c.id, "another replica is deciding it");
             return Ok(false);
         }
-        Err(error) => tracing::warn!(%error, campaign = %c.id, "deciding without a hold"),
+        Err(error) => {
+            tracing::warn!(%error, campaign = %c.id, "deciding without a hold");
+            return decide_held(state, c, now_ms).await;
+        }
     }
     let work = decide_held(state, c, now_ms);
     tokio::pin!(work);
@@ -95,13 +98,17 @@ async fn decide(state: &ParticipationState, c: &Campaign, now_ms: i64) -> PortRe
         tokio::select! {
             decided = &mut work => break decided,
             _ = extend.tick() => {
-                if let Err(error) = state.holds.idem_extend(&key, HOLDER, DECIDE_HOLD).await {
-                    tracing::warn!(%error, campaign = %c.id, "cannot extend the decide hold");
+                match state.holds.idem_extend(&key, &holder, DECIDE_HOLD).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(campaign = %c.id, "the decide hold lapsed"),
+                    Err(error) => {
+                        tracing::warn!(%error, campaign = %c.id, "cannot extend the decide hold");
+                    }
                 }
             }
         }
     };
-    if let Err(error) = state.holds.idem_release(&key, HOLDER).await {
+    if let Err(error) = state.holds.idem_release(&key, &holder).await {
         tracing::warn!(%error, campaign = %c.id, "cannot give the decide hold back");
     }
     decided
