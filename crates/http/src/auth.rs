@@ -191,7 +191,7 @@ impl Roles for Writers {
     const ALLOWED: &'static [Role] = &[Role::Admin, Role::Operator];
 }
 impl Roles for Readers {
-    const ALLOWED: &'static [Role] = &[Role::Admin, Role::Operator, Role::Analyst, Role::Viewer];
+    const ALLOWED: &'static [Role] = &Role::ALL;
 }
 
 /// A signed-in operator whose role `R` admits ([`Operator::require`]'s 403 otherwise).

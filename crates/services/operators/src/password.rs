@@ -90,11 +90,6 @@ impl Hashing {
         SHARED.clone()
     }
 
-    /// How many computations may run at once.
-    pub fn turns(&self) -> usize {
-        self.size
-    }
-
     /// How many turns are taken now.
     pub fn running(&self) -> usize {
         self.size - self.turns.available_permits()
