@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use clap::{Subcommand, ValueEnum};
 use liveops_core::draw::{self, PublishedDraw};
 use liveops_core::stores::{OperatorStore, Role};
+use liveops_operators::password::Hashing;
 
 use crate::config::{RawConfig, Settings};
 
@@ -103,9 +104,16 @@ pub async fn create_operator(s: &Settings, email: &str, role: RoleArg) -> anyhow
     let password = password_from_stdin()?;
     let ports = crate::wiring::ports(s);
     let store = ports.get::<dyn OperatorStore>().await?;
-    let made =
-        liveops_operators::create_operator(store.as_ref(), email, password, role.into(), "cli")
-            .await;
+    let hashing = Hashing::shared();
+    let made = liveops_operators::create_operator(
+        store.as_ref(),
+        &hashing,
+        email,
+        password,
+        role.into(),
+        "cli",
+    )
+    .await;
     answered(made, "an operator with this email exists")
 }
 
@@ -115,7 +123,9 @@ pub async fn set_password(s: &Settings, email: &str) -> anyhow::Result<ExitCode>
     let password = password_from_stdin()?;
     let ports = crate::wiring::ports(s);
     let store = ports.get::<dyn OperatorStore>().await?;
-    let set = liveops_operators::set_password(store.as_ref(), email, password, "cli").await;
+    let hashing = Hashing::shared();
+    let set =
+        liveops_operators::set_password(store.as_ref(), &hashing, email, password, "cli").await;
     answered(set, "no operator has this email")
 }
 

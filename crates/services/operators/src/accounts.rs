@@ -262,6 +262,7 @@ pub(crate) async fn add_operator(
         .map_err(|e| Problem::invalid("password", e.to_string()))?;
     match create_operator(
         state.operators.as_ref(),
+        &state.hashing,
         &body.email,
         body.password,
         body.role,

@@ -211,16 +211,18 @@ pub fn router(state: OperatorsState) -> Router {
     api().split_for_parts().0.with_state(state)
 }
 
-/// Creates an operator (`liveops operators create`, and the first admin at start): `Ok(None)`
-/// if the email is taken. `actor` is who the audit log names.
+/// Creates an operator (`POST /operators`, `liveops operators create`, and the first admin at
+/// start), its password hashed in a turn of `hashing`: `Ok(None)` if the email is taken. `actor`
+/// is who the audit log names.
 pub async fn create_operator(
     store: &dyn OperatorStore,
+    hashing: &Hashing,
     email: &str,
     password: String,
     role: Role,
     actor: &str,
 ) -> Result<Option<OperatorRecord>, CreateError> {
-    let (email, hash) = checked(email, password).await?;
+    let (email, hash) = checked(hashing, email, password).await?;
     let now = now_ms();
     let op = OperatorRecord {
         id: format!("op_{}", uuid::Uuid::now_v7().simple()),
@@ -242,11 +244,16 @@ pub async fn create_operator(
     Ok(store.create_operator(&op, &audit).await?.then_some(op))
 }
 
-/// The normalized email and the password's hash, or why either is not acceptable.
-async fn checked(email: &str, password: String) -> Result<(String, String), CreateError> {
+/// The normalized email and the password's hash (in a turn of `hashing`), or why either is not
+/// acceptable.
+async fn checked(
+    hashing: &Hashing,
+    email: &str,
+    password: String,
+) -> Result<(String, String), CreateError> {
     let email = accounts::normalize_email(email)
         .map_err(|p| CreateError::Invalid(p.detail.unwrap_or_default()))?;
-    let hash = password::hash(password).await.map_err(|e| match e {
+    let hash = hashing.hash(password).await.map_err(|e| match e {
         PasswordError::Busy(busy) => CreateError::Port(PortError::Unavailable(busy.to_string())),
         e => CreateError::Invalid(e.to_string()),
     })?;
@@ -258,11 +265,12 @@ async fn checked(email: &str, password: String) -> Result<(String, String), Crea
 /// operator has this email. `actor` is who the audit log names.
 pub async fn set_password(
     store: &dyn OperatorStore,
+    hashing: &Hashing,
     email: &str,
     password: String,
     actor: &str,
 ) -> Result<Option<OperatorRecord>, CreateError> {
-    let (email, hash) = checked(email, password).await?;
+    let (email, hash) = checked(hashing, email, password).await?;
     // A change racing ours (a role change in the API) moves `updated_at_ms`: read again.
     for _ in 0..5 {
         let Some(before) = store.operator_by_email(&email).await? else {
@@ -319,7 +327,7 @@ impl ModuleArgs for OperatorsArgs {
         let config = Arc::new(self.config()?);
         let state = OperatorsState::from_context(ctx, config, Hashing::shared()).await?;
         if let Some((email, password)) = self.first_admin()? {
-            bootstrap_admin(state.operators.as_ref(), &email, password).await?;
+            bootstrap_admin(state.operators.as_ref(), &state.hashing, &email, password).await?;
         }
         Ok(Service::routes(router(state)))
     }
@@ -328,13 +336,14 @@ impl ModuleArgs for OperatorsArgs {
 /// Creates the first admin if no operator exists yet.
 async fn bootstrap_admin(
     store: &dyn OperatorStore,
+    hashing: &Hashing,
     email: &str,
     password: String,
 ) -> Result<(), BuildError> {
     if store.operator_count().await? > 0 {
         return Ok(());
     }
-    match create_operator(store, email, password, Role::Admin, "bootstrap").await {
+    match create_operator(store, hashing, email, password, Role::Admin, "bootstrap").await {
         Ok(Some(op)) => tracing::info!(operator = %op.id, email = %op.email, "first admin created"),
         // Another replica created it first.
         Ok(None) => {}

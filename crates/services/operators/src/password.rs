@@ -166,11 +166,6 @@ impl Drop for Waiting {
     }
 }
 
-/// The argon2id PHC string of `password`, with a fresh salt, in a turn of [`Hashing::shared`].
-pub async fn hash(password: String) -> Result<String, PasswordError> {
-    Hashing::shared().hash(password).await
-}
-
 /// A hash of no password anyone has, checked when the email is unknown so that a login takes as
 /// long whether the account exists or not.
 const DECOY: &str = "$argon2id$v=19$m=19456,t=2,p=1$bm90LWEtdXNlci1zYWx0$\
@@ -193,7 +188,10 @@ mod tests {
         assert_eq!(verify("correct horse battery", Some(&h)).await, Ok(true));
         assert_eq!(verify("wrong horse battery", Some(&h)).await, Ok(false));
         assert_eq!(verify("anything at all", None).await, Ok(false));
-        assert_eq!(hash("short".into()).await, Err(PasswordError::Length));
+        assert_eq!(
+            hashing.hash("short".into()).await,
+            Err(PasswordError::Length)
+        );
     }
 
     /// However many ask at once, at most the turns run; the others wait for one.

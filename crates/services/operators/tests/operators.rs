@@ -25,8 +25,8 @@ use liveops_http::{token_hash, OperatorAuth, Problem};
 use liveops_memory::MemoryHotState;
 use liveops_operators::password::Hashing;
 use liveops_operators::{
-    create_operator, password, router, AuditList, LoginAnswer, OperatorView, OperatorsConfig,
-    OperatorsState, TrustedProxies, ACCOUNT_WINDOW,
+    create_operator, router, AuditList, LoginAnswer, OperatorView, OperatorsConfig, OperatorsState,
+    TrustedProxies, ACCOUNT_WINDOW,
 };
 use liveops_sql::{Repository, SqliteRepository};
 use liveops_testkit::served;
@@ -70,7 +70,15 @@ async fn spawn_app_with(
         .await
         .unwrap();
     let repo = Arc::new(repo);
-    let admin = create_operator(&*repo, EMAIL, PASSWORD.into(), Role::Admin, "test").await;
+    let admin = create_operator(
+        &*repo,
+        &Hashing::shared(),
+        EMAIL,
+        PASSWORD.into(),
+        Role::Admin,
+        "test",
+    )
+    .await;
     assert!(admin.unwrap().is_some());
     let hot = Arc::new(MemoryHotState::new());
     let state = OperatorsState {
@@ -384,7 +392,7 @@ impl OperatorStore for ResetAfterRead {
 #[tokio::test]
 async fn a_login_racing_a_password_reset_gets_no_session() {
     let new = "reset by the admin 1";
-    let new_hash = password::hash(new.into()).await.unwrap();
+    let new_hash = Hashing::shared().hash(new.into()).await.unwrap();
     let armed = AtomicBool::new(true);
     let reset = |repo| -> Arc<dyn OperatorStore> {
         Arc::new(ResetAfterRead {
@@ -479,7 +487,15 @@ async fn a_disabled_operator_s_right_password_is_not_told_apart() {
     let app = spawn_app(10).await;
     let admin = app.login(A, PASSWORD).await.unwrap();
     let email = "former@example.com";
-    let made = create_operator(&*app.repo, email, PASSWORD.into(), Role::Operator, "test").await;
+    let made = create_operator(
+        &*app.repo,
+        &Hashing::shared(),
+        email,
+        PASSWORD.into(),
+        Role::Operator,
+        "test",
+    )
+    .await;
     let former = made.unwrap().expect("created");
     let session = app.login_as(email, B, PASSWORD).await.unwrap();
     let change = json!({"disabled": true});
@@ -532,7 +548,15 @@ async fn passwords_are_changed_by_their_owner_or_reset_by_an_admin() {
     assert_eq!(app.status(B, new).await, 200, "the new one");
 
     let email = "forgetful@example.com";
-    let made = create_operator(&*app.repo, email, PASSWORD.into(), Role::Operator, "test").await;
+    let made = create_operator(
+        &*app.repo,
+        &Hashing::shared(),
+        email,
+        PASSWORD.into(),
+        Role::Operator,
+        "test",
+    )
+    .await;
     let forgetful = made.unwrap().expect("created");
     let theirs = app.login_as(email, B, PASSWORD).await.unwrap();
     let reset = json!({"password": "set by the admin 1"});
