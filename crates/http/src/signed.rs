@@ -47,6 +47,17 @@ pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     Some(first.to_str().unwrap_or(""))
 }
 
+/// A signature header as text ([`header`]), refused 401 naming it if it is sent more than once
+/// (it would read as empty and be reported as malformed).
+fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Problem> {
+    if headers.get_all(name).iter().nth(1).is_some() {
+        return Err(Problem::unauthorized(format!(
+            "{name} is sent more than once: send one"
+        )));
+    }
+    Ok(header(headers, name))
+}
+
 impl SignatureCheck {
     /// Checks the signature headers against the request `method path` and its raw body at
     /// server time `now_s`, counting each signature that passes by scheme and key id (which
@@ -59,19 +70,10 @@ impl SignatureCheck {
         body: &[u8],
         now_s: i64,
     ) -> Result<Signature, Problem> {
-        // A doubled header would otherwise read as empty and be reported as malformed.
-        if let Some(name) = ["x-signature", "x-timestamp", "x-key-id"]
-            .into_iter()
-            .find(|name| headers.get_all(*name).iter().nth(1).is_some())
-        {
-            return Err(Problem::unauthorized(format!(
-                "{name} is sent more than once: send one"
-            )));
-        }
-        let sig = header(headers, "x-signature");
+        let sig = single_header(headers, "x-signature")?;
         let request = SignedRequest {
-            key_id: header(headers, "x-key-id"),
-            timestamp: header(headers, "x-timestamp"),
+            key_id: single_header(headers, "x-key-id")?,
+            timestamp: single_header(headers, "x-timestamp")?,
             signature: sig,
             method: method.as_str(),
             path,

@@ -43,7 +43,7 @@ pub(crate) fn envelope(event: Event, event_id: Uuid, received_at: i64) -> (Uuid,
 pub(crate) async fn publish(
     state: &GatewayState,
     messages: Vec<Message>,
-    kinds: Vec<&'static str>,
+    kinds: impl IntoIterator<Item = &'static str>,
 ) -> Result<(), Problem> {
     let n = messages.len() as u64;
     if let Err(error) = state.bus.publish(topics::INGESTED, messages).await {
@@ -137,7 +137,7 @@ async fn accept(
     }
     let kind = event.kind().as_str();
     let (event_id, message) = envelope(event, event_id, now);
-    publish(state, vec![message], vec![kind]).await?;
+    publish(state, vec![message], [kind]).await?;
     tracing::Span::current().record("event_id", tracing::field::display(event_id));
     Ok(EventAccepted { event_id })
 }
