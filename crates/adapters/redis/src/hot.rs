@@ -485,10 +485,19 @@ impl Blocklist for RedisHotState {
     }
 
     async fn add_strike(&self, player: &str, strike: Strike<'_>) -> PortResult<u32> {
-        let retention = (strike.window, strike.keep);
-        let (id, at_ms) = (Some(strike.id), strike.at_ms);
-        self.record(TimeLog::Strikes, player, id, at_ms, retention)
-            .await
+        // Recorded once (`ZADD NX` keeps its first time), counting the window ending at it; the
+        // set kept while a late strike can still find this one in its window.
+        let at = strike.at_ms;
+        let keep = kept_for(at, millis(strike.keep.max(strike.window)));
+        let mut call = self.scripts.strike.prepare_invoke();
+        call.key(self.key(TimeLog::Strikes.kind(), player))
+            .arg(at)
+            .arg(member(strike.id))
+            .arg(at.saturating_sub(millis(strike.window)))
+            .arg(MAX_STRIKES)
+            .arg(keep)
+            .arg(at);
+        self.conn.invoke(TimeLog::Strikes.ops().0, &call).await
     }
 
     async fn strike_windows(
@@ -537,45 +546,6 @@ impl Blocklist for RedisHotState {
 }
 
 impl RedisHotState {
-    /// Records a time at `at_ms` in `key`'s set of `log` (unless `id` is in it already), the
-    /// newest `MAX_STRIKES` kept until `keep` (at least `window`) after the latest; returns how
-    /// many fall after `window` before `at_ms`: up to `at_ms` for a time with an id (a strike),
-    /// all later ones too without (an attempt).
-    async fn record(
-        &self,
-        log: TimeLog,
-        key: &str,
-        id: Option<&str>,
-        at_ms: i64,
-        (window, keep): (Duration, Duration),
-    ) -> PortResult<u32> {
-        let keep = millis(keep.max(window));
-        let window = millis(window);
-        let after = at_ms.saturating_sub(window);
-        // Keep the set while this entry can still fall inside a window it was counted with, or
-        // a late one can still find it.
-        let keep = at_ms.saturating_add(keep).saturating_sub(now_ms());
-        let keep = ttl_ms(Duration::from_millis(keep.max(0).unsigned_abs()));
-        // An id is recorded once (`ZADD NX` keeps its first time) and counts the window ending
-        // at it; a time without one is new, and counts the later ones too (attempts).
-        let (member, upto) = match id {
-            Some(id) => (format!("id:{id}"), at_ms.to_string()),
-            None => (
-                format!("{at_ms}:{:016x}", rand::random::<u64>()),
-                "+inf".to_owned(),
-            ),
-        };
-        let mut call = self.scripts.strike.prepare_invoke();
-        call.key(self.key(log.kind(), key))
-            .arg(at_ms)
-            .arg(member)
-            .arg(after)
-            .arg(MAX_STRIKES)
-            .arg(keep)
-            .arg(upto);
-        self.conn.invoke(log.ops().0, &call).await
-    }
-
     /// How many times in `key`'s set of `log` fall within `window` before `now_ms`.
     async fn count(
         &self,
@@ -597,9 +567,15 @@ impl RedisHotState {
     }
 }
 
-/// The member of the attempt `id` in an attempts set.
-fn attempt_member(id: &str) -> String {
+/// The member of the strike or attempt `id` in its set.
+fn member(id: &str) -> String {
     format!("id:{id}")
+}
+
+/// A set's time to live (ms) so that it lasts `keep_ms` past a time at `at_ms`.
+fn kept_for(at_ms: i64, keep_ms: i64) -> u64 {
+    let left = at_ms.saturating_add(keep_ms).saturating_sub(now_ms());
+    ttl_ms(Duration::from_millis(left.max(0).unsigned_abs()))
 }
 
 #[async_trait]
@@ -607,12 +583,11 @@ impl Attempts for RedisHotState {
     async fn attempt(&self, key: &str, attempt: Attempt<'_>) -> PortResult<Option<u32>> {
         let (at, window) = (attempt.at_ms, millis(attempt.window));
         // Kept while this attempt can still fall inside a window it is counted in.
-        let keep = at.saturating_add(window).saturating_sub(now_ms());
-        let keep = ttl_ms(Duration::from_millis(keep.max(0).unsigned_abs()));
+        let keep = kept_for(at, window);
         let mut call = self.scripts.attempt.prepare_invoke();
         call.key(self.key(TimeLog::Attempts.kind(), key))
             .arg(at)
-            .arg(attempt_member(attempt.id))
+            .arg(member(attempt.id))
             .arg(at.saturating_sub(window))
             .arg(attempt.max)
             .arg(MAX_STRIKES)
@@ -631,7 +606,7 @@ impl Attempts for RedisHotState {
             return self.delete("hot.forget_attempts", key).await;
         };
         let mut forget = redis::cmd("ZREM");
-        forget.arg(key).arg(attempt_member(id));
+        forget.arg(key).arg(member(id));
         let _: i64 = self.conn.query("hot.forget_attempts", &forget).await?;
         Ok(())
     }
