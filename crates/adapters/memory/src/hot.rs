@@ -243,19 +243,19 @@ impl StrikeLog {
         self.0.get(key).map_or(0, |s| s.count_after(after))
     }
 
-    /// Records one of `key`'s at `at_ms`, unless one with the same `id` is kept already; returns
-    /// how many fall after `window` before `at_ms`, up to `id`'s own time if it has an id (a
-    /// strike is judged on the window ending at it), else all later ones too (attempts). The
-    /// key's times are kept until `keep` (at least `window`) after the latest.
+    /// Records `id` of `key`'s at `at_ms`, unless it is kept already; returns how many fall after
+    /// `window` before `at_ms` and up to `upto` (a strike is judged on the window ending at it,
+    /// `at_ms`; an attempt counts the later ones too, `i64::MAX`). The key's times are kept until
+    /// `keep` (at least `window`) after the latest.
     fn record(
         &mut self,
         key: &str,
-        id: Option<&str>,
+        id: &str,
         at_ms: i64,
         (window, keep): (Duration, Duration),
+        upto: i64,
     ) -> u32 {
         let keep = millis(keep.max(window));
-        let upto = if id.is_some() { at_ms } else { i64::MAX };
         let window = millis(window);
         let after = at_ms.saturating_sub(window);
         let strikes = match self.0.get_mut(key) {
@@ -269,11 +269,16 @@ impl StrikeLog {
         }
         // A strike an unblock forgot, or one kept already, is not recorded (again).
         let forgotten = strikes.forgotten_upto.is_some_and(|upto| at_ms <= upto);
-        if id.is_some() && (forgotten || strikes.at.iter().any(|(_, kept)| kept.as_deref() == id)) {
+        if forgotten
+            || strikes
+                .at
+                .iter()
+                .any(|(_, kept)| kept.as_deref() == Some(id))
+        {
             return strikes.count_between(after, upto);
         }
         let pos = strikes.at.partition_point(|(t, _)| *t <= at_ms);
-        strikes.at.insert(pos, (at_ms, id.map(Into::into)));
+        strikes.at.insert(pos, (at_ms, Some(id.into())));
         // Bounded by count, not by a window before the newest: a late strike (a redelivered
         // batch) still finds the earlier ones in its window. The key goes at `keep_until`.
         while strikes.at.len() > MAX_STRIKES {
@@ -670,7 +675,7 @@ impl Blocklist for MemoryHotState {
         let mut shard = self.shard(player);
         let gone = shard.make_room_for_strike(self.strikes_per_shard);
         let count = shard.change_strikes(player, |log| {
-            log.record(player, Some(strike.id), strike.at_ms, retention)
+            log.record(player, strike.id, strike.at_ms, retention, strike.at_ms)
         });
         drop(shard);
         static WARNED_MS: std::sync::atomic::AtomicI64 =
@@ -711,17 +716,16 @@ impl Blocklist for MemoryHotState {
 #[async_trait]
 impl Attempts for MemoryHotState {
     async fn attempt(&self, key: &str, attempt: Attempt<'_>) -> PortResult<Option<u32>> {
-        let (id, at, window) = (Some(attempt.id), attempt.at_ms, attempt.window);
+        let (id, at, window) = (attempt.id, attempt.at_ms, attempt.window);
         // Counted and recorded under the shard's lock: one step for concurrent callers.
         let mut shard = self.shard(key);
         let log = &mut shard.attempts;
         let kept = log.0.get(key).filter(|s| s.keep_until > now_ms());
-        let recorded = kept.is_some_and(|s| s.at.iter().any(|(_, k)| k.as_deref() == id));
+        let recorded = kept.is_some_and(|s| s.at.iter().any(|(_, k)| k.as_deref() == Some(id)));
         if !recorded && log.count(key, at, window) >= attempt.max {
             return Ok(None);
         }
-        log.record(key, id, at, (window, window));
-        Ok(Some(log.count(key, at, window)))
+        Ok(Some(log.record(key, id, at, (window, window), i64::MAX)))
     }
 
     async fn attempts(&self, key: &str, now_ms: i64, window: Duration) -> PortResult<u32> {
