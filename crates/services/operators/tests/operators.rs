@@ -139,6 +139,21 @@ fn typed<T: DeserializeOwned>(reply: served::Reply) -> Result<T, Problem> {
 }
 
 impl TestApp {
+    /// Creates an operator with `email`, [`PASSWORD`] and the operator role, as the CLI does.
+    async fn new_operator(&self, email: &str) -> OperatorRecord {
+        let hashing = Hashing::shared();
+        let made = create_operator(
+            &*self.repo,
+            &hashing,
+            email,
+            PASSWORD.into(),
+            Role::Operator,
+            "test",
+        )
+        .await;
+        made.unwrap().expect("created")
+    }
+
     /// `POST /auth/login` as [`EMAIL`] with `password`, over a connection from `addr`.
     async fn login(&self, addr: &str, password: &str) -> Result<LoginAnswer, Problem> {
         self.login_as(EMAIL, addr, password).await
@@ -487,16 +502,7 @@ async fn a_disabled_operator_s_right_password_is_not_told_apart() {
     let app = spawn_app(10).await;
     let admin = app.login(A, PASSWORD).await.unwrap();
     let email = "former@example.com";
-    let made = create_operator(
-        &*app.repo,
-        &Hashing::shared(),
-        email,
-        PASSWORD.into(),
-        Role::Operator,
-        "test",
-    )
-    .await;
-    let former = made.unwrap().expect("created");
+    let former = app.new_operator(email).await;
     let session = app.login_as(email, B, PASSWORD).await.unwrap();
     let change = json!({"disabled": true});
     let disabled = app.patch_operator(&admin.token, &former.id, change).await;
@@ -548,16 +554,7 @@ async fn passwords_are_changed_by_their_owner_or_reset_by_an_admin() {
     assert_eq!(app.status(B, new).await, 200, "the new one");
 
     let email = "forgetful@example.com";
-    let made = create_operator(
-        &*app.repo,
-        &Hashing::shared(),
-        email,
-        PASSWORD.into(),
-        Role::Operator,
-        "test",
-    )
-    .await;
-    let forgetful = made.unwrap().expect("created");
+    let forgetful = app.new_operator(email).await;
     let theirs = app.login_as(email, B, PASSWORD).await.unwrap();
     let reset = json!({"password": "set by the admin 1"});
     let reset = app
