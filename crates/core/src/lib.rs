@@ -8,13 +8,17 @@ pub mod ports;
 pub mod scoring;
 pub mod signing;
 pub mod stores;
+mod throttle;
 pub mod time;
+mod turns;
 pub mod window;
 
 pub use event::{Envelope, Event, EventType, InvalidEvent, Limits, Payload, PlayerId};
 pub use ports::{Board, Bus, BusExt, Health, PortError, PortResult, RankEntry, RankStore};
 pub use scoring::{LevelCurve, Welford};
 pub use signing::{AuthError, KeyStore, Keyring, Receipt, Scheme, SignedRequest, Verification};
+pub use throttle::Throttled;
+pub use turns::Turns;
 pub use window::{utc_ms, Calendar, Period, Window};
 
 /// Implements `Debug` for a struct showing only the fields named, so secrets stay out of logs:

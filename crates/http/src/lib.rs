@@ -19,7 +19,6 @@ mod problem;
 pub mod responses;
 mod signed;
 mod text;
-mod throttle;
 
 pub use api::{add_keyword, close_variants, operator_routes, service_routes};
 pub use auth::{
@@ -40,12 +39,12 @@ pub use idempotency::{
     CreateKeyHeader, KeyedJson, IDEMPOTENCY_KEY, REPLAYED,
 };
 pub use liveops_core::time::{rfc3339, rfc3339_or_never};
+pub use liveops_core::Throttled;
 pub use lookup::campaign_or_404;
 pub use metrics_layer::{catch_panics, count_unmatched, track, PanicAnswer};
 pub use problem::Problem;
 pub use signed::{header, Signature, SignatureCheck, SignatureHeaders, Signed};
 pub use text::{Text, Title};
-pub use throttle::Throttled;
 /// A service's routes and their OpenAPI operations, from one list of handlers: each route's path
 /// and method are written once, in its `#[utoipa::path]`.
 pub use utoipa_axum::{router::OpenApiRouter, routes};

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use liveops_core::now_ms;
 use liveops_core::ports::{
     Attempt, Attempts, Blocklist, Health, IdemState, Idempotency, PortResult, RateDecision,
     RateLimiter, StoredAnswer, Strike, ViewCache,
 };
+use liveops_core::{now_ms, Throttled};
 use sha2::{Digest as _, Sha256};
 
 /// Number of shards (a power of two).
@@ -137,17 +137,17 @@ fn make_room<K: Eq + std::hash::Hash, V>(
     gone
 }
 
-/// Counts live entries forgotten at a limit, and warns at most once a minute per kind (the
-/// counter has every one).
-fn note_evicted(kind: &'static str, gone: usize, last_warned_ms: &std::sync::atomic::AtomicI64) {
+/// How often a kind's evictions are warned of at most.
+const EVICTION_WARNING_MS: i64 = 60_000;
+
+/// Counts live entries forgotten at a limit, and warns as `log` lets it: at most once a minute
+/// per kind ([`EVICTION_WARNING_MS`]; the counter has every one).
+fn note_evicted(kind: &'static str, gone: usize, log: &Throttled) {
     if gone == 0 {
         return;
     }
     metrics::counter!("hot_state_evicted_total", "kind" => kind).increment(gone as u64);
-    let wall = now_ms();
-    let last = last_warned_ms.load(std::sync::atomic::Ordering::Relaxed);
-    if wall.saturating_sub(last) >= 60_000 {
-        last_warned_ms.store(wall, std::sync::atomic::Ordering::Relaxed);
+    if log.admit().is_some() {
         tracing::warn!(
             kind,
             evicted = gone,
@@ -203,36 +203,61 @@ impl Strikes {
     }
 }
 
-/// Strike times per key: the strikes of each player, or the attempts on each key.
+/// Strike times per key: the strikes of each player, or the attempts on each key, with what
+/// they hold towards a bound.
 #[derive(Debug, Default)]
-struct StrikeLog(HashMap<Box<str>, Strikes>);
+struct StrikeLog {
+    sets: HashMap<Box<str>, Strikes>,
+    /// What the sets hold towards the bound ([`Strikes::held`]), in all, kept as they change.
+    held: usize,
+}
 
 impl StrikeLog {
     fn len(&self) -> usize {
-        self.0.len()
+        self.sets.len()
     }
 
-    /// What the sets count towards the bound, in all ([`Strikes::held`]).
-    fn held(&self) -> usize {
-        self.0.values().map(Strikes::held).sum()
+    fn recount(&mut self) {
+        self.held = self.sets.values().map(Strikes::held).sum();
     }
 
     /// What `key`'s set counts towards the bound; none without one.
     fn held_by(&self, key: &str) -> usize {
-        self.0.get(key).map_or(0, Strikes::held)
+        self.sets.get(key).map_or(0, Strikes::held)
     }
 
-    /// Frees the log down to `room` held: the sets past their end, then the live ones nearest
-    /// it, a twentieth of the sets at a time ([`make_room`]); returns how many live sets went.
-    fn shrink_to(&mut self, room: usize, now: Instant, now_ms: i64) -> usize {
+    /// Runs `change` on `key`'s set (made if there is none), keeping `held` up to date.
+    fn change<T>(&mut self, key: &str, change: impl FnOnce(&mut Strikes) -> T) -> T {
+        let (strikes, before) = match self.sets.get_mut(key) {
+            Some(s) => {
+                let held = s.held();
+                (s, held)
+            }
+            None => (self.sets.entry(key.into()).or_default(), 0),
+        };
+        let out = change(strikes);
+        self.held = self.held.saturating_sub(before) + strikes.held();
+        out
+    }
+
+    /// With `limit` held, frees the log to a twentieth below it: the sets past their end, then
+    /// the live ones nearest it, a twentieth of the sets at a time ([`make_room`]); returns how
+    /// many live sets went.
+    fn keep_under(&mut self, limit: usize) -> usize {
+        if self.held < limit {
+            return 0;
+        }
+        let room = limit - (limit / 20).max(1);
+        let (now, now_ms) = (Instant::now(), now_ms());
         let until = |s: &Strikes| {
             let left = u64::try_from(s.keep_until.saturating_sub(now_ms)).unwrap_or(0);
             deadline(now, Duration::from_millis(left))
         };
         let mut gone = 0;
-        while self.held() > room && !self.0.is_empty() {
-            let sets = self.0.len() - (self.0.len() / 20).max(1);
-            gone += make_room(&mut self.0, sets, now, until);
+        while self.held > room && !self.sets.is_empty() {
+            let sets = self.sets.len() - (self.sets.len() / 20).max(1);
+            gone += make_room(&mut self.sets, sets, now, until);
+            self.recount();
         }
         gone
     }
@@ -240,7 +265,7 @@ impl StrikeLog {
     /// How many of `key`'s fall within `window` before `now_ms`.
     fn count(&self, key: &str, now_ms: i64, window: Duration) -> u32 {
         let after = now_ms.saturating_sub(millis(window));
-        self.0.get(key).map_or(0, |s| s.count_after(after))
+        self.sets.get(key).map_or(0, |s| s.count_after(after))
     }
 
     /// Records `id` of `key`'s at `at_ms`, unless it is kept already; returns how many fall after
@@ -258,63 +283,73 @@ impl StrikeLog {
         let keep = millis(keep.max(window));
         let window = millis(window);
         let after = at_ms.saturating_sub(window);
-        let strikes = match self.0.get_mut(key) {
-            Some(s) => s,
-            None => self.0.entry(key.into()).or_default(),
-        };
-        // Gone by now, as a Redis key expiring then is, whether purged yet or not.
-        if strikes.keep_until <= now_ms() {
-            strikes.at.clear();
-            strikes.forgotten_upto = None;
-        }
-        // A strike an unblock forgot, or one kept already, is not recorded (again).
-        let forgotten = strikes.forgotten_upto.is_some_and(|upto| at_ms <= upto);
-        if forgotten
-            || strikes
-                .at
-                .iter()
-                .any(|(_, kept)| kept.as_deref() == Some(id))
-        {
-            return strikes.count_between(after, upto);
-        }
-        let pos = strikes.at.partition_point(|(t, _)| *t <= at_ms);
-        strikes.at.insert(pos, (at_ms, Some(id.into())));
-        // Bounded by count, not by a window before the newest: a late strike (a redelivered
-        // batch) still finds the earlier ones in its window. The key goes at `keep_until`.
-        while strikes.at.len() > MAX_STRIKES {
-            strikes.at.pop_front();
-        }
-        strikes.keep_until = strikes.keep_until.max(at_ms.saturating_add(keep));
-        strikes.count_between(after, upto)
+        self.change(key, |strikes| {
+            // Gone by now, as a Redis key expiring then is, whether purged yet or not.
+            if strikes.keep_until <= now_ms() {
+                strikes.at.clear();
+                strikes.forgotten_upto = None;
+            }
+            // A strike an unblock forgot, or one kept already, is not recorded (again).
+            let forgotten = strikes.forgotten_upto.is_some_and(|upto| at_ms <= upto);
+            if forgotten
+                || strikes
+                    .at
+                    .iter()
+                    .any(|(_, kept)| kept.as_deref() == Some(id))
+            {
+                return strikes.count_between(after, upto);
+            }
+            let pos = strikes.at.partition_point(|(t, _)| *t <= at_ms);
+            strikes.at.insert(pos, (at_ms, Some(id.into())));
+            // Bounded by count, not by a window before the newest: a late strike (a redelivered
+            // batch) still finds the earlier ones in its window. The key goes at `keep_until`.
+            while strikes.at.len() > MAX_STRIKES {
+                strikes.at.pop_front();
+            }
+            strikes.keep_until = strikes.keep_until.max(at_ms.saturating_add(keep));
+            strikes.count_between(after, upto)
+        })
     }
 
     /// Forgets all of `key`'s.
     fn forget(&mut self, key: &str) {
-        self.0.remove(key);
+        self.held = self.held.saturating_sub(self.held_by(key));
+        self.sets.remove(key);
+    }
+
+    /// Forgets `key`'s time recorded as `id`, if there is one.
+    fn forget_id(&mut self, key: &str, id: &str) {
+        if self.sets.contains_key(key) {
+            self.change(key, |s| {
+                s.at.retain(|(_, kept)| kept.as_deref() != Some(id))
+            });
+        }
     }
 
     /// Forgets `key`'s strikes, and until `keep_until` those at or before `now` recorded again.
     /// (Up to the newest strike or an earlier unblock if later: another replica's clock may run
     /// ahead.)
     fn forget_strikes(&mut self, key: &str, now: i64, keep_until: i64) {
-        let strikes = self.0.entry(key.into()).or_default();
-        let kept = strikes.keep_until > now;
-        let newest = strikes.at.back().map(|(t, _)| *t).filter(|_| kept);
-        let before = strikes.forgotten_upto.filter(|_| kept);
-        strikes.at.clear();
-        strikes.forgotten_upto = [Some(now), newest, before].into_iter().flatten().max();
-        strikes.keep_until = strikes.keep_until.max(keep_until);
+        self.change(key, |strikes| {
+            let kept = strikes.keep_until > now;
+            let newest = strikes.at.back().map(|(t, _)| *t).filter(|_| kept);
+            let before = strikes.forgotten_upto.filter(|_| kept);
+            strikes.at.clear();
+            strikes.forgotten_upto = [Some(now), newest, before].into_iter().flatten().max();
+            strikes.keep_until = strikes.keep_until.max(keep_until);
+        });
     }
 
     /// Up to when an unblock forgot `key`'s strikes (unix ms), while that is kept at `now`.
     fn forgotten_upto(&self, key: &str, now: i64) -> Option<i64> {
-        let strikes = self.0.get(key).filter(|s| s.keep_until > now)?;
+        let strikes = self.sets.get(key).filter(|s| s.keep_until > now)?;
         strikes.forgotten_upto
     }
 
     /// Drops the keys past their `keep_until` at `now_ms`.
     fn purge(&mut self, now_ms: i64) {
-        self.0.retain(|_, s| s.keep_until > now_ms);
+        self.sets.retain(|_, s| s.keep_until > now_ms);
+        self.recount();
     }
 }
 
@@ -393,35 +428,11 @@ struct Shard {
     rate: HashMap<Box<str>, RateWindow>,
     blocks: HashMap<Box<str>, i64>,
     strikes: StrikeLog,
-    /// What `strikes` holds towards its bound ([`StrikeLog::held`]), kept as it changes.
-    strikes_held: usize,
     attempts: StrikeLog,
     cache: Views,
 }
 
 impl Shard {
-    /// Runs `change` on the strike log, which touches `player`'s set only, keeping
-    /// `strikes_held` up to date.
-    fn change_strikes<T>(&mut self, player: &str, change: impl FnOnce(&mut StrikeLog) -> T) -> T {
-        let before = self.strikes.held_by(player);
-        let out = change(&mut self.strikes);
-        let after = self.strikes.held_by(player);
-        self.strikes_held = self.strikes_held.saturating_sub(before) + after;
-        out
-    }
-
-    /// With `limit` strikes held, frees the strike log to a twentieth below it (the sets past
-    /// their end, then the live ones nearest it); returns how many live sets went.
-    fn make_room_for_strike(&mut self, limit: usize) -> usize {
-        if self.strikes_held < limit {
-            return 0;
-        }
-        let room = limit - (limit / 20).max(1);
-        let gone = self.strikes.shrink_to(room, Instant::now(), now_ms());
-        self.strikes_held = self.strikes.held();
-        gone
-    }
-
     fn len(&self) -> usize {
         self.idem.len()
             + self.rate.len()
@@ -439,7 +450,6 @@ impl Shard {
         self.rate.retain(|_, w| w.second >= second);
         self.blocks.retain(|_, until| *until > now_ms);
         self.strikes.purge(now_ms);
-        self.strikes_held = self.strikes.held();
         self.attempts.purge(now_ms);
         self.cache.purge(now);
         before - self.len()
@@ -546,9 +556,8 @@ impl Idempotency for MemoryHotState {
             // Leave a twentieth of the share free (`IDEMP_MAX_KEYS`).
             let room = self.idem_per_shard - (self.idem_per_shard / 20).max(1);
             let gone = make_room(&mut shard.idem, room, now, |h| h.until);
-            static WARNED_MS: std::sync::atomic::AtomicI64 =
-                std::sync::atomic::AtomicI64::new(i64::MIN);
-            note_evicted("idempotency", gone, &WARNED_MS);
+            static LOG: Throttled = Throttled::new(EVICTION_WARNING_MS);
+            note_evicted("idempotency", gone, &LOG);
         }
         shard.idem.insert(
             id,
@@ -673,14 +682,12 @@ impl Blocklist for MemoryHotState {
     async fn add_strike(&self, player: &str, strike: Strike<'_>) -> PortResult<u32> {
         let retention = (strike.window, strike.keep);
         let mut shard = self.shard(player);
-        let gone = shard.make_room_for_strike(self.strikes_per_shard);
-        let count = shard.change_strikes(player, |log| {
-            log.record(player, strike.id, strike.at_ms, retention, strike.at_ms)
-        });
+        let log = &mut shard.strikes;
+        let gone = log.keep_under(self.strikes_per_shard);
+        let count = log.record(player, strike.id, strike.at_ms, retention, strike.at_ms);
         drop(shard);
-        static WARNED_MS: std::sync::atomic::AtomicI64 =
-            std::sync::atomic::AtomicI64::new(i64::MIN);
-        note_evicted("strikes", gone, &WARNED_MS);
+        static LOG: Throttled = Throttled::new(EVICTION_WARNING_MS);
+        note_evicted("strikes", gone, &LOG);
         Ok(count)
     }
 
@@ -693,7 +700,7 @@ impl Blocklist for MemoryHotState {
         let shard = self.shard(player);
         Ok(shard
             .strikes
-            .0
+            .sets
             .get(player)
             .filter(|s| s.keep_until > now_ms())
             .map_or_else(Vec::new, |s| s.windows_from(from_ms, millis(window))))
@@ -708,7 +715,7 @@ impl Blocklist for MemoryHotState {
         shard.blocks.remove(player);
         let now = now_ms();
         let keep_until = now.saturating_add(millis(keep));
-        shard.change_strikes(player, |log| log.forget_strikes(player, now, keep_until));
+        shard.strikes.forget_strikes(player, now, keep_until);
         Ok(())
     }
 }
@@ -720,7 +727,7 @@ impl Attempts for MemoryHotState {
         // Counted and recorded under the shard's lock: one step for concurrent callers.
         let mut shard = self.shard(key);
         let log = &mut shard.attempts;
-        let kept = log.0.get(key).filter(|s| s.keep_until > now_ms());
+        let kept = log.sets.get(key).filter(|s| s.keep_until > now_ms());
         let recorded = kept.is_some_and(|s| s.at.iter().any(|(_, k)| k.as_deref() == Some(id)));
         if !recorded && log.count(key, at, window) >= attempt.max {
             return Ok(None);
@@ -736,11 +743,7 @@ impl Attempts for MemoryHotState {
         let mut shard = self.shard(key);
         match id {
             None => shard.attempts.forget(key),
-            Some(id) => {
-                if let Some(s) = shard.attempts.0.get_mut(key) {
-                    s.at.retain(|(_, kept)| kept.as_deref() != Some(id));
-                }
-            }
+            Some(id) => shard.attempts.forget_id(key, id),
         }
         Ok(())
     }
@@ -763,9 +766,8 @@ impl ViewCache for MemoryHotState {
             self.cache_bytes_per_shard,
             now,
         );
-        static WARNED_MS: std::sync::atomic::AtomicI64 =
-            std::sync::atomic::AtomicI64::new(i64::MIN);
-        note_evicted("cache", gone, &WARNED_MS);
+        static LOG: Throttled = Throttled::new(EVICTION_WARNING_MS);
+        note_evicted("cache", gone, &LOG);
         Ok(())
     }
 
@@ -1151,9 +1153,11 @@ mod tests {
             hot.shards
                 .iter()
                 .map(|s| {
-                    let shard = s.lock().unwrap();
-                    assert_eq!(shard.strikes_held, shard.strikes.held(), "running count");
-                    shard.strikes_held
+                    let mut shard = s.lock().unwrap();
+                    let counted = shard.strikes.held;
+                    shard.strikes.recount();
+                    assert_eq!(shard.strikes.held, counted, "running count");
+                    counted
                 })
                 .sum()
         };

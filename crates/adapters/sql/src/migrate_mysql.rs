@@ -16,9 +16,9 @@ use futures_util::future::BoxFuture;
 use liveops_core::{PortError, PortResult};
 use sqlx::migrate::{Migrate, MigrateError, Migration, Migrator};
 use sqlx::mysql::MySqlDatabaseError;
-use sqlx::{Executor, MySql, MySqlConnection};
+use sqlx::{Database as _, Executor, MySql, MySqlConnection};
 
-use super::dialect::{db_error_of, migrate_error_of, Dialect, Text};
+use super::dialect::{db_error, migrate_error_of, Dialect, Text};
 use super::repository::SqlRepository;
 
 /// How a start tries again the migration statements that gave up waiting for another's lock.
@@ -65,7 +65,7 @@ async fn apply_all(
     migrator: &Migrator,
     retry: LockRetry,
 ) -> PortResult<()> {
-    let history = |e: MigrateError| migrate_error_of("MySQL", e);
+    let history = |e: MigrateError| migrate_error_of(MySql::NAME, e);
     if migrator.locking {
         conn.lock().await.map_err(history)?;
     }
@@ -74,7 +74,7 @@ async fn apply_all(
         sqlx::query_as("SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version")
             .fetch_all(&mut *conn)
             .await
-            .map_err(|e| db_error_of("MySQL", e))?;
+            .map_err(db_error::<MySql>)?;
     let known: HashMap<i64, &Migration> = migrator
         .iter()
         .filter(|m| !m.migration_type.is_down_migration())
@@ -145,7 +145,7 @@ fn run<'a>(
             .bind(&*m.checksum)
             .execute(&mut *conn)
             .await
-            .map_err(|e| db_error_of("MySQL", e))?;
+            .map_err(db_error::<MySql>)?;
         }
         let mut changed = false;
         for (i, step) in steps.iter().enumerate() {
@@ -184,7 +184,7 @@ fn run<'a>(
         .bind(m.version)
         .execute(&mut *conn)
         .await
-        .map_err(|e| db_error_of("MySQL", e))?;
+        .map_err(db_error::<MySql>)?;
         tracing::info!(
             version = m.version,
             description = %m.description,
@@ -327,7 +327,7 @@ impl Step {
                             waits.attempts
                         )))
                     }
-                    Attempt::Db(e) => match db_error_of("MySQL", e) {
+                    Attempt::Db(e) => match db_error::<MySql>(e) {
                         PortError::Unavailable(m) => PortError::Unavailable(at.error(m)),
                         PortError::Corrupt(m) => PortError::Corrupt(at.error(m)),
                     },

@@ -884,28 +884,20 @@ where
     ) -> PortResult<Vec<InventoryItem>> {
         within_on::<DB, _>("inventory", self.which(pool), async {
             // Along the key (player_id, item), from the cursor's item on: `limit` rows read.
-            let rows: Vec<ItemRow> = match after {
-                Some(after) => {
-                    let sql = DB::placeholders(
-                        "SELECT item, quantity FROM inventory \
-                         WHERE player_id = ? AND item > ? ORDER BY item LIMIT ?",
-                    );
-                    sqlx::query_as(&sql)
-                        .bind(player_id)
-                        .bind(after)
-                        .bind(i64::from(limit))
-                        .fetch_all(pool)
-                        .await
-                }
-                None => {
-                    sqlx::query_as(&DB::placeholders(FIRST_ITEMS))
-                        .bind(player_id)
-                        .bind(i64::from(limit))
-                        .fetch_all(pool)
-                        .await
-                }
-            }
-            .map_err(db_error::<DB>)?;
+            let first = DB::placeholders(FIRST_ITEMS);
+            let next = DB::placeholders(
+                "SELECT item, quantity FROM inventory \
+                 WHERE player_id = ? AND item > ? ORDER BY item LIMIT ?",
+            );
+            let read = match after {
+                None => sqlx::query_as(&first).bind(player_id),
+                Some(after) => sqlx::query_as(&next).bind(player_id).bind(after),
+            };
+            let rows: Vec<ItemRow> = read
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await
+                .map_err(db_error::<DB>)?;
             Ok(rows.into_iter().map(item_of).collect())
         })
         .await

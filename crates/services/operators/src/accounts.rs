@@ -2,12 +2,12 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use liveops_core::now_ms;
-use liveops_core::stores::{ListedAudit, OperatorRecord, OperatorUpdate, Role};
-use liveops_http::responses::{OperatorFailures, OperatorInputFailures, OperatorLookupFailures};
-use liveops_http::{
-    next_cursor, parse_cursor, rfc3339, Bounded, IdPath, Json, Operator, Problem, Query,
+use liveops_core::stores::{
+    AuditEntry, ListedAudit, OperatorRecord, OperatorStore, OperatorUpdate, Role,
 };
+use liveops_core::{now_ms, PortResult};
+use liveops_http::responses::{OperatorFailures, OperatorInputFailures, OperatorLookupFailures};
+use liveops_http::{next_cursor, parse_cursor, rfc3339, Bounded, IdPath, Json, Problem, Query};
 use liveops_http::{Admins, Authorized};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -92,28 +92,26 @@ pub(crate) fn audit_json(op: &OperatorRecord) -> String {
     serde_json::to_string(&OperatorView::from(op)).unwrap_or_default()
 }
 
-/// Writes `after` over `before` as `op`'s `action`, stamped after both `now` and `before`'s
+/// Writes `after` over `before` as `actor`'s `action`, stamped after both `now` and `before`'s
 /// last change and audited with both; what the store made of it.
 pub(crate) async fn write_operator(
-    state: &OperatorsState,
-    op: &Operator,
+    store: &dyn OperatorStore,
+    actor: &str,
     action: &str,
     before: &OperatorRecord,
     after: &mut OperatorRecord,
     now: i64,
-) -> Result<OperatorUpdate, Problem> {
+) -> PortResult<OperatorUpdate> {
     after.updated_at_ms = now.max(before.updated_at_ms + 1);
-    let audit = op.audit(
-        after.updated_at_ms,
-        action,
-        &before.id,
-        Some(audit_json(before)),
-        Some(audit_json(after)),
-    );
-    Ok(state
-        .operators
-        .update_operator(before, after, &audit)
-        .await?)
+    let audit = AuditEntry {
+        at_ms: after.updated_at_ms,
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        target: before.id.clone(),
+        before: Some(audit_json(before)),
+        after: Some(audit_json(after)),
+    };
+    store.update_operator(before, after, &audit).await
 }
 
 /// Every operator.
@@ -335,7 +333,8 @@ pub(crate) async fn update_operator(
     } else {
         "operator.password_reset"
     };
-    match write_operator(&state, &op, action, &before, &mut after, now_ms()).await? {
+    let store = state.operators.as_ref();
+    match write_operator(store, &op.email, action, &before, &mut after, now_ms()).await? {
         OperatorUpdate::Updated => {}
         OperatorUpdate::LastAdmin => {
             return Err(Problem::conflict(

@@ -276,20 +276,12 @@ pub async fn set_password(
         let Some(before) = store.operator_by_email(&email).await? else {
             return Ok(None);
         };
-        let after = OperatorRecord {
+        let mut after = OperatorRecord {
             password_hash: hash.clone(),
-            updated_at_ms: now_ms().max(before.updated_at_ms + 1),
             ..before.clone()
         };
-        let audit = AuditEntry {
-            at_ms: after.updated_at_ms,
-            actor: actor.to_owned(),
-            action: "operator.password_reset".into(),
-            target: before.id.clone(),
-            before: Some(accounts::audit_json(&before)),
-            after: Some(accounts::audit_json(&after)),
-        };
-        match store.update_operator(&before, &after, &audit).await? {
+        let action = "operator.password_reset";
+        match accounts::write_operator(store, actor, action, &before, &mut after, now_ms()).await? {
             OperatorUpdate::Updated => return Ok(Some(after)),
             OperatorUpdate::ChangedMeanwhile => {}
             // Role and state are unchanged, so the store cannot find fewer admins than before.

@@ -4,10 +4,10 @@
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use liveops_core::Turns;
 use liveops_http::Problem;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
-use tokio::sync::Semaphore;
 
 /// Shortest password accepted.
 pub const MIN_LEN: usize = 12;
@@ -64,9 +64,7 @@ pub const HASH_WAIT: Duration = Duration::from_secs(3);
 /// others wait their turn, at most a given time.
 #[derive(Debug)]
 pub struct Hashing {
-    turns: Arc<Semaphore>,
-    size: usize,
-    wait: Duration,
+    turns: Turns,
 }
 
 impl Hashing {
@@ -74,9 +72,7 @@ impl Hashing {
     /// none, every caller is refused after `wait`, as when all are taken).
     pub fn new(turns: usize, wait: Duration) -> Self {
         Self {
-            turns: Arc::new(Semaphore::new(turns)),
-            size: turns,
-            wait,
+            turns: Turns::new(turns, wait),
         }
     }
 
@@ -92,7 +88,7 @@ impl Hashing {
 
     /// How many turns are taken now.
     pub fn running(&self) -> usize {
-        self.size - self.turns.available_permits()
+        self.turns.taken()
     }
 
     /// Runs `work` on the blocking pool in a turn; [`Busy`] if none came within the wait. The
@@ -102,9 +98,9 @@ impl Hashing {
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<Option<T>, Busy> {
         let waiting = Waiting::new();
-        let turn = tokio::time::timeout(self.wait, self.turns.clone().acquire_owned()).await;
+        let turn = self.turns.take().await;
         drop(waiting);
-        let Ok(Ok(turn)) = turn else {
+        let Some(turn) = turn else {
             metrics::counter!("password_hashing_refused_total").increment(1);
             return Err(Busy);
         };

@@ -367,7 +367,8 @@ pub(crate) async fn change_password(
     matches?;
     let mut after = before.clone();
     after.password_hash = new_hash(&state.hashing, body.new_password, "newPassword").await?;
-    match write_operator(&state, &op, "operator.password", &before, &mut after, now).await? {
+    let (store, action) = (state.operators.as_ref(), "operator.password");
+    match write_operator(store, &op.email, action, &before, &mut after, now).await? {
         OperatorUpdate::Updated => {}
         OperatorUpdate::ChangedMeanwhile | OperatorUpdate::LastAdmin => {
             return Err(Problem::conflict(

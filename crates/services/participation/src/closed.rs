@@ -129,8 +129,8 @@ impl ClosedCampaigns {
     /// The entrant count of a campaign still taking entries, if read within
     /// `OPEN_COUNT_FRESH` of `now`.
     pub fn open_entrant_count(&self, campaign_id: &str, now: Instant) -> Option<u64> {
-        let (count, at) = self.open_counts.get(&campaign_id.to_owned())?;
-        (now.saturating_duration_since(at) < OPEN_COUNT_FRESH).then_some(count)
+        let (count, fresh) = self.last_open_entrant_count(campaign_id, now)?;
+        fresh.then_some(count)
     }
 
     /// Keeps the entrant count of a campaign still taking entries, read at `at`.
@@ -138,9 +138,11 @@ impl ClosedCampaigns {
         self.open_counts.keep(campaign_id.to_owned(), (count, at));
     }
 
-    /// The last entrant count taken of a campaign still taking entries, however old, and when.
-    pub fn last_open_entrant_count(&self, campaign_id: &str) -> Option<(u64, Instant)> {
-        self.open_counts.get(&campaign_id.to_owned())
+    /// The last entrant count taken of a campaign still taking entries, however old, and
+    /// whether it is still fresh at `now` (read within `OPEN_COUNT_FRESH`).
+    pub fn last_open_entrant_count(&self, campaign_id: &str, now: Instant) -> Option<(u64, bool)> {
+        let (count, at) = self.open_counts.get(&campaign_id.to_owned())?;
+        Some((count, now.saturating_duration_since(at) < OPEN_COUNT_FRESH))
     }
 
     /// Notes a count of `campaign_id`'s entrants as under way: `false` if one already is.

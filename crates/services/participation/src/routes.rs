@@ -4,19 +4,20 @@
 //! request comes again (a game server's retry). Another request for a player who already entered
 //! in the current slot (the campaign, or the UTC day for `daily`) is `409 entry-limit-reached`.
 
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use liveops_core::stores::{Campaign, CampaignState, Entered, Entry};
-use liveops_core::PlayerId;
+use liveops_core::{PlayerId, Turns};
 use liveops_http::responses::{LookupFailures, SignedLookupFailures};
 use liveops_http::{
     campaign_or_404, parse_json, rfc3339, Bounded, IdPath, Json, Problem, Query, SignatureHeaders,
     Signed,
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::ParticipationState;
@@ -28,7 +29,8 @@ const WHOLE_LISTS: usize = 2;
 /// How long a request waits for a turn before it is answered 503 (`Retry-After`).
 const WHOLE_LIST_WAIT: Duration = Duration::from_secs(10);
 /// The turns at reading whole lists, per process.
-static WHOLE_LIST_TURNS: Semaphore = Semaphore::const_new(WHOLE_LISTS);
+static WHOLE_LIST_TURNS: LazyLock<Turns> =
+    LazyLock::new(|| Turns::new(WHOLE_LISTS, WHOLE_LIST_WAIT));
 
 /// Entrants on a page of `GET /campaigns/{id}/entrants` unless `limit` says otherwise.
 const DEFAULT_PAGE: i64 = 1000;
@@ -38,23 +40,20 @@ pub(crate) const MAX_PAGE: i64 = 10_000;
 type PageLimit = Bounded<1, MAX_PAGE>;
 
 /// A turn at reading a whole list, per process; 503 after waiting [`WHOLE_LIST_WAIT`].
-pub(crate) async fn whole_list_turn() -> Result<SemaphorePermit<'static>, Problem> {
-    take_turn(&WHOLE_LIST_TURNS, WHOLE_LIST_WAIT).await
+pub(crate) async fn whole_list_turn() -> Result<OwnedSemaphorePermit, Problem> {
+    take_turn(&WHOLE_LIST_TURNS).await
 }
 
-/// A turn at reading a whole list from `turns`, waiting `wait` at most; 503 past that.
-async fn take_turn(turns: &Semaphore, wait: Duration) -> Result<SemaphorePermit<'_>, Problem> {
-    match tokio::time::timeout(wait, turns.acquire()).await {
-        Ok(Ok(turn)) => Ok(turn),
-        _ => {
-            metrics::counter!("participation_list_reads_refused_total").increment(1);
-            let mut p = Problem::unavailable(format!(
-                "{WHOLE_LISTS} entrant lists are being read; retry shortly"
-            ));
-            p.retry_after = Some(5);
-            Err(p)
-        }
-    }
+/// A turn at reading a whole list from `turns`; 503 past their wait.
+async fn take_turn(turns: &Turns) -> Result<OwnedSemaphorePermit, Problem> {
+    turns.take().await.ok_or_else(|| {
+        metrics::counter!("participation_list_reads_refused_total").increment(1);
+        let mut p = Problem::unavailable(format!(
+            "{WHOLE_LISTS} entrant lists are being read; retry shortly"
+        ));
+        p.retry_after = Some(5);
+        p
+    })
 }
 
 /// The body of `POST /campaigns/{id}/entries`.
@@ -251,8 +250,10 @@ async fn room_for(
     campaign: &Campaign,
     player: &str,
 ) -> Result<(), Problem> {
-    let last = state.closed.last_open_entrant_count(&campaign.id);
-    let stale = last.is_none_or(|(_, at)| at.elapsed() >= crate::closed::OPEN_COUNT_FRESH);
+    let last = state
+        .closed
+        .last_open_entrant_count(&campaign.id, Instant::now());
+    let stale = last.is_none_or(|(_, fresh)| !fresh);
     if stale && state.closed.begin_count(&campaign.id) {
         let (state, campaign) = (state.clone(), campaign.clone());
         tokio::spawn(async move {
@@ -399,16 +400,15 @@ mod tests {
     /// back is taken.
     #[tokio::test]
     async fn whole_lists_take_turns() {
-        let turns = Semaphore::new(WHOLE_LISTS);
-        let wait = Duration::from_millis(50);
-        let first = take_turn(&turns, wait).await;
-        let second = take_turn(&turns, wait).await;
+        let turns = Turns::new(WHOLE_LISTS, Duration::from_millis(50));
+        let first = take_turn(&turns).await;
+        let second = take_turn(&turns).await;
         assert!(first.is_ok() && second.is_ok());
-        let Err(busy) = take_turn(&turns, wait).await else {
+        let Err(busy) = take_turn(&turns).await else {
             panic!("a third list read at once");
         };
         assert_eq!((busy.status, busy.retry_after), (503, Some(5)));
         drop(first);
-        assert!(take_turn(&turns, wait).await.is_ok());
+        assert!(take_turn(&turns).await.is_ok());
     }
 }

@@ -140,30 +140,24 @@ sql_impl! {
     }
 
     pub(crate) async fn purge_events(&self, before_ms: i64) -> PortResult<u64> {
-        // Along `campaign_events_dispatched (dispatched, at_ms, id)`, past the last one read:
-        // an event whose deliveries are not all gone stays, and is passed over.
-        let first = DB::placeholders(
-            "SELECT id, at_ms FROM campaign_events WHERE dispatched = 1 AND at_ms < ? \
-             ORDER BY at_ms, id LIMIT ?",
-        );
-        // The first bound repeats the second's, so the index is read from there on.
+        // Along `campaign_events_dispatched (dispatched, at_ms, id)`, past the last one read
+        // (the first page past the smallest key, below every event's): an event whose
+        // deliveries are not all gone stays, and is passed over. The first bound repeats the
+        // second's, so the index is read from there on.
         let next = DB::placeholders(
             "SELECT id, at_ms FROM campaign_events WHERE dispatched = 1 AND at_ms < ? \
              AND at_ms >= ? AND (at_ms > ? OR (at_ms = ? AND id > ?)) ORDER BY at_ms, id LIMIT ?",
         );
         let mut purged = 0;
-        let mut after: Option<(i64, i64)> = None;
+        let (mut at, mut id) = (i64::MIN, i64::MIN);
         loop {
-            let read = match after {
-                None => sqlx::query_as(&first).bind(before_ms),
-                Some((at, id)) => sqlx::query_as(&next)
-                    .bind(before_ms)
-                    .bind(at)
-                    .bind(at)
-                    .bind(at)
-                    .bind(id),
-            };
-            let read = read.bind(limit(ROW_STEP));
+            let read = sqlx::query_as(&next)
+                .bind(before_ms)
+                .bind(at)
+                .bind(at)
+                .bind(at)
+                .bind(id)
+                .bind(limit(ROW_STEP));
             let page: Vec<(i64, i64)> = within::<DB, _>("purge_events", self.rows(read, Ok)).await?;
             let Some(&(last_id, last_at)) = page.last() else {
                 return Ok(purged);
@@ -183,7 +177,7 @@ sql_impl! {
             if page.len() < ROW_STEP {
                 return Ok(purged);
             }
-            after = Some((last_at, last_id));
+            (at, id) = (last_at, last_id);
             tokio::task::yield_now().await;
         }
     }

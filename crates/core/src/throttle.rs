@@ -1,5 +1,5 @@
-//! [`Throttled`]: a log line written per request at most once a period, so an outage does not
-//! turn every refused request into a line (at 10 000 requests/s, 10 000 lines/s).
+//! [`Throttled`]: a log line written at most once a period, so an outage (or a store at its
+//! bound) does not turn every refused request into a line (at 10 000 requests/s, 10 000 lines/s).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -25,7 +25,7 @@ impl Throttled {
     /// `Some(n)` if this call may log (`n`: the calls left out since the last line), else
     /// `None` (counted for the next).
     pub fn admit(&self) -> Option<u64> {
-        self.admit_at(liveops_core::now_ms())
+        self.admit_at(crate::now_ms())
     }
 
     /// [`Throttled::admit`] at `now_ms`.
