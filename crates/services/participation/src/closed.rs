@@ -1,7 +1,8 @@
 //! What a process keeps of campaigns that take no more entries (ended, settled or cancelled):
 //! their entrant counts, and their decided draws' answers. Neither changes any more, so each is
 //! read or written out once and served again as it is. Of campaigns still taking entries it
-//! keeps the entrant count for [`OPEN_COUNT_FRESH`], so paging through one counts it once.
+//! keeps the entrant count and the draw's answers for [`OPEN_COUNT_FRESH`], so paging through one
+//! counts it once and a loop of reads of its draw reads every entrant once in that time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -72,6 +73,9 @@ pub struct ClosedCampaigns {
     counts: Recent<String, u64>,
     /// Entrant counts of campaigns still taking entries, and when each was read.
     open_counts: Recent<String, (u64, Instant)>,
+    /// Undecided draws' JSON answers, by campaign id and whether they list the entrants, and
+    /// when each was written.
+    open_draws: Recent<(String, bool), (Bytes, Instant)>,
     /// Campaigns whose entrants are being counted for their cap, one count at a time each.
     counting: Mutex<std::collections::HashSet<String>>,
     draw_hits: AtomicU64,
@@ -91,16 +95,18 @@ impl ClosedCampaigns {
             draws: Recent::new(draws, draw_bytes, Bytes::len),
             counts: Recent::new(COUNTS, 0, |_| 0),
             open_counts: Recent::new(COUNTS, 0, |_| 0),
+            open_draws: Recent::new(draws, draw_bytes, |(json, _)| json.len()),
             counting: Mutex::default(),
             draw_hits: AtomicU64::new(0),
             draw_misses: AtomicU64::new(0),
         }
     }
 
-    /// The answer kept for the campaign's decided draw with or without its list, if any;
-    /// counted as a hit or a miss (`participation_draw_cache_total{result}`).
-    pub fn draw(&self, campaign_id: &str, with_list: bool) -> Option<Bytes> {
-        let json = self.draws.get(&(campaign_id.to_owned(), with_list));
+    /// The answer kept for the campaign's draw with or without its list, if any: a decided
+    /// draw's, or an undecided one's written within [`OPEN_COUNT_FRESH`] of `now`; counted as a
+    /// hit or a miss (`participation_draw_cache_total{result}`).
+    pub fn draw(&self, campaign_id: &str, with_list: bool, now: Instant) -> Option<Bytes> {
+        let json = self.kept_draw(campaign_id, with_list, now);
         let (counter, result) = match json {
             Some(_) => (&self.draw_hits, "hit"),
             None => (&self.draw_misses, "miss"),
@@ -110,10 +116,26 @@ impl ClosedCampaigns {
         json
     }
 
+    /// [`Self::draw`] not counted: for a read already counted a miss that waited for its turn
+    /// and may find the answer another wrote meanwhile.
+    pub fn kept_draw(&self, campaign_id: &str, with_list: bool, now: Instant) -> Option<Bytes> {
+        let key = (campaign_id.to_owned(), with_list);
+        self.draws.get(&key).or_else(|| {
+            let (json, at) = self.open_draws.get(&key)?;
+            (now.saturating_duration_since(at) < OPEN_COUNT_FRESH).then_some(json)
+        })
+    }
+
     /// Keeps a decided draw's answer (`participation_draw_cache_bytes`: all kept, together).
     pub fn keep_draw(&self, campaign_id: &str, with_list: bool, json: Bytes) {
         let bytes = self.draws.keep((campaign_id.to_owned(), with_list), json);
         metrics::gauge!("participation_draw_cache_bytes").set(bytes as f64);
+    }
+
+    /// Keeps an undecided draw's answer, written at `at`, for [`OPEN_COUNT_FRESH`].
+    pub fn keep_open_draw(&self, campaign_id: &str, with_list: bool, json: Bytes, at: Instant) {
+        self.open_draws
+            .keep((campaign_id.to_owned(), with_list), (json, at));
     }
 
     /// The entrant count kept for the campaign, if any.
@@ -166,7 +188,7 @@ impl ClosedCampaigns {
         self.draw_hits.load(Ordering::Relaxed)
     }
 
-    /// How many draw reads found nothing kept (every read of an undecided draw among them).
+    /// How many draw reads found nothing kept (decided, or undecided and fresh).
     pub fn draw_misses(&self) -> u64 {
         self.draw_misses.load(Ordering::Relaxed)
     }
@@ -182,27 +204,27 @@ mod tests {
 
     #[test]
     fn the_least_recently_read_go_first_past_either_bound() {
-        let kept = ClosedCampaigns::new(3, 10);
+        let (kept, now) = (ClosedCampaigns::new(3, 10), Instant::now());
         kept.keep_draw("a", true, json(4));
         kept.keep_draw("a", false, json(1));
         kept.keep_draw("b", true, json(4));
-        assert_eq!(kept.draw("a", true), Some(json(4)));
-        assert_eq!(kept.draw("c", true), None);
+        assert_eq!(kept.draw("a", true, now), Some(json(4)));
+        assert_eq!(kept.draw("c", true, now), None);
         // A fourth answer: the one read least recently, (a, false), is forgotten.
         kept.keep_draw("c", false, json(1));
-        assert_eq!(kept.draw("a", false), None);
-        assert_eq!(kept.draw("b", true), Some(json(4)));
+        assert_eq!(kept.draw("a", false, now), None);
+        assert_eq!(kept.draw("b", true, now), Some(json(4)));
         // Past the bytes: the least recently read go until the rest fit.
         kept.keep_draw("d", true, json(6));
-        assert_eq!(kept.draw("a", true), None);
-        assert_eq!(kept.draw("c", false), None);
-        assert_eq!(kept.draw("b", true), Some(json(4)));
-        assert_eq!(kept.draw("d", true), Some(json(6)));
+        assert_eq!(kept.draw("a", true, now), None);
+        assert_eq!(kept.draw("c", false, now), None);
+        assert_eq!(kept.draw("b", true, now), Some(json(4)));
+        assert_eq!(kept.draw("d", true, now), Some(json(6)));
         assert_eq!((kept.draw_hits(), kept.draw_misses()), (4, 4));
         // Too large to keep at all: nothing is forgotten for it.
         kept.keep_draw("e", true, json(11));
-        assert_eq!(kept.draw("e", true), None);
-        assert_eq!(kept.draw("b", true), Some(json(4)));
+        assert_eq!(kept.draw("e", true, now), None);
+        assert_eq!(kept.draw("b", true, now), Some(json(4)));
     }
 
     #[test]
@@ -235,5 +257,23 @@ mod tests {
             None,
             "another campaign"
         );
+    }
+
+    #[test]
+    fn an_undecided_draw_s_answer_is_served_again_only_while_fresh() {
+        let (kept, written) = (ClosedCampaigns::new(3, 10), Instant::now());
+        kept.keep_open_draw("c1", true, json(4), written);
+        let later = written + OPEN_COUNT_FRESH - Duration::from_millis(1);
+        assert_eq!(kept.draw("c1", true, later), Some(json(4)));
+        assert_eq!(kept.draw("c1", false, written), None, "without its list");
+        assert_eq!(kept.draw("c1", true, written + OPEN_COUNT_FRESH), None);
+        assert_eq!((kept.draw_hits(), kept.draw_misses()), (1, 2));
+        // Decided since: the decided answer is served, however old.
+        kept.keep_draw("c1", true, json(5));
+        let much_later = written + OPEN_COUNT_FRESH * 10;
+        assert_eq!(kept.draw("c1", true, much_later), Some(json(5)));
+        // Within the same bounds as the decided answers: too large is not kept.
+        kept.keep_open_draw("c2", true, json(11), written);
+        assert_eq!(kept.draw("c2", true, written), None);
     }
 }

@@ -1,7 +1,8 @@
 //! `GET /campaigns/{id}/draw`: the draw as published, with its entrants list or without it
 //! (`?entrants=false`, for a verifier paging through `GET /campaigns/{id}/entrants`). A decided
-//! draw's answer is kept ([`ClosedCampaigns`]) and served again as it is; reading the whole list
-//! takes a turn ([`whole_list_turn`]).
+//! draw's answer is kept ([`ClosedCampaigns`]) and served again as it is, an undecided one's for
+//! [`OPEN_COUNT_FRESH`](crate::closed::OPEN_COUNT_FRESH); reading the whole list takes a turn
+//! ([`whole_list_turn`]), and a reader that waited for one serves what another wrote meanwhile.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -12,6 +13,7 @@ use liveops_core::stores::{OutcomeSummary, Reward};
 use liveops_http::responses::LookupFailures;
 use liveops_http::{campaign_or_404, IdPath, Problem, Query};
 use serde::Deserialize;
+use std::time::Instant;
 use utoipa::IntoParams;
 
 use crate::routes::{entrant_count, whole_list_turn, MAX_PAGE};
@@ -55,7 +57,7 @@ pub(crate) async fn get_draw(
         ));
     };
     let with_list = query.entrants.unwrap_or(true);
-    if let Some(json) = state.closed.draw(&id, with_list) {
+    if let Some(json) = state.closed.draw(&id, with_list, Instant::now()) {
         return Ok(answer(json));
     }
     let committed = Committed {
@@ -65,6 +67,9 @@ pub(crate) async fn get_draw(
     if with_list {
         // The list and its JSON are both in memory until written out: under a turn.
         let _turn = whole_list_turn().await?;
+        if let Some(json) = state.closed.kept_draw(&id, with_list, Instant::now()) {
+            return Ok(answer(json));
+        }
         let (draw, decided) = match state.outcomes.outcome(&id).await? {
             Some(o) => {
                 let (summary, entrants) = o.into_summary();
@@ -86,6 +91,9 @@ pub(crate) async fn get_draw(
             // Not drawn yet: the hash of the entrants so far is of every one of them, read a
             // page at a time (one page in memory), under a turn all the same.
             let _turn = whole_list_turn().await?;
+            if let Some(json) = state.closed.kept_draw(&id, with_list, Instant::now()) {
+                return Ok(answer(json));
+            }
             let draw = committed.hashed(hashed_pages(&state, &id).await?);
             written(&state.closed, &id, with_list, &draw, false)
         }
@@ -158,7 +166,7 @@ async fn hashed_pages(state: &ParticipationState, id: &str) -> Result<EntrantsHa
     }
 }
 
-/// `draw` written out as JSON, kept in `closed` if `decided`.
+/// `draw` written out as JSON, kept in `closed` (for a while if not `decided`).
 fn written(
     closed: &ClosedCampaigns,
     id: &str,
@@ -172,6 +180,8 @@ fn written(
     })?);
     if decided {
         closed.keep_draw(id, with_list, json.clone());
+    } else {
+        closed.keep_open_draw(id, with_list, json.clone(), Instant::now());
     }
     Ok(answer(json))
 }

@@ -488,7 +488,7 @@ async fn entrants_page_through_the_draw_s_list() {
     let refused = served::get_refused(&router, &uri, 400).await;
     assert_eq!(refused.field.as_deref(), Some("entrants"));
     served::get_refused(&router, "/campaigns/cmp_none/entrants?limit=5", 404).await;
-    // Nothing undecided is kept.
+    // No read was repeated: none was served from what was kept.
     assert_eq!(app.state.closed.draw_hits(), 0);
 }
 
@@ -575,6 +575,34 @@ async fn a_decided_draw_is_answered_from_what_was_kept() {
         assert_eq!(published.winners.as_ref().map(Vec::len), Some(2));
         assert_eq!(liveops_core::draw::verify(&published, &listed), Ok(()));
     }
+}
+
+/// An undecided draw's answer is served again for a few seconds (`OPEN_COUNT_FRESH`), so a loop
+/// of reads does not read every entrant each time; with and without its list are kept apart.
+#[tokio::test]
+async fn an_undecided_draw_is_served_again_while_fresh() {
+    let app = spawn_app().await;
+    let c = draw_campaign("looped");
+    create_in(&*app.repo, &c, CampaignState::Live).await;
+    for p in ["player_a", "player_b", "player_c"] {
+        app.entered(&c, p, now_ms()).await;
+    }
+    let router = router(app.state.clone());
+    let uri = format!("/campaigns/{}/draw", c.id);
+    let (status, _, first) = served::get(&router, &uri).await;
+    assert_eq!(status, 200, "{first}");
+    app.entered(&c, "player_d", now_ms()).await;
+    let (status, _, again) = served::get(&router, &uri).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again, first, "served as first written");
+    let closed = &app.state.closed;
+    assert_eq!((closed.draw_hits(), closed.draw_misses()), (1, 1));
+    // Without its list: read anew, and it counts the entrant who came since.
+    let bare: PublishedDraw = served::get_view(&router, &format!("{uri}?entrants=false")).await;
+    assert_eq!(bare.entrant_count, Some(4));
+    let listed: PublishedDraw = served::read(&first);
+    assert_eq!(listed.entrant_count, Some(3));
+    assert_eq!((closed.draw_hits(), closed.draw_misses()), (1, 2));
 }
 
 /// The OpenAPI document declares the bounds of the entrants' pages and the draw's `entrants`
