@@ -276,6 +276,22 @@ def services(L):
                      "v2 signs method and path; v1 (sha256=) only timestamp and body, so any "
                      "signed route with an equal body takes it. The v1 key ids are the game "
                      "servers to move; set SIG_ACCEPT_V1=false once v1 stays at zero (ADR 0023)."))
+    L.add(timeseries("Forwarded requests: 5xx and refusals per second",
+                     [(summed("http_requests_total", f'{NS}, service="forward", status=~"5.."',
+                              by="route, status"), "{{status}} {{route}}"),
+                      (summed("http_forwards_refused_total", by="pod"), "refused {{pod}}")],
+                     "reqps",
+                     "Requests for a route of a module this process does not run, sent on to "
+                     "its owner (PEER_URL_TEMPLATE), counted under service \"forward\": the "
+                     "owner's 5xx, 503 when it cannot be reached, and 503 refusals once 256 are "
+                     "on their way from one pod (LiveOpsForwardsRefused)."))
+    L.add(timeseries("Requests refused before their route, per second",
+                     [(summed("http_requests_refused_total", by="reason, pod"),
+                       "{{reason}} {{pod}}")],
+                     "reqps",
+                     "busy: 503 past HTTP_MAX_IN_FLIGHT requests in progress (LiveOpsRequestsBusy); "
+                     "body_timeout: 408 for a body not sent within HTTP_BODY_TIMEOUT "
+                     "(LiveOpsSlowBodies)."))
 
     L.row("Latency")
     L.add(timeseries("p50 / p95 / p99 by service",
@@ -329,6 +345,13 @@ def services(L):
                        "max {{pod}} {{pool}}")], "short",
                      "Sampled every 5 s. The pool-saturated alert fires above 80 % for 10 "
                      "minutes."), w=12)
+    L.add(timeseries("Read replica usable (1) and its lag (s) per pod",
+                     [(f"min by (pod) (db_read_replica_usable{{{NS}}})", "usable {{pod}}"),
+                      (f"max by (pod) (db_read_replica_lag_seconds{{{NS}}})", "lag {{pod}}")],
+                     "short",
+                     "Only with DB_READ_URL: 0 while the replica is set aside (unreachable, or "
+                     "behind by more than the allowed lag) and its reads go to the primary "
+                     "(LiveOpsReadReplicaUnusable after 15 minutes)."), w=12)
     L.add(timeseries("SQLite write turn wait p99 per pod",
                      [(hq(0.99, "db_write_turn_wait_seconds", "pod", NS), "{{pod}}")], "s",
                      "Embedded only: a process writes its SQLite file one transaction at a "
@@ -350,8 +373,18 @@ def pipeline(L):
                      "short", stack=True))
     L.add(timeseries("Events dropped, by reason",
                      [(summed("dropped_events_total", by="reason"), "{{reason}}")],
-                     "short", "rate: over RATE_LIMIT_MAX; anomaly: quarantined by fairness; "
-                     "corrupt: unreadable bus message."))
+                     "short", "invalid: refused input (a field, a reused Idempotency-Key); "
+                     "too_large: a batch or body over its limit; duplicate: a repeat answered "
+                     "from the first; blocked: a player blocked by fairness; rate: over "
+                     "RATE_LIMIT_MAX; unavailable: the bus or hot state unreachable (503); "
+                     "internal: hot state read back corrupt (500); anomaly: quarantined by "
+                     "fairness."))
+    L.add(timeseries("Gateway publish time p50 / p99 by bus",
+                     [(hq(0.5, "bus_publish_seconds", "bus", NS), "p50 {{bus}}"),
+                      (hq(0.99, "bus_publish_seconds", "bus", NS), "p99 {{bus}}")], "s",
+                     "How long the bus takes to acknowledge a gateway publish (each request's "
+                     "events in one call), failed calls included: the first question of the "
+                     "gateway latency runbook."))
     L.add(timeseries("Messages published to the bus / trimmed once every group acked them",
                      [(summed("bus_published_total"), "published / s"),
                       (summed("bus_trimmed_total"), "trimmed / s")],
@@ -412,6 +445,16 @@ def pipeline(L):
     L.add(last_hour("Dead letters", "bus_dead_letters_total", "topic, group",
                     "{{group}} on {{topic}}",
                     "Inspect with `liveops dead-letters`, replay with --replay."))
+    L.add(timeseries("Dead letters held (SQS), by group",
+                     [(f"max by (topic, group) (bus_dead_letter_messages{{{NS}}})",
+                       "{{group}} on {{topic}}")], "short",
+                     "Messages in each group's dead-letter queue, read with the lag every 2 s: "
+                     "SQS moves them there by its redrive policy, so the counter above never "
+                     "sees them. Replayed or removed: back to 0."))
+    L.add(last_hour("Undecodable events", "events_undecodable_total", "group", "{{group}}",
+                    "Bus messages this release cannot read (a newer release's event during a "
+                    "rolling upgrade, or a corrupt one): never acked, so they end in the dead "
+                    "letters; finish the rollout, then replay."))
     L.add(last_hour("Batch retries held through a store outage", "consumer_outage_retries_total",
                     "group", "{{group}}",
                     "A consumer whose database does not answer keeps its batch and retries "
@@ -508,6 +551,10 @@ def leaderboards(L):
                      "raised in that pass and the one before, so a Redis failover that lost the "
                      "last writes heals within a pass or two. Follows the score update rate "
                      "(raising is idempotent). Not noted: those players heal at their next event."))
+    L.add(last_hour("Final snapshots recovered", "leaderboard_finals_recovered_total", "window",
+                    "{{window}}",
+                    "A period's final snapshot not taken in time (no leaderboard process ran at "
+                    "its end) and taken later from the stored scores."))
     L.add(last_hour("Scores committed after their final snapshot was due",
                     "leaderboard_late_scores_total", "window", "{{window}}",
                     "Events held up longer than LB_SETTLE_SEC (a consumer outage across a "
@@ -550,6 +597,13 @@ def datastores(L):
                        "in {{device}}"),
                       (per_second("node_network_transmit_bytes_total", f'{NODE}, device!="lo"'),
                        "out {{device}}")], "Bps"), w=12)
+    L.add(timeseries("MySQL backup age",
+                     [(f"time() - max by (instance) "
+                       f"(liveops_mysql_backup_last_success_timestamp_seconds{{{NODE}}})",
+                       "{{instance}}")], "s",
+                     "Since the last dump copied to blob storage (a timer every 10 minutes; "
+                     "node_exporter's textfile collector). LiveOpsMySQLBackupTooOld above 30 "
+                     "minutes."), w=12)
     L.row("MySQL (mysqld_exporter)")
     L.add(stat("MySQL up", f"min(mysql_up{{{MY}}})", thresholds=[(1, "green")]), w=12, h=4)
     L.add(stat("Connections used",
@@ -629,8 +683,9 @@ def campaigns(L):
     L.add(timeseries("Background task rounds failing per second, by task",
                      [(f"sum by (task) (rate(background_round_failures_total{{{NS}}}[{RI}]))",
                        "{{task}}")], "short",
-                     "The scheduler, decider, settlement, inbox placer and webhook queue: a round "
-                     "failing for 15 minutes fires LiveOpsBackgroundTaskFailing; the log names the "
+                     "The scheduler, decider, settlement, inbox placer, webhook queue, snapshots, "
+                     "reconcile and retention purges: no successful round for twice the task's "
+                     "period plus 15 minutes fires LiveOpsBackgroundTaskFailing; the log names the "
                      "item and the error."))
     L.add(timeseries("Operator logins per second, by result",
                      [(f"sum by (result) (rate(operator_logins_total{{{NS}}}[{RI}]))",

@@ -47,11 +47,13 @@ PY
 SINK_PID=$!
 # Boards are snapshotted every 5 s, so the archived boards the hooks ask for exist early. Every
 # login of the run comes from an address of its own (the hooks set X-Forwarded-For, trusted from
-# one proxy on loopback), so the login limits (255 at most) are not in the way of the fuzzing.
+# one proxy on loopback), so the login limits (255 at most, and the process's failed logins per
+# minute) are not in the way of the fuzzing.
 HMAC_SECRET="$LIVEOPS_CONTRACT_SECRET" RATE_LIMIT_MAX=100000 LOG_LEVEL=warn WEBHOOK_ALLOW_PRIVATE=true \
   SNAPSHOT_CRON="*/5 * * * * *" \
   ADMIN_EMAIL="$LIVEOPS_CONTRACT_ADMIN_EMAIL" ADMIN_PASSWORD="$LIVEOPS_CONTRACT_ADMIN_PASSWORD" \
   TRUSTED_PROXIES=1 TRUSTED_PROXY_CIDRS=127.0.0.1 LOGIN_MAX_PER_ADDRESS=255 LOGIN_MAX_FAILURES=255 \
+  LOGIN_MAX_FAILED_PER_MINUTE=100000 \
   "$BIN" serve --bind 127.0.0.1 --port "$PORT" --data-dir "$WORK/data" > "$WORK/liveops.log" 2>&1 &
 PID=$!
 trap 'kill "$PID" "$SINK_PID" 2>/dev/null || true; wait "$PID" "$SINK_PID" 2>/dev/null || true' EXIT

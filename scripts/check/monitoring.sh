@@ -133,6 +133,32 @@ run "amtool check-config" amtool check-config "$WORK/alertmanager.yml"
 rendered="$(amtool template render --template.glob="$MON/alertmanager/templates/*.tmpl" \
   --template.text='{{ template "liveops.title" . }} {{ template "liveops.text" . }}' 2>&1)" \
   && grep -q "Runbook:" <<<"$rendered" && ok || bad "amtool template render: $rendered"
+# The rules' runbook_url is relative to the repository; every notification (the text and
+# PagerDuty's link) must carry it absolute, the template's base in front, and a URL as it is.
+cat > "$WORK/am-data.json" <<'JSON'
+{"status": "firing", "commonLabels": {"alertname": "LiveOpsHTTPErrors", "severity": "critical"},
+ "alerts": [{"status": "firing", "labels": {"alertname": "LiveOpsHTTPErrors"},
+             "annotations": {"summary": "s", "description": "d",
+                             "runbook_url": "docs/OPERATIONS.md#http-errors"}},
+            {"status": "firing", "labels": {"alertname": "Other"},
+             "annotations": {"summary": "s", "description": "d",
+                             "runbook_url": "https://runbooks.example.org/other"}}]}
+JSON
+base="$(grep -o 'define "liveops.runbook_base" }}[^{]*' "$MON/alertmanager/templates/liveops.tmpl" \
+  | sed 's/.*}}//')"
+href="$(sed -n "s/.*href: '\(.*\)'.*/\1/p" "$MON/alertmanager/alertmanager.yml")"
+rendered="$(amtool template render --template.glob="$MON/alertmanager/templates/*.tmpl" \
+  --template.data="$WORK/am-data.json" \
+  --template.text="{{ template \"liveops.text\" . }}|$href" 2>&1)"
+want="Runbook: ${base}docs/OPERATIONS.md#http-errors"
+if [[ "$base" == https://* ]] && grep -qF "$want" <<<"$rendered" \
+    && grep -qF "Runbook: https://runbooks.example.org/other" <<<"$rendered" \
+    && grep -qF "|${base}docs/OPERATIONS.md#http-errors" <<<"$rendered"; then
+  echo "  ok   runbook links absolute in the text and PagerDuty's link (base $base)"
+  ok
+else
+  bad "runbook links not absolute (base '$base', want '$want'): $rendered"
+fi
 
 step "amtool config routes test: each severity reaches its receivers"
 routes=0

@@ -118,7 +118,9 @@ fn event(kind: EventType, l: &Limits) -> Object {
                 label(
                     "Optional: the client's id for this event. Two equal events sent in the same \
                      second need different ids to count twice (their signatures would be equal); \
-                     events of one player with the same id are applied once.",
+                     events of one player with the same id are applied once if resent \
+                     within EVENT_RETENTION (7 days by default) of the first being applied, and \
+                     count again after it.",
                 ),
             )
             .property("payload", payload(kind, l))

@@ -315,6 +315,43 @@ impl Keyring {
         tolerance_s: i64,
         accept_v1: bool,
     ) -> Result<Scheme, AuthError> {
+        let headers = self.read_headers(req, now_s, tolerance_s, accept_v1)?;
+        let (ts_raw, key) = (headers.timestamp, headers.key);
+        let expected = match headers.scheme {
+            Scheme::V2 => Self::mac(key, &v2_message(ts_raw, req.method, req.path, req.body)),
+            Scheme::V1 => Self::mac(key, &[ts_raw.as_bytes(), b".", req.body]),
+        };
+        let given = headers.signature;
+        if given.len() == expected.len() && bool::from(given.ct_eq(&expected)) {
+            Ok(headers.scheme)
+        } else {
+            Err(AuthError::BadSignature)
+        }
+    }
+
+    /// What [`Keyring::verify_request`] decides from the signature headers alone (present,
+    /// well-formed, the timestamp within `tolerance_s` of `now_s`, a known key, an accepted
+    /// scheme), with the same errors: a request refused here is refused whatever its body, so
+    /// it can be refused before the body is read. Method, path and body are not looked at.
+    pub fn check_headers(
+        &self,
+        req: &SignedRequest<'_>,
+        now_s: i64,
+        tolerance_s: i64,
+        accept_v1: bool,
+    ) -> Result<Scheme, AuthError> {
+        Ok(self
+            .read_headers(req, now_s, tolerance_s, accept_v1)?
+            .scheme)
+    }
+
+    fn read_headers<'r>(
+        &'r self,
+        req: &SignedRequest<'r>,
+        now_s: i64,
+        tolerance_s: i64,
+        accept_v1: bool,
+    ) -> Result<CheckedHeaders<'r>, AuthError> {
         let sig = req.signature.ok_or(AuthError::MissingSignature)?;
         let ts_raw = req.timestamp.ok_or(AuthError::MissingTimestamp)?.trim();
         let ts: i64 = ts_raw.parse().map_err(|_| AuthError::BadTimestamp)?;
@@ -330,19 +367,16 @@ impl Keyring {
         } else {
             return Err(AuthError::MalformedSignature);
         };
-        let given = hex::decode(hex_sig).map_err(|_| AuthError::MalformedSignature)?;
+        let signature = hex::decode(hex_sig).map_err(|_| AuthError::MalformedSignature)?;
         if scheme == Scheme::V1 && !accept_v1 {
             return Err(AuthError::V1Refused);
         }
-        let expected = match scheme {
-            Scheme::V2 => Self::mac(key, &v2_message(ts_raw, req.method, req.path, req.body)),
-            Scheme::V1 => Self::mac(key, &[ts_raw.as_bytes(), b".", req.body]),
-        };
-        if given.len() == expected.len() && bool::from(given.ct_eq(&expected)) {
-            Ok(scheme)
-        } else {
-            Err(AuthError::BadSignature)
-        }
+        Ok(CheckedHeaders {
+            scheme,
+            key,
+            timestamp: ts_raw,
+            signature,
+        })
     }
 
     /// Signs a receipt with the primary key.
@@ -382,6 +416,17 @@ impl Keyring {
             Verification::invalid("signature does not match the receipt's fields")
         }
     }
+}
+
+/// The signature headers of a request, read and checked as far as they go without its body.
+struct CheckedHeaders<'a> {
+    scheme: Scheme,
+    /// The secret of the key that signed.
+    key: &'a [u8],
+    /// `X-Timestamp` as sent, trimmed (the signature covers it as text).
+    timestamp: &'a str,
+    /// The signature's bytes.
+    signature: Vec<u8>,
 }
 
 /// What a `v2` signature covers: `"v2\n<ts>\n<METHOD>\n<path>\n<body>"` (no field but the

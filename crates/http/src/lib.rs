@@ -41,7 +41,7 @@ pub use idempotency::{
 pub use liveops_core::time::{rfc3339, rfc3339_or_never};
 pub use liveops_core::Throttled;
 pub use lookup::campaign_or_404;
-pub use metrics_layer::{catch_panics, count_unmatched, track, PanicAnswer};
+pub use metrics_layer::{catch_panics, count_forwarded, count_unmatched, track, PanicAnswer};
 pub use problem::Problem;
 pub use signed::{header, Signature, SignatureCheck, SignatureHeaders, Signed};
 pub use text::{Text, Title};

@@ -73,7 +73,19 @@ async fn record(State(service): State<&'static str>, req: Request, next: Next) -
 /// Counts a request answered by a fallback, under the `ops` service: no route matched (404,
 /// `route` "unmatched"), or the route takes another method (405, `route` its pattern).
 pub fn count_unmatched(route: &str, method: &Method, status: u16) {
-    metrics::counter!("http_requests_total", "service" => "ops", "route" => route.to_owned(),
+    count_under("ops", route, method, status);
+}
+
+/// Counts a request this process forwarded to the module that owns `route` (its pattern),
+/// under the `forward` service: the owner's answer, or this process's 503 when the owner could
+/// not be reached or too many requests were on their way; the 5xx alerts see those.
+pub fn count_forwarded(route: &str, method: &Method, status: u16) {
+    count_under("forward", route, method, status);
+}
+
+/// Counts one request answered outside a tracked router, under `service`.
+fn count_under(service: &'static str, route: &str, method: &Method, status: u16) {
+    metrics::counter!("http_requests_total", "service" => service, "route" => route.to_owned(),
         "method" => method_label(method), "status" => status.to_string())
     .increment(1);
 }

@@ -9,7 +9,7 @@ use axum::extract::{FromRef, FromRequest, OriginalUri, Request};
 use axum::http::{HeaderMap, Method};
 use std::sync::Arc;
 
-use liveops_core::{now_ms, KeyStore, SignedRequest};
+use liveops_core::{now_ms, KeyStore, Scheme, SignedRequest};
 use utoipa::IntoParams;
 
 use crate::body::{read_body, BodyLimit};
@@ -58,10 +58,28 @@ fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a st
     Ok(header(headers, name))
 }
 
+/// The signature headers of `headers` (each refused 401 if sent more than once) as they sign a
+/// request `method path` with `body`.
+fn signed_request<'a>(
+    headers: &'a HeaderMap,
+    method: &'a Method,
+    path: &'a str,
+    body: &'a [u8],
+) -> Result<SignedRequest<'a>, Problem> {
+    Ok(SignedRequest {
+        signature: single_header(headers, "x-signature")?,
+        key_id: single_header(headers, "x-key-id")?,
+        timestamp: single_header(headers, "x-timestamp")?,
+        method: method.as_str(),
+        path,
+        body,
+    })
+}
+
 impl SignatureCheck {
     /// Checks the signature headers against the request `method path` and its raw body at
-    /// server time `now_s`, counting each signature that passes by scheme and key id (which
-    /// game servers still sign the first scheme).
+    /// server time `now_s`, counting each signature that passes by scheme (and, for the first
+    /// scheme, by key id: which game servers still sign it).
     pub fn verify(
         &self,
         headers: &HeaderMap,
@@ -70,34 +88,51 @@ impl SignatureCheck {
         body: &[u8],
         now_s: i64,
     ) -> Result<Signature, Problem> {
-        let sig = single_header(headers, "x-signature")?;
-        let request = SignedRequest {
-            key_id: single_header(headers, "x-key-id")?,
-            timestamp: single_header(headers, "x-timestamp")?,
-            signature: sig,
-            method: method.as_str(),
-            path,
-            body,
-        };
+        let request = signed_request(headers, method, path, body)?;
         let keys = self.keys.current();
         let scheme = keys
             .verify_request(&request, now_s, self.tolerance_s, self.accept_v1)
             .map_err(|e| Problem::unauthorized(e.to_string()))?;
-        // A key id that passed names a configured key: the label's values are bounded by them.
-        let key = request
-            .key_id
-            .unwrap_or_else(|| keys.primary_id())
-            .to_owned();
-        metrics::counter!("signatures_verified_total", "scheme" => scheme.as_str(), "key" => key)
-            .increment(1);
+        match scheme {
+            // A key id that passed names a configured key, and only the keys that still sign
+            // the first scheme get a series: the label stays bounded however many keys exist.
+            Scheme::V1 => {
+                let key = request.key_id.unwrap_or_else(|| keys.primary_id());
+                metrics::counter!("signatures_verified_total",
+                    "scheme" => scheme.as_str(), "key" => key.to_owned())
+                .increment(1);
+            }
+            Scheme::V2 => {
+                metrics::counter!("signatures_verified_total", "scheme" => scheme.as_str())
+                    .increment(1);
+            }
+        }
         Ok(Signature(
-            sig.unwrap_or_default().trim().to_ascii_lowercase(),
+            request
+                .signature
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase(),
         ))
+    }
+
+    /// Refuses, as [`SignatureCheck::verify`] would, a request whose signature headers alone
+    /// fail at server time `now_s` (missing, malformed or doubled, a timestamp out of the
+    /// window, an unknown key id, a scheme not accepted): such a request is refused before its
+    /// body is read, so an unsigned sender costs no body's memory or time.
+    pub fn check_headers(&self, headers: &HeaderMap, now_s: i64) -> Result<(), Problem> {
+        let request = signed_request(headers, &Method::POST, "", &[])?;
+        self.keys
+            .current()
+            .check_headers(&request, now_s, self.tolerance_s, self.accept_v1)
+            .map(drop)
+            .map_err(|e| Problem::unauthorized(e.to_string()))
     }
 }
 
 /// A request whose body (read whole, under the route's [`BodyLimit`]) carries a valid signature.
-/// Rejections are problems: 413 over the limit, 401 for any signature fault.
+/// Rejections are problems: 413 over the limit, 401 for any signature fault (before the body is
+/// read when the headers alone fail).
 #[derive(Clone, Debug)]
 pub struct Signed {
     /// The raw body, exactly as signed.
@@ -124,6 +159,8 @@ where
             .get::<BodyLimit>()
             .map_or(DEFAULT_LIMIT, |l| l.0);
         let (parts, body) = req.into_parts();
+        // What the headers alone refuse is refused before a byte of the body is read.
+        check.check_headers(&parts.headers, now_ms().div_euclid(1000))?;
         let body = read_body(body, limit).await?;
         let at_ms = now_ms();
         // The path the client sent, also when a router nested this one under a prefix.
@@ -261,6 +298,71 @@ mod tests {
         let detail = refused.detail.unwrap_or_default();
         assert_eq!(detail, liveops_core::AuthError::V1Refused.to_string());
         assert!(verify(&c, &signed(1000, b"{}"), PATH, b"{}", 1000).is_ok());
+    }
+
+    #[test]
+    fn what_the_headers_alone_refuse_is_refused_by_the_header_check_alike() {
+        let mut c = check();
+        c.accept_v1 = false;
+        let good = signed(1000, b"{}");
+        let v1 = c.keys.current().sign_request_v1(None, 1000, b"{}");
+        let mut unknown_key = good.clone();
+        unknown_key.insert("x-key-id", HeaderValue::from_static("nobody"));
+        let mut doubled = good.clone();
+        doubled.append("x-signature", good["x-signature"].clone());
+        for (h, now, why) in [
+            (HeaderMap::new(), 1000, "no headers"),
+            (headers(1000, "v2=zz"), 1000, "not hex"),
+            (headers(1000, "md5=00"), 1000, "no scheme"),
+            (good.clone(), 2000, "out of the window"),
+            (unknown_key, 1000, "unknown key id"),
+            (doubled, 1000, "doubled"),
+            (
+                headers(1000, &v1.expect("sign")),
+                1000,
+                "first scheme refused",
+            ),
+        ] {
+            let early = c.check_headers(&h, now).expect_err(why);
+            let late = verify(&c, &h, PATH, b"{}", now).expect_err(why);
+            assert_eq!((early.status, &early.detail), (401, &late.detail), "{why}");
+        }
+        // Whatever the body, good headers pass the check: only the signature says if it fits.
+        assert_eq!(c.check_headers(&good, 1000), Ok(()));
+        assert_eq!(c.check_headers(&signed(1000, b"other"), 1000), Ok(()));
+    }
+
+    /// A request whose body never arrives: `Signed` with `headers` answers without reading it.
+    async fn signed_without_a_body(headers: HeaderMap) -> Result<Signed, Problem> {
+        let never = futures_util::stream::pending::<Result<Bytes, std::io::Error>>();
+        let mut req = Request::post(PATH)
+            .body(axum::body::Body::from_stream(never))
+            .expect("request");
+        *req.headers_mut() = headers;
+        let state = check();
+        let answered = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            Signed::from_request(req, &state),
+        );
+        answered
+            .await
+            .expect("answered without waiting for the body")
+    }
+
+    #[tokio::test]
+    async fn an_unsigned_request_is_refused_before_its_body_is_read() {
+        let refused = signed_without_a_body(HeaderMap::new()).await.unwrap_err();
+        assert_eq!(refused.status, 401);
+        assert_eq!(
+            refused.detail.as_deref(),
+            Some(
+                liveops_core::AuthError::MissingSignature
+                    .to_string()
+                    .as_str()
+            )
+        );
+        let stale = signed(now_ms() / 1000 - 3600, b"{}");
+        assert_eq!(signed_without_a_body(stale).await.unwrap_err().status, 401);
     }
 
     #[test]

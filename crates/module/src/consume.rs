@@ -58,11 +58,12 @@ impl Backoff {
     }
 
     /// Runs `attempt` until it succeeds (`true`, and the pause is back to [`Backoff::FIRST`]) or
-    /// shutdown comes first (`false`), logging each failure as `what`: a consumer's start-up.
+    /// shutdown comes first (`false`), logging each failure with the consumer `group` as a
+    /// field: a consumer's start-up.
     pub async fn retry<F, Fut>(
         &mut self,
         shutdown: &CancellationToken,
-        what: &str,
+        group: &'static str,
         mut attempt: F,
     ) -> bool
     where
@@ -76,7 +77,7 @@ impl Backoff {
                     return true;
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "{what}; retrying");
+                    tracing::warn!(group, %error, "cannot start consuming; retrying");
                     if !self.wait(shutdown).await {
                         return false;
                     }
@@ -174,13 +175,13 @@ async fn one_at_a_time(
         };
         let outage = matches!(error, PortError::Unavailable(_)) && !handler.stores_answer().await;
         if outage || shutdown.is_cancelled() {
-            tracing::warn!(%error, left = events.len() - i,
+            tracing::warn!(group, %error, left = events.len() - i,
                 "stores unreachable or shutting down; leaving the rest of the batch to redelivery");
             failing.extend(events[i..].iter().map(|e| e.event_id));
             break;
         }
         metrics::counter!("consumer_failing_events_total", "group" => group).increment(1);
-        tracing::error!(%error, event_id = %event.event_id, player = %event.event.player_id,
+        tracing::error!(group, %error, event_id = %event.event_id, player = %event.event.player_id,
             "event keeps failing; leaving it to redelivery and the dead letters");
         failing.insert(event.event_id);
     }
@@ -252,15 +253,12 @@ pub async fn consume<F, Fut>(
     metrics::counter!("consumer_outage_retries_total", "group" => group).increment(0);
     metrics::counter!("consumer_failing_events_total", "group" => group).increment(0);
     metrics::counter!("consumer_poll_failures_total", "group" => group).increment(0);
-    if !Backoff::new()
-        .retry(shutdown, "cannot start consuming", ready)
-        .await
-    {
+    if !Backoff::new().retry(shutdown, group, ready).await {
         return;
     }
-    tracing::info!("{group} consumer started");
+    tracing::info!(group, "{group} consumer started");
     run_batches(sub, handler, shutdown).await;
-    tracing::info!("{group} consumer stopped");
+    tracing::info!(group, "{group} consumer stopped");
 }
 
 /// Tells the bus that `consumer` stops reading `reads` ([`Bus::leave`]): on the Redis bus the
@@ -285,6 +283,7 @@ pub async fn run_batches(
     handler: &mut impl Apply,
     shutdown: &CancellationToken,
 ) {
+    let group = sub.reads.group;
     let mut backoff = Backoff::new();
     while !shutdown.is_cancelled() {
         let polled = tokio::select! {
@@ -294,7 +293,7 @@ pub async fn run_batches(
         let deliveries = match polled {
             Ok(d) => d,
             Err(error) => {
-                tracing::warn!(%error, "poll failed; backing off");
+                tracing::warn!(group, %error, "poll failed; backing off");
                 metrics::counter!("consumer_poll_failures_total", "group" => sub.reads.group)
                     .increment(1);
                 backoff.wait(shutdown).await;
@@ -331,15 +330,16 @@ pub async fn run_batches(
                 Err(error) => error,
             };
             if attempts < MAX_ATTEMPTS {
-                tracing::warn!(%error, attempts, "batch failed; retrying");
+                tracing::warn!(group, %error, attempts, "batch failed; retrying");
             } else if matches!(error, PortError::Unavailable(_)) && !handler.stores_answer().await {
                 if attempts == MAX_ATTEMPTS {
-                    tracing::error!(%error, "stores unreachable; holding the batch until they answer");
+                    tracing::error!(group, %error,
+                        "stores unreachable; holding the batch until they answer");
                 }
                 metrics::counter!("consumer_outage_retries_total", "group" => sub.reads.group)
                     .increment(1);
             } else {
-                tracing::error!(%error, attempts, events = events.len(),
+                tracing::error!(group, %error, attempts, events = events.len(),
                     "batch keeps failing; applying its events one at a time");
                 let failing = one_at_a_time(handler, sub.reads.group, &events, shutdown)
                     .instrument(spans.batch().clone())
@@ -370,7 +370,7 @@ pub async fn run_batches(
                 Ok(()) => break,
                 Err(error) => {
                     // Unacked events come back and are skipped as already processed.
-                    tracing::warn!(%error, "ack failed; retrying");
+                    tracing::warn!(group, %error, "ack failed; retrying");
                     if !backoff.wait(shutdown).await {
                         break;
                     }
@@ -479,6 +479,7 @@ mod tests {
         let messages = events.iter().map(Envelope::to_message).collect();
         bus.publish(READS.topic, messages).await.unwrap();
 
+        let logs = liveops_testkit::logs::Captured::start();
         let poison = events[2].event_id;
         let mut handler = AllBut::new(poison);
         let applied = handler.applied.clone();
@@ -523,5 +524,16 @@ mod tests {
             .await
             .unwrap();
         assert!(again.is_empty(), "the applied events were acked: {again:?}");
+        // Each line about the batch names its group as a field, not only in its text.
+        for message in [
+            "batch failed; retrying",
+            "batch keeps failing",
+            "event keeps failing",
+        ] {
+            let line = logs
+                .line(message)
+                .unwrap_or_else(|| panic!("{message}: not logged"));
+            assert_eq!(line["group"], READS.group, "{line}");
+        }
     }
 }

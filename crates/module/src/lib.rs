@@ -257,6 +257,8 @@ pub struct Shared {
     /// How long consumers remember an applied event's id (`EVENT_RETENTION`): an event resent
     /// later would be applied again, so the gateway takes none that old.
     pub event_retention: std::time::Duration,
+    /// Which bus carries the events, as `BUS_KIND` names it: metrics' `bus` label.
+    pub bus: &'static str,
 }
 
 /// What a module is built from.

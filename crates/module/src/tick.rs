@@ -1,6 +1,7 @@
 //! The loop every periodic background task runs (the campaign scheduler, settlement, the webhook
-//! queue, the decider): one round per tick until stopped, a failing round logged once until
-//! one succeeds again.
+//! queue, the decider, the retention purges): one round per tick until stopped, a failing round
+//! logged once until one succeeds again, and the metrics an alert needs to see a task that has
+//! not succeeded for longer than its period allows ([`Failures`]).
 
 use std::future::Future;
 use std::time::Duration;
@@ -55,7 +56,7 @@ where
 {
     let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + first, tick);
     timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut log = Failures::new(failing);
+    let mut log = Failures::new(failing, tick.max(first));
     loop {
         // Biased: once stopped, no further round starts even if a tick is due as well.
         tokio::select! {
@@ -75,11 +76,14 @@ where
 /// How often a run of failures that changed its error is logged again.
 const CHANGED_EVERY: Duration = Duration::from_secs(60);
 
-/// What a background task's failing rounds are told by: each one counted
+/// What a background task's rounds are told by. Each failing one is counted
 /// (`background_round_failures_total{task}`, `task` being what cannot be done), the first of a
 /// run logged as a warning, and again (at most once a minute) when the error changes, so one
 /// item that always fails does not hide a second one failing later; the first success after a
-/// run as an info line.
+/// run as an info line. Every line carries the task as its `task` field. Each success sets
+/// `background_round_last_success_timestamp_seconds{task}`, and
+/// `background_round_period_seconds{task}` says how often one is expected, so one alert covers
+/// an hourly purge as well as a task that runs every second.
 #[derive(Debug)]
 pub struct Failures {
     /// What cannot be done while it fails.
@@ -89,8 +93,15 @@ pub struct Failures {
 }
 
 impl Failures {
-    /// Nothing failing yet.
-    pub fn new(what: &'static str) -> Self {
+    /// Nothing failing yet, for a task with a round every `period`. The failure counter starts
+    /// at 0 (so the first failure shows in an `increase()`), the period is published, and the
+    /// start counts as the last success (a task that never succeeds is alerted on as one that
+    /// stopped succeeding).
+    pub fn new(what: &'static str, period: Duration) -> Self {
+        metrics::counter!("background_round_failures_total", "task" => what).increment(0);
+        metrics::gauge!("background_round_period_seconds", "task" => what)
+            .set(period.as_secs_f64());
+        succeeded(what);
         Self { what, run: None }
     }
 
@@ -98,8 +109,9 @@ impl Failures {
     pub fn note(&mut self, outcome: PortResult<()>) {
         let error = match outcome {
             Ok(()) => {
+                succeeded(self.what);
                 if self.run.take().is_some() {
-                    tracing::info!("{}: recovered", self.what);
+                    tracing::info!(task = self.what, "{}: recovered", self.what);
                 }
                 return;
             }
@@ -108,13 +120,28 @@ impl Failures {
         metrics::counter!("background_round_failures_total", "task" => self.what).increment(1);
         let text = error.to_string();
         match &self.run {
-            None => tracing::warn!(%error, "{}; retrying", self.what),
+            None => tracing::warn!(task = self.what, %error, "{}; retrying", self.what),
             Some((last, at)) if *last != text && at.elapsed() >= CHANGED_EVERY => {
-                tracing::warn!(%error, "{}; still failing, now with another error", self.what);
+                tracing::warn!(task = self.what, %error,
+                    "{}; still failing, now with another error", self.what);
             }
             Some(_) => return,
         }
         self.run = Some((text, tokio::time::Instant::now()));
+    }
+}
+
+/// Records a success of the task `what` now.
+fn succeeded(what: &'static str) {
+    let now = liveops_core::now_ms() as f64 / 1000.0;
+    metrics::gauge!("background_round_last_success_timestamp_seconds", "task" => what).set(now);
+}
+
+/// `error` with `item` (a campaign id, a board) in front of its message.
+pub fn naming(item: &str, error: PortError) -> PortError {
+    match error {
+        PortError::Unavailable(m) => PortError::Unavailable(format!("{item}: {m}")),
+        PortError::Corrupt(m) => PortError::Corrupt(format!("{item}: {m}")),
     }
 }
 
@@ -146,8 +173,8 @@ where
                 in_a_row = 0;
                 continue;
             }
-            Err(PortError::Unavailable(m)) => {
-                let error = PortError::Unavailable(format!("{named}: {m}"));
+            Err(error @ PortError::Unavailable(_)) => {
+                let error = naming(&named, error);
                 in_a_row += 1;
                 let answers = tokio::time::timeout(HEALTH_WAIT, backend.healthcheck()).await;
                 if in_a_row >= OUTAGE_RUN || !matches!(answers, Ok(Ok(()))) {
@@ -155,9 +182,9 @@ where
                 }
                 error
             }
-            Err(PortError::Corrupt(m)) => {
+            Err(error @ PortError::Corrupt(_)) => {
                 in_a_row = 0;
-                PortError::Corrupt(format!("{named}: {m}"))
+                naming(&named, error)
             }
         };
         tracing::debug!(item = named, %error, "{failing}; passed over");
@@ -291,7 +318,7 @@ mod tests {
     /// minute): the error last logged is what the run remembers; a success ends the run.
     #[tokio::test]
     async fn a_run_of_failures_is_told_again_when_its_error_changes() {
-        let mut log = Failures::new("cannot test");
+        let mut log = Failures::new("cannot test", Duration::from_secs(1));
         let fail = |m: &str| Err(PortError::Unavailable(m.into()));
         log.note(fail("campaign a: stuck"));
         let (first, at) = log.run.clone().expect("a run");
@@ -310,6 +337,48 @@ mod tests {
         assert_eq!(log.run.as_ref().map(|r| r.0.as_str()), Some(now.as_str()));
         log.note(Ok(()));
         assert!(log.run.is_none(), "recovered");
+    }
+
+    /// A task's metrics exist from its start: its failures at 0 (an `increase()` sees the first
+    /// one), its period, and a last success at the start; each success moves it, a failure does
+    /// not. Its log lines carry the task as the field `task`.
+    #[test]
+    fn a_task_publishes_its_period_and_last_success_and_logs_its_name_as_a_field() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let value = |name: &str| {
+            liveops_testkit::logs::sample(
+                &handle.render(),
+                &format!("{name}{{task=\"cannot test\"}}"),
+            )
+        };
+        let logs = liveops_testkit::logs::Captured::start();
+        let before = liveops_core::now_ms() as f64 / 1000.0;
+        let mut log = metrics::with_local_recorder(&recorder, || {
+            Failures::new("cannot test", Duration::from_secs(3600))
+        });
+        assert_eq!(value("background_round_failures_total"), Some(0.0));
+        assert_eq!(value("background_round_period_seconds"), Some(3600.0));
+        let started = value("background_round_last_success_timestamp_seconds").expect("set");
+        assert!(started >= before.floor(), "{started} < {before}");
+
+        metrics::with_local_recorder(&recorder, || {
+            log.note(Err(PortError::Unavailable("down".into())));
+        });
+        assert_eq!(value("background_round_failures_total"), Some(1.0));
+        let failed = logs
+            .line("cannot test; retrying")
+            .expect("the failure is logged");
+        assert_eq!(failed["task"], "cannot test", "{failed}");
+        assert_eq!(failed["level"], "WARN", "{failed}");
+
+        // A success later: the gauge moves to it, and the recovery line names the task too.
+        std::thread::sleep(Duration::from_millis(1100));
+        metrics::with_local_recorder(&recorder, || log.note(Ok(())));
+        let succeeded = value("background_round_last_success_timestamp_seconds").expect("set");
+        assert!(succeeded > started, "{succeeded} <= {started}");
+        let recovered = logs.line("cannot test: recovered").expect("logged");
+        assert_eq!(recovered["task"], "cannot test", "{recovered}");
     }
 
     #[tokio::test]

@@ -86,7 +86,8 @@ impl Application {
             }),
             draining: how.draining.clone(),
         };
-        let spec = settings.table.openapi(ops::openapi(), &settings.args);
+        let mut spec = settings.table.openapi(ops::openapi(), &settings.args);
+        crate::edge::document(&mut spec);
         // Make sure the recorder exists before the first request is counted.
         let _ = crate::telemetry::metrics();
         let peers = settings.raw.peer_url_template.as_deref().map(|template| {
@@ -98,7 +99,8 @@ impl Application {
                 &settings.args,
             ))
         });
-        let router = ops::fallbacks(app.merge(ops::router(checks, spec)), peers)
+        let router = ops::fallbacks(app.merge(ops::router(checks, spec)), peers);
+        let router = crate::edge::guard(router, &settings.http)
             .layer(liveops_http::catch_panics())
             .layer(axum::middleware::from_fn_with_state(
                 how.draining.clone(),
@@ -180,7 +182,8 @@ impl Application {
             }
         }
         let upkeep = ports.take_upkeep();
-        let ended = supervisor::run(listener, router, tasks, upkeep, shutdown, how).await;
+        let serving = (router, settings.http.header_timeout);
+        let ended = supervisor::run(listener, serving, tasks, upkeep, shutdown, how).await;
         // Released only after the ports, which close the files as they go.
         drop(ports);
         drop(data_lock);
@@ -201,6 +204,7 @@ fn shared(s: &Settings, keys: Arc<liveops_core::KeyStore>) -> Shared {
         consumer_name: consumer_name(),
         batch_size: CONSUMER_BATCH,
         event_retention: s.retention.keep,
+        bus: s.bus.label(),
     }
 }
 

@@ -67,9 +67,16 @@ pub enum Command {
         #[arg(long)]
         group: String,
         /// Put every dead letter of the group back for delivery (all of them: not with
-        /// `--limit`).
+        /// `--limit`). Refused while any of them was received more than `EVENT_RETENTION` ago
+        /// or is of unknown age, unless `--force`.
         #[arg(long, conflicts_with = "limit")]
         replay: bool,
+        /// With `--replay`: replay even dead letters received more than `EVENT_RETENTION` ago
+        /// (or of unknown age). The consumers may have purged their ids, so an event among them
+        /// that was applied before is applied a second time (XP, score counted twice): check
+        /// first that they were not applied.
+        #[arg(long, requires = "replay")]
+        force: bool,
         /// How many to list.
         #[arg(long, default_value_t = 100)]
         limit: usize,
@@ -98,6 +105,12 @@ pub enum Command {
         /// A set in `BACKUP_AZURE_URL` by name, or `latest`.
         #[arg(long)]
         from_archive: Option<String>,
+        /// Restore a set taken more than `EVENT_RETENTION` ago. The first purge after start
+        /// (a minute in) deletes every processed event id of the restored database, and events
+        /// the restored bus still holds unacked were applied before the backup: each is then
+        /// applied a second time (XP, score counted twice).
+        #[arg(long)]
+        force: bool,
     },
     /// Checks a receipt file's signature with the configured keys.
     VerifyReceipt {

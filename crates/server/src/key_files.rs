@@ -3,7 +3,10 @@
 //! every second and its keys installed when its contents change: a key added works, and a key
 //! removed stops working, within about a second. Contents that do not parse (or would leave no
 //! key at all) are refused with an error log that names the problem, never a secret, and the keys
-//! in force stay. `hmac_key_reloads_total{result="applied|rejected"}` counts both.
+//! in force stay; so do they while the file cannot be read. `hmac_key_reloads_total{result=
+//! "applied|rejected|unreadable"}` counts each change taken, each change refused and each time the
+//! file became unreadable (all from 0 at start); `hmac_keys_file_refused` is 1 while the file as
+//! it is now is not what is in force (refused or unreadable), 0 otherwise.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,9 +27,18 @@ pub const POLL: Duration = Duration::from_secs(1);
 pub fn watch(store: Arc<KeyStore>, path: PathBuf, fixed: Vec<String>) -> Task {
     let mut seen: Option<[u8; 32]> = None;
     Task::new("hmac keys file", move |stop| async move {
+        for result in ["applied", "rejected", "unreadable"] {
+            metrics::counter!("hmac_key_reloads_total", "result" => result).increment(0);
+        }
+        let refused_now = |refused: bool| {
+            metrics::gauge!("hmac_keys_file_refused").set(if refused { 1.0 } else { 0.0 });
+        };
+        refused_now(false);
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut unreadable = false;
+        // Whether the contents last read were refused.
+        let mut refused = false;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
@@ -36,9 +48,12 @@ pub fn watch(store: Arc<KeyStore>, path: PathBuf, fixed: Vec<String>) -> Task {
                 Ok(bytes) => bytes,
                 Err(error) => {
                     if !unreadable {
+                        metrics::counter!("hmac_key_reloads_total", "result" => "unreadable")
+                            .increment(1);
                         tracing::error!(path = %path.display(), %error,
                             "cannot read HMAC_KEYS_FILE; the keys in force stay");
                         unreadable = true;
+                        refused_now(true);
                     }
                     continue;
                 }
@@ -47,22 +62,26 @@ pub fn watch(store: Arc<KeyStore>, path: PathBuf, fixed: Vec<String>) -> Task {
             let digest: [u8; 32] = Sha256::digest(&text).into();
             let first = seen.is_none();
             if seen == Some(digest) {
+                refused_now(refused);
                 continue;
             }
             seen = Some(digest);
-            match install(&store, &text, &fixed) {
-                Ok(_) if first => {}
+            refused = match install(&store, &text, &fixed) {
+                Ok(_) if first => false,
                 Ok(ids) => {
                     metrics::counter!("hmac_key_reloads_total", "result" => "applied").increment(1);
                     tracing::info!(path = %path.display(), key_ids = ?ids, "HMAC keys reloaded");
+                    false
                 }
                 Err(reason) => {
                     metrics::counter!("hmac_key_reloads_total", "result" => "rejected")
                         .increment(1);
                     tracing::error!(path = %path.display(), %reason,
                         "HMAC_KEYS_FILE refused; the keys in force stay");
+                    true
                 }
-            }
+            };
+            refused_now(refused);
         }
     })
 }

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod data_lock;
 pub mod dead_letters;
+pub mod edge;
 pub mod key_files;
 pub mod live_cli;
 pub mod modules;

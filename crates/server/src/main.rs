@@ -93,11 +93,17 @@ fn main() -> ExitCode {
                 topic,
                 group,
                 replay,
+                force,
                 limit,
             } => match settings(&table, config, args) {
                 Ok(s) => {
                     let _lock = DataLock::shared(&s)?;
-                    liveops::dead_letters::run(&s, &topic, &group, replay, limit).await
+                    let action = if replay {
+                        liveops::dead_letters::Action::Replay { force }
+                    } else {
+                        liveops::dead_letters::Action::List(limit)
+                    };
+                    liveops::dead_letters::run(&s, &topic, &group, action).await
                 }
                 Err(code) => Ok(code),
             },
@@ -109,6 +115,7 @@ fn main() -> ExitCode {
                 mut config,
                 from,
                 from_archive,
+                force,
             } => {
                 // A restore signs nothing, so any key does; without one, the settings would
                 // create a dev secret in DATA_DIR.
@@ -127,7 +134,7 @@ fn main() -> ExitCode {
                     }
                 };
                 match settings(&table, config, args) {
-                    Ok(s) => restore(&s, &source).await,
+                    Ok(s) => restore(&s, &source, force).await,
                     Err(code) => Ok(code),
                 }
             }
@@ -180,9 +187,9 @@ async fn backup(s: &Settings) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn restore(s: &Settings, source: &Source) -> anyhow::Result<ExitCode> {
+async fn restore(s: &Settings, source: &Source, force: bool) -> anyhow::Result<ExitCode> {
     telemetry::init_logs(&s.raw.log_level);
-    let restored = liveops::backup::restore::run(s, source).await?;
+    let restored = liveops::backup::restore::run(s, source, force).await?;
     println!("{}", serde_json::to_string(&restored)?);
     Ok(ExitCode::SUCCESS)
 }

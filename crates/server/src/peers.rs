@@ -18,7 +18,7 @@ use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use liveops_http::{count_unmatched, Problem};
+use liveops_http::{count_forwarded, Problem};
 use tokio::sync::Semaphore;
 
 use crate::modules::{Table, Target};
@@ -95,7 +95,7 @@ impl Peers {
         let owner = found.value.clone();
         let method = req.method().clone();
         let answer = self.send(&owner, req).await;
-        count_unmatched(&owner.route, &method, answer.status().as_u16());
+        count_forwarded(&owner.route, &method, answer.status().as_u16());
         Ok(answer)
     }
 

@@ -13,13 +13,19 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use axum::extract::{ConnectInfo, Request};
 use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use liveops_core::{Bus, PortError};
 use liveops_module::{Group, Task};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 /// How long the drain (step 2 and 3) may take before the process gives up waiting.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(9);
@@ -60,12 +66,74 @@ fn start(set: &mut Running, tasks: Vec<Task>, stop: &CancellationToken) {
     }
 }
 
-/// Serves `router` and runs `tasks` and `upkeep` until `shutdown`, then drains them in order;
-/// `Err` names the task whose end stopped the process (a fatal error: the process exits with
-/// a failure, so whatever restarts it on failure does).
-pub async fn run(
+/// Serves `router` on `listener` over HTTP/1 until `stop`, each connection given the peer's
+/// address (`ConnectInfo`: login limits count per address) and closed when a request's head
+/// takes longer than `header_timeout` to arrive (a kept-alive connection's next one included);
+/// then stops accepting, lets each connection finish the request it is serving, and returns
+/// once all are closed.
+async fn serve(
     listener: TcpListener,
     router: Router,
+    header_timeout: Duration,
+    stop: CancellationToken,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let connections = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    accept_failed(&e).await;
+                    continue;
+                }
+            },
+        };
+        let with_peer = router
+            .clone()
+            .map_request(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            });
+        let connection =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(with_peer));
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                // A client gone or too slow (the header timeout) is its own affair.
+                tracing::debug!(error = %e, peer = %peer, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    connections.shutdown().await;
+}
+
+/// After a failed accept: a connection the client abandoned before it was accepted costs
+/// nothing; anything else (out of file descriptors) is logged and waited out for a second, as
+/// retrying at once would spin.
+async fn accept_failed(e: &std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::warn!(error = %e, "cannot accept a connection; retrying in 1 s");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// Serves `router` and runs `tasks` and `upkeep` until `shutdown`, then drains them in order;
+/// `Err` names the task whose end stopped the process (a fatal error: the process exits with
+/// a failure, so whatever restarts it on failure does). A request's head must arrive within
+/// `header_timeout`.
+pub async fn run(
+    listener: TcpListener,
+    (router, header_timeout): (Router, Duration),
     tasks: Vec<Task>,
     upkeep: Vec<Task>,
     shutdown: CancellationToken,
@@ -79,14 +147,7 @@ pub async fn run(
     start(&mut upkeeping, upkeep, &maintainers);
 
     let http_stop = CancellationToken::new();
-    let stop_serving = http_stop.clone();
-    let server = tokio::spawn(async move {
-        // With the peer's address (login throttling per address).
-        let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop_serving.cancelled_owned())
-            .await
-    });
+    let server = tokio::spawn(serve(listener, router, header_timeout, http_stop.clone()));
 
     // Run until asked to stop, or until a task ends on its own (a fatal error).
     let fatal = tokio::select! {
@@ -116,8 +177,7 @@ pub async fn run(
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         drain(&mut running).await;
         match server.await {
-            Ok(Ok(())) => tracing::info!("http server stopped"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "http server stopped with an error"),
+            Ok(()) => tracing::info!("http server stopped"),
             Err(e) => tracing::warn!(error = %e, "http server task failed"),
         }
         maintainers.cancel();
@@ -188,7 +248,8 @@ mod tests {
             draining: Draining::default(),
             delay: Duration::ZERO,
         };
-        run(listener, Router::new(), tasks, Vec::new(), shutdown, how).await
+        let serving = (Router::new(), Duration::from_secs(5));
+        run(listener, serving, tasks, Vec::new(), shutdown, how).await
     }
 
     #[tokio::test]

@@ -534,6 +534,8 @@ async fn operations_routes_answer() {
         "route=\"/events\"",
         "status=\"202\"",
         "events_ingested_total{type=\"boss_kill\"}",
+        // The gateway's publish, timed by bus kind with the latency buckets (100 µs first).
+        "bus_publish_seconds_bucket{bus=\"sqlite\",le=\"0.0001\"}",
         "bus_lag{",
         // Set by the /readyz answer above (the value is shared with other tests in this process).
         "\nliveops_ready ",

@@ -884,6 +884,13 @@ async fn a_v2_signature_fits_only_its_own_route_and_v1_can_be_turned_off() {
     };
     assert_eq!(count(&after, "v2") - count(&before, "v2"), 2.0);
     assert_eq!(count(&after, "v1") - count(&before, "v1"), 0.0);
+    // Only the first scheme is counted by key id: API keys made without limit add no v2 series.
+    let keyed_v2 = after.lines().find(|l| {
+        l.starts_with("signatures_verified_total{")
+            && l.contains("scheme=\"v2\"")
+            && l.contains("key=")
+    });
+    assert_eq!(keyed_v2, None);
     a.app.shutdown().await;
 }
 

@@ -646,6 +646,42 @@ fn restore_refuses_damaged_sets_and_backup_refuses_nothing_to_copy() {
     assert!(!ok && err.contains("nothing to back up"), "{err}");
 }
 
+/// A set taken more than `EVENT_RETENTION` ago is refused, saying how old and why, with nothing
+/// placed: its processed event ids would all go at the first purge while its bus may still hold
+/// events they applied. `--force` restores it.
+#[test]
+fn a_restore_of_a_set_older_than_event_retention_needs_force() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, set) = migrated_and_backed_up(&dir.path().join("data"));
+    let path = set.join("manifest.json");
+    let mut manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("manifest")).expect("json");
+    let taken = chrono::Utc::now() - chrono::Duration::hours(8 * 24 + 5);
+    manifest["createdAt"] = taken.to_rfc3339().into();
+    std::fs::write(&path, manifest.to_string()).expect("write manifest");
+
+    let target = dir.path().join("restored");
+    let (ok, _, err) = restore(&set, &target);
+    assert!(!ok, "an old set was restored");
+    assert!(
+        err.contains("was taken 8d 5h ago, more than EVENT_RETENTION (7d 0h)")
+            && err.contains("applied a second time")
+            && err.contains("--force"),
+        "{err}"
+    );
+    assert!(!target.join("bus.db").exists() && !target.join("liveops.db").exists());
+    let (ok, _, err) = liveops(&[
+        "restore",
+        "--from",
+        path_str(&set),
+        "--data-dir",
+        path_str(&target),
+        "--force",
+    ]);
+    assert!(ok, "{err}");
+    assert!(target.join("bus.db").is_file() && target.join("liveops.db").is_file());
+}
+
 /// Sets `role`'s SHA-256 in the manifest of `set` to that of its file as it is now.
 fn reseal(set: &Path, role: &str) {
     let path = set.join("manifest.json");

@@ -39,10 +39,18 @@ impl Mount {
 
     /// Writes a new version and swaps `..data` to it atomically, as the driver does.
     fn rotate(&mut self, contents: &str) {
+        self.swap(Some(contents));
+    }
+
+    /// Swaps `..data` to a new version, with the file holding `contents`, or without it (the
+    /// visible name then leads nowhere: unreadable).
+    fn swap(&mut self, contents: Option<&str>) {
         self.version += 1;
         let version = format!("..2026_12_01_00_00_{:02}", self.version);
         std::fs::create_dir(self.dir.join(&version)).expect("version dir");
-        std::fs::write(self.dir.join(&version).join("hmac-keys"), contents).expect("write");
+        if let Some(contents) = contents {
+            std::fs::write(self.dir.join(&version).join("hmac-keys"), contents).expect("write");
+        }
         let tmp = self.dir.join("..data_tmp");
         std::os::unix::fs::symlink(&version, &tmp).expect("link");
         std::fs::rename(&tmp, self.dir.join("..data")).expect("swap");
@@ -62,6 +70,23 @@ async fn send_with(app: &TestApp, kid: &str, secret: &str) -> u16 {
         .expect("post")
         .status()
         .as_u16()
+}
+
+/// The value of `series` in the app's `/metrics`.
+async fn metric(app: &TestApp, series: &str) -> Option<f64> {
+    let text = app.get("/metrics").await.body.as_str()?.to_owned();
+    liveops_testkit::logs::sample(&text, series)
+}
+
+/// Waits (at most 5 s) until `series` is at least `at_least`.
+async fn until_metric(app: &TestApp, series: &str, at_least: f64) {
+    eventually(Duration::from_secs(5), series, || async {
+        metric(app, series)
+            .await
+            .filter(|v| *v >= at_least)
+            .map(drop)
+    })
+    .await;
 }
 
 /// Waits (at most 5 s: the file is read every second) until `kid` gets `status`.
@@ -92,8 +117,18 @@ async fn keys_rotate_through_the_mounted_file_while_serving() {
     )
     .await;
 
-    // ENV=prod started on the file alone; its key signs, an unknown one does not.
+    // ENV=prod started on the file alone; its key signs, an unknown one does not. Nothing
+    // refused yet, and the series an alert reads are there from the start.
     assert_eq!(send_with(&app, "k1", OLD).await, 202);
+    assert_eq!(
+        metric(&app, "hmac_key_reloads_total{result=\"rejected\"}").await,
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&app, "hmac_key_reloads_total{result=\"unreadable\"}").await,
+        Some(0.0)
+    );
+    assert_eq!(metric(&app, "hmac_keys_file_refused").await, Some(0.0));
     assert_eq!(send_with(&app, "k2", NEW).await, 401);
 
     // Rotation, step 1: the new key joins; both work.
@@ -109,15 +144,8 @@ async fn keys_rotate_through_the_mounted_file_while_serving() {
     // A broken file (a secret too short, a line that is not kid=secret) changes nothing; the
     // refusal is counted and says what is wrong without the contents.
     mount.rotate("k3=too-short\nnot-a-key-entry\n");
-    let rejected = |text: String| {
-        text.lines()
-            .find(|l| l.starts_with("hmac_key_reloads_total{result=\"rejected\"}"))
-            .map(str::to_owned)
-    };
-    eventually(Duration::from_secs(5), "the refusal is counted", || async {
-        rejected(app.get("/metrics").await.body.as_str()?.to_owned())
-    })
-    .await;
+    until_metric(&app, "hmac_key_reloads_total{result=\"rejected\"}", 1.0).await;
+    assert_eq!(metric(&app, "hmac_keys_file_refused").await, Some(1.0));
     assert_eq!(
         send_with(&app, "k2", NEW).await,
         202,
@@ -125,9 +153,16 @@ async fn keys_rotate_through_the_mounted_file_while_serving() {
     );
     assert_eq!(send_with(&app, "k1", OLD).await, 401);
 
+    // The file gone (the mount's link leads nowhere): counted too, and the keys in force stay.
+    mount.swap(None);
+    until_metric(&app, "hmac_key_reloads_total{result=\"unreadable\"}", 1.0).await;
+    assert_eq!(metric(&app, "hmac_keys_file_refused").await, Some(1.0));
+    assert_eq!(send_with(&app, "k2", NEW).await, 202);
+
     // Fixed again: back to normal.
     mount.rotate(&format!("k2={NEW}\nk4={OLD}\n"));
     until(&app, "k4", OLD, 202, "a fixed file is taken").await;
+    assert_eq!(metric(&app, "hmac_keys_file_refused").await, Some(0.0));
     app.shutdown().await;
 }
 

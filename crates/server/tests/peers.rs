@@ -7,6 +7,7 @@ mod common;
 
 use common::{now, signed_post, start, wait_ready};
 use liveops::modules::Table;
+use liveops_testkit::served::metric_sum;
 use serde_json::json;
 
 /// Participation's routes under `/campaigns/{id}/...` are answered by participation through a
@@ -102,6 +103,20 @@ async fn an_unreachable_owner_is_a_503_and_no_template_a_404() {
     let down = forwarding.get("/campaigns/cmp_x/draw").await;
     assert_eq!(down.status, 503, "{}", down.body);
     assert_eq!(down.retry_after.as_deref(), Some("5"));
+    // Counted under its own service, which the 5xx alert covers (`ops` is left out of it).
+    let m = forwarding.metrics().await;
+    let forwarded = [
+        r#"service="forward""#,
+        r#"route="/campaigns/{id}/draw""#,
+        r#"status="503""#,
+    ];
+    assert_eq!(
+        metric_sum(&m, "http_requests_total", &forwarded),
+        1.0,
+        "{m}"
+    );
+    let as_ops = [r#"service="ops""#, r#"status="503""#];
+    assert_eq!(metric_sum(&m, "http_requests_total", &as_ops), 0.0, "{m}");
     let plain = start(
         Table::standard(),
         dir.path().join("b"),
@@ -237,6 +252,18 @@ async fn forwarded_answers_stream_and_forwards_are_bounded() {
     let refused = forwarding.get("/campaigns/cmp_1/entrants").await;
     assert_eq!(refused.status, 503, "{}", refused.body);
     assert_eq!(refused.retry_after.as_deref(), Some("1"));
+    let m = forwarding.metrics().await;
+    assert_eq!(
+        metric_sum(&m, "http_forwards_refused_total", &[]),
+        1.0,
+        "{m}"
+    );
+    let refused_503 = [r#"service="forward""#, r#"status="503""#];
+    assert_eq!(
+        metric_sum(&m, "http_requests_total", &refused_503),
+        1.0,
+        "{m}"
+    );
 
     owner.release.send(true).expect("release");
     let mut rest = first.len();

@@ -341,53 +341,64 @@ async fn cli_sends_sample_events_with_the_dev_secret_and_verifies_receipts() {
     let _ = child.wait();
 }
 
-#[tokio::test]
-async fn dead_letters_can_be_listed_and_replayed_from_the_cli() {
+/// A bus file in `dir` whose progression group on `events.accepted` holds one dead letter per
+/// payload (each delivered once and never acked, with one delivery allowed).
+async fn dead_lettered(dir: &Path, payloads: &[String]) {
     use liveops_core::ports::BusOptions;
     use liveops_core::ports::{topics, Message};
     use liveops_core::{Bus, BusExt};
     use liveops_sqlite_bus::SqliteBus;
 
-    let dir = tempfile::tempdir().expect("tempdir");
     let opts = BusOptions {
         visibility_timeout: Duration::from_millis(200),
         max_deliveries: 1,
     };
-    let bus = SqliteBus::open(dir.path().join("bus.db"), opts)
+    let bus = SqliteBus::open(dir.join("bus.db"), opts)
         .await
         .expect("bus");
     bus.ensure_group(topics::ACCEPTED, "progression")
         .await
         .expect("group");
-    let poison = Message {
-        id: "poison".into(),
-        key: "player_poison".into(),
-        payload: bytes::Bytes::from_static(br#"{"poison":true}"#),
-    };
-    bus.publish(topics::ACCEPTED, vec![poison])
+    let messages = payloads.iter().enumerate().map(|(i, p)| Message {
+        id: format!("poison-{i}"),
+        key: format!("player_poison_{i}"),
+        payload: bytes::Bytes::from(p.clone()),
+    });
+    bus.publish(topics::ACCEPTED, messages.collect())
         .await
         .expect("publish");
-    // Delivered once and never acked: with max_deliveries 1 it is dead-lettered on the next poll.
+    // Delivered once and never acked: with max_deliveries 1 they are dead-lettered on the next
+    // poll.
     let poll = || async {
         let wait = Duration::from_millis(100);
         let polled = bus.poll(topics::ACCEPTED, "progression", "t", 10, wait);
         polled.await.expect("poll").len()
     };
-    assert_eq!(poll().await, 1);
+    assert_eq!(poll().await, payloads.len());
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(poll().await, 0);
-    drop(bus);
+}
 
-    let run = |args: &[&str]| {
-        Command::new(BIN)
-            .arg("dead-letters")
-            .args(args)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(["--hmac-secret", SECRET, "--log-level", "error"])
-            .output()
-            .expect("run")
-    };
+/// `liveops dead-letters` with `args` on the bus in `dir`.
+fn dead_letters_cli(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("dead-letters")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--hmac-secret", SECRET, "--log-level", "error"])
+        .output()
+        .expect("run")
+}
+
+#[tokio::test]
+async fn dead_letters_can_be_listed_and_replayed_from_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let received = chrono::Utc::now().timestamp_millis();
+    let poison = format!(r#"{{"poison":true,"receivedAt":{received}}}"#);
+    dead_lettered(dir.path(), &[poison]).await;
+
+    let run = |args: &[&str]| dead_letters_cli(dir.path(), args);
     let out = run(&["--group", "progression"]);
     assert!(
         out.status.success(),
@@ -397,7 +408,7 @@ async fn dead_letters_can_be_listed_and_replayed_from_the_cli() {
     let listed = String::from_utf8_lossy(&out.stdout);
     assert_eq!(listed.lines().count(), 1, "{listed}");
     assert!(
-        listed.contains("player_poison") && listed.contains("\"poison\":true"),
+        listed.contains("player_poison_0") && listed.contains("\"poison\":true"),
         "{listed}"
     );
     // A replay takes them all: a limit with it is refused, not ignored.
@@ -427,6 +438,58 @@ async fn dead_letters_can_be_listed_and_replayed_from_the_cli() {
         "{err}"
     );
     assert!(!elsewhere.path().join("bus.db").exists());
+}
+
+/// A replay of dead letters received more than `EVENT_RETENTION` ago, or of unknown age, is
+/// refused with what and how old, and nothing is replayed; `--force` replays them all.
+#[tokio::test]
+async fn a_replay_of_dead_letters_past_retention_needs_force() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let now = chrono::Utc::now().timestamp_millis();
+    let day = 86_400_000;
+    let received = |ms: i64| format!(r#"{{"poison":true,"receivedAt":{ms}}}"#);
+    let payloads = [
+        received(now - 9 * day),
+        received(now - day),
+        "{}".to_owned(),
+    ];
+    dead_lettered(dir.path(), &payloads).await;
+
+    let replay = ["--group", "progression", "--replay"];
+    let out = dead_letters_cli(dir.path(), &replay);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "replayed past retention: {err}");
+    assert!(
+        err.contains("1 of 3 received more than EVENT_RETENTION ago (the oldest 9d 0h ago)")
+            && err.contains("1 of 3 whose age cannot be told")
+            && err.contains("EVENT_RETENTION (7d)")
+            && err.contains("--force"),
+        "{err}"
+    );
+    let listed = dead_letters_cli(dir.path(), &["--group", "progression"]).stdout;
+    assert_eq!(String::from_utf8_lossy(&listed).lines().count(), 3);
+    // Within a longer retention only the one of unknown age is in the way.
+    let out = dead_letters_cli(
+        dir.path(),
+        &[&replay[..], &["--event-retention", "10d"]].concat(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && !err.contains("received more than"),
+        "{err}"
+    );
+    // --force only goes with --replay.
+    assert!(
+        !dead_letters_cli(dir.path(), &["--group", "progression", "--force"])
+            .status
+            .success()
+    );
+    let out = dead_letters_cli(dir.path(), &[&replay[..], &["--force"]].concat());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"replayed\":3"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `operators create` and `operators set-password` on the embedded store, beside a running

@@ -10,6 +10,7 @@ pub mod conformance;
 pub mod fixtures;
 pub mod flaky;
 pub mod json;
+pub mod logs;
 pub mod received;
 pub mod redis_server;
 pub mod relay;

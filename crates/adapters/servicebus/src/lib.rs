@@ -68,7 +68,10 @@
 //! `dead_letters` receives from the dead-letter queue and releases what it got (a peek);
 //! `replay_dead_letters` sends each dead letter back to the topic with a fresh message id and
 //! the `liveops-replay-group` property (so only its group gets it), then completes it in the
-//! dead-letter queue. `lag` asks the broker's `$management` node for the subscription's count
+//! dead-letter queue. A delivery whose `liveops-replay-group` names another group (a
+//! subscription without the rule above) is completed unread, logged at debug and counted
+//! (`bus_replays_skipped_total{topic,group}`): that group may have forgotten the event's id, and
+//! would apply it twice. `lag` asks the broker's `$management` node for the subscription's count
 //! on the plain test broker (`liveops:message-count`, an extension of that broker); on Azure
 //! it answers `Unavailable`: Service Bus reports counts over HTTPS and Azure Monitor only.
 //!

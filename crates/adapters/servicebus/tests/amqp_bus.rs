@@ -55,11 +55,12 @@ fn azure_config(sessions: bool) -> ServiceBusConfig {
 }
 
 /// A process-wide metrics recorder (nextest runs every test in a process of its own) that keeps
-/// `bus_connections_opened_total` and the `bus_session_links` gauge (of the one group its test
-/// reads), and drops every other metric.
+/// `bus_connections_opened_total`, `bus_replays_skipped_total` and the `bus_session_links` gauge
+/// (of the one group its test reads), and drops every other metric.
 #[derive(Default)]
 struct Watching {
     opened: Arc<AtomicU64>,
+    skipped: Arc<AtomicU64>,
     links: Arc<LinksGauge>,
 }
 
@@ -68,10 +69,10 @@ impl metrics::Recorder for Watching {
     fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
     fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
     fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        if key.name() == "bus_connections_opened_total" {
-            Counter::from_arc(self.opened.clone())
-        } else {
-            Counter::noop()
+        match key.name() {
+            "bus_connections_opened_total" => Counter::from_arc(self.opened.clone()),
+            "bus_replays_skipped_total" => Counter::from_arc(self.skipped.clone()),
+            _ => Counter::noop(),
         }
     }
     fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
@@ -181,6 +182,53 @@ async fn dead_letters_are_per_subscription_and_replay_reaches_one_group() {
     let t = unique("dlq");
     bus_faults::dead_letters_stay_with_their_group(&bus, &t, Some(3)).await;
     assert_eq!(bus.lag(&t, "a").await.unwrap(), 0);
+}
+
+/// Without the subscription rule Terraform gives each subscription (Azure's default rule lets
+/// every message of the topic in), a replay of group `a`'s dead letter also lands in group
+/// `b`'s subscription, where `b` may have applied the event and forgotten it (EVENT_RETENTION).
+/// The test broker applies the rule by itself, so the replay's message (as
+/// `replay_dead_letters` sends it) is put into `b`'s subscription directly: `b` completes it
+/// unread and counts it, and still gets what is its own (untagged, or a replay for `b`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_for_another_group_is_completed_unread() {
+    use fe2o3_amqp::{Connection, Sender, Session};
+    use liveops_servicebus::frames;
+
+    let recorder = Watching::default();
+    let skipped = recorder.skipped.clone();
+    metrics::set_global_recorder(recorder).unwrap();
+    let bus = ServiceBusBus::connect(config()).await.unwrap();
+    let t = unique("replay-to");
+    for g in ["a", "b"] {
+        bus.ensure_group(&t, g).await.unwrap();
+    }
+    let mut connection = Connection::open("liveops-test-replay", url().as_str())
+        .await
+        .unwrap();
+    let mut session = Session::begin(&mut connection).await.unwrap();
+    let address = format!("{t}/Subscriptions/b");
+    let mut sender = Sender::attach(&mut session, "no-rule", address)
+        .await
+        .unwrap();
+    for (id, replay_to) in [("for-a", Some("a")), ("plain", None), ("for-b", Some("b"))] {
+        let m = frames::outgoing(id, "player_1", id.as_bytes(), false, replay_to);
+        assert!(sender.send(m).await.unwrap().is_accepted(), "{id}");
+    }
+    sender.close().await.unwrap();
+    session.end().await.unwrap();
+    connection.close().await.unwrap();
+
+    let got = poll_until(&bus, &t, "b", "c1", 2).await;
+    let bodies: BTreeSet<String> = got.iter().map(body).collect();
+    assert_eq!(bodies, BTreeSet::from(["plain".into(), "for-b".into()]));
+    bus.ack(&t, "b", &ids(&got)).await.unwrap();
+    let more = poll(&bus, &t, "b", "c1", 10, Duration::from_millis(500)).await;
+    assert!(more.is_empty(), "the replay for a came back: {more:?}");
+    // Completed, not left in the subscription nor dead-lettered there.
+    assert_eq!(bus.lag(&t, "b").await.unwrap(), 0);
+    assert!(bus.dead_letters(&t, "b", 10).await.unwrap().is_empty());
+    assert_eq!(skipped.load(Ordering::Relaxed), 1);
 }
 
 /// A consumer that vanishes mid-batch (its connection gone without an AMQP close, as after

@@ -890,6 +890,49 @@ impl Inner {
         }
     }
 
+    /// The messages in the queue at `url` by SQS's approximate counts: waiting, in flight and
+    /// delayed.
+    async fn message_count(&self, url: &str) -> Result<u64, CallError> {
+        let names = vec![
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+        ];
+        let out = self
+            .call(
+                Op::Attributes,
+                "get queue attributes",
+                self.client
+                    .get_queue_attributes()
+                    .queue_url(url)
+                    .set_attribute_names(Some(names.clone()))
+                    .send(),
+            )
+            .await?;
+        let attrs = out.attributes();
+        Ok(names
+            .iter()
+            .filter_map(|a| attrs.and_then(|m| m.get(a)))
+            .filter_map(|v| v.parse::<u64>().ok())
+            .sum())
+    }
+
+    /// Sets `bus_dead_letter_messages{bus="sqs",topic,group}` to the messages in the group's
+    /// dead-letter queue at `dlq` (in flight too: a `liveops dead-letters` listing holds them
+    /// a moment). SQS moves them there by the redrive policy, unseen by the consumers, so this
+    /// is what tells of them. A count that cannot be read leaves the gauge as it was (logged at
+    /// debug; the lag read beside it reports an unreachable SQS).
+    async fn count_dead_letters(&self, topic: &str, group: &str, dlq: &str) {
+        match self.message_count(dlq).await {
+            Ok(n) => metrics::gauge!("bus_dead_letter_messages", "bus" => "sqs",
+                "topic" => topic.to_owned(), "group" => group.to_owned())
+            .set(n as f64),
+            Err(e) => {
+                tracing::debug!(topic, group, error = %e.port(), "cannot count sqs dead letters");
+            }
+        }
+    }
+
     fn forget_group(&self, topic: &str, group: &str) {
         lock(&self.groups).remove(&(topic.to_owned(), group.to_owned()));
     }
@@ -1954,38 +1997,16 @@ impl Bus for SqsBus {
         let Some(q) = inner.group(topic, group, false).await? else {
             return Ok(0);
         };
-        let out = inner
-            .call(
-                Op::Attributes,
-                "get queue attributes",
-                inner
-                    .client
-                    .get_queue_attributes()
-                    .queue_url(&q.url)
-                    .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-                    .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-                    .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-                    .send(),
-            )
-            .await;
-        let out = match out {
-            Ok(out) => out,
+        let lag = match inner.message_count(&q.url).await {
+            Ok(n) => n,
             Err(CallError::NoQueue(_)) => {
                 inner.forget_group(topic, group);
                 return Ok(0);
             }
             Err(e) => return Err(e.port()),
         };
-        let attrs = out.attributes();
-        Ok([
-            QueueAttributeName::ApproximateNumberOfMessages,
-            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-            QueueAttributeName::ApproximateNumberOfMessagesDelayed,
-        ]
-        .iter()
-        .filter_map(|a| attrs.and_then(|m| m.get(a)))
-        .filter_map(|v| v.parse::<u64>().ok())
-        .sum())
+        inner.count_dead_letters(topic, group, &q.dlq).await;
+        Ok(lag)
     }
 
     async fn read_dead_letters(&self, request: DeadLetterRequest<'_>) -> PortResult<Vec<Delivery>> {

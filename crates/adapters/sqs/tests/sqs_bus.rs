@@ -770,6 +770,46 @@ async fn a_role_that_may_not_change_a_queue_starts_and_the_drift_is_counted() {
     assert_eq!(drift(), 0.0);
 }
 
+/// SQS moves a message past `max_deliveries` receives to the dead-letter queue by itself, so
+/// the consumers never count it: the lag read (every 2 s in the server) also sets
+/// `bus_dead_letter_messages{bus="sqs",topic,group}` to the dead-letter queue's messages, and
+/// back to 0 once they are replayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lag_read_exports_how_many_dead_letters_the_group_holds() {
+    // nextest runs each test in a process of its own; the gauge is told apart by its topic.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .expect("the only recorder of this test binary");
+    let bus = SqsBus::connect(config()).await.unwrap();
+    let (t, g) = (unique("dlqgauge"), unique("g"));
+    bus.ensure_group(&t, &g).await.unwrap();
+    let dead = || {
+        let text = metrics.render();
+        let series = format!("bus_dead_letter_messages{{bus=\"sqs\",topic=\"{t}\",group=\"{g}\"}}");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+    };
+    assert_eq!(bus.lag(&t, &g).await.unwrap(), 0);
+    assert_eq!(dead(), 0.0, "none yet");
+
+    let raw = raw_client();
+    let dlq = url_of(&raw, &bus.names().dead_letter_queue(&t, &g)).await;
+    send_dead_letter(&raw, &dlq, "dead-1").await;
+    send_dead_letter(&raw, &dlq, "dead-2").await;
+    assert_eq!(
+        bus.lag(&t, &g).await.unwrap(),
+        0,
+        "dead letters are not lag"
+    );
+    assert_eq!(dead(), 2.0);
+
+    assert_eq!(bus.replay_dead_letters(&t, &g).await.unwrap(), 2);
+    assert_eq!(bus.lag(&t, &g).await.unwrap(), 2, "back in the group queue");
+    assert_eq!(dead(), 0.0, "replayed");
+}
+
 /// A replay whose group queue is gone answers an error and leaves the dead letters where they
 /// are (before, it deleted them after sending them nowhere); once the group is there again, the
 /// replay hands them to it.

@@ -9,11 +9,13 @@
 //! set's age stays below `BACKUP_EVERY` plus one run's duration.
 //!
 //! Metrics: `backup_last_success_timestamp_seconds` (when the copies of the newest set complete
-//! everywhere it goes began: what is newer than that is not in any backup),
+//! everywhere it goes began: what is newer than that is not in any backup; at start, read from
+//! the sets already there, so a restart does not hide how old the newest one is),
 //! `backup_duration_seconds` and `backup_size_bytes` (of that run), `backup_bus_hold_seconds`
 //! (how long that run held the bus's writer: publishes and acks waited that long),
 //! `backup_failures_total{target="directory"|"archive"}` and `backup_archive_retries_total`.
 
+mod newest;
 pub mod restore;
 pub mod set;
 pub mod target;
@@ -129,12 +131,22 @@ impl Backups {
             .context("the backup thread failed")?
     }
 
+    /// When the newest set complete everywhere it goes began (unix ms): see
+    /// [`newest::complete_ms`].
+    pub async fn newest_complete_ms(&self) -> Option<i64> {
+        newest::complete_ms(&self.dir, self.archive.as_deref()).await
+    }
+
     /// The scheduled backup: every `every` from one run's start to the next (a run longer than
-    /// `every` is followed at once), the first one within a minute of the start.
+    /// `every` is followed at once), the first one within a minute of the start. It starts by
+    /// setting `backup_last_success_timestamp_seconds` from the sets already there.
     pub fn task(self, every: Duration) -> Task {
         Task::new("backups", move |stop| async move {
             for target in ["directory", "archive"] {
                 metrics::counter!("backup_failures_total", "target" => target).increment(0);
+            }
+            if let Some(at_ms) = self.newest_complete_ms().await {
+                metrics::gauge!("backup_last_success_timestamp_seconds").set(at_ms as f64 / 1000.0);
             }
             let mut next = tokio::time::Instant::now() + every.min(FIRST_AFTER);
             loop {

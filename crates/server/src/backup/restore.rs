@@ -5,9 +5,11 @@
 //! its move; anything else in the directory (the backup sets themselves, a volume's
 //! `lost+found`) is left alone. Every file is checked against the manifest's SHA-256 and by its
 //! adapter (`quick_check`, schema version) before any is moved into place, so a damaged set
-//! never becomes a live file.
+//! never becomes a live file. A set taken more than `EVENT_RETENTION` ago is refused unless
+//! forced ([`check_age`]).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::Serialize;
@@ -39,8 +41,9 @@ pub struct Restored {
     pub files: Vec<(String, PathBuf)>,
 }
 
-/// Restores the set `from` into the places `settings` give the live files.
-pub async fn run(settings: &Settings, from: &Source) -> anyhow::Result<Restored> {
+/// Restores the set `from` into the places `settings` give the live files; `force`: even a set
+/// taken more than `EVENT_RETENTION` ago.
+pub async fn run(settings: &Settings, from: &Source, force: bool) -> anyhow::Result<Restored> {
     let targets = local_files(settings);
     anyhow::ensure!(
         !targets.is_empty(),
@@ -56,17 +59,57 @@ pub async fn run(settings: &Settings, from: &Source) -> anyhow::Result<Restored>
         .prefix(".liveops-restore-")
         .tempdir_in(data_dir)
         .with_context(|| format!("DATA_DIR: cannot write in {}", data_dir.display()))?;
+    // None: any age will do.
+    let keep = (!force).then_some(settings.retention.keep);
     let (set_dir, owned) = match from {
         Source::Dir(dir) => (dir.clone(), false),
-        Source::Archive(name) => (fetch(settings, name, download.path()).await?, true),
+        Source::Archive(name) => (fetch(settings, name, download.path(), keep).await?, true),
     };
-    tokio::task::spawn_blocking(move || place(&set_dir, &targets, owned))
+    tokio::task::spawn_blocking(move || place(&set_dir, &targets, owned, keep))
         .await
         .context("the restore thread failed")?
 }
 
-/// Downloads a set from the archive into `into`; returns its directory.
-async fn fetch(settings: &Settings, name: &str, into: &Path) -> anyhow::Result<PathBuf> {
+/// Refuses a set taken more than `keep` ago (or whose time cannot be read). Its processed event
+/// ids are then all older than `EVENT_RETENTION`: the first purge after start deletes them,
+/// while the events its bus still holds unacked, applied before the backup, are delivered again
+/// and applied a second time (ADR 0028).
+pub fn check_age(manifest: &set::Manifest, keep: Duration, now_ms: i64) -> anyhow::Result<()> {
+    let taken = chrono::DateTime::parse_from_rfc3339(&manifest.created_at)
+        .map(|t| t.timestamp_millis())
+        .with_context(|| {
+            format!(
+                "cannot tell when set {} was taken (createdAt {:?}); restore it with --force \
+                 only if it is younger than EVENT_RETENTION",
+                manifest.name, manifest.created_at
+            )
+        })?;
+    let age = Duration::from_millis(u64::try_from(now_ms.saturating_sub(taken)).unwrap_or(0));
+    anyhow::ensure!(
+        age <= keep,
+        "set {} was taken {} ago, more than EVENT_RETENTION ({}): the first purge after start \
+         would delete every processed event id it holds, and the events its bus still holds \
+         unacked would be applied a second time (XP, score counted twice). Restore a younger \
+         set, or accept that risk with --force (docs/OPERATIONS.md, Restore)",
+        manifest.name,
+        crate::dead_letters::age(millis(age)),
+        crate::dead_letters::age(millis(keep))
+    );
+    Ok(())
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Downloads a set from the archive into `into` (refused past `keep`, read from its manifest
+/// before anything else); returns its directory.
+async fn fetch(
+    settings: &Settings,
+    name: &str,
+    into: &Path,
+    keep: Option<Duration>,
+) -> anyhow::Result<PathBuf> {
     let archive =
         archive(settings)?.context("--from-archive needs BACKUP_AZURE_URL (and its key)")?;
     let name = if name == "latest" {
@@ -89,7 +132,11 @@ async fn fetch(settings: &Settings, name: &str, into: &Path) -> anyhow::Result<P
         )
         .await
         .with_context(|| format!("no set {name} in {}", archive.location()))?;
-    for e in set::read_manifest(&dir)?.files {
+    let manifest = set::read_manifest(&dir)?;
+    if let Some(keep) = keep {
+        check_age(&manifest, keep, liveops_core::now_ms())?;
+    }
+    for e in manifest.files {
         archive
             .get_file(&format!("{name}/{}", e.file), &dir.join(&e.file))
             .await?;
@@ -97,11 +144,19 @@ async fn fetch(settings: &Settings, name: &str, into: &Path) -> anyhow::Result<P
     Ok(dir)
 }
 
-/// Checks every file of the set, stages and checks every copy beside its target, then moves
-/// them all into place, the bus last (blocking). `owned`: the set is a download of this restore,
-/// so its files are moved rather than copied.
-fn place(set_dir: &Path, targets: &[LocalFile], owned: bool) -> anyhow::Result<Restored> {
+/// Checks the set's age (unless `keep` is `None`) and every file of the set, stages and checks
+/// every copy beside its target, then moves them all into place, the bus last (blocking).
+/// `owned`: the set is a download of this restore, so its files are moved rather than copied.
+fn place(
+    set_dir: &Path,
+    targets: &[LocalFile],
+    owned: bool,
+    keep: Option<Duration>,
+) -> anyhow::Result<Restored> {
     let manifest = set::read_manifest(set_dir)?;
+    if let Some(keep) = keep {
+        check_age(&manifest, keep, liveops_core::now_ms())?;
+    }
     let mut plan = Vec::new();
     for e in &manifest.files {
         let target = targets.iter().find(|t| t.role == e.role).with_context(|| {

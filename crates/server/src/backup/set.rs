@@ -17,7 +17,7 @@ pub const MANIFEST: &str = "manifest.json";
 pub const FORMAT: u32 = 1;
 
 /// Prefix of every set's name.
-const PREFIX: &str = "liveops-";
+pub const PREFIX: &str = "liveops-";
 
 /// Prefix of a set still being written.
 const PARTIAL: &str = ".partial-";
@@ -124,6 +124,23 @@ pub fn complete_sets(dir: &Path) -> std::io::Result<Vec<String>> {
         .collect();
     names.sort();
     Ok(names)
+}
+
+/// The complete sets in `dir`, oldest first, each with when its copies began (unix ms, from its
+/// manifest); a set whose manifest cannot be read is left out (logged).
+pub fn created(dir: &Path) -> std::io::Result<Vec<(String, i64)>> {
+    let mut sets = Vec::new();
+    for name in complete_sets(dir)? {
+        let at = read_manifest(&dir.join(&name)).and_then(|m| {
+            DateTime::parse_from_rfc3339(&m.created_at)
+                .with_context(|| format!("{name}: createdAt {:?}", m.created_at))
+        });
+        match at {
+            Ok(at) => sets.push((name, at.timestamp_millis())),
+            Err(error) => tracing::warn!(error = format!("{error:#}"), "backup set left out"),
+        }
+    }
+    Ok(sets)
 }
 
 /// Deletes all but the newest `keep` complete sets, and sets left half-written by a process

@@ -108,16 +108,23 @@ pub enum BusChoice {
     ServiceBus(String),
 }
 
-impl std::fmt::Debug for BusChoice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Connection strings hold credentials: only the kind is shown.
-        f.write_str(match self {
+impl BusChoice {
+    /// The kind as `BUS_KIND` names it, without the connection: logs and metrics' `bus` label.
+    pub fn label(&self) -> &'static str {
+        match self {
             Self::Sqlite(_) => "sqlite",
             Self::Inmem => "inmem",
             Self::Redis(_) => "redis",
             Self::Sqs { .. } => "sqs",
             Self::ServiceBus(_) => "servicebus",
-        })
+        }
+    }
+}
+
+impl std::fmt::Debug for BusChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Connection strings hold credentials: only the kind is shown.
+        f.write_str(self.label())
     }
 }
 

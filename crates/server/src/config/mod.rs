@@ -9,6 +9,7 @@ mod backends;
 pub mod backup;
 mod bus;
 mod duration;
+pub mod http;
 mod keys;
 mod kinds;
 mod raw;
@@ -150,6 +151,8 @@ pub struct Settings {
     pub reads: Option<reads::ReadReplica>,
     /// How long per-event rows are kept and how often older ones are purged.
     pub retention: retention::Retention,
+    /// The HTTP server's limits on slow and numerous clients.
+    pub http: http::HttpLimits,
 }
 
 impl std::fmt::Debug for Settings {
@@ -246,6 +249,7 @@ impl Settings {
         let retention = raw
             .retention
             .resolve(&raw.bus.options(), raw.sig_tolerance_sec)?;
+        let http = raw.http.resolve()?;
         Ok(Self {
             args,
             table: table.clone(),
@@ -265,6 +269,7 @@ impl Settings {
             backup,
             reads,
             retention,
+            http,
             level_curve,
             windows,
             settle,

@@ -116,6 +116,10 @@ pub struct RawConfig {
     /// Retention of the per-event rows (`EVENT_RETENTION`).
     #[command(flatten)]
     pub retention: super::retention::RetentionConfig,
+    /// The HTTP server's limits (`HTTP_HEADER_TIMEOUT`, `HTTP_BODY_TIMEOUT`,
+    /// `HTTP_MAX_IN_FLIGHT`).
+    #[command(flatten)]
+    pub http: super::http::HttpConfig,
 }
 
 impl std::fmt::Debug for RawConfig {

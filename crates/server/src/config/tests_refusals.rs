@@ -182,3 +182,34 @@ fn the_peer_template_is_a_url() {
         Some("http://liveops-{module}:{port}")
     );
 }
+
+/// The HTTP server's timeouts and its bound on requests at once are checked at start-up, naming
+/// the variable; the defaults hold.
+#[test]
+fn http_limits_are_bounded() {
+    for (flag, bad, var) in [
+        ("--http-header-timeout", "0s", "HTTP_HEADER_TIMEOUT"),
+        ("--http-header-timeout", "10m", "HTTP_HEADER_TIMEOUT"),
+        ("--http-body-timeout", "999ms", "HTTP_BODY_TIMEOUT"),
+        ("--http-body-timeout", "soon", "HTTP_BODY_TIMEOUT"),
+        ("--http-max-in-flight", "15", "HTTP_MAX_IN_FLIGHT"),
+        ("--http-max-in-flight", "100001", "HTTP_MAX_IN_FLIGHT"),
+    ] {
+        assert_eq!(keyed(&[flag, bad]).unwrap_err().var, var, "{flag} {bad}");
+    }
+    let http = keyed(&[]).unwrap().http;
+    assert_eq!(http.header_timeout, Duration::from_secs(20));
+    assert_eq!(http.body_timeout, Duration::from_secs(20));
+    assert_eq!(http.max_in_flight, 512);
+    let set = [
+        "--http-body-timeout",
+        "1500ms",
+        "--http-max-in-flight",
+        "16",
+    ];
+    let http = keyed(&set).unwrap().http;
+    assert_eq!(
+        (http.body_timeout, http.max_in_flight),
+        (Duration::from_millis(1500), 16)
+    );
+}

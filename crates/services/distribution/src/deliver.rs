@@ -157,7 +157,7 @@ fn batch_len(waiting: &[OutboxEvent], hooks: &[Webhook], budget: u64) -> usize {
 /// receiver that never answers slows only its own deliveries. Stopped, the attempts in flight
 /// are dropped: their leases run out and they are sent again (at least once).
 async fn send_due(state: DistributionState, stop: CancellationToken) -> Result<(), PortError> {
-    let mut log = Failures::new("webhook queue cannot reach the repository");
+    let mut log = Failures::new("webhook queue cannot reach the repository", TICK);
     let mut flight = InFlight::default();
     let mut timer = tokio::time::interval(TICK);
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -1,7 +1,9 @@
 //! Where webhooks may point: `http(s)://` URLs whose host resolves only to public addresses.
 //! Private (RFC 1918, unique local), loopback, link-local (cloud metadata endpoints live
-//! there), shared (CGNAT), unspecified, multicast and documentation addresses are refused unless
-//! `WEBHOOK_ALLOW_PRIVATE=true`. The check runs when a webhook is created and again before every
+//! there), shared (CGNAT), unspecified, multicast and documentation addresses, Azure's platform
+//! address (168.63.129.16), and IPv6 addresses that carry an IPv4 address to a tunnel or
+//! translator (IPv4-compatible, 6to4, Teredo; IPv4-mapped and NAT64 ones are checked as the IPv4
+//! address inside) are refused unless `WEBHOOK_ALLOW_PRIVATE=true`. The check runs when a webhook is created and again before every
 //! delivery, whose connection then goes to the addresses checked (no second lookup a DNS
 //! rebinding could answer differently); redirects are not followed.
 
@@ -37,6 +39,10 @@ pub fn parse_url(raw: &str) -> Result<Url, String> {
     Ok(url)
 }
 
+/// Azure's platform address (the host's DNS, DHCP and health probes, the VM agent's wire server):
+/// reachable from every Azure VM and pod, never a webhook's.
+const AZURE_WIRESERVER: Ipv4Addr = Ipv4Addr::new(168, 63, 129, 16);
+
 fn v4_public(ip: Ipv4Addr) -> bool {
     let [a, b, ..] = ip.octets();
     !(ip.is_private()
@@ -46,6 +52,7 @@ fn v4_public(ip: Ipv4Addr) -> bool {
         || ip.is_broadcast()
         || ip.is_multicast()
         || ip.is_documentation()
+        || ip == AZURE_WIRESERVER
         || a == 0
         || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
         || (a == 192 && b == 0 && ip.octets()[2] == 0) // IETF protocol assignments
@@ -53,18 +60,31 @@ fn v4_public(ip: Ipv4Addr) -> bool {
         || a >= 240) // reserved
 }
 
+/// The IPv4 address inside a NAT64 address of the well-known prefix `64:ff9b::/96`, which a
+/// DNS64 resolver answers for IPv4-only hosts: it reaches that IPv4 address.
+fn nat64_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let [a, b, c, d, e, f, ..] = ip.segments();
+    ([a, b, c, d, e, f] == [0x64, 0xff9b, 0, 0, 0, 0])
+        .then(|| Ipv4Addr::from_bits(ip.to_bits() as u32))
+}
+
 fn v6_public(ip: Ipv6Addr) -> bool {
-    if let Some(v4) = ip.to_ipv4_mapped() {
+    // IPv4-mapped (`::ffff:0:0/96`) and NAT64 addresses reach the IPv4 address inside.
+    if let Some(v4) = ip.to_ipv4_mapped().or_else(|| nat64_v4(ip)) {
         return v4_public(v4);
     }
-    let first = ip.segments()[0];
+    let [first, second, ..] = ip.segments();
     !(ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
+        || (ip.to_bits() >> 32) == 0 // IPv4-compatible `::a.b.c.d` (deprecated; `::/96`)
+        || (ip.to_bits() >> 32) == 0xffff_0000 // IPv4-translated `::ffff:0:a.b.c.d` (SIIT)
         || (first & 0xfe00) == 0xfc00 // unique local
         || (first & 0xffc0) == 0xfe80 // link-local
-        || first == 0x2001 && ip.segments()[1] == 0x0db8 // documentation
-        || (first == 0x0064 && ip.segments()[1] == 0xff9b)) // NAT64 (reaches IPv4 inside)
+        || first == 0x2001 && second == 0x0db8 // documentation
+        || first == 0x2001 && second == 0 // Teredo (`2001::/32`, tunnels to any IPv4 address)
+        || first == 0x2002 // 6to4 (`2002::/16`, tunnels to the IPv4 address inside)
+        || (first == 0x0064 && second == 0xff9b)) // other NAT64 prefixes (local use: `64:ff9b:1::/48`)
 }
 
 /// Whether `ip` is on the public internet.
@@ -132,6 +152,35 @@ mod tests {
             "64:ff9b::a9fe:a9fe",
         ] {
             assert!(!is_public(bad.parse().expect("ip")), "{bad}");
+        }
+    }
+
+    #[test]
+    fn azure_s_platform_address_and_ipv6_wrappers_of_ipv4_are_refused() {
+        for (bad, what) in [
+            ("168.63.129.16", "Azure's platform address"),
+            ("::ffff:168.63.129.16", "IPv4-mapped Azure platform address"),
+            ("::8.8.8.8", "IPv4-compatible"),
+            ("::a9fe:a9fe", "IPv4-compatible metadata"),
+            ("::ffff:0:808:808", "IPv4-translated"),
+            ("2002:a9fe:a9fe::1", "6to4 of the metadata address"),
+            ("2002:808:808::1", "6to4 of a public address"),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"),
+            ("2001::1", "Teredo"),
+            ("64:ff9b::a83f:8110", "NAT64 of Azure's platform address"),
+            ("64:ff9b::a00:1", "NAT64 of 10.0.0.1"),
+            ("64:ff9b:1::808:808", "local-use NAT64"),
+        ] {
+            assert!(!is_public(bad.parse().expect("ip")), "{bad}: {what}");
+        }
+        // NAT64 and IPv4-mapped addresses of public IPv4 addresses pass, as those do.
+        for ok in [
+            "64:ff9b::808:808",
+            "::ffff:8.8.8.8",
+            "168.63.129.17",
+            "2001:4860::8888",
+        ] {
+            assert!(is_public(ok.parse().expect("ip")), "{ok}");
         }
     }
 

@@ -97,7 +97,8 @@ impl EventIds {
 }
 
 /// The id of an event that carries the client's `messageId`: a UUIDv8 of the player and that
-/// id, whatever request brought it, so consumers apply it once however often it is resent.
+/// id, whatever request brought it, so consumers apply it once however often it is resent
+/// within `EVENT_RETENTION` (they forget it after that: ADR 0017).
 pub(crate) fn message_event_id(player: &str, message_id: &str) -> uuid::Uuid {
     let mut h = Sha256::new();
     for part in [b"message".as_slice(), b"\0", player.as_bytes(), b"\0"] {

@@ -39,14 +39,18 @@ pub(crate) fn envelope(event: Event, event_id: Uuid, received_at: i64) -> (Uuid,
 
 /// Publishes accepted events' `messages` in one bus call and counts each ingested by its kind
 /// (`kinds`, in the same order); if the bus fails, all of them are counted dropped and refused
-/// (503).
+/// (503). The call's time, answered or failed, is `bus_publish_seconds{bus}`.
 pub(crate) async fn publish(
     state: &GatewayState,
     messages: Vec<Message>,
     kinds: impl IntoIterator<Item = &'static str>,
 ) -> Result<(), Problem> {
     let n = messages.len() as u64;
-    if let Err(error) = state.bus.publish(topics::INGESTED, messages).await {
+    let start = std::time::Instant::now();
+    let published = state.bus.publish(topics::INGESTED, messages).await;
+    metrics::histogram!("bus_publish_seconds", "bus" => state.config.bus)
+        .record(start.elapsed().as_secs_f64());
+    if let Err(error) = published {
         static LOG: Throttled = Throttled::new(10_000);
         if let Some(left_out) = LOG.admit() {
             tracing::warn!(%error, events = n, left_out, "event could not be published");

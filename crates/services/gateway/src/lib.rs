@@ -64,6 +64,8 @@ pub struct GatewayConfig {
     pub max_batch_body_bytes: usize,
     /// Most events in one batch (500).
     pub max_batch_events: usize,
+    /// The bus's kind (`BUS_KIND`), the `bus` label of `bus_publish_seconds`.
+    pub bus: &'static str,
 }
 
 impl Default for GatewayConfig {
@@ -76,6 +78,7 @@ impl Default for GatewayConfig {
             max_body_bytes: 64 * 1024,
             max_batch_body_bytes: 1024 * 1024,
             max_batch_events: 500,
+            bus: "other",
         }
     }
 }
@@ -155,6 +158,7 @@ impl ModuleArgs for GatewayArgs {
     async fn build(self, ctx: &Context) -> Result<Service, BuildError> {
         let mut config = self.config()?;
         config.limits = config.limits.within_retention(ctx.shared.event_retention);
+        config.bus = ctx.shared.bus;
         let state = GatewayState::from_context(ctx, Arc::new(config)).await?;
         Ok(Service::routes(router(state)))
     }

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use liveops_core::ports::{Board, ScoreTotal};
 use liveops_core::{now_ms, Envelope, PortError};
 use liveops_module::consume::{consume, unapplied, Apply, Backoff, Subscription};
+use liveops_module::tick::{naming, Failures};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -253,6 +254,7 @@ pub async fn run_reconcile(
     shutdown: CancellationToken,
 ) -> Result<(), PortError> {
     let every = state.config.reconcile_every;
+    let mut failures = Failures::new("cannot reconcile the live boards", every);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
@@ -261,25 +263,25 @@ pub async fn run_reconcile(
         if !state.loaded.load(std::sync::atomic::Ordering::Acquire) {
             continue;
         }
-        if let Err(error) = reconcile(&state, now_ms()).await {
-            tracing::warn!(%error, "cannot reconcile the live boards; will retry");
-        }
+        failures.note(reconcile(&state, now_ms()).await);
     }
 }
 
-/// One reconcile pass over the live boards.
+/// One reconcile pass over the live boards; it fails with its first error, naming the board
+/// (logged once a run of failing passes by [`run_reconcile`]).
 pub(crate) async fn reconcile(state: &LeaderboardState, now_ms: i64) -> Result<(), PortError> {
     let cfg = &state.config;
     let mut failed = None;
     if let Err(error) = raise_again(state, now_ms).await {
-        tracing::warn!(%error, "cannot raise the latest totals again");
-        failed = Some(error);
+        tracing::debug!(%error, "cannot raise the latest totals again");
+        failed = Some(naming("raising the latest totals again", error));
     }
     for board in live_boards(&cfg.calendar, &cfg.windows, now_ms) {
         if let Err(error) = reconcile_board(state, &board).await {
-            tracing::warn!(window = %board.window, period = %board.period, %error,
+            tracing::debug!(window = %board.window, period = %board.period, %error,
                 "cannot reconcile the board");
-            failed = Some(error);
+            let named = format!("{} {}", board.window, board.period);
+            failed.get_or_insert(naming(&named, error));
         }
     }
     failed.map_or(Ok(()), Err)

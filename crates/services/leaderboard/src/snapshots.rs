@@ -11,6 +11,7 @@ use croner::Cron;
 use liveops_core::ports::{rank_entries, Board, RankEntry, ScoreTotal};
 use liveops_core::stores::Snapshot;
 use liveops_core::{now_ms, utc_ms, Calendar, Period, PortError, Window};
+use liveops_module::tick::{naming, Failures};
 use tokio_util::sync::CancellationToken;
 
 use crate::scores::live_periods;
@@ -148,6 +149,23 @@ fn cron(s: &str) -> Result<Cron, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The longest time between two of `cron`'s next 16 occurrences after `from`: how long its
+/// snapshots may go without one (weekdays only: the weekend).
+fn longest_gap(cron: &Cron, from: DateTime<Utc>) -> Duration {
+    let mut longest = Duration::ZERO;
+    let mut at = from;
+    for _ in 0..16 {
+        let Ok(next) = cron.find_next_occurrence(&at, false) else {
+            break;
+        };
+        if at != from {
+            longest = longest.max((next - at).to_std().unwrap_or_default());
+        }
+        at = next;
+    }
+    longest
+}
+
 /// A window whose period changed between two checks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Rollover {
@@ -214,6 +232,12 @@ pub(crate) struct Snapshotter {
     /// When [`Snapshotter::start`] ran (unix ms): a final snapshot due before it and missing
     /// was not taken in time (`leaderboard_finals_recovered_total`).
     started_ms: i64,
+    /// Failing final snapshots, archived boards that cannot be dropped, and failing
+    /// `SNAPSHOT_CRON` snapshots, each a background task of its own (counted, logged once a
+    /// run, alerted on).
+    finals: Failures,
+    sweeps: Failures,
+    running: Option<Failures>,
 }
 
 impl Snapshotter {
@@ -226,9 +250,16 @@ impl Snapshotter {
                 None
             }
         };
+        let running = cron.as_ref().map(|c| {
+            let every = longest_gap(c, Utc::now()).max(TICK);
+            Failures::new("cannot take SNAPSHOT_CRON leaderboard snapshots", every)
+        });
         Self {
             state,
             cron,
+            running,
+            finals: Failures::new("cannot take final leaderboard snapshots", TICK),
+            sweeps: Failures::new("cannot drop archived boards from the rank store", TICK),
             next_cron: None,
             last: BTreeMap::new(),
             finals_due: BTreeMap::new(),
@@ -294,11 +325,16 @@ impl Snapshotter {
         self.write_finals_due(now_ms).await;
 
         if self.next_cron.is_some_and(|next| utc_ms(now_ms) >= next) {
+            let mut failed = None;
             for &window in &cfg.windows {
                 let current = cfg.calendar.period_at_ms(window, now_ms);
                 if let Err(error) = self.live_snapshot(window, current.id, now_ms).await {
-                    tracing::warn!(%window, %error, "snapshot failed");
+                    tracing::debug!(%window, %error, "snapshot failed");
+                    failed.get_or_insert(naming(window.as_str(), error));
                 }
+            }
+            if let Some(running) = &mut self.running {
+                running.note(failed.map_or(Ok(()), Err));
             }
             self.next_cron = self.next_after(now_ms);
         }
@@ -316,10 +352,12 @@ impl Snapshotter {
     }
 
     /// Writes the final snapshots due by `now_ms`, then drops archived boards from the rank
-    /// store. While the repository is unavailable the rest wait for the next tick.
+    /// store. While the repository is unavailable the rest wait for the next tick. Each is a
+    /// round of its task ([`Failures`]): it fails with its first error, naming the board.
     async fn write_finals_due(&mut self, now_ms: i64) {
         let owed = std::mem::take(&mut self.finals_due);
         let mut away = false;
+        let mut failed = None;
         for (board, due) in owed {
             if crate::retention::past_retention(&self.state, &board, now_ms) {
                 // Its scores are going (LB_SCORES_RETENTION_DAYS): its snapshot stays as it is.
@@ -341,19 +379,25 @@ impl Snapshotter {
                 }
                 Ok(_) => {}
                 Err(error) => {
-                    tracing::warn!(window = %board.window, period = %board.period, %error,
+                    tracing::debug!(window = %board.window, period = %board.period, %error,
                         "final snapshot failed; will retry");
                     away = matches!(error, PortError::Unavailable(_));
+                    let named = format!("{} {}", board.window, board.period);
+                    failed.get_or_insert(naming(&named, error));
                     self.finals_due.insert(board, due);
                 }
             }
         }
+        self.finals.note(failed.map_or(Ok(()), Err));
+        let mut failed = None;
         for window in std::mem::take(&mut self.sweep_due) {
             if let Err(error) = self.sweep(window, now_ms).await {
-                tracing::warn!(%window, %error, "cannot drop archived boards; will retry");
+                tracing::debug!(%window, %error, "cannot drop archived boards; will retry");
+                failed.get_or_insert(naming(window.as_str(), error));
                 self.sweep_due.insert(window);
             }
         }
+        self.sweeps.note(failed.map_or(Ok(()), Err));
     }
 
     /// The final snapshot of an ended period: its top read from the repository (authoritative
@@ -666,6 +710,96 @@ pub(crate) mod tests {
             .await
             .unwrap();
         assert!(periods.contains(&board(Window::Daily, T).period));
+    }
+
+    /// Snapshots over a repository that can be "down": while it is, every save fails.
+    struct Down {
+        inner: Arc<dyn liveops_core::stores::SnapshotStore>,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl liveops_core::Health for Down {
+        async fn healthcheck(&self) -> Result<(), PortError> {
+            Ok(())
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl liveops_core::stores::SnapshotStore for Down {
+        async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), PortError> {
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(PortError::Unavailable("database down".into()));
+            }
+            self.inner.save_snapshot(snapshot).await
+        }
+        async fn snapshot(&self, board: &Board) -> Result<Option<Snapshot>, PortError> {
+            self.inner.snapshot(board).await
+        }
+        async fn snapshot_periods(
+            &self,
+            window: Window,
+            limit: u32,
+        ) -> Result<Vec<String>, PortError> {
+            self.inner.snapshot_periods(window, limit).await
+        }
+    }
+
+    /// While the database is down, a final snapshot owed is retried every tick: each failing
+    /// tick is counted as a background round of its task, and logged once (with the board and
+    /// the task as a field), not once a tick; its recovery once.
+    #[tokio::test]
+    async fn failing_final_snapshots_are_counted_and_logged_once_a_run() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let _metrics = metrics::set_default_local_recorder(&recorder);
+        let logs = liveops_testkit::logs::Captured::start();
+        let task = "cannot take final leaderboard snapshots";
+        let failures = || {
+            let series = format!("background_round_failures_total{{task=\"{task}\"}}");
+            liveops_testkit::logs::sample(&handle.render(), &series)
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(&dir).await;
+        let snapshots = Arc::new(Down {
+            inner: state.snapshots.clone(),
+            down: false.into(),
+        });
+        let state = LeaderboardState {
+            snapshots: snapshots.clone(),
+            ..state
+        };
+        score(&state, T, &[("alice", 10)]).await;
+        let mut s = Snapshotter::new(state.clone());
+        assert_eq!(failures(), Some(0.0), "counted from 0 at start");
+        s.start(T).await;
+
+        // The day ends while the database is down: three ticks, three failures, one line.
+        snapshots
+            .down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for tick in 1..=3 {
+            s.tick(T + tick * 1_000).await;
+        }
+        assert_eq!(failures(), Some(3.0));
+        let warned: Vec<_> = logs
+            .lines()
+            .into_iter()
+            .filter(|l| l["task"] == task && l["level"] == "WARN")
+            .collect();
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        let error = warned[0]["error"].as_str().unwrap_or_default();
+        assert!(error.contains(&board(Window::Daily, T).period), "{error}");
+
+        // Back up: taken at the next tick, the recovery logged once.
+        snapshots
+            .down
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        s.tick(T + 4_000).await;
+        assert!(stored(&state, Window::Daily, T).await.unwrap().is_final);
+        assert_eq!(failures(), Some(3.0));
+        let recovered = logs.line(&format!("{task}: recovered")).expect("logged");
+        assert_eq!(recovered["task"], task);
     }
 
     #[tokio::test]

@@ -26,12 +26,14 @@ use password::{Hashing, PasswordError};
 mod accounts;
 mod api_keys;
 mod client_addr;
+mod login_cap;
 pub mod password;
 mod sessions;
 
 pub use accounts::{AuditList, AuditView, OperatorView, OperatorsList};
 pub use api_keys::{ApiKeyView, CreatedApiKey};
 pub use client_addr::{TrustedProxies, MAX_TRUSTED_PROXIES};
+pub use login_cap::{FailedLogins, FAILED_LOGINS_WINDOW};
 pub use sessions::LoginAnswer;
 
 /// Largest request body on the operators' routes.
@@ -60,6 +62,11 @@ pub struct OperatorsArgs {
     /// logins to the account are refused for a while (1 to 255).
     #[arg(long, env = "LOGIN_MAX_FAILURES", default_value_t = 10)]
     pub login_max_failures: u32,
+    /// Failed logins per minute in the whole process, from every address together (1 to
+    /// 100000): past it, logins are refused 429 before their password is checked, except from
+    /// an address the account signed in from within 30 days.
+    #[arg(long, env = "LOGIN_MAX_FAILED_PER_MINUTE", default_value_t = 60)]
+    pub login_max_failed_per_minute: u32,
     /// Proxies in front of the service whose `X-Forwarded-For` entries are trusted for the
     /// client's address (0 to 8; 0: the peer's address).
     #[arg(long, env = "TRUSTED_PROXIES", default_value_t = 0)]
@@ -79,6 +86,8 @@ pub struct OperatorsConfig {
     pub max_per_address: u32,
     /// Failed logins per account and address per [`ACCOUNT_WINDOW`].
     pub max_failures: u32,
+    /// Failed logins of the process per [`FAILED_LOGINS_WINDOW`].
+    pub max_failed_per_minute: u32,
     /// Who may forward the client's address.
     pub proxies: TrustedProxies,
 }
@@ -108,6 +117,11 @@ impl OperatorsArgs {
         )?;
         let max_failures =
             ConfigError::within("LOGIN_MAX_FAILURES", self.login_max_failures, limits)?;
+        let max_failed_per_minute = ConfigError::within(
+            "LOGIN_MAX_FAILED_PER_MINUTE",
+            self.login_max_failed_per_minute,
+            1..=100_000,
+        )?;
         if self.admin_password.is_some() && self.admin_password_file.is_some() {
             return Err(ConfigError::new(
                 "ADMIN_PASSWORD_FILE",
@@ -131,6 +145,7 @@ impl OperatorsArgs {
             session_ttl: Duration::from_secs(self.session_ttl_sec),
             max_per_address,
             max_failures,
+            max_failed_per_minute,
             proxies: TrustedProxies::new(self.trusted_proxies, &self.trusted_proxy_cidrs)?,
         })
     }
@@ -179,12 +194,18 @@ pub struct OperatorsState {
     pub attempts: Arc<dyn Attempts>,
     /// The argon2 computations running at once, bounded ([`Hashing::shared`] in a process).
     pub hashing: Arc<Hashing>,
+    /// The failed logins of the process within the last minute.
+    pub failed_logins: Arc<FailedLogins>,
     /// The answers of creates under an `Idempotency-Key`.
     pub requests: Arc<dyn RequestKeys>,
 }
 
 liveops_http::from_state!(OperatorsState { auth: OperatorAuth });
-liveops_module::from_context!(OperatorsState(config: Arc<OperatorsConfig>, hashing: Arc<Hashing>) {
+liveops_module::from_context!(OperatorsState(
+    config: Arc<OperatorsConfig>,
+    hashing: Arc<Hashing>,
+    failed_logins: Arc<FailedLogins>,
+) {
     auth, operators, sessions, audit, keys, attempts, requests
 });
 
@@ -317,7 +338,8 @@ impl ModuleArgs for OperatorsArgs {
 
     async fn build(self, ctx: &Context) -> Result<Service, BuildError> {
         let config = Arc::new(self.config()?);
-        let state = OperatorsState::from_context(ctx, config, Hashing::shared()).await?;
+        let failed = Arc::new(FailedLogins::new(config.max_failed_per_minute));
+        let state = OperatorsState::from_context(ctx, config, Hashing::shared(), failed).await?;
         if let Some((email, password)) = self.first_admin()? {
             bootstrap_admin(state.operators.as_ref(), &state.hashing, &email, password).await?;
         }
@@ -359,6 +381,7 @@ mod tests {
             session_ttl_sec: 3600,
             login_max_per_address,
             login_max_failures,
+            login_max_failed_per_minute: 60,
             trusted_proxies: 0,
             trusted_proxy_cidrs: String::new(),
         }
@@ -391,5 +414,11 @@ mod tests {
         assert_eq!(var(args(30, 1000)), Some("LOGIN_MAX_FAILURES"));
         assert_eq!(var(args(0, 10)), Some("LOGIN_MAX_PER_ADDRESS"));
         assert_eq!(var(args(30, 0)), Some("LOGIN_MAX_FAILURES"));
+        let mut per_minute = args(30, 10);
+        for (bad, refused) in [(0, true), (100_001, true), (1, false), (100_000, false)] {
+            per_minute.login_max_failed_per_minute = bad;
+            let got = var(per_minute.clone());
+            assert_eq!(got == Some("LOGIN_MAX_FAILED_PER_MINUTE"), refused, "{bad}");
+        }
     }
 }

@@ -4,9 +4,11 @@
 //! Attempts are limited per client address (every attempt) and per account and address
 //! (failures), so failures from one address never lock the account out for the others; past a
 //! bound on an account's failures from everywhere, only addresses it signed in from lately may
-//! still try. A failure is counted (checked against its limits and recorded in one step) before
-//! the password is checked, so guesses sent at once cannot all pass a count read before any of
-//! them failed; a right password takes its attempt back.
+//! still try. Past a bound on the failures of the whole process per minute (`login_cap`), only
+//! such addresses may try, so guesses spread over countless addresses cannot keep every
+//! password-hashing turn busy. A failure is counted (checked against its limits and recorded in
+//! one step) before the password is checked, so guesses sent at once cannot all pass a count read
+//! before any of them failed; a right password takes its attempt back.
 
 use liveops_http::responses::{
     BadRequest, TooLarge, TooManyRequests, Unauthenticated, Unavailable,
@@ -212,6 +214,19 @@ pub(crate) async fn login(
         state.attempts.forget_attempts(&failures, Some(&id)).await?;
         return Err(refused);
     }
+    // And for the whole process, before any password is hashed (see `login_cap`).
+    let counted = match state.failed_logins.count(now) {
+        Ok(()) => true,
+        Err(_) if state.attempts.attempts(&known, now, KNOWN_FOR).await? > 0 => false,
+        Err(wait_s) => {
+            for key in [&failures, &all] {
+                state.attempts.forget_attempts(key, Some(&id)).await?;
+            }
+            metrics::counter!("operator_logins_total", "result" => "throttled").increment(1);
+            let detail = "too many failed logins on this server; wait and retry";
+            return Err(Problem::too_many(detail, wait_s));
+        }
+    };
     let op = state.operators.operator_by_email(&email).await?;
     let hash = op.as_ref().map(|o| o.password_hash.clone());
     let matches = match state.hashing.verify(body.password, hash).await {
@@ -220,6 +235,9 @@ pub(crate) async fn login(
             // Nothing was checked: not a failure.
             for key in [&failures, &all] {
                 state.attempts.forget_attempts(key, Some(&id)).await?;
+            }
+            if counted {
+                state.failed_logins.take_back(now);
             }
             metrics::counter!("operator_logins_total", "result" => "busy").increment(1);
             return Err(busy.into());
@@ -240,6 +258,9 @@ pub(crate) async fn login(
         return Err(bad_login());
     }
     let answer = open_session(&state, &op, now).await?;
+    if counted {
+        state.failed_logins.take_back(now);
+    }
     state.attempts.forget_attempts(&failures, None).await?;
     state.attempts.forget_attempts(&all, Some(&id)).await?;
     let known_here = Attempt {

@@ -25,13 +25,14 @@ use liveops_http::{token_hash, OperatorAuth, Problem};
 use liveops_memory::MemoryHotState;
 use liveops_operators::password::Hashing;
 use liveops_operators::{
-    create_operator, router, AuditList, LoginAnswer, OperatorView, OperatorsConfig, OperatorsState,
-    TrustedProxies, ACCOUNT_WINDOW,
+    create_operator, router, AuditList, FailedLogins, LoginAnswer, OperatorView, OperatorsConfig,
+    OperatorsState, TrustedProxies, ACCOUNT_WINDOW,
 };
 use liveops_sql::{Repository, SqliteRepository};
 use liveops_testkit::served;
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use tower::ServiceExt;
 
 const EMAIL: &str = "admin@example.com";
 const PASSWORD: &str = "correct horse battery";
@@ -65,6 +66,23 @@ async fn spawn_app_with(
     hashing: Arc<Hashing>,
     operators: impl FnOnce(Arc<SqliteRepository>) -> Arc<dyn OperatorStore>,
 ) -> TestApp {
+    let config = OperatorsConfig {
+        session_ttl: Duration::from_secs(3600),
+        max_per_address: 30,
+        max_failures,
+        // Out of the way of the limits per address and account these tests are about.
+        max_failed_per_minute: 100_000,
+        proxies,
+    };
+    spawn_app_config(config, hashing, operators).await
+}
+
+/// [`spawn_app_with`] under `config`.
+async fn spawn_app_config(
+    config: OperatorsConfig,
+    hashing: Arc<Hashing>,
+    operators: impl FnOnce(Arc<SqliteRepository>) -> Arc<dyn OperatorStore>,
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let repo = SqliteRepository::open_migrated(&dir.path().join("liveops.db"))
         .await
@@ -81,13 +99,9 @@ async fn spawn_app_with(
     .await;
     assert!(admin.unwrap().is_some());
     let hot = Arc::new(MemoryHotState::new());
+    let failed_logins = Arc::new(FailedLogins::new(config.max_failed_per_minute));
     let state = OperatorsState {
-        config: Arc::new(OperatorsConfig {
-            session_ttl: Duration::from_secs(3600),
-            max_per_address: 30,
-            max_failures,
-            proxies,
-        }),
+        config: Arc::new(config),
         auth: OperatorAuth {
             sessions: repo.clone(),
         },
@@ -97,6 +111,7 @@ async fn spawn_app_with(
         keys: repo.clone(),
         attempts: hot.clone(),
         hashing,
+        failed_logins,
         requests: repo.clone(),
     };
     TestApp {
@@ -493,6 +508,67 @@ async fn the_owner_s_own_address_signs_in_past_the_account_wide_bound() {
         assert_eq!(app.status(A, "wrong password!").await, 401);
     }
     assert_eq!(app.status(A, PASSWORD).await, 429, "A over its own limit");
+}
+
+/// Past the failed logins the whole process takes per minute, a login from anywhere (a /64
+/// never seen, a known account from an address it never used) is refused 429 with Retry-After
+/// before its password is hashed, and the refusals are not counted; the owner's own address
+/// still signs in, and a right password takes its place back.
+#[tokio::test]
+async fn failures_spread_over_many_64s_are_bounded_for_the_whole_process() {
+    let config = OperatorsConfig {
+        session_ttl: Duration::from_secs(3600),
+        max_per_address: 30,
+        max_failures: 10,
+        max_failed_per_minute: 5,
+        proxies: TrustedProxies::default(),
+    };
+    let app = spawn_app_config(config, Hashing::shared(), |repo| repo).await;
+    assert_eq!(app.status(A, PASSWORD).await, 200, "the owner, from A");
+    assert_eq!(
+        app.status(B, PASSWORD).await,
+        200,
+        "a right password is no failure"
+    );
+    // Five guesses, each from a /64 of its own (one per address limit untouched).
+    for i in 0..5 {
+        let addr = format!("2001:db8:{i:x}::1");
+        assert_eq!(app.status(&addr, "wrong password!").await, 401, "{addr}");
+    }
+    for i in 5..10 {
+        let addr = format!("2001:db8:{i:x}::1");
+        let req = login_request(EMAIL, &addr, None, "wrong password!");
+        let res = app.router.clone().oneshot(req).await.unwrap();
+        let wait: u64 = res.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&wait), "Retry-After {wait}");
+        let status = res.status();
+        let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body = serde_json::from_slice(&body).unwrap();
+        let refused = served::problem((status, content_type, body));
+        assert_eq!(refused.status, 429, "{addr}");
+        let detail = refused.detail.unwrap_or_default();
+        assert!(detail.contains("on this server"), "{detail}");
+    }
+    assert_eq!(
+        app.status("203.0.113.50", PASSWORD).await,
+        429,
+        "an address never used"
+    );
+    // The owner's addresses still sign in, and fail like any address (counted past the bound).
+    assert_eq!(app.status(A, PASSWORD).await, 200, "the owner's");
+    assert_eq!(
+        app.status(B, "wrong password!").await,
+        401,
+        "checked, from a known address"
+    );
+    assert_eq!(app.status(B, PASSWORD).await, 200);
 }
 
 /// A disabled operator's login is answered as a wrong password's, whether the password is

@@ -90,6 +90,24 @@ resource "azurerm_servicebus_subscription" "this" {
   batched_operations_enabled           = true
 }
 
+# Each subscription takes the topic's messages except the dead-letter replays of another group:
+# `liveops dead-letters --replay` sends a group's dead letters back to the topic with the
+# application property liveops-replay-group = <group> (crates/adapters/servicebus), and a replay
+# reaching another group could be applied there a second time once that group has purged the
+# event's id (EVENT_RETENTION). A name with hyphens is quoted in brackets in Service Bus SQL
+# filters; EXISTS tells a message without the property from one with it. Azure gives a new
+# subscription the catch-all $Default rule and removes it when a rule is created through ARM
+# (hashicorp/terraform-provider-azurerm#20718); were it left, the bus still completes a replay for
+# another group unread on receive (bus_replays_skipped_total).
+resource "azurerm_servicebus_subscription_rule" "replays_of_own_group" {
+  for_each = local.servicebus_subscriptions
+
+  name            = "liveops-own-replays"
+  subscription_id = azurerm_servicebus_subscription.this[each.key].id
+  filter_type     = "SqlFilter"
+  sql_filter      = "NOT EXISTS([liveops-replay-group]) OR [liveops-replay-group] = '${each.key}'"
+}
+
 # The application's key: send and listen, no manage.
 resource "azurerm_servicebus_namespace_authorization_rule" "liveops" {
   name         = "liveops-app"

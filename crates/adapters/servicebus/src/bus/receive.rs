@@ -847,8 +847,8 @@ impl Inner {
         state.buffer = hand_out(buffer, |m| &m.key, &busy, max, out, hand);
     }
 
-    /// Turns a transfer on `link` into a buffered message, or dead-letters it after
-    /// `max_deliveries`.
+    /// Turns a transfer on `link` into a buffered message, dead-letters it after
+    /// `max_deliveries`, or completes it unread when it is a replay for another group.
     async fn admit(
         &self,
         g: &Group,
@@ -869,6 +869,17 @@ impl Inner {
             .map(message_id_text)
             .unwrap_or_else(|| format!("d{}", d.delivery_id()));
         let payload = frames::data_body(&message.body).unwrap_or_default();
+        if let Some(to) = app_string(message, frames::REPLAY_PROPERTY).filter(|to| *to != g.group) {
+            // A replay of another group's dead letter, which a topic without the subscription
+            // rule (see the crate docs) hands to every subscription: applied here, it would
+            // count again an event this group may have applied and forgotten (EVENT_RETENTION).
+            bounded("accept", self.config.call_timeout, receiver.accept(&d)).await?;
+            tracing::debug!(topic = %g.topic, group = %g.group, id, replay_to = %to,
+                "skipped a replay for another group");
+            metrics::counter!("bus_replays_skipped_total", "topic" => g.topic.clone(), "group" => g.group.clone())
+                .increment(1);
+            return Ok(None);
+        }
         if failed >= self.config.max_deliveries {
             let reason = format!("delivered {failed} times");
             bounded(
