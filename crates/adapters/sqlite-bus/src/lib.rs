@@ -521,7 +521,9 @@ fn delivery(seq: i64, key: String, payload: Vec<u8>, deliveries: u32) -> Deliver
 #[derive(Clone, Copy, Debug)]
 struct InFlight {
     deliveries: u32,
-    deadline_ms: i64,
+    /// When it is delivered again unless acked: a monotonic instant, so a step of the wall
+    /// clock neither holds it back nor hands every message out again at once.
+    due: Instant,
 }
 
 /// A group this process consumes.
@@ -725,7 +727,8 @@ impl Writer {
             Op::Reclaim { topic, group } => {
                 let key = (topic.clone(), group.clone());
                 let n = self.groups.get_mut(&key).map_or(0, |g| {
-                    g.pending.values_mut().for_each(|f| f.deadline_ms = 0);
+                    let now = Instant::now();
+                    g.pending.values_mut().for_each(|f| f.due = now);
                     g.pending.len() as u64
                 });
                 fx.wake |= n > 0;
@@ -814,10 +817,8 @@ impl Writer {
         max: usize,
         fx: &mut Effects,
     ) -> PortResult<Vec<Delivery>> {
-        let now = liveops_core::now_ms();
-        let deadline = now.saturating_add(
-            i64::try_from(self.opts.visibility_timeout.as_millis()).unwrap_or(i64::MAX),
-        );
+        let now = Instant::now();
+        let deadline = now + self.opts.visibility_timeout;
         let max_deliveries = self.opts.max_deliveries;
         let (conn, g) = self.group(topic, group)?;
 
@@ -829,7 +830,7 @@ impl Writer {
         let expired: Vec<(i64, InFlight)> = g
             .pending
             .iter()
-            .filter(|(_, f)| f.deadline_ms <= now)
+            .filter(|(_, f)| f.due <= now)
             .map(|(&s, &f)| (s, f))
             .collect();
         let (dead, again): (Vec<_>, Vec<_>) = expired
@@ -844,9 +845,10 @@ impl Writer {
                      deliveries = excluded.deliveries, dead_at_ms = excluded.dead_at_ms, replayed = 0",
                 )
                 .map_err(db_error)?;
+            let dead_at_ms = liveops_core::now_ms();
             for (seq, f) in &dead {
                 insert
-                    .execute(params![topic, group, seq, f.deliveries, now])
+                    .execute(params![topic, group, seq, f.deliveries, dead_at_ms])
                     .map_err(db_error)?;
                 g.pending.remove(seq);
                 g.replayed.remove(seq);
@@ -872,7 +874,7 @@ impl Writer {
             };
             let again = InFlight {
                 deliveries: f.deliveries + 1,
-                deadline_ms: deadline,
+                due: deadline,
             };
             g.pending.insert(seq, again);
             out.push(delivery(seq, key, payload, again.deliveries));
@@ -898,7 +900,7 @@ impl Writer {
                     seq,
                     InFlight {
                         deliveries: 1,
-                        deadline_ms: deadline,
+                        due: deadline,
                     },
                 );
                 out.push(delivery(seq, key, payload, 1));
@@ -1124,13 +1126,14 @@ fn replayed_rows(conn: &Connection, topic: &str, group: &str) -> PortResult<Vec<
 
 /// Adds put-back dead letters to a group's in-flight set, deliverable now, delivery count reset.
 fn put_back(g: &mut GroupState, seqs: Vec<i64>) {
+    let now = Instant::now();
     for seq in seqs {
         if g.replayed.insert(seq) {
             g.pending.insert(
                 seq,
                 InFlight {
                     deliveries: 0,
-                    deadline_ms: 0,
+                    due: now,
                 },
             );
         }
