@@ -180,7 +180,8 @@ pub(crate) struct Rollover {
 }
 
 /// Which windows rolled over since `last` (window → period id at the last check). Windows never
-/// checked before are not rollovers.
+/// checked before are not rollovers, nor a period before the one seen last (the clock stepped
+/// back: that period is not over, and the one seen last is still live).
 pub(crate) fn rollovers(
     calendar: &Calendar,
     windows: &[Window],
@@ -192,7 +193,7 @@ pub(crate) fn rollovers(
         .filter_map(|&window| {
             let (current, previous) = live_periods(calendar, window, now_ms);
             match last.get(&window) {
-                Some(id) if *id != current.id => {
+                Some(id) if *id != current.id && !later_than(calendar, window, id, &current) => {
                     // Back from the one just ended to the one seen last.
                     let (mut period, mut ended) = (previous, Vec::new());
                     loop {
@@ -215,6 +216,14 @@ pub(crate) fn rollovers(
             }
         })
         .collect()
+}
+
+/// Whether the period `id` of `window` starts after `current` (a clock stepped back sees a
+/// period again that had ended). An id that cannot be read is not later.
+fn later_than(calendar: &Calendar, window: Window, id: &str, current: &Period) -> bool {
+    calendar
+        .parse_period(window, id)
+        .is_ok_and(|period| period.from > current.from)
 }
 
 /// The snapshot schedule and what is still due.
@@ -466,11 +475,17 @@ impl Snapshotter {
         Ok(())
     }
 
-    /// Drops boards of `window` older than the previous period from the rank store.
+    /// Drops boards of `window` older than the previous period from the rank store (none later
+    /// than the current one: the clock may have stepped back).
     async fn sweep(&self, window: Window, now_ms: i64) -> Result<(), PortError> {
-        let (current, previous) = live_periods(&self.state.config.calendar, window, now_ms);
+        let calendar = &self.state.config.calendar;
+        let (current, previous) = live_periods(calendar, window, now_ms);
         for board in self.state.ranks.boards().await? {
-            if board.window == window && board.period != current.id && board.period != previous.id {
+            if board.window == window
+                && board.period != current.id
+                && board.period != previous.id
+                && !later_than(calendar, window, &board.period, &current)
+            {
                 self.state.ranks.drop_board(&board).await?;
                 tracing::info!(%window, period = %board.period, "archived board dropped");
             }
@@ -538,6 +553,34 @@ pub(crate) mod tests {
         assert!(parse_cron("0 0 */5 * * * * *").is_err());
         assert!(parse_cron("61 * * * *").is_err());
         assert!(parse_cron("").is_err());
+    }
+
+    /// A clock stepped back across midnight sees the day before again: that is no rollover (the
+    /// day seen last is still the live one), and the day after, it rolls over once, as usual.
+    #[test]
+    fn a_clock_stepped_back_is_no_rollover() {
+        let cal = Calendar::default();
+        let windows = [Window::Daily, Window::Weekly];
+        let after_midnight = T + 1000;
+        let last: BTreeMap<_, _> = windows
+            .iter()
+            .map(|&w| (w, cal.period_at_ms(w, after_midnight).id))
+            .collect();
+        assert!(
+            rollovers(&cal, &windows, T, &last).is_empty(),
+            "stepped back"
+        );
+        assert!(rollovers(&cal, &windows, T - 86_400_000, &last).is_empty());
+        // A day later (a Monday): Sunday ended, and ISO week 47 with it.
+        let r = rollovers(&cal, &windows, after_midnight + 86_400_000, &last);
+        let ended: Vec<_> = r.iter().map(|r| (r.window, r.ended.clone())).collect();
+        assert_eq!(
+            ended,
+            [
+                (Window::Daily, vec!["2026-11-22".to_owned()]),
+                (Window::Weekly, vec!["2026-W47".to_owned()])
+            ]
+        );
     }
 
     #[test]
