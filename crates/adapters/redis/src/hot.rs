@@ -1,8 +1,9 @@
 //! Hot state on Redis (idempotency, rate windows, blocks, login attempts, view cache), single node
 //! or Redis Cluster.
 //!
-//! Every operation touches one key, so it is atomic and cluster-safe without hash tags. Keys
-//! (after an optional prefix):
+//! Every operation touches one key, so it is atomic and cluster-safe without hash tags; the
+//! batched reads of blocks (one `MGET`) and counts of rate windows (one script on a single node,
+//! one per player on a cluster) touch each key on its own. Keys (after an optional prefix):
 //! - `hot:idem:<key>` — JSON `{"fp": <fingerprint>, "nonce": <the claim's>?, "answer": {status,
 //!   body}?}` with a TTL, a claim's extended by its request while that runs (a claim carries its
 //!   call's nonce, an answered record none; a release that knows no nonce reads past it, and a
@@ -21,10 +22,12 @@
 //! Scripts that read then write (idempotency, rate windows, strikes, attempts) run as Lua, so concurrent
 //! callers on any number of replicas see one order.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::{stream, StreamExt, TryStreamExt};
 use liveops_core::now_ms;
 use liveops_core::ports::hot::MAX_STRIKES;
 use liveops_core::ports::{
@@ -109,15 +112,27 @@ return 1
 "#
 );
 
-/// Adds ARGV[1] hits to the window KEYS[1] unless that passes the limit ARGV[2]; the window
-/// lives ARGV[3] ms. Returns 1 if counted, 0 if refused (and not counted).
+/// Adds ARGV[2 + i] hits to the window KEYS[i], for each key in order, unless that passes the
+/// limit ARGV[1]; a window lives ARGV[2] ms. A key may repeat: once refused, it is refused for
+/// the rest of the call. Returns, per key, 1 if counted, 0 if refused (and not counted).
 const RATE_LUA: &str = r"
-local count = tonumber(redis.call('GET', KEYS[1]) or '0')
-local n = tonumber(ARGV[1])
-if count + n > tonumber(ARGV[2]) then return 0 end
-redis.call('INCRBY', KEYS[1], n)
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
+local max = tonumber(ARGV[1])
+local refused, out = {}, {}
+for i, key in ipairs(KEYS) do
+  local n = tonumber(ARGV[i + 2])
+  out[i] = 0
+  if not refused[key] then
+    local count = tonumber(redis.call('GET', key) or '0')
+    if count + n > max then
+      refused[key] = true
+    else
+      redis.call('INCRBY', key, n)
+      redis.call('PEXPIRE', key, ARGV[2])
+      out[i] = 1
+    end
+  end
+end
+return out
 ";
 
 /// Sets the block KEYS[1] to end at ARGV[1] (living ARGV[2] ms) for strikes up to ARGV[3],
@@ -303,6 +318,18 @@ fn corrupt(what: &str, err: impl std::fmt::Display) -> PortError {
     PortError::Corrupt(format!("{what}: {err}"))
 }
 
+/// The end of a block read back as `until` (absent, or an unblock's negative mark: none), if
+/// after `now`.
+fn block_end(until: Option<String>, now: i64) -> PortResult<Option<i64>> {
+    let Some(until) = until else {
+        return Ok(None);
+    };
+    let until: i64 = until
+        .parse()
+        .map_err(|e| corrupt("reading a block's end", e))?;
+    Ok((until > now).then_some(until))
+}
+
 impl RedisHotState {
     /// A store over `conn`, with keys under `hot:`.
     pub fn new(conn: RedisConn) -> Self {
@@ -432,21 +459,88 @@ impl Idempotency for RedisHotState {
     }
 }
 
+/// Most players whose rate windows a cluster counts at once (each is one script call).
+const CLUSTER_RATE_CALLS: usize = 256;
+
+impl RedisHotState {
+    /// Counts `hits` (`(player, n)`, a player's entries in order) in the windows of `second`
+    /// with one script call: on a cluster, every entry must be the same player's.
+    async fn count_hits(
+        &self,
+        hits: &[(&str, u32)],
+        max: u32,
+        second: i64,
+    ) -> PortResult<Vec<RateDecision>> {
+        let mut call = self.scripts.rate.prepare_invoke();
+        call.arg(max).arg(RATE_KEY_TTL_MS);
+        for &(player, n) in hits {
+            call.key(self.key("rate", &format!("{player}:{second}")))
+                .arg(n);
+        }
+        let counted: Vec<i64> = self.conn.invoke("hot.rate_hit", &call).await?;
+        if counted.len() != hits.len() {
+            return Err(corrupt(
+                "counting rate windows",
+                format!("{} answers to {} hits", counted.len(), hits.len()),
+            ));
+        }
+        Ok(counted
+            .into_iter()
+            .map(|c| match c {
+                1 => RateDecision::Allowed,
+                _ => RateDecision::Limited { retry_after_s: 1 },
+            })
+            .collect())
+    }
+}
+
 #[async_trait]
 impl RateLimiter for RedisHotState {
     async fn rate_hit(&self, player: &str, n: u32, max: u32) -> PortResult<RateDecision> {
         let second = now_ms().div_euclid(1000);
-        let mut call = self.scripts.rate.prepare_invoke();
-        call.key(self.key("rate", &format!("{player}:{second}")))
-            .arg(n)
-            .arg(max)
-            .arg(RATE_KEY_TTL_MS);
-        let counted: i64 = self.conn.invoke("hot.rate_hit", &call).await?;
-        Ok(if counted == 1 {
-            RateDecision::Allowed
-        } else {
-            RateDecision::Limited { retry_after_s: 1 }
-        })
+        let decisions = self.count_hits(&[(player, n)], max, second).await?;
+        Ok(decisions
+            .into_iter()
+            .next()
+            .unwrap_or(RateDecision::Limited { retry_after_s: 1 }))
+    }
+
+    /// One script call on a single node; on a cluster one per player (their windows lie in
+    /// different slots), sent side by side.
+    async fn rate_hits(&self, hits: &[(&str, u32)], max: u32) -> PortResult<Vec<RateDecision>> {
+        let second = now_ms().div_euclid(1000);
+        if hits.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !self.conn.is_cluster() {
+            return self.count_hits(hits, max, second).await;
+        }
+        // Each player's entries, in order, with where their answers go.
+        let mut players: Vec<(Vec<usize>, Vec<(&str, u32)>)> = Vec::new();
+        let mut at: HashMap<&str, usize> = HashMap::new();
+        for (i, &hit) in hits.iter().enumerate() {
+            let k = *at.entry(hit.0).or_insert_with(|| {
+                players.push((Vec::new(), Vec::new()));
+                players.len() - 1
+            });
+            players[k].0.push(i);
+            players[k].1.push(hit);
+        }
+        let calls: Vec<_> = players
+            .iter()
+            .map(|(_, own)| self.count_hits(own, max, second))
+            .collect();
+        let answers: Vec<Vec<RateDecision>> = stream::iter(calls)
+            .buffered(CLUSTER_RATE_CALLS)
+            .try_collect()
+            .await?;
+        let mut out = vec![RateDecision::Limited { retry_after_s: 1 }; hits.len()];
+        for ((entries, _), decisions) in players.iter().zip(answers) {
+            for (&i, decision) in entries.iter().zip(decisions) {
+                out[i] = decision;
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -475,13 +569,30 @@ impl Blocklist for RedisHotState {
                 redis::cmd("GET").arg(self.key("block", player)),
             )
             .await?;
-        let Some(until) = until else {
-            return Ok(None);
-        };
-        let until: i64 = until
-            .parse()
-            .map_err(|e| corrupt("reading a block's end", e))?;
-        Ok((until > now_ms()).then_some(until))
+        block_end(until, now_ms())
+    }
+
+    /// One `MGET` (a cluster's client splits it by slot and sends the parts side by side).
+    async fn blocked_until_each(&self, players: &[&str]) -> PortResult<Vec<Option<i64>>> {
+        if players.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = players.iter().map(|p| self.key("block", p)).collect();
+        let found: Vec<Option<String>> = self
+            .conn
+            .query("hot.blocked_until", redis::cmd("MGET").arg(keys))
+            .await?;
+        if found.len() != players.len() {
+            return Err(corrupt(
+                "reading blocks",
+                format!("{} answers to {} players", found.len(), players.len()),
+            ));
+        }
+        let now = now_ms();
+        found
+            .into_iter()
+            .map(|until| block_end(until, now))
+            .collect()
     }
 
     async fn add_strike(&self, player: &str, strike: Strike<'_>) -> PortResult<u32> {

@@ -126,6 +126,23 @@ impl RedisRankStore {
         format!("{}lb:boards", self.prefix)
     }
 
+    /// The pipelines that drop `board`: its set goes with `UNLINK`, not `DEL` (a board of a
+    /// million players is freed off Redis's main thread), and its name leaves the registry;
+    /// both in one transaction on a single node, side by side on a cluster (other slots).
+    fn drop_plan(&self, board: &Board, cluster: bool) -> Vec<Pipeline> {
+        let mut unlink = redis::pipe();
+        unlink.cmd("UNLINK").arg(self.key(board)).ignore();
+        let unregister = self.registry_pipe("SREM", board_name(board));
+        if cluster {
+            return vec![unlink, unregister];
+        }
+        unlink.atomic();
+        for cmd in unregister.cmd_iter() {
+            unlink.add_command(cmd.clone()).ignore();
+        }
+        vec![unlink]
+    }
+
     /// A pipeline running `cmd` (`SADD` or `SREM`) on the registry with the board names `names`.
     fn registry_pipe(&self, cmd: &str, names: impl redis::ToRedisArgs) -> Pipeline {
         let mut pipe = redis::pipe();
@@ -296,18 +313,8 @@ impl RankStore for RedisRankStore {
     }
 
     async fn drop_board(&self, board: &Board) -> PortResult<()> {
-        let mut del = redis::pipe();
-        del.cmd("DEL").arg(self.key(board)).ignore();
-        let unregister = self.registry_pipe("SREM", board_name(board));
-        if self.conn.is_cluster() {
-            self.send("rank.drop_board", vec![del, unregister]).await
-        } else {
-            del.atomic();
-            for cmd in unregister.cmd_iter() {
-                del.add_command(cmd.clone()).ignore();
-            }
-            self.send("rank.drop_board", vec![del]).await
-        }
+        let plan = self.drop_plan(board, self.conn.is_cluster());
+        self.send("rank.drop_board", plan).await
     }
 
     /// Boards in the registry whose sorted set exists (a board that expired or was loaded
@@ -479,6 +486,20 @@ mod tests {
             vec![("SADD".to_owned(), "t:lb:boards".to_owned())]
         );
         assert!(store.raise_plan(&[], true).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_board_is_dropped_with_unlink_and_unregistered() {
+        let store = store().await;
+        let b = board(Window::Weekly, "2026-W47");
+        let unlink = ("UNLINK".to_owned(), "t:lb:{weekly:2026-W47}".to_owned());
+        let srem = ("SREM".to_owned(), "t:lb:boards".to_owned());
+        let single = store.drop_plan(&b, false);
+        assert_eq!(single.len(), 1, "one transaction");
+        assert_eq!(commands(&single[0]), [unlink.clone(), srem.clone()]);
+        let cluster = store.drop_plan(&b, true);
+        let cluster: Vec<_> = cluster.iter().map(commands).collect();
+        assert_eq!(cluster, [vec![unlink], vec![srem]]);
     }
 
     #[test]

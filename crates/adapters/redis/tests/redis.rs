@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use liveops_core::ports::{
-    Blocklist, Board, Health, IdemState, Idempotency, PortError, RankStore, RateLimiter,
-    ScoreTotal, StoredAnswer, ViewCache,
+    Blocklist, Board, Health, IdemState, Idempotency, PortError, RankStore, RateDecision,
+    RateLimiter, ScoreTotal, StoredAnswer, ViewCache,
 };
 use liveops_core::Window;
 use liveops_redis::{ClaimNonce, RedisConn, RedisHotState, RedisRankStore};
@@ -179,6 +179,50 @@ async fn a_batch_of_500_totals_on_one_board_is_one_round_trip() {
     assert_eq!(store.size(&b).await.unwrap(), 25_000);
     assert_eq!(store.rank(&b, "p249").await.unwrap().unwrap().rank, 1);
     store.drop_board(&b).await.unwrap();
+}
+
+/// What screening a batch of 500 players costs: their blocks and rate windows one player at a
+/// time (as the gateway did), then in one call each; the round trips of each way.
+async fn screening_500_players(conn: &RedisConn, hot: &RedisHotState) -> (u64, u64) {
+    let names: Vec<String> = (0..500).map(|i| format!("p{i:03}")).collect();
+    let players: Vec<&str> = names.iter().map(String::as_str).collect();
+    let now = liveops_core::now_ms();
+    hot.block("p007", now, now + 60_000).await.unwrap();
+    // Every master loads the script first (a load is a round trip of its own).
+    let warm: Vec<String> = (0..64).map(|i| format!("w{i}")).collect();
+    let warm: Vec<(&str, u32)> = warm.iter().map(|w| (w.as_str(), 1)).collect();
+    hot.rate_hits(&warm, 100).await.unwrap();
+    let before = conn.round_trips();
+    for player in &players {
+        if hot.blocked_until(player).await.unwrap().is_none() {
+            hot.rate_hit(player, 1, 100).await.unwrap();
+        }
+    }
+    let one_by_one = conn.round_trips() - before;
+    let before = conn.round_trips();
+    let blocks = hot.blocked_until_each(&players).await.unwrap();
+    let hits: Vec<(&str, u32)> = players.iter().map(|&p| (p, 1)).collect();
+    let decisions = hot.rate_hits(&hits, 100).await.unwrap();
+    let batched = conn.round_trips() - before;
+    assert_eq!(blocks.iter().filter(|b| b.is_some()).count(), 1);
+    assert_eq!(blocks[7], Some(now + 60_000));
+    assert!(decisions.iter().all(|d| *d == RateDecision::Allowed));
+    (one_by_one, batched)
+}
+
+#[tokio::test]
+async fn screening_a_batch_of_500_players_is_two_round_trips_not_a_thousand() {
+    let (conn, hot, _) = single_hot_state("screen").await;
+    assert_eq!(screening_500_players(&conn, &hot).await, (999, 2));
+}
+
+#[tokio::test]
+async fn on_the_cluster_screening_500_players_reads_their_blocks_in_one_call() {
+    let conn = connect(&cluster_urls()).await;
+    let hot = RedisHotState::new(conn.clone()).with_prefix(&prefix("screen"));
+    // The MGET counts once (the client splits it by slot, side by side); the rate windows lie
+    // in 500 slots: one script call per player, side by side.
+    assert_eq!(screening_500_players(&conn, &hot).await, (999, 1 + 500));
 }
 
 #[tokio::test]

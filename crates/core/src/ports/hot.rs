@@ -2,6 +2,7 @@
 //! without a key is held and answered under its signature, ADR 0017), per-player rate windows,
 //! blocks and strikes, login attempts, and the view cache.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -108,6 +109,24 @@ pub trait RateLimiter: Health {
     /// Counts `n` events for `player` in the current one-second window against `max`.
     /// A refused hit is not counted.
     async fn rate_hit(&self, player: &str, n: u32, max: u32) -> PortResult<RateDecision>;
+    /// [`Self::rate_hit`] for each `(player, n)` of `hits`, in order, in one round trip where
+    /// the store can; a player refused once is refused (with that answer, not counted) for the
+    /// rest of the call, so hits of one event each admit a player's events while room lasts.
+    async fn rate_hits(&self, hits: &[(&str, u32)], max: u32) -> PortResult<Vec<RateDecision>> {
+        let mut refused: HashMap<&str, RateDecision> = HashMap::new();
+        let mut out = Vec::with_capacity(hits.len());
+        for &(player, n) in hits {
+            let decision = match refused.get(player) {
+                Some(&decision) => decision,
+                None => self.rate_hit(player, n, max).await?,
+            };
+            if decision != RateDecision::Allowed {
+                refused.insert(player, decision);
+            }
+            out.push(decision);
+        }
+        Ok(out)
+    }
 }
 
 /// Fairness strikes and the blocks they lead to.
@@ -120,6 +139,15 @@ pub trait Blocklist: Health {
     async fn block(&self, player: &str, from_ms: i64, until_ms: i64) -> PortResult<bool>;
     /// When the player's block ends (unix ms), if blocked now.
     async fn blocked_until(&self, player: &str) -> PortResult<Option<i64>>;
+    /// [`Self::blocked_until`] for each of `players`, in order, in one round trip where the
+    /// store can.
+    async fn blocked_until_each(&self, players: &[&str]) -> PortResult<Vec<Option<i64>>> {
+        let mut out = Vec::with_capacity(players.len());
+        for player in players {
+            out.push(self.blocked_until(player).await?);
+        }
+        Ok(out)
+    }
     /// Records `strike` for `player`, unless its id is recorded already (a redelivered batch
     /// strikes again harmlessly); returns the strikes in the strike's `window` that ends at its
     /// `at_ms` (later ones not counted: a late strike is judged on its own window). The

@@ -13,7 +13,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::guard::{dropped, hot_state_failed, refused, screen};
+use crate::guard::{dropped, hot_state_failed, refused, screen_all};
 use crate::idempotency::{message_event_id, respond_once, EventIds, IdempotencyHeader};
 use crate::ingest::{envelope, publish};
 use crate::{GatewayConfig, GatewayState};
@@ -313,19 +313,22 @@ async fn accept_batch(
         }
     }
 
-    let mut admitted: Vec<usize> = Vec::new();
     let events_of = |player: &String| by_player.get(player).map(Vec::as_slice).unwrap_or_default();
-    for (k, player) in players.iter().enumerate() {
-        let ids = events_of(player);
-        let verdicts = match screen(state, player, ids.len(), now).await {
-            Ok(verdicts) => verdicts,
-            Err(error) => {
-                // The whole batch is refused: what was admitted, and every event not screened.
-                let waiting: usize = players[k..].iter().map(|p| events_of(p).len()).sum();
-                return Err(hot_state_failed(error, (admitted.len() + waiting) as u64));
-            }
-        };
-        for (&i, verdict) in ids.iter().zip(verdicts) {
+    let screened: Vec<(&str, usize)> = players
+        .iter()
+        .map(|p| (p.as_str(), events_of(p).len()))
+        .collect();
+    let verdicts = match screen_all(state, &screened, now).await {
+        Ok(verdicts) => verdicts,
+        Err(error) => {
+            // The whole batch is refused: every valid event, none of them counted yet.
+            let waiting: usize = screened.iter().map(|&(_, n)| n).sum();
+            return Err(hot_state_failed(error, waiting as u64));
+        }
+    };
+    let mut admitted: Vec<usize> = Vec::new();
+    for (player, verdicts) in players.iter().zip(verdicts) {
+        for (&i, verdict) in events_of(player).iter().zip(verdicts) {
             match verdict {
                 Ok(()) => admitted.push(i),
                 Err(problem) => results[i] = Some(ItemResult::rejected(i, problem)),

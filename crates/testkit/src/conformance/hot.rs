@@ -40,12 +40,14 @@ pub async fn run_all(hot: Arc<dyn HotState>) {
     attempts_count_per_key_and_are_forgotten(h).await;
     attempts_within_a_limit_are_checked_and_recorded_at_once(hot.clone()).await;
     cache_round_trip(h).await;
+    blocks_read_in_one_call(h).await;
     // The checks that wait for the clock run side by side.
     tokio::join!(
         idem_claims_expire(h),
         idem_a_lapsed_claim_is_not_finished_over_another(h),
         idem_extended_claims_outlive_their_ttl(h),
         rate_window_per_second(h),
+        rate_hits_count_in_order_in_one_call(h),
         blocks_hold_until_they_expire(h),
         cache_entries_expire(h),
     );
@@ -287,14 +289,27 @@ async fn next_second() {
     tokio::time::sleep(Duration::from_millis((1000 - into) as u64 + 20)).await;
 }
 
+/// Runs `check` until one run of it starts and ends within one wall-clock second (a slow
+/// backend may cross a boundary; at most a few tries), and returns what it gave.
+async fn in_one_second<T, F: std::future::Future<Output = T>>(mut check: impl FnMut() -> F) -> T {
+    for attempt in 0.. {
+        next_second().await;
+        let second = now_ms().div_euclid(1000);
+        let seen = check().await;
+        if now_ms().div_euclid(1000) == second {
+            return seen;
+        }
+        assert!(attempt < 3, "rate checks keep crossing a second boundary");
+    }
+    unreachable!("the loop returns or fails")
+}
+
 /// Counts per player in fixed one-second windows aligned to wall-clock seconds; a refused hit
 /// is not counted; a new second starts from zero.
 pub async fn rate_window_per_second(hot: &dyn HotState) {
     let limited = RateDecision::Limited { retry_after_s: 1 };
-    // A window check must run inside one second; retry if a slow backend crossed a boundary.
-    for attempt in 0.. {
-        next_second().await;
-        let second = now_ms().div_euclid(1000);
+    let allowed = RateDecision::Allowed;
+    let (p, seen) = in_one_second(move || async move {
         let (p, q) = (fresh_key("rate-p"), fresh_key("rate-q"));
         let mut seen = Vec::new();
         for _ in 0..6 {
@@ -304,23 +319,84 @@ pub async fn rate_window_per_second(hot: &dyn HotState) {
         seen.push(ok(hot.rate_hit(&q, 6, 5).await, "rate_hit"));
         seen.push(ok(hot.rate_hit(&q, 5, 5).await, "rate_hit"));
         seen.push(ok(hot.rate_hit(&q, 1, 5).await, "rate_hit"));
-        if now_ms().div_euclid(1000) != second {
-            assert!(attempt < 3, "rate checks keep crossing a second boundary");
-            continue;
+        (p, seen)
+    })
+    .await;
+    assert_eq!(
+        seen,
+        vec![allowed, allowed, allowed, allowed, allowed, limited, limited, allowed, limited]
+    );
+    next_second().await;
+    assert_eq!(
+        ok(hot.rate_hit(&p, 5, 5).await, "rate_hit"),
+        allowed,
+        "a new second starts from zero"
+    );
+}
+
+/// Rate hits in one call count as one by one, in order, except that a player refused once
+/// stays refused for the rest of the call (not counted); nothing asked, nothing answered.
+pub async fn rate_hits_count_in_order_in_one_call(hot: &dyn HotState) {
+    let limited = RateDecision::Limited { retry_after_s: 1 };
+    let allowed = RateDecision::Allowed;
+    let (seen, after) = in_one_second(move || async move {
+        let (p, q, r) = (
+            fresh_key("hits-p"),
+            fresh_key("hits-q"),
+            fresh_key("hits-r"),
+        );
+        let hits = [
+            (p.as_str(), 3),
+            (q.as_str(), 6),
+            (r.as_str(), 1),
+            (p.as_str(), 3),
+            (q.as_str(), 5),
+            (p.as_str(), 2),
+            (r.as_str(), 1),
+        ];
+        let seen = ok(hot.rate_hits(&hits, 5).await, "rate_hits");
+        // p counted 3, q nothing, r 2.
+        let mut after = Vec::new();
+        for (player, n) in [(&p, 2), (&p, 1), (&q, 5), (&r, 3), (&r, 1)] {
+            after.push(ok(hot.rate_hit(player, n, 5).await, "rate_hit"));
         }
-        let allowed = RateDecision::Allowed;
-        assert_eq!(
-            seen,
-            vec![allowed, allowed, allowed, allowed, allowed, limited, limited, allowed, limited]
-        );
-        next_second().await;
-        assert_eq!(
-            ok(hot.rate_hit(&p, 5, 5).await, "rate_hit"),
-            allowed,
-            "a new second starts from zero"
-        );
-        return;
+        (seen, after)
+    })
+    .await;
+    assert_eq!(
+        seen,
+        [allowed, limited, allowed, limited, limited, limited, allowed],
+        "(p 3, q 6, r 1, p 3, q 5, p 2, r 1) against 5"
+    );
+    assert_eq!(after, [allowed, limited, allowed, allowed, limited]);
+    assert_eq!(ok(hot.rate_hits(&[], 5).await, "rate_hits"), []);
+}
+
+/// Blocks read in one call answer as one by one, in order, a player asked twice answered
+/// twice, an unblocked player as never blocked; nothing asked, nothing answered.
+pub async fn blocks_read_in_one_call(hot: &dyn HotState) {
+    let now = now_ms();
+    let [long, never, lifted] = ["each-long", "each-never", "each-lifted"].map(fresh_key);
+    for player in [&long, &lifted] {
+        assert!(ok(hot.block(player, now, now + 60_000).await, "block"));
     }
+    ok(hot.unblock(&lifted, LONG).await, "unblock");
+    let asked = [
+        long.as_str(),
+        never.as_str(),
+        lifted.as_str(),
+        long.as_str(),
+    ];
+    let each = ok(hot.blocked_until_each(&asked).await, "blocked_until_each");
+    assert_eq!(each, [Some(now + 60_000), None, None, Some(now + 60_000)]);
+    let one_by_one = [
+        ok(hot.blocked_until(&long).await, "blocked_until"),
+        ok(hot.blocked_until(&never).await, "blocked_until"),
+        ok(hot.blocked_until(&lifted).await, "blocked_until"),
+    ];
+    assert_eq!(each[..3], one_by_one);
+    let none = hot.blocked_until_each(&[]).await;
+    assert_eq!(ok(none, "blocked_until_each"), []);
 }
 
 /// A block reads back while in the future, can be extended but not shortened, and ends by
