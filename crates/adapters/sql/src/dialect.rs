@@ -21,6 +21,15 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 /// A whole board's scores, read off the async threads.
 pub type BulkRead = BoxFuture<'static, PortResult<Vec<(String, i64)>>>;
 
+/// `migrator` passing over migrations the database has applied that this release does not know:
+/// during a rolling update the first new pod migrates, and the old release's pods that start
+/// after it (restarts, scale-ups, a stalled rollout) must still open the database. Migrations
+/// only add (ADR 0031); those this release knows are still checked against their checksums.
+pub(crate) const fn tolerating_newer(migrator: Migrator) -> Migrator {
+    let mut migrator = migrator;
+    migrator.ignore_missing = true;
+    migrator
+}
 /// A sqlx driver the repository runs on: SQLite always, PostgreSQL and MySQL/MariaDB behind the
 /// `postgres` and `mysql` features.
 pub trait Dialect: Database + HasStatementCache + Sized {
@@ -91,6 +100,9 @@ pub trait Dialect: Database + HasStatementCache + Sized {
         None
     }
 
+    /// Whether an `UPDATE` can answer the rows it changed (`RETURNING`): not on MySQL/MariaDB.
+    const UPDATE_RETURNING: bool = true;
+
     /// How many rows an `UPDATE` or `DELETE` matched. (Not for telling an insert from a kept
     /// duplicate: MySQL counts both as 1; read the row back, or insert with [`Self::skip_taken`].)
     fn rows_affected(result: &Self::QueryResult) -> u64;
@@ -153,6 +165,8 @@ pub struct Upserts {
     /// `fairness_stats`: add a batch's statistics to a type's (Chan et al.'s parallel update, as
     /// `Welford::merge`).
     pub merge_stats: &'static str,
+    /// `campaign_entrant_counts`: add the row's `entrants` to its stripe's (an entrant counted).
+    pub count_entrant: &'static str,
 }
 
 /// SQLite and PostgreSQL: `ON CONFLICT (key) DO ..` with `excluded`.
@@ -184,6 +198,8 @@ pub const ON_CONFLICT: Upserts = Upserts {
                   m2 = fairness_stats.m2 + excluded.m2 + (excluded.mean - fairness_stats.mean) \
                     * (excluded.mean - fairness_stats.mean) * fairness_stats.samples \
                     * excluded.samples / (fairness_stats.samples + excluded.samples)",
+    count_entrant: " ON CONFLICT (campaign_id, stripe) DO UPDATE SET \
+                    entrants = campaign_entrant_counts.entrants + excluded.entrants",
 };
 
 /// Pool and call bounds shared by the server backends (PostgreSQL, MySQL).

@@ -30,7 +30,7 @@ use liveops_core::stores::{
 use liveops_core::{Health, PortError, PortResult};
 
 pub use dialect::Dialect;
-pub use live::inbox_page_statement;
+pub use live::{inbox_page_statement, DUE_CAMPAIGNS};
 #[cfg(feature = "mysql")]
 pub use mysql::MySqlRepository;
 #[cfg(feature = "postgres")]

@@ -10,7 +10,7 @@ macro_rules! impl_live_stores {
             use liveops_core::stores::{
                 ActiveKeys, ApiKeyInfo, ApiKeyStore, Attempt, AuditEntry, AuditLog, Campaign,
                 CampaignEvent, CampaignPage, CampaignState, CampaignStore, ClaimOutcome, Delivery, DeliveryLog, DeliveryPage,
-                DistributionRetention, DueDelivery, Entered, Entry, EntryStore, InboxClaim, InboxMessage, InboxPage, InboxStore,
+                DistributionRetention, DueDelivery, Entered, EntriesSummary, Entry, EntryStore, InboxClaim, InboxMessage, InboxPage, InboxStore,
                 Keyed, KeyedOutcome, ListedAudit, ListedMessage, LiveEventStores, OperatorRecord, OperatorStore,
                 OperatorUpdate, Outcome, OutcomeStore, OutcomeSummary, PlayerXp, Redelivery, RequestKey,
                 RequestKeys, Session, Sessions, UndeliveredEvent, Webhook, WebhookStore,
@@ -100,6 +100,9 @@ macro_rules! impl_live_stores {
                     fn entrants_page(campaign_id: &str, after: Option<&str>, limit: u32) -> Vec<String>;
                     fn entrant_count(campaign_id: &str) -> u64;
                     fn entries_of(player_id: &str, campaign_ids: &[String]) -> Vec<Entry>;
+                    fn entries_summary(
+                        player_id: &str, campaign_ids: &[String], slots: &[String],
+                    ) -> Vec<EntriesSummary>;
                 }
 
                 impl OutcomeStore {
@@ -114,7 +117,7 @@ macro_rules! impl_live_stores {
                 }
 
                 impl InboxStore {
-                    fn settle(campaign_id: &str, player_id: &str, message: &InboxMessage) -> bool;
+                    fn settle(campaign_id: &str, messages: &[InboxMessage]) -> u64;
                     fn send_messages(
                         keyed: Option<&Keyed>, messages: &[InboxMessage], audit: &AuditEntry,
                     ) -> KeyedOutcome;

@@ -575,6 +575,15 @@ const DATA: &[DataStep] = &[
         done_when: "SELECT CAST(EXISTS \
              (SELECT 1 FROM inbox_messages WHERE position IS NOT NULL) AS SIGNED)",
     },
+    // The entrant counts of the entries written so far, in one statement: once a count is
+    // there, it is done (and over no entry there is nothing to count). Processes of this release
+    // write counts only once every migration succeeded.
+    DataStep {
+        version: 18,
+        begins: "INSERT INTO campaign_entrant_counts",
+        done_when: "SELECT CAST(EXISTS (SELECT 1 FROM campaign_entrant_counts) \
+             OR NOT EXISTS (SELECT 1 FROM campaign_entries) AS SIGNED)",
+    },
 ];
 
 /// Migration `version`'s statements (`sql`, its file), each with how its effect is found; an

@@ -11,13 +11,13 @@ use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlTypeInfo, MySqlValueRef};
 use sqlx::{Executor, MySql, Type};
 
-use super::dialect::{db_error, server, Dialect, MigrationLock, Text, Upserts};
+use super::dialect::{db_error, server, tolerating_newer, Dialect, MigrationLock, Text, Upserts};
 use super::repository::SqlRepository;
 
 /// The repository on MySQL or MariaDB.
 pub type MySqlRepository = SqlRepository<MySql>;
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations/mysql");
+static MIGRATOR: Migrator = tolerating_newer(sqlx::migrate!("./migrations/mysql"));
 
 /// MySQL and MariaDB: `ON DUPLICATE KEY UPDATE`. Assignments apply left to right, and each one
 /// here reads only its own column, so every right-hand side sees the row as it was (a snapshot's
@@ -54,6 +54,7 @@ pub const ON_DUPLICATE_KEY: Upserts = Upserts {
                   mean = mean + (VALUES(mean) - mean) * VALUES(samples) \
                     / (samples + VALUES(samples)), \
                   samples = samples + VALUES(samples)",
+    count_entrant: " ON DUPLICATE KEY UPDATE entrants = entrants + VALUES(entrants)",
 };
 
 impl Dialect for MySql {
@@ -72,6 +73,8 @@ impl Dialect for MySql {
     const CALL_TIMEOUT: Option<Duration> = Some(server::CALL_TIMEOUT);
     // The unique key of migration 0003 is named after its first column (ADR 0013).
     const ENTRIES_IN_KEY_ORDER: &'static str = "campaign_entries FORCE INDEX (campaign_id)";
+    // MariaDB answers `RETURNING` on `INSERT` and `DELETE` only, MySQL on none.
+    const UPDATE_RETURNING: bool = false;
 
     const MIGRATION_SESSION: Option<&'static str> = None;
     const MIGRATION_LOCK: Option<&'static MigrationLock> = Some(&MigrationLock {

@@ -15,7 +15,8 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::Postgres;
 
 use super::dialect::{
-    db_error, number_placeholders, server, Dialect, MigrationLock, Upserts, ON_CONFLICT,
+    db_error, number_placeholders, server, tolerating_newer, Dialect, MigrationLock, Upserts,
+    ON_CONFLICT,
 };
 use super::replica::ReplicaPosition;
 use super::repository::SqlRepository;
@@ -23,7 +24,7 @@ use super::repository::SqlRepository;
 /// The repository on PostgreSQL.
 pub type PgRepository = SqlRepository<Postgres>;
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+static MIGRATOR: Migrator = tolerating_newer(sqlx::migrate!("./migrations/postgres"));
 
 impl Dialect for Postgres {
     const MAX_BIND: usize = server::MAX_BIND;

@@ -23,7 +23,7 @@ impl Server for MySql {
     const VAR: &'static str = "LIVEOPS_TEST_MYSQL_URL";
     const MIGRATIONS: &'static str = "migrations/mysql";
     /// 0008 widens the outcome columns, MySQL's MEDIUMTEXT being the only such bound.
-    const VERSIONS: &'static [i64] = &[1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+    const VERSIONS: &'static [i64] = &[1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17, 18];
     const SCHEMES: &'static [&'static str] = &["mysql", "mariadb", "MariaDB"];
     const FOREIGN: Option<&'static str> = if cfg!(feature = "postgres") {
         Some("postgres")
@@ -81,19 +81,8 @@ impl Server for MySql {
     /// `ref`, whose order is the position's), and a filesort sorts only what the sides gave (a
     /// derived table), never the table's rows.
     fn reads_each_inbox_side_in_order(plan: &str) -> bool {
-        fn walk<'a>(node: &'a serde_json::Value, found: &mut Vec<&'a serde_json::Value>) {
-            match node {
-                serde_json::Value::Object(fields) => {
-                    found.push(node);
-                    fields.values().for_each(|v| walk(v, found));
-                }
-                serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, found)),
-                _ => {}
-            }
-        }
         let plan: serde_json::Value = serde_json::from_str(plan).unwrap();
-        let mut nodes = Vec::new();
-        walk(&plan, &mut nodes);
+        let nodes = plan_nodes(&plan);
         let sides: Vec<_> = nodes
             .iter()
             .filter(|n| n["table_name"] == "inbox_messages")
@@ -110,6 +99,23 @@ impl Server for MySql {
 }
 
 server::server_tests!(MySql);
+
+/// Every object of a JSON plan (`EXPLAIN FORMAT=JSON`), the plan's own first.
+fn plan_nodes(plan: &serde_json::Value) -> Vec<&serde_json::Value> {
+    fn walk<'a>(node: &'a serde_json::Value, found: &mut Vec<&'a serde_json::Value>) {
+        match node {
+            serde_json::Value::Object(fields) => {
+                found.push(node);
+                fields.values().for_each(|v| walk(v, found));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, found)),
+            _ => {}
+        }
+    }
+    let mut nodes = Vec::new();
+    walk(plan, &mut nodes);
+    nodes
+}
 
 /// Migrations that meet a lock, or that a start left unfinished (ADR 0030).
 mod unfinished_migrations {
@@ -393,4 +399,35 @@ mod unfinished_migrations {
         assert_eq!(positions().await, [(Some(-1),)], "numbered once");
         db.drop(repo.pool()).await;
     }
+}
+
+/// The scheduler's read, among years of finished campaigns: each half reads `campaigns` along
+/// an index (the live ones whose end has come along `campaigns_by_end`, 0018), a `range` or
+/// `ref` access, never the whole table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn due_campaigns_are_read_along_their_indexes() {
+    let db = server::FreshDb::<MySql>::new("due_plans").await;
+    let repo = MySqlRepository::open(&db.url).await.unwrap();
+    repo.migrate().await.unwrap();
+    let plan =
+        sql_support::due_campaigns_plan(repo.pool(), "EXPLAIN FORMAT=JSON", "ANALYZE TABLE").await;
+    let json: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let nodes = plan_nodes(&json);
+    let reads: Vec<_> = nodes
+        .iter()
+        .filter(|n| n["table_name"] == "campaigns")
+        .collect();
+    let indexed = ["range", "ref"];
+    assert_eq!(reads.len(), 2, "{plan}");
+    assert!(
+        reads
+            .iter()
+            .all(|n| indexed.contains(&n["access_type"].as_str().unwrap_or_default())),
+        "{plan}"
+    );
+    assert!(
+        reads.iter().any(|n| n["key"] == "campaigns_by_end"),
+        "{plan}"
+    );
+    db.drop(repo.pool()).await;
 }

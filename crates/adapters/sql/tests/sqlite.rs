@@ -101,6 +101,68 @@ async fn repository_state_survives_reopening_and_migrations_rerun() {
     repo.healthcheck().await.unwrap();
 }
 
+/// Released migration files never change (ADR 0031): every file under `migrations/` is listed
+/// in `migrations/RELEASED.sha256` with the SHA-256 it was released with. sqlx refuses a
+/// database whose applied file changed since, so a mistake is mended by a new migration.
+#[test]
+fn released_migrations_never_change() {
+    use sha2::{Digest, Sha256};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let listed = std::fs::read_to_string(root.join("RELEASED.sha256")).unwrap();
+    let listed: std::collections::BTreeMap<String, String> = listed
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (hash, file) = l
+                .split_once("  ")
+                .expect("`<sha256>  <dialect>/<file>` lines");
+            (file.to_owned(), hash.to_owned())
+        })
+        .collect();
+    let mut found = std::collections::BTreeMap::new();
+    for dialect in ["mysql", "postgres", "sqlite"] {
+        for entry in std::fs::read_dir(root.join(dialect)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = format!("{dialect}/{}", path.file_name().unwrap().to_string_lossy());
+            found.insert(
+                name,
+                hex::encode(Sha256::digest(std::fs::read(&path).unwrap())),
+            );
+        }
+    }
+    for (file, hash) in &listed {
+        match found.get(file) {
+            None => panic!("{file} was released and is gone: restore it"),
+            Some(now) => assert_eq!(
+                now, hash,
+                "{file} changed after its release: restore it and mend with a new migration"
+            ),
+        }
+    }
+    let unlisted: Vec<_> = found.keys().filter(|f| !listed.contains_key(*f)).collect();
+    assert!(
+        unlisted.is_empty(),
+        "not in migrations/RELEASED.sha256: {unlisted:?}; once final, add each with \
+         `sha256sum <dialect>/<file> >> RELEASED.sha256` in the migrations folder"
+    );
+}
+
+/// A database a newer release migrated (a version this one does not know is applied) still
+/// migrates and serves: the embedded default rolled back to the release before, its data kept.
+#[tokio::test]
+async fn a_database_a_newer_release_migrated_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("newer.db");
+    let repo = repo_at(&path).await;
+    sqlx::query(sql_support::A_NEWER_MIGRATION)
+        .execute(repo.pool())
+        .await
+        .unwrap();
+    drop(repo);
+    let again = repo_at(&path).await;
+    again.healthcheck().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_taken_while_scores_are_committed_holds_whole_commits_only() {
     use liveops_core::ports::{Board, ScoreDelta};
@@ -382,4 +444,37 @@ async fn an_inbox_page_reads_each_side_down_to_its_size() {
             "{sql}: {plan}"
         );
     }
+}
+
+/// The scheduler's read, among years of finished campaigns, searches the scheduled ones whose
+/// start has come along `campaigns_by_state` and the live ones whose end has along
+/// `campaigns_by_end` (0018), never scanning the table, and finds the 20 due.
+#[tokio::test]
+async fn due_campaigns_are_searched_along_their_indexes() {
+    let (_dir, repo, pool) = unmigrated().await;
+    repo.migrate().await.unwrap();
+    for insert in sql_support::fill_campaigns() {
+        sqlx::query(&insert).execute(&pool).await.unwrap();
+    }
+    sqlx::query("ANALYZE").execute(&pool).await.unwrap();
+    let sql = sql_support::due_statement();
+    let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let plan = rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ");
+    assert!(
+        plan.contains("SEARCH campaigns USING INDEX campaigns_by_state (state=? AND starts_at<?)"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("SEARCH campaigns USING INDEX campaigns_by_end (state=? AND ends_at<?)"),
+        "{plan}"
+    );
+    assert!(!plan.contains("SCAN campaigns"), "{plan}");
+    let due: Vec<(String,)> = sqlx::query_as(&format!("SELECT id FROM ({sql}) AS d"))
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 20, "{due:?}");
 }

@@ -73,14 +73,11 @@ pub enum ClaimOutcome {
 /// The player inbox.
 #[async_trait]
 pub trait InboxStore: Health {
-    /// Writes a winner's message and marks them settled for the campaign, in one transaction;
-    /// `false` (nothing written) if they were settled before.
-    async fn settle(
-        &self,
-        campaign_id: &str,
-        player_id: &str,
-        message: &InboxMessage,
-    ) -> PortResult<bool>;
+    /// Pays a group of a campaign's winners in one transaction: each message (its `player_id`
+    /// is the winner; one to every player is refused as `Corrupt`) is written and its winner
+    /// marked settled for the campaign, unless they were settled before (then nothing of theirs
+    /// is written); how many were written.
+    async fn settle(&self, campaign_id: &str, messages: &[InboxMessage]) -> PortResult<u64>;
     /// Sends operator messages with their audit entry, once per key if `keyed`: a send under
     /// a key used before writes nothing and says what the first send answered.
     async fn send_messages(

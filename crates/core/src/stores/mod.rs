@@ -27,7 +27,8 @@ pub use operators::{
     OperatorStore, OperatorUpdate, Role, Session, Sessions,
 };
 pub use participation::{
-    Award, Entered, Entry, EntryStore, Outcome, OutcomeStore, OutcomeSummary, PlayerXp,
+    Award, Entered, EntriesSummary, Entry, EntryStore, Outcome, OutcomeStore, OutcomeSummary,
+    PlayerXp,
 };
 pub use processed::ProcessedEvents;
 pub use progress::{

@@ -54,10 +54,45 @@ pub trait EntryStore: Health {
         after: Option<&str>,
         limit: u32,
     ) -> PortResult<Vec<String>>;
-    /// How many distinct players entered.
+    /// How many distinct players entered: counted as each player's first entry in the campaign
+    /// is written, so reading it does not read the entries.
     async fn entrant_count(&self, campaign_id: &str) -> PortResult<u64>;
     /// A player's entries in any of `campaign_ids`.
     async fn entries_of(&self, player_id: &str, campaign_ids: &[String]) -> PortResult<Vec<Entry>>;
+    /// A player's entries in each of `campaign_ids` they entered, summed up: one per campaign,
+    /// in no order, whatever the number of entries (a player's campaign list).
+    async fn entries_summary(
+        &self,
+        player_id: &str,
+        campaign_ids: &[String],
+        slots: &[String],
+    ) -> PortResult<Vec<EntriesSummary>> {
+        let mut summed = std::collections::HashMap::<String, EntriesSummary>::new();
+        for e in self.entries_of(player_id, campaign_ids).await? {
+            let in_slots = slots.contains(&e.slot);
+            let s = summed
+                .entry(e.campaign_id.clone())
+                .or_insert_with(|| EntriesSummary {
+                    campaign_id: e.campaign_id,
+                    last_entered_at_ms: e.entered_at_ms,
+                    in_slots,
+                });
+            s.last_entered_at_ms = s.last_entered_at_ms.max(e.entered_at_ms);
+            s.in_slots |= in_slots;
+        }
+        Ok(summed.into_values().collect())
+    }
+}
+
+/// A player's entries in one campaign, summed up ([`EntryStore::entries_summary`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntriesSummary {
+    /// Which campaign.
+    pub campaign_id: String,
+    /// When they last entered it, unix ms.
+    pub last_entered_at_ms: i64,
+    /// Whether one of their entries in it is in one of the slots asked about.
+    pub in_slots: bool,
 }
 
 /// One player's prize.

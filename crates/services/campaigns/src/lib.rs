@@ -28,7 +28,7 @@ mod routes;
 mod scheduler;
 
 pub use model::{CampaignChange, CampaignList, CampaignView, Eligibility, NewCampaign};
-pub use players::{PlayerCampaign, PlayerCampaigns};
+pub use players::{LiveCampaigns, PlayerCampaign, PlayerCampaigns, LIVE_FRESH};
 pub use scheduler::{run_scheduler, step};
 
 /// Largest request body on the campaign routes.
@@ -77,10 +77,15 @@ pub struct CampaignsState {
     pub xp: Arc<dyn PlayerXp>,
     /// The answers of creates under an `Idempotency-Key`.
     pub requests: Arc<dyn RequestKeys>,
+    /// The live campaigns read last, for players' lists.
+    pub live: Arc<LiveCampaigns>,
 }
 
 liveops_http::from_state!(CampaignsState { auth: OperatorAuth });
-liveops_module::from_context!(CampaignsState(config: Arc<CampaignsConfig>) {
+liveops_module::from_context!(CampaignsState(
+    config: Arc<CampaignsConfig>,
+    live: Arc<LiveCampaigns>,
+) {
     auth, campaigns, entries, xp, requests
 });
 
@@ -145,7 +150,7 @@ impl ModuleArgs for CampaignsArgs {
             curve: ctx.shared.level_curve.clone(),
             tick,
         };
-        let state = CampaignsState::from_context(ctx, Arc::new(config)).await?;
+        let state = CampaignsState::from_context(ctx, Arc::new(config), Arc::default()).await?;
         let campaigns = state.campaigns.clone();
         let scheduler = Task::new("campaign scheduler", move |stop| {
             run_scheduler(campaigns, tick, stop)

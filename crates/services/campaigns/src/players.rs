@@ -1,6 +1,10 @@
 //! `GET /players/{id}/campaigns`: the live campaigns a player may enter (their level is high
 //! enough), each with whether they entered in its current slot.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
 use axum::extract::State;
 use liveops_core::stores::{
     Campaign, CampaignPage, CampaignState, CampaignStore, EntryLimit, Reward,
@@ -16,8 +20,13 @@ use crate::CampaignsState;
 /// Live campaigns read per query (all of them are read, a page at a time).
 const LIVE_PAGE: u32 = 500;
 /// Most pages read for one answer (10 000 live campaigns): a bound on what one unauthenticated
-/// request costs; past it the newest are answered and a warning logged.
+/// request costs, and on what a process keeps; past it the newest are answered and a warning
+/// logged.
 const LIVE_PAGES: usize = 20;
+/// How long the live campaigns read are served again to players' lists: a campaign that went
+/// live, was cancelled or ended shows so in them at most this late (one past its end is never
+/// listed: its end is compared with the time of each request).
+pub const LIVE_FRESH: Duration = Duration::from_secs(1);
 
 /// Every live campaign, newest created first, up to [`LIVE_PAGES`] pages.
 async fn live_campaigns(store: &dyn CampaignStore) -> PortResult<Vec<Campaign>> {
@@ -44,6 +53,42 @@ async fn live_campaigns(store: &dyn CampaignStore) -> PortResult<Vec<Campaign>> 
         );
     }
     Ok(all)
+}
+
+/// The live campaigns last read, per process, served again for [`LIVE_FRESH`]: every player's
+/// list used to read them all (a live campaign's fields no longer change, but its state does).
+/// One request reads them at a time; the others wait for it and serve what it read.
+#[derive(Default)]
+pub struct LiveCampaigns {
+    /// The list and when its read began.
+    kept: Mutex<Option<(Instant, Arc<Vec<Campaign>>)>>,
+    /// Held while the list is read.
+    reading: tokio::sync::Mutex<()>,
+}
+
+impl LiveCampaigns {
+    /// The list kept, if its read began within [`LIVE_FRESH`] of `now`.
+    fn fresh(&self, now: Instant) -> Option<Arc<Vec<Campaign>>> {
+        let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        let (at, list) = kept.as_ref()?;
+        (now.saturating_duration_since(*at) < LIVE_FRESH).then(|| list.clone())
+    }
+
+    /// Every live campaign ([`live_campaigns`]), as read at most [`LIVE_FRESH`] ago.
+    async fn read(&self, store: &dyn CampaignStore) -> PortResult<Arc<Vec<Campaign>>> {
+        if let Some(list) = self.fresh(Instant::now()) {
+            return Ok(list);
+        }
+        let _reading = self.reading.lock().await;
+        // Read by another request while this one waited.
+        if let Some(list) = self.fresh(Instant::now()) {
+            return Ok(list);
+        }
+        let began = Instant::now();
+        let list = Arc::new(live_campaigns(store).await?);
+        *self.kept.lock().unwrap_or_else(PoisonError::into_inner) = Some((began, list.clone()));
+        Ok(list)
+    }
 }
 
 /// A live campaign as a player sees it.
@@ -101,26 +146,37 @@ pub(crate) async fn list_player_campaigns(
     let level = cfg
         .curve
         .level(state.xp.season_xp(player.as_str(), season).await?);
-    let mut live: Vec<_> = live_campaigns(&*state.campaigns)
+    let mut live: Vec<Campaign> = state
+        .live
+        .read(&*state.campaigns)
         .await?
-        .into_iter()
+        .iter()
         // Still live until the scheduler's next tick moves it, but past its end: not enterable.
         .filter(|c| c.min_level <= level && c.ends_at_ms > now)
+        .cloned()
         .collect();
     live.sort_by_key(|c| (c.ends_at_ms, c.id.clone()));
     let ids: Vec<String> = live.iter().map(|c| c.id.clone()).collect();
-    let entries = state.entries.entries_of(player.as_str(), &ids).await?;
+    // The current slot of each campaign is one of these (a campaign's entries are all in slots
+    // of its own limit): one row per campaign entered, whatever its number of entries.
+    let slots = [EntryLimit::Once.slot(now), EntryLimit::Daily.slot(now)];
+    let mine: HashMap<String, _> = state
+        .entries
+        .entries_summary(player.as_str(), &ids, &slots)
+        .await?
+        .into_iter()
+        .map(|s| (s.campaign_id.clone(), s))
+        .collect();
     Ok(Json(PlayerCampaigns {
         player_id: PlayerId::as_str(&player).to_owned(),
         level,
         campaigns: live
             .into_iter()
             .map(|c| {
-                let mine: Vec<_> = entries.iter().filter(|e| e.campaign_id == c.id).collect();
-                let current = c.entry_limit.slot(now);
+                let mine = mine.get(&c.id);
                 PlayerCampaign {
-                    entered: mine.iter().any(|e| e.slot == current),
-                    entered_at: mine.iter().map(|e| e.entered_at_ms).max().map(rfc3339),
+                    entered: mine.is_some_and(|m| m.in_slots),
+                    entered_at: mine.map(|m| rfc3339(m.last_entered_at_ms)),
                     campaign_id: c.id,
                     title: c.title,
                     description: c.description,

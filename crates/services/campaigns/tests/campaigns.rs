@@ -10,9 +10,13 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use axum::Router;
-use liveops_campaigns::{router, CampaignList, CampaignView, CampaignsConfig, CampaignsState};
+use liveops_campaigns::{
+    router, CampaignList, CampaignView, CampaignsConfig, CampaignsState, PlayerCampaigns,
+    LIVE_FRESH,
+};
 use liveops_core::stores::{
-    Campaign, CampaignState, OperatorRecord, OperatorStore, Reward, Role, Sessions, Tier,
+    Campaign, CampaignState, CampaignStore, Entry, EntryLimit, EntryStore, OperatorRecord,
+    OperatorStore, Reward, Role, Sessions, Tier,
 };
 use liveops_core::{now_ms, utc_ms, Calendar, LevelCurve, Window};
 use liveops_http::{rfc3339, token_hash, OperatorAuth, Problem};
@@ -85,6 +89,7 @@ impl TestApp {
             entries: self.repo.clone(),
             xp: self.repo.clone(),
             requests: self.repo.clone(),
+            live: Default::default(),
         })
     }
 }
@@ -318,4 +323,68 @@ async fn the_campaign_list_pages_through_every_campaign() {
             "{bad}: {p:?}"
         );
     }
+}
+
+/// A player's list: each live campaign they may enter, whether they entered in its current slot
+/// (today, for a daily one) and when they last entered, however many entries they have in it; a
+/// cancelled campaign is gone from it once the live campaigns read are `LIVE_FRESH` old.
+#[tokio::test]
+async fn a_players_list_shows_their_last_entry_and_drops_a_cancelled_campaign() {
+    let app = spawn_app().await;
+    let routes = app.router(Calendar::default(), vec![Window::Daily]);
+    let daily = Campaign {
+        entry_limit: EntryLimit::Daily,
+        ..campaign("daily_list")
+    };
+    let (once, other) = (campaign("once_list"), campaign("other_list"));
+    for c in [&daily, &once, &other] {
+        create_in(&*app.repo, c, CampaignState::Live).await;
+    }
+    let now = now_ms();
+    let player = "player_list";
+    for (c, at_ms) in [
+        (&daily, now - 2 * DAY_MS),
+        (&daily, now - DAY_MS),
+        (&once, now - HOUR_MS),
+    ] {
+        let entry = Entry {
+            entry_id: format!("ent_{}_{at_ms}", c.id),
+            campaign_id: c.id.clone(),
+            player_id: player.into(),
+            slot: c.entry_limit.slot(at_ms),
+            entered_at_ms: at_ms,
+            request_sig: format!("sig_{}_{at_ms}", c.id),
+        };
+        app.repo.enter(&entry).await.unwrap();
+    }
+    let uri = format!("/players/{player}/campaigns");
+    let list: PlayerCampaigns = send(&routes, "GET", &uri, None).await.unwrap();
+    let shown = |list: &PlayerCampaigns, c: &Campaign| {
+        let found = list.campaigns.iter().find(|p| p.campaign_id == c.id);
+        found.map(|p| (p.entered, p.entered_at.clone()))
+    };
+    assert_eq!(
+        shown(&list, &daily),
+        Some((false, Some(rfc3339(now - DAY_MS)))),
+        "not today; last yesterday"
+    );
+    assert_eq!(
+        shown(&list, &once),
+        Some((true, Some(rfc3339(now - HOUR_MS))))
+    );
+    assert_eq!(shown(&list, &other), Some((false, None)));
+    let cancelled = app
+        .repo
+        .advance(
+            &once.id,
+            CampaignState::Live,
+            CampaignState::Cancelled,
+            None,
+        )
+        .await;
+    assert!(cancelled.unwrap());
+    tokio::time::sleep(LIVE_FRESH).await;
+    let list: PlayerCampaigns = send(&routes, "GET", &uri, None).await.unwrap();
+    assert_eq!(shown(&list, &once), None, "{list:?}");
+    assert_eq!(list.campaigns.len(), 2, "{list:?}");
 }

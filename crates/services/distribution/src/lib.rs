@@ -1,5 +1,6 @@
 //! The distribution service: pays campaign winners into the player inbox exactly once
-//! ([`settle_ended`]: each winner's message and settlement mark in one transaction), lets
+//! ([`settle_ended`]: each winner's message and settlement mark in one transaction, a few
+//! hundred winners per transaction), lets
 //! players claim messages for signed receipts (the same receipts on every later claim), lets
 //! operators send messages, and delivers campaign events to webhooks (signed, retried with
 //! exponential backoff, dead-lettered after [`MAX_ATTEMPTS`] once `WEBHOOK_RETRY_SEC` old).
@@ -44,8 +45,9 @@ pub struct DistributionArgs {
     /// How often ended campaigns are settled, milliseconds.
     #[arg(long, env = "SETTLE_TICK_MS", default_value_t = 1000)]
     pub settle_tick_ms: u64,
-    /// TEST ONLY: a pause after each winner settled, milliseconds, so a test can kill the
-    /// process in the middle of a settlement. Leave at 0.
+    /// TEST ONLY: a pause per winner settled, milliseconds, taken after each group (of 10
+    /// winners while this is set), so a test can kill the process in the middle of a
+    /// settlement. Leave at 0.
     #[arg(long, env = "SETTLE_DELAY_MS", default_value_t = 0, hide = true)]
     pub settle_delay_ms: u64,
     /// Let webhooks target private, loopback and link-local addresses (tests, closed networks).
@@ -78,7 +80,7 @@ pub struct DistributionConfig {
     pub claim_window: Duration,
     /// How often settlement runs.
     pub settle_tick: Duration,
-    /// Test only: a pause after each winner settled.
+    /// Test only: a pause per winner settled, taken after each group.
     pub settle_delay: Duration,
     /// Whether webhooks may target private addresses.
     pub allow_private: bool,

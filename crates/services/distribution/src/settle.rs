@@ -1,7 +1,7 @@
 //! Settlement: every ended campaign with an outcome pays each winner into their inbox, then
-//! moves to `settled`. Each winner is one transaction writing their message and their settlement
-//! mark (campaign, player), so a crash at any point and a re-run (here or on another replica)
-//! never writes a second message; the move to `settled` is the conditional update every state
+//! moves to `settled`. Winners are paid in groups of [`GROUP`], each one transaction writing
+//! their messages and settlement marks (campaign, player), so a crash at any point and a re-run
+//! (here or on another replica) never writes a second message; the move to `settled` is the conditional update every state
 //! change is, with the `campaign.settled` event. A tick takes the newest-created page of ended
 //! campaigns and the next page past it ([`liveops_module::tick::Rotation`]), so with more than a
 //! page ended the older ones are settled a page per tick.
@@ -18,6 +18,15 @@ use crate::DistributionState;
 
 /// Most ended campaigns looked at per tick (a page; the next tick takes the next page).
 const BATCH: u32 = 100;
+
+/// Winners paid per transaction: one commit and one take of the inbox's position counter for a
+/// few hundred messages (10 000 winners: 50 transactions, not 10 000), each well within every
+/// backend's statement bounds, and the counter held for a group's few statements.
+const GROUP: usize = 200;
+
+/// Winners per transaction while the test-only `SETTLE_DELAY_MS` is set: a settlement of a
+/// hundred winners then spans several commits, for a test to kill the process between two.
+const DELAYED_GROUP: usize = 10;
 
 /// Runs settlement every tick until `stop`.
 pub async fn run_settler(
@@ -107,14 +116,22 @@ async fn settle(state: &DistributionState, c: &Campaign, claim_ms: i64) -> PortR
     let Some(outcome) = state.outcomes.outcome_summary(&c.id).await? else {
         return Ok(false);
     };
-    let mut written = 0usize;
-    for award in &outcome.awards {
-        let m = message(c, &outcome, award, now_ms(), claim_ms);
-        if state.inbox.settle(&c.id, &award.player_id, &m).await? {
-            written += 1;
-        }
-        if !state.config.settle_delay.is_zero() {
-            tokio::time::sleep(state.config.settle_delay).await;
+    let delay = state.config.settle_delay;
+    let group = if delay.is_zero() {
+        GROUP
+    } else {
+        DELAYED_GROUP
+    };
+    let mut written = 0u64;
+    for awards in outcome.awards.chunks(group) {
+        let now = now_ms();
+        let messages: Vec<InboxMessage> = awards
+            .iter()
+            .map(|award| message(c, &outcome, award, now, claim_ms))
+            .collect();
+        written += state.inbox.settle(&c.id, &messages).await?;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay * u32::try_from(awards.len()).unwrap_or(u32::MAX)).await;
         }
     }
     let event = CampaignEvent {

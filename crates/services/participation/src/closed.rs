@@ -1,8 +1,7 @@
-//! What a process keeps of campaigns that take no more entries (ended, settled or cancelled):
-//! their entrant counts, and their decided draws' answers. Neither changes any more, so each is
-//! read or written out once and served again as it is. Of campaigns still taking entries it
-//! keeps the entrant count and the draw's answers for [`OPEN_COUNT_FRESH`], so paging through one
-//! counts it once and a loop of reads of its draw reads every entrant once in that time.
+//! What a process keeps of campaigns' draws: a decided draw's answers, which do not change any
+//! more, so each is written out once and served again as it is; an undecided one's for
+//! [`OPEN_COUNT_FRESH`], so a loop of reads of its draw reads every entrant once in that time.
+//! (Entrant counts are not kept: the repository keeps them as entries are written.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -14,10 +13,8 @@ use axum::body::Bytes;
 const DRAWS: usize = 16;
 /// Most bytes of draw answers kept, together (a million entrants' list is about 20 MB).
 const DRAW_BYTES: usize = 64 * 1024 * 1024;
-/// Most entrant counts kept.
-const COUNTS: usize = 1024;
-/// How long the entrant count of a campaign still taking entries is served again: a page of a
-/// live campaign says how many had entered at most this long ago.
+/// How long an undecided draw's answer is served again: it says who had entered at most this
+/// long ago.
 pub const OPEN_COUNT_FRESH: Duration = Duration::from_secs(5);
 
 /// Values read last, up to a number of them and a total weight; least recently read go first.
@@ -69,15 +66,9 @@ impl<K: PartialEq, V: Clone> Recent<K, V> {
 pub struct ClosedCampaigns {
     /// Decided draws' JSON answers, by campaign id and whether they list the entrants.
     draws: Recent<(String, bool), Bytes>,
-    /// Entrant counts, by campaign id.
-    counts: Recent<String, u64>,
-    /// Entrant counts of campaigns still taking entries, and when each was read.
-    open_counts: Recent<String, (u64, Instant)>,
     /// Undecided draws' JSON answers, by campaign id and whether they list the entrants, and
     /// when each was written.
     open_draws: Recent<(String, bool), (Bytes, Instant)>,
-    /// Campaigns whose entrants are being counted for their cap, one count at a time each.
-    counting: Mutex<std::collections::HashSet<String>>,
     draw_hits: AtomicU64,
     draw_misses: AtomicU64,
 }
@@ -89,14 +80,11 @@ impl Default for ClosedCampaigns {
 }
 
 impl ClosedCampaigns {
-    /// Keeps up to `draws` draw answers of `draw_bytes` together (and 1024 entrant counts).
+    /// Keeps up to `draws` draw answers of `draw_bytes` together.
     pub fn new(draws: usize, draw_bytes: usize) -> Self {
         Self {
             draws: Recent::new(draws, draw_bytes, Bytes::len),
-            counts: Recent::new(COUNTS, 0, |_| 0),
-            open_counts: Recent::new(COUNTS, 0, |_| 0),
             open_draws: Recent::new(draws, draw_bytes, |(json, _)| json.len()),
-            counting: Mutex::default(),
             draw_hits: AtomicU64::new(0),
             draw_misses: AtomicU64::new(0),
         }
@@ -136,51 +124,6 @@ impl ClosedCampaigns {
     pub fn keep_open_draw(&self, campaign_id: &str, with_list: bool, json: Bytes, at: Instant) {
         self.open_draws
             .keep((campaign_id.to_owned(), with_list), (json, at));
-    }
-
-    /// The entrant count kept for the campaign, if any.
-    pub fn entrant_count(&self, campaign_id: &str) -> Option<u64> {
-        self.counts.get(&campaign_id.to_owned())
-    }
-
-    /// Keeps a closed campaign's entrant count.
-    pub fn keep_entrant_count(&self, campaign_id: &str, count: u64) {
-        self.counts.keep(campaign_id.to_owned(), count);
-    }
-
-    /// The entrant count of a campaign still taking entries, if read within
-    /// `OPEN_COUNT_FRESH` of `now`.
-    pub fn open_entrant_count(&self, campaign_id: &str, now: Instant) -> Option<u64> {
-        let (count, fresh) = self.last_open_entrant_count(campaign_id, now)?;
-        fresh.then_some(count)
-    }
-
-    /// Keeps the entrant count of a campaign still taking entries, read at `at`.
-    pub fn keep_open_entrant_count(&self, campaign_id: &str, count: u64, at: Instant) {
-        self.open_counts.keep(campaign_id.to_owned(), (count, at));
-    }
-
-    /// The last entrant count taken of a campaign still taking entries, however old, and
-    /// whether it is still fresh at `now` (read within `OPEN_COUNT_FRESH`).
-    pub fn last_open_entrant_count(&self, campaign_id: &str, now: Instant) -> Option<(u64, bool)> {
-        let (count, at) = self.open_counts.get(&campaign_id.to_owned())?;
-        Some((count, now.saturating_duration_since(at) < OPEN_COUNT_FRESH))
-    }
-
-    /// Notes a count of `campaign_id`'s entrants as under way: `false` if one already is.
-    pub fn begin_count(&self, campaign_id: &str) -> bool {
-        self.counting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(campaign_id.to_owned())
-    }
-
-    /// Notes the count of `campaign_id`'s entrants as done.
-    pub fn end_count(&self, campaign_id: &str) {
-        self.counting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(campaign_id);
     }
 
     /// How many draw reads were answered from what was kept.
@@ -225,38 +168,6 @@ mod tests {
         kept.keep_draw("e", true, json(11));
         assert_eq!(kept.draw("e", true, now), None);
         assert_eq!(kept.draw("b", true, now), Some(json(4)));
-    }
-
-    #[test]
-    fn counts_are_kept_by_campaign_up_to_their_number() {
-        let kept = ClosedCampaigns::default();
-        assert_eq!(kept.entrant_count("cmp_0"), None);
-        for i in 0..=COUNTS {
-            kept.keep_entrant_count(&format!("cmp_{i}"), i as u64);
-        }
-        assert_eq!(kept.entrant_count("cmp_0"), None, "the first went");
-        assert_eq!(kept.entrant_count("cmp_1"), Some(1));
-        assert_eq!(
-            kept.entrant_count(&format!("cmp_{COUNTS}")),
-            Some(COUNTS as u64)
-        );
-    }
-
-    #[test]
-    fn an_open_campaign_s_count_is_served_again_only_while_fresh() {
-        let kept = ClosedCampaigns::default();
-        let read = Instant::now();
-        assert_eq!(kept.open_entrant_count("c1", read), None);
-        kept.keep_open_entrant_count("c1", 7, read);
-        assert_eq!(kept.open_entrant_count("c1", read), Some(7));
-        let later = read + OPEN_COUNT_FRESH - Duration::from_millis(1);
-        assert_eq!(kept.open_entrant_count("c1", later), Some(7));
-        assert_eq!(kept.open_entrant_count("c1", read + OPEN_COUNT_FRESH), None);
-        assert_eq!(
-            kept.open_entrant_count("c2", read),
-            None,
-            "another campaign"
-        );
     }
 
     #[test]

@@ -92,7 +92,7 @@ pub struct ParticipationState {
     pub scores: Arc<dyn ScoreStore>,
     /// Holds taken while deciding a campaign, so one replica reads its entrants at a time.
     pub holds: Arc<dyn Idempotency>,
-    /// What is kept of closed campaigns (entrant counts, decided draws' answers).
+    /// What is kept of campaigns' draws (decided draws' answers, undecided ones' for a while).
     pub closed: Arc<ClosedCampaigns>,
 }
 

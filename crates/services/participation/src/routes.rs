@@ -5,7 +5,7 @@
 //! in the current slot (the campaign, or the UTC day for `daily`) is `409 entry-limit-reached`.
 
 use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -241,30 +241,16 @@ pub(crate) async fn enter_campaign(
 }
 
 /// Whether `campaign` takes `player`: 409 `campaign-full` for a player not in it yet once it
-/// holds `CAMPAIGN_MAX_ENTRANTS` players, by the last count taken. A count older than
-/// [`crate::closed::OPEN_COUNT_FRESH`] (or none) is taken again in the background, one at a time
-/// per campaign, so no entry waits for it; a campaign may pass its cap by the new players of
-/// those few seconds.
+/// holds `CAMPAIGN_MAX_ENTRANTS` players, by its entrant count (one key read: the count is kept
+/// as entries are written); a campaign may pass its cap by the new players entering at that
+/// very moment, whose entries are not committed yet.
 async fn room_for(
     state: &ParticipationState,
     campaign: &Campaign,
     player: &str,
 ) -> Result<(), Problem> {
-    let last = state
-        .closed
-        .last_open_entrant_count(&campaign.id, Instant::now());
-    let stale = last.is_none_or(|(_, fresh)| !fresh);
-    if stale && state.closed.begin_count(&campaign.id) {
-        let (state, campaign) = (state.clone(), campaign.clone());
-        tokio::spawn(async move {
-            if let Err(problem) = entrant_count(&state, &campaign).await {
-                tracing::debug!(campaign = %campaign.id, ?problem, "entrants not counted");
-            }
-            state.closed.end_count(&campaign.id);
-        });
-    }
     let max = state.config.max_entrants;
-    if last.is_none_or(|(count, _)| count < max) {
+    if state.entries.entrant_count(&campaign.id).await? < max {
         return Ok(());
     }
     let ids = std::slice::from_ref(&campaign.id);
@@ -338,58 +324,13 @@ pub(crate) async fn list_entrants(
     }))
 }
 
-/// How many distinct players entered `campaign`: kept for good once it takes no more entries;
-/// while it does, counted at most once per [`crate::closed::OPEN_COUNT_FRESH`] per process.
-/// Every count is taken under a whole-list turn (it reads every entry), so paging through a
-/// campaign, or many pages asked for at once, does not count it each time.
+/// How many distinct players entered `campaign`, as counted when each first entered (one key
+/// read, exact at once).
 pub(crate) async fn entrant_count(
     state: &ParticipationState,
     campaign: &Campaign,
 ) -> Result<u64, Problem> {
-    if let Some(count) = state.closed.entrant_count(&campaign.id) {
-        return Ok(count);
-    }
-    // Entries hold the campaign's row and need it live: past live, none comes any more.
-    let open = [
-        CampaignState::Draft,
-        CampaignState::Scheduled,
-        CampaignState::Live,
-    ]
-    .contains(&campaign.state);
-    if open {
-        if let Some(count) = state
-            .closed
-            .open_entrant_count(&campaign.id, Instant::now())
-        {
-            return Ok(count);
-        }
-    }
-    // A finished campaign's count, not kept yet (after a restart, or pushed out of what is
-    // kept), reads every entry too: under a turn, or many requests at once would each count it
-    // and hold the pool.
-    let _turn = whole_list_turn().await?;
-    // Another request may have counted while this one waited for its turn.
-    let kept = if open {
-        state
-            .closed
-            .open_entrant_count(&campaign.id, Instant::now())
-    } else {
-        state.closed.entrant_count(&campaign.id)
-    };
-    if let Some(count) = kept {
-        return Ok(count);
-    }
-    if !open {
-        let count = state.entries.entrant_count(&campaign.id).await?;
-        state.closed.keep_entrant_count(&campaign.id, count);
-        return Ok(count);
-    }
-    let read = Instant::now();
-    let count = state.entries.entrant_count(&campaign.id).await?;
-    state
-        .closed
-        .keep_open_entrant_count(&campaign.id, count, read);
-    Ok(count)
+    Ok(state.entries.entrant_count(&campaign.id).await?)
 }
 
 #[cfg(test)]

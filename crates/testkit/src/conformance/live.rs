@@ -12,10 +12,10 @@ use std::sync::Arc;
 use liveops_core::ports::Health;
 use liveops_core::stores::{
     ApiKeyInfo, Attempt, AuditEntry, Award, Campaign, CampaignEvent, CampaignPage, CampaignState,
-    CampaignStore, ClaimOutcome, Delivery, DeliveryPage, DeliveryState, Entered, Entry, EntryLimit,
-    InboxBelow, InboxClaim, InboxMessage, InboxPage, Keyed, KeyedOutcome, ListedMessage,
-    LiveEventStores, OperatorRecord, OperatorUpdate, Outcome, ProgressCommit, ProgressStore,
-    RequestKey, Reward, Role, Webhook, WebhookStore, XpGain,
+    CampaignStore, ClaimOutcome, Delivery, DeliveryPage, DeliveryState, DueDelivery, Entered,
+    EntriesSummary, Entry, EntryLimit, InboxBelow, InboxClaim, InboxMessage, InboxPage, Keyed,
+    KeyedOutcome, ListedMessage, LiveEventStores, OperatorRecord, OperatorUpdate, Outcome,
+    ProgressCommit, ProgressStore, RequestKey, Reward, Role, Webhook, WebhookStore, XpGain,
 };
 use liveops_core::{now_ms, PortError, PortResult, Receipt};
 
@@ -42,6 +42,7 @@ pub async fn run_all<S: LiveStores + 'static>(repo: Arc<S>) {
     a_large_draw_is_recorded_whole(r).await;
     season_xp_reads_progression(r).await;
     settlement_writes_one_message_per_winner(r).await;
+    settlement_pays_a_group_once_per_winner(r).await;
     keyed_writes_happen_once(r).await;
     claims_issue_one_set_of_receipts(r).await;
     inbox_pages_continue_where_the_last_ended(r).await;
@@ -49,12 +50,15 @@ pub async fn run_all<S: LiveStores + 'static>(repo: Arc<S>) {
     webhook_deliveries_are_queued_once_and_leased_once(r).await;
     dead_deliveries_are_sent_again_on_request(r).await;
     leases_take_a_few_deliveries_of_each_webhook(r).await;
+    leases_pass_over_a_capped_backlog_in_due_order(r).await;
+    leases_at_once_take_each_delivery_once(repo.clone()).await;
     large_events_are_sized_and_queued_whole(r).await;
     campaign_events_get_public_ids_of_their_own(r).await;
     distribution_rows_past_their_retention_are_purged(repo.clone()).await;
     concurrent_writers_agree(repo.clone()).await;
     claims_at_once_are_answered_each_alone(repo.clone()).await;
-    entries_at_once_are_answered_each_alone(repo).await;
+    entries_at_once_are_answered_each_alone(repo.clone()).await;
+    entrants_at_once_are_counted_once_each(repo).await;
 }
 
 /// An audit entry of `action` on `target` by the conformance actor, now.
@@ -912,15 +916,11 @@ pub async fn settlement_writes_one_message_per_winner(repo: &dyn LiveStores) {
     let campaign_id = format!("cmp_settle_{}", suffix());
     let player = format!("winner_{}", suffix());
     let first = message(Some(&player), Some(&campaign_id), 3_600_000);
-    assert!(ok(
-        repo.settle(&campaign_id, &player, &first).await,
-        "settle"
-    ));
+    let settled = repo.settle(&campaign_id, std::slice::from_ref(&first));
+    assert_eq!(ok(settled.await, "settle"), 1);
     let retry = message(Some(&player), Some(&campaign_id), 3_600_000);
-    assert!(!ok(
-        repo.settle(&campaign_id, &player, &retry).await,
-        "settle"
-    ));
+    let settled = repo.settle(&campaign_id, std::slice::from_ref(&retry));
+    assert_eq!(ok(settled.await, "settle"), 0);
     let broadcast = message(None, None, 3_600_000);
     let sent = send(repo, None, std::slice::from_ref(&broadcast)).await;
     assert_eq!(sent, KeyedOutcome::Written);
@@ -935,6 +935,53 @@ pub async fn settlement_writes_one_message_per_winner(repo: &dyn LiveStores) {
     );
     assert!(someone_else.iter().any(|l| l.message == broadcast));
     assert!(!someone_else.iter().any(|l| l.message == first));
+}
+
+/// A group of winners is paid in one call, more than a statement holds on any backend: each
+/// winner not settled before gets their message, in one run of positions; those settled before
+/// keep theirs and get nothing; a group naming a message to every player writes nothing.
+pub async fn settlement_pays_a_group_once_per_winner(repo: &dyn LiveStores) {
+    let campaign_id = format!("cmp_group_{}", suffix());
+    let players: Vec<String> = (0..300)
+        .map(|i| format!("grp_{}_{i:03}", suffix()))
+        .collect();
+    let messages = |range: std::ops::Range<usize>| -> Vec<InboxMessage> {
+        players[range]
+            .iter()
+            .map(|p| message(Some(p), Some(&campaign_id), 3_600_000))
+            .collect()
+    };
+    let before = messages(0..100);
+    let settled = repo.settle(&campaign_id, &before);
+    assert_eq!(ok(settled.await, "settle"), 100);
+    let mut everyone = messages(0..300);
+    everyone.push(message(None, Some(&campaign_id), 3_600_000));
+    let refused = repo.settle(&campaign_id, &everyone).await;
+    assert!(matches!(refused, Err(PortError::Corrupt(_))), "{refused:?}");
+    everyone.pop();
+    let settled = repo.settle(&campaign_id, &everyone);
+    assert_eq!(
+        ok(settled.await, "settle"),
+        200,
+        "the 200 not settled before"
+    );
+    let mut positions = Vec::new();
+    for (i, p) in players.iter().enumerate() {
+        let inbox = ok(repo.inbox(p, page(10, None)).await, "inbox");
+        let mine: Vec<&ListedMessage> = inbox
+            .iter()
+            .filter(|l| l.message.campaign_id.as_deref() == Some(campaign_id.as_str()))
+            .collect();
+        let expected = if i < 100 { &before[i] } else { &everyone[i] };
+        assert_eq!(mine.len(), 1, "{p}: one message");
+        assert_eq!(&mine[0].message, expected, "{p}: the first settlement's");
+        if i >= 100 {
+            positions.push(mine[0].position);
+        }
+    }
+    positions.sort_unstable();
+    let run = positions[positions.len() - 1] - positions[0];
+    assert_eq!(run, 199, "one run of positions: {positions:?}");
 }
 
 /// A write under a key happens once: the same request again writes nothing and gets the first
@@ -1637,6 +1684,95 @@ pub async fn leases_take_a_few_deliveries_of_each_webhook(repo: &dyn LiveStores)
     }
 }
 
+/// A webhook at its cap with a backlog due before everything else's takes nothing, and the
+/// others' due deliveries are leased past it: each webhook's oldest first up to its cap, all of
+/// them in the order they were due (the longest due first across webhooks), up to the limit.
+pub async fn leases_pass_over_a_capped_backlog_in_due_order(repo: &dyn LiveStores) {
+    let (dead, a, b) = (webhook(), webhook(), webhook());
+    create_webhooks(repo, &[&dead, &a, &b]).await;
+    let now = now_ms();
+    let base = i64::from(rand::random::<u32>()) + (1 << 43);
+    let delivery = |hook: &Webhook, n: i64| Delivery {
+        id: format!("dlv_{}_{n:03}", suffix()),
+        ..pending(hook, base + n, n, now)
+    };
+    // Due long ago, before any other run's: the dead receiver's 200 first, then a's and b's
+    // interleaved.
+    let backlog: Vec<Delivery> = (1..=200).map(|n| delivery(&dead, n)).collect();
+    let of_a: Vec<Delivery> = [201, 203, 205, 207].map(|n| delivery(&a, n)).into();
+    let of_b: Vec<Delivery> = [202, 204].map(|n| delivery(&b, n)).into();
+    let all: Vec<Delivery> = backlog.iter().chain(&of_a).chain(&of_b).cloned().collect();
+    ok(repo.enqueue(&[], &all).await, "enqueue");
+    let in_flight: HashMap<String, u32> = [(dead.id.clone(), 3)].into();
+    let mine = |due: Vec<DueDelivery>| -> Vec<String> {
+        due.into_iter()
+            .map(|d| d.delivery.id)
+            .filter(|id| all.iter().any(|d| d.id == *id))
+            .collect()
+    };
+    let due = repo.lease_due(now, now + 30_000, 4, 3, &in_flight).await;
+    let expected = [&of_a[0], &of_b[0], &of_a[1], &of_b[1]].map(|d| d.id.clone());
+    assert_eq!(
+        mine(ok(due, "lease_due")),
+        expected,
+        "in due order, none of the capped"
+    );
+    let in_flight: HashMap<String, u32> =
+        [(dead.id.clone(), 3), (a.id.clone(), 2), (b.id.clone(), 2)].into();
+    let due = repo.lease_due(now, now + 30_000, 100, 3, &in_flight).await;
+    assert_eq!(
+        mine(ok(due, "lease_due")),
+        [of_a[2].id.clone()],
+        "a's third, up to its cap of three; its fourth stays due"
+    );
+    for h in [&dead, &a, &b] {
+        let entry = audit("webhook.delete", &h.id);
+        assert!(ok(
+            repo.delete_webhook(&h.id, &entry).await,
+            "delete_webhook"
+        ));
+    }
+}
+
+/// Replicas leasing at once, the same due deliveries read by each: every delivery is leased by
+/// one of them only, and all of them are leased.
+pub async fn leases_at_once_take_each_delivery_once<S: LiveStores + 'static>(repo: Arc<S>) {
+    let hook = webhook();
+    create_webhooks(repo.as_ref(), &[&hook]).await;
+    let now = now_ms();
+    let base = i64::from(rand::random::<u32>()) + (1 << 44);
+    let queued: Vec<Delivery> = (1..=30).map(|n| pending(&hook, base + n, n, now)).collect();
+    ok(repo.enqueue(&[], &queued).await, "enqueue");
+    let mut leased: Vec<String> = Vec::new();
+    while leased.len() < queued.len() {
+        let rounds = race("lease_due", |_| {
+            let repo = repo.clone();
+            async move {
+                repo.lease_due(now, now + 30_000, 12, 100, &HashMap::new())
+                    .await
+            }
+        })
+        .await;
+        let before = leased.len();
+        for due in rounds.into_iter().flatten() {
+            if queued.iter().any(|d| d.id == due.delivery.id) {
+                leased.push(due.delivery.id);
+            }
+        }
+        assert!(leased.len() > before, "some leased each round");
+    }
+    let mut once = leased.clone();
+    once.sort_unstable();
+    once.dedup();
+    assert_eq!(once.len(), leased.len(), "none leased twice: {leased:?}");
+    assert_eq!(once.len(), queued.len());
+    let entry = audit("webhook.delete", &hook.id);
+    assert!(ok(
+        repo.delete_webhook(&hook.id, &entry).await,
+        "delete_webhook"
+    ));
+}
+
 /// An event of a megabyte (a draw of 10 000 winners) is sized in the outbox without its data,
 /// read by id with it, and deliveries of several megabytes are queued in one call, each body
 /// whole (in several statements: within a server's packet bound).
@@ -2165,11 +2301,11 @@ pub async fn concurrent_writers_agree<S: LiveStores + 'static>(repo: Arc<S>) {
     let player = format!("race_{}", suffix());
     let settles = race("settle", |_| {
         let (repo, c, p) = (repo.clone(), c.id.clone(), player.clone());
-        let m = message(Some(&player), Some(&c), 3_600_000);
-        async move { repo.settle(&c, &p, &m).await }
+        let m = message(Some(&p), Some(&c), 3_600_000);
+        async move { repo.settle(&c, &[m]).await }
     })
     .await;
-    let settled = settles.into_iter().filter(|s| *s).count();
+    let settled: u64 = settles.into_iter().sum();
     assert_eq!(settled, 1, "one settlement per winner");
     let inbox = inbox_of(repo.as_ref(), &player, |m| {
         m.campaign_id.as_deref() == Some(c.id.as_str())
@@ -2544,6 +2680,94 @@ where
         answers.push(task.await.expect("join"));
     }
     answers
+}
+
+/// Entries at once count each player once in their campaign's entrant count: first entries of
+/// many players each count (their stripes shared), the same entry sent twice counts once, and a
+/// player's entries in two slots at once (a daily campaign's two days) count once; a player's
+/// entries sum up to one per campaign, with their last time and whether one is in the slots
+/// asked about.
+pub async fn entrants_at_once_are_counted_once_each<S: LiveStores + 'static>(repo: Arc<S>) {
+    let once = campaign("counted_once");
+    let daily = Campaign {
+        entry_limit: EntryLimit::Daily,
+        ..campaign("counted_daily")
+    };
+    create_in(repo.as_ref(), &once, CampaignState::Live).await;
+    create_in(repo.as_ref(), &daily, CampaignState::Live).await;
+    let player = format!("counted_{}", suffix());
+    let mut entries: Vec<Entry> = (0..40)
+        .map(|i| entry(&once.id, &format!("{player}_{i}"), "once", &format!("o{i}")))
+        .collect();
+    // Player 0 again, in the same slot: answered with the entry made, not counted again.
+    entries.push(entry(&once.id, &format!("{player}_0"), "once", "o_again"));
+    for i in 0..16 {
+        let who = format!("{player}_{i}");
+        for day in ["2026-12-01", "2026-12-02", "2026-12-03"] {
+            entries.push(entry(&daily.id, &who, day, &format!("d{i}_{day}")));
+        }
+    }
+    let answers = at_once(&entries, |e| {
+        let repo = repo.clone();
+        async move { repo.enter(&e).await }
+    })
+    .await;
+    let created = answers
+        .iter()
+        .filter(|a| matches!(a, Ok(Entered::Created(_))))
+        .count();
+    assert_eq!(created, 40 + 16 * 3, "every entry but the repeat made");
+    assert_eq!(ok(repo.entrant_count(&once.id).await, "entrant_count"), 40);
+    assert_eq!(ok(repo.entrant_count(&daily.id).await, "entrant_count"), 16);
+    // Another day, alone: the player is in already.
+    let later = entry(&daily.id, &format!("{player}_3"), "2026-12-04", "d3_later");
+    assert!(matches!(
+        ok(repo.enter(&later).await, "enter"),
+        Entered::Created(_)
+    ));
+    assert_eq!(ok(repo.entrant_count(&daily.id).await, "entrant_count"), 16);
+    assert_eq!(ok(repo.entrants(&daily.id).await, "entrants").len(), 16);
+
+    let who = format!("{player}_3");
+    let ids = [once.id.clone(), daily.id.clone(), "cmp_missing".into()];
+    let mine = ok(repo.entries_of(&who, &ids).await, "entries_of");
+    let last = |c: &str| {
+        let at = mine.iter().filter(|e| e.campaign_id == c);
+        at.map(|e| e.entered_at_ms).max()
+    };
+    let slots = ["once".to_owned(), "2026-12-02".to_owned()];
+    let mut summed = ok(
+        repo.entries_summary(&who, &ids, &slots).await,
+        "entries_summary",
+    );
+    summed.sort_by(|a, b| a.campaign_id.cmp(&b.campaign_id));
+    let mut want = vec![
+        EntriesSummary {
+            campaign_id: once.id.clone(),
+            last_entered_at_ms: last(&once.id).unwrap_or_default(),
+            in_slots: true,
+        },
+        EntriesSummary {
+            campaign_id: daily.id.clone(),
+            last_entered_at_ms: last(&daily.id).unwrap_or_default(),
+            in_slots: true,
+        },
+    ];
+    want.sort_by(|a, b| a.campaign_id.cmp(&b.campaign_id));
+    assert_eq!(summed, want);
+    let other_day = ["2026-12-09".to_owned()];
+    let summed = ok(
+        repo.entries_summary(&who, std::slice::from_ref(&daily.id), &other_day)
+            .await,
+        "entries_summary",
+    );
+    assert_eq!(summed.len(), 1);
+    assert!(!summed[0].in_slots, "{summed:?}");
+    let nobody = ok(
+        repo.entries_summary("counted_nobody", &ids, &slots).await,
+        "entries_summary",
+    );
+    assert!(nobody.is_empty(), "{nobody:?}");
 }
 
 /// Runs six copies of a write at once, as racing replicas would: their answers, in order.

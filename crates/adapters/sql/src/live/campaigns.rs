@@ -81,6 +81,21 @@ fn campaign_of(row: CampaignRow) -> PortResult<Campaign> {
     })
 }
 
+/// The campaigns whose time has come, up to a number, in start order: the scheduled ones whose
+/// start has come (along `campaigns_by_state (state, starts_at)`, 0003) and the live ones whose
+/// end has (along `campaigns_by_end (state, ends_at)`, 0018), each half read on its own (an `OR`
+/// of both may be read as a scan of every campaign ever created). Bind the time and the number
+/// for each half, then the number.
+pub const DUE_CAMPAIGNS: &str = concat!(
+    "SELECT * FROM (SELECT * FROM (",
+    select_campaigns!(
+        " WHERE state = 'scheduled' AND starts_at <= ? ORDER BY starts_at, id LIMIT ?"
+    ),
+    ") AS to_start UNION ALL SELECT * FROM (",
+    select_campaigns!(" WHERE state = 'live' AND ends_at <= ? ORDER BY starts_at, id LIMIT ?"),
+    ") AS to_end) AS due ORDER BY starts_at, id LIMIT ?"
+);
+
 /// The SQL that writes an outbox event; bind campaign, kind, time, data and public id.
 pub(crate) const INSERT_EVENT: &str =
     "INSERT INTO campaign_events (campaign_id, kind, at_ms, data, dispatched, public_id) \
@@ -243,14 +258,14 @@ sql_impl! {
     }
 
     pub(crate) async fn due(&self, now_ms: i64, limit: u32) -> PortResult<Vec<Campaign>> {
-        let sql = DB::placeholders(select_campaigns!(
-            " WHERE (state = 'scheduled' AND starts_at <= ?) \
-             OR (state = 'live' AND ends_at <= ?) ORDER BY starts_at, id LIMIT ?"
-        ));
+        let sql = DB::placeholders(DUE_CAMPAIGNS);
+        let limit = to_i64(u64::from(limit));
         let query = sqlx::query_as(&sql)
             .bind(now_ms)
+            .bind(limit)
             .bind(now_ms)
-            .bind(to_i64(u64::from(limit)));
+            .bind(limit)
+            .bind(limit);
         self.all_rows("due", query, campaign_of).await
     }
 }

@@ -1,8 +1,8 @@
 //! The player inbox, settlement, and webhooks with their delivery queue on SQL.
 //!
-//! Settlement writes a winner's `campaign_settlements` row and inbox message in one
-//! transaction; the row's key (campaign, player) lets only one of them ever exist, so a re-run
-//! after a crash writes nothing twice. Claims of messages are in `claims.rs`.
+//! Settlement writes a group of winners' `campaign_settlements` rows and inbox messages in one
+//! transaction; a row's key (campaign, player) lets only one of them ever exist per winner, so a
+//! re-run after a crash writes nothing twice. Claims of messages are in `claims.rs`.
 
 use std::collections::{HashMap, HashSet};
 
@@ -137,8 +137,10 @@ macro_rules! select_deliveries {
 /// everyone's, the last written first, below `below` if given. Each side is read down the index
 /// `(player_id, position)` and stops at the page's size, then the two are merged and cut again:
 /// one `OR` of both would gather and sort every live message of the player and every broadcast
-/// for each page. (PostgreSQL reads everyone's side down `inbox_messages_to_all`, migration
-/// 0016: it takes `player_id IS NULL` for no equality, so the other index gives it no order.)
+/// for each page. (PostgreSQL reads everyone's side down `inbox_messages_live_to_all`,
+/// migration 0017: it takes `player_id IS NULL` for no equality, so the other index gives it no
+/// order; the index holds the expiry, so an expired message, kept for retention, is passed over
+/// in the index, its row never read.)
 ///
 /// Its parameters: the player, the live time, `below`'s position or message id (if given) and
 /// the page's size, for the player's side; the same but the player for everyone's; then the
@@ -185,35 +187,63 @@ sql_impl! {
     pub(crate) async fn settle(
         &self,
         campaign_id: &str,
-        player_id: &str,
-        message: &InboxMessage,
-    ) -> PortResult<bool> {
-        let attachments = to_json("message attachments", &message.attachments)?;
+        messages: &[InboxMessage],
+    ) -> PortResult<u64> {
+        let mut winners = Vec::with_capacity(messages.len());
+        for m in messages {
+            let player = m.player_id.as_deref().ok_or_else(|| {
+                PortError::Corrupt(format!("settlement message {} names no winner", m.message_id))
+            })?;
+            winners.push((player, m, to_json("message attachments", &m.attachments)?));
+        }
+        if winners.is_empty() {
+            return Ok(0);
+        }
+        // The keys in one order for every settler: replicas settling the same group lock them
+        // in step (no deadlock), the second waiting for the first's commit.
+        winners.sort_by(|a, b| a.0.cmp(b.0));
         within::<DB, _>("settle", async {
             let (mut tx, _turn) = self.begin_write().await?;
-            let sql = with_tail::<DB>(
-                "INSERT INTO campaign_settlements \
-                 (campaign_id, player_id, message_id, settled_at) VALUES (?, ?, ?, ?)",
-                DB::keep_existing("campaign_id, player_id", "message_id"),
-            );
-            let insert = sqlx::query(&sql)
-                .bind(campaign_id)
-                .bind(player_id)
-                .bind(message.message_id.as_str())
-                .bind(message.created_at_ms);
-            Self::run(&mut tx, insert).await?;
-            let sql = DB::placeholders(
-                "SELECT message_id FROM campaign_settlements \
-                 WHERE campaign_id = ? AND player_id = ?",
-            );
-            let kept = sqlx::query_as(&sql).bind(campaign_id).bind(player_id);
-            let (kept,): (Text,) = Self::row_on(&mut tx, kept).await?;
-            if kept.0 != message.message_id {
-                return Self::rolled_back(tx, false).await;
+            Self::insert_rows(
+                &mut tx,
+                (
+                    "INSERT INTO campaign_settlements \
+                     (campaign_id, player_id, message_id, settled_at) ",
+                    4,
+                    &DB::keep_existing("campaign_id, player_id", "message_id"),
+                ),
+                &winners,
+                |row, (player, m, _)| {
+                    row.bind(campaign_id)
+                        .bind(*player)
+                        .bind(m.message_id.as_str())
+                        .bind(m.created_at_ms);
+                },
+                db_error::<DB>,
+            )
+            .await?;
+            // Whose settlement is this call's: those settled before keep their message.
+            let kept: Vec<(Text,)> =
+                Self::fetch_chunked(&mut tx, &winners, DB::MAX_BIND - 1, |qb, chunk| {
+                    qb.push("SELECT message_id FROM campaign_settlements WHERE campaign_id = ")
+                        .bind(campaign_id)
+                        .push(" AND player_id")
+                        .in_list(chunk.iter().map(|(player, _, _)| *player));
+                })
+                .await?;
+            let kept: HashSet<String> = kept.into_iter().map(|(id,)| id.0).collect();
+            let new: Vec<(&InboxMessage, &String)> = winners
+                .iter()
+                .filter(|(_, m, _)| kept.contains(&m.message_id))
+                .map(|(_, m, attachments)| (*m, attachments))
+                .collect();
+            if new.is_empty() {
+                return Self::rolled_back(tx, 0).await;
             }
-            Self::insert_messages(&mut tx, std::slice::from_ref(message), &[attachments]).await?;
+            let written = u64::try_from(new.len()).unwrap_or(u64::MAX);
+            Self::insert_messages(&mut tx, new).await?;
             tx.commit().await.map_err(db_error::<DB>)?;
-            Ok(true)
+            Ok(written)
         })
         .await
     }
@@ -232,19 +262,16 @@ sql_impl! {
         Ok(last - count + 1)
     }
 
-    /// Writes messages on `conn` (a transaction's) at positions taken for them
-    /// ([`Self::take_positions`]), in creation time and id order; `attachments[i]` is message
-    /// i's attachments as JSON.
+    /// Writes messages, each with its attachments as JSON, on `conn` (a transaction's) at
+    /// positions taken for them ([`Self::take_positions`]), in creation time and id order.
     async fn insert_messages(
         conn: &mut DB::Connection,
-        messages: &[InboxMessage],
-        attachments: &[String],
+        mut sorted: Vec<(&InboxMessage, &String)>,
     ) -> PortResult<()> {
-        let mut sorted: Vec<(&InboxMessage, &String)> = messages.iter().zip(attachments).collect();
         sorted.sort_by(|(a, _), (b, _)| {
             (a.created_at_ms, &a.message_id).cmp(&(b.created_at_ms, &b.message_id))
         });
-        let first = Self::take_positions(conn, messages.len()).await?;
+        let first = Self::take_positions(conn, sorted.len()).await?;
         let rows: Vec<((&InboxMessage, &String), i64)> = sorted.into_iter().zip(first..).collect();
         Self::insert_rows(
             conn,
@@ -292,7 +319,7 @@ sql_impl! {
                     return Self::rolled_back(tx, before).await;
                 }
             }
-            Self::insert_messages(&mut tx, messages, &attachments).await?;
+            Self::insert_messages(&mut tx, messages.iter().zip(&attachments).collect()).await?;
             Self::commit_audited(tx, audit).await?;
             Ok(KeyedOutcome::Written)
         })
@@ -648,22 +675,10 @@ sql_impl! {
             let chosen = self
                 .due_within_caps(now_ms, limit, per_webhook, in_flight)
                 .await?;
-            // Leased only if nobody leased or tried it since it was read; the rest stay due.
-            let take = DB::placeholders(
-                "UPDATE webhook_deliveries SET next_attempt_at = ? \
-                 WHERE id = ? AND state = 'pending' AND next_attempt_at = ?",
-            );
-            let mut leased = Vec::with_capacity(chosen.len());
-            for (id, next) in chosen {
-                let lease = sqlx::query(&take)
-                    .bind(until_ms)
-                    .bind(id.as_str())
-                    .bind(next);
-                let done = lease.execute(self.pool()).await.map_err(db_error::<DB>)?;
-                if DB::rows_affected(&done) == 1 {
-                    leased.push(id);
-                }
+            if chosen.is_empty() {
+                return Ok(Vec::new());
             }
+            let leased = self.lease(&chosen, until_ms).await?;
             // Bodies read only for what was leased, and only while still under this lease (a
             // webhook deleted meanwhile has its deliveries dead: not sent).
             let rows: Vec<DueRow> = self
@@ -688,15 +703,75 @@ sql_impl! {
                 });
             }
             // In the order they were due.
-            due.sort_by_key(|d| leased.iter().position(|id| *id == d.delivery.id));
+            let order: HashMap<&str, usize> = chosen
+                .iter()
+                .enumerate()
+                .map(|(i, (id, _))| (id.as_str(), i))
+                .collect();
+            due.sort_by_key(|d| order.get(d.delivery.id.as_str()).copied());
             Ok(due)
         })
         .await
     }
 
-    /// Up to `limit` pending deliveries due at `now_ms` (id and due time), longest due first,
-    /// at most `per_webhook` of a webhook with `in_flight` counted. Read a page at a time from
-    /// the due index, past the last row read, webhooks at their cap left out of the next page.
+    /// Leases `chosen` (id and due time as read) until `until_ms`, each only if it is still
+    /// pending at the due time read (nobody leased or tried it since; the rest stay due): one
+    /// `UPDATE` for them all, answering what it leased (`RETURNING`), or where a backend has no
+    /// `RETURNING` (MySQL) the rows still leasable locked and read first; the ids leased.
+    async fn lease(&self, chosen: &[(String, i64)], until_ms: i64) -> PortResult<Vec<String>> {
+        // The id, and in the CASE its id and due time: three values a delivery.
+        let per_chunk = (DB::MAX_BIND - 1) / 3;
+        let (mut tx, _turn) = self.begin_write().await?;
+        let leased: Vec<(Text,)> = if DB::UPDATE_RETURNING {
+            Self::fetch_chunked(&mut tx, chosen, per_chunk, |qb, chunk| {
+                qb.push("UPDATE webhook_deliveries SET next_attempt_at = ")
+                    .bind(until_ms);
+                Self::still_due(qb, chunk);
+                qb.push(" RETURNING id");
+            })
+            .await?
+        } else {
+            let leasable: Vec<(Text,)> =
+                Self::fetch_chunked(&mut tx, chosen, per_chunk, |qb, chunk| {
+                    qb.push("SELECT id FROM webhook_deliveries");
+                    Self::still_due(qb, chunk);
+                    qb.push(DB::LOCK_ROWS);
+                })
+                .await?;
+            for chunk in leasable.chunks(DB::MAX_BIND - 1) {
+                let mut qb =
+                    Statement::<DB>::new("UPDATE webhook_deliveries SET next_attempt_at = ");
+                qb.bind(until_ms)
+                    .push(" WHERE id")
+                    .in_list(chunk.iter().map(|(id,)| id.0.as_str()));
+                let (sql, args) = qb.finish()?;
+                Self::run(&mut tx, sqlx::query_with(&sql, args).persistent(false)).await?;
+            }
+            leasable
+        };
+        tx.commit().await.map_err(db_error::<DB>)?;
+        Ok(leased.into_iter().map(|(id,)| id.0).collect())
+    }
+
+    /// ` WHERE` the deliveries of `chunk` (id and due time as read) are still pending at that
+    /// due time: found by their ids (the key), then their due times compared.
+    fn still_due<'q>(qb: &mut Statement<'q, DB>, chunk: &'q [(String, i64)]) {
+        qb.push(" WHERE id")
+            .in_list(chunk.iter().map(|(id, _)| id.as_str()))
+            .push(" AND state = 'pending' AND next_attempt_at = CASE id");
+        for (id, next) in chunk {
+            qb.push(" WHEN ").bind(id.as_str()).push(" THEN ").bind(*next);
+        }
+        qb.push(" END");
+    }
+
+    /// Up to `limit` pending deliveries due at `now_ms` (id and due time), longest due first
+    /// (then by id), at most `per_webhook` of a webhook with `in_flight` counted. Each active
+    /// webhook under its cap is read along `webhook_deliveries_due_by_hook` (migration 0017),
+    /// its oldest due first and no more than it may take, all of them in one statement (a chunk
+    /// of webhooks per statement); a webhook at its cap is not read at all, however many of its
+    /// deliveries are due. The same choice as reading every due delivery oldest first and
+    /// passing over those of webhooks at their cap.
     async fn due_within_caps(
         &self,
         now_ms: i64,
@@ -704,65 +779,47 @@ sql_impl! {
         per_webhook: u32,
         in_flight: &HashMap<String, u32>,
     ) -> PortResult<Vec<(String, i64)>> {
-        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        let mut taken = in_flight.clone();
-        let mut capped: Vec<String> = taken
-            .iter()
-            .filter(|(_, n)| **n >= per_webhook)
-            .map(|(w, _)| w.clone())
+        let active = sqlx::query_as("SELECT id FROM webhooks WHERE deleted_at IS NULL");
+        let active: Vec<(Text,)> = active.fetch_all(self.pool()).await.map_err(db_error::<DB>)?;
+        // Each webhook under its cap with how many it may still take.
+        let room: Vec<(String, i64)> = active
+            .into_iter()
+            .filter_map(|(id,)| {
+                let busy = in_flight.get(&id.0).copied().unwrap_or(0);
+                let room = per_webhook.saturating_sub(busy).min(limit);
+                (room > 0).then(|| (id.0, i64::from(room)))
+            })
             .collect();
-        let mut chosen: Vec<(String, i64)> = Vec::new();
-        let mut after: Option<(i64, String)> = None;
-        // Each page either fills the rest, ends the due ones, or caps a webhook it read.
-        while chosen.len() < limit {
-            let want = limit - chosen.len();
-            let mut qb = Statement::<DB>::new(
-                "SELECT d.id, d.webhook_id, d.next_attempt_at FROM webhook_deliveries d \
-                 JOIN webhooks w ON w.id = d.webhook_id \
-                 WHERE d.state = 'pending' AND w.deleted_at IS NULL AND d.next_attempt_at <= ",
-            );
-            qb.bind(now_ms);
-            if let Some((at, id)) = &after {
-                qb.push(" AND (d.next_attempt_at > ")
-                    .bind(*at)
-                    .push(" OR (d.next_attempt_at = ")
-                    .bind(*at)
-                    .push(" AND d.id > ")
-                    .bind(id.as_str())
-                    .push("))");
-            }
-            if !capped.is_empty() {
-                qb.push(" AND d.webhook_id NOT")
-                    .in_list(capped.iter().map(String::as_str));
-            }
-            qb.push(" ORDER BY d.next_attempt_at, d.id LIMIT ")
-                .bind(i64::try_from(want).unwrap_or(i64::MAX));
-            let (sql, args) = qb.finish()?;
-            let page: Vec<(Text, Text, i64)> = sqlx::query_as_with(&sql, args)
-                .persistent(false)
-                .fetch_all(self.pool())
-                .await
-                .map_err(db_error::<DB>)?;
-            let read = page.len();
-            let mut newly_capped = Vec::new();
-            let mut last = None;
-            for (id, hook, next) in page {
-                let n = taken.entry(hook.0.clone()).or_insert(0);
-                if *n < per_webhook {
-                    *n += 1;
-                    if *n >= per_webhook {
-                        newly_capped.push(hook.0);
+        let limit = i64::from(limit);
+        // A webhook's id, the time and its room in each arm; the page's size once.
+        let mut chosen: Vec<(String, i64)> = self
+            .select_chunked(&room, (DB::MAX_BIND - 1) / 3, |qb, chunk| {
+                qb.push("SELECT id, next_attempt_at FROM (");
+                for (i, (hook, room)) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        qb.push(" UNION ALL ");
                     }
-                    chosen.push((id.0.clone(), next));
+                    qb.push(
+                        "SELECT * FROM (SELECT id, next_attempt_at FROM webhook_deliveries \
+                         WHERE state = 'pending' AND webhook_id = ",
+                    )
+                    .bind(hook.as_str())
+                    .push(" AND next_attempt_at <= ")
+                    .bind(now_ms)
+                    .push(" ORDER BY next_attempt_at, id LIMIT ")
+                    .bind(*room)
+                    .push(&format!(") AS hook{i}"));
                 }
-                last = Some((next, id.0));
-            }
-            capped.extend(newly_capped);
-            if read < want {
-                break;
-            }
-            after = last;
-        }
+                qb.push(") AS due ORDER BY next_attempt_at, id LIMIT ")
+                    .bind(limit);
+            })
+            .await?
+            .into_iter()
+            .map(|(id, next): (Text, i64)| (id.0, next))
+            .collect();
+        // Chunks merged.
+        chosen.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        chosen.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(chosen)
     }
 

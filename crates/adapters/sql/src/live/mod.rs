@@ -21,6 +21,7 @@ use sqlx::Transaction;
 use crate::dialect::db_error;
 use crate::repository::within;
 
+pub use campaigns::DUE_CAMPAIGNS;
 pub use distribution::inbox_page_statement;
 pub(crate) use groups::WriteQueue;
 

@@ -5,7 +5,8 @@
 //! ([`super::groups`]).
 
 use liveops_core::stores::{
-    Award, CampaignEvent, CampaignState, Entered, Entry, Outcome, OutcomeSummary,
+    Award, CampaignEvent, CampaignState, Entered, EntriesSummary, Entry, EntryLimit, Outcome,
+    OutcomeSummary,
 };
 use liveops_core::PortResult;
 
@@ -27,6 +28,19 @@ macro_rules! select_entries {
             $tail
         )
     };
+}
+
+/// The stripes a campaign's entrant count is split over (`campaign_entrant_counts`, 0018): first
+/// entries of one campaign at once wait for one another only within a stripe.
+const ENTRANT_STRIPES: u32 = 16;
+
+/// The stripe of `campaign_entrant_counts` that counts `player_id` (FNV-1a of the id's bytes):
+/// the same for every entry of a player, so a player's entries take the same row lock.
+fn entrant_stripe(player_id: &str) -> i64 {
+    let hash = player_id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    i64::from(hash % ENTRANT_STRIPES)
 }
 
 /// The player's entry in a slot of a campaign.
@@ -153,7 +167,10 @@ sql_impl! {
             .bind(entry.entered_at_ms)
             .bind(entry.request_sig.as_str());
         match Self::insert_once(conn, insert, skip.is_some()).await? {
-            Ok(true) => return Ok(Ok(Entered::Created(entry.clone()))),
+            Ok(true) => {
+                Self::count_entrant(conn, entry).await?;
+                return Ok(Ok(Entered::Created(entry.clone())));
+            }
             Ok(false) => {}
             Err(clash) => return Ok(Err(clash)),
         }
@@ -162,6 +179,44 @@ sql_impl! {
         Ok(Self::kept_entry(conn, entry)
             .await?
             .unwrap_or_else(|| Err(request_sig_clash::<DB>("entered"))))
+    }
+
+    /// Counts the player of `entry`, just written on `conn`, among its campaign's entrants
+    /// unless they have an entry in another slot. Adding them first locks their stripe's row
+    /// until commit, so a concurrent entry of theirs in another slot waits for it, then finds
+    /// this one (committed: each statement reads what was committed before it began) and takes
+    /// them off again; two first entries at once both count, the second adding to the first's.
+    async fn count_entrant(conn: &mut DB::Connection, entry: &Entry) -> Result<(), sqlx::Error> {
+        let stripe = entrant_stripe(&entry.player_id);
+        let sql = with_tail::<DB>(
+            "INSERT INTO campaign_entrant_counts (campaign_id, stripe, entrants) VALUES (?, ?, 1)",
+            DB::UPSERTS.count_entrant,
+        );
+        let add = sqlx::query(&sql).bind(entry.campaign_id.as_str()).bind(stripe);
+        add.execute(&mut *conn).await?;
+        // A campaign entered once has no other slot.
+        if entry.slot == EntryLimit::Once.slot(entry.entered_at_ms) {
+            return Ok(());
+        }
+        let sql = DB::placeholders(
+            "SELECT slot FROM campaign_entries WHERE campaign_id = ? AND player_id = ? \
+             AND slot <> ? LIMIT 1",
+        );
+        let other: Option<(Text,)> = sqlx::query_as(&sql)
+            .bind(entry.campaign_id.as_str())
+            .bind(entry.player_id.as_str())
+            .bind(entry.slot.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+        if other.is_some() {
+            let sql = DB::placeholders(
+                "UPDATE campaign_entrant_counts SET entrants = entrants - 1 \
+                 WHERE campaign_id = ? AND stripe = ?",
+            );
+            let take_off = sqlx::query(&sql).bind(entry.campaign_id.as_str()).bind(stripe);
+            take_off.execute(&mut *conn).await?;
+        }
+        Ok(())
     }
 
     pub(crate) async fn entry_by_request(&self, request_sig: &str) -> PortResult<Option<Entry>> {
@@ -201,14 +256,13 @@ sql_impl! {
     }
 
     pub(crate) async fn entrant_count(&self, campaign_id: &str) -> PortResult<u64> {
+        // The campaign's stripes (at most ENTRANT_STRIPES rows), summed here.
         let sql = DB::placeholders(
-            "SELECT COUNT(DISTINCT player_id) FROM campaign_entries WHERE campaign_id = ?",
+            "SELECT entrants FROM campaign_entrant_counts WHERE campaign_id = ?",
         );
         let query = sqlx::query_as(&sql).bind(campaign_id);
-        let counted = self.rows(query, |(n,): (i64,)| Ok(to_u64(n)));
-        // Counting reads every entrant's key: bounded as reading the list is.
-        let counted = within_bulk::<DB, _>("entrant_count", counted).await?;
-        Ok(counted.into_iter().next().unwrap_or_default())
+        let stripes = self.all_rows("entrant_count", query, |(n,): (i64,)| Ok(n)).await?;
+        Ok(to_u64(stripes.into_iter().sum()))
     }
 
     pub(crate) async fn entries_of(
@@ -227,6 +281,43 @@ sql_impl! {
                 })
                 .await?;
             rows.into_iter().map(entry_of).collect()
+        })
+        .await
+    }
+
+    pub(crate) async fn entries_summary(
+        &self,
+        player_id: &str,
+        campaign_ids: &[String],
+        slots: &[String],
+    ) -> PortResult<Vec<EntriesSummary>> {
+        // Along campaign_entries_by_player (player_id, campaign_id): the player's entries in
+        // these campaigns, one row back per campaign.
+        let per_chunk = DB::MAX_BIND.saturating_sub(1 + slots.len()).max(1);
+        within::<DB, _>("entries_summary", async {
+            let rows: Vec<(Text, i64, Option<i64>)> = self
+                .select_chunked(campaign_ids, per_chunk, |qb, chunk| {
+                    qb.push("SELECT campaign_id, MAX(entered_at), MAX(CASE WHEN ");
+                    if slots.is_empty() {
+                        qb.push("1 = 0");
+                    } else {
+                        qb.push("slot").in_list(slots.iter().cloned());
+                    }
+                    qb.push(" THEN entered_at END) FROM campaign_entries WHERE player_id = ")
+                        .bind(player_id.to_owned())
+                        .push(" AND campaign_id")
+                        .in_list(chunk.iter().map(String::as_str))
+                        .push(" GROUP BY campaign_id");
+                })
+                .await?;
+            Ok(rows
+                .into_iter()
+                .map(|(campaign_id, last, in_slots)| EntriesSummary {
+                    campaign_id: campaign_id.0,
+                    last_entered_at_ms: last,
+                    in_slots: in_slots.is_some(),
+                })
+                .collect())
         })
         .await
     }

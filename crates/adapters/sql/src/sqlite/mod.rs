@@ -19,7 +19,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::Sqlite;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::dialect::{db_error, BulkRead, Dialect, MigrationLock, Upserts, ON_CONFLICT};
+use super::dialect::{
+    db_error, tolerating_newer, BulkRead, Dialect, MigrationLock, Upserts, ON_CONFLICT,
+};
 use super::repository::SqlRepository;
 
 mod backup;
@@ -48,6 +50,41 @@ impl SqlRepository<Sqlite> {
         let repo = Self::connect(&path.to_string_lossy()).await?;
         repo.migrate().await?;
         Ok(repo)
+    }
+
+    /// What the repository file `file` has of this build's migrations, read without changing
+    /// it: the newest version it has applied (`None`: none, a new database) and this build's
+    /// versions it has not applied, ascending. Blocking.
+    pub fn pending_migrations(file: &Path) -> Result<(Option<i64>, Vec<i64>), PortError> {
+        let fail = liveops_sqlite_file::fail(file);
+        // Read-write (never created): a read-only connection cannot open a WAL database whose
+        // `-shm` is missing. Nothing is written.
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE;
+        let conn = rusqlite::Connection::open_with_flags(file, flags).map_err(&fail)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(&fail)?;
+        let migrated: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master \
+                 WHERE type = 'table' AND name = '_sqlx_migrations')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(&fail)?;
+        let mut applied = Vec::new();
+        if migrated {
+            let mut read = conn
+                .prepare("SELECT version FROM _sqlx_migrations WHERE success")
+                .map_err(&fail)?;
+            let versions = read.query_map([], |r| r.get::<_, i64>(0)).map_err(&fail)?;
+            applied = versions.collect::<Result<_, _>>().map_err(&fail)?;
+        }
+        let mut pending: Vec<i64> = MIGRATOR
+            .iter()
+            .map(|m| m.version)
+            .filter(|v| !applied.contains(v))
+            .collect();
+        pending.sort_unstable();
+        Ok((applied.into_iter().max(), pending))
     }
 }
 
@@ -115,7 +152,7 @@ fn options(location: &Path) -> Result<SqliteConnectOptions, PortError> {
         .row_buffer_size(ROW_BUFFER))
 }
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+static MIGRATOR: Migrator = tolerating_newer(sqlx::migrate!("./migrations/sqlite"));
 
 impl Dialect for Sqlite {
     const MAX_BIND: usize = MAX_BIND;

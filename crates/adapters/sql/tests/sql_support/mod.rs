@@ -641,8 +641,37 @@ pub fn inbox_pages() -> Vec<String> {
         .collect()
 }
 
+/// After [`fill_inboxes`]: 5 000 messages to every player sent later, all expired by 2 000 (as
+/// retention keeps them for 90 days), above the 500 live ones.
+pub async fn fill_expired_broadcasts(repo: &dyn InboxStore) {
+    let audit = liveops_testkit::conformance::live::audit("inbox.send", "players");
+    let messages: Vec<InboxMessage> = (0..5_000)
+        .map(|i| InboxMessage {
+            message_id: format!("msg_gone_{i:05}"),
+            player_id: None,
+            campaign_id: None,
+            title: "Gone".into(),
+            body: "Expired, kept for retention".into(),
+            attachments: vec![],
+            created_at_ms: 30_000 + i,
+            expires_at_ms: 1_500,
+        })
+        .collect();
+    for batch in messages.chunks(1_000) {
+        let sent = repo.send_messages(None, batch, &audit).await.unwrap();
+        assert!(matches!(sent, KeyedOutcome::Written), "{sent:?}");
+    }
+}
+
 /// Keys per step of the repository's purge (`PURGE_STEP`), walked in the test above.
 const PURGE_KEYS: usize = 2000;
+
+/// Records a migration one past the newest applied, as a newer release would have applied it
+/// (the newest row again under a larger version).
+pub const A_NEWER_MIGRATION: &str = "INSERT INTO _sqlx_migrations \
+     (version, description, installed_on, success, checksum, execution_time) \
+     SELECT version + 1000, 'a newer release', installed_on, success, checksum, execution_time \
+     FROM _sqlx_migrations ORDER BY version DESC LIMIT 1";
 
 /// sqlx's migrator of the migrations in `dir` up to `version`: how the release before applied
 /// them, each whole file in one request.
@@ -947,4 +976,85 @@ where
             .await;
         assert!(retried.is_err(), "the key is taken in inbox_sends too");
     }
+}
+
+/// The time the campaigns of [`fill_campaigns`] are due at.
+const DUE_AT: i64 = 5_000_000;
+
+/// Campaigns as years of them leave the table: 3 000 finished (settled, ended, cancelled), 20
+/// scheduled and 20 live, half of each due at [`DUE_AT`]: statements that insert them.
+pub fn fill_campaigns() -> Vec<String> {
+    let row = |i: i64, state: &str, starts: i64, ends: i64| {
+        format!(
+            "('cmp_plan_{i:05}', 'Plan {i}', 'A campaign among many', {starts}, {ends}, 1, \
+             'once', '{{}}', '{state}', NULL, NULL, 'plans@example.com', {i}, {i})"
+        )
+    };
+    let mut rows = Vec::new();
+    for i in 0..3_000 {
+        let state = ["settled", "ended", "cancelled"][usize::try_from(i % 3).unwrap()];
+        rows.push(row(i, state, i * 1_000, i * 1_000 + 500));
+    }
+    for i in 3_000..3_020 {
+        let starts = DUE_AT - 10 + (i % 2) * 20;
+        rows.push(row(i, "scheduled", starts, starts + 1_000));
+    }
+    for i in 3_020..3_040 {
+        let ends = DUE_AT - 10 + (i % 2) * 20;
+        rows.push(row(i, "live", ends - 1_000, ends));
+    }
+    rows.chunks(500)
+        .map(|chunk| {
+            format!(
+                "INSERT INTO campaigns (id, title, description, starts_at, ends_at, min_level, \
+                 entry_limit, reward, state, seed, commitment, created_by, created_at, \
+                 updated_at) VALUES {}",
+                chunk.join(", ")
+            )
+        })
+        .collect()
+}
+
+/// The scheduler's read ([`liveops_sql::DUE_CAMPAIGNS`]) at [`DUE_AT`], 100 at most.
+pub fn due_statement() -> String {
+    let values = [DUE_AT, 100, DUE_AT, 100, 100];
+    let mut written = String::new();
+    for (i, part) in liveops_sql::DUE_CAMPAIGNS.split('?').enumerate() {
+        if i > 0 {
+            written.push_str(&values[i - 1].to_string());
+        }
+        written.push_str(part);
+    }
+    written
+}
+
+/// The plan of [`due_statement`] on `pool` (a migrated database), after [`fill_campaigns`] and
+/// `analyze` of the campaigns; `explain` asks for it. Checks the statement finds the 20 due.
+pub async fn due_campaigns_plan<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+    explain: &str,
+    analyze: &str,
+) -> String
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    (String,): for<'r> sqlx::FromRow<'r, DB::Row>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    for insert in fill_campaigns() {
+        sqlx::raw_sql(&insert).execute(pool).await.unwrap();
+    }
+    let analyze = format!("{analyze} campaigns");
+    sqlx::raw_sql(&analyze).execute(pool).await.unwrap();
+    let sql = due_statement();
+    let (due,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM ({sql}) AS d"))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(due, 20);
+    let rows: Vec<(String,)> = sqlx::query_as(&format!("{explain} {sql}"))
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    rows.into_iter().map(|r| r.0).collect::<Vec<_>>().join("\n")
 }

@@ -79,6 +79,7 @@ macro_rules! server_tests {
             an_outage_answers_unavailable_quickly_and_the_pool_recovers => outage_then_recovery,
             a_players_counts_and_pages_stop_at_their_limits => reads_stop_at_their_limits,
             an_inbox_page_reads_each_side_down_to_its_size => inbox_pages_read_each_side_in_order,
+            a_database_a_newer_release_migrated_still_opens => newer_release_migrated,
         );
     };
     (@each $server:ty: $($test:ident => $check:ident $(($arg:expr))?,)*) => {$(
@@ -149,6 +150,27 @@ pub async fn passes_the_live_event_suite<S: Server>() {
     conformance::live::run_all(repo).await;
 }
 
+/// A database a newer release migrated (a version this one does not know is applied) still
+/// migrates and serves: during a rolling update the old release's pods start after the first new
+/// one migrated.
+pub async fn newer_release_migrated<S: Server>()
+where
+    for<'c> &'c mut <S::DB as sqlx::Database>::Connection: sqlx::Executor<'c, Database = S::DB>,
+    for<'q> <S::DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, S::DB>,
+{
+    let db = FreshDb::<S>::new("newer").await;
+    let repo = migrated::<S>(&db.url).await;
+    sqlx::query(super::A_NEWER_MIGRATION)
+        .execute(S::pool(&repo))
+        .await
+        .unwrap();
+    let again = S::open(db.url.clone()).await.unwrap();
+    again.migrate().await.unwrap();
+    conformance::stores::healthcheck(&again).await;
+    S::pool(&repo).close().await;
+    db.drop(S::pool(&again)).await;
+}
+
 /// Migrations of a fresh database apply once, however many migrate at once, and a migration
 /// waits for another migrator holding the lock.
 pub async fn migrations_apply_once_and_wait_for_each_other<S: Server>()
@@ -188,8 +210,8 @@ where
     let (tables,): (i64,) = sqlx::query_as(S::TABLES).fetch_one(pool).await.unwrap();
     assert_eq!(
         tables,
-        9 + 14 + 2 + 1,
-        "0001's tables, 0003's, 0006's, 0007's and 0010's"
+        9 + 14 + 2 + 1 + 1,
+        "0001's tables, 0003's, 0006's, 0007's, 0010's and 0018's"
     );
     conformance::stores::healthcheck(&repos[1]).await;
     super::purge_removes_only_rows_past_the_cutoff(&repos[1]).await;
@@ -376,6 +398,33 @@ where
         let plan: Vec<String> = rows.into_iter().map(|r| r.0).collect();
         let plan = plan.join("\n");
         assert!(S::reads_each_inbox_side_in_order(&plan), "{sql}:\n{plan}");
+    }
+    db.drop(pool).await;
+}
+
+/// An inbox page with thousands of expired messages to every player above the live ones (kept
+/// for retention) still reads each side down its index in order, and passes the expired ones
+/// over in the index, their rows never read (`passes_expired_over`, a backend's check).
+pub async fn expired_broadcasts_in_the_index<S: Server>(passes_expired_over: fn(&str) -> bool)
+where
+    for<'c> &'c mut <S::DB as sqlx::Database>::Connection: sqlx::Executor<'c, Database = S::DB>,
+    for<'q> <S::DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, S::DB>,
+    (String,): for<'r> sqlx::FromRow<'r, <S::DB as sqlx::Database>::Row>,
+{
+    let db = FreshDb::<S>::new("inbox_expired").await;
+    let repo = migrated::<S>(&db.url).await;
+    super::fill_inboxes(&repo).await;
+    super::fill_expired_broadcasts(&repo).await;
+    let pool = S::pool(&repo);
+    let analyze = format!("{} inbox_messages, inbox_claims", S::ANALYZE);
+    sqlx::raw_sql(&analyze).execute(pool).await.unwrap();
+    for sql in super::inbox_pages() {
+        let explain = format!("{} {sql}", S::EXPLAIN);
+        let rows: Vec<(String,)> = sqlx::query_as(&explain).fetch_all(pool).await.unwrap();
+        let plan: Vec<String> = rows.into_iter().map(|r| r.0).collect();
+        let plan = plan.join("\n");
+        assert!(S::reads_each_inbox_side_in_order(&plan), "{sql}:\n{plan}");
+        assert!(passes_expired_over(&plan), "{sql}:\n{plan}");
     }
     db.drop(pool).await;
 }
