@@ -33,7 +33,8 @@ pub struct Application {
 }
 
 impl Application {
-    /// Takes `DATA_DIR`'s shared lock (refused while a restore runs), opens the adapters the
+    /// Takes `DATA_DIR`'s shared lock (refused while a restore runs), takes the pre-upgrade
+    /// backup set if the embedded repository has migrations to apply, opens the adapters the
     /// target's modules need, builds the modules, and binds the port.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&settings.raw.data_dir).with_context(|| {
@@ -43,7 +44,7 @@ impl Application {
             )
         })?;
         let data_lock = DataLock::shared(&settings)?;
-        let ports = Arc::new(wiring::ports(&settings));
+        let ports = Arc::new(wiring::ports_after_pre_upgrade_backup(&settings).await?);
 
         let keys = Arc::new(settings.keys.store()?);
         let ctx = Context::new(

@@ -95,20 +95,23 @@ pub enum Command {
         /// Shared settings.
         #[command(flatten)]
         config: RawConfig,
-        /// A backup set directory (`BACKUP_DIR/liveops-<time>`).
+        /// A backup set directory (`BACKUP_DIR/liveops-<time>`, or
+        /// `BACKUP_DIR/pre-upgrade-<from>-<to>-<time>` to roll back an upgrade).
         #[arg(
             long,
             required_unless_present = "from_archive",
             conflicts_with = "from_archive"
         )]
         from: Option<PathBuf>,
-        /// A set in `BACKUP_AZURE_URL` by name, or `latest`.
+        /// A set in `BACKUP_AZURE_URL` by name, or `latest` (the newest ordinary set, never a
+        /// pre-upgrade one).
         #[arg(long)]
         from_archive: Option<String>,
         /// Restore a set taken more than `EVENT_RETENTION` ago. The first purge after start
         /// (a minute in) deletes every processed event id of the restored database, and events
         /// the restored bus still holds unacked were applied before the backup: each is then
-        /// applied a second time (XP, score counted twice).
+        /// applied a second time (XP, score counted twice). Also a set whose time is more than
+        /// 5 minutes in the future (taken while a clock was ahead): its age is unknown.
         #[arg(long)]
         force: bool,
     },

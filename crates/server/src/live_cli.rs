@@ -102,7 +102,7 @@ fn answered(
 /// Creates an operator in the repository `settings` name, with the password on stdin.
 pub async fn create_operator(s: &Settings, email: &str, role: RoleArg) -> anyhow::Result<ExitCode> {
     let password = password_from_stdin()?;
-    let ports = crate::wiring::ports(s);
+    let ports = crate::wiring::ports_after_pre_upgrade_backup(s).await?;
     let store = ports.get::<dyn OperatorStore>().await?;
     let hashing = Hashing::shared();
     let made = liveops_operators::create_operator(
@@ -121,7 +121,7 @@ pub async fn create_operator(s: &Settings, email: &str, role: RoleArg) -> anyhow
 /// `settings` name.
 pub async fn set_password(s: &Settings, email: &str) -> anyhow::Result<ExitCode> {
     let password = password_from_stdin()?;
-    let ports = crate::wiring::ports(s);
+    let ports = crate::wiring::ports_after_pre_upgrade_backup(s).await?;
     let store = ports.get::<dyn OperatorStore>().await?;
     let hashing = Hashing::shared();
     let set =

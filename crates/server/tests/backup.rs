@@ -432,10 +432,11 @@ async fn an_event_sent_while_a_backup_opens_its_snapshots_is_in_both_copies_or_i
     let _ = server.wait();
 }
 
-/// Runs `liveops serve` on `data` expecting it to refuse at once: its stderr.
-fn serve_refused(data: &Path) -> String {
+/// Runs `liveops serve` on `data` with `extra` flags expecting it to refuse at once: its stderr.
+fn serve_refused(data: &Path, extra: &[&str]) -> String {
     let mut child = common::serve_command(data, free_port())
         .args(["--hmac-secret", SECRET, "--log-level", "warn"])
+        .args(extra)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn liveops");
@@ -446,7 +447,7 @@ fn serve_refused(data: &Path) -> String {
         }
         if started.elapsed() > Duration::from_secs(30) {
             let _ = child.kill();
-            panic!("serve started on a DATA_DIR being restored");
+            panic!("serve started when it should have refused");
         }
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -498,7 +499,7 @@ async fn a_restore_is_refused_while_a_process_has_the_files_open_and_nothing_ope
 
     // While a restore holds DATA_DIR, nothing opens the files: serve and backup are refused.
     let restoring = liveops::data_lock::DataLock::at(&data, true).expect("the restore's lock");
-    let err = serve_refused(&data);
+    let err = serve_refused(&data, &[]);
     assert!(err.contains("is being restored"), "{err}");
     let (ok, _, err) = liveops(&["backup", "--data-dir", path_str(&data)]);
     assert!(!ok && err.contains("is being restored"), "{err}");
@@ -828,16 +829,12 @@ async fn a_backup_goes_to_azure_blob_storage_and_restores_from_there_in_a_new_pl
     let _ = server.wait();
 
     // The machine is gone: restore the newest set from the container elsewhere.
+    let latest_into = |data: &Path| {
+        let restore = ["restore", "--from-archive", "latest", "--data-dir"];
+        liveops(&[&restore[..], &[path_str(data)], &azure].concat())
+    };
     let elsewhere = dir.path().join("elsewhere");
-    let mut args = vec![
-        "restore",
-        "--from-archive",
-        "latest",
-        "--data-dir",
-        path_str(&elsewhere),
-    ];
-    args.extend(azure);
-    let (ok, out, err) = liveops(&args);
+    let (ok, out, err) = latest_into(&elsewhere);
     assert!(ok, "{err}");
     assert!(out.contains(&name), "{out}");
     let (mut server, base) = serve_ready(&elsewhere, &["--backup-every", "0"]).await;
@@ -845,6 +842,25 @@ async fn a_backup_goes_to_azure_blob_storage_and_restores_from_there_in_a_new_pl
     assert_eq!(p["xp"], 420, "{p}");
     server.kill().expect("stop");
     let _ = server.wait();
+
+    // A pre-upgrade set goes to the container too, and `latest` never takes one.
+    let upgraded = dir.path().join("upgraded");
+    repository_at(&upgraded, RELEASE_BEFORE).await;
+    let mut args = vec!["migrate", "--data-dir", path_str(&upgraded)];
+    args.extend(azure);
+    let (ok, _, err) = liveops(&args);
+    assert!(ok, "{err}");
+    let pre = sets_named(&upgraded.join("backups"), "pre-upgrade-");
+    assert_eq!(pre.len(), 1, "{pre:?}");
+    assert_eq!(
+        archive.list(&pre[0]).await.expect("list"),
+        [
+            format!("{}/liveops.db", pre[0]),
+            format!("{}/manifest.json", pre[0])
+        ]
+    );
+    let (ok, out, err) = latest_into(&dir.path().join("again"));
+    assert!(ok && out.contains(&name), "{out} {err}");
 
     // A wrong key: the local set is made, the upload fails and says why.
     let wrong_key = [
@@ -856,4 +872,148 @@ async fn a_backup_goes_to_azure_blob_storage_and_restores_from_there_in_a_new_pl
     let (ok, _, err) = backup(&data, &backups, &wrong_key);
     assert!(!ok && err.contains("403") && err.contains("is in"), "{err}");
     assert!(!err.contains(KEY));
+}
+
+/// The repository file at `data/liveops.db` as the release whose newest migration is `version`
+/// left it (its migrations applied by sqlx, as that release applied them).
+async fn repository_at(data: &Path, version: i64) {
+    let migrations =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../adapters/sql/migrations/sqlite");
+    let mut before = sqlx::migrate::Migrator::new(migrations)
+        .await
+        .expect("migrations");
+    before.migrations.to_mut().retain(|m| m.version <= version);
+    assert_eq!(before.iter().map(|m| m.version).max(), Some(version));
+    std::fs::create_dir_all(data).expect("data dir");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(data.join("liveops.db"))
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.expect("open");
+    before.run(&pool).await.expect("migrate");
+    pool.close().await;
+}
+
+/// The newest migration the repository in `data` has applied, and this build's it has not.
+fn migrations_of(data: &Path) -> (Option<i64>, Vec<i64>) {
+    liveops_sql::SqliteRepository::pending_migrations(&data.join("liveops.db")).expect("read")
+}
+
+/// The complete sets in `dir` whose names start with `prefix`, by name.
+fn sets_named(dir: &Path, prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("backup dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix) && dir.join(n).join("manifest.json").is_file())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The migration an upgrade test starts from: a release before this one's newest.
+const RELEASE_BEFORE: i64 = 15;
+
+/// A release that finds the embedded repository with migrations to apply takes a pre-upgrade
+/// set first, of the files as the release before left them: the ordinary sets' pruning never
+/// deletes it, a start with nothing to migrate takes no other, and it restores the database
+/// at the release before's schema (the rollback path, which later sets no longer are).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_takes_a_pre_upgrade_set_before_migrating_that_pruning_keeps_and_that_restores()
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    repository_at(&data, RELEASE_BEFORE).await;
+    // The bus as well (`migrate` on another repository leaves this one alone).
+    let elsewhere = format!("sqlite://{}?mode=rwc", path_str(&dir.path().join("x.db")));
+    let (ok, _, err) = liveops(&[
+        "migrate",
+        "--data-dir",
+        path_str(&data),
+        "--db-url",
+        &elsewhere,
+    ]);
+    assert!(ok, "{err}");
+    let (from, pending) = migrations_of(&data);
+    assert_eq!(from, Some(RELEASE_BEFORE));
+    let to = *pending
+        .last()
+        .expect("this release has migrations to apply");
+
+    let (mut server, _) = serve_ready(&data, &["--backup-every", "0"]).await;
+    server.kill().expect("stop");
+    let _ = server.wait();
+    assert_eq!(migrations_of(&data).1, Vec::<i64>::new(), "serve migrated");
+    let backups = data.join("backups");
+    let pre = sets_named(&backups, "pre-upgrade-");
+    assert_eq!(pre.len(), 1, "{pre:?}");
+    assert!(
+        pre[0].starts_with(&format!("pre-upgrade-{RELEASE_BEFORE:04}-{to:04}-")),
+        "{pre:?}"
+    );
+    let set = backups.join(&pre[0]);
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(set.join("manifest.json")).expect("read"))
+            .expect("manifest");
+    assert_eq!(
+        manifest["preUpgrade"],
+        serde_json::json!({"fromMigration": RELEASE_BEFORE, "toMigration": to})
+    );
+    let roles: Vec<&str> = manifest["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .filter_map(|f| f["role"].as_str())
+        .collect();
+    assert_eq!(roles, ["bus", "repository"]);
+
+    // Ordinary backups pruned to one set: the pre-upgrade set stays. A start with nothing to
+    // migrate takes none.
+    for _ in 0..3 {
+        let (ok, _, err) = backup(&data, &backups, &["--backup-keep", "1"]);
+        assert!(ok, "{err}");
+    }
+    assert_eq!(sets_named(&backups, "liveops-").len(), 1);
+    let (ok, _, err) = liveops(&["migrate", "--data-dir", path_str(&data)]);
+    assert!(ok, "{err}");
+    assert_eq!(sets_named(&backups, "pre-upgrade-"), pre);
+
+    // It restores like any set: the repository at the release before's schema.
+    let rolled_back = dir.path().join("rolled-back");
+    let (ok, out, err) = restore(&set, &rolled_back);
+    assert!(ok, "{err}");
+    assert!(out.contains(&pre[0]), "{out}");
+    assert_eq!(migrations_of(&rolled_back), (Some(RELEASE_BEFORE), pending));
+    assert!(rolled_back.join("bus.db").is_file());
+}
+
+/// A pre-upgrade set that cannot be taken stops the upgrade before anything migrates, saying
+/// why and how to go on; `PRE_UPGRADE_BACKUP=false` migrates without one.
+#[test]
+fn an_upgrade_whose_pre_upgrade_set_fails_migrates_nothing_unless_told_to_go_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(repository_at(&data, RELEASE_BEFORE));
+    // BACKUP_DIR cannot be created: a file is in its place.
+    let blocked = dir.path().join("not-a-dir");
+    std::fs::write(&blocked, b"file").expect("write");
+    let to_blocked = ["--backup-dir", path_str(&blocked)];
+
+    let err = serve_refused(&data, &to_blocked);
+    assert!(
+        err.contains("pre-upgrade backup set could not be taken")
+            && err.contains("PRE_UPGRADE_BACKUP=false")
+            && err.contains("BACKUP_DIR"),
+        "{err}"
+    );
+    let migrate = ["migrate", "--data-dir", path_str(&data)];
+    let (ok, _, err) = liveops(&[&migrate[..], &to_blocked].concat());
+    assert!(!ok && err.contains("was not migrated"), "{err}");
+    assert_eq!(migrations_of(&data).0, Some(RELEASE_BEFORE), "migrated");
+
+    let go_on = ["--pre-upgrade-backup", "false"];
+    let (ok, _, err) = liveops(&[&migrate[..], &to_blocked, &go_on].concat());
+    assert!(ok, "{err}");
+    assert_eq!(migrations_of(&data).1, Vec::<i64>::new(), "not migrated");
+    assert!(!data.join("backups").exists());
 }

@@ -5,6 +5,9 @@
 //! `BACKUP_KEEP` sets, and uploads the set to the archive (`BACKUP_AZURE_URL`) when one is
 //! configured.
 //!
+//! Before a release migrates the embedded repository it takes a pre-upgrade set
+//! ([`pre_upgrade`]), which ordinary runs never prune.
+//!
 //! Runs start every `BACKUP_EVERY` from the previous run's start (not its end), so the newest
 //! set's age stays below `BACKUP_EVERY` plus one run's duration.
 //!
@@ -16,9 +19,11 @@
 //! `backup_failures_total{target="directory"|"archive"}` and `backup_archive_retries_total`.
 
 mod newest;
+pub mod pre_upgrade;
 pub mod restore;
 pub mod set;
 pub mod target;
+mod write;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,12 +32,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use liveops_core::ports::Archive;
 use liveops_module::Task;
-use liveops_sqlite_file::Snapshot;
 use serde::Serialize;
 
 use crate::config::Settings;
 use crate::wiring::backup::{archive, local_files, LocalFile};
-use set::{Entry, Manifest};
+use set::{Entry, PreUpgrade};
 
 /// The longest wait before the first scheduled backup after a start, so a process that
 /// restarts often still backs up.
@@ -94,8 +98,20 @@ impl Backups {
 
     /// Makes one backup set now, keeps the newest sets, uploads the new one; records metrics.
     pub async fn run_once(&self) -> anyhow::Result<Report> {
+        self.run(None).await
+    }
+
+    /// [`Self::run_once`] for the pre-upgrade set taken before the migrations `upgrade` names,
+    /// of the files that exist (a bus never created is not waited for).
+    pub async fn run_before_upgrade(mut self, upgrade: PreUpgrade) -> anyhow::Result<Report> {
+        self.files.retain(|f| f.path.exists());
+        self.run(Some(upgrade)).await
+    }
+
+    /// A set (a pre-upgrade one with `upgrade`), uploaded; the metrics recorded.
+    async fn run(&self, upgrade: Option<PreUpgrade>) -> anyhow::Result<Report> {
         let started = Instant::now();
-        let result = self.make_set().await;
+        let result = self.make_set(upgrade).await;
         let mut report = match result {
             Ok(r) => r,
             Err(e) => {
@@ -119,14 +135,14 @@ impl Backups {
     }
 
     /// Copies every local file, in order, into a new complete set, then prunes old sets.
-    async fn make_set(&self) -> anyhow::Result<Report> {
+    async fn make_set(&self, upgrade: Option<PreUpgrade>) -> anyhow::Result<Report> {
         anyhow::ensure!(
             !self.files.is_empty(),
             "nothing to back up: this configuration keeps no files on local disk \
              (the database and bus servers have their own backups)"
         );
         let (files, dir, keep) = (self.files.clone(), self.dir.clone(), self.keep);
-        tokio::task::spawn_blocking(move || write_set(&files, &dir, keep))
+        tokio::task::spawn_blocking(move || write::write_set(&files, &dir, keep, upgrade))
             .await
             .context("the backup thread failed")?
     }
@@ -168,106 +184,6 @@ impl Backups {
             }
         })
     }
-}
-
-/// Opens a snapshot of every file, in order, while the writers of those that have one (the
-/// bus) are held: no publish, poll or ack commits between the first snapshot and the last, so
-/// the set is one instant with respect to the bus (`docs/adr/0028-backups-at-one-bus-instant.md`).
-/// Blocking; the writers are held for as long as opening the snapshots takes (milliseconds).
-fn snapshot_all(files: &[LocalFile]) -> anyhow::Result<Vec<Snapshot>> {
-    let held = files
-        .iter()
-        .filter_map(|f| f.hold_writer.map(|hold| (f, hold)))
-        .map(|(f, hold)| hold(&f.path).with_context(|| format!("holding the {}'s writer", f.role)))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    // From here the others wait: the time to take the writers is not part of their wait.
-    let started = Instant::now();
-    let snapshots = files
-        .iter()
-        .map(|f| {
-            (f.snapshot)(&f.path).with_context(|| format!("opening a snapshot of the {}", f.role))
-        })
-        .collect::<anyhow::Result<Vec<_>>>();
-    drop(held);
-    let held_for = started.elapsed().as_secs_f64();
-    metrics::gauge!("backup_bus_hold_seconds").set(held_for);
-    tracing::debug!(seconds = held_for, "backup snapshots opened");
-    snapshots
-}
-
-/// Writes one set (blocking): snapshots every file at one instant, copies them under a partial
-/// name, writes the manifest, renames the set into place, then prunes.
-fn write_set(files: &[LocalFile], dir: &std::path::Path, keep: usize) -> anyhow::Result<Report> {
-    let created = chrono::Utc::now();
-    let name = set::name_at(created);
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("BACKUP_DIR: cannot create {}", dir.display()))?;
-    let partial = set::partial_dir(dir, &name);
-    std::fs::create_dir(&partial)
-        .with_context(|| format!("cannot create {}", partial.display()))?;
-    let copied = (|| {
-        // Every copy first, each ending its snapshot, so none is held while others are checked.
-        let mut copies = Vec::new();
-        for (f, snapshot) in files.iter().zip(snapshot_all(files)?) {
-            let file = f
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| format!("{}.db", f.role));
-            let dest = partial.join(&file);
-            snapshot
-                .copy_into(&dest)
-                .with_context(|| format!("copying the {} ({})", f.role, f.path.display()))?;
-            copies.push((f.role, file, dest));
-        }
-        let mut entries = Vec::new();
-        for (role, file, dest) in copies {
-            let bytes = liveops_sqlite_file::seal(&dest)
-                .with_context(|| format!("checking the copy of the {role}"))?;
-            let sha256 = set::sha256_file(&dest)?;
-            entries.push(Entry {
-                role: role.to_owned(),
-                file,
-                bytes,
-                sha256,
-            });
-        }
-        set::write_manifest(
-            &partial,
-            &Manifest {
-                format: set::FORMAT,
-                name: name.clone(),
-                created_at: created.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                liveops: env!("CARGO_PKG_VERSION").to_owned(),
-                files: entries.clone(),
-            },
-        )?;
-        set::sync_dir(&partial)?;
-        Ok::<_, anyhow::Error>(entries)
-    })();
-    let entries = match copied {
-        Ok(e) => e,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&partial);
-            return Err(e);
-        }
-    };
-    let path = dir.join(&name);
-    std::fs::rename(&partial, &path)?;
-    set::sync_dir(dir)?;
-    let pruned = set::prune(dir, keep)?;
-    if !pruned.is_empty() {
-        tracing::info!(?pruned, "old backup sets deleted");
-    }
-    Ok(Report {
-        bytes: entries.iter().map(|e| e.bytes).sum(),
-        name,
-        path,
-        created_at_ms: created.timestamp_millis(),
-        seconds: 0.0,
-        files: entries,
-        archived: None,
-    })
 }
 
 /// Uploads a set: its files, then its manifest, so an archived set with a manifest is whole.

@@ -84,6 +84,7 @@ mod tests {
             created_at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             liveops: "test".into(),
             files: Vec::new(),
+            pre_upgrade: None,
         };
         set::write_manifest(&dir.join(&name), &manifest).expect("manifest");
         name

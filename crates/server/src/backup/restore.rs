@@ -5,8 +5,8 @@
 //! its move; anything else in the directory (the backup sets themselves, a volume's
 //! `lost+found`) is left alone. Every file is checked against the manifest's SHA-256 and by its
 //! adapter (`quick_check`, schema version) before any is moved into place, so a damaged set
-//! never becomes a live file. A set taken more than `EVENT_RETENTION` ago is refused unless
-//! forced ([`check_age`]).
+//! never becomes a live file. A set taken more than `EVENT_RETENTION` ago, or whose time is more
+//! than [`MAX_AHEAD`] in the future, is refused unless forced ([`check_age`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -42,7 +42,7 @@ pub struct Restored {
 }
 
 /// Restores the set `from` into the places `settings` give the live files; `force`: even a set
-/// taken more than `EVENT_RETENTION` ago.
+/// taken more than `EVENT_RETENTION` ago or stamped in the future.
 pub async fn run(settings: &Settings, from: &Source, force: bool) -> anyhow::Result<Restored> {
     let targets = local_files(settings);
     anyhow::ensure!(
@@ -70,10 +70,15 @@ pub async fn run(settings: &Settings, from: &Source, force: bool) -> anyhow::Res
         .context("the restore thread failed")?
 }
 
-/// Refuses a set taken more than `keep` ago (or whose time cannot be read). Its processed event
-/// ids are then all older than `EVENT_RETENTION`: the first purge after start deletes them,
-/// while the events its bus still holds unacked, applied before the backup, are delivered again
-/// and applied a second time (ADR 0028).
+/// How far in the future a set's `createdAt` may be (clocks of two hosts apart) before its age
+/// is taken to be unknown.
+pub const MAX_AHEAD: Duration = Duration::from_secs(5 * 60);
+
+/// Refuses a set taken more than `keep` ago, or whose time cannot be read or is more than
+/// [`MAX_AHEAD`] after `now_ms`. An old set's processed event ids are all older than
+/// `EVENT_RETENTION`: the first purge after start deletes them, while the events its bus still
+/// holds unacked, applied before the backup, are delivered again and applied a second time
+/// (ADR 0028). A set from the future was taken while a clock was wrong: it may be that old.
 pub fn check_age(manifest: &set::Manifest, keep: Duration, now_ms: i64) -> anyhow::Result<()> {
     let taken = chrono::DateTime::parse_from_rfc3339(&manifest.created_at)
         .map(|t| t.timestamp_millis())
@@ -84,6 +89,15 @@ pub fn check_age(manifest: &set::Manifest, keep: Duration, now_ms: i64) -> anyho
                 manifest.name, manifest.created_at
             )
         })?;
+    let ahead = taken.saturating_sub(now_ms);
+    anyhow::ensure!(
+        ahead <= millis(MAX_AHEAD),
+        "set {} says it was taken at {}, {} after this host's clock: the clock of the host that          took it was ahead (or this one's is behind), so how old it is cannot be told, and it may          be older than EVENT_RETENTION ({}). Check both clocks; restore it with --force only if          it is younger than that (docs/OPERATIONS.md, Restore)",
+        manifest.name,
+        manifest.created_at,
+        crate::dead_letters::age(ahead),
+        crate::dead_letters::age(millis(keep))
+    );
     let age = Duration::from_millis(u64::try_from(now_ms.saturating_sub(taken)).unwrap_or(0));
     anyhow::ensure!(
         age <= keep,
@@ -229,4 +243,40 @@ fn place(
         created_at: manifest.created_at,
         files: placed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A set whose `createdAt` is past this host's clock by more than [`MAX_AHEAD`] has no age
+    /// that can be trusted: refused, saying why; within the skew it passes like a fresh set.
+    #[test]
+    fn a_set_taken_in_the_future_is_refused_past_a_small_skew() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z").expect("time");
+        let set_at = |at: chrono::DateTime<chrono::FixedOffset>| set::Manifest {
+            format: set::FORMAT,
+            name: "liveops-x".into(),
+            created_at: at.to_rfc3339(),
+            liveops: "test".into(),
+            files: Vec::new(),
+            pre_upgrade: None,
+        };
+        let keep = Duration::from_secs(7 * 24 * 3600);
+        let now_ms = now.timestamp_millis();
+        let within = set_at(now + chrono::Duration::minutes(4));
+        check_age(&within, keep, now_ms).expect("within the skew");
+        let ahead = set_at(now + chrono::Duration::hours(3));
+        let err = check_age(&ahead, keep, now_ms).expect_err("3 h ahead");
+        let text = err.to_string();
+        assert!(
+            text.contains("after this host's clock")
+                && text.contains("3h 0m")
+                && text.contains("--force"),
+            "{text}"
+        );
+        // A set taken a day ago still passes; one older than EVENT_RETENTION does not.
+        check_age(&set_at(now - chrono::Duration::days(1)), keep, now_ms).expect("a day old");
+        assert!(check_age(&set_at(now - chrono::Duration::days(8)), keep, now_ms).is_err());
+    }
 }

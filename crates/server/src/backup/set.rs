@@ -1,6 +1,13 @@
 //! A backup set on disk: a directory `liveops-<UTC time>` holding one copy per local file and a
 //! `manifest.json` (written last) naming each file's role, size and SHA-256. A set is written
 //! under `.partial-<name>` and renamed once complete, so a directory with a manifest is whole.
+//!
+//! A set taken just before a release migrates the repository is named
+//! `pre-upgrade-<from>-<to>-<UTC time>` (the newest migration the database had, the newest this
+//! release applies) and says so in its manifest (`preUpgrade`). Pruning keeps `BACKUP_KEEP`
+//! ordinary sets and, apart from them, the newest [`PRE_UPGRADE_KEEP`] pre-upgrade sets. Their
+//! prefix is not `liveops-`, so a release before this one never counts or prunes them, nor takes
+//! one for `--from-archive latest`, yet restores one named like any set.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -19,6 +26,12 @@ pub const FORMAT: u32 = 1;
 /// Prefix of every set's name.
 pub const PREFIX: &str = "liveops-";
 
+/// Prefix of a set taken before a release migrated the repository.
+pub const PRE_UPGRADE_PREFIX: &str = "pre-upgrade-";
+
+/// Pre-upgrade sets kept in `BACKUP_DIR` (the newest ones), whatever `BACKUP_KEEP` says.
+pub const PRE_UPGRADE_KEEP: usize = 3;
+
 /// Prefix of a set still being written.
 const PARTIAL: &str = ".partial-";
 
@@ -36,6 +49,19 @@ pub struct Manifest {
     pub liveops: String,
     /// The copies, in the order they were taken.
     pub files: Vec<Entry>,
+    /// Set when the set was taken before this release migrated the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_upgrade: Option<PreUpgrade>,
+}
+
+/// The migrations a pre-upgrade set was taken before.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PreUpgrade {
+    /// The newest migration the database had (the set's schema).
+    pub from_migration: i64,
+    /// The newest migration the release that took it was about to apply.
+    pub to_migration: i64,
 }
 
 /// One copied file.
@@ -54,7 +80,23 @@ pub struct Entry {
 
 /// The name of a set started at `at`; names sort by time.
 pub fn name_at(at: DateTime<Utc>) -> String {
-    format!("{PREFIX}{}", at.format("%Y%m%dT%H%M%S%.3fZ"))
+    format!("{PREFIX}{}", time_part(at))
+}
+
+/// The name of a set started at `at` before the migrations `upgrade` names; those of one
+/// upgrade sort by time.
+pub fn pre_upgrade_name_at(at: DateTime<Utc>, upgrade: PreUpgrade) -> String {
+    format!(
+        "{PRE_UPGRADE_PREFIX}{:04}-{:04}-{}",
+        upgrade.from_migration,
+        upgrade.to_migration,
+        time_part(at)
+    )
+}
+
+/// `at` as set names spell it (no `-`, fixed width).
+fn time_part(at: DateTime<Utc>) -> String {
+    at.format("%Y%m%dT%H%M%S%.3fZ").to_string()
 }
 
 /// Where a set being written lives until it is complete.
@@ -115,15 +157,33 @@ pub fn read_manifest(set_dir: &Path) -> anyhow::Result<Manifest> {
     Ok(manifest)
 }
 
-/// The complete sets in `dir`, oldest first.
+/// The complete sets in `dir`, oldest first (pre-upgrade sets are not among them).
 pub fn complete_sets(dir: &Path) -> std::io::Result<Vec<String>> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)?
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.starts_with(PREFIX) && dir.join(n).join(MANIFEST).is_file())
-        .collect();
+    let mut names = complete(dir, PREFIX)?;
     names.sort();
     Ok(names)
+}
+
+/// The complete pre-upgrade sets in `dir`, oldest first.
+pub fn pre_upgrade_sets(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut names = complete(dir, PRE_UPGRADE_PREFIX)?;
+    // By the time at the end of the name, whatever upgrade each was taken before.
+    names.sort_by(|a, b| {
+        a.rsplit('-')
+            .next()
+            .cmp(&b.rsplit('-').next())
+            .then(a.cmp(b))
+    });
+    Ok(names)
+}
+
+/// The complete sets in `dir` whose names start with `prefix`.
+fn complete(dir: &Path, prefix: &str) -> std::io::Result<Vec<String>> {
+    Ok(std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with(prefix) && dir.join(n).join(MANIFEST).is_file())
+        .collect())
 }
 
 /// The complete sets in `dir`, oldest first, each with when its copies began (unix ms, from its
@@ -143,14 +203,19 @@ pub fn created(dir: &Path) -> std::io::Result<Vec<(String, i64)>> {
     Ok(sets)
 }
 
-/// Deletes all but the newest `keep` complete sets, and sets left half-written by a process
-/// that died more than an hour ago; returns the names deleted.
+/// Deletes all but the newest `keep` complete sets and the newest [`PRE_UPGRADE_KEEP`]
+/// pre-upgrade sets, and sets left half-written by a process that died more than an hour ago;
+/// returns the names deleted.
 pub fn prune(dir: &Path, keep: usize) -> std::io::Result<Vec<String>> {
-    let sets = complete_sets(dir)?;
     let mut gone = Vec::new();
-    for name in &sets[..sets.len().saturating_sub(keep)] {
-        std::fs::remove_dir_all(dir.join(name))?;
-        gone.push(name.clone());
+    for (sets, keep) in [
+        (complete_sets(dir)?, keep),
+        (pre_upgrade_sets(dir)?, PRE_UPGRADE_KEEP),
+    ] {
+        for name in &sets[..sets.len().saturating_sub(keep)] {
+            std::fs::remove_dir_all(dir.join(name))?;
+            gone.push(name.clone());
+        }
     }
     for entry in std::fs::read_dir(dir)?.filter_map(Result::ok) {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -172,31 +237,4 @@ pub fn prune(dir: &Path, keep: usize) -> std::io::Result<Vec<String>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_sort_by_time_and_pruning_keeps_the_newest_complete_sets() {
-        let dir = tempfile::tempdir().expect("dir");
-        let t0 = DateTime::parse_from_rfc3339("2026-12-01T10:15:00.5Z")
-            .expect("time")
-            .with_timezone(&Utc);
-        let names: Vec<String> = (0..5)
-            .map(|i| name_at(t0 + chrono::Duration::seconds(i * 90)))
-            .collect();
-        assert_eq!(names[0], "liveops-20261201T101500.500Z");
-        for n in &names {
-            std::fs::create_dir(dir.path().join(n)).expect("set");
-            std::fs::write(dir.path().join(n).join(MANIFEST), "{}").expect("manifest");
-        }
-        // A set still being written is neither counted nor (while fresh) deleted.
-        std::fs::create_dir(partial_dir(dir.path(), "liveops-x")).expect("partial");
-        assert_eq!(complete_sets(dir.path()).expect("sets"), names);
-        assert_eq!(prune(dir.path(), 2).expect("prune"), names[..3].to_vec());
-        assert_eq!(
-            complete_sets(dir.path()).expect("sets"),
-            names[3..].to_vec()
-        );
-        assert!(partial_dir(dir.path(), "liveops-x").exists());
-    }
-}
+mod tests;

@@ -1,6 +1,8 @@
 //! Backup settings: where and how often `serve` copies the embedded files (`BACKUP_DIR`,
 //! `BACKUP_EVERY`, `BACKUP_KEEP`), and the optional Azure Blob container that receives a copy of
-//! every set (`BACKUP_AZURE_URL`, `BACKUP_AZURE_KEY` or `BACKUP_AZURE_KEY_FILE`).
+//! every set (`BACKUP_AZURE_URL`, `BACKUP_AZURE_KEY` or `BACKUP_AZURE_KEY_FILE`), and whether a
+//! release that finds the embedded repository to migrate may go on without its pre-upgrade set
+//! (`PRE_UPGRADE_BACKUP`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,6 +35,11 @@ pub struct BackupConfig {
     /// File holding the storage account key (e.g. a Key Vault CSI mount).
     #[arg(long, env = "BACKUP_AZURE_KEY_FILE")]
     pub backup_azure_key_file: Option<PathBuf>,
+    /// Before migrating the embedded SQLite repository, take a pre-upgrade backup set (the
+    /// rollback path) and refuse to migrate if it fails; `false` migrates without one.
+    #[arg(long, env = "PRE_UPGRADE_BACKUP", default_value_t = true,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub pre_upgrade_backup: bool,
 }
 
 /// Where backups go, checked.
@@ -46,6 +53,8 @@ pub struct BackupSettings {
     pub keep: usize,
     /// Object storage receiving a copy of each set.
     pub azure: Option<AzureTarget>,
+    /// Whether a pre-upgrade set must be taken before the repository is migrated.
+    pub pre_upgrade: bool,
 }
 
 /// An Azure Blob container for backup sets.
@@ -145,6 +154,7 @@ impl BackupConfig {
             every,
             keep: usize::try_from(self.backup_keep).unwrap_or(usize::MAX),
             azure,
+            pre_upgrade: self.pre_upgrade_backup,
         })
     }
 }

@@ -21,6 +21,14 @@ pub fn ports(settings: &Settings) -> Ports {
     ports
 }
 
+/// [`ports`] for a command that opens the repository, which migrates on open: first the
+/// pre-upgrade backup set, if the embedded repository has migrations to apply
+/// ([`crate::backup::pre_upgrade`]); an error, nothing opened, if it cannot be taken.
+pub async fn ports_after_pre_upgrade_backup(settings: &Settings) -> anyhow::Result<Ports> {
+    crate::backup::pre_upgrade::before_migrating(settings).await?;
+    Ok(ports(settings))
+}
+
 /// Prefixes a backend error with the variable that configured it, for start-up messages.
 fn named(var: &'static str) -> impl Fn(PortError) -> PortError {
     move |e| match e {
@@ -29,9 +37,10 @@ fn named(var: &'static str) -> impl Fn(PortError) -> PortError {
     }
 }
 
-/// `liveops migrate`: opens the repository (applying its migrations) and the bus (creating it).
+/// `liveops migrate`: opens the repository (applying its migrations, after the pre-upgrade
+/// backup set) and the bus (creating it).
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let ports = ports(settings);
+    let ports = ports_after_pre_upgrade_backup(settings).await?;
     ports.get::<dyn liveops_sql::Repository>().await?;
     ports.get::<dyn liveops_core::Bus>().await?;
     Ok(())
