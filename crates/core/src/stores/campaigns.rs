@@ -232,9 +232,10 @@ pub trait CampaignStore: Health {
     async fn campaign(&self, id: &str) -> PortResult<Option<Campaign>>;
     /// A page of campaigns, newest created first (ties by id, descending).
     async fn campaigns(&self, page: CampaignPage<'_>) -> PortResult<Vec<Campaign>>;
-    /// Replaces `before` by `next` if nobody changed it since (same state and `updated_at_ms`),
-    /// with `audit` and `event` (to the outbox) in the same transaction. `false`: changed
-    /// meanwhile, nothing written.
+    /// Replaces `before` by `next` if nobody changed it since (same state and `updated_at_ms`)
+    /// and, unless a draft, it has not ended by the time of the write, with `audit` and `event`
+    /// (to the outbox) in the same transaction. `false`: changed meanwhile or ended, nothing
+    /// written.
     async fn update_campaign(
         &self,
         before: &Campaign,

@@ -1,5 +1,5 @@
 //! The scheduler: every tick, campaigns whose time has come move `scheduled → live` at
-//! `startsAt` and `live → ended` at `endsAt`, each by a conditional update that writes the
+//! `startsAt` and `live → ended` at `endsAt` (`scheduled → ended` if both passed unseen), each by a conditional update that writes the
 //! webhook event (`campaign.live`, `campaign.ended`) in the same transaction. Any number of
 //! replicas may run it: the update matches for one of them; a crash before the commit leaves the
 //! campaign where it was for the next tick.
@@ -52,6 +52,10 @@ pub async fn step(store: &dyn CampaignStore, now_ms: i64) -> PortResult<usize> {
     let mut moved = 0;
     for c in store.due(now_ms, BATCH).await? {
         let (to, kind) = match c.state {
+            // Its end passed too (the scheduler did not run in between): it never was live.
+            CampaignState::Scheduled if c.ends_at_ms <= now_ms => {
+                (CampaignState::Ended, "campaign.ended")
+            }
             CampaignState::Scheduled => (CampaignState::Live, "campaign.live"),
             CampaignState::Live => (CampaignState::Ended, "campaign.ended"),
             _ => continue,

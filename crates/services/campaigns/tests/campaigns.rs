@@ -203,6 +203,57 @@ async fn a_campaign_past_its_end_is_not_cancelled_before_the_scheduler_ends_it()
     }
 }
 
+/// A scheduled campaign whose start and end both passed before the scheduler ran (it was down)
+/// moves straight to ended with `campaign.ended`: it never was live, so no `campaign.live` is
+/// told; one whose start only passed goes live as usual.
+#[tokio::test]
+async fn a_campaign_whose_whole_window_passed_unseen_ends_without_going_live() {
+    use liveops_core::stores::WebhookStore;
+    let app = spawn_app().await;
+    let now = now_ms();
+    let missed = Campaign {
+        starts_at_ms: now - 2 * HOUR_MS,
+        ends_at_ms: now - HOUR_MS,
+        ..campaign("missed")
+    };
+    let starting = Campaign {
+        starts_at_ms: now - 1000,
+        ..campaign("starting")
+    };
+    for c in [&missed, &starting] {
+        create_in(&*app.repo, c, CampaignState::Scheduled).await;
+    }
+    assert_eq!(liveops_campaigns::step(&*app.repo, now).await.unwrap(), 2);
+    let state = |c: &Campaign| {
+        let (repo, id) = (app.repo.clone(), c.id.clone());
+        async move { repo.campaign(&id).await.unwrap().unwrap().state }
+    };
+    assert_eq!(state(&missed).await, CampaignState::Ended);
+    assert_eq!(state(&starting).await, CampaignState::Live);
+    let waiting = app.repo.undispatched(1000).await.unwrap();
+    let ids: Vec<i64> = waiting.iter().map(|e| e.id).collect();
+    let told: Vec<(String, String)> = app
+        .repo
+        .undelivered_events(&ids)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| (u.event.campaign_id, u.event.kind))
+        .collect();
+    assert!(
+        told.contains(&(missed.id.clone(), "campaign.ended".into())),
+        "{told:?}"
+    );
+    assert!(
+        !told.contains(&(missed.id.clone(), "campaign.live".into())),
+        "{told:?}"
+    );
+    assert!(
+        told.contains(&(starting.id.clone(), "campaign.live".into())),
+        "{told:?}"
+    );
+}
+
 /// A draft is checked again when scheduled, against the settings then: one whose rank window is
 /// no longer ranked (`LB_WINDOWS`), or that spans two seasons of the calendar now, is refused
 /// with 400 naming the field and stays a draft; under the settings it was written for it is

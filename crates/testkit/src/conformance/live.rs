@@ -34,6 +34,7 @@ pub async fn run_all<S: LiveStores + 'static>(repo: Arc<S>) {
     a_login_racing_a_new_password_opens_nothing(r).await;
     api_keys_are_listed_without_secrets_and_revoked_once(r).await;
     campaigns_move_once_with_their_event(r).await;
+    a_campaign_past_its_end_changes_only_as_a_draft(r).await;
     campaign_pages_continue_where_the_last_ended(r).await;
     due_lists_what_the_scheduler_must_move(r).await;
     entries_need_a_live_campaign_and_one_per_slot(r).await;
@@ -589,6 +590,42 @@ pub async fn campaigns_move_once_with_their_event(repo: &dyn LiveStores) {
         .filter(|e| e.campaign_id == c.id && e.kind != "campaign.cancelled")
         .collect();
     assert_eq!(mine, [&e], "one event, from the move that happened");
+}
+
+/// A change of a scheduled or live campaign written after its end matches nothing (checked
+/// before the end, it waited for its write: cancelling it then would void its draw); a draft
+/// past its end never ran and still changes.
+pub async fn a_campaign_past_its_end_changes_only_as_a_draft(repo: &dyn LiveStores) {
+    let now = now_ms();
+    for (state, changes) in [
+        (CampaignState::Live, false),
+        (CampaignState::Scheduled, false),
+        (CampaignState::Draft, true),
+    ] {
+        let c = Campaign {
+            starts_at_ms: now - 60_000,
+            ends_at_ms: now - 10,
+            ..campaign("ended_unseen")
+        };
+        create_in(repo, &c, state).await;
+        let before = ok(repo.campaign(&c.id).await, "campaign").expect("created");
+        let mut next = before.clone();
+        next.state = CampaignState::Cancelled;
+        next.updated_at_ms = before.updated_at_ms + 1;
+        let change = audit("campaign.cancel", &c.id);
+        let written = ok(
+            repo.update_campaign(&before, &next, &change, None).await,
+            "update_campaign",
+        );
+        assert_eq!(written, changes, "{state:?}");
+        let stored = ok(repo.campaign(&c.id).await, "campaign").expect("kept");
+        let expected = if changes {
+            CampaignState::Cancelled
+        } else {
+            state
+        };
+        assert_eq!(stored.state, expected, "{state:?}");
+    }
 }
 
 /// `due` lists scheduled campaigns past their start and live ones past their end, not others.

@@ -192,17 +192,21 @@ sql_impl! {
         let reward = to_json("campaign reward", &next.reward)?;
         within::<DB, _>("update_campaign", async {
             let (mut tx, _turn) = self.begin_write().await?;
+            // The time is read once this write's turn came: a change checked before its end
+            // but written after it (cancelling a campaign whose entries closed) matches nothing.
             let sql = DB::placeholders(
                 "UPDATE campaigns SET title = ?, description = ?, starts_at = ?, ends_at = ?, \
                  min_level = ?, entry_limit = ?, reward = ?, state = ?, seed = ?, \
                  commitment = ?, updated_at = ? \
-                 WHERE id = ? AND state = ? AND updated_at = ?",
+                 WHERE id = ? AND state = ? AND updated_at = ? AND (state = ? OR ends_at > ?)",
             );
             let update = Self::bind_editable(sqlx::query(&sql), next, &reward)
                 .bind(next.updated_at_ms)
                 .bind(before.id.as_str())
                 .bind(before.state.as_str())
-                .bind(before.updated_at_ms);
+                .bind(before.updated_at_ms)
+                .bind(CampaignState::Draft.as_str())
+                .bind(liveops_core::now_ms());
             if !Self::changed_one(&mut tx, update).await? {
                 return Self::rolled_back(tx, false).await;
             }
