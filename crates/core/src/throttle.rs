@@ -2,6 +2,12 @@
 //! bound) does not turn every refused request into a line (at 10 000 requests/s, 10 000 lines/s).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::LazyLock;
+use std::time::Instant;
+
+/// When this process first asked a throttle: its periods are measured from here on the
+/// monotonic clock, so a wall clock stepped back does not silence a log site for as long.
+static STARTED: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 /// One log site's throttle: the first call of a period is let through, the others are counted
 /// and reported with the next line let through.
@@ -25,10 +31,11 @@ impl Throttled {
     /// `Some(n)` if this call may log (`n`: the calls left out since the last line), else
     /// `None` (counted for the next).
     pub fn admit(&self) -> Option<u64> {
-        self.admit_at(crate::now_ms())
+        let since_start = STARTED.elapsed().as_millis();
+        self.admit_at(i64::try_from(since_start).unwrap_or(i64::MAX))
     }
 
-    /// [`Throttled::admit`] at `now_ms`.
+    /// [`Throttled::admit`] at `now_ms` (any clock that only goes forward).
     pub fn admit_at(&self, now_ms: i64) -> Option<u64> {
         let next = self.next_ms.load(Ordering::Relaxed);
         if now_ms >= next
