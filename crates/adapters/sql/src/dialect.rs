@@ -55,9 +55,14 @@ pub trait Dialect: Database + HasStatementCache + Sized {
     /// Session settings for the connection that migrates (it is closed afterwards), e.g. a lock
     /// wait long enough to queue behind another process's migration.
     const MIGRATION_SESSION: Option<&'static str>;
-    /// A lock taken around migrations on the migrating connection, where sqlx's own does not
-    /// hold; `None` where it does (PostgreSQL's advisory lock) or is not needed.
-    const MIGRATION_LOCK: Option<&'static MigrationLock>;
+    /// A lock taken around migrations on the migrating connection (named `migrate`), where
+    /// sqlx's own does not hold; `None` where it does (PostgreSQL's advisory lock) or is not
+    /// needed.
+    const MIGRATION_LOCK: Option<&'static SessionLock>;
+    /// The lock a retention purge's walk runs under (named `purge_<table>`), taken without
+    /// waiting, so one process of a deployment walks a table at a time and the others skip that
+    /// run; `None` where one process owns the database (nothing to share the walk with).
+    const PURGE_LOCK: Option<&'static SessionLock>;
 
     /// How a primary's write position is compared with a read replica's replay, to measure the
     /// replica's lag; `None`: the lag cannot be measured, a reachable replica counts as current.
@@ -128,11 +133,13 @@ pub trait Dialect: Database + HasStatementCache + Sized {
     }
 }
 
-/// Statements that take and release a session-level lock serialising migrations between
-/// processes. `take` answers one row, one column: 1 when the lock is held.
+/// Statements that take and release a session-level lock between the processes on one database
+/// (migrations, retention purges), the lock's name bound to their one `?`. `take` answers one
+/// row, one column: 1 when the lock is held. The lock belongs to the connection that took it:
+/// released on that one, which is closed after rather than returned to the pool.
 #[derive(Debug)]
-pub struct MigrationLock {
-    /// Waits for the lock (bounded) and answers 1 once held.
+pub struct SessionLock {
+    /// Takes the lock (waiting for it as long as the statement says) and answers 1 once held.
     pub take: &'static str,
     /// Releases it.
     pub release: &'static str,

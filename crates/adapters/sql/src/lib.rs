@@ -60,7 +60,9 @@ pub trait Repository:
     fn pool_watch(&self) -> futures_util::future::BoxFuture<'static, ()>;
     /// Deletes the per-event rows (processed event ids, fairness verdicts) and the operators'
     /// request keys written before `cutoff_ms` (unix milliseconds), a bounded step at a time,
-    /// and the operators' sessions expired by now; returns how many went.
+    /// and the operators' sessions expired by now; returns how many went. Like every retention
+    /// purge here, it walks in one process of a deployment at a time: a process that finds
+    /// another walking skips the run and answers 0 (`SqlRepository::purge_alone`).
     async fn purge_before(&self, cutoff_ms: i64) -> PortResult<u64>;
 }
 

@@ -11,7 +11,7 @@ use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlTypeInfo, MySqlValueRef};
 use sqlx::{Executor, MySql, Type};
 
-use super::dialect::{db_error, server, tolerating_newer, Dialect, MigrationLock, Text, Upserts};
+use super::dialect::{db_error, server, tolerating_newer, Dialect, SessionLock, Text, Upserts};
 use super::repository::SqlRepository;
 
 /// The repository on MySQL or MariaDB.
@@ -77,9 +77,15 @@ impl Dialect for MySql {
     const UPDATE_RETURNING: bool = false;
 
     const MIGRATION_SESSION: Option<&'static str> = None;
-    const MIGRATION_LOCK: Option<&'static MigrationLock> = Some(&MigrationLock {
-        take: "SELECT GET_LOCK(CONCAT('liveops_migrate_', CRC32(DATABASE())), 600)",
-        release: "SELECT RELEASE_LOCK(CONCAT('liveops_migrate_', CRC32(DATABASE())))",
+    // Named `liveops_<name>_<crc of the database>`: GET_LOCK's names are the server's, not a
+    // database's (`liveops_migrate_..` is the name earlier releases take).
+    const MIGRATION_LOCK: Option<&'static SessionLock> = Some(&SessionLock {
+        take: "SELECT GET_LOCK(CONCAT('liveops_', ?, '_', CRC32(DATABASE())), 600)",
+        release: "SELECT RELEASE_LOCK(CONCAT('liveops_', ?, '_', CRC32(DATABASE())))",
+    });
+    const PURGE_LOCK: Option<&'static SessionLock> = Some(&SessionLock {
+        take: "SELECT GET_LOCK(CONCAT('liveops_', ?, '_', CRC32(DATABASE())), 0)",
+        release: "SELECT RELEASE_LOCK(CONCAT('liveops_', ?, '_', CRC32(DATABASE())))",
     });
 
     fn migrator() -> &'static Migrator {

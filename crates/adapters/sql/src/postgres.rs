@@ -15,7 +15,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::Postgres;
 
 use super::dialect::{
-    db_error, number_placeholders, server, tolerating_newer, Dialect, MigrationLock, Upserts,
+    db_error, number_placeholders, server, tolerating_newer, Dialect, SessionLock, Upserts,
     ON_CONFLICT,
 };
 use super::replica::ReplicaPosition;
@@ -40,7 +40,14 @@ impl Dialect for Postgres {
     // sqlx's advisory lock wait is subject to `lock_timeout`: let a replica queue behind
     // another one's migration instead of failing after the 2 s meant for row locks.
     const MIGRATION_SESSION: Option<&'static str> = Some("SET lock_timeout = '10min'");
-    const MIGRATION_LOCK: Option<&'static MigrationLock> = None;
+    const MIGRATION_LOCK: Option<&'static SessionLock> = None;
+    // Advisory locks are the database's; the two-key form (class, hash of the name) keeps clear
+    // of sqlx's one-key migration lock.
+    const PURGE_LOCK: Option<&'static SessionLock> = Some(&SessionLock {
+        take: "SELECT CAST(CASE WHEN pg_try_advisory_lock(1280266325, hashtext(?)) \
+               THEN 1 ELSE 0 END AS BIGINT)",
+        release: "SELECT pg_advisory_unlock(1280266325, hashtext(?))",
+    });
     const REPLICA_POSITION: Option<&'static ReplicaPosition> = Some(&ReplicaPosition {
         // Flushed WAL is what the primary sends to its standbys.
         primary: "SELECT pg_current_wal_flush_lsn()::text",

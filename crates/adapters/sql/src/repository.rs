@@ -26,7 +26,7 @@ use sqlx::{
 use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
-use super::dialect::{db_error, to_i64, to_u64, Dialect, Text};
+use super::dialect::{db_error, to_i64, to_u64, Dialect, SessionLock, Text};
 use super::replica::{MaybeReplica, Replica};
 use super::statement::{Statement, Tuple};
 
@@ -633,26 +633,98 @@ where
                 .map_err(db_error::<DB>)?;
         }
         if let Some(lock) = DB::MIGRATION_LOCK {
-            let (held,): (Option<i64>,) = sqlx::query_as(lock.take)
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(db_error::<DB>)?;
-            if held != Some(1) {
+            if !Self::take_lock(&mut conn, lock, "migrate").await? {
                 return Err(PortError::Unavailable(format!(
-                    "{}: the migration lock was not granted ({held:?}): \
-                     another process is still migrating",
+                    "{}: the migration lock was not granted: another process is still migrating",
                     DB::NAME
                 )));
             }
         }
         apply(&mut *conn).await?;
         if let Some(lock) = DB::MIGRATION_LOCK {
-            sqlx::query(lock.release)
-                .execute(&mut *conn)
-                .await
-                .map_err(db_error::<DB>)?;
+            Self::release_lock(&mut conn, lock, "migrate").await?;
         }
         Ok(())
+    }
+
+    /// Takes `lock` named `name` on `conn` (as long as its statement waits); whether it is held.
+    async fn take_lock(
+        conn: &mut DB::Connection,
+        lock: &SessionLock,
+        name: &str,
+    ) -> PortResult<bool> {
+        let take = DB::placeholders(lock.take);
+        let (held,): (Option<i64>,) = sqlx::query_as(&take)
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_error::<DB>)?;
+        Ok(held == Some(1))
+    }
+
+    /// Releases `lock` named `name`, which `conn` holds.
+    async fn release_lock(
+        conn: &mut DB::Connection,
+        lock: &SessionLock,
+        name: &str,
+    ) -> PortResult<()> {
+        let release = DB::placeholders(lock.release);
+        sqlx::query(&release)
+            .bind(name)
+            .execute(&mut *conn)
+            .await
+            .map(drop)
+            .map_err(db_error::<DB>)
+    }
+
+    /// Runs `walk`, the retention purge of `table` (a metric label), in one process of the
+    /// deployment at a time: under the dialect's purge lock, taken without waiting on a
+    /// connection of its own, released after the walk however it ends, and the connection closed
+    /// rather than returned to the pool (a walk given up midway drops it, and the lock with it).
+    /// `None`: another process is walking; this run is skipped and counted in
+    /// `retention_purges_skipped_total{table}`, and the next may be this process's.
+    pub async fn purge_alone<T>(
+        &self,
+        table: &'static str,
+        walk: impl Future<Output = PortResult<T>>,
+    ) -> PortResult<Option<T>> {
+        let Some(lock) = DB::PURGE_LOCK else {
+            return walk.await.map(Some);
+        };
+        let name = format!("purge_{table}");
+        let (mut conn, held) = within::<DB, _>("purge_lock", async {
+            let mut conn = self.pool.acquire().await.map_err(db_error::<DB>)?;
+            conn.close_on_drop();
+            let held = Self::take_lock(&mut conn, lock, &name).await?;
+            Ok((conn, held))
+        })
+        .await?;
+        metrics::counter!("retention_purges_skipped_total", "table" => table)
+            .increment(u64::from(!held));
+        if !held {
+            tracing::debug!(
+                table,
+                "another process is purging the table: this run skipped"
+            );
+            return Ok(None);
+        }
+        let walked = walk.await;
+        let released =
+            within::<DB, _>("purge_lock", Self::release_lock(&mut conn, lock, &name)).await;
+        if let Err(error) = released {
+            // Closing the connection ends its session, and the lock with it.
+            tracing::debug!(table, %error, "purge lock not released: its connection closes");
+        }
+        walked.map(Some)
+    }
+
+    /// [`Self::purge_alone`] of a walk counting rows: none when skipped.
+    pub(crate) async fn purge_rows_alone(
+        &self,
+        table: &'static str,
+        walk: impl Future<Output = PortResult<u64>>,
+    ) -> PortResult<u64> {
+        Ok(self.purge_alone(table, walk).await?.unwrap_or(0))
     }
 
     /// Whether the database answers now, within the call bound.
@@ -1538,8 +1610,15 @@ where
     /// each table in key order 2000 keys a step, each step with rows to delete in a write
     /// transaction of its own (writers are held up for one step at a time, and not by steps
     /// with nothing to delete), then the operators' request keys, then the operators' sessions
-    /// expired by now (their own expiry, not the cutoff). Returns how many rows went.
+    /// expired by now (their own expiry, not the cutoff). Returns how many rows went: none when
+    /// another process is walking them ([`Self::purge_alone`]).
     pub(crate) async fn purge_before(&self, cutoff_ms: i64) -> PortResult<u64> {
+        self.purge_rows_alone("processed_events", self.walk_before(cutoff_ms))
+            .await
+    }
+
+    /// [`Self::purge_before`]'s walk.
+    async fn walk_before(&self, cutoff_ms: i64) -> PortResult<u64> {
         let mut purged = 0;
         let mut consumer = String::new();
         loop {
@@ -1575,7 +1654,16 @@ where
         Ok(purged)
     }
 
+    /// Deletes the scores of `window`'s boards whose period sorts before `before`, oldest board
+    /// first, in steps along its players; how many rows went (none when another process is
+    /// walking them).
     pub(crate) async fn purge_scores(&self, window: Window, before: &str) -> PortResult<u64> {
+        self.purge_rows_alone("scores", self.walk_scores(window, before))
+            .await
+    }
+
+    /// [`Self::purge_scores`]'s walk.
+    async fn walk_scores(&self, window: Window, before: &str) -> PortResult<u64> {
         let oldest = DB::placeholders(
             "SELECT MIN(period) FROM scores WHERE board_window = ? AND period < ?",
         );
@@ -1634,9 +1722,14 @@ where
     }
 
     /// Deletes the fairness flags raised before `cutoff_ms` (`FLAG_RETENTION`), oldest first
-    /// along their index on `at_ms`, about 2000 per write transaction; returns how many went.
+    /// along their index on `at_ms`, about 2000 per write transaction; returns how many went
+    /// (none when another process is walking them).
     pub(crate) async fn purge_flags(&self, cutoff_ms: i64) -> PortResult<u64> {
-        self.purge_by_time(&PURGE_FLAGS, cutoff_ms).await
+        self.purge_rows_alone(
+            "fairness_flags",
+            self.purge_by_time(&PURGE_FLAGS, cutoff_ms),
+        )
+        .await
     }
 
     /// Deletes the operators' request keys taken before `cutoff_ms`, oldest first.

@@ -10,7 +10,7 @@ mod sql_support;
 use futures_util::future::BoxFuture;
 use liveops_core::ports::PortError;
 use liveops_sql::MySqlRepository;
-use sql_support::server::{self, release_with, Release, Server};
+use sql_support::server::{self, release_with, Release, Server, Walk, Walked};
 
 struct MySql;
 
@@ -61,6 +61,14 @@ impl Server for MySql {
                 other.close().await;
             })
         })
+    }
+
+    fn purge_alone<'a>(
+        repo: &'a MySqlRepository,
+        table: &'static str,
+        walk: Walk<'a>,
+    ) -> Walked<'a> {
+        Box::pin(repo.purge_alone(table, walk))
     }
 
     fn drop_database(db: &str) -> String {

@@ -9,7 +9,7 @@ mod sql_support;
 use futures_util::future::BoxFuture;
 use liveops_core::ports::PortError;
 use liveops_sql::PgRepository;
-use sql_support::server::{self, release_with, Release, Server};
+use sql_support::server::{self, release_with, Release, Server, Walk, Walked};
 
 struct Postgres;
 
@@ -50,6 +50,10 @@ impl Server for Postgres {
                 other.close().await;
             })
         })
+    }
+
+    fn purge_alone<'a>(repo: &'a PgRepository, table: &'static str, walk: Walk<'a>) -> Walked<'a> {
+        Box::pin(repo.purge_alone(table, walk))
     }
 
     fn drop_database(db: &str) -> String {

@@ -57,7 +57,9 @@ const FIRST_PURGE: Duration = Duration::from_secs(60);
 /// Purges per-event rows older than `EVENT_RETENTION` and fairness flags older than
 /// `FLAG_RETENTION` every `EVENT_PURGE_EVERY` until `stop` (`events_purged_total`); a failed
 /// purge is counted and logged as every background round is, and tried again at the next (the
-/// flags' purge runs even when the events' failed).
+/// flags' purge runs even when the events' failed). On a server database one process of the
+/// deployment walks a table at a time: a run finding another walking skips it, as 0 rows
+/// (`retention_purges_skipped_total{table}`).
 async fn purge_old_events(repo: &dyn Repository, retention: Retention, stop: CancellationToken) {
     let first = FIRST_PURGE.min(retention.every);
     let round = || async {

@@ -62,7 +62,14 @@ fn by_claims<'a>(page: &'a [String], claims: &HashMap<String, i64>) -> Vec<&'a [
 }
 
 sql_impl! {
+    /// Deletes the finished webhook deliveries, with their attempts, past retention at
+    /// `before_ms`; how many went, none when another process is walking them.
     pub(crate) async fn purge_deliveries(&self, before_ms: i64) -> PortResult<u64> {
+        self.purge_rows_alone("webhook_deliveries", self.walk_deliveries(before_ms)).await
+    }
+
+    /// [`Self::purge_deliveries`]'s walk.
+    async fn walk_deliveries(&self, before_ms: i64) -> PortResult<u64> {
         // Along `webhook_deliveries_due (state, next_attempt_at)`: a finished delivery's
         // `next_attempt_at` is the end of its last attempt's lease (or, ended by its webhook's
         // deletion, when it would have been tried next), and a redelivery moves it on.
@@ -139,7 +146,14 @@ sql_impl! {
         .await
     }
 
+    /// Deletes the outbox events past retention at `before_ms` none of whose deliveries is
+    /// left; how many went, none when another process is walking them.
     pub(crate) async fn purge_events(&self, before_ms: i64) -> PortResult<u64> {
+        self.purge_rows_alone("campaign_events", self.walk_events(before_ms)).await
+    }
+
+    /// [`Self::purge_events`]'s walk.
+    async fn walk_events(&self, before_ms: i64) -> PortResult<u64> {
         // Along `campaign_events_dispatched (dispatched, at_ms, id)`, past the last one read
         // (the first page past the smallest key, below every event's): an event whose
         // deliveries are not all gone stays, and is passed over. The first bound repeats the
@@ -182,7 +196,14 @@ sql_impl! {
         }
     }
 
+    /// Deletes the inbox messages expired before `before_ms`, with their claims; how many went,
+    /// none when another process is walking them.
     pub(crate) async fn purge_messages(&self, before_ms: i64) -> PortResult<u64> {
+        self.purge_rows_alone("inbox_messages", self.walk_messages(before_ms)).await
+    }
+
+    /// [`Self::purge_messages`]'s walk.
+    async fn walk_messages(&self, before_ms: i64) -> PortResult<u64> {
         // Along `inbox_messages_by_expiry (expires_at)`. A message takes no claim once expired
         // (a claim's insert checks it is live), so none is added behind the purge.
         let expired = DB::placeholders(

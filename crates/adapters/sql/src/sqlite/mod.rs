@@ -20,7 +20,7 @@ use sqlx::Sqlite;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::dialect::{
-    db_error, tolerating_newer, BulkRead, Dialect, MigrationLock, Upserts, ON_CONFLICT,
+    db_error, tolerating_newer, BulkRead, Dialect, SessionLock, Upserts, ON_CONFLICT,
 };
 use super::repository::SqlRepository;
 
@@ -167,7 +167,9 @@ impl Dialect for Sqlite {
     const CALL_TIMEOUT: Option<Duration> = None;
 
     const MIGRATION_SESSION: Option<&'static str> = None;
-    const MIGRATION_LOCK: Option<&'static MigrationLock> = None;
+    const MIGRATION_LOCK: Option<&'static SessionLock> = None;
+    // The embedded database is one process's: its purges never overlap another's.
+    const PURGE_LOCK: Option<&'static SessionLock> = None;
 
     fn migrator() -> &'static Migrator {
         &MIGRATOR
