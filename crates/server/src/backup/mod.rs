@@ -147,8 +147,8 @@ impl Backups {
             .context("the backup thread failed")?
     }
 
-    /// When the newest set complete everywhere it goes began (unix ms): see
-    /// [`newest::complete_ms`].
+    /// When the newest set complete everywhere it goes began (unix ms): a set in `BACKUP_DIR`
+    /// whose manifest, when an archive is configured, is in the archive too.
     pub async fn newest_complete_ms(&self) -> Option<i64> {
         newest::complete_ms(&self.dir, self.archive.as_deref()).await
     }

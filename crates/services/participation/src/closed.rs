@@ -91,7 +91,7 @@ impl ClosedCampaigns {
     }
 
     /// The answer kept for the campaign's draw with or without its list, if any: a decided
-    /// draw's, or an undecided one's written within [`OPEN_COUNT_FRESH`] of `now`; counted as a
+    /// draw's, or an undecided one's written within `OPEN_COUNT_FRESH` (5 s) of `now`; counted as a
     /// hit or a miss (`participation_draw_cache_total{result}`).
     pub fn draw(&self, campaign_id: &str, with_list: bool, now: Instant) -> Option<Bytes> {
         let json = self.kept_draw(campaign_id, with_list, now);
@@ -120,7 +120,7 @@ impl ClosedCampaigns {
         metrics::gauge!("participation_draw_cache_bytes").set(bytes as f64);
     }
 
-    /// Keeps an undecided draw's answer, written at `at`, for [`OPEN_COUNT_FRESH`].
+    /// Keeps an undecided draw's answer, written at `at`, for `OPEN_COUNT_FRESH` (5 s).
     pub fn keep_open_draw(&self, campaign_id: &str, with_list: bool, json: Bytes, at: Instant) {
         self.open_draws
             .keep((campaign_id.to_owned(), with_list), (json, at));
