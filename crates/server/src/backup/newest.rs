@@ -6,11 +6,14 @@ use std::path::Path;
 
 use liveops_core::ports::Archive;
 
+use super::restore::MAX_AHEAD;
 use super::set;
 
 /// When the newest set complete everywhere it goes began (unix ms): the newest complete set in
-/// `dir` (`BACKUP_DIR`) that is also whole in `archive`, when there is one. `None` when there is
-/// none, or the sets or the archive cannot be read (logged).
+/// `dir` (`BACKUP_DIR`) that is also whole in `archive`, when there is one. A set dated more than
+/// [`MAX_AHEAD`] after this host's clock (taken while a clock was ahead) says nothing of the
+/// age and is passed over (logged). `None` when there is none, or the sets or the archive cannot
+/// be read (logged).
 pub async fn complete_ms(dir: &Path, archive: Option<&dyn Archive>) -> Option<i64> {
     let listing = dir.to_path_buf();
     let local = tokio::task::spawn_blocking(move || set::created(&listing)).await;
@@ -38,6 +41,14 @@ pub async fn complete_ms(dir: &Path, archive: Option<&dyn Archive>) -> Option<i6
         let whole = |name: &str| archived.contains(&format!("{name}/{}", set::MANIFEST));
         sets.retain(|(name, _)| whole(name));
     }
+    let latest = liveops_core::now_ms().saturating_add(MAX_AHEAD.as_millis() as i64);
+    sets.retain(|(name, at_ms)| {
+        let dated = *at_ms <= latest;
+        if !dated {
+            tracing::warn!(set = %name, "a backup set dated in the future is not counted for the backup age");
+        }
+        dated
+    });
     sets.into_iter().map(|(_, at_ms)| at_ms).max()
 }
 
@@ -123,6 +134,23 @@ mod tests {
         assert_eq!(
             complete_ms(&sets, Some(&archive)).await,
             Some(at("2026-12-01T10:00:00.250Z"))
+        );
+    }
+
+    /// A set dated past the clock's tolerated skew (taken while a clock was ahead) is not the
+    /// newest for the backup age: the age stays that of the newest set that can be dated.
+    #[tokio::test]
+    async fn a_set_from_the_future_is_not_counted() {
+        let dir = tempfile::tempdir().expect("dir");
+        let sets = dir.path().join("backups");
+        let now = Utc::now();
+        let fmt = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let past = now - chrono::Duration::minutes(10);
+        complete_set(&sets, &fmt(past));
+        complete_set(&sets, &fmt(now + chrono::Duration::days(30)));
+        assert_eq!(
+            complete_ms(&sets, None).await,
+            Some(past.timestamp_millis())
         );
     }
 }

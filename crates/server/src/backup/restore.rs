@@ -92,7 +92,10 @@ pub fn check_age(manifest: &set::Manifest, keep: Duration, now_ms: i64) -> anyho
     let ahead = taken.saturating_sub(now_ms);
     anyhow::ensure!(
         ahead <= millis(MAX_AHEAD),
-        "set {} says it was taken at {}, {} after this host's clock: the clock of the host that          took it was ahead (or this one's is behind), so how old it is cannot be told, and it may          be older than EVENT_RETENTION ({}). Check both clocks; restore it with --force only if          it is younger than that (docs/OPERATIONS.md, Restore)",
+        "set {} says it was taken at {}, {} after this host's clock: the clock of the host that \
+         took it was ahead (or this one's is behind), so how old it is cannot be told, and it may \
+         be older than EVENT_RETENTION ({}). Check both clocks; restore it with --force only if \
+         it is younger than that (docs/OPERATIONS.md, Restore)",
         manifest.name,
         manifest.created_at,
         crate::dead_letters::age(ahead),
