@@ -63,6 +63,10 @@ async fn in_flight(State(slots): State<Arc<Semaphore>>, req: Request, next: Next
 /// Gives the request's body until `timeout` after its head to arrive: when it does not, whatever
 /// the route answered (it saw the body fail) is replaced by 408, and the connection is closed.
 async fn body_deadline(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
+    // A body known to be empty (most GETs, probes) has nothing to wait for.
+    if hyper::body::Body::is_end_stream(req.body()) {
+        return next.run(req).await;
+    }
     let expired = Arc::new(AtomicBool::new(false));
     let req = req.map(|body| {
         Body::new(Deadline {

@@ -65,6 +65,8 @@ pub async fn run(settings: &Settings, from: &Source, force: bool) -> anyhow::Res
         Source::Dir(dir) => (dir.clone(), false),
         Source::Archive(name) => (fetch(settings, name, download.path(), keep).await?, true),
     };
+    // A download's age was checked before its files came.
+    let keep = if owned { None } else { keep };
     tokio::task::spawn_blocking(move || place(&set_dir, &targets, owned, keep))
         .await
         .context("the restore thread failed")?
@@ -80,15 +82,13 @@ pub const MAX_AHEAD: Duration = Duration::from_secs(5 * 60);
 /// holds unacked, applied before the backup, are delivered again and applied a second time
 /// (ADR 0028). A set from the future was taken while a clock was wrong: it may be that old.
 pub fn check_age(manifest: &set::Manifest, keep: Duration, now_ms: i64) -> anyhow::Result<()> {
-    let taken = chrono::DateTime::parse_from_rfc3339(&manifest.created_at)
-        .map(|t| t.timestamp_millis())
-        .with_context(|| {
-            format!(
-                "cannot tell when set {} was taken (createdAt {:?}); restore it with --force \
-                 only if it is younger than EVENT_RETENTION",
-                manifest.name, manifest.created_at
-            )
-        })?;
+    let taken = manifest.created_ms().with_context(|| {
+        format!(
+            "cannot tell when set {} was taken; restore it with --force only if it is younger \
+             than EVENT_RETENTION",
+            manifest.name
+        )
+    })?;
     let ahead = taken.saturating_sub(now_ms);
     anyhow::ensure!(
         ahead <= millis(MAX_AHEAD),

@@ -54,6 +54,15 @@ pub struct Manifest {
     pub pre_upgrade: Option<PreUpgrade>,
 }
 
+impl Manifest {
+    /// When the copy started, unix ms.
+    pub fn created_ms(&self) -> anyhow::Result<i64> {
+        DateTime::parse_from_rfc3339(&self.created_at)
+            .map(|t| t.timestamp_millis())
+            .with_context(|| format!("{}: createdAt {:?}", self.name, self.created_at))
+    }
+}
+
 /// The migrations a pre-upgrade set was taken before.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -191,12 +200,8 @@ fn complete(dir: &Path, prefix: &str) -> std::io::Result<Vec<String>> {
 pub fn created(dir: &Path) -> std::io::Result<Vec<(String, i64)>> {
     let mut sets = Vec::new();
     for name in complete_sets(dir)? {
-        let at = read_manifest(&dir.join(&name)).and_then(|m| {
-            DateTime::parse_from_rfc3339(&m.created_at)
-                .with_context(|| format!("{name}: createdAt {:?}", m.created_at))
-        });
-        match at {
-            Ok(at) => sets.push((name, at.timestamp_millis())),
+        match read_manifest(&dir.join(&name)).and_then(|m| m.created_ms()) {
+            Ok(at) => sets.push((name, at)),
             Err(error) => tracing::warn!(error = format!("{error:#}"), "backup set left out"),
         }
     }

@@ -31,10 +31,7 @@ pub async fn ports_after_pre_upgrade_backup(settings: &Settings) -> anyhow::Resu
 
 /// Prefixes a backend error with the variable that configured it, for start-up messages.
 fn named(var: &'static str) -> impl Fn(PortError) -> PortError {
-    move |e| match e {
-        PortError::Unavailable(m) => PortError::Unavailable(format!("{var}: {m}")),
-        PortError::Corrupt(m) => PortError::Corrupt(format!("{var}: {m}")),
-    }
+    move |e| liveops_module::tick::naming(var, e)
 }
 
 /// `liveops migrate`: opens the repository (applying its migrations, after the pre-upgrade
