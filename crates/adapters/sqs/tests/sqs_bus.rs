@@ -786,9 +786,7 @@ async fn the_lag_read_exports_how_many_dead_letters_the_group_holds() {
     let dead = || {
         let text = metrics.render();
         let series = format!("bus_dead_letter_messages{{bus=\"sqs\",topic=\"{t}\",group=\"{g}\"}}");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&series))
-            .and_then(|v| v.trim().parse::<f64>().ok())
+        liveops_testkit::logs::sample(&text, &series)
             .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
     };
     assert_eq!(bus.lag(&t, &g).await.unwrap(), 0);
