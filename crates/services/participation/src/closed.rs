@@ -64,11 +64,9 @@ impl<K: PartialEq, V: Clone> Recent<K, V> {
 
 /// What is kept of closed campaigns, per process.
 pub struct ClosedCampaigns {
-    /// Decided draws' JSON answers, by campaign id and whether they list the entrants.
-    draws: Recent<(String, bool), Bytes>,
-    /// Undecided draws' JSON answers, by campaign id and whether they list the entrants, and
-    /// when each was written.
-    open_draws: Recent<(String, bool), (Bytes, Instant)>,
+    /// Draws' JSON answers, by campaign id and whether they list the entrants, with when an
+    /// undecided one's was written (`None`: decided, served however old), in one bound.
+    draws: Recent<(String, bool), (Bytes, Option<Instant>)>,
     draw_hits: AtomicU64,
     draw_misses: AtomicU64,
 }
@@ -83,8 +81,7 @@ impl ClosedCampaigns {
     /// Keeps up to `draws` draw answers of `draw_bytes` together.
     pub fn new(draws: usize, draw_bytes: usize) -> Self {
         Self {
-            draws: Recent::new(draws, draw_bytes, Bytes::len),
-            open_draws: Recent::new(draws, draw_bytes, |(json, _)| json.len()),
+            draws: Recent::new(draws, draw_bytes, |(json, _)| json.len()),
             draw_hits: AtomicU64::new(0),
             draw_misses: AtomicU64::new(0),
         }
@@ -107,23 +104,27 @@ impl ClosedCampaigns {
     /// [`Self::draw`] not counted: for a read already counted a miss that waited for its turn
     /// and may find the answer another wrote meanwhile.
     pub fn kept_draw(&self, campaign_id: &str, with_list: bool, now: Instant) -> Option<Bytes> {
-        let key = (campaign_id.to_owned(), with_list);
-        self.draws.get(&key).or_else(|| {
-            let (json, at) = self.open_draws.get(&key)?;
-            (now.saturating_duration_since(at) < OPEN_COUNT_FRESH).then_some(json)
-        })
+        let (json, written) = self.draws.get(&(campaign_id.to_owned(), with_list))?;
+        match written {
+            Some(at) if now.saturating_duration_since(at) >= OPEN_COUNT_FRESH => None,
+            _ => Some(json),
+        }
     }
 
-    /// Keeps a decided draw's answer (`participation_draw_cache_bytes`: all kept, together).
+    /// Keeps a decided draw's answer.
     pub fn keep_draw(&self, campaign_id: &str, with_list: bool, json: Bytes) {
-        let bytes = self.draws.keep((campaign_id.to_owned(), with_list), json);
-        metrics::gauge!("participation_draw_cache_bytes").set(bytes as f64);
+        self.keep(campaign_id, with_list, (json, None));
     }
 
     /// Keeps an undecided draw's answer, written at `at`, for `OPEN_COUNT_FRESH` (5 s).
     pub fn keep_open_draw(&self, campaign_id: &str, with_list: bool, json: Bytes, at: Instant) {
-        self.open_draws
-            .keep((campaign_id.to_owned(), with_list), (json, at));
+        self.keep(campaign_id, with_list, (json, Some(at)));
+    }
+
+    /// Keeps a draw's answer (`participation_draw_cache_bytes`: all kept, together).
+    fn keep(&self, campaign_id: &str, with_list: bool, answer: (Bytes, Option<Instant>)) {
+        let bytes = self.draws.keep((campaign_id.to_owned(), with_list), answer);
+        metrics::gauge!("participation_draw_cache_bytes").set(bytes as f64);
     }
 
     /// How many draw reads were answered from what was kept.
