@@ -16,7 +16,7 @@ use serde::Deserialize;
 use std::time::Instant;
 use utoipa::IntoParams;
 
-use crate::routes::{entrant_count, whole_list_turn, MAX_PAGE};
+use crate::routes::{whole_list_turn, MAX_PAGE};
 use crate::{ClosedCampaigns, ParticipationState};
 
 /// The query of `GET /campaigns/{id}/draw`.
@@ -83,7 +83,7 @@ pub(crate) async fn get_draw(
     match state.outcomes.outcome_summary(&id).await? {
         // Entries end before the draw: the entrants counted now are those drawn from.
         Some(summary) => {
-            let count = entrant_count(&state, &campaign).await?;
+            let count = state.entries.entrant_count(&id).await?;
             let draw = committed.decided(summary, count, None);
             written(&state.closed, &id, with_list, &draw, true)
         }

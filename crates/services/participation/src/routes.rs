@@ -308,7 +308,10 @@ pub(crate) async fn list_entrants(
             let page = state.entries.entrants_page(&id, after, read).await;
             page.map_err(Problem::from)
         },
-        entrant_count(&state, &campaign),
+        async {
+            let count = state.entries.entrant_count(&campaign.id).await;
+            count.map_err(Problem::from)
+        },
     )?;
     let next_cursor = (entrants.len() > limit)
         .then(|| {
@@ -322,15 +325,6 @@ pub(crate) async fn list_entrants(
         entrants,
         next_cursor,
     }))
-}
-
-/// How many distinct players entered `campaign`, as counted when each first entered (one key
-/// read, exact at once).
-pub(crate) async fn entrant_count(
-    state: &ParticipationState,
-    campaign: &Campaign,
-) -> Result<u64, Problem> {
-    Ok(state.entries.entrant_count(&campaign.id).await?)
 }
 
 #[cfg(test)]
