@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::header::{HeaderValue, CONNECTION};
-use axum::middleware::Next;
+use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use hyper::body::{Frame, SizeHint};
@@ -34,11 +34,8 @@ const UNBOUNDED: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 pub fn guard(router: Router, limits: &HttpLimits) -> Router {
     let slots = Arc::new(Semaphore::new(limits.max_in_flight));
     router
-        .layer(axum::middleware::from_fn_with_state(
-            limits.body_timeout,
-            body_deadline,
-        ))
-        .layer(axum::middleware::from_fn_with_state(slots, in_flight))
+        .layer(from_fn_with_state(limits.body_timeout, body_deadline))
+        .layer(from_fn_with_state(slots, in_flight))
 }
 
 /// Counts a request refused before its route, by `reason`.
@@ -80,13 +77,11 @@ async fn body_deadline(State(timeout): State<Duration>, req: Request, next: Next
         return res;
     }
     refused("body_timeout");
-    let detail = format!(
-        "the request body did not arrive within {} ms",
-        timeout.as_millis()
-    );
+    let ms = timeout.as_millis();
+    let detail = format!("the request body did not arrive within {ms} ms");
     let mut res = Problem::new(408, "request-timeout", "Request timeout", detail).into_response();
-    res.headers_mut()
-        .insert(CONNECTION, HeaderValue::from_static("close"));
+    let close = HeaderValue::from_static("close");
+    res.headers_mut().insert(CONNECTION, close);
     res
 }
 
