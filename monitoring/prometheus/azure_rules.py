@@ -20,6 +20,10 @@ The rule files stay the one source: never edit the .tf.json by hand. What change
   pages (azurerm_monitor_action_group.pager), the others are mailed (.this). The label stays.
 - At most 20 rules a group (a limit Azure does not raise): a longer group is split in parts.
 - Terraform reads every string of a .tf.json file as a template: `${` and `%{` are escaped.
+- `runbook_url` becomes absolute: Azure's mails show it as it is, and no Alertmanager template
+  adds the repository URL there. The base is `liveops.runbook_base` of
+  monitoring/alertmanager/templates/liveops.tmpl (one place for both), also written as
+  `local.runbook_base` for the Service Bus alerts of monitoring.tf.
 - Every alert can be turned off per environment (var.monitoring.prometheus_alerts_disabled, by
   alert name, through local.prometheus_alerts_disabled in monitoring.tf); recording rules are
   always on.
@@ -38,6 +42,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "monitoring" / "prometheus" / "rules"
 OUT = ROOT / "infra" / "terraform" / "modules" / "stack" / "prometheus-rules.tf.json"
+TEMPLATE = ROOT / "monitoring" / "alertmanager" / "templates" / "liveops.tmpl"
 
 RESOURCE = "azurerm_monitor_alert_prometheus_rule_group"
 # Prometheus severity label -> Azure Monitor severity (0 critical .. 4 verbose) and action group.
@@ -87,6 +92,19 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
+def runbook_base() -> str:
+    """The repository URL the runbook links are relative to: Alertmanager's liveops.runbook_base."""
+    m = re.search(r'define "liveops\.runbook_base" \}\}(https://[^{}\s]+/)\{\{ end \}\}', TEMPLATE.read_text())
+    if not m:
+        raise RuleError(f"{TEMPLATE.relative_to(ROOT)}: no liveops.runbook_base ending in /")
+    return m.group(1)
+
+
+def absolute(url: str, base: str) -> str:
+    """A runbook_url as a link that works outside the repository."""
+    return url if re.match(r"^https?://", url) else base + url
+
+
 def load_groups():
     """(file, group) for every group of every rule file, in file then group order."""
     out = []
@@ -105,10 +123,12 @@ def group_interval(g, where) -> str:
     return iso8601(minutes * 60)
 
 
-def alert_rule(rule, where):
+def alert_rule(rule, where, base):
     name = rule["alert"]
     labels = {str(k): str(v) for k, v in (rule.get("labels") or {}).items()}
     annotations = {str(k): str(v) for k, v in (rule.get("annotations") or {}).items()}
+    if "runbook_url" in annotations:
+        annotations["runbook_url"] = absolute(annotations["runbook_url"], base)
     severity = labels.get("severity")
     if severity not in SEVERITY:
         raise RuleError(f"{where}: alert {name} has severity {severity!r}, not one of {', '.join(SEVERITY)}")
@@ -147,6 +167,7 @@ def recording_rule(rule, where):
 
 def build():
     resources, alert_names, names = {}, set(), set()
+    base = runbook_base()
     for f, g in load_groups():
         where = f"{f.relative_to(ROOT)}: group {g['name']}"
         rules = []
@@ -155,7 +176,7 @@ def build():
                 if not NAME.match(rule["alert"]):
                     raise RuleError(f"{where}: alert name {rule['alert']!r} is not a valid metric name")
                 alert_names.add(rule["alert"])
-                rules.append(alert_rule(rule, where))
+                rules.append(alert_rule(rule, where, base))
             else:
                 rules.append(recording_rule(rule, where))
         if not rules:
@@ -200,6 +221,7 @@ def build():
         "locals": {
             "//": "Every alert name of the rule files: var.monitoring.prometheus_alerts_disabled may name only these.",
             "prometheus_alert_names": sorted(alert_names),
+            "runbook_base": base,
         },
         "resource": {RESOURCE: resources},
     }

@@ -280,7 +280,7 @@ locals {
       backlog = {
         severity    = 2
         window      = var.monitoring.servicebus_alerts.backlog_window
-        description = "Stands in for LiveOpsBusLagGrowing on Service Bus: a topic's active messages (its subscriptions together) stayed above ${var.monitoring.servicebus_alerts.backlog_messages} for the whole window; consumers are slower than the gateway. Runbook: docs/OPERATIONS.md#bus-lag."
+        description = "Stands in for LiveOpsBusLagGrowing on Service Bus: a topic's active messages (its subscriptions together) stayed above ${var.monitoring.servicebus_alerts.backlog_messages} for the whole window; consumers are slower than the gateway. Runbook: ${local.runbook_base}docs/OPERATIONS.md#bus-lag."
         criteria = [
           { metric = "ActiveMessages", aggregation = "Minimum", operator = "GreaterThan", threshold = var.monitoring.servicebus_alerts.backlog_messages, entity = "*" },
         ]
@@ -288,7 +288,7 @@ locals {
       dead-letters = {
         severity    = 2
         window      = "PT5M"
-        description = "Dead-lettered messages wait on a topic's subscriptions (delivered ${local.servicebus_max_delivery_count} times without success, or expired). Runbook: docs/OPERATIONS.md#dead-letters."
+        description = "Dead-lettered messages wait on a topic's subscriptions (delivered ${local.servicebus_max_delivery_count} times without success, or expired). Runbook: ${local.runbook_base}docs/OPERATIONS.md#dead-letters."
         criteria = [
           { metric = "DeadletteredMessages", aggregation = "Maximum", operator = "GreaterThan", threshold = 0, entity = "*" },
         ]
@@ -296,7 +296,7 @@ locals {
       server-errors = {
         severity    = 2
         window      = var.monitoring.servicebus_alerts.errors_window
-        description = "More than ${var.monitoring.servicebus_alerts.server_errors} Service Bus requests failed with a server error within the window. Runbook: docs/OPERATIONS.md#service-bus-errors."
+        description = "More than ${var.monitoring.servicebus_alerts.server_errors} Service Bus requests failed with a server error within the window. Runbook: ${local.runbook_base}docs/OPERATIONS.md#service-bus-errors."
         criteria = [
           { metric = "ServerErrors", aggregation = "Total", operator = "GreaterThan", threshold = var.monitoring.servicebus_alerts.server_errors, entity = null },
         ]
@@ -304,7 +304,7 @@ locals {
       throttled = {
         severity    = 2
         window      = var.monitoring.servicebus_alerts.errors_window
-        description = "More than ${var.monitoring.servicebus_alerts.throttled_requests} Service Bus requests were throttled within the window; while throttled the namespace reports message counts as 0, so the backlog and stalled alerts cannot see. Runbook: docs/OPERATIONS.md#service-bus-errors."
+        description = "More than ${var.monitoring.servicebus_alerts.throttled_requests} Service Bus requests were throttled within the window; while throttled the namespace reports message counts as 0, so the backlog and stalled alerts cannot see. Runbook: ${local.runbook_base}docs/OPERATIONS.md#service-bus-errors."
         criteria = [
           { metric = "ThrottledRequests", aggregation = "Total", operator = "GreaterThan", threshold = var.monitoring.servicebus_alerts.throttled_requests, entity = null },
         ]
@@ -314,7 +314,7 @@ locals {
       for topic in local.servicebus_consumed_topics : "stalled-${topic}" => {
         severity    = 1
         window      = var.monitoring.servicebus_alerts.stalled_window
-        description = "Stands in for LiveOpsConsumerStalled on Service Bus: messages wait on ${topic} and none was received from it for the whole window; its consumers (${join(", ", sort([for group, t in local.servicebus_subscriptions : group if t == topic]))}) have stopped. Runbook: docs/OPERATIONS.md#consumer-stalled."
+        description = "Stands in for LiveOpsConsumerStalled on Service Bus: messages wait on ${topic} and none was received from it for the whole window; its consumers (${join(", ", sort([for group, t in local.servicebus_subscriptions : group if t == topic]))}) have stopped. Runbook: ${local.runbook_base}docs/OPERATIONS.md#consumer-stalled."
         criteria = [
           { metric = "ActiveMessages", aggregation = "Minimum", operator = "GreaterThan", threshold = 0, entity = topic },
           { metric = "OutgoingMessages", aggregation = "Total", operator = "LessThanOrEqual", threshold = 0, entity = topic },
