@@ -1,7 +1,7 @@
 //! The `events.accepted` consumer: adds each event's score to every window exactly once, then
 //! raises the rank store to the totals the commit left (ADR 0020).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use liveops_core::ports::{Board, ScoreTotal};
 use liveops_core::{now_ms, Envelope, PortError};
@@ -10,7 +10,7 @@ use liveops_module::tick::{naming, Failures};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::scores::{deltas, is_live, live_boards};
+use crate::scores::{deltas, is_live, live_boards, live_periods};
 use crate::{LeaderboardState, CONSUMER_ID, GROUP, READS};
 
 /// Raises the live boards (current and previous period of each window) to the repository's
@@ -255,6 +255,7 @@ pub async fn run_reconcile(
 ) -> Result<(), PortError> {
     let every = state.config.reconcile_every;
     let mut failures = Failures::new("cannot reconcile the live boards", every);
+    let mut counted = Counted::new();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
@@ -263,25 +264,51 @@ pub async fn run_reconcile(
         if !state.loaded.load(std::sync::atomic::Ordering::Acquire) {
             continue;
         }
-        failures.note(reconcile(&state, now_ms()).await);
+        failures.note(reconcile(&state, now_ms(), &mut counted).await);
     }
 }
 
+/// The repository's player count of each previous-period board as a pass last read it. Only
+/// late events change such a board, and [`raise_again`] covers those, so while the rank store
+/// holds at least that many players the board is not counted again: a pass costs one count
+/// per window, not two (a count reads the whole board's index).
+type Counted = HashMap<Board, u64>;
+
 /// One reconcile pass over the live boards; it fails with its first error, naming the board
 /// (logged once a run of failing passes by [`run_reconcile`]).
-pub(crate) async fn reconcile(state: &LeaderboardState, now_ms: i64) -> Result<(), PortError> {
+pub(crate) async fn reconcile(
+    state: &LeaderboardState,
+    now_ms: i64,
+    counted: &mut Counted,
+) -> Result<(), PortError> {
     let cfg = &state.config;
     let mut failed = None;
     if let Err(error) = raise_again(state, now_ms).await {
         tracing::debug!(%error, "cannot raise the latest totals again");
         failed = Some(naming("raising the latest totals again", error));
     }
-    for board in live_boards(&cfg.calendar, &cfg.windows, now_ms) {
-        if let Err(error) = reconcile_board(state, &board).await {
-            tracing::debug!(window = %board.window, period = %board.period, %error,
-                "cannot reconcile the board");
-            let named = format!("{} {}", board.window, board.period);
-            failed.get_or_insert(naming(&named, error));
+    counted.retain(|board, _| is_live(&cfg.calendar, board, now_ms));
+    for &window in &cfg.windows {
+        let (current, previous) = live_periods(&cfg.calendar, window, now_ms);
+        for (period, ended) in [(previous, true), (current, false)] {
+            let board = Board {
+                window,
+                period: period.id,
+            };
+            let known = counted.get(&board).copied().filter(|_| ended);
+            match reconcile_board(state, &board, known).await {
+                Ok(durable) if ended => {
+                    counted.insert(board, durable);
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(%window, period = %board.period, %error,
+                        "cannot reconcile the board");
+                    failed.get_or_insert_with(|| {
+                        naming(&format!("{window} {}", board.period), error)
+                    });
+                }
+            }
         }
     }
     failed.map_or(Ok(()), Err)
@@ -325,8 +352,14 @@ const RAISE_GAP: std::time::Duration = std::time::Duration::from_secs(2);
 /// Raises `board` if the rank store holds fewer of its players than the repository still
 /// [`RAISE_GAP`] after counting them (a batch raises its totals just after its commit, so a
 /// count between the two is no loss), or cannot read it (a board a panic left inconsistent
-/// counts as empty: raising starts it over).
-async fn reconcile_board(state: &LeaderboardState, board: &Board) -> Result<(), PortError> {
+/// counts as empty: raising starts it over). With `known` (an earlier pass's count of an ended
+/// period's board) the repository is counted only when the rank store holds fewer. Returns the
+/// repository's count it went by.
+async fn reconcile_board(
+    state: &LeaderboardState,
+    board: &Board,
+    known: Option<u64>,
+) -> Result<u64, PortError> {
     let held = || async {
         match state.ranks.size(board).await {
             Ok(held) => Ok(held),
@@ -334,17 +367,23 @@ async fn reconcile_board(state: &LeaderboardState, board: &Board) -> Result<(), 
             Err(error) => Err(error),
         }
     };
+    if let Some(known) = known {
+        if held().await? >= known {
+            return Ok(known);
+        }
+    }
     let durable = state.store.board_size(board).await?;
     if held().await? >= durable {
-        return Ok(());
+        return Ok(durable);
     }
     tokio::time::sleep(RAISE_GAP).await;
     let held = held().await?;
     if held >= durable {
-        return Ok(());
+        return Ok(durable);
     }
     tracing::warn!(window = %board.window, period = %board.period, held, durable,
         "rank store short of the repository; raising the board");
     metrics::counter!("leaderboard_board_reloads_total", "reason" => "reconcile").increment(1);
-    raise_board(state, board).await.map(drop)
+    raise_board(state, board).await?;
+    Ok(durable)
 }

@@ -148,12 +148,14 @@ async fn scores_count_in_every_window() {
 
 /// The repository, except that the first `commit_scores` answers an error after committing
 /// (the answer lost with the connection, as a database can lose it) unless `lost` is set
-/// already; it counts the boards read whole and the score rows read.
+/// already; it counts the boards read whole, the score rows read and the boards counted.
 struct LostAnswer {
     repo: Arc<dyn ScoreStore>,
     lost: std::sync::atomic::AtomicBool,
     board_reads: std::sync::atomic::AtomicU32,
     rows_read: std::sync::atomic::AtomicUsize,
+    /// Every board whose players were counted, in order.
+    counted: std::sync::Mutex<Vec<Board>>,
 }
 
 impl LostAnswer {
@@ -199,6 +201,7 @@ impl ScoreStore for LostAnswer {
         self.read(self.repo.top_scores(board, limit).await)
     }
     async fn board_size(&self, board: &Board) -> PortResult<u64> {
+        self.counted.lock().unwrap().push(board.clone());
         self.repo.board_size(board).await
     }
     async fn scores_of(&self, board: &Board, players: &[String]) -> PortResult<Vec<(String, i64)>> {
@@ -220,6 +223,7 @@ async fn a_commit_whose_answer_was_lost_still_reaches_the_ranks() {
         lost: Default::default(),
         board_reads: Default::default(),
         rows_read: Default::default(),
+        counted: Default::default(),
     });
     app.router = router(app.state.clone());
     let now = now_ms();
@@ -244,6 +248,7 @@ async fn a_commit_not_raised_yet_is_not_taken_for_a_lost_board() {
         lost: true.into(),
         board_reads: Default::default(),
         rows_read: Default::default(),
+        counted: Default::default(),
     });
     app.state.store = store.clone();
     let delta = ScoreDelta {
@@ -317,6 +322,7 @@ async fn a_final_snapshot_reads_only_the_top_of_the_board() {
         lost: true.into(),
         board_reads: Default::default(),
         rows_read: Default::default(),
+        counted: Default::default(),
     });
     app.state.store = store.clone();
     app.router = router(app.state.clone());
@@ -349,23 +355,104 @@ async fn a_final_snapshot_reads_only_the_top_of_the_board() {
 
 /// Runs the reconcile over `state`, a pass every 50 ms, until `done` (10 s at most, else fails
 /// naming `what`).
-async fn reconcile_until<F, Fut>(mut state: LeaderboardState, what: &str, done: F)
+async fn reconcile_until<F, Fut>(state: LeaderboardState, what: &str, done: F)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let mut config = (*state.config).clone();
-    config.reconcile_every = std::time::Duration::from_millis(50);
-    state.config = Arc::new(config);
-    let stop = tokio_util::sync::CancellationToken::new();
-    let reconcile = tokio::spawn(run_reconcile(state, stop.clone()));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !done().await {
-        assert!(std::time::Instant::now() < deadline, "not done: {what}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let reconciling = Reconciling::start(state);
+    reconciling.until(what, done).await;
+    reconciling.stop().await;
+}
+
+/// The reconcile running over a state, a pass every 50 ms.
+struct Reconciling {
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), PortError>>,
+}
+
+impl Reconciling {
+    fn start(mut state: LeaderboardState) -> Self {
+        let mut config = (*state.config).clone();
+        config.reconcile_every = std::time::Duration::from_millis(50);
+        state.config = Arc::new(config);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(run_reconcile(state, stop.clone()));
+        Self { stop, task }
     }
-    stop.cancel();
-    reconcile.await.unwrap().unwrap();
+
+    /// Waits until `done` (10 s at most, else fails naming `what`).
+    async fn until<F, Fut>(&self, what: &str, done: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !done().await {
+            assert!(std::time::Instant::now() < deadline, "not done: {what}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// A previous period's board takes only late events: the reconcile counts it in the repository
+/// once, not every pass, while the rank store holds that many players; emptied (a Redis
+/// restarted), it is counted again and raised.
+#[tokio::test]
+async fn an_ended_board_is_counted_once_until_the_rank_store_falls_short() {
+    let (mut app, today) = daily_board_with(&[("first", 500)]).await;
+    let yesterday = Board {
+        window: Window::Daily,
+        period: period(Window::Daily, now_ms() - 86_400_000),
+    };
+    let late = ScoreDelta {
+        board: yesterday.clone(),
+        player_id: "late".into(),
+        delta: 200,
+    };
+    let totals = app
+        .state
+        .store
+        .commit_scores("leaderboard", &[Uuid::now_v7()], &[late])
+        .await
+        .unwrap();
+    app.state.ranks.raise(&totals).await.unwrap();
+    let store = Arc::new(LostAnswer {
+        repo: app.state.store.clone(),
+        lost: true.into(),
+        board_reads: Default::default(),
+        rows_read: Default::default(),
+        counted: Default::default(),
+    });
+    app.state.store = store.clone();
+    let counts = |board: &Board| {
+        store
+            .counted
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|b| *b == board)
+            .count()
+    };
+    let reconciling = Reconciling::start(app.state.clone());
+    reconciling
+        .until("five passes", || async { counts(&today) >= 5 })
+        .await;
+    assert_eq!(counts(&yesterday), 1, "the ended board was counted again");
+    app.state.ranks.drop_board(&yesterday).await.unwrap();
+    let ranks = app.state.ranks.clone();
+    reconciling
+        .until("the emptied board raised again", || async {
+            ranks.size(&yesterday).await.unwrap() == 1
+        })
+        .await;
+    reconciling.stop().await;
+    assert_eq!(counts(&yesterday), 2);
 }
 
 /// A daily leaderboard with one boss kill per `(player, points)` applied, and today's board.
