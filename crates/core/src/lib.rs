@@ -16,7 +16,9 @@ pub mod window;
 pub use event::{Envelope, Event, EventType, InvalidEvent, Limits, Payload, PlayerId};
 pub use ports::{Board, Bus, BusExt, Health, PortError, PortResult, RankEntry, RankStore};
 pub use scoring::{LevelCurve, Welford};
-pub use signing::{AuthError, KeyStore, Keyring, Receipt, Scheme, SignedRequest, Verification};
+pub use signing::{
+    AuthError, CheckedHeaders, KeyStore, Keyring, Receipt, Scheme, SignedRequest, Verification,
+};
 pub use throttle::Throttled;
 pub use turns::Turns;
 pub use window::{utc_ms, Calendar, Period, Window};

@@ -315,37 +315,16 @@ impl Keyring {
         tolerance_s: i64,
         accept_v1: bool,
     ) -> Result<Scheme, AuthError> {
-        let headers = self.read_headers(req, now_s, tolerance_s, accept_v1)?;
-        let (ts_raw, key) = (headers.timestamp, headers.key);
-        let expected = match headers.scheme {
-            Scheme::V2 => Self::mac(key, &v2_message(ts_raw, req.method, req.path, req.body)),
-            Scheme::V1 => Self::mac(key, &[ts_raw.as_bytes(), b".", req.body]),
-        };
-        let given = headers.signature;
-        if given.len() == expected.len() && bool::from(given.ct_eq(&expected)) {
-            Ok(headers.scheme)
-        } else {
-            Err(AuthError::BadSignature)
-        }
+        self.check_headers(req, now_s, tolerance_s, accept_v1)?
+            .verify(req.method, req.path, req.body, now_s)
     }
 
     /// What [`Keyring::verify_request`] decides from the signature headers alone (present,
     /// well-formed, the timestamp within `tolerance_s` of `now_s`, a known key, an accepted
     /// scheme), with the same errors: a request refused here is refused whatever its body, so
-    /// it can be refused before the body is read. Method, path and body are not looked at.
-    pub fn check_headers(
-        &self,
-        req: &SignedRequest<'_>,
-        now_s: i64,
-        tolerance_s: i64,
-        accept_v1: bool,
-    ) -> Result<Scheme, AuthError> {
-        Ok(self
-            .read_headers(req, now_s, tolerance_s, accept_v1)?
-            .scheme)
-    }
-
-    fn read_headers<'r>(
+    /// it can be refused before the body is read. Method, path and body are not looked at; the
+    /// headers read here answer for the body with [`CheckedHeaders::verify`].
+    pub fn check_headers<'r>(
         &'r self,
         req: &SignedRequest<'r>,
         now_s: i64,
@@ -354,10 +333,8 @@ impl Keyring {
     ) -> Result<CheckedHeaders<'r>, AuthError> {
         let sig = req.signature.ok_or(AuthError::MissingSignature)?;
         let ts_raw = req.timestamp.ok_or(AuthError::MissingTimestamp)?.trim();
-        let ts: i64 = ts_raw.parse().map_err(|_| AuthError::BadTimestamp)?;
-        if now_s.abs_diff(ts) > tolerance_s.unsigned_abs() {
-            return Err(AuthError::StaleTimestamp(tolerance_s));
-        }
+        let sent_s: i64 = ts_raw.parse().map_err(|_| AuthError::BadTimestamp)?;
+        in_window(sent_s, now_s, tolerance_s)?;
         let key = self.key(req.key_id).ok_or(AuthError::UnknownKey)?;
         let sig = sig.trim();
         let (scheme, hex_sig) = if let Some(hex_sig) = sig.strip_prefix("v2=") {
@@ -375,6 +352,8 @@ impl Keyring {
             scheme,
             key,
             timestamp: ts_raw,
+            sent_s,
+            tolerance_s,
             signature,
         })
     }
@@ -418,15 +397,54 @@ impl Keyring {
     }
 }
 
-/// The signature headers of a request, read and checked as far as they go without its body.
-struct CheckedHeaders<'a> {
+/// A request's signature headers, read and checked as far as they go without its body
+/// ([`Keyring::check_headers`]); [`CheckedHeaders::verify`] finishes the check with the body.
+pub struct CheckedHeaders<'a> {
     scheme: Scheme,
     /// The secret of the key that signed.
     key: &'a [u8],
     /// `X-Timestamp` as sent, trimmed (the signature covers it as text).
     timestamp: &'a str,
+    /// `X-Timestamp` read as unix seconds.
+    sent_s: i64,
+    /// How far `X-Timestamp` may be from server time, in seconds.
+    tolerance_s: i64,
     /// The signature's bytes.
     signature: Vec<u8>,
+}
+
+impl CheckedHeaders<'_> {
+    /// Checks the signature against the request `method path` with `body` at server time
+    /// `now_s` (the timestamp again: a body slow to arrive can outlast its window). Answers the
+    /// scheme that matched.
+    pub fn verify(
+        self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        now_s: i64,
+    ) -> Result<Scheme, AuthError> {
+        in_window(self.sent_s, now_s, self.tolerance_s)?;
+        let (ts_raw, key) = (self.timestamp, self.key);
+        let expected = match self.scheme {
+            Scheme::V2 => Keyring::mac(key, &v2_message(ts_raw, method, path, body)),
+            Scheme::V1 => Keyring::mac(key, &[ts_raw.as_bytes(), b".", body]),
+        };
+        let given = self.signature;
+        if given.len() == expected.len() && bool::from(given.ct_eq(&expected)) {
+            Ok(self.scheme)
+        } else {
+            Err(AuthError::BadSignature)
+        }
+    }
+}
+
+/// Refuses a timestamp `sent_s` more than `tolerance_s` from server time `now_s`.
+fn in_window(sent_s: i64, now_s: i64, tolerance_s: i64) -> Result<(), AuthError> {
+    if now_s.abs_diff(sent_s) > tolerance_s.unsigned_abs() {
+        return Err(AuthError::StaleTimestamp(tolerance_s));
+    }
+    Ok(())
 }
 
 /// What a `v2` signature covers: `"v2\n<ts>\n<METHOD>\n<path>\n<body>"` (no field but the

@@ -9,7 +9,7 @@ use axum::extract::{FromRef, FromRequest, OriginalUri, Request};
 use axum::http::{HeaderMap, Method};
 use std::sync::Arc;
 
-use liveops_core::{now_ms, KeyStore, Scheme, SignedRequest};
+use liveops_core::{now_ms, AuthError, CheckedHeaders, KeyStore, Keyring, Scheme, SignedRequest};
 use utoipa::IntoParams;
 
 use crate::body::{read_body, BodyLimit};
@@ -58,22 +58,22 @@ fn single_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a st
     Ok(header(headers, name))
 }
 
-/// The signature headers of `headers` (each refused 401 if sent more than once) as they sign a
-/// request `method path` with `body`.
-fn signed_request<'a>(
-    headers: &'a HeaderMap,
-    method: &'a Method,
-    path: &'a str,
-    body: &'a [u8],
-) -> Result<SignedRequest<'a>, Problem> {
+/// The signature headers of `headers`, each refused 401 if sent more than once (method, path
+/// and body empty: [`Keyring::check_headers`] looks at none of them).
+fn sent_headers(headers: &HeaderMap) -> Result<SignedRequest<'_>, Problem> {
     Ok(SignedRequest {
         signature: single_header(headers, "x-signature")?,
         key_id: single_header(headers, "x-key-id")?,
         timestamp: single_header(headers, "x-timestamp")?,
-        method: method.as_str(),
-        path,
-        body,
+        method: "",
+        path: "",
+        body: &[],
     })
+}
+
+/// A signature fault as its 401 problem.
+fn unauthorized(e: AuthError) -> Problem {
+    Problem::unauthorized(e.to_string())
 }
 
 impl SignatureCheck {
@@ -88,16 +88,68 @@ impl SignatureCheck {
         body: &[u8],
         now_s: i64,
     ) -> Result<Signature, Problem> {
-        let request = signed_request(headers, method, path, body)?;
         let keys = self.keys.current();
-        let scheme = keys
-            .verify_request(&request, now_s, self.tolerance_s, self.accept_v1)
-            .map_err(|e| Problem::unauthorized(e.to_string()))?;
+        self.checked(&keys, headers, now_s)?
+            .verify(method, path, body, now_s)
+    }
+
+    /// Refuses, as [`SignatureCheck::verify`] would, a request whose signature headers alone
+    /// fail at server time `now_s` (missing, malformed or doubled, a timestamp out of the
+    /// window, an unknown key id, a scheme not accepted): such a request is refused before its
+    /// body is read, so an unsigned sender costs no body's memory or time.
+    pub fn check_headers(&self, headers: &HeaderMap, now_s: i64) -> Result<(), Problem> {
+        self.checked(&self.keys.current(), headers, now_s).map(drop)
+    }
+
+    /// The signature headers of `headers` checked with `keys` at server time `now_s`, as far
+    /// as they go without the body; [`Checked::verify`] finishes with it.
+    fn checked<'a>(
+        &self,
+        keys: &'a Keyring,
+        headers: &'a HeaderMap,
+        now_s: i64,
+    ) -> Result<Checked<'a>, Problem> {
+        let sent = sent_headers(headers)?;
+        let headers = keys
+            .check_headers(&sent, now_s, self.tolerance_s, self.accept_v1)
+            .map_err(unauthorized)?;
+        Ok(Checked {
+            keys,
+            sent,
+            headers,
+        })
+    }
+}
+
+/// A request's signature headers read and checked before its body ([`SignatureCheck::checked`]).
+struct Checked<'a> {
+    /// The keys they were checked with.
+    keys: &'a Keyring,
+    /// The headers as sent.
+    sent: SignedRequest<'a>,
+    /// What they passed as.
+    headers: CheckedHeaders<'a>,
+}
+
+impl Checked<'_> {
+    /// Checks the signature against the request `method path` and its raw body at server time
+    /// `now_s`, counting it by scheme (the first scheme by key id too) if it passes.
+    fn verify(
+        self,
+        method: &Method,
+        path: &str,
+        body: &[u8],
+        now_s: i64,
+    ) -> Result<Signature, Problem> {
+        let scheme = self
+            .headers
+            .verify(method.as_str(), path, body, now_s)
+            .map_err(unauthorized)?;
         match scheme {
             // A key id that passed names a configured key, and only the keys that still sign
             // the first scheme get a series: the label stays bounded however many keys exist.
             Scheme::V1 => {
-                let key = request.key_id.unwrap_or_else(|| keys.primary_id());
+                let key = self.sent.key_id.unwrap_or_else(|| self.keys.primary_id());
                 metrics::counter!("signatures_verified_total",
                     "scheme" => scheme.as_str(), "key" => key.to_owned())
                 .increment(1);
@@ -108,25 +160,12 @@ impl SignatureCheck {
             }
         }
         Ok(Signature(
-            request
+            self.sent
                 .signature
                 .unwrap_or_default()
                 .trim()
                 .to_ascii_lowercase(),
         ))
-    }
-
-    /// Refuses, as [`SignatureCheck::verify`] would, a request whose signature headers alone
-    /// fail at server time `now_s` (missing, malformed or doubled, a timestamp out of the
-    /// window, an unknown key id, a scheme not accepted): such a request is refused before its
-    /// body is read, so an unsigned sender costs no body's memory or time.
-    pub fn check_headers(&self, headers: &HeaderMap, now_s: i64) -> Result<(), Problem> {
-        let request = signed_request(headers, &Method::POST, "", &[])?;
-        self.keys
-            .current()
-            .check_headers(&request, now_s, self.tolerance_s, self.accept_v1)
-            .map(drop)
-            .map_err(|e| Problem::unauthorized(e.to_string()))
     }
 }
 
@@ -159,8 +198,10 @@ where
             .get::<BodyLimit>()
             .map_or(DEFAULT_LIMIT, |l| l.0);
         let (parts, body) = req.into_parts();
-        // What the headers alone refuse is refused before a byte of the body is read.
-        check.check_headers(&parts.headers, now_ms().div_euclid(1000))?;
+        // What the headers alone refuse is refused before a byte of the body is read; what
+        // they pass is read once and checked against the body when it has come.
+        let keys = check.keys.current();
+        let checked = check.checked(&keys, &parts.headers, now_ms().div_euclid(1000))?;
         let body = read_body(body, limit).await?;
         let at_ms = now_ms();
         // The path the client sent, also when a router nested this one under a prefix.
@@ -168,13 +209,7 @@ where
             .extensions
             .get::<OriginalUri>()
             .map_or(&parts.uri, |o| &o.0);
-        let signature = check.verify(
-            &parts.headers,
-            &parts.method,
-            uri.path(),
-            &body,
-            at_ms.div_euclid(1000),
-        )?;
+        let signature = checked.verify(&parts.method, uri.path(), &body, at_ms.div_euclid(1000))?;
         Ok(Self {
             body,
             signature,
