@@ -13,9 +13,11 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use super::restore::MAX_AHEAD;
 
 /// The manifest's file name inside a set.
 pub const MANIFEST: &str = "manifest.json";
@@ -208,15 +210,27 @@ pub fn created(dir: &Path) -> std::io::Result<Vec<(String, i64)>> {
     Ok(sets)
 }
 
+/// Whether set `name` is stamped more than [`MAX_AHEAD`] after `now_ms` (a clock was wrong
+/// when it was taken): restore refuses it, so pruning takes it before any other.
+fn from_the_future(name: &str, now_ms: i64) -> bool {
+    let stamp = name.rsplit('-').next().unwrap_or_default();
+    NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S%.3fZ")
+        .is_ok_and(|t| t.and_utc().timestamp_millis() > now_ms.saturating_add(MAX_AHEAD.as_millis() as i64))
+}
+
 /// Deletes all but the newest `keep` complete sets and the newest [`PRE_UPGRADE_KEEP`]
-/// pre-upgrade sets, and sets left half-written by a process that died more than an hour ago;
-/// returns the names deleted.
+/// pre-upgrade sets (a set stamped in the future first: it would stay newest for ever), and
+/// sets left half-written by a process that died more than an hour ago; returns the names
+/// deleted.
 pub fn prune(dir: &Path, keep: usize) -> std::io::Result<Vec<String>> {
     let mut gone = Vec::new();
-    for (sets, keep) in [
+    let now = liveops_core::now_ms();
+    for (mut sets, keep) in [
         (complete_sets(dir)?, keep),
         (pre_upgrade_sets(dir)?, PRE_UPGRADE_KEEP),
     ] {
+        // Stable: the others keep their order by time.
+        sets.sort_by_key(|name| !from_the_future(name, now));
         for name in &sets[..sets.len().saturating_sub(keep)] {
             std::fs::remove_dir_all(dir.join(name))?;
             gone.push(name.clone());

@@ -69,3 +69,30 @@ fn pruning_keeps_the_newest_pre_upgrade_sets_apart_from_the_ordinary_ones() {
     // Pruned again (the next run): the pre-upgrade sets stay.
     assert!(prune(dir.path(), 1).expect("prune").is_empty());
 }
+
+/// A set stamped in the future (taken while a clock was ahead) would sort newest for ever and
+/// hold one of the `keep` places that restore refuses to use: it is pruned first.
+#[test]
+fn a_set_stamped_in_the_future_is_pruned_before_the_others() {
+    let dir = tempfile::tempdir().expect("dir");
+    let now = Utc::now();
+    let names: Vec<String> = [
+        now - chrono::Duration::hours(3),
+        now - chrono::Duration::hours(2),
+        now - chrono::Duration::hours(1),
+        now + chrono::Duration::days(1),
+    ]
+    .into_iter()
+    .map(name_at)
+    .collect();
+    for n in &names {
+        std::fs::create_dir(dir.path().join(n)).expect("set");
+        std::fs::write(dir.path().join(n).join(MANIFEST), "{}").expect("manifest");
+    }
+    let gone = prune(dir.path(), 2).expect("prune");
+    assert_eq!(gone, vec![names[3].clone(), names[0].clone()]);
+    assert_eq!(
+        complete_sets(dir.path()).expect("sets"),
+        names[1..3].to_vec()
+    );
+}
