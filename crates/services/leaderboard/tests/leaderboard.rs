@@ -159,6 +159,17 @@ struct LostAnswer {
 }
 
 impl LostAnswer {
+    /// Over `repo`; `lost` set, every commit answers as it should.
+    fn over(repo: Arc<dyn ScoreStore>, lost: bool) -> Arc<Self> {
+        Arc::new(Self {
+            repo,
+            lost: lost.into(),
+            board_reads: Default::default(),
+            rows_read: Default::default(),
+            counted: Default::default(),
+        })
+    }
+
     /// Counts `rows` as read.
     fn read(&self, rows: PortResult<Vec<(String, i64)>>) -> PortResult<Vec<(String, i64)>> {
         let n = rows.as_ref().map_or(0, Vec::len);
@@ -243,13 +254,7 @@ async fn a_commit_whose_answer_was_lost_still_reaches_the_ranks() {
 #[tokio::test]
 async fn a_commit_not_raised_yet_is_not_taken_for_a_lost_board() {
     let (mut app, board) = daily_board_with(&[("first", 500), ("second", 300)]).await;
-    let store = Arc::new(LostAnswer {
-        repo: app.state.store.clone(),
-        lost: true.into(),
-        board_reads: Default::default(),
-        rows_read: Default::default(),
-        counted: Default::default(),
-    });
+    let store = LostAnswer::over(app.state.store.clone(), true);
     app.state.store = store.clone();
     let delta = ScoreDelta {
         board: board.clone(),
@@ -317,13 +322,7 @@ async fn a_final_snapshot_reads_only_the_top_of_the_board() {
             (3, "player_07999", 1000)
         ]
     );
-    let store = Arc::new(LostAnswer {
-        repo,
-        lost: true.into(),
-        board_reads: Default::default(),
-        rows_read: Default::default(),
-        counted: Default::default(),
-    });
+    let store = LostAnswer::over(repo, true);
     app.state.store = store.clone();
     app.router = router(app.state.clone());
 
@@ -422,13 +421,7 @@ async fn an_ended_board_is_counted_once_until_the_rank_store_falls_short() {
         .await
         .unwrap();
     app.state.ranks.raise(&totals).await.unwrap();
-    let store = Arc::new(LostAnswer {
-        repo: app.state.store.clone(),
-        lost: true.into(),
-        board_reads: Default::default(),
-        rows_read: Default::default(),
-        counted: Default::default(),
-    });
+    let store = LostAnswer::over(app.state.store.clone(), true);
     app.state.store = store.clone();
     let counts = |board: &Board| {
         store
