@@ -5,6 +5,7 @@
 //! only the ports it uses.
 
 pub mod consume;
+pub mod hold;
 pub mod keys;
 pub mod ports;
 pub mod tick;

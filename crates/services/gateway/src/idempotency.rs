@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use liveops_core::ports::{IdemState, Idempotency, StoredAnswer};
+use liveops_core::ports::{IdemState, StoredAnswer};
 use liveops_http::{idempotency_key, Problem, Signature, Signed, IDEMPOTENCY_KEY, REPLAYED};
+use liveops_module::hold::Hold;
 use sha2::{Digest, Sha256};
-use tokio::task::AbortHandle;
 use tracing::Instrument;
 
 use crate::guard::{dropped, hot_state_failed};
@@ -43,8 +43,9 @@ pub(crate) struct IdempotencyHeader {
 
 /// What to do with a request after the idempotency step.
 pub(crate) enum Admission {
-    /// Process it; finish the hold on its key with the outcome.
-    Proceed(KeyHold),
+    /// Process it; finish the hold on its keys (its signature, and its `Idempotency-Key` if
+    /// sent) with the outcome: dropped unfinished (the client went away), it is released.
+    Proceed(Hold),
     /// It was answered before: send that answer again.
     Replay(StoredAnswer),
 }
@@ -157,17 +158,11 @@ pub(crate) async fn admit(
         ));
     }
     let print = fingerprint(body);
-    let mut hold = KeyHold {
-        idem: Arc::clone(&state.idem),
-        keys: Vec::with_capacity(keys.len()),
-        print: print.clone(),
-        finished: false,
-        extending: None,
-    };
+    let mut hold = Hold::new(Arc::clone(&state.idem), print.clone());
     let first_taken = tokio::time::Instant::now();
     for (key, ttl) in keys {
         match take(state, &key, &print, ttl).await {
-            Ok(None) => hold.keys.push((key, ttl)),
+            Ok(None) => hold.add(key, ttl),
             Ok(Some(answer)) => {
                 // A retry under a new signature: that signature gets the same answer too.
                 hold.complete(answer.clone()).await;
@@ -179,7 +174,8 @@ pub(crate) async fn admit(
             }
         }
     }
-    hold.extend_from(first_taken);
+    // One task extends all of a request's keys, started only once the request goes ahead.
+    hold.extend_every(EXTEND_EVERY, IN_FLIGHT_TTL, first_taken);
     Ok(Admission::Proceed(hold))
 }
 
@@ -193,7 +189,7 @@ async fn take(
 ) -> Result<Option<StoredAnswer>, Problem> {
     // The in-flight hold lives briefly unless extended: if the request dies with its backend (and
     // cannot release the key), a retry may go through once the hold lapses instead of being
-    // refused for a day. While the request lives its hold is extended (`KeyHold::extend_from`).
+    // refused for a day. While the request lives its hold is extended (`Hold::extend_every`).
     let hold_ttl = ttl.min(IN_FLIGHT_TTL);
     let deadline = tokio::time::Instant::now() + WAIT_AT_MOST;
     loop {
@@ -232,7 +228,7 @@ pub(crate) type Worked = (String, Option<String>);
 /// away cannot interrupt it between publishing and storing the answer; then stores the answer
 /// (status `status`) or releases the key.
 pub(crate) async fn finish_detached<F>(
-    hold: KeyHold,
+    hold: Hold,
     status: StatusCode,
     work: F,
 ) -> Result<String, Problem>
@@ -243,6 +239,9 @@ where
         let outcome = work.await;
         match outcome {
             Ok((body, Some(stored))) => {
+                // The events are on the bus already: an answer that cannot be stored is logged,
+                // not answered as an error that would invite a retry that duplicates them.
+                // Repeats see the key in flight (409) until it lapses.
                 hold.complete(StoredAnswer {
                     status: status.as_u16(),
                     body: stored,
@@ -323,128 +322,6 @@ const IN_FLIGHT_TTL: Duration = Duration::from_secs(5);
 /// How often a running request extends the holds on its keys, each time to [`IN_FLIGHT_TTL`]
 /// from then: an extension may take 3 s before the hold lapses (a Redis call, 2 s by default).
 const EXTEND_EVERY: Duration = Duration::from_secs(2);
-
-/// Ownership of the fresh keys of a request (its signature, and its `Idempotency-Key` if sent),
-/// each extended in the background until the hold is finished: finish them with
-/// [`KeyHold::complete`] or [`KeyHold::release`]. A hold dropped unfinished (the client went away
-/// mid-request) is released in the background so retries are not stuck behind it.
-pub(crate) struct KeyHold {
-    idem: Arc<dyn Idempotency>,
-    keys: Vec<(String, Duration)>,
-    /// The body's fingerprint the keys were taken for: only those claims are finished.
-    print: String,
-    finished: bool,
-    /// The task extending the holds, stopped when the hold is finished or dropped.
-    extending: Option<AbortHandle>,
-}
-
-impl KeyHold {
-    /// Extends every key's hold every [`EXTEND_EVERY`] from `first_taken` (when the first was
-    /// taken) until this hold is finished or dropped: one task for all of a request's keys,
-    /// started only once the request goes ahead.
-    fn extend_from(&mut self, first_taken: tokio::time::Instant) {
-        if self.keys.is_empty() {
-            return;
-        }
-        let keys: Vec<(String, Duration)> = self
-            .keys
-            .iter()
-            .map(|(key, ttl)| (key.clone(), (*ttl).min(IN_FLIGHT_TTL)))
-            .collect();
-        let extend = extend_holds(
-            Arc::clone(&self.idem),
-            keys,
-            self.print.clone(),
-            first_taken,
-        );
-        let task = tokio::spawn(extend.instrument(tracing::Span::current()));
-        self.extending = Some(task.abort_handle());
-    }
-
-    /// Stops extending the holds (before they are finished, or as they are dropped).
-    fn stop_extending(&mut self) {
-        if let Some(task) = self.extending.take() {
-            task.abort();
-        }
-    }
-
-    /// Stores the answer repeats will get, under every key held.
-    pub(crate) async fn complete(mut self, answer: StoredAnswer) {
-        self.finished = true;
-        self.stop_extending();
-        for (key, ttl) in &self.keys {
-            let done = self
-                .idem
-                .idem_complete(key, &self.print, answer.clone(), *ttl);
-            if let Err(error) = done.await {
-                // The events are on the bus already: answering an error would invite a retry
-                // that duplicates them. Repeats see the key in flight (409) until it expires.
-                tracing::error!(%error, %key, "idempotent answer could not be stored");
-            }
-        }
-    }
-
-    /// Gives the keys up so a retry can go through.
-    pub(crate) async fn release(mut self) {
-        self.finished = true;
-        self.stop_extending();
-        release_all(&*self.idem, &self.keys, &self.print).await;
-    }
-}
-
-/// Extends the holds on `keys` (each to its time) for body `print` every [`EXTEND_EVERY`] from
-/// `first_taken`, until aborted; a hold found lost (it lapsed anyway: a hot-state outage outlasted
-/// it) is logged and no longer extended.
-async fn extend_holds(
-    idem: Arc<dyn Idempotency>,
-    mut keys: Vec<(String, Duration)>,
-    print: String,
-    first_taken: tokio::time::Instant,
-) {
-    let mut every = tokio::time::interval_at(first_taken + EXTEND_EVERY, EXTEND_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while !keys.is_empty() {
-        every.tick().await;
-        let mut kept = Vec::with_capacity(keys.len());
-        for (key, ttl) in keys {
-            match idem.idem_extend(&key, &print, ttl).await {
-                Ok(true) => kept.push((key, ttl)),
-                Ok(false) => {
-                    tracing::warn!(%key, "idempotency hold lapsed before its request was answered");
-                }
-                Err(error) => {
-                    tracing::warn!(%error, %key, "idempotency hold could not be extended");
-                    kept.push((key, ttl));
-                }
-            }
-        }
-        keys = kept;
-    }
-}
-
-/// Releases every key of `keys`, logging what cannot be.
-async fn release_all(idem: &dyn Idempotency, keys: &[(String, Duration)], print: &str) {
-    for (key, _) in keys {
-        if let Err(error) = idem.idem_release(key, print).await {
-            tracing::warn!(%error, %key, "idempotency key could not be released");
-        }
-    }
-}
-
-impl Drop for KeyHold {
-    fn drop(&mut self) {
-        self.stop_extending();
-        if self.finished || self.keys.is_empty() {
-            return;
-        }
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let idem = Arc::clone(&self.idem);
-            let keys = std::mem::take(&mut self.keys);
-            let print = std::mem::take(&mut self.print);
-            rt.spawn(async move { release_all(&*idem, &keys, &print).await });
-        }
-    }
-}
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -6,9 +6,12 @@
 //! ended. The first outcome recorded stands, whichever replica records it; while one replica
 //! decides a campaign it holds `participation:decide:<id>` in the hot state (shared on Redis), so
 //! the others pass it over instead of each reading every entrant (a million: seconds and over
-//! 100 MB each). A replica that dies deciding lets its hold lapse within [`DECIDE_HOLD`].
+//! 100 MB each). The hold is extended every 10 s while the replica decides and given back when
+//! it is done, or, should deciding be cancelled (the replica shutting down), in the background
+//! at once; a replica that dies deciding lets its hold lapse within [`DECIDE_HOLD`].
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use liveops_core::draw::{self, ALGORITHM};
@@ -16,6 +19,7 @@ use liveops_core::ports::{rank_entries, Board, IdemState};
 use liveops_core::stores::{Award, Campaign, CampaignEvent, Outcome, Reward, Tier};
 use liveops_core::{now_ms, PortError, PortResult, Window};
 use liveops_http::rfc3339;
+use liveops_module::hold::Hold;
 use liveops_module::tick::{each_ended, every_tick, Rotation};
 use serde_json::json;
 use tokio::time::Instant;
@@ -72,15 +76,24 @@ pub fn decide_key(campaign_id: &str) -> String {
 
 /// Decides one ended campaign if it has no outcome, no other replica is deciding it, and it can
 /// be decided at `now_ms`; true if this call recorded its outcome. The hold is given back at the
-/// end either way; without a hot state answering, it decides unheld (the first outcome stands).
+/// end either way, and in the background if this call is dropped before; without a hot state
+/// answering, it decides unheld (the first outcome stands).
 async fn decide(state: &ParticipationState, c: &Campaign, now_ms: i64) -> PortResult<bool> {
     if state.outcomes.decided(&c.id).await? {
         return Ok(false);
     }
     // This call's own holder: only it extends and gives back the hold it took.
-    let (key, holder) = (decide_key(&c.id), Uuid::now_v7().simple().to_string());
-    match state.holds.idem_begin(&key, &holder, DECIDE_HOLD).await {
-        Ok(IdemState::Fresh) => {}
+    let mut hold = Hold::new(
+        Arc::clone(&state.holds),
+        Uuid::now_v7().simple().to_string(),
+    );
+    let key = decide_key(&c.id);
+    match state
+        .holds
+        .idem_begin(&key, hold.print(), DECIDE_HOLD)
+        .await
+    {
+        Ok(IdemState::Fresh) => hold.add(key, DECIDE_HOLD),
         Ok(_) => {
             metrics::counter!("campaign_decides_passed_total").increment(1);
             tracing::debug!(campaign = %c.id, "another replica is deciding it");
@@ -91,26 +104,9 @@ async fn decide(state: &ParticipationState, c: &Campaign, now_ms: i64) -> PortRe
             return decide_held(state, c, now_ms).await;
         }
     }
-    let work = decide_held(state, c, now_ms);
-    tokio::pin!(work);
-    let mut extend = tokio::time::interval_at(Instant::now() + EXTEND_EVERY, EXTEND_EVERY);
-    let decided = loop {
-        tokio::select! {
-            decided = &mut work => break decided,
-            _ = extend.tick() => {
-                match state.holds.idem_extend(&key, &holder, DECIDE_HOLD).await {
-                    Ok(true) => {}
-                    Ok(false) => tracing::warn!(campaign = %c.id, "the decide hold lapsed"),
-                    Err(error) => {
-                        tracing::warn!(%error, campaign = %c.id, "cannot extend the decide hold");
-                    }
-                }
-            }
-        }
-    };
-    if let Err(error) = state.holds.idem_release(&key, &holder).await {
-        tracing::warn!(%error, campaign = %c.id, "cannot give the decide hold back");
-    }
+    hold.extend_every(EXTEND_EVERY, DECIDE_HOLD, Instant::now());
+    let decided = decide_held(state, c, now_ms).await;
+    hold.release().await;
     decided
 }
 

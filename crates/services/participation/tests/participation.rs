@@ -9,10 +9,10 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use liveops_core::draw::PublishedDraw;
-use liveops_core::ports::{Board, IdemState, ScoreDelta};
+use liveops_core::ports::{Board, Health, IdemState, PortResult, ScoreDelta};
 use liveops_core::stores::{
-    Campaign, CampaignState, CampaignStore, Entry, EntryStore, OutcomeStore, Reward, ScoreStore,
-    Tier,
+    Campaign, CampaignEvent, CampaignState, CampaignStore, Entry, EntryStore, Outcome,
+    OutcomeStore, OutcomeSummary, Reward, ScoreStore, Tier,
 };
 use liveops_core::{now_ms, Calendar, Keyring, Window};
 use liveops_module::tick::Rotation;
@@ -23,6 +23,7 @@ use liveops_participation::{
 use liveops_sql::SqliteRepository;
 use liveops_testkit::conformance::live::{campaign, create_in};
 use liveops_testkit::served;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 mod common;
@@ -515,6 +516,81 @@ async fn a_campaign_another_replica_is_deciding_is_passed_over() {
     let key = decide_key(&ranked.id);
     let after = holds.idem_begin(&key, "decide", DECIDE_HOLD).await.unwrap();
     assert_eq!(after, IdemState::Fresh, "not left held");
+}
+
+/// Outcomes of `inner` whose recording never ends (a decider stuck deciding, its hold taken);
+/// `recording` is told when a decider gets there.
+struct StuckRecording {
+    inner: Arc<SqliteRepository>,
+    recording: Arc<Notify>,
+}
+
+#[async_trait::async_trait]
+impl Health for StuckRecording {
+    async fn healthcheck(&self) -> PortResult<()> {
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl OutcomeStore for StuckRecording {
+    async fn record_outcome(&self, _: &Outcome, _: Option<&CampaignEvent>) -> PortResult<bool> {
+        self.recording.notify_one();
+        std::future::pending().await
+    }
+
+    async fn outcome(&self, campaign_id: &str) -> PortResult<Option<Outcome>> {
+        self.inner.outcome(campaign_id).await
+    }
+
+    async fn outcome_summary(&self, campaign_id: &str) -> PortResult<Option<OutcomeSummary>> {
+        self.inner.outcome_summary(campaign_id).await
+    }
+
+    async fn decided(&self, campaign_id: &str) -> PortResult<bool> {
+        self.inner.decided(campaign_id).await
+    }
+}
+
+/// A decider cancelled while deciding a campaign (its replica shutting down) gives its hold back
+/// at once, not [`DECIDE_HOLD`] later: another replica decides the campaign at its next tick.
+#[tokio::test]
+async fn a_decider_cancelled_mid_decision_gives_its_hold_back() {
+    let app = spawn_app().await;
+    let c = Campaign {
+        ends_at_ms: now_ms() - 1000,
+        ..draw_campaign("cancelled")
+    };
+    app.ended_with(&c, &["entrant_1"], now_ms()).await;
+    let recording = Arc::new(Notify::new());
+    let stuck = ParticipationState {
+        outcomes: Arc::new(StuckRecording {
+            inner: Arc::clone(&app.repo),
+            recording: Arc::clone(&recording),
+        }),
+        ..app.state.clone()
+    };
+    let rotation = Rotation::default();
+    tokio::select! {
+        _ = decide_ended(&stuck, &rotation, now_ms()) => panic!("the stuck decider finished"),
+        () = recording.notified() => {}
+    }
+    // The decider was dropped holding the campaign: the hold goes back in the background.
+    let (key, holds) = (decide_key(&c.id), &app.state.holds);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match holds.idem_begin(&key, "decide", DECIDE_HOLD).await.unwrap() {
+            IdemState::Fresh => break,
+            held => assert!(
+                tokio::time::Instant::now() < deadline,
+                "still held after its decider was dropped: {held:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    holds.idem_release(&key, "decide").await.unwrap();
+    let round = decide_ended(&app.state, &Rotation::default(), now_ms()).await;
+    assert_eq!(round.unwrap(), 1, "decided by the next replica");
 }
 
 /// A decided draw's answer, with or without its list, is written once and served again from
