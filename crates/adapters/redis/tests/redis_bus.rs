@@ -4,18 +4,18 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use liveops_core::ports::{Bus, BusExt, BusOptions, Message};
 use liveops_redis::bus::{partition_of, RedisBus};
 use liveops_testkit::conformance;
 use liveops_testkit::conformance::bus::{
-    body, ids, msg, poll, publish, read_to_the_end, unique, SUITE_OPTIONS,
+    ack_all_but, body, ids, msg, poll, publish, read_to_the_end, unique, SUITE_OPTIONS,
 };
 use liveops_testkit::conformance::bus_faults::{
-    assert_unavailable, each_next_in_order, unavailable_then_recovers, Outage,
+    assert_unavailable, consume_side_by_side, unavailable_then_recovers, Outage, SideBySide,
 };
 use liveops_testkit::fixtures::server_env;
 use liveops_testkit::relay::{upstream_of, Relay};
@@ -73,9 +73,6 @@ async fn redis_bus_passes_the_bus_suite() {
     conformance::bus::run_all(Arc::new(bus(opts, 4).await), opts).await;
 }
 
-/// Which consumer is handling which partition right now.
-type Busy = Arc<Mutex<HashMap<String, String>>>;
-
 /// Two consumers of one group over 4 partitions: each key's messages are handled in order and
 /// exactly once, both consumers get work, and never do both handle one partition at a time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +80,7 @@ async fn each_key_stays_in_order_with_two_consumers_of_one_group() {
     const KEYS: usize = 16;
     const EACH: usize = 60;
     let (_serial, bus) = serial_bus(Duration::from_secs(5), 5, 4).await;
-    let bus = Arc::new(bus);
+    let bus: Arc<dyn Bus> = Arc::new(bus);
     let (t, g) = (unique("order"), unique("g"));
     let keys: Vec<String> = (0..KEYS).map(|k| format!("player_{k}")).collect();
     let used: HashSet<u32> = keys.iter().map(|k| partition_of(k, 4)).collect();
@@ -100,47 +97,16 @@ async fn each_key_stays_in_order_with_two_consumers_of_one_group() {
     }
     assert_eq!(bus.lag(&t, &g).await.unwrap(), (KEYS * EACH) as u64);
 
-    let next: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-    let busy: Busy = Arc::default();
-    let mut consumers = Vec::new();
-    for name in ["c1", "c2"] {
-        let (bus, t, g) = (bus.clone(), t.clone(), g.clone());
-        let (next, busy) = (next.clone(), busy.clone());
-        consumers.push(tokio::spawn(async move {
-            let mut handled = 0;
-            let until = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < until {
-                if next.lock().unwrap().values().sum::<usize>() == KEYS * EACH {
-                    break;
-                }
-                let got = poll(&*bus, &t, &g, name, 25, Duration::from_millis(300)).await;
-                let parts: HashSet<String> = got
-                    .iter()
-                    .map(|d| d.id.split(':').next().unwrap().to_owned())
-                    .collect();
-                for p in &parts {
-                    let mut busy = busy.lock().unwrap();
-                    if let Some(other) = busy.insert(p.clone(), name.to_owned()) {
-                        panic!("partition {p}: {name} got messages while {other} handles it");
-                    }
-                }
-                each_next_in_order(&next, &got, name);
-                // Some work, then done with these partitions, then ack.
-                tokio::time::sleep(Duration::from_millis(3)).await;
-                for p in &parts {
-                    busy.lock().unwrap().remove(p);
-                }
-                bus.ack(&t, &g, &ids(&got)).await.unwrap();
-                handled += got.len();
-            }
-            handled
-        }));
-    }
-    let mut handled = Vec::new();
-    for c in consumers {
-        handled.push(c.await.unwrap());
-    }
-    let next = next.lock().unwrap().clone();
+    let side = SideBySide {
+        consumers: vec![("c1", bus.clone()), ("c2", bus.clone())],
+        max: 25,
+        // Some work, then done with these partitions, then ack.
+        work: Duration::from_millis(3),
+        holds: |d| format!("partition {}", d.id.split(':').next().unwrap()),
+        held_until_acked: false,
+    };
+    let read = consume_side_by_side(side, &t, &g, KEYS * EACH).await;
+    let (next, handled) = (read.next, read.handled);
     assert_eq!(next.len(), KEYS);
     assert!(next.values().all(|n| *n == EACH), "{next:?}");
     assert_eq!(handled.iter().sum::<usize>(), KEYS * EACH, "{handled:?}");
@@ -182,17 +148,8 @@ async fn dead_letters_are_replayed_to_their_group_only() {
     let until = Instant::now() + Duration::from_secs(15);
     while Instant::now() < until && bus.dead_letters(&t, &a, 10).await.unwrap().is_empty() {
         let got = poll(&bus, &t, &a, "ca", 10, Duration::from_millis(500)).await;
-        let fine: Vec<String> = got
-            .iter()
-            .filter(|d| body(d) != "poison")
-            .map(|d| d.id.clone())
-            .collect();
-        bus.ack(&t, &a, &fine).await.unwrap();
-        deliveries.extend(
-            got.iter()
-                .filter(|d| body(d) == "poison")
-                .map(|d| d.deliveries),
-        );
+        let poison = ack_all_but(&bus, &t, &a, &got, "poison").await;
+        deliveries.extend(poison.iter().map(|d| d.deliveries));
     }
     assert_eq!(deliveries, [1, 2]);
     let dead = bus.dead_letters(&t, &a, 10).await.unwrap();

@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use liveops_core::Health;
 use liveops_servicebus::{ServiceBusBus, ServiceBusConfig};
 use liveops_testkit::conformance;
 use liveops_testkit::conformance::bus::{body, ids, msg, poll, publish, unique};
-use liveops_testkit::conformance::bus_faults::{self, Outage};
+use liveops_testkit::conformance::bus_faults::{self, consume_side_by_side, Outage, SideBySide};
 use liveops_testkit::fixtures::server_env;
 use liveops_testkit::relay::{upstream_of, Relay};
 use metrics::{Counter, Gauge, GaugeFn, Histogram, Key, KeyName, Metadata, SharedString, Unit};
@@ -523,11 +523,8 @@ async fn ensure_group_with_sessions_answers_on_an_empty_subscription() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ensure_group_with_sessions_holds_no_session() {
     let gateway = ServiceBusBus::connect(azure_config(true)).await.unwrap();
-    let (t, g) = (unique("ensured"), unique("g"));
-    // Published before the group exists: the broker keeps it for its first subscription, so the
-    // attach of `ensure_group` finds p1's session.
-    publish(&gateway, &t, vec![msg("p1", "a1")]).await;
-    gateway.ensure_group(&t, &g).await.unwrap();
+    // The attach of `ensure_group` finds p1's session.
+    let (t, g) = sent_before_the_group(&gateway, "ensured", vec![msg("p1", "a1")]).await;
     assert_eq!(gateway.links_held(&t, &g), 0, "ensure_group kept a link");
     let consumer = ServiceBusBus::connect(pool_config(1)).await.unwrap();
     let started = Instant::now();
@@ -701,15 +698,10 @@ async fn overloaded_publishes_fail_alone_and_keep_the_connection() {
 /// p1: what a single link does.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_sessions_a_poll_moves_on_to_the_next_player() {
-    let mut c = azure_config(true);
-    c.session_links = 1;
-    let bus = ServiceBusBus::connect(c).await.unwrap();
-    let (t, g) = (unique("sessions"), unique("g"));
-    // Published before the group exists: the broker keeps them for its first subscription, so
-    // the first attach finds p1's session.
+    let bus = ServiceBusBus::connect(pool_config(1)).await.unwrap();
+    // The first attach finds p1's session.
     let sent = vec![msg("p1", "a1"), msg("p2", "b1"), msg("p1", "a2")];
-    publish(&bus, &t, sent).await;
-    bus.ensure_group(&t, &g).await.unwrap();
+    let (t, g) = sent_before_the_group(&bus, "sessions", sent).await;
     let first = bus
         .poll(&t, &g, "c", 10, Duration::from_secs(2))
         .await
@@ -731,12 +723,8 @@ async fn with_sessions_a_poll_moves_on_to_the_next_player() {
 /// 2026-12-06 it had to pass within one poll, and p2 was never read.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_sessions_short_polls_move_on_to_the_next_player() {
-    let mut c = azure_config(true);
-    c.session_links = 1;
-    let bus = ServiceBusBus::connect(c).await.unwrap();
-    let (t, g) = (unique("short"), unique("g"));
-    publish(&bus, &t, vec![msg("p1", "a1"), msg("p2", "b1")]).await;
-    bus.ensure_group(&t, &g).await.unwrap();
+    let bus = ServiceBusBus::connect(pool_config(1)).await.unwrap();
+    let (t, g) = sent_before_the_group(&bus, "short", vec![msg("p1", "a1"), msg("p2", "b1")]).await;
     let mut bodies = Vec::new();
     for _ in 0..25 {
         let got = poll(&bus, &t, &g, "c", 10, Duration::from_millis(200)).await;
@@ -756,6 +744,16 @@ async fn a_pool_of_no_session_links_is_refused() {
     c.session_links = 0;
     let e = ServiceBusBus::connect(c).await.unwrap_err();
     assert!(e.to_string().contains("session_links"), "{e}");
+}
+
+/// A new topic `what` and group: `sent` is published to the topic before the group exists, and
+/// the broker keeps it for the group's first subscription (with sessions, the first attach finds
+/// the first player's session).
+async fn sent_before_the_group(bus: &dyn Bus, what: &str, sent: Vec<Message>) -> (String, String) {
+    let (t, g) = (unique(what), unique("g"));
+    publish(bus, &t, sent).await;
+    bus.ensure_group(&t, &g).await.unwrap();
+    (t, g)
 }
 
 /// The test broker spoken to as Azure with sessions, `links` session links per group.
@@ -849,64 +847,26 @@ async fn with_sessions_each_player_stays_in_order_across_two_processes() {
         c.visibility_timeout = Duration::from_secs(10);
         c
     };
-    let first = Arc::new(ServiceBusBus::connect(config()).await.unwrap());
-    let second = Arc::new(ServiceBusBus::connect(config()).await.unwrap());
-    let (t, g) = (unique("pools"), unique("g"));
-    // Published before the group exists: the broker keeps them for its first subscription.
-    publish(&*first, &t, players(PLAYERS, EACH)).await;
-    first.ensure_group(&t, &g).await.unwrap();
+    let first: Arc<dyn Bus> = Arc::new(ServiceBusBus::connect(config()).await.unwrap());
+    let second: Arc<dyn Bus> = Arc::new(ServiceBusBus::connect(config()).await.unwrap());
+    let (t, g) = sent_before_the_group(&*first, "pools", players(PLAYERS, EACH)).await;
     second.ensure_group(&t, &g).await.unwrap();
-    let next: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-    let busy: Arc<Mutex<HashMap<String, String>>> = Arc::default();
-    let widest = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for (name, bus) in [("first", first.clone()), ("second", second.clone())] {
-        let (t, g, next, busy, widest) = (
-            t.clone(),
-            g.clone(),
-            next.clone(),
-            busy.clone(),
-            widest.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut handled = 0;
-            let until = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < until
-                && next.lock().unwrap().values().sum::<usize>() < PLAYERS * EACH
-            {
-                let got = poll(&*bus, &t, &g, name, 15, Duration::from_millis(300)).await;
-                let keys = keys_of(&got);
-                for k in &keys {
-                    if let Some(other) = busy.lock().unwrap().insert(k.clone(), name.into()) {
-                        panic!("{k}: {name} got messages while {other} holds some");
-                    }
-                }
-                bus_faults::each_next_in_order(&next, &got, name);
-                widest.fetch_max(keys.len(), Ordering::SeqCst);
-                handled += got.len();
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                bus.ack(&t, &g, &ids(&got)).await.unwrap();
-                // Released only once acked: until then the session stays with this process.
-                for k in &keys {
-                    busy.lock().unwrap().remove(k);
-                }
-            }
-            handled
-        }));
-    }
-    let mut counts = Vec::new();
-    for task in tasks {
-        counts.push(task.await.unwrap());
-    }
+    let side = SideBySide {
+        consumers: vec![("first", first), ("second", second)],
+        max: 15,
+        work: Duration::from_millis(20),
+        holds: |d| d.key.clone(),
+        // Released only once acked: until then the session stays with this process.
+        held_until_acked: true,
+    };
+    let read = consume_side_by_side(side, &t, &g, PLAYERS * EACH).await;
+    let counts = read.handled;
     assert_eq!(counts.iter().sum::<usize>(), PLAYERS * EACH, "{counts:?}");
     assert!(
         counts.iter().all(|n| *n > 0),
         "both processes got work: {counts:?}"
     );
-    assert!(
-        widest.load(Ordering::SeqCst) > 1,
-        "no poll read more than one player"
-    );
+    assert!(read.widest > 1, "no poll read more than one player");
 }
 
 /// With sessions and a pool of 2 links for 6 players, polled as the consumers poll (200 ms):
@@ -919,9 +879,7 @@ async fn with_sessions_idle_links_are_released_and_other_players_taken() {
     let gauge = recorder.links.clone();
     metrics::set_global_recorder(recorder).unwrap();
     let bus = ServiceBusBus::connect(pool_config(2)).await.unwrap();
-    let (t, g) = (unique("release"), unique("g"));
-    publish(&bus, &t, players(6, 2)).await;
-    bus.ensure_group(&t, &g).await.unwrap();
+    let (t, g) = sent_before_the_group(&bus, "release", players(6, 2)).await;
     let next = Mutex::new(HashMap::new());
     let (mut read, mut seen) = (0, BTreeSet::new());
     let until = Instant::now() + Duration::from_secs(15);
@@ -954,11 +912,9 @@ async fn with_sessions_a_failed_links_deliveries_come_back_in_order() {
     let mut c = pool_config(4);
     c.visibility_timeout = Duration::from_secs(20);
     let bus = Arc::new(ServiceBusBus::connect(c).await.unwrap());
-    let (t, g) = (unique("lost"), unique("g"));
     let sent = ["p1:0", "p2:0", "p1:1", "p2:1", "p1:2"];
     let sent = sent.iter().map(|b| msg(&b[..2], b)).collect();
-    publish(&*bus, &t, sent).await;
-    bus.ensure_group(&t, &g).await.unwrap();
+    let (t, g) = sent_before_the_group(&*bus, "lost", sent).await;
     let first = poll_until(&*bus, &t, &g, "c1", 5).await;
     let (p1, p2): (Vec<Delivery>, Vec<Delivery>) = first.into_iter().partition(|d| d.key == "p1");
     assert_eq!(
@@ -1002,9 +958,7 @@ async fn with_sessions_a_failed_links_deliveries_come_back_in_order() {
 async fn with_sessions_many_players_are_read_side_by_side() {
     const PLAYERS: usize = 48;
     let bus = ServiceBusBus::connect(pool_config(8)).await.unwrap();
-    let (t, g) = (unique("crowd"), unique("g"));
-    publish(&bus, &t, players(PLAYERS, 2)).await;
-    bus.ensure_group(&t, &g).await.unwrap();
+    let (t, g) = sent_before_the_group(&bus, "crowd", players(PLAYERS, 2)).await;
     let next = Mutex::new(HashMap::new());
     let started = Instant::now();
     let mut read = 0;
@@ -1033,9 +987,8 @@ async fn with_sessions_a_link_detached_between_polls_costs_no_connection() {
     let mut c = pool_config(4);
     c.visibility_timeout = Duration::from_secs(20);
     let bus = ServiceBusBus::connect(c).await.unwrap();
-    let (t, g) = (unique("between"), unique("g"));
-    publish(&bus, &t, vec![msg("p1", "p1:0"), msg("p1", "p1:1")]).await;
-    bus.ensure_group(&t, &g).await.unwrap();
+    let sent = vec![msg("p1", "p1:0"), msg("p1", "p1:1")];
+    let (t, g) = sent_before_the_group(&bus, "between", sent).await;
     let first = poll_until(&bus, &t, &g, "c", 2).await;
     assert_eq!(first.iter().map(body).collect::<Vec<_>>(), ["p1:0", "p1:1"]);
     let opened_before = opened.load(Ordering::SeqCst);
@@ -1060,9 +1013,8 @@ async fn with_sessions_a_link_detached_between_polls_costs_no_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_sessions_an_abandoned_delivery_comes_back_before_later_ones() {
     let bus = ServiceBusBus::connect(pool_config(2)).await.unwrap();
-    let (t, g) = (unique("abandon"), unique("g"));
-    publish(&bus, &t, vec![msg("p1", "p1:0"), msg("p1", "p1:1")]).await;
-    bus.ensure_group(&t, &g).await.unwrap();
+    let sent = vec![msg("p1", "p1:0"), msg("p1", "p1:1")];
+    let (t, g) = sent_before_the_group(&bus, "abandon", sent).await;
     let first = poll_until(&bus, &t, &g, "c", 2).await;
     assert_eq!(first.iter().map(body).collect::<Vec<_>>(), ["p1:0", "p1:1"]);
     // Pushed to the link's credit left while p1:0 and p1:1 are held and not acked.

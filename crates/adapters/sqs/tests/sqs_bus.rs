@@ -14,7 +14,7 @@ use liveops_core::ports::BusOptions;
 use liveops_core::ports::{Bus, BusExt, Message, PortError};
 use liveops_sqs::{Op, SqsBus, SqsConfig, StaticCredentials};
 use liveops_testkit::conformance;
-use liveops_testkit::conformance::bus::{body, ids, msg, poll, publish, unique};
+use liveops_testkit::conformance::bus::{ack_all_but, body, ids, msg, poll, publish, unique};
 use liveops_testkit::conformance::bus_faults::{self, Outage};
 use liveops_testkit::fixtures::server_env;
 use liveops_testkit::relay::{upstream_of, Relay};
@@ -49,6 +49,19 @@ fn config_at(endpoint: &str) -> SqsConfig {
 
 fn config() -> SqsConfig {
     config_at(&endpoint())
+}
+
+/// A bus on the emulator, and a new group `g` of a new topic `what`.
+async fn bus_with_group(what: &str) -> (SqsBus, String, String) {
+    let bus = SqsBus::connect(config()).await.unwrap();
+    let (t, g) = (unique(what), unique("g"));
+    bus.ensure_group(&t, &g).await.unwrap();
+    (bus, t, g)
+}
+
+/// How many `ReceiveMessage` calls `bus` made so far.
+fn receives(bus: &SqsBus) -> u64 {
+    bus.round_trips()[&Op::Receive]
 }
 
 fn message(id: &str, key: &str, body: &str) -> Message {
@@ -214,9 +227,7 @@ async fn publishers_find_groups_other_processes_created() {
 /// Re-publishing a message with the same id (a gateway retry) stores it once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_republished_id_is_stored_once() {
-    let bus = SqsBus::connect(config()).await.unwrap();
-    let (t, g) = (unique("dedup"), unique("g"));
-    bus.ensure_group(&t, &g).await.unwrap();
+    let (bus, t, g) = bus_with_group("dedup").await;
     let id = uuid::Uuid::now_v7().to_string();
     publish(&bus, &t, vec![message(&id, "p", "first")]).await;
     publish(
@@ -266,10 +277,7 @@ async fn a_publish_takes_ceil_n_over_10_batches_per_group() {
 /// consumers never caught up after an outage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poll_stops_receiving_once_a_call_comes_back_short() {
-    let bus = SqsBus::connect(config()).await.unwrap();
-    let (t, g) = (unique("rounds"), unique("g"));
-    bus.ensure_group(&t, &g).await.unwrap();
-    let receives = |bus: &SqsBus| bus.round_trips()[&Op::Receive];
+    let (bus, t, g) = bus_with_group("rounds").await;
 
     // 5 of one player: one call brings all 5; the poll ends there.
     let five: Vec<Message> = (0..5).map(|i| msg("p", &format!("{i}"))).collect();
@@ -402,9 +410,7 @@ async fn dead_letters_sit_in_the_groups_own_fifo_queue() {
 /// the messages received with it are handed out, and it is left to the redrive policy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_message_does_not_hold_back_the_others() {
-    let bus = SqsBus::connect(config()).await.unwrap();
-    let (t, g) = (unique("foreign"), unique("g"));
-    bus.ensure_group(&t, &g).await.unwrap();
+    let (bus, t, g) = bus_with_group("foreign").await;
     let raw = raw_client();
     let name = bus.names().group_queue(&t, &g);
     let url = raw.get_queue_url().queue_name(name).send().await.unwrap();
@@ -432,9 +438,7 @@ async fn a_foreign_message_does_not_hold_back_the_others() {
 /// create them again, with no restart of the bus.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovers_when_sqs_lost_the_queues() {
-    let bus = SqsBus::connect(config()).await.unwrap();
-    let (t, g) = (unique("lost"), unique("g"));
-    bus.ensure_group(&t, &g).await.unwrap();
+    let (bus, t, g) = bus_with_group("lost").await;
     publish(&bus, &t, vec![msg("p", "old")]).await;
     bus.delete_group(&t, &g).await.unwrap();
     let none = poll(&bus, &t, &g, "c", 10, Duration::from_millis(300)).await;
@@ -509,10 +513,7 @@ async fn url_of(raw: &aws_sdk_sqs::Client, name: &str) -> String {
 /// dropped mid-wait (a consumer's shutdown) ends at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_consumer_long_polls_instead_of_short_polling() {
-    let bus = SqsBus::connect(config()).await.unwrap();
-    let (t, g) = (unique("idle"), unique("g"));
-    bus.ensure_group(&t, &g).await.unwrap();
-    let receives = |bus: &SqsBus| bus.round_trips()[&Op::Receive];
+    let (bus, t, g) = bus_with_group("idle").await;
     let wait = Duration::from_millis(200);
     let (before, start) = (receives(&bus), Instant::now());
     let mut polls = 0;
@@ -568,13 +569,7 @@ async fn a_consumer_that_polls_again_gives_up_what_it_did_not_ack() {
     let mut last = start;
     while seen.len() < 3 {
         let got = poll(&bus, &t, &g, "c", 10, Duration::from_millis(200)).await;
-        let fine: Vec<String> = got
-            .iter()
-            .filter(|d| body(d) != "poison")
-            .map(|d| d.id.clone())
-            .collect();
-        bus.ack(&t, &g, &fine).await.unwrap();
-        if let Some(d) = got.iter().find(|d| body(d) == "poison") {
+        if let Some(d) = ack_all_but(&bus, &t, &g, &got, "poison").await.first() {
             seen.push((d.deliveries, start.elapsed()));
             last = Instant::now();
         }
@@ -780,9 +775,7 @@ async fn the_lag_read_exports_how_many_dead_letters_the_group_holds() {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .expect("the only recorder of this test binary");
-    let bus = SqsBus::connect(config()).await.unwrap();
-    let (t, g) = (unique("dlqgauge"), unique("g"));
-    bus.ensure_group(&t, &g).await.unwrap();
+    let (bus, t, g) = bus_with_group("dlqgauge").await;
     let dead = || {
         let text = metrics.render();
         let series = format!("bus_dead_letter_messages{{bus=\"sqs\",topic=\"{t}\",group=\"{g}\"}}");
@@ -813,9 +806,7 @@ async fn the_lag_read_exports_how_many_dead_letters_the_group_holds() {
 /// replay hands them to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_to_a_lost_group_queue_keeps_the_dead_letters() {
-    let bus = SqsBus::connect(config()).await.unwrap();
-    let (t, g) = (unique("lostreplay"), unique("g"));
-    bus.ensure_group(&t, &g).await.unwrap();
+    let (bus, t, g) = bus_with_group("lostreplay").await;
     let raw = raw_client();
     let dlq = url_of(&raw, &bus.names().dead_letter_queue(&t, &g)).await;
     send_dead_letter(&raw, &dlq, "dead-1").await;

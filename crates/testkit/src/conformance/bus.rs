@@ -108,6 +108,22 @@ pub async fn poll(
     ok(bus.poll(topic, group, consumer, max, wait).await, "poll")
 }
 
+/// Acks every delivery of `got` in `group` of `topic` but those whose body is `failing` (what a
+/// consumer does whose handler fails on that message), and returns those; an error panics.
+pub async fn ack_all_but<'a>(
+    bus: &dyn Bus,
+    topic: &str,
+    group: &str,
+    got: &'a [Delivery],
+    failing: &str,
+) -> Vec<&'a Delivery> {
+    let (failed, fine): (Vec<&Delivery>, Vec<&Delivery>) =
+        got.iter().partition(|d| body(d) == failing);
+    let fine: Vec<String> = fine.iter().map(|d| d.id.clone()).collect();
+    ok(bus.ack(topic, group, &fine).await, "ack");
+    failed
+}
+
 /// Reads `group` as `consumer` until a poll of `wait` finds nothing, acking each batch, and
 /// returns the bodies in the order read.
 pub async fn read_to_the_end(

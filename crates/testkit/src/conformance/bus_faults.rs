@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -68,6 +68,103 @@ pub fn each_next_in_order(next: &Mutex<HashMap<String, usize>>, got: &[Delivery]
     }
 }
 
+/// Consumers polling one group side by side, for [`consume_side_by_side`].
+pub struct SideBySide {
+    /// Each consumer's name and the bus it polls (one bus shared: consumers of one process; a
+    /// bus each: processes).
+    pub consumers: Vec<(&'static str, Arc<dyn Bus>)>,
+    /// How many deliveries a poll takes at most.
+    pub max: usize,
+    /// How long a consumer works on what a poll brought.
+    pub work: Duration,
+    /// What handling a delivery holds, which one consumer at a time may hold: its key, or what
+    /// else the bus locks (a partition).
+    pub holds: fn(&Delivery) -> String,
+    /// Whether a consumer holds what it took until its ack (a lock the broker keeps until then),
+    /// or lets go of it once it is worked on, before the ack.
+    pub held_until_acked: bool,
+}
+
+/// What the consumers of [`consume_side_by_side`] read.
+pub struct Consumed {
+    /// How many deliveries each consumer handled, in the order of [`SideBySide::consumers`].
+    pub handled: Vec<usize>,
+    /// How many messages of each key were read.
+    pub next: HashMap<String, usize>,
+    /// The most things ([`SideBySide::holds`]) one poll held.
+    pub widest: usize,
+}
+
+/// Runs `side`'s consumers on `group` of `topic` until `total` deliveries were read, for 60 s at
+/// most. Each polls (300 ms waits), asserts that every delivery is the next of its key
+/// ([`each_next_in_order`]) and that nothing it holds is held by another consumer, works, and
+/// acks.
+pub async fn consume_side_by_side(
+    side: SideBySide,
+    topic: &str,
+    group: &str,
+    total: usize,
+) -> Consumed {
+    let SideBySide {
+        consumers,
+        max,
+        work,
+        holds,
+        held_until_acked,
+    } = side;
+    let next: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let busy: Arc<Mutex<HashMap<String, &str>>> = Arc::default();
+    let widest = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for (name, bus) in consumers {
+        let (t, g) = (topic.to_owned(), group.to_owned());
+        let (next, busy, widest) = (next.clone(), busy.clone(), widest.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut handled = 0;
+            let until = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < until && next.lock().unwrap().values().sum::<usize>() < total {
+                let got = poll(&*bus, &t, &g, name, max, Duration::from_millis(300)).await;
+                let held: BTreeSet<String> = got.iter().map(holds).collect();
+                for h in &held {
+                    if let Some(other) = busy.lock().unwrap().insert(h.clone(), name) {
+                        panic!("{h}: {name} got messages while {other} holds some");
+                    }
+                }
+                each_next_in_order(&next, &got, name);
+                widest.fetch_max(held.len(), Ordering::SeqCst);
+                handled += got.len();
+                tokio::time::sleep(work).await;
+                if !held_until_acked {
+                    let_go(&busy, &held);
+                }
+                bus.ack(&t, &g, &ids(&got)).await.unwrap();
+                if held_until_acked {
+                    let_go(&busy, &held);
+                }
+            }
+            handled
+        }));
+    }
+    let mut handled = Vec::new();
+    for task in tasks {
+        handled.push(task.await.unwrap());
+    }
+    let next = next.lock().unwrap().clone();
+    Consumed {
+        handled,
+        next,
+        widest: widest.load(Ordering::SeqCst),
+    }
+}
+
+/// Lets go of `held` (who holds what: `busy`): another consumer may take it now.
+fn let_go(busy: &Mutex<HashMap<String, &str>>, held: &BTreeSet<String>) {
+    let mut busy = busy.lock().unwrap();
+    for h in held {
+        busy.remove(h);
+    }
+}
+
 /// Two consumers of one group in one process (build the bus with a visibility timeout of 10 s):
 /// every player's messages arrive in order, exactly once, never in flight to both at once, and
 /// both consumers get work.
@@ -82,45 +179,16 @@ pub async fn two_consumers_keep_each_player_in_order(bus: Arc<dyn Bus>) {
             .collect();
         publish(&*bus, &t, batch).await;
     }
-    let next: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-    let busy: Arc<Mutex<HashMap<String, String>>> = Arc::default();
-    let mut tasks = Vec::new();
-    for name in ["c1", "c2"] {
-        let (bus, t, g, next, busy) = (
-            bus.clone(),
-            t.clone(),
-            g.clone(),
-            next.clone(),
-            busy.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut handled = 0;
-            let until = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < until
-                && next.lock().unwrap().values().sum::<usize>() < KEYS * EACH
-            {
-                let got = poll(&*bus, &t, &g, name, 15, Duration::from_millis(300)).await;
-                let keys: BTreeSet<String> = got.iter().map(|d| d.key.clone()).collect();
-                for k in &keys {
-                    if let Some(other) = busy.lock().unwrap().insert(k.clone(), name.into()) {
-                        panic!("{k}: {name} got messages while {other} holds some");
-                    }
-                }
-                each_next_in_order(&next, &got, name);
-                handled += got.len();
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                for k in &keys {
-                    busy.lock().unwrap().remove(k);
-                }
-                bus.ack(&t, &g, &ids(&got)).await.unwrap();
-            }
-            handled
-        }));
-    }
-    let mut counts = Vec::new();
-    for task in tasks {
-        counts.push(task.await.unwrap());
-    }
+    let side = SideBySide {
+        consumers: vec![("c1", bus.clone()), ("c2", bus.clone())],
+        max: 15,
+        work: Duration::from_millis(20),
+        holds: |d| d.key.clone(),
+        held_until_acked: false,
+    };
+    let counts = consume_side_by_side(side, &t, &g, KEYS * EACH)
+        .await
+        .handled;
     assert_eq!(counts.iter().sum::<usize>(), KEYS * EACH, "{counts:?}");
     assert!(
         counts.iter().all(|n| *n > 0),
