@@ -214,8 +214,9 @@ pub fn created(dir: &Path) -> std::io::Result<Vec<(String, i64)>> {
 /// when it was taken): restore refuses it, so pruning takes it before any other.
 fn from_the_future(name: &str, now_ms: i64) -> bool {
     let stamp = name.rsplit('-').next().unwrap_or_default();
-    NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S%.3fZ")
-        .is_ok_and(|t| t.and_utc().timestamp_millis() > now_ms.saturating_add(MAX_AHEAD.as_millis() as i64))
+    NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%S%.3fZ").is_ok_and(|t| {
+        t.and_utc().timestamp_millis() > now_ms.saturating_add(MAX_AHEAD.as_millis() as i64)
+    })
 }
 
 /// Deletes all but the newest `keep` complete sets and the newest [`PRE_UPGRADE_KEEP`]
