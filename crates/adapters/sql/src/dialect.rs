@@ -172,8 +172,8 @@ pub struct Upserts {
     /// `fairness_stats`: add a batch's statistics to a type's (Chan et al.'s parallel update, as
     /// `Welford::merge`).
     pub merge_stats: &'static str,
-    /// `campaign_entrant_counts`: add the row's `entrants` to its stripe's (an entrant counted).
-    pub count_entrant: &'static str,
+    /// `purge_runs`: the purge's last walk is the one written.
+    pub purge_run: &'static str,
 }
 
 /// SQLite and PostgreSQL: `ON CONFLICT (key) DO ..` with `excluded`.
@@ -205,8 +205,8 @@ pub const ON_CONFLICT: Upserts = Upserts {
                   m2 = fairness_stats.m2 + excluded.m2 + (excluded.mean - fairness_stats.mean) \
                     * (excluded.mean - fairness_stats.mean) * fairness_stats.samples \
                     * excluded.samples / (fairness_stats.samples + excluded.samples)",
-    count_entrant: " ON CONFLICT (campaign_id, stripe) DO UPDATE SET \
-                    entrants = campaign_entrant_counts.entrants + excluded.entrants",
+    purge_run: " ON CONFLICT (name) DO UPDATE SET \
+                round_ms = excluded.round_ms, finished_ms = excluded.finished_ms",
 };
 
 /// Pool and call bounds shared by the server backends (PostgreSQL, MySQL).

@@ -25,7 +25,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use liveops_core::stores::{
-    FairnessStore, LiveEventStores, ProcessedEvents, ProgressStore, ScoreStore, SnapshotStore,
+    FairnessStore, LiveEventStores, ProcessedEvents, ProgressStore, PurgeRound, ScoreStore,
+    SnapshotStore,
 };
 use liveops_core::{Health, PortError, PortResult};
 
@@ -35,7 +36,7 @@ pub use live::{inbox_page_statement, DUE_CAMPAIGNS};
 pub use mysql::MySqlRepository;
 #[cfg(feature = "postgres")]
 pub use postgres::PgRepository;
-pub use repository::SqlRepository;
+pub use repository::{Purge, SqlRepository};
 pub use sqlite::SqliteRepository;
 
 /// A repository on any backend: every store trait this adapter serves, plus its migrations.
@@ -61,9 +62,10 @@ pub trait Repository:
     /// Deletes the per-event rows (processed event ids, fairness verdicts) and the operators'
     /// request keys written before `cutoff_ms` (unix milliseconds), a bounded step at a time,
     /// and the operators' sessions expired by now; returns how many went. Like every retention
-    /// purge here, it walks in one process of a deployment at a time: a process that finds
-    /// another walking skips the run and answers 0 (`SqlRepository::purge_alone`).
-    async fn purge_before(&self, cutoff_ms: i64) -> PortResult<u64>;
+    /// purge here, it walks in one process of a deployment at a time, at most about once per
+    /// `round`'s period between them: a process that finds another walking, or the last walk
+    /// within the period, skips the run and answers 0 (`SqlRepository::purge_alone`).
+    async fn purge_before(&self, cutoff_ms: i64, round: PurgeRound) -> PortResult<u64>;
 }
 
 /// The backend a database URL names.

@@ -12,7 +12,7 @@ macro_rules! impl_live_stores {
                 CampaignEvent, CampaignPage, CampaignState, CampaignStore, ClaimOutcome, Delivery, DeliveryLog, DeliveryPage,
                 DistributionRetention, DueDelivery, Entered, EntriesSummary, Entry, EntryStore, InboxClaim, InboxMessage, InboxPage, InboxStore,
                 Keyed, KeyedOutcome, ListedAudit, ListedMessage, LiveEventStores, OperatorRecord, OperatorStore,
-                OperatorUpdate, Outcome, OutcomeStore, OutcomeSummary, PlayerXp, Redelivery, RequestKey,
+                OperatorUpdate, Outcome, OutcomeStore, OutcomeSummary, PlayerXp, PurgeRound, Redelivery, RequestKey,
                 RequestKeys, Session, Sessions, UndeliveredEvent, Webhook, WebhookStore,
             };
             use liveops_core::stores::distribution::OutboxEvent;
@@ -94,7 +94,7 @@ macro_rules! impl_live_stores {
                 }
 
                 impl EntryStore {
-                    fn enter(entry: &Entry) -> Entered;
+                    fn enter(entry: &Entry, max_entrants: u64) -> Entered;
                     fn entry_by_request(request_sig: &str) -> Option<Entry>;
                     fn entrants(campaign_id: &str) -> Vec<String>;
                     fn entrants_page(campaign_id: &str, after: Option<&str>, limit: u32) -> Vec<String>;
@@ -154,9 +154,9 @@ macro_rules! impl_live_stores {
                 }
 
                 impl DistributionRetention {
-                    fn purge_deliveries(before_ms: i64) -> u64;
-                    fn purge_events(before_ms: i64) -> u64;
-                    fn purge_messages(before_ms: i64) -> u64;
+                    fn purge_deliveries(before_ms: i64, round: PurgeRound) -> u64;
+                    fn purge_events(before_ms: i64, round: PurgeRound) -> u64;
+                    fn purge_messages(before_ms: i64, round: PurgeRound) -> u64;
                 }
 
                 impl RequestKeys {

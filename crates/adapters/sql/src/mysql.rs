@@ -54,8 +54,28 @@ pub const ON_DUPLICATE_KEY: Upserts = Upserts {
                   mean = mean + (VALUES(mean) - mean) * VALUES(samples) \
                     / (samples + VALUES(samples)), \
                   samples = samples + VALUES(samples)",
-    count_entrant: " ON DUPLICATE KEY UPDATE entrants = entrants + VALUES(entrants)",
+    purge_run: " ON DUPLICATE KEY UPDATE round_ms = VALUES(round_ms), \
+                finished_ms = VALUES(finished_ms)",
 };
+
+/// The server's name of the lock whose name is bound to `?`: `liveops_<name>_<CRC32 of the
+/// database>`, since GET_LOCK's names are the server's, not a database's (`liveops_migrate_..` is
+/// the name earlier releases take).
+macro_rules! lock_name {
+    () => {
+        "CONCAT('liveops_', ?, '_', CRC32(DATABASE()))"
+    };
+}
+
+/// The [`SessionLock`] of a named lock ([`lock_name!`]) whose take waits up to `$wait_s` seconds.
+macro_rules! named_lock {
+    ($wait_s:literal) => {
+        SessionLock {
+            take: concat!("SELECT GET_LOCK(", lock_name!(), ", ", $wait_s, ")"),
+            release: concat!("SELECT RELEASE_LOCK(", lock_name!(), ")"),
+        }
+    };
+}
 
 impl Dialect for MySql {
     const MAX_BIND: usize = server::MAX_BIND;
@@ -77,16 +97,8 @@ impl Dialect for MySql {
     const UPDATE_RETURNING: bool = false;
 
     const MIGRATION_SESSION: Option<&'static str> = None;
-    // Named `liveops_<name>_<crc of the database>`: GET_LOCK's names are the server's, not a
-    // database's (`liveops_migrate_..` is the name earlier releases take).
-    const MIGRATION_LOCK: Option<&'static SessionLock> = Some(&SessionLock {
-        take: "SELECT GET_LOCK(CONCAT('liveops_', ?, '_', CRC32(DATABASE())), 600)",
-        release: "SELECT RELEASE_LOCK(CONCAT('liveops_', ?, '_', CRC32(DATABASE())))",
-    });
-    const PURGE_LOCK: Option<&'static SessionLock> = Some(&SessionLock {
-        take: "SELECT GET_LOCK(CONCAT('liveops_', ?, '_', CRC32(DATABASE())), 0)",
-        release: "SELECT RELEASE_LOCK(CONCAT('liveops_', ?, '_', CRC32(DATABASE())))",
-    });
+    const MIGRATION_LOCK: Option<&'static SessionLock> = Some(&named_lock!(600));
+    const PURGE_LOCK: Option<&'static SessionLock> = Some(&named_lock!(0));
 
     fn migrator() -> &'static Migrator {
         &MIGRATOR
@@ -176,6 +188,24 @@ impl SqlRepository<MySql> {
     pub fn replica_pool(url: &str) -> Result<sqlx::MySqlPool, PortError> {
         let options = connect_options(url, "MySQL replica URL")?;
         Ok(server::pool_options::<MySql>().connect_lazy_with(options))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+
+    /// The locks' statements as earlier releases spelled them: a lock another release takes
+    /// under another name would not keep the two apart.
+    #[test]
+    fn locks_keep_the_names_earlier_releases_take() {
+        let name = "CONCAT('liveops_', ?, '_', CRC32(DATABASE()))";
+        for (lock, wait) in [(MySql::MIGRATION_LOCK, 600), (MySql::PURGE_LOCK, 0)] {
+            let lock = lock.unwrap();
+            assert_eq!(lock.take, format!("SELECT GET_LOCK({name}, {wait})"));
+            assert_eq!(lock.release, format!("SELECT RELEASE_LOCK({name})"));
+        }
     }
 }
 

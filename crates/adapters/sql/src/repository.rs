@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use liveops_core::ports::{Board, RankEntry, ScoreDelta, ScoreTotal};
 use liveops_core::stores::{
     FairnessCommit, Flag, InventoryItem, ListedReward, PendingReward, PlayerProgress,
-    ProgressCommit, RewardClaim, Snapshot, PROGRESS_COUNT_LIMIT, PROGRESS_INVENTORY_LIMIT,
-    PROGRESS_PENDING_LIMIT,
+    ProgressCommit, PurgeRound, RewardClaim, Snapshot, PROGRESS_COUNT_LIMIT,
+    PROGRESS_INVENTORY_LIMIT, PROGRESS_PENDING_LIMIT,
 };
 use liveops_core::{EventType, PortError, PortResult, Receipt, Welford, Window};
 use sqlx::migrate::Migrate;
@@ -313,6 +313,43 @@ fn report_pool<DB: Dialect>(pool: &Pool<DB>, which: &'static str) {
 struct PurgeSql {
     step: &'static str,
     delete: &'static str,
+}
+
+/// A retention purge, as [`SqlRepository::purge_alone`] runs it.
+#[derive(Clone, Copy, Debug)]
+pub struct Purge<'a> {
+    /// The table it walks: its lock's name (`purge_<table>`) and the `table` label of its
+    /// metrics.
+    pub table: &'static str,
+    /// What its walks are written as in `purge_runs`: the table, or the part of it walked
+    /// (`scores_daily`).
+    pub name: &'a str,
+    /// The round it runs in.
+    pub round: PurgeRound,
+}
+
+impl Purge<'static> {
+    /// The purge of the whole of `table` in `round`.
+    pub fn of(table: &'static str, round: PurgeRound) -> Self {
+        Self {
+            table,
+            name: table,
+            round,
+        }
+    }
+}
+
+/// Why a purge's run did not walk, as the `reason` label of `retention_purges_skipped_total`
+/// says it: another process was walking the table; it was walked less than a period ago.
+const SKIPPED: [&str; 2] = ["busy", "recent"];
+
+/// Counts a run of `table`'s purge: skipped for `reason` (one of [`SKIPPED`]), or walked (`None`,
+/// which only makes sure the counters are there).
+fn count_purge(table: &'static str, reason: Option<&'static str>) {
+    for r in SKIPPED {
+        metrics::counter!("retention_purges_skipped_total", "table" => table, "reason" => r)
+            .increment(u64::from(reason == Some(r)));
+    }
 }
 
 /// Keys per step of a purge, as a literal for the `LIMIT` of each [`PurgeSql::step`].
@@ -677,19 +714,24 @@ where
             .map_err(db_error::<DB>)
     }
 
-    /// Runs `walk`, the retention purge of `table` (a metric label), in one process of the
-    /// deployment at a time: under the dialect's purge lock, taken without waiting on a
+    /// Runs `walk`, the retention purge `purge`, in one process of the deployment at a time, and
+    /// only when its round is due: under the dialect's purge lock (taken without waiting, on a
     /// connection of its own, released after the walk however it ends, and the connection closed
-    /// rather than returned to the pool (a walk given up midway drops it, and the lock with it).
-    /// `None`: another process is walking; this run is skipped and counted in
-    /// `retention_purges_skipped_total{table}`, and the next may be this process's.
+    /// rather than returned to the pool: a walk given up midway drops it, and the lock with it),
+    /// the last walk of the purge that ran to its end is read from `purge_runs`, and one within
+    /// its round's period ([`PurgeRound::walked_recently`]) spares this run the walk; a walk that
+    /// runs to its end is written there. So the processes sharing the database walk a table about
+    /// once a period between them. `None`: not walked, counted in
+    /// `retention_purges_skipped_total{table, reason}` (`busy`: another process is walking the
+    /// table; `recent`: it was walked less than a period ago), and the next run may walk.
     pub async fn purge_alone<T>(
         &self,
-        table: &'static str,
+        purge: Purge<'_>,
         walk: impl Future<Output = PortResult<T>>,
     ) -> PortResult<Option<T>> {
+        let table = purge.table;
         let Some(lock) = DB::PURGE_LOCK else {
-            return walk.await.map(Some);
+            return self.walk_when_due(purge, walk).await;
         };
         let name = format!("purge_{table}");
         let (mut conn, held) = within::<DB, _>("purge_lock", async {
@@ -699,32 +741,93 @@ where
             Ok((conn, held))
         })
         .await?;
-        metrics::counter!("retention_purges_skipped_total", "table" => table)
-            .increment(u64::from(!held));
         if !held {
+            count_purge(table, Some("busy"));
             tracing::debug!(
                 table,
                 "another process is purging the table: this run skipped"
             );
             return Ok(None);
         }
-        let walked = walk.await;
+        let walked = self.walk_when_due(purge, walk).await;
         let released =
             within::<DB, _>("purge_lock", Self::release_lock(&mut conn, lock, &name)).await;
         if let Err(error) = released {
             // Closing the connection ends its session, and the lock with it.
             tracing::debug!(table, %error, "purge lock not released: its connection closes");
         }
-        walked.map(Some)
+        walked
     }
 
-    /// [`Self::purge_alone`] of a walk counting rows: none when skipped.
+    /// Runs `walk` unless the last walk of `purge` that ran to its end spares its round, and
+    /// writes it as the last walk once it ran to its end (see [`Self::purge_alone`]).
+    async fn walk_when_due<T>(
+        &self,
+        purge: Purge<'_>,
+        walk: impl Future<Output = PortResult<T>>,
+    ) -> PortResult<Option<T>> {
+        let read = DB::placeholders("SELECT round_ms FROM purge_runs WHERE name = ?");
+        let last: Option<i64> = within::<DB, _>("purge_runs", async {
+            sqlx::query_scalar(&read)
+                .bind(purge.name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error::<DB>)
+        })
+        .await?;
+        if let Some(last_round_ms) = last.filter(|l| purge.round.walked_recently(*l)) {
+            count_purge(purge.table, Some("recent"));
+            tracing::debug!(
+                table = purge.table,
+                purge = purge.name,
+                last_round_ms,
+                "walked less than a period ago: this run skipped"
+            );
+            return Ok(None);
+        }
+        count_purge(purge.table, None);
+        let walked = walk.await?;
+        if let Err(error) = self.record_walk(purge).await {
+            tracing::warn!(
+                purge = purge.name,
+                %error,
+                "the purge's walk was not recorded: the next run walks again"
+            );
+        }
+        Ok(Some(walked))
+    }
+
+    /// Writes that a walk of `purge` ran to its end now.
+    async fn record_walk(&self, purge: Purge<'_>) -> PortResult<()> {
+        let finished_ms = liveops_core::now_ms();
+        within::<DB, _>("purge_runs", async {
+            let (mut tx, _turn) = self.begin_write().await?;
+            Self::insert_rows(
+                &mut tx,
+                (
+                    "INSERT INTO purge_runs (name, round_ms, finished_ms) ",
+                    3,
+                    DB::UPSERTS.purge_run,
+                ),
+                &[purge],
+                |row, p| {
+                    row.bind(p.name).bind(p.round.at_ms).bind(finished_ms);
+                },
+                db_error::<DB>,
+            )
+            .await?;
+            tx.commit().await.map_err(db_error::<DB>)
+        })
+        .await
+    }
+
+    /// [`Self::purge_alone`] of a walk counting rows: none when not walked.
     pub(crate) async fn purge_rows_alone(
         &self,
-        table: &'static str,
+        purge: Purge<'_>,
         walk: impl Future<Output = PortResult<u64>>,
     ) -> PortResult<u64> {
-        Ok(self.purge_alone(table, walk).await?.unwrap_or(0))
+        Ok(self.purge_alone(purge, walk).await?.unwrap_or(0))
     }
 
     /// Whether the database answers now, within the call bound.
@@ -1611,9 +1714,10 @@ where
     /// transaction of its own (writers are held up for one step at a time, and not by steps
     /// with nothing to delete), then the operators' request keys, then the operators' sessions
     /// expired by now (their own expiry, not the cutoff). Returns how many rows went: none when
-    /// another process is walking them ([`Self::purge_alone`]).
-    pub(crate) async fn purge_before(&self, cutoff_ms: i64) -> PortResult<u64> {
-        self.purge_rows_alone("processed_events", self.walk_before(cutoff_ms))
+    /// another process is walking them or `round` is spared the walk ([`Self::purge_alone`]).
+    pub(crate) async fn purge_before(&self, cutoff_ms: i64, round: PurgeRound) -> PortResult<u64> {
+        let purge = Purge::of("processed_events", round);
+        self.purge_rows_alone(purge, self.walk_before(cutoff_ms))
             .await
     }
 
@@ -1656,9 +1760,20 @@ where
 
     /// Deletes the scores of `window`'s boards whose period sorts before `before`, oldest board
     /// first, in steps along its players; how many rows went (none when another process is
-    /// walking them).
-    pub(crate) async fn purge_scores(&self, window: Window, before: &str) -> PortResult<u64> {
-        self.purge_rows_alone("scores", self.walk_scores(window, before))
+    /// walking them or `round` is spared the walk: [`Self::purge_alone`], each window's apart).
+    pub(crate) async fn purge_scores(
+        &self,
+        window: Window,
+        before: &str,
+        round: PurgeRound,
+    ) -> PortResult<u64> {
+        let name = format!("scores_{window}");
+        let purge = Purge {
+            table: "scores",
+            name: &name,
+            round,
+        };
+        self.purge_rows_alone(purge, self.walk_scores(window, before))
             .await
     }
 
@@ -1723,10 +1838,10 @@ where
 
     /// Deletes the fairness flags raised before `cutoff_ms` (`FLAG_RETENTION`), oldest first
     /// along their index on `at_ms`, about 2000 per write transaction; returns how many went
-    /// (none when another process is walking them).
-    pub(crate) async fn purge_flags(&self, cutoff_ms: i64) -> PortResult<u64> {
+    /// (none when another process is walking them or `round` is spared the walk).
+    pub(crate) async fn purge_flags(&self, cutoff_ms: i64, round: PurgeRound) -> PortResult<u64> {
         self.purge_rows_alone(
-            "fairness_flags",
+            Purge::of("fairness_flags", round),
             self.purge_by_time(&PURGE_FLAGS, cutoff_ms),
         )
         .await

@@ -14,8 +14,8 @@ macro_rules! impl_stores {
             use liveops_core::ports::{Board, Health, ScoreDelta, ScoreTotal};
             use liveops_core::stores::{
                 FairnessCommit, FairnessStore, Flag, InventoryItem, ListedReward, PendingReward,
-                PlayerProgress, ProcessedEvents, ProgressCommit, ProgressStore, RewardClaim,
-                ScoreStore, Snapshot, SnapshotStore,
+                PlayerProgress, ProcessedEvents, ProgressCommit, ProgressStore, PurgeRound,
+                RewardClaim, ScoreStore, Snapshot, SnapshotStore,
             };
             use liveops_core::{EventType, PortResult, Receipt, Welford, Window};
             use uuid::Uuid;
@@ -35,8 +35,8 @@ macro_rules! impl_stores {
                 fn pool_watch(&self) -> futures_util::future::BoxFuture<'static, ()> {
                     Repo::pool_watch(self)
                 }
-                async fn purge_before(&self, cutoff_ms: i64) -> PortResult<u64> {
-                    Repo::purge_before(self, cutoff_ms).await
+                async fn purge_before(&self, cutoff_ms: i64, round: PurgeRound) -> PortResult<u64> {
+                    Repo::purge_before(self, cutoff_ms, round).await
                 }
             }
 
@@ -81,7 +81,7 @@ macro_rules! impl_stores {
                     fn top_scores(board: &Board, limit: u64) -> Vec<(String, i64)>;
                     fn scores_of(board: &Board, players: &[String]) -> Vec<(String, i64)>;
                     fn boards() -> Vec<Board>;
-                    fn purge_scores(window: Window, before: &str) -> u64;
+                    fn purge_scores(window: Window, before: &str, round: PurgeRound) -> u64;
                 }
 
                 impl SnapshotStore {
@@ -95,7 +95,7 @@ macro_rules! impl_stores {
                     fn verdicts(ids: &[Uuid]) -> Vec<(Uuid, bool, i64)>;
                     fn commit_fairness(commit: &FairnessCommit) -> bool;
                     fn flags(player_id: Option<&str>, limit: u32) -> Vec<Flag>;
-                    fn purge_flags(cutoff_ms: i64) -> u64;
+                    fn purge_flags(cutoff_ms: i64, round: PurgeRound) -> u64;
                 }
             }
         };

@@ -9,7 +9,7 @@ mod sql_support;
 
 use futures_util::future::BoxFuture;
 use liveops_core::ports::PortError;
-use liveops_sql::MySqlRepository;
+use liveops_sql::{MySqlRepository, Purge};
 use sql_support::server::{self, release_with, Release, Server, Walk, Walked};
 
 struct MySql;
@@ -23,7 +23,7 @@ impl Server for MySql {
     const VAR: &'static str = "LIVEOPS_TEST_MYSQL_URL";
     const MIGRATIONS: &'static str = "migrations/mysql";
     /// 0008 widens the outcome columns, MySQL's MEDIUMTEXT being the only such bound.
-    const VERSIONS: &'static [i64] = &[1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17, 18];
+    const VERSIONS: &'static [i64] = &[1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17, 18, 19];
     const SCHEMES: &'static [&'static str] = &["mysql", "mariadb", "MariaDB"];
     const FOREIGN: Option<&'static str> = if cfg!(feature = "postgres") {
         Some("postgres")
@@ -63,12 +63,8 @@ impl Server for MySql {
         })
     }
 
-    fn purge_alone<'a>(
-        repo: &'a MySqlRepository,
-        table: &'static str,
-        walk: Walk<'a>,
-    ) -> Walked<'a> {
-        Box::pin(repo.purge_alone(table, walk))
+    fn purge_alone<'a>(repo: &'a MySqlRepository, purge: Purge<'a>, walk: Walk<'a>) -> Walked<'a> {
+        Box::pin(repo.purge_alone(purge, walk))
     }
 
     fn drop_database(db: &str) -> String {

@@ -8,7 +8,7 @@ mod sql_support;
 
 use futures_util::future::BoxFuture;
 use liveops_core::ports::PortError;
-use liveops_sql::PgRepository;
+use liveops_sql::{PgRepository, Purge};
 use sql_support::server::{self, release_with, Release, Server, Walk, Walked};
 
 struct Postgres;
@@ -18,7 +18,7 @@ impl Server for Postgres {
     type Repo = PgRepository;
     const VAR: &'static str = "LIVEOPS_TEST_PG_URL";
     const MIGRATIONS: &'static str = "migrations/postgres";
-    const VERSIONS: &'static [i64] = &[1, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18];
+    const VERSIONS: &'static [i64] = &[1, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19];
     const SCHEMES: &'static [&'static str] = &["postgres", "postgresql", "PostgreSQL"];
     const FOREIGN: Option<&'static str> = if cfg!(feature = "mysql") {
         Some("mysql")
@@ -52,8 +52,8 @@ impl Server for Postgres {
         })
     }
 
-    fn purge_alone<'a>(repo: &'a PgRepository, table: &'static str, walk: Walk<'a>) -> Walked<'a> {
-        Box::pin(repo.purge_alone(table, walk))
+    fn purge_alone<'a>(repo: &'a PgRepository, purge: Purge<'a>, walk: Walk<'a>) -> Walked<'a> {
+        Box::pin(repo.purge_alone(purge, walk))
     }
 
     fn drop_database(db: &str) -> String {

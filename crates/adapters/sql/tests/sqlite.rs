@@ -262,6 +262,40 @@ async fn per_event_rows_past_the_retention_are_purged() {
     sql_support::purge_removes_only_rows_past_the_cutoff(&repo).await;
 }
 
+/// A table is walked once a period, also by two repositories on one file (a restarted process
+/// beside the one before it), each run spared the walk counted
+/// (`retention_purges_skipped_total{reason="recent"}`). On one thread, so the purges record to
+/// this test's own recorder.
+#[test]
+fn a_table_is_walked_once_a_period() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("liveops.db");
+    metrics::with_local_recorder(&recorder, || {
+        runtime.block_on(async {
+            let (a, b) = (repo_at(&file).await, repo_at(&file).await);
+            sql_support::purges_walk_once_a_period(&a, &b).await;
+        })
+    });
+    let text = handle.render();
+    let skipped = |table: &str, reason: &str| {
+        let series =
+            format!("retention_purges_skipped_total{{table=\"{table}\",reason=\"{reason}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series)?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+    };
+    assert_eq!(skipped("processed_events", "recent"), 4.0);
+    assert_eq!(skipped("processed_events", "busy"), 0.0);
+    assert_eq!(skipped("fairness_flags", "recent"), 0.0);
+    assert_eq!(skipped("scores", "recent"), 0.0);
+}
+
 /// Claims, then entries, sent at once wait for the one writer together and are written in
 /// groups, each answered as if it came alone (`db_write_group_writes`: fewer groups than writes,
 /// for each burst). On one thread, so the tasks that write the groups record to this test's

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use crate::ports::{Health, PortResult};
 use crate::signing::Receipt;
-use crate::stores::{AuditEntry, CampaignEvent, Keyed, KeyedOutcome};
+use crate::stores::{AuditEntry, CampaignEvent, Keyed, KeyedOutcome, PurgeRound};
 
 /// A message in players' inboxes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -357,15 +357,16 @@ pub trait DeliveryLog: Health {
 
 /// Retention of distribution's rows: each purge deletes what is past its cutoff (unix ms) a
 /// bounded step per write transaction, along an index, and returns how many rows it deleted
-/// (their attempts or claims, deleted with them, aside).
+/// (their attempts or claims, deleted with them, aside; none when `round` is spared the walk:
+/// [`PurgeRound`]).
 #[async_trait]
 pub trait DistributionRetention: Health {
     /// Deletes the delivered and dead webhook deliveries, with their attempts, whose last
     /// attempt's lease ended (never attempted: whose attempt was due) before `before_ms`.
-    async fn purge_deliveries(&self, before_ms: i64) -> PortResult<u64>;
+    async fn purge_deliveries(&self, before_ms: i64, round: PurgeRound) -> PortResult<u64>;
     /// Deletes the outbox events turned into deliveries that happened before `before_ms` and
     /// have no delivery left.
-    async fn purge_events(&self, before_ms: i64) -> PortResult<u64>;
+    async fn purge_events(&self, before_ms: i64, round: PurgeRound) -> PortResult<u64>;
     /// Deletes the inbox messages that expired before `before_ms`, with their claims.
-    async fn purge_messages(&self, before_ms: i64) -> PortResult<u64>;
+    async fn purge_messages(&self, before_ms: i64, round: PurgeRound) -> PortResult<u64>;
 }

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::event::EventType;
 use crate::ports::{Health, PortResult};
 use crate::scoring::Welford;
+use crate::stores::PurgeRound;
 
 /// A quarantined event.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -59,6 +60,7 @@ pub trait FairnessStore: Health {
     /// Recent flags, newest first, optionally for one player.
     async fn flags(&self, player_id: Option<&str>, limit: u32) -> PortResult<Vec<Flag>>;
     /// Deletes the flags raised before `cutoff_ms` (unix ms), oldest first, a bounded step at a
-    /// time (`FLAG_RETENTION`); returns how many went.
-    async fn purge_flags(&self, cutoff_ms: i64) -> PortResult<u64>;
+    /// time (`FLAG_RETENTION`); returns how many went (none when `round` is spared the walk:
+    /// [`PurgeRound`]).
+    async fn purge_flags(&self, cutoff_ms: i64, round: PurgeRound) -> PortResult<u64>;
 }

@@ -10,6 +10,7 @@ pub mod operators;
 pub mod participation;
 pub mod processed;
 pub mod progress;
+pub mod purge;
 pub mod requests;
 pub mod scores;
 
@@ -36,6 +37,7 @@ pub use progress::{
     ProgressStore, RewardClaim, XpGain, PROGRESS_COUNT_LIMIT, PROGRESS_INVENTORY_LIMIT,
     PROGRESS_PENDING_LIMIT,
 };
+pub use purge::PurgeRound;
 pub use requests::{Keyed, KeyedOutcome, RequestKey, RequestKeys};
 pub use scores::{ScoreStore, Snapshot, SnapshotStore};
 

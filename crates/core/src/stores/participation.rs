@@ -34,14 +34,19 @@ pub enum Entered {
     Existing(Entry),
     /// The campaign is not live (its state, or `None` if there is no such campaign).
     NotLive(Option<CampaignState>),
+    /// The campaign holds its `max_entrants` players and this one is not among them: nothing
+    /// written.
+    Full,
 }
 
 /// Campaign entries.
 #[async_trait]
 pub trait EntryStore: Health {
-    /// Adds `entry` if the campaign is live and the player has no entry in its slot, in one
-    /// transaction that holds the campaign's row, so no entry lands after the campaign ended.
-    async fn enter(&self, entry: &Entry) -> PortResult<Entered>;
+    /// Adds `entry` if the campaign is live, the player has no entry in its slot, and the player
+    /// is among its entrants already or it holds fewer than `max_entrants` players; in one
+    /// transaction that holds the campaign's row, so no entry lands after the campaign ended and
+    /// no number of entries at once takes a campaign past `max_entrants` players.
+    async fn enter(&self, entry: &Entry, max_entrants: u64) -> PortResult<Entered>;
     /// The entry the request with this signature made, in any campaign (a signature makes one
     /// entry at most: a retry gets it back, a replay elsewhere is refused).
     async fn entry_by_request(&self, request_sig: &str) -> PortResult<Option<Entry>>;

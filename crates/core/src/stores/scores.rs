@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::ports::{Board, Health, PortResult, RankEntry, ScoreDelta, ScoreTotal};
+use crate::stores::PurgeRound;
 use crate::window::Window;
 
 /// A leaderboard archived at a point in time.
@@ -48,8 +49,14 @@ pub trait ScoreStore: Health {
     /// Boards that have scores, for rebuilding.
     async fn boards(&self) -> PortResult<Vec<Board>>;
     /// Deletes the scores of `window`'s boards whose period id sorts before `before` (day and
-    /// week ids sort as their periods do), a bounded step at a time; how many rows went.
-    async fn purge_scores(&self, window: Window, before: &str) -> PortResult<u64>;
+    /// week ids sort as their periods do), a bounded step at a time; how many rows went (none
+    /// when `round` is spared the walk: [`PurgeRound`]).
+    async fn purge_scores(
+        &self,
+        window: Window,
+        before: &str,
+        round: PurgeRound,
+    ) -> PortResult<u64>;
 }
 
 /// Archived snapshots of boards (running ones and the hall of fame).

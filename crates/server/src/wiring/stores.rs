@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use liveops_core::stores::{
     ActiveKeys, ApiKeyStore, AuditLog, CampaignStore, DeliveryLog, DistributionRetention,
     EntryStore, FairnessStore, InboxStore, OperatorStore, OutcomeStore, PlayerXp, ProcessedEvents,
-    ProgressStore, RequestKeys, ScoreStore, Sessions, SnapshotStore, WebhookStore,
+    ProgressStore, PurgeRound, RequestKeys, ScoreStore, Sessions, SnapshotStore, WebhookStore,
 };
 use liveops_core::time::cutoff;
 use liveops_core::{Health, PortError, PortResult};
@@ -57,14 +57,19 @@ const FIRST_PURGE: Duration = Duration::from_secs(60);
 /// Purges per-event rows older than `EVENT_RETENTION` and fairness flags older than
 /// `FLAG_RETENTION` every `EVENT_PURGE_EVERY` until `stop` (`events_purged_total`); a failed
 /// purge is counted and logged as every background round is, and tried again at the next (the
-/// flags' purge runs even when the events' failed). On a server database one process of the
-/// deployment walks a table at a time: a run finding another walking skips it, as 0 rows
-/// (`retention_purges_skipped_total{table}`).
+/// flags' purge runs even when the events' failed). The processes on one database walk each
+/// table once an `EVENT_PURGE_EVERY` between them, one at a time: a run finding another walking,
+/// or the table walked less than that before, skips it, as 0 rows
+/// (`retention_purges_skipped_total{table, reason}`).
 async fn purge_old_events(repo: &dyn Repository, retention: Retention, stop: CancellationToken) {
     let first = FIRST_PURGE.min(retention.every);
     let round = || async {
         let now = liveops_core::now_ms();
-        let events = repo.purge_before(cutoff(now, retention.keep)).await;
+        let round = PurgeRound {
+            at_ms: now,
+            every: retention.every,
+        };
+        let events = repo.purge_before(cutoff(now, retention.keep), round).await;
         if let Ok(rows) = events {
             metrics::counter!("events_purged_total").increment(rows);
             tracing::info!(
@@ -72,7 +77,7 @@ async fn purge_old_events(repo: &dyn Repository, retention: Retention, stop: Can
                 "purged processed event ids, verdicts and operator keys past retention, and expired sessions"
             );
         }
-        let flags = repo.purge_flags(cutoff(now, retention.flags)).await;
+        let flags = repo.purge_flags(cutoff(now, retention.flags), round).await;
         if let Ok(rows) = flags {
             metrics::counter!("events_purged_total").increment(rows);
             tracing::info!(rows, "purged fairness flags past FLAG_RETENTION");

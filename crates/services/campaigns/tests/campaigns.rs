@@ -406,7 +406,7 @@ async fn a_players_list_shows_their_last_entry_and_drops_a_cancelled_campaign() 
             entered_at_ms: at_ms,
             request_sig: format!("sig_{}_{at_ms}", c.id),
         };
-        app.repo.enter(&entry).await.unwrap();
+        app.repo.enter(&entry, u64::MAX).await.unwrap();
     }
     let uri = format!("/players/{player}/campaigns");
     let list: PlayerCampaigns = send(&routes, "GET", &uri, None).await.unwrap();

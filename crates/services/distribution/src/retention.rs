@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use liveops_core::stores::PurgeRound;
 use liveops_core::time::cutoff;
 use liveops_core::{now_ms, PortError};
 use liveops_module::tick::every_tick_after;
@@ -23,15 +24,21 @@ const KINDS: [&str; 3] = ["deliveries", "events", "messages"];
 
 /// Purges what is past its retention at `now_ms`, deliveries before the events they keep,
 /// counted in `distribution_purged_total{kind}`; how many deliveries, events and messages went.
+/// A table a process walked less than an hour before `now_ms` is not walked again
+/// ([`PurgeRound`]).
 pub async fn purge(state: &DistributionState, now_ms: i64) -> Result<[u64; 3], PortError> {
     let config = &state.config;
     let webhooks = cutoff(now_ms, config.webhook_retention);
     let store = &state.retention;
+    let round = PurgeRound {
+        at_ms: now_ms,
+        every: EVERY,
+    };
     let purged = [
-        store.purge_deliveries(webhooks).await?,
-        store.purge_events(webhooks).await?,
+        store.purge_deliveries(webhooks, round).await?,
+        store.purge_events(webhooks, round).await?,
         store
-            .purge_messages(cutoff(now_ms, config.inbox_retention))
+            .purge_messages(cutoff(now_ms, config.inbox_retention), round)
             .await?,
     ];
     for (kind, rows) in KINDS.into_iter().zip(purged) {

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use liveops_core::ports::Board;
+use liveops_core::stores::PurgeRound;
 use liveops_core::time;
 use liveops_core::{now_ms, PortError, Window};
 use liveops_module::tick::every_tick_after;
@@ -35,12 +36,17 @@ pub(crate) fn past_retention(state: &LeaderboardState, board: &Board, now_ms: i6
 }
 
 /// Purges the scores of the boards ended `LB_SCORES_RETENTION_DAYS` before `now_ms`, counted in
-/// `leaderboard_scores_purged_total`; how many rows went.
+/// `leaderboard_scores_purged_total`; how many rows went. A window whose boards a process walked
+/// less than an hour before `now_ms` is not walked again ([`PurgeRound`]).
 pub(crate) async fn purge(state: &LeaderboardState, now_ms: i64) -> Result<u64, PortError> {
+    let round = PurgeRound {
+        at_ms: now_ms,
+        every: EVERY,
+    };
     let mut purged = 0;
     for window in PURGED {
         let before = cutoff(state, window, now_ms);
-        let rows = state.store.purge_scores(window, &before).await?;
+        let rows = state.store.purge_scores(window, &before, round).await?;
         metrics::counter!("leaderboard_scores_purged_total", "window" => window.as_str())
             .increment(rows);
         if rows > 0 {
@@ -123,7 +129,8 @@ mod tests {
         // The day before the cutoff and week 39 go; the day after it, week 42 (ended 33 days
         // ago) and the season stay.
         assert_eq!(sizes, [0, 1, 0, 1, 1]);
-        assert_eq!(purge(&state, NOW).await.unwrap(), 0);
+        // An hour on, nothing is left to purge.
+        assert_eq!(purge(&state, NOW + 3_600_000).await.unwrap(), 0);
         // No final is taken of a board purged already or within the day: the cutoff's day (kept
         // now, purged tomorrow) is past, the day after it is not; the season never is.
         let past: Vec<bool> = [

@@ -221,21 +221,20 @@ impl ScoreStore for LostAnswer {
     async fn boards(&self) -> PortResult<Vec<Board>> {
         self.repo.boards().await
     }
-    async fn purge_scores(&self, window: Window, before: &str) -> PortResult<u64> {
-        self.repo.purge_scores(window, before).await
+    async fn purge_scores(
+        &self,
+        window: Window,
+        before: &str,
+        round: liveops_core::stores::PurgeRound,
+    ) -> PortResult<u64> {
+        self.repo.purge_scores(window, before, round).await
     }
 }
 
 #[tokio::test]
 async fn a_commit_whose_answer_was_lost_still_reaches_the_ranks() {
     let mut app = spawn_app_with(vec![Window::Daily]).await;
-    app.state.store = Arc::new(LostAnswer {
-        repo: app.state.store.clone(),
-        lost: Default::default(),
-        board_reads: Default::default(),
-        rows_read: Default::default(),
-        counted: Default::default(),
-    });
+    app.state.store = LostAnswer::over(app.state.store.clone(), false);
     app.router = router(app.state.clone());
     let now = now_ms();
     app.publish(&[kill("player_lost", 700, now)]).await;

@@ -207,7 +207,7 @@ pub(crate) async fn enter_campaign(
         entered_at_ms: now,
         request_sig: sig.clone(),
     };
-    let entered = match state.entries.enter(&entry).await {
+    let entered = match state.entries.enter(&entry, cfg.max_entrants).await {
         Ok(entered) => entered,
         // The signature's own entry written meanwhile (the same request sent to two campaigns
         // at once) clashes on the request's unique key: answered as if it came first.
@@ -237,13 +237,14 @@ pub(crate) async fn enter_campaign(
             },
         )),
         Entered::NotLive(s) => Err(not_live(&id, s)),
+        Entered::Full => Err(campaign_full(&id, cfg.max_entrants)),
     }
 }
 
-/// Whether `campaign` takes `player`: 409 `campaign-full` for a player not in it yet once it
-/// holds `CAMPAIGN_MAX_ENTRANTS` players, by its entrant count (one key read: the count is kept
-/// as entries are written); a campaign may pass its cap by the new players entering at that
-/// very moment, whose entries are not committed yet.
+/// Whether `campaign` takes `player`, as far as its entrant count as committed says (one key
+/// read): 409 `campaign-full` for a player not in it yet once it holds `CAMPAIGN_MAX_ENTRANTS`
+/// players, before any write. The entry's transaction decides exactly (`EntryStore::enter`):
+/// this spares a full campaign the write transactions of the players it refuses.
 async fn room_for(
     state: &ParticipationState,
     campaign: &Campaign,
@@ -257,14 +258,18 @@ async fn room_for(
     if !state.entries.entries_of(player, ids).await?.is_empty() {
         return Ok(());
     }
+    Err(campaign_full(&campaign.id, max))
+}
+
+/// 409 `campaign-full`: campaign `id` holds its `max` players, and this one is not among them.
+fn campaign_full(id: &str, max: u64) -> Problem {
     metrics::counter!("campaign_entries_refused_total", "reason" => "full").increment(1);
-    Err(Problem::conflict(
+    Problem::conflict(
         "campaign-full",
         format!(
-            "campaign {} holds its {max} players (CAMPAIGN_MAX_ENTRANTS): it takes no new one",
-            campaign.id
+            "campaign {id} holds its {max} players (CAMPAIGN_MAX_ENTRANTS): it takes no new one"
         ),
-    ))
+    )
 }
 
 /// A signature makes one entry: the very same request again (a retry) gets it back (200); sent

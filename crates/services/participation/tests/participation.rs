@@ -81,7 +81,7 @@ impl TestApp {
             entered_at_ms: at_ms,
             request_sig: format!("sig_{}", Uuid::now_v7().simple()),
         };
-        self.repo.enter(&entry).await.unwrap();
+        self.repo.enter(&entry, MAX_ENTRANTS).await.unwrap();
     }
 
     /// Sends a signed entry of `player` into campaign `id`: the status and the body.
@@ -370,6 +370,42 @@ async fn a_full_campaign_takes_no_new_player() {
     assert_eq!(status, 409, "{body}");
     let kind = body["type"].as_str().unwrap_or_default();
     assert!(kind.ends_with("entry-limit-reached"), "{body}");
+}
+
+/// Many new players entering at once a campaign that takes 3: 3 are taken, every other one is
+/// refused 409 `campaign-full`, and the campaign counts 3 (when the cap was checked before the
+/// entry's transaction, every one of them read a count below it, and all were taken).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn players_entering_at_once_never_pass_the_cap() {
+    let mut app = spawn_app().await;
+    app.state.config = Arc::new(ParticipationConfig {
+        max_entrants: 3,
+        ..(*app.state.config).clone()
+    });
+    let c = campaign("capped_at_once");
+    create_in(&*app.repo, &c, CampaignState::Live).await;
+    let app = Arc::new(app);
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let (app, id) = (Arc::clone(&app), c.id.clone());
+            tokio::spawn(async move { app.enter(&id, &format!("player_burst{i}")).await })
+        })
+        .collect();
+    let mut taken = 0;
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        match status {
+            201 => taken += 1,
+            409 => {
+                let kind = body["type"].as_str().unwrap_or_default();
+                assert!(kind.ends_with("campaign-full"), "{body}");
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(taken, 3);
+    assert_eq!(app.repo.entrant_count(&c.id).await.unwrap(), 3);
+    assert_eq!(app.repo.entrants(&c.id).await.unwrap().len(), 3);
 }
 
 /// A draw campaign live now, its seed committed to.

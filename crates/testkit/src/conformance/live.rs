@@ -59,7 +59,8 @@ pub async fn run_all<S: LiveStores + 'static>(repo: Arc<S>) {
     concurrent_writers_agree(repo.clone()).await;
     claims_at_once_are_answered_each_alone(repo.clone()).await;
     entries_at_once_are_answered_each_alone(repo.clone()).await;
-    entrants_at_once_are_counted_once_each(repo).await;
+    entrants_at_once_are_counted_once_each(repo.clone()).await;
+    a_campaign_takes_its_cap_of_players_at_once_and_no_more(repo).await;
 }
 
 /// An audit entry of `action` on `target` by the conformance actor, now.
@@ -149,6 +150,9 @@ async fn scheduled(repo: &dyn LiveStores, c: &Campaign) {
 async fn live(repo: &dyn LiveStores, c: &Campaign) {
     create_in(repo, c, CampaignState::Live).await;
 }
+
+/// The entrant cap of the checks that are not about it: one no campaign of theirs reaches.
+const NO_CAP: u64 = u64::MAX;
 
 /// An entry whose request signature is unique to this run (`tag` tells them apart).
 fn entry(campaign_id: &str, player: &str, slot: &str, tag: &str) -> Entry {
@@ -659,12 +663,13 @@ pub async fn entries_need_a_live_campaign_and_one_per_slot(repo: &dyn LiveStores
     create(repo, &c).await;
     let e = entry(&c.id, "player_b", "once", "aa");
     assert_eq!(
-        ok(repo.enter(&e).await, "enter"),
+        ok(repo.enter(&e, NO_CAP).await, "enter"),
         Entered::NotLive(Some(CampaignState::Draft))
     );
     assert_eq!(
         ok(
-            repo.enter(&entry("cmp_missing", "p", "once", "s")).await,
+            repo.enter(&entry("cmp_missing", "p", "once", "s"), NO_CAP)
+                .await,
             "enter"
         ),
         Entered::NotLive(None)
@@ -680,13 +685,13 @@ pub async fn entries_need_a_live_campaign_and_one_per_slot(repo: &dyn LiveStores
         "advance"
     ));
     assert_eq!(
-        ok(repo.enter(&e).await, "enter"),
+        ok(repo.enter(&e, NO_CAP).await, "enter"),
         Entered::Created(e.clone())
     );
     // The same call again (a retry of the store call), and the same signed request again as
     // the handler sends it (a new entry id): not a new entry.
     assert_eq!(
-        ok(repo.enter(&e).await, "enter"),
+        ok(repo.enter(&e, NO_CAP).await, "enter"),
         Entered::Existing(e.clone())
     );
     let resent = Entry {
@@ -694,24 +699,24 @@ pub async fn entries_need_a_live_campaign_and_one_per_slot(repo: &dyn LiveStores
         ..e.clone()
     };
     assert_eq!(
-        ok(repo.enter(&resent).await, "enter"),
+        ok(repo.enter(&resent, NO_CAP).await, "enter"),
         Entered::Existing(e.clone())
     );
     let again = entry(&c.id, "player_b", "once", "bb");
     assert_eq!(
-        ok(repo.enter(&again).await, "enter"),
+        ok(repo.enter(&again, NO_CAP).await, "enter"),
         Entered::Existing(e.clone()),
         "the first entry of the slot stands"
     );
     let next_day = entry(&c.id, "player_b", "2026-12-03", "cc");
     assert!(matches!(
-        ok(repo.enter(&next_day).await, "enter"),
+        ok(repo.enter(&next_day, NO_CAP).await, "enter"),
         Entered::Created(_)
     ));
     for p in ["player_a", "Player_z", "player_c"] {
         let e = entry(&c.id, p, "once", p);
         assert!(matches!(
-            ok(repo.enter(&e).await, "enter"),
+            ok(repo.enter(&e, NO_CAP).await, "enter"),
             Entered::Created(_)
         ));
     }
@@ -734,7 +739,10 @@ pub async fn entries_need_a_live_campaign_and_one_per_slot(repo: &dyn LiveStores
         ..entry(&c.id, "player_e", "once", "ee")
     };
     assert!(
-        matches!(repo.enter(&reused).await, Err(PortError::Unavailable(_))),
+        matches!(
+            repo.enter(&reused, NO_CAP).await,
+            Err(PortError::Unavailable(_))
+        ),
         "a reused request_sig"
     );
     assert_eq!(ok(repo.entrants(&c.id).await, "entrants").len(), 4);
@@ -752,7 +760,8 @@ pub async fn entries_need_a_live_campaign_and_one_per_slot(repo: &dyn LiveStores
     ));
     assert_eq!(
         ok(
-            repo.enter(&entry(&c.id, "player_d", "once", "s")).await,
+            repo.enter(&entry(&c.id, "player_d", "once", "s"), NO_CAP)
+                .await,
             "enter"
         ),
         Entered::NotLive(Some(CampaignState::Ended))
@@ -777,19 +786,19 @@ pub async fn entrant_pages_continue_where_the_last_ended(repo: &dyn LiveStores) 
     for (i, p) in players.iter().enumerate() {
         let e = entry(&c.id, p, "2026-12-02", &format!("page{i}"));
         assert!(matches!(
-            ok(repo.enter(&e).await, "enter"),
+            ok(repo.enter(&e, NO_CAP).await, "enter"),
             Entered::Created(_)
         ));
     }
     // A second day's entry of one player, and another campaign's entrant: neither is listed.
     let again = entry(&c.id, "player_a", "2026-12-03", "page_again");
     assert!(matches!(
-        ok(repo.enter(&again).await, "enter"),
+        ok(repo.enter(&again, NO_CAP).await, "enter"),
         Entered::Created(_)
     ));
     let elsewhere = entry(&other.id, "player_c", "once", "page_other");
     assert!(matches!(
-        ok(repo.enter(&elsewhere).await, "enter"),
+        ok(repo.enter(&elsewhere, NO_CAP).await, "enter"),
         Entered::Created(_)
     ));
 
@@ -2031,7 +2040,11 @@ pub async fn distribution_rows_past_their_retention_are_purged<S: LiveStores + '
         assert!(ok(finish(repo, d, state, 500).await, "record_attempt"));
     }
 
-    ok(repo.purge_deliveries(cutoff).await, "purge_deliveries");
+    let walking = || liveops_core::stores::PurgeRound::walking(now_ms());
+    ok(
+        repo.purge_deliveries(cutoff, walking()).await,
+        "purge_deliveries",
+    );
     let left = |hook: &Webhook| {
         let id = hook.id.clone();
         async move {
@@ -2055,7 +2068,7 @@ pub async fn distribution_rows_past_their_retention_are_purged<S: LiveStores + '
         [(kept_b.id.clone(), DeliveryState::Dead, 1)],
         "the one dead long ago went; the one dead since the cutoff stayed, with its attempt"
     );
-    let events_purged = ok(repo.purge_events(cutoff).await, "purge_events");
+    let events_purged = ok(repo.purge_events(cutoff, walking()).await, "purge_events");
     assert!(
         events_purged >= 1,
         "the event none of whose deliveries is left"
@@ -2109,7 +2122,8 @@ pub async fn distribution_rows_past_their_retention_are_purged<S: LiveStores + '
             assert!(matches!(ok(c, "claim"), ClaimOutcome::Claimed(_)));
         }
     }
-    ok(repo.purge_messages(cutoff).await, "purge_messages");
+    let walking = liveops_core::stores::PurgeRound::walking(now_ms());
+    ok(repo.purge_messages(cutoff, walking).await, "purge_messages");
     let ids = |player: String| async move {
         let listed = inbox_of(repo, &player, |_| true).await;
         listed.into_iter().map(|m| m.message_id).collect::<Vec<_>>()
@@ -2326,7 +2340,7 @@ pub async fn concurrent_writers_agree<S: LiveStores + 'static>(repo: Arc<S>) {
     let entered = race("enter", |i| {
         let repo = repo.clone();
         let e = entry(&c.id, "player_race", "once", &format!("r{i}"));
-        async move { repo.enter(&e).await }
+        async move { repo.enter(&e, NO_CAP).await }
     })
     .await;
     let created = entered
@@ -2640,7 +2654,7 @@ pub async fn entries_at_once_are_answered_each_alone<S: LiveStores + 'static>(re
     });
     let answers = at_once(&entries, |e| {
         let repo = repo.clone();
-        async move { repo.enter(&e).await }
+        async move { repo.enter(&e, NO_CAP).await }
     })
     .await;
     for (e, answer) in entries.iter().zip(&answers).take(24) {
@@ -2746,7 +2760,7 @@ pub async fn entrants_at_once_are_counted_once_each<S: LiveStores + 'static>(rep
     }
     let answers = at_once(&entries, |e| {
         let repo = repo.clone();
-        async move { repo.enter(&e).await }
+        async move { repo.enter(&e, NO_CAP).await }
     })
     .await;
     let created = answers
@@ -2759,7 +2773,7 @@ pub async fn entrants_at_once_are_counted_once_each<S: LiveStores + 'static>(rep
     // Another day, alone: the player is in already.
     let later = entry(&daily.id, &format!("{player}_3"), "2026-12-04", "d3_later");
     assert!(matches!(
-        ok(repo.enter(&later).await, "enter"),
+        ok(repo.enter(&later, NO_CAP).await, "enter"),
         Entered::Created(_)
     ));
     assert_eq!(ok(repo.entrant_count(&daily.id).await, "entrant_count"), 16);
@@ -2805,6 +2819,82 @@ pub async fn entrants_at_once_are_counted_once_each<S: LiveStores + 'static>(rep
         "entries_summary",
     );
     assert!(nobody.is_empty(), "{nobody:?}");
+}
+
+/// Many players entering at once a campaign that takes a few: it takes exactly its cap of players
+/// and refuses every other one ([`Entered::Full`], nothing written), whether its cap is smaller
+/// than its stripes of the count or larger (a daily campaign, some players entering two days at
+/// once); a player it refused has no entry, one it took enters again (another day) once it is
+/// full, and a new one is refused.
+pub async fn a_campaign_takes_its_cap_of_players_at_once_and_no_more<S>(repo: Arc<S>)
+where
+    S: LiveStores + 'static,
+{
+    let small = campaign("capped_small");
+    let large = Campaign {
+        entry_limit: EntryLimit::Daily,
+        ..campaign("capped_large")
+    };
+    let player = format!("capped_{}", suffix());
+    for (c, cap, players, twice) in [(&small, 5, 48, 0), (&large, 40, 120, 12)] {
+        create_in(repo.as_ref(), c, CampaignState::Live).await;
+        let day = |i: usize| format!("2026-12-0{}", 1 + i);
+        let slot = |d: usize| match c.entry_limit {
+            EntryLimit::Once => "once".to_owned(),
+            EntryLimit::Daily => day(d),
+        };
+        let mut entries: Vec<Entry> = (0..players)
+            .map(|i| entry(&c.id, &format!("{player}_{i}"), &slot(0), &format!("c{i}")))
+            .collect();
+        // Some players on a second day at the same time.
+        entries.extend((0..twice).map(|i| {
+            entry(
+                &c.id,
+                &format!("{player}_{i}"),
+                &slot(1),
+                &format!("c{i}_again"),
+            )
+        }));
+        let answers = at_once(&entries, |e| {
+            let repo = repo.clone();
+            async move { repo.enter(&e, cap).await }
+        })
+        .await;
+        let mut took = Vec::new();
+        for (e, answer) in entries.iter().zip(&answers) {
+            match answer {
+                Ok(Entered::Created(made)) => {
+                    assert_eq!(made, e);
+                    took.push(e.player_id.clone());
+                }
+                Ok(Entered::Full) => {}
+                other => panic!("{} entering {}: {other:?}", e.player_id, c.id),
+            }
+        }
+        took.sort();
+        took.dedup();
+        let entrants = ok(repo.entrants(&c.id).await, "entrants");
+        let cap_len = usize::try_from(cap).unwrap_or(usize::MAX);
+        assert_eq!(entrants.len(), cap_len, "{}: {entrants:?}", c.id);
+        assert_eq!(entrants, liveops_core::draw::entrants(took), "{}", c.id);
+        assert_eq!(ok(repo.entrant_count(&c.id).await, "entrant_count"), cap);
+        for (e, answer) in entries.iter().zip(&answers) {
+            if matches!(answer, Ok(Entered::Full)) {
+                assert!(!entrants.contains(&e.player_id), "{e:?} refused, yet in");
+            }
+        }
+        // A player it took, again: answered by the entry limit (once), or entered (another day).
+        let back = entry(&c.id, &entrants[0], &slot(5), "back");
+        let got = ok(repo.enter(&back, cap).await, "enter");
+        match c.entry_limit {
+            EntryLimit::Once => assert!(matches!(got, Entered::Existing(_)), "{got:?}"),
+            EntryLimit::Daily => assert_eq!(got, Entered::Created(back)),
+        }
+        let late = entry(&c.id, &format!("{player}_late"), &slot(5), "late");
+        assert_eq!(ok(repo.enter(&late, cap).await, "enter"), Entered::Full);
+        assert_eq!(ok(repo.entrant_count(&c.id).await, "entrant_count"), cap);
+        assert_eq!(ok(repo.entrants(&c.id).await, "entrants").len(), cap_len);
+    }
 }
 
 /// Runs six copies of a write at once, as racing replicas would: their answers, in order.

@@ -815,7 +815,7 @@ pub async fn ended_boards_scores_are_purged(repo: &dyn Stores) {
     );
     let cutoff = format!("!{s}-c");
     let purged = ok(
-        repo.purge_scores(Window::Weekly, &cutoff).await,
+        repo.purge_scores(Window::Weekly, &cutoff, walking()).await,
         "purge_scores",
     );
     assert!(purged >= 2_501, "{purged} rows purged");
@@ -831,7 +831,7 @@ pub async fn ended_boards_scores_are_purged(repo: &dyn Stores) {
     }
     assert_eq!(
         ok(
-            repo.purge_scores(Window::Weekly, &cutoff).await,
+            repo.purge_scores(Window::Weekly, &cutoff, walking()).await,
             "purge_scores"
         ),
         0,
@@ -1162,12 +1162,17 @@ pub async fn flags_past_their_retention_are_purged(repo: &dyn Stores) {
     };
     ok(repo.commit_fairness(&commit).await, "commit_fairness");
     assert_eq!(ok(repo.flags(Some(&old), 10).await, "flags").len(), 10);
-    ok(repo.purge_flags(cutoff).await, "purge_flags");
+    ok(repo.purge_flags(cutoff, walking()).await, "purge_flags");
     assert!(ok(repo.flags(Some(&old), 10).await, "flags").is_empty());
     let newest_first: Vec<Flag> = later.into_iter().rev().collect();
     assert_eq!(ok(repo.flags(Some(&kept), 10).await, "flags"), newest_first);
-    ok(repo.purge_flags(cutoff).await, "purge_flags");
+    ok(repo.purge_flags(cutoff, walking()).await, "purge_flags");
     assert_eq!(ok(repo.flags(Some(&kept), 10).await, "flags"), newest_first);
+}
+
+/// A purge's round now that walks whatever walked before: each purge here walks.
+fn walking() -> liveops_core::stores::PurgeRound {
+    liveops_core::stores::PurgeRound::walking(liveops_core::now_ms())
 }
 
 /// Batches above the bound-parameter limit of a single statement still work, all or nothing.

@@ -18,6 +18,7 @@ use liveops_core::stores::{ClaimOutcome, Entered, Entry, InboxClaim};
 use liveops_core::{PortError, PortResult};
 use tokio::sync::{oneshot, OwnedMutexGuard};
 
+use super::entrants::CampaignHold;
 use super::sql_impl;
 use crate::dialect::db_error;
 
@@ -36,8 +37,13 @@ pub(super) enum GroupWrite {
         receipts: String,
         now_ms: i64,
     },
-    /// A campaign entry.
-    Enter(Entry),
+    /// A campaign entry, refused to a new player once the campaign holds `max_entrants`,
+    /// written with the campaign's row held as `hold` says.
+    Enter {
+        entry: Entry,
+        max_entrants: u64,
+        hold: CampaignHold,
+    },
 }
 
 /// What a [`GroupWrite`] came to.
@@ -47,6 +53,10 @@ pub(super) enum Written {
     Claim(ClaimOutcome),
     /// An entry's outcome.
     Enter(Entered),
+    /// An entry written with its campaign's row shared whose player could not be counted so
+    /// (their stripe of the count at its share of the cap): rolled back, to be written again
+    /// with the row held alone. Never the outcome of a group's write.
+    EnterAlone,
 }
 
 impl Written {
@@ -54,14 +64,15 @@ impl Written {
     pub(super) fn claimed(self) -> PortResult<ClaimOutcome> {
         match self {
             Self::Claim(outcome) => Ok(outcome),
-            Self::Enter(_) => Err(mismatched()),
+            Self::Enter(_) | Self::EnterAlone => Err(mismatched()),
         }
     }
 
-    /// The entry's outcome.
-    pub(super) fn entered(self) -> PortResult<Entered> {
+    /// The entry's outcome; `None`: to be written again with its campaign's row held alone.
+    pub(super) fn entered(self) -> PortResult<Option<Entered>> {
         match self {
-            Self::Enter(outcome) => Ok(outcome),
+            Self::Enter(outcome) => Ok(Some(outcome)),
+            Self::EnterAlone => Ok(None),
             Self::Claim(_) => Err(mismatched()),
         }
     }
@@ -133,6 +144,7 @@ sql_impl! {
         }
         let (mut tx, _turn) = self.begin_write().await?;
         match Self::write_on(&mut tx, &write).await.map_err(db_error::<DB>)? {
+            Ok(Written::EnterAlone) => Self::rolled_back(tx, Written::EnterAlone).await,
             Ok(written) => {
                 tx.commit().await.map_err(db_error::<DB>)?;
                 Ok(written)
@@ -154,7 +166,10 @@ sql_impl! {
             GroupWrite::Claim { claim, receipts, now_ms } => {
                 Self::claim_on(conn, claim, receipts, *now_ms).await?.map(Written::Claim)
             }
-            GroupWrite::Enter(entry) => Self::enter_on(conn, entry).await?.map(Written::Enter),
+            GroupWrite::Enter { entry, max_entrants, hold } => {
+                let entered = Self::enter_on(conn, entry, *max_entrants, *hold).await?;
+                entered.map(|e| e.map_or(Written::EnterAlone, Written::Enter))
+            }
         })
     }
 
@@ -167,7 +182,7 @@ sql_impl! {
             GroupWrite::Claim { claim, .. } => {
                 Self::kept_claim(conn, claim).await?.map(|k| k.map(Written::Claim))
             }
-            GroupWrite::Enter(entry) => {
+            GroupWrite::Enter { entry, .. } => {
                 Self::kept_entry(conn, entry).await?.map(|k| k.map(Written::Enter))
             }
         })

@@ -5,6 +5,7 @@
 mod campaigns;
 mod claims;
 mod distribution;
+mod entrants;
 mod groups;
 mod operators;
 mod participation;

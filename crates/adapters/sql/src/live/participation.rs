@@ -1,16 +1,17 @@
 //! Entries, outcomes and the XP read on SQL. An entry is added in a transaction that holds the
-//! campaign's row shared: the scheduler's `UPDATE` to `ended` waits for it (and an entry after
+//! campaign's row, shared, or alone when the campaign's cap must be read exactly
+//! ([`super::entrants`]): the scheduler's `UPDATE` to `ended` waits for it (and an entry after
 //! that sees the new state), so every entry that got 201 is in the draw. Where writers take
 //! turns (SQLite), the entries that wait for the one writer are written in groups
 //! ([`super::groups`]).
 
 use liveops_core::stores::{
-    Award, CampaignEvent, CampaignState, Entered, EntriesSummary, Entry, EntryLimit, Outcome,
-    OutcomeSummary,
+    Award, CampaignEvent, CampaignState, Entered, EntriesSummary, Entry, Outcome, OutcomeSummary,
 };
-use liveops_core::PortResult;
+use liveops_core::{PortError, PortResult};
 
 use super::campaigns::parse_state;
+use super::entrants::{CampaignHold, Room};
 use super::groups::{GroupWrite, InTransaction};
 use super::{from_json, request_sig_clash, sql_impl, to_json, with_tail};
 use crate::dialect::{db_error, to_u64, Text};
@@ -28,19 +29,6 @@ macro_rules! select_entries {
             $tail
         )
     };
-}
-
-/// The stripes a campaign's entrant count is split over (`campaign_entrant_counts`, 0018): first
-/// entries of one campaign at once wait for one another only within a stripe.
-const ENTRANT_STRIPES: u32 = 16;
-
-/// The stripe of `campaign_entrant_counts` that counts `player_id` (FNV-1a of the id's bytes):
-/// the same for every entry of a player, so a player's entries take the same row lock.
-fn entrant_stripe(player_id: &str) -> i64 {
-    let hash = player_id.bytes().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
-    i64::from(hash % ENTRANT_STRIPES)
 }
 
 /// The player's entry in a slot of a campaign.
@@ -113,9 +101,25 @@ fn summary_of(row: SummaryRow) -> PortResult<OutcomeSummary> {
 }
 
 sql_impl! {
-    pub(crate) async fn enter(&self, entry: &Entry) -> PortResult<Entered> {
-        let write = GroupWrite::Enter(entry.clone());
-        within::<DB, _>("enter", self.write_once(write)).await?.entered()
+    pub(crate) async fn enter(&self, entry: &Entry, max_entrants: u64) -> PortResult<Entered> {
+        within::<DB, _>("enter", async {
+            // With the campaign's row shared first; alone if the player's stripe is full.
+            for hold in [CampaignHold::Shared, CampaignHold::Alone] {
+                let write = GroupWrite::Enter {
+                    entry: entry.clone(),
+                    max_entrants,
+                    hold,
+                };
+                if let Some(entered) = self.write_once(write).await?.entered()? {
+                    return Ok(entered);
+                }
+            }
+            Err(PortError::Corrupt(format!(
+                "{}: an entry written with its campaign held alone was not answered",
+                DB::NAME
+            )))
+        })
+        .await
     }
 
     /// The player's entry in this entry's slot, as an answer, if there is one.
@@ -133,14 +137,23 @@ sql_impl! {
         Ok(kept.map(|row| entry_of(row).map(Entered::Existing)))
     }
 
-    /// Writes `entry` on `conn` (a write transaction's) if its campaign is live and the player
-    /// has no entry in its slot, reading the campaign's row shared (the scheduler's `UPDATE` to
-    /// `ended` waits for it); or says why not: the entry already there, the campaign not live.
-    /// The outer error ends the transaction; the inner one is this entry's alone: its request's
-    /// signature already made another entry (a conflicting write, retried by the handler), or
-    /// a row unreadable.
-    pub(super) async fn enter_on(conn: &mut DB::Connection, entry: &Entry) -> InTransaction<Entered> {
-        let sql = with_tail::<DB>("SELECT state FROM campaigns WHERE id = ?", DB::LOCK_SHARED);
+    /// Writes `entry` on `conn` (a write transaction's) if its campaign is live, the player has
+    /// no entry in its slot, and the campaign has room for them (`max_entrants`), reading the
+    /// campaign's row as `hold` says (alone wherever writers take turns; the scheduler's `UPDATE`
+    /// to `ended` waits for it either way); or says why not: the entry already there, the
+    /// campaign not live, or full. `None`: written with the row shared, its player could not be
+    /// counted so; roll back and write it again with the row held alone. The outer error ends
+    /// the transaction; the inner one is this entry's alone: its request's signature already
+    /// made another entry (a conflicting write, retried by the handler), or a row unreadable.
+    pub(super) async fn enter_on(
+        conn: &mut DB::Connection,
+        entry: &Entry,
+        max_entrants: u64,
+        hold: CampaignHold,
+    ) -> InTransaction<Option<Entered>> {
+        let alone = hold == CampaignHold::Alone || DB::GROUP_WRITES;
+        let lock = if alone { DB::LOCK_ROWS } else { DB::LOCK_SHARED };
+        let sql = with_tail::<DB>("SELECT state FROM campaigns WHERE id = ?", lock);
         let state: Option<(Text,)> = sqlx::query_as(&sql)
             .bind(entry.campaign_id.as_str())
             .fetch_optional(&mut *conn)
@@ -150,7 +163,17 @@ sql_impl! {
             Err(corrupt) => return Ok(Err(corrupt)),
         };
         if state != Some(CampaignState::Live) {
-            return Ok(Ok(Entered::NotLive(state)));
+            return Ok(Ok(Some(Entered::NotLive(state))));
+        }
+        // Alone, the campaign's entries and count hold still: a new player is refused once it
+        // is full, before anything is written.
+        let room = if alone {
+            Some(Self::room_on(conn, entry, max_entrants).await?)
+        } else {
+            None
+        };
+        if matches!(room, Some(Room::Full)) {
+            return Ok(Ok(Some(Entered::Full)));
         }
         let skip = DB::skip_taken("campaign_id, player_id, slot");
         let sql = with_tail::<DB>(
@@ -168,8 +191,15 @@ sql_impl! {
             .bind(entry.request_sig.as_str());
         match Self::insert_once(conn, insert, skip.is_some()).await? {
             Ok(true) => {
-                Self::count_entrant(conn, entry).await?;
-                return Ok(Ok(Entered::Created(entry.clone())));
+                match room {
+                    Some(Room::Free(stripes)) => {
+                        Self::add_entrant(conn, entry, &stripes, max_entrants).await?;
+                    }
+                    Some(Room::Among | Room::Full) => {}
+                    None if Self::count_in_share(conn, entry, max_entrants).await? => {}
+                    None => return Ok(Ok(None)),
+                }
+                return Ok(Ok(Some(Entered::Created(entry.clone()))));
             }
             Ok(false) => {}
             Err(clash) => return Ok(Err(clash)),
@@ -178,45 +208,8 @@ sql_impl! {
         // entry (on MySQL, a taken key fails the insert alone).
         Ok(Self::kept_entry(conn, entry)
             .await?
-            .unwrap_or_else(|| Err(request_sig_clash::<DB>("entered"))))
-    }
-
-    /// Counts the player of `entry`, just written on `conn`, among its campaign's entrants
-    /// unless they have an entry in another slot. Adding them first locks their stripe's row
-    /// until commit, so a concurrent entry of theirs in another slot waits for it, then finds
-    /// this one (committed: each statement reads what was committed before it began) and takes
-    /// them off again; two first entries at once both count, the second adding to the first's.
-    async fn count_entrant(conn: &mut DB::Connection, entry: &Entry) -> Result<(), sqlx::Error> {
-        let stripe = entrant_stripe(&entry.player_id);
-        let sql = with_tail::<DB>(
-            "INSERT INTO campaign_entrant_counts (campaign_id, stripe, entrants) VALUES (?, ?, 1)",
-            DB::UPSERTS.count_entrant,
-        );
-        let add = sqlx::query(&sql).bind(entry.campaign_id.as_str()).bind(stripe);
-        add.execute(&mut *conn).await?;
-        // A campaign entered once has no other slot.
-        if entry.slot == EntryLimit::Once.slot(entry.entered_at_ms) {
-            return Ok(());
-        }
-        let sql = DB::placeholders(
-            "SELECT slot FROM campaign_entries WHERE campaign_id = ? AND player_id = ? \
-             AND slot <> ? LIMIT 1",
-        );
-        let other: Option<(Text,)> = sqlx::query_as(&sql)
-            .bind(entry.campaign_id.as_str())
-            .bind(entry.player_id.as_str())
-            .bind(entry.slot.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-        if other.is_some() {
-            let sql = DB::placeholders(
-                "UPDATE campaign_entrant_counts SET entrants = entrants - 1 \
-                 WHERE campaign_id = ? AND stripe = ?",
-            );
-            let take_off = sqlx::query(&sql).bind(entry.campaign_id.as_str()).bind(stripe);
-            take_off.execute(&mut *conn).await?;
-        }
-        Ok(())
+            .unwrap_or_else(|| Err(request_sig_clash::<DB>("entered")))
+            .map(Some))
     }
 
     pub(crate) async fn entry_by_request(&self, request_sig: &str) -> PortResult<Option<Entry>> {
@@ -256,7 +249,7 @@ sql_impl! {
     }
 
     pub(crate) async fn entrant_count(&self, campaign_id: &str) -> PortResult<u64> {
-        // The campaign's stripes (at most ENTRANT_STRIPES rows), summed here.
+        // The campaign's stripes (at most 16 rows), summed here.
         let sql = DB::placeholders(
             "SELECT entrants FROM campaign_entrant_counts WHERE campaign_id = ?",
         );

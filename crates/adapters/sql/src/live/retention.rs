@@ -5,12 +5,12 @@
 
 use std::collections::HashMap;
 
-use liveops_core::stores::DeliveryState;
+use liveops_core::stores::{DeliveryState, PurgeRound};
 use liveops_core::PortResult;
 
 use super::sql_impl;
 use crate::dialect::{db_error, Text};
-use crate::repository::{purge_step, within, PURGE_STEP};
+use crate::repository::{purge_step, within, Purge, PURGE_STEP};
 use crate::statement::Statement;
 
 /// Deliveries per step: a dead one has at least ten attempts, so a step deletes a few
@@ -63,9 +63,15 @@ fn by_claims<'a>(page: &'a [String], claims: &HashMap<String, i64>) -> Vec<&'a [
 
 sql_impl! {
     /// Deletes the finished webhook deliveries, with their attempts, past retention at
-    /// `before_ms`; how many went, none when another process is walking them.
-    pub(crate) async fn purge_deliveries(&self, before_ms: i64) -> PortResult<u64> {
-        self.purge_rows_alone("webhook_deliveries", self.walk_deliveries(before_ms)).await
+    /// `before_ms`; how many went, none when another process is walking them or `round` is
+    /// spared the walk (`SqlRepository::purge_alone`).
+    pub(crate) async fn purge_deliveries(
+        &self,
+        before_ms: i64,
+        round: PurgeRound,
+    ) -> PortResult<u64> {
+        let purge = Purge::of("webhook_deliveries", round);
+        self.purge_rows_alone(purge, self.walk_deliveries(before_ms)).await
     }
 
     /// [`Self::purge_deliveries`]'s walk.
@@ -147,9 +153,15 @@ sql_impl! {
     }
 
     /// Deletes the outbox events past retention at `before_ms` none of whose deliveries is
-    /// left; how many went, none when another process is walking them.
-    pub(crate) async fn purge_events(&self, before_ms: i64) -> PortResult<u64> {
-        self.purge_rows_alone("campaign_events", self.walk_events(before_ms)).await
+    /// left; how many went, none when another process is walking them or `round` is spared
+    /// the walk.
+    pub(crate) async fn purge_events(
+        &self,
+        before_ms: i64,
+        round: PurgeRound,
+    ) -> PortResult<u64> {
+        let purge = Purge::of("campaign_events", round);
+        self.purge_rows_alone(purge, self.walk_events(before_ms)).await
     }
 
     /// [`Self::purge_events`]'s walk.
@@ -197,9 +209,14 @@ sql_impl! {
     }
 
     /// Deletes the inbox messages expired before `before_ms`, with their claims; how many went,
-    /// none when another process is walking them.
-    pub(crate) async fn purge_messages(&self, before_ms: i64) -> PortResult<u64> {
-        self.purge_rows_alone("inbox_messages", self.walk_messages(before_ms)).await
+    /// none when another process is walking them or `round` is spared the walk.
+    pub(crate) async fn purge_messages(
+        &self,
+        before_ms: i64,
+        round: PurgeRound,
+    ) -> PortResult<u64> {
+        let purge = Purge::of("inbox_messages", round);
+        self.purge_rows_alone(purge, self.walk_messages(before_ms)).await
     }
 
     /// [`Self::purge_messages`]'s walk.

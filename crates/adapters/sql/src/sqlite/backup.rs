@@ -62,18 +62,17 @@ impl SqlRepository<Sqlite> {
     /// and migrations no newer than this build's. Blocking.
     pub fn check_copy(file: &Path) -> Result<(), PortError> {
         let conn = liveops_sqlite_file::open_checked(file)?;
-        let newest: Option<i64> = conn
-            .query_row(
-                "SELECT MAX(version) FROM _sqlx_migrations WHERE success",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(|e| {
-                PortError::Corrupt(format!(
-                    "{} is not a LiveOps repository: {e}",
-                    file.display()
-                ))
-            })?;
+        let not_ours = |why: &dyn std::fmt::Display| {
+            PortError::Corrupt(format!(
+                "{} is not a LiveOps repository: {why}",
+                file.display()
+            ))
+        };
+        let newest = super::applied_migrations(&conn)
+            .map_err(|e| not_ours(&e))?
+            .ok_or_else(|| not_ours(&"no migration history"))?
+            .into_iter()
+            .max();
         let known = super::MIGRATOR.iter().map(|m| m.version).max();
         match (newest, known) {
             (Some(n), Some(k)) if n <= k => Ok(()),

@@ -62,22 +62,9 @@ impl SqlRepository<Sqlite> {
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE;
         let conn = rusqlite::Connection::open_with_flags(file, flags).map_err(&fail)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(&fail)?;
-        let migrated: bool = conn
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM sqlite_master \
-                 WHERE type = 'table' AND name = '_sqlx_migrations')",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(&fail)?;
-        let mut applied = Vec::new();
-        if migrated {
-            let mut read = conn
-                .prepare("SELECT version FROM _sqlx_migrations WHERE success")
-                .map_err(&fail)?;
-            let versions = read.query_map([], |r| r.get::<_, i64>(0)).map_err(&fail)?;
-            applied = versions.collect::<Result<_, _>>().map_err(&fail)?;
-        }
+        let applied = applied_migrations(&conn)
+            .map_err(&fail)?
+            .unwrap_or_default();
         let mut pending: Vec<i64> = MIGRATOR
             .iter()
             .map(|m| m.version)
@@ -86,6 +73,23 @@ impl SqlRepository<Sqlite> {
         pending.sort_unstable();
         Ok((applied.into_iter().max(), pending))
     }
+}
+
+/// The versions of the migrations the repository on `conn` applied; `None` when it has no
+/// migration history (a new database, or not a repository).
+fn applied_migrations(conn: &rusqlite::Connection) -> rusqlite::Result<Option<Vec<i64>>> {
+    let migrated: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master \
+         WHERE type = 'table' AND name = '_sqlx_migrations')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !migrated {
+        return Ok(None);
+    }
+    let mut read = conn.prepare("SELECT version FROM _sqlx_migrations WHERE success")?;
+    let versions = read.query_map([], |r| r.get(0))?;
+    versions.collect::<Result<_, _>>().map(Some)
 }
 
 /// How long a statement waits for another writer's lock before giving up with "busy".

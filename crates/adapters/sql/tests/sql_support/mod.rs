@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use liveops_core::ports::{Board, PortError, RankEntry, ScoreDelta};
 use liveops_core::stores::{
     InboxBelow, InboxMessage, InboxPage, InboxStore, ItemGrant, Keyed, KeyedOutcome, ListedMessage,
-    ProgressCommit, RequestKey, RequestKeys, Snapshot,
+    ProgressCommit, PurgeRound, RequestKey, RequestKeys, Snapshot,
 };
 use liveops_core::Window;
 use liveops_sql::Repository;
@@ -479,10 +479,13 @@ pub async fn purge_removes_only_rows_past_the_cutoff(repo: &dyn Repository) {
         assert_eq!(made, KeyedOutcome::Written);
     }
 
-    assert_eq!(repo.purge_before(cutoff - 60_000).await.unwrap(), 0);
+    assert_eq!(
+        repo.purge_before(cutoff - 60_000, walking()).await.unwrap(),
+        0
+    );
     assert_eq!(repo.processed(&a, &ids).await.unwrap().len(), 5000);
 
-    let purged = repo.purge_before(cutoff).await.unwrap();
+    let purged = repo.purge_before(cutoff, walking()).await.unwrap();
     assert_eq!(purged, 4500 + 10 + 4500 + 1);
     assert_eq!(
         repo.answered(&keys[0].1).await.unwrap(),
@@ -525,7 +528,7 @@ pub async fn purge_removes_only_rows_past_the_cutoff(repo: &dyn Repository) {
     tokio::time::sleep(Duration::from_millis(20)).await;
     repo.commit_progress(&c, &progress(kept)).await.unwrap();
     // Also past it now: `a`'s later rows and its id applied again, the later verdicts and key.
-    let purged = repo.purge_before(later_cutoff).await.unwrap();
+    let purged = repo.purge_before(later_cutoff, walking()).await.unwrap();
     assert_eq!(purged, gone.len() as u64 + 500 + 1 + 500 + 1);
     assert_eq!(
         repo.processed(&c, &walked).await.unwrap(),
@@ -555,16 +558,118 @@ pub async fn purge_removes_only_rows_past_the_cutoff(repo: &dyn Repository) {
     };
     repo.commit_fairness(&commit).await.unwrap();
     let all = (PURGE_KEYS + 500 + 700 + 1) as u32;
-    assert_eq!(repo.purge_before(later_cutoff).await.unwrap(), 0);
-    assert_eq!(repo.purge_flags(flag_cutoff - 5_000).await.unwrap(), 0);
+    assert_eq!(repo.purge_before(later_cutoff, walking()).await.unwrap(), 0);
+    assert_eq!(
+        repo.purge_flags(flag_cutoff - 5_000, walking())
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(repo.flags(None, all).await.unwrap().len(), all as usize);
-    let purged = repo.purge_flags(flag_cutoff).await.unwrap();
+    let purged = repo.purge_flags(flag_cutoff, walking()).await.unwrap();
     assert_eq!(purged, u64::from(all) - 1);
     let left = repo.flags(None, all).await.unwrap();
     assert_eq!(
         left.iter().map(|f| f.at_ms).collect::<Vec<_>>(),
         [flag_cutoff]
     );
+}
+
+/// A purge's round now that walks whatever walked before.
+pub fn walking() -> PurgeRound {
+    PurgeRound::walking(liveops_core::now_ms())
+}
+
+/// On a database of its own, `a` and `b` two processes on it: a table walked by a purge is not
+/// walked again, by either, in a round less than the period later (its rows past the cutoff stay,
+/// none counted), while the purges of other tables, and of another board window, walk theirs; a
+/// round a period after the walk (its tick a little early) walks it again.
+pub async fn purges_walk_once_a_period(a: &dyn Repository, b: &dyn Repository) {
+    use liveops_core::stores::{FairnessCommit, Flag};
+    const HOUR: i64 = 3_600_000;
+    let round = |at_ms: i64| PurgeRound {
+        at_ms,
+        every: Duration::from_secs(3600),
+    };
+    let consumer = format!("purge_period_{}", suffix());
+    let written = || async {
+        let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+        let commit = ProgressCommit {
+            event_ids: ids.clone(),
+            ..Default::default()
+        };
+        a.commit_progress(&consumer, &commit).await.unwrap();
+        ids
+    };
+    let left = |ids: Vec<Uuid>| {
+        let consumer = &consumer;
+        async move { b.processed(consumer, &ids).await.unwrap().len() }
+    };
+    let flagged = |at_ms: i64| FairnessCommit {
+        flags: vec![Flag {
+            event_id: Uuid::now_v7(),
+            player_id: consumer.clone(),
+            event_type: liveops_core::EventType::BossKill,
+            value: 1.0,
+            z_score: 9.5,
+            at_ms,
+        }],
+        ..Default::default()
+    };
+    // Everything written is past it.
+    let cutoff = || liveops_core::now_ms() + 60_000;
+    let start = liveops_core::now_ms();
+
+    let ids = written().await;
+    assert_eq!(a.purge_before(cutoff(), round(start)).await.unwrap(), 3);
+    assert_eq!(left(ids).await, 0);
+    let ids = written().await;
+    for (repo, later) in [(b, HOUR / 2), (a, HOUR / 2), (b, HOUR - HOUR / 10)] {
+        let at = start + later;
+        assert_eq!(
+            repo.purge_before(cutoff(), round(at)).await.unwrap(),
+            0,
+            "{later} ms on"
+        );
+    }
+    assert_eq!(left(ids.clone()).await, 3, "not walked: every row stays");
+    // The flags are walked apart from the per-event rows.
+    a.commit_fairness(&flagged(1)).await.unwrap();
+    assert_eq!(
+        b.purge_flags(cutoff(), round(start + HOUR / 2))
+            .await
+            .unwrap(),
+        1
+    );
+    // A period after the walk, its round's tick 10 s early on its clock: walked.
+    let again = start + HOUR - 10_000;
+    assert_eq!(b.purge_before(cutoff(), round(again)).await.unwrap(), 3);
+    assert_eq!(left(ids).await, 0);
+    let ids = written().await;
+    assert_eq!(a.purge_before(cutoff(), round(again + 1)).await.unwrap(), 0);
+    assert_eq!(left(ids).await, 3);
+
+    // Each window's scores are walked apart: the weekly boards in the round the daily ones were.
+    let s = suffix();
+    let boards = [Window::Daily, Window::Weekly].map(|window| Board {
+        window,
+        period: format!("!{s}-a"),
+    });
+    let deltas: Vec<ScoreDelta> = boards
+        .iter()
+        .map(|board| ScoreDelta {
+            board: board.clone(),
+            player_id: "player_1".into(),
+            delta: 5,
+        })
+        .collect();
+    let ids: Vec<Uuid> = deltas.iter().map(|_| Uuid::now_v7()).collect();
+    a.commit_scores(&consumer, &ids, &deltas).await.unwrap();
+    let before = format!("!{s}-c");
+    for window in [Window::Daily, Window::Weekly] {
+        let purged = b.purge_scores(window, &before, round(start)).await.unwrap();
+        assert_eq!(purged, 1, "{window}");
+    }
 }
 
 /// The player whose inbox [`inbox_pages`] reads.

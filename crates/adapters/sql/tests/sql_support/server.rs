@@ -8,17 +8,19 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use liveops_core::ports::PortError;
+use liveops_core::stores::PurgeRound;
 use liveops_core::stores::{
     FairnessCommit, FairnessStore, Flag, ProcessedEvents, ProgressCommit, ProgressStore,
 };
 use liveops_core::EventType;
-use liveops_sql::Repository;
+use liveops_sql::{Purge, Repository};
 use liveops_testkit::conformance;
 use liveops_testkit::conformance::live::LiveStores;
 use uuid::Uuid;
 
 use super::{
-    address, server_url, suffix, with_address, with_database, Proxy, ReleaseBefore, Upgrade,
+    address, server_url, suffix, walking, with_address, with_database, Proxy, ReleaseBefore,
+    Upgrade,
 };
 
 /// What lets a held migration lock go.
@@ -55,7 +57,7 @@ pub trait Server {
     /// Takes the migration lock of the database at `url` in a session of its own.
     fn hold_migrations(url: String) -> BoxFuture<'static, Release>;
     /// `SqlRepository::purge_alone` of `repo`.
-    fn purge_alone<'a>(repo: &'a Self::Repo, table: &'static str, walk: Walk<'a>) -> Walked<'a>;
+    fn purge_alone<'a>(repo: &'a Self::Repo, purge: Purge<'a>, walk: Walk<'a>) -> Walked<'a>;
     /// The statement dropping database `db` though sessions may still be open on it.
     fn drop_database(db: &str) -> String;
     /// What asks for a statement's plan, put before it.
@@ -94,6 +96,7 @@ macro_rules! server_tests {
             an_inbox_page_reads_each_side_down_to_its_size => inbox_pages_read_each_side_in_order,
             a_database_a_newer_release_migrated_still_opens => newer_release_migrated,
             a_table_is_purged_by_one_process_at_a_time => purges_walk_one_at_a_time,
+            a_table_is_walked_once_a_period_between_processes => purges_walk_once_a_period,
         );
     };
     (@each $server:ty: $($test:ident => $check:ident $(($arg:expr))?,)*) => {$(
@@ -224,8 +227,8 @@ where
     let (tables,): (i64,) = sqlx::query_as(S::TABLES).fetch_one(pool).await.unwrap();
     assert_eq!(
         tables,
-        9 + 14 + 2 + 1 + 1,
-        "0001's tables, 0003's, 0006's, 0007's, 0010's and 0018's"
+        9 + 14 + 2 + 1 + 1 + 1,
+        "0001's tables, 0003's, 0006's, 0007's, 0010's, 0018's and 0019's"
     );
     conformance::stores::healthcheck(&repos[1]).await;
     super::purge_removes_only_rows_past_the_cutoff(&repos[1]).await;
@@ -299,13 +302,13 @@ where
     flagged().await;
     let walked = S::purge_alone(
         &a,
-        "processed_events",
+        Purge::of("processed_events", walking()),
         Box::pin(async {
-            assert_eq!(b.purge_before(cutoff()).await.unwrap(), 0);
-            assert_eq!(a.purge_before(cutoff()).await.unwrap(), 0);
+            assert_eq!(b.purge_before(cutoff(), walking()).await.unwrap(), 0);
+            assert_eq!(a.purge_before(cutoff(), walking()).await.unwrap(), 0);
             assert_eq!(left(ids.clone()).await, 3, "skipped: every row stays");
             // Another table's purge is not held up.
-            assert_eq!(b.purge_flags(cutoff()).await.unwrap(), 1);
+            assert_eq!(b.purge_flags(cutoff(), walking()).await.unwrap(), 1);
             Ok(())
         }),
     )
@@ -315,7 +318,7 @@ where
     let (first, second) = tokio::join!(
         S::purge_alone(
             &a,
-            "scores",
+            Purge::of("scores", walking()),
             Box::pin(async {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 Ok(())
@@ -323,7 +326,7 @@ where
         ),
         S::purge_alone(
             &b,
-            "scores",
+            Purge::of("scores", walking()),
             Box::pin(async {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 Ok(())
@@ -334,17 +337,17 @@ where
     outcomes.sort();
     assert_eq!(outcomes, [None, Some(())]);
     // The walk over, the lock is free: B walks, and so does A after it.
-    assert_eq!(b.purge_before(cutoff()).await.unwrap(), 3);
+    assert_eq!(b.purge_before(cutoff(), walking()).await.unwrap(), 3);
     assert_eq!(left(ids).await, 0);
     let ids = written().await;
-    assert_eq!(a.purge_before(cutoff()).await.unwrap(), 3);
+    assert_eq!(a.purge_before(cutoff(), walking()).await.unwrap(), 3);
     assert_eq!(left(ids).await, 0);
 
     // A walk failing midway lets the lock go.
     let ids = written().await;
     let failed = S::purge_alone(
         &a,
-        "processed_events",
+        Purge::of("processed_events", walking()),
         Box::pin(async { Err(PortError::Unavailable("midway".into())) }),
     )
     .await;
@@ -352,23 +355,75 @@ where
         matches!(failed, Err(PortError::Unavailable(_))),
         "{failed:?}"
     );
-    assert_eq!(b.purge_before(cutoff()).await.unwrap(), 3);
+    assert_eq!(b.purge_before(cutoff(), walking()).await.unwrap(), 3);
     assert_eq!(left(ids).await, 0);
 
     // So does a walk given up (its task stopped): its connection closes.
     let ids = written().await;
     let given_up = tokio::time::timeout(
         Duration::from_millis(500),
-        S::purge_alone(&a, "processed_events", Box::pin(std::future::pending())),
+        S::purge_alone(
+            &a,
+            Purge::of("processed_events", walking()),
+            Box::pin(std::future::pending()),
+        ),
     )
     .await;
     assert!(given_up.is_err(), "the walk never ends");
     let purged = super::eventually(Duration::from_secs(10), || async {
-        b.purge_before(cutoff()).await.unwrap() == 3
+        b.purge_before(cutoff(), walking()).await.unwrap() == 3
     })
     .await;
     assert!(purged, "the lock of a walk given up is let go");
     assert_eq!(left(ids).await, 0);
+
+    S::pool(&b).close().await;
+    db.drop(S::pool(&a)).await;
+}
+
+/// A table is walked once a period between the processes on the database
+/// ([`super::purges_walk_once_a_period`]), and a walk that failed or was given up does not count:
+/// the next round walks.
+pub async fn purges_walk_once_a_period<S: Server>()
+where
+    for<'c> &'c mut <S::DB as sqlx::Database>::Connection: sqlx::Executor<'c, Database = S::DB>,
+    for<'q> <S::DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, S::DB>,
+{
+    let db = FreshDb::<S>::new("purge_period").await;
+    let (a, b) = (migrated::<S>(&db.url).await, migrated::<S>(&db.url).await);
+    super::purges_walk_once_a_period(&a, &b).await;
+
+    let round = PurgeRound {
+        at_ms: liveops_core::now_ms(),
+        every: Duration::from_secs(3600),
+    };
+    let purge = Purge::of("campaign_events", round);
+    let failed = S::purge_alone(
+        &a,
+        purge,
+        Box::pin(async { Err(PortError::Unavailable("midway".into())) }),
+    )
+    .await;
+    assert!(
+        matches!(failed, Err(PortError::Unavailable(_))),
+        "{failed:?}"
+    );
+    let given_up = tokio::time::timeout(
+        Duration::from_millis(500),
+        S::purge_alone(&a, purge, Box::pin(std::future::pending())),
+    )
+    .await;
+    assert!(given_up.is_err(), "the walk never ends");
+    let walked = super::eventually(Duration::from_secs(10), || async {
+        S::purge_alone(&b, purge, Box::pin(async { Ok(()) }))
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    assert!(walked, "walked after a failed walk and one given up");
+    let again = S::purge_alone(&b, purge, Box::pin(async { Ok(()) })).await;
+    assert_eq!(again.unwrap(), None, "and that walk counts");
 
     S::pool(&b).close().await;
     db.drop(S::pool(&a)).await;
