@@ -117,6 +117,24 @@ fn recount_sql(id: &str) -> [String; 2] {
     ]
 }
 
+/// The recount [`the_cap_holds`] takes, run in one transaction on `$pool` (any of sqlx's pools:
+/// a function would restate sqlx's executor bounds for each database).
+macro_rules! recount_on {
+    ($pool:expr) => {{
+        let pool = $pool;
+        move |id: String| {
+            let pool = pool.clone();
+            async move {
+                let mut tx = pool.begin().await.unwrap();
+                for sql in recount_sql(&id) {
+                    sqlx::query(&sql).execute(&mut *tx).await.unwrap();
+                }
+                tx.commit().await.unwrap();
+            }
+        }
+    }};
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_entries_at_once_keep_the_cap() {
     let dir = tempfile::tempdir().unwrap();
@@ -124,18 +142,8 @@ async fn sqlite_entries_at_once_keep_the_cap() {
     let repo = liveops_sql::SqliteRepository::open_migrated(&path)
         .await
         .unwrap();
-    let pool = repo.pool().clone();
-    the_cap_holds(Arc::new(repo), |id| {
-        let pool = pool.clone();
-        async move {
-            let mut tx = pool.begin().await.unwrap();
-            for sql in recount_sql(&id) {
-                sqlx::query(&sql).execute(&mut *tx).await.unwrap();
-            }
-            tx.commit().await.unwrap();
-        }
-    })
-    .await;
+    let recount = recount_on!(repo.pool().clone());
+    the_cap_holds(Arc::new(repo), recount).await;
 }
 
 #[cfg(feature = "postgres")]
@@ -144,18 +152,8 @@ async fn postgres_entries_at_once_keep_the_cap() {
     let url = std::env::var("LIVEOPS_TEST_PG_URL").expect("LIVEOPS_TEST_PG_URL");
     let repo = liveops_sql::PgRepository::open(&url).await.unwrap();
     repo.migrate().await.unwrap();
-    let pool = repo.pool().clone();
-    the_cap_holds(Arc::new(repo), |id| {
-        let pool = pool.clone();
-        async move {
-            let mut tx = pool.begin().await.unwrap();
-            for sql in recount_sql(&id) {
-                sqlx::query(&sql).execute(&mut *tx).await.unwrap();
-            }
-            tx.commit().await.unwrap();
-        }
-    })
-    .await;
+    let recount = recount_on!(repo.pool().clone());
+    the_cap_holds(Arc::new(repo), recount).await;
 }
 
 #[cfg(feature = "mysql")]
@@ -164,16 +162,6 @@ async fn mysql_entries_at_once_keep_the_cap() {
     let url = std::env::var("LIVEOPS_TEST_MYSQL_URL").expect("LIVEOPS_TEST_MYSQL_URL");
     let repo = liveops_sql::MySqlRepository::open(&url).await.unwrap();
     repo.migrate().await.unwrap();
-    let pool = repo.pool().clone();
-    the_cap_holds(Arc::new(repo), |id| {
-        let pool = pool.clone();
-        async move {
-            let mut tx = pool.begin().await.unwrap();
-            for sql in recount_sql(&id) {
-                sqlx::query(&sql).execute(&mut *tx).await.unwrap();
-            }
-            tx.commit().await.unwrap();
-        }
-    })
-    .await;
+    let recount = recount_on!(repo.pool().clone());
+    the_cap_holds(Arc::new(repo), recount).await;
 }

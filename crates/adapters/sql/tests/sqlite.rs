@@ -268,32 +268,52 @@ async fn per_event_rows_past_the_retention_are_purged() {
 /// this test's own recorder.
 #[test]
 fn a_table_is_walked_once_a_period() {
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-    let handle = recorder.handle();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let recorded = Recorded::new();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("liveops.db");
-    metrics::with_local_recorder(&recorder, || {
-        runtime.block_on(async {
-            let (a, b) = (repo_at(&file).await, repo_at(&file).await);
-            sql_support::purges_walk_once_a_period(&a, &b).await;
-        })
+    recorded.run(async {
+        let (a, b) = (repo_at(&file).await, repo_at(&file).await);
+        sql_support::purges_walk_once_a_period(&a, &b).await;
     });
-    let text = handle.render();
     let skipped = |table: &str, reason: &str| {
-        let series =
-            format!("retention_purges_skipped_total{{table=\"{table}\",reason=\"{reason}\"}} ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&series)?.parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+        recorded.sample(&format!(
+            "retention_purges_skipped_total{{table=\"{table}\",reason=\"{reason}\"}}"
+        ))
     };
     assert_eq!(skipped("processed_events", "recent"), 4.0);
     assert_eq!(skipped("processed_events", "busy"), 0.0);
     assert_eq!(skipped("fairness_flags", "recent"), 0.0);
     assert_eq!(skipped("scores", "recent"), 0.0);
+}
+
+/// A runtime on this thread whose work records its metrics to a recorder of its own.
+struct Recorded {
+    recorder: metrics_exporter_prometheus::PrometheusRecorder,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Recorded {
+    fn new() -> Self {
+        Self {
+            recorder: metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder(),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// Runs `work` to its end, recording to this recorder.
+    fn run<F: std::future::Future>(&self, work: F) -> F::Output {
+        metrics::with_local_recorder(&self.recorder, || self.runtime.block_on(work))
+    }
+
+    /// The value of `series` (name and labels as rendered) recorded so far.
+    fn sample(&self, series: &str) -> f64 {
+        let text = self.recorder.handle().render();
+        liveops_testkit::logs::sample(&text, series)
+            .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+    }
 }
 
 /// Claims, then entries, sent at once wait for the one writer together and are written in
@@ -302,38 +322,19 @@ fn a_table_is_walked_once_a_period() {
 /// own recorder.
 #[test]
 fn claims_and_entries_sent_at_once_are_written_in_groups() {
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-    let handle = recorder.handle();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let recorded = Recorded::new();
     // Writes and groups so far.
     let written = || {
-        let text = handle.render();
-        let value = |name: &str| {
-            text.lines()
-                .find_map(|l| {
-                    l.strip_prefix(name)?
-                        .rsplit(' ')
-                        .next()?
-                        .parse::<f64>()
-                        .ok()
-                })
-                .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
-        };
         (
-            value("db_write_group_writes_sum{backend=\"SQLite\"}"),
-            value("db_write_group_writes_count{backend=\"SQLite\"}"),
+            recorded.sample("db_write_group_writes_sum{backend=\"SQLite\"}"),
+            recorded.sample("db_write_group_writes_count{backend=\"SQLite\"}"),
         )
     };
     let dir = tempfile::tempdir().unwrap();
-    let repo = metrics::with_local_recorder(&recorder, || {
-        runtime.block_on(async {
-            let repo = std::sync::Arc::new(repo_at(&dir.path().join("liveops.db")).await);
-            conformance::live::claims_at_once_are_answered_each_alone(repo.clone()).await;
-            repo
-        })
+    let repo = recorded.run(async {
+        let repo = std::sync::Arc::new(repo_at(&dir.path().join("liveops.db")).await);
+        conformance::live::claims_at_once_are_answered_each_alone(repo.clone()).await;
+        repo
     });
     let (claims, claim_groups) = written();
     assert_eq!(claims, 31.0, "every claim went through a group");
@@ -341,11 +342,9 @@ fn claims_and_entries_sent_at_once_are_written_in_groups() {
         claim_groups < claims,
         "{claim_groups} groups for {claims} claims"
     );
-    metrics::with_local_recorder(&recorder, || {
-        runtime.block_on(conformance::live::entries_at_once_are_answered_each_alone(
-            repo,
-        ))
-    });
+    recorded.run(conformance::live::entries_at_once_are_answered_each_alone(
+        repo,
+    ));
     let (writes, groups) = written();
     let (entries, entry_groups) = (writes - claims, groups - claim_groups);
     assert_eq!(entries, 31.0, "every entry went through a group");

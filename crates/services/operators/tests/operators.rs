@@ -691,7 +691,9 @@ async fn the_purge_deletes_expired_sessions_and_keeps_current_ones() {
     // A week's retention: the session expired long after the cutoff, and still goes.
     let cutoff = now_ms() - 7 * 86_400_000;
     let round = liveops_core::stores::PurgeRound::walking(now_ms());
-    Repository::purge_before(&*app.repo, cutoff, round).await.unwrap();
+    Repository::purge_before(&*app.repo, cutoff, round)
+        .await
+        .unwrap();
     assert_eq!(app.repo.session(&token_hash(expired)).await.unwrap(), None);
     let kept = app.repo.session(&token_hash(&current.token)).await.unwrap();
     assert!(kept.is_some(), "the current session stays");

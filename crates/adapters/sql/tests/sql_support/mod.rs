@@ -585,45 +585,20 @@ pub fn walking() -> PurgeRound {
 /// none counted), while the purges of other tables, and of another board window, walk theirs; a
 /// round a period after the walk (its tick a little early) walks it again.
 pub async fn purges_walk_once_a_period(a: &dyn Repository, b: &dyn Repository) {
-    use liveops_core::stores::{FairnessCommit, Flag};
     const HOUR: i64 = 3_600_000;
     let round = |at_ms: i64| PurgeRound {
         at_ms,
         every: Duration::from_secs(3600),
     };
-    let consumer = format!("purge_period_{}", suffix());
-    let written = || async {
-        let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
-        let commit = ProgressCommit {
-            event_ids: ids.clone(),
-            ..Default::default()
-        };
-        a.commit_progress(&consumer, &commit).await.unwrap();
-        ids
-    };
-    let left = |ids: Vec<Uuid>| {
-        let consumer = &consumer;
-        async move { b.processed(consumer, &ids).await.unwrap().len() }
-    };
-    let flagged = |at_ms: i64| FairnessCommit {
-        flags: vec![Flag {
-            event_id: Uuid::now_v7(),
-            player_id: consumer.clone(),
-            event_type: liveops_core::EventType::BossKill,
-            value: 1.0,
-            z_score: 9.5,
-            at_ms,
-        }],
-        ..Default::default()
-    };
+    let rows = PurgeRows::new(a, b, "purge_period");
     // Everything written is past it.
     let cutoff = || liveops_core::now_ms() + 60_000;
     let start = liveops_core::now_ms();
 
-    let ids = written().await;
+    let ids = rows.written().await;
     assert_eq!(a.purge_before(cutoff(), round(start)).await.unwrap(), 3);
-    assert_eq!(left(ids).await, 0);
-    let ids = written().await;
+    assert_eq!(rows.left(ids).await, 0);
+    let ids = rows.written().await;
     for (repo, later) in [(b, HOUR / 2), (a, HOUR / 2), (b, HOUR - HOUR / 10)] {
         let at = start + later;
         assert_eq!(
@@ -632,9 +607,13 @@ pub async fn purges_walk_once_a_period(a: &dyn Repository, b: &dyn Repository) {
             "{later} ms on"
         );
     }
-    assert_eq!(left(ids.clone()).await, 3, "not walked: every row stays");
+    assert_eq!(
+        rows.left(ids.clone()).await,
+        3,
+        "not walked: every row stays"
+    );
     // The flags are walked apart from the per-event rows.
-    a.commit_fairness(&flagged(1)).await.unwrap();
+    a.commit_fairness(&rows.flagged(1)).await.unwrap();
     assert_eq!(
         b.purge_flags(cutoff(), round(start + HOUR / 2))
             .await
@@ -644,10 +623,10 @@ pub async fn purges_walk_once_a_period(a: &dyn Repository, b: &dyn Repository) {
     // A period after the walk, its round's tick 10 s early on its clock: walked.
     let again = start + HOUR - 10_000;
     assert_eq!(b.purge_before(cutoff(), round(again)).await.unwrap(), 3);
-    assert_eq!(left(ids).await, 0);
-    let ids = written().await;
+    assert_eq!(rows.left(ids).await, 0);
+    let ids = rows.written().await;
     assert_eq!(a.purge_before(cutoff(), round(again + 1)).await.unwrap(), 0);
-    assert_eq!(left(ids).await, 3);
+    assert_eq!(rows.left(ids).await, 3);
 
     // Each window's scores are walked apart: the weekly boards in the round the daily ones were.
     let s = suffix();
@@ -664,11 +643,67 @@ pub async fn purges_walk_once_a_period(a: &dyn Repository, b: &dyn Repository) {
         })
         .collect();
     let ids: Vec<Uuid> = deltas.iter().map(|_| Uuid::now_v7()).collect();
-    a.commit_scores(&consumer, &ids, &deltas).await.unwrap();
+    a.commit_scores(&rows.consumer, &ids, &deltas)
+        .await
+        .unwrap();
     let before = format!("!{s}-c");
     for window in [Window::Daily, Window::Weekly] {
         let purged = b.purge_scores(window, &before, round(start)).await.unwrap();
         assert_eq!(purged, 1, "{window}");
+    }
+}
+
+/// Rows for the purge checks: processed ids and flags of one consumer, written through `a`
+/// (one process) and read through `b` (another).
+pub struct PurgeRows<'r> {
+    a: &'r dyn Repository,
+    b: &'r dyn Repository,
+    /// The consumer (and flagged player) the rows are written under.
+    pub consumer: String,
+}
+
+impl<'r> PurgeRows<'r> {
+    /// Rows under a consumer named `prefix` and a fresh suffix.
+    pub fn new(a: &'r dyn Repository, b: &'r dyn Repository, prefix: &str) -> Self {
+        Self {
+            a,
+            b,
+            consumer: format!("{prefix}_{}", suffix()),
+        }
+    }
+
+    /// Three processed ids, written now.
+    pub async fn written(&self) -> Vec<Uuid> {
+        let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+        let commit = ProgressCommit {
+            event_ids: ids.clone(),
+            ..Default::default()
+        };
+        self.a
+            .commit_progress(&self.consumer, &commit)
+            .await
+            .unwrap();
+        ids
+    }
+
+    /// How many of `ids` are still recorded.
+    pub async fn left(&self, ids: Vec<Uuid>) -> usize {
+        self.b.processed(&self.consumer, &ids).await.unwrap().len()
+    }
+
+    /// A commit raising one flag at `at_ms`.
+    pub fn flagged(&self, at_ms: i64) -> liveops_core::stores::FairnessCommit {
+        liveops_core::stores::FairnessCommit {
+            flags: vec![liveops_core::stores::Flag {
+                event_id: Uuid::now_v7(),
+                player_id: self.consumer.clone(),
+                event_type: liveops_core::EventType::BossKill,
+                value: 1.0,
+                z_score: 9.5,
+                at_ms,
+            }],
+            ..Default::default()
+        }
     }
 }
 

@@ -8,15 +8,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use liveops_core::ports::PortError;
-use liveops_core::stores::PurgeRound;
-use liveops_core::stores::{
-    FairnessCommit, FairnessStore, Flag, ProcessedEvents, ProgressCommit, ProgressStore,
-};
-use liveops_core::EventType;
+use liveops_core::stores::{FairnessStore, PurgeRound};
 use liveops_sql::{Purge, Repository};
 use liveops_testkit::conformance;
 use liveops_testkit::conformance::live::LiveStores;
-use uuid::Uuid;
 
 use super::{
     address, server_url, suffix, walking, with_address, with_database, Proxy, ReleaseBefore,
@@ -265,48 +260,19 @@ where
     let db = FreshDb::<S>::new("purge_lock").await;
     // Two processes on one database.
     let (a, b) = (migrated::<S>(&db.url).await, migrated::<S>(&db.url).await);
-    let consumer = format!("purge_lock_{}", suffix());
-    let written = || async {
-        let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
-        let commit = ProgressCommit {
-            event_ids: ids.clone(),
-            ..Default::default()
-        };
-        a.commit_progress(&consumer, &commit).await.unwrap();
-        ids
-    };
-    let flagged = || async {
-        let flag = Flag {
-            event_id: Uuid::now_v7(),
-            player_id: consumer.clone(),
-            event_type: EventType::BossKill,
-            value: 1.0,
-            z_score: 9.5,
-            at_ms: 1,
-        };
-        let commit = FairnessCommit {
-            flags: vec![flag],
-            ..Default::default()
-        };
-        a.commit_fairness(&commit).await.unwrap();
-    };
+    let rows = super::PurgeRows::new(&a, &b, "purge_lock");
     let cutoff = || liveops_core::now_ms() + 60_000;
-    let left = |ids: Vec<Uuid>| {
-        let b = &b;
-        let consumer = &consumer;
-        async move { b.processed(consumer, &ids).await.unwrap().len() }
-    };
 
     // A's walk under way: B's purge of the table skips, and A's own from another connection.
-    let ids = written().await;
-    flagged().await;
+    let ids = rows.written().await;
+    a.commit_fairness(&rows.flagged(1)).await.unwrap();
     let walked = S::purge_alone(
         &a,
         Purge::of("processed_events", walking()),
         Box::pin(async {
             assert_eq!(b.purge_before(cutoff(), walking()).await.unwrap(), 0);
             assert_eq!(a.purge_before(cutoff(), walking()).await.unwrap(), 0);
-            assert_eq!(left(ids.clone()).await, 3, "skipped: every row stays");
+            assert_eq!(rows.left(ids.clone()).await, 3, "skipped: every row stays");
             // Another table's purge is not held up.
             assert_eq!(b.purge_flags(cutoff(), walking()).await.unwrap(), 1);
             Ok(())
@@ -338,13 +304,13 @@ where
     assert_eq!(outcomes, [None, Some(())]);
     // The walk over, the lock is free: B walks, and so does A after it.
     assert_eq!(b.purge_before(cutoff(), walking()).await.unwrap(), 3);
-    assert_eq!(left(ids).await, 0);
-    let ids = written().await;
+    assert_eq!(rows.left(ids).await, 0);
+    let ids = rows.written().await;
     assert_eq!(a.purge_before(cutoff(), walking()).await.unwrap(), 3);
-    assert_eq!(left(ids).await, 0);
+    assert_eq!(rows.left(ids).await, 0);
 
     // A walk failing midway lets the lock go.
-    let ids = written().await;
+    let ids = rows.written().await;
     let failed = S::purge_alone(
         &a,
         Purge::of("processed_events", walking()),
@@ -356,10 +322,10 @@ where
         "{failed:?}"
     );
     assert_eq!(b.purge_before(cutoff(), walking()).await.unwrap(), 3);
-    assert_eq!(left(ids).await, 0);
+    assert_eq!(rows.left(ids).await, 0);
 
     // So does a walk given up (its task stopped): its connection closes.
-    let ids = written().await;
+    let ids = rows.written().await;
     let given_up = tokio::time::timeout(
         Duration::from_millis(500),
         S::purge_alone(
@@ -375,7 +341,7 @@ where
     })
     .await;
     assert!(purged, "the lock of a walk given up is let go");
-    assert_eq!(left(ids).await, 0);
+    assert_eq!(rows.left(ids).await, 0);
 
     S::pool(&b).close().await;
     db.drop(S::pool(&a)).await;
