@@ -268,11 +268,17 @@ pub async fn run_reconcile(
     }
 }
 
-/// The repository's player count of each previous-period board as a pass last read it. Only
-/// late events change such a board, and [`raise_again`] covers those, so while the rank store
-/// holds at least that many players the board is not counted again: a pass costs one count
-/// per window, not two (a count reads the whole board's index).
-type Counted = HashMap<Board, u64>;
+/// The repository's player count of each previous-period board as a pass last read it, and
+/// the passes left before it is read again. Only late events change such a board, and
+/// [`raise_again`] covers those, so while the rank store holds at least that many players the
+/// board is counted only every [`RECOUNT_PASSES`] passes, not every pass (a count reads the
+/// whole board's index): a rank store that lost a few late players (a failover past what
+/// `raise_again` still held) is raised again within that many passes.
+type Counted = HashMap<Board, (u64, u32)>;
+
+/// Passes between two counts of a previous period's board (10 minutes at `LB_RECONCILE_SEC`'s
+/// default).
+const RECOUNT_PASSES: u32 = 10;
 
 /// One reconcile pass over the live boards; it fails with its first error, naming the board
 /// (logged once a run of failing passes by [`run_reconcile`]).
@@ -295,10 +301,16 @@ pub(crate) async fn reconcile(
                 window,
                 period: period.id,
             };
-            let known = counted.get(&board).copied().filter(|_| ended);
+            let known = match counted.get_mut(&board) {
+                Some((durable, left)) if ended && *left > 0 => {
+                    *left -= 1;
+                    Some(*durable)
+                }
+                _ => None,
+            };
             match reconcile_board(state, &board, known).await {
-                Ok(durable) if ended => {
-                    counted.insert(board, durable);
+                Ok(durable) if ended && known != Some(durable) => {
+                    counted.insert(board, (durable, RECOUNT_PASSES));
                 }
                 Ok(_) => {}
                 Err(error) => {

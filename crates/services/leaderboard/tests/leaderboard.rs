@@ -399,10 +399,10 @@ impl Reconciling {
 }
 
 /// A previous period's board takes only late events: the reconcile counts it in the repository
-/// once, not every pass, while the rank store holds that many players; emptied (a Redis
-/// restarted), it is counted again and raised.
+/// every tenth pass, not every pass, while the rank store holds that many players; emptied (a
+/// Redis restarted), it is counted again at once and raised.
 #[tokio::test]
-async fn an_ended_board_is_counted_once_until_the_rank_store_falls_short() {
+async fn an_ended_board_is_counted_every_tenth_pass_and_when_the_rank_store_falls_short() {
     let (mut app, today) = daily_board_with(&[("first", 500)]).await;
     let yesterday = Board {
         window: Window::Daily,
@@ -436,6 +436,15 @@ async fn an_ended_board_is_counted_once_until_the_rank_store_falls_short() {
         .until("five passes", || async { counts(&today) >= 5 })
         .await;
     assert_eq!(counts(&yesterday), 1, "the ended board was counted again");
+    // Counted again every tenth pass (a rank store that lost a few late players is raised).
+    reconciling
+        .until("twelve passes", || async { counts(&today) >= 12 })
+        .await;
+    assert_eq!(
+        counts(&yesterday),
+        2,
+        "the ended board was not counted again"
+    );
     app.state.ranks.drop_board(&yesterday).await.unwrap();
     let ranks = app.state.ranks.clone();
     reconciling
@@ -444,7 +453,7 @@ async fn an_ended_board_is_counted_once_until_the_rank_store_falls_short() {
         })
         .await;
     reconciling.stop().await;
-    assert_eq!(counts(&yesterday), 2);
+    assert_eq!(counts(&yesterday), 3);
 }
 
 /// A daily leaderboard with one boss kill per `(player, points)` applied, and today's board.
