@@ -326,6 +326,11 @@ pub struct Purge<'a> {
     pub name: &'a str,
     /// The round it runs in.
     pub round: PurgeRound,
+    /// How long before its round the rows it deletes were written, for a purge by a time
+    /// cutoff: processes keeping their rows for different spans (one target's `EVENT_RETENTION`
+    /// shorter than another's) record their walks apart, so none is spared its walk by a walk
+    /// that left its rows in place.
+    pub keep_ms: Option<i64>,
 }
 
 impl Purge<'static> {
@@ -335,6 +340,25 @@ impl Purge<'static> {
             table,
             name: table,
             round,
+            keep_ms: None,
+        }
+    }
+}
+
+impl Purge<'_> {
+    /// This purge, deleting the rows written before `cutoff_ms`.
+    pub fn before(self, cutoff_ms: i64) -> Self {
+        Self {
+            keep_ms: Some(self.round.at_ms.saturating_sub(cutoff_ms)),
+            ..self
+        }
+    }
+
+    /// Its row in `purge_runs`: its name, and the span its rows are kept (`processed_events@604800s`).
+    fn row_name(&self) -> String {
+        match self.keep_ms {
+            Some(keep) => format!("{}@{}s", self.name, keep.div_euclid(1000)),
+            None => self.name.to_owned(),
         }
     }
 }
@@ -766,10 +790,11 @@ where
         purge: Purge<'_>,
         walk: impl Future<Output = PortResult<T>>,
     ) -> PortResult<Option<T>> {
+        let row = purge.row_name();
         let read = DB::placeholders("SELECT round_ms FROM purge_runs WHERE name = ?");
         let last: Option<i64> = within::<DB, _>("purge_runs", async {
             sqlx::query_scalar(&read)
-                .bind(purge.name)
+                .bind(row.as_str())
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(db_error::<DB>)
@@ -779,7 +804,7 @@ where
             count_purge(purge.table, Some("recent"));
             tracing::debug!(
                 table = purge.table,
-                purge = purge.name,
+                purge = row,
                 last_round_ms,
                 "walked less than a period ago: this run skipped"
             );
@@ -787,9 +812,9 @@ where
         }
         count_purge(purge.table, None);
         let walked = walk.await?;
-        if let Err(error) = self.record_walk(purge).await {
+        if let Err(error) = self.record_walk(&row, purge.round).await {
             tracing::warn!(
-                purge = purge.name,
+                purge = row,
                 %error,
                 "the purge's walk was not recorded: the next run walks again"
             );
@@ -797,8 +822,8 @@ where
         Ok(Some(walked))
     }
 
-    /// Writes that a walk of `purge` ran to its end now.
-    async fn record_walk(&self, purge: Purge<'_>) -> PortResult<()> {
+    /// Writes that a walk recorded as `row` (a [`Purge::row_name`]) in `round` ran to its end now.
+    async fn record_walk(&self, row: &str, round: PurgeRound) -> PortResult<()> {
         let finished_ms = liveops_core::now_ms();
         within::<DB, _>("purge_runs", async {
             let (mut tx, _turn) = self.begin_write().await?;
@@ -809,9 +834,9 @@ where
                     3,
                     DB::UPSERTS.purge_run,
                 ),
-                &[purge],
-                |row, p| {
-                    row.bind(p.name).bind(p.round.at_ms).bind(finished_ms);
+                &[(row, round.at_ms)],
+                |sql, (row, at_ms)| {
+                    sql.bind(*row).bind(*at_ms).bind(finished_ms);
                 },
                 db_error::<DB>,
             )
@@ -1716,7 +1741,7 @@ where
     /// expired by now (their own expiry, not the cutoff). Returns how many rows went: none when
     /// another process is walking them or `round` is spared the walk ([`Self::purge_alone`]).
     pub(crate) async fn purge_before(&self, cutoff_ms: i64, round: PurgeRound) -> PortResult<u64> {
-        let purge = Purge::of("processed_events", round);
+        let purge = Purge::of("processed_events", round).before(cutoff_ms);
         self.purge_rows_alone(purge, self.walk_before(cutoff_ms))
             .await
     }
@@ -1772,6 +1797,7 @@ where
             table: "scores",
             name: &name,
             round,
+            keep_ms: None,
         };
         self.purge_rows_alone(purge, self.walk_scores(window, before))
             .await
@@ -1841,7 +1867,7 @@ where
     /// (none when another process is walking them or `round` is spared the walk).
     pub(crate) async fn purge_flags(&self, cutoff_ms: i64, round: PurgeRound) -> PortResult<u64> {
         self.purge_rows_alone(
-            Purge::of("fairness_flags", round),
+            Purge::of("fairness_flags", round).before(cutoff_ms),
             self.purge_by_time(&PURGE_FLAGS, cutoff_ms),
         )
         .await

@@ -70,7 +70,7 @@ sql_impl! {
         before_ms: i64,
         round: PurgeRound,
     ) -> PortResult<u64> {
-        let purge = Purge::of("webhook_deliveries", round);
+        let purge = Purge::of("webhook_deliveries", round).before(before_ms);
         self.purge_rows_alone(purge, self.walk_deliveries(before_ms)).await
     }
 
@@ -160,7 +160,7 @@ sql_impl! {
         before_ms: i64,
         round: PurgeRound,
     ) -> PortResult<u64> {
-        let purge = Purge::of("campaign_events", round);
+        let purge = Purge::of("campaign_events", round).before(before_ms);
         self.purge_rows_alone(purge, self.walk_events(before_ms)).await
     }
 
@@ -215,7 +215,7 @@ sql_impl! {
         before_ms: i64,
         round: PurgeRound,
     ) -> PortResult<u64> {
-        let purge = Purge::of("inbox_messages", round);
+        let purge = Purge::of("inbox_messages", round).before(before_ms);
         self.purge_rows_alone(purge, self.walk_messages(before_ms)).await
     }
 

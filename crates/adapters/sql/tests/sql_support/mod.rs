@@ -591,18 +591,21 @@ pub async fn purges_walk_once_a_period(a: &dyn Repository, b: &dyn Repository) {
         every: Duration::from_secs(3600),
     };
     let rows = PurgeRows::new(a, b, "purge_period");
-    // Everything written is past it.
-    let cutoff = || liveops_core::now_ms() + 60_000;
+    // Everything written is past it: a minute after the round (rows kept for -60 s).
+    let cutoff = |at_ms: i64| at_ms + 60_000;
     let start = liveops_core::now_ms();
 
     let ids = rows.written().await;
-    assert_eq!(a.purge_before(cutoff(), round(start)).await.unwrap(), 3);
+    assert_eq!(
+        a.purge_before(cutoff(start), round(start)).await.unwrap(),
+        3
+    );
     assert_eq!(rows.left(ids).await, 0);
     let ids = rows.written().await;
     for (repo, later) in [(b, HOUR / 2), (a, HOUR / 2), (b, HOUR - HOUR / 10)] {
         let at = start + later;
         assert_eq!(
-            repo.purge_before(cutoff(), round(at)).await.unwrap(),
+            repo.purge_before(cutoff(at), round(at)).await.unwrap(),
             0,
             "{later} ms on"
         );
@@ -615,18 +618,31 @@ pub async fn purges_walk_once_a_period(a: &dyn Repository, b: &dyn Repository) {
     // The flags are walked apart from the per-event rows.
     a.commit_fairness(&rows.flagged(1)).await.unwrap();
     assert_eq!(
-        b.purge_flags(cutoff(), round(start + HOUR / 2))
+        b.purge_flags(cutoff(start + HOUR / 2), round(start + HOUR / 2))
             .await
             .unwrap(),
         1
     );
     // A period after the walk, its round's tick 10 s early on its clock: walked.
     let again = start + HOUR - 10_000;
-    assert_eq!(b.purge_before(cutoff(), round(again)).await.unwrap(), 3);
+    assert_eq!(
+        b.purge_before(cutoff(again), round(again)).await.unwrap(),
+        3
+    );
     assert_eq!(rows.left(ids).await, 0);
     let ids = rows.written().await;
-    assert_eq!(a.purge_before(cutoff(), round(again + 1)).await.unwrap(), 0);
-    assert_eq!(rows.left(ids).await, 3);
+    assert_eq!(
+        a.purge_before(cutoff(again + 1), round(again + 1))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(rows.left(ids.clone()).await, 3);
+    // A process keeping its rows for another span (its EVENT_RETENTION) is not spared by that
+    // walk: it left the rows such a process deletes.
+    let other = cutoff(again + 1) + 60_000;
+    assert_eq!(a.purge_before(other, round(again + 1)).await.unwrap(), 3);
+    assert_eq!(rows.left(ids).await, 0);
 
     // Each window's scores are walked apart: the weekly boards in the round the daily ones were.
     let s = suffix();
