@@ -2,16 +2,23 @@
 //! whose ids all fall in one stripe of the count (past its share of the cap, each is counted with
 //! the campaign's row held alone, in another stripe), and a campaign recounted into one stripe
 //! as `docs/DEPLOY.md` says (a stripe past its share). Many enter at once; the campaign takes
-//! exactly its cap of players.
+//! exactly its cap of players. And a daily campaign full on one day: its players enter again the
+//! next day at once, each taken without holding the campaign's row alone.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-use liveops_core::stores::{CampaignState, Entered, Entry};
+use liveops_core::stores::{CampaignState, Entered, Entry, EntryLimit};
+use liveops_core::PortResult;
 use liveops_testkit::conformance::live::{campaign, create_in, LiveStores};
+use tokio::sync::oneshot;
 use uuid::Uuid;
+
+/// A day, in ms.
+const DAY_MS: i64 = 86_400_000;
 
 /// The stripe of the count a player's id falls in (FNV-1a of its bytes, modulo 16), as the
 /// adapter computes it.
@@ -32,16 +39,46 @@ fn players_of_stripe_15(n: usize) -> Vec<String> {
         .collect()
 }
 
-fn entry(campaign_id: &str, player: &str) -> Entry {
+/// An entry of `player` into campaign `campaign_id` at `at_ms`, in the slot `limit` gives it.
+fn entry_at(campaign_id: &str, player: &str, limit: EntryLimit, at_ms: i64) -> Entry {
     let id = Uuid::now_v7().simple();
     Entry {
         entry_id: format!("ent_{id}"),
         campaign_id: campaign_id.into(),
         player_id: player.into(),
-        slot: "once".into(),
-        entered_at_ms: liveops_core::now_ms(),
+        slot: limit.slot(at_ms),
+        entered_at_ms: at_ms,
         request_sig: format!("sha256=cap_{id}"),
     }
+}
+
+fn entry(campaign_id: &str, player: &str) -> Entry {
+    entry_at(
+        campaign_id,
+        player,
+        EntryLimit::Once,
+        liveops_core::now_ms(),
+    )
+}
+
+/// Writes `entries` at once, capped at `cap`: each player with what entering did.
+async fn enter_all<S: LiveStores + 'static>(
+    repo: &Arc<S>,
+    entries: Vec<Entry>,
+    cap: u64,
+) -> Vec<(String, PortResult<Entered>)> {
+    let tasks: Vec<_> = entries
+        .into_iter()
+        .map(|e| {
+            let repo = Arc::clone(repo);
+            tokio::spawn(async move { (e.player_id.clone(), repo.enter(&e, cap).await) })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
 }
 
 /// Enters each of `players` into campaign `id` at once, capped at `cap`: the players taken.
@@ -51,16 +88,10 @@ async fn at_once<S: LiveStores + 'static>(
     players: &[String],
     cap: u64,
 ) -> Vec<String> {
-    let tasks: Vec<_> = players
-        .iter()
-        .map(|p| {
-            let (repo, e) = (Arc::clone(repo), entry(id, p));
-            tokio::spawn(async move { (e.player_id.clone(), repo.enter(&e, cap).await) })
-        })
-        .collect();
+    let entries = players.iter().map(|p| entry(id, p)).collect();
     let mut taken = Vec::new();
-    for task in tasks {
-        match task.await.unwrap() {
+    for answer in enter_all(repo, entries, cap).await {
+        match answer {
             (p, Ok(Entered::Created(_))) => taken.push(p),
             (_, Ok(Entered::Full)) => {}
             (p, other) => panic!("{p}: {other:?}"),
@@ -78,12 +109,87 @@ async fn holds<S: LiveStores>(repo: &S, id: &str, cap: u64, mut taken: Vec<Strin
     assert_eq!(entrants, taken, "{id}");
 }
 
-/// Both checks on `repo`; `recount` runs the recount of `docs/DEPLOY.md` on a campaign.
-async fn the_cap_holds<S, F, Fut>(repo: Arc<S>, recount: F)
+/// A campaign's row held shared by the test in a transaction of its own, until released.
+struct Held {
+    release: oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Held {
+    /// Lets the row go (its transaction rolled back).
+    async fn release(self) {
+        let _gone = self.release.send(());
+        self.done.await.unwrap();
+    }
+}
+
+/// A daily campaign of a cap of 32 fills on one day (every stripe of its count then at its
+/// share); the next day its 32 players enter again at once while `hold` holds the campaign's row
+/// shared (where rows are locked): each is taken in today's slot, counted again nowhere, and
+/// none waits for the row (an entry writing with the row held alone would, past the 2 s lock
+/// wait, and answer 503). A new player is still refused.
+async fn returning_players_enter_without_the_row_alone<S, H, HFut>(repo: &Arc<S>, hold: H)
+where
+    S: LiveStores + 'static,
+    H: Fn(String) -> HFut,
+    HFut: Future<Output = Option<Held>>,
+{
+    let cap = 32;
+    let mut c = campaign("cap_daily");
+    c.entry_limit = EntryLimit::Daily;
+    create_in(repo.as_ref(), &c, CampaignState::Live).await;
+    let today = liveops_core::now_ms();
+    let yesterday = today - DAY_MS;
+    let players: Vec<String> = (0..64).map(|i| format!("daily_{i}")).collect();
+    let day = |players: &[String], at_ms: i64| -> Vec<Entry> {
+        let e = |p: &String| entry_at(&c.id, p, EntryLimit::Daily, at_ms);
+        players.iter().map(e).collect()
+    };
+    let mut taken = Vec::new();
+    for answer in enter_all(repo, day(&players, yesterday), cap).await {
+        match answer {
+            (p, Ok(Entered::Created(_))) => taken.push(p),
+            (_, Ok(Entered::Full)) => {}
+            (p, other) => panic!("{p}: {other:?}"),
+        }
+    }
+    holds(repo.as_ref(), &c.id, cap, taken.clone()).await;
+
+    let held = hold(c.id.clone()).await;
+    let again = enter_all(repo, day(&taken, today), cap);
+    let again = tokio::time::timeout(Duration::from_secs(30), again).await;
+    if let Some(held) = held {
+        held.release().await;
+    }
+    let again = again.expect("the entries of the next day waited 30 s");
+    let slot = EntryLimit::Daily.slot(today);
+    for (p, answer) in &again {
+        let today_s = matches!(answer, Ok(Entered::Created(e)) if e.slot == slot);
+        assert!(
+            today_s,
+            "{p}, entered yesterday, is taken today at once: {answer:?}"
+        );
+    }
+    assert_eq!(again.len(), taken.len());
+    holds(repo.as_ref(), &c.id, cap, taken).await;
+
+    let new = day(&["daily_new".to_owned()], today);
+    let answers = enter_all(repo, new, cap).await;
+    assert!(
+        matches!(answers[..], [(_, Ok(Entered::Full))]),
+        "{answers:?}"
+    );
+}
+
+/// The checks on `repo`; `recount` runs the recount of `docs/DEPLOY.md` on a campaign, `hold`
+/// holds a campaign's row shared (`None` where rows are not locked).
+async fn the_cap_holds<S, F, Fut, H, HFut>(repo: Arc<S>, recount: F, hold: H)
 where
     S: LiveStores + 'static,
     F: Fn(String) -> Fut,
     Fut: Future<Output = ()>,
+    H: Fn(String) -> HFut,
+    HFut: Future<Output = Option<Held>>,
 {
     // One stripe's players: the stripe's share of 5 is none, of 40 two.
     for (cap, n) in [(5, 40), (40, 100)] {
@@ -103,6 +209,8 @@ where
     let more: Vec<String> = (0..40).map(|i| format!("recounted_more_{i}")).collect();
     taken.extend(at_once(&repo, &c.id, &more, 5).await);
     holds(repo.as_ref(), &c.id, 5, taken).await;
+
+    returning_players_enter_without_the_row_alone(&repo, hold).await;
 }
 
 /// The recount of `docs/DEPLOY.md`, campaign `id` written in.
@@ -135,6 +243,31 @@ macro_rules! recount_on {
     }};
 }
 
+/// The hold [`the_cap_holds`] takes: campaign `id`'s row read with `$lock` (the backend's shared
+/// row lock) in a transaction on `$pool`, in a task of its own, until released.
+macro_rules! hold_shared_on {
+    ($pool:expr, $lock:literal) => {{
+        let pool = $pool;
+        move |id: String| {
+            let pool = pool.clone();
+            async move {
+                let (held, is_held) = oneshot::channel();
+                let (release, released) = oneshot::channel::<()>();
+                let done = tokio::spawn(async move {
+                    let mut tx = pool.begin().await.unwrap();
+                    let sql = format!("SELECT id FROM campaigns WHERE id = '{id}'{}", $lock);
+                    let row = sqlx::query(&sql).fetch_optional(&mut *tx).await.unwrap();
+                    held.send(row.is_some()).unwrap();
+                    let _either = released.await;
+                    tx.rollback().await.unwrap();
+                });
+                assert!(is_held.await.unwrap(), "the campaign's row is there");
+                Some(Held { release, done })
+            }
+        }
+    }};
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_entries_at_once_keep_the_cap() {
     let dir = tempfile::tempdir().unwrap();
@@ -143,7 +276,9 @@ async fn sqlite_entries_at_once_keep_the_cap() {
         .await
         .unwrap();
     let recount = recount_on!(repo.pool().clone());
-    the_cap_holds(Arc::new(repo), recount).await;
+    // Writers take turns: no entry holds a row, alone or shared.
+    let hold = |_id: String| async { None };
+    the_cap_holds(Arc::new(repo), recount, hold).await;
 }
 
 #[cfg(feature = "postgres")]
@@ -153,7 +288,8 @@ async fn postgres_entries_at_once_keep_the_cap() {
     let repo = liveops_sql::PgRepository::open(&url).await.unwrap();
     repo.migrate().await.unwrap();
     let recount = recount_on!(repo.pool().clone());
-    the_cap_holds(Arc::new(repo), recount).await;
+    let hold = hold_shared_on!(repo.pool().clone(), " FOR SHARE");
+    the_cap_holds(Arc::new(repo), recount, hold).await;
 }
 
 #[cfg(feature = "mysql")]
@@ -163,5 +299,6 @@ async fn mysql_entries_at_once_keep_the_cap() {
     let repo = liveops_sql::MySqlRepository::open(&url).await.unwrap();
     repo.migrate().await.unwrap();
     let recount = recount_on!(repo.pool().clone());
-    the_cap_holds(Arc::new(repo), recount).await;
+    let hold = hold_shared_on!(repo.pool().clone(), " LOCK IN SHARE MODE");
+    the_cap_holds(Arc::new(repo), recount, hold).await;
 }

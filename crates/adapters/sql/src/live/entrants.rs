@@ -1,15 +1,17 @@
 //! Each campaign's entrant count and its cap (`max_entrants`), kept exact whatever the entries at
-//! once. The count is split over 16 rows of `campaign_entrant_counts` (migration 0018), a player
-//! counted in the stripe their id hashes to, so first entries at once wait for one another only
-//! within a stripe; the cap is split the same way, each stripe's share `max / 16` (one more for
-//! the first `max % 16`), so the shares add up to the cap. An entry written with its campaign's
-//! row shared counts its player only while their stripe is below its share (a conditional
-//! `UPDATE`, ordered by the stripe's row lock), so the stripes never add up past the cap. One whose
-//! stripe has reached its share is written again with the campaign's row held alone (no other
-//! entry of the campaign is being written then, the count is exact): a new player is refused once
-//! the campaign holds its cap, else counted in a stripe still below its share. Stripes past their
-//! share (a recount's, entries of the release before, a cap lowered) send every entry the alone
-//! way, which writes them anew within their shares while the campaign has room.
+//! once. The count is split over 16 rows of `campaign_entrant_counts` (migration 0018), a new
+//! player counted first in the stripe their id hashes to, so first entries at once wait for one
+//! another only within a stripe; the cap is split the same way, each stripe's share `max / 16` (one
+//! more for the first `max % 16`), so the shares add up to the cap. An entry written with its
+//! campaign's row shared counts nobody if its player has an entry in another slot (a daily
+//! campaign's next day: counted by that one, wherever); else it counts its player only while their
+//! stripe is below its share (a conditional `UPDATE`, ordered by the stripe's row lock), so the
+//! stripes never add up past the cap. A new player whose stripe has reached its share is written
+//! again with the campaign's row held alone (no other entry of the campaign is being written then,
+//! the count is exact): refused once the campaign holds its cap, else counted in a stripe still
+//! below its share, so a player is not always counted in the stripe their id picks. Stripes past
+//! their share (a recount's, entries of the release before, a cap lowered) send every new player's
+//! entry the alone way, which writes them anew within their shares while the campaign has room.
 
 use liveops_core::stores::{Entry, EntryLimit};
 
@@ -116,6 +118,29 @@ sql_impl! {
         sqlx::query_as_with(&sql, args).fetch_all(&mut *conn).await
     }
 
+    /// Whether the player of `entry` has an entry in another slot of its campaign, read on
+    /// `conn` as committed when the statement began.
+    async fn in_another_slot(
+        conn: &mut DB::Connection,
+        entry: &Entry,
+    ) -> Result<bool, sqlx::Error> {
+        // A campaign entered once has no other slot.
+        if entry.slot == EntryLimit::Once.slot(entry.entered_at_ms) {
+            return Ok(false);
+        }
+        let sql = DB::placeholders(
+            "SELECT slot FROM campaign_entries WHERE campaign_id = ? AND player_id = ? \
+             AND slot <> ? LIMIT 1",
+        );
+        let other: Option<(Text,)> = sqlx::query_as(&sql)
+            .bind(entry.campaign_id.as_str())
+            .bind(entry.player_id.as_str())
+            .bind(entry.slot.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(other.is_some())
+    }
+
     /// Whether the campaign of `entry`, its row held alone on `conn`, takes the entry's player
     /// while it holds fewer than `max_entrants` players (read before the entry is written).
     pub(super) async fn room_on(
@@ -187,17 +212,23 @@ sql_impl! {
         Ok(())
     }
 
-    /// Counts the player of `entry`, just written on `conn` with its campaign's row shared, in
-    /// their stripe, if every stripe is within its share of `max_entrants` and theirs is below
-    /// it: whether it did (if not, the count is as it was and the entry is to be written again
-    /// with the row held alone). Counting locks the stripe's row until commit, so the player's
-    /// entry in another slot at the same time waits for it, then finds this one (committed:
-    /// each statement reads what was committed before it began) and takes them off again.
+    /// Counts the player of `entry`, just written on `conn` with its campaign's row shared:
+    /// not at all if they have an entry in another slot committed (counted then, whatever the
+    /// stripes); else in their stripe, if every stripe is within its share of `max_entrants` and
+    /// theirs is below it. Whether the entry stands so (if not, the count is as it was and the
+    /// entry is to be written again with the row held alone). Counting locks the stripe's row
+    /// until commit, so the player's entry in another slot at the same time waits for it, then
+    /// finds this one (committed: each statement reads what was committed before it began) and
+    /// takes them off again.
     pub(super) async fn count_in_share(
         conn: &mut DB::Connection,
         entry: &Entry,
         max_entrants: u64,
     ) -> Result<bool, sqlx::Error> {
+        // Among the entrants already: counted by that entry, whose stripe may be full.
+        if Self::in_another_slot(conn, entry).await? {
+            return Ok(true);
+        }
         let home = entrant_stripe(&entry.player_id);
         let campaign_id = entry.campaign_id.as_str();
         let stripes = Self::stripes_on(conn, campaign_id).await?;
@@ -222,21 +253,8 @@ sql_impl! {
         if DB::rows_affected(&add.execute(&mut *conn).await?) != 1 {
             return Ok(false);
         }
-        // A campaign entered once has no other slot.
-        if entry.slot == EntryLimit::Once.slot(entry.entered_at_ms) {
-            return Ok(true);
-        }
-        let sql = DB::placeholders(
-            "SELECT slot FROM campaign_entries WHERE campaign_id = ? AND player_id = ? \
-             AND slot <> ? LIMIT 1",
-        );
-        let other: Option<(Text,)> = sqlx::query_as(&sql)
-            .bind(campaign_id)
-            .bind(entry.player_id.as_str())
-            .bind(entry.slot.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-        if other.is_some() {
+        // The player's first entry in another slot, committed meanwhile, counted them too.
+        if Self::in_another_slot(conn, entry).await? {
             let sql = DB::placeholders(
                 "UPDATE campaign_entrant_counts SET entrants = entrants - 1 \
                  WHERE campaign_id = ? AND stripe = ?",

@@ -103,7 +103,7 @@ fn summary_of(row: SummaryRow) -> PortResult<OutcomeSummary> {
 sql_impl! {
     pub(crate) async fn enter(&self, entry: &Entry, max_entrants: u64) -> PortResult<Entered> {
         within::<DB, _>("enter", async {
-            // With the campaign's row shared first; alone if the player's stripe is full.
+            // With the campaign's row shared first; alone if a new player's stripe is full.
             for hold in [CampaignHold::Shared, CampaignHold::Alone] {
                 let write = GroupWrite::Enter {
                     entry: entry.clone(),
