@@ -99,9 +99,11 @@ async fn each_key_stays_in_order_with_two_consumers_of_one_group() {
 
     let side = SideBySide {
         consumers: vec![("c1", bus.clone()), ("c2", bus.clone())],
-        max: 25,
+        // Small polls and real work, so that the first consumer is still busy with its
+        // partitions when the second takes its leases (a consumer with none naps 200 ms).
+        max: 10,
         // Some work, then done with these partitions, then ack.
-        work: Duration::from_millis(3),
+        work: Duration::from_millis(20),
         holds: |d| format!("partition {}", d.id.split(':').next().unwrap()),
         held_until_acked: false,
     };

@@ -98,7 +98,8 @@ pub struct Consumed {
 /// Runs `side`'s consumers on `group` of `topic` until `total` deliveries were read, for 60 s at
 /// most. Each polls (300 ms waits), asserts that every delivery is the next of its key
 /// ([`each_next_in_order`]) and that nothing it holds is held by another consumer, works, and
-/// acks.
+/// acks. Asserts at the end that some poll brought one consumer messages while another held
+/// some: consumers that only took turns prove nothing about exclusivity.
 pub async fn consume_side_by_side(
     side: SideBySide,
     topic: &str,
@@ -115,19 +116,29 @@ pub async fn consume_side_by_side(
     let next: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let busy: Arc<Mutex<HashMap<String, &str>>> = Arc::default();
     let widest = Arc::new(AtomicUsize::new(0));
+    let overlaps = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for (name, bus) in consumers {
         let (t, g) = (topic.to_owned(), group.to_owned());
-        let (next, busy, widest) = (next.clone(), busy.clone(), widest.clone());
+        let (next, busy) = (next.clone(), busy.clone());
+        let (widest, overlaps) = (widest.clone(), overlaps.clone());
         tasks.push(tokio::spawn(async move {
             let mut handled = 0;
             let until = Instant::now() + Duration::from_secs(60);
             while Instant::now() < until && next.lock().unwrap().values().sum::<usize>() < total {
                 let got = poll(&*bus, &t, &g, name, max, Duration::from_millis(300)).await;
                 let held: BTreeSet<String> = got.iter().map(holds).collect();
-                for h in &held {
-                    if let Some(other) = busy.lock().unwrap().insert(h.clone(), name) {
-                        panic!("{h}: {name} got messages while {other} holds some");
+                {
+                    let mut busy = busy.lock().unwrap();
+                    // Got messages while another consumer holds some: a moment the check below
+                    // can catch a fault.
+                    if !held.is_empty() && busy.values().any(|c| *c != name) {
+                        overlaps.fetch_add(1, Ordering::SeqCst);
+                    }
+                    for h in &held {
+                        if let Some(other) = busy.insert(h.clone(), name) {
+                            panic!("{h}: {name} got messages while {other} holds some");
+                        }
                     }
                 }
                 each_next_in_order(&next, &got, name);
@@ -150,6 +161,13 @@ pub async fn consume_side_by_side(
         handled.push(task.await.unwrap());
     }
     let next = next.lock().unwrap().clone();
+    // Consumers that never held messages at the same moment took turns: the exclusivity check
+    // above had nothing to catch, and a bus handing one key to both would pass.
+    assert!(
+        overlaps.load(Ordering::SeqCst) > 0,
+        "the consumers never held messages at the same moment ({handled:?} handled): \
+         take fewer keys a poll, or work longer"
+    );
     Consumed {
         handled,
         next,
@@ -181,7 +199,10 @@ pub async fn two_consumers_keep_each_player_in_order(bus: Arc<dyn Bus>) {
     }
     let side = SideBySide {
         consumers: vec![("c1", bus.clone()), ("c2", bus.clone())],
-        max: 15,
+        // A third of the players a poll: a poll of 15 (the published order interleaves the
+        // players) held every one, so the other consumer got work only once the first acked,
+        // never while it held any, and the exclusivity check had nothing to catch.
+        max: 4,
         work: Duration::from_millis(20),
         holds: |d| d.key.clone(),
         held_until_acked: false,
