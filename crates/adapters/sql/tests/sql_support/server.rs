@@ -148,18 +148,40 @@ async fn migrated<S: Server>(url: &str) -> S::Repo {
     repo
 }
 
-/// The repository suite passes, twice on one database (the suite shares a database between runs).
-pub async fn passes_the_repository_suite<S: Server>() {
+/// The repository suite passes, twice: its shared checks on the test server's database, which
+/// every run shares (other processes' runs among them, at the same time); those that need a
+/// database to themselves on a fresh one.
+pub async fn passes_the_repository_suite<S: Server>()
+where
+    for<'c> &'c mut <S::DB as sqlx::Database>::Connection: sqlx::Executor<'c, Database = S::DB>,
+    for<'q> <S::DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, S::DB>,
+{
     let repo = migrated::<S>(&server_url(S::VAR)).await;
-    conformance::stores::run_all(&repo).await;
-    conformance::stores::run_all(&repo).await;
+    conformance::stores::run_shared(&repo).await;
+    conformance::stores::run_shared(&repo).await;
+    let db = FreshDb::<S>::new("stores_alone").await;
+    let alone = migrated::<S>(&db.url).await;
+    conformance::stores::run_alone(&alone).await;
+    conformance::stores::run_alone(&alone).await;
+    db.drop(S::pool(&alone)).await;
 }
 
-/// The live-event suite passes, twice on one database.
-pub async fn passes_the_live_event_suite<S: Server>() {
+/// The live-event suite passes, twice: its shared checks on the test server's database, which
+/// every run shares (other processes' runs among them, at the same time); those that need a
+/// database to themselves on a fresh one.
+pub async fn passes_the_live_event_suite<S: Server>()
+where
+    for<'c> &'c mut <S::DB as sqlx::Database>::Connection: sqlx::Executor<'c, Database = S::DB>,
+    for<'q> <S::DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, S::DB>,
+{
     let repo = Arc::new(migrated::<S>(&server_url(S::VAR)).await);
-    conformance::live::run_all(repo.clone()).await;
-    conformance::live::run_all(repo).await;
+    conformance::live::run_shared(repo.clone()).await;
+    conformance::live::run_shared(repo).await;
+    let db = FreshDb::<S>::new("live_alone").await;
+    let alone = Arc::new(migrated::<S>(&db.url).await);
+    conformance::live::run_alone(alone.clone()).await;
+    conformance::live::run_alone(alone.clone()).await;
+    db.drop(S::pool(&alone)).await;
 }
 
 /// A database a newer release migrated (a version this one does not know is applied) still
