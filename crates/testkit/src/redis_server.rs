@@ -166,9 +166,17 @@ impl BehindOneAddress {
         }
     }
 
-    /// A failover: `to` (a replica of `from`) is promoted, `from` demoted to follow it, and the
-    /// address sends new connections to `to` while kept ones stay on `from`.
+    /// A planned failover, as a managed cache makes one: once `to` (a replica of `from`) has
+    /// every write `from` took (`WAIT`: promoting it earlier loses the last writes, which a
+    /// loaded machine's replication can be behind by), it is promoted, `from` demoted to follow
+    /// it, and the address sends new connections to `to` while kept ones stay on `from`.
     pub async fn fail_over(&self, from: u16, to: u16) {
+        let synced = redis_cli(from, &["wait", "1", "10000"]).await;
+        assert_eq!(
+            synced.trim(),
+            "1",
+            "the replica {to} did not catch up with {from}"
+        );
         redis_cli(to, &["replicaof", "no", "one"]).await;
         until_replication(to, "role:master").await;
         redis_cli(from, &["replicaof", "127.0.0.1", &to.to_string()]).await;
