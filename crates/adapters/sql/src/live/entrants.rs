@@ -76,6 +76,11 @@ fn count_in(stripes: &Stripes, stripe: i64) -> i64 {
         .map_or(0, |(_, n)| *n)
 }
 
+/// The entrants counted in all stripes.
+fn total(stripes: &Stripes) -> i64 {
+    stripes.iter().map(|(_, n)| n).sum()
+}
+
 /// Whether every stripe is within its share of a cap of `max_entrants`.
 fn within_shares(stripes: &Stripes, max_entrants: u64) -> bool {
     stripes.iter().all(|&(s, n)| n <= share(max_entrants, s))
@@ -118,27 +123,39 @@ sql_impl! {
         sqlx::query_as_with(&sql, args).fetch_all(&mut *conn).await
     }
 
-    /// Whether the player of `entry` has an entry in another slot of its campaign, read on
-    /// `conn` as committed when the statement began.
+    /// Whether the player of `entry` has an entry in its campaign (in a slot other than
+    /// `except`, if given), read on `conn` as committed when the statement began.
+    async fn entered_on(
+        conn: &mut DB::Connection,
+        entry: &Entry,
+        except: Option<&str>,
+    ) -> Result<bool, sqlx::Error> {
+        let sql = DB::placeholders(if except.is_some() {
+            "SELECT slot FROM campaign_entries WHERE campaign_id = ? AND player_id = ? \
+             AND slot <> ? LIMIT 1"
+        } else {
+            "SELECT slot FROM campaign_entries WHERE campaign_id = ? AND player_id = ? LIMIT 1"
+        });
+        let mut query = sqlx::query_as(&sql)
+            .bind(entry.campaign_id.as_str())
+            .bind(entry.player_id.as_str());
+        if let Some(slot) = except {
+            query = query.bind(slot);
+        }
+        let found: Option<(Text,)> = query.fetch_optional(&mut *conn).await?;
+        Ok(found.is_some())
+    }
+
+    /// Whether the player of `entry` has an entry in another slot of its campaign (none for a
+    /// campaign entered once), read on `conn` as committed when the statement began.
     async fn in_another_slot(
         conn: &mut DB::Connection,
         entry: &Entry,
     ) -> Result<bool, sqlx::Error> {
-        // A campaign entered once has no other slot.
         if entry.slot == EntryLimit::Once.slot(entry.entered_at_ms) {
             return Ok(false);
         }
-        let sql = DB::placeholders(
-            "SELECT slot FROM campaign_entries WHERE campaign_id = ? AND player_id = ? \
-             AND slot <> ? LIMIT 1",
-        );
-        let other: Option<(Text,)> = sqlx::query_as(&sql)
-            .bind(entry.campaign_id.as_str())
-            .bind(entry.player_id.as_str())
-            .bind(entry.slot.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-        Ok(other.is_some())
+        Self::entered_on(conn, entry, Some(&entry.slot)).await
     }
 
     /// Whether the campaign of `entry`, its row held alone on `conn`, takes the entry's player
@@ -148,20 +165,11 @@ sql_impl! {
         entry: &Entry,
         max_entrants: u64,
     ) -> Result<Room, sqlx::Error> {
-        let sql = DB::placeholders(
-            "SELECT slot FROM campaign_entries WHERE campaign_id = ? AND player_id = ? LIMIT 1",
-        );
-        let among: Option<(Text,)> = sqlx::query_as(&sql)
-            .bind(entry.campaign_id.as_str())
-            .bind(entry.player_id.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-        if among.is_some() {
+        if Self::entered_on(conn, entry, None).await? {
             return Ok(Room::Among);
         }
         let stripes = Self::stripes_on(conn, &entry.campaign_id).await?;
-        let total: i64 = stripes.iter().map(|(_, n)| n).sum();
-        Ok(if total >= to_i64(max_entrants) {
+        Ok(if total(&stripes) >= to_i64(max_entrants) {
             Room::Full
         } else {
             Room::Free(stripes)
@@ -195,7 +203,6 @@ sql_impl! {
                 sqlx::query(&sql).bind(campaign_id).bind(stripe).execute(&mut *conn).await?;
             }
             _ => {
-                let total: i64 = stripes.iter().map(|(_, n)| n).sum();
                 let sql =
                     DB::placeholders("DELETE FROM campaign_entrant_counts WHERE campaign_id = ?");
                 sqlx::query(&sql).bind(campaign_id).execute(&mut *conn).await?;
@@ -203,7 +210,7 @@ sql_impl! {
                     "INSERT INTO campaign_entrant_counts (campaign_id, stripe, entrants) \
                      VALUES (?, ?, ?)",
                 );
-                for (stripe, n) in spread(total + 1, max_entrants) {
+                for (stripe, n) in spread(total(stripes) + 1, max_entrants) {
                     let insert = sqlx::query(&sql).bind(campaign_id).bind(stripe).bind(n);
                     insert.execute(&mut *conn).await?;
                 }
