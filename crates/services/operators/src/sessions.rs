@@ -26,6 +26,7 @@ use utoipa::ToSchema;
 
 use crate::accounts::{new_hash, normalize_email, write_operator, OperatorView};
 use crate::client_addr::ClientAddr;
+use crate::password::MAX_LEN;
 use crate::{OperatorsConfig, OperatorsState, ACCOUNT_WINDOW, ADDRESS_WINDOW, MAX_LOGIN_LIMIT};
 
 /// The body of `POST /auth/login`.
@@ -156,6 +157,19 @@ async fn count_account_wide(
     Ok(())
 }
 
+/// A password sent to be checked, within the bounds any password is set within (1 to
+/// [`MAX_LEN`] characters), or 400 naming `field`.
+fn sent_password(password: &str, field: &str) -> Result<(), Problem> {
+    if (1..=MAX_LEN).contains(&password.chars().count()) {
+        Ok(())
+    } else {
+        Err(Problem::invalid(
+            field,
+            format!("must be 1 to {MAX_LEN} characters"),
+        ))
+    }
+}
+
 fn bad_login() -> Problem {
     Problem::new(
         401,
@@ -197,7 +211,10 @@ pub(crate) async fn login(
     };
     let refused = (PER_ADDRESS, Refused::Counted);
     count(&state, &address_key, per_address, refused).await?;
-    let email = normalize_email(&body.email).map_err(|_| bad_login())?;
+    // Out of the bounds the document declares: refused as such (no password of that length
+    // can be set, so none is checked).
+    let email = normalize_email(&body.email)?;
+    sent_password(&body.password, "password")?;
     // Failures are counted per account *and* address: someone guessing from one address can
     // only lock that address out of the account, never its owner elsewhere.
     let failures = failures_key(&email, &addr.0);
@@ -359,6 +376,7 @@ pub(crate) async fn change_password(
     op: Operator,
     Json(body): Json<PasswordChange>,
 ) -> Result<Json<LoginAnswer>, Problem> {
+    sent_password(&body.current_password, "currentPassword")?;
     let now = now_ms();
     // Guesses of the current password with a token someone else holds are bounded as a
     // login's are, on the same count.

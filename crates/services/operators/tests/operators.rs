@@ -614,6 +614,13 @@ async fn passwords_are_changed_by_their_owner_or_reset_by_an_admin() {
     };
     let wrong = change(first.token.clone(), "not the password", new).await;
     assert_eq!(wrong.unwrap_err().status, 403);
+    // Longer than any password set: refused as out of its bounds, not checked.
+    let long = change(first.token.clone(), &"x".repeat(257), new).await;
+    let long = long.unwrap_err();
+    assert_eq!(
+        (long.status, long.field.as_deref()),
+        (400, Some("currentPassword"))
+    );
     let short = change(first.token.clone(), PASSWORD, "short")
         .await
         .unwrap_err();
@@ -664,6 +671,33 @@ async fn passwords_are_changed_by_their_owner_or_reset_by_an_admin() {
         .entry;
     assert_eq!(signed_in.actor, email);
     assert!(signed_in.after.as_deref().unwrap_or_default().contains(B));
+}
+
+/// A login whose email or password lies outside the bounds the OpenAPI document declares (an
+/// email of 3 to 254 characters, a password of 1 to 256) is refused 400 naming the field, as
+/// any other malformed body; within them, a wrong password is 401 and the right one signs in.
+#[tokio::test]
+async fn logins_out_of_their_declared_bounds_are_refused_as_malformed() {
+    let app = spawn_app(10).await;
+    let (at_most, past) = ("p".repeat(256), "p".repeat(257));
+    let long_email = format!("{}@example.com", "a".repeat(243));
+    for (email, password, field) in [
+        (EMAIL, past.as_str(), "password"),
+        (EMAIL, "", "password"),
+        ("a@", PASSWORD, "email"),
+        (long_email.as_str(), PASSWORD, "email"),
+    ] {
+        let refused = app.login_as(email, A, password).await.unwrap_err();
+        assert_eq!(
+            (refused.status, refused.field.as_deref()),
+            (400, Some(field)),
+            "{email} / {} characters",
+            password.len()
+        );
+    }
+    assert_eq!(app.status(A, &at_most).await, 401);
+    assert_eq!(app.status(A, "x").await, 401);
+    assert!(app.login(A, PASSWORD).await.is_ok());
 }
 
 /// The repository's periodic purge deletes the sessions whose expiry has passed, by the time it
