@@ -172,7 +172,8 @@ pub struct Upserts {
     /// `fairness_stats`: add a batch's statistics to a type's (Chan et al.'s parallel update, as
     /// `Welford::merge`).
     pub merge_stats: &'static str,
-    /// `purge_runs`: the purge's last walk is the one written.
+    /// `purge_runs`: the walk written replaces the purge's last one only if its round is later
+    /// (an older walk that ended after a newer one leaves the newer one's row).
     pub purge_run: &'static str,
 }
 
@@ -206,7 +207,8 @@ pub const ON_CONFLICT: Upserts = Upserts {
                     * (excluded.mean - fairness_stats.mean) * fairness_stats.samples \
                     * excluded.samples / (fairness_stats.samples + excluded.samples)",
     purge_run: " ON CONFLICT (name) DO UPDATE SET \
-                round_ms = excluded.round_ms, finished_ms = excluded.finished_ms",
+                round_ms = excluded.round_ms, finished_ms = excluded.finished_ms \
+                WHERE excluded.round_ms > purge_runs.round_ms",
 };
 
 /// Pool and call bounds shared by the server backends (PostgreSQL, MySQL).

@@ -54,8 +54,10 @@ pub const ON_DUPLICATE_KEY: Upserts = Upserts {
                   mean = mean + (VALUES(mean) - mean) * VALUES(samples) \
                     / (samples + VALUES(samples)), \
                   samples = samples + VALUES(samples)",
-    purge_run: " ON DUPLICATE KEY UPDATE round_ms = VALUES(round_ms), \
-                finished_ms = VALUES(finished_ms)",
+    // Left to right again: `finished_ms` compared against the old `round_ms`, before it changes.
+    purge_run: " ON DUPLICATE KEY UPDATE \
+                finished_ms = IF(VALUES(round_ms) > round_ms, VALUES(finished_ms), finished_ms), \
+                round_ms = GREATEST(round_ms, VALUES(round_ms))",
 };
 
 /// The server's name of the lock whose name is bound to `?`: `liveops_<name>_<CRC32 of the

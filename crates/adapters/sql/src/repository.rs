@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use liveops_core::ports::{Board, RankEntry, ScoreDelta, ScoreTotal};
 use liveops_core::stores::{
     FairnessCommit, Flag, InventoryItem, ListedReward, PendingReward, PlayerProgress,
-    ProgressCommit, PurgeRound, RewardClaim, Snapshot, PROGRESS_COUNT_LIMIT,
+    ProgressCommit, PurgeRound, PurgeWalk, RewardClaim, Snapshot, PROGRESS_COUNT_LIMIT,
     PROGRESS_INVENTORY_LIMIT, PROGRESS_PENDING_LIMIT,
 };
 use liveops_core::{EventType, PortError, PortResult, Receipt, Welford, Window};
@@ -322,14 +322,15 @@ pub struct Purge<'a> {
     /// metrics.
     pub table: &'static str,
     /// What its walks are written as in `purge_runs`: the table, or the part of it walked
-    /// (`scores_daily`).
+    /// (`scores_daily`), with [`Purge::keep_ms`].
     pub name: &'a str,
     /// The round it runs in.
     pub round: PurgeRound,
     /// How long before its round the rows it deletes were written, for a purge by a time
     /// cutoff: processes keeping their rows for different spans (one target's `EVENT_RETENTION`
-    /// shorter than another's) record their walks apart, so none is spared its walk by a walk
-    /// that left its rows in place.
+    /// shorter than another's, leaderboard pods with different `LB_SCORES_RETENTION_DAYS`)
+    /// record their walks apart, so none is spared its walk by a walk that left its rows in
+    /// place.
     pub keep_ms: Option<i64>,
 }
 
@@ -743,8 +744,9 @@ where
     /// connection of its own, released after the walk however it ends, and the connection closed
     /// rather than returned to the pool: a walk given up midway drops it, and the lock with it),
     /// the last walk of the purge that ran to its end is read from `purge_runs`, and one within
-    /// its round's period ([`PurgeRound::walked_recently`]) spares this run the walk; a walk that
-    /// runs to its end is written there. So the processes sharing the database walk a table about
+    /// its round's period, or one longer than the period that ended within it
+    /// ([`PurgeRound::walked_recently`]), spares this run the walk; a walk that runs to its end is
+    /// written there (unless a walk of a later round was written first). So the processes sharing the database walk a table about
     /// once a period between them. `None`: not walked, counted in
     /// `retention_purges_skipped_total{table, reason}` (`busy`: another process is walking the
     /// table; `recent`: it was walked less than a period ago), and the next run may walk.
@@ -791,21 +793,26 @@ where
         walk: impl Future<Output = PortResult<T>>,
     ) -> PortResult<Option<T>> {
         let row = purge.row_name();
-        let read = DB::placeholders("SELECT round_ms FROM purge_runs WHERE name = ?");
-        let last: Option<i64> = within::<DB, _>("purge_runs", async {
-            sqlx::query_scalar(&read)
+        let read = DB::placeholders("SELECT round_ms, finished_ms FROM purge_runs WHERE name = ?");
+        let last: Option<(i64, i64)> = within::<DB, _>("purge_runs", async {
+            sqlx::query_as(&read)
                 .bind(row.as_str())
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(db_error::<DB>)
         })
         .await?;
-        if let Some(last_round_ms) = last.filter(|l| purge.round.walked_recently(*l)) {
+        let last = last.map(|(round_ms, finished_ms)| PurgeWalk {
+            round_ms,
+            finished_ms,
+        });
+        if let Some(last) = last.filter(|l| purge.round.walked_recently(*l)) {
             count_purge(purge.table, Some("recent"));
             tracing::debug!(
                 table = purge.table,
                 purge = row,
-                last_round_ms,
+                last_round_ms = last.round_ms,
+                last_finished_ms = last.finished_ms,
                 "walked less than a period ago: this run skipped"
             );
             return Ok(None);
@@ -822,7 +829,8 @@ where
         Ok(Some(walked))
     }
 
-    /// Writes that a walk recorded as `row` (a [`Purge::row_name`]) in `round` ran to its end now.
+    /// Writes that a walk recorded as `row` (a [`Purge::row_name`]) in `round` ran to its end now,
+    /// unless the walk written there belonged to a later round (a newer walk that ended first).
     async fn record_walk(&self, row: &str, round: PurgeRound) -> PortResult<()> {
         let finished_ms = liveops_core::now_ms();
         within::<DB, _>("purge_runs", async {
@@ -1783,13 +1791,15 @@ where
         Ok(purged)
     }
 
-    /// Deletes the scores of `window`'s boards whose period sorts before `before`, oldest board
-    /// first, in steps along its players; how many rows went (none when another process is
-    /// walking them or `round` is spared the walk: [`Self::purge_alone`], each window's apart).
+    /// Deletes the scores of `window`'s boards whose period sorts before `before` (the period
+    /// running at `cutoff_ms`), oldest board first, in steps along its players; how many rows
+    /// went (none when another process is walking them or `round` is spared the walk:
+    /// [`Self::purge_alone`], each window's and each span kept apart, `scores_daily@<s>s`).
     pub(crate) async fn purge_scores(
         &self,
         window: Window,
         before: &str,
+        cutoff_ms: i64,
         round: PurgeRound,
     ) -> PortResult<u64> {
         let name = format!("scores_{window}");
@@ -1798,7 +1808,8 @@ where
             name: &name,
             round,
             keep_ms: None,
-        };
+        }
+        .before(cutoff_ms);
         self.purge_rows_alone(purge, self.walk_scores(window, before))
             .await
     }

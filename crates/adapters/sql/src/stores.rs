@@ -81,7 +81,7 @@ macro_rules! impl_stores {
                     fn top_scores(board: &Board, limit: u64) -> Vec<(String, i64)>;
                     fn scores_of(board: &Board, players: &[String]) -> Vec<(String, i64)>;
                     fn boards() -> Vec<Board>;
-                    fn purge_scores(window: Window, before: &str, round: PurgeRound) -> u64;
+                    fn purge_scores(window: Window, before: &str, cutoff_ms: i64, round: PurgeRound) -> u64;
                 }
 
                 impl SnapshotStore {

@@ -37,7 +37,7 @@ pub use progress::{
     ProgressStore, RewardClaim, XpGain, PROGRESS_COUNT_LIMIT, PROGRESS_INVENTORY_LIMIT,
     PROGRESS_PENDING_LIMIT,
 };
-pub use purge::PurgeRound;
+pub use purge::{PurgeRound, PurgeWalk};
 pub use requests::{Keyed, KeyedOutcome, RequestKey, RequestKeys};
 pub use scores::{ScoreStore, Snapshot, SnapshotStore};
 

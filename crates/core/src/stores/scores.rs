@@ -49,12 +49,14 @@ pub trait ScoreStore: Health {
     /// Boards that have scores, for rebuilding.
     async fn boards(&self) -> PortResult<Vec<Board>>;
     /// Deletes the scores of `window`'s boards whose period id sorts before `before` (day and
-    /// week ids sort as their periods do), a bounded step at a time; how many rows went (none
-    /// when `round` is spared the walk: [`PurgeRound`]).
+    /// week ids sort as their periods do), the period running at `cutoff_ms`, a bounded step at
+    /// a time; how many rows went (none when `round` is spared the walk by an earlier one that
+    /// kept the boards as long, `round`'s time less `cutoff_ms`: [`PurgeRound`]).
     async fn purge_scores(
         &self,
         window: Window,
         before: &str,
+        cutoff_ms: i64,
         round: PurgeRound,
     ) -> PortResult<u64>;
 }

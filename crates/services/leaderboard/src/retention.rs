@@ -21,10 +21,10 @@ const FIRST: Duration = Duration::from_secs(60);
 const EVERY: Duration = Duration::from_secs(3600);
 
 /// The period id of `window` before which boards are purged at `now_ms`: the one running
-/// `keep` ago (every earlier one ended before then).
-fn cutoff(state: &LeaderboardState, window: Window, now_ms: i64) -> String {
+/// `LB_SCORES_RETENTION_DAYS` ago (every earlier one ended before then), and that time.
+fn cutoff(state: &LeaderboardState, window: Window, now_ms: i64) -> (String, i64) {
     let then = time::cutoff(now_ms, state.config.scores_retention);
-    state.config.calendar.period_at_ms(window, then).id
+    (state.config.calendar.period_at_ms(window, then).id, then)
 }
 
 /// Whether `board`'s scores are purged by `now_ms` or within a day: its final snapshot is no
@@ -32,12 +32,14 @@ fn cutoff(state: &LeaderboardState, window: Window, now_ms: i64) -> String {
 pub(crate) fn past_retention(state: &LeaderboardState, board: &Board, now_ms: i64) -> bool {
     const DAY_MS: i64 = 86_400_000;
     PURGED.contains(&board.window)
-        && board.period < cutoff(state, board.window, now_ms.saturating_add(DAY_MS))
+        && board.period < cutoff(state, board.window, now_ms.saturating_add(DAY_MS)).0
 }
 
 /// Purges the scores of the boards ended `LB_SCORES_RETENTION_DAYS` before `now_ms`, counted in
-/// `leaderboard_scores_purged_total`; how many rows went. A window whose boards a process walked
-/// less than an hour before `now_ms` is not walked again ([`PurgeRound`]).
+/// `leaderboard_scores_purged_total`; how many rows went. A window whose boards a process
+/// keeping them as long walked less than an hour before `now_ms` is not walked again
+/// ([`PurgeRound`]): a process with another `LB_SCORES_RETENTION_DAYS` (a change rolling out)
+/// walks them.
 pub(crate) async fn purge(state: &LeaderboardState, now_ms: i64) -> Result<u64, PortError> {
     let round = PurgeRound {
         at_ms: now_ms,
@@ -45,8 +47,11 @@ pub(crate) async fn purge(state: &LeaderboardState, now_ms: i64) -> Result<u64, 
     };
     let mut purged = 0;
     for window in PURGED {
-        let before = cutoff(state, window, now_ms);
-        let rows = state.store.purge_scores(window, &before, round).await?;
+        let (before, then) = cutoff(state, window, now_ms);
+        let rows = state
+            .store
+            .purge_scores(window, &before, then, round)
+            .await?;
         metrics::counter!("leaderboard_scores_purged_total", "window" => window.as_str())
             .increment(rows);
         if rows > 0 {
@@ -86,13 +91,51 @@ mod tests {
     const NOW: i64 = 1_795_262_400_000;
     const DAY: i64 = 86_400_000;
 
+    /// `state` keeping the scores `days` days.
+    fn kept(state: &LeaderboardState, days: u64) -> LeaderboardState {
+        let mut config = (*state.config).clone();
+        config.scores_retention = Duration::from_secs(days * 86_400);
+        LeaderboardState {
+            config: Arc::new(config),
+            ..state.clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_process_keeping_scores_for_another_span_is_not_spared_the_walk() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::snapshots::tests::state(&dir).await;
+        // Two pods on one database while `LB_SCORES_RETENTION_DAYS` changes from 40 to 30.
+        let (forty, thirty) = (kept(&state, 40), kept(&state, 30));
+        let board = Board {
+            window: Window::Daily,
+            period: state
+                .config
+                .calendar
+                .period_at_ms(Window::Daily, NOW - 35 * DAY)
+                .id,
+        };
+        let delta = ScoreDelta {
+            board: board.clone(),
+            player_id: "player_1".into(),
+            delta: 5,
+        };
+        state
+            .store
+            .commit_scores(crate::CONSUMER_ID, &[Uuid::now_v7()], &[delta])
+            .await
+            .unwrap();
+
+        assert_eq!(purge(&forty, NOW).await.unwrap(), 0, "kept 40 days");
+        // A minute on, the pod keeping them 30 days walks the boards the walk before left.
+        assert_eq!(purge(&thirty, NOW + 60_000).await.unwrap(), 1);
+        assert_eq!(state.store.board_size(&board).await.unwrap(), 0);
+    }
+
     #[tokio::test]
     async fn scores_of_boards_ended_before_the_retention_go_and_the_rest_stay() {
         let dir = tempfile::tempdir().unwrap();
-        let mut state = crate::snapshots::tests::state(&dir).await;
-        let mut config = (*state.config).clone();
-        config.scores_retention = Duration::from_secs(40 * 86_400);
-        state.config = Arc::new(config);
+        let state = kept(&crate::snapshots::tests::state(&dir).await, 40);
         let cal = &state.config.calendar;
         let board = |window, at_ms| Board {
             window,

@@ -225,9 +225,12 @@ impl ScoreStore for LostAnswer {
         &self,
         window: Window,
         before: &str,
+        cutoff_ms: i64,
         round: liveops_core::stores::PurgeRound,
     ) -> PortResult<u64> {
-        self.repo.purge_scores(window, before, round).await
+        self.repo
+            .purge_scores(window, before, cutoff_ms, round)
+            .await
     }
 }
 

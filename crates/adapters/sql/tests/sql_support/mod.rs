@@ -575,6 +575,11 @@ pub async fn purge_removes_only_rows_past_the_cutoff(repo: &dyn Repository) {
     );
 }
 
+/// An hour in ms, for the purges' rounds.
+const HOUR: i64 = 3_600_000;
+/// A day in ms, for the spans purges keep.
+const DAY: i64 = 24 * HOUR;
+
 /// A purge's round now that walks whatever walked before.
 pub fn walking() -> PurgeRound {
     PurgeRound::walking(liveops_core::now_ms())
@@ -582,10 +587,11 @@ pub fn walking() -> PurgeRound {
 
 /// On a database of its own, `a` and `b` two processes on it: a table walked by a purge is not
 /// walked again, by either, in a round less than the period later (its rows past the cutoff stay,
-/// none counted), while the purges of other tables, and of another board window, walk theirs; a
-/// round a period after the walk (its tick a little early) walks it again.
+/// none counted), while the purges of other tables, of another board window and of a process
+/// keeping its rows for another span walk theirs; a round a period after the walk (its tick a
+/// little early) walks it again. Then [`a_late_older_walk_leaves_the_newer_one`] and
+/// [`a_walk_longer_than_its_period_is_not_followed_at_once`].
 pub async fn purges_walk_once_a_period(a: &dyn Repository, b: &dyn Repository) {
-    const HOUR: i64 = 3_600_000;
     let round = |at_ms: i64| PurgeRound {
         at_ms,
         every: Duration::from_secs(3600),
@@ -662,11 +668,91 @@ pub async fn purges_walk_once_a_period(a: &dyn Repository, b: &dyn Repository) {
     a.commit_scores(&rows.consumer, &ids, &deltas)
         .await
         .unwrap();
+    // Boards kept `days` days before the round at `at`.
+    let kept = |at: i64, days: i64| at - days * DAY;
     let before = format!("!{s}-c");
     for window in [Window::Daily, Window::Weekly] {
-        let purged = b.purge_scores(window, &before, round(start)).await.unwrap();
+        let purged = b
+            .purge_scores(window, &before, kept(start, 400), round(start))
+            .await
+            .unwrap();
         assert_eq!(purged, 1, "{window}");
     }
+    // A pod keeping the boards as long is spared the walk; one keeping them for another span
+    // (`LB_SCORES_RETENTION_DAYS` changing) is not: it deletes what that walk left.
+    let left = Board {
+        window: Window::Daily,
+        period: format!("!{s}-c"),
+    };
+    a.commit_scores(
+        &rows.consumer,
+        &[Uuid::now_v7()],
+        &[ScoreDelta {
+            board: left.clone(),
+            player_id: "player_1".into(),
+            delta: 5,
+        }],
+    )
+    .await
+    .unwrap();
+    let (later, before) = (start + HOUR / 2, format!("!{s}-d"));
+    let daily = |days: i64| a.purge_scores(Window::Daily, &before, kept(later, days), round(later));
+    assert_eq!(daily(400).await.unwrap(), 0, "kept as long: spared");
+    assert_eq!(a.board_size(&left).await.unwrap(), 1);
+    assert_eq!(daily(300).await.unwrap(), 1, "kept for another span");
+    assert_eq!(a.board_size(&left).await.unwrap(), 0);
+
+    a_late_older_walk_leaves_the_newer_one(&rows).await;
+    a_walk_longer_than_its_period_is_not_followed_at_once(&rows).await;
+}
+
+/// An older round's walk written after a newer one's (a slower walk, or as here a process whose
+/// clock is behind) leaves the newer one recorded: a round less than a period after the newer
+/// one is spared, though it comes more than a period after the older one.
+pub async fn a_late_older_walk_leaves_the_newer_one(rows: &PurgeRows<'_>) {
+    let flags = |repo, at| purge_flags_kept(repo, 1, at);
+    let newer = liveops_core::now_ms() + 2 * HOUR;
+    rows.a.commit_fairness(&rows.flagged(2)).await.unwrap();
+    assert_eq!(flags(rows.a, newer).await, 1, "the newer walk");
+    rows.a.commit_fairness(&rows.flagged(3)).await.unwrap();
+    // Its record is ahead of this round's clock, so this round walks, and ends after it.
+    assert_eq!(flags(rows.b, newer - HOUR).await, 1, "the older walk");
+    rows.a.commit_fairness(&rows.flagged(4)).await.unwrap();
+    assert_eq!(
+        flags(rows.a, newer + HOUR / 2).await,
+        0,
+        "spared by the newer walk"
+    );
+    assert_eq!(flags(rows.a, newer + HOUR).await, 1, "a period on");
+}
+
+/// A walk that took longer than its period (its round two hours before its end) spares the
+/// rounds less than a period after its end, not only after its round: the next round of its
+/// process, come at once, does not walk again, nor another process's half a period on; a round
+/// a period after the end walks.
+pub async fn a_walk_longer_than_its_period_is_not_followed_at_once(rows: &PurgeRows<'_>) {
+    let flags = |repo, at| purge_flags_kept(repo, 2, at);
+    rows.a.commit_fairness(&rows.flagged(5)).await.unwrap();
+    let round = liveops_core::now_ms() - 2 * HOUR;
+    assert_eq!(flags(rows.a, round).await, 1, "the long walk");
+    let ended = liveops_core::now_ms();
+    rows.a.commit_fairness(&rows.flagged(6)).await.unwrap();
+    for (repo, at) in [(rows.a, ended), (rows.b, ended + HOUR / 2)] {
+        assert_eq!(flags(repo, at).await, 0, "{} ms after its end", at - ended);
+    }
+    // A period after its end, the tick 10 s early: walked.
+    let again = ended + HOUR - 10_000;
+    assert_eq!(flags(rows.b, again).await, 1, "a period after its end");
+}
+
+/// The flags `repo` purges in the hourly round at `at`, keeping them `days` days (each check a
+/// span of its own, so a record of its own).
+async fn purge_flags_kept(repo: &dyn Repository, days: i64, at: i64) -> u64 {
+    let round = PurgeRound {
+        at_ms: at,
+        every: Duration::from_secs(3600),
+    };
+    repo.purge_flags(at - days * DAY, round).await.unwrap()
 }
 
 /// Rows for the purge checks: processed ids and flags of one consumer, written through `a`
