@@ -1,9 +1,11 @@
 //! The entrant cap on every backend where the live-event suite cannot set a campaign up: players
-//! whose ids all fall in one stripe of the count (past its share of the cap, each is counted with
-//! the campaign's row held alone, in another stripe), and a campaign recounted into one stripe
-//! as `docs/DEPLOY.md` says (a stripe past its share). Many enter at once; the campaign takes
-//! exactly its cap of players. And a daily campaign full on one day: its players enter again the
-//! next day at once, each taken without holding the campaign's row alone.
+//! whose ids all fall in one stripe of the count (past its share of the cap, each is counted in
+//! another stripe, mostly with the campaign's row held alone), and a campaign recounted into one
+//! stripe as `docs/DEPLOY.md` says (a stripe past its share). Many enter at once; the campaign
+//! takes exactly its cap of players. A campaign whose stripes are full but three: new players of
+//! the full stripes are counted in those three without holding the campaign's row alone, exactly
+//! up to the cap. And a daily campaign full on one day: its players enter again the next day at
+//! once, each taken without holding the campaign's row alone.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
@@ -29,14 +31,19 @@ fn stripe_of(player_id: &str) -> u32 {
     hash % 16
 }
 
-/// `n` player ids of this run, every one in stripe 15.
-fn players_of_stripe_15(n: usize) -> Vec<String> {
+/// `n` player ids of this run (`tag` in each), every one in stripe `stripe`.
+fn players_of_stripe(tag: &str, stripe: u32, n: usize) -> Vec<String> {
     let run = Uuid::now_v7().simple().to_string();
     (0..)
-        .map(|i| format!("cap_{}_{i}", &run[20..]))
-        .filter(|p| stripe_of(p) == 15)
+        .map(|i| format!("{tag}_{}_{i}", &run[20..]))
+        .filter(|p| stripe_of(p) == stripe)
         .take(n)
         .collect()
+}
+
+/// `n` player ids of this run, every one in stripe 15.
+fn players_of_stripe_15(n: usize) -> Vec<String> {
+    players_of_stripe("cap", 15, n)
 }
 
 /// An entry of `player` into campaign `campaign_id` at `at_ms`, in the slot `limit` gives it.
@@ -181,6 +188,79 @@ where
     );
 }
 
+/// The stripes of [`full_stripes_lend`]'s campaigns with room: 1 entrant each of their 4.
+const OPEN_STRIPES: [u32; 3] = [3, 8, 13];
+
+/// A live campaign of a cap of 64 (a share of 4 a stripe) whose stripes hold their share each,
+/// but [`OPEN_STRIPES`], which hold one entrant (9 places left): its id and entrants.
+async fn all_but_three_full<S: LiveStores + 'static>(repo: &Arc<S>) -> (String, Vec<String>) {
+    let c = campaign("cap_lend");
+    create_in(repo.as_ref(), &c, CampaignState::Live).await;
+    let players: Vec<String> = (0..16)
+        .flat_map(|s| {
+            let n = if OPEN_STRIPES.contains(&s) { 1 } else { 4 };
+            players_of_stripe("lend_in", s, n)
+        })
+        .collect();
+    let taken = at_once(repo, &c.id, &players, 64).await;
+    assert_eq!(taken.len(), players.len(), "every stripe takes its own");
+    (c.id, taken)
+}
+
+/// `n` new players, each in one of the full stripes of [`all_but_three_full`], in turn.
+fn of_full_stripes(tag: &str, n: usize) -> Vec<String> {
+    let full: Vec<u32> = (0..16).filter(|s| !OPEN_STRIPES.contains(s)).collect();
+    let each = n.div_ceil(full.len());
+    let mut players: Vec<Vec<String>> = full
+        .iter()
+        .map(|&s| players_of_stripe(tag, s, each))
+        .collect();
+    (0..n).map(|i| players[i % full.len()].remove(0)).collect()
+}
+
+/// A campaign whose stripes are full but three, with 9 places left: 9 new players of the full
+/// stripes enter at once while `hold` holds the campaign's row shared (where rows are locked);
+/// each is taken, none waiting for the row (counted in a stripe with room; an entry writing
+/// with the row held alone would wait past the 2 s lock wait, and answer 503). Then more new
+/// players are refused. And another such campaign takes exactly 9 of 30 such players entering
+/// at once, refusing the others.
+async fn full_stripes_lend<S, H, HFut>(repo: &Arc<S>, hold: H)
+where
+    S: LiveStores + 'static,
+    H: Fn(String) -> HFut,
+    HFut: Future<Output = Option<Held>>,
+{
+    let (id, mut taken) = all_but_three_full(repo).await;
+    let crowd = of_full_stripes("lend_held", 9);
+    let entries = crowd.iter().map(|p| entry(&id, p)).collect();
+    let held = hold(id.clone()).await;
+    let answers = enter_all(repo, entries, 64);
+    let answers = tokio::time::timeout(Duration::from_secs(30), answers).await;
+    if let Some(held) = held {
+        held.release().await;
+    }
+    let answers = answers.expect("the new players of full stripes waited 30 s");
+    for (p, answer) in &answers {
+        let created = matches!(answer, Ok(Entered::Created(_)));
+        assert!(
+            created,
+            "{p}, of a full stripe, is taken at once: {answer:?}"
+        );
+    }
+    taken.extend(crowd);
+    holds(repo.as_ref(), &id, 64, taken.clone()).await;
+    let more = of_full_stripes("lend_more", 4);
+    assert!(at_once(repo, &id, &more, 64).await.is_empty());
+    holds(repo.as_ref(), &id, 64, taken).await;
+
+    let (id, mut taken) = all_but_three_full(repo).await;
+    let crowd = of_full_stripes("lend_crowd", 30);
+    let crowd_taken = at_once(repo, &id, &crowd, 64).await;
+    assert_eq!(crowd_taken.len(), 9, "{crowd_taken:?}");
+    taken.extend(crowd_taken);
+    holds(repo.as_ref(), &id, 64, taken).await;
+}
+
 /// The checks on `repo`; `recount` runs the recount of `docs/DEPLOY.md` on a campaign, `hold`
 /// holds a campaign's row shared (`None` where rows are not locked).
 async fn the_cap_holds<S, F, Fut, H, HFut>(repo: Arc<S>, recount: F, hold: H)
@@ -210,6 +290,7 @@ where
     taken.extend(at_once(&repo, &c.id, &more, 5).await);
     holds(repo.as_ref(), &c.id, 5, taken).await;
 
+    full_stripes_lend(&repo, &hold).await;
     returning_players_enter_without_the_row_alone(&repo, hold).await;
 }
 
