@@ -48,9 +48,10 @@ SINK_PID=$!
 # Boards are snapshotted every 5 s, so the archived boards the hooks ask for exist early. Every
 # login of the run comes from an address of its own (the hooks set X-Forwarded-For, trusted from
 # one proxy on loopback), so the login limits (255 at most, and the process's failed logins per
-# minute) are not in the way of the fuzzing.
+# minute) are not in the way of the fuzzing; nor are the caps on webhooks and API keys (at their
+# highest: past a cap every create of the run would be the same 409).
 HMAC_SECRET="$LIVEOPS_CONTRACT_SECRET" RATE_LIMIT_MAX=100000 LOG_LEVEL=warn WEBHOOK_ALLOW_PRIVATE=true \
-  SNAPSHOT_CRON="*/5 * * * * *" \
+  SNAPSHOT_CRON="*/5 * * * * *" WEBHOOK_MAX=1000 API_KEY_MAX=10000 \
   ADMIN_EMAIL="$LIVEOPS_CONTRACT_ADMIN_EMAIL" ADMIN_PASSWORD="$LIVEOPS_CONTRACT_ADMIN_PASSWORD" \
   TRUSTED_PROXIES=1 TRUSTED_PROXY_CIDRS=127.0.0.1 LOGIN_MAX_PER_ADDRESS=255 LOGIN_MAX_FAILURES=255 \
   LOGIN_MAX_FAILED_PER_MINUTE=100000 \

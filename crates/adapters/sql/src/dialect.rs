@@ -175,6 +175,9 @@ pub struct Upserts {
     /// `purge_runs`: the walk written replaces the purge's last one only if its round is later
     /// (an older walk that ended after a newer one leaves the newer one's row).
     pub purge_run: &'static str,
+    /// `cap_locks`: a capped set's lock row written, or kept and locked (to the end of the
+    /// transaction) if it is there.
+    pub take_cap: &'static str,
 }
 
 /// SQLite and PostgreSQL: `ON CONFLICT (key) DO ..` with `excluded`.
@@ -209,6 +212,8 @@ pub const ON_CONFLICT: Upserts = Upserts {
     purge_run: " ON CONFLICT (name) DO UPDATE SET \
                 round_ms = excluded.round_ms, finished_ms = excluded.finished_ms \
                 WHERE excluded.round_ms > purge_runs.round_ms",
+    // An update, unlike DO NOTHING, locks the row it finds.
+    take_cap: " ON CONFLICT (name) DO UPDATE SET name = excluded.name",
 };
 
 /// Pool and call bounds shared by the server backends (PostgreSQL, MySQL).

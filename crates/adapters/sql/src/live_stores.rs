@@ -8,7 +8,7 @@ macro_rules! impl_live_stores {
         const _: () = {
             use async_trait::async_trait;
             use liveops_core::stores::{
-                ActiveKeys, ApiKeyInfo, ApiKeyStore, Attempt, AuditEntry, AuditLog, Campaign,
+                ActiveKeys, ApiKeyInfo, ApiKeyStore, Attempt, AuditEntry, AuditLog, Campaign, CappedOutcome,
                 CampaignEvent, CampaignPage, CampaignState, CampaignStore, ClaimOutcome, Delivery, DeliveryLog, DeliveryPage,
                 DistributionRetention, DueDelivery, Entered, EntriesSummary, Entry, EntryStore, InboxClaim, InboxMessage, InboxPage, InboxStore,
                 Keyed, KeyedOutcome, ListedAudit, ListedMessage, LiveEventStores, OperatorRecord, OperatorStore,
@@ -65,8 +65,9 @@ macro_rules! impl_live_stores {
                 impl ApiKeyStore {
                     fn create_api_key(
                         keyed: Option<&Keyed>, key: &ApiKeyInfo, secret: &str, audit: &AuditEntry,
-                    ) -> KeyedOutcome;
-                    fn api_keys() -> Vec<ApiKeyInfo>;
+                        max: u32,
+                    ) -> CappedOutcome;
+                    fn api_keys(revoked: u32) -> Vec<ApiKeyInfo>;
                     fn revoke_api_key(key_id: &str, audit: &AuditEntry) -> Option<ApiKeyInfo>;
                 }
 
@@ -131,8 +132,8 @@ macro_rules! impl_live_stores {
 
                 impl WebhookStore {
                     fn create_webhook(
-                        keyed: Option<&Keyed>, hook: &Webhook, audit: &AuditEntry,
-                    ) -> KeyedOutcome;
+                        keyed: Option<&Keyed>, hook: &Webhook, audit: &AuditEntry, max: u32,
+                    ) -> CappedOutcome;
                     fn webhooks() -> Vec<Webhook>;
                     fn delete_webhook(id: &str, audit: &AuditEntry) -> bool;
                     fn undispatched(limit: u32) -> Vec<OutboxEvent>;

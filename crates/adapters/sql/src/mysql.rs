@@ -58,6 +58,8 @@ pub const ON_DUPLICATE_KEY: Upserts = Upserts {
     purge_run: " ON DUPLICATE KEY UPDATE \
                 finished_ms = IF(VALUES(round_ms) > round_ms, VALUES(finished_ms), finished_ms), \
                 round_ms = GREATEST(round_ms, VALUES(round_ms))",
+    // A duplicate found is locked exclusively (not shared, as a plain INSERT's check would).
+    take_cap: " ON DUPLICATE KEY UPDATE name = name",
 };
 
 /// The server's name of the lock whose name is bound to `?`: `liveops_<name>_<CRC32 of the

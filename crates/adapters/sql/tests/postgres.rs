@@ -18,7 +18,9 @@ impl Server for Postgres {
     type Repo = PgRepository;
     const VAR: &'static str = "LIVEOPS_TEST_PG_URL";
     const MIGRATIONS: &'static str = "migrations/postgres";
-    const VERSIONS: &'static [i64] = &[1, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19];
+    const VERSIONS: &'static [i64] = &[
+        1, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
+    ];
     const SCHEMES: &'static [&'static str] = &["postgres", "postgresql", "PostgreSQL"];
     const FOREIGN: Option<&'static str> = if cfg!(feature = "mysql") {
         Some("mysql")

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use crate::ports::{Health, PortResult};
 use crate::signing::Receipt;
-use crate::stores::{AuditEntry, CampaignEvent, Keyed, KeyedOutcome, PurgeRound};
+use crate::stores::{AuditEntry, CampaignEvent, CappedOutcome, Keyed, KeyedOutcome, PurgeRound};
 
 /// A message in players' inboxes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -255,14 +255,19 @@ pub enum InboxBelow<'a> {
 /// Webhooks and their delivery queue.
 #[async_trait]
 pub trait WebhookStore: Health {
-    /// Adds a webhook, once per key if `keyed`.
+    /// Adds a webhook, once per key if `keyed`, unless `max` webhooks are active (`Full`,
+    /// nothing written). The count is taken in the create's transaction after its key, under a
+    /// lock every create of a webhook waits for: creates at the same moment never leave more
+    /// than `max` active, and a retry of a create that stands is answered whatever the count.
     async fn create_webhook(
         &self,
         keyed: Option<&Keyed>,
         hook: &Webhook,
         audit: &AuditEntry,
-    ) -> PortResult<KeyedOutcome>;
-    /// Active webhooks, oldest first.
+        max: u32,
+    ) -> PortResult<CappedOutcome>;
+    /// Active webhooks, oldest first: as many as the cap of their creates allowed (more only
+    /// where it was lowered since).
     async fn webhooks(&self) -> PortResult<Vec<Webhook>>;
     /// Deletes a webhook and marks its pending deliveries dead (the rows stay); `false` if there
     /// is none.

@@ -38,7 +38,7 @@ pub use progress::{
     PROGRESS_PENDING_LIMIT,
 };
 pub use purge::{PurgeRound, PurgeWalk};
-pub use requests::{Keyed, KeyedOutcome, RequestKey, RequestKeys};
+pub use requests::{CappedOutcome, Keyed, KeyedOutcome, RequestKey, RequestKeys};
 pub use scores::{ScoreStore, Snapshot, SnapshotStore};
 
 /// Every live-event store (operators, sessions, the audit log, API keys, campaigns, entries,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::ports::{Health, PortResult};
-use crate::stores::{Keyed, KeyedOutcome};
+use crate::stores::{CappedOutcome, Keyed};
 
 /// What an operator may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -196,16 +196,22 @@ pub struct ApiKeyInfo {
 /// API keys for game servers, managed by admins.
 #[async_trait]
 pub trait ApiKeyStore: Health {
-    /// Stores a new key with its secret, once per key if `keyed`.
+    /// Stores a new key with its secret, once per key if `keyed`, unless `max` keys are active
+    /// (`Full`, nothing written). The count is taken in the create's transaction after its key,
+    /// under a lock every create of a key waits for: creates at the same moment never leave
+    /// more than `max` active, and a retry of a create that stands is answered whatever the
+    /// count.
     async fn create_api_key(
         &self,
         keyed: Option<&Keyed>,
         key: &ApiKeyInfo,
         secret: &str,
         audit: &AuditEntry,
-    ) -> PortResult<KeyedOutcome>;
-    /// Every key, newest first, without secrets.
-    async fn api_keys(&self) -> PortResult<Vec<ApiKeyInfo>>;
+        max: u32,
+    ) -> PortResult<CappedOutcome>;
+    /// Every active key and the `revoked` most recently revoked ones, newest first, without
+    /// secrets.
+    async fn api_keys(&self, revoked: u32) -> PortResult<Vec<ApiKeyInfo>>;
     /// Revokes an active key at `audit.at_ms`; `None` if there is no such active key.
     async fn revoke_api_key(
         &self,

@@ -38,6 +38,18 @@ pub enum KeyedOutcome {
     KeyReused,
 }
 
+/// What became of a create that adds to a set whose size a setting caps (the active webhooks,
+/// the active API keys).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CappedOutcome {
+    /// The set had room, or the key answered before the count was taken: what became of the
+    /// write.
+    Keyed(KeyedOutcome),
+    /// The set held its cap already (or more, the cap lowered since): nothing written, and the
+    /// key left unused.
+    Full,
+}
+
 /// Looks a key up before any work, so a retry is answered even where the request would no
 /// longer pass (an expiry since passed, a name since taken).
 #[async_trait]

@@ -153,6 +153,10 @@ fn bad_values_name_their_variable() {
             vec![s, "--inbox-retention-days", "3651"],
             "INBOX_RETENTION_DAYS",
         ),
+        (vec![s, "--webhook-max", "0"], "WEBHOOK_MAX"),
+        (vec![s, "--webhook-max", "1001"], "WEBHOOK_MAX"),
+        (vec![s, "--api-key-max", "0"], "API_KEY_MAX"),
+        (vec![s, "--api-key-max", "10001"], "API_KEY_MAX"),
     ] {
         assert_eq!(resolve(&args).unwrap_err().var, var, "{args:?}");
     }

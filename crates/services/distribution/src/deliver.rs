@@ -438,7 +438,7 @@ mod tests {
         use liveops_core::stores::{
             CampaignEvent, CampaignState, CampaignStore, DeliveryLog, DeliveryPage,
         };
-        use liveops_testkit::conformance::live::{audit, campaign, create_in};
+        use liveops_testkit::conformance::live::{audit, campaign, create_in, WRITTEN};
 
         let dir = tempfile::tempdir().expect("tempdir");
         let repo = liveops_sql::SqliteRepository::open_migrated(&dir.path().join("liveops.db"))
@@ -450,9 +450,8 @@ mod tests {
         ];
         for h in &hooks {
             let entry = audit("webhook.create", &h.id);
-            repo.create_webhook(None, h, &entry)
-                .await
-                .expect("create_webhook");
+            let made = repo.create_webhook(None, h, &entry, hooks.len() as u32);
+            assert_eq!(made.await.expect("create_webhook"), WRITTEN);
         }
         let awards: Vec<String> = (0..10_000)
             .map(|i| {

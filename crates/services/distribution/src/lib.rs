@@ -71,6 +71,10 @@ pub struct DistributionArgs {
     /// Days an inbox message, with its claims, is kept after it expired.
     #[arg(long, env = "INBOX_RETENTION_DAYS", default_value_t = 90)]
     pub inbox_retention_days: u32,
+    /// Most active webhooks (1 to 1000): past it a create is refused (409) until one is
+    /// deleted. Each campaign event is queued once per webhook subscribed to it.
+    #[arg(long, env = "WEBHOOK_MAX", default_value_t = 100)]
+    pub webhook_max: u32,
 }
 
 /// Distribution's settings, checked.
@@ -94,6 +98,8 @@ pub struct DistributionConfig {
     pub webhook_retention: Duration,
     /// How long an inbox message is kept after it expired.
     pub inbox_retention: Duration,
+    /// Most active webhooks.
+    pub max_webhooks: u32,
 }
 
 impl DistributionArgs {
@@ -123,6 +129,7 @@ impl DistributionArgs {
         )?;
         let inbox_days =
             ConfigError::within("INBOX_RETENTION_DAYS", self.inbox_retention_days, 1..=3650)?;
+        let max_webhooks = ConfigError::within("WEBHOOK_MAX", self.webhook_max, 1..=1000)?;
         Ok(DistributionConfig {
             claim_window: days(claim_days),
             settle_tick,
@@ -133,6 +140,7 @@ impl DistributionArgs {
             webhook_retry: Duration::from_secs(retry_s),
             webhook_retention: days(webhook_days),
             inbox_retention: days(inbox_days),
+            max_webhooks,
         })
     }
 }

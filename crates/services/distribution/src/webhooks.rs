@@ -5,7 +5,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use liveops_core::now_ms;
-use liveops_core::stores::{Attempt, Delivery, DeliveryPage, DeliveryState, KeyedOutcome, Webhook};
+use liveops_core::stores::{
+    Attempt, CappedOutcome, Delivery, DeliveryPage, DeliveryState, KeyedOutcome, Webhook,
+};
 use liveops_http::responses::{
     KeyReused, OperatorFailures, OperatorInputFailures, OperatorLookupFailures, TooLarge,
 };
@@ -96,7 +98,8 @@ impl From<&Webhook> for WebhookView {
     }
 }
 
-/// Every active webhook.
+/// Every active webhook: at most `WEBHOOK_MAX` (more only if it was lowered since they were
+/// created).
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct WebhookList {
     /// Oldest first.
@@ -183,7 +186,8 @@ fn delivery_view((d, attempts): (Delivery, Vec<Attempt>)) -> DeliveryView {
     }
 }
 
-/// Subscribes a URL to campaign events.
+/// Subscribes a URL to campaign events, unless `WEBHOOK_MAX` webhooks are active (409
+/// `webhook-limit-reached`: delete one first).
 #[utoipa::path(
     post, path = "/webhooks", tag = "distribution", security(("bearer" = [])),
     params(CreateKeyHeader),
@@ -192,6 +196,8 @@ fn delivery_view((d, attempts): (Delivery, Vec<Attempt>)) -> DeliveryView {
         (status = 201, description = "Subscribed (or, again under its `Idempotency-Key`, the \
             webhook created then: `Idempotent-Replayed: true`)", body = WebhookView,
             headers(("Idempotent-Replayed" = String, description = "`true`: the answer of an earlier request under the same key; nothing was created now"))),
+        (status = 409, description = "`WEBHOOK_MAX` webhooks are active (`webhook-limit-reached`): \
+            delete one before creating another", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "Created under this `Idempotency-Key` before, and deleted since (`created-then-removed`)", body = Problem, content_type = "application/problem+json"),
         TooLarge,
         KeyReused,
@@ -233,10 +239,21 @@ pub(crate) async fn create_webhook(
     let view = WebhookView::from(&hook);
     let after = serde_json::to_string(&view).ok();
     let audit = op.audit(hook.created_at_ms, "webhook.create", &hook.id, None, after);
-    let outcome = state
+    let max = state.config.max_webhooks;
+    let created_now = state
         .webhooks
-        .create_webhook(keyed(key, &view)?.as_ref(), &hook, &audit)
+        .create_webhook(keyed(key, &view)?.as_ref(), &hook, &audit, max)
         .await?;
+    let CappedOutcome::Keyed(outcome) = created_now else {
+        tracing::warn!(max, url = %hook.url, "webhook refused: WEBHOOK_MAX webhooks are active");
+        return Err(Problem::conflict(
+            "webhook-limit-reached",
+            format!(
+                "as many webhooks as WEBHOOK_MAX allows ({max}) are active: delete one \
+                 (DELETE /webhooks/{{id}}) before creating another"
+            ),
+        ));
+    };
     if let KeyedOutcome::Replayed(first) = outcome {
         return again_unless_deleted(&state, first).await;
     }
@@ -284,7 +301,8 @@ fn event_kinds(names: &[String]) -> Result<Vec<String>, Problem> {
     Ok(events)
 }
 
-/// Every active webhook.
+/// Every active webhook, in one page: at most `WEBHOOK_MAX` of them, since a create past it is
+/// refused (more only if the setting was lowered after they were created).
 #[utoipa::path(
     get, path = "/webhooks", tag = "distribution", security(("bearer" = [])),
     responses(
@@ -330,7 +348,7 @@ pub(crate) async fn delete_webhook(
 }
 
 /// The active webhook `id`; 404 if there is none (never made, or deleted). Webhooks are few
-/// (`GET /webhooks` lists them all), so the active set is read whole.
+/// (at most `WEBHOOK_MAX`; `GET /webhooks` lists them all), so the active set is read whole.
 async fn active_webhook(state: &DistributionState, id: &str) -> Result<Webhook, Problem> {
     let hooks = state.webhooks.webhooks().await?;
     hooks

@@ -21,7 +21,7 @@ use liveops_core::stores::{
 };
 use liveops_distribution::{purge, run_webhooks, DistributionState};
 use liveops_sql::SqliteRepository;
-use liveops_testkit::conformance::live::{audit, campaign, create_in, finish};
+use liveops_testkit::conformance::live::{audit, campaign, create_in, finish, WRITTEN};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -91,7 +91,8 @@ async fn create_hooks(repo: &SqliteRepository, url: impl Fn(&str) -> String, cre
             created_at_ms,
         };
         let entry = audit("webhook.create", &hook.id);
-        repo.create_webhook(None, &hook, &entry).await.unwrap();
+        let made = repo.create_webhook(None, &hook, &entry, common::MAX_WEBHOOKS);
+        assert_eq!(made.await.unwrap(), WRITTEN);
     }
 }
 

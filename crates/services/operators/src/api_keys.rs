@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::response::Response;
 use liveops_core::now_ms;
-use liveops_core::stores::{ApiKeyInfo, KeyedOutcome};
+use liveops_core::stores::{ApiKeyInfo, CappedOutcome, KeyedOutcome};
 use liveops_http::responses::{
     KeyReused, OperatorFailures, OperatorInputFailures, OperatorLookupFailures, TooLarge,
 };
@@ -79,7 +79,7 @@ impl From<ApiKeyInfo> for ApiKeyView {
     }
 }
 
-/// Every key.
+/// Every active key (at most `API_KEY_MAX`) and the `API_KEY_MAX` most recently revoked.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct ApiKeyList {
     /// Newest first.
@@ -90,7 +90,8 @@ fn audit_json(k: &ApiKeyInfo) -> String {
     serde_json::to_string(&ApiKeyView::from(k.clone())).unwrap_or_default()
 }
 
-/// Creates an API key for a game server.
+/// Creates an API key for a game server, unless `API_KEY_MAX` keys are active (409
+/// `api-key-limit-reached`: revoke one first).
 #[utoipa::path(
     post, path = "/api-keys", tag = "operators", security(("bearer" = [])),
     params(CreateKeyHeader),
@@ -99,6 +100,8 @@ fn audit_json(k: &ApiKeyInfo) -> String {
         (status = 201, description = "The key, with its secret: shown this once, and again only \
             to a retry under the same `Idempotency-Key` (`Idempotent-Replayed: true`)", body = CreatedApiKey,
             headers(("Idempotent-Replayed" = String, description = "`true`: the answer of an earlier request under the same key; nothing was created now"))),
+        (status = 409, description = "`API_KEY_MAX` keys are active (`api-key-limit-reached`): \
+            revoke one before creating another", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "Created under this `Idempotency-Key` before, and revoked since (`created-then-removed`)", body = Problem, content_type = "application/problem+json"),
         TooLarge,
         KeyReused,
@@ -150,10 +153,27 @@ pub(crate) async fn create_api_key(
         name: key.name.clone(),
         created_at: rfc3339(now),
     };
-    let outcome = state
+    let max = state.config.max_api_keys;
+    let created_now = state
         .keys
-        .create_api_key(keyed(request, &answer)?.as_ref(), &key, &secret, &audit)
+        .create_api_key(
+            keyed(request, &answer)?.as_ref(),
+            &key,
+            &secret,
+            &audit,
+            max,
+        )
         .await?;
+    let CappedOutcome::Keyed(outcome) = created_now else {
+        tracing::warn!(max, "API key refused: API_KEY_MAX keys are active");
+        return Err(Problem::conflict(
+            "api-key-limit-reached",
+            format!(
+                "as many API keys as API_KEY_MAX allows ({max}) are active: revoke one \
+                 (DELETE /api-keys/{{keyId}}) before creating another"
+            ),
+        ));
+    };
     if let KeyedOutcome::Replayed(first) = outcome {
         return again_unless_revoked(&state, &op, first).await;
     }
@@ -171,7 +191,7 @@ async fn again_unless_revoked(
     first: String,
 ) -> Result<Response, Problem> {
     let id = serde_json::from_str::<CreatedApiKey>(&first).map(|k| k.key_id);
-    let keys = state.keys.api_keys().await?;
+    let keys = state.keys.api_keys(0).await?;
     let active = id.ok().filter(|id| {
         keys.iter()
             .any(|k| k.key_id == *id && k.revoked_at_ms.is_none())
@@ -185,11 +205,14 @@ async fn again_unless_revoked(
     replay_if_there(first, active.is_some(), "the API key was revoked")
 }
 
-/// Every API key, without secrets.
+/// The API keys, without secrets, in one page: every active key (at most `API_KEY_MAX`, since
+/// a create past it is refused; more only if the setting was lowered after they were created)
+/// and the `API_KEY_MAX` most recently revoked (the audit log keeps every revocation).
 #[utoipa::path(
     get, path = "/api-keys", tag = "operators", security(("bearer" = [])),
     responses(
-        (status = 200, description = "Every key, newest first", body = ApiKeyList),
+        (status = 200, description = "The active keys and the most recently revoked, newest \
+            first", body = ApiKeyList),
         OperatorFailures,
     )
 )]
@@ -197,7 +220,7 @@ pub(crate) async fn list_api_keys(
     State(state): State<OperatorsState>,
     _: Authorized<Admins>,
 ) -> Result<Json<ApiKeyList>, Problem> {
-    let keys = state.keys.api_keys().await?;
+    let keys = state.keys.api_keys(state.config.max_api_keys).await?;
     Ok(Json(ApiKeyList {
         keys: keys.into_iter().map(ApiKeyView::from).collect(),
     }))
@@ -225,7 +248,7 @@ pub(crate) async fn revoke_api_key(
 ) -> Result<Json<ApiKeyView>, Problem> {
     let before = state
         .keys
-        .api_keys()
+        .api_keys(0)
         .await?
         .into_iter()
         .find(|k| k.key_id == key_id && k.revoked_at_ms.is_none())

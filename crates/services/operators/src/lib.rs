@@ -75,6 +75,10 @@ pub struct OperatorsArgs {
     /// `X-Forwarded-For` from any other peer is ignored. Needed when `TRUSTED_PROXIES` > 0.
     #[arg(long, env = "TRUSTED_PROXY_CIDRS", default_value = "")]
     pub trusted_proxy_cidrs: String,
+    /// Most active API keys (1 to 10000): past it a create is refused (409) until one is
+    /// revoked. Every process that checks signatures reads them all each second.
+    #[arg(long, env = "API_KEY_MAX", default_value_t = 100)]
+    pub api_key_max: u32,
 }
 
 /// The operators service's settings, checked.
@@ -90,6 +94,8 @@ pub struct OperatorsConfig {
     pub max_failed_per_minute: u32,
     /// Who may forward the client's address.
     pub proxies: TrustedProxies,
+    /// Most active API keys (and most revoked ones `GET /api-keys` lists).
+    pub max_api_keys: u32,
 }
 
 /// The window of the per-address login limit.
@@ -122,6 +128,7 @@ impl OperatorsArgs {
             self.login_max_failed_per_minute,
             1..=100_000,
         )?;
+        let max_api_keys = ConfigError::within("API_KEY_MAX", self.api_key_max, 1..=10_000)?;
         if self.admin_password.is_some() && self.admin_password_file.is_some() {
             return Err(ConfigError::new(
                 "ADMIN_PASSWORD_FILE",
@@ -147,6 +154,7 @@ impl OperatorsArgs {
             max_failures,
             max_failed_per_minute,
             proxies: TrustedProxies::new(self.trusted_proxies, &self.trusted_proxy_cidrs)?,
+            max_api_keys,
         })
     }
 
@@ -384,6 +392,7 @@ mod tests {
             login_max_failed_per_minute: 60,
             trusted_proxies: 0,
             trusted_proxy_cidrs: String::new(),
+            api_key_max: 100,
         }
     }
 
@@ -419,6 +428,16 @@ mod tests {
             per_minute.login_max_failed_per_minute = bad;
             let got = var(per_minute.clone());
             assert_eq!(got == Some("LOGIN_MAX_FAILED_PER_MINUTE"), refused, "{bad}");
+        }
+    }
+
+    #[test]
+    fn api_key_caps_outside_1_to_10000_are_refused() {
+        let mut capped = args(30, 10);
+        for (max, refused) in [(0, true), (10_001, true), (1, false), (10_000, false)] {
+            capped.api_key_max = max;
+            let got = capped.config().err().map(|e| e.var);
+            assert_eq!(got == Some("API_KEY_MAX"), refused, "{max}");
         }
     }
 }

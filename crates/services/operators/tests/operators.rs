@@ -25,8 +25,8 @@ use liveops_http::{token_hash, OperatorAuth, Problem};
 use liveops_memory::MemoryHotState;
 use liveops_operators::password::Hashing;
 use liveops_operators::{
-    create_operator, router, AuditList, FailedLogins, LoginAnswer, OperatorView, OperatorsConfig,
-    OperatorsState, TrustedProxies, ACCOUNT_WINDOW,
+    create_operator, router, ApiKeyView, AuditList, CreatedApiKey, FailedLogins, LoginAnswer,
+    OperatorView, OperatorsConfig, OperatorsState, TrustedProxies, ACCOUNT_WINDOW,
 };
 use liveops_sql::{Repository, SqliteRepository};
 use liveops_testkit::served;
@@ -36,6 +36,8 @@ use tower::ServiceExt;
 
 const EMAIL: &str = "admin@example.com";
 const PASSWORD: &str = "correct horse battery";
+/// `API_KEY_MAX` of the tests.
+const MAX_API_KEYS: u32 = 2;
 /// Two client addresses.
 const A: &str = "198.51.100.7";
 const B: &str = "203.0.113.9";
@@ -73,6 +75,7 @@ async fn spawn_app_with(
         // Out of the way of the limits per address and account these tests are about.
         max_failed_per_minute: 100_000,
         proxies,
+        max_api_keys: MAX_API_KEYS,
     };
     spawn_app_config(config, hashing, operators).await
 }
@@ -522,6 +525,7 @@ async fn failures_spread_over_many_64s_are_bounded_for_the_whole_process() {
         max_failures: 10,
         max_failed_per_minute: 5,
         proxies: TrustedProxies::default(),
+        max_api_keys: MAX_API_KEYS,
     };
     let app = spawn_app_config(config, Hashing::shared(), |repo| repo).await;
     assert_eq!(app.status(A, PASSWORD).await, 200, "the owner, from A");
@@ -790,4 +794,114 @@ async fn the_audit_log_pages_newest_first_within_its_size() {
         let refused = page(bad.into()).await.unwrap_err();
         assert_eq!(refused.status, 400, "{bad}");
     }
+}
+
+/// `POST /api-keys` named `name`, under `idempotency_key` if any, as the holder of `token`.
+async fn create_api_key(
+    app: &TestApp,
+    token: &str,
+    name: &str,
+    idempotency_key: Option<&str>,
+) -> served::Reply {
+    let mut req = Request::post("/api-keys")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json");
+    if let Some(key) = idempotency_key {
+        req = req.header("idempotency-key", key);
+    }
+    let req = req
+        .body(Body::from(json!({ "name": name }).to_string()))
+        .unwrap();
+    served::call(&app.router, req).await
+}
+
+/// `GET /api-keys` as the holder of `token`: the listed keys' ids, active ones and revoked ones,
+/// each sorted (keys created in the same millisecond are listed in no set order).
+async fn listed_api_keys(app: &TestApp, token: &str) -> (Vec<String>, Vec<String>) {
+    let req = Request::get("/api-keys")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = served::call(&app.router, req).await;
+    assert_eq!(status, 200, "{body}");
+    let keys: Vec<ApiKeyView> = served::read(&body["keys"]);
+    let (active, revoked): (Vec<ApiKeyView>, Vec<ApiKeyView>) =
+        keys.into_iter().partition(|k| k.active);
+    let ids = |keys: Vec<ApiKeyView>| {
+        let mut ids: Vec<String> = keys.into_iter().map(|k| k.key_id).collect();
+        ids.sort();
+        ids
+    };
+    (ids(active), ids(revoked))
+}
+
+/// `DELETE /api-keys/{id}` as the holder of `token`, which must revoke it.
+async fn revoke_api_key(app: &TestApp, token: &str, id: &str) {
+    let req = Request::delete(format!("/api-keys/{id}"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = served::call(&app.router, req).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// The id of the key a `POST /api-keys` answer created (201).
+fn created_key(reply: served::Reply) -> String {
+    assert_eq!(reply.0, 201, "{}", reply.2);
+    served::read::<CreatedApiKey>(&reply.2).key_id
+}
+
+/// At most `API_KEY_MAX` keys are active: one more is refused 409 `api-key-limit-reached`
+/// naming the setting, and nothing is created (its `Idempotency-Key` is left for a retry once a
+/// key is revoked); a retry of a create that stands is answered at the cap; revoked keys do not
+/// count, and the listing holds the active keys and the `API_KEY_MAX` most recently revoked.
+#[tokio::test]
+async fn api_keys_past_api_key_max_are_refused_until_one_is_revoked() {
+    let app = spawn_app(10).await;
+    let token = app.login(A, PASSWORD).await.unwrap().token;
+    let first = created_key(create_api_key(&app, &token, "eu-1", None).await);
+    let second = create_api_key(&app, &token, "eu-2", Some("second")).await;
+    let second_body = second.2.clone();
+    let second = created_key(second);
+
+    let refused = served::problem(create_api_key(&app, &token, "eu-3", Some("third")).await);
+    assert_eq!(refused.status, 409);
+    assert_eq!(refused.kind, "/problems/api-key-limit-reached");
+    let detail = refused.detail.unwrap_or_default();
+    assert!(detail.contains("API_KEY_MAX"), "{detail}");
+    assert!(detail.contains(&MAX_API_KEYS.to_string()), "{detail}");
+    let (active, _) = listed_api_keys(&app, &token).await;
+    assert_eq!(active, sorted([&first, &second]), "nothing created");
+    let again = create_api_key(&app, &token, "eu-2", Some("second")).await;
+    assert_eq!(
+        (again.0.as_u16(), &again.2),
+        (201, &second_body),
+        "the retry"
+    );
+
+    // A revoked key does not count: the refused create, retried under its key, goes through.
+    revoke_api_key(&app, &token, &first).await;
+    // Revoked a millisecond or more before the others, so it is the least recent of them.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let third = created_key(create_api_key(&app, &token, "eu-3", Some("third")).await);
+    // Revoked: first, second, third; active: two more. Listed: those two, and the two most
+    // recently revoked.
+    revoke_api_key(&app, &token, &second).await;
+    revoke_api_key(&app, &token, &third).await;
+    let fourth = created_key(create_api_key(&app, &token, "eu-4", None).await);
+    let fifth = created_key(create_api_key(&app, &token, "eu-5", None).await);
+    let (active, revoked) = listed_api_keys(&app, &token).await;
+    assert_eq!(active, sorted([&fourth, &fifth]));
+    assert_eq!(
+        revoked,
+        sorted([&second, &third]),
+        "first is only in the audit log now"
+    );
+}
+
+/// `ids`, sorted.
+fn sorted<const N: usize>(ids: [&String; N]) -> Vec<String> {
+    let mut ids: Vec<String> = ids.into_iter().cloned().collect();
+    ids.sort();
+    ids
 }

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use liveops_core::ports::Health;
 use liveops_core::stores::{
     ApiKeyInfo, Attempt, AuditEntry, Award, Campaign, CampaignEvent, CampaignPage, CampaignState,
-    CampaignStore, ClaimOutcome, Delivery, DeliveryPage, DeliveryState, DueDelivery, Entered,
-    EntriesSummary, Entry, EntryLimit, InboxBelow, InboxClaim, InboxMessage, InboxPage, Keyed,
-    KeyedOutcome, ListedMessage, LiveEventStores, OperatorRecord, OperatorUpdate, Outcome,
+    CampaignStore, CappedOutcome, ClaimOutcome, Delivery, DeliveryPage, DeliveryState, DueDelivery,
+    Entered, EntriesSummary, Entry, EntryLimit, InboxBelow, InboxClaim, InboxMessage, InboxPage,
+    Keyed, KeyedOutcome, ListedMessage, LiveEventStores, OperatorRecord, OperatorUpdate, Outcome,
     ProgressCommit, ProgressStore, RequestKey, Reward, Role, Webhook, WebhookStore, XpGain,
 };
 use liveops_core::{now_ms, PortError, PortResult, Receipt};
@@ -70,8 +70,9 @@ pub async fn run_shared<S: LiveStores + 'static>(repo: Arc<S>) {
 
 /// Runs the checks that take or sweep what every run writes: a lease takes any run's due
 /// deliveries, a purge deletes any run's rows past its cutoff (and skips while another process
-/// walks the table), and the last-admin rule counts every enabled admin. On a database no other
-/// run uses at the same time (runs before, and their rows, are welcome).
+/// walks the table), the caps count every active webhook and API key, and the last-admin rule
+/// counts every enabled admin. On a database no other run uses at the same time (runs before,
+/// and their rows, are welcome).
 pub async fn run_alone<S: LiveStores + 'static>(repo: Arc<S>) {
     let r: &S = repo.as_ref();
     webhook_deliveries_are_queued_once_and_leased_once(r).await;
@@ -80,8 +81,17 @@ pub async fn run_alone<S: LiveStores + 'static>(repo: Arc<S>) {
     leases_at_once_take_each_delivery_once(repo.clone()).await;
     large_events_are_sized_and_queued_whole(r).await;
     distribution_rows_past_their_retention_are_purged(repo.clone()).await;
+    super::caps::active_webhooks_stay_within_their_cap(repo.clone()).await;
+    super::caps::active_api_keys_stay_within_their_cap(repo.clone()).await;
     one_of_the_last_two_admins_racing_goes(repo).await;
 }
+
+/// The cap of the shared checks' creates: none (their database holds every run's webhooks and
+/// API keys; [`super::caps`] checks the caps, alone).
+pub const UNCAPPED: u32 = u32::MAX;
+
+/// A create that had room and wrote.
+pub const WRITTEN: CappedOutcome = CappedOutcome::Keyed(KeyedOutcome::Written);
 
 /// An audit entry of `action` on `target` by the conformance actor, now.
 pub fn audit(action: &str, target: &str) -> AuditEntry {
@@ -481,11 +491,17 @@ pub async fn api_keys_are_listed_without_secrets_and_revoked_once(repo: &dyn Liv
     };
     let secret = format!("{}{}", suffix(), "s".repeat(40));
     ok(
-        repo.create_api_key(None, &key, &secret, &audit("api_key.create", &key.key_id))
-            .await,
+        repo.create_api_key(
+            None,
+            &key,
+            &secret,
+            &audit("api_key.create", &key.key_id),
+            UNCAPPED,
+        )
+        .await,
         "create_api_key",
     );
-    assert!(ok(repo.api_keys().await, "api_keys").contains(&key));
+    assert!(ok(repo.api_keys(0).await, "api_keys").contains(&key));
     let active = ok(repo.active_api_keys().await, "active_api_keys");
     assert!(active.contains(&(key.key_id.clone(), secret.clone().into_bytes())));
     let revoked = ok(
@@ -1174,19 +1190,29 @@ pub async fn keyed_writes_happen_once(repo: &dyn LiveStores) {
         ..campaign_key.clone()
     };
     let refused = repo
-        .create_webhook(Some(&keyed(&in_use, &hook.id)), &hook, &audit_hook)
+        .create_webhook(
+            Some(&keyed(&in_use, &hook.id)),
+            &hook,
+            &audit_hook,
+            UNCAPPED,
+        )
         .await;
     assert_eq!(
         ok(refused, "create_webhook"),
-        KeyedOutcome::KeyReused,
+        CappedOutcome::Keyed(KeyedOutcome::KeyReused),
         "the campaign's key"
     );
     assert!(!ok(repo.webhooks().await, "webhooks").contains(&hook));
     let hook_key = request_key("op_c", "webhook");
     let written = repo
-        .create_webhook(Some(&keyed(&hook_key, &hook.id)), &hook, &audit_hook)
+        .create_webhook(
+            Some(&keyed(&hook_key, &hook.id)),
+            &hook,
+            &audit_hook,
+            UNCAPPED,
+        )
         .await;
-    assert_eq!(ok(written, "create_webhook"), KeyedOutcome::Written);
+    assert_eq!(ok(written, "create_webhook"), WRITTEN);
     let api_key = request_key("op_d", "api-key");
     let mut answers = Vec::new();
     for _ in 0..2 {
@@ -1199,15 +1225,17 @@ pub async fn keyed_writes_happen_once(repo: &dyn LiveStores) {
         };
         let keyed = keyed(&api_key, &info.key_id);
         let audit = audit("api_key.create", &info.key_id);
-        let made = repo.create_api_key(Some(&keyed), &info, "secret", &audit);
+        let made = repo.create_api_key(Some(&keyed), &info, "secret", &audit, UNCAPPED);
         answers.push((info.key_id.clone(), ok(made.await, "create_api_key")));
     }
-    assert_eq!(answers[0].1, KeyedOutcome::Written);
+    assert_eq!(answers[0].1, WRITTEN);
     assert_eq!(
         answers[1].1,
-        KeyedOutcome::Replayed(keyed(&api_key, &answers[0].0).answer)
+        CappedOutcome::Keyed(KeyedOutcome::Replayed(
+            keyed(&api_key, &answers[0].0).answer
+        ))
     );
-    let listed = ok(repo.api_keys().await, "api_keys");
+    let listed = ok(repo.api_keys(0).await, "api_keys");
     assert!(listed.iter().any(|k| k.key_id == answers[0].0));
     assert!(
         !listed.iter().any(|k| k.key_id == answers[1].0),
@@ -1243,7 +1271,7 @@ async fn create_keyed(repo: &dyn LiveStores, key: &RequestKey, c: &Campaign) -> 
 }
 
 /// A webhook to a public host, subscribed to one event.
-fn webhook() -> Webhook {
+pub(super) fn webhook() -> Webhook {
     Webhook {
         id: format!("whk_{}", suffix()),
         url: "https://hooks.example.com/liveops".into(),
@@ -1258,7 +1286,8 @@ fn webhook() -> Webhook {
 async fn create_webhooks(repo: &dyn LiveStores, hooks: &[&Webhook]) {
     for h in hooks {
         let entry = audit("webhook.create", &h.id);
-        ok(repo.create_webhook(None, h, &entry).await, "create_webhook");
+        let made = repo.create_webhook(None, h, &entry, UNCAPPED).await;
+        assert_eq!(ok(made, "create_webhook"), WRITTEN);
     }
 }
 
@@ -1331,7 +1360,7 @@ async fn send(
 }
 
 /// A key of `operator` (made unique) for a request whose digest is `digest`.
-fn request_key(operator: &str, digest: &str) -> RequestKey {
+pub(super) fn request_key(operator: &str, digest: &str) -> RequestKey {
     RequestKey {
         operator_id: format!("{operator}_{}", suffix()),
         key: "retry-me".into(),
@@ -1341,7 +1370,7 @@ fn request_key(operator: &str, digest: &str) -> RequestKey {
 }
 
 /// `key` with an answer naming what the write makes (`made`: ids, or anything serializable).
-fn keyed(key: &RequestKey, made: &impl std::fmt::Debug) -> Keyed {
+pub(super) fn keyed(key: &RequestKey, made: &impl std::fmt::Debug) -> Keyed {
     Keyed {
         key: key.clone(),
         answer: format!("{made:?}"),

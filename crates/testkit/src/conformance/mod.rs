@@ -3,6 +3,7 @@
 
 pub mod bus;
 pub mod bus_faults;
+pub mod caps;
 pub mod hot;
 pub mod live;
 pub mod rank;

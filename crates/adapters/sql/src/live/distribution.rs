@@ -8,14 +8,15 @@ use std::collections::{HashMap, HashSet};
 
 use liveops_core::stores::distribution::OutboxEvent;
 use liveops_core::stores::{
-    Attempt, AuditEntry, CampaignEvent, Delivery, DeliveryPage, DeliveryState, DueDelivery,
-    InboxBelow, InboxMessage, InboxPage, Keyed, KeyedOutcome, ListedMessage, Redelivery,
-    UndeliveredEvent, Webhook,
+    Attempt, AuditEntry, CampaignEvent, CappedOutcome, Delivery, DeliveryPage, DeliveryState,
+    DueDelivery, InboxBelow, InboxMessage, InboxPage, Keyed, KeyedOutcome, ListedMessage,
+    Redelivery, UndeliveredEvent, Webhook,
 };
 use liveops_core::{PortError, PortResult};
 use sqlx::Transaction;
 
 use super::claims::claim_of;
+use super::requests::Cap;
 use super::{from_json, sql_impl, to_json, with_tail};
 use crate::dialect::{db_error, to_u64, Text};
 use crate::repository::within;
@@ -480,7 +481,8 @@ sql_impl! {
         keyed: Option<&Keyed>,
         hook: &Webhook,
         audit: &AuditEntry,
-    ) -> PortResult<KeyedOutcome> {
+        max: u32,
+    ) -> PortResult<CappedOutcome> {
         let events = to_json("webhook events", &hook.events)?;
         let sql = DB::placeholders(
             "INSERT INTO webhooks (id, url, events, secret, created_by, created_at) \
@@ -493,7 +495,12 @@ sql_impl! {
             .bind(hook.secret.as_str())
             .bind(hook.created_by.as_str())
             .bind(hook.created_at_ms);
-        self.run_keyed("create_webhook", keyed, insert, audit).await
+        let cap = Cap {
+            name: "webhooks",
+            count: "SELECT COUNT(*) FROM webhooks WHERE deleted_at IS NULL",
+            max,
+        };
+        self.run_capped("create_webhook", keyed, cap, insert, audit).await
     }
 
     pub(crate) async fn webhooks(&self) -> PortResult<Vec<Webhook>> {

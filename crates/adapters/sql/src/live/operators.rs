@@ -1,11 +1,12 @@
 //! Operators, sessions, the audit log and API keys on SQL.
 
 use liveops_core::stores::{
-    ApiKeyInfo, AuditEntry, Keyed, KeyedOutcome, ListedAudit, OperatorRecord, OperatorUpdate, Role,
-    Session,
+    ApiKeyInfo, AuditEntry, CappedOutcome, Keyed, ListedAudit, OperatorRecord, OperatorUpdate,
+    Role, Session,
 };
 use liveops_core::{PortError, PortResult};
 
+use super::requests::Cap;
 use super::{bind_audit, sql_impl, with_tail, INSERT_AUDIT};
 use crate::dialect::{db_error, to_u64, Text};
 use crate::repository::within;
@@ -294,7 +295,8 @@ sql_impl! {
         key: &ApiKeyInfo,
         secret: &str,
         audit: &AuditEntry,
-    ) -> PortResult<KeyedOutcome> {
+        max: u32,
+    ) -> PortResult<CappedOutcome> {
         let sql = DB::placeholders(
             "INSERT INTO api_keys (key_id, name, secret, created_by, created_at, revoked_at) \
              VALUES (?, ?, ?, ?, ?, ?)",
@@ -306,12 +308,27 @@ sql_impl! {
             .bind(key.created_by.as_str())
             .bind(key.created_at_ms)
             .bind(key.revoked_at_ms);
-        self.run_keyed("create_api_key", keyed, insert, audit).await
+        let cap = Cap {
+            name: "api_keys",
+            count: "SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL",
+            max,
+        };
+        self.run_capped("create_api_key", keyed, cap, insert, audit).await
     }
 
-    pub(crate) async fn api_keys(&self) -> PortResult<Vec<ApiKeyInfo>> {
-        let all = sqlx::query_as(select_api_keys!(" ORDER BY created_at DESC, key_id DESC"));
-        self.all_rows("api_keys", all, api_key_of).await
+    pub(crate) async fn api_keys(&self, revoked: u32) -> PortResult<Vec<ApiKeyInfo>> {
+        // One statement, so a key revoked meanwhile is listed once, as one or the other.
+        let sql = DB::placeholders(concat!(
+            "SELECT key_id, name, created_by, created_at, revoked_at FROM (",
+            select_api_keys!(" WHERE revoked_at IS NULL"),
+            " UNION ALL SELECT key_id, name, created_by, created_at, revoked_at FROM (",
+            select_api_keys!(
+                " WHERE revoked_at IS NOT NULL ORDER BY revoked_at DESC, key_id DESC LIMIT ?"
+            ),
+            ") revoked) listed ORDER BY created_at DESC, key_id DESC"
+        ));
+        let query = sqlx::query_as(&sql).bind(i64::from(revoked));
+        self.all_rows("api_keys", query, api_key_of).await
     }
 
     pub(crate) async fn revoke_api_key(

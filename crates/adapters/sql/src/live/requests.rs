@@ -1,7 +1,7 @@
 //! The keys of operator writes (`operator_requests`): each key's row is written in its write's
 //! transaction, so concurrent retries under one key write once.
 
-use liveops_core::stores::{AuditEntry, Keyed, KeyedOutcome, RequestKey};
+use liveops_core::stores::{AuditEntry, CappedOutcome, Keyed, KeyedOutcome, RequestKey};
 use liveops_core::{PortError, PortResult};
 use sqlx::query::{Query, QueryAs};
 use sqlx::Transaction;
@@ -33,6 +33,17 @@ fn outcome(key: &RequestKey, (hash, answer): RequestRow) -> KeyedOutcome {
     } else {
         KeyedOutcome::KeyReused
     }
+}
+
+/// A set of rows whose size a setting caps: the name of its row in `cap_locks`, how its
+/// members are counted, and the cap.
+pub(crate) struct Cap {
+    /// Its lock row's name (`webhooks`).
+    pub(crate) name: &'static str,
+    /// `SELECT COUNT(*)` of its members (the active rows).
+    pub(crate) count: &'static str,
+    /// Most members.
+    pub(crate) max: u32,
 }
 
 sql_impl! {
@@ -115,6 +126,43 @@ sql_impl! {
             Self::run(&mut tx, query).await?;
             Self::commit_audited(tx, audit).await?;
             Ok(KeyedOutcome::Written)
+        })
+        .await
+    }
+
+    /// [`Self::run_keyed`] adding a member to `cap`'s set, unless it holds `cap.max` already
+    /// (`Full`: rolled back, the key left unused). After the key, the set's lock row is taken
+    /// and the set counted: a concurrent create waits for this transaction there, then counts
+    /// what it wrote (each statement reads what is committed when it starts, READ COMMITTED on
+    /// the servers; SQLite's writers take turns). A retry under the key of a create that stands
+    /// is answered before the count.
+    pub(crate) async fn run_capped<'q>(
+        &self,
+        call: &'static str,
+        keyed: Option<&Keyed>,
+        cap: Cap,
+        query: Query<'q, DB, DB::Arguments<'q>>,
+        audit: &AuditEntry,
+    ) -> PortResult<CappedOutcome> {
+        within::<DB, _>(call, async {
+            let (mut tx, _turn) = self.begin_write().await?;
+            if let Some(keyed) = keyed {
+                if let Some(before) = Self::take_key(&mut tx, keyed, audit.at_ms).await? {
+                    return Self::rolled_back(tx, CappedOutcome::Keyed(before)).await;
+                }
+            }
+            let lock = with_tail::<DB>(
+                "INSERT INTO cap_locks (name) VALUES (?)",
+                DB::UPSERTS.take_cap,
+            );
+            Self::run(&mut tx, sqlx::query(&lock).bind(cap.name)).await?;
+            let (members,): (i64,) = Self::row_on(&mut tx, sqlx::query_as(cap.count)).await?;
+            if members >= i64::from(cap.max) {
+                return Self::rolled_back(tx, CappedOutcome::Full).await;
+            }
+            Self::run(&mut tx, query).await?;
+            Self::commit_audited(tx, audit).await?;
+            Ok(CappedOutcome::Keyed(KeyedOutcome::Written))
         })
         .await
     }

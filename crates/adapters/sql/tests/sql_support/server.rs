@@ -244,8 +244,8 @@ where
     let (tables,): (i64,) = sqlx::query_as(S::TABLES).fetch_one(pool).await.unwrap();
     assert_eq!(
         tables,
-        9 + 14 + 2 + 1 + 1 + 1,
-        "0001's tables, 0003's, 0006's, 0007's, 0010's, 0018's and 0019's"
+        9 + 14 + 2 + 1 + 1 + 1 + 1,
+        "0001's tables, 0003's, 0006's, 0007's, 0010's, 0018's, 0019's and 0020's"
     );
     conformance::stores::healthcheck(&repos[1]).await;
     super::purge_removes_only_rows_past_the_cutoff(&repos[1]).await;

@@ -9,8 +9,12 @@ use liveops_distribution::{DistributionConfig, DistributionState};
 use liveops_http::{OperatorAuth, SignatureCheck};
 use liveops_sql::SqliteRepository;
 
+/// `WEBHOOK_MAX` of the tests.
+pub const MAX_WEBHOOKS: u32 = 3;
+
 /// Distribution's state with every store `repo`: settled at once, webhooks to private addresses
-/// allowed, a failed attempt retried after `backoff` and dead-lettered after ten.
+/// allowed and at most [`MAX_WEBHOOKS`] active, a failed attempt retried after `backoff` and
+/// dead-lettered after ten.
 pub fn state(repo: &Arc<SqliteRepository>, backoff: Duration) -> DistributionState {
     let keyring = Keyring::single("distribution-test-secret-0123456789").expect("keyring");
     DistributionState {
@@ -24,6 +28,7 @@ pub fn state(repo: &Arc<SqliteRepository>, backoff: Duration) -> DistributionSta
             webhook_retry: Duration::ZERO,
             webhook_retention: Duration::from_secs(30 * 86_400),
             inbox_retention: Duration::from_secs(90 * 86_400),
+            max_webhooks: MAX_WEBHOOKS,
         }),
         auth: OperatorAuth {
             sessions: repo.clone(),

@@ -1,0 +1,130 @@
+//! Creating webhooks over HTTP past `WEBHOOK_MAX`: refused with a problem naming the setting
+//! until one is deleted. Real adapters: the SQLite repository.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+mod common;
+
+use axum::body::Body;
+use axum::http::Request;
+use axum::Router;
+use liveops_core::now_ms;
+use liveops_core::stores::{OperatorRecord, OperatorStore, Role, Sessions};
+use liveops_distribution::{router, WebhookView};
+use liveops_http::token_hash;
+use liveops_testkit::conformance::live::audit;
+use liveops_testkit::served;
+use serde_json::json;
+
+/// An operator's bearer token, its session open in `repo`.
+async fn signed_in(repo: &liveops_sql::SqliteRepository) -> String {
+    let now = now_ms();
+    let op = OperatorRecord {
+        id: "op_hooks".into(),
+        email: "ops@example.com".into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        role: Role::Operator,
+        disabled: false,
+        created_at_ms: now,
+        updated_at_ms: now,
+    };
+    let entry = audit("operator.create", &op.id);
+    assert!(repo.create_operator(&op, &entry).await.unwrap());
+    let token = "hooks-operator-session-token";
+    let hash = token_hash(token);
+    let opened = repo.open_session(&hash, &op.id, &op.password_hash, now + 3_600_000);
+    assert!(opened.await.unwrap());
+    token.to_owned()
+}
+
+/// `POST /webhooks` to path `/{name}` on a loopback receiver, under `idempotency_key` if any.
+async fn create(
+    app: &Router,
+    token: &str,
+    name: &str,
+    idempotency_key: Option<&str>,
+) -> served::Reply {
+    let body = json!({
+        "url": format!("http://127.0.0.1:9/{name}"),
+        "events": ["campaign.live"],
+        "secret": "whsec_0123456789abcdef",
+    });
+    let mut req = Request::post("/webhooks")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json");
+    if let Some(key) = idempotency_key {
+        req = req.header("idempotency-key", key);
+    }
+    served::call(app, req.body(Body::from(body.to_string())).unwrap()).await
+}
+
+/// The id of the webhook a `POST /webhooks` answer created (201).
+fn created(reply: served::Reply) -> String {
+    assert_eq!(reply.0, 201, "{}", reply.2);
+    served::read::<WebhookView>(&reply.2).id
+}
+
+/// `GET /webhooks`: the ids listed, sorted (webhooks created in the same millisecond are
+/// listed in no set order).
+async fn listed(app: &Router, token: &str) -> Vec<String> {
+    let req = Request::get("/webhooks")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = served::call(app, req).await;
+    assert_eq!(status, 200, "{body}");
+    let hooks: Vec<WebhookView> = served::read(&body["webhooks"]);
+    let mut ids: Vec<String> = hooks.into_iter().map(|h| h.id).collect();
+    ids.sort();
+    ids
+}
+
+/// At most `WEBHOOK_MAX` webhooks are active: one more is refused 409 `webhook-limit-reached`
+/// naming the setting, and nothing is created (its `Idempotency-Key` is left for a retry once
+/// one is deleted); a retry of a create that stands is answered at the cap; deleted webhooks
+/// do not count.
+#[tokio::test]
+async fn webhooks_past_webhook_max_are_refused_until_one_is_deleted() {
+    let (_dir, repo) = common::repo().await;
+    let token = signed_in(&repo).await;
+    let app = router(common::state(&repo, std::time::Duration::from_secs(1)));
+    let mut made = Vec::new();
+    for i in 0..common::MAX_WEBHOOKS {
+        made.push(created(create(&app, &token, &format!("h{i}"), None).await));
+    }
+    let last = create(&app, &token, "last", Some("last")).await;
+    assert_eq!(last.0, 409, "{}", last.2);
+    let refused = served::problem(last);
+    assert_eq!(refused.kind, "/problems/webhook-limit-reached");
+    let detail = refused.detail.unwrap_or_default();
+    assert!(detail.contains("WEBHOOK_MAX"), "{detail}");
+    assert!(
+        detail.contains(&common::MAX_WEBHOOKS.to_string()),
+        "{detail}"
+    );
+    made.sort();
+    assert_eq!(listed(&app, &token).await, made, "nothing created");
+
+    // Deleted, one leaves room: the refused create, retried under its key, goes through; its
+    // retry is answered with it while the webhooks are at the cap again.
+    let req = Request::delete(format!("/webhooks/{}", made[0]))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(served::call(&app, req).await.0, 204);
+    let first = create(&app, &token, "last", Some("last")).await;
+    let first_body = first.2.clone();
+    let last = created(first);
+    let again = create(&app, &token, "last", Some("last")).await;
+    assert_eq!(
+        (again.0.as_u16(), &again.2),
+        (201, &first_body),
+        "the retry"
+    );
+    let refused = create(&app, &token, "more", None).await;
+    assert_eq!(served::problem(refused).status, 409);
+    let mut now = made[1..].to_vec();
+    now.push(last);
+    now.sort();
+    assert_eq!(listed(&app, &token).await, now);
+}
