@@ -1,6 +1,6 @@
 //! [`ServiceBusBus`]: the [`Bus`] over AMQP 1.0. The design is in the crate docs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fe2o3_amqp::connection::ConnectionHandle;
-use fe2o3_amqp::link::delivery::DeliveryInfo;
+use fe2o3_amqp::link::delivery::{DeliveryFut, DeliveryInfo};
 use fe2o3_amqp::link::receiver::CreditMode;
-use fe2o3_amqp::link::ReceiverAttachError;
+use fe2o3_amqp::link::{ReceiverAttachError, SendError};
 use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::types::messaging::{Body, Message, MessageId, Outcome, Target};
@@ -103,6 +103,9 @@ struct Requester {
 /// A link the calls that use it share, one at a time.
 type Shared<T> = Arc<tokio::sync::Mutex<T>>;
 
+/// The outcome of one transfer on a topic's link, once the broker settles it.
+type Outcomes = DeliveryFut<Result<Outcome, SendError>>;
+
 /// A topic's sender link: publishes take turns on it only to send their transfers (see
 /// [`Inner::send`]), and each notes when the broker last answered on it.
 struct TopicLink {
@@ -120,6 +123,26 @@ impl TopicLink {
     /// How long the broker has answered nothing on this link.
     fn quiet_for(&self) -> Duration {
         lock(&self.heard).elapsed()
+    }
+}
+
+/// Waits for the outcomes of transfers whose publish gave up on them (its time ran out behind
+/// others) and notes each on `link` as an answer: the broker working through them shows the link
+/// alive to the publishes waiting behind them, which would otherwise take it for stalled once
+/// no publish waiting on the link is left to hear them, and drop the connection and every publish
+/// in flight on it. Stops when the link fails or the broker has answered nothing on it for a
+/// whole `limit` (stalled: the publishes on it judge that).
+async fn hear_out(link: Arc<TopicLink>, mut pending: VecDeque<Outcomes>, limit: Duration) {
+    while let Some(fut) = pending.front_mut() {
+        match tokio::time::timeout(limit, fut).await {
+            Ok(Ok(_)) => {
+                link.heard();
+                pending.pop_front();
+            }
+            Ok(Err(_)) => return,
+            Err(_) if link.quiet_for() < limit => {}
+            Err(_) => return,
+        }
     }
 }
 
@@ -525,7 +548,11 @@ impl Inner {
     /// A publish that fails drops the link and its connection when the link failed, or when its
     /// time ran out and the broker has answered nothing on the link for half a call timeout (a
     /// stalled connection); one whose time ran out while outcomes kept coming (it waited behind
-    /// others) fails alone, and the publishes in flight beside it go on.
+    /// others) fails alone, and the publishes in flight beside it go on. The broker still
+    /// answers the transfers such a publish gave up on: those answers count too ([`hear_out`]).
+    /// (Until 2026-12-07 only a waiting publish noted them: right after an overload, with every
+    /// publish of it gone, the next one that waited behind its backlog found the link quiet and
+    /// dropped the connection while the broker was answering all along.)
     async fn send(&self, topic: &str, messages: Vec<Message<Body<Value>>>) -> PortResult<()> {
         let limit = self.config.call_timeout;
         let (generation, link) = self
@@ -543,29 +570,34 @@ impl Inner {
                 "amqp send: the link to {topic} was busy for {limit:?}"
             )));
         };
-        let sent: Result<Vec<_>, Failed> = async {
-            let mut pending = Vec::with_capacity(messages.len());
-            for m in messages {
-                pending.push(until("send", deadline, sender.send_batchable(m)).await?);
+        let mut pending = VecDeque::with_capacity(messages.len());
+        let mut sent = Ok(());
+        for m in messages {
+            match until("send", deadline, sender.send_batchable(m)).await {
+                Ok(outcome) => pending.push_back(outcome),
+                Err(failed) => {
+                    sent = Err(failed);
+                    break;
+                }
             }
-            Ok(pending)
         }
-        .await;
         drop(sender);
-        let pending = match sent {
-            Ok(pending) => pending,
-            Err(failed) => return self.send_failed(generation, &link, failed).await,
-        };
+        if let Err(failed) = sent {
+            return self.send_failed(generation, &link, failed, pending).await;
+        }
         let mut refused = None;
-        for fut in pending {
-            match until("send outcome", deadline, fut).await {
+        while let Some(mut fut) = pending.pop_front() {
+            match until("send outcome", deadline, &mut fut).await {
                 Ok(outcome) => {
                     link.heard();
                     if !matches!(outcome, Outcome::Accepted(_)) {
                         refused.get_or_insert(outcome);
                     }
                 }
-                Err(failed) => return self.send_failed(generation, &link, failed).await,
+                Err(failed) => {
+                    pending.push_front(fut);
+                    return self.send_failed(generation, &link, failed, pending).await;
+                }
             }
         }
         match refused {
@@ -579,18 +611,23 @@ impl Inner {
 
     /// A publish that failed: unless only its time ran out while the broker kept answering on
     /// `link`, drops the link (and its connection, unless that is already gone and another one
-    /// is current) so the next call starts over. Answers the error.
+    /// is current) so the next call starts over. The outcomes of its transfers still `pending`
+    /// (sent, not answered yet) are heard out on a link kept. Answers the error.
     async fn send_failed(
         &self,
         generation: u64,
-        link: &TopicLink,
+        link: &Arc<TopicLink>,
         failed: Failed,
+        pending: VecDeque<Outcomes>,
     ) -> PortResult<()> {
         let (error, broken) = match failed {
             Failed::Error(e) => (e, true),
             Failed::Late(e) => (e, link.quiet_for() >= self.config.call_timeout / 2),
         };
         if !broken {
+            if !pending.is_empty() {
+                tokio::spawn(hear_out(link.clone(), pending, self.config.call_timeout));
+            }
             return Err(error);
         }
         // Not waited for longer than a call: whoever holds it meanwhile finds a broken

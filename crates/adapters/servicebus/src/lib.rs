@@ -80,7 +80,8 @@
 //! Every broker round trip is bounded by `call_timeout` and fails with
 //! `PortError::Unavailable`; the failed connection is dropped (a failed publish drops the one
 //! its sender was on, only if it is still current, and a publish whose time ran out only when
-//! the broker has answered nothing on its link for half a call timeout) and the next call opens
+//! the broker has answered nothing on its link for half a call timeout, counting its answers to
+//! transfers whose publish gave up on them) and the next call opens
 //! a new one (what was
 //! in flight on it is handed out again by the broker). A receiver link that fails alone is
 //! replaced; what it handed out is forgotten (each attach has its own id). A poll fails with it
