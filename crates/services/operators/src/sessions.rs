@@ -33,8 +33,12 @@ use crate::{OperatorsConfig, OperatorsState, ACCOUNT_WINDOW, ADDRESS_WINDOW, MAX
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LoginRequest {
-    /// The operator's email.
-    #[schema(min_length = 3, max_length = 254)]
+    /// The operator's email: as `POST /operators` takes it (the same pattern).
+    #[schema(
+        min_length = 3,
+        max_length = 254,
+        pattern = r"^[^@\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+@[^@\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$"
+    )]
     email: String,
     /// Their password.
     #[schema(min_length = 1, max_length = 256)]
