@@ -11,6 +11,7 @@ pub mod fixtures;
 pub mod flaky;
 pub mod json;
 pub mod logs;
+pub mod operators;
 pub mod received;
 pub mod redis_server;
 pub mod relay;

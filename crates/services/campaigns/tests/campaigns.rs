@@ -15,13 +15,12 @@ use liveops_campaigns::{
     LIVE_FRESH,
 };
 use liveops_core::stores::{
-    Campaign, CampaignState, CampaignStore, Entry, EntryLimit, EntryStore, OperatorRecord,
-    OperatorStore, Reward, Role, Sessions, Tier,
+    Campaign, CampaignState, CampaignStore, Entry, EntryLimit, EntryStore, Reward, Tier,
 };
 use liveops_core::{now_ms, utc_ms, Calendar, LevelCurve, Window};
-use liveops_http::{rfc3339, token_hash, OperatorAuth, Problem};
+use liveops_http::{rfc3339, OperatorAuth, Problem};
 use liveops_sql::SqliteRepository;
-use liveops_testkit::conformance::live::{audit, campaign, create_in};
+use liveops_testkit::conformance::live::{campaign, create_in};
 use liveops_testkit::served;
 use serde_json::{json, Value};
 
@@ -40,23 +39,7 @@ async fn spawn_app() -> TestApp {
     let repo = SqliteRepository::open_migrated(&dir.path().join("liveops.db"))
         .await
         .unwrap();
-    let now = now_ms();
-    let op = OperatorRecord {
-        id: "op_campaigns_test".into(),
-        email: "ops@example.com".into(),
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
-        role: Role::Operator,
-        disabled: false,
-        created_at_ms: now,
-        updated_at_ms: now,
-    };
-    let audit = audit("operator.create", &op.id);
-    assert!(repo.create_operator(&op, &audit).await.unwrap());
-    let hash = token_hash(TOKEN);
-    assert!(repo
-        .open_session(&hash, &op.id, &op.password_hash, now + HOUR_MS)
-        .await
-        .unwrap());
+    liveops_testkit::operators::signed_in(&repo, "op_campaigns_test", TOKEN).await;
     TestApp {
         repo: Arc::new(repo),
         _dir: dir,

@@ -8,34 +8,9 @@ mod common;
 use axum::body::Body;
 use axum::http::Request;
 use axum::Router;
-use liveops_core::now_ms;
-use liveops_core::stores::{OperatorRecord, OperatorStore, Role, Sessions};
 use liveops_distribution::{router, WebhookView};
-use liveops_http::token_hash;
-use liveops_testkit::conformance::live::audit;
 use liveops_testkit::served;
 use serde_json::json;
-
-/// An operator's bearer token, its session open in `repo`.
-async fn signed_in(repo: &liveops_sql::SqliteRepository) -> String {
-    let now = now_ms();
-    let op = OperatorRecord {
-        id: "op_hooks".into(),
-        email: "ops@example.com".into(),
-        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
-        role: Role::Operator,
-        disabled: false,
-        created_at_ms: now,
-        updated_at_ms: now,
-    };
-    let entry = audit("operator.create", &op.id);
-    assert!(repo.create_operator(&op, &entry).await.unwrap());
-    let token = "hooks-operator-session-token";
-    let hash = token_hash(token);
-    let opened = repo.open_session(&hash, &op.id, &op.password_hash, now + 3_600_000);
-    assert!(opened.await.unwrap());
-    token.to_owned()
-}
 
 /// `POST /webhooks` to path `/{name}` on a loopback receiver, under `idempotency_key` if any.
 async fn create(
@@ -86,13 +61,14 @@ async fn listed(app: &Router, token: &str) -> Vec<String> {
 #[tokio::test]
 async fn webhooks_past_webhook_max_are_refused_until_one_is_deleted() {
     let (_dir, repo) = common::repo().await;
-    let token = signed_in(&repo).await;
+    let token = "hooks-operator-session-token";
+    liveops_testkit::operators::signed_in(repo.as_ref(), "op_hooks", token).await;
     let app = router(common::state(&repo, std::time::Duration::from_secs(1)));
     let mut made = Vec::new();
     for i in 0..common::MAX_WEBHOOKS {
-        made.push(created(create(&app, &token, &format!("h{i}"), None).await));
+        made.push(created(create(&app, token, &format!("h{i}"), None).await));
     }
-    let last = create(&app, &token, "last", Some("last")).await;
+    let last = create(&app, token, "last", Some("last")).await;
     assert_eq!(last.0, 409, "{}", last.2);
     let refused = served::problem(last);
     assert_eq!(refused.kind, "/problems/webhook-limit-reached");
@@ -103,7 +79,7 @@ async fn webhooks_past_webhook_max_are_refused_until_one_is_deleted() {
         "{detail}"
     );
     made.sort();
-    assert_eq!(listed(&app, &token).await, made, "nothing created");
+    assert_eq!(listed(&app, token).await, made, "nothing created");
 
     // Deleted, one leaves room: the refused create, retried under its key, goes through; its
     // retry is answered with it while the webhooks are at the cap again.
@@ -112,19 +88,19 @@ async fn webhooks_past_webhook_max_are_refused_until_one_is_deleted() {
         .body(Body::empty())
         .unwrap();
     assert_eq!(served::call(&app, req).await.0, 204);
-    let first = create(&app, &token, "last", Some("last")).await;
+    let first = create(&app, token, "last", Some("last")).await;
     let first_body = first.2.clone();
     let last = created(first);
-    let again = create(&app, &token, "last", Some("last")).await;
+    let again = create(&app, token, "last", Some("last")).await;
     assert_eq!(
         (again.0.as_u16(), &again.2),
         (201, &first_body),
         "the retry"
     );
-    let refused = create(&app, &token, "more", None).await;
+    let refused = create(&app, token, "more", None).await;
     assert_eq!(served::problem(refused).status, 409);
     let mut now = made[1..].to_vec();
     now.push(last);
     now.sort();
-    assert_eq!(listed(&app, &token).await, now);
+    assert_eq!(listed(&app, token).await, now);
 }

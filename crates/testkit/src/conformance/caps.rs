@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
+
 use liveops_core::now_ms;
 use liveops_core::stores::{
     ApiKeyInfo, AuditEntry, CappedOutcome, KeyedOutcome, RequestKey, Webhook,
@@ -20,83 +22,187 @@ const AT_ONCE: usize = 8;
 /// How much room the race leaves.
 const ROOM: u32 = 3;
 
-/// The ids of the active webhooks.
-async fn active_webhooks(repo: &dyn LiveStores) -> Vec<String> {
-    let hooks = ok(repo.webhooks().await, "webhooks");
-    hooks.into_iter().map(|h| h.id).collect()
+/// A set of rows a setting caps, as the checks create, remove and count its members.
+#[async_trait]
+trait CappedSet: Send + Sync + 'static {
+    /// A member, before it is written.
+    type Member: Send + Sync + 'static;
+    /// A new member, not written yet.
+    fn member() -> Self::Member;
+    /// Its id.
+    fn id(member: &Self::Member) -> &str;
+    /// Creates `member` under `key` (if any), `max` at most active.
+    async fn create(
+        repo: &dyn LiveStores,
+        key: Option<(&RequestKey, &str)>,
+        member: &Self::Member,
+        max: u32,
+    ) -> CappedOutcome;
+    /// Takes member `id`, which is active, out of the count (deleted, revoked).
+    async fn remove(repo: &dyn LiveStores, id: &str);
+    /// The ids of the active members.
+    async fn active(repo: &dyn LiveStores) -> Vec<String>;
 }
 
-/// Creates `hook` under `key` (if any), `max` at most active.
-async fn create_hook(
-    repo: &dyn LiveStores,
-    key: Option<(&RequestKey, &str)>,
-    hook: &Webhook,
-    max: u32,
-) -> CappedOutcome {
-    let keyed = key.map(|(k, made)| keyed(k, &made));
-    let entry = audit("webhook.create", &hook.id);
-    let made = repo.create_webhook(keyed.as_ref(), hook, &entry, max).await;
-    ok(made, "create_webhook")
+/// The active webhooks (`WEBHOOK_MAX`).
+struct Webhooks;
+
+#[async_trait]
+impl CappedSet for Webhooks {
+    type Member = Webhook;
+
+    fn member() -> Webhook {
+        webhook()
+    }
+
+    fn id(hook: &Webhook) -> &str {
+        &hook.id
+    }
+
+    async fn create(
+        repo: &dyn LiveStores,
+        key: Option<(&RequestKey, &str)>,
+        hook: &Webhook,
+        max: u32,
+    ) -> CappedOutcome {
+        let keyed = key.map(|(k, made)| keyed(k, &made));
+        let entry = audit("webhook.create", &hook.id);
+        let made = repo.create_webhook(keyed.as_ref(), hook, &entry, max).await;
+        ok(made, "create_webhook")
+    }
+
+    async fn remove(repo: &dyn LiveStores, id: &str) {
+        let deleted = repo.delete_webhook(id, &audit("webhook.delete", id)).await;
+        assert!(ok(deleted, "delete_webhook"), "{id} was active");
+    }
+
+    async fn active(repo: &dyn LiveStores) -> Vec<String> {
+        let hooks = ok(repo.webhooks().await, "webhooks");
+        hooks.into_iter().map(|h| h.id).collect()
+    }
 }
 
-/// Deletes webhook `id`, which is active.
-async fn delete_hook(repo: &dyn LiveStores, id: &str) {
-    let deleted = repo.delete_webhook(id, &audit("webhook.delete", id)).await;
-    assert!(ok(deleted, "delete_webhook"), "{id} was active");
+/// The active API keys (`API_KEY_MAX`).
+struct ApiKeys;
+
+#[async_trait]
+impl CappedSet for ApiKeys {
+    type Member = ApiKeyInfo;
+
+    fn member() -> ApiKeyInfo {
+        ApiKeyInfo {
+            key_id: format!("ak_{}", suffix()),
+            name: "capped".into(),
+            created_by: "admin@example.com".into(),
+            created_at_ms: now_ms(),
+            revoked_at_ms: None,
+        }
+    }
+
+    fn id(key: &ApiKeyInfo) -> &str {
+        &key.key_id
+    }
+
+    async fn create(
+        repo: &dyn LiveStores,
+        request: Option<(&RequestKey, &str)>,
+        key: &ApiKeyInfo,
+        max: u32,
+    ) -> CappedOutcome {
+        let keyed = request.map(|(k, made)| keyed(k, &made));
+        let entry = audit("api_key.create", &key.key_id);
+        let made = repo.create_api_key(keyed.as_ref(), key, "secret", &entry, max);
+        ok(made.await, "create_api_key")
+    }
+
+    /// Revoked a minute ahead of now: the most recently revoked keys of the database are this
+    /// check's (the listing check counts on it).
+    async fn remove(repo: &dyn LiveStores, id: &str) {
+        let entry = AuditEntry {
+            at_ms: now_ms() + 60_000,
+            ..audit("api_key.revoke", id)
+        };
+        let revoked = ok(repo.revoke_api_key(id, &entry).await, "revoke_api_key");
+        assert!(revoked.is_some(), "{id} was active");
+    }
+
+    async fn active(repo: &dyn LiveStores) -> Vec<String> {
+        let keys = ok(repo.active_api_keys().await, "active_api_keys");
+        keys.into_iter().map(|(id, _)| id).collect()
+    }
 }
 
-/// The count as the cap sees it: the active webhooks, the deleted ones aside.
-pub async fn active_webhooks_stay_within_their_cap<S: LiveStores + 'static>(repo: Arc<S>) {
-    let r = repo.as_ref();
-    let before = active_webhooks(r).await;
+/// What [`holds_its_cap`] leaves: the members active before it, the one it removed and the two
+/// it left active (`b` created under a key, `c` refused at the cap and written on retry).
+struct Left {
+    before: Vec<String>,
+    removed: String,
+    b: String,
+    c: String,
+}
+
+/// The count as the cap sees it: past the cap a create writes nothing and leaves its key for a
+/// retry once there is room; a retry of a create that stands gets its answer, also past a cap
+/// lowered since; a removed member does not count.
+async fn holds_its_cap<C: CappedSet>(r: &dyn LiveStores, name: &str) -> Left {
+    let before = C::active(r).await;
     let max = u32::try_from(before.len()).expect("few") + 2;
-    let (a, b) = (webhook(), webhook());
-    assert_eq!(create_hook(r, None, &a, max).await, WRITTEN);
-    let key_b = request_key("op_cap", "webhook-b");
-    assert_eq!(
-        create_hook(r, Some((&key_b, &b.id)), &b, max).await,
-        WRITTEN
-    );
+    let (a, b) = (C::member(), C::member());
+    assert_eq!(C::create(r, None, &a, max).await, WRITTEN);
+    let key_b = request_key("op_cap", &format!("{name}-b"));
+    let b_id = C::id(&b);
+    assert_eq!(C::create(r, Some((&key_b, b_id)), &b, max).await, WRITTEN);
 
     // Full: a third writes nothing and leaves its key for a retry once there is room.
-    let c = webhook();
-    let key_c = request_key("op_cap", "webhook-c");
-    let refused = create_hook(r, Some((&key_c, &c.id)), &c, max).await;
+    let c = C::member();
+    let (key_c, c_id) = (request_key("op_cap", &format!("{name}-c")), C::id(&c));
+    let refused = C::create(r, Some((&key_c, c_id)), &c, max).await;
     assert_eq!(refused, CappedOutcome::Full);
     assert_eq!(ok(r.answered(&key_c).await, "answered"), None, "key unused");
-    assert!(!active_webhooks(r).await.contains(&c.id));
+    assert!(!C::active(r).await.iter().any(|id| id == c_id));
     // A retry of a create that stands gets its answer, at the cap and past a cap lowered since.
     for cap in [max, max - 1] {
-        let retry = webhook();
-        let again = create_hook(r, Some((&key_b, &retry.id)), &retry, cap).await;
-        let first = keyed(&key_b, &b.id).answer;
+        let retry = C::member();
+        let again = C::create(r, Some((&key_b, C::id(&retry))), &retry, cap).await;
+        let first = keyed(&key_b, &b_id).answer;
         assert_eq!(again, CappedOutcome::Keyed(KeyedOutcome::Replayed(first)));
     }
-    let lowered = create_hook(r, None, &webhook(), max - 1).await;
+    let lowered = C::create(r, None, &C::member(), max - 1).await;
     assert_eq!(lowered, CappedOutcome::Full, "more than the cap active");
 
-    // A deleted webhook does not count: c's retry now has room.
-    delete_hook(r, &a.id).await;
-    assert_eq!(
-        create_hook(r, Some((&key_c, &c.id)), &c, max).await,
-        WRITTEN
-    );
-    assert_eq!(active_webhooks(r).await.len(), before.len() + 2);
+    // A removed member does not count: c's retry now has room.
+    C::remove(r, C::id(&a)).await;
+    assert_eq!(C::create(r, Some((&key_c, c_id)), &c, max).await, WRITTEN);
+    assert_eq!(C::active(r).await.len(), before.len() + 2);
+    Left {
+        before,
+        removed: C::id(&a).to_owned(),
+        b: b_id.to_owned(),
+        c: c_id.to_owned(),
+    }
+}
 
-    // At once, with room for ROOM: ROOM are written, the others refused, none past the cap.
-    delete_hook(r, &b.id).await;
-    delete_hook(r, &c.id).await;
-    let max = u32::try_from(before.len()).expect("few") + ROOM;
+/// Creates at the same moment at the cap's edge, with room for [`ROOM`] once `left`'s two are
+/// removed: [`ROOM`] are written, the others refused, none past the cap; then removed again.
+async fn creates_at_once_take_the_room_left<C: CappedSet, S: LiveStores + 'static>(
+    repo: Arc<S>,
+    name: &str,
+    left: Left,
+) {
+    let r = repo.as_ref();
+    C::remove(r, &left.b).await;
+    C::remove(r, &left.c).await;
+    let max = u32::try_from(left.before.len()).expect("few") + ROOM;
     let tasks: Vec<_> = (0..AT_ONCE)
         .map(|i| {
             let repo = repo.clone();
-            let hook = webhook();
+            let member = C::member();
             // Half of them under a key of their own.
-            let key = request_key("op_cap_race", &format!("webhook-{i}"));
+            let key = request_key("op_cap_race", &format!("{name}-{i}"));
             tokio::spawn(async move {
-                let key = (i % 2 == 0).then_some((&key, hook.id.as_str()));
-                let got = create_hook(repo.as_ref(), key, &hook, max).await;
-                (hook.id, got)
+                let key = (i % 2 == 0).then_some((&key, C::id(&member)));
+                let got = C::create(repo.as_ref(), key, &member, max).await;
+                (C::id(&member).to_owned(), got)
             })
         })
         .collect();
@@ -112,95 +218,27 @@ pub async fn active_webhooks_stay_within_their_cap<S: LiveStores + 'static>(repo
         }
     }
     assert_eq!(written.len(), ROOM as usize, "{written:?}");
-    let now = active_webhooks(r).await;
-    assert_eq!(now.len(), before.len() + ROOM as usize, "{now:?}");
+    let now = C::active(r).await;
+    assert_eq!(now.len(), left.before.len() + ROOM as usize, "{now:?}");
     for id in &written {
-        assert!(now.contains(id), "{id} listed");
-        delete_hook(r, id).await;
+        assert!(now.contains(id), "{id} active");
+        C::remove(r, id).await;
     }
-    assert_eq!(active_webhooks(r).await, before, "as found");
+    assert_eq!(C::active(r).await, left.before, "as found");
 }
 
-/// A key for a game server, created now.
-fn api_key() -> ApiKeyInfo {
-    ApiKeyInfo {
-        key_id: format!("ak_{}", suffix()),
-        name: "capped".into(),
-        created_by: "admin@example.com".into(),
-        created_at_ms: now_ms(),
-        revoked_at_ms: None,
-    }
+/// The cap on the active webhooks, deleted ones aside.
+pub async fn active_webhooks_stay_within_their_cap<S: LiveStores + 'static>(repo: Arc<S>) {
+    let left = holds_its_cap::<Webhooks>(repo.as_ref(), "webhook").await;
+    creates_at_once_take_the_room_left::<Webhooks, S>(repo, "webhook", left).await;
 }
 
-/// Creates `key` under `request` (if any), `max` at most active.
-async fn create_key(
-    repo: &dyn LiveStores,
-    request: Option<(&RequestKey, &str)>,
-    key: &ApiKeyInfo,
-    max: u32,
-) -> CappedOutcome {
-    let keyed = request.map(|(k, made)| keyed(k, &made));
-    let entry = audit("api_key.create", &key.key_id);
-    let made = repo.create_api_key(keyed.as_ref(), key, "secret", &entry, max);
-    ok(made.await, "create_api_key")
-}
-
-/// Revokes key `id`, which is active, at `at_ms`.
-async fn revoke_key(repo: &dyn LiveStores, id: &str, at_ms: i64) {
-    let entry = AuditEntry {
-        at_ms,
-        ..audit("api_key.revoke", id)
-    };
-    let revoked = ok(repo.revoke_api_key(id, &entry).await, "revoke_api_key");
-    assert!(revoked.is_some(), "{id} was active");
-}
-
-/// The ids of the active keys.
-async fn active_keys(repo: &dyn LiveStores) -> Vec<String> {
-    let keys = ok(repo.active_api_keys().await, "active_api_keys");
-    keys.into_iter().map(|(id, _)| id).collect()
-}
-
-/// The count as the cap sees it: the active API keys, the revoked ones aside; and the listing
-/// holds every active key and as many of the most recently revoked as asked.
+/// The cap on the active API keys, revoked ones aside; and the listing holds every active key
+/// and as many of the most recently revoked as asked.
 pub async fn active_api_keys_stay_within_their_cap<S: LiveStores + 'static>(repo: Arc<S>) {
     let r = repo.as_ref();
-    let before = active_keys(r).await;
-    let max = u32::try_from(before.len()).expect("few") + 2;
-    let (a, b) = (api_key(), api_key());
-    assert_eq!(create_key(r, None, &a, max).await, WRITTEN);
-    let key_b = request_key("op_cap", "api-key-b");
-    assert_eq!(
-        create_key(r, Some((&key_b, &b.key_id)), &b, max).await,
-        WRITTEN
-    );
-
-    // Full: a third writes nothing and leaves its key for a retry once there is room.
-    let c = api_key();
-    let key_c = request_key("op_cap", "api-key-c");
-    let refused = create_key(r, Some((&key_c, &c.key_id)), &c, max).await;
-    assert_eq!(refused, CappedOutcome::Full);
-    assert_eq!(ok(r.answered(&key_c).await, "answered"), None, "key unused");
-    assert!(!active_keys(r).await.contains(&c.key_id));
-    // A retry of a create that stands gets its answer, at the cap and past a cap lowered since.
-    for cap in [max, max - 1] {
-        let retry = api_key();
-        let again = create_key(r, Some((&key_b, &retry.key_id)), &retry, cap).await;
-        let first = keyed(&key_b, &b.key_id).answer;
-        assert_eq!(again, CappedOutcome::Keyed(KeyedOutcome::Replayed(first)));
-    }
-    let lowered = create_key(r, None, &api_key(), max - 1).await;
-    assert_eq!(lowered, CappedOutcome::Full, "more than the cap active");
-
-    // A revoked key does not count: c's retry now has room. The listing holds every active key
-    // and the most recently revoked ones, as many as asked.
-    let last_revoked = now_ms() + 60_000;
-    revoke_key(r, &a.key_id, last_revoked).await;
-    assert_eq!(
-        create_key(r, Some((&key_c, &c.key_id)), &c, max).await,
-        WRITTEN
-    );
-    assert_eq!(active_keys(r).await.len(), before.len() + 2);
+    let left = holds_its_cap::<ApiKeys>(r, "api-key").await;
+    let (before, a) = (&left.before, &left.removed);
     let listed = |revoked: u32| async move {
         let keys = ok(r.api_keys(revoked).await, "api_keys");
         let active: Vec<String> = keys
@@ -220,46 +258,7 @@ pub async fn active_api_keys_stay_within_their_cap<S: LiveStores + 'static>(repo
     assert!(gone.is_empty(), "{gone:?}");
     let (active, gone) = listed(1).await;
     assert_eq!(active.len(), before.len() + 2, "every active key");
-    assert_eq!(
-        gone,
-        std::slice::from_ref(&a.key_id),
-        "the one revoked last"
-    );
+    assert_eq!(gone, std::slice::from_ref(a), "the one revoked last");
 
-    // At once, with room for ROOM: ROOM are written, the others refused, none past the cap.
-    revoke_key(r, &b.key_id, now_ms()).await;
-    revoke_key(r, &c.key_id, now_ms()).await;
-    let max = u32::try_from(before.len()).expect("few") + ROOM;
-    let tasks: Vec<_> = (0..AT_ONCE)
-        .map(|i| {
-            let repo = repo.clone();
-            let key = api_key();
-            // Half of them under a request key of their own.
-            let request = request_key("op_cap_race", &format!("api-key-{i}"));
-            tokio::spawn(async move {
-                let request = (i % 2 == 0).then_some((&request, key.key_id.as_str()));
-                let got = create_key(repo.as_ref(), request, &key, max).await;
-                (key.key_id, got)
-            })
-        })
-        .collect();
-    let mut written = Vec::new();
-    for task in tasks {
-        let (id, got) = task.await.expect("join");
-        match got {
-            CappedOutcome::Full => {}
-            got => {
-                assert_eq!(got, WRITTEN, "{id}");
-                written.push(id);
-            }
-        }
-    }
-    assert_eq!(written.len(), ROOM as usize, "{written:?}");
-    let now = active_keys(r).await;
-    assert_eq!(now.len(), before.len() + ROOM as usize, "{now:?}");
-    for id in &written {
-        assert!(now.contains(id), "{id} active");
-        revoke_key(r, id, now_ms()).await;
-    }
-    assert_eq!(active_keys(r).await, before, "as found");
+    creates_at_once_take_the_room_left::<ApiKeys, S>(repo.clone(), "api-key", left).await;
 }

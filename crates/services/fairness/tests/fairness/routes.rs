@@ -132,31 +132,7 @@ async fn an_unblock_the_audit_log_cannot_record_is_not_made() {
     let until = app.blocked_until("player_cheat").await;
     assert!(until.is_some(), "blocked by the cheats");
     // An operator, signed in.
-    let now = liveops_core::now_ms();
-    let op = liveops_core::stores::OperatorRecord {
-        id: "op_1".into(),
-        email: "ops@example.com".into(),
-        password_hash: "not used".into(),
-        role: liveops_core::stores::Role::Operator,
-        disabled: false,
-        created_at_ms: now,
-        updated_at_ms: now,
-    };
-    let created = liveops_core::stores::AuditEntry {
-        at_ms: now,
-        actor: "test".into(),
-        action: "operator.create".into(),
-        target: op.id.clone(),
-        before: None,
-        after: None,
-    };
-    use liveops_core::stores::{OperatorStore, Sessions};
-    assert!(app.repo.create_operator(&op, &created).await.unwrap());
-    let token_hash = liveops_http::token_hash("a token");
-    let opened = app
-        .repo
-        .open_session(&token_hash, &op.id, &op.password_hash, now + 3_600_000);
-    assert!(opened.await.unwrap());
+    liveops_testkit::operators::signed_in(app.repo.as_ref(), "op_1", "a token").await;
     let unblock = || {
         Request::delete("/fairness/players/player_cheat/block")
             .header("authorization", "Bearer a token")
