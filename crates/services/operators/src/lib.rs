@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use axum::Router;
 use clap::Args;
+use email::normalize_email;
 use liveops_core::ports::hot::MAX_STRIKES;
 use liveops_core::ports::Attempts;
 use liveops_core::stores::{
@@ -26,6 +27,7 @@ use password::{Hashing, PasswordError};
 mod accounts;
 mod api_keys;
 mod client_addr;
+mod email;
 mod login_cap;
 pub mod password;
 mod sessions;
@@ -136,7 +138,7 @@ impl OperatorsArgs {
             ));
         }
         if let Some(email) = &self.admin_email {
-            accounts::normalize_email(email)
+            normalize_email(email)
                 .map_err(|p| ConfigError::new("ADMIN_EMAIL", p.detail.unwrap_or_default()))?;
             if self.admin_password.is_none() && self.admin_password_file.is_none() {
                 return Err(ConfigError::new(
@@ -280,8 +282,8 @@ async fn checked(
     email: &str,
     password: String,
 ) -> Result<(String, String), CreateError> {
-    let email = accounts::normalize_email(email)
-        .map_err(|p| CreateError::Invalid(p.detail.unwrap_or_default()))?;
+    let email =
+        normalize_email(email).map_err(|p| CreateError::Invalid(p.detail.unwrap_or_default()))?;
     let hash = hashing.hash(password).await.map_err(|e| match e {
         PasswordError::Busy(busy) => CreateError::Port(PortError::Unavailable(busy.to_string())),
         e => CreateError::Invalid(e.to_string()),

@@ -24,8 +24,9 @@ use liveops_http::{rfc3339, token_hash, Json, Operator, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::accounts::{new_hash, normalize_email, write_operator, OperatorView};
+use crate::accounts::{new_hash, write_operator, OperatorView};
 use crate::client_addr::ClientAddr;
+use crate::email::Email;
 use crate::password::MAX_LEN;
 use crate::{OperatorsConfig, OperatorsState, ACCOUNT_WINDOW, ADDRESS_WINDOW, MAX_LOGIN_LIMIT};
 
@@ -33,13 +34,8 @@ use crate::{OperatorsConfig, OperatorsState, ACCOUNT_WINDOW, ADDRESS_WINDOW, MAX
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LoginRequest {
-    /// The operator's email: as `POST /operators` takes it (the same pattern).
-    #[schema(
-        min_length = 3,
-        max_length = 254,
-        pattern = r"^[^@\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+@[^@\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$"
-    )]
-    email: String,
+    /// The operator's email: as `POST /operators` takes it.
+    email: Email,
     /// Their password.
     #[schema(min_length = 1, max_length = 256)]
     password: String,
@@ -217,7 +213,7 @@ pub(crate) async fn login(
     count(&state, &address_key, per_address, refused).await?;
     // Out of the bounds the document declares: refused as such (no password of that length
     // can be set, so none is checked).
-    let email = normalize_email(&body.email)?;
+    let email = body.email.normalized()?;
     sent_password(&body.password, "password")?;
     // Failures are counted per account *and* address: someone guessing from one address can
     // only lock that address out of the account, never its owner elsewhere.
