@@ -696,6 +696,15 @@ def campaigns(L):
                        "answered again")], "short",
                      "A create or send retried under its Idempotency-Key got its first answer "
                      "again; nothing was created twice. Many: a client retrying on timeouts."))
+    L.add(timeseries("Secrets at rest: rows not as the settings want, and values that did not open",
+                     [(f"max by (table) (secrets_stale{{{NS}}})", "{{table}} stale"),
+                      (f"sum by (table) (increase(secrets_unreadable_total{{{NS}}}[1h]))",
+                       "{{table}} unreadable (last hour)")], "short",
+                     "stale: secrets in the clear or under an older key of SECRETS_KEYS_FILE "
+                     "(with SECRETS_SEAL=false: sealed), resealed up to 1000 rows a table a minute by "
+                     "each process; remove an old key only once every table is at 0. "
+                     "unreadable: sealed under a key the file no longer holds, or altered "
+                     "(LiveOpsSecretsUnreadable)."))
     L.add(timeseries("Live-event routes p95 by route",
                      [(hq(0.95, "http_request_duration_seconds", "route", LIVE), "{{route}}")],
                      "s"))

@@ -870,7 +870,7 @@ MUTATIONS = [
     ("services", "Service selector typo", lambda d: _find(d, "Service", "liveops-fairness")["spec"]["selector"].update({"app.kubernetes.io/component": "fairnes"})),
     ("references", "ConfigMap reference to a missing name", lambda d: _container(d, "liveops-gateway")["envFrom"][0]["configMapRef"].update(name="liveops-config")),
     ("references", "service account missing", lambda d: _drop(d, "ServiceAccount", "liveops")),
-    ("secret-files", "bus-conn not mounted", lambda d: _find(d, "SecretProviderClass")["spec"]["parameters"].update(objects="array:\n  - |\n    objectName: hmac-keys\n    objectType: secret\n  - |\n    objectName: db-url\n    objectType: secret\n  - |\n    objectName: redis-url\n    objectType: secret\n")),
+    ("secret-files", "bus-conn not mounted", lambda d: _find(d, "SecretProviderClass")["spec"]["parameters"].update(objects="array:\n  - |\n    objectName: hmac-keys\n    objectType: secret\n  - |\n    objectName: secrets-keys\n    objectType: secret\n  - |\n    objectName: db-url\n    objectType: secret\n  - |\n    objectName: redis-url\n    objectType: secret\n")),
     ("shape", "split targets on the local bus", lambda d: _config(d).update(BUS_KIND="sqlite")),
     ("shape", "split targets without Redis", lambda d: _config(d).pop("REDIS_URL_FILE")),
     ("ingress", "a route to the wrong target", lambda d: _find(d, "Ingress")["spec"]["rules"][0]["http"]["paths"][2]["backend"]["service"].update(name="liveops-fairness")),

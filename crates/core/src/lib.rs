@@ -6,6 +6,7 @@ pub mod event;
 pub mod event_schema;
 pub mod ports;
 pub mod scoring;
+pub mod sealing;
 pub mod signing;
 pub mod stores;
 mod throttle;

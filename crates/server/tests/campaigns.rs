@@ -54,11 +54,48 @@ async fn live_app(extra: &[&str]) -> (TestApp, Live, String) {
     (app, live, admin)
 }
 
+/// The whole story with secrets sealed at rest (ADR 0032): the API key signs, the webhook's
+/// deliveries verify and the draw opens its seed, while the webhook's secret is nowhere in the
+/// database's files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_draw_campaign_runs_from_creation_to_claimed_receipts_on_the_embedded_default() {
-    let app = spawn_app(LIVE).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = common::sealing_keys_in(dir.path());
+    let data = dir.path().join("data");
+    let flags = ["--secrets-keys-file", keys.to_str().expect("utf-8 path")];
+    let app = common::spawn_app_in(data.clone(), &[LIVE, &flags].concat()).await;
     campaign_story(LiveUrls::all(&app.base), "embedded").await;
     app.shutdown().await;
+    let held = database_files_holding(&data, b"whsec_story_0123456789");
+    assert!(
+        held.is_empty(),
+        "the webhook secret is in the clear in {held:?}"
+    );
+}
+
+/// The files of the embedded database under `data` (with its WAL) whose bytes hold `needle`.
+fn database_files_holding(data: &Path, needle: &[u8]) -> Vec<String> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(data).expect("the data directory") {
+        let path = entry.expect("a directory entry").path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let Some(name) = name else { continue };
+        if !name.starts_with("liveops.db") {
+            continue;
+        }
+        // The WAL and its index may go as the last connection closes.
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        if bytes.windows(needle.len()).any(|w| w == needle) {
+            files.push(name);
+        }
+    }
+    assert!(
+        !files.is_empty() || data.join("liveops.db").exists(),
+        "no database under {data:?}"
+    );
+    files
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -24,6 +24,7 @@ mod stores;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use liveops_core::sealing::Sealer;
 use liveops_core::stores::{
     FairnessStore, LiveEventStores, ProcessedEvents, ProgressStore, PurgeRound, ScoreStore,
     SnapshotStore,
@@ -31,7 +32,7 @@ use liveops_core::stores::{
 use liveops_core::{Health, PortError, PortResult};
 
 pub use dialect::Dialect;
-pub use live::{inbox_page_statement, DUE_CAMPAIGNS};
+pub use live::{inbox_page_statement, Resealed, DUE_CAMPAIGNS};
 #[cfg(feature = "mysql")]
 pub use mysql::MySqlRepository;
 #[cfg(feature = "postgres")]
@@ -66,6 +67,10 @@ pub trait Repository:
     /// `round`'s period between them: a process that finds another walking, or the last walk
     /// within the period, skips the run and answers 0 (`SqlRepository::purge_alone`).
     async fn purge_before(&self, cutoff_ms: i64, round: PurgeRound) -> PortResult<u64>;
+    /// Writes again up to `most` secrets per table that are not as the sealer wants them (in
+    /// the clear or under an older key; sealed while sealing is off); see
+    /// `SqlRepository::reseal`. Nothing to do without keys.
+    async fn reseal(&self, most: u64) -> PortResult<Vec<Resealed>>;
 }
 
 /// The backend a database URL names.
@@ -112,12 +117,25 @@ impl Backend {
 /// call [`Repository::migrate`] next. The URL, which may hold a password, is never logged nor
 /// put in errors.
 pub async fn connect_repository(url: &str) -> Result<Arc<dyn Repository>, PortError> {
+    connect_sealed(url, Arc::default()).await
+}
+
+/// Like [`connect_repository`], with the secrets rows hold sealed and opened by `sealer`
+/// (ADR 0032).
+pub async fn connect_sealed(
+    url: &str,
+    sealer: Arc<Sealer>,
+) -> Result<Arc<dyn Repository>, PortError> {
     match Backend::of_url(url)? {
-        Backend::Sqlite => Ok(Arc::new(SqlRepository::connect(url).await?)),
+        Backend::Sqlite => Ok(Arc::new(
+            SqlRepository::connect(url).await?.with_sealer(sealer),
+        )),
         #[cfg(feature = "postgres")]
-        Backend::Postgres => Ok(Arc::new(PgRepository::open(url).await?)),
+        Backend::Postgres => Ok(Arc::new(PgRepository::open(url).await?.with_sealer(sealer))),
         #[cfg(feature = "mysql")]
-        Backend::MySql => Ok(Arc::new(MySqlRepository::open(url).await?)),
+        Backend::MySql => Ok(Arc::new(
+            MySqlRepository::open(url).await?.with_sealer(sealer),
+        )),
         #[allow(unreachable_patterns)] // with every backend built in
         other => Err(PortError::Unavailable(format!(
             "{name}:// URLs need liveops-sql built with feature \"{name}\"",
@@ -138,6 +156,7 @@ pub async fn connect_repository_with_replica(
     url: &str,
     read_url: &str,
     max_lag: std::time::Duration,
+    sealer: Arc<Sealer>,
 ) -> Result<Arc<dyn Repository>, PortError> {
     let (primary, replica) = (Backend::of_url(url)?, Backend::of_url(read_url)?);
     if primary != replica {
@@ -152,13 +171,15 @@ pub async fn connect_repository_with_replica(
         Backend::Postgres => Ok(Arc::new(
             PgRepository::open(url)
                 .await?
-                .with_replica(PgRepository::replica_pool(read_url)?, max_lag),
+                .with_replica(PgRepository::replica_pool(read_url)?, max_lag)
+                .with_sealer(sealer),
         )),
         #[cfg(feature = "mysql")]
         Backend::MySql => Ok(Arc::new(
             MySqlRepository::open(url)
                 .await?
-                .with_replica(MySqlRepository::replica_pool(read_url)?, max_lag),
+                .with_replica(MySqlRepository::replica_pool(read_url)?, max_lag)
+                .with_sealer(sealer),
         )),
         #[allow(unreachable_patterns)] // with every backend built in
         other => Err(PortError::Unavailable(format!(

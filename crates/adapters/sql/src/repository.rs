@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use liveops_core::ports::{Board, RankEntry, ScoreDelta, ScoreTotal};
+use liveops_core::sealing::Sealer;
 use liveops_core::stores::{
     FairnessCommit, Flag, InventoryItem, ListedReward, PendingReward, PlayerProgress,
     ProgressCommit, PurgeRound, PurgeWalk, RewardClaim, Snapshot, PROGRESS_COUNT_LIMIT,
@@ -116,6 +117,8 @@ pub struct SqlRepository<DB: Dialect> {
     pub(crate) groups: Arc<crate::live::WriteQueue>,
     /// Where reads that may be a little stale go while it is usable (`DB_READ_URL`).
     replica: MaybeReplica<DB>,
+    /// Seals the secrets rows hold and opens them (`SECRETS_KEYS_FILE`; ADR 0032).
+    pub(crate) sealer: Arc<Sealer>,
 }
 
 impl<DB: Dialect> Clone for SqlRepository<DB> {
@@ -125,6 +128,7 @@ impl<DB: Dialect> Clone for SqlRepository<DB> {
             writes: self.writes.clone(),
             groups: self.groups.clone(),
             replica: self.replica.clone(),
+            sealer: self.sealer.clone(),
         }
     }
 }
@@ -147,7 +151,15 @@ impl<DB: Dialect> SqlRepository<DB> {
             writes: Arc::default(),
             groups: Arc::default(),
             replica: None,
+            sealer: Arc::default(),
         }
+    }
+
+    /// Seals the secrets written from now on with `sealer`'s current key and opens those sealed
+    /// with any of its keys; without it they are written in the clear.
+    pub fn with_sealer(mut self, sealer: Arc<Sealer>) -> Self {
+        self.sealer = sealer;
+        self
     }
 
     /// Sends the reads that may be a little stale (progress views, snapshots, flags) to
@@ -1779,14 +1791,14 @@ where
         // release before 0007 (a rolling upgrade), a few per operator and day.
         let legacy = DB::placeholders("DELETE FROM inbox_sends WHERE sent_at < ?");
         purged += self
-            .delete_in_turn("purge_before", sqlx::query(&legacy).bind(cutoff_ms))
+            .write_in_turn("purge_before", sqlx::query(&legacy).bind(cutoff_ms))
             .await?;
         // Sessions past their expiry open nothing any more: a few per operator and day, so one
         // step deletes them.
         let expired = DB::placeholders("DELETE FROM operator_sessions WHERE expires_at <= ?");
         let now = liveops_core::now_ms();
         purged += self
-            .delete_in_turn("purge_before", sqlx::query(&expired).bind(now))
+            .write_in_turn("purge_before", sqlx::query(&expired).bind(now))
             .await?;
         Ok(purged)
     }
@@ -1862,7 +1874,7 @@ where
                     .bind(period.0.as_str())
                     .bind(after.as_str())
                     .bind(end.0.as_str());
-                purged += self.delete_in_turn("purge_before", q).await?;
+                purged += self.write_in_turn("purge_before", q).await?;
                 if keys < PURGE_STEP {
                     break;
                 }
@@ -1907,19 +1919,19 @@ where
             .await?;
             let Some(end) = end else {
                 let rest = sqlx::query(&before).bind(cutoff_ms);
-                return Ok(purged + self.delete_in_turn("purge_before", rest).await?);
+                return Ok(purged + self.write_in_turn("purge_before", rest).await?);
             };
             purged += self
-                .delete_in_turn("purge_before", sqlx::query(&through).bind(end))
+                .write_in_turn("purge_before", sqlx::query(&through).bind(end))
                 .await?;
             // Let the writers in between steps.
             tokio::task::yield_now().await;
         }
     }
 
-    /// Runs the `DELETE` `query` in a write transaction of its own (repository call `call`); how
-    /// many rows went.
-    pub(crate) async fn delete_in_turn<'q>(
+    /// Runs the `DELETE` or `UPDATE` `query` in a write transaction of its own (repository call
+    /// `call`); how many rows it changed.
+    pub(crate) async fn write_in_turn<'q>(
         &self,
         call: &'static str,
         query: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
@@ -1968,7 +1980,7 @@ where
                     None => q,
                 };
                 purged += self
-                    .delete_in_turn("purge_before", q.bind(cutoff_ms))
+                    .write_in_turn("purge_before", q.bind(cutoff_ms))
                     .await?;
             }
             if keys < PURGE_STEP {

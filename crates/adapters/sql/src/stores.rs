@@ -38,6 +38,9 @@ macro_rules! impl_stores {
                 async fn purge_before(&self, cutoff_ms: i64, round: PurgeRound) -> PortResult<u64> {
                     Repo::purge_before(self, cutoff_ms, round).await
                 }
+                async fn reseal(&self, most: u64) -> PortResult<Vec<$crate::Resealed>> {
+                    Repo::reseal(self, most).await
+                }
             }
 
             #[async_trait]

@@ -24,7 +24,7 @@ impl Server for MySql {
     const MIGRATIONS: &'static str = "migrations/mysql";
     /// 0008 widens the outcome columns, MySQL's MEDIUMTEXT being the only such bound.
     const VERSIONS: &'static [i64] = &[
-        1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17, 18, 19, 20,
+        1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 17, 18, 19, 20, 21,
     ];
     const SCHEMES: &'static [&'static str] = &["mysql", "mariadb", "MariaDB"];
     const FOREIGN: Option<&'static str> = if cfg!(feature = "postgres") {

@@ -19,7 +19,7 @@ impl Server for Postgres {
     const VAR: &'static str = "LIVEOPS_TEST_PG_URL";
     const MIGRATIONS: &'static str = "migrations/postgres";
     const VERSIONS: &'static [i64] = &[
-        1, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20,
+        1, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
     ];
     const SCHEMES: &'static [&'static str] = &["postgres", "postgresql", "PostgreSQL"];
     const FOREIGN: Option<&'static str> = if cfg!(feature = "mysql") {

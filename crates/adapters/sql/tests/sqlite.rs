@@ -147,6 +147,16 @@ fn released_migrations_never_change() {
     );
 }
 
+/// Secrets at rest ([`sql_support::sealed::secrets_are_sealed_at_rest`]) on the embedded file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_sealed_at_rest_and_sealed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sealed.db");
+    let pool = repo_at(&path).await.pool().clone();
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    sql_support::sealed::secrets_are_sealed_at_rest(&url, &pool).await;
+}
+
 /// A database a newer release migrated (a version this one does not know is applied) still
 /// migrates and serves: the embedded default rolled back to the release before, its data kept.
 #[tokio::test]

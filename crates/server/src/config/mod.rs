@@ -15,6 +15,7 @@ mod kinds;
 mod raw;
 pub mod reads;
 pub mod retention;
+pub mod sealing;
 mod secrets;
 
 pub use bus::{BusArgs, BusChoice, AZURE_SECRETS_DIR};
@@ -153,6 +154,8 @@ pub struct Settings {
     pub retention: retention::Retention,
     /// The HTTP server's limits on slow and numerous clients.
     pub http: http::HttpLimits,
+    /// Seals and opens the secrets the database holds (`SECRETS_KEYS_FILE`).
+    pub sealer: std::sync::Arc<liveops_core::sealing::Sealer>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -250,6 +253,7 @@ impl Settings {
             .retention
             .resolve(&raw.bus.options(), raw.sig_tolerance_sec)?;
         let http = raw.http.resolve()?;
+        let sealer = raw.sealing.resolve()?;
         Ok(Self {
             args,
             table: table.clone(),
@@ -270,6 +274,7 @@ impl Settings {
             reads,
             retention,
             http,
+            sealer,
             level_curve,
             windows,
             settle,

@@ -120,6 +120,9 @@ pub struct RawConfig {
     /// `HTTP_MAX_IN_FLIGHT`).
     #[command(flatten)]
     pub http: super::http::HttpConfig,
+    /// How secrets are sealed in the database (`SECRETS_KEYS_FILE`, `SECRETS_SEAL`).
+    #[command(flatten)]
+    pub sealing: super::sealing::SealingConfig,
 }
 
 impl std::fmt::Debug for RawConfig {

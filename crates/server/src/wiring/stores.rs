@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use liveops_core::sealing::Sealer;
 use liveops_core::stores::{
     ActiveKeys, ApiKeyStore, AuditLog, CampaignStore, DeliveryLog, DistributionRetention,
     EntryStore, FairnessStore, InboxStore, OperatorStore, OutcomeStore, PlayerXp, ProcessedEvents,
@@ -36,14 +37,24 @@ async fn open(
     cell: Shared,
     url: String,
     reads: Option<ReadReplica>,
+    sealer: Arc<Sealer>,
 ) -> Result<Arc<dyn Repository>, PortError> {
     cell.get_or_try_init(|| async {
         let repo = match &reads {
-            None => liveops_sql::connect_repository(&url).await,
-            Some(r) => liveops_sql::connect_repository_with_replica(&url, &r.url, r.max_lag).await,
+            None => liveops_sql::connect_sealed(&url, sealer.clone()).await,
+            Some(r) => {
+                let (read, lag) = (&r.url, r.max_lag);
+                liveops_sql::connect_repository_with_replica(&url, read, lag, sealer.clone()).await
+            }
         }
         .map_err(named("DB_URL"))?;
         repo.migrate().await.map_err(named("DB_URL"))?;
+        if !sealer.opens() {
+            tracing::warn!(
+                "SECRETS_KEYS_FILE is unset: API keys' and webhooks' secrets, campaigns' seeds \
+                 and keyed answers are stored in the clear"
+            );
+        }
         Ok(repo)
     })
     .await
@@ -88,6 +99,38 @@ async fn purge_old_events(repo: &dyn Repository, retention: Retention, stop: Can
     let _ = every_tick_after(first, retention.every, stop, failing, round).await;
 }
 
+/// How long after start-up secrets are first sealed again, then how often (ADR 0032).
+const RESEAL_FIRST: Duration = Duration::from_secs(10);
+/// How often secrets not as the settings want them are written again.
+const RESEAL_EVERY: Duration = Duration::from_secs(60);
+/// Most secrets written again per table and round.
+const RESEAL_MOST: u64 = 1000;
+
+/// Writes again, every [`RESEAL_EVERY`], the secrets in the clear or under an older key (with
+/// `SECRETS_SEAL=false`, the sealed ones, in the clear): `secrets_resealed_total{table}`,
+/// `secrets_stale{table}`.
+fn reseal(repo: Arc<dyn Repository>) -> Task {
+    Task::new("secrets at rest", move |stop| async move {
+        let round = || async {
+            for t in repo.reseal(RESEAL_MOST).await? {
+                if t.resealed > 0 || t.unreadable > 0 {
+                    tracing::info!(
+                        table = t.table,
+                        resealed = t.resealed,
+                        unreadable = t.unreadable,
+                        stale = t.stale,
+                        "secrets written again as SECRETS_KEYS_FILE wants them"
+                    );
+                }
+            }
+            Ok(())
+        };
+        let failing = "sealing secrets again";
+        let _ = every_tick_after(RESEAL_FIRST, RESEAL_EVERY, stop, failing, round).await;
+        Ok(())
+    })
+}
+
 /// Health that always answers: the `api_keys` adapter's, which must not take a process out of
 /// the load balancer (its staleness is the `api_keys_sync_age_seconds` gauge).
 struct Advisory;
@@ -114,13 +157,15 @@ fn until_stopped(name: &'static str, work: impl Future<Output = ()> + Send + 'st
 pub(super) fn provide(ports: &mut Ports, s: &crate::config::Settings) {
     let cell: Shared = Arc::default();
     let (c, url, reads, retention) = (cell.clone(), s.db_url.clone(), s.reads.clone(), s.retention);
+    let sealer = s.sealer.clone();
     let repo: Arc<Adapter<dyn Repository>> = Adapter::new_dyn(
         "repository",
         |a| a,
         move || {
-            let (c, url, reads) = (c.clone(), url.clone(), reads.clone());
+            let (c, url, reads, sealer) = (c.clone(), url.clone(), reads.clone(), sealer.clone());
             async move {
-                let repo = open(c, url, reads).await?;
+                let opens = sealer.opens();
+                let repo = open(c, url, reads, sealer).await?;
                 // The replica is measured while the process runs; reads use it once it is.
                 let upkeep = repo
                     .replica_watch()
@@ -131,9 +176,14 @@ pub(super) fn provide(ports: &mut Ports, s: &crate::config::Settings) {
                     purge_old_events(purged.as_ref(), retention, stop).await;
                     Ok(())
                 });
+                let resealing = opens.then(|| reseal(repo.clone()));
+                let tasks = [Some(pools), Some(retention), resealing];
                 Ok(Opened {
                     adapter: repo,
-                    upkeep: upkeep.into_iter().chain([pools, retention]).collect(),
+                    upkeep: upkeep
+                        .into_iter()
+                        .chain(tasks.into_iter().flatten())
+                        .collect(),
                 })
             }
         },
@@ -158,13 +208,14 @@ pub(super) fn provide(ports: &mut Ports, s: &crate::config::Settings) {
     ports.provide::<_, dyn RequestKeys>(&repo, |a| a);
     ports.provide::<_, dyn Repository>(&repo, |a| a);
 
-    let (url, reads) = (s.db_url.clone(), s.reads.clone());
+    let (url, reads, sealer) = (s.db_url.clone(), s.reads.clone(), s.sealer.clone());
     let keys: Arc<Adapter<dyn Repository>> = Adapter::new_dyn(
         "api_keys",
         |_| Arc::new(Advisory),
         move || {
             let (c, url, reads) = (cell.clone(), url.clone(), reads.clone());
-            async move { open(c, url, reads).await.map(Opened::plain) }
+            let sealer = sealer.clone();
+            async move { open(c, url, reads, sealer).await.map(Opened::plain) }
         },
     );
     ports.provide::<_, dyn ActiveKeys>(&keys, |a| a);

@@ -577,10 +577,30 @@ pub fn serve_command(data_dir: &Path, port: u16) -> Command {
     cmd
 }
 
-/// `liveops serve` as a child process: the test secret, warn logs, then the `extra` flags.
+/// The keys the spawned processes seal secrets at rest with (`SECRETS_KEYS_FILE`).
+pub const SEALING_KEYS: &str = "t1=sealing-key-material-0123456789abcdef\n";
+
+/// Writes [`SEALING_KEYS`] into `dir` (made if missing) unless there already; the file's path.
+/// Written whole under another name, then renamed: processes started earlier may be reading it.
+pub fn sealing_keys_in(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("data directory");
+    let path = dir.join("secrets-keys");
+    if std::fs::read_to_string(&path).is_ok_and(|t| t == SEALING_KEYS) {
+        return path;
+    }
+    let part = dir.join(format!("secrets-keys.{}", std::process::id()));
+    std::fs::write(&part, SEALING_KEYS).expect("sealing keys");
+    std::fs::rename(&part, &path).expect("sealing keys in place");
+    path
+}
+
+/// `liveops serve` as a child process: the test secret, secrets sealed at rest, warn logs,
+/// then the `extra` flags.
 pub fn spawn_serve(data_dir: &Path, port: u16, extra: &[&str]) -> Child {
     serve_command(data_dir, port)
         .args(["--hmac-secret", SECRET, "--log-level", "warn"])
+        .arg("--secrets-keys-file")
+        .arg(sealing_keys_in(data_dir))
         .args(extra)
         .spawn()
         .expect("spawn liveops")
@@ -597,6 +617,7 @@ pub fn split_process(data: &Path, target: &str, port: u16, db: &str, redis: &str
         .env("BIND", "127.0.0.1")
         .env("DATA_DIR", data.join(target))
         .env("HMAC_SECRET", SECRET)
+        .env("SECRETS_KEYS_FILE", sealing_keys_in(data))
         .env("DB_URL", db)
         .env("REDIS_URL", redis)
         .env("LOG_LEVEL", "warn")

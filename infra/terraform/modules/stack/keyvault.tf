@@ -1,9 +1,9 @@
 # The Key Vault LiveOps reads its secrets from (through the Secrets Store CSI driver and the
 # workload identity). RBAC authorization, soft delete with purge protection, default-deny
-# firewall, private endpoint (network.tf). Secrets: hmac-keys (generated here), db-url,
-# redis-url, bus-conn, db-read-url (with a PostgreSQL read replica), the MySQL VM's password and
-# TLS (mysql-ca, which the pods mount too, mysql-server-cert, mysql-server-key), and the
-# Application Gateway's TLS certificate.
+# firewall, private endpoint (network.tf). Secrets: hmac-keys and secrets-keys (generated
+# here), db-url, redis-url, bus-conn, db-read-url (with a PostgreSQL read replica), the MySQL
+# VM's password and TLS (mysql-ca, which the pods mount too, mysql-server-cert,
+# mysql-server-key), and the Application Gateway's TLS certificate.
 
 resource "azurerm_key_vault" "this" {
   #checkov:skip=CKV_AZURE_189:Public network access is off in prod (tests/check_structure.py holds prod to it); dev keeps a default-deny public endpoint open only to the Terraform runner, so it can be applied from outside the VNet.
@@ -56,6 +56,15 @@ resource "random_password" "hmac_k1" {
   special = false
 }
 
+# The key material that seals secrets at rest (API keys' and webhooks' secrets, draw seeds, keyed
+# operator answers), in the SECRETS_KEYS_FILE format "kid=material". Losing it makes every sealed value unreadable (backups
+# included): never taint or replace it. Rotate by adding a key id put first in secrets-keys and
+# keeping k1 after it until secrets_stale is 0 (docs/OPERATIONS.md, "Secrets at rest").
+resource "random_password" "secrets_k1" {
+  length  = 48
+  special = false
+}
+
 locals {
   # db-read-url (DB_READ_URL of the targets that read from a replica) exists only where the
   # replica does and db-url is PostgreSQL: a replica must be of the DB_URL server's kind.
@@ -64,6 +73,7 @@ locals {
   # The secrets LiveOps reads (the objects of the SecretProviderClass), with their content types.
   liveops_secrets = merge({
     "hmac-keys"                       = "text/plain; format=kid=secret[,kid=secret]"
+    "secrets-keys"                    = "text/plain; format=kid=material[,kid=material]"
     "db-url"                          = "text/uri-list"
     "redis-url"                       = "text/uri-list"
     "bus-conn"                        = "text/plain; format=servicebus-connection-string"
@@ -73,6 +83,7 @@ locals {
   # db-url points at PostgreSQL, or at the MySQL VM with repository_backend = "mysql".
   secret_values = merge({
     "hmac-keys"                         = "k1=${random_password.hmac_k1.result}"
+    "secrets-keys"                      = "k1=${random_password.secrets_k1.result}"
     "db-url"                            = var.repository_backend == "postgres" ? local.postgres_url : local.mysql_url
     "redis-url"                         = local.redis_url
     "bus-conn"                          = azurerm_servicebus_namespace_authorization_rule.liveops.primary_connection_string

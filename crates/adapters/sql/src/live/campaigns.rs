@@ -8,6 +8,9 @@ use liveops_core::stores::{
 };
 use liveops_core::{PortError, PortResult};
 
+use liveops_core::sealing::{Sealer, Stored};
+
+use super::sealed::{opened, seed_row};
 use super::{from_json, sql_impl, to_json};
 use crate::dialect::{to_i64, Text};
 use crate::repository::within;
@@ -28,6 +31,7 @@ pub(crate) type CampaignRow = (
     Text,
     i64,
     i64,
+    Option<Text>,
 );
 
 /// `SELECT` of a campaign row, with `$tail` after the table.
@@ -35,7 +39,7 @@ macro_rules! select_campaigns {
     ($tail:literal) => {
         concat!(
             "SELECT id, title, description, starts_at, ends_at, min_level, entry_limit, reward, \
-             state, seed, commitment, created_by, created_at, updated_at FROM campaigns",
+             state, seed, commitment, created_by, created_at, updated_at, seed_key FROM campaigns",
             $tail
         )
     };
@@ -45,7 +49,8 @@ pub(crate) fn parse_state(s: &str) -> PortResult<CampaignState> {
     CampaignState::parse(s).ok_or_else(|| PortError::Corrupt(format!("unknown state {s:?}")))
 }
 
-fn campaign_of(row: CampaignRow) -> PortResult<Campaign> {
+/// A campaign row read back, its seed opened with `sealer`.
+fn campaign_of(sealer: &Sealer, row: CampaignRow) -> PortResult<Campaign> {
     let (
         id,
         title,
@@ -61,7 +66,12 @@ fn campaign_of(row: CampaignRow) -> PortResult<Campaign> {
         created_by,
         created_at_ms,
         updated_at_ms,
+        seed_key,
     ) = row;
+    let seed = match seed {
+        Some(seed) => Some(opened(sealer, &seed_row(&id.0), seed, seed_key)?),
+        None => None,
+    };
     Ok(Campaign {
         id: id.0,
         title: title.0,
@@ -73,7 +83,7 @@ fn campaign_of(row: CampaignRow) -> PortResult<Campaign> {
             .ok_or_else(|| PortError::Corrupt(format!("unknown entry limit {:?}", limit.0)))?,
         reward: from_json::<Reward>("campaign reward", &reward.0)?,
         state: parse_state(&state.0)?,
-        seed: seed.map(String::from),
+        seed,
         commitment: commitment.map(String::from),
         created_by: created_by.0,
         created_at_ms,
@@ -109,12 +119,14 @@ pub(crate) fn new_event_id() -> String {
 }
 
 sql_impl! {
-    /// Binds a campaign's columns from `title` to `commitment` in table order (`reward` is its
-    /// reward as JSON): the part of a row that both an insert and an update write.
+    /// Binds a campaign's columns from `title` to `commitment` in table order, then `seed_key`
+    /// (`reward` is its reward as JSON, `seed` its seed as stored): the part of a row that both
+    /// an insert and an update write.
     fn bind_editable<'q>(
         query: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
         c: &'q Campaign,
         reward: &'q str,
+        seed: Option<&'q Stored>,
     ) -> sqlx::query::Query<'q, DB, DB::Arguments<'q>> {
         query
             .bind(c.title.as_str())
@@ -125,8 +137,14 @@ sql_impl! {
             .bind(c.entry_limit.as_str())
             .bind(reward)
             .bind(c.state.as_str())
-            .bind(c.seed.as_deref())
+            .bind(seed.map(|s| s.text.as_str()))
             .bind(c.commitment.as_deref())
+            .bind(seed.and_then(|s| s.key_id.as_deref()))
+    }
+
+    /// `c`'s seed as its row stores it.
+    fn stored_seed(&self, c: &Campaign) -> Option<Stored> {
+        c.seed.as_deref().map(|seed| self.sealer.seal(&seed_row(&c.id), seed))
     }
 
     pub(crate) async fn create_campaign(
@@ -138,10 +156,12 @@ sql_impl! {
         let reward = to_json("campaign reward", &c.reward)?;
         let sql = DB::placeholders(
             "INSERT INTO campaigns (id, title, description, starts_at, ends_at, min_level, \
-             entry_limit, reward, state, seed, commitment, created_by, created_at, \
-             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             entry_limit, reward, state, seed, commitment, seed_key, created_by, created_at, \
+             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         );
-        let insert = Self::bind_editable(sqlx::query(&sql).bind(c.id.as_str()), c, &reward)
+        let seed = self.stored_seed(c);
+        let insert = sqlx::query(&sql).bind(c.id.as_str());
+        let insert = Self::bind_editable(insert, c, &reward, seed.as_ref())
             .bind(c.created_by.as_str())
             .bind(c.created_at_ms)
             .bind(c.updated_at_ms);
@@ -150,7 +170,9 @@ sql_impl! {
 
     pub(crate) async fn campaign(&self, id: &str) -> PortResult<Option<Campaign>> {
         let sql = DB::placeholders(select_campaigns!(" WHERE id = ?"));
-        self.optional_row("campaign", sqlx::query_as(&sql).bind(id), campaign_of).await
+        let of = |row| campaign_of(&self.sealer, row);
+        self.optional_row("campaign", sqlx::query_as(&sql).bind(id), of)
+            .await
     }
 
     pub(crate) async fn campaigns(&self, page: CampaignPage<'_>) -> PortResult<Vec<Campaign>> {
@@ -179,7 +201,8 @@ sql_impl! {
             query = query.bind(at_ms).bind(at_ms).bind(at_ms).bind(id);
         }
         let query = query.bind(i64::from(page.limit));
-        self.all_rows("campaigns", query, campaign_of).await
+        self.all_rows("campaigns", query, |row| campaign_of(&self.sealer, row))
+            .await
     }
 
     pub(crate) async fn update_campaign(
@@ -190,6 +213,7 @@ sql_impl! {
         event: Option<&CampaignEvent>,
     ) -> PortResult<bool> {
         let reward = to_json("campaign reward", &next.reward)?;
+        let seed = self.stored_seed(next);
         within::<DB, _>("update_campaign", async {
             let (mut tx, _turn) = self.begin_write().await?;
             // The time is read once this write's turn came: a change checked before its end
@@ -197,10 +221,10 @@ sql_impl! {
             let sql = DB::placeholders(
                 "UPDATE campaigns SET title = ?, description = ?, starts_at = ?, ends_at = ?, \
                  min_level = ?, entry_limit = ?, reward = ?, state = ?, seed = ?, \
-                 commitment = ?, updated_at = ? \
+                 commitment = ?, seed_key = ?, updated_at = ? \
                  WHERE id = ? AND state = ? AND updated_at = ? AND (state = ? OR ends_at > ?)",
             );
-            let update = Self::bind_editable(sqlx::query(&sql), next, &reward)
+            let update = Self::bind_editable(sqlx::query(&sql), next, &reward, seed.as_ref())
                 .bind(next.updated_at_ms)
                 .bind(before.id.as_str())
                 .bind(before.state.as_str())
@@ -270,6 +294,7 @@ sql_impl! {
             .bind(now_ms)
             .bind(limit)
             .bind(limit);
-        self.all_rows("due", query, campaign_of).await
+        self.all_rows("due", query, |row| campaign_of(&self.sealer, row))
+            .await
     }
 }

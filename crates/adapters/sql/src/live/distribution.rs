@@ -17,6 +17,7 @@ use sqlx::Transaction;
 
 use super::claims::claim_of;
 use super::requests::Cap;
+use super::sealed::{opened, unreadable, webhook_row};
 use super::{from_json, sql_impl, to_json, with_tail};
 use crate::dialect::{db_error, to_u64, Text};
 use crate::repository::within;
@@ -79,8 +80,9 @@ type DeliveryRow = (
     i64,
 );
 
-/// A leased delivery as selected: its [`DeliveryRow`], then its webhook's url and secret.
-struct DueRow(DeliveryRow, Text, Text);
+/// A leased delivery as selected: its [`DeliveryRow`], then its webhook's url, secret as
+/// stored and the key that sealed it.
+struct DueRow(DeliveryRow, Text, Text, Option<Text>);
 
 impl<'r, R> sqlx::FromRow<'r, R> for DueRow
 where
@@ -92,7 +94,12 @@ where
     fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
         // The delivery's ten columns come first.
         let delivery = <DeliveryRow as sqlx::FromRow<R>>::from_row(row)?;
-        Ok(Self(delivery, row.try_get(10)?, row.try_get(11)?))
+        Ok(Self(
+            delivery,
+            row.try_get(10)?,
+            row.try_get(11)?,
+            row.try_get(12)?,
+        ))
     }
 }
 
@@ -313,7 +320,7 @@ sql_impl! {
         within::<DB, _>("send_messages", async {
             let (mut tx, _turn) = self.begin_write().await?;
             if let Some(keyed) = keyed {
-                if let Some(before) = Self::take_key(&mut tx, keyed, audit.at_ms).await? {
+                if let Some(before) = Self::take_key(&mut tx, &self.sealer, keyed, audit.at_ms).await? {
                     return Self::rolled_back(tx, before).await;
                 }
                 if let Some(before) = Self::keep_legacy_send(&mut tx, keyed, messages, audit.at_ms).await? {
@@ -485,14 +492,16 @@ sql_impl! {
     ) -> PortResult<CappedOutcome> {
         let events = to_json("webhook events", &hook.events)?;
         let sql = DB::placeholders(
-            "INSERT INTO webhooks (id, url, events, secret, created_by, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO webhooks (id, url, events, secret, secret_key, created_by, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         );
+        let secret = self.sealer.seal(&webhook_row(&hook.id), &hook.secret);
         let insert = sqlx::query(&sql)
             .bind(hook.id.as_str())
             .bind(hook.url.as_str())
             .bind(events.as_str())
-            .bind(hook.secret.as_str())
+            .bind(secret.text.as_str())
+            .bind(secret.key_id.as_deref())
             .bind(hook.created_by.as_str())
             .bind(hook.created_at_ms);
         let cap = Cap {
@@ -505,16 +514,22 @@ sql_impl! {
 
     pub(crate) async fn webhooks(&self) -> PortResult<Vec<Webhook>> {
         let all = sqlx::query_as(
-            "SELECT id, url, events, secret, created_by, created_at FROM webhooks \
+            "SELECT id, url, events, secret, secret_key, created_by, created_at FROM webhooks \
              WHERE deleted_at IS NULL ORDER BY created_at, id",
         );
-        type Row = (Text, Text, Text, Text, Text, i64);
-        self.all_rows("webhooks", all, |(id, url, events, secret, created_by, created_at_ms): Row| {
+        type Row = (Text, Text, Text, Text, Option<Text>, Text, i64);
+        self.all_rows("webhooks", all, |(id, url, events, secret, key, created_by, created_at_ms): Row| {
+            // A secret that does not open is listed empty: deliveries read theirs when leased.
+            let secret = opened(&self.sealer, &webhook_row(&id.0), secret, key)
+                .unwrap_or_else(|e| {
+                    unreadable("webhooks", &e);
+                    String::new()
+                });
             Ok(Webhook {
                 id: id.0,
                 url: url.0,
                 events: from_json("webhook events", &events.0)?,
-                secret: secret.0,
+                secret,
                 created_by: created_by.0,
                 created_at_ms,
             })
@@ -692,7 +707,7 @@ sql_impl! {
                 .select_chunked(&leased, DB::MAX_BIND - 1, |qb, chunk| {
                     qb.push(select_deliveries!(
                         "d.body",
-                        ", w.url, w.secret",
+                        ", w.url, w.secret, w.secret_key",
                         " JOIN webhooks w ON w.id = d.webhook_id \
                          WHERE d.state = 'pending' AND d.next_attempt_at = "
                     ))
@@ -702,11 +717,21 @@ sql_impl! {
                 })
                 .await?;
             let mut due = Vec::with_capacity(rows.len());
-            for DueRow(delivery, url, secret) in rows {
+            for DueRow(delivery, url, secret, key) in rows {
+                let delivery = delivery_of(delivery)?;
+                // A secret that does not open signs nothing: the delivery waits out its lease
+                // and is tried again (a key put back opens it).
+                let secret = match opened(&self.sealer, &webhook_row(&delivery.webhook_id), secret, key) {
+                    Ok(secret) => secret,
+                    Err(e) => {
+                        unreadable("webhooks", &e);
+                        continue;
+                    }
+                };
                 due.push(DueDelivery {
-                    delivery: delivery_of(delivery)?,
+                    delivery,
                     url: url.0,
-                    secret: secret.0,
+                    secret,
                 });
             }
             // In the order they were due.

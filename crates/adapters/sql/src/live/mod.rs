@@ -11,6 +11,7 @@ mod operators;
 mod participation;
 mod requests;
 mod retention;
+mod sealed;
 
 use liveops_core::stores::AuditEntry;
 use liveops_core::{PortError, PortResult};
@@ -25,6 +26,7 @@ use crate::repository::within;
 pub use campaigns::DUE_CAMPAIGNS;
 pub use distribution::inbox_page_statement;
 pub(crate) use groups::WriteQueue;
+pub use sealed::Resealed;
 
 /// Opens an `impl SqlRepository<DB>` block with the bounds the generic SQL code needs (the same
 /// as the repository's own), so each file states them once.

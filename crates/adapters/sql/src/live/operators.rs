@@ -7,6 +7,7 @@ use liveops_core::stores::{
 use liveops_core::{PortError, PortResult};
 
 use super::requests::Cap;
+use super::sealed::{api_key_row, opened, unreadable};
 use super::{bind_audit, sql_impl, with_tail, INSERT_AUDIT};
 use crate::dialect::{db_error, to_u64, Text};
 use crate::repository::within;
@@ -298,13 +299,15 @@ sql_impl! {
         max: u32,
     ) -> PortResult<CappedOutcome> {
         let sql = DB::placeholders(
-            "INSERT INTO api_keys (key_id, name, secret, created_by, created_at, revoked_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO api_keys (key_id, name, secret, secret_key, created_by, created_at, \
+             revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         );
+        let secret = self.sealer.seal(&api_key_row(&key.key_id), secret);
         let insert = sqlx::query(&sql)
             .bind(key.key_id.as_str())
             .bind(key.name.as_str())
-            .bind(secret)
+            .bind(secret.text.as_str())
+            .bind(secret.key_id.as_deref())
             .bind(key.created_by.as_str())
             .bind(key.created_at_ms)
             .bind(key.revoked_at_ms);
@@ -355,10 +358,24 @@ sql_impl! {
 
     pub(crate) async fn active_api_keys(&self) -> PortResult<Vec<(String, Vec<u8>)>> {
         let active = sqlx::query_as(
-            "SELECT key_id, secret FROM api_keys WHERE revoked_at IS NULL \
+            "SELECT key_id, secret, secret_key FROM api_keys WHERE revoked_at IS NULL \
              ORDER BY created_at, key_id",
         );
-        self.all_rows("active_api_keys", active, |(k, s): (Text, Text)| Ok((k.0, s.0.into_bytes())))
-            .await
+        let rows: Vec<(Text, Text, Option<Text>)> =
+            self.all_rows("active_api_keys", active, Ok).await?;
+        // A key that does not open (sealed under a key no longer configured, or altered) signs
+        // nothing; the others still do.
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, secret, key)| {
+                match opened(&self.sealer, &api_key_row(&id.0), secret, key) {
+                    Ok(secret) => Some((id.0, secret.into_bytes())),
+                    Err(e) => {
+                        unreadable("api_keys", &e);
+                        None
+                    }
+                }
+            })
+            .collect())
     }
 }

@@ -6,15 +6,18 @@ use liveops_core::{PortError, PortResult};
 use sqlx::query::{Query, QueryAs};
 use sqlx::Transaction;
 
+use liveops_core::sealing::Sealer;
+
+use super::sealed::{answer_row, opened};
 use super::{sql_impl, with_tail};
 use crate::dialect::Text;
 use crate::repository::within;
 
-/// A key's row: request hash, answer.
-type RequestRow = (Text, Text);
+/// A key's row: request hash, answer as stored, the key that sealed it.
+type RequestRow = (Text, Text, Option<Text>);
 
-const SELECT_REQUEST: &str =
-    "SELECT request_hash, answer FROM operator_requests WHERE operator_id = ? AND idem_key = ?";
+const SELECT_REQUEST: &str = "SELECT request_hash, answer, answer_key FROM operator_requests \
+     WHERE operator_id = ? AND idem_key = ?";
 
 /// The route whose keys `inbox_sends` kept before migration 0007.
 const INBOX_SEND: &str = "POST /inbox/messages";
@@ -26,13 +29,23 @@ const LEGACY_INBOX_SEND: &str = "legacy:POST /inbox/messages";
 /// What a write under `key` meets in the row kept for it: the same request's answer
 /// (`Replayed`; for a key carried over from `inbox_sends`, any send's), or another request's
 /// (`KeyReused`).
-fn outcome(key: &RequestKey, (hash, answer): RequestRow) -> KeyedOutcome {
-    let legacy = hash.0 == LEGACY_INBOX_SEND && key.route == INBOX_SEND;
-    if hash.0 == key.request_hash || legacy {
-        KeyedOutcome::Replayed(answer.0)
+fn outcome(key: &RequestKey, hash: &str, answer: String) -> KeyedOutcome {
+    let legacy = hash == LEGACY_INBOX_SEND && key.route == INBOX_SEND;
+    if hash == key.request_hash || legacy {
+        KeyedOutcome::Replayed(answer)
     } else {
         KeyedOutcome::KeyReused
     }
+}
+
+/// The answer a key's row holds, opened (a new API key's answer holds its secret).
+fn answer_of(
+    sealer: &Sealer,
+    key: &RequestKey,
+    (hash, answer, sealed_by): RequestRow,
+) -> PortResult<(Text, String)> {
+    let row = answer_row(&key.operator_id, &key.key);
+    Ok((hash, opened(sealer, &row, answer, sealed_by)?))
 }
 
 /// A set of rows whose size a setting caps: the name of its row in `cap_locks`, how its
@@ -52,22 +65,26 @@ sql_impl! {
     /// comes first: a concurrent write under the key waits for this transaction, then finds it.
     pub(crate) async fn take_key(
         tx: &mut Transaction<'static, DB>,
+        sealer: &Sealer,
         keyed: &Keyed,
         at_ms: i64,
     ) -> PortResult<Option<KeyedOutcome>> {
         let key = &keyed.key;
         let insert_sql = with_tail::<DB>(
             "INSERT INTO operator_requests \
-             (operator_id, idem_key, request_hash, answer, created_at) VALUES (?, ?, ?, ?, ?)",
+             (operator_id, idem_key, request_hash, answer, answer_key, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
             DB::keep_existing("operator_id, idem_key", "request_hash"),
         );
+        let answer = sealer.seal(&answer_row(&key.operator_id, &key.key), &keyed.answer);
         let select_sql = DB::placeholders(SELECT_REQUEST);
         let insert = || {
             sqlx::query(&insert_sql)
                 .bind(key.operator_id.as_str())
                 .bind(key.key.as_str())
                 .bind(key.request_hash.as_str())
-                .bind(keyed.answer.as_str())
+                .bind(answer.text.as_str())
+                .bind(answer.key_id.as_deref())
                 .bind(at_ms)
         };
         let read = || {
@@ -76,11 +93,12 @@ sql_impl! {
                 .bind(key.key.as_str())
         };
         let row: RequestRow = Self::keep_then_read(tx, "operator_requests", insert, read).await?;
+        let (hash, stored) = answer_of(sealer, key, row)?;
         // The answer holds the ids this write minted: equal only if the row is this write's.
-        if row.0 .0 == key.request_hash && row.1 .0 == keyed.answer {
+        if hash.0 == key.request_hash && stored == keyed.answer {
             return Ok(None);
         }
-        Ok(Some(outcome(key, row)))
+        Ok(Some(outcome(key, &hash.0, stored)))
     }
 
     /// Runs `insert` (which keeps a row already under its key) and then `read` of the key's row,
@@ -119,7 +137,7 @@ sql_impl! {
         within::<DB, _>(call, async {
             let (mut tx, _turn) = self.begin_write().await?;
             if let Some(keyed) = keyed {
-                if let Some(before) = Self::take_key(&mut tx, keyed, audit.at_ms).await? {
+                if let Some(before) = Self::take_key(&mut tx, &self.sealer, keyed, audit.at_ms).await? {
                     return Self::rolled_back(tx, before).await;
                 }
             }
@@ -147,7 +165,7 @@ sql_impl! {
         within::<DB, _>(call, async {
             let (mut tx, _turn) = self.begin_write().await?;
             if let Some(keyed) = keyed {
-                if let Some(before) = Self::take_key(&mut tx, keyed, audit.at_ms).await? {
+                if let Some(before) = Self::take_key(&mut tx, &self.sealer, keyed, audit.at_ms).await? {
                     return Self::rolled_back(tx, CappedOutcome::Keyed(before)).await;
                 }
             }
@@ -172,7 +190,12 @@ sql_impl! {
         let query = sqlx::query_as(&sql)
             .bind(key.operator_id.as_str())
             .bind(key.key.as_str());
-        let found = self.optional_row("answered", query, |row| Ok(outcome(key, row))).await?;
+        let found = self
+            .optional_row("answered", query, |row| {
+                let (hash, answer) = answer_of(&self.sealer, key, row)?;
+                Ok(outcome(key, &hash.0, answer))
+            })
+            .await?;
         if found.is_some() || key.route != INBOX_SEND {
             return Ok(found);
         }

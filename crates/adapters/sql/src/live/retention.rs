@@ -198,7 +198,7 @@ sql_impl! {
             );
             let (sql, args) = qb.finish()?;
             purged += self
-                .delete_in_turn("purge_events", sqlx::query_with(&sql, args).persistent(false))
+                .write_in_turn("purge_events", sqlx::query_with(&sql, args).persistent(false))
                 .await?;
             if page.len() < ROW_STEP {
                 return Ok(purged);
@@ -310,7 +310,7 @@ sql_impl! {
                 .bind(message_id)
                 .bind(after.as_str())
                 .bind(end.0.as_str());
-            self.delete_in_turn("purge_messages", q).await?;
+            self.write_in_turn("purge_messages", q).await?;
             if n < CLAIM_STEP {
                 return Ok(());
             }

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses its own share
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
+pub mod sealed;
 pub mod server;
 
 use std::net::SocketAddr;

@@ -92,6 +92,7 @@ macro_rules! server_tests {
             a_database_a_newer_release_migrated_still_opens => newer_release_migrated,
             a_table_is_purged_by_one_process_at_a_time => purges_walk_one_at_a_time,
             a_table_is_walked_once_a_period_between_processes => purges_walk_once_a_period,
+            secrets_are_sealed_at_rest_and_sealed_again => secrets_are_sealed_at_rest,
         );
     };
     (@each $server:ty: $($test:ident => $check:ident $(($arg:expr))?,)*) => {$(
@@ -367,6 +368,20 @@ where
 
     S::pool(&b).close().await;
     db.drop(S::pool(&a)).await;
+}
+
+/// Secrets at rest ([`super::sealed::secrets_are_sealed_at_rest`]) on a fresh database.
+pub async fn secrets_are_sealed_at_rest<S: Server>()
+where
+    for<'c> &'c mut <S::DB as sqlx::Database>::Connection: sqlx::Executor<'c, Database = S::DB>,
+    for<'q> <S::DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, S::DB>,
+    usize: sqlx::ColumnIndex<<S::DB as sqlx::Database>::Row>,
+    for<'q> liveops_sql::dialect::Text: sqlx::Decode<'q, S::DB> + sqlx::Type<S::DB>,
+{
+    let db = FreshDb::<S>::new("sealed").await;
+    let pool = S::pool(&migrated::<S>(&db.url).await).clone();
+    super::sealed::secrets_are_sealed_at_rest(&db.url, &pool).await;
+    db.drop(&pool).await;
 }
 
 /// A table is walked once a period between the processes on the database
