@@ -4,7 +4,8 @@
 //! Attempts are limited per client address (every attempt) and per account and address
 //! (failures), so failures from one address never lock the account out for the others; past a
 //! bound on an account's failures from everywhere, only addresses it signed in from lately may
-//! still try. Past a bound on the failures of the whole process per minute (`login_cap`), only
+//! still try. Guesses of the current password on `POST /auth/password` count as failed logins
+//! on both. Past a bound on the failures of the whole process per minute (`login_cap`), only
 //! such addresses may try, so guesses spread over countless addresses cannot keep every
 //! password-hashing turn busy. A failure is counted (checked against its limits and recorded in
 //! one step) before the password is checked, so guesses sent at once cannot all pass a count read
@@ -388,6 +389,13 @@ pub(crate) async fn change_password(
         max: state.config.max_failures,
     };
     count(&state, &failures, limit, (PER_ACCOUNT, Refused::Left)).await?;
+    // And for the account as a whole, as a login's: a token in other hands, used from many
+    // addresses, gets no more guesses than logins from them would.
+    let (all, known) = (account_key(&op.email), known_key(&op.email, &addr.0));
+    if let Err(refused) = count_account_wide(&state, (&all, &known, &id), now).await {
+        state.attempts.forget_attempts(&failures, Some(&id)).await?;
+        return Err(refused);
+    }
     let before = state
         .operators
         .operator(&op.id)
@@ -402,7 +410,9 @@ pub(crate) async fn change_password(
         );
     }
     // Right, or not checked (no turn at hashing: 503 below): not a failure.
-    state.attempts.forget_attempts(&failures, Some(&id)).await?;
+    for key in [&failures, &all] {
+        state.attempts.forget_attempts(key, Some(&id)).await?;
+    }
     matches?;
     let mut after = before.clone();
     after.password_hash = new_hash(&state.hashing, body.new_password, "newPassword").await?;

@@ -677,6 +677,43 @@ async fn passwords_are_changed_by_their_owner_or_reset_by_an_admin() {
     assert!(signed_in.after.as_deref().unwrap_or_default().contains(B));
 }
 
+/// Guesses of the current password with a session token (one someone else holds, used from
+/// many addresses) are bounded for the account as a whole, as logins are: past the account-wide
+/// bound only an address the operator signed in from lately may try, its right password still
+/// changes it, and a login from elsewhere is refused on the same count.
+#[tokio::test]
+async fn password_change_guesses_from_many_addresses_are_bounded_per_account() {
+    let app = spawn_app(2).await;
+    let token = app.login(A, PASSWORD).await.unwrap().token;
+    let change = |addr: &str, current: &str| {
+        let body = json!({"currentPassword": current, "newPassword": "a much better passphrase"});
+        let mut req = Request::post("/auth/password")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let peer = SocketAddr::new(addr.parse().unwrap(), 50_000);
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let router = app.router.clone();
+        async move {
+            match typed::<LoginAnswer>(served::call(&router, req).await) {
+                Ok(_) => 200,
+                Err(p) => p.status,
+            }
+        }
+    };
+    // Two wrong guesses from each of ten addresses: twenty, the account-wide bound.
+    for i in 0..10 {
+        let addr = format!("192.0.2.{}", i + 1);
+        for _ in 0..2 {
+            assert_eq!(change(&addr, "not the password").await, 403, "{addr}");
+        }
+    }
+    assert_eq!(change("192.0.2.200", PASSWORD).await, 429, "bounded");
+    assert_eq!(app.status("192.0.2.201", PASSWORD).await, 429, "logins too");
+    assert_eq!(change(A, PASSWORD).await, 200, "the owner's address");
+}
+
 /// A login whose email or password lies outside the bounds the OpenAPI document declares (an
 /// email of 3 to 254 characters, a password of 1 to 256) is refused 400 naming the field, as
 /// any other malformed body; within them, a wrong password is 401 and the right one signs in.
