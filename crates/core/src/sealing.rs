@@ -47,6 +47,9 @@ pub enum SealError {
     /// The value does not open: altered, copied from another row, or not sealed text.
     #[error("a value sealed with key {0:?} does not open (altered, or copied from another row)")]
     Tampered(String),
+    /// The cipher refused to seal the value (only past its length limit, 256 GiB).
+    #[error("a value could not be sealed")]
+    Unsealable,
 }
 
 /// The keys secrets are sealed with: the first seals, every one opens. Empty: nothing is sealed
@@ -143,12 +146,12 @@ impl Sealer {
 
     /// `clear` as the row `row` (its table, column and key, e.g. `api_keys.secret:k_1`) stores it:
     /// sealed with the current key, or in the clear when no key is configured.
-    pub fn seal(&self, row: &str, clear: &str) -> Stored {
+    pub fn seal(&self, row: &str, clear: &str) -> Result<Stored, SealError> {
         let Some((id, cipher)) = self.keys.first().filter(|_| self.sealing) else {
-            return Stored {
+            return Ok(Stored {
                 text: clear.to_owned(),
                 key_id: None,
-            };
+            });
         };
         let nonce_bytes: [u8; NONCE_LEN] = rand::random();
         let nonce = XNonce::from(nonce_bytes);
@@ -156,15 +159,16 @@ impl Sealer {
             msg: clear.as_bytes(),
             aad: row.as_bytes(),
         };
-        // Encryption of an in-memory buffer fails only past the cipher's length limit (256 GiB).
-        let sealed = cipher.encrypt(&nonce, payload).unwrap_or_default();
+        let sealed = cipher
+            .encrypt(&nonce, payload)
+            .map_err(|_| SealError::Unsealable)?;
         let mut bytes = Vec::with_capacity(NONCE_LEN + sealed.len());
         bytes.extend_from_slice(&nonce_bytes);
         bytes.extend_from_slice(&sealed);
-        Stored {
+        Ok(Stored {
             text: STANDARD_NO_PAD.encode(bytes),
             key_id: Some(id.clone()),
-        }
+        })
     }
 
     /// The clear value of what row `row` stores: `text` itself when `key_id` is `None`.
@@ -212,10 +216,10 @@ mod tests {
     #[test]
     fn a_sealed_value_opens_to_itself_and_hides_it() {
         let s = Sealer::new([("k1", A)]).unwrap();
-        let stored = s.seal("api_keys.secret:key_1", "topsecret");
+        let stored = s.seal("api_keys.secret:key_1", "topsecret").unwrap();
         assert_eq!(stored.key_id.as_deref(), Some("k1"));
         assert!(!stored.text.contains("topsecret"));
-        let again = s.seal("api_keys.secret:key_1", "topsecret");
+        let again = s.seal("api_keys.secret:key_1", "topsecret").unwrap();
         assert_ne!(stored.text, again.text, "each seal draws its own nonce");
         let open = s.open("api_keys.secret:key_1", &stored.text, Some("k1"));
         assert_eq!(open.unwrap(), "topsecret");
@@ -224,7 +228,7 @@ mod tests {
     #[test]
     fn a_value_copied_to_another_row_or_altered_does_not_open() {
         let s = Sealer::new([("k1", A)]).unwrap();
-        let stored = s.seal("api_keys.secret:key_1", "topsecret");
+        let stored = s.seal("api_keys.secret:key_1", "topsecret").unwrap();
         let other = s.open("api_keys.secret:key_2", &stored.text, Some("k1"));
         assert_eq!(other, Err(SealError::Tampered("k1".into())));
         let mut bytes = STANDARD_NO_PAD.decode(&stored.text).unwrap();
@@ -240,12 +244,12 @@ mod tests {
     fn every_key_opens_and_the_first_seals() {
         let old = Sealer::new([("k1", A)]).unwrap();
         let rotated = Sealer::new([("k2", B), ("k1", A)]).unwrap();
-        let by_old = old.seal("r", "v");
+        let by_old = old.seal("r", "v").unwrap();
         assert_eq!(rotated.open("r", &by_old.text, Some("k1")).unwrap(), "v");
         assert!(rotated.stale(Some("k1")));
         assert!(!rotated.stale(Some("k2")));
         assert!(rotated.stale(None));
-        let by_new = rotated.seal("r", "v");
+        let by_new = rotated.seal("r", "v").unwrap();
         assert_eq!(by_new.key_id.as_deref(), Some("k2"));
         assert_eq!(
             old.open("r", &by_new.text, Some("k2")),
@@ -256,11 +260,11 @@ mod tests {
     #[test]
     fn opening_only_writes_in_the_clear_and_opens_what_was_sealed() {
         let s = Sealer::new([("k1", A)]).unwrap();
-        let sealed = s.seal("r", "v");
+        let sealed = s.seal("r", "v").unwrap();
         let off = s.clone().opening_only();
         assert!(!off.seals() && off.opens());
         assert_eq!(
-            off.seal("r", "v"),
+            off.seal("r", "v").unwrap(),
             Stored {
                 text: "v".into(),
                 key_id: None
@@ -275,7 +279,7 @@ mod tests {
     fn without_keys_values_stay_in_the_clear() {
         let none = Sealer::default();
         assert!(!none.seals());
-        let stored = none.seal("r", "v");
+        let stored = none.seal("r", "v").unwrap();
         assert_eq!(
             stored,
             Stored {
@@ -306,7 +310,7 @@ mod tests {
     fn another_material_gives_another_key() {
         let a = Sealer::new([("k1", A)]).unwrap();
         let b = Sealer::new([("k1", B)]).unwrap();
-        let stored = a.seal("r", "v");
+        let stored = a.seal("r", "v").unwrap();
         assert!(b.open("r", &stored.text, Some("k1")).is_err());
     }
 }

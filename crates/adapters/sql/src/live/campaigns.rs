@@ -10,7 +10,7 @@ use liveops_core::{PortError, PortResult};
 
 use liveops_core::sealing::{Sealer, Stored};
 
-use super::sealed::{opened, seed_row};
+use super::sealed::{opened, sealed, seed_row, unreadable};
 use super::{from_json, sql_impl, to_json};
 use crate::dialect::{to_i64, Text};
 use crate::repository::within;
@@ -68,10 +68,17 @@ fn campaign_of(sealer: &Sealer, row: CampaignRow) -> PortResult<Campaign> {
         updated_at_ms,
         seed_key,
     ) = row;
-    let seed = match seed {
-        Some(seed) => Some(opened(sealer, &seed_row(&id.0), seed, seed_key)?),
-        None => None,
-    };
+    // A seed that does not open (its key gone) is read as none, so the campaign is still
+    // listed, scheduled and cancelled, and only its draw fails; an update keeps the stored one.
+    let seed = seed.and_then(
+        |seed| match opened(sealer, &seed_row(&id.0), seed, seed_key) {
+            Ok(seed) => Some(seed),
+            Err(e) => {
+                unreadable("campaigns", &e);
+                None
+            }
+        },
+    );
     Ok(Campaign {
         id: id.0,
         title: title.0,
@@ -119,14 +126,12 @@ pub(crate) fn new_event_id() -> String {
 }
 
 sql_impl! {
-    /// Binds a campaign's columns from `title` to `commitment` in table order, then `seed_key`
-    /// (`reward` is its reward as JSON, `seed` its seed as stored): the part of a row that both
-    /// an insert and an update write.
+    /// Binds a campaign's columns from `title` to `state` in table order (`reward` is its
+    /// reward as JSON): the part of a row that both an insert and an update write.
     fn bind_editable<'q>(
         query: sqlx::query::Query<'q, DB, DB::Arguments<'q>>,
         c: &'q Campaign,
         reward: &'q str,
-        seed: Option<&'q Stored>,
     ) -> sqlx::query::Query<'q, DB, DB::Arguments<'q>> {
         query
             .bind(c.title.as_str())
@@ -137,14 +142,14 @@ sql_impl! {
             .bind(c.entry_limit.as_str())
             .bind(reward)
             .bind(c.state.as_str())
-            .bind(seed.map(|s| s.text.as_str()))
-            .bind(c.commitment.as_deref())
-            .bind(seed.and_then(|s| s.key_id.as_deref()))
     }
 
     /// `c`'s seed as its row stores it.
-    fn stored_seed(&self, c: &Campaign) -> Option<Stored> {
-        c.seed.as_deref().map(|seed| self.sealer.seal(&seed_row(&c.id), seed))
+    fn stored_seed(&self, c: &Campaign) -> PortResult<Option<Stored>> {
+        c.seed
+            .as_deref()
+            .map(|seed| sealed(&self.sealer, &seed_row(&c.id), seed))
+            .transpose()
     }
 
     pub(crate) async fn create_campaign(
@@ -159,9 +164,12 @@ sql_impl! {
              entry_limit, reward, state, seed, commitment, seed_key, created_by, created_at, \
              updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         );
-        let seed = self.stored_seed(c);
+        let seed = self.stored_seed(c)?;
         let insert = sqlx::query(&sql).bind(c.id.as_str());
-        let insert = Self::bind_editable(insert, c, &reward, seed.as_ref())
+        let insert = Self::bind_editable(insert, c, &reward)
+            .bind(seed.as_ref().map(|s| s.text.as_str()))
+            .bind(c.commitment.as_deref())
+            .bind(seed.as_ref().and_then(|s| s.key_id.as_deref()))
             .bind(c.created_by.as_str())
             .bind(c.created_at_ms)
             .bind(c.updated_at_ms);
@@ -213,18 +221,28 @@ sql_impl! {
         event: Option<&CampaignEvent>,
     ) -> PortResult<bool> {
         let reward = to_json("campaign reward", &next.reward)?;
-        let seed = self.stored_seed(next);
+        let seed = self.stored_seed(next)?;
         within::<DB, _>("update_campaign", async {
             let (mut tx, _turn) = self.begin_write().await?;
             // The time is read once this write's turn came: a change checked before its end
             // but written after it (cancelling a campaign whose entries closed) matches nothing.
             let sql = DB::placeholders(
                 "UPDATE campaigns SET title = ?, description = ?, starts_at = ?, ends_at = ?, \
-                 min_level = ?, entry_limit = ?, reward = ?, state = ?, seed = ?, \
-                 commitment = ?, seed_key = ?, updated_at = ? \
+                 min_level = ?, entry_limit = ?, reward = ?, state = ?, \
+                 seed = COALESCE(?, seed), commitment = ?, \
+                 seed_key = CASE WHEN ? IS NULL THEN seed_key ELSE ? END, updated_at = ? \
                  WHERE id = ? AND state = ? AND updated_at = ? AND (state = ? OR ends_at > ?)",
             );
-            let update = Self::bind_editable(sqlx::query(&sql), next, &reward, seed.as_ref())
+            // A seed, once set, stays: `next` has none only when the stored one did not open.
+            let (text, key) = match &seed {
+                Some(s) => (Some(s.text.as_str()), s.key_id.as_deref()),
+                None => (None, None),
+            };
+            let update = Self::bind_editable(sqlx::query(&sql), next, &reward)
+                .bind(text)
+                .bind(next.commitment.as_deref())
+                .bind(text)
+                .bind(key)
                 .bind(next.updated_at_ms)
                 .bind(before.id.as_str())
                 .bind(before.state.as_str())

@@ -17,7 +17,7 @@ use sqlx::Transaction;
 
 use super::claims::claim_of;
 use super::requests::Cap;
-use super::sealed::{opened, unreadable, webhook_row};
+use super::sealed::{opened, sealed, unreadable, webhook_row};
 use super::{from_json, sql_impl, to_json, with_tail};
 use crate::dialect::{db_error, to_u64, Text};
 use crate::repository::within;
@@ -495,7 +495,7 @@ sql_impl! {
             "INSERT INTO webhooks (id, url, events, secret, secret_key, created_by, created_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?)",
         );
-        let secret = self.sealer.seal(&webhook_row(&hook.id), &hook.secret);
+        let secret = sealed(&self.sealer, &webhook_row(&hook.id), &hook.secret)?;
         let insert = sqlx::query(&sql)
             .bind(hook.id.as_str())
             .bind(hook.url.as_str())

@@ -7,7 +7,7 @@ use liveops_core::stores::{
 use liveops_core::{PortError, PortResult};
 
 use super::requests::Cap;
-use super::sealed::{api_key_row, opened, unreadable};
+use super::sealed::{api_key_row, opened, sealed, unreadable};
 use super::{bind_audit, sql_impl, with_tail, INSERT_AUDIT};
 use crate::dialect::{db_error, to_u64, Text};
 use crate::repository::within;
@@ -302,7 +302,7 @@ sql_impl! {
             "INSERT INTO api_keys (key_id, name, secret, secret_key, created_by, created_at, \
              revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         );
-        let secret = self.sealer.seal(&api_key_row(&key.key_id), secret);
+        let secret = sealed(&self.sealer, &api_key_row(&key.key_id), secret)?;
         let insert = sqlx::query(&sql)
             .bind(key.key_id.as_str())
             .bind(key.name.as_str())

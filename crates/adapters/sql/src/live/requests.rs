@@ -8,7 +8,7 @@ use sqlx::Transaction;
 
 use liveops_core::sealing::Sealer;
 
-use super::sealed::{answer_row, opened};
+use super::sealed::{answer_row, opened, sealed};
 use super::{sql_impl, with_tail};
 use crate::dialect::Text;
 use crate::repository::within;
@@ -76,7 +76,7 @@ sql_impl! {
              VALUES (?, ?, ?, ?, ?, ?)",
             DB::keep_existing("operator_id, idem_key", "request_hash"),
         );
-        let answer = sealer.seal(&answer_row(&key.operator_id, &key.key), &keyed.answer);
+        let answer = sealed(sealer, &answer_row(&key.operator_id, &key.key), &keyed.answer)?;
         let select_sql = DB::placeholders(SELECT_REQUEST);
         let insert = || {
             sqlx::query(&insert_sql)

@@ -1,7 +1,7 @@
 //! Secrets at rest in the rows (ADR 0032): what each sealed value is bound to, opening them, and
 //! the upkeep that seals again what the current settings want sealed otherwise.
 
-use liveops_core::sealing::Sealer;
+use liveops_core::sealing::{Sealer, Stored};
 use liveops_core::{PortError, PortResult};
 
 use super::sql_impl;
@@ -37,6 +37,13 @@ pub(crate) fn opened(
 ) -> PortResult<String> {
     sealer
         .open(row, &text.0, key.as_ref().map(|k| k.0.as_str()))
+        .map_err(|e| PortError::Corrupt(format!("{row}: {e}")))
+}
+
+/// `clear` as row `row` stores it (sealed, or in the clear without a sealing key).
+pub(crate) fn sealed(sealer: &Sealer, row: &str, clear: &str) -> PortResult<Stored> {
+    sealer
+        .seal(row, clear)
         .map_err(|e| PortError::Corrupt(format!("{row}: {e}")))
 }
 
@@ -183,21 +190,31 @@ sql_impl! {
     /// under a key other than the current one (with sealing off: that are sealed, written back
     /// in the clear). Each is written only if it is still what was read, so a write meanwhile
     /// stands. Counts `secrets_resealed_total{table}`, `secrets_unreadable_total{table}` and
-    /// sets `secrets_stale{table}`. Nothing to do without keys.
+    /// sets `secrets_stale{table}`; a table that fails leaves the others to their round, which
+    /// then answers its error. Nothing to do without keys.
     pub async fn reseal(&self, most: u64) -> PortResult<Vec<Resealed>> {
         if !self.sealer.opens() {
             return Ok(Vec::new());
         }
         let target = self.sealer.current().unwrap_or_default().to_owned();
-        let mut report = Vec::with_capacity(COLUMNS.len());
+        let (mut report, mut failed) = (Vec::with_capacity(COLUMNS.len()), None);
+        // A table that fails does not keep the others from their round; the round then fails.
         for (i, column) in COLUMNS.iter().enumerate() {
-            let done = self.reseal_column(i, &target, most).await?;
-            metrics::counter!("secrets_resealed_total", "table" => column.table)
-                .increment(done.resealed);
-            metrics::gauge!("secrets_stale", "table" => column.table).set(done.stale as f64);
-            report.push(done);
+            match self.reseal_column(i, &target, most).await {
+                Ok(done) => {
+                    metrics::counter!("secrets_resealed_total", "table" => column.table)
+                        .increment(done.resealed);
+                    metrics::gauge!("secrets_stale", "table" => column.table)
+                        .set(done.stale as f64);
+                    report.push(done);
+                }
+                Err(e) => {
+                    tracing::warn!(table = column.table, error = %e, "sealing secrets again failed");
+                    failed.get_or_insert(e);
+                }
+            }
         }
-        Ok(report)
+        failed.map_or(Ok(report), Err)
     }
 
     /// [`Self::reseal`] for one column: pages along its key columns from the start, so values
@@ -223,7 +240,7 @@ sql_impl! {
                 let was = text.0.clone();
                 match opened(&self.sealer, &row, text, key) {
                     Ok(clear) => {
-                        let stored = self.sealer.seal(&row, &clear);
+                        let stored = sealed(&self.sealer, &row, &clear)?;
                         let mut update = sqlx::query(&update_sql)
                             .bind(stored.text.as_str())
                             .bind(stored.key_id.as_deref())
