@@ -147,6 +147,20 @@ fn login_request(
     req
 }
 
+/// `POST /auth/password` with the bearer `token`, from `current` to `next`, over a connection
+/// from `peer`.
+fn password_change(token: &str, peer: &str, current: &str, next: &str) -> Request<Body> {
+    let body = json!({"currentPassword": current, "newPassword": next});
+    let mut req = Request::post("/auth/password")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let peer = SocketAddr::new(peer.parse().unwrap(), 50_000);
+    req.extensions_mut().insert(ConnectInfo(peer));
+    req
+}
+
 /// A 2xx answer read as a `T`, or else the problem it was refused with.
 fn typed<T: DeserializeOwned>(reply: served::Reply) -> Result<T, Problem> {
     if reply.0.is_success() {
@@ -477,14 +491,7 @@ async fn checks_past_the_hashing_bound_are_answered_503_and_not_counted() {
         .repo
         .open_session(&hash, &op.id, &op.password_hash, expires);
     assert!(opened.await.unwrap());
-    let body = json!({"currentPassword": PASSWORD, "newPassword": "a much better passphrase"});
-    let mut req = Request::post("/auth/password")
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    req.extensions_mut()
-        .insert(ConnectInfo(SocketAddr::new(A.parse().unwrap(), 50_000)));
+    let req = password_change(token, A, PASSWORD, "a much better passphrase");
     let busy = served::problem(served::call(&app.router, req).await);
     assert_eq!(busy.status, 503, "{busy:?}");
     assert_eq!(count(format!("login:account:{EMAIL} {A}")).await, 0);
@@ -605,14 +612,7 @@ async fn passwords_are_changed_by_their_owner_or_reset_by_an_admin() {
     let second = app.login(B, PASSWORD).await.unwrap();
     let new = "a much better passphrase";
     let change = |token: String, current: &str, next: &str| {
-        let body = json!({"currentPassword": current, "newPassword": next}).to_string();
-        let mut req = Request::post("/auth/password")
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .body(Body::from(body))
-            .unwrap();
-        req.extensions_mut()
-            .insert(ConnectInfo(SocketAddr::new(A.parse().unwrap(), 50_000)));
+        let req = password_change(&token, A, current, next);
         let router = app.router.clone();
         async move { typed::<LoginAnswer>(served::call(&router, req).await) }
     };
@@ -686,14 +686,7 @@ async fn password_change_guesses_from_many_addresses_are_bounded_per_account() {
     let app = spawn_app(2).await;
     let token = app.login(A, PASSWORD).await.unwrap().token;
     let change = |addr: &str, current: &str| {
-        let body = json!({"currentPassword": current, "newPassword": "a much better passphrase"});
-        let mut req = Request::post("/auth/password")
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
-        let peer = SocketAddr::new(addr.parse().unwrap(), 50_000);
-        req.extensions_mut().insert(ConnectInfo(peer));
+        let req = password_change(&token, addr, current, "a much better passphrase");
         let router = app.router.clone();
         async move {
             match typed::<LoginAnswer>(served::call(&router, req).await) {
