@@ -1,5 +1,6 @@
 //! The hot pure functions of ingestion and rewards: request signature check, event validation,
-//! the bus encoding of an event, receipt signing, and the provably fair draw.
+//! the bus encoding of an event, receipt signing, the provably fair draw, and secrets sealed at
+//! rest (what every active-key read opens each second).
 //!
 //! `cargo bench -p liveops-core --bench core` (add `-- --quick` for a fast pass).
 
@@ -9,6 +10,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput};
 use liveops_core::draw;
 use liveops_core::event::{parse_event, validate_event};
+use liveops_core::sealing::Sealer;
 use liveops_core::{Envelope, Keyring, Limits, Receipt, SignedRequest};
 use serde_json::Value;
 
@@ -180,6 +182,40 @@ fn draws(c: &mut Criterion) {
     g.finish();
 }
 
+/// Secrets at rest (ADR 0032): sealing and opening an API key's 64-character secret, and the
+/// active-key read's work for the default cap of 100 keys; the `signature` group of the same run
+/// (a request's HMAC check) is what to compare them with.
+fn sealing(c: &mut Criterion) {
+    let sealer = match Sealer::new([("k1", SECRET.as_bytes())]) {
+        Ok(s) => s,
+        Err(e) => unreachable!("the bench material is long enough: {e}"),
+    };
+    let secret = "0123456789abcdef".repeat(4);
+    let row = |i: usize| format!("api_keys.secret:ak_{i:04}");
+    let keys: Vec<(String, String)> = (0..100)
+        .filter_map(|i| {
+            let stored = sealer.seal(&row(i), &secret).ok()?;
+            Some((row(i), stored.text))
+        })
+        .collect();
+    let mut g = c.benchmark_group("sealing");
+    g.bench_function("seal_api_key_secret", |b| {
+        b.iter(|| black_box(sealer.seal(black_box(&keys[0].0), black_box(&secret))))
+    });
+    g.bench_function("open_api_key_secret", |b| {
+        b.iter(|| black_box(sealer.open(&keys[0].0, black_box(&keys[0].1), Some("k1"))))
+    });
+    g.throughput(Throughput::Elements(keys.len() as u64));
+    g.bench_function("open_100_active_keys", |b| {
+        b.iter(|| {
+            for (row, text) in &keys {
+                black_box(sealer.open(row, black_box(text), Some("k1")).ok());
+            }
+        })
+    });
+    g.finish();
+}
+
 fn main() {
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -190,5 +226,6 @@ fn main() {
     envelope(&mut c);
     receipts(&mut c);
     draws(&mut c);
+    sealing(&mut c);
     c.final_summary();
 }
