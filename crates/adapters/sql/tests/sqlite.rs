@@ -376,18 +376,27 @@ async fn flags_are_purged_along_their_time_index() {
         "DELETE FROM fairness_flags WHERE at_ms <= 5",
         "DELETE FROM fairness_flags WHERE at_ms < 5",
     ] {
-        let rows: Vec<(i64, i64, i64, String)> =
-            sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
-                .fetch_all(&pool)
-                .await
-                .unwrap();
-        let plan = rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ");
+        let plan = plan_of(&pool, sql).await;
         assert!(
             plan.contains("fairness_flags_recent (at_ms<"),
             "{sql}: {plan}"
         );
         assert!(!plan.contains("TEMP B-TREE"), "no sort step: {plan}");
     }
+}
+
+/// SQLite's plan for `sql` on `pool` (`EXPLAIN QUERY PLAN`): `(id, parent, _, detail)` rows.
+async fn plan_rows(pool: &sqlx::SqlitePool, sql: &str) -> Vec<(i64, i64, i64, String)> {
+    sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+/// SQLite's plan for `sql` on `pool`, its details joined by `; `.
+async fn plan_of(pool: &sqlx::SqlitePool, sql: &str) -> String {
+    let rows = plan_rows(pool, sql).await;
+    rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ")
 }
 
 /// A webhook's deliveries in one state, newest first (the listing's `?state=`), are read
@@ -397,17 +406,7 @@ async fn flags_are_purged_along_their_time_index() {
 async fn listings_by_state_and_board_tops_are_read_from_their_indexes() {
     let (_dir, repo, pool) = unmigrated().await;
     repo.migrate().await.unwrap();
-    let plan = |sql: &'static str| {
-        let pool = pool.clone();
-        async move {
-            let rows: Vec<(i64, i64, i64, String)> =
-                sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
-                    .fetch_all(&pool)
-                    .await
-                    .unwrap();
-            rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ")
-        }
-    };
+    let plan = |sql: &'static str| plan_of(&pool, sql);
     let dead = plan(
         "SELECT id FROM webhook_deliveries WHERE webhook_id = 'w' AND state = 'dead' \
          ORDER BY created_at DESC, id DESC LIMIT 100",
@@ -461,11 +460,7 @@ async fn an_inbox_page_reads_each_side_down_to_its_size() {
     sql_support::fill_inboxes(&repo).await;
     sqlx::query("ANALYZE").execute(&pool).await.unwrap();
     for sql in sql_support::inbox_pages() {
-        let rows: Vec<(i64, i64, i64, String)> =
-            sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
-                .fetch_all(&pool)
-                .await
-                .unwrap();
+        let rows = plan_rows(&pool, &sql).await;
         let plan = rows.iter().map(|r| r.3.as_str()).collect::<Vec<_>>();
         let sides = plan
             .iter()
@@ -502,11 +497,7 @@ async fn due_campaigns_are_searched_along_their_indexes() {
     }
     sqlx::query("ANALYZE").execute(&pool).await.unwrap();
     let sql = sql_support::due_statement();
-    let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    let plan = rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("; ");
+    let plan = plan_of(&pool, &sql).await;
     assert!(
         plan.contains("SEARCH campaigns USING INDEX campaigns_by_state (state=? AND starts_at<?)"),
         "{plan}"

@@ -817,23 +817,35 @@ pub const INBOX_READER: &str = "inbox_reader";
 /// as operators send them (a batch at a time, so in order) with the two kinds spread among the
 /// others: the rows an inbox page's plan is chosen for.
 pub async fn fill_inboxes(repo: &dyn InboxStore) {
+    let messages = (0..21_000).map(|i| InboxMessage {
+        player_id: match i % 42 {
+            0 => Some(INBOX_READER.to_owned()),
+            1 => None,
+            _ => Some(format!("player_{}", i % 200)),
+        },
+        ..plain_message(format!("msg_plan_{i:05}"), 1_000 + i, 4_000_000_000_000)
+    });
+    send_all(repo, messages).await;
+}
+
+/// A message to everyone, without attachments, created and expiring at the times given.
+fn plain_message(message_id: String, created_at_ms: i64, expires_at_ms: i64) -> InboxMessage {
+    InboxMessage {
+        message_id,
+        player_id: None,
+        campaign_id: None,
+        title: "Plan".into(),
+        body: "Rows for the planner".into(),
+        attachments: vec![],
+        created_at_ms,
+        expires_at_ms,
+    }
+}
+
+/// Sends `messages`, a thousand at a time.
+async fn send_all(repo: &dyn InboxStore, messages: impl Iterator<Item = InboxMessage>) {
     let audit = liveops_testkit::conformance::live::audit("inbox.send", "players");
-    let messages: Vec<InboxMessage> = (0..21_000)
-        .map(|i| InboxMessage {
-            message_id: format!("msg_plan_{i:05}"),
-            player_id: match i % 42 {
-                0 => Some(INBOX_READER.to_owned()),
-                1 => None,
-                _ => Some(format!("player_{}", i % 200)),
-            },
-            campaign_id: None,
-            title: "Plan".into(),
-            body: "Rows for the planner".into(),
-            attachments: vec![],
-            created_at_ms: 1_000 + i,
-            expires_at_ms: 4_000_000_000_000,
-        })
-        .collect();
+    let messages: Vec<InboxMessage> = messages.collect();
     for batch in messages.chunks(1_000) {
         let sent = repo.send_messages(None, batch, &audit).await.unwrap();
         assert!(matches!(sent, KeyedOutcome::Written), "{sent:?}");
@@ -887,23 +899,8 @@ pub fn inbox_pages() -> Vec<String> {
 /// After [`fill_inboxes`]: 5 000 messages to every player sent later, all expired by 2 000 (as
 /// retention keeps them for 90 days), above the 500 live ones.
 pub async fn fill_expired_broadcasts(repo: &dyn InboxStore) {
-    let audit = liveops_testkit::conformance::live::audit("inbox.send", "players");
-    let messages: Vec<InboxMessage> = (0..5_000)
-        .map(|i| InboxMessage {
-            message_id: format!("msg_gone_{i:05}"),
-            player_id: None,
-            campaign_id: None,
-            title: "Gone".into(),
-            body: "Expired, kept for retention".into(),
-            attachments: vec![],
-            created_at_ms: 30_000 + i,
-            expires_at_ms: 1_500,
-        })
-        .collect();
-    for batch in messages.chunks(1_000) {
-        let sent = repo.send_messages(None, batch, &audit).await.unwrap();
-        assert!(matches!(sent, KeyedOutcome::Written), "{sent:?}");
-    }
+    let messages = (0..5_000).map(|i| plain_message(format!("msg_gone_{i:05}"), 30_000 + i, 1_500));
+    send_all(repo, messages).await;
 }
 
 /// Keys per step of the repository's purge (`PURGE_STEP`), walked in the test above.
