@@ -168,19 +168,17 @@ pub async fn connect_repository_with_replica(
     }
     match primary {
         #[cfg(feature = "postgres")]
-        Backend::Postgres => Ok(Arc::new(
-            PgRepository::open(url)
-                .await?
-                .with_replica(PgRepository::replica_pool(read_url)?, max_lag)
-                .with_sealer(sealer),
-        )),
+        Backend::Postgres => {
+            let replica = PgRepository::replica_pool(read_url)?;
+            let repo = PgRepository::open(url).await?.with_sealer(sealer);
+            Ok(Arc::new(repo.with_replica(replica, max_lag)))
+        }
         #[cfg(feature = "mysql")]
-        Backend::MySql => Ok(Arc::new(
-            MySqlRepository::open(url)
-                .await?
-                .with_replica(MySqlRepository::replica_pool(read_url)?, max_lag)
-                .with_sealer(sealer),
-        )),
+        Backend::MySql => {
+            let replica = MySqlRepository::replica_pool(read_url)?;
+            let repo = MySqlRepository::open(url).await?.with_sealer(sealer);
+            Ok(Arc::new(repo.with_replica(replica, max_lag)))
+        }
         #[allow(unreachable_patterns)] // with every backend built in
         other => Err(PortError::Unavailable(format!(
             "read replicas need a server database (postgres:// or mysql://), not {}",

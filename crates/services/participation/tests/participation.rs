@@ -325,6 +325,25 @@ async fn ended_campaigns_beyond_a_page_are_decided_in_turn() {
     assert!(app.repo.outcome(&newest.id).await.unwrap().is_some());
 }
 
+/// Asserts `(status, body)` is a 409 problem of kind `kind`.
+fn refused_as(kind: &str, (status, body): &(u16, serde_json::Value)) {
+    assert_eq!(*status, 409, "{body}");
+    let got = body["type"].as_str().unwrap_or_default();
+    assert!(got.ends_with(kind), "{kind}: {body}");
+}
+
+/// An app whose campaigns take at most `max_entrants` players, with a live campaign tagged `tag`.
+async fn capped_app(max_entrants: u64, tag: &str) -> (TestApp, Campaign) {
+    let mut app = spawn_app().await;
+    app.state.config = Arc::new(ParticipationConfig {
+        max_entrants,
+        ..(*app.state.config).clone()
+    });
+    let c = campaign(tag);
+    create_in(&*app.repo, &c, CampaignState::Live).await;
+    (app, c)
+}
+
 /// A campaign still live past its end (the scheduler has not moved it yet) takes no entries.
 #[tokio::test]
 async fn a_live_campaign_past_its_end_takes_no_entries() {
@@ -338,10 +357,10 @@ async fn a_live_campaign_past_its_end_takes_no_entries() {
         ..campaign("over")
     };
     create_in(&*app.repo, &over, CampaignState::Live).await;
-    let (status, body) = app.enter(&over.id, "player_one").await;
-    assert_eq!(status, 409, "{body}");
-    let kind = body["type"].as_str().unwrap_or_default();
-    assert!(kind.ends_with("campaign-not-live"), "{body}");
+    refused_as(
+        "campaign-not-live",
+        &app.enter(&over.id, "player_one").await,
+    );
 }
 
 /// A campaign takes at most `CAMPAIGN_MAX_ENTRANTS` players: once its count (kept as entries are
@@ -349,27 +368,15 @@ async fn a_live_campaign_past_its_end_takes_no_entries() {
 /// in is answered by its own entry limit.
 #[tokio::test]
 async fn a_full_campaign_takes_no_new_player() {
-    let mut app = spawn_app().await;
-    app.state.config = Arc::new(ParticipationConfig {
-        max_entrants: 3,
-        ..(*app.state.config).clone()
-    });
-    let c = campaign("capped");
-    create_in(&*app.repo, &c, CampaignState::Live).await;
+    let (app, c) = capped_app(3, "capped").await;
     for p in ["player_a1", "player_a2", "player_a3"] {
         let (status, body) = app.enter(&c.id, p).await;
         assert_eq!(status, 201, "{body}");
     }
-    let (status, refused) = app.enter(&c.id, "player_b1").await;
-    assert_eq!(status, 409, "{refused}");
-    let kind = refused["type"].as_str().unwrap_or_default();
-    assert!(kind.ends_with("campaign-full"), "{refused}");
+    refused_as("campaign-full", &app.enter(&c.id, "player_b1").await);
     // A new request (signed a second later: the same one again would be a retry, answered 200).
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let (status, body) = app.enter(&c.id, "player_a1").await;
-    assert_eq!(status, 409, "{body}");
-    let kind = body["type"].as_str().unwrap_or_default();
-    assert!(kind.ends_with("entry-limit-reached"), "{body}");
+    refused_as("entry-limit-reached", &app.enter(&c.id, "player_a1").await);
 }
 
 /// Many new players entering at once a campaign that takes 3: 3 are taken, every other one is
@@ -377,13 +384,7 @@ async fn a_full_campaign_takes_no_new_player() {
 /// entry's transaction, every one of them read a count below it, and all were taken).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn players_entering_at_once_never_pass_the_cap() {
-    let mut app = spawn_app().await;
-    app.state.config = Arc::new(ParticipationConfig {
-        max_entrants: 3,
-        ..(*app.state.config).clone()
-    });
-    let c = campaign("capped_at_once");
-    create_in(&*app.repo, &c, CampaignState::Live).await;
+    let (app, c) = capped_app(3, "capped_at_once").await;
     let app = Arc::new(app);
     let tasks: Vec<_> = (0..40)
         .map(|i| {
@@ -393,14 +394,10 @@ async fn players_entering_at_once_never_pass_the_cap() {
         .collect();
     let mut taken = 0;
     for task in tasks {
-        let (status, body) = task.await.unwrap();
-        match status {
+        let answer = task.await.unwrap();
+        match answer.0 {
             201 => taken += 1,
-            409 => {
-                let kind = body["type"].as_str().unwrap_or_default();
-                assert!(kind.ends_with("campaign-full"), "{body}");
-            }
-            other => panic!("{other}: {body}"),
+            _ => refused_as("campaign-full", &answer),
         }
     }
     assert_eq!(taken, 3);
