@@ -58,6 +58,13 @@ async fn spawn_app() -> TestApp {
 }
 
 impl TestApp {
+    /// A draw campaign tagged `tag` that ended a second ago, `players` its entrants.
+    async fn ended_draw(&self, tag: &str, players: &[&str]) -> Campaign {
+        let c = ended_draw_campaign(tag);
+        self.ended_with(&c, players, now_ms()).await;
+        c
+    }
+
     /// Stores campaign `c` live, enters each of `players` at `at_ms`, and ends it.
     async fn ended_with(&self, c: &Campaign, players: &[&str], at_ms: i64) {
         create_in(&*self.repo, c, CampaignState::Live).await;
@@ -405,6 +412,14 @@ async fn players_entering_at_once_never_pass_the_cap() {
     assert_eq!(app.repo.entrants(&c.id).await.unwrap().len(), 3);
 }
 
+/// A draw campaign that ended a second ago, its seed committed to.
+fn ended_draw_campaign(tag: &str) -> Campaign {
+    Campaign {
+        ends_at_ms: now_ms() - 1000,
+        ..draw_campaign(tag)
+    }
+}
+
 /// A draw campaign live now, its seed committed to.
 fn draw_campaign(tag: &str) -> Campaign {
     let seed = [9u8; 32];
@@ -520,11 +535,7 @@ async fn entrants_page_through_the_draw_s_list() {
 #[tokio::test]
 async fn a_campaign_another_replica_is_deciding_is_passed_over() {
     let app = spawn_app().await;
-    let c = Campaign {
-        ends_at_ms: now_ms() - 1000,
-        ..draw_campaign("held")
-    };
-    app.ended_with(&c, &["entrant_1"], now_ms()).await;
+    let c = app.ended_draw("held", &["entrant_1"]).await;
     let key = decide_key(&c.id);
     let holds = &app.state.holds;
     // The other replica's hold.
@@ -590,11 +601,7 @@ impl OutcomeStore for StuckRecording {
 #[tokio::test]
 async fn a_decider_cancelled_mid_decision_gives_its_hold_back() {
     let app = spawn_app().await;
-    let c = Campaign {
-        ends_at_ms: now_ms() - 1000,
-        ..draw_campaign("cancelled")
-    };
-    app.ended_with(&c, &["entrant_1"], now_ms()).await;
+    let c = app.ended_draw("cancelled", &["entrant_1"]).await;
     let recording = Arc::new(Notify::new());
     let stuck = ParticipationState {
         outcomes: Arc::new(StuckRecording {
@@ -631,10 +638,7 @@ async fn a_decider_cancelled_mid_decision_gives_its_hold_back() {
 #[tokio::test]
 async fn a_decided_draw_is_answered_from_what_was_kept() {
     let app = spawn_app().await;
-    let c = Campaign {
-        ends_at_ms: now_ms() - 1000,
-        ..draw_campaign("kept")
-    };
+    let c = ended_draw_campaign("kept");
     let entrants: Vec<String> = (0..12).map(|i| format!("entrant_{i:02}")).collect();
     let entrants: Vec<&str> = entrants.iter().map(String::as_str).collect();
     app.ended_with(&c, &entrants, now_ms()).await;
