@@ -32,6 +32,23 @@ pub async fn call(router: &Router, req: Request<Body>) -> Reply {
     (status, content_type, value)
 }
 
+/// A JSON `POST` of `body` to `uri` as the holder of the bearer `token`, under
+/// `idempotency_key` if any: an operator's create.
+pub fn bearer_post(
+    uri: &str,
+    token: &str,
+    idempotency_key: Option<&str>,
+    body: &Value,
+) -> Request<Body> {
+    let mut req = Request::post(uri)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json");
+    if let Some(key) = idempotency_key {
+        req = req.header("idempotency-key", key);
+    }
+    req.body(Body::from(body.to_string())).unwrap()
+}
+
 /// `GET uri` on `router`.
 pub async fn get(router: &Router, uri: &str) -> Reply {
     call(router, Request::get(uri).body(Body::empty()).unwrap()).await

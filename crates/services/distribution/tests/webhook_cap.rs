@@ -24,13 +24,8 @@ async fn create(
         "events": ["campaign.live"],
         "secret": "whsec_0123456789abcdef",
     });
-    let mut req = Request::post("/webhooks")
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/json");
-    if let Some(key) = idempotency_key {
-        req = req.header("idempotency-key", key);
-    }
-    served::call(app, req.body(Body::from(body.to_string())).unwrap()).await
+    let req = served::bearer_post("/webhooks", token, idempotency_key, &body);
+    served::call(app, req).await
 }
 
 /// The id of the webhook a `POST /webhooks` answer created (201).

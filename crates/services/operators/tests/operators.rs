@@ -833,15 +833,8 @@ async fn create_api_key(
     name: &str,
     idempotency_key: Option<&str>,
 ) -> served::Reply {
-    let mut req = Request::post("/api-keys")
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/json");
-    if let Some(key) = idempotency_key {
-        req = req.header("idempotency-key", key);
-    }
-    let req = req
-        .body(Body::from(json!({ "name": name }).to_string()))
-        .unwrap();
+    let body = json!({ "name": name });
+    let req = served::bearer_post("/api-keys", token, idempotency_key, &body);
     served::call(&app.router, req).await
 }
 

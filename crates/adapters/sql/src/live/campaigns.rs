@@ -10,7 +10,7 @@ use liveops_core::{PortError, PortResult};
 
 use liveops_core::sealing::{Sealer, Stored};
 
-use super::sealed::{opened, sealed, seed_row, unreadable};
+use super::sealed::{opened_or_passed_over, sealed, seed_row};
 use super::{from_json, sql_impl, to_json};
 use crate::dialect::{to_i64, Text};
 use crate::repository::within;
@@ -70,15 +70,9 @@ fn campaign_of(sealer: &Sealer, row: CampaignRow) -> PortResult<Campaign> {
     ) = row;
     // A seed that does not open (its key gone) is read as none, so the campaign is still
     // listed, scheduled and cancelled, and only its draw fails; an update keeps the stored one.
-    let seed = seed.and_then(
-        |seed| match opened(sealer, &seed_row(&id.0), seed, seed_key) {
-            Ok(seed) => Some(seed),
-            Err(e) => {
-                unreadable("campaigns", &e);
-                None
-            }
-        },
-    );
+    let seed = seed.and_then(|seed| {
+        opened_or_passed_over(sealer, "campaigns", &seed_row(&id.0), seed, seed_key)
+    });
     Ok(Campaign {
         id: id.0,
         title: title.0,

@@ -17,7 +17,7 @@ use sqlx::Transaction;
 
 use super::claims::claim_of;
 use super::requests::Cap;
-use super::sealed::{opened, sealed, unreadable, webhook_row};
+use super::sealed::{opened_or_passed_over, sealed, webhook_row};
 use super::{from_json, sql_impl, to_json, with_tail};
 use crate::dialect::{db_error, to_u64, Text};
 use crate::repository::within;
@@ -520,11 +520,9 @@ sql_impl! {
         type Row = (Text, Text, Text, Text, Option<Text>, Text, i64);
         self.all_rows("webhooks", all, |(id, url, events, secret, key, created_by, created_at_ms): Row| {
             // A secret that does not open is listed empty: deliveries read theirs when leased.
-            let secret = opened(&self.sealer, &webhook_row(&id.0), secret, key)
-                .unwrap_or_else(|e| {
-                    unreadable("webhooks", &e);
-                    String::new()
-                });
+            let row = webhook_row(&id.0);
+            let secret = opened_or_passed_over(&self.sealer, "webhooks", &row, secret, key)
+                .unwrap_or_default();
             Ok(Webhook {
                 id: id.0,
                 url: url.0,
@@ -721,12 +719,11 @@ sql_impl! {
                 let delivery = delivery_of(delivery)?;
                 // A secret that does not open signs nothing: the delivery waits out its lease
                 // and is tried again (a key put back opens it).
-                let secret = match opened(&self.sealer, &webhook_row(&delivery.webhook_id), secret, key) {
-                    Ok(secret) => secret,
-                    Err(e) => {
-                        unreadable("webhooks", &e);
-                        continue;
-                    }
+                let row = webhook_row(&delivery.webhook_id);
+                let sealer = &self.sealer;
+                let Some(secret) = opened_or_passed_over(sealer, "webhooks", &row, secret, key)
+                else {
+                    continue;
                 };
                 due.push(DueDelivery {
                     delivery,

@@ -7,7 +7,7 @@ use liveops_core::stores::{
 use liveops_core::{PortError, PortResult};
 
 use super::requests::Cap;
-use super::sealed::{api_key_row, opened, sealed, unreadable};
+use super::sealed::{api_key_row, opened_or_passed_over, sealed};
 use super::{bind_audit, sql_impl, with_tail, INSERT_AUDIT};
 use crate::dialect::{db_error, to_u64, Text};
 use crate::repository::within;
@@ -368,13 +368,9 @@ sql_impl! {
         Ok(rows
             .into_iter()
             .filter_map(|(id, secret, key)| {
-                match opened(&self.sealer, &api_key_row(&id.0), secret, key) {
-                    Ok(secret) => Some((id.0, secret.into_bytes())),
-                    Err(e) => {
-                        unreadable("api_keys", &e);
-                        None
-                    }
-                }
+                let row = api_key_row(&id.0);
+                let secret = opened_or_passed_over(&self.sealer, "api_keys", &row, secret, key)?;
+                Some((id.0, secret.into_bytes()))
             })
             .collect())
     }

@@ -48,9 +48,23 @@ pub(crate) fn sealed(sealer: &Sealer, row: &str, clear: &str) -> PortResult<Stor
 }
 
 /// Counts and logs a value of `table` that did not open and was passed over.
-pub(crate) fn unreadable(table: &'static str, e: &PortError) {
+fn unreadable(table: &'static str, e: &PortError) {
     metrics::counter!("secrets_unreadable_total", "table" => table).increment(1);
     tracing::error!(table, error = %e, "a sealed secret does not open: passed over");
+}
+
+/// [`opened`], or `None` for a value that does not open, counted and logged as unreadable in
+/// `table`: what reads that must go on without it (the other keys, campaigns, webhooks) take.
+pub(crate) fn opened_or_passed_over(
+    sealer: &Sealer,
+    table: &'static str,
+    row: &str,
+    text: Text,
+    key: Option<Text>,
+) -> Option<String> {
+    opened(sealer, row, text, key)
+        .inspect_err(|e| unreadable(table, e))
+        .ok()
 }
 
 /// How a row is named for the AEAD, from its key column or columns.
@@ -115,6 +129,7 @@ impl Column {
     fn two(&self) -> bool {
         matches!(self.ids, Ids::Two(..))
     }
+
     /// The rows whose value is not as `target` wants (`COALESCE(key, '') <> target`), with
     /// `tail` after the condition.
     fn stale(&self, what: &str, tail: &str) -> String {
@@ -124,8 +139,9 @@ impl Column {
         )
     }
 
-    /// A page of stale rows after a row, in key order: bind the target, then the last row's
-    /// first key column twice and its second (if the table has one), then the page's size.
+    /// A page of stale rows after a row, in key order: bind the target, the last row's first
+    /// key column (for a table keyed by two: that column again, then the second), then the
+    /// page's size.
     fn page(&self) -> String {
         let (what, after, order) = match self.ids {
             // The first column again stands in for the missing second.
@@ -226,7 +242,7 @@ sql_impl! {
         let (page_sql, update_sql) = (DB::placeholders(page), DB::placeholders(update));
         let mut done = Resealed { table: c.table, ..Resealed::default() };
         let mut after = (String::new(), String::new());
-        'pages: while done.resealed < most {
+        while done.resealed < most {
             let mut query = sqlx::query_as(&page_sql).bind(target).bind(after.0.as_str());
             if two {
                 query = query.bind(after.0.as_str()).bind(after.1.as_str());
@@ -259,7 +275,7 @@ sql_impl! {
                 }
                 after = (a.0, b.0);
                 if done.resealed >= most {
-                    break 'pages;
+                    break;
                 }
             }
             if last {
