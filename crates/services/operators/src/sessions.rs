@@ -245,20 +245,23 @@ pub(crate) async fn login(
             return Err(Problem::too_many(detail, wait_s));
         }
     };
-    let op = state.operators.operator_by_email(&email).await?;
+    // Nothing checked (a backend failed, no turn at hashing) or found right: not a failure.
+    let attempt = Counted {
+        keys: [failures.as_str(), all.as_str()],
+        id: &id,
+        process: counted,
+        at_ms: now,
+    };
+    let op = match state.operators.operator_by_email(&email).await {
+        Ok(op) => op,
+        Err(e) => return Err(attempt.taken_back(&state, e.into()).await),
+    };
     let hash = op.as_ref().map(|o| o.password_hash.clone());
     let matches = match state.hashing.verify(body.password, hash).await {
         Ok(matches) => matches,
         Err(busy) => {
-            // Nothing was checked: not a failure.
-            for key in [&failures, &all] {
-                state.attempts.forget_attempts(key, Some(&id)).await?;
-            }
-            if counted {
-                state.failed_logins.take_back(now);
-            }
             metrics::counter!("operator_logins_total", "result" => "busy").increment(1);
-            return Err(busy.into());
+            return Err(attempt.taken_back(&state, busy.into()).await);
         }
     };
     let op = match op {
@@ -275,7 +278,10 @@ pub(crate) async fn login(
         tracing::info!(operator = %op.id, "login of a disabled operator");
         return Err(bad_login());
     }
-    let answer = open_session(&state, &op, now).await?;
+    let answer = match open_session(&state, &op, now).await {
+        Ok(answer) => answer,
+        Err(problem) => return Err(attempt.taken_back(&state, problem).await),
+    };
     if counted {
         state.failed_logins.take_back(now);
     }
@@ -292,6 +298,31 @@ pub(crate) async fn login(
     metrics::counter!("operator_logins_total", "result" => "ok").increment(1);
     tracing::info!(operator = %op.id, "operator signed in");
     Ok(Json(answer))
+}
+
+/// One password attempt's counts: per account and address and account-wide (`keys`, under
+/// `id`), and in the process's cap if `process`.
+struct Counted<'a> {
+    keys: [&'a str; 2],
+    id: &'a str,
+    process: bool,
+    at_ms: i64,
+}
+
+impl Counted<'_> {
+    /// Takes the attempt back, as one that checked no password or found it right, and answers
+    /// `problem` (a take-back that fails is logged: the hot state may be what failed).
+    async fn taken_back(&self, state: &OperatorsState, problem: Problem) -> Problem {
+        if self.process {
+            state.failed_logins.take_back(self.at_ms);
+        }
+        for key in self.keys {
+            if let Err(error) = state.attempts.forget_attempts(key, Some(self.id)).await {
+                tracing::warn!(%error, "an attempt that checked no password stays counted");
+            }
+        }
+        problem
+    }
 }
 
 /// Audits a sign-in or sign-out (`action`) of the operator `id` (`email`) from `addr`: who
@@ -396,11 +427,20 @@ pub(crate) async fn change_password(
         state.attempts.forget_attempts(&failures, Some(&id)).await?;
         return Err(refused);
     }
-    let before = state
-        .operators
-        .operator(&op.id)
-        .await?
-        .ok_or_else(|| Problem::unauthorized("this operator no longer exists"))?;
+    let attempt = Counted {
+        keys: [failures.as_str(), all.as_str()],
+        id: &id,
+        process: false,
+        at_ms: now,
+    };
+    let before = match state.operators.operator(&op.id).await {
+        Ok(Some(before)) => before,
+        Ok(None) => {
+            let gone = Problem::unauthorized("this operator no longer exists");
+            return Err(attempt.taken_back(&state, gone).await);
+        }
+        Err(e) => return Err(attempt.taken_back(&state, e.into()).await),
+    };
     let current = Some(before.password_hash.clone());
     let matches = state.hashing.verify(body.current_password, current).await;
     if matches == Ok(false) {

@@ -20,7 +20,7 @@ use liveops_core::ports::{Attempts, Health};
 use liveops_core::stores::{
     AuditEntry, AuditLog, OperatorRecord, OperatorStore, OperatorUpdate, Role, Sessions,
 };
-use liveops_core::PortResult;
+use liveops_core::{PortError, PortResult};
 use liveops_http::{token_hash, OperatorAuth, Problem};
 use liveops_memory::MemoryHotState;
 use liveops_operators::password::Hashing;
@@ -171,6 +171,25 @@ fn typed<T: DeserializeOwned>(reply: served::Reply) -> Result<T, Problem> {
 }
 
 impl TestApp {
+    /// A session of the admin opened without a login (no attempt counted); its token.
+    async fn session_without_login(&self) -> String {
+        let op = self.repo.operator_by_email(EMAIL).await.unwrap().unwrap();
+        let token = format!("a session opened by the test {}", now_ms());
+        let expires = now_ms() + 60_000;
+        let hash = token_hash(&token);
+        let opened = self
+            .repo
+            .open_session(&hash, &op.id, &op.password_hash, expires);
+        assert!(opened.await.unwrap());
+        token
+    }
+
+    /// The attempts counted under `key` in the last [`ACCOUNT_WINDOW`].
+    async fn count(&self, key: String) -> u32 {
+        let hot = self.hot.clone();
+        hot.attempts(&key, now_ms(), ACCOUNT_WINDOW).await.unwrap()
+    }
+
     /// Creates an operator with `email`, [`PASSWORD`] and the operator role, as the CLI does.
     async fn new_operator(&self, email: &str) -> OperatorRecord {
         let hashing = Hashing::shared();
@@ -372,29 +391,49 @@ async fn wrong_logins_at_once_from_many_addresses_stay_within_the_account_wide_b
 
 /// The repository's operators, with a new password for the operator read by email written
 /// right after the first such read: a reset landing while a login checks the password it read.
-struct ResetAfterRead {
-    repo: Arc<SqliteRepository>,
+/// The repository's operators with something done to their reads: a password reset just after
+/// the next read by email (once, while `armed`), or, while `down` is set, every read failing as
+/// it does with the database away.
+#[derive(Default)]
+struct Meddled {
+    repo: Option<Arc<SqliteRepository>>,
     new_hash: String,
     armed: AtomicBool,
+    down: Arc<AtomicBool>,
 }
 
-#[async_trait]
-impl Health for ResetAfterRead {
-    async fn healthcheck(&self) -> PortResult<()> {
-        self.repo.healthcheck().await
+impl Meddled {
+    fn repo(&self) -> &SqliteRepository {
+        self.repo.as_deref().unwrap()
+    }
+
+    /// An error while the database is `down`.
+    fn away(&self) -> PortResult<()> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(PortError::Unavailable("the database is away".into()));
+        }
+        Ok(())
     }
 }
 
 #[async_trait]
-impl OperatorStore for ResetAfterRead {
+impl Health for Meddled {
+    async fn healthcheck(&self) -> PortResult<()> {
+        self.repo().healthcheck().await
+    }
+}
+
+#[async_trait]
+impl OperatorStore for Meddled {
     async fn operator_count(&self) -> PortResult<u64> {
-        self.repo.operator_count().await
+        self.repo().operator_count().await
     }
     async fn create_operator(&self, op: &OperatorRecord, audit: &AuditEntry) -> PortResult<bool> {
-        self.repo.create_operator(op, audit).await
+        self.repo().create_operator(op, audit).await
     }
     async fn operator_by_email(&self, email: &str) -> PortResult<Option<OperatorRecord>> {
-        let read = self.repo.operator_by_email(email).await?;
+        self.away()?;
+        let read = self.repo().operator_by_email(email).await?;
         if let Some(before) = read
             .as_ref()
             .filter(|_| self.armed.swap(false, Ordering::SeqCst))
@@ -412,16 +451,17 @@ impl OperatorStore for ResetAfterRead {
                 before: None,
                 after: None,
             };
-            let updated = self.repo.update_operator(before, &after, &audit).await?;
+            let updated = self.repo().update_operator(before, &after, &audit).await?;
             assert_eq!(updated, OperatorUpdate::Updated);
         }
         Ok(read)
     }
     async fn operator(&self, id: &str) -> PortResult<Option<OperatorRecord>> {
-        self.repo.operator(id).await
+        self.away()?;
+        self.repo().operator(id).await
     }
     async fn operators(&self) -> PortResult<Vec<OperatorRecord>> {
-        self.repo.operators().await
+        self.repo().operators().await
     }
     async fn update_operator(
         &self,
@@ -429,7 +469,7 @@ impl OperatorStore for ResetAfterRead {
         after: &OperatorRecord,
         audit: &AuditEntry,
     ) -> PortResult<OperatorUpdate> {
-        self.repo.update_operator(before, after, audit).await
+        self.repo().update_operator(before, after, audit).await
     }
 }
 
@@ -442,10 +482,11 @@ async fn a_login_racing_a_password_reset_gets_no_session() {
     let new_hash = Hashing::shared().hash(new.into()).await.unwrap();
     let armed = AtomicBool::new(true);
     let reset = |repo| -> Arc<dyn OperatorStore> {
-        Arc::new(ResetAfterRead {
-            repo,
+        Arc::new(Meddled {
+            repo: Some(repo),
             new_hash,
             armed,
+            ..Meddled::default()
         })
     };
     let app = spawn_app_with(10, TrustedProxies::default(), Hashing::shared(), reset).await;
@@ -465,6 +506,36 @@ async fn a_login_racing_a_password_reset_gets_no_session() {
     assert_eq!(app.status(A, new).await, 200, "the new one");
 }
 
+/// Logins and password changes that fail on the database checked no password: they are not
+/// failures, so after more of them than the failure bound the right password still signs in.
+#[tokio::test]
+async fn logins_the_database_fails_are_not_counted_as_failures() {
+    let down = Arc::new(AtomicBool::new(true));
+    let away = down.clone();
+    let meddled = |repo| -> Arc<dyn OperatorStore> {
+        Arc::new(Meddled {
+            repo: Some(repo),
+            down: away,
+            ..Meddled::default()
+        })
+    };
+    let app = spawn_app_with(3, TrustedProxies::default(), Hashing::shared(), meddled).await;
+    for _ in 0..5 {
+        let away = app.login(A, PASSWORD).await.unwrap_err();
+        assert_eq!(away.status, 503, "{away:?}");
+    }
+    let token = app.session_without_login().await;
+    for _ in 0..5 {
+        let req = password_change(&token, A, PASSWORD, "a much better passphrase");
+        let away = served::problem(served::call(&app.router, req).await);
+        assert_eq!(away.status, 503, "{away:?}");
+    }
+    assert_eq!(app.count(format!("login:account:{EMAIL} {A}")).await, 0);
+    assert_eq!(app.count(format!("login:account:{EMAIL}")).await, 0);
+    down.store(false, Ordering::SeqCst);
+    assert_eq!(app.status(A, PASSWORD).await, 200, "the database is back");
+}
+
 /// With no turn at hashing free (here: none at all), a login or a password change waits its
 /// wait and is answered 503 with a problem, and the failed-login counts are left as they were:
 /// nothing was checked.
@@ -476,26 +547,18 @@ async fn checks_past_the_hashing_bound_are_answered_503_and_not_counted() {
         let busy = app.login(A, PASSWORD).await.unwrap_err();
         assert_eq!(busy.status, 503, "{busy:?}");
     }
-    let count = |key: String| {
-        let hot = app.hot.clone();
-        async move { hot.attempts(&key, now_ms(), ACCOUNT_WINDOW).await.unwrap() }
-    };
-    assert_eq!(count(format!("login:account:{EMAIL} {A}")).await, 0);
-    assert_eq!(count(format!("login:account:{EMAIL}")).await, 0);
-    // A password change, with a session opened without a login.
-    let op = app.repo.operator_by_email(EMAIL).await.unwrap().unwrap();
-    let expires = now_ms() + 60_000;
-    let token = "a session opened by the test";
-    let hash = token_hash(token);
-    let opened = app
-        .repo
-        .open_session(&hash, &op.id, &op.password_hash, expires);
-    assert!(opened.await.unwrap());
-    let req = password_change(token, A, PASSWORD, "a much better passphrase");
+    assert_eq!(app.count(format!("login:account:{EMAIL} {A}")).await, 0);
+    assert_eq!(app.count(format!("login:account:{EMAIL}")).await, 0);
+    let token = app.session_without_login().await;
+    let req = password_change(&token, A, PASSWORD, "a much better passphrase");
     let busy = served::problem(served::call(&app.router, req).await);
     assert_eq!(busy.status, 503, "{busy:?}");
-    assert_eq!(count(format!("login:account:{EMAIL} {A}")).await, 0);
-    assert_eq!(app.me(token).await.unwrap().email, EMAIL, "nothing changed");
+    assert_eq!(app.count(format!("login:account:{EMAIL} {A}")).await, 0);
+    assert_eq!(
+        app.me(&token).await.unwrap().email,
+        EMAIL,
+        "nothing changed"
+    );
 }
 
 /// Past the account-wide bound, an address the operator signed in from lately still signs in:
