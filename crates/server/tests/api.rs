@@ -148,6 +148,38 @@ async fn batch_gives_a_result_per_item() {
     let m = app.metrics().await;
     assert_eq!(metric_sum(&m, "dropped_events_total", &too_large), 502.0);
     app.send_batch(&[]).await.assert_problem(400);
+
+    // A batch answered again (the same signed request) drops each of its events as a duplicate,
+    // as does one refused at the idempotency step (a key reused with another body).
+    let events = [xp("player_batch_3", 1), xp("player_batch_4", 1)];
+    let body = serde_json::to_vec(&json!({ "events": events })).expect("json");
+    let key = [("idempotency-key", "batch-counted-1")];
+    let (ts, duplicate) = (now(), [r#"reason="duplicate""#]);
+    assert_eq!(
+        app.post_signed("/events/batch", &body, ts, &key)
+            .await
+            .status,
+        200
+    );
+    let before = metric_sum(&app.metrics().await, "dropped_events_total", &duplicate);
+    let again = app.post_signed("/events/batch", &body, ts, &key).await;
+    assert_eq!(again.status, 208);
+    let m = app.metrics().await;
+    assert_eq!(
+        metric_sum(&m, "dropped_events_total", &duplicate),
+        before + 2.0
+    );
+    let other =
+        serde_json::to_vec(&json!({ "events": vec![xp("player_batch_5", 1); 3] })).expect("json");
+    let invalid = [r#"reason="invalid""#];
+    let before = metric_sum(&m, "dropped_events_total", &invalid);
+    let reused = app.post_signed("/events/batch", &other, now(), &key).await;
+    reused.assert_problem(422);
+    let m = app.metrics().await;
+    assert_eq!(
+        metric_sum(&m, "dropped_events_total", &invalid),
+        before + 3.0
+    );
     app.shutdown().await;
 }
 

@@ -111,34 +111,23 @@ pub(crate) async fn post_batch(
         return Err(too_many(items.len(), max));
     }
     tracing::Span::current().record("events", items.len());
-    let request = EventIds::new(
-        &signed.headers,
-        &signed.signature,
-        "events.batch",
-        &signed.body,
-    );
+    let request = EventIds::new("events.batch", &signed.body);
     let ids: Vec<Uuid> = items
         .iter()
         .enumerate()
         .map(|(i, item)| request.of(i, item["ts"].as_i64().unwrap_or(0)))
         .collect();
-    // The key as sent (a header `idempotency_key` accepted as text): the ids a repeat rebuilds
-    // follow from it.
-    let key = signed
-        .headers
-        .get(IDEMPOTENCY_KEY)
-        .and_then(|k| k.to_str().ok())
-        .map(str::to_owned);
+    let events = items.len() as u64;
     let work = {
         let state = state.clone();
         async move {
             let answer = accept_batch(&state, &items, &ids, now).await?;
-            Ok(worked(&answer, key.as_deref()))
+            Ok(worked(&answer))
         }
     };
     respond_once(
         &state,
-        "events.batch",
+        ("events.batch", events),
         &signed,
         StatusCode::OK,
         work,
@@ -148,10 +137,10 @@ pub(crate) async fn post_batch(
 }
 
 /// The JSON body of a batch answer, and what repeats get: nothing if nothing was accepted (a
-/// retry may as well be judged afresh); else only the counts, the refused results and the
-/// `Idempotency-Key` the ids came from, if any (remembered for every signed batch, and for a day
-/// under its key: a whole answer is up to 500 results), see [`expand`].
-fn worked(answer: &BatchAnswer, key: Option<&str>) -> (String, Option<String>) {
+/// retry may as well be judged afresh); else only the counts and the refused results
+/// (remembered for every signed batch, and for a day under its key: a whole answer is up to 500
+/// results), see [`expand`].
+fn worked(answer: &BatchAnswer) -> (String, Option<String>) {
     tracing::Span::current().record("accepted", answer.accepted);
     let body = serde_json::to_string(answer).unwrap_or_default();
     if answer.accepted == 0 {
@@ -165,7 +154,7 @@ fn worked(answer: &BatchAnswer, key: Option<&str>) -> (String, Option<String>) {
     let compact = CompactAnswer {
         accepted: answer.accepted,
         refused,
-        key,
+        ids: IDS_OF_BODY,
     };
     (
         body,
@@ -173,23 +162,25 @@ fn worked(answer: &BatchAnswer, key: Option<&str>) -> (String, Option<String>) {
     )
 }
 
+/// What a compact answer's `ids` says when its ids follow from the body alone.
+const IDS_OF_BODY: &str = "body";
+
 /// What a signed batch leaves for its repeats.
 #[derive(Serialize)]
 struct CompactAnswer<'a> {
     accepted: usize,
     refused: Vec<&'a ItemResult>,
-    /// The first request's `Idempotency-Key`, which its ids were derived from.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key: Option<&'a str>,
+    /// [`IDS_OF_BODY`]: the ids follow from the body (a release before 2026-12-07 stored the
+    /// `Idempotency-Key` they followed from as `key` instead, or nothing for the signature).
+    ids: &'static str,
 }
 
 /// The first answer again for a repeat of a batch, rebuilt from the compact form and the
 /// repeat, whose body is the first request's (its fingerprint matched): each accepted item's id
-/// follows from the first request's key, or without one from its signature, as it did the first
-/// time. Which it was is told by what was stored, not by the repeat, whose key may differ from the
-/// first's (the same signed request under any key is the same request), and whose signature
-/// differs when it was signed again for the same key. A whole answer (stored by earlier
-/// versions) is given as it is.
+/// follows from the body, as it did the first time. A batch answered by the release before has
+/// the ids it gave then: from the first request's key as stored, or without one from the
+/// signature (a repeat under another key is the same signed request). A whole answer (stored by
+/// earlier versions) is given as it is.
 fn expand(signed: &Signed, stored: String) -> String {
     let Ok(compact) = serde_json::from_str::<Value>(&stored) else {
         return stored;
@@ -200,11 +191,15 @@ fn expand(signed: &Signed, stored: String) -> String {
     let Ok(items) = parse_batch(&signed.body) else {
         return stored;
     };
-    let mut first = HeaderMap::new();
-    if let Some(key) = compact["key"].as_str().and_then(|k| k.parse().ok()) {
-        first.insert(IDEMPOTENCY_KEY, key);
-    }
-    let request = EventIds::new(&first, &signed.signature, "events.batch", &signed.body);
+    let request = if compact["ids"] == IDS_OF_BODY {
+        EventIds::new("events.batch", &signed.body)
+    } else {
+        let mut first = HeaderMap::new();
+        if let Some(key) = compact["key"].as_str().and_then(|k| k.parse().ok()) {
+            first.insert(IDEMPOTENCY_KEY, key);
+        }
+        EventIds::of_release_before(&first, &signed.signature, "events.batch", &signed.body)
+    };
     let mut results: Vec<Value> = items
         .iter()
         .enumerate()

@@ -50,35 +50,45 @@ pub(crate) enum Admission {
     Replay(StoredAnswer),
 }
 
-/// What makes a request the same request again: its `Idempotency-Key` header as sent, else its
-/// signature (a space never appears in a valid key, so the two cannot collide).
-fn identity(headers: &HeaderMap, signature: &Signature) -> Vec<u8> {
-    match headers.get(IDEMPOTENCY_KEY) {
-        Some(key) => key.as_bytes().to_vec(),
-        None => format!("signature {}", signature.0).into_bytes(),
-    }
-}
-
-/// The ids of the items of one request to `scope`: UUIDv8s derived from the request's identity
-/// (its key or its signature), its body and the item's index, so a repeat that publishes again
-/// after an unclear outcome (the bus took the event but the answer was lost in an outage)
-/// carries the same ids, and every consumer, which dedupes by event id, applies each once. The
-/// body is hashed once per request, not once per item.
+/// The ids of the items of one request to `scope`: UUIDv8s derived from its body (what the
+/// signature covers, which nobody changes without the signing key) and the item's index. Every
+/// copy of a request carries the same ids: a retry after an unclear outcome (the bus took the
+/// event but the answer was lost), re-signed or not, and a copy someone captured and sent again
+/// under an `Idempotency-Key` of their own or none (the key is not signed) after the gateway
+/// forgot the first one; every consumer, which dedupes by event id, applies each once. Two
+/// requests with byte-identical bodies are one request (an event's body holds its `ts`; equal
+/// events that must both count differ by `messageId`: ADR 0017). The body is hashed once per
+/// request, not once per item.
 pub(crate) struct EventIds(Sha256);
 
 impl EventIds {
-    /// The ids of the request with these `headers`, `signature` and `body` to `scope`.
-    pub(crate) fn new(
+    /// The ids of the request with `body` to `scope`.
+    pub(crate) fn new(scope: &str, body: &[u8]) -> Self {
+        let mut h = Sha256::new();
+        for part in [scope.as_bytes(), b"\0", &Sha256::digest(body)[..]] {
+            h.update(part);
+        }
+        Self(h)
+    }
+
+    /// The ids a release before 2026-12-07 gave the request with these `headers`, `signature`
+    /// and `body` (from its `Idempotency-Key` as sent, else its signature): a batch it answered
+    /// is answered again with them for a day (`IDEMP_TTL`).
+    pub(crate) fn of_release_before(
         headers: &HeaderMap,
         signature: &Signature,
         scope: &str,
         body: &[u8],
     ) -> Self {
+        let identity = match headers.get(IDEMPOTENCY_KEY) {
+            Some(key) => key.as_bytes().to_vec(),
+            None => format!("signature {}", signature.0).into_bytes(),
+        };
         let mut h = Sha256::new();
         for part in [
             scope.as_bytes(),
             b"\0",
-            &identity(headers, signature),
+            &identity,
             b"\0",
             &Sha256::digest(body)[..],
         ] {
@@ -140,17 +150,17 @@ fn fingerprint(body: &[u8]) -> String {
 pub(crate) async fn admit(
     state: &GatewayState,
     scope: &str,
-    headers: &HeaderMap,
-    body: &[u8],
-    signature: &Signature,
+    request: (&HeaderMap, &[u8], &Signature),
+    events: u64,
 ) -> Result<Admission, Problem> {
+    let (headers, body, signature) = request;
     // A signature is accepted while its timestamp is within the tolerance of server time:
     // remembered twice that long, it is remembered for as long as it could come back.
     let mut keys = vec![(
         format!("gateway-signed:{scope}:{}", signature.0),
         Duration::from_secs(2 * state.signatures.tolerance_s.max(1) as u64 + 1),
     )];
-    let key = idempotency_key(headers).inspect_err(|_| dropped("invalid", 1))?;
+    let key = idempotency_key(headers).inspect_err(|_| dropped("invalid", events))?;
     if let Some(key) = key {
         keys.push((
             format!("gateway:{scope}:{key}"),
@@ -161,7 +171,7 @@ pub(crate) async fn admit(
     let mut hold = Hold::new(Arc::clone(&state.idem), print.clone());
     let first_taken = tokio::time::Instant::now();
     for (key, ttl) in keys {
-        match take(state, &key, &print, ttl).await {
+        match take(state, &key, &print, ttl, events).await {
             Ok(None) => hold.add(key, ttl),
             Ok(Some(answer)) => {
                 // A retry under a new signature: that signature gets the same answer too.
@@ -180,12 +190,14 @@ pub(crate) async fn admit(
 }
 
 /// Takes `key` for a request with body fingerprint `print`: `None` when it is fresh (now held
-/// for a short while), the first answer when it was answered before.
+/// for a short while), the first answer when it was answered before. A request refused or
+/// answered again here drops its `events` (`dropped_events_total`, each counted).
 async fn take(
     state: &GatewayState,
     key: &str,
     print: &str,
     ttl: Duration,
+    events: u64,
 ) -> Result<Option<StoredAnswer>, Problem> {
     // The in-flight hold lives briefly unless extended: if the request dies with its backend (and
     // cannot release the key), a retry may go through once the hold lapses instead of being
@@ -194,21 +206,21 @@ async fn take(
     let deadline = tokio::time::Instant::now() + WAIT_AT_MOST;
     loop {
         let begun = state.idem.idem_begin(key, print, hold_ttl).await;
-        match begun.map_err(|e| hot_state_failed(e, 1))? {
+        match begun.map_err(|e| hot_state_failed(e, events))? {
             IdemState::Fresh => return Ok(None),
             IdemState::Done(answer) => {
-                dropped("duplicate", 1);
+                dropped("duplicate", events);
                 return Ok(Some(answer));
             }
             IdemState::Mismatch => {
-                dropped("invalid", 1);
+                dropped("invalid", events);
                 return Err(Problem::key_reused());
             }
             IdemState::InFlight if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(POLL_EVERY).await;
             }
             IdemState::InFlight => {
-                dropped("duplicate", 1);
+                dropped("duplicate", events);
                 let mut p = Problem::conflict(
                     "in-progress",
                     "a request with this Idempotency-Key is still being processed; retry shortly",
@@ -266,10 +278,11 @@ where
 /// Answers a signed request exactly once per Idempotency-Key (or signature): a repeat gets the
 /// first answer (what was stored, through `expand`, which gets the repeat itself); otherwise
 /// `work` runs (to the end even if the client goes away) and its JSON body goes out with
-/// `status`.
+/// `status`. `scope` is the route's key space; a repeat or refusal here drops the request's
+/// `events`.
 pub(crate) async fn respond_once<F>(
     state: &GatewayState,
-    scope: &str,
+    (scope, events): (&str, u64),
     signed: &Signed,
     status: StatusCode,
     work: F,
@@ -278,15 +291,8 @@ pub(crate) async fn respond_once<F>(
 where
     F: Future<Output = Result<Worked, Problem>> + Send + 'static,
 {
-    let body = match admit(
-        state,
-        scope,
-        &signed.headers,
-        &signed.body,
-        &signed.signature,
-    )
-    .await?
-    {
+    let request = (&signed.headers, &signed.body[..], &signed.signature);
+    let body = match admit(state, scope, request, events).await? {
         Admission::Replay(answer) => {
             return Ok(replay(StoredAnswer {
                 body: expand(signed, answer.body),
@@ -328,65 +334,56 @@ const EXTEND_EVERY: Duration = Duration::from_secs(2);
 mod tests {
     use super::*;
 
-    fn event_id(
-        headers: &HeaderMap,
-        signature: &Signature,
-        scope: &str,
-        body: &[u8],
-        index: usize,
-        ts_s: i64,
-    ) -> uuid::Uuid {
-        EventIds::new(headers, signature, scope, body).of(index, ts_s)
+    fn event_id(scope: &str, body: &[u8], index: usize, ts_s: i64) -> uuid::Uuid {
+        EventIds::new(scope, body).of(index, ts_s)
+    }
+
+    /// The UUIDv8 of `prefix` (the hashed input before the body), `body` and item `i` at `ts`.
+    fn by_formula(prefix: &[u8], body: &[u8], i: usize, ts: i64) -> uuid::Uuid {
+        let mut input = prefix.to_vec();
+        input.extend_from_slice(&Sha256::digest(body));
+        input.extend_from_slice(&i.to_be_bytes());
+        let digest = Sha256::digest(&input);
+        let mut bytes = [0u8; 16];
+        bytes[..6].copy_from_slice(&(ts * 1000).to_be_bytes()[2..]);
+        bytes[6..].copy_from_slice(&digest[..10]);
+        uuid::Uuid::new_v8(bytes)
     }
 
     #[test]
     fn event_ids_keep_their_formula() {
-        // SHA-256(scope, 0, identity, 0, SHA-256(body), index as 8 bytes big-endian), its first
-        // 10 bytes after the event's time: ids must not change between releases, or a request
-        // retried across an upgrade would be applied twice.
+        // SHA-256(scope, 0, SHA-256(body), index as 8 bytes big-endian), its first 10 bytes
+        // after the event's time: ids must not change between releases, or a request retried
+        // across an upgrade would be applied twice. The release before hashed the request's
+        // identity too (its key, else its signature), still used to answer its batches again.
         let sig = Signature("sha256=ab".into());
         let body = br#"[{"ts":1800000000},{"ts":1800000001}]"#;
-        let ids = EventIds::new(&HeaderMap::new(), &sig, "events.batch", body);
+        let ids = EventIds::new("events.batch", body);
+        let before = EventIds::of_release_before(&HeaderMap::new(), &sig, "events.batch", body);
         for (i, ts) in [(0usize, 1_800_000_000i64), (1, 1_800_000_001)] {
-            let mut input = b"events.batch\0signature sha256=ab\0".to_vec();
-            input.extend_from_slice(&Sha256::digest(body));
-            input.extend_from_slice(&i.to_be_bytes());
-            let digest = Sha256::digest(&input);
-            let mut bytes = [0u8; 16];
-            bytes[..6].copy_from_slice(&(ts * 1000).to_be_bytes()[2..]);
-            bytes[6..].copy_from_slice(&digest[..10]);
-            assert_eq!(ids.of(i, ts), uuid::Uuid::new_v8(bytes), "item {i}");
+            assert_eq!(
+                ids.of(i, ts),
+                by_formula(b"events.batch\0", body, i, ts),
+                "{i}"
+            );
+            let old = by_formula(b"events.batch\0signature sha256=ab\0", body, i, ts);
+            assert_eq!(before.of(i, ts), old, "item {i}, release before");
         }
     }
 
     #[test]
-    fn requests_get_a_stable_event_id_per_identity_body_and_item() {
-        let sig = Signature("sha256=00".into());
-        let mut keyed = HeaderMap::new();
-        keyed.insert("idempotency-key", HeaderValue::from_static("k1"));
-        let a = event_id(&keyed, &sig, "events", b"{}", 0, 0);
-        assert_eq!(a, event_id(&keyed, &sig, "events", b"{}", 0, 0));
+    fn requests_get_a_stable_event_id_per_body_and_item() {
+        let a = event_id("events", b"{}", 0, 0);
+        assert_eq!(a, event_id("events", b"{}", 0, 0));
         assert_eq!(a.get_version_num(), 8);
-        assert_ne!(a, event_id(&keyed, &sig, "events", b"{ }", 0, 0));
-        assert_ne!(a, event_id(&keyed, &sig, "events", b"{}", 1, 0));
-        assert_ne!(a, event_id(&keyed, &sig, "events.batch", b"{}", 0, 0));
-        // The key decides, not the signature (a retry is signed again).
-        let resigned = Signature("sha256=01".into());
-        assert_eq!(a, event_id(&keyed, &resigned, "events", b"{}", 0, 0));
-        // Without a key the signature decides.
-        let plain = HeaderMap::new();
-        let b = event_id(&plain, &sig, "events", b"{}", 0, 0);
-        assert_eq!(b.get_version_num(), 8);
-        assert_eq!(b, event_id(&plain, &sig, "events", b"{}", 0, 0));
-        assert_ne!(b, event_id(&plain, &resigned, "events", b"{}", 0, 0));
-        assert_ne!(b, a);
+        assert_ne!(a, event_id("events", b"{ }", 0, 0));
+        assert_ne!(a, event_id("events", b"{}", 1, 0));
+        assert_ne!(a, event_id("events.batch", b"{}", 0, 0));
     }
 
     #[test]
     fn event_ids_follow_the_events_time() {
-        let sig = Signature("sha256=00".into());
-        let plain = HeaderMap::new();
-        let at = |ts| event_id(&plain, &sig, "events", b"{}", 0, ts);
+        let at = |ts| event_id("events", b"{}", 0, ts);
         let (a, b) = (at(1_800_000_000), at(1_800_000_001));
         assert!(a < b, "{a} {b}");
         assert_eq!(a.get_version_num(), 8);

@@ -89,7 +89,7 @@ pub(crate) async fn post_event(
         dropped("invalid", 1);
         Problem::from(e)
     })?;
-    let ids = EventIds::new(&signed.headers, &signed.signature, "events", &signed.body);
+    let ids = EventIds::new("events", &signed.body);
     // Checked as the work of the request, after its repeat was looked for: a repeat of an
     // accepted event gets the first answer even where the event would fail a check now (its
     // `ts` aged past the limit since).
@@ -112,7 +112,7 @@ pub(crate) async fn post_event(
     };
     respond_once(
         &state,
-        "events",
+        ("events", 1),
         &signed,
         StatusCode::ACCEPTED,
         work,

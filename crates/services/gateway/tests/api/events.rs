@@ -416,6 +416,35 @@ async fn a_slow_request_keeps_its_holds_from_a_copy_under_another_key() {
     );
 }
 
+/// A captured request sent again once the gateway forgot it (here the embedded default
+/// restarted, its hot state in memory), under an `Idempotency-Key` of the sender's choosing or
+/// none (the key is not signed), is taken as new but carries the first request's event id: the
+/// consumers, which dedupe by event id, apply it once. (Before, the id followed the key, and each
+/// copy under a new key was applied again.)
+#[tokio::test]
+async fn a_copy_under_another_key_after_a_restart_carries_the_first_event_id() {
+    let app = spawn_app();
+    let body = serde_json::to_vec(&sample("boss_kill")).unwrap();
+    let signed = app.sign("/events", &body, now_s(), None);
+    let keyed = |key: &str| {
+        let mut headers = signed.clone();
+        headers.push(("idempotency-key", key.to_owned()));
+        headers
+    };
+    let first = app.send("/events", body.clone(), &keyed("first")).await;
+    assert_eq!(first.status, 202, "{:?}", first.body);
+    let id = first.view::<EventAccepted>().event_id;
+    for copy in [keyed("chosen-by-whoever-captured-it"), signed.clone()] {
+        let restarted = app.restarted();
+        let again = restarted.send("/events", body.clone(), &copy).await;
+        assert_eq!(again.status, 202, "{:?}", again.body);
+        assert_eq!(again.view::<EventAccepted>().event_id, id);
+    }
+    let ingested = app.ingested().await;
+    assert_eq!(ingested.len(), 3, "taken as new each time");
+    assert!(ingested.iter().all(|(_, e)| e.event_id == id), "one event");
+}
+
 /// A gateway that dies mid-request (its runtime gone while the publish stalls) stops extending
 /// its holds: they lapse within 5 s of its last extension, and the same request then goes through.
 #[tokio::test]

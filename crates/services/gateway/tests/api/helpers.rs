@@ -151,6 +151,30 @@ pub fn spawn_with(tune: impl FnOnce(&mut GatewayConfig)) -> TestApp {
     }
 }
 
+impl TestApp {
+    /// The gateway started again on the same bus and keys, its in-memory hot state empty: the
+    /// embedded default after a restart, which forgot every request it held and answered.
+    pub fn restarted(&self) -> TestApp {
+        let hot = Arc::new(MemoryHotState::new());
+        let signatures = SignatureCheck {
+            keys: Arc::new(liveops_core::KeyStore::new(self.ring.clone())),
+            tolerance_s: 300,
+            accept_v1: true,
+        };
+        let config = GatewayConfig {
+            rate_limit_max: 1000,
+            ..GatewayConfig::default()
+        };
+        let state = GatewayState::new(config, signatures, self.bus.clone(), hot.clone());
+        TestApp {
+            router: router(state),
+            bus: self.bus.clone(),
+            hot,
+            ring: self.ring.clone(),
+        }
+    }
+}
+
 pub fn now_s() -> i64 {
     now_ms() / 1000
 }
