@@ -205,9 +205,10 @@ impl SharedArgs {
         Ok(std::time::Duration::from_secs(s))
     }
 
-    /// The windows of `LB_WINDOWS`, checked: known names, at least one.
+    /// The windows of `LB_WINDOWS`, checked: known names, each once (a window listed twice
+    /// would count every score on it twice), at least one.
     pub fn windows(&self) -> Result<Vec<Window>, ConfigError> {
-        let windows = self
+        let windows: Vec<Window> = self
             .lb_windows
             .split(',')
             .map(str::trim)
@@ -225,6 +226,13 @@ impl SharedArgs {
             return Err(ConfigError::new(
                 "LB_WINDOWS",
                 "at least one window is required",
+            ));
+        }
+        let twice = (1..windows.len()).find(|&i| windows[..i].contains(&windows[i]));
+        if let Some(w) = twice.map(|i| windows[i]) {
+            return Err(ConfigError::new(
+                "LB_WINDOWS",
+                format!("window {w} is listed twice"),
             ));
         }
         Ok(windows)

@@ -99,6 +99,7 @@ fn bad_values_name_their_variable() {
     let s = "--hmac-secret=0123456789abcdef0123456789abcdef";
     for (args, var) in [
         (vec![s, "--lb-windows", "hourly"], "LB_WINDOWS"),
+        (vec![s, "--lb-windows", "daily,weekly, daily"], "LB_WINDOWS"),
         (vec![s, "--season-start", "2026-13-01"], "SEASON_START"),
         (vec![s, "--season-days", "0"], "SEASON_DAYS"),
         (vec![s, "--snapshot-cron", "not a cron"], "SNAPSHOT_CRON"),
