@@ -411,7 +411,7 @@ pub(crate) async fn send_message(
         ));
     }
     let now = now_ms();
-    let expires = chrono::DateTime::parse_from_rfc3339(req.expires_at.trim())
+    let expires = chrono::DateTime::parse_from_rfc3339(&req.expires_at)
         .map(|t| t.timestamp_millis())
         .map_err(|e| Problem::invalid("expiresAt", format!("must be an RFC 3339 instant: {e}")))?;
     if expires <= now || expires - now > 366 * 86_400_000 {

@@ -215,7 +215,7 @@ pub(crate) async fn create_webhook(
         return again_unless_deleted(&state, first).await;
     }
     let body = req.body;
-    let url = target::parse_url(body.url.trim()).map_err(|r| Problem::invalid("url", r))?;
+    let url = target::parse_url(&body.url).map_err(|r| Problem::invalid("url", r))?;
     let events = event_kinds(&body.events)?;
     let n = body.secret.chars().count();
     if !(16..=256).contains(&n) || body.secret.chars().any(char::is_control) {
