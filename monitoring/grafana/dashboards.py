@@ -699,12 +699,16 @@ def campaigns(L):
     L.add(timeseries("Secrets at rest: rows not as the settings want, and values that did not open",
                      [(f"max by (table) (secrets_stale{{{NS}}})", "{{table}} stale"),
                       (f"sum by (table) (increase(secrets_unreadable_total{{{NS}}}[1h]))",
-                       "{{table}} unreadable (last hour)")], "short",
+                       "{{table}} unreadable (last hour)"),
+                      (f"sum by (result) (increase(secrets_key_reloads_total{{{NS}}}[10m]))",
+                       "keys file {{result}} (pods, last 10 min)")], "short",
                      "stale: secrets in the clear or under an older key of SECRETS_KEYS_FILE "
                      "(with SECRETS_SEAL=false: sealed), resealed up to 1000 rows a table a minute by "
                      "each process; remove an old key only once every table is at 0. "
                      "unreadable: sealed under a key the file no longer holds, or altered "
-                     "(LiveOpsSecretsUnreadable)."))
+                     "(LiveOpsSecretsUnreadable). keys file applied: pods that took a new version "
+                     "of the file (a rotation step is taken once every pod did); rejected or "
+                     "unreadable: LiveOpsSecretsKeysFileRefused."))
     L.add(timeseries("Live-event routes p95 by route",
                      [(hq(0.95, "http_request_duration_seconds", "route", LIVE), "{{route}}")],
                      "s"))

@@ -6,6 +6,9 @@
 //! identity is the associated data, so a sealed value copied into another row does not open.
 //! See docs/adr/0032-secrets-sealed-at-rest.md.
 
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -136,6 +139,11 @@ impl Sealer {
         !self.keys.is_empty()
     }
 
+    /// The ids of the keys, the sealing one first (for logs: never their material).
+    pub fn key_ids(&self) -> Vec<String> {
+        self.keys.iter().map(|(k, _)| k.clone()).collect()
+    }
+
     /// The id of the key new values are sealed with; `None` when they are written in the clear.
     pub fn current(&self) -> Option<&str> {
         self.keys
@@ -202,6 +210,41 @@ impl Sealer {
     /// current key (sealing on) or it is sealed (sealing off), and a key is configured.
     pub fn stale(&self, key_id: Option<&str>) -> bool {
         self.opens() && key_id != self.current()
+    }
+}
+
+/// The sealer in use, replaced whole when `SECRETS_KEYS_FILE` changes while the process runs:
+/// each read or write takes the one current as it starts, so a rotation needs no restart.
+#[derive(Debug, Default)]
+pub struct SealerCell {
+    current: ArcSwap<Sealer>,
+    /// Woken by each replacement (the upkeep that seals again starts a round at once).
+    replaced: tokio::sync::Notify,
+}
+
+impl SealerCell {
+    /// A cell holding `sealer`.
+    pub fn new(sealer: Sealer) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(sealer),
+            replaced: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// The sealer current now.
+    pub fn load(&self) -> Arc<Sealer> {
+        self.current.load_full()
+    }
+
+    /// Puts `sealer` in place of the current one.
+    pub fn replace(&self, sealer: Sealer) {
+        self.current.store(Arc::new(sealer));
+        self.replaced.notify_one();
+    }
+
+    /// Returns once the sealer is replaced (at once if it was since the last call returned).
+    pub async fn replaced(&self) {
+        self.replaced.notified().await;
     }
 }
 
@@ -304,6 +347,31 @@ mod tests {
         assert!(matches!(id, SealError::BadKey(1, _)));
         let long = "k".repeat(MAX_KEY_ID_LEN + 1);
         assert!(Sealer::new([(long.as_str(), A)]).is_err());
+    }
+
+    #[test]
+    fn a_cell_hands_out_the_sealer_put_in_last() {
+        let cell = SealerCell::new(Sealer::new([("k1", A)]).unwrap());
+        let before = cell.load();
+        let by_k1 = before.seal("r", "v").unwrap();
+        cell.replace(Sealer::new([("k2", B), ("k1", A)]).unwrap());
+        let now = cell.load();
+        assert_eq!(now.current(), Some("k2"));
+        assert_eq!(now.open("r", &by_k1.text, Some("k1")).unwrap(), "v");
+        // What was taken before the replacement stays as it was.
+        assert_eq!(before.current(), Some("k1"));
+        assert!(!SealerCell::default().load().opens());
+        // The replacement was told, once.
+        let told = async { cell.replaced().await };
+        assert!(futures_now(told));
+        assert!(!futures_now(async { cell.replaced().await }));
+    }
+
+    /// Whether `f` is done on its first poll.
+    fn futures_now(f: impl std::future::Future<Output = ()>) -> bool {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        std::pin::pin!(f).poll(&mut cx).is_ready()
     }
 
     #[test]

@@ -48,11 +48,31 @@ pub async fn every_tick_after<T, F, Fut>(
     tick: Duration,
     stop: CancellationToken,
     failing: &'static str,
+    round: F,
+) -> Result<(), PortError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = PortResult<T>>,
+{
+    let never = std::future::pending::<()>;
+    every_tick_or_woken(first, tick, never, stop, failing, round).await
+}
+
+/// [`every_tick_after`] that also runs a round as soon as `woken()` returns (the keys a round
+/// works with changed), the next tick then a whole `tick` later.
+pub async fn every_tick_or_woken<T, F, Fut, W, Wake>(
+    first: Duration,
+    tick: Duration,
+    mut woken: W,
+    stop: CancellationToken,
+    failing: &'static str,
     mut round: F,
 ) -> Result<(), PortError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = PortResult<T>>,
+    W: FnMut() -> Wake,
+    Wake: Future<Output = ()>,
 {
     let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + first, tick);
     timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -63,6 +83,7 @@ where
             biased;
             _ = stop.cancelled() => return Ok(()),
             _ = timer.tick() => {}
+            () = woken() => timer.reset(),
         }
         let result = tokio::select! {
             biased;

@@ -1,21 +1,23 @@
-//! Signing keys from a mounted file, rotated while the product runs. The file is laid out the way
-//! the Key Vault CSI driver lays out a mount (the visible name is a link into a `..data` link to
-//! a timestamped directory, swapped in one rename), and `ENV=prod` starts on it alone. A key
-//! added to the file works within seconds, a key removed stops working within seconds, and
-//! contents that do not parse leave the keys in force.
+//! Keys from mounted files, rotated while the product runs: the signing keys, and the keys
+//! secrets are sealed with at rest. A file is laid out the way the Key Vault CSI driver lays out
+//! a mount (the visible name is a link into a `..data` link to a timestamped directory, swapped in
+//! one rename), and `ENV=prod` starts on the signing keys' file alone. A key added to a file
+//! works within seconds, a key removed stops working within seconds, and contents that do not
+//! parse leave the keys in force.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{eventually, signed_post, spawn_app_keyed, xp, TestApp};
+use common::campaign::{Live, LiveUrls, ADMIN_EMAIL, ADMIN_PASSWORD};
+use common::{eventually, signed_post, spawn_app_in, spawn_app_keyed, xp, TestApp};
 use liveops_core::Keyring;
 
 const OLD: &str = "old-key-0123456789abcdef0123456789abcdef";
 const NEW: &str = "new-key-fedcba9876543210fedcba9876543210";
 
-/// A secret volume as the CSI driver writes it: `<dir>/hmac-keys -> ..data/hmac-keys`,
+/// A secret volume as the CSI driver writes it: `<dir>/keys -> ..data/keys`,
 /// `..data -> ..<version>`.
 struct Mount {
     dir: PathBuf,
@@ -29,12 +31,12 @@ impl Mount {
             version: 0,
         };
         m.rotate(contents);
-        std::os::unix::fs::symlink("..data/hmac-keys", m.file()).expect("link");
+        std::os::unix::fs::symlink("..data/keys", m.file()).expect("link");
         m
     }
 
     fn file(&self) -> PathBuf {
-        self.dir.join("hmac-keys")
+        self.dir.join("keys")
     }
 
     /// Writes a new version and swaps `..data` to it atomically, as the driver does.
@@ -49,7 +51,7 @@ impl Mount {
         let version = format!("..2026_12_01_00_00_{:02}", self.version);
         std::fs::create_dir(self.dir.join(&version)).expect("version dir");
         if let Some(contents) = contents {
-            std::fs::write(self.dir.join(&version).join("hmac-keys"), contents).expect("write");
+            std::fs::write(self.dir.join(&version).join("keys"), contents).expect("write");
         }
         let tmp = self.dir.join("..data_tmp");
         std::os::unix::fs::symlink(&version, &tmp).expect("link");
@@ -163,6 +165,76 @@ async fn keys_rotate_through_the_mounted_file_while_serving() {
     mount.rotate(&format!("k2={NEW}\nk4={OLD}\n"));
     until(&app, "k4", OLD, 202, "a fixed file is taken").await;
     assert_eq!(metric(&app, "hmac_keys_file_refused").await, Some(0.0));
+    app.shutdown().await;
+}
+
+const SEAL_1: &str = "s1=sealing-material-one-0123456789abcdef";
+const SEAL_2: &str = "s2=sealing-material-two-fedcba9876543210";
+
+/// The keys secrets are sealed with at rest (ADR 0032), rotated through their mounted file while
+/// the product serves, in the three steps of docs/OPERATIONS.md with no restart: the secrets
+/// sealed under the old key are sealed again under the new one as soon as it comes first, so
+/// the old key can leave and every API key still signs; a broken file changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealing_keys_rotate_through_the_mounted_file_while_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secrets = dir.path().join("secrets-store");
+    std::fs::create_dir(&secrets).expect("mount dir");
+    let mut mount = Mount::new(&secrets, &format!("{SEAL_1}\n"));
+    let file = mount.file();
+    let flags = [
+        "--admin-email",
+        ADMIN_EMAIL,
+        "--admin-password",
+        ADMIN_PASSWORD,
+        "--secrets-keys-file",
+        file.to_str().expect("utf-8"),
+    ];
+    let app = spawn_app_in(dir.path().join("data"), &flags).await;
+    let live = Live::new(LiveUrls::all(&app.base));
+    let admin = live.token(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let first = live.create_key(&admin, "sealed under s1").await;
+    live.wait_key_works(&first).await;
+    let applied = "secrets_key_reloads_total{result=\"applied\"}";
+    assert_eq!(metric(&app, applied).await, Some(0.0));
+    assert_eq!(metric(&app, "secrets_keys_file_refused").await, Some(0.0));
+
+    // Step 1: the new key joins, opening only (each process must hold it before any seals).
+    mount.rotate(&format!("{SEAL_1}\n{SEAL_2}\n"));
+    until_metric(&app, applied, 1.0).await;
+    // Step 2: the new key first. It seals what is written from now on, and the upkeep seals
+    // the first key's secret again at once, without waiting for its minute.
+    mount.rotate(&format!("{SEAL_2}\n{SEAL_1}\n"));
+    until_metric(&app, applied, 2.0).await;
+    let resealed = "secrets_resealed_total{table=\"api_keys\"}";
+    until_metric(&app, resealed, 1.0).await;
+    let second = live.create_key(&admin, "sealed under s2").await;
+    live.wait_key_works(&second).await;
+    assert_eq!(
+        metric(&app, "secrets_stale{table=\"api_keys\"}").await,
+        Some(0.0)
+    );
+
+    // Step 3: the old key leaves. Once the API keys are read again under the new list, both
+    // still sign: each opens under s2, and none was passed over.
+    mount.rotate(&format!("{SEAL_2}\n"));
+    until_metric(&app, applied, 3.0).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for key in [&first, &second] {
+        let player = format!("player_sealed_{:08x}", rand::random::<u32>());
+        let (status, body) = live.send_event(key, &xp(&player, 10)).await;
+        assert_eq!(status, 202, "{}: {body}", key.key_id);
+    }
+    let unreadable = "secrets_unreadable_total{table=\"api_keys\"}";
+    assert_eq!(metric(&app, unreadable).await.unwrap_or(0.0), 0.0);
+
+    // A broken file (material too short) is refused and counted; the keys in force stay.
+    mount.rotate("s3=too-short\n");
+    until_metric(&app, "secrets_key_reloads_total{result=\"rejected\"}", 1.0).await;
+    assert_eq!(metric(&app, "secrets_keys_file_refused").await, Some(1.0));
+    let player = format!("player_sealed_{:08x}", rand::random::<u32>());
+    let (status, body) = live.send_event(&second, &xp(&player, 10)).await;
+    assert_eq!(status, 202, "the keys in force stay: {body}");
     app.shutdown().await;
 }
 

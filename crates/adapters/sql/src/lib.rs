@@ -24,7 +24,7 @@ mod stores;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use liveops_core::sealing::Sealer;
+use liveops_core::sealing::SealerCell;
 use liveops_core::stores::{
     FairnessStore, LiveEventStores, ProcessedEvents, ProgressStore, PurgeRound, ScoreStore,
     SnapshotStore,
@@ -120,11 +120,11 @@ pub async fn connect_repository(url: &str) -> Result<Arc<dyn Repository>, PortEr
     connect_sealed(url, Arc::default()).await
 }
 
-/// Like [`connect_repository`], with the secrets rows hold sealed and opened by `sealer`
-/// (ADR 0032).
+/// Like [`connect_repository`], with the secrets rows hold sealed and opened by the sealer
+/// `sealer` holds at each call (ADR 0032).
 pub async fn connect_sealed(
     url: &str,
-    sealer: Arc<Sealer>,
+    sealer: Arc<SealerCell>,
 ) -> Result<Arc<dyn Repository>, PortError> {
     match Backend::of_url(url)? {
         Backend::Sqlite => Ok(Arc::new(
@@ -156,7 +156,7 @@ pub async fn connect_repository_with_replica(
     url: &str,
     read_url: &str,
     max_lag: std::time::Duration,
-    sealer: Arc<Sealer>,
+    sealer: Arc<SealerCell>,
 ) -> Result<Arc<dyn Repository>, PortError> {
     let (primary, replica) = (Backend::of_url(url)?, Backend::of_url(read_url)?);
     if primary != replica {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use liveops_core::ports::{Board, RankEntry, ScoreDelta, ScoreTotal};
-use liveops_core::sealing::Sealer;
+use liveops_core::sealing::SealerCell;
 use liveops_core::stores::{
     FairnessCommit, Flag, InventoryItem, ListedReward, PendingReward, PlayerProgress,
     ProgressCommit, PurgeRound, PurgeWalk, RewardClaim, Snapshot, PROGRESS_COUNT_LIMIT,
@@ -117,8 +117,9 @@ pub struct SqlRepository<DB: Dialect> {
     pub(crate) groups: Arc<crate::live::WriteQueue>,
     /// Where reads that may be a little stale go while it is usable (`DB_READ_URL`).
     replica: MaybeReplica<DB>,
-    /// Seals the secrets rows hold and opens them (`SECRETS_KEYS_FILE`; ADR 0032).
-    pub(crate) sealer: Arc<Sealer>,
+    /// Seals the secrets rows hold and opens them (`SECRETS_KEYS_FILE`; ADR 0032), as the keys
+    /// stand when each call starts.
+    pub(crate) sealer: Arc<SealerCell>,
 }
 
 impl<DB: Dialect> Clone for SqlRepository<DB> {
@@ -155,9 +156,10 @@ impl<DB: Dialect> SqlRepository<DB> {
         }
     }
 
-    /// Seals the secrets written from now on with `sealer`'s current key and opens those sealed
-    /// with any of its keys; without it they are written in the clear.
-    pub fn with_sealer(mut self, sealer: Arc<Sealer>) -> Self {
+    /// Seals the secrets written from now on with the current key of the sealer `sealer` holds
+    /// at each call, and opens those sealed with any of its keys; without it they are written
+    /// in the clear.
+    pub fn with_sealer(mut self, sealer: Arc<SealerCell>) -> Self {
         self.sealer = sealer;
         self
     }

@@ -155,7 +155,7 @@ pub struct Settings {
     /// The HTTP server's limits on slow and numerous clients.
     pub http: http::HttpLimits,
     /// Seals and opens the secrets the database holds (`SECRETS_KEYS_FILE`).
-    pub sealer: std::sync::Arc<liveops_core::sealing::Sealer>,
+    pub sealer: std::sync::Arc<liveops_core::sealing::SealerCell>,
 }
 
 impl std::fmt::Debug for Settings {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use liveops_core::sealing::Sealer;
+use liveops_core::sealing::{Sealer, SealerCell};
 
 use super::keys::parse_key_list;
 use super::secrets::read_secret_file;
@@ -15,7 +15,8 @@ use super::{bad, ConfigError};
 pub struct SealingConfig {
     /// File of `kid=material` entries (by commas or lines; material of at least 32
     /// characters): API keys' and webhooks' secrets, campaigns' seeds and keyed answers are
-    /// stored sealed with the first and opened with any. Read at start. Unset: in the clear.
+    /// stored sealed with the first and opened with any. Read at start and again each second
+    /// (a change is taken at once, a broken one refused). Unset: in the clear.
     #[arg(long, env = "SECRETS_KEYS_FILE")]
     pub secrets_keys_file: Option<PathBuf>,
     /// `false`: the keys only open; new secrets are written in the clear and sealed ones are
@@ -26,22 +27,29 @@ pub struct SealingConfig {
 }
 
 impl SealingConfig {
-    /// The sealer these settings give: none without a file. Errors name the entry, never
-    /// what it holds.
-    pub fn resolve(&self) -> Result<Arc<Sealer>, ConfigError> {
+    /// The sealer these settings give, in the cell the process keeps it in: none without a
+    /// file. Errors name the entry, never what it holds.
+    pub fn resolve(&self) -> Result<Arc<SealerCell>, ConfigError> {
         const VAR: &str = "SECRETS_KEYS_FILE";
         let Some(path) = &self.secrets_keys_file else {
             return Ok(Arc::default());
         };
         let text = read_secret_file(VAR, path)?;
-        let keys = parse_key_list(&text, &[]).map_err(|e| bad(VAR, e))?;
+        let sealer = self.sealer_of(&text).map_err(|e| bad(VAR, e))?;
+        Ok(Arc::new(SealerCell::new(sealer)))
+    }
+
+    /// The sealer over the keys file's contents `text` (sealing unless `SECRETS_SEAL=false`),
+    /// or why not, naming the entry and never what it holds.
+    pub fn sealer_of(&self, text: &str) -> Result<Sealer, String> {
+        let keys = parse_key_list(text, &[])?;
         let sealer = Sealer::new(keys.iter().map(|(id, m)| (id.as_str(), m.as_slice())))
-            .map_err(|e| bad(VAR, e.to_string()))?;
-        Ok(Arc::new(if self.secrets_seal {
+            .map_err(|e| e.to_string())?;
+        Ok(if self.secrets_seal {
             sealer
         } else {
             sealer.opening_only()
-        }))
+        })
     }
 }
 
@@ -69,17 +77,18 @@ mod tests {
         let m1 = "a".repeat(32);
         let m2 = "b".repeat(40);
         let (_dir, c) = config(Some(&format!("k2={m2}\nk1={m1}\n")), true);
-        let sealer = c.resolve().unwrap();
+        let sealer = c.resolve().unwrap().load();
         assert_eq!(sealer.current(), Some("k2"));
+        assert_eq!(sealer.key_ids(), ["k2", "k1"]);
         let (_dir, c) = config(Some(&format!("k2={m2},k1={m1}")), false);
-        let sealer = c.resolve().unwrap();
+        let sealer = c.resolve().unwrap().load();
         assert!(sealer.opens() && !sealer.seals());
     }
 
     #[test]
     fn no_file_writes_in_the_clear() {
         let (_dir, c) = config(None, true);
-        let sealer = c.resolve().unwrap();
+        let sealer = c.resolve().unwrap().load();
         assert!(!sealer.opens() && !sealer.seals());
     }
 

@@ -7,11 +7,11 @@
 //! with the keys it last read while the database is away, instead of leaving the load balancer).
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use liveops_core::sealing::Sealer;
+use liveops_core::sealing::SealerCell;
 use liveops_core::stores::{
     ActiveKeys, ApiKeyStore, AuditLog, CampaignStore, DeliveryLog, DistributionRetention,
     EntryStore, FairnessStore, InboxStore, OperatorStore, OutcomeStore, PlayerXp, ProcessedEvents,
@@ -20,7 +20,7 @@ use liveops_core::stores::{
 use liveops_core::time::cutoff;
 use liveops_core::{Health, PortError, PortResult};
 use liveops_module::ports::Opened;
-use liveops_module::tick::every_tick_after;
+use liveops_module::tick::{every_tick_after, every_tick_or_woken};
 use liveops_module::{Adapter, Ports, Task};
 use liveops_sql::Repository;
 use tokio::sync::OnceCell;
@@ -37,7 +37,7 @@ async fn open(
     cell: Shared,
     url: String,
     reads: Option<ReadReplica>,
-    sealer: Arc<Sealer>,
+    sealer: Arc<SealerCell>,
 ) -> Result<Arc<dyn Repository>, PortError> {
     cell.get_or_try_init(|| async {
         let repo = match &reads {
@@ -49,7 +49,7 @@ async fn open(
         }
         .map_err(named("DB_URL"))?;
         repo.migrate().await.map_err(named("DB_URL"))?;
-        if !sealer.opens() {
+        if !sealer.load().opens() {
             tracing::warn!(
                 "SECRETS_KEYS_FILE is unset: API keys' and webhooks' secrets, campaigns' seeds \
                  and keyed answers are stored in the clear"
@@ -106,10 +106,10 @@ const RESEAL_EVERY: Duration = Duration::from_secs(60);
 /// Most secrets written again per table and round.
 const RESEAL_MOST: u64 = 1000;
 
-/// Writes again, every [`RESEAL_EVERY`], the secrets in the clear or under an older key (with
-/// `SECRETS_SEAL=false`, the sealed ones, in the clear): `secrets_resealed_total{table}`,
-/// `secrets_stale{table}`.
-fn reseal(repo: Arc<dyn Repository>) -> Task {
+/// Writes again, every [`RESEAL_EVERY`] and as soon as the keys change, the secrets in the
+/// clear or under an older key (with `SECRETS_SEAL=false`, the sealed ones, in the clear):
+/// `secrets_resealed_total{table}`, `secrets_stale{table}`.
+fn reseal(repo: Arc<dyn Repository>, keys: Arc<SealerCell>) -> Task {
     Task::new("secrets at rest", move |stop| async move {
         let round = || async {
             for t in repo.reseal(RESEAL_MOST).await? {
@@ -126,7 +126,9 @@ fn reseal(repo: Arc<dyn Repository>) -> Task {
             Ok(())
         };
         let failing = "sealing secrets again";
-        let _ = every_tick_after(RESEAL_FIRST, RESEAL_EVERY, stop, failing, round).await;
+        let changed = || keys.replaced();
+        let _ =
+            every_tick_or_woken(RESEAL_FIRST, RESEAL_EVERY, changed, stop, failing, round).await;
         Ok(())
     })
 }
@@ -153,19 +155,35 @@ fn until_stopped(name: &'static str, work: impl Future<Output = ()> + Send + 'st
     })
 }
 
+/// The task that follows `SECRETS_KEYS_FILE`, run by whichever adapter opens the repository
+/// first: every process that opens secrets follows the keys, once.
+type Watch = Arc<Mutex<Option<Task>>>;
+
+/// The task `watch` still holds, taking it.
+fn taken(watch: &Watch) -> Option<Task> {
+    watch.lock().ok().and_then(|mut w| w.take())
+}
+
 /// Registers the repository for every store trait.
 pub(super) fn provide(ports: &mut Ports, s: &crate::config::Settings) {
     let cell: Shared = Arc::default();
     let (c, url, reads, retention) = (cell.clone(), s.db_url.clone(), s.reads.clone(), s.retention);
     let sealer = s.sealer.clone();
+    let watch: Watch = Arc::new(Mutex::new(crate::key_files::watch_sealing(
+        sealer.clone(),
+        &s.raw.sealing,
+    )));
+    let repo_watch = watch.clone();
     let repo: Arc<Adapter<dyn Repository>> = Adapter::new_dyn(
         "repository",
         |a| a,
         move || {
             let (c, url, reads, sealer) = (c.clone(), url.clone(), reads.clone(), sealer.clone());
+            let watch = repo_watch.clone();
             async move {
-                let opens = sealer.opens();
-                let repo = open(c, url, reads, sealer).await?;
+                let opens = sealer.load().opens();
+                let repo = open(c, url, reads, sealer.clone()).await?;
+                let watching = taken(&watch);
                 // The replica is measured while the process runs; reads use it once it is.
                 let upkeep = repo
                     .replica_watch()
@@ -176,8 +194,8 @@ pub(super) fn provide(ports: &mut Ports, s: &crate::config::Settings) {
                     purge_old_events(purged.as_ref(), retention, stop).await;
                     Ok(())
                 });
-                let resealing = opens.then(|| reseal(repo.clone()));
-                let tasks = [Some(pools), Some(retention), resealing];
+                let resealing = opens.then(|| reseal(repo.clone(), sealer));
+                let tasks = [Some(pools), Some(retention), resealing, watching];
                 Ok(Opened {
                     adapter: repo,
                     upkeep: upkeep
@@ -214,8 +232,12 @@ pub(super) fn provide(ports: &mut Ports, s: &crate::config::Settings) {
         |_| Arc::new(Advisory),
         move || {
             let (c, url, reads) = (cell.clone(), url.clone(), reads.clone());
-            let sealer = sealer.clone();
-            async move { open(c, url, reads, sealer).await.map(Opened::plain) }
+            let (sealer, watch) = (sealer.clone(), watch.clone());
+            async move {
+                let adapter = open(c, url, reads, sealer).await?;
+                let upkeep = taken(&watch).into_iter().collect();
+                Ok(Opened { adapter, upkeep })
+            }
         },
     );
     ports.provide::<_, dyn ActiveKeys>(&keys, |a| a);

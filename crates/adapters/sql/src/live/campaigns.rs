@@ -142,7 +142,7 @@ sql_impl! {
     fn stored_seed(&self, c: &Campaign) -> PortResult<Option<Stored>> {
         c.seed
             .as_deref()
-            .map(|seed| sealed(&self.sealer, &seed_row(&c.id), seed))
+            .map(|seed| sealed(&self.sealer.load(), &seed_row(&c.id), seed))
             .transpose()
     }
 
@@ -172,7 +172,8 @@ sql_impl! {
 
     pub(crate) async fn campaign(&self, id: &str) -> PortResult<Option<Campaign>> {
         let sql = DB::placeholders(select_campaigns!(" WHERE id = ?"));
-        let of = |row| campaign_of(&self.sealer, row);
+        let sealer = self.sealer.load();
+        let of = |row| campaign_of(&sealer, row);
         self.optional_row("campaign", sqlx::query_as(&sql).bind(id), of)
             .await
     }
@@ -203,7 +204,8 @@ sql_impl! {
             query = query.bind(at_ms).bind(at_ms).bind(at_ms).bind(id);
         }
         let query = query.bind(i64::from(page.limit));
-        self.all_rows("campaigns", query, |row| campaign_of(&self.sealer, row))
+        let sealer = self.sealer.load();
+        self.all_rows("campaigns", query, |row| campaign_of(&sealer, row))
             .await
     }
 
@@ -306,7 +308,8 @@ sql_impl! {
             .bind(now_ms)
             .bind(limit)
             .bind(limit);
-        self.all_rows("due", query, |row| campaign_of(&self.sealer, row))
+        let sealer = self.sealer.load();
+        self.all_rows("due", query, |row| campaign_of(&sealer, row))
             .await
     }
 }

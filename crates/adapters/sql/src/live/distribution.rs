@@ -320,7 +320,7 @@ sql_impl! {
         within::<DB, _>("send_messages", async {
             let (mut tx, _turn) = self.begin_write().await?;
             if let Some(keyed) = keyed {
-                if let Some(before) = Self::take_key(&mut tx, &self.sealer, keyed, audit.at_ms).await? {
+                if let Some(before) = Self::take_key(&mut tx, &self.sealer.load(), keyed, audit.at_ms).await? {
                     return Self::rolled_back(tx, before).await;
                 }
                 if let Some(before) = Self::keep_legacy_send(&mut tx, keyed, messages, audit.at_ms).await? {
@@ -495,7 +495,7 @@ sql_impl! {
             "INSERT INTO webhooks (id, url, events, secret, secret_key, created_by, created_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?)",
         );
-        let secret = sealed(&self.sealer, &webhook_row(&hook.id), &hook.secret)?;
+        let secret = sealed(&self.sealer.load(), &webhook_row(&hook.id), &hook.secret)?;
         let insert = sqlx::query(&sql)
             .bind(hook.id.as_str())
             .bind(hook.url.as_str())
@@ -518,10 +518,11 @@ sql_impl! {
              WHERE deleted_at IS NULL ORDER BY created_at, id",
         );
         type Row = (Text, Text, Text, Text, Option<Text>, Text, i64);
+        let sealer = self.sealer.load();
         self.all_rows("webhooks", all, |(id, url, events, secret, key, created_by, created_at_ms): Row| {
             // A secret that does not open is listed empty: deliveries read theirs when leased.
             let row = webhook_row(&id.0);
-            let secret = opened_or_passed_over(&self.sealer, "webhooks", &row, secret, key)
+            let secret = opened_or_passed_over(&sealer, "webhooks", &row, secret, key)
                 .unwrap_or_default();
             Ok(Webhook {
                 id: id.0,
@@ -715,13 +716,13 @@ sql_impl! {
                 })
                 .await?;
             let mut due = Vec::with_capacity(rows.len());
+            let sealer = self.sealer.load();
             for DueRow(delivery, url, secret, key) in rows {
                 let delivery = delivery_of(delivery)?;
                 // A secret that does not open signs nothing: the delivery waits out its lease
                 // and is tried again (a key put back opens it).
                 let row = webhook_row(&delivery.webhook_id);
-                let sealer = &self.sealer;
-                let Some(secret) = opened_or_passed_over(sealer, "webhooks", &row, secret, key)
+                let Some(secret) = opened_or_passed_over(&sealer, "webhooks", &row, secret, key)
                 else {
                     continue;
                 };

@@ -302,7 +302,7 @@ sql_impl! {
             "INSERT INTO api_keys (key_id, name, secret, secret_key, created_by, created_at, \
              revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         );
-        let secret = sealed(&self.sealer, &api_key_row(&key.key_id), secret)?;
+        let secret = sealed(&self.sealer.load(), &api_key_row(&key.key_id), secret)?;
         let insert = sqlx::query(&sql)
             .bind(key.key_id.as_str())
             .bind(key.name.as_str())
@@ -365,11 +365,12 @@ sql_impl! {
             self.all_rows("active_api_keys", active, Ok).await?;
         // A key that does not open (sealed under a key no longer configured, or altered) signs
         // nothing; the others still do.
+        let sealer = self.sealer.load();
         Ok(rows
             .into_iter()
             .filter_map(|(id, secret, key)| {
                 let row = api_key_row(&id.0);
-                let secret = opened_or_passed_over(&self.sealer, "api_keys", &row, secret, key)?;
+                let secret = opened_or_passed_over(&sealer, "api_keys", &row, secret, key)?;
                 Some((id.0, secret.into_bytes()))
             })
             .collect())

@@ -137,7 +137,7 @@ sql_impl! {
         within::<DB, _>(call, async {
             let (mut tx, _turn) = self.begin_write().await?;
             if let Some(keyed) = keyed {
-                if let Some(before) = Self::take_key(&mut tx, &self.sealer, keyed, audit.at_ms).await? {
+                if let Some(before) = Self::take_key(&mut tx, &self.sealer.load(), keyed, audit.at_ms).await? {
                     return Self::rolled_back(tx, before).await;
                 }
             }
@@ -165,7 +165,7 @@ sql_impl! {
         within::<DB, _>(call, async {
             let (mut tx, _turn) = self.begin_write().await?;
             if let Some(keyed) = keyed {
-                if let Some(before) = Self::take_key(&mut tx, &self.sealer, keyed, audit.at_ms).await? {
+                if let Some(before) = Self::take_key(&mut tx, &self.sealer.load(), keyed, audit.at_ms).await? {
                     return Self::rolled_back(tx, CappedOutcome::Keyed(before)).await;
                 }
             }
@@ -192,7 +192,7 @@ sql_impl! {
             .bind(key.key.as_str());
         let found = self
             .optional_row("answered", query, |row| {
-                let (hash, answer) = answer_of(&self.sealer, key, row)?;
+                let (hash, answer) = answer_of(&self.sealer.load(), key, row)?;
                 Ok(outcome(key, &hash.0, answer))
             })
             .await?;

@@ -209,14 +209,16 @@ sql_impl! {
     /// sets `secrets_stale{table}`; a table that fails leaves the others to their round, which
     /// then answers its error. Nothing to do without keys.
     pub async fn reseal(&self, most: u64) -> PortResult<Vec<Resealed>> {
-        if !self.sealer.opens() {
+        // The keys as they stand now, for the whole round.
+        let sealer = self.sealer.load();
+        if !sealer.opens() {
             return Ok(Vec::new());
         }
-        let target = self.sealer.current().unwrap_or_default().to_owned();
+        let target = sealer.current().unwrap_or_default().to_owned();
         let (mut report, mut failed) = (Vec::with_capacity(COLUMNS.len()), None);
         // A table that fails does not keep the others from their round; the round then fails.
         for (i, column) in COLUMNS.iter().enumerate() {
-            match self.reseal_column(i, &target, most).await {
+            match self.reseal_column(&sealer, i, &target, most).await {
                 Ok(done) => {
                     metrics::counter!("secrets_resealed_total", "table" => column.table)
                         .increment(done.resealed);
@@ -235,7 +237,13 @@ sql_impl! {
 
     /// [`Self::reseal`] for one column: pages along its key columns from the start, so values
     /// that do not open do not hold back those after them.
-    async fn reseal_column(&self, i: usize, target: &str, most: u64) -> PortResult<Resealed> {
+    async fn reseal_column(
+        &self,
+        sealer: &Sealer,
+        i: usize,
+        target: &str,
+        most: u64,
+    ) -> PortResult<Resealed> {
         let c = &COLUMNS[i];
         let two = c.two();
         let (page, update, count) = statements(i);
@@ -254,9 +262,9 @@ sql_impl! {
             for (a, b, text, key) in rows {
                 let row = c.row(&a.0, &b.0);
                 let was = text.0.clone();
-                match opened(&self.sealer, &row, text, key) {
+                match opened(sealer, &row, text, key) {
                     Ok(clear) => {
-                        let stored = sealed(&self.sealer, &row, &clear)?;
+                        let stored = sealed(sealer, &row, &clear)?;
                         let mut update = sqlx::query(&update_sql)
                             .bind(stored.text.as_str())
                             .bind(stored.key_id.as_deref())
