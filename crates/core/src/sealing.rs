@@ -14,7 +14,7 @@ use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hkdf::Hkdf;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 /// The fewest characters of key material an entry of `SECRETS_KEYS_FILE` may hold (256 bits of
 /// hex, or more than that of base64 or of a generated password).
@@ -60,6 +60,8 @@ pub enum SealError {
 #[derive(Clone, Default)]
 pub struct Sealer {
     keys: Vec<(String, XChaCha20Poly1305)>,
+    /// SHA-256 over the entries as given (ids and material): tells the same keys read again.
+    entries: [u8; 32],
     /// Whether new values are sealed; off, the keys only open (`SECRETS_SEAL=false`).
     sealing: bool,
 }
@@ -82,7 +84,11 @@ impl Sealer {
         entries: impl IntoIterator<Item = (&'a str, &'a [u8])>,
     ) -> Result<Self, SealError> {
         let mut keys: Vec<(String, XChaCha20Poly1305)> = Vec::new();
+        let mut given = Sha256::new();
         for (i, (id, material)) in entries.into_iter().enumerate() {
+            for part in [id.as_bytes(), b"=", material, b"\n"] {
+                given.update(part);
+            }
             let n = i + 1;
             let id_ok = (1..=MAX_KEY_ID_LEN).contains(&id.len())
                 && id
@@ -118,6 +124,7 @@ impl Sealer {
         }
         Ok(Self {
             keys,
+            entries: given.finalize().into(),
             sealing: true,
         })
     }
@@ -236,8 +243,13 @@ impl SealerCell {
         self.current.load_full()
     }
 
-    /// Puts `sealer` in place of the current one.
+    /// Puts `sealer` in place of the current one and wakes [`Self::replaced`], unless it holds
+    /// the same keys, sealing or not alike (the same file read again).
     pub fn replace(&self, sealer: Sealer) {
+        let now = self.current.load();
+        if now.entries == sealer.entries && now.sealing == sealer.sealing {
+            return;
+        }
         self.current.store(Arc::new(sealer));
         self.replaced.notify_one();
     }
@@ -361,10 +373,13 @@ mod tests {
         // What was taken before the replacement stays as it was.
         assert_eq!(before.current(), Some("k1"));
         assert!(!SealerCell::default().load().opens());
-        // The replacement was told, once.
+        // The replacement was told, once; the same keys again change nothing and tell nobody.
         let told = async { cell.replaced().await };
         assert!(futures_now(told));
+        cell.replace(Sealer::new([("k2", B), ("k1", A)]).unwrap());
         assert!(!futures_now(async { cell.replaced().await }));
+        cell.replace(Sealer::new([("k2", B), ("k1", A)]).unwrap().opening_only());
+        assert!(!cell.load().seals(), "sealing off is a change");
     }
 
     /// Whether `f` is done on its first poll.
