@@ -58,6 +58,10 @@ impl Application {
             let fixed = settings.keys.fixed.iter().map(|(k, _)| k.clone()).collect();
             tasks.push(crate::key_files::watch(keys, path.clone(), fixed));
         }
+        // Followed whether or not (or whenever) this process opens the database.
+        let sealing =
+            crate::key_files::watch_sealing(settings.sealer.clone(), &settings.raw.sealing);
+        tasks.extend(sealing);
         let mut readiness: Vec<Readiness> = Vec::new();
         for module in &settings.target.modules {
             let service = module
@@ -182,7 +186,7 @@ impl Application {
                 tasks.push(backups.task(every));
             }
         }
-        let upkeep = ports.take_upkeep();
+        let upkeep = || ports.take_upkeep();
         let serving = (router, settings.http.header_timeout);
         let ended = supervisor::run(listener, serving, tasks, upkeep, shutdown, how).await;
         // Released only after the ports, which close the files as they go.

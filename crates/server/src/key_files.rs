@@ -73,14 +73,29 @@ pub fn watch(store: Arc<KeyStore>, path: PathBuf, fixed: Vec<String>) -> Task {
 }
 
 /// The task that re-reads `SECRETS_KEYS_FILE` into `cell`, as `config` reads it at start (the
-/// first key seals unless `SECRETS_SEAL=false`); none without the file.
+/// first key seals unless `SECRETS_SEAL=false`); none without the file. Each key in force is
+/// `secrets_keys_in_force{key, seals="true|false"}` 1 (a series no longer in force 0): what tells
+/// that every pod took a rotation step.
 pub fn watch_sealing(cell: Arc<SealerCell>, config: &SealingConfig) -> Option<Task> {
     let path = config.secrets_keys_file.clone()?;
     let config = config.clone();
+    let mut shown: Vec<(String, bool)> = Vec::new();
     Some(follow(SECRETS_KEYS, path, move |text| {
         let sealer = config.sealer_of(text)?;
         let ids = sealer.key_ids();
+        let seals = sealer.current().map(str::to_owned);
+        let now: Vec<(String, bool)> = ids
+            .iter()
+            .map(|id| (id.clone(), seals.as_ref() == Some(id)))
+            .collect();
         cell.replace(sealer);
+        let gone = shown.iter().filter(|k| !now.contains(k));
+        for (in_force, (key, seals)) in gone.map(|k| (0.0, k)).chain(now.iter().map(|k| (1.0, k))) {
+            let seals = if *seals { "true" } else { "false" };
+            metrics::gauge!("secrets_keys_in_force", "key" => key.clone(), "seals" => seals)
+                .set(in_force);
+        }
+        shown = now;
         Ok(ids)
     }))
 }
@@ -89,9 +104,9 @@ pub fn watch_sealing(cell: Arc<SealerCell>, config: &SealingConfig) -> Option<Ta
 /// (trailing newlines cut), which takes them and answers the key ids taken, or why not. Its
 /// first read installs the file as it is then, quietly (the keys are what they were at start,
 /// unless it changed since).
-fn follow<F>(file: KeysFile, path: PathBuf, install: F) -> Task
+fn follow<F>(file: KeysFile, path: PathBuf, mut install: F) -> Task
 where
-    F: Fn(&str) -> Result<Vec<String>, String> + Send + 'static,
+    F: FnMut(&str) -> Result<Vec<String>, String> + Send + 'static,
 {
     let KeysFile {
         var,

@@ -35,6 +35,16 @@ impl Mount {
         m
     }
 
+    /// A mount holding `contents` in a new temporary directory (its `secrets-store`), which
+    /// also holds the product's data directory.
+    fn in_temp(contents: &str) -> (tempfile::TempDir, Self) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secrets = dir.path().join("secrets-store");
+        std::fs::create_dir(&secrets).expect("mount dir");
+        let mount = Self::new(&secrets, contents);
+        (dir, mount)
+    }
+
     fn file(&self) -> PathBuf {
         self.dir.join("keys")
     }
@@ -101,10 +111,7 @@ async fn until(app: &TestApp, kid: &str, secret: &str, status: u16, what: &str) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_rotate_through_the_mounted_file_while_serving() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let secrets = dir.path().join("secrets-store");
-    std::fs::create_dir(&secrets).expect("mount dir");
-    let mut mount = Mount::new(&secrets, &format!("k1={OLD}\n"));
+    let (dir, mut mount) = Mount::in_temp(&format!("k1={OLD}\n"));
     let file = mount.file();
     let app = spawn_app_keyed(
         dir.path().join("data"),
@@ -177,10 +184,7 @@ const SEAL_2: &str = "s2=sealing-material-two-fedcba9876543210";
 /// the old key can leave and every API key still signs; a broken file changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sealing_keys_rotate_through_the_mounted_file_while_serving() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let secrets = dir.path().join("secrets-store");
-    std::fs::create_dir(&secrets).expect("mount dir");
-    let mut mount = Mount::new(&secrets, &format!("{SEAL_1}\n"));
+    let (dir, mut mount) = Mount::in_temp(&format!("{SEAL_1}\n"));
     let file = mount.file();
     let flags = [
         "--admin-email",
@@ -206,6 +210,15 @@ async fn sealing_keys_rotate_through_the_mounted_file_while_serving() {
     // the first key's secret again at once, without waiting for its minute.
     mount.rotate(&format!("{SEAL_2}\n{SEAL_1}\n"));
     until_metric(&app, applied, 2.0).await;
+    // The keys in force, as an operator checks every pod took the step.
+    for (series, value) in [
+        ("secrets_keys_in_force{key=\"s2\",seals=\"true\"}", 1.0),
+        ("secrets_keys_in_force{key=\"s1\",seals=\"false\"}", 1.0),
+        ("secrets_keys_in_force{key=\"s1\",seals=\"true\"}", 0.0),
+        ("secrets_keys_in_force{key=\"s2\",seals=\"false\"}", 0.0),
+    ] {
+        assert_eq!(metric(&app, series).await, Some(value), "{series}");
+    }
     let resealed = "secrets_resealed_total{table=\"api_keys\"}";
     until_metric(&app, resealed, 1.0).await;
     let second = live.create_key(&admin, "sealed under s2").await;

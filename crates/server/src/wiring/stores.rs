@@ -7,7 +7,7 @@
 //! with the keys it last read while the database is away, instead of leaving the load balancer).
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -155,35 +155,19 @@ fn until_stopped(name: &'static str, work: impl Future<Output = ()> + Send + 'st
     })
 }
 
-/// The task that follows `SECRETS_KEYS_FILE`, run by whichever adapter opens the repository
-/// first: every process that opens secrets follows the keys, once.
-type Watch = Arc<Mutex<Option<Task>>>;
-
-/// The task `watch` still holds, taking it.
-fn taken(watch: &Watch) -> Option<Task> {
-    watch.lock().ok().and_then(|mut w| w.take())
-}
-
 /// Registers the repository for every store trait.
 pub(super) fn provide(ports: &mut Ports, s: &crate::config::Settings) {
     let cell: Shared = Arc::default();
     let (c, url, reads, retention) = (cell.clone(), s.db_url.clone(), s.reads.clone(), s.retention);
     let sealer = s.sealer.clone();
-    let watch: Watch = Arc::new(Mutex::new(crate::key_files::watch_sealing(
-        sealer.clone(),
-        &s.raw.sealing,
-    )));
-    let repo_watch = watch.clone();
     let repo: Arc<Adapter<dyn Repository>> = Adapter::new_dyn(
         "repository",
         |a| a,
         move || {
             let (c, url, reads, sealer) = (c.clone(), url.clone(), reads.clone(), sealer.clone());
-            let watch = repo_watch.clone();
             async move {
                 let opens = sealer.load().opens();
                 let repo = open(c, url, reads, sealer.clone()).await?;
-                let watching = taken(&watch);
                 // The replica is measured while the process runs; reads use it once it is.
                 let upkeep = repo
                     .replica_watch()
@@ -195,7 +179,7 @@ pub(super) fn provide(ports: &mut Ports, s: &crate::config::Settings) {
                     Ok(())
                 });
                 let resealing = opens.then(|| reseal(repo.clone(), sealer));
-                let tasks = [Some(pools), Some(retention), resealing, watching];
+                let tasks = [Some(pools), Some(retention), resealing];
                 Ok(Opened {
                     adapter: repo,
                     upkeep: upkeep
@@ -232,12 +216,8 @@ pub(super) fn provide(ports: &mut Ports, s: &crate::config::Settings) {
         |_| Arc::new(Advisory),
         move || {
             let (c, url, reads) = (cell.clone(), url.clone(), reads.clone());
-            let (sealer, watch) = (sealer.clone(), watch.clone());
-            async move {
-                let adapter = open(c, url, reads, sealer).await?;
-                let upkeep = taken(&watch).into_iter().collect();
-                Ok(Opened { adapter, upkeep })
-            }
+            let sealer = sealer.clone();
+            async move { open(c, url, reads, sealer).await.map(Opened::plain) }
         },
     );
     ports.provide::<_, dyn ActiveKeys>(&keys, |a| a);

@@ -11,6 +11,7 @@
 //!    `terminationGracePeriodSeconds` must be at least `SHUTDOWN_DELAY` + 15 s.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request};
@@ -19,16 +20,21 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use liveops_core::{Bus, PortError};
-use liveops_module::{Group, Task};
-use std::sync::Arc;
+use liveops_core::PortError;
+use liveops_module::Task;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+mod lag;
+pub use lag::lag_gauges;
+
 /// How long the drain (step 2 and 3) may take before the process gives up waiting.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(9);
+
+/// How often the upkeep of adapters opened since is looked for.
+const UPKEEP_LOOKED_FOR: Duration = Duration::from_secs(1);
 
 type Running = JoinSet<(&'static str, Result<(), PortError>)>;
 
@@ -135,7 +141,7 @@ pub async fn run(
     listener: TcpListener,
     (router, header_timeout): (Router, Duration),
     tasks: Vec<Task>,
-    upkeep: Vec<Task>,
+    upkeep: impl Fn() -> Vec<Task>,
     shutdown: CancellationToken,
     how: Shutdown,
 ) -> Result<(), String> {
@@ -144,23 +150,28 @@ pub async fn run(
     let mut running = JoinSet::new();
     start(&mut running, tasks, &workers);
     let mut upkeeping = JoinSet::new();
-    start(&mut upkeeping, upkeep, &maintainers);
+    start(&mut upkeeping, upkeep(), &maintainers);
+    // Adapters opened after start (a database away then, opened by a retry) bring theirs later.
+    let mut opened_later = tokio::time::interval(UPKEEP_LOOKED_FOR);
 
     let http_stop = CancellationToken::new();
     let server = tokio::spawn(serve(listener, router, header_timeout, http_stop.clone()));
 
     // Run until asked to stop, or until a task ends on its own (a fatal error).
-    let fatal = tokio::select! {
-        _ = shutdown.cancelled() => None,
-        Some(ended) = running.join_next() => {
-            let why = match ended {
-                Ok((name, Ok(()))) => format!("background task {name} ended early"),
-                Ok((name, Err(e))) => format!("background task {name} failed: {e}"),
-                Err(e) => format!("a background task panicked: {e}"),
-            };
-            tracing::error!(reason = %why, "shutting down");
-            shutdown.cancel();
-            Some(why)
+    let fatal = loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break None,
+            Some(ended) = running.join_next() => {
+                let why = match ended {
+                    Ok((name, Ok(()))) => format!("background task {name} ended early"),
+                    Ok((name, Err(e))) => format!("background task {name} failed: {e}"),
+                    Err(e) => format!("a background task panicked: {e}"),
+                };
+                tracing::error!(reason = %why, "shutting down");
+                shutdown.cancel();
+                break Some(why);
+            }
+            _ = opened_later.tick() => start(&mut upkeeping, upkeep(), &maintainers),
         }
     };
     how.draining.start();
@@ -204,39 +215,6 @@ async fn drain(set: &mut Running) {
     }
 }
 
-/// Publishes `bus_lag{topic,group}` for the groups this process consumes, every 2 s. A lag
-/// that cannot be read is logged when it starts and when it ends, not every 2 s (Service Bus
-/// never reports it over AMQP: Azure Monitor's `ActiveMessages` stands in).
-pub fn lag_gauges(bus: Arc<dyn Bus>, groups: Vec<Group>) -> Task {
-    Task::new("bus lag", move |stop| async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(2));
-        let mut unread = vec![false; groups.len()];
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return Ok(()),
-                _ = tick.tick() => {}
-            }
-            for (g, unread) in groups.iter().zip(unread.iter_mut()) {
-                match bus.lag(g.topic, g.group).await {
-                    Ok(lag) => {
-                        metrics::gauge!("bus_lag", "topic" => g.topic, "group" => g.group)
-                            .set(lag as f64);
-                        if std::mem::take(unread) {
-                            tracing::info!(topic = g.topic, group = g.group, "bus lag read again");
-                        }
-                    }
-                    Err(e) if !*unread => {
-                        *unread = true;
-                        tracing::warn!(topic = g.topic, group = g.group, error = %e,
-                            "cannot read bus lag (logged again once it can be read)");
-                    }
-                    Err(_) => {}
-                }
-            }
-        }
-    })
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
@@ -249,7 +227,7 @@ mod tests {
             delay: Duration::ZERO,
         };
         let serving = (Router::new(), Duration::from_secs(5));
-        run(listener, serving, tasks, Vec::new(), shutdown, how).await
+        run(listener, serving, tasks, Vec::new, shutdown, how).await
     }
 
     #[tokio::test]
@@ -279,5 +257,33 @@ mod tests {
             asked.cancel();
         });
         assert_eq!(run_with(vec![waiting], stop).await, Ok(()));
+    }
+
+    /// The upkeep of an adapter opened after start (its database away then) runs once opened.
+    #[tokio::test]
+    async fn upkeep_handed_out_after_start_runs_too() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ran = Arc::new(tokio::sync::Notify::new());
+        let told = ran.clone();
+        let later = std::sync::Mutex::new(vec![Vec::new(), Vec::new()]);
+        later.lock().unwrap()[0].push(Task::new("opened later", move |stop| async move {
+            told.notify_one();
+            stop.cancelled().await;
+            Ok(())
+        }));
+        // The first call (at start) hands out nothing; a later one the task.
+        let upkeep = || later.lock().unwrap().pop().unwrap_or_default();
+        let stop = CancellationToken::new();
+        let how = Shutdown::default();
+        let serving = (Router::new(), Duration::from_secs(5));
+        let running = run(listener, serving, Vec::new(), upkeep, stop.clone(), how);
+        let checked = async {
+            let within = tokio::time::timeout(Duration::from_secs(5), ran.notified()).await;
+            stop.cancel();
+            within
+        };
+        let (ended, within) = tokio::join!(running, checked);
+        assert!(within.is_ok(), "the later upkeep never ran");
+        assert_eq!(ended, Ok(()));
     }
 }
