@@ -16,24 +16,32 @@ pub const MAX_URL_LEN: usize = 2048;
 
 /// Reads a webhook URL: `http` or `https`, a host, no user name or password, at most
 /// [`MAX_URL_LEN`] characters as given and as stored (percent-encoded, which can lengthen it).
-/// Read as given, as the document's pattern reads it, before the parser forgives: nothing
-/// before the scheme, and no white space or `@` in the authority (an empty user name, or a tab
-/// the parser would drop).
+/// Read as given, as the document's pattern reads it, before the parser forgives: `http://` or
+/// `https://` (any case) first, then a host without white space, control characters or `@` (an
+/// empty user name, or a tab the parser would drop).
 pub fn parse_url(raw: &str) -> Result<Url, String> {
     if raw.chars().count() > MAX_URL_LEN {
         return Err(format!("must be at most {MAX_URL_LEN} characters"));
     }
-    if !raw.starts_with(|c: char| c.is_ascii_alphabetic()) {
+    let scheme = ["https://", "http://"].into_iter().find(|s| {
+        raw.get(..s.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(s))
+    });
+    let Some(scheme) = scheme else {
         return Err("must start with http:// or https://".into());
+    };
+    let authority = raw[scheme.len()..]
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default();
+    if authority.is_empty() {
+        return Err("needs a host".into());
     }
-    if let Some((_, rest)) = raw.split_once("://") {
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        if authority.contains('@') {
-            return Err("must not carry a user name or password".into());
-        }
-        if authority.contains(|c: char| c.is_whitespace() || c.is_control()) {
-            return Err("the host must not hold white space or control characters".into());
-        }
+    if authority.contains('@') {
+        return Err("must not carry a user name or password".into());
+    }
+    if authority.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err("the host must not hold white space or control characters".into());
     }
     let url = Url::parse(raw).map_err(|e| format!("not a URL: {e}"))?;
     if url.as_str().len() > MAX_URL_LEN {
@@ -210,12 +218,20 @@ mod tests {
             "https://@hooks.example.com/x",
             "https://hooks.exa\tmple.com/x",
             "https://hooks.example.com /x",
+            "https:hooks.example.com/x",
+            "https:@hooks.example.com/x",
+            "https:/hooks.exa\tmple.com/x",
+            "https:///hooks.example.com/x",
         ] {
             assert!(parse_url(forgiven).is_err(), "{forgiven:?}");
         }
         assert!(
             parse_url("https://hooks.example.com/a b").is_ok(),
             "a path may"
+        );
+        assert!(
+            parse_url("HTTPS://hooks.example.com/x").is_ok(),
+            "any case, as the pattern"
         );
         assert!(parse_url("not a url").is_err());
         assert!(parse_url(&format!("https://a.example/{}", "x".repeat(MAX_URL_LEN))).is_err());
