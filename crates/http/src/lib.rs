@@ -25,7 +25,7 @@ pub use auth::{
     token_hash, Admins, Authorized, BearerScheme, Operator, OperatorAuth, Reader, Readers, Roles,
     Unauthenticated, Writers, BEARER,
 };
-pub use body::{body_limit, read_body, BodyLimit};
+pub use body::{body_limit, caused_by, read_body, BodyLimit, BodyTimedOut};
 pub use cursor::{
     next_cursor, next_inbox_cursor, parse_cursor, parse_inbox_cursor, CURSOR_PATTERN,
     INBOX_CURSOR_PATTERN,

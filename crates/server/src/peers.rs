@@ -10,6 +10,7 @@
 //! (a draw's answer lists every entrant: tens of megabytes), and at most [`IN_FLIGHT`]
 //! requests are forwarded at once, so a crowd on these routes costs this process little memory.
 
+use std::error::Error;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderName};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use liveops_http::{count_forwarded, Problem};
+use liveops_http::{caused_by, count_forwarded, BodyTimedOut, Problem};
 use tokio::sync::Semaphore;
 
 use crate::modules::{Table, Target};
@@ -135,8 +136,13 @@ impl Peers {
             .send();
         let res = match tokio::time::timeout(TIMEOUT, sent).await {
             Ok(Ok(res)) => res,
-            Ok(Err(error)) if over_limit(&error) => {
+            Ok(Err(error)) if caused_by::<LengthLimitError>(&error as &(dyn Error + 'static)) => {
                 return Problem::too_large(BODY_LIMIT).into_response()
+            }
+            // The client's body stopped (the edge answers 408): not the owner's failure.
+            Ok(Err(error)) if caused_by::<BodyTimedOut>(&error as &(dyn Error + 'static)) => {
+                return BodyTimedOut::problem("the request body did not arrive in time")
+                    .into_response()
             }
             Ok(Err(error)) => return unreachable_owner(owner.module, &error.to_string()),
             Err(_) => {
@@ -154,18 +160,6 @@ impl Peers {
         *out.headers_mut() = headers;
         out
     }
-}
-
-/// Whether sending failed because the client's body passed [`BODY_LIMIT`].
-fn over_limit(error: &reqwest::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = source {
-        if e.is::<LengthLimitError>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
 }
 
 /// `headers` less those of one connection.

@@ -325,3 +325,50 @@ async fn forwarded_answers_stream_and_forwards_are_bounded() {
         "a body past the limit without a length"
     );
 }
+
+/// A client whose body stops half-way on a forwarded route is answered 408 at the body timeout,
+/// and the forward is counted as that, not as an owner that could not be reached (503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_body_that_stops_is_the_client_s_timeout_not_the_owner_s_failure() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let owner = held_owner().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flags = [
+        "--target",
+        "campaigns",
+        "--peer-url-template",
+        &owner.base,
+        "--http-body-timeout",
+        "1s",
+    ];
+    let forwarding = start(Table::standard(), dir.path().into(), &flags).await;
+    wait_ready(&forwarding.base).await;
+    let addr = forwarding.base.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /campaigns/cmp_1/entries HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 1000\r\n\
+         connection: close\r\n\r\n{{\"playerId\":"
+    );
+    conn.write_all(head.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer))
+        .await
+        .expect("answered at the body timeout")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let metrics = forwarding.get("/metrics").await;
+    let text = metrics.body.as_str().unwrap_or_default();
+    let forwarded = |status: &str| {
+        let status = format!("status=\"{status}\"");
+        metric_sum(
+            text,
+            "http_requests_total",
+            &["service=\"forward\"", &status],
+        )
+    };
+    assert_eq!(forwarded("503"), 0.0, "not the owner's failure");
+    assert_eq!(forwarded("408"), 1.0);
+}

@@ -158,6 +158,16 @@ async fn slow_heads_and_bodies_are_cut_off_and_unsigned_bodies_are_never_read() 
         )
     };
     assert!(timed_out(&after) - timed_out(&before) >= 1.0);
+    // The gateway counts it as a body that did not arrive, not as a malformed one.
+    let dropped = |m: &str, reason: &str| {
+        let reason = format!("reason=\"{reason}\"");
+        metric_sum(m, "dropped_events_total", &[reason.as_str()])
+    };
+    assert_eq!(
+        dropped(&after, "timeout") - dropped(&before, "timeout"),
+        1.0
+    );
+    assert_eq!(dropped(&after, "invalid"), dropped(&before, "invalid"));
 
     // No signature headers: 401 while the client has sent the head alone, long before the
     // body timeout, naming what is missing; no byte of the announced megabyte was read.

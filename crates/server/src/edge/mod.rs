@@ -18,13 +18,14 @@ use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use hyper::body::{Frame, SizeHint};
-use liveops_http::Problem;
+use liveops_http::{BodyTimedOut, Problem};
 use tokio::sync::Semaphore;
 use tokio::time::Sleep;
-use utoipa::openapi::schema::{ObjectBuilder, Type};
-use utoipa::openapi::{ContentBuilder, HeaderBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 
 use crate::config::http::HttpLimits;
+
+mod document;
+pub use document::document;
 
 /// The operations routes, served whatever the load: probes and scrapes must see a busy process
 /// as alive and ready, and say why it is busy.
@@ -79,64 +80,10 @@ async fn body_deadline(State(timeout): State<Duration>, req: Request, next: Next
     refused("body_timeout");
     let ms = timeout.as_millis();
     let detail = format!("the request body did not arrive within {ms} ms");
-    let mut res = Problem::new(408, "request-timeout", "Request timeout", detail).into_response();
+    let mut res = BodyTimedOut::problem(detail).into_response();
     let close = HeaderValue::from_static("close");
     res.headers_mut().insert(CONNECTION, close);
     res
-}
-
-/// Declares in `spec` what any operation may answer before its route: 408 where it takes a
-/// body, and 503 with `Retry-After` past the in-flight bound (the operations routes aside), each
-/// only where the operation does not declare that status already.
-pub fn document(spec: &mut OpenApi) {
-    let problem = || {
-        ContentBuilder::new()
-            .schema(Some(Ref::from_schema_name("Problem")))
-            .build()
-    };
-    let timeout = ResponseBuilder::new()
-        .description("The body did not arrive within the server's HTTP_BODY_TIMEOUT")
-        .content("application/problem+json", problem())
-        .build();
-    let seconds = ObjectBuilder::new()
-        .schema_type(Type::Integer)
-        .minimum(Some(1));
-    let busy = ResponseBuilder::new()
-        .description("Too many requests in progress on this server; retry after Retry-After")
-        .content("application/problem+json", problem())
-        .header(
-            "Retry-After",
-            HeaderBuilder::new()
-                .schema(seconds)
-                .description(Some("Seconds to wait before retrying"))
-                .build(),
-        )
-        .build();
-    for (path, item) in spec.paths.paths.iter_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.options,
-            &mut item.head,
-            &mut item.patch,
-            &mut item.trace,
-        ];
-        for op in operations.into_iter().flatten() {
-            let answers = &mut op.responses.responses;
-            if op.request_body.is_some() {
-                answers
-                    .entry("408".into())
-                    .or_insert_with(|| RefOr::T(timeout.clone()));
-            }
-            if !UNBOUNDED.contains(&path.as_str()) {
-                answers
-                    .entry("503".into())
-                    .or_insert_with(|| RefOr::T(busy.clone()));
-            }
-        }
-    }
 }
 
 /// A request body that fails once its deadline passes before it has all arrived.
@@ -145,11 +92,6 @@ struct Deadline {
     deadline: Pin<Box<Sleep>>,
     expired: Arc<AtomicBool>,
 }
-
-/// Why a body stopped: its deadline passed.
-#[derive(Debug, thiserror::Error)]
-#[error("the request body did not arrive in time")]
-struct BodyTimedOut;
 
 impl hyper::body::Body for Deadline {
     type Data = Bytes;
@@ -260,40 +202,5 @@ mod tests {
         entered.notified().await;
         release.notify_one();
         assert_eq!(again.await.unwrap().unwrap().status(), 200);
-    }
-
-    #[test]
-    fn every_operation_declares_the_refusals_before_its_route() {
-        use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
-        use utoipa::openapi::request_body::RequestBody;
-        use utoipa::openapi::{PathsBuilder, ResponseBuilder as Answer};
-        let own = Answer::new().description("a backend is down").build();
-        let post = OperationBuilder::new()
-            .request_body(Some(RequestBody::new()))
-            .build();
-        let read = OperationBuilder::new().response("503", own).build();
-        let probe = OperationBuilder::new().build();
-        let mut spec = OpenApi::new(
-            utoipa::openapi::Info::new("t", "1"),
-            PathsBuilder::new()
-                .path("/events", PathItem::new(HttpMethod::Post, post))
-                .path("/leaderboard", PathItem::new(HttpMethod::Get, read))
-                .path("/healthz", PathItem::new(HttpMethod::Get, probe)),
-        );
-        document(&mut spec);
-        let statuses = |path: &str, get: bool| {
-            let item = &spec.paths.paths[path];
-            let op = if get { &item.get } else { &item.post };
-            let answers = &op.as_ref().unwrap().responses.responses;
-            answers.keys().cloned().collect::<Vec<_>>()
-        };
-        assert_eq!(statuses("/events", false), ["408", "503"]);
-        assert_eq!(statuses("/leaderboard", true), ["503"]);
-        assert!(statuses("/healthz", true).is_empty());
-        let json = serde_json::to_value(&spec).unwrap();
-        let kept = &json["paths"]["/leaderboard"]["get"]["responses"]["503"];
-        assert_eq!(kept["description"], "a backend is down");
-        let busy = &json["paths"]["/events"]["post"]["responses"]["503"];
-        assert_eq!(busy["headers"]["Retry-After"]["schema"]["type"], "integer");
     }
 }

@@ -74,6 +74,7 @@ pub(crate) fn hot_state_failed(error: PortError, n: u64) -> Problem {
 pub(crate) fn refused(problem: &Problem) {
     let reason = match problem.status {
         401 => "unauthorized",
+        408 => "timeout",
         413 => "too_large",
         _ => "invalid",
     };
