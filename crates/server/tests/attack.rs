@@ -570,6 +570,11 @@ async fn honest_repeats_count_and_byte_identical_replays_count_once() {
     app.post_signed(&c_path(&m2), &claim(&a.message), ts, &[])
         .await
         .assert_problem(422);
+    // A malformed id in the body is malformed (400 naming it), not another message (422).
+    let malformed =
+        serde_json::to_vec(&json!({"playerId": a.player, "messageId": "bad id!"})).expect("json");
+    let bad = app.post_signed(&c_path(&m2), &malformed, ts, &[]).await;
+    assert_eq!(bad.assert_problem(400).field.as_deref(), Some("messageId"));
 
     // Reward claims: the same request again is the same receipt.
     let rc =

@@ -14,9 +14,9 @@ use liveops_http::responses::{
     KeyReused, OperatorInputFailures, ReadFailures, SignedLookupFailures, TooLarge,
 };
 use liveops_http::{
-    created, keyed, next_inbox_cursor, parse_inbox_cursor, parse_json, replayed, rfc3339, Bounded,
-    CreateKeyHeader, Json, KeyedJson, PlayerPath, Problem, Query, SignatureHeaders, Signed, Text,
-    Title,
+    check_id, created, keyed, next_inbox_cursor, parse_inbox_cursor, parse_json, replayed, rfc3339,
+    Bounded, CreateKeyHeader, Json, KeyedJson, PlayerPath, Problem, Query, SignatureHeaders,
+    Signed, Text, Title,
 };
 use liveops_http::{Authorized, Writers};
 use serde::{Deserialize, Serialize};
@@ -230,6 +230,11 @@ pub(crate) async fn claim_message(
     signed: Signed,
 ) -> Result<Json<ClaimAnswer>, Problem> {
     let body: ClaimBody = parse_json(&signed.body)?;
+    // Malformed is 400 as the document says; only a well-formed other id is a mismatch.
+    PlayerId::parse(&body.player_id).map_err(|r| Problem::invalid("playerId", r))?;
+    if let Some(m) = &body.message_id {
+        check_id("messageId", m)?;
+    }
     if body.player_id != player.as_str() {
         return Err(Problem::path_mismatch(
             "playerId",

@@ -13,8 +13,8 @@ use liveops_core::stores::{Campaign, CampaignState, Entered, Entry};
 use liveops_core::{PlayerId, Turns};
 use liveops_http::responses::{LookupFailures, SignedLookupFailures};
 use liveops_http::{
-    campaign_or_404, parse_json, rfc3339, Bounded, IdPath, Json, Problem, Query, SignatureHeaders,
-    Signed,
+    campaign_or_404, check_id, parse_json, rfc3339, Bounded, IdPath, Json, Problem, Query,
+    SignatureHeaders, Signed,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedSemaphorePermit;
@@ -153,13 +153,17 @@ pub(crate) async fn enter_campaign(
     signed: Signed,
 ) -> Result<(StatusCode, Json<EntryView>), Problem> {
     let body: EntryRequest = parse_json(&signed.body)?;
+    // Malformed is 400 as the document says; only a well-formed other campaign is a mismatch.
+    let player = PlayerId::parse(&body.player_id).map_err(|r| Problem::invalid("playerId", r))?;
+    if let Some(c) = &body.campaign_id {
+        check_id("campaignId", c)?;
+    }
     if body.campaign_id.as_ref().is_some_and(|c| *c != id) {
         return Err(Problem::path_mismatch(
             "campaignId",
             "must be the campaign of the path",
         ));
     }
-    let player = PlayerId::parse(&body.player_id).map_err(|r| Problem::invalid("playerId", r))?;
     tracing::Span::current().record("player", player.as_str());
     let sig = signed.signature.0;
     let now = signed.at_ms;

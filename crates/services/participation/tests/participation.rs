@@ -23,6 +23,7 @@ use liveops_participation::{
 use liveops_sql::SqliteRepository;
 use liveops_testkit::conformance::live::{campaign, create_in};
 use liveops_testkit::served;
+use serde_json::json;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -93,8 +94,13 @@ impl TestApp {
 
     /// Sends a signed entry of `player` into campaign `id`: the status and the body.
     async fn enter(&self, id: &str, player: &str) -> (u16, serde_json::Value) {
-        let body =
-            serde_json::to_vec(&serde_json::json!({"playerId": player, "campaignId": id})).unwrap();
+        let body = serde_json::json!({"playerId": player, "campaignId": id});
+        self.enter_with(id, &body).await
+    }
+
+    /// A signed `POST /campaigns/{id}/entries` with `body`.
+    async fn enter_with(&self, id: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let body = serde_json::to_vec(body).unwrap();
         let ts = now_ms() / 1000;
         let path = format!("/campaigns/{id}/entries");
         let sig = self
@@ -368,6 +374,40 @@ async fn a_live_campaign_past_its_end_takes_no_entries() {
         "campaign-not-live",
         &app.enter(&over.id, "player_one").await,
     );
+}
+
+/// An entry body's ids are checked as the document declares them before they are compared with
+/// the path: a malformed one is 400 naming it, only a well-formed other campaign 422.
+#[tokio::test]
+async fn an_entry_body_with_a_malformed_id_is_refused_as_malformed() {
+    let app = spawn_app().await;
+    let c = campaign("named");
+    create_in(&*app.repo, &c, CampaignState::Live).await;
+    let cases = [
+        (
+            json!({"playerId": "player_one", "campaignId": "bad id!"}),
+            400,
+            "campaignId",
+        ),
+        (
+            json!({"playerId": "x", "campaignId": c.id}),
+            400,
+            "playerId",
+        ),
+        (
+            json!({"playerId": "player_one", "campaignId": "cmp_other"}),
+            422,
+            "campaignId",
+        ),
+    ];
+    for (body, status, field) in cases {
+        let (got, problem) = app.enter_with(&c.id, &body).await;
+        assert_eq!(
+            (got, problem["field"].as_str()),
+            (status, Some(field)),
+            "{problem}"
+        );
+    }
 }
 
 /// A campaign takes at most `CAMPAIGN_MAX_ENTRANTS` players: once its count (kept as entries are
