@@ -36,6 +36,8 @@ pub struct MemoryHotState {
     cache_bytes_per_shard: usize,
     /// Most strikes a shard keeps (each player's set counted for at least one).
     strikes_per_shard: usize,
+    /// Most login attempts a shard keeps (each key's set counted for at least one).
+    attempts_per_shard: usize,
 }
 
 /// Most bytes of cached views kept (keys and values counted): past it, the views nearest their
@@ -48,6 +50,14 @@ pub const DEFAULT_VIEW_CACHE_BYTES: usize = 256 << 20;
 /// some 650 MB; `IDEMP_MAX_KEYS`).
 pub const DEFAULT_IDEMPOTENCY_LIMIT: usize = 4_000_000;
 
+/// The bytes a hold is counted for besides its answer's body (its map slot, digests, deadline
+/// and the answer's box): with a one-event answer of ~60 bytes, the ~160 of a hold.
+const HOLD_BYTES: usize = 100;
+
+/// Bytes of holds kept per hold of the limit: the limit × this is the holds' byte budget, so a
+/// hold whose answer is large (a batch's: up to ~100 KB) counts for many small ones.
+const BYTES_PER_HOLD: usize = 160;
+
 /// Most strikes kept (each player's set counted for its strikes, and at least one; about 250
 /// heap bytes for a player struck once, 70 for each further strike: some 64 MB at most): past
 /// it, the players' sets nearest their end are forgotten
@@ -55,6 +65,13 @@ pub const DEFAULT_IDEMPOTENCY_LIMIT: usize = 4_000_000;
 /// latest strike (660 s by default): without a bound, a flood of anomalous events under new
 /// player ids would keep one set per event that long.
 pub const DEFAULT_STRIKE_LIMIT: usize = 262_144;
+
+/// Most login attempts kept (each key's set counted for its attempts, and at least one; about
+/// the size of strikes: some 64 MB at most): past it, the sets nearest their end are forgotten
+/// (`hot_state_evicted_total{kind="attempts"}`). Sets are made before any password is hashed
+/// (per address, per account and address, per account), so without a bound a flood of logins
+/// under new emails from many addresses would keep them all for their window.
+pub const DEFAULT_ATTEMPT_LIMIT: usize = 262_144;
 
 impl std::fmt::Debug for MemoryHotState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -104,6 +121,61 @@ struct Hold {
     until: Deadline,
     /// Status and body of the answer; `None` while in flight.
     answer: Option<(u16, Box<str>)>,
+}
+
+impl Hold {
+    /// The bytes it is counted for.
+    fn size(&self) -> usize {
+        HOLD_BYTES + self.answer.as_ref().map_or(0, |(_, body)| body.len())
+    }
+}
+
+/// A shard's idempotency holds and the bytes they are counted for, kept under a number and a
+/// byte budget (`IDEMP_MAX_KEYS` and that × [`BYTES_PER_HOLD`], split among the shards).
+#[derive(Debug, Default)]
+struct Holds {
+    map: HashMap<Digest, Hold>,
+    bytes: usize,
+}
+
+impl Holds {
+    fn remove(&mut self, id: &Digest) {
+        if let Some(h) = self.map.remove(id) {
+            self.bytes -= h.size();
+        }
+    }
+
+    fn recount(&mut self) {
+        self.bytes = self.map.values().map(Hold::size).sum();
+    }
+
+    fn purge(&mut self, now: Instant) {
+        self.map.retain(|_, h| alive(h.until, now));
+        self.recount();
+    }
+
+    /// Gives the hold `id` its answer (and its new deadline), counting the answer's bytes.
+    fn answer(&mut self, id: &Digest, answer: (u16, Box<str>), until: Deadline) {
+        if let Some(hold) = self.map.get_mut(id) {
+            self.bytes -= hold.size();
+            hold.answer = Some(answer);
+            hold.until = until;
+            self.bytes += hold.size();
+        }
+    }
+
+    /// Frees room for `more` bytes within `most` holds and `budget` bytes: past either, the
+    /// expired holds, then the live ones nearest their end, a twentieth at a time. Returns how
+    /// many live ones went.
+    fn make_room(&mut self, more: usize, most: usize, budget: usize, now: Instant) -> usize {
+        let mut gone = 0;
+        while !self.map.is_empty() && (self.map.len() >= most || self.bytes + more > budget) {
+            let room = self.map.len() - (self.map.len() / 20).max(1);
+            gone += make_room(&mut self.map, room, now, |h| h.until);
+            self.recount();
+        }
+        gone
+    }
 }
 
 /// The order in which holds are forgotten past the limit: nearest their end first (a
@@ -319,10 +391,16 @@ impl StrikeLog {
 
     /// Forgets `key`'s time recorded as `id`, if there is one.
     fn forget_id(&mut self, key: &str, id: &str) {
-        if self.sets.contains_key(key) {
-            self.change(key, |s| {
-                s.at.retain(|(_, kept)| kept.as_deref() != Some(id))
-            });
+        if !self.sets.contains_key(key) {
+            return;
+        }
+        let left = self.change(key, |s| {
+            s.at.retain(|(_, kept)| kept.as_deref() != Some(id));
+            s.at.len() + usize::from(s.forgotten_upto.is_some())
+        });
+        // A set left with nothing to tell goes at once, not at its end.
+        if left == 0 {
+            self.forget(key);
         }
     }
 
@@ -424,7 +502,7 @@ impl Views {
 
 #[derive(Debug, Default)]
 struct Shard {
-    idem: HashMap<Digest, Hold>,
+    idem: Holds,
     rate: HashMap<Box<str>, RateWindow>,
     blocks: HashMap<Box<str>, i64>,
     strikes: StrikeLog,
@@ -434,7 +512,7 @@ struct Shard {
 
 impl Shard {
     fn len(&self) -> usize {
-        self.idem.len()
+        self.idem.map.len()
             + self.rate.len()
             + self.blocks.len()
             + self.strikes.len()
@@ -445,7 +523,7 @@ impl Shard {
     /// Drops every expired entry; returns how many.
     fn purge(&mut self, now: Instant, now_ms: i64) -> usize {
         let before = self.len();
-        self.idem.retain(|_, h| alive(h.until, now));
+        self.idem.purge(now);
         let second = now_ms.div_euclid(1000);
         self.rate.retain(|_, w| w.second >= second);
         self.blocks.retain(|_, until| *until > now_ms);
@@ -480,6 +558,7 @@ impl MemoryHotState {
             idem_per_shard: limit.div_ceil(SHARDS).max(1),
             cache_bytes_per_shard: DEFAULT_VIEW_CACHE_BYTES / SHARDS,
             strikes_per_shard: DEFAULT_STRIKE_LIMIT / SHARDS,
+            attempts_per_shard: DEFAULT_ATTEMPT_LIMIT / SHARDS,
         }
     }
 
@@ -542,7 +621,7 @@ impl Idempotency for MemoryHotState {
         let now = Instant::now();
         let (id, print) = (digest(key), digest(fingerprint));
         let mut shard = self.shard(key);
-        if let Some(hold) = shard.idem.get(&id).filter(|h| alive(h.until, now)) {
+        if let Some(hold) = shard.idem.map.get(&id).filter(|h| alive(h.until, now)) {
             return Ok(match &hold.answer {
                 _ if hold.fingerprint != print => IdemState::Mismatch,
                 None => IdemState::InFlight,
@@ -552,21 +631,18 @@ impl Idempotency for MemoryHotState {
                 }),
             });
         }
-        if shard.idem.len() >= self.idem_per_shard {
-            // Leave a twentieth of the share free (`IDEMP_MAX_KEYS`).
-            let room = self.idem_per_shard - (self.idem_per_shard / 20).max(1);
-            let gone = make_room(&mut shard.idem, room, now, |h| h.until);
-            static LOG: Throttled = Throttled::new(EVICTION_WARNING_MS);
-            note_evicted("idempotency", gone, &LOG);
-        }
-        shard.idem.insert(
-            id,
-            Hold {
-                fingerprint: print,
-                until: deadline(now, ttl),
-                answer: None,
-            },
-        );
+        let (most, budget) = (self.idem_per_shard, self.idem_per_shard * BYTES_PER_HOLD);
+        let gone = shard.idem.make_room(HOLD_BYTES, most, budget, now);
+        static LOG: Throttled = Throttled::new(EVICTION_WARNING_MS);
+        note_evicted("idempotency", gone, &LOG);
+        shard.idem.remove(&id);
+        let hold = Hold {
+            fingerprint: print,
+            until: deadline(now, ttl),
+            answer: None,
+        };
+        shard.idem.bytes += hold.size();
+        shard.idem.map.insert(id, hold);
         Ok(IdemState::Fresh)
     }
 
@@ -582,11 +658,18 @@ impl Idempotency for MemoryHotState {
         let now = Instant::now();
         let id = digest(key);
         let mut shard = self.shard(key);
-        if let Some(hold) = shard.idem.get_mut(&id).filter(|h| alive(h.until, now)) {
-            if hold.fingerprint == digest(fingerprint) {
-                hold.answer = Some((answer.status, answer.body.into_boxed_str()));
-                hold.until = deadline(now, ttl);
-            }
+        let ours = shard.idem.map.get(&id).filter(|h| alive(h.until, now));
+        if ours.is_some_and(|h| h.fingerprint == digest(fingerprint)) {
+            let (most, budget) = (self.idem_per_shard, self.idem_per_shard * BYTES_PER_HOLD);
+            let body = answer.body.into_boxed_str();
+            shard
+                .idem
+                .answer(&id, (answer.status, body), deadline(now, ttl));
+            // Within the byte budget with the answer: others go first, nearer their end than
+            // this hold's new deadline (the number of holds did not grow).
+            let gone = shard.idem.make_room(0, most + 1, budget, now);
+            static LOG: Throttled = Throttled::new(EVICTION_WARNING_MS);
+            note_evicted("idempotency", gone, &LOG);
         }
         Ok(())
     }
@@ -595,7 +678,7 @@ impl Idempotency for MemoryHotState {
         let id = digest(key);
         let mut shard = self.shard(key);
         let ours = matches!(
-            shard.idem.get(&id),
+            shard.idem.map.get(&id),
             Some(Hold { fingerprint, answer: None, .. }) if *fingerprint == digest(fingerprint_text)
         );
         if ours {
@@ -608,7 +691,7 @@ impl Idempotency for MemoryHotState {
         let now = Instant::now();
         let id = digest(key);
         let mut shard = self.shard(key);
-        let Some(hold) = shard.idem.get_mut(&id).filter(|h| alive(h.until, now)) else {
+        let Some(hold) = shard.idem.map.get_mut(&id).filter(|h| alive(h.until, now)) else {
             return Ok(false);
         };
         if hold.answer.is_some() || hold.fingerprint != digest(fingerprint) {
@@ -732,7 +815,12 @@ impl Attempts for MemoryHotState {
         if !recorded && log.count(key, at, window) >= attempt.max {
             return Ok(None);
         }
-        Ok(Some(log.record(key, id, at, (window, window), i64::MAX)))
+        let gone = log.keep_under(self.attempts_per_shard);
+        let count = log.record(key, id, at, (window, window), i64::MAX);
+        drop(shard);
+        static LOG: Throttled = Throttled::new(EVICTION_WARNING_MS);
+        note_evicted("attempts", gone, &LOG);
+        Ok(Some(count))
     }
 
     async fn attempts(&self, key: &str, now_ms: i64, window: Duration) -> PortResult<u32> {
@@ -822,7 +910,13 @@ mod tests {
         let held: usize = hot
             .shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).idem.len())
+            .map(|s| {
+                s.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .idem
+                    .map
+                    .len()
+            })
             .sum();
         assert!(held <= SHARDS * 40, "{held} holds kept");
         assert!(
@@ -848,6 +942,41 @@ mod tests {
                 "{key}"
             );
         }
+    }
+
+    /// Large answers (a batch's refusals) count their bytes: a flood of them stays within the
+    /// byte budget of the limit (× 160 bytes) long before the number of holds is reached, and
+    /// the answer just stored is kept.
+    #[tokio::test]
+    async fn holds_with_large_answers_stay_within_their_byte_budget() {
+        let hot = MemoryHotState::with_idempotency_limit(SHARDS * 1000);
+        let budget = SHARDS * 1000 * BYTES_PER_HOLD;
+        let ttl = Duration::from_secs(600);
+        let body = "x".repeat(64 << 10);
+        for i in 0..2_000 {
+            let key = format!("gateway:events.batch:{i}");
+            hot.idem_begin(&key, "f", ttl).await.unwrap();
+            let answer = StoredAnswer {
+                status: 200,
+                body: body.clone(),
+            };
+            hot.idem_complete(&key, "f", answer, ttl).await.unwrap();
+            assert!(
+                matches!(
+                    hot.idem_begin(&key, "f", ttl).await.unwrap(),
+                    IdemState::Done(_)
+                ),
+                "{key}: the answer just stored is kept"
+            );
+        }
+        let (held, bytes) = hot.shards.iter().fold((0, 0), |(n, b), s| {
+            let s = s.lock().unwrap_or_else(PoisonError::into_inner);
+            let counted: usize = s.idem.map.values().map(Hold::size).sum();
+            assert_eq!(counted, s.idem.bytes, "the running count is exact");
+            (n + s.idem.map.len(), b + s.idem.bytes)
+        });
+        assert!(bytes <= budget, "{bytes} bytes kept, budget {budget}");
+        assert!(held < 2_000 && held > 0, "{held} holds kept");
     }
 
     /// Past the limit the holds nearest their end go: a key's answer (a day) outlives a flood
@@ -1203,5 +1332,47 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+    }
+
+    /// Login attempts are bounded like strikes: a flood of one attempt under each of many keys
+    /// stays within the bound, the newest kept; an attempt taken back leaves no set behind.
+    #[tokio::test]
+    async fn login_attempts_of_many_keys_stay_within_their_bound() {
+        let hot = MemoryHotState {
+            attempts_per_shard: 40,
+            ..MemoryHotState::new()
+        };
+        let (t, window) = (now_ms(), Duration::from_secs(900));
+        let attempt = |id| Attempt {
+            id,
+            at_ms: t,
+            window,
+            max: 10,
+        };
+        let n = SHARDS * 200;
+        for i in 0..n {
+            let key = format!("login:account:flood_{i}@example.com");
+            assert_eq!(hot.attempt(&key, attempt("a")).await.unwrap(), Some(1));
+        }
+        let held: usize = hot
+            .shards
+            .iter()
+            .map(|s| s.lock().unwrap().attempts.held)
+            .sum();
+        assert!(held <= SHARDS * 40, "{held} attempts kept");
+        let newest = format!("login:account:flood_{}@example.com", n - 1);
+        assert_eq!(hot.attempts(&newest, t, window).await.unwrap(), 1);
+        // Taken back: the set goes with its only attempt.
+        hot.attempt("login:address:203.0.113.9", attempt("b"))
+            .await
+            .unwrap();
+        hot.forget_attempts("login:address:203.0.113.9", Some("b"))
+            .await
+            .unwrap();
+        let shard = hot.shard("login:address:203.0.113.9");
+        assert!(!shard
+            .attempts
+            .sets
+            .contains_key("login:address:203.0.113.9"));
     }
 }
