@@ -882,14 +882,19 @@ impl Writer {
 
         let room = max.saturating_sub(out.len());
         if room > 0 {
+            // Never a message the group holds a dead letter of: dead stays dead until replayed
+            // (then it is put back by its row), also when the group's position read back from
+            // the file is below it (a crash, or a failed batch, before the position was written).
             let mut select = conn
                 .prepare_cached(
-                    "SELECT seq, msg_key, payload FROM bus_messages \
-                     WHERE topic = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3",
+                    "SELECT seq, msg_key, payload FROM bus_messages m \
+                     WHERE topic = ?1 AND seq >= ?2 AND NOT EXISTS (SELECT 1 FROM bus_dead d \
+                       WHERE d.topic = ?1 AND d.grp = ?4 AND d.seq = m.seq) \
+                     ORDER BY seq LIMIT ?3",
                 )
                 .map_err(db_error)?;
             let rows = select
-                .query_map(params![topic, g.next, to_i64(room as u64)], |r| {
+                .query_map(params![topic, g.next, to_i64(room as u64), group], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })
                 .map_err(db_error)?;

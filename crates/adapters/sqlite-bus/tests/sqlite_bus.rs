@@ -352,6 +352,55 @@ async fn a_schema_1_bus_file_is_upgraded_in_place() {
 
 /// A replay made by another process (`liveops dead-letters --replay` beside a running server)
 /// reaches the process that consumes the group, and survives its restart until acked.
+/// A dead letter stays dead when the group's position read back from the file is below it (the
+/// process killed, or a batch failed, before the position was written): it is not delivered
+/// again as a new message, and is listed once; replayed, it comes back once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_stays_dead_below_the_stored_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bus.db");
+    let opts = BusOptions {
+        visibility_timeout: Duration::from_millis(100),
+        max_deliveries: 1,
+    };
+    let bus = SqliteBus::open(&path, opts).await.unwrap();
+    bus.ensure_group("t", "g").await.unwrap();
+    publish(&bus, "t", vec![msg("p", "poison".into())]).await;
+    assert_eq!(
+        bodies(&poll(&bus, "t", "g", "c", 10, Duration::ZERO).await),
+        ["poison"]
+    );
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(poll(&bus, "t", "g", "c", 10, Duration::ZERO)
+        .await
+        .is_empty());
+    bus.flush().await.unwrap();
+    drop(bus);
+    // As if the process had died before writing the position past the dead letter.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute("UPDATE bus_groups SET next_seq = 0", [])
+        .unwrap();
+    drop(conn);
+    let bus = SqliteBus::open(&path, opts).await.unwrap();
+    publish(&bus, "t", vec![msg("p", "after".into())]).await;
+    let next = poll(&bus, "t", "g", "c", 10, Duration::from_millis(200)).await;
+    assert_eq!(
+        bodies(&next),
+        ["after"],
+        "the dead letter is not delivered again"
+    );
+    bus.ack("t", "g", &ids(&next)).await.unwrap();
+    assert_eq!(
+        bodies(&bus.dead_letters("t", "g", 10).await.unwrap()),
+        ["poison"]
+    );
+    assert_eq!(bus.replay_dead_letters("t", "g").await.unwrap(), 1);
+    let back = poll(&bus, "t", "g", "c", 10, Duration::from_secs(3)).await;
+    assert_eq!(bodies(&back), ["poison"], "replayed once");
+    bus.ack("t", "g", &ids(&back)).await.unwrap();
+    assert!(bus.dead_letters("t", "g", 10).await.unwrap().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_from_another_process_reaches_the_consuming_one() {
     let dir = tempfile::tempdir().unwrap();
