@@ -727,7 +727,7 @@ fn a_restore_goes_into_the_directory_holding_its_sets_and_places_nothing_unless_
     for f in ["manifest.json", "bus.db"] {
         std::fs::copy(set.join(f), bad.join(f)).expect("copy");
     }
-    std::fs::copy(set.join("bus.db"), bad.join("liveops.db")).expect("copy");
+    std::fs::copy(set.join("bus.db"), bad.join("repository.db")).expect("copy");
     reseal(&bad, "repository");
     let (ok, _, err) = restore(&bad, &data);
     assert!(
@@ -754,11 +754,12 @@ fn a_restore_goes_into_the_directory_holding_its_sets_and_places_nothing_unless_
         out.contains(report["name"].as_str().expect("name")),
         "{out}"
     );
-    for f in ["liveops.db", "bus.db"] {
+    // In the set each file is named by what it holds.
+    for (live, in_set) in [("liveops.db", "repository.db"), ("bus.db", "bus.db")] {
         assert_eq!(
-            liveops::backup::set::sha256_file(&data.join(f)).expect("sha"),
-            liveops::backup::set::sha256_file(&set.join(f)).expect("sha"),
-            "{f}"
+            liveops::backup::set::sha256_file(&data.join(live)).expect("sha"),
+            liveops::backup::set::sha256_file(&set.join(in_set)).expect("sha"),
+            "{live}"
         );
     }
 }
@@ -821,8 +822,8 @@ async fn a_backup_goes_to_azure_blob_storage_and_restores_from_there_in_a_new_pl
         archive.list(&name).await.expect("list"),
         [
             format!("{name}/bus.db"),
-            format!("{name}/liveops.db"),
-            format!("{name}/manifest.json")
+            format!("{name}/manifest.json"),
+            format!("{name}/repository.db")
         ]
     );
     server.kill().expect("stop");
@@ -855,8 +856,8 @@ async fn a_backup_goes_to_azure_blob_storage_and_restores_from_there_in_a_new_pl
     assert_eq!(
         archive.list(&pre[0]).await.expect("list"),
         [
-            format!("{}/liveops.db", pre[0]),
-            format!("{}/manifest.json", pre[0])
+            format!("{}/manifest.json", pre[0]),
+            format!("{}/repository.db", pre[0])
         ]
     );
     let (ok, out, err) = latest_into(&dir.path().join("again"));
@@ -1016,4 +1017,37 @@ fn an_upgrade_whose_pre_upgrade_set_fails_migrates_nothing_unless_told_to_go_on(
     assert!(ok, "{err}");
     assert_eq!(migrations_of(&data).1, Vec::<i64>::new(), "not migrated");
     assert!(!data.join("backups").exists());
+}
+
+/// A set names its files by what they hold, whatever the live files are called: a repository
+/// file whose name starts with a dot and a bus of the same name in another folder back up and
+/// restore (before, the first made every set unrestorable and the second every backup fail).
+#[test]
+fn live_files_of_any_name_back_up_and_restore() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (repo_dir, bus_dir) = (dir.path().join("repo"), dir.path().join("bus"));
+    for d in [&repo_dir, &bus_dir] {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    let db_url = format!("sqlite://{}", repo_dir.join(".data.db").display());
+    let bus = bus_dir.join(".data.db");
+    let files = ["--db-url", &db_url, "--bus-conn", path_str(&bus)];
+    let run = |args: &[&str]| liveops(&[args, &["--data-dir", path_str(&data)], &files].concat());
+    let (ok, _, err) = run(&["migrate"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&["backup"]);
+    assert!(ok, "{err}");
+    let report: Value = serde_json::from_str(out.trim()).expect("report");
+    let set = PathBuf::from(report["path"].as_str().expect("path"));
+    assert!(set.join("repository.db").is_file() && set.join("bus.db").is_file());
+    for live in [repo_dir.join(".data.db"), bus.clone()] {
+        std::fs::remove_file(&live).expect("remove the live file");
+        for side in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{side}", live.display()));
+        }
+    }
+    let (ok, _, err) = run(&["restore", "--from", path_str(&set)]);
+    assert!(ok, "{err}");
+    assert!(repo_dir.join(".data.db").is_file() && bus.is_file());
 }

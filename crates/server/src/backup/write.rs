@@ -58,11 +58,10 @@ pub(super) fn write_set(
         // Every copy first, each ending its snapshot, so none is held while others are checked.
         let mut copies = Vec::new();
         for (f, snapshot) in files.iter().zip(snapshot_all(files)?) {
-            let file = f
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| format!("{}.db", f.role));
+            // Named by what it holds, never after the live file: a name a set refuses (a dot
+            // first), or two live files of one name in two folders, would make every set
+            // unusable or every backup fail. Restores map files by role.
+            let file = format!("{}.db", f.role);
             let dest = partial.join(&file);
             snapshot
                 .copy_into(&dest)
