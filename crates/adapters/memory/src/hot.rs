@@ -662,13 +662,20 @@ impl Idempotency for MemoryHotState {
         if ours.is_some_and(|h| h.fingerprint == digest(fingerprint)) {
             let (most, budget) = (self.idem_per_shard, self.idem_per_shard * BYTES_PER_HOLD);
             let body = answer.body.into_boxed_str();
+            static LOG: Throttled = Throttled::new(EVICTION_WARNING_MS);
+            // An answer past a quarter of the shard's budget is not kept (the others stay): a
+            // repeat runs again, with the same event ids.
+            if HOLD_BYTES + body.len() > budget / 4 {
+                shard.idem.remove(&id);
+                note_evicted("idempotency", 1, &LOG);
+                return Ok(());
+            }
             shard
                 .idem
                 .answer(&id, (answer.status, body), deadline(now, ttl));
             // Within the byte budget with the answer: others go first, nearer their end than
             // this hold's new deadline (the number of holds did not grow).
             let gone = shard.idem.make_room(0, most + 1, budget, now);
-            static LOG: Throttled = Throttled::new(EVICTION_WARNING_MS);
             note_evicted("idempotency", gone, &LOG);
         }
         Ok(())
@@ -949,8 +956,8 @@ mod tests {
     /// the answer just stored is kept.
     #[tokio::test]
     async fn holds_with_large_answers_stay_within_their_byte_budget() {
-        let hot = MemoryHotState::with_idempotency_limit(SHARDS * 1000);
-        let budget = SHARDS * 1000 * BYTES_PER_HOLD;
+        let hot = MemoryHotState::with_idempotency_limit(SHARDS * 2000);
+        let budget = SHARDS * 2000 * BYTES_PER_HOLD;
         let ttl = Duration::from_secs(600);
         let body = "x".repeat(64 << 10);
         for i in 0..2_000 {
@@ -977,6 +984,29 @@ mod tests {
         });
         assert!(bytes <= budget, "{bytes} bytes kept, budget {budget}");
         assert!(held < 2_000 && held > 0, "{held} holds kept");
+        // An answer past a quarter of a shard's budget is not kept, and the others stay.
+        let small = MemoryHotState::with_idempotency_limit(SHARDS * 100);
+        for key in ["kept:1", "kept:2", "big"] {
+            small.idem_begin(key, "f", ttl).await.unwrap();
+        }
+        for key in ["kept:1", "kept:2"] {
+            let answer = StoredAnswer {
+                status: 202,
+                body: "{}".into(),
+            };
+            small.idem_complete(key, "f", answer, ttl).await.unwrap();
+        }
+        let answer = StoredAnswer {
+            status: 200,
+            body: "x".repeat(100 * BYTES_PER_HOLD),
+        };
+        small.idem_complete("big", "f", answer, ttl).await.unwrap();
+        let again = small.idem_begin("big", "f", ttl).await.unwrap();
+        assert_eq!(again, IdemState::Fresh, "not kept");
+        for key in ["kept:1", "kept:2"] {
+            let kept = small.idem_begin(key, "f", ttl).await.unwrap();
+            assert!(matches!(kept, IdemState::Done(_)), "{key}: {kept:?}");
+        }
     }
 
     /// Past the limit the holds nearest their end go: a key's answer (a day) outlives a flood

@@ -917,13 +917,18 @@ impl Writer {
     fn ack(&mut self, topic: &str, group: &str, seqs: &[i64]) -> PortResult<()> {
         let (conn, g) = self.group(topic, group)?;
         for seq in seqs {
-            // A put-back dead letter's row goes once it is acked.
+            // A put-back dead letter's row goes once it is acked; one the group has not read
+            // past yet (its position came back from the file below it) stays, marked done
+            // (`replayed = 2`), so it is not read again as new, until the stored position passes.
             if g.pending.remove(seq).is_some() && g.replayed.remove(seq) {
-                conn.prepare_cached(
-                    "DELETE FROM bus_dead WHERE topic = ?1 AND grp = ?2 AND seq = ?3",
-                )
-                .and_then(|mut s| s.execute(params![topic, group, seq]))
-                .map_err(db_error)?;
+                let sql = if *seq < g.next {
+                    "DELETE FROM bus_dead WHERE topic = ?1 AND grp = ?2 AND seq = ?3"
+                } else {
+                    "UPDATE bus_dead SET replayed = 2 WHERE topic = ?1 AND grp = ?2 AND seq = ?3"
+                };
+                conn.prepare_cached(sql)
+                    .and_then(|mut s| s.execute(params![topic, group, seq]))
+                    .map_err(db_error)?;
             }
         }
         Ok(())
@@ -945,7 +950,9 @@ impl Writer {
             rows.collect::<Result<_, _>>().map_err(db_error)?
         };
         self.conn
-            .prepare_cached("UPDATE bus_dead SET replayed = 1 WHERE topic = ?1 AND grp = ?2")
+            .prepare_cached(
+                "UPDATE bus_dead SET replayed = 1 WHERE topic = ?1 AND grp = ?2 AND replayed = 0",
+            )
             .and_then(|mut s| s.execute(params![topic, group]))
             .map_err(db_error)?;
         let n = seqs.len() as u64;
@@ -1035,11 +1042,19 @@ impl Writer {
                  ON CONFLICT (topic, grp) DO UPDATE SET next_seq = MAX(next_seq, excluded.next_seq)",
             )
             .map_err(db_error)?;
+        let mut done = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM bus_dead WHERE topic = ?1 AND grp = ?2 AND replayed = 2 AND seq < ?3",
+            )
+            .map_err(db_error)?;
         let now = Instant::now();
         for (key, g, at) in &mut moved {
             upsert
                 .execute(params![key.0, key.1, *at])
                 .map_err(db_error)?;
+            // Replayed letters acked before the group read past them, now behind it.
+            done.execute(params![key.0, key.1, *at]).map_err(db_error)?;
             // Were the commit to fail, every group is reloaded from the file anyway.
             g.stored = *at;
             g.stored_at = now;

@@ -350,8 +350,27 @@ async fn a_schema_1_bus_file_is_upgraded_in_place() {
     assert_eq!(bus.lag("t", "g").await.unwrap(), 0);
 }
 
-/// A replay made by another process (`liveops dead-letters --replay` beside a running server)
-/// reaches the process that consumes the group, and survives its restart until acked.
+/// Options under which a message dies at its first lapse (100 ms).
+const DIE_FAST: BusOptions = BusOptions {
+    visibility_timeout: Duration::from_millis(100),
+    max_deliveries: 1,
+};
+
+/// A bus at `path` ([`DIE_FAST`]) whose group `g` of topic `t` let "poison" die: delivered once
+/// and never acked.
+async fn with_a_dead_letter(path: &std::path::Path) -> SqliteBus {
+    let bus = SqliteBus::open(path, DIE_FAST).await.unwrap();
+    bus.ensure_group("t", "g").await.unwrap();
+    publish(&bus, "t", vec![msg("p", "poison".into())]).await;
+    let first = poll(&bus, "t", "g", "c", 10, Duration::ZERO).await;
+    assert_eq!(bodies(&first), ["poison"]);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(poll(&bus, "t", "g", "c", 10, Duration::ZERO)
+        .await
+        .is_empty());
+    bus
+}
+
 /// A dead letter stays dead when the group's position read back from the file is below it (the
 /// process killed, or a batch failed, before the position was written): it is not delivered
 /// again as a new message, and is listed once; replayed, it comes back once.
@@ -359,21 +378,7 @@ async fn a_schema_1_bus_file_is_upgraded_in_place() {
 async fn a_dead_letter_stays_dead_below_the_stored_position() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bus.db");
-    let opts = BusOptions {
-        visibility_timeout: Duration::from_millis(100),
-        max_deliveries: 1,
-    };
-    let bus = SqliteBus::open(&path, opts).await.unwrap();
-    bus.ensure_group("t", "g").await.unwrap();
-    publish(&bus, "t", vec![msg("p", "poison".into())]).await;
-    assert_eq!(
-        bodies(&poll(&bus, "t", "g", "c", 10, Duration::ZERO).await),
-        ["poison"]
-    );
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    assert!(poll(&bus, "t", "g", "c", 10, Duration::ZERO)
-        .await
-        .is_empty());
+    let bus = with_a_dead_letter(&path).await;
     bus.flush().await.unwrap();
     drop(bus);
     // As if the process had died before writing the position past the dead letter.
@@ -381,15 +386,12 @@ async fn a_dead_letter_stays_dead_below_the_stored_position() {
     conn.execute("UPDATE bus_groups SET next_seq = 0", [])
         .unwrap();
     drop(conn);
-    let bus = SqliteBus::open(&path, opts).await.unwrap();
-    publish(&bus, "t", vec![msg("p", "after".into())]).await;
-    let next = poll(&bus, "t", "g", "c", 10, Duration::from_millis(200)).await;
-    assert_eq!(
-        bodies(&next),
-        ["after"],
-        "the dead letter is not delivered again"
+    let bus = SqliteBus::open(&path, DIE_FAST).await.unwrap();
+    let quiet = Duration::from_millis(200);
+    assert!(
+        poll(&bus, "t", "g", "c", 10, quiet).await.is_empty(),
+        "the dead letter is not delivered again as new"
     );
-    bus.ack("t", "g", &ids(&next)).await.unwrap();
     assert_eq!(
         bodies(&bus.dead_letters("t", "g", 10).await.unwrap()),
         ["poison"]
@@ -399,27 +401,23 @@ async fn a_dead_letter_stays_dead_below_the_stored_position() {
     assert_eq!(bodies(&back), ["poison"], "replayed once");
     bus.ack("t", "g", &ids(&back)).await.unwrap();
     assert!(bus.dead_letters("t", "g", 10).await.unwrap().is_empty());
+    // Acked while the group had not read past it: still not read again as new.
+    assert!(poll(&bus, "t", "g", "c", 10, quiet).await.is_empty());
+    publish(&bus, "t", vec![msg("p", "after".into())]).await;
+    let next = poll(&bus, "t", "g", "c", 10, quiet).await;
+    assert_eq!(bodies(&next), ["after"]);
+    bus.ack("t", "g", &ids(&next)).await.unwrap();
+    assert_eq!(bus.lag("t", "g").await.unwrap(), 0);
 }
 
+/// A replay made by another process (`liveops dead-letters --replay` beside a running server)
+/// reaches the process that consumes the group, and survives its restart until acked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_from_another_process_reaches_the_consuming_one() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bus.db");
-    let opts = BusOptions {
-        visibility_timeout: Duration::from_millis(100),
-        max_deliveries: 1,
-    };
-    let server = SqliteBus::open(&path, opts).await.unwrap();
-    server.ensure_group("t", "g").await.unwrap();
-    publish(&server, "t", vec![msg("p", "poison".into())]).await;
-    let first = poll(&server, "t", "g", "c", 10, Duration::ZERO).await;
-    assert_eq!(bodies(&first), ["poison"]);
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    assert!(poll(&server, "t", "g", "c", 10, Duration::ZERO)
-        .await
-        .is_empty());
-
-    let cli = SqliteBus::open(&path, opts).await.unwrap();
+    let server = with_a_dead_letter(&path).await;
+    let cli = SqliteBus::open(&path, DIE_FAST).await.unwrap();
     assert_eq!(
         bodies(&cli.dead_letters("t", "g", 10).await.unwrap()),
         ["poison"]
@@ -435,7 +433,7 @@ async fn a_replay_from_another_process_reaches_the_consuming_one() {
     // Not acked before a restart: it is delivered again after it.
     server.flush().await.unwrap();
     drop(server);
-    let restarted = SqliteBus::open(&path, opts).await.unwrap();
+    let restarted = SqliteBus::open(&path, DIE_FAST).await.unwrap();
     let again = poll(&restarted, "t", "g", "c", 10, Duration::from_secs(1)).await;
     assert_eq!(bodies(&again), ["poison"]);
     restarted.ack("t", "g", &ids(&again)).await.unwrap();
