@@ -8,6 +8,7 @@
 //! outage of the database does not stop event ingestion; `api_keys_sync_age_seconds` says how
 //! old they are.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,12 +41,14 @@ pub async fn refresh(store: &dyn ActiveKeys, keys: &KeyStore) -> Result<usize, P
 }
 
 /// The task that keeps the `api` layer of `keys` in sync with the repository, every
-/// [`REFRESH`], opening the store on first success.
-pub fn sync(ports: Arc<Ports>, keys: Arc<KeyStore>) -> Task {
+/// [`REFRESH`], opening the store on first success; sets `read` at each success.
+/// `api_keys_sync_age_seconds` is set from the first success on (before it the process is not
+/// ready: [`crate::Context::readiness`]).
+pub fn sync(ports: Arc<Ports>, keys: Arc<KeyStore>, read: Arc<AtomicBool>) -> Task {
     Task::new("api key sync", move |stop| async move {
         let mut tick = tokio::time::interval(REFRESH);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut last_ok = Instant::now();
+        let mut last_ok = read.load(Ordering::SeqCst).then(Instant::now);
         let mut failing = false;
         loop {
             tokio::select! {
@@ -62,7 +65,8 @@ pub fn sync(ports: Arc<Ports>, keys: Arc<KeyStore>) -> Task {
                         tracing::info!("API keys read again");
                     }
                     failing = false;
-                    last_ok = Instant::now();
+                    last_ok = Some(Instant::now());
+                    read.store(true, Ordering::SeqCst);
                 }
                 Err(error) if !failing => {
                     failing = true;
@@ -70,7 +74,9 @@ pub fn sync(ports: Arc<Ports>, keys: Arc<KeyStore>) -> Task {
                 }
                 Err(_) => {}
             }
-            metrics::gauge!("api_keys_sync_age_seconds").set(last_ok.elapsed().as_secs_f64());
+            if let Some(at) = last_ok {
+                metrics::gauge!("api_keys_sync_age_seconds").set(at.elapsed().as_secs_f64());
+            }
         }
     })
 }

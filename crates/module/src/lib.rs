@@ -279,6 +279,8 @@ pub struct Context {
     /// The adapters this process may open, by port.
     pub ports: Arc<Ports>,
     key_sync: AtomicBool,
+    /// Set once the API keys were read (by the first call or the sync task).
+    keys_read: Arc<AtomicBool>,
     tasks: Mutex<Vec<Task>>,
 }
 
@@ -290,6 +292,7 @@ impl Context {
             shared,
             ports,
             key_sync: AtomicBool::new(false),
+            keys_read: Arc::new(AtomicBool::new(false)),
             tasks: Mutex::new(Vec::new()),
         }
     }
@@ -302,12 +305,16 @@ impl Context {
         if self.ports.serves::<dyn ActiveKeys>() && !self.key_sync.swap(true, Ordering::SeqCst) {
             match self.ports.get::<dyn ActiveKeys>().await {
                 Ok(store) => match keys::refresh(store.as_ref(), &keys).await {
-                    Ok(n) => tracing::info!(api_keys = n, "API keys loaded"),
+                    Ok(n) => {
+                        self.keys_read.store(true, Ordering::SeqCst);
+                        tracing::info!(api_keys = n, "API keys loaded");
+                    }
                     Err(error) => tracing::warn!(%error, "cannot read the API keys yet"),
                 },
                 Err(error) => tracing::warn!(%error, "cannot open the API key store yet"),
             }
-            let task = keys::sync(self.ports.clone(), keys.clone());
+            let read = self.keys_read.clone();
+            let task = keys::sync(self.ports.clone(), keys.clone(), read);
             match self.tasks.lock() {
                 Ok(mut tasks) => tasks.push(task),
                 Err(poisoned) => poisoned.into_inner().push(task),
@@ -339,6 +346,19 @@ impl Context {
     }
 
     /// Tasks the context started for the modules it built (the API key sync), handed out once.
+    /// Not ready while signatures are checked in this process and its API keys were never read
+    /// (started while the database was away): it would refuse every API key's request with 401.
+    pub fn readiness(&self) -> Option<Readiness> {
+        if !self.key_sync.load(Ordering::SeqCst) {
+            return None;
+        }
+        let read = self.keys_read.clone();
+        Some(Arc::new(move || {
+            (!read.load(Ordering::SeqCst)).then(|| "API keys not read yet".to_owned())
+        }))
+    }
+
+    /// The tasks the context started for the modules (the API key sync), handed out once.
     pub fn take_tasks(&self) -> Vec<Task> {
         match self.tasks.lock() {
             Ok(mut tasks) => std::mem::take(&mut *tasks),

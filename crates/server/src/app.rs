@@ -82,6 +82,7 @@ impl Application {
         ensure_groups(&settings, &ports).await?;
         // What the context started for the modules (the API key sync).
         tasks.extend(ctx.take_tasks());
+        readiness.extend(ctx.readiness());
         let checks = ops::Checks {
             ports: ports.clone(),
             modules: readiness,

@@ -59,7 +59,17 @@ fn prepare(raw: &str, keep_ts: bool, now: i64) -> anyhow::Result<(&'static str, 
     Ok((path, serde_json::to_vec(&doc)?))
 }
 
-/// Signs and posts each file; exits non-zero if any answer is not a success.
+/// Whether a success answer refused nothing: a batch's `rejected` count is 0 (a batch answers
+/// 200 even when every event in it was refused).
+fn nothing_rejected(answer: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(answer)
+        .ok()
+        .and_then(|v| v["rejected"].as_u64())
+        .is_none_or(|n| n == 0)
+}
+
+/// Signs and posts each file; exits non-zero if any answer is not a success, or is a batch's
+/// with an event refused.
 pub async fn run(s: &Settings, opts: &SendOpts, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let base = opts
         .url
@@ -121,7 +131,7 @@ pub async fn run(s: &Settings, opts: &SendOpts, files: &[PathBuf]) -> anyhow::Re
         let status = res.status();
         let text = res.text().await.unwrap_or_default();
         println!("{} {} {}", file.display(), status.as_u16(), text);
-        all_ok &= status.is_success();
+        all_ok &= status.is_success() && nothing_rejected(&text);
     }
     Ok(if all_ok {
         ExitCode::SUCCESS
@@ -160,5 +170,17 @@ mod tests {
         assert_eq!(v["events"][1]["ts"], 7);
         let (_, body) = prepare(r#"{"ts":1}"#, true, 99).unwrap();
         assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["ts"], 1);
+    }
+
+    #[test]
+    fn a_batch_with_a_refused_event_is_not_a_success() {
+        assert!(nothing_rejected(r#"{"eventId":"e"}"#));
+        assert!(nothing_rejected(
+            r#"{"accepted":2,"rejected":0,"results":[]}"#
+        ));
+        assert!(!nothing_rejected(
+            r#"{"accepted":0,"rejected":3,"results":[]}"#
+        ));
+        assert!(nothing_rejected("not json"));
     }
 }

@@ -168,3 +168,26 @@ async fn a_module_registered_in_one_line_is_served_documented_consumed_and_asked
     .await;
     app.shutdown().await;
 }
+
+/// A process that checks signatures and started while its database was away has never read the
+/// API keys: it is not ready (it would refuse every game server's request with 401), saying
+/// why, rather than joining the load balancer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_never_read_the_api_keys_is_not_ready() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = redis_db(11);
+    let flags = [
+        "--target",
+        "gateway",
+        "--redis-url",
+        &redis,
+        "--db-url",
+        "postgres://liveops@127.0.0.1:1/liveops",
+    ];
+    let app = start(Table::standard(), dir.path().into(), &flags).await;
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    let detail = ready.body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("API keys not read yet"), "{detail}");
+    app.shutdown().await;
+}

@@ -293,23 +293,7 @@ async fn forwarded_answers_stream_and_forwards_are_bounded() {
         "the body as sent"
     );
     // A declared length past the limit is refused before any of the body is read.
-    let declared = {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let addr = forwarding.base.trim_start_matches("http://");
-        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let head = format!(
-            "POST /campaigns/cmp_1/entries HTTP/1.1\r\nhost: {addr}\r\n\
-             content-length: {}\r\nconnection: close\r\n\r\n",
-            3 << 20
-        );
-        conn.write_all(head.as_bytes()).await.expect("write");
-        let mut answer = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer))
-            .await
-            .expect("answered without the body")
-            .expect("read");
-        String::from_utf8_lossy(&answer).into_owned()
-    };
+    let declared = entry_sent_raw(&forwarding.base, 3 << 20, "").await;
     assert!(declared.starts_with("HTTP/1.1 413"), "{declared}");
     let chunks =
         futures_util::stream::iter((0..34).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 64 << 10])));
@@ -330,9 +314,6 @@ async fn forwarded_answers_stream_and_forwards_are_bounded() {
 /// and the forward is counted as that, not as an owner that could not be reached (503).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forwarded_body_that_stops_is_the_client_s_timeout_not_the_owner_s_failure() {
-    use std::time::Duration;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
     let owner = held_owner().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let flags = [
@@ -345,19 +326,7 @@ async fn a_forwarded_body_that_stops_is_the_client_s_timeout_not_the_owner_s_fai
     ];
     let forwarding = start(Table::standard(), dir.path().into(), &flags).await;
     wait_ready(&forwarding.base).await;
-    let addr = forwarding.base.trim_start_matches("http://");
-    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let head = format!(
-        "POST /campaigns/cmp_1/entries HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 1000\r\n\
-         connection: close\r\n\r\n{{\"playerId\":"
-    );
-    conn.write_all(head.as_bytes()).await.expect("write");
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer))
-        .await
-        .expect("answered at the body timeout")
-        .expect("read");
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = entry_sent_raw(&forwarding.base, 1000, "{\"playerId\":").await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     let metrics = forwarding.get("/metrics").await;
     let text = metrics.body.as_str().unwrap_or_default();
@@ -371,4 +340,24 @@ async fn a_forwarded_body_that_stops_is_the_client_s_timeout_not_the_owner_s_fai
     };
     assert_eq!(forwarded("503"), 0.0, "not the owner's failure");
     assert_eq!(forwarded("408"), 1.0);
+}
+
+/// The answer to a `POST /campaigns/cmp_1/entries` sent by hand to `base`: a head declaring
+/// `length` bytes, then `body` (perhaps less), the connection then left open until answered.
+async fn entry_sent_raw(base: &str, length: usize, body: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /campaigns/cmp_1/entries HTTP/1.1\r\nhost: {addr}\r\n\
+         content-length: {length}\r\nconnection: close\r\n\r\n{body}"
+    );
+    conn.write_all(head.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    let read = conn.read_to_end(&mut answer);
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .expect("answered")
+        .expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
 }

@@ -78,13 +78,18 @@ pub fn parse_key_list(text: &str, fixed: &[&str]) -> Result<KeyList, String> {
         if kid.is_empty() || secret.is_empty() {
             return Err(format!("entry {} is not kid=secret", i + 1));
         }
+        // Named by its id only where it reads as one: a secret wrapped onto a second line
+        // ending in `=` would otherwise be quoted as the id of a key with a short secret.
+        let named = if is_key_id(kid) {
+            format!("entry {} (key {kid:?})", i + 1)
+        } else {
+            format!("entry {}", i + 1)
+        };
         if secret.len() < MIN_SECRET_LEN {
-            return Err(format!(
-                "the secret of key {kid:?} is shorter than 32 bytes"
-            ));
+            return Err(format!("the secret of {named} is shorter than 32 bytes"));
         }
         if keys.iter().any(|(k, _)| k == kid) || fixed.contains(&kid) {
-            return Err(format!("key id {kid:?} is given twice"));
+            return Err(format!("the key id of {named} is given twice"));
         }
         keys.push((kid.to_owned(), secret.as_bytes().to_vec()));
     }
@@ -92,6 +97,14 @@ pub fn parse_key_list(text: &str, fixed: &[&str]) -> Result<KeyList, String> {
         return Err("no kid=secret entry".into());
     }
     Ok(keys)
+}
+
+/// Whether `kid` reads as a key id (1 to 32 of `A-Za-z0-9_.-`), so an error may quote it.
+fn is_key_id(kid: &str) -> bool {
+    (1..=32).contains(&kid.len())
+        && kid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 /// Reads every key source of `raw`; outside dev some source must give a key.
@@ -215,10 +228,17 @@ mod tests {
             (format!("k1={S1},k1={S2}"), vec![], "given twice"),
             (format!("default={S1}"), vec!["default"], "given twice"),
             (" \n".to_owned(), vec![], "no kid=secret entry"),
+            // A base64 secret wrapped onto a second line: its text is not quoted as an id.
+            (
+                format!("k1={S1}\nQmFzZTY0IHNlY3JldCB0ZXh0+/abcdef=="),
+                vec![],
+                "the secret of entry 2 is shorter",
+            ),
         ] {
             let e = parse_key_list(&text, &fixed).unwrap_err();
             assert!(e.contains(want), "{text:?}: {e}");
             assert!(!e.contains("abcdef") && !e.contains("short-secret"), "{e}");
+            assert!(!e.contains("QmFzZTY0"), "{e}");
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod reads;
 pub mod retention;
 pub mod sealing;
 mod secrets;
+mod split;
 
 pub use bus::{BusArgs, BusChoice, AZURE_SECRETS_DIR};
 pub use kinds::{BusKind, Cloud, Env};
@@ -187,15 +188,6 @@ impl Settings {
         let dev_secret_path = keys.dev_secret_path.clone();
         let backends = backends::resolve(&raw)?;
         ConfigError::within("IDEMP_MAX_KEYS", raw.idemp_max_keys, 10_000..=1_000_000_000)?;
-        // Fairness blocks players into hot state and the gateway refuses them from it: in
-        // process (no REDIS_URL) the two only meet inside one process.
-        if backends.redis_url.is_none() && target.runs("gateway") != target.runs("fairness") {
-            return Err(bad(
-                "REDIS_URL",
-                "the gateway and fairness share blocked players through hot state: run them \
-                 in one process (--target ingest or all) or give both REDIS_URL",
-            ));
-        }
         if let Some(t) = &raw.peer_url_template {
             if !(t.starts_with("http://") || t.starts_with("https://")) {
                 return Err(bad(
@@ -229,6 +221,7 @@ impl Settings {
             &raw.data_dir,
             backends.redis_url.as_ref(),
         )?;
+        split::check(table, &target, backends.redis_url.is_some(), &bus)?;
         let start = NaiveDate::parse_from_str(&raw.season_start, "%Y-%m-%d")
             .map_err(|_| bad("SEASON_START", "must be a date YYYY-MM-DD"))?;
         if raw.season_days == 0 || raw.season_days > 3660 {

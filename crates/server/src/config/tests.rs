@@ -100,6 +100,14 @@ fn bad_values_name_their_variable() {
     for (args, var) in [
         (vec![s, "--lb-windows", "hourly"], "LB_WINDOWS"),
         (vec![s, "--lb-windows", "daily,weekly, daily"], "LB_WINDOWS"),
+        (
+            vec![s, "--bus-kind", "inmem", "--target", "ingest"],
+            "BUS_KIND",
+        ),
+        (
+            vec![s, "--campaign-max-entrants", "0"],
+            "CAMPAIGN_MAX_ENTRANTS",
+        ),
         (vec![s, "--season-start", "2026-13-01"], "SEASON_START"),
         (vec![s, "--season-days", "0"], "SEASON_DAYS"),
         (vec![s, "--snapshot-cron", "not a cron"], "SNAPSHOT_CRON"),

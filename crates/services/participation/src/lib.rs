@@ -128,7 +128,8 @@ pub static MODULE: Definition<ParticipationArgs> =
 
 impl ModuleArgs for ParticipationArgs {
     fn check(&self) -> Result<(), ConfigError> {
-        self.tick().map(drop)
+        self.tick()?;
+        self.max_entrants().map(drop)
     }
 
     async fn build(self, ctx: &Context) -> Result<Service, BuildError> {

@@ -58,8 +58,9 @@ resource "random_password" "hmac_k1" {
 
 # The key material that seals secrets at rest (API keys' and webhooks' secrets, draw seeds, keyed
 # operator answers), in the SECRETS_KEYS_FILE format "kid=material". Losing it makes every sealed value unreadable (backups
-# included): never taint or replace it. Rotate in three rollouts: a new key id after k1, then put
-# first, then k1 dropped once secrets_stale is 0 (docs/OPERATIONS.md, "Secrets at rest").
+# included): never taint or replace it. Rotate in three versions (pods re-read the file, no
+# rollout): a new key id after k1, then put first, then k1 dropped once every pod seals with it
+# and secrets_stale is 0 (docs/OPERATIONS.md, "Secrets at rest").
 resource "random_password" "secrets_k1" {
   length  = 48
   special = false
