@@ -18,7 +18,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, Script, Value};
 use tokio::time::Instant;
 
-use crate::conn::Watched;
+use crate::conn::{tcp_settings, Watched};
 use crate::replicas::Followers;
 
 /// Default `MAXLEN ~` of each stream (per partition, retry and dead-letter stream): the bound of
@@ -826,15 +826,20 @@ impl RedisBus {
             "connect",
             CALL_TIMEOUT,
             client.get_multiplexed_async_connection_with_config(
-                &AsyncConnectionConfig::new().set_connection_timeout(CALL_TIMEOUT),
+                &AsyncConnectionConfig::new()
+                    .set_connection_timeout(CALL_TIMEOUT)
+                    .set_tcp_settings(tcp_settings()),
             ),
         )
         .await?;
+        // Keep-alive as the hot state's: a primary gone without a reset (a crashed host) is
+        // left within seconds, not when the kernel gives up retransmitting (~15 minutes).
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(CALL_TIMEOUT)
             .set_response_timeout(CALL_TIMEOUT)
             .set_number_of_retries(3)
-            .set_max_delay(1000);
+            .set_max_delay(1000)
+            .set_tcp_settings(tcp_settings());
         let conn = bounded(
             "connect",
             CALL_TIMEOUT,
@@ -1266,7 +1271,9 @@ impl RedisBus {
 
     /// A new connection of our own.
     async fn blocker_new(&self) -> PortResult<MultiplexedConnection> {
-        let config = AsyncConnectionConfig::new().set_connection_timeout(CALL_TIMEOUT);
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(CALL_TIMEOUT)
+            .set_tcp_settings(tcp_settings());
         bounded(
             "connect",
             CALL_TIMEOUT,

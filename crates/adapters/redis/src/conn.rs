@@ -245,7 +245,9 @@ pub(crate) fn single_client(url: &str, root_ca: Option<&[u8]>) -> PortResult<(Cl
     Ok((client, name))
 }
 
-fn tcp_settings() -> TcpSettings {
+/// Keep-alive and a user timeout on every Redis socket: a server that vanished without a reset
+/// (a crashed host during a failover) is noticed, and reconnected to, within seconds.
+pub(crate) fn tcp_settings() -> TcpSettings {
     let settings = TcpSettings::default()
         .set_nodelay(true)
         .set_keepalive(TcpKeepalive::new().with_time(TCP_KEEPALIVE));

@@ -46,6 +46,9 @@ pub(crate) struct Replica {
 /// The parts of an `INFO replication` answer the count needs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Replication {
+    /// `role:master`: the node answered as the primary (a demoted one answers `role:slave`, and
+    /// lists no replicas of the primary's).
+    pub(crate) primary: bool,
     /// The primary's replication id (`master_replid`): another one after a failover.
     pub(crate) replid: String,
     /// The primary's own replication offset.
@@ -62,7 +65,9 @@ impl Replication {
             let Some((key, value)) = line.trim().split_once(':') else {
                 continue;
             };
-            if key == "master_replid" {
+            if key == "role" {
+                out.primary = value == "master";
+            } else if key == "master_replid" {
                 value.clone_into(&mut out.replid);
             } else if key == "master_repl_offset" {
                 out.primary_offset = value.parse().unwrap_or(0);
@@ -243,10 +248,25 @@ impl Followers {
                 return Err(error);
             }
         };
+        let now = Replication::parse(&info);
+        if !now.primary {
+            // A demoted primary behind the same address, the connection kept: its count is not
+            // the primary's. Closed, so the next read reaches the node that is.
+            let error = PortError::Unavailable(
+                "INFO replication: the node is not the primary (a failover demoted it)".into(),
+            );
+            self.read_failed(&error);
+            let _ = bounded(
+                "QUIT",
+                READ_TIMEOUT,
+                redis::cmd("QUIT").query_async::<()>(conn),
+            )
+            .await;
+            return Err(error);
+        }
         if self.failing.swap(false, Ordering::AcqRel) {
             tracing::info!("redis bus: INFO replication answers again");
         }
-        let now = Replication::parse(&info);
         let counted = self.read(&now, asked);
         metrics::gauge!("bus_replicas_read_at_seconds").set(now_ms() as f64 / 1000.0);
         metrics::gauge!("bus_replicas_expected").set(f64::from(self.expected));
@@ -350,6 +370,7 @@ mod tests {
     /// The primary `abc` at `primary_offset`, with `replicas`.
     fn at(primary_offset: u64, replicas: Vec<Replica>) -> Replication {
         Replication {
+            primary: true,
             replid: "abc".into(),
             primary_offset,
             replicas,
@@ -365,10 +386,14 @@ mod tests {
         // A replica line without its numbers is not caught up; unknown lines are passed over.
         let odd = Replication::parse("slave0:state=online\nslaves:9\nmaster_repl_offset:x\n");
         let want = Replication {
+            primary: false,
             replid: String::new(),
             ..at(0, vec![replica(true, 0, u64::MAX)])
         };
         assert_eq!(odd, want);
+        // A demoted primary answers as a replica: not one whose count may be followed.
+        let demoted = Replication::parse("# Replication\r\nrole:slave\r\nmaster_host:10.0.0.6\r\n");
+        assert!(!demoted.primary && demoted.replicas.is_empty());
     }
 
     /// A tracker on a clock of milliseconds since the test's start.

@@ -433,6 +433,8 @@ const PURGE_VERDICTS: PurgeSql = PurgeSql {
 /// deletes every row up to that time, `before` the rows left before the cutoff. Each reads and
 /// deletes a range of the column's index, never the whole table.
 struct PurgeByTime {
+    /// The repository call its statements are timed and counted under (`db_call_seconds`).
+    call: &'static str,
     step: &'static str,
     through: &'static str,
     before: &'static str,
@@ -440,6 +442,7 @@ struct PurgeByTime {
 
 /// The operators' request keys, along `created_at` (its index `operator_requests_created`).
 const PURGE_REQUEST_KEYS: PurgeByTime = PurgeByTime {
+    call: "purge_before",
     step: concat!(
         "SELECT created_at FROM operator_requests WHERE created_at < ? \
          ORDER BY created_at LIMIT 1 OFFSET ",
@@ -451,6 +454,7 @@ const PURGE_REQUEST_KEYS: PurgeByTime = PurgeByTime {
 
 /// The fairness flags, along `at_ms` (its index `fairness_flags_recent`, migration 0001).
 const PURGE_FLAGS: PurgeByTime = PurgeByTime {
+    call: "purge_flags",
     step: concat!(
         "SELECT at_ms FROM fairness_flags WHERE at_ms < ? ORDER BY at_ms LIMIT 1 OFFSET ",
         purge_step!()
@@ -1876,7 +1880,7 @@ where
                     .bind(period.0.as_str())
                     .bind(after.as_str())
                     .bind(end.0.as_str());
-                purged += self.write_in_turn("purge_before", q).await?;
+                purged += self.write_in_turn("purge_scores", q).await?;
                 if keys < PURGE_STEP {
                     break;
                 }
@@ -1911,7 +1915,7 @@ where
         let before = DB::placeholders(sql.before);
         let mut purged = 0;
         loop {
-            let end: Option<i64> = within::<DB, _>("purge_before", async {
+            let end: Option<i64> = within::<DB, _>(sql.call, async {
                 sqlx::query_scalar(&step)
                     .bind(cutoff_ms)
                     .fetch_optional(&self.pool)
@@ -1921,10 +1925,10 @@ where
             .await?;
             let Some(end) = end else {
                 let rest = sqlx::query(&before).bind(cutoff_ms);
-                return Ok(purged + self.write_in_turn("purge_before", rest).await?);
+                return Ok(purged + self.write_in_turn(sql.call, rest).await?);
             };
             purged += self
-                .write_in_turn("purge_before", sqlx::query(&through).bind(end))
+                .write_in_turn(sql.call, sqlx::query(&through).bind(end))
                 .await?;
             // Let the writers in between steps.
             tokio::task::yield_now().await;
