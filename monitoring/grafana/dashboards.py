@@ -701,14 +701,17 @@ def campaigns(L):
                       (f"sum by (table) (increase(secrets_unreadable_total{{{NS}}}[1h]))",
                        "{{table}} unreadable (last hour)"),
                       (f"sum by (result) (increase(secrets_key_reloads_total{{{NS}}}[10m]))",
-                       "keys file {{result}} (pods, last 10 min)")], "short",
+                       "keys file {{result}} (pods, last 10 min)"),
+                      (f"count by (key) (secrets_keys_in_force{{{NS},seals=\"true\"}} == 1)",
+                       "pods sealing with {{key}}")], "short",
                      "stale: secrets in the clear or under an older key of SECRETS_KEYS_FILE "
                      "(with SECRETS_SEAL=false: sealed), resealed up to 1000 rows a table a minute by "
                      "each process; remove an old key only once every table is at 0. "
                      "unreadable: sealed under a key the file no longer holds, or altered "
                      "(LiveOpsSecretsUnreadable). keys file applied: pods that took a new version "
-                     "of the file (a rotation step is taken once every pod did); rejected or "
-                     "unreadable: LiveOpsSecretsKeysFileRefused."))
+                     "of the file; rejected or unreadable: LiveOpsSecretsKeysFileRefused. pods "
+                     "sealing with a key: one line per key during a rotation; step 3 may start "
+                     "once only the new key's is left and nothing is stale."))
     L.add(timeseries("Live-event routes p95 by route",
                      [(hq(0.95, "http_request_duration_seconds", "route", LIVE), "{{route}}")],
                      "s"))
