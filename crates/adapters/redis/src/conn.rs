@@ -155,11 +155,26 @@ fn take_cluster_flag(url: &str) -> (String, bool) {
 /// URLs, `redis+cluster://host:port[,host:port...]` or `?cluster=true` mean a cluster. Hosts
 /// after the first may omit the scheme and credentials, which they then share with the first.
 pub(crate) fn parse_url(url: &str) -> PortResult<ParsedUrl> {
-    let parts: Vec<&str> = url
+    let url = url.trim();
+    // The first URL's user name and password may hold commas (RFC 3986 allows them there): the
+    // list is split after them.
+    let creds_end = url
+        .split_once("://")
+        .and_then(|(scheme, rest)| {
+            let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+            authority.rfind('@').map(|at| scheme.len() + 3 + at + 1)
+        })
+        .unwrap_or(0);
+    let (creds, hosts) = url.split_at(creds_end);
+    let mut parts: Vec<String> = hosts
         .split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
+        .map(str::to_owned)
         .collect();
+    if let Some(first) = parts.first_mut() {
+        first.insert_str(0, creds);
+    }
     let Some(first) = parts.first() else {
         return Err(invalid("empty", "no host given"));
     };
@@ -764,6 +779,21 @@ mod tests {
             ParsedUrl::Cluster(vec![
                 "rediss://u:secret@a:1".into(),
                 "rediss://u:secret@b:2".into()
+            ])
+        );
+    }
+
+    #[test]
+    fn a_password_may_hold_commas() {
+        assert_eq!(
+            parse_url("redis://:ab,cd@host:6379/0").unwrap(),
+            ParsedUrl::Single("redis://:ab,cd@host:6379/0".into())
+        );
+        assert_eq!(
+            parse_url("rediss+cluster://u:p,w@a:1,b:2").unwrap(),
+            ParsedUrl::Cluster(vec![
+                "rediss://u:p,w@a:1".into(),
+                "rediss://u:p,w@b:2".into()
             ])
         );
     }
