@@ -23,6 +23,15 @@ pub const MIN_MATERIAL_LEN: usize = 32;
 /// The longest key id: it is stored beside every sealed value.
 pub const MAX_KEY_ID_LEN: usize = 32;
 
+/// Whether `id` is a key id: 1 to [`MAX_KEY_ID_LEN`] of `[A-Za-z0-9_.-]` (so an error may quote
+/// it: text of another shape may be key material).
+pub fn is_key_id(id: &str) -> bool {
+    (1..=MAX_KEY_ID_LEN).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
 /// Bytes of the random nonce in front of each sealed value.
 const NONCE_LEN: usize = 24;
 
@@ -90,11 +99,7 @@ impl Sealer {
                 given.update(part);
             }
             let n = i + 1;
-            let id_ok = (1..=MAX_KEY_ID_LEN).contains(&id.len())
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-            if !id_ok {
+            if !is_key_id(id) {
                 return Err(SealError::BadKey(
                     n,
                     format!("its id must be 1 to {MAX_KEY_ID_LEN} of A-Z a-z 0-9 _ . -"),

@@ -145,6 +145,14 @@ impl Holds {
         }
     }
 
+    /// Puts `hold` under `id`, in place of an expired one if any.
+    fn insert(&mut self, id: Digest, hold: Hold) {
+        self.bytes += hold.size();
+        if let Some(old) = self.map.insert(id, hold) {
+            self.bytes -= old.size();
+        }
+    }
+
     fn recount(&mut self) {
         self.bytes = self.map.values().map(Hold::size).sum();
     }
@@ -562,6 +570,11 @@ impl MemoryHotState {
         }
     }
 
+    /// Most idempotency holds a shard keeps, and their byte budget.
+    fn idem_bounds(&self) -> (usize, usize) {
+        (self.idem_per_shard, self.idem_per_shard * BYTES_PER_HOLD)
+    }
+
     fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
         let i = self.hasher.hash_one(key) as usize & (SHARDS - 1);
         // Every operation leaves a shard consistent, so a poisoned lock is still usable.
@@ -631,18 +644,16 @@ impl Idempotency for MemoryHotState {
                 }),
             });
         }
-        let (most, budget) = (self.idem_per_shard, self.idem_per_shard * BYTES_PER_HOLD);
+        let (most, budget) = self.idem_bounds();
         let gone = shard.idem.make_room(HOLD_BYTES, most, budget, now);
         static LOG: Throttled = Throttled::new(EVICTION_WARNING_MS);
         note_evicted("idempotency", gone, &LOG);
-        shard.idem.remove(&id);
         let hold = Hold {
             fingerprint: print,
             until: deadline(now, ttl),
             answer: None,
         };
-        shard.idem.bytes += hold.size();
-        shard.idem.map.insert(id, hold);
+        shard.idem.insert(id, hold);
         Ok(IdemState::Fresh)
     }
 
@@ -660,7 +671,7 @@ impl Idempotency for MemoryHotState {
         let mut shard = self.shard(key);
         let ours = shard.idem.map.get(&id).filter(|h| alive(h.until, now));
         if ours.is_some_and(|h| h.fingerprint == digest(fingerprint)) {
-            let (most, budget) = (self.idem_per_shard, self.idem_per_shard * BYTES_PER_HOLD);
+            let (most, budget) = self.idem_bounds();
             let body = answer.body.into_boxed_str();
             static LOG: Throttled = Throttled::new(EVICTION_WARNING_MS);
             // An answer past a quarter of the shard's budget is not kept (the others stay): a

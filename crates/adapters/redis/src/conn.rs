@@ -773,29 +773,25 @@ mod tests {
     }
 
     #[test]
-    fn hosts_without_scheme_share_the_first_ones_credentials() {
-        assert_eq!(
-            parse_url("rediss+cluster://u:secret@a:1,b:2").unwrap(),
-            ParsedUrl::Cluster(vec![
-                "rediss://u:secret@a:1".into(),
-                "rediss://u:secret@b:2".into()
-            ])
-        );
-    }
-
-    #[test]
-    fn a_password_may_hold_commas() {
-        assert_eq!(
-            parse_url("redis://:ab,cd@host:6379/0").unwrap(),
-            ParsedUrl::Single("redis://:ab,cd@host:6379/0".into())
-        );
-        assert_eq!(
-            parse_url("rediss+cluster://u:p,w@a:1,b:2").unwrap(),
-            ParsedUrl::Cluster(vec![
-                "rediss://u:p,w@a:1".into(),
-                "rediss://u:p,w@b:2".into()
-            ])
-        );
+    fn hosts_without_scheme_share_the_first_ones_credentials_which_may_hold_commas() {
+        let cluster = |nodes: [&str; 2]| ParsedUrl::Cluster(nodes.map(String::from).to_vec());
+        for (url, want) in [
+            (
+                "rediss+cluster://u:secret@a:1,b:2",
+                cluster(["rediss://u:secret@a:1", "rediss://u:secret@b:2"]),
+            ),
+            // RFC 3986 allows a comma in the password: the list is split after it.
+            (
+                "redis://:ab,cd@host:6379/0",
+                ParsedUrl::Single("redis://:ab,cd@host:6379/0".into()),
+            ),
+            (
+                "rediss+cluster://u:p,w@a:1,b:2",
+                cluster(["rediss://u:p,w@a:1", "rediss://u:p,w@b:2"]),
+            ),
+        ] {
+            assert_eq!(parse_url(url).unwrap(), want, "{url}");
+        }
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub fn parse_key_list(text: &str, fixed: &[&str]) -> Result<KeyList, String> {
         }
         // Named by its id only where it reads as one: a secret wrapped onto a second line
         // ending in `=` would otherwise be quoted as the id of a key with a short secret.
-        let named = if is_key_id(kid) {
+        let named = if liveops_core::sealing::is_key_id(kid) {
             format!("entry {} (key {kid:?})", i + 1)
         } else {
             format!("entry {}", i + 1)
@@ -97,14 +97,6 @@ pub fn parse_key_list(text: &str, fixed: &[&str]) -> Result<KeyList, String> {
         return Err("no kid=secret entry".into());
     }
     Ok(keys)
-}
-
-/// Whether `kid` reads as a key id (1 to 32 of `A-Za-z0-9_.-`), so an error may quote it.
-fn is_key_id(kid: &str) -> bool {
-    (1..=32).contains(&kid.len())
-        && kid
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 /// Reads every key source of `raw`; outside dev some source must give a key.
