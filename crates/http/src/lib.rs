@@ -5,12 +5,13 @@
 //! ([`OpenApiRouter`], [`routes!`]), operators' bearer tokens and roles ([`Operator`], [`Authorized`],
 //! [`Reader`], [`BearerScheme`]), a campaign or 404 ([`campaign_or_404`]), and the request
 //! metrics layer ([`track`]), and log lines written per request at most once a period
-//! ([`Throttled`]).
+//! ([`Throttled`]), and work a disconnect must not cut short ([`uninterrupted`]).
 
 mod api;
 mod auth;
 mod body;
 mod cursor;
+mod detach;
 mod extract;
 mod idempotency;
 mod lookup;
@@ -30,6 +31,7 @@ pub use cursor::{
     next_cursor, next_inbox_cursor, parse_cursor, parse_inbox_cursor, CURSOR_PATTERN,
     INBOX_CURSOR_PATTERN,
 };
+pub use detach::uninterrupted;
 pub use extract::{
     check_id, id_param, id_schema, parse_json, path_id, path_param, player_id_schema, Bounded,
     IdPath, Json, Path, PlayerPath, Query,

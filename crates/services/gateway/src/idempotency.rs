@@ -18,7 +18,6 @@ use liveops_core::ports::{IdemState, StoredAnswer};
 use liveops_http::{idempotency_key, Problem, Signature, Signed, IDEMPOTENCY_KEY, REPLAYED};
 use liveops_module::hold::Hold;
 use sha2::{Digest, Sha256};
-use tracing::Instrument;
 
 use crate::guard::{dropped, hot_state_failed};
 use crate::GatewayState;
@@ -267,12 +266,7 @@ where
             }
         }
     };
-    tokio::spawn(task.instrument(tracing::Span::current()))
-        .await
-        .unwrap_or_else(|error| {
-            tracing::error!(%error, "ingestion task failed");
-            Err(Problem::internal())
-        })
+    liveops_http::uninterrupted(task).await
 }
 
 /// Answers a signed request exactly once per Idempotency-Key (or signature): a repeat gets the

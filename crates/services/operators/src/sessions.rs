@@ -200,6 +200,17 @@ pub(crate) async fn login(
     addr: ClientAddr,
     Json(body): Json<LoginRequest>,
 ) -> Result<Json<LoginAnswer>, Problem> {
+    // The attempt is counted before the password is checked and taken back after: a client
+    // that goes away meanwhile must not leave it counted.
+    liveops_http::uninterrupted(login_to_end(state, addr, body)).await
+}
+
+/// [`login`], on a task of its own.
+async fn login_to_end(
+    state: OperatorsState,
+    addr: ClientAddr,
+    body: LoginRequest,
+) -> Result<Json<LoginAnswer>, Problem> {
     let now = now_ms();
     let cfg = &state.config;
     let id = attempt_id();
@@ -408,6 +419,17 @@ pub(crate) async fn change_password(
     op: Operator,
     Json(body): Json<PasswordChange>,
 ) -> Result<Json<LoginAnswer>, Problem> {
+    // Counted and taken back as a login's attempt: run to the end whoever waits.
+    liveops_http::uninterrupted(change_password_to_end(state, addr, op, body)).await
+}
+
+/// [`change_password`], on a task of its own.
+async fn change_password_to_end(
+    state: OperatorsState,
+    addr: ClientAddr,
+    op: Operator,
+    body: PasswordChange,
+) -> Result<Json<LoginAnswer>, Problem> {
     sent_password(&body.current_password, "currentPassword")?;
     let now = now_ms();
     // Guesses of the current password with a token someone else holds are bounded as a
@@ -486,18 +508,15 @@ pub(crate) async fn logout(
     addr: ClientAddr,
     op: Operator,
 ) -> Result<StatusCode, Problem> {
-    state.sessions.close_session(&op.token_hash).await?;
-    signed(
-        &state,
-        &op.email,
-        &op.id,
-        "session.close",
-        &addr.0,
-        now_ms(),
-    )
-    .await?;
-    tracing::info!("operator signed out");
-    Ok(StatusCode::NO_CONTENT)
+    // The session closed and its audit row are not parted by a client that goes away.
+    liveops_http::uninterrupted(async move {
+        state.sessions.close_session(&op.token_hash).await?;
+        let now = now_ms();
+        signed(&state, &op.email, &op.id, "session.close", &addr.0, now).await?;
+        tracing::info!("operator signed out");
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
 }
 
 /// Who the token belongs to.

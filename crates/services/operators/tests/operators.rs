@@ -561,6 +561,30 @@ async fn checks_past_the_hashing_bound_are_answered_503_and_not_counted() {
     );
 }
 
+/// A client that goes away while its login or password change waits for a turn at hashing
+/// leaves no attempt counted: the request runs on to its end without it (here: no turn comes,
+/// so nothing was checked, and the attempt is taken back).
+#[tokio::test]
+async fn a_check_given_up_while_it_waits_for_hashing_leaves_nothing_counted() {
+    let hashing = Arc::new(Hashing::new(0, Duration::from_millis(300)));
+    let app = spawn_app_with(10, TrustedProxies::default(), hashing, |repo| repo).await;
+    let token = app.session_without_login().await;
+    let gone_after = Duration::from_millis(60);
+    for _ in 0..2 {
+        let req = login_request(EMAIL, A, None, PASSWORD);
+        let given_up = tokio::time::timeout(gone_after, served::call(&app.router, req)).await;
+        assert!(given_up.is_err(), "the login still waited for a turn");
+    }
+    let req = password_change(&token, A, PASSWORD, "a much better passphrase");
+    let given_up = tokio::time::timeout(gone_after, served::call(&app.router, req)).await;
+    assert!(given_up.is_err(), "the change still waited for a turn");
+    let here = format!("login:account:{EMAIL} {A}");
+    assert_eq!(app.count(here.clone()).await, 3, "counted while they wait");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(app.count(here).await, 0);
+    assert_eq!(app.count(format!("login:account:{EMAIL}")).await, 0);
+}
+
 /// Past the account-wide bound, an address the operator signed in from lately still signs in:
 /// guesses from many addresses (a /56 holds 256 /64s) lock out only the addresses it has not
 /// used.

@@ -401,29 +401,38 @@ pub(crate) async fn claim_reward(
         sig,
     };
 
-    match state
-        .store
-        .claim_reward(player.as_str(), &reward_id, receipt)
-        .await?
-    {
+    // The claim and the dropping of the cached view it makes stale are not parted by a client
+    // that goes away (a view listing a claimed reward as pending would be served until it
+    // lapses).
+    liveops_http::uninterrupted(async move {
+        claimed(&state, player.as_str(), &reward_id, receipt).await
+    })
+    .await
+}
+
+/// Claims `reward_id` for `player` with `receipt`, and drops the player's cached view.
+async fn claimed(
+    state: &ProgressionState,
+    player: &str,
+    reward_id: &str,
+    receipt: Receipt,
+) -> Result<Json<Receipt>, Problem> {
+    match state.store.claim_reward(player, reward_id, receipt).await? {
         RewardClaim::Issued(r) => {
             metrics::counter!("rewards_claimed_total").increment(1);
-            cache::invalidate(state.cache.as_ref(), player.as_str()).await;
+            cache::invalidate(state.cache.as_ref(), player).await;
             tracing::info!(receipt = %r.receipt_id, item = %r.item, "reward claimed");
             Ok(Json(r))
         }
         RewardClaim::AlreadyClaimed(r) => {
             // The first claim may have committed yet failed before its own drop (a commit that
             // timed out, a crash): a view listing the reward as pending goes now.
-            cache::invalidate(state.cache.as_ref(), player.as_str()).await;
+            cache::invalidate(state.cache.as_ref(), player).await;
             Ok(Json(r))
         }
         RewardClaim::NotEarned => Err(Problem::conflict(
             "reward-not-earned",
-            format!(
-                "player {player} has no reward {reward_id:?} to claim",
-                player = player.as_str()
-            ),
+            format!("player {player} has no reward {reward_id:?} to claim"),
         )),
     }
 }

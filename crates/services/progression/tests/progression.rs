@@ -420,6 +420,60 @@ async fn a_claim_reads_only_its_reward() {
     );
 }
 
+/// A view cache whose writes take a while (a slow hot state): a view is dropped by writing
+/// the player's new version.
+struct SlowWrites(Arc<dyn liveops_core::ports::ViewCache>);
+
+#[async_trait::async_trait]
+impl liveops_core::Health for SlowWrites {
+    async fn healthcheck(&self) -> liveops_core::PortResult<()> {
+        self.0.healthcheck().await
+    }
+}
+
+#[async_trait::async_trait]
+impl liveops_core::ports::ViewCache for SlowWrites {
+    async fn cache_get(&self, key: &str) -> liveops_core::PortResult<Option<bytes::Bytes>> {
+        self.0.cache_get(key).await
+    }
+    async fn cache_put(
+        &self,
+        key: &str,
+        value: bytes::Bytes,
+        ttl: std::time::Duration,
+    ) -> liveops_core::PortResult<()> {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        self.0.cache_put(key, value, ttl).await
+    }
+    async fn cache_del(&self, key: &str) -> liveops_core::PortResult<()> {
+        self.0.cache_del(key).await
+    }
+}
+
+/// A player whose client goes away after the claim committed, while the cached view is being
+/// dropped, is not shown the reward as pending afterwards: the drop still happens.
+#[tokio::test]
+async fn a_claim_given_up_after_its_commit_still_drops_the_cached_view() {
+    let app = spawn_app().await;
+    let reward = app.earn_drop("player_8", "epic_sword_001").await;
+    assert_eq!(
+        reward_ids(&app.progress("player_8").await),
+        std::slice::from_ref(&reward)
+    );
+    let mut slow = app.state.clone();
+    slow.cache = Arc::new(SlowWrites(app.state.cache.clone()));
+    let app = TestApp {
+        router: router(slow.clone()),
+        state: slow,
+        ..app
+    };
+    let wait = std::time::Duration::from_millis(100);
+    let given_up = tokio::time::timeout(wait, app.claim("player_8", &reward)).await;
+    assert!(given_up.is_err(), "the claim still dropped the view");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    app.assert_claimed_only("player_8", "epic_sword_001").await;
+}
+
 #[tokio::test]
 async fn a_claim_issues_a_receipt_that_verifies_and_claiming_again_returns_it() {
     let app = spawn_app().await;
