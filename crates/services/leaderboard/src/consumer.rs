@@ -1,7 +1,7 @@
 //! The `events.accepted` consumer: adds each event's score to every window exactly once, then
 //! raises the rank store to the totals the commit left (ADR 0020).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use liveops_core::ports::{Board, ScoreTotal};
 use liveops_core::{now_ms, Envelope, PortError};
@@ -140,13 +140,18 @@ pub(crate) async fn commit_batch(
     clock: fn() -> i64,
 ) -> Result<Vec<ScoreTotal>, PortError> {
     let fresh = unapplied(&*state.processed, CONSUMER_ID, events).await?;
+    let mut totals = if fresh.len() < events.len() {
+        held_totals(state, events, &fresh, clock()).await?
+    } else {
+        Vec::new()
+    };
     if fresh.is_empty() {
-        return Ok(Vec::new());
+        return Ok(totals);
     }
     let cfg = &state.config;
     let (deltas, updates) = deltas(&fresh, &cfg.windows, &cfg.calendar);
     let fresh_ids: Vec<Uuid> = fresh.iter().map(|e| e.event_id).collect();
-    let totals = state
+    let committed = state
         .store
         .commit_scores(CONSUMER_ID, &fresh_ids, &deltas)
         .await?;
@@ -154,7 +159,46 @@ pub(crate) async fn commit_batch(
         metrics::counter!("leaderboard_updates_total", "window" => window.as_str()).increment(n);
     }
     // Read after the commit: one that took long may have landed after the final snapshot.
-    state.late.note(cfg, &totals, clock());
+    state.late.note(cfg, &committed, clock());
+    totals.extend(committed);
+    Ok(totals)
+}
+
+/// The totals the repository holds on the live boards (at `now_ms`) for the players of the
+/// `events` applied before (those not in `fresh`). Their commit's raise may never have reached
+/// the rank store: the process that committed them stopped (a scale-in, the end of a rollout)
+/// while the rank store was failing, and a redelivered batch finds them applied, with nothing
+/// else to raise them. Raising again to a total the rank store holds moves nothing.
+async fn held_totals(
+    state: &LeaderboardState,
+    events: &[Envelope],
+    fresh: &[Envelope],
+    now_ms: i64,
+) -> Result<Vec<ScoreTotal>, PortError> {
+    let fresh: BTreeSet<Uuid> = fresh.iter().map(|e| e.event_id).collect();
+    let before: Vec<Envelope> = events
+        .iter()
+        .filter(|e| !fresh.contains(&e.event_id))
+        .cloned()
+        .collect();
+    let cfg = &state.config;
+    let mut players: BTreeMap<Board, Vec<String>> = BTreeMap::new();
+    for d in deltas(&before, &cfg.windows, &cfg.calendar).0 {
+        if is_live(&cfg.calendar, &d.board, now_ms) {
+            players.entry(d.board).or_default().push(d.player_id);
+        }
+    }
+    let mut totals = Vec::new();
+    for (board, players) in players {
+        for (player_id, total) in state.store.scores_of(&board, &players).await? {
+            let board = board.clone();
+            totals.push(ScoreTotal {
+                board,
+                player_id,
+                total,
+            });
+        }
+    }
     Ok(totals)
 }
 
@@ -398,4 +442,58 @@ async fn reconcile_board(
     metrics::counter!("leaderboard_board_reloads_total", "reason" => "reconcile").increment(1);
     raise_board(state, board).await?;
     Ok(durable)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use liveops_testkit::received::{envelope, kill};
+
+    use super::*;
+    use crate::snapshots::tests::state;
+
+    /// A batch committed by a process that stopped before its raise reached the rank store is
+    /// delivered again: finding its events applied, the commit answers the totals the
+    /// repository holds for their players, to raise, and commits nothing twice.
+    #[tokio::test]
+    async fn a_batch_delivered_again_answers_the_totals_its_first_commit_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(&dir).await;
+        let now = now_ms();
+        let earlier = [envelope("alice", kill(40), now)];
+        commit_batch(&state, &earlier, now_ms).await.unwrap();
+        let batch = [
+            envelope("alice", kill(25), now),
+            envelope("bob", kill(10), now),
+        ];
+        let mut first = commit_batch(&state, &batch, now_ms).await.unwrap();
+        assert_eq!(
+            first.len(),
+            4,
+            "two players on the day's and the week's board"
+        );
+        // Never raised: lost with the process. Delivered again, and again with a new event.
+        let mut again = commit_batch(&state, &batch, now_ms).await.unwrap();
+        let key = |t: &ScoreTotal| (t.board.clone(), t.player_id.clone());
+        first.sort_by_key(key);
+        again.sort_by_key(key);
+        assert_eq!(again, first);
+        assert!(again
+            .iter()
+            .all(|t| t.total == if t.player_id == "alice" { 65 } else { 10 }));
+        let mut more = batch.to_vec();
+        more.push(envelope("carol", kill(5), now));
+        let totals = commit_batch(&state, &more, now_ms).await.unwrap();
+        assert_eq!(
+            totals.len(),
+            6,
+            "alice's and bob's held totals, carol's new ones"
+        );
+        let carol: Vec<i64> = totals
+            .iter()
+            .filter(|t| t.player_id == "carol")
+            .map(|t| t.total)
+            .collect();
+        assert_eq!(carol, [5, 5]);
+    }
 }
