@@ -676,6 +676,24 @@ async fn the_openapi_document_is_well_formed() {
         }
     }
     assert!(operations >= 40, "only {operations} operations");
+    // Numbers declared as wide as what the server sends or reads: a level goes up to
+    // u32::MAX (not int32's bound), a receipt's timestamp written as 1e16 is read only within
+    // 2^53; a route that takes no body may still refuse one, as its forwarder does.
+    let schemas = &spec.body["components"]["schemas"];
+    for owner in ["ProgressView", "PlayerCampaigns"] {
+        let level = &schemas[owner]["properties"]["level"];
+        let declared = (level["format"].as_str(), level["maximum"].as_f64());
+        assert_eq!(
+            declared,
+            (Some("int64"), Some(f64::from(u32::MAX))),
+            "{owner}"
+        );
+    }
+    let ts = &schemas["Receipt"]["properties"]["timestamp"];
+    let bounds = (ts["minimum"].as_f64(), ts["maximum"].as_f64());
+    assert_eq!(bounds, (Some(-(2f64.powi(53))), Some(2f64.powi(53))));
+    let read = &paths["/leaderboard"]["get"]["responses"];
+    assert!(read["413"].is_object() && read["408"].is_object(), "{read}");
     assert_eq!(
         cursors, 7,
         "the inbox's, the campaigns', the deliveries', the entrants', the rewards', the \

@@ -7,8 +7,10 @@ use utoipa::openapi::{ContentBuilder, HeaderBuilder, OpenApi, Ref, RefOr, Respon
 use super::UNBOUNDED;
 
 /// Declares in `spec` what any operation may answer before its route: 408 and 413 where it
-/// takes a body, and 503 with `Retry-After` past the in-flight bound (the operations routes
-/// aside), each only where the operation does not declare that status already.
+/// takes a body, or may be forwarded to the process that serves it (whose forwarder reads any
+/// body sent, up to 2 MiB: every service route), and 503 with `Retry-After` past the in-flight
+/// bound (the operations routes aside), each only where the operation does not declare that
+/// status already.
 pub fn document(spec: &mut OpenApi) {
     let problem = || {
         ContentBuilder::new()
@@ -22,7 +24,10 @@ pub fn document(spec: &mut OpenApi) {
             .build()
     };
     let timeout = answer("The body did not arrive within the server's HTTP_BODY_TIMEOUT");
-    let too_large = answer("The body is larger than the route takes (payload-too-large)");
+    let too_large = answer(
+        "The body is larger than the route takes (payload-too-large); one over 2 MiB, also on a \
+         route that takes none, when this process forwards the request to the one serving it",
+    );
     let seconds = ObjectBuilder::new()
         .schema_type(Type::Integer)
         .minimum(Some(1));
@@ -48,15 +53,16 @@ pub fn document(spec: &mut OpenApi) {
             &mut item.patch,
             &mut item.trace,
         ];
+        let service = !UNBOUNDED.contains(&path.as_str());
         for op in operations.into_iter().flatten() {
             let answers = &mut op.responses.responses;
-            if op.request_body.is_some() {
+            if op.request_body.is_some() || service {
                 for (status, answer) in [("408", &timeout), ("413", &too_large)] {
                     let answer = || RefOr::T(answer.clone());
                     answers.entry(status.into()).or_insert_with(answer);
                 }
             }
-            if !UNBOUNDED.contains(&path.as_str()) {
+            if service {
                 answers
                     .entry("503".into())
                     .or_insert_with(|| RefOr::T(busy.clone()));
@@ -96,7 +102,7 @@ mod tests {
             answers.keys().cloned().collect::<Vec<_>>()
         };
         assert_eq!(statuses("/events", false), ["408", "413", "503"]);
-        assert_eq!(statuses("/leaderboard", true), ["503"]);
+        assert_eq!(statuses("/leaderboard", true), ["408", "413", "503"]);
         assert!(statuses("/healthz", true).is_empty());
         let json = serde_json::to_value(&spec).unwrap();
         let kept = &json["paths"]["/leaderboard"]["get"]["responses"]["503"];

@@ -122,6 +122,7 @@ pub struct PlayerCampaigns {
     /// Whose.
     pub player_id: String,
     /// Their level this season.
+    #[schema(value_type = u64, minimum = 1, maximum = 4_294_967_295_i64)]
     pub level: u32,
     /// Live campaigns they are eligible for, ending soonest first.
     pub campaigns: Vec<PlayerCampaign>,

@@ -63,6 +63,7 @@ pub struct ProgressView {
     /// XP earned in the season.
     pub xp: u64,
     /// Level reached in the season (1 with no XP).
+    #[schema(value_type = u64, minimum = 1, maximum = 4_294_967_295_i64)]
     pub level: u32,
     /// The first 100 items owned, sorted by item (`GET /players/{id}/inventory` pages through
     /// all of them).
