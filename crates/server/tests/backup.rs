@@ -1051,3 +1051,51 @@ fn live_files_of_any_name_back_up_and_restore() {
     assert!(ok, "{err}");
     assert!(repo_dir.join(".data.db").is_file() && bus.is_file());
 }
+
+/// A stop that comes while a scheduled backup writes its set waits for the set: the copy, which
+/// runs in a thread no stop can cut short, ends before the task does (and so before the
+/// process lets go of `DATA_DIR`'s lock and says it stopped), and the set is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_during_a_scheduled_backup_waits_for_its_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, backups) = (dir.path().join("data"), dir.path().join("backups"));
+    let mut files = liveops::wiring::backup::local_files(&settings_of(&data));
+    files.retain(|f| f.role == "repository");
+    for f in &mut files {
+        std::fs::create_dir_all(f.path.parent().expect("folder")).expect("data dir");
+        liveops_sql::SqliteRepository::open_migrated(&f.path)
+            .await
+            .expect("repository");
+        f.snapshot = late_repository_snapshot;
+    }
+    let (opened_tx, mut opened) = tokio::sync::mpsc::unbounded_channel();
+    let (go_on, go_on_rx) = std::sync::mpsc::channel();
+    *BETWEEN.lock().expect("hook") = Some((opened_tx, go_on_rx));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = liveops::backup::Backups::of(files, backups.clone(), 8)
+        .task(Duration::from_millis(10))
+        .start(stop.clone());
+    let task = tokio::spawn(task);
+    tokio::time::timeout(Duration::from_secs(30), opened.recv())
+        .await
+        .expect("the backup is writing its set");
+    stop.cancel();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !task.is_finished(),
+        "the task ended while its set was written"
+    );
+    go_on.send(()).expect("go on");
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("the task ends once the set is written")
+        .expect("task")
+        .expect("stopped");
+    let sets: Vec<String> = std::fs::read_dir(&backups)
+        .expect("backups")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(sets.len(), 1, "{sets:?}");
+    let manifest = backups.join(&sets[0]).join("manifest.json");
+    assert!(manifest.is_file(), "{sets:?}: a whole set");
+}

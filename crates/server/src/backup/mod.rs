@@ -68,6 +68,10 @@ pub struct Backups {
     dir: PathBuf,
     keep: usize,
     archive: Option<Arc<dyn Archive>>,
+    /// Held by the thread writing a set for as long as it runs, which no stop can cut short:
+    /// the scheduled task waits for it before it ends, so the files stay locked
+    /// (`DATA_DIR`'s lock) and the process says it stopped only after the copy.
+    writing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Backups {
@@ -78,6 +82,7 @@ impl Backups {
             dir: settings.backup.dir.clone(),
             keep: settings.backup.keep,
             archive: archive(settings)?,
+            writing: Arc::default(),
         })
     }
 
@@ -88,6 +93,7 @@ impl Backups {
             dir,
             keep,
             archive: None,
+            writing: Arc::default(),
         }
     }
 
@@ -142,9 +148,13 @@ impl Backups {
              (the database and bus servers have their own backups)"
         );
         let (files, dir, keep) = (self.files.clone(), self.dir.clone(), self.keep);
-        tokio::task::spawn_blocking(move || write::write_set(&files, &dir, keep, upgrade))
-            .await
-            .context("the backup thread failed")?
+        let writing = Arc::clone(&self.writing).lock_owned().await;
+        tokio::task::spawn_blocking(move || {
+            let _writing = writing;
+            write::write_set(&files, &dir, keep, upgrade)
+        })
+        .await
+        .context("the backup thread failed")?
     }
 
     /// When the newest set complete everywhere it goes began (unix ms): a set in `BACKUP_DIR`
@@ -172,7 +182,11 @@ impl Backups {
                 }
                 let started = tokio::time::Instant::now();
                 let outcome = tokio::select! {
-                    _ = stop.cancelled() => return Ok(()),
+                    _ = stop.cancelled() => {
+                        // A set being written goes on in its thread: it ends first.
+                        let _written = self.writing.lock().await;
+                        return Ok(());
+                    }
                     outcome = self.run_once() => outcome,
                 };
                 match outcome {
