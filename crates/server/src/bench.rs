@@ -20,28 +20,27 @@ use crate::config::{BusKind, Given, RawConfig};
 use crate::{Application, Settings};
 
 /// The settings of an in-process product: the given configuration, on a free local port, with
-/// its files in `dir`.
+/// its files in `dir`: an embedded repository or bus named by the configuration (`DB_URL`,
+/// `BUS_CONN`, or the files holding them) is never the one used, which may be a running
+/// server's.
 fn spawn_settings(config: &Given, dir: &std::path::Path) -> Result<Settings, BenchError> {
     let mut raw = config.raw.clone();
     raw.port = Some(0);
     raw.bind = "127.0.0.1".into();
     raw.data_dir = dir.to_path_buf();
-    if raw
-        .db_url
-        .as_deref()
-        .is_some_and(|u| u.starts_with("sqlite"))
-    {
-        raw.db_url = None;
+    let resolve = |raw| {
+        let args = config.args.clone();
+        let resolved = Given { raw, args }.resolve();
+        resolved.map_err(|e| BenchError::Config(e.to_string()))
+    };
+    let given = resolve(raw.clone())?;
+    if given.db_url.starts_with("sqlite") {
+        (raw.db_url, raw.db_url_file) = (None, None);
     }
-    if crate::config::bus_kind(&raw) == BusKind::Sqlite {
-        raw.bus.bus_conn = None;
+    if given.bus_kind == BusKind::Sqlite {
+        (raw.bus.bus_conn, raw.bus.bus_conn_file) = (None, None);
     }
-    Given {
-        raw,
-        args: config.args.clone(),
-    }
-    .resolve()
-    .map_err(|e| BenchError::Config(e.to_string()))
+    resolve(raw)
 }
 
 /// The product started in-process, its files in a temporary directory.
@@ -125,7 +124,11 @@ pub async fn run(
     } else {
         print!("{}", report.table());
     }
-    let answered = report.system.iter().all(|p| p.requests > 0);
+    // A request that met a transport error was sent but never answered.
+    let answered = report
+        .system
+        .iter()
+        .all(|p| p.requests > p.transport_errors);
     Ok(if answered {
         ExitCode::SUCCESS
     } else {

@@ -196,6 +196,9 @@ async fn the_cli_sends_batches_at_a_fixed_rate_and_prints_json() {
     assert!(report.pipeline.expect("pipeline").visibility.samples > 0);
 }
 
+/// Also where the configuration names the embedded repository and bus through the files a
+/// running server reads (`DB_URL_FILE`, `BUS_CONN_FILE`): the spawned product keeps its own in
+/// a temporary folder, and nothing is written to those.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_on_a_preloaded_board_of_the_spawned_product() {
     let opts = BenchOpts {
@@ -205,7 +208,19 @@ async fn reads_on_a_preloaded_board_of_the_spawned_product() {
         players: 5_000,
         ..tiny()
     };
-    let report = run(&config(), &opts).await;
+    let live = tempfile::tempdir().expect("tempdir");
+    let (db, bus) = (live.path().join("liveops.db"), live.path().join("bus.db"));
+    let (db_file, bus_file) = (live.path().join("db-url"), live.path().join("bus-conn"));
+    std::fs::write(&db_file, format!("sqlite://{}", db.display())).expect("db url");
+    std::fs::write(&bus_file, bus.display().to_string()).expect("bus conn");
+    let mut args = vec!["--hmac-secret", SECRET, "--log-level", "warn"];
+    let files = [db_file.to_str(), bus_file.to_str()].map(|f| f.expect("utf-8"));
+    args.extend(["--db-url-file", files[0], "--bus-conn-file", files[1]]);
+    let report = run(&Given::from_args(args).expect("args"), &opts).await;
+    assert!(
+        !db.exists() && !bus.exists(),
+        "the running server's files untouched"
+    );
     assert_eq!(report.mode, "read");
     let names: Vec<&str> = report.system.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["top100", "rank"]);
@@ -330,4 +345,31 @@ async fn entries_against_a_url_enter_each_player_into_the_campaign_opened() {
         assert_eq!(bench[0]["entered"], true, "bench_{p}: {}", listed.body);
     }
     app.shutdown().await;
+}
+
+/// A server that never answers fails the run: every request met a transport error.
+#[test]
+fn the_cli_fails_when_no_request_is_answered() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let url = format!("http://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+    let out = Command::new(env!("CARGO_BIN_EXE_liveops"))
+        .args([
+            "bench",
+            "--url",
+            &url,
+            "--players",
+            "10",
+            "--connections",
+            "1",
+        ])
+        .args(["--duration", "0.5", "--warmup", "0", "--probes", "0"])
+        .args(["--hmac-secret", SECRET, "--log-level", "warn"])
+        .output()
+        .expect("runs");
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
