@@ -102,6 +102,15 @@ fn answered(
 /// Creates an operator in the repository `settings` name, with the password on stdin.
 pub async fn create_operator(s: &Settings, email: &str, role: RoleArg) -> anyhow::Result<ExitCode> {
     let password = password_from_stdin()?;
+    if let Some(path) = missing_repository(s) {
+        // The first admin before the first start, or the command run beside another DATA_DIR
+        // than the server's: said, so the second does not pass for protection.
+        eprintln!(
+            "liveops: no repository was at {}: it is created, with this operator (a server on \
+             another DATA_DIR or DB_URL does not see it)",
+            path.display()
+        );
+    }
     let ports = crate::wiring::ports_after_pre_upgrade_backup(s).await?;
     let store = ports.get::<dyn OperatorStore>().await?;
     let hashing = Hashing::shared();
@@ -121,12 +130,26 @@ pub async fn create_operator(s: &Settings, email: &str, role: RoleArg) -> anyhow
 /// `settings` name.
 pub async fn set_password(s: &Settings, email: &str) -> anyhow::Result<ExitCode> {
     let password = password_from_stdin()?;
+    if let Some(path) = missing_repository(s) {
+        anyhow::bail!(
+            "no repository at {} (is DATA_DIR or DB_URL right?)",
+            path.display()
+        );
+    }
     let ports = crate::wiring::ports_after_pre_upgrade_backup(s).await?;
     let store = ports.get::<dyn OperatorStore>().await?;
     let hashing = Hashing::shared();
     let set =
         liveops_operators::set_password(store.as_ref(), &hashing, email, password, "cli").await;
     answered(set, "no operator has this email")
+}
+
+/// The embedded repository's file, if the settings name one that is not there (opening it
+/// would create it, empty).
+fn missing_repository(s: &Settings) -> Option<std::path::PathBuf> {
+    let files = crate::wiring::backup::local_files(s);
+    let repository = files.into_iter().find(|f| f.role == "repository")?;
+    (!repository.path.exists()).then_some(repository.path)
 }
 
 /// Reads an entrants file: one player id per line, or the JSON of `GET /campaigns/{id}/entrants`

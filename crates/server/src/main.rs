@@ -122,6 +122,7 @@ fn main() -> ExitCode {
                 if config.hmac_secret.is_none()
                     && config.hmac_secret_file.is_none()
                     && config.hmac_keys.is_none()
+                    && config.hmac_keys_file.is_none()
                 {
                     config.hmac_secret = Some(hex::encode(rand::random::<[u8; 32]>()));
                 }

@@ -1099,3 +1099,24 @@ async fn a_stop_during_a_scheduled_backup_waits_for_its_set() {
     let manifest = backups.join(&sets[0]).join("manifest.json");
     assert!(manifest.is_file(), "{sets:?}: a whole set");
 }
+
+/// A restore reads the signing keys `serve` reads: with them in `HMAC_KEYS_FILE`, one of them
+/// named `default`, it restores (it once made up a `default` key beside the file's and refused
+/// the list as naming it twice).
+#[test]
+fn a_restore_takes_the_signing_keys_file_serve_takes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, set) = migrated_and_backed_up(&dir.path().join("data"));
+    let keys = dir.path().join("hmac-keys");
+    let other = "abcdefghijklmnopqrstuvwxyz012345";
+    std::fs::write(&keys, format!("default={SECRET},k2={other}")).expect("keys");
+    let restored = dir.path().join("restored");
+    let out = Command::new(BIN)
+        .args(["restore", "--from", path_str(&set), "--data-dir"])
+        .args([path_str(&restored), "--hmac-keys-file", path_str(&keys)])
+        .args(["--log-level", "warn"])
+        .output()
+        .expect("run liveops");
+    assert!(out.status.success(), "{out:?}");
+    assert!(restored.join("liveops.db").is_file());
+}

@@ -501,12 +501,12 @@ async fn an_operator_s_password_is_set_from_the_cli() {
     use std::process::Stdio;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let run = |args: &[&str], stdin: &str| {
+    let run_in = |data: &std::path::Path, args: &[&str], stdin: &str| {
         let mut child = Command::new(BIN)
             .arg("operators")
             .args(args)
             .arg("--data-dir")
-            .arg(dir.path())
+            .arg(data)
             .args(["--hmac-secret", SECRET, "--log-level", "error"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -518,12 +518,23 @@ async fn an_operator_s_password_is_set_from_the_cli() {
         drop(input);
         child.wait_with_output().expect("wait")
     };
+    let run = |args: &[&str], stdin: &str| run_in(dir.path(), args, stdin);
     let email = "lead@example.com";
     let made = run(
         &["create", "--email", email, "--role", "admin"],
         "first password 1\n",
     );
     assert!(made.status.success(), "{made:?}");
+    let said = String::from_utf8_lossy(&made.stderr);
+    assert!(said.contains("no repository was at"), "{said}");
+    // Where there is no repository (another DATA_DIR), no password is set and none is made.
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let set = ["set-password", "--email", email];
+    let refused = run_in(elsewhere.path(), &set, "second password 2\n");
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("no repository at"), "{said}");
+    assert!(!elsewhere.path().join("liveops.db").exists());
     let port = free_port();
     let mut child = spawn_serve(dir.path(), port, &[]);
     let base = format!("http://127.0.0.1:{port}");
