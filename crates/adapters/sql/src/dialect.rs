@@ -131,6 +131,12 @@ pub trait Dialect: Database + HasStatementCache + Sized {
     fn placeholders(sql: &'static str) -> Cow<'static, str> {
         Cow::Borrowed(sql)
     }
+
+    /// Whether the database error `code` (as sqlx gives it) says the stored data is damaged:
+    /// corruption an operator must see, not an outage to retry.
+    fn is_damage(_code: &str) -> bool {
+        false
+    }
 }
 
 /// Statements that take and release a session-level lock between the processes on one database
@@ -304,6 +310,11 @@ pub(crate) fn db_error_of(name: &str, e: sqlx::Error) -> PortError {
 
 /// [`db_error_of`] for dialect `DB` (named as sqlx names it: `PostgreSQL`).
 pub(crate) fn db_error<DB: Dialect>(e: sqlx::Error) -> PortError {
+    if let sqlx::Error::Database(d) = &e {
+        if d.code().is_some_and(|code| DB::is_damage(&code)) {
+            return PortError::Corrupt(format!("{}: {e}", DB::NAME));
+        }
+    }
     db_error_of(DB::NAME, e)
 }
 

@@ -35,9 +35,7 @@ impl SqlRepository<Sqlite> {
     /// busy timeout so concurrent writers wait for each other. Call [`SqlRepository::migrate`]
     /// next. An in-memory URL gives every pooled connection its own empty database: use a file.
     pub async fn connect(url: &str) -> Result<Self, PortError> {
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(10))
+        let pool = pool_options(4)
             .connect_with(options(Path::new(url))?)
             .await
             .map_err(db_error::<Sqlite>)?;
@@ -183,6 +181,12 @@ impl Dialect for Sqlite {
         result.rows_affected()
     }
 
+    /// SQLITE_CORRUPT and SQLITE_NOTADB, with their extended codes (the low byte).
+    fn is_damage(code: &str) -> bool {
+        code.parse::<i32>()
+            .is_ok_and(|c| matches!(c & 0xff, 11 | 26))
+    }
+
     const GROUP_WRITES: bool = true;
 
     fn write_turn(turns: &Arc<Mutex<()>>) -> BoxFuture<'static, Option<OwnedMutexGuard<()>>> {
@@ -206,6 +210,26 @@ impl Dialect for Sqlite {
 
 crate::dialect::text_as_string!(Sqlite);
 
+/// The repository's pool of `max` connections. A connection is handed out only outside any
+/// transaction: a COMMIT that fails (disk full, an I/O error) has SQLite roll the transaction
+/// back while sqlx still counts it open, and its ROLLBACK on drop then fails too; reused, such a
+/// connection refused every write transaction, and ran reads and single writes inside a
+/// transaction left open (stale reads, writes never committed) until its lifetime ended. The
+/// ping before each hand-out runs after any queued rollback, so the count read then is true.
+fn pool_options(max: u32) -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(true)
+        .before_acquire(|conn, _| {
+            let open = sqlx::Connection::is_in_transaction(conn);
+            if open {
+                tracing::warn!("a repository connection left in a failed transaction is closed");
+            }
+            Box::pin(async move { Ok(!open) })
+        })
+}
+
 /// Every score on a board, read on a connection of its own with no per-row round trip: what a
 /// restart's rebuild of a million-player board waits for. Blocking; run it off the async threads.
 fn read_board_scores(
@@ -213,24 +237,24 @@ fn read_board_scores(
     window: &str,
     period: &str,
 ) -> Result<Vec<(String, i64)>, PortError> {
-    let fail = |e: rusqlite::Error| PortError::Unavailable(format!("reading scores: {e}"));
+    let fail = liveops_sqlite_file::fail(file);
     let conn =
         rusqlite::Connection::open_with_flags(file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(fail)?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
+            .map_err(&fail)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(&fail)?;
     conn.execute_batch(&format!(
         "PRAGMA mmap_size = {MMAP_SIZE}; PRAGMA cache_size = {CACHE_SIZE};"
     ))
-    .map_err(fail)?;
+    .map_err(&fail)?;
     let mut stmt = conn
         .prepare("SELECT player_id, score FROM scores WHERE board_window = ?1 AND period = ?2")
-        .map_err(fail)?;
+        .map_err(&fail)?;
     let rows = stmt
         .query_map(rusqlite::params![window, period], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
-        .map_err(fail)?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(fail)
+        .map_err(&fail)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(&fail)
 }
 
 #[cfg(test)]
@@ -252,6 +276,47 @@ mod tests {
         assert!(dir.join("other").is_dir());
         assert!(options(Path::new("sqlite::memory:")).is_ok());
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A connection whose transaction SQLite ended while sqlx still counts it open (what a
+    /// failed COMMIT leaves: SQLite rolls back, and the ROLLBACK on drop fails) is not handed
+    /// out again: the next write transaction begins and commits on a fresh one.
+    #[tokio::test]
+    async fn a_connection_left_in_a_failed_transaction_is_not_handed_out_again() {
+        use sqlx::{Connection as _, Executor as _};
+        let dir = tempfile::tempdir().unwrap();
+        let opts = options(&dir.path().join("t.db")).unwrap();
+        let pool = pool_options(1).connect_with(opts).await.unwrap();
+        pool.execute("CREATE TABLE t (v INTEGER)").await.unwrap();
+        {
+            let mut conn = pool.acquire().await.unwrap();
+            let mut tx = conn.begin_with(BEGIN_WRITE).await.unwrap();
+            tx.execute("INSERT INTO t VALUES (1)").await.unwrap();
+            // SQLite ends the transaction under sqlx, as on a COMMIT that fails.
+            tx.execute("ROLLBACK").await.unwrap();
+        }
+        let mut tx = pool.begin_with(BEGIN_WRITE).await.unwrap();
+        tx.execute("INSERT INTO t VALUES (2)").await.unwrap();
+        tx.commit().await.unwrap();
+        let mut other =
+            sqlx::SqliteConnection::connect_with(&options(&dir.path().join("t.db")).unwrap())
+                .await
+                .unwrap();
+        let kept: Vec<i64> = sqlx::query_scalar("SELECT v FROM t")
+            .fetch_all(&mut other)
+            .await
+            .unwrap();
+        assert_eq!(kept, [2], "committed, as another connection reads it");
+    }
+
+    #[test]
+    fn damaged_files_are_corruption() {
+        for code in ["11", "267", "779", "26"] {
+            assert!(Sqlite::is_damage(code), "{code}");
+        }
+        for code in ["5", "13", "2067", "nope"] {
+            assert!(!Sqlite::is_damage(code), "{code}");
+        }
     }
 
     /// Maps a sqlx error as the repository does.
