@@ -20,7 +20,7 @@ use axum::http::{header, HeaderMap, HeaderName};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use liveops_http::{caused_by, count_forwarded, BodyTimedOut, Problem};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::modules::{Table, Target};
 
@@ -31,6 +31,10 @@ const BODY_LIMIT: usize = 2 << 20;
 const TIMEOUT: Duration = Duration::from_secs(25);
 /// Requests forwarded at once by one process; more are answered 503 (retry shortly).
 pub const IN_FLIGHT: usize = 256;
+/// Longest an answer holds its slot while it streams to the client: a client that stops
+/// reading (the server then stops taking the answer's body) gives the slot back after this,
+/// so a few hundred such connections cannot take every slot.
+const STREAM_HOLD: Duration = Duration::from_secs(60);
 
 /// The module owning a route, where it answers, and the route's pattern (the metrics' label).
 #[derive(Clone, Debug)]
@@ -150,9 +154,11 @@ impl Peers {
             }
         };
         let (status, headers) = (res.status(), forwardable(res.headers()));
-        // The slot is held until the answer's last byte has gone to the client.
+        // The slot is held until the answer's last byte has gone to the client, or at most
+        // STREAM_HOLD.
+        let held = Held::at_most(slot, STREAM_HOLD);
         let stream = futures_util::StreamExt::map(res.bytes_stream(), move |chunk| {
-            let _held = &slot;
+            let _held = &held;
             chunk
         });
         let mut out = Response::new(Body::from_stream(stream));
@@ -160,6 +166,41 @@ impl Peers {
         *out.headers_mut() = headers;
         out
     }
+}
+
+/// A forwarding slot held by an answer's stream: given back when the stream ends or is
+/// dropped, or after a time, whichever comes first.
+struct Held(Arc<(std::sync::Mutex<Option<OwnedSemaphorePermit>>, Notify)>);
+
+impl Held {
+    /// Holds `slot` for at most `max`.
+    fn at_most(slot: OwnedSemaphorePermit, max: Duration) -> Self {
+        let shared = Arc::new((std::sync::Mutex::new(Some(slot)), Notify::new()));
+        let timer = Arc::clone(&shared);
+        tokio::spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(max) => {}
+                () = timer.1.notified() => {}
+            }
+            give_back(&timer.0);
+        });
+        Self(shared)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        give_back(&self.0 .0);
+        self.0 .1.notify_one();
+    }
+}
+
+/// Drops the slot in `slot`, if it is still there.
+fn give_back(slot: &std::sync::Mutex<Option<OwnedSemaphorePermit>>) {
+    let mut slot = slot
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    slot.take();
 }
 
 /// `headers` less those of one connection.
@@ -179,4 +220,34 @@ fn unreachable_owner(owner: &str, error: &str) -> Response {
     ));
     p.retry_after = Some(5);
     p.into_response()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+
+    /// A held slot comes back when its stream goes, or after its longest hold if it never does
+    /// (a client that stopped reading).
+    #[tokio::test]
+    async fn a_slot_comes_back_when_its_stream_ends_or_after_its_longest_hold() {
+        let slots = Arc::new(Semaphore::new(1));
+        let held = Held::at_most(slots.clone().try_acquire_owned().unwrap(), STREAM_HOLD);
+        assert_eq!(slots.available_permits(), 0);
+        drop(held);
+        assert_eq!(slots.available_permits(), 1, "given back with the stream");
+
+        let short = Duration::from_millis(100);
+        let stalled = Held::at_most(slots.clone().try_acquire_owned().unwrap(), short);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(slots.available_permits(), 0, "held while it may stream");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            slots.available_permits(),
+            1,
+            "given back, the stream still there"
+        );
+        drop(stalled);
+        assert_eq!(slots.available_permits(), 1);
+    }
 }
