@@ -610,17 +610,22 @@ fn unreplicated(messages: &[Message], why: &str) -> PortError {
     PortError::Unavailable(format!("redis bus: {why}"))
 }
 
-/// Runs one Redis call bounded by `limit`.
+/// Runs one Redis call bounded by `limit`; a failure or timeout counts in `redis_errors_total`
+/// under `what`, as the other Redis calls do (what the Redis errors alert watches).
 pub(crate) async fn bounded<T>(
-    what: &str,
+    what: &'static str,
     limit: Duration,
     call: impl Future<Output = RedisResult<T>>,
 ) -> PortResult<T> {
-    match tokio::time::timeout(limit, call).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(redis_error(what, &e)),
-        Err(_) => Err(timed_out(what, limit)),
-    }
+    let (kind, error) = match tokio::time::timeout(limit, call).await {
+        Ok(Ok(v)) => return Ok(v),
+        // A replica's refusal is counted by the connection that lets it go.
+        Ok(Err(e)) if crate::conn::is_read_only(&e) => return Err(redis_error(what, &e)),
+        Ok(Err(e)) => ("error", redis_error(what, &e)),
+        Err(_) => ("timeout", timed_out(what, limit)),
+    };
+    metrics::counter!("redis_errors_total", "op" => what, "kind" => kind).increment(1);
+    Err(error)
 }
 
 fn corrupt(what: &str) -> PortError {
@@ -947,7 +952,7 @@ impl RedisBus {
     /// its argument (creating the group, or summing its lag).
     async fn on_group_slots(
         &self,
-        op: &str,
+        op: &'static str,
         script: &Script,
         topic: &str,
         group: &str,
@@ -1512,6 +1517,45 @@ impl Health for RedisBus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A bus call that fails or times out counts in `redis_errors_total`, what the Redis errors
+    /// alert watches; a replica's refusal is left to the connection that counts it.
+    #[test]
+    fn failed_and_timed_out_bus_calls_are_counted() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let short = Duration::from_millis(10);
+        metrics::with_local_recorder(&recorder, || {
+            rt.block_on(async {
+                let down = RedisError::from((redis::ErrorKind::IoError, "down"));
+                assert!(bounded::<()>("poll", short, async { Err(down) })
+                    .await
+                    .is_err());
+                let stuck = std::future::pending::<RedisResult<()>>();
+                assert!(bounded("publish", short, stuck).await.is_err());
+                let replica = RedisError::from((redis::ErrorKind::ReadOnly, "replica"));
+                assert!(bounded::<()>("ack", short, async { Err(replica) })
+                    .await
+                    .is_err());
+                assert_eq!(bounded("ack", short, async { Ok(1) }).await.ok(), Some(1));
+            })
+        });
+        let text = handle.render();
+        let count = |labels: &str| {
+            liveops_testkit::logs::sample(&text, &format!("redis_errors_total{{{labels}}}"))
+        };
+        assert_eq!(count("op=\"poll\",kind=\"error\""), Some(1.0), "{text}");
+        assert_eq!(
+            count("op=\"publish\",kind=\"timeout\""),
+            Some(1.0),
+            "{text}"
+        );
+        assert!(!text.contains("op=\"ack\""), "{text}");
+    }
 
     #[test]
     fn partition_of_is_stable_and_in_range() {

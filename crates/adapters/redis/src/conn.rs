@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use liveops_core::ports::{PortError, PortResult};
+use liveops_core::Throttled;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
@@ -481,13 +482,22 @@ impl RedisConn {
                     "error"
                 };
                 metrics::counter!("redis_errors_total", "op" => op, "kind" => kind).increment(1);
-                tracing::warn!(op, target = %self.inner.name, error = %err, "redis call failed");
+                // One line a period: every request may fail while Redis does (counted above).
+                static FAILED: Throttled = Throttled::new(10_000);
+                if let Some(left_out) = FAILED.admit() {
+                    tracing::warn!(op, target = %self.inner.name, error = %err, left_out,
+                        "redis call failed");
+                }
                 Err(port_error(op, &err))
             }
             Err(_) => {
                 metrics::counter!("redis_errors_total", "op" => op, "kind" => "timeout")
                     .increment(1);
-                tracing::warn!(op, target = %self.inner.name, timeout_ms = timeout.as_millis() as u64, "redis call timed out");
+                static TIMED_OUT: Throttled = Throttled::new(10_000);
+                if let Some(left_out) = TIMED_OUT.admit() {
+                    tracing::warn!(op, target = %self.inner.name,
+                        timeout_ms = timeout.as_millis() as u64, left_out, "redis call timed out");
+                }
                 Err(PortError::Unavailable(format!(
                     "redis {op}: no answer from {} within {timeout:?}",
                     self.inner.name

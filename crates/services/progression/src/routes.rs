@@ -221,7 +221,10 @@ pub(crate) async fn get_progress(
     // for the whole TTL even once the replica caught up.
     if let Some(key) = key.filter(|_| !progress.from_replica) {
         if let Err(error) = state.cache.cache_put(&key, body.clone(), CACHE_TTL).await {
-            tracing::warn!(%error, "cannot cache progress");
+            static LOG: Throttled = Throttled::new(10_000);
+            if let Some(left_out) = LOG.admit() {
+                tracing::warn!(%error, left_out, "cannot cache progress");
+            }
         }
     }
     Ok(json_bytes(body))
