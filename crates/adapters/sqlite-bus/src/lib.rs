@@ -541,9 +541,6 @@ struct GroupState {
     stored_at: Instant,
     /// When the file was last checked for dead letters put back by another process.
     replay_checked: Instant,
-    /// One past the group's highest dead letter (0 with none): new messages from there on are
-    /// read without looking each one up among them.
-    dead_until: i64,
 }
 
 impl GroupState {
@@ -792,13 +789,6 @@ impl Writer {
         let key = (topic.to_owned(), group.to_owned());
         if !self.groups.contains_key(&key) {
             let stored = self.stored_position(topic, group)?;
-            let dead_until = self
-                .conn
-                .prepare_cached(
-                    "SELECT COALESCE(MAX(seq) + 1, 0) FROM bus_dead WHERE topic = ?1 AND grp = ?2",
-                )
-                .and_then(|mut s| s.query_row(params![topic, group], |r| r.get(0)))
-                .map_err(db_error)?;
             let now = Instant::now();
             let mut state = GroupState {
                 next: stored,
@@ -807,7 +797,6 @@ impl Writer {
                 stored,
                 stored_at: now,
                 replay_checked: now,
-                dead_until,
             };
             put_back(&mut state, replayed_rows(&self.conn, topic, group)?);
             self.groups.insert(key.clone(), state);
@@ -863,7 +852,6 @@ impl Writer {
                     .map_err(db_error)?;
                 g.pending.remove(seq);
                 g.replayed.remove(seq);
-                g.dead_until = g.dead_until.max(seq + 1);
             }
             fx.dead
                 .push((topic.to_owned(), group.to_owned(), dead.len() as u64));
@@ -897,27 +885,19 @@ impl Writer {
             // Never a message the group holds a dead letter of: dead stays dead until replayed
             // (then it is put back by its row), also when the group's position read back from
             // the file is below it (a crash, or a failed batch, before the position was written).
-            // A letter dies once delivered, behind `next`: only such a position has any ahead.
-            let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
-            let (from, room) = (g.next, to_i64(room as u64));
-            let dead_ahead = g.next < g.dead_until;
             let mut select = conn
-                .prepare_cached(if dead_ahead {
+                .prepare_cached(
                     "SELECT seq, msg_key, payload FROM bus_messages m \
                      WHERE topic = ?1 AND seq >= ?2 AND NOT EXISTS (SELECT 1 FROM bus_dead d \
                        WHERE d.topic = ?1 AND d.grp = ?4 AND d.seq = m.seq) \
-                     ORDER BY seq LIMIT ?3"
-                } else {
-                    "SELECT seq, msg_key, payload FROM bus_messages \
-                     WHERE topic = ?1 AND seq >= ?2 ORDER BY seq LIMIT ?3"
+                     ORDER BY seq LIMIT ?3",
+                )
+                .map_err(db_error)?;
+            let rows = select
+                .query_map(params![topic, g.next, to_i64(room as u64), group], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })
                 .map_err(db_error)?;
-            let rows = if dead_ahead {
-                select.query_map(params![topic, from, room, group], row)
-            } else {
-                select.query_map(params![topic, from, room], row)
-            }
-            .map_err(db_error)?;
             for row in rows {
                 let (seq, key, payload): (i64, String, Vec<u8>) = row.map_err(db_error)?;
                 g.next = seq + 1;
