@@ -392,12 +392,15 @@ fn int_in(
     Ok(n)
 }
 
-/// Deserializes an `i64` from a JSON integer or a whole number written with a fraction (`982.0`),
-/// as JSON Schema's `integer` allows.
+/// Deserializes an `i64` of seconds from a JSON integer or a whole number written with a
+/// fraction (`982.0`), as JSON Schema's `integer` allows, within ±2^53 however it is written
+/// (where a number with a fraction is still exact; what the document declares).
 pub fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    const EXACT: i128 = 1 << 53;
     as_whole(&Value::deserialize(d)?)
+        .filter(|n| n.abs() <= EXACT)
         .and_then(|n| i64::try_from(n).ok())
-        .ok_or_else(|| serde::de::Error::custom("must be a whole number of seconds"))
+        .ok_or_else(|| serde::de::Error::custom("must be a whole number of seconds within ±2^53"))
 }
 
 /// Deserializes an integer field of a request body the way its OpenAPI `integer` reads: a JSON
@@ -486,6 +489,23 @@ impl Envelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A receipt's timestamp is read within ±2^53 however it is written, as the document
+    /// declares: beyond, a plain integer is refused like one written with an exponent.
+    #[test]
+    fn whole_seconds_are_read_within_two_to_the_53() {
+        #[derive(serde::Deserialize)]
+        struct At(#[serde(deserialize_with = "whole_number")] i64);
+        let read = |json: &str| serde_json::from_str::<At>(json).map(|a| a.0).ok();
+        assert_eq!(read("9007199254740992"), Some(1 << 53));
+        assert_eq!(read("-9007199254740992"), Some(-(1 << 53)));
+        assert_eq!(read("1e15"), Some(1_000_000_000_000_000));
+        assert_eq!(read("1700000000.0"), Some(1_700_000_000));
+        assert_eq!(read("9007199254740993"), None);
+        assert_eq!(read("-9007199254740993"), None);
+        assert_eq!(read("1e16"), None);
+        assert_eq!(read("1.5"), None);
+    }
 
     #[test]
     fn the_oldest_ts_taken_stays_within_what_consumers_remember() {
