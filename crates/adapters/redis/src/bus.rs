@@ -610,8 +610,9 @@ fn unreplicated(messages: &[Message], why: &str) -> PortError {
     PortError::Unavailable(format!("redis bus: {why}"))
 }
 
-/// Runs one Redis call bounded by `limit`; a failure or timeout counts in `redis_errors_total`
-/// under `what`, as the other Redis calls do (what the Redis errors alert watches).
+/// Runs one Redis call bounded by `limit`; a failure, a replica's refusal or a timeout counts
+/// in `redis_errors_total` under `what`, as the other Redis calls do (what the Redis errors
+/// alert watches). Every call of the bus goes through here, its own connections' too.
 pub(crate) async fn bounded<T>(
     what: &'static str,
     limit: Duration,
@@ -619,8 +620,8 @@ pub(crate) async fn bounded<T>(
 ) -> PortResult<T> {
     let (kind, error) = match tokio::time::timeout(limit, call).await {
         Ok(Ok(v)) => return Ok(v),
-        // A replica's refusal is counted by the connection that lets it go.
-        Ok(Err(e)) if crate::conn::is_read_only(&e) => return Err(redis_error(what, &e)),
+        // A replica's refusal (a demoted primary), on the shared connection or one of our own.
+        Ok(Err(e)) if crate::conn::is_read_only(&e) => ("readonly", redis_error(what, &e)),
         Ok(Err(e)) => ("error", redis_error(what, &e)),
         Err(_) => ("timeout", timed_out(what, limit)),
     };
@@ -1518,8 +1519,8 @@ impl Health for RedisBus {
 mod tests {
     use super::*;
 
-    /// A bus call that fails or times out counts in `redis_errors_total`, what the Redis errors
-    /// alert watches; a replica's refusal is left to the connection that counts it.
+    /// A bus call that fails, is refused by a replica or times out counts in
+    /// `redis_errors_total`, what the Redis errors alert watches, once.
     #[test]
     fn failed_and_timed_out_bus_calls_are_counted() {
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
@@ -1554,7 +1555,8 @@ mod tests {
             Some(1.0),
             "{text}"
         );
-        assert!(!text.contains("op=\"ack\""), "{text}");
+        assert_eq!(count("op=\"ack\",kind=\"readonly\""), Some(1.0), "{text}");
+        assert!(!text.contains("op=\"ack\",kind=\"error\""), "{text}");
     }
 
     #[test]

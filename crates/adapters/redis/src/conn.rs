@@ -643,12 +643,12 @@ impl ConnectionLike for RedisHandle {
 #[derive(Clone)]
 pub(crate) struct Watched {
     conn: ConnectionManager,
-    /// Names the connection in logs and metrics (`op` of `redis_errors_total`).
+    /// Names the connection in its log lines.
     op: &'static str,
 }
 
 impl Watched {
-    /// Watches `conn`, counted as `op`.
+    /// Watches `conn`, named `op` in its log lines.
     pub fn new(conn: ConnectionManager, op: &'static str) -> Self {
         Self { conn, op }
     }
@@ -663,7 +663,7 @@ impl Watched {
         if !is_read_only(err) {
             return;
         }
-        metrics::counter!("redis_errors_total", "op" => self.op, "kind" => "readonly").increment(1);
+        // Counted by the call that met it (the bus's `bounded`), not here as well.
         tracing::warn!(
             op = self.op,
             "redis answered READONLY (a replica now); reconnecting"
