@@ -22,12 +22,20 @@ use crate::{Application, Settings};
 /// The settings of an in-process product: the given configuration, on a free local port, with
 /// its files in `dir`: an embedded repository or bus named by the configuration (`DB_URL`,
 /// `BUS_CONN`, or the files holding them) is never the one used, which may be a running
-/// server's.
+/// server's, and it takes no backups.
 fn spawn_settings(config: &Given, dir: &std::path::Path) -> Result<Settings, BenchError> {
     let mut raw = config.raw.clone();
     raw.port = Some(0);
     raw.bind = "127.0.0.1".into();
     raw.data_dir = dir.to_path_buf();
+    // Nor the server's backups: a set of the bench's files would go to its BACKUP_DIR and
+    // archive, and prune its oldest real set.
+    raw.backup.backup_every = "0".into();
+    (raw.backup.backup_dir, raw.backup.backup_azure_url) = (None, None);
+    (
+        raw.backup.backup_azure_key,
+        raw.backup.backup_azure_key_file,
+    ) = (None, None);
     let resolve = |raw| {
         let args = config.args.clone();
         let resolved = Given { raw, args }.resolve();
@@ -244,4 +252,27 @@ async fn spawn_product(
         ready_s: Some(built_at.elapsed().as_secs_f64()),
     };
     Ok((served, startup))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
+mod tests {
+    use super::*;
+
+    /// The spawned product takes no backups, whatever the configuration says of a server's.
+    #[test]
+    fn a_spawned_product_takes_no_backups() {
+        let args = ["--hmac-secret", "0123456789abcdef0123456789abcdef"];
+        let backups = ["--backup-dir", "/srv/backups", "--backup-every", "10m"];
+        let given = Given::from_args(args.into_iter().chain(backups)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let settings = spawn_settings(&given, dir.path()).unwrap();
+        assert_eq!(settings.backup.every, None);
+        assert!(settings.backup.azure.is_none());
+        assert!(
+            settings.backup.dir.starts_with(dir.path()),
+            "{:?}",
+            settings.backup.dir
+        );
+    }
 }
