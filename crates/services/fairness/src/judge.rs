@@ -99,7 +99,12 @@ impl Judge {
                 let x = scale(value);
                 let s = stats.entry(kind).or_default();
                 let z = s.z(x, MIN_SPREAD);
-                if s.count >= self.warmup && z > self.anomaly_z {
+                let judged = s.count >= self.warmup;
+                if judged && z < -self.anomaly_z {
+                    // Far below the history (0 points): forwarded, but not learned. Learned,
+                    // such values widen the spread until cheats pass (a thousand kills of 0
+                    // let one of ten times the median through).
+                } else if judged && z > self.anomaly_z {
                     flagged = true;
                     ruling.flags.push(Flag {
                         event_id: id,
@@ -164,6 +169,26 @@ mod tests {
         assert_eq!(r.stats[0].1.count, 1);
         judge.adopt(&r);
         assert_eq!(judge.stats(EventType::BossKill).count, 50);
+    }
+
+    /// Values far below the history are forwarded but not learned: a flood of them cannot widen
+    /// the spread so that a cheat passes.
+    #[test]
+    fn values_far_below_the_history_are_not_learned() {
+        let mut judge = Judge::new(3.5, 50, vec![]);
+        warmed(&mut judge, 200);
+        let before = judge.stats(EventType::BossKill);
+        let zeros: Vec<Envelope> = (0..1_000).map(|_| boss(0)).collect();
+        let refs: Vec<&Envelope> = zeros.iter().collect();
+        let r = judge.rule(&refs, &HashMap::new(), 1);
+        assert!(r.flagged.iter().all(|f| !f), "forwarded");
+        assert!(r.flags.is_empty());
+        assert!(r.stats.is_empty(), "{:?}", r.stats);
+        judge.adopt(&r);
+        assert_eq!(judge.stats(EventType::BossKill), before);
+        let cheat = boss(1_000);
+        let r = judge.rule(&[&cheat], &HashMap::new(), 2);
+        assert_eq!(r.flagged, vec![true], "ten times the usual still flagged");
     }
 
     #[test]
