@@ -488,7 +488,7 @@ def fairness(L):
                description="Every flag gives its player one strike, once per event (a "
                "redelivered batch strikes again without counting twice); strikes are not "
                "counted separately."), w=8, h=4)
-    L.add(stat("Players blocked (last hour)", summed("fairness_blocks_total", fn="increase", window="1h"),
+    L.add(stat("Fairness blocks (last hour)", summed("fairness_blocks_total", fn="increase", window="1h"),
                thresholds=[(20, "orange")]), w=8, h=4)
     L.add(timeseries("Anomaly flags per second, by event type",
                      [(summed("anomaly_flags_total", by="type"), "{{type}}")],
