@@ -497,7 +497,7 @@ def fairness(L):
                      [(summed("anomaly_flags_total", by="type", window="5m"), "now {{type}}"),
                       (summed("anomaly_flags_total", by="type", window="1h"), "1 h avg {{type}}")],
                      "short", "The spike alert fires above three times the hour's average."))
-    L.add(timeseries("Players blocked per second",
+    L.add(timeseries("Fairness blocks per second",
                      [(summed("fairness_blocks_total"), "blocks / s"),
                       (summed("fairness_rejudged_total"), "batches judged again / s")], "short",
                      "A batch is judged again when another replica stored a verdict on one of its "

@@ -476,8 +476,8 @@ pub struct Receipt {
     pub player_id: String,
     /// The item granted.
     pub item: String,
-    /// When it was issued, unix seconds (a number written with a fraction or exponent is read
-    /// only within ±2^53, where it is exact).
+    /// When it was issued, unix seconds, within ±2^53 however it is written (with a fraction
+    /// or an exponent, a number is exact only there).
     #[serde(deserialize_with = "crate::event::whole_number")]
     #[schema(minimum = -9_007_199_254_740_992_i64, maximum = 9_007_199_254_740_992_i64)]
     pub timestamp: i64,
