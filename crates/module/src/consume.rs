@@ -155,6 +155,19 @@ pub async fn unapplied(
     Ok(fresh)
 }
 
+/// The `events` not among `fresh` (what [`unapplied`] answered for them): applied before, maybe
+/// by a commit whose follow-up (a cache drop, a rank-store raise) never ran.
+pub fn applied_before<'a>(events: &'a [Envelope], fresh: &[Envelope]) -> Vec<&'a Envelope> {
+    if fresh.len() == events.len() {
+        return Vec::new();
+    }
+    let fresh: HashSet<Uuid> = fresh.iter().map(|e| e.event_id).collect();
+    events
+        .iter()
+        .filter(|e| !fresh.contains(&e.event_id))
+        .collect()
+}
+
 /// Applies a batch that keeps failing one event at a time, so that one event that cannot be
 /// applied does not hold up the others (and take them to the dead letters with it); the ids of
 /// the events not applied, left to redelivery: those that still fail

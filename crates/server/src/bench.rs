@@ -42,7 +42,7 @@ fn spawn_settings(config: &Given, dir: &std::path::Path) -> Result<Settings, Ben
         resolved.map_err(|e| BenchError::Config(e.to_string()))
     };
     let given = resolve(raw.clone())?;
-    if given.db_url.starts_with("sqlite") {
+    if liveops_sql::Backend::of_url(&given.db_url).ok() == Some(liveops_sql::Backend::Sqlite) {
         (raw.db_url, raw.db_url_file) = (None, None);
     }
     if given.bus_kind == BusKind::Sqlite {

@@ -170,19 +170,41 @@ impl Peers {
 
 /// A forwarding slot held by an answer's stream: given back when the stream ends or is
 /// dropped, or after a time, whichever comes first.
-struct Held(Arc<(std::sync::Mutex<Option<OwnedSemaphorePermit>>, Notify)>);
+struct Held(Arc<Slot>);
+
+/// What [`Held`] shares with its timer.
+struct Slot {
+    /// The slot, until given back.
+    permit: std::sync::Mutex<Option<OwnedSemaphorePermit>>,
+    /// Wakes the timer when the stream goes first.
+    ended: Notify,
+}
+
+impl Slot {
+    /// Drops the slot, if it is still there.
+    fn give_back(&self) {
+        let mut permit = self
+            .permit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        permit.take();
+    }
+}
 
 impl Held {
     /// Holds `slot` for at most `max`.
     fn at_most(slot: OwnedSemaphorePermit, max: Duration) -> Self {
-        let shared = Arc::new((std::sync::Mutex::new(Some(slot)), Notify::new()));
+        let shared = Arc::new(Slot {
+            permit: std::sync::Mutex::new(Some(slot)),
+            ended: Notify::new(),
+        });
         let timer = Arc::clone(&shared);
         tokio::spawn(async move {
             tokio::select! {
                 () = tokio::time::sleep(max) => {}
-                () = timer.1.notified() => {}
+                () = timer.ended.notified() => {}
             }
-            give_back(&timer.0);
+            timer.give_back();
         });
         Self(shared)
     }
@@ -190,17 +212,9 @@ impl Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        give_back(&self.0 .0);
-        self.0 .1.notify_one();
+        self.0.give_back();
+        self.0.ended.notify_one();
     }
-}
-
-/// Drops the slot in `slot`, if it is still there.
-fn give_back(slot: &std::sync::Mutex<Option<OwnedSemaphorePermit>>) {
-    let mut slot = slot
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    slot.take();
 }
 
 /// `headers` less those of one connection.

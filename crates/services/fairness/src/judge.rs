@@ -99,12 +99,12 @@ impl Judge {
                 let x = scale(value);
                 let s = stats.entry(kind).or_default();
                 let z = s.z(x, MIN_SPREAD);
+                // Once warmed up, only values within `anomaly_z` of the history are learned:
+                // one far above is flagged; one far below (0 points) is forwarded, since
+                // learned such values widen the spread until cheats pass (a thousand kills of
+                // 0 let one of ten times the median through).
                 let judged = s.count >= self.warmup;
-                if judged && z < -self.anomaly_z {
-                    // Far below the history (0 points): forwarded, but not learned. Learned,
-                    // such values widen the spread until cheats pass (a thousand kills of 0
-                    // let one of ten times the median through).
-                } else if judged && z > self.anomaly_z {
+                if judged && z > self.anomaly_z {
                     flagged = true;
                     ruling.flags.push(Flag {
                         event_id: id,
@@ -114,7 +114,7 @@ impl Judge {
                         z_score: z,
                         at_ms: now_ms,
                     });
-                } else {
+                } else if !judged || z >= -self.anomaly_z {
                     s.push(x);
                     added.entry(kind).or_default().push(x);
                 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use liveops_core::ports::{Board, ScoreTotal};
 use liveops_core::{now_ms, Envelope, PortError};
-use liveops_module::consume::{consume, unapplied, Apply, Backoff, Subscription};
+use liveops_module::consume::{applied_before, consume, unapplied, Apply, Backoff, Subscription};
 use liveops_module::tick::{naming, Failures};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -140,10 +140,11 @@ pub(crate) async fn commit_batch(
     clock: fn() -> i64,
 ) -> Result<Vec<ScoreTotal>, PortError> {
     let fresh = unapplied(&*state.processed, CONSUMER_ID, events).await?;
-    let mut totals = if fresh.len() < events.len() {
-        held_totals(state, events, &fresh, clock()).await?
-    } else {
+    let before = applied_before(events, &fresh);
+    let mut totals = if before.is_empty() {
         Vec::new()
+    } else {
+        held_totals(state, &before, clock()).await?
     };
     if fresh.is_empty() {
         return Ok(totals);
@@ -164,26 +165,19 @@ pub(crate) async fn commit_batch(
     Ok(totals)
 }
 
-/// The totals the repository holds on the live boards (at `now_ms`) for the players of the
-/// `events` applied before (those not in `fresh`). Their commit's raise may never have reached
+/// The totals the repository holds on the live boards (at `now_ms`) for the players of events
+/// applied `before`. Their commit's raise may never have reached
 /// the rank store: the process that committed them stopped (a scale-in, the end of a rollout)
 /// while the rank store was failing, and a redelivered batch finds them applied, with nothing
 /// else to raise them. Raising again to a total the rank store holds moves nothing.
 async fn held_totals(
     state: &LeaderboardState,
-    events: &[Envelope],
-    fresh: &[Envelope],
+    before: &[&Envelope],
     now_ms: i64,
 ) -> Result<Vec<ScoreTotal>, PortError> {
-    let fresh: BTreeSet<Uuid> = fresh.iter().map(|e| e.event_id).collect();
-    let before: Vec<Envelope> = events
-        .iter()
-        .filter(|e| !fresh.contains(&e.event_id))
-        .cloned()
-        .collect();
     let cfg = &state.config;
     let mut players: BTreeMap<Board, Vec<String>> = BTreeMap::new();
-    for d in deltas(&before, &cfg.windows, &cfg.calendar).0 {
+    for d in deltas(before.iter().copied(), &cfg.windows, &cfg.calendar).0 {
         if is_live(&cfg.calendar, &d.board, now_ms) {
             players.entry(d.board).or_default().push(d.player_id);
         }

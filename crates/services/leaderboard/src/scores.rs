@@ -6,8 +6,8 @@ use liveops_core::ports::{Board, ScoreDelta};
 use liveops_core::{Calendar, Envelope, Period, Window};
 
 /// The score changes of a batch, one per (board, player), plus how many events scored per window.
-pub(crate) fn deltas(
-    events: &[Envelope],
+pub(crate) fn deltas<'a>(
+    events: impl IntoIterator<Item = &'a Envelope>,
     windows: &[Window],
     calendar: &Calendar,
 ) -> (Vec<ScoreDelta>, BTreeMap<Window, u64>) {

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use liveops_core::{Envelope, PortError};
-use liveops_module::consume::{consume, unapplied, Apply, Subscription};
+use liveops_module::consume::{applied_before, consume, unapplied, Apply, Subscription};
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::{plan, xp_keys, Plan};
@@ -57,13 +57,11 @@ pub(crate) async fn apply_batch(
 ) -> Result<(), PortError> {
     for tries in 1..=PLANNINGS {
         let fresh = unapplied(&*state.processed, CONSUMER_ID, events).await?;
-        if tries == 1 && fresh.len() < events.len() {
+        if tries == 1 {
             // Applied before, maybe by a commit whose cache drop never ran (a crash after it,
             // or a commit that timed out yet went through): drop those players' views now.
-            let new: HashSet<_> = fresh.iter().map(|e| e.event_id).collect();
-            let players: HashSet<&str> = events
-                .iter()
-                .filter(|e| !new.contains(&e.event_id))
+            let players: HashSet<&str> = applied_before(events, &fresh)
+                .into_iter()
                 .map(|e| e.event.player_id.as_str())
                 .collect();
             crate::cache::invalidate_all(state.cache.as_ref(), players).await;
